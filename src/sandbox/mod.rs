@@ -1,0 +1,1 @@
+//! Simulated vendor APIs on loopback, the simulated downstream app and fault injection.

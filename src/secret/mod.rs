@@ -1,0 +1,161 @@
+//! Secrets as opaque values, and the redactor every output passes through.
+
+mod redact;
+
+pub use redact::{redact, redact_json, register, strip_markers, MARK};
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a secret value came from; journalled next to its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    Prompt { id: String },
+    Answers { id: String },
+    Env { name: String },
+    Param { name: String },
+    Infisical { name: String, version: Option<u64> },
+    Vendor { what: String },
+    Literal,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Prompt { id } => write!(f, "prompt '{id}'"),
+            Source::Answers { id } => write!(f, "answers file entry '{id}'"),
+            Source::Env { name } => write!(f, "environment variable {name}"),
+            Source::Param { name } => write!(f, "param '{name}'"),
+            Source::Infisical {
+                name,
+                version: Some(v),
+            } => write!(f, "Infisical secret {name} (version {v})"),
+            Source::Infisical {
+                name,
+                version: None,
+            } => write!(f, "Infisical secret {name}"),
+            Source::Vendor { what } => write!(f, "{what}"),
+            Source::Literal => write!(f, "a literal in the script"),
+        }
+    }
+}
+
+/// An opaque secret value. Displays as `secret(…ab12)`; the value itself is only reachable
+/// through [`Secret::expose`], which host code calls at the moment it talks to a vendor.
+#[derive(Clone)]
+pub struct Secret {
+    value: Arc<SecretString>,
+    source: Source,
+}
+
+impl Secret {
+    /// Wraps a value and registers it with the redactor, so no output can show it.
+    pub fn new(value: impl Into<String>, source: Source) -> Self {
+        let value: String = value.into();
+        register(&value);
+        Secret {
+            value: Arc::new(SecretString::from(value)),
+            source,
+        }
+    }
+
+    /// The raw value, for building a vendor request. Never format it.
+    pub fn expose(&self) -> &str {
+        self.value.expose_secret()
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    pub fn with_source(mut self, source: Source) -> Self {
+        self.source = source;
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.expose().chars().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expose().is_empty()
+    }
+
+    /// A short, stable hash of the value: enough to tell two tokens apart in a journal.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.expose())
+    }
+
+    /// The redacted form, `secret(…ab12)`.
+    pub fn masked(&self) -> String {
+        mask(self.expose())
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        // Constant-time enough for our purpose: compare the hashes, not the bytes.
+        Sha256::digest(self.expose().as_bytes()) == Sha256::digest(other.expose().as_bytes())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// `sha256:` and the first 12 hex digits of the value's SHA-256.
+pub fn fingerprint(value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Shows at most the last 4 characters, fewer for short values, none for very short ones.
+pub fn mask(value: &str) -> String {
+    let n = value.chars().count();
+    let shown = match n {
+        0..=7 => 0,
+        8..=15 => 2,
+        _ => 4,
+    };
+    let tail: String = value.chars().skip(n - shown).collect();
+    format!("secret(…{tail})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_show_at_most_four_chars() {
+        assert_eq!(mask("0123456789abcdef"), "secret(…cdef)");
+        assert_eq!(mask("01234567"), "secret(…67)");
+        assert_eq!(mask("abc"), "secret(…)");
+        assert_eq!(mask(""), "secret(…)");
+    }
+
+    #[test]
+    fn display_and_debug_never_show_the_value() {
+        let s = Secret::new("tok-0123456789-secretvalue", Source::Literal);
+        assert_eq!(format!("{s}"), "secret(…alue)");
+        assert_eq!(format!("{s:?}"), "secret(…alue)");
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_short() {
+        assert_eq!(fingerprint("a"), fingerprint("a"));
+        assert_ne!(fingerprint("a"), fingerprint("b"));
+        assert_eq!(fingerprint("a").len(), "sha256:".len() + 12);
+    }
+}

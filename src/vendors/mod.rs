@@ -1,0 +1,1 @@
+//! Typed async clients for each vendor (no rhai here).

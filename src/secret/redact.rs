@@ -26,7 +26,7 @@ pub fn register(value: &str) {
     }
     seen.push((value.to_string(), super::mask(value)));
     // Longest first, so a secret that contains another is masked whole.
-    seen.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    seen.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
 }
 
 /// Replaces every registered secret value with its mask and drops interpolation markers.

@@ -1,0 +1,48 @@
+//! Parses arguments, runs the subcommand, renders errors and maps them to exit codes.
+
+use crate::cli::{Cli, Command};
+use crate::commands;
+use crate::error::{exit, Error};
+use clap::Parser;
+use std::process::ExitCode;
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let json = match &cli.command {
+        Command::Exec(a) => a.json,
+        _ => false,
+    };
+    crate::ui::init(json);
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if !matches!(
+                e,
+                Error::RunFailed { .. } | Error::Aborted | Error::Interrupted
+            ) {
+                crate::ui::err(&crate::ui::render(&e));
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(command: Command) -> Result<u8, Error> {
+    match command {
+        Command::Exec(args) => commands::exec::run(args),
+        Command::Check(args) => commands::check::run(args),
+        Command::Show(args) => commands::show::run(args),
+        Command::List(args) => commands::list::run(args),
+    }
+}

@@ -1,0 +1,78 @@
+//! Command-line definitions (clap). Behaviour lives in `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runbook",
+    version,
+    about = "Runs operational runbooks written as rhai scripts",
+    long_about = "Runs operational runbooks written as rhai scripts.\n\nStart with: runbook exec postmark --sandbox --yes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a runbook step by step
+    Exec(ExecArgs),
+    /// Compile and lint runbooks without running them
+    Check(CheckArgs),
+    /// Print a runbook's plan: params, prerequisites, steps, undo, gotchas
+    Show(ShowArgs),
+    /// List the runbooks found in ./runbooks and RUNBOOK_PATH
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A path, or a name looked up in ./runbooks then RUNBOOK_PATH
+    pub runbook: String,
+    /// Run against simulated vendors on loopback
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Run reads for real, record writes without performing them
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Answer confirmations with yes; on failure roll back (unless --no-rollback)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// With --yes, stop on failure instead of rolling back
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Set a param: NAME=VALUE (lists are comma-separated)
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Prompt answers keyed by prompt id (TOML or JSON)
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
+    /// Who runs this, for the audit log (default: RUNBOOK_ACTOR, else user@host)
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Print a machine-readable run report on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Runbook files or folders (default: every runbook in ./runbooks and RUNBOOK_PATH)
+    pub paths: Vec<String>,
+    /// Print diagnostics as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub runbook: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+}

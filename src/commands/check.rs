@@ -1,0 +1,101 @@
+//! `runbook check`: compile and lint without running anything.
+
+use crate::cli::CheckArgs;
+use crate::engine::ScriptError;
+use crate::error::{exit, Error, Result};
+use crate::prompt::Prompter;
+use crate::runbook::{self, lint, source, SourceFile};
+use crate::ui;
+use std::path::{Path, PathBuf};
+
+/// The problems of one runbook file (empty when it is clean).
+pub fn check_file(path: &Path) -> Result<Vec<ScriptError>, Error> {
+    let file = SourceFile::read(path)?;
+    match runbook::load(file, Prompter::silent()) {
+        Ok(loaded) => Ok(lint::lint(&loaded)),
+        Err(Error::Script(e)) => Ok(vec![*e]),
+        Err(e) => Err(e),
+    }
+}
+
+fn targets(args: &CheckArgs) -> Result<Vec<PathBuf>> {
+    if args.paths.is_empty() {
+        return Ok(source::list_paths());
+    }
+    let mut out = Vec::new();
+    for p in &args.paths {
+        let path = Path::new(p);
+        if path.is_dir() {
+            out.extend(
+                walkdir::WalkDir::new(path)
+                    .sort_by_file_name()
+                    .into_iter()
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_file())
+                    .map(|e| e.into_path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "rhai")),
+            );
+        } else {
+            out.push(runbook::find(p)?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: CheckArgs) -> Result<u8> {
+    let paths = targets(&args)?;
+    if paths.is_empty() {
+        return Err(Error::usage(
+            "no runbooks to check",
+            "give a path, or run from a folder that has ./runbooks",
+        ));
+    }
+    let mut all: Vec<serde_json::Value> = Vec::new();
+    let mut failed = 0usize;
+    for path in &paths {
+        let problems = match check_file(path) {
+            Ok(p) => p,
+            Err(e) => {
+                failed += 1;
+                if args.json {
+                    all.push(serde_json::json!({
+                        "file": path.display().to_string(),
+                        "code": "runbook::io",
+                        "message": e.to_string(),
+                    }));
+                } else {
+                    ui::err(&ui::render(&e));
+                }
+                continue;
+            }
+        };
+        if problems.is_empty() {
+            if !args.json {
+                ui::out(&format!("ok  {}", path.display()));
+            }
+            continue;
+        }
+        failed += 1;
+        for p in &problems {
+            if args.json {
+                let mut v = p.to_json();
+                if v.get("file").is_none() {
+                    v["file"] = path.display().to_string().into();
+                }
+                all.push(v);
+            } else {
+                ui::err(&ui::render(p));
+            }
+        }
+    }
+    if args.json {
+        let out = serde_json::json!({ "checked": paths.len(), "diagnostics": all });
+        ui::out(&serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else if failed > 0 {
+        ui::err(&format!(
+            "{failed} of {} runbook(s) have problems",
+            paths.len()
+        ));
+    }
+    Ok(if failed > 0 { exit::USAGE } else { exit::OK })
+}

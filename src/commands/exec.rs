@@ -1,0 +1,102 @@
+//! `runbook exec`.
+
+use crate::audit::AuditLog;
+use crate::cli::ExecArgs;
+use crate::error::{exit, Result};
+use crate::exec::{self, params, Report, RunStatus};
+use crate::host::RunInfo;
+use crate::prompt::{Answers, Prompter};
+use crate::runbook::{self, Ctx, SourceFile};
+use crate::ui;
+
+pub fn run(args: ExecArgs) -> Result<u8> {
+    let path = runbook::find(&args.runbook)?;
+    let file = SourceFile::read(&path)?;
+    let answers = match &args.answers {
+        Some(p) => Answers::load(p)?,
+        None => Answers::default(),
+    };
+    let pairs = params::parse_pairs(&args.params)?;
+    let prompter = Prompter::new(answers, args.yes || args.dry_run);
+    let loaded = runbook::load(file, prompter)?;
+    let params = params::resolve(&loaded.plan, &pairs)?;
+
+    let meta = loaded.plan.meta().clone();
+    let run_id = exec::new_run_id();
+    let actor = exec::actor(args.actor.as_deref());
+    let state_dir = crate::state::dir();
+    let host = &loaded.host;
+    *host.run.borrow_mut() = RunInfo {
+        run_id: run_id.clone(),
+        actor: actor.clone(),
+        runbook_id: meta.id.clone(),
+        mode: if args.dry_run { "dry-run" } else { "exec" }.into(),
+    };
+    host.dry_run.set(args.dry_run);
+    *host.audit.borrow_mut() = Some(AuditLog::new(&state_dir));
+
+    let opts = exec::Options {
+        yes: args.yes,
+        no_rollback: args.no_rollback,
+        dry_run: args.dry_run,
+        json: args.json,
+    };
+    ui::progress(&ui::bold(&format!("{} ({})", meta.title, meta.id)));
+    ui::progress(&ui::dim(&format!(
+        "run {run_id} · actor {actor}{}",
+        if args.dry_run {
+            " · dry-run: writes are recorded, not performed"
+        } else {
+            ""
+        }
+    )));
+    let report = Report {
+        run_id,
+        runbook: meta.id.clone(),
+        title: meta.title.clone(),
+        actor,
+        status: RunStatus::Running,
+        dry_run: args.dry_run,
+        started_at: crate::audit::now_rfc3339(),
+        duration_ms: 0,
+        steps: Vec::new(),
+        planned_writes: Vec::new(),
+        failed_step: None,
+        error: None,
+    };
+    let report = exec::run(&loaded, &opts, Ctx::new(params), report);
+    summary(&report);
+    if args.json {
+        ui::out(&report.to_json());
+    }
+    Ok(match report.status {
+        RunStatus::Succeeded => exit::OK,
+        RunStatus::Aborted => exit::ABORTED,
+        RunStatus::Interrupted => exit::INTERRUPTED,
+        RunStatus::Failed | RunStatus::RolledBack | RunStatus::Running => exit::STEP_FAILED,
+    })
+}
+
+fn summary(report: &Report) {
+    ui::progress("");
+    let secs = report.duration_ms as f64 / 1000.0;
+    let line = match (&report.status, &report.failed_step) {
+        (RunStatus::Succeeded, _) => format!("Run {} succeeded in {secs:.1}s", report.run_id),
+        (status, Some(step)) => format!(
+            "Run {} {} (step '{step}' failed) after {secs:.1}s",
+            report.run_id,
+            status.as_str()
+        ),
+        (status, None) => format!("Run {} {} after {secs:.1}s", report.run_id, status.as_str()),
+    };
+    ui::progress(&ui::bold(&line));
+    if !report.planned_writes.is_empty() {
+        ui::progress(&format!(
+            "Dry run: {} write(s) would have been made:",
+            report.planned_writes.len()
+        ));
+        for w in &report.planned_writes {
+            ui::progress(&format!("  - [{}] {} → {}", w.step, w.function, w.target));
+        }
+    }
+}

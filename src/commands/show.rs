@@ -1,0 +1,99 @@
+//! `runbook show`: the plan, without running anything.
+
+use crate::cli::ShowArgs;
+use crate::error::{exit, Result};
+use crate::prompt::Prompter;
+use crate::runbook::{self, SourceFile};
+use crate::ui;
+
+pub fn run(args: ShowArgs) -> Result<u8> {
+    let path = runbook::find(&args.runbook)?;
+    let loaded = runbook::load(SourceFile::read(&path)?, Prompter::silent())?;
+    let plan = &loaded.plan;
+    let m = plan.meta();
+    let mut out: Vec<String> = Vec::new();
+    out.push(ui::bold(&format!("{} ({})", m.title, m.id)));
+    out.push(format!("  file: {}", path.display()));
+    let facts = [
+        ("secret", m.secret.clone()),
+        ("mode", m.mode.clone()),
+        ("role", m.role.clone()),
+        ("cadence", m.cadence_days.map(|d| format!("every {d} days"))),
+        ("average duration", m.average_duration.clone()),
+        ("last validated", m.last_validated.clone()),
+    ];
+    for (k, v) in facts {
+        if let Some(v) = v {
+            out.push(format!("  {k}: {v}"));
+        }
+    }
+    if !plan.params.is_empty() {
+        out.push(String::new());
+        out.push(ui::bold("Params"));
+        for p in &plan.params {
+            let default = match (&p.default, p.secret) {
+                (_, true) => " (secret)".to_string(),
+                (Some(d), _) => format!(" = {d}"),
+                (None, _) if p.required => " (required)".to_string(),
+                (None, _) => String::new(),
+            };
+            let env = p
+                .env
+                .as_ref()
+                .map(|e| format!(" [env {e}]"))
+                .unwrap_or_default();
+            out.push(format!("  {}{default}{env}", p.name));
+            if let Some(h) = &p.help {
+                out.push(format!("      {h}"));
+            }
+        }
+    }
+    if !plan.prerequisites.is_empty() {
+        out.push(String::new());
+        out.push(ui::bold("Prerequisites"));
+        for p in &plan.prerequisites {
+            out.push(format!("  [ ] {p}"));
+        }
+    }
+    out.push(String::new());
+    out.push(ui::bold("Steps"));
+    for (i, s) in plan.steps.iter().enumerate() {
+        let mut marks = Vec::new();
+        if s.undo.is_some() {
+            marks.push("undo".to_string());
+        }
+        if s.irreversible.is_some() {
+            marks.push("IRREVERSIBLE".to_string());
+        }
+        if s.confirm.is_some() {
+            marks.push("asks for confirmation".to_string());
+        }
+        let marks = if marks.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", marks.join(", "))
+        };
+        out.push(format!("  {}. {} · {}{marks}", i + 1, s.id, s.title));
+        for c in &s.checks {
+            out.push(format!("       check: {c}"));
+        }
+        if let Some(why) = &s.irreversible {
+            out.push(format!("       cannot be undone: {why}"));
+        }
+    }
+    for (title, items) in [
+        ("Rollback", &m.rollback),
+        ("Gotchas", &m.gotchas),
+        ("References", &m.references),
+    ] {
+        if !items.is_empty() {
+            out.push(String::new());
+            out.push(ui::bold(title));
+            for g in items.iter() {
+                out.push(format!("  - {g}"));
+            }
+        }
+    }
+    ui::out(&out.join("\n"));
+    Ok(exit::OK)
+}

@@ -1,0 +1,83 @@
+//! Building the rhai `Engine`: limits, module resolution, print/debug routing.
+
+pub mod diagnostic;
+pub mod resolver;
+
+pub use diagnostic::{ScriptError, Sources};
+pub use resolver::Resolver;
+
+use crate::interrupt;
+use rhai::{Dynamic, Engine};
+
+/// Engine limits. Fixed numbers (not rhai's defaults, which differ between debug and release
+/// builds) so a script that passes in tests passes in production.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_fn_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    pub max_modules: usize,
+    pub max_variables: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 5_000_000,
+            max_call_levels: 48,
+            max_expr_depth: 64,
+            max_fn_expr_depth: 48,
+            max_string_size: 1 << 20,
+            max_array_size: 100_000,
+            max_map_size: 10_000,
+            max_modules: 32,
+            max_variables: 1_000,
+        }
+    }
+}
+
+/// The token a terminated script carries; `catch` cannot swallow a termination.
+pub const INTERRUPTED: &str = "runbook::interrupted";
+pub const ABORTED: &str = "runbook::aborted";
+
+/// A rhai engine with our limits and safety settings, but no host modules yet.
+pub fn new_engine(limits: Limits, resolver: Resolver) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels)
+        .set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth)
+        .set_max_string_size(limits.max_string_size)
+        .set_max_array_size(limits.max_array_size)
+        .set_max_map_size(limits.max_map_size)
+        .set_max_modules(limits.max_modules)
+        .set_max_variables(limits.max_variables)
+        .set_strict_variables(true)
+        .set_fail_on_invalid_map_property(true)
+        .set_module_resolver(resolver);
+    // `eval` would let a script compile code the checker never saw.
+    engine.disable_symbol("eval");
+    // rhai reserves `default` for future use; runbooks need it as a map key (`#{ default: 1 }`).
+    // The API is stable in practice; rhai marks it deprecated only to flag it as volatile.
+    #[allow(deprecated)]
+    engine.on_parse_token(|token, _, _| match token {
+        rhai::Token::Reserved(ref word) if word.as_str() == "default" => {
+            rhai::Token::Identifier(word.clone())
+        }
+        other => other,
+    });
+    engine.on_progress(|_| {
+        if interrupt::is_set() {
+            Some(Dynamic::from(INTERRUPTED))
+        } else {
+            None
+        }
+    });
+    engine.on_print(crate::ui::script_print);
+    engine.on_debug(|text, _source, _pos| crate::ui::script_print(text));
+    engine
+}

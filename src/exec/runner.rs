@@ -1,0 +1,338 @@
+//! The step loop. Each step runs with the shared `ctx`; a failure offers retry, rollback
+//! (undo of completed steps, newest first, stopping at an irreversible one) or stop.
+
+use super::report::{Report, RunStatus, StepReport, StepStatus};
+use super::Options;
+use crate::engine::{ScriptError, ABORTED, INTERRUPTED};
+use crate::host::prompt::prompt_error;
+use crate::host::Phase;
+use crate::prompt::PromptError;
+use crate::runbook::{Ctx, Loaded, Step};
+use crate::ui;
+use rhai::{Dynamic, EvalAltResult, FnPtr};
+use std::time::Instant;
+
+/// How a step call ended.
+enum Outcome {
+    Done,
+    Failed(Box<ScriptError>),
+    Aborted,
+    Interrupted,
+}
+
+/// What the operator chose after a failure.
+#[derive(PartialEq)]
+enum Choice {
+    Retry,
+    Rollback,
+    Stop,
+}
+
+struct Runner<'a> {
+    loaded: &'a Loaded,
+    opts: &'a Options,
+    ctx: Ctx,
+    report: Report,
+}
+
+/// Runs every step of the plan and returns the report (its status says how it ended).
+pub fn run(loaded: &Loaded, opts: &Options, ctx: Ctx, mut report: Report) -> Report {
+    report.steps = loaded
+        .plan
+        .steps
+        .iter()
+        .map(|s| StepReport {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            status: StepStatus::NotRun,
+            duration_ms: 0,
+            attempts: 0,
+            error: None,
+        })
+        .collect();
+    let mut r = Runner {
+        loaded,
+        opts,
+        ctx,
+        report,
+    };
+    let start = Instant::now();
+    r.report.status = r.run_all();
+    r.report.duration_ms = start.elapsed().as_millis() as u64;
+    r.report.planned_writes = loaded.host.planned.borrow().clone();
+    r.report
+}
+
+fn termination(err: &EvalAltResult) -> Option<String> {
+    match err {
+        EvalAltResult::ErrorTerminated(token, _) => Some(token.to_string()),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => termination(inner),
+        _ => None,
+    }
+}
+
+impl Runner<'_> {
+    fn host(&self) -> &crate::host::Host {
+        &self.loaded.host
+    }
+
+    fn call(&self, f: &FnPtr, phase: Phase) -> Outcome {
+        self.host().set_phase(phase);
+        self.host().writes_in_step.set(0);
+        let result = f.call::<Dynamic>(&self.loaded.engine, &self.loaded.ast, (self.ctx.clone(),));
+        match result {
+            Ok(_) => Outcome::Done,
+            Err(e) => match termination(&e).as_deref() {
+                Some(ABORTED) => Outcome::Aborted,
+                Some(INTERRUPTED) => Outcome::Interrupted,
+                _ if crate::interrupt::is_set() => Outcome::Interrupted,
+                _ => Outcome::Failed(Box::new(ScriptError::from_eval(&e, self.loaded.sources()))),
+            },
+        }
+    }
+
+    fn run_all(&mut self) -> RunStatus {
+        let plan = &self.loaded.plan;
+        let n = plan.steps.len();
+        if !plan.prerequisites.is_empty() {
+            ui::progress(&ui::bold("Prerequisites"));
+            self.host().set_phase(Phase::Step("prerequisites".into()));
+            let checked = self
+                .host()
+                .prompter
+                .borrow_mut()
+                .checklist("prerequisites", &plan.prerequisites);
+            match checked {
+                Ok(()) => {}
+                Err(PromptError::Interrupted) => return RunStatus::Interrupted,
+                Err(PromptError::Aborted) => {
+                    ui::err("Stopped: a prerequisite was not confirmed. Nothing was changed.");
+                    return RunStatus::Aborted;
+                }
+                Err(e) => {
+                    ui::err(&ui::render(
+                        &ScriptError::at(
+                            "runbook::prompt::no_answer",
+                            e.to_string(),
+                            self.loaded.sources(),
+                            "",
+                            rhai::Position::NONE,
+                        )
+                        .with_help(e.help().unwrap_or_default()),
+                    ));
+                    return RunStatus::Aborted;
+                }
+            }
+        }
+        let mut completed: Vec<usize> = Vec::new();
+        for (i, step) in plan.steps.iter().enumerate() {
+            ui::progress("");
+            ui::progress(&ui::bold(&format!(
+                "Step {}/{} · {} · {}",
+                i + 1,
+                n,
+                step.id,
+                step.title
+            )));
+            if let Some(question) = &step.confirm {
+                if let Some(status) = self.confirm_step(step, question, &completed) {
+                    return status;
+                }
+            }
+            let started = Instant::now();
+            loop {
+                self.report.steps[i].attempts += 1;
+                let outcome = self.call(&step.run, Phase::Step(step.id.clone()));
+                self.report.steps[i].duration_ms = started.elapsed().as_millis() as u64;
+                match outcome {
+                    Outcome::Done => {
+                        self.report.steps[i].status = StepStatus::Completed;
+                        self.report.steps[i].error = None;
+                        ui::progress(&format!(
+                            "  ✓ {} ({} ms)",
+                            step.id, self.report.steps[i].duration_ms
+                        ));
+                        completed.push(i);
+                        break;
+                    }
+                    Outcome::Aborted => {
+                        self.report.steps[i].status = StepStatus::Failed;
+                        ui::err(&format!("Stopped by the operator in step '{}'.", step.id));
+                        self.explain_left_behind(&completed);
+                        return RunStatus::Aborted;
+                    }
+                    Outcome::Interrupted => {
+                        self.report.steps[i].status = StepStatus::Failed;
+                        self.report.steps[i].error = Some("interrupted".into());
+                        ui::err(&format!("Interrupted (Ctrl-C) during step '{}'.", step.id));
+                        self.explain_left_behind(&completed);
+                        return RunStatus::Interrupted;
+                    }
+                    Outcome::Failed(diag) => {
+                        let wrote = self.host().writes_in_step.get() > 0;
+                        self.report.steps[i].status = StepStatus::Failed;
+                        self.report.steps[i].error = Some(diag.to_string());
+                        self.report.failed_step = Some(step.id.clone());
+                        self.report.error = Some(diag.to_string());
+                        ui::err(&format!("\nStep '{}' failed:", step.id));
+                        ui::err(&ui::render(diag.as_ref()));
+                        match self.choose_after_failure(step) {
+                            Choice::Retry => {
+                                ui::progress(&format!("  ↻ retrying {}", step.id));
+                                continue;
+                            }
+                            Choice::Rollback => {
+                                let failed = if wrote && step.undo.is_some() {
+                                    Some(i)
+                                } else {
+                                    None
+                                };
+                                return self.rollback(&completed, failed);
+                            }
+                            Choice::Stop => {
+                                self.explain_left_behind(&completed);
+                                return RunStatus::Failed;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        RunStatus::Succeeded
+    }
+
+    fn confirm_step(
+        &mut self,
+        step: &Step,
+        question: &str,
+        completed: &[usize],
+    ) -> Option<RunStatus> {
+        if self.opts.dry_run {
+            ui::progress(&format!("  ? {question} (dry-run: not asked)"));
+            return None;
+        }
+        if let Some(why) = &step.irreversible {
+            ui::progress(&format!("  ! This step cannot be undone: {why}"));
+        }
+        let id = format!("{}.confirm", step.id);
+        let answer = self.host().prompter.borrow_mut().confirm(&id, question);
+        match answer {
+            Ok(true) => None,
+            Ok(false) | Err(PromptError::Aborted) => {
+                ui::err(&format!(
+                    "Stopped before step '{}' at the operator's request.",
+                    step.id
+                ));
+                self.explain_left_behind(completed);
+                Some(RunStatus::Aborted)
+            }
+            Err(PromptError::Interrupted) => Some(RunStatus::Interrupted),
+            Err(e) => {
+                let diag = ScriptError::at(
+                    "runbook::prompt::no_answer",
+                    e.to_string(),
+                    self.loaded.sources(),
+                    "",
+                    rhai::Position::NONE,
+                )
+                .with_help(e.help().unwrap_or_default());
+                ui::err(&ui::render(&diag));
+                self.report.error = Some(diag.to_string());
+                self.explain_left_behind(completed);
+                Some(RunStatus::Aborted)
+            }
+        }
+    }
+
+    fn choose_after_failure(&self, step: &Step) -> Choice {
+        let yes_default = if self.opts.no_rollback {
+            "stop"
+        } else {
+            "rollback"
+        };
+        let options = vec![
+            "retry".to_string(),
+            "rollback".to_string(),
+            "stop".to_string(),
+        ];
+        let id = format!("{}.on-failure", step.id);
+        let mut prompter = self.host().prompter.borrow_mut();
+        if !prompter.is_interactive() && !prompter.yes() {
+            // Nobody to ask: leave everything as it is, and say how to continue.
+            return Choice::Stop;
+        }
+        match prompter.choose(
+            &id,
+            "Retry the step, roll back completed steps, or stop here?",
+            &options,
+            Some(yes_default),
+        ) {
+            Ok(c) if c == "retry" => Choice::Retry,
+            Ok(c) if c == "rollback" => Choice::Rollback,
+            Ok(_) => Choice::Stop,
+            Err(e) => {
+                let _ = prompt_error(e);
+                Choice::Stop
+            }
+        }
+    }
+
+    /// Undoes completed steps, newest first (and the failed step first if it wrote
+    /// something), stopping at an irreversible step.
+    fn rollback(&mut self, completed: &[usize], failed: Option<usize>) -> RunStatus {
+        let plan = &self.loaded.plan;
+        ui::progress("");
+        ui::progress(&ui::bold("Rolling back"));
+        let order: Vec<usize> = failed
+            .into_iter()
+            .chain(completed.iter().rev().copied())
+            .collect();
+        for i in order {
+            let step = &plan.steps[i];
+            if let (Some(why), true) = (&step.irreversible, completed.contains(&i)) {
+                ui::err(&format!(
+                    "  ✗ cannot roll back past step '{}': {why}",
+                    step.id
+                ));
+                return RunStatus::Failed;
+            }
+            let Some(undo) = &step.undo else {
+                continue;
+            };
+            ui::progress(&format!("  ↶ undoing {} · {}", step.id, step.title));
+            match self.call(undo, Phase::Undo(step.id.clone())) {
+                Outcome::Done => {
+                    self.report.steps[i].status = StepStatus::Undone;
+                }
+                Outcome::Failed(diag) => {
+                    self.report.steps[i].status = StepStatus::UndoFailed;
+                    ui::err(&format!("  ✗ undo of '{}' failed:", step.id));
+                    ui::err(&ui::render(diag.as_ref()));
+                    ui::err("  Rollback stopped here: the steps above are still applied. Fix the cause and undo them by hand.");
+                    return RunStatus::Failed;
+                }
+                Outcome::Aborted => return RunStatus::Aborted,
+                Outcome::Interrupted => return RunStatus::Interrupted,
+            }
+        }
+        ui::progress("  rollback complete");
+        RunStatus::RolledBack
+    }
+
+    fn explain_left_behind(&self, completed: &[usize]) {
+        let plan = &self.loaded.plan;
+        let applied: Vec<&str> = completed
+            .iter()
+            .map(|i| plan.steps[*i].id.as_str())
+            .collect();
+        if applied.is_empty() {
+            ui::err("No step had completed; nothing was changed by completed steps.");
+        } else {
+            ui::err(&format!(
+                "Completed steps left in place: {}.",
+                applied.join(", ")
+            ));
+        }
+    }
+}

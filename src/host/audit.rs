@@ -1,0 +1,34 @@
+//! `audit::log(action, context)`: a runbook's own audit entry.
+
+use super::value::{self, throw};
+use super::{Effect, Host, HostFn, ModuleBuilder};
+use rhai::{Engine, EvalAltResult, Map};
+use std::rc::Rc;
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
+    let mut m = ModuleBuilder::new("audit", registry);
+    let h = host.clone();
+    m.add(
+        "log",
+        Effect::Write,
+        &["action: string", "context: Map"],
+        "()",
+        "Appends an entry to the audit log (actor, run, runbook, step, action, context).\nSecrets in the context are recorded as fingerprints.",
+        move |action: &str, context: Map| -> Result<(), Box<EvalAltResult>> {
+            h.require_step("audit::log")?;
+            let context = value::to_json(&context.into());
+            if h.dry_run.get() {
+                h.record_planned("audit::log", Effect::Write, action, context);
+                return Ok(());
+            }
+            h.audit_event(action, context).map_err(|e| {
+                throw(
+                    "usage",
+                    format!("cannot write the audit log: {e}"),
+                    Some("check that the state directory (RUNBOOK_STATE_DIR) is writable".into()),
+                )
+            })
+        },
+    );
+    m.finish(engine);
+}

@@ -1,0 +1,303 @@
+//! What scripts can call. One file per rhai module; each function is registered with its
+//! effect (read, write, destructive), which `--dry-run` and `check` rely on.
+
+pub mod audit;
+pub mod core;
+pub mod prompt;
+pub mod secret;
+pub mod value;
+
+use crate::engine::Sources;
+use crate::prompt::Prompter;
+use crate::runbook::Plan;
+use rhai::{Engine, EvalAltResult, FnNamespace, FuncRegistration, Module, RhaiNativeFunc, Variant};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// What a host function does to the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// No effect outside the script (formatting, fingerprints).
+    None,
+    /// Talks to the operator (prompts); no vendor effect.
+    Operator,
+    /// Reads from a vendor; runs for real under `--dry-run`.
+    Read,
+    /// Changes vendor state; recorded, not performed, under `--dry-run`.
+    Write,
+    /// Changes vendor state in a way that cannot be undone.
+    Destructive,
+}
+
+impl Effect {
+    pub fn mutates(self) -> bool {
+        matches!(self, Effect::Write | Effect::Destructive)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::None => "none",
+            Effect::Operator => "operator",
+            Effect::Read => "read",
+            Effect::Write => "write",
+            Effect::Destructive => "destructive",
+        }
+    }
+}
+
+/// Metadata of one registered host function.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostFn {
+    /// The rhai module (`postmark`), or empty for global functions.
+    pub module: &'static str,
+    pub name: String,
+    pub params: Vec<String>,
+    pub returns: String,
+    pub effect: Effect,
+    pub doc: String,
+}
+
+impl HostFn {
+    pub fn qualified(&self) -> String {
+        if self.module.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}::{}", self.module, self.name)
+        }
+    }
+
+    pub fn signature(&self) -> String {
+        format!(
+            "{}({}) -> {}",
+            self.qualified(),
+            self.params.join(", "),
+            self.returns
+        )
+    }
+}
+
+/// Where the script is: its top level (loading) or inside a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Loading,
+    Step(String),
+    Undo(String),
+    Repl,
+}
+
+/// A write that `--dry-run` recorded instead of performing (arguments redacted).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedWrite {
+    pub step: String,
+    pub function: String,
+    pub effect: Effect,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// Who runs what; stamped on audit entries.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub actor: String,
+    pub runbook_id: String,
+    pub mode: String,
+}
+
+/// Shared state of the host functions for one loaded runbook.
+pub struct Host {
+    pub phase: RefCell<Phase>,
+    pub plan: RefCell<Plan>,
+    pub sources: Rc<Sources>,
+    pub prompter: RefCell<Prompter>,
+    pub run: RefCell<RunInfo>,
+    pub dry_run: Cell<bool>,
+    pub planned: RefCell<Vec<PlannedWrite>>,
+    /// Mutating calls performed in the current step (rollback includes a failed step's undo
+    /// only if it wrote something).
+    pub writes_in_step: Cell<usize>,
+    pub audit: RefCell<Option<crate::audit::AuditLog>>,
+    pub registry: RefCell<Vec<HostFn>>,
+}
+
+impl Host {
+    pub fn new(sources: Rc<Sources>, prompter: Prompter) -> Rc<Host> {
+        Rc::new(Host {
+            phase: RefCell::new(Phase::Loading),
+            plan: RefCell::new(Plan::default()),
+            sources,
+            prompter: RefCell::new(prompter),
+            run: RefCell::new(RunInfo::default()),
+            dry_run: Cell::new(false),
+            planned: RefCell::new(Vec::new()),
+            writes_in_step: Cell::new(0),
+            audit: RefCell::new(None),
+            registry: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        *self.phase.borrow_mut() = phase;
+    }
+
+    /// The step id for audit entries and planned writes.
+    pub fn step_name(&self) -> String {
+        match &*self.phase.borrow() {
+            Phase::Step(s) | Phase::Undo(s) => s.clone(),
+            Phase::Repl => "repl".into(),
+            Phase::Loading => String::new(),
+        }
+    }
+
+    /// Vendor and operator calls belong in steps: loading a runbook must not touch anything.
+    pub fn require_step(&self, function: &str) -> Result<(), Box<EvalAltResult>> {
+        if *self.phase.borrow() == Phase::Loading {
+            return Err(value::throw(
+                "usage",
+                format!("{function} cannot be called at the top level of a runbook"),
+                Some("call it inside a step: step(\"id\", \"title\", |ctx| { ... })".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a write that `--dry-run` skips, and says so.
+    pub fn record_planned(
+        &self,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        mut detail: serde_json::Value,
+    ) {
+        crate::secret::redact_json(&mut detail);
+        crate::ui::progress(&format!("    [dry-run] would call {function} on {target}"));
+        self.planned.borrow_mut().push(PlannedWrite {
+            step: self.step_name(),
+            function: function.to_string(),
+            effect,
+            target: target.to_string(),
+            detail,
+        });
+    }
+
+    /// Counts a mutating call performed in the current step.
+    pub fn note_write(&self) {
+        self.writes_in_step.set(self.writes_in_step.get() + 1);
+    }
+
+    /// Appends an audit entry for this run (no-op when the run has no audit log).
+    pub fn audit_event(
+        &self,
+        action: &str,
+        context: serde_json::Value,
+    ) -> crate::error::Result<()> {
+        let log = self.audit.borrow();
+        let Some(log) = log.as_ref() else {
+            return Ok(());
+        };
+        let run = self.run.borrow();
+        log.append(&crate::audit::Event {
+            actor: run.actor.clone(),
+            run_id: run.run_id.clone(),
+            runbook: run.runbook_id.clone(),
+            step: self.step_name(),
+            action: action.to_string(),
+            mode: run.mode.clone(),
+            context,
+        })?;
+        Ok(())
+    }
+
+    pub fn effect_of(&self, qualified: &str) -> Option<Effect> {
+        self.registry
+            .borrow()
+            .iter()
+            .find(|f| f.qualified() == qualified)
+            .map(|f| f.effect)
+    }
+}
+
+/// Builds one rhai module of host functions, recording each function's metadata.
+pub struct ModuleBuilder<'h> {
+    name: &'static str,
+    module: Module,
+    registry: &'h mut Vec<HostFn>,
+}
+
+impl<'h> ModuleBuilder<'h> {
+    pub fn new(name: &'static str, registry: &'h mut Vec<HostFn>) -> Self {
+        ModuleBuilder {
+            name,
+            module: Module::new(),
+            registry,
+        }
+    }
+
+    /// Adds `name(params) -> returns` with its effect and doc. `params` name each argument
+    /// as `name: Type`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+        &mut self,
+        name: &str,
+        effect: Effect,
+        params: &[&str],
+        returns: &str,
+        doc: &str,
+        func: FUNC,
+    ) -> &mut Self
+    where
+        R: Variant + Clone,
+        FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
+    {
+        let info = HostFn {
+            module: self.name,
+            name: name.to_string(),
+            params: params.iter().map(|s| s.to_string()).collect(),
+            returns: returns.to_string(),
+            effect,
+            doc: doc.to_string(),
+        };
+        let mut params_info: Vec<String> = info.params.clone();
+        params_info.push(returns.to_string());
+        FuncRegistration::new(name)
+            .with_namespace(if self.name.is_empty() {
+                FnNamespace::Global
+            } else {
+                FnNamespace::Internal
+            })
+            .with_volatility(effect != Effect::None)
+            .with_purity(effect == Effect::None)
+            .with_params_info(params_info)
+            .with_comments([doc_comment(doc, effect)])
+            .set_into_module(&mut self.module, func);
+        self.registry.push(info);
+        self
+    }
+
+    /// Registers the module with the engine (global functions go into the global namespace).
+    pub fn finish(self, engine: &mut Engine) {
+        if self.name.is_empty() {
+            engine.register_global_module(self.module.into());
+        } else {
+            engine.register_static_module(self.name, self.module.into());
+        }
+    }
+}
+
+fn doc_comment(doc: &str, effect: Effect) -> String {
+    let mut lines: Vec<String> = doc.lines().map(|l| format!("/// {l}")).collect();
+    lines.push(format!("/// Effect: {}.", effect.as_str()));
+    lines.join("\n")
+}
+
+/// Registers every host module on an engine for the given host state.
+pub fn register_all(engine: &mut Engine, host: &Rc<Host>) {
+    let mut registry = Vec::new();
+    crate::runbook::Ctx::register(engine);
+    secret::register(engine, host, &mut registry);
+    core::register(engine, host, &mut registry);
+    prompt::register(engine, host, &mut registry);
+    audit::register(engine, host, &mut registry);
+    *host.registry.borrow_mut() = registry;
+}

@@ -1,0 +1,109 @@
+//! Prompts on a terminal, through rustyline (raw mode: Ctrl-C arrives as a key, so the
+//! terminal is always restored).
+
+use super::PromptError;
+use rustyline::completion::Completer;
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Editor, Helper};
+use std::borrow::Cow;
+
+type R<T> = Result<T, PromptError>;
+
+/// Shows every typed or pasted character as `*`.
+struct Masked;
+
+impl Highlighter for Masked {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        Cow::Owned("*".repeat(line.chars().count()))
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        true
+    }
+}
+impl Completer for Masked {
+    type Candidate = String;
+}
+impl Hinter for Masked {
+    type Hint = String;
+}
+impl Validator for Masked {}
+impl Helper for Masked {}
+
+fn read(prompt: &str, masked: bool) -> R<String> {
+    use rustyline::error::ReadlineError;
+    // Highlighting is what masks secret input, so it must run even without colour support.
+    let config = rustyline::Config::builder()
+        .auto_add_history(false)
+        .color_mode(if masked {
+            rustyline::ColorMode::Forced
+        } else {
+            rustyline::ColorMode::Enabled
+        })
+        .build();
+    let line = if masked {
+        let mut ed: Editor<Masked, DefaultHistory> =
+            Editor::with_config(config).map_err(|_| PromptError::Interrupted)?;
+        ed.set_helper(Some(Masked));
+        ed.readline(prompt)
+    } else {
+        let mut ed: Editor<(), DefaultHistory> =
+            Editor::with_config(config).map_err(|_| PromptError::Interrupted)?;
+        ed.readline(prompt)
+    };
+    match line {
+        Ok(l) => Ok(l),
+        Err(ReadlineError::Interrupted) => Err(PromptError::Interrupted),
+        Err(_) => Err(PromptError::Aborted),
+    }
+}
+
+pub fn confirm(question: &str) -> R<bool> {
+    loop {
+        let answer = read(&format!("  ? {question} [y/n] "), false)?;
+        match answer.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Ok(true),
+            "n" | "no" => return Ok(false),
+            _ => crate::ui::err("    please answer y or n"),
+        }
+    }
+}
+
+pub fn ask(question: &str, default: Option<&str>) -> R<String> {
+    let prompt = match default {
+        Some(d) => format!("  ? {question} [{d}] "),
+        None => format!("  ? {question} "),
+    };
+    let answer = read(&prompt, false)?;
+    match (answer.trim(), default) {
+        ("", Some(d)) => Ok(d.to_string()),
+        (a, _) => Ok(a.to_string()),
+    }
+}
+
+pub fn secret(question: &str) -> R<String> {
+    loop {
+        let value = read(&format!("  ? {question} (input hidden) "), true)?;
+        let value = value.trim().to_string();
+        if !value.is_empty() {
+            return Ok(value);
+        }
+        crate::ui::err("    nothing was entered; paste the value and press Enter");
+    }
+}
+
+pub fn choose(question: &str, options: &[String]) -> R<String> {
+    loop {
+        let answer = read(&format!("  ? {question} [{}] ", options.join("/")), false)?;
+        let a = answer.trim().to_ascii_lowercase();
+        if let Some(o) = options.iter().find(|o| {
+            o.to_ascii_lowercase() == a || (a.len() == 1 && o.to_ascii_lowercase().starts_with(&a))
+        }) {
+            return Ok(o.clone());
+        }
+        crate::ui::err(&format!("    please answer one of: {}", options.join(", ")));
+    }
+}

@@ -1,0 +1,82 @@
+//! `ctx`: the object every step of a run shares. Values one step sets are seen by the next;
+//! it is what the journal snapshots (secrets as fingerprints) and what the REPL shows.
+
+use crate::host::value;
+use rhai::{Dynamic, Engine, EvalAltResult, Map, Position};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+#[derive(Clone, Default)]
+pub struct Ctx {
+    inner: Rc<RefCell<Map>>,
+}
+
+impl Ctx {
+    pub fn new(params: Map) -> Self {
+        let ctx = Ctx::default();
+        ctx.set("params", params.into());
+        ctx
+    }
+
+    pub fn get(&self, key: &str) -> Option<Dynamic> {
+        self.inner.borrow().get(key).cloned()
+    }
+
+    pub fn set(&self, key: &str, value: Dynamic) {
+        self.inner.borrow_mut().insert(key.into(), value);
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.inner.borrow().keys().map(|k| k.to_string()).collect()
+    }
+
+    /// The values as JSON, secrets as `{"secret": fingerprint, "source": ...}`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        value::to_json(&Dynamic::from_map(self.inner.borrow().clone()))
+    }
+
+    /// A redacted, readable rendering for `print(ctx)` and the REPL.
+    pub fn render(&self) -> String {
+        value::pretty(&Dynamic::from_map(self.inner.borrow().clone()))
+    }
+
+    pub fn register(engine: &mut Engine) {
+        engine
+            .register_type_with_name::<Ctx>("Ctx")
+            .register_indexer_get(|ctx: &mut Ctx, key: &str| ctx.lookup(key))
+            .register_indexer_set(|ctx: &mut Ctx, key: &str, value: Dynamic| {
+                ctx.set(key, value);
+            })
+            .register_fn("contains", |ctx: &mut Ctx, key: &str| {
+                ctx.inner.borrow().contains_key(key)
+            })
+            .register_fn("keys", |ctx: &mut Ctx| -> rhai::Array {
+                ctx.keys().into_iter().map(Dynamic::from).collect()
+            })
+            .register_fn("get", |ctx: &mut Ctx, key: &str, default: Dynamic| {
+                ctx.get(key).unwrap_or(default)
+            })
+            .register_fn("to_string", |ctx: &mut Ctx| ctx.render())
+            .register_fn("to_debug", |ctx: &mut Ctx| ctx.render());
+    }
+
+    fn lookup(&self, key: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+        if let Some(v) = self.get(key) {
+            return Ok(v);
+        }
+        let mut known = self.keys();
+        known.sort();
+        Err(EvalAltResult::ErrorRuntime(
+            value::error_map(
+                "usage",
+                format!("ctx has no value '{key}'"),
+                Some(format!(
+                    "ctx holds: {}; a value exists only after the step that sets it has run (use `\"{key}\" in ctx` to test)",
+                    known.join(", ")
+                )),
+            ),
+            Position::NONE,
+        )
+        .into())
+    }
+}

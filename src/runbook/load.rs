@@ -1,0 +1,118 @@
+//! Compiling a runbook and running its top level to build the plan.
+
+use super::{Plan, SourceFile};
+use crate::engine::{self, Limits, Resolver, ScriptError, Sources};
+use crate::error::{Error, Result};
+use crate::host::{self, Host};
+use crate::prompt::Prompter;
+use rhai::{Engine, Position, AST};
+use std::rc::Rc;
+
+/// A runbook ready to run: its engine (with host modules), compiled script and plan.
+pub struct Loaded {
+    pub file: SourceFile,
+    pub engine: Engine,
+    pub ast: AST,
+    pub host: Rc<Host>,
+    pub plan: Plan,
+}
+
+impl Loaded {
+    pub fn sources(&self) -> &Sources {
+        &self.host.sources
+    }
+}
+
+/// Compiles the script and evaluates its top level. Nothing outside the process is touched:
+/// host functions that reach vendors or the operator refuse to run outside a step.
+pub fn load(file: SourceFile, prompter: Prompter) -> Result<Loaded> {
+    let (mut engine, host, resolver) = build_engine(&file, prompter);
+    let ast = compile(&engine, &file, &host.sources)?;
+    register_imports(&mut engine, &resolver, &ast, &host.sources)?;
+    engine
+        .run_ast(&ast)
+        .map_err(|e| Error::script(ScriptError::from_eval(&e, &host.sources)))?;
+    let plan = host.plan.borrow().clone();
+    validate(&plan, &file, &host.sources)?;
+    Ok(Loaded {
+        file,
+        engine,
+        ast,
+        host,
+        plan,
+    })
+}
+
+/// An engine with every host module, for this runbook's folder.
+pub fn build_engine(file: &SourceFile, prompter: Prompter) -> (Engine, Rc<Host>, Resolver) {
+    let sources = Rc::new(Sources::new());
+    sources.set_main(&file.name, &file.text);
+    let resolver = Resolver::new(file.dir(), sources.clone());
+    let mut engine = engine::new_engine(Limits::default(), resolver.clone());
+    let host = Host::new(sources, prompter);
+    host::register_all(&mut engine, &host);
+    (engine, host, resolver)
+}
+
+/// Step closures run after the top level, without its `import` statements in effect; so
+/// every top-level `import "x" as alias` is also registered as a static module `alias`.
+fn register_imports(
+    engine: &mut Engine,
+    resolver: &Resolver,
+    ast: &AST,
+    sources: &Sources,
+) -> Result<()> {
+    use rhai::{Expr, ModuleResolver, Stmt};
+    for stmt in ast.statements() {
+        let Stmt::Import(x, pos) = stmt else { continue };
+        let (Expr::StringConstant(path, _), alias) = (&x.0, &x.1) else {
+            continue;
+        };
+        if alias.name.is_empty() {
+            continue;
+        }
+        let module = resolver
+            .resolve(engine, None, path, *pos)
+            .map_err(|e| Error::script(ScriptError::from_eval(&e, sources)))?;
+        engine.register_static_module(alias.name.as_str(), module);
+    }
+    Ok(())
+}
+
+pub fn compile(engine: &Engine, file: &SourceFile, sources: &Sources) -> Result<AST> {
+    let mut ast = engine
+        .compile(&file.text)
+        .map_err(|e| Error::script(ScriptError::from_parse(&e, sources, &file.name)))?;
+    ast.set_source(file.name.as_str());
+    Ok(ast)
+}
+
+fn validate(plan: &Plan, file: &SourceFile, sources: &Sources) -> Result<()> {
+    if plan.meta.is_none() {
+        return Err(Error::script(
+            ScriptError::at(
+                "runbook::plan::no_metadata",
+                "the runbook does not declare itself with runbook(#{ id, title, ... })",
+                sources,
+                &file.name,
+                Position::new(1, 1),
+            )
+            .with_help(
+                "start the script with runbook(#{ id: \"my-runbook\", title: \"What it does\" });",
+            ),
+        ));
+    }
+    if plan.steps.is_empty() {
+        return Err(Error::script(
+            ScriptError::at(
+                "runbook::plan::no_steps",
+                "the runbook has no steps",
+                sources,
+                &file.name,
+                plan.meta_position,
+            )
+            .with_help("add at least one step(\"id\", \"title\", |ctx| { ... });"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Finding a runbook by path or name, and reading it.
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A runbook's text and where it came from.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    /// The name diagnostics show (the path as the user gave it, or as found).
+    pub name: String,
+    pub text: String,
+}
+
+impl SourceFile {
+    pub fn read(path: &Path) -> Result<SourceFile> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
+            path: path.to_path_buf(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
+        Ok(SourceFile {
+            path: path.to_path_buf(),
+            name: path.display().to_string(),
+            text,
+        })
+    }
+
+    /// The folder imports resolve against.
+    pub fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// The folders searched for runbooks by name: `./runbooks`, then `RUNBOOK_PATH`.
+pub fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("runbooks")];
+    if let Some(p) = std::env::var_os("RUNBOOK_PATH") {
+        dirs.extend(std::env::split_paths(&p).filter(|d| !d.as_os_str().is_empty()));
+    }
+    dirs
+}
+
+/// Resolves RUNBOOK: an existing path, else a name (`postmark` or `postmark.rhai`) in the
+/// search folders. Not found lists what exists.
+pub fn find(name: &str) -> Result<PathBuf> {
+    let direct = Path::new(name);
+    if direct.is_file() {
+        return Ok(direct.to_path_buf());
+    }
+    let file = if name.ends_with(".rhai") {
+        name.to_string()
+    } else {
+        format!("{name}.rhai")
+    };
+    for dir in search_dirs() {
+        let candidate = dir.join(&file);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    let known = list_names();
+    let help = if known.is_empty() {
+        "no runbooks found in ./runbooks or RUNBOOK_PATH; give a path to a .rhai file, or create one with `runbook new NAME`".to_string()
+    } else {
+        format!(
+            "available: {}; or give a path to a .rhai file",
+            known.join(", ")
+        )
+    };
+    Err(Error::RunbookNotFound {
+        name: name.to_string(),
+        help,
+    })
+}
+
+/// Every `.rhai` file under the search folders, as paths.
+pub fn list_paths() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in search_dirs() {
+        for entry in walkdir::WalkDir::new(&dir)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(|e| e.ok())
+        {
+            let p = entry.path();
+            if entry.file_type().is_file() && p.extension().is_some_and(|e| e == "rhai") {
+                out.push(p.to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+fn list_names() -> Vec<String> {
+    list_paths()
+        .iter()
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect()
+}

@@ -11,6 +11,7 @@ pub mod host;
 pub mod interrupt;
 pub mod prompt;
 pub mod runbook;
+pub mod runtime;
 pub mod sandbox;
 pub mod secret;
 pub mod state;

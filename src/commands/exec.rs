@@ -2,11 +2,12 @@
 
 use crate::audit::AuditLog;
 use crate::cli::ExecArgs;
-use crate::error::{exit, Result};
+use crate::error::{exit, Error, Result};
 use crate::exec::{self, params, Report, RunStatus};
 use crate::host::RunInfo;
 use crate::prompt::{Answers, Prompter};
 use crate::runbook::{self, Ctx, SourceFile};
+use crate::runtime::Runtime;
 use crate::ui;
 
 pub fn run(args: ExecArgs) -> Result<u8> {
@@ -20,6 +21,20 @@ pub fn run(args: ExecArgs) -> Result<u8> {
     let prompter = Prompter::new(answers, args.yes || args.dry_run);
     let loaded = runbook::load(file, prompter)?;
     let params = params::resolve(&loaded.plan, &pairs)?;
+    let prompter = loaded.host.prompter.borrow();
+    if !loaded.plan.prerequisites.is_empty() && !prompter.can_confirm("prerequisites") {
+        return Err(Error::usage(
+            "prompt 'prerequisites' needs an answer, and there is no terminal to ask on",
+            "confirm the prerequisites with --yes, or add `prerequisites = true` to a file passed with --answers",
+        ));
+    }
+    drop(prompter);
+    let runtime = Runtime::new().map_err(|e| {
+        Error::usage(
+            format!("cannot start the I/O runtime: {e}"),
+            "this is a system resource problem (threads or file descriptors); retry",
+        )
+    })?;
 
     let meta = loaded.plan.meta().clone();
     let run_id = exec::new_run_id();
@@ -65,6 +80,7 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         error: None,
     };
     let report = exec::run(&loaded, &opts, Ctx::new(params), report);
+    drop(runtime);
     summary(&report);
     if args.json {
         ui::out(&report.to_json());

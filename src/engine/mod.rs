@@ -61,11 +61,12 @@ pub fn new_engine(limits: Limits, resolver: Resolver) -> Engine {
         .set_module_resolver(resolver);
     // `eval` would let a script compile code the checker never saw.
     engine.disable_symbol("eval");
-    // rhai reserves `default` for future use; runbooks need it as a map key (`#{ default: 1 }`).
+    // rhai reserves words for future syntax (`default`, `go`, `match`, `new`...); runbooks
+    // need them as map keys and names (`#{ default: 1 }`, `ctx.go`), so they become identifiers.
     // The API is stable in practice; rhai marks it deprecated only to flag it as volatile.
     #[allow(deprecated)]
     engine.on_parse_token(|token, _, _| match token {
-        rhai::Token::Reserved(ref word) if word.as_str() == "default" => {
+        rhai::Token::Reserved(ref word) if word.chars().all(|c| c.is_ascii_alphabetic()) => {
             rhai::Token::Identifier(word.clone())
         }
         other => other,

@@ -2,7 +2,7 @@
 
 use super::value::{self, throw};
 use super::{Effect, Host, HostFn, ModuleBuilder};
-use rhai::{Engine, EvalAltResult, Map};
+use rhai::{Engine, EvalAltResult, Map, NativeCallContext};
 use std::rc::Rc;
 
 pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
@@ -14,21 +14,25 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
         &["action: string", "context: Map"],
         "()",
         "Appends an entry to the audit log (actor, run, runbook, step, action, context).\nSecrets in the context are recorded as fingerprints.",
-        move |action: &str, context: Map| -> Result<(), Box<EvalAltResult>> {
-            h.require_step("audit::log")?;
-            let context = value::to_json(&context.into());
-            if h.dry_run.get() {
-                h.record_planned("audit::log", Effect::Write, action, context);
-                return Ok(());
-            }
-            h.audit_event(action, context).map_err(|e| {
-                throw(
-                    "usage",
-                    format!("cannot write the audit log: {e}"),
-                    Some("check that the state directory (RUNBOOK_STATE_DIR) is writable".into()),
-                )
-            })
+        move |c: NativeCallContext, action: &str, context: Map| -> Result<(), Box<EvalAltResult>> {
+            value::at(&c, log(&h, action, context))
         },
     );
     m.finish(engine);
+}
+
+fn log(h: &Host, action: &str, context: Map) -> Result<(), Box<EvalAltResult>> {
+    h.require_step("audit::log")?;
+    let context = value::to_json(&context.into());
+    if h.dry_run.get() {
+        h.record_planned("audit::log", Effect::Write, action, context);
+        return Ok(());
+    }
+    h.audit_event(action, context).map_err(|e| {
+        throw(
+            "usage",
+            format!("cannot write the audit log: {e}"),
+            Some("check that the state directory (RUNBOOK_STATE_DIR) is writable".into()),
+        )
+    })
 }

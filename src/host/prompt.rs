@@ -5,7 +5,7 @@ use super::value::{self, throw};
 use super::{Effect, Host, HostFn, ModuleBuilder};
 use crate::prompt::PromptError;
 use crate::secret::Secret;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Position};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position};
 use std::rc::Rc;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
@@ -94,96 +94,83 @@ pub fn is_uuid(v: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+fn confirm(h: &Host, question: &str, opts: Map) -> R<bool> {
+    h.require_step("prompt::confirm")?;
+    value::check_keys(&opts, &["id"], "prompt::confirm")?;
+    let id = id_of(h, &opts, question);
+    h.prompter
+        .borrow_mut()
+        .confirm(&id, question)
+        .map_err(prompt_error)
+}
+
+fn ask(h: &Host, question: &str, opts: Map) -> R<String> {
+    h.require_step("prompt::ask")?;
+    value::check_keys(&opts, &["id", "default"], "prompt::ask")?;
+    let id = id_of(h, &opts, question);
+    let default = value::opt_str(&opts, "default");
+    h.prompter
+        .borrow_mut()
+        .ask(&id, question, default.as_deref())
+        .map_err(prompt_error)
+}
+
+fn secret(h: &Host, question: &str, opts: Map) -> R<Secret> {
+    h.require_step("prompt::secret")?;
+    value::check_keys(&opts, &["id", "format", "min_length"], "prompt::secret")?;
+    let id = id_of(h, &opts, question);
+    let s = h
+        .prompter
+        .borrow_mut()
+        .secret(&id, question)
+        .map_err(prompt_error)?;
+    check_format(&s, &opts)?;
+    Ok(s)
+}
+
 pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
     let mut m = ModuleBuilder::new("prompt", registry);
 
-    for with_opts in [false, true] {
-        let params: &[&str] = if with_opts {
-            &["question: string", "options: Map"]
-        } else {
-            &["question: string"]
+    macro_rules! both_forms {
+        ($name:literal, $ret:literal, $doc:literal, $opts_doc:literal, $f:ident) => {
+            let h = host.clone();
+            m.add(
+                $name,
+                Effect::Operator,
+                &["question: string"],
+                $ret,
+                $doc,
+                move |c: NativeCallContext, q: &str| value::at(&c, $f(&h, q, Map::new())),
+            );
+            let h = host.clone();
+            m.add(
+                $name,
+                Effect::Operator,
+                &["question: string", "options: Map"],
+                $ret,
+                $opts_doc,
+                move |c: NativeCallContext, q: &str, o: Map| value::at(&c, $f(&h, q, o)),
+            );
         };
-
-        let h = host.clone();
-        let confirm = move |question: &str, opts: Map| -> R<bool> {
-            h.require_step("prompt::confirm")?;
-            value::check_keys(&opts, &["id"], "prompt::confirm")?;
-            let id = id_of(&h, &opts, question);
-            h.prompter
-                .borrow_mut()
-                .confirm(&id, question)
-                .map_err(prompt_error)
-        };
-        let h = host.clone();
-        let ask = move |question: &str, opts: Map| -> R<String> {
-            h.require_step("prompt::ask")?;
-            value::check_keys(&opts, &["id", "default"], "prompt::ask")?;
-            let id = id_of(&h, &opts, question);
-            let default = value::opt_str(&opts, "default");
-            h.prompter
-                .borrow_mut()
-                .ask(&id, question, default.as_deref())
-                .map_err(prompt_error)
-        };
-        let h = host.clone();
-        let secret = move |question: &str, opts: Map| -> R<Secret> {
-            h.require_step("prompt::secret")?;
-            value::check_keys(&opts, &["id", "format", "min_length"], "prompt::secret")?;
-            let id = id_of(&h, &opts, question);
-            let s = h
-                .prompter
-                .borrow_mut()
-                .secret(&id, question)
-                .map_err(prompt_error)?;
-            check_format(&s, &opts)?;
-            Ok(s)
-        };
-        if with_opts {
-            m.add(
-                "confirm",
-                Effect::Operator,
-                params,
-                "bool",
-                "Asks a yes/no question. Options: #{id}. `--yes` answers yes.",
-                confirm,
-            );
-            m.add(
-                "ask",
-                Effect::Operator,
-                params,
-                "string",
-                "Asks for a line of text. Options: #{id, default}.",
-                ask,
-            );
-            m.add("secret", Effect::Operator, params, "Secret",
-                "Asks for a secret with masked input; returns a Secret. Options: #{id, format: \"uuid\", min_length}.", secret);
-        } else {
-            m.add(
-                "confirm",
-                Effect::Operator,
-                params,
-                "bool",
-                "Asks a yes/no question; `--yes` answers yes.",
-                move |q: &str| confirm(q, Map::new()),
-            );
-            m.add(
-                "ask",
-                Effect::Operator,
-                params,
-                "string",
-                "Asks for a line of text.",
-                move |q: &str| ask(q, Map::new()),
-            );
-            m.add(
-                "secret",
-                Effect::Operator,
-                params,
-                "Secret",
-                "Asks for a secret with masked input; returns a Secret.",
-                move |q: &str| secret(q, Map::new()),
-            );
-        }
     }
+    both_forms!(
+        "confirm",
+        "bool",
+        "Asks a yes/no question; `--yes` answers yes.",
+        "Asks a yes/no question; `--yes` answers yes. Options: #{id}.",
+        confirm
+    );
+    both_forms!(
+        "ask",
+        "string",
+        "Asks for a line of text.",
+        "Asks for a line of text. Options: #{id, default}.",
+        ask
+    );
+    both_forms!("secret", "Secret",
+        "Asks for a secret with masked input; returns a Secret.",
+        "Asks for a secret with masked input; returns a Secret.\nOptions: #{id, format: \"uuid\", min_length}.",
+        secret);
 
     let h = host.clone();
     m.add(
@@ -192,14 +179,16 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
         &["question: string", "options: Array"],
         "string",
         "Asks the operator to pick one of the options.",
-        move |question: &str, options: Array| -> R<String> {
-            h.require_step("prompt::choose")?;
+        move |c: NativeCallContext, question: &str, options: Array| -> R<String> {
+            value::at(&c, h.require_step("prompt::choose"))?;
             let id = derive_id(&h, question);
             let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
-            h.prompter
+            let r = h
+                .prompter
                 .borrow_mut()
                 .choose(&id, question, &options, None)
-                .map_err(prompt_error)
+                .map_err(prompt_error);
+            value::at(&c, r)
         },
     );
     let h = host.clone();
@@ -209,14 +198,16 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
         &["items: Array"],
         "()",
         "Has the operator confirm every item; a \"no\" aborts the run (exit 3).",
-        move |items: Array| -> R<()> {
-            h.require_step("prompt::checklist")?;
+        move |c: NativeCallContext, items: Array| -> R<()> {
+            value::at(&c, h.require_step("prompt::checklist"))?;
             let id = format!("{}.checklist", h.step_name());
             let items: Vec<String> = items.iter().map(|o| o.to_string()).collect();
-            h.prompter
+            let r = h
+                .prompter
                 .borrow_mut()
                 .checklist(&id, &items)
-                .map_err(prompt_error)
+                .map_err(prompt_error);
+            value::at(&c, r)
         },
     );
     m.add(

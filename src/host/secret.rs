@@ -1,9 +1,9 @@
 //! The `Secret` type in scripts and the `secret::` module.
 
-use super::value::throw;
+use super::value::{self, throw};
 use super::{Effect, Host, HostFn, ModuleBuilder};
 use crate::secret::{Secret, Source, MARK};
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString};
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, NativeCallContext};
 use std::rc::Rc;
 
 fn no_concat() -> Box<EvalAltResult> {
@@ -20,6 +20,22 @@ fn no_compare() -> Box<EvalAltResult> {
         "a Secret can only be compared with another Secret",
         Some("compare fingerprints instead: `token.fingerprint() == other.fingerprint()`".into()),
     )
+}
+
+fn from_env(name: &str) -> Result<Secret, Box<EvalAltResult>> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(Secret::new(
+            v,
+            Source::Env {
+                name: name.to_string(),
+            },
+        )),
+        _ => Err(throw(
+            "usage",
+            format!("environment variable {name} is not set"),
+            Some(format!("export {name}=... before running the runbook")),
+        )),
+    }
 }
 
 pub fn register(engine: &mut Engine, _host: &Rc<Host>, registry: &mut Vec<HostFn>) {
@@ -83,20 +99,8 @@ pub fn register(engine: &mut Engine, _host: &Rc<Host>, registry: &mut Vec<HostFn
         &["name: string"],
         "Secret",
         "Reads a secret from an environment variable; fails if it is unset or empty.",
-        |name: &str| -> Result<Secret, Box<EvalAltResult>> {
-            match std::env::var(name) {
-                Ok(v) if !v.is_empty() => Ok(Secret::new(
-                    v,
-                    Source::Env {
-                        name: name.to_string(),
-                    },
-                )),
-                _ => Err(throw(
-                    "usage",
-                    format!("environment variable {name} is not set"),
-                    Some(format!("export {name}=... before running the runbook")),
-                )),
-            }
+        |c: NativeCallContext, name: &str| -> Result<Secret, Box<EvalAltResult>> {
+            value::at(&c, from_env(name))
         },
     );
     m.add(

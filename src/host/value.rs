@@ -22,6 +22,20 @@ pub fn throw(kind: &str, message: impl Into<String>, help: Option<String>) -> Bo
     EvalAltResult::ErrorRuntime(error_map(kind, message, help), Position::NONE).into()
 }
 
+/// Points an error from a module function at its call site (rhai leaves it unset for
+/// namespace-qualified native calls).
+pub fn at<T>(
+    ctx: &rhai::NativeCallContext,
+    r: Result<T, Box<EvalAltResult>>,
+) -> Result<T, Box<EvalAltResult>> {
+    r.map_err(|mut e| {
+        if e.position().is_none() {
+            e.set_position(ctx.call_position());
+        }
+        e
+    })
+}
+
 /// A string bound for a vendor must not carry a secret that `${...}` turned into text.
 pub fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltResult>> {
     if s.contains(MARK) {

@@ -61,6 +61,11 @@ impl Prompter {
         }
     }
 
+    /// Whether a confirmation with this id can be answered without hanging.
+    pub fn can_confirm(&self, id: &str) -> bool {
+        self.interactive || self.yes || self.answers.get(id).is_some()
+    }
+
     pub fn is_interactive(&self) -> bool {
         self.interactive
     }

@@ -121,7 +121,8 @@ fn calls(loaded: &Loaded, ast: &AST, file: &str) -> Vec<ScriptError> {
     let modules = module_functions(loaded, ast);
     let sources = loaded.sources();
     let mut problems = Vec::new();
-    let mut found: Vec<(String, String, usize, Position)> = Vec::new();
+    // (namespace, name, arity, position of the name, position of the namespace)
+    let mut found: Vec<(String, String, usize, Position, Position)> = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         // A call is an expression, or a statement when its value is unused.
         let call = match path.last() {
@@ -136,12 +137,17 @@ fn calls(loaded: &Loaded, ast: &AST, file: &str) -> Vec<ScriptError> {
                 } else {
                     call.namespace.root().to_string()
                 };
-                found.push((ns, call.name.to_string(), call.args.len(), *pos));
+                let ns_pos = if ns.is_empty() {
+                    *pos
+                } else {
+                    call.namespace.position()
+                };
+                found.push((ns, call.name.to_string(), call.args.len(), *pos, ns_pos));
             }
         }
         true
     });
-    for (ns, name, arity, pos) in found {
+    for (ns, name, arity, pos, ns_pos) in found {
         if ns.is_empty() {
             if name.starts_with("anon$") || globals.contains(&name) {
                 continue;
@@ -167,7 +173,7 @@ fn calls(loaded: &Loaded, ast: &AST, file: &str) -> Vec<ScriptError> {
                     format!("unknown module '{ns}'"),
                     sources,
                     file,
-                    pos,
+                    ns_pos,
                 )
                 .with_help(format!(
                     "modules: {}",

@@ -1,0 +1,157 @@
+//! `runbook check`: diagnostics with file:line:col, exit 2 on problems, 0 when clean.
+
+use crate::support::Test;
+
+#[test]
+fn syntax_error_is_reported_with_location_and_snippet() {
+    let out = Test::new()
+        .fixture("syntax_error.rhai")
+        .args(&["check", "syntax_error.rhai"])
+        .run();
+    out.code(2)
+        .stderr_has("runbook::script::parse")
+        .stderr_has("syntax_error.rhai:4:18: Unexpected ';'")
+        .stderr_has("4 │     let x = (1 + ;")
+        .stderr_has("syntax error here");
+}
+
+#[test]
+fn clean_runbook_passes() {
+    let out = Test::new()
+        .fixture("clean.rhai")
+        .args(&["check", "clean.rhai"])
+        .run();
+    out.code(0).stdout_has("ok  clean.rhai");
+}
+
+#[test]
+fn json_lists_every_problem_with_position() {
+    let out = Test::new()
+        .file(
+            "lints.rhai",
+            r#"runbook(#{ id: "lints", title: "Lints", secret: "X" });
+param("p", #{ default: 1 });
+step("a", "A", |ctx| {
+    vendorx::call(1);
+    nosuch(2);
+    secret::from_env("A", "B");
+});
+"#,
+        )
+        .args(&["check", "lints.rhai", "--json"])
+        .run();
+    out.code(2);
+    let v = out.json();
+    let diags: Vec<(String, i64, i64)> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_string(),
+                d["line"].as_i64().unwrap(),
+                d["column"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        diags,
+        vec![
+            ("runbook::check::unknown_module".to_string(), 4, 5),
+            ("runbook::check::unknown_function".to_string(), 5, 5),
+            ("runbook::check::wrong_arity".to_string(), 6, 13),
+            ("runbook::check::param_without_help".to_string(), 2, 1),
+            ("runbook::check::missing_metadata".to_string(), 1, 1),
+        ]
+    );
+    assert_eq!(
+        v["diagnostics"][2]["message"],
+        "secret::from_env takes 1 argument(s), not 2"
+    );
+}
+
+#[test]
+fn duplicate_step_ids_are_an_error_at_the_second_declaration() {
+    let out = Test::new()
+        .fixture("duplicate_steps.rhai")
+        .args(&["check", "duplicate_steps.rhai"])
+        .run();
+    out.code(2)
+        .stderr_has("runbook::plan::duplicate_step")
+        .stderr_has(
+            "duplicate_steps.rhai:3:1: duplicate step id 'same' (first declared on line 2)",
+        );
+}
+
+#[test]
+fn unknown_host_function_is_found_without_running() {
+    let out = Test::new()
+        .fixture("unknown_function.rhai")
+        .args(&["check", "unknown_function.rhai"])
+        .run();
+    out.code(2)
+        .stderr_has("unknown_function.rhai:3:13: unknown function 'secret::from_envv'")
+        .stderr_has("secret has: fingerprint, from_env, is_secret");
+}
+
+#[test]
+fn undefined_variable_is_a_compile_error() {
+    let out = Test::new()
+        .file(
+            "undef.rhai",
+            "runbook(#{ id: \"u\", title: \"U\" });\nstep(\"a\", \"A\", |ctx| { let y = missing + 1; });\n",
+        )
+        .args(&["check", "undef.rhai"])
+        .run();
+    out.code(2)
+        .stderr_has("runbook::script::undefined_variable")
+        .stderr_has("undef.rhai:2:32: Undefined variable: missing");
+}
+
+#[test]
+fn no_steps_and_no_metadata_are_errors() {
+    let out = Test::new()
+        .fixture("no_steps.rhai")
+        .file("bare.rhai", "step(\"a\", \"A\", |ctx| {});\n")
+        .args(&["check", "no_steps.rhai", "bare.rhai"])
+        .run();
+    out.code(2)
+        .stderr_has("no_steps.rhai:1:1: the runbook has no steps")
+        .stderr_has("bare.rhai:1:1: the runbook does not declare itself");
+}
+
+#[test]
+fn unknown_metadata_key_is_a_typo_error() {
+    let out = Test::new()
+        .file(
+            "typo.rhai",
+            "runbook(#{ id: \"t\", title: \"T\", cadnce_days: 3 });\nstep(\"a\", \"A\", |ctx| {});\n",
+        )
+        .args(&["check", "typo.rhai"])
+        .run();
+    out.code(2)
+        .stderr_has("typo.rhai:1:1: runbook: unknown option 'cadnce_days'")
+        .stderr_has("known options: id, title");
+}
+
+#[test]
+fn non_utf8_file_is_refused_clearly() {
+    let out = Test::new()
+        .fixture("not_utf8.rhai")
+        .args(&["check", "not_utf8.rhai"])
+        .run();
+    out.code(2)
+        .stderr_has("not_utf8.rhai is not valid UTF-8 (first bad byte at offset 36)");
+}
+
+#[test]
+fn stdlib_import_errors_show_module_and_call_site() {
+    let out = Test::new()
+        .fixture("uses_stdlib.rhai")
+        .args(&["exec", "uses_stdlib.rhai"])
+        .run();
+    out.code(1)
+        .stderr_has("<std/checks>:")
+        .stderr_has("a consumer got 401: status=401 InvalidAPIToken")
+        .stderr_has("uses_stdlib.rhai:4:13: in function 'no_lines_matching'");
+}

@@ -1,0 +1,283 @@
+//! `runbook exec`: steps, prompts, params, failures and exit codes.
+
+use crate::support::{fixture, Test};
+
+fn prompts_test() -> Test {
+    Test::new().fixture("prompts.rhai").fixture("answers.toml")
+}
+
+#[test]
+fn answers_and_ctx_flow_through_steps_and_json_reports_each_step() {
+    let out = prompts_test()
+        .args(&[
+            "exec",
+            "prompts.rhai",
+            "--answers",
+            "answers.toml",
+            "--json",
+            "--param",
+            "attempts=5",
+        ])
+        .run();
+    out.code(0);
+    out.stderr_has("Step 2/3 · use · Use the answers")
+        .stderr_has("  | color=green apps=2 attempts=5")
+        .stderr_has("  | secret(…cdef)");
+    let report = out.json();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["runbook"], "prompts");
+    let steps: Vec<(&str, &str)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("ask", "completed"),
+            ("use", "completed"),
+            ("check", "completed")
+        ]
+    );
+    assert!(report["steps"][0]["duration_ms"].is_u64());
+    assert!(report["run_id"].as_str().unwrap().len() > 10);
+}
+
+#[test]
+fn failing_ensure_names_the_step_and_message_and_exits_1() {
+    let out = prompts_test()
+        .file("no.json", r#"{"prerequisites": true, "color": "green", "token": "x-token-value", "proceed": false}"#)
+        .args(&["exec", "prompts.rhai", "--answers", "no.json"])
+        .run();
+    out.code(1)
+        .stderr_has("Step 'use' failed:")
+        .stderr_has("runbook::step::ensure_failed")
+        .stderr_has("prompts.rhai:14:5: the operator did not confirm")
+        .stderr_has("Completed steps left in place: ask.");
+}
+
+#[test]
+fn yes_rolls_back_completed_steps_newest_first() {
+    let out = prompts_test()
+        .file(
+            "blue.toml",
+            "prerequisites = true\ncolor = \"blue\"\ntoken = \"t-0123456789\"\nproceed = true\n",
+        )
+        .args(&[
+            "exec",
+            "prompts.rhai",
+            "--answers",
+            "blue.toml",
+            "--yes",
+            "--json",
+        ])
+        .run();
+    out.code(1)
+        .stderr_has("unexpected summary raxx-prod:blue")
+        .stderr_has("  | undo use");
+    let report = out.json();
+    assert_eq!(report["status"], "rolled_back");
+    assert_eq!(report["failed_step"], "check");
+    assert_eq!(report["steps"][1]["status"], "undone");
+    assert_eq!(report["steps"][2]["status"], "failed");
+}
+
+#[test]
+fn no_rollback_with_yes_stops_instead() {
+    let out = prompts_test()
+        .file(
+            "blue.toml",
+            "prerequisites = true\ncolor = \"blue\"\ntoken = \"t-0123456789\"\nproceed = true\n",
+        )
+        .args(&[
+            "exec",
+            "prompts.rhai",
+            "--answers",
+            "blue.toml",
+            "--yes",
+            "--no-rollback",
+            "--json",
+        ])
+        .run();
+    out.code(1);
+    assert_eq!(out.json()["status"], "failed");
+    assert_eq!(out.json()["steps"][1]["status"], "completed");
+}
+
+#[test]
+fn prompt_without_answer_or_terminal_fails_at_once_naming_it() {
+    let out = prompts_test()
+        .file("partial.toml", "prerequisites = true\n")
+        .args(&["exec", "prompts.rhai", "--answers", "partial.toml"])
+        .run();
+    out.code(1)
+        // `color` has a default, so the first prompt that cannot be answered is the token.
+        .stderr_has("prompts.rhai:10:25: prompt 'token' needs an answer, and there is no terminal to ask on")
+        .stderr_has("add `token = \"...\"` to a file passed with --answers");
+}
+
+#[test]
+fn prerequisites_need_confirmation() {
+    let out = prompts_test().args(&["exec", "prompts.rhai"]).run();
+    out.code(2)
+        .stderr_has("prompt 'prerequisites' needs an answer")
+        .stderr_has("confirm the prerequisites with --yes");
+}
+
+#[test]
+fn undeclared_param_is_a_usage_error() {
+    let out = prompts_test()
+        .args(&["exec", "prompts.rhai", "--yes", "--param", "nope=1"])
+        .run();
+    out.code(2)
+        .stderr_has("unknown param 'nope'")
+        .stderr_has("declared params: server_name, apps, attempts");
+}
+
+#[test]
+fn param_of_the_wrong_type_is_a_usage_error() {
+    let out = prompts_test()
+        .args(&["exec", "prompts.rhai", "--yes", "--param", "attempts=many"])
+        .run();
+    out.code(2)
+        .stderr_has("param 'attempts' expects a whole number, got 'many'");
+}
+
+#[test]
+fn malformed_answers_file_is_a_usage_error_with_its_line() {
+    let out = prompts_test()
+        .fixture("bad_answers.toml")
+        .args(&["exec", "prompts.rhai", "--answers", "bad_answers.toml"])
+        .run();
+    out.code(2)
+        .stderr_has("bad_answers.toml:2: malformed answers file");
+}
+
+#[test]
+fn missing_runbook_lists_what_exists() {
+    let out = Test::new()
+        .file(
+            "runbooks/clean.rhai",
+            &std::fs::read_to_string(fixture("clean.rhai")).unwrap(),
+        )
+        .args(&["exec", "nope"])
+        .run();
+    out.code(2)
+        .stderr_has("no runbook named 'nope'")
+        .stderr_has("available: clean");
+}
+
+#[test]
+fn runbook_is_found_by_name_in_runbooks_folder() {
+    let out = Test::new()
+        .file(
+            "runbooks/clean.rhai",
+            &std::fs::read_to_string(fixture("clean.rhai")).unwrap(),
+        )
+        .args(&["exec", "clean", "--yes"])
+        .run();
+    out.code(0).stdout_has("  | hello demo");
+}
+
+#[test]
+fn runbook_with_no_steps_is_refused() {
+    let out = Test::new()
+        .fixture("no_steps.rhai")
+        .args(&["exec", "no_steps.rhai"])
+        .run();
+    out.code(2).stderr_has("the runbook has no steps");
+}
+
+#[test]
+fn endless_loop_hits_the_operation_limit_naming_the_step() {
+    let out = Test::new()
+        .fixture("endless_loop.rhai")
+        .args(&["exec", "endless_loop.rhai"])
+        .run();
+    out.code(1)
+        .stderr_has("Step 'spin' failed:")
+        .stderr_has("runbook::script::operation_limit");
+}
+
+#[test]
+fn deep_recursion_hits_the_call_depth_limit() {
+    let out = Test::new()
+        .fixture("deep_recursion.rhai")
+        .args(&["exec", "deep_recursion.rhai"])
+        .run();
+    out.code(1)
+        .stderr_has("Step 'recurse' failed:")
+        .stderr_has("runbook::script::call_depth");
+}
+
+#[test]
+fn huge_string_hits_the_size_limit() {
+    let out = Test::new()
+        .fixture("huge_string.rhai")
+        .args(&["exec", "huge_string.rhai"])
+        .run();
+    out.code(1).stderr_has("runbook::script::too_large");
+}
+
+#[test]
+fn wrong_argument_types_name_the_call() {
+    let out = Test::new()
+        .fixture("wrong_types.rhai")
+        .args(&["exec", "wrong_types.rhai"])
+        .run();
+    out.code(1)
+        .stderr_has("runbook::script::unknown_function")
+        .stderr_has("wrong_types.rhai:3:13: no function matches secret::from_env (i64)");
+}
+
+#[test]
+fn host_calls_at_the_top_level_are_refused() {
+    let out = Test::new()
+        .fixture("top_level_prompt.rhai")
+        .args(&["exec", "top_level_prompt.rhai", "--yes"])
+        .run();
+    out.code(2)
+        .stderr_has("top_level_prompt.rhai:2:17: prompt::confirm cannot be called at the top level of a runbook");
+}
+
+#[test]
+fn ctrl_c_stops_the_running_step_with_exit_130() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let test = Test::new()
+        .fixture("interrupt.rhai")
+        .args(&["exec", "interrupt.rhai", "--yes"]);
+    let mut child = test
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait until the step is running, then interrupt it.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("waiting") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "stdout: {rest:?}\nstderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("Interrupted (Ctrl-C) during step 'wait'."),
+        "{stderr}"
+    );
+    assert!(
+        !rest.iter().any(|l| l.contains("undo done")),
+        "interrupt must not roll back by itself"
+    );
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `runbook` binary, in a temp dir, asserting on outcomes.
+
+mod support;
+
+mod check;
+mod exec;
+mod secrets;

@@ -86,9 +86,12 @@ impl VendorFileConfig {
         })?;
         match table.get("vendors") {
             None => Ok(Self::default()),
-            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| ConfigError::File {
-                message: e.to_string(),
-            }),
+            Some(v) => v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::File {
+                    message: e.to_string(),
+                }),
         }
     }
 
@@ -202,15 +205,15 @@ impl VendorConfig {
             cfg.transport.timeout = Duration::from_secs(secs);
         }
         if let Some(v) = plain("RUNBOOK_CONCURRENCY") {
-            cfg.concurrency = v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(ConfigError::Invalid {
-                    name: "RUNBOOK_CONCURRENCY",
-                    value: v.clone(),
-                    expected: "a whole number, at least 1",
-                })?;
+            cfg.concurrency =
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(ConfigError::Invalid {
+                        name: "RUNBOOK_CONCURRENCY",
+                        value: v.clone(),
+                        expected: "a whole number, at least 1",
+                    })?;
         }
         Ok(cfg)
     }
@@ -307,7 +310,11 @@ mod tests {
         assert_eq!(c.concurrency, 8);
         let err = c.heroku_key().unwrap_err();
         assert!(err.to_string().contains("HEROKU_API_KEY"));
-        assert!(c.infisical().unwrap_err().to_string().contains("INFISICAL_TOKEN"));
+        assert!(c
+            .infisical()
+            .unwrap_err()
+            .to_string()
+            .contains("INFISICAL_TOKEN"));
     }
 
     #[test]

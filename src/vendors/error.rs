@@ -82,6 +82,12 @@ impl fmt::Display for VendorCode {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", self.render())]
 pub struct VendorError {
+    d: Box<Details>,
+}
+
+/// Boxed so `Result<T, VendorError>` stays small.
+#[derive(Debug, Clone)]
+struct Details {
     vendor: &'static str,
     method: String,
     route: String,
@@ -106,17 +112,19 @@ impl VendorError {
         message: impl AsRef<str>,
     ) -> Self {
         VendorError {
-            vendor,
-            method: method.into(),
-            route: redact(&route.into()).into_owned(),
-            status: None,
-            code: None,
-            message: redact(message.as_ref()).into_owned(),
-            kind,
-            hint: None,
-            retry_after: None,
-            timeout: None,
-            attempts: 1,
+            d: Box::new(Details {
+                vendor,
+                method: method.into(),
+                route: redact(&route.into()).into_owned(),
+                status: None,
+                code: None,
+                message: redact(message.as_ref()).into_owned(),
+                kind,
+                hint: None,
+                retry_after: None,
+                timeout: None,
+                attempts: 1,
+            }),
         }
     }
 
@@ -126,12 +134,12 @@ impl VendorError {
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
-        self.status = Some(status);
+        self.d.status = Some(status);
         self
     }
 
     pub fn with_code(mut self, code: Option<VendorCode>) -> Self {
-        self.code = code.map(|c| match c {
+        self.d.code = code.map(|c| match c {
             VendorCode::Text(t) => VendorCode::Text(redact(&t).into_owned()),
             n => n,
         });
@@ -139,87 +147,87 @@ impl VendorError {
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(redact(&hint.into()).into_owned());
+        self.d.hint = Some(redact(&hint.into()).into_owned());
         self
     }
 
     pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
-        self.retry_after = retry_after;
+        self.d.retry_after = retry_after;
         self
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.d.timeout = Some(timeout);
         self
     }
 
     pub fn with_attempts(mut self, attempts: u32) -> Self {
-        self.attempts = attempts;
+        self.d.attempts = attempts;
         self
     }
 
     pub fn with_kind(mut self, kind: ErrorKind) -> Self {
-        self.kind = kind;
+        self.d.kind = kind;
         self
     }
 
     pub fn vendor(&self) -> &'static str {
-        self.vendor
+        self.d.vendor
     }
 
     pub fn method(&self) -> &str {
-        &self.method
+        &self.d.method
     }
 
     pub fn route(&self) -> &str {
-        &self.route
+        &self.d.route
     }
 
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.d.kind
     }
 
     pub fn status(&self) -> Option<u16> {
-        self.status
+        self.d.status
     }
 
     pub fn code(&self) -> Option<&VendorCode> {
-        self.code.as_ref()
+        self.d.code.as_ref()
     }
 
     pub fn message(&self) -> &str {
-        &self.message
+        &self.d.message
     }
 
     /// How many HTTP attempts were made before giving up.
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.d.attempts
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.d.retry_after
     }
 
     /// A map for scripts: `vendor, method, route, status, code, message, kind`.
     pub fn to_json(&self) -> serde_json::Value {
-        let code = match &self.code {
+        let code = match &self.d.code {
             Some(VendorCode::Number(n)) => json!(n),
             Some(VendorCode::Text(t)) => json!(t),
             None => serde_json::Value::Null,
         };
         json!({
-            "vendor": self.vendor,
-            "method": self.method,
-            "route": self.route,
-            "status": self.status,
+            "vendor": self.d.vendor,
+            "method": self.d.method,
+            "route": self.d.route,
+            "status": self.d.status,
             "code": code,
-            "message": self.message,
-            "kind": self.kind.as_str(),
+            "message": self.d.message,
+            "kind": self.d.kind.as_str(),
         })
     }
 
     fn code_label(&self) -> &'static str {
-        match self.vendor {
+        match self.d.vendor {
             "postmark" => "ErrorCode",
             "heroku" => "id",
             "infisical" => "error",
@@ -228,11 +236,11 @@ impl VendorError {
     }
 
     fn render(&self) -> String {
-        let mut out = format!("{} ", self.vendor);
-        if self.kind != ErrorKind::Config {
-            out.push_str(&format!("{} {} → ", self.method, self.route));
+        let mut out = format!("{} ", self.d.vendor);
+        if self.d.kind != ErrorKind::Config {
+            out.push_str(&format!("{} {} → ", self.d.method, self.d.route));
         }
-        match (self.status, self.kind) {
+        match (self.d.status, self.d.kind) {
             (Some(s), _) => {
                 let reason = reqwest::StatusCode::from_u16(s)
                     .ok()
@@ -240,7 +248,7 @@ impl VendorError {
                     .unwrap_or("");
                 out.push_str(&format!("{s} {reason}"));
             }
-            (None, ErrorKind::Timeout) => match self.timeout {
+            (None, ErrorKind::Timeout) => match self.d.timeout {
                 Some(t) => out.push_str(&format!("timed out after {}", fmt_duration(t))),
                 None => out.push_str("timed out"),
             },
@@ -250,44 +258,44 @@ impl VendorError {
             (None, ErrorKind::Config) => out.push_str("is not configured"),
             (None, kind) => out.push_str(kind.as_str()),
         }
-        if !self.message.is_empty() {
+        if !self.d.message.is_empty() {
             out.push_str(": ");
-            out.push_str(&self.message);
+            out.push_str(&self.d.message);
         }
-        if let Some(code) = &self.code {
+        if let Some(code) = &self.d.code {
             out.push_str(&format!(" ({} {code})", self.code_label()));
         }
-        if self.attempts > 1 {
-            out.push_str(&format!(" after {} attempts", self.attempts));
+        if self.d.attempts > 1 {
+            out.push_str(&format!(" after {} attempts", self.d.attempts));
         }
         redact(&out).into_owned()
     }
 
     /// What the operator should do next.
     pub fn help_text(&self) -> String {
-        if let Some(hint) = &self.hint {
+        if let Some(hint) = &self.d.hint {
             return hint.clone();
         }
-        match self.kind {
-            ErrorKind::Unauthorized => format!("check the {} credential", self.vendor),
+        match self.d.kind {
+            ErrorKind::Unauthorized => format!("check the {} credential", self.d.vendor),
             ErrorKind::Forbidden => format!(
                 "the {} credential works but lacks permission for this resource",
-                self.vendor
+                self.d.vendor
             ),
             ErrorKind::NotFound => "check the name or id in the request".into(),
-            ErrorKind::RateLimited => match self.retry_after {
+            ErrorKind::RateLimited => match self.d.retry_after {
                 Some(d) => format!(
                     "{} is rate limiting us; wait {} and retry the step",
-                    self.vendor,
+                    self.d.vendor,
                     fmt_duration(d)
                 ),
-                None => format!("{} is rate limiting us; wait and retry the step", self.vendor),
+                None => format!("{} is rate limiting us; wait and retry the step", self.d.vendor),
             },
             ErrorKind::Server => format!(
                 "{} had an internal error; check its status page and retry the step",
-                self.vendor
+                self.d.vendor
             ),
-            ErrorKind::Timeout => match self.timeout {
+            ErrorKind::Timeout => match self.d.timeout {
                 Some(t) => format!(
                     "the vendor did not answer within {}; retry the step",
                     fmt_duration(t)
@@ -314,7 +322,10 @@ impl VendorError {
 
 impl miette::Diagnostic for VendorError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(format!("runbook::vendor::{}", self.kind.as_str())))
+        Some(Box::new(format!(
+            "runbook::vendor::{}",
+            self.d.kind.as_str()
+        )))
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {

@@ -113,9 +113,8 @@ impl GithubClient {
     ) -> Result<SecretWrite, VendorError> {
         let key = self.public_key(repo).await?;
         let route = format!("/repos/{repo}/actions/secrets/{name}");
-        let encrypted = seal(&key, value.expose()).map_err(|m| {
-            VendorError::new(VENDOR, "PUT", &route, ErrorKind::InvalidResponse, m)
-        })?;
+        let encrypted = seal(&key, value.expose())
+            .map_err(|m| VendorError::new(VENDOR, "PUT", &route, ErrorKind::InvalidResponse, m))?;
         let req = self
             .request(Method::PUT, repo, &["actions", "secrets", name])?
             .header("Content-Type", "application/json")

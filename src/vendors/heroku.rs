@@ -137,7 +137,11 @@ impl HerokuClient {
         })?;
         url.path_segments_mut()
             .map_err(|_| {
-                VendorError::config(VENDOR, "HEROKU_HOST cannot be a base URL", "set HEROKU_HOST to a host name or a full http(s) URL")
+                VendorError::config(
+                    VENDOR,
+                    "HEROKU_HOST cannot be a base URL",
+                    "set HEROKU_HOST to a host name or a full http(s) URL",
+                )
             })?
             .pop_if_empty()
             .extend(segments);
@@ -208,7 +212,10 @@ impl HerokuClient {
             if let Some(r) = &range {
                 req = req.header("Range", r.clone());
             }
-            let resp = self.transport.send_checked(req.clone(), parse_error).await?;
+            let resp = self
+                .transport
+                .send_checked(req.clone(), parse_error)
+                .await?;
             let page: Vec<Release> = decode_json(&req, &resp)?;
             out.extend(page);
             match (resp.status, resp.header("Next-Range")) {
@@ -225,7 +232,10 @@ impl HerokuClient {
         let req = self
             .request(Method::GET, &["apps", app, "releases"])?
             .header("Range", "version ..; max=1, order=desc");
-        let resp = self.transport.send_checked(req.clone(), parse_error).await?;
+        let resp = self
+            .transport
+            .send_checked(req.clone(), parse_error)
+            .await?;
         let page: Vec<Release> = decode_json(&req, &resp)?;
         Ok(page.into_iter().max_by_key(|r| r.version))
     }

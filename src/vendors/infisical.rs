@@ -215,7 +215,11 @@ impl InfisicalClient {
         })?;
         url.path_segments_mut()
             .map_err(|_| {
-                VendorError::config(VENDOR, "INFISICAL_DOMAIN cannot be a base URL", "set INFISICAL_DOMAIN to e.g. https://app.infisical.com")
+                VendorError::config(
+                    VENDOR,
+                    "INFISICAL_DOMAIN cannot be a base URL",
+                    "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
+                )
             })?
             .pop_if_empty()
             .extend(segments);
@@ -359,7 +363,11 @@ impl InfisicalClient {
             None => Some(raw.version),
         };
         Ok(SecretRecord {
-            id: if raw.id.is_empty() { raw.legacy_id } else { raw.id },
+            id: if raw.id.is_empty() {
+                raw.legacy_id
+            } else {
+                raw.id
+            },
             value: Secret::new(
                 raw.secret_value,
                 Source::Infisical {
@@ -387,33 +395,38 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
         .and_then(|b| b.get("error"))
         .and_then(|e| e.as_str())
         .map(str::to_string);
-    let message = body.as_ref().and_then(|b| b.get("message")).map(|m| match m {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|i| match i {
-                serde_json::Value::String(s) => s.clone(),
-                other => {
-                    let msg = other
-                        .get("message")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or("invalid");
-                    match other.get("path").and_then(|p| p.as_array()) {
-                        Some(p) if !p.is_empty() => {
-                            let path: Vec<String> = p
-                                .iter()
-                                .map(|x| x.as_str().map(str::to_string).unwrap_or(x.to_string()))
-                                .collect();
-                            format!("{}: {msg}", path.join("."))
+    let message = body
+        .as_ref()
+        .and_then(|b| b.get("message"))
+        .map(|m| match m {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => {
+                        let msg = other
+                            .get("message")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("invalid");
+                        match other.get("path").and_then(|p| p.as_array()) {
+                            Some(p) if !p.is_empty() => {
+                                let path: Vec<String> = p
+                                    .iter()
+                                    .map(|x| {
+                                        x.as_str().map(str::to_string).unwrap_or(x.to_string())
+                                    })
+                                    .collect();
+                                format!("{}: {msg}", path.join("."))
+                            }
+                            _ => msg.to_string(),
                         }
-                        _ => msg.to_string(),
                     }
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    });
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        });
     let (kind, hint) = match (resp.status, error.as_deref()) {
         (403, Some("TokenError")) => (
             Some(ErrorKind::Unauthorized),

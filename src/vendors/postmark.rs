@@ -146,7 +146,13 @@ impl PostmarkClient {
         email: &Email,
     ) -> Result<SendResult, VendorError> {
         let body = serde_json::to_value(email).map_err(|e| {
-            VendorError::new(VENDOR, "POST", "/email", ErrorKind::Validation, e.to_string())
+            VendorError::new(
+                VENDOR,
+                "POST",
+                "/email",
+                ErrorKind::Validation,
+                e.to_string(),
+            )
         })?;
         let req = self
             .request(Method::POST, "/email", token)

@@ -204,8 +204,9 @@ impl Transport {
             .redirect(redirect_policy())
             .build()
             .map_err(|e| {
-                VendorError::new("http", "-", "-", ErrorKind::Config, error_chain(&e))
-                    .with_hint("the HTTP client could not be built; this is a bug, please report it")
+                VendorError::new("http", "-", "-", ErrorKind::Config, error_chain(&e)).with_hint(
+                    "the HTTP client could not be built; this is a bug, please report it",
+                )
             })?;
         Ok(Transport {
             inner: Arc::new(Inner { client, config }),
@@ -280,7 +281,10 @@ impl Transport {
         let mut builder = self.inner.client.request(req.method.clone(), url.clone());
         for (name, value_src) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                req.error(ErrorKind::Validation, format!("invalid header name '{name}'"))
+                req.error(
+                    ErrorKind::Validation,
+                    format!("invalid header name '{name}'"),
+                )
             })?;
             let value = match value_src {
                 HeaderValueSource::Plain(v) => HeaderValue::from_str(v),
@@ -301,7 +305,10 @@ impl Transport {
         if let Some(body) = &req.json {
             builder = builder.json(body);
         }
-        let resp = builder.send().await.map_err(|e| self.transport_error(req, &e))?;
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(req, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp
@@ -362,7 +369,10 @@ pub fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser) -> Ve
 }
 
 /// Decodes a JSON body, reporting malformed JSON as `InvalidResponse`.
-pub fn decode_json<T: DeserializeOwned>(req: &Request, resp: &RawResponse) -> Result<T, VendorError> {
+pub fn decode_json<T: DeserializeOwned>(
+    req: &Request,
+    resp: &RawResponse,
+) -> Result<T, VendorError> {
     serde_json::from_slice(&resp.body).map_err(|e| {
         req.error(
             ErrorKind::InvalidResponse,

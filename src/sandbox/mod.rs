@@ -17,6 +17,8 @@ mod infisical;
 mod postmark;
 mod raptor;
 pub mod scenario;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 pub use faults::{FaultAction, FaultParseError, FaultRule};
 pub use scenario::Scenario;

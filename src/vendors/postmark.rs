@@ -260,3 +260,131 @@ where
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::testkit::start;
+    use crate::sandbox::{FaultRule, Scenario};
+
+    fn token(v: &str) -> Secret {
+        Secret::new(v, Source::Literal)
+    }
+
+    fn email(to: &str) -> Email {
+        Email {
+            from: "noreply@raxx.app".into(),
+            to: to.into(),
+            subject: Some("rotation validation".into()),
+            text_body: Some("hello".into()),
+            ..Email::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn server_returns_the_tokens_server() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-current-0001")).await;
+        let s = v.postmark().server(&token("pm-current-0001")).await.unwrap();
+        assert_eq!((s.id, s.name.as_str()), (4242, "raxx-prod"));
+        assert_eq!(s.api_tokens.len(), 1);
+        assert!(s.has_token(&token("pm-current-0001")));
+        assert!(!format!("{s:?}").contains("pm-current-0001"));
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_unauthorized_with_errorcode_10() {
+        let (_sb, v) = start(Scenario::default()).await;
+        let e = v.postmark().server(&token("not-a-token-0000")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert_eq!(e.status(), Some(401));
+        assert_eq!(e.code(), Some(&VendorCode::Number(10)));
+        assert!(e.message().starts_with("The Server Token you provided"));
+        assert!(e.to_string().starts_with("postmark GET /server → 401 Unauthorized: The Server Token"));
+        assert!(e.to_string().ends_with("(ErrorCode 10)"));
+        assert!(e.help_text().contains("API Tokens"));
+    }
+
+    #[tokio::test]
+    async fn send_email_returns_a_message_id_and_is_counted() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-send-0002")).await;
+        let r = v
+            .postmark()
+            .send_email(&token("pm-send-0002"), &email("kris@moosequest.net"))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.message.as_str()), (0, "OK"));
+        assert_eq!(r.to, "kris@moosequest.net");
+        assert!(uuid::Uuid::parse_str(&r.message_id).is_ok());
+        let st = sb.state();
+        assert_eq!(st["postmark"]["emails"]["count"], 1);
+        assert_eq!(st["postmark"]["emails"]["by_token"]["pm-send-0002"], 1);
+    }
+
+    #[tokio::test]
+    async fn invalid_emails_are_422_validation_with_errorcode_300() {
+        let (_sb, v) = start(Scenario::default().with_postmark_token("pm-val-0003")).await;
+        let e = v
+            .postmark()
+            .send_email(&token("pm-val-0003"), &email(""))
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Validation, Some(422)));
+        assert_eq!(e.code(), Some(&VendorCode::Number(300)));
+        let mut bad = email("x@y.z");
+        bad.message_stream = Some("nope".into());
+        let e = v.postmark().send_email(&token("pm-val-0003"), &bad).await.unwrap_err();
+        assert_eq!(e.code(), Some(&VendorCode::Number(1235)));
+    }
+
+    #[tokio::test]
+    async fn batch_reports_each_message() {
+        let (_sb, v) = start(Scenario::default().with_postmark_token("pm-batch-0004")).await;
+        let r = v
+            .postmark()
+            .send_batch(&token("pm-batch-0004"), &[email("a@b.c"), email("")])
+            .await
+            .unwrap();
+        assert_eq!(r[0].error_code, 0);
+        assert_eq!(r[1].error_code, 300);
+    }
+
+    #[tokio::test]
+    async fn send_email_is_not_retried_on_500() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-noretry-0005")).await;
+        sb.add_fault(FaultRule::parse("postmark:POST:/email=500:once").unwrap());
+        let e = v
+            .postmark()
+            .send_email(&token("pm-noretry-0005"), &email("a@b.c"))
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Server, Some(500)));
+        assert_eq!(sb.count_requests("postmark", "POST", "/email"), 1);
+        assert_eq!(sb.state()["postmark"]["emails"]["count"], 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_send_is_a_connection_error_and_not_retried() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-drop-0006")).await;
+        sb.add_fault(FaultRule::parse("postmark:POST:/email=drop:once").unwrap());
+        let e = v
+            .postmark()
+            .send_email(&token("pm-drop-0006"), &email("a@b.c"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert_eq!(e.status(), None);
+        assert_eq!(sb.count_requests("postmark", "POST", "/email"), 1);
+    }
+
+    #[tokio::test]
+    async fn deleted_tokens_stop_working() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-old-0007")).await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let s = v.postmark().server(&token(&new)).await.unwrap();
+        assert_eq!(s.api_tokens.len(), 2);
+        sb.dashboard_delete_token("raxx-prod", "pm-old-0007").unwrap();
+        let e = v.postmark().server(&token("pm-old-0007")).await.unwrap_err();
+        assert_eq!(e.status(), Some(401));
+    }
+}

@@ -516,3 +516,117 @@ mod tests {
         assert!(d5 >= Duration::from_millis(350) && d5 <= Duration::from_millis(525));
     }
 }
+
+#[cfg(test)]
+mod sandbox_tests {
+    use super::*;
+    use crate::sandbox::testkit::{fast, start};
+    use crate::sandbox::{FaultRule, Scenario};
+    use crate::secret::{Secret, Source};
+    use crate::vendors::Vendors;
+    use std::time::Instant;
+
+    fn pm(v: &str) -> Secret {
+        Secret::new(v, Source::Literal)
+    }
+
+    #[tokio::test]
+    async fn retries_503_then_succeeds() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("tr-503-0001")).await;
+        sb.add_fault(FaultRule::parse("postmark:GET:/server=503:times=2:retry_after=0").unwrap());
+        v.postmark().server(&pm("tr-503-0001")).await.unwrap();
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 3);
+    }
+
+    #[tokio::test]
+    async fn honours_retry_after_on_429() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("tr-429-0002")).await;
+        sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=1").unwrap());
+        let t = Instant::now();
+        v.postmark().server(&pm("tr-429-0002")).await.unwrap();
+        assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 2);
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_capped() {
+        let sb = crate::sandbox::Sandbox::start(Scenario::default().with_postmark_token("tr-cap-0003"))
+            .await
+            .unwrap();
+        let mut c = fast(sb.vendor_config());
+        c.transport.max_delay = Duration::from_millis(20);
+        let v = Vendors::new(c).unwrap();
+        sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=3600").unwrap());
+        let t = Instant::now();
+        v.postmark().server(&pm("tr-cap-0003")).await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_attempts() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("tr-500-0004")).await;
+        sb.add_fault(FaultRule::parse("postmark:GET:/server=500").unwrap());
+        let e = v.postmark().server(&pm("tr-500-0004")).await.unwrap_err();
+        assert_eq!((e.kind(), e.status(), e.attempts()), (ErrorKind::Server, Some(500), 4));
+        assert_eq!(e.code(), Some(&VendorCode::Number(500)));
+        assert!(e.to_string().contains("after 4 attempts"));
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 4);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_vendor_times_out() {
+        let sb = crate::sandbox::Sandbox::start(Scenario::default()).await.unwrap();
+        let mut c = fast(sb.vendor_config());
+        c.transport.timeout = Duration::from_millis(300);
+        let v = Vendors::new(c).unwrap();
+        sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=stall").unwrap());
+        let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert_eq!(
+            e.to_string(),
+            "heroku GET /apps/raxx-api-prod/config-vars → timed out after 300ms"
+        );
+        assert!(e.help_text().contains("within 300ms; retry the step"));
+        sb.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_idempotent_request_is_retried() {
+        let (sb, v) = start(Scenario::default()).await;
+        sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=drop:once").unwrap());
+        let vars = v.heroku().config_vars("raxx-api-prod").await.unwrap();
+        assert!(vars.get("POSTMARK_SERVER_TOKEN").is_some());
+        assert_eq!(sb.count_requests("heroku", "GET", "/apps/raxx-api-prod/config-vars"), 2);
+        assert_eq!(sb.requests()[0].fault, Some("drop"));
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_an_invalid_response() {
+        let (sb, v) = start(Scenario::default()).await;
+        sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=malformed:once").unwrap());
+        let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::InvalidResponse, Some(200)));
+        assert!(e.message().contains("not the JSON we expected"));
+    }
+
+    #[tokio::test]
+    async fn latency_delays_but_succeeds() {
+        let (sb, v) = start(Scenario::default()).await;
+        sb.add_fault(FaultRule::parse("heroku=latency=150:once").unwrap());
+        let t = Instant::now();
+        v.heroku().config_vars("raxx-api-prod").await.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn send_returns_any_status_for_generic_use() {
+        let (sb, v) = start(Scenario::default()).await;
+        let resp = v
+            .transport()
+            .send(Request::new("http", Method::GET, format!("{}/nope", sb.heroku_url())))
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 404);
+        assert!(resp.text().contains("not_found"));
+    }
+}

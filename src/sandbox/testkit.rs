@@ -60,7 +60,16 @@ pub(crate) fn postmark_check(definition: &str, instance: &Value, require_all: bo
     let mut defs = spec["definitions"].clone();
     // The swagger is old: its Color enum is lower-case; current docs capitalise.
     if let Some(color) = defs.pointer_mut("/ServerConfigurationResponse/properties/Color/enum") {
-        for c in ["Purple", "Blue", "Turquoise", "Green", "Red", "Yellow", "Grey", "Orange"] {
+        for c in [
+            "Purple",
+            "Blue",
+            "Turquoise",
+            "Green",
+            "Red",
+            "Yellow",
+            "Grey",
+            "Orange",
+        ] {
             if let Some(a) = color.as_array_mut() {
                 a.push(json!(c));
             }
@@ -98,12 +107,22 @@ pub(crate) fn heroku_check(pointer: &str, instance: &Value, strict: bool) {
 }
 
 /// The `targetSchema` of a Heroku link, by definition, method and href suffix.
-pub(crate) fn heroku_link_check(definition: &str, method: &str, href_suffix: &str, instance: &Value) {
+pub(crate) fn heroku_link_check(
+    definition: &str,
+    method: &str,
+    href_suffix: &str,
+    instance: &Value,
+) {
     let spec = spec("heroku-platform-api.schema.json");
-    let links = spec["definitions"][definition]["links"].as_array().cloned().unwrap_or_default();
+    let links = spec["definitions"][definition]["links"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let link = links
         .iter()
-        .find(|l| l["method"] == method && l["href"].as_str().is_some_and(|h| h.ends_with(href_suffix)))
+        .find(|l| {
+            l["method"] == method && l["href"].as_str().is_some_and(|h| h.ends_with(href_suffix))
+        })
         .unwrap_or_else(|| panic!("no {method} …{href_suffix} link in {definition}"));
     let mut target = link["targetSchema"].clone();
     if let Value::Object(m) = &mut target {
@@ -118,7 +137,10 @@ fn check(schema: &Value, instance: &Value, what: &str) {
         .iter_errors(instance)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
-    assert!(errors.is_empty(), "{what}: {errors:#?}\ninstance: {instance:#}");
+    assert!(
+        errors.is_empty(),
+        "{what}: {errors:#?}\ninstance: {instance:#}"
+    );
 }
 
 /// The keys of a JSON object, sorted.

@@ -187,3 +187,105 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
         hint: hint.map(str::to_string),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::testkit::{fast, start};
+    use crate::sandbox::{Sandbox, Scenario};
+    use crate::secret::Source;
+    use crate::vendors::Vendors;
+
+    fn scenario() -> Scenario {
+        Scenario::default().with_github_repo("raxx/raptor")
+    }
+
+    #[tokio::test]
+    async fn sets_an_encrypted_secret_the_repo_can_decrypt() {
+        let (sb, v) = start(scenario()).await;
+        let g = v.github();
+        let key = g.public_key("raxx/raptor").await.unwrap();
+        assert!(!key.key_id.is_empty());
+        let value = Secret::new("gh-secret-value-0001", Source::Literal);
+        assert_eq!(
+            g.set_secret("raxx/raptor", "POSTMARK_SERVER_TOKEN", &value)
+                .await
+                .unwrap(),
+            SecretWrite::Created
+        );
+        assert_eq!(
+            g.set_secret("raxx/raptor", "POSTMARK_SERVER_TOKEN", &value)
+                .await
+                .unwrap(),
+            SecretWrite::Updated
+        );
+        let st = sb.state();
+        assert_eq!(
+            st["github"]["repos"]["raxx/raptor"]["secrets"]["POSTMARK_SERVER_TOKEN"],
+            "gh-secret-value-0001"
+        );
+        let list = g.list_secrets("raxx/raptor").await.unwrap();
+        assert_eq!(
+            list.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            vec!["POSTMARK_SERVER_TOKEN"]
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_follow_githubs_statuses() {
+        let (_sb, v) = start(scenario()).await;
+        let value = Secret::new("gh-secret-value-0002", Source::Literal);
+        let e = v.github().public_key("raxx/nope").await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.status(), e.message()),
+            (ErrorKind::NotFound, Some(404), "Not Found")
+        );
+        let e = v
+            .github()
+            .set_secret("raxx/raptor", "GITHUB_TOKEN_X", &value)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Validation, Some(422)));
+        let e = v.github().list_secrets("not-a-repo").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Validation);
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_unauthorized() {
+        let sb = Sandbox::start(scenario()).await.unwrap();
+        let mut c = fast(sb.vendor_config());
+        c.github_token = Some(Secret::new("ghp_wrong_token_value", Source::Literal));
+        let e = Vendors::new(c)
+            .unwrap()
+            .github()
+            .list_secrets("raxx/raptor")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.status(), e.message()),
+            (ErrorKind::Unauthorized, Some(401), "Bad credentials")
+        );
+        assert!(e.help_text().contains("GITHUB_TOKEN"));
+    }
+
+    #[test]
+    fn sealed_boxes_open_with_the_secret_key() {
+        let sk = crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = PublicKey {
+            key_id: "1".into(),
+            key: b64.encode(sk.public_key().as_bytes()),
+        };
+        let sealed = seal(&key, "hello-secret").unwrap();
+        let opened = sk.unseal(&b64.decode(sealed).unwrap()).unwrap();
+        assert_eq!(opened, b"hello-secret");
+        assert!(seal(
+            &PublicKey {
+                key_id: "1".into(),
+                key: "!!".into()
+            },
+            "x"
+        )
+        .is_err());
+    }
+}

@@ -304,3 +304,157 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
         hint: hint.map(str::to_string),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::testkit::{fast, start};
+    use crate::sandbox::{Sandbox, Scenario};
+    use crate::secret::Source;
+    use crate::vendors::Vendors;
+
+    fn sop() -> Scenario {
+        Scenario::default().with_postmark_token("hk-current-0001")
+    }
+
+    #[tokio::test]
+    async fn reads_config_vars_without_printing_values() {
+        let (_sb, v) = start(sop()).await;
+        let vars = v.heroku().config_vars("raxx-api-prod").await.unwrap();
+        assert_eq!(vars.get("POSTMARK_SERVER_TOKEN"), Some("hk-current-0001"));
+        let dbg = format!("{vars:?}");
+        assert!(dbg.contains("POSTMARK_SERVER_TOKEN") && !dbg.contains("hk-current-0001"));
+    }
+
+    #[tokio::test]
+    async fn update_makes_a_release_and_restarts() {
+        let (sb, v) = start(sop()).await;
+        let h = v.heroku();
+        let new = Secret::new("hk-new-0002", Source::Literal);
+        let changes = BTreeMap::from([
+            (
+                "POSTMARK_SERVER_TOKEN".to_string(),
+                Some(ConfigValue::from(&new)),
+            ),
+            ("RAPTOR_ENV".to_string(), None),
+        ]);
+        let vars = h
+            .update_config_vars("raxx-api-prod", &changes)
+            .await
+            .unwrap();
+        assert_eq!(vars.get("POSTMARK_SERVER_TOKEN"), Some("hk-new-0002"));
+        assert_eq!(vars.get("RAPTOR_ENV"), None);
+        let rels = h.releases("raxx-api-prod").await.unwrap();
+        assert_eq!(
+            rels.iter().map(|r| r.version).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            rels[1].description,
+            "Set POSTMARK_SERVER_TOKEN config vars; Remove RAPTOR_ENV config vars"
+        );
+        assert!(rels[1].current);
+        assert_eq!(
+            h.latest_release("raxx-api-prod")
+                .await
+                .unwrap()
+                .map(|r| r.version),
+            Some(2)
+        );
+        assert_eq!(sb.state()["heroku"]["apps"]["raxx-api-prod"]["restarts"], 1);
+        // The same change again is a no-op: no release, no restart.
+        h.update_config_vars("raxx-api-prod", &changes)
+            .await
+            .unwrap();
+        assert_eq!(sb.state()["heroku"]["apps"]["raxx-api-prod"]["restarts"], 1);
+    }
+
+    #[tokio::test]
+    async fn restart_all_restarts_and_logs() {
+        let (sb, v) = start(sop()).await;
+        v.heroku().restart_all("raxx-api-staging").await.unwrap();
+        assert_eq!(
+            sb.state()["heroku"]["apps"]["raxx-api-staging"]["restarts"],
+            1
+        );
+        let lines = v.heroku().log_lines("raxx-api-staging", 50).await.unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with("heroku[web.1]: Restarting")),
+            "{lines:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_app_is_not_found_with_herokus_body() {
+        let (_sb, v) = start(sop()).await;
+        let e = v.heroku().config_vars("no-such-app").await.unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::NotFound, Some(404)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("not_found".into())));
+        assert_eq!(e.message(), "Couldn't find that app.");
+        assert_eq!(
+            e.to_string(),
+            "heroku GET /apps/no-such-app/config-vars → 404 Not Found: Couldn't find that app. (id not_found)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_key_is_unauthorized_and_says_which_variable() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let mut c = fast(sb.vendor_config());
+        c.heroku_api_key = Some(Secret::new("wrong-heroku-key", Source::Literal));
+        let v = Vendors::new(c).unwrap();
+        let e = v.heroku().restart_all("raxx-api-prod").await.unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(401)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("unauthorized".into())));
+        assert!(e.help_text().contains("HEROKU_API_KEY"));
+        let mut c = sb.vendor_config();
+        c.heroku_api_key = None;
+        let e = Vendors::new(c)
+            .unwrap()
+            .heroku()
+            .config_vars("raxx-api-prod")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("HEROKU_API_KEY"));
+    }
+
+    #[tokio::test]
+    async fn invalid_config_names_are_422() {
+        let (_sb, v) = start(sop()).await;
+        let changes = BTreeMap::from([("BAD-NAME".to_string(), Some(ConfigValue::from("x")))]);
+        let e = v
+            .heroku()
+            .update_config_vars("raxx-api-prod", &changes)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Validation, Some(422)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("invalid_params".into())));
+    }
+
+    #[tokio::test]
+    async fn a_patch_dropped_after_one_success_is_retried() {
+        let (sb, v) = start(sop()).await;
+        sb.add_fault(
+            crate::sandbox::FaultRule::parse(
+                "heroku:PATCH:/apps/*/config-vars=drop:after=1:times=1",
+            )
+            .unwrap(),
+        );
+        let changes = |v: &str| BTreeMap::from([("A".to_string(), Some(ConfigValue::from(v)))]);
+        v.heroku()
+            .update_config_vars("raxx-api-prod", &changes("1"))
+            .await
+            .unwrap();
+        v.heroku()
+            .update_config_vars("raxx-api-staging", &changes("2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sb.count_requests("heroku", "PATCH", "/apps/raxx-api-staging/config-vars"),
+            2
+        );
+    }
+}

@@ -453,3 +453,208 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
         hint,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::testkit::{fast, start};
+    use crate::sandbox::{Sandbox, Scenario};
+    use crate::vendors::Vendors;
+
+    const P: &str = "raxx-project";
+
+    fn sop() -> Scenario {
+        Scenario::default()
+            .with_postmark_token("inf-current-0001")
+            .with_old_token("inf-old-0001")
+    }
+
+    #[tokio::test]
+    async fn reads_the_current_and_an_older_version() {
+        let (_sb, v) = start(sop()).await;
+        let i = v.infisical();
+        let cur = i
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        assert_eq!((cur.version, cur.value.expose()), (2, "inf-current-0001"));
+        assert_eq!(
+            cur.value.source(),
+            &Source::Infisical {
+                name: "POSTMARK_SERVER_TOKEN".into(),
+                version: Some(2)
+            }
+        );
+        assert_eq!(
+            (cur.environment.as_str(), cur.secret_path.as_str()),
+            ("prod", "/")
+        );
+        assert!(!format!("{cur:?}").contains("inf-current-0001"));
+        let old = i
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", Some(1))
+            .await
+            .unwrap();
+        assert_eq!((old.version, old.value.expose()), (1, "inf-old-0001"));
+    }
+
+    #[tokio::test]
+    async fn set_updates_with_a_new_version_or_creates() {
+        let (sb, v) = start(sop()).await;
+        let i = v.infisical();
+        let new = Secret::new("inf-new-0002", Source::Literal);
+        let (rec, outcome) = i
+            .set_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", &new)
+            .await
+            .unwrap();
+        assert_eq!((outcome, rec.version), (SetOutcome::Updated, 3));
+        let back = i
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        assert_eq!(back.value, new);
+        let (rec, outcome) = i
+            .set_secret(P, "prod", "/", "BRAND_NEW", &new)
+            .await
+            .unwrap();
+        assert_eq!((outcome, rec.version), (SetOutcome::Created, 1));
+        let st = sb.state();
+        let versions = &st["infisical"]["secrets"][0]["versions"];
+        assert_eq!(versions.as_array().map(Vec::len), Some(3));
+        assert_eq!(versions[2]["secretValue"], "inf-new-0002");
+    }
+
+    #[tokio::test]
+    async fn delete_then_get_is_not_found() {
+        let (_sb, v) = start(sop()).await;
+        let i = v.infisical();
+        let gone = i
+            .delete_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN")
+            .await
+            .unwrap();
+        assert_eq!(gone.name, "POSTMARK_SERVER_TOKEN");
+        let e = i
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::NotFound, Some(404)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("NotFound".into())));
+        assert!(e
+            .message()
+            .contains("Secret with name 'POSTMARK_SERVER_TOKEN' not found"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_403_token_error_mapped_to_unauthorized() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let mut c = fast(sb.vendor_config());
+        c.infisical_auth = Some(InfisicalAuth::Token(Secret::new(
+            "garbage-token-xyz",
+            Source::Literal,
+        )));
+        let v = Vendors::new(c).unwrap();
+        let e = v
+            .infisical()
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(403)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("TokenError".into())));
+        assert!(e.message().contains("malformed"));
+        assert!(e.help_text().contains("renew"));
+        assert!(e.to_string().contains("(error TokenError)"));
+    }
+
+    #[tokio::test]
+    async fn universal_auth_logs_in_once_and_again_after_expiry() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let v = Vendors::new(fast(sb.vendor_config_universal_auth())).unwrap();
+        let i = v.infisical();
+        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        assert_eq!(sb.state()["infisical"]["logins"], 1);
+        sb.infisical_expire_tokens();
+        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        assert_eq!(sb.state()["infisical"]["logins"], 2);
+        assert_eq!(
+            sb.count_requests("infisical", "POST", "/api/v1/auth/universal-auth/login"),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_client_secret_is_unauthorized() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let mut c = fast(sb.vendor_config_universal_auth());
+        c.infisical_auth = Some(InfisicalAuth::UniversalAuth {
+            client_id: sb.credentials().infisical_client_id.clone(),
+            client_secret: Secret::new("wrong-secret-0000", Source::Literal),
+        });
+        let v = Vendors::new(c).unwrap();
+        let e = v
+            .infisical()
+            .get_secret(P, "prod", "/", "X", None)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(401)));
+        assert_eq!(e.route(), "/api/v1/auth/universal-auth/login");
+        assert!(e.help_text().contains("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"));
+    }
+
+    #[tokio::test]
+    async fn unknown_environment_and_project_are_not_found() {
+        let (_sb, v) = start(sop()).await;
+        let e = v
+            .infisical()
+            .get_secret(P, "qa", "/", "X", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let e = v
+            .infisical()
+            .get_secret("other", "prod", "/", "X", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn validation_messages_arrays_are_joined() {
+        let resp = RawResponse {
+            status: 422,
+            headers: Default::default(),
+            body: serde_json::to_vec(&json!({
+                "reqId": "req-1", "statusCode": 422, "error": "ValidationFailure",
+                "message": [
+                    {"code": "invalid_type", "path": ["projectId"], "message": "Required"},
+                    {"code": "custom", "path": [], "message": "Bad"}
+                ]
+            }))
+            .unwrap(),
+            attempts: 1,
+        };
+        let d = parse_error(&resp);
+        assert_eq!(d.message.as_deref(), Some("projectId: Required; Bad"));
+        assert_eq!(d.code, Some(VendorCode::Text("ValidationFailure".into())));
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_name_the_variables() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let mut c = sb.vendor_config();
+        c.infisical_auth = None;
+        let v = Vendors::new(c).unwrap();
+        let e = v
+            .infisical()
+            .get_secret(P, "prod", "/", "X", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("INFISICAL_TOKEN"));
+    }
+}

@@ -284,7 +284,11 @@ mod tests {
     #[tokio::test]
     async fn server_returns_the_tokens_server() {
         let (sb, v) = start(Scenario::default().with_postmark_token("pm-current-0001")).await;
-        let s = v.postmark().server(&token("pm-current-0001")).await.unwrap();
+        let s = v
+            .postmark()
+            .server(&token("pm-current-0001"))
+            .await
+            .unwrap();
         assert_eq!((s.id, s.name.as_str()), (4242, "raxx-prod"));
         assert_eq!(s.api_tokens.len(), 1);
         assert!(s.has_token(&token("pm-current-0001")));
@@ -295,12 +299,18 @@ mod tests {
     #[tokio::test]
     async fn a_bad_token_is_unauthorized_with_errorcode_10() {
         let (_sb, v) = start(Scenario::default()).await;
-        let e = v.postmark().server(&token("not-a-token-0000")).await.unwrap_err();
+        let e = v
+            .postmark()
+            .server(&token("not-a-token-0000"))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthorized);
         assert_eq!(e.status(), Some(401));
         assert_eq!(e.code(), Some(&VendorCode::Number(10)));
         assert!(e.message().starts_with("The Server Token you provided"));
-        assert!(e.to_string().starts_with("postmark GET /server → 401 Unauthorized: The Server Token"));
+        assert!(e
+            .to_string()
+            .starts_with("postmark GET /server → 401 Unauthorized: The Server Token"));
         assert!(e.to_string().ends_with("(ErrorCode 10)"));
         assert!(e.help_text().contains("API Tokens"));
     }
@@ -333,7 +343,11 @@ mod tests {
         assert_eq!(e.code(), Some(&VendorCode::Number(300)));
         let mut bad = email("x@y.z");
         bad.message_stream = Some("nope".into());
-        let e = v.postmark().send_email(&token("pm-val-0003"), &bad).await.unwrap_err();
+        let e = v
+            .postmark()
+            .send_email(&token("pm-val-0003"), &bad)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some(&VendorCode::Number(1235)));
     }
 
@@ -383,8 +397,13 @@ mod tests {
         let new = sb.dashboard_generate_token("raxx-prod").unwrap();
         let s = v.postmark().server(&token(&new)).await.unwrap();
         assert_eq!(s.api_tokens.len(), 2);
-        sb.dashboard_delete_token("raxx-prod", "pm-old-0007").unwrap();
-        let e = v.postmark().server(&token("pm-old-0007")).await.unwrap_err();
+        sb.dashboard_delete_token("raxx-prod", "pm-old-0007")
+            .unwrap();
+        let e = v
+            .postmark()
+            .server(&token("pm-old-0007"))
+            .await
+            .unwrap_err();
         assert_eq!(e.status(), Some(401));
     }
 }

@@ -550,9 +550,10 @@ mod sandbox_tests {
 
     #[tokio::test]
     async fn retry_after_is_capped() {
-        let sb = crate::sandbox::Sandbox::start(Scenario::default().with_postmark_token("tr-cap-0003"))
-            .await
-            .unwrap();
+        let sb =
+            crate::sandbox::Sandbox::start(Scenario::default().with_postmark_token("tr-cap-0003"))
+                .await
+                .unwrap();
         let mut c = fast(sb.vendor_config());
         c.transport.max_delay = Duration::from_millis(20);
         let v = Vendors::new(c).unwrap();
@@ -567,7 +568,10 @@ mod sandbox_tests {
         let (sb, v) = start(Scenario::default().with_postmark_token("tr-500-0004")).await;
         sb.add_fault(FaultRule::parse("postmark:GET:/server=500").unwrap());
         let e = v.postmark().server(&pm("tr-500-0004")).await.unwrap_err();
-        assert_eq!((e.kind(), e.status(), e.attempts()), (ErrorKind::Server, Some(500), 4));
+        assert_eq!(
+            (e.kind(), e.status(), e.attempts()),
+            (ErrorKind::Server, Some(500), 4)
+        );
         assert_eq!(e.code(), Some(&VendorCode::Number(500)));
         assert!(e.to_string().contains("after 4 attempts"));
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 4);
@@ -575,7 +579,9 @@ mod sandbox_tests {
 
     #[tokio::test]
     async fn a_stalled_vendor_times_out() {
-        let sb = crate::sandbox::Sandbox::start(Scenario::default()).await.unwrap();
+        let sb = crate::sandbox::Sandbox::start(Scenario::default())
+            .await
+            .unwrap();
         let mut c = fast(sb.vendor_config());
         c.transport.timeout = Duration::from_millis(300);
         let v = Vendors::new(c).unwrap();
@@ -596,7 +602,10 @@ mod sandbox_tests {
         sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=drop:once").unwrap());
         let vars = v.heroku().config_vars("raxx-api-prod").await.unwrap();
         assert!(vars.get("POSTMARK_SERVER_TOKEN").is_some());
-        assert_eq!(sb.count_requests("heroku", "GET", "/apps/raxx-api-prod/config-vars"), 2);
+        assert_eq!(
+            sb.count_requests("heroku", "GET", "/apps/raxx-api-prod/config-vars"),
+            2
+        );
         assert_eq!(sb.requests()[0].fault, Some("drop"));
     }
 
@@ -605,7 +614,10 @@ mod sandbox_tests {
         let (sb, v) = start(Scenario::default()).await;
         sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=malformed:once").unwrap());
         let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
-        assert_eq!((e.kind(), e.status()), (ErrorKind::InvalidResponse, Some(200)));
+        assert_eq!(
+            (e.kind(), e.status()),
+            (ErrorKind::InvalidResponse, Some(200))
+        );
         assert!(e.message().contains("not the JSON we expected"));
     }
 
@@ -623,7 +635,11 @@ mod sandbox_tests {
         let (sb, v) = start(Scenario::default()).await;
         let resp = v
             .transport()
-            .send(Request::new("http", Method::GET, format!("{}/nope", sb.heroku_url())))
+            .send(Request::new(
+                "http",
+                Method::GET,
+                format!("{}/nope", sb.heroku_url()),
+            ))
             .await
             .unwrap();
         assert_eq!(resp.status, 404);

@@ -674,3 +674,211 @@ async fn read_log_session(
         ([("content-type", "text/plain; charset=utf-8")], text).into_response()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sandbox::testkit::{heroku_check, heroku_link_check, raw};
+    use crate::sandbox::{Sandbox, Scenario};
+    use serde_json::{json, Value};
+
+    const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+
+    async fn sb() -> Sandbox {
+        Sandbox::start(Scenario::default()).await.unwrap()
+    }
+
+    fn req(sb: &Sandbox, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        raw()
+            .request(m, format!("{}{path}", sb.heroku_url()))
+            .header("Accept", ACCEPT)
+            .bearer_auth(&sb.credentials().heroku_api_key)
+    }
+
+    #[tokio::test]
+    async fn config_vars_match_the_schema() {
+        let sb = sb().await;
+        let body: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        heroku_check(
+            "/definitions/config-var/definitions/config_vars",
+            &body,
+            false,
+        );
+        let resp = req(
+            &sb,
+            reqwest::Method::PATCH,
+            "/apps/raxx-api-prod/config-vars",
+        )
+        .json(&json!({"FOO": "bar", "RAPTOR_ENV": null}))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        heroku_link_check("config-var", "PATCH", "/config-vars", &body);
+        assert_eq!(body["FOO"], "bar");
+        assert!(body.get("RAPTOR_ENV").is_none());
+        assert!(body.get("POSTMARK_SERVER_TOKEN").is_some());
+    }
+
+    #[tokio::test]
+    async fn restart_release_and_log_session_match_the_schema() {
+        let sb = sb().await;
+        let resp = req(&sb, reqwest::Method::DELETE, "/apps/raxx-api-prod/dynos")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        heroku_link_check("dyno", "DELETE", "/dynos", &resp.json().await.unwrap());
+
+        let list: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        heroku_check("/definitions/release", &list[0], true);
+        let one: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases/1")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        heroku_check("/definitions/release", &one, true);
+
+        for body in [
+            json!({"dyno": "web.1", "lines": 10, "source": "app"}),
+            json!({"dyno_name": "web.1", "tail": false}),
+        ] {
+            let resp = req(
+                &sb,
+                reqwest::Method::POST,
+                "/apps/raxx-api-prod/log-sessions",
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+            assert_eq!(resp.status(), 201);
+            let session: Value = resp.json().await.unwrap();
+            heroku_check("/definitions/log-session", &session, true);
+            let url = session["logplex_url"].as_str().unwrap();
+            assert!(url.starts_with(sb.heroku_url()) && url.contains("?srv="));
+            let resp = raw().get(url).send().await.unwrap();
+            assert!(resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain"));
+        }
+    }
+
+    #[tokio::test]
+    async fn accept_auth_and_unknown_apps_are_checked() {
+        let sb = sb().await;
+        let resp = raw()
+            .get(format!(
+                "{}/apps/raxx-api-prod/config-vars",
+                sb.heroku_url()
+            ))
+            .bearer_auth(&sb.credentials().heroku_api_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 406);
+        let resp = raw()
+            .get(format!(
+                "{}/apps/raxx-api-prod/config-vars",
+                sb.heroku_url()
+            ))
+            .header("Accept", "application/vnd.heroku+json; version=3.sdk")
+            .basic_auth("", Some(&sb.credentials().heroku_api_key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().contains_key("ratelimit-remaining"));
+        let resp = req(&sb, reqwest::Method::GET, "/apps/ghost/config-vars")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (body["id"].as_str(), body["message"].as_str()),
+            (Some("not_found"), Some("Couldn't find that app."))
+        );
+        let resp = raw()
+            .get(format!(
+                "{}/apps/raxx-api-prod/config-vars",
+                sb.heroku_url()
+            ))
+            .header("Accept", ACCEPT)
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.json::<Value>().await.unwrap()["id"], "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn release_ranges_page_with_next_range() {
+        let sb = sb().await;
+        for i in 0..3 {
+            req(
+                &sb,
+                reqwest::Method::PATCH,
+                "/apps/raxx-api-prod/config-vars",
+            )
+            .json(&json!({"N": i.to_string()}))
+            .send()
+            .await
+            .unwrap();
+        }
+        for range in [
+            "version ..; max=2, order=desc",
+            "version ..; order=desc,max=2",
+        ] {
+            let resp = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+                .header("Range", range)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 206);
+            let next = resp.headers()["next-range"].to_str().unwrap().to_string();
+            let page: Value = resp.json().await.unwrap();
+            assert_eq!(
+                (page[0]["version"].as_u64(), page[1]["version"].as_u64()),
+                (Some(4), Some(3))
+            );
+            let rest: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+                .header("Range", next)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                rest.as_array().map(|a| a
+                    .iter()
+                    .map(|r| r["version"].as_u64().unwrap_or(0))
+                    .collect::<Vec<_>>()),
+                Some(vec![2, 1])
+            );
+        }
+        let resp = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+            .header("Range", "bogus")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 416);
+    }
+}

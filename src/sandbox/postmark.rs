@@ -485,3 +485,218 @@ async fn send_batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         Json(Value::Array(results)).into_response()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sandbox::testkit::{keys, postmark_check, raw, sorted};
+    use crate::sandbox::{Sandbox, SandboxError, Scenario};
+    use serde_json::{json, Value};
+
+    /// vendor-apis.md §1.5, field for field.
+    const SERVER_FIELDS: [&str; 22] = [
+        "ID",
+        "Name",
+        "ApiTokens",
+        "Color",
+        "SmtpApiActivated",
+        "RawEmailEnabled",
+        "DeliveryType",
+        "ServerLink",
+        "InboundAddress",
+        "InboundHookUrl",
+        "BounceHookUrl",
+        "OpenHookUrl",
+        "DeliveryHookUrl",
+        "PostFirstOpenOnly",
+        "InboundDomain",
+        "InboundHash",
+        "InboundSpamThreshold",
+        "TrackOpens",
+        "TrackLinks",
+        "IncludeBounceContentInHook",
+        "ClickHookUrl",
+        "EnableSmtpApiErrorHooks",
+    ];
+
+    async fn sb() -> Sandbox {
+        Sandbox::start(Scenario::default().with_postmark_token("pmsim-0001"))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn get_server_matches_the_swagger_and_the_field_list() {
+        let sb = sb().await;
+        let resp = raw()
+            .get(format!("{}/server", sb.postmark_url()))
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        postmark_check("ServerConfigurationResponse", &body, true);
+        assert_eq!(keys(&body), sorted(&SERVER_FIELDS));
+        assert_eq!(body["ApiTokens"], json!(["pmsim-0001"]));
+    }
+
+    #[tokio::test]
+    async fn post_email_matches_the_swagger() {
+        let sb = sb().await;
+        let body: Value = raw()
+            .post(format!("{}/email", sb.postmark_url()))
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .json(&json!({"From": "noreply@raxx.app", "To": "kris@moosequest.net", "Subject": "s", "TextBody": "t"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        postmark_check("SendEmailResponse", &body, true);
+        assert_eq!(
+            keys(&body),
+            sorted(&["To", "SubmittedAt", "MessageID", "ErrorCode", "Message"])
+        );
+        let at = body["SubmittedAt"].as_str().unwrap();
+        assert!(
+            at.ends_with("+00:00") && at.len() == "2014-02-17T07:25:01.4178645+00:00".len(),
+            "{at}"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_and_bad_tokens_get_the_documented_401_bodies() {
+        let sb = sb().await;
+        let c = raw();
+        for (tok, msg) in [
+            (None, super::MISSING_TOKEN),
+            (Some("wrong"), super::BAD_TOKEN),
+        ] {
+            let mut req = c.get(format!("{}/server", sb.postmark_url()));
+            if let Some(t) = tok {
+                req = req.header("X-Postmark-Server-Token", t);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401);
+            let body: Value = resp.json().await.unwrap();
+            postmark_check("StandardPostmarkResponse", &body, true);
+            assert_eq!(body, json!({"ErrorCode": 10, "Message": msg}));
+        }
+    }
+
+    #[tokio::test]
+    async fn non_json_bodies_are_415_and_bad_json_422() {
+        let sb = sb().await;
+        let c = raw();
+        let url = format!("{}/email", sb.postmark_url());
+        let resp = c
+            .post(&url)
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 415);
+        let resp = c
+            .post(&url)
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .header("Content-Type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["ErrorCode"], 402);
+    }
+
+    #[tokio::test]
+    async fn the_token_limit_is_three() {
+        let sb = sb().await;
+        sb.dashboard_generate_token("raxx-prod").unwrap();
+        sb.dashboard_generate_token("raxx-prod").unwrap();
+        let e = sb.dashboard_generate_token("raxx-prod").unwrap_err();
+        assert!(matches!(e, SandboxError::TokenLimit { limit: 3, .. }));
+        assert!(e.to_string().contains("already has 3 API tokens"));
+        assert!(matches!(
+            sb.dashboard_generate_token("nope"),
+            Err(SandboxError::UnknownServer { .. })
+        ));
+        assert!(matches!(
+            sb.dashboard_delete_token("raxx-prod", "nope"),
+            Err(SandboxError::UnknownToken { .. })
+        ));
+
+        let full = Sandbox::start(Scenario::default().with_tokens_at_limit())
+            .await
+            .unwrap();
+        assert_eq!(full.postmark_tokens("raxx-prod").map(|t| t.len()), Some(3));
+        assert!(full.dashboard_generate_token("raxx-prod").is_err());
+    }
+
+    #[tokio::test]
+    async fn put_server_edits_and_returns_the_server() {
+        let sb = sb().await;
+        let body: Value = raw()
+            .put(format!("{}/server", sb.postmark_url()))
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .json(&json!({"Color": "Red", "TrackOpens": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (body["Color"].as_str(), body["TrackOpens"].as_bool()),
+            (Some("Red"), Some(true))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_lists_generates_and_deletes() {
+        let sb = sb().await;
+        let c = raw();
+        let page = c
+            .get(format!("{}/dashboard", sb.postmark_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("raxx-prod")
+                && page.contains("pmsim-0001")
+                && page.contains("Generate New")
+        );
+        let gen = format!("{}/dashboard/servers/4242/tokens", sb.postmark_url());
+        let resp = c.post(&gen).send().await.unwrap();
+        assert_eq!(resp.status(), 303);
+        assert_eq!(sb.postmark_tokens("raxx-prod").map(|t| t.len()), Some(2));
+        c.post(&gen).send().await.unwrap();
+        let resp = c.post(&gen).send().await.unwrap();
+        assert_eq!(resp.status(), 409);
+        assert!(resp
+            .text()
+            .await
+            .unwrap()
+            .contains("already has 3 API tokens"));
+        let resp = c
+            .post(format!(
+                "{}/dashboard/servers/4242/tokens/delete",
+                sb.postmark_url()
+            ))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("token=pmsim-0001")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303);
+        let tokens = sb.postmark_tokens("raxx-prod").unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert!(!tokens.contains(&"pmsim-0001".to_string()));
+    }
+}

@@ -159,3 +159,38 @@ pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
     v.sort();
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "/definitions/release")]
+    fn heroku_checks_catch_a_missing_field() {
+        heroku_check(
+            "/definitions/release",
+            &json!({"id": "x", "version": 1}),
+            true,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "SendEmailResponse")]
+    fn postmark_checks_catch_a_wrong_type() {
+        postmark_check(
+            "SendEmailResponse",
+            &json!({"To": "a", "SubmittedAt": "2014-02-17T07:25:01.4178645-05:00", "MessageID": "m", "ErrorCode": "0", "Message": "OK"}),
+            true,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "config_vars")]
+    fn heroku_checks_catch_a_non_string_config_value() {
+        heroku_check(
+            "/definitions/config-var/definitions/config_vars",
+            &json!({"A": 1}),
+            false,
+        );
+    }
+}

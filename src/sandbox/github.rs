@@ -278,3 +278,65 @@ async fn delete_secret(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sandbox::testkit::{keys, raw};
+    use crate::sandbox::{Sandbox, Scenario};
+    use serde_json::{json, Value};
+
+    #[tokio::test]
+    async fn public_key_put_and_errors_follow_github() {
+        let sb = Sandbox::start(Scenario::default().with_github_repo("raxx/raptor"))
+            .await
+            .unwrap();
+        let base = format!("{}/repos/raxx/raptor/actions/secrets", sb.github_url());
+        let tok = sb.credentials().github_token.clone();
+        let key: Value = raw()
+            .get(format!("{base}/public-key"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(keys(&key), vec!["key", "key_id"]);
+        let resp = raw()
+            .put(format!("{base}/X"))
+            .bearer_auth(&tok)
+            .json(&json!({"encrypted_value": "AAAA"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["message"],
+            "Invalid request.\n\n\"key_id\" wasn't supplied."
+        );
+        assert!(body["documentation_url"].is_string());
+        let resp = raw().get(&base).bearer_auth("bad").send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["message"],
+            "Bad credentials"
+        );
+        let list: Value = raw()
+            .get(&base)
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                list["total_count"].as_u64(),
+                list["secrets"].as_array().map(Vec::len)
+            ),
+            (Some(0), Some(0))
+        );
+    }
+}

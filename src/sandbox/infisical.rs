@@ -600,3 +600,230 @@ fn write(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sandbox::testkit::{keys, raw, sorted};
+    use crate::sandbox::{Sandbox, Scenario};
+    use serde_json::{json, Value};
+
+    /// vendor-apis.md §2.3 plus the route additions.
+    const SECRET_FIELDS: [&str; 21] = [
+        "id",
+        "_id",
+        "workspace",
+        "environment",
+        "version",
+        "type",
+        "secretKey",
+        "secretValue",
+        "secretComment",
+        "secretReminderNote",
+        "secretReminderRepeatDays",
+        "skipMultilineEncoding",
+        "createdAt",
+        "updatedAt",
+        "actor",
+        "isRotatedSecret",
+        "rotationId",
+        "secretValueHidden",
+        "secretPath",
+        "tags",
+        "secretMetadata",
+    ];
+
+    async fn sb() -> Sandbox {
+        Sandbox::start(Scenario::default().with_postmark_token("infsim-0001"))
+            .await
+            .unwrap()
+    }
+
+    fn get(sb: &Sandbox, path_and_query: &str) -> reqwest::RequestBuilder {
+        raw()
+            .get(format!("{}{path_and_query}", sb.infisical_url()))
+            .bearer_auth(&sb.credentials().infisical_token)
+    }
+
+    #[tokio::test]
+    async fn v3_raw_and_v4_return_the_secret_shape() {
+        let sb = sb().await;
+        let fields = SECRET_FIELDS;
+        for url in [
+            "/api/v3/secrets/raw/POSTMARK_SERVER_TOKEN?workspaceId=raxx-project&environment=prod&secretPath=/",
+            "/api/v3/secrets/raw/POSTMARK_SERVER_TOKEN?workspaceSlug=raxx&environment=prod",
+            "/api/v4/secrets/POSTMARK_SERVER_TOKEN?projectId=raxx-project&environment=prod&secretPath=%2F",
+        ] {
+            let resp = get(&sb, url).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{url}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(keys(&body), vec!["secret"]);
+            let s = &body["secret"];
+            assert_eq!(keys(s), sorted(&fields));
+            assert_eq!((s["_id"].clone(), s["workspace"].as_str()), (s["id"].clone(), Some("raxx-project")));
+            assert_eq!((s["version"].as_u64(), s["secretValue"].as_str()), (Some(2), Some("infsim-0001")));
+        }
+        let list: Value = get(&sb, "/api/v4/secrets?projectId=raxx-project&environment=prod&secretPath=/&includeImports=false")
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!(keys(&list), vec!["imports", "secrets"]);
+        assert_eq!(list["secrets"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[tokio::test]
+    async fn errors_carry_the_infisical_envelope() {
+        let sb = sb().await;
+        let resp = get(&sb, "/api/v4/secrets/X?environment=prod")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(keys(&body), vec!["error", "message", "reqId", "statusCode"]);
+        assert_eq!(
+            (body["error"].as_str(), body["statusCode"].as_u64()),
+            (Some("ValidationFailure"), Some(422))
+        );
+        assert!(body["message"].is_array());
+
+        let resp = raw()
+            .get(format!(
+                "{}/api/v4/secrets/X?projectId=raxx-project&environment=prod",
+                sb.infisical_url()
+            ))
+            .bearer_auth("st.unknown.service.token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        let resp = raw()
+            .get(format!(
+                "{}/api/v4/secrets/X?projectId=raxx-project&environment=prod",
+                sb.infisical_url()
+            ))
+            .bearer_auth("not.a.jwt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (body["error"].as_str(), body["message"].as_str()),
+            (Some("TokenError"), Some(super::MALFORMED))
+        );
+        let resp = raw()
+            .get(format!("{}/api/v4/secrets/X", sb.infisical_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn login_accepts_the_trailing_slash_and_issues_bearer_tokens() {
+        let sb = sb().await;
+        let c = sb.credentials().clone();
+        for path in [
+            "/api/v1/auth/universal-auth/login",
+            "/api/v1/auth/universal-auth/login/",
+        ] {
+            let body: Value = raw().post(format!("{}{path}", sb.infisical_url()))
+                .json(&json!({"clientId": c.infisical_client_id, "clientSecret": c.infisical_client_secret}))
+                .send().await.unwrap().json().await.unwrap();
+            assert_eq!(
+                keys(&body),
+                vec!["accessToken", "accessTokenMaxTTL", "expiresIn", "tokenType"]
+            );
+            assert_eq!(
+                (body["tokenType"].as_str(), body["expiresIn"].as_u64()),
+                (Some("Bearer"), Some(7200))
+            );
+            let token = body["accessToken"].as_str().unwrap();
+            let resp = raw()
+                .get(format!(
+                    "{}/api/v4/secrets?projectId=raxx-project&environment=prod",
+                    sb.infisical_url()
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    }
+
+    #[tokio::test]
+    async fn v3_writes_follow_the_cli_flow_and_trim_values() {
+        let sb = sb().await;
+        let c = raw();
+        let url = format!("{}/api/v3/secrets/raw/NEW_ONE", sb.infisical_url());
+        let auth = sb.credentials().infisical_token.clone();
+        let body = json!({"workspaceId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": "  v1  ", "type": "shared"});
+        let resp = c
+            .post(&url)
+            .bearer_auth(&auth)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let created: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (
+                created["secret"]["secretValue"].as_str(),
+                created["secret"]["version"].as_u64()
+            ),
+            (Some("v1"), Some(1))
+        );
+        let resp = c
+            .post(&url)
+            .bearer_auth(&auth)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["message"],
+            "Secret already exist"
+        );
+        let patch =
+            json!({"workspaceId": "raxx-project", "environment": "prod", "secretValue": "v2\n"});
+        let updated: Value = c
+            .patch(&url)
+            .bearer_auth(&auth)
+            .json(&patch)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                updated["secret"]["secretValue"].as_str(),
+                updated["secret"]["version"].as_u64()
+            ),
+            (Some("v2\n"), Some(2))
+        );
+        let del = json!({"workspaceId": "raxx-project", "environment": "prod"});
+        assert_eq!(
+            c.delete(&url)
+                .bearer_auth(&auth)
+                .json(&del)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            c.patch(&url)
+                .bearer_auth(&auth)
+                .json(&patch)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+}

@@ -204,3 +204,123 @@ fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sandbox::testkit::{raw, start};
+    use crate::sandbox::{Sandbox, Scenario};
+    use crate::secret::{Secret, Source};
+    use crate::vendors::heroku::ConfigValue;
+    use serde_json::{json, Value};
+    use std::collections::BTreeMap;
+
+    async fn test_email(sb: &Sandbox, path: &str) -> (u16, Value) {
+        let resp = raw()
+            .post(format!("{}{path}", sb.raptor_url()))
+            .json(&json!({"to": "kris@moosequest.net", "subject": "rotation validation"}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn test_email_goes_through_postmark_and_is_logged() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("rp-cur-0001")).await;
+        let (status, body) = test_email(&sb, "/api/notifications/test-email").await;
+        assert_eq!(status, 200);
+        let id = body["MessageID"].as_str().unwrap().to_string();
+        let (status, _) = test_email(&sb, "/raxx-api-staging/api/notifications/test-email").await;
+        assert_eq!(status, 200);
+        let st = sb.state();
+        assert_eq!(st["postmark"]["emails"]["by_token"]["rp-cur-0001"], 2);
+        assert_eq!(st["postmark"]["messages"][0]["via"], "raptor:raxx-api-prod");
+        let lines = v.heroku().log_lines("raxx-api-prod", 100).await.unwrap();
+        assert!(lines
+            .iter()
+            .any(|l| l.ends_with(&format!("app[web.1]: postmark send ok MessageID={id}"))));
+        assert_eq!(
+            test_email(&sb, "/nope/api/notifications/test-email")
+                .await
+                .0,
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn a_proper_rotation_never_fails_a_send() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("rp-old-0002")).await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let secret = Secret::new(new.clone(), Source::Literal);
+        let changes = BTreeMap::from([(
+            "POSTMARK_SERVER_TOKEN".to_string(),
+            Some(ConfigValue::from(&secret)),
+        )]);
+        for app in ["raxx-api-prod", "raxx-api-staging"] {
+            v.heroku().update_config_vars(app, &changes).await.unwrap();
+        }
+        sb.dashboard_delete_token("raxx-prod", "rp-old-0002")
+            .unwrap();
+        let (status, _) = test_email(&sb, "/api/notifications/test-email").await;
+        assert_eq!(status, 200);
+        v.heroku().config_vars("raxx-api-prod").await.unwrap();
+        let st = sb.state();
+        assert_eq!(st["downstream_401s"], 0);
+        assert_eq!(st["downstream"]["raxx-api-prod"]["failed"], 0);
+        assert!(st["downstream"]["raxx-api-prod"]["sent"].as_u64().unwrap() >= 4);
+        assert_eq!(st["postmark"]["emails"]["by_token"][&new], 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_the_old_token_before_propagating_breaks_production() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("rp-old-0003")).await;
+        sb.dashboard_generate_token("raxx-prod").unwrap();
+        sb.dashboard_delete_token("raxx-prod", "rp-old-0003")
+            .unwrap();
+        let (status, body) = test_email(&sb, "/api/notifications/test-email").await;
+        assert_eq!(status, 502);
+        assert_eq!(
+            (body["status"].as_u64(), body["ErrorCode"].as_u64()),
+            (Some(401), Some(10))
+        );
+        let lines = v.heroku().log_lines("raxx-api-prod", 200).await.unwrap();
+        assert!(lines.iter().any(
+            |l| l.contains("app[web.1]: postmark error 401 InvalidAPIToken: The Server Token")
+        ));
+        let st = sb.state();
+        assert!(
+            st["downstream_401s"].as_u64().unwrap() >= 4,
+            "{}",
+            st["downstream"]
+        );
+        assert!(
+            st["downstream"]["raxx-api-staging"]["failed"]
+                .as_u64()
+                .unwrap()
+                >= 2
+        );
+    }
+
+    #[tokio::test]
+    async fn the_token_is_read_at_restart_not_continuously() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("rp-old-0004")).await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        // A config edit that (unlike Heroku's) does not restart the app.
+        sb.shared.with_world(|w| {
+            if let Some(a) = w.heroku.app_mut("raxx-api-prod") {
+                a.config.insert("POSTMARK_SERVER_TOKEN".into(), new.clone());
+            }
+        });
+        sb.dashboard_delete_token("raxx-prod", "rp-old-0004")
+            .unwrap();
+        assert_eq!(
+            test_email(&sb, "/api/notifications/test-email").await.0,
+            502
+        );
+        v.heroku().restart_all("raxx-api-prod").await.unwrap();
+        assert_eq!(
+            test_email(&sb, "/api/notifications/test-email").await.0,
+            200
+        );
+    }
+}

@@ -472,3 +472,257 @@ pub(crate) mod ts {
 pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{fast, keys, sorted};
+    use super::*;
+    use crate::vendors::{heroku::ConfigValue, ErrorKind, Vendors};
+    use std::collections::{BTreeMap, HashMap};
+    use std::time::Instant;
+
+    #[tokio::test]
+    async fn starts_in_well_under_a_second_and_shuts_down() {
+        let t = Instant::now();
+        let sb = Sandbox::start(Scenario::default()).await.unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        let url = sb.heroku_url().to_string();
+        sb.shutdown().await;
+        let e = testkit::raw().get(format!("{url}/apps/x")).send().await;
+        assert!(e.is_err());
+    }
+
+    #[tokio::test]
+    async fn env_points_vendor_config_at_the_simulators() {
+        let sb = Sandbox::start(Scenario::default()).await.unwrap();
+        let env: HashMap<String, String> = sb.env().into_iter().collect();
+        let mut names: Vec<&str> = env.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                "GITHUB_API_URL",
+                "GITHUB_TOKEN",
+                "HEROKU_API_KEY",
+                "HEROKU_HOST",
+                "INFISICAL_DISABLE_UPDATE_CHECK",
+                "INFISICAL_DOMAIN",
+                "INFISICAL_PROJECT_ID",
+                "INFISICAL_TOKEN",
+                "POSTMARK_API_URL",
+                "RAPTOR_API_URL",
+            ]
+        );
+        let cfg = VendorConfig::from_env(|k| env.get(k).cloned()).unwrap();
+        assert_eq!(cfg.infisical_api_url, format!("{}/api", sb.infisical_url()));
+        let v = Vendors::new(fast(cfg)).unwrap();
+        let token = v
+            .infisical()
+            .get_secret(
+                &sb.infisical_project_id(),
+                "prod",
+                "/",
+                "POSTMARK_SERVER_TOKEN",
+                None,
+            )
+            .await
+            .unwrap();
+        let server = v.postmark().server(&token.value).await.unwrap();
+        assert_eq!(server.name, "raxx-prod");
+        assert_eq!(
+            v.heroku()
+                .config_vars("raxx-api-staging")
+                .await
+                .unwrap()
+                .get("POSTMARK_SERVER_TOKEN"),
+            Some(token.value.expose())
+        );
+    }
+
+    #[tokio::test]
+    async fn state_reports_every_simulator() {
+        let (sb, v) = testkit::start(Scenario::default().with_github_repo("raxx/raptor")).await;
+        v.heroku().restart_all("raxx-api-prod").await.unwrap();
+        let st = sb.state();
+        assert_eq!(
+            keys(&st),
+            sorted(&[
+                "downstream",
+                "downstream_401s",
+                "faults",
+                "github",
+                "heroku",
+                "infisical",
+                "postmark",
+                "requests"
+            ])
+        );
+        assert_eq!(st["postmark"]["servers"][0]["Name"], "raxx-prod");
+        assert_eq!(
+            st["infisical"]["secrets"][0]["versions"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(st["heroku"]["apps"]["raxx-api-prod"]["restarts"], 1);
+        assert!(st["heroku"]["apps"]["raxx-api-prod"]["releases"].is_array());
+        assert!(st["github"]["repos"]["raxx/raptor"]["secrets"].is_object());
+        assert_eq!(
+            keys(&st["downstream"]),
+            vec!["raxx-api-prod", "raxx-api-staging"]
+        );
+        assert_eq!(
+            st["requests"][0],
+            serde_json::json!({"vendor": "heroku", "method": "DELETE", "path": "/apps/raxx-api-prod/dynos", "status": 202, "fault": null})
+        );
+    }
+
+    #[test]
+    fn scenario_files_use_placeholders_and_fault_strings() {
+        let toml = r#"
+            faults = ["postmark:GET:/server=503:once"]
+            [postmark]
+            servers = [{ name = "acme-prod", id = 7, tokens = ["t-1", "t-2"] }]
+            [infisical]
+            project_id = "acme"
+            secrets = [{ name = "POSTMARK_SERVER_TOKEN", versions = ["@random", "@postmark:acme-prod:1"] }]
+            [heroku]
+            apps = [{ name = "acme-api", config = { POSTMARK_SERVER_TOKEN = "@postmark:acme-prod" } }]
+        "#;
+        let s = Scenario::from_toml(toml).unwrap();
+        assert_eq!(s.faults.len(), 1);
+        assert_eq!(s.heroku.apps[0].dynos, vec!["web.1"]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(Scenario::from_json(&json).unwrap(), s);
+        assert!(Scenario::from_toml("[postmark]\nbogus = 1").is_err());
+        let tokens =
+            |n: &str| (n == "acme-prod").then(|| vec!["t-1".to_string(), "t-2".to_string()]);
+        assert_eq!(
+            scenario::resolve("@postmark:acme-prod:1", &tokens).unwrap(),
+            "t-2"
+        );
+        assert_eq!(scenario::resolve("plain", &tokens).unwrap(), "plain");
+        assert!(scenario::resolve("@postmark:ghost", &tokens).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_file_scenario_starts_consistently() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "[postmark]\nservers = [{ name = \"acme\", tokens = [\"acme-tok-1\"] }]\n[heroku]\napps = [{ name = \"a\", config = { POSTMARK_SERVER_TOKEN = \"@postmark:acme\" } }]\n").unwrap();
+        let sb = Sandbox::start(Scenario::from_file(&path).unwrap())
+            .await
+            .unwrap();
+        let st = sb.state();
+        assert_eq!(
+            st["heroku"]["apps"]["a"]["config_vars"]["POSTMARK_SERVER_TOKEN"],
+            "acme-tok-1"
+        );
+        assert_eq!(keys(&st["downstream"]), vec!["a"]);
+        let bad = Scenario::default().with_postmark_token("x");
+        let mut bad = bad;
+        bad.heroku.apps[0]
+            .config
+            .insert("X".into(), "@postmark:nope".into());
+        assert!(matches!(
+            Sandbox::start(bad).await,
+            Err(SandboxError::Scenario { .. })
+        ));
+    }
+
+    /// No sandbox token or credential may appear in any error a client returns.
+    #[tokio::test]
+    async fn secrets_never_leak_into_vendor_errors() {
+        const CANARIES: [&str; 5] = [
+            "canary-pm-token-5d1f",
+            "canary-pm-old-77ab",
+            "canary-heroku-key-c0ffee",
+            "canary-infisical-token-beef",
+            "canary-github-token-f00d",
+        ];
+        let scenario = Scenario::default()
+            .with_postmark_token(CANARIES[0])
+            .with_old_token(CANARIES[1])
+            .with_credentials(CANARIES[2], CANARIES[3], CANARIES[4])
+            .with_github_repo("raxx/raptor");
+        let (sb, v) = testkit::start(scenario).await;
+        let pm = |t: &str| Secret::new(t, Source::Literal);
+        sb.dashboard_generate_token("raxx-prod").unwrap();
+        sb.dashboard_delete_token("raxx-prod", CANARIES[0]).unwrap();
+        let mut errors = Vec::new();
+        errors.push(v.postmark().server(&pm(CANARIES[0])).await.unwrap_err());
+        errors.push(v.postmark().server(&pm(CANARIES[1])).await.unwrap_err());
+        let bad_name = BTreeMap::from([(
+            "BAD NAME".to_string(),
+            Some(ConfigValue::from(&pm(CANARIES[0]))),
+        )]);
+        errors.push(
+            v.heroku()
+                .update_config_vars("raxx-api-prod", &bad_name)
+                .await
+                .unwrap_err(),
+        );
+        errors.push(v.heroku().config_vars("ghost").await.unwrap_err());
+        errors.push(
+            v.infisical()
+                .get_secret("raxx-project", "qa", "/", "X", None)
+                .await
+                .unwrap_err(),
+        );
+        errors.push(
+            v.github()
+                .set_secret("raxx/raptor", "GITHUB_X", &pm(CANARIES[0]))
+                .await
+                .unwrap_err(),
+        );
+        sb.add_fault(FaultRule::parse("heroku=401").unwrap());
+        errors.push(v.heroku().restart_all("raxx-api-prod").await.unwrap_err());
+        // A vendor that echoes the token back in its message.
+        let echo = crate::vendors::VendorError::new(
+            "postmark",
+            "GET",
+            "/server",
+            ErrorKind::Unauthorized,
+            format!("token {} rejected", CANARIES[0]),
+        );
+        errors.push(echo);
+        let server = v
+            .postmark()
+            .server(&pm(&sb.postmark_tokens("raxx-prod").unwrap()[0]))
+            .await
+            .unwrap();
+        let record = v
+            .infisical()
+            .get_secret(
+                "raxx-project",
+                "prod",
+                "/",
+                "POSTMARK_SERVER_TOKEN",
+                Some(1),
+            )
+            .await
+            .unwrap();
+        let vars = Vendors::new(sb.vendor_config()).unwrap();
+        let mut outputs = vec![
+            format!("{server:?}"),
+            format!("{record:?}"),
+            format!("{vars:?}"),
+            format!("{sb:?}"),
+        ];
+        for e in &errors {
+            outputs.push(e.to_string());
+            outputs.push(format!("{e:?}"));
+            outputs.push(e.to_json().to_string());
+            outputs.push(e.help_text());
+        }
+        for out in &outputs {
+            for c in CANARIES {
+                assert!(!out.contains(c), "{c} leaked in: {out}");
+            }
+        }
+    }
+}

@@ -10,15 +10,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The whole starting world.
+/// The whole starting world. In a file, an omitted section is empty (not the SOP's).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Scenario {
+    #[serde(default)]
     pub postmark: PostmarkScenario,
+    #[serde(default)]
     pub infisical: InfisicalScenario,
+    #[serde(default)]
     pub heroku: HerokuScenario,
+    #[serde(default)]
     pub github: GithubScenario,
-    #[serde(deserialize_with = "deserialize_rules")]
+    #[serde(default, deserialize_with = "deserialize_rules")]
     pub faults: Vec<FaultRule>,
 }
 

@@ -63,7 +63,7 @@ impl From<&Secret> for HeaderValueSource {
 }
 
 /// One HTTP request, described so that it can be retried and reported.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Request {
     pub vendor: &'static str,
     pub method: Method,
@@ -132,7 +132,7 @@ impl Request {
 }
 
 /// What came back: status, headers and the whole body.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RawResponse {
     pub status: u16,
     pub headers: HeaderMap,
@@ -158,6 +158,31 @@ impl RawResponse {
     /// `Retry-After` in seconds, if present and numeric.
     pub fn retry_after(&self) -> Option<Duration> {
         parse_retry_after(&self.headers)
+    }
+}
+
+// Bodies may carry secret values (a PATCH of config vars, a config-vars answer): Debug
+// shows their size only.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("vendor", &self.vendor)
+            .field("method", &self.method)
+            .field("route", &self.route_label)
+            .field("headers", &self.headers)
+            .field("json", &self.json.as_ref().map(|_| "<body>"))
+            .field("idempotent", &self.idempotent)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RawResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawResponse")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .field("attempts", &self.attempts)
+            .finish()
     }
 }
 

@@ -1,0 +1,141 @@
+//! The Postmark dashboard's API Tokens tab, as plain HTML forms (a rehearsal aid: tokens show).
+
+use super::Shared;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/dashboard", get(page))
+        .route("/dashboard/servers/{id}/tokens", post(generate))
+        .route("/dashboard/servers/{id}/tokens/delete", post(delete))
+}
+
+async fn page(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Html<String> {
+    Html(render(&s, q.get("notice").map(String::as_str), None))
+}
+
+async fn generate(State(s): State<Arc<Shared>>, Path(id): Path<i64>) -> Response {
+    let result = s.with_world(|w| {
+        let name = w
+            .postmark
+            .servers
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| x.name.clone());
+        match name {
+            Some(n) => w.postmark.generate_token(&n).map(|_| n),
+            None => Err(super::SandboxError::UnknownServer {
+                name: id.to_string(),
+            }),
+        }
+    });
+    match result {
+        Ok(name) => Redirect::to(&format!(
+            "/dashboard?notice=new+token+for+{}",
+            urlencode(&name)
+        ))
+        .into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Html(render(&s, None, Some(&e.to_string()))),
+        )
+            .into_response(),
+    }
+}
+
+async fn delete(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let token = form.get("token").cloned().unwrap_or_default();
+    let result = s.with_world(|w| {
+        let name = w
+            .postmark
+            .servers
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| x.name.clone());
+        match name {
+            Some(n) => w.postmark.delete_token(&n, &token),
+            None => Err(super::SandboxError::UnknownServer {
+                name: id.to_string(),
+            }),
+        }
+    });
+    match result {
+        Ok(()) => Redirect::to("/dashboard?notice=token+deleted").into_response(),
+        Err(e) => (
+            StatusCode::NOT_FOUND,
+            Html(render(&s, None, Some(&e.to_string()))),
+        )
+            .into_response(),
+    }
+}
+
+fn render(s: &Shared, notice: Option<&str>, error: Option<&str>) -> String {
+    let mut html = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Postmark sandbox — API Tokens</title>\
+         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
+         td,th{border:1px solid #ccc;padding:.3em .6em}code{font-size:1.05em}\
+         .error{color:#b00}.notice{color:#070}</style></head><body>\n\
+         <h1>Postmark sandbox</h1>\n<p>Rehearsal only: tokens are shown in full.</p>\n",
+    );
+    if let Some(n) = notice {
+        html.push_str(&format!("<p class=\"notice\">{}</p>\n", esc(n)));
+    }
+    if let Some(e) = error {
+        html.push_str(&format!("<p class=\"error\">{}</p>\n", esc(e)));
+    }
+    s.with_world(|w| {
+        let limit = w.postmark.token_limit;
+        for server in &w.postmark.servers {
+            html.push_str(&format!(
+                "<h2>Server {} (ID {})</h2>\n<h3>API Tokens ({} of {limit})</h3>\n<table><tr><th>Token</th><th></th></tr>\n",
+                esc(&server.name),
+                server.id,
+                server.tokens.len()
+            ));
+            for t in &server.tokens {
+                html.push_str(&format!(
+                    "<tr><td><code>{t}</code></td><td><form method=\"post\" action=\"/dashboard/servers/{id}/tokens/delete\">\
+                     <input type=\"hidden\" name=\"token\" value=\"{t}\"><button type=\"submit\">Delete</button></form></td></tr>\n",
+                    t = esc(t),
+                    id = server.id
+                ));
+            }
+            html.push_str(&format!(
+                "</table>\n<form method=\"post\" action=\"/dashboard/servers/{}/tokens\"><button type=\"submit\">Generate New</button></form>\n",
+                server.id
+            ));
+        }
+    });
+    html.push_str("</body></html>\n");
+    html
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,389 @@
+//! Fault injection: rules matched against every request by a middleware in front of every
+//! simulator, so each route gets the same treatment.
+//!
+//! Compact grammar (CLI `--fault`, or a string in a scenario's `faults` list):
+//!
+//! ```text
+//! RULE    = VENDOR [":" METHOD] [":" PATH] "=" ACTION {":" OPTION}
+//! VENDOR  = postmark | infisical | heroku | github | raptor
+//! METHOD  = GET | POST | PUT | PATCH | DELETE | *          (omitted = any)
+//! PATH    = "/..."  exact or segment prefix; "*" matches within one segment, "**" anything
+//! ACTION  = 3-digit status (the vendor's real error body) | drop | stall | malformed
+//!         | latency=MS
+//! OPTION  = once | always | times=N | after=K | retry_after=SECS
+//! ```
+//!
+//! Examples: `postmark:GET:/server=500:once`,
+//! `heroku:PATCH:/apps/*/config-vars=drop:after=1:times=1`, `infisical=429:retry_after=1:times=2`.
+//! Default `times` is `always`; `after=K` lets the first K matching requests through.
+//! Every action but `latency` answers instead of the real handler (the request has no effect).
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::sync::Mutex;
+
+/// What a fault does to a matching request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Answer with this status and the vendor's own error body.
+    Status(u16),
+    /// Wait this many milliseconds, then serve normally.
+    Latency(u64),
+    /// Close the connection without an answer.
+    Drop,
+    /// Answer 200 with a truncated JSON body.
+    Malformed,
+    /// Never answer (until the sandbox shuts down).
+    Stall,
+}
+
+/// One fault rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRule {
+    pub vendor: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    pub action: FaultAction,
+    /// Seconds for a `Retry-After` header on status answers.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// How many times it fires; `None` = always.
+    #[serde(default, deserialize_with = "deserialize_times")]
+    pub times: Option<u32>,
+    /// Matching requests let through before it starts firing.
+    #[serde(default)]
+    pub after: u32,
+}
+
+/// A malformed fault string.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+#[error("invalid fault '{spec}': {reason}")]
+#[diagnostic(
+    code(runbook::sandbox::fault),
+    help("write VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S], e.g. postmark:GET:/server=500:once")
+)]
+pub struct FaultParseError {
+    pub spec: String,
+    pub reason: String,
+}
+
+const VENDORS: [&str; 5] = ["postmark", "infisical", "heroku", "github", "raptor"];
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*",
+];
+
+impl FaultRule {
+    /// Parses the compact grammar in the module docs.
+    pub fn parse(spec: &str) -> Result<Self, FaultParseError> {
+        let err = |reason: &str| FaultParseError {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let (target, action) = spec
+            .split_once('=')
+            .ok_or_else(|| err("missing '=' between the target and the action"))?;
+        let mut parts = target.splitn(3, ':');
+        let vendor = parts.next().unwrap_or_default().trim().to_lowercase();
+        if !VENDORS.contains(&vendor.as_str()) {
+            return Err(err(&format!(
+                "unknown vendor '{vendor}' (one of {})",
+                VENDORS.join(", ")
+            )));
+        }
+        let mut method = None;
+        let mut path = None;
+        for p in parts {
+            let p = p.trim();
+            if p.starts_with('/') {
+                path = Some(p.to_string());
+            } else if METHODS.contains(&p.to_uppercase().as_str()) {
+                if p != "*" {
+                    method = Some(p.to_uppercase());
+                }
+            } else if !p.is_empty() {
+                return Err(err(&format!(
+                    "'{p}' is neither an HTTP method nor a path starting with '/'"
+                )));
+            }
+        }
+        let mut opts = action.split(':');
+        let act = opts.next().unwrap_or_default().trim();
+        let action = match act {
+            "drop" => FaultAction::Drop,
+            "stall" => FaultAction::Stall,
+            "malformed" => FaultAction::Malformed,
+            a if a.starts_with("latency=") => FaultAction::Latency(
+                a["latency=".len()..]
+                    .parse()
+                    .map_err(|_| err("latency needs milliseconds, e.g. latency=250"))?,
+            ),
+            a => match a.parse::<u16>() {
+                Ok(s) if (100..=599).contains(&s) => FaultAction::Status(s),
+                _ => {
+                    return Err(err(&format!(
+                        "unknown action '{a}' (a status like 500, drop, stall, malformed or latency=MS)"
+                    )))
+                }
+            },
+        };
+        let mut rule = FaultRule {
+            vendor,
+            method,
+            path,
+            action,
+            retry_after: None,
+            times: None,
+            after: 0,
+        };
+        for o in opts {
+            let num = |v: &str| -> Result<u32, FaultParseError> {
+                v.parse().map_err(|_| err(&format!("'{o}' needs a number")))
+            };
+            match o.trim().split_once('=') {
+                None if o.trim() == "once" => rule.times = Some(1),
+                None if o.trim() == "always" => rule.times = None,
+                Some(("times", v)) => rule.times = Some(num(v)?),
+                Some(("after", v)) => rule.after = num(v)?,
+                Some(("retry_after", v)) => rule.retry_after = Some(u64::from(num(v)?)),
+                _ => return Err(err(&format!("unknown option '{o}'"))),
+            }
+        }
+        Ok(rule)
+    }
+
+    fn matches(&self, vendor: &str, method: &str, path: &str) -> bool {
+        self.vendor == vendor
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.path.as_deref().is_none_or(|p| path_matches(p, path))
+    }
+}
+
+/// `*` matches within one segment, `**` anything; without wildcards, exact or segment prefix.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    if !pattern.contains('*') {
+        let p = pattern.trim_end_matches('/');
+        return path == pattern
+            || p.is_empty()
+            || path == p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'));
+    }
+    glob(pattern.as_bytes(), path.as_bytes())
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some(b'*') if p.get(1) == Some(&b'*') => (0..=s.len()).any(|i| glob(&p[2..], &s[i..])),
+        Some(b'*') => {
+            let seg = s.iter().position(|c| *c == b'/').unwrap_or(s.len());
+            (0..=seg).any(|i| glob(&p[1..], &s[i..]))
+        }
+        Some(c) => s.first() == Some(c) && glob(&p[1..], &s[1..]),
+    }
+}
+
+/// The live rule set with per-rule counters.
+#[derive(Debug, Default)]
+pub struct FaultSet {
+    rules: Mutex<Vec<Live>>,
+}
+
+#[derive(Debug)]
+struct Live {
+    rule: FaultRule,
+    matched: u32,
+    fired: u32,
+}
+
+impl FaultSet {
+    pub fn new(rules: Vec<FaultRule>) -> Self {
+        let set = FaultSet::default();
+        for r in rules {
+            set.add(r);
+        }
+        set
+    }
+
+    pub fn add(&self, rule: FaultRule) {
+        self.lock().push(Live {
+            rule,
+            matched: 0,
+            fired: 0,
+        });
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The fault to apply to this request, if any; counts it.
+    pub fn take(
+        &self,
+        vendor: &str,
+        method: &str,
+        path: &str,
+    ) -> Option<(FaultAction, Option<u64>)> {
+        let mut rules = self.lock();
+        for live in rules.iter_mut() {
+            if !live.rule.matches(vendor, method, path) {
+                continue;
+            }
+            live.matched += 1;
+            if live.matched <= live.rule.after {
+                continue;
+            }
+            if live.rule.times.is_some_and(|t| live.fired >= t) {
+                continue;
+            }
+            live.fired += 1;
+            return Some((live.rule.action.clone(), live.rule.retry_after));
+        }
+        None
+    }
+
+    /// How often each rule fired, in order.
+    pub fn fired(&self) -> Vec<(FaultRule, u32)> {
+        self.lock()
+            .iter()
+            .map(|l| (l.rule.clone(), l.fired))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Live>> {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A scenario's `faults` list: compact strings or tables.
+pub(crate) fn deserialize_rules<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<FaultRule>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spec {
+        Compact(String),
+        Full(FaultRule),
+    }
+    let specs: Vec<Spec> = Vec::deserialize(d)?;
+    specs
+        .into_iter()
+        .map(|s| match s {
+            Spec::Compact(text) => FaultRule::parse(&text).map_err(serde::de::Error::custom),
+            Spec::Full(rule) => Ok(rule),
+        })
+        .collect()
+}
+
+fn deserialize_times<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Times {
+        Word(String),
+        Count(u32),
+    }
+    match Option::<Times>::deserialize(d)? {
+        None => Ok(None),
+        Some(Times::Count(n)) => Ok(Some(n)),
+        Some(Times::Word(w)) if w == "once" => Ok(Some(1)),
+        Some(Times::Word(w)) if w == "always" => Ok(None),
+        Some(Times::Word(w)) => Err(serde::de::Error::custom(format!(
+            "times must be once, always or a number, not '{w}'"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_examples() {
+        let r = FaultRule::parse("postmark:GET:/server=500:once").unwrap();
+        assert_eq!(r.vendor, "postmark");
+        assert_eq!(r.method.as_deref(), Some("GET"));
+        assert_eq!(r.path.as_deref(), Some("/server"));
+        assert_eq!(r.action, FaultAction::Status(500));
+        assert_eq!(r.times, Some(1));
+
+        let r = FaultRule::parse("heroku:PATCH:/apps/*/config-vars=drop:after=1:times=1").unwrap();
+        assert_eq!(r.action, FaultAction::Drop);
+        assert_eq!((r.after, r.times), (1, Some(1)));
+
+        let r = FaultRule::parse("infisical=429:retry_after=1:times=2").unwrap();
+        assert_eq!((r.method, r.path), (None, None));
+        assert_eq!(r.retry_after, Some(1));
+
+        let r = FaultRule::parse("github:/repos=latency=250").unwrap();
+        assert_eq!(r.action, FaultAction::Latency(250));
+        assert_eq!(r.path.as_deref(), Some("/repos"));
+    }
+
+    #[test]
+    fn rejects_nonsense_with_a_reason() {
+        for bad in [
+            "postmark",
+            "mailgun=500",
+            "postmark:FETCH=500",
+            "postmark=teapot",
+            "postmark=500:twice",
+            "postmark=latency=soon",
+        ] {
+            let e = FaultRule::parse(bad).unwrap_err();
+            assert!(!e.reason.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_match_by_prefix_and_glob() {
+        assert!(path_matches("/server", "/server"));
+        assert!(!path_matches("/server", "/servers"));
+        assert!(path_matches("/apps", "/apps/x/config-vars"));
+        assert!(path_matches(
+            "/apps/*/config-vars",
+            "/apps/raxx-api-prod/config-vars"
+        ));
+        assert!(!path_matches(
+            "/apps/*/config-vars",
+            "/apps/a/b/config-vars"
+        ));
+        assert!(path_matches("/api/**", "/api/v4/secrets/X"));
+    }
+
+    #[test]
+    fn after_and_times_count_matching_requests() {
+        let set = FaultSet::new(vec![
+            FaultRule::parse("heroku:PATCH=503:after=1:times=2").unwrap()
+        ]);
+        let hit = |m| set.take("heroku", m, "/apps/a/config-vars").is_some();
+        assert!(!hit("GET"));
+        assert!(!hit("PATCH"));
+        assert!(hit("PATCH"));
+        assert!(hit("PATCH"));
+        assert!(!hit("PATCH"));
+    }
+
+    #[test]
+    fn scenario_lists_accept_strings_and_tables() {
+        #[derive(Deserialize)]
+        struct S {
+            #[serde(deserialize_with = "deserialize_rules")]
+            faults: Vec<FaultRule>,
+        }
+        let s: S = toml::from_str(
+            "faults = [\"postmark=503:once\", { vendor = \"heroku\", action = \"stall\", times = \"once\" }, { vendor = \"github\", action = { status = 422 } }]",
+        )
+        .unwrap();
+        assert_eq!(s.faults.len(), 3);
+        assert_eq!(s.faults[1].action, FaultAction::Stall);
+        assert_eq!(s.faults[1].times, Some(1));
+        assert_eq!(s.faults[2].action, FaultAction::Status(422));
+    }
+}

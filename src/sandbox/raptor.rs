@@ -1,0 +1,326 @@
+//! Raptor, the downstream app: one instance per Heroku app that holds the Postmark token.
+//! It reads the token from its config only when (re)started, like a real process, and sends
+//! mail through the Postmark simulator. Every request any simulator serves also makes every
+//! instance send one background email, so "production never failed to send" is measurable.
+
+use super::heroku::HerokuState;
+use super::scenario::TOKEN_VAR;
+use super::{Shared, World};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+pub(crate) struct Instance {
+    app: String,
+    token: Option<String>,
+    sent: u64,
+    failed: u64,
+    failed_401: u64,
+    test_emails: u64,
+}
+
+pub(crate) struct RaptorState {
+    instances: Vec<Instance>,
+}
+
+impl RaptorState {
+    /// One instance per app whose config holds the token var at start.
+    pub fn from_heroku(h: &HerokuState) -> Self {
+        RaptorState {
+            instances: h
+                .apps
+                .iter()
+                .filter(|a| a.config.contains_key(TOKEN_VAR))
+                .map(|a| Instance {
+                    app: a.name.clone(),
+                    token: a.config.get(TOKEN_VAR).cloned(),
+                    sent: 0,
+                    failed: 0,
+                    failed_401: 0,
+                    test_emails: 0,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn total_401s(&self) -> u64 {
+        self.instances.iter().map(|i| i.failed_401).sum()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let m: Map<String, Value> = self
+            .instances
+            .iter()
+            .map(|i| {
+                (
+                    i.app.clone(),
+                    json!({"sent": i.sent, "failed": i.failed, "failed_401": i.failed_401, "test_emails": i.test_emails}),
+                )
+            })
+            .collect();
+        Value::Object(m)
+    }
+}
+
+/// The app restarted: re-read the token from its config vars.
+pub(crate) fn on_restart(w: &mut World, app: &str) {
+    let token = w
+        .heroku
+        .apps
+        .iter()
+        .find(|a| a.name == app)
+        .and_then(|a| a.config.get(TOKEN_VAR).cloned());
+    if let Some(i) = w.raptor.instances.iter_mut().find(|i| i.app == app) {
+        i.token = token;
+        if let Some(a) = w.heroku.app_mut(app) {
+            a.log(
+                "app[web.1]",
+                "raptor booted; postmark client configured from POSTMARK_SERVER_TOKEN",
+            );
+        }
+    }
+}
+
+/// One background email per instance with its current token.
+pub(crate) fn background_tick(w: &mut World) {
+    for idx in 0..w.raptor.instances.len() {
+        let inst = &w.raptor.instances[idx];
+        let result = w.postmark.check_token(inst.token.as_deref());
+        let app = inst.app.clone();
+        let inst = &mut w.raptor.instances[idx];
+        match result {
+            Ok(()) => inst.sent += 1,
+            Err(e) => {
+                inst.failed += 1;
+                if e.status == 401 {
+                    inst.failed_401 += 1;
+                }
+                if let Some(a) = w.heroku.app_mut(&app) {
+                    a.log("app[web.1]", &failure_line(e.status, e.code, &e.message));
+                }
+            }
+        }
+    }
+}
+
+fn failure_line(status: u16, code: i64, message: &str) -> String {
+    let name = if status == 401 {
+        "InvalidAPIToken"
+    } else {
+        "PostmarkError"
+    };
+    format!("postmark error {status} {name}: {message} (ErrorCode {code})")
+}
+
+pub(crate) fn error_for_status(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(json!({"error": "injected", "status": status}))).into_response()
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/notifications/test-email", post(test_email_default))
+        .route("/{app}/api/notifications/test-email", post(test_email))
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))) })
+        .with_state(shared)
+}
+
+async fn test_email_default(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let first = s.with_world(|w| w.raptor.instances.first().map(|i| i.app.clone()));
+    match first {
+        Some(app) => send_test(&s, &app, &body),
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no app"}))).into_response(),
+    }
+}
+
+async fn test_email(
+    State(s): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> Response {
+    send_test(&s, &app, &body)
+}
+
+/// `POST …/api/notifications/test-email {"to","subject"}` → `{"MessageID"}` or 502.
+fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid JSON"})),
+            )
+                .into_response()
+        }
+    };
+    let Some(to) = req.get("to").and_then(Value::as_str) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "'to' is required"})),
+        )
+            .into_response();
+    };
+    let subject = req
+        .get("subject")
+        .and_then(Value::as_str)
+        .unwrap_or("Raptor test email");
+    s.with_world(|w| {
+        let Some(idx) = w.raptor.instances.iter().position(|i| i.app == app) else {
+            return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no Raptor app '{app}'")}))).into_response();
+        };
+        let token = w.raptor.instances[idx].token.clone();
+        let email = json!({
+            "From": "noreply@raxx.app",
+            "To": to,
+            "Subject": subject,
+            "TextBody": "Raptor notification test email.",
+            "MessageStream": "outbound",
+        });
+        let result = w.postmark.send(token.as_deref(), &email, &format!("raptor:{app}"));
+        w.raptor.instances[idx].test_emails += 1;
+        match result {
+            Ok(v) => {
+                let id = v.get("MessageID").and_then(Value::as_str).unwrap_or("").to_string();
+                if let Some(a) = w.heroku.app_mut(app) {
+                    a.log("app[web.1]", &format!("postmark send ok MessageID={id}"));
+                }
+                Json(json!({"MessageID": id})).into_response()
+            }
+            Err(e) => {
+                if let Some(a) = w.heroku.app_mut(app) {
+                    a.log("app[web.1]", &failure_line(e.status, e.code, &e.message));
+                }
+                (
+                    StatusCode::BAD_GATEWAY,
+                    Json(json!({"error": "postmark_error", "status": e.status, "ErrorCode": e.code, "message": e.message})),
+                )
+                    .into_response()
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sandbox::testkit::{raw, start};
+    use crate::sandbox::{Sandbox, Scenario};
+    use crate::secret::{Secret, Source};
+    use crate::vendors::heroku::ConfigValue;
+    use serde_json::{json, Value};
+    use std::collections::BTreeMap;
+
+    async fn test_email(sb: &Sandbox, path: &str) -> (u16, Value) {
+        let resp = raw()
+            .post(format!("{}{path}", sb.raptor_url()))
+            .json(&json!({"to": "kris@moosequest.net", "subject": "rotation validation"}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn test_email_goes_through_postmark_and_is_logged() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("rp-cur-0001")).await;
+        let (status, body) = test_email(&sb, "/api/notifications/test-email").await;
+        assert_eq!(status, 200);
+        let id = body["MessageID"].as_str().unwrap().to_string();
+        let (status, _) = test_email(&sb, "/raxx-api-staging/api/notifications/test-email").await;
+        assert_eq!(status, 200);
+        let st = sb.state();
+        assert_eq!(st["postmark"]["emails"]["by_token"]["rp-cur-0001"], 2);
+        assert_eq!(st["postmark"]["messages"][0]["via"], "raptor:raxx-api-prod");
+        let lines = v.heroku().log_lines("raxx-api-prod", 100).await.unwrap();
+        assert!(lines
+            .iter()
+            .any(|l| l.ends_with(&format!("app[web.1]: postmark send ok MessageID={id}"))));
+        assert_eq!(
+            test_email(&sb, "/nope/api/notifications/test-email")
+                .await
+                .0,
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn a_proper_rotation_never_fails_a_send() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("rp-old-0002")).await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let secret = Secret::new(new.clone(), Source::Literal);
+        let changes = BTreeMap::from([(
+            "POSTMARK_SERVER_TOKEN".to_string(),
+            Some(ConfigValue::from(&secret)),
+        )]);
+        for app in ["raxx-api-prod", "raxx-api-staging"] {
+            v.heroku().update_config_vars(app, &changes).await.unwrap();
+        }
+        sb.dashboard_delete_token("raxx-prod", "rp-old-0002")
+            .unwrap();
+        let (status, _) = test_email(&sb, "/api/notifications/test-email").await;
+        assert_eq!(status, 200);
+        v.heroku().config_vars("raxx-api-prod").await.unwrap();
+        let st = sb.state();
+        assert_eq!(st["downstream_401s"], 0);
+        assert_eq!(st["downstream"]["raxx-api-prod"]["failed"], 0);
+        assert!(st["downstream"]["raxx-api-prod"]["sent"].as_u64().unwrap() >= 4);
+        assert_eq!(st["postmark"]["emails"]["by_token"][&new], 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_the_old_token_before_propagating_breaks_production() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("rp-old-0003")).await;
+        sb.dashboard_generate_token("raxx-prod").unwrap();
+        sb.dashboard_delete_token("raxx-prod", "rp-old-0003")
+            .unwrap();
+        let (status, body) = test_email(&sb, "/api/notifications/test-email").await;
+        assert_eq!(status, 502);
+        assert_eq!(
+            (body["status"].as_u64(), body["ErrorCode"].as_u64()),
+            (Some(401), Some(10))
+        );
+        let lines = v.heroku().log_lines("raxx-api-prod", 200).await.unwrap();
+        assert!(lines.iter().any(
+            |l| l.contains("app[web.1]: postmark error 401 InvalidAPIToken: The Server Token")
+        ));
+        let st = sb.state();
+        assert!(
+            st["downstream_401s"].as_u64().unwrap() >= 4,
+            "{}",
+            st["downstream"]
+        );
+        assert!(
+            st["downstream"]["raxx-api-staging"]["failed"]
+                .as_u64()
+                .unwrap()
+                >= 2
+        );
+    }
+
+    #[tokio::test]
+    async fn the_token_is_read_at_restart_not_continuously() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("rp-old-0004")).await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        // A config edit that (unlike Heroku's) does not restart the app.
+        sb.shared.with_world(|w| {
+            if let Some(a) = w.heroku.app_mut("raxx-api-prod") {
+                a.config.insert("POSTMARK_SERVER_TOKEN".into(), new.clone());
+            }
+        });
+        sb.dashboard_delete_token("raxx-prod", "rp-old-0004")
+            .unwrap();
+        assert_eq!(
+            test_email(&sb, "/api/notifications/test-email").await.0,
+            502
+        );
+        v.heroku().restart_all("raxx-api-prod").await.unwrap();
+        assert_eq!(
+            test_email(&sb, "/api/notifications/test-email").await.0,
+            200
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! What the sandbox starts with: servers, tokens, secrets, apps, repos, credentials, faults.
+//!
+//! Loadable from TOML or JSON. String values may use placeholders, resolved at start:
+//! `@postmark:NAME` (the first token of Postmark server NAME), `@postmark:NAME:N` (its N-th
+//! token, from 0) and `@random` (a fresh UUID).
+
+use super::faults::{deserialize_rules, FaultRule};
+use super::SandboxError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The whole starting world. In a file, an omitted section is empty (not the SOP's).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub postmark: PostmarkScenario,
+    #[serde(default)]
+    pub infisical: InfisicalScenario,
+    #[serde(default)]
+    pub heroku: HerokuScenario,
+    #[serde(default)]
+    pub github: GithubScenario,
+    #[serde(default, deserialize_with = "deserialize_rules")]
+    pub faults: Vec<FaultRule>,
+}
+
+/// Postmark servers and the per-server token limit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostmarkScenario {
+    pub servers: Vec<ServerSpec>,
+    /// Tokens a server may hold at once (third-party SOP says 3).
+    pub token_limit: usize,
+}
+
+/// One Postmark server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSpec {
+    pub name: String,
+    pub id: Option<i64>,
+    /// Token values; empty = one random token. The first is "the current token".
+    pub tokens: Vec<String>,
+    /// Add random tokens until the server is at the limit (the "max 3 tokens" gotcha).
+    pub fill_tokens_to_limit: bool,
+    pub color: String,
+}
+
+/// The Infisical project and the credentials the simulator accepts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfisicalScenario {
+    pub project_id: String,
+    pub project_slug: String,
+    pub environments: Vec<String>,
+    /// Access token accepted as `INFISICAL_TOKEN`; random when absent.
+    pub token: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// `expiresIn` of universal-auth access tokens.
+    pub access_token_ttl_secs: u64,
+    pub secrets: Vec<SecretSpec>,
+}
+
+/// One secret with its history, oldest value first (the last one is current).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretSpec {
+    pub environment: String,
+    pub path: String,
+    pub name: String,
+    pub versions: Vec<String>,
+}
+
+/// Heroku apps and the API key the simulator accepts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HerokuScenario {
+    pub api_key: Option<String>,
+    pub user_email: String,
+    pub apps: Vec<AppSpec>,
+}
+
+/// One Heroku app; it runs a Raptor instance if its config has the Postmark token var.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppSpec {
+    pub name: String,
+    pub config: BTreeMap<String, String>,
+    pub dynos: Vec<String>,
+}
+
+/// GitHub repositories and the token the simulator accepts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GithubScenario {
+    pub token: Option<String>,
+    pub repos: Vec<RepoSpec>,
+}
+
+/// One repository (`owner/name`) with its Actions secrets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepoSpec {
+    pub name: String,
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// The config var Raptor reads its Postmark token from.
+pub const TOKEN_VAR: &str = "POSTMARK_SERVER_TOKEN";
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario::sop("raxx-prod")
+    }
+}
+
+impl Default for PostmarkScenario {
+    fn default() -> Self {
+        PostmarkScenario {
+            servers: Vec::new(),
+            token_limit: 3,
+        }
+    }
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        ServerSpec {
+            name: String::new(),
+            id: None,
+            tokens: Vec::new(),
+            fill_tokens_to_limit: false,
+            color: "Blue".into(),
+        }
+    }
+}
+
+impl Default for InfisicalScenario {
+    fn default() -> Self {
+        InfisicalScenario {
+            project_id: "raxx-project".into(),
+            project_slug: "raxx".into(),
+            environments: vec!["dev".into(), "staging".into(), "prod".into()],
+            token: None,
+            client_id: None,
+            client_secret: None,
+            access_token_ttl_secs: 7200,
+            secrets: Vec::new(),
+        }
+    }
+}
+
+impl Default for SecretSpec {
+    fn default() -> Self {
+        SecretSpec {
+            environment: "prod".into(),
+            path: "/".into(),
+            name: String::new(),
+            versions: Vec::new(),
+        }
+    }
+}
+
+impl Default for HerokuScenario {
+    fn default() -> Self {
+        HerokuScenario {
+            api_key: None,
+            user_email: "ops@raxx.app".into(),
+            apps: Vec::new(),
+        }
+    }
+}
+
+impl Default for AppSpec {
+    fn default() -> Self {
+        AppSpec {
+            name: String::new(),
+            config: BTreeMap::new(),
+            dynos: vec!["web.1".into()],
+        }
+    }
+}
+
+impl Scenario {
+    /// The SOP's world: server `server_name` with one token, stored in Infisical (`prod`, `/`,
+    /// version 2 current, version 1 an older value) and set on `raxx-api-prod` and
+    /// `raxx-api-staging`.
+    pub fn sop(server_name: &str) -> Self {
+        let current = format!("@postmark:{server_name}");
+        let app = |name: &str| AppSpec {
+            name: name.into(),
+            config: BTreeMap::from([
+                (TOKEN_VAR.to_string(), current.clone()),
+                ("RAPTOR_ENV".to_string(), "production".to_string()),
+            ]),
+            ..AppSpec::default()
+        };
+        Scenario {
+            postmark: PostmarkScenario {
+                servers: vec![ServerSpec {
+                    name: server_name.into(),
+                    id: Some(4242),
+                    ..ServerSpec::default()
+                }],
+                ..PostmarkScenario::default()
+            },
+            infisical: InfisicalScenario {
+                secrets: vec![SecretSpec {
+                    name: TOKEN_VAR.into(),
+                    versions: vec!["@random".into(), current.clone()],
+                    ..SecretSpec::default()
+                }],
+                ..InfisicalScenario::default()
+            },
+            heroku: HerokuScenario {
+                apps: vec![app("raxx-api-prod"), app("raxx-api-staging")],
+                ..HerokuScenario::default()
+            },
+            github: GithubScenario::default(),
+            faults: Vec::new(),
+        }
+    }
+
+    /// Fixes the first Postmark server's current token (tests use known canary values).
+    pub fn with_postmark_token(mut self, token: &str) -> Self {
+        if let Some(s) = self.postmark.servers.first_mut() {
+            s.tokens = vec![token.to_string()];
+        }
+        self
+    }
+
+    /// Fixes the older Infisical value of the first secret (version 1).
+    pub fn with_old_token(mut self, token: &str) -> Self {
+        if let Some(s) = self.infisical.secrets.first_mut() {
+            if let Some(v) = s.versions.first_mut() {
+                *v = token.to_string();
+            }
+        }
+        self
+    }
+
+    /// Fills the first Postmark server up to the token limit.
+    pub fn with_tokens_at_limit(mut self) -> Self {
+        if let Some(s) = self.postmark.servers.first_mut() {
+            s.fill_tokens_to_limit = true;
+        }
+        self
+    }
+
+    /// Adds a GitHub repository (`owner/name`).
+    pub fn with_github_repo(mut self, name: &str) -> Self {
+        self.github.repos.push(RepoSpec {
+            name: name.into(),
+            ..RepoSpec::default()
+        });
+        self
+    }
+
+    /// Fixes every credential the sandbox accepts.
+    pub fn with_credentials(mut self, heroku: &str, infisical: &str, github: &str) -> Self {
+        self.heroku.api_key = Some(heroku.into());
+        self.infisical.token = Some(infisical.into());
+        self.github.token = Some(github.into());
+        self
+    }
+
+    pub fn with_fault(mut self, rule: FaultRule) -> Self {
+        self.faults.push(rule);
+        self
+    }
+
+    /// Reads a scenario from a `.toml` or `.json` file.
+    pub fn from_file(path: &Path) -> Result<Self, SandboxError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SandboxError::Scenario {
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Self::from_json(&text),
+            _ => Self::from_toml(&text),
+        }
+        .map_err(|e| SandboxError::Scenario {
+            message: format!("{}: {e}", path.display()),
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, SandboxError> {
+        toml::from_str(text).map_err(|e| SandboxError::Scenario {
+            message: e.to_string(),
+        })
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, SandboxError> {
+        serde_json::from_str(text).map_err(|e| SandboxError::Scenario {
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Resolves `@postmark:NAME[:N]` and `@random` once the Postmark tokens exist.
+pub(crate) fn resolve(
+    value: &str,
+    tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Result<String, SandboxError> {
+    if value == "@random" {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    }
+    let Some(rest) = value.strip_prefix("@postmark:") else {
+        return Ok(value.to_string());
+    };
+    let (name, index) = match rest.rsplit_once(':') {
+        Some((n, i)) if i.parse::<usize>().is_ok() => (n, i.parse::<usize>().unwrap_or(0)),
+        _ => (rest, 0),
+    };
+    tokens_of(name)
+        .and_then(|t| t.get(index).cloned())
+        .ok_or_else(|| SandboxError::Scenario {
+            message: format!(
+                "placeholder '{value}': no Postmark server '{name}' with a token #{index}"
+            ),
+        })
+}

@@ -44,5 +44,6 @@ fn run(command: Command) -> Result<u8, Error> {
         Command::Check(args) => commands::check::run(args),
         Command::Show(args) => commands::show::run(args),
         Command::List(args) => commands::list::run(args),
+        Command::Sandbox(args) => commands::sandbox::run(args),
     }
 }

@@ -25,6 +25,26 @@ pub enum Command {
     Show(ShowArgs),
     /// List the runbooks found in ./runbooks and RUNBOOK_PATH
     List(ListArgs),
+    /// Run the simulated vendors on loopback until Ctrl-C, printing the exports that point
+    /// a shell (and `runbook exec` without --sandbox) at them
+    Sandbox(SandboxArgs),
+}
+
+/// Options shared by everything that starts the simulators.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScenarioArgs {
+    /// Sandbox scenario (TOML or JSON): servers, tokens, secrets, apps, faults
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Inject a fault: VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S]
+    #[arg(long = "fault", value_name = "SPEC")]
+    pub faults: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
 }
 
 #[derive(Debug, Args)]
@@ -55,6 +75,11 @@ pub struct ExecArgs {
     /// Print a machine-readable run report on stdout
     #[arg(long)]
     pub json: bool,
+    /// Write the simulators' final state as JSON (with --sandbox)
+    #[arg(long, value_name = "FILE", requires = "sandbox")]
+    pub sandbox_state: Option<PathBuf>,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
 }
 
 #[derive(Debug, Args)]

@@ -4,11 +4,14 @@ use crate::audit::AuditLog;
 use crate::cli::ExecArgs;
 use crate::error::{exit, Error, Result};
 use crate::exec::{self, params, Report, RunStatus};
+use crate::host::services::Services;
 use crate::host::RunInfo;
 use crate::prompt::{Answers, Prompter};
 use crate::runbook::{self, Ctx, SourceFile};
 use crate::runtime::Runtime;
 use crate::ui;
+use crate::vendors::{VendorConfig, VendorFileConfig};
+use std::rc::Rc;
 
 pub fn run(args: ExecArgs) -> Result<u8> {
     let path = runbook::find(&args.runbook)?;
@@ -20,7 +23,6 @@ pub fn run(args: ExecArgs) -> Result<u8> {
     let pairs = params::parse_pairs(&args.params)?;
     let prompter = Prompter::new(answers, args.yes || args.dry_run);
     let loaded = runbook::load(file, prompter)?;
-    let params = params::resolve(&loaded.plan, &pairs)?;
     let prompter = loaded.host.prompter.borrow();
     if !loaded.plan.prerequisites.is_empty() && !prompter.can_confirm("prerequisites") {
         return Err(Error::usage(
@@ -35,6 +37,29 @@ pub fn run(args: ExecArgs) -> Result<u8> {
             "this is a system resource problem (threads or file descriptors); retry",
         )
     })?;
+    let (config, sandbox) = if args.sandbox {
+        let sandbox = super::sandbox::start(&runtime, &args.scenario)?;
+        (sandbox.vendor_config(), Some(sandbox))
+    } else {
+        (vendor_config()?, None)
+    };
+    // Under --sandbox, params bound to an env var read the sandbox's (RAPTOR_API_URL...).
+    let sandbox_env: Vec<(String, String)> = sandbox.as_ref().map(|s| s.env()).unwrap_or_default();
+    let lookup = |name: &str| -> Option<String> {
+        match sandbox_env.iter().find(|(k, _)| k == name) {
+            Some((_, v)) => Some(v.clone()),
+            None if sandbox.is_some() => None,
+            None => std::env::var(name).ok(),
+        }
+    };
+    let params = params::resolve(&loaded.plan, &pairs, &lookup)?;
+    if let Some(s) = &sandbox {
+        ui::progress(&ui::dim(&format!(
+            "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
+            s.postmark_url()
+        )));
+    }
+    *loaded.host.services.borrow_mut() = Some(Rc::new(Services::new(runtime, config, sandbox)));
 
     let meta = loaded.plan.meta().clone();
     let run_id = exec::new_run_id();
@@ -80,7 +105,17 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         error: None,
     };
     let report = exec::run(&loaded, &opts, Ctx::new(params), report);
-    drop(runtime);
+    let services = loaded.host.services.borrow_mut().take();
+    if let (Some(path), Some(services)) = (&args.sandbox_state, &services) {
+        if let Some(sandbox) = &services.sandbox {
+            let state = serde_json::to_string_pretty(&sandbox.state()).unwrap_or_default();
+            crate::state::write(path, state.as_bytes()).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    drop(services);
     summary(&report);
     if args.json {
         ui::out(&report.to_json());
@@ -115,4 +150,23 @@ fn summary(report: &Report) {
             ui::progress(&format!("  - [{}] {} → {}", w.step, w.function, w.target));
         }
     }
+}
+
+/// Vendor endpoints and credentials: the environment, then `./runbook.toml` `[vendors]`.
+fn vendor_config() -> Result<VendorConfig> {
+    let file = match std::fs::read_to_string("runbook.toml") {
+        Ok(text) => Some(VendorFileConfig::from_toml(&text).map_err(|e| {
+            Error::usage(
+                format!("runbook.toml: {e}"),
+                "fix the [vendors] table (keys are the env var names, lower-cased)",
+            )
+        })?),
+        Err(_) => None,
+    };
+    VendorConfig::from_sources(|k| std::env::var(k).ok(), file.as_ref()).map_err(|e| {
+        Error::usage(
+            e.to_string(),
+            "fix the variable, or unset it to use the default",
+        )
+    })
 }

@@ -3,4 +3,5 @@
 pub mod check;
 pub mod exec;
 pub mod list;
+pub mod sandbox;
 pub mod show;

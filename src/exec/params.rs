@@ -21,7 +21,11 @@ pub fn parse_pairs(raw: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 /// The value of every declared param, or a usage error naming what is wrong.
-pub fn resolve(plan: &Plan, given: &[(String, String)]) -> Result<Map> {
+pub fn resolve(
+    plan: &Plan,
+    given: &[(String, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Map> {
     let declared: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
     for (k, _) in given {
         if plan.param(k).is_none() {
@@ -49,7 +53,7 @@ pub fn resolve(plan: &Plan, given: &[(String, String)]) -> Result<Map> {
             })
             .or_else(|| {
                 let var = p.env.as_ref()?;
-                let v = std::env::var(var).ok().filter(|v| !v.is_empty())?;
+                let v = env(var).filter(|v| !v.is_empty())?;
                 Some((v, Source::Env { name: var.clone() }))
             });
         let value = match raw {

@@ -3,9 +3,17 @@
 
 pub mod audit;
 pub mod core;
+pub mod github;
+pub mod heroku;
+pub mod http;
+pub mod infisical;
+pub mod placeholder;
+pub mod postmark;
 pub mod prompt;
 pub mod secret;
+pub mod services;
 pub mod value;
+pub mod vendor_call;
 
 use crate::engine::Sources;
 use crate::prompt::Prompter;
@@ -119,6 +127,7 @@ pub struct Host {
     pub writes_in_step: Cell<usize>,
     pub audit: RefCell<Option<crate::audit::AuditLog>>,
     pub registry: RefCell<Vec<HostFn>>,
+    pub services: RefCell<Option<Rc<services::Services>>>,
 }
 
 impl Host {
@@ -134,6 +143,18 @@ impl Host {
             writes_in_step: Cell::new(0),
             audit: RefCell::new(None),
             registry: RefCell::new(Vec::new()),
+            services: RefCell::new(None),
+        })
+    }
+
+    /// The run-time services; only steps have them (loading and `check` do not).
+    pub fn services(&self) -> Result<Rc<services::Services>, Box<EvalAltResult>> {
+        self.services.borrow().clone().ok_or_else(|| {
+            value::throw(
+                "usage",
+                "vendor calls are only available while a runbook runs",
+                None,
+            )
         })
     }
 
@@ -295,9 +316,15 @@ fn doc_comment(doc: &str, effect: Effect) -> String {
 pub fn register_all(engine: &mut Engine, host: &Rc<Host>) {
     let mut registry = Vec::new();
     crate::runbook::Ctx::register(engine);
+    placeholder::register(engine);
     secret::register(engine, host, &mut registry);
     core::register(engine, host, &mut registry);
     prompt::register(engine, host, &mut registry);
     audit::register(engine, host, &mut registry);
+    postmark::register(engine, host, &mut registry);
+    infisical::register(engine, host, &mut registry);
+    heroku::register(engine, host, &mut registry);
+    github::register(engine, host, &mut registry);
+    http::register(engine, host, &mut registry);
     *host.registry.borrow_mut() = registry;
 }

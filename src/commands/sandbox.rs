@@ -1,0 +1,74 @@
+//! `runbook sandbox`, and starting the simulators for `exec --sandbox`.
+
+use crate::cli::{SandboxArgs, ScenarioArgs};
+use crate::error::{exit, Error, Result};
+use crate::runtime::Runtime;
+use crate::sandbox::{FaultRule, Sandbox, Scenario};
+use crate::ui;
+
+/// The scenario from `--scenario` (default: the SOP's) plus every `--fault`.
+pub fn scenario(args: &ScenarioArgs) -> Result<Scenario> {
+    let mut scenario = match &args.scenario {
+        Some(p) => Scenario::from_file(p).map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "see `runbook sandbox --help` for the scenario format",
+            )
+        })?,
+        None => Scenario::default(),
+    };
+    for spec in &args.faults {
+        let rule = FaultRule::parse(spec).map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "write VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S], e.g. postmark:GET:/server=500:once",
+            )
+        })?;
+        scenario.faults.push(rule);
+    }
+    Ok(scenario)
+}
+
+/// Starts the simulators on the runtime.
+pub fn start(runtime: &Runtime, args: &ScenarioArgs) -> Result<Sandbox> {
+    let scenario = scenario(args)?;
+    match runtime.block_on(Sandbox::start(scenario)) {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(Error::Sandbox {
+            message: e.to_string(),
+        }),
+        Err(_) => Err(Error::Interrupted),
+    }
+}
+
+pub fn run(args: SandboxArgs) -> Result<u8> {
+    let runtime = Runtime::new().map_err(|e| Error::Sandbox {
+        message: format!("cannot start the I/O runtime: {e}"),
+    })?;
+    let sandbox = start(&runtime, &args.scenario)?;
+    let urls = sandbox.urls();
+    ui::err("Sandbox running on loopback (Ctrl-C to stop). Simulated vendors:");
+    ui::err(&format!(
+        "  postmark   {}  (dashboard: {}/dashboard)",
+        urls.postmark, urls.postmark
+    ));
+    ui::err(&format!("  infisical  {}", urls.infisical));
+    ui::err(&format!("  heroku     {}", urls.heroku));
+    ui::err(&format!("  github     {}", urls.github));
+    ui::err(&format!("  raptor     {}", urls.raptor));
+    ui::err("Point a shell at it with:");
+    // The exports carry the sandbox's own credentials: sandbox data, meant to be copied.
+    let mut exports = String::new();
+    for (k, v) in sandbox.env() {
+        exports.push_str(&format!("export {k}='{v}'\n"));
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(exports.as_bytes());
+    let _ = out.flush();
+    drop(out);
+    let _ = runtime.block_on(std::future::pending::<()>());
+    ui::err("sandbox stopped");
+    drop(sandbox);
+    Ok(exit::OK)
+}

@@ -485,11 +485,7 @@ mod tests {
     async fn starts_in_well_under_a_second_and_shuts_down() {
         let t = Instant::now();
         let sb = Sandbox::start(Scenario::default()).await.unwrap();
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         let url = sb.heroku_url().to_string();
         sb.shutdown().await;
         let e = testkit::raw().get(format!("{url}/apps/x")).send().await;

@@ -95,6 +95,22 @@ impl VendorFileConfig {
         }
     }
 
+    /// Reads `[vendors]` from a `runbook.toml`; `Ok(None)` when the file does not exist.
+    pub fn load(path: &std::path::Path) -> Result<Option<Self>, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_toml(&text).map(Some).map_err(|e| match e {
+                ConfigError::File { message } => ConfigError::File {
+                    message: format!("{}: {message}", path.display()),
+                },
+                other => other,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ConfigError::File {
+                message: format!("{}: {e}", path.display()),
+            }),
+        }
+    }
+
     fn get(&self, env_name: &str) -> Option<String> {
         let v = match env_name {
             "POSTMARK_API_URL" => self.postmark_api_url.clone(),

@@ -19,6 +19,7 @@ pub use infisical::InfisicalClient;
 pub use postmark::PostmarkClient;
 pub use transport::{HeaderValueSource, RawResponse, Request, Transport, TransportConfig};
 
+use std::future::Future;
 use std::sync::Arc;
 
 /// Every vendor client, sharing one transport; clones share everything.
@@ -93,5 +94,79 @@ impl Vendors {
 
     pub fn github(&self) -> &GithubClient {
         &self.inner.github
+    }
+
+    /// Runs `f` for every item on tokio tasks, at most `config.concurrency` at once; results
+    /// come back in the order of `items`. A task that panicked yields `None`.
+    pub async fn fan_out<I, R, F, Fut>(&self, items: Vec<I>, f: F) -> Vec<Option<R>>
+    where
+        I: Send + 'static,
+        R: Send + 'static,
+        F: Fn(Vendors, I) -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config().concurrency.max(1),
+        ));
+        let mut handles = Vec::with_capacity(items.len());
+        for item in items {
+            let fut = f(self.clone(), item);
+            let limit = limit.clone();
+            handles.push(tokio::spawn(async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = limit.acquire_owned().await.ok();
+                fut.await
+            }));
+        }
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.ok());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::testkit::start;
+    use crate::sandbox::{Sandbox, Scenario};
+    use crate::secret::{Secret, Source};
+    use heroku::ConfigValue;
+    use std::collections::BTreeMap;
+
+    fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn clients_can_cross_threads() {
+        assert_shareable::<Vendors>();
+        assert_shareable::<VendorError>();
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Sandbox>();
+    }
+
+    #[tokio::test]
+    async fn fan_out_updates_every_app_in_order() {
+        let (sb, v) = start(Scenario::default()).await;
+        let token = Secret::new("fan-out-token-0001", Source::Literal);
+        let apps = vec![
+            "raxx-api-prod".to_string(),
+            "ghost".into(),
+            "raxx-api-staging".into(),
+        ];
+        let results = v
+            .fan_out(apps, move |v, app| {
+                let changes = BTreeMap::from([(
+                    "POSTMARK_SERVER_TOKEN".to_string(),
+                    Some(ConfigValue::from(&token)),
+                )]);
+                async move { v.heroku().update_config_vars(&app, &changes).await }
+            })
+            .await;
+        assert!(matches!(results[0], Some(Ok(_))));
+        assert!(matches!(&results[1], Some(Err(e)) if e.kind() == ErrorKind::NotFound));
+        assert!(matches!(results[2], Some(Ok(_))));
+        let st = sb.state();
+        assert_eq!(st["heroku"]["apps"]["raxx-api-staging"]["restarts"], 1);
     }
 }

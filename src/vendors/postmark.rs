@@ -281,6 +281,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn null_hook_urls_and_missing_fields_are_tolerated() {
+        let s: Server = serde_json::from_value(serde_json::json!({
+            "ID": 1, "Name": "n", "ApiTokens": ["tolerant-token-0001"],
+            "InboundHookUrl": null, "BounceHookUrl": null, "Color": null
+        }))
+        .unwrap();
+        assert_eq!((s.inbound_hook_url.as_str(), s.color.as_str()), ("", ""));
+        assert_eq!(s.api_tokens.len(), 1);
+    }
+
     #[tokio::test]
     async fn server_returns_the_tokens_server() {
         let (sb, v) = start(Scenario::default().with_postmark_token("pm-current-0001")).await;

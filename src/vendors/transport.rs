@@ -366,6 +366,35 @@ impl Transport {
     }
 }
 
+/// A parser for any JSON API (the generic `http::` module): reads `message` (or `error`) and
+/// `code` (or `id`, `error`) when the body has them.
+pub fn generic_error(resp: &RawResponse) -> ErrorDetail {
+    let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+    let text = |k: &str| {
+        body.as_ref()
+            .and_then(|b| b.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let code = body
+        .as_ref()
+        .and_then(|b| b.get("code").or_else(|| b.get("ErrorCode")))
+        .and_then(|c| match c {
+            serde_json::Value::Number(n) => n.as_i64().map(VendorCode::Number),
+            serde_json::Value::String(s) => Some(VendorCode::Text(s.clone())),
+            _ => None,
+        })
+        .or_else(|| text("id").or_else(|| text("error")).map(VendorCode::Text));
+    ErrorDetail {
+        code,
+        message: text("message")
+            .or_else(|| text("Message"))
+            .or_else(|| text("error")),
+        kind: None,
+        hint: None,
+    }
+}
+
 /// Turns a non-2xx response into an error, with the vendor's own code and message.
 pub fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser) -> VendorError {
     let detail = parse(resp);
@@ -656,6 +685,43 @@ mod sandbox_tests {
     }
 
     #[tokio::test]
+    async fn redirects_to_another_origin_are_not_followed() {
+        use axum::response::Redirect;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new()
+            .route(
+                "/same",
+                axum::routing::get(|| async { Redirect::to("/ok") }),
+            )
+            .route("/ok", axum::routing::get(|| async { "fine" }))
+            .route(
+                "/away",
+                axum::routing::get(move || async move {
+                    Redirect::to(&format!("http://localhost:{port}/ok"))
+                }),
+            );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        let token = Secret::new("redirect-token-0001", Source::Literal);
+        let get = |path: &str| {
+            Request::new(
+                "http",
+                Method::GET,
+                format!("http://127.0.0.1:{port}{path}"),
+            )
+            .header("Authorization", HeaderValueSource::Bearer(token.clone()))
+        };
+        let ok = t.send(get("/same")).await.unwrap();
+        assert_eq!((ok.status, ok.text().as_str()), (200, "fine"));
+        let e = t.send(get("/away")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        server.abort();
+    }
+
+    #[tokio::test]
     async fn send_returns_any_status_for_generic_use() {
         let (sb, v) = start(Scenario::default()).await;
         let resp = v
@@ -669,5 +735,8 @@ mod sandbox_tests {
             .unwrap();
         assert_eq!(resp.status, 404);
         assert!(resp.text().contains("not_found"));
+        let d = generic_error(&resp);
+        assert_eq!(d.code, Some(VendorCode::Text("not_found".into())));
+        assert!(d.message.is_some_and(|m| m.contains("not found")));
     }
 }

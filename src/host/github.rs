@@ -17,12 +17,10 @@ fn set_secret(h: &Host, repos: Dynamic, name: &str, secret: Secret) -> R<Dynamic
             return Ok(Placeholder::of("github::set_secret"));
         }
         let v = h.vendors()?;
-        let limit = v.config().concurrency;
         let name = name.to_string();
         let label = format!("github PUT secret on {} repo(s)", repos.len());
         let results = h.block(&label, async move {
-            Ok(fan_out(&repos, limit, |repo| {
-                let v = v.clone();
+            Ok(fan_out(&v, &repos, |v, repo| {
                 let name = name.clone();
                 let secret = secret.clone();
                 async move { v.github().set_secret(&repo, &name, &secret).await }

@@ -76,11 +76,9 @@ fn set_config(h: &Host, apps: Dynamic, vars: Map) -> R<Dynamic> {
             return Ok(Placeholder::of("heroku::set_config"));
         }
         let v = h.vendors()?;
-        let limit = v.config().concurrency;
         let label = format!("heroku PATCH config-vars on {} app(s)", apps.len());
         let results = h.block(&label, async move {
-            Ok(fan_out(&apps, limit, |app| {
-                let v = v.clone();
+            Ok(fan_out(&v, &apps, |v, app| {
                 let changes = changes.clone();
                 async move {
                     v.heroku()
@@ -108,12 +106,10 @@ fn restart(h: &Host, apps: Dynamic) -> R<Dynamic> {
     let target = format!("DELETE /apps/{{{}}}/dynos", apps.join(","));
     h.mutate("heroku::restart", Effect::Write, &target, detail, || {
         let v = h.vendors()?;
-        let limit = v.config().concurrency;
         let label = format!("heroku restart {} app(s)", apps.len());
         let results = h.block(&label, async move {
-            Ok(fan_out(&apps, limit, |app| {
-                let v = v.clone();
-                async move { v.heroku().restart_all(&app).await }
+            Ok(fan_out(&v, &apps, |v, app| async move {
+                v.heroku().restart_all(&app).await
             })
             .await)
         })?;

@@ -8,7 +8,6 @@ use super::{Effect, Host};
 use crate::secret::{Secret, Source};
 use crate::vendors::{VendorError, Vendors};
 use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
-use std::collections::BTreeMap;
 use std::future::Future;
 
 pub type R<T> = Result<T, Box<EvalAltResult>>;
@@ -129,48 +128,34 @@ pub fn targets(v: &Dynamic, what: &str) -> R<Vec<String>> {
     ))
 }
 
-/// Runs `call` for every target concurrently (at most `limit` at once) and returns the
-/// outcomes in target order.
+/// Runs `call` for every target concurrently (bounded by the configured concurrency) and
+/// pairs each outcome with its target, in target order.
 pub async fn fan_out<T, F, Fut>(
+    vendors: &Vendors,
     targets: &[String],
-    limit: usize,
     call: F,
 ) -> Vec<(String, Result<T, VendorError>)>
 where
     T: Send + 'static,
-    F: Fn(String) -> Fut,
+    F: Fn(Vendors, String) -> Fut,
     Fut: Future<Output = Result<T, VendorError>> + Send + 'static,
 {
-    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, t) in targets.iter().enumerate() {
-        let fut = call(t.clone());
-        let sem = semaphore.clone();
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            (i, fut.await)
-        });
-    }
-    let mut out: BTreeMap<usize, Result<T, VendorError>> = BTreeMap::new();
-    while let Some(joined) = set.join_next().await {
-        if let Ok((i, r)) = joined {
-            out.insert(i, r);
-        }
-    }
+    let results = vendors.fan_out(targets.to_vec(), call).await;
     targets
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let r = out.remove(&i).unwrap_or_else(|| {
+        .cloned()
+        .zip(results)
+        .map(|(t, r)| {
+            let r = r.unwrap_or_else(|| {
                 Err(VendorError::new(
                     "runbook",
                     "-",
-                    t,
+                    &t,
                     crate::vendors::ErrorKind::Other,
-                    "the call did not finish",
+                    "the call did not finish (internal error)",
                 ))
             });
-            (t.clone(), r)
+            (t, r)
         })
         .collect()
 }

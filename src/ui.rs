@@ -133,7 +133,9 @@ pub fn render(diag: &dyn miette::Diagnostic) -> String {
     } else {
         miette::GraphicalTheme::unicode_nocolor()
     };
-    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    // On a terminal, wrap to it; otherwise keep each message on one line, for grep and logs.
+    let width = if color() { 100 } else { 10_000 };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width);
     let mut s = String::new();
     if handler.render_report(&mut s, diag).is_err() {
         s = diag.to_string();

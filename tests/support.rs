@@ -10,7 +10,15 @@ use std::process::{Command, Stdio};
 pub const CANARIES: &[&str] = &[
     "canary-secret-0123456789abcdef",
     "answer-token-0123456789abcdef",
+    // tests/fixtures/sop_canary.toml: the current and previous Postmark tokens, credentials.
+    "c0ffee00-0000-4000-8000-00000000c001",
+    "c0ffee00-0000-4000-8000-00000000c000",
+    "canary-infisical-token-0123456789",
+    "canary-heroku-key-0123456789",
+    "canary-github-token-0123456789",
 ];
+
+pub const OLD_TOKEN: &str = "c0ffee00-0000-4000-8000-00000000c001";
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -144,6 +152,33 @@ impl Output {
 
     pub fn state_file(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join("state").join(name)).unwrap_or_default()
+    }
+
+    /// Fails if `value` appears in stdout, stderr or any state file.
+    #[track_caller]
+    pub fn assert_absent(&self, value: &str) {
+        assert!(!value.is_empty());
+        assert!(!self.stdout.contains(value), "value leaked to stdout");
+        assert!(!self.stderr.contains(value), "value leaked to stderr");
+        for entry in walk(&self.dir.path().join("state")) {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&entry).unwrap_or_default()).into_owned();
+            assert!(!text.contains(value), "value leaked to {}", entry.display());
+        }
+    }
+
+    /// A JSON file the run wrote in the test dir (e.g. `--sandbox-state`).
+    pub fn read_json(&self, name: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        self.state_file("audit.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
     }
 
     pub fn json(&self) -> serde_json::Value {

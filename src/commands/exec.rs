@@ -39,7 +39,12 @@ pub fn run(args: ExecArgs) -> Result<u8> {
     })?;
     let (config, sandbox) = if args.sandbox {
         let sandbox = super::sandbox::start(&runtime, &args.scenario)?;
-        (sandbox.vendor_config(), Some(sandbox))
+        let mut config = sandbox.vendor_config();
+        // Loopback answers in microseconds: back off in milliseconds, so a rehearsal with
+        // injected 5xx/429 faults takes seconds, not minutes. Retry-After is still honoured.
+        config.transport.base_delay = std::time::Duration::from_millis(20);
+        config.transport.max_delay = std::time::Duration::from_secs(2);
+        (config, Some(sandbox))
     } else {
         (vendor_config()?, None)
     };

@@ -20,7 +20,7 @@ fn config(h: &Host, app: &str) -> R<Dynamic> {
     })?;
     let mut m = Map::new();
     for (k, val) in vars.iter() {
-        let s = Secret::new(
+        let s = Secret::from_bulk(
             val,
             Source::Vendor {
                 what: format!("Heroku config var {k} of {app}"),

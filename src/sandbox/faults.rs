@@ -16,6 +16,8 @@
 //! Examples: `postmark:GET:/server=500:once`,
 //! `heroku:PATCH:/apps/*/config-vars=drop:after=1:times=1`, `infisical=429:retry_after=1:times=2`.
 //! Default `times` is `always`; `after=K` lets the first K matching requests through.
+//! Raptor's own sends to Postmark match `raptor:POST:/{app}/postmark/email`, so
+//! `raptor:POST:/raxx-api-staging/postmark/email=401` makes Postmark reject that app's mail.
 //! Every action but `latency` answers instead of the real handler (the request has no effect).
 
 use serde::{Deserialize, Deserializer, Serialize};

@@ -210,7 +210,7 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             fault,
         });
         // Production traffic keeps flowing while the runbook works.
-        raptor::background_tick(w);
+        raptor::background_tick(w, &mw.shared.faults);
     });
     resp
 }

@@ -3,7 +3,9 @@
 //! mail through the Postmark simulator. Every request any simulator serves also makes every
 //! instance send one background email, so "production never failed to send" is measurable.
 
+use super::faults::{FaultAction, FaultSet};
 use super::heroku::HerokuState;
+use super::postmark::SendError;
 use super::scenario::TOKEN_VAR;
 use super::{Shared, World};
 use axum::body::Bytes;
@@ -86,11 +88,27 @@ pub(crate) fn on_restart(w: &mut World, app: &str) {
     }
 }
 
+/// A fault on Raptor's own outbound sends: `raptor:POST:/{app}/postmark/email=401` makes
+/// Postmark reject that app's mail (e.g. a token Postmark no longer accepts for it).
+fn outbound_fault(faults: &FaultSet, app: &str) -> Option<SendError> {
+    match faults.take("raptor", "POST", &format!("/{app}/postmark/email")) {
+        Some((FaultAction::Status(status), _)) => Some(SendError {
+            status,
+            code: if status == 401 { 10 } else { 0 },
+            message: "injected: Postmark rejected the app's request".into(),
+        }),
+        _ => None,
+    }
+}
+
 /// One background email per instance with its current token.
-pub(crate) fn background_tick(w: &mut World) {
+pub(crate) fn background_tick(w: &mut World, faults: &FaultSet) {
     for idx in 0..w.raptor.instances.len() {
         let inst = &w.raptor.instances[idx];
-        let result = w.postmark.check_token(inst.token.as_deref());
+        let result = match outbound_fault(faults, &inst.app) {
+            Some(e) => Err(e),
+            None => w.postmark.check_token(inst.token.as_deref()),
+        };
         let app = inst.app.clone();
         let inst = &mut w.raptor.instances[idx];
         match result {
@@ -181,7 +199,10 @@ fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
             "TextBody": "Raptor notification test email.",
             "MessageStream": "outbound",
         });
-        let result = w.postmark.send(token.as_deref(), &email, &format!("raptor:{app}"));
+        let result = match outbound_fault(&s.faults, app) {
+            Some(e) => Err(e),
+            None => w.postmark.send(token.as_deref(), &email, &format!("raptor:{app}")),
+        };
         w.raptor.instances[idx].test_emails += 1;
         match result {
             Ok(v) => {

@@ -63,6 +63,21 @@ impl Secret {
     }
 
     /// The raw value, for building a vendor request. Never format it.
+    /// Wraps one value of a bulk read that mixes secrets with plain settings (a Heroku app's
+    /// config vars). The value is opaque either way, but only values that look like
+    /// credentials join the output redactor: masking every "production" or "staging" in
+    /// the output would hide what the operator needs to read.
+    pub fn from_bulk(value: impl Into<String>, source: Source) -> Self {
+        let value: String = value.into();
+        if looks_like_credential(&value) {
+            register(&value);
+        }
+        Secret {
+            value: Arc::new(SecretString::from(value)),
+            source,
+        }
+    }
+
     pub fn expose(&self) -> &str {
         self.value.expose_secret()
     }
@@ -114,6 +129,21 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Long values, or values mixing letters with digits, symbols or case, are treated as
+/// credentials; short plain words ("production", "web") are not.
+pub fn looks_like_credential(value: &str) -> bool {
+    let n = value.chars().count();
+    if n >= 20 {
+        return true;
+    }
+    if n < 8 {
+        return false;
+    }
+    let plain_word = value.chars().all(|c| c.is_ascii_lowercase())
+        || value.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    !plain_word
+}
+
 /// `sha256:` and the first 12 hex digits of the value's SHA-256.
 pub fn fingerprint(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
@@ -150,6 +180,18 @@ mod tests {
         let s = Secret::new("tok-0123456789-secretvalue", Source::Literal);
         assert_eq!(format!("{s}"), "secret(…alue)");
         assert_eq!(format!("{s:?}"), "secret(…alue)");
+    }
+
+    #[test]
+    fn bulk_values_join_the_redactor_only_when_they_look_like_credentials() {
+        assert!(looks_like_credential(
+            "c0ffee00-0000-4000-8000-00000000c001"
+        ));
+        assert!(looks_like_credential("postgres://u:p@h/db"));
+        assert!(looks_like_credential("Hunter2Hunter2"));
+        assert!(!looks_like_credential("production"));
+        assert!(!looks_like_credential("staging"));
+        assert!(!looks_like_credential("RAPTOR_ENV"));
     }
 
     #[test]

@@ -1,0 +1,347 @@
+//! The Postmark rotation SOP end to end against the sandbox, asserting on the simulators'
+//! final state.
+
+use crate::support::{Output, Test, OLD_TOKEN};
+use serde_json::Value;
+
+const PREVIOUS: &str = "c0ffee00-0000-4000-8000-00000000c000";
+
+/// `runbook` with the repo's runbooks and the canary scenario.
+fn postmark(extra: &[&str]) -> Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = vec![
+        "exec",
+        "postmark",
+        "--sandbox",
+        "--scenario",
+        "sop_canary.toml",
+        "--sandbox-state",
+        "sandbox.json",
+        "--actor",
+        "ops-test",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    Test::new()
+        .fixture("sop_canary.toml")
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&args)
+        .run()
+}
+
+fn server(state: &Value) -> &Value {
+    &state["postmark"]["servers"][0]
+}
+
+fn infisical_versions(state: &Value) -> Vec<String> {
+    state["infisical"]["secrets"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["secretValue"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn app_token(state: &Value, app: &str) -> String {
+    state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn tokens(state: &Value) -> Vec<String> {
+    server(state)["ApiTokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every consumer and Infisical are back on the old token, which still works.
+fn assert_back_on_old_token(state: &Value) {
+    assert_eq!(infisical_versions(state).last().unwrap(), OLD_TOKEN);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(app_token(state, app), OLD_TOKEN, "{app}");
+    }
+    assert!(
+        tokens(state).contains(&OLD_TOKEN.to_string()),
+        "old token must survive"
+    );
+}
+
+fn step_statuses(report: &Value) -> Vec<(String, String)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
+    let out = postmark(&["--yes"]);
+    out.code(0);
+    let report = out.json();
+    assert_eq!(report["status"], "succeeded");
+    assert!(step_statuses(&report).iter().all(|(_, s)| s == "completed"));
+    assert_eq!(
+        step_statuses(&report)
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "precheck",
+            "generate",
+            "validate",
+            "store",
+            "propagate",
+            "verify",
+            "revoke",
+            "audit"
+        ]
+    );
+
+    let state = out.read_json("sandbox.json");
+    let live = tokens(&state);
+    assert_eq!(live.len(), 1, "only the new token is left");
+    let new = live[0].clone();
+    assert_ne!(new, OLD_TOKEN);
+    assert_eq!(
+        server(&state)["DeletedTokens"],
+        serde_json::json!([OLD_TOKEN])
+    );
+    // Infisical: the new token is a new version on top of the history.
+    assert_eq!(
+        infisical_versions(&state),
+        [PREVIOUS, OLD_TOKEN, new.as_str()]
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(app_token(&state, app), new, "{app} config");
+        assert!(
+            state["heroku"]["apps"][app]["restarts"].as_u64().unwrap() >= 2,
+            "{app} restarted"
+        );
+        assert_eq!(
+            state["downstream"][app]["failed"], 0,
+            "{app} never failed to send"
+        );
+    }
+    assert_eq!(state["downstream_401s"], 0);
+    // The validation email went out through the new token, and Raptor's test email too.
+    assert_eq!(state["postmark"]["emails"]["by_token"][&new], 2);
+    assert_eq!(state["downstream"]["raxx-api-prod"]["test_emails"], 1);
+    // The old token is refused with Postmark's 401 (checked by the runbook itself): a GET
+    // /server answered 401 after the delete.
+    let requests = state["requests"].as_array().unwrap();
+    assert!(requests
+        .iter()
+        .any(|r| r["path"] == "/server" && r["status"] == 401));
+
+    let audit = out.audit();
+    let done: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["action"] == "secret.rotate.completed")
+        .collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["actor"], "ops-test");
+    assert_eq!(
+        done[0]["context"],
+        serde_json::json!({
+            "method": "operator-assisted-dashboard",
+            "secret_name": "POSTMARK_SERVER_TOKEN",
+            "server_name": "raxx-prod",
+        })
+    );
+    out.assert_absent(&new);
+}
+
+/// Runs the rotation with a fault and checks the rollback left the old token everywhere.
+fn fails_and_rolls_back(fault: &str, failed_step: &str) -> (Output, Value) {
+    let out = postmark(&["--yes", "--fault", fault]);
+    out.code(1);
+    let report = out.json();
+    assert_eq!(report["status"], "rolled_back", "{fault}");
+    assert_eq!(report["failed_step"], failed_step, "{fault}");
+    let state = out.read_json("sandbox.json");
+    assert_back_on_old_token(&state);
+    // The engine never deletes the new token: it stays for diagnosis.
+    assert_eq!(
+        tokens(&state).len(),
+        2,
+        "{fault}: old and new token both remain"
+    );
+    let new = tokens(&state).into_iter().find(|t| t != OLD_TOKEN).unwrap();
+    out.assert_absent(&new);
+    (out, report)
+}
+
+#[test]
+fn postmark_500_on_the_validation_email_rolls_back() {
+    let (out, report) = fails_and_rolls_back("postmark:POST:/email=500", "validate");
+    out.stderr_has("postmark POST /email → 500");
+    // Nothing was stored or propagated, so there was nothing to undo but the note on the token.
+    assert_eq!(infisical_versions(&out.read_json("sandbox.json")).len(), 2);
+    assert_eq!(
+        step_statuses(&report)[1],
+        ("generate".into(), "undone".into())
+    );
+}
+
+#[test]
+fn infisical_500_on_store_rolls_back_after_retries() {
+    let (out, report) = fails_and_rolls_back(
+        "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN=500:times=4",
+        "store",
+    );
+    out.stderr_has("infisical PATCH /api/v4/secrets/POSTMARK_SERVER_TOKEN → 500");
+    // The failed store wrote nothing, yet its undo ran (it had attempted a write): it
+    // restored the previous value as a new version.
+    assert_eq!(step_statuses(&report)[3], ("store".into(), "undone".into()));
+}
+
+#[test]
+fn heroku_500_on_one_app_rolls_back_every_app() {
+    let (out, report) = fails_and_rolls_back(
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:times=4",
+        "propagate",
+    );
+    out.stderr_has("heroku::set_config failed for 1 of 2 target(s) (1 succeeded)");
+    assert_eq!(
+        step_statuses(&report)[4],
+        ("propagate".into(), "undone".into())
+    );
+    let state = out.read_json("sandbox.json");
+    // prod was switched, then switched back and restarted.
+    assert!(
+        state["heroku"]["apps"]["raxx-api-prod"]["restarts"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+}
+
+#[test]
+fn raptor_rejected_by_postmark_fails_verify_and_rolls_back() {
+    let (out, _) = fails_and_rolls_back("raptor:POST:/raxx-api-prod/postmark/email=401", "verify");
+    out.stderr_has("Raptor test email: expected HTTP 200, got 502");
+}
+
+#[test]
+fn a_401_in_the_logs_fails_verify_and_rolls_back() {
+    let (out, _) =
+        fails_and_rolls_back("raptor:POST:/raxx-api-staging/postmark/email=401", "verify");
+    out.stderr_has("raxx-api-staging logged a Postmark auth failure after the restart")
+        .stderr_has("InvalidAPIToken");
+}
+
+#[test]
+fn three_tokens_stop_in_precheck_with_no_writes() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let scenario = std::fs::read_to_string(crate::support::fixture("sop_canary.toml"))
+        .unwrap()
+        .replace("id = 4242\n", "id = 4242\nfill_tokens_to_limit = true\n");
+    let out = Test::new()
+        .file("full.toml", &scenario)
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "full.toml",
+            "--sandbox-state",
+            "sandbox.json",
+            "--yes",
+            "--json",
+        ])
+        .run();
+    out.code(1)
+        .stderr_has("server 'raxx-prod' already has 3 API tokens, Postmark's maximum")
+        .stderr_has("delete an unused token in the dashboard");
+    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_no_writes(&out.read_json("sandbox.json"));
+}
+
+#[test]
+fn wrong_server_stops_in_precheck_with_no_writes() {
+    let out = postmark(&["--yes", "--param", "server_name=raxx-staging"]);
+    out.code(1).stderr_has(
+        "the token in Infisical belongs to Postmark server 'raxx-prod', not 'raxx-staging'",
+    );
+    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_no_writes(&out.read_json("sandbox.json"));
+}
+
+fn assert_no_writes(state: &Value) {
+    let writes: Vec<&Value> = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        // A log session is how logs are read; it changes nothing.
+        .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap().ends_with("/log-sessions"))
+        .collect();
+    assert!(writes.is_empty(), "unexpected writes: {writes:?}");
+    assert_eq!(infisical_versions(state).len(), 2);
+    assert_eq!(state["postmark"]["emails"]["count"], 0);
+}
+
+#[test]
+fn dry_run_reads_for_real_and_changes_nothing() {
+    let out = postmark(&["--dry-run"]);
+    out.code(0);
+    let report = out.json();
+    assert_eq!(report["dry_run"], true);
+    let planned: Vec<&str> = report["planned_writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            "postmark::dashboard_new_token",
+            "postmark::send_email",
+            "infisical::set_secret",
+            "heroku::set_config",
+            "heroku::restart",
+            "http::post",
+            "postmark::dashboard_delete_token",
+            "audit::log",
+        ]
+    );
+    let state = out.read_json("sandbox.json");
+    assert_eq!(tokens(&state), [OLD_TOKEN]);
+    assert_no_writes(&state);
+    // The reads really happened.
+    assert!(state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["path"] == "/server"));
+    // No audit entry of a mutating call under dry-run.
+    assert!(out.audit().is_empty(), "dry-run must not audit writes");
+}
+
+#[test]
+fn show_lists_every_step_with_undo_and_the_irreversible_revoke() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&["show", "postmark"])
+        .run();
+    out.code(0)
+        .stdout_has("Rotate the Postmark server API token (postmark-server-token)")
+        .stdout_has("  1. precheck · Pre-rotation checks: the current token works")
+        .stdout_has("  4. store · Store the new token in Infisical  [undo]")
+        .stdout_has("  7. revoke · Revoke the old token  [IRREVERSIBLE, asks for confirmation]")
+        .stdout_has("Max 3 active tokens per server.")
+        .stdout_has("https://postmarkapp.com/developer/api/server-api");
+}

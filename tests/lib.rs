@@ -4,5 +4,6 @@ mod support;
 
 mod check;
 mod exec;
+mod interactive;
 mod postmark;
 mod secrets;

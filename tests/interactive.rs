@@ -1,0 +1,251 @@
+//! An operator at a terminal: the Postmark rotation rehearsed against `runbook sandbox` (a
+//! separate process, as an operator would run it), driven through a pseudo-terminal.
+
+use crate::support::{fixture, OLD_TOKEN};
+use expectrl::session::OsSession;
+use expectrl::{Expect, Session};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A one-shot HTTP/1.1 request on loopback; returns status and body.
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect to the sandbox");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+struct SandboxProcess(Child);
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `runbook sandbox` and reads the exports it prints.
+fn start_sandbox(dir: &std::path::Path) -> (SandboxProcess, HashMap<String, String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["sandbox", "--scenario"])
+        .arg(fixture("sop_canary.toml"))
+        .env("RUNBOOK_STATE_DIR", dir.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = SandboxProcess(child);
+    let mut env = HashMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let Some(kv) = line.strip_prefix("export ") else {
+            continue;
+        };
+        let (k, v) = kv.split_once('=').unwrap();
+        env.insert(k.to_string(), v.trim_matches('\'').to_string());
+        if env.len() == 10 {
+            break;
+        }
+    }
+    (guard, env)
+}
+
+#[test]
+fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, env) = start_sandbox(dir.path());
+    let postmark = env["POSTMARK_API_URL"].clone();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+    cmd.args(["exec", "postmark", "--actor", "pty-test"])
+        .current_dir(dir.path())
+        .envs(&env)
+        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+        .env(
+            "RUNBOOK_PATH",
+            format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
+        )
+        .env("NO_COLOR", "1");
+    let mut p = Session::spawn(cmd).unwrap();
+    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    let mut transcript: Vec<u8> = Vec::new();
+    let mut expect = |p: &mut OsSession, needle: &str| {
+        let c = p.expect(needle).unwrap_or_else(|e| {
+            panic!(
+                "waiting for {needle:?}: {e}\n--- so far:\n{}",
+                String::from_utf8_lossy(&transcript)
+            )
+        });
+        transcript.extend_from_slice(c.before());
+        transcript.extend_from_slice(c.as_bytes());
+    };
+
+    // The SOP's prerequisites, in its order.
+    for item in [
+        "Postmark dashboard access",
+        "Server name known",
+        "Existing token in Infisical with history",
+        "Downstream consumer list",
+        "Aware: the server holds at most 3 API tokens",
+    ] {
+        expect(&mut p, item);
+        p.send_line("y").unwrap();
+    }
+    // Step 2: the dashboard instructions, then the masked paste.
+    expect(&mut p, "Click \"Generate New\".");
+    expect(&mut p, "Paste the new server API token");
+    // The operator generates the token in the (simulated) dashboard and copies it.
+    let (status, _) = http(&postmark, "POST", "/dashboard/servers/4242/tokens", &[], "");
+    assert_eq!(status, 303, "dashboard generate");
+    let (_, server) = http(
+        &postmark,
+        "GET",
+        "/server",
+        &[
+            ("X-Postmark-Server-Token", OLD_TOKEN),
+            ("Accept", "application/json"),
+        ],
+        "",
+    );
+    let server: serde_json::Value = serde_json::from_str(&server).unwrap();
+    let new_token = server["ApiTokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .find(|t| t != OLD_TOKEN)
+        .unwrap();
+    p.send_line(&new_token).unwrap();
+    // Step 3: receipt of the validation email.
+    expect(&mut p, "Did the validation email");
+    p.send_line("y").unwrap();
+    // Step 7: the explicit confirmation, then the dashboard deletion.
+    expect(&mut p, "This step cannot be undone");
+    expect(
+        &mut p,
+        "Delete the OLD token in the Postmark dashboard now?",
+    );
+    p.send_line("y").unwrap();
+    expect(
+        &mut p,
+        "Locate the OLD token: the one ending in secret(…c001)",
+    );
+    expect(&mut p, "Have you deleted the old token in the dashboard?");
+    let (status, _) = http(
+        &postmark,
+        "POST",
+        "/dashboard/servers/4242/tokens/delete",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("token={OLD_TOKEN}"),
+    );
+    assert_eq!(status, 303, "dashboard delete");
+    p.send_line("y").unwrap();
+    expect(&mut p, "succeeded");
+
+    let text = String::from_utf8_lossy(&transcript);
+    assert!(
+        !text.contains(&new_token),
+        "the pasted token was echoed:\n{text}"
+    );
+    assert!(
+        !text.contains(OLD_TOKEN),
+        "the old token was shown:\n{text}"
+    );
+    // What the terminal did show for the paste: one mask character per token character.
+    assert!(
+        text.contains(&"*".repeat(new_token.len())),
+        "no masked echo:\n{text}"
+    );
+    // The order of the steps as the operator saw them.
+    let order: Vec<usize> = [
+        "Step 1/8", "Step 2/8", "Step 3/8", "Step 4/8", "Step 5/8", "Step 6/8", "Step 7/8",
+        "Step 8/8",
+    ]
+    .iter()
+    .map(|s| {
+        text.find(s)
+            .unwrap_or_else(|| panic!("{s} missing:\n{text}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn sandbox_command_prints_exports_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sandbox, env) = start_sandbox(dir.path());
+    for var in [
+        "POSTMARK_API_URL",
+        "INFISICAL_DOMAIN",
+        "INFISICAL_TOKEN",
+        "HEROKU_HOST",
+        "HEROKU_API_KEY",
+        "GITHUB_API_URL",
+        "GITHUB_TOKEN",
+        "RAPTOR_API_URL",
+    ] {
+        assert!(env.contains_key(var), "{var} not exported");
+    }
+    let postmark = &env["POSTMARK_API_URL"];
+    let (status, body) = http(
+        postmark,
+        "GET",
+        "/server",
+        &[
+            ("X-Postmark-Server-Token", OLD_TOKEN),
+            ("Accept", "application/json"),
+        ],
+        "",
+    );
+    assert_eq!(status, 200);
+    let server: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(server["Name"], "raxx-prod");
+    assert_eq!(server["ID"], 4242);
+    let (status, body) = http(
+        postmark,
+        "GET",
+        "/server",
+        &[
+            ("X-Postmark-Server-Token", "not-a-token"),
+            ("Accept", "application/json"),
+        ],
+        "",
+    );
+    assert_eq!(status, 401);
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["ErrorCode"], 10);
+    assert!(err["Message"]
+        .as_str()
+        .unwrap()
+        .contains("X-Postmark-Server-Token"));
+}

@@ -21,6 +21,7 @@ pub fn main() -> ExitCode {
     };
     let json = match &cli.command {
         Command::Exec(a) => a.json,
+        Command::Resume(a) | Command::Rollback(a) => a.json,
         _ => false,
     };
     crate::ui::init(json);
@@ -45,5 +46,10 @@ fn run(command: Command) -> Result<u8, Error> {
         Command::Show(args) => commands::show::run(args),
         Command::List(args) => commands::list::run(args),
         Command::Sandbox(args) => commands::sandbox::run(args),
+        Command::Runs(args) => commands::runs::runs(args),
+        Command::Resume(args) => commands::runs::resume(args),
+        Command::Rollback(args) => commands::runs::rollback(args),
+        Command::Audit(cmd) => commands::audit::run(cmd),
+        Command::Due(args) => commands::due::run(args),
     }
 }

@@ -28,6 +28,76 @@ pub enum Command {
     /// Run the simulated vendors on loopback until Ctrl-C, printing the exports that point
     /// a shell (and `runbook exec` without --sandbox) at them
     Sandbox(SandboxArgs),
+    /// Recent runs: runbook, actor, start, status, last step
+    Runs(RunsArgs),
+    /// Continue a stopped or crashed run from its journal
+    Resume(ResumeArgs),
+    /// Undo every completed step of a run, newest first
+    Rollback(ResumeArgs),
+    /// Read or verify the audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Last rotation, cadence and due date of every runbook
+    Due(DueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// How many runs to show, newest first
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run id (see `runbook runs`)
+    pub run_id: String,
+    /// Continue even though the runbook changed since the run (says what changed)
+    #[arg(long)]
+    pub force: bool,
+    /// Answer confirmations with yes; on failure roll back (unless --no-rollback)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Prompt answers keyed by prompt id (TOML or JSON)
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Take the run's lock even if another process holds it (journalled)
+    #[arg(long)]
+    pub break_lock: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit entries
+    Show(AuditShowArgs),
+    /// Check the hash chain: reports the first edited, removed or reordered entry
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditShowArgs {
+    /// Only entries with this action (e.g. secret.rotate.completed)
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only entries at or after this time (RFC 3339, or a date YYYY-MM-DD)
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DueArgs {
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by everything that starts the simulators.
@@ -75,6 +145,9 @@ pub struct ExecArgs {
     /// Print a machine-readable run report on stdout
     #[arg(long)]
     pub json: bool,
+    /// Take the rotation's lock even if another run holds it (for a dead holder; journalled)
+    #[arg(long)]
+    pub break_lock: bool,
     /// Write the simulators' final state as JSON (with --sandbox)
     #[arg(long, value_name = "FILE", requires = "sandbox")]
     pub sandbox_state: Option<PathBuf>,

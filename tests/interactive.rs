@@ -1,84 +1,11 @@
 //! An operator at a terminal: the Postmark rotation rehearsed against `runbook sandbox` (a
 //! separate process, as an operator would run it), driven through a pseudo-terminal.
 
-use crate::support::{fixture, OLD_TOKEN};
+use crate::support::{http, start_sandbox, OLD_TOKEN};
 use expectrl::session::OsSession;
 use expectrl::{Expect, Session};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-/// A one-shot HTTP/1.1 request on loopback; returns status and body.
-fn http(
-    base: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let addr = base.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).expect("connect to the sandbox");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-struct SandboxProcess(Child);
-
-impl Drop for SandboxProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `runbook sandbox` and reads the exports it prints.
-fn start_sandbox(dir: &std::path::Path) -> (SandboxProcess, HashMap<String, String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["sandbox", "--scenario"])
-        .arg(fixture("sop_canary.toml"))
-        .env("RUNBOOK_STATE_DIR", dir.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = SandboxProcess(child);
-    let mut env = HashMap::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let Some(kv) = line.strip_prefix("export ") else {
-            continue;
-        };
-        let (k, v) = kv.split_once('=').unwrap();
-        env.insert(k.to_string(), v.trim_matches('\'').to_string());
-        if env.len() == 10 {
-            break;
-        }
-    }
-    (guard, env)
-}
 
 #[test]
 fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {

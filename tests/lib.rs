@@ -3,6 +3,7 @@
 mod support;
 
 mod check;
+mod crash;
 mod exec;
 mod interactive;
 mod postmark;

@@ -58,8 +58,6 @@ impl AuditLog {
         let mut file = crate::state::append(&self.path).map_err(io)?;
         let _lock = FileLock::exclusive(&file).map_err(io)?;
         let prev = last_hash(&mut file).map_err(io)?;
-        let mut context = event.context.clone();
-        crate::secret::redact_json(&mut context);
         let mut entry = json!({
             "time": now_rfc3339(),
             "actor": event.actor,
@@ -68,14 +66,15 @@ impl AuditLog {
             "step": event.step,
             "action": event.action,
             "mode": event.mode,
-            "context": context,
+            "context": event.context,
             "prev_hash": prev,
         });
+        // Redact before hashing: the hash must cover exactly the bytes written.
+        crate::secret::redact_json(&mut entry);
         let hash = entry_hash(&entry);
         entry["hash"] = Value::String(hash);
-        let line = crate::secret::redact(&entry.to_string()).into_owned();
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        writeln!(file, "{line}").map_err(io)?;
+        writeln!(file, "{entry}").map_err(io)?;
         file.sync_data().map_err(io)?;
         Ok(entry)
     }
@@ -103,6 +102,71 @@ impl AuditLog {
             }
         }
         Ok(out)
+    }
+}
+
+/// What `audit verify` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Intact {
+        entries: usize,
+        head: String,
+    },
+    /// The first entry (1-based line) that breaks the chain, and why.
+    Broken {
+        line: usize,
+        reason: String,
+    },
+}
+
+impl AuditLog {
+    /// Walks the chain: every entry's hash must match its content, and every `prev_hash`
+    /// the entry before it. An edited entry breaks its own hash; a removed or moved one
+    /// breaks the link of the entry after it.
+    pub fn verify(&self) -> Result<Verdict> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let mut prev = GENESIS.to_string();
+        let mut count = 0;
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                return Ok(Verdict::Broken {
+                    line: n,
+                    reason: "not valid JSON (edited or truncated)".into(),
+                });
+            };
+            let stored = entry["hash"].as_str().unwrap_or("");
+            if entry_hash(&entry) != stored {
+                return Ok(Verdict::Broken {
+                    line: n,
+                    reason: "its content does not match its hash (edited)".into(),
+                });
+            }
+            if entry["prev_hash"].as_str() != Some(prev.as_str()) {
+                return Ok(Verdict::Broken {
+                    line: n,
+                    reason: "it does not follow the entry before it (an entry was removed, inserted or reordered)".into(),
+                });
+            }
+            prev = stored.to_string();
+            count += 1;
+        }
+        Ok(Verdict::Intact {
+            entries: count,
+            head: prev,
+        })
     }
 }
 
@@ -174,6 +238,49 @@ mod tests {
             mode: "exec".into(),
             context: json!({"k": "v"}),
         }
+    }
+
+    #[test]
+    fn verify_finds_edits_removals_and_swaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path());
+        for a in ["a", "b", "c", "d"] {
+            log.append(&event(a)).unwrap();
+        }
+        assert!(matches!(
+            log.verify().unwrap(),
+            Verdict::Intact { entries: 4, .. }
+        ));
+        let good = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+        let write = |ls: Vec<String>| std::fs::write(log.path(), ls.join("\n") + "\n").unwrap();
+        let owned = |ls: &[&str]| ls.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        write(owned(&[
+            lines[0],
+            &lines[1].replace("\"b\"", "\"x\""),
+            lines[2],
+            lines[3],
+        ]));
+        assert_eq!(
+            log.verify().unwrap(),
+            Verdict::Broken {
+                line: 2,
+                reason: "its content does not match its hash (edited)".into()
+            }
+        );
+
+        write(owned(&[lines[0], lines[2], lines[3]]));
+        assert!(matches!(
+            log.verify().unwrap(),
+            Verdict::Broken { line: 2, .. }
+        ));
+
+        write(owned(&[lines[0], lines[2], lines[1], lines[3]]));
+        assert!(matches!(
+            log.verify().unwrap(),
+            Verdict::Broken { line: 2, .. }
+        ));
     }
 
     #[test]

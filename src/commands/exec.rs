@@ -1,132 +1,227 @@
-//! `runbook exec`.
+//! `runbook exec`, and the pieces `resume` and `rollback` share with it.
 
 use crate::audit::AuditLog;
-use crate::cli::ExecArgs;
+use crate::cli::{ExecArgs, ScenarioArgs};
 use crate::error::{exit, Error, Result};
-use crate::exec::{self, params, Report, RunStatus};
+use crate::exec::lock::{self, Lock};
+use crate::exec::{self, params, resume, Journal, Report, RunStatus, Start};
 use crate::host::services::Services;
-use crate::host::RunInfo;
+use crate::host::{value, RunInfo};
 use crate::prompt::{Answers, Prompter};
-use crate::runbook::{self, Ctx, SourceFile};
+use crate::runbook::{self, Ctx, Loaded, SourceFile};
 use crate::runtime::Runtime;
 use crate::ui;
 use crate::vendors::{VendorConfig, VendorFileConfig};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 pub fn run(args: ExecArgs) -> Result<u8> {
     let path = runbook::find(&args.runbook)?;
-    let file = SourceFile::read(&path)?;
-    let answers = match &args.answers {
-        Some(p) => Answers::load(p)?,
-        None => Answers::default(),
-    };
     let pairs = params::parse_pairs(&args.params)?;
-    let prompter = Prompter::new(answers, args.yes || args.dry_run);
-    let loaded = runbook::load(file, prompter)?;
-    let prompter = loaded.host.prompter.borrow();
-    if !loaded.plan.prerequisites.is_empty() && !prompter.can_confirm("prerequisites") {
+    let loaded = load(&path, args.answers.as_deref(), args.yes || args.dry_run)?;
+    if !loaded.plan.prerequisites.is_empty()
+        && !loaded.host.prompter.borrow().can_confirm("prerequisites")
+    {
         return Err(Error::usage(
             "prompt 'prerequisites' needs an answer, and there is no terminal to ask on",
             "confirm the prerequisites with --yes, or add `prerequisites = true` to a file passed with --answers",
         ));
     }
-    drop(prompter);
-    let runtime = Runtime::new().map_err(|e| {
-        Error::usage(
-            format!("cannot start the I/O runtime: {e}"),
-            "this is a system resource problem (threads or file descriptors); retry",
-        )
-    })?;
-    let (config, sandbox) = if args.sandbox {
-        let sandbox = super::sandbox::start(&runtime, &args.scenario)?;
-        let mut config = sandbox.vendor_config();
-        // Loopback answers in microseconds: back off in milliseconds, so a rehearsal with
-        // injected 5xx/429 faults takes seconds, not minutes. Retry-After is still honoured.
-        config.transport.base_delay = std::time::Duration::from_millis(20);
-        config.transport.max_delay = std::time::Duration::from_secs(2);
-        (config, Some(sandbox))
-    } else {
-        (vendor_config()?, None)
-    };
-    // Under --sandbox, params bound to an env var read the sandbox's (RAPTOR_API_URL...).
-    let sandbox_env: Vec<(String, String)> = sandbox.as_ref().map(|s| s.env()).unwrap_or_default();
+    let (services, env) = services(args.sandbox, &args.scenario)?;
     let lookup = |name: &str| -> Option<String> {
-        match sandbox_env.iter().find(|(k, _)| k == name) {
-            Some((_, v)) => Some(v.clone()),
-            None if sandbox.is_some() => None,
+        match &env {
+            Some(vars) => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
             None => std::env::var(name).ok(),
         }
     };
     let params = params::resolve(&loaded.plan, &pairs, &lookup)?;
-    if let Some(s) = &sandbox {
-        ui::progress(&ui::dim(&format!(
-            "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
-            s.postmark_url()
-        )));
-    }
-    *loaded.host.services.borrow_mut() = Some(Rc::new(Services::new(runtime, config, sandbox)));
+    let ctx = Ctx::new(params);
 
-    let meta = loaded.plan.meta().clone();
     let run_id = exec::new_run_id();
     let actor = exec::actor(args.actor.as_deref());
+    let mode = if args.dry_run { "dry-run" } else { "exec" };
     let state_dir = crate::state::dir();
-    let host = &loaded.host;
-    *host.run.borrow_mut() = RunInfo {
-        run_id: run_id.clone(),
-        actor: actor.clone(),
-        runbook_id: meta.id.clone(),
-        mode: if args.dry_run { "dry-run" } else { "exec" }.into(),
-    };
-    host.dry_run.set(args.dry_run);
-    *host.audit.borrow_mut() = Some(AuditLog::new(&state_dir));
-
+    // A dry run changes nothing, so it takes no lock.
+    let mut lock = None;
+    if !args.dry_run {
+        let key = lock::key(
+            &loaded.plan.meta().id,
+            &ctx.get("params")
+                .map(|p| value::to_json(&p))
+                .unwrap_or_default(),
+        );
+        let (l, broken) = Lock::acquire(&state_dir, &key, &run_id, &actor, args.break_lock)?;
+        lock = Some((l, broken));
+    }
+    install(
+        &loaded,
+        &state_dir,
+        &run_id,
+        &actor,
+        mode,
+        args.dry_run,
+        services,
+    )?;
+    if let Some((_, Some(holder))) = &lock {
+        loaded
+            .host
+            .journal("lock.broken", serde_json::json!({ "holder": holder }));
+        let _ = loaded
+            .host
+            .audit_event("lock.broken", serde_json::json!({ "holder": holder }));
+    }
+    loaded.host.journal(
+        "run.start",
+        serde_json::json!({
+            "run_id": run_id,
+            "runbook": loaded.plan.meta().id,
+            "source": resume::fingerprints(&loaded),
+            "params": ctx.snapshot()["params"],
+            "actor": actor,
+            "host": exec::hostname(),
+            "pid": std::process::id(),
+            "mode": mode,
+            "sandbox": args.sandbox,
+        }),
+    );
     let opts = exec::Options {
         yes: args.yes,
         no_rollback: args.no_rollback,
         dry_run: args.dry_run,
         json: args.json,
     };
+    banner(&loaded, &run_id, &actor, args.dry_run);
+    let report = exec::run(
+        &loaded,
+        &opts,
+        ctx,
+        new_report(&loaded, &run_id, &actor, args.dry_run),
+        Start::Fresh,
+    );
+    drop(lock);
+    finish(&loaded, &report, args.json, args.sandbox_state.as_deref())
+}
+
+/// Reads and loads a runbook with a prompter for this run.
+pub fn load(path: &Path, answers: Option<&Path>, yes: bool) -> Result<Loaded> {
+    let file = SourceFile::read(path)?;
+    let answers = match answers {
+        Some(p) => Answers::load(p)?,
+        None => Answers::default(),
+    };
+    runbook::load(file, Prompter::new(answers, yes))
+}
+
+/// Environment variables as name/value pairs.
+pub type EnvVars = Vec<(String, String)>;
+
+/// The runtime, vendor clients and (with `--sandbox`) the simulators; also the sandbox's
+/// environment, which params bound to an env var read instead of the process's.
+pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<(Services, Option<EnvVars>)> {
+    let runtime = Runtime::new().map_err(|e| {
+        Error::usage(
+            format!("cannot start the I/O runtime: {e}"),
+            "this is a system resource problem (threads or file descriptors); retry",
+        )
+    })?;
+    if !sandbox {
+        return Ok((Services::new(runtime, vendor_config()?, None), None));
+    }
+    let sandbox = super::sandbox::start(&runtime, scenario)?;
+    let mut config = sandbox.vendor_config();
+    // Loopback answers in microseconds: back off in milliseconds, so a rehearsal with
+    // injected 5xx/429 faults takes seconds, not minutes. Retry-After is still honoured.
+    config.transport.base_delay = std::time::Duration::from_millis(20);
+    config.transport.max_delay = std::time::Duration::from_secs(2);
+    let env = sandbox.env();
+    ui::progress(&ui::dim(&format!(
+        "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
+        sandbox.postmark_url()
+    )));
+    Ok((Services::new(runtime, config, Some(sandbox)), Some(env)))
+}
+
+/// Wires a loaded runbook to this run: who, how, services, audit log, journal.
+pub fn install(
+    loaded: &Loaded,
+    state_dir: &Path,
+    run_id: &str,
+    actor: &str,
+    mode: &str,
+    dry_run: bool,
+    services: Services,
+) -> Result<()> {
+    let host = &loaded.host;
+    *host.run.borrow_mut() = RunInfo {
+        run_id: run_id.to_string(),
+        actor: actor.to_string(),
+        runbook_id: loaded.plan.meta().id.clone(),
+        mode: mode.to_string(),
+    };
+    host.dry_run.set(dry_run);
+    *host.audit.borrow_mut() = Some(AuditLog::new(state_dir));
+    *host.services.borrow_mut() = Some(Rc::new(services));
+    *host.journal.borrow_mut() = Some(Rc::new(Journal::open(state_dir, run_id)?));
+    Ok(())
+}
+
+pub fn banner(loaded: &Loaded, run_id: &str, actor: &str, dry_run: bool) {
+    let meta = loaded.plan.meta();
     ui::progress(&ui::bold(&format!("{} ({})", meta.title, meta.id)));
     ui::progress(&ui::dim(&format!(
         "run {run_id} · actor {actor}{}",
-        if args.dry_run {
+        if dry_run {
             " · dry-run: writes are recorded, not performed"
         } else {
             ""
         }
     )));
-    let report = Report {
-        run_id,
+}
+
+pub fn new_report(loaded: &Loaded, run_id: &str, actor: &str, dry_run: bool) -> Report {
+    let meta = loaded.plan.meta();
+    Report {
+        run_id: run_id.to_string(),
         runbook: meta.id.clone(),
         title: meta.title.clone(),
-        actor,
+        actor: actor.to_string(),
         status: RunStatus::Running,
-        dry_run: args.dry_run,
+        dry_run,
         started_at: crate::audit::now_rfc3339(),
         duration_ms: 0,
         steps: Vec::new(),
         planned_writes: Vec::new(),
         failed_step: None,
         error: None,
-    };
-    let report = exec::run(&loaded, &opts, Ctx::new(params), report);
+    }
+}
+
+/// Prints the summary (and the JSON report), writes the sandbox state, maps the exit code.
+pub fn finish(
+    loaded: &Loaded,
+    report: &Report,
+    json: bool,
+    sandbox_state: Option<&Path>,
+) -> Result<u8> {
+    summary(report);
+    if json {
+        ui::out(&report.to_json());
+    }
     let services = loaded.host.services.borrow_mut().take();
-    if let (Some(path), Some(services)) = (&args.sandbox_state, &services) {
+    if let (Some(path), Some(services)) = (sandbox_state, &services) {
         if let Some(sandbox) = &services.sandbox {
             let state = serde_json::to_string_pretty(&sandbox.state()).unwrap_or_default();
             crate::state::write(path, state.as_bytes()).map_err(|source| Error::Write {
-                path: path.clone(),
+                path: PathBuf::from(path),
                 source,
             })?;
         }
     }
     drop(services);
-    summary(&report);
-    if args.json {
-        ui::out(&report.to_json());
-    }
     Ok(match report.status {
         RunStatus::Succeeded => exit::OK,
+        // `runbook rollback` asked for it: success. After a failed step: the step failed.
+        RunStatus::RolledBack if report.failed_step.is_none() => exit::OK,
         RunStatus::Aborted => exit::ABORTED,
         RunStatus::Interrupted => exit::INTERRUPTED,
         RunStatus::Failed | RunStatus::RolledBack | RunStatus::Running => exit::STEP_FAILED,
@@ -159,15 +254,12 @@ fn summary(report: &Report) {
 
 /// Vendor endpoints and credentials: the environment, then `./runbook.toml` `[vendors]`.
 fn vendor_config() -> Result<VendorConfig> {
-    let file = match std::fs::read_to_string("runbook.toml") {
-        Ok(text) => Some(VendorFileConfig::from_toml(&text).map_err(|e| {
-            Error::usage(
-                format!("runbook.toml: {e}"),
-                "fix the [vendors] table (keys are the env var names, lower-cased)",
-            )
-        })?),
-        Err(_) => None,
-    };
+    let file = VendorFileConfig::load(Path::new("runbook.toml")).map_err(|e| {
+        Error::usage(
+            e.to_string(),
+            "fix the [vendors] table of runbook.toml (keys are the env var names, lower-cased)",
+        )
+    })?;
     VendorConfig::from_sources(|k| std::env::var(k).ok(), file.as_ref()).map_err(|e| {
         Error::usage(
             e.to_string(),

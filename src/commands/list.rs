@@ -1,34 +1,11 @@
-//! `runbook list`: the runbooks found, with their secret and cadence.
+//! `runbook list`: the runbooks found, with their secret, cadence, last rotation and due date.
 
 use crate::cli::ListArgs;
 use crate::error::{exit, Result};
-use crate::prompt::Prompter;
-use crate::runbook::{self, source, SourceFile};
 use crate::ui;
 
 pub fn run(args: ListArgs) -> Result<u8> {
-    let mut rows = Vec::new();
-    for path in source::list_paths() {
-        let loaded = SourceFile::read(&path).and_then(|f| runbook::load(f, Prompter::silent()));
-        let row = match loaded {
-            Ok(l) => {
-                let m = l.plan.meta();
-                serde_json::json!({
-                    "path": path.display().to_string(),
-                    "id": m.id,
-                    "title": m.title,
-                    "secret": m.secret,
-                    "cadence_days": m.cadence_days,
-                    "steps": l.plan.steps.len(),
-                })
-            }
-            Err(e) => serde_json::json!({
-                "path": path.display().to_string(),
-                "error": e.to_string(),
-            }),
-        };
-        rows.push(row);
-    }
+    let rows = super::due::rows();
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);
@@ -52,8 +29,13 @@ pub fn run(args: ListArgs) -> Result<u8> {
             .as_i64()
             .map(|d| format!("every {d}d"))
             .unwrap_or_else(|| "-".into());
+        let due = match (r["due"].as_str(), r["overdue"] == true) {
+            (Some(d), true) => format!("due {d} OVERDUE"),
+            (Some(d), false) => format!("due {d}"),
+            (None, _) => String::new(),
+        };
         ui::out(&format!(
-            "{:<28} {:<24} {:<10} {}",
+            "{:<28} {:<24} {:<10} {:<22} {}",
             s("id"),
             if s("secret").is_empty() {
                 "-".into()
@@ -61,6 +43,7 @@ pub fn run(args: ListArgs) -> Result<u8> {
                 s("secret")
             },
             cadence,
+            due,
             s("title")
         ));
     }

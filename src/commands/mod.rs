@@ -1,7 +1,10 @@
 //! One file per subcommand: the glue between the CLI and the library.
 
+pub mod audit;
 pub mod check;
+pub mod due;
 pub mod exec;
 pub mod list;
+pub mod runs;
 pub mod sandbox;
 pub mod show;

@@ -1,11 +1,15 @@
 //! Running a plan: params, the step loop with retry/rollback/stop, dry-run and the report.
 
+pub mod journal;
+pub mod lock;
 pub mod params;
 pub mod report;
+pub mod resume;
 pub mod runner;
 
+pub use journal::Journal;
 pub use report::{Report, RunStatus, StepReport, StepStatus};
-pub use runner::run;
+pub use runner::{run, Start};
 
 /// How `exec` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +18,21 @@ pub struct Options {
     pub no_rollback: bool,
     pub dry_run: bool,
     pub json: bool,
+}
+
+/// `RUNBOOK_CRASH_AT=after:STEP` or `inside:STEP` kills the process (SIGKILL) after that
+/// step completes, or after its first write. A fault-injection hook for the crash tests:
+/// it lets them prove that resume and rollback recover from a machine that died there.
+pub fn crash_point(when: &str, step: &str) {
+    let Ok(at) = std::env::var("RUNBOOK_CRASH_AT") else {
+        return;
+    };
+    if at.split_once(':') == Some((when, step)) {
+        // SAFETY: signalling our own process.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
 }
 
 /// A fresh run id: sortable by time, unique enough to name a journal.

@@ -18,6 +18,23 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
             value::at(&c, log(&h, action, context))
         },
     );
+    let h = host.clone();
+    m.add(
+        "logged",
+        Effect::Read,
+        &["action: string"],
+        "bool",
+        "Whether this run already wrote an audit entry with this action (a `verify` for audit\nsteps, so a resumed run does not log twice).",
+        move |action: &str| -> bool {
+            let run_id = h.run.borrow().run_id.clone();
+            let log = h.audit.borrow();
+            log.as_ref()
+                .and_then(|l| l.entries().ok())
+                .unwrap_or_default()
+                .iter()
+                .any(|e| e["run_id"] == run_id.as_str() && e["action"] == action)
+        },
+    );
     m.finish(engine);
 }
 

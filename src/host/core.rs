@@ -173,6 +173,20 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
 
     let h = host.clone();
     g.add(
+        "recover",
+        Effect::None,
+        &["key: string", "how: Fn(ctx) -> Secret"],
+        "()",
+        "Declares how `runbook resume` and `rollback` get the secret `ctx[key]` back after a crash\n(the journal holds only its fingerprint), e.g. by reading a version from Infisical. The\nvalue is checked against the journalled fingerprint. Without it, resume asks for the value.",
+        move |key: &str, how: FnPtr| -> R<()> {
+            loading_only(&h, "recover()")?;
+            h.plan.borrow_mut().recover.push((key.to_string(), how));
+            Ok(())
+        },
+    );
+
+    let h = host.clone();
+    g.add(
         "prerequisite",
         Effect::None,
         &["text: string"],

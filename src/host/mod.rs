@@ -128,6 +128,7 @@ pub struct Host {
     pub audit: RefCell<Option<crate::audit::AuditLog>>,
     pub registry: RefCell<Vec<HostFn>>,
     pub services: RefCell<Option<Rc<services::Services>>>,
+    pub journal: RefCell<Option<Rc<crate::exec::Journal>>>,
 }
 
 impl Host {
@@ -144,6 +145,7 @@ impl Host {
             audit: RefCell::new(None),
             registry: RefCell::new(Vec::new()),
             services: RefCell::new(None),
+            journal: RefCell::new(None),
         })
     }
 
@@ -200,6 +202,13 @@ impl Host {
             target: target.to_string(),
             detail,
         });
+    }
+
+    /// Appends a record to the run's journal, if it has one.
+    pub fn journal(&self, kind: &str, fields: serde_json::Value) {
+        if let Some(j) = self.journal.borrow().as_ref() {
+            j.record(kind, fields);
+        }
     }
 
     /// Counts a mutating call performed in the current step.

@@ -136,6 +136,78 @@ fn send_email(h: &Host, token: Secret, email: Map) -> R<Dynamic> {
     )
 }
 
+/// `RUNBOOK_SANDBOX_DASHBOARD`: the URL of a separate `runbook sandbox`'s Postmark simulator
+/// whose dashboard the dashboard steps drive instead of asking the operator (for unattended
+/// rehearsals and crash tests). Only loopback is accepted (the transport refuses the rest).
+fn external_dashboard() -> Option<String> {
+    std::env::var("RUNBOOK_SANDBOX_DASHBOARD")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|u| u.trim_end_matches('/').to_string())
+}
+
+/// Calls a control route of an external sandbox's dashboard.
+fn control(h: &Host, url: String, body: serde_json::Value) -> R<serde_json::Value> {
+    let v = h.vendors()?;
+    let req = crate::vendors::Request::new("sandbox", reqwest::Method::POST, url)
+        .json(body)
+        .idempotent(false);
+    let resp = h.block(
+        "sandbox dashboard",
+        async move { v.transport().send(req).await },
+    )?;
+    let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    if !resp.is_success() {
+        return Err(throw(
+            "runbook::vendor::dashboard",
+            json["message"]
+                .as_str()
+                .unwrap_or("the sandbox dashboard refused")
+                .to_string(),
+            None,
+        ));
+    }
+    Ok(json)
+}
+
+/// Generates a token in a simulated dashboard (in-process or external); `None` in a real run.
+fn sandbox_generate(h: &Host, server_name: &str) -> R<Option<String>> {
+    if let Some(sandbox) = &h.services()?.sandbox {
+        return sandbox
+            .dashboard_generate_token(server_name)
+            .map(Some)
+            .map_err(|e| throw("runbook::vendor::dashboard", e.to_string(), None));
+    }
+    let Some(url) = external_dashboard() else {
+        return Ok(None);
+    };
+    let got = control(
+        h,
+        format!("{url}/_sandbox/servers/{server_name}/tokens"),
+        serde_json::json!({}),
+    )?;
+    Ok(got["token"].as_str().map(str::to_string))
+}
+
+/// Deletes a token in a simulated dashboard; `false` in a real run.
+fn sandbox_delete(h: &Host, server_name: &str, token: &Secret) -> R<bool> {
+    if let Some(sandbox) = &h.services()?.sandbox {
+        sandbox
+            .dashboard_delete_token(server_name, token.expose())
+            .map_err(|e| throw("runbook::vendor::dashboard", e.to_string(), None))?;
+        return Ok(true);
+    }
+    let Some(url) = external_dashboard() else {
+        return Ok(false);
+    };
+    control(
+        h,
+        format!("{url}/_sandbox/servers/{server_name}/tokens/delete"),
+        serde_json::json!({ "token": token.expose() }),
+    )?;
+    Ok(true)
+}
+
 fn dashboard_new_token(h: &Host, server_name: &str, opts: Map) -> R<Dynamic> {
     value::check_keys(&opts, &["name", "id"], "postmark::dashboard_new_token")?;
     let label = value::opt_str(&opts, "name").unwrap_or_else(|| "rotation".into());
@@ -159,11 +231,7 @@ fn dashboard_new_token(h: &Host, server_name: &str, opts: Map) -> R<Dynamic> {
         &target,
         detail,
         || {
-            let services = h.services()?;
-            if let Some(sandbox) = &services.sandbox {
-                let token = sandbox
-                    .dashboard_generate_token(server_name)
-                    .map_err(|e| throw("runbook::vendor::dashboard", e.to_string(), None))?;
+            if let Some(token) = sandbox_generate(h, server_name)? {
                 crate::ui::progress(&format!(
                     "    sandbox dashboard: generated API token '{label}' on {server_name}"
                 ));
@@ -221,11 +289,7 @@ fn dashboard_delete_token(h: &Host, server_name: &str, token: Secret) -> R<Dynam
         &target,
         detail,
         || {
-            let services = h.services()?;
-            if let Some(sandbox) = &services.sandbox {
-                sandbox
-                    .dashboard_delete_token(server_name, token.expose())
-                    .map_err(|e| throw("runbook::vendor::dashboard", e.to_string(), None))?;
+            if sandbox_delete(h, server_name, &token)? {
                 crate::ui::progress(&format!(
                     "    sandbox dashboard: deleted API token {} on {server_name}",
                     token.masked()

@@ -86,7 +86,17 @@ impl Host {
             return Ok(Placeholder::of(function));
         }
         self.note_write();
+        let step = self.step_name();
+        self.journal(
+            "write.intent",
+            serde_json::json!({"step": step, "function": function, "target": target, "detail": detail}),
+        );
         let result = call();
+        self.journal(
+            "write.outcome",
+            serde_json::json!({"step": step, "function": function, "target": target, "ok": result.is_ok()}),
+        );
+        crate::exec::crash_point("inside", &step);
         let mut context = serde_json::json!({
             "function": function,
             "effect": effect.as_str(),

@@ -94,6 +94,9 @@ pub struct Plan {
     pub params: Vec<Param>,
     pub prerequisites: Vec<String>,
     pub steps: Vec<Step>,
+    /// How `resume` gets a secret in `ctx` back (values are never journalled):
+    /// `recover("new_token", |ctx| ...)`.
+    pub recover: Vec<(String, FnPtr)>,
 }
 
 impl Plan {

@@ -14,6 +14,49 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/dashboard", get(page))
         .route("/dashboard/servers/{id}/tokens", post(generate))
         .route("/dashboard/servers/{id}/tokens/delete", post(delete))
+        // Control routes for automation against a separate `runbook sandbox` process (the
+        // engine's dashboard steps use them when RUNBOOK_SANDBOX_DASHBOARD points here).
+        .route("/_sandbox/servers/{name}/tokens", post(control_generate))
+        .route(
+            "/_sandbox/servers/{name}/tokens/delete",
+            post(control_delete),
+        )
+        .route("/_sandbox/state", get(control_state))
+}
+
+async fn control_generate(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    match s.with_world(|w| w.postmark.generate_token(&name)) {
+        Ok(token) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({ "token": token })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            axum::Json(serde_json::json!({ "message": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn control_delete(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Response {
+    let token = body["token"].as_str().unwrap_or_default().to_string();
+    match s.with_world(|w| w.postmark.delete_token(&name, &token)) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            axum::Json(serde_json::json!({ "message": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn control_state(State(s): State<Arc<Shared>>) -> Response {
+    axum::Json(s.state()).into_response()
 }
 
 async fn page(

@@ -369,14 +369,20 @@ impl Sandbox {
 
     /// The final state, for tests and `--sandbox-state FILE`.
     pub fn state(&self) -> serde_json::Value {
+        self.shared.state()
+    }
+}
+
+impl Shared {
+    /// Every simulator's state as JSON (what `--sandbox-state` writes).
+    pub fn state(&self) -> serde_json::Value {
         let faults: Vec<serde_json::Value> = self
-            .shared
             .faults
             .fired()
             .into_iter()
             .map(|(rule, fired)| json!({"rule": rule, "fired": fired}))
             .collect();
-        self.shared.with_world(|w| {
+        self.with_world(|w| {
             json!({
                 "postmark": w.postmark.to_json(),
                 "infisical": w.infisical.to_json(),
@@ -389,7 +395,9 @@ impl Sandbox {
             })
         })
     }
+}
 
+impl Sandbox {
     /// Stops every simulator and waits (briefly) for them to finish.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);

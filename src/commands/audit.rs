@@ -1,0 +1,74 @@
+//! `runbook audit show` and `runbook audit verify`.
+
+use crate::audit::{AuditLog, Verdict};
+use crate::cli::{AuditCommand, AuditShowArgs};
+use crate::error::{exit, Error, Result};
+use crate::ui;
+
+pub fn run(cmd: AuditCommand) -> Result<u8> {
+    let log = AuditLog::new(&crate::state::dir());
+    match cmd {
+        AuditCommand::Show(args) => show(&log, &args),
+        AuditCommand::Verify => verify(&log),
+    }
+}
+
+fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
+    if let Some(since) = &args.since {
+        let valid = since.len() >= 10 && since.as_bytes()[4] == b'-' && since.as_bytes()[7] == b'-';
+        if !valid {
+            return Err(Error::usage(
+                format!("--since '{since}' is not a date"),
+                "use YYYY-MM-DD or an RFC 3339 time like 2026-04-24T10:00:00Z",
+            ));
+        }
+    }
+    let entries: Vec<serde_json::Value> = log
+        .entries()?
+        .into_iter()
+        .filter(|e| args.action.as_deref().is_none_or(|a| e["action"] == a))
+        // RFC 3339 UTC times compare as strings.
+        .filter(|e| {
+            args.since
+                .as_deref()
+                .is_none_or(|s| e["time"].as_str().unwrap_or("") >= s)
+        })
+        .collect();
+    if args.json {
+        ui::out(&serde_json::to_string_pretty(&entries).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    for e in &entries {
+        let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+        ui::out(&format!(
+            "{}  {:<20} {:<26} {:<10} {:<28} {}",
+            s("time"),
+            s("actor"),
+            s("runbook"),
+            s("step"),
+            s("action"),
+            e["context"]
+        ));
+    }
+    if entries.is_empty() {
+        ui::err("no audit entries match");
+    }
+    Ok(exit::OK)
+}
+
+fn verify(log: &AuditLog) -> Result<u8> {
+    match log.verify()? {
+        Verdict::Intact { entries, head } => {
+            ui::out(&format!("OK: {entries} entries, head {head}"));
+            Ok(exit::OK)
+        }
+        Verdict::Broken { line, reason } => {
+            ui::err(&format!(
+                "BROKEN: {} entry {line}: {reason}",
+                log.path().display()
+            ));
+            ui::err("Entries from this one on cannot be trusted; compare with a copy of the log (or its webhook sink) to see what changed.");
+            Ok(exit::STEP_FAILED)
+        }
+    }
+}

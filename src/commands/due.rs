@@ -1,0 +1,115 @@
+//! `runbook due`: when each runbook last succeeded (from the audit log) and when it is due.
+
+use crate::audit::AuditLog;
+use crate::cli::DueArgs;
+use crate::error::{exit, Result};
+use crate::prompt::Prompter;
+use crate::runbook::{self, source, SourceFile};
+use crate::ui;
+use serde_json::{json, Value};
+
+/// Last successful run (RFC 3339) per runbook id, from `run.completed` audit events.
+pub fn last_success(log: &AuditLog) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for e in log.entries().unwrap_or_default() {
+        if e["action"] == "run.completed"
+            && e["context"]["status"] == "succeeded"
+            && e["mode"] == "exec"
+        {
+            if let (Some(id), Some(t)) = (e["runbook"].as_str(), e["time"].as_str()) {
+                out.insert(id.to_string(), t.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Due date (`YYYY-MM-DD`) and whether it has passed: never rotated is due now.
+pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bool) {
+    let today = time::OffsetDateTime::now_utc().date();
+    let Some(days) = cadence_days else {
+        return (None, false);
+    };
+    let Some(last) = last else {
+        return (Some(today.to_string()), true);
+    };
+    let parsed = time::OffsetDateTime::parse(last, &time::format_description::well_known::Rfc3339);
+    match parsed {
+        Ok(t) => {
+            let due = t.date() + time::Duration::days(days);
+            (Some(due.to_string()), due <= today)
+        }
+        Err(_) => (Some(today.to_string()), true),
+    }
+}
+
+/// One row per runbook found: id, title, secret, cadence, last rotation, due date.
+pub fn rows() -> Vec<Value> {
+    let last = last_success(&AuditLog::new(&crate::state::dir()));
+    let mut rows = Vec::new();
+    for path in source::list_paths() {
+        let loaded = SourceFile::read(&path).and_then(|f| runbook::load(f, Prompter::silent()));
+        match loaded {
+            Ok(l) => {
+                let m = l.plan.meta();
+                let last_run = last.get(&m.id).cloned();
+                let (due_on, overdue) = due(last_run.as_deref(), m.cadence_days);
+                rows.push(json!({
+                    "path": path.display().to_string(),
+                    "id": m.id,
+                    "title": m.title,
+                    "secret": m.secret,
+                    "cadence_days": m.cadence_days,
+                    "steps": l.plan.steps.len(),
+                    "last_rotation": last_run,
+                    "due": due_on,
+                    "overdue": overdue,
+                }));
+            }
+            Err(e) => {
+                rows.push(json!({ "path": path.display().to_string(), "error": e.to_string() }))
+            }
+        }
+    }
+    rows
+}
+
+pub fn run(args: DueArgs) -> Result<u8> {
+    let rows: Vec<Value> = rows()
+        .into_iter()
+        .filter(|r| r["cadence_days"].is_i64())
+        .collect();
+    if args.json {
+        ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    if rows.is_empty() {
+        ui::err("no runbook declares a cadence (cadence_days)");
+        return Ok(exit::OK);
+    }
+    ui::out(&format!(
+        "{:<28} {:<24} {:<8} {:<22} {:<12}",
+        "RUNBOOK", "SECRET", "CADENCE", "LAST ROTATION", "DUE"
+    ));
+    for r in rows {
+        let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        let due = if r["overdue"] == true {
+            format!("{} OVERDUE", s("due"))
+        } else {
+            s("due")
+        };
+        ui::out(&format!(
+            "{:<28} {:<24} {:<8} {:<22} {}",
+            s("id"),
+            s("secret"),
+            format!("{}d", r["cadence_days"]),
+            if s("last_rotation") == "-" {
+                "never".to_string()
+            } else {
+                s("last_rotation")
+            },
+            due
+        ));
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,469 @@
+//! Runs that survive crashes: the engine is killed (SIGKILL) at every step boundary and
+//! inside every step that writes, against a separate `runbook sandbox` whose vendors outlive
+//! it; `resume` then completes the rotation, or `rollback` restores the old token.
+
+use crate::support::{
+    fixture, sandbox_state, start_sandbox, start_sandbox_with, SandboxProcess, CANARIES, OLD_TOKEN,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::process::Command;
+
+struct Rig {
+    dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    _sandbox: SandboxProcess,
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let (sandbox, env) = start_sandbox(dir.path());
+        Rig {
+            dir,
+            env,
+            _sandbox: sandbox,
+        }
+    }
+
+    fn runbook(&self, args: &[&str], extra: &[(&str, &str)]) -> Ran {
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(&self.env)
+            .env("RUNBOOK_STATE_DIR", self.dir.path().join("state"))
+            .env(
+                "RUNBOOK_PATH",
+                format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
+            )
+            .env("RUNBOOK_SANDBOX_DASHBOARD", &self.env["POSTMARK_API_URL"])
+            .env("NO_COLOR", "1")
+            .env_remove("RUNBOOK_CRASH_AT")
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        Ran {
+            code: out.status.code().unwrap_or(-9),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn state(&self) -> Value {
+        sandbox_state(&self.env)
+    }
+
+    fn run_id(&self) -> String {
+        let mut ids: Vec<String> = std::fs::read_dir(self.dir.path().join("state/runs"))
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".jsonl")
+                    .to_string()
+            })
+            .collect();
+        ids.sort();
+        ids.pop().unwrap()
+    }
+
+    /// No canary, and no token the sandbox knows, in any file the engine wrote.
+    fn assert_no_secrets_on_disk(&self) {
+        let state = self.state();
+        let mut values: Vec<String> = CANARIES.iter().map(|s| s.to_string()).collect();
+        for key in ["ApiTokens", "DeletedTokens"] {
+            for t in state["postmark"]["servers"][0][key].as_array().unwrap() {
+                values.push(t.as_str().unwrap().to_string());
+            }
+        }
+        for entry in walk(&self.dir.path().join("state")) {
+            let text = std::fs::read_to_string(&entry).unwrap_or_default();
+            for v in &values {
+                assert!(
+                    !text.contains(v.as_str()),
+                    "a secret value is in {}",
+                    entry.display()
+                );
+            }
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn current_infisical(state: &Value) -> String {
+    let v = state["infisical"]["secrets"][0]["versions"]
+        .as_array()
+        .unwrap();
+    v.last().unwrap()["secretValue"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn live_tokens(state: &Value) -> Vec<String> {
+    state["postmark"]["servers"][0]["ApiTokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What must hold at every moment: Infisical's token works; the app never failed to send.
+fn assert_safe(state: &Value, when: &str) {
+    assert!(
+        live_tokens(state).contains(&current_infisical(state)),
+        "{when}: Infisical holds a dead token"
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["downstream"][app]["failed"], 0,
+            "{when}: {app} failed to send"
+        );
+    }
+}
+
+/// After a completed rotation: one new token everywhere, the old one gone.
+fn assert_rotated(state: &Value, when: &str) {
+    let current = current_infisical(state);
+    assert_ne!(
+        current, OLD_TOKEN,
+        "{when}: Infisical still holds the old token"
+    );
+    assert!(
+        !live_tokens(state).contains(&OLD_TOKEN.to_string()),
+        "{when}: old token not revoked"
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"],
+            current.as_str(),
+            "{when}: {app}"
+        );
+    }
+    assert_safe(state, when);
+}
+
+fn crash_then_resume(point: &str) {
+    let rig = Rig::new();
+    let crashed = rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", point)],
+    );
+    assert_eq!(
+        crashed.code, -9,
+        "{point}: the engine should have been killed\n{}",
+        crashed.stderr
+    );
+    assert_safe(&rig.state(), &format!("{point}, crashed"));
+    let runs = rig.runbook(&["runs", "--json"], &[]);
+    let listed: Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(
+        listed[0]["status"], "interrupted",
+        "{point}: runs shows the dead run"
+    );
+    // A new rotation is refused while the dead run holds the lock.
+    let blocked = rig.runbook(&["exec", "postmark", "--yes"], &[]);
+    assert_eq!(blocked.code, 2, "{point}: {}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains("this rotation is already running"),
+        "{}",
+        blocked.stderr
+    );
+    // A token generated but not yet stored exists only in the run and the operator's hands:
+    // resume asks for it again (here, from an answers file).
+    let fresh: Vec<String> = live_tokens(&rig.state())
+        .into_iter()
+        .filter(|t| t != OLD_TOKEN)
+        .collect();
+    let answers = match fresh.as_slice() {
+        [one] => format!("\"resume.new_token\" = \"{one}\"\n"),
+        _ => String::new(),
+    };
+    std::fs::write(rig.dir.path().join("answers.toml"), answers).unwrap();
+    let resumed = rig.runbook(
+        &[
+            "resume",
+            &rig.run_id(),
+            "--yes",
+            "--answers",
+            "answers.toml",
+        ],
+        &[],
+    );
+    assert_eq!(
+        resumed.code, 0,
+        "{point}: resume failed\n{}\n{}",
+        resumed.stdout, resumed.stderr
+    );
+    assert_rotated(&rig.state(), point);
+    rig.assert_no_secrets_on_disk();
+    let audit = std::fs::read_to_string(rig.dir.path().join("state/audit.jsonl")).unwrap();
+    assert_eq!(
+        audit
+            .matches("\"action\":\"secret.rotate.completed\"")
+            .count(),
+        1,
+        "{point}: exactly one completion entry"
+    );
+}
+
+const STEPS: [&str; 8] = [
+    "precheck",
+    "generate",
+    "validate",
+    "store",
+    "propagate",
+    "verify",
+    "revoke",
+    "audit",
+];
+
+#[test]
+fn crash_at_every_step_boundary_then_resume_completes() {
+    for step in STEPS {
+        crash_then_resume(&format!("after:{step}"));
+    }
+}
+
+#[test]
+fn crash_inside_every_writing_step_then_resume_completes() {
+    // `inside` fires right after the step's first write: the effect happened, the outcome
+    // was never journalled.
+    for step in [
+        "generate",
+        "validate",
+        "store",
+        "propagate",
+        "verify",
+        "revoke",
+    ] {
+        crash_then_resume(&format!("inside:{step}"));
+    }
+}
+
+#[test]
+fn crash_inside_propagate_then_rollback_restores_the_old_token_everywhere() {
+    let rig = Rig::new();
+    let crashed = rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
+    );
+    assert_eq!(crashed.code, -9);
+    let rolled = rig.runbook(&["rollback", &rig.run_id(), "--yes", "--json"], &[]);
+    assert_eq!(rolled.code, 0, "{}\n{}", rolled.stdout, rolled.stderr);
+    let report: Value = serde_json::from_str(&rolled.stdout).unwrap();
+    assert_eq!(report["status"], "rolled_back");
+    let state = rig.state();
+    assert_eq!(current_infisical(&state), OLD_TOKEN);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"],
+            OLD_TOKEN
+        );
+    }
+    assert_eq!(
+        live_tokens(&state).len(),
+        2,
+        "the new token is left for diagnosis"
+    );
+    assert_safe(&state, "after rollback");
+    let journal = std::fs::read_to_string(
+        rig.dir
+            .path()
+            .join(format!("state/runs/{}.jsonl", rig.run_id())),
+    )
+    .unwrap();
+    for step in ["propagate", "store", "generate"] {
+        assert!(
+            journal.contains(&format!(
+                "\"kind\":\"undo.outcome\",\"step\":\"{step}\",\"ok\":true"
+            )),
+            "{step} undo journalled"
+        );
+    }
+    rig.assert_no_secrets_on_disk();
+}
+
+#[test]
+fn rollback_after_the_revocation_stops_and_says_why() {
+    let rig = Rig::new();
+    let crashed = rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "after:revoke")],
+    );
+    assert_eq!(crashed.code, -9);
+    let rolled = rig.runbook(&["rollback", &rig.run_id(), "--yes"], &[]);
+    assert_eq!(rolled.code, 1);
+    assert!(
+        rolled.stderr.contains(
+            "cannot roll back past step 'revoke': the old token is deleted and cannot be restored"
+        ),
+        "{}",
+        rolled.stderr
+    );
+    assert!(rolled.stderr.contains("rotate afresh"));
+}
+
+#[test]
+fn resume_refuses_a_changed_runbook_unless_forced() {
+    let rig = Rig::new();
+    let book = rig.dir.path().join("postmark.rhai");
+    std::fs::copy(
+        format!("{}/runbooks/postmark.rhai", env!("CARGO_MANIFEST_DIR")),
+        &book,
+    )
+    .unwrap();
+    let crashed = rig.runbook(
+        &["exec", "postmark.rhai", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "after:store")],
+    );
+    assert_eq!(crashed.code, -9);
+    let text = std::fs::read_to_string(&book).unwrap() + "\n// an edit after the crash\n";
+    std::fs::write(&book, text).unwrap();
+    let refused = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused
+            .stderr
+            .contains("the runbook changed since this run started: "),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("postmark.rhai changed"));
+    let forced = rig.runbook(&["resume", &rig.run_id(), "--yes", "--force"], &[]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(forced
+        .stderr
+        .contains("resuming with a changed runbook (--force): "));
+    assert_rotated(&rig.state(), "forced resume");
+}
+
+#[test]
+fn resume_refuses_a_different_token() {
+    let rig = Rig::new();
+    // After `generate`, before `store`: the new token exists only in the run (and the
+    // operator's clipboard), so resume asks for it.
+    let crashed = rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "after:generate")],
+    );
+    assert_eq!(crashed.code, -9);
+    std::fs::write(
+        rig.dir.path().join("wrong.toml"),
+        "\"resume.new_token\" = \"c0ffee00-0000-4000-8000-0000000000ff\"\n",
+    )
+    .unwrap();
+    let refused = rig.runbook(
+        &["resume", &rig.run_id(), "--yes", "--answers", "wrong.toml"],
+        &[],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("the value entered for ctx.new_token is not the one this run used"),
+        "{}",
+        refused.stderr
+    );
+    // With the right token it completes.
+    let state = rig.state();
+    let new = live_tokens(&state)
+        .into_iter()
+        .find(|t| t != OLD_TOKEN)
+        .unwrap();
+    std::fs::write(
+        rig.dir.path().join("right.toml"),
+        format!("\"resume.new_token\" = \"{new}\"\n"),
+    )
+    .unwrap();
+    let resumed = rig.runbook(
+        &["resume", &rig.run_id(), "--yes", "--answers", "right.toml"],
+        &[],
+    );
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_rotated(&rig.state(), "resumed with the right token");
+}
+
+#[test]
+fn resume_of_an_unknown_run_is_a_usage_error() {
+    let rig = Rig::new();
+    let out = rig.runbook(&["resume", "20990101T000000Z-abcdef"], &[]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("no run '20990101T000000Z-abcdef' in "),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("`runbook runs` lists the runs"));
+}
+
+#[test]
+fn two_concurrent_rotations_exactly_one_runs() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    // The first run's precheck waits on a slow Postmark while the second one starts.
+    // At the top: after the tables it would belong to the last one.
+    let scenario = "faults = [\"postmark:GET:/server=latency=3000:once\"]\n".to_string()
+        + &std::fs::read_to_string(fixture("sop_canary.toml")).unwrap();
+    let scenario_path = dir.path().join("slow.toml");
+    std::fs::write(&scenario_path, scenario).unwrap();
+    let (sandbox, env) = start_sandbox_with(dir.path(), &scenario_path);
+    let rig = Rig {
+        dir,
+        env,
+        _sandbox: sandbox,
+    };
+    let mut first = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["exec", "postmark", "--yes"])
+        .current_dir(rig.dir.path())
+        .envs(&rig.env)
+        .env("RUNBOOK_STATE_DIR", rig.dir.path().join("state"))
+        .env(
+            "RUNBOOK_PATH",
+            format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
+        )
+        .env("RUNBOOK_SANDBOX_DASHBOARD", &rig.env["POSTMARK_API_URL"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("Step 1/8") {
+            break;
+        }
+    }
+    let second = rig.runbook(&["exec", "postmark", "--yes"], &[]);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = first.wait().unwrap();
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("this rotation is already running: run "),
+        "{}",
+        second.stderr
+    );
+    assert!(status.success(), "the first run completes: {rest:?}");
+    assert_rotated(&rig.state(), "the one run");
+}

@@ -155,3 +155,14 @@ fn stdlib_import_errors_show_module_and_call_site() {
         .stderr_has("a consumer got 401: status=401 InvalidAPIToken")
         .stderr_has("uses_stdlib.rhai:4:13: in function 'no_lines_matching'");
 }
+
+/// Regression: the verify step's log scan matched "401" inside timestamps
+/// (`19:26:01.840117`), failing healthy rotations at random.
+#[test]
+fn log_scan_matches_whole_words_only() {
+    let out = Test::new()
+        .fixture("stdlib_words.rhai")
+        .args(&["exec", "stdlib_words.rhai"])
+        .run();
+    out.code(0).stdout_has("  | words ok");
+}

@@ -424,7 +424,9 @@ fn two_concurrent_rotations_exactly_one_runs() {
     // The first run's precheck waits on a slow Postmark while the second one starts.
     // At the top: after the tables it would belong to the last one.
     let scenario = "faults = [\"postmark:GET:/server=latency=3000:once\"]\n".to_string()
-        + &std::fs::read_to_string(fixture("sop_canary.toml")).unwrap();
+        + std::fs::read_to_string(fixture("sop_canary.toml"))
+            .unwrap()
+            .as_str();
     let scenario_path = dir.path().join("slow.toml");
     std::fs::write(&scenario_path, scenario).unwrap();
     let (sandbox, env) = start_sandbox_with(dir.path(), &scenario_path);

@@ -7,4 +7,5 @@ mod crash;
 mod exec;
 mod interactive;
 mod postmark;
+mod runs;
 mod secrets;

@@ -39,7 +39,12 @@ pub fn run(args: ExecArgs) -> Result<u8> {
 
     let run_id = exec::new_run_id();
     let actor = exec::actor(args.actor.as_deref());
-    let mode = if args.dry_run { "dry-run" } else { "exec" };
+    // Rehearsals are journalled and audited as such: they never count as a rotation.
+    let mode = match (args.dry_run, args.sandbox) {
+        (true, _) => "dry-run",
+        (false, true) => "sandbox",
+        (false, false) => "exec",
+    };
     let state_dir = crate::state::dir();
     // A dry run changes nothing, so it takes no lock.
     let mut lock = None;

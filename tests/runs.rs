@@ -1,0 +1,239 @@
+//! `runs`, `audit show|verify`, `due`: what the state directory tells afterwards.
+
+use crate::support::Test;
+use serde_json::{json, Value};
+
+fn postmark_sandbox(test: Test) -> crate::support::Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    test.fixture("sop_canary.toml")
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "sop_canary.toml",
+            "--yes",
+            "--actor",
+            "ops-test",
+        ])
+        .run()
+}
+
+/// A chained audit log written the way the engine writes it.
+fn write_log(path: &std::path::Path, n: usize) -> Vec<String> {
+    let mut prev = runbook::audit::GENESIS.to_string();
+    let mut lines = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut e = json!({
+            "time": "2026-11-26T10:00:00Z", "actor": "ops", "run_id": "r", "runbook": "rb",
+            "step": "s", "action": format!("test.{i}"), "mode": "exec", "context": {"i": i},
+            "prev_hash": prev,
+        });
+        let h = runbook::audit::entry_hash(&e);
+        e["hash"] = Value::String(h.clone());
+        prev = h;
+        lines.push(e.to_string());
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    lines
+}
+
+#[test]
+fn audit_verify_passes_a_long_untouched_log() {
+    let test = Test::new();
+    write_log(&test.path().join("state/audit.jsonl"), 10_000);
+    let out = test.args(&["audit", "verify"]).run();
+    out.code(0).stdout_has("OK: 10000 entries, head ");
+}
+
+#[test]
+fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
+    let cases: [(&str, fn(&mut Vec<String>)); 3] = [
+        ("edited", |l| l[4] = l[4].replace("\"i\":4", "\"i\":40")),
+        ("removed", |l| {
+            l.remove(4);
+        }),
+        ("swapped", |l| l.swap(4, 5)),
+    ];
+    for (what, tamper) in cases {
+        let test = Test::new();
+        let path = test.path().join("state/audit.jsonl");
+        let mut lines = write_log(&path, 10);
+        tamper(&mut lines);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let out = test.args(&["audit", "verify"]).run();
+        out.code(1)
+            .stderr_has("BROKEN: ")
+            .stderr_has("audit.jsonl entry 5: ");
+        let reason = if what == "edited" {
+            "(edited)"
+        } else {
+            "removed, inserted or reordered"
+        };
+        out.stderr_has(reason);
+    }
+}
+
+#[test]
+fn a_sandbox_run_is_listed_audited_and_never_counts_as_a_rotation() {
+    let out = postmark_sandbox(Test::new());
+    out.code(0);
+    let dir = out.dir;
+    let run = |args: &[&str]| {
+        let mut t = Test::new();
+        // Reuse the same state dir: run in the first test's directory.
+        t = t.args(args);
+        let mut cmd = t.command();
+        cmd.current_dir(dir.path())
+            .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+            .env(
+                "RUNBOOK_PATH",
+                format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
+            );
+        let o = cmd.output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, runs) = run(&["runs", "--json"]);
+    assert_eq!(code, 0);
+    let runs: Value = serde_json::from_str(&runs).unwrap();
+    assert_eq!(runs[0]["runbook"], "postmark-server-token");
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["mode"], "sandbox");
+    assert_eq!(runs[0]["actor"], "ops-test");
+    assert_eq!(runs[0]["last_step"], "audit");
+
+    let (code, shown) = run(&[
+        "audit",
+        "show",
+        "--action",
+        "secret.rotate.completed",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown.as_array().unwrap().len(), 1);
+    assert_eq!(shown[0]["mode"], "sandbox");
+    let (_, all) = run(&["audit", "show", "--json"]);
+    let actions: Vec<String> = serde_json::from_str::<Value>(&all)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    for a in [
+        "run.started",
+        "step.completed",
+        "host.call",
+        "secret.rotate.completed",
+        "run.completed",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
+    let (code, verified) = run(&["audit", "verify"]);
+    assert_eq!(code, 0, "{verified}");
+
+    // A rehearsal is not a rotation: postmark is still due.
+    let (_, due) = run(&["due", "--json"]);
+    let due: Value = serde_json::from_str(&due).unwrap();
+    let pm = due
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "postmark-server-token")
+        .unwrap();
+    assert_eq!(pm["last_rotation"], Value::Null);
+    assert_eq!(pm["overdue"], true);
+}
+
+#[test]
+fn due_counts_a_real_rotation_and_adds_the_cadence() {
+    let test = Test::new();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let today = time::OffsetDateTime::now_utc().date();
+    let last = format!("{}T09:00:00Z", today - time::Duration::days(10));
+    // One successful production run, as the engine would have audited it.
+    let mut e = json!({
+        "time": last, "actor": "ops", "run_id": "r1", "runbook": "postmark-server-token",
+        "step": "", "action": "run.completed", "mode": "exec",
+        "context": {"status": "succeeded", "failed_step": null},
+        "prev_hash": runbook::audit::GENESIS,
+    });
+    e["hash"] = Value::String(runbook::audit::entry_hash(&e));
+    std::fs::create_dir_all(test.path().join("state")).unwrap();
+    std::fs::write(test.path().join("state/audit.jsonl"), format!("{e}\n")).unwrap();
+    let out = test
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&["due", "--json"])
+        .run();
+    out.code(0);
+    let rows = out.json();
+    let pm = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "postmark-server-token")
+        .unwrap();
+    assert_eq!(pm["last_rotation"], last.as_str());
+    assert_eq!(pm["due"], (today + time::Duration::days(170)).to_string());
+    assert_eq!(pm["overdue"], false);
+}
+
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = postmark_sandbox(Test::new());
+    out.code(0);
+    let state = out.dir.path().join("state");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("runs")), 0o700);
+    assert_eq!(mode(&state.join("audit.jsonl")), 0o600);
+    for e in std::fs::read_dir(state.join("runs")).unwrap().flatten() {
+        assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+    }
+}
+
+#[test]
+fn dry_run_journal_is_marked_and_audits_nothing() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .fixture("sop_canary.toml")
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "sop_canary.toml",
+            "--dry-run",
+        ])
+        .run();
+    out.code(0);
+    assert!(out.audit().is_empty());
+    let runs = out.dir.path().join("state/runs");
+    let journal = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(journal)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["kind"], "run.start");
+    assert_eq!(first["mode"], "dry-run");
+}

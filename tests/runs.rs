@@ -50,7 +50,8 @@ fn audit_verify_passes_a_long_untouched_log() {
 
 #[test]
 fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
-    let cases: [(&str, fn(&mut Vec<String>)); 3] = [
+    type Tamper = fn(&mut Vec<String>);
+    let cases: [(&str, Tamper); 3] = [
         ("edited", |l| l[4] = l[4].replace("\"i\":4", "\"i\":40")),
         ("removed", |l| {
             l.remove(4);

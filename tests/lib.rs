@@ -5,6 +5,7 @@ mod support;
 mod check;
 mod crash;
 mod exec;
+mod fidelity;
 mod interactive;
 mod postmark;
 mod runs;

@@ -48,3 +48,20 @@ fn missing_env_secret_says_what_to_export() {
         .stderr_has("environment variable RUNBOOK_TEST_SECRET is not set")
         .stderr_has("export RUNBOOK_TEST_SECRET=...");
 }
+
+#[test]
+fn a_secret_interpolated_into_a_vendor_bound_string_is_refused() {
+    // `${t}` inside a string shows `secret(…cdef)`; sending that to a vendor would send
+    // garbage (or, without the mask, the secret in a log): it is refused before any request.
+    let out = Test::new()
+        .fixture("interpolated_secret.rhai")
+        .env("RUNBOOK_TEST_SECRET", CANARIES[0])
+        .args(&["exec", "interpolated_secret.rhai"])
+        .run();
+    out.code(1)
+        .stderr_has("runbook::secret::misuse")
+        .stderr_has(
+            "interpolated_secret.rhai:4:11: a Secret was interpolated into header Authorization",
+        )
+        .stderr_has("pass the Secret value itself");
+}

@@ -22,6 +22,8 @@ pub fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Exec(a) => a.json,
         Command::Resume(a) | Command::Rollback(a) => a.json,
+        // The REPL's stdout carries values; everything else goes to stderr.
+        Command::Repl(_) => true,
         _ => false,
     };
     crate::ui::init(json);
@@ -51,5 +53,6 @@ fn run(command: Command) -> Result<u8, Error> {
         Command::Rollback(args) => commands::runs::rollback(args),
         Command::Audit(cmd) => commands::audit::run(cmd),
         Command::Due(args) => commands::due::run(args),
+        Command::Repl(args) => crate::repl::run(args),
     }
 }

@@ -39,6 +39,35 @@ pub enum Command {
     Audit(AuditCommand),
     /// Last rotation, cadence and due date of every runbook
     Due(DueArgs),
+    /// Interactive: any expression, `:steps`, `:run STEP`, `:ctx`; piped stdin runs statements
+    Repl(ReplArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    /// A runbook to load (its steps, params and functions)
+    pub runbook: Option<String>,
+    /// Start the simulated vendors and talk to them
+    #[arg(long)]
+    pub sandbox: bool,
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Prompt answers keyed by prompt id (TOML or JSON)
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
+    /// Answer confirmations with yes
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Open a stopped or failed run: its runbook, ctx and completed steps
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["runbook", "sandbox"])]
+    pub attach: Option<String>,
+    /// With --attach: accept a runbook that changed since the run
+    #[arg(long, requires = "attach")]
+    pub force: bool,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
 }
 
 #[derive(Debug, Args)]

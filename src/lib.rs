@@ -10,6 +10,7 @@ pub mod exec;
 pub mod host;
 pub mod interrupt;
 pub mod prompt;
+pub mod repl;
 pub mod runbook;
 pub mod runtime;
 pub mod sandbox;

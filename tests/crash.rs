@@ -55,6 +55,38 @@ impl Rig {
         }
     }
 
+    fn runbook_stdin(&self, args: &[&str], stdin: &str) -> Ran {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(&self.env)
+            .env("RUNBOOK_STATE_DIR", self.dir.path().join("state"))
+            .env(
+                "RUNBOOK_PATH",
+                format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
+            )
+            .env("RUNBOOK_SANDBOX_DASHBOARD", &self.env["POSTMARK_API_URL"])
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Ran {
+            code: out.status.code().unwrap_or(-9),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     fn state(&self) -> Value {
         sandbox_state(&self.env)
     }
@@ -468,4 +500,50 @@ fn two_concurrent_rotations_exactly_one_runs() {
     );
     assert!(status.success(), "the first run completes: {rest:?}");
     assert_rotated(&rig.state(), "the one run");
+}
+
+#[test]
+fn repl_attach_inspects_and_advances_a_stopped_run_that_resume_then_finishes() {
+    let rig = Rig::new();
+    let crashed = rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "after:store")],
+    );
+    assert_eq!(crashed.code, -9);
+    let run_id = rig.run_id();
+    let attached = rig.runbook_stdin(
+        &["repl", "--attach", &run_id, "--yes"],
+        ":steps\nctx.new_version\n:run propagate\n",
+    );
+    assert_eq!(attached.code, 0, "{}\n{}", attached.stdout, attached.stderr);
+    assert!(
+        attached.stdout.contains("4. store        done"),
+        "{}",
+        attached.stdout
+    );
+    assert!(
+        attached.stdout.contains("\n3\n"),
+        "ctx restored: {}",
+        attached.stdout
+    );
+    assert!(
+        attached.stderr.contains("✓ step propagate"),
+        "{}",
+        attached.stderr
+    );
+    let state = rig.state();
+    let new = current_infisical(&state);
+    assert_eq!(
+        state["heroku"]["apps"]["raxx-api-prod"]["config_vars"]["POSTMARK_SERVER_TOKEN"],
+        new.as_str()
+    );
+    // resume continues after what the REPL did.
+    let resumed = rig.runbook(&["resume", &run_id, "--yes"], &[]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stdout.contains("Resuming at step 6/8 · verify"),
+        "{}",
+        resumed.stdout
+    );
+    assert_rotated(&rig.state(), "attached then resumed");
 }

@@ -8,5 +8,6 @@ mod exec;
 mod fidelity;
 mod interactive;
 mod postmark;
+mod repl;
 mod runs;
 mod secrets;

@@ -99,19 +99,19 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// Everything `resume` and `rollback` need: the reloaded runbook wired to the run, its
-/// restored ctx and the steps the journal says completed.
-struct Reopened {
-    loaded: Loaded,
-    state: RunState,
-    ctx: Ctx,
-    completed: Vec<usize>,
-    lock: Lock,
-    run_id: String,
-    actor: String,
+/// Everything `resume`, `rollback` and `repl --attach` need: the reloaded runbook wired to
+/// the run, its restored ctx and the steps the journal says completed.
+pub(crate) struct Reopened {
+    pub loaded: Loaded,
+    pub state: RunState,
+    pub ctx: Ctx,
+    pub completed: Vec<usize>,
+    pub lock: Lock,
+    pub run_id: String,
+    pub actor: String,
 }
 
-fn reopen(args: &ResumeArgs, what: &str) -> Result<Reopened> {
+pub(crate) fn reopen(args: &ResumeArgs, what: &str) -> Result<Reopened> {
     let state_dir = crate::state::dir();
     let (_, state) = resume::open(&state_dir, &args.run_id)?;
     let start = &state.start;
@@ -134,7 +134,7 @@ fn reopen(args: &ResumeArgs, what: &str) -> Result<Reopened> {
         ));
     }
     match state.ended.as_deref() {
-        Some("succeeded") if what == "resume" => {
+        Some("succeeded") if what != "rollback" => {
             return Err(Error::usage(
                 format!("run {} already succeeded: nothing to resume", args.run_id),
                 "start a new rotation with `runbook exec`",

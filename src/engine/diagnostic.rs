@@ -189,7 +189,12 @@ impl ScriptError {
     /// A runtime error, unwrapping function-call and module layers so the innermost problem is
     /// labelled and every call site is shown after it.
     pub fn from_eval(err: &EvalAltResult, sources: &Sources) -> Self {
-        let mut file = sources.main();
+        Self::from_eval_in(err, sources, &sources.main())
+    }
+
+    /// Like `from_eval`, for code whose top level is `file` (the REPL's `<repl>`).
+    pub fn from_eval_in(err: &EvalAltResult, sources: &Sources, file: &str) -> Self {
+        let mut file = file.to_string();
         let mut call_sites: Vec<(String, String, Position)> = Vec::new();
         let mut e = err;
         loop {

@@ -43,6 +43,29 @@ pub fn load(file: SourceFile, prompter: Prompter) -> Result<Loaded> {
     })
 }
 
+/// No runbook at all: an engine with every host module, for the REPL.
+pub fn bare(dir: &std::path::Path, prompter: Prompter) -> Loaded {
+    let file = SourceFile {
+        path: dir.join("<repl>"),
+        name: "<repl>".into(),
+        text: String::new(),
+    };
+    let (engine, host, _) = build_engine(&file, prompter);
+    Loaded {
+        file,
+        engine,
+        ast: AST::empty(),
+        host,
+        plan: Default::default(),
+    }
+}
+
+/// Registers `import "x" as alias` statements of `ast` as static modules (see `load`).
+pub fn import_modules(loaded: &mut Loaded, ast: &AST) -> Result<()> {
+    let resolver = Resolver::new(loaded.file.dir(), loaded.host.sources.clone());
+    register_imports(&mut loaded.engine, &resolver, ast, &loaded.host.sources)
+}
+
 /// An engine with every host module, for this runbook's folder.
 pub fn build_engine(file: &SourceFile, prompter: Prompter) -> (Engine, Rc<Host>, Resolver) {
     let sources = Rc::new(Sources::new());

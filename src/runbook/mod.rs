@@ -7,7 +7,7 @@ pub mod load;
 pub mod source;
 
 pub use ctx::Ctx;
-pub use load::{load, Loaded};
+pub use load::{bare, load, Loaded};
 pub use source::{find, SourceFile};
 
 use rhai::{FnPtr, Position};

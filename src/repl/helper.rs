@@ -1,0 +1,241 @@
+//! The line editor's helper: multi-line input while a block or expression is unfinished,
+//! and tab completion of commands, modules, host functions, step ids and variables.
+
+use rhai::{Engine, ParseErrorType};
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Helper};
+
+pub const COMMANDS: &[(&str, &str)] = &[
+    (":help", "this help"),
+    (
+        ":load",
+        ":load RUNBOOK  load a runbook (its steps, params and functions)",
+    ),
+    (":reload", "reload the current runbook from disk"),
+    (
+        ":steps",
+        "steps of the runbook, done/undone in this session",
+    ),
+    (
+        ":run",
+        ":run STEP  run one step with ctx, its confirmations, journal and audit",
+    ),
+    (":undo", ":undo STEP  run a step's undo"),
+    (":ctx", "the session's ctx (secrets masked)"),
+    (":params", "the runbook's params and their values"),
+    (
+        ":api",
+        ":api [MODULE]  host functions with their signatures and docs",
+    ),
+    (":sandbox", "the sandbox's URLs and state (with --sandbox)"),
+    (":quit", "leave (Ctrl-D does too)"),
+];
+
+/// Syntax-only engine: decides whether input is complete.
+fn syntax_engine() -> Engine {
+    let mut e = Engine::new_raw();
+    #[allow(deprecated)]
+    e.on_parse_token(|token, _, _| match token {
+        rhai::Token::Reserved(ref w) if w.chars().all(|c| c.is_ascii_alphabetic()) => {
+            rhai::Token::Identifier(w.clone())
+        }
+        other => other,
+    });
+    e
+}
+
+/// Whether `input` is an unfinished block or expression (more lines will complete it).
+pub fn is_incomplete(engine: &Engine, input: &str) -> bool {
+    if input.trim_start().starts_with(':') {
+        return false;
+    }
+    match engine.compile(input) {
+        Ok(_) => false,
+        Err(e) => match e.err_type() {
+            ParseErrorType::UnexpectedEOF => true,
+            ParseErrorType::MissingToken(..) | ParseErrorType::MissingSymbol(..) => {
+                // Missing at the very end of the input: it is still being typed.
+                let lines = input.lines().count().max(1);
+                e.position().line().is_none_or(|l| l >= lines)
+            }
+            ParseErrorType::BadInput(rhai::LexError::UnterminatedString) => true,
+            _ => false,
+        },
+    }
+}
+
+pub struct ReplHelper {
+    syntax: Engine,
+    /// Module name → function names.
+    pub modules: Vec<(String, Vec<String>)>,
+    pub steps: Vec<String>,
+    pub variables: Vec<String>,
+}
+
+impl ReplHelper {
+    pub fn new() -> Self {
+        ReplHelper {
+            syntax: syntax_engine(),
+            modules: Vec::new(),
+            steps: Vec::new(),
+            variables: Vec::new(),
+        }
+    }
+
+    pub fn syntax(&self) -> &Engine {
+        &self.syntax
+    }
+
+    fn candidates(&self, line: &str, pos: usize) -> (usize, Vec<String>) {
+        let before = &line[..pos];
+        if let Some(rest) = before.strip_prefix(':') {
+            if let Some((cmd, arg)) = rest.split_once(' ') {
+                if cmd == "run" || cmd == "undo" {
+                    let start = pos - arg.len();
+                    return (
+                        start,
+                        self.steps
+                            .iter()
+                            .filter(|s| s.starts_with(arg))
+                            .cloned()
+                            .collect(),
+                    );
+                }
+                if cmd == "api" {
+                    let start = pos - arg.len();
+                    return (
+                        start,
+                        self.modules
+                            .iter()
+                            .map(|(m, _)| m.clone())
+                            .filter(|m| m.starts_with(arg))
+                            .collect(),
+                    );
+                }
+                return (pos, Vec::new());
+            }
+            let names = COMMANDS
+                .iter()
+                .map(|(c, _)| c.to_string())
+                .filter(|c| c.starts_with(before))
+                .collect();
+            return (0, names);
+        }
+        // The word being typed, `module::fn` included.
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == ':'))
+            .map(|(i, c)| i + c.len_utf8())
+            .unwrap_or(0);
+        let word = &before[start..];
+        if let Some((module, prefix)) = word.split_once("::") {
+            let found = self
+                .modules
+                .iter()
+                .find(|(m, _)| m == module)
+                .map(|(_, fns)| {
+                    let mut v: Vec<String> = fns
+                        .iter()
+                        .filter(|f| f.starts_with(prefix))
+                        .map(|f| format!("{module}::{f}"))
+                        .collect();
+                    v.dedup();
+                    v
+                })
+                .unwrap_or_default();
+            return (start, found);
+        }
+        let mut out: Vec<String> = self
+            .modules
+            .iter()
+            .map(|(m, _)| format!("{m}::"))
+            .chain(self.variables.iter().cloned())
+            .filter(|n| n.starts_with(word) && !word.is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        (start, out)
+    }
+}
+
+impl Completer for ReplHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let (start, names) = self.candidates(line, pos);
+        Ok((
+            start,
+            names
+                .into_iter()
+                .map(|n| Pair {
+                    display: n.clone(),
+                    replacement: n,
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl Hinter for ReplHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ReplHelper {}
+
+impl Validator for ReplHelper {
+    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
+        if is_incomplete(&self.syntax, ctx.input()) {
+            Ok(ValidationResult::Incomplete)
+        } else {
+            Ok(ValidationResult::Valid(None))
+        }
+    }
+}
+
+impl Helper for ReplHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_blocks_and_calls_are_incomplete() {
+        let e = syntax_engine();
+        assert!(is_incomplete(&e, "if x {"));
+        assert!(is_incomplete(&e, "let m = #{ a: 1,"));
+        assert!(is_incomplete(&e, "foo(1,\n2"));
+        assert!(!is_incomplete(&e, "if x { 1 }"));
+        assert!(is_incomplete(&e, "if x {\n  print(1);"));
+        assert!(!is_incomplete(&e, "let = ;"));
+        assert!(!is_incomplete(&e, "let x = (1 + ;"));
+        assert!(!is_incomplete(&e, ":steps"));
+    }
+
+    #[test]
+    fn completes_module_functions_and_step_ids() {
+        let mut h = ReplHelper::new();
+        h.modules = vec![(
+            "postmark".into(),
+            vec!["server".into(), "send_email".into()],
+        )];
+        h.steps = vec!["precheck".into(), "propagate".into()];
+        assert_eq!(
+            h.candidates("postmark::se", 12).1,
+            vec!["postmark::server", "postmark::send_email"]
+        );
+        assert_eq!(
+            h.candidates(":run pr", 7),
+            (5, vec!["precheck".to_string(), "propagate".to_string()])
+        );
+        assert_eq!(h.candidates(":st", 3).1, vec![":steps"]);
+    }
+}

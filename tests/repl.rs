@@ -1,0 +1,154 @@
+//! `runbook repl`: through a pseudo-terminal, and with piped stdin.
+
+use crate::support::{fixture, Test, OLD_TOKEN};
+use expectrl::session::OsSession;
+use expectrl::{ControlCode, Expect, Session};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+    cmd.args(["repl", "postmark", "--sandbox", "--scenario"])
+        .arg(fixture("sop_canary.toml"))
+        .args(extra)
+        .current_dir(dir)
+        .env("RUNBOOK_STATE_DIR", dir.join("state"))
+        .env(
+            "RUNBOOK_PATH",
+            format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
+        )
+        .env("NO_COLOR", "1")
+        .env_remove("CI");
+    let mut p = Session::spawn(cmd).unwrap();
+    p.set_expect_timeout(Some(Duration::from_secs(20)));
+    p.expect("postmark-server-token> ").unwrap();
+    p
+}
+
+#[test]
+fn steps_run_ctx_multiline_completion_errors_audit_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = repl(dir.path(), &[]);
+    let prompt = "postmark-server-token> ";
+
+    p.send_line(":steps").unwrap();
+    p.expect("7. revoke").unwrap();
+    p.expect(prompt).unwrap();
+
+    p.send_line(":run precheck").unwrap();
+    p.expect("✓ step precheck").unwrap();
+    p.expect(prompt).unwrap();
+    p.send_line(":ctx").unwrap();
+    p.expect("server_id: 4242").unwrap();
+    p.expect(prompt).unwrap();
+    p.send_line(":steps").unwrap();
+    p.expect("1. precheck     done").unwrap();
+    p.expect(prompt).unwrap();
+
+    // An unfinished block continues on the next line.
+    p.send_line("if ctx.token_count < 3 {").unwrap();
+    p.send_line("  \"room for one more\"").unwrap();
+    p.send_line("}").unwrap();
+    p.expect("\"room for one more\"").unwrap();
+    p.expect(prompt).unwrap();
+
+    // Tab completes a host function after `module::`.
+    p.send("postmark::se").unwrap();
+    p.send("\t").unwrap();
+    p.expect("postmark::server").unwrap();
+    p.send_line("(ctx.old_token).Name").unwrap();
+    p.expect("\"raxx-prod\"").unwrap();
+    p.expect(prompt).unwrap();
+
+    // An error is shown with a diagnostic and does not end the session.
+    p.send_line("nosuch(1)").unwrap();
+    p.expect("<repl>:1:1: no function matches nosuch (i64)")
+        .unwrap();
+    p.expect(prompt).unwrap();
+    p.send_line("40 + 2").unwrap();
+    p.expect("42").unwrap();
+    p.expect(prompt).unwrap();
+
+    // A mutating call is audited as made from the REPL.
+    p.send_line("heroku::restart(\"raxx-api-prod\")").unwrap();
+    p.expect(prompt).unwrap();
+    // A line holding a secret's value stays out of the history file.
+    p.send_line(format!("let pasted = \"{OLD_TOKEN}\""))
+        .unwrap();
+    p.expect(prompt).unwrap();
+    p.send(ControlCode::EndOfTransmission).unwrap();
+    p.expect(expectrl::Eof).unwrap();
+
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.jsonl")).unwrap();
+    let restart = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["context"]["function"] == "heroku::restart")
+        .expect("the restart is audited");
+    assert_eq!(restart["mode"], "repl");
+    let history = std::fs::read_to_string(dir.path().join("state/repl_history")).unwrap();
+    assert!(history.contains(":run precheck"), "{history}");
+    assert!(
+        !history.contains(OLD_TOKEN),
+        "a secret reached the history:\n{history}"
+    );
+    // The session is a run: `runbook runs` lists it.
+    let runs = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["runs", "--json"])
+        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["mode"], "repl");
+}
+
+#[test]
+fn ctrl_c_abandons_a_slow_call_and_returns_to_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = repl(
+        dir.path(),
+        &["--fault", "postmark:GET:/server=latency=20000"],
+    );
+    p.send_line("postmark::server(infisical::secret(\"POSTMARK_SERVER_TOKEN\").value)")
+        .unwrap();
+    // The spinner shows the call is in flight.
+    p.expect("postmark GET /server").unwrap();
+    let sent = Instant::now();
+    p.send(ControlCode::EndOfText).unwrap();
+    p.expect("interrupted").unwrap();
+    p.expect("postmark-server-token> ").unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        sent.elapsed()
+    );
+    p.send_line("1 + 1").unwrap();
+    p.expect("2").unwrap();
+}
+
+#[test]
+fn piped_statements_run_line_by_line_and_a_failure_sets_exit_1() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .fixture("sop_canary.toml")
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&["repl", "postmark", "--sandbox", "--scenario", "sop_canary.toml"])
+        .stdin("let t = infisical::secret(\"POSTMARK_SERVER_TOKEN\").value;\nt\nlet n = [1,\n2,\n3];\nn.len()\n:run precheck\nctx.server_id\nnosuch()\n")
+        .run();
+    out.code(1);
+    // Values on stdout; progress, prints and errors on stderr.
+    assert_eq!(out.stdout, "secret(…c001)\n3\n4242\n");
+    out.stderr_has("✓ step precheck")
+        .stderr_has("  | server raxx-prod (ID 4242) has 1 token(s); the current one works")
+        .stderr_has("no function matches nosuch ()");
+}
+
+#[test]
+fn piped_session_without_errors_exits_0() {
+    let out = Test::new()
+        .args(&["repl"])
+        .stdin("let x = 20;\nx * 2 + 2\n")
+        .run();
+    out.code(0);
+    assert_eq!(out.stdout, "42\n");
+}

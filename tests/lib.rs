@@ -8,6 +8,7 @@ mod exec;
 mod fidelity;
 mod interactive;
 mod postmark;
+mod reliability;
 mod repl;
 mod runs;
 mod secrets;

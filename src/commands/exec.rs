@@ -138,6 +138,20 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<(Services, Opt
     // injected 5xx/429 faults takes seconds, not minutes. Retry-After is still honoured.
     config.transport.base_delay = std::time::Duration::from_millis(20);
     config.transport.max_delay = std::time::Duration::from_secs(2);
+    // The tuning variables still apply (a short timeout to rehearse a stalled vendor).
+    let tuned = VendorConfig::from_env(|k| {
+        k.starts_with("RUNBOOK_")
+            .then(|| std::env::var(k).ok())
+            .flatten()
+    })
+    .map_err(|e| {
+        Error::usage(
+            e.to_string(),
+            "fix the variable, or unset it to use the default",
+        )
+    })?;
+    config.transport.timeout = tuned.transport.timeout;
+    config.concurrency = tuned.concurrency;
     let env = sandbox.env();
     ui::progress(&ui::dim(&format!(
         "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",

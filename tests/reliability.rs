@@ -1,0 +1,209 @@
+//! The reliability suite: every vendor route the Postmark runbook uses, under every kind of
+//! fault, once and always. Each case ends retried-and-succeeded or failed-and-rolled-back,
+//! and the world stays safe: Infisical and every consumer hold a working token, and the
+//! downstream app never failed to send.
+
+use crate::support::{fixture, CANARIES};
+use serde_json::Value;
+use std::process::Command;
+
+const ROUTES: &[&str] = &[
+    "postmark:GET:/server",
+    "postmark:POST:/email",
+    "infisical:GET:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
+    "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
+    "heroku:GET:/apps/*/config-vars",
+    "heroku:PATCH:/apps/*/config-vars",
+    "heroku:DELETE:/apps/*/dynos",
+    "heroku:POST:/apps/*/log-sessions",
+    "heroku:GET:/sessions/*",
+    "raptor:POST:/api/notifications/test-email",
+];
+
+const FAULTS: &[&str] = &[
+    "500",
+    "429:retry_after=1",
+    "401",
+    "stall",
+    "drop",
+    "malformed",
+];
+
+struct Case {
+    fault: String,
+    code: i32,
+    report: Value,
+    state: Value,
+    stderr: String,
+}
+
+fn run_case(fault: String) -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--yes",
+            "--json",
+            "--scenario",
+        ])
+        .arg(fixture("sop_canary.toml"))
+        .args(["--sandbox-state", "state.json", "--fault", &fault])
+        .current_dir(dir.path())
+        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+        .env(
+            "RUNBOOK_PATH",
+            format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
+        )
+        .env("RUNBOOK_HTTP_TIMEOUT_SECS", "1")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    for c in CANARIES {
+        assert!(
+            !stdout.contains(c) && !stderr.contains(c),
+            "{fault}: a secret leaked"
+        );
+    }
+    let state = std::fs::read_to_string(dir.path().join("state.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(Value::Null);
+    Case {
+        code: out.status.code().unwrap_or(-1),
+        report: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        state,
+        stderr,
+        fault,
+    }
+}
+
+fn check(c: &Case) {
+    let f = &c.fault;
+    assert!(!c.stderr.contains("panicked"), "{f}: panic\n{}", c.stderr);
+    assert!(
+        c.code == 0 || c.code == 1,
+        "{f}: exit {}\n{}",
+        c.code,
+        c.stderr
+    );
+    let s = &c.state;
+    let live: Vec<&str> = s["postmark"]["servers"][0]["ApiTokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let versions = s["infisical"]["secrets"][0]["versions"].as_array().unwrap();
+    let current = versions.last().unwrap()["secretValue"].as_str().unwrap();
+    assert!(
+        live.contains(&current),
+        "{f}: Infisical holds a token that does not work"
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        let t = s["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
+            .as_str()
+            .unwrap();
+        assert!(
+            live.contains(&t),
+            "{f}: {app} holds a token that does not work"
+        );
+        assert_eq!(
+            s["downstream"][app]["failed"], 0,
+            "{f}: {app} failed to send"
+        );
+    }
+    let status = c.report["status"].as_str().unwrap_or("?");
+    if c.code == 0 {
+        assert_eq!(status, "succeeded", "{f}");
+        return;
+    }
+    // A failure names the vendor and says what happened, and the run was rolled back, or
+    // says plainly where the rollback stopped.
+    let step = c.report["failed_step"].as_str().unwrap_or("?");
+    assert!(
+        c.stderr.contains(&format!("Step '{step}' failed:")),
+        "{f}: no failure report\n{}",
+        c.stderr
+    );
+    let vendor = f.split(':').next().unwrap();
+    assert!(
+        c.stderr.contains(vendor) || c.stderr.contains("Raptor"),
+        "{f}: the error does not name {vendor}\n{}",
+        c.stderr
+    );
+    match status {
+        "rolled_back" => {}
+        "failed" => assert!(
+            c.stderr.contains("Rollback stopped here")
+                || c.stderr.contains("cannot roll back past"),
+            "{f}: failed without saying what is left applied\n{}",
+            c.stderr
+        ),
+        other => panic!("{f}: unexpected status {other}"),
+    }
+}
+
+fn matrix(modes: &[&str]) {
+    let cases: Vec<String> = ROUTES
+        .iter()
+        .flat_map(|r| {
+            FAULTS
+                .iter()
+                .flat_map(move |f| modes.iter().map(move |m| format!("{r}={f}:{m}")))
+        })
+        .collect();
+    // Eight at a time: most cases take milliseconds, timeouts and Retry-After take seconds.
+    for chunk in cases.chunks(8) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .cloned()
+            .map(|f| std::thread::spawn(move || run_case(f)))
+            .collect();
+        for h in handles {
+            check(&h.join().unwrap());
+        }
+    }
+}
+
+#[test]
+fn every_route_every_fault_once() {
+    matrix(&["once"]);
+}
+
+#[test]
+fn every_route_every_fault_always() {
+    matrix(&["always"]);
+}
+
+#[test]
+fn a_transient_fault_on_an_idempotent_route_is_retried_and_the_rotation_succeeds() {
+    for fault in [
+        "heroku:PATCH:/apps/*/config-vars=500:once",
+        "infisical:GET:/api/v4/secrets/POSTMARK_SERVER_TOKEN=429:retry_after=1:once",
+        "postmark:GET:/server=drop:once",
+    ] {
+        let c = run_case(fault.to_string());
+        check(&c);
+        assert_eq!(c.code, 0, "{fault}\n{}", c.stderr);
+    }
+}
+
+#[test]
+fn the_validation_email_is_never_retried() {
+    let c = run_case("postmark:POST:/email=500:once".to_string());
+    check(&c);
+    assert_eq!(c.code, 1);
+    let posts = c.state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "POST" && r["path"] == "/email")
+        .count();
+    assert_eq!(
+        posts, 1,
+        "POST /email must not be retried (it could send twice)"
+    );
+}

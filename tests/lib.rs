@@ -6,6 +6,7 @@ mod check;
 mod crash;
 mod exec;
 mod fidelity;
+mod hostile;
 mod interactive;
 mod postmark;
 mod reliability;

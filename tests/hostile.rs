@@ -1,0 +1,195 @@
+//! Hostile input: malformed runbooks, answers, scenarios and params each get a clear error
+//! and an exit code, never a panic or a hang.
+
+use crate::support::{Output, Test};
+
+fn no_panic(out: &Output) {
+    assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
+    assert!(
+        out.code == 1 || out.code == 2,
+        "exit {}:\n{}",
+        out.code,
+        out.stderr
+    );
+}
+
+fn check_text(name: &str, text: &str) -> Output {
+    let out = Test::new().file(name, text).args(&["check", name]).run();
+    no_panic(&out);
+    out
+}
+
+#[test]
+fn a_ten_megabyte_string_literal_is_refused() {
+    let text = format!(
+        "runbook(#{{ id: \"big\", title: \"{}\" }});\n",
+        "x".repeat(10 << 20)
+    );
+    let out = check_text("big.rhai", &text);
+    out.code(2).stderr_has("big.rhai:1:");
+}
+
+#[test]
+fn deeply_nested_expressions_are_refused_without_overflowing() {
+    let depth = 20_000;
+    let text = format!(
+        "runbook(#{{ id: \"deep\", title: \"t\" }});\nlet x = {}1{};\n",
+        "(".repeat(depth),
+        ")".repeat(depth)
+    );
+    let out = check_text("deep.rhai", &text);
+    out.code(2).stderr_has("deep.rhai:2:");
+}
+
+#[test]
+fn empty_and_binary_files_are_refused() {
+    check_text("empty.rhai", "")
+        .code(2)
+        .stderr_has("does not declare itself");
+    check_text(
+        "nul.rhai",
+        "runbook(#{ id: \"n\", title: \"t\" });\n\0\0\0\n",
+    )
+    .code(2)
+    .stderr_has("nul.rhai:2:");
+}
+
+#[test]
+fn unicode_in_names_gets_a_clear_error() {
+    let out = check_text(
+        "uni.rhai",
+        "runbook(#{ id: \"ünï\", title: \"t\" });\nstep(\"a\", \"A\", |ctx| {});\n",
+    );
+    out.code(2).stderr_has("'id' is required: letters, digits");
+    let out = check_text(
+        "uni2.rhai",
+        "runbook(#{ id: \"u\", title: \"t\" });\nstep(\"étape\", \"Ünïcödé 🚀\", |ctx| {});\n",
+    );
+    out.code(2)
+        .stderr_has("step id 'étape' must be letters, digits, '-' and '_'");
+}
+
+#[test]
+fn a_runbook_path_that_is_a_directory_is_refused() {
+    let out = Test::new()
+        .file("dir.rhai/x", "")
+        .args(&["exec", "dir.rhai"])
+        .run();
+    no_panic(&out);
+    out.code(2);
+}
+
+#[test]
+fn deeply_nested_answers_are_refused() {
+    let nested = format!("{{\"a\": {}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let out = Test::new()
+        .fixture("prompts.rhai")
+        .file("nested.json", &nested)
+        .args(&["exec", "prompts.rhai", "--answers", "nested.json"])
+        .run();
+    no_panic(&out);
+    out.code(2)
+        .stderr_has("nested.json:1:")
+        .stderr_has("malformed answers file");
+}
+
+#[test]
+fn answers_of_the_wrong_type_name_the_prompt() {
+    let out = Test::new()
+        .fixture("prompts.rhai")
+        .file("a.toml", "prerequisites = true\ncolor = \"green\"\ntoken = \"t-0123456789\"\nproceed = \"maybe\"\n")
+        .args(&["exec", "prompts.rhai", "--answers", "a.toml"])
+        .run();
+    no_panic(&out);
+    out.code(1)
+        .stderr_has("answer to prompt 'proceed' is not usable: expected true or false");
+}
+
+#[test]
+fn malformed_scenarios_and_faults_are_usage_errors() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (file, text, expect) in [
+        ("bad.toml", "[postmark\n", "invalid sandbox scenario"),
+        (
+            "types.toml",
+            "[postmark]\ntoken_limit = \"three\"\n",
+            "invalid sandbox scenario",
+        ),
+        (
+            "unknown.toml",
+            "[postmark]\nsurprise = 1\n",
+            "unknown field",
+        ),
+    ] {
+        let out = Test::new()
+            .file(file, text)
+            .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+            .args(&["exec", "postmark", "--sandbox", "--yes", "--scenario", file])
+            .run();
+        no_panic(&out);
+        out.code(2).stderr_has(expect);
+    }
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--yes",
+            "--fault",
+            "postmark:GET:/server=teapot",
+        ])
+        .run();
+    no_panic(&out);
+    out.code(2)
+        .stderr_has("invalid fault 'postmark:GET:/server=teapot'");
+}
+
+#[test]
+fn hostile_params_are_refused_or_reach_the_checks_intact() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&["exec", "postmark", "--sandbox", "--yes", "--param", "=x"])
+        .run();
+    no_panic(&out);
+    out.code(2).stderr_has("is not of the form NAME=VALUE");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--yes",
+            "--param",
+            "server_name=raxx-prod\u{202e}🚀",
+        ])
+        .run();
+    no_panic(&out);
+    out.code(1).stderr_has("not 'raxx-prod\u{202e}🚀'");
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
+    let out = Test::new()
+        .file(
+            "plain.rhai",
+            "runbook(#{ id: \"p\", title: \"t\" });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n",
+        )
+        .args(&["exec", "plain.rhai"])
+        .run();
+    no_panic(&out);
+    out.code(1)
+        .stderr_has("plain.rhai:2:30:")
+        .stderr_has("http://");
+    let out = Test::new()
+        .file(
+            "insecure.rhai",
+            "runbook(#{ id: \"i\", title: \"t\" });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n",
+        )
+        .args(&["exec", "insecure.rhai"])
+        .run();
+    no_panic(&out);
+    out.code(1)
+        .stderr_has("http::get: unknown option 'insecure'");
+}

@@ -1,0 +1,177 @@
+"""Drives benches/run.sh: starts `runbook sandbox` processes, runs the engine and the peer
+scripts alternately, and prints tables of medians. Only the standard library."""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.abspath(os.environ.get("RUNBOOK_BIN", os.path.join(ROOT, "target/release/runbook")))
+PEER = os.path.join(ROOT, "benches/peer")
+LATENCY_MS = 20
+
+
+def scenario(apps, faults):
+    """A scenario TOML: the SOP's server and secret, `apps` Heroku apps holding the token."""
+    lines = []
+    if faults:
+        lines.append("faults = [" + ", ".join(f'"{f}"' for f in faults) + "]")
+    lines += [
+        "[postmark]", "token_limit = 3",
+        "[[postmark.servers]]", 'name = "raxx-prod"', "id = 4242",
+        "[infisical]", 'project_id = "raxx-project"',
+        "[[infisical.secrets]]", 'name = "POSTMARK_SERVER_TOKEN"',
+        'versions = ["@random", "@postmark:raxx-prod"]',
+        "[heroku]",
+    ]
+    for app in apps:
+        lines += ["[[heroku.apps]]", f'name = "{app}"',
+                  'config = { POSTMARK_SERVER_TOKEN = "@postmark:raxx-prod" }']
+    return "\n".join(lines) + "\n"
+
+
+class Sandbox:
+    def __init__(self, work, apps, latency):
+        faults = [f"{v}=latency={latency}" for v in ("postmark", "infisical", "heroku", "raptor")] if latency else []
+        path = os.path.join(work, f"scenario-{len(apps)}-{latency}.toml")
+        with open(path, "w") as f:
+            f.write(scenario(apps, faults))
+        self.proc = subprocess.Popen([BIN, "sandbox", "--scenario", path], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self.env = {}
+        while len(self.env) < 10:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit("the sandbox did not start")
+            if line.startswith("export "):
+                k, v = line[len("export "):].strip().split("=", 1)
+                self.env[k] = v.strip("'")
+
+    def requests(self):
+        url = self.env["POSTMARK_API_URL"] + "/_sandbox/state"
+        with urllib.request.urlopen(url) as r:
+            return len(json.load(r)["requests"])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def timed(cmd, env, cwd):
+    """Runs cmd under /usr/bin/time: (wall s, cpu s, peak RSS KiB)."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", *cmd], env=env, cwd=cwd,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    if out.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed:\n{out.stderr}")
+    wall, user, sys_, rss = last.split()
+    return float(wall), float(user) + float(sys_), int(rss)
+
+
+def engine_env(sb, state):
+    env = dict(os.environ, **sb.env)
+    env.update(RUNBOOK_STATE_DIR=state, RUNBOOK_SANDBOX_DASHBOARD=sb.env["POSTMARK_API_URL"],
+               RUNBOOK_PATH=os.path.join(ROOT, "runbooks"), CI="1")
+    return env
+
+
+def end_to_end(work, n):
+    rows = []
+    for latency in (0, LATENCY_MS):
+        sb = Sandbox(work, ["raxx-api-prod", "raxx-api-staging"], latency)
+        env = engine_env(sb, os.path.join(work, f"state-{latency}"))
+        engine, peer = [], []
+        calls = {}
+        for _ in range(n):
+            before = sb.requests()
+            engine.append(timed([BIN, "exec", "postmark", "--yes"], env, work))
+            mid = sb.requests()
+            peer.append(timed(["bash", os.path.join(PEER, "postmark.sh")], env, work))
+            calls = {"engine": mid - before - 1, "peer": sb.requests() - mid - 1}
+        sb.stop()
+        rows.append((latency, engine, peer, calls))
+    print("\n1. Postmark rotation end to end (median of %d alternating runs)" % n)
+    print(f"{'latency':>8} {'side':<8} {'wall ms':>9} {'cpu ms':>8} {'rss MiB':>8} {'calls':>6} {'floor ms':>9} {'wall/floor':>10}")
+    for latency, engine, peer, calls in rows:
+        for side, runs in (("engine", engine), ("peer", peer)):
+            wall = statistics.median(r[0] for r in runs) * 1000
+            cpu = statistics.median(r[1] for r in runs) * 1000
+            rss = statistics.median(r[2] for r in runs) / 1024
+            # The engine's two fan-outs (set_config, restart on 2 apps) each save one round.
+            sequential = calls[side] - (2 if side == "engine" else 0)
+            floor = sequential * latency
+            ratio = f"{wall / floor:.2f}" if floor else "-"
+            print(f"{latency:>6}ms {side:<8} {wall:>9.0f} {cpu:>8.0f} {rss:>8.1f} {calls[side]:>6} {floor:>9} {ratio:>10}")
+        e = statistics.median(r[0] for r in engine)
+        p = statistics.median(r[0] for r in peer)
+        print(f"{'':>8} peer/engine wall ratio: {p / e:.1f}x")
+
+
+def fanout(work):
+    print("\n2. Fan-out: propagate to N Heroku apps, 20 ms latency per call")
+    print(f"{'apps':>6} {'engine ms':>10} {'engine c=32 ms':>15} {'bash loop ms':>13}")
+    for n in (1, 10, 100, 1000):
+        apps = [f"app-{i:04d}" for i in range(1, n + 1)]
+        sb = Sandbox(work, apps, LATENCY_MS)
+        env = engine_env(sb, os.path.join(work, f"fan-{n}"))
+        cmd = [BIN, "exec", os.path.join(ROOT, "benches/fanout.rhai"), "--yes", "--param", f"count={n}"]
+        engine = timed(cmd, env, work)[0] * 1000
+        wide = timed(cmd, dict(env, RUNBOOK_CONCURRENCY="32"), work)[0] * 1000
+        peer = timed(["bash", os.path.join(PEER, "fanout.sh"), str(n)], env, work)[0] * 1000
+        sb.stop()
+        print(f"{n:>6} {engine:>10.0f} {wide:>15.0f} {peer:>13.0f}")
+
+
+def authoring(work):
+    tree = os.path.join(work, "many")
+    template = open(os.path.join(ROOT, "tests/fixtures/clean.rhai")).read()
+    for d in range(100):
+        sub = os.path.join(tree, f"team-{d:02d}", "rotations")
+        os.makedirs(sub)
+        for f in range(100):
+            with open(os.path.join(sub, f"rb-{d:02d}-{f:02d}.rhai"), "w") as out:
+                out.write(template.replace('id: "clean"', f'id: "rb-{d:02d}-{f:02d}"'))
+    env = dict(os.environ, RUNBOOK_STATE_DIR=os.path.join(work, "state-many"), RUNBOOK_PATH=tree)
+    check = timed([BIN, "check", tree], env, work)
+    listing = timed([BIN, "list", "--json"], env, work)
+    print("\n3. Authoring scale: 10,000 runbooks in 100 folders")
+    print(f"{'command':<22} {'wall ms':>9} {'rss MiB':>8}")
+    print(f"{'check DIR':<22} {check[0] * 1000:>9.0f} {check[2] / 1024:>8.1f}")
+    print(f"{'list (RUNBOOK_PATH)':<22} {listing[0] * 1000:>9.0f} {listing[2] / 1024:>8.1f}")
+
+
+def startup(work):
+    print("\n4. Start-up (median of 50)")
+    env = dict(os.environ, RUNBOOK_STATE_DIR=os.path.join(work, "state-start"))
+    for name, cmd in (("runbook --version", [BIN, "--version"]),
+                      ("runbook show postmark", [BIN, "show", "postmark"]),
+                      ("runbook check postmark", [BIN, "check", "runbooks/postmark.rhai"])):
+        times = []
+        for _ in range(50):
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - t)
+        print(f"{name:<26} {statistics.median(times) * 1000:>7.1f} ms")
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    work = tempfile.mkdtemp(prefix="runbook-bench-")
+    try:
+        print(f"machine: {os.cpu_count()} cores; binary: {BIN}")
+        end_to_end(work, n)
+        fanout(work)
+        authoring(work)
+        startup(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+//! Start-up and load: `runbook --version`, `runbook show postmark`, and compiling and loading
+//! the Postmark runbook in-process.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use runbook::prompt::Prompter;
+use runbook::runbook::{load, SourceFile};
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn binary() -> std::path::PathBuf {
+    // benches/run.sh builds the release binary first; fall back to the bench profile's.
+    let release = root().join("target/release/runbook");
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Path::new(&dir).join("release/runbook");
+    }
+    release
+}
+
+fn startup(c: &mut Criterion) {
+    let bin = binary();
+    c.bench_function("runbook --version", |b| {
+        b.iter(|| Command::new(&bin).arg("--version").output().expect("run runbook"))
+    });
+    c.bench_function("runbook show postmark", |b| {
+        b.iter(|| {
+            Command::new(&bin)
+                .args(["show", "postmark"])
+                .current_dir(root())
+                .output()
+                .expect("run runbook")
+        })
+    });
+    let path = root().join("runbooks/postmark.rhai");
+    let text = std::fs::read_to_string(&path).expect("read postmark.rhai");
+    c.bench_function("load postmark.rhai (compile + plan)", |b| {
+        b.iter(|| {
+            let file = SourceFile {
+                path: path.clone(),
+                name: "postmark.rhai".into(),
+                text: text.clone(),
+            };
+            load(file, Prompter::silent()).expect("postmark loads")
+        })
+    });
+}
+
+criterion_group!(benches, startup);
+criterion_main!(benches);

@@ -23,7 +23,12 @@ fn binary() -> std::path::PathBuf {
 fn startup(c: &mut Criterion) {
     let bin = binary();
     c.bench_function("runbook --version", |b| {
-        b.iter(|| Command::new(&bin).arg("--version").output().expect("run runbook"))
+        b.iter(|| {
+            Command::new(&bin)
+                .arg("--version")
+                .output()
+                .expect("run runbook")
+        })
     });
     c.bench_function("runbook show postmark", |b| {
         b.iter(|| {

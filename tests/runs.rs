@@ -238,3 +238,68 @@ fn dry_run_journal_is_marked_and_audits_nothing() {
     assert_eq!(first["kind"], "run.start");
     assert_eq!(first["mode"], "dry-run");
 }
+
+/// A loopback HTTP server that answers each request with `status` and keeps the bodies.
+fn webhook(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/audit", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn audit_entries_also_go_to_the_webhook_and_a_failing_one_loses_nothing() {
+    let (url, bodies) = webhook(200);
+    let out = postmark_sandbox(Test::new().env("RUNBOOK_AUDIT_WEBHOOK", &url));
+    out.code(0);
+    let local = out.audit();
+    let sent = bodies.lock().unwrap().clone();
+    assert_eq!(
+        sent.len(),
+        local.len(),
+        "every local entry reached the webhook"
+    );
+    let first: Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(first["hash"], local[0]["hash"]);
+
+    let (url, bodies) = webhook(500);
+    let out = postmark_sandbox(Test::new().env("RUNBOOK_AUDIT_WEBHOOK", &url));
+    out.code(0)
+        .stderr_has("the audit webhook did not take entry");
+    assert_eq!(
+        out.stderr
+            .matches("the audit webhook did not take entry")
+            .count(),
+        1,
+        "warned once"
+    );
+    assert!(out.audit().len() > 10, "the local log keeps every entry");
+    assert!(bodies.lock().unwrap().len() >= 2, "a 5xx answer is retried");
+}

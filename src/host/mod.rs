@@ -129,6 +129,8 @@ pub struct Host {
     pub registry: RefCell<Vec<HostFn>>,
     pub services: RefCell<Option<Rc<services::Services>>>,
     pub journal: RefCell<Option<Rc<crate::exec::Journal>>>,
+    /// The audit webhook failed once in this run.
+    sink_down: Cell<bool>,
 }
 
 impl Host {
@@ -146,6 +148,7 @@ impl Host {
             registry: RefCell::new(Vec::new()),
             services: RefCell::new(None),
             journal: RefCell::new(None),
+            sink_down: Cell::new(false),
         })
     }
 
@@ -227,7 +230,7 @@ impl Host {
             return Ok(());
         };
         let run = self.run.borrow();
-        log.append(&crate::audit::Event {
+        let entry = log.append(&crate::audit::Event {
             actor: run.actor.clone(),
             run_id: run.run_id.clone(),
             runbook: run.runbook_id.clone(),
@@ -236,7 +239,45 @@ impl Host {
             mode: run.mode.clone(),
             context,
         })?;
+        self.audit_sink(&entry);
         Ok(())
+    }
+
+    /// The optional second sink: `RUNBOOK_AUDIT_WEBHOOK` receives each entry as JSON (retried
+    /// like any idempotent call). The local entry is already written; a failing sink only warns.
+    fn audit_sink(&self, entry: &serde_json::Value) {
+        let Ok(url) = std::env::var("RUNBOOK_AUDIT_WEBHOOK") else {
+            return;
+        };
+        // After one entry failed (retries included), the rest of the run stays local: a
+        // dead sink must not stall a rotation at every step.
+        if self.sink_down.get() {
+            return;
+        }
+        let Some(services) = self.services.borrow().clone() else {
+            return;
+        };
+        let Ok(vendors) = services.vendors() else {
+            return;
+        };
+        let req = crate::vendors::Request::new("audit-webhook", reqwest::Method::POST, url)
+            .json(entry.clone())
+            .idempotent(true);
+        let transport = vendors.transport().clone();
+        let sent = services
+            .runtime
+            .block_on(async move { transport.send(req).await });
+        let failure = match sent {
+            Ok(Ok(r)) if r.is_success() => return,
+            Ok(Ok(r)) => format!("HTTP {}", r.status),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "interrupted".to_string(),
+        };
+        self.sink_down.set(true);
+        crate::ui::err(&format!(
+            "warning: the audit webhook did not take entry {} ({failure}); the local audit log has it and every later entry of this run (the webhook is skipped from now on)",
+            entry["hash"].as_str().unwrap_or("?")
+        ));
     }
 
     pub fn effect_of(&self, qualified: &str) -> Option<Effect> {

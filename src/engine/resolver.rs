@@ -40,6 +40,19 @@ impl Resolver {
         }
     }
 
+    /// Every module resolved so far (imports of imports included), by import path.
+    pub fn resolved(&self) -> Vec<(String, SharedModule)> {
+        let mut v: Vec<_> = self
+            .inner
+            .cache
+            .borrow()
+            .iter()
+            .map(|(k, m)| (k.clone(), m.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     fn locate(&self, path: &str, pos: Position) -> Result<(String, String), Box<EvalAltResult>> {
         if let Some((_, text)) = STDLIB.iter().find(|(name, _)| *name == path) {
             return Ok((format!("<{path}>"), (*text).to_string()));

@@ -21,7 +21,7 @@ const BUILTINS: &[&str] = &[
 ];
 
 pub fn lint(loaded: &Loaded) -> Vec<ScriptError> {
-    let mut problems = calls(loaded, &loaded.ast, &loaded.file.name);
+    let mut problems = calls(loaded, &loaded.script, &loaded.file.name);
     let sources = loaded.sources();
     let file = &loaded.file.name;
     for p in &loaded.plan.params {

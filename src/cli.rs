@@ -33,7 +33,8 @@ pub enum Command {
 /// Options shared by everything that starts the simulators.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ScenarioArgs {
-    /// Sandbox scenario (TOML or JSON): servers, tokens, secrets, apps, faults
+    /// Sandbox scenario (TOML or JSON): servers, tokens, secrets, apps, scripted vendors,
+    /// faults. Default: the runbook's `sandbox/NAME.toml` when it has one, else the SOP's
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// Inject a fault: VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S]

@@ -38,7 +38,14 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         )
     })?;
     let (config, sandbox) = if args.sandbox {
-        let sandbox = super::sandbox::start(&runtime, &args.scenario)?;
+        let mut scenario = args.scenario.clone();
+        if scenario.scenario.is_none() {
+            scenario.scenario = super::sandbox::sibling_scenario(&path);
+        }
+        if let Some(p) = &scenario.scenario {
+            ui::progress(&ui::dim(&format!("sandbox: scenario {}", p.display())));
+        }
+        let sandbox = super::sandbox::start(&runtime, &scenario)?;
         let mut config = sandbox.vendor_config();
         // Loopback answers in microseconds: back off in milliseconds, so a rehearsal with
         // injected 5xx/429 faults takes seconds, not minutes. Retry-After is still honoured.

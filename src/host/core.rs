@@ -352,5 +352,41 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
                 .collect::<String>()
         },
     );
+    t.add(
+        "sleep",
+        Effect::None,
+        &["seconds: int | float"],
+        "()",
+        "Waits this many seconds (at most 600); Ctrl-C cuts it short. For polling, prefer\n`checks::wait_until`, which bounds the wait and says what it was waiting for.",
+        |seconds: Dynamic| -> R<()> {
+            let secs = seconds
+                .as_float()
+                .or_else(|_| seconds.as_int().map(|i| i as f64))
+                .map_err(|_| throw("usage", "time::sleep takes a number of seconds", None))?;
+            sleep(secs)
+        },
+    );
     t.finish(engine);
+}
+
+/// Sleeps in short slices so Ctrl-C interrupts a wait promptly.
+fn sleep(secs: f64) -> R<()> {
+    if !(0.0..=600.0).contains(&secs) {
+        return Err(throw(
+            "usage",
+            format!("time::sleep({secs}): the wait must be between 0 and 600 seconds"),
+            None,
+        ));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    loop {
+        if crate::interrupt::is_set() {
+            return Err(super::vendor_call::interrupted());
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep((deadline - now).min(std::time::Duration::from_millis(50)));
+    }
 }

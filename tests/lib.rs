@@ -6,4 +6,5 @@ mod check;
 mod exec;
 mod interactive;
 mod postmark;
+mod runbooks;
 mod secrets;

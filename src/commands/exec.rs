@@ -70,6 +70,9 @@ pub fn run(args: ExecArgs) -> Result<u8> {
             "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
             s.postmark_url()
         )));
+        for (name, url) in &s.urls().scripted {
+            ui::progress(&ui::dim(&format!("sandbox: scripted {name} on {url}")));
+        }
     }
     *loaded.host.services.borrow_mut() = Some(Rc::new(Services::new(runtime, config, sandbox)));
 

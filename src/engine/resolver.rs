@@ -14,6 +14,7 @@ use std::rc::Rc;
 pub const STDLIB: &[(&str, &str)] = &[
     ("std/checks", include_str!("../../stdlib/checks.rhai")),
     ("std/consumers", include_str!("../../stdlib/consumers.rhai")),
+    ("std/rotation", include_str!("../../stdlib/rotation.rhai")),
 ];
 
 /// Cheap to clone: the loader keeps a handle to pre-resolve top-level imports.

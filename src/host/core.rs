@@ -191,7 +191,7 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
         Effect::None,
         &["id: string", "title: string", "body: Fn(ctx)"],
         "StepHandle",
-        "Declares a step. The body runs with the run's `ctx`; chain `.undo(|ctx| ...)`,\n`.irreversible(why)`, `.confirm(question)`, `.idempotent()`, `.verify(|ctx| ...)`, `.checks([...])`.",
+        "Declares a step. The body runs with the run's `ctx`; chain `.undo(|ctx| ...)`,\n`.irreversible(why)`, `.confirm(question)`, `.idempotent()`, `.verify(|ctx| ...)`, `.checks([...])`,\n`.no_undo(why)` (it writes, but leaves nothing to restore) and `.describe(text)` (for `runbook doc`).",
         move |ctx: NativeCallContext, id: &str, title: &str, body: FnPtr| -> R<StepHandle> {
             loading_only(&h, "step()")?;
             if id.is_empty()
@@ -224,7 +224,10 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
                 idempotent: false,
                 confirm: None,
                 checks: Vec::new(),
+                no_undo: None,
+                description: None,
                 position: ctx.call_position(),
+                source: ctx.call_source().unwrap_or_default().to_string(),
             });
             Ok(StepHandle {
                 index: plan.steps.len() - 1,
@@ -269,6 +272,18 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
     let h = host.clone();
     engine.register_fn("confirm", move |s: &mut StepHandle, q: &str| {
         edit(&h, s, ".confirm()", &|st| st.confirm = Some(q.to_string()))
+    });
+    let h = host.clone();
+    engine.register_fn("no_undo", move |s: &mut StepHandle, why: &str| {
+        edit(&h, s, ".no_undo()", &|st| {
+            st.no_undo = Some(why.to_string())
+        })
+    });
+    let h = host.clone();
+    engine.register_fn("describe", move |s: &mut StepHandle, text: &str| {
+        edit(&h, s, ".describe()", &|st| {
+            st.description = Some(text.to_string())
+        })
     });
     let h = host.clone();
     engine.register_fn("checks", move |s: &mut StepHandle, items: Array| {

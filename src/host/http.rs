@@ -6,7 +6,7 @@
 
 use super::placeholder::Placeholder;
 use super::value::{self, throw};
-use super::vendor_call::{dry_run_secret, R};
+use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
 use super::{Effect, Host, HostFn, ModuleBuilder};
 use crate::secret::{Secret, Source};
 use crate::vendors::{HeaderValueSource, Request};
@@ -252,10 +252,32 @@ fn dry_run_response(function: &str, secrets: &[String]) -> Dynamic {
     nest(function, &paths, function)
 }
 
+/// True when a value holds a Secret that only a skipped dry-run write produced.
+fn holds_dry_run_secret(v: &Dynamic) -> bool {
+    if let Some(s) = v.read_lock::<Secret>() {
+        return is_dry_run_secret(&s);
+    }
+    if let Some(a) = v.read_lock::<Array>() {
+        return a.iter().any(holds_dry_run_secret);
+    }
+    if let Some(m) = v.read_lock::<Map>() {
+        return m.values().any(holds_dry_run_secret);
+    }
+    false
+}
+
 fn call(h: &Host, method: Method, effect: Effect, url: &str, opts: Map) -> R<Dynamic> {
     let function = format!("http::{}", method.as_str().to_lowercase());
     let req = build(method.clone(), url, &opts, &function)?;
     let secrets = secret_paths(&opts, &function)?;
+    if effect == Effect::Read && holds_dry_run_secret(&Dynamic::from_map(opts.clone())) {
+        // The credential does not exist: sending it would only earn a 401.
+        h.require_step(&function)?;
+        crate::ui::progress(&format!(
+            "    [dry-run] not sent: {method} {url} uses a value only a skipped write would produce"
+        ));
+        return Ok(dry_run_response(&function, &secrets));
+    }
     let run = || -> R<Dynamic> {
         let v = h.vendors()?;
         let label = format!("{} {}", req.method, req.url);

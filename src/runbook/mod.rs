@@ -4,6 +4,8 @@
 pub mod ctx;
 pub mod lint;
 pub mod load;
+pub mod program;
+pub mod secret_flow;
 pub mod source;
 
 pub use ctx::Ctx;

@@ -45,5 +45,8 @@ fn run(command: Command) -> Result<u8, Error> {
         Command::Show(args) => commands::show::run(args),
         Command::List(args) => commands::list::run(args),
         Command::Sandbox(args) => commands::sandbox::run(args),
+        Command::Api(args) => commands::api::run(args),
+        Command::Doc(args) => commands::doc::run(args),
+        Command::New(args) => commands::new::run(args),
     }
 }

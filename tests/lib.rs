@@ -3,8 +3,10 @@
 mod support;
 
 mod check;
+mod docs;
 mod exec;
 mod interactive;
+mod new;
 mod postmark;
 mod runbooks;
 mod secrets;

@@ -123,6 +123,16 @@ impl Test {
 }
 
 impl Output {
+    /// Another command in the same directory (and state dir), e.g. `new` then `check`.
+    pub fn next(self) -> Test {
+        Test {
+            dir: self.dir,
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+
     /// No canary secret in stdout, stderr, or any file the run wrote.
     pub fn assert_no_canaries(&self) {
         for canary in CANARIES {

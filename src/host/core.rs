@@ -252,46 +252,96 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
     };
 
     let h = host.clone();
-    engine.register_fn("undo", move |s: &mut StepHandle, f: FnPtr| {
-        edit(&h, s, ".undo()", &|st| st.undo = Some(f.clone()))
-    });
+    g.method(
+        "StepHandle",
+        "undo",
+        &["body: Fn(ctx)"],
+        "StepHandle",
+        "How to revert what the step did; rollback runs it (newest step first) when a later step\nfails. Reads what it needs from `ctx` (e.g. the old value the step replaced).",
+        move |s: &mut StepHandle, f: FnPtr| edit(&h, s, ".undo()", &|st| st.undo = Some(f.clone())),
+    );
     let h = host.clone();
-    engine.register_fn("verify", move |s: &mut StepHandle, f: FnPtr| {
-        edit(&h, s, ".verify()", &|st| st.verify = Some(f.clone()))
-    });
+    g.method(
+        "StepHandle",
+        "verify",
+        &["body: Fn(ctx)"],
+        "StepHandle",
+        "A check run after the step's body.",
+        move |s: &mut StepHandle, f: FnPtr| {
+            edit(&h, s, ".verify()", &|st| st.verify = Some(f.clone()))
+        },
+    );
     let h = host.clone();
-    engine.register_fn("irreversible", move |s: &mut StepHandle, why: &str| {
-        edit(&h, s, ".irreversible()", &|st| {
-            st.irreversible = Some(why.to_string())
-        })
-    });
+    g.method(
+        "StepHandle",
+        "irreversible",
+        &["why: string"],
+        "StepHandle",
+        "Marks the point of no return: rollback stops here, and says `why` (what is lost and how\nto recover: usually, rotate afresh). Pair it with `.confirm(question)`.",
+        move |s: &mut StepHandle, why: &str| {
+            edit(&h, s, ".irreversible()", &|st| {
+                st.irreversible = Some(why.to_string())
+            })
+        },
+    );
     let h = host.clone();
-    engine.register_fn("idempotent", move |s: &mut StepHandle| {
-        edit(&h, s, ".idempotent()", &|st| st.idempotent = true)
-    });
+    g.method(
+        "StepHandle",
+        "idempotent",
+        &[],
+        "StepHandle",
+        "Declares that running the step twice is harmless (safe to retry after a crash).",
+        move |s: &mut StepHandle| edit(&h, s, ".idempotent()", &|st| st.idempotent = true),
+    );
     let h = host.clone();
-    engine.register_fn("confirm", move |s: &mut StepHandle, q: &str| {
-        edit(&h, s, ".confirm()", &|st| st.confirm = Some(q.to_string()))
-    });
+    g.method(
+        "StepHandle",
+        "confirm",
+        &["question: string"],
+        "StepHandle",
+        "A yes/no question the operator answers before the step runs (`--yes` answers it);\n`no` stops the run.",
+        move |s: &mut StepHandle, q: &str| {
+            edit(&h, s, ".confirm()", &|st| st.confirm = Some(q.to_string()))
+        },
+    );
     let h = host.clone();
-    engine.register_fn("no_undo", move |s: &mut StepHandle, why: &str| {
-        edit(&h, s, ".no_undo()", &|st| {
-            st.no_undo = Some(why.to_string())
-        })
-    });
+    g.method(
+        "StepHandle",
+        "no_undo",
+        &["why: string"],
+        "StepHandle",
+        "Says why a step that writes needs no undo (a restart, a test email: nothing to restore);\n`check` asks for it otherwise.",
+        move |s: &mut StepHandle, why: &str| {
+            edit(&h, s, ".no_undo()", &|st| st.no_undo = Some(why.to_string()))
+        },
+    );
     let h = host.clone();
-    engine.register_fn("describe", move |s: &mut StepHandle, text: &str| {
-        edit(&h, s, ".describe()", &|st| {
-            st.description = Some(text.to_string())
-        })
-    });
+    g.method(
+        "StepHandle",
+        "describe",
+        &["text: string"],
+        "StepHandle",
+        "A paragraph for `runbook doc`: what the step does and why.",
+        move |s: &mut StepHandle, text: &str| {
+            edit(&h, s, ".describe()", &|st| {
+                st.description = Some(text.to_string())
+            })
+        },
+    );
     let h = host.clone();
-    engine.register_fn("checks", move |s: &mut StepHandle, items: Array| {
-        let items: Vec<String> = items.iter().map(|x| x.to_string()).collect();
-        edit(&h, s, ".checks()", &|st| {
-            st.checks.extend(items.iter().cloned())
-        })
-    });
+    g.method(
+        "StepHandle",
+        "checks",
+        &["items: Array"],
+        "StepHandle",
+        "What the step checks, one line each: `show` and `doc` list them under the step.",
+        move |s: &mut StepHandle, items: Array| {
+            let items: Vec<String> = items.iter().map(|x| x.to_string()).collect();
+            edit(&h, s, ".checks()", &|st| {
+                st.checks.extend(items.iter().cloned())
+            })
+        },
+    );
 
     let h = host.clone();
     g.add(

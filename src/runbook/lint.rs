@@ -312,6 +312,7 @@ fn module_functions(loaded: &Loaded, program: &Program) -> HashMap<String, Vec<(
         let fns = program.units[*index]
             .ast
             .iter_functions()
+            .filter(|f| f.access == rhai::FnAccess::Public)
             .map(|f| (f.name.to_string(), f.params.len()))
             .collect();
         modules.insert(alias.clone(), fns);

@@ -6,6 +6,7 @@ pub mod lint;
 pub mod load;
 pub mod program;
 pub mod secret_flow;
+pub mod sop;
 pub mod source;
 
 pub use ctx::Ctx;

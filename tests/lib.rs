@@ -2,6 +2,7 @@
 
 mod support;
 
+mod authoring;
 mod check;
 mod docs;
 mod exec;

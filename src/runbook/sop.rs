@@ -342,7 +342,8 @@ fn md_block(block: &Block, out: &mut Vec<String>) {
         }
         Block::Code(code) => out.push(format!("```rhai\n{code}\n```")),
         Block::Details(summary, inner) => {
-            let mut parts = vec![format!("<details><summary>{summary}</summary>")];
+            // Markdown is not processed inside the HTML tag: write its code spans as HTML.
+            let mut parts = vec![format!("<details><summary>{}</summary>", inline(summary))];
             for b in inner {
                 md_block(b, &mut parts);
             }

@@ -132,9 +132,13 @@ fn stdlib_steps_show_the_runbooks_own_closures() {
         .run();
     out.code(0)
         .stdout_has("Undo: provided by `std/rotation` (run by rollback).")
-        .stdout_has("<details><summary>The runbook's <code>create</code>, which the step calls</summary>")
+        .stdout_has(
+            "<details><summary>The runbook's <code>create</code>, which the step calls</summary>",
+        )
         .stdout_has("// POST /v3/api_keys {name, scopes}: the only answer that ever shows the key.")
-        .stdout_has("<details><summary>The runbook's <code>discard</code>, which the undo calls</summary>");
+        .stdout_has(
+            "<details><summary>The runbook's <code>discard</code>, which the undo calls</summary>",
+        );
 }
 
 #[test]

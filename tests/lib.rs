@@ -6,6 +6,7 @@ mod authoring;
 mod check;
 mod docs;
 mod exec;
+mod http;
 mod interactive;
 mod new;
 mod postmark;

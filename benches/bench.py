@@ -45,10 +45,12 @@ class Sandbox:
         self.proc = subprocess.Popen([BIN, "sandbox", "--scenario", path], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         self.env = {}
-        while len(self.env) < 10:
+        while True:
             line = self.proc.stdout.readline()
             if not line:
                 raise SystemExit("the sandbox did not start")
+            if line.strip() == "# ready":
+                break
             if line.startswith("export "):
                 k, v = line[len("export "):].strip().split("=", 1)
                 self.env[k] = v.strip("'")

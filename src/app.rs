@@ -54,5 +54,8 @@ fn run(command: Command) -> Result<u8, Error> {
         Command::Audit(cmd) => commands::audit::run(cmd),
         Command::Due(args) => commands::due::run(args),
         Command::Repl(args) => crate::repl::run(args),
+        Command::Api(args) => commands::api::run(args),
+        Command::Doc(args) => commands::doc::run(args),
+        Command::New(args) => commands::new::run(args),
     }
 }

@@ -41,6 +41,12 @@ pub enum Command {
     Due(DueArgs),
     /// Interactive: any expression, `:steps`, `:run STEP`, `:ctx`; piped stdin runs statements
     Repl(ReplArgs),
+    /// Reference of every function a runbook can call (host and stdlib), from the metadata
+    Api(ApiArgs),
+    /// Render a runbook as an SOP page (Markdown, or HTML with --html)
+    Doc(DocArgs),
+    /// Write a new runbook (and its sandbox scenario) from a template
+    New(NewArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,10 +135,49 @@ pub struct DueArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Only this module: global, StepHandle, Ctx, Secret, a host module (heroku) or a stdlib
+    /// module (rotation or std/rotation)
+    pub module: Option<String>,
+    /// Print Markdown (docs/api.md is this)
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Print JSON: {"modules": [{name, kind, import?, doc, functions: [{name, signature, params, returns?, effect?, doc}]}]}
+    #[arg(long)]
+    pub json: bool,
+    /// Write .d.rhai definition files for editor support into DIR instead
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["module", "markdown", "json"])]
+    pub definitions: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DocArgs {
+    /// A path, or a name looked up in ./runbooks then RUNBOOK_PATH
+    pub runbook: String,
+    /// A standalone HTML page instead of Markdown
+    #[arg(long)]
+    pub html: bool,
+    /// Write to FILE instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The runbook's name (runbooks/NAME.rhai), or a path ending in .rhai
+    pub name: String,
+    /// Template: rotation (a vendor with a key API, the default), steps (plain steps with
+    /// undo), or the name or path of an existing runbook to copy
+    #[arg(long, value_name = "TEMPLATE", default_value = "rotation")]
+    pub from: String,
+}
+
 /// Options shared by everything that starts the simulators.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ScenarioArgs {
-    /// Sandbox scenario (TOML or JSON): servers, tokens, secrets, apps, faults
+    /// Sandbox scenario (TOML or JSON): servers, tokens, secrets, apps, scripted vendors,
+    /// faults. Default: the runbook's `sandbox/NAME.toml` when it has one, else the SOP's
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// Inject a fault: VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S]

@@ -62,6 +62,8 @@ step("a", "A", |ctx| {
             ("runbook::check::wrong_arity".to_string(), 6, 13),
             ("runbook::check::param_without_help".to_string(), 2, 1),
             ("runbook::check::missing_metadata".to_string(), 1, 1),
+            ("runbook::check::unused_param".to_string(), 2, 1),
+            ("runbook::check::missing_audit".to_string(), 1, 1),
         ]
     );
     assert_eq!(
@@ -165,4 +167,113 @@ fn log_scan_matches_whole_words_only() {
         .args(&["exec", "stdlib_words.rhai"])
         .run();
     out.code(0).stdout_has("  | words ok");
+}
+
+/// Each authoring lint, with its code and where it points.
+#[test]
+fn authoring_lints_point_at_the_step_call_or_param() {
+    let out = Test::new()
+        .fixture("author_lints.rhai")
+        .args(&["check", "author_lints.rhai", "--json"])
+        .run();
+    out.code(2);
+    let v = out.json();
+    let diags: Vec<(String, String, i64, i64)> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_string(),
+                d["file"].as_str().unwrap().to_string(),
+                d["line"].as_i64().unwrap(),
+                d["column"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let at = |code: &str, line: i64, col: i64| {
+        (
+            format!("runbook::check::{code}"),
+            "author_lints.rhai".to_string(),
+            line,
+            col,
+        )
+    };
+    assert_eq!(
+        diags,
+        vec![
+            at("write_without_undo", 4, 1),
+            at("irreversible_without_confirm", 7, 1),
+            at("secret_in_url", 12, 11),
+            at("secret_in_print", 14, 5),
+            at("secret_in_url", 15, 11),
+            at("unused_param", 3, 1),
+            at("missing_audit", 1, 1),
+        ]
+    );
+    let messages: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "step 'write' writes (heroku::set_config) but has no undo and is not marked irreversible",
+            "step 'delete' is irreversible but asks for no confirmation",
+            "http::get is given a Secret in the URL",
+            "print shows the http:: response field 'api_key' (not declared in `secrets`) as plain text",
+            "http::get is given a Secret in the query parameter 'auth'",
+            "param 'unused' is never used",
+            "a rotation runbook (with `secret`) never calls audit::log",
+        ]
+    );
+}
+
+#[test]
+fn write_lint_names_the_call_and_the_three_ways_out() {
+    let out = Test::new()
+        .fixture("author_lints.rhai")
+        .args(&["check", "author_lints.rhai"])
+        .run();
+    out.code(2)
+        .stderr_has("author_lints.rhai:4:1: step 'write' writes (heroku::set_config)")
+        .stderr_has("(heroku::set_config on line 5 of author_lints.rhai)")
+        .stderr_has(".irreversible(\"why\") with .confirm(\"question\")")
+        .stderr_has(".no_undo(\"why\")");
+}
+
+/// The shipped runbooks are what authors copy: every lint must pass on them.
+#[test]
+fn shipped_runbooks_pass_every_lint() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .args(&["check", &format!("{root}/runbooks")])
+        .run();
+    out.code(0)
+        .stdout_has("postmark.rhai")
+        .stdout_has("sendgrid.rhai")
+        .stdout_has("infisical-sync.rhai");
+}
+
+/// What makes a step safe without an undo: writes that leave nothing to restore (restarts,
+/// audit entries) and `.no_undo(why)`.
+#[test]
+fn steps_that_need_no_undo_pass() {
+    let out = Test::new()
+        .file(
+            "fine.rhai",
+            r#"runbook(#{ id: "fine", title: "Fine" });
+param("apps", #{ default: ["a"], help: "Heroku apps" });
+step("restart", "Restart", |ctx| { heroku::restart(ctx.params.apps); });
+step("ping", "Ping", |ctx| {
+    http::post("https://hooks.example.com/ping", #{ json: #{ ok: true } });
+}).no_undo("a notification changes nothing to restore");
+step("audit", "Audit", |ctx| { audit::log("fine.done", #{}); });
+"#,
+        )
+        .args(&["check", "fine.rhai"])
+        .run();
+    out.code(0).stdout_has("ok  fine.rhai");
 }

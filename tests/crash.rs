@@ -547,3 +547,65 @@ fn repl_attach_inspects_and_advances_a_stopped_run_that_resume_then_finishes() {
     );
     assert_rotated(&rig.state(), "attached then resumed");
 }
+
+#[test]
+fn a_stdlib_rotation_resumes_after_a_crash_by_recovering_its_keys_from_infisical() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/sandbox/sendgrid.toml");
+    let (sandbox, env) = start_sandbox_with(dir.path(), &scenario);
+    let rig = Rig {
+        dir,
+        env,
+        _sandbox: sandbox,
+    };
+    for point in ["after:store", "inside:propagate"] {
+        let crashed = rig.runbook(
+            &["exec", "sendgrid", "--yes"],
+            &[("RUNBOOK_CRASH_AT", point)],
+        );
+        assert_eq!(crashed.code, -9, "{point}: {}", crashed.stderr);
+        let resumed = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
+        assert_eq!(
+            resumed.code, 0,
+            "{point}: resume failed\n{}\n{}",
+            resumed.stdout, resumed.stderr
+        );
+        assert!(
+            !resumed.stderr.contains("asking instead"),
+            "{point}: every key was recovered\n{}",
+            resumed.stderr
+        );
+        let state = rig.state();
+        let secrets = state["infisical"]["secrets"].as_array().unwrap();
+        let key = secrets
+            .iter()
+            .find(|s| s["secretKey"] == "SENDGRID_API_KEY")
+            .unwrap();
+        let current = key["versions"].as_array().unwrap().last().unwrap()["secretValue"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for app in ["raxx-api-prod", "raxx-api-staging"] {
+            assert_eq!(
+                state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"],
+                current.as_str(),
+                "{point}: {app}"
+            );
+        }
+        let live: Vec<&str> = state["scripted"]["sendgrid"]["collections"]["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["api_key"].as_str().unwrap())
+            .collect();
+        assert!(
+            live.contains(&current.as_str()),
+            "{point}: Infisical holds a live key"
+        );
+        assert!(
+            !live.contains(&"SG.sandbox-current-key.00000000000000000000000"),
+            "{point}: the old key is revoked"
+        );
+    }
+}

@@ -281,3 +281,18 @@ fn ctrl_c_stops_the_running_step_with_exit_130() {
         "interrupt must not roll back by itself"
     );
 }
+
+/// A closure written inside an imported module lives in that module's library, not the
+/// runbook's: steps that a module registers (std/rotation does) must still run, and undo.
+#[test]
+fn steps_registered_by_an_imported_module_run_and_undo() {
+    let dir = fixture("module_steps");
+    let out = Test::new()
+        .args(&["exec", &format!("{}/main.rhai", dir.display()), "--yes"])
+        .run();
+    out.code(1)
+        .stdout_has("  | runbook closure called by the module")
+        .stdout_has("  | step 1 ran")
+        .stdout_has("  | ctx.from_module = 42")
+        .stdout_has("  | module undo");
+}

@@ -2,14 +2,19 @@
 
 mod support;
 
+mod authoring;
 mod check;
 mod crash;
+mod docs;
 mod exec;
 mod fidelity;
 mod hostile;
+mod http;
 mod interactive;
+mod new;
 mod postmark;
 mod reliability;
 mod repl;
+mod runbooks;
 mod runs;
 mod secrets;

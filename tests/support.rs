@@ -123,6 +123,16 @@ impl Test {
 }
 
 impl Output {
+    /// Another command in the same directory (and state dir), e.g. `new` then `check`.
+    pub fn next(self) -> Test {
+        Test {
+            dir: self.dir,
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+
     /// No canary secret in stdout, stderr, or any file the run wrote.
     pub fn assert_no_canaries(&self) {
         for canary in CANARIES {
@@ -306,14 +316,14 @@ pub fn start_sandbox_with(
     let mut env = HashMap::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
+        if line == "# ready" {
+            break;
+        }
         let Some(kv) = line.strip_prefix("export ") else {
             continue;
         };
         let (k, v) = kv.split_once('=').unwrap();
         env.insert(k.to_string(), v.trim_matches('\'').to_string());
-        if env.len() == 10 {
-            break;
-        }
     }
     (guard, env)
 }

@@ -27,7 +27,15 @@ pub fn run(args: ExecArgs) -> Result<u8> {
             "confirm the prerequisites with --yes, or add `prerequisites = true` to a file passed with --answers",
         ));
     }
-    let (services, env) = services(args.sandbox, &args.scenario)?;
+    // A runbook's own sandbox scenario (sandbox/NAME.toml next to it) unless one is given.
+    let mut scenario = args.scenario.clone();
+    if args.sandbox && scenario.scenario.is_none() {
+        scenario.scenario = super::sandbox::sibling_scenario(&path);
+        if let Some(p) = &scenario.scenario {
+            ui::progress(&ui::dim(&format!("sandbox: scenario {}", p.display())));
+        }
+    }
+    let (services, env) = services(args.sandbox, &scenario)?;
     let lookup = |name: &str| -> Option<String> {
         match &env {
             Some(vars) => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
@@ -157,6 +165,9 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<(Services, Opt
         "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
         sandbox.postmark_url()
     )));
+    for (name, url) in &sandbox.urls().scripted {
+        ui::progress(&ui::dim(&format!("sandbox: scripted {name} on {url}")));
+    }
     Ok((Services::new(runtime, config, Some(sandbox)), Some(env)))
 }
 

@@ -29,6 +29,21 @@ pub fn scenario(args: &ScenarioArgs) -> Result<Scenario> {
     Ok(scenario)
 }
 
+/// The scenario a runbook ships for rehearsal: `sandbox/NAME.toml` (or `.json`) in the
+/// runbook's folder. A convention rather than a metadata key, so the scenario is found the
+/// same way the runbook is, and a runbook without one runs against the SOP's default world.
+pub fn sibling_scenario(runbook: &std::path::Path) -> Option<std::path::PathBuf> {
+    let stem = runbook.file_stem()?;
+    let dir = match runbook.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    ["toml", "json"]
+        .iter()
+        .map(|ext| dir.join("sandbox").join(stem).with_extension(ext))
+        .find(|p| p.is_file())
+}
+
 /// Starts the simulators on the runtime.
 pub fn start(runtime: &Runtime, args: &ScenarioArgs) -> Result<Sandbox> {
     let scenario = scenario(args)?;
@@ -56,6 +71,9 @@ pub fn run(args: SandboxArgs) -> Result<u8> {
     ui::err(&format!("  heroku     {}", urls.heroku));
     ui::err(&format!("  github     {}", urls.github));
     ui::err(&format!("  raptor     {}", urls.raptor));
+    for (name, url) in &urls.scripted {
+        ui::err(&format!("  {name:<10} {url}  (scripted)"));
+    }
     ui::err("Point a shell at it with:");
     // The exports carry the sandbox's own credentials: sandbox data, meant to be copied.
     let mut exports = String::new();
@@ -64,6 +82,8 @@ pub fn run(args: SandboxArgs) -> Result<u8> {
     }
     use std::io::Write;
     let mut out = std::io::stdout().lock();
+    // The last line tells a script reading the exports that there are no more.
+    exports.push_str("# ready\n");
     let _ = out.write_all(exports.as_bytes());
     let _ = out.flush();
     drop(out);

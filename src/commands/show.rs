@@ -80,6 +80,9 @@ pub fn run(args: ShowArgs) -> Result<u8> {
         if let Some(why) = &s.irreversible {
             out.push(format!("       cannot be undone: {why}"));
         }
+        if let Some(why) = &s.no_undo {
+            out.push(format!("       no undo needed: {why}"));
+        }
     }
     for (title, items) in [
         ("Rollback", &m.rollback),

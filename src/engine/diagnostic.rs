@@ -201,9 +201,13 @@ impl ScriptError {
             match e {
                 EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
                     call_sites.push((file.clone(), describe_fn(name), *pos));
-                    if !src.is_empty() {
-                        file = src.clone();
-                    }
+                    // Module functions carry their module's name; the runbook's own functions
+                    // (and closures) carry none, also when a stdlib function calls them.
+                    file = if src.is_empty() {
+                        sources.main()
+                    } else {
+                        src.clone()
+                    };
                     e = inner;
                 }
                 EvalAltResult::ErrorInModule(name, inner, pos) => {

@@ -1,6 +1,7 @@
 //! Building the rhai `Engine`: limits, module resolution, print/debug routing.
 
 pub mod diagnostic;
+pub mod reference;
 pub mod resolver;
 
 pub use diagnostic::{ScriptError, Sources};

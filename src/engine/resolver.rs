@@ -14,6 +14,7 @@ use std::rc::Rc;
 pub const STDLIB: &[(&str, &str)] = &[
     ("std/checks", include_str!("../../stdlib/checks.rhai")),
     ("std/consumers", include_str!("../../stdlib/consumers.rhai")),
+    ("std/rotation", include_str!("../../stdlib/rotation.rhai")),
 ];
 
 /// Cheap to clone: the loader keeps a handle to pre-resolve top-level imports.
@@ -38,6 +39,19 @@ impl Resolver {
                 cache: RefCell::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Every module resolved so far (imports of imports included), by import path.
+    pub fn resolved(&self) -> Vec<(String, SharedModule)> {
+        let mut v: Vec<_> = self
+            .inner
+            .cache
+            .borrow()
+            .iter()
+            .map(|(k, m)| (k.clone(), m.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     fn locate(&self, path: &str, pos: Position) -> Result<(String, String), Box<EvalAltResult>> {

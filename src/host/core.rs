@@ -205,7 +205,7 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
         Effect::None,
         &["id: string", "title: string", "body: Fn(ctx)"],
         "StepHandle",
-        "Declares a step. The body runs with the run's `ctx`; chain `.undo(|ctx| ...)`,\n`.irreversible(why)`, `.confirm(question)`, `.idempotent()`, `.verify(|ctx| ...)`, `.checks([...])`.",
+        "Declares a step. The body runs with the run's `ctx`; chain `.undo(|ctx| ...)`,\n`.irreversible(why)`, `.confirm(question)`, `.idempotent()`, `.verify(|ctx| ...)`, `.checks([...])`,\n`.no_undo(why)` (it writes, but leaves nothing to restore) and `.describe(text)` (for `runbook doc`).",
         move |ctx: NativeCallContext, id: &str, title: &str, body: FnPtr| -> R<StepHandle> {
             loading_only(&h, "step()")?;
             if id.is_empty()
@@ -238,7 +238,10 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
                 idempotent: false,
                 confirm: None,
                 checks: Vec::new(),
+                no_undo: None,
+                description: None,
                 position: ctx.call_position(),
+                source: ctx.call_source().unwrap_or_default().to_string(),
             });
             Ok(StepHandle {
                 index: plan.steps.len() - 1,
@@ -263,34 +266,96 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
     };
 
     let h = host.clone();
-    engine.register_fn("undo", move |s: &mut StepHandle, f: FnPtr| {
-        edit(&h, s, ".undo()", &|st| st.undo = Some(f.clone()))
-    });
+    g.method(
+        "StepHandle",
+        "undo",
+        &["body: Fn(ctx)"],
+        "StepHandle",
+        "How to revert what the step did; rollback runs it (newest step first) when a later step\nfails. Reads what it needs from `ctx` (e.g. the old value the step replaced).",
+        move |s: &mut StepHandle, f: FnPtr| edit(&h, s, ".undo()", &|st| st.undo = Some(f.clone())),
+    );
     let h = host.clone();
-    engine.register_fn("verify", move |s: &mut StepHandle, f: FnPtr| {
-        edit(&h, s, ".verify()", &|st| st.verify = Some(f.clone()))
-    });
+    g.method(
+        "StepHandle",
+        "verify",
+        &["body: Fn(ctx)"],
+        "StepHandle",
+        "A check run after the step's body.",
+        move |s: &mut StepHandle, f: FnPtr| {
+            edit(&h, s, ".verify()", &|st| st.verify = Some(f.clone()))
+        },
+    );
     let h = host.clone();
-    engine.register_fn("irreversible", move |s: &mut StepHandle, why: &str| {
-        edit(&h, s, ".irreversible()", &|st| {
-            st.irreversible = Some(why.to_string())
-        })
-    });
+    g.method(
+        "StepHandle",
+        "irreversible",
+        &["why: string"],
+        "StepHandle",
+        "Marks the point of no return: rollback stops here, and says `why` (what is lost and how\nto recover: usually, rotate afresh). Pair it with `.confirm(question)`.",
+        move |s: &mut StepHandle, why: &str| {
+            edit(&h, s, ".irreversible()", &|st| {
+                st.irreversible = Some(why.to_string())
+            })
+        },
+    );
     let h = host.clone();
-    engine.register_fn("idempotent", move |s: &mut StepHandle| {
-        edit(&h, s, ".idempotent()", &|st| st.idempotent = true)
-    });
+    g.method(
+        "StepHandle",
+        "idempotent",
+        &[],
+        "StepHandle",
+        "Declares that running the step twice is harmless (safe to retry after a crash).",
+        move |s: &mut StepHandle| edit(&h, s, ".idempotent()", &|st| st.idempotent = true),
+    );
     let h = host.clone();
-    engine.register_fn("confirm", move |s: &mut StepHandle, q: &str| {
-        edit(&h, s, ".confirm()", &|st| st.confirm = Some(q.to_string()))
-    });
+    g.method(
+        "StepHandle",
+        "confirm",
+        &["question: string"],
+        "StepHandle",
+        "A yes/no question the operator answers before the step runs (`--yes` answers it);\n`no` stops the run.",
+        move |s: &mut StepHandle, q: &str| {
+            edit(&h, s, ".confirm()", &|st| st.confirm = Some(q.to_string()))
+        },
+    );
     let h = host.clone();
-    engine.register_fn("checks", move |s: &mut StepHandle, items: Array| {
-        let items: Vec<String> = items.iter().map(|x| x.to_string()).collect();
-        edit(&h, s, ".checks()", &|st| {
-            st.checks.extend(items.iter().cloned())
-        })
-    });
+    g.method(
+        "StepHandle",
+        "no_undo",
+        &["why: string"],
+        "StepHandle",
+        "Says why a step that writes needs no undo (a restart, a test email: nothing to restore);\n`check` asks for it otherwise.",
+        move |s: &mut StepHandle, why: &str| {
+            edit(&h, s, ".no_undo()", &|st| st.no_undo = Some(why.to_string()))
+        },
+    );
+    let h = host.clone();
+    g.method(
+        "StepHandle",
+        "describe",
+        &["text: string"],
+        "StepHandle",
+        "A paragraph for `runbook doc`: what the step does and why.",
+        move |s: &mut StepHandle, text: &str| {
+            edit(&h, s, ".describe()", &|st| {
+                st.description = Some(text.to_string())
+            })
+        },
+    );
+    let h = host.clone();
+    g.method(
+        "StepHandle",
+        "checks",
+        &["items: Array"],
+        "StepHandle",
+        "What the step checks, one line each: `show` and `doc` list them under the step.",
+        move |s: &mut StepHandle, items: Array| {
+            let items: Vec<String> = items.iter().map(|x| x.to_string()).collect();
+            edit(&h, s, ".checks()", &|st| {
+                st.checks.extend(items.iter().cloned())
+            })
+        },
+    );
 
     let h = host.clone();
     g.add(
@@ -366,5 +431,41 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
                 .collect::<String>()
         },
     );
+    t.add(
+        "sleep",
+        Effect::None,
+        &["seconds: int | float"],
+        "()",
+        "Waits this many seconds (at most 600); Ctrl-C cuts it short. For polling, prefer\n`checks::wait_until`, which bounds the wait and says what it was waiting for.",
+        |seconds: Dynamic| -> R<()> {
+            let secs = seconds
+                .as_float()
+                .or_else(|_| seconds.as_int().map(|i| i as f64))
+                .map_err(|_| throw("usage", "time::sleep takes a number of seconds", None))?;
+            sleep(secs)
+        },
+    );
     t.finish(engine);
+}
+
+/// Sleeps in short slices so Ctrl-C interrupts a wait promptly.
+fn sleep(secs: f64) -> R<()> {
+    if !(0.0..=600.0).contains(&secs) {
+        return Err(throw(
+            "usage",
+            format!("time::sleep({secs}): the wait must be between 0 and 600 seconds"),
+            None,
+        ));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    loop {
+        if crate::interrupt::is_set() {
+            return Err(super::vendor_call::interrupted());
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep((deadline - now).min(std::time::Duration::from_millis(50)));
+    }
 }

@@ -60,18 +60,22 @@ pub struct HostFn {
     /// The rhai module (`postmark`), or empty for global functions.
     pub module: &'static str,
     pub name: String,
+    /// The parameters after the receiver, for methods.
     pub params: Vec<String>,
     pub returns: String,
     pub effect: Effect,
     pub doc: String,
+    /// The type a method is called on (`StepHandle` for `.undo(...)`), if it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<&'static str>,
 }
 
 impl HostFn {
     pub fn qualified(&self) -> String {
-        if self.module.is_empty() {
-            self.name.clone()
-        } else {
-            format!("{}::{}", self.module, self.name)
+        match (self.receiver, self.module.is_empty()) {
+            (Some(ty), _) => format!("{ty}.{}", self.name),
+            (None, true) => self.name.clone(),
+            (None, false) => format!("{}::{}", self.module, self.name),
         }
     }
 
@@ -321,6 +325,51 @@ impl<'h> ModuleBuilder<'h> {
         R: Variant + Clone,
         FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
     {
+        self.register(None, name, effect, params, returns, doc, func)
+    }
+
+    /// Adds a method `receiver.name(params) -> returns` (its first argument is the
+    /// receiver, e.g. `&mut StepHandle`), with its doc; methods change nothing outside the
+    /// script.
+    pub fn method<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+        &mut self,
+        receiver: &'static str,
+        name: &str,
+        params: &[&str],
+        returns: &str,
+        doc: &str,
+        func: FUNC,
+    ) -> &mut Self
+    where
+        R: Variant + Clone,
+        FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
+    {
+        self.register(
+            Some(receiver),
+            name,
+            Effect::None,
+            params,
+            returns,
+            doc,
+            func,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn register<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+        &mut self,
+        receiver: Option<&'static str>,
+        name: &str,
+        effect: Effect,
+        params: &[&str],
+        returns: &str,
+        doc: &str,
+        func: FUNC,
+    ) -> &mut Self
+    where
+        R: Variant + Clone,
+        FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
+    {
         let info = HostFn {
             module: self.name,
             name: name.to_string(),
@@ -328,8 +377,13 @@ impl<'h> ModuleBuilder<'h> {
             returns: returns.to_string(),
             effect,
             doc: doc.to_string(),
+            receiver,
         };
-        let mut params_info: Vec<String> = info.params.clone();
+        let mut params_info: Vec<String> = receiver
+            .map(|ty| format!("self: {ty}"))
+            .into_iter()
+            .chain(info.params.iter().cloned())
+            .collect();
         params_info.push(returns.to_string());
         FuncRegistration::new(name)
             .with_namespace(if self.name.is_empty() {
@@ -365,7 +419,7 @@ fn doc_comment(doc: &str, effect: Effect) -> String {
 /// Registers every host module on an engine for the given host state.
 pub fn register_all(engine: &mut Engine, host: &Rc<Host>) {
     let mut registry = Vec::new();
-    crate::runbook::Ctx::register(engine);
+    crate::runbook::Ctx::register(engine, &mut registry);
     placeholder::register(engine);
     secret::register(engine, host, &mut registry);
     core::register(engine, host, &mut registry);

@@ -3,11 +3,16 @@
 //! hold, so the rest of the step runs and every later write is recorded in the plan.
 
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 pub struct Placeholder {
     /// What would have produced the value, e.g. `postmark::send_email`.
     pub origin: String,
+    /// Properties whose value is known even without the write (e.g. a response field the
+    /// script declared secret is a dry-run `Secret`, so host functions that take a Secret
+    /// accept it).
+    fields: BTreeMap<String, Dynamic>,
 }
 
 impl Placeholder {
@@ -15,16 +20,30 @@ impl Placeholder {
     pub fn of(origin: impl Into<String>) -> Dynamic {
         Dynamic::from(Placeholder {
             origin: origin.into(),
+            fields: BTreeMap::new(),
         })
+    }
+
+    /// A placeholder with some properties known.
+    pub fn with_fields(origin: impl Into<String>, fields: BTreeMap<String, Dynamic>) -> Dynamic {
+        Dynamic::from(Placeholder {
+            origin: origin.into(),
+            fields,
+        })
+    }
+
+    fn get(&self, key: &str) -> Dynamic {
+        match self.fields.get(key) {
+            Some(v) => v.clone(),
+            None => Placeholder::of(format!("{}.{key}", self.origin)),
+        }
     }
 }
 
 pub fn register(engine: &mut Engine) {
     engine
         .register_type_with_name::<Placeholder>("Placeholder")
-        .register_indexer_get(|p: &mut Placeholder, key: &str| {
-            Placeholder::of(format!("{}.{key}", p.origin))
-        })
+        .register_indexer_get(|p: &mut Placeholder, key: &str| p.get(key))
         .register_indexer_get(|p: &mut Placeholder, i: i64| {
             Placeholder::of(format!("{}[{i}]", p.origin))
         })

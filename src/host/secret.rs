@@ -46,9 +46,6 @@ pub fn register(engine: &mut Engine, _host: &Rc<Host>, registry: &mut Vec<HostFn
             format!("{MARK}{}{MARK}", s.masked())
         })
         .register_fn("to_debug", |s: &mut Secret| s.masked())
-        .register_fn("fingerprint", |s: &mut Secret| s.fingerprint())
-        .register_fn("masked", |s: &mut Secret| s.masked())
-        .register_fn("source", |s: &mut Secret| s.source().to_string())
         .register_fn("==", |a: Secret, b: Secret| a == b)
         .register_fn("!=", |a: Secret, b: Secret| a != b)
         .register_fn(
@@ -91,6 +88,33 @@ pub fn register(engine: &mut Engine, _host: &Rc<Host>, registry: &mut Vec<HostFn
                 Err(no_concat())
             },
         );
+
+    let mut methods = ModuleBuilder::new("", registry);
+    methods.method(
+        "Secret",
+        "fingerprint",
+        &[],
+        "string",
+        "A short hash of the value (`sha256:` + 12 hex digits): tells two values apart without showing them.",
+        |s: &mut Secret| s.fingerprint(),
+    );
+    methods.method(
+        "Secret",
+        "masked",
+        &[],
+        "string",
+        "The value masked as `secret(…ab12)`: what printing a Secret shows.",
+        |s: &mut Secret| s.masked(),
+    );
+    methods.method(
+        "Secret",
+        "source",
+        &[],
+        "string",
+        "Where the value came from (an Infisical secret, a prompt, an environment variable...).",
+        |s: &mut Secret| s.source().to_string(),
+    );
+    methods.finish(engine);
 
     let mut m = ModuleBuilder::new("secret", registry);
     m.add(

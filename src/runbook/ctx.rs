@@ -40,24 +40,41 @@ impl Ctx {
         value::pretty(&Dynamic::from_map(self.inner.borrow().clone()))
     }
 
-    pub fn register(engine: &mut Engine) {
+    pub fn register(engine: &mut Engine, registry: &mut Vec<crate::host::HostFn>) {
         engine
             .register_type_with_name::<Ctx>("Ctx")
             .register_indexer_get(|ctx: &mut Ctx, key: &str| ctx.lookup(key))
             .register_indexer_set(|ctx: &mut Ctx, key: &str, value: Dynamic| {
                 ctx.set(key, value);
             })
-            .register_fn("contains", |ctx: &mut Ctx, key: &str| {
-                ctx.inner.borrow().contains_key(key)
-            })
-            .register_fn("keys", |ctx: &mut Ctx| -> rhai::Array {
-                ctx.keys().into_iter().map(Dynamic::from).collect()
-            })
-            .register_fn("get", |ctx: &mut Ctx, key: &str, default: Dynamic| {
-                ctx.get(key).unwrap_or(default)
-            })
             .register_fn("to_string", |ctx: &mut Ctx| ctx.render())
             .register_fn("to_debug", |ctx: &mut Ctx| ctx.render());
+        let mut m = crate::host::ModuleBuilder::new("", registry);
+        m.method(
+            "Ctx",
+            "contains",
+            &["key: string"],
+            "bool",
+            "True when a step has set `key` (also written `\"key\" in ctx`).",
+            |ctx: &mut Ctx, key: &str| ctx.inner.borrow().contains_key(key),
+        );
+        m.method(
+            "Ctx",
+            "keys",
+            &[],
+            "Array",
+            "The names of the values set so far (`params` first).",
+            |ctx: &mut Ctx| -> rhai::Array { ctx.keys().into_iter().map(Dynamic::from).collect() },
+        );
+        m.method(
+            "Ctx",
+            "get",
+            &["key: string", "default: ?"],
+            "?",
+            "The value of `key`, or `default` when no step has set it (`ctx.key` fails instead).",
+            |ctx: &mut Ctx, key: &str, default: Dynamic| ctx.get(key).unwrap_or(default),
+        );
+        m.finish(engine);
     }
 
     fn lookup(&self, key: &str) -> Result<Dynamic, Box<EvalAltResult>> {

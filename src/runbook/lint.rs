@@ -1,10 +1,31 @@
 //! `check`'s lints: calls to functions that do not exist (or with the wrong number of
-//! arguments), params without help, and rotation runbooks without a cadence.
+//! arguments), params without help or never used, rotation runbooks without a cadence or an
+//! audit entry, steps that write without a way back, irreversible steps nobody confirms,
+//! and secrets put into URLs or printed as plain text.
 
+use super::program::Program;
+use super::secret_flow::{self, Finding};
 use super::Loaded;
 use crate::engine::ScriptError;
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 use std::collections::{HashMap, HashSet};
+
+/// Mutating host functions that leave nothing for an undo to restore, and why. A step whose
+/// only writes are these needs no `.undo`; other such steps say why with `.no_undo(why)`.
+pub const NEEDS_NO_UNDO: &[(&str, &str)] = &[
+    (
+        "audit::log",
+        "the audit log is append-only: an entry records the run, it is not a change to roll back",
+    ),
+    (
+        "heroku::restart",
+        "a restart changes no state: the app runs the same config afterwards",
+    ),
+    (
+        "postmark::send_email",
+        "a sent email cannot be unsent, and leaves no state to restore",
+    ),
+];
 
 /// Keywords rhai implements inside the evaluator rather than as registered functions.
 const BUILTINS: &[&str] = &[
@@ -21,7 +42,8 @@ const BUILTINS: &[&str] = &[
 ];
 
 pub fn lint(loaded: &Loaded) -> Vec<ScriptError> {
-    let mut problems = calls(loaded, &loaded.ast, &loaded.file.name);
+    let program = Program::new(loaded);
+    let mut problems = calls(loaded, &program, &loaded.file.name);
     let sources = loaded.sources();
     let file = &loaded.file.name;
     for p in &loaded.plan.params {
@@ -53,7 +75,211 @@ pub fn lint(loaded: &Loaded) -> Vec<ScriptError> {
             .with_help("add cadence_days: 180 (or the cadence your policy sets) so due dates can be computed"),
         );
     }
+    problems.extend(steps_without_a_way_back(loaded, &program));
+    problems.extend(irreversible_without_confirm(loaded));
+    problems.extend(secret_flows(loaded, &program));
+    problems.extend(unused_params(loaded, &program));
+    problems.extend(missing_audit(loaded, &program));
     problems
+}
+
+/// A step that writes must say how to go back: an undo, or why there is none.
+fn steps_without_a_way_back(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
+    let host = &loaded.host;
+    let mut out = Vec::new();
+    for step in &loaded.plan.steps {
+        if step.undo.is_some() || step.irreversible.is_some() || step.no_undo.is_some() {
+            continue;
+        }
+        // Steps the stdlib registers are its own, tested, business; a local module's are not.
+        let Some(unit) = program.units.iter().position(|u| u.name == step.source) else {
+            continue;
+        };
+        if program.units[unit].name.starts_with("<std/") {
+            continue;
+        }
+        let arity = step.run.curry().len() + 1;
+        let writes: Vec<_> = program
+            .reachable_from(unit, step.run.fn_name(), arity)
+            .into_iter()
+            .filter(|c| host.effect_of(&c.function).is_some_and(|e| e.mutates()))
+            .filter(|c| !NEEDS_NO_UNDO.iter().any(|(f, _)| *f == c.function))
+            .collect();
+        let Some(first) = writes.first() else {
+            continue;
+        };
+        let mut names: Vec<&str> = writes.iter().map(|c| c.function.as_str()).collect();
+        names.dedup();
+        let at = match first.position.line() {
+            Some(line) => format!(
+                " ({} on line {line} of {})",
+                first.function, program.units[first.unit].name
+            ),
+            None => String::new(),
+        };
+        out.push(
+            ScriptError::at(
+                "runbook::check::write_without_undo",
+                format!(
+                    "step '{}' writes ({}) but has no undo and is not marked irreversible",
+                    step.id,
+                    names.join(", ")
+                ),
+                loaded.sources(),
+                &step.source,
+                step.position,
+            )
+            .with_help(format!(
+                "add .undo(|ctx| {{ ... }}) that reverts it{at}; or, if it cannot be undone, .irreversible(\"why\") with .confirm(\"question\"); or, if it leaves nothing to restore, .no_undo(\"why\")"
+            )),
+        );
+    }
+    out
+}
+
+/// The point of no return needs the operator's yes.
+fn irreversible_without_confirm(loaded: &Loaded) -> Vec<ScriptError> {
+    loaded
+        .plan
+        .steps
+        .iter()
+        .filter(|s| s.irreversible.is_some() && s.confirm.is_none())
+        .map(|s| {
+            ScriptError::at(
+                "runbook::check::irreversible_without_confirm",
+                format!("step '{}' is irreversible but asks for no confirmation", s.id),
+                loaded.sources(),
+                &s.source,
+                s.position,
+            )
+            .with_help("add .confirm(\"...?\") so the operator says yes before the point of no return (--yes answers it in automation)")
+        })
+        .collect()
+}
+
+fn secret_flows(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
+    let secret_params: HashSet<String> = loaded
+        .plan
+        .params
+        .iter()
+        .filter(|p| p.secret)
+        .map(|p| p.name.clone())
+        .collect();
+    let secret_returning: HashSet<String> = loaded
+        .host
+        .registry
+        .borrow()
+        .iter()
+        .filter(|f| f.returns == "Secret")
+        .map(|f| f.qualified())
+        .collect();
+    let file = &loaded.file.name;
+    secret_flow::analyse(program, secret_params, secret_returning)
+        .into_iter()
+        .map(|f| match f {
+            Finding::InUrl {
+                function,
+                what,
+                position,
+            } => ScriptError::at(
+                "runbook::check::secret_in_url",
+                format!("{function} is given {what}"),
+                loaded.sources(),
+                file,
+                position,
+            )
+            .with_help("URLs end up in logs and proxies: send credentials in a header, e.g. #{ bearer: token }, or in the JSON body"),
+            Finding::InPrint { what, position } => ScriptError::at(
+                "runbook::check::secret_in_print",
+                format!("print shows {what} as plain text"),
+                loaded.sources(),
+                file,
+                position,
+            )
+            .with_help("declare the field in the call's options, e.g. secrets: [\"api_key\"]: it then comes back as a Secret, which prints masked"),
+        })
+        .collect()
+}
+
+/// A declared param nothing reads is a typo or a leftover, and an operator setting it would
+/// believe it changed something.
+fn unused_params(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
+    let mut used: HashSet<String> = HashSet::new();
+    let mut declared_at: HashSet<Position> = HashSet::new();
+    let mut strings: Vec<(String, Position)> = Vec::new();
+    for unit in program
+        .units
+        .iter()
+        .filter(|u| !u.name.starts_with("<std/"))
+    {
+        unit.ast.walk(&mut |path: &[ASTNode]| {
+            match path.last() {
+                Some(ASTNode::Expr(Expr::Property(p, _))) => {
+                    used.insert(p.2.to_string());
+                }
+                Some(ASTNode::Expr(Expr::StringConstant(s, pos))) => {
+                    strings.push((s.to_string(), *pos));
+                }
+                Some(ASTNode::Expr(Expr::FnCall(c, _)))
+                | Some(ASTNode::Stmt(Stmt::FnCall(c, _)))
+                    if c.name == "param" && c.namespace.is_empty() =>
+                {
+                    if let Some(Expr::StringConstant(_, pos)) = c.args.first() {
+                        declared_at.insert(*pos);
+                    }
+                }
+                _ => {}
+            }
+            true
+        });
+    }
+    used.extend(
+        strings
+            .into_iter()
+            .filter(|(_, pos)| !declared_at.contains(pos))
+            .map(|(s, _)| s),
+    );
+    loaded
+        .plan
+        .params
+        .iter()
+        .filter(|p| !used.contains(&p.name))
+        .map(|p| {
+            ScriptError::at(
+                "runbook::check::unused_param",
+                format!("param '{}' is never used", p.name),
+                loaded.sources(),
+                &loaded.file.name,
+                p.position,
+            )
+            .with_help(format!(
+                "read it in a step as ctx.params.{}, or remove the declaration",
+                p.name
+            ))
+        })
+        .collect()
+}
+
+/// A rotation leaves an audit entry saying it happened, who did it and to what.
+fn missing_audit(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
+    if loaded.plan.meta().secret.is_none() {
+        return Vec::new();
+    }
+    if program
+        .reachable_from_runbook()
+        .iter()
+        .any(|c| c.function == "audit::log")
+    {
+        return Vec::new();
+    }
+    vec![ScriptError::at(
+        "runbook::check::missing_audit",
+        "a rotation runbook (with `secret`) never calls audit::log",
+        loaded.sources(),
+        &loaded.file.name,
+        loaded.plan.meta_position,
+    )
+    .with_help("end with a step that records the rotation: audit::log(\"secret.rotate.completed\", #{ secret_name: ... }) (std/rotation's steps do)")]
 }
 
 /// Names of functions a call may resolve to without a namespace.
@@ -72,7 +298,7 @@ fn global_names(loaded: &Loaded, ast: &AST) -> HashSet<String> {
 }
 
 /// Function names and arities per module: host modules and `import ... as alias`.
-fn module_functions(loaded: &Loaded, ast: &AST) -> HashMap<String, Vec<(String, usize)>> {
+fn module_functions(loaded: &Loaded, program: &Program) -> HashMap<String, Vec<(String, usize)>> {
     let mut modules: HashMap<String, Vec<(String, usize)>> = HashMap::new();
     for f in loaded.host.registry.borrow().iter() {
         if !f.module.is_empty() {
@@ -82,43 +308,22 @@ fn module_functions(loaded: &Loaded, ast: &AST) -> HashMap<String, Vec<(String, 
                 .push((f.name.clone(), f.params.len()));
         }
     }
-    let mut imports = Vec::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(Stmt::Import(x, _))) = path.last() {
-            if let Expr::StringConstant(p, _) = &x.0 {
-                imports.push((p.to_string(), x.1.name.to_string()));
-            }
-        }
-        true
-    });
-    for (path, alias) in imports {
-        let module_src = crate::engine::resolver::STDLIB
-            .iter()
-            .find(|(n, _)| *n == path)
-            .map(|(_, t)| t.to_string())
-            .or_else(|| {
-                let mut f = loaded.file.dir().join(&path);
-                if f.extension().is_none() {
-                    f.set_extension("rhai");
-                }
-                std::fs::read_to_string(f).ok()
-            });
-        if let Some(src) = module_src {
-            if let Ok(m) = loaded.engine.compile(&src) {
-                let fns = m
-                    .iter_functions()
-                    .map(|f| (f.name.to_string(), f.params.len()))
-                    .collect();
-                modules.insert(alias, fns);
-            }
-        }
+    for (alias, index) in &program.runbook().imports {
+        let fns = program.units[*index]
+            .ast
+            .iter_functions()
+            .filter(|f| f.access == rhai::FnAccess::Public)
+            .map(|f| (f.name.to_string(), f.params.len()))
+            .collect();
+        modules.insert(alias.clone(), fns);
     }
     modules
 }
 
-fn calls(loaded: &Loaded, ast: &AST, file: &str) -> Vec<ScriptError> {
+fn calls(loaded: &Loaded, program: &Program, file: &str) -> Vec<ScriptError> {
+    let ast = &program.runbook().ast;
     let globals = global_names(loaded, ast);
-    let modules = module_functions(loaded, ast);
+    let modules = module_functions(loaded, program);
     let sources = loaded.sources();
     let mut problems = Vec::new();
     // (namespace, name, arity, position of the name, position of the namespace)

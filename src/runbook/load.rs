@@ -12,7 +12,11 @@ use std::rc::Rc;
 pub struct Loaded {
     pub file: SourceFile,
     pub engine: Engine,
+    /// What step closures are called with: the runbook's functions plus those of every module
+    /// it imported (see `callable`).
     pub ast: AST,
+    /// The runbook's own compiled script, for lints and docs.
+    pub script: AST,
     pub host: Rc<Host>,
     pub plan: Plan,
 }
@@ -34,10 +38,12 @@ pub fn load(file: SourceFile, prompter: Prompter) -> Result<Loaded> {
         .map_err(|e| Error::script(ScriptError::from_eval(&e, &host.sources)))?;
     let plan = host.plan.borrow().clone();
     validate(&plan, &file, &host.sources)?;
+    let callable = callable(&ast, &resolver, &file);
     Ok(Loaded {
         file,
         engine,
-        ast,
+        ast: callable,
+        script: ast,
         host,
         plan,
     })
@@ -55,6 +61,7 @@ pub fn bare(dir: &std::path::Path, prompter: Prompter) -> Loaded {
         file,
         engine,
         ast: AST::empty(),
+        script: AST::empty(),
         host,
         plan: Default::default(),
     }
@@ -64,6 +71,26 @@ pub fn bare(dir: &std::path::Path, prompter: Prompter) -> Loaded {
 pub fn import_modules(loaded: &mut Loaded, ast: &AST) -> Result<()> {
     let resolver = Resolver::new(loaded.file.dir(), loaded.host.sources.clone());
     register_imports(&mut loaded.engine, &resolver, ast, &loaded.host.sources)
+}
+
+/// The AST step closures are called with. A closure is looked up by its hash in the library of
+/// the AST it is called with; one written inside an imported module (a stdlib function that
+/// registers steps, like `rotation::steps`) lives in that module, not in the runbook. So the
+/// library is the runbook's functions, then every resolved module's functions: they keep
+/// their module's environment (its imports and its other functions), and the runbook's own
+/// functions win a name clash.
+fn callable(ast: &AST, resolver: &Resolver, file: &SourceFile) -> AST {
+    let modules = resolver.resolved();
+    if modules.is_empty() {
+        return ast.clone();
+    }
+    let mut lib = (**ast.shared_lib()).clone();
+    for (_, module) in &modules {
+        lib.fill_with(module);
+    }
+    let mut callable = AST::new_from_module(lib);
+    callable.set_source(file.name.as_str());
+    callable
 }
 
 /// An engine with every host module, for this runbook's folder.

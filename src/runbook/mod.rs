@@ -4,6 +4,9 @@
 pub mod ctx;
 pub mod lint;
 pub mod load;
+pub mod program;
+pub mod secret_flow;
+pub mod sop;
 pub mod source;
 
 pub use ctx::Ctx;
@@ -83,7 +86,14 @@ pub struct Step {
     pub confirm: Option<String>,
     /// What the step checks, for `show` and `doc`.
     pub checks: Vec<String>,
+    /// Why the step needs no undo although it writes (a restart, a test email).
+    pub no_undo: Option<String>,
+    /// A paragraph for `doc`: what the step does and why.
+    pub description: Option<String>,
     pub position: Position,
+    /// The script that declared the step: the runbook's file name, or a module such as
+    /// `<std/rotation>` when a stdlib function registered it.
+    pub source: String,
 }
 
 /// Everything a runbook declared.

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! RULE    = VENDOR [":" METHOD] [":" PATH] "=" ACTION {":" OPTION}
-//! VENDOR  = postmark | infisical | heroku | github | raptor
+//! VENDOR  = postmark | infisical | heroku | github | raptor | a scripted vendor's name
 //! METHOD  = GET | POST | PUT | PATCH | DELETE | *          (omitted = any)
 //! PATH    = "/..."  exact or segment prefix; "*" matches within one segment, "**" anything
 //! ACTION  = 3-digit status (the vendor's real error body) | drop | stall | malformed
@@ -72,7 +72,9 @@ pub struct FaultParseError {
     pub reason: String,
 }
 
-const VENDORS: [&str; 5] = ["postmark", "infisical", "heroku", "github", "raptor"];
+/// The simulators every sandbox runs; scripted vendors add their own names, so a fault's
+/// vendor is checked when the sandbox starts, against the scenario.
+pub const BUILT_IN_VENDORS: [&str; 5] = ["postmark", "infisical", "heroku", "github", "raptor"];
 const METHODS: [&str; 8] = [
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*",
 ];
@@ -89,10 +91,14 @@ impl FaultRule {
             .ok_or_else(|| err("missing '=' between the target and the action"))?;
         let mut parts = target.splitn(3, ':');
         let vendor = parts.next().unwrap_or_default().trim().to_lowercase();
-        if !VENDORS.contains(&vendor.as_str()) {
+        let well_formed = !vendor.is_empty()
+            && vendor
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !well_formed {
             return Err(err(&format!(
-                "unknown vendor '{vendor}' (one of {})",
-                VENDORS.join(", ")
+                "'{vendor}' is not a vendor name (built in: {}, or a scripted vendor's name)",
+                BUILT_IN_VENDORS.join(", ")
             )));
         }
         let mut method = None;
@@ -332,7 +338,7 @@ mod tests {
     fn rejects_nonsense_with_a_reason() {
         for bad in [
             "postmark",
-            "mailgun=500",
+            "mail gun=500",
             "postmark:FETCH=500",
             "postmark=teapot",
             "postmark=500:twice",

@@ -17,6 +17,7 @@ mod infisical;
 mod postmark;
 mod raptor;
 pub mod scenario;
+pub mod scripted;
 #[cfg(test)]
 pub(crate) mod testkit;
 
@@ -81,6 +82,8 @@ pub struct Urls {
     pub heroku: String,
     pub github: String,
     pub raptor: String,
+    /// Scripted vendors by name.
+    pub scripted: std::collections::BTreeMap<String, String>,
 }
 
 /// The credentials the simulators accept (sandbox data, not real secrets).
@@ -100,6 +103,7 @@ pub(crate) struct World {
     pub heroku: heroku::HerokuState,
     pub github: github::GithubState,
     pub raptor: raptor::RaptorState,
+    pub scripted: scripted::ScriptedState,
     pub requests: Vec<RequestRecord>,
 }
 
@@ -148,6 +152,24 @@ impl Sandbox {
         let heroku = heroku::HerokuState::from_scenario(&scenario.heroku, &tokens_of)?;
         let github = github::GithubState::from_scenario(&scenario.github, &tokens_of)?;
         let raptor = raptor::RaptorState::from_heroku(&heroku);
+        let scripted = scripted::ScriptedState::from_scenario(&scenario.scripted)
+            .map_err(|message| SandboxError::Scenario { message })?;
+        let mut vendors: Vec<&str> = faults::BUILT_IN_VENDORS.to_vec();
+        vendors.extend(scripted.names());
+        if let Some(f) = scenario
+            .faults
+            .iter()
+            .find(|f| !vendors.contains(&f.vendor.as_str()))
+        {
+            return Err(SandboxError::Scenario {
+                message: format!(
+                    "fault for unknown vendor '{}' (simulated vendors: {})",
+                    f.vendor,
+                    vendors.join(", ")
+                ),
+            });
+        }
+        let scripted_names = scripted.names();
         let creds = Credentials {
             heroku_api_key: scenario
                 .heroku
@@ -183,6 +205,7 @@ impl Sandbox {
                 heroku,
                 github,
                 raptor,
+                scripted,
                 requests: Vec::new(),
             }),
             faults: FaultSet::new(scenario.faults.clone()),
@@ -192,13 +215,16 @@ impl Sandbox {
             github_key: crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng),
         });
         let mut tasks = Vec::new();
-        let routers = [
+        let mut routers = vec![
             ("postmark", postmark::router(shared.clone())),
             ("infisical", infisical::router(shared.clone())),
             ("heroku", heroku::router(shared.clone())),
             ("github", github::router(shared.clone())),
             ("raptor", raptor::router(shared.clone())),
         ];
+        for (i, name) in scripted_names.iter().enumerate() {
+            routers.push((name, scripted::router(shared.clone(), i)));
+        }
         let mut urls = Urls::default();
         for (vendor, router) in routers {
             let (addr, task) = http::serve(vendor, router, shared.clone())
@@ -211,7 +237,16 @@ impl Sandbox {
                 "infisical" => urls.infisical = u,
                 "heroku" => urls.heroku = u,
                 "github" => urls.github = u,
-                _ => urls.raptor = u,
+                "raptor" => urls.raptor = u,
+                name => {
+                    shared.with_world(|w| {
+                        if let Some(v) = w.scripted.vendors.iter_mut().find(|v| v.spec.name == name)
+                        {
+                            v.url = u.clone();
+                        }
+                    });
+                    urls.scripted.insert(name.to_string(), u);
+                }
             }
         }
         let _ = shared.urls.set(urls.clone());
@@ -276,7 +311,19 @@ impl Sandbox {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(self.scripted_env())
         .collect()
+    }
+
+    /// `(ENV_VAR, url)` of every scripted vendor.
+    pub fn scripted_env(&self) -> Vec<(String, String)> {
+        self.shared.with_world(|w| {
+            w.scripted
+                .vendors
+                .iter()
+                .map(|v| (v.spec.env_var(), v.url.clone()))
+                .collect()
+        })
     }
 
     /// A `VendorConfig` aimed at the simulators, with the scenario's credentials.
@@ -390,6 +437,7 @@ impl Shared {
                 "github": w.github.to_json(),
                 "downstream": w.raptor.to_json(),
                 "downstream_401s": w.raptor.total_401s(),
+                "scripted": w.scripted.to_json(),
                 "requests": w.requests,
                 "faults": faults,
             })
@@ -429,7 +477,8 @@ pub(crate) fn vendor_error(vendor: &str, status: u16) -> Response {
         "infisical" => infisical::error_for_status(status),
         "heroku" => heroku::error_for_status(status),
         "github" => github::error_for_status(status),
-        _ => raptor::error_for_status(status),
+        "raptor" => raptor::error_for_status(status),
+        _ => scripted::error_for_status(status),
     }
 }
 
@@ -562,7 +611,8 @@ mod tests {
                 "heroku",
                 "infisical",
                 "postmark",
-                "requests"
+                "requests",
+                "scripted"
             ])
         );
         assert_eq!(st["postmark"]["servers"][0]["Name"], "raxx-prod");

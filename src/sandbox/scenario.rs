@@ -22,6 +22,9 @@ pub struct Scenario {
     pub heroku: HerokuScenario,
     #[serde(default)]
     pub github: GithubScenario,
+    /// Generic HTTP simulators declared in the file (see `sandbox::scripted`).
+    #[serde(default)]
+    pub scripted: Vec<super::scripted::ScriptedVendor>,
     #[serde(default, deserialize_with = "deserialize_rules")]
     pub faults: Vec<FaultRule>,
 }
@@ -220,6 +223,7 @@ impl Scenario {
                 ..HerokuScenario::default()
             },
             github: GithubScenario::default(),
+            scripted: Vec::new(),
             faults: Vec::new(),
         }
     }

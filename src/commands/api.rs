@@ -1,0 +1,123 @@
+//! `runbook api`: every function a script can call, with its signature, effect and doc,
+//! generated from the engine's metadata; `--definitions DIR` writes `.d.rhai` files.
+
+use crate::cli::ApiArgs;
+use crate::engine::reference::{self, ModuleDoc, Reference};
+use crate::error::{exit, Error, Result};
+use crate::ui;
+
+pub fn run(args: ApiArgs) -> Result<u8> {
+    if let Some(dir) = &args.definitions {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        let files = reference::definitions();
+        for (name, text) in &files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| Error::Write { path, source })?;
+        }
+        ui::err(&format!(
+            "wrote {} definition file(s) to {} (point your editor's rhai language server at it)",
+            files.len(),
+            dir.display()
+        ));
+        return Ok(exit::OK);
+    }
+    let reference = Reference::build();
+    let modules: Vec<&ModuleDoc> = match &args.module {
+        None => reference.modules.iter().collect(),
+        Some(name) => match reference.module(name) {
+            Some(m) => vec![m],
+            None => {
+                return Err(Error::usage(
+                    format!("no module named '{name}'"),
+                    format!("modules: {}", reference.names().join(", ")),
+                ))
+            }
+        },
+    };
+    let text = if args.json {
+        let v = serde_json::json!({ "modules": modules });
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    } else if args.markdown {
+        markdown(&modules)
+    } else {
+        plain(&modules)
+    };
+    ui::out(&text);
+    Ok(exit::OK)
+}
+
+fn heading(m: &ModuleDoc) -> String {
+    match m.kind {
+        "global" => "global functions".to_string(),
+        "methods" => format!("{} methods", m.name),
+        "stdlib" => format!("{} (stdlib: {})", m.name, m.import.as_deref().unwrap_or("")),
+        _ => format!("{} (host module)", m.name),
+    }
+}
+
+fn plain(modules: &[&ModuleDoc]) -> String {
+    let mut out = Vec::new();
+    for m in modules {
+        out.push(ui::bold(&heading(m)));
+        if !m.doc.is_empty() {
+            out.push(indent(&m.doc, "  "));
+        }
+        for f in &m.functions {
+            let effect = f
+                .effect
+                .map(|e| format!("  [{}]", e.as_str()))
+                .unwrap_or_default();
+            out.push(format!("  {}{effect}", f.signature));
+            if !f.doc.is_empty() {
+                out.push(indent(&f.doc, "      "));
+            }
+        }
+        out.push(String::new());
+    }
+    out.join("\n").trim_end().to_string()
+}
+
+fn indent(text: &str, pad: &str) -> String {
+    text.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The reference as Markdown; `docs/api.md` is this for every module.
+pub fn markdown(modules: &[&ModuleDoc]) -> String {
+    let mut out = vec![
+        "# Runbook API reference".to_string(),
+        String::new(),
+        "Every function a runbook can call, generated from the engine's metadata by `runbook api --markdown`.".to_string(),
+        "Effects: `none` (no effect outside the script), `operator` (asks the operator), `read` (reads a vendor; runs under `--dry-run`), `write` (changes vendor state; recorded, not performed, under `--dry-run`), `destructive` (a write that cannot be undone).".to_string(),
+    ];
+    for m in modules {
+        out.push(String::new());
+        out.push(format!("## {}", heading(m)));
+        if !m.doc.is_empty() {
+            out.push(String::new());
+            out.push(m.doc.clone());
+        }
+        if let Some(import) = &m.import {
+            out.push(String::new());
+            out.push(format!("```rhai\n{import}\n```"));
+        }
+        for f in &m.functions {
+            out.push(String::new());
+            out.push(format!("### `{}`", f.signature));
+            out.push(String::new());
+            let mut body = String::new();
+            if let Some(e) = f.effect {
+                body.push_str(&format!("Effect: `{}`. ", e.as_str()));
+            }
+            body.push_str(&f.doc.replace('\n', " "));
+            out.push(body.trim().to_string());
+        }
+    }
+    out.push(String::new());
+    out.join("\n")
+}

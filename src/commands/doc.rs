@@ -1,0 +1,52 @@
+//! `runbook doc`: a runbook as an SOP page, Markdown or standalone HTML.
+
+use crate::cli::DocArgs;
+use crate::error::{exit, Error, Result};
+use crate::prompt::Prompter;
+use crate::runbook::{self, sop, SourceFile};
+use crate::ui;
+use std::path::Path;
+
+/// How a page names its source: `runbooks/postmark.rhai`, wherever the command ran from, so
+/// the generated pages do not depend on the working directory.
+fn label(path: &Path) -> String {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match path.parent().and_then(|p| p.file_name()) {
+        Some(dir) => format!("{}/{file}", dir.to_string_lossy()),
+        None => file,
+    }
+}
+
+/// The SOP page of the runbook at `path`, as Markdown or HTML.
+pub fn render(path: &Path, html: bool) -> Result<String> {
+    let loaded = runbook::load(SourceFile::read(path)?, Prompter::silent())?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let blocks = sop::page(&loaded, &name, &label(path));
+    Ok(if html {
+        sop::html(&blocks, &loaded.plan.meta().title)
+    } else {
+        sop::markdown(&blocks)
+    })
+}
+
+pub fn run(args: DocArgs) -> Result<u8> {
+    let path = runbook::find(&args.runbook)?;
+    let text = render(&path, args.html)?;
+    match &args.output {
+        Some(out) => {
+            std::fs::write(out, format!("{text}\n")).map_err(|source| Error::Write {
+                path: out.clone(),
+                source,
+            })?;
+            ui::err(&format!("wrote {}", out.display()));
+        }
+        None => ui::out(&text),
+    }
+    Ok(exit::OK)
+}

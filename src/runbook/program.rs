@@ -1,0 +1,292 @@
+//! A runbook and the modules it imports, compiled for static analysis: which functions exist,
+//! and which host functions a step can reach through the functions it calls. `check`'s lints
+//! build on it; nothing here runs a script.
+
+use super::Loaded;
+use crate::engine::resolver::STDLIB;
+use rhai::{ASTNode, Expr, Position, Stmt, AST};
+use std::collections::{HashMap, HashSet};
+
+/// One compiled script: the runbook (unit 0) or a module it imports.
+pub struct Unit {
+    /// The name diagnostics use: the runbook's file name, or `<std/NAME>` / a module's path.
+    pub name: String,
+    pub ast: AST,
+    /// `import "..." as alias` of this script, alias → unit index.
+    pub imports: HashMap<String, usize>,
+}
+
+/// A call to a host function found in a script.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostCall {
+    /// `heroku::set_config`, or `print` for a global function.
+    pub function: String,
+    pub unit: usize,
+    pub position: Position,
+}
+
+/// A call found in a function body, resolved as far as static analysis can.
+#[derive(Debug, Clone)]
+enum Call {
+    Host(HostCall),
+    Script {
+        unit: usize,
+        name: String,
+        arity: usize,
+    },
+}
+
+/// The runbook and every module reachable through its imports.
+pub struct Program {
+    pub units: Vec<Unit>,
+    /// Host modules by name (`heroku`) and global host functions (`step`), from the registry.
+    host_modules: HashSet<String>,
+    host_globals: HashSet<String>,
+}
+
+impl Program {
+    pub fn new(loaded: &Loaded) -> Program {
+        let mut host_modules = HashSet::new();
+        let mut host_globals = HashSet::new();
+        for f in loaded.host.registry.borrow().iter() {
+            if f.module.is_empty() {
+                host_globals.insert(f.name.clone());
+            } else {
+                host_modules.insert(f.module.to_string());
+            }
+        }
+        let mut p = Program {
+            units: vec![Unit {
+                name: loaded.file.name.clone(),
+                ast: loaded.script.clone(),
+                imports: HashMap::new(),
+            }],
+            host_modules,
+            host_globals,
+        };
+        let mut by_path: HashMap<String, usize> = HashMap::new();
+        let dir = loaded.file.dir();
+        let mut i = 0;
+        while i < p.units.len() {
+            for (path, alias) in imports(&p.units[i].ast) {
+                let index = match by_path.get(&path) {
+                    Some(ix) => *ix,
+                    None => {
+                        let Some((name, text)) = module_text(&path, &dir) else {
+                            continue;
+                        };
+                        let Ok(ast) = loaded.engine.compile(&text) else {
+                            continue;
+                        };
+                        p.units.push(Unit {
+                            name,
+                            ast,
+                            imports: HashMap::new(),
+                        });
+                        by_path.insert(path.clone(), p.units.len() - 1);
+                        p.units.len() - 1
+                    }
+                };
+                p.units[i].imports.insert(alias, index);
+            }
+            i += 1;
+        }
+        p
+    }
+
+    pub fn runbook(&self) -> &Unit {
+        &self.units[0]
+    }
+
+    /// True when `unit` defines a script function `name` taking `arity` arguments.
+    pub fn defines(&self, unit: usize, name: &str, arity: usize) -> bool {
+        self.units[unit]
+            .ast
+            .iter_functions()
+            .any(|f| f.name == name && f.params.len() == arity)
+    }
+
+    /// Host calls in one function's body (not following other functions).
+    fn calls_in(&self, unit: usize, name: &str, arity: usize) -> Vec<Call> {
+        match function_body(&self.units[unit].ast, name, arity) {
+            Some(body) => self.calls_of(unit, &body),
+            None => Vec::new(),
+        }
+    }
+
+    /// Calls in the runbook's top level (outside any function).
+    fn top_level_calls(&self) -> Vec<Call> {
+        self.calls_of(0, &self.units[0].ast.clone_statements_only())
+    }
+
+    fn calls_of(&self, unit: usize, ast: &AST) -> Vec<Call> {
+        let mut out = Vec::new();
+        ast.walk(&mut |path: &[ASTNode]| {
+            // A closure written here runs as part of this code (a step's `filter(|k| ...)`,
+            // the steps a stdlib function registers): count what it calls too.
+            if let Some(ASTNode::Expr(Expr::DynamicConstant(v, _))) = path.last() {
+                if let Some(f) = v.read_lock::<rhai::FnPtr>() {
+                    let name = f.fn_name();
+                    if let Some(def) = self.units[unit]
+                        .ast
+                        .iter_functions()
+                        .find(|d| d.name == name)
+                    {
+                        out.push(Call::Script {
+                            unit,
+                            name: name.to_string(),
+                            arity: def.params.len(),
+                        });
+                    }
+                }
+            }
+            let call = match path.last() {
+                Some(ASTNode::Expr(Expr::FnCall(c, pos))) => Some((c, *pos)),
+                Some(ASTNode::Stmt(Stmt::FnCall(c, pos))) => Some((c, *pos)),
+                _ => None,
+            };
+            if let Some((c, pos)) = call {
+                if c.op_token.is_none() {
+                    if let Some(call) = self.resolve(unit, c, pos) {
+                        out.push(call);
+                    }
+                }
+            }
+            true
+        });
+        out
+    }
+
+    fn resolve(&self, unit: usize, c: &rhai::FnCallExpr, pos: Position) -> Option<Call> {
+        let name = c.name.to_string();
+        let arity = c.args.len();
+        if c.namespace.is_empty() {
+            if self.defines(unit, &name, arity) {
+                return Some(Call::Script { unit, name, arity });
+            }
+            if self.host_globals.contains(&name) || name == "print" || name == "debug" {
+                return Some(Call::Host(HostCall {
+                    function: name,
+                    unit,
+                    position: pos,
+                }));
+            }
+            return None;
+        }
+        let ns = c.namespace.root().to_string();
+        if let Some(target) = self.units[unit].imports.get(&ns) {
+            return Some(Call::Script {
+                unit: *target,
+                name,
+                arity,
+            });
+        }
+        if self.host_modules.contains(&ns) {
+            return Some(Call::Host(HostCall {
+                function: format!("{ns}::{name}"),
+                unit,
+                position: pos,
+            }));
+        }
+        None
+    }
+
+    /// Every host call reachable from function `name`/`arity` of `unit`, following the script
+    /// functions it calls (closures passed around and called with `call` are not followed).
+    pub fn reachable_from(&self, unit: usize, name: &str, arity: usize) -> Vec<HostCall> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        self.collect(self.calls_in(unit, name, arity), &mut seen, &mut out);
+        out
+    }
+
+    /// Every host call reachable from the runbook: its top level, every function it defines
+    /// (closures included) and what they call.
+    pub fn reachable_from_runbook(&self) -> Vec<HostCall> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        self.collect(self.top_level_calls(), &mut seen, &mut out);
+        let fns: Vec<(String, usize)> = self.units[0]
+            .ast
+            .iter_functions()
+            .map(|f| (f.name.to_string(), f.params.len()))
+            .collect();
+        for (name, arity) in fns {
+            if seen.insert((0, name.clone(), arity)) {
+                self.collect(self.calls_in(0, &name, arity), &mut seen, &mut out);
+            }
+        }
+        out
+    }
+
+    fn collect(
+        &self,
+        calls: Vec<Call>,
+        seen: &mut HashSet<(usize, String, usize)>,
+        out: &mut Vec<HostCall>,
+    ) {
+        for call in calls {
+            match call {
+                Call::Host(h) => out.push(h),
+                Call::Script { unit, name, arity } => {
+                    if seen.insert((unit, name.clone(), arity)) {
+                        let inner = self.calls_in(unit, &name, arity);
+                        self.collect(inner, seen, out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An AST holding only function `name`/`arity` of `ast`, to walk its body alone.
+/// (`AST::clone_functions_only_filtered` cannot do it: rhai 1.27 copies every function when
+/// the target library is empty.)
+pub fn function_body(ast: &AST, name: &str, arity: usize) -> Option<AST> {
+    let (.., def) = ast
+        .shared_lib()
+        .iter_script_fn_info()
+        .find(|(_, _, n, a, _)| *n == name && *a == arity)?;
+    let mut lib = rhai::Module::new();
+    lib.set_script_fn(def.clone());
+    Some(AST::new_from_module(lib))
+}
+
+/// Every body of a script: its top level, then each function (closures included), alone.
+pub fn bodies(ast: &AST) -> Vec<AST> {
+    let mut v = vec![ast.clone_statements_only()];
+    for f in ast.iter_functions() {
+        if let Some(body) = function_body(ast, f.name, f.params.len()) {
+            v.push(body);
+        }
+    }
+    v
+}
+
+/// `import "path" as alias` statements at the top of a script.
+fn imports(ast: &AST) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for stmt in ast.statements() {
+        if let Stmt::Import(x, _) = stmt {
+            if let (Expr::StringConstant(p, _), alias) = (&x.0, &x.1) {
+                if !alias.name.is_empty() {
+                    out.push((p.to_string(), alias.name.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The text of an imported module: the stdlib, or a file next to the runbook.
+fn module_text(path: &str, dir: &std::path::Path) -> Option<(String, String)> {
+    if let Some((_, text)) = STDLIB.iter().find(|(n, _)| *n == path) {
+        return Some((format!("<{path}>"), (*text).to_string()));
+    }
+    let mut f = dir.join(path);
+    if f.extension().is_none() {
+        f.set_extension("rhai");
+    }
+    let text = std::fs::read_to_string(&f).ok()?;
+    Some((f.display().to_string(), text))
+}

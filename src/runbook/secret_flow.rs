@@ -1,0 +1,389 @@
+//! Where secret values flow in a runbook, statically: enough to catch a secret put into a URL
+//! and a credential printed as plain text. Flow-insensitive and name-based where the origin
+//! is unknown; it errs towards silence rather than noise.
+//!
+//! A `Secret` printed is masked, so printing one is fine. What leaks is credential material
+//! that never became a `Secret`: a field of an `http::` response (a key an API just created)
+//! read without declaring it in `secrets: [...]`.
+
+use super::program::{bodies, Program};
+use rhai::{ASTNode, Expr, Position, Stmt, AST};
+use std::collections::{HashMap, HashSet};
+
+/// What static analysis knows about a value.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Unknown,
+    /// A `Secret`: masked when printed, refused in strings bound for a vendor.
+    Secret,
+    /// Credential material as a plain string; says where it came from.
+    Plain(String),
+    /// `infisical::secret(...)`: its `value` is a Secret.
+    Record,
+    /// `heroku::config(app)`: every value is a Secret.
+    SecretMap,
+    /// An `http::` response, with the field paths declared in `secrets`.
+    Response(Vec<String>),
+    /// Part of a response's `json` at a dotted path.
+    Json(Vec<String>, String),
+    Ctx,
+    Params,
+}
+
+/// A place where a secret reaches somewhere it should not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A Secret or credential in an `http::` URL or query.
+    InUrl {
+        function: String,
+        what: String,
+        position: Position,
+    },
+    /// A credential that is not a Secret, printed.
+    InPrint { what: String, position: Position },
+}
+
+/// Names of values that hold credentials, when nothing better is known.
+pub fn credential_like(name: &str) -> bool {
+    let n = name.to_lowercase();
+    let not = [
+        "_id", "_ids", "_name", "_at", "_count", "_version", "_url", "_type", "_path",
+    ];
+    if not.iter().any(|s| n.ends_with(s)) {
+        return false;
+    }
+    let words = [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "credential",
+        "apikey",
+        "api_key",
+        "private_key",
+    ];
+    n == "key" || n.ends_with("_key") || words.iter().any(|w| n.contains(w))
+}
+
+enum Seg {
+    Prop(String),
+    Method(String),
+    Other,
+}
+
+/// `root.a["b"].c()` as the root expression and its segments.
+fn chain(e: &Expr) -> Option<(&Expr, Vec<Seg>)> {
+    fn after_dot(e: &Expr, out: &mut Vec<Seg>) {
+        match e {
+            Expr::Property(p, _) => out.push(Seg::Prop(p.2.to_string())),
+            Expr::MethodCall(c, _) => out.push(Seg::Method(c.name.to_string())),
+            Expr::Dot(x, _, _) => {
+                after_dot(&x.lhs, out);
+                after_dot(&x.rhs, out);
+            }
+            Expr::Index(x, _, _) => {
+                after_dot(&x.lhs, out);
+                index(&x.rhs, out);
+            }
+            _ => out.push(Seg::Other),
+        }
+    }
+    fn index(e: &Expr, out: &mut Vec<Seg>) {
+        let key = |k: &Expr| match k {
+            Expr::StringConstant(s, _) => Seg::Prop(s.to_string()),
+            _ => Seg::Other,
+        };
+        match e {
+            Expr::Dot(x, _, _) => {
+                out.push(key(&x.lhs));
+                after_dot(&x.rhs, out);
+            }
+            Expr::Index(x, _, _) => {
+                out.push(key(&x.lhs));
+                index(&x.rhs, out);
+            }
+            other => out.push(key(other)),
+        }
+    }
+    let mut segs = Vec::new();
+    match e {
+        Expr::Dot(x, _, _) => {
+            after_dot(&x.rhs, &mut segs);
+            Some((&x.lhs, segs))
+        }
+        Expr::Index(x, _, _) => {
+            index(&x.rhs, &mut segs);
+            Some((&x.lhs, segs))
+        }
+        _ => None,
+    }
+}
+
+/// Everything the analysis carries across functions.
+struct Facts {
+    /// `ctx.NAME` values known to be secrets (assigned from a secret anywhere).
+    ctx: HashMap<String, Kind>,
+    secret_params: HashSet<String>,
+    /// Host functions that return a Secret.
+    secret_returning: HashSet<String>,
+}
+
+impl Facts {
+    fn kind(&self, e: &Expr, env: &HashMap<String, Kind>) -> Kind {
+        match e {
+            Expr::Variable(x, _, _) => {
+                let name = x.1.as_str();
+                env.get(name).cloned().unwrap_or(if name == "ctx" {
+                    Kind::Ctx
+                } else {
+                    Kind::Unknown
+                })
+            }
+            Expr::FnCall(c, _) if c.op_token.is_some() => {
+                // `a + b` and friends: text built from a credential is a credential.
+                let kinds: Vec<Kind> = c.args.iter().map(|a| self.kind(a, env)).collect();
+                kinds
+                    .into_iter()
+                    .find(|k| matches!(k, Kind::Plain(_)))
+                    .unwrap_or(Kind::Unknown)
+            }
+            Expr::FnCall(c, _) => {
+                if c.namespace.is_empty() {
+                    return Kind::Unknown;
+                }
+                let q = format!("{}::{}", c.namespace.root(), c.name);
+                match q.as_str() {
+                    "infisical::secret" => Kind::Record,
+                    "heroku::config" => Kind::SecretMap,
+                    _ if q.starts_with("http::") => Kind::Response(declared_secrets(&c.args)),
+                    _ if self.secret_returning.contains(&q) => Kind::Secret,
+                    _ => Kind::Unknown,
+                }
+            }
+            Expr::InterpolatedString(parts, _) => {
+                let kinds: Vec<Kind> = parts.iter().map(|p| self.kind(p, env)).collect();
+                if let Some(p) = kinds.iter().find(|k| matches!(k, Kind::Plain(_))) {
+                    return p.clone();
+                }
+                if kinds.contains(&Kind::Secret) {
+                    return Kind::Secret;
+                }
+                Kind::Unknown
+            }
+            Expr::Dot(..) | Expr::Index(..) => match chain(e) {
+                Some((root, segs)) => {
+                    let mut k = self.kind(root, env);
+                    for s in &segs {
+                        k = self.step(k, s);
+                    }
+                    k
+                }
+                None => Kind::Unknown,
+            },
+            _ => Kind::Unknown,
+        }
+    }
+
+    fn step(&self, k: Kind, seg: &Seg) -> Kind {
+        let prop = match seg {
+            Seg::Prop(p) => Some(p.as_str()),
+            Seg::Method(m) => {
+                return match (&k, m.as_str()) {
+                    (Kind::Plain(_), "to_string" | "trim" | "to_lower" | "to_upper") => k,
+                    _ => Kind::Unknown,
+                };
+            }
+            Seg::Other => None,
+        };
+        match (k, prop) {
+            (Kind::Ctx, Some("params")) => Kind::Params,
+            (Kind::Ctx, Some(p)) => match self.ctx.get(p) {
+                Some(k) => k.clone(),
+                None if credential_like(p) => Kind::Secret,
+                None => Kind::Unknown,
+            },
+            (Kind::Params, Some(p)) if self.secret_params.contains(p) => Kind::Secret,
+            (Kind::Record, Some("value")) => Kind::Secret,
+            (Kind::SecretMap, _) => Kind::Secret,
+            (Kind::Response(s), Some("json")) => Kind::Json(s, String::new()),
+            (Kind::Json(s, path), p) => {
+                let name = p.unwrap_or("*");
+                let full = if path.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                };
+                if s.contains(&full) {
+                    Kind::Secret
+                } else if credential_like(name) {
+                    Kind::Plain(format!(
+                        "the http:: response field '{full}' (not declared in `secrets`)"
+                    ))
+                } else {
+                    Kind::Json(s, full)
+                }
+            }
+            _ => Kind::Unknown,
+        }
+    }
+}
+
+/// `secrets: ["a", "b.c"]` in an `http::` call's options map.
+fn declared_secrets(args: &[Expr]) -> Vec<String> {
+    let Some(Expr::Map(m, _)) = args.get(1) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (ident, value) in &m.0 {
+        if ident.name == "secrets" {
+            if let Expr::Array(items, _) = value {
+                for i in items.iter() {
+                    if let Expr::StringConstant(s, _) = i {
+                        out.push(s.to_string());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(v) = m.1.get("secrets") {
+        if let Some(a) = v.read_lock::<rhai::Array>() {
+            out.extend(a.iter().map(|x| x.to_string()));
+        }
+    }
+    out
+}
+
+/// Walks one body in source order, tracking local variables; `on_call` sees every call
+/// with the variables known at that point.
+fn walk_body(
+    facts: &Facts,
+    body: &AST,
+    mut on_assign_ctx: impl FnMut(&str, Kind),
+    mut on_call: impl FnMut(&rhai::FnCallExpr, Position, &HashMap<String, Kind>),
+) {
+    let mut env: HashMap<String, Kind> = HashMap::new();
+    body.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Var(x, _, _))) => {
+                let k = facts.kind(&x.1, &env);
+                env.insert(x.0.name.to_string(), k);
+            }
+            Some(ASTNode::Stmt(Stmt::Assignment(x))) => {
+                let (lhs, rhs) = (&x.1.lhs, &x.1.rhs);
+                let k = facts.kind(rhs, &env);
+                match lhs {
+                    Expr::Variable(v, _, _) => {
+                        env.insert(v.1.to_string(), k);
+                    }
+                    _ => {
+                        if let Some((Expr::Variable(root, _, _), segs)) = chain(lhs) {
+                            if root.1 == "ctx" && segs.len() == 1 {
+                                if let Seg::Prop(p) = &segs[0] {
+                                    on_assign_ctx(p, k);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Some(ASTNode::Expr(Expr::FnCall(c, pos)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(c, pos))) => {
+                on_call(c, *pos, &env);
+            }
+            _ => {}
+        }
+        true
+    });
+}
+
+/// The secret-flow findings of the runbook (unit 0) of `program`.
+pub fn analyse(
+    program: &Program,
+    secret_params: HashSet<String>,
+    secret_returning: HashSet<String>,
+) -> Vec<Finding> {
+    let mut facts = Facts {
+        ctx: HashMap::new(),
+        secret_params,
+        secret_returning,
+    };
+    // What each ctx value holds, from every assignment in every unit (a stdlib step sets
+    // ctx.old_value); twice, so values assigned from other ctx values settle.
+    for _ in 0..2 {
+        let mut found: Vec<(String, Kind)> = Vec::new();
+        for unit in &program.units {
+            for body in bodies(&unit.ast) {
+                walk_body(
+                    &facts,
+                    &body,
+                    |p, k| found.push((p.to_string(), k)),
+                    |_, _, _| {},
+                );
+            }
+        }
+        for (p, k) in found {
+            let known = matches!(k, Kind::Secret | Kind::Plain(_));
+            if known || !facts.ctx.contains_key(&p) {
+                facts.ctx.insert(p, k);
+            }
+        }
+    }
+    let mut findings = Vec::new();
+    let http_is_host = !program.runbook().imports.contains_key("http");
+    for body in bodies(&program.runbook().ast) {
+        walk_body(
+            &facts,
+            &body,
+            |_, _| {},
+            |c, pos, env| {
+                let plain_ns = c.namespace.is_empty();
+                if plain_ns && (c.name == "print" || c.name == "debug") {
+                    if let Some(Kind::Plain(what)) = c.args.first().map(|a| facts.kind(a, env)) {
+                        findings.push(Finding::InPrint {
+                            what,
+                            position: pos,
+                        });
+                    }
+                    return;
+                }
+                if plain_ns || !http_is_host || c.namespace.root() != "http" {
+                    return;
+                }
+                let function = format!("http::{}", c.name);
+                let url = c.args.first().map(|a| facts.kind(a, env));
+                let mut what = match url {
+                    Some(Kind::Secret) => Some("a Secret in the URL".to_string()),
+                    Some(Kind::Plain(w)) => Some(format!("{w} in the URL")),
+                    _ => None,
+                };
+                if what.is_none() {
+                    what = query_secret(&facts, c.args.get(1), env);
+                }
+                if let Some(what) = what {
+                    findings.push(Finding::InUrl {
+                        function,
+                        what,
+                        position: pos,
+                    });
+                }
+            },
+        );
+    }
+    findings
+}
+
+/// A Secret or credential among the values of `query: #{...}` in an options map literal.
+fn query_secret(facts: &Facts, opts: Option<&Expr>, env: &HashMap<String, Kind>) -> Option<String> {
+    let Some(Expr::Map(m, _)) = opts else {
+        return None;
+    };
+    let (_, query) = m.0.iter().find(|(i, _)| i.name == "query")?;
+    let Expr::Map(q, _) = query else {
+        return None;
+    };
+    q.0.iter().find_map(|(key, v)| match facts.kind(v, env) {
+        Kind::Secret => Some(format!("a Secret in the query parameter '{}'", key.name)),
+        Kind::Plain(w) => Some(format!("{w} in the query parameter '{}'", key.name)),
+        _ => None,
+    })
+}

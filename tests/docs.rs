@@ -1,0 +1,313 @@
+//! `runbook doc` and `runbook api`: the SOP pages and the API reference are generated, and
+//! the copies in docs/ are never stale.
+
+use crate::support::Test;
+use serde_json::Value;
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shipped_runbooks() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("runbooks"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// docs/runbooks/NAME.md is exactly what `runbook doc NAME` prints, for every shipped runbook,
+/// and docs/api.md is `runbook api --markdown`.
+#[test]
+fn generated_docs_are_up_to_date() {
+    let mut stale = Vec::new();
+    for name in shipped_runbooks() {
+        let out = Test::new()
+            .args(&[
+                "doc",
+                &root()
+                    .join(format!("runbooks/{name}.rhai"))
+                    .display()
+                    .to_string(),
+            ])
+            .run();
+        out.code(0);
+        let file = format!("docs/runbooks/{name}.md");
+        let committed = std::fs::read_to_string(root().join(&file)).unwrap_or_default();
+        if committed != out.stdout {
+            stale.push(format!(
+                "{file}: regenerate with `cargo run -- doc {name} -o {file}`"
+            ));
+        }
+    }
+    let api = Test::new().args(&["api", "--markdown"]).run();
+    api.code(0);
+    if std::fs::read_to_string(root().join("docs/api.md")).unwrap_or_default() != api.stdout {
+        stale.push(
+            "docs/api.md: regenerate with `cargo run -- api --markdown > docs/api.md`".into(),
+        );
+    }
+    let documented: Vec<String> = std::fs::read_dir(root().join("docs/runbooks"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for d in documented {
+        if !shipped_runbooks().contains(&d) {
+            stale.push(format!(
+                "docs/runbooks/{d}.md documents no runbook: delete it"
+            ));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "generated docs are stale:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn postmark_sop_page_has_every_section() {
+    let out = Test::new()
+        .env(
+            "RUNBOOK_PATH",
+            &root().join("runbooks").display().to_string(),
+        )
+        .args(&["doc", "postmark"])
+        .run();
+    out.code(0);
+    for needle in [
+        "# Rotate the Postmark server API token",
+        "> Generated from `runbooks/postmark.rhai` by `runbook doc`",
+        "- **Secret:** `POSTMARK_SERVER_TOKEN`",
+        "- **Mode:** operator-assisted",
+        "- **Role:** ops",
+        "- **Cadence:** every 180 days",
+        "- **Average duration:** 6m",
+        "- **Last validated:** 2026-04-24 UTC (read-only-docs)",
+        "## When to run\n\n- Scheduled rotation",
+        "## Parameters",
+        "| `server_name` | `\"raxx-prod\"` | Postmark server whose token is rotated",
+        "## Prerequisites\n\n- [ ] Postmark dashboard access",
+        "## Steps",
+        "### 1. Pre-rotation checks: the current token works (`precheck`)",
+        "Checks:\n\n- GET /server with the current token returns the expected server Name",
+        "### 4. Store the new token in Infisical (`store`)",
+        "Undo (run by rollback):\n\n```rhai\n// Restore the previous version's value (Infisical keeps history).",
+        "No undo needed: a sent email cannot be unsent",
+        "No undo needed: restarts, Raptor's test email and reading logs change nothing",
+        "### 7. Revoke the old token (`revoke`)",
+        "**Asks for confirmation:** Delete the OLD token in the Postmark dashboard now?",
+        "**Irreversible — the point of no return.** The old token is deleted and cannot be restored.",
+        "<details><summary>What the step runs</summary>",
+        "// curl -H \"X-Postmark-Server-Token: $CURRENT_TOKEN\" https://api.postmarkapp.com/server | jq .Name",
+        "## Rollback\n\n- Until step 7 (revoke), both old and new tokens are valid.",
+        "## Gotchas\n\n- Max 3 active tokens per server.",
+        "## References\n\n- How to cycle a server token: https://postmarkapp.com/support/article/1293-how-to-cycle-a-server-api-token",
+    ] {
+        out.stdout_has(needle);
+    }
+    // Steps in order, numbered.
+    let steps: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("### "))
+        .collect();
+    assert_eq!(steps.len(), 8);
+    assert!(steps[7].starts_with("### 8. Audit log entry"));
+}
+
+#[test]
+fn stdlib_steps_show_the_runbooks_own_closures() {
+    let out = Test::new()
+        .args(&[
+            "doc",
+            &root().join("runbooks/sendgrid.rhai").display().to_string(),
+        ])
+        .run();
+    out.code(0)
+        .stdout_has("Undo: provided by `std/rotation` (run by rollback).")
+        .stdout_has(
+            "<details><summary>The runbook's <code>create</code>, which the step calls</summary>",
+        )
+        .stdout_has("// POST /v3/api_keys {name, scopes}: the only answer that ever shows the key.")
+        .stdout_has(
+            "<details><summary>The runbook's <code>discard</code>, which the undo calls</summary>",
+        );
+}
+
+#[test]
+fn html_is_a_standalone_escaped_page() {
+    let out = Test::new()
+        .args(&[
+            "doc",
+            &root().join("runbooks/postmark.rhai").display().to_string(),
+            "--html",
+        ])
+        .run();
+    out.code(0)
+        .stdout_has("<!doctype html>")
+        .stdout_has("<title>Rotate the Postmark server API token</title>")
+        .stdout_has("<h3>7. Revoke the old token (<code>revoke</code>)</h3>")
+        .stdout_has("<strong>Irreversible — the point of no return.</strong>")
+        .stdout_has("<a href=\"https://postmarkapp.com/developer/api/server-api\">")
+        .stdout_has("<li><label><input type=\"checkbox\"> Postmark dashboard access")
+        // Code is escaped, never interpreted.
+        .stdout_has("&quot;X-Postmark-Server-Token: $CURRENT_TOKEN&quot;");
+    assert!(out.stdout.trim_end().ends_with("</html>"));
+    assert!(!out.stdout.contains("```"));
+}
+
+#[test]
+fn doc_writes_a_file_with_output() {
+    let out = Test::new()
+        .args(&[
+            "doc",
+            &root()
+                .join("runbooks/infisical-sync.rhai")
+                .display()
+                .to_string(),
+            "-o",
+            "sync.md",
+        ])
+        .run();
+    out.code(0).stderr_has("wrote sync.md");
+    let text = std::fs::read_to_string(out.dir.path().join("sync.md")).unwrap();
+    assert!(text.starts_with("# Re-sync a secret from Infisical to every consumer\n"));
+}
+
+fn api_json() -> Value {
+    let out = Test::new().args(&["api", "--json"]).run();
+    out.code(0);
+    out.json()
+}
+
+fn module<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no module {name}"))
+}
+
+fn function<'a>(m: &'a Value, name: &str) -> &'a Value {
+    m["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no function {name} in {}", m["name"]))
+}
+
+#[test]
+fn api_json_lists_every_module_with_signatures_effects_and_docs() {
+    let v = api_json();
+    let names: Vec<&str> = v["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(&names[..2], ["global", "StepHandle"]);
+    for expected in [
+        "Ctx",
+        "Secret",
+        "secret",
+        "time",
+        "prompt",
+        "audit",
+        "postmark",
+        "infisical",
+        "heroku",
+        "github",
+        "http",
+        "checks",
+        "consumers",
+        "rotation",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let set_config = function(module(&v, "heroku"), "set_config");
+    assert_eq!(
+        set_config["signature"],
+        "heroku::set_config(apps: string | Array, vars: Map) -> Map"
+    );
+    assert_eq!(set_config["effect"], "write");
+    assert_eq!(set_config["returns"], "Map");
+    assert_eq!(
+        set_config["params"],
+        serde_json::json!(["apps: string | Array", "vars: Map"])
+    );
+    assert_eq!(
+        function(module(&v, "http"), "delete")["effect"],
+        "destructive"
+    );
+    let undo = function(module(&v, "StepHandle"), "undo");
+    assert_eq!(
+        undo["signature"],
+        "StepHandle.undo(body: Fn(ctx)) -> StepHandle"
+    );
+
+    let rotation = module(&v, "rotation");
+    assert_eq!(rotation["kind"], "stdlib");
+    assert_eq!(rotation["import"], "import \"std/rotation\" as rotation;");
+    let steps = function(rotation, "steps");
+    assert_eq!(steps["signature"], "rotation::steps(spec)");
+    assert!(steps.get("effect").is_none());
+    // Nothing undocumented, host or stdlib; no closure or private helper listed.
+    for m in v["modules"].as_array().unwrap() {
+        for f in m["functions"].as_array().unwrap() {
+            let name = f["name"].as_str().unwrap();
+            assert!(
+                !f["doc"].as_str().unwrap().is_empty(),
+                "{} has no doc",
+                f["signature"]
+            );
+            assert!(!name.starts_with("anon$") && name != "options", "{name}");
+        }
+    }
+}
+
+#[test]
+fn api_module_filter_markdown_and_unknown_module() {
+    let out = Test::new().args(&["api", "std/checks"]).run();
+    out.code(0)
+        .stdout_has("checks (stdlib: import \"std/checks\" as checks;)")
+        .stdout_has("  checks::wait_until(condition, options)");
+    assert!(!out.stdout.contains("heroku::"));
+    let out = Test::new().args(&["api", "heroku", "--markdown"]).run();
+    out.code(0)
+        .stdout_has("## heroku (host module)")
+        .stdout_has("### `heroku::restart(apps: string | Array) -> Map`\n\nEffect: `write`.");
+    let out = Test::new().args(&["api", "mailgun"]).run();
+    out.code(2)
+        .stderr_has("no module named 'mailgun'")
+        .stderr_has("modules: global, StepHandle,");
+}
+
+#[test]
+fn api_definitions_writes_d_rhai_files_for_editors() {
+    let out = Test::new().args(&["api", "--definitions", "defs"]).run();
+    out.code(0).stderr_has("definition file(s) to defs");
+    let read = |f: &str| std::fs::read_to_string(out.dir.path().join("defs").join(f)).unwrap();
+    let heroku = read("heroku.d.rhai");
+    assert!(heroku.starts_with("module heroku;"));
+    assert!(heroku
+        .contains("/// Effect: write.\nfn set_config(apps: string | Array, vars: map) -> map;"));
+    let rotation = read("rotation.d.rhai");
+    assert!(rotation.starts_with("module rotation;\n"));
+    assert!(rotation.contains("/// Registers the eight rotation steps"));
+    assert!(rotation.contains("fn steps(spec: ?) -> ?;"));
+    assert!(!rotation.contains("anon$"));
+    assert!(read("__static__.d.rhai")
+        .contains("fn step(id: string, title: string, body: Fn(ctx)) -> StepHandle;"));
+}

@@ -1,0 +1,294 @@
+//! The runbooks written with the stdlib and `http::` only (SendGrid key rotation, Infisical
+//! re-sync), end to end against the sandbox with the scenarios they ship.
+
+use crate::support::{Output, Test};
+use serde_json::Value;
+
+const SG_CURRENT: &str = "SG.sandbox-current-key.00000000000000000000000";
+const SG_PREVIOUS: &str = "SG.sandbox-previous-key.0000000000000000000000";
+const SG_ADMIN: &str = "SG.sandbox-admin-key.000000000000000000000000";
+const SG_OLD_ID: &str = "kC9vQ3sWQY6v0u1m2o3p4q";
+const SYNC_STALE: &str = "5a1dbe0c-0000-4000-8000-0000000005a1";
+
+/// `runbook exec NAME --sandbox` from the repo's runbooks, with the scenario found next to
+/// the runbook (no --scenario).
+fn exec(name: &str, extra: &[&str]) -> Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = vec![
+        "exec",
+        name,
+        "--sandbox",
+        "--sandbox-state",
+        "sandbox.json",
+        "--actor",
+        "ops-test",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&args)
+        .run()
+}
+
+fn keys(state: &Value) -> Vec<Value> {
+    state["scripted"]["sendgrid"]["collections"]["api_keys"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn versions(state: &Value, name: &str) -> Vec<String> {
+    state["infisical"]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["secretKey"] == name)
+        .unwrap_or_else(|| panic!("no secret {name}"))["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["secretValue"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn config(state: &Value, app: &str, var: &str) -> String {
+    state["heroku"]["apps"][app]["config_vars"][var]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn assert_no_key_leaks(out: &Output, extra: &[&str]) {
+    for v in [SG_CURRENT, SG_PREVIOUS, SG_ADMIN].iter().chain(extra) {
+        out.assert_absent(v);
+    }
+}
+
+#[test]
+fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
+    let out = exec("sendgrid", &["--yes"]);
+    out.code(0);
+    assert_eq!(out.json()["status"], "succeeded");
+    out.stderr_has("sandbox: scenario ")
+        .stderr_has("runbooks/sandbox/sendgrid.toml");
+    let state = out.read_json("sandbox.json");
+
+    let keys = keys(&state);
+    let names: Vec<&str> = keys.iter().map(|k| k["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["runbook-key-manager", "raxx-prod-mail"]);
+    let new = &keys[1];
+    assert_ne!(new["api_key_id"], SG_OLD_ID, "the old key is deleted");
+    assert_eq!(
+        new["scopes"],
+        serde_json::json!(["mail.send"]),
+        "same scopes"
+    );
+    let new_key = new["api_key"].as_str().unwrap();
+
+    assert_eq!(
+        versions(&state, "SENDGRID_API_KEY"),
+        [SG_PREVIOUS, SG_CURRENT, new_key]
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(config(&state, app, "SENDGRID_API_KEY"), new_key, "{app}");
+        assert!(state["heroku"]["apps"][app]["restarts"].as_u64().unwrap() >= 1);
+    }
+    // The old key was refused once it was deleted (the runbook checks it).
+    let refused = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["vendor"] == "sendgrid" && r["path"] == "/v3/scopes" && r["status"] == 401);
+    assert!(refused);
+
+    let audit = out.audit();
+    let done: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["action"] == "secret.rotate.completed")
+        .collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["actor"], "ops-test");
+    assert_eq!(done[0]["context"]["vendor"], "SendGrid");
+    assert_eq!(done[0]["context"]["method"], "sendgrid-api");
+    assert_eq!(done[0]["context"]["old_version"], 2);
+    assert_eq!(done[0]["context"]["new_version"], 3);
+    assert_no_key_leaks(&out, &[new_key]);
+}
+
+#[test]
+fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
+    let out = exec(
+        "sendgrid",
+        &[
+            "--yes",
+            "--fault",
+            "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:times=4",
+        ],
+    );
+    out.code(1);
+    let report = out.json();
+    assert_eq!(report["status"], "rolled_back");
+    assert_eq!(report["failed_step"], "propagate");
+    let state = out.read_json("sandbox.json");
+    // Back where it started: the old key is the only app key, everywhere.
+    let ids: Vec<String> = keys(&state)
+        .iter()
+        .map(|k| k["api_key_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, [SG_OLD_ID, "aD7mK2pLr8sT1u2v3w4x5y"]);
+    assert_eq!(
+        versions(&state, "SENDGRID_API_KEY").last().unwrap(),
+        SG_CURRENT
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(config(&state, app, "SENDGRID_API_KEY"), SG_CURRENT, "{app}");
+    }
+    let statuses: Vec<(&str, &str)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("precheck", "completed"),
+            ("create", "undone"),
+            ("validate", "completed"),
+            ("store", "undone"),
+            ("propagate", "undone"),
+            ("verify", "not_run"),
+            ("revoke", "not_run"),
+            ("audit", "not_run"),
+        ]
+    );
+    assert_no_key_leaks(&out, &[]);
+}
+
+#[test]
+fn sendgrid_dry_run_plans_every_write_and_changes_nothing() {
+    let out = exec("sendgrid", &["--dry-run"]);
+    out.code(0);
+    let planned: Vec<String> = out.json()["planned_writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {}",
+                w["step"].as_str().unwrap(),
+                w["function"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            "create http::post",
+            "store infisical::set_secret",
+            "propagate heroku::set_config",
+            "verify heroku::restart",
+            "revoke http::delete",
+            "audit audit::log",
+        ]
+    );
+    out.stderr_has("[dry-run] not sent: GET ");
+    let state = out.read_json("sandbox.json");
+    assert_eq!(keys(&state).len(), 2);
+    assert_eq!(versions(&state, "SENDGRID_API_KEY").len(), 2);
+    assert!(out.audit().is_empty());
+    assert_no_key_leaks(&out, &[]);
+}
+
+#[test]
+fn infisical_sync_fixes_only_the_consumers_that_differ_and_verifies_them() {
+    let out = exec(
+        "infisical-sync",
+        &["--yes", "--param", "github_repos=raxx/raptor"],
+    );
+    out.code(0);
+    let state = out.read_json("sandbox.json");
+    let current = versions(&state, "POSTMARK_SERVER_TOKEN").pop().unwrap();
+    assert_ne!(current, SYNC_STALE);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            config(&state, app, "POSTMARK_SERVER_TOKEN"),
+            current,
+            "{app}"
+        );
+    }
+    // prod already held the value: no release, no restart.
+    assert_eq!(state["heroku"]["apps"]["raxx-api-prod"]["restarts"], 0);
+    assert!(
+        state["heroku"]["apps"]["raxx-api-staging"]["restarts"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        state["github"]["repos"]["raxx/raptor"]["secrets"]["POSTMARK_SERVER_TOKEN"],
+        current.as_str()
+    );
+    // The health endpoint was asked once the apps were back.
+    assert_eq!(
+        state["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["vendor"] == "raxx-web" && r["status"] == 200)
+            .count(),
+        1
+    );
+    let audit = out.audit();
+    let done = audit
+        .iter()
+        .find(|e| e["action"] == "secret.resync.completed")
+        .expect("audit entry");
+    assert_eq!(
+        done["context"]["heroku_apps"],
+        serde_json::json!(["raxx-api-staging"])
+    );
+    assert_eq!(
+        done["context"]["github_repos"],
+        serde_json::json!(["raxx/raptor"])
+    );
+    out.assert_absent(&current);
+    out.assert_absent(SYNC_STALE);
+}
+
+#[test]
+fn infisical_sync_rolls_back_when_the_health_check_never_passes() {
+    let out = exec(
+        "infisical-sync",
+        &[
+            "--yes",
+            "--fault",
+            "raxx-web:GET:/=503",
+            "--param",
+            "health_urls=",
+        ],
+    );
+    // health_urls= (empty) disables the check: the fault is never hit.
+    out.code(0);
+    let out = exec(
+        "infisical-sync",
+        &[
+            "--yes",
+            "--fault",
+            "raxx-web:GET:/=503",
+            "--param",
+            "health_timeout=2",
+        ],
+    );
+    out.code(1);
+    out.stderr_has("timed out after 2s")
+        .stderr_has("to answer 2xx");
+    let state = out.read_json("sandbox.json");
+    assert_eq!(out.json()["status"], "rolled_back");
+    // staging is back on the value it had, and restarted.
+    assert_eq!(
+        config(&state, "raxx-api-staging", "POSTMARK_SERVER_TOKEN"),
+        SYNC_STALE
+    );
+}

@@ -17,6 +17,19 @@ pub fn dir() -> PathBuf {
     PathBuf::from(home).join(".local/state/runbook")
 }
 
+/// Reads a UTF-8 text file (runbooks, answers), naming the file and the first bad byte.
+pub fn read_text(path: &Path) -> crate::error::Result<String> {
+    use crate::error::Error;
+    let bytes = fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
 /// Creates a directory (and parents) readable only by the user.
 pub fn ensure_dir(path: &Path) -> io::Result<()> {
     fs::DirBuilder::new()

@@ -32,9 +32,10 @@ impl Rig {
         }
     }
 
-    fn runbook(&self, args: &[&str], extra: &[(&str, &str)]) -> Ran {
-        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(args)
+    /// The binary aimed at this rig's sandbox and state dir.
+    fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.args(args)
             .current_dir(self.dir.path())
             .envs(&self.env)
             .env("RUNBOOK_STATE_DIR", self.dir.path().join("state"))
@@ -45,32 +46,22 @@ impl Rig {
             .env("RUNBOOK_SANDBOX_DASHBOARD", &self.env["POSTMARK_API_URL"])
             .env("NO_COLOR", "1")
             .env_remove("RUNBOOK_CRASH_AT")
-            .envs(extra.iter().copied())
-            .output()
-            .unwrap();
-        Ran {
-            code: out.status.code().unwrap_or(-9),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .envs(extra.iter().copied());
+        cmd
     }
 
-    fn runbook_stdin(&self, args: &[&str], stdin: &str) -> Ran {
+    fn runbook(&self, args: &[&str], extra: &[(&str, &str)]) -> Ran {
+        self.runbook_stdin(args, extra, "")
+    }
+
+    fn runbook_stdin(&self, args: &[&str], extra: &[(&str, &str)], stdin: &str) -> Ran {
         use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .envs(&self.env)
-            .env("RUNBOOK_STATE_DIR", self.dir.path().join("state"))
-            .env(
-                "RUNBOOK_PATH",
-                format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
-            )
-            .env("RUNBOOK_SANDBOX_DASHBOARD", &self.env["POSTMARK_API_URL"])
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+        use std::process::Stdio;
+        let mut child = self
+            .command(args, extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         child
@@ -467,16 +458,8 @@ fn two_concurrent_rotations_exactly_one_runs() {
         env,
         _sandbox: sandbox,
     };
-    let mut first = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["exec", "postmark", "--yes"])
-        .current_dir(rig.dir.path())
-        .envs(&rig.env)
-        .env("RUNBOOK_STATE_DIR", rig.dir.path().join("state"))
-        .env(
-            "RUNBOOK_PATH",
-            format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
-        )
-        .env("RUNBOOK_SANDBOX_DASHBOARD", &rig.env["POSTMARK_API_URL"])
+    let mut first = rig
+        .command(&["exec", "postmark", "--yes"], &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -513,6 +496,7 @@ fn repl_attach_inspects_and_advances_a_stopped_run_that_resume_then_finishes() {
     let run_id = rig.run_id();
     let attached = rig.runbook_stdin(
         &["repl", "--attach", &run_id, "--yes"],
+        &[],
         ":steps\nctx.new_version\n:run propagate\n",
     );
     assert_eq!(attached.code, 0, "{}\n{}", attached.stdout, attached.stderr);

@@ -190,35 +190,24 @@ pub fn resume(args: ResumeArgs) -> Result<u8> {
     let mut r = reopen(&args, "resume")?;
     let plan = &r.loaded.plan;
     banner(&r.loaded, &r.run_id, &r.actor, false);
-    let Some(mut next) = (0..plan.steps.len()).find(|i| !r.completed.contains(i)) else {
+    let mut next = (0..plan.steps.len())
+        .find(|i| !r.completed.contains(i))
+        .unwrap_or(plan.steps.len());
+    match plan.steps.get(next) {
         // The process died after its last step, before recording the end.
-        ui::progress("Every step had completed; recording the run as succeeded.");
-        let opts = exec::Options {
-            yes: args.yes,
-            no_rollback: args.no_rollback,
-            dry_run: false,
-            json: args.json,
-        };
-        let report = new_report(&r.loaded, &r.run_id, &r.actor, false);
-        let start = Start::Resume {
-            completed: r.completed.clone(),
-            next: plan.steps.len(),
-        };
-        let report = exec::run(&r.loaded, &opts, r.ctx.clone(), report, start);
-        r.lock.release();
-        return finish(&r.loaded, &report, args.json, None);
-    };
-    let step = &plan.steps[next];
-    if r.state.status_of(&step.id) == Some("intent") {
+        None => ui::progress("Every step had completed; recording the run as succeeded."),
         // The process died inside this step: did its effect happen?
-        match uncertain(&r, next)? {
-            Uncertain::Done => {
-                r.loaded.host.journal("step.outcome", json!({ "step": step.id, "status": "completed", "verified": true, "ctx": r.ctx.snapshot() }));
+        Some(step) if r.state.status_of(&step.id) == Some("intent") => {
+            if let Uncertain::Done = uncertain(&r, next)? {
+                r.loaded.host.journal(
+                    "step.outcome",
+                    json!({ "step": step.id, "status": "completed", "verified": true, "ctx": r.ctx.snapshot() }),
+                );
                 r.completed.push(next);
                 next += 1;
             }
-            Uncertain::Rerun => {}
         }
+        Some(_) => {}
     }
     ui::progress(&format!(
         "Resuming at step {}/{}{}",

@@ -12,15 +12,7 @@ pub struct Answers {
 
 impl Answers {
     pub fn load(path: &Path) -> Result<Answers> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
-            path: path.to_path_buf(),
-            offset: e.utf8_error().valid_up_to(),
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&crate::state::read_text(path)?, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Answers> {

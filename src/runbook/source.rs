@@ -14,14 +14,7 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn read(path: &Path) -> Result<SourceFile> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
-            path: path.to_path_buf(),
-            offset: e.utf8_error().valid_up_to(),
-        })?;
+        let text = crate::state::read_text(path)?;
         Ok(SourceFile {
             path: path.to_path_buf(),
             name: path.display().to_string(),

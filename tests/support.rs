@@ -286,6 +286,12 @@ pub fn http(
 
 pub struct SandboxProcess(Child);
 
+impl SandboxProcess {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for SandboxProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -22,6 +22,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             post(control_delete),
         )
         .route("/_sandbox/state", get(control_state))
+        .route("/_sandbox/faults", post(control_fault))
 }
 
 async fn control_generate(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
@@ -181,4 +182,23 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `POST /_sandbox/faults` with `{"fault": "SPEC"}` adds a fault rule to a running sandbox.
+async fn control_fault(
+    State(s): State<Arc<Shared>>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Response {
+    let spec = body["fault"].as_str().unwrap_or_default();
+    match super::FaultRule::parse(spec) {
+        Ok(rule) => {
+            s.faults.add(rule);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(serde_json::json!({ "message": e.to_string() })),
+        )
+            .into_response(),
+    }
 }

@@ -282,15 +282,32 @@ fn missing_audit(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
     .with_help("end with a step that records the rotation: audit::log(\"secret.rotate.completed\", #{ secret_name: ... }) (std/rotation's steps do)")]
 }
 
+thread_local! {
+    /// The engine's own function names. Every engine is built the same way, and generating
+    /// the signatures was half of `check`'s time (measured with callgrind), so once per
+    /// process is enough.
+    static ENGINE_NAMES: std::cell::OnceCell<HashSet<String>> = const { std::cell::OnceCell::new() };
+}
+
+fn engine_names(loaded: &Loaded) -> HashSet<String> {
+    ENGINE_NAMES.with(|cell| {
+        cell.get_or_init(|| {
+            let mut names: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
+            for sig in loaded.engine.gen_fn_signatures(true) {
+                let head = sig.split('(').next().unwrap_or("");
+                let head = head.trim_start_matches("fn ").trim();
+                let name = head.rsplit("::").next().unwrap_or(head);
+                names.insert(name.to_string());
+            }
+            names
+        })
+        .clone()
+    })
+}
+
 /// Names of functions a call may resolve to without a namespace.
 fn global_names(loaded: &Loaded, ast: &AST) -> HashSet<String> {
-    let mut names: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
-    for sig in loaded.engine.gen_fn_signatures(true) {
-        let head = sig.split('(').next().unwrap_or("");
-        let head = head.trim_start_matches("fn ").trim();
-        let name = head.rsplit("::").next().unwrap_or(head);
-        names.insert(name.to_string());
-    }
+    let mut names = engine_names(loaded);
     for f in ast.iter_functions() {
         names.insert(f.name.to_string());
     }

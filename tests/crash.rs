@@ -593,3 +593,101 @@ fn a_stdlib_rotation_resumes_after_a_crash_by_recovering_its_keys_from_infisical
         );
     }
 }
+
+/// The secret canary: the whole CLI surface with known token values, then a scan of every
+/// output and every file the runs wrote. Zero hits.
+#[test]
+fn no_secret_reaches_any_output_or_file_across_the_cli() {
+    let rig = Rig::new();
+    let mut outputs: Vec<String> = Vec::new();
+    let mut keep = |r: Ran| {
+        outputs.push(r.stdout);
+        outputs.push(r.stderr);
+    };
+    let canary = fixture("sop_canary.toml");
+    let canary = canary.to_str().unwrap();
+    // In-process sandbox: a run, a dry run, a failing run.
+    keep(rig.runbook(
+        &[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            canary,
+            "--yes",
+            "--json",
+        ],
+        &[],
+    ));
+    keep(rig.runbook(
+        &[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            canary,
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    ));
+    keep(rig.runbook(
+        &[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            canary,
+            "--yes",
+            "--fault",
+            "postmark:POST:/email=500",
+        ],
+        &[],
+    ));
+    // Against the separate sandbox: crash + resume, crash + rollback.
+    keep(rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "after:store")],
+    ));
+    keep(rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]));
+    keep(rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
+    ));
+    keep(rig.runbook(&["rollback", &rig.run_id(), "--yes", "--json"], &[]));
+    // The REPL, piped: reading and printing secrets every way.
+    keep(rig.runbook_stdin(
+        &["repl", "postmark"],
+        &[],
+        "let t = infisical::secret(\"POSTMARK_SERVER_TOKEN\").value;\nt\nprint(t);\nprint(`${t}`);\nheroku::config(\"raxx-api-prod\")\npostmark::server(t)\n:run precheck\n:ctx\n",
+    ));
+    // Reading what the runs left behind, and errors.
+    for args in [
+        vec!["doc", "postmark"],
+        vec!["audit", "show", "--json"],
+        vec!["audit", "verify"],
+        vec!["runs", "--json"],
+        vec!["show", "postmark"],
+        vec!["resume", "no-such-run"],
+    ] {
+        keep(rig.runbook(&args, &[]));
+    }
+    // Every token the Postmark simulator ever issued, and the canaries.
+    let state = rig.state();
+    let mut secrets: Vec<String> = CANARIES.iter().map(|s| s.to_string()).collect();
+    for key in ["ApiTokens", "DeletedTokens"] {
+        for t in state["postmark"]["servers"][0][key].as_array().unwrap() {
+            secrets.push(t.as_str().unwrap().to_string());
+        }
+    }
+    assert!(secrets.len() > CANARIES.len() + 2, "the runs issued tokens");
+    for (i, out) in outputs.iter().enumerate() {
+        for s in &secrets {
+            assert!(
+                !out.contains(s.as_str()),
+                "output {i} shows a secret:\n{out}"
+            );
+        }
+    }
+    rig.assert_no_secrets_on_disk();
+}

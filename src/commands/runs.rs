@@ -77,13 +77,13 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
         return Ok(exit::OK);
     }
     ui::out(&format!(
-        "{:<24} {:<24} {:<14} {:<20} {:<12} {}",
+        "{:<28} {:<24} {:<14} {:<20} {:<12} {}",
         "RUN", "RUNBOOK", "STATUS", "STARTED", "LAST STEP", "ACTOR"
     ));
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
         ui::out(&format!(
-            "{:<24} {:<24} {:<14} {:<20} {:<12} {}",
+            "{:<28} {:<24} {:<14} {:<20} {:<12} {}",
             s("run_id"),
             s("runbook"),
             if s("mode") == "dry-run" {

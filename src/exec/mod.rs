@@ -38,7 +38,9 @@ pub fn crash_point(when: &str, step: &str) {
 /// A fresh run id: sortable by time, unique enough to name a journal.
 pub fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let fmt = time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second][subsecond digits:3]Z"
+    );
     let stamp = now.format(&fmt).unwrap_or_default();
     let rand = uuid::Uuid::new_v4().simple().to_string();
     format!("{stamp}-{}", &rand[..6])

@@ -1,9 +1,12 @@
 //! Start-up and load: `runbook --version`, `runbook show postmark`, and compiling and loading
 //! the Postmark runbook in-process.
 
+// A benchmark: a failure to set up is a panic with its reason.
+#![allow(clippy::expect_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use runbook::prompt::Prompter;
-use runbook::runbook::{load, SourceFile};
+use runbook_core::plan::{load, SourceFile};
+use runbook_core::prompt::Prompter;
 use std::path::Path;
 use std::process::Command;
 

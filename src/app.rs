@@ -2,8 +2,8 @@
 
 use crate::cli::{Cli, Command};
 use crate::commands;
-use crate::error::{exit, Error};
 use clap::Parser;
+use runbook_core::error::{exit, Error};
 use std::process::ExitCode;
 
 pub fn main() -> ExitCode {
@@ -26,7 +26,7 @@ pub fn main() -> ExitCode {
         Command::Repl(_) => true,
         _ => false,
     };
-    crate::ui::init(json);
+    runbook_core::ui::init(json);
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -34,7 +34,7 @@ pub fn main() -> ExitCode {
                 e,
                 Error::RunFailed { .. } | Error::Aborted | Error::Interrupted
             ) {
-                crate::ui::err(&crate::ui::render(&e));
+                runbook_core::ui::err(&runbook_core::ui::render(&e));
             }
             ExitCode::from(e.exit_code())
         }

@@ -1,3 +1,10 @@
+//! `runbook`: runs operational runbooks written as rhai scripts.
+
+mod app;
+mod cli;
+mod commands;
+mod repl;
+
 fn main() -> std::process::ExitCode {
-    runbook::app::main()
+    app::main()
 }

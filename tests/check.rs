@@ -1,5 +1,6 @@
 //! `runbook check`: diagnostics with file:line:col, exit 2 on problems, 0 when clean.
 
+use crate::support::Exit;
 use crate::support::Test;
 
 #[test]
@@ -8,7 +9,7 @@ fn syntax_error_is_reported_with_location_and_snippet() {
         .fixture("syntax_error.rhai")
         .args(&["check", "syntax_error.rhai"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("runbook::script::parse")
         .stderr_has("syntax_error.rhai:4:18: Unexpected ';'")
         .stderr_has("4 │     let x = (1 + ;")
@@ -21,7 +22,7 @@ fn clean_runbook_passes() {
         .fixture("clean.rhai")
         .args(&["check", "clean.rhai"])
         .run();
-    out.code(0).stdout_has("ok  clean.rhai");
+    out.exit(Exit::Ok).stdout_has("ok  clean.rhai");
 }
 
 #[test]
@@ -40,7 +41,7 @@ step("a", "A", |ctx| {
         )
         .args(&["check", "lints.rhai", "--json"])
         .run();
-    out.code(2);
+    out.exit(Exit::Usage);
     let v = out.json();
     let diags: Vec<(String, i64, i64)> = v["diagnostics"]
         .as_array()
@@ -78,7 +79,7 @@ fn duplicate_step_ids_are_an_error_at_the_second_declaration() {
         .fixture("duplicate_steps.rhai")
         .args(&["check", "duplicate_steps.rhai"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("runbook::plan::duplicate_step")
         .stderr_has(
             "duplicate_steps.rhai:3:1: duplicate step id 'same' (first declared on line 2)",
@@ -91,7 +92,7 @@ fn unknown_host_function_is_found_without_running() {
         .fixture("unknown_function.rhai")
         .args(&["check", "unknown_function.rhai"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("unknown_function.rhai:3:13: unknown function 'secret::from_envv'")
         .stderr_has("secret has: fingerprint, from_env, is_secret");
 }
@@ -105,7 +106,7 @@ fn undefined_variable_is_a_compile_error() {
         )
         .args(&["check", "undef.rhai"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("runbook::script::undefined_variable")
         .stderr_has("undef.rhai:2:32: Undefined variable: missing");
 }
@@ -117,7 +118,7 @@ fn no_steps_and_no_metadata_are_errors() {
         .file("bare.rhai", "step(\"a\", \"A\", |ctx| {});\n")
         .args(&["check", "no_steps.rhai", "bare.rhai"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("no_steps.rhai:1:1: the runbook has no steps")
         .stderr_has("bare.rhai:1:1: the runbook does not declare itself");
 }
@@ -131,7 +132,7 @@ fn unknown_metadata_key_is_a_typo_error() {
         )
         .args(&["check", "typo.rhai"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("typo.rhai:1:1: runbook: unknown option 'cadnce_days'")
         .stderr_has("known options: id, title");
 }
@@ -142,7 +143,7 @@ fn non_utf8_file_is_refused_clearly() {
         .fixture("not_utf8.rhai")
         .args(&["check", "not_utf8.rhai"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("not_utf8.rhai is not valid UTF-8 (first bad byte at offset 36)");
 }
 
@@ -152,7 +153,7 @@ fn stdlib_import_errors_show_module_and_call_site() {
         .fixture("uses_stdlib.rhai")
         .args(&["exec", "uses_stdlib.rhai"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("<std/checks>:")
         .stderr_has("a consumer got 401: status=401 InvalidAPIToken")
         .stderr_has("uses_stdlib.rhai:4:13: in function 'no_lines_matching'");
@@ -166,7 +167,7 @@ fn log_scan_matches_whole_words_only() {
         .fixture("stdlib_words.rhai")
         .args(&["exec", "stdlib_words.rhai"])
         .run();
-    out.code(0).stdout_has("  | words ok");
+    out.exit(Exit::Ok).stdout_has("  | words ok");
 }
 
 /// Each authoring lint, with its code and where it points.
@@ -176,7 +177,7 @@ fn authoring_lints_point_at_the_step_call_or_param() {
         .fixture("author_lints.rhai")
         .args(&["check", "author_lints.rhai", "--json"])
         .run();
-    out.code(2);
+    out.exit(Exit::Usage);
     let v = out.json();
     let diags: Vec<(String, String, i64, i64)> = v["diagnostics"]
         .as_array()
@@ -237,7 +238,7 @@ fn write_lint_names_the_call_and_the_three_ways_out() {
         .fixture("author_lints.rhai")
         .args(&["check", "author_lints.rhai"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("author_lints.rhai:4:1: step 'write' writes (heroku::set_config)")
         .stderr_has("(heroku::set_config on line 5 of author_lints.rhai)")
         .stderr_has(".irreversible(\"why\") with .confirm(\"question\")")
@@ -251,7 +252,7 @@ fn shipped_runbooks_pass_every_lint() {
     let out = Test::new()
         .args(&["check", &format!("{root}/runbooks")])
         .run();
-    out.code(0)
+    out.exit(Exit::Ok)
         .stdout_has("postmark.rhai")
         .stdout_has("sendgrid.rhai")
         .stdout_has("infisical-sync.rhai");
@@ -275,5 +276,5 @@ step("audit", "Audit", |ctx| { audit::log("fine.done", #{}); });
         )
         .args(&["check", "fine.rhai"])
         .run();
-    out.code(0).stdout_has("ok  fine.rhai");
+    out.exit(Exit::Ok).stdout_has("ok  fine.rhai");
 }

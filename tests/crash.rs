@@ -2,17 +2,15 @@
 //! inside every step that writes, against a separate `runbook sandbox` whose vendors outlive
 //! it; `resume` then completes the rotation, or `rollback` restores the old token.
 
-use crate::support::{
-    fixture, sandbox_state, start_sandbox, start_sandbox_with, SandboxProcess, CANARIES, OLD_TOKEN,
-};
+use crate::support::{fixture, walk, SandboxProcess, Test, CANARIES, OLD_TOKEN};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::process::Command;
 
+/// A state dir and a separate sandbox process shared by every command of a test: the
+/// engine dies and comes back, the simulated vendors (and what they hold) stay.
 struct Rig {
     dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-    _sandbox: SandboxProcess,
+    sandbox: SandboxProcess,
 }
 
 struct Ran {
@@ -23,31 +21,29 @@ struct Ran {
 
 impl Rig {
     fn new() -> Rig {
+        Self::with_scenario(&fixture("sop_canary.toml"))
+    }
+
+    fn with_scenario(scenario: &std::path::Path) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let (sandbox, env) = start_sandbox(dir.path());
-        Rig {
-            dir,
-            env,
-            _sandbox: sandbox,
+        let sandbox = SandboxProcess::start_with(dir.path(), scenario);
+        Rig { dir, sandbox }
+    }
+
+    fn test(&self, args: &[&str], extra: &[(&str, &str)]) -> Test {
+        let mut t = Test::in_dir(self.dir.path())
+            .shipped_runbooks()
+            .against(&self.sandbox)
+            .args(args);
+        for (k, v) in extra {
+            t = t.env(k, v);
         }
+        t
     }
 
     /// The binary aimed at this rig's sandbox and state dir.
     fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .envs(&self.env)
-            .env("RUNBOOK_STATE_DIR", self.dir.path().join("state"))
-            .env(
-                "RUNBOOK_PATH",
-                format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
-            )
-            .env("RUNBOOK_SANDBOX_DASHBOARD", &self.env["POSTMARK_API_URL"])
-            .env("NO_COLOR", "1")
-            .env_remove("RUNBOOK_CRASH_AT")
-            .envs(extra.iter().copied());
-        cmd
+        self.test(args, extra).command()
     }
 
     fn runbook(&self, args: &[&str], extra: &[(&str, &str)]) -> Ran {
@@ -55,46 +51,20 @@ impl Rig {
     }
 
     fn runbook_stdin(&self, args: &[&str], extra: &[(&str, &str)], stdin: &str) -> Ran {
-        use std::io::Write;
-        use std::process::Stdio;
-        let mut child = self
-            .command(args, extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = self.test(args, extra).stdin(stdin).run();
         Ran {
-            code: out.status.code().unwrap_or(-9),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.code,
+            stdout: out.stdout.clone(),
+            stderr: out.stderr.clone(),
         }
     }
 
     fn state(&self) -> Value {
-        sandbox_state(&self.env)
+        self.sandbox.state()
     }
 
     fn run_id(&self) -> String {
-        let mut ids: Vec<String> = std::fs::read_dir(self.dir.path().join("state/runs"))
-            .unwrap()
-            .flatten()
-            .map(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .trim_end_matches(".jsonl")
-                    .to_string()
-            })
-            .collect();
-        ids.sort();
-        ids.pop().unwrap()
+        crate::support::last_run_id(&self.dir.path().join("state"))
     }
 
     /// No canary, and no token the sandbox knows, in any file the engine wrote.
@@ -117,19 +87,6 @@ impl Rig {
             }
         }
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn current_infisical(state: &Value) -> String {
@@ -452,12 +409,8 @@ fn two_concurrent_rotations_exactly_one_runs() {
             .as_str();
     let scenario_path = dir.path().join("slow.toml");
     std::fs::write(&scenario_path, scenario).unwrap();
-    let (sandbox, env) = start_sandbox_with(dir.path(), &scenario_path);
-    let rig = Rig {
-        dir,
-        env,
-        _sandbox: sandbox,
-    };
+    let sandbox = SandboxProcess::start_with(dir.path(), &scenario_path);
+    let rig = Rig { dir, sandbox };
     let mut first = rig
         .command(&["exec", "postmark", "--yes"], &[])
         .stdout(std::process::Stdio::piped())
@@ -534,15 +487,7 @@ fn repl_attach_inspects_and_advances_a_stopped_run_that_resume_then_finishes() {
 
 #[test]
 fn a_stdlib_rotation_resumes_after_a_crash_by_recovering_its_keys_from_infisical() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/sandbox/sendgrid.toml");
-    let (sandbox, env) = start_sandbox_with(dir.path(), &scenario);
-    let rig = Rig {
-        dir,
-        env,
-        _sandbox: sandbox,
-    };
+    let rig = Rig::with_scenario(&crate::support::root().join("runbooks/sandbox/sendgrid.toml"));
     for point in ["after:store", "inside:propagate"] {
         let crashed = rig.runbook(
             &["exec", "sendgrid", "--yes"],

@@ -1,6 +1,7 @@
 //! `runbook doc` and `runbook api`: the SOP pages and the API reference are generated, and
 //! the copies in docs/ are never stale.
 
+use crate::support::Exit;
 use crate::support::Test;
 use serde_json::Value;
 use std::path::Path;
@@ -36,7 +37,7 @@ fn generated_docs_are_up_to_date() {
                     .to_string(),
             ])
             .run();
-        out.code(0);
+        out.exit(Exit::Ok);
         let file = format!("docs/runbooks/{name}.md");
         let committed = std::fs::read_to_string(root().join(&file)).unwrap_or_default();
         if committed != out.stdout {
@@ -46,7 +47,7 @@ fn generated_docs_are_up_to_date() {
         }
     }
     let api = Test::new().args(&["api", "--markdown"]).run();
-    api.code(0);
+    api.exit(Exit::Ok);
     if std::fs::read_to_string(root().join("docs/api.md")).unwrap_or_default() != api.stdout {
         stale.push(
             "docs/api.md: regenerate with `cargo run -- api --markdown > docs/api.md`".into(),
@@ -80,7 +81,7 @@ fn postmark_sop_page_has_every_section() {
         )
         .args(&["doc", "postmark"])
         .run();
-    out.code(0);
+    out.exit(Exit::Ok);
     for needle in [
         "# Rotate the Postmark server API token",
         "> Generated from `runbooks/postmark.rhai` by `runbook doc`",
@@ -130,7 +131,7 @@ fn stdlib_steps_show_the_runbooks_own_closures() {
             &root().join("runbooks/sendgrid.rhai").display().to_string(),
         ])
         .run();
-    out.code(0)
+    out.exit(Exit::Ok)
         .stdout_has("Undo: provided by `std/rotation` (run by rollback).")
         .stdout_has(
             "<details><summary>The runbook's <code>create</code>, which the step calls</summary>",
@@ -150,7 +151,7 @@ fn html_is_a_standalone_escaped_page() {
             "--html",
         ])
         .run();
-    out.code(0)
+    out.exit(Exit::Ok)
         .stdout_has("<!doctype html>")
         .stdout_has("<title>Rotate the Postmark server API token</title>")
         .stdout_has("<h3>7. Revoke the old token (<code>revoke</code>)</h3>")
@@ -176,14 +177,14 @@ fn doc_writes_a_file_with_output() {
             "sync.md",
         ])
         .run();
-    out.code(0).stderr_has("wrote sync.md");
-    let text = std::fs::read_to_string(out.dir.path().join("sync.md")).unwrap();
+    out.exit(Exit::Ok).stderr_has("wrote sync.md");
+    let text = std::fs::read_to_string(out.path().join("sync.md")).unwrap();
     assert!(text.starts_with("# Re-sync a secret from Infisical to every consumer\n"));
 }
 
 fn api_json() -> Value {
     let out = Test::new().args(&["api", "--json"]).run();
-    out.code(0);
+    out.exit(Exit::Ok);
     out.json()
 }
 
@@ -280,16 +281,16 @@ fn api_json_lists_every_module_with_signatures_effects_and_docs() {
 #[test]
 fn api_module_filter_markdown_and_unknown_module() {
     let out = Test::new().args(&["api", "std/checks"]).run();
-    out.code(0)
+    out.exit(Exit::Ok)
         .stdout_has("checks (stdlib: import \"std/checks\" as checks;)")
         .stdout_has("  checks::wait_until(condition, options)");
     assert!(!out.stdout.contains("heroku::"));
     let out = Test::new().args(&["api", "heroku", "--markdown"]).run();
-    out.code(0)
+    out.exit(Exit::Ok)
         .stdout_has("## heroku (host module)")
         .stdout_has("### `heroku::restart(apps: string | Array) -> Map`\n\nEffect: `write`.");
     let out = Test::new().args(&["api", "mailgun"]).run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("no module named 'mailgun'")
         .stderr_has("modules: global, StepHandle,");
 }
@@ -297,8 +298,8 @@ fn api_module_filter_markdown_and_unknown_module() {
 #[test]
 fn api_definitions_writes_d_rhai_files_for_editors() {
     let out = Test::new().args(&["api", "--definitions", "defs"]).run();
-    out.code(0).stderr_has("definition file(s) to defs");
-    let read = |f: &str| std::fs::read_to_string(out.dir.path().join("defs").join(f)).unwrap();
+    out.exit(Exit::Ok).stderr_has("definition file(s) to defs");
+    let read = |f: &str| std::fs::read_to_string(out.path().join("defs").join(f)).unwrap();
     let heroku = read("heroku.d.rhai");
     assert!(heroku.starts_with("module heroku;"));
     assert!(heroku

@@ -1,5 +1,6 @@
 //! `runbook exec`: steps, prompts, params, failures and exit codes.
 
+use crate::support::Exit;
 use crate::support::{fixture, Test};
 
 fn prompts_test() -> Test {
@@ -19,7 +20,7 @@ fn answers_and_ctx_flow_through_steps_and_json_reports_each_step() {
             "attempts=5",
         ])
         .run();
-    out.code(0);
+    out.exit(Exit::Ok);
     out.stderr_has("Step 2/3 · use · Use the answers")
         .stderr_has("  | color=green apps=2 attempts=5")
         .stderr_has("  | secret(…cdef)");
@@ -50,7 +51,7 @@ fn failing_ensure_names_the_step_and_message_and_exits_1() {
         .file("no.json", r#"{"prerequisites": true, "color": "green", "token": "x-token-value", "proceed": false}"#)
         .args(&["exec", "prompts.rhai", "--answers", "no.json"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("Step 'use' failed:")
         .stderr_has("runbook::step::ensure_failed")
         .stderr_has("prompts.rhai:14:5: the operator did not confirm")
@@ -73,7 +74,7 @@ fn yes_rolls_back_completed_steps_newest_first() {
             "--json",
         ])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("unexpected summary raxx-prod:blue")
         .stderr_has("  | undo use");
     let report = out.json();
@@ -100,7 +101,7 @@ fn no_rollback_with_yes_stops_instead() {
             "--json",
         ])
         .run();
-    out.code(1);
+    out.exit(Exit::StepFailed);
     assert_eq!(out.json()["status"], "failed");
     assert_eq!(out.json()["steps"][1]["status"], "completed");
 }
@@ -111,7 +112,7 @@ fn prompt_without_answer_or_terminal_fails_at_once_naming_it() {
         .file("partial.toml", "prerequisites = true\n")
         .args(&["exec", "prompts.rhai", "--answers", "partial.toml"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         // `color` has a default, so the first prompt that cannot be answered is the token.
         .stderr_has("prompts.rhai:10:25: prompt 'token' needs an answer, and there is no terminal to ask on")
         .stderr_has("add `token = \"...\"` to a file passed with --answers");
@@ -120,7 +121,7 @@ fn prompt_without_answer_or_terminal_fails_at_once_naming_it() {
 #[test]
 fn prerequisites_need_confirmation() {
     let out = prompts_test().args(&["exec", "prompts.rhai"]).run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("prompt 'prerequisites' needs an answer")
         .stderr_has("confirm the prerequisites with --yes");
 }
@@ -130,7 +131,7 @@ fn undeclared_param_is_a_usage_error() {
     let out = prompts_test()
         .args(&["exec", "prompts.rhai", "--yes", "--param", "nope=1"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("unknown param 'nope'")
         .stderr_has("declared params: server_name, apps, attempts");
 }
@@ -140,7 +141,7 @@ fn param_of_the_wrong_type_is_a_usage_error() {
     let out = prompts_test()
         .args(&["exec", "prompts.rhai", "--yes", "--param", "attempts=many"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("param 'attempts' expects a whole number, got 'many'");
 }
 
@@ -150,7 +151,7 @@ fn malformed_answers_file_is_a_usage_error_with_its_line() {
         .fixture("bad_answers.toml")
         .args(&["exec", "prompts.rhai", "--answers", "bad_answers.toml"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("bad_answers.toml:2: malformed answers file");
 }
 
@@ -163,7 +164,7 @@ fn missing_runbook_lists_what_exists() {
         )
         .args(&["exec", "nope"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("no runbook named 'nope'")
         .stderr_has("available: clean");
 }
@@ -177,7 +178,7 @@ fn runbook_is_found_by_name_in_runbooks_folder() {
         )
         .args(&["exec", "clean", "--yes"])
         .run();
-    out.code(0).stdout_has("  | hello demo");
+    out.exit(Exit::Ok).stdout_has("  | hello demo");
 }
 
 #[test]
@@ -186,7 +187,7 @@ fn runbook_with_no_steps_is_refused() {
         .fixture("no_steps.rhai")
         .args(&["exec", "no_steps.rhai"])
         .run();
-    out.code(2).stderr_has("the runbook has no steps");
+    out.exit(Exit::Usage).stderr_has("the runbook has no steps");
 }
 
 #[test]
@@ -195,7 +196,7 @@ fn endless_loop_hits_the_operation_limit_naming_the_step() {
         .fixture("endless_loop.rhai")
         .args(&["exec", "endless_loop.rhai"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("Step 'spin' failed:")
         .stderr_has("runbook::script::operation_limit");
 }
@@ -206,7 +207,7 @@ fn deep_recursion_hits_the_call_depth_limit() {
         .fixture("deep_recursion.rhai")
         .args(&["exec", "deep_recursion.rhai"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("Step 'recurse' failed:")
         .stderr_has("runbook::script::call_depth");
 }
@@ -217,7 +218,8 @@ fn huge_string_hits_the_size_limit() {
         .fixture("huge_string.rhai")
         .args(&["exec", "huge_string.rhai"])
         .run();
-    out.code(1).stderr_has("runbook::script::too_large");
+    out.exit(Exit::StepFailed)
+        .stderr_has("runbook::script::too_large");
 }
 
 #[test]
@@ -226,7 +228,7 @@ fn wrong_argument_types_name_the_call() {
         .fixture("wrong_types.rhai")
         .args(&["exec", "wrong_types.rhai"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("runbook::script::unknown_function")
         .stderr_has("wrong_types.rhai:3:13: no function matches secret::from_env (i64)");
 }
@@ -237,7 +239,7 @@ fn host_calls_at_the_top_level_are_refused() {
         .fixture("top_level_prompt.rhai")
         .args(&["exec", "top_level_prompt.rhai", "--yes"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("top_level_prompt.rhai:2:17: prompt::confirm cannot be called at the top level of a runbook");
 }
 
@@ -290,7 +292,7 @@ fn steps_registered_by_an_imported_module_run_and_undo() {
     let out = Test::new()
         .args(&["exec", &format!("{}/main.rhai", dir.display()), "--yes"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stdout_has("  | runbook closure called by the module")
         .stdout_has("  | step 1 ran")
         .stdout_has("  | ctx.from_module = 42")

@@ -3,7 +3,7 @@
 
 use infisical::secrets::{CreateSecretRequest, GetSecretRequest, UpdateSecretRequest};
 use infisical::{AuthMethod, Client};
-use runbook::sandbox::{Sandbox, Scenario};
+use runbook_sandbox::{Sandbox, Scenario};
 
 #[test]
 fn official_infisical_sdk_reads_and_writes_against_the_simulator() {

@@ -1,6 +1,7 @@
 //! Hostile input: malformed runbooks, answers, scenarios and params each get a clear error
 //! and an exit code, never a panic or a hang.
 
+use crate::support::Exit;
 use crate::support::{Output, Test};
 
 fn no_panic(out: &Output) {
@@ -26,7 +27,7 @@ fn a_ten_megabyte_string_literal_is_refused() {
         "x".repeat(10 << 20)
     );
     let out = check_text("big.rhai", &text);
-    out.code(2).stderr_has("big.rhai:1:");
+    out.exit(Exit::Usage).stderr_has("big.rhai:1:");
 }
 
 #[test]
@@ -38,19 +39,19 @@ fn deeply_nested_expressions_are_refused_without_overflowing() {
         ")".repeat(depth)
     );
     let out = check_text("deep.rhai", &text);
-    out.code(2).stderr_has("deep.rhai:2:");
+    out.exit(Exit::Usage).stderr_has("deep.rhai:2:");
 }
 
 #[test]
 fn empty_and_binary_files_are_refused() {
     check_text("empty.rhai", "")
-        .code(2)
+        .exit(Exit::Usage)
         .stderr_has("does not declare itself");
     check_text(
         "nul.rhai",
         "runbook(#{ id: \"n\", title: \"t\" });\n\0\0\0\n",
     )
-    .code(2)
+    .exit(Exit::Usage)
     .stderr_has("nul.rhai:2:");
 }
 
@@ -60,12 +61,13 @@ fn unicode_in_names_gets_a_clear_error() {
         "uni.rhai",
         "runbook(#{ id: \"ünï\", title: \"t\" });\nstep(\"a\", \"A\", |ctx| {});\n",
     );
-    out.code(2).stderr_has("'id' is required: letters, digits");
+    out.exit(Exit::Usage)
+        .stderr_has("'id' is required: letters, digits");
     let out = check_text(
         "uni2.rhai",
         "runbook(#{ id: \"u\", title: \"t\" });\nstep(\"étape\", \"Ünïcödé 🚀\", |ctx| {});\n",
     );
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("step id 'étape' must be letters, digits, '-' and '_'");
 }
 
@@ -76,7 +78,7 @@ fn a_runbook_path_that_is_a_directory_is_refused() {
         .args(&["exec", "dir.rhai"])
         .run();
     no_panic(&out);
-    out.code(2);
+    out.exit(Exit::Usage);
 }
 
 #[test]
@@ -88,7 +90,7 @@ fn deeply_nested_answers_are_refused() {
         .args(&["exec", "prompts.rhai", "--answers", "nested.json"])
         .run();
     no_panic(&out);
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("nested.json:1:")
         .stderr_has("malformed answers file");
 }
@@ -101,7 +103,7 @@ fn answers_of_the_wrong_type_name_the_prompt() {
         .args(&["exec", "prompts.rhai", "--answers", "a.toml"])
         .run();
     no_panic(&out);
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("answer to prompt 'proceed' is not usable: expected true or false");
 }
 
@@ -127,7 +129,7 @@ fn malformed_scenarios_and_faults_are_usage_errors() {
             .args(&["exec", "postmark", "--sandbox", "--yes", "--scenario", file])
             .run();
         no_panic(&out);
-        out.code(2).stderr_has(expect);
+        out.exit(Exit::Usage).stderr_has(expect);
     }
     let out = Test::new()
         .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
@@ -141,7 +143,7 @@ fn malformed_scenarios_and_faults_are_usage_errors() {
         ])
         .run();
     no_panic(&out);
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("invalid fault 'postmark:GET:/server=teapot'");
 }
 
@@ -153,7 +155,8 @@ fn hostile_params_are_refused_or_reach_the_checks_intact() {
         .args(&["exec", "postmark", "--sandbox", "--yes", "--param", "=x"])
         .run();
     no_panic(&out);
-    out.code(2).stderr_has("is not of the form NAME=VALUE");
+    out.exit(Exit::Usage)
+        .stderr_has("is not of the form NAME=VALUE");
     let out = Test::new()
         .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
         .args(&[
@@ -166,7 +169,8 @@ fn hostile_params_are_refused_or_reach_the_checks_intact() {
         ])
         .run();
     no_panic(&out);
-    out.code(1).stderr_has("not 'raxx-prod\u{202e}🚀'");
+    out.exit(Exit::StepFailed)
+        .stderr_has("not 'raxx-prod\u{202e}🚀'");
 }
 
 #[test]
@@ -179,7 +183,7 @@ fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
         .args(&["exec", "plain.rhai"])
         .run();
     no_panic(&out);
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("plain.rhai:2:30:")
         .stderr_has("http://");
     let out = Test::new()
@@ -190,6 +194,6 @@ fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
         .args(&["exec", "insecure.rhai"])
         .run();
     no_panic(&out);
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("http::get: unknown option 'insecure'");
 }

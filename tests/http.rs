@@ -1,6 +1,7 @@
 //! `http::` for vendors without a module: credentials from Secrets (bearer, basic), response
 //! fields declared secret, against a scripted simulator.
 
+use crate::support::Exit;
 use crate::support::Test;
 
 const SCENARIO: &str = r#"
@@ -46,7 +47,7 @@ fn basic_auth_from_a_secret_and_declared_secret_fields() {
         .file("runbooks/sandbox/http-options.toml", SCENARIO)
         .args(&["exec", "http-options", "--sandbox", "--yes"])
         .run();
-    out.code(0).stdout_has(
+    out.exit(Exit::Ok).stdout_has(
         "  | token secret(…3210), body {\"meta\":{\"id\":\"t1\"},\"token\":\"secret(…3210)\"}",
     );
     out.assert_absent("issued-token-fedcba9876543210");
@@ -73,14 +74,14 @@ step("call", "Call", |ctx| {
         .file("runbooks/sandbox/bad-http.toml", SCENARIO)
         .args(&["exec", "bad-http", "--sandbox"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("http::get: bearer must be a Secret")
         .stderr_has("bad-http.rhai:8:15");
     let out = out
         .next()
         .args(&["exec", "bad-http", "--sandbox", "--param", "how=url"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("a Secret was interpolated into the URL");
     out.assert_absent("vendor-key-0123456789abcdef");
 }

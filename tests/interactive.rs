@@ -1,28 +1,22 @@
 //! An operator at a terminal: the Postmark rotation rehearsed against `runbook sandbox` (a
 //! separate process, as an operator would run it), driven through a pseudo-terminal.
 
-use crate::support::{http, start_sandbox, OLD_TOKEN};
+use crate::support::{http, SandboxProcess, Test, OLD_TOKEN};
 use expectrl::session::OsSession;
 use expectrl::{Expect, Session};
-use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
     let dir = tempfile::tempdir().unwrap();
-    let (_sandbox, env) = start_sandbox(dir.path());
-    let postmark = env["POSTMARK_API_URL"].clone();
-
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
-    cmd.args(["exec", "postmark", "--actor", "pty-test"])
-        .current_dir(dir.path())
-        .envs(&env)
-        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
-        .env(
-            "RUNBOOK_PATH",
-            format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
-        )
-        .env("NO_COLOR", "1");
+    let sandbox = SandboxProcess::start(dir.path());
+    let postmark = sandbox.postmark_url().to_string();
+    // The operator's shell: the sandbox's exports, but no automated dashboard.
+    let cmd = Test::in_dir(dir.path())
+        .shipped_runbooks()
+        .envs(&sandbox.env)
+        .args(&["exec", "postmark", "--actor", "pty-test"])
+        .command();
     let mut p = Session::spawn(cmd).unwrap();
     p.set_expect_timeout(Some(Duration::from_secs(30)));
     let mut transcript: Vec<u8> = Vec::new();
@@ -130,7 +124,8 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
 #[test]
 fn sandbox_command_prints_exports_that_work() {
     let dir = tempfile::tempdir().unwrap();
-    let (_sandbox, env) = start_sandbox(dir.path());
+    let sandbox = SandboxProcess::start(dir.path());
+    let env = &sandbox.env;
     for var in [
         "POSTMARK_API_URL",
         "INFISICAL_DOMAIN",

@@ -1,5 +1,8 @@
 //! Integration tests: the real `runbook` binary, in a temp dir, asserting on outcomes.
 
+// Tests report a failed expectation by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod authoring;

@@ -1,5 +1,6 @@
 //! `runbook new`: the skeleton passes `check`, runs in the sandbox, and never overwrites.
 
+use crate::support::Exit;
 use crate::support::Test;
 
 /// The promise of the issue: `runbook new x && runbook check x && runbook exec x --sandbox
@@ -10,11 +11,11 @@ fn new_rotation_runbook_checks_and_rotates_in_the_sandbox() {
         .file("runbooks/.keep", "")
         .args(&["new", "x"])
         .run();
-    out.code(0)
+    out.exit(Exit::Ok)
         .stdout_has("created runbooks/x.rhai and runbooks/sandbox/x.toml")
         .stdout_has("  runbook exec x --sandbox --yes");
     let out = out.next().args(&["check", "x"]).run();
-    out.code(0).stdout_has("ok  runbooks/x.rhai");
+    out.exit(Exit::Ok).stdout_has("ok  runbooks/x.rhai");
     let out = out
         .next()
         .args(&[
@@ -27,7 +28,7 @@ fn new_rotation_runbook_checks_and_rotates_in_the_sandbox() {
             "s.json",
         ])
         .run();
-    out.code(0);
+    out.exit(Exit::Ok);
     assert_eq!(out.json()["status"], "succeeded");
     let state = out.read_json("s.json");
     let keys: Vec<&str> = state["scripted"]["x-api"]["collections"]["keys"]
@@ -56,9 +57,9 @@ fn new_rotation_runbook_checks_and_rotates_in_the_sandbox() {
 #[test]
 fn new_steps_template_checks_and_runs_in_the_sandbox() {
     let out = Test::new().args(&["new", "maint", "--from", "steps"]).run();
-    out.code(0).stdout_has("created runbooks/maint.rhai");
+    out.exit(Exit::Ok).stdout_has("created runbooks/maint.rhai");
     let out = out.next().args(&["check", "runbooks/maint.rhai"]).run();
-    out.code(0);
+    out.exit(Exit::Ok);
     let out = out
         .next()
         .args(&[
@@ -70,7 +71,7 @@ fn new_steps_template_checks_and_runs_in_the_sandbox() {
             "s.json",
         ])
         .run();
-    out.code(0);
+    out.exit(Exit::Ok);
     let state = out.read_json("s.json");
     assert_eq!(
         state["heroku"]["apps"]["maint-app"]["config_vars"]["APP_MODE"],
@@ -84,11 +85,11 @@ fn new_refuses_to_overwrite_the_runbook_or_its_scenario() {
         .file("runbooks/x.rhai", "// mine\n")
         .args(&["new", "x"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("runbooks/x.rhai already exists; not overwriting it")
         .stderr_has("choose another name");
     assert_eq!(
-        std::fs::read_to_string(out.dir.path().join("runbooks/x.rhai")).unwrap(),
+        std::fs::read_to_string(out.path().join("runbooks/x.rhai")).unwrap(),
         "// mine\n"
     );
     let out = out
@@ -96,10 +97,10 @@ fn new_refuses_to_overwrite_the_runbook_or_its_scenario() {
         .file("runbooks/sandbox/y.toml", "# mine\n")
         .args(&["new", "y"])
         .run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("runbooks/sandbox/y.toml already exists");
     assert!(
-        !out.dir.path().join("runbooks/y.rhai").exists(),
+        !out.path().join("runbooks/y.rhai").exists(),
         "nothing half-written"
     );
 }
@@ -111,24 +112,25 @@ fn new_from_a_shipped_runbook_copies_it_with_a_new_id() {
         .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
         .args(&["new", "mailer", "--from", "sendgrid"])
         .run();
-    out.code(0)
+    out.exit(Exit::Ok)
         .stdout_has("created runbooks/mailer.rhai and runbooks/sandbox/mailer.toml");
-    let text = std::fs::read_to_string(out.dir.path().join("runbooks/mailer.rhai")).unwrap();
+    let text = std::fs::read_to_string(out.path().join("runbooks/mailer.rhai")).unwrap();
     assert!(text.contains("    id: \"mailer\",\n"));
     let out = out
         .next()
         .args(&["exec", "mailer", "--sandbox", "--yes", "--json"])
         .run();
-    out.code(0);
+    out.exit(Exit::Ok);
     assert_eq!(out.json()["runbook"], "mailer");
 }
 
 #[test]
 fn new_with_an_unknown_template_or_bad_name_says_what_exists() {
     let out = Test::new().args(&["new", "x", "--from", "nosuch"]).run();
-    out.code(2)
+    out.exit(Exit::Usage)
         .stderr_has("no template or runbook named 'nosuch'")
         .stderr_has("templates: rotation, steps");
     let out = Test::new().args(&["new", "bad name"]).run();
-    out.code(2).stderr_has("'bad name' cannot name a runbook");
+    out.exit(Exit::Usage)
+        .stderr_has("'bad name' cannot name a runbook");
 }

@@ -1,6 +1,7 @@
 //! The Postmark rotation SOP end to end against the sandbox, asserting on the simulators'
 //! final state.
 
+use crate::support::Exit;
 use crate::support::{Output, Test, OLD_TOKEN};
 use serde_json::Value;
 
@@ -87,7 +88,7 @@ fn step_statuses(report: &Value) -> Vec<(String, String)> {
 #[test]
 fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
     let out = postmark(&["--yes"]);
-    out.code(0);
+    out.exit(Exit::Ok);
     let report = out.json();
     assert_eq!(report["status"], "succeeded");
     assert!(step_statuses(&report).iter().all(|(_, s)| s == "completed"));
@@ -165,7 +166,7 @@ fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
 /// Runs the rotation with a fault and checks the rollback left the old token everywhere.
 fn fails_and_rolls_back(fault: &str, failed_step: &str) -> (Output, Value) {
     let out = postmark(&["--yes", "--fault", fault]);
-    out.code(1);
+    out.exit(Exit::StepFailed);
     let report = out.json();
     assert_eq!(report["status"], "rolled_back", "{fault}");
     assert_eq!(report["failed_step"], failed_step, "{fault}");
@@ -262,7 +263,7 @@ fn three_tokens_stop_in_precheck_with_no_writes() {
             "--json",
         ])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("server 'raxx-prod' already has 3 API tokens, Postmark's maximum")
         .stderr_has("delete an unused token in the dashboard");
     assert_eq!(out.json()["failed_step"], "precheck");
@@ -272,7 +273,7 @@ fn three_tokens_stop_in_precheck_with_no_writes() {
 #[test]
 fn wrong_server_stops_in_precheck_with_no_writes() {
     let out = postmark(&["--yes", "--param", "server_name=raxx-staging"]);
-    out.code(1).stderr_has(
+    out.exit(Exit::StepFailed).stderr_has(
         "the token in Infisical belongs to Postmark server 'raxx-prod', not 'raxx-staging'",
     );
     assert_eq!(out.json()["failed_step"], "precheck");
@@ -295,7 +296,7 @@ fn assert_no_writes(state: &Value) {
 #[test]
 fn dry_run_reads_for_real_and_changes_nothing() {
     let out = postmark(&["--dry-run"]);
-    out.code(0);
+    out.exit(Exit::Ok);
     let report = out.json();
     assert_eq!(report["dry_run"], true);
     let planned: Vec<&str> = report["planned_writes"]
@@ -337,7 +338,7 @@ fn show_lists_every_step_with_undo_and_the_irreversible_revoke() {
         .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
         .args(&["show", "postmark"])
         .run();
-    out.code(0)
+    out.exit(Exit::Ok)
         .stdout_has("Rotate the Postmark server API token (postmark-server-token)")
         .stdout_has("  1. precheck · Pre-rotation checks: the current token works")
         .stdout_has("  4. store · Store the new token in Infisical  [undo]")

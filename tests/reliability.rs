@@ -3,9 +3,8 @@
 //! and the world stays safe: Infisical and every consumer hold a working token, and the
 //! downstream app never failed to send.
 
-use crate::support::{fixture, CANARIES};
+use crate::support::{fixture, Test};
 use serde_json::Value;
-use std::process::Command;
 
 const ROUTES: &[&str] = &[
     "postmark:GET:/server",
@@ -38,9 +37,10 @@ struct Case {
 }
 
 fn run_case(fault: String) -> Case {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args([
+    // The run scans its outputs and state dir for the canaries.
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&[
             "exec",
             "postmark",
             "--sandbox",
@@ -49,33 +49,17 @@ fn run_case(fault: String) -> Case {
             "--scenario",
         ])
         .arg(fixture("sop_canary.toml"))
-        .args(["--sandbox-state", "state.json", "--fault", &fault])
-        .current_dir(dir.path())
-        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
-        .env(
-            "RUNBOOK_PATH",
-            format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
-        )
+        .args(&["--sandbox-state", "state.json", "--fault", &fault])
         .env("RUNBOOK_HTTP_TIMEOUT_SECS", "1")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    for c in CANARIES {
-        assert!(
-            !stdout.contains(c) && !stderr.contains(c),
-            "{fault}: a secret leaked"
-        );
-    }
-    let state = std::fs::read_to_string(dir.path().join("state.json"))
+        .run();
+    let state = std::fs::read_to_string(out.path().join("state.json"))
         .map(|t| serde_json::from_str(&t).unwrap())
         .unwrap_or(Value::Null);
     Case {
-        code: out.status.code().unwrap_or(-1),
-        report: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        code: out.code,
+        report: serde_json::from_str(&out.stdout).unwrap_or(Value::Null),
         state,
-        stderr,
+        stderr: out.stderr.clone(),
         fault,
     }
 }
@@ -214,9 +198,10 @@ fn the_validation_email_is_never_retried() {
 #[test]
 #[ignore]
 fn soak_500_rotations_with_random_faults() {
-    use crate::support::{http, sandbox_state, start_sandbox};
+    use crate::support::{http, SandboxProcess};
     let dir = tempfile::tempdir().unwrap();
-    let (sandbox, env) = start_sandbox(dir.path());
+    let sandbox = SandboxProcess::start(dir.path());
+    let env = sandbox.env.clone();
     let pid = sandbox.pid();
     let status = |key: &str| -> u64 {
         let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -251,23 +236,16 @@ fn soak_500_rotations_with_random_faults() {
             &format!("{{\"fault\":\"{fault}\"}}"),
         );
         assert_eq!(code, 204, "{fault}");
-        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(["exec", "postmark", "--yes"])
-            .current_dir(dir.path())
-            .envs(&env)
-            .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
-            .env(
-                "RUNBOOK_PATH",
-                format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
-            )
-            .env("RUNBOOK_SANDBOX_DASHBOARD", &env["POSTMARK_API_URL"])
+        let out = Test::in_dir(dir.path())
+            .shipped_runbooks()
+            .against(&sandbox)
+            .args(&["exec", "postmark", "--yes"])
             .env("RUNBOOK_HTTP_TIMEOUT_SECS", "1")
-            .output()
-            .unwrap();
-        let code = out.status.code().unwrap_or(-1);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+            .run();
+        let code = out.code;
+        let stderr = &out.stderr;
         assert!(code == 0 || code == 1, "{i} {fault}: exit {code}\n{stderr}");
-        let state = sandbox_state(&env);
+        let state = sandbox.state();
         let live: Vec<&str> = state["postmark"]["servers"][0]["ApiTokens"]
             .as_array()
             .unwrap()

@@ -1,24 +1,19 @@
 //! `runbook repl`: through a pseudo-terminal, and with piped stdin.
 
+use crate::support::Exit;
 use crate::support::{fixture, Test, OLD_TOKEN};
 use expectrl::session::OsSession;
 use expectrl::{ControlCode, Expect, Session};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
-    cmd.args(["repl", "postmark", "--sandbox", "--scenario"])
+    let cmd = Test::in_dir(dir)
+        .shipped_runbooks()
+        .args(&["repl", "postmark", "--sandbox", "--scenario"])
         .arg(fixture("sop_canary.toml"))
         .args(extra)
-        .current_dir(dir)
-        .env("RUNBOOK_STATE_DIR", dir.join("state"))
-        .env(
-            "RUNBOOK_PATH",
-            format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
-        )
-        .env("NO_COLOR", "1")
-        .env_remove("CI");
+        .env_remove("CI")
+        .command();
     let mut p = Session::spawn(cmd).unwrap();
     p.set_expect_timeout(Some(Duration::from_secs(20)));
     p.expect("postmark-server-token> ").unwrap();
@@ -93,12 +88,10 @@ fn steps_run_ctx_multiline_completion_errors_audit_and_history() {
         "a secret reached the history:\n{history}"
     );
     // The session is a run: `runbook runs` lists it.
-    let runs = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["runs", "--json"])
-        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
-        .output()
-        .unwrap();
-    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let runs = Test::in_dir(dir.path())
+        .args(&["runs", "--json"])
+        .run()
+        .json();
     assert_eq!(runs[0]["mode"], "repl");
 }
 
@@ -135,7 +128,7 @@ fn piped_statements_run_line_by_line_and_a_failure_sets_exit_1() {
         .args(&["repl", "postmark", "--sandbox", "--scenario", "sop_canary.toml"])
         .stdin("let t = infisical::secret(\"POSTMARK_SERVER_TOKEN\").value;\nt\nlet n = [1,\n2,\n3];\nn.len()\n:run precheck\nctx.server_id\nnosuch()\n")
         .run();
-    out.code(1);
+    out.exit(Exit::StepFailed);
     // Values on stdout; progress, prints and errors on stderr.
     assert_eq!(out.stdout, "secret(…c001)\n3\n4242\n");
     out.stderr_has("✓ step precheck")
@@ -149,6 +142,6 @@ fn piped_session_without_errors_exits_0() {
         .args(&["repl"])
         .stdin("let x = 20;\nx * 2 + 2\n")
         .run();
-    out.code(0);
+    out.exit(Exit::Ok);
     assert_eq!(out.stdout, "42\n");
 }

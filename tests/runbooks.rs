@@ -1,6 +1,7 @@
 //! The runbooks written with the stdlib and `http::` only (SendGrid key rotation, Infisical
 //! re-sync), end to end against the sandbox with the scenarios they ship.
 
+use crate::support::Exit;
 use crate::support::{Output, Test};
 use serde_json::Value;
 
@@ -68,7 +69,7 @@ fn assert_no_key_leaks(out: &Output, extra: &[&str]) {
 #[test]
 fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
     let out = exec("sendgrid", &["--yes"]);
-    out.code(0);
+    out.exit(Exit::Ok);
     assert_eq!(out.json()["status"], "succeeded");
     out.stderr_has("sandbox: scenario ")
         .stderr_has("runbooks/sandbox/sendgrid.toml");
@@ -126,7 +127,7 @@ fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
             "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:times=4",
         ],
     );
-    out.code(1);
+    out.exit(Exit::StepFailed);
     let report = out.json();
     assert_eq!(report["status"], "rolled_back");
     assert_eq!(report["failed_step"], "propagate");
@@ -169,7 +170,7 @@ fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
 #[test]
 fn sendgrid_dry_run_plans_every_write_and_changes_nothing() {
     let out = exec("sendgrid", &["--dry-run"]);
-    out.code(0);
+    out.exit(Exit::Ok);
     let planned: Vec<String> = out.json()["planned_writes"]
         .as_array()
         .unwrap()
@@ -207,7 +208,7 @@ fn infisical_sync_fixes_only_the_consumers_that_differ_and_verifies_them() {
         "infisical-sync",
         &["--yes", "--param", "github_repos=raxx/raptor"],
     );
-    out.code(0);
+    out.exit(Exit::Ok);
     let state = out.read_json("sandbox.json");
     let current = versions(&state, "POSTMARK_SERVER_TOKEN").pop().unwrap();
     assert_ne!(current, SYNC_STALE);
@@ -270,7 +271,7 @@ fn infisical_sync_rolls_back_when_the_health_check_never_passes() {
         ],
     );
     // health_urls= (empty) disables the check: the fault is never hit.
-    out.code(0);
+    out.exit(Exit::Ok);
     let out = exec(
         "infisical-sync",
         &[
@@ -281,7 +282,7 @@ fn infisical_sync_rolls_back_when_the_health_check_never_passes() {
             "health_timeout=2",
         ],
     );
-    out.code(1);
+    out.exit(Exit::StepFailed);
     out.stderr_has("timed out after 2s")
         .stderr_has("to answer 2xx");
     let state = out.read_json("sandbox.json");

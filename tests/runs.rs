@@ -1,5 +1,6 @@
 //! `runs`, `audit show|verify`, `due`: what the state directory tells afterwards.
 
+use crate::support::Exit;
 use crate::support::Test;
 use serde_json::{json, Value};
 
@@ -22,7 +23,7 @@ fn postmark_sandbox(test: Test) -> crate::support::Output {
 
 /// A chained audit log written the way the engine writes it.
 fn write_log(path: &std::path::Path, n: usize) -> Vec<String> {
-    let mut prev = runbook::audit::GENESIS.to_string();
+    let mut prev = runbook_core::audit::GENESIS.to_string();
     let mut lines = Vec::with_capacity(n);
     for i in 0..n {
         let mut e = json!({
@@ -30,7 +31,7 @@ fn write_log(path: &std::path::Path, n: usize) -> Vec<String> {
             "step": "s", "action": format!("test.{i}"), "mode": "exec", "context": {"i": i},
             "prev_hash": prev,
         });
-        let h = runbook::audit::entry_hash(&e);
+        let h = runbook_core::audit::entry_hash(&e);
         e["hash"] = Value::String(h.clone());
         prev = h;
         lines.push(e.to_string());
@@ -45,7 +46,7 @@ fn audit_verify_passes_a_long_untouched_log() {
     let test = Test::new();
     write_log(&test.path().join("state/audit.jsonl"), 10_000);
     let out = test.args(&["audit", "verify"]).run();
-    out.code(0).stdout_has("OK: 10000 entries, head ");
+    out.exit(Exit::Ok).stdout_has("OK: 10000 entries, head ");
 }
 
 #[test]
@@ -65,7 +66,7 @@ fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
         tamper(&mut lines);
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         let out = test.args(&["audit", "verify"]).run();
-        out.code(1)
+        out.exit(Exit::StepFailed)
             .stderr_has("BROKEN: ")
             .stderr_has("audit.jsonl entry 5: ");
         let reason = if what == "edited" {
@@ -80,24 +81,11 @@ fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
 #[test]
 fn a_sandbox_run_is_listed_audited_and_never_counts_as_a_rotation() {
     let out = postmark_sandbox(Test::new());
-    out.code(0);
-    let dir = out.dir;
+    out.exit(Exit::Ok);
+    // Later commands share the first one's directory and state dir.
     let run = |args: &[&str]| {
-        let mut t = Test::new();
-        // Reuse the same state dir: run in the first test's directory.
-        t = t.args(args);
-        let mut cmd = t.command();
-        cmd.current_dir(dir.path())
-            .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
-            .env(
-                "RUNBOOK_PATH",
-                format!("{}/runbooks", env!("CARGO_MANIFEST_DIR")),
-            );
-        let o = cmd.output().unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-        )
+        let o = Test::in_dir(out.path()).shipped_runbooks().args(args).run();
+        (o.code, o.stdout.clone())
     };
     let (code, runs) = run(&["runs", "--json"]);
     assert_eq!(code, 0);
@@ -166,16 +154,16 @@ fn due_counts_a_real_rotation_and_adds_the_cadence() {
         "time": last, "actor": "ops", "run_id": "r1", "runbook": "postmark-server-token",
         "step": "", "action": "run.completed", "mode": "exec",
         "context": {"status": "succeeded", "failed_step": null},
-        "prev_hash": runbook::audit::GENESIS,
+        "prev_hash": runbook_core::audit::GENESIS,
     });
-    e["hash"] = Value::String(runbook::audit::entry_hash(&e));
+    e["hash"] = Value::String(runbook_core::audit::entry_hash(&e));
     std::fs::create_dir_all(test.path().join("state")).unwrap();
     std::fs::write(test.path().join("state/audit.jsonl"), format!("{e}\n")).unwrap();
     let out = test
         .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
         .args(&["due", "--json"])
         .run();
-    out.code(0);
+    out.exit(Exit::Ok);
     let rows = out.json();
     let pm = rows
         .as_array()
@@ -192,8 +180,8 @@ fn due_counts_a_real_rotation_and_adds_the_cadence() {
 fn state_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let out = postmark_sandbox(Test::new());
-    out.code(0);
-    let state = out.dir.path().join("state");
+    out.exit(Exit::Ok);
+    let state = out.path().join("state");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(&state.join("runs")), 0o700);
@@ -218,9 +206,9 @@ fn dry_run_journal_is_marked_and_audits_nothing() {
             "--dry-run",
         ])
         .run();
-    out.code(0);
+    out.exit(Exit::Ok);
     assert!(out.audit().is_empty());
-    let runs = out.dir.path().join("state/runs");
+    let runs = out.path().join("state/runs");
     let journal = std::fs::read_dir(&runs)
         .unwrap()
         .flatten()
@@ -278,7 +266,7 @@ fn webhook(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>
 fn audit_entries_also_go_to_the_webhook_and_a_failing_one_loses_nothing() {
     let (url, bodies) = webhook(200);
     let out = postmark_sandbox(Test::new().env("RUNBOOK_AUDIT_WEBHOOK", &url));
-    out.code(0);
+    out.exit(Exit::Ok);
     let local = out.audit();
     let sent = bodies.lock().unwrap().clone();
     assert_eq!(
@@ -291,7 +279,7 @@ fn audit_entries_also_go_to_the_webhook_and_a_failing_one_loses_nothing() {
 
     let (url, bodies) = webhook(500);
     let out = postmark_sandbox(Test::new().env("RUNBOOK_AUDIT_WEBHOOK", &url));
-    out.code(0)
+    out.exit(Exit::Ok)
         .stderr_has("the audit webhook did not take entry");
     assert_eq!(
         out.stderr

@@ -1,5 +1,6 @@
 //! Secrets never reach the screen or a file; they print masked and refuse concatenation.
 
+use crate::support::Exit;
 use crate::support::{Test, CANARIES};
 
 #[test]
@@ -10,7 +11,7 @@ fn printing_a_secret_every_way_shows_only_the_mask() {
         .args(&["exec", "print_secret.rhai"])
         .run();
     // The step ends with fail(...) so the message path is covered too.
-    out.code(1);
+    out.exit(Exit::StepFailed);
     let masked = "secret(…cdef)";
     let progress_lines: Vec<&str> = out
         .stdout
@@ -33,7 +34,7 @@ fn concatenating_a_secret_is_an_error() {
         .env("RUNBOOK_TEST_SECRET", CANARIES[0])
         .args(&["exec", "concat_secret.rhai"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("runbook::secret::misuse")
         .stderr_has("concat_secret.rhai:4:28: a Secret cannot be concatenated with a string");
 }
@@ -44,7 +45,7 @@ fn missing_env_secret_says_what_to_export() {
         .fixture("print_secret.rhai")
         .args(&["exec", "print_secret.rhai"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("environment variable RUNBOOK_TEST_SECRET is not set")
         .stderr_has("export RUNBOOK_TEST_SECRET=...");
 }
@@ -58,7 +59,7 @@ fn a_secret_interpolated_into_a_vendor_bound_string_is_refused() {
         .env("RUNBOOK_TEST_SECRET", CANARIES[0])
         .args(&["exec", "interpolated_secret.rhai"])
         .run();
-    out.code(1)
+    out.exit(Exit::StepFailed)
         .stderr_has("runbook::secret::misuse")
         .stderr_has(
             "interpolated_secret.rhai:4:11: a Secret was interpolated into header Authorization",

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runbook::prompt::Answers;
+use runbook_core::prompt::Answers;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runbook::prompt::Prompter;
-use runbook::runbook::{load, SourceFile};
+use runbook_core::prompt::Prompter;
+use runbook_core::plan::{load, SourceFile};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -15,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
         text: text.to_string(),
     };
     if let Ok(loaded) = load(file, Prompter::silent()) {
-        let _ = runbook::runbook::lint::lint(&loaded);
+        let _ = runbook_core::plan::lint::lint(&loaded);
     }
 });

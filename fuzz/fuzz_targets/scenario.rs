@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runbook::sandbox::{FaultRule, Scenario};
+use runbook_sandbox::{FaultRule, Scenario};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

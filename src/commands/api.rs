@@ -2,9 +2,9 @@
 //! generated from the engine's metadata; `--definitions DIR` writes `.d.rhai` files.
 
 use crate::cli::ApiArgs;
-use crate::engine::reference::{self, ModuleDoc, Reference};
-use crate::error::{exit, Error, Result};
-use crate::ui;
+use runbook_core::engine::reference::{self, ModuleDoc, Reference};
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::ui;
 
 pub fn run(args: ApiArgs) -> Result<u8> {
     if let Some(dir) = &args.definitions {

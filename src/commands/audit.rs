@@ -1,12 +1,12 @@
 //! `runbook audit show` and `runbook audit verify`.
 
-use crate::audit::{AuditLog, Verdict};
 use crate::cli::{AuditCommand, AuditShowArgs};
-use crate::error::{exit, Error, Result};
-use crate::ui;
+use runbook_core::audit::{AuditLog, Verdict};
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::ui;
 
 pub fn run(cmd: AuditCommand) -> Result<u8> {
-    let log = AuditLog::new(&crate::state::dir());
+    let log = AuditLog::new(&runbook_core::state::dir());
     match cmd {
         AuditCommand::Show(args) => show(&log, &args),
         AuditCommand::Verify => verify(&log),

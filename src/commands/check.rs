@@ -1,17 +1,17 @@
 //! `runbook check`: compile and lint without running anything.
 
 use crate::cli::CheckArgs;
-use crate::engine::ScriptError;
-use crate::error::{exit, Error, Result};
-use crate::prompt::Prompter;
-use crate::runbook::{self, lint, source, SourceFile};
-use crate::ui;
+use runbook_core::engine::ScriptError;
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::plan::{self, lint, source, SourceFile};
+use runbook_core::prompt::Prompter;
+use runbook_core::ui;
 use std::path::{Path, PathBuf};
 
 /// The problems of one runbook file (empty when it is clean).
 pub fn check_file(path: &Path) -> Result<Vec<ScriptError>, Error> {
     let file = SourceFile::read(path)?;
-    match runbook::load(file, Prompter::silent()) {
+    match plan::load(file, Prompter::silent()) {
         Ok(loaded) => Ok(lint::lint(&loaded)),
         Err(Error::Script(e)) => Ok(vec![*e]),
         Err(e) => Err(e),
@@ -36,7 +36,7 @@ fn targets(args: &CheckArgs) -> Result<Vec<PathBuf>> {
                     .filter(|p| p.extension().is_some_and(|x| x == "rhai")),
             );
         } else {
-            out.push(runbook::find(p)?);
+            out.push(plan::find(p)?);
         }
     }
     Ok(out)

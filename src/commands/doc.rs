@@ -1,10 +1,10 @@
 //! `runbook doc`: a runbook as an SOP page, Markdown or standalone HTML.
 
 use crate::cli::DocArgs;
-use crate::error::{exit, Error, Result};
-use crate::prompt::Prompter;
-use crate::runbook::{self, sop, SourceFile};
-use crate::ui;
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::plan::{self, sop, SourceFile};
+use runbook_core::prompt::Prompter;
+use runbook_core::ui;
 use std::path::Path;
 
 /// How a page names its source: `runbooks/postmark.rhai`, wherever the command ran from, so
@@ -22,7 +22,7 @@ fn label(path: &Path) -> String {
 
 /// The SOP page of the runbook at `path`, as Markdown or HTML.
 pub fn render(path: &Path, html: bool) -> Result<String> {
-    let loaded = runbook::load(SourceFile::read(path)?, Prompter::silent())?;
+    let loaded = plan::load(SourceFile::read(path)?, Prompter::silent())?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -36,7 +36,7 @@ pub fn render(path: &Path, html: bool) -> Result<String> {
 }
 
 pub fn run(args: DocArgs) -> Result<u8> {
-    let path = runbook::find(&args.runbook)?;
+    let path = plan::find(&args.runbook)?;
     let text = render(&path, args.html)?;
     match &args.output {
         Some(out) => {

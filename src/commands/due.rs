@@ -1,11 +1,11 @@
 //! `runbook due`: when each runbook last succeeded (from the audit log) and when it is due.
 
-use crate::audit::AuditLog;
 use crate::cli::DueArgs;
-use crate::error::{exit, Result};
-use crate::prompt::Prompter;
-use crate::runbook::{self, source, SourceFile};
-use crate::ui;
+use runbook_core::audit::AuditLog;
+use runbook_core::error::{exit, Result};
+use runbook_core::plan::{self, source, SourceFile};
+use runbook_core::prompt::Prompter;
+use runbook_core::ui;
 use serde_json::{json, Value};
 
 /// Last successful run (RFC 3339) per runbook id, from `run.completed` audit events.
@@ -45,10 +45,10 @@ pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bo
 
 /// One row per runbook found: id, title, secret, cadence, last rotation, due date.
 pub fn rows() -> Vec<Value> {
-    let last = last_success(&AuditLog::new(&crate::state::dir()));
+    let last = last_success(&AuditLog::new(&runbook_core::state::dir()));
     let mut rows = Vec::new();
     for path in source::list_paths() {
-        let loaded = SourceFile::read(&path).and_then(|f| runbook::load(f, Prompter::silent()));
+        let loaded = SourceFile::read(&path).and_then(|f| plan::load(f, Prompter::silent()));
         match loaded {
             Ok(l) => {
                 let m = l.plan.meta();

@@ -1,22 +1,23 @@
 //! `runbook exec`, and the pieces `resume` and `rollback` share with it.
 
-use crate::audit::AuditLog;
 use crate::cli::{ExecArgs, ScenarioArgs};
-use crate::error::{exit, Error, Result};
-use crate::exec::lock::{self, Lock};
-use crate::exec::{self, params, resume, Journal, Report, RunStatus, Start};
-use crate::host::services::Services;
-use crate::host::{value, RunInfo};
-use crate::prompt::{Answers, Prompter};
-use crate::runbook::{self, Ctx, Loaded, SourceFile};
-use crate::runtime::Runtime;
-use crate::ui;
-use crate::vendors::{VendorConfig, VendorFileConfig};
+use runbook_core::audit::AuditLog;
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::exec::lock::{self, Lock};
+use runbook_core::exec::{self, params, resume, Journal, Report, RunStatus, Start};
+use runbook_core::host::services::Services;
+use runbook_core::host::{value, RunInfo};
+use runbook_core::plan::{self, Ctx, Loaded, SourceFile};
+use runbook_core::prompt::{Answers, Prompter};
+use runbook_core::runtime::Runtime;
+use runbook_core::ui;
+use runbook_sandbox::Sandbox;
+use runbook_vendors::{VendorConfig, VendorFileConfig};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 pub fn run(args: ExecArgs) -> Result<u8> {
-    let path = runbook::find(&args.runbook)?;
+    let path = plan::find(&args.runbook)?;
     let pairs = params::parse_pairs(&args.params)?;
     let loaded = load(&path, args.answers.as_deref(), args.yes || args.dry_run)?;
     if !loaded.plan.prerequisites.is_empty()
@@ -35,7 +36,7 @@ pub fn run(args: ExecArgs) -> Result<u8> {
             ui::progress(&ui::dim(&format!("sandbox: scenario {}", p.display())));
         }
     }
-    let (services, env) = services(args.sandbox, &scenario)?;
+    let (services, sandbox, env) = services(args.sandbox, &scenario)?;
     let lookup = |name: &str| -> Option<String> {
         match &env {
             Some(vars) => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
@@ -53,7 +54,7 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         (false, true) => "sandbox",
         (false, false) => "exec",
     };
-    let state_dir = crate::state::dir();
+    let state_dir = runbook_core::state::dir();
     // A dry run changes nothing, so it takes no lock.
     let mut lock = None;
     if !args.dry_run {
@@ -112,7 +113,20 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         Start::Fresh,
     );
     drop(lock);
-    finish(&loaded, &report, args.json, args.sandbox_state.as_deref())
+    let code = finish(&report, args.json)?;
+    if let (Some(path), Some(sandbox)) = (args.sandbox_state.as_deref(), &sandbox) {
+        write_sandbox_state(sandbox, path)?;
+    }
+    Ok(code)
+}
+
+/// `--sandbox-state FILE`: the simulators' final state, for tests and post-mortems.
+fn write_sandbox_state(sandbox: &Sandbox, path: &Path) -> Result<()> {
+    let state = serde_json::to_string_pretty(&sandbox.state()).unwrap_or_default();
+    runbook_core::state::write(path, state.as_bytes()).map_err(|source| Error::Write {
+        path: PathBuf::from(path),
+        source,
+    })
 }
 
 /// Reads and loads a runbook with a prompter for this run.
@@ -122,7 +136,7 @@ pub fn load(path: &Path, answers: Option<&Path>, yes: bool) -> Result<Loaded> {
         Some(p) => Answers::load(p)?,
         None => Answers::default(),
     };
-    runbook::load(file, Prompter::new(answers, yes))
+    plan::load(file, Prompter::new(answers, yes))
 }
 
 /// Environment variables as name/value pairs.
@@ -130,7 +144,10 @@ pub type EnvVars = Vec<(String, String)>;
 
 /// The runtime, vendor clients and (with `--sandbox`) the simulators; also the sandbox's
 /// environment, which params bound to an env var read instead of the process's.
-pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<(Services, Option<EnvVars>)> {
+pub fn services(
+    sandbox: bool,
+    scenario: &ScenarioArgs,
+) -> Result<(Services, Option<Sandbox>, Option<EnvVars>)> {
     let runtime = Runtime::new().map_err(|e| {
         Error::usage(
             format!("cannot start the I/O runtime: {e}"),
@@ -138,10 +155,18 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<(Services, Opt
         )
     })?;
     if !sandbox {
-        return Ok((Services::new(runtime, vendor_config()?, None), None));
+        return Ok((Services::new(runtime, vendor_config()?, None), None, None));
     }
     let sandbox = super::sandbox::start(&runtime, scenario)?;
-    let mut config = sandbox.vendor_config();
+    let env = sandbox.env();
+    let mut config = VendorConfig::from_env(|k| {
+        env.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    })
+    .map_err(|e| Error::Sandbox {
+        message: format!("the sandbox's own configuration is invalid: {e}"),
+    })?;
     // Loopback answers in microseconds: back off in milliseconds, so a rehearsal with
     // injected 5xx/429 faults takes seconds, not minutes. Retry-After is still honoured.
     config.transport.base_delay = std::time::Duration::from_millis(20);
@@ -160,7 +185,6 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<(Services, Opt
     })?;
     config.transport.timeout = tuned.transport.timeout;
     config.concurrency = tuned.concurrency;
-    let env = sandbox.env();
     ui::progress(&ui::dim(&format!(
         "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
         sandbox.postmark_url()
@@ -168,7 +192,12 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<(Services, Opt
     for (name, url) in &sandbox.urls().scripted {
         ui::progress(&ui::dim(&format!("sandbox: scripted {name} on {url}")));
     }
-    Ok((Services::new(runtime, config, Some(sandbox)), Some(env)))
+    let dashboard = Some(sandbox.postmark_url().to_string());
+    Ok((
+        Services::new(runtime, config, dashboard),
+        Some(sandbox),
+        Some(env),
+    ))
 }
 
 /// Wires a loaded runbook to this run: who, how, services, audit log, journal.
@@ -217,7 +246,7 @@ pub fn new_report(loaded: &Loaded, run_id: &str, actor: &str, dry_run: bool) -> 
         actor: actor.to_string(),
         status: RunStatus::Running,
         dry_run,
-        started_at: crate::audit::now_rfc3339(),
+        started_at: runbook_core::audit::now_rfc3339(),
         duration_ms: 0,
         steps: Vec::new(),
         planned_writes: Vec::new(),
@@ -226,28 +255,12 @@ pub fn new_report(loaded: &Loaded, run_id: &str, actor: &str, dry_run: bool) -> 
     }
 }
 
-/// Prints the summary (and the JSON report), writes the sandbox state, maps the exit code.
-pub fn finish(
-    loaded: &Loaded,
-    report: &Report,
-    json: bool,
-    sandbox_state: Option<&Path>,
-) -> Result<u8> {
+/// Prints the summary (and the JSON report) and maps the run's status to the exit code.
+pub fn finish(report: &Report, json: bool) -> Result<u8> {
     summary(report);
     if json {
         ui::out(&report.to_json());
     }
-    let services = loaded.host.services.borrow_mut().take();
-    if let (Some(path), Some(services)) = (sandbox_state, &services) {
-        if let Some(sandbox) = &services.sandbox {
-            let state = serde_json::to_string_pretty(&sandbox.state()).unwrap_or_default();
-            crate::state::write(path, state.as_bytes()).map_err(|source| Error::Write {
-                path: PathBuf::from(path),
-                source,
-            })?;
-        }
-    }
-    drop(services);
     Ok(match report.status {
         RunStatus::Succeeded => exit::OK,
         // `runbook rollback` asked for it: success. After a failed step: the step failed.

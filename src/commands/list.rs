@@ -1,8 +1,8 @@
 //! `runbook list`: the runbooks found, with their secret, cadence, last rotation and due date.
 
 use crate::cli::ListArgs;
-use crate::error::{exit, Result};
-use crate::ui;
+use runbook_core::error::{exit, Result};
+use runbook_core::ui;
 
 pub fn run(args: ListArgs) -> Result<u8> {
     let rows = super::due::rows();

@@ -2,8 +2,8 @@
 //! passes `check` and runs with `exec --sandbox`; never overwrites a file.
 
 use crate::cli::NewArgs;
-use crate::error::{exit, Error, Result};
-use crate::ui;
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::ui;
 use std::path::{Path, PathBuf};
 
 /// Built-in templates: (name, runbook, scenario).
@@ -86,7 +86,7 @@ fn fill(template: &str, slug: &str) -> String {
 
 /// An existing runbook as the template: its text with the new id, and its scenario.
 fn copy_of(from: &str, slug: &str) -> Result<(String, Option<String>)> {
-    let source = crate::runbook::find(from)?;
+    let source = runbook_core::plan::find(from)?;
     let text = std::fs::read_to_string(&source).map_err(|e| Error::Read {
         path: source.clone(),
         source: e,

@@ -2,13 +2,13 @@
 
 use super::exec::{banner, finish, install, load, new_report, services};
 use crate::cli::{ResumeArgs, RunsArgs};
-use crate::error::{exit, Error, Result};
-use crate::exec::journal::{self, RunState};
-use crate::exec::lock::{self, Lock};
-use crate::exec::{self, resume, Start};
-use crate::host::Phase;
-use crate::runbook::{Ctx, Loaded};
-use crate::ui;
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::exec::journal::{self, RunState};
+use runbook_core::exec::lock::{self, Lock};
+use runbook_core::exec::{self, resume, Start};
+use runbook_core::host::Phase;
+use runbook_core::plan::{Ctx, Loaded};
+use runbook_core::ui;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -49,7 +49,7 @@ fn pid_alive(h: &Value) -> bool {
 }
 
 pub fn runs(args: RunsArgs) -> Result<u8> {
-    let state_dir = crate::state::dir();
+    let state_dir = runbook_core::state::dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
         .into_iter()
         .flatten()
@@ -112,7 +112,7 @@ pub(crate) struct Reopened {
 }
 
 pub(crate) fn reopen(args: &ResumeArgs, what: &str) -> Result<Reopened> {
-    let state_dir = crate::state::dir();
+    let state_dir = runbook_core::state::dir();
     let (_, state) = resume::open(&state_dir, &args.run_id)?;
     let start = &state.start;
     if start["mode"] == "dry-run" {
@@ -155,7 +155,7 @@ pub(crate) fn reopen(args: &ResumeArgs, what: &str) -> Result<Reopened> {
     let run_id = args.run_id.clone();
     let key = lock::key(&loaded.plan.meta().id, &start["params"]);
     let (lock, broken) = Lock::acquire(&state_dir, &key, &run_id, &actor, args.break_lock)?;
-    let (services, _) = services(false, &Default::default())?;
+    let (services, _, _) = services(false, &Default::default())?;
     install(&loaded, &state_dir, &run_id, &actor, what, false, services)?;
     if let Some(holder) = broken {
         loaded
@@ -231,7 +231,7 @@ pub fn resume(args: ResumeArgs) -> Result<u8> {
     };
     let report = exec::run(&r.loaded, &opts, r.ctx.clone(), report, start);
     r.lock.release();
-    finish(&r.loaded, &report, args.json, None)
+    finish(&report, args.json)
 }
 
 enum Uncertain {
@@ -264,7 +264,7 @@ fn uncertain(r: &Reopened, i: usize) -> Result<Uncertain> {
             Err(e) => ui::err(&format!(
                 "  could not verify step '{}': {}",
                 step.id,
-                crate::engine::ScriptError::from_eval(&e, r.loaded.sources())
+                runbook_core::engine::ScriptError::from_eval(&e, r.loaded.sources())
             )),
         }
     }
@@ -342,5 +342,5 @@ pub fn rollback(args: ResumeArgs) -> Result<u8> {
         Start::Rollback { completed },
     );
     r.lock.release();
-    finish(&r.loaded, &report, args.json, None)
+    finish(&report, args.json)
 }

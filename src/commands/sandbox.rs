@@ -1,10 +1,10 @@
 //! `runbook sandbox`, and starting the simulators for `exec --sandbox`.
 
 use crate::cli::{SandboxArgs, ScenarioArgs};
-use crate::error::{exit, Error, Result};
-use crate::runtime::Runtime;
-use crate::sandbox::{FaultRule, Sandbox, Scenario};
-use crate::ui;
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::runtime::Runtime;
+use runbook_core::ui;
+use runbook_sandbox::{FaultRule, Sandbox, Scenario};
 
 /// The scenario from `--scenario` (default: the SOP's) plus every `--fault`.
 pub fn scenario(args: &ScenarioArgs) -> Result<Scenario> {

@@ -1,14 +1,14 @@
 //! `runbook show`: the plan, without running anything.
 
 use crate::cli::ShowArgs;
-use crate::error::{exit, Result};
-use crate::prompt::Prompter;
-use crate::runbook::{self, SourceFile};
-use crate::ui;
+use runbook_core::error::{exit, Result};
+use runbook_core::plan::{self, SourceFile};
+use runbook_core::prompt::Prompter;
+use runbook_core::ui;
 
 pub fn run(args: ShowArgs) -> Result<u8> {
-    let path = runbook::find(&args.runbook)?;
-    let loaded = runbook::load(SourceFile::read(&path)?, Prompter::silent())?;
+    let path = plan::find(&args.runbook)?;
+    let loaded = plan::load(SourceFile::read(&path)?, Prompter::silent())?;
     let plan = &loaded.plan;
     let m = plan.meta();
     let mut out: Vec<String> = Vec::new();

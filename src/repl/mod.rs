@@ -7,16 +7,17 @@ pub use helper::is_incomplete;
 
 use crate::cli::ReplArgs;
 use crate::commands::exec::EnvVars;
-use crate::engine::ScriptError;
-use crate::error::{exit, Error, Result};
-use crate::exec::{self, params, resume, Journal};
-use crate::host::services::Services;
-use crate::host::{value, Phase, RunInfo};
-use crate::prompt::{Answers, Prompter};
-use crate::runbook::{self, Ctx, Loaded};
-use crate::ui;
 use helper::{ReplHelper, COMMANDS};
 use rhai::{Dynamic, EvalAltResult, Scope, AST};
+use runbook_core::engine::ScriptError;
+use runbook_core::error::{exit, Error, Result};
+use runbook_core::exec::{self, params, resume, Journal};
+use runbook_core::host::services::Services;
+use runbook_core::host::{value, Phase, RunInfo};
+use runbook_core::plan::{self, Ctx, Loaded};
+use runbook_core::prompt::{Answers, Prompter};
+use runbook_core::ui;
+use runbook_sandbox::Sandbox;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::Editor;
@@ -35,6 +36,8 @@ struct Session {
     /// Step id → "done" / "undone" (this session, or the attached run's journal).
     marks: BTreeMap<String, &'static str>,
     services: Rc<Services>,
+    /// The simulators of a `--sandbox` session.
+    sandbox: Option<Sandbox>,
     journal: Rc<Journal>,
     run: RunInfo,
     path: Option<PathBuf>,
@@ -43,11 +46,11 @@ struct Session {
     answers: Option<PathBuf>,
     yes: bool,
     failures: usize,
-    _lock: Option<crate::exec::lock::Lock>,
+    _lock: Option<runbook_core::exec::lock::Lock>,
 }
 
 pub fn run(args: ReplArgs) -> Result<u8> {
-    let state_dir = crate::state::dir();
+    let state_dir = runbook_core::state::dir();
     let mut session = match &args.attach {
         Some(run_id) => attach(&args, run_id)?,
         None => start(&args, &state_dir)?,
@@ -73,7 +76,7 @@ fn prompter(answers: Option<&Path>, yes: bool) -> Result<Prompter> {
 
 fn start(args: &ReplArgs, state_dir: &Path) -> Result<Session> {
     let pairs = params::parse_pairs(&args.params)?;
-    let (services, env) = crate::commands::exec::services(args.sandbox, &args.scenario)?;
+    let (services, sandbox, env) = crate::commands::exec::services(args.sandbox, &args.scenario)?;
     let run = RunInfo {
         run_id: exec::new_run_id(),
         actor: exec::actor(args.actor.as_deref()),
@@ -82,12 +85,13 @@ fn start(args: &ReplArgs, state_dir: &Path) -> Result<Session> {
     };
     let journal = Rc::new(Journal::open(state_dir, &run.run_id)?);
     let mut session = Session {
-        loaded: runbook::bare(Path::new("."), Prompter::silent()),
+        loaded: plan::bare(Path::new("."), Prompter::silent()),
         scope: Scope::new(),
         fns: AST::empty(),
         ctx: Ctx::default(),
         marks: BTreeMap::new(),
         services: Rc::new(services),
+        sandbox,
         journal,
         run,
         path: None,
@@ -99,7 +103,7 @@ fn start(args: &ReplArgs, state_dir: &Path) -> Result<Session> {
         _lock: None,
     };
     let path = match &args.runbook {
-        Some(name) => Some(runbook::find(name)?),
+        Some(name) => Some(plan::find(name)?),
         None => None,
     };
     session.open(path)?;
@@ -162,6 +166,7 @@ fn attach(args: &ReplArgs, run_id: &str) -> Result<Session> {
         ctx: r.ctx,
         marks,
         services,
+        sandbox: None,
         journal,
         run,
         path,
@@ -188,7 +193,9 @@ impl Session {
         };
         *host.services.borrow_mut() = Some(self.services.clone());
         *host.journal.borrow_mut() = Some(self.journal.clone());
-        *host.audit.borrow_mut() = Some(crate::audit::AuditLog::new(&crate::state::dir()));
+        *host.audit.borrow_mut() = Some(runbook_core::audit::AuditLog::new(
+            &runbook_core::state::dir(),
+        ));
         host.set_phase(Phase::Repl);
     }
 
@@ -196,8 +203,8 @@ impl Session {
     fn open(&mut self, path: Option<PathBuf>) -> Result<()> {
         let prompter = prompter(self.answers.as_deref(), self.yes)?;
         let loaded = match &path {
-            Some(p) => runbook::load(runbook::SourceFile::read(p)?, prompter)?,
-            None => runbook::bare(Path::new("."), prompter),
+            Some(p) => plan::load(plan::SourceFile::read(p)?, prompter)?,
+            None => plan::bare(Path::new("."), prompter),
         };
         let env = self.env.clone();
         let lookup = |name: &str| -> Option<String> {
@@ -239,7 +246,7 @@ impl Session {
             .compile_with_scope(&self.scope, input)
             .map_err(|e| Box::new(ScriptError::from_parse(&e, &sources, "<repl>")))?;
         ast.set_source("<repl>");
-        if let Err(Error::Script(e)) = runbook::load::import_modules(&mut self.loaded, &ast) {
+        if let Err(Error::Script(e)) = plan::load::import_modules(&mut self.loaded, &ast) {
             return Err(e);
         }
         self.fns += ast;
@@ -259,8 +266,8 @@ impl Session {
 
     fn report_error(&mut self, d: &ScriptError) {
         self.failures += 1;
-        if crate::interrupt::is_set() {
-            crate::interrupt::reset();
+        if runbook_core::interrupt::is_set() {
+            runbook_core::interrupt::reset();
             ui::err("interrupted");
             return;
         }
@@ -286,7 +293,7 @@ impl Session {
             Ok(v) => Self::print_value(&v),
             Err(d) => self.report_error(&d),
         }
-        crate::interrupt::reset();
+        runbook_core::interrupt::reset();
         true
     }
 
@@ -333,7 +340,7 @@ impl Session {
                 }
             }
             ":api" => self.api(arg),
-            ":sandbox" => match &self.services.sandbox {
+            ":sandbox" => match &self.sandbox {
                 Some(s) => {
                     let u = s.urls();
                     ui::out(&format!(
@@ -360,7 +367,7 @@ impl Session {
                 if arg.is_empty() {
                     ui::err("usage: :load RUNBOOK");
                 } else {
-                    match runbook::find(arg).and_then(|p| self.open(Some(p))) {
+                    match plan::find(arg).and_then(|p| self.open(Some(p))) {
                         Ok(()) => {}
                         Err(e) => {
                             self.failures += 1;
@@ -497,7 +504,7 @@ impl Session {
                 self.report_error(&d);
             }
         }
-        crate::interrupt::reset();
+        runbook_core::interrupt::reset();
     }
 
     fn refresh(&self, helper: &mut ReplHelper) {
@@ -548,7 +555,7 @@ impl Session {
             match editor.readline(&prompt) {
                 Ok(line) => {
                     // A line that held a secret value never reaches the history file.
-                    if crate::secret::redact(&line) == line.as_str() && !line.trim().is_empty() {
+                    if runbook_secret::redact(&line) == line.as_str() && !line.trim().is_empty() {
                         let _ = editor.add_history_entry(line.as_str());
                     }
                     if !self.handle(&line) {
@@ -559,7 +566,7 @@ impl Session {
                 Err(_) => break,
             }
         }
-        let _ = crate::state::ensure_dir(state_dir);
+        let _ = runbook_core::state::ensure_dir(state_dir);
         if editor.save_history(&history).is_ok() {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&history, std::fs::Permissions::from_mode(0o600));

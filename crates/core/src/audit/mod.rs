@@ -1,0 +1,297 @@
+//! The audit log: one JSON line per event in `audit.jsonl`, each carrying the hash of the one
+//! before it, so an edited, removed or reordered entry breaks the chain.
+
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Hash of the entry before the first.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// One event, before it is chained.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub actor: String,
+    pub run_id: String,
+    pub runbook: String,
+    pub step: String,
+    pub action: String,
+    pub mode: String,
+    pub context: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    pub fn new(state_dir: &Path) -> Self {
+        AuditLog {
+            path: state_dir.join("audit.jsonl"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends an event (context redacted) under an exclusive lock, chained to the last entry.
+    pub fn append(&self, event: &Event) -> Result<Value> {
+        let io = |source| Error::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = crate::state::append(&self.path).map_err(io)?;
+        let _lock = FileLock::exclusive(&file).map_err(io)?;
+        let prev = last_hash(&mut file).map_err(io)?;
+        let mut entry = json!({
+            "time": now_rfc3339(),
+            "actor": event.actor,
+            "run_id": event.run_id,
+            "runbook": event.runbook,
+            "step": event.step,
+            "action": event.action,
+            "mode": event.mode,
+            "context": event.context,
+            "prev_hash": prev,
+        });
+        // Redact before hashing: the hash must cover exactly the bytes written.
+        runbook_secret::redact_json(&mut entry);
+        let hash = entry_hash(&entry);
+        entry["hash"] = Value::String(hash);
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        writeln!(file, "{entry}").map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(entry)
+    }
+
+    /// Every entry, in order (unparseable lines are returned as errors by `verify`).
+    pub fn entries(&self) -> Result<Vec<Value>> {
+        let file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|source| Error::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+            if let Ok(v) = serde_json::from_str(&line) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What `audit verify` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Intact {
+        entries: usize,
+        head: String,
+    },
+    /// The first entry (1-based line) that breaks the chain, and why.
+    Broken {
+        line: usize,
+        reason: String,
+    },
+}
+
+impl AuditLog {
+    /// Walks the chain: every entry's hash must match its content, and every `prev_hash`
+    /// the entry before it. An edited entry breaks its own hash; a removed or moved one
+    /// breaks the link of the entry after it.
+    pub fn verify(&self) -> Result<Verdict> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let mut prev = GENESIS.to_string();
+        let mut count = 0;
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                return Ok(Verdict::Broken {
+                    line: n,
+                    reason: "not valid JSON (edited or truncated)".into(),
+                });
+            };
+            let stored = entry["hash"].as_str().unwrap_or("");
+            if entry_hash(&entry) != stored {
+                return Ok(Verdict::Broken {
+                    line: n,
+                    reason: "its content does not match its hash (edited)".into(),
+                });
+            }
+            if entry["prev_hash"].as_str() != Some(prev.as_str()) {
+                return Ok(Verdict::Broken {
+                    line: n,
+                    reason: "it does not follow the entry before it (an entry was removed, inserted or reordered)".into(),
+                });
+            }
+            prev = stored.to_string();
+            count += 1;
+        }
+        Ok(Verdict::Intact {
+            entries: count,
+            head: prev,
+        })
+    }
+}
+
+/// SHA-256 over the entry's JSON without its `hash` field, in the order it was written.
+pub fn entry_hash(entry: &Value) -> String {
+    let mut e = entry.clone();
+    if let Some(o) = e.as_object_mut() {
+        o.remove("hash");
+    }
+    let digest = Sha256::digest(e.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn last_hash(file: &mut std::fs::File) -> std::io::Result<String> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len == 0 {
+        return Ok(GENESIS.to_string());
+    }
+    // Read the tail: entries are small, 64 KiB holds the last one.
+    let start = len.saturating_sub(64 * 1024);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = String::new();
+    std::io::Read::read_to_string(file, &mut tail)?;
+    let last = tail
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let v: Value = serde_json::from_str(last).unwrap_or(Value::Null);
+    Ok(v["hash"].as_str().unwrap_or(GENESIS).to_string())
+}
+
+/// An advisory `flock` held for the life of the value (the file must outlive it).
+struct FileLock(std::os::unix::io::RawFd);
+
+impl FileLock {
+    fn exclusive(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::unix::io::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: flock on a valid, open file descriptor.
+        let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(FileLock(fd))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking the descriptor locked in `exclusive`; closing the file would too.
+        unsafe {
+            libc::flock(self.0, libc::LOCK_UN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str) -> Event {
+        Event {
+            actor: "tester".into(),
+            run_id: "r1".into(),
+            runbook: "rb".into(),
+            step: "s".into(),
+            action: action.into(),
+            mode: "exec".into(),
+            context: json!({"k": "v"}),
+        }
+    }
+
+    #[test]
+    fn verify_finds_edits_removals_and_swaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path());
+        for a in ["a", "b", "c", "d"] {
+            log.append(&event(a)).unwrap();
+        }
+        assert!(matches!(
+            log.verify().unwrap(),
+            Verdict::Intact { entries: 4, .. }
+        ));
+        let good = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+        let write = |ls: Vec<String>| std::fs::write(log.path(), ls.join("\n") + "\n").unwrap();
+        let owned = |ls: &[&str]| ls.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        write(owned(&[
+            lines[0],
+            &lines[1].replace("\"b\"", "\"x\""),
+            lines[2],
+            lines[3],
+        ]));
+        assert_eq!(
+            log.verify().unwrap(),
+            Verdict::Broken {
+                line: 2,
+                reason: "its content does not match its hash (edited)".into()
+            }
+        );
+
+        write(owned(&[lines[0], lines[2], lines[3]]));
+        assert!(matches!(
+            log.verify().unwrap(),
+            Verdict::Broken { line: 2, .. }
+        ));
+
+        write(owned(&[lines[0], lines[2], lines[1], lines[3]]));
+        assert!(matches!(
+            log.verify().unwrap(),
+            Verdict::Broken { line: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn entries_are_chained() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path());
+        let a = log.append(&event("a")).unwrap();
+        let b = log.append(&event("b")).unwrap();
+        assert_eq!(a["prev_hash"], GENESIS);
+        assert_eq!(b["prev_hash"], a["hash"]);
+        assert_eq!(entry_hash(&b), b["hash"].as_str().unwrap());
+        assert_eq!(log.entries().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,132 @@
+//! `import "std/NAME"` resolves against the stdlib compiled into the binary; any other import
+//! against the runbook's own folder (and never outside it).
+
+use super::Sources;
+use rhai::{Engine, EvalAltResult, Module, Position, Scope, Shared};
+
+type SharedModule = Shared<Module>;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+/// The stdlib modules shipped inside the binary, by import name.
+pub const STDLIB: &[(&str, &str)] = &[
+    ("std/checks", include_str!("../../../../stdlib/checks.rhai")),
+    (
+        "std/consumers",
+        include_str!("../../../../stdlib/consumers.rhai"),
+    ),
+    (
+        "std/rotation",
+        include_str!("../../../../stdlib/rotation.rhai"),
+    ),
+];
+
+/// Cheap to clone: the loader keeps a handle to pre-resolve top-level imports.
+#[derive(Clone)]
+pub struct Resolver {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    base: PathBuf,
+    sources: Rc<Sources>,
+    cache: RefCell<HashMap<String, SharedModule>>,
+}
+
+impl Resolver {
+    /// `base` is the folder of the runbook being loaded.
+    pub fn new(base: impl Into<PathBuf>, sources: Rc<Sources>) -> Self {
+        Resolver {
+            inner: Rc::new(Inner {
+                base: base.into(),
+                sources,
+                cache: RefCell::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Every module resolved so far (imports of imports included), by import path.
+    pub fn resolved(&self) -> Vec<(String, SharedModule)> {
+        let mut v: Vec<_> = self
+            .inner
+            .cache
+            .borrow()
+            .iter()
+            .map(|(k, m)| (k.clone(), m.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn locate(&self, path: &str, pos: Position) -> Result<(String, String), Box<EvalAltResult>> {
+        if let Some((_, text)) = STDLIB.iter().find(|(name, _)| *name == path) {
+            return Ok((format!("<{path}>"), (*text).to_string()));
+        }
+        if path.starts_with("std/") {
+            let known: Vec<&str> = STDLIB.iter().map(|(n, _)| *n).collect();
+            return Err(not_found(
+                path,
+                &format!("no such stdlib module; available: {}", known.join(", ")),
+                pos,
+            ));
+        }
+        let rel = Path::new(path);
+        let escapes = rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
+        if escapes {
+            return Err(not_found(
+                path,
+                "imports must stay inside the runbook's folder",
+                pos,
+            ));
+        }
+        let mut file = self.inner.base.join(rel);
+        if file.extension().is_none() {
+            file.set_extension("rhai");
+        }
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| not_found(path, &format!("{}: {e}", file.display()), pos))?;
+        Ok((file.display().to_string(), text))
+    }
+}
+
+fn not_found(path: &str, why: &str, pos: Position) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorModuleNotFound(format!("{path} ({why})"), pos).into()
+}
+
+impl rhai::ModuleResolver for Resolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<SharedModule, Box<EvalAltResult>> {
+        if let Some(m) = self.inner.cache.borrow().get(path) {
+            return Ok(m.clone());
+        }
+        let (name, text) = self.locate(path, pos)?;
+        self.inner.sources.add(&name, &text);
+        let mut ast = engine.compile(&text).map_err(|e| {
+            Box::new(EvalAltResult::ErrorInModule(
+                name.clone(),
+                Box::new(EvalAltResult::ErrorParsing(*e.0, e.1)),
+                pos,
+            ))
+        })?;
+        ast.set_source(name.as_str());
+        let mut module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))?;
+        module.set_id(name.as_str());
+        let shared: SharedModule = module.into();
+        self.inner
+            .cache
+            .borrow_mut()
+            .insert(path.to_string(), shared.clone());
+        Ok(shared)
+    }
+}

@@ -1,0 +1,75 @@
+//! The run report: printed as a summary, or as JSON on stdout with `--json`.
+
+use crate::host::PlannedWrite;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    RolledBack,
+    Aborted,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::RolledBack => "rolled back",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    NotRun,
+    Completed,
+    Failed,
+    Undone,
+    UndoFailed,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub title: String,
+    pub status: StepStatus,
+    pub duration_ms: u64,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub runbook: String,
+    pub title: String,
+    pub actor: String,
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub steps: Vec<StepReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned_writes: Vec<PlannedWrite>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        runbook_secret::redact_json(&mut v);
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    }
+}

@@ -1,0 +1,79 @@
+//! `github::`: Actions secrets, encrypted to each repo's public key (libsodium sealed box).
+
+use super::placeholder::Placeholder;
+use super::value;
+use super::vendor_call::{fan_out, is_dry_run_secret, per_target, targets, R};
+use super::{Effect, Host, HostFn, ModuleBuilder};
+use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use runbook_secret::Secret;
+use std::rc::Rc;
+
+fn set_secret(h: &Host, repos: Dynamic, name: &str, secret: Secret) -> R<Dynamic> {
+    let repos = targets(&repos, "github::set_secret repos")?;
+    let detail = serde_json::json!({"repos": repos, "name": name, "value": secret.fingerprint()});
+    let target = format!("PUT /repos/{{{}}}/actions/secrets/{name}", repos.join(","));
+    h.mutate("github::set_secret", Effect::Write, &target, detail, || {
+        if is_dry_run_secret(&secret) {
+            return Ok(Placeholder::of("github::set_secret"));
+        }
+        let v = h.vendors()?;
+        let name = name.to_string();
+        let label = format!("github PUT secret on {} repo(s)", repos.len());
+        let results = h.block(&label, async move {
+            Ok(fan_out(&v, &repos, |v, repo| {
+                let name = name.clone();
+                let secret = secret.clone();
+                async move { v.github().set_secret(&repo, &name, &secret).await }
+            })
+            .await)
+        })?;
+        per_target("github::set_secret", results, |w| {
+            let mut m = Map::new();
+            m.insert(
+                "created".into(),
+                matches!(w, runbook_vendors::github::SecretWrite::Created).into(),
+            );
+            m
+        })
+        .map(Dynamic::from)
+    })
+}
+
+fn secrets(h: &Host, repo: &str) -> R<Dynamic> {
+    h.require_step("github::secrets")?;
+    let v = h.vendors()?;
+    let r = repo.to_string();
+    let list = h.block(
+        &format!("github GET /repos/{repo}/actions/secrets"),
+        async move { v.github().list_secrets(&r).await },
+    )?;
+    let arr: Array = list
+        .iter()
+        .map(|s| {
+            let mut m = Map::new();
+            m.insert("name".into(), s.name.clone().into());
+            m.insert("created_at".into(), s.created_at.clone().into());
+            m.insert("updated_at".into(), s.updated_at.clone().into());
+            Dynamic::from(m)
+        })
+        .collect();
+    Ok(arr.into())
+}
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
+    let mut m = ModuleBuilder::new("github", registry);
+    let h = host.clone();
+    m.add("set_secret", Effect::Write, &["repos: string | Array", "name: string", "value: Secret"], "Map",
+        "Sets an Actions secret on one repo or many (owner/name), concurrently. Returns\n#{repo: #{ok, created}}; fails naming each repo that failed.",
+        move |c: NativeCallContext, r: Dynamic, n: &str, s: Secret| value::at(&c, set_secret(&h, r, n, s)));
+    let h = host.clone();
+    m.add(
+        "secrets",
+        Effect::Read,
+        &["repo: string"],
+        "Array",
+        "The repo's Actions secrets (names and dates; GitHub never returns values).",
+        move |c: NativeCallContext, r: &str| value::at(&c, secrets(&h, r)),
+    );
+    m.finish(engine);
+}

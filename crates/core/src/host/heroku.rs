@@ -1,0 +1,219 @@
+//! `heroku::`: config vars (values are `Secret`s), restarts, releases and logs. Functions
+//! that take several apps call them concurrently and report per app.
+
+use super::placeholder::Placeholder;
+use super::value::{self, throw};
+use super::vendor_call::{fan_out, is_dry_run_secret, per_target, targets, R};
+use super::{Effect, Host, HostFn, ModuleBuilder};
+use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use runbook_secret::{Secret, Source};
+use runbook_vendors::heroku::ConfigValue;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+fn config(h: &Host, app: &str) -> R<Dynamic> {
+    h.require_step("heroku::config")?;
+    let v = h.vendors()?;
+    let app_name = app.to_string();
+    let vars = h.block(&format!("heroku GET /apps/{app}/config-vars"), async move {
+        v.heroku().config_vars(&app_name).await
+    })?;
+    let mut m = Map::new();
+    for (k, val) in vars.iter() {
+        let s = Secret::from_bulk(
+            val,
+            Source::Vendor {
+                what: format!("Heroku config var {k} of {app}"),
+            },
+        );
+        m.insert(k.into(), Dynamic::from(s));
+    }
+    Ok(m.into())
+}
+
+fn changes_from(vars: &Map) -> R<BTreeMap<String, Option<ConfigValue>>> {
+    let mut out = BTreeMap::new();
+    for (k, v) in vars {
+        let value = if v.is_unit() {
+            None
+        } else if let Some(s) = v.read_lock::<Secret>() {
+            Some(ConfigValue::Secret(s.clone()))
+        } else if v.is_string() {
+            Some(ConfigValue::Plain(value::plain_string(
+                &v.to_string(),
+                &format!("config var {k}"),
+            )?))
+        } else {
+            return Err(throw(
+                "usage",
+                format!("config var {k} must be a string, a Secret or () to remove it"),
+                None,
+            ));
+        };
+        out.insert(k.to_string(), value);
+    }
+    Ok(out)
+}
+
+fn set_config(h: &Host, apps: Dynamic, vars: Map) -> R<Dynamic> {
+    let apps = targets(&apps, "heroku::set_config apps")?;
+    let changes = changes_from(&vars)?;
+    let detail = serde_json::json!({
+        "apps": apps,
+        "vars": changes.iter().map(|(k, v)| (k.clone(), match v {
+            None => serde_json::Value::Null,
+            Some(ConfigValue::Secret(s)) => s.fingerprint().into(),
+            Some(ConfigValue::Plain(p)) => p.clone().into(),
+        })).collect::<serde_json::Map<_, _>>(),
+    });
+    let target = format!("PATCH /apps/{{{}}}/config-vars", apps.join(","));
+    h.mutate("heroku::set_config", Effect::Write, &target, detail, || {
+        if changes
+            .values()
+            .flatten()
+            .any(|c| matches!(c, ConfigValue::Secret(s) if is_dry_run_secret(s)))
+        {
+            return Ok(Placeholder::of("heroku::set_config"));
+        }
+        let v = h.vendors()?;
+        let label = format!("heroku PATCH config-vars on {} app(s)", apps.len());
+        let results = h.block(&label, async move {
+            Ok(fan_out(&v, &apps, |v, app| {
+                let changes = changes.clone();
+                async move {
+                    v.heroku()
+                        .update_config_vars(&app, &changes)
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .await)
+        })?;
+        for (app, r) in &results {
+            if r.is_ok() {
+                crate::ui::progress(&format!(
+                    "    {app}: config updated (new release, dynos restart)"
+                ));
+            }
+        }
+        per_target("heroku::set_config", results, |_| Map::new()).map(Dynamic::from)
+    })
+}
+
+fn restart(h: &Host, apps: Dynamic) -> R<Dynamic> {
+    let apps = targets(&apps, "heroku::restart apps")?;
+    let detail = serde_json::json!({ "apps": apps });
+    let target = format!("DELETE /apps/{{{}}}/dynos", apps.join(","));
+    h.mutate("heroku::restart", Effect::Write, &target, detail, || {
+        let v = h.vendors()?;
+        let label = format!("heroku restart {} app(s)", apps.len());
+        let results = h.block(&label, async move {
+            Ok(fan_out(&v, &apps, |v, app| async move {
+                v.heroku().restart_all(&app).await
+            })
+            .await)
+        })?;
+        per_target("heroku::restart", results, |_| Map::new()).map(Dynamic::from)
+    })
+}
+
+fn releases(h: &Host, app: &str) -> R<Dynamic> {
+    h.require_step("heroku::releases")?;
+    let v = h.vendors()?;
+    let app_name = app.to_string();
+    let list = h.block(&format!("heroku GET /apps/{app}/releases"), async move {
+        v.heroku().releases(&app_name).await
+    })?;
+    let arr: Array = list
+        .iter()
+        .map(|r| {
+            let mut m = Map::new();
+            m.insert("id".into(), r.id.clone().into());
+            m.insert("version".into(), (r.version as i64).into());
+            m.insert("description".into(), r.description.clone().into());
+            m.insert("status".into(), r.status.clone().into());
+            m.insert("created_at".into(), r.created_at.clone().into());
+            m.insert("current".into(), r.current.into());
+            m.insert(
+                "user".into(),
+                r.user
+                    .as_ref()
+                    .map(|u| u.email.clone())
+                    .unwrap_or_default()
+                    .into(),
+            );
+            Dynamic::from(m)
+        })
+        .collect();
+    Ok(arr.into())
+}
+
+fn logs(h: &Host, app: &str, opts: Map) -> R<Dynamic> {
+    h.require_step("heroku::logs")?;
+    value::check_keys(&opts, &["lines"], "heroku::logs")?;
+    let lines = opts
+        .get("lines")
+        .and_then(|l| l.as_int().ok())
+        .unwrap_or(100)
+        .clamp(1, 1500) as u32;
+    let v = h.vendors()?;
+    let app_name = app.to_string();
+    let got = h.block(&format!("heroku logs {app}"), async move {
+        v.heroku().log_lines(&app_name, lines).await
+    })?;
+    Ok(got.into_iter().map(Dynamic::from).collect::<Array>().into())
+}
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
+    let mut m = ModuleBuilder::new("heroku", registry);
+    let h = host.clone();
+    m.add(
+        "config",
+        Effect::Read,
+        &["app: string"],
+        "Map",
+        "An app's config vars; every value is a Secret (config vars usually are).",
+        move |c: NativeCallContext, a: &str| value::at(&c, config(&h, a)),
+    );
+    let h = host.clone();
+    m.add("set_config", Effect::Write, &["apps: string | Array", "vars: Map"], "Map",
+        "Sets config vars on one app or many (concurrently; each change is a new release and\nrestarts the app). Values: string, Secret, or () to remove. Returns #{app: #{ok}}; fails\nnaming each app that failed.",
+        move |c: NativeCallContext, a: Dynamic, v: Map| value::at(&c, set_config(&h, a, v)));
+    let h = host.clone();
+    m.add(
+        "restart",
+        Effect::Write,
+        &["apps: string | Array"],
+        "Map",
+        "Restarts every dyno of one app or many (concurrently). Returns #{app: #{ok}}.",
+        move |c: NativeCallContext, a: Dynamic| value::at(&c, restart(&h, a)),
+    );
+    let h = host.clone();
+    m.add(
+        "releases",
+        Effect::Read,
+        &["app: string"],
+        "Array",
+        "The app's releases, oldest first: #{version, description, status, current, ...}.",
+        move |c: NativeCallContext, a: &str| value::at(&c, releases(&h, a)),
+    );
+    let h = host.clone();
+    m.add(
+        "logs",
+        Effect::Read,
+        &["app: string", "options: Map"],
+        "Array",
+        "Recent log lines of the app (a log session). Options: #{lines} (default 100).",
+        move |c: NativeCallContext, a: &str, o: Map| value::at(&c, logs(&h, a, o)),
+    );
+    let h = host.clone();
+    m.add(
+        "logs",
+        Effect::Read,
+        &["app: string"],
+        "Array",
+        "The last 100 log lines of the app.",
+        move |c: NativeCallContext, a: &str| value::at(&c, logs(&h, a, Map::new())),
+    );
+    m.finish(engine);
+}

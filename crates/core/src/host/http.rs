@@ -1,0 +1,365 @@
+//! `http::`: plain HTTP for vendors without a built-in module, so a new SOP needs no Rust.
+//! Header values may be Secrets; JSON bodies may hold Secrets (sent, never shown). `bearer`
+//! and `basic` build the Authorization header from a Secret without it becoming text, and
+//! `secrets` names the response fields that are credentials (a key an API just created):
+//! they come back as Secrets, and the raw body is redacted.
+
+use super::placeholder::Placeholder;
+use super::value::{self, throw};
+use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
+use super::{Effect, Host, HostFn, ModuleBuilder};
+use base64::Engine as _;
+use reqwest::Method;
+use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use runbook_secret::{Secret, Source};
+use runbook_vendors::{HeaderValueSource, Request};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// Every option the verbs accept.
+const OPTIONS: &[&str] = &["headers", "json", "query", "bearer", "basic", "secrets"];
+
+/// The response fields named by `secrets`, as dotted paths (`api_key`, `result.0.token`).
+fn secret_paths(opts: &Map, function: &str) -> R<Vec<String>> {
+    let Some(v) = opts.get("secrets") else {
+        return Ok(Vec::new());
+    };
+    let bad = || {
+        throw(
+            "usage",
+            format!("{function}: secrets must be a list of response field paths"),
+            Some("e.g. secrets: [\"api_key\"] or secrets: [\"result.token\"]".into()),
+        )
+    };
+    let Some(list) = v.read_lock::<Array>().map(|a| a.clone()) else {
+        return Err(bad());
+    };
+    list.iter()
+        .map(|p| {
+            if p.is_string() && !p.to_string().is_empty() {
+                Ok(p.to_string())
+            } else {
+                Err(bad())
+            }
+        })
+        .collect()
+}
+
+fn auth_header(opts: &Map, function: &str) -> R<Option<HeaderValueSource>> {
+    let bearer = opts.get("bearer");
+    let basic = opts.get("basic");
+    if bearer.is_some() && basic.is_some() {
+        return Err(throw(
+            "usage",
+            format!("{function}: give either bearer or basic, not both"),
+            None,
+        ));
+    }
+    if let Some(b) = bearer {
+        let Some(s) = b.read_lock::<Secret>().map(|s| s.clone()) else {
+            return Err(throw(
+                "usage",
+                format!("{function}: bearer must be a Secret"),
+                Some("read the token with infisical::secret(...).value, secret::from_env(...) or prompt::secret(...)".into()),
+            ));
+        };
+        return Ok(Some(HeaderValueSource::Bearer(s)));
+    }
+    let Some(b) = basic else { return Ok(None) };
+    let usage = || {
+        throw(
+            "usage",
+            format!("{function}: basic must be #{{user: string, password: Secret}}"),
+            Some("e.g. basic: #{ user: \"api\", password: ctx.api_key }".into()),
+        )
+    };
+    let Some(m) = b.read_lock::<Map>().map(|m| m.clone()) else {
+        return Err(usage());
+    };
+    value::check_keys(&m, &["user", "password"], &format!("{function} basic"))?;
+    let user = value::plain_string(
+        &m.get("user").map(|u| u.to_string()).unwrap_or_default(),
+        "the basic-auth user",
+    )?;
+    let Some(password) = m
+        .get("password")
+        .and_then(|p| p.read_lock::<Secret>().map(|s| s.clone()))
+    else {
+        return Err(usage());
+    };
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+    let header = Secret::new(
+        format!("Basic {encoded}"),
+        Source::Vendor {
+            what: format!("basic auth from {}", password.source()),
+        },
+    );
+    Ok(Some(HeaderValueSource::Secret(header)))
+}
+
+/// A rhai value as the JSON a vendor receives: Secrets are sent as their value.
+fn outgoing_json(v: &Dynamic, path: &str) -> R<serde_json::Value> {
+    if let Some(s) = v.read_lock::<Secret>() {
+        return Ok(s.expose().into());
+    }
+    if let Some(a) = v.read_lock::<Array>() {
+        return a
+            .iter()
+            .map(|x| outgoing_json(x, path))
+            .collect::<R<Vec<_>>>()
+            .map(serde_json::Value::Array);
+    }
+    if let Some(m) = v.read_lock::<Map>() {
+        let mut o = serde_json::Map::new();
+        for (k, x) in m.iter() {
+            o.insert(k.to_string(), outgoing_json(x, &format!("{path}.{k}"))?);
+        }
+        return Ok(serde_json::Value::Object(o));
+    }
+    if v.is_string() {
+        return Ok(value::plain_string(&v.to_string(), path)?.into());
+    }
+    Ok(value::to_json(v))
+}
+
+fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
+    value::check_keys(opts, OPTIONS, function)?;
+    let mut url = value::plain_string(url, "the URL")?;
+    if let Some(q) = opts
+        .get("query")
+        .and_then(|q| q.read_lock::<Map>().map(|m| m.clone()))
+    {
+        let mut parsed = reqwest::Url::parse(&url)
+            .map_err(|e| throw("usage", format!("{function}: bad URL '{url}': {e}"), None))?;
+        for (k, v) in q.iter() {
+            let v = value::plain_string(&v.to_string(), "a query value")?;
+            parsed.query_pairs_mut().append_pair(k, &v);
+        }
+        url = parsed.to_string();
+    }
+    let mut req = Request::new("http", method, url);
+    if let Some(auth) = auth_header(opts, function)? {
+        req = req.header("Authorization", auth);
+    }
+    if let Some(h) = opts.get("headers") {
+        let Some(headers) = h.read_lock::<Map>().map(|m| m.clone()) else {
+            return Err(throw(
+                "usage",
+                format!("{function}: headers must be a map"),
+                None,
+            ));
+        };
+        for (k, v) in headers.iter() {
+            if k.eq_ignore_ascii_case("authorization")
+                && req.headers.iter().any(|(n, _)| n == "Authorization")
+            {
+                return Err(throw(
+                    "usage",
+                    format!("{function}: an Authorization header and bearer/basic both set it"),
+                    None,
+                ));
+            }
+            let value = if let Some(s) = v.read_lock::<Secret>() {
+                HeaderValueSource::Secret(s.clone())
+            } else {
+                HeaderValueSource::Plain(value::plain_string(
+                    &v.to_string(),
+                    &format!("header {k}"),
+                )?)
+            };
+            req = req.header(k, value);
+        }
+    }
+    if let Some(body) = opts.get("json") {
+        req = req
+            .header("Content-Type", "application/json")
+            .json(outgoing_json(body, "the JSON body")?);
+    }
+    Ok(req)
+}
+
+/// A JSON response as rhai, the fields at `secrets` (dotted paths) as Secrets.
+fn response_json(v: &serde_json::Value, path: &str, secrets: &[String], label: &str) -> Dynamic {
+    if secrets.iter().any(|p| p == path) {
+        if let Some(text) = v.as_str() {
+            return Dynamic::from(Secret::new(
+                text,
+                Source::Vendor {
+                    what: format!("field {path} of {label}"),
+                },
+            ));
+        }
+    }
+    let child = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| response_json(x, &child(&i.to_string()), secrets, label))
+            .collect::<Array>()
+            .into(),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, x)| {
+                (
+                    k.as_str().into(),
+                    response_json(x, &child(k), secrets, label),
+                )
+            })
+            .collect::<Map>()
+            .into(),
+        other => value::from_json(other),
+    }
+}
+
+/// What a dry-run write returns: a placeholder whose declared secret fields are dry-run
+/// Secrets, so the rest of the step (storing the new key) can be planned too.
+fn dry_run_response(function: &str, secrets: &[String]) -> Dynamic {
+    fn nest(origin: &str, paths: &[Vec<&str>], what: &str) -> Dynamic {
+        let mut fields: BTreeMap<String, Dynamic> = BTreeMap::new();
+        let mut heads: Vec<&str> = paths.iter().filter_map(|p| p.first().copied()).collect();
+        heads.dedup();
+        for head in heads {
+            let rest: Vec<Vec<&str>> = paths
+                .iter()
+                .filter(|p| p.first() == Some(&head))
+                .map(|p| p[1..].to_vec())
+                .collect();
+            let value = if rest.iter().any(|r| r.is_empty()) {
+                Dynamic::from(dry_run_secret(what))
+            } else {
+                nest(&format!("{origin}.{head}"), &rest, what)
+            };
+            fields.insert(head.to_string(), value);
+        }
+        Placeholder::with_fields(origin, fields)
+    }
+    if secrets.is_empty() {
+        return Placeholder::of(function);
+    }
+    let mut paths: Vec<Vec<&str>> = secrets
+        .iter()
+        .map(|p| std::iter::once("json").chain(p.split('.')).collect())
+        .collect();
+    paths.sort();
+    nest(function, &paths, function)
+}
+
+/// True when a value holds a Secret that only a skipped dry-run write produced.
+fn holds_dry_run_secret(v: &Dynamic) -> bool {
+    if let Some(s) = v.read_lock::<Secret>() {
+        return is_dry_run_secret(&s);
+    }
+    if let Some(a) = v.read_lock::<Array>() {
+        return a.iter().any(holds_dry_run_secret);
+    }
+    if let Some(m) = v.read_lock::<Map>() {
+        return m.values().any(holds_dry_run_secret);
+    }
+    false
+}
+
+fn call(h: &Host, method: Method, effect: Effect, url: &str, opts: Map) -> R<Dynamic> {
+    let function = format!("http::{}", method.as_str().to_lowercase());
+    let req = build(method.clone(), url, &opts, &function)?;
+    let secrets = secret_paths(&opts, &function)?;
+    if effect == Effect::Read && holds_dry_run_secret(&Dynamic::from_map(opts.clone())) {
+        // The credential does not exist: sending it would only earn a 401.
+        h.require_step(&function)?;
+        crate::ui::progress(&format!(
+            "    [dry-run] not sent: {method} {url} uses a value only a skipped write would produce"
+        ));
+        return Ok(dry_run_response(&function, &secrets));
+    }
+    let run = || -> R<Dynamic> {
+        let v = h.vendors()?;
+        let label = format!("{} {}", req.method, req.url);
+        let resp = h.block(&label, async move { v.transport().send(req).await })?;
+        let mut m = Map::new();
+        m.insert("status".into(), (resp.status as i64).into());
+        let headers: Map = resp
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().into(),
+                    v.to_str().unwrap_or("").to_string().into(),
+                )
+            })
+            .collect();
+        m.insert("headers".into(), headers.into());
+        let text = resp.text();
+        let json = serde_json::from_str::<serde_json::Value>(&text)
+            .map(|j| response_json(&j, "", &secrets, &label))
+            .unwrap_or(Dynamic::UNIT);
+        // The secret fields are registered with the redactor by now: the raw body keeps no
+        // copy a script could pass on.
+        let body = if secrets.is_empty() {
+            text
+        } else {
+            runbook_secret::redact(&text).into_owned()
+        };
+        m.insert("body".into(), body.into());
+        m.insert("json".into(), json);
+        Ok(m.into())
+    };
+    if effect == Effect::Read {
+        h.require_step(&function)?;
+        return run();
+    }
+    let detail = serde_json::json!({"url": url});
+    let target = format!("{method} {url}");
+    let result = h.mutate(&function, effect, &target, detail, run)?;
+    if h.dry_run.get() {
+        return Ok(dry_run_response(&function, &secrets));
+    }
+    Ok(result)
+}
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
+    let mut m = ModuleBuilder::new("http", registry);
+    let verbs = [
+        ("get", Method::GET, Effect::Read),
+        ("post", Method::POST, Effect::Write),
+        ("put", Method::PUT, Effect::Write),
+        ("patch", Method::PATCH, Effect::Write),
+        ("delete", Method::DELETE, Effect::Destructive),
+    ];
+    for (name, method, effect) in verbs {
+        let doc = format!(
+            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), query, secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets)}}.\nReturns #{{status, headers, body, json}} for any status; retried on 429/5xx only when\nidempotent. Plain http:// is refused except to loopback.",
+            method.as_str()
+        );
+        let h = host.clone();
+        let (mt, ef) = (method.clone(), effect);
+        m.add(
+            name,
+            effect,
+            &["url: string", "options: Map"],
+            "Map",
+            &doc,
+            move |c: NativeCallContext, u: &str, o: Map| {
+                value::at(&c, call(&h, mt.clone(), ef, u, o))
+            },
+        );
+        let h = host.clone();
+        m.add(
+            name,
+            effect,
+            &["url: string"],
+            "Map",
+            &format!("{} a URL without options.", method.as_str()),
+            move |c: NativeCallContext, u: &str| {
+                value::at(&c, call(&h, method.clone(), effect, u, Map::new()))
+            },
+        );
+    }
+    m.finish(engine);
+}

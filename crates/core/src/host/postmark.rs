@@ -1,0 +1,358 @@
+//! `postmark::`: the server API, and the dashboard-only token actions (operator-assisted in
+//! a real run, performed by the simulator's dashboard under `--sandbox`).
+
+use super::placeholder::Placeholder;
+use super::prompt::{is_uuid, prompt_error};
+use super::value::{self, throw};
+use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
+use super::{Effect, Host, HostFn, ModuleBuilder};
+use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use runbook_secret::{Secret, Source};
+use runbook_vendors::postmark::{Email, Server};
+use runbook_vendors::ErrorKind;
+use std::rc::Rc;
+
+fn server_map(s: &Server) -> Map {
+    let mut m = Map::new();
+    m.insert("ID".into(), s.id.into());
+    m.insert("Name".into(), s.name.clone().into());
+    // Tokens stay secrets: `print(server)` must not show them.
+    let tokens: Array = s.api_tokens.iter().cloned().map(Dynamic::from).collect();
+    m.insert("ApiTokens".into(), tokens.into());
+    m.insert("Color".into(), s.color.clone().into());
+    m.insert("DeliveryType".into(), s.delivery_type.clone().into());
+    m.insert("ServerLink".into(), s.server_link.clone().into());
+    m.insert("SmtpApiActivated".into(), s.smtp_api_activated.into());
+    m.insert("InboundAddress".into(), s.inbound_address.clone().into());
+    m.insert("TrackOpens".into(), s.track_opens.into());
+    m.insert("TrackLinks".into(), s.track_links.clone().into());
+    m
+}
+
+fn server(h: &Host, token: Secret) -> R<Dynamic> {
+    h.require_step("postmark::server")?;
+    if is_dry_run_secret(&token) {
+        return Ok(Placeholder::of("postmark::server(new token)"));
+    }
+    let v = h.vendors()?;
+    let s = h.block("postmark GET /server", async move {
+        v.postmark().server(&token).await
+    })?;
+    Ok(server_map(&s).into())
+}
+
+fn token_status(h: &Host, token: Secret) -> R<Dynamic> {
+    h.require_step("postmark::token_status")?;
+    if is_dry_run_secret(&token) {
+        return Ok(Placeholder::of("postmark::token_status"));
+    }
+    let v = h.vendors()?;
+    let r = h.block("postmark GET /server", async move {
+        match v.postmark().server(&token).await {
+            Ok(_) => Ok(200i64),
+            Err(e) if e.kind() == ErrorKind::Unauthorized => Ok(e.status().unwrap_or(401) as i64),
+            Err(e) => Err(e),
+        }
+    })?;
+    Ok(r.into())
+}
+
+fn email_from(map: &Map) -> R<Email> {
+    value::check_keys(
+        map,
+        &[
+            "From",
+            "To",
+            "Cc",
+            "Bcc",
+            "Subject",
+            "Tag",
+            "HtmlBody",
+            "TextBody",
+            "ReplyTo",
+            "MessageStream",
+        ],
+        "postmark::send_email",
+    )?;
+    let get = |k: &str| -> R<Option<String>> {
+        match map.get(k) {
+            None => Ok(None),
+            Some(v) if v.is_unit() => Ok(None),
+            Some(v) => Ok(Some(value::plain_string(
+                &v.to_string(),
+                &format!("the email's {k}"),
+            )?)),
+        }
+    };
+    let from = get("From")?.unwrap_or_default();
+    let to = get("To")?.unwrap_or_default();
+    if from.is_empty() || to.is_empty() {
+        return Err(throw(
+            "usage",
+            "postmark::send_email needs From and To",
+            None,
+        ));
+    }
+    Ok(Email {
+        from,
+        to,
+        cc: get("Cc")?,
+        bcc: get("Bcc")?,
+        subject: get("Subject")?,
+        tag: get("Tag")?,
+        html_body: get("HtmlBody")?,
+        text_body: get("TextBody")?,
+        reply_to: get("ReplyTo")?,
+        message_stream: get("MessageStream")?,
+        ..Email::default()
+    })
+}
+
+fn send_email(h: &Host, token: Secret, email: Map) -> R<Dynamic> {
+    let email = email_from(&email)?;
+    let detail = serde_json::json!({"From": email.from, "To": email.to, "Subject": email.subject});
+    let target = format!("POST /email to {}", email.to);
+    h.mutate(
+        "postmark::send_email",
+        Effect::Write,
+        &target,
+        detail,
+        || {
+            if is_dry_run_secret(&token) {
+                return Ok(Placeholder::of("postmark::send_email"));
+            }
+            let v = h.vendors()?;
+            let sent = h.block("postmark POST /email", async move {
+                v.postmark().send_email(&token, &email).await
+            })?;
+            let mut m = Map::new();
+            m.insert("To".into(), sent.to.into());
+            m.insert("SubmittedAt".into(), sent.submitted_at.into());
+            m.insert("MessageID".into(), sent.message_id.into());
+            m.insert("ErrorCode".into(), sent.error_code.into());
+            m.insert("Message".into(), sent.message.into());
+            Ok(m.into())
+        },
+    )
+}
+
+/// The simulated dashboard whose control routes perform the dashboard steps instead of
+/// the operator: the in-process sandbox's, else `RUNBOOK_SANDBOX_DASHBOARD`, the URL of a
+/// separate `runbook sandbox`'s Postmark simulator (for unattended rehearsals and crash
+/// tests). Only loopback is accepted (the transport refuses the rest).
+fn sandbox_dashboard(h: &Host) -> R<Option<String>> {
+    if let Some(url) = h.services()?.dashboard() {
+        return Ok(Some(url.trim_end_matches('/').to_string()));
+    }
+    Ok(std::env::var("RUNBOOK_SANDBOX_DASHBOARD")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|u| u.trim_end_matches('/').to_string()))
+}
+
+/// Calls a control route of a simulated dashboard.
+fn control(h: &Host, url: String, body: serde_json::Value) -> R<serde_json::Value> {
+    let v = h.vendors()?;
+    let req = runbook_vendors::Request::new("sandbox", reqwest::Method::POST, url)
+        .json(body)
+        .idempotent(false);
+    let resp = h.block(
+        "sandbox dashboard",
+        async move { v.transport().send(req).await },
+    )?;
+    let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    if !resp.is_success() {
+        return Err(throw(
+            "runbook::vendor::dashboard",
+            json["message"]
+                .as_str()
+                .unwrap_or("the sandbox dashboard refused")
+                .to_string(),
+            None,
+        ));
+    }
+    Ok(json)
+}
+
+/// Generates a token in a simulated dashboard; `None` in a real run.
+fn sandbox_generate(h: &Host, server_name: &str) -> R<Option<String>> {
+    let Some(url) = sandbox_dashboard(h)? else {
+        return Ok(None);
+    };
+    let got = control(
+        h,
+        format!("{url}/_sandbox/servers/{server_name}/tokens"),
+        serde_json::json!({}),
+    )?;
+    Ok(got["token"].as_str().map(str::to_string))
+}
+
+/// Deletes a token in a simulated dashboard; `false` in a real run.
+fn sandbox_delete(h: &Host, server_name: &str, token: &Secret) -> R<bool> {
+    let Some(url) = sandbox_dashboard(h)? else {
+        return Ok(false);
+    };
+    control(
+        h,
+        format!("{url}/_sandbox/servers/{server_name}/tokens/delete"),
+        serde_json::json!({ "token": token.expose() }),
+    )?;
+    Ok(true)
+}
+
+fn dashboard_new_token(h: &Host, server_name: &str, opts: Map) -> R<Dynamic> {
+    value::check_keys(&opts, &["name", "id"], "postmark::dashboard_new_token")?;
+    let label = value::opt_str(&opts, "name").unwrap_or_else(|| "rotation".into());
+    let detail = serde_json::json!({"server": server_name, "token_name": label});
+    let target = format!("dashboard: new API token on {server_name}");
+    if h.dry_run.get() {
+        h.require_step("postmark::dashboard_new_token")?;
+        h.record_planned(
+            "postmark::dashboard_new_token",
+            Effect::Write,
+            &target,
+            detail,
+        );
+        return Ok(Dynamic::from(dry_run_secret(
+            "postmark::dashboard_new_token",
+        )));
+    }
+    h.mutate(
+        "postmark::dashboard_new_token",
+        Effect::Write,
+        &target,
+        detail,
+        || {
+            if let Some(token) = sandbox_generate(h, server_name)? {
+                crate::ui::progress(&format!(
+                    "    sandbox dashboard: generated API token '{label}' on {server_name}"
+                ));
+                return Ok(Dynamic::from(Secret::new(
+                    token,
+                    Source::Vendor {
+                        what: format!("Postmark dashboard ({server_name})"),
+                    },
+                )));
+            }
+            crate::ui::progress("    In the Postmark dashboard:");
+            for (i, line) in [
+                "Open https://account.postmarkapp.com/ and select the server ".to_string()
+                    + server_name
+                    + ".",
+                "Click the API Tokens tab.".into(),
+                "Click \"Generate New\".".into(),
+                format!("Optionally name it \"{label}\"."),
+                "Copy the new token immediately: it is shown once.".into(),
+                "Do NOT delete the old token yet (that comes later).".into(),
+            ]
+            .iter()
+            .enumerate()
+            {
+                crate::ui::progress(&format!("      {}. {line}", i + 1));
+            }
+            let id = value::opt_str(&opts, "id")
+                .unwrap_or_else(|| format!("{}.new_token", h.step_name()));
+            let token = h
+                .prompter
+                .borrow_mut()
+                .secret(&id, "Paste the new server API token")
+                .map_err(prompt_error)?;
+            if !is_uuid(token.expose()) {
+                return Err(throw(
+                    "prompt",
+                    "the pasted value does not look like a Postmark server token (a UUID)",
+                    Some("copy the whole token from the API Tokens tab and paste it again".into()),
+                ));
+            }
+            Ok(Dynamic::from(token.with_source(Source::Prompt { id })))
+        },
+    )
+}
+
+fn dashboard_delete_token(h: &Host, server_name: &str, token: Secret) -> R<Dynamic> {
+    let detail = serde_json::json!({"server": server_name, "token": token.fingerprint()});
+    let target = format!(
+        "dashboard: delete API token {} on {server_name}",
+        token.masked()
+    );
+    h.mutate(
+        "postmark::dashboard_delete_token",
+        Effect::Destructive,
+        &target,
+        detail,
+        || {
+            if sandbox_delete(h, server_name, &token)? {
+                crate::ui::progress(&format!(
+                    "    sandbox dashboard: deleted API token {} on {server_name}",
+                    token.masked()
+                ));
+                return Ok(Dynamic::UNIT);
+            }
+            crate::ui::progress("    In the Postmark dashboard:");
+            for (i, line) in [
+                format!(
+                    "Open https://account.postmarkapp.com/ → server {server_name} → API Tokens."
+                ),
+                format!(
+                    "Locate the OLD token: the one ending in {}.",
+                    token.masked()
+                ),
+                "Click Delete (or the trash icon; the UI varies).".into(),
+                "Confirm.".into(),
+            ]
+            .iter()
+            .enumerate()
+            {
+                crate::ui::progress(&format!("      {}. {line}", i + 1));
+            }
+            let id = format!("{}.deleted", h.step_name());
+            let done = h
+                .prompter
+                .borrow_mut()
+                .confirm(&id, "Have you deleted the old token in the dashboard?")
+                .map_err(prompt_error)?;
+            if !done {
+                return Err(throw(
+                    "prompt",
+                    "the old token was not deleted",
+                    Some("delete it, then retry the step".into()),
+                ));
+            }
+            Ok(Dynamic::UNIT)
+        },
+    )
+}
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
+    let mut m = ModuleBuilder::new("postmark", registry);
+    let h = host.clone();
+    m.add("server", Effect::Read, &["token: Secret"], "Map",
+        "GET /server with the server token: #{ID, Name, ApiTokens (Secrets), Color, ...}.\nFails with the vendor's error (401 for a bad token).",
+        move |c: NativeCallContext, t: Secret| value::at(&c, server(&h, t)));
+    let h = host.clone();
+    m.add("token_status", Effect::Read, &["token: Secret"], "int",
+        "The HTTP status GET /server answers for this token: 200 when it works, 401 when it is\nrevoked or wrong. Other failures are errors.",
+        move |c: NativeCallContext, t: Secret| value::at(&c, token_status(&h, t)));
+    let h = host.clone();
+    m.add("send_email", Effect::Write, &["token: Secret", "email: Map"], "Map",
+        "POST /email: #{From, To, Subject, TextBody, HtmlBody, Cc, Bcc, Tag, ReplyTo, MessageStream}.\nReturns #{MessageID, SubmittedAt, To, ErrorCode, Message}. Never retried (it could send twice).",
+        move |c: NativeCallContext, t: Secret, e: Map| value::at(&c, send_email(&h, t, e)));
+    let h = host.clone();
+    m.add("dashboard_new_token", Effect::Write, &["server_name: string", "options: Map"], "Secret",
+        "Generates a server API token in the dashboard (Postmark has no API for it): shows the\noperator the steps and reads the pasted token (masked, checked to be a UUID). Under\n--sandbox the simulator's dashboard generates it. Options: #{name, id}.",
+        move |c: NativeCallContext, s: &str, o: Map| value::at(&c, dashboard_new_token(&h, s, o)));
+    let h = host.clone();
+    m.add(
+        "dashboard_new_token",
+        Effect::Write,
+        &["server_name: string"],
+        "Secret",
+        "Generates a server API token in the dashboard; see the two-argument form.",
+        move |c: NativeCallContext, s: &str| value::at(&c, dashboard_new_token(&h, s, Map::new())),
+    );
+    let h = host.clone();
+    m.add("dashboard_delete_token", Effect::Destructive, &["server_name: string", "token: Secret"], "()",
+        "Deletes a server API token in the dashboard: shows the operator which one (by its last\ncharacters) and waits for confirmation. Under --sandbox the simulator deletes it.",
+        move |c: NativeCallContext, s: &str, t: Secret| value::at(&c, dashboard_delete_token(&h, s, t)));
+    m.finish(engine);
+}

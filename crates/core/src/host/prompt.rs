@@ -1,0 +1,226 @@
+//! `prompt::`: asking the operator. Every prompt has an id (from `#{id: ...}` or derived from
+//! the question) by which an `--answers` file answers it.
+
+use super::value::{self, throw};
+use super::{Effect, Host, HostFn, ModuleBuilder};
+use crate::prompt::PromptError;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position};
+use runbook_secret::Secret;
+use std::rc::Rc;
+
+type R<T> = Result<T, Box<EvalAltResult>>;
+
+/// `check-the-dashboard` from "Check the dashboard?", prefixed by the step id.
+pub fn derive_id(host: &Host, question: &str) -> String {
+    let mut slug = String::new();
+    for c in question.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+        if slug.len() >= 40 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-').to_string();
+    match host.step_name() {
+        s if s.is_empty() => slug,
+        s => format!("{s}.{slug}"),
+    }
+}
+
+/// Maps a prompt failure to a script error; abort and Ctrl-C terminate (no `catch`).
+pub fn prompt_error(e: PromptError) -> Box<EvalAltResult> {
+    match e {
+        PromptError::Aborted => {
+            EvalAltResult::ErrorTerminated(Dynamic::from(crate::engine::ABORTED), Position::NONE)
+                .into()
+        }
+        PromptError::Interrupted => {
+            crate::interrupt::trigger();
+            EvalAltResult::ErrorTerminated(
+                Dynamic::from(crate::engine::INTERRUPTED),
+                Position::NONE,
+            )
+            .into()
+        }
+        other => {
+            let help = other.help();
+            throw("prompt", other.to_string(), help)
+        }
+    }
+}
+
+fn id_of(host: &Host, opts: &Map, question: &str) -> String {
+    value::opt_str(opts, "id").unwrap_or_else(|| derive_id(host, question))
+}
+
+/// Checks a pasted secret against an expected format.
+fn check_format(secret: &Secret, opts: &Map) -> R<()> {
+    let v = secret.expose();
+    if let Some(min) = opts.get("min_length").and_then(|m| m.as_int().ok()) {
+        if (v.chars().count() as i64) < min {
+            return Err(throw(
+                "prompt",
+                format!("the value entered is shorter than {min} characters"),
+                Some("copy the whole value and paste it again".into()),
+            ));
+        }
+    }
+    if value::opt_str(opts, "format").as_deref() == Some("uuid") && !is_uuid(v) {
+        return Err(throw(
+            "prompt",
+            "the value entered is not in the expected format (a UUID like 8-4-4-4-12 hex digits)",
+            Some("copy the whole token from the dashboard and paste it again; check for stray spaces".into()),
+        ));
+    }
+    if v.chars().any(char::is_whitespace) {
+        return Err(throw(
+            "prompt",
+            "the value entered contains whitespace",
+            Some("paste only the token".into()),
+        ));
+    }
+    Ok(())
+}
+
+pub fn is_uuid(v: &str) -> bool {
+    let groups: Vec<&str> = v.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn confirm(h: &Host, question: &str, opts: Map) -> R<bool> {
+    h.require_step("prompt::confirm")?;
+    value::check_keys(&opts, &["id"], "prompt::confirm")?;
+    let id = id_of(h, &opts, question);
+    h.prompter
+        .borrow_mut()
+        .confirm(&id, question)
+        .map_err(prompt_error)
+}
+
+fn ask(h: &Host, question: &str, opts: Map) -> R<String> {
+    h.require_step("prompt::ask")?;
+    value::check_keys(&opts, &["id", "default"], "prompt::ask")?;
+    let id = id_of(h, &opts, question);
+    let default = value::opt_str(&opts, "default");
+    h.prompter
+        .borrow_mut()
+        .ask(&id, question, default.as_deref())
+        .map_err(prompt_error)
+}
+
+fn secret(h: &Host, question: &str, opts: Map) -> R<Secret> {
+    h.require_step("prompt::secret")?;
+    value::check_keys(&opts, &["id", "format", "min_length"], "prompt::secret")?;
+    let id = id_of(h, &opts, question);
+    let s = h
+        .prompter
+        .borrow_mut()
+        .secret(&id, question)
+        .map_err(prompt_error)?;
+    check_format(&s, &opts)?;
+    Ok(s)
+}
+
+pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
+    let mut m = ModuleBuilder::new("prompt", registry);
+
+    macro_rules! both_forms {
+        ($name:literal, $ret:literal, $doc:literal, $opts_doc:literal, $f:ident) => {
+            let h = host.clone();
+            m.add(
+                $name,
+                Effect::Operator,
+                &["question: string"],
+                $ret,
+                $doc,
+                move |c: NativeCallContext, q: &str| value::at(&c, $f(&h, q, Map::new())),
+            );
+            let h = host.clone();
+            m.add(
+                $name,
+                Effect::Operator,
+                &["question: string", "options: Map"],
+                $ret,
+                $opts_doc,
+                move |c: NativeCallContext, q: &str, o: Map| value::at(&c, $f(&h, q, o)),
+            );
+        };
+    }
+    both_forms!(
+        "confirm",
+        "bool",
+        "Asks a yes/no question; `--yes` answers yes.",
+        "Asks a yes/no question; `--yes` answers yes. Options: #{id}.",
+        confirm
+    );
+    both_forms!(
+        "ask",
+        "string",
+        "Asks for a line of text.",
+        "Asks for a line of text. Options: #{id, default}.",
+        ask
+    );
+    both_forms!("secret", "Secret",
+        "Asks for a secret with masked input; returns a Secret.",
+        "Asks for a secret with masked input; returns a Secret.\nOptions: #{id, format: \"uuid\", min_length}.",
+        secret);
+
+    let h = host.clone();
+    m.add(
+        "choose",
+        Effect::Operator,
+        &["question: string", "options: Array"],
+        "string",
+        "Asks the operator to pick one of the options.",
+        move |c: NativeCallContext, question: &str, options: Array| -> R<String> {
+            value::at(&c, h.require_step("prompt::choose"))?;
+            let id = derive_id(&h, question);
+            let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+            let r = h
+                .prompter
+                .borrow_mut()
+                .choose(&id, question, &options, None)
+                .map_err(prompt_error);
+            value::at(&c, r)
+        },
+    );
+    let h = host.clone();
+    m.add(
+        "checklist",
+        Effect::Operator,
+        &["items: Array"],
+        "()",
+        "Has the operator confirm every item; a \"no\" aborts the run (exit 3).",
+        move |c: NativeCallContext, items: Array| -> R<()> {
+            value::at(&c, h.require_step("prompt::checklist"))?;
+            let id = format!("{}.checklist", h.step_name());
+            let items: Vec<String> = items.iter().map(|o| o.to_string()).collect();
+            let r = h
+                .prompter
+                .borrow_mut()
+                .checklist(&id, &items)
+                .map_err(prompt_error);
+            value::at(&c, r)
+        },
+    );
+    m.add(
+        "instructions",
+        Effect::Operator,
+        &["lines: Array"],
+        "()",
+        "Shows numbered instructions for the operator to follow.",
+        |lines: Array| {
+            for (i, l) in lines.iter().enumerate() {
+                crate::ui::progress(&format!("    {}. {}", i + 1, l));
+            }
+        },
+    );
+    m.finish(engine);
+}

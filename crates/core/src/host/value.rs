@@ -1,0 +1,173 @@
+//! Converting between rhai values, JSON and text; the error values host functions throw.
+
+use rhai::{Dynamic, EvalAltResult, Map, Position};
+use runbook_secret::{Secret, MARK};
+use serde_json::Value;
+
+/// A runtime error carrying `#{message, help, code_kind}`; `catch (e)` sees the map.
+pub fn error_map(kind: &str, message: impl Into<String>, help: Option<String>) -> Dynamic {
+    let mut m = Map::new();
+    m.insert(
+        "message".into(),
+        runbook_secret::redact(&message.into()).into_owned().into(),
+    );
+    if let Some(h) = help {
+        m.insert("help".into(), h.into());
+    }
+    m.insert("code_kind".into(), kind.into());
+    m.into()
+}
+
+pub fn throw(kind: &str, message: impl Into<String>, help: Option<String>) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(error_map(kind, message, help), Position::NONE).into()
+}
+
+/// Points an error from a module function at its call site (rhai leaves it unset for
+/// namespace-qualified native calls).
+pub fn at<T>(
+    ctx: &rhai::NativeCallContext,
+    r: Result<T, Box<EvalAltResult>>,
+) -> Result<T, Box<EvalAltResult>> {
+    r.map_err(|mut e| {
+        if e.position().is_none() {
+            e.set_position(ctx.call_position());
+        }
+        e
+    })
+}
+
+/// A string bound for a vendor must not carry a secret that `${...}` turned into text.
+pub fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltResult>> {
+    if s.contains(MARK) {
+        return Err(throw(
+            "secret",
+            format!("a Secret was interpolated into {what}"),
+            Some("a Secret cannot become part of a string; pass the Secret value itself (host functions accept it directly)".into()),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A rhai value as JSON. Secrets become `{"secret": fingerprint, "source": ...}`, never the value.
+pub fn to_json(v: &Dynamic) -> Value {
+    if v.is_unit() {
+        return Value::Null;
+    }
+    if let Ok(b) = v.as_bool() {
+        return Value::Bool(b);
+    }
+    if let Ok(i) = v.as_int() {
+        return Value::from(i);
+    }
+    if let Ok(f) = v.as_float() {
+        return serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null);
+    }
+    if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        return Value::String(runbook_secret::strip_markers(&runbook_secret::redact(&s)));
+    }
+    if let Some(a) = v.read_lock::<rhai::Array>() {
+        return Value::Array(a.iter().map(to_json).collect());
+    }
+    if let Some(m) = v.read_lock::<Map>() {
+        return Value::Object(m.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect());
+    }
+    if let Some(s) = v.read_lock::<Secret>() {
+        return serde_json::json!({
+            "secret": s.fingerprint(),
+            "source": s.source(),
+        });
+    }
+    if let Some(c) = v.read_lock::<crate::plan::Ctx>() {
+        return c.snapshot();
+    }
+    Value::String(format!("<{}>", v.type_name()))
+}
+
+/// JSON as a rhai value (vendor responses, answers, params).
+pub fn from_json(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            None => n.as_f64().unwrap_or(0.0).into(),
+        },
+        Value::String(s) => s.clone().into(),
+        Value::Array(a) => a.iter().map(from_json).collect::<rhai::Array>().into(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), from_json(v)))
+            .collect::<Map>()
+            .into(),
+    }
+}
+
+/// An indented, JSON-like rendering for people; secrets masked.
+pub fn pretty(v: &Dynamic) -> String {
+    let mut out = String::new();
+    write_pretty(v, 0, &mut out);
+    out
+}
+
+fn write_pretty(v: &Dynamic, indent: usize, out: &mut String) {
+    let pad = "  ".repeat(indent + 1);
+    let end_pad = "  ".repeat(indent);
+    if let Some(s) = v.read_lock::<Secret>() {
+        out.push_str(&s.masked());
+    } else if let Some(m) = v.read_lock::<Map>() {
+        if m.is_empty() {
+            out.push_str("#{}");
+            return;
+        }
+        out.push_str("#{\n");
+        for (k, val) in m.iter() {
+            out.push_str(&format!("{pad}{k}: "));
+            write_pretty(val, indent + 1, out);
+            out.push_str(",\n");
+        }
+        out.push_str(&format!("{end_pad}}}"));
+    } else if let Some(a) = v.read_lock::<rhai::Array>() {
+        if a.is_empty() {
+            out.push_str("[]");
+            return;
+        }
+        out.push_str("[\n");
+        for val in a.iter() {
+            out.push_str(&pad);
+            write_pretty(val, indent + 1, out);
+            out.push_str(",\n");
+        }
+        out.push_str(&format!("{end_pad}]"));
+    } else if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        out.push_str(&format!("{:?}", runbook_secret::strip_markers(&s)));
+    } else if let Some(c) = v.read_lock::<crate::plan::Ctx>() {
+        out.push_str(&c.render());
+    } else if v.is_unit() {
+        out.push_str("()");
+    } else {
+        out.push_str(&v.to_string());
+    }
+}
+
+/// Reads an optional string option from an options map.
+pub fn opt_str(opts: &Map, key: &str) -> Option<String> {
+    opts.get(key)
+        .filter(|v| !v.is_unit())
+        .map(|v| runbook_secret::strip_markers(&v.to_string()))
+}
+
+/// Rejects option keys the function does not know (a typo should not pass silently).
+pub fn check_keys(opts: &Map, allowed: &[&str], function: &str) -> Result<(), Box<EvalAltResult>> {
+    for k in opts.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(throw(
+                "usage",
+                format!("{function}: unknown option '{k}'"),
+                Some(format!("known options: {}", allowed.join(", "))),
+            ));
+        }
+    }
+    Ok(())
+}

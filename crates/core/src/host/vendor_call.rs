@@ -1,0 +1,223 @@
+//! Shared plumbing of the vendor modules: blocking on a call (spinner, Ctrl-C), turning a
+//! vendor error into a value `catch` can read, dry-run and audit of mutating calls, and
+//! running one call per target concurrently.
+
+use super::placeholder::Placeholder;
+use super::value::{self, throw};
+use super::{Effect, Host};
+use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
+use runbook_secret::{Secret, Source};
+use runbook_vendors::{VendorError, Vendors};
+use std::future::Future;
+
+pub type R<T> = Result<T, Box<EvalAltResult>>;
+
+/// A vendor failure as a runtime error whose value is a map:
+/// `#{vendor, method, route, status, code, kind, message, help}`.
+pub fn vendor_error(e: &VendorError) -> Box<EvalAltResult> {
+    let mut m = Map::new();
+    let json = e.to_json();
+    if let serde_json::Value::Object(o) = &json {
+        for (k, v) in o {
+            m.insert(k.as_str().into(), value::from_json(v));
+        }
+    }
+    m.insert(
+        "message".into(),
+        runbook_secret::redact(&e.to_string()).into_owned().into(),
+    );
+    m.insert("help".into(), e.help_text().into());
+    m.insert(
+        "code_kind".into(),
+        format!("runbook::vendor::{}", e.kind().as_str()).into(),
+    );
+    EvalAltResult::ErrorRuntime(m.into(), Position::NONE).into()
+}
+
+pub fn interrupted() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(Dynamic::from(crate::engine::INTERRUPTED), Position::NONE).into()
+}
+
+/// A secret that only a dry-run write produced; real calls cannot use it.
+pub fn dry_run_secret(what: &str) -> Secret {
+    Secret::new(
+        format!("dry-run-{}", uuid::Uuid::new_v4()),
+        Source::Vendor {
+            what: format!("dry-run placeholder for {what}"),
+        },
+    )
+}
+
+pub fn is_dry_run_secret(s: &Secret) -> bool {
+    matches!(s.source(), Source::Vendor { what } if what.starts_with("dry-run placeholder"))
+}
+
+impl Host {
+    /// The vendor clients, or an error naming the missing configuration.
+    pub fn vendors(&self) -> R<Vendors> {
+        let services = self.services()?;
+        services.vendors().cloned().map_err(|e| vendor_error(&e))
+    }
+
+    /// Runs a vendor call to completion with a spinner; Ctrl-C abandons it.
+    pub fn block<T>(&self, label: &str, fut: impl Future<Output = Result<T, VendorError>>) -> R<T> {
+        let services = self.services()?;
+        let _spinner = crate::ui::Spinner::start(label);
+        match services.runtime.block_on(fut) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(vendor_error(&e)),
+            Err(_) => Err(interrupted()),
+        }
+    }
+
+    /// Runs a mutating call: under `--dry-run` records it and returns a placeholder; otherwise
+    /// counts it for rollback and writes an audit event with its outcome.
+    pub fn mutate(
+        &self,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: serde_json::Value,
+        call: impl FnOnce() -> R<Dynamic>,
+    ) -> R<Dynamic> {
+        self.require_step(function)?;
+        if self.dry_run.get() {
+            self.record_planned(function, effect, target, detail);
+            return Ok(Placeholder::of(function));
+        }
+        self.note_write();
+        let step = self.step_name();
+        self.journal(
+            "write.intent",
+            serde_json::json!({"step": step, "function": function, "target": target, "detail": detail}),
+        );
+        let result = call();
+        self.journal(
+            "write.outcome",
+            serde_json::json!({"step": step, "function": function, "target": target, "ok": result.is_ok()}),
+        );
+        crate::exec::crash_point("inside", &step);
+        let mut context = serde_json::json!({
+            "function": function,
+            "effect": effect.as_str(),
+            "target": target,
+            "detail": detail,
+            "ok": result.is_ok(),
+        });
+        if let Err(e) = &result {
+            context["error"] = runbook_secret::redact(&e.to_string()).into_owned().into();
+        }
+        if let Err(e) = self.audit_event("host.call", context) {
+            crate::ui::err(&format!("warning: could not write the audit log: {e}"));
+        }
+        result
+    }
+}
+
+/// One or many targets: a string or an array of strings.
+pub fn targets(v: &Dynamic, what: &str) -> R<Vec<String>> {
+    if v.is_string() {
+        return Ok(vec![value::plain_string(&v.to_string(), what)?]);
+    }
+    if let Some(a) = v.read_lock::<Array>() {
+        return a
+            .iter()
+            .map(|x| {
+                if x.is_string() {
+                    value::plain_string(&x.to_string(), what)
+                } else {
+                    Err(throw("usage", format!("{what} must be strings"), None))
+                }
+            })
+            .collect();
+    }
+    Err(throw(
+        "usage",
+        format!("{what} must be a string or an array of strings"),
+        None,
+    ))
+}
+
+/// Runs `call` for every target concurrently (bounded by the configured concurrency) and
+/// pairs each outcome with its target, in target order.
+pub async fn fan_out<T, F, Fut>(
+    vendors: &Vendors,
+    targets: &[String],
+    call: F,
+) -> Vec<(String, Result<T, VendorError>)>
+where
+    T: Send + 'static,
+    F: Fn(Vendors, String) -> Fut,
+    Fut: Future<Output = Result<T, VendorError>> + Send + 'static,
+{
+    let results = vendors.fan_out(targets.to_vec(), call).await;
+    targets
+        .iter()
+        .cloned()
+        .zip(results)
+        .map(|(t, r)| {
+            let r = r.unwrap_or_else(|| {
+                Err(VendorError::new(
+                    "runbook",
+                    "-",
+                    &t,
+                    runbook_vendors::ErrorKind::Other,
+                    "the call did not finish (internal error)",
+                ))
+            });
+            (t, r)
+        })
+        .collect()
+}
+
+/// Per-target results as `#{target: #{ok, error?}}`; fails (with the map in the error) when
+/// any target failed, so a script that does not `catch` stops there.
+pub fn per_target<T>(
+    function: &str,
+    results: Vec<(String, Result<T, VendorError>)>,
+    ok_value: impl Fn(&T) -> Map,
+) -> R<Map> {
+    let mut map = Map::new();
+    let mut failed = Vec::new();
+    for (target, r) in &results {
+        let mut entry = Map::new();
+        match r {
+            Ok(v) => {
+                entry = ok_value(v);
+                entry.insert("ok".into(), true.into());
+            }
+            Err(e) => {
+                entry.insert("ok".into(), false.into());
+                entry.insert(
+                    "error".into(),
+                    runbook_secret::redact(&e.to_string()).into_owned().into(),
+                );
+                failed.push(format!("{target}: {e}"));
+            }
+        }
+        map.insert(target.as_str().into(), entry.into());
+    }
+    if failed.is_empty() {
+        return Ok(map);
+    }
+    let done = results.len() - failed.len();
+    let mut m = Map::new();
+    m.insert(
+        "message".into(),
+        runbook_secret::redact(&format!(
+            "{function} failed for {} of {} target(s) ({done} succeeded): {}",
+            failed.len(),
+            results.len(),
+            failed.join("; ")
+        ))
+        .into_owned()
+        .into(),
+    );
+    m.insert(
+        "help".into(),
+        "the targets that succeeded are changed; retry the step, or roll back to undo it on every target".into(),
+    );
+    m.insert("results".into(), map.into());
+    m.insert("code_kind".into(), "runbook::vendor::partial".into());
+    Err(EvalAltResult::ErrorRuntime(m.into(), Position::NONE).into())
+}

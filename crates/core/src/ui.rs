@@ -1,0 +1,144 @@
+//! Everything the operator sees goes through here, and through the redactor.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    /// Progress goes to stderr when stdout carries a JSON report.
+    progress_to_stderr: bool,
+    spinners: bool,
+    color: bool,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+static SPINNER: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Sets where progress goes; call once, early. Defaults apply otherwise.
+pub fn init(json_on_stdout: bool) {
+    let _ = CONFIG.set(Config {
+        progress_to_stderr: json_on_stdout,
+        spinners: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
+        color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    });
+}
+
+fn config() -> Config {
+    *CONFIG.get_or_init(|| Config {
+        progress_to_stderr: false,
+        spinners: false,
+        color: false,
+    })
+}
+
+pub fn color() -> bool {
+    config().color
+}
+
+fn with_spinner_suspended(f: impl FnOnce()) {
+    let guard = SPINNER.lock().unwrap_or_else(|e| e.into_inner());
+    match guard.as_ref() {
+        Some(pb) => pb.suspend(f),
+        None => f(),
+    }
+}
+
+fn write_to(stderr: bool, text: &str) {
+    let text = runbook_secret::redact(text);
+    with_spinner_suspended(|| {
+        // A closed pipe (`runbook show x | head`) is not an error worth a panic.
+        if stderr {
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        } else {
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+        }
+    });
+}
+
+/// A line of progress (stdout, or stderr under `--json`).
+pub fn progress(text: &str) {
+    write_to(config().progress_to_stderr, text);
+}
+
+/// A line of primary output: always stdout.
+pub fn out(text: &str) {
+    write_to(false, text);
+}
+
+/// A line on stderr.
+pub fn err(text: &str) {
+    write_to(true, text);
+}
+
+/// What a script prints with `print` or `debug`.
+pub fn script_print(text: &str) {
+    let lines: Vec<String> = text.lines().map(|l| format!("  | {l}")).collect();
+    progress(&lines.join("\n"));
+}
+
+pub fn bold(text: &str) -> String {
+    if color() {
+        format!("\x1b[1m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+pub fn dim(text: &str) -> String {
+    if color() {
+        format!("\x1b[2m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Shows a spinner on a terminal while a slow call runs; nothing otherwise.
+pub struct Spinner {
+    active: bool,
+}
+
+impl Spinner {
+    pub fn start(message: &str) -> Spinner {
+        if !config().spinners {
+            return Spinner { active: false };
+        }
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("  {spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        pb.set_message(runbook_secret::redact(message).into_owned());
+        pb.enable_steady_tick(Duration::from_millis(100));
+        *SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(pb);
+        Spinner { active: true }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if self.active {
+            if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                pb.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// Renders a diagnostic (with snippet) as text, redacted.
+pub fn render(diag: &dyn miette::Diagnostic) -> String {
+    let theme = if color() {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    // On a terminal, wrap to it; otherwise keep each message on one line, for grep and logs.
+    let width = if color() { 100 } else { 10_000 };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(width);
+    let mut s = String::new();
+    if handler.render_report(&mut s, diag).is_err() {
+        s = diag.to_string();
+    }
+    runbook_secret::redact(&s).into_owned()
+}

@@ -1,0 +1,342 @@
+//! GitHub simulator: Actions secrets (public key, sealed-box PUT decrypted here, list, delete).
+
+use super::scenario::{resolve, GithubScenario};
+use super::{header, ts, SandboxError, Shared};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const DOCS: &str = "https://docs.github.com/rest/actions/secrets";
+/// A fixed key id, as GitHub's are: an opaque number-like string.
+const KEY_ID: &str = "568250167242549743";
+
+struct RepoSecretValue {
+    value: String,
+    created_at: String,
+    updated_at: String,
+}
+
+struct Repo {
+    name: String,
+    secrets: BTreeMap<String, RepoSecretValue>,
+}
+
+pub(crate) struct GithubState {
+    repos: Vec<Repo>,
+}
+
+impl GithubState {
+    pub fn from_scenario(
+        s: &GithubScenario,
+        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+    ) -> Result<Self, SandboxError> {
+        let mut repos = Vec::new();
+        for spec in &s.repos {
+            if spec.name.split('/').count() != 2 {
+                return Err(SandboxError::Scenario {
+                    message: format!("github repo '{}' is not owner/name", spec.name),
+                });
+            }
+            let mut secrets = BTreeMap::new();
+            for (k, v) in &spec.secrets {
+                let now = ts::seconds();
+                secrets.insert(
+                    k.to_uppercase(),
+                    RepoSecretValue {
+                        value: resolve(v, tokens_of)?,
+                        created_at: now.clone(),
+                        updated_at: now,
+                    },
+                );
+            }
+            repos.push(Repo {
+                name: spec.name.clone(),
+                secrets,
+            });
+        }
+        Ok(GithubState { repos })
+    }
+
+    fn repo_mut(&mut self, owner: &str, name: &str) -> Option<&mut Repo> {
+        let full = format!("{owner}/{name}");
+        self.repos
+            .iter_mut()
+            .find(|r| r.name.eq_ignore_ascii_case(&full))
+    }
+
+    pub fn to_json(&self) -> Value {
+        let repos: Map<String, Value> = self
+            .repos
+            .iter()
+            .map(|r| {
+                let secrets: Map<String, Value> = r
+                    .secrets
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v.value)))
+                    .collect();
+                (r.name.clone(), json!({"secrets": secrets}))
+            })
+            .collect();
+        json!({"repos": repos})
+    }
+}
+
+/// `{message, documentation_url, status}`.
+pub(crate) fn error_body(status: u16, message: &str) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        code,
+        Json(json!({"message": message, "documentation_url": DOCS, "status": status.to_string()})),
+    )
+        .into_response()
+}
+
+pub(crate) fn error_for_status(status: u16) -> Response {
+    let message = match status {
+        401 => "Bad credentials",
+        403 => "Resource not accessible by personal access token",
+        404 => "Not Found",
+        422 => "Validation Failed",
+        429 => "API rate limit exceeded",
+        503 => "Service Unavailable",
+        _ => "Server Error",
+    };
+    error_body(status, message)
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/repos/{owner}/{repo}/actions/secrets", get(list))
+        .route(
+            "/repos/{owner}/{repo}/actions/secrets/public-key",
+            get(public_key),
+        )
+        .route(
+            "/repos/{owner}/{repo}/actions/secrets/{name}",
+            get(get_secret).put(put_secret).delete(delete_secret),
+        )
+        .route_layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .fallback(|| async { error_body(404, "Not Found") })
+        .with_state(shared)
+}
+
+async fn auth(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: Next) -> Response {
+    let token = header(req.headers(), "authorization").and_then(|a| {
+        a.strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("token "))
+            .map(str::trim)
+    });
+    if token != Some(s.creds.github_token.as_str()) {
+        return error_body(401, "Bad credentials");
+    }
+    next.run(req).await
+}
+
+async fn public_key(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Response {
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(s.github_key.public_key().as_bytes());
+    s.with_world(|w| match w.github.repo_mut(&owner, &repo) {
+        Some(_) => Json(json!({"key_id": KEY_ID, "key": key})).into_response(),
+        None => error_body(404, "Not Found"),
+    })
+}
+
+async fn list(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Response {
+    s.with_world(|w| match w.github.repo_mut(&owner, &repo) {
+        Some(r) => {
+            let secrets: Vec<Value> = r
+                .secrets
+                .iter()
+                .map(|(k, v)| json!({"name": k, "created_at": v.created_at, "updated_at": v.updated_at}))
+                .collect();
+            Json(json!({"total_count": secrets.len(), "secrets": secrets})).into_response()
+        }
+        None => error_body(404, "Not Found"),
+    })
+}
+
+async fn get_secret(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo, name)): Path<(String, String, String)>,
+) -> Response {
+    s.with_world(|w| {
+        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+            return error_body(404, "Not Found");
+        };
+        match r.secrets.get(&name.to_uppercase()) {
+            Some(v) => Json(json!({"name": name.to_uppercase(), "created_at": v.created_at, "updated_at": v.updated_at}))
+                .into_response(),
+            None => error_body(404, "Not Found"),
+        }
+    })
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !n.starts_with(|c: char| c.is_ascii_digit())
+        && !n.to_uppercase().starts_with("GITHUB_")
+}
+
+/// Decrypts the sealed box with the simulator's key; 201 on create, 204 on update.
+async fn put_secret(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _ = headers;
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return error_body(400, "Problems parsing JSON"),
+    };
+    if !valid_name(&name) {
+        return error_body(422, "Secret names can only contain alphanumeric characters ([a-z], [A-Z], [0-9]) or underscores (_), must not start with a number, and must not start with GITHUB_.");
+    }
+    let Some(encrypted) = body.get("encrypted_value").and_then(Value::as_str) else {
+        return error_body(
+            422,
+            "Invalid request.\n\n\"encrypted_value\" wasn't supplied.",
+        );
+    };
+    let Some(key_id) = body.get("key_id").and_then(Value::as_str) else {
+        return error_body(422, "Invalid request.\n\n\"key_id\" wasn't supplied.");
+    };
+    if key_id != KEY_ID {
+        return error_body(
+            422,
+            "Bad request: key_id does not match the repository public key.",
+        );
+    }
+    let Ok(sealed) = base64::engine::general_purpose::STANDARD.decode(encrypted) else {
+        return error_body(
+            422,
+            "Invalid request.\n\n\"encrypted_value\" is not valid base64.",
+        );
+    };
+    let Ok(plain) = s.github_key.unseal(&sealed) else {
+        return error_body(
+            422,
+            "Bad request: the secret could not be decrypted with the repository key.",
+        );
+    };
+    let Ok(value) = String::from_utf8(plain) else {
+        return error_body(422, "Bad request: the decrypted secret is not UTF-8.");
+    };
+    s.with_world(|w| {
+        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+            return error_body(404, "Not Found");
+        };
+        let key = name.to_uppercase();
+        let now = ts::seconds();
+        match r.secrets.get_mut(&key) {
+            Some(existing) => {
+                existing.value = value;
+                existing.updated_at = now;
+                StatusCode::NO_CONTENT.into_response()
+            }
+            None => {
+                r.secrets.insert(
+                    key,
+                    RepoSecretValue {
+                        value,
+                        created_at: now.clone(),
+                        updated_at: now,
+                    },
+                );
+                (StatusCode::CREATED, Json(json!({}))).into_response()
+            }
+        }
+    })
+}
+
+async fn delete_secret(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo, name)): Path<(String, String, String)>,
+) -> Response {
+    s.with_world(|w| {
+        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+            return error_body(404, "Not Found");
+        };
+        match r.secrets.remove(&name.to_uppercase()) {
+            Some(_) => StatusCode::NO_CONTENT.into_response(),
+            None => error_body(404, "Not Found"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::{keys, raw};
+    use crate::{Sandbox, Scenario};
+    use serde_json::{json, Value};
+
+    #[tokio::test]
+    async fn public_key_put_and_errors_follow_github() {
+        let sb = Sandbox::start(Scenario::default().with_github_repo("raxx/raptor"))
+            .await
+            .unwrap();
+        let base = format!("{}/repos/raxx/raptor/actions/secrets", sb.github_url());
+        let tok = sb.credentials().github_token.clone();
+        let key: Value = raw()
+            .get(format!("{base}/public-key"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(keys(&key), vec!["key", "key_id"]);
+        let resp = raw()
+            .put(format!("{base}/X"))
+            .bearer_auth(&tok)
+            .json(&json!({"encrypted_value": "AAAA"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["message"],
+            "Invalid request.\n\n\"key_id\" wasn't supplied."
+        );
+        assert!(body["documentation_url"].is_string());
+        let resp = raw().get(&base).bearer_auth("bad").send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["message"],
+            "Bad credentials"
+        );
+        let list: Value = raw()
+            .get(&base)
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                list["total_count"].as_u64(),
+                list["secrets"].as_array().map(Vec::len)
+            ),
+            (Some(0), Some(0))
+        );
+    }
+}

@@ -1,0 +1,884 @@
+//! Heroku simulator: config vars (each change = release + restart), dynos, releases, log
+//! sessions whose `logplex_url` points back here and serves plain text.
+
+use super::scenario::{resolve, HerokuScenario};
+use super::{header, raptor, ts, SandboxError, Shared, World};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Logplex keeps about this many lines per app.
+const LOG_KEEP: usize = 1500;
+
+pub(crate) struct HRelease {
+    id: String,
+    version: u64,
+    description: String,
+    created_at: String,
+    config: BTreeMap<String, String>,
+}
+
+pub(crate) struct HApp {
+    pub id: String,
+    pub name: String,
+    pub config: BTreeMap<String, String>,
+    releases: Vec<HRelease>,
+    pub restarts: u64,
+    dynos: Vec<String>,
+    pub logs: Vec<String>,
+    created_at: String,
+}
+
+impl HApp {
+    /// Appends a logplex-style line: `<timestamp> <source>[<dyno>]: <message>`.
+    pub fn log(&mut self, source_dyno: &str, message: &str) {
+        self.logs
+            .push(format!("{} {source_dyno}: {message}", ts::log()));
+        if self.logs.len() > LOG_KEEP {
+            let extra = self.logs.len() - LOG_KEEP;
+            self.logs.drain(..extra);
+        }
+    }
+
+    fn web_dyno(&self) -> String {
+        self.dynos
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "web.1".into())
+    }
+}
+
+struct LogSession {
+    app: String,
+    lines: usize,
+    dyno: Option<String>,
+    source: Option<String>,
+}
+
+pub(crate) struct HerokuState {
+    pub apps: Vec<HApp>,
+    sessions: HashMap<String, LogSession>,
+    user_email: String,
+    user_id: String,
+}
+
+impl HerokuState {
+    pub fn from_scenario(
+        s: &HerokuScenario,
+        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+    ) -> Result<Self, SandboxError> {
+        let user_id = uuid::Uuid::new_v4().to_string();
+        let mut apps = Vec::new();
+        for spec in &s.apps {
+            if spec.name.is_empty() {
+                return Err(SandboxError::Scenario {
+                    message: "a heroku app needs a name".into(),
+                });
+            }
+            let mut config = BTreeMap::new();
+            for (k, v) in &spec.config {
+                config.insert(k.clone(), resolve(v, tokens_of)?);
+            }
+            let release = HRelease {
+                id: uuid::Uuid::new_v4().to_string(),
+                version: 1,
+                description: "Initial release".into(),
+                created_at: ts::seconds(),
+                config: config.clone(),
+            };
+            let mut app = HApp {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: spec.name.clone(),
+                config,
+                releases: vec![release],
+                restarts: 0,
+                dynos: if spec.dynos.is_empty() {
+                    vec!["web.1".into()]
+                } else {
+                    spec.dynos.clone()
+                },
+                logs: Vec::new(),
+                created_at: ts::seconds(),
+            };
+            let dyno = app.web_dyno();
+            app.log(
+                &format!("heroku[{dyno}]"),
+                "State changed from starting to up",
+            );
+            apps.push(app);
+        }
+        Ok(HerokuState {
+            apps,
+            sessions: HashMap::new(),
+            user_email: s.user_email.clone(),
+            user_id,
+        })
+    }
+
+    pub fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
+        self.apps
+            .iter_mut()
+            .find(|a| a.name == name || a.id == name)
+    }
+
+    fn app(&self, name: &str) -> Option<&HApp> {
+        self.apps.iter().find(|a| a.name == name || a.id == name)
+    }
+
+    fn release_json(&self, app: &HApp, r: &HRelease) -> Value {
+        let current = app.releases.last().map(|l| l.version) == Some(r.version);
+        json!({
+            "addon_plan_names": [],
+            "artifacts": [],
+            "app": {"id": app.id, "name": app.name},
+            "created_at": r.created_at,
+            "description": r.description,
+            "id": r.id,
+            "updated_at": r.created_at,
+            "slug": null,
+            "status": "succeeded",
+            "user": {"id": self.user_id, "email": self.user_email},
+            "version": r.version,
+            "current": current,
+            "output_stream_url": null,
+            "eligible_for_rollback": !current,
+        })
+    }
+
+    pub fn to_json(&self) -> Value {
+        let apps: Map<String, Value> = self
+            .apps
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    json!({
+                        "config_vars": a.config,
+                        "restarts": a.restarts,
+                        "releases": a.releases.iter().map(|r| json!({"version": r.version, "description": r.description})).collect::<Vec<_>>(),
+                        "logs": a.logs,
+                    }),
+                )
+            })
+            .collect();
+        json!({"apps": apps})
+    }
+}
+
+/// Restarts every dyno of `app`: counts it, logs it, and Raptor re-reads its config.
+pub(crate) fn restart(w: &mut World, app: &str) {
+    let Some(a) = w.heroku.app_mut(app) else {
+        return;
+    };
+    a.restarts += 1;
+    for dyno in a.dynos.clone() {
+        let tag = format!("heroku[{dyno}]");
+        a.log(&tag, "Restarting");
+        a.log(&tag, "State changed from up to starting");
+        a.log(&tag, "Stopping all processes with SIGTERM");
+        a.log(&tag, "Process exited with status 143");
+        a.log(&tag, "State changed from starting to up");
+    }
+    let name = a.name.clone();
+    raptor::on_restart(w, &name);
+}
+
+/// `{id, message}` with `status`.
+pub(crate) fn error_body(status: u16, id: &str, message: &str) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(json!({"id": id, "message": message}))).into_response()
+}
+
+pub(crate) fn error_for_status(status: u16) -> Response {
+    let (id, message) = match status {
+        400 => ("bad_request", "Invalid request."),
+        401 => ("unauthorized", "Invalid credentials provided."),
+        403 => ("forbidden", "You do not have access to the app."),
+        404 => ("not_found", "Couldn't find that app."),
+        406 => (
+            "not_acceptable",
+            "The requested API version is not acceptable.",
+        ),
+        409 => ("conflict", "A conflicting change is in progress."),
+        416 => (
+            "requested_range_not_satisfiable",
+            "Requested Range Not Satisfiable",
+        ),
+        422 => ("invalid_params", "Invalid params."),
+        429 => ("rate_limit", "Your account reached the API rate limit"),
+        503 => ("service_unavailable", "The API is temporarily unavailable."),
+        _ => ("internal_server_error", "Internal server error."),
+    };
+    error_body(status, id, message)
+}
+
+fn app_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"id": "not_found", "message": "Couldn't find that app.", "resource": "app"})),
+    )
+        .into_response()
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .route("/apps/{app}", get(app_info))
+        .route(
+            "/apps/{app}/config-vars",
+            get(get_config).patch(patch_config),
+        )
+        .route("/apps/{app}/releases", get(list_releases))
+        .route("/apps/{app}/releases/{release}", get(release_info))
+        .route(
+            "/apps/{app}/releases/{release}/config-vars",
+            get(release_config),
+        )
+        .route("/apps/{app}/dynos", delete(restart_all).get(list_dynos))
+        .route("/apps/{app}/dynos/{dyno}", delete(restart_one))
+        .route("/apps/{app}/log-sessions", post(create_log_session))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), guard));
+    Router::new()
+        .merge(api)
+        .route("/sessions/{id}", get(read_log_session))
+        .fallback(|| async { error_body(404, "not_found", "The requested API endpoint was not found. Are you using the right HTTP verb (i.e. `GET` vs. `POST`), and did you specify your intended version with the `Accept` header?") })
+        .layer(middleware::map_response(|mut r: Response| async move {
+            r.headers_mut().insert("ratelimit-remaining", HeaderValue::from_static("4499"));
+            r.headers_mut().insert(
+                "request-id",
+                HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("sandbox")),
+            );
+            r
+        }))
+        .with_state(shared)
+}
+
+/// Accept header (version 3) and the API key, Bearer or Basic.
+async fn guard(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: Next) -> Response {
+    let headers = req.headers();
+    let accept = header(headers, "accept").unwrap_or("");
+    if !accept.contains("application/vnd.heroku+json; version=3") {
+        return error_body(
+            406,
+            "not_acceptable",
+            "The requested API version is not acceptable. Please specify `Accept: application/vnd.heroku+json; version=3`.",
+        );
+    }
+    let key = header(headers, "authorization").and_then(|a| {
+        if let Some(t) = a.strip_prefix("Bearer ") {
+            Some(t.trim().to_string())
+        } else {
+            let raw = a.strip_prefix("Basic ")?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(raw.trim())
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            text.split_once(':').map(|(_, k)| k.to_string())
+        }
+    });
+    if key.as_deref() != Some(s.creds.heroku_api_key.as_str()) {
+        return error_body(401, "unauthorized", "Invalid credentials provided.");
+    }
+    next.run(req).await
+}
+
+async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
+    s.with_world(|w| match w.heroku.app(&app) {
+        Some(a) => Json(json!({
+            "id": a.id, "name": a.name, "created_at": a.created_at,
+            "released_at": a.releases.last().map(|r| r.created_at.clone()),
+            "web_url": format!("https://{}.herokuapp.com/", a.name),
+            "stack": {"name": "heroku-24"}, "region": {"name": "us"},
+        }))
+        .into_response(),
+        None => app_not_found(),
+    })
+}
+
+async fn get_config(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
+    s.with_world(|w| match w.heroku.app(&app) {
+        Some(a) => Json(json!(a.config)).into_response(),
+        None => app_not_found(),
+    })
+}
+
+fn valid_key(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Merge; `null` deletes. A real change makes a release and restarts the app.
+async fn patch_config(
+    State(s): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> Response {
+    let changes: Map<String, Value> = match serde_json::from_slice(&body) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            return error_body(
+                400,
+                "bad_request",
+                "Invalid JSON: expected an object of config vars.",
+            )
+        }
+    };
+    for (k, v) in &changes {
+        if !valid_key(k) {
+            return error_body(
+                422,
+                "invalid_params",
+                &format!("Invalid config var name: {k}"),
+            );
+        }
+        if !(v.is_string() || v.is_null()) {
+            return error_body(
+                422,
+                "invalid_params",
+                &format!("Invalid value for {k}: must be a string or null"),
+            );
+        }
+    }
+    s.with_world(|w| {
+        let email = w.heroku.user_email.clone();
+        let Some(a) = w.heroku.app_mut(&app) else {
+            return app_not_found();
+        };
+        let mut set = Vec::new();
+        let mut removed = Vec::new();
+        for (k, v) in changes {
+            match v.as_str() {
+                Some(val) => {
+                    if a.config.get(&k).map(String::as_str) != Some(val) {
+                        set.push(k.clone());
+                    }
+                    a.config.insert(k, val.to_string());
+                }
+                None => {
+                    if a.config.remove(&k).is_some() {
+                        removed.push(k);
+                    }
+                }
+            }
+        }
+        let body = json!(a.config);
+        if !set.is_empty() || !removed.is_empty() {
+            let mut parts = Vec::new();
+            if !set.is_empty() {
+                parts.push(format!("Set {} config vars", set.join(", ")));
+            }
+            if !removed.is_empty() {
+                parts.push(format!("Remove {} config vars", removed.join(", ")));
+            }
+            let version = a.releases.last().map_or(1, |r| r.version + 1);
+            a.releases.push(HRelease {
+                id: uuid::Uuid::new_v4().to_string(),
+                version,
+                description: parts.join("; "),
+                created_at: ts::seconds(),
+                config: a.config.clone(),
+            });
+            a.log("app[api]", &format!("{} by user {email}", parts.join("; ")));
+            a.log(
+                "app[api]",
+                &format!("Release v{version} created by user {email}"),
+            );
+            let name = a.name.clone();
+            restart(w, &name);
+        }
+        Json(body).into_response()
+    })
+}
+
+/// `Range: version [start]..[end]; max=N, order=desc` (either order, `,` or `, `).
+struct Range {
+    start: Option<(u64, bool)>,
+    max: usize,
+    desc: bool,
+}
+
+fn parse_range(h: Option<&str>) -> Result<Range, Response> {
+    let mut r = Range {
+        start: None,
+        max: 200,
+        desc: false,
+    };
+    let Some(h) = h else { return Ok(r) };
+    let bad = || {
+        error_body(
+            416,
+            "requested_range_not_satisfiable",
+            "Requested Range Not Satisfiable",
+        )
+    };
+    let (spec, opts) = h.split_once(';').unwrap_or((h, ""));
+    let spec = spec.trim();
+    let bounds = spec
+        .strip_prefix("version")
+        .or_else(|| spec.strip_prefix("id"))
+        .ok_or_else(bad)?
+        .trim();
+    let (start, _end) = bounds.split_once("..").unwrap_or((bounds, ""));
+    let start = start.trim();
+    if !start.is_empty() {
+        let (exclusive, n) = match start.strip_prefix(']') {
+            Some(n) => (true, n),
+            None => (false, start),
+        };
+        r.start = Some((n.trim().parse().map_err(|_| bad())?, exclusive));
+    }
+    for o in opts.split(',') {
+        match o.trim().split_once('=') {
+            Some(("max", n)) => {
+                r.max = n.trim().parse::<usize>().map_err(|_| bad())?.clamp(1, 1000)
+            }
+            Some(("order", o)) => r.desc = o.trim() == "desc",
+            None if o.trim().is_empty() => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(r)
+}
+
+async fn list_releases(
+    State(s): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let range = match parse_range(header(&headers, "range")) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    s.with_world(|w| {
+        let Some(a) = w.heroku.app(&app) else {
+            return app_not_found();
+        };
+        let mut list: Vec<&HRelease> = a.releases.iter().collect();
+        if range.desc {
+            list.reverse();
+        }
+        if let Some((n, exclusive)) = range.start {
+            list.retain(|r| match (range.desc, exclusive) {
+                (false, false) => r.version >= n,
+                (false, true) => r.version > n,
+                (true, false) => r.version <= n,
+                (true, true) => r.version < n,
+            });
+        }
+        let truncated = list.len() > range.max;
+        list.truncate(range.max);
+        let body: Vec<Value> = list.iter().map(|r| w.heroku.release_json(a, r)).collect();
+        let mut resp = Json(body).into_response();
+        if truncated {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Some(last) = list.last() {
+                let order = if range.desc { "desc" } else { "asc" };
+                let next = format!(
+                    "version ]{}..; max={}, order={order}",
+                    last.version, range.max
+                );
+                if let Ok(v) = HeaderValue::from_str(&next) {
+                    resp.headers_mut().insert("next-range", v);
+                }
+            }
+        }
+        resp
+    })
+}
+
+fn find_release<'a>(a: &'a HApp, id: &str) -> Option<&'a HRelease> {
+    a.releases
+        .iter()
+        .find(|r| r.id == id || id.parse::<u64>().ok() == Some(r.version))
+}
+
+async fn release_info(
+    State(s): State<Arc<Shared>>,
+    Path((app, rel)): Path<(String, String)>,
+) -> Response {
+    s.with_world(|w| {
+        let Some(a) = w.heroku.app(&app) else {
+            return app_not_found();
+        };
+        match find_release(a, &rel) {
+            Some(r) => Json(w.heroku.release_json(a, r)).into_response(),
+            None => error_body(404, "not_found", "Couldn't find that release."),
+        }
+    })
+}
+
+async fn release_config(
+    State(s): State<Arc<Shared>>,
+    Path((app, rel)): Path<(String, String)>,
+) -> Response {
+    s.with_world(|w| {
+        let Some(a) = w.heroku.app(&app) else {
+            return app_not_found();
+        };
+        match find_release(a, &rel) {
+            Some(r) => Json(json!(r.config)).into_response(),
+            None => error_body(404, "not_found", "Couldn't find that release."),
+        }
+    })
+}
+
+async fn restart_all(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
+    s.with_world(|w| {
+        if w.heroku.app(&app).is_none() {
+            return app_not_found();
+        }
+        restart(w, &app);
+        (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+    })
+}
+
+async fn restart_one(
+    State(s): State<Arc<Shared>>,
+    Path((app, dyno)): Path<(String, String)>,
+) -> Response {
+    s.with_world(|w| {
+        let Some(a) = w.heroku.app(&app) else {
+            return app_not_found();
+        };
+        if !a.dynos.contains(&dyno) {
+            return error_body(404, "not_found", "Couldn't find that dyno.");
+        }
+        // Raptor runs on one dyno: restarting it restarts the app's process.
+        restart(w, &app);
+        (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+    })
+}
+
+async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
+    s.with_world(|w| {
+        let Some(a) = w.heroku.app(&app) else {
+            return app_not_found();
+        };
+        let release = a.releases.last();
+        let dynos: Vec<Value> = a
+            .dynos
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let app_id = uuid::Uuid::parse_str(&a.id).map(|u| u.as_u128()).unwrap_or(0);
+                json!({
+                    "attach_url": null, "command": "bin/raptor", "created_at": a.created_at,
+                    "id": uuid::Uuid::from_u128(app_id ^ (i as u128 + 1)).to_string(),
+                    "name": d,
+                    "release": {"id": release.map(|r| r.id.clone()), "version": release.map(|r| r.version)},
+                    "app": {"id": a.id, "name": a.name},
+                    "size": "Basic", "state": "up",
+                    "type": d.split('.').next().unwrap_or("web"),
+                    "updated_at": a.created_at,
+                })
+            })
+            .collect();
+        Json(dynos).into_response()
+    })
+}
+
+/// `201 {id, logplex_url, created_at, updated_at}`; accepts `dyno` and `dyno_name`.
+async fn create_log_session(
+    State(s): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
+        }
+    };
+    let base = s.urls().heroku;
+    s.with_world(|w| {
+        let Some(a) = w.heroku.app(&app) else {
+            return app_not_found();
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let session = LogSession {
+            app: a.name.clone(),
+            lines: body
+                .get("lines")
+                .and_then(Value::as_u64)
+                .map_or(100, |n| n.min(1500) as usize),
+            dyno: body
+                .get("dyno_name")
+                .or_else(|| body.get("dyno"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            source: body
+                .get("source")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        w.heroku.sessions.insert(id.clone(), session);
+        let now = ts::seconds();
+        (
+            StatusCode::CREATED,
+            Json(json!({
+                "id": id,
+                "logplex_url": format!("{base}/sessions/{id}?srv=1"),
+                "created_at": now,
+                "updated_at": now,
+            })),
+        )
+            .into_response()
+    })
+}
+
+/// The logplex stream, as plain text (the `srv` form the CLI reads as v1 text).
+async fn read_log_session(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(_q): Query<HashMap<String, String>>,
+) -> Response {
+    s.with_world(|w| {
+        let Some(session) = w.heroku.sessions.get(&id) else {
+            return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
+        };
+        let Some(a) = w.heroku.app(&session.app) else {
+            return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
+        };
+        let lines: Vec<&String> = a
+            .logs
+            .iter()
+            .filter(|l| match &session.source {
+                Some(src) => l
+                    .split(' ')
+                    .nth(1)
+                    .is_some_and(|t| t.starts_with(&format!("{src}["))),
+                None => true,
+            })
+            .filter(|l| match &session.dyno {
+                Some(d) => l
+                    .split(' ')
+                    .nth(1)
+                    .is_some_and(|t| t.contains(&format!("[{d}]"))),
+                None => true,
+            })
+            .collect();
+        let start = lines.len().saturating_sub(session.lines);
+        let mut text = String::new();
+        for l in &lines[start..] {
+            text.push_str(l);
+            text.push('\n');
+        }
+        ([("content-type", "text/plain; charset=utf-8")], text).into_response()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::{heroku_check, heroku_link_check, raw};
+    use crate::{Sandbox, Scenario};
+    use serde_json::{json, Value};
+
+    const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+
+    async fn sb() -> Sandbox {
+        Sandbox::start(Scenario::default()).await.unwrap()
+    }
+
+    fn req(sb: &Sandbox, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        raw()
+            .request(m, format!("{}{path}", sb.heroku_url()))
+            .header("Accept", ACCEPT)
+            .bearer_auth(&sb.credentials().heroku_api_key)
+    }
+
+    #[tokio::test]
+    async fn config_vars_match_the_schema() {
+        let sb = sb().await;
+        let body: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        heroku_check(
+            "/definitions/config-var/definitions/config_vars",
+            &body,
+            false,
+        );
+        let resp = req(
+            &sb,
+            reqwest::Method::PATCH,
+            "/apps/raxx-api-prod/config-vars",
+        )
+        .json(&json!({"FOO": "bar", "RAPTOR_ENV": null}))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        heroku_link_check("config-var", "PATCH", "/config-vars", &body);
+        assert_eq!(body["FOO"], "bar");
+        assert!(body.get("RAPTOR_ENV").is_none());
+        assert!(body.get("POSTMARK_SERVER_TOKEN").is_some());
+    }
+
+    #[tokio::test]
+    async fn restart_release_and_log_session_match_the_schema() {
+        let sb = sb().await;
+        let resp = req(&sb, reqwest::Method::DELETE, "/apps/raxx-api-prod/dynos")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        heroku_link_check("dyno", "DELETE", "/dynos", &resp.json().await.unwrap());
+
+        let list: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        heroku_check("/definitions/release", &list[0], true);
+        let one: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases/1")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        heroku_check("/definitions/release", &one, true);
+
+        for body in [
+            json!({"dyno": "web.1", "lines": 10, "source": "app"}),
+            json!({"dyno_name": "web.1", "tail": false}),
+        ] {
+            let resp = req(
+                &sb,
+                reqwest::Method::POST,
+                "/apps/raxx-api-prod/log-sessions",
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+            assert_eq!(resp.status(), 201);
+            let session: Value = resp.json().await.unwrap();
+            heroku_check("/definitions/log-session", &session, true);
+            let url = session["logplex_url"].as_str().unwrap();
+            assert!(url.starts_with(sb.heroku_url()) && url.contains("?srv="));
+            let resp = raw().get(url).send().await.unwrap();
+            assert!(resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain"));
+        }
+    }
+
+    #[tokio::test]
+    async fn accept_auth_and_unknown_apps_are_checked() {
+        let sb = sb().await;
+        let resp = raw()
+            .get(format!(
+                "{}/apps/raxx-api-prod/config-vars",
+                sb.heroku_url()
+            ))
+            .bearer_auth(&sb.credentials().heroku_api_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 406);
+        let resp = raw()
+            .get(format!(
+                "{}/apps/raxx-api-prod/config-vars",
+                sb.heroku_url()
+            ))
+            .header("Accept", "application/vnd.heroku+json; version=3.sdk")
+            .basic_auth("", Some(&sb.credentials().heroku_api_key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().contains_key("ratelimit-remaining"));
+        let resp = req(&sb, reqwest::Method::GET, "/apps/ghost/config-vars")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (body["id"].as_str(), body["message"].as_str()),
+            (Some("not_found"), Some("Couldn't find that app."))
+        );
+        let resp = raw()
+            .get(format!(
+                "{}/apps/raxx-api-prod/config-vars",
+                sb.heroku_url()
+            ))
+            .header("Accept", ACCEPT)
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.json::<Value>().await.unwrap()["id"], "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn release_ranges_page_with_next_range() {
+        let sb = sb().await;
+        for i in 0..3 {
+            req(
+                &sb,
+                reqwest::Method::PATCH,
+                "/apps/raxx-api-prod/config-vars",
+            )
+            .json(&json!({"N": i.to_string()}))
+            .send()
+            .await
+            .unwrap();
+        }
+        for range in [
+            "version ..; max=2, order=desc",
+            "version ..; order=desc,max=2",
+        ] {
+            let resp = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+                .header("Range", range)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 206);
+            let next = resp.headers()["next-range"].to_str().unwrap().to_string();
+            let page: Value = resp.json().await.unwrap();
+            assert_eq!(
+                (page[0]["version"].as_u64(), page[1]["version"].as_u64()),
+                (Some(4), Some(3))
+            );
+            let rest: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+                .header("Range", next)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                rest.as_array().map(|a| a
+                    .iter()
+                    .map(|r| r["version"].as_u64().unwrap_or(0))
+                    .collect::<Vec<_>>()),
+                Some(vec![2, 1])
+            );
+        }
+        let resp = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+            .header("Range", "bogus")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 416);
+    }
+}

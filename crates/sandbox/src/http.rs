@@ -1,0 +1,228 @@
+//! Serving a simulator on 127.0.0.1:0: a listener whose connections a fault can kill, the
+//! fault middleware, and the request log that also drives Raptor's background traffic.
+
+use super::faults::FaultAction;
+use super::{raptor, Shared};
+use axum::body::Body;
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::serve::{IncomingStream, Listener};
+use axum::Router;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A TCP listener whose connections carry a kill switch.
+pub(crate) struct KillableListener(TcpListener);
+
+/// A connection that errors on its next write once killed (a `drop` fault).
+pub(crate) struct KillableStream {
+    inner: TcpStream,
+    killed: Arc<AtomicBool>,
+}
+
+/// The kill switch of the connection a request arrived on.
+#[derive(Clone)]
+pub(crate) struct KillSwitch(Arc<AtomicBool>);
+
+impl Listener for KillableListener {
+    type Io = KillableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((inner, addr)) => {
+                    let _ = inner.set_nodelay(true);
+                    let io = KillableStream {
+                        inner,
+                        killed: Arc::new(AtomicBool::new(false)),
+                    };
+                    return (io, addr);
+                }
+                // Out of file descriptors and the like: back off briefly, as axum does.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, KillableListener>> for KillSwitch {
+    fn connect_info(stream: IncomingStream<'_, KillableListener>) -> Self {
+        KillSwitch(stream.io().killed.clone())
+    }
+}
+
+impl AsyncRead for KillableStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for KillableStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.killed.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Which simulator a middleware runs in front of.
+#[derive(Clone)]
+struct Mw {
+    shared: Arc<Shared>,
+    vendor: &'static str,
+}
+
+/// Marks a response whose request a fault handled (for the request log).
+#[derive(Clone)]
+struct FaultMark(&'static str);
+
+/// Binds 127.0.0.1:0 and serves `router` behind the fault and logging middleware.
+pub(crate) async fn serve(
+    vendor: &'static str,
+    router: Router,
+    shared: Arc<Shared>,
+) -> io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let mw = Mw {
+        shared: shared.clone(),
+        vendor,
+    };
+    let app = router
+        .layer(middleware::from_fn_with_state(mw.clone(), faults))
+        .layer(middleware::from_fn_with_state(mw, log));
+    let mut stop = shared.stop.clone();
+    let task = tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<KillSwitch>();
+        let _ = axum::serve(KillableListener(listener), service)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    Ok((addr, task))
+}
+
+/// The sandbox's own control routes: automation standing in for a person at the vendor's
+/// dashboard, not vendor API traffic, so faults and the request log leave them alone.
+fn is_control(path: &str) -> bool {
+    path.starts_with("/_sandbox/")
+}
+
+async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    if is_control(&path) {
+        return next.run(req).await;
+    }
+    let Some((action, retry_after)) = mw.shared.faults.take(mw.vendor, &method, &path) else {
+        return next.run(req).await;
+    };
+    match action {
+        FaultAction::Latency(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            next.run(req).await
+        }
+        FaultAction::Status(status) => {
+            let mut resp = super::vendor_error(mw.vendor, status);
+            if let Some(secs) = retry_after {
+                resp.headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
+            }
+            resp.extensions_mut().insert(FaultMark("status"));
+            resp
+        }
+        FaultAction::Malformed => {
+            let mut resp = (
+                StatusCode::OK,
+                [("content-type", "application/json; charset=utf-8")],
+                "{\"ErrorCode\": 0, \"Message\": \"OK\", \"trunc",
+            )
+                .into_response();
+            resp.extensions_mut().insert(FaultMark("malformed"));
+            resp
+        }
+        FaultAction::Drop => {
+            if let Some(ConnectInfo(KillSwitch(k))) =
+                req.extensions().get::<ConnectInfo<KillSwitch>>()
+            {
+                k.store(true, Ordering::SeqCst);
+            }
+            let mut resp = Response::new(Body::empty());
+            resp.extensions_mut().insert(FaultMark("drop"));
+            resp
+        }
+        FaultAction::Stall => {
+            let mut stop = mw.shared.stop.clone();
+            let _ = stop.wait_for(|s| *s).await;
+            let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
+            resp.extensions_mut().insert(FaultMark("stall"));
+            resp
+        }
+    }
+}
+
+async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    if is_control(&path) {
+        return next.run(req).await;
+    }
+    let resp = next.run(req).await;
+    let fault = resp.extensions().get::<FaultMark>().map(|m| m.0);
+    let status = match fault {
+        Some("drop") | Some("stall") => None,
+        _ => Some(resp.status().as_u16()),
+    };
+    mw.shared.with_world(|w| {
+        w.requests.push(super::RequestRecord {
+            vendor: mw.vendor,
+            method,
+            path,
+            status,
+            fault,
+        });
+        // Production traffic keeps flowing while the runbook works.
+        raptor::background_tick(w, &mw.shared.faults);
+    });
+    resp
+}

@@ -1,0 +1,829 @@
+//! Infisical simulator: universal-auth login, v3 raw and v4 secret routes, versions kept.
+
+use super::scenario::{resolve, InfisicalScenario};
+use super::{header, ts, SandboxError, Shared};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) const EXPIRED: &str = "Your token has expired. Please re-authenticate.";
+pub(crate) const MALFORMED: &str =
+    "The provided access token is malformed. Please use a valid token or generate a new one and try again.";
+
+struct Version {
+    value: String,
+    version: u64,
+    at: String,
+}
+
+struct StoredSecret {
+    id: String,
+    environment: String,
+    path: String,
+    key: String,
+    versions: Vec<Version>,
+    created_at: String,
+    deleted: bool,
+}
+
+struct Issued {
+    token: String,
+    expires: Instant,
+}
+
+pub(crate) struct InfisicalState {
+    pub project_id: String,
+    project_slug: String,
+    environments: Vec<String>,
+    secrets: Vec<StoredSecret>,
+    issued: Vec<Issued>,
+    ttl_secs: u64,
+    pub logins: u64,
+}
+
+impl InfisicalState {
+    pub fn from_scenario(
+        s: &InfisicalScenario,
+        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+    ) -> Result<Self, SandboxError> {
+        let mut secrets = Vec::new();
+        for spec in &s.secrets {
+            if spec.name.is_empty() || spec.versions.is_empty() {
+                return Err(SandboxError::Scenario {
+                    message: "an infisical secret needs a name and at least one version".into(),
+                });
+            }
+            let mut versions = Vec::new();
+            for (i, v) in spec.versions.iter().enumerate() {
+                versions.push(Version {
+                    value: resolve(v, tokens_of)?,
+                    version: i as u64 + 1,
+                    at: ts::millis(),
+                });
+            }
+            secrets.push(StoredSecret {
+                id: uuid::Uuid::new_v4().to_string(),
+                environment: spec.environment.clone(),
+                path: normalize_path(&spec.path),
+                key: spec.name.clone(),
+                versions,
+                created_at: ts::millis(),
+                deleted: false,
+            });
+        }
+        Ok(InfisicalState {
+            project_id: s.project_id.clone(),
+            project_slug: s.project_slug.clone(),
+            environments: s.environments.clone(),
+            secrets,
+            issued: Vec::new(),
+            ttl_secs: s.access_token_ttl_secs,
+            logins: 0,
+        })
+    }
+
+    /// Expires every access token issued by login (tests of re-login).
+    pub fn expire_issued(&mut self) {
+        let now = Instant::now();
+        for t in &mut self.issued {
+            t.expires = now;
+        }
+    }
+
+    fn find(&self, env: &str, path: &str, key: &str) -> Option<usize> {
+        self.secrets
+            .iter()
+            .position(|s| !s.deleted && s.environment == env && s.path == path && s.key == key)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let secrets: Vec<Value> = self
+            .secrets
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id,
+                    "environment": s.environment,
+                    "secretPath": s.path,
+                    "secretKey": s.key,
+                    "deleted": s.deleted,
+                    "version": s.versions.last().map(|v| v.version),
+                    "versions": s.versions.iter().map(|v| json!({"version": v.version, "secretValue": v.value, "createdAt": v.at})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({"project_id": self.project_id, "secrets": secrets, "logins": self.logins})
+    }
+}
+
+/// A random JWT-shaped access token (machine identity tokens are JWTs).
+pub(crate) fn random_jwt() -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64.encode(format!(
+        r#"{{"authTokenType":"identityAccessToken","identityAccessTokenId":"{}"}}"#,
+        uuid::Uuid::new_v4()
+    ));
+    let sig = b64.encode(uuid::Uuid::new_v4().as_bytes());
+    format!("{head}.{body}.{sig}")
+}
+
+fn normalize_path(p: &str) -> String {
+    let t = p.trim().trim_end_matches('/');
+    if t.is_empty() {
+        "/".into()
+    } else if t.starts_with('/') {
+        t.to_string()
+    } else {
+        format!("/{t}")
+    }
+}
+
+/// Infisical trims values but keeps one trailing newline.
+fn trim_value(v: &str) -> String {
+    if v.ends_with('\n') {
+        format!("{}\n", v.trim())
+    } else {
+        v.trim().to_string()
+    }
+}
+
+/// `{reqId, statusCode, message, error}`.
+pub(crate) fn error_body(status: u16, error: &str, message: Value) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let req_id = format!("req-{}", &uuid::Uuid::new_v4().simple().to_string()[..14]);
+    (
+        code,
+        Json(json!({"reqId": req_id, "statusCode": status, "message": message, "error": error})),
+    )
+        .into_response()
+}
+
+pub(crate) fn error_for_status(status: u16) -> Response {
+    match status {
+        400 => error_body(400, "BadRequest", json!("Bad request")),
+        401 => error_body(
+            401,
+            "UnauthorizedError",
+            json!("You are not allowed to access this resource"),
+        ),
+        403 => error_body(403, "TokenError", json!(MALFORMED)),
+        404 => error_body(404, "NotFound", json!("Not found")),
+        422 => error_body(
+            422,
+            "ValidationFailure",
+            json!([{"code": "custom", "message": "Invalid input", "path": []}]),
+        ),
+        429 => error_body(
+            429,
+            "RateLimitExceeded",
+            json!("Rate limit exceeded. Please try again in 1 seconds"),
+        ),
+        504 => error_body(504, "GatewayTimeoutError", json!("Gateway timeout")),
+        s if s >= 500 => error_body(s, "InternalServerError", json!("Something went wrong")),
+        s => error_body(s, "Error", json!("Error")),
+    }
+}
+
+fn zod(path: &str, message: &str) -> Response {
+    error_body(
+        422,
+        "ValidationFailure",
+        json!([{"code": "invalid_type", "expected": "string", "received": "undefined", "path": [path], "message": message}]),
+    )
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/auth/universal-auth/login", post(login))
+        .route("/api/v1/auth/universal-auth/login/", post(login))
+        .route("/api/v3/secrets/raw", get(list_v3))
+        .route(
+            "/api/v3/secrets/raw/{name}",
+            get(get_v3).post(write_v3).patch(write_v3).delete(write_v3),
+        )
+        .route("/api/v4/secrets", get(list_v4))
+        .route(
+            "/api/v4/secrets/{name}",
+            get(get_v4).post(write_v4).patch(write_v4).delete(write_v4),
+        )
+        .fallback(|method: Method, uri: Uri| async move {
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"message": format!("Route {method}:{} not found", uri.path()), "error": "Not Found", "statusCode": 404})),
+            )
+        })
+        .with_state(shared)
+}
+
+async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return zod("clientId", "Required"),
+    };
+    let id = body.get("clientId").and_then(Value::as_str);
+    let secret = body.get("clientSecret").and_then(Value::as_str);
+    let (Some(id), Some(secret)) = (id, secret) else {
+        return zod(
+            if id.is_none() {
+                "clientId"
+            } else {
+                "clientSecret"
+            },
+            "Required",
+        );
+    };
+    if id != s.creds.infisical_client_id || secret != s.creds.infisical_client_secret {
+        return error_body(401, "UnauthorizedError", json!("Invalid credentials"));
+    }
+    s.with_world(|w| {
+        let st = &mut w.infisical;
+        st.logins += 1;
+        let token = random_jwt();
+        st.issued.push(Issued {
+            token: token.clone(),
+            expires: Instant::now() + Duration::from_secs(st.ttl_secs),
+        });
+        Json(json!({
+            "accessToken": token,
+            "expiresIn": st.ttl_secs,
+            "accessTokenMaxTTL": st.ttl_secs.max(43200),
+            "tokenType": "Bearer",
+        }))
+        .into_response()
+    })
+}
+
+/// Checks `Authorization: Bearer`; 401 without, 403 TokenError when malformed or expired.
+fn authorize(s: &Shared, w: &InfisicalState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(auth) = header(headers, "authorization") else {
+        return Err(error_body(
+            401,
+            "UnauthorizedError",
+            json!("Missing Authorization Header in the request header."),
+        ));
+    };
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+        .unwrap_or("")
+        .trim();
+    if token == s.creds.infisical_token {
+        return Ok(());
+    }
+    if let Some(t) = w.issued.iter().find(|t| t.token == token) {
+        return if Instant::now() < t.expires {
+            Ok(())
+        } else {
+            Err(error_body(403, "TokenError", json!(EXPIRED)))
+        };
+    }
+    if token.starts_with("st.") {
+        return Err(error_body(
+            401,
+            "UnauthorizedError",
+            json!("Invalid service token"),
+        ));
+    }
+    Err(error_body(403, "TokenError", json!(MALFORMED)))
+}
+
+/// Which API flavour a request used: v3 takes `workspaceId`, v4 `projectId`.
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    V3,
+    V4,
+}
+
+struct Scope {
+    env: String,
+    path: String,
+}
+
+/// Reads project, environment and path from query or body, checking the project.
+fn scope(api: Api, st: &InfisicalState, p: &HashMap<String, String>) -> Result<Scope, Response> {
+    let project = match api {
+        Api::V4 => match p.get("projectId") {
+            Some(id) => Some(id.clone()),
+            None => return Err(zod("projectId", "Required")),
+        },
+        Api::V3 => p.get("workspaceId").cloned().or_else(|| {
+            p.get("workspaceSlug").or(p.get("projectSlug")).map(|slug| {
+                if *slug == st.project_slug {
+                    st.project_id.clone()
+                } else {
+                    slug.clone()
+                }
+            })
+        }),
+    };
+    let Some(project) = project else {
+        return Err(error_body(
+            400,
+            "BadRequest",
+            json!("You must provide workspaceSlug or workspaceId"),
+        ));
+    };
+    if project != st.project_id {
+        return Err(error_body(
+            404,
+            "NotFound",
+            json!(format!("Project with ID '{project}' not found")),
+        ));
+    }
+    let Some(env) = p.get("environment") else {
+        return Err(error_body(400, "BadRequest", json!("Missing environment")));
+    };
+    if !st.environments.contains(env) {
+        return Err(error_body(
+            404,
+            "NotFound",
+            json!(format!(
+                "Environment with slug '{env}' in project with ID '{project}' not found"
+            )),
+        ));
+    }
+    let path = normalize_path(p.get("secretPath").map(String::as_str).unwrap_or("/"));
+    Ok(Scope {
+        env: env.clone(),
+        path,
+    })
+}
+
+fn secret_json(st: &InfisicalState, s: &StoredSecret, v: &Version) -> Value {
+    json!({
+        "id": s.id,
+        "_id": s.id,
+        "workspace": st.project_id,
+        "environment": s.environment,
+        "version": v.version,
+        "type": "shared",
+        "secretKey": s.key,
+        "secretValue": v.value,
+        "secretComment": "",
+        "secretReminderNote": null,
+        "secretReminderRepeatDays": null,
+        "skipMultilineEncoding": false,
+        "createdAt": s.created_at,
+        "updatedAt": v.at,
+        "actor": {"actorId": "sandbox-identity", "actorType": "identity", "name": "runbook-sandbox", "membershipId": null, "groupId": null},
+        "isRotatedSecret": false,
+        "rotationId": null,
+        "secretValueHidden": false,
+        "secretPath": s.path,
+        "tags": [],
+        "secretMetadata": [],
+    })
+}
+
+async fn list_v3(
+    s: State<Arc<Shared>>,
+    h: HeaderMap,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    list(Api::V3, s, h, q)
+}
+
+async fn list_v4(
+    s: State<Arc<Shared>>,
+    h: HeaderMap,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    list(Api::V4, s, h, q)
+}
+
+fn list(
+    api: Api,
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    s.with_world(|w| {
+        let st = &w.infisical;
+        if let Err(r) = authorize(&s, st, &headers) {
+            return r;
+        }
+        let sc = match scope(api, st, &q) {
+            Ok(sc) => sc,
+            Err(r) => return r,
+        };
+        let recursive = q.get("recursive").is_some_and(|v| v == "true");
+        let secrets: Vec<Value> = st
+            .secrets
+            .iter()
+            .filter(|x| !x.deleted && x.environment == sc.env)
+            .filter(|x| x.path == sc.path || (recursive && x.path.starts_with(&sc.path)))
+            .filter_map(|x| x.versions.last().map(|v| secret_json(st, x, v)))
+            .collect();
+        Json(json!({"secrets": secrets, "imports": []})).into_response()
+    })
+}
+
+async fn get_v3(
+    s: State<Arc<Shared>>,
+    h: HeaderMap,
+    p: Path<String>,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    get_one(Api::V3, s, h, p, q)
+}
+
+async fn get_v4(
+    s: State<Arc<Shared>>,
+    h: HeaderMap,
+    p: Path<String>,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    get_one(Api::V4, s, h, p, q)
+}
+
+fn get_one(
+    api: Api,
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    s.with_world(|w| {
+        let st = &w.infisical;
+        if let Err(r) = authorize(&s, st, &headers) {
+            return r;
+        }
+        let sc = match scope(api, st, &q) {
+            Ok(sc) => sc,
+            Err(r) => return r,
+        };
+        let not_found = || {
+            error_body(
+                404,
+                "NotFound",
+                json!(format!(
+                    "Secret with name '{name}' not found at path '{}' in environment with slug '{}'",
+                    sc.path, sc.env
+                )),
+            )
+        };
+        let Some(i) = st.find(&sc.env, &sc.path, &name) else {
+            return not_found();
+        };
+        let secret = &st.secrets[i];
+        let version = match q.get("version") {
+            None => secret.versions.last(),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) => secret.versions.iter().find(|x| x.version == n),
+                Err(_) => return zod("version", "Expected number, received nan"),
+            },
+        };
+        match version {
+            Some(v) => Json(json!({"secret": secret_json(st, secret, v)})).into_response(),
+            None => not_found(),
+        }
+    })
+}
+
+async fn write_v3(
+    s: State<Arc<Shared>>,
+    m: Method,
+    h: HeaderMap,
+    p: Path<String>,
+    b: Bytes,
+) -> Response {
+    write(Api::V3, s, m, h, p, b)
+}
+
+async fn write_v4(
+    s: State<Arc<Shared>>,
+    m: Method,
+    h: HeaderMap,
+    p: Path<String>,
+    b: Bytes,
+) -> Response {
+    write(Api::V4, s, m, h, p, b)
+}
+
+/// POST creates, PATCH updates (a new version), DELETE removes; all answer 200 `{secret}`.
+fn write(
+    api: Api,
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return error_body(400, "BadRequest", json!("Body is not valid JSON")),
+        }
+    };
+    let params: HashMap<String, String> = body
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    s.with_world(|w| {
+        if let Err(r) = authorize(&s, &w.infisical, &headers) {
+            return r;
+        }
+        let st = &mut w.infisical;
+        let sc = match scope(api, st, &params) {
+            Ok(sc) => sc,
+            Err(r) => return r,
+        };
+        let existing = st.find(&sc.env, &sc.path, &name);
+        let not_found = || {
+            error_body(
+                404,
+                "NotFound",
+                json!(format!(
+                    "Secret with name '{name}' not found at path '{}' in environment with slug '{}'",
+                    sc.path, sc.env
+                )),
+            )
+        };
+        let i = match (method.as_str(), existing) {
+            ("POST", Some(_)) => return error_body(400, "BadRequest", json!("Secret already exist")),
+            ("POST", None) => {
+                let Some(value) = params.get("secretValue") else {
+                    return zod("secretValue", "Required");
+                };
+                st.secrets.push(StoredSecret {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    environment: sc.env.clone(),
+                    path: sc.path.clone(),
+                    key: name.clone(),
+                    versions: vec![Version {
+                        value: trim_value(value),
+                        version: 1,
+                        at: ts::millis(),
+                    }],
+                    created_at: ts::millis(),
+                    deleted: false,
+                });
+                st.secrets.len() - 1
+            }
+            ("PATCH", Some(i)) => {
+                if let Some(value) = params.get("secretValue") {
+                    let secret = &mut st.secrets[i];
+                    let next = secret.versions.last().map_or(1, |v| v.version + 1);
+                    secret.versions.push(Version {
+                        value: trim_value(value),
+                        version: next,
+                        at: ts::millis(),
+                    });
+                }
+                i
+            }
+            ("DELETE", Some(i)) => {
+                st.secrets[i].deleted = true;
+                i
+            }
+            _ => return not_found(),
+        };
+        let secret = &st.secrets[i];
+        match secret.versions.last() {
+            Some(v) => Json(json!({"secret": secret_json(st, secret, v)})).into_response(),
+            None => not_found(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::{keys, raw, sorted};
+    use crate::{Sandbox, Scenario};
+    use serde_json::{json, Value};
+
+    /// vendor-apis.md §2.3 plus the route additions.
+    const SECRET_FIELDS: [&str; 21] = [
+        "id",
+        "_id",
+        "workspace",
+        "environment",
+        "version",
+        "type",
+        "secretKey",
+        "secretValue",
+        "secretComment",
+        "secretReminderNote",
+        "secretReminderRepeatDays",
+        "skipMultilineEncoding",
+        "createdAt",
+        "updatedAt",
+        "actor",
+        "isRotatedSecret",
+        "rotationId",
+        "secretValueHidden",
+        "secretPath",
+        "tags",
+        "secretMetadata",
+    ];
+
+    async fn sb() -> Sandbox {
+        Sandbox::start(Scenario::default().with_postmark_token("infsim-0001"))
+            .await
+            .unwrap()
+    }
+
+    fn get(sb: &Sandbox, path_and_query: &str) -> reqwest::RequestBuilder {
+        raw()
+            .get(format!("{}{path_and_query}", sb.infisical_url()))
+            .bearer_auth(&sb.credentials().infisical_token)
+    }
+
+    #[tokio::test]
+    async fn v3_raw_and_v4_return_the_secret_shape() {
+        let sb = sb().await;
+        let fields = SECRET_FIELDS;
+        for url in [
+            "/api/v3/secrets/raw/POSTMARK_SERVER_TOKEN?workspaceId=raxx-project&environment=prod&secretPath=/",
+            "/api/v3/secrets/raw/POSTMARK_SERVER_TOKEN?workspaceSlug=raxx&environment=prod",
+            "/api/v4/secrets/POSTMARK_SERVER_TOKEN?projectId=raxx-project&environment=prod&secretPath=%2F",
+        ] {
+            let resp = get(&sb, url).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{url}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(keys(&body), vec!["secret"]);
+            let s = &body["secret"];
+            assert_eq!(keys(s), sorted(&fields));
+            assert_eq!((s["_id"].clone(), s["workspace"].as_str()), (s["id"].clone(), Some("raxx-project")));
+            assert_eq!((s["version"].as_u64(), s["secretValue"].as_str()), (Some(2), Some("infsim-0001")));
+        }
+        let list: Value = get(&sb, "/api/v4/secrets?projectId=raxx-project&environment=prod&secretPath=/&includeImports=false")
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!(keys(&list), vec!["imports", "secrets"]);
+        assert_eq!(list["secrets"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[tokio::test]
+    async fn errors_carry_the_infisical_envelope() {
+        let sb = sb().await;
+        let resp = get(&sb, "/api/v4/secrets/X?environment=prod")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(keys(&body), vec!["error", "message", "reqId", "statusCode"]);
+        assert_eq!(
+            (body["error"].as_str(), body["statusCode"].as_u64()),
+            (Some("ValidationFailure"), Some(422))
+        );
+        assert!(body["message"].is_array());
+
+        let resp = raw()
+            .get(format!(
+                "{}/api/v4/secrets/X?projectId=raxx-project&environment=prod",
+                sb.infisical_url()
+            ))
+            .bearer_auth("st.unknown.service.token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        let resp = raw()
+            .get(format!(
+                "{}/api/v4/secrets/X?projectId=raxx-project&environment=prod",
+                sb.infisical_url()
+            ))
+            .bearer_auth("not.a.jwt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (body["error"].as_str(), body["message"].as_str()),
+            (Some("TokenError"), Some(super::MALFORMED))
+        );
+        let resp = raw()
+            .get(format!("{}/api/v4/secrets/X", sb.infisical_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn login_accepts_the_trailing_slash_and_issues_bearer_tokens() {
+        let sb = sb().await;
+        let c = sb.credentials().clone();
+        for path in [
+            "/api/v1/auth/universal-auth/login",
+            "/api/v1/auth/universal-auth/login/",
+        ] {
+            let body: Value = raw().post(format!("{}{path}", sb.infisical_url()))
+                .json(&json!({"clientId": c.infisical_client_id, "clientSecret": c.infisical_client_secret}))
+                .send().await.unwrap().json().await.unwrap();
+            assert_eq!(
+                keys(&body),
+                vec!["accessToken", "accessTokenMaxTTL", "expiresIn", "tokenType"]
+            );
+            assert_eq!(
+                (body["tokenType"].as_str(), body["expiresIn"].as_u64()),
+                (Some("Bearer"), Some(7200))
+            );
+            let token = body["accessToken"].as_str().unwrap();
+            let resp = raw()
+                .get(format!(
+                    "{}/api/v4/secrets?projectId=raxx-project&environment=prod",
+                    sb.infisical_url()
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    }
+
+    #[tokio::test]
+    async fn v3_writes_follow_the_cli_flow_and_trim_values() {
+        let sb = sb().await;
+        let c = raw();
+        let url = format!("{}/api/v3/secrets/raw/NEW_ONE", sb.infisical_url());
+        let auth = sb.credentials().infisical_token.clone();
+        let body = json!({"workspaceId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": "  v1  ", "type": "shared"});
+        let resp = c
+            .post(&url)
+            .bearer_auth(&auth)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let created: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (
+                created["secret"]["secretValue"].as_str(),
+                created["secret"]["version"].as_u64()
+            ),
+            (Some("v1"), Some(1))
+        );
+        let resp = c
+            .post(&url)
+            .bearer_auth(&auth)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["message"],
+            "Secret already exist"
+        );
+        let patch =
+            json!({"workspaceId": "raxx-project", "environment": "prod", "secretValue": "v2\n"});
+        let updated: Value = c
+            .patch(&url)
+            .bearer_auth(&auth)
+            .json(&patch)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                updated["secret"]["secretValue"].as_str(),
+                updated["secret"]["version"].as_u64()
+            ),
+            (Some("v2\n"), Some(2))
+        );
+        let del = json!({"workspaceId": "raxx-project", "environment": "prod"});
+        assert_eq!(
+            c.delete(&url)
+                .bearer_auth(&auth)
+                .json(&del)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            c.patch(&url)
+                .bearer_auth(&auth)
+                .json(&patch)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+}

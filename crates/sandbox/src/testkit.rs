@@ -1,0 +1,179 @@
+//! Test helpers: raw HTTP and validators against the vendors' published specs.
+
+use serde_json::{json, Value};
+
+/// A plain client for requests the typed clients would not make.
+pub(crate) fn raw() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+fn spec(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/specs")
+        .join(name);
+    let text = std::fs::read_to_string(&path).expect("spec file");
+    let mut v: Value = serde_json::from_str(&text).expect("spec JSON");
+    strip_meta(&mut v);
+    v
+}
+
+/// Drops `$schema` and string `id` keywords (hyper-schema ids would re-base `#/...` refs).
+fn strip_meta(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("$schema");
+            if m.get("id").is_some_and(Value::is_string) {
+                m.remove("id");
+            }
+            m.values_mut().for_each(strip_meta);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_meta),
+        _ => {}
+    }
+}
+
+/// Validates against a definition of Postmark's server swagger; `require_all` makes every
+/// property the swagger lists mandatory.
+pub(crate) fn postmark_check(definition: &str, instance: &Value, require_all: bool) {
+    let spec = spec("postmark-server-api.swagger.json");
+    let mut defs = spec["definitions"].clone();
+    // The swagger is old: its Color enum is lower-case; current docs capitalise.
+    if let Some(color) = defs.pointer_mut("/ServerConfigurationResponse/properties/Color/enum") {
+        for c in [
+            "Purple",
+            "Blue",
+            "Turquoise",
+            "Green",
+            "Red",
+            "Yellow",
+            "Grey",
+            "Orange",
+        ] {
+            if let Some(a) = color.as_array_mut() {
+                a.push(json!(c));
+            }
+        }
+    }
+    if require_all {
+        let props: Vec<Value> = defs[definition]["properties"]
+            .as_object()
+            .map(|m| m.keys().map(|k| json!(k)).collect())
+            .unwrap_or_default();
+        defs[definition]["required"] = json!(props);
+    }
+    let schema = json!({"$ref": format!("#/definitions/{definition}"), "definitions": defs});
+    check(&schema, instance, definition);
+}
+
+/// Validates against a Heroku hyper-schema pointer (e.g. `/definitions/release`); with
+/// `strict`, the object must have exactly the schema's properties (`strictProperties`).
+pub(crate) fn heroku_check(pointer: &str, instance: &Value, strict: bool) {
+    let spec = spec("heroku-platform-api.schema.json");
+    let mut defs = spec["definitions"].clone();
+    let local = pointer.trim_start_matches("/definitions");
+    if strict {
+        if let Some(target) = defs.pointer_mut(local) {
+            let props: Vec<Value> = target["properties"]
+                .as_object()
+                .map(|m| m.keys().map(|k| json!(k)).collect())
+                .unwrap_or_default();
+            target["required"] = json!(props);
+            target["additionalProperties"] = json!(false);
+        }
+    }
+    let schema = json!({"$ref": format!("#{pointer}"), "definitions": defs});
+    check(&schema, instance, pointer);
+}
+
+/// The `targetSchema` of a Heroku link, by definition, method and href suffix.
+pub(crate) fn heroku_link_check(
+    definition: &str,
+    method: &str,
+    href_suffix: &str,
+    instance: &Value,
+) {
+    let spec = spec("heroku-platform-api.schema.json");
+    let links = spec["definitions"][definition]["links"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let link = links
+        .iter()
+        .find(|l| {
+            l["method"] == method && l["href"].as_str().is_some_and(|h| h.ends_with(href_suffix))
+        })
+        .unwrap_or_else(|| panic!("no {method} …{href_suffix} link in {definition}"));
+    let mut target = link["targetSchema"].clone();
+    if let Value::Object(m) = &mut target {
+        m.insert("definitions".into(), spec["definitions"].clone());
+    }
+    check(&target, instance, href_suffix);
+}
+
+fn check(schema: &Value, instance: &Value, what: &str) {
+    let validator = jsonschema::draft4::new(schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: {errors:#?}\ninstance: {instance:#}"
+    );
+}
+
+/// The keys of a JSON object, sorted.
+pub(crate) fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+/// Sorted owned strings, for comparing with `keys`.
+pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "/definitions/release")]
+    fn heroku_checks_catch_a_missing_field() {
+        heroku_check(
+            "/definitions/release",
+            &json!({"id": "x", "version": 1}),
+            true,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "SendEmailResponse")]
+    fn postmark_checks_catch_a_wrong_type() {
+        postmark_check(
+            "SendEmailResponse",
+            &json!({"To": "a", "SubmittedAt": "2014-02-17T07:25:01.4178645-05:00", "MessageID": "m", "ErrorCode": "0", "Message": "OK"}),
+            true,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "config_vars")]
+    fn heroku_checks_catch_a_non_string_config_value() {
+        heroku_check(
+            "/definitions/config-var/definitions/config_vars",
+            &json!({"A": 1}),
+            false,
+        );
+    }
+}

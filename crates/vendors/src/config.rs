@@ -1,0 +1,390 @@
+//! Vendor endpoints and credentials, from the environment (the names the vendors' own CLIs
+//! use) and an optional `[vendors]` table in `runbook.toml`; the environment wins.
+
+use super::error::VendorError;
+use super::transport::TransportConfig;
+use runbook_secret::{Secret, Source};
+use std::time::Duration;
+
+/// Default endpoints: the vendors' real APIs.
+pub const POSTMARK_DEFAULT: &str = "https://api.postmarkapp.com";
+pub const INFISICAL_DEFAULT: &str = "https://app.infisical.com";
+pub const HEROKU_DEFAULT: &str = "https://api.heroku.com";
+pub const GITHUB_DEFAULT: &str = "https://api.github.com";
+
+/// How we authenticate to Infisical.
+#[derive(Debug, Clone)]
+pub enum InfisicalAuth {
+    /// An access token or service token used as is (`INFISICAL_TOKEN`).
+    Token(Secret),
+    /// Machine identity login (`INFISICAL_UNIVERSAL_AUTH_CLIENT_ID` / `_SECRET`).
+    UniversalAuth {
+        client_id: String,
+        client_secret: Secret,
+    },
+}
+
+/// Everything the vendor clients need; secrets are `Secret`s.
+#[derive(Debug, Clone)]
+pub struct VendorConfig {
+    pub postmark_api_url: String,
+    /// Infisical API base, already ending in `/api`.
+    pub infisical_api_url: String,
+    pub infisical_auth: Option<InfisicalAuth>,
+    pub infisical_project_id: Option<String>,
+    pub heroku_api_url: String,
+    pub heroku_api_key: Option<Secret>,
+    pub github_api_url: String,
+    pub github_token: Option<Secret>,
+    /// Max concurrent vendor calls in a fan-out.
+    pub concurrency: usize,
+    pub transport: TransportConfig,
+}
+
+impl Default for VendorConfig {
+    fn default() -> Self {
+        VendorConfig {
+            postmark_api_url: POSTMARK_DEFAULT.into(),
+            infisical_api_url: infisical_api_base(INFISICAL_DEFAULT),
+            infisical_auth: None,
+            infisical_project_id: None,
+            heroku_api_url: HEROKU_DEFAULT.into(),
+            heroku_api_key: None,
+            github_api_url: GITHUB_DEFAULT.into(),
+            github_token: None,
+            concurrency: 8,
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+/// The `[vendors]` table of `runbook.toml`: the env var names, lower-cased.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorFileConfig {
+    pub postmark_api_url: Option<String>,
+    pub infisical_domain: Option<String>,
+    pub infisical_api_url: Option<String>,
+    pub infisical_token: Option<String>,
+    pub infisical_universal_auth_client_id: Option<String>,
+    pub infisical_universal_auth_client_secret: Option<String>,
+    pub infisical_project_id: Option<String>,
+    pub heroku_host: Option<String>,
+    pub heroku_api_key: Option<String>,
+    pub github_api_url: Option<String>,
+    pub github_token: Option<String>,
+    pub gh_token: Option<String>,
+    pub runbook_http_timeout_secs: Option<u64>,
+    pub runbook_concurrency: Option<usize>,
+}
+
+impl VendorFileConfig {
+    /// Reads the `[vendors]` table from the text of a `runbook.toml` (absent table = empty).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::File {
+            message: e.to_string(),
+        })?;
+        match table.get("vendors") {
+            None => Ok(Self::default()),
+            Some(v) => v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::File {
+                    message: e.to_string(),
+                }),
+        }
+    }
+
+    /// Reads `[vendors]` from a `runbook.toml`; `Ok(None)` when the file does not exist.
+    pub fn load(path: &std::path::Path) -> Result<Option<Self>, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_toml(&text).map(Some).map_err(|e| match e {
+                ConfigError::File { message } => ConfigError::File {
+                    message: format!("{}: {message}", path.display()),
+                },
+                other => other,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ConfigError::File {
+                message: format!("{}: {e}", path.display()),
+            }),
+        }
+    }
+
+    fn get(&self, env_name: &str) -> Option<String> {
+        let v = match env_name {
+            "POSTMARK_API_URL" => self.postmark_api_url.clone(),
+            "INFISICAL_DOMAIN" => self.infisical_domain.clone(),
+            "INFISICAL_API_URL" => self.infisical_api_url.clone(),
+            "INFISICAL_TOKEN" => self.infisical_token.clone(),
+            "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID" => self.infisical_universal_auth_client_id.clone(),
+            "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET" => {
+                self.infisical_universal_auth_client_secret.clone()
+            }
+            "INFISICAL_PROJECT_ID" => self.infisical_project_id.clone(),
+            "HEROKU_HOST" => self.heroku_host.clone(),
+            "HEROKU_API_KEY" => self.heroku_api_key.clone(),
+            "GITHUB_API_URL" => self.github_api_url.clone(),
+            "GITHUB_TOKEN" => self.github_token.clone(),
+            "GH_TOKEN" => self.gh_token.clone(),
+            "RUNBOOK_HTTP_TIMEOUT_SECS" => self.runbook_http_timeout_secs.map(|n| n.to_string()),
+            "RUNBOOK_CONCURRENCY" => self.runbook_concurrency.map(|n| n.to_string()),
+            _ => None,
+        };
+        v.filter(|s| !s.trim().is_empty())
+    }
+}
+
+/// A configuration value we cannot use.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+pub enum ConfigError {
+    #[error("{name} = '{value}' is not valid: {expected}")]
+    #[diagnostic(code(runbook::config::invalid))]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("cannot read the [vendors] table of runbook.toml: {message}")]
+    #[diagnostic(
+        code(runbook::config::file),
+        help("the [vendors] keys are the environment variable names in lower case, e.g. heroku_api_key")
+    )]
+    File { message: String },
+}
+
+impl VendorConfig {
+    /// Reads the environment through `lookup` (tests pass a map).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_sources(lookup, None)
+    }
+
+    /// Environment first, then the `[vendors]` table, then the defaults.
+    pub fn from_sources(
+        lookup: impl Fn(&str) -> Option<String>,
+        file: Option<&VendorFileConfig>,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| -> Option<(String, Source)> {
+            if let Some(v) = lookup(name).filter(|v| !v.trim().is_empty()) {
+                return Some((v, Source::Env { name: name.into() }));
+            }
+            file.and_then(|f| f.get(name)).map(|v| {
+                (
+                    v,
+                    Source::Vendor {
+                        what: format!("runbook.toml [vendors] {}", name.to_lowercase()),
+                    },
+                )
+            })
+        };
+        let secret = |name: &'static str| get(name).map(|(v, src)| Secret::new(v.trim(), src));
+        let plain = |name: &'static str| get(name).map(|(v, _)| v.trim().to_string());
+
+        let mut cfg = VendorConfig::default();
+        if let Some(url) = plain("POSTMARK_API_URL") {
+            cfg.postmark_api_url = trim_slash(&url);
+        }
+        if let Some(domain) = plain("INFISICAL_DOMAIN").or_else(|| plain("INFISICAL_API_URL")) {
+            cfg.infisical_api_url = infisical_api_base(&domain);
+        }
+        cfg.infisical_auth = match (
+            secret("INFISICAL_TOKEN"),
+            plain("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"),
+            secret("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"),
+        ) {
+            (Some(token), _, _) => Some(InfisicalAuth::Token(token)),
+            (None, Some(client_id), Some(client_secret)) => Some(InfisicalAuth::UniversalAuth {
+                client_id,
+                client_secret,
+            }),
+            _ => None,
+        };
+        cfg.infisical_project_id = plain("INFISICAL_PROJECT_ID");
+        if let Some(host) = plain("HEROKU_HOST") {
+            cfg.heroku_api_url = heroku_api_base(&host);
+        }
+        cfg.heroku_api_key = secret("HEROKU_API_KEY");
+        if let Some(url) = plain("GITHUB_API_URL") {
+            cfg.github_api_url = trim_slash(&url);
+        }
+        cfg.github_token = secret("GITHUB_TOKEN").or_else(|| secret("GH_TOKEN"));
+        if let Some(v) = plain("RUNBOOK_HTTP_TIMEOUT_SECS") {
+            let secs = v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError::Invalid {
+                    name: "RUNBOOK_HTTP_TIMEOUT_SECS",
+                    value: v.clone(),
+                    expected: "a whole number of seconds, at least 1",
+                })?;
+            cfg.transport.timeout = Duration::from_secs(secs);
+        }
+        if let Some(v) = plain("RUNBOOK_CONCURRENCY") {
+            cfg.concurrency =
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(ConfigError::Invalid {
+                        name: "RUNBOOK_CONCURRENCY",
+                        value: v.clone(),
+                        expected: "a whole number, at least 1",
+                    })?;
+        }
+        Ok(cfg)
+    }
+
+    /// The Heroku API key, or an error naming `HEROKU_API_KEY`.
+    pub fn heroku_key(&self) -> Result<&Secret, VendorError> {
+        self.heroku_api_key.as_ref().ok_or_else(|| {
+            VendorError::config(
+                "heroku",
+                "no API key: HEROKU_API_KEY is not set",
+                "set HEROKU_API_KEY (e.g. from `heroku auth:token`), or heroku_api_key in runbook.toml [vendors]",
+            )
+        })
+    }
+
+    /// The GitHub token, or an error naming `GITHUB_TOKEN`.
+    pub fn github_key(&self) -> Result<&Secret, VendorError> {
+        self.github_token.as_ref().ok_or_else(|| {
+            VendorError::config(
+                "github",
+                "no token: GITHUB_TOKEN (or GH_TOKEN) is not set",
+                "set GITHUB_TOKEN to a token with the repo's secrets permission (e.g. from `gh auth token`)",
+            )
+        })
+    }
+
+    /// The Infisical credentials, or an error naming the variables.
+    pub fn infisical(&self) -> Result<&InfisicalAuth, VendorError> {
+        self.infisical_auth.as_ref().ok_or_else(|| {
+            VendorError::config(
+                "infisical",
+                "no credentials: INFISICAL_TOKEN is not set",
+                "set INFISICAL_TOKEN, or INFISICAL_UNIVERSAL_AUTH_CLIENT_ID and INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET",
+            )
+        })
+    }
+
+    /// The Infisical project id, or an error naming `INFISICAL_PROJECT_ID`.
+    pub fn infisical_project(&self) -> Result<&str, VendorError> {
+        self.infisical_project_id.as_deref().ok_or_else(|| {
+            VendorError::config(
+                "infisical",
+                "no project: INFISICAL_PROJECT_ID is not set",
+                "set INFISICAL_PROJECT_ID to the project id (Infisical → Project settings)",
+            )
+        })
+    }
+}
+
+/// `INFISICAL_DOMAIN` → API base: `/api` is appended unless already there (as the CLI does).
+pub fn infisical_api_base(domain: &str) -> String {
+    let d = trim_slash(domain.trim());
+    if d.ends_with("/api") {
+        d
+    } else {
+        format!("{d}/api")
+    }
+}
+
+/// `HEROKU_HOST` → API base: a full URL if it starts with `http`, else `https://api.<host>`.
+pub fn heroku_api_base(host: &str) -> String {
+    let h = host.trim();
+    if h.starts_with("http") {
+        trim_slash(h)
+    } else {
+        format!("https://api.{}", trim_slash(h))
+    }
+}
+
+fn trim_slash(s: &str) -> String {
+    s.trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_real_endpoints() {
+        let c = VendorConfig::from_env(env(&[])).unwrap();
+        assert_eq!(c.postmark_api_url, "https://api.postmarkapp.com");
+        assert_eq!(c.infisical_api_url, "https://app.infisical.com/api");
+        assert_eq!(c.heroku_api_url, "https://api.heroku.com");
+        assert_eq!(c.github_api_url, "https://api.github.com");
+        assert_eq!(c.concurrency, 8);
+        let err = c.heroku_key().unwrap_err();
+        assert!(err.to_string().contains("HEROKU_API_KEY"));
+        assert!(c
+            .infisical()
+            .unwrap_err()
+            .to_string()
+            .contains("INFISICAL_TOKEN"));
+    }
+
+    #[test]
+    fn endpoint_rules_follow_the_vendor_clis() {
+        let c = VendorConfig::from_env(env(&[
+            ("INFISICAL_API_URL", "http://127.0.0.1:9/"),
+            ("HEROKU_HOST", "example-heroku.com"),
+            ("GH_TOKEN", "gh-token-value"),
+        ]))
+        .unwrap();
+        assert_eq!(c.infisical_api_url, "http://127.0.0.1:9/api");
+        assert_eq!(c.heroku_api_url, "https://api.example-heroku.com");
+        assert!(c.github_token.is_some());
+        let c = VendorConfig::from_env(env(&[
+            ("INFISICAL_DOMAIN", "http://127.0.0.1:9/api"),
+            ("INFISICAL_API_URL", "http://ignored"),
+            ("HEROKU_HOST", "http://127.0.0.1:7"),
+        ]))
+        .unwrap();
+        assert_eq!(c.infisical_api_url, "http://127.0.0.1:9/api");
+        assert_eq!(c.heroku_api_url, "http://127.0.0.1:7");
+    }
+
+    #[test]
+    fn infisical_universal_auth_and_tuning() {
+        let c = VendorConfig::from_env(env(&[
+            ("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "cid"),
+            ("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET", "csecret-value"),
+            ("RUNBOOK_HTTP_TIMEOUT_SECS", "5"),
+            ("RUNBOOK_CONCURRENCY", "3"),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            c.infisical_auth,
+            Some(InfisicalAuth::UniversalAuth { .. })
+        ));
+        assert_eq!(c.transport.timeout, Duration::from_secs(5));
+        assert_eq!(c.concurrency, 3);
+        let bad = VendorConfig::from_env(env(&[("RUNBOOK_CONCURRENCY", "zero")])).unwrap_err();
+        assert!(bad.to_string().contains("RUNBOOK_CONCURRENCY"));
+    }
+
+    #[test]
+    fn env_wins_over_the_file() {
+        let file = VendorFileConfig::from_toml(
+            "[vendors]\nheroku_host = \"http://127.0.0.1:1\"\npostmark_api_url = \"http://127.0.0.1:2\"\n",
+        )
+        .unwrap();
+        let c =
+            VendorConfig::from_sources(env(&[("HEROKU_HOST", "http://127.0.0.1:3")]), Some(&file))
+                .unwrap();
+        assert_eq!(c.heroku_api_url, "http://127.0.0.1:3");
+        assert_eq!(c.postmark_api_url, "http://127.0.0.1:2");
+        assert!(VendorFileConfig::from_toml("[vendors]\nnope = 1\n").is_err());
+        assert!(VendorFileConfig::from_toml("[other]\nx = 1\n").is_ok());
+    }
+}

@@ -1,0 +1,291 @@
+//! GitHub Actions secrets client: public key, sealed-box encryption, set and list.
+
+use super::error::{ErrorKind, VendorCode, VendorError};
+use super::transport::{ErrorDetail, HeaderValueSource, RawResponse, Request, Transport};
+use base64::Engine as _;
+use reqwest::{Method, Url};
+use runbook_secret::Secret;
+use serde::Deserialize;
+
+const VENDOR: &str = "github";
+
+/// A repository's Actions public key (`GET …/actions/secrets/public-key`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PublicKey {
+    pub key_id: String,
+    /// Base64 of the 32-byte Curve25519 key.
+    pub key: String,
+}
+
+/// A repository secret's metadata (GitHub never returns values).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct RepoSecret {
+    pub name: String,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+/// Whether a PUT created the secret (201) or updated it (204).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretWrite {
+    Created,
+    Updated,
+}
+
+/// Client for GitHub's REST API.
+#[derive(Debug, Clone)]
+pub struct GithubClient {
+    transport: Transport,
+    base: String,
+    token: Option<Secret>,
+}
+
+impl GithubClient {
+    pub fn new(transport: Transport, base: impl Into<String>, token: Option<Secret>) -> Self {
+        GithubClient {
+            transport,
+            base: base.into().trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    /// `repo` is `owner/name`.
+    fn request(&self, method: Method, repo: &str, tail: &[&str]) -> Result<Request, VendorError> {
+        let token = self.token.as_ref().ok_or_else(|| {
+            VendorError::config(
+                VENDOR,
+                "no token: GITHUB_TOKEN (or GH_TOKEN) is not set",
+                "set GITHUB_TOKEN to a token with the repo's secrets permission (e.g. from `gh auth token`)",
+            )
+        })?;
+        let (owner, name) = repo
+            .split_once('/')
+            .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+            .ok_or_else(|| {
+                VendorError::new(
+                    VENDOR,
+                    method.as_str(),
+                    repo,
+                    ErrorKind::Validation,
+                    format!("'{repo}' is not a repository name of the form owner/name"),
+                )
+            })?;
+        let mut url = Url::parse(&self.base).map_err(|e| {
+            VendorError::config(
+                VENDOR,
+                format!("GITHUB_API_URL is not a URL: {e}"),
+                "set GITHUB_API_URL to e.g. https://api.github.com",
+            )
+        })?;
+        let mut segments = vec!["repos", owner, name];
+        segments.extend_from_slice(tail);
+        url.path_segments_mut()
+            .map_err(|_| {
+                VendorError::config(
+                    VENDOR,
+                    "GITHUB_API_URL cannot be a base URL",
+                    "set GITHUB_API_URL to e.g. https://api.github.com",
+                )
+            })?
+            .pop_if_empty()
+            .extend(&segments);
+        Ok(Request::new(VENDOR, method, url.to_string())
+            .route(format!("/{}", segments.join("/")))
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28")
+            .header("Authorization", HeaderValueSource::Bearer(token.clone())))
+    }
+
+    /// `GET /repos/{owner}/{repo}/actions/secrets/public-key`.
+    pub async fn public_key(&self, repo: &str) -> Result<PublicKey, VendorError> {
+        let req = self.request(Method::GET, repo, &["actions", "secrets", "public-key"])?;
+        self.transport.send_json(req, parse_error).await
+    }
+
+    /// Encrypts `value` to the repo's key (libsodium sealed box) and PUTs it.
+    pub async fn set_secret(
+        &self,
+        repo: &str,
+        name: &str,
+        value: &Secret,
+    ) -> Result<SecretWrite, VendorError> {
+        let key = self.public_key(repo).await?;
+        let route = format!("/repos/{repo}/actions/secrets/{name}");
+        let encrypted = seal(&key, value.expose())
+            .map_err(|m| VendorError::new(VENDOR, "PUT", &route, ErrorKind::InvalidResponse, m))?;
+        let req = self
+            .request(Method::PUT, repo, &["actions", "secrets", name])?
+            .header("Content-Type", "application/json")
+            .json(serde_json::json!({"encrypted_value": encrypted, "key_id": key.key_id}));
+        let resp = self.transport.send_checked(req, parse_error).await?;
+        Ok(if resp.status == 201 {
+            SecretWrite::Created
+        } else {
+            SecretWrite::Updated
+        })
+    }
+
+    /// `GET /repos/{owner}/{repo}/actions/secrets` (first 100).
+    pub async fn list_secrets(&self, repo: &str) -> Result<Vec<RepoSecret>, VendorError> {
+        #[derive(Deserialize)]
+        struct List {
+            secrets: Vec<RepoSecret>,
+        }
+        let mut req = self.request(Method::GET, repo, &["actions", "secrets"])?;
+        req.url.push_str("?per_page=100");
+        let list: List = self.transport.send_json(req, parse_error).await?;
+        Ok(list.secrets)
+    }
+}
+
+/// libsodium `crypto_box_seal` of `plaintext` to `key`, base64 (standard, padded).
+pub fn seal(key: &PublicKey, plaintext: &str) -> Result<String, String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let raw = b64
+        .decode(key.key.trim())
+        .map_err(|e| format!("the repository public key is not base64: {e}"))?;
+    let pk = crypto_box::PublicKey::from_slice(&raw)
+        .map_err(|_| "the repository public key is not 32 bytes".to_string())?;
+    let sealed = pk
+        .seal(&mut crypto_box::aead::OsRng, plaintext.as_bytes())
+        .map_err(|_| "encryption failed".to_string())?;
+    Ok(b64.encode(sealed))
+}
+
+/// Reads `{"message": "...", "documentation_url": "..."}`.
+fn parse_error(resp: &RawResponse) -> ErrorDetail {
+    #[derive(Deserialize)]
+    struct Body {
+        message: Option<String>,
+    }
+    let message = serde_json::from_slice::<Body>(&resp.body)
+        .ok()
+        .and_then(|b| b.message);
+    let rate_limited = resp.header("x-ratelimit-remaining") == Some("0");
+    let (kind, hint) = match resp.status {
+        401 => (
+            Some(ErrorKind::Unauthorized),
+            Some("check GITHUB_TOKEN (it may be expired or revoked)"),
+        ),
+        403 | 429 if rate_limited || resp.status == 429 => (Some(ErrorKind::RateLimited), None),
+        403 => (
+            Some(ErrorKind::Forbidden),
+            Some("the token lacks the Actions secrets permission on this repository"),
+        ),
+        404 => (
+            Some(ErrorKind::NotFound),
+            Some("check the owner/repo name; GitHub also answers 404 when the token cannot see the repository"),
+        ),
+        _ => (None, None),
+    };
+    ErrorDetail {
+        code: None::<VendorCode>,
+        message,
+        kind,
+        hint: hint.map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{config, fast, start};
+    use crate::Vendors;
+    use runbook_sandbox::{Sandbox, Scenario};
+    use runbook_secret::Source;
+
+    fn scenario() -> Scenario {
+        Scenario::default().with_github_repo("raxx/raptor")
+    }
+
+    #[tokio::test]
+    async fn sets_an_encrypted_secret_the_repo_can_decrypt() {
+        let (sb, v) = start(scenario()).await;
+        let g = v.github();
+        let key = g.public_key("raxx/raptor").await.unwrap();
+        assert!(!key.key_id.is_empty());
+        let value = Secret::new("gh-secret-value-0001", Source::Literal);
+        assert_eq!(
+            g.set_secret("raxx/raptor", "POSTMARK_SERVER_TOKEN", &value)
+                .await
+                .unwrap(),
+            SecretWrite::Created
+        );
+        assert_eq!(
+            g.set_secret("raxx/raptor", "POSTMARK_SERVER_TOKEN", &value)
+                .await
+                .unwrap(),
+            SecretWrite::Updated
+        );
+        let st = sb.state();
+        assert_eq!(
+            st["github"]["repos"]["raxx/raptor"]["secrets"]["POSTMARK_SERVER_TOKEN"],
+            "gh-secret-value-0001"
+        );
+        let list = g.list_secrets("raxx/raptor").await.unwrap();
+        assert_eq!(
+            list.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            vec!["POSTMARK_SERVER_TOKEN"]
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_follow_githubs_statuses() {
+        let (_sb, v) = start(scenario()).await;
+        let value = Secret::new("gh-secret-value-0002", Source::Literal);
+        let e = v.github().public_key("raxx/nope").await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.status(), e.message()),
+            (ErrorKind::NotFound, Some(404), "Not Found")
+        );
+        let e = v
+            .github()
+            .set_secret("raxx/raptor", "GITHUB_TOKEN_X", &value)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Validation, Some(422)));
+        let e = v.github().list_secrets("not-a-repo").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Validation);
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_unauthorized() {
+        let sb = Sandbox::start(scenario()).await.unwrap();
+        let mut c = fast(config(&sb));
+        c.github_token = Some(Secret::new("ghp_wrong_token_value", Source::Literal));
+        let e = Vendors::new(c)
+            .unwrap()
+            .github()
+            .list_secrets("raxx/raptor")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.status(), e.message()),
+            (ErrorKind::Unauthorized, Some(401), "Bad credentials")
+        );
+        assert!(e.help_text().contains("GITHUB_TOKEN"));
+    }
+
+    #[test]
+    fn sealed_boxes_open_with_the_secret_key() {
+        let sk = crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = PublicKey {
+            key_id: "1".into(),
+            key: b64.encode(sk.public_key().as_bytes()),
+        };
+        let sealed = seal(&key, "hello-secret").unwrap();
+        let opened = sk.unseal(&b64.decode(sealed).unwrap()).unwrap();
+        assert_eq!(opened, b"hello-secret");
+        assert!(seal(
+            &PublicKey {
+                key_id: "1".into(),
+                key: "!!".into()
+            },
+            "x"
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,460 @@
+//! Heroku Platform API client: config vars, restarts, releases, log sessions.
+
+use super::error::{ErrorKind, VendorCode, VendorError};
+use super::transport::{
+    decode_json, ErrorDetail, HeaderValueSource, RawResponse, Request, Transport,
+};
+use reqwest::{Method, Url};
+use runbook_secret::Secret;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+const VENDOR: &str = "heroku";
+const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+
+/// A config var value to set: plain text or a secret (exposed only in the request body).
+#[derive(Debug, Clone)]
+pub enum ConfigValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl ConfigValue {
+    fn expose(&self) -> &str {
+        match self {
+            ConfigValue::Plain(s) => s,
+            ConfigValue::Secret(s) => s.expose(),
+        }
+    }
+}
+
+impl From<&str> for ConfigValue {
+    fn from(v: &str) -> Self {
+        ConfigValue::Plain(v.to_string())
+    }
+}
+
+impl From<&Secret> for ConfigValue {
+    fn from(v: &Secret) -> Self {
+        ConfigValue::Secret(v.clone())
+    }
+}
+
+/// An app's config vars. Values may be credentials, so `Debug` prints only the names.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ConfigVars(BTreeMap<String, String>);
+
+impl ConfigVars {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The raw map; the caller takes over the duty not to print it.
+    pub fn into_inner(self) -> BTreeMap<String, String> {
+        self.0
+    }
+
+    /// Iterates over `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl fmt::Debug for ConfigVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// A release (`GET /apps/{app}/releases`), the fields we use.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Release {
+    pub id: String,
+    pub version: u64,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub current: bool,
+    #[serde(default)]
+    pub user: Option<ReleaseUser>,
+}
+
+/// Who made a release.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ReleaseUser {
+    #[serde(default)]
+    pub email: String,
+}
+
+/// Client for the Heroku Platform API.
+#[derive(Debug, Clone)]
+pub struct HerokuClient {
+    transport: Transport,
+    base: String,
+    api_key: Option<Secret>,
+}
+
+impl HerokuClient {
+    pub fn new(transport: Transport, base: impl Into<String>, api_key: Option<Secret>) -> Self {
+        HerokuClient {
+            transport,
+            base: base.into().trim_end_matches('/').to_string(),
+            api_key,
+        }
+    }
+
+    fn request(&self, method: Method, segments: &[&str]) -> Result<Request, VendorError> {
+        let key = self.api_key.as_ref().ok_or_else(|| {
+            VendorError::config(
+                VENDOR,
+                "no API key: HEROKU_API_KEY is not set",
+                "set HEROKU_API_KEY (e.g. from `heroku auth:token`), or heroku_api_key in runbook.toml [vendors]",
+            )
+        })?;
+        let mut url = Url::parse(&self.base).map_err(|e| {
+            VendorError::config(
+                VENDOR,
+                format!("HEROKU_HOST is not a URL: {e}"),
+                "set HEROKU_HOST to a host name or a full http(s) URL",
+            )
+        })?;
+        url.path_segments_mut()
+            .map_err(|_| {
+                VendorError::config(
+                    VENDOR,
+                    "HEROKU_HOST cannot be a base URL",
+                    "set HEROKU_HOST to a host name or a full http(s) URL",
+                )
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        let route = format!("/{}", segments.join("/"));
+        Ok(Request::new(VENDOR, method, url.to_string())
+            .route(route)
+            .header("Accept", ACCEPT)
+            .header("Authorization", HeaderValueSource::Bearer(key.clone())))
+    }
+
+    /// `GET /apps/{app}/config-vars`.
+    pub async fn config_vars(&self, app: &str) -> Result<ConfigVars, VendorError> {
+        let req = self.request(Method::GET, &["apps", app, "config-vars"])?;
+        let map: BTreeMap<String, Option<String>> =
+            self.transport.send_json(req, parse_error).await?;
+        Ok(ConfigVars(
+            map.into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect(),
+        ))
+    }
+
+    /// `PATCH /apps/{app}/config-vars`: sets the given vars, `None` deletes; returns the full map.
+    /// Heroku makes a new release and restarts the app.
+    pub async fn update_config_vars(
+        &self,
+        app: &str,
+        changes: &BTreeMap<String, Option<ConfigValue>>,
+    ) -> Result<ConfigVars, VendorError> {
+        let body: serde_json::Map<String, serde_json::Value> = changes
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Some(v) => serde_json::Value::String(v.expose().to_string()),
+                    None => serde_json::Value::Null,
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        // The same PATCH twice leaves the same config; safe to retry.
+        let req = self
+            .request(Method::PATCH, &["apps", app, "config-vars"])?
+            .header("Content-Type", "application/json")
+            .json(serde_json::Value::Object(body))
+            .idempotent(true);
+        let map: BTreeMap<String, Option<String>> =
+            self.transport.send_json(req, parse_error).await?;
+        Ok(ConfigVars(
+            map.into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect(),
+        ))
+    }
+
+    /// `DELETE /apps/{app}/dynos`: restarts every dyno (any 2xx is success).
+    pub async fn restart_all(&self, app: &str) -> Result<(), VendorError> {
+        let req = self.request(Method::DELETE, &["apps", app, "dynos"])?;
+        self.transport.send_checked(req, parse_error).await?;
+        Ok(())
+    }
+
+    /// `GET /apps/{app}/releases`, following `Next-Range` pages; oldest first.
+    pub async fn releases(&self, app: &str) -> Result<Vec<Release>, VendorError> {
+        let mut out: Vec<Release> = Vec::new();
+        let mut range: Option<String> = None;
+        for _ in 0..50 {
+            let mut req = self.request(Method::GET, &["apps", app, "releases"])?;
+            if let Some(r) = &range {
+                req = req.header("Range", r.clone());
+            }
+            let resp = self
+                .transport
+                .send_checked(req.clone(), parse_error)
+                .await?;
+            let page: Vec<Release> = decode_json(&req, &resp)?;
+            out.extend(page);
+            match (resp.status, resp.header("Next-Range")) {
+                (206, Some(next)) => range = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|r| r.version);
+        Ok(out)
+    }
+
+    /// The newest release (`Range: version ..; max=1, order=desc`).
+    pub async fn latest_release(&self, app: &str) -> Result<Option<Release>, VendorError> {
+        let req = self
+            .request(Method::GET, &["apps", app, "releases"])?
+            .header("Range", "version ..; max=1, order=desc");
+        let resp = self
+            .transport
+            .send_checked(req.clone(), parse_error)
+            .await?;
+        let page: Vec<Release> = decode_json(&req, &resp)?;
+        Ok(page.into_iter().max_by_key(|r| r.version))
+    }
+
+    /// The last `lines` log lines: `POST /apps/{app}/log-sessions`, then a GET of its `logplex_url`.
+    pub async fn log_lines(&self, app: &str, lines: u32) -> Result<Vec<String>, VendorError> {
+        #[derive(Deserialize)]
+        struct Session {
+            logplex_url: String,
+        }
+        // Creating a session has no side effect beyond the session; safe to retry.
+        let req = self
+            .request(Method::POST, &["apps", app, "log-sessions"])?
+            .header("Content-Type", "application/json")
+            .json(serde_json::json!({"lines": lines, "tail": false}))
+            .idempotent(true);
+        let session: Session = self.transport.send_json(req, parse_error).await?;
+        // The session URL is a capability on another host: no Authorization header.
+        let req = Request::new(VENDOR, Method::GET, session.logplex_url)
+            .route(format!("logplex session of {app}"))
+            .header("Accept", "text/plain");
+        let resp = self.transport.send_checked(req, parse_error).await?;
+        Ok(resp
+            .text()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// Reads `{"id": "...", "message": "..."}`.
+fn parse_error(resp: &RawResponse) -> ErrorDetail {
+    #[derive(Deserialize)]
+    struct Body {
+        id: Option<String>,
+        message: Option<String>,
+    }
+    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
+    let id = body.as_ref().and_then(|b| b.id.clone());
+    let (kind, hint) = match (resp.status, id.as_deref()) {
+        (401, _) => (
+            Some(ErrorKind::Unauthorized),
+            Some("check HEROKU_API_KEY (a current key: `heroku auth:token`)"),
+        ),
+        (403, Some("two_factor")) => (
+            Some(ErrorKind::Forbidden),
+            Some("this action needs a second factor; use an API key that does not require 2FA"),
+        ),
+        (403, _) => (
+            Some(ErrorKind::Forbidden),
+            Some("the key's user lacks access to this app; ask an app admin to add them"),
+        ),
+        (404, _) => (
+            Some(ErrorKind::NotFound),
+            Some("check the app name (`heroku apps`) and that the key's user can see it"),
+        ),
+        (406, _) => (Some(ErrorKind::Other), None),
+        (429, _) => (Some(ErrorKind::RateLimited), None),
+        _ => (None, None),
+    };
+    ErrorDetail {
+        code: id.map(VendorCode::Text),
+        message: body.and_then(|b| b.message),
+        kind,
+        hint: hint.map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{config, fast, start};
+    use crate::Vendors;
+    use runbook_sandbox::{Sandbox, Scenario};
+    use runbook_secret::Source;
+
+    fn sop() -> Scenario {
+        Scenario::default().with_postmark_token("hk-current-0001")
+    }
+
+    #[tokio::test]
+    async fn reads_config_vars_without_printing_values() {
+        let (_sb, v) = start(sop()).await;
+        let vars = v.heroku().config_vars("raxx-api-prod").await.unwrap();
+        assert_eq!(vars.get("POSTMARK_SERVER_TOKEN"), Some("hk-current-0001"));
+        let dbg = format!("{vars:?}");
+        assert!(dbg.contains("POSTMARK_SERVER_TOKEN") && !dbg.contains("hk-current-0001"));
+    }
+
+    #[tokio::test]
+    async fn update_makes_a_release_and_restarts() {
+        let (sb, v) = start(sop()).await;
+        let h = v.heroku();
+        let new = Secret::new("hk-new-0002", Source::Literal);
+        let changes = BTreeMap::from([
+            (
+                "POSTMARK_SERVER_TOKEN".to_string(),
+                Some(ConfigValue::from(&new)),
+            ),
+            ("RAPTOR_ENV".to_string(), None),
+        ]);
+        let vars = h
+            .update_config_vars("raxx-api-prod", &changes)
+            .await
+            .unwrap();
+        assert_eq!(vars.get("POSTMARK_SERVER_TOKEN"), Some("hk-new-0002"));
+        assert_eq!(vars.get("RAPTOR_ENV"), None);
+        let rels = h.releases("raxx-api-prod").await.unwrap();
+        assert_eq!(
+            rels.iter().map(|r| r.version).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            rels[1].description,
+            "Set POSTMARK_SERVER_TOKEN config vars; Remove RAPTOR_ENV config vars"
+        );
+        assert!(rels[1].current);
+        assert_eq!(
+            h.latest_release("raxx-api-prod")
+                .await
+                .unwrap()
+                .map(|r| r.version),
+            Some(2)
+        );
+        assert_eq!(sb.state()["heroku"]["apps"]["raxx-api-prod"]["restarts"], 1);
+        // The same change again is a no-op: no release, no restart.
+        h.update_config_vars("raxx-api-prod", &changes)
+            .await
+            .unwrap();
+        assert_eq!(sb.state()["heroku"]["apps"]["raxx-api-prod"]["restarts"], 1);
+    }
+
+    #[tokio::test]
+    async fn restart_all_restarts_and_logs() {
+        let (sb, v) = start(sop()).await;
+        v.heroku().restart_all("raxx-api-staging").await.unwrap();
+        assert_eq!(
+            sb.state()["heroku"]["apps"]["raxx-api-staging"]["restarts"],
+            1
+        );
+        let lines = v.heroku().log_lines("raxx-api-staging", 50).await.unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with("heroku[web.1]: Restarting")),
+            "{lines:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_app_is_not_found_with_herokus_body() {
+        let (_sb, v) = start(sop()).await;
+        let e = v.heroku().config_vars("no-such-app").await.unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::NotFound, Some(404)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("not_found".into())));
+        assert_eq!(e.message(), "Couldn't find that app.");
+        assert_eq!(
+            e.to_string(),
+            "heroku GET /apps/no-such-app/config-vars → 404 Not Found: Couldn't find that app. (id not_found)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_key_is_unauthorized_and_says_which_variable() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let mut c = fast(config(&sb));
+        c.heroku_api_key = Some(Secret::new("wrong-heroku-key", Source::Literal));
+        let v = Vendors::new(c).unwrap();
+        let e = v.heroku().restart_all("raxx-api-prod").await.unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(401)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("unauthorized".into())));
+        assert!(e.help_text().contains("HEROKU_API_KEY"));
+        let mut c = config(&sb);
+        c.heroku_api_key = None;
+        let e = Vendors::new(c)
+            .unwrap()
+            .heroku()
+            .config_vars("raxx-api-prod")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("HEROKU_API_KEY"));
+    }
+
+    #[tokio::test]
+    async fn invalid_config_names_are_422() {
+        let (_sb, v) = start(sop()).await;
+        let changes = BTreeMap::from([("BAD-NAME".to_string(), Some(ConfigValue::from("x")))]);
+        let e = v
+            .heroku()
+            .update_config_vars("raxx-api-prod", &changes)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Validation, Some(422)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("invalid_params".into())));
+    }
+
+    #[tokio::test]
+    async fn a_patch_dropped_after_one_success_is_retried() {
+        let (sb, v) = start(sop()).await;
+        sb.add_fault(
+            runbook_sandbox::FaultRule::parse(
+                "heroku:PATCH:/apps/*/config-vars=drop:after=1:times=1",
+            )
+            .unwrap(),
+        );
+        let changes = |v: &str| BTreeMap::from([("A".to_string(), Some(ConfigValue::from(v)))]);
+        v.heroku()
+            .update_config_vars("raxx-api-prod", &changes("1"))
+            .await
+            .unwrap();
+        v.heroku()
+            .update_config_vars("raxx-api-staging", &changes("2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sb.count_requests("heroku", "PATCH", "/apps/raxx-api-staging/config-vars"),
+            2
+        );
+    }
+}

@@ -1,0 +1,660 @@
+//! Infisical client: universal-auth login with a cached access token, and the v4 secrets API
+//! (`/api/v4/secrets/{name}`, with `projectId`).
+
+use super::config::InfisicalAuth;
+use super::error::{ErrorKind, VendorCode, VendorError};
+use super::transport::{decode_json, status_error, ErrorDetail, RawResponse, Request, Transport};
+use reqwest::{Method, Url};
+use runbook_secret::{Secret, Source};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+const VENDOR: &str = "infisical";
+
+/// One secret as read from Infisical; the value is a `Secret`.
+#[derive(Debug, Clone)]
+pub struct SecretRecord {
+    pub id: String,
+    pub name: String,
+    pub value: Secret,
+    pub version: u64,
+    pub environment: String,
+    pub secret_path: String,
+    pub project_id: String,
+    pub comment: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Where a secret lives: project, environment slug and folder path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SecretScope {
+    pub project_id: String,
+    pub environment: String,
+    pub secret_path: String,
+}
+
+impl SecretScope {
+    fn new(
+        project_id: impl Into<String>,
+        environment: impl Into<String>,
+        secret_path: impl Into<String>,
+    ) -> Self {
+        SecretScope {
+            project_id: project_id.into(),
+            environment: environment.into(),
+            secret_path: secret_path.into(),
+        }
+    }
+}
+
+/// Whether `set_secret` updated an existing secret or created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    Updated,
+    Created,
+}
+
+/// Client for Infisical; clones share the cached access token.
+#[derive(Debug, Clone)]
+pub struct InfisicalClient {
+    transport: Transport,
+    base: String,
+    auth: Option<InfisicalAuth>,
+    cache: Arc<Mutex<Option<CachedToken>>>,
+}
+
+#[derive(Debug)]
+struct CachedToken {
+    token: Secret,
+    renew_at: Instant,
+}
+
+impl InfisicalClient {
+    /// `base` is the API base ending in `/api` (see `config::infisical_api_base`).
+    pub fn new(transport: Transport, base: impl Into<String>, auth: Option<InfisicalAuth>) -> Self {
+        InfisicalClient {
+            transport,
+            base: base.into().trim_end_matches('/').to_string(),
+            auth,
+            cache: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Reads a secret, at `version` when given (older versions stay readable).
+    pub async fn get_secret(
+        &self,
+        project_id: &str,
+        environment: &str,
+        secret_path: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<SecretRecord, VendorError> {
+        let scope = &SecretScope::new(project_id, environment, secret_path);
+        let mut query = vec![
+            ("projectId", scope.project_id.clone()),
+            ("environment", scope.environment.clone()),
+            ("secretPath", scope.secret_path.clone()),
+            ("viewSecretValue", "true".into()),
+            ("expandSecretReferences", "false".into()),
+            ("type", "shared".into()),
+        ];
+        if let Some(v) = version {
+            query.push(("version", v.to_string()));
+        }
+        let body = self
+            .call(Method::GET, &["v4", "secrets", name], &query, None)
+            .await?;
+        self.record(body.0, &body.1, scope, Some(version))
+    }
+
+    /// Sets a secret like `infisical secrets set`: update it, or create it if it does not exist.
+    pub async fn set_secret(
+        &self,
+        project_id: &str,
+        environment: &str,
+        secret_path: &str,
+        name: &str,
+        value: &Secret,
+    ) -> Result<(SecretRecord, SetOutcome), VendorError> {
+        let scope = &SecretScope::new(project_id, environment, secret_path);
+        let body = json!({
+            "projectId": scope.project_id,
+            "environment": scope.environment,
+            "secretPath": scope.secret_path,
+            "secretValue": value.expose(),
+            "type": "shared",
+        });
+        let path = ["v4", "secrets", name];
+        match self
+            .call(Method::PATCH, &path, &[], Some(body.clone()))
+            .await
+        {
+            Ok((req, resp)) => Ok((self.record(req, &resp, scope, None)?, SetOutcome::Updated)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let (req, resp) = self.call(Method::POST, &path, &[], Some(body)).await?;
+                Ok((self.record(req, &resp, scope, None)?, SetOutcome::Created))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a secret; returns what was deleted.
+    pub async fn delete_secret(
+        &self,
+        project_id: &str,
+        environment: &str,
+        secret_path: &str,
+        name: &str,
+    ) -> Result<SecretRecord, VendorError> {
+        let scope = &SecretScope::new(project_id, environment, secret_path);
+        let body = json!({
+            "projectId": scope.project_id,
+            "environment": scope.environment,
+            "secretPath": scope.secret_path,
+            "type": "shared",
+        });
+        let (req, resp) = self
+            .call(Method::DELETE, &["v4", "secrets", name], &[], Some(body))
+            .await?;
+        self.record(req, &resp, scope, None)
+    }
+
+    /// One authenticated call; a rejected cached login token triggers one fresh login.
+    async fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> Result<(Request, RawResponse), VendorError> {
+        let url = self.url(segments, query)?;
+        let route = format!("/api/{}", segments.join("/"));
+        let mut relogged = false;
+        loop {
+            let token = self.token().await?;
+            let mut req = Request::new(VENDOR, method.clone(), url.clone())
+                .route(route.clone())
+                .header("Accept", "application/json")
+                .header(
+                    "Authorization",
+                    super::transport::HeaderValueSource::Bearer(token),
+                );
+            if method == Method::PATCH {
+                // Setting the same value twice is harmless.
+                req = req.idempotent(true);
+            }
+            if let Some(b) = &body {
+                req = req.json(b.clone());
+            }
+            let resp = self.transport.send(req.clone()).await?;
+            if resp.is_success() {
+                return Ok((req, resp));
+            }
+            let err = status_error(&req, &resp, parse_error);
+            let is_login = matches!(self.auth, Some(InfisicalAuth::UniversalAuth { .. }));
+            if is_login && !relogged && err.kind() == ErrorKind::Unauthorized {
+                *self.cache.lock().await = None;
+                relogged = true;
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Result<String, VendorError> {
+        let mut url = Url::parse(&self.base).map_err(|e| {
+            VendorError::config(
+                VENDOR,
+                format!("INFISICAL_DOMAIN is not a URL: {e}"),
+                "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
+            )
+        })?;
+        url.path_segments_mut()
+            .map_err(|_| {
+                VendorError::config(
+                    VENDOR,
+                    "INFISICAL_DOMAIN cannot be a base URL",
+                    "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
+                )
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(url.to_string())
+    }
+
+    /// The token to send: the configured one, or a cached universal-auth access token.
+    async fn token(&self) -> Result<Secret, VendorError> {
+        let auth = self.auth.as_ref().ok_or_else(|| {
+            VendorError::config(
+                VENDOR,
+                "no credentials: INFISICAL_TOKEN is not set",
+                "set INFISICAL_TOKEN, or INFISICAL_UNIVERSAL_AUTH_CLIENT_ID and INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET",
+            )
+        })?;
+        match auth {
+            InfisicalAuth::Token(t) => Ok(t.clone()),
+            InfisicalAuth::UniversalAuth {
+                client_id,
+                client_secret,
+            } => {
+                let mut cache = self.cache.lock().await;
+                if let Some(c) = cache.as_ref() {
+                    if Instant::now() < c.renew_at {
+                        return Ok(c.token.clone());
+                    }
+                }
+                let fresh = self.login(client_id, client_secret).await?;
+                let token = fresh.token.clone();
+                *cache = Some(fresh);
+                Ok(token)
+            }
+        }
+    }
+
+    /// `POST /api/v1/auth/universal-auth/login`.
+    async fn login(
+        &self,
+        client_id: &str,
+        client_secret: &Secret,
+    ) -> Result<CachedToken, VendorError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Login {
+            access_token: String,
+            expires_in: f64,
+        }
+        let url = self.url(&["v1", "auth", "universal-auth", "login"], &[])?;
+        let req = Request::new(VENDOR, Method::POST, url)
+            .route("/api/v1/auth/universal-auth/login")
+            .header("Accept", "application/json")
+            .json(json!({"clientId": client_id, "clientSecret": client_secret.expose()}))
+            // Logging in twice is harmless.
+            .idempotent(true);
+        let resp = self.transport.send(req.clone()).await?;
+        if !resp.is_success() {
+            let e = status_error(&req, &resp, parse_error);
+            let hint = "check INFISICAL_UNIVERSAL_AUTH_CLIENT_ID / _CLIENT_SECRET (Infisical → Access Control → Machine Identities)";
+            return Err(if e.kind() == ErrorKind::Unauthorized {
+                e.with_hint(hint)
+            } else {
+                e
+            });
+        }
+        let login: Login = decode_json(&req, &resp)?;
+        let token = Secret::new(
+            login.access_token,
+            Source::Vendor {
+                what: "Infisical universal-auth access token".into(),
+            },
+        );
+        let ttl = Duration::from_secs_f64(login.expires_in.max(0.0));
+        // Renew a little early so a token never expires mid-request.
+        let margin = (ttl / 10).min(Duration::from_secs(60));
+        Ok(CachedToken {
+            token,
+            renew_at: Instant::now() + ttl.saturating_sub(margin),
+        })
+    }
+
+    fn record(
+        &self,
+        req: Request,
+        resp: &RawResponse,
+        scope: &SecretScope,
+        version: Option<Option<u64>>,
+    ) -> Result<SecretRecord, VendorError> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            secret: Option<Raw>,
+            approval: Option<serde_json::Value>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            #[serde(default)]
+            id: String,
+            #[serde(rename = "_id", default)]
+            legacy_id: String,
+            secret_key: String,
+            #[serde(default)]
+            secret_value: String,
+            version: u64,
+            #[serde(default)]
+            environment: Option<String>,
+            #[serde(default)]
+            secret_path: Option<String>,
+            #[serde(default)]
+            workspace: Option<String>,
+            #[serde(default)]
+            secret_comment: Option<String>,
+            #[serde(default)]
+            created_at: String,
+            #[serde(default)]
+            updated_at: String,
+        }
+        let env: Envelope = decode_json(&req, resp)?;
+        let raw = match (env.secret, env.approval) {
+            (Some(s), _) => s,
+            (None, Some(_)) => {
+                return Err(req
+                    .error(
+                        ErrorKind::Forbidden,
+                        "the change was turned into an approval request instead of being applied",
+                    )
+                    .with_status(resp.status)
+                    .with_hint("a secret-approval policy covers this environment; approve the request in Infisical, then re-run the step"))
+            }
+            (None, None) => {
+                return Err(req
+                    .error(ErrorKind::InvalidResponse, "the response has no 'secret'")
+                    .with_status(resp.status))
+            }
+        };
+        let value_version = match version {
+            Some(asked) => asked.or(Some(raw.version)),
+            None => Some(raw.version),
+        };
+        Ok(SecretRecord {
+            id: if raw.id.is_empty() {
+                raw.legacy_id
+            } else {
+                raw.id
+            },
+            value: Secret::new(
+                raw.secret_value,
+                Source::Infisical {
+                    name: raw.secret_key.clone(),
+                    version: value_version,
+                },
+            ),
+            name: raw.secret_key,
+            version: raw.version,
+            environment: raw.environment.unwrap_or_else(|| scope.environment.clone()),
+            secret_path: raw.secret_path.unwrap_or_else(|| scope.secret_path.clone()),
+            project_id: raw.workspace.unwrap_or_else(|| scope.project_id.clone()),
+            comment: raw.secret_comment.unwrap_or_default(),
+            created_at: raw.created_at,
+            updated_at: raw.updated_at,
+        })
+    }
+}
+
+/// Reads `{reqId, statusCode, message, error}`; `message` may be an array of zod issues.
+fn parse_error(resp: &RawResponse) -> ErrorDetail {
+    let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+    let error = body
+        .as_ref()
+        .and_then(|b| b.get("error"))
+        .and_then(|e| e.as_str())
+        .map(str::to_string);
+    let message = body
+        .as_ref()
+        .and_then(|b| b.get("message"))
+        .map(|m| match m {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => {
+                        let msg = other
+                            .get("message")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("invalid");
+                        match other.get("path").and_then(|p| p.as_array()) {
+                            Some(p) if !p.is_empty() => {
+                                let path: Vec<String> = p
+                                    .iter()
+                                    .map(|x| {
+                                        x.as_str().map(str::to_string).unwrap_or(x.to_string())
+                                    })
+                                    .collect();
+                                format!("{}: {msg}", path.join("."))
+                            }
+                            _ => msg.to_string(),
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        });
+    let (kind, hint) = match (resp.status, error.as_deref()) {
+        (403, Some("TokenError")) => (
+            Some(ErrorKind::Unauthorized),
+            Some("the Infisical token is expired or malformed: renew it (or set INFISICAL_UNIVERSAL_AUTH_CLIENT_ID/_SECRET so runbook logs in itself)".to_string()),
+        ),
+        (401, _) => (
+            Some(ErrorKind::Unauthorized),
+            Some("check INFISICAL_TOKEN (or the universal-auth client id and secret)".to_string()),
+        ),
+        (403, _) => (
+            Some(ErrorKind::Forbidden),
+            Some("the identity lacks permission on this project, environment or path; grant it in Infisical → Access Control".to_string()),
+        ),
+        (404, _) => (
+            Some(ErrorKind::NotFound),
+            Some("check the project id, environment slug, secret path and secret name".to_string()),
+        ),
+        _ => (None, None),
+    };
+    ErrorDetail {
+        code: error.map(VendorCode::Text),
+        message,
+        kind,
+        hint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{config, fast, start};
+    use crate::Vendors;
+    use runbook_sandbox::{Sandbox, Scenario};
+
+    const P: &str = "raxx-project";
+
+    fn sop() -> Scenario {
+        Scenario::default()
+            .with_postmark_token("inf-current-0001")
+            .with_old_token("inf-old-0001")
+    }
+
+    #[tokio::test]
+    async fn reads_the_current_and_an_older_version() {
+        let (_sb, v) = start(sop()).await;
+        let i = v.infisical();
+        let cur = i
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        assert_eq!((cur.version, cur.value.expose()), (2, "inf-current-0001"));
+        assert_eq!(
+            cur.value.source(),
+            &Source::Infisical {
+                name: "POSTMARK_SERVER_TOKEN".into(),
+                version: Some(2)
+            }
+        );
+        assert_eq!(
+            (cur.environment.as_str(), cur.secret_path.as_str()),
+            ("prod", "/")
+        );
+        assert!(!format!("{cur:?}").contains("inf-current-0001"));
+        let old = i
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", Some(1))
+            .await
+            .unwrap();
+        assert_eq!((old.version, old.value.expose()), (1, "inf-old-0001"));
+    }
+
+    #[tokio::test]
+    async fn set_updates_with_a_new_version_or_creates() {
+        let (sb, v) = start(sop()).await;
+        let i = v.infisical();
+        let new = Secret::new("inf-new-0002", Source::Literal);
+        let (rec, outcome) = i
+            .set_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", &new)
+            .await
+            .unwrap();
+        assert_eq!((outcome, rec.version), (SetOutcome::Updated, 3));
+        let back = i
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        assert_eq!(back.value, new);
+        let (rec, outcome) = i
+            .set_secret(P, "prod", "/", "BRAND_NEW", &new)
+            .await
+            .unwrap();
+        assert_eq!((outcome, rec.version), (SetOutcome::Created, 1));
+        let st = sb.state();
+        let versions = &st["infisical"]["secrets"][0]["versions"];
+        assert_eq!(versions.as_array().map(Vec::len), Some(3));
+        assert_eq!(versions[2]["secretValue"], "inf-new-0002");
+    }
+
+    #[tokio::test]
+    async fn delete_then_get_is_not_found() {
+        let (_sb, v) = start(sop()).await;
+        let i = v.infisical();
+        let gone = i
+            .delete_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN")
+            .await
+            .unwrap();
+        assert_eq!(gone.name, "POSTMARK_SERVER_TOKEN");
+        let e = i
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::NotFound, Some(404)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("NotFound".into())));
+        assert!(e
+            .message()
+            .contains("Secret with name 'POSTMARK_SERVER_TOKEN' not found"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_403_token_error_mapped_to_unauthorized() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let mut c = fast(config(&sb));
+        c.infisical_auth = Some(InfisicalAuth::Token(Secret::new(
+            "garbage-token-xyz",
+            Source::Literal,
+        )));
+        let v = Vendors::new(c).unwrap();
+        let e = v
+            .infisical()
+            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(403)));
+        assert_eq!(e.code(), Some(&VendorCode::Text("TokenError".into())));
+        assert!(e.message().contains("malformed"));
+        assert!(e.help_text().contains("renew"));
+        assert!(e.to_string().contains("(error TokenError)"));
+    }
+
+    #[tokio::test]
+    async fn universal_auth_logs_in_once_and_again_after_expiry() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let v = Vendors::new(fast(crate::testkit::config_universal_auth(&sb))).unwrap();
+        let i = v.infisical();
+        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        assert_eq!(sb.state()["infisical"]["logins"], 1);
+        sb.infisical_expire_tokens();
+        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
+            .await
+            .unwrap();
+        assert_eq!(sb.state()["infisical"]["logins"], 2);
+        assert_eq!(
+            sb.count_requests("infisical", "POST", "/api/v1/auth/universal-auth/login"),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_client_secret_is_unauthorized() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let mut c = fast(crate::testkit::config_universal_auth(&sb));
+        c.infisical_auth = Some(InfisicalAuth::UniversalAuth {
+            client_id: sb.credentials().infisical_client_id.clone(),
+            client_secret: Secret::new("wrong-secret-0000", Source::Literal),
+        });
+        let v = Vendors::new(c).unwrap();
+        let e = v
+            .infisical()
+            .get_secret(P, "prod", "/", "X", None)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(401)));
+        assert_eq!(e.route(), "/api/v1/auth/universal-auth/login");
+        assert!(e.help_text().contains("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"));
+    }
+
+    #[tokio::test]
+    async fn unknown_environment_and_project_are_not_found() {
+        let (_sb, v) = start(sop()).await;
+        let e = v
+            .infisical()
+            .get_secret(P, "qa", "/", "X", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let e = v
+            .infisical()
+            .get_secret("other", "prod", "/", "X", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn validation_messages_arrays_are_joined() {
+        let resp = RawResponse {
+            status: 422,
+            headers: Default::default(),
+            body: serde_json::to_vec(&json!({
+                "reqId": "req-1", "statusCode": 422, "error": "ValidationFailure",
+                "message": [
+                    {"code": "invalid_type", "path": ["projectId"], "message": "Required"},
+                    {"code": "custom", "path": [], "message": "Bad"}
+                ]
+            }))
+            .unwrap(),
+            attempts: 1,
+        };
+        let d = parse_error(&resp);
+        assert_eq!(d.message.as_deref(), Some("projectId: Required; Bad"));
+        assert_eq!(d.code, Some(VendorCode::Text("ValidationFailure".into())));
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_name_the_variables() {
+        let sb = Sandbox::start(sop()).await.unwrap();
+        let mut c = config(&sb);
+        c.infisical_auth = None;
+        let v = Vendors::new(c).unwrap();
+        let e = v
+            .infisical()
+            .get_secret(P, "prod", "/", "X", None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("INFISICAL_TOKEN"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Typed async clients for each vendor (no rhai here).
+//!
+//! One `Transport` (a single reqwest client) is shared by every vendor client; `Vendors`
+//! bundles them and is cheap to clone into tokio tasks.
+
+pub mod config;
+pub mod error;
+pub mod github;
+pub mod heroku;
+pub mod infisical;
+pub mod postmark;
+pub mod transport;
+
+#[cfg(test)]
+mod simulators;
+#[cfg(test)]
+mod testkit;
+
+pub use config::{ConfigError, InfisicalAuth, VendorConfig, VendorFileConfig};
+pub use error::{ErrorKind, VendorCode, VendorError};
+pub use github::GithubClient;
+pub use heroku::HerokuClient;
+pub use infisical::InfisicalClient;
+pub use postmark::PostmarkClient;
+pub use transport::{HeaderValueSource, RawResponse, Request, Transport, TransportConfig};
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Every vendor client, sharing one transport; clones share everything.
+#[derive(Debug, Clone)]
+pub struct Vendors {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: VendorConfig,
+    transport: Transport,
+    postmark: PostmarkClient,
+    infisical: InfisicalClient,
+    heroku: HerokuClient,
+    github: GithubClient,
+}
+
+impl Vendors {
+    /// Builds the shared transport and one client per vendor. Missing credentials are not an
+    /// error here: they are reported when that vendor is first used.
+    pub fn new(config: VendorConfig) -> Result<Self, VendorError> {
+        let transport = Transport::new(config.transport.clone())?;
+        let postmark = PostmarkClient::new(transport.clone(), &config.postmark_api_url);
+        let infisical = InfisicalClient::new(
+            transport.clone(),
+            &config.infisical_api_url,
+            config.infisical_auth.clone(),
+        );
+        let heroku = HerokuClient::new(
+            transport.clone(),
+            &config.heroku_api_url,
+            config.heroku_api_key.clone(),
+        );
+        let github = GithubClient::new(
+            transport.clone(),
+            &config.github_api_url,
+            config.github_token.clone(),
+        );
+        Ok(Vendors {
+            inner: Arc::new(Inner {
+                config,
+                transport,
+                postmark,
+                infisical,
+                heroku,
+                github,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &VendorConfig {
+        &self.inner.config
+    }
+
+    /// The shared HTTP client, also for a generic `http::` module.
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    pub fn postmark(&self) -> &PostmarkClient {
+        &self.inner.postmark
+    }
+
+    pub fn infisical(&self) -> &InfisicalClient {
+        &self.inner.infisical
+    }
+
+    pub fn heroku(&self) -> &HerokuClient {
+        &self.inner.heroku
+    }
+
+    pub fn github(&self) -> &GithubClient {
+        &self.inner.github
+    }
+
+    /// Runs `f` for every item on tokio tasks, at most `config.concurrency` at once; results
+    /// come back in the order of `items`. A task that panicked yields `None`.
+    pub async fn fan_out<I, R, F, Fut>(&self, items: Vec<I>, f: F) -> Vec<Option<R>>
+    where
+        I: Send + 'static,
+        R: Send + 'static,
+        F: Fn(Vendors, I) -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            self.config().concurrency.max(1),
+        ));
+        let mut handles = Vec::with_capacity(items.len());
+        for item in items {
+            let fut = f(self.clone(), item);
+            let limit = limit.clone();
+            handles.push(tokio::spawn(async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = limit.acquire_owned().await.ok();
+                fut.await
+            }));
+        }
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.ok());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{config, start};
+    use heroku::ConfigValue;
+    use runbook_sandbox::{Sandbox, Scenario};
+    use runbook_secret::{Secret, Source};
+    use std::collections::BTreeMap;
+
+    fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn clients_can_cross_threads() {
+        assert_shareable::<Vendors>();
+        assert_shareable::<VendorError>();
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Sandbox>();
+    }
+
+    #[tokio::test]
+    async fn fan_out_updates_every_app_in_order() {
+        let (sb, v) = start(Scenario::default()).await;
+        let token = Secret::new("fan-out-token-0001", Source::Literal);
+        let apps = vec![
+            "raxx-api-prod".to_string(),
+            "ghost".into(),
+            "raxx-api-staging".into(),
+        ];
+        let results = v
+            .fan_out(apps, move |v, app| {
+                let changes = BTreeMap::from([(
+                    "POSTMARK_SERVER_TOKEN".to_string(),
+                    Some(ConfigValue::from(&token)),
+                )]);
+                async move { v.heroku().update_config_vars(&app, &changes).await }
+            })
+            .await;
+        assert!(matches!(results[0], Some(Ok(_))));
+        assert!(matches!(&results[1], Some(Err(e)) if e.kind() == ErrorKind::NotFound));
+        assert!(matches!(results[2], Some(Ok(_))));
+        let st = sb.state();
+        assert_eq!(st["heroku"]["apps"]["raxx-api-staging"]["restarts"], 1);
+    }
+}

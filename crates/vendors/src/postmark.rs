@@ -1,0 +1,420 @@
+//! Postmark server API client (`GET /server`, `POST /email`, `POST /email/batch`).
+
+use super::error::{ErrorKind, VendorCode, VendorError};
+use super::transport::{ErrorDetail, RawResponse, Request, Transport};
+use reqwest::Method;
+use runbook_secret::{Secret, Source};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+const VENDOR: &str = "postmark";
+const TOKEN_HEADER: &str = "X-Postmark-Server-Token";
+
+/// The server a server token belongs to (`GET /server`), field names as Postmark sends them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Server {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    pub name: String,
+    /// Every token of the server; secrets, so they never print.
+    #[serde(deserialize_with = "tokens_as_secrets", default)]
+    pub api_tokens: Vec<Secret>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub color: String,
+    #[serde(default)]
+    pub smtp_api_activated: bool,
+    #[serde(default)]
+    pub raw_email_enabled: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub delivery_type: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub server_link: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub inbound_address: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub inbound_hook_url: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub bounce_hook_url: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub open_hook_url: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub delivery_hook_url: String,
+    #[serde(default)]
+    pub post_first_open_only: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub inbound_domain: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub inbound_hash: String,
+    #[serde(default)]
+    pub inbound_spam_threshold: i64,
+    #[serde(default)]
+    pub track_opens: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub track_links: String,
+    #[serde(default)]
+    pub include_bounce_content_in_hook: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub click_hook_url: String,
+    #[serde(default)]
+    pub enable_smtp_api_error_hooks: bool,
+}
+
+impl Server {
+    /// Whether `token` is one of this server's tokens.
+    pub fn has_token(&self, token: &Secret) -> bool {
+        self.api_tokens.iter().any(|t| t == token)
+    }
+}
+
+/// One email for `POST /email`; unset fields are left out of the JSON.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Email {
+    pub from: String,
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bcc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track_opens: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track_links: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_stream: Option<String>,
+}
+
+/// Postmark's answer to a send (`SendEmailResponse`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct SendResult {
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub submitted_at: String,
+    #[serde(rename = "MessageID", default)]
+    pub message_id: String,
+    pub error_code: i64,
+    pub message: String,
+}
+
+/// Client for Postmark's server-token API.
+#[derive(Debug, Clone)]
+pub struct PostmarkClient {
+    transport: Transport,
+    base: String,
+}
+
+impl PostmarkClient {
+    pub fn new(transport: Transport, base: impl Into<String>) -> Self {
+        PostmarkClient {
+            transport,
+            base: base.into().trim_end_matches('/').to_string(),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str, token: &Secret) -> Request {
+        Request::new(VENDOR, method, format!("{}{path}", self.base))
+            .route(path)
+            .header("Accept", "application/json")
+            .header(TOKEN_HEADER, token)
+    }
+
+    /// `GET /server`: the server this token belongs to (proves the token works).
+    pub async fn server(&self, token: &Secret) -> Result<Server, VendorError> {
+        let req = self.request(Method::GET, "/server", token);
+        self.transport.send_json(req, parse_error).await
+    }
+
+    /// `POST /email`: sends one email. Never retried: a retry could send it twice.
+    pub async fn send_email(
+        &self,
+        token: &Secret,
+        email: &Email,
+    ) -> Result<SendResult, VendorError> {
+        let body = serde_json::to_value(email).map_err(|e| {
+            VendorError::new(
+                VENDOR,
+                "POST",
+                "/email",
+                ErrorKind::Validation,
+                e.to_string(),
+            )
+        })?;
+        let req = self
+            .request(Method::POST, "/email", token)
+            .header("Content-Type", "application/json")
+            .json(body)
+            .idempotent(false);
+        let result: SendResult = self.transport.send_json(req.clone(), parse_error).await?;
+        if result.error_code != 0 {
+            return Err(req
+                .error(ErrorKind::from_code(result.error_code), &result.message)
+                .with_status(200)
+                .with_code(Some(VendorCode::Number(result.error_code))));
+        }
+        Ok(result)
+    }
+
+    /// `POST /email/batch`: one result per email, failures included (HTTP 200 overall).
+    pub async fn send_batch(
+        &self,
+        token: &Secret,
+        emails: &[Email],
+    ) -> Result<Vec<SendResult>, VendorError> {
+        let body = serde_json::to_value(emails).map_err(|e| {
+            VendorError::new(
+                VENDOR,
+                "POST",
+                "/email/batch",
+                ErrorKind::Validation,
+                e.to_string(),
+            )
+        })?;
+        let req = self
+            .request(Method::POST, "/email/batch", token)
+            .header("Content-Type", "application/json")
+            .json(body)
+            .idempotent(false);
+        self.transport.send_json(req, parse_error).await
+    }
+}
+
+trait FromPostmarkCode {
+    fn from_code(code: i64) -> ErrorKind;
+}
+
+impl FromPostmarkCode for ErrorKind {
+    fn from_code(code: i64) -> ErrorKind {
+        match code {
+            10 => ErrorKind::Unauthorized,
+            12 => ErrorKind::NotFound,
+            100 => ErrorKind::Server,
+            _ => ErrorKind::Validation,
+        }
+    }
+}
+
+/// Reads `{"ErrorCode": n, "Message": "..."}`.
+fn parse_error(resp: &RawResponse) -> ErrorDetail {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Body {
+        error_code: Option<i64>,
+        message: Option<String>,
+    }
+    let body: Option<Body> = serde_json::from_slice(&resp.body).ok();
+    let code = body.as_ref().and_then(|b| b.error_code);
+    let hint = match (resp.status, code) {
+        (401, _) | (_, Some(10)) => Some(
+            "the server token was rejected: check it is a current token of this server (Postmark → Server → API Tokens)"
+                .to_string(),
+        ),
+        (415, _) => Some("send Content-Type and Accept: application/json".to_string()),
+        (_, Some(406)) => {
+            Some("the recipient is marked inactive in Postmark; reactivate it or use another address".to_string())
+        }
+        _ => None,
+    };
+    ErrorDetail {
+        code: code.map(VendorCode::Number),
+        message: body.and_then(|b| b.message),
+        kind: None,
+        hint,
+    }
+}
+
+fn tokens_as_secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    let tokens: Option<Vec<String>> = Option::deserialize(d)?;
+    Ok(tokens
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            Secret::new(
+                t,
+                Source::Vendor {
+                    what: "Postmark server ApiTokens".into(),
+                },
+            )
+        })
+        .collect())
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{config, start};
+    use runbook_sandbox::{FaultRule, Scenario};
+
+    fn token(v: &str) -> Secret {
+        Secret::new(v, Source::Literal)
+    }
+
+    fn email(to: &str) -> Email {
+        Email {
+            from: "noreply@raxx.app".into(),
+            to: to.into(),
+            subject: Some("rotation validation".into()),
+            text_body: Some("hello".into()),
+            ..Email::default()
+        }
+    }
+
+    #[test]
+    fn null_hook_urls_and_missing_fields_are_tolerated() {
+        let s: Server = serde_json::from_value(serde_json::json!({
+            "ID": 1, "Name": "n", "ApiTokens": ["tolerant-token-0001"],
+            "InboundHookUrl": null, "BounceHookUrl": null, "Color": null
+        }))
+        .unwrap();
+        assert_eq!((s.inbound_hook_url.as_str(), s.color.as_str()), ("", ""));
+        assert_eq!(s.api_tokens.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn server_returns_the_tokens_server() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-current-0001")).await;
+        let s = v
+            .postmark()
+            .server(&token("pm-current-0001"))
+            .await
+            .unwrap();
+        assert_eq!((s.id, s.name.as_str()), (4242, "raxx-prod"));
+        assert_eq!(s.api_tokens.len(), 1);
+        assert!(s.has_token(&token("pm-current-0001")));
+        assert!(!format!("{s:?}").contains("pm-current-0001"));
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_unauthorized_with_errorcode_10() {
+        let (_sb, v) = start(Scenario::default()).await;
+        let e = v
+            .postmark()
+            .server(&token("not-a-token-0000"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert_eq!(e.status(), Some(401));
+        assert_eq!(e.code(), Some(&VendorCode::Number(10)));
+        assert!(e.message().starts_with("The Server Token you provided"));
+        assert!(e
+            .to_string()
+            .starts_with("postmark GET /server → 401 Unauthorized: The Server Token"));
+        assert!(e.to_string().ends_with("(ErrorCode 10)"));
+        assert!(e.help_text().contains("API Tokens"));
+    }
+
+    #[tokio::test]
+    async fn send_email_returns_a_message_id_and_is_counted() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-send-0002")).await;
+        let r = v
+            .postmark()
+            .send_email(&token("pm-send-0002"), &email("kris@moosequest.net"))
+            .await
+            .unwrap();
+        assert_eq!((r.error_code, r.message.as_str()), (0, "OK"));
+        assert_eq!(r.to, "kris@moosequest.net");
+        assert!(uuid::Uuid::parse_str(&r.message_id).is_ok());
+        let st = sb.state();
+        assert_eq!(st["postmark"]["emails"]["count"], 1);
+        assert_eq!(st["postmark"]["emails"]["by_token"]["pm-send-0002"], 1);
+    }
+
+    #[tokio::test]
+    async fn invalid_emails_are_422_validation_with_errorcode_300() {
+        let (_sb, v) = start(Scenario::default().with_postmark_token("pm-val-0003")).await;
+        let e = v
+            .postmark()
+            .send_email(&token("pm-val-0003"), &email(""))
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Validation, Some(422)));
+        assert_eq!(e.code(), Some(&VendorCode::Number(300)));
+        let mut bad = email("x@y.z");
+        bad.message_stream = Some("nope".into());
+        let e = v
+            .postmark()
+            .send_email(&token("pm-val-0003"), &bad)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(&VendorCode::Number(1235)));
+    }
+
+    #[tokio::test]
+    async fn batch_reports_each_message() {
+        let (_sb, v) = start(Scenario::default().with_postmark_token("pm-batch-0004")).await;
+        let r = v
+            .postmark()
+            .send_batch(&token("pm-batch-0004"), &[email("a@b.c"), email("")])
+            .await
+            .unwrap();
+        assert_eq!(r[0].error_code, 0);
+        assert_eq!(r[1].error_code, 300);
+    }
+
+    #[tokio::test]
+    async fn send_email_is_not_retried_on_500() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-noretry-0005")).await;
+        sb.add_fault(FaultRule::parse("postmark:POST:/email=500:once").unwrap());
+        let e = v
+            .postmark()
+            .send_email(&token("pm-noretry-0005"), &email("a@b.c"))
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Server, Some(500)));
+        assert_eq!(sb.count_requests("postmark", "POST", "/email"), 1);
+        assert_eq!(sb.state()["postmark"]["emails"]["count"], 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_send_is_a_connection_error_and_not_retried() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-drop-0006")).await;
+        sb.add_fault(FaultRule::parse("postmark:POST:/email=drop:once").unwrap());
+        let e = v
+            .postmark()
+            .send_email(&token("pm-drop-0006"), &email("a@b.c"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert_eq!(e.status(), None);
+        assert_eq!(sb.count_requests("postmark", "POST", "/email"), 1);
+    }
+
+    #[tokio::test]
+    async fn deleted_tokens_stop_working() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("pm-old-0007")).await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let s = v.postmark().server(&token(&new)).await.unwrap();
+        assert_eq!(s.api_tokens.len(), 2);
+        sb.dashboard_delete_token("raxx-prod", "pm-old-0007")
+            .unwrap();
+        let e = v
+            .postmark()
+            .server(&token("pm-old-0007"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(401));
+    }
+}

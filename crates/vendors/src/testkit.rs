@@ -1,0 +1,73 @@
+//! Test helpers: clients aimed at a sandbox, configured the way an operator's shell would be
+//! (from the environment `runbook sandbox` exports), with short timeouts and fast backoff.
+
+use crate::config::InfisicalAuth;
+use crate::{VendorConfig, Vendors};
+use runbook_sandbox::{Sandbox, Scenario};
+use runbook_secret::{Secret, Source};
+use serde_json::Value;
+use std::time::Duration;
+
+/// A sandbox and clients aimed at it.
+pub(crate) async fn start(scenario: Scenario) -> (Sandbox, Vendors) {
+    let sb = Sandbox::start(scenario).await.expect("sandbox starts");
+    let v = Vendors::new(fast(config(&sb))).expect("clients build");
+    (sb, v)
+}
+
+/// The configuration `VendorConfig::from_env` reads from the sandbox's exports.
+pub(crate) fn config(sb: &Sandbox) -> VendorConfig {
+    let env = sb.env();
+    VendorConfig::from_env(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        .expect("the sandbox exports a valid configuration")
+}
+
+/// The same, logging in to Infisical with universal auth instead of a fixed token.
+pub(crate) fn config_universal_auth(sb: &Sandbox) -> VendorConfig {
+    let c = sb.credentials();
+    VendorConfig {
+        infisical_auth: Some(InfisicalAuth::UniversalAuth {
+            client_id: c.infisical_client_id.clone(),
+            client_secret: Secret::new(
+                c.infisical_client_secret.clone(),
+                Source::Env {
+                    name: "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET".into(),
+                },
+            ),
+        }),
+        ..config(sb)
+    }
+}
+
+pub(crate) fn fast(mut c: VendorConfig) -> VendorConfig {
+    c.transport.timeout = Duration::from_secs(5);
+    c.transport.base_delay = Duration::from_millis(1);
+    c.transport.max_delay = Duration::from_secs(3);
+    c
+}
+
+/// A plain client for requests the typed clients would not make.
+pub(crate) fn raw() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The keys of a JSON object, sorted.
+pub(crate) fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
+/// Sorted owned strings, for comparing with `keys`.
+pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,742 @@
+//! The one HTTP client every vendor shares: timeouts, retries, the loopback rule, redirects.
+
+use super::error::{ErrorKind, VendorCode, VendorError};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, Url};
+use runbook_secret::Secret;
+use serde::de::DeserializeOwned;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tuning for the shared client.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Whole-request timeout (connect, send, and read the body).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Attempts for idempotent requests, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay; doubles each attempt, plus jitter.
+    pub base_delay: Duration,
+    /// Longest wait we accept from a `Retry-After` header or the backoff.
+    pub max_delay: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_attempts: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A header value that may be a secret; secrets are exposed only when the request is built.
+#[derive(Debug, Clone)]
+pub enum HeaderValueSource {
+    Plain(String),
+    Secret(Secret),
+    /// A secret sent as `Bearer <value>`.
+    Bearer(Secret),
+}
+
+impl From<&str> for HeaderValueSource {
+    fn from(v: &str) -> Self {
+        HeaderValueSource::Plain(v.to_string())
+    }
+}
+
+impl From<String> for HeaderValueSource {
+    fn from(v: String) -> Self {
+        HeaderValueSource::Plain(v)
+    }
+}
+
+impl From<&Secret> for HeaderValueSource {
+    fn from(v: &Secret) -> Self {
+        HeaderValueSource::Secret(v.clone())
+    }
+}
+
+/// One HTTP request, described so that it can be retried and reported.
+#[derive(Clone)]
+pub struct Request {
+    pub vendor: &'static str,
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, HeaderValueSource)>,
+    /// JSON body; may hold exposed secret values, so it is never logged or formatted.
+    pub json: Option<serde_json::Value>,
+    /// Safe to send twice: retried on connection errors, 429 and 5xx.
+    pub idempotent: bool,
+    /// What error messages call this request, e.g. `/apps/raxx-api-prod/config-vars`.
+    pub route_label: String,
+}
+
+impl Request {
+    /// A request whose idempotency follows its method (GET, PUT, DELETE, HEAD are).
+    pub fn new(vendor: &'static str, method: Method, url: impl Into<String>) -> Self {
+        let url = url.into();
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::PUT | Method::DELETE | Method::HEAD | Method::OPTIONS
+        );
+        let route_label = Url::parse(&url)
+            .map(|u| u.path().to_string())
+            .unwrap_or_else(|_| url.clone());
+        Request {
+            vendor,
+            method,
+            url,
+            headers: Vec::new(),
+            json: None,
+            idempotent,
+            route_label,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<HeaderValueSource>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn json(mut self, body: serde_json::Value) -> Self {
+        self.json = Some(body);
+        self
+    }
+
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
+        self
+    }
+
+    pub fn route(mut self, label: impl Into<String>) -> Self {
+        self.route_label = label.into();
+        self
+    }
+
+    /// An error about this request, before any status is known.
+    pub fn error(&self, kind: ErrorKind, message: impl AsRef<str>) -> VendorError {
+        VendorError::new(
+            self.vendor,
+            self.method.as_str(),
+            &self.route_label,
+            kind,
+            message,
+        )
+    }
+}
+
+/// What came back: status, headers and the whole body.
+#[derive(Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// How many attempts it took.
+    pub attempts: u32,
+}
+
+impl RawResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as text (lossy for invalid UTF-8).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Retry-After` in seconds, if present and numeric.
+    pub fn retry_after(&self) -> Option<Duration> {
+        parse_retry_after(&self.headers)
+    }
+}
+
+// Bodies may carry secret values (a PATCH of config vars, a config-vars answer): Debug
+// shows their size only.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("vendor", &self.vendor)
+            .field("method", &self.method)
+            .field("route", &self.route_label)
+            .field("headers", &self.headers)
+            .field("json", &self.json.as_ref().map(|_| "<body>"))
+            .field("idempotent", &self.idempotent)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RawResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawResponse")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+/// A vendor's reading of its own error body.
+#[derive(Debug, Default, Clone)]
+pub struct ErrorDetail {
+    pub code: Option<VendorCode>,
+    pub message: Option<String>,
+    /// A more precise kind than the status alone gives (e.g. Infisical's 403 TokenError).
+    pub kind: Option<ErrorKind>,
+    pub hint: Option<String>,
+}
+
+/// Parses a vendor's error body; each vendor client supplies one.
+pub type ErrorParser = fn(&RawResponse) -> ErrorDetail;
+
+/// The shared HTTP client; cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    config: TransportConfig,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// Builds the one reqwest client (rustls with the ring provider).
+    pub fn new(config: TransportConfig) -> Result<Self, VendorError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .redirect(redirect_policy())
+            .build()
+            .map_err(|e| {
+                VendorError::new("http", "-", "-", ErrorKind::Config, error_chain(&e)).with_hint(
+                    "the HTTP client could not be built; this is a bug, please report it",
+                )
+            })?;
+        Ok(Transport {
+            inner: Arc::new(Inner { client, config }),
+        })
+    }
+
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+
+    /// Sends a request, retrying idempotent ones; any HTTP status is `Ok`.
+    pub async fn send(&self, req: Request) -> Result<RawResponse, VendorError> {
+        let url = check_url(&req)?;
+        let cfg = &self.inner.config;
+        let max = if req.idempotent {
+            cfg.max_attempts.max(1)
+        } else {
+            1
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once(&req, &url).await {
+                Ok(mut resp) => {
+                    resp.attempts = attempt;
+                    let retryable = resp.status == 429 || resp.status >= 500;
+                    if !retryable || attempt >= max {
+                        return Ok(resp);
+                    }
+                    let delay = match resp.retry_after() {
+                        Some(d) => d.min(cfg.max_delay),
+                        None => backoff(cfg, attempt),
+                    };
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    let e = e.with_attempts(attempt);
+                    if e.kind() != ErrorKind::Connection || attempt >= max {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff(cfg, attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// Sends a request and turns a non-2xx answer into a `VendorError` using `parse`.
+    pub async fn send_checked(
+        &self,
+        req: Request,
+        parse: ErrorParser,
+    ) -> Result<RawResponse, VendorError> {
+        let resp = self.send(req.clone()).await?;
+        if resp.is_success() {
+            Ok(resp)
+        } else {
+            Err(status_error(&req, &resp, parse))
+        }
+    }
+
+    /// Sends a request and decodes a 2xx JSON body into `T`.
+    pub async fn send_json<T: DeserializeOwned>(
+        &self,
+        req: Request,
+        parse: ErrorParser,
+    ) -> Result<T, VendorError> {
+        let resp = self.send_checked(req.clone(), parse).await?;
+        decode_json(&req, &resp)
+    }
+
+    async fn send_once(&self, req: &Request, url: &Url) -> Result<RawResponse, VendorError> {
+        let mut builder = self.inner.client.request(req.method.clone(), url.clone());
+        for (name, value_src) in &req.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                req.error(
+                    ErrorKind::Validation,
+                    format!("invalid header name '{name}'"),
+                )
+            })?;
+            let value = match value_src {
+                HeaderValueSource::Plain(v) => HeaderValue::from_str(v),
+                HeaderValueSource::Secret(s) => HeaderValue::from_str(s.expose()),
+                HeaderValueSource::Bearer(s) => {
+                    HeaderValue::from_str(&format!("Bearer {}", s.expose()))
+                }
+            };
+            let mut value = value.map_err(|_| {
+                req.error(
+                    ErrorKind::Validation,
+                    format!("the value of header {name} has characters HTTP does not allow"),
+                )
+            })?;
+            value.set_sensitive(!matches!(value_src, HeaderValueSource::Plain(_)));
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &req.json {
+            builder = builder.json(body);
+        }
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(req, &e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(req, &e))?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body: body.to_vec(),
+            attempts: 1,
+        })
+    }
+
+    fn transport_error(&self, req: &Request, e: &reqwest::Error) -> VendorError {
+        if e.is_timeout() {
+            return req
+                .error(ErrorKind::Timeout, "")
+                .with_timeout(self.inner.config.timeout);
+        }
+        if e.is_redirect() {
+            return req
+                .error(ErrorKind::Refused, "redirect to another host not followed")
+                .with_hint("the vendor redirected us elsewhere; check the endpoint URL");
+        }
+        if e.is_builder() {
+            return req.error(ErrorKind::Validation, error_chain(e));
+        }
+        req.error(ErrorKind::Connection, error_chain(e))
+    }
+}
+
+/// A parser for any JSON API (the generic `http::` module): reads `message` (or `error`) and
+/// `code` (or `id`, `error`) when the body has them.
+pub fn generic_error(resp: &RawResponse) -> ErrorDetail {
+    let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+    let text = |k: &str| {
+        body.as_ref()
+            .and_then(|b| b.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let code = body
+        .as_ref()
+        .and_then(|b| b.get("code").or_else(|| b.get("ErrorCode")))
+        .and_then(|c| match c {
+            serde_json::Value::Number(n) => n.as_i64().map(VendorCode::Number),
+            serde_json::Value::String(s) => Some(VendorCode::Text(s.clone())),
+            _ => None,
+        })
+        .or_else(|| text("id").or_else(|| text("error")).map(VendorCode::Text));
+    ErrorDetail {
+        code,
+        message: text("message")
+            .or_else(|| text("Message"))
+            .or_else(|| text("error")),
+        kind: None,
+        hint: None,
+    }
+}
+
+/// Turns a non-2xx response into an error, with the vendor's own code and message.
+pub fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser) -> VendorError {
+    let detail = parse(resp);
+    let kind = detail
+        .kind
+        .unwrap_or_else(|| ErrorKind::from_status(resp.status));
+    let message = detail.message.unwrap_or_else(|| {
+        let text = resp.text();
+        let text = text.trim();
+        if text.is_empty() || text.len() > 300 {
+            String::new()
+        } else {
+            text.to_string()
+        }
+    });
+    let mut err = req
+        .error(kind, message)
+        .with_status(resp.status)
+        .with_code(detail.code)
+        .with_retry_after(resp.retry_after())
+        .with_attempts(resp.attempts);
+    if let Some(hint) = detail.hint {
+        err = err.with_hint(hint);
+    }
+    err
+}
+
+/// Decodes a JSON body, reporting malformed JSON as `InvalidResponse`.
+pub fn decode_json<T: DeserializeOwned>(
+    req: &Request,
+    resp: &RawResponse,
+) -> Result<T, VendorError> {
+    serde_json::from_slice(&resp.body).map_err(|e| {
+        req.error(
+            ErrorKind::InvalidResponse,
+            format!("the response body is not the JSON we expected: {e}"),
+        )
+        .with_status(resp.status)
+    })
+}
+
+/// Refuses anything but https, and http to loopback.
+fn check_url(req: &Request) -> Result<Url, VendorError> {
+    let url = Url::parse(&req.url).map_err(|e| {
+        req.error(ErrorKind::Config, format!("invalid URL: {e}"))
+            .with_hint("check the vendor's API URL setting")
+    })?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(req.error(
+            ErrorKind::Refused,
+            format!(
+                "plain http:// to {} is refused",
+                url.host_str().unwrap_or("?")
+            ),
+        )),
+        other => Err(req.error(
+            ErrorKind::Refused,
+            format!("URL scheme '{other}' is not supported"),
+        )),
+    }
+}
+
+/// 127.0.0.0/8, ::1 and `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Follows redirects only on the same scheme, host and port: auth headers never leave.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt.previous().first().is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if !same_origin {
+            attempt.error("redirect to another origin")
+        } else if attempt.previous().len() > 5 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Exponential backoff with up to 50% jitter, capped.
+fn backoff(cfg: &TransportConfig, attempt: u32) -> Duration {
+    let exp = cfg
+        .base_delay
+        .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
+    let capped = exp.min(cfg.max_delay);
+    let jitter_ms = capped.as_millis() as u64 / 2;
+    let jitter = if jitter_ms == 0 {
+        0
+    } else {
+        (uuid::Uuid::new_v4().as_u128() as u64) % (jitter_ms + 1)
+    };
+    capped + Duration::from_millis(jitter)
+}
+
+/// The error and its causes, one line, redacted later by `VendorError::new`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn plain_http_to_a_remote_host_is_refused() {
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        for url in [
+            "http://example.com/x",
+            "http://10.0.0.1/x",
+            "ftp://127.0.0.1/",
+        ] {
+            let err = t
+                .send(Request::new("http", Method::GET, url))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Refused, "{url}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for (u, yes) in [
+            ("http://127.0.0.1:1/", true),
+            ("http://127.8.9.1/", true),
+            ("http://localhost:8080/", true),
+            ("http://[::1]:80/", true),
+            ("http://128.0.0.1/", false),
+            ("http://localhost.evil.com/", false),
+        ] {
+            assert_eq!(is_loopback(&Url::parse(u).unwrap()), yes, "{u}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cfg = TransportConfig {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+            ..TransportConfig::default()
+        };
+        let d1 = backoff(&cfg, 1);
+        assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(150));
+        let d5 = backoff(&cfg, 5);
+        assert!(d5 >= Duration::from_millis(350) && d5 <= Duration::from_millis(525));
+    }
+}
+
+#[cfg(test)]
+mod sandbox_tests {
+    use super::*;
+    use crate::testkit::{config, fast, start};
+    use crate::Vendors;
+    use runbook_sandbox::{FaultRule, Scenario};
+    use runbook_secret::{Secret, Source};
+    use std::time::Instant;
+
+    fn pm(v: &str) -> Secret {
+        Secret::new(v, Source::Literal)
+    }
+
+    #[tokio::test]
+    async fn retries_503_then_succeeds() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("tr-503-0001")).await;
+        sb.add_fault(FaultRule::parse("postmark:GET:/server=503:times=2:retry_after=0").unwrap());
+        v.postmark().server(&pm("tr-503-0001")).await.unwrap();
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 3);
+    }
+
+    #[tokio::test]
+    async fn honours_retry_after_on_429() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("tr-429-0002")).await;
+        sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=1").unwrap());
+        let t = Instant::now();
+        v.postmark().server(&pm("tr-429-0002")).await.unwrap();
+        assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 2);
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_capped() {
+        let sb =
+            runbook_sandbox::Sandbox::start(Scenario::default().with_postmark_token("tr-cap-0003"))
+                .await
+                .unwrap();
+        let mut c = fast(config(&sb));
+        c.transport.max_delay = Duration::from_millis(20);
+        let v = Vendors::new(c).unwrap();
+        sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=3600").unwrap());
+        let t = Instant::now();
+        v.postmark().server(&pm("tr-cap-0003")).await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_attempts() {
+        let (sb, v) = start(Scenario::default().with_postmark_token("tr-500-0004")).await;
+        sb.add_fault(FaultRule::parse("postmark:GET:/server=500").unwrap());
+        let e = v.postmark().server(&pm("tr-500-0004")).await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.status(), e.attempts()),
+            (ErrorKind::Server, Some(500), 4)
+        );
+        assert_eq!(e.code(), Some(&VendorCode::Number(500)));
+        assert!(e.to_string().contains("after 4 attempts"));
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 4);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_vendor_times_out() {
+        let sb = runbook_sandbox::Sandbox::start(Scenario::default())
+            .await
+            .unwrap();
+        let mut c = fast(config(&sb));
+        c.transport.timeout = Duration::from_millis(300);
+        let v = Vendors::new(c).unwrap();
+        sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=stall").unwrap());
+        let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert_eq!(
+            e.to_string(),
+            "heroku GET /apps/raxx-api-prod/config-vars → timed out after 300ms"
+        );
+        assert!(e.help_text().contains("within 300ms; retry the step"));
+        sb.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_idempotent_request_is_retried() {
+        let (sb, v) = start(Scenario::default()).await;
+        sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=drop:once").unwrap());
+        let vars = v.heroku().config_vars("raxx-api-prod").await.unwrap();
+        assert!(vars.get("POSTMARK_SERVER_TOKEN").is_some());
+        assert_eq!(
+            sb.count_requests("heroku", "GET", "/apps/raxx-api-prod/config-vars"),
+            2
+        );
+        assert_eq!(sb.requests()[0].fault, Some("drop"));
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_an_invalid_response() {
+        let (sb, v) = start(Scenario::default()).await;
+        sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=malformed:once").unwrap());
+        let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
+        assert_eq!(
+            (e.kind(), e.status()),
+            (ErrorKind::InvalidResponse, Some(200))
+        );
+        assert!(e.message().contains("not the JSON we expected"));
+    }
+
+    #[tokio::test]
+    async fn latency_delays_but_succeeds() {
+        let (sb, v) = start(Scenario::default()).await;
+        sb.add_fault(FaultRule::parse("heroku=latency=150:once").unwrap());
+        let t = Instant::now();
+        v.heroku().config_vars("raxx-api-prod").await.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
+    async fn redirects_to_another_origin_are_not_followed() {
+        use axum::response::Redirect;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new()
+            .route(
+                "/same",
+                axum::routing::get(|| async { Redirect::to("/ok") }),
+            )
+            .route("/ok", axum::routing::get(|| async { "fine" }))
+            .route(
+                "/away",
+                axum::routing::get(move || async move {
+                    Redirect::to(&format!("http://localhost:{port}/ok"))
+                }),
+            );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        let token = Secret::new("redirect-token-0001", Source::Literal);
+        let get = |path: &str| {
+            Request::new(
+                "http",
+                Method::GET,
+                format!("http://127.0.0.1:{port}{path}"),
+            )
+            .header("Authorization", HeaderValueSource::Bearer(token.clone()))
+        };
+        let ok = t.send(get("/same")).await.unwrap();
+        assert_eq!((ok.status, ok.text().as_str()), (200, "fine"));
+        let e = t.send(get("/away")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn send_returns_any_status_for_generic_use() {
+        let (sb, v) = start(Scenario::default()).await;
+        let resp = v
+            .transport()
+            .send(Request::new(
+                "http",
+                Method::GET,
+                format!("{}/nope", sb.heroku_url()),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 404);
+        assert!(resp.text().contains("not_found"));
+        let d = generic_error(&resp);
+        assert_eq!(d.code, Some(VendorCode::Text("not_found".into())));
+        assert!(d.message.is_some_and(|m| m.contains("not found")));
+    }
+}

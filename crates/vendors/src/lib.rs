@@ -134,7 +134,7 @@ impl Vendors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{config, start};
+    use crate::testkit::start;
     use heroku::ConfigValue;
     use runbook_sandbox::{Sandbox, Scenario};
     use runbook_secret::{Secret, Source};

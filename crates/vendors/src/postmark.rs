@@ -264,7 +264,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{config, start};
+    use crate::testkit::start;
     use runbook_sandbox::{FaultRule, Scenario};
 
     fn token(v: &str) -> Secret {

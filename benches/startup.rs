@@ -5,8 +5,7 @@
 #![allow(clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use runbook_core::plan::{load, SourceFile};
-use runbook_core::prompt::Prompter;
+use runbook_core::runbook::{Runbook, SourceFile};
 use std::path::Path;
 use std::process::Command;
 
@@ -51,7 +50,7 @@ fn startup(c: &mut Criterion) {
                 name: "postmark.rhai".into(),
                 text: text.clone(),
             };
-            load(file, Prompter::silent()).expect("postmark loads")
+            Runbook::load(file).expect("postmark loads")
         })
     });
 }

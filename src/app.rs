@@ -2,8 +2,8 @@
 
 use crate::cli::{Cli, Command};
 use crate::commands;
+use crate::error::exit;
 use clap::Parser;
-use runbook_core::error::{exit, Error};
 use std::process::ExitCode;
 
 pub fn main() -> ExitCode {
@@ -30,10 +30,7 @@ pub fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if !matches!(
-                e,
-                Error::RunFailed { .. } | Error::Aborted | Error::Interrupted
-            ) {
+            if !e.already_reported() {
                 runbook_core::ui::err(&runbook_core::ui::render(&e));
             }
             ExitCode::from(e.exit_code())
@@ -41,7 +38,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<u8, Error> {
+fn run(command: Command) -> crate::error::Result<u8> {
     match command {
         Command::Exec(args) => commands::exec::run(args),
         Command::Check(args) => commands::check::run(args),

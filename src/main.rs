@@ -3,7 +3,9 @@
 mod app;
 mod cli;
 mod commands;
+mod error;
 mod repl;
+mod wiring;
 
 fn main() -> std::process::ExitCode {
     app::main()

@@ -2,8 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runbook_core::prompt::Prompter;
-use runbook_core::plan::{load, SourceFile};
+use runbook_core::runbook::{lint, Runbook, SourceFile};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -14,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         name: "fuzz.rhai".into(),
         text: text.to_string(),
     };
-    if let Ok(loaded) = load(file, Prompter::silent()) {
-        let _ = runbook_core::plan::lint::lint(&loaded);
+    if let Ok(loaded) = Runbook::load(file) {
+        let _ = lint::lint(&loaded);
     }
 });

@@ -2,20 +2,21 @@
 //! generated from the engine's metadata; `--definitions DIR` writes `.d.rhai` files.
 
 use crate::cli::ApiArgs;
-use runbook_core::engine::reference::{self, ModuleDoc, Reference};
-use runbook_core::error::{exit, Error, Result};
+use crate::error::{exit, Error, Result};
+use runbook_core::error::Error as CoreError;
+use runbook_core::runbook::reference::{self, ModuleDoc, Reference};
 use runbook_core::ui;
 
 pub fn run(args: ApiArgs) -> Result<u8> {
     if let Some(dir) = &args.definitions {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+        std::fs::create_dir_all(dir).map_err(|source| CoreError::Write {
             path: dir.clone(),
             source,
         })?;
         let files = reference::definitions();
         for (name, text) in &files {
             let path = dir.join(name);
-            std::fs::write(&path, text).map_err(|source| Error::Write { path, source })?;
+            std::fs::write(&path, text).map_err(|source| CoreError::Write { path, source })?;
         }
         ui::err(&format!(
             "wrote {} definition file(s) to {} (point your editor's rhai language server at it)",

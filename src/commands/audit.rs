@@ -1,8 +1,8 @@
 //! `runbook audit show` and `runbook audit verify`.
 
 use crate::cli::{AuditCommand, AuditShowArgs};
-use runbook_core::audit::{AuditLog, Verdict};
-use runbook_core::error::{exit, Error, Result};
+use crate::error::{exit, Error, Result};
+use runbook_core::audit::{AuditEntry, AuditLog, Verdict};
 use runbook_core::ui;
 
 pub fn run(cmd: AuditCommand) -> Result<u8> {
@@ -23,31 +23,33 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
             ));
         }
     }
-    let entries: Vec<serde_json::Value> = log
+    let entries: Vec<AuditEntry> = log
         .entries()?
         .into_iter()
-        .filter(|e| args.action.as_deref().is_none_or(|a| e["action"] == a))
+        .filter(|e| args.action.as_deref().is_none_or(|a| e.action == a))
         // RFC 3339 UTC times compare as strings.
-        .filter(|e| {
-            args.since
-                .as_deref()
-                .is_none_or(|s| e["time"].as_str().unwrap_or("") >= s)
-        })
+        .filter(|e| args.since.as_deref().is_none_or(|s| e.time.as_str() >= s))
         .collect();
     if args.json {
         ui::out(&serde_json::to_string_pretty(&entries).unwrap_or_default());
         return Ok(exit::OK);
     }
     for e in &entries {
-        let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+        let or_dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.to_string()
+            }
+        };
         ui::out(&format!(
             "{}  {:<20} {:<26} {:<10} {:<28} {}",
-            s("time"),
-            s("actor"),
-            s("runbook"),
-            s("step"),
-            s("action"),
-            e["context"]
+            or_dash(&e.time),
+            or_dash(&e.actor),
+            or_dash(&e.runbook),
+            or_dash(&e.step),
+            or_dash(&e.action),
+            e.context
         ));
     }
     if entries.is_empty() {

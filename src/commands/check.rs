@@ -1,19 +1,19 @@
 //! `runbook check`: compile and lint without running anything.
 
 use crate::cli::CheckArgs;
-use runbook_core::engine::ScriptError;
-use runbook_core::error::{exit, Error, Result};
-use runbook_core::plan::{self, lint, source, SourceFile};
-use runbook_core::prompt::Prompter;
+use crate::error::{exit, Error, Result};
+use runbook_core::diagnostic::ScriptError;
+use runbook_core::error::Error as CoreError;
+use runbook_core::runbook::{self, lint, source, Runbook, SourceFile};
 use runbook_core::ui;
 use std::path::{Path, PathBuf};
 
 /// The problems of one runbook file (empty when it is clean).
-pub fn check_file(path: &Path) -> Result<Vec<ScriptError>, Error> {
+pub fn check_file(path: &Path) -> Result<Vec<ScriptError>, CoreError> {
     let file = SourceFile::read(path)?;
-    match plan::load(file, Prompter::silent()) {
+    match Runbook::load(file) {
         Ok(loaded) => Ok(lint::lint(&loaded)),
-        Err(Error::Script(e)) => Ok(vec![*e]),
+        Err(CoreError::Script(e)) => Ok(vec![*e]),
         Err(e) => Err(e),
     }
 }
@@ -36,7 +36,7 @@ fn targets(args: &CheckArgs) -> Result<Vec<PathBuf>> {
                     .filter(|p| p.extension().is_some_and(|x| x == "rhai")),
             );
         } else {
-            out.push(plan::find(p)?);
+            out.push(runbook::find(p)?);
         }
     }
     Ok(out)

@@ -1,9 +1,9 @@
 //! `runbook doc`: a runbook as an SOP page, Markdown or standalone HTML.
 
 use crate::cli::DocArgs;
-use runbook_core::error::{exit, Error, Result};
-use runbook_core::plan::{self, sop, SourceFile};
-use runbook_core::prompt::Prompter;
+use crate::error::{exit, Result};
+use runbook_core::error::Error as CoreError;
+use runbook_core::runbook::{self, sop, Runbook, SourceFile};
 use runbook_core::ui;
 use std::path::Path;
 
@@ -22,25 +22,25 @@ fn label(path: &Path) -> String {
 
 /// The SOP page of the runbook at `path`, as Markdown or HTML.
 pub fn render(path: &Path, html: bool) -> Result<String> {
-    let loaded = plan::load(SourceFile::read(path)?, Prompter::silent())?;
+    let loaded = Runbook::load(SourceFile::read(path)?)?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let blocks = sop::page(&loaded, &name, &label(path));
     Ok(if html {
-        sop::html(&blocks, &loaded.plan.meta().title)
+        sop::html(&blocks, &loaded.plan().meta().title)
     } else {
         sop::markdown(&blocks)
     })
 }
 
 pub fn run(args: DocArgs) -> Result<u8> {
-    let path = plan::find(&args.runbook)?;
+    let path = runbook::find(&args.runbook)?;
     let text = render(&path, args.html)?;
     match &args.output {
         Some(out) => {
-            std::fs::write(out, format!("{text}\n")).map_err(|source| Error::Write {
+            std::fs::write(out, format!("{text}\n")).map_err(|source| CoreError::Write {
                 path: out.clone(),
                 source,
             })?;

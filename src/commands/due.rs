@@ -1,27 +1,27 @@
 //! `runbook due`: when each runbook last succeeded (from the audit log) and when it is due.
 
 use crate::cli::DueArgs;
+use crate::error::{exit, Result};
 use runbook_core::audit::AuditLog;
-use runbook_core::error::{exit, Result};
-use runbook_core::plan::{self, source, SourceFile};
-use runbook_core::prompt::Prompter;
+use runbook_core::run::Mode;
+use runbook_core::runbook::{source, Runbook, SourceFile};
 use runbook_core::ui;
 use serde_json::{json, Value};
 
-/// Last successful run (RFC 3339) per runbook id, from `run.completed` audit events.
-pub fn last_success(log: &AuditLog) -> std::collections::HashMap<String, String> {
+/// Last successful run (RFC 3339) per runbook id, from `run.completed` audit events. An
+/// audit log that cannot be read is an error, never "never rotated".
+pub fn last_success(log: &AuditLog) -> Result<std::collections::HashMap<String, String>> {
     let mut out = std::collections::HashMap::new();
-    for e in log.entries().unwrap_or_default() {
-        if e["action"] == "run.completed"
-            && e["context"]["status"] == "succeeded"
-            && e["mode"] == "exec"
+    for e in log.entries()? {
+        if e.action == "run.completed"
+            && e.context["status"] == "succeeded"
+            && e.mode == Mode::Exec
+            && !e.runbook.is_empty()
         {
-            if let (Some(id), Some(t)) = (e["runbook"].as_str(), e["time"].as_str()) {
-                out.insert(id.to_string(), t.to_string());
-            }
+            out.insert(e.runbook, e.time);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Due date (`YYYY-MM-DD`) and whether it has passed: never rotated is due now.
@@ -44,14 +44,14 @@ pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bo
 }
 
 /// One row per runbook found: id, title, secret, cadence, last rotation, due date.
-pub fn rows() -> Vec<Value> {
-    let last = last_success(&AuditLog::new(&runbook_core::state::dir()));
+pub fn rows() -> Result<Vec<Value>> {
+    let last = last_success(&AuditLog::new(&runbook_core::state::dir()))?;
     let mut rows = Vec::new();
     for path in source::list_paths() {
-        let loaded = SourceFile::read(&path).and_then(|f| plan::load(f, Prompter::silent()));
+        let loaded = SourceFile::read(&path).and_then(Runbook::load);
         match loaded {
             Ok(l) => {
-                let m = l.plan.meta();
+                let m = l.plan().meta();
                 let last_run = last.get(&m.id).cloned();
                 let (due_on, overdue) = due(last_run.as_deref(), m.cadence_days);
                 rows.push(json!({
@@ -60,7 +60,7 @@ pub fn rows() -> Vec<Value> {
                     "title": m.title,
                     "secret": m.secret,
                     "cadence_days": m.cadence_days,
-                    "steps": l.plan.steps.len(),
+                    "steps": l.plan().steps.len(),
                     "last_rotation": last_run,
                     "due": due_on,
                     "overdue": overdue,
@@ -71,11 +71,11 @@ pub fn rows() -> Vec<Value> {
             }
         }
     }
-    rows
+    Ok(rows)
 }
 
 pub fn run(args: DueArgs) -> Result<u8> {
-    let rows: Vec<Value> = rows()
+    let rows: Vec<Value> = rows()?
         .into_iter()
         .filter(|r| r["cadence_days"].is_i64())
         .collect();

@@ -1,11 +1,11 @@
 //! `runbook list`: the runbooks found, with their secret, cadence, last rotation and due date.
 
 use crate::cli::ListArgs;
-use runbook_core::error::{exit, Result};
+use crate::error::{exit, Result};
 use runbook_core::ui;
 
 pub fn run(args: ListArgs) -> Result<u8> {
-    let rows = super::due::rows();
+    let rows = super::due::rows()?;
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);

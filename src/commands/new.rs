@@ -2,7 +2,8 @@
 //! passes `check` and runs with `exec --sandbox`; never overwrites a file.
 
 use crate::cli::NewArgs;
-use runbook_core::error::{exit, Error, Result};
+use crate::error::{exit, Error, Result};
+use runbook_core::error::Error as CoreError;
 use runbook_core::ui;
 use std::path::{Path, PathBuf};
 
@@ -86,8 +87,8 @@ fn fill(template: &str, slug: &str) -> String {
 
 /// An existing runbook as the template: its text with the new id, and its scenario.
 fn copy_of(from: &str, slug: &str) -> Result<(String, Option<String>)> {
-    let source = runbook_core::plan::find(from)?;
-    let text = std::fs::read_to_string(&source).map_err(|e| Error::Read {
+    let source = runbook_core::runbook::find(from)?;
+    let text = std::fs::read_to_string(&source).map_err(|e| CoreError::Read {
         path: source.clone(),
         source: e,
     })?;
@@ -121,7 +122,7 @@ pub fn run(args: NewArgs) -> Result<u8> {
     let (text, scenario_text) = match TEMPLATES.iter().find(|(n, ..)| *n == args.from) {
         Some((_, rhai, toml)) => (fill(rhai, &slug), Some(fill(toml, &slug))),
         None => copy_of(&args.from, &slug).map_err(|e| match e {
-            Error::RunbookNotFound { name, .. } => Error::usage(
+            Error::Core(CoreError::RunbookNotFound { name, .. }) => Error::usage(
                 format!("no template or runbook named '{name}'"),
                 format!(
                     "templates: {}; or the name or path of a runbook to copy",
@@ -141,14 +142,17 @@ pub fn run(args: NewArgs) -> Result<u8> {
     }
     let write = |p: &Path, text: &str| -> Result<()> {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+            std::fs::create_dir_all(dir).map_err(|source| CoreError::Write {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
-        std::fs::write(p, text).map_err(|source| Error::Write {
-            path: p.to_path_buf(),
-            source,
+        std::fs::write(p, text).map_err(|source| {
+            CoreError::Write {
+                path: p.to_path_buf(),
+                source,
+            }
+            .into()
         })
     };
     write(&path, &text)?;

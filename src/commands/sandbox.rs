@@ -1,7 +1,8 @@
 //! `runbook sandbox`, and starting the simulators for `exec --sandbox`.
 
 use crate::cli::{SandboxArgs, ScenarioArgs};
-use runbook_core::error::{exit, Error, Result};
+use crate::error::{exit, Result};
+use runbook_core::error::Error as CoreError;
 use runbook_core::runtime::Runtime;
 use runbook_core::ui;
 use runbook_sandbox::{FaultRule, Sandbox, Scenario};
@@ -9,22 +10,11 @@ use runbook_sandbox::{FaultRule, Sandbox, Scenario};
 /// The scenario from `--scenario` (default: the SOP's) plus every `--fault`.
 pub fn scenario(args: &ScenarioArgs) -> Result<Scenario> {
     let mut scenario = match &args.scenario {
-        Some(p) => Scenario::from_file(p).map_err(|e| {
-            Error::usage(
-                e.to_string(),
-                "see `runbook sandbox --help` for the scenario format",
-            )
-        })?,
+        Some(p) => Scenario::from_file(p)?,
         None => Scenario::default(),
     };
     for spec in &args.faults {
-        let rule = FaultRule::parse(spec).map_err(|e| {
-            Error::usage(
-                e.to_string(),
-                "write VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S], e.g. postmark:GET:/server=500:once",
-            )
-        })?;
-        scenario.faults.push(rule);
+        scenario.faults.push(FaultRule::parse(spec)?);
     }
     Ok(scenario)
 }
@@ -49,17 +39,13 @@ pub fn start(runtime: &Runtime, args: &ScenarioArgs) -> Result<Sandbox> {
     let scenario = scenario(args)?;
     match runtime.block_on(Sandbox::start(scenario)) {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(Error::Sandbox {
-            message: e.to_string(),
-        }),
-        Err(_) => Err(Error::Interrupted),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(CoreError::Interrupted.into()),
     }
 }
 
 pub fn run(args: SandboxArgs) -> Result<u8> {
-    let runtime = Runtime::new().map_err(|e| Error::Sandbox {
-        message: format!("cannot start the I/O runtime: {e}"),
-    })?;
+    let runtime = Runtime::new().map_err(|source| CoreError::Runtime { source })?;
     let sandbox = start(&runtime, &args.scenario)?;
     let urls = sandbox.urls();
     ui::err("Sandbox running on loopback (Ctrl-C to stop). Simulated vendors:");

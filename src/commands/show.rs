@@ -1,15 +1,14 @@
 //! `runbook show`: the plan, without running anything.
 
 use crate::cli::ShowArgs;
-use runbook_core::error::{exit, Result};
-use runbook_core::plan::{self, SourceFile};
-use runbook_core::prompt::Prompter;
+use crate::error::{exit, Result};
+use runbook_core::runbook::{self, Runbook, SourceFile};
 use runbook_core::ui;
 
 pub fn run(args: ShowArgs) -> Result<u8> {
-    let path = plan::find(&args.runbook)?;
-    let loaded = plan::load(SourceFile::read(&path)?, Prompter::silent())?;
-    let plan = &loaded.plan;
+    let path = runbook::find(&args.runbook)?;
+    let loaded = Runbook::load(SourceFile::read(&path)?)?;
+    let plan = &loaded.plan();
     let m = plan.meta();
     let mut out: Vec<String> = Vec::new();
     out.push(ui::bold(&format!("{} ({})", m.title, m.id)));

@@ -1,211 +1,176 @@
 //! `runbook repl`: any expression with every host module, one step of a runbook at a time,
-//! with the same redaction, confirmations, journal and audit as `exec`.
+//! with the same redaction, confirmations, journal and audit as `exec` (the same session
+//! and step executor).
 
 mod helper;
 
 pub use helper::is_incomplete;
 
 use crate::cli::ReplArgs;
-use crate::commands::exec::EnvVars;
+use crate::commands::exec::prompter;
+use crate::error::{exit, Result};
+use crate::wiring::{self, EnvVars};
 use helper::{ReplHelper, COMMANDS};
 use rhai::{Dynamic, EvalAltResult, Scope, AST};
-use runbook_core::engine::ScriptError;
-use runbook_core::error::{exit, Error, Result};
-use runbook_core::exec::{self, params, resume, Journal};
-use runbook_core::host::services::Services;
-use runbook_core::host::{value, Phase, RunInfo};
-use runbook_core::plan::{self, Ctx, Loaded};
-use runbook_core::prompt::{Answers, Prompter};
+use runbook_core::diagnostic::ScriptError;
+use runbook_core::exec::step::{self, Confirmation, Direction};
+use runbook_core::exec::{params, NewRun, Outcome, Session};
+use runbook_core::host::{Phase, RunContext, RunParts};
+use runbook_core::journal::Record;
+use runbook_core::run::{self, Mode};
+use runbook_core::runbook::{self, Runbook, SourceFile};
 use runbook_core::ui;
+use runbook_core::value::{self, Ctx};
 use runbook_sandbox::Sandbox;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::Editor;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-struct Session {
-    loaded: Loaded,
+struct Repl {
+    session: Session,
     scope: Scope<'static>,
     /// Functions defined so far: the runbook's and the session's.
     fns: AST,
-    ctx: Ctx,
     /// Step id → "done" / "undone" (this session, or the attached run's journal).
     marks: BTreeMap<String, &'static str>,
-    services: Rc<Services>,
     /// The simulators of a `--sandbox` session.
     sandbox: Option<Sandbox>,
-    journal: Rc<Journal>,
-    run: RunInfo,
     path: Option<PathBuf>,
     pairs: Vec<(String, String)>,
     env: Option<EnvVars>,
     answers: Option<PathBuf>,
     yes: bool,
     failures: usize,
-    _lock: Option<runbook_core::exec::lock::Lock>,
 }
 
 pub fn run(args: ReplArgs) -> Result<u8> {
     let state_dir = runbook_core::state::dir();
-    let mut session = match &args.attach {
+    let mut repl = match &args.attach {
         Some(run_id) => attach(&args, run_id)?,
         None => start(&args, &state_dir)?,
     };
     let code = if std::io::stdin().is_terminal() {
-        session.interactive(&state_dir)
+        repl.interactive(&state_dir)
     } else {
-        session.piped()
+        repl.piped()
     };
-    session
-        .journal
-        .record("repl.end", json!({ "failed_inputs": session.failures }));
+    repl.session.run().record(Record::ReplEnd {
+        failed_inputs: repl.failures,
+    });
     Ok(code)
 }
 
-fn prompter(answers: Option<&Path>, yes: bool) -> Result<Prompter> {
-    let answers = match answers {
-        Some(p) => Answers::load(p)?,
-        None => Answers::default(),
-    };
-    Ok(Prompter::new(answers, yes))
-}
-
-fn start(args: &ReplArgs, state_dir: &Path) -> Result<Session> {
+fn start(args: &ReplArgs, state_dir: &Path) -> Result<Repl> {
     let pairs = params::parse_pairs(&args.params)?;
-    let (services, sandbox, env) = crate::commands::exec::services(args.sandbox, &args.scenario)?;
-    let run = RunInfo {
-        run_id: exec::new_run_id(),
-        actor: exec::actor(args.actor.as_deref()),
-        runbook_id: String::new(),
-        mode: "repl".into(),
+    let wired = wiring::services(args.sandbox, &args.scenario)?;
+    let path = match &args.runbook {
+        Some(name) => Some(runbook::find(name)?),
+        None => None,
     };
-    let journal = Rc::new(Journal::open(state_dir, &run.run_id)?);
-    let mut session = Session {
-        loaded: plan::bare(Path::new("."), Prompter::silent()),
+    let runbook = open_runbook(path.as_deref())?;
+    let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
+    let session = Session::start(
+        runbook,
+        NewRun {
+            state_dir: state_dir.to_path_buf(),
+            actor: run::actor(args.actor.as_deref()),
+            mode: Mode::Repl,
+            sandbox: args.sandbox,
+            services: wired.services,
+            prompter: prompter(args.answers.as_deref(), args.yes)?,
+            params,
+            break_lock: false,
+        },
+    )?;
+    let mut repl = Repl {
+        fns: session.runbook().callable().clone_functions_only(),
+        session,
         scope: Scope::new(),
-        fns: AST::empty(),
-        ctx: Ctx::default(),
         marks: BTreeMap::new(),
-        services: Rc::new(services),
-        sandbox,
-        journal,
-        run,
-        path: None,
+        sandbox: wired.sandbox,
+        path,
         pairs,
-        env,
+        env: wired.env,
         answers: args.answers.clone(),
         yes: args.yes,
         failures: 0,
-        _lock: None,
     };
-    let path = match &args.runbook {
-        Some(name) => Some(plan::find(name)?),
-        None => None,
-    };
-    session.open(path)?;
-    session.journal.record(
-        "run.start",
-        json!({
-            "run_id": session.run.run_id,
-            "runbook": session.run.runbook_id,
-            "source": resume::fingerprints(&session.loaded),
-            "params": session.ctx.snapshot()["params"],
-            "actor": session.run.actor,
-            "host": exec::hostname(),
-            "pid": std::process::id(),
-            "mode": "repl",
-            "sandbox": args.sandbox,
-        }),
-    );
-    Ok(session)
+    repl.ready();
+    repl.loaded_note();
+    Ok(repl)
 }
 
 /// `--attach RUN_ID`: the stopped run's runbook, ctx and completed steps, journalled into
 /// that run so `runbook resume` continues from what happens here.
-fn attach(args: &ReplArgs, run_id: &str) -> Result<Session> {
-    let resume_args = crate::cli::ResumeArgs {
-        run_id: run_id.to_string(),
-        force: args.force,
-        yes: args.yes,
-        no_rollback: true,
-        answers: args.answers.clone(),
-        actor: args.actor.clone(),
-        json: false,
-        break_lock: false,
-    };
-    let r = crate::commands::runs::reopen(&resume_args, "repl")?;
-    let services = r
-        .loaded
-        .host
-        .services
-        .borrow()
-        .clone()
-        .ok_or_else(|| Error::usage("the run has no services", "this is a bug"))?;
-    let journal = r
-        .loaded
-        .host
-        .journal
-        .borrow()
-        .clone()
-        .ok_or_else(|| Error::usage("the run has no journal", "this is a bug"))?;
+fn attach(args: &ReplArgs, run_id: &str) -> Result<Repl> {
+    let r = crate::commands::runs::reopen(
+        run_id,
+        Mode::Repl,
+        args.actor.as_deref(),
+        args.answers.as_deref(),
+        args.yes,
+        args.force,
+        false,
+    )?;
     let mut marks = BTreeMap::new();
     for &i in &r.completed {
-        marks.insert(r.loaded.plan.steps[i].id.clone(), "done");
+        marks.insert(r.session.runbook().plan().steps[i].id.clone(), "done");
     }
-    let path = Some(r.loaded.file.path.clone());
-    let mut run = r.loaded.host.run.borrow().clone();
-    run.mode = "repl".into();
-    let mut session = Session {
-        fns: r.loaded.ast.clone_functions_only(),
-        loaded: r.loaded,
+    let path = Some(r.session.runbook().file().path.clone());
+    let mut repl = Repl {
+        fns: r.session.runbook().callable().clone_functions_only(),
+        session: r.session,
         scope: Scope::new(),
-        ctx: r.ctx,
         marks,
-        services,
         sandbox: None,
-        journal,
-        run,
         path,
         pairs: Vec::new(),
         env: None,
         answers: args.answers.clone(),
         yes: args.yes,
         failures: 0,
-        _lock: Some(r.lock),
     };
-    session.wire();
-    session.scope.push("ctx", session.ctx.clone());
+    repl.ready();
     ui::err(&format!("attached to run {run_id}: completed steps are marked; `runbook resume {run_id}` continues after you leave"));
-    Ok(session)
+    Ok(repl)
 }
 
-impl Session {
-    /// Points the loaded runbook's host at this session's run.
-    fn wire(&self) {
-        let host = &self.loaded.host;
-        *host.run.borrow_mut() = RunInfo {
-            runbook_id: self.loaded.plan.meta().id.clone(),
-            ..self.run.clone()
-        };
-        *host.services.borrow_mut() = Some(self.services.clone());
-        *host.journal.borrow_mut() = Some(self.journal.clone());
-        *host.audit.borrow_mut() = Some(runbook_core::audit::AuditLog::new(
-            &runbook_core::state::dir(),
-        ));
-        host.set_phase(Phase::Repl);
+/// A runbook, or none (an engine with every host module).
+fn open_runbook(path: Option<&Path>) -> Result<Runbook> {
+    Ok(match path {
+        Some(p) => Runbook::load(SourceFile::read(p)?)?,
+        None => Runbook::bare(Path::new(".")),
+    })
+}
+
+impl Repl {
+    /// Puts `ctx` in scope and the script at the prompt.
+    fn ready(&mut self) {
+        self.scope = Scope::new();
+        self.scope.push("ctx", self.session.ctx().clone());
+        self.session.run().set_phase(Phase::Repl);
     }
 
-    /// Loads a runbook (or none) and resets ctx, functions and marks.
+    fn loaded_note(&self) {
+        if let Some(p) = &self.path {
+            let rb = self.session.runbook();
+            let m = rb.plan().meta();
+            ui::err(&format!(
+                "loaded {} ({}) from {}: {} steps; :steps lists them",
+                m.title,
+                m.id,
+                p.display(),
+                rb.plan().steps.len()
+            ));
+        }
+    }
+
+    /// Loads a runbook (or none) into the session's run and resets ctx, functions and marks.
     fn open(&mut self, path: Option<PathBuf>) -> Result<()> {
-        let prompter = prompter(self.answers.as_deref(), self.yes)?;
-        let loaded = match &path {
-            Some(p) => plan::load(plan::SourceFile::read(p)?, prompter)?,
-            None => plan::bare(Path::new("."), prompter),
-        };
+        let runbook = open_runbook(path.as_deref())?;
         let env = self.env.clone();
         let lookup = |name: &str| -> Option<String> {
             match &env {
@@ -213,55 +178,47 @@ impl Session {
                 None => std::env::var(name).ok(),
             }
         };
-        let params = params::resolve(&loaded.plan, &self.pairs, &lookup)?;
-        self.run.runbook_id = loaded.plan.meta().id.clone();
-        self.fns = loaded.ast.clone_functions_only();
-        self.loaded = loaded;
-        self.ctx = Ctx::new(params);
+        let params = params::resolve(runbook.plan(), &self.pairs, &lookup)?;
+        let old = self.session.run().parts().clone();
+        let parts = RunParts {
+            info: runbook_core::run::RunInfo {
+                runbook_id: runbook.plan().meta().id.clone(),
+                ..old.info
+            },
+            ..old
+        };
+        let run = RunContext::new(parts, prompter(self.answers.as_deref(), self.yes)?);
+        let lock = self.session.take_lock();
+        self.session = Session::attach(runbook, run, Ctx::new(params), lock);
+        self.fns = self.session.runbook().callable().clone_functions_only();
         self.marks.clear();
-        self.scope = Scope::new();
-        self.scope.push("ctx", self.ctx.clone());
         self.path = path;
-        self.wire();
-        if let Some(p) = &self.path {
-            let m = self.loaded.plan.meta();
-            ui::err(&format!(
-                "loaded {} ({}) from {}: {} steps; :steps lists them",
-                m.title,
-                m.id,
-                p.display(),
-                self.loaded.plan.steps.len()
-            ));
-        }
+        self.ready();
+        self.loaded_note();
         Ok(())
     }
 
     /// Compiles and runs one input; the value, or the diagnostic.
     fn eval(&mut self, input: &str) -> std::result::Result<Dynamic, Box<ScriptError>> {
-        let sources = self.loaded.host.sources.clone();
-        sources.add("<repl>", input);
-        let mut ast = self
-            .loaded
-            .engine
-            .compile_with_scope(&self.scope, input)
-            .map_err(|e| Box::new(ScriptError::from_parse(&e, &sources, "<repl>")))?;
-        ast.set_source("<repl>");
-        if let Err(Error::Script(e)) = plan::load::import_modules(&mut self.loaded, &ast) {
+        let ast = self.session.runbook().compile_input(&self.scope, input)?;
+        if let Err(runbook_core::error::Error::Script(e)) =
+            self.session.runbook_mut().import_modules(&ast)
+        {
             return Err(e);
         }
         self.fns += ast;
-        self.loaded.host.set_phase(Phase::Repl);
+        self.session.run().set_phase(Phase::Repl);
         let result = self
-            .loaded
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.fns);
+            .session
+            .runbook()
+            .eval_with_scope(&mut self.scope, &self.fns);
         self.fns.clear_statements();
         result.map_err(|e| Box::new(self.diagnose(&e)))
     }
 
     /// Errors of REPL input point at `<repl>`, not at the runbook.
     fn diagnose(&self, e: &EvalAltResult) -> ScriptError {
-        ScriptError::from_eval_in(e, &self.loaded.host.sources, "<repl>")
+        ScriptError::from_eval_in(e, self.session.runbook().sources(), "<repl>")
     }
 
     fn report_error(&mut self, d: &ScriptError) {
@@ -311,7 +268,8 @@ impl Session {
                 ui::out("  Anything else is rhai: `postmark::server(ctx.old_token)`, `let x = 1`, `fn f() {...}`.");
             }
             ":steps" => {
-                for (i, s) in self.loaded.plan.steps.iter().enumerate() {
+                let plan = self.session.runbook().plan();
+                for (i, s) in plan.steps.iter().enumerate() {
                     let mark = self.marks.get(&s.id).copied().unwrap_or("");
                     ui::out(&format!(
                         "  {}. {:<12} {:<8} {}",
@@ -321,14 +279,14 @@ impl Session {
                         s.title
                     ));
                 }
-                if self.loaded.plan.steps.is_empty() {
+                if plan.steps.is_empty() {
                     ui::err("no runbook loaded: :load RUNBOOK");
                 }
             }
-            ":ctx" => ui::out(&self.ctx.render()),
+            ":ctx" => ui::out(&self.session.ctx().render()),
             ":params" => {
-                for p in &self.loaded.plan.params {
-                    let v = self.ctx.get("params").and_then(|ps| {
+                for p in &self.session.runbook().plan().params {
+                    let v = self.session.ctx().get("params").and_then(|ps| {
                         ps.read_lock::<rhai::Map>()
                             .and_then(|m| m.get(p.name.as_str()).cloned())
                     });
@@ -339,7 +297,7 @@ impl Session {
                     ));
                 }
             }
-            ":api" => self.api(arg),
+            ":api" => Self::api(arg),
             ":sandbox" => match &self.sandbox {
                 Some(s) => {
                     let u = s.urls();
@@ -367,12 +325,12 @@ impl Session {
                 if arg.is_empty() {
                     ui::err("usage: :load RUNBOOK");
                 } else {
-                    match plan::find(arg).and_then(|p| self.open(Some(p))) {
-                        Ok(()) => {}
-                        Err(e) => {
-                            self.failures += 1;
-                            ui::err(&ui::render(&e));
-                        }
+                    let opened = runbook::find(arg)
+                        .map_err(crate::error::Error::from)
+                        .and_then(|p| self.open(Some(p)));
+                    if let Err(e) = opened {
+                        self.failures += 1;
+                        ui::err(&ui::render(&e));
                     }
                 }
             }
@@ -394,9 +352,10 @@ impl Session {
         true
     }
 
-    fn api(&self, module: &str) {
-        let registry = self.loaded.host.registry.borrow();
-        for f in registry
+    fn api(module: &str) {
+        let modules = runbook_core::host::modules();
+        for f in modules
+            .registry()
             .iter()
             .filter(|f| module.is_empty() || f.module == module)
         {
@@ -409,11 +368,12 @@ impl Session {
 
     /// Runs one step (or its undo) exactly as exec would: confirmation, journal, audit.
     fn step(&mut self, id: &str, undo: bool) {
-        let Some(step) = self.loaded.plan.step(id).cloned() else {
+        let Some(step) = self.session.runbook().plan().step(id).cloned() else {
             self.failures += 1;
             let ids: Vec<&str> = self
-                .loaded
-                .plan
+                .session
+                .runbook()
+                .plan()
                 .steps
                 .iter()
                 .map(|s| s.id.as_str())
@@ -421,87 +381,40 @@ impl Session {
             ui::err(&format!("no step '{id}'; steps: {}", ids.join(", ")));
             return;
         };
-        let f = if undo {
-            match &step.undo {
-                Some(f) => f.clone(),
-                None => {
-                    self.failures += 1;
-                    ui::err(&format!("step '{id}' has no undo"));
-                    return;
-                }
-            }
-        } else {
-            step.run.clone()
-        };
+        if undo && step.undo.is_none() {
+            self.failures += 1;
+            ui::err(&format!("step '{id}' has no undo"));
+            return;
+        }
         if !undo {
             if let Some(q) = &step.confirm {
-                if let Some(why) = &step.irreversible {
-                    ui::err(&format!("  ! This step cannot be undone: {why}"));
-                }
-                let answer = self
-                    .loaded
-                    .host
-                    .prompter
-                    .borrow_mut()
-                    .confirm(&format!("{id}.confirm"), q);
-                if !matches!(answer, Ok(true)) {
+                if !matches!(step::confirm(&self.session, &step, q), Confirmation::Yes) {
                     ui::err(&format!("step '{id}' not run"));
                     return;
                 }
             }
         }
-        let (kind, phase) = if undo {
-            ("undo", Phase::Undo(id.to_string()))
+        let (kind, direction) = if undo {
+            ("undo", Direction::Undo)
         } else {
-            ("step", Phase::Step(id.to_string()))
+            ("step", Direction::Forward)
         };
-        self.journal
-            .record(&format!("{kind}.intent"), json!({ "step": id }));
-        self.loaded.host.set_phase(phase);
-        self.loaded.host.writes_in_step.set(0);
-        let started = std::time::Instant::now();
-        let result = f.call::<Dynamic>(&self.loaded.engine, &self.loaded.ast, (self.ctx.clone(),));
-        let ms = started.elapsed().as_millis() as u64;
-        match result {
-            Ok(_) => {
-                if undo {
-                    self.journal.record(
-                        "undo.outcome",
-                        json!({ "step": id, "ok": true, "ctx": self.ctx.snapshot() }),
-                    );
-                    self.marks.insert(id.to_string(), "undone");
-                } else {
-                    self.journal.record("step.outcome", json!({ "step": id, "status": "completed", "duration_ms": ms, "ctx": self.ctx.snapshot() }));
-                    self.marks.insert(id.to_string(), "done");
-                }
-                let _ = self.loaded.host.audit_event(
-                    if undo {
-                        "step.undone"
-                    } else {
-                        "step.completed"
-                    },
-                    json!({ "duration_ms": ms }),
-                );
-                ui::err(&format!("  ✓ {kind} {id} ({ms} ms)"));
-                self.loaded.host.set_phase(Phase::Repl);
+        let attempt = step::execute(&self.session, &step, direction, 1);
+        self.session.run().set_phase(Phase::Repl);
+        match attempt.outcome {
+            Outcome::Done => {
+                self.marks
+                    .insert(id.to_string(), if undo { "undone" } else { "done" });
+                ui::err(&format!("  ✓ {kind} {id} ({} ms)", attempt.duration_ms));
             }
-            Err(e) => {
-                let d = ScriptError::from_eval(&e, self.loaded.sources());
-                let outcome = if undo { "undo.outcome" } else { "step.outcome" };
-                self.journal.record(
-                    outcome,
-                    json!({ "step": id, "status": "failed", "ok": false, "error": d.to_string() }),
-                );
-                let _ = self.loaded.host.audit_event(
-                    if undo {
-                        "step.undo_failed"
-                    } else {
-                        "step.failed"
-                    },
-                    json!({ "error": d.to_string() }),
-                );
-                self.loaded.host.set_phase(Phase::Repl);
-                self.report_error(&d);
+            Outcome::Failed(d) => self.report_error(&d),
+            Outcome::Aborted => {
+                self.failures += 1;
+                ui::err(&format!("{kind} {id} aborted by the operator"));
+            }
+            Outcome::Interrupted => {
+                self.failures += 1;
+                ui::err("interrupted");
             }
         }
         runbook_core::interrupt::reset();
@@ -509,14 +422,8 @@ impl Session {
 
     fn refresh(&self, helper: &mut ReplHelper) {
         let mut modules: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for f in self
-            .loaded
-            .host
-            .registry
-            .borrow()
-            .iter()
-            .filter(|f| !f.module.is_empty())
-        {
+        let host = runbook_core::host::modules();
+        for f in host.registry().iter().filter(|f| !f.module.is_empty()) {
             modules
                 .entry(f.module.to_string())
                 .or_default()
@@ -524,8 +431,9 @@ impl Session {
         }
         helper.modules = modules.into_iter().collect();
         helper.steps = self
-            .loaded
-            .plan
+            .session
+            .runbook()
+            .plan()
             .steps
             .iter()
             .map(|s| s.id.clone())
@@ -547,10 +455,11 @@ impl Session {
             if let Some(h) = editor.helper_mut() {
                 self.refresh(h);
             }
-            let prompt = if self.loaded.plan.steps.is_empty() {
+            let plan = self.session.runbook().plan();
+            let prompt = if plan.steps.is_empty() {
                 "runbook> ".to_string()
             } else {
-                format!("{}> ", self.loaded.plan.meta().id)
+                format!("{}> ", plan.meta().id)
             };
             match editor.readline(&prompt) {
                 Ok(line) => {

@@ -1,6 +1,8 @@
-//! The error every command returns, and the exit code each kind maps to.
+//! The engine's error type, and the exit code each kind maps to. Errors of the layers below
+//! (a vendor's configuration) are wrapped transparently: their codes and help reach the
+//! operator unchanged. Every code is documented in docs/errors.md (a test keeps it whole).
 
-use crate::engine::ScriptError;
+use crate::diagnostic::ScriptError;
 use miette::Diagnostic;
 use std::path::PathBuf;
 
@@ -28,6 +30,7 @@ pub enum Error {
         problems: Vec<ScriptError>,
     },
 
+    /// The command line or its inputs are wrong; the help says what to pass instead.
     #[error("{message}")]
     #[diagnostic(code(runbook::usage))]
     Usage {
@@ -65,9 +68,72 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A vendor's endpoint or credentials are misconfigured.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] runbook_vendors::ConfigError),
+
+    /// Another run holds the rotation's lock.
     #[error("{message}")]
-    #[diagnostic(code(runbook::sandbox))]
-    Sandbox { message: String },
+    #[diagnostic(code(runbook::lock::held))]
+    LockHeld {
+        message: String,
+        #[help]
+        help: String,
+    },
+
+    /// No journal for that run id.
+    #[error("no run '{run_id}' in {dir}")]
+    #[diagnostic(
+        code(runbook::run::not_found),
+        help("`runbook runs` lists the runs this machine knows")
+    )]
+    RunNotFound { run_id: String, dir: PathBuf },
+
+    /// A journal that cannot be read as this version writes them.
+    #[error("the journal {path} is damaged at line {line}: {reason}")]
+    #[diagnostic(
+        code(runbook::journal::damaged),
+        help("the run cannot be resumed from it; inspect the file by hand (one JSON record per line), and finish or undo the rotation with the vendors' own tools if needed")
+    )]
+    JournalDamaged {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    /// The runbook (or a module it imports) changed since the run started.
+    #[error("the runbook changed since this run started: {changes}")]
+    #[diagnostic(
+        code(runbook::run::changed),
+        help("restore the runbook as it was, or pass --force to continue with the new text")
+    )]
+    RunbookChanged { changes: String },
+
+    /// A secret the run needs back does not match the one it used.
+    #[error("{message}")]
+    #[diagnostic(code(runbook::run::secret_mismatch))]
+    SecretMismatch {
+        message: String,
+        #[help]
+        help: String,
+    },
+
+    /// The I/O runtime (threads, file descriptors) could not start.
+    #[error("cannot start the I/O runtime: {source}")]
+    #[diagnostic(
+        code(runbook::runtime),
+        help("this is a system resource problem (threads or file descriptors); retry")
+    )]
+    Runtime { source: std::io::Error },
+
+    /// A bug: something the engine guarantees did not hold.
+    #[error("internal error: {message}")]
+    #[diagnostic(
+        code(runbook::internal),
+        help("this is a bug in runbook; please report it with the command you ran")
+    )]
+    Internal { message: String },
 
     /// A step failed and the run ended (after rollback or stop); already reported.
     #[error("run {status}: step '{step}' failed")]
@@ -102,6 +168,14 @@ impl Error {
             Error::Interrupted => exit::INTERRUPTED,
             _ => exit::USAGE,
         }
+    }
+
+    /// Whether the error was already reported as it happened (a failed run, an abort).
+    pub fn already_reported(&self) -> bool {
+        matches!(
+            self,
+            Error::RunFailed { .. } | Error::Aborted | Error::Interrupted
+        )
     }
 }
 

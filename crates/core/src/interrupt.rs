@@ -4,6 +4,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use tokio::sync::watch;
 
+/// The token a script terminated by Ctrl-C carries; `catch` cannot swallow a termination.
+pub const INTERRUPTED: &str = "runbook::interrupted";
+/// The token of a run the operator aborted at a prompt.
+pub const ABORTED: &str = "runbook::aborted";
+
 static FLAG: AtomicBool = AtomicBool::new(false);
 static WATCH: OnceLock<watch::Sender<bool>> = OnceLock::new();
 

@@ -1,14 +1,27 @@
 //! The runbook engine: a rhai script loaded into a plan, run step by step with journal,
 //! audit, prompts and rollback, calling vendors through the host modules.
+//!
+//! Modules from the bottom up; each uses only those before it (a test holds this order):
+//! `ui`, `interrupt`, `hooks`, `run`, `plan`, `diagnostic`, `error`, `state`, `runtime`,
+//! `audit`, `journal`, `prompt`, `engine`, `value`, `host`, `runbook`, `exec`.
 
 pub mod audit;
+pub mod diagnostic;
 pub mod engine;
 pub mod error;
 pub mod exec;
+mod hooks;
 pub mod host;
 pub mod interrupt;
+pub mod journal;
 pub mod plan;
 pub mod prompt;
+pub mod run;
+pub mod runbook;
 pub mod runtime;
 pub mod state;
 pub mod ui;
+pub mod value;
+
+#[cfg(test)]
+mod layering;

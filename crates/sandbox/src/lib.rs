@@ -45,7 +45,10 @@ pub enum SandboxError {
         source: std::io::Error,
     },
     #[error("invalid sandbox scenario: {message}")]
-    #[diagnostic(code(runbook::sandbox::scenario))]
+    #[diagnostic(
+        code(runbook::sandbox::scenario),
+        help("see `runbook sandbox --help` for the scenario format")
+    )]
     Scenario { message: String },
     #[error("Postmark server '{server}' already has {limit} API tokens, the most it can hold")]
     #[diagnostic(

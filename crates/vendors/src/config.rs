@@ -139,7 +139,10 @@ impl VendorFileConfig {
 #[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 pub enum ConfigError {
     #[error("{name} = '{value}' is not valid: {expected}")]
-    #[diagnostic(code(runbook::config::invalid))]
+    #[diagnostic(
+        code(runbook::config::invalid),
+        help("fix the variable, or unset it to use the default")
+    )]
     Invalid {
         name: &'static str,
         value: String,

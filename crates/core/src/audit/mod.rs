@@ -2,6 +2,8 @@
 //! before it, so an edited, removed or reordered entry breaks the chain.
 
 use crate::error::{Error, Result};
+pub use crate::run::now_rfc3339;
+use crate::run::Mode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -9,17 +11,6 @@ use std::path::{Path, PathBuf};
 
 /// Hash of the entry before the first.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
 
 /// One event, before it is chained.
 #[derive(Debug, Clone)]
@@ -29,8 +20,23 @@ pub struct Event {
     pub runbook: String,
     pub step: String,
     pub action: String,
-    pub mode: String,
+    pub mode: Mode,
     pub context: Value,
+}
+
+/// One entry of the log, as written: the event, chained.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub time: String,
+    pub actor: String,
+    pub run_id: String,
+    pub runbook: String,
+    pub step: String,
+    pub action: String,
+    pub mode: Mode,
+    pub context: Value,
+    pub prev_hash: String,
+    pub hash: String,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +56,7 @@ impl AuditLog {
     }
 
     /// Appends an event (context redacted) under an exclusive lock, chained to the last entry.
-    pub fn append(&self, event: &Event) -> Result<Value> {
+    pub fn append(&self, event: &Event) -> Result<AuditEntry> {
         let io = |source| Error::Write {
             path: self.path.clone(),
             source,
@@ -76,11 +82,13 @@ impl AuditLog {
         file.seek(SeekFrom::End(0)).map_err(io)?;
         writeln!(file, "{entry}").map_err(io)?;
         file.sync_data().map_err(io)?;
-        Ok(entry)
+        serde_json::from_value(entry).map_err(|e| Error::Internal {
+            message: format!("an audit entry does not read back: {e}"),
+        })
     }
 
-    /// Every entry, in order (unparseable lines are returned as errors by `verify`).
-    pub fn entries(&self) -> Result<Vec<Value>> {
+    /// Every entry, in order (lines that are not entries are reported by `verify`).
+    pub fn entries(&self) -> Result<Vec<AuditEntry>> {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -235,7 +243,7 @@ mod tests {
             runbook: "rb".into(),
             step: "s".into(),
             action: action.into(),
-            mode: "exec".into(),
+            mode: Mode::Exec,
             context: json!({"k": "v"}),
         }
     }
@@ -289,9 +297,9 @@ mod tests {
         let log = AuditLog::new(dir.path());
         let a = log.append(&event("a")).unwrap();
         let b = log.append(&event("b")).unwrap();
-        assert_eq!(a["prev_hash"], GENESIS);
-        assert_eq!(b["prev_hash"], a["hash"]);
-        assert_eq!(entry_hash(&b), b["hash"].as_str().unwrap());
+        assert_eq!(a.prev_hash, GENESIS);
+        assert_eq!(b.prev_hash, a.hash);
+        assert_eq!(entry_hash(&serde_json::to_value(&b).unwrap()), b.hash);
         assert_eq!(log.entries().unwrap().len(), 2);
     }
 }

@@ -1,10 +1,11 @@
-//! Building the rhai `Engine`: limits, module resolution, print/debug routing.
+//! Building the rhai `Engine`: limits, module resolution, print/debug routing, and how host
+//! functions are registered (their metadata, and modules shared by every engine).
 
-pub mod diagnostic;
-pub mod reference;
+pub mod registry;
 pub mod resolver;
 
-pub use diagnostic::{ScriptError, Sources};
+pub use crate::diagnostic::{ScriptError, Sources};
+pub use registry::{Effect, HostFn, HostModules, ModuleBuilder, Registrar};
 pub use resolver::Resolver;
 
 use crate::interrupt;
@@ -41,9 +42,7 @@ impl Default for Limits {
     }
 }
 
-/// The token a terminated script carries; `catch` cannot swallow a termination.
-pub const INTERRUPTED: &str = "runbook::interrupted";
-pub const ABORTED: &str = "runbook::aborted";
+pub use crate::interrupt::{ABORTED, INTERRUPTED};
 
 thread_local! {
     static STANDARD: rhai::Shared<rhai::Module> = {

@@ -2,15 +2,40 @@
 //! `O_EXCL`, naming its holder, removed when the run ends.
 
 use crate::error::{Error, Result};
-use serde_json::{json, Value};
+use crate::run;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// Who holds a lock, as written in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Holder {
+    pub run_id: String,
+    pub actor: String,
+    pub pid: u32,
+    pub host: String,
+    pub since: String,
+}
+
+impl Holder {
+    /// Whether the holder is a process of this host that no longer runs.
+    pub fn is_dead(&self) -> bool {
+        self.host == run::hostname() && !run::pid_alive(i64::from(self.pid))
+    }
+
+    pub fn is_alive_here(&self) -> bool {
+        self.host == run::hostname() && run::pid_alive(i64::from(self.pid))
+    }
+}
+
 pub struct Lock {
     path: PathBuf,
     held: bool,
+    /// Set when the lock was taken from another holder (`--break-lock`, or this run's own
+    /// dead process): who that was, if its lock file said.
+    broken: Option<Option<Holder>>,
 }
 
 /// The lock's name: the runbook id and a hash of the params that pick the target.
@@ -20,16 +45,21 @@ pub fn key(runbook_id: &str, params: &Value) -> String {
     format!("{runbook_id}-{hex}")
 }
 
-fn pid_alive(pid: i64) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid as i32, 0) == 0 }
-}
-
-/// Who holds a lock, as recorded in it.
-pub fn holder(path: &Path) -> Option<Value> {
+/// Who holds a lock, as recorded in it; `None` when unreadable.
+pub fn holder(path: &Path) -> Option<Holder> {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Every lock held in `state_dir`.
+pub fn holders(state_dir: &Path) -> Vec<Holder> {
+    std::fs::read_dir(state_dir.join("locks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| holder(&e.path()))
+        .collect()
 }
 
 impl Lock {
@@ -46,7 +76,7 @@ impl Lock {
         run_id: &str,
         actor: &str,
         break_lock: bool,
-    ) -> Result<(Lock, Option<Value>)> {
+    ) -> Result<Lock> {
         let path = Self::path_for(state_dir, key);
         if let Some(parent) = path.parent() {
             crate::state::ensure_dir(parent).map_err(|source| Error::Write {
@@ -63,54 +93,44 @@ impl Lock {
                 .open(&path);
             match created {
                 Ok(mut f) => {
-                    let me = json!({
-                        "run_id": run_id,
-                        "actor": actor,
-                        "pid": std::process::id(),
-                        "host": super::hostname(),
-                        "since": crate::audit::now_rfc3339(),
+                    let me = Holder {
+                        run_id: run_id.to_string(),
+                        actor: actor.to_string(),
+                        pid: std::process::id(),
+                        host: run::hostname(),
+                        since: run::now_rfc3339(),
+                    };
+                    let text = serde_json::to_string(&me).unwrap_or_default();
+                    let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
+                    return Ok(Lock {
+                        path,
+                        held: true,
+                        broken,
                     });
-                    let _ = f
-                        .write_all(me.to_string().as_bytes())
-                        .and_then(|_| f.sync_all());
-                    return Ok((Lock { path, held: true }, broken));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let h = holder(&path).unwrap_or(Value::Null);
-                    let same_run = h["run_id"] == run_id;
-                    let dead = h["host"] == super::hostname()
-                        && !pid_alive(h["pid"].as_i64().unwrap_or(0));
+                    let h = holder(&path);
+                    let same_run = h.as_ref().is_some_and(|h| h.run_id == run_id);
+                    let dead = h.as_ref().is_some_and(Holder::is_dead);
                     if break_lock || (same_run && dead) {
                         let _ = std::fs::remove_file(&path);
                         broken = Some(h);
                         continue;
                     }
-                    let who = format!(
-                        "run {} by {} since {} (pid {} on {})",
-                        h["run_id"].as_str().unwrap_or("?"),
-                        h["actor"].as_str().unwrap_or("?"),
-                        h["since"].as_str().unwrap_or("?"),
-                        h["pid"],
-                        h["host"].as_str().unwrap_or("?"),
-                    );
-                    let help = if dead {
-                        format!("that process is no longer running: finish or undo its run with `runbook resume {0}` / `runbook rollback {0}`, or take the lock with --break-lock", h["run_id"].as_str().unwrap_or("?"))
-                    } else {
-                        "wait for it to finish; if its holder is gone for good, use --break-lock"
-                            .to_string()
-                    };
-                    return Err(Error::usage(
-                        format!("this rotation is already running: {who}"),
-                        help,
-                    ));
+                    return Err(held(h.as_ref(), dead));
                 }
                 Err(source) => return Err(Error::Write { path, source }),
             }
         }
-        Err(Error::usage(
-            format!("cannot take the lock {}", path.display()),
-            "another run took it at the same moment; try again",
-        ))
+        Err(Error::LockHeld {
+            message: format!("cannot take the lock {}", path.display()),
+            help: "another run took it at the same moment; try again".into(),
+        })
+    }
+
+    /// When the lock was broken: the holder it was taken from, if known.
+    pub fn broken(&self) -> Option<Option<&Holder>> {
+        self.broken.as_ref().map(Option::as_ref)
     }
 
     pub fn release(&mut self) {
@@ -118,6 +138,28 @@ impl Lock {
             let _ = std::fs::remove_file(&self.path);
             self.held = false;
         }
+    }
+}
+
+fn held(h: Option<&Holder>, dead: bool) -> Error {
+    let (who, run_id) = match h {
+        Some(h) => (
+            format!(
+                "run {} by {} since {} (pid {} on {})",
+                h.run_id, h.actor, h.since, h.pid, h.host
+            ),
+            h.run_id.as_str(),
+        ),
+        None => ("a run whose lock file is unreadable".to_string(), "?"),
+    };
+    let help = if dead {
+        format!("that process is no longer running: finish or undo its run with `runbook resume {run_id}` / `runbook rollback {run_id}`, or take the lock with --break-lock")
+    } else {
+        "wait for it to finish; if its holder is gone for good, use --break-lock".to_string()
+    };
+    Error::LockHeld {
+        message: format!("this rotation is already running: {who}"),
+        help,
     }
 }
 

@@ -1,8 +1,8 @@
 //! Resolving `--param K=V`, `env` bindings and defaults into `ctx.params`.
 
 use crate::error::{Error, Result};
-use crate::host::value;
 use crate::plan::{Param, Plan};
+use crate::value;
 use rhai::{Dynamic, Map};
 use runbook_secret::{Secret, Source};
 use serde_json::Value;

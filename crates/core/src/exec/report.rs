@@ -1,30 +1,7 @@
 //! The run report: printed as a summary, or as JSON on stdout with `--json`.
 
 use crate::host::PlannedWrite;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Running,
-    Succeeded,
-    Failed,
-    RolledBack,
-    Aborted,
-    Interrupted,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::RolledBack => "rolled back",
-            RunStatus::Aborted => "aborted",
-            RunStatus::Interrupted => "interrupted",
-        }
-    }
-}
+pub use crate::run::RunStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

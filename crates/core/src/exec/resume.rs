@@ -1,15 +1,23 @@
-//! Picking a run up from its journal: is the runbook unchanged, which steps completed, what
-//! `ctx` held (secrets supplied again and checked by fingerprint), where to continue.
+//! Picking a run up from its journal: is the runbook unchanged, what `ctx` held (secrets
+//! supplied again and checked by fingerprint), where to continue, and the resume and
+//! rollback flows themselves.
 
-use super::journal::{self, RunState};
+use super::report::Report;
+use super::runner::{self, Start};
+use super::session::{Reopened, Session};
+use super::Options;
 use crate::error::{Error, Result};
-use crate::host::{value, Phase};
-use crate::plan::{Ctx, Loaded};
+use crate::host::Phase;
+use crate::journal::{
+    ModuleHash, Record, RunStart, RunState, SourceHashes, StepEnd, StepOutcome, StepState,
+};
+use crate::runbook::Runbook;
+use crate::ui;
+use crate::value::{self, Ctx};
 use rhai::{Dynamic, Map};
 use runbook_secret::{fingerprint, Secret, Source};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
 
 pub fn sha256(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -19,86 +27,55 @@ pub fn sha256(text: &str) -> String {
 }
 
 /// The runbook and every module it imported, with their hashes, for `run.start`.
-pub fn fingerprints(loaded: &Loaded) -> Value {
-    let modules: Vec<Value> = loaded
+pub fn fingerprints(runbook: &Runbook) -> SourceHashes {
+    let modules = runbook
         .sources()
         .modules()
         .iter()
-        .map(|(name, text)| serde_json::json!({ "name": name, "sha256": sha256(text) }))
+        .map(|(name, text)| ModuleHash {
+            name: name.clone(),
+            sha256: sha256(text),
+        })
         .collect();
-    serde_json::json!({
-        "path": std::fs::canonicalize(&loaded.file.path).unwrap_or(loaded.file.path.clone()).display().to_string(),
-        "sha256": sha256(&loaded.file.text),
-        "modules": modules,
-    })
-}
-
-/// A run's journal, read and summarised. Unknown run ids are a usage error.
-pub fn open(state_dir: &Path, run_id: &str) -> Result<(PathBuf, RunState)> {
-    let valid = !run_id.is_empty()
-        && run_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let path = journal::Journal::path_for(state_dir, run_id);
-    if !valid || !path.is_file() {
-        return Err(Error::usage(
-            format!("no run '{run_id}' in {}", state_dir.join("runs").display()),
-            "`runbook runs` lists the runs this machine knows",
-        ));
+    let path = &runbook.file().path;
+    SourceHashes {
+        path: std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+        sha256: sha256(&runbook.file().text),
+        modules,
     }
-    let records = journal::read(&path)?;
-    let state = RunState::from_records(&records);
-    if state.start.is_null() {
-        return Err(Error::usage(
-            format!("the journal of run '{run_id}' has no start record"),
-            "the journal is damaged; inspect it by hand",
-        ));
-    }
-    Ok((path, state))
 }
 
 /// Refuses a runbook whose text (or an imported module) changed since the run, unless
 /// `force`, which says what changed.
-pub fn check_unchanged(start: &Value, loaded: &Loaded, force: bool) -> Result<()> {
-    let now = fingerprints(loaded);
+pub fn check_unchanged(start: &RunStart, runbook: &Runbook, force: bool) -> Result<()> {
+    let now = fingerprints(runbook);
     let mut changes = Vec::new();
-    if start["source"]["sha256"] != now["sha256"] {
-        changes.push(format!("{} changed", loaded.file.name));
+    if start.source.sha256 != now.sha256 {
+        changes.push(format!("{} changed", runbook.file().name));
     }
-    let before = start["source"]["modules"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for m in now["modules"].as_array().cloned().unwrap_or_default() {
-        match before.iter().find(|b| b["name"] == m["name"]) {
-            Some(b) if b["sha256"] == m["sha256"] => {}
-            Some(_) => changes.push(format!(
-                "module {} changed",
-                m["name"].as_str().unwrap_or("?")
-            )),
-            None => changes.push(format!(
-                "module {} is new",
-                m["name"].as_str().unwrap_or("?")
-            )),
+    for m in &now.modules {
+        match start.source.modules.iter().find(|b| b.name == m.name) {
+            Some(b) if b.sha256 == m.sha256 => {}
+            Some(_) => changes.push(format!("module {} changed", m.name)),
+            None => changes.push(format!("module {} is new", m.name)),
         }
     }
     if changes.is_empty() {
         return Ok(());
     }
     if force {
-        crate::ui::err(&format!(
+        ui::err(&format!(
             "warning: resuming with a changed runbook (--force): {}",
             changes.join("; ")
         ));
         return Ok(());
     }
-    Err(Error::usage(
-        format!(
-            "the runbook changed since this run started: {}",
-            changes.join("; ")
-        ),
-        "restore the runbook as it was, or pass --force to continue with the new text",
-    ))
+    Err(Error::RunbookChanged {
+        changes: changes.join("; "),
+    })
 }
 
 /// A journalled secret: `{"secret": fingerprint, "source": ...}`.
@@ -109,11 +86,11 @@ fn as_secret_ref(v: &Value) -> Option<(String, Source)> {
 }
 
 /// Rebuilds `ctx` from the journal's last snapshot (or the start's params).
-pub fn restore_ctx(loaded: &Loaded, state: &RunState) -> Result<Ctx> {
+pub fn restore_ctx(session: &Session, state: &RunState) -> Result<Ctx> {
     let snapshot = state
         .ctx
         .clone()
-        .unwrap_or_else(|| serde_json::json!({ "params": state.start["params"] }));
+        .unwrap_or_else(|| serde_json::json!({ "params": state.start.params }));
     let ctx = Ctx::default();
     let Value::Object(fields) = snapshot else {
         return Ok(ctx);
@@ -129,7 +106,7 @@ pub fn restore_ctx(loaded: &Loaded, state: &RunState) -> Result<Ctx> {
                         Some((fp, source)) => params.insert(
                             pk.as_str().into(),
                             Dynamic::from(supply(
-                                loaded,
+                                session,
                                 &ctx,
                                 &format!("params.{pk}"),
                                 &fp,
@@ -148,7 +125,7 @@ pub fn restore_ctx(loaded: &Loaded, state: &RunState) -> Result<Ctx> {
         }
     }
     for (k, (fp, source)) in secrets {
-        let s = supply(loaded, &ctx, &k, &fp, &source)?;
+        let s = supply(session, &ctx, &k, &fp, &source)?;
         ctx.set(&k, Dynamic::from(s));
     }
     Ok(ctx)
@@ -157,31 +134,28 @@ pub fn restore_ctx(loaded: &Loaded, state: &RunState) -> Result<Ctx> {
 /// Gets a secret's value back: the runbook's `recover` closure, else where it came from
 /// (environment, prompt/answers), else the operator. It must match the journalled
 /// fingerprint.
-fn supply(loaded: &Loaded, ctx: &Ctx, key: &str, fp: &str, source: &Source) -> Result<Secret> {
+fn supply(session: &Session, ctx: &Ctx, key: &str, fp: &str, source: &Source) -> Result<Secret> {
     let mismatch = |got: &Secret, how: &str| {
-        Error::usage(
-            format!(
-                "the value {how} for ctx.{key} is not the one this run used (expected {fp}, got {})",
-                got.fingerprint()
-            ),
-            "supply the same value the run used (it was journalled only as a fingerprint); a different token would mix two rotations",
-        )
+        Error::SecretMismatch {
+        message: format!(
+            "the value {how} for ctx.{key} is not the one this run used (expected {fp}, got {})",
+            got.fingerprint()
+        ),
+        help: "supply the same value the run used (it was journalled only as a fingerprint); a different token would mix two rotations".into(),
+    }
     };
-    if let Some((_, how)) = loaded.plan.recover.iter().find(|(k, _)| k == key) {
-        loaded.host.set_phase(Phase::Step(format!("recover.{key}")));
-        let got = how.call::<Dynamic>(&loaded.engine, &loaded.ast, (ctx.clone(),));
-        loaded.host.set_phase(Phase::Loading);
-        match got {
+    if let Some(how) = session.runbook().plan().recovery(key) {
+        match session.value_of(how, ctx, Phase::Step(format!("recover.{key}"))) {
             Ok(v) => match v.try_cast::<Secret>() {
                 Some(s) if s.fingerprint() == fp => return Ok(s),
                 Some(s) => return Err(mismatch(&s, "recovered")),
-                None => crate::ui::err(&format!(
+                None => ui::err(&format!(
                     "warning: recover(\"{key}\") did not return a Secret; asking instead"
                 )),
             },
-            Err(e) => crate::ui::err(&format!(
+            Err(e) => ui::err(&format!(
                 "note: recover(\"{key}\") could not get the value back ({}); asking instead",
-                crate::engine::ScriptError::from_eval(&e, loaded.sources()).message
+                e.message
             )),
         }
     }
@@ -201,10 +175,9 @@ fn supply(loaded: &Loaded, ctx: &Ctx, key: &str, fp: &str, source: &Source) -> R
     };
     let question =
         format!("Enter the value of ctx.{key} this run used (from {source}; fingerprint {fp})");
-    let s = loaded
-        .host
-        .prompter
-        .borrow_mut()
+    let s = session
+        .run()
+        .prompter()
         .secret(&id, &question)
         .map_err(|e| {
             Error::usage(
@@ -221,4 +194,135 @@ fn supply(loaded: &Loaded, ctx: &Ctx, key: &str, fp: &str, source: &Source) -> R
 /// Fingerprint check used by tests and the REPL.
 pub fn matches(value: &str, fp: &str) -> bool {
     fingerprint(value) == fp
+}
+
+/// `runbook resume`: decides where the stopped run continues (a step that died mid-way
+/// is checked first), then runs the rest.
+pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
+    let plan = r.session.runbook().plan();
+    let mut next = (0..plan.steps.len())
+        .find(|i| !r.completed.contains(i))
+        .unwrap_or(plan.steps.len());
+    match plan.steps.get(next) {
+        // The process died after its last step, before recording the end.
+        None => ui::progress("Every step had completed; recording the run as succeeded."),
+        // The process died inside this step: did its effect happen?
+        Some(step) if r.state.state_of(&step.id) == Some(StepState::Started) => {
+            if let Uncertain::Done = uncertain(r, next)? {
+                r.session.run().record(Record::StepOutcome(StepOutcome {
+                    step: step.id.clone(),
+                    status: StepEnd::Completed,
+                    duration_ms: None,
+                    error: None,
+                    wrote: None,
+                    verified: Some(true),
+                    ctx: Some(r.session.ctx().snapshot()),
+                }));
+                r.completed.push(next);
+                next += 1;
+            }
+        }
+        Some(_) => {}
+    }
+    ui::progress(&format!(
+        "Resuming at step {}/{}{}",
+        next + 1,
+        plan.steps.len(),
+        plan.steps
+            .get(next)
+            .map(|s| format!(" · {}", s.id))
+            .unwrap_or_default()
+    ));
+    let start = Start::Resume {
+        completed: r.completed.clone(),
+        next,
+    };
+    let report = runner::run(&r.session, opts, start);
+    r.session.release_lock();
+    Ok(report)
+}
+
+enum Uncertain {
+    Done,
+    Rerun,
+}
+
+/// A step with an intent but no outcome: re-run it only if it is idempotent, or its
+/// `verify` says it did not take effect; otherwise ask, showing the writes that started.
+fn uncertain(r: &Reopened, i: usize) -> Result<Uncertain> {
+    let step = &r.session.runbook().plan().steps[i];
+    if let Some(verify) = &step.verify {
+        match r.session.ask(verify, Phase::Step(step.id.clone())) {
+            Ok(true) => {
+                ui::progress(&format!(
+                    "  step '{}' was interrupted, but its verify says it took effect",
+                    step.id
+                ));
+                return Ok(Uncertain::Done);
+            }
+            Ok(false) => {
+                ui::progress(&format!(
+                    "  step '{}' was interrupted before taking effect; running it again",
+                    step.id
+                ));
+                return Ok(Uncertain::Rerun);
+            }
+            Err(e) => ui::err(&format!("  could not verify step '{}': {e}", step.id)),
+        }
+    }
+    if step.idempotent {
+        ui::progress(&format!(
+            "  step '{}' was interrupted; it is idempotent, so it runs again",
+            step.id
+        ));
+        return Ok(Uncertain::Rerun);
+    }
+    ui::err(&format!(
+        "Step '{}' was interrupted: it started but its outcome was never recorded.",
+        step.id
+    ));
+    if r.state.open_writes.is_empty() {
+        ui::err("  The journal saw no write start in it.");
+    }
+    for w in &r.state.open_writes {
+        ui::err(&format!("  write started: {} on {}", w.function, w.target));
+    }
+    let id = format!("{}.rerun", step.id);
+    let again = r
+        .session
+        .run()
+        .prompter()
+        .confirm(&id, &format!("Run step '{}' again?", step.id))
+        .map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                e.help()
+                    .unwrap_or_else(|| "answer on a terminal, or pass --yes".into()),
+            )
+        })?;
+    if again {
+        Ok(Uncertain::Rerun)
+    } else {
+        Err(Error::Aborted)
+    }
+}
+
+/// `runbook rollback`: undoes every completed step of a stopped run, newest first (and a
+/// step that died mid-way, whose undo is written to be safe when it only partly happened).
+pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
+    let mut completed = r.completed.clone();
+    if let Some(last) = &r.state.last_step {
+        if let Some(i) = r.session.runbook().plan().step_index(last) {
+            if r.state.state_of(last) == Some(StepState::Started) && !completed.contains(&i) {
+                completed.push(i);
+            }
+        }
+    }
+    completed.sort();
+    if completed.is_empty() {
+        ui::progress("No step of this run completed: nothing to undo.");
+    }
+    let report = runner::run(&r.session, opts, Start::Rollback { completed });
+    r.session.release_lock();
+    Ok(report)
 }

@@ -1,26 +1,18 @@
 //! The step loop. Each step runs with the shared `ctx`; a failure offers retry, rollback
 //! (undo of completed steps, newest first, stopping at an irreversible one) or stop. Every
-//! step's intent and outcome goes to the journal before and after it runs.
+//! step's intent and outcome goes to the journal before and after it runs (`step::execute`).
 
 use super::report::{Report, RunStatus, StepReport, StepStatus};
+use super::session::{Outcome, Session};
+use super::step::{self, Confirmation, Direction};
 use super::Options;
-use crate::engine::{ScriptError, ABORTED, INTERRUPTED};
-use crate::host::prompt::prompt_error;
-use crate::host::Phase;
-use crate::plan::{Ctx, Loaded, Step};
+use crate::host::prompt_error;
+use crate::journal::Record;
+use crate::plan::Step;
 use crate::prompt::PromptError;
 use crate::ui;
-use rhai::{Dynamic, EvalAltResult, FnPtr};
 use serde_json::json;
 use std::time::Instant;
-
-/// How a step call ended.
-enum Outcome {
-    Done,
-    Failed(Box<ScriptError>),
-    Aborted,
-    Interrupted,
-}
 
 /// What the operator chose after a failure.
 #[derive(PartialEq)]
@@ -44,27 +36,38 @@ pub enum Start {
     },
 }
 
-pub struct Runner<'a> {
-    loaded: &'a Loaded,
+struct Runner<'a> {
+    session: &'a Session,
     opts: &'a Options,
-    ctx: Ctx,
     report: Report,
     completed: Vec<usize>,
 }
 
-fn termination(err: &EvalAltResult) -> Option<String> {
-    match err {
-        EvalAltResult::ErrorTerminated(token, _) => Some(token.to_string()),
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => termination(inner),
-        _ => None,
+/// A fresh report for this session's run.
+pub fn new_report(session: &Session) -> Report {
+    let meta = session.runbook().plan().meta();
+    let info = session.run().info();
+    Report {
+        run_id: info.run_id.clone(),
+        runbook: meta.id.clone(),
+        title: meta.title.clone(),
+        actor: info.actor.clone(),
+        status: RunStatus::Running,
+        dry_run: info.mode.is_dry_run(),
+        started_at: crate::run::now_rfc3339(),
+        duration_ms: 0,
+        steps: Vec::new(),
+        planned_writes: Vec::new(),
+        failed_step: None,
+        error: None,
     }
 }
 
 /// Runs the plan from `start` and returns the report (its status says how it ended).
-pub fn run(loaded: &Loaded, opts: &Options, ctx: Ctx, mut report: Report, start: Start) -> Report {
-    report.steps = loaded
-        .plan
+pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
+    let plan = session.runbook().plan();
+    let mut report = new_report(session);
+    report.steps = plan
         .steps
         .iter()
         .map(|s| StepReport {
@@ -77,9 +80,8 @@ pub fn run(loaded: &Loaded, opts: &Options, ctx: Ctx, mut report: Report, start:
         })
         .collect();
     let mut r = Runner {
-        loaded,
+        session,
         opts,
-        ctx,
         report,
         completed: Vec::new(),
     };
@@ -93,7 +95,7 @@ pub fn run(loaded: &Loaded, opts: &Options, ctx: Ctx, mut report: Report, start:
             r.mark_completed(&completed);
             r.event(
                 "run.resumed",
-                json!({ "at": loaded.plan.steps.get(next).map(|s| s.id.clone()) }),
+                json!({ "at": plan.steps.get(next).map(|s| s.id.clone()) }),
             );
             r.run_from(next, false)
         }
@@ -105,8 +107,8 @@ pub fn run(loaded: &Loaded, opts: &Options, ctx: Ctx, mut report: Report, start:
     };
     r.report.status = status;
     r.report.duration_ms = began.elapsed().as_millis() as u64;
-    r.report.planned_writes = loaded.host.planned.borrow().clone();
-    r.journal("run.end", json!({ "status": status }));
+    r.report.planned_writes = session.run().planned_writes();
+    session.run().record(Record::RunEnd { status });
     r.event(
         "run.completed",
         json!({ "status": status, "failed_step": r.report.failed_step }),
@@ -115,24 +117,8 @@ pub fn run(loaded: &Loaded, opts: &Options, ctx: Ctx, mut report: Report, start:
 }
 
 impl Runner<'_> {
-    fn host(&self) -> &crate::host::Host {
-        &self.loaded.host
-    }
-
-    fn journal(&self, kind: &str, fields: serde_json::Value) {
-        if let Some(j) = self.host().journal.borrow().as_ref() {
-            j.record(kind, fields);
-        }
-    }
-
-    /// An engine-written audit event (none under --dry-run).
     fn event(&self, action: &str, context: serde_json::Value) {
-        if self.opts.dry_run {
-            return;
-        }
-        if let Err(e) = self.host().audit_event(action, context) {
-            ui::err(&format!("warning: could not write the audit log: {e}"));
-        }
+        step::event(self.session, action, context);
     }
 
     fn mark_completed(&mut self, completed: &[usize]) {
@@ -142,32 +128,16 @@ impl Runner<'_> {
         self.completed = completed.to_vec();
     }
 
-    fn call(&self, f: &FnPtr, phase: Phase) -> Outcome {
-        self.host().set_phase(phase);
-        self.host().writes_in_step.set(0);
-        let result = f.call::<Dynamic>(&self.loaded.engine, &self.loaded.ast, (self.ctx.clone(),));
-        match result {
-            Ok(_) => Outcome::Done,
-            Err(e) => match termination(&e).as_deref() {
-                Some(ABORTED) => Outcome::Aborted,
-                Some(INTERRUPTED) => Outcome::Interrupted,
-                _ if crate::interrupt::is_set() => Outcome::Interrupted,
-                _ => Outcome::Failed(Box::new(ScriptError::from_eval(&e, self.loaded.sources()))),
-            },
-        }
-    }
-
     fn prerequisites(&mut self) -> Option<RunStatus> {
-        let plan = &self.loaded.plan;
+        let plan = self.session.runbook().plan();
         if plan.prerequisites.is_empty() {
             return None;
         }
         ui::progress(&ui::bold("Prerequisites"));
-        self.host().set_phase(Phase::Step("prerequisites".into()));
-        let checked = self
-            .host()
-            .prompter
-            .borrow_mut()
+        let run = self.session.run();
+        run.set_phase(crate::host::Phase::Step("prerequisites".into()));
+        let checked = run
+            .prompter()
             .checklist("prerequisites", &plan.prerequisites);
         match checked {
             Ok(()) => None,
@@ -189,7 +159,7 @@ impl Runner<'_> {
                 return status;
             }
         }
-        let plan = &self.loaded.plan;
+        let plan = self.session.runbook().plan();
         let n = plan.steps.len();
         for i in first..n {
             let step = &plan.steps[i];
@@ -209,32 +179,24 @@ impl Runner<'_> {
             let started = Instant::now();
             loop {
                 self.report.steps[i].attempts += 1;
-                self.journal(
-                    "step.intent",
-                    json!({ "step": step.id, "attempt": self.report.steps[i].attempts }),
+                let attempt = step::execute(
+                    self.session,
+                    step,
+                    Direction::Forward,
+                    self.report.steps[i].attempts,
                 );
-                let outcome = self.call(&step.run, Phase::Step(step.id.clone()));
                 let ms = started.elapsed().as_millis() as u64;
                 self.report.steps[i].duration_ms = ms;
-                match outcome {
+                match attempt.outcome {
                     Outcome::Done => {
                         self.report.steps[i].status = StepStatus::Completed;
                         self.report.steps[i].error = None;
-                        self.journal("step.outcome", json!({
-                            "step": step.id, "status": "completed", "duration_ms": ms, "ctx": self.ctx.snapshot(),
-                        }));
-                        self.event("step.completed", json!({ "duration_ms": ms }));
                         ui::progress(&format!("  ✓ {} ({ms} ms)", step.id));
                         self.completed.push(i);
-                        super::crash_point("after", &step.id);
                         break;
                     }
                     Outcome::Aborted => {
                         self.report.steps[i].status = StepStatus::Failed;
-                        self.journal(
-                            "step.outcome",
-                            json!({ "step": step.id, "status": "aborted", "duration_ms": ms }),
-                        );
                         ui::err(&format!("Stopped by the operator in step '{}'.", step.id));
                         self.explain_left_behind();
                         return RunStatus::Aborted;
@@ -242,28 +204,15 @@ impl Runner<'_> {
                     Outcome::Interrupted => {
                         self.report.steps[i].status = StepStatus::Failed;
                         self.report.steps[i].error = Some("interrupted".into());
-                        self.journal(
-                            "step.outcome",
-                            json!({ "step": step.id, "status": "interrupted", "duration_ms": ms }),
-                        );
                         ui::err(&format!("Interrupted (Ctrl-C) during step '{}'.", step.id));
                         self.explain_left_behind();
                         return RunStatus::Interrupted;
                     }
                     Outcome::Failed(diag) => {
-                        let wrote = self.host().writes_in_step.get() > 0;
                         self.report.steps[i].status = StepStatus::Failed;
                         self.report.steps[i].error = Some(diag.to_string());
                         self.report.failed_step = Some(step.id.clone());
                         self.report.error = Some(diag.to_string());
-                        self.journal(
-                            "step.outcome",
-                            json!({
-                                "step": step.id, "status": "failed", "duration_ms": ms,
-                                "error": diag.to_string(), "wrote": wrote,
-                            }),
-                        );
-                        self.event("step.failed", json!({ "error": diag.to_string() }));
                         ui::err(&format!("\nStep '{}' failed:", step.id));
                         ui::err(&ui::render(diag.as_ref()));
                         match self.choose_after_failure(step) {
@@ -272,11 +221,7 @@ impl Runner<'_> {
                                 continue;
                             }
                             Choice::Rollback => {
-                                let failed = if wrote && step.undo.is_some() {
-                                    Some(i)
-                                } else {
-                                    None
-                                };
+                                let failed = (attempt.wrote && step.undo.is_some()).then_some(i);
                                 return self.rollback(failed);
                             }
                             Choice::Stop => {
@@ -296,14 +241,9 @@ impl Runner<'_> {
             ui::progress(&format!("  ? {question} (dry-run: not asked)"));
             return None;
         }
-        if let Some(why) = &step.irreversible {
-            ui::progress(&format!("  ! This step cannot be undone: {why}"));
-        }
-        let id = format!("{}.confirm", step.id);
-        let answer = self.host().prompter.borrow_mut().confirm(&id, question);
-        match answer {
-            Ok(true) => None,
-            Ok(false) | Err(PromptError::Aborted) => {
+        match step::confirm(self.session, step, question) {
+            Confirmation::Yes => None,
+            Confirmation::No => {
                 ui::err(&format!(
                     "Stopped before step '{}' at the operator's request.",
                     step.id
@@ -311,17 +251,9 @@ impl Runner<'_> {
                 self.explain_left_behind();
                 Some(RunStatus::Aborted)
             }
-            Err(PromptError::Interrupted) => Some(RunStatus::Interrupted),
-            Err(e) => {
-                let diag = ScriptError::at(
-                    "runbook::prompt::no_answer",
-                    e.to_string(),
-                    self.loaded.sources(),
-                    "",
-                    rhai::Position::NONE,
-                )
-                .with_help(e.help().unwrap_or_default());
-                ui::err(&ui::render(&diag));
+            Confirmation::Interrupted => Some(RunStatus::Interrupted),
+            Confirmation::NoAnswer(diag) => {
+                ui::err(&ui::render(diag.as_ref()));
                 self.report.error = Some(diag.to_string());
                 self.explain_left_behind();
                 Some(RunStatus::Aborted)
@@ -341,7 +273,7 @@ impl Runner<'_> {
             "stop".to_string(),
         ];
         let id = format!("{}.on-failure", step.id);
-        let mut prompter = self.host().prompter.borrow_mut();
+        let mut prompter = self.session.run().prompter();
         if !prompter.is_interactive() && !prompter.yes() {
             // Nobody to ask: leave everything as it is, and say how to continue.
             return Choice::Stop;
@@ -356,6 +288,7 @@ impl Runner<'_> {
             Ok(c) if c == "rollback" => Choice::Rollback,
             Ok(_) => Choice::Stop,
             Err(e) => {
+                // Marks Ctrl-C for the rest of the run, as a script's prompt would.
                 let _ = prompt_error(e);
                 Choice::Stop
             }
@@ -365,7 +298,7 @@ impl Runner<'_> {
     /// Undoes completed steps, newest first (and the failed step first if it wrote
     /// something), stopping at an irreversible step.
     fn rollback(&mut self, failed: Option<usize>) -> RunStatus {
-        let plan = &self.loaded.plan;
+        let plan = self.session.runbook().plan();
         ui::progress("");
         ui::progress(&ui::bold("Rolling back"));
         let completed = self.completed.clone();
@@ -380,34 +313,23 @@ impl Runner<'_> {
                     "  ✗ cannot roll back past step '{}': {why}",
                     step.id
                 ));
-                self.journal("rollback.blocked", json!({ "step": step.id, "why": why }));
+                self.session.run().record(Record::RollbackBlocked {
+                    step: step.id.clone(),
+                    why: why.clone(),
+                });
                 return RunStatus::Failed;
             }
-            let Some(undo) = &step.undo else {
+            if step.undo.is_none() {
                 continue;
-            };
+            }
             ui::progress(&format!("  ↶ undoing {} · {}", step.id, step.title));
-            self.journal("undo.intent", json!({ "step": step.id }));
-            match self.call(undo, Phase::Undo(step.id.clone())) {
+            match step::execute(self.session, step, Direction::Undo, 0).outcome {
                 Outcome::Done => {
                     self.report.steps[i].status = StepStatus::Undone;
                     self.completed.retain(|c| *c != i);
-                    self.journal(
-                        "undo.outcome",
-                        json!({ "step": step.id, "ok": true, "ctx": self.ctx.snapshot() }),
-                    );
-                    self.event("step.undone", json!({ "step": step.id }));
                 }
                 Outcome::Failed(diag) => {
                     self.report.steps[i].status = StepStatus::UndoFailed;
-                    self.journal(
-                        "undo.outcome",
-                        json!({ "step": step.id, "ok": false, "error": diag.to_string() }),
-                    );
-                    self.event(
-                        "step.undo_failed",
-                        json!({ "step": step.id, "error": diag.to_string() }),
-                    );
                     ui::err(&format!("  ✗ undo of '{}' failed:", step.id));
                     ui::err(&ui::render(diag.as_ref()));
                     ui::err(&format!(
@@ -425,7 +347,7 @@ impl Runner<'_> {
     }
 
     fn explain_left_behind(&self) {
-        let plan = &self.loaded.plan;
+        let plan = self.session.runbook().plan();
         let applied: Vec<&str> = self
             .completed
             .iter()

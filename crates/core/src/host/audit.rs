@@ -1,55 +1,52 @@
 //! `audit::log(action, context)`: a runbook's own audit entry.
 
-use super::value::{self, throw};
-use super::{Effect, Host, HostFn, ModuleBuilder};
-use rhai::{Engine, EvalAltResult, Map, NativeCallContext};
-use std::rc::Rc;
+use super::{Effect, RunContext, Stage, R};
+use crate::engine::registry::Registrar;
+use crate::value;
+use rhai::{Map, NativeCallContext};
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
-    let mut m = ModuleBuilder::new("audit", registry);
-    let h = host.clone();
+pub fn register(reg: &mut Registrar) {
+    let mut m = reg.module("audit");
     m.add(
         "log",
         Effect::Write,
         &["action: string", "context: Map"],
         "()",
         "Appends an entry to the audit log (actor, run, runbook, step, action, context).\nSecrets in the context are recorded as fingerprints.",
-        move |c: NativeCallContext, action: &str, context: Map| -> Result<(), Box<EvalAltResult>> {
-            value::at(&c, log(&h, action, context))
+        |c: NativeCallContext, action: &str, context: Map| -> R<()> {
+            value::at(&c, log(&Stage::of(&c), action, context))
         },
-    );
-    let h = host.clone();
+    )
+    .no_undo("the audit log is append-only: an entry records the run, it is not a change to roll back");
     m.add(
         "logged",
         Effect::Read,
         &["action: string"],
         "bool",
         "Whether this run already wrote an audit entry with this action (a `verify` for audit\nsteps, so a resumed run does not log twice).",
-        move |action: &str| -> bool {
-            let run_id = h.run.borrow().run_id.clone();
-            let log = h.audit.borrow();
-            log.as_ref()
-                .and_then(|l| l.entries().ok())
+        |c: NativeCallContext, action: &str| -> R<bool> {
+            let Stage::Running(run) = Stage::of(&c) else {
+                return Ok(false);
+            };
+            let run_id = &run.info().run_id;
+            Ok(run
+                .audit_log()
+                .entries()
                 .unwrap_or_default()
                 .iter()
-                .any(|e| e["run_id"] == run_id.as_str() && e["action"] == action)
+                .any(|e| &e.run_id == run_id && e.action == action))
         },
     );
-    m.finish(engine);
+    m.finish();
 }
 
-fn log(h: &Host, action: &str, context: Map) -> Result<(), Box<EvalAltResult>> {
-    h.require_step("audit::log")?;
+fn log(stage: &Stage, action: &str, context: Map) -> R<()> {
+    let run = stage.run("audit::log")?;
     let context = value::to_json(&context.into());
-    if h.dry_run.get() {
-        h.record_planned("audit::log", Effect::Write, action, context);
+    if run.dry_run() {
+        run.record_planned("audit::log", Effect::Write, action, context);
         return Ok(());
     }
-    h.audit_event(action, context).map_err(|e| {
-        throw(
-            "usage",
-            format!("cannot write the audit log: {e}"),
-            Some("check that the state directory (RUNBOOK_STATE_DIR) is writable".into()),
-        )
-    })
+    run.audit_event(action, context)
+        .map_err(RunContext::audit_failed)
 }

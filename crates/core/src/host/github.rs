@@ -1,14 +1,14 @@
 //! `github::`: Actions secrets, encrypted to each repo's public key (libsodium sealed box).
 
 use super::placeholder::Placeholder;
-use super::value;
 use super::vendor_call::{fan_out, is_dry_run_secret, per_target, targets, R};
-use super::{Effect, Host, HostFn, ModuleBuilder};
-use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use super::{with_run, Effect, RunContext};
+use crate::engine::registry::Registrar;
+use crate::value;
+use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
-use std::rc::Rc;
 
-fn set_secret(h: &Host, repos: Dynamic, name: &str, secret: Secret) -> R<Dynamic> {
+fn set_secret(h: &RunContext, repos: Dynamic, name: &str, secret: Secret) -> R<Dynamic> {
     let repos = targets(&repos, "github::set_secret repos")?;
     let detail = serde_json::json!({"repos": repos, "name": name, "value": secret.fingerprint()});
     let target = format!("PUT /repos/{{{}}}/actions/secrets/{name}", repos.join(","));
@@ -39,7 +39,7 @@ fn set_secret(h: &Host, repos: Dynamic, name: &str, secret: Secret) -> R<Dynamic
     })
 }
 
-fn secrets(h: &Host, repo: &str) -> R<Dynamic> {
+fn secrets(h: &RunContext, repo: &str) -> R<Dynamic> {
     h.require_step("github::secrets")?;
     let v = h.vendors()?;
     let r = repo.to_string();
@@ -60,20 +60,20 @@ fn secrets(h: &Host, repo: &str) -> R<Dynamic> {
     Ok(arr.into())
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
-    let mut m = ModuleBuilder::new("github", registry);
-    let h = host.clone();
+pub fn register(reg: &mut Registrar) {
+    let mut m = reg.module("github");
     m.add("set_secret", Effect::Write, &["repos: string | Array", "name: string", "value: Secret"], "Map",
         "Sets an Actions secret on one repo or many (owner/name), concurrently. Returns\n#{repo: #{ok, created}}; fails naming each repo that failed.",
-        move |c: NativeCallContext, r: Dynamic, n: &str, s: Secret| value::at(&c, set_secret(&h, r, n, s)));
-    let h = host.clone();
+        |c: NativeCallContext, r: Dynamic, n: &str, s: Secret| value::at(&c, with_run(&c, "github::set_secret", |h| set_secret(h, r, n, s))));
     m.add(
         "secrets",
         Effect::Read,
         &["repo: string"],
         "Array",
         "The repo's Actions secrets (names and dates; GitHub never returns values).",
-        move |c: NativeCallContext, r: &str| value::at(&c, secrets(&h, r)),
+        |c: NativeCallContext, r: &str| {
+            value::at(&c, with_run(&c, "github::secrets", |h| secrets(h, r)))
+        },
     );
-    m.finish(engine);
+    m.finish();
 }

@@ -2,16 +2,16 @@
 //! that take several apps call them concurrently and report per app.
 
 use super::placeholder::Placeholder;
-use super::value::{self, throw};
 use super::vendor_call::{fan_out, is_dry_run_secret, per_target, targets, R};
-use super::{Effect, Host, HostFn, ModuleBuilder};
-use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use super::{with_run, Effect, RunContext};
+use crate::engine::registry::Registrar;
+use crate::value::{self, throw};
+use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
 use runbook_vendors::heroku::ConfigValue;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
-fn config(h: &Host, app: &str) -> R<Dynamic> {
+fn config(h: &RunContext, app: &str) -> R<Dynamic> {
     h.require_step("heroku::config")?;
     let v = h.vendors()?;
     let app_name = app.to_string();
@@ -55,7 +55,7 @@ fn changes_from(vars: &Map) -> R<BTreeMap<String, Option<ConfigValue>>> {
     Ok(out)
 }
 
-fn set_config(h: &Host, apps: Dynamic, vars: Map) -> R<Dynamic> {
+fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
     let apps = targets(&apps, "heroku::set_config apps")?;
     let changes = changes_from(&vars)?;
     let detail = serde_json::json!({
@@ -100,7 +100,7 @@ fn set_config(h: &Host, apps: Dynamic, vars: Map) -> R<Dynamic> {
     })
 }
 
-fn restart(h: &Host, apps: Dynamic) -> R<Dynamic> {
+fn restart(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
     let apps = targets(&apps, "heroku::restart apps")?;
     let detail = serde_json::json!({ "apps": apps });
     let target = format!("DELETE /apps/{{{}}}/dynos", apps.join(","));
@@ -117,7 +117,7 @@ fn restart(h: &Host, apps: Dynamic) -> R<Dynamic> {
     })
 }
 
-fn releases(h: &Host, app: &str) -> R<Dynamic> {
+fn releases(h: &RunContext, app: &str) -> R<Dynamic> {
     h.require_step("heroku::releases")?;
     let v = h.vendors()?;
     let app_name = app.to_string();
@@ -148,7 +148,7 @@ fn releases(h: &Host, app: &str) -> R<Dynamic> {
     Ok(arr.into())
 }
 
-fn logs(h: &Host, app: &str, opts: Map) -> R<Dynamic> {
+fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::logs")?;
     value::check_keys(&opts, &["lines"], "heroku::logs")?;
     let lines = opts
@@ -164,56 +164,61 @@ fn logs(h: &Host, app: &str, opts: Map) -> R<Dynamic> {
     Ok(got.into_iter().map(Dynamic::from).collect::<Array>().into())
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
-    let mut m = ModuleBuilder::new("heroku", registry);
-    let h = host.clone();
+pub fn register(reg: &mut Registrar) {
+    let mut m = reg.module("heroku");
     m.add(
         "config",
         Effect::Read,
         &["app: string"],
         "Map",
         "An app's config vars; every value is a Secret (config vars usually are).",
-        move |c: NativeCallContext, a: &str| value::at(&c, config(&h, a)),
+        |c: NativeCallContext, a: &str| {
+            value::at(&c, with_run(&c, "heroku::config", |h| config(h, a)))
+        },
     );
-    let h = host.clone();
     m.add("set_config", Effect::Write, &["apps: string | Array", "vars: Map"], "Map",
         "Sets config vars on one app or many (concurrently; each change is a new release and\nrestarts the app). Values: string, Secret, or () to remove. Returns #{app: #{ok}}; fails\nnaming each app that failed.",
-        move |c: NativeCallContext, a: Dynamic, v: Map| value::at(&c, set_config(&h, a, v)));
-    let h = host.clone();
+        |c: NativeCallContext, a: Dynamic, v: Map| value::at(&c, with_run(&c, "heroku::set_config", |h| set_config(h, a, v))));
     m.add(
         "restart",
         Effect::Write,
         &["apps: string | Array"],
         "Map",
         "Restarts every dyno of one app or many (concurrently). Returns #{app: #{ok}}.",
-        move |c: NativeCallContext, a: Dynamic| value::at(&c, restart(&h, a)),
-    );
-    let h = host.clone();
+        |c: NativeCallContext, a: Dynamic| {
+            value::at(&c, with_run(&c, "heroku::restart", |h| restart(h, a)))
+        },
+    )
+    .no_undo("a restart changes no state: the app runs the same config afterwards");
     m.add(
         "releases",
         Effect::Read,
         &["app: string"],
         "Array",
         "The app's releases, oldest first: #{version, description, status, current, ...}.",
-        move |c: NativeCallContext, a: &str| value::at(&c, releases(&h, a)),
+        |c: NativeCallContext, a: &str| {
+            value::at(&c, with_run(&c, "heroku::releases", |h| releases(h, a)))
+        },
     );
-    let h = host.clone();
     m.add(
         "logs",
         Effect::Read,
         &["app: string", "options: Map"],
         "Array",
         "Recent log lines of the app (a log session). Options: #{lines} (default 100).",
-        move |c: NativeCallContext, a: &str, o: Map| value::at(&c, logs(&h, a, o)),
+        |c: NativeCallContext, a: &str, o: Map| {
+            value::at(&c, with_run(&c, "heroku::logs", |h| logs(h, a, o)))
+        },
     );
-    let h = host.clone();
     m.add(
         "logs",
         Effect::Read,
         &["app: string"],
         "Array",
         "The last 100 log lines of the app.",
-        move |c: NativeCallContext, a: &str| value::at(&c, logs(&h, a, Map::new())),
+        |c: NativeCallContext, a: &str| {
+            value::at(&c, with_run(&c, "heroku::logs", |h| logs(h, a, Map::new())))
+        },
     );
-    m.finish(engine);
+    m.finish();
 }

@@ -5,16 +5,16 @@
 //! they come back as Secrets, and the raw body is redacted.
 
 use super::placeholder::Placeholder;
-use super::value::{self, throw};
 use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
-use super::{Effect, Host, HostFn, ModuleBuilder};
+use super::{with_run, Effect, RunContext};
+use crate::engine::registry::Registrar;
+use crate::value::{self, throw};
 use base64::Engine as _;
 use reqwest::Method;
-use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
 use runbook_vendors::{HeaderValueSource, Request};
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 /// Every option the verbs accept.
 const OPTIONS: &[&str] = &["headers", "json", "query", "bearer", "basic", "secrets"];
@@ -266,7 +266,7 @@ fn holds_dry_run_secret(v: &Dynamic) -> bool {
     false
 }
 
-fn call(h: &Host, method: Method, effect: Effect, url: &str, opts: Map) -> R<Dynamic> {
+fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) -> R<Dynamic> {
     let function = format!("http::{}", method.as_str().to_lowercase());
     let req = build(method.clone(), url, &opts, &function)?;
     let secrets = secret_paths(&opts, &function)?;
@@ -317,14 +317,14 @@ fn call(h: &Host, method: Method, effect: Effect, url: &str, opts: Map) -> R<Dyn
     let detail = serde_json::json!({"url": url});
     let target = format!("{method} {url}");
     let result = h.mutate(&function, effect, &target, detail, run)?;
-    if h.dry_run.get() {
+    if h.dry_run() {
         return Ok(dry_run_response(&function, &secrets));
     }
     Ok(result)
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
-    let mut m = ModuleBuilder::new("http", registry);
+pub fn register(reg: &mut Registrar) {
+    let mut m = reg.module("http");
     let verbs = [
         ("get", Method::GET, Effect::Read),
         ("post", Method::POST, Effect::Write),
@@ -337,7 +337,6 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
             "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), query, secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets)}}.\nReturns #{{status, headers, body, json}} for any status; retried on 429/5xx only when\nidempotent. Plain http:// is refused except to loopback.",
             method.as_str()
         );
-        let h = host.clone();
         let (mt, ef) = (method.clone(), effect);
         m.add(
             name,
@@ -346,10 +345,13 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
             "Map",
             &doc,
             move |c: NativeCallContext, u: &str, o: Map| {
-                value::at(&c, call(&h, mt.clone(), ef, u, o))
+                let function = format!("http::{}", mt.as_str().to_lowercase());
+                value::at(
+                    &c,
+                    with_run(&c, &function, |h| call(h, mt.clone(), ef, u, o)),
+                )
             },
         );
-        let h = host.clone();
         m.add(
             name,
             effect,
@@ -357,9 +359,15 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
             "Map",
             &format!("{} a URL without options.", method.as_str()),
             move |c: NativeCallContext, u: &str| {
-                value::at(&c, call(&h, method.clone(), effect, u, Map::new()))
+                let function = format!("http::{}", method.as_str().to_lowercase());
+                value::at(
+                    &c,
+                    with_run(&c, &function, |h| {
+                        call(h, method.clone(), effect, u, Map::new())
+                    }),
+                )
             },
         );
     }
-    m.finish(engine);
+    m.finish();
 }

@@ -1,13 +1,13 @@
 //! `infisical::`: read, set (upsert) and delete secrets; values come back as `Secret`s.
 
 use super::placeholder::Placeholder;
-use super::value::{self, throw};
 use super::vendor_call::{is_dry_run_secret, R};
-use super::{Effect, Host, HostFn, ModuleBuilder};
-use rhai::{Dynamic, Engine, Map, NativeCallContext};
+use super::{with_run, Effect, RunContext};
+use crate::engine::registry::Registrar;
+use crate::value::{self, throw};
+use rhai::{Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
 use runbook_vendors::infisical::SecretRecord;
-use std::rc::Rc;
 
 /// Project, environment and path from the options, the project defaulting to the config.
 struct Scope {
@@ -17,10 +17,10 @@ struct Scope {
     version: Option<u64>,
 }
 
-fn scope(h: &Host, opts: &Map, function: &str) -> R<Scope> {
+fn scope(h: &RunContext, opts: &Map, function: &str) -> R<Scope> {
     value::check_keys(opts, &["project_id", "env", "path", "version"], function)?;
     let configured = h
-        .services()?
+        .services()
         .config()
         .infisical_project_id
         .clone()
@@ -65,7 +65,7 @@ fn record_map(r: &SecretRecord) -> Map {
     m
 }
 
-fn get(h: &Host, name: &str, opts: Map) -> R<Dynamic> {
+fn get(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     h.require_step("infisical::secret")?;
     let s = scope(h, &opts, "infisical::secret")?;
     let v = h.vendors()?;
@@ -79,7 +79,7 @@ fn get(h: &Host, name: &str, opts: Map) -> R<Dynamic> {
     Ok(record_map(&r).into())
 }
 
-fn set(h: &Host, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
+fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
     let s = scope(h, &opts, "infisical::set_secret")?;
     let detail = serde_json::json!({
         "name": name, "env": s.env, "path": s.path, "project_id": s.project_id,
@@ -113,7 +113,7 @@ fn set(h: &Host, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
     )
 }
 
-fn delete(h: &Host, name: &str, opts: Map) -> R<Dynamic> {
+fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     let s = scope(h, &opts, "infisical::delete_secret")?;
     let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
     let target = format!("{name} in {}:{}{}", s.project_id, s.env, s.path);
@@ -136,33 +136,39 @@ fn delete(h: &Host, name: &str, opts: Map) -> R<Dynamic> {
     )
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
-    let mut m = ModuleBuilder::new("infisical", registry);
-    let h = host.clone();
+pub fn register(reg: &mut Registrar) {
+    let mut m = reg.module("infisical");
     m.add("secret", Effect::Read, &["name: string", "options: Map"], "Map",
         "Reads a secret: #{value (Secret), version, name, environment, path, updated_at}.\nOptions: #{project_id (default $INFISICAL_PROJECT_ID), env (default \"prod\"), path (default \"/\"),\nversion (an older version: how rollback reads the previous value)}.",
-        move |c: NativeCallContext, n: &str, o: Map| value::at(&c, get(&h, n, o)));
-    let h = host.clone();
+        |c: NativeCallContext, n: &str, o: Map| value::at(&c, with_run(&c, "infisical::secret", |h| get(h, n, o))));
     m.add(
         "secret",
         Effect::Read,
         &["name: string"],
         "Map",
         "Reads a secret in the default project, env \"prod\", path \"/\".",
-        move |c: NativeCallContext, n: &str| value::at(&c, get(&h, n, Map::new())),
+        |c: NativeCallContext, n: &str| {
+            value::at(
+                &c,
+                with_run(&c, "infisical::secret", |h| get(h, n, Map::new())),
+            )
+        },
     );
-    let h = host.clone();
     m.add("set_secret", Effect::Write, &["name: string", "value: Secret", "options: Map"], "Map",
         "Sets a secret like `infisical secrets set` (update, or create when missing); a new\nversion is kept. Returns the record with its new version and `created`.",
-        move |c: NativeCallContext, n: &str, v: Secret, o: Map| value::at(&c, set(&h, n, v, o)));
-    let h = host.clone();
+        |c: NativeCallContext, n: &str, v: Secret, o: Map| value::at(&c, with_run(&c, "infisical::set_secret", |h| set(h, n, v, o))));
     m.add(
         "delete_secret",
         Effect::Destructive,
         &["name: string", "options: Map"],
         "()",
         "Deletes a secret.",
-        move |c: NativeCallContext, n: &str, o: Map| value::at(&c, delete(&h, n, o)),
+        |c: NativeCallContext, n: &str, o: Map| {
+            value::at(
+                &c,
+                with_run(&c, "infisical::delete_secret", |h| delete(h, n, o)),
+            )
+        },
     );
-    m.finish(engine);
+    m.finish();
 }

@@ -2,7 +2,8 @@
 //! returns a `Placeholder`: any property of it is a placeholder too, and comparisons with it
 //! hold, so the rest of the step runs and every later write is recorded in the plan.
 
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString};
+use crate::engine::registry::{global_fn, Registrar};
+use rhai::{Dynamic, EvalAltResult, ImmutableString};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
@@ -40,33 +41,40 @@ impl Placeholder {
     }
 }
 
-pub fn register(engine: &mut Engine) {
-    engine
-        .register_type_with_name::<Placeholder>("Placeholder")
-        .register_indexer_get(|p: &mut Placeholder, key: &str| p.get(key))
-        .register_indexer_get(|p: &mut Placeholder, i: i64| {
-            Placeholder::of(format!("{}[{i}]", p.origin))
-        })
-        .register_fn("to_string", |p: &mut Placeholder| {
-            format!("<dry-run: {}>", p.origin)
-        })
-        .register_fn("to_debug", |p: &mut Placeholder| {
-            format!("<dry-run: {}>", p.origin)
-        })
-        .register_fn("len", |p: &mut Placeholder| {
-            Placeholder::of(format!("{}.len()", p.origin))
-        })
-        .register_fn("contains", |_: &mut Placeholder, _: Dynamic| true)
-        .register_fn("==", |_: Placeholder, _: Dynamic| true)
-        .register_fn("==", |_: Dynamic, _: Placeholder| true)
-        .register_fn("!=", |_: Placeholder, _: Dynamic| true)
-        .register_fn("!=", |_: Dynamic, _: Placeholder| true)
-        .register_fn("+", |p: Placeholder, _: Dynamic| Dynamic::from(p))
-        .register_fn("+", |_: ImmutableString, p: Placeholder| Dynamic::from(p))
-        .register_fn("ensure", |_: Placeholder, _: &str| {})
-        .register_fn("ensure", |_: Placeholder, _: &str, _: &str| {})
-        .register_fn(
-            "is_placeholder",
-            |v: Dynamic| -> Result<bool, Box<EvalAltResult>> { Ok(v.is::<Placeholder>()) },
-        );
+pub fn register(reg: &mut Registrar) {
+    let g = reg.global();
+    g.set_custom_type::<Placeholder>("Placeholder");
+    g.set_indexer_get_fn(
+        |p: &mut Placeholder, key: &str| -> Result<Dynamic, Box<EvalAltResult>> { Ok(p.get(key)) },
+    );
+    g.set_indexer_get_fn(
+        |p: &mut Placeholder, i: i64| -> Result<Dynamic, Box<EvalAltResult>> {
+            Ok(Placeholder::of(format!("{}[{i}]", p.origin)))
+        },
+    );
+    global_fn(g, "to_string", |p: &mut Placeholder| {
+        format!("<dry-run: {}>", p.origin)
+    });
+    global_fn(g, "to_debug", |p: &mut Placeholder| {
+        format!("<dry-run: {}>", p.origin)
+    });
+    global_fn(g, "len", |p: &mut Placeholder| {
+        Placeholder::of(format!("{}.len()", p.origin))
+    });
+    global_fn(g, "contains", |_: &mut Placeholder, _: Dynamic| true);
+    global_fn(g, "==", |_: Placeholder, _: Dynamic| true);
+    global_fn(g, "==", |_: Dynamic, _: Placeholder| true);
+    global_fn(g, "!=", |_: Placeholder, _: Dynamic| true);
+    global_fn(g, "!=", |_: Dynamic, _: Placeholder| true);
+    global_fn(g, "+", |p: Placeholder, _: Dynamic| Dynamic::from(p));
+    global_fn(g, "+", |_: ImmutableString, p: Placeholder| {
+        Dynamic::from(p)
+    });
+    global_fn(g, "ensure", |_: Placeholder, _: &str| {});
+    global_fn(g, "ensure", |_: Placeholder, _: &str, _: &str| {});
+    global_fn(
+        g,
+        "is_placeholder",
+        |v: Dynamic| -> Result<bool, Box<EvalAltResult>> { Ok(v.is::<Placeholder>()) },
+    );
 }

@@ -3,14 +3,14 @@
 
 use super::placeholder::Placeholder;
 use super::prompt::{is_uuid, prompt_error};
-use super::value::{self, throw};
 use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
-use super::{Effect, Host, HostFn, ModuleBuilder};
-use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use super::{with_run, Effect, RunContext};
+use crate::engine::registry::Registrar;
+use crate::value::{self, throw};
+use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
 use runbook_vendors::postmark::{Email, Server};
 use runbook_vendors::ErrorKind;
-use std::rc::Rc;
 
 fn server_map(s: &Server) -> Map {
     let mut m = Map::new();
@@ -29,7 +29,7 @@ fn server_map(s: &Server) -> Map {
     m
 }
 
-fn server(h: &Host, token: Secret) -> R<Dynamic> {
+fn server(h: &RunContext, token: Secret) -> R<Dynamic> {
     h.require_step("postmark::server")?;
     if is_dry_run_secret(&token) {
         return Ok(Placeholder::of("postmark::server(new token)"));
@@ -41,7 +41,7 @@ fn server(h: &Host, token: Secret) -> R<Dynamic> {
     Ok(server_map(&s).into())
 }
 
-fn token_status(h: &Host, token: Secret) -> R<Dynamic> {
+fn token_status(h: &RunContext, token: Secret) -> R<Dynamic> {
     h.require_step("postmark::token_status")?;
     if is_dry_run_secret(&token) {
         return Ok(Placeholder::of("postmark::token_status"));
@@ -108,7 +108,7 @@ fn email_from(map: &Map) -> R<Email> {
     })
 }
 
-fn send_email(h: &Host, token: Secret, email: Map) -> R<Dynamic> {
+fn send_email(h: &RunContext, token: Secret, email: Map) -> R<Dynamic> {
     let email = email_from(&email)?;
     let detail = serde_json::json!({"From": email.from, "To": email.to, "Subject": email.subject});
     let target = format!("POST /email to {}", email.to);
@@ -140,8 +140,8 @@ fn send_email(h: &Host, token: Secret, email: Map) -> R<Dynamic> {
 /// the operator: the in-process sandbox's, else `RUNBOOK_SANDBOX_DASHBOARD`, the URL of a
 /// separate `runbook sandbox`'s Postmark simulator (for unattended rehearsals and crash
 /// tests). Only loopback is accepted (the transport refuses the rest).
-fn sandbox_dashboard(h: &Host) -> R<Option<String>> {
-    if let Some(url) = h.services()?.dashboard() {
+fn sandbox_dashboard(h: &RunContext) -> R<Option<String>> {
+    if let Some(url) = h.services().dashboard() {
         return Ok(Some(url.trim_end_matches('/').to_string()));
     }
     Ok(std::env::var("RUNBOOK_SANDBOX_DASHBOARD")
@@ -151,7 +151,7 @@ fn sandbox_dashboard(h: &Host) -> R<Option<String>> {
 }
 
 /// Calls a control route of a simulated dashboard.
-fn control(h: &Host, url: String, body: serde_json::Value) -> R<serde_json::Value> {
+fn control(h: &RunContext, url: String, body: serde_json::Value) -> R<serde_json::Value> {
     let v = h.vendors()?;
     let req = runbook_vendors::Request::new("sandbox", reqwest::Method::POST, url)
         .json(body)
@@ -175,7 +175,7 @@ fn control(h: &Host, url: String, body: serde_json::Value) -> R<serde_json::Valu
 }
 
 /// Generates a token in a simulated dashboard; `None` in a real run.
-fn sandbox_generate(h: &Host, server_name: &str) -> R<Option<String>> {
+fn sandbox_generate(h: &RunContext, server_name: &str) -> R<Option<String>> {
     let Some(url) = sandbox_dashboard(h)? else {
         return Ok(None);
     };
@@ -188,7 +188,7 @@ fn sandbox_generate(h: &Host, server_name: &str) -> R<Option<String>> {
 }
 
 /// Deletes a token in a simulated dashboard; `false` in a real run.
-fn sandbox_delete(h: &Host, server_name: &str, token: &Secret) -> R<bool> {
+fn sandbox_delete(h: &RunContext, server_name: &str, token: &Secret) -> R<bool> {
     let Some(url) = sandbox_dashboard(h)? else {
         return Ok(false);
     };
@@ -200,12 +200,12 @@ fn sandbox_delete(h: &Host, server_name: &str, token: &Secret) -> R<bool> {
     Ok(true)
 }
 
-fn dashboard_new_token(h: &Host, server_name: &str, opts: Map) -> R<Dynamic> {
+fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynamic> {
     value::check_keys(&opts, &["name", "id"], "postmark::dashboard_new_token")?;
     let label = value::opt_str(&opts, "name").unwrap_or_else(|| "rotation".into());
     let detail = serde_json::json!({"server": server_name, "token_name": label});
     let target = format!("dashboard: new API token on {server_name}");
-    if h.dry_run.get() {
+    if h.dry_run() {
         h.require_step("postmark::dashboard_new_token")?;
         h.record_planned(
             "postmark::dashboard_new_token",
@@ -253,8 +253,7 @@ fn dashboard_new_token(h: &Host, server_name: &str, opts: Map) -> R<Dynamic> {
             let id = value::opt_str(&opts, "id")
                 .unwrap_or_else(|| format!("{}.new_token", h.step_name()));
             let token = h
-                .prompter
-                .borrow_mut()
+                .prompter()
                 .secret(&id, "Paste the new server API token")
                 .map_err(prompt_error)?;
             if !is_uuid(token.expose()) {
@@ -269,7 +268,7 @@ fn dashboard_new_token(h: &Host, server_name: &str, opts: Map) -> R<Dynamic> {
     )
 }
 
-fn dashboard_delete_token(h: &Host, server_name: &str, token: Secret) -> R<Dynamic> {
+fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R<Dynamic> {
     let detail = serde_json::json!({"server": server_name, "token": token.fingerprint()});
     let target = format!(
         "dashboard: delete API token {} on {server_name}",
@@ -307,8 +306,7 @@ fn dashboard_delete_token(h: &Host, server_name: &str, token: Secret) -> R<Dynam
             }
             let id = format!("{}.deleted", h.step_name());
             let done = h
-                .prompter
-                .borrow_mut()
+                .prompter()
                 .confirm(&id, "Have you deleted the old token in the dashboard?")
                 .map_err(prompt_error)?;
             if !done {
@@ -323,36 +321,38 @@ fn dashboard_delete_token(h: &Host, server_name: &str, token: Secret) -> R<Dynam
     )
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
-    let mut m = ModuleBuilder::new("postmark", registry);
-    let h = host.clone();
+pub fn register(reg: &mut Registrar) {
+    let mut m = reg.module("postmark");
     m.add("server", Effect::Read, &["token: Secret"], "Map",
         "GET /server with the server token: #{ID, Name, ApiTokens (Secrets), Color, ...}.\nFails with the vendor's error (401 for a bad token).",
-        move |c: NativeCallContext, t: Secret| value::at(&c, server(&h, t)));
-    let h = host.clone();
+        |c: NativeCallContext, t: Secret| value::at(&c, with_run(&c, "postmark::server", |h| server(h, t))));
     m.add("token_status", Effect::Read, &["token: Secret"], "int",
         "The HTTP status GET /server answers for this token: 200 when it works, 401 when it is\nrevoked or wrong. Other failures are errors.",
-        move |c: NativeCallContext, t: Secret| value::at(&c, token_status(&h, t)));
-    let h = host.clone();
+        |c: NativeCallContext, t: Secret| value::at(&c, with_run(&c, "postmark::token_status", |h| token_status(h, t))));
     m.add("send_email", Effect::Write, &["token: Secret", "email: Map"], "Map",
         "POST /email: #{From, To, Subject, TextBody, HtmlBody, Cc, Bcc, Tag, ReplyTo, MessageStream}.\nReturns #{MessageID, SubmittedAt, To, ErrorCode, Message}. Never retried (it could send twice).",
-        move |c: NativeCallContext, t: Secret, e: Map| value::at(&c, send_email(&h, t, e)));
-    let h = host.clone();
+        |c: NativeCallContext, t: Secret, e: Map| value::at(&c, with_run(&c, "postmark::send_email", |h| send_email(h, t, e))))
+        .no_undo("a sent email cannot be unsent, and leaves no state to restore");
     m.add("dashboard_new_token", Effect::Write, &["server_name: string", "options: Map"], "Secret",
         "Generates a server API token in the dashboard (Postmark has no API for it): shows the\noperator the steps and reads the pasted token (masked, checked to be a UUID). Under\n--sandbox the simulator's dashboard generates it. Options: #{name, id}.",
-        move |c: NativeCallContext, s: &str, o: Map| value::at(&c, dashboard_new_token(&h, s, o)));
-    let h = host.clone();
+        |c: NativeCallContext, s: &str, o: Map| value::at(&c, with_run(&c, "postmark::dashboard_new_token", |h| dashboard_new_token(h, s, o))));
     m.add(
         "dashboard_new_token",
         Effect::Write,
         &["server_name: string"],
         "Secret",
         "Generates a server API token in the dashboard; see the two-argument form.",
-        move |c: NativeCallContext, s: &str| value::at(&c, dashboard_new_token(&h, s, Map::new())),
+        |c: NativeCallContext, s: &str| {
+            value::at(
+                &c,
+                with_run(&c, "postmark::dashboard_new_token", |h| {
+                    dashboard_new_token(h, s, Map::new())
+                }),
+            )
+        },
     );
-    let h = host.clone();
     m.add("dashboard_delete_token", Effect::Destructive, &["server_name: string", "token: Secret"], "()",
         "Deletes a server API token in the dashboard: shows the operator which one (by its last\ncharacters) and waits for confirmation. Under --sandbox the simulator deletes it.",
-        move |c: NativeCallContext, s: &str, t: Secret| value::at(&c, dashboard_delete_token(&h, s, t)));
-    m.finish(engine);
+        |c: NativeCallContext, s: &str, t: Secret| value::at(&c, with_run(&c, "postmark::dashboard_delete_token", |h| dashboard_delete_token(h, s, t))));
+    m.finish();
 }

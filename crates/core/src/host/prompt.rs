@@ -1,17 +1,15 @@
 //! `prompt::`: asking the operator. Every prompt has an id (from `#{id: ...}` or derived from
 //! the question) by which an `--answers` file answers it.
 
-use super::value::{self, throw};
-use super::{Effect, Host, HostFn, ModuleBuilder};
+use super::{with_run, Effect, RunContext, R};
+use crate::engine::registry::Registrar;
 use crate::prompt::PromptError;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position};
+use crate::value::{self, throw};
+use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext, Position};
 use runbook_secret::Secret;
-use std::rc::Rc;
-
-type R<T> = Result<T, Box<EvalAltResult>>;
 
 /// `check-the-dashboard` from "Check the dashboard?", prefixed by the step id.
-pub fn derive_id(host: &Host, question: &str) -> String {
+pub fn derive_id(host: &RunContext, question: &str) -> String {
     let mut slug = String::new();
     for c in question.chars() {
         if c.is_ascii_alphanumeric() {
@@ -52,7 +50,7 @@ pub fn prompt_error(e: PromptError) -> Box<EvalAltResult> {
     }
 }
 
-fn id_of(host: &Host, opts: &Map, question: &str) -> String {
+fn id_of(host: &RunContext, opts: &Map, question: &str) -> String {
     value::opt_str(opts, "id").unwrap_or_else(|| derive_id(host, question))
 }
 
@@ -94,62 +92,62 @@ pub fn is_uuid(v: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-fn confirm(h: &Host, question: &str, opts: Map) -> R<bool> {
+fn confirm(h: &RunContext, question: &str, opts: Map) -> R<bool> {
     h.require_step("prompt::confirm")?;
     value::check_keys(&opts, &["id"], "prompt::confirm")?;
     let id = id_of(h, &opts, question);
-    h.prompter
-        .borrow_mut()
-        .confirm(&id, question)
-        .map_err(prompt_error)
+    h.prompter().confirm(&id, question).map_err(prompt_error)
 }
 
-fn ask(h: &Host, question: &str, opts: Map) -> R<String> {
+fn ask(h: &RunContext, question: &str, opts: Map) -> R<String> {
     h.require_step("prompt::ask")?;
     value::check_keys(&opts, &["id", "default"], "prompt::ask")?;
     let id = id_of(h, &opts, question);
     let default = value::opt_str(&opts, "default");
-    h.prompter
-        .borrow_mut()
+    h.prompter()
         .ask(&id, question, default.as_deref())
         .map_err(prompt_error)
 }
 
-fn secret(h: &Host, question: &str, opts: Map) -> R<Secret> {
+fn secret(h: &RunContext, question: &str, opts: Map) -> R<Secret> {
     h.require_step("prompt::secret")?;
     value::check_keys(&opts, &["id", "format", "min_length"], "prompt::secret")?;
     let id = id_of(h, &opts, question);
-    let s = h
-        .prompter
-        .borrow_mut()
-        .secret(&id, question)
-        .map_err(prompt_error)?;
+    let s = h.prompter().secret(&id, question).map_err(prompt_error)?;
     check_format(&s, &opts)?;
     Ok(s)
 }
 
-pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>) {
-    let mut m = ModuleBuilder::new("prompt", registry);
+pub fn register(reg: &mut Registrar) {
+    let mut m = reg.module("prompt");
 
     macro_rules! both_forms {
         ($name:literal, $ret:literal, $doc:literal, $opts_doc:literal, $f:ident) => {
-            let h = host.clone();
             m.add(
                 $name,
                 Effect::Operator,
                 &["question: string"],
                 $ret,
                 $doc,
-                move |c: NativeCallContext, q: &str| value::at(&c, $f(&h, q, Map::new())),
+                |c: NativeCallContext, q: &str| {
+                    value::at(
+                        &c,
+                        with_run(&c, concat!("prompt::", $name), |h| $f(h, q, Map::new())),
+                    )
+                },
             );
-            let h = host.clone();
             m.add(
                 $name,
                 Effect::Operator,
                 &["question: string", "options: Map"],
                 $ret,
                 $opts_doc,
-                move |c: NativeCallContext, q: &str, o: Map| value::at(&c, $f(&h, q, o)),
+                |c: NativeCallContext, q: &str, o: Map| {
+                    value::at(
+                        &c,
+                        with_run(&c, concat!("prompt::", $name), |h| $f(h, q, o)),
+                    )
+                },
             );
         };
     }
@@ -172,41 +170,35 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
         "Asks for a secret with masked input; returns a Secret.\nOptions: #{id, format: \"uuid\", min_length}.",
         secret);
 
-    let h = host.clone();
     m.add(
         "choose",
         Effect::Operator,
         &["question: string", "options: Array"],
         "string",
         "Asks the operator to pick one of the options.",
-        move |c: NativeCallContext, question: &str, options: Array| -> R<String> {
-            value::at(&c, h.require_step("prompt::choose"))?;
-            let id = derive_id(&h, question);
-            let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
-            let r = h
-                .prompter
-                .borrow_mut()
-                .choose(&id, question, &options, None)
-                .map_err(prompt_error);
+        |c: NativeCallContext, question: &str, options: Array| -> R<String> {
+            let r = with_run(&c, "prompt::choose", |h| {
+                let id = derive_id(h, question);
+                let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+                h.prompter()
+                    .choose(&id, question, &options, None)
+                    .map_err(prompt_error)
+            });
             value::at(&c, r)
         },
     );
-    let h = host.clone();
     m.add(
         "checklist",
         Effect::Operator,
         &["items: Array"],
         "()",
         "Has the operator confirm every item; a \"no\" aborts the run (exit 3).",
-        move |c: NativeCallContext, items: Array| -> R<()> {
-            value::at(&c, h.require_step("prompt::checklist"))?;
-            let id = format!("{}.checklist", h.step_name());
-            let items: Vec<String> = items.iter().map(|o| o.to_string()).collect();
-            let r = h
-                .prompter
-                .borrow_mut()
-                .checklist(&id, &items)
-                .map_err(prompt_error);
+        |c: NativeCallContext, items: Array| -> R<()> {
+            let r = with_run(&c, "prompt::checklist", |h| {
+                let id = format!("{}.checklist", h.step_name());
+                let items: Vec<String> = items.iter().map(|o| o.to_string()).collect();
+                h.prompter().checklist(&id, &items).map_err(prompt_error)
+            });
             value::at(&c, r)
         },
     );
@@ -222,5 +214,5 @@ pub fn register(engine: &mut Engine, host: &Rc<Host>, registry: &mut Vec<HostFn>
             }
         },
     );
-    m.finish(engine);
+    m.finish();
 }

@@ -1,10 +1,10 @@
 //! The `Secret` type in scripts and the `secret::` module.
 
-use super::value::{self, throw};
-use super::{Effect, Host, HostFn, ModuleBuilder};
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, NativeCallContext};
+use super::Effect;
+use crate::engine::registry::{global_fn, Registrar};
+use crate::value::{self, throw};
+use rhai::{Dynamic, EvalAltResult, ImmutableString, NativeCallContext};
 use runbook_secret::{Secret, Source, MARK};
-use std::rc::Rc;
 
 fn no_concat() -> Box<EvalAltResult> {
     throw(
@@ -38,58 +38,52 @@ fn from_env(name: &str) -> Result<Secret, Box<EvalAltResult>> {
     }
 }
 
-pub fn register(engine: &mut Engine, _host: &Rc<Host>, registry: &mut Vec<HostFn>) {
-    engine
-        .register_type_with_name::<Secret>("Secret")
-        // `${token}` calls to_string: mark the text so vendor-bound strings can refuse it.
-        .register_fn("to_string", |s: &mut Secret| {
-            format!("{MARK}{}{MARK}", s.masked())
-        })
-        .register_fn("to_debug", |s: &mut Secret| s.masked())
-        .register_fn("==", |a: Secret, b: Secret| a == b)
-        .register_fn("!=", |a: Secret, b: Secret| a != b)
-        .register_fn(
-            "==",
-            |_: Secret, _: ImmutableString| -> Result<bool, Box<EvalAltResult>> {
-                Err(no_compare())
-            },
-        )
-        .register_fn(
-            "==",
-            |_: ImmutableString, _: Secret| -> Result<bool, Box<EvalAltResult>> {
-                Err(no_compare())
-            },
-        )
-        .register_fn(
-            "+",
-            |_: ImmutableString, _: Secret| -> Result<Dynamic, Box<EvalAltResult>> {
-                Err(no_concat())
-            },
-        )
-        .register_fn(
-            "+",
-            |_: Secret, _: ImmutableString| -> Result<Dynamic, Box<EvalAltResult>> {
-                Err(no_concat())
-            },
-        )
-        .register_fn(
-            "+",
-            |_: Secret, _: Secret| -> Result<Dynamic, Box<EvalAltResult>> { Err(no_concat()) },
-        )
-        .register_fn(
-            "+=",
-            |_: &mut ImmutableString, _: Secret| -> Result<(), Box<EvalAltResult>> {
-                Err(no_concat())
-            },
-        )
-        .register_fn(
-            "append",
-            |_: &mut ImmutableString, _: Secret| -> Result<(), Box<EvalAltResult>> {
-                Err(no_concat())
-            },
-        );
+pub fn register(reg: &mut Registrar) {
+    let g = reg.global();
+    g.set_custom_type::<Secret>("Secret");
+    global_fn(g, "to_string", |s: &mut Secret| {
+        format!("{MARK}{}{MARK}", s.masked())
+    });
+    global_fn(g, "to_debug", |s: &mut Secret| s.masked());
+    global_fn(g, "==", |a: Secret, b: Secret| a == b);
+    global_fn(g, "!=", |a: Secret, b: Secret| a != b);
+    global_fn(
+        g,
+        "==",
+        |_: Secret, _: ImmutableString| -> Result<bool, Box<EvalAltResult>> { Err(no_compare()) },
+    );
+    global_fn(
+        g,
+        "==",
+        |_: ImmutableString, _: Secret| -> Result<bool, Box<EvalAltResult>> { Err(no_compare()) },
+    );
+    global_fn(
+        g,
+        "+",
+        |_: ImmutableString, _: Secret| -> Result<Dynamic, Box<EvalAltResult>> { Err(no_concat()) },
+    );
+    global_fn(
+        g,
+        "+",
+        |_: Secret, _: ImmutableString| -> Result<Dynamic, Box<EvalAltResult>> { Err(no_concat()) },
+    );
+    global_fn(
+        g,
+        "+",
+        |_: Secret, _: Secret| -> Result<Dynamic, Box<EvalAltResult>> { Err(no_concat()) },
+    );
+    global_fn(
+        g,
+        "+=",
+        |_: &mut ImmutableString, _: Secret| -> Result<(), Box<EvalAltResult>> { Err(no_concat()) },
+    );
+    global_fn(
+        g,
+        "append",
+        |_: &mut ImmutableString, _: Secret| -> Result<(), Box<EvalAltResult>> { Err(no_concat()) },
+    );
 
-    let mut methods = ModuleBuilder::new("", registry);
+    let mut methods = reg.module("");
     methods.method(
         "Secret",
         "fingerprint",
@@ -114,9 +108,9 @@ pub fn register(engine: &mut Engine, _host: &Rc<Host>, registry: &mut Vec<HostFn
         "Where the value came from (an Infisical secret, a prompt, an environment variable...).",
         |s: &mut Secret| s.source().to_string(),
     );
-    methods.finish(engine);
+    methods.finish();
 
-    let mut m = ModuleBuilder::new("secret", registry);
+    let mut m = reg.module("secret");
     m.add(
         "from_env",
         Effect::Read,
@@ -143,5 +137,5 @@ pub fn register(engine: &mut Engine, _host: &Rc<Host>, registry: &mut Vec<HostFn
         "True when the value is a Secret.",
         |v: Dynamic| v.is::<Secret>(),
     );
-    m.finish(engine);
+    m.finish();
 }

@@ -1,10 +1,8 @@
-//! Shared plumbing of the vendor modules: blocking on a call (spinner, Ctrl-C), turning a
-//! vendor error into a value `catch` can read, dry-run and audit of mutating calls, and
-//! running one call per target concurrently.
+//! Shared plumbing of the vendor modules: turning a vendor error into a value `catch` can
+//! read, dry-run placeholders for secrets, and running one call per target concurrently.
+//! (Blocking on a call and mutating calls are `RunContext` methods.)
 
-use super::placeholder::Placeholder;
-use super::value::{self, throw};
-use super::{Effect, Host};
+use crate::value::{self, throw};
 use rhai::{Array, Dynamic, EvalAltResult, Map, Position};
 use runbook_secret::{Secret, Source};
 use runbook_vendors::{VendorError, Vendors};
@@ -50,68 +48,6 @@ pub fn dry_run_secret(what: &str) -> Secret {
 
 pub fn is_dry_run_secret(s: &Secret) -> bool {
     matches!(s.source(), Source::Vendor { what } if what.starts_with("dry-run placeholder"))
-}
-
-impl Host {
-    /// The vendor clients, or an error naming the missing configuration.
-    pub fn vendors(&self) -> R<Vendors> {
-        let services = self.services()?;
-        services.vendors().cloned().map_err(|e| vendor_error(&e))
-    }
-
-    /// Runs a vendor call to completion with a spinner; Ctrl-C abandons it.
-    pub fn block<T>(&self, label: &str, fut: impl Future<Output = Result<T, VendorError>>) -> R<T> {
-        let services = self.services()?;
-        let _spinner = crate::ui::Spinner::start(label);
-        match services.runtime.block_on(fut) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(vendor_error(&e)),
-            Err(_) => Err(interrupted()),
-        }
-    }
-
-    /// Runs a mutating call: under `--dry-run` records it and returns a placeholder; otherwise
-    /// counts it for rollback and writes an audit event with its outcome.
-    pub fn mutate(
-        &self,
-        function: &str,
-        effect: Effect,
-        target: &str,
-        detail: serde_json::Value,
-        call: impl FnOnce() -> R<Dynamic>,
-    ) -> R<Dynamic> {
-        self.require_step(function)?;
-        if self.dry_run.get() {
-            self.record_planned(function, effect, target, detail);
-            return Ok(Placeholder::of(function));
-        }
-        self.note_write();
-        let step = self.step_name();
-        self.journal(
-            "write.intent",
-            serde_json::json!({"step": step, "function": function, "target": target, "detail": detail}),
-        );
-        let result = call();
-        self.journal(
-            "write.outcome",
-            serde_json::json!({"step": step, "function": function, "target": target, "ok": result.is_ok()}),
-        );
-        crate::exec::crash_point("inside", &step);
-        let mut context = serde_json::json!({
-            "function": function,
-            "effect": effect.as_str(),
-            "target": target,
-            "detail": detail,
-            "ok": result.is_ok(),
-        });
-        if let Err(e) = &result {
-            context["error"] = runbook_secret::redact(&e.to_string()).into_owned().into();
-        }
-        if let Err(e) = self.audit_event("host.call", context) {
-            crate::ui::err(&format!("warning: could not write the audit log: {e}"));
-        }
-        result
-    }
 }
 
 /// One or many targets: a string or an array of strings.

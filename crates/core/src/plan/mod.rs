@@ -1,17 +1,10 @@
-//! A runbook loaded into a plan: metadata, params, prerequisites and steps. Loading runs only
-//! the script's top level, which registers these; no vendor is touched until a step runs.
+//! What a runbook declares: metadata, params, prerequisites and steps. Loading runs only the
+//! script's top level, whose `runbook()`, `param()` and `step()` calls fill a builder; the
+//! plan that comes out is immutable.
 
-pub mod ctx;
-pub mod lint;
-pub mod load;
-pub mod program;
-pub mod secret_flow;
-pub mod sop;
-pub mod source;
+pub mod spec;
 
-pub use ctx::Ctx;
-pub use load::{bare, load, Loaded};
-pub use source::{find, SourceFile};
+pub use spec::{MetaSpec, ParamSpec};
 
 use rhai::{FnPtr, Position};
 use serde_json::Value;
@@ -36,25 +29,6 @@ pub struct Meta {
     pub rollback: Vec<String>,
 }
 
-/// Keys `runbook(#{...})` accepts; anything else is a typo worth an error.
-pub const META_KEYS: &[&str] = &[
-    "id",
-    "title",
-    "description",
-    "secret",
-    "applies_to",
-    "mode",
-    "role",
-    "cadence_days",
-    "average_duration",
-    "last_validated",
-    "validation_method",
-    "when_to_run",
-    "references",
-    "gotchas",
-    "rollback",
-];
-
 /// A declared parameter.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Param {
@@ -68,8 +42,6 @@ pub struct Param {
     #[serde(skip)]
     pub position: Position,
 }
-
-pub const PARAM_KEYS: &[&str] = &["default", "help", "required", "secret", "env"];
 
 /// One step of the plan.
 #[derive(Debug, Clone)]
@@ -96,32 +68,88 @@ pub struct Step {
     pub source: String,
 }
 
+/// How `resume` gets a secret in `ctx` back (values are never journalled):
+/// `recover("new_token", |ctx| ...)`.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub key: String,
+    pub how: FnPtr,
+}
+
 /// Everything a runbook declared.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    pub meta: Option<Meta>,
+    pub meta: Meta,
     pub meta_position: Position,
     pub params: Vec<Param>,
     pub prerequisites: Vec<String>,
     pub steps: Vec<Step>,
-    /// How `resume` gets a secret in `ctx` back (values are never journalled):
-    /// `recover("new_token", |ctx| ...)`.
-    pub recover: Vec<(String, FnPtr)>,
+    pub recover: Vec<Recovery>,
 }
 
 impl Plan {
     pub fn meta(&self) -> &Meta {
-        static EMPTY: std::sync::OnceLock<Meta> = std::sync::OnceLock::new();
-        self.meta
-            .as_ref()
-            .unwrap_or_else(|| EMPTY.get_or_init(Meta::default))
+        &self.meta
     }
 
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)
     }
 
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)
+    }
+
+    pub fn recovery(&self, key: &str) -> Option<&FnPtr> {
+        self.recover.iter().find(|r| r.key == key).map(|r| &r.how)
+    }
+}
+
+/// The plan while the top level declares it.
+#[derive(Debug, Default)]
+pub struct PlanBuilder {
+    pub meta: Option<(Meta, Position)>,
+    pub params: Vec<Param>,
+    pub prerequisites: Vec<String>,
+    pub steps: Vec<Step>,
+    pub recover: Vec<Recovery>,
+}
+
+/// What a declared plan lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incomplete {
+    NoMetadata,
+    NoSteps(Position),
+}
+
+impl PlanBuilder {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// The plan, if it declares itself and has at least one step.
+    pub fn finish(self) -> Result<Plan, Incomplete> {
+        let Some((meta, meta_position)) = self.meta else {
+            return Err(Incomplete::NoMetadata);
+        };
+        if self.steps.is_empty() {
+            return Err(Incomplete::NoSteps(meta_position));
+        }
+        Ok(Plan {
+            meta,
+            meta_position,
+            params: self.params,
+            prerequisites: self.prerequisites,
+            steps: self.steps,
+            recover: self.recover,
+        })
     }
 }

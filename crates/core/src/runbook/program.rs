@@ -2,7 +2,7 @@
 //! and which host functions a step can reach through the functions it calls. `check`'s lints
 //! build on it; nothing here runs a script.
 
-use super::Loaded;
+use super::Runbook;
 use crate::engine::resolver::STDLIB;
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 use std::collections::{HashMap, HashSet};
@@ -45,10 +45,10 @@ pub struct Program {
 }
 
 impl Program {
-    pub fn new(loaded: &Loaded) -> Program {
+    pub fn new(loaded: &Runbook) -> Program {
         let mut host_modules = HashSet::new();
         let mut host_globals = HashSet::new();
-        for f in loaded.host.registry.borrow().iter() {
+        for f in crate::host::modules().registry().iter() {
             if f.module.is_empty() {
                 host_globals.insert(f.name.clone());
             } else {
@@ -57,15 +57,15 @@ impl Program {
         }
         let mut p = Program {
             units: vec![Unit {
-                name: loaded.file.name.clone(),
-                ast: loaded.script.clone(),
+                name: loaded.file().name.clone(),
+                ast: loaded.script().clone(),
                 imports: HashMap::new(),
             }],
             host_modules,
             host_globals,
         };
         let mut by_path: HashMap<String, usize> = HashMap::new();
-        let dir = loaded.file.dir();
+        let dir = loaded.file().dir();
         let mut i = 0;
         while i < p.units.len() {
             for (path, alias) in imports(&p.units[i].ast) {
@@ -75,7 +75,7 @@ impl Program {
                         let Some((name, text)) = module_text(&path, &dir) else {
                             continue;
                         };
-                        let Ok(ast) = loaded.engine.compile(&text) else {
+                        let Ok(ast) = loaded.engine().compile(&text) else {
                             continue;
                         };
                         p.units.push(Unit {

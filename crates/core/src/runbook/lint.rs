@@ -5,27 +5,10 @@
 
 use super::program::Program;
 use super::secret_flow::{self, Finding};
-use super::Loaded;
-use crate::engine::ScriptError;
+use super::Runbook;
+use crate::diagnostic::ScriptError;
 use rhai::{ASTNode, Expr, Position, Stmt, AST};
 use std::collections::{HashMap, HashSet};
-
-/// Mutating host functions that leave nothing for an undo to restore, and why. A step whose
-/// only writes are these needs no `.undo`; other such steps say why with `.no_undo(why)`.
-pub const NEEDS_NO_UNDO: &[(&str, &str)] = &[
-    (
-        "audit::log",
-        "the audit log is append-only: an entry records the run, it is not a change to roll back",
-    ),
-    (
-        "heroku::restart",
-        "a restart changes no state: the app runs the same config afterwards",
-    ),
-    (
-        "postmark::send_email",
-        "a sent email cannot be unsent, and leaves no state to restore",
-    ),
-];
 
 /// Keywords rhai implements inside the evaluator rather than as registered functions.
 const BUILTINS: &[&str] = &[
@@ -41,12 +24,12 @@ const BUILTINS: &[&str] = &[
     "this",
 ];
 
-pub fn lint(loaded: &Loaded) -> Vec<ScriptError> {
+pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
     let program = Program::new(loaded);
-    let mut problems = calls(loaded, &program, &loaded.file.name);
+    let mut problems = calls(loaded, &program, &loaded.file().name);
     let sources = loaded.sources();
-    let file = &loaded.file.name;
-    for p in &loaded.plan.params {
+    let file = &loaded.file().name;
+    for p in &loaded.plan().params {
         if p.help.as_deref().unwrap_or("").trim().is_empty() {
             problems.push(
                 ScriptError::at(
@@ -62,7 +45,7 @@ pub fn lint(loaded: &Loaded) -> Vec<ScriptError> {
             );
         }
     }
-    let meta = loaded.plan.meta();
+    let meta = loaded.plan().meta();
     if meta.secret.is_some() && meta.cadence_days.is_none() {
         problems.push(
             ScriptError::at(
@@ -70,7 +53,7 @@ pub fn lint(loaded: &Loaded) -> Vec<ScriptError> {
                 "a rotation runbook (with `secret`) needs `cadence_days`",
                 sources,
                 file,
-                loaded.plan.meta_position,
+                loaded.plan().meta_position,
             )
             .with_help("add cadence_days: 180 (or the cadence your policy sets) so due dates can be computed"),
         );
@@ -84,10 +67,10 @@ pub fn lint(loaded: &Loaded) -> Vec<ScriptError> {
 }
 
 /// A step that writes must say how to go back: an undo, or why there is none.
-fn steps_without_a_way_back(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
-    let host = &loaded.host;
+fn steps_without_a_way_back(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
+    let host = crate::host::modules();
     let mut out = Vec::new();
-    for step in &loaded.plan.steps {
+    for step in &loaded.plan().steps {
         if step.undo.is_some() || step.irreversible.is_some() || step.no_undo.is_some() {
             continue;
         }
@@ -102,8 +85,10 @@ fn steps_without_a_way_back(loaded: &Loaded, program: &Program) -> Vec<ScriptErr
         let writes: Vec<_> = program
             .reachable_from(unit, step.run.fn_name(), arity)
             .into_iter()
-            .filter(|c| host.effect_of(&c.function).is_some_and(|e| e.mutates()))
-            .filter(|c| !NEEDS_NO_UNDO.iter().any(|(f, _)| *f == c.function))
+            .filter(|c| {
+                host.find(&c.function)
+                    .is_some_and(|f| f.effect.mutates() && f.no_undo.is_none())
+            })
             .collect();
         let Some(first) = writes.first() else {
             continue;
@@ -138,9 +123,9 @@ fn steps_without_a_way_back(loaded: &Loaded, program: &Program) -> Vec<ScriptErr
 }
 
 /// The point of no return needs the operator's yes.
-fn irreversible_without_confirm(loaded: &Loaded) -> Vec<ScriptError> {
+fn irreversible_without_confirm(loaded: &Runbook) -> Vec<ScriptError> {
     loaded
-        .plan
+        .plan()
         .steps
         .iter()
         .filter(|s| s.irreversible.is_some() && s.confirm.is_none())
@@ -157,23 +142,21 @@ fn irreversible_without_confirm(loaded: &Loaded) -> Vec<ScriptError> {
         .collect()
 }
 
-fn secret_flows(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
+fn secret_flows(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
     let secret_params: HashSet<String> = loaded
-        .plan
+        .plan()
         .params
         .iter()
         .filter(|p| p.secret)
         .map(|p| p.name.clone())
         .collect();
-    let secret_returning: HashSet<String> = loaded
-        .host
-        .registry
-        .borrow()
+    let secret_returning: HashSet<String> = crate::host::modules()
+        .registry()
         .iter()
         .filter(|f| f.returns == "Secret")
         .map(|f| f.qualified())
         .collect();
-    let file = &loaded.file.name;
+    let file = &loaded.file().name;
     secret_flow::analyse(program, secret_params, secret_returning)
         .into_iter()
         .map(|f| match f {
@@ -203,7 +186,7 @@ fn secret_flows(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
 
 /// A declared param nothing reads is a typo or a leftover, and an operator setting it would
 /// believe it changed something.
-fn unused_params(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
+fn unused_params(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
     let mut used: HashSet<String> = HashSet::new();
     let mut declared_at: HashSet<Position> = HashSet::new();
     let mut strings: Vec<(String, Position)> = Vec::new();
@@ -240,7 +223,7 @@ fn unused_params(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
             .map(|(s, _)| s),
     );
     loaded
-        .plan
+        .plan()
         .params
         .iter()
         .filter(|p| !used.contains(&p.name))
@@ -249,7 +232,7 @@ fn unused_params(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
                 "runbook::check::unused_param",
                 format!("param '{}' is never used", p.name),
                 loaded.sources(),
-                &loaded.file.name,
+                &loaded.file().name,
                 p.position,
             )
             .with_help(format!(
@@ -261,8 +244,8 @@ fn unused_params(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
 }
 
 /// A rotation leaves an audit entry saying it happened, who did it and to what.
-fn missing_audit(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
-    if loaded.plan.meta().secret.is_none() {
+fn missing_audit(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
+    if loaded.plan().meta().secret.is_none() {
         return Vec::new();
     }
     if program
@@ -276,8 +259,8 @@ fn missing_audit(loaded: &Loaded, program: &Program) -> Vec<ScriptError> {
         "runbook::check::missing_audit",
         "a rotation runbook (with `secret`) never calls audit::log",
         loaded.sources(),
-        &loaded.file.name,
-        loaded.plan.meta_position,
+        &loaded.file().name,
+        loaded.plan().meta_position,
     )
     .with_help("end with a step that records the rotation: audit::log(\"secret.rotate.completed\", #{ secret_name: ... }) (std/rotation's steps do)")]
 }
@@ -289,11 +272,11 @@ thread_local! {
     static ENGINE_NAMES: std::cell::OnceCell<HashSet<String>> = const { std::cell::OnceCell::new() };
 }
 
-fn engine_names(loaded: &Loaded) -> HashSet<String> {
+fn engine_names(loaded: &Runbook) -> HashSet<String> {
     ENGINE_NAMES.with(|cell| {
         cell.get_or_init(|| {
             let mut names: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
-            for sig in loaded.engine.gen_fn_signatures(true) {
+            for sig in loaded.engine().gen_fn_signatures(true) {
                 let head = sig.split('(').next().unwrap_or("");
                 let head = head.trim_start_matches("fn ").trim();
                 let name = head.rsplit("::").next().unwrap_or(head);
@@ -306,7 +289,7 @@ fn engine_names(loaded: &Loaded) -> HashSet<String> {
 }
 
 /// Names of functions a call may resolve to without a namespace.
-fn global_names(loaded: &Loaded, ast: &AST) -> HashSet<String> {
+fn global_names(loaded: &Runbook, ast: &AST) -> HashSet<String> {
     let mut names = engine_names(loaded);
     for f in ast.iter_functions() {
         names.insert(f.name.to_string());
@@ -315,9 +298,9 @@ fn global_names(loaded: &Loaded, ast: &AST) -> HashSet<String> {
 }
 
 /// Function names and arities per module: host modules and `import ... as alias`.
-fn module_functions(loaded: &Loaded, program: &Program) -> HashMap<String, Vec<(String, usize)>> {
+fn module_functions(program: &Program) -> HashMap<String, Vec<(String, usize)>> {
     let mut modules: HashMap<String, Vec<(String, usize)>> = HashMap::new();
-    for f in loaded.host.registry.borrow().iter() {
+    for f in crate::host::modules().registry().iter() {
         if !f.module.is_empty() {
             modules
                 .entry(f.module.to_string())
@@ -337,10 +320,10 @@ fn module_functions(loaded: &Loaded, program: &Program) -> HashMap<String, Vec<(
     modules
 }
 
-fn calls(loaded: &Loaded, program: &Program, file: &str) -> Vec<ScriptError> {
+fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
     let ast = &program.runbook().ast;
     let globals = global_names(loaded, ast);
-    let modules = module_functions(loaded, program);
+    let modules = module_functions(program);
     let sources = loaded.sources();
     let mut problems = Vec::new();
     // (namespace, name, arity, position of the name, position of the namespace)

@@ -3,9 +3,9 @@
 //! rollback, gotchas and references. One document model, two renderings: Markdown (what
 //! `docs/runbooks/` holds) and a standalone HTML page.
 
-use super::lint::NEEDS_NO_UNDO;
 use super::program::Program;
-use super::{Loaded, Step};
+use super::Runbook;
+use crate::plan::Step;
 use rhai::{FnPtr, AST};
 
 /// A block of the page.
@@ -25,8 +25,8 @@ pub enum Block {
 
 /// The SOP page of a loaded runbook; `shown_as` is how the page names the runbook in the
 /// commands it quotes (`postmark`).
-pub fn page(loaded: &Loaded, shown_as: &str, source_label: &str) -> Vec<Block> {
-    let plan = &loaded.plan;
+pub fn page(loaded: &Runbook, shown_as: &str, source_label: &str) -> Vec<Block> {
+    let plan = loaded.plan();
     let m = plan.meta();
     let mut b = vec![Block::Title(m.title.clone())];
     b.push(Block::Quote(format!(
@@ -114,7 +114,7 @@ pub fn page(loaded: &Loaded, shown_as: &str, source_label: &str) -> Vec<Block> {
 }
 
 /// What a step without an undo says about going back.
-fn without_undo(loaded: &Loaded, program: &Program, s: &Step) -> Option<String> {
+fn without_undo(_loaded: &Runbook, program: &Program, s: &Step) -> Option<String> {
     if let Some(why) = &s.no_undo {
         return Some(format!("No undo needed: {why}."));
     }
@@ -126,29 +126,30 @@ fn without_undo(loaded: &Loaded, program: &Program, s: &Step) -> Option<String> 
         return None;
     }
     let unit = program.units.iter().position(|u| u.name == s.source)?;
+    let host = crate::host::modules();
     let writes: Vec<String> = program
         .reachable_from(unit, s.run.fn_name(), s.run.curry().len() + 1)
         .into_iter()
-        .filter(|c| {
-            loaded
-                .host
-                .effect_of(&c.function)
-                .is_some_and(|e| e.mutates())
-        })
+        .filter(|c| host.effect_of(&c.function).is_some_and(|e| e.mutates()))
         .map(|c| c.function)
         .collect();
     if writes.is_empty() {
         return Some("Undo: none needed (the step only reads).".into());
     }
-    let reasons: Vec<&str> = NEEDS_NO_UNDO
+    // By function name, so the page reads the same whatever order modules register in.
+    let mut reasons: Vec<(String, &str)> = host
+        .registry()
         .iter()
-        .filter(|(f, _)| writes.iter().any(|w| w == f))
-        .map(|(_, why)| *why)
+        .filter_map(|f| Some((f.qualified(), f.no_undo?)))
+        .filter(|(name, _)| writes.iter().any(|w| w == name))
         .collect();
+    reasons.sort();
+    reasons.dedup();
+    let reasons: Vec<&str> = reasons.into_iter().map(|(_, why)| why).collect();
     Some(format!("No undo needed: {}.", reasons.join("; ")))
 }
 
-fn step(loaded: &Loaded, program: &Program, n: usize, s: &Step) -> Vec<Block> {
+fn step(loaded: &Runbook, program: &Program, n: usize, s: &Step) -> Vec<Block> {
     let mut b = vec![Block::Subheading(format!("{n}. {} (`{}`)", s.title, s.id))];
     if let Some(d) = &s.description {
         b.push(Block::Para(d.clone()));
@@ -166,7 +167,7 @@ fn step(loaded: &Loaded, program: &Program, n: usize, s: &Step) -> Vec<Block> {
         b.push(Block::Para("Checks:".into()));
         b.push(Block::List(s.checks.clone()));
     }
-    let own = s.source == loaded.file.name;
+    let own = s.source == loaded.file().name;
     match (&s.undo, &s.no_undo) {
         (Some(undo), _) => match closure_code(loaded, undo).filter(|_| own) {
             Some(code) => {
@@ -212,9 +213,9 @@ fn step(loaded: &Loaded, program: &Program, n: usize, s: &Step) -> Vec<Block> {
 
 /// The runbook's own closures a module's closure captured (what `rotation::steps` was given
 /// as `create`, `validate`...), by the name the module gave them, with their code.
-fn runbook_closures(loaded: &Loaded, f: &FnPtr) -> Vec<(String, String)> {
+fn runbook_closures(loaded: &Runbook, f: &FnPtr) -> Vec<(String, String)> {
     let Some((.., def)) = loaded
-        .ast
+        .callable()
         .shared_lib()
         .iter_script_fn_info()
         .find(|(.., name, _, _)| *name == f.fn_name())
@@ -241,8 +242,8 @@ fn capitalise(s: &str) -> String {
 }
 
 /// The source text of a closure written in the runbook: its body, dedented.
-fn closure_code(loaded: &Loaded, f: &FnPtr) -> Option<String> {
-    let script: &AST = &loaded.script;
+fn closure_code(loaded: &Runbook, f: &FnPtr) -> Option<String> {
+    let script: &AST = loaded.script();
     let (.., def) = script
         .shared_lib()
         .iter_script_fn_info()
@@ -251,7 +252,7 @@ fn closure_code(loaded: &Loaded, f: &FnPtr) -> Option<String> {
     let end = def.body.end_position();
     let (sl, sc) = (start.line()?, start.position()?);
     let (el, ec) = (end.line()?, end.position()?);
-    let lines: Vec<&str> = loaded.file.text.lines().collect();
+    let lines: Vec<&str> = loaded.file().text.lines().collect();
     if sl == 0 || el < sl || el > lines.len() {
         return None;
     }

@@ -1,4 +1,9 @@
-//! Converting between rhai values, JSON and text; the error values host functions throw.
+//! Converting between rhai values, JSON and text; the error values host functions throw;
+//! and `ctx`, the value every step of a run shares.
+
+pub mod ctx;
+
+pub use ctx::Ctx;
 
 use rhai::{Dynamic, EvalAltResult, Map, Position};
 use runbook_secret::{Secret, MARK};
@@ -79,7 +84,7 @@ pub fn to_json(v: &Dynamic) -> Value {
             "source": s.source(),
         });
     }
-    if let Some(c) = v.read_lock::<crate::plan::Ctx>() {
+    if let Some(c) = v.read_lock::<ctx::Ctx>() {
         return c.snapshot();
     }
     Value::String(format!("<{}>", v.type_name()))
@@ -142,7 +147,7 @@ fn write_pretty(v: &Dynamic, indent: usize, out: &mut String) {
         out.push_str(&format!("{end_pad}]"));
     } else if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
         out.push_str(&format!("{:?}", runbook_secret::strip_markers(&s)));
-    } else if let Some(c) = v.read_lock::<crate::plan::Ctx>() {
+    } else if let Some(c) = v.read_lock::<ctx::Ctx>() {
         out.push_str(&c.render());
     } else if v.is_unit() {
         out.push_str("()");

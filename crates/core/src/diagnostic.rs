@@ -370,7 +370,7 @@ fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
     (code.to_string(), message, help)
 }
 
-const ABORTED_STR: &str = super::ABORTED;
+const ABORTED_STR: &str = crate::interrupt::ABORTED;
 
 /// Errors thrown by `fail`, `ensure` and host functions carry a map:
 /// `#{message, help?, code?, vendor?, status?}` or just a string.

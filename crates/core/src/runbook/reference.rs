@@ -3,10 +3,10 @@
 //! comments, and `.d.rhai` definition files from rhai's own metadata. Nothing here is a
 //! hand-kept list: a function that is registered or written is documented.
 
-use super::resolver::STDLIB;
-use super::{Limits, Resolver, Sources};
-use crate::host::{self, Effect, Host, HostFn};
-use crate::prompt::Prompter;
+use crate::diagnostic::Sources;
+use crate::engine::resolver::STDLIB;
+use crate::engine::{Effect, HostFn, Limits, Resolver};
+use crate::host;
 use rhai::Engine;
 use std::rc::Rc;
 
@@ -44,13 +44,12 @@ pub struct Reference {
 }
 
 /// An engine with every host module, as a runbook sees them.
-pub fn engine() -> (Engine, Rc<Host>) {
+pub fn engine() -> Engine {
     let sources = Rc::new(Sources::new());
-    let resolver = Resolver::new(".", sources.clone());
-    let mut engine = super::new_engine(Limits::default(), resolver);
-    let host = Host::new(sources, Prompter::silent());
-    host::register_all(&mut engine, &host);
-    (engine, host)
+    let resolver = Resolver::new(".", sources);
+    let mut engine = crate::engine::new_engine(Limits::default(), resolver);
+    host::install(&mut engine, host::Stage::Inert);
+    engine
 }
 
 /// `rotation` for `std/rotation`: the alias the docs and templates use.
@@ -75,8 +74,9 @@ fn strip_doc(lines: &[&str], marker: &str) -> String {
 
 impl Reference {
     pub fn build() -> Reference {
-        let (engine, host) = engine();
-        let registry = host.registry.borrow().clone();
+        let engine = engine();
+        let modules = host::modules();
+        let registry = modules.registry();
         let mut modules: Vec<ModuleDoc> = vec![ModuleDoc {
             name: "global".into(),
             kind: "global",
@@ -84,7 +84,7 @@ impl Reference {
             doc: "The runbook format: declare the runbook, its params, prerequisites and steps; fail a step.".into(),
             functions: Vec::new(),
         }];
-        for f in &registry {
+        for f in registry {
             let (name, kind, doc) = match (f.receiver, f.module) {
                 (Some(ty), _) => (
                     ty.to_string(),
@@ -189,7 +189,7 @@ fn stdlib_module(engine: &Engine, path: &str, text: &str) -> ModuleDoc {
 /// modules (with their docs and effects), and one per stdlib module (`rotation.d.rhai`) from
 /// its doc comments, under the alias the docs use.
 pub fn definitions() -> Vec<(String, String)> {
-    let (engine, _host) = engine();
+    let engine = engine();
     let mut files: Vec<(String, String)> = engine
         .definitions()
         .include_standard_packages(false)

@@ -1,8 +1,9 @@
 //! `ctx`: the object every step of a run shares. Values one step sets are seen by the next;
 //! it is what the journal snapshots (secrets as fingerprints) and what the REPL shows.
 
-use crate::host::value;
-use rhai::{Dynamic, Engine, EvalAltResult, Map, Position};
+use crate::engine::registry::{global_fn, Registrar};
+use crate::value;
+use rhai::{Dynamic, EvalAltResult, Map, Position};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -40,16 +41,19 @@ impl Ctx {
         value::pretty(&Dynamic::from_map(self.inner.borrow().clone()))
     }
 
-    pub fn register(engine: &mut Engine, registry: &mut Vec<crate::host::HostFn>) {
-        engine
-            .register_type_with_name::<Ctx>("Ctx")
-            .register_indexer_get(|ctx: &mut Ctx, key: &str| ctx.lookup(key))
-            .register_indexer_set(|ctx: &mut Ctx, key: &str, value: Dynamic| {
+    pub fn register(reg: &mut Registrar) {
+        let g = reg.global();
+        g.set_custom_type::<Ctx>("Ctx");
+        g.set_indexer_get_fn(|ctx: &mut Ctx, key: &str| ctx.lookup(key));
+        g.set_indexer_set_fn(
+            |ctx: &mut Ctx, key: &str, value: Dynamic| -> Result<(), Box<EvalAltResult>> {
                 ctx.set(key, value);
-            })
-            .register_fn("to_string", |ctx: &mut Ctx| ctx.render())
-            .register_fn("to_debug", |ctx: &mut Ctx| ctx.render());
-        let mut m = crate::host::ModuleBuilder::new("", registry);
+                Ok(())
+            },
+        );
+        global_fn(g, "to_string", |ctx: &mut Ctx| ctx.render());
+        global_fn(g, "to_debug", |ctx: &mut Ctx| ctx.render());
+        let mut m = reg.module("");
         m.method(
             "Ctx",
             "contains",
@@ -74,7 +78,7 @@ impl Ctx {
             "The value of `key`, or `default` when no step has set it (`ctx.key` fails instead).",
             |ctx: &mut Ctx, key: &str, default: Dynamic| ctx.get(key).unwrap_or(default),
         );
-        m.finish(engine);
+        m.finish();
     }
 
     fn lookup(&self, key: &str) -> Result<Dynamic, Box<EvalAltResult>> {

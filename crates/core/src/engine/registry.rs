@@ -1,0 +1,287 @@
+//! How host functions are registered: each with its effect, parameters and doc, recorded as
+//! it is registered (the registry feeds `runbook api`, the `.d.rhai` files, `docs/api.md`,
+//! `check`'s lints and `--dry-run`). The modules are built once per process and shared by
+//! every engine; what a function acts on comes from the engine's tag (see `host::Stage`).
+
+use rhai::{Engine, FnNamespace, FuncRegistration, Module, RhaiNativeFunc, Shared, Variant};
+use std::collections::BTreeMap;
+
+/// What a host function does to the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// No effect outside the script (formatting, fingerprints).
+    None,
+    /// Talks to the operator (prompts); no vendor effect.
+    Operator,
+    /// Reads from a vendor; runs for real under `--dry-run`.
+    Read,
+    /// Changes vendor state; recorded, not performed, under `--dry-run`.
+    Write,
+    /// Changes vendor state in a way that cannot be undone.
+    Destructive,
+}
+
+impl Effect {
+    pub fn mutates(self) -> bool {
+        matches!(self, Effect::Write | Effect::Destructive)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::None => "none",
+            Effect::Operator => "operator",
+            Effect::Read => "read",
+            Effect::Write => "write",
+            Effect::Destructive => "destructive",
+        }
+    }
+}
+
+/// Metadata of one registered host function.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostFn {
+    /// The rhai module (`postmark`), or empty for global functions.
+    pub module: &'static str,
+    pub name: String,
+    /// The parameters after the receiver, for methods.
+    pub params: Vec<String>,
+    pub returns: String,
+    pub effect: Effect,
+    pub doc: String,
+    /// The type a method is called on (`StepHandle` for `.undo(...)`), if it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<&'static str>,
+    /// Why a write needs no undo: it leaves nothing to restore (an audit entry, a restart,
+    /// a sent email). A step whose only writes are such needs no `.undo`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_undo: Option<&'static str>,
+}
+
+impl HostFn {
+    pub fn qualified(&self) -> String {
+        match (self.receiver, self.module.is_empty()) {
+            (Some(ty), _) => format!("{ty}.{}", self.name),
+            (None, true) => self.name.clone(),
+            (None, false) => format!("{}::{}", self.module, self.name),
+        }
+    }
+
+    pub fn signature(&self) -> String {
+        format!(
+            "{}({}) -> {}",
+            self.qualified(),
+            self.params.join(", "),
+            self.returns
+        )
+    }
+}
+
+/// Collects every host module while they are registered.
+#[derive(Default)]
+pub struct Registrar {
+    /// Global functions, methods and the operators of our types.
+    global: Module,
+    statics: BTreeMap<&'static str, Module>,
+    registry: Vec<HostFn>,
+}
+
+impl Registrar {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The global module, for a type's name, operators and indexers.
+    pub fn global(&mut self) -> &mut Module {
+        &mut self.global
+    }
+
+    /// A module of functions named `name` (`""` for global functions).
+    pub fn module(&mut self, name: &'static str) -> ModuleBuilder<'_> {
+        ModuleBuilder { name, reg: self }
+    }
+
+    /// The modules, ready to be shared by every engine.
+    pub fn build(self) -> HostModules {
+        HostModules {
+            global: self.global.into(),
+            statics: self
+                .statics
+                .into_iter()
+                .map(|(n, m)| (n, Shared::new(m)))
+                .collect(),
+            registry: self.registry,
+        }
+    }
+
+    fn target(&mut self, name: &'static str) -> &mut Module {
+        if name.is_empty() {
+            &mut self.global
+        } else {
+            self.statics.entry(name).or_default()
+        }
+    }
+}
+
+/// Every host module, built once and installed into each engine by reference.
+pub struct HostModules {
+    global: Shared<Module>,
+    statics: Vec<(&'static str, Shared<Module>)>,
+    registry: Vec<HostFn>,
+}
+
+impl HostModules {
+    /// Makes every module available to `engine` (no copy: the modules are shared).
+    pub fn install(&self, engine: &mut Engine) {
+        engine.register_global_module(self.global.clone());
+        for (name, m) in &self.statics {
+            engine.register_static_module(*name, m.clone());
+        }
+    }
+
+    /// Every registered host function, in registration order.
+    pub fn registry(&self) -> &[HostFn] {
+        &self.registry
+    }
+
+    pub fn effect_of(&self, qualified: &str) -> Option<Effect> {
+        self.find(qualified).map(|f| f.effect)
+    }
+
+    pub fn find(&self, qualified: &str) -> Option<&HostFn> {
+        self.registry.iter().find(|f| f.qualified() == qualified)
+    }
+}
+
+/// Registers the functions of one module, recording each one's metadata.
+pub struct ModuleBuilder<'r> {
+    name: &'static str,
+    reg: &'r mut Registrar,
+}
+
+impl ModuleBuilder<'_> {
+    /// Adds `name(params) -> returns` with its effect and doc. `params` name each argument
+    /// as `name: Type`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+        &mut self,
+        name: &str,
+        effect: Effect,
+        params: &[&str],
+        returns: &str,
+        doc: &str,
+        func: FUNC,
+    ) -> &mut Self
+    where
+        R: Variant + Clone,
+        FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
+    {
+        self.register(None, name, effect, params, returns, doc, func)
+    }
+
+    /// Adds a method `receiver.name(params) -> returns` (its first argument, after an
+    /// optional call context, is the receiver), with its doc; methods change nothing
+    /// outside the script.
+    pub fn method<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+        &mut self,
+        receiver: &'static str,
+        name: &str,
+        params: &[&str],
+        returns: &str,
+        doc: &str,
+        func: FUNC,
+    ) -> &mut Self
+    where
+        R: Variant + Clone,
+        FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
+    {
+        self.register(
+            Some(receiver),
+            name,
+            Effect::None,
+            params,
+            returns,
+            doc,
+            func,
+        )
+    }
+
+    /// Marks the function just added as a write that leaves nothing to undo, and why.
+    pub fn no_undo(&mut self, why: &'static str) -> &mut Self {
+        if let Some(f) = self.reg.registry.last_mut() {
+            f.no_undo = Some(why);
+        }
+        self
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn register<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+        &mut self,
+        receiver: Option<&'static str>,
+        name: &str,
+        effect: Effect,
+        params: &[&str],
+        returns: &str,
+        doc: &str,
+        func: FUNC,
+    ) -> &mut Self
+    where
+        R: Variant + Clone,
+        FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
+    {
+        let info = HostFn {
+            module: self.name,
+            name: name.to_string(),
+            params: params.iter().map(|s| s.to_string()).collect(),
+            returns: returns.to_string(),
+            effect,
+            doc: doc.to_string(),
+            receiver,
+            no_undo: None,
+        };
+        let mut params_info: Vec<String> = receiver
+            .map(|ty| format!("self: {ty}"))
+            .into_iter()
+            .chain(info.params.iter().cloned())
+            .collect();
+        params_info.push(returns.to_string());
+        let namespace = if self.name.is_empty() {
+            FnNamespace::Global
+        } else {
+            FnNamespace::Internal
+        };
+        FuncRegistration::new(name)
+            .with_namespace(namespace)
+            .with_volatility(effect != Effect::None)
+            .with_purity(effect == Effect::None)
+            .with_params_info(params_info)
+            .with_comments([doc_comment(doc, effect)])
+            .set_into_module(self.reg.target(self.name), func);
+        self.reg.registry.push(info);
+        self
+    }
+
+    /// Kept for the registration code's shape: the module is already in the registrar.
+    pub fn finish(self) {}
+}
+
+fn doc_comment(doc: &str, effect: Effect) -> String {
+    let mut lines: Vec<String> = doc.lines().map(|l| format!("/// {l}")).collect();
+    lines.push(format!("/// Effect: {}.", effect.as_str()));
+    lines.join("\n")
+}
+
+/// Registers a global function of one of our types (a conversion, an operator) into `m`,
+/// as `Engine::register_fn` would into an engine.
+pub fn global_fn<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+    m: &mut Module,
+    name: &str,
+    func: FUNC,
+) where
+    R: Variant + Clone,
+    FUNC: RhaiNativeFunc<A, N, X, R, F> + 'static,
+{
+    FuncRegistration::new(name)
+        .in_global_namespace()
+        .set_into_module(m, func);
+}

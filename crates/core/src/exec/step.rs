@@ -1,0 +1,166 @@
+//! Running one step, or its undo, the one way every caller runs it (the runner, `resume`,
+//! `rollback`, the REPL's `:run` and `:undo`): intent journalled before, outcome after, an
+//! audit event, and the crash point the tests kill the process at.
+
+use super::session::{Outcome, Session};
+use crate::diagnostic::ScriptError;
+use crate::host::Phase;
+use crate::journal::{Record, StepEnd, StepOutcome};
+use crate::plan::Step;
+use crate::prompt::PromptError;
+use serde_json::json;
+use std::time::Instant;
+
+/// The forward body of a step, or its undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Undo,
+}
+
+/// What one attempt did.
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+    /// Whether the attempt performed a write (a failed step is undone only if it did).
+    pub wrote: bool,
+}
+
+/// Runs `step` (or its undo) once. `attempt` numbers forward attempts for the journal.
+pub fn execute(session: &Session, step: &Step, direction: Direction, attempt: u32) -> Attempt {
+    let run = session.run();
+    let started = Instant::now();
+    let (f, phase) = match direction {
+        Direction::Forward => {
+            run.record(Record::StepIntent {
+                step: step.id.clone(),
+                attempt: Some(attempt),
+            });
+            (&step.run, Phase::Step(step.id.clone()))
+        }
+        Direction::Undo => {
+            run.record(Record::UndoIntent {
+                step: step.id.clone(),
+            });
+            match &step.undo {
+                Some(f) => (f, Phase::Undo(step.id.clone())),
+                None => {
+                    return Attempt {
+                        outcome: Outcome::Done,
+                        duration_ms: 0,
+                        wrote: false,
+                    }
+                }
+            }
+        }
+    };
+    let outcome = session.call(f, phase);
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let wrote = run.writes_in_step() > 0;
+    let error = match &outcome {
+        Outcome::Failed(d) => Some(d.to_string()),
+        _ => None,
+    };
+    match direction {
+        Direction::Forward => {
+            let status = match &outcome {
+                Outcome::Done => StepEnd::Completed,
+                Outcome::Failed(_) => StepEnd::Failed,
+                Outcome::Aborted => StepEnd::Aborted,
+                Outcome::Interrupted => StepEnd::Interrupted,
+            };
+            run.record(Record::StepOutcome(StepOutcome {
+                step: step.id.clone(),
+                status,
+                duration_ms: Some(duration_ms),
+                error: error.clone(),
+                wrote: matches!(outcome, Outcome::Failed(_)).then_some(wrote),
+                verified: None,
+                ctx: (status == StepEnd::Completed).then(|| session.ctx().snapshot()),
+            }));
+            match &outcome {
+                Outcome::Done => event(
+                    session,
+                    "step.completed",
+                    json!({ "duration_ms": duration_ms }),
+                ),
+                Outcome::Failed(_) => event(session, "step.failed", json!({ "error": error })),
+                Outcome::Aborted | Outcome::Interrupted => {}
+            }
+        }
+        Direction::Undo => {
+            let ok = matches!(outcome, Outcome::Done);
+            run.record(Record::UndoOutcome {
+                step: step.id.clone(),
+                ok,
+                error: error.clone(),
+                ctx: ok.then(|| session.ctx().snapshot()),
+            });
+            match &outcome {
+                Outcome::Done => event(session, "step.undone", json!({ "step": step.id })),
+                Outcome::Failed(_) => event(
+                    session,
+                    "step.undo_failed",
+                    json!({ "step": step.id, "error": error }),
+                ),
+                Outcome::Aborted | Outcome::Interrupted => {}
+            }
+        }
+    }
+    if direction == Direction::Forward && matches!(outcome, Outcome::Done) {
+        crate::hooks::crash_point("after", &step.id);
+    }
+    Attempt {
+        outcome,
+        duration_ms,
+        wrote,
+    }
+}
+
+/// An engine-written audit event for this run (none under `--dry-run`); a log that cannot
+/// be written is a warning, not the end of the run.
+pub fn event(session: &Session, action: &str, context: serde_json::Value) {
+    let run = session.run();
+    if run.dry_run() {
+        return;
+    }
+    if let Err(e) = run.audit_event(action, context) {
+        crate::ui::err(&format!("warning: could not write the audit log: {e}"));
+    }
+}
+
+/// The operator's answer to a step's confirmation.
+pub enum Confirmation {
+    Yes,
+    No,
+    Interrupted,
+    /// Nobody could answer (no terminal, no answers file): the diagnostic says how to.
+    NoAnswer(Box<ScriptError>),
+}
+
+/// Asks a step's confirmation question, after saying when the step cannot be undone.
+pub fn confirm(session: &Session, step: &Step, question: &str) -> Confirmation {
+    if let Some(why) = &step.irreversible {
+        crate::ui::progress(&format!("  ! This step cannot be undone: {why}"));
+    }
+    let id = format!("{}.confirm", step.id);
+    let answer = session.run().prompter().confirm(&id, question);
+    match answer {
+        Ok(true) => Confirmation::Yes,
+        Ok(false) | Err(PromptError::Aborted) => Confirmation::No,
+        Err(PromptError::Interrupted) => Confirmation::Interrupted,
+        Err(e) => {
+            let help = e.help().unwrap_or_default();
+            Confirmation::NoAnswer(Box::new(
+                ScriptError::at(
+                    "runbook::prompt::no_answer",
+                    e.to_string(),
+                    session.runbook().sources(),
+                    "",
+                    rhai::Position::NONE,
+                )
+                .with_help(help),
+            ))
+        }
+    }
+}

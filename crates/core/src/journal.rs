@@ -1,0 +1,447 @@
+//! The run journal: `runs/<run_id>.jsonl`, one record per line (`{"t": time, "kind": ...}`),
+//! fsynced after each, so a crash loses at most the record being written. Records are
+//! types; secrets appear only as fingerprints.
+
+use crate::error::{Error, Result};
+use crate::run::{Mode, RunStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The runbook and the modules it imported, by hash: `resume` refuses a changed text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceHashes {
+    pub path: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub modules: Vec<ModuleHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleHash {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// The first record of every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStart {
+    pub run_id: String,
+    pub runbook: String,
+    pub source: SourceHashes,
+    /// The params, secrets as fingerprints.
+    pub params: Value,
+    pub actor: String,
+    pub host: String,
+    pub pid: u32,
+    pub mode: Mode,
+    /// Whether the run rehearsed against an in-process sandbox (which died with it).
+    pub sandbox: bool,
+}
+
+/// How a step attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepEnd {
+    Completed,
+    Failed,
+    Aborted,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepOutcome {
+    pub step: String,
+    pub status: StepEnd,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the failed attempt performed a write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrote: Option<bool>,
+    /// Completed by `resume` because the step's verify said it had taken effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// `ctx` after the step (secrets as fingerprints), when it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<Value>,
+}
+
+/// One journal record. The `kind` names are the file format: they never change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Record {
+    #[serde(rename = "run.start")]
+    RunStart(RunStart),
+    /// A later process took the run over (`as`: resume, rollback or repl).
+    #[serde(rename = "run.resume")]
+    RunResume {
+        actor: String,
+        pid: u32,
+        #[serde(rename = "as")]
+        attempt: Mode,
+    },
+    #[serde(rename = "run.end")]
+    RunEnd { status: RunStatus },
+    #[serde(rename = "lock.broken")]
+    LockBroken { holder: Value },
+    #[serde(rename = "step.intent")]
+    StepIntent {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+    },
+    #[serde(rename = "step.outcome")]
+    StepOutcome(StepOutcome),
+    #[serde(rename = "write.intent")]
+    WriteIntent {
+        step: String,
+        function: String,
+        target: String,
+        #[serde(default)]
+        detail: Value,
+    },
+    #[serde(rename = "write.outcome")]
+    WriteOutcome {
+        step: String,
+        function: String,
+        target: String,
+        ok: bool,
+    },
+    #[serde(rename = "undo.intent")]
+    UndoIntent { step: String },
+    #[serde(rename = "undo.outcome")]
+    UndoOutcome {
+        step: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ctx: Option<Value>,
+    },
+    #[serde(rename = "rollback.blocked")]
+    RollbackBlocked { step: String, why: String },
+    #[serde(rename = "repl.end")]
+    ReplEnd { failed_inputs: usize },
+}
+
+/// A record and when it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub t: String,
+    pub record: Record,
+}
+
+/// An open journal, appending.
+pub struct Journal {
+    path: PathBuf,
+    file: RefCell<Option<File>>,
+}
+
+impl Journal {
+    pub fn path_for(state_dir: &Path, run_id: &str) -> PathBuf {
+        state_dir.join("runs").join(format!("{run_id}.jsonl"))
+    }
+
+    /// Opens (creating) the journal of a run for appending.
+    pub fn open(state_dir: &Path, run_id: &str) -> Result<Journal> {
+        let path = Self::path_for(state_dir, run_id);
+        let file = crate::state::append(&path).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Journal {
+            path,
+            file: RefCell::new(Some(file)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record, redacted, and syncs it to disk. A journal that cannot be written
+    /// is reported once and then left alone: the run goes on, but the operator knows resume
+    /// will not be possible.
+    pub fn record(&self, record: Record) {
+        let mut slot = self.file.borrow_mut();
+        let Some(file) = slot.as_mut() else { return };
+        let line = encode(&record, &crate::run::now_rfc3339());
+        let ok = writeln!(file, "{line}").and_then(|_| file.sync_data());
+        if let Err(e) = ok {
+            crate::ui::err(&format!(
+                "warning: cannot write the run journal {}: {e}; this run cannot be resumed",
+                self.path.display()
+            ));
+            *slot = None;
+        }
+    }
+}
+
+/// One line of the file: `t` first, then the record, redacted.
+fn encode(record: &Record, t: &str) -> String {
+    let mut fields = serde_json::to_value(record).unwrap_or(Value::Null);
+    runbook_secret::redact_json(&mut fields);
+    let mut line = serde_json::Map::new();
+    line.insert("t".into(), Value::String(t.to_string()));
+    if let Value::Object(f) = fields {
+        line.extend(f);
+    }
+    runbook_secret::redact(&Value::Object(line).to_string()).into_owned()
+}
+
+/// Every record of a journal, in order. A torn last line (the crash happened mid-write) is
+/// dropped; anything else that cannot be read is a damaged journal, never silently skipped.
+pub fn read(path: &Path) -> Result<Vec<Entry>> {
+    let text = crate::state::read_text(path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let last = i + 1 == lines.len();
+        let value: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) if last => break,
+            Err(e) => {
+                return Err(Error::JournalDamaged {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    reason: format!("not a JSON record ({e})"),
+                })
+            }
+        };
+        let t = value["t"].as_str().unwrap_or_default().to_string();
+        let kind = value["kind"].as_str().unwrap_or_default().to_string();
+        match serde_json::from_value::<Record>(value) {
+            Ok(record) => out.push(Entry { t, record }),
+            Err(e) => {
+                return Err(Error::JournalDamaged {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    reason: if KINDS.contains(&kind.as_str()) {
+                        format!("a '{kind}' record this version cannot read ({e})")
+                    } else {
+                        format!(
+                            "an unknown record kind '{kind}': a journal from another version of runbook"
+                        )
+                    },
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every record kind this version writes.
+const KINDS: &[&str] = &[
+    "run.start",
+    "run.resume",
+    "run.end",
+    "lock.broken",
+    "step.intent",
+    "step.outcome",
+    "write.intent",
+    "write.outcome",
+    "undo.intent",
+    "undo.outcome",
+    "rollback.blocked",
+    "repl.end",
+];
+
+/// Where a step stands, from the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    /// Started; no outcome recorded (the process died in it).
+    Started,
+    Ended(StepEnd),
+    UndoStarted,
+    Undone,
+    UndoFailed,
+}
+
+/// A write that started in a step whose outcome was never recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenWrite {
+    pub function: String,
+    pub target: String,
+}
+
+/// What a journal says about a run.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub start: RunStart,
+    /// When it was written (`t` of the start record).
+    pub started_at: String,
+    pub ended: Option<RunStatus>,
+    /// Per step id, the last thing seen.
+    pub steps: Vec<(String, StepState)>,
+    /// The `ctx` snapshot after the last completed step (or undo).
+    pub ctx: Option<Value>,
+    pub open_writes: Vec<OpenWrite>,
+    pub last_step: Option<String>,
+}
+
+impl RunState {
+    /// Summarises a run's records; `None` when there is no start record.
+    pub fn from_entries(entries: &[Entry]) -> Option<RunState> {
+        let (started_at, start) = entries.iter().find_map(|e| match &e.record {
+            Record::RunStart(s) => Some((e.t.clone(), s.clone())),
+            _ => None,
+        })?;
+        let mut s = RunState {
+            start,
+            started_at,
+            ended: None,
+            steps: Vec::new(),
+            ctx: None,
+            open_writes: Vec::new(),
+            last_step: None,
+        };
+        for e in entries {
+            match &e.record {
+                Record::RunResume { .. } => s.ended = None,
+                Record::RunEnd { status } => s.ended = Some(*status),
+                Record::StepIntent { step, .. } => {
+                    s.set(step, StepState::Started);
+                    s.open_writes.clear();
+                    s.last_step = Some(step.clone());
+                }
+                Record::WriteIntent {
+                    function, target, ..
+                } => s.open_writes.push(OpenWrite {
+                    function: function.clone(),
+                    target: target.clone(),
+                }),
+                Record::StepOutcome(o) => {
+                    s.set(&o.step, StepState::Ended(o.status));
+                    s.open_writes.clear();
+                    if o.status == StepEnd::Completed {
+                        s.ctx = o.ctx.clone();
+                    }
+                }
+                Record::UndoIntent { step } => s.set(step, StepState::UndoStarted),
+                Record::UndoOutcome { step, ok, ctx, .. } => {
+                    s.set(
+                        step,
+                        if *ok {
+                            StepState::Undone
+                        } else {
+                            StepState::UndoFailed
+                        },
+                    );
+                    if *ok {
+                        s.ctx = ctx.clone();
+                    }
+                }
+                Record::RunStart(_)
+                | Record::LockBroken { .. }
+                | Record::WriteOutcome { .. }
+                | Record::RollbackBlocked { .. }
+                | Record::ReplEnd { .. } => {}
+            }
+        }
+        Some(s)
+    }
+
+    fn set(&mut self, id: &str, state: StepState) {
+        match self.steps.iter_mut().find(|(s, _)| s == id) {
+            Some(e) => e.1 = state,
+            None => self.steps.push((id.to_string(), state)),
+        }
+    }
+
+    pub fn state_of(&self, step: &str) -> Option<StepState> {
+        self.steps
+            .iter()
+            .find(|(s, _)| s == step)
+            .map(|(_, st)| *st)
+    }
+
+    pub fn completed(&self, step: &str) -> bool {
+        self.state_of(step) == Some(StepState::Ended(StepEnd::Completed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal written by the string-typed engine before records were types.
+    const OLD: &str = r#"{"t":"2026-11-20T10:00:00Z","kind":"run.start","run_id":"20261120T100000Z-abcdef","runbook":"postmark-server-token","source":{"path":"/r/postmark.rhai","sha256":"00","modules":[]},"params":{"apps":["a"]},"actor":"ops@vm","host":"vm","pid":7,"mode":"exec","sandbox":false}
+{"t":"2026-11-20T10:00:01Z","kind":"step.intent","step":"precheck","attempt":1}
+{"t":"2026-11-20T10:00:02Z","kind":"step.outcome","step":"precheck","status":"completed","duration_ms":12,"ctx":{"server_id":4242}}
+{"t":"2026-11-20T10:00:03Z","kind":"step.intent","step":"store","attempt":1}
+{"t":"2026-11-20T10:00:03Z","kind":"write.intent","step":"store","function":"infisical::set_secret","target":"POSTMARK_SERVER_TOKEN","detail":{}}
+{"t":"2026-11-20T10:00:04Z","kind":"step.outcome","step":"store","status":"failed","ok":false,"error":"boom"}
+{"t":"2026-11-20T10:00:05Z","kind":"undo.intent","step":"precheck"}
+{"t":"2026-11-20T10:00:06Z","kind":"run.end","status":"rolled_back"}
+"#;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn reads_a_journal_written_by_the_string_format() {
+        let (_d, p) = write(OLD);
+        let entries = read(&p).unwrap();
+        assert_eq!(entries.len(), 8);
+        let st = RunState::from_entries(&entries).unwrap();
+        assert_eq!(st.start.mode, Mode::Exec);
+        assert_eq!(st.ended, Some(RunStatus::RolledBack));
+        assert_eq!(st.state_of("precheck"), Some(StepState::UndoStarted));
+        assert_eq!(
+            st.state_of("store"),
+            Some(StepState::Ended(StepEnd::Failed))
+        );
+        assert_eq!(st.ctx, Some(serde_json::json!({"server_id": 4242})));
+    }
+
+    #[test]
+    fn writes_the_same_lines_it_reads() {
+        let (_d, p) = write(OLD);
+        for (line, e) in OLD.lines().zip(read(&p).unwrap()) {
+            let again: Value = serde_json::from_str(&encode(&e.record, &e.t)).unwrap();
+            let before: Value = serde_json::from_str(line).unwrap();
+            // The old REPL wrote `ok` into step outcomes too; nothing else differs.
+            let mut before = before;
+            if let Some(o) = before.as_object_mut() {
+                if o["kind"] == "step.outcome" {
+                    o.remove("ok");
+                }
+            }
+            assert_eq!(again, before);
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_but_damage_elsewhere_is_an_error() {
+        let (_d, p) = write(&format!("{OLD}{{\"t\":\"x\",\"kind\":\"st"));
+        assert_eq!(read(&p).unwrap().len(), 8);
+        let damaged = OLD.replacen("\"kind\":\"step.intent\"", "\"kind\":\"step.intent\",", 1);
+        let (_d, p) = write(&damaged);
+        assert!(matches!(
+            read(&p),
+            Err(Error::JournalDamaged { line: 2, .. })
+        ));
+        let newer = OLD.replacen("\"kind\":\"undo.intent\"", "\"kind\":\"undo.planned\"", 1);
+        let (_d, p) = write(&newer);
+        match read(&p) {
+            Err(Error::JournalDamaged {
+                line: 7, reason, ..
+            }) => {
+                assert!(reason.contains("another version"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

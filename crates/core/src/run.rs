@@ -1,0 +1,168 @@
+//! Who runs what, and how: run ids, actors, and the mode every journal and audit entry
+//! carries.
+
+use std::fmt;
+
+/// How a process acts on a run. Journal `run.start` records hold the first four; audit
+/// entries also say when a later process resumed or rolled the run back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Against the real vendors.
+    Exec,
+    /// Against the simulators: a rehearsal, never a rotation.
+    Sandbox,
+    /// Reads for real, writes recorded and not performed.
+    DryRun,
+    /// An interactive session.
+    Repl,
+    /// A later process continuing a stopped run.
+    Resume,
+    /// A later process undoing a stopped run.
+    Rollback,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Exec => "exec",
+            Mode::Sandbox => "sandbox",
+            Mode::DryRun => "dry-run",
+            Mode::Repl => "repl",
+            Mode::Resume => "resume",
+            Mode::Rollback => "rollback",
+        }
+    }
+
+    /// Whether writes are only recorded.
+    pub fn is_dry_run(self) -> bool {
+        self == Mode::DryRun
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a run ended (or that it is still going).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    RolledBack,
+    Aborted,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::RolledBack => "rolled back",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Who runs what; stamped on every audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub actor: String,
+    pub runbook_id: String,
+    pub mode: Mode,
+}
+
+/// A fresh run id: sortable by time, unique enough to name a journal.
+pub fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second][subsecond digits:3]Z"
+    );
+    let stamp = now.format(&fmt).unwrap_or_default();
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{stamp}-{}", &rand[..6])
+}
+
+/// Whether `id` has the shape of a run id (and so is safe in a file name).
+pub fn is_run_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// `--actor`, else `RUNBOOK_ACTOR`, else `user@host`.
+pub fn actor(flag: Option<&str>) -> String {
+    if let Some(a) = flag.filter(|a| !a.is_empty()) {
+        return a.to_string();
+    }
+    if let Ok(a) = std::env::var("RUNBOOK_ACTOR") {
+        if !a.is_empty() {
+            return a;
+        }
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", hostname())
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Whether a process of this host with this pid is alive.
+pub fn pid_alive(pid: i64) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && pid <= i32::MAX as i64 && unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+/// `2026-01-01T00:00:00Z`: the time format of journals and the audit log.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_serialise_as_the_journal_always_wrote_them() {
+        for m in [
+            Mode::Exec,
+            Mode::Sandbox,
+            Mode::DryRun,
+            Mode::Repl,
+            Mode::Resume,
+            Mode::Rollback,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+    }
+
+    #[test]
+    fn run_ids_are_file_safe() {
+        assert!(is_run_id(&new_run_id()));
+        assert!(!is_run_id("../x"));
+        assert!(!is_run_id(""));
+    }
+}

@@ -1,0 +1,235 @@
+//! Compiling a runbook and running its top level to build the plan.
+
+use super::SourceFile;
+use crate::diagnostic::{ScriptError, Sources};
+use crate::engine::{self, Limits, Resolver};
+use crate::error::{Error, Result};
+use crate::host::{self, Stage};
+use crate::plan::{Incomplete, Plan, PlanBuilder};
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Position, Scope, AST};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// A runbook ready to run: its engine (with the host modules), compiled script and plan.
+/// The plan never changes once loaded; a run hands the engine its context (`attach`).
+pub struct Runbook {
+    file: SourceFile,
+    engine: Engine,
+    /// What step closures are called with: the runbook's functions plus those of every module
+    /// it imported (see `callable`).
+    ast: AST,
+    /// The runbook's own compiled script, for lints and docs.
+    script: AST,
+    plan: Plan,
+    sources: Rc<Sources>,
+    resolver: Resolver,
+}
+
+impl Runbook {
+    /// Compiles the script and evaluates its top level. Nothing outside the process is
+    /// touched: host functions that reach vendors or the operator refuse to run there.
+    pub fn load(file: SourceFile) -> Result<Runbook> {
+        let (mut engine, sources, resolver) = build_engine(&file);
+        let builder = Rc::new(RefCell::new(PlanBuilder::default()));
+        Stage::Loading(builder.clone()).install(&mut engine);
+        let ast = compile(&engine, &file, &sources)?;
+        register_imports(&mut engine, &resolver, &ast, &sources)?;
+        let ran = engine.run_ast(&ast);
+        Stage::Inert.install(&mut engine);
+        ran.map_err(|e| Error::script(ScriptError::from_eval(&e, &sources)))?;
+        let declared = std::mem::take(&mut *builder.borrow_mut());
+        let plan = declared
+            .finish()
+            .map_err(|why| incomplete(why, &file, &sources))?;
+        let callable = callable(&ast, &resolver, &file);
+        Ok(Runbook {
+            file,
+            engine,
+            ast: callable,
+            script: ast,
+            plan,
+            sources,
+            resolver,
+        })
+    }
+
+    /// No runbook at all: an engine with every host module, for the REPL.
+    pub fn bare(dir: &std::path::Path) -> Runbook {
+        let file = SourceFile {
+            path: dir.join("<repl>"),
+            name: "<repl>".into(),
+            text: String::new(),
+        };
+        let (mut engine, sources, resolver) = build_engine(&file);
+        Stage::Inert.install(&mut engine);
+        Runbook {
+            file,
+            engine,
+            ast: AST::empty(),
+            script: AST::empty(),
+            plan: Plan::default(),
+            sources,
+            resolver,
+        }
+    }
+
+    pub fn file(&self) -> &SourceFile {
+        &self.file
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn sources(&self) -> &Rc<Sources> {
+        &self.sources
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The runbook's own compiled script.
+    pub fn script(&self) -> &AST {
+        &self.script
+    }
+
+    /// The library step closures are called with.
+    pub fn callable(&self) -> &AST {
+        &self.ast
+    }
+
+    /// Hands every later call of this runbook's functions the stage they act on.
+    pub fn attach(&mut self, stage: Stage) {
+        stage.install(&mut self.engine);
+    }
+
+    /// Calls one of the runbook's closures (a step, an undo, a verify) with `ctx`.
+    pub fn call<T: rhai::Variant + Clone>(
+        &self,
+        f: &FnPtr,
+        ctx: crate::value::Ctx,
+    ) -> std::result::Result<T, Box<EvalAltResult>> {
+        f.call::<T>(&self.engine, &self.ast, (ctx,))
+    }
+
+    /// Compiles one REPL input against the session's scope.
+    pub fn compile_input(
+        &self,
+        scope: &Scope,
+        input: &str,
+    ) -> std::result::Result<AST, Box<ScriptError>> {
+        self.sources.add("<repl>", input);
+        let mut ast = self
+            .engine
+            .compile_with_scope(scope, input)
+            .map_err(|e| Box::new(ScriptError::from_parse(&e, &self.sources, "<repl>")))?;
+        ast.set_source("<repl>");
+        Ok(ast)
+    }
+
+    /// Registers `import "x" as alias` statements of `ast` (REPL input) as static modules.
+    pub fn import_modules(&mut self, ast: &AST) -> Result<()> {
+        register_imports(&mut self.engine, &self.resolver, ast, &self.sources)
+    }
+
+    /// Evaluates REPL input (with the functions defined so far) in the session's scope.
+    pub fn eval_with_scope(
+        &self,
+        scope: &mut Scope<'static>,
+        ast: &AST,
+    ) -> std::result::Result<Dynamic, Box<EvalAltResult>> {
+        self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)
+    }
+}
+
+fn incomplete(why: Incomplete, file: &SourceFile, sources: &Sources) -> Error {
+    match why {
+        Incomplete::NoMetadata => Error::script(
+            ScriptError::at(
+                "runbook::plan::no_metadata",
+                "the runbook does not declare itself with runbook(#{ id, title, ... })",
+                sources,
+                &file.name,
+                Position::new(1, 1),
+            )
+            .with_help(
+                "start the script with runbook(#{ id: \"my-runbook\", title: \"What it does\" });",
+            ),
+        ),
+        Incomplete::NoSteps(at) => Error::script(
+            ScriptError::at(
+                "runbook::plan::no_steps",
+                "the runbook has no steps",
+                sources,
+                &file.name,
+                at,
+            )
+            .with_help("add at least one step(\"id\", \"title\", |ctx| { ... });"),
+        ),
+    }
+}
+
+/// The AST step closures are called with. A closure is looked up by its hash in the library of
+/// the AST it is called with; one written inside an imported module (a stdlib function that
+/// registers steps, like `rotation::steps`) lives in that module, not in the runbook. So the
+/// library is the runbook's functions, then every resolved module's functions: they keep
+/// their module's environment (its imports and its other functions), and the runbook's own
+/// functions win a name clash.
+fn callable(ast: &AST, resolver: &Resolver, file: &SourceFile) -> AST {
+    let modules = resolver.resolved();
+    if modules.is_empty() {
+        return ast.clone();
+    }
+    let mut lib = (**ast.shared_lib()).clone();
+    for (_, module) in &modules {
+        lib.fill_with(module);
+    }
+    let mut callable = AST::new_from_module(lib);
+    callable.set_source(file.name.as_str());
+    callable
+}
+
+/// An engine with every host module, for this runbook's folder.
+fn build_engine(file: &SourceFile) -> (Engine, Rc<Sources>, Resolver) {
+    let sources = Rc::new(Sources::new());
+    sources.set_main(&file.name, &file.text);
+    let resolver = Resolver::new(file.dir(), sources.clone());
+    let mut engine = engine::new_engine(Limits::default(), resolver.clone());
+    host::modules().install(&mut engine);
+    (engine, sources, resolver)
+}
+
+/// Step closures run after the top level, without its `import` statements in effect; so
+/// every top-level `import "x" as alias` is also registered as a static module `alias`.
+fn register_imports(
+    engine: &mut Engine,
+    resolver: &Resolver,
+    ast: &AST,
+    sources: &Sources,
+) -> Result<()> {
+    use rhai::{Expr, ModuleResolver, Stmt};
+    for stmt in ast.statements() {
+        let Stmt::Import(x, pos) = stmt else { continue };
+        let (Expr::StringConstant(path, _), alias) = (&x.0, &x.1) else {
+            continue;
+        };
+        if alias.name.is_empty() {
+            continue;
+        }
+        let module = resolver
+            .resolve(engine, None, path, *pos)
+            .map_err(|e| Error::script(ScriptError::from_eval(&e, sources)))?;
+        engine.register_static_module(alias.name.as_str(), module);
+    }
+    Ok(())
+}
+
+/// Compiles a runbook's text (named for diagnostics).
+pub fn compile(engine: &Engine, file: &SourceFile, sources: &Sources) -> Result<AST> {
+    let mut ast = engine
+        .compile(&file.text)
+        .map_err(|e| Error::script(ScriptError::from_parse(&e, sources, &file.name)))?;
+    ast.set_source(file.name.as_str());
+    Ok(ast)
+}

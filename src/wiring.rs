@@ -1,0 +1,87 @@
+//! What a run talks to: the real vendors (configured from the environment and
+//! `./runbook.toml`), or the simulators, started here and wired into the same vendor
+//! configuration an operator's shell would give (the sandbox's own exports).
+
+use crate::cli::ScenarioArgs;
+use crate::error::Result;
+use runbook_core::host::Services;
+use runbook_core::runtime::Runtime;
+use runbook_core::ui;
+use runbook_sandbox::Sandbox;
+use runbook_vendors::{VendorConfig, VendorFileConfig};
+use std::path::Path;
+
+/// Environment variables as name/value pairs.
+pub type EnvVars = Vec<(String, String)>;
+
+/// The services a run uses and, for a rehearsal, the simulators behind them.
+pub struct Wired {
+    pub services: Services,
+    pub sandbox: Option<Sandbox>,
+    /// The sandbox's environment: params bound to an env var read it, not the process's.
+    pub env: Option<EnvVars>,
+}
+
+impl Wired {
+    /// Looks up an environment variable the way this run's params see it.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        match &self.env {
+            Some(vars) => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+            None => std::env::var(name).ok(),
+        }
+    }
+}
+
+/// The runtime, vendor clients and (with `--sandbox`) the simulators.
+pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<Wired> {
+    let runtime =
+        Runtime::new().map_err(|source| runbook_core::error::Error::Runtime { source })?;
+    if !sandbox {
+        return Ok(Wired {
+            services: Services::new(runtime, vendor_config()?, None),
+            sandbox: None,
+            env: None,
+        });
+    }
+    let sandbox = crate::commands::sandbox::start(&runtime, scenario)?;
+    let env = sandbox.env();
+    let mut config = VendorConfig::from_env(|k| {
+        env.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    })?;
+    // Loopback answers in microseconds: back off in milliseconds, so a rehearsal with
+    // injected 5xx/429 faults takes seconds, not minutes. Retry-After is still honoured.
+    config.transport.base_delay = std::time::Duration::from_millis(20);
+    config.transport.max_delay = std::time::Duration::from_secs(2);
+    // The tuning variables still apply (a short timeout to rehearse a stalled vendor).
+    let tuned = VendorConfig::from_env(|k| {
+        k.starts_with("RUNBOOK_")
+            .then(|| std::env::var(k).ok())
+            .flatten()
+    })?;
+    config.transport.timeout = tuned.transport.timeout;
+    config.concurrency = tuned.concurrency;
+    ui::progress(&ui::dim(&format!(
+        "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
+        sandbox.postmark_url()
+    )));
+    for (name, url) in &sandbox.urls().scripted {
+        ui::progress(&ui::dim(&format!("sandbox: scripted {name} on {url}")));
+    }
+    let dashboard = Some(sandbox.postmark_url().to_string());
+    Ok(Wired {
+        services: Services::new(runtime, config, dashboard),
+        sandbox: Some(sandbox),
+        env: Some(env),
+    })
+}
+
+/// Vendor endpoints and credentials: the environment, then `./runbook.toml` `[vendors]`.
+pub fn vendor_config() -> Result<VendorConfig> {
+    let file = VendorFileConfig::load(Path::new("runbook.toml"))?;
+    Ok(VendorConfig::from_sources(
+        |k| std::env::var(k).ok(),
+        file.as_ref(),
+    )?)
+}

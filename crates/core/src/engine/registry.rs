@@ -4,7 +4,7 @@
 //! every engine; what a function acts on comes from the engine's tag (see `host::Stage`).
 
 use rhai::{Engine, FnNamespace, FuncRegistration, Module, RhaiNativeFunc, Shared, Variant};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What a host function does to the world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -101,16 +101,48 @@ impl Registrar {
         ModuleBuilder { name, reg: self }
     }
 
-    /// The modules, ready to be shared by every engine.
+    /// The modules, ready to be shared by every engine: named and indexed now, so an engine
+    /// takes them by reference instead of copying them.
     pub fn build(self) -> HostModules {
+        let mut global = self.global;
+        global.build_index();
+        let statics = self
+            .statics
+            .into_iter()
+            .map(|(name, mut m)| {
+                m.set_id(name);
+                m.build_index();
+                (name, Shared::new(m))
+            })
+            .collect();
+        let mut by_name = HashMap::new();
+        let mut functions: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+        let mut globals = HashSet::new();
+        for (i, f) in self.registry.iter().enumerate() {
+            by_name.entry(f.qualified()).or_insert(i);
+            if f.module.is_empty() {
+                globals.insert(f.name.clone());
+            } else {
+                functions
+                    .entry(f.module.to_string())
+                    .or_default()
+                    .push((f.name.clone(), f.params.len()));
+            }
+        }
+        let secret_returning = self
+            .registry
+            .iter()
+            .filter(|f| f.returns == "Secret")
+            .map(HostFn::qualified)
+            .collect();
         HostModules {
-            global: self.global.into(),
-            statics: self
-                .statics
-                .into_iter()
-                .map(|(n, m)| (n, Shared::new(m)))
-                .collect(),
+            global: global.into(),
+            statics,
             registry: self.registry,
+            by_name,
+            functions,
+            globals,
+            secret_returning,
         }
     }
 
@@ -128,6 +160,14 @@ pub struct HostModules {
     global: Shared<Module>,
     statics: Vec<(&'static str, Shared<Module>)>,
     registry: Vec<HostFn>,
+    /// `module::name` (or `Type.method`) → the first function registered under it.
+    by_name: HashMap<String, usize>,
+    /// Per host module, its functions' names and arities.
+    functions: HashMap<String, Vec<(String, usize)>>,
+    /// Global host functions (`step`, `ensure`) and methods.
+    globals: HashSet<String>,
+    /// Functions that return a Secret, for the lint that follows secrets.
+    secret_returning: HashSet<String>,
 }
 
 impl HostModules {
@@ -148,8 +188,28 @@ impl HostModules {
         self.find(qualified).map(|f| f.effect)
     }
 
+    /// The functions of each host module: name and arity.
+    pub fn functions(&self) -> &HashMap<String, Vec<(String, usize)>> {
+        &self.functions
+    }
+
+    /// `module::name` of every function that returns a Secret.
+    pub fn secret_returning(&self) -> &HashSet<String> {
+        &self.secret_returning
+    }
+
+    /// Whether `name` is a host module (`heroku`).
+    pub fn is_module(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+    }
+
+    /// Whether `name` is a global host function (`step`).
+    pub fn is_global(&self, name: &str) -> bool {
+        self.globals.contains(name)
+    }
+
     pub fn find(&self, qualified: &str) -> Option<&HostFn> {
-        self.registry.iter().find(|f| f.qualified() == qualified)
+        self.by_name.get(qualified).map(|&i| &self.registry[i])
     }
 }
 

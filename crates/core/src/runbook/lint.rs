@@ -7,8 +7,9 @@ use super::program::Program;
 use super::secret_flow::{self, Finding};
 use super::Runbook;
 use crate::diagnostic::ScriptError;
-use rhai::{ASTNode, Expr, Position, Stmt, AST};
+use rhai::{ASTNode, Expr, Position, Stmt};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 /// Keywords rhai implements inside the evaluator rather than as registered functions.
 const BUILTINS: &[&str] = &[
@@ -150,14 +151,9 @@ fn secret_flows(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
         .filter(|p| p.secret)
         .map(|p| p.name.clone())
         .collect();
-    let secret_returning: HashSet<String> = crate::host::modules()
-        .registry()
-        .iter()
-        .filter(|f| f.returns == "Secret")
-        .map(|f| f.qualified())
-        .collect();
+    let host = crate::host::modules();
     let file = &loaded.file().name;
-    secret_flow::analyse(program, secret_params, secret_returning)
+    secret_flow::analyse(program, secret_params, host.secret_returning())
         .into_iter()
         .map(|f| match f {
             Finding::InUrl {
@@ -269,10 +265,10 @@ thread_local! {
     /// The engine's own function names. Every engine is built the same way, and generating
     /// the signatures was half of `check`'s time (measured with callgrind), so once per
     /// process is enough.
-    static ENGINE_NAMES: std::cell::OnceCell<HashSet<String>> = const { std::cell::OnceCell::new() };
+    static ENGINE_NAMES: std::cell::OnceCell<Rc<HashSet<String>>> = const { std::cell::OnceCell::new() };
 }
 
-fn engine_names(loaded: &Runbook) -> HashSet<String> {
+fn engine_names(loaded: &Runbook) -> Rc<HashSet<String>> {
     ENGINE_NAMES.with(|cell| {
         cell.get_or_init(|| {
             let mut names: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
@@ -282,32 +278,16 @@ fn engine_names(loaded: &Runbook) -> HashSet<String> {
                 let name = head.rsplit("::").next().unwrap_or(head);
                 names.insert(name.to_string());
             }
-            names
+            Rc::new(names)
         })
         .clone()
     })
 }
 
-/// Names of functions a call may resolve to without a namespace.
-fn global_names(loaded: &Runbook, ast: &AST) -> HashSet<String> {
-    let mut names = engine_names(loaded);
-    for f in ast.iter_functions() {
-        names.insert(f.name.to_string());
-    }
-    names
-}
-
-/// Function names and arities per module: host modules and `import ... as alias`.
-fn module_functions(program: &Program) -> HashMap<String, Vec<(String, usize)>> {
-    let mut modules: HashMap<String, Vec<(String, usize)>> = HashMap::new();
-    for f in crate::host::modules().registry().iter() {
-        if !f.module.is_empty() {
-            modules
-                .entry(f.module.to_string())
-                .or_default()
-                .push((f.name.clone(), f.params.len()));
-        }
-    }
+/// Function names and arities of the modules a runbook imports (`import ... as alias`);
+/// the host modules' come from the registry.
+fn imported_functions(program: &Program) -> HashMap<String, Vec<(String, usize)>> {
+    let mut modules = HashMap::new();
     for (alias, index) in &program.runbook().imports {
         let fns = program.units[*index]
             .ast
@@ -322,8 +302,11 @@ fn module_functions(program: &Program) -> HashMap<String, Vec<(String, usize)>> 
 
 fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
     let ast = &program.runbook().ast;
-    let globals = global_names(loaded, ast);
-    let modules = module_functions(program);
+    let engine = engine_names(loaded);
+    let own: HashSet<&str> = ast.iter_functions().map(|f| f.name).collect();
+    let host = crate::host::modules();
+    let imported = imported_functions(program);
+    let module_fns = |ns: &str| imported.get(ns).or_else(|| host.functions().get(ns));
     let sources = loaded.sources();
     let mut problems = Vec::new();
     // (namespace, name, arity, position of the name, position of the namespace)
@@ -354,7 +337,7 @@ fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
     });
     for (ns, name, arity, pos, ns_pos) in found {
         if ns.is_empty() {
-            if name.starts_with("anon$") || globals.contains(&name) {
+            if name.starts_with("anon$") || engine.contains(&name) || own.contains(name.as_str()) {
                 continue;
             }
             problems.push(
@@ -369,9 +352,10 @@ fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
             );
             continue;
         }
-        let Some(fns) = modules.get(&ns) else {
-            let mut known: Vec<&String> = modules.keys().collect();
+        let Some(fns) = module_fns(&ns) else {
+            let mut known: Vec<&String> = imported.keys().chain(host.functions().keys()).collect();
             known.sort();
+            known.dedup();
             problems.push(
                 ScriptError::at(
                     "runbook::check::unknown_module",

@@ -39,30 +39,19 @@ enum Call {
 /// The runbook and every module reachable through its imports.
 pub struct Program {
     pub units: Vec<Unit>,
-    /// Host modules by name (`heroku`) and global host functions (`step`), from the registry.
-    host_modules: HashSet<String>,
-    host_globals: HashSet<String>,
+    /// The host modules, to tell host calls from script calls.
+    host: std::rc::Rc<crate::engine::HostModules>,
 }
 
 impl Program {
     pub fn new(loaded: &Runbook) -> Program {
-        let mut host_modules = HashSet::new();
-        let mut host_globals = HashSet::new();
-        for f in crate::host::modules().registry().iter() {
-            if f.module.is_empty() {
-                host_globals.insert(f.name.clone());
-            } else {
-                host_modules.insert(f.module.to_string());
-            }
-        }
         let mut p = Program {
             units: vec![Unit {
                 name: loaded.file().name.clone(),
                 ast: loaded.script().clone(),
                 imports: HashMap::new(),
             }],
-            host_modules,
-            host_globals,
+            host: crate::host::modules(),
         };
         let mut by_path: HashMap<String, usize> = HashMap::new();
         let dir = loaded.file().dir();
@@ -164,7 +153,7 @@ impl Program {
             if self.defines(unit, &name, arity) {
                 return Some(Call::Script { unit, name, arity });
             }
-            if self.host_globals.contains(&name) || name == "print" || name == "debug" {
+            if self.host.is_global(&name) || name == "print" || name == "debug" {
                 return Some(Call::Host(HostCall {
                     function: name,
                     unit,
@@ -181,7 +170,7 @@ impl Program {
                 arity,
             });
         }
-        if self.host_modules.contains(&ns) {
+        if self.host.is_module(&ns) {
             return Some(Call::Host(HostCall {
                 function: format!("{ns}::{name}"),
                 unit,

@@ -120,15 +120,15 @@ fn chain(e: &Expr) -> Option<(&Expr, Vec<Seg>)> {
 }
 
 /// Everything the analysis carries across functions.
-struct Facts {
+struct Facts<'a> {
     /// `ctx.NAME` values known to be secrets (assigned from a secret anywhere).
     ctx: HashMap<String, Kind>,
     secret_params: HashSet<String>,
     /// Host functions that return a Secret.
-    secret_returning: HashSet<String>,
+    secret_returning: &'a HashSet<String>,
 }
 
-impl Facts {
+impl Facts<'_> {
     fn kind(&self, e: &Expr, env: &HashMap<String, Kind>) -> Kind {
         match e {
             Expr::Variable(x, _, _) => {
@@ -256,7 +256,7 @@ fn declared_secrets(args: &[Expr]) -> Vec<String> {
 /// Walks one body in source order, tracking local variables; `on_call` sees every call
 /// with the variables known at that point.
 fn walk_body(
-    facts: &Facts,
+    facts: &Facts<'_>,
     body: &AST,
     mut on_assign_ctx: impl FnMut(&str, Kind),
     mut on_call: impl FnMut(&rhai::FnCallExpr, Position, &HashMap<String, Kind>),
@@ -300,7 +300,7 @@ fn walk_body(
 pub fn analyse(
     program: &Program,
     secret_params: HashSet<String>,
-    secret_returning: HashSet<String>,
+    secret_returning: &HashSet<String>,
 ) -> Vec<Finding> {
     let mut facts = Facts {
         ctx: HashMap::new(),
@@ -373,7 +373,11 @@ pub fn analyse(
 }
 
 /// A Secret or credential among the values of `query: #{...}` in an options map literal.
-fn query_secret(facts: &Facts, opts: Option<&Expr>, env: &HashMap<String, Kind>) -> Option<String> {
+fn query_secret(
+    facts: &Facts<'_>,
+    opts: Option<&Expr>,
+    env: &HashMap<String, Kind>,
+) -> Option<String> {
     let Some(Expr::Map(m, _)) = opts else {
         return None;
     };

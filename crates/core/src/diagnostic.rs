@@ -26,7 +26,7 @@ impl Sources {
             .insert(name.to_string(), Arc::new(text.to_string()));
     }
 
-    pub fn set_main(&self, name: &str, text: &str) {
+    pub(crate) fn set_main(&self, name: &str, text: &str) {
         self.add(name, text);
         *self.main.borrow_mut() = Some(name.to_string());
     }
@@ -162,18 +162,18 @@ impl ScriptError {
         err
     }
 
-    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+    pub(crate) fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }
 
-    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+    pub(crate) fn with_label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
         self
     }
 
     /// A parse error of the runbook (or of a module it imports).
-    pub fn from_parse(err: &ParseError, sources: &Sources, file: &str) -> Self {
+    pub(crate) fn from_parse(err: &ParseError, sources: &Sources, file: &str) -> Self {
         let message = err.err_type().to_string();
         let help = parse_help(&message);
         let (code, label) = if message.starts_with("Undefined variable") {
@@ -188,7 +188,7 @@ impl ScriptError {
 
     /// A runtime error, unwrapping function-call and module layers so the innermost problem is
     /// labelled and every call site is shown after it.
-    pub fn from_eval(err: &EvalAltResult, sources: &Sources) -> Self {
+    pub(crate) fn from_eval(err: &EvalAltResult, sources: &Sources) -> Self {
         Self::from_eval_in(err, sources, &sources.main())
     }
 

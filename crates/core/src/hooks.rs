@@ -5,7 +5,7 @@
 /// it lets them prove that resume and rollback recover from a machine that died there.
 /// Only in builds with the `test-hooks` feature (the tests'); a release build has none.
 #[cfg(feature = "test-hooks")]
-pub fn crash_point(when: &str, step: &str) {
+pub(crate) fn crash_point(when: &str, step: &str) {
     let Ok(at) = std::env::var("RUNBOOK_CRASH_AT") else {
         return;
     };
@@ -19,4 +19,4 @@ pub fn crash_point(when: &str, step: &str) {
 
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
-pub fn crash_point(_when: &str, _step: &str) {}
+pub(crate) fn crash_point(_when: &str, _step: &str) {}

@@ -20,7 +20,7 @@ pub fn is_set() -> bool {
     FLAG.load(Ordering::SeqCst)
 }
 
-pub fn trigger() {
+pub(crate) fn trigger() {
     FLAG.store(true, Ordering::SeqCst);
     sender().send_replace(true);
 }
@@ -39,7 +39,7 @@ pub async fn wait() {
 }
 
 /// Starts listening for Ctrl-C on the given runtime.
-pub fn install(rt: &tokio::runtime::Runtime) {
+pub(crate) fn install(rt: &tokio::runtime::Runtime) {
     rt.spawn(async {
         while tokio::signal::ctrl_c().await.is_ok() {
             trigger();

@@ -143,7 +143,7 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn path_for(state_dir: &Path, run_id: &str) -> PathBuf {
+    pub(crate) fn path_for(state_dir: &Path, run_id: &str) -> PathBuf {
         state_dir.join("runs").join(format!("{run_id}.jsonl"))
     }
 
@@ -356,7 +356,7 @@ impl RunState {
         }
     }
 
-    pub fn state_of(&self, step: &str) -> Option<StepState> {
+    pub(crate) fn state_of(&self, step: &str) -> Option<StepState> {
         self.steps
             .iter()
             .find(|(s, _)| s == step)

@@ -81,7 +81,7 @@ pub struct RunInfo {
 }
 
 /// A fresh run id: sortable by time, unique enough to name a journal.
-pub fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!(
         "[year][month][day]T[hour][minute][second][subsecond digits:3]Z"
@@ -92,7 +92,7 @@ pub fn new_run_id() -> String {
 }
 
 /// Whether `id` has the shape of a run id (and so is safe in a file name).
-pub fn is_run_id(id: &str) -> bool {
+pub(crate) fn is_run_id(id: &str) -> bool {
     !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
@@ -112,7 +112,7 @@ pub fn actor(flag: Option<&str>) -> String {
     format!("{user}@{}", hostname())
 }
 
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -124,13 +124,13 @@ pub fn hostname() -> String {
 }
 
 /// Whether a process of this host with this pid is alive.
-pub fn pid_alive(pid: i64) -> bool {
+pub(crate) fn pid_alive(pid: i64) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     pid > 0 && pid <= i32::MAX as i64 && unsafe { libc::kill(pid as i32, 0) == 0 }
 }
 
 /// `2026-01-01T00:00:00Z`: the time format of journals and the audit log.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

@@ -18,7 +18,7 @@ pub fn dir() -> PathBuf {
 }
 
 /// Reads a UTF-8 text file (runbooks, answers), naming the file and the first bad byte.
-pub fn read_text(path: &Path) -> crate::error::Result<String> {
+pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
     use crate::error::Error;
     let bytes = fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
@@ -39,7 +39,7 @@ pub fn ensure_dir(path: &Path) -> io::Result<()> {
 }
 
 /// Opens a file for appending (and reading its tail), creating it `0600`.
-pub fn append(path: &Path) -> io::Result<File> {
+pub(crate) fn append(path: &Path) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }

@@ -73,7 +73,7 @@ pub fn err(text: &str) {
 }
 
 /// What a script prints with `print` or `debug`.
-pub fn script_print(text: &str) {
+pub(crate) fn script_print(text: &str) {
     let lines: Vec<String> = text.lines().map(|l| format!("  | {l}")).collect();
     progress(&lines.join("\n"));
 }
@@ -95,7 +95,7 @@ pub fn dim(text: &str) -> String {
 }
 
 /// Shows a spinner on a terminal while a slow call runs; nothing otherwise.
-pub struct Spinner {
+pub(crate) struct Spinner {
     active: bool,
 }
 

@@ -131,7 +131,7 @@ impl fmt::Debug for Secret {
 
 /// Long values, or values mixing letters with digits, symbols or case, are treated as
 /// credentials; short plain words ("production", "web") are not.
-pub fn looks_like_credential(value: &str) -> bool {
+pub(crate) fn looks_like_credential(value: &str) -> bool {
     let n = value.chars().count();
     if n >= 20 {
         return true;

@@ -7,10 +7,10 @@ use runbook_secret::{Secret, Source};
 use std::time::Duration;
 
 /// Default endpoints: the vendors' real APIs.
-pub const POSTMARK_DEFAULT: &str = "https://api.postmarkapp.com";
-pub const INFISICAL_DEFAULT: &str = "https://app.infisical.com";
-pub const HEROKU_DEFAULT: &str = "https://api.heroku.com";
-pub const GITHUB_DEFAULT: &str = "https://api.github.com";
+pub(crate) const POSTMARK_DEFAULT: &str = "https://api.postmarkapp.com";
+pub(crate) const INFISICAL_DEFAULT: &str = "https://app.infisical.com";
+pub(crate) const HEROKU_DEFAULT: &str = "https://api.heroku.com";
+pub(crate) const GITHUB_DEFAULT: &str = "https://api.github.com";
 
 /// How we authenticate to Infisical.
 #[derive(Debug, Clone)]
@@ -237,17 +237,6 @@ impl VendorConfig {
         Ok(cfg)
     }
 
-    /// The Heroku API key, or an error naming `HEROKU_API_KEY`.
-    pub fn heroku_key(&self) -> Result<&Secret, VendorError> {
-        self.heroku_api_key.as_ref().ok_or_else(|| {
-            VendorError::config(
-                "heroku",
-                "no API key: HEROKU_API_KEY is not set",
-                "set HEROKU_API_KEY (e.g. from `heroku auth:token`), or heroku_api_key in runbook.toml [vendors]",
-            )
-        })
-    }
-
     /// The GitHub token, or an error naming `GITHUB_TOKEN`.
     pub fn github_key(&self) -> Result<&Secret, VendorError> {
         self.github_token.as_ref().ok_or_else(|| {
@@ -269,21 +258,10 @@ impl VendorConfig {
             )
         })
     }
-
-    /// The Infisical project id, or an error naming `INFISICAL_PROJECT_ID`.
-    pub fn infisical_project(&self) -> Result<&str, VendorError> {
-        self.infisical_project_id.as_deref().ok_or_else(|| {
-            VendorError::config(
-                "infisical",
-                "no project: INFISICAL_PROJECT_ID is not set",
-                "set INFISICAL_PROJECT_ID to the project id (Infisical → Project settings)",
-            )
-        })
-    }
 }
 
 /// `INFISICAL_DOMAIN` → API base: `/api` is appended unless already there (as the CLI does).
-pub fn infisical_api_base(domain: &str) -> String {
+pub(crate) fn infisical_api_base(domain: &str) -> String {
     let d = trim_slash(domain.trim());
     if d.ends_with("/api") {
         d
@@ -293,7 +271,7 @@ pub fn infisical_api_base(domain: &str) -> String {
 }
 
 /// `HEROKU_HOST` → API base: a full URL if it starts with `http`, else `https://api.<host>`.
-pub fn heroku_api_base(host: &str) -> String {
+pub(crate) fn heroku_api_base(host: &str) -> String {
     let h = host.trim();
     if h.starts_with("http") {
         trim_slash(h)
@@ -327,8 +305,6 @@ mod tests {
         assert_eq!(c.heroku_api_url, "https://api.heroku.com");
         assert_eq!(c.github_api_url, "https://api.github.com");
         assert_eq!(c.concurrency, 8);
-        let err = c.heroku_key().unwrap_err();
-        assert!(err.to_string().contains("HEROKU_API_KEY"));
         assert!(c
             .infisical()
             .unwrap_err()

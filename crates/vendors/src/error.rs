@@ -43,7 +43,7 @@ impl ErrorKind {
     }
 
     /// The kind a plain HTTP status maps to when the vendor body says nothing more precise.
-    pub fn from_status(status: u16) -> ErrorKind {
+    pub(crate) fn from_status(status: u16) -> ErrorKind {
         match status {
             401 => ErrorKind::Unauthorized,
             403 => ErrorKind::Forbidden,
@@ -133,12 +133,12 @@ impl VendorError {
         VendorError::new(vendor, "-", "-", ErrorKind::Config, message).with_hint(hint)
     }
 
-    pub fn with_status(mut self, status: u16) -> Self {
+    pub(crate) fn with_status(mut self, status: u16) -> Self {
         self.d.status = Some(status);
         self
     }
 
-    pub fn with_code(mut self, code: Option<VendorCode>) -> Self {
+    pub(crate) fn with_code(mut self, code: Option<VendorCode>) -> Self {
         self.d.code = code.map(|c| match c {
             VendorCode::Text(t) => VendorCode::Text(redact(&t).into_owned()),
             n => n,
@@ -146,28 +146,23 @@ impl VendorError {
         self
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.d.hint = Some(redact(&hint.into()).into_owned());
         self
     }
 
-    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+    pub(crate) fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
         self.d.retry_after = retry_after;
         self
     }
 
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
         self.d.timeout = Some(timeout);
         self
     }
 
-    pub fn with_attempts(mut self, attempts: u32) -> Self {
+    pub(crate) fn with_attempts(mut self, attempts: u32) -> Self {
         self.d.attempts = attempts;
-        self
-    }
-
-    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
-        self.d.kind = kind;
         self
     }
 

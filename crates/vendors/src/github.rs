@@ -141,7 +141,7 @@ impl GithubClient {
 }
 
 /// libsodium `crypto_box_seal` of `plaintext` to `key`, base64 (standard, padded).
-pub fn seal(key: &PublicKey, plaintext: &str) -> Result<String, String> {
+pub(crate) fn seal(key: &PublicKey, plaintext: &str) -> Result<String, String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let raw = b64
         .decode(key.key.trim())

@@ -60,13 +60,6 @@ pub struct Server {
     pub enable_smtp_api_error_hooks: bool,
 }
 
-impl Server {
-    /// Whether `token` is one of this server's tokens.
-    pub fn has_token(&self, token: &Secret) -> bool {
-        self.api_tokens.iter().any(|t| t == token)
-    }
-}
-
 /// One email for `POST /email`; unset fields are left out of the JSON.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -302,7 +295,7 @@ mod tests {
             .unwrap();
         assert_eq!((s.id, s.name.as_str()), (4242, "raxx-prod"));
         assert_eq!(s.api_tokens.len(), 1);
-        assert!(s.has_token(&token("pm-current-0001")));
+        assert!(s.api_tokens.contains(&token("pm-current-0001")));
         assert!(!format!("{s:?}").contains("pm-current-0001"));
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
     }

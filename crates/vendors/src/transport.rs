@@ -197,7 +197,7 @@ pub struct ErrorDetail {
 }
 
 /// Parses a vendor's error body; each vendor client supplies one.
-pub type ErrorParser = fn(&RawResponse) -> ErrorDetail;
+pub(crate) type ErrorParser = fn(&RawResponse) -> ErrorDetail;
 
 /// The shared HTTP client; cheap to clone.
 #[derive(Clone)]
@@ -366,37 +366,8 @@ impl Transport {
     }
 }
 
-/// A parser for any JSON API (the generic `http::` module): reads `message` (or `error`) and
-/// `code` (or `id`, `error`) when the body has them.
-pub fn generic_error(resp: &RawResponse) -> ErrorDetail {
-    let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-    let text = |k: &str| {
-        body.as_ref()
-            .and_then(|b| b.get(k))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let code = body
-        .as_ref()
-        .and_then(|b| b.get("code").or_else(|| b.get("ErrorCode")))
-        .and_then(|c| match c {
-            serde_json::Value::Number(n) => n.as_i64().map(VendorCode::Number),
-            serde_json::Value::String(s) => Some(VendorCode::Text(s.clone())),
-            _ => None,
-        })
-        .or_else(|| text("id").or_else(|| text("error")).map(VendorCode::Text));
-    ErrorDetail {
-        code,
-        message: text("message")
-            .or_else(|| text("Message"))
-            .or_else(|| text("error")),
-        kind: None,
-        hint: None,
-    }
-}
-
 /// Turns a non-2xx response into an error, with the vendor's own code and message.
-pub fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser) -> VendorError {
+pub(crate) fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser) -> VendorError {
     let detail = parse(resp);
     let kind = detail
         .kind
@@ -423,7 +394,7 @@ pub fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser) -> Ve
 }
 
 /// Decodes a JSON body, reporting malformed JSON as `InvalidResponse`.
-pub fn decode_json<T: DeserializeOwned>(
+pub(crate) fn decode_json<T: DeserializeOwned>(
     req: &Request,
     resp: &RawResponse,
 ) -> Result<T, VendorError> {
@@ -460,7 +431,7 @@ fn check_url(req: &Request) -> Result<Url, VendorError> {
 }
 
 /// 127.0.0.0/8, ::1 and `localhost`.
-pub fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };
@@ -735,8 +706,5 @@ mod sandbox_tests {
             .unwrap();
         assert_eq!(resp.status, 404);
         assert!(resp.text().contains("not_found"));
-        let d = generic_error(&resp);
-        assert_eq!(d.code, Some(VendorCode::Text("not_found".into())));
-        assert!(d.message.is_some_and(|m| m.contains("not found")));
     }
 }

@@ -2,7 +2,7 @@
 //! before it, so an edited, removed or reordered entry breaks the chain.
 
 use crate::error::{Error, Result};
-pub use crate::run::now_rfc3339;
+use crate::run::now_rfc3339;
 use crate::run::Mode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -14,7 +14,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// One event, before it is chained.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub actor: String,
     pub run_id: String,
     pub runbook: String,
@@ -56,7 +56,7 @@ impl AuditLog {
     }
 
     /// Appends an event (context redacted) under an exclusive lock, chained to the last entry.
-    pub fn append(&self, event: &Event) -> Result<AuditEntry> {
+    pub(crate) fn append(&self, event: &Event) -> Result<AuditEntry> {
         let io = |source| Error::Write {
             path: self.path.clone(),
             source,

@@ -5,8 +5,8 @@ pub mod registry;
 pub mod resolver;
 
 pub use crate::diagnostic::{ScriptError, Sources};
-pub use registry::{Effect, HostFn, HostModules, ModuleBuilder, Registrar};
-pub use resolver::Resolver;
+pub use registry::{Effect, HostFn, HostModules};
+pub(crate) use resolver::Resolver;
 
 use crate::interrupt;
 use rhai::{Dynamic, Engine};
@@ -14,7 +14,7 @@ use rhai::{Dynamic, Engine};
 /// Engine limits. Fixed numbers (not rhai's defaults, which differ between debug and release
 /// builds) so a script that passes in tests passes in production.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_operations: u64,
     pub max_call_levels: usize,
     pub max_expr_depth: usize,
@@ -56,7 +56,7 @@ fn standard_package() -> rhai::Shared<rhai::Module> {
 }
 
 /// A rhai engine with our limits and safety settings, but no host modules yet.
-pub fn new_engine(limits: Limits, resolver: Resolver) -> Engine {
+pub(crate) fn new_engine(limits: Limits, resolver: Resolver) -> Engine {
     // Engine::new() builds the standard package afresh each time, which was half the cost
     // of loading a runbook (callgrind); every engine of this process shares one copy.
     let mut engine = Engine::new_raw();

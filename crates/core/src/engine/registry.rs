@@ -23,7 +23,7 @@ pub enum Effect {
 }
 
 impl Effect {
-    pub fn mutates(self) -> bool {
+    pub(crate) fn mutates(self) -> bool {
         matches!(self, Effect::Write | Effect::Destructive)
     }
 
@@ -59,7 +59,7 @@ pub struct HostFn {
 }
 
 impl HostFn {
-    pub fn qualified(&self) -> String {
+    pub(crate) fn qualified(&self) -> String {
         match (self.receiver, self.module.is_empty()) {
             (Some(ty), _) => format!("{ty}.{}", self.name),
             (None, true) => self.name.clone(),
@@ -79,7 +79,7 @@ impl HostFn {
 
 /// Collects every host module while they are registered.
 #[derive(Default)]
-pub struct Registrar {
+pub(crate) struct Registrar {
     /// Global functions, methods and the operators of our types.
     global: Module,
     statics: BTreeMap<&'static str, Module>,
@@ -172,7 +172,7 @@ pub struct HostModules {
 
 impl HostModules {
     /// Makes every module available to `engine` (no copy: the modules are shared).
-    pub fn install(&self, engine: &mut Engine) {
+    pub(crate) fn install(&self, engine: &mut Engine) {
         engine.register_global_module(self.global.clone());
         for (name, m) in &self.statics {
             engine.register_static_module(*name, m.clone());
@@ -184,7 +184,7 @@ impl HostModules {
         &self.registry
     }
 
-    pub fn effect_of(&self, qualified: &str) -> Option<Effect> {
+    pub(crate) fn effect_of(&self, qualified: &str) -> Option<Effect> {
         self.find(qualified).map(|f| f.effect)
     }
 
@@ -194,17 +194,17 @@ impl HostModules {
     }
 
     /// `module::name` of every function that returns a Secret.
-    pub fn secret_returning(&self) -> &HashSet<String> {
+    pub(crate) fn secret_returning(&self) -> &HashSet<String> {
         &self.secret_returning
     }
 
     /// Whether `name` is a host module (`heroku`).
-    pub fn is_module(&self, name: &str) -> bool {
+    pub(crate) fn is_module(&self, name: &str) -> bool {
         self.functions.contains_key(name)
     }
 
     /// Whether `name` is a global host function (`step`).
-    pub fn is_global(&self, name: &str) -> bool {
+    pub(crate) fn is_global(&self, name: &str) -> bool {
         self.globals.contains(name)
     }
 
@@ -214,7 +214,7 @@ impl HostModules {
 }
 
 /// Registers the functions of one module, recording each one's metadata.
-pub struct ModuleBuilder<'r> {
+pub(crate) struct ModuleBuilder<'r> {
     name: &'static str,
     reg: &'r mut Registrar,
 }
@@ -333,7 +333,7 @@ fn doc_comment(doc: &str, effect: Effect) -> String {
 
 /// Registers a global function of one of our types (a conversion, an operator) into `m`,
 /// as `Engine::register_fn` would into an engine.
-pub fn global_fn<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
+pub(crate) fn global_fn<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
     m: &mut Module,
     name: &str,
     func: FUNC,

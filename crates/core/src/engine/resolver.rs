@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
 /// The stdlib modules shipped inside the binary, by import name.
-pub const STDLIB: &[(&str, &str)] = &[
+pub(crate) const STDLIB: &[(&str, &str)] = &[
     ("std/checks", include_str!("../../../../stdlib/checks.rhai")),
     (
         "std/consumers",
@@ -25,7 +25,7 @@ pub const STDLIB: &[(&str, &str)] = &[
 
 /// Cheap to clone: the loader keeps a handle to pre-resolve top-level imports.
 #[derive(Clone)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     inner: Rc<Inner>,
 }
 

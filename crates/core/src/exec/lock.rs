@@ -21,7 +21,7 @@ pub struct Holder {
 
 impl Holder {
     /// Whether the holder is a process of this host that no longer runs.
-    pub fn is_dead(&self) -> bool {
+    pub(crate) fn is_dead(&self) -> bool {
         self.host == run::hostname() && !run::pid_alive(i64::from(self.pid))
     }
 
@@ -63,14 +63,14 @@ pub fn holders(state_dir: &Path) -> Vec<Holder> {
 }
 
 impl Lock {
-    pub fn path_for(state_dir: &Path, key: &str) -> PathBuf {
+    pub(crate) fn path_for(state_dir: &Path, key: &str) -> PathBuf {
         state_dir.join("locks").join(format!("{key}.lock"))
     }
 
     /// Takes the lock for `run_id`. If another run holds it, fails naming the holder, unless
     /// `break_lock` (journalled by the caller) or the holder is this same run resuming after
     /// its process died.
-    pub fn acquire(
+    pub(crate) fn acquire(
         state_dir: &Path,
         key: &str,
         run_id: &str,
@@ -129,7 +129,7 @@ impl Lock {
     }
 
     /// When the lock was broken: the holder it was taken from, if known.
-    pub fn broken(&self) -> Option<Option<&Holder>> {
+    pub(crate) fn broken(&self) -> Option<Option<&Holder>> {
         self.broken.as_ref().map(Option::as_ref)
     }
 

@@ -10,7 +10,7 @@ pub mod session;
 pub mod step;
 
 pub use report::{Report, RunStatus, StepReport, StepStatus};
-pub use runner::{new_report, run, Start};
+pub use runner::{run, Start};
 pub use session::{NewRun, Outcome, Reopen, Reopened, Session};
 
 /// How `exec` (or `resume`, `rollback`) was asked to run.

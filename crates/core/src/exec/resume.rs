@@ -27,7 +27,7 @@ pub fn sha256(text: &str) -> String {
 }
 
 /// The runbook and every module it imported, with their hashes, for `run.start`.
-pub fn fingerprints(runbook: &Runbook) -> SourceHashes {
+pub(crate) fn fingerprints(runbook: &Runbook) -> SourceHashes {
     let modules = runbook
         .sources()
         .modules()
@@ -50,7 +50,7 @@ pub fn fingerprints(runbook: &Runbook) -> SourceHashes {
 
 /// Refuses a runbook whose text (or an imported module) changed since the run, unless
 /// `force`, which says what changed.
-pub fn check_unchanged(start: &RunStart, runbook: &Runbook, force: bool) -> Result<()> {
+pub(crate) fn check_unchanged(start: &RunStart, runbook: &Runbook, force: bool) -> Result<()> {
     let now = fingerprints(runbook);
     let mut changes = Vec::new();
     if start.source.sha256 != now.sha256 {
@@ -86,7 +86,7 @@ fn as_secret_ref(v: &Value) -> Option<(String, Source)> {
 }
 
 /// Rebuilds `ctx` from the journal's last snapshot (or the start's params).
-pub fn restore_ctx(session: &Session, state: &RunState) -> Result<Ctx> {
+pub(crate) fn restore_ctx(session: &Session, state: &RunState) -> Result<Ctx> {
     let snapshot = state
         .ctx
         .clone()

@@ -44,7 +44,7 @@ struct Runner<'a> {
 }
 
 /// A fresh report for this session's run.
-pub fn new_report(session: &Session) -> Report {
+pub(crate) fn new_report(session: &Session) -> Report {
     let meta = session.runbook().plan().meta();
     let info = session.run().info();
     Report {

@@ -313,7 +313,7 @@ fn termination(err: &EvalAltResult) -> Option<String> {
 }
 
 /// A run's journal, read and summarised.
-pub fn open_journal(state_dir: &Path, run_id: &str) -> Result<RunState> {
+pub(crate) fn open_journal(state_dir: &Path, run_id: &str) -> Result<RunState> {
     let path = Journal::path_for(state_dir, run_id);
     if !run::is_run_id(run_id) || !path.is_file() {
         return Err(Error::RunNotFound {

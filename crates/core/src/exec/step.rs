@@ -119,7 +119,7 @@ pub fn execute(session: &Session, step: &Step, direction: Direction, attempt: u3
 
 /// An engine-written audit event for this run (none under `--dry-run`); a log that cannot
 /// be written is a warning, not the end of the run.
-pub fn event(session: &Session, action: &str, context: serde_json::Value) {
+pub(crate) fn event(session: &Session, action: &str, context: serde_json::Value) {
     let run = session.run();
     if run.dry_run() {
         return;

@@ -5,7 +5,7 @@ use crate::engine::registry::Registrar;
 use crate::value;
 use rhai::{Map, NativeCallContext};
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("audit");
     m.add(
         "log",

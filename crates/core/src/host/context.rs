@@ -75,7 +75,7 @@ impl RunContext {
         &self.parts.journal
     }
 
-    pub fn audit_log(&self) -> &AuditLog {
+    pub(crate) fn audit_log(&self) -> &AuditLog {
         &self.parts.audit
     }
 
@@ -87,12 +87,8 @@ impl RunContext {
         *self.phase.borrow_mut() = phase;
     }
 
-    pub fn phase(&self) -> Phase {
-        self.phase.borrow().clone()
-    }
-
     /// The step id for audit entries and planned writes.
-    pub fn step_name(&self) -> String {
+    pub(crate) fn step_name(&self) -> String {
         match &*self.phase.borrow() {
             Phase::Step(s) | Phase::Undo(s) => s.clone(),
             Phase::Repl => "repl".into(),
@@ -109,11 +105,11 @@ impl RunContext {
     }
 
     /// Starts counting the writes of a step attempt.
-    pub fn reset_writes(&self) {
+    pub(crate) fn reset_writes(&self) {
         self.writes_in_step.set(0);
     }
 
-    pub fn writes_in_step(&self) -> usize {
+    pub(crate) fn writes_in_step(&self) -> usize {
         self.writes_in_step.get()
     }
 
@@ -121,7 +117,7 @@ impl RunContext {
         self.planned.borrow().clone()
     }
 
-    pub fn has_planned_writes(&self) -> bool {
+    pub(crate) fn has_planned_writes(&self) -> bool {
         !self.planned.borrow().is_empty()
     }
 
@@ -131,7 +127,7 @@ impl RunContext {
     }
 
     /// Records a write that `--dry-run` skips, and says so.
-    pub fn record_planned(
+    pub(crate) fn record_planned(
         &self,
         function: &str,
         effect: Effect,
@@ -150,7 +146,7 @@ impl RunContext {
     }
 
     /// Appends an audit entry for this run.
-    pub fn audit_event(
+    pub(crate) fn audit_event(
         &self,
         action: &str,
         context: serde_json::Value,
@@ -225,7 +221,7 @@ impl RunContext {
 
     /// Runs a mutating call: under `--dry-run` records it and returns a placeholder; otherwise
     /// counts it for rollback, journals it and writes an audit event with its outcome.
-    pub fn mutate(
+    pub(crate) fn mutate(
         &self,
         function: &str,
         effect: Effect,

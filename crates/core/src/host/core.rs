@@ -112,7 +112,7 @@ fn edit(
     }
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     reg.global().set_custom_type::<StepHandle>("StepHandle");
     let mut g = reg.module("");
 

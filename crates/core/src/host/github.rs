@@ -60,7 +60,7 @@ fn secrets(h: &RunContext, repo: &str) -> R<Dynamic> {
     Ok(arr.into())
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("github");
     m.add("set_secret", Effect::Write, &["repos: string | Array", "name: string", "value: Secret"], "Map",
         "Sets an Actions secret on one repo or many (owner/name), concurrently. Returns\n#{repo: #{ok, created}}; fails naming each repo that failed.",

@@ -164,7 +164,7 @@ fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
     Ok(got.into_iter().map(Dynamic::from).collect::<Array>().into())
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("heroku");
     m.add(
         "config",

@@ -323,7 +323,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     Ok(result)
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("http");
     let verbs = [
         ("get", Method::GET, Effect::Read),

@@ -136,7 +136,7 @@ fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     )
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("infisical");
     m.add("secret", Effect::Read, &["name: string", "options: Map"], "Map",
         "Reads a secret: #{value (Secret), version, name, environment, path, updated_at}.\nOptions: #{project_id (default $INFISICAL_PROJECT_ID), env (default \"prod\"), path (default \"/\"),\nversion (an older version: how rollback reads the previous value)}.",

@@ -19,8 +19,8 @@ pub mod services;
 mod vendor_call;
 
 pub use context::{RunContext, RunParts};
-pub use placeholder::Placeholder;
-pub use prompt::prompt_error;
+pub(crate) use placeholder::Placeholder;
+pub(crate) use prompt::prompt_error;
 pub use services::Services;
 
 use crate::engine::registry::{HostModules, Registrar};
@@ -73,7 +73,7 @@ impl Stage {
     }
 
     /// Makes this the stage of every call `engine` makes from now on.
-    pub fn install(self, engine: &mut Engine) {
+    pub(crate) fn install(self, engine: &mut Engine) {
         engine.set_default_tag(Dynamic::from(self));
     }
 
@@ -145,7 +145,7 @@ pub fn modules() -> Rc<HostModules> {
 }
 
 /// Makes every host module available to `engine`, acting on `stage`.
-pub fn install(engine: &mut Engine, stage: Stage) {
+pub(crate) fn install(engine: &mut Engine, stage: Stage) {
     modules().install(engine);
     stage.install(engine);
 }

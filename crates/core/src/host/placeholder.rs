@@ -7,7 +7,7 @@ use rhai::{Dynamic, EvalAltResult, ImmutableString};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
-pub struct Placeholder {
+pub(crate) struct Placeholder {
     /// What would have produced the value, e.g. `postmark::send_email`.
     pub origin: String,
     /// Properties whose value is known even without the write (e.g. a response field the
@@ -26,7 +26,10 @@ impl Placeholder {
     }
 
     /// A placeholder with some properties known.
-    pub fn with_fields(origin: impl Into<String>, fields: BTreeMap<String, Dynamic>) -> Dynamic {
+    pub(crate) fn with_fields(
+        origin: impl Into<String>,
+        fields: BTreeMap<String, Dynamic>,
+    ) -> Dynamic {
         Dynamic::from(Placeholder {
             origin: origin.into(),
             fields,
@@ -41,7 +44,7 @@ impl Placeholder {
     }
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let g = reg.global();
     g.set_custom_type::<Placeholder>("Placeholder");
     g.set_indexer_get_fn(

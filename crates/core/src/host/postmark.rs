@@ -321,7 +321,7 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
     )
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("postmark");
     m.add("server", Effect::Read, &["token: Secret"], "Map",
         "GET /server with the server token: #{ID, Name, ApiTokens (Secrets), Color, ...}.\nFails with the vendor's error (401 for a bad token).",

@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext, Position};
 use runbook_secret::Secret;
 
 /// `check-the-dashboard` from "Check the dashboard?", prefixed by the step id.
-pub fn derive_id(host: &RunContext, question: &str) -> String {
+pub(crate) fn derive_id(host: &RunContext, question: &str) -> String {
     let mut slug = String::new();
     for c in question.chars() {
         if c.is_ascii_alphanumeric() {
@@ -29,7 +29,7 @@ pub fn derive_id(host: &RunContext, question: &str) -> String {
 }
 
 /// Maps a prompt failure to a script error; abort and Ctrl-C terminate (no `catch`).
-pub fn prompt_error(e: PromptError) -> Box<EvalAltResult> {
+pub(crate) fn prompt_error(e: PromptError) -> Box<EvalAltResult> {
     match e {
         PromptError::Aborted => {
             EvalAltResult::ErrorTerminated(Dynamic::from(crate::engine::ABORTED), Position::NONE)
@@ -83,7 +83,7 @@ fn check_format(secret: &Secret, opts: &Map) -> R<()> {
     Ok(())
 }
 
-pub fn is_uuid(v: &str) -> bool {
+pub(crate) fn is_uuid(v: &str) -> bool {
     let groups: Vec<&str> = v.split('-').collect();
     groups.len() == 5
         && groups
@@ -118,7 +118,7 @@ fn secret(h: &RunContext, question: &str, opts: Map) -> R<Secret> {
     Ok(s)
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("prompt");
 
     macro_rules! both_forms {

@@ -38,7 +38,7 @@ fn from_env(name: &str) -> Result<Secret, Box<EvalAltResult>> {
     }
 }
 
-pub fn register(reg: &mut Registrar) {
+pub(crate) fn register(reg: &mut Registrar) {
     let g = reg.global();
     g.set_custom_type::<Secret>("Secret");
     global_fn(g, "to_string", |s: &mut Secret| {

@@ -37,7 +37,7 @@ pub fn interrupted() -> Box<EvalAltResult> {
 }
 
 /// A secret that only a dry-run write produced; real calls cannot use it.
-pub fn dry_run_secret(what: &str) -> Secret {
+pub(crate) fn dry_run_secret(what: &str) -> Secret {
     Secret::new(
         format!("dry-run-{}", uuid::Uuid::new_v4()),
         Source::Vendor {
@@ -46,7 +46,7 @@ pub fn dry_run_secret(what: &str) -> Secret {
     )
 }
 
-pub fn is_dry_run_secret(s: &Secret) -> bool {
+pub(crate) fn is_dry_run_secret(s: &Secret) -> bool {
     matches!(s.source(), Source::Vendor { what } if what.starts_with("dry-run placeholder"))
 }
 
@@ -108,7 +108,7 @@ where
 
 /// Per-target results as `#{target: #{ok, error?}}`; fails (with the map in the error) when
 /// any target failed, so a script that does not `catch` stops there.
-pub fn per_target<T>(
+pub(crate) fn per_target<T>(
     function: &str,
     results: Vec<(String, Result<T, VendorError>)>,
     ok_value: impl Fn(&T) -> Map,

@@ -4,8 +4,6 @@
 
 pub mod spec;
 
-pub use spec::{MetaSpec, ParamSpec};
-
 use rhai::{FnPtr, Position};
 use serde_json::Value;
 
@@ -96,7 +94,7 @@ impl Plan {
         self.steps.iter().find(|s| s.id == id)
     }
 
-    pub fn step_index(&self, id: &str) -> Option<usize> {
+    pub(crate) fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
     }
 
@@ -104,7 +102,7 @@ impl Plan {
         self.params.iter().find(|p| p.name == name)
     }
 
-    pub fn recovery(&self, key: &str) -> Option<&FnPtr> {
+    pub(crate) fn recovery(&self, key: &str) -> Option<&FnPtr> {
         self.recover.iter().find(|r| r.key == key).map(|r| &r.how)
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 /// `runbook(#{...})`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MetaSpec {
+pub(crate) struct MetaSpec {
     #[serde(default)]
     pub id: String,
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct MetaSpec {
 /// `param(name, #{...})`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ParamSpec {
+pub(crate) struct ParamSpec {
     pub default: Option<serde_json::Value>,
     pub help: Option<String>,
     #[serde(default)]

@@ -75,7 +75,7 @@ impl Answers {
 }
 
 /// An answer as text (strings as they are, numbers and booleans printed).
-pub fn as_text(v: &Value) -> Option<String> {
+pub(crate) fn as_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

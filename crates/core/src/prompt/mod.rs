@@ -52,21 +52,12 @@ impl Prompter {
         }
     }
 
-    /// A prompter that never asks (used by `check`, `show`, `doc`).
-    pub fn silent() -> Self {
-        Prompter {
-            answers: Answers::default(),
-            yes: false,
-            interactive: false,
-        }
-    }
-
     /// Whether a confirmation with this id can be answered without hanging.
     pub fn can_confirm(&self, id: &str) -> bool {
         self.interactive || self.yes || self.answers.get(id).is_some()
     }
 
-    pub fn is_interactive(&self) -> bool {
+    pub(crate) fn is_interactive(&self) -> bool {
         self.interactive
     }
 
@@ -164,7 +155,7 @@ impl Prompter {
     }
 
     /// Every item must be confirmed; a "no" aborts the run.
-    pub fn checklist(&mut self, id: &str, items: &[String]) -> R<()> {
+    pub(crate) fn checklist(&mut self, id: &str, items: &[String]) -> R<()> {
         if items.is_empty() {
             return Ok(());
         }

@@ -8,7 +8,7 @@ use rhai::{ASTNode, Expr, Position, Stmt, AST};
 use std::collections::{HashMap, HashSet};
 
 /// One compiled script: the runbook (unit 0) or a module it imports.
-pub struct Unit {
+pub(crate) struct Unit {
     /// The name diagnostics use: the runbook's file name, or `<std/NAME>` / a module's path.
     pub name: String,
     pub ast: AST,
@@ -18,7 +18,7 @@ pub struct Unit {
 
 /// A call to a host function found in a script.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HostCall {
+pub(crate) struct HostCall {
     /// `heroku::set_config`, or `print` for a global function.
     pub function: String,
     pub unit: usize,
@@ -37,7 +37,7 @@ enum Call {
 }
 
 /// The runbook and every module reachable through its imports.
-pub struct Program {
+pub(crate) struct Program {
     pub units: Vec<Unit>,
     /// The host modules, to tell host calls from script calls.
     host: std::rc::Rc<crate::engine::HostModules>,
@@ -88,7 +88,7 @@ impl Program {
     }
 
     /// True when `unit` defines a script function `name` taking `arity` arguments.
-    pub fn defines(&self, unit: usize, name: &str, arity: usize) -> bool {
+    pub(crate) fn defines(&self, unit: usize, name: &str, arity: usize) -> bool {
         self.units[unit]
             .ast
             .iter_functions()
@@ -182,7 +182,7 @@ impl Program {
 
     /// Every host call reachable from function `name`/`arity` of `unit`, following the script
     /// functions it calls (closures passed around and called with `call` are not followed).
-    pub fn reachable_from(&self, unit: usize, name: &str, arity: usize) -> Vec<HostCall> {
+    pub(crate) fn reachable_from(&self, unit: usize, name: &str, arity: usize) -> Vec<HostCall> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         self.collect(self.calls_in(unit, name, arity), &mut seen, &mut out);
@@ -191,7 +191,7 @@ impl Program {
 
     /// Every host call reachable from the runbook: its top level, every function it defines
     /// (closures included) and what they call.
-    pub fn reachable_from_runbook(&self) -> Vec<HostCall> {
+    pub(crate) fn reachable_from_runbook(&self) -> Vec<HostCall> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         self.collect(self.top_level_calls(), &mut seen, &mut out);
@@ -231,7 +231,7 @@ impl Program {
 /// An AST holding only function `name`/`arity` of `ast`, to walk its body alone.
 /// (`AST::clone_functions_only_filtered` cannot do it: rhai 1.27 copies every function when
 /// the target library is empty.)
-pub fn function_body(ast: &AST, name: &str, arity: usize) -> Option<AST> {
+pub(crate) fn function_body(ast: &AST, name: &str, arity: usize) -> Option<AST> {
     let (.., def) = ast
         .shared_lib()
         .iter_script_fn_info()

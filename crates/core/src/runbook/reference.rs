@@ -53,7 +53,7 @@ pub fn engine() -> Engine {
 }
 
 /// `rotation` for `std/rotation`: the alias the docs and templates use.
-pub fn alias(path: &str) -> &str {
+pub(crate) fn alias(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 

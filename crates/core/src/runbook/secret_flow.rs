@@ -32,7 +32,7 @@ enum Kind {
 
 /// A place where a secret reaches somewhere it should not.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
+pub(crate) enum Finding {
     /// A Secret or credential in an `http::` URL or query.
     InUrl {
         function: String,
@@ -44,7 +44,7 @@ pub enum Finding {
 }
 
 /// Names of values that hold credentials, when nothing better is known.
-pub fn credential_like(name: &str) -> bool {
+pub(crate) fn credential_like(name: &str) -> bool {
     let n = name.to_lowercase();
     let not = [
         "_id", "_ids", "_name", "_at", "_count", "_version", "_url", "_type", "_path",
@@ -297,7 +297,7 @@ fn walk_body(
 }
 
 /// The secret-flow findings of the runbook (unit 0) of `program`.
-pub fn analyse(
+pub(crate) fn analyse(
     program: &Program,
     secret_params: HashSet<String>,
     secret_returning: &HashSet<String>,

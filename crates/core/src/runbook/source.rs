@@ -32,7 +32,7 @@ impl SourceFile {
 }
 
 /// The folders searched for runbooks by name: `./runbooks`, then `RUNBOOK_PATH`.
-pub fn search_dirs() -> Vec<PathBuf> {
+pub(crate) fn search_dirs() -> Vec<PathBuf> {
     let mut dirs = vec![PathBuf::from("runbooks")];
     if let Some(p) = std::env::var_os("RUNBOOK_PATH") {
         dirs.extend(std::env::split_paths(&p).filter(|d| !d.as_os_str().is_empty()));

@@ -41,7 +41,7 @@ impl Ctx {
         value::pretty(&Dynamic::from_map(self.inner.borrow().clone()))
     }
 
-    pub fn register(reg: &mut Registrar) {
+    pub(crate) fn register(reg: &mut Registrar) {
         let g = reg.global();
         g.set_custom_type::<Ctx>("Ctx");
         g.set_indexer_get_fn(|ctx: &mut Ctx, key: &str| ctx.lookup(key));

@@ -10,7 +10,7 @@ use runbook_secret::{Secret, MARK};
 use serde_json::Value;
 
 /// A runtime error carrying `#{message, help, code_kind}`; `catch (e)` sees the map.
-pub fn error_map(kind: &str, message: impl Into<String>, help: Option<String>) -> Dynamic {
+pub(crate) fn error_map(kind: &str, message: impl Into<String>, help: Option<String>) -> Dynamic {
     let mut m = Map::new();
     m.insert(
         "message".into(),
@@ -23,7 +23,11 @@ pub fn error_map(kind: &str, message: impl Into<String>, help: Option<String>) -
     m.into()
 }
 
-pub fn throw(kind: &str, message: impl Into<String>, help: Option<String>) -> Box<EvalAltResult> {
+pub(crate) fn throw(
+    kind: &str,
+    message: impl Into<String>,
+    help: Option<String>,
+) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(error_map(kind, message, help), Position::NONE).into()
 }
 
@@ -42,7 +46,7 @@ pub fn at<T>(
 }
 
 /// A string bound for a vendor must not carry a secret that `${...}` turned into text.
-pub fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltResult>> {
+pub(crate) fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltResult>> {
     if s.contains(MARK) {
         return Err(throw(
             "secret",
@@ -157,14 +161,18 @@ fn write_pretty(v: &Dynamic, indent: usize, out: &mut String) {
 }
 
 /// Reads an optional string option from an options map.
-pub fn opt_str(opts: &Map, key: &str) -> Option<String> {
+pub(crate) fn opt_str(opts: &Map, key: &str) -> Option<String> {
     opts.get(key)
         .filter(|v| !v.is_unit())
         .map(|v| runbook_secret::strip_markers(&v.to_string()))
 }
 
 /// Rejects option keys the function does not know (a typo should not pass silently).
-pub fn check_keys(opts: &Map, allowed: &[&str], function: &str) -> Result<(), Box<EvalAltResult>> {
+pub(crate) fn check_keys(
+    opts: &Map,
+    allowed: &[&str],
+    function: &str,
+) -> Result<(), Box<EvalAltResult>> {
     for k in opts.keys() {
         if !allowed.contains(&k.as_str()) {
             return Err(throw(

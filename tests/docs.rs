@@ -312,3 +312,77 @@ fn api_definitions_writes_d_rhai_files_for_editors() {
     assert!(read("__static__.d.rhai")
         .contains("fn step(id: string, title: string, body: Fn(ctx)) -> StepHandle;"));
 }
+
+/// Every code a source file can emit, outside its tests: derive attributes, code strings, and
+/// `runbook::vendor::KIND` for every vendor error kind.
+fn codes_in_sources() -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut dirs = vec![root().join("src"), root().join("crates")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if name != "testkit" && name != "target" && name != "tests" {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if !name.ends_with(".rs") || name == "codes.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+            for (i, _) in code.match_indices("runbook::") {
+                let rest: String = code[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                let rest = rest.trim_end_matches(':');
+                let before = &code[..i];
+                let quoted = before.ends_with('"');
+                let derived = before.ends_with("code(");
+                // `runbook::vendor::{}` is formatted from the kinds below.
+                if (quoted || derived)
+                    && rest.matches("::").count() >= 1
+                    && !rest.ends_with("vendor")
+                {
+                    found.insert(rest.to_string());
+                }
+            }
+        }
+    }
+    for kind in runbook_vendors::ErrorKind::ALL {
+        found.insert(format!("runbook::vendor::{}", kind.as_str()));
+    }
+    found
+}
+
+/// docs/errors.md lists every code, once, with what it means and what to do; the catalogue
+/// holds no code that nothing emits. `UPDATE_DOCS=1` rewrites the page.
+#[test]
+fn every_error_code_is_documented_and_the_page_is_fresh() {
+    use runbook_core::codes::{markdown, CATALOGUE};
+    let listed: std::collections::BTreeSet<String> =
+        CATALOGUE.iter().map(|c| c.code.to_string()).collect();
+    let emitted = codes_in_sources();
+    let undocumented: Vec<&String> = emitted.difference(&listed).collect();
+    let unused: Vec<&String> = listed.difference(&emitted).collect();
+    assert!(
+        undocumented.is_empty(),
+        "codes missing from crates/core/src/codes.rs: {undocumented:?}"
+    );
+    assert!(
+        unused.is_empty(),
+        "codes in crates/core/src/codes.rs that nothing emits: {unused:?}"
+    );
+    let page = root().join("docs/errors.md");
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&page, markdown()).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&page).unwrap_or_default(),
+        markdown(),
+        "docs/errors.md is stale: regenerate with `UPDATE_DOCS=1 cargo test --test integration every_error_code`"
+    );
+}

@@ -8,6 +8,7 @@ mod support;
 mod authoring;
 mod check;
 mod crash;
+mod diagnostics;
 mod docs;
 mod exec;
 mod fidelity;

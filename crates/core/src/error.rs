@@ -6,7 +6,7 @@ use crate::diagnostic::ScriptError;
 use miette::Diagnostic;
 use std::path::PathBuf;
 
-/// Documented exit codes (DESIGN.md, command-line contract).
+/// The documented exit codes (README.md, "Exit codes"; docs/errors.md).
 pub mod exit {
     pub const OK: u8 = 0;
     pub const STEP_FAILED: u8 = 1;

@@ -49,7 +49,7 @@ fn uses() -> BTreeMap<String, Vec<(String, String)>> {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
             for (i, _) in code.match_indices("crate::") {
                 let name: String = code[i + 7..]
                     .chars()

@@ -2,10 +2,11 @@
 //! audit, prompts and rollback, calling vendors through the host modules.
 //!
 //! Modules from the bottom up; each uses only those before it (a test holds this order):
-//! `ui`, `interrupt`, `hooks`, `run`, `plan`, `diagnostic`, `error`, `state`, `runtime`,
+//! `codes`, `ui`, `interrupt`, `hooks`, `run`, `plan`, `diagnostic`, `error`, `state`, `runtime`,
 //! `audit`, `journal`, `prompt`, `engine`, `value`, `host`, `runbook`, `exec`.
 
 pub mod audit;
+pub mod codes;
 pub mod diagnostic;
 pub mod engine;
 pub mod error;

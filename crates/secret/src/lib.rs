@@ -62,7 +62,6 @@ impl Secret {
         }
     }
 
-    /// The raw value, for building a vendor request. Never format it.
     /// Wraps one value of a bulk read that mixes secrets with plain settings (a Heroku app's
     /// config vars). The value is opaque either way, but only values that look like
     /// credentials join the output redactor: masking every "production" or "staging" in
@@ -78,6 +77,7 @@ impl Secret {
         }
     }
 
+    /// The raw value, for building a vendor request. Never format it.
     pub fn expose(&self) -> &str {
         self.value.expose_secret()
     }

@@ -31,7 +31,7 @@ pub const CANARIES: &[&str] = &[
 /// The Postmark token the canary scenario starts with.
 pub const OLD_TOKEN: &str = "c0ffee00-0000-4000-8000-00000000c001";
 
-/// The documented exit codes, by name (DESIGN.md's command-line contract).
+/// The documented exit codes, by name (README.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Ok,

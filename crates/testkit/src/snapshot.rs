@@ -50,9 +50,11 @@ fn diff(expected: &str, actual: &str) -> String {
     out
 }
 
-/// Replaces what differs between runs: the test dir, run ids and durations.
+/// Replaces what differs between runs and machines: the test dir, the checkout's path, run
+/// ids, ports and durations.
 pub(crate) fn mask(text: &str, dir: &Path) -> String {
     let mut out = text.to_string();
+    out = out.replace(&*crate::root().to_string_lossy(), "[ROOT]");
     for d in [
         std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
         dir.to_path_buf(),
@@ -67,7 +69,8 @@ pub(crate) fn mask(text: &str, dir: &Path) -> String {
     masked
 }
 
-/// Run ids (`20261129T224243123Z-1a2b3c`) and durations (`12 ms`, `0.3s`) in one line.
+/// Run ids (`20261129T224243123Z-1a2b3c`), loopback ports and durations (`12 ms`, `0.3s`)
+/// in one line.
 fn mask_words(line: &str) -> String {
     let mut out = String::new();
     let mut rest = line;
@@ -76,6 +79,14 @@ fn mask_words(line: &str) -> String {
             out.push_str("[RUN]");
             rest = &rest[n..];
             continue;
+        }
+        if let Some(after) = rest.strip_prefix("127.0.0.1:") {
+            let digits = after.chars().take_while(char::is_ascii_digit).count();
+            if digits > 0 {
+                out.push_str("127.0.0.1:PORT");
+                rest = &after[digits..];
+                continue;
+            }
         }
         out.push(c);
         rest = &rest[c.len_utf8()..];
@@ -138,8 +149,10 @@ mod tests {
     #[test]
     fn masks_run_ids_and_durations_but_not_other_numbers() {
         assert_eq!(
-            mask_words("Run 20261129T224243123Z-1a2b3c succeeded in 0.3s (12 ms), step 3/7"),
-            "Run [RUN] succeeded in Ns (N ms), step 3/7"
+            mask_words(
+                "Run 20261129T224243123Z-1a2b3c succeeded in 0.3s (12 ms), step 3/7 on http://127.0.0.1:40123/x"
+            ),
+            "Run [RUN] succeeded in Ns (N ms), step 3/7 on http://127.0.0.1:PORT/x"
         );
     }
 }

@@ -24,6 +24,22 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for the code catalogue (`runbook::vendor::KIND`).
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::NotFound,
+        ErrorKind::RateLimited,
+        ErrorKind::Server,
+        ErrorKind::Timeout,
+        ErrorKind::Connection,
+        ErrorKind::InvalidResponse,
+        ErrorKind::Refused,
+        ErrorKind::Validation,
+        ErrorKind::Config,
+        ErrorKind::Other,
+    ];
+
     /// Stable snake_case name, used in diagnostic codes and `to_json`.
     pub fn as_str(self) -> &'static str {
         match self {

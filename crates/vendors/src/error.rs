@@ -238,12 +238,7 @@ impl VendorError {
     }
 
     fn code_label(&self) -> &'static str {
-        match self.d.vendor {
-            "postmark" => "ErrorCode",
-            "heroku" => "id",
-            "infisical" => "error",
-            _ => "code",
-        }
+        crate::Vendor::from_name(self.d.vendor).map_or("code", crate::Vendor::code_label)
     }
 
     fn render(&self) -> String {

@@ -7,7 +7,7 @@ use reqwest::{Method, Url};
 use runbook_secret::Secret;
 use serde::Deserialize;
 
-const VENDOR: &str = "github";
+const VENDOR: &str = crate::Vendor::Github.name();
 
 /// A repository's Actions public key (`GET …/actions/secrets/public-key`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
-const VENDOR: &str = "heroku";
+const VENDOR: &str = crate::Vendor::Heroku.name();
 const ACCEPT: &str = "application/vnd.heroku+json; version=3";
 
 /// A config var value to set: plain text or a secret (exposed only in the request body).

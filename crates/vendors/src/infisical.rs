@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-const VENDOR: &str = "infisical";
+const VENDOR: &str = crate::Vendor::Infisical.name();
 
 /// One secret as read from Infisical; the value is a `Secret`.
 #[derive(Debug, Clone)]

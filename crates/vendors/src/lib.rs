@@ -27,6 +27,49 @@ pub use transport::{HeaderValueSource, RawResponse, Request, Transport, Transpor
 use std::future::Future;
 use std::sync::Arc;
 
+/// The vendors with a typed client, named once: their clients, host modules and error
+/// rendering refer to them through this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vendor {
+    Postmark,
+    Infisical,
+    Heroku,
+    Github,
+}
+
+impl Vendor {
+    pub const ALL: [Vendor; 4] = [
+        Vendor::Postmark,
+        Vendor::Infisical,
+        Vendor::Heroku,
+        Vendor::Github,
+    ];
+
+    /// The name used in errors, audit entries and as the host module (`postmark::`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Vendor::Postmark => "postmark",
+            Vendor::Infisical => "infisical",
+            Vendor::Heroku => "heroku",
+            Vendor::Github => "github",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Vendor> {
+        Vendor::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// What the vendor calls the code in its error bodies.
+    pub(crate) const fn code_label(self) -> &'static str {
+        match self {
+            Vendor::Postmark => "ErrorCode",
+            Vendor::Heroku => "id",
+            Vendor::Infisical => "error",
+            Vendor::Github => "code",
+        }
+    }
+}
+
 /// Every vendor client, sharing one transport; clones share everything.
 #[derive(Debug, Clone)]
 pub struct Vendors {

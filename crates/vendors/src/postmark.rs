@@ -7,7 +7,7 @@ use runbook_secret::{Secret, Source};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
-const VENDOR: &str = "postmark";
+const VENDOR: &str = crate::Vendor::Postmark.name();
 const TOKEN_HEADER: &str = "X-Postmark-Server-Token";
 
 /// The server a server token belongs to (`GET /server`), field names as Postmark sends them.

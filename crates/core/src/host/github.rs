@@ -7,6 +7,7 @@ use crate::engine::registry::Registrar;
 use crate::value;
 use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
+use runbook_vendors::Vendor;
 
 fn set_secret(h: &RunContext, repos: Dynamic, name: &str, secret: Secret) -> R<Dynamic> {
     let repos = targets(&repos, "github::set_secret repos")?;
@@ -61,7 +62,7 @@ fn secrets(h: &RunContext, repo: &str) -> R<Dynamic> {
 }
 
 pub(crate) fn register(reg: &mut Registrar) {
-    let mut m = reg.module("github");
+    let mut m = reg.module(Vendor::Github.name());
     m.add("set_secret", Effect::Write, &["repos: string | Array", "name: string", "value: Secret"], "Map",
         "Sets an Actions secret on one repo or many (owner/name), concurrently. Returns\n#{repo: #{ok, created}}; fails naming each repo that failed.",
         |c: NativeCallContext, r: Dynamic, n: &str, s: Secret| value::at(&c, with_run(&c, "github::set_secret", |h| set_secret(h, r, n, s))));

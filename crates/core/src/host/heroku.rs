@@ -9,6 +9,7 @@ use crate::value::{self, throw};
 use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
 use runbook_vendors::heroku::ConfigValue;
+use runbook_vendors::Vendor;
 use std::collections::BTreeMap;
 
 fn config(h: &RunContext, app: &str) -> R<Dynamic> {
@@ -165,7 +166,7 @@ fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
 }
 
 pub(crate) fn register(reg: &mut Registrar) {
-    let mut m = reg.module("heroku");
+    let mut m = reg.module(Vendor::Heroku.name());
     m.add(
         "config",
         Effect::Read,

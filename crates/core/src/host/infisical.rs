@@ -8,6 +8,7 @@ use crate::value::{self, throw};
 use rhai::{Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
 use runbook_vendors::infisical::SecretRecord;
+use runbook_vendors::Vendor;
 
 /// Project, environment and path from the options, the project defaulting to the config.
 struct Scope {
@@ -137,7 +138,7 @@ fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
 }
 
 pub(crate) fn register(reg: &mut Registrar) {
-    let mut m = reg.module("infisical");
+    let mut m = reg.module(Vendor::Infisical.name());
     m.add("secret", Effect::Read, &["name: string", "options: Map"], "Map",
         "Reads a secret: #{value (Secret), version, name, environment, path, updated_at}.\nOptions: #{project_id (default $INFISICAL_PROJECT_ID), env (default \"prod\"), path (default \"/\"),\nversion (an older version: how rollback reads the previous value)}.",
         |c: NativeCallContext, n: &str, o: Map| value::at(&c, with_run(&c, "infisical::secret", |h| get(h, n, o))));

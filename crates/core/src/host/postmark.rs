@@ -11,6 +11,7 @@ use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
 use runbook_vendors::postmark::{Email, Server};
 use runbook_vendors::ErrorKind;
+use runbook_vendors::Vendor;
 
 fn server_map(s: &Server) -> Map {
     let mut m = Map::new();
@@ -322,7 +323,7 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
 }
 
 pub(crate) fn register(reg: &mut Registrar) {
-    let mut m = reg.module("postmark");
+    let mut m = reg.module(Vendor::Postmark.name());
     m.add("server", Effect::Read, &["token: Secret"], "Map",
         "GET /server with the server token: #{ID, Name, ApiTokens (Secrets), Color, ...}.\nFails with the vendor's error (401 for a bad token).",
         |c: NativeCallContext, t: Secret| value::at(&c, with_run(&c, "postmark::server", |h| server(h, t))));

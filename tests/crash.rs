@@ -2,146 +2,11 @@
 //! inside every step that writes, against a separate `runbook sandbox` whose vendors outlive
 //! it; `resume` then completes the rotation, or `rollback` restores the old token.
 
-use crate::support::{find_in_files, fixture, SandboxProcess, Test, CANARIES, OLD_TOKEN};
+use crate::support::{
+    assert_rotated, assert_safe, current_infisical, fixture, live_tokens, Output, Rig, CANARIES,
+    OLD_TOKEN,
+};
 use serde_json::Value;
-use std::process::Command;
-
-/// A state dir and a separate sandbox process shared by every command of a test: the
-/// engine dies and comes back, the simulated vendors (and what they hold) stay.
-struct Rig {
-    dir: tempfile::TempDir,
-    sandbox: SandboxProcess,
-}
-
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Rig {
-    fn new() -> Rig {
-        Self::with_scenario(&fixture("sop_canary.toml"))
-    }
-
-    fn with_scenario(scenario: &std::path::Path) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox = SandboxProcess::start_with(dir.path(), scenario);
-        Rig { dir, sandbox }
-    }
-
-    fn test(&self, args: &[&str], extra: &[(&str, &str)]) -> Test {
-        let mut t = Test::in_dir(self.dir.path())
-            .shipped_runbooks()
-            .against(&self.sandbox)
-            .args(args);
-        for (k, v) in extra {
-            t = t.env(k, v);
-        }
-        t
-    }
-
-    /// The binary aimed at this rig's sandbox and state dir.
-    fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
-        self.test(args, extra).command()
-    }
-
-    fn runbook(&self, args: &[&str], extra: &[(&str, &str)]) -> Ran {
-        self.runbook_stdin(args, extra, "")
-    }
-
-    fn runbook_stdin(&self, args: &[&str], extra: &[(&str, &str)], stdin: &str) -> Ran {
-        let out = self.test(args, extra).stdin(stdin).run();
-        Ran {
-            code: out.code,
-            stdout: out.stdout.clone(),
-            stderr: out.stderr.clone(),
-        }
-    }
-
-    fn state(&self) -> Value {
-        self.sandbox.state()
-    }
-
-    fn run_id(&self) -> String {
-        crate::support::last_run_id(&self.dir.path().join("state"))
-    }
-
-    /// The canaries and every token the Postmark simulator ever issued.
-    fn secrets(&self) -> Vec<String> {
-        let state = self.state();
-        let mut values: Vec<String> = CANARIES.iter().map(|s| s.to_string()).collect();
-        for key in ["ApiTokens", "DeletedTokens"] {
-            for t in state["postmark"]["servers"][0][key].as_array().unwrap() {
-                values.push(t.as_str().unwrap().to_string());
-            }
-        }
-        values
-    }
-
-    /// No canary, and no token the sandbox knows, in any file the engine wrote.
-    fn assert_no_secrets_on_disk(&self) {
-        let secrets = self.secrets();
-        let values: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        if let Some(file) = find_in_files(&self.dir.path().join("state"), &values) {
-            panic!("a secret value is in {}", file.display());
-        }
-    }
-}
-
-fn current_infisical(state: &Value) -> String {
-    let v = state["infisical"]["secrets"][0]["versions"]
-        .as_array()
-        .unwrap();
-    v.last().unwrap()["secretValue"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn live_tokens(state: &Value) -> Vec<String> {
-    state["postmark"]["servers"][0]["ApiTokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// What must hold at every moment: Infisical's token works; the app never failed to send.
-fn assert_safe(state: &Value, when: &str) {
-    assert!(
-        live_tokens(state).contains(&current_infisical(state)),
-        "{when}: Infisical holds a dead token"
-    );
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(
-            state["downstream"][app]["failed"], 0,
-            "{when}: {app} failed to send"
-        );
-    }
-}
-
-/// After a completed rotation: one new token everywhere, the old one gone.
-fn assert_rotated(state: &Value, when: &str) {
-    let current = current_infisical(state);
-    assert_ne!(
-        current, OLD_TOKEN,
-        "{when}: Infisical still holds the old token"
-    );
-    assert!(
-        !live_tokens(state).contains(&OLD_TOKEN.to_string()),
-        "{when}: old token not revoked"
-    );
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(
-            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"],
-            current.as_str(),
-            "{when}: {app}"
-        );
-    }
-    assert_safe(state, when);
-}
 
 fn crash_then_resume(point: &str) {
     let rig = Rig::new();
@@ -179,7 +44,7 @@ fn crash_then_resume(point: &str) {
         [one] => format!("\"resume.new_token\" = \"{one}\"\n"),
         _ => String::new(),
     };
-    std::fs::write(rig.dir.path().join("answers.toml"), answers).unwrap();
+    std::fs::write(rig.path().join("answers.toml"), answers).unwrap();
     let resumed = rig.runbook(
         &[
             "resume",
@@ -197,7 +62,7 @@ fn crash_then_resume(point: &str) {
     );
     assert_rotated(&rig.state(), point);
     rig.assert_no_secrets_on_disk();
-    let audit = std::fs::read_to_string(rig.dir.path().join("state/audit.jsonl")).unwrap();
+    let audit = std::fs::read_to_string(rig.path().join("state/audit.jsonl")).unwrap();
     assert_eq!(
         audit
             .matches("\"action\":\"secret.rotate.completed\"")
@@ -268,8 +133,7 @@ fn crash_inside_propagate_then_rollback_restores_the_old_token_everywhere() {
     );
     assert_safe(&state, "after rollback");
     let journal = std::fs::read_to_string(
-        rig.dir
-            .path()
+        rig.path()
             .join(format!("state/runs/{}.jsonl", rig.run_id())),
     )
     .unwrap();
@@ -307,7 +171,7 @@ fn rollback_after_the_revocation_stops_and_says_why() {
 #[test]
 fn resume_refuses_a_changed_runbook_unless_forced() {
     let rig = Rig::new();
-    let book = rig.dir.path().join("postmark.rhai");
+    let book = rig.path().join("postmark.rhai");
     std::fs::copy(
         format!("{}/runbooks/postmark.rhai", env!("CARGO_MANIFEST_DIR")),
         &book,
@@ -349,7 +213,7 @@ fn resume_refuses_a_different_token() {
     );
     assert_eq!(crashed.code, -9);
     std::fs::write(
-        rig.dir.path().join("wrong.toml"),
+        rig.path().join("wrong.toml"),
         "\"resume.new_token\" = \"c0ffee00-0000-4000-8000-0000000000ff\"\n",
     )
     .unwrap();
@@ -372,7 +236,7 @@ fn resume_refuses_a_different_token() {
         .find(|t| t != OLD_TOKEN)
         .unwrap();
     std::fs::write(
-        rig.dir.path().join("right.toml"),
+        rig.path().join("right.toml"),
         format!("\"resume.new_token\" = \"{new}\"\n"),
     )
     .unwrap();
@@ -409,8 +273,7 @@ fn two_concurrent_rotations_exactly_one_runs() {
             .as_str();
     let scenario_path = dir.path().join("slow.toml");
     std::fs::write(&scenario_path, scenario).unwrap();
-    let sandbox = SandboxProcess::start_with(dir.path(), &scenario_path);
-    let rig = Rig { dir, sandbox };
+    let rig = Rig::with_scenario(&scenario_path);
     let mut first = rig
         .command(&["exec", "postmark", "--yes"], &[])
         .stdout(std::process::Stdio::piped())
@@ -545,7 +408,7 @@ fn a_stdlib_rotation_resumes_after_a_crash_by_recovering_its_keys_from_infisical
 fn no_secret_reaches_any_output_or_file_across_the_cli() {
     let rig = Rig::new();
     let mut outputs: Vec<String> = Vec::new();
-    let mut keep = |r: Ran| {
+    let mut keep = |r: Output| {
         outputs.push(r.stdout);
         outputs.push(r.stderr);
     };

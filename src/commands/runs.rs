@@ -13,34 +13,66 @@ use runbook_core::ui;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-/// One line of `runbook runs`.
+/// One line of `runbook runs`: how the run itself ended, and every later attempt at it.
 fn summarize(path: &Path, state_dir: &Path) -> Option<Value> {
     let entries = journal::read(path).ok()?;
     let st = RunState::from_entries(&entries)?;
     let start = &st.start;
-    let status = match st.ended {
+    // A process that recorded no end is still running if it holds the run's lock, else it
+    // died (only the last process can be running).
+    let alive = lock::holders(state_dir)
+        .iter()
+        .any(|h| h.run_id == start.run_id && h.is_alive_here());
+    let or_unfinished = |ended: Option<RunStatus>, last: bool| match ended {
         Some(s) => s,
-        None => {
-            // No end record: still running if its lock holder lives, else it died.
-            let alive = lock::holders(state_dir)
-                .iter()
-                .any(|h| h.run_id == start.run_id && h.is_alive_here());
-            if alive {
-                RunStatus::Running
-            } else {
-                RunStatus::Interrupted
-            }
-        }
+        None if last && alive => RunStatus::Running,
+        None => RunStatus::Interrupted,
     };
+    let attempts: Vec<Value> = st
+        .attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            json!({
+                "mode": a.mode,
+                "actor": a.actor,
+                "started_at": a.started_at,
+                "status": or_unfinished(a.ended, i + 1 == st.attempts.len()).as_str(),
+            })
+        })
+        .collect();
     Some(json!({
         "run_id": start.run_id,
         "runbook": start.runbook,
         "actor": start.actor,
         "started_at": st.started_at,
         "mode": start.mode,
-        "status": status.as_str(),
+        "status": or_unfinished(st.outcome, st.attempts.is_empty()).as_str(),
+        "attempts": attempts,
+        "settled": st.settled().map(RunStatus::as_str),
         "last_step": st.last_step,
     }))
+}
+
+/// `resume: succeeded, rollback: failed`.
+fn attempts_line(row: &Value) -> String {
+    let list: Vec<String> = row["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            format!(
+                "{}: {}",
+                a["mode"].as_str().unwrap_or("?"),
+                a["status"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(", ")
+    }
 }
 
 pub fn runs(args: RunsArgs) -> Result<u8> {
@@ -72,13 +104,13 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
         return Ok(exit::OK);
     }
     ui::out(&format!(
-        "{:<28} {:<24} {:<14} {:<20} {:<12} {}",
-        "RUN", "RUNBOOK", "STATUS", "STARTED", "LAST STEP", "ACTOR"
+        "{:<28} {:<24} {:<14} {:<20} {:<12} {:<20} {}",
+        "RUN", "RUNBOOK", "STATUS", "STARTED", "LAST STEP", "ACTOR", "LATER ATTEMPTS"
     ));
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
         ui::out(&format!(
-            "{:<28} {:<24} {:<14} {:<20} {:<12} {}",
+            "{:<28} {:<24} {:<14} {:<20} {:<12} {:<20} {}",
             s("run_id"),
             s("runbook"),
             if s("mode") == Mode::DryRun.as_str() {
@@ -88,7 +120,8 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
             },
             s("started_at"),
             s("last_step"),
-            s("actor")
+            s("actor"),
+            attempts_line(&r)
         ));
     }
     Ok(exit::OK)

@@ -272,13 +272,27 @@ pub struct OpenWrite {
     pub target: String,
 }
 
-/// What a journal says about a run.
+/// A later process's attempt at a run (`runbook resume`, `rollback`, `repl --attach`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub mode: Mode,
+    pub actor: String,
+    pub started_at: String,
+    /// How it ended; `None` while it runs, or when its process died.
+    pub ended: Option<RunStatus>,
+}
+
+/// What a journal says about a run. The record is append-only: how the run itself ended
+/// (`outcome`) is never changed by what later attempts did; they are listed after it.
 #[derive(Debug, Clone)]
 pub struct RunState {
     pub start: RunStart,
     /// When it was written (`t` of the start record).
     pub started_at: String,
-    pub ended: Option<RunStatus>,
+    /// How the run's own process ended; `None` if it is running or died.
+    pub outcome: Option<RunStatus>,
+    /// Later processes that took the run over, in order.
+    pub attempts: Vec<Attempt>,
     /// Per step id, the last thing seen.
     pub steps: Vec<(String, StepState)>,
     /// The `ctx` snapshot after the last completed step (or undo).
@@ -297,7 +311,8 @@ impl RunState {
         let mut s = RunState {
             start,
             started_at,
-            ended: None,
+            outcome: None,
+            attempts: Vec::new(),
             steps: Vec::new(),
             ctx: None,
             open_writes: Vec::new(),
@@ -305,8 +320,16 @@ impl RunState {
         };
         for e in entries {
             match &e.record {
-                Record::RunResume { .. } => s.ended = None,
-                Record::RunEnd { status } => s.ended = Some(*status),
+                Record::RunResume { actor, attempt, .. } => s.attempts.push(Attempt {
+                    mode: *attempt,
+                    actor: actor.clone(),
+                    started_at: e.t.clone(),
+                    ended: None,
+                }),
+                Record::RunEnd { status } => match s.attempts.last_mut() {
+                    Some(a) => a.ended = Some(*status),
+                    None => s.outcome = Some(*status),
+                },
                 Record::StepIntent { step, .. } => {
                     s.set(step, StepState::Started);
                     s.open_writes.clear();
@@ -356,6 +379,30 @@ impl RunState {
         }
     }
 
+    /// How the last process that worked on the run ended: `None` while it runs or after it
+    /// died without recording an end.
+    pub fn last_end(&self) -> Option<RunStatus> {
+        match self.attempts.last() {
+            Some(a) => a.ended,
+            None => self.outcome,
+        }
+    }
+
+    /// Whether the rotation is settled: it succeeded (itself or through a resume), or a
+    /// rollback undid it. The latest of those counts; failed or refused attempts do not.
+    pub fn settled(&self) -> Option<RunStatus> {
+        let settles = |s: &Option<RunStatus>| {
+            matches!(s, Some(RunStatus::Succeeded) | Some(RunStatus::RolledBack))
+        };
+        let mut settled = self.outcome.filter(|_| settles(&self.outcome));
+        for a in &self.attempts {
+            if settles(&a.ended) {
+                settled = a.ended;
+            }
+        }
+        settled
+    }
+
     pub(crate) fn state_of(&self, step: &str) -> Option<StepState> {
         self.steps
             .iter()
@@ -397,7 +444,8 @@ mod tests {
         assert_eq!(entries.len(), 8);
         let st = RunState::from_entries(&entries).unwrap();
         assert_eq!(st.start.mode, Mode::Exec);
-        assert_eq!(st.ended, Some(RunStatus::RolledBack));
+        assert_eq!(st.outcome, Some(RunStatus::RolledBack));
+        assert_eq!(st.settled(), Some(RunStatus::RolledBack));
         assert_eq!(st.state_of("precheck"), Some(StepState::UndoStarted));
         assert_eq!(
             st.state_of("store"),
@@ -421,6 +469,71 @@ mod tests {
             }
             assert_eq!(again, before);
         }
+    }
+
+    /// A refused rollback of a rotation that succeeded leaves the rotation succeeded; the
+    /// attempt is listed after it. A resume that finishes a stopped run settles it.
+    #[test]
+    fn later_attempts_never_rewrite_how_the_run_ended() {
+        let line = |t: &str, r: Record| encode(&r, t);
+        let start = OLD.lines().next().unwrap().to_string();
+        let attempt = |mode| Record::RunResume {
+            actor: "other@vm".into(),
+            pid: 9,
+            attempt: mode,
+        };
+        let text = [
+            start.clone(),
+            line(
+                "t1",
+                Record::RunEnd {
+                    status: RunStatus::Succeeded,
+                },
+            ),
+            line("t2", attempt(Mode::Rollback)),
+            line(
+                "t3",
+                Record::RunEnd {
+                    status: RunStatus::Failed,
+                },
+            ),
+            line("t4", attempt(Mode::Resume)),
+        ]
+        .join("\n");
+        let (_d, p) = write(&text);
+        let st = RunState::from_entries(&read(&p).unwrap()).unwrap();
+        assert_eq!(st.outcome, Some(RunStatus::Succeeded));
+        assert_eq!(st.settled(), Some(RunStatus::Succeeded));
+        assert_eq!(st.attempts.len(), 2);
+        assert_eq!(st.attempts[0].mode, Mode::Rollback);
+        assert_eq!(st.attempts[0].ended, Some(RunStatus::Failed));
+        assert_eq!(
+            st.last_end(),
+            None,
+            "the resume's process never recorded an end"
+        );
+
+        let text = [
+            start,
+            line(
+                "t1",
+                Record::RunEnd {
+                    status: RunStatus::Failed,
+                },
+            ),
+            line("t2", attempt(Mode::Resume)),
+            line(
+                "t3",
+                Record::RunEnd {
+                    status: RunStatus::Succeeded,
+                },
+            ),
+        ]
+        .join("\n");
+        let (_d, p) = write(&text);
+        let st = RunState::from_entries(&read(&p).unwrap()).unwrap();
+        assert_eq!(st.outcome, Some(RunStatus::Failed));
+        assert_eq!(st.settled(), Some(RunStatus::Succeeded));
     }
 
     #[test]

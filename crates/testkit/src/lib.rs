@@ -6,9 +6,11 @@
 // A harness: panicking with a clear message is how it reports a failed expectation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod rig;
 mod sandbox;
 mod snapshot;
 
+pub use rig::Rig;
 pub use sandbox::{http, SandboxProcess};
 pub use snapshot::assert_snapshot;
 

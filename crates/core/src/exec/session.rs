@@ -140,7 +140,7 @@ impl Session {
                 "rehearse crash recovery against `runbook sandbox` (a separate process) instead",
             ));
         }
-        match state.ended {
+        match state.settled() {
             Some(RunStatus::Succeeded) if r.attempt != Mode::Rollback => {
                 return Err(Error::usage(
                     format!("run {} already succeeded: nothing to resume", r.run_id),

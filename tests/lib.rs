@@ -11,6 +11,7 @@ mod crash;
 mod diagnostics;
 mod docs;
 mod exec;
+mod failures;
 mod fidelity;
 mod hostile;
 mod http;

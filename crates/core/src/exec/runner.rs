@@ -8,8 +8,9 @@ use super::step::{self, Confirmation, Direction};
 use super::Options;
 use crate::host::prompt_error;
 use crate::journal::Record;
-use crate::plan::Step;
+use crate::plan::{FailurePolicy, Step};
 use crate::prompt::PromptError;
+use crate::run::Mode;
 use crate::ui;
 use serde_json::json;
 use std::time::Instant;
@@ -261,35 +262,56 @@ impl Runner<'_> {
         }
     }
 
+    /// The last completed step that cannot be undone: once it ran, the run only goes forward.
+    fn point_of_no_return(&self) -> Option<&Step> {
+        let plan = self.session.runbook().plan();
+        self.completed
+            .iter()
+            .rev()
+            .map(|&i| &plan.steps[i])
+            .find(|s| s.irreversible.is_some())
+    }
+
     fn choose_after_failure(&self, step: &Step) -> Choice {
-        let yes_default = if self.opts.no_rollback {
-            "stop"
-        } else {
-            "rollback"
+        let forward_only = self.point_of_no_return();
+        let policy = self.session.runbook().plan().meta().on_failure;
+        let stop_by_default =
+            forward_only.is_some() || self.opts.no_rollback || policy == FailurePolicy::Stop;
+        let yes_default = if stop_by_default { "stop" } else { "rollback" };
+        let (options, question) = match forward_only {
+            Some(done) => (
+                vec!["retry".to_string(), "stop".to_string()],
+                format!(
+                    "Retry the step, or stop here? (Step '{}' cannot be undone, so the run only goes forward.)",
+                    done.id
+                ),
+            ),
+            None => (
+                vec![
+                    "retry".to_string(),
+                    "rollback".to_string(),
+                    "stop".to_string(),
+                ],
+                "Retry the step, roll back completed steps, or stop here?".to_string(),
+            ),
         };
-        let options = vec![
-            "retry".to_string(),
-            "rollback".to_string(),
-            "stop".to_string(),
-        ];
         let id = format!("{}.on-failure", step.id);
         let mut prompter = self.session.run().prompter();
-        if !prompter.is_interactive() && !prompter.yes() {
+        if !prompter.can_confirm(&id) {
             // Nobody to ask: leave everything as it is, and say how to continue.
             return Choice::Stop;
         }
-        match prompter.choose(
-            &id,
-            "Retry the step, roll back completed steps, or stop here?",
-            &options,
-            Some(yes_default),
-        ) {
+        match prompter.choose(&id, &question, &options, Some(yes_default)) {
             Ok(c) if c == "retry" => Choice::Retry,
             Ok(c) if c == "rollback" => Choice::Rollback,
             Ok(_) => Choice::Stop,
-            Err(e) => {
+            Err(PromptError::Interrupted) => {
                 // Marks Ctrl-C for the rest of the run, as a script's prompt would.
-                let _ = prompt_error(e);
+                let _ = prompt_error(PromptError::Interrupted);
+                Choice::Stop
+            }
+            Err(e) => {
+                ui::err(&format!("{e}; stopping here"));
                 Choice::Stop
             }
         }
@@ -332,9 +354,16 @@ impl Runner<'_> {
                     self.report.steps[i].status = StepStatus::UndoFailed;
                     ui::err(&format!("  ✗ undo of '{}' failed:", step.id));
                     ui::err(&ui::render(diag.as_ref()));
+                    let next = if self.rehearsal_in_process() {
+                        "Fix the cause and rehearse again.".to_string()
+                    } else {
+                        format!(
+                            "Fix the cause, then `runbook rollback {}`.",
+                            self.report.run_id
+                        )
+                    };
                     ui::err(&format!(
-                        "  Rollback stopped here: the steps before it are still applied. Fix the cause, then `runbook rollback {}`.",
-                        self.report.run_id
+                        "  Rollback stopped here: the steps before it are still applied. {next}"
                     ));
                     return RunStatus::Failed;
                 }
@@ -344,6 +373,12 @@ impl Runner<'_> {
         }
         ui::progress("  rollback complete");
         RunStatus::RolledBack
+    }
+
+    /// Whether the run rehearses against an in-process sandbox, whose vendors end with it:
+    /// nothing can resume or roll it back later.
+    fn rehearsal_in_process(&self) -> bool {
+        self.session.run().mode() == Mode::Sandbox
     }
 
     fn explain_left_behind(&self) {
@@ -361,10 +396,20 @@ impl Runner<'_> {
             "Completed steps left in place: {}.",
             applied.join(", ")
         ));
-        if !self.opts.dry_run {
+        if self.opts.dry_run {
+            return;
+        }
+        let run_id = &self.report.run_id;
+        if self.rehearsal_in_process() {
+            ui::err("This rehearsal's simulated vendors end with this process, so it cannot be resumed or rolled back. To rehearse resume and rollback, start `runbook sandbox` in another shell, load its exports, and run `runbook exec` without --sandbox.");
+        } else if let Some(done) = self.point_of_no_return() {
             ui::err(&format!(
-                "Continue with `runbook resume {0}`, or undo them with `runbook rollback {0}`.",
-                self.report.run_id
+                "Step '{}' cannot be undone, so the run only goes forward: fix the cause, then continue with `runbook resume {run_id}`.",
+                done.id
+            ));
+        } else {
+            ui::err(&format!(
+                "Continue with `runbook resume {run_id}`, or undo them with `runbook rollback {run_id}`."
             ));
         }
     }

@@ -58,6 +58,7 @@ fn parse_meta(map: &Map) -> R<Meta> {
         references: m.references,
         gotchas: m.gotchas,
         rollback: m.rollback,
+        on_failure: m.on_failure,
     })
 }
 
@@ -121,7 +122,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::None,
         &["meta: Map"],
         "()",
-        "Declares the runbook: id, title, secret, mode, role, cadence_days, average_duration,\nlast_validated, validation_method, when_to_run, references, gotchas, rollback.",
+        "Declares the runbook: id, title, secret, mode, role, cadence_days, average_duration,\nlast_validated, validation_method, when_to_run, references, gotchas, rollback, and\non_failure (\"rollback\", the default, or \"stop\": what a failure does under --yes before\nthe point of no return; after an irreversible step the run only goes forward).",
         |ctx: NativeCallContext, map: Map| -> R<()> {
             let plan = Stage::of(&ctx).plan("runbook()")?;
             let meta = parse_meta(&map)?;

@@ -25,6 +25,19 @@ pub struct Meta {
     pub references: Vec<String>,
     pub gotchas: Vec<String>,
     pub rollback: Vec<String>,
+    /// What a failed step offers by default before the point of no return.
+    pub on_failure: FailurePolicy,
+}
+
+/// What a failure does when nobody chooses (`--yes`): roll back what completed, or stop and
+/// leave it for `resume`. After an irreversible step has completed the run is forward-only
+/// whatever the policy: rollback would be refused at that step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    #[default]
+    Rollback,
+    Stop,
 }
 
 /// A declared parameter.

@@ -30,6 +30,8 @@ pub(crate) struct MetaSpec {
     pub gotchas: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     pub rollback: Vec<String>,
+    #[serde(default)]
+    pub on_failure: super::FailurePolicy,
 }
 
 /// `param(name, #{...})`.
@@ -78,8 +80,11 @@ pub fn read<T: DeserializeOwned>(map: &rhai::Map) -> Result<T, SpecError> {
             known: known.to_vec(),
         });
     }
-    rhai::serde::from_dynamic::<T>(&rhai::Dynamic::from_map(map.clone()))
-        .map_err(|e| SpecError::Invalid(e.to_string()))
+    rhai::serde::from_dynamic::<T>(&rhai::Dynamic::from_map(map.clone())).map_err(|e| {
+        // rhai reports serde's errors as syntax errors; the message itself is serde's.
+        let text = e.to_string();
+        SpecError::Invalid(text.trim_start_matches("Syntax error: ").to_string())
+    })
 }
 
 /// The field names a struct's `Deserialize` asks for, learned by asking it once.

@@ -57,10 +57,6 @@ impl Prompter {
         self.interactive || self.yes || self.answers.get(id).is_some()
     }
 
-    pub(crate) fn is_interactive(&self) -> bool {
-        self.interactive
-    }
-
     pub fn yes(&self) -> bool {
         self.yes
     }

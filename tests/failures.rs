@@ -1,0 +1,121 @@
+//! Failure semantics an operator can trust: undo only what happened, never past the point of
+//! no return, never rewrite a run's history. Runs against a separate `runbook sandbox` (the
+//! rig), so stopped runs can be resumed and rolled back by later processes.
+
+use crate::support::{assert_rotated, fixture, Exit, Rig, Test};
+use serde_json::Value;
+
+fn runs(rig: &Rig) -> Value {
+    rig.runbook(&["runs", "--json"], &[]).json()
+}
+
+/// A rollback refused at the irreversible step leaves the rotation recorded as succeeded;
+/// the refused attempt is listed after it.
+#[test]
+fn a_refused_rollback_never_rewrites_a_succeeded_run() {
+    let rig = Rig::new();
+    rig.runbook(&["exec", "postmark", "--yes"], &[])
+        .exit(Exit::Ok);
+    let run_id = rig.run_id();
+    let refused = rig.runbook(&["rollback", &run_id, "--yes"], &[]);
+    refused
+        .exit(Exit::StepFailed)
+        .stderr_has("cannot roll back past step 'revoke'");
+    let listed = runs(&rig);
+    assert_eq!(listed[0]["run_id"], run_id.as_str());
+    assert_eq!(listed[0]["status"], "succeeded", "{listed:#}");
+    assert_eq!(listed[0]["settled"], "succeeded");
+    assert_eq!(listed[0]["attempts"][0]["mode"], "rollback");
+    assert_eq!(listed[0]["attempts"][0]["status"], "failed");
+    // Resuming it is refused before anything is journalled.
+    rig.runbook(&["resume", &run_id, "--yes"], &[])
+        .exit(Exit::Usage)
+        .stderr_has("already succeeded");
+    let listed = runs(&rig);
+    assert_eq!(listed[0]["status"], "succeeded");
+    assert_eq!(listed[0]["attempts"].as_array().map(Vec::len), Some(1));
+    assert_rotated(&rig.state(), "after the refused rollback");
+}
+
+/// After an irreversible step has completed, `--yes` stops instead of rolling back, and
+/// the footer gives the exact resume command and no rollback.
+#[test]
+fn past_the_point_of_no_return_yes_stops_and_says_resume() {
+    let out = Test::new()
+        .fixture("point_of_no_return.rhai")
+        .args(&["exec", "point_of_no_return.rhai", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed);
+    let run_id = out.last_run_id();
+    out.stderr_has(&format!(
+        "Step 'cut' cannot be undone, so the run only goes forward: fix the cause, then continue with `runbook resume {run_id}`."
+    ));
+    out.stdout_has("Retry the step, or stop here? (Step 'cut' cannot be undone, so the run only goes forward.) stop (--yes)");
+    assert!(!out.stdout.contains("Rolling back"), "{}", out.stdout);
+    assert!(!out.stdout.contains("undoing prepare"));
+    assert!(!out.stderr.contains("rollback"), "{}", out.stderr);
+    let journal = out.state_file(&format!("runs/{run_id}.jsonl"));
+    assert!(!journal.contains("undo.intent"), "{journal}");
+    // Rollback is not even an option when asked.
+    let asked = out
+        .next()
+        .file("answers.toml", "\"finish.on-failure\" = \"rollback\"\n")
+        .args(&[
+            "exec",
+            "point_of_no_return.rhai",
+            "--answers",
+            "answers.toml",
+            "--yes",
+        ])
+        .run();
+    asked.exit(Exit::StepFailed).stderr_has(
+        "answer to prompt 'finish.on-failure' is not usable: expected one of retry, stop",
+    );
+    assert!(!asked.stdout.contains("undoing prepare"));
+}
+
+/// A runbook can ask to stop rather than roll back before the point of no return.
+#[test]
+fn a_runbook_that_asks_to_stop_on_failure_is_not_rolled_back_by_yes() {
+    let out = Test::new()
+        .fixture("stop_on_failure.rhai")
+        .args(&["exec", "stop_on_failure.rhai", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stdout_has("stop (--yes)")
+        .stderr_has("Completed steps left in place: prepare.");
+    assert!(!out.stdout.contains("undoing prepare"));
+    Test::new()
+        .file("bad.rhai", "runbook(#{ id: \"b\", title: \"B\", on_failure: \"later\" });\nstep(\"s\", \"S\", |ctx| {});\n")
+        .args(&["check", "bad.rhai"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("runbook: ");
+}
+
+/// An in-process rehearsal's vendors die with it: it never suggests resume or rollback, and
+/// says how to rehearse a resumable run.
+#[test]
+fn an_in_process_rehearsal_never_suggests_resume() {
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--yes",
+            "--no-rollback",
+            "--scenario",
+        ])
+        .arg(fixture("sop_canary.toml"))
+        .args(&[
+            "--fault",
+            "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always",
+        ])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("cannot be resumed or rolled back")
+        .stderr_has("start `runbook sandbox` in another shell");
+    assert!(!out.stderr.contains("runbook resume"), "{}", out.stderr);
+    assert!(!out.stderr.contains("runbook rollback"), "{}", out.stderr);
+}

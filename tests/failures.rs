@@ -2,7 +2,7 @@
 //! no return, never rewrite a run's history. Runs against a separate `runbook sandbox` (the
 //! rig), so stopped runs can be resumed and rolled back by later processes.
 
-use crate::support::{assert_rotated, fixture, Exit, Rig, Test};
+use crate::support::{assert_rotated, fixture, Exit, Output, Rig, Test, OLD_TOKEN};
 use serde_json::Value;
 
 fn runs(rig: &Rig) -> Value {
@@ -118,4 +118,121 @@ fn an_in_process_rehearsal_never_suggests_resume() {
         .stderr_has("start `runbook sandbox` in another shell");
     assert!(!out.stderr.contains("runbook resume"), "{}", out.stderr);
     assert!(!out.stderr.contains("runbook rollback"), "{}", out.stderr);
+}
+
+/// The canary rotation in an in-process sandbox, with its final state in sandbox.json.
+fn rehearse(extra: &[&str]) -> Output {
+    Test::new()
+        .fixture("sop_canary.toml")
+        .shipped_runbooks()
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "sop_canary.toml",
+            "--sandbox-state",
+            "sandbox.json",
+            "--json",
+        ])
+        .args(extra)
+        .run()
+}
+
+/// How many requests the simulators served for `method` on `path`.
+fn served(state: &Value, method: &str, path: &str) -> usize {
+    state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == method && r["path"] == path)
+        .count()
+}
+
+const PROD: &str = "/apps/raxx-api-prod/config-vars";
+const STAGING: &str = "/apps/raxx-api-staging/config-vars";
+
+/// A propagate that failed on one app is retried on that app only: the app that already
+/// holds the new token is not patched (nor restarted) again.
+#[test]
+fn retrying_a_partly_failed_fan_out_repeats_only_the_failed_targets() {
+    let out = Test::new()
+        .fixture("sop_canary.toml")
+        .file("retry.toml", "\"propagate.on-failure\" = \"retry\"\n")
+        .shipped_runbooks()
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "sop_canary.toml",
+            "--sandbox-state",
+            "sandbox.json",
+            "--answers",
+            "retry.toml",
+            "--yes",
+            "--fault",
+            "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:once",
+        ])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("raxx-api-prod: already done in an earlier attempt of this step; not repeated");
+    let state = out.read_json("sandbox.json");
+    assert_eq!(served(&state, "PATCH", PROD), 1, "prod patched once");
+    assert_eq!(
+        served(&state, "PATCH", STAGING),
+        2,
+        "staging: refused, then retried"
+    );
+    assert_rotated(&state, "after the retry");
+}
+
+/// Rolling back a propagate that changed one app of two restores that app only; a store
+/// whose write was refused is not undone at all.
+#[test]
+fn rollback_restores_exactly_what_the_failed_step_changed() {
+    let out = rehearse(&[
+        "--yes",
+        "--fault",
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always",
+    ]);
+    out.exit(Exit::StepFailed);
+    let state = out.read_json("sandbox.json");
+    // prod: the propagate, then its undo; staging: only the refused attempt.
+    assert_eq!(served(&state, "PATCH", PROD), 2);
+    assert_eq!(served(&state, "PATCH", STAGING), 1);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"], OLD_TOKEN,
+            "{app} is back on the old token"
+        );
+    }
+    let report = out.json();
+    assert_eq!(report["status"], "rolled_back");
+}
+
+/// A step whose only write was refused leaves nothing to undo: its undo never runs (with the
+/// SendGrid rotation, that undo would delete a key this run did not create).
+#[test]
+fn an_undo_never_runs_for_a_write_that_was_refused() {
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&[
+            "exec",
+            "sendgrid",
+            "--sandbox",
+            "--yes",
+            "--sandbox-state",
+            "sandbox.json",
+        ])
+        .args(&["--fault", "sendgrid:POST:/v3/api_keys=403:always"])
+        .run();
+    out.exit(Exit::StepFailed);
+    let journal = out.state_file(&format!("runs/{}.jsonl", out.last_run_id()));
+    assert!(
+        !journal.contains("\"kind\":\"undo.intent\",\"step\":\"create\""),
+        "{journal}"
+    );
+    let state = out.read_json("sandbox.json");
+    assert_eq!(served(&state, "DELETE", "/v3/api_keys"), 0);
 }

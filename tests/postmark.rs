@@ -202,9 +202,15 @@ fn infisical_500_on_store_rolls_back_after_retries() {
         "store",
     );
     out.stderr_has("infisical PATCH /api/v4/secrets/POSTMARK_SERVER_TOKEN → 500");
-    // The failed store wrote nothing, yet its undo ran (it had attempted a write): it
-    // restored the previous value as a new version.
-    assert_eq!(step_statuses(&report)[3], ("store".into(), "undone".into()));
+    // The store's write was refused: nothing changed, so its undo did not run (it used to,
+    // writing the old value back as a version nobody needed).
+    assert_eq!(step_statuses(&report)[3], ("store".into(), "failed".into()));
+    assert_eq!(infisical_versions(&out.read_json("sandbox.json")).len(), 2);
+    let journal = out.state_file(&format!("runs/{}.jsonl", out.last_run_id()));
+    assert!(
+        !journal.contains("\"kind\":\"undo.intent\",\"step\":\"store\""),
+        "{journal}"
+    );
 }
 
 #[test]

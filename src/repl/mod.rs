@@ -180,6 +180,7 @@ impl Repl {
         };
         let params = params::resolve(runbook.plan(), &self.pairs, &lookup)?;
         let old = self.session.run().parts().clone();
+        let writes = self.session.run().writes();
         let parts = RunParts {
             info: runbook_core::run::RunInfo {
                 runbook_id: runbook.plan().meta().id.clone(),
@@ -187,7 +188,7 @@ impl Repl {
             },
             ..old
         };
-        let run = RunContext::new(parts, prompter(self.answers.as_deref(), self.yes)?);
+        let run = RunContext::new(parts, prompter(self.answers.as_deref(), self.yes)?, writes);
         let lock = self.session.take_lock();
         self.session = Session::attach(runbook, run, Ctx::new(params), lock);
         self.fns = self.session.runbook().callable().clone_functions_only();

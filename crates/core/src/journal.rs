@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The runbook and the modules it imported, by hash: `resume` refuses a changed text.
@@ -105,12 +105,15 @@ pub enum Record {
         #[serde(default)]
         detail: Value,
     },
+    /// How a write ended: applied (`ok`), refused, or sent with its answer lost (`unknown`).
     #[serde(rename = "write.outcome")]
     WriteOutcome {
         step: String,
         function: String,
         target: String,
         ok: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unknown: bool,
     },
     #[serde(rename = "undo.intent")]
     UndoIntent { step: String },
@@ -272,6 +275,36 @@ pub struct OpenWrite {
     pub target: String,
 }
 
+/// What happened to one write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteState {
+    Applied,
+    Failed,
+    /// Sent, and its answer never came (or the process died before recording it): it may
+    /// have taken effect.
+    Unknown,
+}
+
+impl WriteState {
+    /// Whether the vendor may have changed: an undo has something to restore.
+    pub fn may_have_applied(self) -> bool {
+        self != WriteState::Failed
+    }
+}
+
+/// One write of a step, on one target, and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Write {
+    pub step: String,
+    pub function: String,
+    pub target: String,
+    /// The change, as journalled (secrets as fingerprints): a retry that makes the same
+    /// change to a target where it was applied skips it.
+    pub detail: Value,
+    pub state: WriteState,
+}
+
 /// A later process's attempt at a run (`runbook resume`, `rollback`, `repl --attach`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -299,6 +332,8 @@ pub struct RunState {
     pub ctx: Option<Value>,
     pub open_writes: Vec<OpenWrite>,
     pub last_step: Option<String>,
+    /// Every write of the run that was not undone since, in order.
+    pub writes: Vec<Write>,
 }
 
 impl RunState {
@@ -317,7 +352,10 @@ impl RunState {
             ctx: None,
             open_writes: Vec::new(),
             last_step: None,
+            writes: Vec::new(),
         };
+        // Writes inside an undo are not effects of the step being undone.
+        let mut undoing: Option<String> = None;
         for e in entries {
             match &e.record {
                 Record::RunResume { actor, attempt, .. } => s.attempts.push(Attempt {
@@ -331,16 +369,55 @@ impl RunState {
                     None => s.outcome = Some(*status),
                 },
                 Record::StepIntent { step, .. } => {
+                    undoing = None;
                     s.set(step, StepState::Started);
                     s.open_writes.clear();
                     s.last_step = Some(step.clone());
                 }
                 Record::WriteIntent {
-                    function, target, ..
-                } => s.open_writes.push(OpenWrite {
-                    function: function.clone(),
-                    target: target.clone(),
-                }),
+                    step,
+                    function,
+                    target,
+                    detail,
+                } => {
+                    s.open_writes.push(OpenWrite {
+                        function: function.clone(),
+                        target: target.clone(),
+                    });
+                    if undoing.is_some() {
+                        continue;
+                    }
+                    s.writes.push(Write {
+                        step: step.clone(),
+                        function: function.clone(),
+                        target: target.clone(),
+                        detail: detail.clone(),
+                        state: WriteState::Unknown,
+                    });
+                }
+                Record::WriteOutcome {
+                    step,
+                    function,
+                    target,
+                    ok,
+                    unknown,
+                } => {
+                    if undoing.is_some() {
+                        continue;
+                    }
+                    let state = match (ok, unknown) {
+                        (_, true) => WriteState::Unknown,
+                        (true, false) => WriteState::Applied,
+                        (false, false) => WriteState::Failed,
+                    };
+                    if let Some(w) =
+                        s.writes.iter_mut().rev().find(|w| {
+                            &w.step == step && &w.function == function && &w.target == target
+                        })
+                    {
+                        w.state = state;
+                    }
+                }
                 Record::StepOutcome(o) => {
                     s.set(&o.step, StepState::Ended(o.status));
                     s.open_writes.clear();
@@ -348,8 +425,12 @@ impl RunState {
                         s.ctx = o.ctx.clone();
                     }
                 }
-                Record::UndoIntent { step } => s.set(step, StepState::UndoStarted),
+                Record::UndoIntent { step } => {
+                    undoing = Some(step.clone());
+                    s.set(step, StepState::UndoStarted);
+                }
                 Record::UndoOutcome { step, ok, ctx, .. } => {
+                    undoing = None;
                     s.set(
                         step,
                         if *ok {
@@ -360,11 +441,12 @@ impl RunState {
                     );
                     if *ok {
                         s.ctx = ctx.clone();
+                        // Undone: what the step wrote is no longer in effect.
+                        s.writes.retain(|w| &w.step != step);
                     }
                 }
                 Record::RunStart(_)
                 | Record::LockBroken { .. }
-                | Record::WriteOutcome { .. }
                 | Record::RollbackBlocked { .. }
                 | Record::ReplEnd { .. } => {}
             }

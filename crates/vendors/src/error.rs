@@ -116,6 +116,8 @@ struct Details {
     retry_after: Option<Duration>,
     timeout: Option<Duration>,
     attempts: u32,
+    /// The request was sent and its answer never came: a write may have taken effect.
+    maybe_applied: bool,
 }
 
 impl VendorError {
@@ -140,6 +142,7 @@ impl VendorError {
                 retry_after: None,
                 timeout: None,
                 attempts: 1,
+                maybe_applied: false,
             }),
         }
     }
@@ -170,6 +173,18 @@ impl VendorError {
     pub(crate) fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
         self.d.retry_after = retry_after;
         self
+    }
+
+    /// Marks an error whose request was sent before the answer was lost.
+    pub(crate) fn answer_lost(mut self) -> Self {
+        self.d.maybe_applied = true;
+        self
+    }
+
+    /// Whether the request reached the vendor and its answer was lost: a write may have
+    /// taken effect, and only a check (or the operator) can tell.
+    pub fn maybe_applied(&self) -> bool {
+        self.d.maybe_applied
     }
 
     pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -234,6 +249,7 @@ impl VendorError {
             "code": code,
             "message": self.d.message,
             "kind": self.d.kind.as_str(),
+            "maybe_applied": self.d.maybe_applied,
         })
     }
 

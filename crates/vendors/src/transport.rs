@@ -349,10 +349,15 @@ impl Transport {
     }
 
     fn transport_error(&self, req: &Request, e: &reqwest::Error) -> VendorError {
+        // A failure to connect never sent the request; anything later may have reached the
+        // vendor, and only the answer was lost.
+        let sent = !e.is_connect();
+        let lost = |err: VendorError| if sent { err.answer_lost() } else { err };
         if e.is_timeout() {
-            return req
-                .error(ErrorKind::Timeout, "")
-                .with_timeout(self.inner.config.timeout);
+            return lost(
+                req.error(ErrorKind::Timeout, "")
+                    .with_timeout(self.inner.config.timeout),
+            );
         }
         if e.is_redirect() {
             return req
@@ -362,7 +367,7 @@ impl Transport {
         if e.is_builder() {
             return req.error(ErrorKind::Validation, error_chain(e));
         }
-        req.error(ErrorKind::Connection, error_chain(e))
+        lost(req.error(ErrorKind::Connection, error_chain(e)))
     }
 }
 

@@ -222,8 +222,9 @@ impl Runner<'_> {
                                 continue;
                             }
                             Choice::Rollback => {
-                                let failed = (attempt.wrote && step.undo.is_some()).then_some(i);
-                                return self.rollback(failed);
+                                // The failed step is undone too when any of its writes took
+                                // effect (rollback checks that for every step).
+                                return self.rollback(Some(i));
                             }
                             Choice::Stop => {
                                 self.explain_left_behind();
@@ -342,6 +343,21 @@ impl Runner<'_> {
                 return RunStatus::Failed;
             }
             if step.undo.is_none() {
+                continue;
+            }
+            let took_effect = self
+                .session
+                .run()
+                .writes_of(&step.id)
+                .iter()
+                .any(|w| w.state.may_have_applied());
+            if !took_effect && !step.undo_always {
+                if completed.contains(&i) {
+                    ui::progress(&format!(
+                        "  · {}: nothing to undo (none of its writes took effect)",
+                        step.id
+                    ));
+                }
                 continue;
             }
             ui::progress(&format!("  ↶ undoing {} · {}", step.id, step.title));

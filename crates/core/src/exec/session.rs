@@ -101,7 +101,7 @@ impl Session {
             services: Rc::new(new.services),
             info,
         };
-        let run = RunContext::new(parts, new.prompter);
+        let run = RunContext::new(parts, new.prompter, Vec::new());
         let session = Session::attach(runbook, run, ctx, lock);
         session.run.record(Record::RunStart(RunStart {
             run_id: session.run.info().run_id.clone(),
@@ -171,7 +171,7 @@ impl Session {
             journal: Rc::new(Journal::open(&r.state_dir, &r.run_id)?),
             audit: AuditLog::new(&r.state_dir),
         };
-        let run = RunContext::new(parts, r.prompter);
+        let run = RunContext::new(parts, r.prompter, state.writes.clone());
         let mut session = Session::attach(runbook, run, Ctx::default(), Some(lock));
         session.note_broken_lock();
         session.run.record(Record::RunResume {

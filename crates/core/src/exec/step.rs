@@ -54,7 +54,35 @@ pub fn execute(session: &Session, step: &Step, direction: Direction, attempt: u3
             }
         }
     };
+    if direction == Direction::Undo {
+        // What the step did, so its undo restores exactly that.
+        let done: rhai::Array = run
+            .writes_of(&step.id)
+            .iter()
+            .map(|w| {
+                let mut m = rhai::Map::new();
+                m.insert("function".into(), w.function.clone().into());
+                m.insert("target".into(), w.target.clone().into());
+                m.insert(
+                    "outcome".into(),
+                    serde_json::to_value(w.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                        .into(),
+                );
+                rhai::Dynamic::from_map(m)
+            })
+            .collect();
+        session.ctx().set("done", done.into());
+    }
     let outcome = session.call(f, phase);
+    if direction == Direction::Undo {
+        session.ctx().remove("done");
+        if matches!(outcome, Outcome::Done) {
+            run.forget_writes_of(&step.id);
+        }
+    }
     let duration_ms = started.elapsed().as_millis() as u64;
     let wrote = run.writes_in_step() > 0;
     let error = match &outcome {

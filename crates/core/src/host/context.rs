@@ -4,7 +4,7 @@
 use super::vendor_call::{interrupted, vendor_error};
 use super::{Effect, Phase, PlannedWrite, R};
 use crate::audit::{AuditLog, Event};
-use crate::journal::{Journal, Record};
+use crate::journal::{Journal, Record, Write, WriteState};
 use crate::prompt::Prompter;
 use crate::run::{Mode, RunInfo};
 use crate::value::throw;
@@ -15,6 +15,26 @@ use std::future::Future;
 use std::rc::Rc;
 
 use super::services::Services;
+
+/// One target of a fan-out: its result, or `None` when an earlier attempt already did it.
+pub(crate) type TargetResult<T> = (String, Option<Result<T, VendorError>>);
+
+/// Whether a failed write may still have taken effect: its answer was lost (a timeout or a
+/// dropped connection after the request was sent).
+fn state_of_failure(e: &rhai::EvalAltResult) -> WriteState {
+    let lost = match e {
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v
+            .read_lock::<rhai::Map>()
+            .and_then(|m| m.get("maybe_applied").and_then(|b| b.as_bool().ok()))
+            .unwrap_or(false),
+        _ => false,
+    };
+    if lost {
+        WriteState::Unknown
+    } else {
+        WriteState::Failed
+    }
+}
 
 /// What a run is made of; the REPL builds a new context from the same parts when it loads
 /// another runbook into its session.
@@ -37,10 +57,13 @@ pub struct RunContext {
     writes_in_step: Cell<usize>,
     /// The audit webhook failed once in this run.
     sink_down: Cell<bool>,
+    /// Every write of the run not undone since (restored from the journal on reopen).
+    writes: RefCell<Vec<Write>>,
 }
 
 impl RunContext {
-    pub fn new(parts: RunParts, prompter: Prompter) -> Rc<RunContext> {
+    /// A run; `writes` are those of its earlier processes still in effect (from the journal).
+    pub fn new(parts: RunParts, prompter: Prompter, writes: Vec<Write>) -> Rc<RunContext> {
         Rc::new(RunContext {
             parts,
             prompter: RefCell::new(prompter),
@@ -48,6 +71,7 @@ impl RunContext {
             planned: RefCell::new(Vec::new()),
             writes_in_step: Cell::new(0),
             sink_down: Cell::new(false),
+            writes: RefCell::new(writes),
         })
     }
 
@@ -219,8 +243,9 @@ impl RunContext {
         }
     }
 
-    /// Runs a mutating call: under `--dry-run` records it and returns a placeholder; otherwise
-    /// counts it for rollback, journals it and writes an audit event with its outcome.
+    /// Runs a mutating call on one target: under `--dry-run` records it and returns a
+    /// placeholder; otherwise counts it for rollback, journals it before and after (with
+    /// whether it applied, failed, or its answer was lost) and writes an audit event.
     pub(crate) fn mutate(
         &self,
         function: &str,
@@ -229,41 +254,205 @@ impl RunContext {
         detail: serde_json::Value,
         call: impl FnOnce() -> R<Dynamic>,
     ) -> R<Dynamic> {
+        self.mutate_judged(function, effect, target, detail, call, |_| {
+            WriteState::Applied
+        })
+    }
+
+    /// `mutate` for calls that answer any outcome as a value (`http::`): `judge` says from
+    /// the value whether the write applied.
+    pub(crate) fn mutate_judged(
+        &self,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: serde_json::Value,
+        call: impl FnOnce() -> R<Dynamic>,
+        judge: impl Fn(&Dynamic) -> WriteState,
+    ) -> R<Dynamic> {
         self.require_step(function)?;
         if self.dry_run() {
             self.record_planned(function, effect, target, detail);
             return Ok(super::Placeholder::of(function));
         }
-        self.writes_in_step.set(self.writes_in_step.get() + 1);
         let step = self.step_name();
+        self.write_intent(&step, function, target, &detail);
+        let result = call();
+        let state = match &result {
+            Ok(v) => judge(v),
+            Err(e) => state_of_failure(e),
+        };
+        self.write_outcome(
+            &step,
+            function,
+            effect,
+            target,
+            &detail,
+            state,
+            result.as_ref().err().map(|e| &**e),
+        );
+        result
+    }
+
+    /// Runs a write on many targets at once (a fan-out). Targets where this step already
+    /// made the same change, in an earlier attempt, are not written again: `call` gets only
+    /// the others, and they come back as `None`. Each target is journalled and audited as
+    /// its own write.
+    pub(crate) fn mutate_each<T>(
+        &self,
+        function: &str,
+        effect: Effect,
+        targets: &[String],
+        detail: serde_json::Value,
+        call: impl FnOnce(Vec<String>) -> R<Vec<(String, Result<T, VendorError>)>>,
+    ) -> R<Vec<TargetResult<T>>> {
+        self.require_step(function)?;
+        let step = self.step_name();
+        // Only a step's forward body skips what it already did; an undo repeats nothing of
+        // its own but must not be mistaken for the step it undoes.
+        let forward = matches!(*self.phase.borrow(), Phase::Step(_));
+        let (done, todo): (Vec<String>, Vec<String>) = targets
+            .iter()
+            .cloned()
+            .partition(|t| forward && self.already_applied(&step, function, t, &detail));
+        for t in &done {
+            crate::ui::progress(&format!(
+                "    {t}: already done in an earlier attempt of this step; not repeated"
+            ));
+        }
+        for t in &todo {
+            self.write_intent(&step, function, t, &detail);
+        }
+        let results = if todo.is_empty() {
+            Vec::new()
+        } else {
+            call(todo.clone())?
+        };
+        for (t, r) in &results {
+            let (state, err) = match r {
+                Ok(_) => (WriteState::Applied, None),
+                Err(e) => {
+                    let script = vendor_error(e);
+                    (state_of_failure(&script), Some(script))
+                }
+            };
+            self.write_outcome(&step, function, effect, t, &detail, state, err.as_deref());
+        }
+        let mut results: Vec<TargetResult<T>> =
+            results.into_iter().map(|(t, r)| (t, Some(r))).collect();
+        results.extend(done.into_iter().map(|t| (t, None)));
+        // In the order the script named them.
+        results.sort_by_key(|(t, _)| targets.iter().position(|x| x == t));
+        Ok(results)
+    }
+
+    fn write_intent(&self, step: &str, function: &str, target: &str, detail: &serde_json::Value) {
+        self.writes_in_step.set(self.writes_in_step.get() + 1);
+        let mut redacted = detail.clone();
+        runbook_secret::redact_json(&mut redacted);
+        // The ledger holds a step's effects; what an undo writes is not one of them.
+        if matches!(*self.phase.borrow(), Phase::Step(_)) {
+            self.writes.borrow_mut().push(Write {
+                step: step.to_string(),
+                function: function.to_string(),
+                target: target.to_string(),
+                detail: redacted,
+                state: WriteState::Unknown,
+            });
+        }
         self.record(Record::WriteIntent {
-            step: step.clone(),
+            step: step.to_string(),
             function: function.to_string(),
             target: target.to_string(),
             detail: detail.clone(),
         });
-        let result = call();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_outcome(
+        &self,
+        step: &str,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: &serde_json::Value,
+        state: WriteState,
+        error: Option<&rhai::EvalAltResult>,
+    ) {
+        if matches!(*self.phase.borrow(), Phase::Step(_)) {
+            if let Some(w) = self
+                .writes
+                .borrow_mut()
+                .iter_mut()
+                .rev()
+                .find(|w| w.step == step && w.function == function && w.target == target)
+            {
+                w.state = state;
+            }
+        }
         self.record(Record::WriteOutcome {
-            step: step.clone(),
+            step: step.to_string(),
             function: function.to_string(),
             target: target.to_string(),
-            ok: result.is_ok(),
+            ok: state == WriteState::Applied,
+            unknown: state == WriteState::Unknown,
         });
-        crate::hooks::crash_point("inside", &step);
+        crate::hooks::crash_point("inside", step);
         let mut context = serde_json::json!({
             "function": function,
             "effect": effect.as_str(),
             "target": target,
             "detail": detail,
-            "ok": result.is_ok(),
+            "ok": state == WriteState::Applied,
         });
-        if let Err(e) = &result {
+        if state == WriteState::Unknown {
+            context["outcome"] = "unknown".into();
+        }
+        if let Some(e) = error {
             context["error"] = runbook_secret::redact(&e.to_string()).into_owned().into();
         }
         if let Err(e) = self.audit_event("host.call", context) {
             crate::ui::err(&format!("warning: could not write the audit log: {e}"));
         }
-        result
+    }
+
+    /// Whether this step already applied this very change to this target.
+    fn already_applied(
+        &self,
+        step: &str,
+        function: &str,
+        target: &str,
+        detail: &serde_json::Value,
+    ) -> bool {
+        let mut redacted = detail.clone();
+        runbook_secret::redact_json(&mut redacted);
+        self.writes.borrow().iter().any(|w| {
+            w.step == step
+                && w.function == function
+                && w.target == target
+                && w.detail == redacted
+                && w.state == WriteState::Applied
+        })
+    }
+
+    /// The writes of a step that are in effect (not undone since), for its undo.
+    pub fn writes_of(&self, step: &str) -> Vec<Write> {
+        self.writes
+            .borrow()
+            .iter()
+            .filter(|w| w.step == step)
+            .cloned()
+            .collect()
+    }
+
+    /// After a step's undo: what it wrote is no longer in effect.
+    pub fn forget_writes_of(&self, step: &str) {
+        self.writes.borrow_mut().retain(|w| w.step != step);
+    }
+
+    /// The writes still in effect, for a REPL session that loads another runbook.
+    pub fn writes(&self) -> Vec<Write> {
+        self.writes.borrow().clone()
     }
 
     /// A script error for an audit log that cannot be written.

@@ -5,7 +5,7 @@ use super::{Effect, Stage, R};
 use crate::engine::registry::Registrar;
 use crate::plan::spec::{self, MetaSpec, ParamSpec, SpecError};
 use crate::plan::{Meta, Param, Recovery, Step};
-use crate::value::throw;
+use crate::value::{self, throw};
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
 
 /// What `step(...)` returns: chain `.undo(...)`, `.irreversible(...)` and friends on it.
@@ -215,6 +215,7 @@ pub(crate) fn register(reg: &mut Registrar) {
                 title: title.to_string(),
                 run: body,
                 undo: None,
+                undo_always: false,
                 verify: None,
                 irreversible: None,
                 idempotent: false,
@@ -236,8 +237,23 @@ pub(crate) fn register(reg: &mut Registrar) {
         "undo",
         &["body: Fn(ctx)"],
         "StepHandle",
-        "How to revert what the step did; rollback runs it (newest step first) when a later step\nfails. Reads what it needs from `ctx` (e.g. the old value the step replaced).",
+        "How to revert what the step did; rollback runs it (newest step first) when a later step\nfails, and only when at least one of the step's writes took effect. It gets `ctx.done`,\nthe step's writes (#{function, target, outcome: \"applied\" | \"failed\" | \"unknown\"}),\nand `ctx.changed(function)` lists the targets a function changed, so it restores exactly\nthose. Reads what else it needs from `ctx` (e.g. the old value the step replaced).",
         |c: NativeCallContext, s: &mut StepHandle, f: FnPtr| edit(&c, s, ".undo()", |st| st.undo = Some(f)),
+    );
+    g.method(
+        "StepHandle",
+        "undo",
+        &["body: Fn(ctx)", "options: Map"],
+        "StepHandle",
+        "The undo, with options: #{always: true} runs it even when none of the step's writes\ntook effect (for effects the engine cannot see).",
+        |c: NativeCallContext, s: &mut StepHandle, f: FnPtr, opts: Map| {
+            value::check_keys(&opts, &["always"], ".undo()")?;
+            let always = opts.get("always").and_then(|v| v.as_bool().ok()).unwrap_or(false);
+            edit(&c, s, ".undo()", |st| {
+                st.undo = Some(f);
+                st.undo_always = always;
+            })
+        },
     );
     g.method(
         "StepHandle",

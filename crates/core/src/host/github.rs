@@ -13,31 +13,40 @@ fn set_secret(h: &RunContext, repos: Dynamic, name: &str, secret: Secret) -> R<D
     let repos = targets(&repos, "github::set_secret repos")?;
     let detail = serde_json::json!({"repos": repos, "name": name, "value": secret.fingerprint()});
     let target = format!("PUT /repos/{{{}}}/actions/secrets/{name}", repos.join(","));
-    h.mutate("github::set_secret", Effect::Write, &target, detail, || {
-        if is_dry_run_secret(&secret) {
-            return Ok(Placeholder::of("github::set_secret"));
-        }
-        let v = h.vendors()?;
-        let name = name.to_string();
-        let label = format!("github PUT secret on {} repo(s)", repos.len());
-        let results = h.block(&label, async move {
-            Ok(fan_out(&v, &repos, |v, repo| {
-                let name = name.clone();
-                let secret = secret.clone();
-                async move { v.github().set_secret(&repo, &name, &secret).await }
+    if h.dry_run() || is_dry_run_secret(&secret) {
+        return h.mutate("github::set_secret", Effect::Write, &target, detail, || {
+            Ok(Placeholder::of("github::set_secret"))
+        });
+    }
+    let change = serde_json::json!({"name": name, "value": secret.fingerprint()});
+    let results = h.mutate_each(
+        "github::set_secret",
+        Effect::Write,
+        &repos,
+        change,
+        |todo| {
+            let v = h.vendors()?;
+            let name = name.to_string();
+            let label = format!("github PUT secret on {} repo(s)", todo.len());
+            h.block(&label, async move {
+                Ok(fan_out(&v, &todo, |v, repo| {
+                    let name = name.clone();
+                    let secret = secret.clone();
+                    async move { v.github().set_secret(&repo, &name, &secret).await }
+                })
+                .await)
             })
-            .await)
-        })?;
-        per_target("github::set_secret", results, |w| {
-            let mut m = Map::new();
-            m.insert(
-                "created".into(),
-                matches!(w, runbook_vendors::github::SecretWrite::Created).into(),
-            );
-            m
-        })
-        .map(Dynamic::from)
+        },
+    )?;
+    per_target("github::set_secret", results, |w| {
+        let mut m = Map::new();
+        m.insert(
+            "created".into(),
+            matches!(w, runbook_vendors::github::SecretWrite::Created).into(),
+        );
+        m
     })
+    .map(Dynamic::from)
 }
 
 fn secrets(h: &RunContext, repo: &str) -> R<Dynamic> {

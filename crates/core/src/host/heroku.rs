@@ -68,18 +68,22 @@ fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
         })).collect::<serde_json::Map<_, _>>(),
     });
     let target = format!("PATCH /apps/{{{}}}/config-vars", apps.join(","));
-    h.mutate("heroku::set_config", Effect::Write, &target, detail, || {
-        if changes
-            .values()
-            .flatten()
-            .any(|c| matches!(c, ConfigValue::Secret(s) if is_dry_run_secret(s)))
-        {
-            return Ok(Placeholder::of("heroku::set_config"));
-        }
+    let dry_run_value = changes
+        .values()
+        .flatten()
+        .any(|c| matches!(c, ConfigValue::Secret(s) if is_dry_run_secret(s)));
+    if h.dry_run() || dry_run_value {
+        return h.mutate("heroku::set_config", Effect::Write, &target, detail, || {
+            Ok(Placeholder::of("heroku::set_config"))
+        });
+    }
+    // Each app is one write; the change is the same for all of them.
+    let change = serde_json::json!({ "vars": detail["vars"] });
+    let results = h.mutate_each("heroku::set_config", Effect::Write, &apps, change, |todo| {
         let v = h.vendors()?;
-        let label = format!("heroku PATCH config-vars on {} app(s)", apps.len());
-        let results = h.block(&label, async move {
-            Ok(fan_out(&v, &apps, |v, app| {
+        let label = format!("heroku PATCH config-vars on {} app(s)", todo.len());
+        h.block(&label, async move {
+            Ok(fan_out(&v, &todo, |v, app| {
                 let changes = changes.clone();
                 async move {
                     v.heroku()
@@ -89,33 +93,44 @@ fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
                 }
             })
             .await)
-        })?;
-        for (app, r) in &results {
-            if r.is_ok() {
-                crate::ui::progress(&format!(
-                    "    {app}: config updated (new release, dynos restart)"
-                ));
-            }
+        })
+    })?;
+    for (app, r) in &results {
+        if let Some(Ok(())) = r {
+            crate::ui::progress(&format!(
+                "    {app}: config updated (new release, dynos restart)"
+            ));
         }
-        per_target("heroku::set_config", results, |_| Map::new()).map(Dynamic::from)
-    })
+    }
+    per_target("heroku::set_config", results, |_| Map::new()).map(Dynamic::from)
 }
 
 fn restart(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
     let apps = targets(&apps, "heroku::restart apps")?;
     let detail = serde_json::json!({ "apps": apps });
     let target = format!("DELETE /apps/{{{}}}/dynos", apps.join(","));
-    h.mutate("heroku::restart", Effect::Write, &target, detail, || {
-        let v = h.vendors()?;
-        let label = format!("heroku restart {} app(s)", apps.len());
-        let results = h.block(&label, async move {
-            Ok(fan_out(&v, &apps, |v, app| async move {
-                v.heroku().restart_all(&app).await
+    if h.dry_run() {
+        return h.mutate("heroku::restart", Effect::Write, &target, detail, || {
+            Ok(Placeholder::of("heroku::restart"))
+        });
+    }
+    let results = h.mutate_each(
+        "heroku::restart",
+        Effect::Write,
+        &apps,
+        serde_json::json!({}),
+        |todo| {
+            let v = h.vendors()?;
+            let label = format!("heroku restart {} app(s)", todo.len());
+            h.block(&label, async move {
+                Ok(fan_out(&v, &todo, |v, app| async move {
+                    v.heroku().restart_all(&app).await
+                })
+                .await)
             })
-            .await)
-        })?;
-        per_target("heroku::restart", results, |_| Map::new()).map(Dynamic::from)
-    })
+        },
+    )?;
+    per_target("heroku::restart", results, |_| Map::new()).map(Dynamic::from)
 }
 
 fn releases(h: &RunContext, app: &str) -> R<Dynamic> {

@@ -8,6 +8,7 @@ use super::placeholder::Placeholder;
 use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::Registrar;
+use crate::journal::WriteState;
 use crate::value::{self, throw};
 use base64::Engine as _;
 use reqwest::Method;
@@ -316,7 +317,18 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     }
     let detail = serde_json::json!({"url": url});
     let target = format!("{method} {url}");
-    let result = h.mutate(&function, effect, &target, detail, run)?;
+    // A 4xx or 5xx answer is the vendor refusing: nothing to undo.
+    let result = h.mutate_judged(&function, effect, &target, detail, run, |v| {
+        let status = v
+            .read_lock::<Map>()
+            .and_then(|m| m.get("status").and_then(|s| s.as_int().ok()))
+            .unwrap_or(0);
+        if (200..400).contains(&status) {
+            WriteState::Applied
+        } else {
+            WriteState::Failed
+        }
+    })?;
     if h.dry_run() {
         return Ok(dry_run_response(&function, &secrets));
     }

@@ -106,11 +106,12 @@ where
         .collect()
 }
 
-/// Per-target results as `#{target: #{ok, error?}}`; fails (with the map in the error) when
-/// any target failed, so a script that does not `catch` stops there.
+/// Per-target results as `#{target: #{ok, already?, error?}}` (`already`: done by an
+/// earlier attempt of the step, not repeated); fails (with the map in the error) when any
+/// target failed, so a script that does not `catch` stops there.
 pub(crate) fn per_target<T>(
     function: &str,
-    results: Vec<(String, Result<T, VendorError>)>,
+    results: Vec<(String, Option<Result<T, VendorError>>)>,
     ok_value: impl Fn(&T) -> Map,
 ) -> R<Map> {
     let mut map = Map::new();
@@ -118,11 +119,15 @@ pub(crate) fn per_target<T>(
     for (target, r) in &results {
         let mut entry = Map::new();
         match r {
-            Ok(v) => {
+            None => {
+                entry.insert("ok".into(), true.into());
+                entry.insert("already".into(), true.into());
+            }
+            Some(Ok(v)) => {
                 entry = ok_value(v);
                 entry.insert("ok".into(), true.into());
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 entry.insert("ok".into(), false.into());
                 entry.insert(
                     "error".into(),
@@ -151,7 +156,8 @@ pub(crate) fn per_target<T>(
     );
     m.insert(
         "help".into(),
-        "the targets that succeeded are changed; retry the step, or roll back to undo it on every target".into(),
+        "the targets that succeeded are changed; a retry of the step repeats only the failed ones"
+            .into(),
     );
     m.insert("results".into(), map.into());
     m.insert("code_kind".into(), "runbook::vendor::partial".into());

@@ -61,6 +61,8 @@ pub struct Step {
     pub title: String,
     pub run: FnPtr,
     pub undo: Option<FnPtr>,
+    /// Run the undo even when none of the step's writes took effect (`#{ always: true }`).
+    pub undo_always: bool,
     pub verify: Option<FnPtr>,
     /// Why the step cannot be undone, when it cannot.
     pub irreversible: Option<String>,

@@ -27,6 +27,36 @@ impl Ctx {
         self.inner.borrow_mut().insert(key.into(), value);
     }
 
+    pub fn remove(&self, key: &str) {
+        self.inner.borrow_mut().remove(key);
+    }
+
+    /// The targets in `ctx.done` (an undo's view of its step's writes) that `function` may
+    /// have changed: applied, or whose answer was lost.
+    fn changed(&self, function: &str) -> rhai::Array {
+        let Some(done) = self.get("done") else {
+            return rhai::Array::new();
+        };
+        let Some(list) = done.read_lock::<rhai::Array>().map(|a| a.clone()) else {
+            return rhai::Array::new();
+        };
+        let mut out = rhai::Array::new();
+        for w in list {
+            let Some(m) = w.read_lock::<Map>() else {
+                continue;
+            };
+            let field = |k: &str| m.get(k).map(|v| v.to_string()).unwrap_or_default();
+            let target = Dynamic::from(field("target"));
+            if field("function") == function
+                && field("outcome") != "failed"
+                && !out.iter().any(|t| t.to_string() == target.to_string())
+            {
+                out.push(target);
+            }
+        }
+        out
+    }
+
     pub fn keys(&self) -> Vec<String> {
         self.inner.borrow().keys().map(|k| k.to_string()).collect()
     }
@@ -69,6 +99,14 @@ impl Ctx {
             "Array",
             "The names of the values set so far (`params` first).",
             |ctx: &mut Ctx| -> rhai::Array { ctx.keys().into_iter().map(Dynamic::from).collect() },
+        );
+        m.method(
+            "Ctx",
+            "changed",
+            &["function: string"],
+            "Array",
+            "In an undo: the targets `function` (e.g. \"heroku::set_config\") changed in the step being\nundone, applied or with a lost answer; empty elsewhere. Restore exactly these.",
+            |ctx: &mut Ctx, function: &str| ctx.changed(function),
         );
         m.method(
             "Ctx",

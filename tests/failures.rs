@@ -236,3 +236,53 @@ fn an_undo_never_runs_for_a_write_that_was_refused() {
     let state = out.read_json("sandbox.json");
     assert_eq!(served(&state, "DELETE", "/v3/api_keys"), 0);
 }
+
+const ROLL_SCENARIO: &str = r#"
+[[scripted]]
+name = "roller"
+
+[[scripted.routes]]
+method = "PUT"
+path = "/keys/roll"
+respond = { status = 200, body = { rolled = true } }
+"#;
+
+fn roll_runbook(options: &str) -> String {
+    format!(
+        r#"
+runbook(#{{ id: "roll", title: "Roll a key" }});
+param("url", #{{ default: "https://roller.example", env: "ROLLER_API_URL", help: "vendor API" }});
+step("roll", "Roll the key", |ctx| {{
+    let r = http::put(`${{ctx.params.url}}/keys/roll`, #{{ json: #{{}} {options} }});
+    ensure(r.status == 200, `roll answered ${{r.status}}`);
+}}).no_undo("a rolled key cannot be unrolled");
+"#
+    )
+}
+
+/// A PUT that rolls a credential issues a new one on every call: a 500 is not retried by
+/// the transport (the vendor may have rolled it); a script that knows better says so.
+#[test]
+fn a_write_is_retried_only_when_the_script_says_it_is_idempotent() {
+    let run = |options: &str| {
+        Test::new()
+            .file("runbooks/roll.rhai", &roll_runbook(options))
+            .file("runbooks/sandbox/roll.toml", ROLL_SCENARIO)
+            .args(&[
+                "exec",
+                "roll",
+                "--sandbox",
+                "--yes",
+                "--sandbox-state",
+                "s.json",
+            ])
+            .args(&["--fault", "roller:PUT:/keys/roll=500:once"])
+            .run()
+    };
+    let plain = run("");
+    plain.exit(Exit::StepFailed).stderr_has("roll answered 500");
+    assert_eq!(served(&plain.read_json("s.json"), "PUT", "/keys/roll"), 1);
+    let said = run(", idempotent: true");
+    said.exit(Exit::Ok);
+    assert_eq!(served(&said.read_json("s.json"), "PUT", "/keys/roll"), 2);
+}

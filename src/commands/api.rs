@@ -67,10 +67,11 @@ fn plain(modules: &[&ModuleDoc]) -> String {
             out.push(indent(&m.doc, "  "));
         }
         for f in &m.functions {
-            let effect = f
-                .effect
-                .map(|e| format!("  [{}]", e.as_str()))
-                .unwrap_or_default();
+            let effect = match (f.effect, f.repeat) {
+                (Some(e), Some(r)) => format!("  [{}, {}]", e.as_str(), r.describe()),
+                (Some(e), None) => format!("  [{}]", e.as_str()),
+                _ => String::new(),
+            };
             out.push(format!("  {}{effect}", f.signature));
             if !f.doc.is_empty() {
                 out.push(indent(&f.doc, "      "));
@@ -112,8 +113,12 @@ pub fn markdown(modules: &[&ModuleDoc]) -> String {
             out.push(format!("### `{}`", f.signature));
             out.push(String::new());
             let mut body = String::new();
-            if let Some(e) = f.effect {
-                body.push_str(&format!("Effect: `{}`. ", e.as_str()));
+            match (f.effect, f.repeat) {
+                (Some(e), Some(r)) => {
+                    body.push_str(&format!("Effect: `{}`, {}. ", e.as_str(), r.describe()))
+                }
+                (Some(e), None) => body.push_str(&format!("Effect: `{}`. ", e.as_str())),
+                _ => {}
             }
             body.push_str(&f.doc.replace('\n', " "));
             out.push(body.trim().to_string());

@@ -5,7 +5,7 @@ pub mod registry;
 pub mod resolver;
 
 pub use crate::diagnostic::{ScriptError, Sources};
-pub use registry::{Effect, HostFn, HostModules};
+pub use registry::{Effect, HostFn, HostModules, Repeat};
 pub(crate) use resolver::Resolver;
 
 use crate::interrupt;

@@ -38,6 +38,28 @@ impl Effect {
     }
 }
 
+/// Whether a write may be sent again when its first try failed or its answer was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Repeat {
+    /// Repeating it leaves the same state (setting a value, restarting): retried.
+    Safe,
+    /// Each call is a new effect (an email, a new token): never retried automatically.
+    Never,
+    /// The script says, per call (`http::`: `idempotent: true` or an `Idempotency-Key`).
+    PerCall,
+}
+
+impl Repeat {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Repeat::Safe => "safe to repeat",
+            Repeat::Never => "never repeated automatically",
+            Repeat::PerCall => "repeated only when the call says it is idempotent",
+        }
+    }
+}
+
 /// Metadata of one registered host function.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HostFn {
@@ -56,6 +78,9 @@ pub struct HostFn {
     /// a sent email). A step whose only writes are such needs no `.undo`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_undo: Option<&'static str>,
+    /// For writes: whether repeating one is safe, which decides retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
 }
 
 impl HostFn {
@@ -266,6 +291,14 @@ impl ModuleBuilder<'_> {
         )
     }
 
+    /// Declares whether the write just added may be repeated (every write declares it).
+    pub fn repeat(&mut self, repeat: Repeat) -> &mut Self {
+        if let Some(f) = self.reg.registry.last_mut() {
+            f.repeat = Some(repeat);
+        }
+        self
+    }
+
     /// Marks the function just added as a write that leaves nothing to undo, and why.
     pub fn no_undo(&mut self, why: &'static str) -> &mut Self {
         if let Some(f) = self.reg.registry.last_mut() {
@@ -298,6 +331,7 @@ impl ModuleBuilder<'_> {
             doc: doc.to_string(),
             receiver,
             no_undo: None,
+            repeat: None,
         };
         let mut params_info: Vec<String> = receiver
             .map(|ty| format!("self: {ty}"))

@@ -1,7 +1,7 @@
 //! `audit::log(action, context)`: a runbook's own audit entry.
 
 use super::{Effect, RunContext, Stage, R};
-use crate::engine::registry::Registrar;
+use crate::engine::registry::{Registrar, Repeat};
 use crate::value;
 use rhai::{Map, NativeCallContext};
 
@@ -17,6 +17,7 @@ pub(crate) fn register(reg: &mut Registrar) {
             value::at(&c, log(&Stage::of(&c), action, context))
         },
     )
+    .repeat(Repeat::Never)
     .no_undo("the audit log is append-only: an entry records the run, it is not a change to roll back");
     m.add(
         "logged",

@@ -3,7 +3,7 @@
 use super::placeholder::Placeholder;
 use super::vendor_call::{fan_out, is_dry_run_secret, per_target, targets, R};
 use super::{with_run, Effect, RunContext};
-use crate::engine::registry::Registrar;
+use crate::engine::registry::{Registrar, Repeat};
 use crate::value;
 use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
@@ -74,7 +74,8 @@ pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Github.name());
     m.add("set_secret", Effect::Write, &["repos: string | Array", "name: string", "value: Secret"], "Map",
         "Sets an Actions secret on one repo or many (owner/name), concurrently. Returns\n#{repo: #{ok, created}}; fails naming each repo that failed.",
-        |c: NativeCallContext, r: Dynamic, n: &str, s: Secret| value::at(&c, with_run(&c, "github::set_secret", |h| set_secret(h, r, n, s))));
+        |c: NativeCallContext, r: Dynamic, n: &str, s: Secret| value::at(&c, with_run(&c, "github::set_secret", |h| set_secret(h, r, n, s))))
+    .repeat(Repeat::Safe);
     m.add(
         "secrets",
         Effect::Read,

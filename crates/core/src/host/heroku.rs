@@ -4,7 +4,7 @@
 use super::placeholder::Placeholder;
 use super::vendor_call::{fan_out, is_dry_run_secret, per_target, targets, R};
 use super::{with_run, Effect, RunContext};
-use crate::engine::registry::Registrar;
+use crate::engine::registry::{Registrar, Repeat};
 use crate::value::{self, throw};
 use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
@@ -194,7 +194,8 @@ pub(crate) fn register(reg: &mut Registrar) {
     );
     m.add("set_config", Effect::Write, &["apps: string | Array", "vars: Map"], "Map",
         "Sets config vars on one app or many (concurrently; each change is a new release and\nrestarts the app). Values: string, Secret, or () to remove. Returns #{app: #{ok}}; fails\nnaming each app that failed.",
-        |c: NativeCallContext, a: Dynamic, v: Map| value::at(&c, with_run(&c, "heroku::set_config", |h| set_config(h, a, v))));
+        |c: NativeCallContext, a: Dynamic, v: Map| value::at(&c, with_run(&c, "heroku::set_config", |h| set_config(h, a, v))))
+    .repeat(Repeat::Safe);
     m.add(
         "restart",
         Effect::Write,
@@ -205,6 +206,7 @@ pub(crate) fn register(reg: &mut Registrar) {
             value::at(&c, with_run(&c, "heroku::restart", |h| restart(h, a)))
         },
     )
+    .repeat(Repeat::Safe)
     .no_undo("a restart changes no state: the app runs the same config afterwards");
     m.add(
         "releases",

@@ -7,7 +7,7 @@
 use super::placeholder::Placeholder;
 use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
-use crate::engine::registry::Registrar;
+use crate::engine::registry::{Registrar, Repeat};
 use crate::journal::WriteState;
 use crate::value::{self, throw};
 use base64::Engine as _;
@@ -18,7 +18,15 @@ use runbook_vendors::{HeaderValueSource, Request};
 use std::collections::BTreeMap;
 
 /// Every option the verbs accept.
-const OPTIONS: &[&str] = &["headers", "json", "query", "bearer", "basic", "secrets"];
+const OPTIONS: &[&str] = &[
+    "headers",
+    "json",
+    "query",
+    "bearer",
+    "basic",
+    "secrets",
+    "idempotent",
+];
 
 /// The response fields named by `secrets`, as dotted paths (`api_key`, `result.0.token`).
 fn secret_paths(opts: &Map, function: &str) -> R<Vec<String>> {
@@ -139,6 +147,7 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
         }
         url = parsed.to_string();
     }
+    let read = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     let mut req = Request::new("http", method, url);
     if let Some(auth) = auth_header(opts, function)? {
         req = req.header("Authorization", auth);
@@ -177,7 +186,23 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
             .header("Content-Type", "application/json")
             .json(outgoing_json(body, "the JSON body")?);
     }
-    Ok(req)
+    // Reads are retried; a write only when the script says repeating it is safe (some PUTs
+    // roll a credential: each call issues a new one) or the vendor dedupes it by key.
+    let said = match opts.get("idempotent") {
+        None => false,
+        Some(v) => v.as_bool().map_err(|_| {
+            throw(
+                "usage",
+                format!("{function}: idempotent must be true or false"),
+                None,
+            )
+        })?,
+    };
+    let keyed = req
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
+    Ok(req.idempotent(read || said || keyed))
 }
 
 /// A JSON response as rhai, the fields at `secrets` (dotted paths) as Secrets.
@@ -346,7 +371,7 @@ pub(crate) fn register(reg: &mut Registrar) {
     ];
     for (name, method, effect) in verbs {
         let doc = format!(
-            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), query, secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets)}}.\nReturns #{{status, headers, body, json}} for any status; retried on 429/5xx only when\nidempotent. Plain http:// is refused except to loopback.",
+            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), query, secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe)}}. Returns #{{status, headers, body, json}} for any status.\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",
             method.as_str()
         );
         let (mt, ef) = (method.clone(), effect);
@@ -364,6 +389,9 @@ pub(crate) fn register(reg: &mut Registrar) {
                 )
             },
         );
+        if effect.mutates() {
+            m.repeat(Repeat::PerCall);
+        }
         m.add(
             name,
             effect,
@@ -380,6 +408,9 @@ pub(crate) fn register(reg: &mut Registrar) {
                 )
             },
         );
+        if effect.mutates() {
+            m.repeat(Repeat::PerCall);
+        }
     }
     m.finish();
 }

@@ -3,7 +3,7 @@
 use super::placeholder::Placeholder;
 use super::vendor_call::{is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
-use crate::engine::registry::Registrar;
+use crate::engine::registry::{Registrar, Repeat};
 use crate::value::{self, throw};
 use rhai::{Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
@@ -157,7 +157,8 @@ pub(crate) fn register(reg: &mut Registrar) {
     );
     m.add("set_secret", Effect::Write, &["name: string", "value: Secret", "options: Map"], "Map",
         "Sets a secret like `infisical secrets set` (update, or create when missing); a new\nversion is kept. Returns the record with its new version and `created`.",
-        |c: NativeCallContext, n: &str, v: Secret, o: Map| value::at(&c, with_run(&c, "infisical::set_secret", |h| set(h, n, v, o))));
+        |c: NativeCallContext, n: &str, v: Secret, o: Map| value::at(&c, with_run(&c, "infisical::set_secret", |h| set(h, n, v, o))))
+    .repeat(Repeat::Safe);
     m.add(
         "delete_secret",
         Effect::Destructive,
@@ -170,6 +171,7 @@ pub(crate) fn register(reg: &mut Registrar) {
                 with_run(&c, "infisical::delete_secret", |h| delete(h, n, o)),
             )
         },
-    );
+    )
+    .repeat(Repeat::Safe);
     m.finish();
 }

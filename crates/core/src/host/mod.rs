@@ -165,3 +165,20 @@ fn build() -> HostModules {
     http::register(&mut reg);
     reg.build()
 }
+
+#[cfg(test)]
+mod tests {
+    /// Retries depend on it: a write that cannot say whether repeating it is safe would be
+    /// retried (or not) by accident.
+    #[test]
+    fn every_write_declares_whether_it_may_be_repeated() {
+        let modules = super::modules();
+        let undeclared: Vec<String> = modules
+            .registry()
+            .iter()
+            .filter(|f| f.effect.mutates() && f.repeat.is_none())
+            .map(|f| f.signature())
+            .collect();
+        assert!(undeclared.is_empty(), "{undeclared:?}");
+    }
+}

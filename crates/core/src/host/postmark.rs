@@ -5,7 +5,7 @@ use super::placeholder::Placeholder;
 use super::prompt::{is_uuid, prompt_error};
 use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
-use crate::engine::registry::Registrar;
+use crate::engine::registry::{Registrar, Repeat};
 use crate::value::{self, throw};
 use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
@@ -333,10 +333,12 @@ pub(crate) fn register(reg: &mut Registrar) {
     m.add("send_email", Effect::Write, &["token: Secret", "email: Map"], "Map",
         "POST /email: #{From, To, Subject, TextBody, HtmlBody, Cc, Bcc, Tag, ReplyTo, MessageStream}.\nReturns #{MessageID, SubmittedAt, To, ErrorCode, Message}. Never retried (it could send twice).",
         |c: NativeCallContext, t: Secret, e: Map| value::at(&c, with_run(&c, "postmark::send_email", |h| send_email(h, t, e))))
+    .repeat(Repeat::Never)
         .no_undo("a sent email cannot be unsent, and leaves no state to restore");
     m.add("dashboard_new_token", Effect::Write, &["server_name: string", "options: Map"], "Secret",
         "Generates a server API token in the dashboard (Postmark has no API for it): shows the\noperator the steps and reads the pasted token (masked, checked to be a UUID). Under\n--sandbox the simulator's dashboard generates it. Options: #{name, id}.",
-        |c: NativeCallContext, s: &str, o: Map| value::at(&c, with_run(&c, "postmark::dashboard_new_token", |h| dashboard_new_token(h, s, o))));
+        |c: NativeCallContext, s: &str, o: Map| value::at(&c, with_run(&c, "postmark::dashboard_new_token", |h| dashboard_new_token(h, s, o))))
+    .repeat(Repeat::Never);
     m.add(
         "dashboard_new_token",
         Effect::Write,
@@ -351,9 +353,11 @@ pub(crate) fn register(reg: &mut Registrar) {
                 }),
             )
         },
-    );
+    )
+    .repeat(Repeat::Never);
     m.add("dashboard_delete_token", Effect::Destructive, &["server_name: string", "token: Secret"], "()",
         "Deletes a server API token in the dashboard: shows the operator which one (by its last\ncharacters) and waits for confirmation. Under --sandbox the simulator deletes it.",
-        |c: NativeCallContext, s: &str, t: Secret| value::at(&c, with_run(&c, "postmark::dashboard_delete_token", |h| dashboard_delete_token(h, s, t))));
+        |c: NativeCallContext, s: &str, t: Secret| value::at(&c, with_run(&c, "postmark::dashboard_delete_token", |h| dashboard_delete_token(h, s, t))))
+    .repeat(Repeat::Safe);
     m.finish();
 }

@@ -34,6 +34,9 @@ pub struct FnDoc {
     /// Host functions only: what calling it does to the world.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effect: Option<Effect>,
+    /// Writes only: whether repeating one is safe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<crate::engine::Repeat>,
     pub doc: String,
 }
 
@@ -140,6 +143,7 @@ fn host_fn(f: &HostFn) -> FnDoc {
         params: f.params.clone(),
         returns: Some(f.returns.clone()),
         effect: Some(f.effect),
+        repeat: f.repeat,
         doc: f.doc.clone(),
     }
 }
@@ -168,6 +172,7 @@ fn stdlib_module(engine: &Engine, path: &str, text: &str) -> ModuleDoc {
                         params,
                         returns: None,
                         effect: None,
+                        repeat: None,
                         doc: strip_doc(&comments, "///"),
                     },
                 )

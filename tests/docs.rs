@@ -288,7 +288,9 @@ fn api_module_filter_markdown_and_unknown_module() {
     let out = Test::new().args(&["api", "heroku", "--markdown"]).run();
     out.exit(Exit::Ok)
         .stdout_has("## heroku (host module)")
-        .stdout_has("### `heroku::restart(apps: string | Array) -> Map`\n\nEffect: `write`, safe to repeat.");
+        .stdout_has(
+        "### `heroku::restart(apps: string | Array) -> Map`\n\nEffect: `write`, safe to repeat.",
+    );
     let out = Test::new().args(&["api", "mailgun"]).run();
     out.exit(Exit::Usage)
         .stderr_has("no module named 'mailgun'")

@@ -171,3 +171,39 @@ fn sandbox_command_prints_exports_that_work() {
         .unwrap()
         .contains("X-Postmark-Server-Token"));
 }
+
+/// After a crash, resume asks for the token the run generated, in plain words with its last
+/// characters, and asks again when the paste is wrong.
+#[test]
+fn resume_asks_again_when_the_pasted_token_is_not_the_one_the_run_used() {
+    let rig = crate::support::Rig::new();
+    let crashed = rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "after:validate")],
+    );
+    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
+    let new = crate::support::live_tokens(&rig.state())
+        .into_iter()
+        .find(|t| t != OLD_TOKEN)
+        .unwrap();
+    let tail: String = new
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let mut p = Session::spawn(rig.command(&["resume", &rig.run_id(), "--yes"], &[])).unwrap();
+    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    p.expect("Paste the value of ctx.new_token that this run used")
+        .unwrap();
+    p.expect(format!("it ends …{tail}").as_str()).unwrap();
+    p.send_line("00000000-0000-4000-8000-000000000000").unwrap();
+    p.expect("That is not the value this run used").unwrap();
+    p.expect("Try again (2 tries left)").unwrap();
+    p.send_line(&new).unwrap();
+    p.expect("Resuming at step").unwrap();
+    p.expect(expectrl::Eof).unwrap();
+    crate::support::assert_rotated(&rig.state(), "resumed after a wrong paste");
+}

@@ -140,7 +140,10 @@ fn a_sandbox_run_is_listed_audited_and_never_counts_as_a_rotation() {
         .find(|r| r["id"] == "postmark-server-token")
         .unwrap();
     assert_eq!(pm["last_rotation"], Value::Null);
-    assert_eq!(pm["overdue"], true);
+    // Never rotated: due today, and overdue only after today.
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    assert_eq!(pm["due"], today.as_str());
+    assert_eq!(pm["overdue"], false);
 }
 
 #[test]
@@ -290,4 +293,53 @@ fn audit_entries_also_go_to_the_webhook_and_a_failing_one_loses_nothing() {
     );
     assert!(out.audit().len() > 10, "the local log keeps every entry");
     assert!(bodies.lock().unwrap().len() >= 2, "a 5xx answer is retried");
+}
+
+/// An audit log with one completed run of the Postmark rotation, `days` ago, by `mode`.
+fn audited_rotation(test: &Test, days: i64, mode: &str) -> String {
+    let today = time::OffsetDateTime::now_utc().date();
+    let last = format!("{}T09:00:00Z", today - time::Duration::days(days));
+    let mut e = json!({
+        "time": last, "actor": "ops", "run_id": "r1", "runbook": "postmark-server-token",
+        "step": "", "action": "run.completed", "mode": mode,
+        "context": {"status": "succeeded", "failed_step": null},
+        "prev_hash": runbook_core::audit::GENESIS,
+    });
+    e["hash"] = Value::String(runbook_core::audit::entry_hash(&e));
+    std::fs::create_dir_all(test.path().join("state")).unwrap();
+    std::fs::write(test.path().join("state/audit.jsonl"), format!("{e}\n")).unwrap();
+    last
+}
+
+fn postmark_due(test: Test) -> Value {
+    let out = test.shipped_runbooks().args(&["due", "--json"]).run();
+    out.exit(Exit::Ok);
+    out.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "postmark-server-token")
+        .unwrap()
+        .clone()
+}
+
+/// A rotation that stopped and was finished by `runbook resume` is a rotation; a rotation
+/// due today is due, not overdue; the day after, it is overdue.
+#[test]
+fn due_counts_rotations_finished_by_resume_and_overdue_starts_the_day_after() {
+    let test = Test::new();
+    let last = audited_rotation(&test, 10, "resume");
+    let pm = postmark_due(test);
+    assert_eq!(pm["last_rotation"], last.as_str());
+    let test = Test::new();
+    audited_rotation(&test, 180, "exec");
+    let pm = postmark_due(test);
+    assert_eq!(pm["overdue"], false, "{pm}");
+    let test = Test::new();
+    audited_rotation(&test, 181, "exec");
+    assert_eq!(postmark_due(test)["overdue"], true);
+    // A rehearsal never counts.
+    let test = Test::new();
+    audited_rotation(&test, 1, "sandbox");
+    assert_eq!(postmark_due(test)["last_rotation"], Value::Null);
 }

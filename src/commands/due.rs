@@ -13,9 +13,11 @@ use serde_json::{json, Value};
 pub fn last_success(log: &AuditLog) -> Result<std::collections::HashMap<String, String>> {
     let mut out = std::collections::HashMap::new();
     for e in log.entries()? {
+        // A rotation counts when its run completes, whichever command completed it:
+        // `exec`, or a `resume` of a stopped run. Rehearsals and dry runs never count.
         if e.action == "run.completed"
             && e.context["status"] == "succeeded"
-            && e.mode == Mode::Exec
+            && matches!(e.mode, Mode::Exec | Mode::Resume)
             && !e.runbook.is_empty()
         {
             out.insert(e.runbook, e.time);
@@ -24,22 +26,23 @@ pub fn last_success(log: &AuditLog) -> Result<std::collections::HashMap<String, 
     Ok(out)
 }
 
-/// Due date (`YYYY-MM-DD`) and whether it has passed: never rotated is due now.
+/// Due date (`YYYY-MM-DD`) and whether it has passed. A rotation is due on its due date and
+/// overdue only after it; one never rotated is due today.
 pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bool) {
     let today = time::OffsetDateTime::now_utc().date();
     let Some(days) = cadence_days else {
         return (None, false);
     };
     let Some(last) = last else {
-        return (Some(today.to_string()), true);
+        return (Some(today.to_string()), false);
     };
     let parsed = time::OffsetDateTime::parse(last, &time::format_description::well_known::Rfc3339);
     match parsed {
         Ok(t) => {
             let due = t.date() + time::Duration::days(days);
-            (Some(due.to_string()), due <= today)
+            (Some(due.to_string()), due < today)
         }
-        Err(_) => (Some(today.to_string()), true),
+        Err(_) => (Some(today.to_string()), false),
     }
 }
 
@@ -93,8 +96,11 @@ pub fn run(args: DueArgs) -> Result<u8> {
     ));
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+        let today = time::OffsetDateTime::now_utc().date().to_string();
         let due = if r["overdue"] == true {
             format!("{} OVERDUE", s("due"))
+        } else if s("due") == today {
+            format!("{} (today)", s("due"))
         } else {
             s("due")
         };

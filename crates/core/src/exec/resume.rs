@@ -78,11 +78,23 @@ pub(crate) fn check_unchanged(start: &RunStart, runbook: &Runbook, force: bool) 
     })
 }
 
-/// A journalled secret: `{"secret": fingerprint, "source": ...}`.
-fn as_secret_ref(v: &Value) -> Option<(String, Source)> {
-    let fp = v.get("secret")?.as_str()?.to_string();
+/// A journalled secret: `{"secret": fingerprint, "source": ..., "masked": "secret(…9c82)"}`.
+struct SecretRef {
+    fingerprint: String,
+    source: Source,
+    /// What the operator saw of it (journals before masks were recorded have none).
+    masked: Option<String>,
+}
+
+fn as_secret_ref(v: &Value) -> Option<SecretRef> {
+    let fingerprint = v.get("secret")?.as_str()?.to_string();
     let source = serde_json::from_value(v.get("source")?.clone()).unwrap_or(Source::Literal);
-    Some((fp, source))
+    let masked = v.get("masked").and_then(Value::as_str).map(str::to_string);
+    Some(SecretRef {
+        fingerprint,
+        source,
+        masked,
+    })
 }
 
 /// Rebuilds `ctx` from the journal's last snapshot (or the start's params).
@@ -103,15 +115,9 @@ pub(crate) fn restore_ctx(session: &Session, state: &RunState) -> Result<Ctx> {
             if let Value::Object(p) = v {
                 for (pk, pv) in p {
                     match as_secret_ref(pv) {
-                        Some((fp, source)) => params.insert(
+                        Some(r) => params.insert(
                             pk.as_str().into(),
-                            Dynamic::from(supply(
-                                session,
-                                &ctx,
-                                &format!("params.{pk}"),
-                                &fp,
-                                &source,
-                            )?),
+                            Dynamic::from(supply(session, &ctx, &format!("params.{pk}"), &r)?),
                         ),
                         None => params.insert(pk.as_str().into(), value::from_json(pv)),
                     };
@@ -124,8 +130,8 @@ pub(crate) fn restore_ctx(session: &Session, state: &RunState) -> Result<Ctx> {
             ctx.set(k, value::from_json(v));
         }
     }
-    for (k, (fp, source)) in secrets {
-        let s = supply(session, &ctx, &k, &fp, &source)?;
+    for (k, r) in secrets {
+        let s = supply(session, &ctx, &k, &r)?;
         ctx.set(&k, Dynamic::from(s));
     }
     Ok(ctx)
@@ -134,7 +140,8 @@ pub(crate) fn restore_ctx(session: &Session, state: &RunState) -> Result<Ctx> {
 /// Gets a secret's value back: the runbook's `recover` closure, else where it came from
 /// (environment, prompt/answers), else the operator. It must match the journalled
 /// fingerprint.
-fn supply(session: &Session, ctx: &Ctx, key: &str, fp: &str, source: &Source) -> Result<Secret> {
+fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secret> {
+    let (fp, source) = (r.fingerprint.as_str(), &r.source);
     let mismatch = |got: &Secret, how: &str| {
         Error::SecretMismatch {
         message: format!(
@@ -173,22 +180,48 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, fp: &str, source: &Source) ->
         Source::Prompt { id } | Source::Answers { id } => id.clone(),
         _ => format!("resume.{key}"),
     };
+    let ends = r
+        .masked
+        .as_deref()
+        .and_then(|m| m.strip_prefix("secret("))
+        .and_then(|m| m.strip_suffix(')'))
+        .filter(|tail| tail.chars().count() > 1)
+        .map(|tail| format!(", it ends {tail}"))
+        .unwrap_or_default();
     let question =
-        format!("Enter the value of ctx.{key} this run used (from {source}; fingerprint {fp})");
-    let s = session
-        .run()
-        .prompter()
-        .secret(&id, &question)
-        .map_err(|e| {
-            Error::usage(
-                format!("ctx.{key} is needed to continue: {e}"),
-                e.help().unwrap_or_default(),
-            )
-        })?;
-    if s.fingerprint() != fp {
-        return Err(mismatch(&s, "entered"));
+        format!("Paste the value of ctx.{key} that this run used (it came from {source}{ends})");
+    // A mistyped paste gets another chance; an answers file gives the same answer each
+    // time, so it gets one.
+    let tries = if session.run().prompter().asks_on_terminal(&id) {
+        3
+    } else {
+        1
+    };
+    for left in (0..tries).rev() {
+        let s = session
+            .run()
+            .prompter()
+            .secret(&id, &question)
+            .map_err(|e| {
+                Error::usage(
+                    format!("ctx.{key} is needed to continue: {e}"),
+                    e.help().unwrap_or_default(),
+                )
+            })?;
+        if s.fingerprint() == fp {
+            return Ok(s.with_source(source.clone()));
+        }
+        if left == 0 {
+            return Err(mismatch(&s, "entered"));
+        }
+        ui::err(&format!(
+            "That is not the value this run used{ends}. Try again ({left} {} left).",
+            if left == 1 { "try" } else { "tries" }
+        ));
     }
-    Ok(s.with_source(source.clone()))
+    Err(Error::Internal {
+        message: format!("no value was asked for ctx.{key}"),
+    })
 }
 
 /// Fingerprint check used by tests and the REPL.

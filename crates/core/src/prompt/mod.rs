@@ -52,6 +52,12 @@ impl Prompter {
         }
     }
 
+    /// Whether the prompt with this id would be answered by a person at the terminal (not
+    /// by an answers file): asking again can then get a different answer.
+    pub fn asks_on_terminal(&self, id: &str) -> bool {
+        self.interactive && self.answers.get(id).is_none()
+    }
+
     /// Whether a confirmation with this id can be answered without hanging.
     pub fn can_confirm(&self, id: &str) -> bool {
         self.interactive || self.yes || self.answers.get(id).is_some()

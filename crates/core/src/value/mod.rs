@@ -86,6 +86,7 @@ pub fn to_json(v: &Dynamic) -> Value {
         return serde_json::json!({
             "secret": s.fingerprint(),
             "source": s.source(),
+            "masked": s.masked(),
         });
     }
     if let Some(c) = v.read_lock::<ctx::Ctx>() {

@@ -286,7 +286,11 @@ fn two_concurrent_rotations_exactly_one_runs() {
             break;
         }
     }
-    let second = rig.runbook(&["exec", "postmark", "--yes"], &[]);
+    // Same secret, a different log window: still the same rotation, still refused.
+    let second = rig.runbook(
+        &["exec", "postmark", "--yes", "--param", "log_lines=301"],
+        &[],
+    );
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = first.wait().unwrap();
     assert_eq!(second.code, 2, "{}", second.stderr);

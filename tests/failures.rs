@@ -286,3 +286,78 @@ fn a_write_is_retried_only_when_the_script_says_it_is_idempotent() {
     said.exit(Exit::Ok);
     assert_eq!(served(&said.read_json("s.json"), "PUT", "/keys/roll"), 2);
 }
+
+/// SIGTERM in the middle of a step interrupts the run like Ctrl-C: the lock is released
+/// (the next rotation is not refused) and the run is listed as interrupted.
+#[test]
+fn sigterm_releases_the_lock_like_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("postmark:GET:/server=latency=20000:once");
+    let mut run = rig
+        .command(&["exec", "postmark", "--yes"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("Step 1/8") {
+            break;
+        }
+    }
+    let locks = rig.path().join("state/locks");
+    assert_eq!(
+        std::fs::read_dir(&locks).unwrap().count(),
+        1,
+        "the run holds its lock"
+    );
+    // SAFETY: signalling the child we started.
+    unsafe {
+        libc::kill(run.id() as i32, libc::SIGTERM);
+    }
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted, not killed");
+    assert_eq!(
+        std::fs::read_dir(&locks).unwrap().count(),
+        0,
+        "lock released"
+    );
+    assert_eq!(runs(&rig)[0]["status"], "interrupted");
+}
+
+/// A lock held by a process that died is reported with its pid, how long ago it was taken
+/// and that its process is gone, and how to continue.
+#[test]
+fn a_dead_holder_is_named_with_its_pid_and_age() {
+    let rig = Rig::new();
+    let crashed = rig.runbook(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_CRASH_AT", "after:precheck")],
+    );
+    assert_eq!(crashed.code, -9);
+    let run_id = rig.run_id();
+    let blocked = rig.runbook(&["exec", "postmark", "--yes"], &[]);
+    blocked
+        .exit(Exit::Usage)
+        .stderr_has(&format!("this rotation is already running: run {run_id}"))
+        .stderr_has("s ago (pid ")
+        .stderr_has(", no longer running)")
+        .stderr_has(&format!("`runbook resume {run_id}`"));
+    // --break-lock takes it, and says so in the journal and the audit log.
+    let taken = rig.runbook(&["exec", "postmark", "--yes", "--break-lock"], &[]);
+    taken.exit(Exit::Ok);
+    let journal = std::fs::read_to_string(
+        rig.path()
+            .join(format!("state/runs/{}.jsonl", rig.run_id())),
+    )
+    .unwrap();
+    assert!(
+        journal.contains(&format!(
+            "\"kind\":\"lock.broken\",\"holder\":{{\"run_id\":\"{run_id}\""
+        )),
+        "{journal}"
+    );
+    assert!(taken.audit().iter().any(|e| e["action"] == "lock.broken"));
+}

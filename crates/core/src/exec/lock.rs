@@ -2,6 +2,7 @@
 //! `O_EXCL`, naming its holder, removed when the run ends.
 
 use crate::error::{Error, Result};
+use crate::plan::Plan;
 use crate::run;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -38,11 +39,34 @@ pub struct Lock {
     broken: Option<Option<Holder>>,
 }
 
-/// The lock's name: the runbook id and a hash of the params that pick the target.
-pub fn key(runbook_id: &str, params: &Value) -> String {
-    let digest = Sha256::digest(params.to_string().as_bytes());
+/// The lock's name: the secret a rotation changes, not how it is run. It is the runbook's
+/// declared `secret` (or its id when it declares none) and the values of the params marked
+/// `locates` (a server, a project): every other param (a log window, a test address) could
+/// differ between two runs of the same rotation, and must not let both run at once.
+pub fn key(plan: &Plan, params: &Value) -> String {
+    let meta = plan.meta();
+    let name = meta.secret.as_deref().unwrap_or(&meta.id);
+    let mut locating: Vec<(&str, String)> = plan
+        .params
+        .iter()
+        .filter(|p| p.locates)
+        .map(|p| (p.name.as_str(), params[&p.name].to_string()))
+        .collect();
+    locating.sort();
+    let text = serde_json::to_string(&locating).unwrap_or_default();
+    let digest = Sha256::digest(text.as_bytes());
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("{runbook_id}-{hex}")
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}-{hex}")
 }
 
 /// Who holds a lock, as recorded in it; `None` when unreadable.
@@ -102,6 +126,7 @@ impl Lock {
                     };
                     let text = serde_json::to_string(&me).unwrap_or_default();
                     let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
+                    crate::interrupt::hold(path.clone());
                     return Ok(Lock {
                         path,
                         held: true,
@@ -136,6 +161,7 @@ impl Lock {
     pub fn release(&mut self) {
         if self.held {
             let _ = std::fs::remove_file(&self.path);
+            crate::interrupt::release(&self.path);
             self.held = false;
         }
     }
@@ -145,8 +171,16 @@ fn held(h: Option<&Holder>, dead: bool) -> Error {
     let (who, run_id) = match h {
         Some(h) => (
             format!(
-                "run {} by {} since {} (pid {} on {})",
-                h.run_id, h.actor, h.since, h.pid, h.host
+                "run {} by {} since {}{} (pid {} on {}{})",
+                h.run_id,
+                h.actor,
+                h.since,
+                age(&h.since)
+                    .map(|a| format!(", {a} ago"))
+                    .unwrap_or_default(),
+                h.pid,
+                h.host,
+                if dead { ", no longer running" } else { "" }
             ),
             h.run_id.as_str(),
         ),
@@ -161,6 +195,19 @@ fn held(h: Option<&Holder>, dead: bool) -> Error {
         message: format!("this rotation is already running: {who}"),
         help,
     }
+}
+
+/// `3h 12m` since an RFC 3339 time.
+fn age(since: &str) -> Option<String> {
+    let t =
+        time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339).ok()?;
+    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
+    Some(match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86399 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86400, secs % 86400 / 3600),
+    })
 }
 
 impl Drop for Lock {

@@ -86,7 +86,7 @@ impl Session {
         let lock = if matches!(new.mode, Mode::DryRun | Mode::Repl) {
             None
         } else {
-            let key = super::lock::key(&info.runbook_id, &ctx.snapshot()["params"]);
+            let key = super::lock::key(runbook.plan(), &ctx.snapshot()["params"]);
             Some(Lock::acquire(
                 &new.state_dir,
                 &key,
@@ -158,7 +158,7 @@ impl Session {
         let file = crate::runbook::SourceFile::read(Path::new(&start.source.path))?;
         let runbook = Runbook::load(file)?;
         resume::check_unchanged(start, &runbook, r.force)?;
-        let key = super::lock::key(&runbook.plan().meta().id, &start.params);
+        let key = super::lock::key(runbook.plan(), &start.params);
         let lock = Lock::acquire(&r.state_dir, &key, &r.run_id, &r.actor, r.break_lock)?;
         let parts = RunParts {
             info: RunInfo {

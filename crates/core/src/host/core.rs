@@ -78,6 +78,7 @@ fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {
         required: p.required,
         secret: p.secret,
         env: p.env,
+        locates: p.locates,
         position: ctx.call_position(),
     })
 }
@@ -140,7 +141,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::None,
         &["name: string", "options: Map"],
         "()",
-        "Declares a parameter: #{default, help, required, secret, env}. Values come from\n`--param name=value`, then the `env` variable, then the default.",
+        "Declares a parameter: #{default, help, required, secret, env, locates}. Values come from\n`--param name=value`, then the `env` variable, then the default. `locates: true` marks a\nparam that picks which secret is rotated (a server, a project): two runs of the rotation\nwith the same values of those params cannot run at once; other params do not matter.",
         |ctx: NativeCallContext, name: &str, opts: Map| -> R<()> {
             let plan = Stage::of(&ctx).plan("param()")?;
             let p = parse_param(&ctx, name, &opts)?;

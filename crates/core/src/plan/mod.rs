@@ -50,6 +50,8 @@ pub struct Param {
     pub secret: bool,
     /// An environment variable that supplies the value when `--param` does not.
     pub env: Option<String>,
+    /// Part of the secret's identity, and so of the rotation's lock.
+    pub locates: bool,
     #[serde(skip)]
     pub position: Position,
 }

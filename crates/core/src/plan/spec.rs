@@ -45,6 +45,10 @@ pub(crate) struct ParamSpec {
     #[serde(default)]
     pub secret: bool,
     pub env: Option<String>,
+    /// The param picks which secret is rotated (a server, a project): it is part of the
+    /// rotation's lock.
+    #[serde(default)]
+    pub locates: bool,
 }
 
 /// A list of strings, or one string for a list of one.
@@ -136,7 +140,7 @@ mod tests {
     fn known_keys_come_from_the_struct() {
         assert_eq!(
             fields::<ParamSpec>(),
-            &["default", "help", "required", "secret", "env"]
+            &["default", "help", "required", "secret", "env", "locates"]
         );
         assert!(fields::<MetaSpec>().contains(&"cadence_days"));
     }

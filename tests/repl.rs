@@ -145,3 +145,47 @@ fn piped_session_without_errors_exits_0() {
     out.exit(Exit::Ok);
     assert_eq!(out.stdout, "42\n");
 }
+
+/// In a fresh session `:run revoke` would delete the only live token. It is refused until
+/// the steps before it ran; `--force` still needs the step id typed for an irreversible
+/// step; an out-of-order run is journalled as such.
+#[test]
+fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
+    let out = Test::new()
+        .fixture("sop_canary.toml")
+        .shipped_runbooks()
+        .args(&[
+            "repl",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "sop_canary.toml",
+            "--yes",
+        ])
+        .stdin(":run revoke\n:run revoke --force\n:sandbox\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("step 'revoke' runs after precheck, generate, validate, store, propagate, verify, which have not completed in this session; run them first, or `:run revoke --force`")
+        .stderr_has("step 'revoke' not run: prompt 'revoke.type-id' needs an answer")
+        .stdout_has("postmark tokens: 1;");
+    let typed = Test::new()
+        .fixture("sop_canary.toml")
+        .shipped_runbooks()
+        .args(&[
+            "repl",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "sop_canary.toml",
+            "--yes",
+        ])
+        .stdin(":run validate --force\n")
+        .run();
+    let journal = typed.state_file(&format!("runs/{}.jsonl", typed.last_run_id()));
+    assert!(
+        journal.contains(
+            "\"kind\":\"step.intent\",\"step\":\"validate\",\"attempt\":1,\"out_of_order\":true"
+        ),
+        "{journal}"
+    );
+}

@@ -367,8 +367,24 @@ impl Repl {
         }
     }
 
-    /// Runs one step (or its undo) exactly as exec would: confirmation, journal, audit.
-    fn step(&mut self, id: &str, undo: bool) {
+    /// Runs one step (or its undo) exactly as exec would: confirmation, journal, audit. A
+    /// step runs only after the steps before it (in this session or the attached run), unless
+    /// `--force`; an irreversible one needs its id typed.
+    fn step(&mut self, arg: &str, undo: bool) {
+        let (id, force) = match arg.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [id] => (id.to_string(), false),
+            [id, "--force"] if !undo => (id.to_string(), true),
+            _ => {
+                self.failures += 1;
+                ui::err(if undo {
+                    "usage: :undo STEP"
+                } else {
+                    "usage: :run STEP [--force]"
+                });
+                return;
+            }
+        };
+        let id = id.as_str();
         let Some(step) = self.session.runbook().plan().step(id).cloned() else {
             self.failures += 1;
             let ids: Vec<&str> = self
@@ -387,7 +403,45 @@ impl Repl {
             ui::err(&format!("step '{id}' has no undo"));
             return;
         }
+        let plan = self.session.runbook().plan();
+        let missing: Vec<String> = plan
+            .steps
+            .iter()
+            .take_while(|s| s.id != id)
+            .filter(|s| self.marks.get(&s.id) != Some(&"done"))
+            .map(|s| s.id.clone())
+            .collect();
+        let out_of_order = !undo && !missing.is_empty();
+        if out_of_order && !force {
+            self.failures += 1;
+            ui::err(&format!(
+                "step '{id}' runs after {}, which have not completed in this session; run them first, or `:run {id} --force` to run it anyway (journalled as out of order)",
+                missing.join(", ")
+            ));
+            return;
+        }
         if !undo {
+            if let Some(why) = &step.irreversible {
+                ui::err(&format!("  ! This step cannot be undone: {why}"));
+                let typed = self.session.run().prompter().ask(
+                    &format!("{id}.type-id"),
+                    &format!("Type the step id ({id}) to run it"),
+                    None,
+                );
+                match typed {
+                    Ok(t) if t.trim() == id => {}
+                    Ok(_) => {
+                        self.failures += 1;
+                        ui::err(&format!("step '{id}' not run: its id was not typed"));
+                        return;
+                    }
+                    Err(e) => {
+                        self.failures += 1;
+                        ui::err(&format!("step '{id}' not run: {e}"));
+                        return;
+                    }
+                }
+            }
             if let Some(q) = &step.confirm {
                 if !matches!(step::confirm(&self.session, &step, q), Confirmation::Yes) {
                     ui::err(&format!("step '{id}' not run"));
@@ -400,7 +454,7 @@ impl Repl {
         } else {
             ("step", Direction::Forward)
         };
-        let attempt = step::execute(&self.session, &step, direction, 1);
+        let attempt = step::execute_marked(&self.session, &step, direction, 1, out_of_order);
         self.session.run().set_phase(Phase::Repl);
         match attempt.outcome {
             Outcome::Done => {

@@ -94,6 +94,9 @@ pub enum Record {
         step: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attempt: Option<u32>,
+        /// Run by hand (the REPL's `:run --force`) before the steps it follows completed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        out_of_order: bool,
     },
     #[serde(rename = "step.outcome")]
     StepOutcome(StepOutcome),

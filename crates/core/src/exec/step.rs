@@ -28,6 +28,18 @@ pub struct Attempt {
 
 /// Runs `step` (or its undo) once. `attempt` numbers forward attempts for the journal.
 pub fn execute(session: &Session, step: &Step, direction: Direction, attempt: u32) -> Attempt {
+    execute_marked(session, step, direction, attempt, false)
+}
+
+/// `execute`, for a step run by hand before the steps it follows (`:run STEP --force`): the
+/// journal says so.
+pub fn execute_marked(
+    session: &Session,
+    step: &Step,
+    direction: Direction,
+    attempt: u32,
+    out_of_order: bool,
+) -> Attempt {
     let run = session.run();
     let started = Instant::now();
     let (f, phase) = match direction {
@@ -35,6 +47,7 @@ pub fn execute(session: &Session, step: &Step, direction: Direction, attempt: u3
             run.record(Record::StepIntent {
                 step: step.id.clone(),
                 attempt: Some(attempt),
+                out_of_order,
             });
             (&step.run, Phase::Step(step.id.clone()))
         }

@@ -189,3 +189,20 @@ fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
         "{journal}"
     );
 }
+
+/// Retrying generate after an earlier attempt generated a token uses that token instead of
+/// a second one, and validate counts from the number before the run.
+#[test]
+fn a_retried_generate_uses_the_token_the_earlier_attempt_generated() {
+    let out = Test::new()
+        .fixture("sop_canary.toml")
+        .shipped_runbooks()
+        .args(&["repl", "postmark", "--sandbox", "--scenario", "sop_canary.toml", "--yes"])
+        .stdin(":run precheck\n:run generate\nlet first = ctx.new_token.fingerprint();\n:run generate\nctx.new_token.fingerprint() == first\n:run validate\n:sandbox\n")
+        .run();
+    out.exit(Exit::Ok)
+        .stderr_has("using the one an earlier attempt generated")
+        .stderr_has("✓ step validate")
+        .stdout_has("true\n")
+        .stdout_has("postmark tokens: 2;");
+}

@@ -201,8 +201,92 @@ fn sandbox_delete(h: &RunContext, server_name: &str, token: &Secret) -> R<bool> 
     Ok(true)
 }
 
+/// The token an earlier attempt of the step generated (it is on the server, the run lost
+/// it): taken from the simulated dashboard, or pasted again by the operator. Nothing new is
+/// generated.
+fn dashboard_earlier_token(h: &RunContext, server_name: &str, opts: &Map) -> R<Dynamic> {
+    h.require_step("postmark::dashboard_new_token")?;
+    if h.dry_run() {
+        return Ok(Dynamic::from(dry_run_secret(
+            "postmark::dashboard_new_token",
+        )));
+    }
+    let source = Source::Vendor {
+        what: format!("Postmark dashboard ({server_name})"),
+    };
+    if let Some(url) = sandbox_dashboard(h)? {
+        let v = h.vendors()?;
+        let req = runbook_vendors::Request::new(
+            "sandbox",
+            reqwest::Method::GET,
+            format!("{url}/_sandbox/state"),
+        );
+        let resp = h.block(
+            "sandbox dashboard",
+            async move { v.transport().send(req).await },
+        )?;
+        let state: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        let newest = state["postmark"]["servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["Name"] == server_name)
+            .and_then(|s| {
+                s["ApiTokens"]
+                    .as_array()?
+                    .last()?
+                    .as_str()
+                    .map(str::to_string)
+            });
+        return match newest {
+            Some(token) => {
+                crate::ui::progress(&format!(
+                    "    sandbox dashboard: using the token an earlier attempt generated on {server_name}"
+                ));
+                Ok(Dynamic::from(Secret::new(token, source)))
+            }
+            None => Err(throw(
+                "runbook::vendor::dashboard",
+                format!("the simulated server {server_name} has no token to use"),
+                None,
+            )),
+        };
+    }
+    crate::ui::progress(
+        "    An earlier attempt of this step generated a token, and this run does not have it.",
+    );
+    crate::ui::progress(
+        "    If you still have it, paste it. If not (it is shown once), delete it in the dashboard",
+    );
+    crate::ui::progress(&format!(
+        "    (https://account.postmarkapp.com/ → server {server_name} → API Tokens: the newest) and retry this step."
+    ));
+    let id = value::opt_str(opts, "id")
+        .map(|i| format!("{i}.earlier"))
+        .unwrap_or_else(|| format!("{}.earlier_token", h.step_name()));
+    let token = h
+        .prompter()
+        .secret(&id, "Paste the token the earlier attempt generated")
+        .map_err(prompt_error)?;
+    if !is_uuid(token.expose()) {
+        return Err(throw(
+            "prompt",
+            "the pasted value does not look like a Postmark server token (a UUID)",
+            Some("paste the whole token; if it is lost, delete it in the dashboard and retry the step".into()),
+        ));
+    }
+    Ok(Dynamic::from(token.with_source(Source::Prompt { id })))
+}
+
 fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynamic> {
-    value::check_keys(&opts, &["name", "id"], "postmark::dashboard_new_token")?;
+    value::check_keys(
+        &opts,
+        &["name", "id", "earlier"],
+        "postmark::dashboard_new_token",
+    )?;
+    if opts.get("earlier").and_then(|e| e.as_bool().ok()) == Some(true) {
+        return dashboard_earlier_token(h, server_name, &opts);
+    }
     let label = value::opt_str(&opts, "name").unwrap_or_else(|| "rotation".into());
     let detail = serde_json::json!({"server": server_name, "token_name": label});
     let target = format!("dashboard: new API token on {server_name}");
@@ -336,7 +420,7 @@ pub(crate) fn register(reg: &mut Registrar) {
     .repeat(Repeat::Never)
         .no_undo("a sent email cannot be unsent, and leaves no state to restore");
     m.add("dashboard_new_token", Effect::Write, &["server_name: string", "options: Map"], "Secret",
-        "Generates a server API token in the dashboard (Postmark has no API for it): shows the\noperator the steps and reads the pasted token (masked, checked to be a UUID). Under\n--sandbox the simulator's dashboard generates it. Options: #{name, id}.",
+        "Generates a server API token in the dashboard (Postmark has no API for it): shows the\noperator the steps and reads the pasted token (masked, checked to be a UUID). Under\n--sandbox the simulator's dashboard generates it. Options: #{name, id, earlier}; with\nearlier: true nothing is generated: it gets the token an earlier attempt of the step\ngenerated and the run lost (from the simulated dashboard, or pasted again).",
         |c: NativeCallContext, s: &str, o: Map| value::at(&c, with_run(&c, "postmark::dashboard_new_token", |h| dashboard_new_token(h, s, o))))
     .repeat(Repeat::Never);
     m.add(

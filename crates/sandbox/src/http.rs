@@ -226,3 +226,8 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
     });
     resp
 }
+
+/// Reads a header as text.
+pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

@@ -8,7 +8,6 @@
 // Handlers return the vendor's error `Response` early with `?`; boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
-mod dashboard;
 pub mod faults;
 mod github;
 mod heroku;
@@ -20,6 +19,7 @@ pub mod scenario;
 pub mod scripted;
 #[cfg(test)]
 pub(crate) mod testkit;
+mod ts;
 
 pub use faults::{FaultAction, FaultParseError, FaultRule};
 pub use scenario::Scenario;
@@ -454,54 +454,6 @@ pub(crate) fn vendor_error(vendor: &str, status: u16) -> Response {
         "raptor" => raptor::error_for_status(status),
         _ => scripted::error_for_status(status),
     }
-}
-
-/// Timestamps in each vendor's format.
-pub(crate) mod ts {
-    use time::format_description::well_known::Rfc3339;
-    use time::macros::format_description;
-    use time::OffsetDateTime;
-
-    /// `2012-01-01T12:00:00Z` (Heroku, GitHub).
-    pub fn seconds() -> String {
-        let now = OffsetDateTime::now_utc();
-        now.replace_nanosecond(0)
-            .unwrap_or(now)
-            .format(&Rfc3339)
-            .unwrap_or_default()
-    }
-
-    /// `2026-01-01T00:00:00.000Z` (Infisical).
-    pub fn millis() -> String {
-        OffsetDateTime::now_utc()
-            .format(format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-            ))
-            .unwrap_or_default()
-    }
-
-    /// `2014-02-17T07:25:01.4178645+00:00` (Postmark's SubmittedAt).
-    pub fn postmark() -> String {
-        OffsetDateTime::now_utc()
-            .format(format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]+00:00"
-            ))
-            .unwrap_or_default()
-    }
-
-    /// `2026-01-01T00:00:00.000000+00:00` (logplex lines).
-    pub fn log() -> String {
-        OffsetDateTime::now_utc()
-            .format(format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]+00:00"
-            ))
-            .unwrap_or_default()
-    }
-}
-
-/// Reads a header as text.
-pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! GitHub simulator: Actions secrets (public key, sealed-box PUT decrypted here, list, delete).
+//! The GitHub Actions secrets routes: public key, sealed-box PUT decrypted here, list, delete.
 
-use super::scenario::{resolve, GithubScenario};
-use super::{header, ts, SandboxError, Shared};
+use super::state::RepoSecretValue;
+use crate::http::header;
+use crate::{ts, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,84 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 const DOCS: &str = "https://docs.github.com/rest/actions/secrets";
 /// A fixed key id, as GitHub's are: an opaque number-like string.
 const KEY_ID: &str = "568250167242549743";
-
-struct RepoSecretValue {
-    value: String,
-    created_at: String,
-    updated_at: String,
-}
-
-struct Repo {
-    name: String,
-    secrets: BTreeMap<String, RepoSecretValue>,
-}
-
-pub(crate) struct GithubState {
-    repos: Vec<Repo>,
-}
-
-impl GithubState {
-    pub fn from_scenario(
-        s: &GithubScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
-    ) -> Result<Self, SandboxError> {
-        let mut repos = Vec::new();
-        for spec in &s.repos {
-            if spec.name.split('/').count() != 2 {
-                return Err(SandboxError::Scenario {
-                    message: format!("github repo '{}' is not owner/name", spec.name),
-                });
-            }
-            let mut secrets = BTreeMap::new();
-            for (k, v) in &spec.secrets {
-                let now = ts::seconds();
-                secrets.insert(
-                    k.to_uppercase(),
-                    RepoSecretValue {
-                        value: resolve(v, tokens_of)?,
-                        created_at: now.clone(),
-                        updated_at: now,
-                    },
-                );
-            }
-            repos.push(Repo {
-                name: spec.name.clone(),
-                secrets,
-            });
-        }
-        Ok(GithubState { repos })
-    }
-
-    fn repo_mut(&mut self, owner: &str, name: &str) -> Option<&mut Repo> {
-        let full = format!("{owner}/{name}");
-        self.repos
-            .iter_mut()
-            .find(|r| r.name.eq_ignore_ascii_case(&full))
-    }
-
-    pub fn to_json(&self) -> Value {
-        let repos: Map<String, Value> = self
-            .repos
-            .iter()
-            .map(|r| {
-                let secrets: Map<String, Value> = r
-                    .secrets
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(v.value)))
-                    .collect();
-                (r.name.clone(), json!({"secrets": secrets}))
-            })
-            .collect();
-        json!({"repos": repos})
-    }
-}
 
 /// `{message, documentation_url, status}`.
 pub(crate) fn error_body(status: u16, message: &str) -> Response {

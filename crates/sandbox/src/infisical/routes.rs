@@ -1,160 +1,21 @@
-//! Infisical simulator: universal-auth login, v3 raw and v4 secret routes, versions kept.
+//! The Infisical API's routes: universal-auth login, v3 raw and v4 secret routes.
 
-use super::scenario::{resolve, InfisicalScenario};
-use super::{header, ts, SandboxError, Shared};
+use super::state::{
+    normalize_path, random_jwt, trim_value, InfisicalState, Issued, StoredSecret, Version, EXPIRED,
+    MALFORMED,
+};
+use crate::http::header;
+use crate::{ts, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub(crate) const EXPIRED: &str = "Your token has expired. Please re-authenticate.";
-pub(crate) const MALFORMED: &str =
-    "The provided access token is malformed. Please use a valid token or generate a new one and try again.";
-
-struct Version {
-    value: String,
-    version: u64,
-    at: String,
-}
-
-struct StoredSecret {
-    id: String,
-    environment: String,
-    path: String,
-    key: String,
-    versions: Vec<Version>,
-    created_at: String,
-    deleted: bool,
-}
-
-struct Issued {
-    token: String,
-    expires: Instant,
-}
-
-pub(crate) struct InfisicalState {
-    pub project_id: String,
-    project_slug: String,
-    environments: Vec<String>,
-    secrets: Vec<StoredSecret>,
-    issued: Vec<Issued>,
-    ttl_secs: u64,
-    pub logins: u64,
-}
-
-impl InfisicalState {
-    pub fn from_scenario(
-        s: &InfisicalScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
-    ) -> Result<Self, SandboxError> {
-        let mut secrets = Vec::new();
-        for spec in &s.secrets {
-            if spec.name.is_empty() || spec.versions.is_empty() {
-                return Err(SandboxError::Scenario {
-                    message: "an infisical secret needs a name and at least one version".into(),
-                });
-            }
-            let mut versions = Vec::new();
-            for (i, v) in spec.versions.iter().enumerate() {
-                versions.push(Version {
-                    value: resolve(v, tokens_of)?,
-                    version: i as u64 + 1,
-                    at: ts::millis(),
-                });
-            }
-            secrets.push(StoredSecret {
-                id: uuid::Uuid::new_v4().to_string(),
-                environment: spec.environment.clone(),
-                path: normalize_path(&spec.path),
-                key: spec.name.clone(),
-                versions,
-                created_at: ts::millis(),
-                deleted: false,
-            });
-        }
-        Ok(InfisicalState {
-            project_id: s.project_id.clone(),
-            project_slug: s.project_slug.clone(),
-            environments: s.environments.clone(),
-            secrets,
-            issued: Vec::new(),
-            ttl_secs: s.access_token_ttl_secs,
-            logins: 0,
-        })
-    }
-
-    /// Expires every access token issued by login (tests of re-login).
-    pub fn expire_issued(&mut self) {
-        let now = Instant::now();
-        for t in &mut self.issued {
-            t.expires = now;
-        }
-    }
-
-    fn find(&self, env: &str, path: &str, key: &str) -> Option<usize> {
-        self.secrets
-            .iter()
-            .position(|s| !s.deleted && s.environment == env && s.path == path && s.key == key)
-    }
-
-    pub fn to_json(&self) -> Value {
-        let secrets: Vec<Value> = self
-            .secrets
-            .iter()
-            .map(|s| {
-                json!({
-                    "id": s.id,
-                    "environment": s.environment,
-                    "secretPath": s.path,
-                    "secretKey": s.key,
-                    "deleted": s.deleted,
-                    "version": s.versions.last().map(|v| v.version),
-                    "versions": s.versions.iter().map(|v| json!({"version": v.version, "secretValue": v.value, "createdAt": v.at})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({"project_id": self.project_id, "secrets": secrets, "logins": self.logins})
-    }
-}
-
-/// A random JWT-shaped access token (machine identity tokens are JWTs).
-pub(crate) fn random_jwt() -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64.encode(format!(
-        r#"{{"authTokenType":"identityAccessToken","identityAccessTokenId":"{}"}}"#,
-        uuid::Uuid::new_v4()
-    ));
-    let sig = b64.encode(uuid::Uuid::new_v4().as_bytes());
-    format!("{head}.{body}.{sig}")
-}
-
-fn normalize_path(p: &str) -> String {
-    let t = p.trim().trim_end_matches('/');
-    if t.is_empty() {
-        "/".into()
-    } else if t.starts_with('/') {
-        t.to_string()
-    } else {
-        format!("/{t}")
-    }
-}
-
-/// Infisical trims values but keeps one trailing newline.
-fn trim_value(v: &str) -> String {
-    if v.ends_with('\n') {
-        format!("{}\n", v.trim())
-    } else {
-        v.trim().to_string()
-    }
-}
 
 /// `{reqId, statusCode, message, error}`.
 pub(crate) fn error_body(status: u16, error: &str, message: Value) -> Response {

@@ -1,6 +1,6 @@
 //! The Postmark dashboard's API Tokens tab, as plain HTML forms (a rehearsal aid: tokens show).
 
-use super::Shared;
+use crate::{FaultRule, SandboxError, Shared};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -77,7 +77,7 @@ async fn generate(State(s): State<Arc<Shared>>, Path(id): Path<i64>) -> Response
             .map(|x| x.name.clone());
         match name {
             Some(n) => w.postmark.generate_token(&n).map(|_| n),
-            None => Err(super::SandboxError::UnknownServer {
+            None => Err(SandboxError::UnknownServer {
                 name: id.to_string(),
             }),
         }
@@ -111,7 +111,7 @@ async fn delete(
             .map(|x| x.name.clone());
         match name {
             Some(n) => w.postmark.delete_token(&n, &token),
-            None => Err(super::SandboxError::UnknownServer {
+            None => Err(SandboxError::UnknownServer {
                 name: id.to_string(),
             }),
         }
@@ -190,7 +190,7 @@ async fn control_fault(
     axum::Json(body): axum::Json<serde_json::Value>,
 ) -> Response {
     let spec = body["fault"].as_str().unwrap_or_default();
-    match super::FaultRule::parse(spec) {
+    match FaultRule::parse(spec) {
         Ok(rule) => {
             s.faults.add(rule);
             StatusCode::NO_CONTENT.into_response()
@@ -200,5 +200,56 @@ async fn control_fault(
             axum::Json(serde_json::json!({ "message": e.to_string() })),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sandbox;
+    use crate::testkit::raw;
+
+    #[tokio::test]
+    async fn the_dashboard_lists_generates_and_deletes() {
+        let sb = sandbox().await;
+        let c = raw();
+        let page = c
+            .get(format!("{}/dashboard", sb.postmark_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("raxx-prod")
+                && page.contains("pmsim-0001")
+                && page.contains("Generate New")
+        );
+        let gen = format!("{}/dashboard/servers/4242/tokens", sb.postmark_url());
+        let resp = c.post(&gen).send().await.unwrap();
+        assert_eq!(resp.status(), 303);
+        assert_eq!(sb.postmark_tokens("raxx-prod").map(|t| t.len()), Some(2));
+        c.post(&gen).send().await.unwrap();
+        let resp = c.post(&gen).send().await.unwrap();
+        assert_eq!(resp.status(), 409);
+        assert!(resp
+            .text()
+            .await
+            .unwrap()
+            .contains("already has 3 API tokens"));
+        let resp = c
+            .post(format!(
+                "{}/dashboard/servers/4242/tokens/delete",
+                sb.postmark_url()
+            ))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("token=pmsim-0001")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303);
+        let tokens = sb.postmark_tokens("raxx-prod").unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert!(!tokens.contains(&"pmsim-0001".to_string()));
     }
 }

@@ -1,0 +1,150 @@
+//! The Infisical simulator's data: one project's secrets with every version kept, and the
+//! access tokens universal-auth login issued.
+
+use crate::scenario::{resolve, InfisicalScenario};
+use crate::{ts, SandboxError};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+pub(crate) const EXPIRED: &str = "Your token has expired. Please re-authenticate.";
+pub(crate) const MALFORMED: &str =
+    "The provided access token is malformed. Please use a valid token or generate a new one and try again.";
+
+pub(super) struct Version {
+    pub(super) value: String,
+    pub(super) version: u64,
+    pub(super) at: String,
+}
+
+pub(super) struct StoredSecret {
+    pub(super) id: String,
+    pub(super) environment: String,
+    pub(super) path: String,
+    pub(super) key: String,
+    pub(super) versions: Vec<Version>,
+    pub(super) created_at: String,
+    pub(super) deleted: bool,
+}
+
+pub(super) struct Issued {
+    pub(super) token: String,
+    pub(super) expires: Instant,
+}
+
+pub(crate) struct InfisicalState {
+    pub(crate) project_id: String,
+    pub(super) project_slug: String,
+    pub(super) environments: Vec<String>,
+    pub(super) secrets: Vec<StoredSecret>,
+    pub(super) issued: Vec<Issued>,
+    pub(super) ttl_secs: u64,
+    pub(super) logins: u64,
+}
+
+impl InfisicalState {
+    pub fn from_scenario(
+        s: &InfisicalScenario,
+        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+    ) -> Result<Self, SandboxError> {
+        let mut secrets = Vec::new();
+        for spec in &s.secrets {
+            if spec.name.is_empty() || spec.versions.is_empty() {
+                return Err(SandboxError::Scenario {
+                    message: "an infisical secret needs a name and at least one version".into(),
+                });
+            }
+            let mut versions = Vec::new();
+            for (i, v) in spec.versions.iter().enumerate() {
+                versions.push(Version {
+                    value: resolve(v, tokens_of)?,
+                    version: i as u64 + 1,
+                    at: ts::millis(),
+                });
+            }
+            secrets.push(StoredSecret {
+                id: uuid::Uuid::new_v4().to_string(),
+                environment: spec.environment.clone(),
+                path: normalize_path(&spec.path),
+                key: spec.name.clone(),
+                versions,
+                created_at: ts::millis(),
+                deleted: false,
+            });
+        }
+        Ok(InfisicalState {
+            project_id: s.project_id.clone(),
+            project_slug: s.project_slug.clone(),
+            environments: s.environments.clone(),
+            secrets,
+            issued: Vec::new(),
+            ttl_secs: s.access_token_ttl_secs,
+            logins: 0,
+        })
+    }
+
+    /// Expires every access token issued by login (tests of re-login).
+    pub fn expire_issued(&mut self) {
+        let now = Instant::now();
+        for t in &mut self.issued {
+            t.expires = now;
+        }
+    }
+
+    pub(super) fn find(&self, env: &str, path: &str, key: &str) -> Option<usize> {
+        self.secrets
+            .iter()
+            .position(|s| !s.deleted && s.environment == env && s.path == path && s.key == key)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let secrets: Vec<Value> = self
+            .secrets
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id,
+                    "environment": s.environment,
+                    "secretPath": s.path,
+                    "secretKey": s.key,
+                    "deleted": s.deleted,
+                    "version": s.versions.last().map(|v| v.version),
+                    "versions": s.versions.iter().map(|v| json!({"version": v.version, "secretValue": v.value, "createdAt": v.at})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({"project_id": self.project_id, "secrets": secrets, "logins": self.logins})
+    }
+}
+
+/// A random JWT-shaped access token (machine identity tokens are JWTs).
+pub(crate) fn random_jwt() -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = b64.encode(format!(
+        r#"{{"authTokenType":"identityAccessToken","identityAccessTokenId":"{}"}}"#,
+        uuid::Uuid::new_v4()
+    ));
+    let sig = b64.encode(uuid::Uuid::new_v4().as_bytes());
+    format!("{head}.{body}.{sig}")
+}
+
+pub(super) fn normalize_path(p: &str) -> String {
+    let t = p.trim().trim_end_matches('/');
+    if t.is_empty() {
+        "/".into()
+    } else if t.starts_with('/') {
+        t.to_string()
+    } else {
+        format!("/{t}")
+    }
+}
+
+/// Infisical trims values but keeps one trailing newline.
+pub(super) fn trim_value(v: &str) -> String {
+    if v.ends_with('\n') {
+        format!("{}\n", v.trim())
+    } else {
+        v.trim().to_string()
+    }
+}

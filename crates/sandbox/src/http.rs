@@ -1,8 +1,9 @@
 //! Serving a simulator on 127.0.0.1:0: a listener whose connections a fault can kill, the
-//! fault middleware, and the request log that also drives Raptor's background traffic.
+//! fault middleware, and the request log, whose every entry is a tick of the world's clock.
 
-use super::faults::FaultAction;
-use super::{raptor, Shared};
+use crate::faults::FaultAction;
+use crate::shared::Shared;
+use crate::world::Event;
 use axum::body::Body;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
@@ -21,6 +22,17 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+/// One request a simulator served, for tests and the state file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RequestRecord {
+    pub vendor: &'static str,
+    pub method: String,
+    pub path: String,
+    /// `None` when a fault dropped or stalled the request.
+    pub status: Option<u16>,
+    pub fault: Option<&'static str>,
+}
 
 /// A TCP listener whose connections carry a kill switch.
 pub(crate) struct KillableListener(TcpListener);
@@ -214,7 +226,7 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
         _ => Some(resp.status().as_u16()),
     };
     mw.shared.with_world(|w| {
-        w.requests.push(super::RequestRecord {
+        w.requests.push(RequestRecord {
             vendor: mw.vendor,
             method,
             path,
@@ -222,7 +234,9 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             fault,
         });
         // Production traffic keeps flowing while the runbook works.
-        raptor::background_tick(w, &mw.shared.faults);
+        w.emit(&Event::Tick {
+            faults: &mw.shared.faults,
+        });
     });
     resp
 }

@@ -17,20 +17,31 @@ mod postmark;
 mod raptor;
 pub mod scenario;
 pub mod scripted;
+mod shared;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod ts;
+mod world;
 
 pub use faults::{FaultAction, FaultParseError, FaultRule};
+pub use http::RequestRecord;
 pub use scenario::Scenario;
 
 use axum::response::Response;
 use faults::FaultSet;
+use github::GithubState;
+use heroku::HerokuState;
+use infisical::InfisicalState;
+use postmark::PostmarkState;
+use raptor::RaptorState;
+use scripted::ScriptedState;
 use serde_json::json;
-use std::sync::{Arc, Mutex, OnceLock};
+use shared::Shared;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use world::World;
 
 /// Something the sandbox could not do.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -64,17 +75,6 @@ pub enum SandboxError {
     UnknownToken { server: String },
 }
 
-/// One request a simulator served, for tests and the state file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RequestRecord {
-    pub vendor: &'static str,
-    pub method: String,
-    pub path: String,
-    /// `None` when a fault dropped or stalled the request.
-    pub status: Option<u16>,
-    pub fault: Option<&'static str>,
-}
-
 /// The base URLs of the simulators, `http://127.0.0.1:PORT`.
 #[derive(Debug, Clone, Default)]
 pub struct Urls {
@@ -97,42 +97,31 @@ pub struct Credentials {
     pub github_token: String,
 }
 
-/// Every simulator's state.
-pub(crate) struct World {
-    pub postmark: postmark::PostmarkState,
-    pub infisical: infisical::InfisicalState,
-    pub heroku: heroku::HerokuState,
-    pub github: github::GithubState,
-    pub raptor: raptor::RaptorState,
-    pub scripted: scripted::ScriptedState,
-    pub requests: Vec<RequestRecord>,
-}
-
-/// What every simulator's handlers share.
-pub(crate) struct Shared {
-    world: Mutex<World>,
-    pub faults: FaultSet,
-    pub stop: watch::Receiver<bool>,
-    pub urls: OnceLock<Urls>,
-    pub creds: Credentials,
-    pub github_key: crypto_box::SecretKey,
-}
-
-impl Shared {
-    /// Runs `f` on the world under the lock (never across an await).
-    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        let mut w = self.world.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut w)
-    }
-
-    pub fn urls(&self) -> Urls {
-        self.urls.get().cloned().unwrap_or_default()
+impl Credentials {
+    fn of(w: &World) -> Credentials {
+        let infisical = w.get::<InfisicalState>();
+        Credentials {
+            heroku_api_key: w
+                .get::<HerokuState>()
+                .map(|h| h.api_key.clone())
+                .unwrap_or_default(),
+            infisical_token: infisical.map(|i| i.token.clone()).unwrap_or_default(),
+            infisical_client_id: infisical.map(|i| i.client_id.clone()).unwrap_or_default(),
+            infisical_client_secret: infisical
+                .map(|i| i.client_secret.clone())
+                .unwrap_or_default(),
+            github_token: w
+                .get::<GithubState>()
+                .map(|g| g.token.clone())
+                .unwrap_or_default(),
+        }
     }
 }
 
 /// A running sandbox; stops its simulators on drop or `shutdown`.
 pub struct Sandbox {
     shared: Arc<Shared>,
+    creds: Credentials,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     urls: Urls,
@@ -147,13 +136,20 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Builds the world from `scenario` and serves every simulator on 127.0.0.1.
     pub async fn start(scenario: Scenario) -> Result<Sandbox, SandboxError> {
-        let postmark = postmark::PostmarkState::from_scenario(&scenario.postmark)?;
-        let tokens_of = |name: &str| postmark.tokens_of(name);
-        let infisical = infisical::InfisicalState::from_scenario(&scenario.infisical, &tokens_of)?;
-        let heroku = heroku::HerokuState::from_scenario(&scenario.heroku, &tokens_of)?;
-        let github = github::GithubState::from_scenario(&scenario.github, &tokens_of)?;
-        let raptor = raptor::RaptorState::from_heroku(&heroku);
-        let scripted = scripted::ScriptedState::from_scenario(&scenario.scripted)
+        let mut world = World::default();
+        world.insert(PostmarkState::from_scenario(&scenario.postmark)?);
+        world.provide_mail::<PostmarkState>();
+        let tokens_of = |name: &str| world.server_tokens(name);
+        let infisical = InfisicalState::from_scenario(&scenario.infisical, &tokens_of)?;
+        let heroku = HerokuState::from_scenario(&scenario.heroku, &tokens_of)?;
+        let github = GithubState::from_scenario(&scenario.github, &tokens_of)?;
+        world.insert(infisical);
+        world.insert(heroku);
+        world.provide_platform::<HerokuState>();
+        world.insert(github);
+        world.insert(RaptorState::from_platform(world.platform()));
+        world.subscribe(raptor::on_event);
+        let scripted = ScriptedState::from_scenario(&scenario.scripted)
             .map_err(|message| SandboxError::Scenario { message })?;
         let mut vendors: Vec<&str> = faults::BUILT_IN_VENDORS.to_vec();
         vendors.extend(scripted.names());
@@ -171,50 +167,13 @@ impl Sandbox {
             });
         }
         let scripted_names = scripted.names();
-        let creds = Credentials {
-            heroku_api_key: scenario
-                .heroku
-                .api_key
-                .clone()
-                .unwrap_or_else(|| format!("HRKU-{}", uuid::Uuid::new_v4())),
-            infisical_token: scenario
-                .infisical
-                .token
-                .clone()
-                .unwrap_or_else(infisical::random_jwt),
-            infisical_client_id: scenario
-                .infisical
-                .client_id
-                .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            infisical_client_secret: scenario
-                .infisical
-                .client_secret
-                .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
-            github_token: scenario
-                .github
-                .token
-                .clone()
-                .unwrap_or_else(|| format!("ghp_{}", uuid::Uuid::new_v4().simple())),
-        };
+        world.insert(scripted);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            world: Mutex::new(World {
-                postmark,
-                infisical,
-                heroku,
-                github,
-                raptor,
-                scripted,
-                requests: Vec::new(),
-            }),
-            faults: FaultSet::new(scenario.faults.clone()),
-            stop: stop_rx,
-            urls: OnceLock::new(),
-            creds,
-            github_key: crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng),
-        });
+        let shared = Arc::new(Shared::new(
+            world,
+            FaultSet::new(scenario.faults.clone()),
+            stop_rx,
+        ));
         let mut tasks = Vec::new();
         let mut routers = vec![
             ("postmark", postmark::router(shared.clone())),
@@ -241,7 +200,8 @@ impl Sandbox {
                 "raptor" => urls.raptor = u,
                 name => {
                     shared.with_world(|w| {
-                        if let Some(v) = w.scripted.vendors.iter_mut().find(|v| v.spec.name == name)
+                        let vendors = w.get_mut::<ScriptedState>().map(|s| &mut s.vendors);
+                        if let Some(v) = vendors.into_iter().flatten().find(|v| v.spec.name == name)
                         {
                             v.url = u.clone();
                         }
@@ -251,8 +211,10 @@ impl Sandbox {
             }
         }
         let _ = shared.urls.set(urls.clone());
+        let creds = shared.with_world(|w| Credentials::of(w));
         Ok(Sandbox {
             shared,
+            creds,
             stop: stop_tx,
             tasks,
             urls,
@@ -286,18 +248,20 @@ impl Sandbox {
 
     /// The credentials the simulators accept.
     pub fn credentials(&self) -> &Credentials {
-        &self.shared.creds
+        &self.creds
     }
 
     /// The Infisical project id of the scenario.
     pub fn infisical_project_id(&self) -> String {
-        self.shared.with_world(|w| w.infisical.project_id.clone())
+        self.shared
+            .with_state(|i: &mut InfisicalState| i.project_id.clone())
+            .unwrap_or_default()
     }
 
     /// Environment variables that point the vendors' own CLIs and `VendorConfig::from_env`
     /// at the simulators.
     pub fn env(&self) -> Vec<(String, String)> {
-        let c = &self.shared.creds;
+        let c = &self.creds;
         [
             ("POSTMARK_API_URL", self.urls.postmark.clone()),
             ("INFISICAL_DOMAIN", self.urls.infisical.clone()),
@@ -318,19 +282,25 @@ impl Sandbox {
 
     /// `(ENV_VAR, url)` of every scripted vendor.
     pub fn scripted_env(&self) -> Vec<(String, String)> {
-        self.shared.with_world(|w| {
-            w.scripted
-                .vendors
-                .iter()
-                .map(|v| (v.spec.env_var(), v.url.clone()))
-                .collect()
-        })
+        self.shared
+            .with_state(|s: &mut ScriptedState| {
+                s.vendors
+                    .iter()
+                    .map(|v| (v.spec.env_var(), v.url.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Dashboard "Generate token" on server `server_name`; fails at the token limit.
     pub fn dashboard_generate_token(&self, server_name: &str) -> Result<String, SandboxError> {
         self.shared
-            .with_world(|w| w.postmark.generate_token(server_name))
+            .with_state(|p: &mut PostmarkState| p.generate_token(server_name))
+            .unwrap_or_else(|| {
+                Err(SandboxError::UnknownServer {
+                    name: server_name.into(),
+                })
+            })
     }
 
     /// Dashboard "Delete" of one token of `server_name`.
@@ -340,13 +310,17 @@ impl Sandbox {
         token: &str,
     ) -> Result<(), SandboxError> {
         self.shared
-            .with_world(|w| w.postmark.delete_token(server_name, token))
+            .with_state(|p: &mut PostmarkState| p.delete_token(server_name, token))
+            .unwrap_or_else(|| {
+                Err(SandboxError::UnknownServer {
+                    name: server_name.into(),
+                })
+            })
     }
 
     /// The current tokens of a Postmark server.
     pub fn postmark_tokens(&self, server_name: &str) -> Option<Vec<String>> {
-        self.shared
-            .with_world(|w| w.postmark.tokens_of(server_name))
+        self.shared.with_world(|w| w.server_tokens(server_name))
     }
 
     /// Adds a fault rule while running.
@@ -375,17 +349,15 @@ impl Sandbox {
 
     /// Makes every Infisical access token issued by login expire now.
     pub fn infisical_expire_tokens(&self) {
-        self.shared.with_world(|w| w.infisical.expire_issued());
+        self.shared
+            .with_state(|i: &mut InfisicalState| i.expire_issued());
     }
 
     /// Sets an app's config var without the restart Heroku would do (to show that the
     /// downstream app reads its token only at a restart).
     pub fn set_config_without_restart(&self, app: &str, key: &str, value: &str) {
-        self.shared.with_world(|w| {
-            if let Some(a) = w.heroku.app_mut(app) {
-                a.config.insert(key.into(), value.into());
-            }
-        });
+        self.shared
+            .with_state(|h: &mut HerokuState| h.set_config_without_restart(app, key, value));
     }
 
     /// The final state, for tests and `--sandbox-state FILE`.
@@ -405,13 +377,13 @@ impl Shared {
             .collect();
         self.with_world(|w| {
             json!({
-                "postmark": w.postmark.to_json(),
-                "infisical": w.infisical.to_json(),
-                "heroku": w.heroku.to_json(),
-                "github": w.github.to_json(),
-                "downstream": w.raptor.to_json(),
-                "downstream_401s": w.raptor.total_401s(),
-                "scripted": w.scripted.to_json(),
+                "postmark": w.get::<PostmarkState>().map(PostmarkState::to_json),
+                "infisical": w.get::<InfisicalState>().map(InfisicalState::to_json),
+                "heroku": w.get::<HerokuState>().map(HerokuState::to_json),
+                "github": w.get::<GithubState>().map(GithubState::to_json),
+                "downstream": w.get::<RaptorState>().map(RaptorState::to_json),
+                "downstream_401s": w.get::<RaptorState>().map(RaptorState::total_401s),
+                "scripted": w.get::<ScriptedState>().map(ScriptedState::to_json),
                 "requests": w.requests,
                 "faults": faults,
             })

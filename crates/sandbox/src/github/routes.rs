@@ -1,8 +1,9 @@
 //! The GitHub Actions secrets routes: public key, sealed-box PUT decrypted here, list, delete.
 
-use super::state::RepoSecretValue;
+use super::state::{GithubState, RepoSecretValue};
 use crate::http::header;
-use crate::{ts, Shared};
+use crate::shared::Shared;
+use crate::ts;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -63,7 +64,8 @@ async fn auth(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: N
             .or_else(|| a.strip_prefix("token "))
             .map(str::trim)
     });
-    if token != Some(s.creds.github_token.as_str()) {
+    let accepted = s.with_state(|g: &mut GithubState| token == Some(g.token.as_str()));
+    if accepted != Some(true) {
         return error_body(401, "Bad credentials");
     }
     next.run(req).await
@@ -73,11 +75,12 @@ async fn public_key(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
 ) -> Response {
-    let key =
-        base64::engine::general_purpose::STANDARD.encode(s.github_key.public_key().as_bytes());
-    s.with_world(|w| match w.github.repo_mut(&owner, &repo) {
-        Some(_) => Json(json!({"key_id": KEY_ID, "key": key})).into_response(),
-        None => error_body(404, "Not Found"),
+    s.respond(|g: &mut GithubState| {
+        let key = base64::engine::general_purpose::STANDARD.encode(g.key.public_key().as_bytes());
+        match g.repo_mut(&owner, &repo) {
+            Some(_) => Json(json!({"key_id": KEY_ID, "key": key})).into_response(),
+            None => error_body(404, "Not Found"),
+        }
     })
 }
 
@@ -85,7 +88,7 @@ async fn list(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
 ) -> Response {
-    s.with_world(|w| match w.github.repo_mut(&owner, &repo) {
+    s.respond(|g: &mut GithubState| match g.repo_mut(&owner, &repo) {
         Some(r) => {
             let secrets: Vec<Value> = r
                 .secrets
@@ -102,8 +105,8 @@ async fn get_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+    s.respond(|g: &mut GithubState| {
+        let Some(r) = g.repo_mut(&owner, &repo) else {
             return error_body(404, "Not Found");
         };
         match r.secrets.get(&name.to_uppercase()) {
@@ -157,7 +160,10 @@ async fn put_secret(
             "Invalid request.\n\n\"encrypted_value\" is not valid base64.",
         );
     };
-    let Ok(plain) = s.github_key.unseal(&sealed) else {
+    let Some(key) = s.with_state(|g: &mut GithubState| g.key.clone()) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let Ok(plain) = key.unseal(&sealed) else {
         return error_body(
             422,
             "Bad request: the secret could not be decrypted with the repository key.",
@@ -166,8 +172,8 @@ async fn put_secret(
     let Ok(value) = String::from_utf8(plain) else {
         return error_body(422, "Bad request: the decrypted secret is not UTF-8.");
     };
-    s.with_world(|w| {
-        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+    s.respond(|g: &mut GithubState| {
+        let Some(r) = g.repo_mut(&owner, &repo) else {
             return error_body(404, "Not Found");
         };
         let key = name.to_uppercase();
@@ -197,8 +203,8 @@ async fn delete_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+    s.respond(|g: &mut GithubState| {
+        let Some(r) = g.repo_mut(&owner, &repo) else {
             return error_body(404, "Not Found");
         };
         match r.secrets.remove(&name.to_uppercase()) {

@@ -17,6 +17,10 @@ pub(super) struct Repo {
 }
 
 pub(crate) struct GithubState {
+    /// The token it accepts.
+    pub(crate) token: String,
+    /// The key pair whose public half encrypts secrets (every repository shares it).
+    pub(super) key: crypto_box::SecretKey,
     pub(super) repos: Vec<Repo>,
 }
 
@@ -49,7 +53,14 @@ impl GithubState {
                 secrets,
             });
         }
-        Ok(GithubState { repos })
+        Ok(GithubState {
+            token: s
+                .token
+                .clone()
+                .unwrap_or_else(|| format!("ghp_{}", uuid::Uuid::new_v4().simple())),
+            key: crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng),
+            repos,
+        })
     }
 
     pub(super) fn repo_mut(&mut self, owner: &str, name: &str) -> Option<&mut Repo> {

@@ -1,9 +1,10 @@
 //! The Heroku Platform API's routes: apps, config vars, releases, dynos, log sessions, and
 //! the logplex stream a session's `logplex_url` points at.
 
-use super::state::{find_release, restart, HRelease, LogSession};
+use super::state::{find_release, restart, HRelease, HerokuState, LogSession};
 use crate::http::header;
-use crate::{ts, Shared};
+use crate::shared::Shared;
+use crate::ts;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -108,14 +109,15 @@ async fn guard(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: 
             text.split_once(':').map(|(_, k)| k.to_string())
         }
     });
-    if key.as_deref() != Some(s.creds.heroku_api_key.as_str()) {
+    let accepted = s.with_state(|h: &mut HerokuState| key.as_deref() == Some(h.api_key.as_str()));
+    if accepted != Some(true) {
         return error_body(401, "unauthorized", "Invalid credentials provided.");
     }
     next.run(req).await
 }
 
 async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
-    s.with_world(|w| match w.heroku.app(&app) {
+    s.respond(|h: &mut HerokuState| match h.app(&app) {
         Some(a) => Json(json!({
             "id": a.id, "name": a.name, "created_at": a.created_at,
             "released_at": a.releases.last().map(|r| r.created_at.clone()),
@@ -128,7 +130,7 @@ async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Resp
 }
 
 async fn get_config(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
-    s.with_world(|w| match w.heroku.app(&app) {
+    s.respond(|h: &mut HerokuState| match h.app(&app) {
         Some(a) => Json(json!(a.config)).into_response(),
         None => app_not_found(),
     })
@@ -171,53 +173,16 @@ async fn patch_config(
         }
     }
     s.with_world(|w| {
-        let email = w.heroku.user_email.clone();
-        let Some(a) = w.heroku.app_mut(&app) else {
+        let Some(heroku) = w.get_mut::<HerokuState>() else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        let Some((config, changed)) = heroku.patch_config(&app, changes) else {
             return app_not_found();
         };
-        let mut set = Vec::new();
-        let mut removed = Vec::new();
-        for (k, v) in changes {
-            match v.as_str() {
-                Some(val) => {
-                    if a.config.get(&k).map(String::as_str) != Some(val) {
-                        set.push(k.clone());
-                    }
-                    a.config.insert(k, val.to_string());
-                }
-                None => {
-                    if a.config.remove(&k).is_some() {
-                        removed.push(k);
-                    }
-                }
-            }
-        }
-        let body = json!(a.config);
-        if !set.is_empty() || !removed.is_empty() {
-            let mut parts = Vec::new();
-            if !set.is_empty() {
-                parts.push(format!("Set {} config vars", set.join(", ")));
-            }
-            if !removed.is_empty() {
-                parts.push(format!("Remove {} config vars", removed.join(", ")));
-            }
-            let version = a.releases.last().map_or(1, |r| r.version + 1);
-            a.releases.push(HRelease {
-                id: uuid::Uuid::new_v4().to_string(),
-                version,
-                description: parts.join("; "),
-                created_at: ts::seconds(),
-                config: a.config.clone(),
-            });
-            a.log("app[api]", &format!("{} by user {email}", parts.join("; ")));
-            a.log(
-                "app[api]",
-                &format!("Release v{version} created by user {email}"),
-            );
-            let name = a.name.clone();
+        if let Some(name) = changed {
             restart(w, &name);
         }
-        Json(body).into_response()
+        Json(json!(config)).into_response()
     })
 }
 
@@ -280,8 +245,8 @@ async fn list_releases(
         Ok(r) => r,
         Err(e) => return e,
     };
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         let mut list: Vec<&HRelease> = a.releases.iter().collect();
@@ -298,7 +263,7 @@ async fn list_releases(
         }
         let truncated = list.len() > range.max;
         list.truncate(range.max);
-        let body: Vec<Value> = list.iter().map(|r| w.heroku.release_json(a, r)).collect();
+        let body: Vec<Value> = list.iter().map(|r| h.release_json(a, r)).collect();
         let mut resp = Json(body).into_response();
         if truncated {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -321,12 +286,12 @@ async fn release_info(
     State(s): State<Arc<Shared>>,
     Path((app, rel)): Path<(String, String)>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         match find_release(a, &rel) {
-            Some(r) => Json(w.heroku.release_json(a, r)).into_response(),
+            Some(r) => Json(h.release_json(a, r)).into_response(),
             None => error_body(404, "not_found", "Couldn't find that release."),
         }
     })
@@ -336,8 +301,8 @@ async fn release_config(
     State(s): State<Arc<Shared>>,
     Path((app, rel)): Path<(String, String)>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         match find_release(a, &rel) {
@@ -349,7 +314,7 @@ async fn release_config(
 
 async fn restart_all(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.with_world(|w| {
-        if w.heroku.app(&app).is_none() {
+        if w.get::<HerokuState>().and_then(|h| h.app(&app)).is_none() {
             return app_not_found();
         }
         restart(w, &app);
@@ -362,21 +327,21 @@ async fn restart_one(
     Path((app, dyno)): Path<(String, String)>,
 ) -> Response {
     s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+        let Some(a) = w.get::<HerokuState>().and_then(|h| h.app(&app)) else {
             return app_not_found();
         };
         if !a.dynos.contains(&dyno) {
             return error_body(404, "not_found", "Couldn't find that dyno.");
         }
-        // Raptor runs on one dyno: restarting it restarts the app's process.
+        // An app runs one process: restarting its dyno restarts the app.
         restart(w, &app);
         (StatusCode::ACCEPTED, Json(json!({}))).into_response()
     })
 }
 
 async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         let release = a.releases.last();
@@ -417,8 +382,8 @@ async fn create_log_session(
         }
     };
     let base = s.urls().heroku;
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         let id = uuid::Uuid::new_v4().to_string();
@@ -438,7 +403,7 @@ async fn create_log_session(
                 .and_then(Value::as_str)
                 .map(str::to_string),
         };
-        w.heroku.sessions.insert(id.clone(), session);
+        h.sessions.insert(id.clone(), session);
         let now = ts::seconds();
         (
             StatusCode::CREATED,
@@ -459,11 +424,11 @@ async fn read_log_session(
     Path(id): Path<String>,
     Query(_q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(session) = w.heroku.sessions.get(&id) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(session) = h.sessions.get(&id) else {
             return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
         };
-        let Some(a) = w.heroku.app(&session.app) else {
+        let Some(a) = h.app(&session.app) else {
             return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
         };
         let lines: Vec<&String> = a

@@ -2,7 +2,8 @@
 //! the log sessions opened on them.
 
 use crate::scenario::{resolve, HerokuScenario};
-use crate::{raptor, ts, SandboxError, World};
+use crate::world::{Event, Platform, World};
+use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,8 +20,8 @@ pub(crate) struct HRelease {
 
 pub(crate) struct HApp {
     pub(super) id: String,
-    pub(crate) name: String,
-    pub(crate) config: BTreeMap<String, String>,
+    pub(super) name: String,
+    pub(super) config: BTreeMap<String, String>,
     pub(super) releases: Vec<HRelease>,
     pub(super) restarts: u64,
     pub(super) dynos: Vec<String>,
@@ -55,7 +56,9 @@ pub(super) struct LogSession {
 }
 
 pub(crate) struct HerokuState {
-    pub(crate) apps: Vec<HApp>,
+    /// The API key it accepts.
+    pub(crate) api_key: String,
+    pub(super) apps: Vec<HApp>,
     pub(super) sessions: HashMap<String, LogSession>,
     pub(super) user_email: String,
     pub(super) user_id: String,
@@ -107,6 +110,10 @@ impl HerokuState {
             apps.push(app);
         }
         Ok(HerokuState {
+            api_key: s
+                .api_key
+                .clone()
+                .unwrap_or_else(|| format!("HRKU-{}", uuid::Uuid::new_v4())),
             apps,
             sessions: HashMap::new(),
             user_email: s.user_email.clone(),
@@ -114,7 +121,7 @@ impl HerokuState {
         })
     }
 
-    pub fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
+    pub(super) fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
         self.apps
             .iter_mut()
             .find(|a| a.name == name || a.id == name)
@@ -144,6 +151,81 @@ impl HerokuState {
         })
     }
 
+    /// Counts and logs a restart of every dyno of `app`; its name, if it exists.
+    fn restart(&mut self, app: &str) -> Option<String> {
+        let a = self.app_mut(app)?;
+        a.restarts += 1;
+        for dyno in a.dynos.clone() {
+            let tag = format!("heroku[{dyno}]");
+            a.log(&tag, "Restarting");
+            a.log(&tag, "State changed from up to starting");
+            a.log(&tag, "Stopping all processes with SIGTERM");
+            a.log(&tag, "Process exited with status 143");
+            a.log(&tag, "State changed from starting to up");
+        }
+        Some(a.name.clone())
+    }
+
+    /// Merges `changes` into `app`'s config vars (`null` deletes); a real change makes a
+    /// release. The config after the change, and the app's name if it changed (then it needs
+    /// a restart); `None` without such an app.
+    pub(super) fn patch_config(
+        &mut self,
+        app: &str,
+        changes: Map<String, Value>,
+    ) -> Option<(BTreeMap<String, String>, Option<String>)> {
+        let email = self.user_email.clone();
+        let a = self.app_mut(app)?;
+        let mut set = Vec::new();
+        let mut removed = Vec::new();
+        for (k, v) in changes {
+            match v.as_str() {
+                Some(val) => {
+                    if a.config.get(&k).map(String::as_str) != Some(val) {
+                        set.push(k.clone());
+                    }
+                    a.config.insert(k, val.to_string());
+                }
+                None => {
+                    if a.config.remove(&k).is_some() {
+                        removed.push(k);
+                    }
+                }
+            }
+        }
+        if set.is_empty() && removed.is_empty() {
+            return Some((a.config.clone(), None));
+        }
+        let mut parts = Vec::new();
+        if !set.is_empty() {
+            parts.push(format!("Set {} config vars", set.join(", ")));
+        }
+        if !removed.is_empty() {
+            parts.push(format!("Remove {} config vars", removed.join(", ")));
+        }
+        let version = a.releases.last().map_or(1, |r| r.version + 1);
+        a.releases.push(HRelease {
+            id: uuid::Uuid::new_v4().to_string(),
+            version,
+            description: parts.join("; "),
+            created_at: ts::seconds(),
+            config: a.config.clone(),
+        });
+        a.log("app[api]", &format!("{} by user {email}", parts.join("; ")));
+        a.log(
+            "app[api]",
+            &format!("Release v{version} created by user {email}"),
+        );
+        Some((a.config.clone(), Some(a.name.clone())))
+    }
+
+    /// Sets a config var without the release and restart a real change makes.
+    pub(crate) fn set_config_without_restart(&mut self, app: &str, key: &str, value: &str) {
+        if let Some(a) = self.app_mut(app) {
+            a.config.insert(key.into(), value.into());
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let apps: Map<String, Value> = self
             .apps
@@ -164,26 +246,33 @@ impl HerokuState {
     }
 }
 
-/// Restarts every dyno of `app`: counts it, logs it, and Raptor re-reads its config.
-pub(crate) fn restart(w: &mut World, app: &str) {
-    let Some(a) = w.heroku.app_mut(app) else {
+/// Restarts every dyno of `app` and announces it, so what runs there re-reads its config.
+pub(super) fn restart(w: &mut World, app: &str) {
+    let Some(name) = w.get_mut::<HerokuState>().and_then(|h| h.restart(app)) else {
         return;
     };
-    a.restarts += 1;
-    for dyno in a.dynos.clone() {
-        let tag = format!("heroku[{dyno}]");
-        a.log(&tag, "Restarting");
-        a.log(&tag, "State changed from up to starting");
-        a.log(&tag, "Stopping all processes with SIGTERM");
-        a.log(&tag, "Process exited with status 143");
-        a.log(&tag, "State changed from starting to up");
-    }
-    let name = a.name.clone();
-    raptor::on_restart(w, &name);
+    w.emit(&Event::Restarted { app: &name });
 }
 
 pub(super) fn find_release<'a>(a: &'a HApp, id: &str) -> Option<&'a HRelease> {
     a.releases
         .iter()
         .find(|r| r.id == id || id.parse::<u64>().ok() == Some(r.version))
+}
+
+/// Heroku is the platform the sandbox's apps run on.
+impl Platform for HerokuState {
+    fn apps(&self) -> Vec<String> {
+        self.apps.iter().map(|a| a.name.clone()).collect()
+    }
+
+    fn config_var(&self, app: &str, key: &str) -> Option<String> {
+        self.app(app)?.config.get(key).cloned()
+    }
+
+    fn log(&mut self, app: &str, source: &str, message: &str) {
+        if let Some(a) = self.app_mut(app) {
+            a.log(source, message);
+        }
+    }
 }

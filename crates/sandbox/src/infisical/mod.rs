@@ -4,4 +4,4 @@ mod routes;
 mod state;
 
 pub(crate) use routes::{error_for_status, router};
-pub(crate) use state::{random_jwt, InfisicalState};
+pub(crate) use state::InfisicalState;

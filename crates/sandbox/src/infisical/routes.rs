@@ -5,7 +5,8 @@ use super::state::{
     MALFORMED,
 };
 use crate::http::header;
-use crate::{ts, Shared};
+use crate::shared::Shared;
+use crate::ts;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -102,11 +103,10 @@ async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             "Required",
         );
     };
-    if id != s.creds.infisical_client_id || secret != s.creds.infisical_client_secret {
-        return error_body(401, "UnauthorizedError", json!("Invalid credentials"));
-    }
-    s.with_world(|w| {
-        let st = &mut w.infisical;
+    s.respond(|st: &mut InfisicalState| {
+        if id != st.client_id || secret != st.client_secret {
+            return error_body(401, "UnauthorizedError", json!("Invalid credentials"));
+        }
         st.logins += 1;
         let token = random_jwt();
         st.issued.push(Issued {
@@ -124,7 +124,7 @@ async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 /// Checks `Authorization: Bearer`; 401 without, 403 TokenError when malformed or expired.
-fn authorize(s: &Shared, w: &InfisicalState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(st: &InfisicalState, headers: &HeaderMap) -> Result<(), Response> {
     let Some(auth) = header(headers, "authorization") else {
         return Err(error_body(
             401,
@@ -137,10 +137,10 @@ fn authorize(s: &Shared, w: &InfisicalState, headers: &HeaderMap) -> Result<(), 
         .or_else(|| auth.strip_prefix("bearer "))
         .unwrap_or("")
         .trim();
-    if token == s.creds.infisical_token {
+    if token == st.token {
         return Ok(());
     }
-    if let Some(t) = w.issued.iter().find(|t| t.token == token) {
+    if let Some(t) = st.issued.iter().find(|t| t.token == token) {
         return if Instant::now() < t.expires {
             Ok(())
         } else {
@@ -267,9 +267,8 @@ fn list(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.with_world(|w| {
-        let st = &w.infisical;
-        if let Err(r) = authorize(&s, st, &headers) {
+    s.respond(|st: &mut InfisicalState| {
+        if let Err(r) = authorize(st, &headers) {
             return r;
         }
         let sc = match scope(api, st, &q) {
@@ -313,9 +312,8 @@ fn get_one(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.with_world(|w| {
-        let st = &w.infisical;
-        if let Err(r) = authorize(&s, st, &headers) {
+    s.respond(|st: &mut InfisicalState| {
+        if let Err(r) = authorize(st, &headers) {
             return r;
         }
         let sc = match scope(api, st, &q) {
@@ -395,11 +393,10 @@ fn write(
                 .collect()
         })
         .unwrap_or_default();
-    s.with_world(|w| {
-        if let Err(r) = authorize(&s, &w.infisical, &headers) {
+    s.respond(|st: &mut InfisicalState| {
+        if let Err(r) = authorize(st, &headers) {
             return r;
         }
-        let st = &mut w.infisical;
         let sc = match scope(api, st, &params) {
             Ok(sc) => sc,
             Err(r) => return r,

@@ -33,6 +33,11 @@ pub(super) struct Issued {
 }
 
 pub(crate) struct InfisicalState {
+    /// The access token it accepts as `INFISICAL_TOKEN`.
+    pub(crate) token: String,
+    /// The machine identity universal-auth login accepts.
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
     pub(crate) project_id: String,
     pub(super) project_slug: String,
     pub(super) environments: Vec<String>,
@@ -73,6 +78,15 @@ impl InfisicalState {
             });
         }
         Ok(InfisicalState {
+            token: s.token.clone().unwrap_or_else(random_jwt),
+            client_id: s
+                .client_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            client_secret: s
+                .client_secret
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
             project_id: s.project_id.clone(),
             project_slug: s.project_slug.clone(),
             environments: s.environments.clone(),

@@ -5,7 +5,7 @@ mod routes;
 mod state;
 
 pub(crate) use routes::{error_for_status, router};
-pub(crate) use state::{PostmarkState, SendError};
+pub(crate) use state::PostmarkState;
 
 /// A sandbox whose Postmark server `raxx-prod` (ID 4242) holds one known token.
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The Postmark API's routes: `GET/PUT /server`, `POST /email`, `POST /email/batch`.
 
 use super::dashboard;
-use super::state::{PmServer, SendError, BAD_TOKEN, MISSING_TOKEN};
+use super::state::{PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
 use crate::http::header;
-use crate::{Shared, World};
+use crate::shared::Shared;
+use crate::world::{Mail, SendError};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -55,11 +56,10 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     header(headers, "x-postmark-server-token").map(str::trim)
 }
 
-fn authorized<'a>(w: &'a World, headers: &HeaderMap) -> Result<&'a PmServer, Response> {
+fn authorized<'a>(pm: &'a PostmarkState, headers: &HeaderMap) -> Result<&'a PmServer, Response> {
     match token(headers) {
         None | Some("") => Err(error_body(401, 10, MISSING_TOKEN)),
-        Some(t) => w
-            .postmark
+        Some(t) => pm
             .server_for_token(t)
             .ok_or_else(|| error_body(401, 10, BAD_TOKEN)),
     }
@@ -79,7 +79,7 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Response> {
 }
 
 async fn get_server(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    s.with_world(|w| match authorized(w, &headers) {
+    s.respond(|pm: &mut PostmarkState| match authorized(pm, &headers) {
         Ok(server) => Json(server_json(server)).into_response(),
         Err(r) => r,
     })
@@ -91,12 +91,12 @@ async fn put_server(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         Ok(_) => return error_body(422, 402, "Received invalid JSON input."),
         Err(r) => return r,
     };
-    s.with_world(|w| {
-        let id = match authorized(w, &headers) {
+    s.respond(|pm: &mut PostmarkState| {
+        let id = match authorized(pm, &headers) {
             Ok(server) => server.id,
             Err(r) => return r,
         };
-        let Some(server) = w.postmark.servers.iter_mut().find(|x| x.id == id) else {
+        let Some(server) = pm.servers.iter_mut().find(|x| x.id == id) else {
             return error_for_status(404);
         };
         for (k, v) in edit {
@@ -122,10 +122,12 @@ async fn send_email(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         Ok(v) => v,
         Err(r) => return r,
     };
-    s.with_world(|w| match w.postmark.send(token(&headers), &email, "api") {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => send_error(e),
-    })
+    s.respond(
+        |pm: &mut PostmarkState| match pm.send(token(&headers), &email, "api") {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => send_error(e),
+        },
+    )
 }
 
 async fn send_batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -137,13 +139,13 @@ async fn send_batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     if emails.len() > 500 {
         return error_body(422, 410, "Too many batch messages. The maximum is 500.");
     }
-    s.with_world(|w| {
-        if let Err(r) = authorized(w, &headers) {
+    s.respond(|pm: &mut PostmarkState| {
+        if let Err(r) = authorized(pm, &headers) {
             return r;
         }
         let results: Vec<Value> = emails
             .iter()
-            .map(|e| match w.postmark.send(token(&headers), e, "api-batch") {
+            .map(|e| match pm.send(token(&headers), e, "api-batch") {
                 Ok(v) => v,
                 Err(e) => json!({"ErrorCode": e.code, "Message": e.message}),
             })

@@ -2,6 +2,7 @@
 //! Postmark makes on a send.
 
 use crate::scenario::{PostmarkScenario, ServerSpec};
+use crate::world::{Mail, SendError};
 use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -32,14 +33,6 @@ pub(crate) struct PmMessage {
     pub via: String,
 }
 
-/// Why a send failed: HTTP status, ErrorCode, Message.
-#[derive(Debug, Clone)]
-pub(crate) struct SendError {
-    pub status: u16,
-    pub code: i64,
-    pub message: String,
-}
-
 pub(crate) struct PostmarkState {
     pub servers: Vec<PmServer>,
     pub messages: Vec<PmMessage>,
@@ -59,17 +52,21 @@ impl PostmarkState {
         })
     }
 
-    pub fn tokens_of(&self, name: &str) -> Option<Vec<String>> {
-        self.servers
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| s.tokens.clone())
-    }
-
     pub(super) fn server_for_token(&self, token: &str) -> Option<&PmServer> {
         self.servers
             .iter()
             .find(|s| s.tokens.iter().any(|t| t == token))
+    }
+
+    /// The name of the server with ID `id`.
+    pub(super) fn server_name(&self, id: i64) -> Result<String, SandboxError> {
+        self.servers
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.name.clone())
+            .ok_or_else(|| SandboxError::UnknownServer {
+                name: id.to_string(),
+            })
     }
 
     fn server_mut(&mut self, name: &str) -> Result<&mut PmServer, SandboxError> {
@@ -106,55 +103,6 @@ impl PostmarkState {
         }
         s.deleted_tokens.push(token.to_string());
         Ok(())
-    }
-
-    /// Validates and records one email; `via` says who sent it (API, Raptor …).
-    pub fn send(
-        &mut self,
-        token: Option<&str>,
-        email: &Value,
-        via: &str,
-    ) -> Result<Value, SendError> {
-        let token = match token {
-            None | Some("") => return Err(unauthorized(MISSING_TOKEN)),
-            Some(t) => t,
-        };
-        let server = if token == TEST_TOKEN {
-            None
-        } else {
-            match self.server_for_token(token) {
-                Some(s) => Some(s.name.clone()),
-                None => return Err(unauthorized(BAD_TOKEN)),
-            }
-        };
-        let to = validate_email(email)?;
-        let message_id = uuid::Uuid::new_v4().to_string();
-        if let Some(server) = server {
-            self.messages.push(PmMessage {
-                message_id: message_id.clone(),
-                token: token.to_string(),
-                server,
-                to: to.clone(),
-                subject: str_field(email, "Subject").to_string(),
-                via: via.to_string(),
-            });
-        }
-        Ok(json!({
-            "To": to,
-            "SubmittedAt": ts::postmark(),
-            "MessageID": message_id,
-            "ErrorCode": 0,
-            "Message": "OK",
-        }))
-    }
-
-    /// A token's validity, for Raptor's background sends (no message recorded).
-    pub fn check_token(&self, token: Option<&str>) -> Result<(), SendError> {
-        match token {
-            None | Some("") => Err(unauthorized(MISSING_TOKEN)),
-            Some(t) if self.server_for_token(t).is_some() => Ok(()),
-            Some(_) => Err(unauthorized(BAD_TOKEN)),
-        }
     }
 
     pub fn to_json(&self) -> Value {
@@ -195,6 +143,58 @@ impl PostmarkState {
             "emails": {"count": self.messages.len(), "by_token": by_token},
             "messages": messages,
         })
+    }
+}
+
+/// Postmark is the mail service of the sandbox's apps.
+impl Mail for PostmarkState {
+    fn server_tokens(&self, name: &str) -> Option<Vec<String>> {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.tokens.clone())
+    }
+
+    fn send(&mut self, token: Option<&str>, email: &Value, via: &str) -> Result<Value, SendError> {
+        let token = match token {
+            None | Some("") => return Err(unauthorized(MISSING_TOKEN)),
+            Some(t) => t,
+        };
+        let server = if token == TEST_TOKEN {
+            None
+        } else {
+            match self.server_for_token(token) {
+                Some(s) => Some(s.name.clone()),
+                None => return Err(unauthorized(BAD_TOKEN)),
+            }
+        };
+        let to = validate_email(email)?;
+        let message_id = uuid::Uuid::new_v4().to_string();
+        if let Some(server) = server {
+            self.messages.push(PmMessage {
+                message_id: message_id.clone(),
+                token: token.to_string(),
+                server,
+                to: to.clone(),
+                subject: str_field(email, "Subject").to_string(),
+                via: via.to_string(),
+            });
+        }
+        Ok(json!({
+            "To": to,
+            "SubmittedAt": ts::postmark(),
+            "MessageID": message_id,
+            "ErrorCode": 0,
+            "Message": "OK",
+        }))
+    }
+
+    fn check_token(&self, token: Option<&str>) -> Result<(), SendError> {
+        match token {
+            None | Some("") => Err(unauthorized(MISSING_TOKEN)),
+            Some(t) if self.server_for_token(t).is_some() => Ok(()),
+            Some(_) => Err(unauthorized(BAD_TOKEN)),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The downstream app's own API: a test email through its Postmark client.
 
-use super::state::{failure_line, outbound_fault};
-use crate::Shared;
+use super::state::{failure_line, outbound_fault, RaptorState, SOURCE};
+use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -25,7 +25,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn test_email_default(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    let first = s.with_world(|w| w.raptor.instances.first().map(|i| i.app.clone()));
+    let first = s
+        .with_state(|st: &mut RaptorState| st.instances.first().map(|i| i.app.clone()))
+        .flatten();
     match first {
         Some(app) => send_test(&s, &app, &body),
         None => (StatusCode::NOT_FOUND, Json(json!({"error": "no app"}))).into_response(),
@@ -63,41 +65,52 @@ fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
         .get("subject")
         .and_then(Value::as_str)
         .unwrap_or("Raptor test email");
-    s.with_world(|w| {
-        let Some(idx) = w.raptor.instances.iter().position(|i| i.app == app) else {
-            return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no Raptor app '{app}'")}))).into_response();
-        };
-        let token = w.raptor.instances[idx].token.clone();
-        let email = json!({
-            "From": "noreply@raxx.app",
-            "To": to,
-            "Subject": subject,
-            "TextBody": "Raptor notification test email.",
-            "MessageStream": "outbound",
-        });
-        let result = match outbound_fault(&s.faults, app) {
-            Some(e) => Err(e),
-            None => w.postmark.send(token.as_deref(), &email, &format!("raptor:{app}")),
-        };
-        w.raptor.instances[idx].test_emails += 1;
-        match result {
-            Ok(v) => {
-                let id = v.get("MessageID").and_then(Value::as_str).unwrap_or("").to_string();
-                if let Some(a) = w.heroku.app_mut(app) {
-                    a.log("app[web.1]", &format!("postmark send ok MessageID={id}"));
-                }
-                Json(json!({"MessageID": id})).into_response()
-            }
-            Err(e) => {
-                if let Some(a) = w.heroku.app_mut(app) {
-                    a.log("app[web.1]", &failure_line(e.status, e.code, &e.message));
-                }
-                (
-                    StatusCode::BAD_GATEWAY,
-                    Json(json!({"error": "postmark_error", "status": e.status, "ErrorCode": e.code, "message": e.message})),
+    let answer = s.with_world(|w| {
+        w.scope(|st: &mut RaptorState, w| {
+            let Some(inst) = st.instances.iter_mut().find(|i| i.app == app) else {
+                return (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"error": format!("no Raptor app '{app}'")})),
                 )
-                    .into_response()
+                    .into_response();
+            };
+            let email = json!({
+                "From": "noreply@raxx.app",
+                "To": to,
+                "Subject": subject,
+                "TextBody": "Raptor notification test email.",
+                "MessageStream": "outbound",
+            });
+            let result = match outbound_fault(&s.faults, app) {
+                Some(e) => Err(e),
+                None => match w.mail_mut() {
+                    Some(mail) => mail.send(inst.token.as_deref(), &email, &format!("raptor:{app}")),
+                    None => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                },
+            };
+            inst.test_emails += 1;
+            let (line, answer) = match result {
+                Ok(v) => {
+                    let id = v.get("MessageID").and_then(Value::as_str).unwrap_or("").to_string();
+                    (
+                        format!("postmark send ok MessageID={id}"),
+                        Json(json!({"MessageID": id})).into_response(),
+                    )
+                }
+                Err(e) => (
+                    failure_line(&e),
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        Json(json!({"error": "postmark_error", "status": e.status, "ErrorCode": e.code, "message": e.message})),
+                    )
+                        .into_response(),
+                ),
+            };
+            if let Some(p) = w.platform_mut() {
+                p.log(app, SOURCE, &line);
             }
-        }
-    })
+            answer
+        })
+    });
+    answer.unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -2,11 +2,12 @@
 //! and what its sends came to; and how it reacts to a restart and to passing time.
 
 use crate::faults::{FaultAction, FaultSet};
-use crate::heroku::HerokuState;
-use crate::postmark::SendError;
 use crate::scenario::TOKEN_VAR;
-use crate::World;
+use crate::world::{Event, Platform, SendError, World};
 use serde_json::{json, Map, Value};
+
+/// The log source of the app's own lines.
+pub(super) const SOURCE: &str = "app[web.1]";
 
 pub(crate) struct Instance {
     pub(super) app: String,
@@ -23,22 +24,24 @@ pub(crate) struct RaptorState {
 
 impl RaptorState {
     /// One instance per app whose config holds the token var at start.
-    pub fn from_heroku(h: &HerokuState) -> Self {
-        RaptorState {
-            instances: h
-                .apps
-                .iter()
-                .filter(|a| a.config.contains_key(TOKEN_VAR))
-                .map(|a| Instance {
-                    app: a.name.clone(),
-                    token: a.config.get(TOKEN_VAR).cloned(),
-                    sent: 0,
-                    failed: 0,
-                    failed_401: 0,
-                    test_emails: 0,
+    pub fn from_platform(platform: Option<&dyn Platform>) -> Self {
+        let instances = platform.map_or_else(Vec::new, |p| {
+            p.apps()
+                .into_iter()
+                .filter_map(|app| {
+                    let token = p.config_var(&app, TOKEN_VAR)?;
+                    Some(Instance {
+                        app,
+                        token: Some(token),
+                        sent: 0,
+                        failed: 0,
+                        failed_401: 0,
+                        test_emails: 0,
+                    })
                 })
-                .collect(),
-        }
+                .collect()
+        });
+        RaptorState { instances }
     }
 
     pub fn total_401s(&self) -> u64 {
@@ -60,22 +63,28 @@ impl RaptorState {
     }
 }
 
+/// What the app does when the world changes: it re-reads its token at a restart, and sends
+/// its background email as time passes.
+pub(crate) fn on_event(w: &mut World, event: &Event<'_>) {
+    w.scope(|st: &mut RaptorState, w| match event {
+        Event::Restarted { app } => on_restart(st, w, app),
+        Event::Tick { faults } => background_tick(st, w, faults),
+    });
+}
+
 /// The app restarted: re-read the token from its config vars.
-pub(crate) fn on_restart(w: &mut World, app: &str) {
-    let token = w
-        .heroku
-        .apps
-        .iter()
-        .find(|a| a.name == app)
-        .and_then(|a| a.config.get(TOKEN_VAR).cloned());
-    if let Some(i) = w.raptor.instances.iter_mut().find(|i| i.app == app) {
+fn on_restart(st: &mut RaptorState, w: &mut World, app: &str) {
+    let Some(platform) = w.platform_mut() else {
+        return;
+    };
+    let token = platform.config_var(app, TOKEN_VAR);
+    if let Some(i) = st.instances.iter_mut().find(|i| i.app == app) {
         i.token = token;
-        if let Some(a) = w.heroku.app_mut(app) {
-            a.log(
-                "app[web.1]",
-                "raptor booted; postmark client configured from POSTMARK_SERVER_TOKEN",
-            );
-        }
+        platform.log(
+            app,
+            SOURCE,
+            "raptor booted; postmark client configured from POSTMARK_SERVER_TOKEN",
+        );
     }
 }
 
@@ -93,15 +102,15 @@ pub(super) fn outbound_fault(faults: &FaultSet, app: &str) -> Option<SendError> 
 }
 
 /// One background email per instance with its current token.
-pub(crate) fn background_tick(w: &mut World, faults: &FaultSet) {
-    for idx in 0..w.raptor.instances.len() {
-        let inst = &w.raptor.instances[idx];
+fn background_tick(st: &mut RaptorState, w: &mut World, faults: &FaultSet) {
+    for inst in &mut st.instances {
         let result = match outbound_fault(faults, &inst.app) {
             Some(e) => Err(e),
-            None => w.postmark.check_token(inst.token.as_deref()),
+            None => match w.mail() {
+                Some(mail) => mail.check_token(inst.token.as_deref()),
+                None => return,
+            },
         };
-        let app = inst.app.clone();
-        let inst = &mut w.raptor.instances[idx];
         match result {
             Ok(()) => inst.sent += 1,
             Err(e) => {
@@ -109,19 +118,23 @@ pub(crate) fn background_tick(w: &mut World, faults: &FaultSet) {
                 if e.status == 401 {
                     inst.failed_401 += 1;
                 }
-                if let Some(a) = w.heroku.app_mut(&app) {
-                    a.log("app[web.1]", &failure_line(e.status, e.code, &e.message));
+                if let Some(p) = w.platform_mut() {
+                    p.log(&inst.app, SOURCE, &failure_line(&e));
                 }
             }
         }
     }
 }
 
-pub(super) fn failure_line(status: u16, code: i64, message: &str) -> String {
-    let name = if status == 401 {
+/// The log line of a failed send.
+pub(super) fn failure_line(e: &SendError) -> String {
+    let name = if e.status == 401 {
         "InvalidAPIToken"
     } else {
         "PostmarkError"
     };
-    format!("postmark error {status} {name}: {message} (ErrorCode {code})")
+    format!(
+        "postmark error {} {name}: {} (ErrorCode {})",
+        e.status, e.message, e.code
+    )
 }

@@ -3,8 +3,9 @@
 
 use super::spec::{answer, Answer, Select};
 use super::template::{interpolate, template};
+use super::{ScriptedState, VendorState};
 use crate::http::header;
-use crate::{Shared, World};
+use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -60,6 +61,12 @@ async fn handle(State(s): State<Served>, req: Request) -> Response {
         }
     };
     s.shared.with_world(|w| {
+        let Some(vendor) = w
+            .get_mut::<ScriptedState>()
+            .and_then(|st| st.vendors.get_mut(s.index))
+        else {
+            return error_for_status(500);
+        };
         let request = Incoming {
             method: &method,
             path: &path,
@@ -67,7 +74,7 @@ async fn handle(State(s): State<Served>, req: Request) -> Response {
             body,
             auth_value: None,
         };
-        serve(w, s.index, request, &headers)
+        serve(vendor, request, &headers)
     })
 }
 
@@ -80,14 +87,10 @@ struct Incoming<'a> {
 }
 
 fn serve(
-    w: &mut World,
-    index: usize,
+    vendor: &mut VendorState,
     mut req: Incoming<'_>,
     headers: &axum::http::HeaderMap,
 ) -> Response {
-    let Some(vendor) = w.scripted.vendors.get_mut(index) else {
-        return error_for_status(500);
-    };
     let spec = &vendor.spec;
     let matched = spec.routes.iter().find_map(|r| {
         if !r.method.eq_ignore_ascii_case(req.method) {

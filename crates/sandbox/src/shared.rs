@@ -1,0 +1,52 @@
+//! What every simulator's handlers share: the world behind its one lock, the live faults,
+//! the stop signal and where each simulator listens.
+
+use crate::faults::FaultSet;
+use crate::world::World;
+use crate::Urls;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::any::Any;
+use std::sync::{Mutex, OnceLock};
+use tokio::sync::watch;
+
+pub(crate) struct Shared {
+    world: Mutex<World>,
+    pub faults: FaultSet,
+    pub stop: watch::Receiver<bool>,
+    /// Set once every simulator listens.
+    pub urls: OnceLock<Urls>,
+}
+
+impl Shared {
+    pub fn new(world: World, faults: FaultSet, stop: watch::Receiver<bool>) -> Self {
+        Shared {
+            world: Mutex::new(world),
+            faults,
+            stop,
+            urls: OnceLock::new(),
+        }
+    }
+
+    /// Runs `f` on the world under the lock (never across an await).
+    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        let mut w = self.world.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut w)
+    }
+
+    /// Runs `f` on simulator state `T` under the lock; `None` if no simulator installed one.
+    pub fn with_state<T: Any, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.with_world(|w| w.get_mut::<T>().map(f))
+    }
+
+    /// A handler's answer computed from simulator state `T`. Every simulator installs its
+    /// state before it serves, so a missing one is a bug: 500.
+    pub fn respond<T: Any>(&self, f: impl FnOnce(&mut T) -> Response) -> Response {
+        self.with_state(f)
+            .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    }
+
+    pub fn urls(&self) -> Urls {
+        self.urls.get().cloned().unwrap_or_default()
+    }
+}

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! RULE    = VENDOR [":" METHOD] [":" PATH] "=" ACTION {":" OPTION}
-//! VENDOR  = postmark | infisical | heroku | github | raptor | a scripted vendor's name
+//! VENDOR  = a built-in simulator (postmark, infisical, heroku, github, raptor)
+//!         | a scripted vendor's name
 //! METHOD  = GET | POST | PUT | PATCH | DELETE | *          (omitted = any)
 //! PATH    = "/..."  exact or segment prefix; "*" matches within one segment, "**" anything
 //! ACTION  = 3-digit status (the vendor's real error body) | drop | stall | malformed
@@ -20,6 +21,7 @@
 //! `raptor:POST:/raxx-api-staging/postmark/email=401` makes Postmark reject that app's mail.
 //! Every action but `latency` answers instead of the real handler (the request has no effect).
 
+use crate::simulator;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Mutex;
 
@@ -72,9 +74,6 @@ pub struct FaultParseError {
     pub reason: String,
 }
 
-/// The simulators every sandbox runs; scripted vendors add their own names, so a fault's
-/// vendor is checked when the sandbox starts, against the scenario.
-pub const BUILT_IN_VENDORS: [&str; 5] = ["postmark", "infisical", "heroku", "github", "raptor"];
 const METHODS: [&str; 8] = [
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*",
 ];
@@ -98,7 +97,7 @@ impl FaultRule {
         if !well_formed {
             return Err(err(&format!(
                 "'{vendor}' is not a vendor name (built in: {}, or a scripted vendor's name)",
-                BUILT_IN_VENDORS.join(", ")
+                simulator::names().collect::<Vec<_>>().join(", ")
             )));
         }
         let mut method = None;

@@ -116,11 +116,15 @@ impl AsyncWrite for KillableStream {
     }
 }
 
+/// The vendor's own error answer for a bare status (what a fault answers with).
+pub(crate) type ErrorAnswer = Arc<dyn Fn(u16) -> Response + Send + Sync>;
+
 /// Which simulator a middleware runs in front of.
 #[derive(Clone)]
 struct Mw {
     shared: Arc<Shared>,
     vendor: &'static str,
+    error: ErrorAnswer,
 }
 
 /// Marks a response whose request a fault handled (for the request log).
@@ -131,6 +135,7 @@ struct FaultMark(&'static str);
 pub(crate) async fn serve(
     vendor: &'static str,
     router: Router,
+    error: ErrorAnswer,
     shared: Arc<Shared>,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -138,6 +143,7 @@ pub(crate) async fn serve(
     let mw = Mw {
         shared: shared.clone(),
         vendor,
+        error,
     };
     let app = router
         .layer(middleware::from_fn_with_state(mw.clone(), faults))
@@ -175,7 +181,7 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             next.run(req).await
         }
         FaultAction::Status(status) => {
-            let mut resp = super::vendor_error(mw.vendor, status);
+            let mut resp = (mw.error)(status);
             if let Some(secs) = retry_after {
                 resp.headers_mut()
                     .insert("retry-after", HeaderValue::from(secs));

@@ -326,3 +326,33 @@ pub(crate) fn resolve(
             ),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_files_use_placeholders_and_fault_strings() {
+        let toml = r#"
+            faults = ["postmark:GET:/server=503:once"]
+            [postmark]
+            servers = [{ name = "acme-prod", id = 7, tokens = ["t-1", "t-2"] }]
+            [infisical]
+            project_id = "acme"
+            secrets = [{ name = "POSTMARK_SERVER_TOKEN", versions = ["@random", "@postmark:acme-prod:1"] }]
+            [heroku]
+            apps = [{ name = "acme-api", config = { POSTMARK_SERVER_TOKEN = "@postmark:acme-prod" } }]
+        "#;
+        let s = Scenario::from_toml(toml).unwrap();
+        assert_eq!(s.faults.len(), 1);
+        assert_eq!(s.heroku.apps[0].dynos, vec!["web.1"]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(Scenario::from_json(&json).unwrap(), s);
+        assert!(Scenario::from_toml("[postmark]\nbogus = 1").is_err());
+        let tokens =
+            |n: &str| (n == "acme-prod").then(|| vec!["t-1".to_string(), "t-2".to_string()]);
+        assert_eq!(resolve("@postmark:acme-prod:1", &tokens).unwrap(), "t-2");
+        assert_eq!(resolve("plain", &tokens).unwrap(), "plain");
+        assert!(resolve("@postmark:ghost", &tokens).is_err());
+    }
+}

@@ -2,10 +2,13 @@
 //! the stop signal and where each simulator listens.
 
 use crate::faults::FaultSet;
+use crate::scripted::ScriptedState;
+use crate::simulator::BUILT_IN;
 use crate::world::World;
 use crate::Urls;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
 use std::any::Any;
 use std::sync::{Mutex, OnceLock};
 use tokio::sync::watch;
@@ -48,5 +51,41 @@ impl Shared {
 
     pub fn urls(&self) -> Urls {
         self.urls.get().cloned().unwrap_or_default()
+    }
+
+    /// The base URL of `vendor`, empty before the sandbox listens.
+    pub fn url_of(&self, vendor: &str) -> String {
+        self.urls
+            .get()
+            .and_then(|u| u.get(vendor))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Every simulator's state as JSON (what `--sandbox-state` writes): the built-in
+    /// simulators in order, then the scripted vendors, the request log and the faults.
+    pub fn state(&self) -> Value {
+        let faults: Vec<Value> = self
+            .faults
+            .fired()
+            .into_iter()
+            .map(|(rule, fired)| json!({"rule": rule, "fired": fired}))
+            .collect();
+        let urls = self.urls();
+        self.with_world(|w| {
+            let mut state = Map::new();
+            for sim in BUILT_IN {
+                for (key, value) in sim.state(w) {
+                    state.insert(key.into(), value);
+                }
+            }
+            let scripted = w
+                .get::<ScriptedState>()
+                .map_or_else(|| json!({}), |s| s.to_json(&urls.scripted));
+            state.insert("scripted".into(), scripted);
+            state.insert("requests".into(), json!(w.requests));
+            state.insert("faults".into(), Value::Array(faults));
+            Value::Object(state)
+        })
     }
 }

@@ -2,8 +2,10 @@
 //! the logplex stream a session's `logplex_url` points at.
 
 use super::state::{find_release, restart, HRelease, HerokuState, LogSession};
+use super::Heroku;
 use crate::http::header;
 use crate::shared::Shared;
+use crate::simulator::Simulator;
 use crate::ts;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -381,7 +383,7 @@ async fn create_log_session(
             Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
         }
     };
-    let base = s.urls().heroku;
+    let base = s.url_of(Heroku.name());
     s.respond(|h: &mut HerokuState| {
         let Some(a) = h.app(&app) else {
             return app_not_found();

@@ -1,8 +1,10 @@
 //! The downstream app's data: one instance per app with the token it read at its last start
 //! and what its sends came to; and how it reacts to a restart and to passing time.
 
+use super::Raptor;
 use crate::faults::{FaultAction, FaultSet};
 use crate::scenario::TOKEN_VAR;
+use crate::simulator::Simulator;
 use crate::world::{Event, Platform, SendError, World};
 use serde_json::{json, Map, Value};
 
@@ -91,7 +93,7 @@ fn on_restart(st: &mut RaptorState, w: &mut World, app: &str) {
 /// A fault on Raptor's own outbound sends: `raptor:POST:/{app}/postmark/email=401` makes
 /// Postmark reject that app's mail (e.g. a token Postmark no longer accepts for it).
 pub(super) fn outbound_fault(faults: &FaultSet, app: &str) -> Option<SendError> {
-    match faults.take("raptor", "POST", &format!("/{app}/postmark/email")) {
+    match faults.take(Raptor.name(), "POST", &format!("/{app}/postmark/email")) {
         Some((FaultAction::Status(status), _)) => Some(SendError {
             status,
             code: if status == 401 { 10 } else { 0 },

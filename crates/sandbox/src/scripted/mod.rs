@@ -69,7 +69,6 @@ pub(crate) struct ScriptedState {
 pub(crate) struct VendorState {
     pub spec: ScriptedVendor,
     pub collections: BTreeMap<String, Vec<Value>>,
-    pub url: String,
 }
 
 impl ScriptedState {
@@ -89,7 +88,6 @@ impl ScriptedState {
             vendors.push(VendorState {
                 spec: spec.clone(),
                 collections: spec.collections.clone(),
-                url: String::new(),
             });
         }
         Ok(ScriptedState { vendors })
@@ -99,17 +97,30 @@ impl ScriptedState {
         self.vendors.iter().map(|v| intern(&v.spec.name)).collect()
     }
 
-    pub fn to_json(&self) -> Value {
+    /// `(ENV_VAR, url)` of every vendor, given their URLs by name.
+    pub fn env(&self, urls: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        self.vendors
+            .iter()
+            .map(|v| (v.spec.env_var(), url_of(urls, &v.spec.name)))
+            .collect()
+    }
+
+    pub fn to_json(&self, urls: &BTreeMap<String, String>) -> Value {
         let m: Map<String, Value> = self
             .vendors
             .iter()
             .map(|v| {
+                let url = url_of(urls, &v.spec.name);
                 (
                     v.spec.name.clone(),
-                    json!({"url": v.url, "env": v.spec.env_var(), "collections": v.collections}),
+                    json!({"url": url, "env": v.spec.env_var(), "collections": v.collections}),
                 )
             })
             .collect();
         Value::Object(m)
     }
+}
+
+fn url_of(urls: &BTreeMap<String, String>, name: &str) -> String {
+    urls.get(name).cloned().unwrap_or_default()
 }

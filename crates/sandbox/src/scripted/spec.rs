@@ -1,6 +1,7 @@
 //! The scripted vendors' scenario format: vendors, auth, routes, actions and answers, and
 //! the checks a scenario must pass before the sandbox starts.
 
+use crate::simulator;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -154,7 +155,6 @@ fn default_ok() -> Answer {
     }
 }
 
-const BUILT_IN: [&str; 5] = ["postmark", "infisical", "heroku", "github", "raptor"];
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 impl ScriptedVendor {
@@ -189,7 +189,7 @@ impl ScriptedVendor {
                 "scripted vendor name '{name}' must be lower-case letters, digits, '-' and '_'"
             ));
         }
-        if BUILT_IN.contains(&name.as_str()) {
+        if simulator::names().any(|n| n == name) {
             return Err(format!(
                 "scripted vendor '{name}' has the name of a built-in simulator"
             ));

@@ -31,7 +31,9 @@ mod world;
 pub use error::SandboxError;
 pub use faults::{FaultAction, FaultParseError, FaultRule};
 pub use http::RequestRecord;
-pub use sandbox::{Credentials, Sandbox, Urls};
+#[cfg(any(test, feature = "test-api"))]
+pub use sandbox::Credentials;
+pub use sandbox::{Sandbox, Urls};
 pub use scenario::Scenario;
 
 #[cfg(test)]

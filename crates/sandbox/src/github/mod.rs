@@ -7,7 +7,7 @@ use crate::scenario::Scenario;
 use crate::shared::Shared;
 use crate::simulator::Simulator;
 use crate::world::World;
-use crate::{Sandbox, SandboxError};
+use crate::SandboxError;
 use axum::response::Response;
 use axum::Router;
 use serde_json::Value;
@@ -52,7 +52,9 @@ impl Simulator for Github {
     }
 }
 
-impl Sandbox {
+/// Test seams.
+#[cfg(any(test, feature = "test-api"))]
+impl crate::Sandbox {
     pub fn github_url(&self) -> &str {
         self.url(Github.name())
     }

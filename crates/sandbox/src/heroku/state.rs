@@ -220,6 +220,7 @@ impl HerokuState {
     }
 
     /// Sets a config var without the release and restart a real change makes.
+    #[cfg(any(test, feature = "test-api"))]
     pub(crate) fn set_config_without_restart(&mut self, app: &str, key: &str, value: &str) {
         if let Some(a) = self.app_mut(app) {
             a.config.insert(key.into(), value.into());

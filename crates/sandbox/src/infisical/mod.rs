@@ -7,7 +7,7 @@ use crate::scenario::Scenario;
 use crate::shared::Shared;
 use crate::simulator::Simulator;
 use crate::world::World;
-use crate::{Sandbox, SandboxError};
+use crate::SandboxError;
 use axum::response::Response;
 use axum::Router;
 use serde_json::Value;
@@ -55,7 +55,9 @@ impl Simulator for Infisical {
     }
 }
 
-impl Sandbox {
+/// Test seams.
+#[cfg(any(test, feature = "test-api"))]
+impl crate::Sandbox {
     /// The Infisical "domain" (without `/api`, as `INFISICAL_DOMAIN` takes it).
     pub fn infisical_url(&self) -> &str {
         self.url(Infisical.name())

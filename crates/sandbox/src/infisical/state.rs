@@ -98,6 +98,7 @@ impl InfisicalState {
     }
 
     /// Expires every access token issued by login (tests of re-login).
+    #[cfg(any(test, feature = "test-api"))]
     pub fn expire_issued(&mut self) {
         let now = Instant::now();
         for t in &mut self.issued {

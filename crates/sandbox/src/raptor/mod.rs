@@ -10,7 +10,7 @@ use crate::scenario::Scenario;
 use crate::shared::Shared;
 use crate::simulator::Simulator;
 use crate::world::World;
-use crate::{Sandbox, SandboxError};
+use crate::SandboxError;
 use axum::response::Response;
 use axum::Router;
 use serde_json::{json, Value};
@@ -56,7 +56,9 @@ impl Simulator for Raptor {
     }
 }
 
-impl Sandbox {
+/// Test seams.
+#[cfg(any(test, feature = "test-api"))]
+impl crate::Sandbox {
     pub fn raptor_url(&self) -> &str {
         self.url(Raptor.name())
     }

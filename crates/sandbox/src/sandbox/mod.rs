@@ -1,10 +1,13 @@
 //! A running sandbox: every simulator built from one scenario and served on 127.0.0.1.
 
+#[cfg(any(test, feature = "test-api"))]
+mod test_api;
+
+#[cfg(any(test, feature = "test-api"))]
+pub use test_api::Credentials;
+
 use crate::faults::{FaultRule, FaultSet};
-use crate::github::GithubState;
-use crate::heroku::HerokuState;
-use crate::http::{self, ErrorAnswer, RequestRecord};
-use crate::infisical::InfisicalState;
+use crate::http::{self, ErrorAnswer};
 use crate::scenario::Scenario;
 use crate::scripted::{self, ScriptedState};
 use crate::shared::Shared;
@@ -14,7 +17,6 @@ use crate::SandboxError;
 use axum::Router;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -43,16 +45,6 @@ impl Urls {
             .iter()
             .map(|(name, url)| (*name, url.as_str()))
     }
-}
-
-/// The credentials the simulators accept (sandbox data, not real secrets).
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub heroku_api_key: String,
-    pub infisical_token: String,
-    pub infisical_client_id: String,
-    pub infisical_client_secret: String,
-    pub github_token: String,
 }
 
 /// A running sandbox; stops its simulators on drop or `shutdown`.
@@ -148,67 +140,6 @@ impl Sandbox {
     /// The final state, for tests and `--sandbox-state FILE`.
     pub fn state(&self) -> serde_json::Value {
         self.shared.state()
-    }
-
-    /// The credentials the simulators accept.
-    pub fn credentials(&self) -> Credentials {
-        self.shared.with_world(|w| {
-            let infisical = w.get::<InfisicalState>();
-            let infisical = |f: fn(&InfisicalState) -> &String| {
-                infisical.map(|i| f(i).clone()).unwrap_or_default()
-            };
-            Credentials {
-                heroku_api_key: w
-                    .get::<HerokuState>()
-                    .map(|h| h.api_key.clone())
-                    .unwrap_or_default(),
-                infisical_token: infisical(|i| &i.token),
-                infisical_client_id: infisical(|i| &i.client_id),
-                infisical_client_secret: infisical(|i| &i.client_secret),
-                github_token: w
-                    .get::<GithubState>()
-                    .map(|g| g.token.clone())
-                    .unwrap_or_default(),
-            }
-        })
-    }
-
-    /// Adds a fault rule while running.
-    pub fn add_fault(&self, rule: FaultRule) {
-        self.shared.faults.add(rule);
-    }
-
-    pub fn clear_faults(&self) {
-        self.shared.faults.clear();
-    }
-
-    /// Every request served so far.
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.with_world(|w| w.requests.clone())
-    }
-
-    /// How many requests matched `vendor`, `method` and exact `path`.
-    pub fn count_requests(&self, vendor: &str, method: &str, path: &str) -> usize {
-        self.shared.with_world(|w| {
-            w.requests
-                .iter()
-                .filter(|r| r.vendor == vendor && r.method == method && r.path == path)
-                .count()
-        })
-    }
-
-    /// Stops every simulator and waits (briefly) for them to finish.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        for task in std::mem::take(&mut self.tasks) {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
     }
 }
 

@@ -172,7 +172,7 @@ impl FaultRule {
 }
 
 /// `*` matches within one segment, `**` anything; without wildcards, exact or segment prefix.
-pub fn path_matches(pattern: &str, path: &str) -> bool {
+fn path_matches(pattern: &str, path: &str) -> bool {
     if !pattern.contains('*') {
         let p = pattern.trim_end_matches('/');
         return path == pattern
@@ -199,7 +199,7 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 
 /// The live rule set with per-rule counters.
 #[derive(Debug, Default)]
-pub struct FaultSet {
+pub(crate) struct FaultSet {
     rules: Mutex<Vec<Live>>,
 }
 
@@ -211,7 +211,7 @@ struct Live {
 }
 
 impl FaultSet {
-    pub fn new(rules: Vec<FaultRule>) -> Self {
+    pub(crate) fn new(rules: Vec<FaultRule>) -> Self {
         let set = FaultSet::default();
         for r in rules {
             set.add(r);
@@ -219,7 +219,7 @@ impl FaultSet {
         set
     }
 
-    pub fn add(&self, rule: FaultRule) {
+    pub(crate) fn add(&self, rule: FaultRule) {
         self.lock().push(Live {
             rule,
             matched: 0,
@@ -227,12 +227,8 @@ impl FaultSet {
         });
     }
 
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-
     /// The fault to apply to this request, if any; counts it.
-    pub fn take(
+    pub(crate) fn take(
         &self,
         vendor: &str,
         method: &str,
@@ -257,7 +253,7 @@ impl FaultSet {
     }
 
     /// How often each rule fired, in order.
-    pub fn fired(&self) -> Vec<(FaultRule, u32)> {
+    pub(crate) fn fired(&self) -> Vec<(FaultRule, u32)> {
         self.lock()
             .iter()
             .map(|l| (l.rule.clone(), l.fired))

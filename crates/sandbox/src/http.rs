@@ -35,17 +35,17 @@ pub struct RequestRecord {
 }
 
 /// A TCP listener whose connections carry a kill switch.
-pub(crate) struct KillableListener(TcpListener);
+struct KillableListener(TcpListener);
 
 /// A connection that errors on its next write once killed (a `drop` fault).
-pub(crate) struct KillableStream {
+struct KillableStream {
     inner: TcpStream,
     killed: Arc<AtomicBool>,
 }
 
 /// The kill switch of the connection a request arrived on.
 #[derive(Clone)]
-pub(crate) struct KillSwitch(Arc<AtomicBool>);
+struct KillSwitch(Arc<AtomicBool>);
 
 impl Listener for KillableListener {
     type Io = KillableStream;

@@ -9,9 +9,11 @@
 
 // Handlers return the vendor's error `Response` early with `?`; boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
+// What is not the crate's API is `pub(crate)` or private, so unused code is reported.
+#![warn(unreachable_pub)]
 
 mod error;
-pub mod faults;
+mod faults;
 mod github;
 mod heroku;
 mod http;
@@ -20,7 +22,7 @@ mod postmark;
 mod raptor;
 mod sandbox;
 pub mod scenario;
-pub mod scripted;
+mod scripted;
 mod shared;
 mod simulator;
 #[cfg(test)]

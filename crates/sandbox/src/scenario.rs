@@ -4,11 +4,15 @@
 //! `@postmark:NAME` (the first token of Postmark server NAME), `@postmark:NAME:N` (its N-th
 //! token, from 0) and `@random` (a fresh UUID).
 
-use super::faults::{deserialize_rules, FaultRule};
-use super::SandboxError;
+use crate::faults::{deserialize_rules, FaultRule};
+use crate::SandboxError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+pub use crate::scripted::{
+    Answer, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select,
+};
 
 /// The whole starting world. In a file, an omitted section is empty (not the SOP's).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -24,7 +28,7 @@ pub struct Scenario {
     pub github: GithubScenario,
     /// Generic HTTP simulators declared in the file (see `sandbox::scripted`).
     #[serde(default)]
-    pub scripted: Vec<super::scripted::ScriptedVendor>,
+    pub scripted: Vec<ScriptedVendor>,
     #[serde(default, deserialize_with = "deserialize_rules")]
     pub faults: Vec<FaultRule>,
 }
@@ -112,7 +116,7 @@ pub struct RepoSpec {
 }
 
 /// The config var Raptor reads its Postmark token from.
-pub const TOKEN_VAR: &str = "POSTMARK_SERVER_TOKEN";
+pub(crate) const TOKEN_VAR: &str = "POSTMARK_SERVER_TOKEN";
 
 impl Default for Scenario {
     fn default() -> Self {
@@ -268,11 +272,6 @@ impl Scenario {
         self.heroku.api_key = Some(heroku.into());
         self.infisical.token = Some(infisical.into());
         self.github.token = Some(github.into());
-        self
-    }
-
-    pub fn with_fault(mut self, rule: FaultRule) -> Self {
-        self.faults.push(rule);
         self
     }
 

@@ -15,14 +15,14 @@ use tokio::sync::watch;
 
 pub(crate) struct Shared {
     world: Mutex<World>,
-    pub faults: FaultSet,
-    pub stop: watch::Receiver<bool>,
+    pub(crate) faults: FaultSet,
+    pub(crate) stop: watch::Receiver<bool>,
     /// Set once every simulator listens.
-    pub urls: OnceLock<Urls>,
+    pub(crate) urls: OnceLock<Urls>,
 }
 
 impl Shared {
-    pub fn new(world: World, faults: FaultSet, stop: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(world: World, faults: FaultSet, stop: watch::Receiver<bool>) -> Self {
         Shared {
             world: Mutex::new(world),
             faults,
@@ -32,29 +32,29 @@ impl Shared {
     }
 
     /// Runs `f` on the world under the lock (never across an await).
-    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+    pub(crate) fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
         let mut w = self.world.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut w)
     }
 
     /// Runs `f` on simulator state `T` under the lock; `None` if no simulator installed one.
-    pub fn with_state<T: Any, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+    pub(crate) fn with_state<T: Any, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         self.with_world(|w| w.get_mut::<T>().map(f))
     }
 
     /// A handler's answer computed from simulator state `T`. Every simulator installs its
     /// state before it serves, so a missing one is a bug: 500.
-    pub fn respond<T: Any>(&self, f: impl FnOnce(&mut T) -> Response) -> Response {
+    pub(crate) fn respond<T: Any>(&self, f: impl FnOnce(&mut T) -> Response) -> Response {
         self.with_state(f)
             .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }
 
-    pub fn urls(&self) -> Urls {
+    pub(crate) fn urls(&self) -> Urls {
         self.urls.get().cloned().unwrap_or_default()
     }
 
     /// The base URL of `vendor`, empty before the sandbox listens.
-    pub fn url_of(&self, vendor: &str) -> String {
+    pub(crate) fn url_of(&self, vendor: &str) -> String {
         self.urls
             .get()
             .and_then(|u| u.get(vendor))
@@ -64,7 +64,7 @@ impl Shared {
 
     /// Every simulator's state as JSON (what `--sandbox-state` writes): the built-in
     /// simulators in order, then the scripted vendors, the request log and the faults.
-    pub fn state(&self) -> Value {
+    pub(crate) fn state(&self) -> Value {
         let faults: Vec<Value> = self
             .faults
             .fired()

@@ -23,6 +23,7 @@ pub(crate) trait Simulator: Sync {
     /// the events it listens to.
     fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError>;
 
+    /// Its routes, over the shared world.
     fn router(&self, shared: Arc<Shared>) -> Router;
 
     /// The vendor's own error answer for a bare status (what a fault answers with).

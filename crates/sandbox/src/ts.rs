@@ -5,7 +5,7 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// `2012-01-01T12:00:00Z` (Heroku, GitHub).
-pub fn seconds() -> String {
+pub(crate) fn seconds() -> String {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(0)
         .unwrap_or(now)
@@ -14,7 +14,7 @@ pub fn seconds() -> String {
 }
 
 /// `2026-01-01T00:00:00.000Z` (Infisical).
-pub fn millis() -> String {
+pub(crate) fn millis() -> String {
     OffsetDateTime::now_utc()
         .format(format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
@@ -23,7 +23,7 @@ pub fn millis() -> String {
 }
 
 /// `2014-02-17T07:25:01.4178645+00:00` (Postmark's SubmittedAt).
-pub fn postmark() -> String {
+pub(crate) fn postmark() -> String {
     OffsetDateTime::now_utc()
         .format(format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]+00:00"
@@ -32,7 +32,7 @@ pub fn postmark() -> String {
 }
 
 /// `2026-01-01T00:00:00.000000+00:00` (logplex lines).
-pub fn log() -> String {
+pub(crate) fn log() -> String {
     OffsetDateTime::now_utc()
         .format(format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]+00:00"

@@ -26,9 +26,9 @@ pub(crate) type Listener = fn(&mut World, &Event<'_>);
 /// Why a send failed: the HTTP status, the vendor's error code and its message.
 #[derive(Debug, Clone)]
 pub(crate) struct SendError {
-    pub status: u16,
-    pub code: i64,
-    pub message: String,
+    pub(crate) status: u16,
+    pub(crate) code: i64,
+    pub(crate) message: String,
 }
 
 /// The mail service apps send through.
@@ -70,29 +70,29 @@ pub(crate) struct World {
     mail: Option<Provider<dyn Mail>>,
     platform: Option<Provider<dyn Platform>>,
     /// Every request served so far, in order.
-    pub requests: Vec<RequestRecord>,
+    pub(crate) requests: Vec<RequestRecord>,
 }
 
 impl World {
     /// Adds a simulator's state (replacing one of the same type).
-    pub fn insert<T: Any + Send>(&mut self, state: T) {
+    pub(crate) fn insert<T: Any + Send>(&mut self, state: T) {
         match self.states.iter_mut().find(|s| s.is::<T>()) {
             Some(slot) => *slot = Box::new(state),
             None => self.states.push(Box::new(state)),
         }
     }
 
-    pub fn get<T: Any>(&self) -> Option<&T> {
+    pub(crate) fn get<T: Any>(&self) -> Option<&T> {
         self.states.iter().find_map(|s| s.downcast_ref::<T>())
     }
 
-    pub fn get_mut<T: Any>(&mut self) -> Option<&mut T> {
+    pub(crate) fn get_mut<T: Any>(&mut self) -> Option<&mut T> {
         self.states.iter_mut().find_map(|s| s.downcast_mut::<T>())
     }
 
     /// Runs `f` on state `T` and the rest of the world: `T` is taken out while `f` runs, so
     /// `f` may change it and use a service at the same time.
-    pub fn scope<T: Any + Send, R>(
+    pub(crate) fn scope<T: Any + Send, R>(
         &mut self,
         f: impl FnOnce(&mut T, &mut World) -> R,
     ) -> Option<R> {
@@ -111,53 +111,53 @@ impl World {
     }
 
     /// Calls `listener` on every event from now on.
-    pub fn subscribe(&mut self, listener: Listener) {
+    pub(crate) fn subscribe(&mut self, listener: Listener) {
         self.listeners.push(listener);
     }
 
     /// Tells every listener, in the order they subscribed.
-    pub fn emit(&mut self, event: &Event<'_>) {
+    pub(crate) fn emit(&mut self, event: &Event<'_>) {
         for listener in self.listeners.clone() {
             listener(self, event);
         }
     }
 
     /// Makes state `T` the world's mail service.
-    pub fn provide_mail<T: Mail + Any>(&mut self) {
+    pub(crate) fn provide_mail<T: Mail + Any>(&mut self) {
         self.mail = Some(Provider {
             get: |w| w.get::<T>().map(|s| s as &dyn Mail),
             get_mut: |w| w.get_mut::<T>().map(|s| s as &mut dyn Mail),
         });
     }
 
-    pub fn mail(&self) -> Option<&dyn Mail> {
+    pub(crate) fn mail(&self) -> Option<&dyn Mail> {
         (self.mail.as_ref()?.get)(self)
     }
 
-    pub fn mail_mut(&mut self) -> Option<&mut dyn Mail> {
+    pub(crate) fn mail_mut(&mut self) -> Option<&mut dyn Mail> {
         let get = self.mail.as_ref()?.get_mut;
         get(self).map(|m| m as &mut dyn Mail)
     }
 
     /// Makes state `T` the platform apps run on.
-    pub fn provide_platform<T: Platform + Any>(&mut self) {
+    pub(crate) fn provide_platform<T: Platform + Any>(&mut self) {
         self.platform = Some(Provider {
             get: |w| w.get::<T>().map(|s| s as &dyn Platform),
             get_mut: |w| w.get_mut::<T>().map(|s| s as &mut dyn Platform),
         });
     }
 
-    pub fn platform(&self) -> Option<&dyn Platform> {
+    pub(crate) fn platform(&self) -> Option<&dyn Platform> {
         (self.platform.as_ref()?.get)(self)
     }
 
-    pub fn platform_mut(&mut self) -> Option<&mut dyn Platform> {
+    pub(crate) fn platform_mut(&mut self) -> Option<&mut dyn Platform> {
         let get = self.platform.as_ref()?.get_mut;
         get(self).map(|p| p as &mut dyn Platform)
     }
 
     /// The tokens of mail server `server`, for scenario placeholders (`@postmark:NAME`).
-    pub fn server_tokens(&self, server: &str) -> Option<Vec<String>> {
+    pub(crate) fn server_tokens(&self, server: &str) -> Option<Vec<String>> {
         self.mail()?.server_tokens(server)
     }
 }

@@ -55,6 +55,7 @@ impl Simulator for Github {
 /// Test seams.
 #[cfg(any(test, feature = "test-api"))]
 impl crate::Sandbox {
+    /// The GitHub simulator's base URL (`GITHUB_API_URL`).
     pub fn github_url(&self) -> &str {
         self.url(Github.name())
     }

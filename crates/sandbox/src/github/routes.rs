@@ -20,7 +20,7 @@ const DOCS: &str = "https://docs.github.com/rest/actions/secrets";
 const KEY_ID: &str = "568250167242549743";
 
 /// `{message, documentation_url, status}`.
-pub(crate) fn error_body(status: u16, message: &str) -> Response {
+fn error_body(status: u16, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         code,
@@ -29,7 +29,7 @@ pub(crate) fn error_body(status: u16, message: &str) -> Response {
         .into_response()
 }
 
-pub(crate) fn error_for_status(status: u16) -> Response {
+pub(super) fn error_for_status(status: u16) -> Response {
     let message = match status {
         401 => "Bad credentials",
         403 => "Resource not accessible by personal access token",
@@ -42,7 +42,7 @@ pub(crate) fn error_for_status(status: u16) -> Response {
     error_body(status, message)
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/repos/{owner}/{repo}/actions/secrets", get(list))
         .route(

@@ -25,7 +25,7 @@ pub(crate) struct GithubState {
 }
 
 impl GithubState {
-    pub fn from_scenario(
+    pub(super) fn from_scenario(
         s: &GithubScenario,
         tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
     ) -> Result<Self, SandboxError> {
@@ -70,7 +70,7 @@ impl GithubState {
             .find(|r| r.name.eq_ignore_ascii_case(&full))
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let repos: Map<String, Value> = self
             .repos
             .iter()

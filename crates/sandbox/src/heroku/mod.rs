@@ -58,6 +58,7 @@ impl Simulator for Heroku {
 /// Test seams.
 #[cfg(any(test, feature = "test-api"))]
 impl crate::Sandbox {
+    /// The Heroku simulator's base URL (`HEROKU_HOST`).
     pub fn heroku_url(&self) -> &str {
         self.url(Heroku.name())
     }

@@ -20,12 +20,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// `{id, message}` with `status`.
-pub(crate) fn error_body(status: u16, id: &str, message: &str) -> Response {
+fn error_body(status: u16, id: &str, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, Json(json!({"id": id, "message": message}))).into_response()
 }
 
-pub(crate) fn error_for_status(status: u16) -> Response {
+pub(super) fn error_for_status(status: u16) -> Response {
     let (id, message) = match status {
         400 => ("bad_request", "Invalid request."),
         401 => ("unauthorized", "Invalid credentials provided."),
@@ -56,7 +56,7 @@ fn app_not_found() -> Response {
         .into_response()
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/apps/{app}", get(app_info))
         .route(

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 /// Logplex keeps about this many lines per app.
 const LOG_KEEP: usize = 1500;
 
-pub(crate) struct HRelease {
+pub(super) struct HRelease {
     pub(super) id: String,
     pub(super) version: u64,
     pub(super) description: String,
@@ -18,7 +18,7 @@ pub(crate) struct HRelease {
     pub(super) config: BTreeMap<String, String>,
 }
 
-pub(crate) struct HApp {
+pub(super) struct HApp {
     pub(super) id: String,
     pub(super) name: String,
     pub(super) config: BTreeMap<String, String>,
@@ -31,7 +31,7 @@ pub(crate) struct HApp {
 
 impl HApp {
     /// Appends a logplex-style line: `<timestamp> <source>[<dyno>]: <message>`.
-    pub fn log(&mut self, source_dyno: &str, message: &str) {
+    pub(super) fn log(&mut self, source_dyno: &str, message: &str) {
         self.logs
             .push(format!("{} {source_dyno}: {message}", ts::log()));
         if self.logs.len() > LOG_KEEP {
@@ -65,7 +65,7 @@ pub(crate) struct HerokuState {
 }
 
 impl HerokuState {
-    pub fn from_scenario(
+    pub(super) fn from_scenario(
         s: &HerokuScenario,
         tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
     ) -> Result<Self, SandboxError> {
@@ -221,13 +221,13 @@ impl HerokuState {
 
     /// Sets a config var without the release and restart a real change makes.
     #[cfg(any(test, feature = "test-api"))]
-    pub(crate) fn set_config_without_restart(&mut self, app: &str, key: &str, value: &str) {
+    pub(super) fn set_config_without_restart(&mut self, app: &str, key: &str, value: &str) {
         if let Some(a) = self.app_mut(app) {
             a.config.insert(key.into(), value.into());
         }
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let apps: Map<String, Value> = self
             .apps
             .iter()

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `{reqId, statusCode, message, error}`.
-pub(crate) fn error_body(status: u16, error: &str, message: Value) -> Response {
+fn error_body(status: u16, error: &str, message: Value) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let req_id = format!("req-{}", &uuid::Uuid::new_v4().simple().to_string()[..14]);
     (
@@ -29,7 +29,7 @@ pub(crate) fn error_body(status: u16, error: &str, message: Value) -> Response {
         .into_response()
 }
 
-pub(crate) fn error_for_status(status: u16) -> Response {
+pub(super) fn error_for_status(status: u16) -> Response {
     match status {
         400 => error_body(400, "BadRequest", json!("Bad request")),
         401 => error_body(
@@ -63,7 +63,7 @@ fn zod(path: &str, message: &str) -> Response {
     )
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/auth/universal-auth/login", post(login))
         .route("/api/v1/auth/universal-auth/login/", post(login))

@@ -7,8 +7,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use std::time::Instant;
 
-pub(crate) const EXPIRED: &str = "Your token has expired. Please re-authenticate.";
-pub(crate) const MALFORMED: &str =
+pub(super) const EXPIRED: &str = "Your token has expired. Please re-authenticate.";
+pub(super) const MALFORMED: &str =
     "The provided access token is malformed. Please use a valid token or generate a new one and try again.";
 
 pub(super) struct Version {
@@ -38,7 +38,7 @@ pub(crate) struct InfisicalState {
     /// The machine identity universal-auth login accepts.
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
-    pub(crate) project_id: String,
+    pub(super) project_id: String,
     pub(super) project_slug: String,
     pub(super) environments: Vec<String>,
     pub(super) secrets: Vec<StoredSecret>,
@@ -48,7 +48,7 @@ pub(crate) struct InfisicalState {
 }
 
 impl InfisicalState {
-    pub fn from_scenario(
+    pub(super) fn from_scenario(
         s: &InfisicalScenario,
         tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
     ) -> Result<Self, SandboxError> {
@@ -99,7 +99,7 @@ impl InfisicalState {
 
     /// Expires every access token issued by login (tests of re-login).
     #[cfg(any(test, feature = "test-api"))]
-    pub fn expire_issued(&mut self) {
+    pub(super) fn expire_issued(&mut self) {
         let now = Instant::now();
         for t in &mut self.issued {
             t.expires = now;
@@ -112,7 +112,7 @@ impl InfisicalState {
             .position(|s| !s.deleted && s.environment == env && s.path == path && s.key == key)
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let secrets: Vec<Value> = self
             .secrets
             .iter()
@@ -133,7 +133,7 @@ impl InfisicalState {
 }
 
 /// A random JWT-shaped access token (machine identity tokens are JWTs).
-pub(crate) fn random_jwt() -> String {
+pub(super) fn random_jwt() -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
     let body = b64.encode(format!(

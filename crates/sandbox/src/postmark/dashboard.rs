@@ -11,7 +11,7 @@ use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub(crate) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/dashboard", get(page))
         .route("/dashboard/servers/{id}/tokens", post(generate))

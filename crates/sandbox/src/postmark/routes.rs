@@ -15,13 +15,13 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// `{ErrorCode, Message}` with `status`.
-pub(crate) fn error_body(status: u16, code: i64, message: &str) -> Response {
+fn error_body(status: u16, code: i64, message: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(json!({"ErrorCode": code, "Message": message}))).into_response()
 }
 
 /// The body Postmark sends for a bare status (faults).
-pub(crate) fn error_for_status(status: u16) -> Response {
+pub(super) fn error_for_status(status: u16) -> Response {
     let (code, message) = match status {
         401 => (10, BAD_TOKEN),
         404 => (12, "Resource not found."),
@@ -42,7 +42,7 @@ fn send_error(e: SendError) -> Response {
     error_body(e.status, e.code, &e.message)
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/server", get(get_server).put(put_server))
         .route("/email", post(send_email))

@@ -7,40 +7,40 @@ use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub(crate) const MISSING_TOKEN: &str = "No Account or Server API tokens were supplied in the HTTP headers. Please add a header for either X-Postmark-Server-Token or X-Postmark-Account-Token.";
-pub(crate) const BAD_TOKEN: &str = "The Server Token you provided in the X-Postmark-Server-Token request header was invalid. Please verify that you are using a valid token.";
+pub(super) const MISSING_TOKEN: &str = "No Account or Server API tokens were supplied in the HTTP headers. Please add a header for either X-Postmark-Server-Token or X-Postmark-Account-Token.";
+pub(super) const BAD_TOKEN: &str = "The Server Token you provided in the X-Postmark-Server-Token request header was invalid. Please verify that you are using a valid token.";
 
 /// Postmark's test token: sends validate but are not delivered.
 const TEST_TOKEN: &str = "POSTMARK_API_TEST";
 
 /// One simulated server.
-pub(crate) struct PmServer {
-    pub id: i64,
-    pub name: String,
-    pub tokens: Vec<String>,
-    pub deleted_tokens: Vec<String>,
-    pub settings: Map<String, Value>,
-    pub inbound_hash: String,
+pub(super) struct PmServer {
+    pub(super) id: i64,
+    pub(super) name: String,
+    pub(super) tokens: Vec<String>,
+    pub(super) deleted_tokens: Vec<String>,
+    pub(super) settings: Map<String, Value>,
+    pub(super) inbound_hash: String,
 }
 
 /// One accepted email.
-pub(crate) struct PmMessage {
-    pub message_id: String,
-    pub token: String,
-    pub server: String,
-    pub to: String,
-    pub subject: String,
-    pub via: String,
+struct PmMessage {
+    message_id: String,
+    token: String,
+    server: String,
+    to: String,
+    subject: String,
+    via: String,
 }
 
-pub(crate) struct PostmarkState {
-    pub servers: Vec<PmServer>,
-    pub messages: Vec<PmMessage>,
-    pub token_limit: usize,
+pub(super) struct PostmarkState {
+    pub(super) servers: Vec<PmServer>,
+    messages: Vec<PmMessage>,
+    pub(super) token_limit: usize,
 }
 
 impl PostmarkState {
-    pub fn from_scenario(s: &PostmarkScenario) -> Result<Self, SandboxError> {
+    pub(super) fn from_scenario(s: &PostmarkScenario) -> Result<Self, SandboxError> {
         let mut servers = Vec::new();
         for (i, spec) in s.servers.iter().enumerate() {
             servers.push(new_server(spec, i, s.token_limit)?);
@@ -77,7 +77,7 @@ impl PostmarkState {
     }
 
     /// Dashboard: a new token, unless the server is at the limit.
-    pub fn generate_token(&mut self, server: &str) -> Result<String, SandboxError> {
+    pub(super) fn generate_token(&mut self, server: &str) -> Result<String, SandboxError> {
         let limit = self.token_limit;
         let s = self.server_mut(server)?;
         if s.tokens.len() >= limit {
@@ -92,7 +92,7 @@ impl PostmarkState {
     }
 
     /// Dashboard: deletes a token; later requests with it get 401.
-    pub fn delete_token(&mut self, server: &str, token: &str) -> Result<(), SandboxError> {
+    pub(super) fn delete_token(&mut self, server: &str, token: &str) -> Result<(), SandboxError> {
         let s = self.server_mut(server)?;
         let before = s.tokens.len();
         s.tokens.retain(|t| t != token);
@@ -105,7 +105,7 @@ impl PostmarkState {
         Ok(())
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let mut by_token: BTreeMap<&str, u64> = BTreeMap::new();
         for m in &self.messages {
             *by_token.entry(m.token.as_str()).or_default() += 1;

@@ -59,6 +59,7 @@ impl Simulator for Raptor {
 /// Test seams.
 #[cfg(any(test, feature = "test-api"))]
 impl crate::Sandbox {
+    /// The downstream app's base URL (`RAPTOR_API_URL`).
     pub fn raptor_url(&self) -> &str {
         self.url(Raptor.name())
     }

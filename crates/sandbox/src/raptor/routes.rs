@@ -11,12 +11,12 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub(crate) fn error_for_status(status: u16) -> Response {
+pub(super) fn error_for_status(status: u16) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, Json(json!({"error": "injected", "status": status}))).into_response()
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/notifications/test-email", post(test_email_default))
         .route("/{app}/api/notifications/test-email", post(test_email))

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 /// The log source of the app's own lines.
 pub(super) const SOURCE: &str = "app[web.1]";
 
-pub(crate) struct Instance {
+pub(super) struct Instance {
     pub(super) app: String,
     pub(super) token: Option<String>,
     pub(super) sent: u64,
@@ -20,13 +20,13 @@ pub(crate) struct Instance {
     pub(super) test_emails: u64,
 }
 
-pub(crate) struct RaptorState {
+pub(super) struct RaptorState {
     pub(super) instances: Vec<Instance>,
 }
 
 impl RaptorState {
     /// One instance per app whose config holds the token var at start.
-    pub fn from_platform(platform: Option<&dyn Platform>) -> Self {
+    pub(super) fn from_platform(platform: Option<&dyn Platform>) -> Self {
         let instances = platform.map_or_else(Vec::new, |p| {
             p.apps()
                 .into_iter()
@@ -46,11 +46,11 @@ impl RaptorState {
         RaptorState { instances }
     }
 
-    pub fn total_401s(&self) -> u64 {
+    pub(super) fn total_401s(&self) -> u64 {
         self.instances.iter().map(|i| i.failed_401).sum()
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let m: Map<String, Value> = self
             .instances
             .iter()
@@ -67,7 +67,7 @@ impl RaptorState {
 
 /// What the app does when the world changes: it re-reads its token at a restart, and sends
 /// its background email as time passes.
-pub(crate) fn on_event(w: &mut World, event: &Event<'_>) {
+pub(super) fn on_event(w: &mut World, event: &Event<'_>) {
     w.scope(|st: &mut RaptorState, w| match event {
         Event::Restarted { app } => on_restart(st, w, app),
         Event::Tick { faults } => background_tick(st, w, faults),

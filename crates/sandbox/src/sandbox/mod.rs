@@ -112,6 +112,7 @@ impl Sandbox {
         Ok(format!("http://{addr}"))
     }
 
+    /// Where each simulator listens.
     pub fn urls(&self) -> &Urls {
         &self.urls
     }

@@ -46,7 +46,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// Interns a vendor name: the request log and the fault middleware name vendors with
 /// `&'static str`, and scenario names are few and live for the process.
-pub(crate) fn intern(name: &str) -> &'static str {
+fn intern(name: &str) -> &'static str {
     static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
     let mut names = NAMES
         .get_or_init(|| Mutex::new(Vec::new()))
@@ -61,18 +61,17 @@ pub(crate) fn intern(name: &str) -> &'static str {
 }
 
 /// The live state of every scripted vendor.
-#[derive(Default)]
 pub(crate) struct ScriptedState {
-    pub vendors: Vec<VendorState>,
+    vendors: Vec<VendorState>,
 }
 
-pub(crate) struct VendorState {
-    pub spec: ScriptedVendor,
-    pub collections: BTreeMap<String, Vec<Value>>,
+struct VendorState {
+    spec: ScriptedVendor,
+    collections: BTreeMap<String, Vec<Value>>,
 }
 
 impl ScriptedState {
-    pub fn from_scenario(specs: &[ScriptedVendor]) -> Result<Self, String> {
+    pub(crate) fn from_scenario(specs: &[ScriptedVendor]) -> Result<Self, String> {
         let mut vendors: Vec<VendorState> = Vec::new();
         for spec in specs {
             spec.validate()?;
@@ -93,19 +92,19 @@ impl ScriptedState {
         Ok(ScriptedState { vendors })
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
+    pub(crate) fn names(&self) -> Vec<&'static str> {
         self.vendors.iter().map(|v| intern(&v.spec.name)).collect()
     }
 
     /// `(ENV_VAR, url)` of every vendor, given their URLs by name.
-    pub fn env(&self, urls: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    pub(crate) fn env(&self, urls: &BTreeMap<String, String>) -> Vec<(String, String)> {
         self.vendors
             .iter()
             .map(|v| (v.spec.env_var(), url_of(urls, &v.spec.name)))
             .collect()
     }
 
-    pub fn to_json(&self, urls: &BTreeMap<String, String>) -> Value {
+    pub(crate) fn to_json(&self, urls: &BTreeMap<String, String>) -> Value {
         let m: Map<String, Value> = self
             .vendors
             .iter()

@@ -159,7 +159,7 @@ const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 impl ScriptedVendor {
     /// The environment variable for the base URL: `env`, else `NAME_API_URL`.
-    pub fn env_var(&self) -> String {
+    pub(crate) fn env_var(&self) -> String {
         self.env.clone().unwrap_or_else(|| {
             let upper: String = self
                 .name
@@ -178,7 +178,7 @@ impl ScriptedVendor {
 
     /// Every mistake a scenario author can make that would otherwise surface as a confusing
     /// answer mid-run.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         let name = &self.name;
         let valid_name = !name.is_empty()
             && name

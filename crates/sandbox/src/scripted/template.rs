@@ -70,3 +70,26 @@ fn lookup(expr: &str, scope: &Value) -> Value {
     }
     v.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn whole_strings_keep_their_type_and_inner_ones_interpolate() {
+        let scope = json!({"body": {"n": 3, "tags": ["a"]}, "path": {"id": "k1"}});
+        let t = json!({"n": "{{ body.n }}", "tags": "{{body.tags}}", "at": "/keys/{{path.id}}/{{nope}}"});
+        assert_eq!(
+            template(&t, &scope),
+            json!({"n": 3, "tags": ["a"], "at": "/keys/k1/"})
+        );
+        assert_eq!(interpolate("{{body.tags.0}}-{{", &scope), "a-{{");
+        assert_eq!(
+            template(&json!("{{random}}"), &scope)
+                .as_str()
+                .map(str::len),
+            Some(32)
+        );
+    }
+}

@@ -1,9 +1,8 @@
 //! The GitHub Actions secrets routes: public key, sealed-box PUT decrypted here, list, delete.
 
-use super::state::{GithubState, RepoSecretValue};
+use super::state::GithubState;
 use crate::http::header;
 use crate::shared::Shared;
-use crate::ts;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -176,25 +175,10 @@ async fn put_secret(
         let Some(r) = g.repo_mut(&owner, &repo) else {
             return error_body(404, "Not Found");
         };
-        let key = name.to_uppercase();
-        let now = ts::seconds();
-        match r.secrets.get_mut(&key) {
-            Some(existing) => {
-                existing.value = value;
-                existing.updated_at = now;
-                StatusCode::NO_CONTENT.into_response()
-            }
-            None => {
-                r.secrets.insert(
-                    key,
-                    RepoSecretValue {
-                        value,
-                        created_at: now.clone(),
-                        updated_at: now,
-                    },
-                );
-                (StatusCode::CREATED, Json(json!({}))).into_response()
-            }
+        if r.put_secret(&name, value) {
+            (StatusCode::CREATED, Json(json!({}))).into_response()
+        } else {
+            StatusCode::NO_CONTENT.into_response()
         }
     })
 }

@@ -6,14 +6,39 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 pub(super) struct RepoSecretValue {
-    pub(super) value: String,
+    value: String,
     pub(super) created_at: String,
     pub(super) updated_at: String,
 }
 
 pub(super) struct Repo {
-    pub(super) name: String,
+    name: String,
     pub(super) secrets: BTreeMap<String, RepoSecretValue>,
+}
+
+impl Repo {
+    /// Stores secret `name` (upper-cased, as GitHub does); whether it is new.
+    pub(super) fn put_secret(&mut self, name: &str, value: String) -> bool {
+        let now = ts::seconds();
+        match self.secrets.get_mut(&name.to_uppercase()) {
+            Some(existing) => {
+                existing.value = value;
+                existing.updated_at = now;
+                false
+            }
+            None => {
+                self.secrets.insert(
+                    name.to_uppercase(),
+                    RepoSecretValue {
+                        value,
+                        created_at: now.clone(),
+                        updated_at: now,
+                    },
+                );
+                true
+            }
+        }
+    }
 }
 
 pub(crate) struct GithubState {
@@ -21,7 +46,7 @@ pub(crate) struct GithubState {
     pub(crate) token: String,
     /// The key pair whose public half encrypts secrets (every repository shares it).
     pub(super) key: crypto_box::SecretKey,
-    pub(super) repos: Vec<Repo>,
+    repos: Vec<Repo>,
 }
 
 impl GithubState {

@@ -426,38 +426,16 @@ async fn read_log_session(
     Path(id): Path<String>,
     Query(_q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.respond(|h: &mut HerokuState| {
-        let Some(session) = h.sessions.get(&id) else {
-            return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
-        };
-        let Some(a) = h.app(&session.app) else {
-            return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
-        };
-        let lines: Vec<&String> = a
-            .logs
-            .iter()
-            .filter(|l| match &session.source {
-                Some(src) => l
-                    .split(' ')
-                    .nth(1)
-                    .is_some_and(|t| t.starts_with(&format!("{src}["))),
-                None => true,
-            })
-            .filter(|l| match &session.dyno {
-                Some(d) => l
-                    .split(' ')
-                    .nth(1)
-                    .is_some_and(|t| t.contains(&format!("[{d}]"))),
-                None => true,
-            })
-            .collect();
-        let start = lines.len().saturating_sub(session.lines);
-        let mut text = String::new();
-        for l in &lines[start..] {
-            text.push_str(l);
-            text.push('\n');
+    s.respond(|h: &mut HerokuState| match h.session_lines(&id) {
+        Some(lines) => {
+            let mut text = String::new();
+            for l in lines {
+                text.push_str(l);
+                text.push('\n');
+            }
+            ([("content-type", "text/plain; charset=utf-8")], text).into_response()
         }
-        ([("content-type", "text/plain; charset=utf-8")], text).into_response()
+        None => (StatusCode::NOT_FOUND, "Session not found\n").into_response(),
     })
 }
 

@@ -13,7 +13,7 @@ const LOG_KEEP: usize = 1500;
 pub(super) struct HRelease {
     pub(super) id: String,
     pub(super) version: u64,
-    pub(super) description: String,
+    description: String,
     pub(super) created_at: String,
     pub(super) config: BTreeMap<String, String>,
 }
@@ -23,15 +23,15 @@ pub(super) struct HApp {
     pub(super) name: String,
     pub(super) config: BTreeMap<String, String>,
     pub(super) releases: Vec<HRelease>,
-    pub(super) restarts: u64,
+    restarts: u64,
     pub(super) dynos: Vec<String>,
-    pub(super) logs: Vec<String>,
+    logs: Vec<String>,
     pub(super) created_at: String,
 }
 
 impl HApp {
     /// Appends a logplex-style line: `<timestamp> <source>[<dyno>]: <message>`.
-    pub(super) fn log(&mut self, source_dyno: &str, message: &str) {
+    fn log(&mut self, source_dyno: &str, message: &str) {
         self.logs
             .push(format!("{} {source_dyno}: {message}", ts::log()));
         if self.logs.len() > LOG_KEEP {
@@ -40,7 +40,7 @@ impl HApp {
         }
     }
 
-    pub(super) fn web_dyno(&self) -> String {
+    fn web_dyno(&self) -> String {
         self.dynos
             .first()
             .cloned()
@@ -58,7 +58,7 @@ pub(super) struct LogSession {
 pub(crate) struct HerokuState {
     /// The API key it accepts.
     pub(crate) api_key: String,
-    pub(super) apps: Vec<HApp>,
+    apps: Vec<HApp>,
     pub(super) sessions: HashMap<String, LogSession>,
     pub(super) user_email: String,
     pub(super) user_id: String,
@@ -121,7 +121,7 @@ impl HerokuState {
         })
     }
 
-    pub(super) fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
+    fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
         self.apps
             .iter_mut()
             .find(|a| a.name == name || a.id == name)
@@ -149,6 +149,30 @@ impl HerokuState {
             "output_stream_url": null,
             "eligible_for_rollback": !current,
         })
+    }
+
+    /// The last lines of log session `id`'s app, filtered by the session's source and dyno.
+    pub(super) fn session_lines(&self, id: &str) -> Option<Vec<&String>> {
+        let session = self.sessions.get(id)?;
+        let app = self.app(&session.app)?;
+        // A line is `<timestamp> <source>[<dyno>]: <message>`.
+        fn tag(line: &str) -> Option<&str> {
+            line.split(' ').nth(1)
+        }
+        let lines: Vec<&String> = app
+            .logs
+            .iter()
+            .filter(|l| match &session.source {
+                Some(src) => tag(l).is_some_and(|t| t.starts_with(&format!("{src}["))),
+                None => true,
+            })
+            .filter(|l| match &session.dyno {
+                Some(d) => tag(l).is_some_and(|t| t.contains(&format!("[{d}]"))),
+                None => true,
+            })
+            .collect();
+        let start = lines.len().saturating_sub(session.lines);
+        Some(lines[start..].to_vec())
     }
 
     /// Counts and logs a restart of every dyno of `app`; its name, if it exists.

@@ -1,12 +1,8 @@
 //! The Infisical API's routes: universal-auth login, v3 raw and v4 secret routes.
 
-use super::state::{
-    normalize_path, random_jwt, trim_value, InfisicalState, Issued, StoredSecret, Version, EXPIRED,
-    MALFORMED,
-};
+use super::state::{normalize_path, InfisicalState, StoredSecret, Version, EXPIRED, MALFORMED};
 use crate::http::header;
 use crate::shared::Shared;
-use crate::ts;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -16,7 +12,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `{reqId, statusCode, message, error}`.
 fn error_body(status: u16, error: &str, message: Value) -> Response {
@@ -107,12 +103,7 @@ async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         if id != st.client_id || secret != st.client_secret {
             return error_body(401, "UnauthorizedError", json!("Invalid credentials"));
         }
-        st.logins += 1;
-        let token = random_jwt();
-        st.issued.push(Issued {
-            token: token.clone(),
-            expires: Instant::now() + Duration::from_secs(st.ttl_secs),
-        });
+        let token = st.login();
         Json(json!({
             "accessToken": token,
             "expiresIn": st.ttl_secs,
@@ -418,35 +409,16 @@ fn write(
                 let Some(value) = params.get("secretValue") else {
                     return zod("secretValue", "Required");
                 };
-                st.secrets.push(StoredSecret {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    environment: sc.env.clone(),
-                    path: sc.path.clone(),
-                    key: name.clone(),
-                    versions: vec![Version {
-                        value: trim_value(value),
-                        version: 1,
-                        at: ts::millis(),
-                    }],
-                    created_at: ts::millis(),
-                    deleted: false,
-                });
-                st.secrets.len() - 1
+                st.create(&sc.env, &sc.path, &name, value)
             }
             ("PATCH", Some(i)) => {
                 if let Some(value) = params.get("secretValue") {
-                    let secret = &mut st.secrets[i];
-                    let next = secret.versions.last().map_or(1, |v| v.version + 1);
-                    secret.versions.push(Version {
-                        value: trim_value(value),
-                        version: next,
-                        at: ts::millis(),
-                    });
+                    st.add_version(i, value);
                 }
                 i
             }
             ("DELETE", Some(i)) => {
-                st.secrets[i].deleted = true;
+                st.delete(i);
                 i
             }
             _ => return not_found(),

@@ -5,7 +5,7 @@ use crate::scenario::{resolve, InfisicalScenario};
 use crate::{ts, SandboxError};
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) const EXPIRED: &str = "Your token has expired. Please re-authenticate.";
 pub(super) const MALFORMED: &str =
@@ -44,7 +44,7 @@ pub(crate) struct InfisicalState {
     pub(super) secrets: Vec<StoredSecret>,
     pub(super) issued: Vec<Issued>,
     pub(super) ttl_secs: u64,
-    pub(super) logins: u64,
+    logins: u64,
 }
 
 impl InfisicalState {
@@ -106,6 +106,54 @@ impl InfisicalState {
         }
     }
 
+    /// A universal-auth login: a new access token, valid for the scenario's TTL.
+    pub(super) fn login(&mut self) -> String {
+        self.logins += 1;
+        let token = random_jwt();
+        self.issued.push(Issued {
+            token: token.clone(),
+            expires: Instant::now() + Duration::from_secs(self.ttl_secs),
+        });
+        token
+    }
+
+    /// Creates secret `key` at `env` and `path` with `value` as version 1; its index.
+    pub(super) fn create(&mut self, env: &str, path: &str, key: &str, value: &str) -> usize {
+        self.secrets.push(StoredSecret {
+            id: uuid::Uuid::new_v4().to_string(),
+            environment: env.to_string(),
+            path: path.to_string(),
+            key: key.to_string(),
+            versions: vec![Version {
+                value: trim_value(value),
+                version: 1,
+                at: ts::millis(),
+            }],
+            created_at: ts::millis(),
+            deleted: false,
+        });
+        self.secrets.len() - 1
+    }
+
+    /// Adds `value` as the next version of secret `i`.
+    pub(super) fn add_version(&mut self, i: usize, value: &str) {
+        if let Some(secret) = self.secrets.get_mut(i) {
+            let next = secret.versions.last().map_or(1, |v| v.version + 1);
+            secret.versions.push(Version {
+                value: trim_value(value),
+                version: next,
+                at: ts::millis(),
+            });
+        }
+    }
+
+    /// Deletes secret `i` (its history stays in the state).
+    pub(super) fn delete(&mut self, i: usize) {
+        if let Some(secret) = self.secrets.get_mut(i) {
+            secret.deleted = true;
+        }
+    }
+
     pub(super) fn find(&self, env: &str, path: &str, key: &str) -> Option<usize> {
         self.secrets
             .iter()
@@ -133,7 +181,7 @@ impl InfisicalState {
 }
 
 /// A random JWT-shaped access token (machine identity tokens are JWTs).
-pub(super) fn random_jwt() -> String {
+fn random_jwt() -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
     let body = b64.encode(format!(
@@ -156,7 +204,7 @@ pub(super) fn normalize_path(p: &str) -> String {
 }
 
 /// Infisical trims values but keeps one trailing newline.
-pub(super) fn trim_value(v: &str) -> String {
+fn trim_value(v: &str) -> String {
     if v.ends_with('\n') {
         format!("{}\n", v.trim())
     } else {

@@ -1,7 +1,7 @@
 //! The Postmark API's routes: `GET/PUT /server`, `POST /email`, `POST /email/batch`.
 
 use super::dashboard;
-use super::state::{PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
+use super::state::{InvalidName, PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
 use crate::http::header;
 use crate::shared::Shared;
 use crate::world::{Mail, SendError};
@@ -99,21 +99,10 @@ async fn put_server(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         let Some(server) = pm.servers.iter_mut().find(|x| x.id == id) else {
             return error_for_status(404);
         };
-        for (k, v) in edit {
-            match k.as_str() {
-                "Name" => match v.as_str() {
-                    Some(n) if !n.trim().is_empty() => server.name = n.to_string(),
-                    _ => return error_body(422, 607, "Server name is missing or invalid."),
-                },
-                "ID" | "ApiTokens" | "ServerLink" | "InboundAddress" | "InboundHash"
-                | "DeliveryType" => {}
-                key if server.settings.contains_key(key) => {
-                    server.settings.insert(k, v);
-                }
-                _ => {}
-            }
+        match server.edit(edit) {
+            Ok(()) => Json(server_json(server)).into_response(),
+            Err(InvalidName) => error_body(422, 607, "Server name is missing or invalid."),
         }
-        Json(server_json(server)).into_response()
     })
 }
 

@@ -18,9 +18,34 @@ pub(super) struct PmServer {
     pub(super) id: i64,
     pub(super) name: String,
     pub(super) tokens: Vec<String>,
-    pub(super) deleted_tokens: Vec<String>,
+    deleted_tokens: Vec<String>,
     pub(super) settings: Map<String, Value>,
     pub(super) inbound_hash: String,
+}
+
+/// A server name that is missing or blank.
+pub(super) struct InvalidName;
+
+impl PmServer {
+    /// Applies a `PUT /server` edit: the name and the known settings change; read-only and
+    /// unknown fields are ignored. An invalid name stops it, keeping what came before.
+    pub(super) fn edit(&mut self, edit: Map<String, Value>) -> Result<(), InvalidName> {
+        for (k, v) in edit {
+            match k.as_str() {
+                "Name" => match v.as_str() {
+                    Some(n) if !n.trim().is_empty() => self.name = n.to_string(),
+                    _ => return Err(InvalidName),
+                },
+                "ID" | "ApiTokens" | "ServerLink" | "InboundAddress" | "InboundHash"
+                | "DeliveryType" => {}
+                key if self.settings.contains_key(key) => {
+                    self.settings.insert(k, v);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One accepted email.

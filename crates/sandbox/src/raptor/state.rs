@@ -14,9 +14,9 @@ pub(super) const SOURCE: &str = "app[web.1]";
 pub(super) struct Instance {
     pub(super) app: String,
     pub(super) token: Option<String>,
-    pub(super) sent: u64,
-    pub(super) failed: u64,
-    pub(super) failed_401: u64,
+    sent: u64,
+    failed: u64,
+    failed_401: u64,
     pub(super) test_emails: u64,
 }
 

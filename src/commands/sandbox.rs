@@ -49,14 +49,15 @@ pub fn run(args: SandboxArgs) -> Result<u8> {
     let sandbox = start(&runtime, &args.scenario)?;
     let urls = sandbox.urls();
     ui::err("Sandbox running on loopback (Ctrl-C to stop). Simulated vendors:");
-    ui::err(&format!(
-        "  postmark   {}  (dashboard: {}/dashboard)",
-        urls.postmark, urls.postmark
-    ));
-    ui::err(&format!("  infisical  {}", urls.infisical));
-    ui::err(&format!("  heroku     {}", urls.heroku));
-    ui::err(&format!("  github     {}", urls.github));
-    ui::err(&format!("  raptor     {}", urls.raptor));
+    for (name, url) in urls.built_in() {
+        // The Postmark simulator also serves its dashboard.
+        let dashboard = if url == sandbox.postmark_url() {
+            format!("  (dashboard: {url}/dashboard)")
+        } else {
+            String::new()
+        };
+        ui::err(&format!("  {name:<10} {url}{dashboard}"));
+    }
     for (name, url) in &urls.scripted {
         ui::err(&format!("  {name:<10} {url}  (scripted)"));
     }

@@ -301,11 +301,12 @@ impl Repl {
             ":api" => Self::api(arg),
             ":sandbox" => match &self.sandbox {
                 Some(s) => {
-                    let u = s.urls();
-                    ui::out(&format!(
-                        "  postmark {}\n  infisical {}\n  heroku {}\n  github {}\n  raptor {}",
-                        u.postmark, u.infisical, u.heroku, u.github, u.raptor
-                    ));
+                    let urls: Vec<String> = s
+                        .urls()
+                        .built_in()
+                        .map(|(name, url)| format!("  {name} {url}"))
+                        .collect();
+                    ui::out(&urls.join("\n"));
                     let state = s.state();
                     let tokens = state["postmark"]["servers"]
                         .as_array()

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! RULE    = VENDOR [":" METHOD] [":" PATH] "=" ACTION {":" OPTION}
-//! VENDOR  = postmark | infisical | heroku | github | raptor | a scripted vendor's name
+//! VENDOR  = a built-in simulator (postmark, infisical, heroku, github, raptor)
+//!         | a scripted vendor's name
 //! METHOD  = GET | POST | PUT | PATCH | DELETE | *          (omitted = any)
 //! PATH    = "/..."  exact or segment prefix; "*" matches within one segment, "**" anything
 //! ACTION  = 3-digit status (the vendor's real error body) | drop | stall | malformed
@@ -20,6 +21,7 @@
 //! `raptor:POST:/raxx-api-staging/postmark/email=401` makes Postmark reject that app's mail.
 //! Every action but `latency` answers instead of the real handler (the request has no effect).
 
+use crate::simulator;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Mutex;
 
@@ -72,9 +74,6 @@ pub struct FaultParseError {
     pub reason: String,
 }
 
-/// The simulators every sandbox runs; scripted vendors add their own names, so a fault's
-/// vendor is checked when the sandbox starts, against the scenario.
-pub const BUILT_IN_VENDORS: [&str; 5] = ["postmark", "infisical", "heroku", "github", "raptor"];
 const METHODS: [&str; 8] = [
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*",
 ];
@@ -98,7 +97,7 @@ impl FaultRule {
         if !well_formed {
             return Err(err(&format!(
                 "'{vendor}' is not a vendor name (built in: {}, or a scripted vendor's name)",
-                BUILT_IN_VENDORS.join(", ")
+                simulator::names().collect::<Vec<_>>().join(", ")
             )));
         }
         let mut method = None;
@@ -173,7 +172,7 @@ impl FaultRule {
 }
 
 /// `*` matches within one segment, `**` anything; without wildcards, exact or segment prefix.
-pub fn path_matches(pattern: &str, path: &str) -> bool {
+fn path_matches(pattern: &str, path: &str) -> bool {
     if !pattern.contains('*') {
         let p = pattern.trim_end_matches('/');
         return path == pattern
@@ -200,7 +199,7 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 
 /// The live rule set with per-rule counters.
 #[derive(Debug, Default)]
-pub struct FaultSet {
+pub(crate) struct FaultSet {
     rules: Mutex<Vec<Live>>,
 }
 
@@ -212,7 +211,7 @@ struct Live {
 }
 
 impl FaultSet {
-    pub fn new(rules: Vec<FaultRule>) -> Self {
+    pub(crate) fn new(rules: Vec<FaultRule>) -> Self {
         let set = FaultSet::default();
         for r in rules {
             set.add(r);
@@ -220,7 +219,7 @@ impl FaultSet {
         set
     }
 
-    pub fn add(&self, rule: FaultRule) {
+    pub(crate) fn add(&self, rule: FaultRule) {
         self.lock().push(Live {
             rule,
             matched: 0,
@@ -228,12 +227,8 @@ impl FaultSet {
         });
     }
 
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-
     /// The fault to apply to this request, if any; counts it.
-    pub fn take(
+    pub(crate) fn take(
         &self,
         vendor: &str,
         method: &str,
@@ -258,7 +253,7 @@ impl FaultSet {
     }
 
     /// How often each rule fired, in order.
-    pub fn fired(&self) -> Vec<(FaultRule, u32)> {
+    pub(crate) fn fired(&self) -> Vec<(FaultRule, u32)> {
         self.lock()
             .iter()
             .map(|l| (l.rule.clone(), l.fired))

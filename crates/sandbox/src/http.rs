@@ -1,8 +1,9 @@
 //! Serving a simulator on 127.0.0.1:0: a listener whose connections a fault can kill, the
-//! fault middleware, and the request log that also drives Raptor's background traffic.
+//! fault middleware, and the request log, whose every entry is a tick of the world's clock.
 
-use super::faults::FaultAction;
-use super::{raptor, Shared};
+use crate::faults::FaultAction;
+use crate::shared::Shared;
+use crate::world::Event;
 use axum::body::Body;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
@@ -22,18 +23,29 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+/// One request a simulator served, for tests and the state file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RequestRecord {
+    pub vendor: &'static str,
+    pub method: String,
+    pub path: String,
+    /// `None` when a fault dropped or stalled the request.
+    pub status: Option<u16>,
+    pub fault: Option<&'static str>,
+}
+
 /// A TCP listener whose connections carry a kill switch.
-pub(crate) struct KillableListener(TcpListener);
+struct KillableListener(TcpListener);
 
 /// A connection that errors on its next write once killed (a `drop` fault).
-pub(crate) struct KillableStream {
+struct KillableStream {
     inner: TcpStream,
     killed: Arc<AtomicBool>,
 }
 
 /// The kill switch of the connection a request arrived on.
 #[derive(Clone)]
-pub(crate) struct KillSwitch(Arc<AtomicBool>);
+struct KillSwitch(Arc<AtomicBool>);
 
 impl Listener for KillableListener {
     type Io = KillableStream;
@@ -104,11 +116,15 @@ impl AsyncWrite for KillableStream {
     }
 }
 
+/// The vendor's own error answer for a bare status (what a fault answers with).
+pub(crate) type ErrorAnswer = Arc<dyn Fn(u16) -> Response + Send + Sync>;
+
 /// Which simulator a middleware runs in front of.
 #[derive(Clone)]
 struct Mw {
     shared: Arc<Shared>,
     vendor: &'static str,
+    error: ErrorAnswer,
 }
 
 /// Marks a response whose request a fault handled (for the request log).
@@ -119,6 +135,7 @@ struct FaultMark(&'static str);
 pub(crate) async fn serve(
     vendor: &'static str,
     router: Router,
+    error: ErrorAnswer,
     shared: Arc<Shared>,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -126,6 +143,7 @@ pub(crate) async fn serve(
     let mw = Mw {
         shared: shared.clone(),
         vendor,
+        error,
     };
     let app = router
         .layer(middleware::from_fn_with_state(mw.clone(), faults))
@@ -163,7 +181,7 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             next.run(req).await
         }
         FaultAction::Status(status) => {
-            let mut resp = super::vendor_error(mw.vendor, status);
+            let mut resp = (mw.error)(status);
             if let Some(secs) = retry_after {
                 resp.headers_mut()
                     .insert("retry-after", HeaderValue::from(secs));
@@ -214,7 +232,7 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
         _ => Some(resp.status().as_u16()),
     };
     mw.shared.with_world(|w| {
-        w.requests.push(super::RequestRecord {
+        w.requests.push(RequestRecord {
             vendor: mw.vendor,
             method,
             path,
@@ -222,7 +240,14 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             fault,
         });
         // Production traffic keeps flowing while the runbook works.
-        raptor::background_tick(w, &mw.shared.faults);
+        w.emit(&Event::Tick {
+            faults: &mw.shared.faults,
+        });
     });
     resp
+}
+
+/// Reads a header as text.
+pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }

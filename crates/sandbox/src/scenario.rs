@@ -4,11 +4,15 @@
 //! `@postmark:NAME` (the first token of Postmark server NAME), `@postmark:NAME:N` (its N-th
 //! token, from 0) and `@random` (a fresh UUID).
 
-use super::faults::{deserialize_rules, FaultRule};
-use super::SandboxError;
+use crate::faults::{deserialize_rules, FaultRule};
+use crate::SandboxError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+pub use crate::scripted::{
+    Answer, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select,
+};
 
 /// The whole starting world. In a file, an omitted section is empty (not the SOP's).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -24,7 +28,7 @@ pub struct Scenario {
     pub github: GithubScenario,
     /// Generic HTTP simulators declared in the file (see `sandbox::scripted`).
     #[serde(default)]
-    pub scripted: Vec<super::scripted::ScriptedVendor>,
+    pub scripted: Vec<ScriptedVendor>,
     #[serde(default, deserialize_with = "deserialize_rules")]
     pub faults: Vec<FaultRule>,
 }
@@ -112,7 +116,7 @@ pub struct RepoSpec {
 }
 
 /// The config var Raptor reads its Postmark token from.
-pub const TOKEN_VAR: &str = "POSTMARK_SERVER_TOKEN";
+pub(crate) const TOKEN_VAR: &str = "POSTMARK_SERVER_TOKEN";
 
 impl Default for Scenario {
     fn default() -> Self {
@@ -271,11 +275,6 @@ impl Scenario {
         self
     }
 
-    pub fn with_fault(mut self, rule: FaultRule) -> Self {
-        self.faults.push(rule);
-        self
-    }
-
     /// Reads a scenario from a `.toml` or `.json` file.
     pub fn from_file(path: &Path) -> Result<Self, SandboxError> {
         let text = std::fs::read_to_string(path).map_err(|e| SandboxError::Scenario {
@@ -325,4 +324,34 @@ pub(crate) fn resolve(
                 "placeholder '{value}': no Postmark server '{name}' with a token #{index}"
             ),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_files_use_placeholders_and_fault_strings() {
+        let toml = r#"
+            faults = ["postmark:GET:/server=503:once"]
+            [postmark]
+            servers = [{ name = "acme-prod", id = 7, tokens = ["t-1", "t-2"] }]
+            [infisical]
+            project_id = "acme"
+            secrets = [{ name = "POSTMARK_SERVER_TOKEN", versions = ["@random", "@postmark:acme-prod:1"] }]
+            [heroku]
+            apps = [{ name = "acme-api", config = { POSTMARK_SERVER_TOKEN = "@postmark:acme-prod" } }]
+        "#;
+        let s = Scenario::from_toml(toml).unwrap();
+        assert_eq!(s.faults.len(), 1);
+        assert_eq!(s.heroku.apps[0].dynos, vec!["web.1"]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(Scenario::from_json(&json).unwrap(), s);
+        assert!(Scenario::from_toml("[postmark]\nbogus = 1").is_err());
+        let tokens =
+            |n: &str| (n == "acme-prod").then(|| vec!["t-1".to_string(), "t-2".to_string()]);
+        assert_eq!(resolve("@postmark:acme-prod:1", &tokens).unwrap(), "t-2");
+        assert_eq!(resolve("plain", &tokens).unwrap(), "plain");
+        assert!(resolve("@postmark:ghost", &tokens).is_err());
+    }
 }

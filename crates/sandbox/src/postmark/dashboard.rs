@@ -1,6 +1,8 @@
 //! The Postmark dashboard's API Tokens tab, as plain HTML forms (a rehearsal aid: tokens show).
 
-use super::Shared;
+use super::state::PostmarkState;
+use crate::shared::Shared;
+use crate::{FaultRule, SandboxError};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -9,7 +11,7 @@ use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub(crate) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/dashboard", get(page))
         .route("/dashboard/servers/{id}/tokens", post(generate))
@@ -25,8 +27,21 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/faults", post(control_fault))
 }
 
+/// Runs a dashboard action on the Postmark state.
+fn act<T>(
+    s: &Shared,
+    f: impl FnOnce(&mut PostmarkState) -> Result<T, SandboxError>,
+) -> Result<T, SandboxError> {
+    // Postmark installs its state before it serves: without one, no server exists.
+    s.with_state(f).unwrap_or_else(|| {
+        Err(SandboxError::UnknownServer {
+            name: String::new(),
+        })
+    })
+}
+
 async fn control_generate(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
-    match s.with_world(|w| w.postmark.generate_token(&name)) {
+    match act(&s, |pm| pm.generate_token(&name)) {
         Ok(token) => (
             StatusCode::CREATED,
             axum::Json(serde_json::json!({ "token": token })),
@@ -46,7 +61,7 @@ async fn control_delete(
     axum::Json(body): axum::Json<serde_json::Value>,
 ) -> Response {
     let token = body["token"].as_str().unwrap_or_default().to_string();
-    match s.with_world(|w| w.postmark.delete_token(&name, &token)) {
+    match act(&s, |pm| pm.delete_token(&name, &token)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (
             StatusCode::CONFLICT,
@@ -68,19 +83,9 @@ async fn page(
 }
 
 async fn generate(State(s): State<Arc<Shared>>, Path(id): Path<i64>) -> Response {
-    let result = s.with_world(|w| {
-        let name = w
-            .postmark
-            .servers
-            .iter()
-            .find(|x| x.id == id)
-            .map(|x| x.name.clone());
-        match name {
-            Some(n) => w.postmark.generate_token(&n).map(|_| n),
-            None => Err(super::SandboxError::UnknownServer {
-                name: id.to_string(),
-            }),
-        }
+    let result = act(&s, |pm| {
+        let name = pm.server_name(id)?;
+        pm.generate_token(&name).map(|_| name)
     });
     match result {
         Ok(name) => Redirect::to(&format!(
@@ -102,19 +107,9 @@ async fn delete(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let token = form.get("token").cloned().unwrap_or_default();
-    let result = s.with_world(|w| {
-        let name = w
-            .postmark
-            .servers
-            .iter()
-            .find(|x| x.id == id)
-            .map(|x| x.name.clone());
-        match name {
-            Some(n) => w.postmark.delete_token(&n, &token),
-            None => Err(super::SandboxError::UnknownServer {
-                name: id.to_string(),
-            }),
-        }
+    let result = act(&s, |pm| {
+        let name = pm.server_name(id)?;
+        pm.delete_token(&name, &token)
     });
     match result {
         Ok(()) => Redirect::to("/dashboard?notice=token+deleted").into_response(),
@@ -140,9 +135,9 @@ fn render(s: &Shared, notice: Option<&str>, error: Option<&str>) -> String {
     if let Some(e) = error {
         html.push_str(&format!("<p class=\"error\">{}</p>\n", esc(e)));
     }
-    s.with_world(|w| {
-        let limit = w.postmark.token_limit;
-        for server in &w.postmark.servers {
+    s.with_state(|pm: &mut PostmarkState| {
+        let limit = pm.token_limit;
+        for server in &pm.servers {
             html.push_str(&format!(
                 "<h2>Server {} (ID {})</h2>\n<h3>API Tokens ({} of {limit})</h3>\n<table><tr><th>Token</th><th></th></tr>\n",
                 esc(&server.name),
@@ -190,7 +185,7 @@ async fn control_fault(
     axum::Json(body): axum::Json<serde_json::Value>,
 ) -> Response {
     let spec = body["fault"].as_str().unwrap_or_default();
-    match super::FaultRule::parse(spec) {
+    match FaultRule::parse(spec) {
         Ok(rule) => {
             s.faults.add(rule);
             StatusCode::NO_CONTENT.into_response()
@@ -200,5 +195,56 @@ async fn control_fault(
             axum::Json(serde_json::json!({ "message": e.to_string() })),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sandbox;
+    use crate::testkit::raw;
+
+    #[tokio::test]
+    async fn the_dashboard_lists_generates_and_deletes() {
+        let sb = sandbox().await;
+        let c = raw();
+        let page = c
+            .get(format!("{}/dashboard", sb.postmark_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("raxx-prod")
+                && page.contains("pmsim-0001")
+                && page.contains("Generate New")
+        );
+        let gen = format!("{}/dashboard/servers/4242/tokens", sb.postmark_url());
+        let resp = c.post(&gen).send().await.unwrap();
+        assert_eq!(resp.status(), 303);
+        assert_eq!(sb.postmark_tokens("raxx-prod").map(|t| t.len()), Some(2));
+        c.post(&gen).send().await.unwrap();
+        let resp = c.post(&gen).send().await.unwrap();
+        assert_eq!(resp.status(), 409);
+        assert!(resp
+            .text()
+            .await
+            .unwrap()
+            .contains("already has 3 API tokens"));
+        let resp = c
+            .post(format!(
+                "{}/dashboard/servers/4242/tokens/delete",
+                sb.postmark_url()
+            ))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("token=pmsim-0001")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303);
+        let tokens = sb.postmark_tokens("raxx-prod").unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert!(!tokens.contains(&"pmsim-0001".to_string()));
     }
 }

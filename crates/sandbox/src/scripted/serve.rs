@@ -1,361 +1,19 @@
-//! A generic HTTP simulator declared in the scenario file, so a runbook for a vendor without a
-//! built-in module (a mail provider's key API, an app's health endpoint) is rehearsed and
-//! tested end to end like the built-in ones.
-//!
-//! Each `[[scripted]]` table is one vendor on its own 127.0.0.1 port. Its state is a set of
-//! named collections of JSON objects; routes answer from templates and may create, find, list
-//! or delete items, so an API-key vendor is simulated statefully: a created key is listed and
-//! authenticates, a deleted key gets 401.
-//!
-//! ```toml
-//! [[scripted]]
-//! name = "sendgrid"                    # faults: sendgrid:POST:/v3/api_keys=500
-//! env = "SENDGRID_API_URL"             # default: NAME_API_URL
-//! auth = { header = "Authorization", prefix = "Bearer ", collection = "keys", field = "api_key" }
-//! collections = { keys = [{ api_key_id = "k1", name = "app", api_key = "SG.k1.secret" }] }
-//!
-//! [[scripted.routes]]
-//! method = "POST"
-//! path = "/v3/api_keys"
-//! create = { collection = "keys", item = { api_key_id = "{{random}}", name = "{{body.name}}", api_key = "SG.{{random}}" } }
-//! respond = { status = 201, body = "{{item}}" }
-//!
-//! [[scripted.routes]]
-//! method = "DELETE"
-//! path = "/v3/api_keys/{id}"
-//! delete = { collection = "keys", where = { api_key_id = "{{path.id}}" } }
-//! respond = { status = 204 }
-//! ```
-//!
-//! Templates: a string that is exactly `{{expr}}` becomes the value of `expr` (any JSON type);
-//! `{{expr}}` inside other text is interpolated. `expr` is a dotted path from `body`, `path`
-//! (captures), `query`, `auth` (the item that authenticated the request), `item` (the item the
-//! route created, found or deleted), `items` (what `list` selected), or `random` (32 hex
-//! digits), `uuid`, `now`.
+//! Serving a scripted vendor: matching a request to a route, authenticating it, running the
+//! route's action on the collections and rendering the answer.
 
-use super::{header, Shared, World};
+use super::spec::{answer, Answer, Select};
+use super::template::{interpolate, template};
+use super::{ScriptedState, VendorState};
+use crate::http::header;
+use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
-
-/// One scripted vendor, as the scenario declares it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ScriptedVendor {
-    /// Lower-case name: faults, the request log and the state use it.
-    pub name: String,
-    /// The environment variable that carries the simulator's base URL.
-    #[serde(default)]
-    pub env: Option<String>,
-    #[serde(default)]
-    pub auth: Option<AuthSpec>,
-    /// Named lists of items: the simulator's state.
-    #[serde(default)]
-    pub collections: BTreeMap<String, Vec<Value>>,
-    #[serde(default)]
-    pub routes: Vec<RouteSpec>,
-    /// Answer for a route, item or path that does not exist.
-    #[serde(default = "default_not_found")]
-    pub not_found: Answer,
-}
-
-/// Requests must carry, in `header` after `prefix`, the `field` of an item of `collection`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSpec {
-    #[serde(default = "default_auth_header")]
-    pub header: String,
-    #[serde(default)]
-    pub prefix: String,
-    pub collection: String,
-    pub field: String,
-    #[serde(default = "default_unauthorized")]
-    pub unauthorized: Answer,
-}
-
-/// One route: a method and a path pattern (`/v3/api_keys/{id}`), at most one action, and the
-/// answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSpec {
-    pub method: String,
-    pub path: String,
-    /// `false`: no authentication on this route even when the vendor has `auth`.
-    #[serde(default = "yes")]
-    pub auth: bool,
-    /// The authenticated item must have `field` containing (or equal to) `value`.
-    #[serde(default)]
-    pub requires: Option<Requirement>,
-    #[serde(default)]
-    pub create: Option<Create>,
-    #[serde(default)]
-    pub find: Option<Select>,
-    #[serde(default)]
-    pub delete: Option<Select>,
-    #[serde(default)]
-    pub list: Option<List>,
-    #[serde(default = "default_ok")]
-    pub respond: Answer,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Requirement {
-    pub field: String,
-    pub value: Value,
-    #[serde(default = "default_forbidden")]
-    pub forbidden: Answer,
-}
-
-/// Adds the rendered `item` to `collection`; over `limit` items answers `over_limit`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Create {
-    pub collection: String,
-    pub item: Value,
-    #[serde(default)]
-    pub limit: Option<usize>,
-    #[serde(default = "default_forbidden")]
-    pub over_limit: Answer,
-}
-
-/// The first item of `collection` whose fields equal every rendered `where` value.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Select {
-    pub collection: String,
-    #[serde(rename = "where", default)]
-    pub filter: BTreeMap<String, Value>,
-}
-
-/// Every item of `collection` (matching `where`), keeping only `fields` when given: a list
-/// route must not echo the credentials it stores.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct List {
-    pub collection: String,
-    #[serde(rename = "where", default)]
-    pub filter: BTreeMap<String, Value>,
-    #[serde(default)]
-    pub fields: Vec<String>,
-}
-
-/// A status, a JSON body template and extra headers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Answer {
-    pub status: u16,
-    #[serde(default)]
-    pub body: Option<Value>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_auth_header() -> String {
-    "Authorization".into()
-}
-
-fn answer(status: u16, message: &str) -> Answer {
-    Answer {
-        status,
-        body: Some(json!({"errors": [{"message": message}]})),
-        headers: BTreeMap::new(),
-    }
-}
-
-fn default_not_found() -> Answer {
-    answer(404, "not found")
-}
-
-fn default_unauthorized() -> Answer {
-    answer(401, "authorization required")
-}
-
-fn default_forbidden() -> Answer {
-    answer(403, "access forbidden")
-}
-
-fn default_ok() -> Answer {
-    Answer {
-        status: 200,
-        body: None,
-        headers: BTreeMap::new(),
-    }
-}
-
-const BUILT_IN: [&str; 5] = ["postmark", "infisical", "heroku", "github", "raptor"];
-const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-
-impl ScriptedVendor {
-    /// The environment variable for the base URL: `env`, else `NAME_API_URL`.
-    pub fn env_var(&self) -> String {
-        self.env.clone().unwrap_or_else(|| {
-            let upper: String = self
-                .name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            format!("{upper}_API_URL")
-        })
-    }
-
-    /// Every mistake a scenario author can make that would otherwise surface as a confusing
-    /// answer mid-run.
-    pub fn validate(&self) -> Result<(), String> {
-        let name = &self.name;
-        let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !valid_name {
-            return Err(format!(
-                "scripted vendor name '{name}' must be lower-case letters, digits, '-' and '_'"
-            ));
-        }
-        if BUILT_IN.contains(&name.as_str()) {
-            return Err(format!(
-                "scripted vendor '{name}' has the name of a built-in simulator"
-            ));
-        }
-        let env = self.env_var();
-        if env.is_empty()
-            || !env
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(format!(
-                "scripted vendor '{name}': env '{env}' must be an upper-case variable name"
-            ));
-        }
-        let has = |c: &str| self.collections.contains_key(c);
-        if let Some(a) = &self.auth {
-            if !has(&a.collection) {
-                return Err(format!(
-                    "scripted vendor '{name}': auth uses collection '{}', which is not declared",
-                    a.collection
-                ));
-            }
-        }
-        for r in &self.routes {
-            let at = format!("scripted vendor '{name}', route {} {}", r.method, r.path);
-            if !METHODS.contains(&r.method.as_str()) {
-                return Err(format!(
-                    "{at}: method must be one of {}",
-                    METHODS.join(", ")
-                ));
-            }
-            if !r.path.starts_with('/') {
-                return Err(format!("{at}: the path must start with '/'"));
-            }
-            let actions = [
-                r.create.as_ref().map(|c| &c.collection),
-                r.find.as_ref().map(|c| &c.collection),
-                r.delete.as_ref().map(|c| &c.collection),
-                r.list.as_ref().map(|c| &c.collection),
-            ];
-            if actions.iter().flatten().count() > 1 {
-                return Err(format!(
-                    "{at}: a route has at most one of create, find, delete, list"
-                ));
-            }
-            if let Some(c) = actions.iter().flatten().find(|c| !has(c)) {
-                return Err(format!("{at}: collection '{c}' is not declared"));
-            }
-            if r.requires.is_some() && (self.auth.is_none() || !r.auth) {
-                return Err(format!(
-                    "{at}: `requires` checks the authenticated item, so the route needs auth"
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Interns a vendor name: the request log and the fault middleware name vendors with
-/// `&'static str`, and scenario names are few and live for the process.
-pub(crate) fn intern(name: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(|| Mutex::new(Vec::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(n) = names.iter().find(|n| **n == name) {
-        return n;
-    }
-    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
-    names.push(leaked);
-    leaked
-}
-
-/// The live state of every scripted vendor.
-#[derive(Default)]
-pub(crate) struct ScriptedState {
-    pub vendors: Vec<VendorState>,
-}
-
-pub(crate) struct VendorState {
-    pub spec: ScriptedVendor,
-    pub collections: BTreeMap<String, Vec<Value>>,
-    pub url: String,
-}
-
-impl ScriptedState {
-    pub fn from_scenario(specs: &[ScriptedVendor]) -> Result<Self, String> {
-        let mut vendors: Vec<VendorState> = Vec::new();
-        for spec in specs {
-            spec.validate()?;
-            if vendors.iter().any(|v| v.spec.name == spec.name) {
-                return Err(format!("scripted vendor '{}' is declared twice", spec.name));
-            }
-            if vendors.iter().any(|v| v.spec.env_var() == spec.env_var()) {
-                return Err(format!(
-                    "scripted vendors share the env variable {}",
-                    spec.env_var()
-                ));
-            }
-            vendors.push(VendorState {
-                spec: spec.clone(),
-                collections: spec.collections.clone(),
-                url: String::new(),
-            });
-        }
-        Ok(ScriptedState { vendors })
-    }
-
-    pub fn names(&self) -> Vec<&'static str> {
-        self.vendors.iter().map(|v| intern(&v.spec.name)).collect()
-    }
-
-    pub fn to_json(&self) -> Value {
-        let m: Map<String, Value> = self
-            .vendors
-            .iter()
-            .map(|v| {
-                (
-                    v.spec.name.clone(),
-                    json!({"url": v.url, "env": v.spec.env_var(), "collections": v.collections}),
-                )
-            })
-            .collect();
-        Value::Object(m)
-    }
-}
+use std::sync::Arc;
 
 /// The generic error answer for an injected fault.
 pub(crate) fn error_for_status(status: u16) -> Response {
@@ -403,6 +61,12 @@ async fn handle(State(s): State<Served>, req: Request) -> Response {
         }
     };
     s.shared.with_world(|w| {
+        let Some(vendor) = w
+            .get_mut::<ScriptedState>()
+            .and_then(|st| st.vendors.get_mut(s.index))
+        else {
+            return error_for_status(500);
+        };
         let request = Incoming {
             method: &method,
             path: &path,
@@ -410,7 +74,7 @@ async fn handle(State(s): State<Served>, req: Request) -> Response {
             body,
             auth_value: None,
         };
-        serve(w, s.index, request, &headers)
+        serve(vendor, request, &headers)
     })
 }
 
@@ -423,14 +87,10 @@ struct Incoming<'a> {
 }
 
 fn serve(
-    w: &mut World,
-    index: usize,
+    vendor: &mut VendorState,
     mut req: Incoming<'_>,
     headers: &axum::http::HeaderMap,
 ) -> Response {
-    let Some(vendor) = w.scripted.vendors.get_mut(index) else {
-        return error_for_status(500);
-    };
     let spec = &vendor.spec;
     let matched = spec.routes.iter().find_map(|r| {
         if !r.method.eq_ignore_ascii_case(req.method) {
@@ -593,75 +253,6 @@ fn captures(pattern: &str, path: &str) -> Option<Map<String, Value>> {
     Some(out)
 }
 
-/// Renders a template value: strings with `{{...}}` are filled in from `scope`.
-fn template(t: &Value, scope: &Value) -> Value {
-    match t {
-        Value::String(s) => {
-            let trimmed = s.trim();
-            if let Some(expr) = trimmed
-                .strip_prefix("{{")
-                .and_then(|r| r.strip_suffix("}}"))
-                .filter(|e| !e.contains("{{"))
-            {
-                return lookup(expr.trim(), scope);
-            }
-            Value::String(interpolate(s, scope))
-        }
-        Value::Array(a) => Value::Array(a.iter().map(|x| template(x, scope)).collect()),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), template(v, scope)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-fn interpolate(s: &str, scope: &Value) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        match lookup(after[..end].trim(), scope) {
-            Value::String(v) => out.push_str(&v),
-            Value::Null => {}
-            v => out.push_str(&v.to_string()),
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn lookup(expr: &str, scope: &Value) -> Value {
-    match expr {
-        "random" => return Value::String(uuid::Uuid::new_v4().simple().to_string()),
-        "uuid" => return Value::String(uuid::Uuid::new_v4().to_string()),
-        "now" => return Value::String(super::ts::seconds()),
-        _ => {}
-    }
-    let mut v = scope;
-    for part in expr.split('.') {
-        v = match v {
-            Value::Array(a) => match part.parse::<usize>().ok().and_then(|i| a.get(i)) {
-                Some(x) => x,
-                None => return Value::Null,
-            },
-            Value::Object(o) => match o.get(part) {
-                Some(x) => x,
-                None => return Value::Null,
-            },
-            _ => return Value::Null,
-        };
-    }
-    v.clone()
-}
-
 fn url_pairs(q: &str) -> Vec<(String, String)> {
     q.split('&')
         .filter(|p| !p.is_empty())
@@ -696,8 +287,8 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::raw;
-    use super::super::{FaultRule, Sandbox, SandboxError, Scenario};
+    use crate::testkit::raw;
+    use crate::{FaultRule, Sandbox, Scenario};
     use serde_json::{json, Value};
 
     /// A key vendor: an admin key may create keys; any live key authenticates; deleted keys
@@ -913,33 +504,5 @@ mod tests {
         assert_eq!(s, 503);
         let (s, _) = call(reqwest::Method::GET, &format!("{url}/health"), None, None).await;
         assert_eq!(s, 200);
-    }
-
-    #[tokio::test]
-    async fn scenario_mistakes_are_refused_at_start() {
-        let cases = [
-            (
-                "[[scripted]]\nname = \"heroku\"\n",
-                "has the name of a built-in simulator",
-            ),
-            (
-                "[[scripted]]\nname = \"v\"\n[[scripted.routes]]\nmethod = \"GET\"\npath = \"/x\"\nfind = { collection = \"nope\" }\n",
-                "collection 'nope' is not declared",
-            ),
-            (
-                "[[scripted]]\nname = \"v\"\nauth = { collection = \"keys\", field = \"k\" }\n",
-                "auth uses collection 'keys'",
-            ),
-            ("faults = [\"nosuch=500\"]\n", "fault for unknown vendor 'nosuch'"),
-        ];
-        for (toml, expected) in cases {
-            let scenario = Scenario::from_toml(toml).unwrap();
-            match Sandbox::start(scenario).await {
-                Err(SandboxError::Scenario { message }) => {
-                    assert!(message.contains(expected), "{message}")
-                }
-                other => panic!("{toml}: {other:?}"),
-            }
-        }
     }
 }

@@ -1,7 +1,8 @@
-//! GitHub simulator: Actions secrets (public key, sealed-box PUT decrypted here, list, delete).
+//! The GitHub Actions secrets routes: public key, sealed-box PUT decrypted here, list, delete.
 
-use super::scenario::{resolve, GithubScenario};
-use super::{header, ts, SandboxError, Shared};
+use super::state::GithubState;
+use crate::http::header;
+use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -10,87 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 const DOCS: &str = "https://docs.github.com/rest/actions/secrets";
 /// A fixed key id, as GitHub's are: an opaque number-like string.
 const KEY_ID: &str = "568250167242549743";
 
-struct RepoSecretValue {
-    value: String,
-    created_at: String,
-    updated_at: String,
-}
-
-struct Repo {
-    name: String,
-    secrets: BTreeMap<String, RepoSecretValue>,
-}
-
-pub(crate) struct GithubState {
-    repos: Vec<Repo>,
-}
-
-impl GithubState {
-    pub fn from_scenario(
-        s: &GithubScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
-    ) -> Result<Self, SandboxError> {
-        let mut repos = Vec::new();
-        for spec in &s.repos {
-            if spec.name.split('/').count() != 2 {
-                return Err(SandboxError::Scenario {
-                    message: format!("github repo '{}' is not owner/name", spec.name),
-                });
-            }
-            let mut secrets = BTreeMap::new();
-            for (k, v) in &spec.secrets {
-                let now = ts::seconds();
-                secrets.insert(
-                    k.to_uppercase(),
-                    RepoSecretValue {
-                        value: resolve(v, tokens_of)?,
-                        created_at: now.clone(),
-                        updated_at: now,
-                    },
-                );
-            }
-            repos.push(Repo {
-                name: spec.name.clone(),
-                secrets,
-            });
-        }
-        Ok(GithubState { repos })
-    }
-
-    fn repo_mut(&mut self, owner: &str, name: &str) -> Option<&mut Repo> {
-        let full = format!("{owner}/{name}");
-        self.repos
-            .iter_mut()
-            .find(|r| r.name.eq_ignore_ascii_case(&full))
-    }
-
-    pub fn to_json(&self) -> Value {
-        let repos: Map<String, Value> = self
-            .repos
-            .iter()
-            .map(|r| {
-                let secrets: Map<String, Value> = r
-                    .secrets
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(v.value)))
-                    .collect();
-                (r.name.clone(), json!({"secrets": secrets}))
-            })
-            .collect();
-        json!({"repos": repos})
-    }
-}
-
 /// `{message, documentation_url, status}`.
-pub(crate) fn error_body(status: u16, message: &str) -> Response {
+fn error_body(status: u16, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         code,
@@ -99,7 +28,7 @@ pub(crate) fn error_body(status: u16, message: &str) -> Response {
         .into_response()
 }
 
-pub(crate) fn error_for_status(status: u16) -> Response {
+pub(super) fn error_for_status(status: u16) -> Response {
     let message = match status {
         401 => "Bad credentials",
         403 => "Resource not accessible by personal access token",
@@ -112,7 +41,7 @@ pub(crate) fn error_for_status(status: u16) -> Response {
     error_body(status, message)
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/repos/{owner}/{repo}/actions/secrets", get(list))
         .route(
@@ -134,7 +63,8 @@ async fn auth(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: N
             .or_else(|| a.strip_prefix("token "))
             .map(str::trim)
     });
-    if token != Some(s.creds.github_token.as_str()) {
+    let accepted = s.with_state(|g: &mut GithubState| token == Some(g.token.as_str()));
+    if accepted != Some(true) {
         return error_body(401, "Bad credentials");
     }
     next.run(req).await
@@ -144,11 +74,12 @@ async fn public_key(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
 ) -> Response {
-    let key =
-        base64::engine::general_purpose::STANDARD.encode(s.github_key.public_key().as_bytes());
-    s.with_world(|w| match w.github.repo_mut(&owner, &repo) {
-        Some(_) => Json(json!({"key_id": KEY_ID, "key": key})).into_response(),
-        None => error_body(404, "Not Found"),
+    s.respond(|g: &mut GithubState| {
+        let key = base64::engine::general_purpose::STANDARD.encode(g.key.public_key().as_bytes());
+        match g.repo_mut(&owner, &repo) {
+            Some(_) => Json(json!({"key_id": KEY_ID, "key": key})).into_response(),
+            None => error_body(404, "Not Found"),
+        }
     })
 }
 
@@ -156,7 +87,7 @@ async fn list(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
 ) -> Response {
-    s.with_world(|w| match w.github.repo_mut(&owner, &repo) {
+    s.respond(|g: &mut GithubState| match g.repo_mut(&owner, &repo) {
         Some(r) => {
             let secrets: Vec<Value> = r
                 .secrets
@@ -173,8 +104,8 @@ async fn get_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+    s.respond(|g: &mut GithubState| {
+        let Some(r) = g.repo_mut(&owner, &repo) else {
             return error_body(404, "Not Found");
         };
         match r.secrets.get(&name.to_uppercase()) {
@@ -228,7 +159,10 @@ async fn put_secret(
             "Invalid request.\n\n\"encrypted_value\" is not valid base64.",
         );
     };
-    let Ok(plain) = s.github_key.unseal(&sealed) else {
+    let Some(key) = s.with_state(|g: &mut GithubState| g.key.clone()) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let Ok(plain) = key.unseal(&sealed) else {
         return error_body(
             422,
             "Bad request: the secret could not be decrypted with the repository key.",
@@ -237,29 +171,14 @@ async fn put_secret(
     let Ok(value) = String::from_utf8(plain) else {
         return error_body(422, "Bad request: the decrypted secret is not UTF-8.");
     };
-    s.with_world(|w| {
-        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+    s.respond(|g: &mut GithubState| {
+        let Some(r) = g.repo_mut(&owner, &repo) else {
             return error_body(404, "Not Found");
         };
-        let key = name.to_uppercase();
-        let now = ts::seconds();
-        match r.secrets.get_mut(&key) {
-            Some(existing) => {
-                existing.value = value;
-                existing.updated_at = now;
-                StatusCode::NO_CONTENT.into_response()
-            }
-            None => {
-                r.secrets.insert(
-                    key,
-                    RepoSecretValue {
-                        value,
-                        created_at: now.clone(),
-                        updated_at: now,
-                    },
-                );
-                (StatusCode::CREATED, Json(json!({}))).into_response()
-            }
+        if r.put_secret(&name, value) {
+            (StatusCode::CREATED, Json(json!({}))).into_response()
+        } else {
+            StatusCode::NO_CONTENT.into_response()
         }
     })
 }
@@ -268,8 +187,8 @@ async fn delete_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(r) = w.github.repo_mut(&owner, &repo) else {
+    s.respond(|g: &mut GithubState| {
+        let Some(r) = g.repo_mut(&owner, &repo) else {
             return error_body(404, "Not Found");
         };
         match r.secrets.remove(&name.to_uppercase()) {

@@ -1,163 +1,21 @@
-//! Infisical simulator: universal-auth login, v3 raw and v4 secret routes, versions kept.
+//! The Infisical API's routes: universal-auth login, v3 raw and v4 secret routes.
 
-use super::scenario::{resolve, InfisicalScenario};
-use super::{header, ts, SandboxError, Shared};
+use super::state::{normalize_path, InfisicalState, StoredSecret, Version, EXPIRED, MALFORMED};
+use crate::http::header;
+use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-pub(crate) const EXPIRED: &str = "Your token has expired. Please re-authenticate.";
-pub(crate) const MALFORMED: &str =
-    "The provided access token is malformed. Please use a valid token or generate a new one and try again.";
-
-struct Version {
-    value: String,
-    version: u64,
-    at: String,
-}
-
-struct StoredSecret {
-    id: String,
-    environment: String,
-    path: String,
-    key: String,
-    versions: Vec<Version>,
-    created_at: String,
-    deleted: bool,
-}
-
-struct Issued {
-    token: String,
-    expires: Instant,
-}
-
-pub(crate) struct InfisicalState {
-    pub project_id: String,
-    project_slug: String,
-    environments: Vec<String>,
-    secrets: Vec<StoredSecret>,
-    issued: Vec<Issued>,
-    ttl_secs: u64,
-    pub logins: u64,
-}
-
-impl InfisicalState {
-    pub fn from_scenario(
-        s: &InfisicalScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
-    ) -> Result<Self, SandboxError> {
-        let mut secrets = Vec::new();
-        for spec in &s.secrets {
-            if spec.name.is_empty() || spec.versions.is_empty() {
-                return Err(SandboxError::Scenario {
-                    message: "an infisical secret needs a name and at least one version".into(),
-                });
-            }
-            let mut versions = Vec::new();
-            for (i, v) in spec.versions.iter().enumerate() {
-                versions.push(Version {
-                    value: resolve(v, tokens_of)?,
-                    version: i as u64 + 1,
-                    at: ts::millis(),
-                });
-            }
-            secrets.push(StoredSecret {
-                id: uuid::Uuid::new_v4().to_string(),
-                environment: spec.environment.clone(),
-                path: normalize_path(&spec.path),
-                key: spec.name.clone(),
-                versions,
-                created_at: ts::millis(),
-                deleted: false,
-            });
-        }
-        Ok(InfisicalState {
-            project_id: s.project_id.clone(),
-            project_slug: s.project_slug.clone(),
-            environments: s.environments.clone(),
-            secrets,
-            issued: Vec::new(),
-            ttl_secs: s.access_token_ttl_secs,
-            logins: 0,
-        })
-    }
-
-    /// Expires every access token issued by login (tests of re-login).
-    pub fn expire_issued(&mut self) {
-        let now = Instant::now();
-        for t in &mut self.issued {
-            t.expires = now;
-        }
-    }
-
-    fn find(&self, env: &str, path: &str, key: &str) -> Option<usize> {
-        self.secrets
-            .iter()
-            .position(|s| !s.deleted && s.environment == env && s.path == path && s.key == key)
-    }
-
-    pub fn to_json(&self) -> Value {
-        let secrets: Vec<Value> = self
-            .secrets
-            .iter()
-            .map(|s| {
-                json!({
-                    "id": s.id,
-                    "environment": s.environment,
-                    "secretPath": s.path,
-                    "secretKey": s.key,
-                    "deleted": s.deleted,
-                    "version": s.versions.last().map(|v| v.version),
-                    "versions": s.versions.iter().map(|v| json!({"version": v.version, "secretValue": v.value, "createdAt": v.at})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({"project_id": self.project_id, "secrets": secrets, "logins": self.logins})
-    }
-}
-
-/// A random JWT-shaped access token (machine identity tokens are JWTs).
-pub(crate) fn random_jwt() -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let head = b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64.encode(format!(
-        r#"{{"authTokenType":"identityAccessToken","identityAccessTokenId":"{}"}}"#,
-        uuid::Uuid::new_v4()
-    ));
-    let sig = b64.encode(uuid::Uuid::new_v4().as_bytes());
-    format!("{head}.{body}.{sig}")
-}
-
-fn normalize_path(p: &str) -> String {
-    let t = p.trim().trim_end_matches('/');
-    if t.is_empty() {
-        "/".into()
-    } else if t.starts_with('/') {
-        t.to_string()
-    } else {
-        format!("/{t}")
-    }
-}
-
-/// Infisical trims values but keeps one trailing newline.
-fn trim_value(v: &str) -> String {
-    if v.ends_with('\n') {
-        format!("{}\n", v.trim())
-    } else {
-        v.trim().to_string()
-    }
-}
+use std::time::Instant;
 
 /// `{reqId, statusCode, message, error}`.
-pub(crate) fn error_body(status: u16, error: &str, message: Value) -> Response {
+fn error_body(status: u16, error: &str, message: Value) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let req_id = format!("req-{}", &uuid::Uuid::new_v4().simple().to_string()[..14]);
     (
@@ -167,7 +25,7 @@ pub(crate) fn error_body(status: u16, error: &str, message: Value) -> Response {
         .into_response()
 }
 
-pub(crate) fn error_for_status(status: u16) -> Response {
+pub(super) fn error_for_status(status: u16) -> Response {
     match status {
         400 => error_body(400, "BadRequest", json!("Bad request")),
         401 => error_body(
@@ -201,7 +59,7 @@ fn zod(path: &str, message: &str) -> Response {
     )
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/auth/universal-auth/login", post(login))
         .route("/api/v1/auth/universal-auth/login/", post(login))
@@ -241,17 +99,11 @@ async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             "Required",
         );
     };
-    if id != s.creds.infisical_client_id || secret != s.creds.infisical_client_secret {
-        return error_body(401, "UnauthorizedError", json!("Invalid credentials"));
-    }
-    s.with_world(|w| {
-        let st = &mut w.infisical;
-        st.logins += 1;
-        let token = random_jwt();
-        st.issued.push(Issued {
-            token: token.clone(),
-            expires: Instant::now() + Duration::from_secs(st.ttl_secs),
-        });
+    s.respond(|st: &mut InfisicalState| {
+        if id != st.client_id || secret != st.client_secret {
+            return error_body(401, "UnauthorizedError", json!("Invalid credentials"));
+        }
+        let token = st.login();
         Json(json!({
             "accessToken": token,
             "expiresIn": st.ttl_secs,
@@ -263,7 +115,7 @@ async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 /// Checks `Authorization: Bearer`; 401 without, 403 TokenError when malformed or expired.
-fn authorize(s: &Shared, w: &InfisicalState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(st: &InfisicalState, headers: &HeaderMap) -> Result<(), Response> {
     let Some(auth) = header(headers, "authorization") else {
         return Err(error_body(
             401,
@@ -276,10 +128,10 @@ fn authorize(s: &Shared, w: &InfisicalState, headers: &HeaderMap) -> Result<(), 
         .or_else(|| auth.strip_prefix("bearer "))
         .unwrap_or("")
         .trim();
-    if token == s.creds.infisical_token {
+    if token == st.token {
         return Ok(());
     }
-    if let Some(t) = w.issued.iter().find(|t| t.token == token) {
+    if let Some(t) = st.issued.iter().find(|t| t.token == token) {
         return if Instant::now() < t.expires {
             Ok(())
         } else {
@@ -406,9 +258,8 @@ fn list(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.with_world(|w| {
-        let st = &w.infisical;
-        if let Err(r) = authorize(&s, st, &headers) {
+    s.respond(|st: &mut InfisicalState| {
+        if let Err(r) = authorize(st, &headers) {
             return r;
         }
         let sc = match scope(api, st, &q) {
@@ -452,9 +303,8 @@ fn get_one(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.with_world(|w| {
-        let st = &w.infisical;
-        if let Err(r) = authorize(&s, st, &headers) {
+    s.respond(|st: &mut InfisicalState| {
+        if let Err(r) = authorize(st, &headers) {
             return r;
         }
         let sc = match scope(api, st, &q) {
@@ -534,11 +384,10 @@ fn write(
                 .collect()
         })
         .unwrap_or_default();
-    s.with_world(|w| {
-        if let Err(r) = authorize(&s, &w.infisical, &headers) {
+    s.respond(|st: &mut InfisicalState| {
+        if let Err(r) = authorize(st, &headers) {
             return r;
         }
-        let st = &mut w.infisical;
         let sc = match scope(api, st, &params) {
             Ok(sc) => sc,
             Err(r) => return r,
@@ -560,35 +409,16 @@ fn write(
                 let Some(value) = params.get("secretValue") else {
                     return zod("secretValue", "Required");
                 };
-                st.secrets.push(StoredSecret {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    environment: sc.env.clone(),
-                    path: sc.path.clone(),
-                    key: name.clone(),
-                    versions: vec![Version {
-                        value: trim_value(value),
-                        version: 1,
-                        at: ts::millis(),
-                    }],
-                    created_at: ts::millis(),
-                    deleted: false,
-                });
-                st.secrets.len() - 1
+                st.create(&sc.env, &sc.path, &name, value)
             }
             ("PATCH", Some(i)) => {
                 if let Some(value) = params.get("secretValue") {
-                    let secret = &mut st.secrets[i];
-                    let next = secret.versions.last().map_or(1, |v| v.version + 1);
-                    secret.versions.push(Version {
-                        value: trim_value(value),
-                        version: next,
-                        at: ts::millis(),
-                    });
+                    st.add_version(i, value);
                 }
                 i
             }
             ("DELETE", Some(i)) => {
-                st.secrets[i].deleted = true;
+                st.delete(i);
                 i
             }
             _ => return not_found(),

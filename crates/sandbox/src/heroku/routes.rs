@@ -1,8 +1,12 @@
-//! Heroku simulator: config vars (each change = release + restart), dynos, releases, log
-//! sessions whose `logplex_url` points back here and serves plain text.
+//! The Heroku Platform API's routes: apps, config vars, releases, dynos, log sessions, and
+//! the logplex stream a session's `logplex_url` points at.
 
-use super::scenario::{resolve, HerokuScenario};
-use super::{header, raptor, ts, SandboxError, Shared, World};
+use super::state::{find_release, restart, HRelease, HerokuState, LogSession};
+use super::Heroku;
+use crate::http::header;
+use crate::shared::Shared;
+use crate::simulator::Simulator;
+use crate::ts;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -12,192 +16,16 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Logplex keeps about this many lines per app.
-const LOG_KEEP: usize = 1500;
-
-pub(crate) struct HRelease {
-    id: String,
-    version: u64,
-    description: String,
-    created_at: String,
-    config: BTreeMap<String, String>,
-}
-
-pub(crate) struct HApp {
-    pub id: String,
-    pub name: String,
-    pub config: BTreeMap<String, String>,
-    releases: Vec<HRelease>,
-    pub restarts: u64,
-    dynos: Vec<String>,
-    pub logs: Vec<String>,
-    created_at: String,
-}
-
-impl HApp {
-    /// Appends a logplex-style line: `<timestamp> <source>[<dyno>]: <message>`.
-    pub fn log(&mut self, source_dyno: &str, message: &str) {
-        self.logs
-            .push(format!("{} {source_dyno}: {message}", ts::log()));
-        if self.logs.len() > LOG_KEEP {
-            let extra = self.logs.len() - LOG_KEEP;
-            self.logs.drain(..extra);
-        }
-    }
-
-    fn web_dyno(&self) -> String {
-        self.dynos
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "web.1".into())
-    }
-}
-
-struct LogSession {
-    app: String,
-    lines: usize,
-    dyno: Option<String>,
-    source: Option<String>,
-}
-
-pub(crate) struct HerokuState {
-    pub apps: Vec<HApp>,
-    sessions: HashMap<String, LogSession>,
-    user_email: String,
-    user_id: String,
-}
-
-impl HerokuState {
-    pub fn from_scenario(
-        s: &HerokuScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
-    ) -> Result<Self, SandboxError> {
-        let user_id = uuid::Uuid::new_v4().to_string();
-        let mut apps = Vec::new();
-        for spec in &s.apps {
-            if spec.name.is_empty() {
-                return Err(SandboxError::Scenario {
-                    message: "a heroku app needs a name".into(),
-                });
-            }
-            let mut config = BTreeMap::new();
-            for (k, v) in &spec.config {
-                config.insert(k.clone(), resolve(v, tokens_of)?);
-            }
-            let release = HRelease {
-                id: uuid::Uuid::new_v4().to_string(),
-                version: 1,
-                description: "Initial release".into(),
-                created_at: ts::seconds(),
-                config: config.clone(),
-            };
-            let mut app = HApp {
-                id: uuid::Uuid::new_v4().to_string(),
-                name: spec.name.clone(),
-                config,
-                releases: vec![release],
-                restarts: 0,
-                dynos: if spec.dynos.is_empty() {
-                    vec!["web.1".into()]
-                } else {
-                    spec.dynos.clone()
-                },
-                logs: Vec::new(),
-                created_at: ts::seconds(),
-            };
-            let dyno = app.web_dyno();
-            app.log(
-                &format!("heroku[{dyno}]"),
-                "State changed from starting to up",
-            );
-            apps.push(app);
-        }
-        Ok(HerokuState {
-            apps,
-            sessions: HashMap::new(),
-            user_email: s.user_email.clone(),
-            user_id,
-        })
-    }
-
-    pub fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
-        self.apps
-            .iter_mut()
-            .find(|a| a.name == name || a.id == name)
-    }
-
-    fn app(&self, name: &str) -> Option<&HApp> {
-        self.apps.iter().find(|a| a.name == name || a.id == name)
-    }
-
-    fn release_json(&self, app: &HApp, r: &HRelease) -> Value {
-        let current = app.releases.last().map(|l| l.version) == Some(r.version);
-        json!({
-            "addon_plan_names": [],
-            "artifacts": [],
-            "app": {"id": app.id, "name": app.name},
-            "created_at": r.created_at,
-            "description": r.description,
-            "id": r.id,
-            "updated_at": r.created_at,
-            "slug": null,
-            "status": "succeeded",
-            "user": {"id": self.user_id, "email": self.user_email},
-            "version": r.version,
-            "current": current,
-            "output_stream_url": null,
-            "eligible_for_rollback": !current,
-        })
-    }
-
-    pub fn to_json(&self) -> Value {
-        let apps: Map<String, Value> = self
-            .apps
-            .iter()
-            .map(|a| {
-                (
-                    a.name.clone(),
-                    json!({
-                        "config_vars": a.config,
-                        "restarts": a.restarts,
-                        "releases": a.releases.iter().map(|r| json!({"version": r.version, "description": r.description})).collect::<Vec<_>>(),
-                        "logs": a.logs,
-                    }),
-                )
-            })
-            .collect();
-        json!({"apps": apps})
-    }
-}
-
-/// Restarts every dyno of `app`: counts it, logs it, and Raptor re-reads its config.
-pub(crate) fn restart(w: &mut World, app: &str) {
-    let Some(a) = w.heroku.app_mut(app) else {
-        return;
-    };
-    a.restarts += 1;
-    for dyno in a.dynos.clone() {
-        let tag = format!("heroku[{dyno}]");
-        a.log(&tag, "Restarting");
-        a.log(&tag, "State changed from up to starting");
-        a.log(&tag, "Stopping all processes with SIGTERM");
-        a.log(&tag, "Process exited with status 143");
-        a.log(&tag, "State changed from starting to up");
-    }
-    let name = a.name.clone();
-    raptor::on_restart(w, &name);
-}
-
 /// `{id, message}` with `status`.
-pub(crate) fn error_body(status: u16, id: &str, message: &str) -> Response {
+fn error_body(status: u16, id: &str, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, Json(json!({"id": id, "message": message}))).into_response()
 }
 
-pub(crate) fn error_for_status(status: u16) -> Response {
+pub(super) fn error_for_status(status: u16) -> Response {
     let (id, message) = match status {
         400 => ("bad_request", "Invalid request."),
         401 => ("unauthorized", "Invalid credentials provided."),
@@ -228,7 +56,7 @@ fn app_not_found() -> Response {
         .into_response()
 }
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/apps/{app}", get(app_info))
         .route(
@@ -283,14 +111,15 @@ async fn guard(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: 
             text.split_once(':').map(|(_, k)| k.to_string())
         }
     });
-    if key.as_deref() != Some(s.creds.heroku_api_key.as_str()) {
+    let accepted = s.with_state(|h: &mut HerokuState| key.as_deref() == Some(h.api_key.as_str()));
+    if accepted != Some(true) {
         return error_body(401, "unauthorized", "Invalid credentials provided.");
     }
     next.run(req).await
 }
 
 async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
-    s.with_world(|w| match w.heroku.app(&app) {
+    s.respond(|h: &mut HerokuState| match h.app(&app) {
         Some(a) => Json(json!({
             "id": a.id, "name": a.name, "created_at": a.created_at,
             "released_at": a.releases.last().map(|r| r.created_at.clone()),
@@ -303,7 +132,7 @@ async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Resp
 }
 
 async fn get_config(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
-    s.with_world(|w| match w.heroku.app(&app) {
+    s.respond(|h: &mut HerokuState| match h.app(&app) {
         Some(a) => Json(json!(a.config)).into_response(),
         None => app_not_found(),
     })
@@ -346,53 +175,16 @@ async fn patch_config(
         }
     }
     s.with_world(|w| {
-        let email = w.heroku.user_email.clone();
-        let Some(a) = w.heroku.app_mut(&app) else {
+        let Some(heroku) = w.get_mut::<HerokuState>() else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        let Some((config, changed)) = heroku.patch_config(&app, changes) else {
             return app_not_found();
         };
-        let mut set = Vec::new();
-        let mut removed = Vec::new();
-        for (k, v) in changes {
-            match v.as_str() {
-                Some(val) => {
-                    if a.config.get(&k).map(String::as_str) != Some(val) {
-                        set.push(k.clone());
-                    }
-                    a.config.insert(k, val.to_string());
-                }
-                None => {
-                    if a.config.remove(&k).is_some() {
-                        removed.push(k);
-                    }
-                }
-            }
-        }
-        let body = json!(a.config);
-        if !set.is_empty() || !removed.is_empty() {
-            let mut parts = Vec::new();
-            if !set.is_empty() {
-                parts.push(format!("Set {} config vars", set.join(", ")));
-            }
-            if !removed.is_empty() {
-                parts.push(format!("Remove {} config vars", removed.join(", ")));
-            }
-            let version = a.releases.last().map_or(1, |r| r.version + 1);
-            a.releases.push(HRelease {
-                id: uuid::Uuid::new_v4().to_string(),
-                version,
-                description: parts.join("; "),
-                created_at: ts::seconds(),
-                config: a.config.clone(),
-            });
-            a.log("app[api]", &format!("{} by user {email}", parts.join("; ")));
-            a.log(
-                "app[api]",
-                &format!("Release v{version} created by user {email}"),
-            );
-            let name = a.name.clone();
+        if let Some(name) = changed {
             restart(w, &name);
         }
-        Json(body).into_response()
+        Json(json!(config)).into_response()
     })
 }
 
@@ -455,8 +247,8 @@ async fn list_releases(
         Ok(r) => r,
         Err(e) => return e,
     };
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         let mut list: Vec<&HRelease> = a.releases.iter().collect();
@@ -473,7 +265,7 @@ async fn list_releases(
         }
         let truncated = list.len() > range.max;
         list.truncate(range.max);
-        let body: Vec<Value> = list.iter().map(|r| w.heroku.release_json(a, r)).collect();
+        let body: Vec<Value> = list.iter().map(|r| h.release_json(a, r)).collect();
         let mut resp = Json(body).into_response();
         if truncated {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -492,22 +284,16 @@ async fn list_releases(
     })
 }
 
-fn find_release<'a>(a: &'a HApp, id: &str) -> Option<&'a HRelease> {
-    a.releases
-        .iter()
-        .find(|r| r.id == id || id.parse::<u64>().ok() == Some(r.version))
-}
-
 async fn release_info(
     State(s): State<Arc<Shared>>,
     Path((app, rel)): Path<(String, String)>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         match find_release(a, &rel) {
-            Some(r) => Json(w.heroku.release_json(a, r)).into_response(),
+            Some(r) => Json(h.release_json(a, r)).into_response(),
             None => error_body(404, "not_found", "Couldn't find that release."),
         }
     })
@@ -517,8 +303,8 @@ async fn release_config(
     State(s): State<Arc<Shared>>,
     Path((app, rel)): Path<(String, String)>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         match find_release(a, &rel) {
@@ -530,7 +316,7 @@ async fn release_config(
 
 async fn restart_all(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.with_world(|w| {
-        if w.heroku.app(&app).is_none() {
+        if w.get::<HerokuState>().and_then(|h| h.app(&app)).is_none() {
             return app_not_found();
         }
         restart(w, &app);
@@ -543,21 +329,21 @@ async fn restart_one(
     Path((app, dyno)): Path<(String, String)>,
 ) -> Response {
     s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+        let Some(a) = w.get::<HerokuState>().and_then(|h| h.app(&app)) else {
             return app_not_found();
         };
         if !a.dynos.contains(&dyno) {
             return error_body(404, "not_found", "Couldn't find that dyno.");
         }
-        // Raptor runs on one dyno: restarting it restarts the app's process.
+        // An app runs one process: restarting its dyno restarts the app.
         restart(w, &app);
         (StatusCode::ACCEPTED, Json(json!({}))).into_response()
     })
 }
 
 async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         let release = a.releases.last();
@@ -597,9 +383,9 @@ async fn create_log_session(
             Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
         }
     };
-    let base = s.urls().heroku;
-    s.with_world(|w| {
-        let Some(a) = w.heroku.app(&app) else {
+    let base = s.url_of(Heroku.name());
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
             return app_not_found();
         };
         let id = uuid::Uuid::new_v4().to_string();
@@ -619,7 +405,7 @@ async fn create_log_session(
                 .and_then(Value::as_str)
                 .map(str::to_string),
         };
-        w.heroku.sessions.insert(id.clone(), session);
+        h.sessions.insert(id.clone(), session);
         let now = ts::seconds();
         (
             StatusCode::CREATED,
@@ -640,38 +426,16 @@ async fn read_log_session(
     Path(id): Path<String>,
     Query(_q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.with_world(|w| {
-        let Some(session) = w.heroku.sessions.get(&id) else {
-            return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
-        };
-        let Some(a) = w.heroku.app(&session.app) else {
-            return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
-        };
-        let lines: Vec<&String> = a
-            .logs
-            .iter()
-            .filter(|l| match &session.source {
-                Some(src) => l
-                    .split(' ')
-                    .nth(1)
-                    .is_some_and(|t| t.starts_with(&format!("{src}["))),
-                None => true,
-            })
-            .filter(|l| match &session.dyno {
-                Some(d) => l
-                    .split(' ')
-                    .nth(1)
-                    .is_some_and(|t| t.contains(&format!("[{d}]"))),
-                None => true,
-            })
-            .collect();
-        let start = lines.len().saturating_sub(session.lines);
-        let mut text = String::new();
-        for l in &lines[start..] {
-            text.push_str(l);
-            text.push('\n');
+    s.respond(|h: &mut HerokuState| match h.session_lines(&id) {
+        Some(lines) => {
+            let mut text = String::new();
+            for l in lines {
+                text.push_str(l);
+                text.push('\n');
+            }
+            ([("content-type", "text/plain; charset=utf-8")], text).into_response()
         }
-        ([("content-type", "text/plain; charset=utf-8")], text).into_response()
+        None => (StatusCode::NOT_FOUND, "Session not found\n").into_response(),
     })
 }
 

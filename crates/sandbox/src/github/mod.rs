@@ -1,0 +1,62 @@
+//! GitHub simulator: Actions secrets (public key, sealed-box PUT decrypted here, list, delete).
+
+mod routes;
+mod state;
+
+use crate::scenario::Scenario;
+use crate::shared::Shared;
+use crate::simulator::Simulator;
+use crate::world::World;
+use crate::SandboxError;
+use axum::response::Response;
+use axum::Router;
+use serde_json::Value;
+pub(crate) use state::GithubState;
+use std::sync::Arc;
+
+pub(crate) struct Github;
+
+impl Simulator for Github {
+    fn name(&self) -> &'static str {
+        "github"
+    }
+
+    fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError> {
+        let tokens_of = |server: &str| world.server_tokens(server);
+        let state = GithubState::from_scenario(&scenario.github, &tokens_of)?;
+        world.insert(state);
+        Ok(())
+    }
+
+    fn router(&self, shared: Arc<Shared>) -> Router {
+        routes::router(shared)
+    }
+
+    fn error_for_status(&self, status: u16) -> Response {
+        routes::error_for_status(status)
+    }
+
+    fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
+        let mut env = vec![("GITHUB_API_URL", url.to_string())];
+        if let Some(st) = world.get::<GithubState>() {
+            env.push(("GITHUB_TOKEN", st.token.clone()));
+        }
+        env
+    }
+
+    fn state(&self, world: &World) -> Vec<(&'static str, Value)> {
+        world
+            .get::<GithubState>()
+            .map(|s| vec![("github", s.to_json())])
+            .unwrap_or_default()
+    }
+}
+
+/// Test seams.
+#[cfg(any(test, feature = "test-api"))]
+impl crate::Sandbox {
+    /// The GitHub simulator's base URL (`GITHUB_API_URL`).
+    pub fn github_url(&self) -> &str {
+        self.url(Github.name())
+    }
+}

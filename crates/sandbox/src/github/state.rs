@@ -1,0 +1,113 @@
+//! The GitHub simulator's data: repositories with their Actions secrets, stored decrypted.
+
+use crate::scenario::{resolve, GithubScenario};
+use crate::{ts, SandboxError};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub(super) struct RepoSecretValue {
+    value: String,
+    pub(super) created_at: String,
+    pub(super) updated_at: String,
+}
+
+pub(super) struct Repo {
+    name: String,
+    pub(super) secrets: BTreeMap<String, RepoSecretValue>,
+}
+
+impl Repo {
+    /// Stores secret `name` (upper-cased, as GitHub does); whether it is new.
+    pub(super) fn put_secret(&mut self, name: &str, value: String) -> bool {
+        let now = ts::seconds();
+        match self.secrets.get_mut(&name.to_uppercase()) {
+            Some(existing) => {
+                existing.value = value;
+                existing.updated_at = now;
+                false
+            }
+            None => {
+                self.secrets.insert(
+                    name.to_uppercase(),
+                    RepoSecretValue {
+                        value,
+                        created_at: now.clone(),
+                        updated_at: now,
+                    },
+                );
+                true
+            }
+        }
+    }
+}
+
+pub(crate) struct GithubState {
+    /// The token it accepts.
+    pub(crate) token: String,
+    /// The key pair whose public half encrypts secrets (every repository shares it).
+    pub(super) key: crypto_box::SecretKey,
+    repos: Vec<Repo>,
+}
+
+impl GithubState {
+    pub(super) fn from_scenario(
+        s: &GithubScenario,
+        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+    ) -> Result<Self, SandboxError> {
+        let mut repos = Vec::new();
+        for spec in &s.repos {
+            if spec.name.split('/').count() != 2 {
+                return Err(SandboxError::Scenario {
+                    message: format!("github repo '{}' is not owner/name", spec.name),
+                });
+            }
+            let mut secrets = BTreeMap::new();
+            for (k, v) in &spec.secrets {
+                let now = ts::seconds();
+                secrets.insert(
+                    k.to_uppercase(),
+                    RepoSecretValue {
+                        value: resolve(v, tokens_of)?,
+                        created_at: now.clone(),
+                        updated_at: now,
+                    },
+                );
+            }
+            repos.push(Repo {
+                name: spec.name.clone(),
+                secrets,
+            });
+        }
+        Ok(GithubState {
+            token: s
+                .token
+                .clone()
+                .unwrap_or_else(|| format!("ghp_{}", uuid::Uuid::new_v4().simple())),
+            key: crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng),
+            repos,
+        })
+    }
+
+    pub(super) fn repo_mut(&mut self, owner: &str, name: &str) -> Option<&mut Repo> {
+        let full = format!("{owner}/{name}");
+        self.repos
+            .iter_mut()
+            .find(|r| r.name.eq_ignore_ascii_case(&full))
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        let repos: Map<String, Value> = self
+            .repos
+            .iter()
+            .map(|r| {
+                let secrets: Map<String, Value> = r
+                    .secrets
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v.value)))
+                    .collect();
+                (r.name.clone(), json!({"secrets": secrets}))
+            })
+            .collect();
+        json!({"repos": repos})
+    }
+}

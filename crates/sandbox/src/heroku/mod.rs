@@ -1,0 +1,72 @@
+//! Heroku simulator: config vars (each change = release + restart), dynos, releases, log
+//! sessions whose `logplex_url` points back here and serves plain text. It is the platform
+//! the world's apps run on, and announces their restarts.
+
+mod routes;
+mod state;
+
+use crate::scenario::Scenario;
+use crate::shared::Shared;
+use crate::simulator::Simulator;
+use crate::world::World;
+use crate::SandboxError;
+use axum::response::Response;
+use axum::Router;
+use serde_json::Value;
+pub(crate) use state::HerokuState;
+use std::sync::Arc;
+
+pub(crate) struct Heroku;
+
+impl Simulator for Heroku {
+    fn name(&self) -> &'static str {
+        "heroku"
+    }
+
+    fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError> {
+        let tokens_of = |server: &str| world.server_tokens(server);
+        let state = HerokuState::from_scenario(&scenario.heroku, &tokens_of)?;
+        world.insert(state);
+        world.provide_platform::<HerokuState>();
+        Ok(())
+    }
+
+    fn router(&self, shared: Arc<Shared>) -> Router {
+        routes::router(shared)
+    }
+
+    fn error_for_status(&self, status: u16) -> Response {
+        routes::error_for_status(status)
+    }
+
+    fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
+        let mut env = vec![("HEROKU_HOST", url.to_string())];
+        if let Some(st) = world.get::<HerokuState>() {
+            env.push(("HEROKU_API_KEY", st.api_key.clone()));
+        }
+        env
+    }
+
+    fn state(&self, world: &World) -> Vec<(&'static str, Value)> {
+        world
+            .get::<HerokuState>()
+            .map(|s| vec![("heroku", s.to_json())])
+            .unwrap_or_default()
+    }
+}
+
+/// Test seams.
+#[cfg(any(test, feature = "test-api"))]
+impl crate::Sandbox {
+    /// The Heroku simulator's base URL (`HEROKU_HOST`).
+    pub fn heroku_url(&self) -> &str {
+        self.url(Heroku.name())
+    }
+
+    /// Sets an app's config var without the restart Heroku would do (to show that the
+    /// downstream app reads its token only at a restart).
+    pub fn set_config_without_restart(&self, app: &str, key: &str, value: &str) {
+        self.shared
+            .with_state(|h: &mut HerokuState| h.set_config_without_restart(app, key, value));
+    }
+}

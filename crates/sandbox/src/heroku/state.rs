@@ -1,0 +1,303 @@
+//! The Heroku simulator's data: apps with their config vars, releases, dynos and logs, and
+//! the log sessions opened on them.
+
+use crate::scenario::{resolve, HerokuScenario};
+use crate::world::{Event, Platform, World};
+use crate::{ts, SandboxError};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Logplex keeps about this many lines per app.
+const LOG_KEEP: usize = 1500;
+
+pub(super) struct HRelease {
+    pub(super) id: String,
+    pub(super) version: u64,
+    description: String,
+    pub(super) created_at: String,
+    pub(super) config: BTreeMap<String, String>,
+}
+
+pub(super) struct HApp {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) config: BTreeMap<String, String>,
+    pub(super) releases: Vec<HRelease>,
+    restarts: u64,
+    pub(super) dynos: Vec<String>,
+    logs: Vec<String>,
+    pub(super) created_at: String,
+}
+
+impl HApp {
+    /// Appends a logplex-style line: `<timestamp> <source>[<dyno>]: <message>`.
+    fn log(&mut self, source_dyno: &str, message: &str) {
+        self.logs
+            .push(format!("{} {source_dyno}: {message}", ts::log()));
+        if self.logs.len() > LOG_KEEP {
+            let extra = self.logs.len() - LOG_KEEP;
+            self.logs.drain(..extra);
+        }
+    }
+
+    fn web_dyno(&self) -> String {
+        self.dynos
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "web.1".into())
+    }
+}
+
+pub(super) struct LogSession {
+    pub(super) app: String,
+    pub(super) lines: usize,
+    pub(super) dyno: Option<String>,
+    pub(super) source: Option<String>,
+}
+
+pub(crate) struct HerokuState {
+    /// The API key it accepts.
+    pub(crate) api_key: String,
+    apps: Vec<HApp>,
+    pub(super) sessions: HashMap<String, LogSession>,
+    pub(super) user_email: String,
+    pub(super) user_id: String,
+}
+
+impl HerokuState {
+    pub(super) fn from_scenario(
+        s: &HerokuScenario,
+        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+    ) -> Result<Self, SandboxError> {
+        let user_id = uuid::Uuid::new_v4().to_string();
+        let mut apps = Vec::new();
+        for spec in &s.apps {
+            if spec.name.is_empty() {
+                return Err(SandboxError::Scenario {
+                    message: "a heroku app needs a name".into(),
+                });
+            }
+            let mut config = BTreeMap::new();
+            for (k, v) in &spec.config {
+                config.insert(k.clone(), resolve(v, tokens_of)?);
+            }
+            let release = HRelease {
+                id: uuid::Uuid::new_v4().to_string(),
+                version: 1,
+                description: "Initial release".into(),
+                created_at: ts::seconds(),
+                config: config.clone(),
+            };
+            let mut app = HApp {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: spec.name.clone(),
+                config,
+                releases: vec![release],
+                restarts: 0,
+                dynos: if spec.dynos.is_empty() {
+                    vec!["web.1".into()]
+                } else {
+                    spec.dynos.clone()
+                },
+                logs: Vec::new(),
+                created_at: ts::seconds(),
+            };
+            let dyno = app.web_dyno();
+            app.log(
+                &format!("heroku[{dyno}]"),
+                "State changed from starting to up",
+            );
+            apps.push(app);
+        }
+        Ok(HerokuState {
+            api_key: s
+                .api_key
+                .clone()
+                .unwrap_or_else(|| format!("HRKU-{}", uuid::Uuid::new_v4())),
+            apps,
+            sessions: HashMap::new(),
+            user_email: s.user_email.clone(),
+            user_id,
+        })
+    }
+
+    fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
+        self.apps
+            .iter_mut()
+            .find(|a| a.name == name || a.id == name)
+    }
+
+    pub(super) fn app(&self, name: &str) -> Option<&HApp> {
+        self.apps.iter().find(|a| a.name == name || a.id == name)
+    }
+
+    pub(super) fn release_json(&self, app: &HApp, r: &HRelease) -> Value {
+        let current = app.releases.last().map(|l| l.version) == Some(r.version);
+        json!({
+            "addon_plan_names": [],
+            "artifacts": [],
+            "app": {"id": app.id, "name": app.name},
+            "created_at": r.created_at,
+            "description": r.description,
+            "id": r.id,
+            "updated_at": r.created_at,
+            "slug": null,
+            "status": "succeeded",
+            "user": {"id": self.user_id, "email": self.user_email},
+            "version": r.version,
+            "current": current,
+            "output_stream_url": null,
+            "eligible_for_rollback": !current,
+        })
+    }
+
+    /// The last lines of log session `id`'s app, filtered by the session's source and dyno.
+    pub(super) fn session_lines(&self, id: &str) -> Option<Vec<&String>> {
+        let session = self.sessions.get(id)?;
+        let app = self.app(&session.app)?;
+        // A line is `<timestamp> <source>[<dyno>]: <message>`.
+        fn tag(line: &str) -> Option<&str> {
+            line.split(' ').nth(1)
+        }
+        let lines: Vec<&String> = app
+            .logs
+            .iter()
+            .filter(|l| match &session.source {
+                Some(src) => tag(l).is_some_and(|t| t.starts_with(&format!("{src}["))),
+                None => true,
+            })
+            .filter(|l| match &session.dyno {
+                Some(d) => tag(l).is_some_and(|t| t.contains(&format!("[{d}]"))),
+                None => true,
+            })
+            .collect();
+        let start = lines.len().saturating_sub(session.lines);
+        Some(lines[start..].to_vec())
+    }
+
+    /// Counts and logs a restart of every dyno of `app`; its name, if it exists.
+    fn restart(&mut self, app: &str) -> Option<String> {
+        let a = self.app_mut(app)?;
+        a.restarts += 1;
+        for dyno in a.dynos.clone() {
+            let tag = format!("heroku[{dyno}]");
+            a.log(&tag, "Restarting");
+            a.log(&tag, "State changed from up to starting");
+            a.log(&tag, "Stopping all processes with SIGTERM");
+            a.log(&tag, "Process exited with status 143");
+            a.log(&tag, "State changed from starting to up");
+        }
+        Some(a.name.clone())
+    }
+
+    /// Merges `changes` into `app`'s config vars (`null` deletes); a real change makes a
+    /// release. The config after the change, and the app's name if it changed (then it needs
+    /// a restart); `None` without such an app.
+    pub(super) fn patch_config(
+        &mut self,
+        app: &str,
+        changes: Map<String, Value>,
+    ) -> Option<(BTreeMap<String, String>, Option<String>)> {
+        let email = self.user_email.clone();
+        let a = self.app_mut(app)?;
+        let mut set = Vec::new();
+        let mut removed = Vec::new();
+        for (k, v) in changes {
+            match v.as_str() {
+                Some(val) => {
+                    if a.config.get(&k).map(String::as_str) != Some(val) {
+                        set.push(k.clone());
+                    }
+                    a.config.insert(k, val.to_string());
+                }
+                None => {
+                    if a.config.remove(&k).is_some() {
+                        removed.push(k);
+                    }
+                }
+            }
+        }
+        if set.is_empty() && removed.is_empty() {
+            return Some((a.config.clone(), None));
+        }
+        let mut parts = Vec::new();
+        if !set.is_empty() {
+            parts.push(format!("Set {} config vars", set.join(", ")));
+        }
+        if !removed.is_empty() {
+            parts.push(format!("Remove {} config vars", removed.join(", ")));
+        }
+        let version = a.releases.last().map_or(1, |r| r.version + 1);
+        a.releases.push(HRelease {
+            id: uuid::Uuid::new_v4().to_string(),
+            version,
+            description: parts.join("; "),
+            created_at: ts::seconds(),
+            config: a.config.clone(),
+        });
+        a.log("app[api]", &format!("{} by user {email}", parts.join("; ")));
+        a.log(
+            "app[api]",
+            &format!("Release v{version} created by user {email}"),
+        );
+        Some((a.config.clone(), Some(a.name.clone())))
+    }
+
+    /// Sets a config var without the release and restart a real change makes.
+    #[cfg(any(test, feature = "test-api"))]
+    pub(super) fn set_config_without_restart(&mut self, app: &str, key: &str, value: &str) {
+        if let Some(a) = self.app_mut(app) {
+            a.config.insert(key.into(), value.into());
+        }
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        let apps: Map<String, Value> = self
+            .apps
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    json!({
+                        "config_vars": a.config,
+                        "restarts": a.restarts,
+                        "releases": a.releases.iter().map(|r| json!({"version": r.version, "description": r.description})).collect::<Vec<_>>(),
+                        "logs": a.logs,
+                    }),
+                )
+            })
+            .collect();
+        json!({"apps": apps})
+    }
+}
+
+/// Restarts every dyno of `app` and announces it, so what runs there re-reads its config.
+pub(super) fn restart(w: &mut World, app: &str) {
+    let Some(name) = w.get_mut::<HerokuState>().and_then(|h| h.restart(app)) else {
+        return;
+    };
+    w.emit(&Event::Restarted { app: &name });
+}
+
+pub(super) fn find_release<'a>(a: &'a HApp, id: &str) -> Option<&'a HRelease> {
+    a.releases
+        .iter()
+        .find(|r| r.id == id || id.parse::<u64>().ok() == Some(r.version))
+}
+
+/// Heroku is the platform the sandbox's apps run on.
+impl Platform for HerokuState {
+    fn apps(&self) -> Vec<String> {
+        self.apps.iter().map(|a| a.name.clone()).collect()
+    }
+
+    fn config_var(&self, app: &str, key: &str) -> Option<String> {
+        self.app(app)?.config.get(key).cloned()
+    }
+
+    fn log(&mut self, app: &str, source: &str, message: &str) {
+        if let Some(a) = self.app_mut(app) {
+            a.log(source, message);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Infisical simulator: universal-auth login, v3 raw and v4 secret routes, versions kept.
+
+mod routes;
+mod state;
+
+use crate::scenario::Scenario;
+use crate::shared::Shared;
+use crate::simulator::Simulator;
+use crate::world::World;
+use crate::SandboxError;
+use axum::response::Response;
+use axum::Router;
+use serde_json::Value;
+pub(crate) use state::InfisicalState;
+use std::sync::Arc;
+
+pub(crate) struct Infisical;
+
+impl Simulator for Infisical {
+    fn name(&self) -> &'static str {
+        "infisical"
+    }
+
+    fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError> {
+        let tokens_of = |server: &str| world.server_tokens(server);
+        let state = InfisicalState::from_scenario(&scenario.infisical, &tokens_of)?;
+        world.insert(state);
+        Ok(())
+    }
+
+    fn router(&self, shared: Arc<Shared>) -> Router {
+        routes::router(shared)
+    }
+
+    fn error_for_status(&self, status: u16) -> Response {
+        routes::error_for_status(status)
+    }
+
+    /// The "domain" is the URL without `/api`, as `INFISICAL_DOMAIN` takes it.
+    fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
+        let mut env = vec![("INFISICAL_DOMAIN", url.to_string())];
+        if let Some(st) = world.get::<InfisicalState>() {
+            env.push(("INFISICAL_TOKEN", st.token.clone()));
+            env.push(("INFISICAL_PROJECT_ID", st.project_id.clone()));
+        }
+        env.push(("INFISICAL_DISABLE_UPDATE_CHECK", "true".into()));
+        env
+    }
+
+    fn state(&self, world: &World) -> Vec<(&'static str, Value)> {
+        world
+            .get::<InfisicalState>()
+            .map(|s| vec![("infisical", s.to_json())])
+            .unwrap_or_default()
+    }
+}
+
+/// Test seams.
+#[cfg(any(test, feature = "test-api"))]
+impl crate::Sandbox {
+    /// The Infisical "domain" (without `/api`, as `INFISICAL_DOMAIN` takes it).
+    pub fn infisical_url(&self) -> &str {
+        self.url(Infisical.name())
+    }
+
+    /// The Infisical project id of the scenario.
+    pub fn infisical_project_id(&self) -> String {
+        self.shared
+            .with_state(|i: &mut InfisicalState| i.project_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Makes every Infisical access token issued by login expire now.
+    pub fn infisical_expire_tokens(&self) {
+        self.shared
+            .with_state(|i: &mut InfisicalState| i.expire_issued());
+    }
+}

@@ -1,0 +1,304 @@
+//! The Postmark API's routes: `GET/PUT /server`, `POST /email`, `POST /email/batch`.
+
+use super::dashboard;
+use super::state::{InvalidName, PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
+use crate::http::header;
+use crate::shared::Shared;
+use crate::world::{Mail, SendError};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// `{ErrorCode, Message}` with `status`.
+fn error_body(status: u16, code: i64, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(json!({"ErrorCode": code, "Message": message}))).into_response()
+}
+
+/// The body Postmark sends for a bare status (faults).
+pub(super) fn error_for_status(status: u16) -> Response {
+    let (code, message) = match status {
+        401 => (10, BAD_TOKEN),
+        404 => (12, "Resource not found."),
+        415 => (409, "JSON required."),
+        422 => (300, "Invalid email request."),
+        429 => (
+            429,
+            "Rate limit exceeded. You should reduce the rate of requests.",
+        ),
+        503 => (100, "The service is currently down for maintenance."),
+        s if s >= 500 => (500, "Internal server error."),
+        _ => (0, "Error."),
+    };
+    error_body(status, code, message)
+}
+
+fn send_error(e: SendError) -> Response {
+    error_body(e.status, e.code, &e.message)
+}
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/server", get(get_server).put(put_server))
+        .route("/email", post(send_email))
+        .route("/email/batch", post(send_batch))
+        .merge(dashboard::routes())
+        .fallback(|| async { error_for_status(404) })
+        .with_state(shared)
+}
+
+fn token(headers: &HeaderMap) -> Option<&str> {
+    header(headers, "x-postmark-server-token").map(str::trim)
+}
+
+fn authorized<'a>(pm: &'a PostmarkState, headers: &HeaderMap) -> Result<&'a PmServer, Response> {
+    match token(headers) {
+        None | Some("") => Err(error_body(401, 10, MISSING_TOKEN)),
+        Some(t) => pm
+            .server_for_token(t)
+            .ok_or_else(|| error_body(401, 10, BAD_TOKEN)),
+    }
+}
+
+/// Bodies must be JSON (415 otherwise, as Postmark documents).
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Response> {
+    let ct = header(headers, "content-type").unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return Err(error_body(
+            415,
+            409,
+            "JSON required. Please set the 'Content-Type' header to 'application/json'.",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|_| error_body(422, 402, "Received invalid JSON input."))
+}
+
+async fn get_server(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    s.respond(|pm: &mut PostmarkState| match authorized(pm, &headers) {
+        Ok(server) => Json(server_json(server)).into_response(),
+        Err(r) => r,
+    })
+}
+
+async fn put_server(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let edit = match json_body(&headers, &body) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return error_body(422, 402, "Received invalid JSON input."),
+        Err(r) => return r,
+    };
+    s.respond(|pm: &mut PostmarkState| {
+        let id = match authorized(pm, &headers) {
+            Ok(server) => server.id,
+            Err(r) => return r,
+        };
+        let Some(server) = pm.servers.iter_mut().find(|x| x.id == id) else {
+            return error_for_status(404);
+        };
+        match server.edit(edit) {
+            Ok(()) => Json(server_json(server)).into_response(),
+            Err(InvalidName) => error_body(422, 607, "Server name is missing or invalid."),
+        }
+    })
+}
+
+async fn send_email(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let email = match json_body(&headers, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    s.respond(
+        |pm: &mut PostmarkState| match pm.send(token(&headers), &email, "api") {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => send_error(e),
+        },
+    )
+}
+
+async fn send_batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let emails = match json_body(&headers, &body) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => return error_body(422, 402, "Received invalid JSON input."),
+        Err(r) => return r,
+    };
+    if emails.len() > 500 {
+        return error_body(422, 410, "Too many batch messages. The maximum is 500.");
+    }
+    s.respond(|pm: &mut PostmarkState| {
+        if let Err(r) = authorized(pm, &headers) {
+            return r;
+        }
+        let results: Vec<Value> = emails
+            .iter()
+            .map(|e| match pm.send(token(&headers), e, "api-batch") {
+                Ok(v) => v,
+                Err(e) => json!({"ErrorCode": e.code, "Message": e.message}),
+            })
+            .collect();
+        Json(Value::Array(results)).into_response()
+    })
+}
+
+fn server_json(s: &PmServer) -> Value {
+    let mut out = Map::new();
+    out.insert("ID".into(), json!(s.id));
+    out.insert("Name".into(), json!(s.name));
+    out.insert("ApiTokens".into(), json!(s.tokens));
+    out.insert(
+        "ServerLink".into(),
+        json!(format!("https://postmarkapp.com/servers/{}/streams", s.id)),
+    );
+    out.insert(
+        "InboundAddress".into(),
+        json!(format!("{}@inbound.postmarkapp.com", s.inbound_hash)),
+    );
+    out.insert("InboundHash".into(), json!(s.inbound_hash));
+    for (k, v) in &s.settings {
+        out.insert(k.clone(), v.clone());
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sandbox;
+    use crate::testkit::{keys, postmark_check, raw, sorted};
+    use serde_json::{json, Value};
+
+    /// vendor-apis.md §1.5, field for field.
+    const SERVER_FIELDS: [&str; 22] = [
+        "ID",
+        "Name",
+        "ApiTokens",
+        "Color",
+        "SmtpApiActivated",
+        "RawEmailEnabled",
+        "DeliveryType",
+        "ServerLink",
+        "InboundAddress",
+        "InboundHookUrl",
+        "BounceHookUrl",
+        "OpenHookUrl",
+        "DeliveryHookUrl",
+        "PostFirstOpenOnly",
+        "InboundDomain",
+        "InboundHash",
+        "InboundSpamThreshold",
+        "TrackOpens",
+        "TrackLinks",
+        "IncludeBounceContentInHook",
+        "ClickHookUrl",
+        "EnableSmtpApiErrorHooks",
+    ];
+
+    #[tokio::test]
+    async fn get_server_matches_the_swagger_and_the_field_list() {
+        let sb = sandbox().await;
+        let resp = raw()
+            .get(format!("{}/server", sb.postmark_url()))
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        postmark_check("ServerConfigurationResponse", &body, true);
+        assert_eq!(keys(&body), sorted(&SERVER_FIELDS));
+        assert_eq!(body["ApiTokens"], json!(["pmsim-0001"]));
+    }
+
+    #[tokio::test]
+    async fn post_email_matches_the_swagger() {
+        let sb = sandbox().await;
+        let body: Value = raw()
+            .post(format!("{}/email", sb.postmark_url()))
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .json(&json!({"From": "noreply@raxx.app", "To": "kris@moosequest.net", "Subject": "s", "TextBody": "t"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        postmark_check("SendEmailResponse", &body, true);
+        assert_eq!(
+            keys(&body),
+            sorted(&["To", "SubmittedAt", "MessageID", "ErrorCode", "Message"])
+        );
+        let at = body["SubmittedAt"].as_str().unwrap();
+        assert!(
+            at.ends_with("+00:00") && at.len() == "2014-02-17T07:25:01.4178645+00:00".len(),
+            "{at}"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_and_bad_tokens_get_the_documented_401_bodies() {
+        let sb = sandbox().await;
+        let c = raw();
+        for (tok, msg) in [
+            (None, super::MISSING_TOKEN),
+            (Some("wrong"), super::BAD_TOKEN),
+        ] {
+            let mut req = c.get(format!("{}/server", sb.postmark_url()));
+            if let Some(t) = tok {
+                req = req.header("X-Postmark-Server-Token", t);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401);
+            let body: Value = resp.json().await.unwrap();
+            postmark_check("StandardPostmarkResponse", &body, true);
+            assert_eq!(body, json!({"ErrorCode": 10, "Message": msg}));
+        }
+    }
+
+    #[tokio::test]
+    async fn non_json_bodies_are_415_and_bad_json_422() {
+        let sb = sandbox().await;
+        let c = raw();
+        let url = format!("{}/email", sb.postmark_url());
+        let resp = c
+            .post(&url)
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 415);
+        let resp = c
+            .post(&url)
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .header("Content-Type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 422);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["ErrorCode"], 402);
+    }
+
+    #[tokio::test]
+    async fn put_server_edits_and_returns_the_server() {
+        let sb = sandbox().await;
+        let body: Value = raw()
+            .put(format!("{}/server", sb.postmark_url()))
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .json(&json!({"Color": "Red", "TrackOpens": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (body["Color"].as_str(), body["TrackOpens"].as_bool()),
+            (Some("Red"), Some(true))
+        );
+    }
+}

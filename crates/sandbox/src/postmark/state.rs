@@ -1,0 +1,377 @@
+//! The Postmark simulator's data: servers with their tokens, accepted emails, and the checks
+//! Postmark makes on a send.
+
+use crate::scenario::{PostmarkScenario, ServerSpec};
+use crate::world::{Mail, SendError};
+use crate::{ts, SandboxError};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub(super) const MISSING_TOKEN: &str = "No Account or Server API tokens were supplied in the HTTP headers. Please add a header for either X-Postmark-Server-Token or X-Postmark-Account-Token.";
+pub(super) const BAD_TOKEN: &str = "The Server Token you provided in the X-Postmark-Server-Token request header was invalid. Please verify that you are using a valid token.";
+
+/// Postmark's test token: sends validate but are not delivered.
+const TEST_TOKEN: &str = "POSTMARK_API_TEST";
+
+/// One simulated server.
+pub(super) struct PmServer {
+    pub(super) id: i64,
+    pub(super) name: String,
+    pub(super) tokens: Vec<String>,
+    deleted_tokens: Vec<String>,
+    pub(super) settings: Map<String, Value>,
+    pub(super) inbound_hash: String,
+}
+
+/// A server name that is missing or blank.
+pub(super) struct InvalidName;
+
+impl PmServer {
+    /// Applies a `PUT /server` edit: the name and the known settings change; read-only and
+    /// unknown fields are ignored. An invalid name stops it, keeping what came before.
+    pub(super) fn edit(&mut self, edit: Map<String, Value>) -> Result<(), InvalidName> {
+        for (k, v) in edit {
+            match k.as_str() {
+                "Name" => match v.as_str() {
+                    Some(n) if !n.trim().is_empty() => self.name = n.to_string(),
+                    _ => return Err(InvalidName),
+                },
+                "ID" | "ApiTokens" | "ServerLink" | "InboundAddress" | "InboundHash"
+                | "DeliveryType" => {}
+                key if self.settings.contains_key(key) => {
+                    self.settings.insert(k, v);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One accepted email.
+struct PmMessage {
+    message_id: String,
+    token: String,
+    server: String,
+    to: String,
+    subject: String,
+    via: String,
+}
+
+pub(super) struct PostmarkState {
+    pub(super) servers: Vec<PmServer>,
+    messages: Vec<PmMessage>,
+    pub(super) token_limit: usize,
+}
+
+impl PostmarkState {
+    pub(super) fn from_scenario(s: &PostmarkScenario) -> Result<Self, SandboxError> {
+        let mut servers = Vec::new();
+        for (i, spec) in s.servers.iter().enumerate() {
+            servers.push(new_server(spec, i, s.token_limit)?);
+        }
+        Ok(PostmarkState {
+            servers,
+            messages: Vec::new(),
+            token_limit: s.token_limit,
+        })
+    }
+
+    pub(super) fn server_for_token(&self, token: &str) -> Option<&PmServer> {
+        self.servers
+            .iter()
+            .find(|s| s.tokens.iter().any(|t| t == token))
+    }
+
+    /// The name of the server with ID `id`.
+    pub(super) fn server_name(&self, id: i64) -> Result<String, SandboxError> {
+        self.servers
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.name.clone())
+            .ok_or_else(|| SandboxError::UnknownServer {
+                name: id.to_string(),
+            })
+    }
+
+    fn server_mut(&mut self, name: &str) -> Result<&mut PmServer, SandboxError> {
+        self.servers
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| SandboxError::UnknownServer { name: name.into() })
+    }
+
+    /// Dashboard: a new token, unless the server is at the limit.
+    pub(super) fn generate_token(&mut self, server: &str) -> Result<String, SandboxError> {
+        let limit = self.token_limit;
+        let s = self.server_mut(server)?;
+        if s.tokens.len() >= limit {
+            return Err(SandboxError::TokenLimit {
+                server: server.into(),
+                limit,
+            });
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        s.tokens.push(token.clone());
+        Ok(token)
+    }
+
+    /// Dashboard: deletes a token; later requests with it get 401.
+    pub(super) fn delete_token(&mut self, server: &str, token: &str) -> Result<(), SandboxError> {
+        let s = self.server_mut(server)?;
+        let before = s.tokens.len();
+        s.tokens.retain(|t| t != token);
+        if s.tokens.len() == before {
+            return Err(SandboxError::UnknownToken {
+                server: server.into(),
+            });
+        }
+        s.deleted_tokens.push(token.to_string());
+        Ok(())
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        let mut by_token: BTreeMap<&str, u64> = BTreeMap::new();
+        for m in &self.messages {
+            *by_token.entry(m.token.as_str()).or_default() += 1;
+        }
+        let servers: Vec<Value> = self
+            .servers
+            .iter()
+            .map(|s| {
+                json!({
+                    "ID": s.id,
+                    "Name": s.name,
+                    "ApiTokens": s.tokens,
+                    "DeletedTokens": s.deleted_tokens,
+                    "emails_sent": self.messages.iter().filter(|m| m.server == s.name).count(),
+                })
+            })
+            .collect();
+        let messages: Vec<Value> = self
+            .messages
+            .iter()
+            .map(|m| {
+                json!({
+                    "MessageID": m.message_id,
+                    "server": m.server,
+                    "token": m.token,
+                    "To": m.to,
+                    "Subject": m.subject,
+                    "via": m.via,
+                })
+            })
+            .collect();
+        json!({
+            "servers": servers,
+            "token_limit": self.token_limit,
+            "emails": {"count": self.messages.len(), "by_token": by_token},
+            "messages": messages,
+        })
+    }
+}
+
+/// Postmark is the mail service of the sandbox's apps.
+impl Mail for PostmarkState {
+    fn server_tokens(&self, name: &str) -> Option<Vec<String>> {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.tokens.clone())
+    }
+
+    fn send(&mut self, token: Option<&str>, email: &Value, via: &str) -> Result<Value, SendError> {
+        let token = match token {
+            None | Some("") => return Err(unauthorized(MISSING_TOKEN)),
+            Some(t) => t,
+        };
+        let server = if token == TEST_TOKEN {
+            None
+        } else {
+            match self.server_for_token(token) {
+                Some(s) => Some(s.name.clone()),
+                None => return Err(unauthorized(BAD_TOKEN)),
+            }
+        };
+        let to = validate_email(email)?;
+        let message_id = uuid::Uuid::new_v4().to_string();
+        if let Some(server) = server {
+            self.messages.push(PmMessage {
+                message_id: message_id.clone(),
+                token: token.to_string(),
+                server,
+                to: to.clone(),
+                subject: str_field(email, "Subject").to_string(),
+                via: via.to_string(),
+            });
+        }
+        Ok(json!({
+            "To": to,
+            "SubmittedAt": ts::postmark(),
+            "MessageID": message_id,
+            "ErrorCode": 0,
+            "Message": "OK",
+        }))
+    }
+
+    fn check_token(&self, token: Option<&str>) -> Result<(), SendError> {
+        match token {
+            None | Some("") => Err(unauthorized(MISSING_TOKEN)),
+            Some(t) if self.server_for_token(t).is_some() => Ok(()),
+            Some(_) => Err(unauthorized(BAD_TOKEN)),
+        }
+    }
+}
+
+fn new_server(spec: &ServerSpec, index: usize, limit: usize) -> Result<PmServer, SandboxError> {
+    if spec.name.is_empty() {
+        return Err(SandboxError::Scenario {
+            message: format!("postmark server #{index} has no name"),
+        });
+    }
+    let mut tokens = spec.tokens.clone();
+    if tokens.is_empty() {
+        tokens.push(uuid::Uuid::new_v4().to_string());
+    }
+    if spec.fill_tokens_to_limit {
+        while tokens.len() < limit {
+            tokens.push(uuid::Uuid::new_v4().to_string());
+        }
+    }
+    if tokens.len() > limit {
+        return Err(SandboxError::Scenario {
+            message: format!(
+                "postmark server '{}' has {} tokens, more than the limit of {limit}",
+                spec.name,
+                tokens.len()
+            ),
+        });
+    }
+    let id = spec.id.unwrap_or(4242 + index as i64);
+    let inbound_hash = uuid::Uuid::new_v4().simple().to_string();
+    let settings = json!({
+        "Color": spec.color,
+        "SmtpApiActivated": true,
+        "RawEmailEnabled": false,
+        "DeliveryType": "Live",
+        "InboundHookUrl": "",
+        "BounceHookUrl": "",
+        "OpenHookUrl": "",
+        "DeliveryHookUrl": "",
+        "PostFirstOpenOnly": false,
+        "InboundDomain": "",
+        "InboundSpamThreshold": 0,
+        "TrackOpens": false,
+        "TrackLinks": "None",
+        "IncludeBounceContentInHook": true,
+        "ClickHookUrl": "",
+        "EnableSmtpApiErrorHooks": false,
+    });
+    Ok(PmServer {
+        id,
+        name: spec.name.clone(),
+        tokens,
+        deleted_tokens: Vec::new(),
+        settings: settings.as_object().cloned().unwrap_or_default(),
+        inbound_hash,
+    })
+}
+
+fn unauthorized(message: &str) -> SendError {
+    SendError {
+        status: 401,
+        code: 10,
+        message: message.into(),
+    }
+}
+
+fn invalid(code: i64, message: impl Into<String>) -> SendError {
+    SendError {
+        status: 422,
+        code,
+        message: message.into(),
+    }
+}
+
+fn str_field<'a>(v: &'a Value, name: &str) -> &'a str {
+    v.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Postmark's checks on one email; returns the `To` it will report.
+fn validate_email(email: &Value) -> Result<String, SendError> {
+    if !email.is_object() {
+        return Err(invalid(402, "Received invalid JSON input."));
+    }
+    let from = str_field(email, "From").trim();
+    if from.is_empty() || !from.contains('@') {
+        return Err(invalid(300, format!("Invalid 'From' address: '{from}'.")));
+    }
+    let to = str_field(email, "To").trim();
+    let recipients: Vec<&str> = ["To", "Cc", "Bcc"]
+        .iter()
+        .flat_map(|f| str_field(email, f).split(','))
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    if to.is_empty() && recipients.is_empty() {
+        return Err(invalid(300, "Zero recipients specified"));
+    }
+    if let Some(bad) = recipients.iter().find(|r| !r.contains('@')) {
+        return Err(invalid(
+            300,
+            format!("Error parsing 'To': Illegal email address '{bad}'. It must contain the '@' symbol."),
+        ));
+    }
+    if recipients.len() > 50 {
+        return Err(invalid(
+            300,
+            "Maximum of 50 recipients allowed per message.",
+        ));
+    }
+    if str_field(email, "TextBody").is_empty() && str_field(email, "HtmlBody").is_empty() {
+        return Err(invalid(
+            300,
+            "Provide either email TextBody or HtmlBody or both.",
+        ));
+    }
+    match email.get("MessageStream").and_then(Value::as_str) {
+        None | Some("outbound") | Some("broadcast") => {}
+        Some(_) => {
+            return Err(invalid(
+                1235,
+                "The 'MessageStream' provided does not exist on this server.",
+            ))
+        }
+    }
+    Ok(to.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sandbox;
+    use crate::{Sandbox, SandboxError, Scenario};
+
+    #[tokio::test]
+    async fn the_token_limit_is_three() {
+        let sb = sandbox().await;
+        sb.dashboard_generate_token("raxx-prod").unwrap();
+        sb.dashboard_generate_token("raxx-prod").unwrap();
+        let e = sb.dashboard_generate_token("raxx-prod").unwrap_err();
+        assert!(matches!(e, SandboxError::TokenLimit { limit: 3, .. }));
+        assert!(e.to_string().contains("already has 3 API tokens"));
+        assert!(matches!(
+            sb.dashboard_generate_token("nope"),
+            Err(SandboxError::UnknownServer { .. })
+        ));
+        assert!(matches!(
+            sb.dashboard_delete_token("raxx-prod", "nope"),
+            Err(SandboxError::UnknownToken { .. })
+        ));
+
+        let full = Sandbox::start(Scenario::default().with_tokens_at_limit())
+            .await
+            .unwrap();
+        assert_eq!(full.postmark_tokens("raxx-prod").map(|t| t.len()), Some(3));
+        assert!(full.dashboard_generate_token("raxx-prod").is_err());
+    }
+}

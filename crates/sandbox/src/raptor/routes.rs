@@ -1,0 +1,116 @@
+//! The downstream app's own API: a test email through its Postmark client.
+
+use super::state::{failure_line, outbound_fault, RaptorState, SOURCE};
+use crate::shared::Shared;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub(super) fn error_for_status(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(json!({"error": "injected", "status": status}))).into_response()
+}
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/notifications/test-email", post(test_email_default))
+        .route("/{app}/api/notifications/test-email", post(test_email))
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))) })
+        .with_state(shared)
+}
+
+async fn test_email_default(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let first = s
+        .with_state(|st: &mut RaptorState| st.instances.first().map(|i| i.app.clone()))
+        .flatten();
+    match first {
+        Some(app) => send_test(&s, &app, &body),
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no app"}))).into_response(),
+    }
+}
+
+async fn test_email(
+    State(s): State<Arc<Shared>>,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> Response {
+    send_test(&s, &app, &body)
+}
+
+/// `POST …/api/notifications/test-email {"to","subject"}` → `{"MessageID"}` or 502.
+fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
+    let req: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid JSON"})),
+            )
+                .into_response()
+        }
+    };
+    let Some(to) = req.get("to").and_then(Value::as_str) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "'to' is required"})),
+        )
+            .into_response();
+    };
+    let subject = req
+        .get("subject")
+        .and_then(Value::as_str)
+        .unwrap_or("Raptor test email");
+    let answer = s.with_world(|w| {
+        w.scope(|st: &mut RaptorState, w| {
+            let Some(inst) = st.instances.iter_mut().find(|i| i.app == app) else {
+                return (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"error": format!("no Raptor app '{app}'")})),
+                )
+                    .into_response();
+            };
+            let email = json!({
+                "From": "noreply@raxx.app",
+                "To": to,
+                "Subject": subject,
+                "TextBody": "Raptor notification test email.",
+                "MessageStream": "outbound",
+            });
+            let result = match outbound_fault(&s.faults, app) {
+                Some(e) => Err(e),
+                None => match w.mail_mut() {
+                    Some(mail) => mail.send(inst.token.as_deref(), &email, &format!("raptor:{app}")),
+                    None => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                },
+            };
+            inst.test_emails += 1;
+            let (line, answer) = match result {
+                Ok(v) => {
+                    let id = v.get("MessageID").and_then(Value::as_str).unwrap_or("").to_string();
+                    (
+                        format!("postmark send ok MessageID={id}"),
+                        Json(json!({"MessageID": id})).into_response(),
+                    )
+                }
+                Err(e) => (
+                    failure_line(&e),
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        Json(json!({"error": "postmark_error", "status": e.status, "ErrorCode": e.code, "message": e.message})),
+                    )
+                        .into_response(),
+                ),
+            };
+            if let Some(p) = w.platform_mut() {
+                p.log(app, SOURCE, &line);
+            }
+            answer
+        })
+    });
+    answer.unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

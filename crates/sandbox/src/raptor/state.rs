@@ -1,0 +1,142 @@
+//! The downstream app's data: one instance per app with the token it read at its last start
+//! and what its sends came to; and how it reacts to a restart and to passing time.
+
+use super::Raptor;
+use crate::faults::{FaultAction, FaultSet};
+use crate::scenario::TOKEN_VAR;
+use crate::simulator::Simulator;
+use crate::world::{Event, Platform, SendError, World};
+use serde_json::{json, Map, Value};
+
+/// The log source of the app's own lines.
+pub(super) const SOURCE: &str = "app[web.1]";
+
+pub(super) struct Instance {
+    pub(super) app: String,
+    pub(super) token: Option<String>,
+    sent: u64,
+    failed: u64,
+    failed_401: u64,
+    pub(super) test_emails: u64,
+}
+
+pub(super) struct RaptorState {
+    pub(super) instances: Vec<Instance>,
+}
+
+impl RaptorState {
+    /// One instance per app whose config holds the token var at start.
+    pub(super) fn from_platform(platform: Option<&dyn Platform>) -> Self {
+        let instances = platform.map_or_else(Vec::new, |p| {
+            p.apps()
+                .into_iter()
+                .filter_map(|app| {
+                    let token = p.config_var(&app, TOKEN_VAR)?;
+                    Some(Instance {
+                        app,
+                        token: Some(token),
+                        sent: 0,
+                        failed: 0,
+                        failed_401: 0,
+                        test_emails: 0,
+                    })
+                })
+                .collect()
+        });
+        RaptorState { instances }
+    }
+
+    pub(super) fn total_401s(&self) -> u64 {
+        self.instances.iter().map(|i| i.failed_401).sum()
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        let m: Map<String, Value> = self
+            .instances
+            .iter()
+            .map(|i| {
+                (
+                    i.app.clone(),
+                    json!({"sent": i.sent, "failed": i.failed, "failed_401": i.failed_401, "test_emails": i.test_emails}),
+                )
+            })
+            .collect();
+        Value::Object(m)
+    }
+}
+
+/// What the app does when the world changes: it re-reads its token at a restart, and sends
+/// its background email as time passes.
+pub(super) fn on_event(w: &mut World, event: &Event<'_>) {
+    w.scope(|st: &mut RaptorState, w| match event {
+        Event::Restarted { app } => on_restart(st, w, app),
+        Event::Tick { faults } => background_tick(st, w, faults),
+    });
+}
+
+/// The app restarted: re-read the token from its config vars.
+fn on_restart(st: &mut RaptorState, w: &mut World, app: &str) {
+    let Some(platform) = w.platform_mut() else {
+        return;
+    };
+    let token = platform.config_var(app, TOKEN_VAR);
+    if let Some(i) = st.instances.iter_mut().find(|i| i.app == app) {
+        i.token = token;
+        platform.log(
+            app,
+            SOURCE,
+            "raptor booted; postmark client configured from POSTMARK_SERVER_TOKEN",
+        );
+    }
+}
+
+/// A fault on Raptor's own outbound sends: `raptor:POST:/{app}/postmark/email=401` makes
+/// Postmark reject that app's mail (e.g. a token Postmark no longer accepts for it).
+pub(super) fn outbound_fault(faults: &FaultSet, app: &str) -> Option<SendError> {
+    match faults.take(Raptor.name(), "POST", &format!("/{app}/postmark/email")) {
+        Some((FaultAction::Status(status), _)) => Some(SendError {
+            status,
+            code: if status == 401 { 10 } else { 0 },
+            message: "injected: Postmark rejected the app's request".into(),
+        }),
+        _ => None,
+    }
+}
+
+/// One background email per instance with its current token.
+fn background_tick(st: &mut RaptorState, w: &mut World, faults: &FaultSet) {
+    for inst in &mut st.instances {
+        let result = match outbound_fault(faults, &inst.app) {
+            Some(e) => Err(e),
+            None => match w.mail() {
+                Some(mail) => mail.check_token(inst.token.as_deref()),
+                None => return,
+            },
+        };
+        match result {
+            Ok(()) => inst.sent += 1,
+            Err(e) => {
+                inst.failed += 1;
+                if e.status == 401 {
+                    inst.failed_401 += 1;
+                }
+                if let Some(p) = w.platform_mut() {
+                    p.log(&inst.app, SOURCE, &failure_line(&e));
+                }
+            }
+        }
+    }
+}
+
+/// The log line of a failed send.
+pub(super) fn failure_line(e: &SendError) -> String {
+    let name = if e.status == 401 {
+        "InvalidAPIToken"
+    } else {
+        "PostmarkError"
+    };
+    format!(
+        "postmark error {} {name}: {} (ErrorCode {})",
+        e.status, e.message, e.code
+    )
+}

@@ -1,0 +1,125 @@
+//! A generic HTTP simulator declared in the scenario file, so a runbook for a vendor without a
+//! built-in module (a mail provider's key API, an app's health endpoint) is rehearsed and
+//! tested end to end like the built-in ones.
+//!
+//! Each `[[scripted]]` table is one vendor on its own 127.0.0.1 port. Its state is a set of
+//! named collections of JSON objects; routes answer from templates and may create, find, list
+//! or delete items, so an API-key vendor is simulated statefully: a created key is listed and
+//! authenticates, a deleted key gets 401.
+//!
+//! ```toml
+//! [[scripted]]
+//! name = "sendgrid"                    # faults: sendgrid:POST:/v3/api_keys=500
+//! env = "SENDGRID_API_URL"             # default: NAME_API_URL
+//! auth = { header = "Authorization", prefix = "Bearer ", collection = "keys", field = "api_key" }
+//! collections = { keys = [{ api_key_id = "k1", name = "app", api_key = "SG.k1.secret" }] }
+//!
+//! [[scripted.routes]]
+//! method = "POST"
+//! path = "/v3/api_keys"
+//! create = { collection = "keys", item = { api_key_id = "{{random}}", name = "{{body.name}}", api_key = "SG.{{random}}" } }
+//! respond = { status = 201, body = "{{item}}" }
+//!
+//! [[scripted.routes]]
+//! method = "DELETE"
+//! path = "/v3/api_keys/{id}"
+//! delete = { collection = "keys", where = { api_key_id = "{{path.id}}" } }
+//! respond = { status = 204 }
+//! ```
+//!
+//! Templates: a string that is exactly `{{expr}}` becomes the value of `expr` (any JSON type);
+//! `{{expr}}` inside other text is interpolated. `expr` is a dotted path from `body`, `path`
+//! (captures), `query`, `auth` (the item that authenticated the request), `item` (the item the
+//! route created, found or deleted), `items` (what `list` selected), or `random` (32 hex
+//! digits), `uuid`, `now`.
+
+mod serve;
+mod spec;
+mod template;
+
+pub(crate) use serve::{error_for_status, router};
+pub use spec::{Answer, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select};
+
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+
+/// Interns a vendor name: the request log and the fault middleware name vendors with
+/// `&'static str`, and scenario names are few and live for the process.
+fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(|| Mutex::new(Vec::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(leaked);
+    leaked
+}
+
+/// The live state of every scripted vendor.
+pub(crate) struct ScriptedState {
+    vendors: Vec<VendorState>,
+}
+
+struct VendorState {
+    spec: ScriptedVendor,
+    collections: BTreeMap<String, Vec<Value>>,
+}
+
+impl ScriptedState {
+    pub(crate) fn from_scenario(specs: &[ScriptedVendor]) -> Result<Self, String> {
+        let mut vendors: Vec<VendorState> = Vec::new();
+        for spec in specs {
+            spec.validate()?;
+            if vendors.iter().any(|v| v.spec.name == spec.name) {
+                return Err(format!("scripted vendor '{}' is declared twice", spec.name));
+            }
+            if vendors.iter().any(|v| v.spec.env_var() == spec.env_var()) {
+                return Err(format!(
+                    "scripted vendors share the env variable {}",
+                    spec.env_var()
+                ));
+            }
+            vendors.push(VendorState {
+                spec: spec.clone(),
+                collections: spec.collections.clone(),
+            });
+        }
+        Ok(ScriptedState { vendors })
+    }
+
+    pub(crate) fn names(&self) -> Vec<&'static str> {
+        self.vendors.iter().map(|v| intern(&v.spec.name)).collect()
+    }
+
+    /// `(ENV_VAR, url)` of every vendor, given their URLs by name.
+    pub(crate) fn env(&self, urls: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        self.vendors
+            .iter()
+            .map(|v| (v.spec.env_var(), url_of(urls, &v.spec.name)))
+            .collect()
+    }
+
+    pub(crate) fn to_json(&self, urls: &BTreeMap<String, String>) -> Value {
+        let m: Map<String, Value> = self
+            .vendors
+            .iter()
+            .map(|v| {
+                let url = url_of(urls, &v.spec.name);
+                (
+                    v.spec.name.clone(),
+                    json!({"url": url, "env": v.spec.env_var(), "collections": v.collections}),
+                )
+            })
+            .collect();
+        Value::Object(m)
+    }
+}
+
+fn url_of(urls: &BTreeMap<String, String>, name: &str) -> String {
+    urls.get(name).cloned().unwrap_or_default()
+}

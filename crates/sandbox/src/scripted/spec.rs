@@ -1,0 +1,282 @@
+//! The scripted vendors' scenario format: vendors, auth, routes, actions and answers, and
+//! the checks a scenario must pass before the sandbox starts.
+
+use crate::simulator;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// One scripted vendor, as the scenario declares it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedVendor {
+    /// Lower-case name: faults, the request log and the state use it.
+    pub name: String,
+    /// The environment variable that carries the simulator's base URL.
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
+    /// Named lists of items: the simulator's state.
+    #[serde(default)]
+    pub collections: BTreeMap<String, Vec<Value>>,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Answer for a route, item or path that does not exist.
+    #[serde(default = "default_not_found")]
+    pub not_found: Answer,
+}
+
+/// Requests must carry, in `header` after `prefix`, the `field` of an item of `collection`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    #[serde(default = "default_auth_header")]
+    pub header: String,
+    #[serde(default)]
+    pub prefix: String,
+    pub collection: String,
+    pub field: String,
+    #[serde(default = "default_unauthorized")]
+    pub unauthorized: Answer,
+}
+
+/// One route: a method and a path pattern (`/v3/api_keys/{id}`), at most one action, and the
+/// answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub method: String,
+    pub path: String,
+    /// `false`: no authentication on this route even when the vendor has `auth`.
+    #[serde(default = "yes")]
+    pub auth: bool,
+    /// The authenticated item must have `field` containing (or equal to) `value`.
+    #[serde(default)]
+    pub requires: Option<Requirement>,
+    #[serde(default)]
+    pub create: Option<Create>,
+    #[serde(default)]
+    pub find: Option<Select>,
+    #[serde(default)]
+    pub delete: Option<Select>,
+    #[serde(default)]
+    pub list: Option<List>,
+    #[serde(default = "default_ok")]
+    pub respond: Answer,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub field: String,
+    pub value: Value,
+    #[serde(default = "default_forbidden")]
+    pub forbidden: Answer,
+}
+
+/// Adds the rendered `item` to `collection`; over `limit` items answers `over_limit`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Create {
+    pub collection: String,
+    pub item: Value,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default = "default_forbidden")]
+    pub over_limit: Answer,
+}
+
+/// The first item of `collection` whose fields equal every rendered `where` value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Select {
+    pub collection: String,
+    #[serde(rename = "where", default)]
+    pub filter: BTreeMap<String, Value>,
+}
+
+/// Every item of `collection` (matching `where`), keeping only `fields` when given: a list
+/// route must not echo the credentials it stores.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct List {
+    pub collection: String,
+    #[serde(rename = "where", default)]
+    pub filter: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
+/// A status, a JSON body template and extra headers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    pub status: u16,
+    #[serde(default)]
+    pub body: Option<Value>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_auth_header() -> String {
+    "Authorization".into()
+}
+
+pub(super) fn answer(status: u16, message: &str) -> Answer {
+    Answer {
+        status,
+        body: Some(json!({"errors": [{"message": message}]})),
+        headers: BTreeMap::new(),
+    }
+}
+
+fn default_not_found() -> Answer {
+    answer(404, "not found")
+}
+
+fn default_unauthorized() -> Answer {
+    answer(401, "authorization required")
+}
+
+fn default_forbidden() -> Answer {
+    answer(403, "access forbidden")
+}
+
+fn default_ok() -> Answer {
+    Answer {
+        status: 200,
+        body: None,
+        headers: BTreeMap::new(),
+    }
+}
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+impl ScriptedVendor {
+    /// The environment variable for the base URL: `env`, else `NAME_API_URL`.
+    pub(crate) fn env_var(&self) -> String {
+        self.env.clone().unwrap_or_else(|| {
+            let upper: String = self
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("{upper}_API_URL")
+        })
+    }
+
+    /// Every mistake a scenario author can make that would otherwise surface as a confusing
+    /// answer mid-run.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let name = &self.name;
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(format!(
+                "scripted vendor name '{name}' must be lower-case letters, digits, '-' and '_'"
+            ));
+        }
+        if simulator::names().any(|n| n == name) {
+            return Err(format!(
+                "scripted vendor '{name}' has the name of a built-in simulator"
+            ));
+        }
+        let env = self.env_var();
+        if env.is_empty()
+            || !env
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!(
+                "scripted vendor '{name}': env '{env}' must be an upper-case variable name"
+            ));
+        }
+        let has = |c: &str| self.collections.contains_key(c);
+        if let Some(a) = &self.auth {
+            if !has(&a.collection) {
+                return Err(format!(
+                    "scripted vendor '{name}': auth uses collection '{}', which is not declared",
+                    a.collection
+                ));
+            }
+        }
+        for r in &self.routes {
+            let at = format!("scripted vendor '{name}', route {} {}", r.method, r.path);
+            if !METHODS.contains(&r.method.as_str()) {
+                return Err(format!(
+                    "{at}: method must be one of {}",
+                    METHODS.join(", ")
+                ));
+            }
+            if !r.path.starts_with('/') {
+                return Err(format!("{at}: the path must start with '/'"));
+            }
+            let actions = [
+                r.create.as_ref().map(|c| &c.collection),
+                r.find.as_ref().map(|c| &c.collection),
+                r.delete.as_ref().map(|c| &c.collection),
+                r.list.as_ref().map(|c| &c.collection),
+            ];
+            if actions.iter().flatten().count() > 1 {
+                return Err(format!(
+                    "{at}: a route has at most one of create, find, delete, list"
+                ));
+            }
+            if let Some(c) = actions.iter().flatten().find(|c| !has(c)) {
+                return Err(format!("{at}: collection '{c}' is not declared"));
+            }
+            if r.requires.is_some() && (self.auth.is_none() || !r.auth) {
+                return Err(format!(
+                    "{at}: `requires` checks the authenticated item, so the route needs auth"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Sandbox, SandboxError, Scenario};
+
+    #[tokio::test]
+    async fn scenario_mistakes_are_refused_at_start() {
+        let cases = [
+            (
+                "[[scripted]]\nname = \"heroku\"\n",
+                "has the name of a built-in simulator",
+            ),
+            (
+                "[[scripted]]\nname = \"v\"\n[[scripted.routes]]\nmethod = \"GET\"\npath = \"/x\"\nfind = { collection = \"nope\" }\n",
+                "collection 'nope' is not declared",
+            ),
+            (
+                "[[scripted]]\nname = \"v\"\nauth = { collection = \"keys\", field = \"k\" }\n",
+                "auth uses collection 'keys'",
+            ),
+            ("faults = [\"nosuch=500\"]\n", "fault for unknown vendor 'nosuch'"),
+        ];
+        for (toml, expected) in cases {
+            let scenario = Scenario::from_toml(toml).unwrap();
+            match Sandbox::start(scenario).await {
+                Err(SandboxError::Scenario { message }) => {
+                    assert!(message.contains(expected), "{message}")
+                }
+                other => panic!("{toml}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! What a built-in simulator is to the sandbox, and the one list of them.
+
+use crate::github::Github;
+use crate::heroku::Heroku;
+use crate::infisical::Infisical;
+use crate::postmark::Postmark;
+use crate::raptor::Raptor;
+use crate::scenario::Scenario;
+use crate::shared::Shared;
+use crate::world::World;
+use crate::SandboxError;
+use axum::response::Response;
+use axum::Router;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// A simulated vendor (or app) served on its own port; its state lives in the world.
+pub(crate) trait Simulator: Sync {
+    /// Its name in fault rules, the request log and `runbook sandbox`'s list.
+    fn name(&self) -> &'static str;
+
+    /// Builds its state from the scenario into the world, with the services it provides and
+    /// the events it listens to.
+    fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError>;
+
+    /// Its routes, over the shared world.
+    fn router(&self, shared: Arc<Shared>) -> Router;
+
+    /// The vendor's own error answer for a bare status (what a fault answers with).
+    fn error_for_status(&self, status: u16) -> Response;
+
+    /// The variables that point clients at it, given its base URL.
+    fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)>;
+
+    /// Its entries in the sandbox's state (`--sandbox-state`).
+    fn state(&self, world: &World) -> Vec<(&'static str, Value)>;
+}
+
+/// Every built-in simulator, in the order they install, serve and report. Each may use what
+/// an earlier one provides: Postmark's tokens fill the others' placeholders, Raptor runs on
+/// Heroku's apps. Adding a simulator is writing its folder and adding it here.
+pub(crate) const BUILT_IN: &[&dyn Simulator] = &[&Postmark, &Infisical, &Heroku, &Github, &Raptor];
+
+/// The names of the built-in simulators, in order.
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+    BUILT_IN.iter().map(|s| s.name())
+}

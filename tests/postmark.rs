@@ -352,3 +352,31 @@ fn show_lists_every_step_with_undo_and_the_irreversible_revoke() {
         .stdout_has("Max 3 active tokens per server.")
         .stdout_has("https://postmarkapp.com/developer/api/server-api");
 }
+
+/// The validation emails go to an address the operator names; the runbook has no personal
+/// default. A real run without one stops before any question or write; a rehearsal gets the
+/// sandbox's own address.
+#[test]
+fn the_test_recipient_is_never_a_default_address() {
+    let out = Test::new()
+        .shipped_runbooks()
+        .env_remove("POSTMARK_TEST_RECIPIENT")
+        .args(&["exec", "postmark", "--yes"])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("param 'test_recipient' is required and has no value")
+        .stderr_has("pass --param test_recipient=... or set POSTMARK_TEST_RECIPIENT");
+    assert!(!out.stdout.contains("Prerequisites"), "{}", out.stdout);
+    let out = postmark(&["--yes"]);
+    out.exit(Exit::Ok);
+    let state = out.read_json("sandbox.json");
+    assert!(
+        state["postmark"]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["To"] == "rehearsal@sandbox.invalid"),
+        "{}",
+        state["postmark"]["messages"]
+    );
+}

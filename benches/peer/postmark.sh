@@ -11,7 +11,7 @@ set -euo pipefail
 SERVER_NAME=${SERVER_NAME:-raxx-prod}
 APPS=${APPS:-"raxx-api-prod raxx-api-staging"}
 SECRET=POSTMARK_SERVER_TOKEN
-TO=kris@moosequest.net
+TO=${POSTMARK_TEST_RECIPIENT:-rehearsal@sandbox.invalid}
 AUDIT_LOG=${AUDIT_LOG:-/dev/null}
 die() { echo "FAILED: $*" >&2; exit 1; }
 

@@ -27,6 +27,7 @@ async fn env_points_vendor_config_at_the_simulators() {
             "INFISICAL_PROJECT_ID",
             "INFISICAL_TOKEN",
             "POSTMARK_API_URL",
+            "POSTMARK_TEST_RECIPIENT",
             "RAPTOR_API_URL",
         ]
     );

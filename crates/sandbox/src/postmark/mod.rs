@@ -38,7 +38,15 @@ impl Simulator for Postmark {
     }
 
     fn env(&self, url: &str, _: &World) -> Vec<(&'static str, String)> {
-        vec![("POSTMARK_API_URL", url.to_string())]
+        // Where rehearsals send their validation emails: the simulator accepts any address,
+        // and this one (a reserved .invalid domain) can never be a person's.
+        vec![
+            ("POSTMARK_API_URL", url.to_string()),
+            (
+                "POSTMARK_TEST_RECIPIENT",
+                "rehearsal@sandbox.invalid".to_string(),
+            ),
+        ]
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {

@@ -180,7 +180,9 @@ pub struct ScenarioArgs {
     /// faults. Default: the runbook's `sandbox/NAME.toml` when it has one, else the SOP's
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
-    /// Inject a fault: VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S]
+    /// Inject a fault: VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S];
+    /// ACTION is a status (500), drop, lost (served, then the answer dropped), stall, malformed
+    /// or latency=MS
     #[arg(long = "fault", value_name = "SPEC")]
     pub faults: Vec<String>,
 }

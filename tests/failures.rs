@@ -361,3 +361,68 @@ fn a_dead_holder_is_named_with_its_pid_and_age() {
     );
     assert!(taken.audit().iter().any(|e| e["action"] == "lock.broken"));
 }
+
+/// The validation email is sent and its answer lost. Sending is never safe to repeat, so the
+/// journal says "outcome unknown", and resume does not send it again on --yes alone: it
+/// stops and says what to check. An answer (here, from an answers file) runs it again.
+#[test]
+fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
+    let rig = Rig::new();
+    rig.sandbox.add_fault("postmark:POST:/email=lost:once");
+    let stopped = rig.runbook(&["exec", "postmark", "--yes", "--no-rollback"], &[]);
+    stopped.exit(Exit::StepFailed);
+    let run_id = rig.run_id();
+    let journal =
+        std::fs::read_to_string(rig.path().join(format!("state/runs/{run_id}.jsonl"))).unwrap();
+    assert!(
+        journal.contains("\"kind\":\"write.outcome\",\"step\":\"validate\",\"function\":\"postmark::send_email\""),
+        "{journal}"
+    );
+    assert!(journal.contains("\"unknown\":true"), "{journal}");
+    // The engine's POST /email requests (Raptor's own mail goes through Postmark too).
+    let sent = |rig: &Rig| served(&rig.state(), "POST", "/email");
+    assert_eq!(sent(&rig), 1, "the vendor did send it");
+    // The token generated but not yet stored is the operator's to supply again.
+    let new = crate::support::live_tokens(&rig.state())
+        .into_iter()
+        .find(|t| t != OLD_TOKEN)
+        .unwrap();
+    let token = format!("\"resume.new_token\" = \"{new}\"\n");
+    std::fs::write(rig.path().join("token.toml"), &token).unwrap();
+    let held = rig.runbook(
+        &["resume", &run_id, "--yes", "--answers", "token.toml"],
+        &[],
+    );
+    held.exit(Exit::Aborted)
+        .stderr_has("Step 'validate' sent a write whose answer was lost: the journal cannot tell whether it took effect.")
+        .stderr_has("postmark::send_email on ")
+        .stderr_has("sent, answer lost: it may have taken effect");
+    assert_eq!(sent(&rig), 1, "not sent again on --yes");
+    std::fs::write(
+        rig.path().join("rerun.toml"),
+        format!("{token}\"validate.rerun\" = \"rerun\"\n"),
+    )
+    .unwrap();
+    let resumed = rig.runbook(
+        &["resume", &run_id, "--yes", "--answers", "rerun.toml"],
+        &[],
+    );
+    resumed.exit(Exit::Ok);
+    assert_eq!(sent(&rig), 2);
+    assert_rotated(&rig.state(), "resumed after the lost answer");
+}
+
+/// A write that is safe to repeat (a config var) whose answer was lost is simply sent again:
+/// the transport retries it, and the rotation completes.
+#[test]
+fn a_lost_answer_to_a_safe_write_is_retried() {
+    let out = rehearse(&[
+        "--yes",
+        "--fault",
+        "heroku:PATCH:/apps/raxx-api-prod/config-vars=lost:once",
+    ]);
+    out.exit(Exit::Ok);
+    let state = out.read_json("sandbox.json");
+    assert_eq!(served(&state, "PATCH", PROD), 2, "lost once, sent again");
+    assert_rotated(&state, "after the lost answer");
+}

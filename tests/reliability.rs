@@ -25,6 +25,7 @@ const FAULTS: &[&str] = &[
     "401",
     "stall",
     "drop",
+    "lost",
     "malformed",
 ];
 

@@ -9,7 +9,7 @@
 //!         | a scripted vendor's name
 //! METHOD  = GET | POST | PUT | PATCH | DELETE | *          (omitted = any)
 //! PATH    = "/..."  exact or segment prefix; "*" matches within one segment, "**" anything
-//! ACTION  = 3-digit status (the vendor's real error body) | drop | stall | malformed
+//! ACTION  = 3-digit status (the vendor's real error body) | drop | lost | stall | malformed
 //!         | latency=MS
 //! OPTION  = once | always | times=N | after=K | retry_after=SECS
 //! ```
@@ -33,8 +33,11 @@ pub enum FaultAction {
     Status(u16),
     /// Wait this many milliseconds, then serve normally.
     Latency(u64),
-    /// Close the connection without an answer.
+    /// Close the connection without an answer (the request is not served).
     Drop,
+    /// Serve the request (a write takes effect), then close the connection before the
+    /// answer: the client cannot tell whether it happened.
+    Lost,
     /// Answer 200 with a truncated JSON body.
     Malformed,
     /// Never answer (until the sandbox shuts down).
@@ -120,6 +123,7 @@ impl FaultRule {
         let act = opts.next().unwrap_or_default().trim();
         let action = match act {
             "drop" => FaultAction::Drop,
+            "lost" => FaultAction::Lost,
             "stall" => FaultAction::Stall,
             "malformed" => FaultAction::Malformed,
             a if a.starts_with("latency=") => FaultAction::Latency(
@@ -131,7 +135,7 @@ impl FaultRule {
                 Ok(s) if (100..=599).contains(&s) => FaultAction::Status(s),
                 _ => {
                     return Err(err(&format!(
-                        "unknown action '{a}' (a status like 500, drop, stall, malformed or latency=MS)"
+                        "unknown action '{a}' (a status like 500, drop, lost, stall, malformed or latency=MS)"
                     )))
                 }
             },

@@ -209,6 +209,20 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             resp.extensions_mut().insert(FaultMark("drop"));
             resp
         }
+        FaultAction::Lost => {
+            let kill = req
+                .extensions()
+                .get::<ConnectInfo<KillSwitch>>()
+                .map(|ConnectInfo(KillSwitch(k))| k.clone());
+            // The vendor does the work; only the answer is lost on the way back.
+            let _served = next.run(req).await;
+            if let Some(k) = kill {
+                k.store(true, Ordering::SeqCst);
+            }
+            let mut resp = Response::new(Body::empty());
+            resp.extensions_mut().insert(FaultMark("lost"));
+            resp
+        }
         FaultAction::Stall => {
             let mut stop = mw.shared.stop.clone();
             let _ = stop.wait_for(|s| *s).await;
@@ -228,7 +242,7 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let fault = resp.extensions().get::<FaultMark>().map(|m| m.0);
     let status = match fault {
-        Some("drop") | Some("stall") => None,
+        Some("drop") | Some("stall") | Some("lost") => None,
         _ => Some(resp.status().as_u16()),
     };
     mw.shared.with_world(|w| {

@@ -5,11 +5,13 @@
 use super::report::Report;
 use super::runner::{self, Start};
 use super::session::{Reopened, Session};
+use super::step::{self, Settle};
 use super::Options;
 use crate::error::{Error, Result};
 use crate::host::Phase;
 use crate::journal::{
     ModuleHash, Record, RunStart, RunState, SourceHashes, StepEnd, StepOutcome, StepState,
+    WriteState,
 };
 use crate::runbook::Runbook;
 use crate::ui;
@@ -236,12 +238,28 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
     let mut next = (0..plan.steps.len())
         .find(|i| !r.completed.contains(i))
         .unwrap_or(plan.steps.len());
+    let uncertain = |step: &crate::plan::Step| {
+        let died = r.state.state_of(&step.id) == Some(StepState::Started);
+        let lost = r
+            .session
+            .run()
+            .writes_of(&step.id)
+            .iter()
+            .any(|w| w.state == WriteState::Unknown);
+        (died || lost).then_some(died)
+    };
     match plan.steps.get(next) {
         // The process died after its last step, before recording the end.
         None => ui::progress("Every step had completed; recording the run as succeeded."),
-        // The process died inside this step: did its effect happen?
-        Some(step) if r.state.state_of(&step.id) == Some(StepState::Started) => {
-            if let Uncertain::Done = uncertain(r, next)? {
+        // The process died inside this step, or one of its writes lost its answer: did its
+        // effect happen?
+        Some(step) if uncertain(step).is_some() => {
+            let died = uncertain(step).unwrap_or(false);
+            let settled = step::settle(&r.session, step, died)?;
+            if settled == Settle::Stop {
+                return Err(Error::Aborted);
+            }
+            if settled == Settle::Done {
                 r.session.run().record(Record::StepOutcome(StepOutcome {
                     step: step.id.clone(),
                     status: StepEnd::Completed,
@@ -273,71 +291,6 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
     let report = runner::run(&r.session, opts, start);
     r.session.release_lock();
     Ok(report)
-}
-
-enum Uncertain {
-    Done,
-    Rerun,
-}
-
-/// A step with an intent but no outcome: re-run it only if it is idempotent, or its
-/// `verify` says it did not take effect; otherwise ask, showing the writes that started.
-fn uncertain(r: &Reopened, i: usize) -> Result<Uncertain> {
-    let step = &r.session.runbook().plan().steps[i];
-    if let Some(verify) = &step.verify {
-        match r.session.ask(verify, Phase::Step(step.id.clone())) {
-            Ok(true) => {
-                ui::progress(&format!(
-                    "  step '{}' was interrupted, but its verify says it took effect",
-                    step.id
-                ));
-                return Ok(Uncertain::Done);
-            }
-            Ok(false) => {
-                ui::progress(&format!(
-                    "  step '{}' was interrupted before taking effect; running it again",
-                    step.id
-                ));
-                return Ok(Uncertain::Rerun);
-            }
-            Err(e) => ui::err(&format!("  could not verify step '{}': {e}", step.id)),
-        }
-    }
-    if step.idempotent {
-        ui::progress(&format!(
-            "  step '{}' was interrupted; it is idempotent, so it runs again",
-            step.id
-        ));
-        return Ok(Uncertain::Rerun);
-    }
-    ui::err(&format!(
-        "Step '{}' was interrupted: it started but its outcome was never recorded.",
-        step.id
-    ));
-    if r.state.open_writes.is_empty() {
-        ui::err("  The journal saw no write start in it.");
-    }
-    for w in &r.state.open_writes {
-        ui::err(&format!("  write started: {} on {}", w.function, w.target));
-    }
-    let id = format!("{}.rerun", step.id);
-    let again = r
-        .session
-        .run()
-        .prompter()
-        .confirm(&id, &format!("Run step '{}' again?", step.id))
-        .map_err(|e| {
-            Error::usage(
-                e.to_string(),
-                e.help()
-                    .unwrap_or_else(|| "answer on a terminal, or pass --yes".into()),
-            )
-        })?;
-    if again {
-        Ok(Uncertain::Rerun)
-    } else {
-        Err(Error::Aborted)
-    }
 }
 
 /// `runbook rollback`: undoes every completed step of a stopped run, newest first (and a

@@ -4,10 +4,10 @@
 
 use super::report::{Report, RunStatus, StepReport, StepStatus};
 use super::session::{Outcome, Session};
-use super::step::{self, Confirmation, Direction};
+use super::step::{self, Confirmation, Direction, Settle};
 use super::Options;
 use crate::host::prompt_error;
-use crate::journal::Record;
+use crate::journal::{Record, WriteState};
 use crate::plan::{FailurePolicy, Step};
 use crate::prompt::PromptError;
 use crate::run::Mode;
@@ -217,10 +217,24 @@ impl Runner<'_> {
                         ui::err(&format!("\nStep '{}' failed:", step.id));
                         ui::err(&ui::render(diag.as_ref()));
                         match self.choose_after_failure(step) {
-                            Choice::Retry => {
-                                ui::progress(&format!("  ↻ retrying {}", step.id));
-                                continue;
-                            }
+                            Choice::Retry => match self.before_retry(step) {
+                                Settle::Rerun => {
+                                    ui::progress(&format!("  ↻ retrying {}", step.id));
+                                    continue;
+                                }
+                                Settle::Done => {
+                                    self.report.steps[i].status = StepStatus::Completed;
+                                    self.report.steps[i].error = None;
+                                    self.report.failed_step = None;
+                                    self.report.error = None;
+                                    self.completed.push(i);
+                                    break;
+                                }
+                                Settle::Stop => {
+                                    self.explain_left_behind();
+                                    return RunStatus::Failed;
+                                }
+                            },
                             Choice::Rollback => {
                                 // The failed step is undone too when any of its writes took
                                 // effect (rollback checks that for every step).
@@ -259,6 +273,41 @@ impl Runner<'_> {
                 self.report.error = Some(diag.to_string());
                 self.explain_left_behind();
                 Some(RunStatus::Aborted)
+            }
+        }
+    }
+
+    /// Before a retry: a write of the failed attempt whose answer was lost may have taken
+    /// effect, so the step's verify (or the operator) decides first.
+    fn before_retry(&self, step: &Step) -> Settle {
+        let lost = self
+            .session
+            .run()
+            .writes_of(&step.id)
+            .iter()
+            .any(|w| w.state == WriteState::Unknown);
+        if !lost {
+            return Settle::Rerun;
+        }
+        match step::settle(self.session, step, false) {
+            Ok(Settle::Done) => {
+                self.session
+                    .run()
+                    .record(Record::StepOutcome(crate::journal::StepOutcome {
+                        step: step.id.clone(),
+                        status: crate::journal::StepEnd::Completed,
+                        duration_ms: None,
+                        error: None,
+                        wrote: None,
+                        verified: Some(true),
+                        ctx: Some(self.session.ctx().snapshot()),
+                    }));
+                Settle::Done
+            }
+            Ok(other) => other,
+            Err(e) => {
+                ui::err(&format!("{e}; stopping here"));
+                Settle::Stop
             }
         }
     }

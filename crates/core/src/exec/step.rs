@@ -205,3 +205,117 @@ pub fn confirm(session: &Session, step: &Step, question: &str) -> Confirmation {
         }
     }
 }
+
+/// What to do with a step whose effect the journal cannot confirm: the process died in it,
+/// or one of its writes was sent and its answer lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// It took effect: count it as completed.
+    Done,
+    /// Run it again.
+    Rerun,
+    /// Leave it for the operator to check.
+    Stop,
+}
+
+/// Decides before a step runs again: its `.verify` says whether it took effect; else a
+/// step whose uncertain writes are all safe to repeat (or that is `.idempotent()`) runs
+/// again; else the operator is asked. A write whose answer was lost and that is not safe to
+/// repeat is never sent again on `--yes` alone: only an answer (terminal or answers file,
+/// `<step>.rerun = "rerun"`) does that.
+pub fn settle(session: &Session, step: &Step, died: bool) -> crate::error::Result<Settle> {
+    let run = session.run();
+    let writes = run.writes_of(&step.id);
+    let unknown: Vec<&crate::journal::Write> = writes
+        .iter()
+        .filter(|w| w.state == crate::journal::WriteState::Unknown)
+        .collect();
+    let what = if died {
+        "was interrupted"
+    } else {
+        "sent a write whose answer was lost"
+    };
+    if let Some(verify) = &step.verify {
+        match session.ask(verify, Phase::Step(step.id.clone())) {
+            Ok(true) => {
+                crate::ui::progress(&format!(
+                    "  step '{}' {what}, and its verify says it took effect",
+                    step.id
+                ));
+                return Ok(Settle::Done);
+            }
+            Ok(false) => {
+                crate::ui::progress(&format!(
+                    "  step '{}' {what}; its verify says it did not take effect, so it runs again",
+                    step.id
+                ));
+                return Ok(Settle::Rerun);
+            }
+            Err(e) => crate::ui::err(&format!("  could not verify step '{}': {e}", step.id)),
+        }
+    }
+    let host = crate::host::modules();
+    let safe = |w: &&crate::journal::Write| {
+        host.find(&w.function)
+            .and_then(|f| f.repeat)
+            .is_some_and(|r| r == crate::engine::Repeat::Safe)
+    };
+    let rerun_is_safe = if died {
+        step.idempotent || (!unknown.is_empty() && unknown.iter().all(safe))
+    } else {
+        unknown.iter().all(safe)
+    };
+    if rerun_is_safe {
+        crate::ui::progress(&format!(
+            "  step '{}' {what}; repeating it is safe, so it runs again",
+            step.id
+        ));
+        return Ok(Settle::Rerun);
+    }
+    crate::ui::err(&format!(
+        "Step '{}' {what}: the journal cannot tell whether it took effect.",
+        step.id
+    ));
+    if writes.is_empty() {
+        crate::ui::err("  The journal saw no write start in it.");
+    }
+    for w in &writes {
+        let outcome = match w.state {
+            crate::journal::WriteState::Applied => "applied",
+            crate::journal::WriteState::Failed => "refused",
+            crate::journal::WriteState::Unknown => "sent, answer lost: it may have taken effect",
+        };
+        crate::ui::err(&format!("  {} on {}: {outcome}", w.function, w.target));
+    }
+    let id = format!("{}.rerun", step.id);
+    let mut prompter = run.prompter();
+    if unknown.is_empty() {
+        // The process died after its writes were answered: the operator (or --yes) says
+        // whether to run the step again.
+        let again = prompter
+            .confirm(&id, &format!("Run step '{}' again?", step.id))
+            .map_err(|e| {
+                crate::error::Error::usage(
+                    e.to_string(),
+                    e.help()
+                        .unwrap_or_else(|| "answer on a terminal, or pass --yes".into()),
+                )
+            })?;
+        return Ok(if again { Settle::Rerun } else { Settle::Stop });
+    }
+    let options = vec!["rerun".to_string(), "done".to_string(), "stop".to_string()];
+    let answer = prompter.choose(
+        &id,
+        &format!(
+            "Check at the vendor: did step '{}' take effect? Run it again, count it as done, or stop?",
+            step.id
+        ),
+        &options,
+        Some("stop"),
+    );
+    Ok(match answer.as_deref() {
+        Ok("rerun") => Settle::Rerun,
+        Ok("done") => Settle::Done,
+        _ => Settle::Stop,
+    })
+}

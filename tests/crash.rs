@@ -497,3 +497,53 @@ fn no_secret_reaches_any_output_or_file_across_the_cli() {
     }
     rig.assert_no_secrets_on_disk();
 }
+
+/// Every write route of the Postmark runbook with its answer lost once: the run either
+/// completes (the write was safe to repeat and was retried) or stops; resume, told to run
+/// the step again, completes the rotation; the world is safe at every point.
+#[test]
+fn an_answer_lost_at_every_write_then_resume_completes() {
+    for route in [
+        "postmark:POST:/email",
+        "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars",
+        "heroku:DELETE:/apps/raxx-api-prod/dynos",
+        "raptor:POST:/api/notifications/test-email",
+    ] {
+        let rig = Rig::new();
+        rig.sandbox.add_fault(&format!("{route}=lost:once"));
+        let first = rig.runbook(&["exec", "postmark", "--yes", "--no-rollback"], &[]);
+        assert_safe(&rig.state(), &format!("{route}, first run"));
+        if first.code == 0 {
+            assert_rotated(&rig.state(), route);
+            continue;
+        }
+        assert_eq!(first.code, 1, "{route}: {}", first.stderr);
+        let step = serde_json::from_str::<Value>(&rig.runbook(&["runs", "--json"], &[]).stdout)
+            .unwrap()[0]["last_step"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let fresh: Vec<String> = live_tokens(&rig.state())
+            .into_iter()
+            .filter(|t| t != OLD_TOKEN)
+            .collect();
+        let mut answers = format!("\"{step}.rerun\" = \"rerun\"\n");
+        if let [one] = fresh.as_slice() {
+            answers.push_str(&format!("\"resume.new_token\" = \"{one}\"\n"));
+        }
+        std::fs::write(rig.path().join("answers.toml"), answers).unwrap();
+        let resumed = rig.runbook(
+            &[
+                "resume",
+                &rig.run_id(),
+                "--yes",
+                "--answers",
+                "answers.toml",
+            ],
+            &[],
+        );
+        assert_eq!(resumed.code, 0, "{route} at {step}: {}", resumed.stderr);
+        assert_rotated(&rig.state(), route);
+    }
+}

@@ -18,6 +18,7 @@ mod http;
 mod interactive;
 mod new;
 mod postmark;
+mod property;
 mod reliability;
 mod repl;
 mod runbooks;

@@ -188,23 +188,53 @@ pub fn entry_hash(entry: &Value) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The hash of the last entry: the last non-empty line, however long, read backwards from the
+/// end in chunks (bytes, so a chunk may start inside a character). A last line that is not
+/// an entry is an error: the chain is never silently restarted.
 fn last_hash(file: &mut std::fs::File) -> std::io::Result<String> {
+    use std::io::Read;
+    const CHUNK: u64 = 64 * 1024;
     let len = file.seek(SeekFrom::End(0))?;
-    if len == 0 {
-        return Ok(GENESIS.to_string());
+    let mut tail: Vec<u8> = Vec::new();
+    let mut pos = len;
+    loop {
+        // The last line ends at the last non-newline byte; it starts after the newline
+        // before it.
+        let end = tail.iter().rposition(|b| *b != b'\n' && *b != b'\r');
+        if let Some(end) = end {
+            if let Some(start) = tail[..end].iter().rposition(|b| *b == b'\n') {
+                return hash_of(&tail[start + 1..=end]);
+            }
+        }
+        if pos == 0 {
+            return match end {
+                Some(end) => hash_of(&tail[..=end]),
+                None => Ok(GENESIS.to_string()),
+            };
+        }
+        let from = pos.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (pos - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        pos = from;
     }
-    // Read the tail: entries are small, 64 KiB holds the last one.
-    let start = len.saturating_sub(64 * 1024);
-    file.seek(SeekFrom::Start(start))?;
-    let mut tail = String::new();
-    std::io::Read::read_to_string(file, &mut tail)?;
-    let last = tail
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let v: Value = serde_json::from_str(last).unwrap_or(Value::Null);
-    Ok(v["hash"].as_str().unwrap_or(GENESIS).to_string())
+}
+
+fn hash_of(line: &[u8]) -> std::io::Result<String> {
+    let v: Value = serde_json::from_slice(line).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("its last entry is not valid ({e}); run `runbook audit verify`"),
+        )
+    })?;
+    v["hash"].as_str().map(str::to_string).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "its last entry has no hash; run `runbook audit verify`",
+        )
+    })
 }
 
 /// An advisory `flock` held for the life of the value (the file must outlive it).
@@ -289,6 +319,27 @@ mod tests {
             log.verify().unwrap(),
             Verdict::Broken { line: 2, .. }
         ));
+    }
+
+    /// The entry before an append is found whatever its length, and however the bytes before
+    /// it fall: a window that starts inside a character, or a last entry longer than any
+    /// window, must not break the chain.
+    #[test]
+    fn appends_chain_after_long_and_non_ascii_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path());
+        let mut long = event("long");
+        long.context = json!({ "note": "é…→".repeat(30_000), "ascii": "x".repeat(100_000) });
+        for i in 0..3 {
+            log.append(&event(&format!("small-{i}"))).unwrap();
+            log.append(&long).unwrap();
+        }
+        let last = log.append(&event("after")).unwrap();
+        assert!(matches!(
+            log.verify().unwrap(),
+            Verdict::Intact { entries: 7, .. }
+        ));
+        assert_eq!(log.entries().unwrap()[5].hash, last.prev_hash);
     }
 
     #[test]

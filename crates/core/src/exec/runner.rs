@@ -15,6 +15,10 @@ use crate::ui;
 use serde_json::json;
 use std::time::Instant;
 
+/// How many attempts of a step an answer not given at a terminal (an answers file) may ask
+/// for before the run stops instead.
+const UNATTENDED_RETRIES: u32 = 3;
+
 /// What the operator chose after a failure.
 #[derive(PartialEq)]
 enum Choice {
@@ -216,7 +220,25 @@ impl Runner<'_> {
                         self.report.error = Some(diag.to_string());
                         ui::err(&format!("\nStep '{}' failed:", step.id));
                         ui::err(&ui::render(diag.as_ref()));
-                        match self.choose_after_failure(step) {
+                        let mut choice = self.choose_after_failure(step);
+                        let attempts = self.report.steps[i].attempts;
+                        if choice == Choice::Retry
+                            && attempts >= UNATTENDED_RETRIES
+                            && !self
+                                .session
+                                .run()
+                                .prompter()
+                                .asks_on_terminal(&format!("{}.on-failure", step.id))
+                        {
+                            // An answers file says "retry" every time: without a person to
+                            // judge, a step that keeps failing must not be retried forever.
+                            ui::err(&format!(
+                                "Step '{}' failed {attempts} times and nobody at a terminal chose to retry it: stopping.",
+                                step.id
+                            ));
+                            choice = Choice::Stop;
+                        }
+                        match choice {
                             Choice::Retry => match self.before_retry(step) {
                                 Settle::Rerun => {
                                     ui::progress(&format!("  ↻ retrying {}", step.id));

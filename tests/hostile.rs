@@ -197,3 +197,65 @@ fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
     out.exit(Exit::StepFailed)
         .stderr_has("http::get: unknown option 'insecure'");
 }
+
+const FLOAT_PARAM: &str = r#"runbook(#{ id: "ratio", title: "A float param" });
+param("ratio", #{ default: 1.5, help: "share of traffic" });
+step("show", "Show the ratio", |ctx| {
+    ensure(type_of(ctx.params.ratio) == "f64", `ratio is a ${type_of(ctx.params.ratio)}`);
+    print(`ratio=${ctx.params.ratio * 2.0}`);
+});
+"#;
+
+#[test]
+fn a_float_param_parses_as_a_float() {
+    Test::new()
+        .file("ratio.rhai", FLOAT_PARAM)
+        .args(&["exec", "ratio.rhai", "--yes", "--param", "ratio=2.5"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("ratio=5.0");
+}
+
+#[test]
+fn a_float_param_refuses_words_and_infinities_echoing_little() {
+    for bad in ["many", "inf", "NaN"] {
+        Test::new()
+            .file("ratio.rhai", FLOAT_PARAM)
+            .args(&[
+                "exec",
+                "ratio.rhai",
+                "--yes",
+                "--param",
+                &format!("ratio={bad}"),
+            ])
+            .run()
+            .exit(Exit::Usage)
+            .stderr_has(&format!(
+                "param 'ratio' expects a number such as 2.5, got '{bad}'"
+            ));
+    }
+    // A single argument is capped at 128 KiB by the kernel.
+    let long = "9".repeat(100_000);
+    let out = Test::new()
+        .file("prompts.rhai", "runbook(#{ id: \"n\", title: \"t\" });\nparam(\"n\", #{ default: 3 });\nstep(\"s\", \"S\", |ctx| {});\n")
+        .args(&["exec", "prompts.rhai", "--yes", "--param", &format!("n=x{long}")])
+        .run();
+    out.exit(Exit::Usage);
+    assert!(
+        out.stderr.len() < 2_000,
+        "a 100 KB value was echoed whole: {} bytes",
+        out.stderr.len()
+    );
+}
+
+#[test]
+fn a_fault_pattern_of_many_wildcards_does_not_spin() {
+    // Forty `**` that never match: backtracking spun on every request of the rotation.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let fault = format!("postmark:GET:/{}nowhere=503", "**".repeat(40));
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&["exec", "postmark", "--sandbox", "--yes", "--fault", &fault])
+        .run();
+    out.exit(Exit::Ok).stdout_has("succeeded");
+}

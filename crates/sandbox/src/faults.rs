@@ -189,16 +189,64 @@ fn path_matches(pattern: &str, path: &str) -> bool {
     glob(pattern.as_bytes(), path.as_bytes())
 }
 
+/// Matches in O(pattern × path) by tracking every pattern position reachable so far, so a
+/// pattern of many `**` cannot make the simulator spin (backtracking was exponential).
 fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') if p.get(1) == Some(&b'*') => (0..=s.len()).any(|i| glob(&p[2..], &s[i..])),
-        Some(b'*') => {
-            let seg = s.iter().position(|c| *c == b'/').unwrap_or(s.len());
-            (0..=seg).any(|i| glob(&p[1..], &s[i..]))
-        }
-        Some(c) => s.first() == Some(c) && glob(&p[1..], &s[1..]),
+    enum Tok {
+        Byte(u8),
+        Star,
+        AnyDepth,
     }
+    let mut toks = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'*' if p.get(i + 1) == Some(&b'*') => {
+                toks.push(Tok::AnyDepth);
+                i += 2;
+            }
+            b'*' => {
+                toks.push(Tok::Star);
+                i += 1;
+            }
+            c => {
+                toks.push(Tok::Byte(c));
+                i += 1;
+            }
+        }
+    }
+    // A wildcard may match nothing: whoever reaches it also reaches the position after it.
+    let close = |states: &mut Vec<bool>| {
+        for i in 0..toks.len() {
+            if states[i] && !matches!(toks[i], Tok::Byte(_)) {
+                states[i + 1] = true;
+            }
+        }
+    };
+    let mut states = vec![false; toks.len() + 1];
+    states[0] = true;
+    close(&mut states);
+    for &c in s {
+        let mut next = vec![false; toks.len() + 1];
+        for (i, tok) in toks.iter().enumerate() {
+            if !states[i] {
+                continue;
+            }
+            match tok {
+                Tok::Byte(b) if *b == c => next[i + 1] = true,
+                Tok::Byte(_) => {}
+                Tok::Star if c != b'/' => next[i] = true,
+                Tok::Star => {}
+                Tok::AnyDepth => next[i] = true,
+            }
+        }
+        close(&mut next);
+        if !next.iter().any(|x| *x) {
+            return false;
+        }
+        states = next;
+    }
+    states[toks.len()]
 }
 
 /// The live rule set with per-rule counters.
@@ -362,6 +410,20 @@ mod tests {
             "/apps/a/b/config-vars"
         ));
         assert!(path_matches("/api/**", "/api/v4/secrets/X"));
+        assert!(path_matches("/api/**/X", "/api/v4/secrets/X"));
+        assert!(path_matches("/**", "/"));
+        assert!(path_matches("/a*", "/a"));
+        assert!(!path_matches("/a*b", "/a/b"));
+        assert!(!path_matches("/api/**/Y", "/api/v4/secrets/X"));
+    }
+
+    #[test]
+    fn many_wildcards_match_in_linear_time() {
+        // Backtracking took exponential time here: 40 `**` against a path that fails at the end.
+        let pattern = format!("/{}x", "**".repeat(40));
+        let path = format!("/{}", "a/".repeat(2_000));
+        assert!(!path_matches(&pattern, &path));
+        assert!(path_matches(&pattern, &format!("{path}x")));
     }
 
     #[test]

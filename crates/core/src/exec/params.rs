@@ -79,11 +79,16 @@ pub fn resolve(
     Ok(out)
 }
 
-/// Parses text by the type of the param's default: lists split on commas, numbers, booleans.
+/// Parses text by the type of the param's default: lists split on commas, numbers (whole or
+/// decimal, as the default is), booleans.
 fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
     let bad = |what: &str| {
         Error::usage(
-            format!("param '{}' expects {what}, got '{text}'", p.name),
+            format!(
+                "param '{}' expects {what}, got '{}'",
+                p.name,
+                shorten(text, 60)
+            ),
             format!("e.g. --param {}=...", p.name),
         )
     };
@@ -95,6 +100,10 @@ fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
             .map(|s| Dynamic::from(s.to_string()))
             .collect::<rhai::Array>()
             .into(),
+        Some(Value::Number(n)) if n.is_f64() => match text.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() => f.into(),
+            _ => return Err(bad("a number such as 2.5")),
+        },
         Some(Value::Number(_)) => text
             .trim()
             .parse::<i64>()
@@ -107,4 +116,12 @@ fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
         },
         _ => text.to_string().into(),
     })
+}
+
+/// At most `max` characters of an operator's input, for echoing it in an error.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
 }

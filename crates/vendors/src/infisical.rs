@@ -295,12 +295,13 @@ impl InfisicalClient {
                 what: "Infisical universal-auth access token".into(),
             },
         );
-        let ttl = Duration::from_secs_f64(login.expires_in.max(0.0));
+        let ttl = token_lifetime(login.expires_in);
         // Renew a little early so a token never expires mid-request.
         let margin = (ttl / 10).min(Duration::from_secs(60));
+        let now = Instant::now();
         Ok(CachedToken {
             token,
-            renew_at: Instant::now() + ttl.saturating_sub(margin),
+            renew_at: now.checked_add(ttl.saturating_sub(margin)).unwrap_or(now),
         })
     }
 
@@ -454,10 +455,32 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
     }
 }
 
+/// Infisical's longest access-token TTL is 30 days; anything beyond (or not a number) is a
+/// vendor bug that must not panic the run, so the lifetime is clamped into that range.
+const MAX_TOKEN_LIFETIME_SECS: f64 = 30.0 * 24.0 * 3600.0;
+
+fn token_lifetime(expires_in: f64) -> Duration {
+    if expires_in.is_nan() {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(expires_in.clamp(0.0, MAX_TOKEN_LIFETIME_SECS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit::{config, fast, start};
+
+    #[test]
+    fn a_token_lifetime_from_the_vendor_is_range_checked() {
+        // `expiresIn: 1e300` panicked in Duration::from_secs_f64 (exit 101).
+        let max = Duration::from_secs(MAX_TOKEN_LIFETIME_SECS as u64);
+        assert_eq!(token_lifetime(1e300), max);
+        assert_eq!(token_lifetime(f64::INFINITY), max);
+        assert_eq!(token_lifetime(f64::NAN), Duration::ZERO);
+        assert_eq!(token_lifetime(-5.0), Duration::ZERO);
+        assert_eq!(token_lifetime(7200.0), Duration::from_secs(7200));
+    }
     use crate::Vendors;
     use runbook_sandbox::{Sandbox, Scenario};
 

@@ -66,3 +66,47 @@ fn a_secret_interpolated_into_a_vendor_bound_string_is_refused() {
         )
         .stderr_has("pass the Secret value itself");
 }
+
+const ONE_STEP: &str = r#"runbook(#{ id: "one", title: "One step" });
+step("only", "The only step", |ctx| { print("done"); });
+"#;
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn loose_state_files_are_tightened_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Test::new().file("one.rhai", ONE_STEP);
+    let state = t.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let audit = state.join("audit.jsonl");
+    std::fs::write(&audit, "").unwrap();
+    std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = t.args(&["exec", "one.rhai", "--yes"]).run();
+    out.exit(Exit::Ok)
+        .stderr_has("was readable by others (mode 0755); tightened it to 0700")
+        .stderr_has("audit.jsonl was readable by others (mode 0644); tightened it to 0600");
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&audit), 0o600);
+    assert!(!std::fs::read_to_string(&audit).unwrap().is_empty());
+}
+
+#[test]
+fn a_symlinked_audit_log_is_refused_not_appended_through() {
+    let t = Test::new().file("one.rhai", ONE_STEP);
+    let state = t.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let elsewhere = t.path().join("elsewhere.txt");
+    std::fs::write(&elsewhere, "keep me\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, state.join("audit.jsonl")).unwrap();
+    let out = t.args(&["exec", "one.rhai", "--yes"]).run();
+    // Run events that cannot be audited warn (as they did before); the link is never followed.
+    out.exit(Exit::Ok)
+        .stderr_has("could not write the audit log: cannot write ")
+        .stderr_has("audit.jsonl is a symbolic link; runbook does not write state through links");
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep me\n");
+}

@@ -30,25 +30,68 @@ pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
     })
 }
 
-/// Creates a directory (and parents) readable only by the user.
+/// Creates a directory (and parents) readable only by the user; one found looser (an
+/// existing `0755` state directory) is tightened to `0700`, with a warning.
 pub fn ensure_dir(path: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(path)
+        .create(path)?;
+    tighten(path, &fs::metadata(path)?, 0o700)
 }
 
-/// Opens a file for appending (and reading its tail), creating it `0600`.
+/// Opens a file for appending (and reading its tail), creating it `0600` and tightening one
+/// found looser. A symlink is refused, not followed: the audit log and journals are appended
+/// where they are, never through a link to somewhere else.
 pub(crate) fn append(path: &Path) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+        .map_err(|e| refused_link(path, e))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    tighten(path, &meta, 0o600)?;
+    Ok(file)
+}
+
+/// `O_NOFOLLOW` on a symlink fails with ELOOP, whose text ("too many levels of symbolic
+/// links") says nothing useful; say what happened instead.
+fn refused_link(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        io::Error::other(format!(
+            "{} is a symbolic link; runbook does not write state through links (remove it, or point RUNBOOK_STATE_DIR at a real directory)",
+            path.display()
+        ))
+    } else {
+        e
+    }
+}
+
+/// Narrows the mode of a state file or folder to `want` when group or others can reach it.
+fn tighten(path: &Path, meta: &fs::Metadata, want: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(want))?;
+    crate::ui::err(&format!(
+        "warning: {} was readable by others (mode {mode:04o}); tightened it to {want:04o}",
+        path.display()
+    ));
+    Ok(())
 }
 
 /// Writes a whole file `0600`, replacing it atomically.
@@ -66,7 +109,9 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
             .write(true)
             .truncate(true)
             .mode(0o600)
-            .open(&tmp)?;
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(|e| refused_link(&tmp, e))?;
         f.write_all(contents)?;
         f.sync_all()?;
     }

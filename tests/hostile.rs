@@ -259,3 +259,30 @@ fn a_fault_pattern_of_many_wildcards_does_not_spin() {
         .run();
     out.exit(Exit::Ok).stdout_has("succeeded");
 }
+
+#[test]
+fn a_malformed_scenario_names_its_line_not_its_text() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let canary = "pm-canary-scenario-0123456789";
+    let out = Test::new()
+        .file(
+            "bad.toml",
+            &format!("[postmark]\ncurrent_token = \"{canary}\n"),
+        )
+        .unscanned()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--yes",
+            "--scenario",
+            "bad.toml",
+        ])
+        .run();
+    no_panic(&out);
+    out.exit(Exit::Usage)
+        .stderr_has("invalid sandbox scenario")
+        .stderr_has("bad.toml: line 2: ");
+    out.assert_absent(canary);
+}

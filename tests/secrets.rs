@@ -110,3 +110,20 @@ fn a_symlinked_audit_log_is_refused_not_appended_through() {
         .stderr_has("audit.jsonl is a symbolic link; runbook does not write state through links");
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep me\n");
 }
+
+#[test]
+fn a_malformed_runbook_toml_names_line_and_column_but_not_the_token() {
+    let canary = CANARIES[0];
+    let out = Test::new()
+        .file("one.rhai", ONE_STEP)
+        .file(
+            "runbook.toml",
+            &format!("[vendors]\nheroku_api_key = \"{canary}\n"),
+        )
+        .unscanned()
+        .args(&["exec", "one.rhai", "--yes"])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("runbook.toml: key heroku_api_key, line 2, column ");
+    out.assert_absent(canary);
+}

@@ -284,14 +284,30 @@ impl Scenario {
             Some("json") => Self::from_json(&text),
             _ => Self::from_toml(&text),
         }
-        .map_err(|e| SandboxError::Scenario {
-            message: format!("{}: {e}", path.display()),
+        .map_err(|e| {
+            let e = match e {
+                SandboxError::Scenario { message } => message,
+                other => other.to_string(),
+            };
+            SandboxError::Scenario {
+                message: format!("{}: {e}", path.display()),
+            }
         })
     }
 
+    /// Errors name the line and the complaint, not the line's text (which holds tokens).
     pub fn from_toml(text: &str) -> Result<Self, SandboxError> {
-        toml::from_str(text).map_err(|e| SandboxError::Scenario {
-            message: e.to_string(),
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            SandboxError::Scenario {
+                message: format!("{at}{}", e.message()),
+            }
         })
     }
 

@@ -78,21 +78,74 @@ pub struct VendorFileConfig {
     pub runbook_concurrency: Option<usize>,
 }
 
+/// The position and the complaint of a TOML error, never the text around it: toml's own
+/// rendering quotes the offending line, and in this file that line is usually a credential.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = hide_quoted(e.message());
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let key = text
+                .lines()
+                .nth(line - 1)
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim())
+                .filter(|k| {
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                });
+            match key {
+                Some(key) => format!("key {key}, line {line}, column {column}: {message}"),
+                None => format!("line {line}, column {column}: {message}"),
+            }
+        }
+        None => message,
+    }
+}
+
+/// Replaces every double-quoted part of a message ("invalid type: string \"hk-...\"") so a
+/// value given where another type was expected is not echoed; key names stay (backticks).
+fn hide_quoted(message: &str) -> String {
+    // A quote the parser expected ("expected `\"`") is not a value.
+    const QUOTE: &str = "`\"`";
+    if message.contains(QUOTE) {
+        return message
+            .split(QUOTE)
+            .map(hide_quoted)
+            .collect::<Vec<_>>()
+            .join("a closing quote");
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        if i % 2 == 0 {
+            out.push_str("(value hidden)");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 impl VendorFileConfig {
     /// Reads the `[vendors]` table from the text of a `runbook.toml` (absent table = empty).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::File {
-            message: e.to_string(),
-        })?;
-        match table.get("vendors") {
-            None => Ok(Self::default()),
-            Some(v) => v
-                .clone()
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::File {
-                    message: e.to_string(),
-                }),
+        // Read in one pass so a wrong type inside [vendors] still has a position.
+        #[derive(serde::Deserialize)]
+        struct File {
+            #[serde(default)]
+            vendors: Option<VendorFileConfig>,
         }
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::File {
+            message: describe_toml_error(text, &e),
+        })?;
+        Ok(file.vendors.unwrap_or_default())
     }
 
     /// Reads `[vendors]` from a `runbook.toml`; `Ok(None)` when the file does not exist.
@@ -287,6 +340,25 @@ fn trim_slash(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_runbook_toml_names_the_position_never_the_value() {
+        let canary = "hk-canary-0123456789abcdef";
+        for text in [
+            format!("[vendors]\nheroku_api_key = \"{canary}\n"),
+            format!("[vendors]\nheroku_api_key = {canary}\n"),
+            format!("[vendors]\nrunbook_http_timeout_secs = \"{canary}\"\n"),
+            format!("[vendors]\nheroku_api_key = \"{canary}\"\nheroku_api_key = \"{canary}\"\n"),
+        ] {
+            let Err(e) = VendorFileConfig::from_toml(&text) else {
+                panic!("accepted {text}");
+            };
+            let shown = e.to_string();
+            assert!(!shown.contains(canary), "{shown}");
+            assert!(!shown.contains("hk-canary"), "{shown}");
+            assert!(shown.contains("line "), "{shown}");
+        }
+    }
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -84,7 +84,7 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = hide_quoted(e.message());
     match e.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+            let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             let key = text

@@ -35,7 +35,7 @@ impl Answers {
                 let at = e
                     .span()
                     .map(|s| {
-                        let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                        let line = text.get(..s.start).unwrap_or(text).matches('\n').count() + 1;
                         format!(":{line}")
                     })
                     .unwrap_or_default();

@@ -206,3 +206,23 @@ fn a_retried_generate_uses_the_token_the_earlier_attempt_generated() {
         .stdout_has("true\n")
         .stdout_has("postmark tokens: 2;");
 }
+
+#[test]
+fn a_value_holding_a_secret_with_quotes_is_masked_in_the_display() {
+    // The display quotes strings, escaping `"` and `\`: that escaped copy was shown whole.
+    let key = "q\"uote\\slash-ZZcanary78";
+    let out = Test::new()
+        .args(&["repl"])
+        .env("REPL_KEY", key)
+        .stdin("let k = secret::from_env(\"REPL_KEY\");\n\"q\\\"uote\\\\slash-ZZcanary78\"\n[\"q\\\"uote\\\\slash-ZZcanary78\"]\n")
+        .run();
+    out.exit(Exit::Ok);
+    out.assert_absent("uote\\\\slash-ZZcanary78");
+    out.assert_absent("uote\\slash-ZZcanary78");
+    assert_eq!(
+        out.stdout.matches("secret(…ry78)").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+}

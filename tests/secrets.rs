@@ -127,3 +127,56 @@ fn a_malformed_runbook_toml_names_line_and_column_but_not_the_token() {
         .stderr_has("runbook.toml: key heroku_api_key, line 2, column ");
     out.assert_absent(canary);
 }
+
+/// A scripted vendor that echoes what it is sent, the way an API that validates a key and
+/// quotes it back in its answer does.
+const ECHO_SCENARIO: &str = r#"
+[[scripted]]
+name = "echo"
+
+[[scripted.routes]]
+method = "POST"
+path = "/echo"
+respond = { status = 200, body = { got = "{{body.key}}", note = "checked" } }
+"#;
+
+const ECHO_RUNBOOK: &str = r#"
+runbook(#{ id: "echo", title: "A vendor echoes a key" });
+param("url", #{ default: "https://echo.example", env: "ECHO_API_URL", help: "vendor API" });
+step("send", "Send the key and print the answer", |ctx| {
+    let key = secret::from_env("ECHO_KEY");
+    let r = http::post(`${ctx.params.url}/echo`, #{ json: #{ key: key } });
+    print(`body: ${r.body}`);
+    debug(r.body);
+    print(r.json.got);
+    print(key);
+    ctx.answer = r.body;
+    audit::log("echo.answer", #{ body: r.body });
+}).no_undo("the echo keeps nothing");
+"#;
+
+#[test]
+fn a_key_echoed_json_escaped_or_multi_line_is_masked_on_every_channel() {
+    // A PEM-like key: quotes, backslashes and newlines are escaped by the vendor's JSON, and
+    // `print` prefixes every line. Before: the escaped copy reached stdout, journal and audit.
+    let key = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw\nq\"uote\\slash/ZZcanary77\n-----END KEY-----";
+    let out = Test::new()
+        .file("runbooks/echo.rhai", ECHO_RUNBOOK)
+        .file("runbooks/sandbox/echo.toml", ECHO_SCENARIO)
+        .env("ECHO_KEY", key)
+        .args(&["exec", "echo", "--sandbox", "--yes", "--json"])
+        .run();
+    out.exit(Exit::Ok);
+    let escaped = serde_json::to_string(key).unwrap();
+    for leaked in [
+        key,
+        &escaped[1..escaped.len() - 1],
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw",
+        "q\"uote\\slash/ZZcanary77",
+        "q\\\"uote\\\\slash/ZZcanary77",
+    ] {
+        out.assert_absent(leaked);
+    }
+    // With --json, progress goes to stderr.
+    assert!(out.stderr.contains("secret(…"), "{}", out.stderr);
+}

@@ -2,7 +2,9 @@
 
 mod redact;
 
-pub use redact::{redact, redact_json, register, strip_markers, MARK};
+#[cfg(feature = "fuzzing")]
+pub use redact::forget_all;
+pub use redact::{contains_secret, redact, redact_json, register, strip_markers, MARK};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};

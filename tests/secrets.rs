@@ -23,7 +23,7 @@ fn printing_a_secret_every_way_shows_only_the_mask() {
     assert_eq!(progress_lines[2], format!("  | interpolated: {masked}"));
     out.stderr_has(&format!("failing with {masked} in the message"));
     let audit = out.state_file("audit.jsonl");
-    assert!(audit.contains("\"secret\":\"sha256:"), "{audit}");
+    assert!(audit.contains("\"secret\":\"hmac:"), "{audit}");
     assert!(audit.contains("\"source\":{\"kind\":\"env\",\"name\":\"RUNBOOK_TEST_SECRET\"}"));
 }
 
@@ -179,4 +179,44 @@ fn a_key_echoed_json_escaped_or_multi_line_is_masked_on_every_channel() {
     }
     // With --json, progress goes to stderr.
     assert!(out.stderr.contains("secret(…"), "{}", out.stderr);
+}
+
+#[test]
+fn a_short_pin_cannot_be_recovered_from_the_journal_by_trying_every_value() {
+    // Before: `sha256:` + 48 bits, unkeyed; every 6-digit PIN hashed in under 2 s found it.
+    let runbook = r#"runbook(#{ id: "pin", title: "Uses a PIN" });
+step("only", "Keep the PIN", |ctx| { ctx.pin = secret::from_env("THE_PIN"); print(ctx.pin.fingerprint()); });
+"#;
+    let out = Test::new()
+        .file("pin.rhai", runbook)
+        .env("THE_PIN", "731904")
+        .args(&["exec", "pin.rhai", "--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    let key = out.path().join("state/fingerprint.key");
+    assert_eq!(std::fs::read(&key).unwrap().len(), 32);
+    assert_eq!(mode(&key), 0o600);
+    let mut state = String::new();
+    for f in crate::support::walk(&out.path().join("state")) {
+        state.push_str(&String::from_utf8_lossy(&std::fs::read(f).unwrap()));
+    }
+    state.push_str(&out.stdout);
+    let fps: Vec<&str> = state
+        .match_indices("hmac:")
+        .map(|(i, _)| &state[i..i + "hmac:".len() + 24])
+        .collect();
+    assert!(!fps.is_empty(), "{state}");
+    assert!(!state.contains("sha256:"), "{state}");
+    // No unkeyed hash of any PIN appears: try them all, as the attacker did.
+    use sha2::Digest;
+    let bytes = state.as_bytes();
+    let windows: std::collections::HashSet<&[u8]> = bytes.windows(12).collect();
+    for pin in 0..1_000_000u32 {
+        let digest = sha2::Sha256::digest(format!("{pin:06}").as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !windows.contains(hex.as_bytes()),
+            "the unkeyed hash of {pin:06} is in the state"
+        );
+    }
 }

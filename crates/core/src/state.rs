@@ -94,6 +94,47 @@ fn tighten(path: &Path, meta: &fs::Metadata, want: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Loads the state's fingerprint key (`fingerprint.key`, 32 random bytes, `0600`), creating
+/// it on first use, and makes it the key of every fingerprint this process computes. Two
+/// processes racing to create it agree: only one `create_new` wins and both read its key.
+pub fn load_fingerprint_key(dir: &Path) -> io::Result<()> {
+    use std::io::{Read, Write};
+    ensure_dir(dir)?;
+    let path = dir.join("fingerprint.key");
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            f.write_all(&runbook_secret::random_key())?;
+            f.sync_all()?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(refused_link(&path, e)),
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| refused_link(&path, e))?;
+    let meta = file.metadata()?;
+    tighten(&path, &meta, 0o600)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        io::Error::other(format!(
+            "{} is damaged ({} bytes, not 32); fingerprints journalled here cannot be checked without it",
+            path.display(),
+            b.len()
+        ))
+    })?;
+    runbook_secret::set_fingerprint_key(key);
+    Ok(())
+}
+
 /// Writes a whole file `0600`, replacing it atomically.
 pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Some(parent) = path.parent() {

@@ -106,6 +106,11 @@ impl Secret {
         fingerprint(self.expose())
     }
 
+    /// Whether this is the value a journalled fingerprint was made from.
+    pub fn matches_fingerprint(&self, fp: &str) -> bool {
+        fingerprint_matches(self.expose(), fp)
+    }
+
     /// The redacted form, `secret(…ab12)`.
     pub fn masked(&self) -> String {
         mask(self.expose())
@@ -146,11 +151,67 @@ pub(crate) fn looks_like_credential(value: &str) -> bool {
     !plain_word
 }
 
-/// `sha256:` and the first 12 hex digits of the value's SHA-256.
+/// The key fingerprints are made with: the state directory's own (see
+/// `set_fingerprint_key`), else one drawn for this process, so that a fingerprint never is
+/// a plain hash a short secret (a PIN) can be recovered from by trying every value.
+static FINGERPRINT_KEY: std::sync::RwLock<Option<[u8; 32]>> = std::sync::RwLock::new(None);
+
+/// Sets the key for every later fingerprint: the random key kept in the state directory,
+/// so that journals and audit entries written there compare across processes.
+pub fn set_fingerprint_key(key: [u8; 32]) {
+    *FINGERPRINT_KEY.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+}
+
+fn fingerprint_key() -> [u8; 32] {
+    if let Some(k) = *FINGERPRINT_KEY.read().unwrap_or_else(|e| e.into_inner()) {
+        return k;
+    }
+    let key = random_key();
+    let mut slot = FINGERPRINT_KEY.write().unwrap_or_else(|e| e.into_inner());
+    *slot.get_or_insert(key)
+}
+
+/// 32 bytes from the kernel's random source.
+pub fn random_key() -> [u8; 32] {
+    use std::io::Read;
+    let mut key = [0u8; 32];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key));
+    if read.is_err() {
+        // No /dev/urandom (a bare chroot): still unguessable enough for a per-process key,
+        // and never a fixed one.
+        let seed = format!(
+            "{:?}{}{:p}",
+            std::time::SystemTime::now(),
+            std::process::id(),
+            &key
+        );
+        key.copy_from_slice(&Sha256::digest(seed.as_bytes()));
+    }
+    key
+}
+
+/// `hmac:` and the first 24 hex digits (96 bits) of the value's HMAC-SHA-256 under the
+/// state's key.
 pub fn fingerprint(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    use hmac::{Mac, SimpleHmac};
+    let key = fingerprint_key();
+    let mut mac = <SimpleHmac<Sha256> as Mac>::new_from_slice(&key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(value.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("hmac:{hex}")
+}
+
+/// Whether `value` is the one `fp` was made from: a keyed fingerprint, or the unkeyed
+/// `sha256:` form that journals written before keyed fingerprints hold.
+pub fn fingerprint_matches(value: &str, fp: &str) -> bool {
+    if fp.starts_with("sha256:") {
+        let digest = Sha256::digest(value.as_bytes());
+        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        return format!("sha256:{hex}") == fp;
+    }
+    fingerprint(value) == fp
 }
 
 /// Shows at most the last 4 characters, fewer for short values, none for very short ones.
@@ -197,9 +258,15 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_are_stable_and_short() {
+    fn fingerprints_are_keyed_stable_and_96_bits() {
         assert_eq!(fingerprint("a"), fingerprint("a"));
         assert_ne!(fingerprint("a"), fingerprint("b"));
-        assert_eq!(fingerprint("a").len(), "sha256:".len() + 12);
+        assert_eq!(fingerprint("a").len(), "hmac:".len() + 24);
+        // Not the plain hash: without the key, a PIN cannot be found by trying them all.
+        assert!(!fingerprint("123456").contains("8d969eef6eca"));
+        // Journals from before keyed fingerprints still match their value.
+        assert!(fingerprint_matches("123456", "sha256:8d969eef6eca"));
+        assert!(!fingerprint_matches("123457", "sha256:8d969eef6eca"));
+        assert!(fingerprint_matches("123456", &fingerprint("123456")));
     }
 }

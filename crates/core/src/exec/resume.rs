@@ -17,7 +17,7 @@ use crate::runbook::Runbook;
 use crate::ui;
 use crate::value::{self, Ctx};
 use rhai::{Dynamic, Map};
-use runbook_secret::{fingerprint, Secret, Source};
+use runbook_secret::{Secret, Source};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -156,7 +156,7 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
     if let Some(how) = session.runbook().plan().recovery(key) {
         match session.value_of(how, ctx, Phase::Step(format!("recover.{key}"))) {
             Ok(v) => match v.try_cast::<Secret>() {
-                Some(s) if s.fingerprint() == fp => return Ok(s),
+                Some(s) if s.matches_fingerprint(fp) => return Ok(s),
                 Some(s) => return Err(mismatch(&s, "recovered")),
                 None => ui::err(&format!(
                     "warning: recover(\"{key}\") did not return a Secret; asking instead"
@@ -171,7 +171,7 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
     if let Source::Env { name } = source {
         if let Ok(v) = std::env::var(name) {
             let s = Secret::new(v, source.clone());
-            return if s.fingerprint() == fp {
+            return if s.matches_fingerprint(fp) {
                 Ok(s)
             } else {
                 Err(mismatch(&s, &format!("in ${name}")))
@@ -210,7 +210,7 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
                     e.help().unwrap_or_default(),
                 )
             })?;
-        if s.fingerprint() == fp {
+        if s.matches_fingerprint(fp) {
             return Ok(s.with_source(source.clone()));
         }
         if left == 0 {
@@ -228,7 +228,7 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
 
 /// Fingerprint check used by tests and the REPL.
 pub fn matches(value: &str, fp: &str) -> bool {
-    fingerprint(value) == fp
+    runbook_secret::fingerprint_matches(value, fp)
 }
 
 /// `runbook resume`: decides where the stopped run continues (a step that died mid-way

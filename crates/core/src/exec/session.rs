@@ -75,6 +75,7 @@ impl Session {
     /// Starts a new run of `runbook`: takes the lock (not for a dry run, which changes
     /// nothing), opens the journal and records the start.
     pub fn start(runbook: Runbook, new: NewRun) -> Result<Session> {
+        fingerprint_key(&new.state_dir)?;
         let info = RunInfo {
             run_id: run::new_run_id(),
             actor: new.actor,
@@ -123,6 +124,7 @@ impl Session {
     /// fingerprint) and says which steps completed.
     pub fn reopen(r: Reopen) -> Result<Reopened> {
         let what = r.attempt.as_str();
+        fingerprint_key(&r.state_dir)?;
         let state = open_journal(&r.state_dir, &r.run_id)?;
         let start = &state.start;
         if start.mode == Mode::DryRun {
@@ -313,6 +315,14 @@ fn termination(err: &EvalAltResult) -> Option<String> {
 }
 
 /// A run's journal, read and summarised.
+/// Fingerprints in this state directory are keyed with its key: load it before any is made.
+fn fingerprint_key(state_dir: &Path) -> Result<()> {
+    crate::state::load_fingerprint_key(state_dir).map_err(|source| Error::Write {
+        path: state_dir.join("fingerprint.key"),
+        source,
+    })
+}
+
 pub(crate) fn open_journal(state_dir: &Path, run_id: &str) -> Result<RunState> {
     let path = Journal::path_for(state_dir, run_id);
     if !run::is_run_id(run_id) || !path.is_file() {

@@ -89,7 +89,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         "fingerprint",
         &[],
         "string",
-        "A short hash of the value (`sha256:` + 12 hex digits): tells two values apart without showing them.",
+        "A keyed hash of the value (`hmac:` + 24 hex digits, HMAC-SHA-256 under the state directory's key): tells two values apart without showing them, and a short value cannot be found from it by trying every candidate.",
         |s: &mut Secret| s.fingerprint(),
     );
     methods.method(
@@ -126,7 +126,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::None,
         &["secret: Secret"],
         "string",
-        "A short hash of the secret (`sha256:` + 12 hex digits): tells two values apart without showing them.",
+        "A keyed hash of the secret (`hmac:` + 24 hex digits, HMAC-SHA-256 under the state directory's key): tells two values apart without showing them, and a short value cannot be found from it by trying every candidate.",
         |s: Secret| s.fingerprint(),
     );
     m.add(

@@ -114,7 +114,15 @@ pub enum AuditCommand {
     /// Print audit entries
     Show(AuditShowArgs),
     /// Check the hash chain: reports the first edited, removed or reordered entry
-    Verify,
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// A head recorded earlier (a run prints the one it left): fails if that entry is no
+    /// longer in the log, which is how entries cut off the end are found
+    #[arg(long, value_name = "HASH")]
+    pub head: Option<String>,
 }
 
 #[derive(Debug, Args)]

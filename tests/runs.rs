@@ -343,3 +343,78 @@ fn due_counts_rotations_finished_by_resume_and_overdue_starts_the_day_after() {
     audited_rotation(&test, 1, "sandbox");
     assert_eq!(postmark_due(test)["last_rotation"], Value::Null);
 }
+
+#[test]
+fn entries_cut_off_the_end_are_found_with_the_head_a_run_printed() {
+    let out = postmark_sandbox(Test::new());
+    out.exit(Exit::Ok);
+    // The run prints the head it left and keeps it in its journal.
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Audit head: "))
+        .unwrap_or_else(|| panic!("no audit head in:\n{}", out.stdout));
+    let head = line["Audit head: ".len()..][..64].to_string();
+    let run_id = out.last_run_id();
+    let journal = out.state_file(&format!("runs/{run_id}.jsonl"));
+    assert!(
+        journal.contains(&format!("\"audit_head\":\"{head}\"")),
+        "{journal}"
+    );
+    let audit = out.path().join("state/audit.jsonl");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(text.trim_end().ends_with(&format!("\"hash\":\"{head}\"}}")));
+
+    let test = out.next();
+    let ok = test.args(&["audit", "verify", "--head", &head]).run();
+    ok.exit(Exit::Ok)
+        .stdout_has("the recorded head is entry ")
+        .stdout_has(", 0 appended since");
+
+    // Cut the last two entries: the chain that is left still verifies on its own...
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&audit, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    let test = ok.next();
+    let plain = test.args(&["audit", "verify"]).run();
+    plain.exit(Exit::Ok);
+    // ...but not against the head the run recorded.
+    let cut = plain
+        .next()
+        .args(&["audit", "verify", "--head", &head])
+        .run();
+    cut.exit(Exit::StepFailed)
+        .stderr_has(&format!("does not contain the recorded head {head}"))
+        .stderr_has("entries were cut off the end");
+}
+
+#[test]
+fn an_audit_entry_over_the_limit_is_refused_and_the_log_stays_usable() {
+    // Before: a non-ASCII entry over 64 KiB made every later append fail; the rotation then
+    // failed at its audit step after revoking.
+    let runbook = r#"runbook(#{ id: "big-audit", title: "Large audit entries" });
+step("fits", "A large entry that fits", |ctx| {
+    let note = "é→";
+    for i in 0..15 { note += note; }
+    audit::log("big.fits", #{ note: note });
+}).no_undo("audit only");
+step("too_big", "An entry over the limit", |ctx| {
+    let note = "ü";
+    for i in 0..18 { note += note; }
+    audit::log("big.refused", #{ note: note });
+}).no_undo("audit only");
+"#;
+    let out = Test::new()
+        .file("big.rhai", runbook)
+        .args(&["exec", "big.rhai", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("the audit entry 'big.refused' is 524")
+        .stderr_has("bytes; the limit is 262144 bytes");
+    let entries = out.audit();
+    assert!(entries.iter().any(|e| e["action"] == "big.fits"));
+    assert!(!entries.iter().any(|e| e["action"] == "big.refused"));
+    // The run's own later events were still appended, and the chain holds.
+    assert!(entries.iter().any(|e| e["action"] == "run.completed"));
+    let verify = out.next().args(&["audit", "verify"]).run();
+    verify.exit(Exit::Ok).stdout_has("OK: ");
+}

@@ -1,15 +1,15 @@
 //! `runbook audit show` and `runbook audit verify`.
 
-use crate::cli::{AuditCommand, AuditShowArgs};
+use crate::cli::{AuditCommand, AuditShowArgs, AuditVerifyArgs};
 use crate::error::{exit, Error, Result};
-use runbook_core::audit::{AuditEntry, AuditLog, Verdict};
+use runbook_core::audit::{AuditEntry, AuditLog, HeadCheck, Verdict};
 use runbook_core::ui;
 
 pub fn run(cmd: AuditCommand) -> Result<u8> {
     let log = AuditLog::new(&runbook_core::state::dir());
     match cmd {
         AuditCommand::Show(args) => show(&log, &args),
-        AuditCommand::Verify => verify(&log),
+        AuditCommand::Verify(args) => verify(&log, &args),
     }
 }
 
@@ -58,11 +58,30 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn verify(log: &AuditLog) -> Result<u8> {
+fn verify(log: &AuditLog, args: &AuditVerifyArgs) -> Result<u8> {
     match log.verify()? {
         Verdict::Intact { entries, head } => {
-            ui::out(&format!("OK: {entries} entries, head {head}"));
-            Ok(exit::OK)
+            let Some(recorded) = &args.head else {
+                ui::out(&format!("OK: {entries} entries, head {head}"));
+                return Ok(exit::OK);
+            };
+            match log.find_head(recorded)? {
+                HeadCheck::Present { line, after } => {
+                    ui::out(&format!(
+                        "OK: {entries} entries, head {head}; the recorded head is entry {line}, {after} appended since"
+                    ));
+                    Ok(exit::OK)
+                }
+                HeadCheck::Missing => {
+                    ui::err(&format!(
+                        "BROKEN: {} does not contain the recorded head {}: entries were cut off the end, or the log was replaced",
+                        log.path().display(),
+                        ui::truncate(recorded, 80)
+                    ));
+                    ui::err(&format!("The chain that is left verifies ({entries} entries, head {head}); compare with a copy of the log (or its webhook sink) to see what is missing."));
+                    Ok(exit::STEP_FAILED)
+                }
+            }
         }
         Verdict::Broken { line, reason } => {
             ui::err(&format!(

@@ -139,6 +139,11 @@ fn summary(report: &Report) {
         (status, None) => format!("Run {} {} after {secs:.1}s", report.run_id, status.as_str()),
     };
     ui::progress(&ui::bold(&line));
+    if let Some(head) = &report.audit_head {
+        ui::progress(&format!(
+            "Audit head: {head} (keep it: `runbook audit verify --head {head}` proves no entry was removed from the end)"
+        ));
+    }
     if !report.planned_writes.is_empty() {
         ui::progress(&format!(
             "Dry run: {} write(s) would have been made:",

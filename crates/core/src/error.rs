@@ -119,6 +119,18 @@ pub enum Error {
         help: String,
     },
 
+    /// An audit entry over the per-entry limit: refused whole rather than written cut.
+    #[error("the audit entry '{action}' is {bytes} bytes; the limit is {limit} bytes")]
+    #[diagnostic(
+        code(runbook::audit::too_large),
+        help("log a summary (ids, counts, fingerprints) instead of whole documents")
+    )]
+    AuditTooLarge {
+        action: String,
+        bytes: usize,
+        limit: usize,
+    },
+
     /// The I/O runtime (threads, file descriptors) could not start.
     #[error("cannot start the I/O runtime: {source}")]
     #[diagnostic(

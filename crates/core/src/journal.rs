@@ -86,7 +86,13 @@ pub enum Record {
         attempt: Mode,
     },
     #[serde(rename = "run.end")]
-    RunEnd { status: RunStatus },
+    RunEnd {
+        status: RunStatus,
+        /// The audit chain's head after the run's last entry: `audit verify --head` with it
+        /// proves no entry was cut off the end since.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audit_head: Option<String>,
+    },
     #[serde(rename = "lock.broken")]
     LockBroken { holder: Value },
     #[serde(rename = "step.intent")]
@@ -367,7 +373,7 @@ impl RunState {
                     started_at: e.t.clone(),
                     ended: None,
                 }),
-                Record::RunEnd { status } => match s.attempts.last_mut() {
+                Record::RunEnd { status, .. } => match s.attempts.last_mut() {
                     Some(a) => a.ended = Some(*status),
                     None => s.outcome = Some(*status),
                 },
@@ -573,6 +579,7 @@ mod tests {
                 "t1",
                 Record::RunEnd {
                     status: RunStatus::Succeeded,
+                    audit_head: None,
                 },
             ),
             line("t2", attempt(Mode::Rollback)),
@@ -580,6 +587,7 @@ mod tests {
                 "t3",
                 Record::RunEnd {
                     status: RunStatus::Failed,
+                    audit_head: None,
                 },
             ),
             line("t4", attempt(Mode::Resume)),
@@ -604,6 +612,7 @@ mod tests {
                 "t1",
                 Record::RunEnd {
                     status: RunStatus::Failed,
+                    audit_head: None,
                 },
             ),
             line("t2", attempt(Mode::Resume)),
@@ -611,6 +620,7 @@ mod tests {
                 "t3",
                 Record::RunEnd {
                     status: RunStatus::Succeeded,
+                    audit_head: None,
                 },
             ),
         ]

@@ -45,6 +45,15 @@ fn with_spinner_suspended(f: impl FnOnce()) {
     }
 }
 
+/// At most `max` characters of `text`, with `…` when cut: identifiers and values echoed
+/// in messages (a 3 MB "name" must not fill the terminal).
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
 fn write_to(stderr: bool, text: &str) {
     let text = runbook_secret::redact(text);
     with_spinner_suspended(|| {

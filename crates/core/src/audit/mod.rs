@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 /// Hash of the entry before the first.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The largest entry the log takes, as written (one JSON line). Larger contexts are refused
+/// whole: a log of bounded lines stays readable by every tool that reads it line by line.
+pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
+
 /// One event, before it is chained.
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
@@ -79,8 +83,16 @@ impl AuditLog {
         runbook_secret::redact_json(&mut entry);
         let hash = entry_hash(&entry);
         entry["hash"] = Value::String(hash);
+        let line = entry.to_string();
+        if line.len() > MAX_ENTRY_BYTES {
+            return Err(Error::AuditTooLarge {
+                action: event.action.clone(),
+                bytes: line.len(),
+                limit: MAX_ENTRY_BYTES,
+            });
+        }
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        writeln!(file, "{entry}").map_err(io)?;
+        writeln!(file, "{line}").map_err(io)?;
         file.sync_data().map_err(io)?;
         serde_json::from_value(entry).map_err(|e| Error::Internal {
             message: format!("an audit entry does not read back: {e}"),
@@ -127,7 +139,35 @@ pub enum Verdict {
     },
 }
 
+/// What `audit verify --head` found about a head recorded earlier.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadCheck {
+    /// The recorded head is entry `line`; `after` entries were appended since.
+    Present { line: usize, after: usize },
+    /// The recorded head is not in the log: entries were cut off the end (or the log was
+    /// replaced).
+    Missing,
+}
+
 impl AuditLog {
+    /// Where a head recorded earlier (printed by a run, stored in its journal) sits in the
+    /// log. A chain that verifies can still have lost its last entries; only a head kept
+    /// elsewhere shows that.
+    pub fn find_head(&self, head: &str) -> Result<HeadCheck> {
+        if head == GENESIS {
+            let after = self.entries()?.len();
+            return Ok(HeadCheck::Present { line: 0, after });
+        }
+        let entries = self.entries()?;
+        Ok(match entries.iter().position(|e| e.hash == head) {
+            Some(i) => HeadCheck::Present {
+                line: i + 1,
+                after: entries.len() - i - 1,
+            },
+            None => HeadCheck::Missing,
+        })
+    }
+
     /// Walks the chain: every entry's hash must match its content, and every `prev_hash`
     /// the entry before it. An edited entry breaks its own hash; a removed or moved one
     /// breaks the link of the entry after it.
@@ -329,7 +369,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::new(dir.path());
         let mut long = event("long");
-        long.context = json!({ "note": "é…→".repeat(30_000), "ascii": "x".repeat(100_000) });
+        long.context = json!({ "note": "é…→".repeat(20_000), "ascii": "x".repeat(80_000) });
         for i in 0..3 {
             log.append(&event(&format!("small-{i}"))).unwrap();
             log.append(&long).unwrap();
@@ -340,6 +380,27 @@ mod tests {
             Verdict::Intact { entries: 7, .. }
         ));
         assert_eq!(log.entries().unwrap()[5].hash, last.prev_hash);
+    }
+
+    #[test]
+    fn an_entry_over_the_limit_is_refused_and_the_log_stays_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path());
+        log.append(&event("a")).unwrap();
+        let mut big = event("big");
+        big.context = json!({ "doc": "ü".repeat(MAX_ENTRY_BYTES) });
+        let err = log.append(&big).unwrap_err();
+        assert!(matches!(err, Error::AuditTooLarge { .. }), "{err}");
+        let b = log.append(&event("b")).unwrap();
+        assert!(matches!(
+            log.verify().unwrap(),
+            Verdict::Intact { entries: 2, .. }
+        ));
+        assert_eq!(
+            log.find_head(&b.hash).unwrap(),
+            HeadCheck::Present { line: 2, after: 0 }
+        );
+        assert_eq!(log.find_head("abc").unwrap(), HeadCheck::Missing);
     }
 
     #[test]

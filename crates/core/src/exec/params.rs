@@ -87,7 +87,7 @@ fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
             format!(
                 "param '{}' expects {what}, got '{}'",
                 p.name,
-                shorten(text, 60)
+                crate::ui::truncate(text, 60)
             ),
             format!("e.g. --param {}=...", p.name),
         )
@@ -116,12 +116,4 @@ fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
         },
         _ => text.to_string().into(),
     })
-}
-
-/// At most `max` characters of an operator's input, for echoing it in an error.
-fn shorten(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
 }

@@ -41,6 +41,9 @@ pub struct Report {
     pub failed_step: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The audit chain's head after this run's last entry (`runbook audit verify --head`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<String>,
 }
 
 impl Report {

@@ -65,6 +65,7 @@ pub(crate) fn new_report(session: &Session) -> Report {
         planned_writes: Vec::new(),
         failed_step: None,
         error: None,
+        audit_head: None,
     }
 }
 
@@ -113,11 +114,15 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
     r.report.status = status;
     r.report.duration_ms = began.elapsed().as_millis() as u64;
     r.report.planned_writes = session.run().planned_writes();
-    session.run().record(Record::RunEnd { status });
     r.event(
         "run.completed",
         json!({ "status": status, "failed_step": r.report.failed_step }),
     );
+    r.report.audit_head = session.run().audit_head();
+    session.run().record(Record::RunEnd {
+        status,
+        audit_head: r.report.audit_head.clone(),
+    });
     r.report
 }
 

@@ -12,7 +12,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Write,
         &["action: string", "context: Map"],
         "()",
-        "Appends an entry to the audit log (actor, run, runbook, step, action, context).\nSecrets in the context are recorded as fingerprints.",
+        "Appends an entry to the audit log (actor, run, runbook, step, action, context).\nSecrets in the context are recorded as fingerprints. An entry over 256 KiB is refused:\nlog ids, counts and fingerprints rather than whole documents.",
         |c: NativeCallContext, action: &str, context: Map| -> R<()> {
             value::at(&c, log(&Stage::of(&c), action, context))
         },
@@ -48,6 +48,7 @@ fn log(stage: &Stage, action: &str, context: Map) -> R<()> {
         run.record_planned("audit::log", Effect::Write, action, context);
         return Ok(());
     }
-    run.audit_event(action, context)
+    // A script's own entry over the limit is its author's to shrink: refuse it, don't cut it.
+    run.audit_entry(action, context)
         .map_err(RunContext::audit_failed)
 }

@@ -57,6 +57,8 @@ pub struct RunContext {
     writes_in_step: Cell<usize>,
     /// The audit webhook failed once in this run.
     sink_down: Cell<bool>,
+    /// The hash of the last audit entry this run wrote: the head it leaves.
+    audit_head: RefCell<Option<String>>,
     /// Every write of the run not undone since (restored from the journal on reopen).
     writes: RefCell<Vec<Write>>,
 }
@@ -71,6 +73,7 @@ impl RunContext {
             planned: RefCell::new(Vec::new()),
             writes_in_step: Cell::new(0),
             sink_down: Cell::new(false),
+            audit_head: RefCell::new(None),
             writes: RefCell::new(writes),
         })
     }
@@ -169,8 +172,31 @@ impl RunContext {
         });
     }
 
-    /// Appends an audit entry for this run.
+    /// Appends an audit entry for this run. An engine event whose context is over the
+    /// entry limit (a huge error text) is still recorded, with the context summarised.
     pub(crate) fn audit_event(
+        &self,
+        action: &str,
+        context: serde_json::Value,
+    ) -> crate::error::Result<()> {
+        match self.audit_entry(action, context) {
+            Err(crate::error::Error::AuditTooLarge { bytes, limit, .. }) => self.audit_entry(
+                action,
+                serde_json::json!({
+                    "omitted": format!("the context made a {bytes}-byte entry, over the {limit}-byte limit")
+                }),
+            ),
+            other => other,
+        }
+    }
+
+    /// The head of the audit chain after this run's last entry, if it wrote one.
+    pub fn audit_head(&self) -> Option<String> {
+        self.audit_head.borrow().clone()
+    }
+
+    /// Appends an audit entry for this run, refusing one over the entry limit.
+    pub(crate) fn audit_entry(
         &self,
         action: &str,
         context: serde_json::Value,
@@ -185,6 +211,7 @@ impl RunContext {
             mode: info.mode,
             context,
         })?;
+        *self.audit_head.borrow_mut() = Some(entry.hash.clone());
         self.audit_sink(&entry);
         Ok(())
     }

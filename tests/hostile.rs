@@ -286,3 +286,58 @@ fn a_malformed_scenario_names_its_line_not_its_text() {
         .stderr_has("bad.toml: line 2: ");
     out.assert_absent(canary);
 }
+
+#[test]
+fn a_top_level_that_never_returns_does_not_hang_list_check_or_show() {
+    // Before: `list`, `due`, `check` and `show` ran the top level unbounded and never ended.
+    let sleeper = r#"runbook(#{ id: "sleeper", title: "Sleeps at load" });
+loop { time::sleep(600); }
+"#;
+    let t = Test::new().file("runbooks/sleeper.rhai", sleeper);
+    let out = t.args(&["show", "sleeper"]).run();
+    no_panic(&out);
+    out.stderr_has("runbook::timeout")
+        .stderr_has("sleeper.rhai ran past its limit of 5s")
+        .stderr_has("move work into a step");
+    let out = out.next().args(&["check", "runbooks/sleeper.rhai"]).run();
+    no_panic(&out);
+    out.stderr_has("sleeper.rhai ran past its limit of 5s");
+    let out = out.next().args(&["list"]).run();
+    out.exit(Exit::Ok)
+        .stdout_has("(does not load: ")
+        .stdout_has("sleeper.rhai ran past its limit of 5s");
+    let out = out.next().args(&["due"]).run();
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("sleeper.rhai ran past its limit of 5s"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn a_step_that_outlives_its_timeout_fails_and_sleep_cannot_escape_it() {
+    let runbook = r#"runbook(#{ id: "slow", title: "Slow step" });
+step("spin", "Sleeps forever", |ctx| {
+    loop { time::sleep(1); }
+}).timeout("2s");
+"#;
+    let out = Test::new()
+        .file("slow.rhai", runbook)
+        .args(&["exec", "slow.rhai", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("runbook::timeout")
+        .stderr_has("step 'spin' ran past its limit of 2s")
+        .stderr_has(".timeout(\"30m\")");
+    let bad = r#"runbook(#{ id: "bad", title: "Bad timeout" });
+step("s", "S", |ctx| {}).timeout("soon");
+"#;
+    let out = Test::new()
+        .file("bad.rhai", bad)
+        .args(&["check", "bad.rhai"])
+        .run();
+    no_panic(&out);
+    out.stderr_has(".timeout(\"soon\"): not a duration between 1s and 24h");
+}

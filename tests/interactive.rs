@@ -207,3 +207,58 @@ fn resume_asks_again_when_the_pasted_token_is_not_the_one_the_run_used() {
     p.expect(expectrl::Eof).unwrap();
     crate::support::assert_rotated(&rig.state(), "resumed after a wrong paste");
 }
+
+/// Masking used to depend on rustyline's highlighter, which TERM=dumb and emacs turn off:
+/// the pasted value was echoed by the tty. Echo is now off at the tty itself.
+#[test]
+fn a_secret_typed_on_a_dumb_terminal_is_not_echoed() {
+    for term in ["dumb", "emacs"] {
+        // The Test owns the temp dir: it must outlive the spawned process.
+        let test = Test::new()
+            .fixture("prompts.rhai")
+            .env("TERM", term)
+            .args(&["exec", "prompts.rhai"]);
+        // The pty starts with echo on, as an operator's terminal does.
+        let inner = test.command();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg("stty echo; exec \"$0\" \"$@\"")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(inner.get_current_dir().unwrap());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut p = Session::spawn(cmd).unwrap();
+        p.set_expect_timeout(Some(Duration::from_secs(30)));
+        let mut seen: Vec<u8> = Vec::new();
+        for item in ["Dashboard access", "Server name known"] {
+            let c = p.expect(item).unwrap();
+            seen.extend_from_slice(c.before());
+            p.send_line("y").unwrap();
+        }
+        let c = p.expect("Favourite color?").unwrap();
+        seen.extend_from_slice(c.before());
+        p.send_line("green").unwrap();
+        let c = p.expect("Paste the token").unwrap();
+        seen.extend_from_slice(c.before());
+        p.send_line("dumb-term-canary-4f1e9a").unwrap();
+        let c = p.expect("Proceed?").unwrap();
+        seen.extend_from_slice(c.before());
+        p.send_line("y").unwrap();
+        let c = p.expect(expectrl::Eof).unwrap();
+        seen.extend_from_slice(c.before());
+        seen.extend_from_slice(c.as_bytes());
+        let text = String::from_utf8_lossy(&seen);
+        assert!(
+            !text.contains("dumb-term-canary-4f1e9a"),
+            "TERM={term} echoed the secret:\n{text}"
+        );
+        assert!(text.contains("secret(…1e9a)"), "TERM={term}:\n{text}");
+        // Echo was on for plain answers: the check above could have seen a leak.
+        assert!(text.contains("green"), "TERM={term}:\n{text}");
+    }
+}

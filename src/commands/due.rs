@@ -78,7 +78,17 @@ pub fn rows() -> Result<Vec<Value>> {
 }
 
 pub fn run(args: DueArgs) -> Result<u8> {
-    let rows: Vec<Value> = rows()?
+    let (rows, broken): (Vec<Value>, Vec<Value>) =
+        rows()?.into_iter().partition(|r| r.get("error").is_none());
+    // A runbook that does not load may be the one that is overdue: never skip it silently.
+    for b in &broken {
+        ui::err(&format!(
+            "warning: {} does not load, so its due date is unknown: {}",
+            b["path"].as_str().unwrap_or("?"),
+            b["error"].as_str().unwrap_or("")
+        ));
+    }
+    let rows: Vec<Value> = rows
         .into_iter()
         .filter(|r| r["cadence_days"].is_i64())
         .collect();

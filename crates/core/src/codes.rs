@@ -73,6 +73,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::runtime", Run, "The I/O runtime could not start (threads or file descriptors).", "A system resource problem: retry, or raise the process limits."),
     c("runbook::internal", Run, "A bug: something the engine guarantees did not hold.", "Report it with the command you ran."),
     c("runbook::aborted", Run, "The operator said no to a confirmation or prerequisite (exit 3).", "Nothing after that point ran; `runbook resume` continues when ready."),
+    c("runbook::timeout", Run, "A step ran past its wall-clock limit (default 10m, prompts excluded), or a runbook's top level past its 5s load budget.", "Raise the step's limit with .timeout(\"30m\") if it legitimately takes longer; move work out of the top level into a step."),
     c("runbook::interrupted", Run, "Ctrl-C (exit 130).", "The journal says where it stopped: `runbook resume` or `rollback`."),
     c("runbook::prompt::no_answer", Run, "A prompt needs an answer and there is no terminal, answers file entry or --yes.", "Add the prompt's id to a file passed with --answers, or run on a terminal."),
     // Scripts and check.

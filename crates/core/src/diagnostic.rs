@@ -347,6 +347,15 @@ fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
             "the operator aborted the run".into(),
             None,
         ),
+        E::ErrorTerminated(token, _)
+            if token.to_string().starts_with(crate::interrupt::TIMED_OUT) =>
+        {
+            let text = token.to_string();
+            let mut lines = text.lines().skip(1);
+            let message = lines.next().unwrap_or("ran past its time limit").to_string();
+            let help = lines.next().map(str::to_string);
+            ("runbook::timeout", message, help)
+        }
         E::ErrorTerminated(..) => ("runbook::interrupted", "interrupted (Ctrl-C)".into(), None),
         E::ErrorMismatchDataType(..) | E::ErrorMismatchOutputType(..) => (
             "runbook::script::type_mismatch",

@@ -113,3 +113,116 @@ fn forced_exit(terminal: Option<libc::termios>, signal: i32) -> ! {
     }
     std::process::exit(128 + signal)
 }
+
+/// The token of a script stopped by its wall-clock budget; the message follows it.
+pub const TIMED_OUT: &str = "runbook::timeout";
+
+/// A wall-clock budget for what runs now: loading a runbook, or one step. Script code
+/// (through the engine's progress hook), `time::sleep` and vendor calls all stop at it.
+struct Budget {
+    until: std::time::Instant,
+    limit: Duration,
+    what: String,
+    help: String,
+}
+
+static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
+
+/// Restores the budget that was in force before it was made.
+pub struct BudgetGuard(Option<Budget>);
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        *BUDGET.lock().unwrap_or_else(|e| e.into_inner()) = self.0.take();
+    }
+}
+
+/// Starts a budget of `limit` for `what` ("loading x.rhai", "step 'revoke'"), with the
+/// help shown when it runs out. Nested budgets (a step inside a load) keep the tighter one.
+pub fn budget(limit: Duration, what: &str, help: &str) -> BudgetGuard {
+    let mut slot = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    let until = std::time::Instant::now() + limit;
+    let previous = slot.take();
+    let tighter = previous.as_ref().is_some_and(|p| p.until < until);
+    *slot = Some(match (&previous, tighter) {
+        (Some(p), true) => Budget {
+            until: p.until,
+            limit: p.limit,
+            what: p.what.clone(),
+            help: p.help.clone(),
+        },
+        _ => Budget {
+            until,
+            limit,
+            what: what.to_string(),
+            help: help.to_string(),
+        },
+    });
+    BudgetGuard(previous)
+}
+
+/// Waiting for the operator (a prompt) does not count against a step's budget.
+pub struct PauseGuard(std::time::Instant);
+
+pub fn pause_budget() -> PauseGuard {
+    PauseGuard(std::time::Instant::now())
+}
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        let waited = self.0.elapsed();
+        if let Some(b) = BUDGET.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            b.until += waited;
+        }
+    }
+}
+
+/// When the budget in force runs out, if there is one.
+pub fn budget_deadline() -> Option<std::time::Instant> {
+    BUDGET
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|b| b.until)
+}
+
+/// The termination token for a spent budget (`runbook::timeout` + what and help), or None.
+pub fn over_budget() -> Option<String> {
+    let slot = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    let b = slot.as_ref()?;
+    if std::time::Instant::now() < b.until {
+        return None;
+    }
+    Some(format!(
+        "{TIMED_OUT}\n{} ran past its limit of {}\n{}",
+        b.what,
+        human(b.limit),
+        b.help
+    ))
+}
+
+/// `90s`, `10m`, `2h`: the way `.timeout()` takes it.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s >= 60 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// Parses `30s`, `10m`, `2h` (a whole number and a unit).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let n: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    let secs = match unit {
+        's' => n,
+        'm' => n.checked_mul(60)?,
+        'h' => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}

@@ -3,9 +3,13 @@
 
 use std::future::Future;
 
-/// The call was abandoned because the operator pressed Ctrl-C.
-#[derive(Debug, Clone, Copy)]
-pub struct Interrupted;
+/// Why a call was abandoned: the operator pressed Ctrl-C, or the budget of the step (or
+/// load) ran out (the termination token says which and why).
+#[derive(Debug, Clone)]
+pub enum Interrupted {
+    CtrlC,
+    TimedOut(String),
+}
 
 pub struct Runtime {
     rt: tokio::runtime::Runtime,
@@ -23,15 +27,29 @@ impl Runtime {
         Ok(Runtime { rt })
     }
 
-    /// Runs a future to completion, or gives up on it when Ctrl-C is pressed.
+    /// Runs a future to completion, or gives up on it when Ctrl-C is pressed or the budget
+    /// in force runs out.
     pub fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, Interrupted> {
         if crate::interrupt::is_set() {
-            return Err(Interrupted);
+            return Err(Interrupted::CtrlC);
         }
+        if let Some(token) = crate::interrupt::over_budget() {
+            return Err(Interrupted::TimedOut(token));
+        }
+        let deadline = crate::interrupt::budget_deadline();
         self.rt.block_on(async {
+            let spent = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 out = fut => Ok(out),
-                _ = crate::interrupt::wait() => Err(Interrupted),
+                _ = crate::interrupt::wait() => Err(Interrupted::CtrlC),
+                _ = spent => Err(Interrupted::TimedOut(
+                    crate::interrupt::over_budget().unwrap_or_else(|| crate::interrupt::TIMED_OUT.to_string()),
+                )),
             }
         })
     }

@@ -87,12 +87,16 @@ pub(crate) fn new_engine(limits: Limits, resolver: Resolver) -> Engine {
         }
         other => other,
     });
-    engine.on_progress(|_| {
+    engine.on_progress(|ops| {
         if interrupt::is_set() {
-            Some(Dynamic::from(INTERRUPTED))
-        } else {
-            None
+            return Some(Dynamic::from(INTERRUPTED));
         }
+        // The clock is read every 1024 operations: often enough to stop a busy loop
+        // promptly, rarely enough to cost nothing.
+        if ops % 1024 == 0 {
+            return interrupt::over_budget().map(Dynamic::from);
+        }
+        None
     });
     engine.on_print(crate::ui::script_print);
     engine.on_debug(|text, _source, _pos| crate::ui::script_print(text));

@@ -89,7 +89,18 @@ pub fn execute_marked(
             .collect();
         session.ctx().set("done", done.into());
     }
-    let outcome = session.call(f, phase);
+    let outcome = {
+        let what = match direction {
+            Direction::Forward => format!("step '{}'", step.id),
+            Direction::Undo => format!("the undo of step '{}'", step.id),
+        };
+        let _budget = crate::interrupt::budget(
+            step.timeout,
+            &what,
+            "if the step legitimately takes longer, raise its limit with .timeout(\"30m\"); a call that was in flight may have applied: the journal says which",
+        );
+        session.call(f, phase)
+    };
     if direction == Direction::Undo {
         session.ctx().remove("done");
         if matches!(outcome, Outcome::Done) {

@@ -1,7 +1,7 @@
 //! A run as the host functions see it: who runs what and how, the vendor clients, the
 //! journal, the audit log and the operator, built once when the run starts.
 
-use super::vendor_call::{interrupted, vendor_error};
+use super::vendor_call::vendor_error;
 use super::{Effect, Phase, PlannedWrite, R};
 use crate::audit::{AuditLog, Event};
 use crate::journal::{Journal, Record, Write, WriteState};
@@ -266,7 +266,7 @@ impl RunContext {
         match self.services().runtime.block_on(fut) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(vendor_error(&e)),
-            Err(_) => Err(interrupted()),
+            Err(why) => Err(super::vendor_call::stopped(why)),
         }
     }
 

@@ -224,6 +224,7 @@ pub(crate) fn register(reg: &mut Registrar) {
                 checks: Vec::new(),
                 no_undo: None,
                 description: None,
+                timeout: crate::plan::DEFAULT_STEP_TIMEOUT,
                 position: ctx.call_position(),
                 source: ctx.call_source().unwrap_or_default().to_string(),
             });
@@ -304,6 +305,28 @@ pub(crate) fn register(reg: &mut Registrar) {
         "Says why a step that writes needs no undo (a restart, a test email: nothing to restore);\n`check` asks for it otherwise.",
         |c: NativeCallContext, s: &mut StepHandle, why: &str| {
             edit(&c, s, ".no_undo()", |st| st.no_undo = Some(why.to_string()))
+        },
+    );
+    g.method(
+        "StepHandle",
+        "timeout",
+        &["limit: string"],
+        "StepHandle",
+        "The step's wall-clock limit, like \"90s\", \"10m\" or \"2h\" (default 10m, at most 24h).\nTime waiting for the operator at a prompt does not count. Past it, the step fails\n(script code, `time::sleep` and vendor calls all stop) and the run's failure handling applies.",
+        |c: NativeCallContext, s: &mut StepHandle, limit: &str| {
+            let parsed = crate::interrupt::parse_duration(limit)
+                .filter(|d| !d.is_zero() && d.as_secs() <= 24 * 3600)
+                .ok_or_else(|| {
+                    throw(
+                        "usage",
+                        format!(
+                            ".timeout(\"{}\"): not a duration between 1s and 24h",
+                            crate::ui::truncate(limit, 40)
+                        ),
+                        Some("write a whole number and a unit: \"90s\", \"10m\", \"2h\"".into()),
+                    )
+                })?;
+            edit(&c, s, ".timeout()", |st| st.timeout = parsed)
         },
     );
     g.method(
@@ -432,6 +455,11 @@ fn sleep(secs: f64) -> R<()> {
     loop {
         if crate::interrupt::is_set() {
             return Err(super::vendor_call::interrupted());
+        }
+        if let Some(token) = crate::interrupt::over_budget() {
+            return Err(super::vendor_call::stopped(
+                crate::runtime::Interrupted::TimedOut(token),
+            ));
         }
         let now = std::time::Instant::now();
         if now >= deadline {

@@ -36,6 +36,16 @@ pub fn interrupted() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(Dynamic::from(crate::engine::INTERRUPTED), Position::NONE).into()
 }
 
+/// The script error for a call abandoned by Ctrl-C or a spent budget.
+pub(crate) fn stopped(why: crate::runtime::Interrupted) -> Box<EvalAltResult> {
+    match why {
+        crate::runtime::Interrupted::CtrlC => interrupted(),
+        crate::runtime::Interrupted::TimedOut(token) => {
+            EvalAltResult::ErrorTerminated(Dynamic::from(token), Position::NONE).into()
+        }
+    }
+}
+
 /// A secret that only a dry-run write produced; real calls cannot use it.
 pub(crate) fn dry_run_secret(what: &str) -> Secret {
     Secret::new(

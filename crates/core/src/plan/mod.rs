@@ -77,11 +77,17 @@ pub struct Step {
     pub no_undo: Option<String>,
     /// A paragraph for `doc`: what the step does and why.
     pub description: Option<String>,
+    /// The wall-clock limit of one attempt (or undo), prompts excluded.
+    pub timeout: std::time::Duration,
     pub position: Position,
     /// The script that declared the step: the runbook's file name, or a module such as
     /// `<std/rotation>` when a stdlib function registered it.
     pub source: String,
 }
+
+/// A step's wall-clock limit unless it sets `.timeout(...)`: long enough for a slow vendor
+/// with retries, short enough that a stuck step does not hold a rotation's lock all night.
+pub const DEFAULT_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How `resume` gets a secret in `ctx` back (values are never journalled):
 /// `recover("new_token", |ctx| ...)`.

@@ -19,6 +19,8 @@ pub enum PromptError {
     Aborted,
     #[error("interrupted")]
     Interrupted,
+    #[error("cannot turn off echo on this terminal, so a secret is not read from it")]
+    NoEcho,
 }
 
 impl PromptError {
@@ -28,6 +30,9 @@ impl PromptError {
             PromptError::BadAnswer { id, .. } => Some(format!(
                 "fix the entry '{id}' in the --answers file, or answer on a terminal"
             )),
+            PromptError::NoEcho => Some(
+                "run on a real terminal, or give the value in an --answers file (chmod 600)".into(),
+            ),
             _ => None,
         }
     }

@@ -33,8 +33,50 @@ impl Hinter for Masked {
 impl Validator for Masked {}
 impl Helper for Masked {}
 
+/// Terminal echo turned off at the tty (termios), restored on drop. Masking through
+/// rustyline's highlighter alone fails open: terminals it does not drive (TERM=dumb,
+/// emacs) fall back to a plain read, and the tty echoes what is typed.
+struct NoEcho(libc::termios);
+
+impl NoEcho {
+    fn on_stdin() -> R<NoEcho> {
+        // SAFETY: tcgetattr/tcsetattr on stdin with a termios we own; failures are checked.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::isatty(libc::STDIN_FILENO) != 1
+                || libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0
+            {
+                return Err(PromptError::NoEcho);
+            }
+            let saved = t;
+            t.c_lflag &= !(libc::ECHO | libc::ECHONL);
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &t) != 0 {
+                return Err(PromptError::NoEcho);
+            }
+            Ok(NoEcho(saved))
+        }
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        // SAFETY: restoring the settings read from the same descriptor.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &self.0);
+        }
+    }
+}
+
 fn read(prompt: &str, masked: bool) -> R<String> {
     use rustyline::error::ReadlineError;
+    // Waiting for the operator does not count against the step's time limit.
+    let _paused = crate::interrupt::pause_budget();
+    // Refuse rather than echo: without a tty whose echo we control, a secret is not read.
+    let _no_echo = if masked {
+        Some(NoEcho::on_stdin()?)
+    } else {
+        None
+    };
     // Highlighting is what masks secret input, so it must run even without colour support.
     let config = rustyline::Config::builder()
         .auto_add_history(false)

@@ -25,6 +25,9 @@ pub struct Runbook {
     resolver: Resolver,
 }
 
+/// Wall-clock budget for evaluating a runbook's top level and its imports.
+const LOAD_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Runbook {
     /// Compiles the script and evaluates its top level. Nothing outside the process is
     /// touched: host functions that reach vendors or the operator refuse to run there.
@@ -33,6 +36,13 @@ impl Runbook {
         let builder = Rc::new(RefCell::new(PlanBuilder::default()));
         Stage::Loading(builder.clone()).install(&mut engine);
         let ast = compile(&engine, &file, &sources)?;
+        // `list`, `check` and `show` load every runbook they find: a top level that loops
+        // (or sleeps) must not hang them.
+        let _budget = crate::interrupt::budget(
+            LOAD_BUDGET,
+            &format!("loading {}", file.name),
+            "a runbook's top level only declares (runbook, param, step): move work into a step",
+        );
         register_imports(&mut engine, &resolver, &ast, &sources)?;
         let ran = engine.run_ast(&ast);
         Stage::Inert.install(&mut engine);

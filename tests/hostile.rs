@@ -341,3 +341,175 @@ step("s", "S", |ctx| {}).timeout("soon");
     no_panic(&out);
     out.stderr_has(".timeout(\"soon\"): not a duration between 1s and 24h");
 }
+
+#[test]
+fn imports_refuse_fifos_and_links_out_of_the_folder() {
+    let t = Test::new()
+        .file(
+            "runbooks/fifo.rhai",
+            "import \"pipe\" as p;\nrunbook(#{ id: \"fifo\", title: \"FIFO\" });\nstep(\"s\", \"S\", |ctx| {});\n",
+        )
+        .file(
+            "runbooks/link.rhai",
+            "import \"outside\" as o;\nrunbook(#{ id: \"link\", title: \"Link\" });\nstep(\"s\", \"S\", |ctx| {});\n",
+        )
+        .file("elsewhere/secret.txt", "TOPSECRET-FIRST-LINE = 1\n");
+    let dir = t.path().to_path_buf();
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("runbooks/pipe.rhai"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink(
+        dir.join("elsewhere/secret.txt"),
+        dir.join("runbooks/outside.rhai"),
+    )
+    .unwrap();
+    // Before: the FIFO blocked `show` forever; the link's target's first line was shown.
+    let out = t.args(&["show", "fifo"]).run();
+    no_panic(&out);
+    out.stderr_has("pipe.rhai is not a regular file");
+    let out = out.next().args(&["check", "runbooks/link.rhai"]).run();
+    no_panic(&out);
+    out.stderr_has("it is a link that leads outside the runbook's folder");
+    assert!(!out.stderr.contains("TOPSECRET"), "{}", out.stderr);
+    assert!(!out.stdout.contains("TOPSECRET"), "{}", out.stdout);
+    // A FIFO given as the runbook itself is not taken for one (and not read).
+    let out = out.next().args(&["exec", "runbooks/pipe.rhai"]).run();
+    no_panic(&out);
+    out.stderr_has("no runbook named 'runbooks/pipe.rhai'");
+    // Nor as an answers file.
+    let out = out
+        .next()
+        .args(&["exec", "link", "--answers", "runbooks/pipe.rhai"])
+        .run();
+    no_panic(&out);
+    out.stderr_has("it is not a regular file");
+}
+
+/// A server on loopback that answers every request with `size` bytes, announced or chunked.
+fn huge_answer_server(size: usize, chunked: bool) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = if chunked {
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
+            } else {
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n")
+            };
+            if s.write_all(head.as_bytes()).is_err() {
+                continue;
+            }
+            let block = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < size {
+                let n = block.len().min(size - sent);
+                let ok = if chunked {
+                    s.write_all(format!("{n:x}\r\n").as_bytes())
+                        .and_then(|_| s.write_all(&block[..n]))
+                        .and_then(|_| s.write_all(b"\r\n"))
+                } else {
+                    s.write_all(&block[..n])
+                };
+                if ok.is_err() {
+                    break;
+                }
+                sent += n;
+            }
+            if chunked {
+                let _ = s.write_all(b"0\r\n\r\n");
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_huge_response_is_refused_not_read_whole() {
+    let runbook = r#"runbook(#{ id: "big", title: "Big answer" });
+param("url", #{ help: "where" });
+step("get", "Read a huge answer", |ctx| {
+    let r = http::get(`${ctx.params.url}/big`);
+    print(`read ${r.body.len()} bytes`);
+});
+"#;
+    for chunked in [false, true] {
+        let url = huge_answer_server(3 << 20, chunked);
+        let out = Test::new()
+            .file("big.rhai", runbook)
+            .env("RUNBOOK_MAX_RESPONSE_MB", "1")
+            .args(&[
+                "exec",
+                "big.rhai",
+                "--yes",
+                "--param",
+                &format!("url={url}"),
+            ])
+            .run();
+        out.exit(Exit::StepFailed)
+            .stderr_has("the answer is larger than 1 MiB, the most runbook reads")
+            .stderr_has("raise RUNBOOK_MAX_RESPONSE_MB");
+        assert!(!out.stdout.contains("read "), "{}", out.stdout);
+    }
+    let out = Test::new()
+        .file("big.rhai", runbook)
+        .env("RUNBOOK_MAX_RESPONSE_MB", "lots")
+        .args(&[
+            "exec",
+            "big.rhai",
+            "--yes",
+            "--param",
+            "url=http://127.0.0.1:9",
+        ])
+        .run();
+    no_panic(&out);
+    out.stderr_has("RUNBOOK_MAX_RESPONSE_MB");
+}
+
+#[test]
+fn escape_sequences_from_titles_prints_errors_and_actors_are_shown_not_obeyed() {
+    // Before: they reached the terminal raw (clear screen, retitle, cursor moves).
+    let runbook = "runbook(#{ id: \"esc\", title: \"Esc \\x1b]0;pwned\\x07 title\" });\n\
+step(\"s\", \"Step \\x1b[2J\", |ctx| {\n\
+    print(\"before\\x1b[2J\\x1b[Hfake all clear\\rover\");\n\
+    fail(\"vendor said \\x1b[31mred\\x1b]52;c;cHduZWQ=\\x07\");\n\
+});\n";
+    let out = Test::new()
+        .file("esc.rhai", runbook)
+        .args(&["exec", "esc.rhai", "--yes", "--actor", "ops\u{1b}[8m"])
+        .run();
+    out.exit(Exit::StepFailed);
+    for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(!text.contains('\u{1b}'), "ESC in {name}:\n{text:?}");
+        assert!(!text.contains('\u{7}'), "BEL in {name}:\n{text:?}");
+        assert!(!text.contains("\rover"), "CR in {name}:\n{text:?}");
+    }
+    out.stdout_has("␛[2J␛[Hfake all clear␍over");
+    out.stderr_has("vendor said ␛[31mred␛]52;c;cHduZWQ=␇");
+    let runs = out.next().args(&["runs"]).run();
+    assert!(!runs.stdout.contains('\u{1b}'), "{:?}", runs.stdout);
+}
+
+#[test]
+fn a_huge_identifier_is_not_echoed_whole() {
+    let name = "a".repeat(100_000);
+    let runbook = format!(
+        "runbook(#{{ id: \"long\", title: \"Long\" }});\nstep(\"s\", \"S\", |ctx| {{ {name}(); }});\n"
+    );
+    let out = Test::new()
+        .file("long.rhai", &runbook)
+        .args(&["exec", "long.rhai", "--yes"])
+        .run();
+    no_panic(&out);
+    out.stderr_has("more characters not shown");
+    assert!(out.stderr.len() < 20_000, "{} bytes", out.stderr.len());
+    let out = out.next().args(&["exec", &name]).run();
+    no_panic(&out);
+    out.stderr_has("more characters not shown");
+    assert!(out.stderr.len() < 20_000, "{} bytes", out.stderr.len());
+}

@@ -136,7 +136,7 @@ impl ScriptError {
     ) -> Self {
         let mut err = ScriptError {
             code: code.to_string(),
-            message: runbook_secret::redact(&message.into()).into_owned(),
+            message: shown_message(&message.into()),
             location: None,
             label: "here".into(),
             help: None,
@@ -402,6 +402,23 @@ fn runtime_value(value: &Dynamic) -> (String, String, Option<String>) {
     ("runbook::step::failed".into(), value.to_string(), None)
 }
 
+/// A message as shown: redacted, control characters made visible, and cut at a length no
+/// honest message reaches (an error can quote a megabyte-long identifier).
+fn shown_message(message: &str) -> String {
+    const MAX_CHARS: usize = 1_000;
+    let text = runbook_secret::redact(message);
+    let text = runbook_secret::neutralise(&text, false);
+    let total = text.chars().count();
+    if total <= MAX_CHARS {
+        return text.into_owned();
+    }
+    format!(
+        "{} ({} more characters not shown)",
+        crate::ui::truncate(&text, MAX_CHARS),
+        total - MAX_CHARS
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,3 +437,4 @@ mod tests {
         assert_eq!(&text[span.offset()..span.offset() + span.len()], "x");
     }
 }
+

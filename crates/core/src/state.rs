@@ -20,6 +20,15 @@ pub fn dir() -> PathBuf {
 /// Reads a UTF-8 text file (runbooks, answers), naming the file and the first bad byte.
 pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
     use crate::error::Error;
+    // A FIFO or device would block (or never end) the read: only regular files are text.
+    if let Ok(meta) = fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(Error::Read {
+                path: path.to_path_buf(),
+                source: io::Error::other("it is not a regular file"),
+            });
+        }
+    }
     let bytes = fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,

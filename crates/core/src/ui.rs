@@ -56,6 +56,8 @@ pub fn truncate(text: &str, max: usize) -> String {
 
 fn write_to(stderr: bool, text: &str) {
     let text = runbook_secret::redact(text);
+    // Only colour sequences reach the terminal; anything else is shown, not obeyed.
+    let text = runbook_secret::neutralise(&text, color()).into_owned();
     with_spinner_suspended(|| {
         // A closed pipe (`runbook show x | head`) is not an error worth a panic.
         if stderr {
@@ -83,6 +85,7 @@ pub fn err(text: &str) {
 
 /// What a script prints with `print` or `debug`.
 pub(crate) fn script_print(text: &str) {
+    let text = runbook_secret::neutralise(text, false);
     let lines: Vec<String> = text.lines().map(|l| format!("  | {l}")).collect();
     progress(&lines.join("\n"));
 }
@@ -118,7 +121,9 @@ impl Spinner {
             ProgressStyle::with_template("  {spinner} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        pb.set_message(runbook_secret::redact(message).into_owned());
+        pb.set_message(
+            runbook_secret::neutralise(&runbook_secret::redact(message), false).into_owned(),
+        );
         pb.enable_steady_tick(Duration::from_millis(100));
         *SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(pb);
         Spinner { active: true }
@@ -149,5 +154,28 @@ pub fn render(diag: &dyn miette::Diagnostic) -> String {
     if handler.render_report(&mut s, diag).is_err() {
         s = diag.to_string();
     }
-    runbook_secret::redact(&s).into_owned()
+    let s = runbook_secret::redact(&s);
+    // An error may quote what it was given: a megabyte-long name must not fill the screen.
+    const MAX_LINE: usize = 1_000;
+    let ends_with_newline = s.ends_with('\n');
+    let mut shown = s
+        .lines()
+        .map(|line| {
+            let n = line.chars().count();
+            if n <= MAX_LINE {
+                line.to_string()
+            } else {
+                format!(
+                    "{} ({} more characters not shown)",
+                    truncate(line, MAX_LINE),
+                    n - MAX_LINE
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if ends_with_newline {
+        shown.push('\n');
+    }
+    shown
 }

@@ -1,6 +1,9 @@
 //! Secrets as opaque values, and the redactor every output passes through.
 
+mod controls;
 mod redact;
+
+pub use controls::neutralise;
 
 #[cfg(feature = "fuzzing")]
 pub use redact::forget_all;

@@ -76,6 +76,7 @@ pub struct VendorFileConfig {
     pub gh_token: Option<String>,
     pub runbook_http_timeout_secs: Option<u64>,
     pub runbook_concurrency: Option<usize>,
+    pub runbook_max_response_mb: Option<u64>,
 }
 
 /// The position and the complaint of a TOML error, never the text around it: toml's own
@@ -182,6 +183,7 @@ impl VendorFileConfig {
             "GH_TOKEN" => self.gh_token.clone(),
             "RUNBOOK_HTTP_TIMEOUT_SECS" => self.runbook_http_timeout_secs.map(|n| n.to_string()),
             "RUNBOOK_CONCURRENCY" => self.runbook_concurrency.map(|n| n.to_string()),
+            "RUNBOOK_MAX_RESPONSE_MB" => self.runbook_max_response_mb.map(|n| n.to_string()),
             _ => None,
         };
         v.filter(|s| !s.trim().is_empty())
@@ -275,6 +277,18 @@ impl VendorConfig {
                     expected: "a whole number of seconds, at least 1",
                 })?;
             cfg.transport.timeout = Duration::from_secs(secs);
+        }
+        if let Some(v) = plain("RUNBOOK_MAX_RESPONSE_MB") {
+            let mb = v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=4096).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name: "RUNBOOK_MAX_RESPONSE_MB",
+                    value: v.clone(),
+                    expected: "a whole number of MiB between 1 and 4096",
+                })?;
+            cfg.transport.max_body = (mb as usize) << 20;
         }
         if let Some(v) = plain("RUNBOOK_CONCURRENCY") {
             cfg.concurrency =

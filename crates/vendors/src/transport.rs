@@ -21,6 +21,9 @@ pub struct TransportConfig {
     pub base_delay: Duration,
     /// Longest wait we accept from a `Retry-After` header or the backoff.
     pub max_delay: Duration,
+    /// Largest response body read (RUNBOOK_MAX_RESPONSE_MB): a vendor, or something posing
+    /// as one, cannot make the process read gigabytes into memory.
+    pub max_body: usize,
 }
 
 impl Default for TransportConfig {
@@ -31,6 +34,7 @@ impl Default for TransportConfig {
             max_attempts: 4,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
+            max_body: 16 << 20,
         }
     }
 }
@@ -336,14 +340,37 @@ impl Transport {
             .map_err(|e| self.transport_error(req, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
+        let limit = self.inner.config.max_body;
+        let too_large = || {
+            req.error(
+                ErrorKind::InvalidResponse,
+                format!(
+                    "the answer is larger than {} MiB, the most runbook reads",
+                    limit >> 20
+                ),
+            )
+            .with_hint("if the vendor really sends this much, raise RUNBOOK_MAX_RESPONSE_MB")
+            .answer_lost()
+        };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut resp = resp;
+        let mut body: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| self.transport_error(req, &e))?;
+            .map_err(|e| self.transport_error(req, &e))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(RawResponse {
             status,
             headers,
-            body: body.to_vec(),
+            body,
             attempts: 1,
         })
     }

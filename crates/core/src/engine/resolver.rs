@@ -72,26 +72,41 @@ impl Resolver {
                 pos,
             ));
         }
-        let rel = Path::new(path);
-        let escapes = rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
-        if escapes {
-            return Err(not_found(
-                path,
-                "imports must stay inside the runbook's folder",
-                pos,
-            ));
-        }
-        let mut file = self.inner.base.join(rel);
-        if file.extension().is_none() {
-            file.set_extension("rhai");
-        }
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| not_found(path, &format!("{}: {e}", file.display()), pos))?;
-        Ok((file.display().to_string(), text))
+        read_local(&self.inner.base, path).map_err(|why| not_found(path, &why, pos))
     }
+}
+
+/// Reads an import from the runbook's folder: a relative path that stays inside the folder
+/// once links are resolved, naming a regular file (a FIFO would block the load forever).
+/// Returns the shown file name and the text, or why not.
+pub(crate) fn read_local(base: &Path, path: &str) -> Result<(String, String), String> {
+    let rel = Path::new(path);
+    let escapes = rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)));
+    if escapes {
+        return Err("imports must stay inside the runbook's folder".into());
+    }
+    let mut file = base.join(rel);
+    if file.extension().is_none() {
+        file.set_extension("rhai");
+    }
+    let shown = file.display().to_string();
+    let real = std::fs::canonicalize(&file).map_err(|e| format!("{shown}: {e}"))?;
+    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+    if !real.starts_with(&base) {
+        return Err(
+            "it is a link that leads outside the runbook's folder; imports must stay inside it"
+                .into(),
+        );
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let text = std::fs::read_to_string(&real).map_err(|e| format!("{shown}: {e}"))?;
+    Ok((shown, text))
 }
 
 fn not_found(path: &str, why: &str, pos: Position) -> Box<EvalAltResult> {

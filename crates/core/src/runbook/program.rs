@@ -272,10 +272,5 @@ fn module_text(path: &str, dir: &std::path::Path) -> Option<(String, String)> {
     if let Some((_, text)) = STDLIB.iter().find(|(n, _)| *n == path) {
         return Some((format!("<{path}>"), (*text).to_string()));
     }
-    let mut f = dir.join(path);
-    if f.extension().is_none() {
-        f.set_extension("rhai");
-    }
-    let text = std::fs::read_to_string(&f).ok()?;
-    Some((f.display().to_string(), text))
+    crate::engine::resolver::read_local(dir, path).ok()
 }

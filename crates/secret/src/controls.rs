@@ -1,0 +1,88 @@
+//! Terminal control characters from untrusted text (a title, a print, a vendor's body, a
+//! journal's actor) shown as visible symbols instead of obeyed: an escape sequence could
+//! move the cursor over a warning, retitle the window or write the clipboard.
+
+use std::borrow::Cow;
+
+/// Replaces control characters (all but newline and tab; a carriage return only when it
+/// ends a line) with visible symbols. With `keep_sgr`, colour sequences (`ESC [ … m`, the
+/// only ones runbook itself writes) are kept; every other escape sequence is neutralised.
+pub fn neutralise(text: &str, keep_sgr: bool) -> Cow<'_, str> {
+    let needs = text
+        .chars()
+        .any(|c| is_control(c) && c != '\n' && c != '\t');
+    if !needs {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let n = c.len_utf8();
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\r' if rest[n..].starts_with('\n') => out.push(c),
+            '\u{1b}' if keep_sgr => match sgr_len(rest) {
+                Some(len) => {
+                    out.push_str(&rest[..len]);
+                    rest = &rest[len..];
+                    continue;
+                }
+                None => out.push('\u{241b}'),
+            },
+            c if is_control(c) => out.push(picture(c)),
+            c => out.push(c),
+        }
+        rest = &rest[n..];
+    }
+    Cow::Owned(out)
+}
+
+fn is_control(c: char) -> bool {
+    c.is_control()
+}
+
+/// The length of a colour sequence at the start of `text`: ESC `[` digits/`;` `m`.
+fn sgr_len(text: &str) -> Option<usize> {
+    let body = text.strip_prefix("\u{1b}[")?;
+    let params = body
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b';')
+        .count();
+    (params <= 32 && body.as_bytes().get(params) == Some(&b'm')).then_some(2 + params + 1)
+}
+
+/// C0 controls as their Unicode control pictures (␛, ␇, ␍), DEL as ␡, C1 as �.
+fn picture(c: char) -> char {
+    match c as u32 {
+        n @ 0..=0x1f => char::from_u32(0x2400 + n).unwrap_or('\u{fffd}'),
+        0x7f => '\u{2421}',
+        _ => '\u{fffd}',
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_are_shown_not_obeyed() {
+        let hostile = "title\u{1b}]0;pwned\u{7}\u{1b}[2J\rover\u{9b}31m";
+        let out = neutralise(hostile, false);
+        assert!(!out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{9b}'));
+        assert_eq!(out, "title␛]0;pwned␇␛[2J␍over\u{fffd}31m");
+    }
+
+    #[test]
+    fn colour_is_kept_only_when_asked_and_lines_stay_lines() {
+        assert_eq!(
+            neutralise("\u{1b}[1mbold\u{1b}[0m\r\n", true),
+            "\u{1b}[1mbold\u{1b}[0m\r\n"
+        );
+        assert_eq!(neutralise("\u{1b}[1mbold", false), "␛[1mbold");
+        assert_eq!(neutralise("\u{1b}[2Jx", true), "␛[2Jx");
+        assert!(matches!(
+            neutralise("plain\ttext\n", true),
+            Cow::Borrowed(_)
+        ));
+    }
+}

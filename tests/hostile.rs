@@ -513,3 +513,35 @@ fn a_huge_identifier_is_not_echoed_whole() {
     out.stderr_has("more characters not shown");
     assert!(out.stderr.len() < 20_000, "{} bytes", out.stderr.len());
 }
+
+#[test]
+fn deeply_nested_values_are_refused_not_a_stack_overflow() {
+    // Before: a 15,000-deep array stored in ctx aborted the process (exit 134).
+    let runbook = r#"runbook(#{ id: "deep", title: "Deep values" });
+param("depth", #{ default: 15000, help: "how deep" });
+step("s", "Nest", |ctx| {
+    let a = [];
+    for i in 0..ctx.params.depth { a = [a]; }
+    ctx.deep = a;
+});
+"#;
+    let out = Test::new()
+        .file("deep.rhai", runbook)
+        .args(&["exec", "deep.rhai", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("runbook::script::too_large");
+    // Within rhai's limits but deeper than a journal can hold: refused where it is stored.
+    let out = out
+        .next()
+        .args(&["exec", "deep.rhai", "--yes", "--param", "depth=200"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("ctx.deep is nested more than 128 levels deep")
+        .stderr_has("keep flat records in ctx");
+    let out = out
+        .next()
+        .args(&["exec", "deep.rhai", "--yes", "--param", "depth=100"])
+        .run();
+    out.exit(Exit::Ok);
+}

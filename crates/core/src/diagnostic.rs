@@ -437,4 +437,3 @@ mod tests {
         assert_eq!(&text[span.offset()..span.offset() + span.len()], "x");
     }
 }
-

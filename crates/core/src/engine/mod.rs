@@ -34,7 +34,9 @@ impl Default for Limits {
             max_expr_depth: 64,
             max_fn_expr_depth: 48,
             max_string_size: 1 << 20,
-            max_array_size: 100_000,
+            // rhai counts the elements of nested arrays too, and re-counts (and copies) a
+            // nested value on each change: `loop { a = [a] }` costs the square of this.
+            max_array_size: 10_000,
             max_map_size: 10_000,
             max_modules: 32,
             max_variables: 1_000,

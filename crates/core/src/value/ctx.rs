@@ -77,6 +77,19 @@ impl Ctx {
         g.set_indexer_get_fn(|ctx: &mut Ctx, key: &str| ctx.lookup(key));
         g.set_indexer_set_fn(
             |ctx: &mut Ctx, key: &str, value: Dynamic| -> Result<(), Box<EvalAltResult>> {
+                // ctx is journalled after every step; a value too deep to write (and read
+                // back on resume) is refused here, where the script can still fix it.
+                if value::depth(&value) > value::MAX_DEPTH {
+                    return Err(value::throw(
+                        "usage",
+                        format!(
+                            "ctx.{} is nested more than {} levels deep",
+                            crate::ui::truncate(key, 60),
+                            value::MAX_DEPTH
+                        ),
+                        Some("keep flat records in ctx (ids, names, fingerprints)".into()),
+                    ));
+                }
                 ctx.set(key, value);
                 Ok(())
             },

@@ -57,8 +57,45 @@ pub(crate) fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltRes
     Ok(s.to_string())
 }
 
+/// How deeply values may nest where they are kept (ctx) or serialised: deeper than any
+/// vendor document, shallow enough that nothing walking them runs out of stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// How deeply `v` nests (arrays and maps), counting at most to `MAX_DEPTH + 1`.
+pub fn depth(v: &Dynamic) -> usize {
+    fn walk(v: &Dynamic, level: usize) -> usize {
+        if level > MAX_DEPTH {
+            return level;
+        }
+        if let Some(a) = v.read_lock::<rhai::Array>() {
+            return a
+                .iter()
+                .map(|x| walk(x, level + 1))
+                .max()
+                .unwrap_or(level + 1);
+        }
+        if let Some(m) = v.read_lock::<Map>() {
+            return m
+                .values()
+                .map(|x| walk(x, level + 1))
+                .max()
+                .unwrap_or(level + 1);
+        }
+        level
+    }
+    walk(v, 0)
+}
+
 /// A rhai value as JSON. Secrets become `{"secret": fingerprint, "source": ...}`, never the value.
 pub fn to_json(v: &Dynamic) -> Value {
+    to_json_at(v, 0)
+}
+
+fn to_json_at(v: &Dynamic, level: usize) -> Value {
+    if level > MAX_DEPTH {
+        return Value::String(format!("…(nested deeper than {MAX_DEPTH} levels)"));
+    }
+    let to_json = |x: &Dynamic| to_json_at(x, level + 1);
     if v.is_unit() {
         return Value::Null;
     }
@@ -122,6 +159,10 @@ pub fn pretty(v: &Dynamic) -> String {
 }
 
 fn write_pretty(v: &Dynamic, indent: usize, out: &mut String) {
+    if indent > MAX_DEPTH {
+        out.push_str(&format!("…(nested deeper than {MAX_DEPTH} levels)"));
+        return;
+    }
     let pad = "  ".repeat(indent + 1);
     let end_pad = "  ".repeat(indent);
     if let Some(s) = v.read_lock::<Secret>() {

@@ -85,3 +85,177 @@ step("call", "Call", |ctx| {
         .stderr_has("a Secret was interpolated into the URL");
     out.assert_absent("vendor-key-0123456789abcdef");
 }
+
+/// Before: config vars read through `http::` came back as plain strings that could be cut
+/// up and printed, and a value set with heroku::set_config came back laundered.
+#[test]
+fn credentials_read_through_http_are_secrets_and_a_round_trip_does_not_launder_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = crate::support::fixture("sop_canary.toml");
+    let sandbox = crate::support::SandboxProcess::start_with(dir.path(), &scenario);
+    let runbook = r#"
+runbook(#{ id: "read-config", title: "Reads config through http::" });
+param("heroku", #{ env: "HEROKU_HOST", help: "Heroku API" });
+step("read", "Read config vars raw", |ctx| {
+    let key = secret::from_env("HEROKU_API_KEY");
+    let headers = #{ Accept: "application/vnd.heroku+json; version=3" };
+    let r = http::get(`${ctx.params.heroku}/apps/raxx-api-prod/config-vars`, #{ bearer: key, headers: headers });
+    ensure(r.status == 200, `status ${r.status}`);
+    ensure(secret::is_secret(r.json.POSTMARK_SERVER_TOKEN), "the token is a Secret");
+    print(`body: ${r.body}`);
+    print(r.json);
+    let fresh = secret::from_env("FRESH_VALUE");
+    heroku::set_config("raxx-api-prod", #{ FRESH: fresh });
+    let back = http::get(`${ctx.params.heroku}/apps/raxx-api-prod/config-vars`, #{ bearer: key, headers: headers });
+    ensure(secret::is_secret(back.json.FRESH), "the round trip kept it a Secret");
+    ensure(back.json.FRESH.fingerprint() == fresh.fingerprint(), "same value");
+    print(`back: ${back.body}`);
+}).no_undo("a test");
+"#;
+    let out = Test::in_dir(dir.path())
+        .file("read.rhai", runbook)
+        .envs(&sandbox.env)
+        .env("FRESH_VALUE", "fresh-secret-value-7c3d9e1f")
+        .args(&["exec", "read.rhai", "--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    out.assert_absent("fresh-secret-value-7c3d9e1f");
+    out.stdout_has("body: {").stdout_has("secret(…c001)");
+}
+
+/// A loopback server that answers each request with what it received: the request line's
+/// target, the Authorization header and the body, as JSON. Counts the requests.
+fn echo_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let target = line.split(' ').nth(1).unwrap_or("").to_string();
+            let (mut length, mut auth) = (0usize, String::new());
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                let h = h.trim_end().to_string();
+                if h.is_empty() {
+                    break;
+                }
+                let (name, value) = h.split_once(':').unwrap_or((&h, ""));
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "authorization" => auth = value.trim().to_string(),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let answer = serde_json::json!({
+                "target": target,
+                "auth": auth,
+                "body": String::from_utf8_lossy(&body),
+            })
+            .to_string();
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn a_secret_in_query_form_or_basic_user_is_sent_as_its_value() {
+    // Before: a Secret given to query: or basic's user went out as "runbook::secret::Secret".
+    let (url, _) = echo_server();
+    let runbook = r#"
+runbook(#{ id: "send", title: "Secrets in query, form, basic" });
+param("url", #{ help: "echo server" });
+step("send", "Send", |ctx| {
+    let key = secret::from_env("THE_KEY");
+    let q = http::get(`${ctx.params.url}/q`, #{ query: #{ api_key: key, plain: "x" } });
+    ensure(secret::is_secret(q.json.target), "the echo of a secret comes back a Secret");
+    let f = http::post(`${ctx.params.url}/f`, #{ form: #{ key: key, note: "hello world" } });
+    ensure(secret::is_secret(f.json.body), "form echo is a Secret");
+    let b = http::get(`${ctx.params.url}/b`, #{ basic: #{ user: key, password: key } });
+    ensure(secret::is_secret(b.json.auth), "basic echo is a Secret");
+    print(`query ${q.json.target} form ${f.json.body} body ${f.body}`);
+}).no_undo("a test");
+"#;
+    let key = "query-secret-5b8e2a91";
+    let out = Test::new()
+        .file("send.rhai", runbook)
+        .env("THE_KEY", key)
+        .args(&[
+            "exec",
+            "send.rhai",
+            "--yes",
+            "--param",
+            &format!("url={url}"),
+        ])
+        .run();
+    out.exit(Exit::Ok);
+    out.assert_absent(key);
+    out.assert_absent("runbook::secret::Secret");
+    out.stdout_has("query secret(…in=x) form secret(…orld)");
+}
+
+#[test]
+fn a_dry_run_sends_no_body_and_no_secret_in_a_query() {
+    let (url, count) = echo_server();
+    let runbook = r#"
+runbook(#{ id: "dry", title: "Dry reads" });
+param("url", #{ help: "echo server" });
+step("read", "Reads", |ctx| {
+    let key = secret::from_env("THE_KEY");
+    http::get(`${ctx.params.url}/body`, #{ json: #{ token: key } });
+    http::get(`${ctx.params.url}/query`, #{ query: #{ token: key } });
+    let plain = http::get(`${ctx.params.url}/plain`);
+    ensure(plain.status == 200, "a plain read is sent");
+});
+"#;
+    let out = Test::new()
+        .file("dry.rhai", runbook)
+        .env("THE_KEY", "dry-secret-0c1d2e3f")
+        .args(&[
+            "exec",
+            "dry.rhai",
+            "--dry-run",
+            "--param",
+            &format!("url={url}"),
+        ])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("[dry-run] not sent: GET ")
+        .stdout_has("/body carries a body")
+        .stdout_has("/query carries a Secret in its query");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_secret_in_an_email_is_refused_by_name() {
+    let runbook = r#"
+runbook(#{ id: "mail", title: "Mails a secret" });
+step("mail", "Mail", |ctx| {
+    let key = secret::from_env("THE_KEY");
+    postmark::send_email(key, #{ From: "ops@example.com", To: "a@example.com", Subject: "key", TextBody: key });
+}).no_undo("a test");
+"#;
+    let out = Test::new()
+        .file("mail.rhai", runbook)
+        .env("THE_KEY", "mail-secret-9f8e7d6c")
+        .args(&["exec", "mail.rhai", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("a Secret cannot be sent as the email's TextBody")
+        .stderr_has("send its fingerprint() or masked() instead");
+}

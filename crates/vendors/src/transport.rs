@@ -75,6 +75,8 @@ pub struct Request {
     pub headers: Vec<(String, HeaderValueSource)>,
     /// JSON body; may hold exposed secret values, so it is never logged or formatted.
     pub json: Option<serde_json::Value>,
+    /// A raw body (a url-encoded form); may hold exposed secret values, never formatted.
+    pub body: Option<String>,
     /// Safe to send twice: retried on connection errors, 429 and 5xx.
     pub idempotent: bool,
     /// What error messages call this request, e.g. `/apps/raxx-api-prod/config-vars`.
@@ -98,6 +100,7 @@ impl Request {
             url,
             headers: Vec::new(),
             json: None,
+            body: None,
             idempotent,
             route_label,
         }
@@ -110,6 +113,11 @@ impl Request {
 
     pub fn json(mut self, body: serde_json::Value) -> Self {
         self.json = Some(body);
+        self
+    }
+
+    pub fn body(mut self, body: String) -> Self {
+        self.body = Some(body);
         self
     }
 
@@ -175,6 +183,7 @@ impl std::fmt::Debug for Request {
             .field("route", &self.route_label)
             .field("headers", &self.headers)
             .field("json", &self.json.as_ref().map(|_| "<body>"))
+            .field("body", &self.body.as_ref().map(|_| "<body>"))
             .field("idempotent", &self.idempotent)
             .finish()
     }
@@ -333,6 +342,9 @@ impl Transport {
         }
         if let Some(body) = &req.json {
             builder = builder.json(body);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
         }
         let resp = builder
             .send()

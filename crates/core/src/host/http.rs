@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 const OPTIONS: &[&str] = &[
     "headers",
     "json",
+    "form",
     "query",
     "bearer",
     "basic",
@@ -86,10 +87,14 @@ fn auth_header(opts: &Map, function: &str) -> R<Option<HeaderValueSource>> {
         return Err(usage());
     };
     value::check_keys(&m, &["user", "password"], &format!("{function} basic"))?;
-    let user = value::plain_string(
-        &m.get("user").map(|u| u.to_string()).unwrap_or_default(),
-        "the basic-auth user",
-    )?;
+    // Some APIs put the key in the user part (`key:`): a Secret is sent as its value.
+    let user = match m.get("user") {
+        Some(u) => match u.read_lock::<Secret>() {
+            Some(s) => s.expose().to_string(),
+            None => value::plain_string(&u.to_string(), "the basic-auth user")?,
+        },
+        None => String::new(),
+    };
     let Some(password) = m
         .get("password")
         .and_then(|p| p.read_lock::<Secret>().map(|s| s.clone()))
@@ -142,7 +147,12 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
         let mut parsed = reqwest::Url::parse(&url)
             .map_err(|e| throw("usage", format!("{function}: bad URL '{url}': {e}"), None))?;
         for (k, v) in q.iter() {
-            let v = value::plain_string(&v.to_string(), "a query value")?;
+            // A Secret goes as its value (some APIs take keys only there); the label and
+            // journal target are built from the URL the script wrote, without the query.
+            let v = match v.read_lock::<Secret>() {
+                Some(s) => s.expose().to_string(),
+                None => value::plain_string(&v.to_string(), "a query value")?,
+            };
             parsed.query_pairs_mut().append_pair(k, &v);
         }
         url = parsed.to_string();
@@ -181,10 +191,39 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
             req = req.header(k, value);
         }
     }
+    if opts.contains_key("json") && opts.contains_key("form") {
+        return Err(throw(
+            "usage",
+            format!("{function}: give either json or form, not both"),
+            None,
+        ));
+    }
     if let Some(body) = opts.get("json") {
         req = req
             .header("Content-Type", "application/json")
             .json(outgoing_json(body, "the JSON body")?);
+    }
+    if let Some(form) = opts.get("form") {
+        let Some(fields) = form.read_lock::<Map>().map(|m| m.clone()) else {
+            return Err(throw(
+                "usage",
+                format!("{function}: form must be a map of fields"),
+                None,
+            ));
+        };
+        let mut encoded = reqwest::Url::parse("http://form.invalid/")
+            .map_err(|e| throw("internal", format!("{function}: {e}"), None))?;
+        for (k, v) in fields.iter() {
+            let v = match v.read_lock::<Secret>() {
+                Some(s) => s.expose().to_string(),
+                None => value::plain_string(&v.to_string(), &format!("form field {k}"))?,
+            };
+            encoded.query_pairs_mut().append_pair(k, &v);
+        }
+        let body = encoded.query().unwrap_or("").to_string();
+        req = req
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
     }
     // Reads are retried; a write only when the script says repeating it is safe (some PUTs
     // roll a credential: each call issues a new one) or the vendor dedupes it by key.
@@ -205,16 +244,81 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
     Ok(req.idempotent(read || said || keyed))
 }
 
-/// A JSON response as rhai, the fields at `secrets` (dotted paths) as Secrets.
-fn response_json(v: &serde_json::Value, path: &str, secrets: &[String], label: &str) -> Dynamic {
-    if secrets.iter().any(|p| p == path) {
-        if let Some(text) = v.as_str() {
-            return Dynamic::from(Secret::new(
-                text,
-                Source::Vendor {
-                    what: format!("field {path} of {label}"),
-                },
-            ));
+/// Where a configured vendor's answer holds credentials, whatever the script declared:
+/// reading them through `http::` must not turn them into plain text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum VendorSecrets {
+    None,
+    /// Infisical's secrets routes: every `secretValue` field.
+    Infisical,
+    /// Heroku's config-vars: every top-level value (credentials and settings mixed).
+    HerokuConfig,
+    /// Postmark's server routes: the `ApiTokens` lists.
+    PostmarkTokens,
+}
+
+impl VendorSecrets {
+    fn of(url: &str, config: &runbook_vendors::VendorConfig) -> Self {
+        let under = |base: &str| {
+            url.strip_prefix(base.trim_end_matches('/'))
+                .filter(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+                .map(|rest| rest.split('?').next().unwrap_or("").to_string())
+        };
+        if let Some(path) = under(&config.infisical_api_url) {
+            if path.contains("/secrets") {
+                return VendorSecrets::Infisical;
+            }
+        }
+        if let Some(path) = under(&config.heroku_api_url) {
+            if path.trim_end_matches('/').ends_with("/config-vars") {
+                return VendorSecrets::HerokuConfig;
+            }
+        }
+        if let Some(path) = under(&config.postmark_api_url) {
+            if path.starts_with("/server") {
+                return VendorSecrets::PostmarkTokens;
+            }
+        }
+        VendorSecrets::None
+    }
+
+    /// Whether the string at `path` (dotted, under `key`) is a credential.
+    fn holds(self, path: &str, key: &str) -> bool {
+        match self {
+            VendorSecrets::None => false,
+            VendorSecrets::Infisical => key == "secretValue",
+            VendorSecrets::HerokuConfig => !path.contains('.'),
+            VendorSecrets::PostmarkTokens => path
+                .rsplit('.')
+                .nth(1)
+                .is_some_and(|parent| parent == "ApiTokens"),
+        }
+    }
+}
+
+/// How a response's fields become Secrets: the paths the script declared, the vendor's
+/// credential fields, and any string that holds an already registered secret (a vendor
+/// echoing a key back must not launder it into plain text).
+struct Wrap<'a> {
+    declared: &'a [String],
+    vendor: VendorSecrets,
+    label: &'a str,
+}
+
+/// A JSON response as rhai, credential fields as Secrets (see `Wrap`).
+fn response_json(v: &serde_json::Value, path: &str, wrap: &Wrap, key: &str) -> Dynamic {
+    if let Some(text) = v.as_str() {
+        let declared = wrap.declared.iter().any(|p| p == path);
+        if declared || wrap.vendor.holds(path, key) || runbook_secret::contains_secret(text) {
+            let source = Source::Vendor {
+                what: format!("field {path} of {}", wrap.label),
+            };
+            return Dynamic::from(if declared || wrap.vendor != VendorSecrets::HerokuConfig {
+                Secret::new(text, source)
+            } else {
+                // Config vars mix settings with credentials: only the latter join the redactor.
+                Secret::from_bulk(text, source)
+            });
         }
     }
     let child = |k: &str| {
@@ -228,17 +332,12 @@ fn response_json(v: &serde_json::Value, path: &str, secrets: &[String], label: &
         serde_json::Value::Array(a) => a
             .iter()
             .enumerate()
-            .map(|(i, x)| response_json(x, &child(&i.to_string()), secrets, label))
+            .map(|(i, x)| response_json(x, &child(&i.to_string()), wrap, key))
             .collect::<Array>()
             .into(),
         serde_json::Value::Object(o) => o
             .iter()
-            .map(|(k, x)| {
-                (
-                    k.as_str().into(),
-                    response_json(x, &child(k), secrets, label),
-                )
-            })
+            .map(|(k, x)| (k.as_str().into(), response_json(x, &child(k), wrap, k)))
             .collect::<Map>()
             .into(),
         other => value::from_json(other),
@@ -304,9 +403,34 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         ));
         return Ok(dry_run_response(&function, &secrets));
     }
+    // A dry run reads, to plan; it never sends a body or a Secret outside the credential
+    // that authenticates the read (a GET with a JSON body was sent before).
+    if effect == Effect::Read && h.dry_run() {
+        let carries_body = opts.contains_key("json") || opts.contains_key("form");
+        let secret_in_query = opts
+            .get("query")
+            .and_then(|q| {
+                q.read_lock::<Map>()
+                    .map(|m| m.values().any(|v| v.is::<Secret>()))
+            })
+            .unwrap_or(false);
+        if carries_body || secret_in_query {
+            h.require_step(&function)?;
+            crate::ui::progress(&format!(
+                "    [dry-run] not sent: {method} {url} carries {}",
+                if carries_body {
+                    "a body"
+                } else {
+                    "a Secret in its query"
+                }
+            ));
+            return Ok(dry_run_response(&function, &secrets));
+        }
+    }
     let run = || -> R<Dynamic> {
         let v = h.vendors()?;
         let label = format!("{} {}", req.method, req.url);
+        let vendor = VendorSecrets::of(&req.url, v.config());
         let resp = h.block(&label, async move { v.transport().send(req).await })?;
         let mut m = Map::new();
         m.insert("status".into(), (resp.status as i64).into());
@@ -322,12 +446,20 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
             .collect();
         m.insert("headers".into(), headers.into());
         let text = resp.text();
+        let wrap = Wrap {
+            declared: &secrets,
+            vendor,
+            label: &label,
+        };
         let json = serde_json::from_str::<serde_json::Value>(&text)
-            .map(|j| response_json(&j, "", &secrets, &label))
+            .map(|j| response_json(&j, "", &wrap, ""))
             .unwrap_or(Dynamic::UNIT);
         // The secret fields are registered with the redactor by now: the raw body keeps no
-        // copy a script could pass on.
-        let body = if secrets.is_empty() {
+        // copy a script could pass on (nor one of a secret the vendor echoed back).
+        let body = if secrets.is_empty()
+            && vendor == VendorSecrets::None
+            && !runbook_secret::contains_secret(&text)
+        {
             text
         } else {
             runbook_secret::redact(&text).into_owned()
@@ -371,7 +503,7 @@ pub(crate) fn register(reg: &mut Registrar) {
     ];
     for (name, method, effect) in verbs {
         let doc = format!(
-            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), query, secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe)}}. Returns #{{status, headers, body, json}} for any status.\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",
+            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe)}}. Returns #{{status, headers, body, json}} for any status.\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",
             method.as_str()
         );
         let (mt, ef) = (method.clone(), effect);

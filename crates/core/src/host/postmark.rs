@@ -79,9 +79,10 @@ fn email_from(map: &Map) -> R<Email> {
         match map.get(k) {
             None => Ok(None),
             Some(v) if v.is_unit() => Ok(None),
-            Some(v) => Ok(Some(value::plain_string(
-                &v.to_string(),
+            Some(v) => Ok(Some(value::plain_text(
+                v,
                 &format!("the email's {k}"),
+                "mail is kept in clear at every hop and in every inbox; send its fingerprint() or masked() instead",
             )?)),
         }
     };

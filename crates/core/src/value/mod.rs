@@ -57,6 +57,19 @@ pub(crate) fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltRes
     Ok(s.to_string())
 }
 
+/// A value that must be plain text (an email field, a name): a Secret is refused by name,
+/// not turned into its type name or its mask.
+pub(crate) fn plain_text(v: &Dynamic, what: &str, why: &str) -> Result<String, Box<EvalAltResult>> {
+    if v.is::<Secret>() {
+        return Err(throw(
+            "secret",
+            format!("a Secret cannot be sent as {what}"),
+            Some(why.to_string()),
+        ));
+    }
+    plain_string(&v.to_string(), what)
+}
+
 /// How deeply values may nest where they are kept (ctx) or serialised: deeper than any
 /// vendor document, shallow enough that nothing walking them runs out of stack.
 pub const MAX_DEPTH: usize = 128;

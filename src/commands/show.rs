@@ -20,6 +20,13 @@ pub fn run(args: ShowArgs) -> Result<u8> {
         ("cadence", m.cadence_days.map(|d| format!("every {d} days"))),
         ("average duration", m.average_duration.clone()),
         ("last validated", m.last_validated.clone()),
+        (
+            "egress",
+            Some(runbook_core::plan::egress::declared(
+                &m.egress,
+                &loaded.vendor_modules(),
+            )),
+        ),
     ];
     for (k, v) in facts {
         if let Some(v) = v {

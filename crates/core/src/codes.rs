@@ -94,6 +94,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::plan::no_steps", Script, "The runbook declares no step.", "Add step(\"id\", \"title\", |ctx| { ... })."),
     c("runbook::plan::duplicate_step", Script, "Two steps share an id.", "Step ids must be unique: the journal and `:run` refer to them."),
     c("runbook::host::bad_argument", Script, "A host function was called wrongly (an unknown option, a value of the wrong kind, a call outside a step).", "The help says which argument; `runbook api` documents each function."),
+    c("runbook::egress::undeclared", Script, "http:: was asked to reach a host the runbook's egress does not declare; nothing was sent.", "Declare it: runbook(#{ ..., egress: [\"api.example.com\"] }), or \"param:NAME\" for a host the operator gives."),
     c("runbook::secret::misuse", Script, "A Secret was concatenated, compared with text or interpolated into something bound for a vendor.", "Pass the Secret itself to the host function that needs it."),
     c("runbook::step::ensure_failed", Script, "An ensure(...) check failed.", "The message says what did not hold; fix the cause, then retry the step."),
     c("runbook::step::failed", Script, "A step called fail(...) or threw.", "The message and help come from the runbook."),

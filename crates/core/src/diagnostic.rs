@@ -39,6 +39,11 @@ impl Sources {
         self.texts.borrow().get(name).cloned()
     }
 
+    /// Every text loaded: the runbook and the modules it imports.
+    pub fn all(&self) -> Vec<Arc<String>> {
+        self.texts.borrow().values().cloned().collect()
+    }
+
     /// Names and texts of every imported module (not the runbook itself).
     pub fn modules(&self) -> Vec<(String, Arc<String>)> {
         let main = self.main();
@@ -394,6 +399,7 @@ fn runtime_value(value: &Dynamic) -> (String, String, Option<String>) {
             Some("ensure") => "runbook::step::ensure_failed",
             Some("prompt") => "runbook::prompt::no_answer",
             Some("secret") => "runbook::secret::misuse",
+            Some("egress") => "runbook::egress::undeclared",
             Some("usage") => "runbook::host::bad_argument",
             _ => "runbook::step::failed",
         };

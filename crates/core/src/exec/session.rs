@@ -206,6 +206,13 @@ impl Session {
         lock: Option<Lock>,
     ) -> Session {
         runbook.attach(Stage::Running(run.clone()));
+        // The REPL without a runbook declares nothing: its operator is at the keyboard.
+        let plan = runbook.plan();
+        run.set_egress(if plan.steps.is_empty() {
+            crate::plan::egress::Egress::unrestricted()
+        } else {
+            crate::plan::egress::Egress::resolve(&plan.meta().egress, &ctx.snapshot()["params"])
+        });
         Session {
             runbook,
             run,

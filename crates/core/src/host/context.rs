@@ -59,6 +59,8 @@ pub struct RunContext {
     sink_down: Cell<bool>,
     /// The hash of the last audit entry this run wrote: the head it leaves.
     audit_head: RefCell<Option<String>>,
+    /// The hosts `http::` may reach in this run.
+    egress: RefCell<crate::plan::egress::Egress>,
     /// Every write of the run not undone since (restored from the journal on reopen).
     writes: RefCell<Vec<Write>>,
 }
@@ -74,6 +76,7 @@ impl RunContext {
             writes_in_step: Cell::new(0),
             sink_down: Cell::new(false),
             audit_head: RefCell::new(None),
+            egress: RefCell::new(crate::plan::egress::Egress::unrestricted()),
             writes: RefCell::new(writes),
         })
     }
@@ -188,6 +191,15 @@ impl RunContext {
             ),
             other => other,
         }
+    }
+
+    /// Sets the hosts `http::` may reach (the runbook's declaration, resolved).
+    pub fn set_egress(&self, egress: crate::plan::egress::Egress) {
+        *self.egress.borrow_mut() = egress;
+    }
+
+    pub fn egress(&self) -> crate::plan::egress::Egress {
+        self.egress.borrow().clone()
     }
 
     /// The head of the audit chain after this run's last entry, if it wrote one.

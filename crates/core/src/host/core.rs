@@ -59,6 +59,18 @@ fn parse_meta(map: &Map) -> R<Meta> {
         gotchas: m.gotchas,
         rollback: m.rollback,
         on_failure: m.on_failure,
+        egress: m
+            .egress
+            .iter()
+            .map(|e| crate::plan::egress::Entry::parse(e))
+            .collect::<Result<_, _>>()
+            .map_err(|why| {
+                throw(
+                    "usage",
+                    format!("runbook: {why}"),
+                    Some("egress lists the hosts http:: may reach, e.g. egress: [\"api.sendgrid.com\", \"param:app_url\"]".into()),
+                )
+            })?,
     })
 }
 
@@ -123,7 +135,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::None,
         &["meta: Map"],
         "()",
-        "Declares the runbook: id, title, secret, mode, role, cadence_days, average_duration,\nlast_validated, validation_method, when_to_run, references, gotchas, rollback, and\non_failure (\"rollback\", the default, or \"stop\": what a failure does under --yes before\nthe point of no return; after an irreversible step the run only goes forward).",
+        "Declares the runbook: id, title, secret, mode, role, cadence_days, average_duration,\nlast_validated, validation_method, when_to_run, references, gotchas, rollback, and\non_failure (\"rollback\", the default, or \"stop\": what a failure does under --yes before\nthe point of no return; after an irreversible step the run only goes forward), and egress:\nthe hosts http:: may reach (\"api.example.com\", \"*.example.com\", \"host:8443\", or \"param:NAME\" for\nthe host of a URL param); vendor modules and loopback need no entry, anything else is refused.",
         |ctx: NativeCallContext, map: Map| -> R<()> {
             let plan = Stage::of(&ctx).plan("runbook()")?;
             let meta = parse_meta(&map)?;

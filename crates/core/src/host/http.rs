@@ -391,8 +391,49 @@ fn holds_dry_run_secret(v: &Dynamic) -> bool {
     false
 }
 
+/// Refuses a request to a host the runbook did not declare, before anything is sent.
+fn check_egress(h: &RunContext, url: &str, function: &str) -> R<()> {
+    let url = value::plain_string(url, "the URL")?;
+    let parsed = reqwest::Url::parse(&url).map_err(|e| {
+        throw(
+            "usage",
+            format!(
+                "{function}: bad URL '{}': {e}",
+                crate::ui::truncate(&url, 200)
+            ),
+            None,
+        )
+    })?;
+    let egress = h.egress();
+    if egress.allows(&parsed) {
+        return Ok(());
+    }
+    let host = match (parsed.host_str(), parsed.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => "(no host)".to_string(),
+    };
+    let declared = if egress.hosts().is_empty() {
+        "it declares none".to_string()
+    } else {
+        format!("it declares {}", egress.hosts().join(", "))
+    };
+    Err(throw(
+        "egress",
+        format!(
+            "{function}: {} is not in this runbook's egress ({declared}); nothing was sent",
+            crate::ui::truncate(&host, 200)
+        ),
+        Some(format!(
+            "if the runbook should reach it, declare it: runbook(#{{ ..., egress: [\"{}\"] }}), or \"param:NAME\" for a host the operator gives",
+            crate::ui::truncate(&host, 200)
+        )),
+    ))
+}
+
 fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) -> R<Dynamic> {
     let function = format!("http::{}", method.as_str().to_lowercase());
+    check_egress(h, url, &function)?;
     let req = build(method.clone(), url, &opts, &function)?;
     let secrets = secret_paths(&opts, &function)?;
     if effect == Effect::Read && holds_dry_run_secret(&Dynamic::from_map(opts.clone())) {

@@ -2,6 +2,7 @@
 //! script's top level, whose `runbook()`, `param()` and `step()` calls fill a builder; the
 //! plan that comes out is immutable.
 
+pub mod egress;
 pub mod spec;
 
 use rhai::{FnPtr, Position};
@@ -27,6 +28,8 @@ pub struct Meta {
     pub rollback: Vec<String>,
     /// What a failed step offers by default before the point of no return.
     pub on_failure: FailurePolicy,
+    /// The hosts `http::` may reach (see `egress`).
+    pub egress: Vec<egress::Entry>,
 }
 
 /// What a failure does when nobody chooses (`--yes`): roll back what completed, or stop and
@@ -141,10 +144,12 @@ pub struct PlanBuilder {
 }
 
 /// What a declared plan lacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incomplete {
     NoMetadata,
     NoSteps(Position),
+    /// `egress: ["param:NAME"]` names a param the runbook does not declare.
+    EgressParam(String, Position),
 }
 
 impl PlanBuilder {
@@ -163,6 +168,13 @@ impl PlanBuilder {
         };
         if self.steps.is_empty() {
             return Err(Incomplete::NoSteps(meta_position));
+        }
+        for e in &meta.egress {
+            if let egress::Entry::Param(p) = e {
+                if !self.params.iter().any(|d| &d.name == p) {
+                    return Err(Incomplete::EgressParam(p.clone(), meta_position));
+                }
+            }
         }
         Ok(Plan {
             meta,

@@ -32,6 +32,8 @@ pub(crate) struct MetaSpec {
     pub rollback: Vec<String>,
     #[serde(default)]
     pub on_failure: super::FailurePolicy,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub egress: Vec<String>,
 }
 
 /// `param(name, #{...})`.

@@ -63,6 +63,18 @@ impl Runbook {
         })
     }
 
+    /// The vendor modules the runbook (or a module it imports) calls.
+    pub fn vendor_modules(&self) -> Vec<&'static str> {
+        let texts = self.sources.all();
+        crate::plan::egress::VENDOR_MODULES
+            .into_iter()
+            .filter(|m| {
+                let call = format!("{m}::");
+                texts.iter().any(|t| t.contains(&call))
+            })
+            .collect()
+    }
+
     /// No runbook at all: an engine with every host module, for the REPL.
     pub fn bare(dir: &std::path::Path) -> Runbook {
         let file = SourceFile {
@@ -176,6 +188,18 @@ fn incomplete(why: Incomplete, file: &SourceFile, sources: &Sources) -> Error {
                 at,
             )
             .with_help("add at least one step(\"id\", \"title\", |ctx| { ... });"),
+        ),
+        Incomplete::EgressParam(name, at) => Error::script(
+            ScriptError::at(
+                "runbook::usage",
+                format!("egress names param:{name}, which the runbook does not declare"),
+                sources,
+                &file.name,
+                at,
+            )
+            .with_help(format!(
+                "declare it: param(\"{name}\", #{{ help: \"...\" }})"
+            )),
         ),
     }
 }

@@ -56,6 +56,13 @@ pub fn page(loaded: &Runbook, shown_as: &str, source_label: &str) -> Vec<Block> 
                 None => v.clone(),
             }),
     );
+    fact(
+        "Egress",
+        Some(crate::plan::egress::declared(
+            &m.egress,
+            &loaded.vendor_modules(),
+        )),
+    );
     b.push(Block::List(facts));
     b.push(Block::Para(format!(
         "Run: `runbook exec {shown_as}` · preview the writes: `runbook exec {shown_as} --dry-run` · rehearse against simulated vendors: `runbook exec {shown_as} --sandbox`"

@@ -270,11 +270,11 @@ impl VendorConfig {
             let secs = v
                 .parse::<u64>()
                 .ok()
-                .filter(|n| *n > 0)
+                .filter(|n| (1..=3600).contains(n))
                 .ok_or(ConfigError::Invalid {
                     name: "RUNBOOK_HTTP_TIMEOUT_SECS",
                     value: v.clone(),
-                    expected: "a whole number of seconds, at least 1",
+                    expected: "a whole number of seconds between 1 and 3600",
                 })?;
             cfg.transport.timeout = Duration::from_secs(secs);
         }

@@ -380,3 +380,43 @@ fn the_test_recipient_is_never_a_default_address() {
         state["postmark"]["messages"]
     );
 }
+
+/// Postmark refuses a sender that is not a confirmed Sender Signature (422 ErrorCode 400)
+/// and a suppressed recipient (406). Before, the sandbox accepted any `From` with an `@`, so
+/// a rehearsal passed where production would fail at validate.
+#[test]
+fn an_unconfirmed_sender_or_an_inactive_recipient_stops_validate_with_guidance() {
+    let out = postmark(&["--yes", "--param", "sender=ops@unconfirmed.example"]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("Postmark refused the sender ops@unconfirmed.example: it is not a confirmed Sender Signature (ErrorCode 400)")
+        .stderr_has("pass --param sender=ADDRESS (or set POSTMARK_SENDER)");
+    let report = out.json();
+    assert_eq!(report["status"], "rolled_back", "{report}");
+    assert_eq!(report["failed_step"], "validate", "{report}");
+    assert_back_on_old_token(&out.read_json("sandbox.json"));
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
+    let scenario = canary.replacen(
+        "token_limit = 3",
+        "token_limit = 3\ninactive_recipients = [\"bounced@sandbox.invalid\"]",
+        1,
+    );
+    let out = Test::new()
+        .file("bounced.toml", &scenario)
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "bounced.toml",
+            "--yes",
+            "--param",
+            "test_recipient=bounced@sandbox.invalid",
+        ])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("Postmark refused the recipient bounced@sandbox.invalid: it is marked inactive")
+        .stderr_has("pass --param test_recipient=ADDRESS");
+}

@@ -40,6 +40,14 @@ pub struct PostmarkScenario {
     pub servers: Vec<ServerSpec>,
     /// Tokens a server may hold at once (third-party SOP says 3).
     pub token_limit: usize,
+    /// Confirmed Sender Signatures: addresses, or domains (a verified domain signs every
+    /// address in it). `POST /email` from anything else answers 422 ErrorCode 400, as
+    /// Postmark does; `["*"]` accepts any sender.
+    pub sender_signatures: Vec<String>,
+    /// Signatures added but not yet confirmed: sending from them answers ErrorCode 401.
+    pub unconfirmed_signatures: Vec<String>,
+    /// Suppressed recipients (hard bounce, spam complaint, manual): 422 ErrorCode 406.
+    pub inactive_recipients: Vec<String>,
 }
 
 /// One Postmark server.
@@ -129,6 +137,10 @@ impl Default for PostmarkScenario {
         PostmarkScenario {
             servers: Vec::new(),
             token_limit: 3,
+            // The shipped runbook's default sender (`--param sender`) is the confirmed one.
+            sender_signatures: vec!["noreply@raxx.app".into()],
+            unconfirmed_signatures: Vec::new(),
+            inactive_recipients: Vec::new(),
         }
     }
 }

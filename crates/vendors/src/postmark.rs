@@ -217,6 +217,10 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
                 .to_string(),
         ),
         (415, _) => Some("send Content-Type and Accept: application/json".to_string()),
+        (_, Some(400)) | (_, Some(401)) => Some(
+            "the From address is not a confirmed Sender Signature of the account (Postmark → Sender Signatures)"
+                .to_string(),
+        ),
         (_, Some(406)) => {
             Some("the recipient is marked inactive in Postmark; reactivate it or use another address".to_string())
         }

@@ -62,6 +62,61 @@ pub(super) struct PostmarkState {
     pub(super) servers: Vec<PmServer>,
     messages: Vec<PmMessage>,
     pub(super) token_limit: usize,
+    senders: Senders,
+}
+
+/// Who may send and who may receive: the account's Sender Signatures and suppressions.
+struct Senders {
+    confirmed: Vec<String>,
+    unconfirmed: Vec<String>,
+    inactive: Vec<String>,
+}
+
+impl Senders {
+    /// The ErrorCode Postmark answers for this sender and these recipients, if any.
+    fn check(&self, from: &str, recipients: &[&str]) -> Result<(), SendError> {
+        let address = bare_address(from).to_ascii_lowercase();
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let signs = |list: &[String]| {
+            list.iter().any(|s| {
+                let s = s.to_ascii_lowercase();
+                s == "*" || s == address || (!s.contains('@') && s == domain)
+            })
+        };
+        if !signs(&self.confirmed) {
+            if signs(&self.unconfirmed) {
+                return Err(invalid(
+                    401,
+                    format!("The sender signature '{address}' has not been confirmed. Confirm it from the email Postmark sent, then retry."),
+                ));
+            }
+            return Err(invalid(
+                400,
+                format!("The 'From' address you supplied ({address}) is not a Sender Signature on your account. Please add and confirm this address in order to be able to use it in the 'From' field of your messages."),
+            ));
+        }
+        let inactive: Vec<String> = recipients
+            .iter()
+            .map(|r| bare_address(r).to_ascii_lowercase())
+            .filter(|r| self.inactive.iter().any(|i| i.eq_ignore_ascii_case(r)))
+            .collect();
+        if !inactive.is_empty() {
+            return Err(invalid(
+                406,
+                format!("You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: {}. Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual suppression.", inactive.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `Full Name <a@b.c>` → `a@b.c`.
+fn bare_address(text: &str) -> &str {
+    let t = text.trim();
+    match (t.rfind('<'), t.rfind('>')) {
+        (Some(open), Some(close)) if open < close => t[open + 1..close].trim(),
+        _ => t,
+    }
 }
 
 impl PostmarkState {
@@ -74,6 +129,11 @@ impl PostmarkState {
             servers,
             messages: Vec::new(),
             token_limit: s.token_limit,
+            senders: Senders {
+                confirmed: s.sender_signatures.clone(),
+                unconfirmed: s.unconfirmed_signatures.clone(),
+                inactive: s.inactive_recipients.clone(),
+            },
         })
     }
 
@@ -194,6 +254,17 @@ impl Mail for PostmarkState {
             }
         };
         let to = validate_email(email)?;
+        // The test token validates the request only; a real server also checks who sends
+        // and who receives.
+        if server.is_some() {
+            let recipients: Vec<&str> = ["To", "Cc", "Bcc"]
+                .iter()
+                .flat_map(|f| str_field(email, f).split(','))
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .collect();
+            self.senders.check(str_field(email, "From"), &recipients)?;
+        }
         let message_id = uuid::Uuid::new_v4().to_string();
         if let Some(server) = server {
             self.messages.push(PmMessage {

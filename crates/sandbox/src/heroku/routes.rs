@@ -383,6 +383,9 @@ async fn create_log_session(
             Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
         }
     };
+    if let Some(problem) = invalid_log_session(&body) {
+        return error_body(422, "invalid_params", &problem);
+    }
     let base = s.url_of(Heroku.name());
     s.respond(|h: &mut HerokuState| {
         let Some(a) = h.app(&app) else {
@@ -421,6 +424,27 @@ async fn create_log_session(
 }
 
 /// The logplex stream, as plain text (the `srv` form the CLI reads as v1 text).
+/// The log-session body as the Platform API schema types it: `dyno_name` and `source`
+/// strings (`source` is `app` or `heroku`), `lines` an integer, `tail` a boolean.
+fn invalid_log_session(body: &Value) -> Option<String> {
+    let Some(o) = body.as_object() else {
+        return Some("Invalid params: expected an object.".into());
+    };
+    for (k, v) in o {
+        let ok = match k.as_str() {
+            "dyno_name" | "dyno" => v.is_string(),
+            "source" => matches!(v.as_str(), Some("app") | Some("heroku")),
+            "lines" => v.as_u64().is_some(),
+            "tail" => v.is_boolean(),
+            _ => true,
+        };
+        if !ok {
+            return Some(format!("Invalid params: {k} is not valid."));
+        }
+    }
+    None
+}
+
 async fn read_log_session(
     State(s): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -540,6 +564,57 @@ mod tests {
                 .to_str()
                 .unwrap()
                 .starts_with("text/plain"));
+        }
+    }
+
+    #[tokio::test]
+    async fn setting_a_var_to_its_value_still_releases_and_bad_log_session_params_are_422() {
+        let sb = sb().await;
+        let count = |list: Value| list.as_array().unwrap().len();
+        let get_releases = || req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases").send();
+        let before = count(get_releases().await.unwrap().json().await.unwrap());
+        let config: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let same = json!({"RAPTOR_ENV": config["RAPTOR_ENV"].clone()});
+        let resp = req(
+            &sb,
+            reqwest::Method::PATCH,
+            "/apps/raxx-api-prod/config-vars",
+        )
+        .json(&same)
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+        let after = count(get_releases().await.unwrap().json().await.unwrap());
+        assert_eq!(
+            after,
+            before + 1,
+            "an unchanged value still makes a release"
+        );
+
+        for bad in [
+            json!({"lines": "ten"}),
+            json!({"source": "router"}),
+            json!({"tail": 1}),
+        ] {
+            let resp = req(
+                &sb,
+                reqwest::Method::POST,
+                "/apps/raxx-api-prod/log-sessions",
+            )
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+            assert_eq!(resp.status(), 422, "{bad}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["id"], "invalid_params", "{bad}");
         }
     }
 

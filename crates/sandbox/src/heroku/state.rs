@@ -205,9 +205,9 @@ impl HerokuState {
         for (k, v) in changes {
             match v.as_str() {
                 Some(val) => {
-                    if a.config.get(&k).map(String::as_str) != Some(val) {
-                        set.push(k.clone());
-                    }
+                    // Heroku releases (and restarts) on every set, even of the value a var
+                    // already holds: a retried propagate restarts the app again.
+                    set.push(k.clone());
                     a.config.insert(k, val.to_string());
                 }
                 None => {

@@ -1,7 +1,7 @@
 //! The Postmark API's routes: `GET/PUT /server`, `POST /email`, `POST /email/batch`.
 
 use super::dashboard;
-use super::state::{InvalidName, PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
+use super::state::{InvalidEdit, PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
 use crate::http::header;
 use crate::shared::Shared;
 use crate::world::{Mail, SendError};
@@ -101,7 +101,15 @@ async fn put_server(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         };
         match server.edit(edit) {
             Ok(()) => Json(server_json(server)).into_response(),
-            Err(InvalidName) => error_body(422, 607, "Server name is missing or invalid."),
+            Err(InvalidEdit::Name) => error_body(422, 607, "Server name is missing or invalid."),
+            Err(InvalidEdit::Type(field)) => error_body(
+                422,
+                402,
+                &format!("Received invalid JSON input: '{field}' has the wrong type."),
+            ),
+            Err(InvalidEdit::Value(field)) => {
+                error_body(422, 403, &format!("Invalid request field(s): {field}."))
+            }
         }
     })
 }
@@ -281,6 +289,68 @@ mod tests {
         assert_eq!(resp.status(), 422);
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["ErrorCode"], 402);
+    }
+
+    #[tokio::test]
+    async fn put_server_refuses_wrong_types_and_unknown_choices_whole() {
+        let sb = sandbox().await;
+        let url = format!("{}/server", sb.postmark_url());
+        for (edit, code) in [
+            (json!({"Name": "renamed", "TrackOpens": "yes"}), 402),
+            (json!({"Name": "renamed", "Color": "Pink"}), 403),
+            (json!({"Name": ""}), 607),
+        ] {
+            let resp = raw()
+                .put(&url)
+                .header("X-Postmark-Server-Token", "pmsim-0001")
+                .json(&edit)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 422, "{edit}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["ErrorCode"], code, "{edit}: {body}");
+        }
+        // Nothing of a refused edit was applied.
+        let server: Value = raw()
+            .get(&url)
+            .header("X-Postmark-Server-Token", "pmsim-0001")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_ne!(server["Name"], "renamed");
+    }
+
+    #[tokio::test]
+    async fn sending_needs_a_confirmed_signature_and_an_active_recipient() {
+        let mut scenario = crate::Scenario::default().with_postmark_token("pmsim-0001");
+        scenario.postmark.unconfirmed_signatures = vec!["new@raxx.app".into()];
+        scenario.postmark.inactive_recipients = vec!["gone@example.com".into()];
+        let sb = crate::Sandbox::start(scenario).await.unwrap();
+        let token = "pmsim-0001";
+        for (from, to, code) in [
+            ("someone@else.example", "ok@example.com", 400),
+            ("Raxx <new@raxx.app>", "ok@example.com", 401),
+            (
+                "Raxx <noreply@raxx.app>",
+                "ok@example.com, gone@example.com",
+                406,
+            ),
+        ] {
+            let resp = raw()
+                .post(format!("{}/email", sb.postmark_url()))
+                .header("X-Postmark-Server-Token", token)
+                .json(&json!({"From": from, "To": to, "Subject": "s", "TextBody": "t"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 422, "{from} → {to}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["ErrorCode"], code, "{from} → {to}: {body}");
+        }
     }
 
     #[tokio::test]

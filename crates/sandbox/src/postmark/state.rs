@@ -23,19 +23,75 @@ pub(super) struct PmServer {
     pub(super) inbound_hash: String,
 }
 
-/// A server name that is missing or blank.
-pub(super) struct InvalidName;
+/// Why a `PUT /server` edit was refused.
+pub(super) enum InvalidEdit {
+    /// The name is missing or blank (ErrorCode 607).
+    Name,
+    /// A setting of the wrong JSON type (ErrorCode 402, as for malformed JSON).
+    Type(String),
+    /// A value outside the setting's choices (ErrorCode 403, invalid request field).
+    Value(String),
+}
+
+/// Settings that take one of a few words.
+const CHOICES: &[(&str, &[&str])] = &[
+    (
+        "Color",
+        &[
+            "Purple",
+            "Blue",
+            "Turquoise",
+            "Green",
+            "Red",
+            "Yellow",
+            "Grey",
+            "Orange",
+        ],
+    ),
+    (
+        "TrackLinks",
+        &["None", "HtmlAndText", "HtmlOnly", "TextOnly"],
+    ),
+];
 
 impl PmServer {
     /// Applies a `PUT /server` edit: the name and the known settings change; read-only and
-    /// unknown fields are ignored. An invalid name stops it, keeping what came before.
-    pub(super) fn edit(&mut self, edit: Map<String, Value>) -> Result<(), InvalidName> {
+    /// unknown fields are ignored. A field of the wrong type or outside its choices stops
+    /// the whole edit before anything changes, as an invalid name does.
+    pub(super) fn edit(&mut self, edit: Map<String, Value>) -> Result<(), InvalidEdit> {
+        for (k, v) in &edit {
+            if k == "Name" {
+                match v.as_str() {
+                    Some(n) if !n.trim().is_empty() => {}
+                    _ => return Err(InvalidEdit::Name),
+                }
+                continue;
+            }
+            let Some(current) = self.settings.get(k) else {
+                continue;
+            };
+            let same_type = matches!(
+                (current, v),
+                (Value::Bool(_), Value::Bool(_))
+                    | (Value::String(_), Value::String(_))
+                    | (Value::Number(_), Value::Number(_))
+            );
+            if !same_type {
+                return Err(InvalidEdit::Type(k.clone()));
+            }
+            if let Some((_, choices)) = CHOICES.iter().find(|(name, _)| name == k) {
+                if !v.as_str().is_some_and(|s| choices.contains(&s)) {
+                    return Err(InvalidEdit::Value(k.clone()));
+                }
+            }
+        }
         for (k, v) in edit {
             match k.as_str() {
-                "Name" => match v.as_str() {
-                    Some(n) if !n.trim().is_empty() => self.name = n.to_string(),
-                    _ => return Err(InvalidName),
-                },
+                "Name" => {
+                    if let Some(n) = v.as_str() {
+                        self.name = n.to_string();
+                    }
+                }
                 "ID" | "ApiTokens" | "ServerLink" | "InboundAddress" | "InboundHash"
                 | "DeliveryType" => {}
                 key if self.settings.contains_key(key) => {

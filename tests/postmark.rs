@@ -420,3 +420,60 @@ fn an_unconfirmed_sender_or_an_inactive_recipient_stops_validate_with_guidance()
         .stderr_has("Postmark refused the recipient bounced@sandbox.invalid: it is marked inactive")
         .stderr_has("pass --param test_recipient=ADDRESS");
 }
+
+/// A permission refusal is Infisical's 403 PermissionDenied, not TokenError: the engine
+/// reports it as a permission problem and does not log in again (before, the sandbox's 403
+/// was a TokenError and sent the engine down its re-login path).
+#[test]
+fn an_infisical_permission_refusal_is_reported_as_such_without_logging_in_again() {
+    let (out, _) = fails_and_rolls_back(
+        "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN=403",
+        "store",
+    );
+    out.stderr_has("infisical PATCH /api/v4/secrets/POSTMARK_SERVER_TOKEN → 403")
+        .stderr_has("PermissionDenied")
+        .stderr_has("the identity lacks permission on this project, environment or path");
+    let state = out.read_json("sandbox.json");
+    assert_eq!(state["infisical"]["logins"], 0, "{}", state["infisical"]);
+}
+
+/// Infisical refuses to create a secret in a folder that does not exist, and a project the
+/// identity cannot see is a 403.
+#[test]
+fn infisical_refuses_a_missing_folder_and_an_unseen_project() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let runbook = r#"runbook(#{ id: "folders", title: "Folders" });
+param("path", #{ default: "/missing", help: "where" });
+param("project", #{ default: "raxx-project", help: "which project" });
+step("store", "Store", |ctx| {
+    infisical::set_secret("NEW_ONE", secret::from_env("NEW_VALUE"), #{ project_id: ctx.params.project, env: "prod", path: ctx.params.path });
+}).no_undo("a test");
+"#;
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "exec",
+            "folders.rhai",
+            "--sandbox",
+            "--scenario",
+            "sop_canary.toml",
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        Test::new()
+            .fixture("sop_canary.toml")
+            .file("folders.rhai", runbook)
+            .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+            .env("NEW_VALUE", "folder-test-value-1234")
+            .args(&args)
+            .run()
+    };
+    let out = run(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("Folder with path '/missing' in environment with slug 'prod' not found");
+    let out = run(&["--param", "project=someone-elses"]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("→ 403")
+        .stderr_has("You are not allowed to access project 'someone-elses'");
+    let out = run(&["--param", "path=/"]);
+    out.exit(Exit::Ok);
+}

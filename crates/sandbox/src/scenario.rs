@@ -77,6 +77,9 @@ pub struct InfisicalScenario {
     /// `expiresIn` of universal-auth access tokens.
     pub access_token_ttl_secs: u64,
     pub secrets: Vec<SecretSpec>,
+    /// Folders that exist in every environment besides `/` and the folders of the secrets:
+    /// Infisical refuses to create a secret in a folder that does not exist (404).
+    pub folders: Vec<String>,
 }
 
 /// One secret with its history, oldest value first (the last one is current).
@@ -168,6 +171,7 @@ impl Default for InfisicalScenario {
             client_secret: None,
             access_token_ttl_secs: 7200,
             secrets: Vec::new(),
+            folders: Vec::new(),
         }
     }
 }

@@ -33,7 +33,13 @@ pub(super) fn error_for_status(status: u16) -> Response {
             "UnauthorizedError",
             json!("You are not allowed to access this resource"),
         ),
-        403 => error_body(403, "TokenError", json!(MALFORMED)),
+        // A refusal by permission, as Infisical's CASL checks answer; an expired or
+        // malformed token (TokenError) comes from the auth check, not from a fault.
+        403 => error_body(
+            403,
+            "PermissionDenied",
+            json!("You are not allowed to perform this action on secrets"),
+        ),
         404 => error_body(404, "NotFound", json!("Not found")),
         422 => error_body(
             422,
@@ -185,10 +191,11 @@ fn scope(api: Api, st: &InfisicalState, p: &HashMap<String, String>) -> Result<S
         ));
     };
     if project != st.project_id {
+        // A project the identity cannot see is a permission refusal, not a 404.
         return Err(error_body(
-            404,
-            "NotFound",
-            json!(format!("Project with ID '{project}' not found")),
+            403,
+            "PermissionDenied",
+            json!(format!("You are not allowed to access project '{project}'")),
         ));
     }
     let Some(env) = p.get("environment") else {
@@ -409,6 +416,16 @@ fn write(
                 let Some(value) = params.get("secretValue") else {
                     return zod("secretValue", "Required");
                 };
+                if !st.folder_exists(&sc.env, &sc.path) {
+                    return error_body(
+                        404,
+                        "NotFound",
+                        json!(format!(
+                            "Folder with path '{}' in environment with slug '{}' not found",
+                            sc.path, sc.env
+                        )),
+                    );
+                }
                 st.create(&sc.env, &sc.path, &name, value)
             }
             ("PATCH", Some(i)) => {

@@ -45,9 +45,25 @@ pub(crate) struct InfisicalState {
     pub(super) issued: Vec<Issued>,
     pub(super) ttl_secs: u64,
     logins: u64,
+    /// Folders the scenario declares (in every environment), normalised.
+    folders: Vec<String>,
 }
 
 impl InfisicalState {
+    /// Whether `path` is a folder of `env`: `/`, a declared folder, or a folder (or parent
+    /// of one) that holds a secret.
+    pub(super) fn folder_exists(&self, env: &str, path: &str) -> bool {
+        let path = normalize_path(path);
+        let under =
+            |p: &str| p == path || p.starts_with(&format!("{}/", path.trim_end_matches('/')));
+        path == "/"
+            || self.folders.iter().any(|f| under(f))
+            || self
+                .secrets
+                .iter()
+                .any(|s| s.environment == env && under(&s.path))
+    }
+
     pub(super) fn from_scenario(
         s: &InfisicalScenario,
         tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
@@ -91,6 +107,7 @@ impl InfisicalState {
             project_slug: s.project_slug.clone(),
             environments: s.environments.clone(),
             secrets,
+            folders: s.folders.iter().map(|f| normalize_path(f)).collect(),
             issued: Vec::new(),
             ttl_secs: s.access_token_ttl_secs,
             logins: 0,

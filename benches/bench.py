@@ -29,6 +29,9 @@ def scenario(apps, faults):
         "[[infisical.secrets]]", 'name = "POSTMARK_SERVER_TOKEN"',
         'versions = ["@random", "@postmark:raxx-prod"]',
         "[heroku]",
+        # Measures the engine, not Heroku's pool (4,500 requests, 75 a minute): a 1,000-app
+        # fan-out would drain it.
+        "[heroku.rate_limit]", "capacity = 100000000",
     ]
     for app in apps:
         lines += ["[[heroku.apps]]", f'name = "{app}"',

@@ -137,6 +137,7 @@ pub(crate) async fn serve(
     router: Router,
     error: ErrorAnswer,
     shared: Arc<Shared>,
+    outer: impl FnOnce(Router) -> Router,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
@@ -145,8 +146,7 @@ pub(crate) async fn serve(
         vendor,
         error,
     };
-    let app = router
-        .layer(middleware::from_fn_with_state(mw.clone(), faults))
+    let app = outer(router.layer(middleware::from_fn_with_state(mw.clone(), faults)))
         .layer(middleware::from_fn_with_state(mw, log));
     let mut stop = shared.stop.clone();
     let task = tokio::spawn(async move {

@@ -99,6 +99,27 @@ pub struct HerokuScenario {
     pub api_key: Option<String>,
     pub user_email: String,
     pub apps: Vec<AppSpec>,
+    /// The account's request pool: every request takes a token, the pool refills at a
+    /// steady rate, and an empty pool answers 429 `rate_limit`. Heroku's: 4,500 tokens,
+    /// about 75 a minute.
+    pub rate_limit: RateLimitSpec,
+}
+
+/// A request pool: `capacity` tokens, refilled at `per_minute`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSpec {
+    pub capacity: u32,
+    pub per_minute: f64,
+}
+
+impl Default for RateLimitSpec {
+    fn default() -> Self {
+        RateLimitSpec {
+            capacity: 4500,
+            per_minute: 75.0,
+        }
+    }
 }
 
 /// One Heroku app; it runs a Raptor instance if its config has the Postmark token var.
@@ -193,6 +214,7 @@ impl Default for HerokuScenario {
             api_key: None,
             user_email: "ops@raxx.app".into(),
             apps: Vec::new(),
+            rate_limit: RateLimitSpec::default(),
         }
     }
 }

@@ -29,6 +29,12 @@ pub(crate) trait Simulator: Sync {
     /// The vendor's own error answer for a bare status (what a fault answers with).
     fn error_for_status(&self, status: u16) -> Response;
 
+    /// Layers that see every answer, injected faults included (a rate-limit pool that
+    /// counts every request and stamps every response). None by default.
+    fn outer(&self, router: Router, _shared: Arc<Shared>) -> Router {
+        router
+    }
+
     /// The variables that point clients at it, given its base URL.
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)>;
 

@@ -39,6 +39,13 @@ impl Simulator for Heroku {
         routes::error_for_status(status)
     }
 
+    fn outer(&self, router: Router, shared: Arc<Shared>) -> Router {
+        router.layer(axum::middleware::from_fn_with_state(
+            shared,
+            routes::rate_limit,
+        ))
+    }
+
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
         let mut env = vec![("HEROKU_HOST", url.to_string())];
         if let Some(st) = world.get::<HerokuState>() {

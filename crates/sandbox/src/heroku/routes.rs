@@ -78,7 +78,6 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/sessions/{id}", get(read_log_session))
         .fallback(|| async { error_body(404, "not_found", "The requested API endpoint was not found. Are you using the right HTTP verb (i.e. `GET` vs. `POST`), and did you specify your intended version with the `Accept` header?") })
         .layer(middleware::map_response(|mut r: Response| async move {
-            r.headers_mut().insert("ratelimit-remaining", HeaderValue::from_static("4499"));
             r.headers_mut().insert(
                 "request-id",
                 HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("sandbox")),
@@ -86,6 +85,31 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             r
         }))
         .with_state(shared)
+}
+
+/// The account's request pool, outside the fault layer: every request takes a token, fault
+/// answers included, and every answer says what remains (`RateLimit-Remaining`); an empty
+/// pool answers 429 `rate_limit` without reaching the API.
+pub(super) async fn rate_limit(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let taken = s.with_state(|h: &mut HerokuState| h.pool.take()).flatten();
+    let mut resp = match taken {
+        Some(_) => next.run(req).await,
+        None => error_body(
+            429,
+            "rate_limit",
+            "Your account reached the API rate limit\nPlease wait a few minutes before making new requests",
+        ),
+    };
+    let remaining = s
+        .with_state(|h: &mut HerokuState| h.pool.remaining())
+        .unwrap_or(0);
+    resp.headers_mut()
+        .insert("ratelimit-remaining", HeaderValue::from(remaining));
+    resp
 }
 
 /// Accept header (version 3) and the API key, Bearer or Basic.
@@ -616,6 +640,48 @@ mod tests {
             let body: Value = resp.json().await.unwrap();
             assert_eq!(body["id"], "invalid_params", "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_request_pool_drains_stamps_every_answer_and_429s_when_empty() {
+        let mut scenario = Scenario::default();
+        scenario.heroku.rate_limit = crate::scenario::RateLimitSpec {
+            capacity: 3,
+            per_minute: 0.0,
+        };
+        let sb = Sandbox::start(scenario).await.unwrap();
+        sb.add_fault(
+            crate::FaultRule::parse("heroku:GET:/apps/raxx-api-prod/releases=500:once").unwrap(),
+        );
+        let remaining = |r: &reqwest::Response| {
+            r.headers()["ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        let r = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((r.status().as_u16(), remaining(&r)), (200, "2".into()));
+        // A fault's answer takes a token and says so too.
+        let r = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((r.status().as_u16(), remaining(&r)), (500, "1".into()));
+        let r = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((r.status().as_u16(), remaining(&r)), (200, "0".into()));
+        let r = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((r.status().as_u16(), remaining(&r)), (429, "0".into()));
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["id"], "rate_limit");
     }
 
     #[tokio::test]

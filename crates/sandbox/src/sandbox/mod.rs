@@ -84,13 +84,15 @@ impl Sandbox {
         for &sim in BUILT_IN {
             let router = sim.router(sandbox.shared.clone());
             let error: ErrorAnswer = Arc::new(move |status| sim.error_for_status(status));
-            let url = sandbox.serve(sim.name(), router, error).await?;
+            let shared = sandbox.shared.clone();
+            let outer = move |r: Router| sim.outer(r, shared);
+            let url = sandbox.serve(sim.name(), router, error, outer).await?;
             sandbox.urls.built_in.push((sim.name(), url));
         }
         for (index, name) in scripted_names.into_iter().enumerate() {
             let router = scripted::router(sandbox.shared.clone(), index);
             let url = sandbox
-                .serve(name, router, Arc::new(scripted::error_for_status))
+                .serve(name, router, Arc::new(scripted::error_for_status), |r| r)
                 .await?;
             sandbox.urls.scripted.insert(name.to_string(), url);
         }
@@ -104,8 +106,9 @@ impl Sandbox {
         vendor: &'static str,
         router: Router,
         error: ErrorAnswer,
+        outer: impl FnOnce(Router) -> Router,
     ) -> Result<String, SandboxError> {
-        let (addr, task) = http::serve(vendor, router, error, self.shared.clone())
+        let (addr, task) = http::serve(vendor, router, error, self.shared.clone(), outer)
             .await
             .map_err(|source| SandboxError::Bind { vendor, source })?;
         self.tasks.push(task);

@@ -362,11 +362,12 @@ mod tests {
             Some(2)
         );
         assert_eq!(sb.state()["heroku"]["apps"]["raxx-api-prod"]["restarts"], 1);
-        // The same change again is a no-op: no release, no restart.
+        // The same change again still releases and restarts, as Heroku does: a retried
+        // propagate restarts the apps again.
         h.update_config_vars("raxx-api-prod", &changes)
             .await
             .unwrap();
-        assert_eq!(sb.state()["heroku"]["apps"]["raxx-api-prod"]["restarts"], 1);
+        assert_eq!(sb.state()["heroku"]["apps"]["raxx-api-prod"]["restarts"], 2);
     }
 
     #[tokio::test]

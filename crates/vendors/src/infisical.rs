@@ -630,7 +630,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_environment_and_project_are_not_found() {
+    async fn an_unknown_environment_is_not_found_and_an_unseen_project_forbidden() {
         let (_sb, v) = start(sop()).await;
         let e = v
             .infisical()
@@ -643,7 +643,7 @@ mod tests {
             .get_secret("other", "prod", "/", "X", None)
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.kind(), ErrorKind::Forbidden);
     }
 
     #[test]

@@ -19,8 +19,12 @@ pub struct TransportConfig {
     pub max_attempts: u32,
     /// First backoff delay; doubles each attempt, plus jitter.
     pub base_delay: Duration,
-    /// Longest wait we accept from a `Retry-After` header or the backoff.
+    /// Longest backoff between attempts when the vendor says nothing about waiting.
     pub max_delay: Duration,
+    /// Longest wait a vendor may ask for (`Retry-After`, a rate-limit reset, "try again in
+    /// N seconds") that is honoured; asked for longer, the answer is returned at once. The
+    /// step's wall-clock limit bounds the total either way.
+    pub max_wait: Duration,
     /// Largest response body read (RUNBOOK_MAX_RESPONSE_MB): a vendor, or something posing
     /// as one, cannot make the process read gigabytes into memory.
     pub max_body: usize,
@@ -34,6 +38,7 @@ impl Default for TransportConfig {
             max_attempts: 4,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
+            max_wait: Duration::from_secs(300),
             max_body: 16 << 20,
         }
     }
@@ -171,6 +176,47 @@ impl RawResponse {
     pub fn retry_after(&self) -> Option<Duration> {
         parse_retry_after(&self.headers)
     }
+
+    /// A rate-limit refusal: 429 anywhere, or GitHub's 403 with its remaining count at 0
+    /// (primary limit) or a `Retry-After` (secondary limit).
+    pub fn is_rate_limited(&self) -> bool {
+        self.status == 429
+            || (self.status == 403
+                && (self.header("x-ratelimit-remaining") == Some("0")
+                    || self.retry_after().is_some()))
+    }
+
+    /// Worth another attempt for an idempotent request: rate limits and server errors.
+    pub fn is_retryable(&self) -> bool {
+        self.is_rate_limited() || self.status >= 500
+    }
+
+    /// How long the vendor asks us to wait before trying again: `Retry-After`; else, at a
+    /// spent GitHub limit, until `x-ratelimit-reset`; else Infisical's "try again in N
+    /// seconds" in the message.
+    pub fn asked_wait(&self) -> Option<Duration> {
+        if let Some(d) = self.retry_after() {
+            return Some(d);
+        }
+        if self.header("x-ratelimit-remaining") == Some("0") {
+            let reset: u64 = self.header("x-ratelimit-reset")?.trim().parse().ok()?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs();
+            return Some(Duration::from_secs(reset.saturating_sub(now)));
+        }
+        if self.status == 429 {
+            let text = self.text();
+            let at = text.find("try again in ")? + "try again in ".len();
+            let digits: String = text[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            return digits.parse().ok().map(Duration::from_secs);
+        }
+        None
+    }
 }
 
 // Bodies may carry secret values (a PATCH of config vars, a config-vars answer): Debug
@@ -270,12 +316,14 @@ impl Transport {
             match self.send_once(&req, &url).await {
                 Ok(mut resp) => {
                     resp.attempts = attempt;
-                    let retryable = resp.status == 429 || resp.status >= 500;
-                    if !retryable || attempt >= max {
+                    if !resp.is_retryable() || attempt >= max {
                         return Ok(resp);
                     }
-                    let delay = match resp.retry_after() {
-                        Some(d) => d.min(cfg.max_delay),
+                    let delay = match resp.asked_wait() {
+                        // Retrying sooner than asked only earns another refusal; waiting
+                        // longer than a run should is the operator's call.
+                        Some(d) if d > cfg.max_wait => return Ok(resp),
+                        Some(d) => d,
                         None => backoff(cfg, attempt),
                     };
                     tokio::time::sleep(delay).await;
@@ -572,6 +620,53 @@ mod tests {
         }
     }
 
+    fn answer(status: u16, headers: &[(&'static str, String)], body: &str) -> RawResponse {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        RawResponse {
+            status,
+            headers: map,
+            body: body.as_bytes().to_vec(),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_read_the_way_each_vendor_signals_them() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // GitHub's primary limit: 403, remaining 0, wait until the reset.
+        let gh = answer(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", (now + 120).to_string()),
+            ],
+            "{\"message\":\"API rate limit exceeded\"}",
+        );
+        assert!(gh.is_retryable());
+        let wait = gh.asked_wait().unwrap().as_secs();
+        assert!((118..=120).contains(&wait), "{wait}");
+        // GitHub's secondary limit: 403 with Retry-After.
+        let secondary = answer(403, &[("retry-after", "60".into())], "{}");
+        assert_eq!(secondary.asked_wait(), Some(Duration::from_secs(60)));
+        assert!(secondary.is_retryable());
+        // A plain 403 is a permission refusal: not retried.
+        assert!(!answer(403, &[], "{}").is_retryable());
+        // Infisical: 429 with the wait in the message only.
+        let inf = answer(
+            429,
+            &[],
+            "{\"message\":\"Rate limit exceeded. Please try again in 42 seconds\"}",
+        );
+        assert_eq!(inf.asked_wait(), Some(Duration::from_secs(42)));
+        assert_eq!(answer(429, &[], "{}").asked_wait(), None);
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let cfg = TransportConfig {
@@ -623,13 +718,12 @@ mod sandbox_tests {
             runbook_sandbox::Sandbox::start(Scenario::default().with_postmark_token("tr-cap-0003"))
                 .await
                 .unwrap();
-        let mut c = fast(config(&sb));
-        c.transport.max_delay = Duration::from_millis(20);
-        let v = Vendors::new(c).unwrap();
+        let v = Vendors::new(fast(config(&sb))).unwrap();
+        // Asked to wait longer than a run should: the refusal comes back at once, saying so.
         sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=3600").unwrap());
-        let t = Instant::now();
-        v.postmark().server(&pm("tr-cap-0003")).await.unwrap();
-        assert!(t.elapsed() < Duration::from_secs(2));
+        let e = v.postmark().server(&pm("tr-cap-0003")).await.unwrap_err();
+        assert_eq!((e.kind(), e.attempts()), (ErrorKind::RateLimited, 1));
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
     }
 
     #[tokio::test]

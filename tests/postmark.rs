@@ -477,3 +477,42 @@ step("store", "Store", |ctx| {
     let out = run(&["--param", "path=/"]);
     out.exit(Exit::Ok);
 }
+
+/// Fir-generation apps keep no log history and have no log sessions: the verify step says
+/// the log scan is skipped for that app and relies on the downstream check, instead of
+/// failing a rotation that worked.
+#[test]
+fn a_fir_app_skips_the_log_scan_and_says_so() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
+    let scenario = canary.replacen(
+        "name = \"raxx-api-staging\"",
+        "name = \"raxx-api-staging\"\ngeneration = \"fir\"",
+        1,
+    );
+    assert_ne!(scenario, canary);
+    let out = Test::new()
+        .file("fir.toml", &scenario)
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "fir.toml",
+            "--yes",
+            "--sandbox-state",
+            "sandbox.json",
+        ])
+        .run();
+    out.exit(Exit::Ok).stdout_has(
+        "raxx-api-staging: no log session (a Fir app keeps no log history); the log scan is skipped",
+    );
+    assert!(
+        !out.stdout.contains("raxx-api-prod: no log session"),
+        "{}",
+        out.stdout
+    );
+    let state = out.read_json("sandbox.json");
+    assert_ne!(app_token(&state, "raxx-api-staging"), OLD_TOKEN);
+}

@@ -129,6 +129,9 @@ pub struct AppSpec {
     pub name: String,
     pub config: BTreeMap<String, String>,
     pub dynos: Vec<String>,
+    /// `cedar` (the default) or `fir`: Fir apps keep no log history and have no log
+    /// sessions (they send telemetry through OpenTelemetry drains).
+    pub generation: String,
 }
 
 /// GitHub repositories and the token the simulator accepts.
@@ -225,6 +228,7 @@ impl Default for AppSpec {
             name: String::new(),
             config: BTreeMap::new(),
             dynos: vec!["web.1".into()],
+            generation: "cedar".into(),
         }
     }
 }

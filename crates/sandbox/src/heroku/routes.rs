@@ -149,6 +149,7 @@ async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Resp
             "released_at": a.releases.last().map(|r| r.created_at.clone()),
             "web_url": format!("https://{}.herokuapp.com/", a.name),
             "stack": {"name": "heroku-24"}, "region": {"name": "us"},
+            "generation": {"name": a.generation},
         }))
         .into_response(),
         None => app_not_found(),
@@ -415,6 +416,15 @@ async fn create_log_session(
         let Some(a) = h.app(&app) else {
             return app_not_found();
         };
+        // Modelled, not recorded: Heroku documents that Fir apps keep no log history and
+        // send logs through OpenTelemetry drains; the exact refusal is unverified.
+        if a.generation == "fir" {
+            return error_body(
+                422,
+                "invalid_params",
+                "Log sessions are not available for Fir apps. Send logs to a telemetry drain instead.",
+            );
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let session = LogSession {
             app: a.name.clone(),

@@ -27,6 +27,8 @@ pub(super) struct HApp {
     pub(super) dynos: Vec<String>,
     logs: Vec<String>,
     pub(super) created_at: String,
+    /// `cedar` or `fir`.
+    pub(super) generation: String,
 }
 
 impl HApp {
@@ -121,6 +123,14 @@ impl HerokuState {
                     message: "a heroku app needs a name".into(),
                 });
             }
+            if !matches!(spec.generation.as_str(), "cedar" | "fir") {
+                return Err(SandboxError::Scenario {
+                    message: format!(
+                        "heroku app '{}': generation must be \"cedar\" or \"fir\"",
+                        spec.name
+                    ),
+                });
+            }
             let mut config = BTreeMap::new();
             for (k, v) in &spec.config {
                 config.insert(k.clone(), resolve(v, tokens_of)?);
@@ -145,6 +155,7 @@ impl HerokuState {
                 },
                 logs: Vec::new(),
                 created_at: ts::seconds(),
+                generation: spec.generation.clone(),
             };
             let dyno = app.web_dyno();
             app.log(

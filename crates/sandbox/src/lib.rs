@@ -20,6 +20,7 @@ mod http;
 mod infisical;
 mod postmark;
 mod raptor;
+mod ratelimit;
 mod sandbox;
 pub mod scenario;
 mod scripted;

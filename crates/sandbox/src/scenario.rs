@@ -135,11 +135,24 @@ pub struct AppSpec {
 }
 
 /// GitHub repositories and the token the simulator accepts.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GithubScenario {
     pub token: Option<String>,
     pub repos: Vec<RepoSpec>,
+    /// The token's primary rate limit: `limit` requests an hour (GitHub's 5,000 for a
+    /// personal token). When spent, requests answer 403 with `x-ratelimit-remaining: 0`.
+    pub rate_limit: u32,
+}
+
+impl Default for GithubScenario {
+    fn default() -> Self {
+        GithubScenario {
+            token: None,
+            repos: Vec::new(),
+            rate_limit: 5000,
+        }
+    }
 }
 
 /// One repository (`owner/name`) with its Actions secrets.

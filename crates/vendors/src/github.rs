@@ -163,13 +163,22 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
     let message = serde_json::from_slice::<Body>(&resp.body)
         .ok()
         .and_then(|b| b.message);
-    let rate_limited = resp.header("x-ratelimit-remaining") == Some("0");
+    let wait = resp
+        .asked_wait()
+        .map(|d| format!("GitHub's rate limit for this token is spent; it allows requests again in about {} minute(s)", d.as_secs().div_ceil(60)));
     let (kind, hint) = match resp.status {
         401 => (
             Some(ErrorKind::Unauthorized),
             Some("check GITHUB_TOKEN (it may be expired or revoked)"),
         ),
-        403 | 429 if rate_limited || resp.status == 429 => (Some(ErrorKind::RateLimited), None),
+        403 | 429 if resp.is_rate_limited() => {
+            return ErrorDetail {
+                code: None::<VendorCode>,
+                message,
+                kind: Some(ErrorKind::RateLimited),
+                hint: wait,
+            }
+        }
         403 => (
             Some(ErrorKind::Forbidden),
             Some("the token lacks the Actions secrets permission on this repository"),
@@ -248,6 +257,25 @@ mod tests {
         assert_eq!((e.kind(), e.status()), (ErrorKind::Validation, Some(422)));
         let e = v.github().list_secrets("not-a-repo").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Validation);
+    }
+
+    #[tokio::test]
+    async fn a_spent_rate_limit_is_reported_with_its_wait_not_as_a_permission_problem() {
+        let mut sc = scenario();
+        sc.github.rate_limit = 1;
+        let (_sb, v) = start(sc).await;
+        v.github().public_key("raxx/raptor").await.unwrap();
+        let e = v.github().public_key("raxx/raptor").await.unwrap_err();
+        // The reset is about an hour away: longer than a run waits, so no retry.
+        assert_eq!(
+            (e.kind(), e.status(), e.attempts()),
+            (ErrorKind::RateLimited, Some(403), 1)
+        );
+        assert!(
+            e.help_text().contains("GitHub's rate limit for this token is spent; it allows requests again in about 60 minute(s)"),
+            "{}",
+            e.help_text()
+        );
     }
 
     #[tokio::test]

@@ -36,6 +36,13 @@ impl Simulator for Github {
         routes::error_for_status(status)
     }
 
+    fn outer(&self, router: Router, shared: Arc<Shared>) -> Router {
+        router.layer(axum::middleware::from_fn_with_state(
+            shared,
+            routes::rate_limit,
+        ))
+    }
+
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
         let mut env = vec![("GITHUB_API_URL", url.to_string())];
         if let Some(st) = world.get::<GithubState>() {

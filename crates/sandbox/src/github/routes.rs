@@ -198,11 +198,88 @@ async fn delete_secret(
     })
 }
 
+/// GitHub's primary rate limit, outside the fault layer: every answer carries the
+/// `x-ratelimit-*` headers, and a spent limit answers 403 with `x-ratelimit-remaining: 0`
+/// and the reset time, as GitHub does.
+pub(super) async fn rate_limit(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let taken = s.with_state(|g: &mut GithubState| g.pool.take()).flatten();
+    let mut resp = match taken {
+        Some(_) => next.run(req).await,
+        None => (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "message": "API rate limit exceeded for user ID 1.",
+                "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting",
+            })),
+        )
+            .into_response(),
+    };
+    let (remaining, to_full, limit) = s
+        .with_state(|g: &mut GithubState| (g.pool.remaining(), g.pool.seconds_to_full(), g.limit))
+        .unwrap_or((0, 3600, 0));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", u64::from(limit)),
+        ("x-ratelimit-remaining", remaining),
+        (
+            "x-ratelimit-used",
+            u64::from(limit).saturating_sub(remaining),
+        ),
+        ("x-ratelimit-reset", now + to_full.max(1)),
+    ] {
+        h.insert(name, axum::http::HeaderValue::from(value));
+    }
+    h.insert(
+        "x-ratelimit-resource",
+        axum::http::HeaderValue::from_static("core"),
+    );
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testkit::{keys, raw};
     use crate::{Sandbox, Scenario};
     use serde_json::{json, Value};
+
+    #[tokio::test]
+    async fn a_spent_rate_limit_is_githubs_403_with_its_headers() {
+        let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
+        scenario.github.rate_limit = 2;
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let url = format!("{}/repos/raxx/raptor/actions/secrets", sb.github_url());
+        let tok = sb.credentials().github_token.clone();
+        let header = |r: &reqwest::Response, n: &str| -> u64 {
+            r.headers()[n].to_str().unwrap().parse().unwrap()
+        };
+        for left in [1, 0] {
+            let r = raw().get(&url).bearer_auth(&tok).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(header(&r, "x-ratelimit-remaining"), left);
+            assert_eq!(header(&r, "x-ratelimit-limit"), 2);
+        }
+        let r = raw().get(&url).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), 0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(header(&r, "x-ratelimit-reset") > now);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("API rate limit exceeded"));
+    }
 
     #[tokio::test]
     async fn public_key_put_and_errors_follow_github() {

@@ -47,6 +47,8 @@ pub(crate) struct GithubState {
     /// The key pair whose public half encrypts secrets (every repository shares it).
     pub(super) key: crypto_box::SecretKey,
     repos: Vec<Repo>,
+    pub(super) pool: crate::ratelimit::Pool,
+    pub(super) limit: u32,
 }
 
 impl GithubState {
@@ -85,6 +87,8 @@ impl GithubState {
                 .unwrap_or_else(|| format!("ghp_{}", uuid::Uuid::new_v4().simple())),
             key: crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng),
             repos,
+            pool: crate::ratelimit::Pool::new(s.rate_limit, f64::from(s.rate_limit) / 3600.0),
+            limit: s.rate_limit,
         })
     }
 

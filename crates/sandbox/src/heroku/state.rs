@@ -64,50 +64,7 @@ pub(crate) struct HerokuState {
     pub(super) sessions: HashMap<String, LogSession>,
     pub(super) user_email: String,
     pub(super) user_id: String,
-    pub(super) pool: Pool,
-}
-
-/// The account's request pool (Heroku uses GCRA; a token bucket behaves the same at the
-/// granularity a run sees).
-pub(super) struct Pool {
-    capacity: f64,
-    per_sec: f64,
-    tokens: f64,
-    at: std::time::Instant,
-}
-
-impl Pool {
-    fn new(spec: &crate::scenario::RateLimitSpec) -> Pool {
-        Pool {
-            capacity: f64::from(spec.capacity),
-            per_sec: spec.per_minute.max(0.0) / 60.0,
-            tokens: f64::from(spec.capacity),
-            at: std::time::Instant::now(),
-        }
-    }
-
-    fn refill(&mut self) {
-        let now = std::time::Instant::now();
-        let gained = now.duration_since(self.at).as_secs_f64() * self.per_sec;
-        self.tokens = (self.tokens + gained).min(self.capacity);
-        self.at = now;
-    }
-
-    /// Takes a token for one request: what remains, or None when the pool is empty.
-    pub(super) fn take(&mut self) -> Option<u64> {
-        self.refill();
-        if self.tokens < 1.0 {
-            return None;
-        }
-        self.tokens -= 1.0;
-        Some(self.tokens as u64)
-    }
-
-    /// The whole tokens left, after refilling.
-    pub(super) fn remaining(&mut self) -> u64 {
-        self.refill();
-        self.tokens as u64
-    }
+    pub(super) pool: crate::ratelimit::Pool,
 }
 
 impl HerokuState {
@@ -173,7 +130,10 @@ impl HerokuState {
             sessions: HashMap::new(),
             user_email: s.user_email.clone(),
             user_id,
-            pool: Pool::new(&s.rate_limit),
+            pool: crate::ratelimit::Pool::new(
+                s.rate_limit.capacity,
+                s.rate_limit.per_minute / 60.0,
+            ),
         })
     }
 

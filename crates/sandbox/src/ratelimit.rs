@@ -1,0 +1,53 @@
+//! Request pools: how many requests a vendor still takes, refilled at a steady rate.
+
+/// A vendor's request pool (Heroku's per account, GitHub's per token). Heroku uses GCRA;
+/// a token bucket behaves the same at the granularity a run sees.
+pub(crate) struct Pool {
+    capacity: f64,
+    per_sec: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Pool {
+    pub(crate) fn new(capacity: u32, per_sec: f64) -> Pool {
+        Pool {
+            capacity: f64::from(capacity),
+            per_sec: per_sec.max(0.0),
+            tokens: f64::from(capacity),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Seconds until the pool is full again (GitHub's `x-ratelimit-reset` counts to it).
+    pub(crate) fn seconds_to_full(&mut self) -> u64 {
+        self.refill();
+        if self.per_sec <= 0.0 {
+            return 3600;
+        }
+        ((self.capacity - self.tokens) / self.per_sec).ceil() as u64
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        let gained = now.duration_since(self.at).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + gained).min(self.capacity);
+        self.at = now;
+    }
+
+    /// Takes a token for one request: what remains, or None when the pool is empty.
+    pub(crate) fn take(&mut self) -> Option<u64> {
+        self.refill();
+        if self.tokens < 1.0 {
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(self.tokens as u64)
+    }
+
+    /// The whole tokens left, after refilling.
+    pub(crate) fn remaining(&mut self) -> u64 {
+        self.refill();
+        self.tokens as u64
+    }
+}

@@ -35,7 +35,9 @@ def scenario(apps, faults):
     ]
     for app in apps:
         lines += ["[[heroku.apps]]", f'name = "{app}"',
-                  'config = { POSTMARK_SERVER_TOKEN = "@postmark:raxx-prod" }']
+                  'config = { POSTMARK_SERVER_TOKEN = "@postmark:raxx-prod" }',
+                  # The engine's time, not a simulated boot's.
+                  'boot_ms = 0']
     return "\n".join(lines) + "\n"
 
 

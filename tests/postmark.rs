@@ -516,3 +516,38 @@ fn a_fir_app_skips_the_log_scan_and_says_so() {
     let state = out.read_json("sandbox.json");
     assert_ne!(app_token(&state, "raxx-api-staging"), OLD_TOKEN);
 }
+
+/// A restart answers 202 before the dynos boot. `heroku::wait_up` waits for them and, when
+/// they do not come up in time, fails naming the app and its dyno states.
+#[test]
+fn wait_up_waits_for_booting_dynos_and_names_the_ones_that_never_come_up() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
+    let scenario = canary.replacen(
+        "name = \"raxx-api-staging\"",
+        "name = \"raxx-api-staging\"\nboot_ms = 600000",
+        1,
+    );
+    let runbook = r#"runbook(#{ id: "boot", title: "Boot" });
+step("restart", "Restart and wait", |ctx| {
+    heroku::restart(["raxx-api-prod", "raxx-api-staging"]);
+    heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1 });
+}).no_undo("a restart");
+"#;
+    let out = Test::new()
+        .file("boot.toml", &scenario)
+        .file("boot.rhai", runbook)
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "boot.rhai",
+            "--sandbox",
+            "--scenario",
+            "boot.toml",
+            "--yes",
+        ])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("heroku::wait_up: not up after 1s: raxx-api-staging (web.1 starting)");
+    assert!(!out.stderr.contains("raxx-api-prod ("), "{}", out.stderr);
+}

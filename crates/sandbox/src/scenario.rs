@@ -132,6 +132,9 @@ pub struct AppSpec {
     /// `cedar` (the default) or `fir`: Fir apps keep no log history and have no log
     /// sessions (they send telemetry through OpenTelemetry drains).
     pub generation: String,
+    /// How long a restart takes, in milliseconds: until then the dynos are `starting`, the
+    /// app answers 503, and the "up" line is not yet logged (Heroku restarts after the 202).
+    pub boot_ms: u64,
 }
 
 /// GitHub repositories and the token the simulator accepts.
@@ -242,6 +245,8 @@ impl Default for AppSpec {
             config: BTreeMap::new(),
             dynos: vec!["web.1".into()],
             generation: "cedar".into(),
+            // A restart takes time, as on Heroku: short enough for a quick rehearsal.
+            boot_ms: 300,
         }
     }
 }

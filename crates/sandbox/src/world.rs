@@ -53,6 +53,9 @@ pub(crate) trait Platform {
 
     /// Appends a line to `app`'s log, from `source` (`app[web.1]`).
     fn log(&mut self, app: &str, source: &str, message: &str);
+
+    /// Whether `app`'s dynos are still starting after a restart.
+    fn booting(&mut self, app: &str) -> bool;
 }
 
 /// How the world finds the state that provides service `S`.

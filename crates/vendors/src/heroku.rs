@@ -79,6 +79,14 @@ impl fmt::Debug for ConfigVars {
     }
 }
 
+/// A dyno (`GET /apps/{app}/dynos`), the fields we use.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Dyno {
+    pub name: String,
+    /// `starting`, `up`, `crashed`, `down`, `idle`...
+    pub state: String,
+}
+
 /// A release (`GET /apps/{app}/releases`), the fields we use.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Release {
@@ -201,6 +209,16 @@ impl HerokuClient {
         let req = self.request(Method::DELETE, &["apps", app, "dynos"])?;
         self.transport.send_checked(req, parse_error).await?;
         Ok(())
+    }
+
+    /// `GET /apps/{app}/dynos`: each dyno and its state.
+    pub async fn dynos(&self, app: &str) -> Result<Vec<Dyno>, VendorError> {
+        let req = self.request(Method::GET, &["apps", app, "dynos"])?;
+        let resp = self
+            .transport
+            .send_checked(req.clone(), parse_error)
+            .await?;
+        decode_json(&req, &resp)
     }
 
     /// `GET /apps/{app}/releases`, following `Next-Range` pages; oldest first.

@@ -221,9 +221,21 @@ async fn test_email_goes_through_postmark_and_is_logged() {
     );
 }
 
+/// Apps that restart at once: these tests are about which token an app uses, not its boot
+/// (`heroku::routes` tests the boot).
+fn instant_boot(mut s: Scenario) -> Scenario {
+    for app in &mut s.heroku.apps {
+        app.boot_ms = 0;
+    }
+    s
+}
+
 #[tokio::test]
 async fn a_proper_rotation_never_fails_a_send() {
-    let (sb, v) = start(Scenario::default().with_postmark_token("rp-old-0002")).await;
+    let (sb, v) = start(instant_boot(
+        Scenario::default().with_postmark_token("rp-old-0002"),
+    ))
+    .await;
     let new = sb.dashboard_generate_token("raxx-prod").unwrap();
     let secret = Secret::new(new.clone(), Source::Literal);
     let changes = BTreeMap::from([(
@@ -277,7 +289,10 @@ async fn deleting_the_old_token_before_propagating_breaks_production() {
 
 #[tokio::test]
 async fn the_token_is_read_at_restart_not_continuously() {
-    let (sb, v) = start(Scenario::default().with_postmark_token("rp-old-0004")).await;
+    let (sb, v) = start(instant_boot(
+        Scenario::default().with_postmark_token("rp-old-0004"),
+    ))
+    .await;
     let new = sb.dashboard_generate_token("raxx-prod").unwrap();
     // A config edit that (unlike Heroku's) does not restart the app.
     sb.set_config_without_restart("raxx-api-prod", "POSTMARK_SERVER_TOKEN", &new);

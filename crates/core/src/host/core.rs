@@ -455,7 +455,7 @@ pub(crate) fn register(reg: &mut Registrar) {
 }
 
 /// Sleeps in short slices so Ctrl-C interrupts a wait promptly.
-fn sleep(secs: f64) -> R<()> {
+pub(super) fn sleep(secs: f64) -> R<()> {
     if !(0.0..=600.0).contains(&secs) {
         return Err(throw(
             "usage",

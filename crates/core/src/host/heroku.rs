@@ -133,6 +133,82 @@ fn restart(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
     per_target("heroku::restart", results, |_| Map::new()).map(Dynamic::from)
 }
 
+/// Polls each app's dynos until every one is `up`: a restart's 202 is not the end of the
+/// boot. Fails naming the apps still starting (or crashed) when `timeout` runs out.
+fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
+    h.require_step("heroku::wait_up")?;
+    let apps = targets(&apps, "heroku::wait_up apps")?;
+    value::check_keys(&opts, &["timeout"], "heroku::wait_up")?;
+    let timeout = match opts.get("timeout") {
+        None => 120,
+        Some(t) => t
+            .as_int()
+            .ok()
+            .filter(|t| (1..=3600).contains(t))
+            .ok_or_else(|| {
+                throw(
+                    "usage",
+                    "heroku::wait_up: timeout is a whole number of seconds between 1 and 3600",
+                    None,
+                )
+            })?,
+    };
+    if h.dry_run() {
+        crate::ui::progress(&format!(
+            "    [dry-run] would wait for {} app(s) to be up",
+            apps.len()
+        ));
+        return Ok(Dynamic::UNIT);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
+    let mut pause = std::time::Duration::from_millis(100);
+    let mut pending: Vec<String> = apps.clone();
+    loop {
+        let mut still = Vec::new();
+        for app in &pending {
+            let v = h.vendors()?;
+            let name = app.clone();
+            let dynos = h.block(&format!("heroku GET /apps/{app}/dynos"), async move {
+                v.heroku().dynos(&name).await
+            })?;
+            let not_up: Vec<String> = dynos
+                .iter()
+                .filter(|d| d.state != "up")
+                .map(|d| format!("{} {}", d.name, d.state))
+                .collect();
+            if dynos.is_empty() || !not_up.is_empty() {
+                still.push(format!(
+                    "{app} ({})",
+                    if not_up.is_empty() {
+                        "no dynos".into()
+                    } else {
+                        not_up.join(", ")
+                    }
+                ));
+            }
+        }
+        if still.is_empty() {
+            return Ok(Dynamic::UNIT);
+        }
+        pending = still
+            .iter()
+            .map(|s| s.split(' ').next().unwrap_or("").to_string())
+            .collect();
+        if std::time::Instant::now() + pause > deadline {
+            return Err(throw(
+                "vendor",
+                format!(
+                    "heroku::wait_up: not up after {timeout}s: {}",
+                    still.join("; ")
+                ),
+                Some("check the app's logs (heroku logs -a APP); a crashed dyno needs a fix before the rotation can finish".into()),
+            ));
+        }
+        super::core::sleep(pause.as_secs_f64())?;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
 fn releases(h: &RunContext, app: &str) -> R<Dynamic> {
     h.require_step("heroku::releases")?;
     let v = h.vendors()?;
@@ -208,6 +284,16 @@ pub(crate) fn register(reg: &mut Registrar) {
     )
     .repeat(Repeat::Safe)
     .no_undo("a restart changes no state: the app runs the same config afterwards");
+    m.add(
+        "wait_up",
+        Effect::Read,
+        &["apps: string | Array", "options: Map"],
+        "()",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff. Options: #{timeout: seconds (default 120)}. Fails\nnaming the apps still starting or crashed.",
+        |c: NativeCallContext, apps: Dynamic, o: Map| {
+            value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
+        },
+    );
     m.add(
         "releases",
         Effect::Read,

@@ -368,9 +368,12 @@ async fn restart_one(
 
 async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.respond(|h: &mut HerokuState| {
-        let Some(a) = h.app(&app) else {
+        let Some(a) = h.app_mut(&app) else {
             return app_not_found();
         };
+        a.settle();
+        let state = if a.booting() { "starting" } else { "up" };
+        let a = &*a;
         let release = a.releases.last();
         let dynos: Vec<Value> = a
             .dynos
@@ -384,7 +387,7 @@ async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Re
                     "name": d,
                     "release": {"id": release.map(|r| r.id.clone()), "version": release.map(|r| r.version)},
                     "app": {"id": a.id, "name": a.name},
-                    "size": "Basic", "state": "up",
+                    "size": "Basic", "state": state,
                     "type": d.split('.').next().unwrap_or("web"),
                     "updated_at": a.created_at,
                 })
@@ -692,6 +695,43 @@ mod tests {
         assert_eq!((r.status().as_u16(), remaining(&r)), (429, "0".into()));
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["id"], "rate_limit");
+    }
+
+    #[tokio::test]
+    async fn a_restart_boots_for_a_while_starting_dynos_and_a_503_until_up() {
+        let mut scenario = Scenario::default();
+        for app in &mut scenario.heroku.apps {
+            app.boot_ms = 600_000;
+        }
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let dyno_state = || async {
+            let d: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/dynos")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            d[0]["state"].as_str().unwrap().to_string()
+        };
+        assert_eq!(dyno_state().await, "up");
+        let r = req(&sb, reqwest::Method::DELETE, "/apps/raxx-api-prod/dynos")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        // The 202 is not the end of the boot.
+        assert_eq!(dyno_state().await, "starting");
+        let raptor = raw()
+            .post(format!(
+                "{}/raxx-api-prod/api/notifications/test-email",
+                sb.urls().get("raptor").unwrap()
+            ))
+            .json(&json!({"to": "a@sandbox.invalid"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raptor.status(), 503);
     }
 
     #[tokio::test]

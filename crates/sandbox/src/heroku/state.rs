@@ -29,9 +29,35 @@ pub(super) struct HApp {
     pub(super) created_at: String,
     /// `cedar` or `fir`.
     pub(super) generation: String,
+    boot: std::time::Duration,
+    /// While a restart boots: when it is up.
+    booting_until: Option<std::time::Instant>,
 }
 
 impl HApp {
+    /// Ends a boot whose time has come: the dynos are up and say so in the log. Time is
+    /// looked at when the app is, so the "up" line appears once something observes it.
+    pub(super) fn settle(&mut self) {
+        if self
+            .booting_until
+            .is_some_and(|until| std::time::Instant::now() >= until)
+        {
+            self.booting_until = None;
+            for dyno in self.dynos.clone() {
+                self.log(
+                    &format!("heroku[{dyno}]"),
+                    "State changed from starting to up",
+                );
+            }
+        }
+    }
+
+    /// Whether the dynos are still starting.
+    pub(super) fn booting(&self) -> bool {
+        self.booting_until
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
     /// Appends a logplex-style line: `<timestamp> <source>[<dyno>]: <message>`.
     fn log(&mut self, source_dyno: &str, message: &str) {
         self.logs
@@ -113,6 +139,8 @@ impl HerokuState {
                 logs: Vec::new(),
                 created_at: ts::seconds(),
                 generation: spec.generation.clone(),
+                boot: std::time::Duration::from_millis(spec.boot_ms),
+                booting_until: None,
             };
             let dyno = app.web_dyno();
             app.log(
@@ -137,7 +165,7 @@ impl HerokuState {
         })
     }
 
-    fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
+    pub(super) fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
         self.apps
             .iter_mut()
             .find(|a| a.name == name || a.id == name)
@@ -168,7 +196,11 @@ impl HerokuState {
     }
 
     /// The last lines of log session `id`'s app, filtered by the session's source and dyno.
-    pub(super) fn session_lines(&self, id: &str) -> Option<Vec<&String>> {
+    pub(super) fn session_lines(&mut self, id: &str) -> Option<Vec<&String>> {
+        let app_name = self.sessions.get(id)?.app.clone();
+        if let Some(a) = self.app_mut(&app_name) {
+            a.settle();
+        }
         let session = self.sessions.get(id)?;
         let app = self.app(&session.app)?;
         // A line is `<timestamp> <source>[<dyno>]: <message>`.
@@ -194,6 +226,7 @@ impl HerokuState {
     /// Counts and logs a restart of every dyno of `app`; its name, if it exists.
     fn restart(&mut self, app: &str) -> Option<String> {
         let a = self.app_mut(app)?;
+        a.settle();
         a.restarts += 1;
         for dyno in a.dynos.clone() {
             let tag = format!("heroku[{dyno}]");
@@ -201,8 +234,10 @@ impl HerokuState {
             a.log(&tag, "State changed from up to starting");
             a.log(&tag, "Stopping all processes with SIGTERM");
             a.log(&tag, "Process exited with status 143");
-            a.log(&tag, "State changed from starting to up");
         }
+        a.booting_until = Some(std::time::Instant::now() + a.boot);
+        // A boot of no time is up at once.
+        a.settle();
         Some(a.name.clone())
     }
 
@@ -313,7 +348,15 @@ impl Platform for HerokuState {
 
     fn log(&mut self, app: &str, source: &str, message: &str) {
         if let Some(a) = self.app_mut(app) {
+            a.settle();
             a.log(source, message);
         }
+    }
+
+    fn booting(&mut self, app: &str) -> bool {
+        self.app_mut(app).is_some_and(|a| {
+            a.settle();
+            a.booting()
+        })
     }
 }

@@ -74,6 +74,14 @@ fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
                 )
                     .into_response();
             };
+            // A dyno that is still booting is not serving: the router answers 503.
+            if w.platform_mut().is_some_and(|p| p.booting(app)) {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": "Application is starting; try again shortly"})),
+                )
+                    .into_response();
+            }
             let email = json!({
                 "From": "noreply@raxx.app",
                 "To": to,

@@ -195,7 +195,8 @@ fn resume_asks_again_when_the_pasted_token_is_not_the_one_the_run_used() {
         .rev()
         .collect();
     let mut p = Session::spawn(rig.command(&["resume", &rig.run_id(), "--yes"], &[])).unwrap();
-    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    // Generous: the whole suite shares two cores, and a bound is not a sleep.
+    p.set_expect_timeout(Some(Duration::from_secs(120)));
     p.expect("Paste the value of ctx.new_token that this run used")
         .unwrap();
     p.expect(format!("it ends …{tail}").as_str()).unwrap();

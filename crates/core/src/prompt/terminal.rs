@@ -50,7 +50,9 @@ impl NoEcho {
             }
             let saved = t;
             t.c_lflag &= !(libc::ECHO | libc::ECHONL);
-            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &t) != 0 {
+            // TCSANOW, not TCSAFLUSH: a paste that arrives before the prompt is ready must
+            // be read, not discarded (the operator would wait on a prompt that lost it).
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
                 return Err(PromptError::NoEcho);
             }
             Ok(NoEcho(saved))
@@ -62,7 +64,7 @@ impl Drop for NoEcho {
     fn drop(&mut self) {
         // SAFETY: restoring the settings read from the same descriptor.
         unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &self.0);
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0);
         }
     }
 }

@@ -79,8 +79,9 @@ pub(crate) fn forms(value: &str) -> Vec<String> {
     };
     let json = json_escaped(value);
     add(json.replace('/', "\\/"));
-    add(ascii_json_escaped(&json));
-    add(ascii_json_escaped(&json).replace('/', "\\/"));
+    let ascii = ascii_json_escaped(&json);
+    add(ascii.replace('/', "\\/"));
+    add(ascii);
     // JSON quoted again by a Rust `{:?}` (an error that shows a response body).
     let twice = format!("{json:?}");
     add(twice[1..twice.len() - 1].to_string());

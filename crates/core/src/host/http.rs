@@ -89,10 +89,7 @@ fn auth_header(opts: &Map, function: &str) -> R<Option<HeaderValueSource>> {
     value::check_keys(&m, &["user", "password"], &format!("{function} basic"))?;
     // Some APIs put the key in the user part (`key:`): a Secret is sent as its value.
     let user = match m.get("user") {
-        Some(u) => match u.read_lock::<Secret>() {
-            Some(s) => s.expose().to_string(),
-            None => value::plain_string(&u.to_string(), "the basic-auth user")?,
-        },
+        Some(u) => sent_text(u, "the basic-auth user")?,
         None => String::new(),
     };
     let Some(password) = m
@@ -110,6 +107,15 @@ fn auth_header(opts: &Map, function: &str) -> R<Option<HeaderValueSource>> {
         },
     );
     Ok(Some(HeaderValueSource::Secret(header)))
+}
+
+/// A query, form or basic-auth value as sent: a Secret as its value, else plain text (a
+/// Secret interpolated into a string is refused).
+fn sent_text(v: &Dynamic, what: &str) -> R<String> {
+    match v.read_lock::<Secret>() {
+        Some(s) => Ok(s.expose().to_string()),
+        None => value::plain_string(&v.to_string(), what),
+    }
 }
 
 /// A rhai value as the JSON a vendor receives: Secrets are sent as their value.
@@ -149,10 +155,7 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
         for (k, v) in q.iter() {
             // A Secret goes as its value (some APIs take keys only there); the label and
             // journal target are built from the URL the script wrote, without the query.
-            let v = match v.read_lock::<Secret>() {
-                Some(s) => s.expose().to_string(),
-                None => value::plain_string(&v.to_string(), "a query value")?,
-            };
+            let v = sent_text(v, "a query value")?;
             parsed.query_pairs_mut().append_pair(k, &v);
         }
         url = parsed.to_string();
@@ -214,10 +217,7 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
         let mut encoded = reqwest::Url::parse("http://form.invalid/")
             .map_err(|e| throw("internal", format!("{function}: {e}"), None))?;
         for (k, v) in fields.iter() {
-            let v = match v.read_lock::<Secret>() {
-                Some(s) => s.expose().to_string(),
-                None => value::plain_string(&v.to_string(), &format!("form field {k}"))?,
-            };
+            let v = sent_text(v, &format!("form field {k}"))?;
             encoded.query_pairs_mut().append_pair(k, &v);
         }
         let body = encoded.query().unwrap_or("").to_string();
@@ -408,11 +408,7 @@ fn check_egress(h: &RunContext, url: &str, function: &str) -> R<()> {
     if egress.allows(&parsed) {
         return Ok(());
     }
-    let host = match (parsed.host_str(), parsed.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        (None, _) => "(no host)".to_string(),
-    };
+    let host = crate::plan::egress::authority(&parsed).unwrap_or_else(|| "(no host)".into());
     let declared = if egress.hosts().is_empty() {
         "it declares none".to_string()
     } else {
@@ -470,7 +466,9 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     }
     let run = || -> R<Dynamic> {
         let v = h.vendors()?;
-        let label = format!("{} {}", req.method, req.url);
+        // The URL as the script wrote it: the query built from `query:` may hold a Secret's
+        // value, and the label names Secrets' sources and spinners.
+        let label = format!("{} {}", req.method, url);
         let vendor = VendorSecrets::of(&req.url, v.config());
         let resp = h.block(&label, async move { v.transport().send(req).await })?;
         let mut m = Map::new();

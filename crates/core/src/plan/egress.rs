@@ -117,13 +117,8 @@ impl Egress {
                         _ => Vec::new(),
                     };
                     for u in urls {
-                        if let Some(authority) = reqwest::Url::parse(u).ok().and_then(|u| {
-                            u.host_str().map(|h| match u.port() {
-                                Some(port) => format!("{h}:{port}"),
-                                None => h.to_string(),
-                            })
-                        }) {
-                            hosts.push(authority.to_ascii_lowercase());
+                        if let Some(a) = reqwest::Url::parse(u).ok().and_then(|u| authority(&u)) {
+                            hosts.push(a.to_ascii_lowercase());
                         }
                     }
                 }
@@ -161,6 +156,15 @@ impl Egress {
             port_ok && host_ok
         })
     }
+}
+
+/// `host` or `host:port` (a port only when the URL names one), as egress entries write it.
+pub fn authority(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
 }
 
 fn split_port(pattern: &str) -> (&str, Option<u16>) {

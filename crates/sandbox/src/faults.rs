@@ -191,7 +191,7 @@ fn path_matches(pattern: &str, path: &str) -> bool {
 
 /// Matches in O(pattern × path) by tracking every pattern position reachable so far, so a
 /// pattern of many `**` cannot make the simulator spin (backtracking was exponential).
-fn glob(p: &[u8], s: &[u8]) -> bool {
+pub(crate) fn glob(p: &[u8], s: &[u8]) -> bool {
     enum Tok {
         Byte(u8),
         Star,

@@ -80,6 +80,36 @@ pub struct InfisicalScenario {
     /// Folders that exist in every environment besides `/` and the folders of the secrets:
     /// Infisical refuses to create a secret in a folder that does not exist (404).
     pub folders: Vec<String>,
+    /// Secret-approval policies: a write they cover answers `{"approval": ...}` (a change
+    /// request) and changes nothing until an approver merges it.
+    pub approval_policies: Vec<ApprovalPolicySpec>,
+}
+
+/// A secret-approval policy on one environment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalPolicySpec {
+    pub name: String,
+    pub environment: String,
+    /// The folders it covers: a path, or a glob (`/**` is every folder); absent, all.
+    pub secret_path: Option<String>,
+    /// Approvals a request needs (shown on the request; the simulated approver gives them).
+    pub approvals: u32,
+    /// A simulated approver merges each request this long after it is filed; absent, a
+    /// request waits for `POST /_sandbox/approvals/{id}/merge` (or `/close`).
+    pub approve_after_ms: Option<u64>,
+}
+
+impl Default for ApprovalPolicySpec {
+    fn default() -> Self {
+        ApprovalPolicySpec {
+            name: "change-review".into(),
+            environment: "prod".into(),
+            secret_path: None,
+            approvals: 1,
+            approve_after_ms: None,
+        }
+    }
 }
 
 /// One secret with its history, oldest value first (the last one is current).
@@ -212,6 +242,7 @@ impl Default for InfisicalScenario {
             access_token_ttl_secs: 7200,
             secrets: Vec::new(),
             folders: Vec::new(),
+            approval_policies: Vec::new(),
         }
     }
 }

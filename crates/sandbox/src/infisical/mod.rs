@@ -1,5 +1,6 @@
 //! Infisical simulator: universal-auth login, v3 raw and v4 secret routes, versions kept.
 
+mod approvals;
 mod routes;
 mod state;
 

@@ -1,5 +1,6 @@
 //! The Infisical API's routes: universal-auth login, v3 raw and v4 secret routes.
 
+use super::approvals::Op;
 use super::state::{normalize_path, InfisicalState, StoredSecret, Version, EXPIRED, MALFORMED};
 use crate::http::header;
 use crate::shared::Shared;
@@ -79,6 +80,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             "/api/v4/secrets/{name}",
             get(get_v4).post(write_v4).patch(write_v4).delete(write_v4),
         )
+        // An approver's part, for rehearsals (the real routes take a user session only).
+        .route("/_sandbox/approvals", get(list_approvals))
+        .route("/_sandbox/approvals/{id}/merge", post(merge_approval))
+        .route("/_sandbox/approvals/{id}/close", post(close_approval))
         .fallback(|method: Method, uri: Uri| async move {
             (
                 StatusCode::NOT_FOUND,
@@ -86,6 +91,39 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             )
         })
         .with_state(shared)
+}
+
+async fn list_approvals(State(s): State<Arc<Shared>>) -> Response {
+    s.respond(|st: &mut InfisicalState| {
+        st.settle();
+        Json(json!({ "approvals": st.approvals.to_json() })).into_response()
+    })
+}
+
+async fn merge_approval(s: State<Arc<Shared>>, id: Path<String>) -> Response {
+    decide(s, id, true)
+}
+
+async fn close_approval(s: State<Arc<Shared>>, id: Path<String>) -> Response {
+    decide(s, id, false)
+}
+
+/// Merges or closes a change request (by id or slug); 409 when it is not open.
+fn decide(State(s): State<Arc<Shared>>, Path(id): Path<String>, merge: bool) -> Response {
+    s.respond(|st: &mut InfisicalState| {
+        st.settle();
+        match st.approvals.decide(&id, merge) {
+            Ok(change) => {
+                if let Some((env, path, key, op)) = change {
+                    st.apply(&env, &path, &key, op);
+                }
+                Json(json!({ "approvals": st.approvals.to_json() })).into_response()
+            }
+            Err(message) => {
+                (StatusCode::CONFLICT, Json(json!({ "message": message }))).into_response()
+            }
+        }
+    })
 }
 
 async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -243,6 +281,28 @@ fn secret_json(st: &InfisicalState, s: &StoredSecret, v: &Version) -> Value {
     })
 }
 
+/// The secret at index `i` as a write answers it: `{"secret": ...}` at its newest version.
+fn secret_answer(st: &InfisicalState, i: usize) -> Response {
+    match st
+        .secrets
+        .get(i)
+        .and_then(|s| s.versions.last().map(|v| (s, v)))
+    {
+        Some((secret, v)) => Json(json!({"secret": secret_json(st, secret, v)})).into_response(),
+        None => error_body(404, "NotFound", json!("Secret not found")),
+    }
+}
+
+/// Infisical's name rules (`SecretNameSchema` for a create, `BaseSecretNameSchema`
+/// otherwise): not blank; a new name holds no colon or slash.
+fn invalid_name(name: &str, creating: bool) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("String must contain at least 1 character(s)");
+    }
+    (creating && (name.contains(':') || name.contains('/')))
+        .then_some("Secret name cannot contain colon or forward slash.")
+}
+
 async fn list_v3(
     s: State<Arc<Shared>>,
     h: HeaderMap,
@@ -266,6 +326,7 @@ fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     s.respond(|st: &mut InfisicalState| {
+        st.settle();
         if let Err(r) = authorize(st, &headers) {
             return r;
         }
@@ -311,6 +372,7 @@ fn get_one(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     s.respond(|st: &mut InfisicalState| {
+        st.settle();
         if let Err(r) = authorize(st, &headers) {
             return r;
         }
@@ -391,7 +453,16 @@ fn write(
                 .collect()
         })
         .unwrap_or_default();
+    let name = name.trim().to_string();
+    if let Some(problem) = invalid_name(&name, method == Method::POST) {
+        return error_body(
+            422,
+            "ValidationFailure",
+            json!([{"code": "custom", "message": problem, "path": ["secretName"]}]),
+        );
+    }
     s.respond(|st: &mut InfisicalState| {
+        st.settle();
         if let Err(r) = authorize(st, &headers) {
             return r;
         }
@@ -410,7 +481,7 @@ fn write(
                 )),
             )
         };
-        let i = match (method.as_str(), existing) {
+        let op = match (method.as_str(), existing) {
             ("POST", Some(_)) => return error_body(400, "BadRequest", json!("Secret already exist")),
             ("POST", None) => {
                 let Some(value) = params.get("secretValue") else {
@@ -426,23 +497,28 @@ fn write(
                         )),
                     );
                 }
-                st.create(&sc.env, &sc.path, &name, value)
-            }
-            ("PATCH", Some(i)) => {
-                if let Some(value) = params.get("secretValue") {
-                    st.add_version(i, value);
+                Op::Create {
+                    value: value.clone(),
                 }
-                i
             }
-            ("DELETE", Some(i)) => {
-                st.delete(i);
-                i
-            }
+            ("PATCH", Some(i)) => match params.get("secretValue") {
+                Some(value) => Op::Update {
+                    value: value.clone(),
+                },
+                // Nothing to change: the secret as it is.
+                None => return secret_answer(st, i),
+            },
+            ("DELETE", Some(_)) => Op::Delete,
             _ => return not_found(),
         };
-        let secret = &st.secrets[i];
-        match secret.versions.last() {
-            Some(v) => Json(json!({"secret": secret_json(st, secret, v)})).into_response(),
+        // A covered write is filed for review and changes nothing yet (200, not 202).
+        if let Some(approval) = st.approvals.file(&sc.env, &sc.path, &name, op.clone()) {
+            return Json(json!({ "approval": approval })).into_response();
+        }
+        let deleted = existing.filter(|_| op == Op::Delete);
+        st.apply(&sc.env, &sc.path, &name, op);
+        match deleted.or_else(|| st.find(&sc.env, &sc.path, &name)) {
+            Some(i) => secret_answer(st, i),
             None => not_found(),
         }
     })
@@ -671,6 +747,159 @@ mod tests {
                 .unwrap()
                 .status(),
             404
+        );
+    }
+
+    fn protected(approve_after_ms: Option<u64>) -> Scenario {
+        let mut s = Scenario::default().with_postmark_token("infsim-0001");
+        s.infisical
+            .approval_policies
+            .push(crate::scenario::ApprovalPolicySpec {
+                approve_after_ms,
+                ..Default::default()
+            });
+        s
+    }
+
+    async fn patch_v4(sb: &Sandbox, name: &str, value: &str) -> (u16, Value) {
+        let resp = raw()
+            .patch(format!("{}/api/v4/secrets/{name}", sb.infisical_url()))
+            .bearer_auth(&sb.credentials().infisical_token)
+            .json(&json!({"projectId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": value}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    async fn current(sb: &Sandbox) -> (u64, String) {
+        let body: Value = get(
+            sb,
+            "/api/v4/secrets/POSTMARK_SERVER_TOKEN?projectId=raxx-project&environment=prod",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let s = &body["secret"];
+        (
+            s["version"].as_u64().unwrap(),
+            s["secretValue"].as_str().unwrap().to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_protected_environment_files_a_change_request_that_applies_only_when_merged() {
+        let sb = Sandbox::start(protected(None)).await.unwrap();
+        let (status, body) = patch_v4(&sb, "POSTMARK_SERVER_TOKEN", "infsim-0002").await;
+        assert_eq!(status, 200);
+        assert_eq!(keys(&body), vec!["approval"]);
+        let a = &body["approval"];
+        assert_eq!(
+            keys(a),
+            sorted(&[
+                "id",
+                "policyId",
+                "hasMerged",
+                "status",
+                "conflicts",
+                "slug",
+                "folderId",
+                "bypassReason",
+                "createdAt",
+                "updatedAt",
+                "isReplicated",
+                "committerUserId",
+                "statusChangedByUserId",
+            ])
+        );
+        assert_eq!(
+            (a["status"].as_str(), a["hasMerged"].as_bool()),
+            (Some("open"), Some(false))
+        );
+        assert_eq!(current(&sb).await, (2, "infsim-0001".to_string()));
+
+        let control = format!("{}/_sandbox/approvals", sb.infisical_url());
+        let merge = format!("{control}/{}/merge", a["slug"].as_str().unwrap());
+        let resp = raw().post(&merge).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(current(&sb).await, (3, "infsim-0002".to_string()));
+        // A request is decided once.
+        assert_eq!(raw().post(&merge).send().await.unwrap().status(), 409);
+
+        // A closed request changes nothing.
+        let (_, body) = patch_v4(&sb, "POSTMARK_SERVER_TOKEN", "infsim-0003").await;
+        let close = format!(
+            "{control}/{}/close",
+            body["approval"]["id"].as_str().unwrap()
+        );
+        assert_eq!(raw().post(&close).send().await.unwrap().status(), 200);
+        assert_eq!(current(&sb).await, (3, "infsim-0002".to_string()));
+        let list: Value = raw()
+            .get(&control)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let states: Vec<(bool, &str)> = list["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["hasMerged"].as_bool().unwrap(),
+                    a["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(states, vec![(true, "close"), (false, "close")]);
+    }
+
+    #[tokio::test]
+    async fn a_simulated_approver_merges_when_its_time_is_due() {
+        let sb = Sandbox::start(protected(Some(0))).await.unwrap();
+        let (_, body) = patch_v4(&sb, "POSTMARK_SERVER_TOKEN", "infsim-0002").await;
+        assert!(body.get("approval").is_some());
+        assert_eq!(current(&sb).await, (3, "infsim-0002".to_string()));
+        // Another environment is not covered: its writes apply at once.
+        let resp = raw()
+            .post(format!("{}/api/v4/secrets/FRESH", sb.infisical_url()))
+            .bearer_auth(&sb.credentials().infisical_token)
+            .json(
+                &json!({"projectId": "raxx-project", "environment": "staging", "secretValue": "v"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(keys(&resp.json::<Value>().await.unwrap()), vec!["secret"]);
+    }
+
+    #[tokio::test]
+    async fn a_new_secret_name_with_a_colon_or_slash_is_refused() {
+        let sb = sb().await;
+        for name in ["BAD:NAME", "BAD%2FNAME"] {
+            let resp = raw()
+                .post(format!("{}/api/v4/secrets/{name}", sb.infisical_url()))
+                .bearer_auth(&sb.credentials().infisical_token)
+                .json(&json!({"projectId": "raxx-project", "environment": "prod", "secretValue": "v"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 422, "{name}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"], "ValidationFailure");
+            assert_eq!(
+                body["message"][0]["message"],
+                "Secret name cannot contain colon or forward slash."
+            );
+        }
+        assert_eq!(
+            sb.state()["infisical"]["secrets"].as_array().map(Vec::len),
+            Some(1)
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The Infisical simulator's data: one project's secrets with every version kept, and the
 //! access tokens universal-auth login issued.
 
+use super::approvals::{Approvals, Op};
 use crate::scenario::{resolve, InfisicalScenario};
 use crate::{ts, SandboxError};
 use base64::Engine as _;
@@ -47,6 +48,7 @@ pub(crate) struct InfisicalState {
     logins: u64,
     /// Folders the scenario declares (in every environment), normalised.
     folders: Vec<String>,
+    pub(super) approvals: Approvals,
 }
 
 impl InfisicalState {
@@ -108,6 +110,7 @@ impl InfisicalState {
             environments: s.environments.clone(),
             secrets,
             folders: s.folders.iter().map(|f| normalize_path(f)).collect(),
+            approvals: Approvals::new(&s.approval_policies),
             issued: Vec::new(),
             ttl_secs: s.access_token_ttl_secs,
             logins: 0,
@@ -164,6 +167,26 @@ impl InfisicalState {
         }
     }
 
+    /// Applies the change requests the simulated approver has merged by now. Time is looked
+    /// at when a request arrives, so a merge shows from the first request after it is due.
+    pub(super) fn settle(&mut self) {
+        for (env, path, key, op) in self.approvals.due() {
+            self.apply(&env, &path, &key, op);
+        }
+    }
+
+    /// What a merged change request does, as the write it stood for would have.
+    pub(super) fn apply(&mut self, env: &str, path: &str, key: &str, op: Op) {
+        match (op, self.find(env, path, key)) {
+            (Op::Create { value }, None) => {
+                self.create(env, path, key, &value);
+            }
+            (Op::Create { value } | Op::Update { value }, Some(i)) => self.add_version(i, &value),
+            (Op::Delete, Some(i)) => self.delete(i),
+            (Op::Update { .. } | Op::Delete, None) => {}
+        }
+    }
+
     /// Deletes secret `i` (its history stays in the state).
     pub(super) fn delete(&mut self, i: usize) {
         if let Some(secret) = self.secrets.get_mut(i) {
@@ -193,7 +216,7 @@ impl InfisicalState {
                 })
             })
             .collect();
-        json!({"project_id": self.project_id, "secrets": secrets, "logins": self.logins})
+        json!({"project_id": self.project_id, "secrets": secrets, "logins": self.logins, "approvals": self.approvals.to_json()})
     }
 }
 

@@ -551,3 +551,114 @@ step("restart", "Restart and wait", |ctx| {
         .stderr_has("heroku::wait_up: not up after 1s: raxx-api-staging (web.1 starting)");
     assert!(!out.stderr.contains("raxx-api-prod ("), "{}", out.stderr);
 }
+
+/// The canary scenario with a secret-approval policy on `prod`.
+fn protected_scenario(approver: &str) -> String {
+    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
+    format!("{canary}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n{approver}")
+}
+
+fn run_protected(scenario: &str, extra: &[&str]) -> Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = vec![
+        "exec",
+        "postmark",
+        "--sandbox",
+        "--scenario",
+        "protected.toml",
+        "--yes",
+        "--sandbox-state",
+        "sandbox.json",
+    ];
+    args.extend_from_slice(extra);
+    Test::new()
+        .file("protected.toml", scenario)
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&args)
+        .run()
+}
+
+/// On an environment with a secret-approval policy Infisical answers a write with a change
+/// request (`{"approval": ...}`) and changes nothing until an approver merges it. Before,
+/// the engine failed the store step on that answer and the sandbox could not rehearse it;
+/// now the store step waits for the merge (reading the secret) and the rotation completes.
+#[test]
+fn a_protected_environment_waits_for_the_change_request_and_the_rotation_completes() {
+    let out = run_protected(&protected_scenario("approve_after_ms = 300"), &[]);
+    out.exit(Exit::Ok)
+        .stdout_has("POSTMARK_SERVER_TOKEN: Infisical filed change request update-")
+        .stdout_has("(a secret-approval policy covers prod at /)")
+        .stdout_has("(change request update-");
+    let state = out.read_json("sandbox.json");
+    let approvals = state["infisical"]["approvals"].as_array().unwrap();
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    assert_eq!(
+        (
+            approvals[0]["hasMerged"].as_bool(),
+            approvals[0]["status"].as_str()
+        ),
+        (Some(true), Some("close"))
+    );
+    let versions = infisical_versions(&state);
+    assert_eq!(versions.len(), 3);
+    let new = versions[2].clone();
+    assert_ne!(new, OLD_TOKEN);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(app_token(&state, app), new, "{app}");
+    }
+}
+
+/// A change request nobody merges in time fails the store step as pending approval, with
+/// what to do; the rollback changes nothing in Infisical (the value was never applied) and
+/// warns that the open request could still be merged.
+#[test]
+fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns() {
+    let out = run_protected(&protected_scenario(""), &["--param", "approval_wait=1"]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("runbook::vendor::pending_approval")
+        .stderr_has("was not merged within 1s; the change waits for approval")
+        .stderr_has("To abandon the change instead, close the request in Infisical first, then roll back")
+        .stderr_has("is still open: close it in Infisical, or an approver merging it would put its value back");
+    let state = out.read_json("sandbox.json");
+    let approvals = state["infisical"]["approvals"].as_array().unwrap();
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    assert_eq!(approvals[0]["status"], "open");
+    assert_back_on_old_token(&state);
+    assert_eq!(infisical_versions(&state).len(), 2);
+}
+
+/// A retry of a store step whose change request is still open waits on that request; it
+/// does not file a second one (which an approver could merge after closing the first).
+#[test]
+fn a_retry_waits_on_the_same_change_request_instead_of_filing_another() {
+    let answers =
+        "prerequisites = true\n\"validate.received\" = true\n\"store.on-failure\" = \"retry\"\n";
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .file("protected.toml", &protected_scenario(""))
+        .file("answers.toml", answers)
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "protected.toml",
+            "--answers",
+            "answers.toml",
+            "--sandbox-state",
+            "sandbox.json",
+            "--param",
+            "approval_wait=1",
+            "--param",
+            "test_recipient=ops@sandbox.invalid",
+        ])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stdout_has("step 'store' filed a change for approval that is not merged yet; it runs again and waits on the same request")
+        .stdout_has("from an earlier attempt is still open");
+    let state = out.read_json("sandbox.json");
+    let approvals = state["infisical"]["approvals"].as_array().unwrap();
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    assert_eq!(infisical_versions(&state).len(), 2);
+}

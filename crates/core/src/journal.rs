@@ -123,6 +123,13 @@ pub enum Record {
         ok: bool,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         unknown: bool,
+        /// Filed for approval (an Infisical change request), not applied yet; `unknown` is
+        /// set too, so a reader that knows only that still treats it as uncertain.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pending: bool,
+        /// The change request it was filed as.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filed: Option<Filed>,
     },
     #[serde(rename = "undo.intent")]
     UndoIntent { step: String },
@@ -293,6 +300,8 @@ pub enum WriteState {
     /// Sent, and its answer never came (or the process died before recording it): it may
     /// have taken effect.
     Unknown,
+    /// Filed for approval and not merged yet: it takes effect if an approver merges it.
+    Pending,
 }
 
 impl WriteState {
@@ -300,6 +309,18 @@ impl WriteState {
     pub fn may_have_applied(self) -> bool {
         self != WriteState::Failed
     }
+
+    /// Whether only a check (or the operator) can tell if it took effect.
+    pub fn uncertain(self) -> bool {
+        matches!(self, WriteState::Unknown | WriteState::Pending)
+    }
+}
+
+/// The change request a write was filed as (an Infisical secret-approval policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filed {
+    pub id: String,
+    pub slug: String,
 }
 
 /// One write of a step, on one target, and what came of it.
@@ -312,6 +333,9 @@ pub struct Write {
     /// change to a target where it was applied skips it.
     pub detail: Value,
     pub state: WriteState,
+    /// The change request it was filed as, when it is `Pending`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filed: Option<Filed>,
 }
 
 /// A later process's attempt at a run (`runbook resume`, `rollback`, `repl --attach`).
@@ -402,6 +426,7 @@ impl RunState {
                         target: target.clone(),
                         detail: detail.clone(),
                         state: WriteState::Unknown,
+                        filed: None,
                     });
                 }
                 Record::WriteOutcome {
@@ -410,11 +435,14 @@ impl RunState {
                     target,
                     ok,
                     unknown,
+                    pending,
+                    filed,
                 } => {
                     if undoing.is_some() {
                         continue;
                     }
                     let state = match (ok, unknown) {
+                        _ if *pending => WriteState::Pending,
                         (_, true) => WriteState::Unknown,
                         (true, false) => WriteState::Applied,
                         (false, false) => WriteState::Failed,
@@ -425,6 +453,7 @@ impl RunState {
                         })
                     {
                         w.state = state;
+                        w.filed = filed.clone();
                     }
                 }
                 Record::StepOutcome(o) => {

@@ -51,11 +51,54 @@ impl SecretScope {
     }
 }
 
-/// Whether `set_secret` updated an existing secret or created it.
+/// Whether `set_secret` updated an existing secret, created it, or found the value in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetOutcome {
     Updated,
     Created,
+    /// The secret already held the value: nothing was sent (as `infisical secrets set`).
+    Unchanged,
+}
+
+/// A change request Infisical filed instead of applying a write: a secret-approval policy
+/// covers the environment, and the change waits for an approver to merge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRequest {
+    pub id: String,
+    pub slug: String,
+    pub status: String,
+    pub policy_id: String,
+}
+
+/// What a write did: applied, or filed for approval.
+#[derive(Debug, Clone)]
+pub enum Written<T> {
+    Done(T),
+    Pending(ChangeRequest),
+}
+
+/// What a merged change request leaves behind, for `await_merge`.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// The secret holds this value.
+    Value(&'a Secret),
+    /// The secret is gone.
+    Gone,
+}
+
+/// One answer of a secret route: the secret, or a change request.
+enum Answer {
+    Secret(SecretRecord),
+    Approval(ChangeRequest),
+}
+
+/// How waiting for a change request ended.
+#[derive(Debug, Clone)]
+pub enum Merged {
+    /// Merged: the secret as it is now (`None` when the change deleted it).
+    Yes(Option<Box<SecretRecord>>),
+    /// Still not merged when the wait ended.
+    NotYet,
 }
 
 /// Client for Infisical; clones share the cached access token.
@@ -105,13 +148,23 @@ impl InfisicalClient {
         if let Some(v) = version {
             query.push(("version", v.to_string()));
         }
-        let body = self
+        let (req, resp) = self
             .call(Method::GET, &["v4", "secrets", name], &query, None)
             .await?;
-        self.record(body.0, &body.1, scope, Some(version))
+        match self.answer(&req, &resp, scope, Some(version))? {
+            Answer::Secret(r) => Ok(r),
+            Answer::Approval(_) => Err(req
+                .error(
+                    ErrorKind::InvalidResponse,
+                    "a read answered with a change request",
+                )
+                .with_status(resp.status)),
+        }
     }
 
-    /// Sets a secret like `infisical secrets set`: update it, or create it if it does not exist.
+    /// Sets a secret like `infisical secrets set`: nothing when it already holds the value,
+    /// else update it, or create it if it does not exist. Under a secret-approval policy the
+    /// answer is the change request Infisical filed instead.
     pub async fn set_secret(
         &self,
         project_id: &str,
@@ -119,8 +172,19 @@ impl InfisicalClient {
         secret_path: &str,
         name: &str,
         value: &Secret,
-    ) -> Result<(SecretRecord, SetOutcome), VendorError> {
+    ) -> Result<Written<(SecretRecord, SetOutcome)>, VendorError> {
         let scope = &SecretScope::new(project_id, environment, secret_path);
+        let method = match self
+            .get_secret(project_id, environment, secret_path, name, None)
+            .await
+        {
+            Ok(current) if current.value.expose() == value.expose() => {
+                return Ok(Written::Done((current, SetOutcome::Unchanged)))
+            }
+            Ok(_) => Method::PATCH,
+            Err(e) if e.kind() == ErrorKind::NotFound => Method::POST,
+            Err(e) => return Err(e),
+        };
         let body = json!({
             "projectId": scope.project_id,
             "environment": scope.environment,
@@ -128,28 +192,28 @@ impl InfisicalClient {
             "secretValue": value.expose(),
             "type": "shared",
         });
-        let path = ["v4", "secrets", name];
-        match self
-            .call(Method::PATCH, &path, &[], Some(body.clone()))
-            .await
-        {
-            Ok((req, resp)) => Ok((self.record(req, &resp, scope, None)?, SetOutcome::Updated)),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let (req, resp) = self.call(Method::POST, &path, &[], Some(body)).await?;
-                Ok((self.record(req, &resp, scope, None)?, SetOutcome::Created))
-            }
-            Err(e) => Err(e),
-        }
+        let outcome = if method == Method::POST {
+            SetOutcome::Created
+        } else {
+            SetOutcome::Updated
+        };
+        let (req, resp) = self
+            .call(method, &["v4", "secrets", name], &[], Some(body))
+            .await?;
+        Ok(match self.answer(&req, &resp, scope, None)? {
+            Answer::Secret(r) => Written::Done((r, outcome)),
+            Answer::Approval(c) => Written::Pending(c),
+        })
     }
 
-    /// Deletes a secret; returns what was deleted.
+    /// Deletes a secret; returns what was deleted, or the change request filed instead.
     pub async fn delete_secret(
         &self,
         project_id: &str,
         environment: &str,
         secret_path: &str,
         name: &str,
-    ) -> Result<SecretRecord, VendorError> {
+    ) -> Result<Written<SecretRecord>, VendorError> {
         let scope = &SecretScope::new(project_id, environment, secret_path);
         let body = json!({
             "projectId": scope.project_id,
@@ -160,7 +224,52 @@ impl InfisicalClient {
         let (req, resp) = self
             .call(Method::DELETE, &["v4", "secrets", name], &[], Some(body))
             .await?;
-        self.record(req, &resp, scope, None)
+        Ok(match self.answer(&req, &resp, scope, None)? {
+            Answer::Secret(r) => Written::Done(r),
+            Answer::Approval(c) => Written::Pending(c),
+        })
+    }
+
+    /// Waits until a change request is merged, by reading the secret (a machine identity
+    /// cannot read change requests) with a backoff from 250 ms to 5 s, for at most `timeout`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn await_merge(
+        &self,
+        project_id: &str,
+        environment: &str,
+        secret_path: &str,
+        name: &str,
+        expect: Expect<'_>,
+        timeout: Duration,
+    ) -> Result<Merged, VendorError> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self
+                .get_secret(project_id, environment, secret_path, name, None)
+                .await
+            {
+                Ok(r) => {
+                    if let Expect::Value(v) = expect {
+                        if r.value.expose() == v.expose() {
+                            return Ok(Merged::Yes(Some(Box::new(r))));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if matches!(expect, Expect::Gone) {
+                        return Ok(Merged::Yes(None));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Merged::NotYet);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
     }
 
     /// One authenticated call; a rejected cached login token triggers one fresh login.
@@ -305,17 +414,29 @@ impl InfisicalClient {
         })
     }
 
-    fn record(
+    /// Reads `{"secret": ...}` or `{"approval": ...}`.
+    fn answer(
         &self,
-        req: Request,
+        req: &Request,
         resp: &RawResponse,
         scope: &SecretScope,
         version: Option<Option<u64>>,
-    ) -> Result<SecretRecord, VendorError> {
+    ) -> Result<Answer, VendorError> {
         #[derive(Deserialize)]
         struct Envelope {
             secret: Option<Raw>,
-            approval: Option<serde_json::Value>,
+            approval: Option<Approval>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Approval {
+            id: String,
+            #[serde(default)]
+            slug: String,
+            #[serde(default)]
+            status: String,
+            #[serde(default)]
+            policy_id: String,
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -341,17 +462,20 @@ impl InfisicalClient {
             #[serde(default)]
             updated_at: String,
         }
-        let env: Envelope = decode_json(&req, resp)?;
+        let env: Envelope = decode_json(req, resp)?;
         let raw = match (env.secret, env.approval) {
             (Some(s), _) => s,
-            (None, Some(_)) => {
-                return Err(req
-                    .error(
-                        ErrorKind::Forbidden,
-                        "the change was turned into an approval request instead of being applied",
-                    )
-                    .with_status(resp.status)
-                    .with_hint("a secret-approval policy covers this environment; approve the request in Infisical, then re-run the step"))
+            (None, Some(a)) => {
+                return Ok(Answer::Approval(ChangeRequest {
+                    slug: if a.slug.is_empty() {
+                        a.id.clone()
+                    } else {
+                        a.slug
+                    },
+                    id: a.id,
+                    status: a.status,
+                    policy_id: a.policy_id,
+                }))
             }
             (None, None) => {
                 return Err(req
@@ -363,7 +487,7 @@ impl InfisicalClient {
             Some(asked) => asked.or(Some(raw.version)),
             None => Some(raw.version),
         };
-        Ok(SecretRecord {
+        Ok(Answer::Secret(SecretRecord {
             id: if raw.id.is_empty() {
                 raw.legacy_id
             } else {
@@ -384,7 +508,7 @@ impl InfisicalClient {
             comment: raw.secret_comment.unwrap_or_default(),
             created_at: raw.created_at,
             updated_at: raw.updated_at,
-        })
+        }))
     }
 }
 
@@ -520,25 +644,49 @@ mod tests {
         assert_eq!((old.version, old.value.expose()), (1, "inf-old-0001"));
     }
 
+    fn done<T>(w: Written<T>) -> T {
+        match w {
+            Written::Done(t) => t,
+            Written::Pending(c) => panic!("unexpected change request {c:?}"),
+        }
+    }
+
     #[tokio::test]
-    async fn set_updates_with_a_new_version_or_creates() {
+    async fn set_updates_with_a_new_version_creates_or_leaves_an_equal_value() {
         let (sb, v) = start(sop()).await;
         let i = v.infisical();
         let new = Secret::new("inf-new-0002", Source::Literal);
-        let (rec, outcome) = i
-            .set_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", &new)
-            .await
-            .unwrap();
+        let (rec, outcome) = done(
+            i.set_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", &new)
+                .await
+                .unwrap(),
+        );
         assert_eq!((outcome, rec.version), (SetOutcome::Updated, 3));
         let back = i
             .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
             .await
             .unwrap();
         assert_eq!(back.value, new);
-        let (rec, outcome) = i
-            .set_secret(P, "prod", "/", "BRAND_NEW", &new)
-            .await
-            .unwrap();
+        // The same value again: read, found in place, nothing written (no version 4).
+        let (rec, outcome) = done(
+            i.set_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", &new)
+                .await
+                .unwrap(),
+        );
+        assert_eq!((outcome, rec.version), (SetOutcome::Unchanged, 3));
+        assert_eq!(
+            sb.count_requests(
+                "infisical",
+                "PATCH",
+                "/api/v4/secrets/POSTMARK_SERVER_TOKEN"
+            ),
+            1
+        );
+        let (rec, outcome) = done(
+            i.set_secret(P, "prod", "/", "BRAND_NEW", &new)
+                .await
+                .unwrap(),
+        );
         assert_eq!((outcome, rec.version), (SetOutcome::Created, 1));
         let st = sb.state();
         let versions = &st["infisical"]["secrets"][0]["versions"];
@@ -547,13 +695,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_protected_environment_answers_a_change_request_and_the_merge_is_awaited() {
+        let mut scenario = sop();
+        scenario
+            .infisical
+            .approval_policies
+            .push(runbook_sandbox::scenario::ApprovalPolicySpec::default());
+        let (sb, v) = start(scenario).await;
+        let i = v.infisical();
+        let new = Secret::new("inf-new-0002", Source::Literal);
+        let Written::Pending(request) = i
+            .set_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", &new)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a change request");
+        };
+        assert_eq!(request.status, "open");
+        assert!(request.slug.starts_with("update-"), "{request:?}");
+        let wait = |t| {
+            i.await_merge(
+                P,
+                "prod",
+                "/",
+                "POSTMARK_SERVER_TOKEN",
+                Expect::Value(&new),
+                t,
+            )
+        };
+        assert!(matches!(
+            wait(Duration::from_millis(300)).await.unwrap(),
+            Merged::NotYet
+        ));
+        let merge = format!(
+            "{}/_sandbox/approvals/{}/merge",
+            sb.infisical_url(),
+            request.id
+        );
+        let status = reqwest::Client::new()
+            .post(merge)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        let Merged::Yes(Some(rec)) = wait(Duration::from_secs(5)).await.unwrap() else {
+            panic!("the merge was not seen");
+        };
+        assert_eq!((rec.version, rec.value.expose()), (3, "inf-new-0002"));
+    }
+
+    #[tokio::test]
     async fn delete_then_get_is_not_found() {
         let (_sb, v) = start(sop()).await;
         let i = v.infisical();
-        let gone = i
-            .delete_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN")
-            .await
-            .unwrap();
+        let gone = done(
+            i.delete_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN")
+                .await
+                .unwrap(),
+        );
         assert_eq!(gone.name, "POSTMARK_SERVER_TOKEN");
         let e = i
             .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)

@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::host::Phase;
 use crate::journal::{
     ModuleHash, Record, RunStart, RunState, SourceHashes, StepEnd, StepOutcome, StepState,
-    WriteState,
 };
 use crate::runbook::Runbook;
 use crate::ui;
@@ -245,7 +244,7 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
             .run()
             .writes_of(&step.id)
             .iter()
-            .any(|w| w.state == WriteState::Unknown);
+            .any(|w| w.state.uncertain());
         (died || lost).then_some(died)
     };
     match plan.steps.get(next) {

@@ -7,7 +7,7 @@ use super::session::{Outcome, Session};
 use super::step::{self, Confirmation, Direction, Settle};
 use super::Options;
 use crate::host::prompt_error;
-use crate::journal::{Record, WriteState};
+use crate::journal::Record;
 use crate::plan::{FailurePolicy, Step};
 use crate::prompt::PromptError;
 use crate::run::Mode;
@@ -312,7 +312,7 @@ impl Runner<'_> {
             .run()
             .writes_of(&step.id)
             .iter()
-            .any(|w| w.state == WriteState::Unknown);
+            .any(|w| w.state.uncertain());
         if !lost {
             return Settle::Rerun;
         }

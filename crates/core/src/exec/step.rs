@@ -237,12 +237,16 @@ pub enum Settle {
 pub fn settle(session: &Session, step: &Step, died: bool) -> crate::error::Result<Settle> {
     let run = session.run();
     let writes = run.writes_of(&step.id);
-    let unknown: Vec<&crate::journal::Write> = writes
-        .iter()
-        .filter(|w| w.state == crate::journal::WriteState::Unknown)
-        .collect();
+    let unknown: Vec<&crate::journal::Write> =
+        writes.iter().filter(|w| w.state.uncertain()).collect();
+    let pending = !unknown.is_empty()
+        && unknown
+            .iter()
+            .all(|w| w.state == crate::journal::WriteState::Pending);
     let what = if died {
         "was interrupted"
+    } else if pending {
+        "filed a change for approval that is not merged yet"
     } else {
         "sent a write whose answer was lost"
     };
@@ -277,10 +281,12 @@ pub fn settle(session: &Session, step: &Step, died: bool) -> crate::error::Resul
         unknown.iter().all(safe)
     };
     if rerun_is_safe {
-        crate::ui::progress(&format!(
-            "  step '{}' {what}; repeating it is safe, so it runs again",
-            step.id
-        ));
+        let again = if pending {
+            "it runs again and waits on the same request"
+        } else {
+            "repeating it is safe, so it runs again"
+        };
+        crate::ui::progress(&format!("  step '{}' {what}; {again}", step.id));
         return Ok(Settle::Rerun);
     }
     crate::ui::err(&format!(
@@ -295,6 +301,9 @@ pub fn settle(session: &Session, step: &Step, died: bool) -> crate::error::Resul
             crate::journal::WriteState::Applied => "applied",
             crate::journal::WriteState::Failed => "refused",
             crate::journal::WriteState::Unknown => "sent, answer lost: it may have taken effect",
+            crate::journal::WriteState::Pending => {
+                "filed for approval, not merged yet: it takes effect if an approver merges it"
+            }
         };
         crate::ui::err(&format!("  {} on {}: {outcome}", w.function, w.target));
     }

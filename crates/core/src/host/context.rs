@@ -4,7 +4,7 @@
 use super::vendor_call::vendor_error;
 use super::{Effect, Phase, PlannedWrite, R};
 use crate::audit::{AuditLog, Event};
-use crate::journal::{Journal, Record, Write, WriteState};
+use crate::journal::{Filed, Journal, Record, Write, WriteState};
 use crate::prompt::Prompter;
 use crate::run::{Mode, RunInfo};
 use crate::value::throw;
@@ -22,18 +22,33 @@ pub(crate) type TargetResult<T> = (String, Option<Result<T, VendorError>>);
 /// Whether a failed write may still have taken effect: its answer was lost (a timeout or a
 /// dropped connection after the request was sent).
 fn state_of_failure(e: &rhai::EvalAltResult) -> WriteState {
-    let lost = match e {
+    let flag = |key: &str| match e {
         rhai::EvalAltResult::ErrorRuntime(v, _) => v
             .read_lock::<rhai::Map>()
-            .and_then(|m| m.get("maybe_applied").and_then(|b| b.as_bool().ok()))
+            .and_then(|m| m.get(key).and_then(|b| b.as_bool().ok()))
             .unwrap_or(false),
         _ => false,
     };
-    if lost {
+    if flag("pending_approval") {
+        WriteState::Pending
+    } else if flag("maybe_applied") {
         WriteState::Unknown
     } else {
         WriteState::Failed
     }
+}
+
+/// The change request a pending-approval error names (`request`, `request_id`).
+fn filed_request(e: &rhai::EvalAltResult) -> Option<Filed> {
+    let rhai::EvalAltResult::ErrorRuntime(v, _) = e else {
+        return None;
+    };
+    let m = v.read_lock::<rhai::Map>()?;
+    let get = |k: &str| m.get(k).map(|v| v.to_string());
+    Some(Filed {
+        id: get("request_id")?,
+        slug: get("request")?,
+    })
 }
 
 /// What a run is made of; the REPL builds a new context from the same parts when it loads
@@ -397,6 +412,7 @@ impl RunContext {
                 target: target.to_string(),
                 detail: redacted,
                 state: WriteState::Unknown,
+                filed: None,
             });
         }
         self.record(Record::WriteIntent {
@@ -429,12 +445,28 @@ impl RunContext {
                 w.state = state;
             }
         }
+        let filed = (state == WriteState::Pending)
+            .then(|| error.and_then(filed_request))
+            .flatten();
+        if matches!(*self.phase.borrow(), Phase::Step(_)) {
+            if let Some(w) = self
+                .writes
+                .borrow_mut()
+                .iter_mut()
+                .rev()
+                .find(|w| w.step == step && w.function == function && w.target == target)
+            {
+                w.filed = filed.clone();
+            }
+        }
         self.record(Record::WriteOutcome {
             step: step.to_string(),
             function: function.to_string(),
             target: target.to_string(),
             ok: state == WriteState::Applied,
-            unknown: state == WriteState::Unknown,
+            unknown: state.uncertain(),
+            pending: state == WriteState::Pending,
+            filed,
         });
         crate::hooks::crash_point("inside", step);
         let mut context = serde_json::json!({
@@ -444,8 +476,10 @@ impl RunContext {
             "detail": detail,
             "ok": state == WriteState::Applied,
         });
-        if state == WriteState::Unknown {
-            context["outcome"] = "unknown".into();
+        match state {
+            WriteState::Unknown => context["outcome"] = "unknown".into(),
+            WriteState::Pending => context["outcome"] = "pending_approval".into(),
+            _ => {}
         }
         if let Some(e) = error {
             context["error"] = runbook_secret::redact(&e.to_string()).into_owned().into();
@@ -472,6 +506,29 @@ impl RunContext {
                 && w.detail == redacted
                 && w.state == WriteState::Applied
         })
+    }
+
+    /// The change request a write of `function` on `target` was filed as and that no later
+    /// write of the same change has seen applied: its journalled detail and the request.
+    pub(crate) fn open_request(
+        &self,
+        function: &str,
+        target: &str,
+    ) -> Option<(serde_json::Value, Filed)> {
+        let mut open: Option<(serde_json::Value, Filed)> = None;
+        for w in self.writes.borrow().iter() {
+            if w.function != function || w.target != target {
+                continue;
+            }
+            match (&w.state, &w.filed) {
+                (WriteState::Pending, Some(f)) => open = Some((w.detail.clone(), f.clone())),
+                (WriteState::Applied, _) if open.as_ref().is_some_and(|(d, _)| *d == w.detail) => {
+                    open = None
+                }
+                _ => {}
+            }
+        }
+        open
     }
 
     /// The writes of a step that are in effect (not undone since), for its undo.

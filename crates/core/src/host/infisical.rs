@@ -7,8 +7,11 @@ use crate::engine::registry::{Registrar, Repeat};
 use crate::value::{self, throw};
 use rhai::{Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
-use runbook_vendors::infisical::SecretRecord;
+use runbook_vendors::infisical::{
+    ChangeRequest, Expect, Merged, SecretRecord, SetOutcome, Written,
+};
 use runbook_vendors::Vendor;
+use std::time::Duration;
 
 /// Project, environment and path from the options, the project defaulting to the config.
 struct Scope {
@@ -80,7 +83,139 @@ fn get(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     Ok(record_map(&r).into())
 }
 
+/// How long a write waits for a change request to be merged (`approval_timeout`).
+const APPROVAL_WAIT_SECS: i64 = 300;
+
+fn approval_timeout(opts: &Map, function: &str) -> R<u64> {
+    match opts.get("approval_timeout") {
+        None => Ok(APPROVAL_WAIT_SECS as u64),
+        Some(t) => t
+            .as_int()
+            .ok()
+            .filter(|t| (0..=86_400).contains(t))
+            .map(|t| t as u64)
+            .ok_or_else(|| {
+                throw(
+                    "usage",
+                    format!("{function}: approval_timeout is a whole number of seconds between 0 and 86400"),
+                    None,
+                )
+            }),
+    }
+}
+
+/// Says that Infisical filed a change request instead of applying a write, how an approver
+/// (or, in a rehearsal, the operator) merges it, and audits it.
+fn announce(h: &RunContext, s: &Scope, name: &str, cr: &ChangeRequest) {
+    crate::ui::progress(&format!(
+        "    {name}: Infisical filed change request {} instead of applying the write (a secret-approval policy covers {} at {})",
+        cr.slug, s.env, s.path
+    ));
+    if h.services().dashboard().is_some() {
+        let domain = h
+            .services()
+            .config()
+            .infisical_api_url
+            .trim_end_matches("/api")
+            .to_string();
+        crate::ui::progress(&format!(
+            "    (rehearsal: merge it with `curl -X POST {domain}/_sandbox/approvals/{}/merge`)",
+            cr.id
+        ));
+    }
+    let _ = h.audit_event(
+        "infisical.change_request",
+        serde_json::json!({"secret": name, "env": s.env, "path": s.path, "project_id": s.project_id, "request": cr.slug, "request_id": cr.id}),
+    );
+}
+
+/// Waits for change request `cr` to be merged. Fails, as a write that may still apply, when
+/// the wait ends first.
+fn await_approval(
+    h: &RunContext,
+    s: &Scope,
+    name: &str,
+    expect: Expect<'_>,
+    cr: &ChangeRequest,
+    timeout: u64,
+) -> R<Option<SecretRecord>> {
+    crate::ui::progress(&format!(
+        "    waiting up to {timeout}s for an approver to merge change request {}",
+        cr.slug
+    ));
+    let v = h.vendors()?;
+    let (project, env, path, key) = (
+        s.project_id.clone(),
+        s.env.clone(),
+        s.path.clone(),
+        name.to_string(),
+    );
+    let expect = match expect {
+        Expect::Value(v) => Some(v.clone()),
+        Expect::Gone => None,
+    };
+    let label = format!(
+        "waiting for Infisical change request {} to be merged",
+        cr.slug
+    );
+    let merged = h.block(&label, async move {
+        let expect = match &expect {
+            Some(v) => Expect::Value(v),
+            None => Expect::Gone,
+        };
+        v.infisical()
+            .await_merge(
+                &project,
+                &env,
+                &path,
+                &key,
+                expect,
+                Duration::from_secs(timeout),
+            )
+            .await
+    })?;
+    match merged {
+        Merged::Yes(r) => {
+            crate::ui::progress(&format!("    change request {} merged", cr.slug));
+            Ok(r.map(|r| *r))
+        }
+        Merged::NotYet => {
+            let mut m = Map::new();
+            m.insert("vendor".into(), "infisical".into());
+            m.insert("request".into(), cr.slug.clone().into());
+            m.insert("request_id".into(), cr.id.clone().into());
+            // An approver may still merge it: the write's outcome is open, not failed.
+            m.insert("maybe_applied".into(), true.into());
+            m.insert("pending_approval".into(), true.into());
+            m.insert(
+                "message".into(),
+                format!(
+                    "Infisical change request {} for {name} in {}:{}{} was not merged within {timeout}s; the change waits for approval",
+                    cr.slug, s.project_id, s.env, s.path
+                )
+                .into(),
+            );
+            m.insert(
+                "help".into(),
+                format!(
+                    "an approver merges it in Infisical (the project's Secret Approvals, request {}); then retry the step or `runbook resume` the run: it finds the value in place and files nothing new. To abandon the change instead, close the request in Infisical first, then roll back, so it cannot be merged afterwards",
+                    cr.slug
+                )
+                .into(),
+            );
+            m.insert(
+                "code_kind".into(),
+                "runbook::vendor::pending_approval".into(),
+            );
+            Err(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE).into())
+        }
+    }
+}
+
 fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
+    let wait = approval_timeout(&opts, "infisical::set_secret")?;
+    let mut opts = opts;
+    opts.remove("approval_timeout");
     let s = scope(h, &opts, "infisical::set_secret")?;
     let detail = serde_json::json!({
         "name": name, "env": s.env, "path": s.path, "project_id": s.project_id,
@@ -96,18 +231,64 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
             if is_dry_run_secret(&value) {
                 return Ok(Placeholder::of("infisical::set_secret"));
             }
-            let v = h.vendors()?;
-            let name = name.to_string();
-            let label = format!("infisical PATCH /api/v4/secrets/{name}");
-            let (r, outcome) = h.block(&label, async move {
-                v.infisical()
-                    .set_secret(&s.project_id, &s.env, &s.path, &name, &value)
-                    .await
-            })?;
+            // An earlier attempt's change request for this very value (this process's or,
+            // after a resume, the journal's): wait on it rather than file a second one.
+            let open = h.open_request("infisical::set_secret", &target);
+            let same_value = |d: &serde_json::Value| d["value"] == value.fingerprint().as_str();
+            let written = match &open {
+                Some((detail, filed)) if same_value(detail) => {
+                    crate::ui::progress(&format!(
+                        "    {name}: change request {} from an earlier attempt is still open",
+                        filed.slug
+                    ));
+                    Written::Pending(ChangeRequest {
+                        id: filed.id.clone(),
+                        slug: filed.slug.clone(),
+                        status: "open".into(),
+                        policy_id: String::new(),
+                    })
+                }
+                _ => {
+                    let v = h.vendors()?;
+                    let (key, value) = (name.to_string(), value.clone());
+                    let (p, e, path) = (s.project_id.clone(), s.env.clone(), s.path.clone());
+                    let label = format!("infisical PATCH /api/v4/secrets/{name}");
+                    let w = h.block(&label, async move {
+                        v.infisical().set_secret(&p, &e, &path, &key, &value).await
+                    })?;
+                    if let Written::Pending(cr) = &w {
+                        announce(h, &s, name, cr);
+                    }
+                    w
+                }
+            };
+            let (r, outcome, request) = match written {
+                Written::Done((r, outcome)) => {
+                    if let (SetOutcome::Unchanged, Some((_, filed))) = (outcome, &open) {
+                        // The value is in place, yet a request this run filed for another
+                        // value is open: merged later, it would undo this write.
+                        crate::ui::err(&format!(
+                            "warning: Infisical change request {} for {target} (filed earlier in this run) is still open: close it in Infisical, or an approver merging it would put its value back",
+                            filed.slug
+                        ));
+                    }
+                    (r, outcome, None)
+                }
+                Written::Pending(cr) => {
+                    let r = await_approval(h, &s, name, Expect::Value(&value), &cr, wait)?;
+                    let Some(r) = r else {
+                        return Err(throw("vendor", format!("infisical::set_secret: {name} is gone after its change request was merged"), None));
+                    };
+                    let outcome = if r.version == 1 { SetOutcome::Created } else { SetOutcome::Updated };
+                    (r, outcome, Some(cr.slug))
+                }
+            };
             let mut m = record_map(&r);
+            m.insert("created".into(), (outcome == SetOutcome::Created).into());
+            m.insert("unchanged".into(), (outcome == SetOutcome::Unchanged).into());
             m.insert(
-                "created".into(),
-                matches!(outcome, runbook_vendors::infisical::SetOutcome::Created).into(),
+                "approval".into(),
+                request.map_or(Dynamic::UNIT, Dynamic::from),
             );
             Ok(m.into())
         },
@@ -115,6 +296,9 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
 }
 
 fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
+    let wait = approval_timeout(&opts, "infisical::delete_secret")?;
+    let mut opts = opts;
+    opts.remove("approval_timeout");
     let s = scope(h, &opts, "infisical::delete_secret")?;
     let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
     let target = format!("{name} in {}:{}{}", s.project_id, s.env, s.path);
@@ -125,13 +309,16 @@ fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
         detail,
         || {
             let v = h.vendors()?;
-            let name = name.to_string();
+            let key = name.to_string();
+            let (p, e, path) = (s.project_id.clone(), s.env.clone(), s.path.clone());
             let label = format!("infisical DELETE /api/v4/secrets/{name}");
-            h.block(&label, async move {
-                v.infisical()
-                    .delete_secret(&s.project_id, &s.env, &s.path, &name)
-                    .await
+            let written = h.block(&label, async move {
+                v.infisical().delete_secret(&p, &e, &path, &key).await
             })?;
+            if let Written::Pending(cr) = written {
+                announce(h, &s, name, &cr);
+                await_approval(h, &s, name, Expect::Gone, &cr, wait)?;
+            }
             Ok(Dynamic::UNIT)
         },
     )
@@ -156,7 +343,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         },
     );
     m.add("set_secret", Effect::Write, &["name: string", "value: Secret", "options: Map"], "Map",
-        "Sets a secret like `infisical secrets set` (update, or create when missing); a new\nversion is kept. Returns the record with its new version and `created`.",
+        "Sets a secret like `infisical secrets set`: nothing when it already holds the value, else\nupdate it (a new version is kept) or create it. Under a secret-approval policy Infisical files a\nchange request instead: the call waits for it to be merged (#{approval_timeout: seconds,\ndefault 300}) and fails as pending approval when it is not. Returns the record with its\nversion, `created`, `unchanged` and `approval` (the change request's slug, or ()).",
         |c: NativeCallContext, n: &str, v: Secret, o: Map| value::at(&c, with_run(&c, "infisical::set_secret", |h| set(h, n, v, o))))
     .repeat(Repeat::Safe);
     m.add(
@@ -164,7 +351,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Destructive,
         &["name: string", "options: Map"],
         "()",
-        "Deletes a secret.",
+        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does).",
         |c: NativeCallContext, n: &str, o: Map| {
             value::at(
                 &c,

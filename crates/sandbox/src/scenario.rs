@@ -127,6 +127,9 @@ pub struct SecretSpec {
 #[serde(default, deny_unknown_fields)]
 pub struct HerokuScenario {
     pub api_key: Option<String>,
+    /// The key's OAuth scopes: `global` (an account API key) or any of `identity`, `read`,
+    /// `write`, `read-protected`, `write-protected`. Config vars need the `-protected` ones.
+    pub scopes: Vec<String>,
     pub user_email: String,
     pub apps: Vec<AppSpec>,
     /// The account's request pool: every request takes a token, the pool refills at a
@@ -262,6 +265,7 @@ impl Default for HerokuScenario {
     fn default() -> Self {
         HerokuScenario {
             api_key: None,
+            scopes: vec!["global".into()],
             user_email: "ops@raxx.app".into(),
             apps: Vec::new(),
             rate_limit: RateLimitSpec::default(),

@@ -14,7 +14,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,6 +71,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/apps/{app}/dynos", delete(restart_all).get(list_dynos))
         .route("/apps/{app}/dynos/{dyno}", delete(restart_one))
         .route("/apps/{app}/log-sessions", post(create_log_session))
+        .route("/oauth/authorizations", get(list_authorizations))
         .route_layer(middleware::from_fn_with_state(shared.clone(), guard));
     Router::new()
         .merge(api)
@@ -112,7 +112,26 @@ pub(super) async fn rate_limit(
     resp
 }
 
-/// Accept header (version 3) and the API key, Bearer or Basic.
+/// The scope a request needs: config vars are protected, authorizations need `global`.
+fn needed_scope(method: &axum::http::Method, path: &str) -> &'static str {
+    let read = method == axum::http::Method::GET;
+    if path.starts_with("/oauth/") {
+        "global"
+    } else if path.ends_with("/config-vars") {
+        if read {
+            "read-protected"
+        } else {
+            "write-protected"
+        }
+    } else if read || path.ends_with("/log-sessions") {
+        "read"
+    } else {
+        "write"
+    }
+}
+
+/// Accept header (version 3), the API key as a Bearer token (Heroku no longer takes Basic
+/// auth) and the scope the route needs.
 async fn guard(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: Next) -> Response {
     let headers = req.headers();
     let accept = header(headers, "accept").unwrap_or("");
@@ -123,23 +142,29 @@ async fn guard(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: 
             "The requested API version is not acceptable. Please specify `Accept: application/vnd.heroku+json; version=3`.",
         );
     }
-    let key = header(headers, "authorization").and_then(|a| {
-        if let Some(t) = a.strip_prefix("Bearer ") {
-            Some(t.trim().to_string())
-        } else {
-            let raw = a.strip_prefix("Basic ")?;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(raw.trim())
-                .ok()?;
-            let text = String::from_utf8(decoded).ok()?;
-            text.split_once(':').map(|(_, k)| k.to_string())
-        }
-    });
-    let accepted = s.with_state(|h: &mut HerokuState| key.as_deref() == Some(h.api_key.as_str()));
-    if accepted != Some(true) {
-        return error_body(401, "unauthorized", "Invalid credentials provided.");
+    let key = header(headers, "authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let need = needed_scope(req.method(), req.uri().path());
+    // None: no such key; Some(false): the key lacks the scope.
+    let allowed = s
+        .with_state(|h: &mut HerokuState| {
+            (key.as_deref() == Some(h.api_key.as_str())).then(|| h.grants(need))
+        })
+        .flatten();
+    match allowed {
+        Some(true) => next.run(req).await,
+        Some(false) => error_body(
+            403,
+            "forbidden",
+            &format!("This token does not have the {need} scope needed for this request."),
+        ),
+        None => error_body(401, "unauthorized", "Invalid credentials provided."),
     }
-    next.run(req).await
+}
+
+async fn list_authorizations(State(s): State<Arc<Shared>>) -> Response {
+    s.respond(|h: &mut HerokuState| Json(json!([h.authorization()])).into_response())
 }
 
 async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
@@ -753,12 +778,21 @@ mod tests {
                 sb.heroku_url()
             ))
             .header("Accept", "application/vnd.heroku+json; version=3.sdk")
-            .basic_auth("", Some(&sb.credentials().heroku_api_key))
+            .bearer_auth(&sb.credentials().heroku_api_key)
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
         assert!(resp.headers().contains_key("ratelimit-remaining"));
+        // Heroku no longer takes the key as Basic auth.
+        let resp = raw()
+            .get(format!("{}/apps/raxx-api-prod", sb.heroku_url()))
+            .header("Accept", ACCEPT)
+            .basic_auth("", Some(&sb.credentials().heroku_api_key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
         let resp = req(&sb, reqwest::Method::GET, "/apps/ghost/config-vars")
             .send()
             .await
@@ -835,5 +869,72 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), 416);
+    }
+
+    async fn scoped(scopes: &[&str]) -> Sandbox {
+        let mut s = Scenario::default();
+        s.heroku.scopes = scopes.iter().map(|s| s.to_string()).collect();
+        Sandbox::start(s).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn config_vars_need_the_protected_scopes_and_only_global_lists_authorizations() {
+        let sb = scoped(&["read", "write"]).await;
+        let resp = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["id"], "forbidden");
+        assert!(body["message"].as_str().unwrap().contains("read-protected"));
+        // Plain resources stay readable and restartable.
+        for (m, path, status) in [
+            (reqwest::Method::GET, "/apps/raxx-api-prod", 200),
+            (reqwest::Method::GET, "/apps/raxx-api-prod/dynos", 200),
+            (reqwest::Method::DELETE, "/apps/raxx-api-prod/dynos", 202),
+            (reqwest::Method::GET, "/oauth/authorizations", 403),
+        ] {
+            let resp = req(&sb, m.clone(), path).send().await.unwrap();
+            assert_eq!(resp.status(), status, "{m} {path}");
+        }
+
+        let sb = scoped(&["read-protected"]).await;
+        let get = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars");
+        assert_eq!(get.send().await.unwrap().status(), 200);
+        let resp = req(
+            &sb,
+            reqwest::Method::PATCH,
+            "/apps/raxx-api-prod/config-vars",
+        )
+        .json(&json!({"FOO": "bar"}))
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 403);
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .contains("write-protected"));
+        assert_eq!(
+            sb.state()["heroku"]["apps"]["raxx-api-prod"]["config_vars"].get("FOO"),
+            None
+        );
+
+        let sb = scoped(&["global"]).await;
+        let list: Value = req(&sb, reqwest::Method::GET, "/oauth/authorizations")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        heroku_check("/definitions/oauth-authorization", &list[0], true);
+        assert_eq!(list[0]["scope"], json!(["global"]));
+        assert_eq!(
+            list[0]["access_token"]["token"].as_str(),
+            Some(sb.credentials().heroku_api_key.as_str())
+        );
     }
 }

@@ -86,6 +86,11 @@ pub(super) struct LogSession {
 pub(crate) struct HerokuState {
     /// The API key it accepts.
     pub(crate) api_key: String,
+    /// The key's OAuth scopes.
+    pub(super) scopes: Vec<String>,
+    /// The key's authorization (what `GET /oauth/authorizations` lists).
+    pub(super) authorization_id: String,
+    created_at: String,
     apps: Vec<HApp>,
     pub(super) sessions: HashMap<String, LogSession>,
     pub(super) user_email: String,
@@ -154,6 +159,9 @@ impl HerokuState {
                 .api_key
                 .clone()
                 .unwrap_or_else(|| format!("HRKU-{}", uuid::Uuid::new_v4())),
+            scopes: s.scopes.clone(),
+            authorization_id: uuid::Uuid::new_v4().to_string(),
+            created_at: ts::seconds(),
             apps,
             sessions: HashMap::new(),
             user_email: s.user_email.clone(),
@@ -162,6 +170,42 @@ impl HerokuState {
                 s.rate_limit.capacity,
                 s.rate_limit.per_minute / 60.0,
             ),
+        })
+    }
+
+    /// Whether the key's scopes grant `need` (`global` grants everything; a write scope its
+    /// read; a `-protected` scope the plain one).
+    pub(super) fn grants(&self, need: &str) -> bool {
+        let granted: &[&str] = match need {
+            "read" => &[
+                "global",
+                "read",
+                "write",
+                "read-protected",
+                "write-protected",
+            ],
+            "write" => &["global", "write", "write-protected"],
+            "read-protected" => &["global", "read-protected", "write-protected"],
+            "write-protected" => &["global", "write-protected"],
+            _ => &["global"],
+        };
+        self.scopes.iter().any(|s| granted.contains(&s.as_str()))
+    }
+
+    /// The key's OAuth authorization, as `GET /oauth/authorizations` lists it.
+    pub(super) fn authorization(&self) -> Value {
+        json!({
+            "id": self.authorization_id,
+            "description": "runbook sandbox key",
+            "scope": self.scopes,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "access_token": {"id": uuid::Uuid::new_v4().to_string(), "token": self.api_key, "expires_in": null},
+            "client": null,
+            "grant": null,
+            "refresh_token": null,
+            "session": null,
+            "user": {"id": self.user_id, "email": self.user_email, "full_name": "Sandbox Operator"},
         })
     }
 

@@ -662,3 +662,76 @@ fn a_retry_waits_on_the_same_change_request_instead_of_filing_another() {
     assert_eq!(approvals.len(), 1, "{approvals:?}");
     assert_eq!(infisical_versions(&state).len(), 2);
 }
+
+/// The canary scenario with the Heroku key limited to `scopes` (a TOML array).
+fn scoped_scenario(scopes: &str) -> String {
+    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
+    let scenario = canary.replacen(
+        "api_key = \"canary-heroku-key-0123456789\"",
+        &format!("api_key = \"canary-heroku-key-0123456789\"\nscopes = {scopes}"),
+        1,
+    );
+    assert_ne!(scenario, canary);
+    scenario
+}
+
+fn run_scoped(scopes: &str, answers: Option<&str>) -> Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = vec![
+        "exec",
+        "postmark",
+        "--sandbox",
+        "--scenario",
+        "scoped.toml",
+        "--sandbox-state",
+        "sandbox.json",
+        "--json",
+    ];
+    let mut t = Test::new()
+        .file("scoped.toml", &scoped_scenario(scopes))
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"));
+    match answers {
+        Some(a) => {
+            t = t.file("answers.toml", a);
+            args.extend([
+                "--answers",
+                "answers.toml",
+                "--param",
+                "test_recipient=ops@sandbox.invalid",
+            ]);
+        }
+        None => args.push("--yes"),
+    }
+    t.args(&args).run()
+}
+
+/// Heroku keys can be scoped: `read`/`write` cannot see config vars. Before, the sandbox
+/// took any key for anything, so a rehearsal passed with a key production refuses. Now a
+/// key that cannot read them stops precheck, before any write, with how to get one.
+#[test]
+fn a_heroku_key_that_cannot_read_config_vars_stops_precheck_with_no_writes() {
+    let out = run_scoped("[\"read\", \"write\"]", None);
+    out.exit(Exit::StepFailed)
+        .stderr_has("heroku GET /apps/raxx-api-prod/config-vars → 403")
+        .stderr_has("does not have the read-protected scope")
+        .stderr_has("heroku authorizations:create --scope read-protected,write-protected");
+    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_no_writes(&out.read_json("sandbox.json"));
+}
+
+/// A scoped key cannot list its own scopes (only a global key may list authorizations), so
+/// precheck asks whether it has write-protected; "no" stops before any write. A global key
+/// is checked from its authorization and asks nothing (the happy path).
+#[test]
+fn a_scoped_key_without_write_protected_stops_precheck_with_no_writes() {
+    let answers = "prerequisites = true\n\"precheck.heroku_write_scope\" = false\n";
+    let out = run_scoped("[\"read-protected\"]", Some(answers));
+    out.exit(Exit::StepFailed)
+        .stderr_has("the Heroku key may not be able to change config vars (write-protected)");
+    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_no_writes(&out.read_json("sandbox.json"));
+
+    let out = postmark(&["--yes"]);
+    out.exit(Exit::Ok);
+    assert!(!out.stdout.contains("scoped token"), "{}", out.stdout);
+}

@@ -258,6 +258,41 @@ impl HerokuClient {
         Ok(page.into_iter().max_by_key(|r| r.version))
     }
 
+    /// The key's OAuth scopes: the `scope` of the authorization whose token is this key, from
+    /// `GET /oauth/authorizations`. `None` when Heroku does not list them for this key (a
+    /// scoped token may not list authorizations; the account API key, `global`, may).
+    pub async fn scopes(&self) -> Result<Option<Vec<String>>, VendorError> {
+        #[derive(Deserialize)]
+        struct Token {
+            token: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Authorization {
+            access_token: Option<Token>,
+            #[serde(default)]
+            scope: Vec<String>,
+        }
+        let req = self.request(Method::GET, &["oauth", "authorizations"])?;
+        let resp = self.transport.send(req.clone()).await?;
+        if resp.status == 403 {
+            return Ok(None);
+        }
+        if !resp.is_success() {
+            return Err(super::transport::status_error(&req, &resp, parse_error));
+        }
+        // The list holds the user's other tokens too: only this key's entry is kept.
+        let list: Vec<Authorization> = decode_json(&req, &resp)?;
+        let key = self
+            .api_key
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or_default();
+        Ok(list
+            .into_iter()
+            .find(|a| a.access_token.as_ref().and_then(|t| t.token.as_deref()) == Some(key))
+            .map(|a| a.scope))
+    }
+
     /// The last `lines` log lines: `POST /apps/{app}/log-sessions`, then a GET of its `logplex_url`.
     pub async fn log_lines(&self, app: &str, lines: u32) -> Result<Vec<String>, VendorError> {
         #[derive(Deserialize)]
@@ -305,7 +340,7 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
         ),
         (403, _) => (
             Some(ErrorKind::Forbidden),
-            Some("the key's user lacks access to this app; ask an app admin to add them"),
+            Some("the key lacks a scope (config vars need read-protected / write-protected: `heroku authorizations:create --scope read-protected,write-protected`, or the account key from `heroku auth:token`), or its user lacks access to this app (ask an app admin)"),
         ),
         (404, _) => (
             Some(ErrorKind::NotFound),

@@ -209,6 +209,22 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     }
 }
 
+fn scopes(h: &RunContext) -> R<Dynamic> {
+    h.require_step("heroku::scopes")?;
+    let v = h.vendors()?;
+    let scopes = h.block("heroku GET /oauth/authorizations", async move {
+        v.heroku().scopes().await
+    })?;
+    Ok(match scopes {
+        Some(list) => list
+            .into_iter()
+            .map(Dynamic::from)
+            .collect::<Array>()
+            .into(),
+        None => Dynamic::UNIT,
+    })
+}
+
 fn releases(h: &RunContext, app: &str) -> R<Dynamic> {
     h.require_step("heroku::releases")?;
     let v = h.vendors()?;
@@ -293,6 +309,14 @@ pub(crate) fn register(reg: &mut Registrar) {
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },
+    );
+    m.add(
+        "scopes",
+        Effect::Read,
+        &[],
+        "Array | ()",
+        "The OAuth scopes of HEROKU_API_KEY (e.g. [\"global\"], or [\"read-protected\",\n\"write-protected\"]), from GET /oauth/authorizations; () when Heroku does not list them for this\nkey (only a global key may list authorizations). Config vars need read-protected to read and\nwrite-protected to change.",
+        |c: NativeCallContext| value::at(&c, with_run(&c, "heroku::scopes", scopes)),
     );
     m.add(
         "releases",

@@ -17,8 +17,9 @@ PEER = os.path.join(ROOT, "benches/peer")
 LATENCY_MS = 20
 
 
-def scenario(apps, faults):
-    """A scenario TOML: the SOP's server and secret, `apps` Heroku apps holding the token."""
+def scenario(apps, faults, pool=None):
+    """A scenario TOML: the SOP's server and secret, `apps` Heroku apps holding the token;
+    `pool` is Heroku's request pool as (capacity, per_minute), unlimited when None."""
     lines = []
     if faults:
         lines.append("faults = [" + ", ".join(f'"{f}"' for f in faults) + "]")
@@ -29,9 +30,11 @@ def scenario(apps, faults):
         "[[infisical.secrets]]", 'name = "POSTMARK_SERVER_TOKEN"',
         'versions = ["@random", "@postmark:raxx-prod"]',
         "[heroku]",
-        # Measures the engine, not Heroku's pool (4,500 requests, 75 a minute): a 1,000-app
-        # fan-out would drain it.
-        "[heroku.rate_limit]", "capacity = 100000000",
+        # Unless measuring the pool: the engine, not Heroku's pool (4,500 requests, 75 a
+        # minute), which a 1,000-app fan-out repeated would drain.
+        "[heroku.rate_limit]",
+        f"capacity = {pool[0]}" if pool else "capacity = 100000000",
+        f"per_minute = {pool[1]}" if pool else "per_minute = 75",
     ]
     for app in apps:
         lines += ["[[heroku.apps]]", f'name = "{app}"',
@@ -42,11 +45,11 @@ def scenario(apps, faults):
 
 
 class Sandbox:
-    def __init__(self, work, apps, latency):
+    def __init__(self, work, apps, latency, pool=None):
         faults = [f"{v}=latency={latency}" for v in ("postmark", "infisical", "heroku", "raptor")] if latency else []
-        path = os.path.join(work, f"scenario-{len(apps)}-{latency}.toml")
+        path = os.path.join(work, f"scenario-{len(apps)}-{latency}-{pool}.toml")
         with open(path, "w") as f:
-            f.write(scenario(apps, faults))
+            f.write(scenario(apps, faults, pool))
         self.proc = subprocess.Popen([BIN, "sandbox", "--scenario", path], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         self.env = {}
@@ -60,10 +63,17 @@ class Sandbox:
                 k, v = line[len("export "):].strip().split("=", 1)
                 self.env[k] = v.strip("'")
 
-    def requests(self):
+    def state(self):
         url = self.env["POSTMARK_API_URL"] + "/_sandbox/state"
         with urllib.request.urlopen(url) as r:
-            return len(json.load(r)["requests"])
+            return json.load(r)
+
+    def requests(self):
+        return len(self.state()["requests"])
+
+    def refused(self):
+        """Requests Heroku's pool refused (429) so far."""
+        return self.state()["heroku"]["rate_limit"]["refused"]
 
     def stop(self):
         self.proc.kill()
@@ -135,6 +145,41 @@ def fanout(work):
         print(f"{n:>6} {engine:>10.0f} {wide:>15.0f} {peer:>13.0f}")
 
 
+def timed_status(cmd, env, cwd):
+    """Like `timed`, but a failing command is a result: (wall s, exit code)."""
+    t = time.perf_counter()
+    out = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t, out.returncode
+
+
+def rate_limited(work):
+    n = 1000
+    apps = [f"app-{i:04d}" for i in range(1, n + 1)]
+    print(f"\n5. Rate limits: propagate to {n} Heroku apps under a request pool, {LATENCY_MS} ms latency")
+    print(f"{'pool':<22} {'side':<26} {'wall s':>7} {'exit':>5} {'429s':>6} {'floor s':>8} {'wall/floor':>10}")
+    # Heroku's pool, and one scaled so that 1,000 requests must wait for the refill.
+    for capacity, per_minute in ((4500, 75), (200, 6000)):
+        per_sec = per_minute / 60
+        # The fastest the pool allows, or (when it does not bind) the fan-out's own bound:
+        # 8 at a time, one round trip each.
+        pool_floor = max(0.0, (n - capacity) / per_sec)
+        floor = max(pool_floor, n / 8 * LATENCY_MS / 1000)
+        sb = Sandbox(work, apps, LATENCY_MS, (capacity, per_minute))
+        env = engine_env(sb, os.path.join(work, f"pool-{capacity}"))
+        cmd = [BIN, "exec", os.path.join(ROOT, "benches/fanout.rhai"), "--yes", "--param", f"count={n}"]
+        sides = (("engine (paced)", cmd, env),
+                 ("engine, pacing off", cmd, dict(env, RUNBOOK_HEROKU_REFILL_PER_MINUTE="0")),
+                 ("bash loop", ["bash", os.path.join(PEER, "fanout.sh"), str(n)], env))
+        for side, c, e in sides:
+            before = sb.refused()
+            wall, code = timed_status(c, e, work)
+            refused = sb.refused() - before
+            print(f"{capacity}/{per_minute} a min{'':<8} {side:<26} {wall:>7.1f} {code:>5} {refused:>6} {floor:>8.1f} {wall / floor:>10.2f}")
+            # Let the pool refill before the next side.
+            time.sleep(min(60.0, capacity / per_sec))
+        sb.stop()
+
+
 def authoring(work):
     tree = os.path.join(work, "many")
     template = open(os.path.join(ROOT, "tests/fixtures/clean.rhai")).read()
@@ -176,6 +221,7 @@ def main():
         fanout(work)
         authoring(work)
         startup(work)
+        rate_limited(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -62,6 +62,9 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<Wired> {
     })?;
     config.transport.timeout = tuned.transport.timeout;
     config.concurrency = tuned.concurrency;
+    if std::env::var_os("RUNBOOK_HEROKU_REFILL_PER_MINUTE").is_some() {
+        config.transport.pools = tuned.transport.pools;
+    }
     ui::progress(&ui::dim(&format!(
         "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
         sandbox.postmark_url()

@@ -19,6 +19,7 @@ mod interactive;
 mod new;
 mod postmark;
 mod property;
+mod rate_limits;
 mod reliability;
 mod repl;
 mod runbooks;

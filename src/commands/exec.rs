@@ -144,6 +144,12 @@ fn summary(report: &Report) {
         (status, None) => format!("Run {} {} after {secs:.1}s", report.run_id, status.as_str()),
     };
     ui::progress(&ui::bold(&line));
+    if report.rate_limit_wait_ms > 0 {
+        ui::progress(&format!(
+            "Waited {:.1}s for vendor rate limits (requests paced to Heroku's pool, or refused and retried)",
+            report.rate_limit_wait_ms as f64 / 1000.0
+        ));
+    }
     if let Some(head) = &report.audit_head {
         ui::progress(&format!(
             "Audit head: {head} (keep it: `runbook audit verify --head {head}` proves no entry was removed from the end)"

@@ -7,15 +7,23 @@ pub(crate) struct Pool {
     per_sec: f64,
     tokens: f64,
     at: std::time::Instant,
+    /// Requests refused because the pool was empty.
+    pub(crate) refused: u64,
 }
 
 impl Pool {
+    /// The refill rate, in requests a minute.
+    pub(crate) fn per_minute(&self) -> f64 {
+        self.per_sec * 60.0
+    }
+
     pub(crate) fn new(capacity: u32, per_sec: f64) -> Pool {
         Pool {
             capacity: f64::from(capacity),
             per_sec: per_sec.max(0.0),
             tokens: f64::from(capacity),
             at: std::time::Instant::now(),
+            refused: 0,
         }
     }
 
@@ -39,6 +47,7 @@ impl Pool {
     pub(crate) fn take(&mut self) -> Option<u64> {
         self.refill();
         if self.tokens < 1.0 {
+            self.refused += 1;
             return None;
         }
         self.tokens -= 1.0;

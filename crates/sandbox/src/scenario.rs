@@ -179,6 +179,24 @@ pub struct GithubScenario {
     /// The token's primary rate limit: `limit` requests an hour (GitHub's 5,000 for a
     /// personal token). When spent, requests answer 403 with `x-ratelimit-remaining: 0`.
     pub rate_limit: u32,
+    /// A secondary rate limit on content-creating requests (GitHub's "too many writes in a
+    /// short time"): refused with 403 and a `retry-after`; absent, none.
+    pub secondary_limit: Option<SecondaryLimitSpec>,
+}
+
+/// At most `writes` non-GET requests in any `window_secs` seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryLimitSpec {
+    pub writes: u32,
+    #[serde(default = "SecondaryLimitSpec::minute")]
+    pub window_secs: u64,
+}
+
+impl SecondaryLimitSpec {
+    fn minute() -> u64 {
+        60
+    }
 }
 
 impl Default for GithubScenario {
@@ -187,6 +205,7 @@ impl Default for GithubScenario {
             token: None,
             repos: Vec::new(),
             rate_limit: 5000,
+            secondary_limit: None,
         }
     }
 }

@@ -77,6 +77,7 @@ pub struct VendorFileConfig {
     pub runbook_http_timeout_secs: Option<u64>,
     pub runbook_concurrency: Option<usize>,
     pub runbook_max_response_mb: Option<u64>,
+    pub runbook_heroku_refill_per_minute: Option<f64>,
 }
 
 /// The position and the complaint of a TOML error, never the text around it: toml's own
@@ -184,6 +185,9 @@ impl VendorFileConfig {
             "RUNBOOK_HTTP_TIMEOUT_SECS" => self.runbook_http_timeout_secs.map(|n| n.to_string()),
             "RUNBOOK_CONCURRENCY" => self.runbook_concurrency.map(|n| n.to_string()),
             "RUNBOOK_MAX_RESPONSE_MB" => self.runbook_max_response_mb.map(|n| n.to_string()),
+            "RUNBOOK_HEROKU_REFILL_PER_MINUTE" => {
+                self.runbook_heroku_refill_per_minute.map(|n| n.to_string())
+            }
             _ => None,
         };
         v.filter(|s| !s.trim().is_empty())
@@ -289,6 +293,21 @@ impl VendorConfig {
                     expected: "a whole number of MiB between 1 and 4096",
                 })?;
             cfg.transport.max_body = (mb as usize) << 20;
+        }
+        if let Some(v) = plain("RUNBOOK_HEROKU_REFILL_PER_MINUTE") {
+            let rate = v
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && (0.0..=1_000_000.0).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name: "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
+                    value: v.clone(),
+                    expected: "requests a minute between 0 (no pacing) and 1000000",
+                })?;
+            cfg.transport
+                .pools
+                .retain(|(vendor, _)| *vendor != "heroku");
+            cfg.transport.pools.push(("heroku", rate));
         }
         if let Some(v) = plain("RUNBOOK_CONCURRENCY") {
             cfg.concurrency =

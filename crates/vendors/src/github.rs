@@ -259,6 +259,36 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Validation);
     }
 
+    /// GitHub's secondary limit answers a write 403 with `retry-after`: the write is sent
+    /// again after that wait (not reported as a permission problem), and the wait is counted.
+    #[tokio::test]
+    async fn a_secondary_limit_is_waited_out_and_the_wait_counted() {
+        let mut sc = scenario();
+        sc.github.secondary_limit = Some(runbook_sandbox::scenario::SecondaryLimitSpec {
+            writes: 1,
+            window_secs: 1,
+        });
+        let (sb, v) = start(sc).await;
+        let value = Secret::new("gh-secret-value-0003", Source::Literal);
+        for name in ["FIRST_SECRET", "SECOND_SECRET"] {
+            v.github()
+                .set_secret("raxx/raptor", name, &value)
+                .await
+                .unwrap();
+        }
+        assert!(
+            v.transport().rate_limit_wait() >= std::time::Duration::from_millis(900),
+            "{:?}",
+            v.transport().rate_limit_wait()
+        );
+        let refused = sb
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.status == Some(403))
+            .count();
+        assert_eq!(refused, 1);
+    }
+
     #[tokio::test]
     async fn a_spent_rate_limit_is_reported_with_its_wait_not_as_a_permission_problem() {
         let mut sc = scenario();

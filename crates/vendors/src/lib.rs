@@ -8,6 +8,7 @@ pub mod error;
 pub mod github;
 pub mod heroku;
 pub mod infisical;
+mod pacing;
 pub mod postmark;
 pub mod transport;
 

@@ -29,6 +29,7 @@ async fn env_points_vendor_config_at_the_simulators() {
             "POSTMARK_API_URL",
             "POSTMARK_TEST_RECIPIENT",
             "RAPTOR_API_URL",
+            "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
         ]
     );
     let cfg = VendorConfig::from_env(|k| env.get(k).cloned()).unwrap();

@@ -1,6 +1,7 @@
 //! The one HTTP client every vendor shares: timeouts, retries, the loopback rule, redirects.
 
 use super::error::{ErrorKind, VendorCode, VendorError};
+use super::pacing::{Pacer, WaitClock};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Url};
 use runbook_secret::Secret;
@@ -28,6 +29,9 @@ pub struct TransportConfig {
     /// Largest response body read (RUNBOOK_MAX_RESPONSE_MB): a vendor, or something posing
     /// as one, cannot make the process read gigabytes into memory.
     pub max_body: usize,
+    /// Vendors whose answers carry `RateLimit-Remaining` from a pool refilled at this many
+    /// requests a minute: their requests are paced so they never spend it into 429s.
+    pub pools: Vec<(&'static str, f64)>,
 }
 
 impl Default for TransportConfig {
@@ -40,6 +44,8 @@ impl Default for TransportConfig {
             max_delay: Duration::from_secs(30),
             max_wait: Duration::from_secs(300),
             max_body: 16 << 20,
+            // Heroku's account pool refills at about 75 requests a minute.
+            pools: vec![("heroku", 75.0)],
         }
     }
 }
@@ -267,6 +273,8 @@ pub struct Transport {
 struct Inner {
     client: reqwest::Client,
     config: TransportConfig,
+    pacers: Vec<(&'static str, Pacer)>,
+    waits: WaitClock,
 }
 
 impl std::fmt::Debug for Transport {
@@ -292,9 +300,48 @@ impl Transport {
                     "the HTTP client could not be built; this is a bug, please report it",
                 )
             })?;
+        let pacers = config
+            .pools
+            .iter()
+            .filter(|(_, rate)| *rate > 0.0)
+            .map(|(vendor, rate)| (*vendor, Pacer::new(*rate)))
+            .collect();
         Ok(Transport {
-            inner: Arc::new(Inner { client, config }),
+            inner: Arc::new(Inner {
+                client,
+                config,
+                pacers,
+                waits: WaitClock::default(),
+            }),
         })
+    }
+
+    /// How long requests waited for vendors' rate limits (pacing and honoured refusals),
+    /// in wall-clock time: concurrent waits count once.
+    pub fn rate_limit_wait(&self) -> Duration {
+        self.inner.waits.total()
+    }
+
+    /// One attempt, paced when the vendor has a known request pool.
+    async fn attempt(&self, req: &Request, url: &Url) -> Result<RawResponse, VendorError> {
+        let pacer = self
+            .inner
+            .pacers
+            .iter()
+            .find(|(v, _)| *v == req.vendor)
+            .map(|(_, p)| p);
+        let Some(pacer) = pacer else {
+            return self.send_once(req, url).await;
+        };
+        let ticket = pacer.acquire(&self.inner.waits).await;
+        let result = self.send_once(req, url).await;
+        let remaining = result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.header("ratelimit-remaining"))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        ticket.answered(remaining);
+        result
     }
 
     pub fn config(&self) -> &TransportConfig {
@@ -313,7 +360,7 @@ impl Transport {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.send_once(&req, &url).await {
+            match self.attempt(&req, &url).await {
                 Ok(mut resp) => {
                     resp.attempts = attempt;
                     if !resp.is_retryable() || attempt >= max {
@@ -326,7 +373,11 @@ impl Transport {
                         Some(d) => d,
                         None => backoff(cfg, attempt),
                     };
-                    tokio::time::sleep(delay).await;
+                    if resp.is_rate_limited() {
+                        self.inner.waits.wait(delay).await;
+                    } else {
+                        tokio::time::sleep(delay).await;
+                    }
                 }
                 Err(e) => {
                     let e = e.with_attempts(attempt);

@@ -41,9 +41,17 @@ pub struct Report {
     pub failed_step: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Wall-clock time requests waited for vendors' rate limits (pacing to a request pool,
+    /// honoured refusals); concurrent waits count once.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rate_limit_wait_ms: u64,
     /// The audit chain's head after this run's last entry (`runbook audit verify --head`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Report {

@@ -65,6 +65,7 @@ pub(crate) fn new_report(session: &Session) -> Report {
         planned_writes: Vec::new(),
         failed_step: None,
         error: None,
+        rate_limit_wait_ms: 0,
         audit_head: None,
     }
 }
@@ -114,6 +115,11 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
     r.report.status = status;
     r.report.duration_ms = began.elapsed().as_millis() as u64;
     r.report.planned_writes = session.run().planned_writes();
+    r.report.rate_limit_wait_ms = session
+        .run()
+        .services()
+        .built_vendors()
+        .map_or(0, |v| v.transport().rate_limit_wait().as_millis() as u64);
     r.event(
         "run.completed",
         json!({ "status": status, "failed_step": r.report.failed_step }),

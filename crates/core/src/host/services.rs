@@ -33,6 +33,11 @@ impl Services {
         self.dashboard.as_deref()
     }
 
+    /// The clients if a call has built them (nothing is built to answer).
+    pub fn built_vendors(&self) -> Option<&Vendors> {
+        self.vendors.get()
+    }
+
     /// The clients, built on first use so commands that never call a vendor never pay for it.
     pub fn vendors(&self) -> Result<&Vendors, VendorError> {
         if let Some(v) = self.vendors.get() {

@@ -206,10 +206,30 @@ pub(super) async fn rate_limit(
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
+    let write = req.method() != axum::http::Method::GET;
     let taken = s.with_state(|g: &mut GithubState| g.pool.take()).flatten();
-    let mut resp = match taken {
-        Some(_) => next.run(req).await,
-        None => (
+    let secondary = match (taken, write) {
+        (Some(_), true) => s
+            .with_state(|g: &mut GithubState| g.take_write().err())
+            .flatten(),
+        _ => None,
+    };
+    let mut resp = match (taken, secondary) {
+        (Some(_), Some(wait)) => {
+            let mut r = (
+                StatusCode::FORBIDDEN,
+                Json(json!({
+                    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+                })),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(wait));
+            r
+        }
+        (Some(_), None) => next.run(req).await,
+        (None, _) => (
             StatusCode::FORBIDDEN,
             Json(json!({
                 "message": "API rate limit exceeded for user ID 1.",
@@ -333,6 +353,58 @@ mod tests {
                 list["secrets"].as_array().map(Vec::len)
             ),
             (Some(0), Some(0))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secondary_limit_refuses_writes_with_a_retry_after_and_spares_reads() {
+        let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
+        scenario.github.secondary_limit = Some(crate::scenario::SecondaryLimitSpec {
+            writes: 1,
+            window_secs: 30,
+        });
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let tok = sb.credentials().github_token.clone();
+        let url = format!("{}/repos/raxx/raptor/actions/secrets/X", sb.github_url());
+        // Not a valid sealed value: the answer is 422, but the write was counted.
+        let body = json!({"encrypted_value": "AAAA", "key_id": "nope"});
+        let first = raw()
+            .put(&url)
+            .bearer_auth(&tok)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(first.status(), 403);
+        let second = raw()
+            .put(&url)
+            .bearer_auth(&tok)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(second.status(), 403);
+        let wait: u64 = second.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((29..=30).contains(&wait), "{wait}");
+        let msg: Value = second.json().await.unwrap();
+        assert!(msg["message"]
+            .as_str()
+            .unwrap()
+            .contains("secondary rate limit"));
+        let list = format!("{}/repos/raxx/raptor/actions/secrets", sb.github_url());
+        assert_eq!(
+            raw()
+                .get(&list)
+                .bearer_auth(&tok)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
         );
     }
 }

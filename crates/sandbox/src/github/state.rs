@@ -49,6 +49,9 @@ pub(crate) struct GithubState {
     repos: Vec<Repo>,
     pub(super) pool: crate::ratelimit::Pool,
     pub(super) limit: u32,
+    secondary: Option<crate::scenario::SecondaryLimitSpec>,
+    /// When recent content-creating requests arrived (for the secondary limit).
+    recent_writes: std::collections::VecDeque<std::time::Instant>,
 }
 
 impl GithubState {
@@ -89,7 +92,33 @@ impl GithubState {
             repos,
             pool: crate::ratelimit::Pool::new(s.rate_limit, f64::from(s.rate_limit) / 3600.0),
             limit: s.rate_limit,
+            secondary: s.secondary_limit.clone(),
+            recent_writes: std::collections::VecDeque::new(),
         })
+    }
+
+    /// Counts a content-creating request against the secondary limit: `Err(seconds)` to
+    /// wait when it is refused.
+    pub(super) fn take_write(&mut self) -> Result<(), u64> {
+        let Some(limit) = &self.secondary else {
+            return Ok(());
+        };
+        let window = std::time::Duration::from_secs(limit.window_secs.max(1));
+        let now = std::time::Instant::now();
+        while self
+            .recent_writes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            self.recent_writes.pop_front();
+        }
+        if self.recent_writes.len() >= limit.writes as usize {
+            let oldest = self.recent_writes.front().copied().unwrap_or(now);
+            let left = window.saturating_sub(now.duration_since(oldest));
+            return Err(left.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        self.recent_writes.push_back(now);
+        Ok(())
     }
 
     pub(super) fn repo_mut(&mut self, owner: &str, name: &str) -> Option<&mut Repo> {

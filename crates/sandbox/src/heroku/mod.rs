@@ -50,6 +50,12 @@ impl Simulator for Heroku {
         let mut env = vec![("HEROKU_HOST", url.to_string())];
         if let Some(st) = world.get::<HerokuState>() {
             env.push(("HEROKU_API_KEY", st.api_key.clone()));
+            // The pool's refill rate, which Heroku documents and the engine paces by: the
+            // rehearsal's pool (a scenario may scale it) is the one to pace by here.
+            env.push((
+                "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
+                format!("{}", st.pool.per_minute()),
+            ));
         }
         env
     }

@@ -362,7 +362,7 @@ impl HerokuState {
                 )
             })
             .collect();
-        json!({"apps": apps})
+        json!({"apps": apps, "rate_limit": {"refused": self.pool.refused}})
     }
 }
 

@@ -441,10 +441,22 @@ fn write(
             _ => return not_found(),
         };
         let secret = &st.secrets[i];
-        match secret.versions.last() {
-            Some(v) => Json(json!({"secret": secret_json(st, secret, v)})).into_response(),
-            None => not_found(),
+        let Some(v) = secret.versions.last() else {
+            return not_found();
+        };
+        // What the write routes' zod response schemas keep (Fastify serialises through them
+        // and zod strips unknown keys): create answers the bare secretRawSchema, update and
+        // delete add only secretValueHidden (v3 secret-router and v4 secret-router alike).
+        let mut out = secret_json(st, secret, v);
+        if let Some(o) = out.as_object_mut() {
+            for key in ["secretPath", "tags", "secretMetadata"] {
+                o.remove(key);
+            }
+            if method == Method::POST {
+                o.remove("secretValueHidden");
+            }
         }
+        Json(json!({"secret": out})).into_response()
     })
 }
 

@@ -1,0 +1,366 @@
+//! Fidelity: every answer the engine relies on, validated strictly against the vendor's own
+//! published schema (`tests/specs/`), so a simulator cannot drift kinder than the real API.
+//!
+//! Heroku against its hyper-schema (strict: every property, no extras, nested identities
+//! too). Error bodies are validated as well as successes.
+
+use crate::scenario::RateLimitSpec;
+use crate::testkit::{
+    heroku_check, heroku_config_vars_check, heroku_error_check, heroku_link_check, raw,
+};
+use crate::{FaultRule, Sandbox, Scenario};
+use reqwest::{Method, RequestBuilder};
+use serde_json::{json, Value};
+
+/// Sends `req`; its status and JSON body (a body that is not JSON fails the test).
+async fn answer(req: RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{status}: the body is not JSON ({e}): {text}"));
+    (status, body)
+}
+
+// ---------------------------------------------------------------------------------------
+// Heroku
+// ---------------------------------------------------------------------------------------
+
+const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+const APP: &str = "raxx-api-prod";
+/// The href suffix of the dyno `Restart` link (`DELETE /apps/{app}/dynos/{dyno}`).
+const DYNO_IDENTITY: &str = "/dynos/{(%23%2Fdefinitions%2Fdyno%2Fdefinitions%2Fidentity)}";
+
+async fn heroku() -> Sandbox {
+    Sandbox::start(Scenario::default()).await.unwrap()
+}
+
+/// A Platform API request as the engine sends it: version 3 Accept and the API key.
+fn platform(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
+    raw()
+        .request(method, format!("{}{path}", sb.heroku_url()))
+        .header("Accept", ACCEPT)
+        .bearer_auth(&sb.credentials().heroku_api_key)
+}
+
+#[tokio::test]
+async fn heroku_app_info_matches_the_schema_strictly() {
+    let sb = heroku().await;
+    let (status, app) = answer(platform(&sb, Method::GET, &format!("/apps/{APP}"))).await;
+    assert_eq!(status, 200);
+    heroku_check("/definitions/app", &app, true);
+    assert_eq!(app["name"], APP);
+    // The app's id names it as well as its name does.
+    let id = app["id"].as_str().unwrap();
+    let (status, by_id) = answer(platform(&sb, Method::GET, &format!("/apps/{id}"))).await;
+    assert_eq!(status, 200);
+    heroku_check("/definitions/app", &by_id, true);
+    assert_eq!(by_id["name"], APP);
+}
+
+#[tokio::test]
+async fn heroku_config_vars_are_a_map_of_strings() {
+    let sb = heroku().await;
+    let (status, vars) = answer(platform(
+        &sb,
+        Method::GET,
+        &format!("/apps/{APP}/config-vars"),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    heroku_link_check("config-var", "GET", "/config-vars", &vars);
+    heroku_config_vars_check(&vars, false);
+    assert!(vars["POSTMARK_SERVER_TOKEN"].is_string());
+}
+
+#[tokio::test]
+async fn heroku_config_vars_patch_answers_the_whole_map_of_strings() {
+    let sb = heroku().await;
+    let change = json!({"FOO": "bar", "RAPTOR_ENV": null});
+    // The body itself is what the schema allows a PATCH: strings set, null removes.
+    heroku_config_vars_check(&change, true);
+    let (status, vars) =
+        answer(platform(&sb, Method::PATCH, &format!("/apps/{APP}/config-vars")).json(&change))
+            .await;
+    assert_eq!(status, 200);
+    heroku_link_check("config-var", "PATCH", "/config-vars", &vars);
+    heroku_config_vars_check(&vars, false);
+    assert_eq!(vars["FOO"], "bar");
+    assert!(vars.get("RAPTOR_ENV").is_none());
+    assert!(vars["POSTMARK_SERVER_TOKEN"].is_string());
+}
+
+#[tokio::test]
+async fn heroku_release_config_vars_are_a_map_of_strings() {
+    let sb = heroku().await;
+    let (status, vars) = answer(platform(
+        &sb,
+        Method::GET,
+        &format!("/apps/{APP}/releases/1/config-vars"),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    heroku_link_check("config-var", "GET", "/config-vars", &vars);
+    heroku_config_vars_check(&vars, false);
+    assert!(vars["POSTMARK_SERVER_TOKEN"].is_string());
+}
+
+#[tokio::test]
+async fn heroku_dynos_match_the_schema_strictly() {
+    let sb = heroku().await;
+    let (status, dynos) = answer(platform(&sb, Method::GET, &format!("/apps/{APP}/dynos"))).await;
+    assert_eq!(status, 200);
+    heroku_link_check("dyno", "GET", "/dynos", &dynos);
+    let dynos = dynos.as_array().unwrap();
+    assert!(!dynos.is_empty());
+    for d in dynos {
+        heroku_check("/definitions/dyno", d, true);
+        // vendor-apis.md §3.4: the states a dyno can be in.
+        let state = d["state"].as_str().unwrap();
+        assert!(
+            ["crashed", "down", "idle", "starting", "up"].contains(&state),
+            "{state}"
+        );
+        assert_eq!(d["app"]["name"], APP);
+    }
+}
+
+#[tokio::test]
+async fn heroku_restart_all_answers_the_empty_object_of_the_schema() {
+    let sb = heroku().await;
+    let (status, body) = answer(platform(&sb, Method::DELETE, &format!("/apps/{APP}/dynos"))).await;
+    assert!((200..300).contains(&status), "{status}");
+    heroku_link_check("dyno", "DELETE", "/dynos", &body);
+}
+
+#[tokio::test]
+async fn heroku_restart_one_dyno_answers_the_empty_object_of_the_schema() {
+    let sb = heroku().await;
+    let (status, body) = answer(platform(
+        &sb,
+        Method::DELETE,
+        &format!("/apps/{APP}/dynos/web.1"),
+    ))
+    .await;
+    assert!((200..300).contains(&status), "{status}");
+    heroku_link_check("dyno", "DELETE", DYNO_IDENTITY, &body);
+}
+
+#[tokio::test]
+async fn heroku_release_list_matches_the_schema_strictly() {
+    let sb = heroku().await;
+    // A config change makes a second release.
+    let (status, _) = answer(
+        platform(&sb, Method::PATCH, &format!("/apps/{APP}/config-vars")).json(&json!({"N": "1"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, list) = answer(platform(&sb, Method::GET, &format!("/apps/{APP}/releases"))).await;
+    assert_eq!(status, 200);
+    heroku_link_check("release", "GET", "/releases", &list);
+    let releases = list.as_array().unwrap();
+    assert_eq!(releases.len(), 2);
+    for r in releases {
+        heroku_check("/definitions/release", r, true);
+    }
+    // A page of a ranged list (206) holds the same objects.
+    let (status, page) = answer(
+        platform(&sb, Method::GET, &format!("/apps/{APP}/releases"))
+            .header("Range", "version ..; max=1, order=desc"),
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!(page.as_array().map(Vec::len), Some(1));
+    heroku_check("/definitions/release", &page[0], true);
+    assert_eq!(page[0]["version"], 2);
+}
+
+#[tokio::test]
+async fn heroku_release_info_matches_the_schema_strictly() {
+    let sb = heroku().await;
+    let (status, by_version) = answer(platform(
+        &sb,
+        Method::GET,
+        &format!("/apps/{APP}/releases/1"),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    heroku_check("/definitions/release", &by_version, true);
+    let id = by_version["id"].as_str().unwrap();
+    let (status, by_id) = answer(platform(
+        &sb,
+        Method::GET,
+        &format!("/apps/{APP}/releases/{id}"),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    heroku_check("/definitions/release", &by_id, true);
+    assert_eq!(by_id["version"], 1);
+}
+
+#[tokio::test]
+async fn heroku_log_session_matches_the_schema_strictly() {
+    let sb = heroku().await;
+    // The body the engine sends.
+    let (status, session) = answer(
+        platform(&sb, Method::POST, &format!("/apps/{APP}/log-sessions"))
+            .json(&json!({"lines": 10, "tail": false})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    heroku_check("/definitions/log-session", &session, true);
+}
+
+#[tokio::test]
+async fn heroku_401_for_a_bad_or_missing_key_matches_the_error_schema() {
+    let sb = heroku().await;
+    let url = format!("{}/apps/{APP}/config-vars", sb.heroku_url());
+    for req in [
+        raw().get(&url).header("Accept", ACCEPT).bearer_auth("nope"),
+        raw().get(&url).header("Accept", ACCEPT),
+    ] {
+        let (status, body) = answer(req).await;
+        assert_eq!(status, 401);
+        heroku_error_check(&body);
+        assert_eq!(body["id"], "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn heroku_404_for_an_unknown_app_matches_the_error_schema() {
+    let sb = heroku().await;
+    for (method, path) in [
+        (Method::GET, "/apps/ghost"),
+        (Method::GET, "/apps/ghost/config-vars"),
+        (Method::GET, "/apps/ghost/dynos"),
+        (Method::DELETE, "/apps/ghost/dynos"),
+        (Method::GET, "/apps/ghost/releases"),
+        (Method::POST, "/apps/ghost/log-sessions"),
+    ] {
+        let (status, body) = answer(platform(&sb, method.clone(), path)).await;
+        assert_eq!(status, 404, "{method} {path}");
+        heroku_error_check(&body);
+        assert_eq!(body["id"], "not_found", "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn heroku_404_for_an_unknown_release_dyno_or_route_matches_the_error_schema() {
+    let sb = heroku().await;
+    for (method, path) in [
+        (Method::GET, format!("/apps/{APP}/releases/99")),
+        (Method::DELETE, format!("/apps/{APP}/dynos/web.9")),
+        (Method::GET, "/no-such-endpoint".to_string()),
+    ] {
+        let (status, body) = answer(platform(&sb, method.clone(), &path)).await;
+        assert_eq!(status, 404, "{method} {path}");
+        heroku_error_check(&body);
+        assert_eq!(body["id"], "not_found", "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn heroku_406_without_the_accept_header_matches_the_error_schema() {
+    let sb = heroku().await;
+    let (status, body) = answer(
+        raw()
+            .get(format!("{}/apps/{APP}/config-vars", sb.heroku_url()))
+            .bearer_auth(&sb.credentials().heroku_api_key),
+    )
+    .await;
+    assert_eq!(status, 406);
+    heroku_error_check(&body);
+    assert_eq!(body["id"], "not_acceptable");
+}
+
+#[tokio::test]
+async fn heroku_400_for_a_config_body_that_is_not_an_object_matches_the_error_schema() {
+    let sb = heroku().await;
+    let (status, body) = answer(
+        platform(&sb, Method::PATCH, &format!("/apps/{APP}/config-vars")).json(&json!(["A"])),
+    )
+    .await;
+    assert_eq!(status, 400);
+    heroku_error_check(&body);
+    assert_eq!(body["id"], "bad_request");
+}
+
+#[tokio::test]
+async fn heroku_422_invalid_params_matches_the_error_schema() {
+    let sb = heroku().await;
+    let config = format!("/apps/{APP}/config-vars");
+    let sessions = format!("/apps/{APP}/log-sessions");
+    for (method, path, body) in [
+        (Method::PATCH, &config, json!({"NOT-A-NAME": "x"})),
+        (Method::PATCH, &config, json!({"A": 1})),
+        (Method::POST, &sessions, json!({"lines": "ten"})),
+        (Method::POST, &sessions, json!({"source": "router"})),
+    ] {
+        let (status, answer_body) = answer(platform(&sb, method, path).json(&body)).await;
+        assert_eq!(status, 422, "{body}");
+        heroku_error_check(&answer_body);
+        assert_eq!(answer_body["id"], "invalid_params", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn heroku_429_rate_limit_matches_the_error_schema() {
+    let mut scenario = Scenario::default();
+    scenario.heroku.rate_limit = RateLimitSpec {
+        capacity: 1,
+        per_minute: 0.0,
+    };
+    let sb = Sandbox::start(scenario).await.unwrap();
+    let (status, _) = answer(platform(&sb, Method::GET, &format!("/apps/{APP}"))).await;
+    assert_eq!(status, 200);
+    let (status, body) = answer(platform(&sb, Method::GET, &format!("/apps/{APP}"))).await;
+    assert_eq!(status, 429);
+    heroku_error_check(&body);
+    assert_eq!(body["id"], "rate_limit");
+}
+
+#[tokio::test]
+async fn heroku_fault_answers_match_the_error_schema() {
+    let sb = heroku().await;
+    for status in [400, 401, 403, 404, 406, 409, 416, 422, 429, 500, 503] {
+        sb.add_fault(FaultRule::parse(&format!("heroku:GET:/apps/{APP}={status}:once")).unwrap());
+        let (got, body) = answer(platform(&sb, Method::GET, &format!("/apps/{APP}"))).await;
+        assert_eq!(got, status);
+        heroku_error_check(&body);
+    }
+}
+
+#[test]
+#[should_panic(expected = "\"version\" is a required property at /release")]
+fn heroku_strict_checks_reach_nested_identities() {
+    // A whole dyno but for its release's version.
+    heroku_check(
+        "/definitions/dyno",
+        &json!({
+            "attach_url": null, "command": "bin/raptor", "created_at": "2026-01-01T00:00:00Z",
+            "id": "01234567-89ab-cdef-0123-456789abcdef", "name": "web.1",
+            "release": {"id": "01234567-89ab-cdef-0123-456789abcdef"},
+            "app": {"id": "01234567-89ab-cdef-0123-456789abcdef", "name": "raxx-api-prod"},
+            "size": "Basic", "state": "up", "type": "web", "updated_at": "2026-01-01T00:00:00Z",
+        }),
+        true,
+    );
+}
+
+#[test]
+#[should_panic(expected = "null is not of type \"string\" at /B")]
+fn heroku_config_var_answers_may_not_hold_null() {
+    heroku_config_vars_check(&json!({"A": "1", "B": null}), false);
+}
+
+#[test]
+#[should_panic(expected = "\"message\" is a required property")]
+fn heroku_error_checks_catch_a_missing_message() {
+    heroku_error_check(&json!({"id": "not_found"}));
+}
+
+#[test]
+#[should_panic(expected = "'error' was unexpected")]
+fn heroku_error_checks_catch_an_unknown_key() {
+    heroku_error_check(&json!({"id": "not_found", "message": "m", "error": "NotFound"}));
+}

@@ -2,11 +2,13 @@
 //! published schema (`tests/specs/`), so a simulator cannot drift kinder than the real API.
 //!
 //! Heroku against its hyper-schema (strict: every property, no extras, nested identities
-//! too). Error bodies are validated as well as successes.
+//! too), Infisical against the zod response schemas of its v4 secret router (transcribed in
+//! `infisical-v4-secrets.schema.json`). Error bodies are validated as well as successes.
 
-use crate::scenario::RateLimitSpec;
+use crate::scenario::{RateLimitSpec, SecretSpec};
 use crate::testkit::{
-    heroku_check, heroku_config_vars_check, heroku_error_check, heroku_link_check, raw,
+    heroku_check, heroku_config_vars_check, heroku_error_check, heroku_link_check, infisical_check,
+    raw,
 };
 use crate::{FaultRule, Sandbox, Scenario};
 use reqwest::{Method, RequestBuilder};
@@ -363,4 +365,348 @@ fn heroku_error_checks_catch_a_missing_message() {
 #[should_panic(expected = "'error' was unexpected")]
 fn heroku_error_checks_catch_an_unknown_key() {
     heroku_error_check(&json!({"id": "not_found", "message": "m", "error": "NotFound"}));
+}
+
+// ---------------------------------------------------------------------------------------
+// Infisical v4
+// ---------------------------------------------------------------------------------------
+
+const SECRET: &str = "POSTMARK_SERVER_TOKEN";
+
+/// The SOP's project, plus a secret in folder `/nested` for recursive lists.
+async fn infisical() -> Sandbox {
+    let mut scenario = Scenario::default();
+    scenario.infisical.secrets.push(SecretSpec {
+        path: "/nested".into(),
+        name: "NESTED_ONE".into(),
+        versions: vec!["n1".into()],
+        ..SecretSpec::default()
+    });
+    Sandbox::start(scenario).await.unwrap()
+}
+
+fn v4(sb: &Sandbox, method: Method, path_and_query: &str) -> RequestBuilder {
+    raw()
+        .request(
+            method,
+            format!("{}/api/v4{path_and_query}", sb.infisical_url()),
+        )
+        .bearer_auth(&sb.credentials().infisical_token)
+}
+
+/// The body of a v4 write to `raxx-project`/`prod`/`/`.
+fn write_body(extra: Value) -> Value {
+    let mut body = json!({"projectId": "raxx-project", "environment": "prod", "secretPath": "/"});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
+}
+
+/// An Infisical error: the envelope, with its status and `error` name.
+fn infisical_error(status: u16, body: &Value, error: &str) {
+    infisical_check("error", body);
+    assert_eq!(body["statusCode"], status, "{body}");
+    assert_eq!(body["error"], error, "{body}");
+}
+
+#[tokio::test]
+async fn infisical_v4_get_one_matches_the_schema() {
+    let sb = infisical().await;
+    for query in ["", "&version=1"] {
+        let (status, body) = answer(v4(
+            &sb,
+            Method::GET,
+            &format!(
+                "/secrets/{SECRET}?projectId=raxx-project&environment=prod&secretPath=/{query}"
+            ),
+        ))
+        .await;
+        assert_eq!(status, 200, "{query}");
+        infisical_check("getSecretByNameV4Response", &body);
+        assert_eq!(body["secret"]["secretKey"], SECRET);
+    }
+}
+
+#[tokio::test]
+async fn infisical_v4_list_matches_the_schema() {
+    let sb = infisical().await;
+    let (status, body) = answer(v4(
+        &sb,
+        Method::GET,
+        "/secrets?projectId=raxx-project&environment=prod&secretPath=/",
+    ))
+    .await;
+    assert_eq!(status, 200);
+    infisical_check("listSecretsV4Response", &body);
+    assert_eq!(body["secrets"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn infisical_v4_recursive_list_matches_the_schema() {
+    let sb = infisical().await;
+    let (status, body) = answer(v4(
+        &sb,
+        Method::GET,
+        "/secrets?projectId=raxx-project&environment=prod&secretPath=/&recursive=true",
+    ))
+    .await;
+    assert_eq!(status, 200);
+    infisical_check("listSecretsV4Response", &body);
+    // The folder's secret is in it too.
+    assert_eq!(body["secrets"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn infisical_v4_create_matches_the_schema() {
+    let sb = infisical().await;
+    let (status, body) = answer(
+        v4(&sb, Method::POST, "/secrets/NEW_ONE")
+            .json(&write_body(json!({"secretValue": "v1", "type": "shared"}))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    infisical_check("createSecretV4Response", &body);
+    assert_eq!(
+        (
+            body["secret"]["secretKey"].as_str(),
+            body["secret"]["version"].as_u64()
+        ),
+        (Some("NEW_ONE"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn infisical_v4_update_matches_the_schema() {
+    let sb = infisical().await;
+    let (status, body) = answer(
+        v4(&sb, Method::PATCH, &format!("/secrets/{SECRET}"))
+            .json(&write_body(json!({"secretValue": "v3", "type": "shared"}))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    infisical_check("updateSecretV4Response", &body);
+    assert_eq!(
+        (
+            body["secret"]["secretValue"].as_str(),
+            body["secret"]["version"].as_u64()
+        ),
+        (Some("v3"), Some(3))
+    );
+}
+
+#[tokio::test]
+async fn infisical_v4_delete_matches_the_schema() {
+    let sb = infisical().await;
+    let (status, body) = answer(
+        v4(&sb, Method::DELETE, &format!("/secrets/{SECRET}"))
+            .json(&write_body(json!({"type": "shared"}))),
+    )
+    .await;
+    assert_eq!(status, 200);
+    infisical_check("deleteSecretV4Response", &body);
+    assert_eq!(body["secret"]["secretKey"], SECRET);
+}
+
+#[tokio::test]
+async fn infisical_401_without_an_authorization_header_matches_the_error_envelope() {
+    let sb = infisical().await;
+    let (status, body) = answer(raw().get(format!(
+        "{}/api/v4/secrets/{SECRET}?projectId=raxx-project&environment=prod",
+        sb.infisical_url()
+    )))
+    .await;
+    assert_eq!(status, 401);
+    infisical_error(401, &body, "UnauthorizedError");
+}
+
+#[tokio::test]
+async fn infisical_403_token_error_for_a_malformed_token_matches_the_error_envelope() {
+    let sb = infisical().await;
+    let (status, body) = answer(
+        raw()
+            .get(format!(
+                "{}/api/v4/secrets/{SECRET}?projectId=raxx-project&environment=prod",
+                sb.infisical_url()
+            ))
+            .bearer_auth("not.a.jwt"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    infisical_error(403, &body, "TokenError");
+}
+
+#[tokio::test]
+async fn infisical_403_token_error_for_an_expired_token_matches_the_error_envelope() {
+    let sb = infisical().await;
+    let c = sb.credentials();
+    let (status, login) = answer(
+        raw()
+            .post(format!("{}/api/v1/auth/universal-auth/login", sb.infisical_url()))
+            .json(&json!({"clientId": c.infisical_client_id, "clientSecret": c.infisical_client_secret})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    sb.infisical_expire_tokens();
+    let (status, body) = answer(
+        raw()
+            .get(format!(
+                "{}/api/v4/secrets/{SECRET}?projectId=raxx-project&environment=prod",
+                sb.infisical_url()
+            ))
+            .bearer_auth(login["accessToken"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 403);
+    infisical_error(403, &body, "TokenError");
+}
+
+#[tokio::test]
+async fn infisical_403_permission_denied_for_another_project_matches_the_error_envelope() {
+    let sb = infisical().await;
+    let (status, body) = answer(v4(
+        &sb,
+        Method::GET,
+        &format!("/secrets/{SECRET}?projectId=someone-elses&environment=prod"),
+    ))
+    .await;
+    assert_eq!(status, 403);
+    infisical_error(403, &body, "PermissionDenied");
+}
+
+#[tokio::test]
+async fn infisical_404_for_a_missing_secret_matches_the_error_envelope() {
+    let sb = infisical().await;
+    let (status, body) = answer(v4(
+        &sb,
+        Method::GET,
+        "/secrets/NO_SUCH_SECRET?projectId=raxx-project&environment=prod",
+    ))
+    .await;
+    assert_eq!(status, 404);
+    infisical_error(404, &body, "NotFound");
+    let (status, body) = answer(
+        v4(&sb, Method::PATCH, "/secrets/NO_SUCH_SECRET")
+            .json(&write_body(json!({"secretValue": "x"}))),
+    )
+    .await;
+    assert_eq!(status, 404);
+    infisical_error(404, &body, "NotFound");
+}
+
+#[tokio::test]
+async fn infisical_422_validation_failure_without_a_project_id_matches_the_error_envelope() {
+    let sb = infisical().await;
+    let (status, body) = answer(v4(
+        &sb,
+        Method::GET,
+        &format!("/secrets/{SECRET}?environment=prod"),
+    ))
+    .await;
+    assert_eq!(status, 422);
+    infisical_error(422, &body, "ValidationFailure");
+    assert_eq!(body["message"][0]["path"], json!(["projectId"]));
+    let (status, body) = answer(
+        v4(&sb, Method::POST, "/secrets/NEW_ONE")
+            .json(&json!({"environment": "prod", "secretValue": "v"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    infisical_error(422, &body, "ValidationFailure");
+}
+
+#[tokio::test]
+async fn infisical_400_when_the_secret_already_exists_matches_the_error_envelope() {
+    let sb = infisical().await;
+    let (status, body) = answer(
+        v4(&sb, Method::POST, &format!("/secrets/{SECRET}"))
+            .json(&write_body(json!({"secretValue": "again"}))),
+    )
+    .await;
+    assert_eq!(status, 400);
+    infisical_error(400, &body, "BadRequest");
+    assert_eq!(body["message"], "Secret already exist");
+}
+
+#[tokio::test]
+async fn infisical_fault_answers_match_the_error_envelope() {
+    let sb = infisical().await;
+    for status in [400, 401, 403, 404, 422, 429, 500, 504] {
+        sb.add_fault(
+            FaultRule::parse(&format!("infisical:GET:/api/v4/secrets={status}:once")).unwrap(),
+        );
+        let (got, body) = answer(v4(
+            &sb,
+            Method::GET,
+            "/secrets?projectId=raxx-project&environment=prod",
+        ))
+        .await;
+        assert_eq!(got, status);
+        infisical_check("error", &body);
+        assert_eq!(body["statusCode"], status);
+    }
+}
+
+/// A change request as `SecretApprovalRequestsSchema` serialises one (values invented).
+fn approval_sample() -> Value {
+    json!({
+        "id": "6f1c2a8e-1b7d-4c3e-9a55-0d7f3b2e4c11",
+        "policyId": "0b9e8d7c-6a5b-4c3d-8e2f-1a0b9c8d7e6f",
+        "hasMerged": false,
+        "status": "open",
+        "conflicts": [],
+        "slug": "silver-otter-42",
+        "folderId": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+        "bypassReason": null,
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "updatedAt": "2026-01-01T00:00:00.000Z",
+        "isReplicated": false,
+        "committerUserId": "f0e1d2c3-b4a5-4968-8776-655443322110",
+        "statusChangedByUserId": null
+    })
+}
+
+#[test]
+fn infisical_approval_sample_matches_the_schema() {
+    let approval = approval_sample();
+    infisical_check("secretApprovalRequest", &approval);
+    for definition in [
+        "createSecretV4Response",
+        "updateSecretV4Response",
+        "deleteSecretV4Response",
+    ] {
+        infisical_check(definition, &json!({"approval": approval}));
+    }
+}
+
+#[test]
+#[should_panic(expected = "\"slug\" is a required property")]
+fn infisical_approval_without_a_slug_is_refused() {
+    let mut approval = approval_sample();
+    approval.as_object_mut().unwrap().remove("slug");
+    infisical_check("secretApprovalRequest", &approval);
+}
+
+#[test]
+#[should_panic(expected = "'secretPath' was unexpected) at /secret")]
+fn infisical_checks_catch_a_key_zod_would_strip() {
+    // createSecretV4 answers the bare secretRawSchema: no secretPath.
+    infisical_check(
+        "createSecretV4Response",
+        &json!({"secret": {
+            "id": "s", "_id": "s", "workspace": "p", "environment": "prod", "version": 1,
+            "type": "shared", "secretKey": "K", "secretValue": "v", "secretComment": "",
+            "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z",
+            "secretPath": "/"
+        }}),
+    );
+}
+
+#[test]
+#[should_panic(expected = "\"bad\" is not of type \"array\" at /message")]
+fn infisical_error_checks_catch_a_string_message_on_422() {
+    infisical_check(
+        "error",
+        &json!({"reqId": "req-1", "statusCode": 422, "message": "bad", "error": "ValidationFailure"}),
+    );
 }

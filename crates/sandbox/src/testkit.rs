@@ -165,6 +165,35 @@ pub(crate) fn heroku_error_check(instance: &Value) {
     check(&schema, instance, "heroku error");
 }
 
+/// Validates against a definition of `infisical-v4-secrets.schema.json`, the v4 secret
+/// routes' zod response schemas transcribed to JSON Schema (sources in its `$comment`).
+pub(crate) fn infisical_check(definition: &str, instance: &Value) {
+    let spec = spec("infisical-v4-secrets.schema.json");
+    assert!(
+        spec["definitions"].get(definition).is_some(),
+        "no {definition} in infisical-v4-secrets.schema.json"
+    );
+    let defs = &spec["definitions"];
+    let schema = json!({"$ref": format!("#/definitions/{definition}"), "definitions": defs});
+    let mut found = errors(&schema, instance);
+    // A union (`oneOf`) only says that no branch matched: say why each did not.
+    if !found.is_empty() {
+        for (i, branch) in defs[definition]["oneOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mut branch = branch.clone();
+            branch["definitions"] = defs.clone();
+            for e in errors(&branch, instance) {
+                found.push(format!("oneOf[{i}]: {e}"));
+            }
+        }
+    }
+    report(definition, found, instance);
+}
+
 /// The `targetSchema` of a Heroku link, by definition, method and href suffix.
 pub(crate) fn heroku_link_check(
     definition: &str,

@@ -3,12 +3,13 @@
 //!
 //! Heroku against its hyper-schema (strict: every property, no extras, nested identities
 //! too), Infisical against the zod response schemas of its v4 secret router (transcribed in
-//! `infisical-v4-secrets.schema.json`). Error bodies are validated as well as successes.
+//! `infisical-v4-secrets.schema.json`), Postmark against its server swagger. Error bodies are
+//! validated as well as successes.
 
 use crate::scenario::{RateLimitSpec, SecretSpec};
 use crate::testkit::{
     heroku_check, heroku_config_vars_check, heroku_error_check, heroku_link_check, infisical_check,
-    raw,
+    postmark_check, raw,
 };
 use crate::{FaultRule, Sandbox, Scenario};
 use reqwest::{Method, RequestBuilder};
@@ -709,4 +710,257 @@ fn infisical_error_checks_catch_a_string_message_on_422() {
         "error",
         &json!({"reqId": "req-1", "statusCode": 422, "message": "bad", "error": "ValidationFailure"}),
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Postmark
+// ---------------------------------------------------------------------------------------
+
+const PM_TOKEN: &str = "pmsim-0001";
+
+/// Server `raxx-prod` with a known token; `new@raxx.app` signed but not confirmed, and
+/// `gone@example.com` suppressed.
+async fn postmark() -> Sandbox {
+    let mut scenario = Scenario::default().with_postmark_token(PM_TOKEN);
+    scenario.postmark.unconfirmed_signatures = vec!["new@raxx.app".into()];
+    scenario.postmark.inactive_recipients = vec!["gone@example.com".into()];
+    Sandbox::start(scenario).await.unwrap()
+}
+
+fn server_api(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
+    raw()
+        .request(method, format!("{}{path}", sb.postmark_url()))
+        .header("Accept", "application/json")
+        .header("X-Postmark-Server-Token", PM_TOKEN)
+}
+
+fn email(from: &str, to: &str) -> Value {
+    json!({"From": from, "To": to, "Subject": "s", "TextBody": "t"})
+}
+
+/// A Postmark error: `StandardPostmarkResponse` with both fields, at `status`, with `code`.
+fn postmark_error(status: u16, got: u16, body: &Value, code: i64) {
+    assert_eq!(got, status, "{body}");
+    postmark_check("StandardPostmarkResponse", body, true);
+    assert_eq!(body["ErrorCode"], code, "{body}");
+}
+
+#[tokio::test]
+async fn postmark_get_server_matches_the_swagger() {
+    let sb = postmark().await;
+    let (status, server) = answer(server_api(&sb, Method::GET, "/server")).await;
+    assert_eq!(status, 200);
+    postmark_check("ServerConfigurationResponse", &server, true);
+}
+
+#[tokio::test]
+async fn postmark_put_server_answers_the_edited_server_per_the_swagger() {
+    let sb = postmark().await;
+    let edit =
+        json!({"Name": "renamed", "Color": "Red", "TrackOpens": true, "TrackLinks": "HtmlOnly"});
+    postmark_check("EditServerConfigurationRequest", &edit, false);
+    let (status, server) = answer(server_api(&sb, Method::PUT, "/server").json(&edit)).await;
+    assert_eq!(status, 200);
+    postmark_check("ServerConfigurationResponse", &server, true);
+    assert_eq!(
+        (
+            server["Name"].as_str(),
+            server["Color"].as_str(),
+            server["TrackLinks"].as_str()
+        ),
+        (Some("renamed"), Some("Red"), Some("HtmlOnly"))
+    );
+}
+
+#[tokio::test]
+async fn postmark_send_email_matches_the_swagger() {
+    let sb = postmark().await;
+    let request = email("Raxx <noreply@raxx.app>", "kris@example.com");
+    postmark_check("SendEmailRequest", &request, false);
+    let (status, sent) = answer(server_api(&sb, Method::POST, "/email").json(&request)).await;
+    assert_eq!(status, 200);
+    postmark_check("SendEmailResponse", &sent, true);
+    assert_eq!(sent["ErrorCode"], 0);
+}
+
+#[tokio::test]
+async fn postmark_invalid_email_requests_are_422_with_error_code_300() {
+    let sb = postmark().await;
+    for bad in [
+        json!({"To": "kris@example.com", "Subject": "s", "TextBody": "t"}),
+        json!({"From": "noreply@raxx.app", "Subject": "s", "TextBody": "t"}),
+        json!({"From": "noreply@raxx.app", "To": "kris@example.com", "Subject": "s"}),
+        email("noreply@raxx.app", "not-an-address"),
+    ] {
+        let (status, body) = answer(server_api(&sb, Method::POST, "/email").json(&bad)).await;
+        postmark_error(422, status, &body, 300);
+    }
+}
+
+#[tokio::test]
+async fn postmark_unknown_sender_signature_is_422_with_error_code_400() {
+    let sb = postmark().await;
+    let (status, body) = answer(
+        server_api(&sb, Method::POST, "/email")
+            .json(&email("someone@else.example", "kris@example.com")),
+    )
+    .await;
+    postmark_error(422, status, &body, 400);
+}
+
+#[tokio::test]
+async fn postmark_unconfirmed_sender_signature_is_422_with_error_code_401() {
+    let sb = postmark().await;
+    let (status, body) = answer(
+        server_api(&sb, Method::POST, "/email")
+            .json(&email("Raxx <new@raxx.app>", "kris@example.com")),
+    )
+    .await;
+    postmark_error(422, status, &body, 401);
+}
+
+#[tokio::test]
+async fn postmark_inactive_recipient_is_422_with_error_code_406() {
+    let sb = postmark().await;
+    let (status, body) = answer(server_api(&sb, Method::POST, "/email").json(&email(
+        "noreply@raxx.app",
+        "kris@example.com, gone@example.com",
+    )))
+    .await;
+    postmark_error(422, status, &body, 406);
+}
+
+#[tokio::test]
+async fn postmark_unknown_message_stream_is_422_with_error_code_1235() {
+    let sb = postmark().await;
+    let mut request = email("noreply@raxx.app", "kris@example.com");
+    request["MessageStream"] = json!("no-such-stream");
+    let (status, body) = answer(server_api(&sb, Method::POST, "/email").json(&request)).await;
+    postmark_error(422, status, &body, 1235);
+}
+
+#[tokio::test]
+async fn postmark_invalid_json_is_422_with_error_code_402() {
+    let sb = postmark().await;
+    let (status, body) = answer(
+        server_api(&sb, Method::POST, "/email")
+            .header("Content-Type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    postmark_error(422, status, &body, 402);
+}
+
+#[tokio::test]
+async fn postmark_put_server_with_a_wrong_type_is_422_with_error_code_402() {
+    let sb = postmark().await;
+    let (status, body) =
+        answer(server_api(&sb, Method::PUT, "/server").json(&json!({"TrackOpens": "yes"}))).await;
+    postmark_error(422, status, &body, 402);
+}
+
+#[tokio::test]
+async fn postmark_put_server_with_an_unknown_choice_is_422_with_error_code_403() {
+    let sb = postmark().await;
+    let (status, body) =
+        answer(server_api(&sb, Method::PUT, "/server").json(&json!({"Color": "Pink"}))).await;
+    postmark_error(422, status, &body, 403);
+}
+
+#[tokio::test]
+async fn postmark_put_server_with_a_blank_name_is_422_with_error_code_607() {
+    let sb = postmark().await;
+    let (status, body) =
+        answer(server_api(&sb, Method::PUT, "/server").json(&json!({"Name": " "}))).await;
+    postmark_error(422, status, &body, 607);
+}
+
+#[tokio::test]
+async fn postmark_missing_or_bad_token_is_401_with_error_code_10() {
+    let sb = postmark().await;
+    let url = |path: &str| format!("{}{path}", sb.postmark_url());
+    let send = email("noreply@raxx.app", "kris@example.com");
+    for token in [None, Some("wrong")] {
+        for (method, path, body) in [
+            (Method::GET, "/server", None),
+            (Method::PUT, "/server", Some(json!({"Color": "Red"}))),
+            (Method::POST, "/email", Some(send.clone())),
+            (Method::POST, "/email/batch", Some(json!([send.clone()]))),
+        ] {
+            let mut req = raw()
+                .request(method.clone(), url(path))
+                .header("Accept", "application/json");
+            if let Some(t) = token {
+                req = req.header("X-Postmark-Server-Token", t);
+            }
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let (status, answer_body) = answer(req).await;
+            postmark_error(401, status, &answer_body, 10);
+        }
+    }
+}
+
+#[tokio::test]
+async fn postmark_non_json_bodies_are_415_with_the_error_body() {
+    let sb = postmark().await;
+    for (method, path) in [
+        (Method::POST, "/email"),
+        (Method::POST, "/email/batch"),
+        (Method::PUT, "/server"),
+    ] {
+        let (status, body) = answer(
+            server_api(&sb, method, path)
+                .header("Content-Type", "text/plain")
+                .body("From: noreply@raxx.app"),
+        )
+        .await;
+        postmark_error(415, status, &body, 409);
+    }
+}
+
+#[tokio::test]
+async fn postmark_batch_matches_the_swagger() {
+    let sb = postmark().await;
+    let batch = json!([
+        email("noreply@raxx.app", "a@example.com"),
+        email("someone@else.example", "b@example.com"),
+        email("noreply@raxx.app", "gone@example.com"),
+    ]);
+    postmark_check("SendEmailBatchRequest", &batch, false);
+    let (status, results) =
+        answer(server_api(&sb, Method::POST, "/email/batch").json(&batch)).await;
+    assert_eq!(status, 200);
+    postmark_check("SendEmailBatchResponse", &results, false);
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    // A sent message has every field; a refused one is an error body (vendor-apis.md §1.7).
+    postmark_check("SendEmailResponse", &results[0], true);
+    assert_eq!(results[0]["ErrorCode"], 0);
+    for (result, code) in [(&results[1], 400), (&results[2], 406)] {
+        postmark_check("StandardPostmarkResponse", result, true);
+        assert_eq!(result["ErrorCode"], code, "{result}");
+    }
+}
+
+#[tokio::test]
+async fn postmark_too_many_batch_messages_is_422_with_error_code_410() {
+    let sb = postmark().await;
+    let batch: Vec<Value> = (0..501)
+        .map(|i| email("noreply@raxx.app", &format!("r{i}@example.com")))
+        .collect();
+    let (status, body) = answer(server_api(&sb, Method::POST, "/email/batch").json(&batch)).await;
+    postmark_error(422, status, &body, 410);
+}
+
+#[tokio::test]
+async fn postmark_fault_answers_match_the_error_body() {
+    let sb = postmark().await;
+    for status in [401, 404, 415, 422, 429, 500, 503] {
+        sb.add_fault(FaultRule::parse(&format!("postmark:GET:/server={status}:once")).unwrap());
+        let (got, body) = answer(server_api(&sb, Method::GET, "/server")).await;
+        assert_eq!(got, status);
+        postmark_check("StandardPostmarkResponse", &body, true);
+    }
 }

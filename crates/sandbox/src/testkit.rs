@@ -42,7 +42,13 @@ pub(crate) fn postmark_check(definition: &str, instance: &Value, require_all: bo
     let spec = spec("postmark-server-api.swagger.json");
     let mut defs = spec["definitions"].clone();
     // The swagger is old: its Color enum is lower-case; current docs capitalise.
-    if let Some(color) = defs.pointer_mut("/ServerConfigurationResponse/properties/Color/enum") {
+    for object in [
+        "ServerConfigurationResponse",
+        "EditServerConfigurationRequest",
+    ] {
+        let Some(color) = defs.pointer_mut(&format!("/{object}/properties/Color/enum")) else {
+            continue;
+        };
         for c in [
             "Purple",
             "Blue",

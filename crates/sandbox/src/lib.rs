@@ -14,6 +14,8 @@
 
 mod error;
 mod faults;
+#[cfg(test)]
+mod fidelity;
 mod github;
 mod heroku;
 mod http;

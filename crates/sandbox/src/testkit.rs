@@ -42,7 +42,13 @@ pub(crate) fn postmark_check(definition: &str, instance: &Value, require_all: bo
     let spec = spec("postmark-server-api.swagger.json");
     let mut defs = spec["definitions"].clone();
     // The swagger is old: its Color enum is lower-case; current docs capitalise.
-    if let Some(color) = defs.pointer_mut("/ServerConfigurationResponse/properties/Color/enum") {
+    for object in [
+        "ServerConfigurationResponse",
+        "EditServerConfigurationRequest",
+    ] {
+        let Some(color) = defs.pointer_mut(&format!("/{object}/properties/Color/enum")) else {
+            continue;
+        };
         for c in [
             "Purple",
             "Blue",
@@ -70,23 +76,128 @@ pub(crate) fn postmark_check(definition: &str, instance: &Value, require_all: bo
 }
 
 /// Validates against a Heroku hyper-schema pointer (e.g. `/definitions/release`); with
-/// `strict`, the object must have exactly the schema's properties (`strictProperties`).
+/// `strict`, the object must have exactly the schema's properties (`strictProperties`), and so
+/// must every object its properties and items reach (`stack`, `owner`, a dyno's `release`…):
+/// the Platform API always answers those identities whole.
 pub(crate) fn heroku_check(pointer: &str, instance: &Value, strict: bool) {
     let spec = spec("heroku-platform-api.schema.json");
     let mut defs = spec["definitions"].clone();
     let local = pointer.trim_start_matches("/definitions");
     if strict {
-        if let Some(target) = defs.pointer_mut(local) {
-            let props: Vec<Value> = target["properties"]
-                .as_object()
-                .map(|m| m.keys().map(|k| json!(k)).collect())
-                .unwrap_or_default();
-            target["required"] = json!(props);
+        make_strict(&mut defs, local, &mut Vec::new());
+    }
+    let schema = json!({"$ref": format!("#{pointer}"), "definitions": defs});
+    check(&schema, instance, pointer);
+}
+
+/// Requires every property of the object schema at `pointer` (inside `defs`) and forbids
+/// others, then does the same for what its properties and items reach, through `$ref`s.
+fn make_strict(defs: &mut Value, pointer: &str, seen: &mut Vec<String>) {
+    if seen.iter().any(|p| p == pointer) {
+        return;
+    }
+    seen.push(pointer.to_string());
+    let Some(schema) = defs.pointer(pointer).cloned() else {
+        return;
+    };
+    if let Some(target) = schema["$ref"].as_str() {
+        if let Some(local) = target.strip_prefix("#/definitions") {
+            make_strict(defs, local, seen);
+        }
+        return;
+    }
+    let names: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    if !names.is_empty() {
+        if let Some(target) = defs.pointer_mut(pointer) {
+            target["required"] = json!(names);
             target["additionalProperties"] = json!(false);
+        }
+    }
+    for name in &names {
+        let escaped = name.replace('~', "~0").replace('/', "~1");
+        make_strict(defs, &format!("{pointer}/properties/{escaped}"), seen);
+    }
+    if schema.get("items").is_some() {
+        make_strict(defs, &format!("{pointer}/items"), seen);
+    }
+}
+
+/// A config-var map against the schema's `config-var/definitions/config_vars` (keys `^\w+$`,
+/// nothing else). That definition allows `null` values because it also types the PATCH body,
+/// where `null` removes a var; Heroku's answers hold only strings, so unless `request` is set
+/// a `null` is refused too.
+pub(crate) fn heroku_config_vars_check(instance: &Value, request: bool) {
+    let pointer = "/definitions/config-var/definitions/config_vars";
+    let spec = spec("heroku-platform-api.schema.json");
+    let mut defs = spec["definitions"].clone();
+    if !request {
+        let values = defs
+            .pointer_mut("/config-var/definitions/config_vars/patternProperties")
+            .and_then(Value::as_object_mut)
+            .expect("config_vars has patternProperties");
+        for schema in values.values_mut() {
+            schema["type"] = json!(["string"]);
         }
     }
     let schema = json!({"$ref": format!("#{pointer}"), "definitions": defs});
     check(&schema, instance, pointer);
+}
+
+/// Heroku's error body. The hyper-schema does not describe errors, so this is written from
+/// /work/shared/vendor-apis.md §3.6, which cites the Platform API reference ("Errors") and
+/// heroku/heroku-cli-command `src/api-client.ts` (the CLI reads `message`, `id`, `app.name`
+/// and `url`): `id` and `message` strings always; `url`, `app` `{name}` and `resource` on
+/// some errors; no other key.
+pub(crate) fn heroku_error_check(instance: &Value) {
+    let schema = json!({
+        "type": "object",
+        "required": ["id", "message"],
+        "additionalProperties": false,
+        "properties": {
+            "id": {"type": "string", "minLength": 1},
+            "message": {"type": "string", "minLength": 1},
+            "url": {"type": "string"},
+            "app": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}}
+            },
+            "resource": {"type": "string"}
+        }
+    });
+    check(&schema, instance, "heroku error");
+}
+
+/// Validates against a definition of `infisical-v4-secrets.schema.json`, the v4 secret
+/// routes' zod response schemas transcribed to JSON Schema (sources in its `$comment`).
+pub(crate) fn infisical_check(definition: &str, instance: &Value) {
+    let spec = spec("infisical-v4-secrets.schema.json");
+    assert!(
+        spec["definitions"].get(definition).is_some(),
+        "no {definition} in infisical-v4-secrets.schema.json"
+    );
+    let defs = &spec["definitions"];
+    let schema = json!({"$ref": format!("#/definitions/{definition}"), "definitions": defs});
+    let mut found = errors(&schema, instance);
+    // A union (`oneOf`) only says that no branch matched: say why each did not.
+    if !found.is_empty() {
+        for (i, branch) in defs[definition]["oneOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mut branch = branch.clone();
+            branch["definitions"] = defs.clone();
+            for e in errors(&branch, instance) {
+                found.push(format!("oneOf[{i}]: {e}"));
+            }
+        }
+    }
+    report(definition, found, instance);
 }
 
 /// The `targetSchema` of a Heroku link, by definition, method and href suffix.
@@ -115,14 +226,23 @@ pub(crate) fn heroku_link_check(
 }
 
 fn check(schema: &Value, instance: &Value, what: &str) {
+    report(what, errors(schema, instance), instance);
+}
+
+fn errors(schema: &Value, instance: &Value) -> Vec<String> {
     let validator = jsonschema::draft4::new(schema).expect("schema compiles");
-    let errors: Vec<String> = validator
+    validator
         .iter_errors(instance)
         .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
+        .collect()
+}
+
+/// Fails with one line per error (unescaped, so `should_panic` can name one).
+fn report(what: &str, errors: Vec<String>, instance: &Value) {
     assert!(
         errors.is_empty(),
-        "{what}: {errors:#?}\ninstance: {instance:#}"
+        "{what}:\n  - {}\ninstance: {instance:#}",
+        errors.join("\n  - ")
     );
 }
 

@@ -167,16 +167,40 @@ async fn list_authorizations(State(s): State<Arc<Shared>>) -> Response {
     s.respond(|h: &mut HerokuState| Json(json!([h.authorization()])).into_response())
 }
 
+/// Sandbox ids of the stack, the region and the two generations (made up, but stable).
+const STACK_ID: &str = "0c1f7c3e-2d4b-4a6e-9f10-000000000024";
+const REGION_ID: &str = "5e2c8a1d-7b3f-4c9e-8d21-0000000000a1";
+const CEDAR_ID: &str = "9b4d2e6f-1a3c-4e5b-8f70-00000000ced0";
+const FIR_ID: &str = "9b4d2e6f-1a3c-4e5b-8f70-0000000000f1";
+
+/// The whole app object: the Platform API answers every property of the schema's `app`.
 async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.respond(|h: &mut HerokuState| match h.app(&app) {
-        Some(a) => Json(json!({
-            "id": a.id, "name": a.name, "created_at": a.created_at,
-            "released_at": a.releases.last().map(|r| r.created_at.clone()),
-            "web_url": format!("https://{}.herokuapp.com/", a.name),
-            "stack": {"name": "heroku-24"}, "region": {"name": "us"},
-            "generation": {"name": a.generation},
-        }))
-        .into_response(),
+        Some(a) => {
+            let released_at = a.releases.last().map(|r| r.created_at.clone());
+            let generation_id = if a.generation == "fir" {
+                FIR_ID
+            } else {
+                CEDAR_ID
+            };
+            Json(json!({
+                "acm": false, "archived_at": null, "buildpack_provided_description": null,
+                "build_stack": {"id": STACK_ID, "name": "heroku-24"},
+                "created_at": a.created_at,
+                "generation": {"id": generation_id, "name": a.generation},
+                "git_url": format!("https://git.heroku.com/{}.git", a.name),
+                "id": a.id, "internal_routing": null, "maintenance": false, "name": a.name,
+                "owner": {"email": h.user_email, "id": h.user_id},
+                "organization": null, "team": null, "space": null,
+                "region": {"id": REGION_ID, "name": "us"},
+                "released_at": released_at,
+                "repo_size": null, "slug_size": null,
+                "stack": {"id": STACK_ID, "name": "heroku-24"},
+                "updated_at": released_at.as_deref().unwrap_or(&a.created_at),
+                "web_url": format!("https://{}.herokuapp.com/", a.name),
+            }))
+            .into_response()
+        }
         None => app_not_found(),
     })
 }

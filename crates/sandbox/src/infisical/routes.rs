@@ -281,16 +281,28 @@ fn secret_json(st: &InfisicalState, s: &StoredSecret, v: &Version) -> Value {
     })
 }
 
-/// The secret at index `i` as a write answers it: `{"secret": ...}` at its newest version.
-fn secret_answer(st: &InfisicalState, i: usize) -> Response {
-    match st
+/// The secret at index `i` as a write answers it: `{"secret": ...}` at its newest version,
+/// with what the write routes' zod response schemas keep (Fastify serialises through them
+/// and zod strips unknown keys): create answers the bare secretRawSchema, update and delete
+/// add only secretValueHidden (v3 and v4 secret routers alike).
+fn secret_answer(st: &InfisicalState, i: usize, method: &Method) -> Response {
+    let Some((secret, v)) = st
         .secrets
         .get(i)
         .and_then(|s| s.versions.last().map(|v| (s, v)))
-    {
-        Some((secret, v)) => Json(json!({"secret": secret_json(st, secret, v)})).into_response(),
-        None => error_body(404, "NotFound", json!("Secret not found")),
+    else {
+        return error_body(404, "NotFound", json!("Secret not found"));
+    };
+    let mut out = secret_json(st, secret, v);
+    if let Some(o) = out.as_object_mut() {
+        for key in ["secretPath", "tags", "secretMetadata"] {
+            o.remove(key);
+        }
+        if *method == Method::POST {
+            o.remove("secretValueHidden");
+        }
     }
+    Json(json!({ "secret": out })).into_response()
 }
 
 /// Infisical's name rules (`SecretNameSchema` for a create, `BaseSecretNameSchema`
@@ -506,7 +518,7 @@ fn write(
                     value: value.clone(),
                 },
                 // Nothing to change: the secret as it is.
-                None => return secret_answer(st, i),
+                None => return secret_answer(st, i, &method),
             },
             ("DELETE", Some(_)) => Op::Delete,
             _ => return not_found(),
@@ -518,7 +530,7 @@ fn write(
         let deleted = existing.filter(|_| op == Op::Delete);
         st.apply(&sc.env, &sc.path, &name, op);
         match deleted.or_else(|| st.find(&sc.env, &sc.path, &name)) {
-            Some(i) => secret_answer(st, i),
+            Some(i) => secret_answer(st, i, &method),
             None => not_found(),
         }
     })

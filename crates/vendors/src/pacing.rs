@@ -31,11 +31,16 @@ struct PoolEstimate {
     /// The largest pool an answer showed (the estimate never refills past it).
     capacity: f64,
     in_flight: u32,
+    /// Tickets handed out so far; each request's number orders its answer.
+    issued: u64,
+    /// The number of the request whose answer the estimate rests on.
+    basis: u64,
 }
 
 /// A request holding one of the pool's tokens; dropping it (answered or abandoned) ends it.
 pub(crate) struct Ticket<'a> {
     pacer: &'a Pacer,
+    seq: u64,
     done: bool,
 }
 
@@ -47,7 +52,17 @@ impl Ticket<'_> {
         s.in_flight = s.in_flight.saturating_sub(1);
         if let Some(r) = remaining {
             s.capacity = s.capacity.max(r);
-            s.tokens = Some((r - f64::from(s.in_flight)).max(0.0));
+            let seen = (r - f64::from(s.in_flight)).max(0.0);
+            // An answer to a request sent before the one the estimate rests on was served
+            // earlier, so it may count fewer requests: it can only lower the estimate.
+            let t = match s.tokens {
+                Some(t) if self.seq < s.basis => t.min(seen),
+                _ => {
+                    s.basis = self.seq;
+                    seen
+                }
+            };
+            s.tokens = Some(t);
             s.at = Instant::now();
         }
     }
@@ -71,12 +86,24 @@ impl Pacer {
                 at: Instant::now(),
                 capacity: 0.0,
                 in_flight: 0,
+                issued: 0,
+                basis: 0,
             }),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolEstimate> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ticket<'a>(&'a self, s: &mut PoolEstimate) -> Ticket<'a> {
+        s.in_flight += 1;
+        s.issued += 1;
+        Ticket {
+            pacer: self,
+            seq: s.issued,
+            done: false,
+        }
     }
 
     /// Takes a token, waiting for the refill when the pool is known to be spent.
@@ -87,13 +114,7 @@ impl Pacer {
                 let now = Instant::now();
                 match s.tokens {
                     // Nothing known yet: the first answers tell.
-                    None => {
-                        s.in_flight += 1;
-                        return Ticket {
-                            pacer: self,
-                            done: false,
-                        };
-                    }
+                    None => return Self::ticket(self, &mut s),
                     Some(t) => {
                         let refilled = t + self.refill_per_sec * (now - s.at).as_secs_f64();
                         let t = refilled.min(s.capacity.max(t));
@@ -101,11 +122,7 @@ impl Pacer {
                         s.at = now;
                         if t >= 1.0 + RESERVE {
                             s.tokens = Some(t - 1.0);
-                            s.in_flight += 1;
-                            return Ticket {
-                                pacer: self,
-                                done: false,
-                            };
+                            return Self::ticket(self, &mut s);
                         }
                         Duration::from_secs_f64((1.0 + RESERVE - t) / self.refill_per_sec)
                     }
@@ -210,6 +227,19 @@ mod tests {
         it.next().unwrap().answered(Some(5.0));
         let s = p.lock();
         assert_eq!((s.tokens, s.in_flight), (Some(2.0), 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_answer_to_an_older_request_cannot_raise_the_estimate() {
+        let clock = WaitClock::default();
+        let p = Pacer::new(60.0);
+        let older = p.acquire(&clock).await;
+        let newer = p.acquire(&clock).await;
+        // The newer request was served last and says 5 remain; the older one's answer,
+        // processed after it, says 9 (it was served before others arrived).
+        newer.answered(Some(5.0));
+        older.answered(Some(9.0));
+        assert_eq!(p.lock().tokens, Some(4.0));
     }
 
     #[tokio::test(start_paused = true)]

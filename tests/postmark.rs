@@ -735,3 +735,24 @@ fn a_scoped_key_without_write_protected_stops_precheck_with_no_writes() {
     out.exit(Exit::Ok);
     assert!(!out.stdout.contains("scoped token"), "{}", out.stdout);
 }
+
+/// Infisical says how long to wait in its 429's message (it sends no rate-limit headers).
+/// A wait longer than a run should take (here 10 minutes) is reported at once with that
+/// wait, not retried early into another refusal.
+#[test]
+fn a_long_infisical_rate_limit_is_reported_with_its_wait_and_not_retried_early() {
+    let (out, _) = fails_and_rolls_back(
+        "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN=429:retry_after=600",
+        "store",
+    );
+    out.stderr_has("Rate limit exceeded. Please try again in 600 seconds")
+        .stderr_has("infisical is rate limiting us; wait 600s and retry the step");
+    let state = out.read_json("sandbox.json");
+    let refused: Vec<&Value> = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "PATCH" && r["status"] == 429)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+}

@@ -117,7 +117,15 @@ impl AsyncWrite for KillableStream {
 }
 
 /// The vendor's own error answer for a bare status (what a fault answers with).
-pub(crate) type ErrorAnswer = Arc<dyn Fn(u16) -> Response + Send + Sync>;
+/// A vendor's error answer for a status, asking for a wait of so many seconds when given.
+pub(crate) type ErrorAnswer = Arc<dyn Fn(u16, Option<u64>) -> Response + Send + Sync>;
+
+/// `resp` with a `Retry-After` of `secs`.
+pub(crate) fn with_retry_after(mut resp: Response, secs: u64) -> Response {
+    resp.headers_mut()
+        .insert("retry-after", HeaderValue::from(secs));
+    resp
+}
 
 /// Which simulator a middleware runs in front of.
 #[derive(Clone)]
@@ -181,11 +189,7 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             next.run(req).await
         }
         FaultAction::Status(status) => {
-            let mut resp = (mw.error)(status);
-            if let Some(secs) = retry_after {
-                resp.headers_mut()
-                    .insert("retry-after", HeaderValue::from(secs));
-            }
+            let mut resp = (mw.error)(status, retry_after);
             resp.extensions_mut().insert(FaultMark("status"));
             resp
         }

@@ -29,6 +29,12 @@ pub(crate) trait Simulator: Sync {
     /// The vendor's own error answer for a bare status (what a fault answers with).
     fn error_for_status(&self, status: u16) -> Response;
 
+    /// Its refusal asking for a wait of `secs` (a fault's `retry_after`): by default the
+    /// error answer with a `Retry-After` header; a vendor that says it otherwise overrides.
+    fn error_with_wait(&self, status: u16, secs: u64) -> Response {
+        crate::http::with_retry_after(self.error_for_status(status), secs)
+    }
+
     /// Layers that see every answer, injected faults included (a rate-limit pool that
     /// counts every request and stamps every response). None by default.
     fn outer(&self, router: Router, _shared: Arc<Shared>) -> Router {

@@ -528,7 +528,7 @@ pub(crate) fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser
         .error(kind, message)
         .with_status(resp.status)
         .with_code(detail.code)
-        .with_retry_after(resp.retry_after())
+        .with_retry_after(resp.asked_wait())
         .with_attempts(resp.attempts);
     if let Some(hint) = detail.hint {
         err = err.with_hint(hint);

@@ -37,6 +37,14 @@ impl Simulator for Infisical {
         routes::error_for_status(status)
     }
 
+    /// Infisical sends no rate-limit headers: its 429 says the wait in the message.
+    fn error_with_wait(&self, status: u16, secs: u64) -> Response {
+        match status {
+            429 => routes::rate_limited(secs),
+            _ => crate::http::with_retry_after(routes::error_for_status(status), secs),
+        }
+    }
+
     /// The "domain" is the URL without `/api`, as `INFISICAL_DOMAIN` takes it.
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
         let mut env = vec![("INFISICAL_DOMAIN", url.to_string())];

@@ -47,15 +47,22 @@ pub(super) fn error_for_status(status: u16) -> Response {
             "ValidationFailure",
             json!([{"code": "custom", "message": "Invalid input", "path": []}]),
         ),
-        429 => error_body(
-            429,
-            "RateLimitExceeded",
-            json!("Rate limit exceeded. Please try again in 1 seconds"),
-        ),
+        429 => rate_limited(1),
         504 => error_body(504, "GatewayTimeoutError", json!("Gateway timeout")),
         s if s >= 500 => error_body(s, "InternalServerError", json!("Something went wrong")),
         s => error_body(s, "Error", json!("Error")),
     }
+}
+
+/// Infisical's 429: the wait is in the message (it sends no rate-limit headers).
+pub(super) fn rate_limited(secs: u64) -> Response {
+    error_body(
+        429,
+        "RateLimitExceeded",
+        json!(format!(
+            "Rate limit exceeded. Please try again in {secs} seconds"
+        )),
+    )
 }
 
 fn zod(path: &str, message: &str) -> Response {

@@ -83,7 +83,10 @@ impl Sandbox {
         };
         for &sim in BUILT_IN {
             let router = sim.router(sandbox.shared.clone());
-            let error: ErrorAnswer = Arc::new(move |status| sim.error_for_status(status));
+            let error: ErrorAnswer = Arc::new(move |status, wait| match wait {
+                Some(secs) => sim.error_with_wait(status, secs),
+                None => sim.error_for_status(status),
+            });
             let shared = sandbox.shared.clone();
             let outer = move |r: Router| sim.outer(r, shared);
             let url = sandbox.serve(sim.name(), router, error, outer).await?;
@@ -92,7 +95,18 @@ impl Sandbox {
         for (index, name) in scripted_names.into_iter().enumerate() {
             let router = scripted::router(sandbox.shared.clone(), index);
             let url = sandbox
-                .serve(name, router, Arc::new(scripted::error_for_status), |r| r)
+                .serve(
+                    name,
+                    router,
+                    Arc::new(|status, wait| {
+                        let resp = scripted::error_for_status(status);
+                        match wait {
+                            Some(secs) => http::with_retry_after(resp, secs),
+                            None => resp,
+                        }
+                    }),
+                    |r| r,
+                )
                 .await?;
             sandbox.urls.scripted.insert(name.to_string(), url);
         }

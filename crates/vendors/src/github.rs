@@ -1,7 +1,9 @@
 //! GitHub Actions secrets client: public key, sealed-box encryption, set and list.
 
 use super::error::{ErrorKind, VendorCode, VendorError};
-use super::transport::{ErrorDetail, HeaderValueSource, RawResponse, Request, Transport};
+use super::transport::{
+    decode_json, ErrorDetail, HeaderValueSource, RawResponse, Request, Transport,
+};
 use base64::Engine as _;
 use reqwest::{Method, Url};
 use runbook_secret::Secret;
@@ -127,6 +129,60 @@ impl GithubClient {
         })
     }
 
+    /// `GET /user/repos`, following `Link: rel="next"` pages: every repository the token can
+    /// see, as `owner/name`.
+    pub async fn repos(&self) -> Result<Vec<String>, VendorError> {
+        #[derive(Deserialize)]
+        struct Repo {
+            full_name: String,
+        }
+        let token = self.token.as_ref().ok_or_else(|| {
+            VendorError::config(
+                VENDOR,
+                "no token: GITHUB_TOKEN (or GH_TOKEN) is not set",
+                "set GITHUB_TOKEN to a token that can list the repositories",
+            )
+        })?;
+        let mut url = format!("{}/user/repos?per_page=100", self.base);
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            let req = Request::new(VENDOR, Method::GET, url.clone())
+                .route("/user/repos")
+                .header("Accept", "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", "2022-11-28")
+                .header("Authorization", HeaderValueSource::Bearer(token.clone()));
+            let resp = self
+                .transport
+                .send_checked(req.clone(), parse_error)
+                .await?;
+            let page: Vec<Repo> = decode_json(&req, &resp)?;
+            out.extend(page.into_iter().map(|r| r.full_name));
+            match resp.header("link").and_then(next_link) {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /repos/{owner}/{repo}/actions/secrets/{name}`: its dates, `None` when the repo
+    /// has no such secret (GitHub never returns the value).
+    pub async fn secret_info(
+        &self,
+        repo: &str,
+        name: &str,
+    ) -> Result<Option<RepoSecret>, VendorError> {
+        let req = self.request(Method::GET, repo, &["actions", "secrets", name])?;
+        let resp = self.transport.send(req.clone()).await?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        if !resp.is_success() {
+            return Err(super::transport::status_error(&req, &resp, parse_error));
+        }
+        decode_json(&req, &resp).map(Some)
+    }
+
     /// `GET /repos/{owner}/{repo}/actions/secrets` (first 100).
     pub async fn list_secrets(&self, repo: &str) -> Result<Vec<RepoSecret>, VendorError> {
         #[derive(Deserialize)]
@@ -155,6 +211,19 @@ pub(crate) fn seal(key: &PublicKey, plaintext: &str) -> Result<String, String> {
 }
 
 /// Reads `{"message": "...", "documentation_url": "..."}`.
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
 fn parse_error(resp: &RawResponse) -> ErrorDetail {
     #[derive(Deserialize)]
     struct Body {

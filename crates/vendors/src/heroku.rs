@@ -258,6 +258,45 @@ impl HerokuClient {
         Ok(page.into_iter().max_by_key(|r| r.version))
     }
 
+    /// `GET /apps`, following `Next-Range` pages (1,000 a page): every app the key can see.
+    pub async fn apps(&self) -> Result<Vec<String>, VendorError> {
+        #[derive(Deserialize)]
+        struct App {
+            name: String,
+        }
+        let mut out = Vec::new();
+        let mut range = "name ..; max=1000".to_string();
+        // 100 pages of 1,000 is more apps than any account holds; the bound stops a loop.
+        for _ in 0..100 {
+            let req = self
+                .request(Method::GET, &["apps"])?
+                .header("Range", range.clone());
+            let resp = self
+                .transport
+                .send_checked(req.clone(), parse_error)
+                .await?;
+            let page: Vec<App> = decode_json(&req, &resp)?;
+            out.extend(page.into_iter().map(|a| a.name));
+            match (resp.status, resp.header("Next-Range")) {
+                (206, Some(next)) => range = next.to_string(),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The names of `app`'s config vars whose value has fingerprint `fp` (keyed; compared
+    /// here, so no value leaves this call).
+    pub async fn vars_holding(&self, app: &str, fp: &str) -> Result<Vec<String>, VendorError> {
+        let vars = self.config_vars(app).await?;
+        Ok(vars
+            .0
+            .iter()
+            .filter(|(_, v)| runbook_secret::fingerprint_matches(v, fp))
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+
     /// The key's OAuth scopes: the `scope` of the authorization whose token is this key, from
     /// `GET /oauth/authorizations`. `None` when Heroku does not list them for this key (a
     /// scoped token may not list authorizations; the account API key, `global`, may).

@@ -162,6 +162,55 @@ impl InfisicalClient {
         }
     }
 
+    /// Every secret in `environment` at `secret_path` and below whose value has fingerprint
+    /// `fp` (keyed; compared here, so no value leaves this call): `(path, name)` pairs.
+    pub async fn secrets_holding(
+        &self,
+        project_id: &str,
+        environment: &str,
+        secret_path: &str,
+        fp: &str,
+    ) -> Result<Vec<(String, String)>, VendorError> {
+        #[derive(Deserialize)]
+        struct List {
+            secrets: Vec<Item>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Item {
+            secret_key: String,
+            #[serde(default)]
+            secret_value: String,
+            #[serde(default)]
+            secret_path: Option<String>,
+        }
+        let query = [
+            ("projectId", project_id.to_string()),
+            ("environment", environment.to_string()),
+            ("secretPath", secret_path.to_string()),
+            ("recursive", "true".into()),
+            ("viewSecretValue", "true".into()),
+            ("expandSecretReferences", "false".into()),
+            // v4 defaults these to true on the newest servers: ask for exactly this folder.
+            ("include_imports", "false".into()),
+            ("includeImports", "false".into()),
+            ("includePersonalOverrides", "false".into()),
+        ];
+        let (req, resp) = self
+            .call(Method::GET, &["v4", "secrets"], &query, None)
+            .await?;
+        let list: List = decode_json(&req, &resp)?;
+        Ok(list
+            .secrets
+            .into_iter()
+            .filter(|i| runbook_secret::fingerprint_matches(&i.secret_value, fp))
+            .map(|i| {
+                let path = i.secret_path.unwrap_or_else(|| secret_path.to_string());
+                (path, i.secret_key)
+            })
+            .collect())
+    }
+
     /// Sets a secret like `infisical secrets set`: nothing when it already holds the value,
     /// else update it, or create it if it does not exist. Under a secret-approval policy the
     /// answer is the change request Infisical filed instead.

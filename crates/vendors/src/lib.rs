@@ -4,6 +4,7 @@
 //! bundles them and is cheap to clone into tokio tasks.
 
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod github;
 pub mod heroku;

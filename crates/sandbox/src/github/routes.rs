@@ -4,7 +4,7 @@ use super::state::GithubState;
 use crate::http::header;
 use crate::shared::Shared;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +43,7 @@ pub(super) fn error_for_status(status: u16) -> Response {
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/user/repos", get(user_repos))
         .route("/repos/{owner}/{repo}/actions/secrets", get(list))
         .route(
             "/repos/{owner}/{repo}/actions/secrets/public-key",
@@ -97,6 +98,53 @@ async fn list(
             Json(json!({"total_count": secrets.len(), "secrets": secrets})).into_response()
         }
         None => error_body(404, "Not Found"),
+    })
+}
+
+/// `GET /user/repos`: the repositories the token can see, `per_page` (30, at most 100) a
+/// `page`, with a `Link: <...>; rel="next"` while more remain.
+async fn user_repos(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let per_page = q
+        .get("per_page")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page = q
+        .get("page")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let base = s.url_of("github");
+    s.respond(|g: &mut GithubState| {
+        let names = g.repo_names();
+        let body: Vec<Value> = names
+            .iter()
+            .enumerate()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .map(|(i, full)| {
+                let (owner, name) = full.split_once('/').unwrap_or(("", full));
+                json!({
+                    "id": i + 1, "name": name, "full_name": full, "private": true,
+                    "owner": {"login": owner, "type": "Organization"},
+                    "html_url": format!("https://github.com/{full}"),
+                })
+            })
+            .collect();
+        let mut resp = Json(body).into_response();
+        if page * per_page < names.len() {
+            let next = format!(
+                "<{base}/user/repos?per_page={per_page}&page={}>; rel=\"next\"",
+                page + 1
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&next) {
+                resp.headers_mut().insert("link", v);
+            }
+        }
+        resp
     })
 }
 
@@ -406,5 +454,32 @@ mod tests {
                 .status(),
             200
         );
+    }
+
+    #[tokio::test]
+    async fn user_repos_page_with_a_link_to_the_next() {
+        let sb = Sandbox::start(
+            Scenario::default()
+                .with_github_repo("raxx/raptor")
+                .with_github_repo("raxx/docs"),
+        )
+        .await
+        .unwrap();
+        let tok = sb.credentials().github_token.clone();
+        let first = raw()
+            .get(format!("{}/user/repos?per_page=1", sb.github_url()))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        let link = first.headers()["link"].to_str().unwrap().to_string();
+        assert!(link.ends_with("page=2>; rel=\"next\""), "{link}");
+        let page: Value = first.json().await.unwrap();
+        assert_eq!(page[0]["full_name"], "raxx/raptor");
+        let url = link.trim_start_matches('<').split('>').next().unwrap();
+        let second = raw().get(url).bearer_auth(&tok).send().await.unwrap();
+        assert!(second.headers().get("link").is_none());
+        let page: Value = second.json().await.unwrap();
+        assert_eq!(page[0]["full_name"], "raxx/docs");
     }
 }

@@ -128,6 +128,11 @@ impl GithubState {
             .find(|r| r.name.eq_ignore_ascii_case(&full))
     }
 
+    /// Every repository's `owner/name`, in scenario order.
+    pub(super) fn repo_names(&self) -> Vec<String> {
+        self.repos.iter().map(|r| r.name.clone()).collect()
+    }
+
     pub(super) fn to_json(&self) -> Value {
         let repos: Map<String, Value> = self
             .repos

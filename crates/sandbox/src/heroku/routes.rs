@@ -57,6 +57,7 @@ fn app_not_found() -> Response {
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
+        .route("/apps", get(list_apps))
         .route("/apps/{app}", get(app_info))
         .route(
             "/apps/{app}/config-vars",
@@ -174,34 +175,99 @@ const CEDAR_ID: &str = "9b4d2e6f-1a3c-4e5b-8f70-00000000ced0";
 const FIR_ID: &str = "9b4d2e6f-1a3c-4e5b-8f70-0000000000f1";
 
 /// The whole app object: the Platform API answers every property of the schema's `app`.
+/// An app as the Platform API describes one (`definitions/app`).
+fn app_json(h: &HerokuState, a: &super::state::HApp) -> Value {
+    let released_at = a.releases.last().map(|r| r.created_at.clone());
+    let generation_id = if a.generation == "fir" {
+        FIR_ID
+    } else {
+        CEDAR_ID
+    };
+    json!({
+        "acm": false, "archived_at": null, "buildpack_provided_description": null,
+        "build_stack": {"id": STACK_ID, "name": "heroku-24"},
+        "created_at": a.created_at,
+        "generation": {"id": generation_id, "name": a.generation},
+        "git_url": format!("https://git.heroku.com/{}.git", a.name),
+        "id": a.id, "internal_routing": null, "maintenance": false, "name": a.name,
+        "owner": {"email": h.user_email, "id": h.user_id},
+        "organization": null, "team": null, "space": null,
+        "region": {"id": REGION_ID, "name": "us"},
+        "released_at": released_at,
+        "repo_size": null, "slug_size": null,
+        "stack": {"id": STACK_ID, "name": "heroku-24"},
+        "updated_at": released_at.as_deref().unwrap_or(&a.created_at),
+        "web_url": format!("https://{}.herokuapp.com/", a.name),
+    })
+}
+
 async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.respond(|h: &mut HerokuState| match h.app(&app) {
-        Some(a) => {
-            let released_at = a.releases.last().map(|r| r.created_at.clone());
-            let generation_id = if a.generation == "fir" {
-                FIR_ID
-            } else {
-                CEDAR_ID
-            };
-            Json(json!({
-                "acm": false, "archived_at": null, "buildpack_provided_description": null,
-                "build_stack": {"id": STACK_ID, "name": "heroku-24"},
-                "created_at": a.created_at,
-                "generation": {"id": generation_id, "name": a.generation},
-                "git_url": format!("https://git.heroku.com/{}.git", a.name),
-                "id": a.id, "internal_routing": null, "maintenance": false, "name": a.name,
-                "owner": {"email": h.user_email, "id": h.user_id},
-                "organization": null, "team": null, "space": null,
-                "region": {"id": REGION_ID, "name": "us"},
-                "released_at": released_at,
-                "repo_size": null, "slug_size": null,
-                "stack": {"id": STACK_ID, "name": "heroku-24"},
-                "updated_at": released_at.as_deref().unwrap_or(&a.created_at),
-                "web_url": format!("https://{}.herokuapp.com/", a.name),
-            }))
-            .into_response()
-        }
+        Some(a) => Json(app_json(h, a)).into_response(),
         None => app_not_found(),
+    })
+}
+
+/// `GET /apps`: the apps the key can see, by name, in pages (`Range: name [start]..;
+/// max=N`, 200 by default; 206 with `Next-Range` while more remain).
+async fn list_apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let bad = || {
+        error_body(
+            416,
+            "requested_range_not_satisfiable",
+            "Requested Range Not Satisfiable",
+        )
+    };
+    let (mut after, mut from, mut max) = (None::<String>, None::<String>, 200usize);
+    if let Some(range) = header(&headers, "range") {
+        let (spec, opts) = range.split_once(';').unwrap_or((range, ""));
+        let Some(bounds) = spec.trim().strip_prefix("name") else {
+            return bad();
+        };
+        let start = bounds
+            .trim()
+            .split_once("..")
+            .map_or(bounds.trim(), |(a, _)| a)
+            .trim();
+        match start.strip_prefix(']') {
+            Some(name) => after = Some(name.trim().to_string()),
+            None if !start.is_empty() => from = Some(start.to_string()),
+            None => {}
+        }
+        for o in opts.split(',') {
+            match o.trim().split_once('=') {
+                Some(("max", n)) => match n.trim().parse::<usize>() {
+                    Ok(n) => max = n.clamp(1, 1000),
+                    Err(_) => return bad(),
+                },
+                Some(("order", _)) => {}
+                None if o.trim().is_empty() => {}
+                _ => return bad(),
+            }
+        }
+    }
+    s.respond(|h: &mut HerokuState| {
+        let mut names = h.app_names();
+        names.sort();
+        names.retain(|n| {
+            after.as_ref().is_none_or(|a| n > a) && from.as_ref().is_none_or(|f| n >= f)
+        });
+        let truncated = names.len() > max;
+        names.truncate(max);
+        let body: Vec<Value> = names
+            .iter()
+            .filter_map(|n| h.app(n).map(|a| app_json(h, a)))
+            .collect();
+        let mut resp = Json(body).into_response();
+        if truncated {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Some(last) = names.last() {
+                if let Ok(v) = HeaderValue::from_str(&format!("name ]{last}..; max={max}")) {
+                    resp.headers_mut().insert("next-range", v);
+                }
+            }
+        }
+        resp
     })
 }
 
@@ -960,5 +1026,35 @@ mod tests {
             list[0]["access_token"]["token"].as_str(),
             Some(sb.credentials().heroku_api_key.as_str())
         );
+    }
+
+    #[tokio::test]
+    async fn the_app_list_pages_by_name_with_next_range() {
+        let sb = sb().await;
+        let mut names = Vec::new();
+        let mut range = "name ..; max=1".to_string();
+        for _ in 0..5 {
+            let resp = req(&sb, reqwest::Method::GET, "/apps")
+                .header("Range", &range)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let next = resp
+                .headers()
+                .get("next-range")
+                .map(|v| v.to_str().unwrap().to_string());
+            let page: Value = resp.json().await.unwrap();
+            for app in page.as_array().unwrap() {
+                heroku_check("/definitions/app", app, true);
+                names.push(app["name"].as_str().unwrap().to_string());
+            }
+            match (status, next) {
+                (206, Some(n)) => range = n,
+                (200, None) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(names, vec!["raxx-api-prod", "raxx-api-staging"]);
     }
 }

@@ -215,6 +215,11 @@ impl HerokuState {
             .find(|a| a.name == name || a.id == name)
     }
 
+    /// Every app's name, in scenario order.
+    pub(super) fn app_names(&self) -> Vec<String> {
+        self.apps.iter().map(|a| a.name.clone()).collect()
+    }
+
     pub(super) fn app(&self, name: &str) -> Option<&HApp> {
         self.apps.iter().find(|a| a.name == name || a.id == name)
     }

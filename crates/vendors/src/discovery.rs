@@ -1,0 +1,332 @@
+//! Consumer discovery: every place reachable with the configured credentials that holds a
+//! secret's value. Values are compared by keyed fingerprint inside these calls: what comes
+//! back names places, never values.
+
+use super::{VendorError, Vendors};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Where a value was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub vendor: &'static str,
+    /// The app, `env:path` or repository.
+    pub place: String,
+    /// The config var or secret name.
+    pub var: String,
+    /// False when the value cannot be read back (GitHub): a secret of that name exists, so
+    /// it may hold the value.
+    pub verified: bool,
+    /// When it last changed, where the vendor says (GitHub).
+    pub updated_at: Option<String>,
+}
+
+/// A place that could not be checked, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unchecked {
+    pub vendor: &'static str,
+    pub place: String,
+    pub error: String,
+}
+
+/// What one scan found and could not check.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub places: Vec<Place>,
+    pub unchecked: Vec<Unchecked>,
+    /// How many places were looked at.
+    pub scanned: usize,
+}
+
+impl Scan {
+    pub fn extend(&mut self, other: Scan) {
+        self.places.extend(other.places);
+        self.unchecked.extend(other.unchecked);
+        self.scanned += other.scanned;
+    }
+}
+
+/// Called with (done, total) as a long scan goes.
+pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// The Heroku apps among `apps` (every app the key can list when `None`) whose config
+/// holds the value of fingerprint `fp`. Apps are read concurrently, paced to the pool.
+pub async fn heroku(
+    v: &Vendors,
+    fp: &str,
+    apps: Option<Vec<String>>,
+    progress: Progress,
+) -> Result<Scan, VendorError> {
+    let apps = match apps {
+        Some(a) => a,
+        None => v.heroku().apps().await?,
+    };
+    let total = apps.len();
+    let done = Arc::new(AtomicUsize::new(0));
+    let fp = fp.to_string();
+    let results = v
+        .fan_out(apps.clone(), |v, app| {
+            let (fp, done, progress) = (fp.clone(), done.clone(), progress.clone());
+            async move {
+                let r = v.heroku().vars_holding(&app, &fp).await;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                r
+            }
+        })
+        .await;
+    let mut scan = Scan {
+        scanned: total,
+        ..Scan::default()
+    };
+    for (app, r) in apps.into_iter().zip(results) {
+        match r {
+            Some(Ok(vars)) => scan.places.extend(vars.into_iter().map(|var| Place {
+                vendor: "heroku",
+                place: app.clone(),
+                var,
+                verified: true,
+                updated_at: None,
+            })),
+            Some(Err(e)) => scan.unchecked.push(Unchecked {
+                vendor: "heroku",
+                place: app,
+                error: e.to_string(),
+            }),
+            None => scan.unchecked.push(Unchecked {
+                vendor: "heroku",
+                place: app,
+                error: "the check did not finish (internal error)".into(),
+            }),
+        }
+    }
+    Ok(scan)
+}
+
+/// The Infisical secrets of `project_id` in each of `envs`, at `path` and below, that hold
+/// the value of fingerprint `fp`.
+pub async fn infisical(
+    v: &Vendors,
+    fp: &str,
+    project_id: &str,
+    envs: &[String],
+    path: &str,
+) -> Scan {
+    let mut scan = Scan::default();
+    for env in envs {
+        scan.scanned += 1;
+        match v
+            .infisical()
+            .secrets_holding(project_id, env, path, fp)
+            .await
+        {
+            Ok(found) => scan.places.extend(found.into_iter().map(|(p, name)| Place {
+                vendor: "infisical",
+                place: format!("{env}:{p}"),
+                var: name,
+                verified: true,
+                updated_at: None,
+            })),
+            Err(e) => scan.unchecked.push(Unchecked {
+                vendor: "infisical",
+                place: format!("{env}:{path}"),
+                error: e.to_string(),
+            }),
+        }
+    }
+    scan
+}
+
+/// The repositories among `repos` (every one the token can list when `None`) with an
+/// Actions secret `name`: possible holders only, since GitHub never returns the value.
+pub async fn github(
+    v: &Vendors,
+    name: &str,
+    repos: Option<Vec<String>>,
+) -> Result<Scan, VendorError> {
+    let repos = match repos {
+        Some(r) => r,
+        None => v.github().repos().await?,
+    };
+    let name_owned = name.to_string();
+    let results = v
+        .fan_out(repos.clone(), |v, repo| {
+            let name = name_owned.clone();
+            async move { v.github().secret_info(&repo, &name).await }
+        })
+        .await;
+    let mut scan = Scan {
+        scanned: repos.len(),
+        ..Scan::default()
+    };
+    for (repo, r) in repos.into_iter().zip(results) {
+        match r {
+            Some(Ok(Some(s))) => scan.places.push(Place {
+                vendor: "github",
+                place: repo,
+                var: s.name,
+                verified: false,
+                updated_at: Some(s.updated_at),
+            }),
+            Some(Ok(None)) => {}
+            Some(Err(e)) => scan.unchecked.push(Unchecked {
+                vendor: "github",
+                place: repo,
+                error: e.to_string(),
+            }),
+            None => scan.unchecked.push(Unchecked {
+                vendor: "github",
+                place: repo,
+                error: "the check did not finish (internal error)".into(),
+            }),
+        }
+    }
+    Ok(scan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::start;
+    use runbook_sandbox::scenario::{AppSpec, RepoSpec, SecretSpec};
+    use runbook_sandbox::Scenario;
+    use std::collections::BTreeMap;
+
+    const TOKEN: &str = "disc0ver-0000-4000-8000-00000000d001";
+
+    fn app(name: &str, var: &str, value: &str) -> AppSpec {
+        AppSpec {
+            name: name.into(),
+            config: BTreeMap::from([(var.to_string(), value.to_string())]),
+            boot_ms: 0,
+            ..AppSpec::default()
+        }
+    }
+
+    /// The SOP's world, plus an unlisted app with the token under its usual name, one under
+    /// another name, one with another value, an Infisical copy in staging, and a repo.
+    fn scenario() -> Scenario {
+        let mut s = Scenario::default().with_postmark_token(TOKEN);
+        s.heroku
+            .apps
+            .push(app("billing-worker", "POSTMARK_SERVER_TOKEN", TOKEN));
+        s.heroku
+            .apps
+            .push(app("legacy-mailer", "MAIL_API_KEY", TOKEN));
+        s.heroku.apps.push(app(
+            "unrelated",
+            "POSTMARK_SERVER_TOKEN",
+            "something-else-0001",
+        ));
+        s.infisical.secrets.push(SecretSpec {
+            environment: "staging".into(),
+            path: "/mail".into(),
+            name: "PM_TOKEN_COPY".into(),
+            versions: vec![TOKEN.into()],
+        });
+        s.github.repos.push(RepoSpec {
+            name: "raxx/raptor".into(),
+            secrets: BTreeMap::from([("POSTMARK_SERVER_TOKEN".into(), TOKEN.into())]),
+        });
+        s.github.repos.push(RepoSpec {
+            name: "raxx/docs".into(),
+            ..RepoSpec::default()
+        });
+        s
+    }
+
+    fn quiet() -> Progress {
+        Arc::new(|_, _| {})
+    }
+
+    #[tokio::test]
+    async fn finds_every_app_and_copy_holding_the_value_under_any_name() {
+        let (_sb, v) = start(scenario()).await;
+        let fp = runbook_secret::fingerprint(TOKEN);
+        let scan = heroku(&v, &fp, None, quiet()).await.unwrap();
+        let found: Vec<(&str, &str)> = scan
+            .places
+            .iter()
+            .map(|p| (p.place.as_str(), p.var.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("billing-worker", "POSTMARK_SERVER_TOKEN"),
+                ("legacy-mailer", "MAIL_API_KEY"),
+                ("raxx-api-prod", "POSTMARK_SERVER_TOKEN"),
+                ("raxx-api-staging", "POSTMARK_SERVER_TOKEN"),
+            ]
+        );
+        assert_eq!((scan.scanned, scan.unchecked.len()), (5, 0));
+
+        let envs = vec![
+            "dev".to_string(),
+            "staging".into(),
+            "prod".into(),
+            "qa".into(),
+        ];
+        let scan = infisical(&v, &fp, "raxx-project", &envs, "/").await;
+        let found: Vec<(&str, &str)> = scan
+            .places
+            .iter()
+            .map(|p| (p.place.as_str(), p.var.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("staging:/mail", "PM_TOKEN_COPY"),
+                ("prod:/", "POSTMARK_SERVER_TOKEN")
+            ]
+        );
+        // An environment the project does not have is reported, not silently skipped.
+        assert_eq!(scan.unchecked.len(), 1);
+        assert_eq!(scan.unchecked[0].place, "qa:/");
+
+        let scan = github(&v, "POSTMARK_SERVER_TOKEN", None).await.unwrap();
+        assert_eq!(scan.scanned, 2);
+        assert_eq!(scan.places.len(), 1);
+        assert_eq!(
+            (scan.places[0].place.as_str(), scan.places[0].verified),
+            ("raxx/raptor", false)
+        );
+        assert!(scan.places[0].updated_at.is_some());
+    }
+
+    /// Hundreds of apps, each config read paced to a pool smaller than the scan: none is
+    /// refused, and progress is reported for every app.
+    #[tokio::test]
+    async fn a_scan_of_500_apps_pages_the_list_and_stays_within_the_pool() {
+        let mut s = Scenario::default().with_postmark_token(TOKEN);
+        s.heroku.apps.clear();
+        for i in 0..500 {
+            let value = if i % 100 == 7 {
+                TOKEN
+            } else {
+                "other-value-0000"
+            };
+            s.heroku
+                .apps
+                .push(app(&format!("app-{i:03}"), "POSTMARK_SERVER_TOKEN", value));
+        }
+        s.heroku.rate_limit.capacity = 100;
+        s.heroku.rate_limit.per_minute = 30_000.0;
+        let (sb, v) = start(s).await;
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let progress: Progress = Arc::new(move |_, total| {
+            assert_eq!(total, 500);
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let fp = runbook_secret::fingerprint(TOKEN);
+        let scan = heroku(&v, &fp, None, progress).await.unwrap();
+        assert_eq!(scan.scanned, 500);
+        assert_eq!(seen.load(Ordering::Relaxed), 500);
+        let found: Vec<&str> = scan.places.iter().map(|p| p.place.as_str()).collect();
+        assert_eq!(
+            found,
+            vec!["app-007", "app-107", "app-207", "app-307", "app-407"]
+        );
+        assert!(scan.unchecked.is_empty(), "{:?}", scan.unchecked);
+        assert_eq!(sb.state()["heroku"]["rate_limit"]["refused"], 0);
+    }
+}

@@ -22,6 +22,7 @@ pub fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Exec(a) => a.json,
         Command::Resume(a) | Command::Rollback(a) => a.json,
+        Command::Consumers(a) => a.json,
         // The REPL's stdout carries values; everything else goes to stderr.
         Command::Repl(_) => true,
         _ => false,
@@ -54,5 +55,6 @@ fn run(command: Command) -> crate::error::Result<u8> {
         Command::Api(args) => commands::api::run(args),
         Command::Doc(args) => commands::doc::run(args),
         Command::New(args) => commands::new::run(args),
+        Command::Consumers(args) => commands::consumers::run(args),
     }
 }

@@ -47,6 +47,37 @@ pub enum Command {
     Doc(DocArgs),
     /// Write a new runbook (and its sandbox scenario) from a template
     New(NewArgs),
+    /// Every place a secret's current value lives: Heroku apps, Infisical copies, GitHub
+    /// repositories (read-only; values are compared by keyed hash, never shown)
+    Consumers(ConsumersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumersArgs {
+    /// The secret's name in Infisical (and of GitHub Actions secrets)
+    pub secret: String,
+    /// Take the value from this environment variable instead of Infisical
+    #[arg(long, value_name = "VAR")]
+    pub from_env: Option<String>,
+    /// Infisical environment the value is read from
+    #[arg(long, default_value = "prod")]
+    pub env: String,
+    /// Infisical folder the value is read from
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Infisical environments searched for copies (comma-separated)
+    #[arg(long, value_delimiter = ',', default_value = "dev,staging,prod")]
+    pub envs: Vec<String>,
+    /// Look only at these Heroku apps (comma-separated; default: every app the key lists)
+    #[arg(long, value_delimiter = ',')]
+    pub apps: Vec<String>,
+    /// Search the simulated vendors
+    #[arg(long)]
+    pub sandbox: bool,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

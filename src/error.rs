@@ -17,6 +17,31 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Fault(#[from] runbook_sandbox::FaultParseError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Vendor(#[from] VendorFailure),
+}
+
+/// A vendor call of a command that is not a run (`consumers`), rendered as the run would.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct VendorFailure(#[from] runbook_vendors::VendorError);
+
+impl Diagnostic for VendorFailure {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Diagnostic::code(&self.0)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Diagnostic::help(&self.0)
+    }
+}
+
+impl From<runbook_vendors::VendorError> for Error {
+    fn from(e: runbook_vendors::VendorError) -> Self {
+        Error::Vendor(VendorFailure(e))
+    }
 }
 
 impl Error {
@@ -28,6 +53,10 @@ impl Error {
         match self {
             Error::Core(e) => e.exit_code(),
             Error::Sandbox(_) | Error::Fault(_) => exit::USAGE,
+            Error::Vendor(VendorFailure(e)) if e.kind() == runbook_vendors::ErrorKind::Config => {
+                exit::USAGE
+            }
+            Error::Vendor(_) => exit::STEP_FAILED,
         }
     }
 

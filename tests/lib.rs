@@ -7,6 +7,7 @@ mod support;
 
 mod authoring;
 mod check;
+mod consumers;
 mod crash;
 mod diagnostics;
 mod docs;

@@ -756,3 +756,113 @@ fn a_long_infisical_rate_limit_is_reported_with_its_wait_and_not_retried_early()
         .collect();
     assert_eq!(refused.len(), 1, "{refused:?}");
 }
+
+/// The canary scenario with more places holding the current token than the runbook lists.
+fn with_unlisted(extra: &str) -> String {
+    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
+    format!("{canary}\n{extra}")
+}
+
+const BILLING_WORKER: &str = "[[heroku.apps]]\nname = \"billing-worker\"\nconfig = { POSTMARK_SERVER_TOKEN = \"c0ffee00-0000-4000-8000-00000000c001\" }\n";
+const LEGACY_MAILER: &str = "[[heroku.apps]]\nname = \"legacy-mailer\"\nconfig = { MAIL_API_KEY = \"c0ffee00-0000-4000-8000-00000000c001\" }\n\n[[infisical.secrets]]\nenvironment = \"staging\"\npath = \"/\"\nname = \"PM_COPY\"\nversions = [\"c0ffee00-0000-4000-8000-00000000c001\"]\n";
+
+fn run_with(scenario: &str, answers: Option<&str>, extra: &[&str]) -> Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = vec![
+        "exec",
+        "postmark",
+        "--sandbox",
+        "--scenario",
+        "more.toml",
+        "--sandbox-state",
+        "sandbox.json",
+        "--json",
+    ];
+    let mut t = Test::new()
+        .file("more.toml", scenario)
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"));
+    match answers {
+        Some(a) => {
+            t = t.file("answers.toml", a);
+            args.extend([
+                "--answers",
+                "answers.toml",
+                "--param",
+                "test_recipient=ops@sandbox.invalid",
+            ]);
+        }
+        None => args.push("--yes"),
+    }
+    args.extend_from_slice(extra);
+    t.args(&args).run()
+}
+
+/// The most common rotation outage: an app nobody listed still uses the old token when it
+/// is revoked. Discovery finds it at precheck and stops the run before any write, naming
+/// the app and how to add it; once added, the rotation covers it.
+#[test]
+fn an_unlisted_app_holding_the_token_stops_precheck_and_is_covered_once_added() {
+    let scenario = with_unlisted(BILLING_WORKER);
+    let out = run_with(&scenario, None, &[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("Heroku app billing-worker holds the current value as POSTMARK_SERVER_TOKEN and is not a listed consumer")
+        .stderr_has("--param apps=raxx-api-prod,raxx-api-staging,billing-worker");
+    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_no_writes(&out.read_json("sandbox.json"));
+
+    let out = run_with(
+        &scenario,
+        None,
+        &[
+            "--param",
+            "apps=raxx-api-prod,raxx-api-staging,billing-worker",
+        ],
+    );
+    out.exit(Exit::Ok)
+        .stderr_has("discovery: 4 place(s) hold the current token; 0 more included");
+    let state = out.read_json("sandbox.json");
+    let new = infisical_versions(&state).last().unwrap().clone();
+    assert_ne!(new, OLD_TOKEN);
+    for app in ["raxx-api-prod", "raxx-api-staging", "billing-worker"] {
+        assert_eq!(app_token(&state, app), new, "{app}");
+    }
+}
+
+/// The same value under another config var name is found too. "include" sets that var in
+/// this run (propagate, verify); an Infisical copy can be excluded on purpose, which is
+/// audited; `--yes` alone never includes or excludes anything.
+#[test]
+fn the_token_under_another_name_is_found_and_covered_when_included() {
+    let scenario = with_unlisted(LEGACY_MAILER);
+    let out = run_with(&scenario, None, &[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("Heroku app legacy-mailer holds the current value as MAIL_API_KEY")
+        .stderr_has("answer \"include\" to precheck.unlisted.heroku.legacy-mailer.MAIL_API_KEY to set MAIL_API_KEY there in this run");
+    assert_no_writes(&out.read_json("sandbox.json"));
+
+    let answers = "prerequisites = true\n\"validate.received\" = true\n\
+        \"precheck.unlisted.heroku.legacy-mailer.MAIL_API_KEY\" = \"include\"\n\
+        \"precheck.unlisted.infisical.staging:/.PM_COPY\" = \"exclude\"\n\
+        \"revoke.confirm\" = true\n";
+    let out = run_with(&scenario, Some(answers), &[]);
+    out.exit(Exit::Ok).stderr_has(
+        "discovery: 5 place(s) hold the current token; 1 more included, 1 excluded on purpose",
+    );
+    let state = out.read_json("sandbox.json");
+    let new = infisical_versions(&state).last().unwrap().clone();
+    assert_eq!(
+        state["heroku"]["apps"]["legacy-mailer"]["config_vars"]["MAIL_API_KEY"],
+        new.as_str()
+    );
+    // The listed apps were set once, under their own var only.
+    assert_eq!(app_token(&state, "raxx-api-prod"), new);
+    assert!(state["heroku"]["apps"]["legacy-mailer"]["config_vars"]
+        .get("POSTMARK_SERVER_TOKEN")
+        .is_none());
+    let audit = out.next().args(&["audit", "show", "--json"]).run();
+    assert!(
+        audit.stdout.contains("consumer.excluded") && audit.stdout.contains("PM_COPY"),
+        "{}",
+        audit.stdout
+    );
+}

@@ -293,3 +293,58 @@ fn infisical_sync_rolls_back_when_the_health_check_never_passes() {
         SYNC_STALE
     );
 }
+
+/// The rotation shape runs discovery at precheck too: an app holding the current key that
+/// the runbook does not list stops the run before any write; included (answers file), it
+/// is propagated and verified with the others.
+#[test]
+fn the_rotation_shape_finds_an_unlisted_consumer_and_covers_it_when_included() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped =
+        std::fs::read_to_string(format!("{root}/runbooks/sandbox/sendgrid.toml")).unwrap();
+    let scenario = format!(
+        "{shipped}\n[[heroku.apps]]\nname = \"mail-cron\"\nconfig = {{ SENDGRID_API_KEY = \"{SG_CURRENT}\" }}\n"
+    );
+    let run = |answers: Option<&str>| {
+        let mut args = vec![
+            "exec",
+            "sendgrid",
+            "--sandbox",
+            "--scenario",
+            "more.toml",
+            "--sandbox-state",
+            "sandbox.json",
+            "--json",
+        ];
+        let mut t = Test::new()
+            .file("more.toml", &scenario)
+            .env("RUNBOOK_PATH", &format!("{root}/runbooks"));
+        match answers {
+            Some(a) => {
+                t = t.file("answers.toml", a);
+                args.extend(["--answers", "answers.toml"]);
+            }
+            None => args.push("--yes"),
+        }
+        t.args(&args).run()
+    };
+    let out = run(None);
+    out.exit(Exit::StepFailed)
+        .stderr_has("Heroku app mail-cron holds the current value as SENDGRID_API_KEY and is not a listed consumer")
+        .stderr_has("add mail-cron to the consumers the runbook lists");
+    assert_eq!(out.json()["failed_step"], "precheck");
+    let state = out.read_json("sandbox.json");
+    assert_eq!(keys(&state).len(), 2, "no key was created");
+    assert_no_key_leaks(&out, &[]);
+
+    let answers = "prerequisites = true\n\"precheck.unlisted.heroku.mail-cron.SENDGRID_API_KEY\" = \"include\"\n\"revoke.confirm\" = true\n";
+    let out = run(Some(answers));
+    out.exit(Exit::Ok);
+    let state = out.read_json("sandbox.json");
+    let new = versions(&state, "SENDGRID_API_KEY").last().unwrap().clone();
+    assert_ne!(new, SG_CURRENT);
+    for app in ["raxx-api-prod", "raxx-api-staging", "mail-cron"] {
+        assert_eq!(config(&state, app, "SENDGRID_API_KEY"), new, "{app}");
+    }
+    assert_no_key_leaks(&out, &[&new]);
+}

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod audit;
 pub mod check;
+pub mod consumers;
 pub mod doc;
 pub mod due;
 pub mod exec;

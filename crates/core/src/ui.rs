@@ -140,6 +140,15 @@ impl Drop for Spinner {
     }
 }
 
+/// Replaces the running spinner's message (a long scan's count); nothing without one.
+pub(crate) fn spinner_message(message: &str) {
+    if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        pb.set_message(
+            runbook_secret::neutralise(&runbook_secret::redact(message), false).into_owned(),
+        );
+    }
+}
+
 /// Renders a diagnostic (with snippet) as text, redacted.
 pub fn render(diag: &dyn miette::Diagnostic) -> String {
     let theme = if color() {

@@ -70,12 +70,49 @@ fn secrets(h: &RunContext, repo: &str) -> R<Dynamic> {
     Ok(arr.into())
 }
 
+/// The repositories (of `repos`, or all the token lists) with an Actions secret `name`.
+fn possible_holders(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
+    h.require_step("github::possible_holders")?;
+    value::check_keys(&opts, &["repos"], "github::possible_holders")?;
+    let repos = match opts.get("repos") {
+        Some(r) => Some(targets(r, "github::possible_holders repos")?),
+        None => None,
+    };
+    let v = h.vendors()?;
+    let name = name.to_string();
+    let scan = h.block(
+        "github: looking for the secret in every repository",
+        async move { runbook_vendors::discovery::github(&v, &name, repos).await },
+    )?;
+    Ok(super::vendor_call::scan_map(&scan, |p| {
+        let mut m = Map::new();
+        m.insert("repo".into(), p.place.clone().into());
+        m.insert("name".into(), p.var.clone().into());
+        m.insert(
+            "updated_at".into(),
+            p.updated_at.clone().unwrap_or_default().into(),
+        );
+        m
+    })
+    .into())
+}
+
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Github.name());
     m.add("set_secret", Effect::Write, &["repos: string | Array", "name: string", "value: Secret"], "Map",
         "Sets an Actions secret on one repo or many (owner/name), concurrently. Returns\n#{repo: #{ok, created}}; fails naming each repo that failed.",
         |c: NativeCallContext, r: Dynamic, n: &str, s: Secret| value::at(&c, with_run(&c, "github::set_secret", |h| set_secret(h, r, n, s))))
     .repeat(Repeat::Safe);
+    m.add(
+        "possible_holders",
+        Effect::Read,
+        &["name: string", "options: Map"],
+        "Map",
+        "The repositories with an Actions secret `name`: possible holders only (GitHub never\nreturns a value). Options: #{repos (default: every repository the token lists)}. Returns\n#{found: [#{repo, name, updated_at}], unchecked: [#{place, error}], scanned}.",
+        |c: NativeCallContext, n: &str, o: Map| {
+            value::at(&c, with_run(&c, "github::possible_holders", |h| possible_holders(h, n, o)))
+        },
+    );
     m.add(
         "secrets",
         Effect::Read,

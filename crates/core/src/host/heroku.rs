@@ -209,6 +209,53 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     }
 }
 
+fn apps(h: &RunContext) -> R<Dynamic> {
+    h.require_step("heroku::apps")?;
+    let v = h.vendors()?;
+    let list = h.block("heroku GET /apps", async move { v.heroku().apps().await })?;
+    Ok(list
+        .into_iter()
+        .map(Dynamic::from)
+        .collect::<Array>()
+        .into())
+}
+
+/// Every app (of `apps`, or all the key lists) whose config holds `value`, under any name.
+fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
+    h.require_step("heroku::holders")?;
+    value::check_keys(&opts, &["apps"], "heroku::holders")?;
+    let apps = match opts.get("apps") {
+        Some(a) => Some(targets(a, "heroku::holders apps")?),
+        None => None,
+    };
+    let v = h.vendors()?;
+    let fp = value.fingerprint();
+    let started = std::time::Instant::now();
+    let scan = h.block("heroku: reading every app's config vars", async move {
+        runbook_vendors::discovery::heroku(
+            &v,
+            &fp,
+            apps,
+            super::vendor_call::scan_progress("heroku: config vars read"),
+        )
+        .await
+    })?;
+    if scan.scanned >= 50 {
+        crate::ui::progress(&format!(
+            "    heroku: read the config of {} apps in {:.1}s",
+            scan.scanned,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(super::vendor_call::scan_map(&scan, |p| {
+        let mut m = Map::new();
+        m.insert("app".into(), p.place.clone().into());
+        m.insert("var".into(), p.var.clone().into());
+        m
+    })
+    .into())
+}
+
 fn scopes(h: &RunContext) -> R<Dynamic> {
     h.require_step("heroku::scopes")?;
     let v = h.vendors()?;
@@ -308,6 +355,24 @@ pub(crate) fn register(reg: &mut Registrar) {
         "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff. Options: #{timeout: seconds (default 120)}. Fails\nnaming the apps still starting or crashed.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
+        },
+    );
+    m.add(
+        "apps",
+        Effect::Read,
+        &[],
+        "Array",
+        "The names of every app the key can see (GET /apps, all pages).",
+        |c: NativeCallContext| value::at(&c, with_run(&c, "heroku::apps", apps)),
+    );
+    m.add(
+        "holders",
+        Effect::Read,
+        &["value: Secret", "options: Map"],
+        "Map",
+        "Every app whose config holds `value` under any var name, compared by keyed fingerprint\n(no value is returned). Options: #{apps (default: every app the key lists)}. Returns\n#{found: [#{app, var}], unchecked: [#{place, error}], scanned}; configs are read\nconcurrently, paced to Heroku's request pool.",
+        |c: NativeCallContext, s: Secret, o: Map| {
+            value::at(&c, with_run(&c, "heroku::holders", |h| holders(h, s, o)))
         },
     );
     m.add(

@@ -324,6 +324,36 @@ fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     )
 }
 
+/// Every secret in the project's `envs` (at `path` and below) holding `value`.
+fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
+    h.require_step("infisical::holders")?;
+    value::check_keys(&opts, &["project_id", "envs", "path"], "infisical::holders")?;
+    let mut scope_opts = Map::new();
+    if let Some(p) = opts.get("project_id") {
+        scope_opts.insert("project_id".into(), p.clone());
+    }
+    let s = scope(h, &scope_opts, "infisical::holders")?;
+    let envs = match opts.get("envs") {
+        Some(e) => super::vendor_call::targets(e, "infisical::holders envs")?,
+        None => vec!["dev".into(), "staging".into(), "prod".into()],
+    };
+    let path = value::opt_str(&opts, "path").unwrap_or_else(|| "/".into());
+    let v = h.vendors()?;
+    let fp = value.fingerprint();
+    let scan = h.block("infisical: listing secrets", async move {
+        Ok(runbook_vendors::discovery::infisical(&v, &fp, &s.project_id, &envs, &path).await)
+    })?;
+    Ok(super::vendor_call::scan_map(&scan, |p| {
+        let (env, path) = p.place.split_once(':').unwrap_or(("", &p.place));
+        let mut m = Map::new();
+        m.insert("env".into(), env.to_string().into());
+        m.insert("path".into(), path.to_string().into());
+        m.insert("name".into(), p.var.clone().into());
+        m
+    })
+    .into())
+}
+
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Infisical.name());
     m.add("secret", Effect::Read, &["name: string", "options: Map"], "Map",
@@ -346,6 +376,16 @@ pub(crate) fn register(reg: &mut Registrar) {
         "Sets a secret like `infisical secrets set`: nothing when it already holds the value, else\nupdate it (a new version is kept) or create it. Under a secret-approval policy Infisical files a\nchange request instead: the call waits for it to be merged (#{approval_timeout: seconds,\ndefault 300}) and fails as pending approval when it is not. Returns the record with its\nversion, `created`, `unchanged` and `approval` (the change request's slug, or ()).",
         |c: NativeCallContext, n: &str, v: Secret, o: Map| value::at(&c, with_run(&c, "infisical::set_secret", |h| set(h, n, v, o))))
     .repeat(Repeat::Safe);
+    m.add(
+        "holders",
+        Effect::Read,
+        &["value: Secret", "options: Map"],
+        "Map",
+        "Every secret holding `value`, under any name, compared by keyed fingerprint (no value is\nreturned). Options: #{project_id (default $INFISICAL_PROJECT_ID), envs (default [\"dev\",\n\"staging\", \"prod\"]), path (default \"/\", searched recursively)}. Returns #{found: [#{env,\npath, name}], unchecked: [#{place, error}], scanned}.",
+        |c: NativeCallContext, s: Secret, o: Map| {
+            value::at(&c, with_run(&c, "infisical::holders", |h| holders(h, s, o)))
+        },
+    );
     m.add(
         "delete_secret",
         Effect::Destructive,

@@ -188,6 +188,34 @@ pub(crate) fn register(reg: &mut Registrar) {
         },
     );
     m.add(
+        "choose",
+        Effect::Operator,
+        &["question: string", "options: Array", "settings: Map"],
+        "string",
+        "Asks the operator to pick one of the options. Settings: #{id, default (what `--yes`\nanswers; without one, `--yes` does not answer)}.",
+        |c: NativeCallContext, question: &str, options: Array, settings: Map| -> R<String> {
+            let r = with_run(&c, "prompt::choose", |h| {
+                value::check_keys(&settings, &["id", "default"], "prompt::choose")?;
+                let id = id_of(h, &settings, question);
+                let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+                let default = value::opt_str(&settings, "default");
+                if let Some(d) = &default {
+                    if !options.contains(d) {
+                        return Err(throw(
+                            "usage",
+                            format!("prompt::choose: the default '{d}' is not one of the options"),
+                            None,
+                        ));
+                    }
+                }
+                h.prompter()
+                    .choose(&id, question, &options, default.as_deref())
+                    .map_err(prompt_error)
+            });
+            value::at(&c, r)
+        },
+    );
+    m.add(
         "checklist",
         Effect::Operator,
         &["items: Array"],

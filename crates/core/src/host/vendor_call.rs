@@ -60,6 +60,40 @@ pub(crate) fn is_dry_run_secret(s: &Secret) -> bool {
     matches!(s.source(), Source::Vendor { what } if what.starts_with("dry-run placeholder"))
 }
 
+/// A discovery scan's result for scripts: `#{found: [...], unchecked: [#{place, error}],
+/// scanned}`; `place` makes each found entry's map.
+pub(crate) fn scan_map(
+    scan: &runbook_vendors::discovery::Scan,
+    place: impl Fn(&runbook_vendors::discovery::Place) -> Map,
+) -> Map {
+    let found: rhai::Array = scan.places.iter().map(|p| place(p).into()).collect();
+    let unchecked: rhai::Array = scan
+        .unchecked
+        .iter()
+        .map(|u| {
+            let mut m = Map::new();
+            m.insert("place".into(), u.place.clone().into());
+            m.insert(
+                "error".into(),
+                runbook_secret::redact(&u.error).into_owned().into(),
+            );
+            m.into()
+        })
+        .collect();
+    let mut m = Map::new();
+    m.insert("found".into(), found.into());
+    m.insert("unchecked".into(), unchecked.into());
+    m.insert("scanned".into(), (scan.scanned as i64).into());
+    m
+}
+
+/// Progress for a long scan: the spinner counts, and a scan of many places says when done.
+pub(crate) fn scan_progress(what: &'static str) -> runbook_vendors::discovery::Progress {
+    std::sync::Arc::new(move |done, total| {
+        crate::ui::spinner_message(&format!("{what}: {done}/{total}"));
+    })
+}
+
 /// One or many targets: a string or an array of strings.
 pub fn targets(v: &Dynamic, what: &str) -> R<Vec<String>> {
     if v.is_string() {

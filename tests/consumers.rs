@@ -1,0 +1,106 @@
+//! `runbook consumers`: every place a secret's current value lives, named, never shown.
+
+use crate::support::{Exit, Test};
+use serde_json::Value;
+
+const EXTRA: &str = "\n[[heroku.apps]]\nname = \"billing-worker\"\nconfig = { POSTMARK_SERVER_TOKEN = \"c0ffee00-0000-4000-8000-00000000c001\" }\n\n[[heroku.apps]]\nname = \"legacy-mailer\"\nconfig = { MAIL_API_KEY = \"c0ffee00-0000-4000-8000-00000000c001\", OTHER = \"x\" }\n\n[[infisical.secrets]]\nenvironment = \"staging\"\npath = \"/mail\"\nname = \"PM_COPY\"\nversions = [\"c0ffee00-0000-4000-8000-00000000c001\"]\n";
+
+fn scenario() -> String {
+    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
+    format!("{canary}{EXTRA}")
+}
+
+fn places(report: &Value) -> Vec<(String, String, String, bool)> {
+    report["places"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["vendor"].as_str().unwrap().to_string(),
+                p["place"].as_str().unwrap().to_string(),
+                p["var"].as_str().unwrap().to_string(),
+                p["verified"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Reads the current value from Infisical and names every Heroku app (under any var name),
+/// Infisical copy and GitHub repository holding it; the value itself appears nowhere (the
+/// test builder scans every output for the canaries).
+#[test]
+fn consumers_names_every_place_holding_the_current_value() {
+    let out = Test::new()
+        .file("more.toml", &scenario())
+        .args(&[
+            "consumers",
+            "POSTMARK_SERVER_TOKEN",
+            "--sandbox",
+            "--scenario",
+            "more.toml",
+            "--json",
+        ])
+        .run();
+    out.exit(Exit::Ok);
+    let report = out.json();
+    let p = |v: &str, place: &str, var: &str, verified| {
+        (v.to_string(), place.to_string(), var.to_string(), verified)
+    };
+    assert_eq!(
+        places(&report),
+        vec![
+            p("heroku", "billing-worker", "POSTMARK_SERVER_TOKEN", true),
+            p("heroku", "legacy-mailer", "MAIL_API_KEY", true),
+            p("heroku", "raxx-api-prod", "POSTMARK_SERVER_TOKEN", true),
+            p("heroku", "raxx-api-staging", "POSTMARK_SERVER_TOKEN", true),
+            p("infisical", "staging:/mail", "PM_COPY", true),
+            p("infisical", "prod:/", "POSTMARK_SERVER_TOKEN", true),
+            p("github", "raxx/raptor", "POSTMARK_SERVER_TOKEN", false),
+        ]
+    );
+    assert!(report["unchecked"].as_array().unwrap().is_empty());
+
+    // The table, and a value given through the environment instead of Infisical: here the
+    // plain value of legacy-mailer's OTHER var.
+    let out = Test::new()
+        .file("more.toml", &scenario())
+        .env("SOME_VALUE", "x")
+        .args(&[
+            "consumers",
+            "POSTMARK_SERVER_TOKEN",
+            "--sandbox",
+            "--scenario",
+            "more.toml",
+            "--from-env",
+            "SOME_VALUE",
+        ])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("POSTMARK_SERVER_TOKEN = secret(")
+        .stdout_has("is held in 1 place(s) (8 looked at):")
+        .stdout_has("VENDOR  PLACE          NAME                   HOLDS THE VALUE\n")
+        .stdout_has("heroku  legacy-mailer  OTHER                  yes\n")
+        .stdout_has("github  raxx/raptor    POSTMARK_SERVER_TOKEN  maybe (GitHub never shows values; updated ");
+}
+
+/// A place that cannot be checked (an environment the project lacks) is named, and the
+/// command exits 1: the list is not known to be complete.
+#[test]
+fn consumers_names_what_it_could_not_check_and_exits_1() {
+    let out = Test::new()
+        .file("more.toml", &scenario())
+        .args(&[
+            "consumers",
+            "POSTMARK_SERVER_TOKEN",
+            "--sandbox",
+            "--scenario",
+            "more.toml",
+            "--envs",
+            "qa,prod",
+        ])
+        .run();
+    out.exit(Exit::StepFailed).stderr_has(
+        "could not check infisical qa:/: infisical GET /api/v4/secrets → 404 Not Found: Environment with slug 'qa'",
+    );
+}

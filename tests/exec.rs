@@ -298,3 +298,155 @@ fn steps_registered_by_an_imported_module_run_and_undo() {
         .stdout_has("  | ctx.from_module = 42")
         .stdout_has("  | module undo");
 }
+
+/// The vendor settings of a production run, at hosts that do not resolve: these tests stop
+/// before any call, so nothing leaves the machine.
+fn production_env(t: Test) -> Test {
+    let root = env!("CARGO_MANIFEST_DIR");
+    t.env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .env("POSTMARK_API_URL", "https://postmark.invalid")
+        .env("INFISICAL_DOMAIN", "https://infisical.invalid")
+        .env("INFISICAL_TOKEN", "banner-test-infisical-token-0001")
+        .env("INFISICAL_PROJECT_ID", "raxx-project")
+        .env("HEROKU_HOST", "https://heroku.invalid")
+        .env("HEROKU_API_KEY", "banner-test-heroku-key-0001")
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("GH_TOKEN")
+        .env("POSTMARK_TEST_RECIPIENT", "ops@example.com")
+}
+
+/// The banner says where the run goes: PRODUCTION with each vendor's endpoint, or SANDBOX
+/// with the faults injected. A run the operator declines at the prerequisites stops there.
+#[test]
+fn the_banner_says_production_with_each_endpoint_or_sandbox_with_its_faults() {
+    let out = production_env(Test::new())
+        .file("no.toml", "prerequisites = false\n")
+        .args(&[
+            "exec",
+            "postmark",
+            "--answers",
+            "no.toml",
+            "--actor",
+            "ops-test",
+        ])
+        .run();
+    out.exit(Exit::Aborted).stdout_has(
+        "PRODUCTION · postmark https://postmark.invalid · infisical https://infisical.invalid/api · heroku https://heroku.invalid · github https://api.github.com",
+    );
+    // GitHub is optional for this runbook: a warning, not a stop.
+    out.stderr_has("warning: GITHUB_TOKEN is not set: steps that call github:: will fail");
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--yes",
+            "--fault",
+            "postmark:GET:/server=500:once",
+        ])
+        .run();
+    out.exit(Exit::Ok).stdout_has(
+        "SANDBOX · simulated vendors in this process · faults: postmark:GET:/server=500:once",
+    );
+}
+
+/// `--fault` and `--scenario` shape simulators; without `--sandbox` there are none, and the
+/// run would have gone to the real endpoints with the fault silently ignored.
+#[test]
+fn a_fault_or_scenario_without_sandbox_is_refused_with_the_reason() {
+    for (command, flag) in [
+        (
+            vec!["exec", "postmark", "--yes"],
+            vec!["--fault", "postmark=500"],
+        ),
+        (
+            vec!["exec", "postmark", "--yes"],
+            vec!["--scenario", "s.toml"],
+        ),
+        (vec!["repl", "postmark"], vec!["--fault", "heroku=500"]),
+        (
+            vec!["consumers", "POSTMARK_SERVER_TOKEN"],
+            vec!["--fault", "heroku=500"],
+        ),
+    ] {
+        let args: Vec<&str> = command.iter().chain(flag.iter()).copied().collect();
+        let out = production_env(Test::new()).args(&args).run();
+        out.exit(Exit::Usage)
+            .stderr_has(&format!(
+                "{} applies only to a rehearsal: without --sandbox nothing is simulated",
+                flag[0]
+            ))
+            .stderr_has("add --sandbox to rehearse with it");
+    }
+}
+
+/// A missing setting is found before any question: every one is listed with how to set it,
+/// nothing is asked, no run starts.
+#[test]
+fn preflight_lists_every_missing_setting_before_any_question() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .env_remove("INFISICAL_TOKEN")
+        .env_remove("INFISICAL_PROJECT_ID")
+        .env_remove("HEROKU_API_KEY")
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("GH_TOKEN")
+        .args(&[
+            "exec",
+            "postmark",
+            "--yes",
+            "--param",
+            "test_recipient=ops@example.com",
+        ])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("runbook::preflight::missing")
+        .stderr_has("postmark-server-token cannot start: 3 setting(s) its vendors need are missing")
+        .stderr_has("INFISICAL_TOKEN (infisical)")
+        .stderr_has("INFISICAL_PROJECT_ID (infisical)")
+        .stderr_has("HEROKU_API_KEY (heroku): an API key (`heroku auth:token`)")
+        .stderr_has("nothing was asked or changed");
+    assert!(!out.stderr.contains("Prerequisites"), "{}", out.stderr);
+    assert!(!out.path().join("state/runs").exists(), "no run started");
+
+    // A param bound to the variable supplies it as well.
+    let out = production_env(Test::new())
+        .env_remove("INFISICAL_PROJECT_ID")
+        .file("no.toml", "prerequisites = false\n")
+        .args(&[
+            "exec",
+            "postmark",
+            "--answers",
+            "no.toml",
+            "--param",
+            "project_id=raxx-project",
+        ])
+        .run();
+    out.exit(Exit::Aborted);
+}
+
+/// The actor comes from --actor, RUNBOOK_ACTOR, git's user.email, then USER; when nothing
+/// names anyone, a production run says the audit log will record it as unknown.
+#[test]
+fn the_actor_comes_from_git_then_user_and_unknown_is_warned_about() {
+    let out = production_env(Test::new())
+        .file(".gitconfig", "[user]\n\temail = jo@raxx.app\n")
+        .file("no.toml", "prerequisites = false\n")
+        .args(&["exec", "postmark", "--answers", "no.toml"])
+        .run();
+    out.exit(Exit::Aborted).stdout_has("· actor jo@raxx.app");
+
+    let out = production_env(Test::new())
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .file("no.toml", "prerequisites = false\n")
+        .args(&["exec", "postmark", "--answers", "no.toml"])
+        .run();
+    out.exit(Exit::Aborted)
+        .stdout_has("· actor unknown@")
+        .stderr_has("warning: who runs this is unknown, so the audit log records unknown@");
+}

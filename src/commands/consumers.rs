@@ -11,6 +11,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub fn run(args: ConsumersArgs) -> Result<u8> {
+    super::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
     let wired = crate::wiring::services(args.sandbox, &args.scenario)?;
     let services = &wired.services;
     let vendors = services.vendors()?.clone();

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub fn run(args: ExecArgs) -> Result<u8> {
     let path = runbook::find(&args.runbook)?;
+    super::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
     let pairs = params::parse_pairs(&args.params)?;
     let (runbook, prompter) = load(&path, args.answers.as_deref(), args.yes || args.dry_run)?;
     if !runbook.plan().prerequisites.is_empty() && !prompter.can_confirm("prerequisites") {
@@ -32,6 +33,8 @@ pub fn run(args: ExecArgs) -> Result<u8> {
     }
     let wired = wiring::services(args.sandbox, &scenario)?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
+    // Before any question: a missing setting is found now, not at step 1.
+    exec::preflight::check(&runbook, wired.services.config(), &params)?;
     // Rehearsals are journalled and audited as such: they never count as a rotation.
     let mode = match (args.dry_run, args.sandbox) {
         (true, _) => Mode::DryRun,
@@ -57,7 +60,13 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         dry_run: args.dry_run,
         json: args.json,
     };
-    banner(&session);
+    banner(&session, &scenario.faults);
+    let actor = &session.run().info().actor;
+    if mode == Mode::Exec && !run::actor_is_known(actor) {
+        ui::err(&format!(
+            "warning: who runs this is unknown, so the audit log records {actor}: pass --actor NAME, or set RUNBOOK_ACTOR (or git's user.email)"
+        ));
+    }
     let report = exec::run(&session, &opts, Start::Fresh);
     session.release_lock();
     let code = finish(&report, args.json)?;
@@ -94,10 +103,49 @@ pub fn load(path: &Path, answers: Option<&Path>, yes: bool) -> Result<(Runbook, 
     Ok((Runbook::load(file)?, prompter))
 }
 
-pub fn banner(session: &Session) {
+/// Where a run's calls go: the in-process simulators, this machine's loopback (a separate
+/// `runbook sandbox`, or a local proxy), or production, with each vendor's endpoint.
+pub fn destination(session: &Session, faults: &[String]) -> String {
+    let services = session.run().services();
+    let vendors: Vec<runbook_vendors::Vendor> = session
+        .runbook()
+        .vendor_modules()
+        .into_iter()
+        .filter_map(runbook_vendors::Vendor::from_name)
+        .collect();
+    let endpoints: Vec<String> = vendors
+        .iter()
+        .map(|v| format!("{} {}", v.name(), services.config().endpoint(*v)))
+        .collect();
+    if services.dashboard().is_some() {
+        let faults = if faults.is_empty() {
+            String::new()
+        } else {
+            format!(" · faults: {}", faults.join(", "))
+        };
+        return format!("SANDBOX · simulated vendors in this process{faults}");
+    }
+    let all_loopback = vendors
+        .iter()
+        .all(|v| runbook_vendors::config::is_loopback_url(services.config().endpoint(*v)));
+    if all_loopback && !vendors.is_empty() {
+        return format!(
+            "LOOPBACK · every vendor endpoint is on this machine (a `runbook sandbox`, or a local proxy): {}",
+            endpoints.join(" · ")
+        );
+    }
+    if endpoints.is_empty() {
+        "PRODUCTION · no vendor module".to_string()
+    } else {
+        format!("PRODUCTION · {}", endpoints.join(" · "))
+    }
+}
+
+pub fn banner(session: &Session, faults: &[String]) {
     let meta = session.runbook().plan().meta();
     let info = session.run().info();
     ui::progress(&ui::bold(&format!("{} ({})", meta.title, meta.id)));
+    ui::progress(&ui::bold(&destination(session, faults)));
     let egress = session.run().egress();
     ui::progress(&ui::dim(&format!(
         "egress: {}",

@@ -164,7 +164,7 @@ fn reopen_for(args: &ResumeArgs, attempt: Mode) -> Result<Reopened> {
 
 pub fn resume(args: ResumeArgs) -> Result<u8> {
     let mut r = reopen_for(&args, Mode::Resume)?;
-    banner(&r.session);
+    banner(&r.session, &[]);
     let opts = exec::Options {
         yes: args.yes,
         no_rollback: args.no_rollback,
@@ -177,7 +177,7 @@ pub fn resume(args: ResumeArgs) -> Result<u8> {
 
 pub fn rollback(args: ResumeArgs) -> Result<u8> {
     let mut r = reopen_for(&args, Mode::Rollback)?;
-    banner(&r.session);
+    banner(&r.session, &[]);
     let opts = exec::Options {
         yes: args.yes,
         no_rollback: false,

@@ -19,6 +19,25 @@ pub fn scenario(args: &ScenarioArgs) -> Result<Scenario> {
     Ok(scenario)
 }
 
+/// `--scenario` and `--fault` shape the simulators: without `--sandbox` there are none, so
+/// they would be silently ignored while the run goes to the real endpoints.
+pub fn require_sandbox(sandbox: bool, args: &ScenarioArgs) -> Result<()> {
+    if sandbox {
+        return Ok(());
+    }
+    let flag = if !args.faults.is_empty() {
+        "--fault"
+    } else if args.scenario.is_some() {
+        "--scenario"
+    } else {
+        return Ok(());
+    };
+    Err(crate::error::Error::usage(
+        format!("{flag} applies only to a rehearsal: without --sandbox nothing is simulated, and this run would go to the real endpoints"),
+        "add --sandbox to rehearse with it, or drop it to run for real",
+    ))
+}
+
 /// The scenario a runbook ships for rehearsal: `sandbox/NAME.toml` (or `.json`) in the
 /// runbook's folder. A convention rather than a metadata key, so the scenario is found the
 /// same way the runbook is, and a runbook without one runs against the SOP's default world.

@@ -47,6 +47,7 @@ struct Repl {
 }
 
 pub fn run(args: ReplArgs) -> Result<u8> {
+    crate::commands::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
     let state_dir = runbook_core::state::dir();
     let mut repl = match &args.attach {
         Some(run_id) => attach(&args, run_id)?,

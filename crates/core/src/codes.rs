@@ -60,6 +60,7 @@ use Area::*;
 /// The catalogue, grouped by area.
 pub const CATALOGUE: &[Code] = &[
     // Running a runbook.
+    c("runbook::preflight::missing", Run, "A vendor the runbook calls has no credentials or project configured; found before any question or write.", "Set each variable the message lists (environment or runbook.toml [vendors]), then run again."),
     c("runbook::usage", Run, "The command line or an input file is wrong (exit 2).", "Follow the help line: it names the flag, param or file to fix."),
     c("runbook::not_found", Run, "No runbook has that name in ./runbooks or RUNBOOK_PATH.", "`runbook list` shows the runbooks found; pass a path, or set RUNBOOK_PATH."),
     c("runbook::io", Run, "A file could not be read or written (runbook, answers, state directory).", "Check the path and its permissions; the state directory is RUNBOOK_STATE_DIR."),

@@ -39,6 +39,18 @@ pub enum Error {
         help: Option<String>,
     },
 
+    /// Settings the runbook's vendors need are missing; nothing was asked or changed.
+    #[error("{runbook} cannot start: {count} setting(s) its vendors need are missing:\n{list}")]
+    #[diagnostic(
+        code(runbook::preflight::missing),
+        help("set them in the environment (export NAME=...) or in ./runbook.toml [vendors] (lower-case names); nothing was asked or changed")
+    )]
+    Preflight {
+        runbook: String,
+        count: usize,
+        list: String,
+    },
+
     #[error("no runbook named '{name}'")]
     #[diagnostic(code(runbook::not_found))]
     RunbookNotFound {

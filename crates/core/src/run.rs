@@ -96,20 +96,43 @@ pub(crate) fn is_run_id(id: &str) -> bool {
     !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// `--actor`, else `RUNBOOK_ACTOR`, else `user@host`.
+/// `--actor`, else `RUNBOOK_ACTOR`, else git's `user.email`, else `user@host` from USER or
+/// LOGNAME; `unknown@host` only when none says (see `actor_is_known`).
 pub fn actor(flag: Option<&str>) -> String {
-    if let Some(a) = flag.filter(|a| !a.is_empty()) {
+    if let Some(a) = flag.filter(|a| !a.trim().is_empty()) {
         return a.to_string();
     }
     if let Ok(a) = std::env::var("RUNBOOK_ACTOR") {
-        if !a.is_empty() {
+        if !a.trim().is_empty() {
             return a;
         }
     }
+    if let Some(email) = git_email() {
+        return email;
+    }
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into());
     format!("{user}@{}", hostname())
+}
+
+/// Whether `actor` names someone (it is not the `unknown@host` last resort).
+pub fn actor_is_known(actor: &str) -> bool {
+    !actor.starts_with("unknown@")
+}
+
+/// `git config --get user.email`, when git is installed and has one.
+fn git_email() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "--get", "user.email"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let email = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && email.contains('@') && email.len() <= 200).then_some(email)
 }
 
 pub(crate) fn hostname() -> String {

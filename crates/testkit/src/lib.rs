@@ -232,6 +232,10 @@ impl Test {
             .args(&self.args)
             .env("RUNBOOK_STATE_DIR", self.path().join("state"))
             .env("NO_COLOR", "1")
+            // The home dir is the test's own: no git identity, history or config leaks in.
+            .env("HOME", self.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("XDG_CONFIG_HOME")
             .env_remove("RUNBOOK_PATH")
             .env_remove("RUNBOOK_ACTOR")
             .env_remove("RUNBOOK_CRASH_AT")

@@ -323,6 +323,53 @@ impl VendorConfig {
         Ok(cfg)
     }
 
+    /// The base URL calls to `vendor` go to.
+    pub fn endpoint(&self, vendor: crate::Vendor) -> &str {
+        match vendor {
+            crate::Vendor::Postmark => &self.postmark_api_url,
+            crate::Vendor::Infisical => &self.infisical_api_url,
+            crate::Vendor::Heroku => &self.heroku_api_url,
+            crate::Vendor::Github => &self.github_api_url,
+        }
+    }
+
+    /// What `vendor` still needs before a run can use it: the variables to set, each with
+    /// what it is for. Empty when it is configured.
+    pub fn missing(&self, vendor: crate::Vendor) -> Vec<(&'static str, &'static str)> {
+        match vendor {
+            crate::Vendor::Postmark => Vec::new(),
+            crate::Vendor::Infisical => {
+                let mut m = Vec::new();
+                if self.infisical_auth.is_none() {
+                    m.push((
+                        "INFISICAL_TOKEN",
+                        "an access token, or INFISICAL_UNIVERSAL_AUTH_CLIENT_ID and _CLIENT_SECRET for a machine identity",
+                    ));
+                }
+                if self
+                    .infisical_project_id
+                    .as_deref()
+                    .is_none_or(|p| p.trim().is_empty())
+                {
+                    m.push((
+                        "INFISICAL_PROJECT_ID",
+                        "the project holding the secrets (Infisical → Project Settings)",
+                    ));
+                }
+                m
+            }
+            crate::Vendor::Heroku if self.heroku_api_key.is_none() => vec![(
+                "HEROKU_API_KEY",
+                "an API key (`heroku auth:token`) or an OAuth token with read-protected and write-protected",
+            )],
+            crate::Vendor::Github if self.github_token.is_none() => vec![(
+                "GITHUB_TOKEN",
+                "a token with the repositories' secrets permission (`gh auth token`); GH_TOKEN works too",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     /// The GitHub token, or an error naming `GITHUB_TOKEN`.
     pub fn github_key(&self) -> Result<&Secret, VendorError> {
         self.github_token.as_ref().ok_or_else(|| {
@@ -344,6 +391,11 @@ impl VendorConfig {
             )
         })
     }
+}
+
+/// Whether `url` points at this machine (loopback or `localhost`).
+pub fn is_loopback_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| crate::transport::is_loopback(&u))
 }
 
 /// `INFISICAL_DOMAIN` → API base: `/api` is appended unless already there (as the CLI does).

@@ -3,6 +3,7 @@
 
 pub mod lock;
 pub mod params;
+pub mod preflight;
 pub mod report;
 pub mod resume;
 pub mod runner;

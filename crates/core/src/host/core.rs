@@ -42,6 +42,17 @@ fn parse_meta(map: &Map) -> R<Meta> {
     if m.title.is_empty() {
         return Err(throw("usage", "runbook: 'title' is required", None));
     }
+    if let Some(v) = m
+        .optional_vendors
+        .iter()
+        .find(|v| runbook_vendors::Vendor::from_name(v).is_none())
+    {
+        return Err(throw(
+            "usage",
+            format!("runbook: optional_vendors: '{v}' is not a vendor module"),
+            Some("the vendor modules are postmark, infisical, heroku and github".into()),
+        ));
+    }
     Ok(Meta {
         id: m.id,
         title: m.title,
@@ -59,6 +70,7 @@ fn parse_meta(map: &Map) -> R<Meta> {
         gotchas: m.gotchas,
         rollback: m.rollback,
         on_failure: m.on_failure,
+        optional_vendors: m.optional_vendors,
         egress: m
             .egress
             .iter()

@@ -30,6 +30,8 @@ pub struct Meta {
     pub on_failure: FailurePolicy,
     /// The hosts `http::` may reach (see `egress`).
     pub egress: Vec<egress::Entry>,
+    /// Vendor modules called only in some runs: preflight warns instead of stopping.
+    pub optional_vendors: Vec<String>,
 }
 
 /// What a failure does when nobody chooses (`--yes`): roll back what completed, or stop and

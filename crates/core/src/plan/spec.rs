@@ -34,6 +34,10 @@ pub(crate) struct MetaSpec {
     pub on_failure: super::FailurePolicy,
     #[serde(default, deserialize_with = "one_or_many")]
     pub egress: Vec<String>,
+    /// Vendor modules the runbook calls only in some runs (a param decides): preflight
+    /// warns about their missing configuration instead of stopping.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub optional_vendors: Vec<String>,
 }
 
 /// `param(name, #{...})`.

@@ -1,0 +1,72 @@
+//! Before any question: every vendor the runbook calls has its endpoint and credentials, so
+//! a missing setting is found before the operator confirms prerequisites, not at step 1.
+
+use crate::error::{Error, Result};
+use crate::runbook::Runbook;
+use rhai::Map;
+use runbook_vendors::{Vendor, VendorConfig};
+
+/// One setting a vendor still needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub vendor: &'static str,
+    pub variable: &'static str,
+    pub what: &'static str,
+}
+
+/// What the vendors `runbook` calls still need. A setting a param supplies (a param bound
+/// to that variable, resolved to a value) counts as given.
+pub fn missing(runbook: &Runbook, config: &VendorConfig, params: &Map) -> Vec<Missing> {
+    let plan = runbook.plan();
+    let given_by_param = |variable: &str| {
+        plan.params.iter().any(|p| {
+            p.env.as_deref() == Some(variable)
+                && params
+                    .get(p.name.as_str())
+                    .is_some_and(|v| !v.is_unit() && !v.to_string().trim().is_empty())
+        })
+    };
+    runbook
+        .vendor_modules()
+        .into_iter()
+        .filter_map(Vendor::from_name)
+        .flat_map(|v| {
+            config
+                .missing(v)
+                .into_iter()
+                .map(move |(variable, what)| Missing {
+                    vendor: v.name(),
+                    variable,
+                    what,
+                })
+        })
+        .filter(|m| !given_by_param(m.variable))
+        .collect()
+}
+
+/// Fails, naming every missing setting and how to give it, unless only vendors the runbook
+/// marks optional lack something (those are warned about).
+pub fn check(runbook: &Runbook, config: &VendorConfig, params: &Map) -> Result<()> {
+    let optional = &runbook.plan().meta().optional_vendors;
+    let (warn, stop): (Vec<Missing>, Vec<Missing>) = missing(runbook, config, params)
+        .into_iter()
+        .partition(|m| optional.iter().any(|o| o == m.vendor));
+    for m in &warn {
+        crate::ui::err(&format!(
+            "warning: {} is not set: steps that call {}:: will fail (the runbook calls it only in some runs)",
+            m.variable, m.vendor
+        ));
+    }
+    if stop.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = stop
+        .iter()
+        .map(|m| format!("  {} ({}): {}", m.variable, m.vendor, m.what))
+        .collect();
+    Err(Error::Preflight {
+        runbook: runbook.plan().meta().id.clone(),
+        count: stop.len(),
+        list: lines.join("\n"),
+    })
+}

@@ -450,3 +450,41 @@ fn the_actor_comes_from_git_then_user_and_unknown_is_warned_about() {
         .stdout_has("· actor unknown@")
         .stderr_has("warning: who runs this is unknown, so the audit log records unknown@");
 }
+
+/// A production run (here: a separate `runbook sandbox`, whose endpoints the banner calls
+/// LOOPBACK) asks once before its first write, listing every write the plan can make;
+/// "no" stops with nothing changed. `--yes` answers it.
+#[test]
+fn a_production_run_lists_its_writes_and_asks_before_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = crate::support::SandboxProcess::start(dir.path());
+    let out = Test::in_dir(dir.path())
+        .shipped_runbooks()
+        .envs(&sandbox.env)
+        .file(
+            "no.toml",
+            "prerequisites = true\n\"writes.confirm\" = false\n",
+        )
+        .args(&[
+            "exec",
+            "postmark",
+            "--answers",
+            "no.toml",
+            "--actor",
+            "ops-test",
+        ])
+        .run();
+    out.exit(Exit::Aborted)
+        .stdout_has("The next steps write to the vendors this run points at (see the banner):\n  generate · postmark::dashboard_new_token\n  validate · postmark::send_email\n  store · infisical::set_secret\n  propagate · github::set_secret, heroku::set_config\n")
+        .stderr_has("Stopped before the first write at the operator's request. Nothing was changed.");
+    // precheck ran (reads only); nothing was written anywhere.
+    assert!(out.stdout.contains("✓ precheck"), "{}", out.stdout);
+    let state = sandbox.state();
+    let writes: Vec<&serde_json::Value> = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap().ends_with("/log-sessions"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+}

@@ -31,6 +31,11 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
         transcript.extend_from_slice(c.as_bytes());
     };
 
+    // Where the run goes: the sandbox's endpoints are this machine's.
+    expect(
+        &mut p,
+        "LOOPBACK · every vendor endpoint is on this machine",
+    );
     // The SOP's prerequisites, in its order.
     for item in [
         "Postmark dashboard access",
@@ -42,6 +47,16 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
         expect(&mut p, item);
         p.send_line("y").unwrap();
     }
+    // Before the first write: every write the plan can make.
+    expect(
+        &mut p,
+        "The next steps write to the vendors this run points at",
+    );
+    expect(&mut p, "generate · postmark::dashboard_new_token");
+    expect(&mut p, "propagate · github::set_secret, heroku::set_config");
+    expect(&mut p, "revoke · postmark::dashboard_delete_token");
+    expect(&mut p, "Go ahead with the first write?");
+    p.send_line("y").unwrap();
     // Step 2: the dashboard instructions, then the masked paste.
     expect(&mut p, "Click \"Generate New\".");
     expect(&mut p, "Paste the new server API token");

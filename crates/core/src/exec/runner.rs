@@ -177,8 +177,22 @@ impl Runner<'_> {
         }
         let plan = self.session.runbook().plan();
         let n = plan.steps.len();
+        // A production run asks once, before the first step that writes, listing the writes.
+        let mut writes = if self.session.run().mode() == crate::run::Mode::Exec {
+            Some(self.session.runbook().step_writes())
+        } else {
+            None
+        };
         for i in first..n {
             let step = &plan.steps[i];
+            if let Some(all) = writes.as_ref() {
+                if all.get(i).is_some_and(|w| !w.is_empty()) {
+                    if let Some(status) = self.confirm_writes(i, all) {
+                        return status;
+                    }
+                    writes = None;
+                }
+            }
             ui::progress("");
             ui::progress(&ui::bold(&format!(
                 "Step {}/{} · {} · {}",
@@ -283,6 +297,39 @@ impl Runner<'_> {
             }
         }
         RunStatus::Succeeded
+    }
+
+    /// Before the first step that writes in a production run: the operator sees every write
+    /// the plan can make from here and says go (`--yes` does; id `writes.confirm`).
+    fn confirm_writes(&mut self, first: usize, writes: &[Vec<String>]) -> Option<RunStatus> {
+        let plan = self.session.runbook().plan();
+        ui::progress("");
+        ui::progress(&ui::bold(
+            "The next steps write to the vendors this run points at (see the banner):",
+        ));
+        for (i, w) in writes.iter().enumerate().skip(first) {
+            if !w.is_empty() {
+                ui::progress(&format!("  {} · {}", plan.steps[i].id, w.join(", ")));
+            }
+        }
+        let answer = self
+            .session
+            .run()
+            .prompter()
+            .confirm("writes.confirm", "Go ahead with the first write?");
+        match answer {
+            Ok(true) => None,
+            Ok(false) | Err(PromptError::Aborted) => {
+                ui::err("Stopped before the first write at the operator's request. Nothing was changed.");
+                Some(RunStatus::Aborted)
+            }
+            Err(PromptError::Interrupted) => Some(RunStatus::Interrupted),
+            Err(e) => {
+                ui::err(&e.to_string());
+                self.report.error = Some(e.to_string());
+                Some(RunStatus::Aborted)
+            }
+        }
     }
 
     fn confirm_step(&mut self, step: &Step, question: &str) -> Option<RunStatus> {

@@ -75,6 +75,35 @@ impl Runbook {
             .collect()
     }
 
+    /// For each step of the plan, in order, the host functions that change a vendor's state
+    /// (write or destructive) its code can reach: what a confirmation before the first
+    /// write lists. Static, so a call a param leaves out is listed too.
+    pub fn step_writes(&self) -> Vec<Vec<String>> {
+        let program = super::program::Program::new(self);
+        let host = crate::host::modules();
+        self.plan()
+            .steps
+            .iter()
+            .map(|step| {
+                let Some(unit) = program.units.iter().position(|u| u.name == step.source) else {
+                    return Vec::new();
+                };
+                let arity = step.run.curry().len() + 1;
+                let mut names: Vec<String> = program
+                    .reachable_from(unit, step.run.fn_name(), arity)
+                    .into_iter()
+                    // The audit log is this tool's own record, not a vendor's state.
+                    .filter(|c| !c.function.starts_with("audit::"))
+                    .filter(|c| host.find(&c.function).is_some_and(|f| f.effect.mutates()))
+                    .map(|c| c.function)
+                    .collect();
+                names.sort();
+                names.dedup();
+                names
+            })
+            .collect()
+    }
+
     /// No runbook at all: an engine with every host module, for the REPL.
     pub fn bare(dir: &std::path::Path) -> Runbook {
         let file = SourceFile {

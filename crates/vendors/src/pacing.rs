@@ -52,7 +52,9 @@ impl Ticket<'_> {
         s.in_flight = s.in_flight.saturating_sub(1);
         if let Some(r) = remaining {
             s.capacity = s.capacity.max(r);
-            let seen = (r - f64::from(s.in_flight)).max(0.0);
+            // Not clamped at 0: requests in flight that the answer does not count yet are
+            // a debt the refill must pay before the next request goes.
+            let seen = r - f64::from(s.in_flight);
             // An answer to a request sent before the one the estimate rests on was served
             // earlier, so it may count fewer requests: it can only lower the estimate.
             let t = match s.tokens {
@@ -117,7 +119,11 @@ impl Pacer {
                     None => return Self::ticket(self, &mut s),
                     Some(t) => {
                         let refilled = t + self.refill_per_sec * (now - s.at).as_secs_f64();
-                        let t = refilled.min(s.capacity.max(t));
+                        // Never past the largest pool seen (an idle spell refills no more),
+                        // but always enough for one request beyond the reserve: a pool first
+                        // seen nearly empty must not stall the run.
+                        let cap = s.capacity.max(2.0 + RESERVE);
+                        let t = refilled.min(cap.max(t));
                         s.tokens = Some(t);
                         s.at = now;
                         if t >= 1.0 + RESERVE {
@@ -227,6 +233,22 @@ mod tests {
         it.next().unwrap().answered(Some(5.0));
         let s = p.lock();
         assert_eq!((s.tokens, s.in_flight), (Some(2.0), 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_past_an_empty_pool_are_a_debt_the_refill_pays_first() {
+        let clock = WaitClock::default();
+        let p = Pacer::new(60.0);
+        let first = p.acquire(&clock).await;
+        let others: Vec<Ticket<'_>> = vec![p.acquire(&clock).await, p.acquire(&clock).await];
+        // The pool is empty when the first is served; the two others are still on the way.
+        first.answered(Some(0.0));
+        assert_eq!(p.lock().tokens, Some(-2.0));
+        drop(others);
+        // They take the refill's first two tokens, the reserve the third: the next waits 4 s.
+        let start = tokio::time::Instant::now();
+        p.acquire(&clock).await.answered(None);
+        assert_eq!(start.elapsed().as_secs(), 4);
     }
 
     #[tokio::test(start_paused = true)]

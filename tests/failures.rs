@@ -426,3 +426,28 @@ fn a_lost_answer_to_a_safe_write_is_retried() {
     assert_eq!(served(&state, "PATCH", PROD), 2, "lost once, sent again");
     assert_rotated(&state, "after the lost answer");
 }
+
+/// `rollback RUN_ID` says what it will undo, newest first, with the writes each undo
+/// restores, and asks first (`rollback.confirm`); "no" leaves every consumer as it is.
+#[test]
+fn rollback_lists_what_it_will_undo_and_asks_first() {
+    let rig = Rig::new();
+    rig.runbook(
+        &["exec", "postmark", "--yes", "--no-rollback"],
+        &[("RUNBOOK_CRASH_AT", "after:verify")],
+    );
+    let run_id = rig.run_id();
+    let before = rig.state();
+    std::fs::write(rig.path().join("no.toml"), "\"rollback.confirm\" = false\n").unwrap();
+    let out = rig.runbook(&["rollback", &run_id, "--answers", "no.toml"], &[]);
+    out.stdout_has("Rolling back undoes, newest first:")
+        .stdout_has("  propagate · its undo restores: heroku::set_config on raxx-api-prod; heroku::set_config on raxx-api-staging")
+        .stdout_has("  store · its undo restores: infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/")
+        .stdout_has("  generate · its undo")
+        .stderr_has("Nothing was undone: the run stays as it is");
+    assert_eq!(
+        rig.state()["heroku"]["apps"],
+        before["heroku"]["apps"],
+        "a declined rollback changed a consumer"
+    );
+}

@@ -238,6 +238,9 @@ fn heroku_500_on_one_app_rolls_back_every_app() {
 fn raptor_rejected_by_postmark_fails_verify_and_rolls_back() {
     let (out, _) = fails_and_rolls_back("raptor:POST:/raxx-api-prod/postmark/email=401", "verify");
     out.stderr_has("Raptor test email: expected HTTP 200, got 502");
+    // The undo says what it put back, masked: the old token's last characters.
+    out.stderr_has("raxx-api-prod: POSTMARK_SERVER_TOKEN restored to secret(…c001) (new release, dynos restart)")
+        .stderr_has("POSTMARK_SERVER_TOKEN in raxx-project:prod/: restored to secret(…c001) (version 4)");
 }
 
 #[test]

@@ -306,8 +306,55 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
     completed.sort();
     if completed.is_empty() {
         ui::progress("No step of this run completed: nothing to undo.");
+    } else if !confirm_rollback(&r.session, &completed) {
+        ui::err(
+            "Nothing was undone: the run stays as it is (`runbook rollback` again when ready).",
+        );
+        let mut report = runner::new_report(&r.session);
+        report.status = crate::run::RunStatus::Aborted;
+        r.session.release_lock();
+        return Ok(report);
     }
     let report = runner::run(&r.session, opts, Start::Rollback { completed });
     r.session.release_lock();
     Ok(report)
+}
+
+/// What a rollback will undo, newest first, with the writes in effect that each undo
+/// restores; then `rollback.confirm` (`--yes` answers it).
+fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
+    let plan = session.runbook().plan();
+    ui::progress("");
+    ui::progress(&ui::bold("Rolling back undoes, newest first:"));
+    for &i in completed.iter().rev() {
+        let step = &plan.steps[i];
+        let writes: Vec<String> = session
+            .run()
+            .writes_of(&step.id)
+            .iter()
+            .filter(|w| w.state.may_have_applied())
+            .map(|w| format!("{} on {}", w.function, w.target))
+            .collect();
+        let how = if let Some(why) = &step.irreversible {
+            format!("cannot be undone ({why}): the rollback stops there")
+        } else if step.undo.is_none() {
+            "no undo: nothing to restore".to_string()
+        } else if writes.is_empty() {
+            "its undo (no write of it is recorded as in effect)".to_string()
+        } else {
+            format!("its undo restores: {}", writes.join("; "))
+        };
+        ui::progress(&format!("  {} · {how}", step.id));
+    }
+    match session
+        .run()
+        .prompter()
+        .confirm("rollback.confirm", "Undo these now?")
+    {
+        Ok(yes) => yes,
+        Err(e) => {
+            ui::err(&e.to_string());
+            false
+        }
+    }
 }

@@ -141,6 +141,11 @@ impl RunContext {
         }
     }
 
+    /// Whether a step's undo is running (its writes restore what the step changed).
+    pub(crate) fn in_undo(&self) -> bool {
+        matches!(*self.phase.borrow(), Phase::Undo(_))
+    }
+
     /// Vendor and operator calls belong in steps.
     pub(crate) fn require_step(&self, function: &str) -> R<()> {
         if *self.phase.borrow() == Phase::Idle {

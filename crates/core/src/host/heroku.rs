@@ -59,6 +59,7 @@ fn changes_from(vars: &Map) -> R<BTreeMap<String, Option<ConfigValue>>> {
 fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
     let apps = targets(&apps, "heroku::set_config apps")?;
     let changes = changes_from(&vars)?;
+    let said_changes = changes.clone();
     let detail = serde_json::json!({
         "apps": apps,
         "vars": changes.iter().map(|(k, v)| (k.clone(), match v {
@@ -95,10 +96,21 @@ fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
             .await)
         })
     })?;
+    // Say what changed, values masked: in an undo, what was put back.
+    let verb = if h.in_undo() { "restored to" } else { "set to" };
+    let said: Vec<String> = said_changes
+        .iter()
+        .map(|(k, v)| match v {
+            None => format!("{k} removed"),
+            Some(ConfigValue::Secret(s)) => format!("{k} {verb} {}", s.masked()),
+            Some(ConfigValue::Plain(_)) => format!("{k} {verb} a plain value"),
+        })
+        .collect();
     for (app, r) in &results {
         if let Some(Ok(())) = r {
             crate::ui::progress(&format!(
-                "    {app}: config updated (new release, dynos restart)"
+                "    {app}: {} (new release, dynos restart)",
+                said.join(", ")
             ));
         }
     }

@@ -283,6 +283,17 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
                     (r, outcome, Some(cr.slug))
                 }
             };
+            let what = match (outcome, h.in_undo()) {
+                (SetOutcome::Unchanged, _) => format!("already holds {}", value.masked()),
+                (_, true) => format!("restored to {} (version {})", value.masked(), r.version),
+                (SetOutcome::Created, false) => {
+                    format!("created as {} (version {})", value.masked(), r.version)
+                }
+                (SetOutcome::Updated, false) => {
+                    format!("set to {} (version {})", value.masked(), r.version)
+                }
+            };
+            crate::ui::progress(&format!("    {target}: {what}"));
             let mut m = record_map(&r);
             m.insert("created".into(), (outcome == SetOutcome::Created).into());
             m.insert("unchanged".into(), (outcome == SetOutcome::Unchanged).into());

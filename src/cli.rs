@@ -109,6 +109,9 @@ pub struct ReplArgs {
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
+    /// One run's timeline: steps, writes with their outcome, retries, later attempts,
+    /// durations and what it left in effect
+    pub run_id: Option<String>,
     #[arg(long)]
     pub json: bool,
     /// How many runs to show, newest first

@@ -869,3 +869,42 @@ fn the_token_under_another_name_is_found_and_covered_when_included() {
         audit.stdout
     );
 }
+
+/// A stop says everything it leaves changed, writes of the failed step included: here one
+/// app already holds the new token while the other refused it. Before, the footer named
+/// only the completed steps. The JSON report lists the same changes, values as fingerprints.
+#[test]
+fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
+    let out = postmark(&[
+        "--yes",
+        "--no-rollback",
+        "--fault",
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:always",
+    ]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("Left in place (changed, not undone):")
+        .stderr_has("  store · infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/ (value=hmac:")
+        .stderr_has("  propagate · heroku::set_config on raxx-api-prod (POSTMARK_SERVER_TOKEN=hmac:");
+    assert!(
+        !out.stderr
+            .contains("heroku::set_config on raxx-api-staging"),
+        "the refused app is not a change: {}",
+        out.stderr
+    );
+    let report = out.json();
+    let changes: Vec<(String, String)> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["function"].as_str().unwrap().to_string(),
+                c["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        changes.contains(&("heroku::set_config".into(), "raxx-api-prod".into())),
+        "{changes:?}"
+    );
+}

@@ -418,3 +418,108 @@ step("too_big", "An entry over the limit", |ctx| {
     let verify = out.next().args(&["audit", "verify"]).run();
     verify.exit(Exit::Ok).stdout_has("OK: ");
 }
+
+/// `runs` reads like `kubectl get`: a header, a MODE column (real, sandbox, dry-run, repl),
+/// and a REPL session left with :quit as `ended`, not `interrupted`.
+#[test]
+fn runs_lists_each_run_with_its_mode_and_a_repl_session_as_ended() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let runbooks = format!("{root}/runbooks");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &runbooks)
+        .args(&["exec", "postmark", "--sandbox", "--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    let out = out
+        .next()
+        .env("RUNBOOK_PATH", &runbooks)
+        .args(&["exec", "postmark", "--sandbox", "--dry-run"])
+        .run();
+    out.exit(Exit::Ok);
+    let out = out
+        .next()
+        .env("RUNBOOK_PATH", &runbooks)
+        .args(&["repl", "postmark", "--sandbox"])
+        .stdin("1 + 1\n:quit\n")
+        .run();
+    let out = out.next().args(&["runs"]).run();
+    out.exit(Exit::Ok);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("RUN ")
+            && lines[0].contains("  MODE  ")
+            && lines[0].contains("  STATUS  "),
+        "{}",
+        out.stdout
+    );
+    let cols = |line: &str| {
+        line.split("  ")
+            .filter(|c| !c.trim().is_empty())
+            .map(str::trim)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let modes: Vec<(String, String)> = lines[1..]
+        .iter()
+        .map(|l| {
+            let c = cols(l);
+            (c[2].clone(), c[3].clone())
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("repl".to_string(), "ended".to_string()),
+            ("dry-run (sandbox)".into(), "succeeded".into()),
+            ("sandbox".into(), "succeeded".into()),
+        ],
+        "{}",
+        out.stdout
+    );
+}
+
+/// `runs RUN_ID` is the run's timeline: each step and its duration, each write with its
+/// target and outcome, the undo, and what is still in effect.
+#[test]
+fn a_runs_timeline_shows_steps_writes_undo_and_what_is_in_effect() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--yes",
+            "--fault",
+            "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:always",
+        ])
+        .run();
+    out.exit(Exit::StepFailed).stdout_has("  ↶ undoing store");
+    let id = out.last_run_id();
+    let out = out.next().args(&["runs", &id]).run();
+    out.exit(Exit::Ok)
+        .stdout_has(&format!("run {id} · postmark-server-token · sandbox · rolled back · actor "))
+        .stdout_has("  step propagate: failed in ")
+        .stdout_has("    heroku::set_config on raxx-api-prod: applied")
+        .stdout_has("    heroku::set_config on raxx-api-staging: refused")
+        .stdout_has("  undo propagate: done")
+        .stdout_has("  undo store: done")
+        .stdout_has("  ended: rolled back")
+        .stdout_has("  undo generate: done")
+        // Undone steps' writes are no longer in effect; the test email stays sent.
+        .stdout_has("in effect:\n  validate · postmark::send_email on POST /email to rehearsal@sandbox.invalid: applied\n");
+    let json = out.next().args(&["runs", &id, "--json"]).run();
+    json.exit(Exit::Ok);
+    let v = json.json();
+    assert_eq!(v["run"]["status"], "rolled back");
+    assert!(v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "undo.outcome"));
+
+    let missing = json.next().args(&["runs", "20990101T000000Z-abcdef"]).run();
+    missing
+        .exit(Exit::Usage)
+        .stderr_has("no run '20990101T000000Z-abcdef'");
+}

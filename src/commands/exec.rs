@@ -163,6 +163,26 @@ pub fn banner(session: &Session, faults: &[String]) {
     )));
 }
 
+/// The secrets a write's detail names, as `NAME=hmac:…` (fingerprints, never values).
+fn fingerprints(detail: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut walk = vec![(String::new(), detail)];
+    while let Some((key, v)) = walk.pop() {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter().rev() {
+                    walk.push((k.clone(), x));
+                }
+            }
+            serde_json::Value::String(s) if s.starts_with("hmac:") || s.starts_with("sha256:") => {
+                out.push(format!("{key}={s}"));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Prints the summary (and the JSON report) and maps the run's status to the exit code.
 pub fn finish(report: &Report, json: bool) -> Result<u8> {
     summary(report);
@@ -192,6 +212,45 @@ fn summary(report: &Report) {
         (status, None) => format!("Run {} {} after {secs:.1}s", report.run_id, status.as_str()),
     };
     ui::progress(&ui::bold(&line));
+    if !report.changes.is_empty() {
+        let heading = match report.status {
+            RunStatus::Succeeded => "Changed:",
+            _ => "Left in place (changed, not undone):",
+        };
+        ui::progress(heading);
+        for w in &report.changes {
+            let state = match w.state {
+                runbook_core::journal::WriteState::Applied => "applied".to_string(),
+                runbook_core::journal::WriteState::Unknown => {
+                    "outcome unknown (sent, answer lost)".to_string()
+                }
+                runbook_core::journal::WriteState::Pending => format!(
+                    "pending approval{}",
+                    w.filed
+                        .as_ref()
+                        .map(|f| format!(" ({})", f.slug))
+                        .unwrap_or_default()
+                ),
+                runbook_core::journal::WriteState::Failed => "refused".to_string(),
+            };
+            let values = fingerprints(&w.detail);
+            ui::progress(&format!(
+                "  {} · {} on {}{}: {state}",
+                w.step,
+                w.function,
+                w.target,
+                if values.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", values.join(", "))
+                }
+            ));
+        }
+    }
+    let undone = report.undone();
+    if !undone.is_empty() {
+        ui::progress(&format!("Undone: {}", undone.join(", ")));
+    }
     if report.rate_limit_wait_ms > 0 {
         ui::progress(&format!(
             "Waited {:.1}s for vendor rate limits (requests paced to Heroku's pool, or refused and retried)",

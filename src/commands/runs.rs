@@ -28,6 +28,14 @@ fn summarize(path: &Path, state_dir: &Path) -> Option<Value> {
         None if last && alive => RunStatus::Running,
         None => RunStatus::Interrupted,
     };
+    // A REPL session that was left with :quit (or end of input) ended; it did not fail.
+    let repl_ended = entries
+        .iter()
+        .any(|e| matches!(e.record, journal::Record::ReplEnd { .. }));
+    let status = match (start.mode, st.outcome) {
+        (Mode::Repl, None) if repl_ended => "ended",
+        (_, outcome) => or_unfinished(outcome, st.attempts.is_empty()).as_str(),
+    };
     let attempts: Vec<Value> = st
         .attempts
         .iter()
@@ -47,11 +55,23 @@ fn summarize(path: &Path, state_dir: &Path) -> Option<Value> {
         "actor": start.actor,
         "started_at": st.started_at,
         "mode": start.mode,
-        "status": or_unfinished(st.outcome, st.attempts.is_empty()).as_str(),
+        "kind": mode_label(start.mode, start.sandbox),
+        "status": status,
         "attempts": attempts,
         "settled": st.settled().map(RunStatus::as_str),
         "last_step": st.last_step,
     }))
+}
+
+/// What sort of run it was, as `runs` shows it: real, sandbox, dry-run, repl.
+fn mode_label(mode: Mode, sandbox: bool) -> &'static str {
+    match (mode, sandbox) {
+        (Mode::Exec, false) | (Mode::Resume, false) | (Mode::Rollback, false) => "real",
+        (Mode::DryRun, true) => "dry-run (sandbox)",
+        (Mode::DryRun, false) => "dry-run",
+        (Mode::Repl, _) => "repl",
+        _ => "sandbox",
+    }
 }
 
 /// `resume: succeeded, rollback: failed`.
@@ -77,6 +97,9 @@ fn attempts_line(row: &Value) -> String {
 
 pub fn runs(args: RunsArgs) -> Result<u8> {
     let state_dir = runbook_core::state::dir();
+    if let Some(id) = &args.run_id {
+        return timeline(&state_dir, id, args.json);
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
         .into_iter()
         .flatten()
@@ -103,26 +126,228 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
         ));
         return Ok(exit::OK);
     }
-    ui::out(&format!(
-        "{:<28} {:<24} {:<14} {:<20} {:<12} {:<20} {}",
-        "RUN", "RUNBOOK", "STATUS", "STARTED", "LAST STEP", "ACTOR", "LATER ATTEMPTS"
-    ));
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            vec![
+                s("run_id"),
+                s("runbook"),
+                s("kind"),
+                s("status"),
+                s("started_at"),
+                s("last_step"),
+                s("actor"),
+                attempts_line(r),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "RUN",
+            "RUNBOOK",
+            "MODE",
+            "STATUS",
+            "STARTED",
+            "LAST STEP",
+            "ACTOR",
+            "LATER ATTEMPTS",
+        ],
+        &table,
+    );
+    Ok(exit::OK)
+}
+
+/// Columns as wide as their widest cell, two spaces apart (`kubectl get` style).
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == n {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    ui::out(&line(header.to_vec()));
     for r in rows {
-        let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
-        ui::out(&format!(
-            "{:<28} {:<24} {:<14} {:<20} {:<12} {:<20} {}",
-            s("run_id"),
-            s("runbook"),
-            if s("mode") == Mode::DryRun.as_str() {
-                format!("{} (dry)", s("status"))
-            } else {
-                s("status")
-            },
-            s("started_at"),
-            s("last_step"),
-            s("actor"),
-            attempts_line(&r)
+        ui::out(&line(r.iter().map(String::as_str).collect()));
+    }
+}
+
+/// `runbook runs RUN_ID`: the run's journal as a timeline.
+fn timeline(state_dir: &Path, run_id: &str, json: bool) -> Result<u8> {
+    let path = state_dir.join("runs").join(format!("{run_id}.jsonl"));
+    if !run::is_run_id(run_id) || !path.exists() {
+        return Err(crate::error::Error::usage(
+            format!("no run '{run_id}' in {}", state_dir.join("runs").display()),
+            "`runbook runs` lists the runs and their ids",
         ));
+    }
+    let entries = journal::read(&path)?;
+    let summary = summarize(&path, state_dir).unwrap_or_default();
+    let st = RunState::from_entries(&entries);
+    let in_effect: Vec<Value> = st
+        .as_ref()
+        .map(|s| {
+            s.writes
+                .iter()
+                .filter(|w| w.state.may_have_applied())
+                .map(|w| json!({"step": w.step, "function": w.function, "target": w.target, "state": w.state}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let step_ms: u64 = entries
+        .iter()
+        .filter_map(|e| match &e.record {
+            journal::Record::StepOutcome(o) => o.duration_ms,
+            _ => None,
+        })
+        .sum();
+    if json {
+        let events: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(&e.record).unwrap_or_default();
+                if let Value::Object(m) = &mut v {
+                    m.remove("ctx");
+                    m.remove("detail");
+                    m.insert("t".into(), json!(e.t));
+                }
+                v
+            })
+            .collect();
+        let mut out = json!({"run": summary, "step_time_ms": step_ms, "in_effect": in_effect, "events": events});
+        runbook_secret::redact_json(&mut out);
+        ui::out(&serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    let s = |k: &str| summary[k].as_str().unwrap_or("-").to_string();
+    ui::out(&format!(
+        "run {} · {} · {} · {} · actor {}",
+        s("run_id"),
+        s("runbook"),
+        s("kind"),
+        s("status"),
+        s("actor")
+    ));
+    let clock = |t: &str| t.get(11..19).unwrap_or(t).to_string();
+    for e in &entries {
+        let line = match &e.record {
+            journal::Record::RunStart(r) => {
+                format!(
+                    "run started ({}, by {} on {})",
+                    r.mode.as_str(),
+                    r.actor,
+                    r.host
+                )
+            }
+            journal::Record::RunResume { actor, attempt, .. } => {
+                format!("{} by {actor}", attempt.as_str())
+            }
+            journal::Record::RunEnd { status, .. } => format!("ended: {}", status.as_str()),
+            journal::Record::LockBroken { .. } => "a stale lock was broken".into(),
+            journal::Record::StepIntent { step, attempt, .. } => match attempt {
+                Some(n) if *n > 1 => format!("step {step}: attempt {n} (retry)"),
+                _ => format!("step {step}"),
+            },
+            journal::Record::StepOutcome(o) => {
+                let ms = o
+                    .duration_ms
+                    .map(|m| format!(" in {m} ms"))
+                    .unwrap_or_default();
+                let err = o
+                    .error
+                    .as_deref()
+                    .map(|e| format!(": {}", ui::truncate(e.lines().next().unwrap_or(""), 120)))
+                    .unwrap_or_default();
+                let status = serde_json::to_value(o.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                format!("step {}: {status}{ms}{err}", o.step)
+            }
+            journal::Record::WriteIntent { .. } => continue,
+            journal::Record::WriteOutcome {
+                function,
+                target,
+                ok,
+                unknown,
+                pending,
+                filed,
+                ..
+            } => {
+                let outcome = if *pending {
+                    format!(
+                        "pending approval{}",
+                        filed
+                            .as_ref()
+                            .map(|f| format!(" ({})", f.slug))
+                            .unwrap_or_default()
+                    )
+                } else if *unknown {
+                    "outcome unknown (answer lost)".into()
+                } else if *ok {
+                    "applied".into()
+                } else {
+                    "refused".into()
+                };
+                format!("  {function} on {target}: {outcome}")
+            }
+            journal::Record::UndoIntent { step } => format!("undo {step}"),
+            journal::Record::UndoOutcome {
+                step, ok, error, ..
+            } => match (ok, error) {
+                (true, _) => format!("undo {step}: done"),
+                (false, e) => format!(
+                    "undo {step}: failed{}",
+                    e.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+            },
+            journal::Record::RollbackBlocked { step, .. } => {
+                format!("rollback stopped at {step}: it cannot be undone")
+            }
+            journal::Record::ReplEnd { failed_inputs } => {
+                format!("repl session ended ({failed_inputs} failed input(s))")
+            }
+        };
+        ui::out(&format!("  {}  {line}", clock(&e.t)));
+    }
+    let first = entries.first().map(|e| e.t.clone()).unwrap_or_default();
+    let last = entries.last().map(|e| e.t.clone()).unwrap_or_default();
+    ui::out(&format!(
+        "time in steps: {:.1}s across {} process(es) (first record {first}, last {last})",
+        step_ms as f64 / 1000.0,
+        1 + summary["attempts"].as_array().map_or(0, Vec::len)
+    ));
+    if in_effect.is_empty() {
+        ui::out("in effect: nothing (no write of the run is in effect)");
+    } else {
+        ui::out("in effect:");
+        for w in &in_effect {
+            ui::out(&format!(
+                "  {} · {} on {}: {}",
+                w["step"].as_str().unwrap_or(""),
+                w["function"].as_str().unwrap_or(""),
+                w["target"].as_str().unwrap_or(""),
+                w["state"].as_str().unwrap_or("")
+            ));
+        }
     }
     Ok(exit::OK)
 }

@@ -92,7 +92,7 @@ pub(crate) fn new_run_id() -> String {
 }
 
 /// Whether `id` has the shape of a run id (and so is safe in a file name).
-pub(crate) fn is_run_id(id: &str) -> bool {
+pub fn is_run_id(id: &str) -> bool {
     !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 

@@ -41,6 +41,10 @@ pub struct Report {
     pub failed_step: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The writes in effect when the run ended (not undone since), in order: what it
+    /// changed where, secrets as fingerprints.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<crate::journal::Write>,
     /// Wall-clock time requests waited for vendors' rate limits (pacing to a request pool,
     /// honoured refusals); concurrent waits count once.
     #[serde(skip_serializing_if = "is_zero")]
@@ -55,6 +59,15 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Report {
+    /// The ids of the steps this process undid.
+    pub fn undone(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Undone)
+            .map(|s| s.id.as_str())
+            .collect()
+    }
+
     pub fn to_json(&self) -> String {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         runbook_secret::redact_json(&mut v);

@@ -65,6 +65,7 @@ pub(crate) fn new_report(session: &Session) -> Report {
         planned_writes: Vec::new(),
         failed_step: None,
         error: None,
+        changes: Vec::new(),
         rate_limit_wait_ms: 0,
         audit_head: None,
     }
@@ -115,6 +116,12 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
     r.report.status = status;
     r.report.duration_ms = began.elapsed().as_millis() as u64;
     r.report.planned_writes = session.run().planned_writes();
+    r.report.changes = session
+        .run()
+        .writes()
+        .into_iter()
+        .filter(|w| w.state.may_have_applied())
+        .collect();
     r.report.rate_limit_wait_ms = session
         .run()
         .services()

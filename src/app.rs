@@ -56,5 +56,7 @@ fn run(command: Command) -> crate::error::Result<u8> {
         Command::Doc(args) => commands::doc::run(args),
         Command::New(args) => commands::new::run(args),
         Command::Consumers(args) => commands::consumers::run(args),
+        Command::Completions(args) => commands::completions::completions(args),
+        Command::Man(args) => commands::completions::man(args),
     }
 }

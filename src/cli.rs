@@ -50,6 +50,23 @@ pub enum Command {
     /// Every place a secret's current value lives: Heroku apps, Infisical copies, GitHub
     /// repositories (read-only; values are compared by keyed hash, never shown)
     Consumers(ConsumersArgs),
+    /// Shell completion script for bash, zsh, fish, elvish or powershell, on stdout
+    /// (e.g. `runbook completions bash > /etc/bash_completion.d/runbook`)
+    Completions(CompletionsArgs),
+    /// The manual page (roff), on stdout or, with --dir, one page per command
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write runbook.1 and one runbook-COMMAND.1 per command into this folder
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -218,8 +235,10 @@ pub struct NewArgs {
 /// Options shared by everything that starts the simulators.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ScenarioArgs {
-    /// Sandbox scenario (TOML or JSON): servers, tokens, secrets, apps, scripted vendors,
-    /// faults. Default: the runbook's `sandbox/NAME.toml` when it has one, else the SOP's
+    /// Sandbox scenario (TOML or JSON) with the sections [postmark], [infisical], [heroku],
+    /// [github], [[scripted]] and faults (docs/authoring.md, "Testing a runbook in the
+    /// sandbox"). Default: for exec, the runbook's `sandbox/NAME.toml` when it has one;
+    /// else the Postmark SOP's world
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// Inject a fault: VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S];

@@ -388,3 +388,83 @@ fn every_error_code_is_documented_and_the_page_is_fresh() {
         "docs/errors.md is stale: regenerate with `UPDATE_DOCS=1 cargo test --test integration every_error_code`"
     );
 }
+
+/// Completions and the man page come from the command definitions: every subcommand is in
+/// them, for each shell, and the man pages are one per command.
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = Test::new().args(&["completions", shell]).run();
+        out.exit(Exit::Ok);
+        for cmd in [
+            "exec",
+            "resume",
+            "rollback",
+            "consumers",
+            "sandbox",
+            "audit",
+            "repl",
+        ] {
+            assert!(out.stdout.contains(cmd), "{shell} completions lack {cmd}");
+        }
+    }
+    let out = Test::new().args(&["completions", "tcsh"]).run();
+    out.exit(Exit::Usage);
+
+    let out = Test::new().args(&["man"]).run();
+    out.exit(Exit::Ok)
+        .stdout_has(".TH runbook 1")
+        .stdout_has("Runs operational runbooks written as rhai scripts");
+    let out = out.next().args(&["man", "--dir", "man"]).run();
+    out.exit(Exit::Ok);
+    let page = std::fs::read_to_string(out.path().join("man/runbook-exec.1")).unwrap();
+    assert!(
+        page.contains("\\-\\-sandbox") && page.contains("\\-\\-fault"),
+        "{page}"
+    );
+    assert!(out.path().join("man/runbook-consumers.1").exists());
+}
+
+/// `runbook sandbox` says which faults it injects, and `--help` documents the fault
+/// actions and the scenario's sections.
+#[test]
+fn the_sandbox_banner_lists_its_faults_and_help_documents_them() {
+    use std::io::BufRead;
+    let t = Test::new().args(&["sandbox", "--fault", "heroku:PATCH=500:once"]);
+    let mut child = t
+        .command()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("Point a shell at it");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    assert!(
+        text.contains("Faults injected:\n  heroku:PATCH=500:once"),
+        "{text}"
+    );
+
+    let help = Test::new().args(&["sandbox", "--help"]).run();
+    help.exit(Exit::Ok)
+        .stdout_has("drop, lost")
+        .stdout_has("latency=MS")
+        .stdout_has("[postmark], [infisical], [heroku]");
+    assert!(
+        !help
+            .stdout
+            .contains("the runbook's `sandbox/NAME.toml` when it has one, else"),
+        "{}",
+        help.stdout
+    );
+}

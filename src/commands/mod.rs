@@ -3,6 +3,7 @@
 pub mod api;
 pub mod audit;
 pub mod check;
+pub mod completions;
 pub mod consumers;
 pub mod doc;
 pub mod due;

@@ -80,6 +80,22 @@ pub fn run(args: SandboxArgs) -> Result<u8> {
     for (name, url) in &urls.scripted {
         ui::err(&format!("  {name:<10} {url}  (scripted)"));
     }
+    let all = scenario(&args.scenario)?.faults.len();
+    let given = &args.scenario.faults;
+    if all == 0 {
+        ui::err("No faults injected (add them with --fault, or POST /_sandbox/faults).");
+    } else {
+        ui::err("Faults injected:");
+        for f in given {
+            ui::err(&format!("  {f}"));
+        }
+        if all > given.len() {
+            ui::err(&format!(
+                "  and {} from the scenario file",
+                all - given.len()
+            ));
+        }
+    }
     ui::err("Point a shell at it with:");
     // The exports carry the sandbox's own credentials: sandbox data, meant to be copied.
     let mut exports = String::new();

@@ -304,8 +304,8 @@ loop { time::sleep(600); }
     out.stderr_has("sleeper.rhai ran past its limit of 5s");
     let out = out.next().args(&["list"]).run();
     out.exit(Exit::Ok)
-        .stdout_has("(does not load: ")
-        .stdout_has("sleeper.rhai ran past its limit of 5s");
+        .stderr_has(" does not load: ")
+        .stderr_has("sleeper.rhai ran past its limit of 5s");
     let out = out.next().args(&["due"]).run();
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert!(

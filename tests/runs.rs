@@ -523,3 +523,95 @@ fn a_runs_timeline_shows_steps_writes_undo_and_what_is_in_effect() {
         .exit(Exit::Usage)
         .stderr_has("no run '20990101T000000Z-abcdef'");
 }
+
+/// `list` has a header and shows each runbook's id and the file `exec` takes.
+#[test]
+fn list_shows_a_header_the_id_and_the_file_name() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&["list"])
+        .run();
+    out.exit(Exit::Ok);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("ID ") && lines[0].contains("  FILE  "),
+        "{}",
+        out.stdout
+    );
+    let postmark = lines
+        .iter()
+        .find(|l| l.starts_with("postmark-server-token"))
+        .unwrap();
+    assert!(postmark.contains("  postmark.rhai  "), "{postmark}");
+    assert!(postmark.contains("  every 180d  "), "{postmark}");
+}
+
+/// A step that failed once and passed on a retry does not make a succeeded run's audit
+/// entry name a failed step; `audit show` has the run id, the mode and readable context.
+#[test]
+fn a_succeeded_run_after_a_retry_names_no_failed_step_and_audit_show_reads_well() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let answers = "prerequisites = true\n\"validate.received\" = true\n\"validate.on-failure\" = \"retry\"\n\"revoke.confirm\" = true\n";
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .file("answers.toml", answers)
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--answers",
+            "answers.toml",
+            "--param",
+            "test_recipient=ops@sandbox.invalid",
+            "--fault",
+            "postmark:POST:/email=422:once",
+            "--json",
+        ])
+        .run();
+    out.exit(Exit::Ok);
+    let report = out.json();
+    let validate = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "validate")
+        .unwrap();
+    assert_eq!(
+        validate["attempts"], 2,
+        "the fault made validate fail once: {report}"
+    );
+    assert!(report.get("failed_step").is_none(), "{report}");
+    let id = out.last_run_id();
+    let audit = out.next().args(&["audit", "show", "--json"]).run();
+    let entries: Vec<Value> = serde_json::from_str(&audit.stdout).unwrap();
+    let done = entries
+        .iter()
+        .rev()
+        .find(|e| e["action"] == "run.completed")
+        .unwrap();
+    assert_eq!(
+        done["context"],
+        json!({"status": "succeeded", "failed_step": null})
+    );
+
+    let shown = audit
+        .next()
+        .args(&["audit", "show", "--action", "run.completed"])
+        .run();
+    shown.exit(Exit::Ok);
+    let lines: Vec<&str> = shown.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("TIME ")
+            && lines[0].contains("  RUN  ")
+            && lines[0].contains("  MODE  "),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        lines[1].contains(&format!("  {id}  sandbox  "))
+            && lines[1].ends_with("  status=succeeded"),
+        "{}",
+        shown.stdout
+    );
+}

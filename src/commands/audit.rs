@@ -13,6 +13,25 @@ pub fn run(cmd: AuditCommand) -> Result<u8> {
     }
 }
 
+/// An entry's context as `key=value` pairs: strings unquoted, nested values compact, the
+/// whole cut at 160 characters (`--json` has every entry raw).
+fn readable(context: &serde_json::Value) -> String {
+    let text = match context {
+        serde_json::Value::Object(m) if m.is_empty() => "-".to_string(),
+        serde_json::Value::Object(m) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={}", s.lines().next().unwrap_or("")),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    };
+    ui::truncate(&text, 160)
+}
+
 fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
     if let Some(since) = &args.since {
         let valid = since.len() >= 10 && since.as_bytes()[4] == b'-' && since.as_bytes()[7] == b'-';
@@ -34,23 +53,35 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
         ui::out(&serde_json::to_string_pretty(&entries).unwrap_or_default());
         return Ok(exit::OK);
     }
-    for e in &entries {
-        let or_dash = |s: &str| {
-            if s.is_empty() {
-                "-".to_string()
-            } else {
-                s.to_string()
-            }
-        };
-        ui::out(&format!(
-            "{}  {:<20} {:<26} {:<10} {:<28} {}",
-            or_dash(&e.time),
-            or_dash(&e.actor),
-            or_dash(&e.runbook),
-            or_dash(&e.step),
-            or_dash(&e.action),
-            e.context
-        ));
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                or_dash(&e.time),
+                or_dash(&e.run_id),
+                e.mode.as_str().to_string(),
+                or_dash(&e.actor),
+                or_dash(&e.runbook),
+                or_dash(&e.step),
+                or_dash(&e.action),
+                readable(&e.context),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        super::print_table(
+            &[
+                "TIME", "RUN", "MODE", "ACTOR", "RUNBOOK", "STEP", "ACTION", "CONTEXT",
+            ],
+            &rows,
+        );
     }
     if entries.is_empty() {
         ui::err("no audit entries match");

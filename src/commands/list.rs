@@ -14,15 +14,16 @@ pub fn run(args: ListArgs) -> Result<u8> {
         ui::err("no runbooks found in ./runbooks or RUNBOOK_PATH");
         return Ok(exit::OK);
     }
+    let mut table = Vec::new();
+    let mut broken = Vec::new();
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+        let file = std::path::Path::new(&s("path"))
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| s("path"));
         if r.get("error").is_some() {
-            ui::out(&format!(
-                "{:<28} (does not load: {})  {}",
-                "?",
-                s("error"),
-                s("path")
-            ));
+            broken.push(format!("{} does not load: {}", s("path"), s("error")));
             continue;
         }
         let cadence = r["cadence_days"]
@@ -30,22 +31,28 @@ pub fn run(args: ListArgs) -> Result<u8> {
             .map(|d| format!("every {d}d"))
             .unwrap_or_else(|| "-".into());
         let due = match (r["due"].as_str(), r["overdue"] == true) {
-            (Some(d), true) => format!("due {d} OVERDUE"),
-            (Some(d), false) => format!("due {d}"),
+            (Some(d), true) => format!("{d} OVERDUE"),
+            (Some(d), false) => d.to_string(),
             (None, _) => String::new(),
         };
-        ui::out(&format!(
-            "{:<28} {:<24} {:<10} {:<22} {}",
+        table.push(vec![
             s("id"),
+            file,
             if s("secret").is_empty() {
                 "-".into()
             } else {
                 s("secret")
             },
             cadence,
-            due,
-            s("title")
-        ));
+            if due.is_empty() { "-".into() } else { due },
+            s("title"),
+        ]);
+    }
+    if !table.is_empty() {
+        super::print_table(&["ID", "FILE", "SECRET", "CADENCE", "DUE", "TITLE"], &table);
+    }
+    for b in &broken {
+        ui::err(&format!("warning: {b} (`runbook check` says more)"));
     }
     Ok(exit::OK)
 }

@@ -114,6 +114,11 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
         }
     };
     r.report.status = status;
+    // A step that failed and then passed on a retry is not the run's failed step.
+    if status == RunStatus::Succeeded {
+        r.report.failed_step = None;
+        r.report.error = None;
+    }
     r.report.duration_ms = began.elapsed().as_millis() as u64;
     r.report.planned_writes = session.run().planned_writes();
     r.report.changes = session

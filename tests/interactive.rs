@@ -278,3 +278,36 @@ fn a_secret_typed_on_a_dumb_terminal_is_not_echoed() {
         assert!(text.contains("green"), "TERM={term}:\n{text}");
     }
 }
+
+/// Ctrl-C at the revoke confirmation stops the run and says how to go on: resume, or roll
+/// back (nothing irreversible has happened yet).
+#[test]
+fn ctrl_c_at_a_confirmation_says_how_to_resume_or_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = SandboxProcess::start(dir.path());
+    let answers = "prerequisites = true\n\"writes.confirm\" = true\n\"validate.received\" = true\n";
+    let cmd = Test::in_dir(dir.path())
+        .shipped_runbooks()
+        .envs(&sandbox.env)
+        .env("RUNBOOK_SANDBOX_DASHBOARD", sandbox.postmark_url())
+        .file("answers.toml", answers)
+        .args(&[
+            "exec",
+            "postmark",
+            "--answers",
+            "answers.toml",
+            "--actor",
+            "pty-test",
+        ])
+        .command();
+    let mut p = Session::spawn(cmd).unwrap();
+    p.set_expect_timeout(Some(Duration::from_secs(120)));
+    p.expect("Delete the OLD token in the Postmark dashboard now?")
+        .unwrap();
+    p.send(expectrl::ControlCode::EndOfText).unwrap();
+    p.expect("Interrupted (Ctrl-C) at the confirmation of step 'revoke'.")
+        .unwrap();
+    p.expect("Continue with `runbook resume ").unwrap();
+    p.expect("or undo them with `runbook rollback ").unwrap();
+    p.expect(expectrl::Eof).unwrap();
+}

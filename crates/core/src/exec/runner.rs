@@ -335,7 +335,10 @@ impl Runner<'_> {
                 ui::err("Stopped before the first write at the operator's request. Nothing was changed.");
                 Some(RunStatus::Aborted)
             }
-            Err(PromptError::Interrupted) => Some(RunStatus::Interrupted),
+            Err(PromptError::Interrupted) => {
+                ui::err("Interrupted (Ctrl-C) before the first write. Nothing was changed.");
+                Some(RunStatus::Interrupted)
+            }
             Err(e) => {
                 ui::err(&e.to_string());
                 self.report.error = Some(e.to_string());
@@ -359,7 +362,14 @@ impl Runner<'_> {
                 self.explain_left_behind();
                 Some(RunStatus::Aborted)
             }
-            Confirmation::Interrupted => Some(RunStatus::Interrupted),
+            Confirmation::Interrupted => {
+                ui::err(&format!(
+                    "Interrupted (Ctrl-C) at the confirmation of step '{}'.",
+                    step.id
+                ));
+                self.explain_left_behind();
+                Some(RunStatus::Interrupted)
+            }
             Confirmation::NoAnswer(diag) => {
                 ui::err(&ui::render(diag.as_ref()));
                 self.report.error = Some(diag.to_string());

@@ -331,7 +331,7 @@ fn the_banner_says_production_with_each_endpoint_or_sandbox_with_its_faults() {
         ])
         .run();
     out.exit(Exit::Aborted).stdout_has(
-        "PRODUCTION · postmark https://postmark.invalid · infisical https://infisical.invalid/api · heroku https://heroku.invalid · github https://api.github.com",
+        "PRODUCTION · postmark https://postmark.invalid (dashboard https://account.postmarkapp.com) · infisical https://infisical.invalid/api · heroku https://heroku.invalid · github https://api.github.com",
     );
     // GitHub is optional for this runbook: a warning, not a stop.
     out.stderr_has("warning: GITHUB_TOKEN is not set: steps that call github:: will fail");

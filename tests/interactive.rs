@@ -57,11 +57,22 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
     expect(&mut p, "revoke · postmark::dashboard_delete_token");
     expect(&mut p, "Go ahead with the first write?");
     p.send_line("y").unwrap();
-    // Step 2: the dashboard instructions, then the masked paste.
+    // Step 2: the dashboard instructions (the sandbox's dashboard, not Postmark's), then
+    // the masked paste.
+    expect(
+        &mut p,
+        &format!("Open {postmark}/dashboard and select the server raxx-prod."),
+    );
     expect(&mut p, "Click \"Generate New\".");
     expect(&mut p, "Paste the new server API token");
-    // The operator generates the token in the (simulated) dashboard and copies it.
-    let (status, _) = http(&postmark, "POST", "/dashboard/servers/4242/tokens", &[], "");
+    // The operator generates the token in the (simulated) dashboard, names it, copies it.
+    let (status, _) = http(
+        &postmark,
+        "POST",
+        "/dashboard/servers/4242/tokens",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "name=pty+rotation",
+    );
     assert_eq!(status, 303, "dashboard generate");
     let (_, server) = http(
         &postmark,
@@ -82,8 +93,22 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
         .find(|t| t != OLD_TOKEN)
         .unwrap();
     p.send_line(&new_token).unwrap();
-    // Step 3: receipt of the validation email.
+    // Step 3: receipt of the validation email, which the operator finds on the sandbox
+    // dashboard's activity page, sent with the token just generated.
+    expect(
+        &mut p,
+        &format!("the dashboard's Activity tab lists it ({postmark}/dashboard → server raxx-prod → Activity)"),
+    );
     expect(&mut p, "Did the validation email");
+    let (_, activity) = http(&postmark, "GET", "/dashboard/activity", &[], "");
+    let tail = &new_token[new_token.len() - 4..];
+    assert!(
+        activity
+            .lines()
+            .any(|l| l.contains("Token rotation validation")
+                && l.contains(&format!("pty rotation (…{tail}) new"))),
+        "the activity page does not show the validation email on the new token:\n{activity}"
+    );
     p.send_line("y").unwrap();
     // Step 7: the explicit confirmation, then the dashboard deletion.
     expect(&mut p, "This step cannot be undone");
@@ -92,6 +117,10 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
         "Delete the OLD token in the Postmark dashboard now?",
     );
     p.send_line("y").unwrap();
+    expect(
+        &mut p,
+        &format!("Open {postmark}/dashboard → server raxx-prod → API Tokens."),
+    );
     expect(
         &mut p,
         "Locate the OLD token: the one ending in secret(…c001)",

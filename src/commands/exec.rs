@@ -115,7 +115,15 @@ pub fn destination(session: &Session, faults: &[String]) -> String {
         .collect();
     let endpoints: Vec<String> = vendors
         .iter()
-        .map(|v| format!("{} {}", v.name(), services.config().endpoint(*v)))
+        .map(|v| match v {
+            // The dashboard is where the operator does what the API cannot.
+            runbook_vendors::Vendor::Postmark => format!(
+                "postmark {} (dashboard {})",
+                services.config().endpoint(*v),
+                services.config().postmark_dashboard_url
+            ),
+            _ => format!("{} {}", v.name(), services.config().endpoint(*v)),
+        })
         .collect();
     if services.dashboard().is_some() {
         let faults = if faults.is_empty() {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 /// Default endpoints: the vendors' real APIs.
 pub(crate) const POSTMARK_DEFAULT: &str = "https://api.postmarkapp.com";
+/// Where an operator does what Postmark's API cannot (generate and delete server tokens).
+pub(crate) const POSTMARK_DASHBOARD_DEFAULT: &str = "https://account.postmarkapp.com";
 pub(crate) const INFISICAL_DEFAULT: &str = "https://app.infisical.com";
 pub(crate) const HEROKU_DEFAULT: &str = "https://api.heroku.com";
 pub(crate) const GITHUB_DEFAULT: &str = "https://api.github.com";
@@ -28,6 +30,8 @@ pub enum InfisicalAuth {
 #[derive(Debug, Clone)]
 pub struct VendorConfig {
     pub postmark_api_url: String,
+    /// The dashboard the operator's instructions point at (a sandbox's in a rehearsal).
+    pub postmark_dashboard_url: String,
     /// Infisical API base, already ending in `/api`.
     pub infisical_api_url: String,
     pub infisical_auth: Option<InfisicalAuth>,
@@ -45,6 +49,7 @@ impl Default for VendorConfig {
     fn default() -> Self {
         VendorConfig {
             postmark_api_url: POSTMARK_DEFAULT.into(),
+            postmark_dashboard_url: POSTMARK_DASHBOARD_DEFAULT.into(),
             infisical_api_url: infisical_api_base(INFISICAL_DEFAULT),
             infisical_auth: None,
             infisical_project_id: None,
@@ -63,6 +68,7 @@ impl Default for VendorConfig {
 #[serde(deny_unknown_fields)]
 pub struct VendorFileConfig {
     pub postmark_api_url: Option<String>,
+    pub postmark_dashboard_url: Option<String>,
     pub infisical_domain: Option<String>,
     pub infisical_api_url: Option<String>,
     pub infisical_token: Option<String>,
@@ -169,6 +175,7 @@ impl VendorFileConfig {
     fn get(&self, env_name: &str) -> Option<String> {
         let v = match env_name {
             "POSTMARK_API_URL" => self.postmark_api_url.clone(),
+            "POSTMARK_DASHBOARD_URL" => self.postmark_dashboard_url.clone(),
             "INFISICAL_DOMAIN" => self.infisical_domain.clone(),
             "INFISICAL_API_URL" => self.infisical_api_url.clone(),
             "INFISICAL_TOKEN" => self.infisical_token.clone(),
@@ -245,6 +252,9 @@ impl VendorConfig {
         let mut cfg = VendorConfig::default();
         if let Some(url) = plain("POSTMARK_API_URL") {
             cfg.postmark_api_url = trim_slash(&url);
+        }
+        if let Some(url) = plain("POSTMARK_DASHBOARD_URL") {
+            cfg.postmark_dashboard_url = trim_slash(&url);
         }
         if let Some(domain) = plain("INFISICAL_DOMAIN").or_else(|| plain("INFISICAL_API_URL")) {
             cfg.infisical_api_url = infisical_api_base(&domain);

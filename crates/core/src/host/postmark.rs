@@ -152,6 +152,11 @@ fn sandbox_dashboard(h: &RunContext) -> R<Option<String>> {
         .map(|u| u.trim_end_matches('/').to_string()))
 }
 
+/// The dashboard the operator is sent to: Postmark's, or a sandbox's in a rehearsal.
+fn dashboard_url(h: &RunContext) -> String {
+    h.services().config().postmark_dashboard_url.clone()
+}
+
 /// Calls a control route of a simulated dashboard.
 fn control(h: &RunContext, url: String, body: serde_json::Value) -> R<serde_json::Value> {
     let v = h.vendors()?;
@@ -177,14 +182,14 @@ fn control(h: &RunContext, url: String, body: serde_json::Value) -> R<serde_json
 }
 
 /// Generates a token in a simulated dashboard; `None` in a real run.
-fn sandbox_generate(h: &RunContext, server_name: &str) -> R<Option<String>> {
+fn sandbox_generate(h: &RunContext, server_name: &str, label: &str) -> R<Option<String>> {
     let Some(url) = sandbox_dashboard(h)? else {
         return Ok(None);
     };
     let got = control(
         h,
         format!("{url}/_sandbox/servers/{server_name}/tokens"),
-        serde_json::json!({}),
+        serde_json::json!({ "name": label }),
     )?;
     Ok(got["token"].as_str().map(str::to_string))
 }
@@ -260,7 +265,8 @@ fn dashboard_earlier_token(h: &RunContext, server_name: &str, opts: &Map) -> R<D
         "    If you still have it, paste it. If not (it is shown once), delete it in the dashboard",
     );
     crate::ui::progress(&format!(
-        "    (https://account.postmarkapp.com/ → server {server_name} → API Tokens: the newest) and retry this step."
+        "    ({} → server {server_name} → API Tokens: the newest) and retry this step.",
+        dashboard_url(h)
     ));
     let id = value::opt_str(opts, "id")
         .map(|i| format!("{i}.earlier"))
@@ -309,7 +315,7 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
         &target,
         detail,
         || {
-            if let Some(token) = sandbox_generate(h, server_name)? {
+            if let Some(token) = sandbox_generate(h, server_name, &label)? {
                 crate::ui::progress(&format!(
                     "    sandbox dashboard: generated API token '{label}' on {server_name}"
                 ));
@@ -322,9 +328,10 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
             }
             crate::ui::progress("    In the Postmark dashboard:");
             for (i, line) in [
-                "Open https://account.postmarkapp.com/ and select the server ".to_string()
-                    + server_name
-                    + ".",
+                format!(
+                    "Open {} and select the server {server_name}.",
+                    dashboard_url(h)
+                ),
                 "Click the API Tokens tab.".into(),
                 "Click \"Generate New\".".into(),
                 format!("Optionally name it \"{label}\"."),
@@ -376,7 +383,8 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
             crate::ui::progress("    In the Postmark dashboard:");
             for (i, line) in [
                 format!(
-                    "Open https://account.postmarkapp.com/ → server {server_name} → API Tokens."
+                    "Open {} → server {server_name} → API Tokens.",
+                    dashboard_url(h)
                 ),
                 format!(
                     "Locate the OLD token: the one ending in {}.",
@@ -440,6 +448,9 @@ pub(crate) fn register(reg: &mut Registrar) {
         },
     )
     .repeat(Repeat::Never);
+    m.add("dashboard_url", Effect::None, &[], "string",
+        "The dashboard the operator's instructions point at: POSTMARK_DASHBOARD_URL, Postmark's\nown (https://account.postmarkapp.com) by default, the sandbox's in a rehearsal.",
+        |c: NativeCallContext| value::at(&c, with_run(&c, "postmark::dashboard_url", |h| Ok(Dynamic::from(dashboard_url(h))))));
     m.add("dashboard_delete_token", Effect::Destructive, &["server_name: string", "token: Secret"], "()",
         "Deletes a server API token in the dashboard: shows the operator which one (by its last\ncharacters) and waits for confirmation. Under --sandbox the simulator deletes it.",
         |c: NativeCallContext, s: &str, t: Secret| value::at(&c, with_run(&c, "postmark::dashboard_delete_token", |h| dashboard_delete_token(h, s, t))))

@@ -1,4 +1,5 @@
-//! The Postmark dashboard's API Tokens tab, as plain HTML forms (a rehearsal aid: tokens show).
+//! The Postmark dashboard's API Tokens tab and Activity page, as plain HTML forms (a
+//! rehearsal aid: tokens show in full, and the one generated last is marked).
 
 use super::state::PostmarkState;
 use crate::shared::Shared;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/dashboard", get(page))
+        .route("/dashboard/activity", get(activity))
         .route("/dashboard/servers/{id}/tokens", post(generate))
         .route("/dashboard/servers/{id}/tokens/delete", post(delete))
         // Control routes for automation against a separate `runbook sandbox` process (the
@@ -40,8 +42,16 @@ fn act<T>(
     })
 }
 
-async fn control_generate(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
-    match act(&s, |pm| pm.generate_token(&name)) {
+/// `POST /_sandbox/servers/{name}/tokens`, optionally with `{"name": "..."}` for the token.
+async fn control_generate(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let label = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|b| b["name"].as_str().map(str::to_string));
+    match act(&s, |pm| pm.generate_token(&name, label.as_deref())) {
         Ok(token) => (
             StatusCode::CREATED,
             axum::Json(serde_json::json!({ "token": token })),
@@ -82,10 +92,15 @@ async fn page(
     Html(render(&s, q.get("notice").map(String::as_str), None))
 }
 
-async fn generate(State(s): State<Arc<Shared>>, Path(id): Path<i64>) -> Response {
+async fn generate(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let label = form.get("name").cloned();
     let result = act(&s, |pm| {
         let name = pm.server_name(id)?;
-        pm.generate_token(&name).map(|_| name)
+        pm.generate_token(&name, label.as_deref()).map(|_| name)
     });
     match result {
         Ok(name) => Redirect::to(&format!(
@@ -121,14 +136,15 @@ async fn delete(
     }
 }
 
+const HEAD: &str = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Postmark sandbox</title>\
+     <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
+     td,th{border:1px solid #ccc;padding:.3em .6em}code{font-size:1.05em}\
+     .error{color:#b00}.notice{color:#070}.new{background:#ffd;font-weight:bold}</style></head><body>\n\
+     <h1>Postmark sandbox</h1>\n<p>Rehearsal only: tokens are shown in full. \
+     <a href=\"/dashboard\">API Tokens</a> · <a href=\"/dashboard/activity\">Activity</a></p>\n";
+
 fn render(s: &Shared, notice: Option<&str>, error: Option<&str>) -> String {
-    let mut html = String::from(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Postmark sandbox — API Tokens</title>\
-         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{border:1px solid #ccc;padding:.3em .6em}code{font-size:1.05em}\
-         .error{color:#b00}.notice{color:#070}</style></head><body>\n\
-         <h1>Postmark sandbox</h1>\n<p>Rehearsal only: tokens are shown in full.</p>\n",
-    );
+    let mut html = String::from(HEAD);
     if let Some(n) = notice {
         html.push_str(&format!("<p class=\"notice\">{}</p>\n", esc(n)));
     }
@@ -139,27 +155,72 @@ fn render(s: &Shared, notice: Option<&str>, error: Option<&str>) -> String {
         let limit = pm.token_limit;
         for server in &pm.servers {
             html.push_str(&format!(
-                "<h2>Server {} (ID {})</h2>\n<h3>API Tokens ({} of {limit})</h3>\n<table><tr><th>Token</th><th></th></tr>\n",
+                "<h2>Server {} (ID {})</h2>\n<h3>API Tokens ({} of {limit})</h3>\n<table><tr><th>Name</th><th>Token</th><th></th><th></th></tr>\n",
                 esc(&server.name),
                 server.id,
                 server.tokens.len()
             ));
             for t in &server.tokens {
+                let newest = server.newest.as_deref() == Some(t.as_str());
                 html.push_str(&format!(
-                    "<tr><td><code>{t}</code></td><td><form method=\"post\" action=\"/dashboard/servers/{id}/tokens/delete\">\
+                    "<tr{class}><td>{name}</td><td><code>{t}</code></td><td>{mark}</td><td><form method=\"post\" action=\"/dashboard/servers/{id}/tokens/delete\">\
                      <input type=\"hidden\" name=\"token\" value=\"{t}\"><button type=\"submit\">Delete</button></form></td></tr>\n",
+                    class = if newest { " class=\"new\"" } else { "" },
+                    name = esc(server.token_names.get(t).map(String::as_str).unwrap_or("")),
+                    mark = if newest { "new: generated last" } else { "" },
                     t = esc(t),
                     id = server.id
                 ));
             }
             html.push_str(&format!(
-                "</table>\n<form method=\"post\" action=\"/dashboard/servers/{}/tokens\"><button type=\"submit\">Generate New</button></form>\n",
+                "</table>\n<form method=\"post\" action=\"/dashboard/servers/{}/tokens\">\
+                 <label>Name <input name=\"name\" placeholder=\"optional\"></label> <button type=\"submit\">Generate New</button></form>\n",
                 server.id
             ));
         }
     });
     html.push_str("</body></html>\n");
     html
+}
+
+/// `GET /dashboard/activity`: the emails each server accepted, newest first, with the token
+/// that sent them (by name and last characters), so an operator can see the test email went
+/// out on the new token.
+async fn activity(State(s): State<Arc<Shared>>) -> Html<String> {
+    let mut html = String::from(HEAD);
+    html.push_str("<h2>Activity</h2>\n");
+    s.with_state(|pm: &mut PostmarkState| {
+        if pm.messages.is_empty() {
+            html.push_str("<p>No emails sent yet.</p>\n");
+            return;
+        }
+        html.push_str("<table><tr><th>Submitted</th><th>Server</th><th>From</th><th>To</th><th>Subject</th><th>Sent with token</th><th>Via</th><th>MessageID</th></tr>\n");
+        for m in pm.messages.iter().rev() {
+            let server = pm.servers.iter().find(|sv| sv.name == m.server);
+            let name = server
+                .and_then(|sv| sv.token_names.get(&m.token))
+                .map(|n| format!("{} ", esc(n)))
+                .unwrap_or_default();
+            let newest = server.is_some_and(|sv| sv.newest.as_deref() == Some(m.token.as_str()));
+            let tail: String = m.token.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+            html.push_str(&format!(
+                "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{name}(…{}){new}</td><td>{}</td><td><code>{}</code></td></tr>\n",
+                esc(&m.submitted_at),
+                esc(&m.server),
+                esc(&m.from),
+                esc(&m.to),
+                esc(&m.subject),
+                esc(&tail),
+                esc(&m.via),
+                esc(&m.message_id),
+                class = if newest { " class=\"new\"" } else { "" },
+                new = if newest { " new" } else { "" },
+            ));
+        }
+        html.push_str("</table>\n");
+    });
+    html.push_str("</body></html>\n");
+    Html(html)
 }
 
 fn esc(s: &str) -> String {
@@ -221,11 +282,69 @@ mod tests {
                 && page.contains("Generate New")
         );
         let gen = format!("{}/dashboard/servers/4242/tokens", sb.postmark_url());
-        let resp = c.post(&gen).send().await.unwrap();
+        let form = |body: &'static str| {
+            c.post(&gen)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+        };
+        let resp = form("name=rotation+2026-12-02").send().await.unwrap();
         assert_eq!(resp.status(), 303);
-        assert_eq!(sb.postmark_tokens("raxx-prod").map(|t| t.len()), Some(2));
-        c.post(&gen).send().await.unwrap();
-        let resp = c.post(&gen).send().await.unwrap();
+        let tokens = sb.postmark_tokens("raxx-prod").unwrap();
+        assert_eq!(tokens.len(), 2);
+        let new = tokens[1].clone();
+        // The page names the token and marks it as the one generated last.
+        let page = c
+            .get(format!("{}/dashboard", sb.postmark_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let row = page
+            .lines()
+            .find(|l| l.contains(&format!("<code>{new}</code>")))
+            .expect("the new token has a row");
+        assert!(
+            row.contains("rotation 2026-12-02") && row.contains("new: generated last"),
+            "{row}"
+        );
+        let old_row = page.lines().find(|l| l.contains("pmsim-0001")).unwrap();
+        assert!(!old_row.contains("new: generated last"), "{old_row}");
+        // An email sent with the new token shows on the activity page, with its token.
+        let sent = c
+            .post(format!("{}/email", sb.postmark_url()))
+            .header("X-Postmark-Server-Token", &new)
+            .json(&serde_json::json!({
+                "From": "noreply@raxx.app",
+                "To": "rehearsal@sandbox.invalid",
+                "Subject": "token check",
+                "TextBody": "hi",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 200);
+        let activity = c
+            .get(format!("{}/dashboard/activity", sb.postmark_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let tail = &new[new.len() - 4..];
+        let line = activity
+            .lines()
+            .find(|l| l.contains("token check"))
+            .unwrap_or_else(|| panic!("no activity row:\n{activity}"));
+        assert!(
+            line.contains("rehearsal@sandbox.invalid")
+                && line.contains(&format!("rotation 2026-12-02 (…{tail}) new")),
+            "{line}"
+        );
+        form("").send().await.unwrap();
+        let resp = form("").send().await.unwrap();
         assert_eq!(resp.status(), 409);
         assert!(resp
             .text()

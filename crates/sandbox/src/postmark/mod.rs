@@ -42,6 +42,8 @@ impl Simulator for Postmark {
         // and this one (a reserved .invalid domain) can never be a person's.
         vec![
             ("POSTMARK_API_URL", url.to_string()),
+            // The operator's dashboard instructions point here, not at Postmark's.
+            ("POSTMARK_DASHBOARD_URL", format!("{url}/dashboard")),
             (
                 "POSTMARK_TEST_RECIPIENT",
                 "rehearsal@sandbox.invalid".to_string(),
@@ -71,7 +73,7 @@ impl Sandbox {
     /// Dashboard "Generate token" on server `server_name`; fails at the token limit.
     pub fn dashboard_generate_token(&self, server_name: &str) -> Result<String, SandboxError> {
         self.shared
-            .with_state(|p: &mut PostmarkState| p.generate_token(server_name))
+            .with_state(|p: &mut PostmarkState| p.generate_token(server_name, None))
             .unwrap_or_else(|| Err(unknown_server(server_name)))
     }
 

@@ -19,6 +19,10 @@ pub(super) struct PmServer {
     pub(super) name: String,
     pub(super) tokens: Vec<String>,
     deleted_tokens: Vec<String>,
+    /// Names given at "Generate New" (token → name).
+    pub(super) token_names: BTreeMap<String, String>,
+    /// The token this sandbox generated last: the dashboard marks it.
+    pub(super) newest: Option<String>,
     pub(super) settings: Map<String, Value>,
     pub(super) inbound_hash: String,
 }
@@ -105,18 +109,20 @@ impl PmServer {
 }
 
 /// One accepted email.
-struct PmMessage {
-    message_id: String,
-    token: String,
-    server: String,
-    to: String,
-    subject: String,
-    via: String,
+pub(super) struct PmMessage {
+    pub(super) message_id: String,
+    pub(super) token: String,
+    pub(super) server: String,
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) subject: String,
+    pub(super) via: String,
+    pub(super) submitted_at: String,
 }
 
 pub(super) struct PostmarkState {
     pub(super) servers: Vec<PmServer>,
-    messages: Vec<PmMessage>,
+    pub(super) messages: Vec<PmMessage>,
     pub(super) token_limit: usize,
     senders: Senders,
 }
@@ -217,8 +223,13 @@ impl PostmarkState {
             .ok_or_else(|| SandboxError::UnknownServer { name: name.into() })
     }
 
-    /// Dashboard: a new token, unless the server is at the limit.
-    pub(super) fn generate_token(&mut self, server: &str) -> Result<String, SandboxError> {
+    /// Dashboard: a new token (named, as the dashboard allows), unless the server is at
+    /// the limit.
+    pub(super) fn generate_token(
+        &mut self,
+        server: &str,
+        name: Option<&str>,
+    ) -> Result<String, SandboxError> {
         let limit = self.token_limit;
         let s = self.server_mut(server)?;
         if s.tokens.len() >= limit {
@@ -229,6 +240,10 @@ impl PostmarkState {
         }
         let token = uuid::Uuid::new_v4().to_string();
         s.tokens.push(token.clone());
+        if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
+            s.token_names.insert(token.clone(), name.to_string());
+        }
+        s.newest = Some(token.clone());
         Ok(token)
     }
 
@@ -243,6 +258,9 @@ impl PostmarkState {
             });
         }
         s.deleted_tokens.push(token.to_string());
+        if s.newest.as_deref() == Some(token) {
+            s.newest = None;
+        }
         Ok(())
     }
 
@@ -260,6 +278,8 @@ impl PostmarkState {
                     "Name": s.name,
                     "ApiTokens": s.tokens,
                     "DeletedTokens": s.deleted_tokens,
+                    "TokenNames": s.token_names,
+                    "NewestToken": s.newest,
                     "emails_sent": self.messages.iter().filter(|m| m.server == s.name).count(),
                 })
             })
@@ -272,7 +292,9 @@ impl PostmarkState {
                     "MessageID": m.message_id,
                     "server": m.server,
                     "token": m.token,
+                    "From": m.from,
                     "To": m.to,
+                    "SubmittedAt": m.submitted_at,
                     "Subject": m.subject,
                     "via": m.via,
                 })
@@ -322,19 +344,22 @@ impl Mail for PostmarkState {
             self.senders.check(str_field(email, "From"), &recipients)?;
         }
         let message_id = uuid::Uuid::new_v4().to_string();
+        let submitted_at = ts::postmark();
         if let Some(server) = server {
             self.messages.push(PmMessage {
                 message_id: message_id.clone(),
                 token: token.to_string(),
                 server,
+                from: str_field(email, "From").to_string(),
                 to: to.clone(),
                 subject: str_field(email, "Subject").to_string(),
                 via: via.to_string(),
+                submitted_at: submitted_at.clone(),
             });
         }
         Ok(json!({
             "To": to,
-            "SubmittedAt": ts::postmark(),
+            "SubmittedAt": submitted_at,
             "MessageID": message_id,
             "ErrorCode": 0,
             "Message": "OK",
@@ -399,6 +424,8 @@ fn new_server(spec: &ServerSpec, index: usize, limit: usize) -> Result<PmServer,
         name: spec.name.clone(),
         tokens,
         deleted_tokens: Vec::new(),
+        token_names: BTreeMap::new(),
+        newest: None,
         settings: settings.as_object().cloned().unwrap_or_default(),
         inbound_hash,
     })

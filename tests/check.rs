@@ -94,7 +94,7 @@ fn unknown_host_function_is_found_without_running() {
         .run();
     out.exit(Exit::Usage)
         .stderr_has("unknown_function.rhai:3:13: unknown function 'secret::from_envv'")
-        .stderr_has("secret has: fingerprint, from_env, is_secret");
+        .stderr_has("did you mean secret::from_env? secret has: fingerprint, from_env, is_secret");
 }
 
 #[test]

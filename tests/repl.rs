@@ -40,19 +40,50 @@ fn steps_run_ctx_multiline_completion_errors_audit_and_history() {
     p.expect("1. precheck     done").unwrap();
     p.expect(prompt).unwrap();
 
-    // An unfinished block continues on the next line.
+    // An unfinished block continues on the next line, at a continuation prompt.
+    let more = "                  ...> ";
+    assert_eq!(more.len(), prompt.len());
     p.send_line("if ctx.token_count < 3 {").unwrap();
+    p.expect(more).unwrap();
     p.send_line("  \"room for one more\"").unwrap();
+    p.expect(more).unwrap();
     p.send_line("}").unwrap();
     p.expect("\"room for one more\"").unwrap();
     p.expect(prompt).unwrap();
+    // Ctrl-C at the continuation prompt drops the unfinished input.
+    p.send_line("let half = [1,").unwrap();
+    p.expect(more).unwrap();
+    p.send(ControlCode::EndOfText).unwrap();
+    p.expect("(unfinished input dropped)").unwrap();
+    p.expect(prompt).unwrap();
 
-    // Tab completes a host function after `module::`.
-    p.send("postmark::se").unwrap();
-    p.send("\t").unwrap();
+    // Tab lists the candidates (the second Tab, as in bash), then completes a unique one.
+    p.send("postmark::").unwrap();
+    p.send("\t\t").unwrap();
+    // The list ends where the editor redraws the line being typed.
+    let listed = p.expect(format!("{prompt}postmark::")).unwrap();
+    let listed = String::from_utf8_lossy(listed.before()).to_string();
+    for f in ["server", "send_email", "token_status", "dashboard_url"] {
+        assert!(
+            listed.contains(&format!("postmark::{f}")),
+            "{f} not listed:\n{listed}"
+        );
+    }
+    p.send("se\t").unwrap();
+    p.send("rv\t").unwrap();
     p.expect("postmark::server").unwrap();
     p.send_line("(ctx.old_token).Name").unwrap();
     p.expect("\"raxx-prod\"").unwrap();
+    p.expect(prompt).unwrap();
+
+    // A mistyped function or command gets the nearest known name; help points at :api.
+    p.send_line("postmark::servr(ctx.old_token)").unwrap();
+    p.expect("did you mean postmark::server?").unwrap();
+    p.expect("`:api postmark` lists its functions").unwrap();
+    p.expect(prompt).unwrap();
+    p.send_line(":stpes").unwrap();
+    p.expect("unknown command :stpes; did you mean :steps? :help lists them")
+        .unwrap();
     p.expect(prompt).unwrap();
 
     // An error is shown with a diagnostic and does not end the session.

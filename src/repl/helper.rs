@@ -1,11 +1,11 @@
-//! The line editor's helper: multi-line input while a block or expression is unfinished,
-//! and tab completion of commands, modules, host functions, step ids and variables.
+//! The line editor's helper: whether an input is unfinished (more lines complete it), and
+//! tab completion of commands, modules, host functions, step ids and variables.
 
 use rhai::{Engine, ParseErrorType};
 use rustyline::completion::{Completer, Pair};
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 pub const COMMANDS: &[(&str, &str)] = &[
@@ -143,6 +143,7 @@ impl ReplHelper {
                         .filter(|f| f.starts_with(prefix))
                         .map(|f| format!("{module}::{f}"))
                         .collect();
+                    v.sort();
                     v.dedup();
                     v
                 })
@@ -191,15 +192,9 @@ impl Hinter for ReplHelper {
 
 impl Highlighter for ReplHelper {}
 
-impl Validator for ReplHelper {
-    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
-        if is_incomplete(&self.syntax, ctx.input()) {
-            Ok(ValidationResult::Incomplete)
-        } else {
-            Ok(ValidationResult::Valid(None))
-        }
-    }
-}
+/// Every line is submitted: the REPL collects an unfinished input itself, line by line at
+/// a continuation prompt (the line editor's own multi-line mode shows no prompt).
+impl Validator for ReplHelper {}
 
 impl Helper for ReplHelper {}
 
@@ -230,7 +225,7 @@ mod tests {
         h.steps = vec!["precheck".into(), "propagate".into()];
         assert_eq!(
             h.candidates("postmark::se", 12).1,
-            vec!["postmark::server", "postmark::send_email"]
+            vec!["postmark::send_email", "postmark::server"]
         );
         assert_eq!(
             h.candidates(":run pr", 7),

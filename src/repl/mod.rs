@@ -29,6 +29,33 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
+/// rhai's own functions a REPL user types most, for "did you mean".
+const BUILTINS: &[&str] = &[
+    "print",
+    "debug",
+    "type_of",
+    "len",
+    "to_string",
+    "to_int",
+    "to_float",
+    "parse_int",
+    "parse_float",
+    "contains",
+    "keys",
+    "values",
+    "push",
+    "split",
+    "trim",
+    "sub_string",
+    "starts_with",
+    "ends_with",
+    "index_of",
+    "to_upper",
+    "to_lower",
+    "replace",
+    "is_empty",
+];
+
 struct Repl {
     session: Session,
     scope: Scope<'static>,
@@ -223,14 +250,56 @@ impl Repl {
         ScriptError::from_eval_in(e, self.session.runbook().sources(), "<repl>")
     }
 
-    fn report_error(&mut self, d: &ScriptError) {
+    fn report_error(&mut self, mut d: Box<ScriptError>) {
         self.failures += 1;
         if runbook_core::interrupt::is_set() {
             runbook_core::interrupt::reset();
             ui::err("interrupted");
             return;
         }
-        ui::err(&ui::render(d));
+        if d.code == "runbook::script::unknown_function" {
+            if let Some(near) = self.nearest_function(&d.message) {
+                let (module, _) = near.split_once("::").unwrap_or(("", ""));
+                let list = if module.is_empty() {
+                    "`:api` lists every host function".to_string()
+                } else {
+                    format!("`:api {module}` lists its functions")
+                };
+                d.help = Some(format!("did you mean {near}? {list}"));
+            }
+        }
+        // Here the reference is a command away, not a shell away.
+        if let Some(h) = &mut d.help {
+            *h = h.replace("`runbook api`", "`:api`");
+        }
+        ui::err(&ui::render(&*d));
+    }
+
+    /// The known function nearest to the one a "no function matches NAME (args)" names:
+    /// host functions (qualified) and the functions defined in this session or runbook.
+    fn nearest_function(&self, message: &str) -> Option<String> {
+        let called = message
+            .strip_prefix("no function matches ")?
+            .split(" (")
+            .next()?
+            .trim();
+        let host = runbook_core::host::modules();
+        let mut names: Vec<String> = host
+            .registry()
+            .iter()
+            .map(|f| {
+                if f.module.is_empty() {
+                    f.name.clone()
+                } else {
+                    format!("{}::{}", f.module, f.name)
+                }
+            })
+            .collect();
+        names.extend(self.fns.iter_functions().map(|f| f.name.to_string()));
+        names.extend(BUILTINS.iter().map(|s| s.to_string()));
+        names.sort();
+        names.dedup();
+        runbook_core::suggest::closest(called, names.iter().map(String::as_str)).map(str::to_string)
     }
 
     fn print_value(v: &Dynamic) {
@@ -250,7 +319,7 @@ impl Repl {
         }
         match self.eval(input) {
             Ok(v) => Self::print_value(&v),
-            Err(d) => self.report_error(&d),
+            Err(d) => self.report_error(d),
         }
         runbook_core::interrupt::reset();
         true
@@ -268,6 +337,7 @@ impl Repl {
                     ui::out(&format!("  {c:<9} {h}"));
                 }
                 ui::out("  Anything else is rhai: `postmark::server(ctx.old_token)`, `let x = 1`, `fn f() {...}`.");
+                ui::out("  Tab lists completions; an unfinished input continues at the `...>` prompt (Ctrl-C drops it).");
             }
             ":steps" => {
                 let plan = self.session.runbook().plan();
@@ -349,7 +419,13 @@ impl Repl {
             ":run" | ":undo" => self.step(arg, cmd == ":undo"),
             _ => {
                 self.failures += 1;
-                ui::err(&format!("unknown command {cmd}; :help lists them"));
+                let known = COMMANDS.iter().map(|(c, _)| *c).chain([":q", ":exit"]);
+                match runbook_core::suggest::closest(cmd, known) {
+                    Some(near) => ui::err(&format!(
+                        "unknown command {cmd}; did you mean {near}? :help lists them"
+                    )),
+                    None => ui::err(&format!("unknown command {cmd}; :help lists them")),
+                }
             }
         }
         true
@@ -464,7 +540,7 @@ impl Repl {
                     .insert(id.to_string(), if undo { "undone" } else { "done" });
                 ui::err(&format!("  ✓ {kind} {id} ({} ms)", attempt.duration_ms));
             }
-            Outcome::Failed(d) => self.report_error(&d),
+            Outcome::Failed(d) => self.report_error(d),
             Outcome::Aborted => {
                 self.failures += 1;
                 ui::err(&format!("{kind} {id} aborted by the operator"));
@@ -499,7 +575,11 @@ impl Repl {
     }
 
     fn interactive(&mut self, state_dir: &Path) -> u8 {
-        let config = rustyline::Config::builder().auto_add_history(false).build();
+        // Tab lists the candidates (as a shell does) rather than cycling them in place.
+        let config = rustyline::Config::builder()
+            .auto_add_history(false)
+            .completion_type(rustyline::CompletionType::List)
+            .build();
         let Ok(mut editor) = Editor::<ReplHelper, DefaultHistory>::with_config(config) else {
             ui::err("cannot open the terminal for the REPL");
             return exit::USAGE;
@@ -508,27 +588,53 @@ impl Repl {
         let history = state_dir.join("repl_history");
         let _ = editor.load_history(&history);
         ui::err("runbook repl — :help for commands, Ctrl-D to leave");
+        // An unfinished input (an open block, call or string) collects lines here, each
+        // read at a continuation prompt, until it parses.
+        let mut pending = String::new();
         loop {
             if let Some(h) = editor.helper_mut() {
                 self.refresh(h);
             }
             let plan = self.session.runbook().plan();
-            let prompt = if plan.steps.is_empty() {
+            let main = if plan.steps.is_empty() {
                 "runbook> ".to_string()
             } else {
                 format!("{}> ", plan.meta().id)
             };
+            let prompt = if pending.is_empty() {
+                main
+            } else {
+                format!("{:>width$}", "...> ", width = main.chars().count())
+            };
             match editor.readline(&prompt) {
                 Ok(line) => {
-                    // A line that held a secret value never reaches the history file.
-                    if runbook_secret::redact(&line) == line.as_str() && !line.trim().is_empty() {
-                        let _ = editor.add_history_entry(line.as_str());
+                    if !pending.is_empty() {
+                        pending.push('\n');
                     }
-                    if !self.handle(&line) {
+                    pending.push_str(&line);
+                    let unfinished = editor
+                        .helper()
+                        .is_some_and(|h| is_incomplete(h.syntax(), &pending));
+                    if unfinished {
+                        continue;
+                    }
+                    let input = std::mem::take(&mut pending);
+                    // An input that held a secret value never reaches the history file.
+                    if runbook_secret::redact(&input) == input.as_str() && !input.trim().is_empty()
+                    {
+                        let _ = editor.add_history_entry(input.as_str());
+                    }
+                    if !self.handle(&input) {
                         break;
                     }
                 }
-                Err(ReadlineError::Interrupted) => continue,
+                Err(ReadlineError::Interrupted) => {
+                    if !pending.is_empty() {
+                        pending.clear();
+                        ui::err("(unfinished input dropped)");
+                    }
+                    continue;
+                }
                 Err(_) => break,
             }
         }

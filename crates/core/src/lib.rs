@@ -2,7 +2,7 @@
 //! audit, prompts and rollback, calling vendors through the host modules.
 //!
 //! Modules from the bottom up; each uses only those before it (a test holds this order):
-//! `codes`, `ui`, `interrupt`, `hooks`, `run`, `plan`, `diagnostic`, `error`, `state`, `runtime`,
+//! `suggest`, `codes`, `ui`, `interrupt`, `hooks`, `run`, `plan`, `diagnostic`, `error`, `state`, `runtime`,
 //! `audit`, `journal`, `prompt`, `engine`, `value`, `host`, `runbook`, `exec`.
 
 pub mod audit;
@@ -21,6 +21,7 @@ pub mod run;
 pub mod runbook;
 pub mod runtime;
 pub mod state;
+pub mod suggest;
 pub mod ui;
 pub mod value;
 

@@ -392,7 +392,14 @@ fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
                     file,
                     pos,
                 )
-                .with_help(format!("{ns} has: {}", names.join(", "))),
+                .with_help(
+                    match crate::suggest::closest(&name, names.iter().copied()) {
+                        Some(near) => {
+                            format!("did you mean {ns}::{near}? {ns} has: {}", names.join(", "))
+                        }
+                        None => format!("{ns} has: {}", names.join(", ")),
+                    },
+                ),
             );
         } else if !arities.contains(&arity) {
             let mut expected: Vec<String> = arities.iter().map(|a| a.to_string()).collect();

@@ -14,10 +14,30 @@ fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
         .args(extra)
         .env_remove("CI")
         .command();
-    let mut p = Session::spawn(cmd).unwrap();
+    let mut p = Session::spawn(like_a_terminal(cmd)).unwrap();
     p.set_expect_timeout(Some(Duration::from_secs(20)));
     p.expect("postmark-server-token> ").unwrap();
     p
+}
+
+/// The command behind `stty echo echoctl`, as an operator's terminal is set: the pty
+/// echoes what is typed and shows Ctrl-C as "^C" (the test pty starts without it).
+fn like_a_terminal(inner: std::process::Command) -> std::process::Command {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("stty echo echoctl && exec \"$0\" \"$@\"")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    if let Some(d) = inner.get_current_dir() {
+        cmd.current_dir(d);
+    }
+    cmd
 }
 
 #[test]
@@ -133,19 +153,38 @@ fn ctrl_c_abandons_a_slow_call_and_returns_to_the_prompt() {
         dir.path(),
         &["--fault", "postmark:GET:/server=latency=20000"],
     );
+    p.get_process_mut().set_window_size(100, 30).unwrap();
     p.send_line("postmark::server(infisical::secret(\"POSTMARK_SERVER_TOKEN\").value)")
         .unwrap();
     // The spinner shows the call is in flight.
-    p.expect("postmark GET /server").unwrap();
+    let mut shown = p
+        .expect("postmark GET /server")
+        .unwrap()
+        .as_bytes()
+        .to_vec();
     let sent = Instant::now();
     p.send(ControlCode::EndOfText).unwrap();
-    p.expect("interrupted").unwrap();
-    p.expect("postmark-server-token> ").unwrap();
+    for needle in ["interrupted", "postmark-server-token> "] {
+        let c = p.expect(needle).unwrap();
+        shown.extend_from_slice(c.before());
+        shown.extend_from_slice(c.as_bytes());
+    }
     assert!(
         sent.elapsed() < Duration::from_secs(1),
         "took {:?}",
         sent.elapsed()
     );
+    // What the screen shows now: no spinner left behind (the terminal's "^C" echo used to
+    // wrap the padded spinner line, and the clear then missed it).
+    let size = |n| std::num::NonZeroU16::new(n).unwrap();
+    let mut screen = vt100::Parser::new(size(30), size(100), 0);
+    screen.process(&shown);
+    let text = screen.screen().contents();
+    assert!(
+        !text.contains("postmark GET /server"),
+        "the spinner stayed on screen:\n{text}"
+    );
+    assert!(text.contains("interrupted"), "{text}");
     p.send_line("1 + 1").unwrap();
     p.expect("2").unwrap();
 }

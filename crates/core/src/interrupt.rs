@@ -102,6 +102,7 @@ fn saved_terminal() -> Option<libc::termios> {
 }
 
 fn forced_exit(terminal: Option<libc::termios>, signal: i32) -> ! {
+    crate::ui::clear_spinner();
     for path in HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         let _ = std::fs::remove_file(path);
     }

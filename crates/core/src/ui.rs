@@ -106,6 +106,53 @@ pub fn dim(text: &str) -> String {
     }
 }
 
+/// stderr, reported a few columns narrower than it is. indicatif pads a spinner's line to
+/// the terminal's width; the terminal's own echo of Ctrl-C ("^C") then wrapped to a new
+/// line, and clearing the spinner cleared that line, leaving the spinner on screen above.
+#[derive(Debug)]
+struct Narrowed(console::Term);
+
+impl indicatif::TermLike for Narrowed {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(4).max(8)
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Clears the spinner, if one is on screen: for exits that do not unwind (a forced exit
+/// after SIGTERM) and must not leave it behind.
+pub fn clear_spinner() {
+    if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        pb.finish_and_clear();
+    }
+}
+
 /// Shows a spinner on a terminal while a slow call runs; nothing otherwise.
 pub(crate) struct Spinner {
     active: bool,
@@ -116,7 +163,10 @@ impl Spinner {
         if !config().spinners {
             return Spinner { active: false };
         }
-        let pb = ProgressBar::new_spinner();
+        let pb = ProgressBar::with_draw_target(
+            None,
+            indicatif::ProgressDrawTarget::term_like(Box::new(Narrowed(console::Term::stderr()))),
+        );
         pb.set_style(
             ProgressStyle::with_template("  {spinner} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),

@@ -239,7 +239,8 @@ impl Test {
             .env_remove("RUNBOOK_PATH")
             .env_remove("RUNBOOK_ACTOR")
             .env_remove("RUNBOOK_CRASH_AT")
-            .env_remove("RUNBOOK_SANDBOX_DASHBOARD");
+            .env_remove("RUNBOOK_SANDBOX_DASHBOARD")
+            .env_remove("POSTMARK_DASHBOARD_URL");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

@@ -61,6 +61,14 @@ fn crash_then_resume(point: &str) {
         resumed.stdout, resumed.stderr
     );
     assert_rotated(&rig.state(), point);
+    // The summary counts the whole run, not only the session that finished it.
+    assert!(
+        resumed.stdout.contains("succeeded in ")
+            && resumed.stdout.contains("(this session; ")
+            && resumed.stdout.contains("s in steps across 2 sessions)"),
+        "{point}: {}",
+        resumed.stdout
+    );
     rig.assert_no_secrets_on_disk();
     let audit = std::fs::read_to_string(rig.path().join("state/audit.jsonl")).unwrap();
     assert_eq!(

@@ -340,3 +340,38 @@ fn ctrl_c_at_a_confirmation_says_how_to_resume_or_roll_back() {
     p.expect("or undo them with `runbook rollback ").unwrap();
     p.expect(expectrl::Eof).unwrap();
 }
+
+/// At a terminal, a missing setting is reported before the first question: the operator
+/// never confirms a prerequisite for a run that cannot start.
+#[test]
+fn preflight_stops_at_a_terminal_before_the_first_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = SandboxProcess::start(dir.path());
+    let cmd = Test::in_dir(dir.path())
+        .shipped_runbooks()
+        .envs(&sandbox.env)
+        .env_remove("INFISICAL_PROJECT_ID")
+        .args(&["exec", "postmark", "--actor", "pty-test"])
+        .command();
+    let mut p = Session::spawn(cmd).unwrap();
+    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    let shown = p.expect(expectrl::Eof).unwrap();
+    let text = String::from_utf8_lossy(&[shown.before(), shown.as_bytes()].concat()).to_string();
+    assert!(
+        text.contains("cannot start: 1 setting(s) its vendors need are missing")
+            && text.contains("INFISICAL_PROJECT_ID (infisical)")
+            && text.contains("nothing was asked or changed"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Prerequisites"),
+        "a question came first:\n{text}"
+    );
+    assert!(!text.contains("[y/N]"), "a question came first:\n{text}");
+    // Exit 2: bad configuration.
+    let status = format!("{:?}", p.get_process().wait().unwrap());
+    assert!(
+        status.starts_with("Exited(") && status.ends_with(", 2)"),
+        "{status}"
+    );
+}

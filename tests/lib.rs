@@ -26,3 +26,4 @@ mod repl;
 mod runbooks;
 mod runs;
 mod secrets;
+mod views;

@@ -210,14 +210,31 @@ pub fn finish(report: &Report, json: bool) -> Result<u8> {
 fn summary(report: &Report) {
     ui::progress("");
     let secs = report.duration_ms as f64 / 1000.0;
+    // A resumed run took more than this session: say so, with the whole run's step time.
+    let across = if report.processes > 1 {
+        let here: u64 = report.steps.iter().map(|s| s.duration_ms).sum();
+        format!(
+            " (this session; {:.1}s in steps across {} sessions)",
+            (report.earlier_step_ms + here) as f64 / 1000.0,
+            report.processes
+        )
+    } else {
+        String::new()
+    };
     let line = match (&report.status, &report.failed_step) {
-        (RunStatus::Succeeded, _) => format!("Run {} succeeded in {secs:.1}s", report.run_id),
+        (RunStatus::Succeeded, _) => {
+            format!("Run {} succeeded in {secs:.1}s{across}", report.run_id)
+        }
         (status, Some(step)) => format!(
-            "Run {} {} (step '{step}' failed) after {secs:.1}s",
+            "Run {} {} (step '{step}' failed) after {secs:.1}s{across}",
             report.run_id,
             status.as_str()
         ),
-        (status, None) => format!("Run {} {} after {secs:.1}s", report.run_id, status.as_str()),
+        (status, None) => format!(
+            "Run {} {} after {secs:.1}s{across}",
+            report.run_id,
+            status.as_str()
+        ),
     };
     ui::progress(&ui::bold(&line));
     if !report.changes.is_empty() {

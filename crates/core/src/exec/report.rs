@@ -33,7 +33,14 @@ pub struct Report {
     pub status: RunStatus,
     pub dry_run: bool,
     pub started_at: String,
+    /// This process's part of the run.
     pub duration_ms: u64,
+    /// A resumed (or rolled-back) run: the time its steps took in the processes before
+    /// this one, and how many processes have worked on it in all, this one included.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub earlier_step_ms: u64,
+    #[serde(skip_serializing_if = "is_one")]
+    pub processes: u32,
     pub steps: Vec<StepReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned_writes: Vec<PlannedWrite>,
@@ -52,6 +59,10 @@ pub struct Report {
     /// The audit chain's head after this run's last entry (`runbook audit verify --head`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<String>,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn is_zero(n: &u64) -> bool {

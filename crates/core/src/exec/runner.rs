@@ -61,6 +61,8 @@ pub(crate) fn new_report(session: &Session) -> Report {
         dry_run: info.mode.is_dry_run(),
         started_at: crate::run::now_rfc3339(),
         duration_ms: 0,
+        earlier_step_ms: 0,
+        processes: 1,
         steps: Vec::new(),
         planned_writes: Vec::new(),
         failed_step: None,
@@ -94,6 +96,9 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
         completed: Vec::new(),
     };
     let began = Instant::now();
+    if !matches!(start, Start::Fresh) {
+        r.count_earlier_processes();
+    }
     let status = match start {
         Start::Fresh => {
             r.event("run.started", json!({ "dry_run": opts.dry_run }));
@@ -145,6 +150,26 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
 }
 
 impl Runner<'_> {
+    /// What the journal says of the processes before this one: their step time, and how
+    /// many there were (the run's start, and each later take-over but this one's).
+    fn count_earlier_processes(&mut self) {
+        let Ok(entries) = crate::journal::read(self.session.run().journal().path()) else {
+            return;
+        };
+        let mut ms = 0;
+        let mut takeovers = 0;
+        for e in &entries {
+            match &e.record {
+                Record::StepOutcome(o) => ms += o.duration_ms.unwrap_or(0),
+                Record::RunResume { .. } => takeovers += 1,
+                _ => {}
+            }
+        }
+        self.report.earlier_step_ms = ms;
+        // This process's own take-over is already journalled.
+        self.report.processes = 1 + takeovers.max(1);
+    }
+
     fn event(&self, action: &str, context: serde_json::Value) {
         step::event(self.session, action, context);
     }

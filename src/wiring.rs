@@ -25,11 +25,43 @@ pub struct Wired {
 impl Wired {
     /// Looks up an environment variable the way this run's params see it.
     pub fn lookup(&self, name: &str) -> Option<String> {
-        match &self.env {
-            Some(vars) => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
-            None => std::env::var(name).ok(),
-        }
+        lookup(self.env.as_ref(), name)
     }
+}
+
+/// An environment variable as a run's params see it. In a rehearsal, what the sandbox
+/// exports wins; anything else comes from the shell (a runbook's own settings, such as a
+/// sender address), except the vendors' endpoints and credentials: a rehearsal never reads
+/// the operator's real ones.
+pub fn lookup(sandbox_env: Option<&EnvVars>, name: &str) -> Option<String> {
+    let from_shell = || std::env::var(name).ok();
+    match sandbox_env {
+        None => from_shell(),
+        Some(vars) => match vars.iter().find(|(k, _)| k == name) {
+            Some((_, v)) => Some(v.clone()),
+            None if runbook_vendors::config::VENDOR_SETTINGS.contains(&name) => None,
+            None => from_shell(),
+        },
+    }
+}
+
+/// The params whose variable the sandbox exports while the shell sets it too: the
+/// sandbox's value is used, and the banner says so.
+pub fn shadowed_params(
+    plan: &runbook_core::plan::Plan,
+    sandbox_env: Option<&EnvVars>,
+) -> Vec<String> {
+    let Some(vars) = sandbox_env else {
+        return Vec::new();
+    };
+    plan.params
+        .iter()
+        .filter_map(|p| {
+            let var = p.env.as_deref()?;
+            let exported = vars.iter().any(|(k, _)| k == var);
+            (exported && std::env::var_os(var).is_some()).then(|| format!("{} ({var})", p.name))
+        })
+        .collect()
 }
 
 /// The runtime, vendor clients and (with `--sandbox`) the simulators.

@@ -93,3 +93,101 @@ fn every_example_in_the_authoring_guide_checks_and_runs() {
         "only {checked} examples checked, {ran} run"
     );
 }
+
+/// Every command that takes a runbook takes its id (what `list`, `runs` and `due` show) as
+/// well as its file name; an unknown name lists both.
+#[test]
+fn a_runbook_is_found_by_its_id_or_its_file_name() {
+    for args in [
+        &["show", "sendgrid-api-key"][..],
+        &["doc", "sendgrid-api-key"],
+        &["check", "postmark-server-token"],
+        &["exec", "sendgrid-api-key", "--sandbox", "--yes"],
+    ] {
+        let out = Test::new().shipped_runbooks().args(args).run();
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&["show", "sendgrid-api-key"])
+        .run();
+    out.stdout_has("Rotate the SendGrid API key");
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&["repl", "sendgrid-api-key", "--sandbox"])
+        .stdin(":steps\n")
+        .run();
+    out.exit(crate::support::Exit::Ok).stdout_has("1. precheck");
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&["exec", "mailco-api-key", "--sandbox"])
+        .run();
+    out.exit(crate::support::Exit::Usage)
+        .stderr_has("no runbook named 'mailco-api-key'")
+        .stderr_has("postmark (id postmark-server-token)")
+        .stderr_has("sendgrid (id sendgrid-api-key)");
+}
+
+/// `repl NAME --sandbox` rehearses against the runbook's own scenario, as exec does; a
+/// param's env variable is read from the shell under --sandbox unless the sandbox exports
+/// it (then the sandbox's wins, and exec's banner says so); a vendor credential never comes
+/// from the shell into a rehearsal.
+#[test]
+fn repl_uses_the_runbooks_scenario_and_params_read_the_shell_under_sandbox() {
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&["repl", "sendgrid", "--sandbox"])
+        .stdin("ctx.params.api_url\n")
+        .run();
+    out.exit(crate::support::Exit::Ok)
+        .stderr_has("sandbox: scenario ")
+        .stdout_has("\"http://127.0.0.1:");
+
+    let out = Test::new()
+        .shipped_runbooks()
+        .env("POSTMARK_SENDER", "ops@raxx.app")
+        .env("POSTMARK_TEST_RECIPIENT", "someone@example.com")
+        .args(&["repl", "postmark", "--sandbox"])
+        .stdin("ctx.params.sender\nctx.params.test_recipient\n")
+        .run();
+    out.exit(crate::support::Exit::Ok)
+        .stdout_has("\"ops@raxx.app\"")
+        .stdout_has("\"rehearsal@sandbox.invalid\"");
+    assert!(
+        !out.stdout.contains("someone@example.com"),
+        "{}",
+        out.stdout
+    );
+
+    let out = Test::new()
+        .shipped_runbooks()
+        .env("POSTMARK_TEST_RECIPIENT", "someone@example.com")
+        .args(&["exec", "postmark", "--sandbox", "--yes"])
+        .run();
+    out.exit(crate::support::Exit::Ok).stdout_has(
+        "sandbox: the sandbox's exports set test_recipient (POSTMARK_TEST_RECIPIENT) (the shell's values are not used)",
+    );
+}
+
+/// A param bound to a vendor credential the sandbox does not export stays empty in a
+/// rehearsal: the operator's real token never reaches the simulators.
+#[test]
+fn a_rehearsal_never_reads_a_vendor_credential_from_the_shell() {
+    let rb = r#"
+runbook(#{ id: "creds", title: "Credentials in a rehearsal" });
+param("token", #{ default: "none", env: "GH_TOKEN", help: "a vendor credential" });
+param("label", #{ default: "none", env: "CREDS_LABEL", help: "a plain setting" });
+step("show", "Show", |ctx| {
+    print(`token=${ctx.params.token} label=${ctx.params.label}`);
+});
+"#;
+    let out = Test::new()
+        .file("creds.rhai", rb)
+        .env("GH_TOKEN", "ghp_real_operator_token_0000000000000000")
+        .env("CREDS_LABEL", "from-the-shell")
+        .args(&["exec", "creds.rhai", "--sandbox", "--yes"])
+        .run();
+    out.exit(crate::support::Exit::Ok)
+        .stdout_has("token=none label=from-the-shell");
+    assert!(!out.stdout.contains("ghp_real"), "{}", out.stdout);
+}

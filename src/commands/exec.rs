@@ -33,6 +33,13 @@ pub fn run(args: ExecArgs) -> Result<u8> {
     }
     let wired = wiring::services(args.sandbox, &scenario)?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
+    let shadowed = wiring::shadowed_params(runbook.plan(), wired.env.as_ref());
+    if !shadowed.is_empty() {
+        ui::progress(&ui::dim(&format!(
+            "sandbox: the sandbox's exports set {} (the shell's values are not used)",
+            shadowed.join(", ")
+        )));
+    }
     // Before any question: a missing setting is found now, not at step 1.
     exec::preflight::check(&runbook, wired.services.config(), &params)?;
     // Rehearsals are journalled and audited as such: they never count as a rotation.

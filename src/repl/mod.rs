@@ -93,11 +93,21 @@ pub fn run(args: ReplArgs) -> Result<u8> {
 
 fn start(args: &ReplArgs, state_dir: &Path) -> Result<Repl> {
     let pairs = params::parse_pairs(&args.params)?;
-    let wired = wiring::services(args.sandbox, &args.scenario)?;
     let path = match &args.runbook {
         Some(name) => Some(runbook::find(name)?),
         None => None,
     };
+    // As exec: the runbook's own scenario (sandbox/NAME.toml beside it) unless one is given.
+    let mut scenario = args.scenario.clone();
+    if args.sandbox && scenario.scenario.is_none() {
+        scenario.scenario = path
+            .as_deref()
+            .and_then(crate::commands::sandbox::sibling_scenario);
+        if let Some(p) = &scenario.scenario {
+            ui::progress(&ui::dim(&format!("sandbox: scenario {}", p.display())));
+        }
+    }
+    let wired = wiring::services(args.sandbox, &scenario)?;
     let runbook = open_runbook(path.as_deref())?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
     let session = Session::start(
@@ -200,13 +210,9 @@ impl Repl {
     fn open(&mut self, path: Option<PathBuf>) -> Result<()> {
         let runbook = open_runbook(path.as_deref())?;
         let env = self.env.clone();
-        let lookup = |name: &str| -> Option<String> {
-            match &env {
-                Some(vars) => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
-                None => std::env::var(name).ok(),
-            }
-        };
-        let params = params::resolve(runbook.plan(), &self.pairs, &lookup)?;
+        let params = params::resolve(runbook.plan(), &self.pairs, &|name| {
+            wiring::lookup(env.as_ref(), name)
+        })?;
         let old = self.session.run().parts().clone();
         let writes = self.session.run().writes();
         let parts = RunParts {

@@ -63,6 +63,24 @@ impl Default for VendorConfig {
     }
 }
 
+/// Every environment variable that configures a vendor (endpoint or credential). A
+/// rehearsal takes these from the sandbox only, never from the operator's shell.
+pub const VENDOR_SETTINGS: &[&str] = &[
+    "POSTMARK_API_URL",
+    "POSTMARK_DASHBOARD_URL",
+    "INFISICAL_DOMAIN",
+    "INFISICAL_API_URL",
+    "INFISICAL_TOKEN",
+    "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID",
+    "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET",
+    "INFISICAL_PROJECT_ID",
+    "HEROKU_HOST",
+    "HEROKU_API_KEY",
+    "GITHUB_API_URL",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+];
+
 /// The `[vendors]` table of `runbook.toml`: the env var names, lower-cased.
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +207,7 @@ impl VendorFileConfig {
             "GITHUB_API_URL" => self.github_api_url.clone(),
             "GITHUB_TOKEN" => self.github_token.clone(),
             "GH_TOKEN" => self.gh_token.clone(),
+            // A name in VENDOR_SETTINGS must have its key here (a test holds it).
             "RUNBOOK_HTTP_TIMEOUT_SECS" => self.runbook_http_timeout_secs.map(|n| n.to_string()),
             "RUNBOOK_CONCURRENCY" => self.runbook_concurrency.map(|n| n.to_string()),
             "RUNBOOK_MAX_RESPONSE_MB" => self.runbook_max_response_mb.map(|n| n.to_string()),
@@ -434,6 +453,18 @@ fn trim_slash(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_vendor_setting_is_a_key_of_the_vendors_table() {
+        let toml: String = VENDOR_SETTINGS
+            .iter()
+            .map(|n| format!("{} = \"x\"\n", n.to_lowercase()))
+            .collect();
+        let file: VendorFileConfig = toml::from_str(&toml).unwrap();
+        for name in VENDOR_SETTINGS {
+            assert_eq!(file.get(name).as_deref(), Some("x"), "{name}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -5,9 +5,13 @@
 //! refills at a steady rate (about 75 a minute), and every answer says how many remain
 //! (`RateLimit-Remaining`). A fan-out that sends as fast as its concurrency allows spends
 //! the pool and then collects 429s. Here each request first takes a token the pool is known
-//! to have: the estimate is the last `RateLimit-Remaining` less the requests still in
-//! flight (they may not be counted in it yet), plus the refill since, capped at the largest
-//! pool seen. When none is left, the request waits for the refill instead of being refused.
+//! to have: the estimate is our own count (one token per request, plus the refill since,
+//! capped at the largest pool seen), lowered by any answer that says fewer remain than that
+//! (`RateLimit-Remaining` less the requests still in flight, which it may not count yet).
+//! An answer never raises the estimate: the vendor may serve concurrent requests in
+//! another order than they were sent, so a newer request's answer can predate an older
+//! request's token. When none is left, the request waits for the refill instead of being
+//! refused.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,16 +35,11 @@ struct PoolEstimate {
     /// The largest pool an answer showed (the estimate never refills past it).
     capacity: f64,
     in_flight: u32,
-    /// Tickets handed out so far; each request's number orders its answer.
-    issued: u64,
-    /// The number of the request whose answer the estimate rests on.
-    basis: u64,
 }
 
 /// A request holding one of the pool's tokens; dropping it (answered or abandoned) ends it.
 pub(crate) struct Ticket<'a> {
     pacer: &'a Pacer,
-    seq: u64,
     done: bool,
 }
 
@@ -55,17 +54,16 @@ impl Ticket<'_> {
             // Not clamped at 0: requests in flight that the answer does not count yet are
             // a debt the refill must pay before the next request goes.
             let seen = r - f64::from(s.in_flight);
-            // An answer to a request sent before the one the estimate rests on was served
-            // earlier, so it may count fewer requests: it can only lower the estimate.
+            let now = Instant::now();
             let t = match s.tokens {
-                Some(t) if self.seq < s.basis => t.min(seen),
-                _ => {
-                    s.basis = self.seq;
-                    seen
+                Some(t) => {
+                    let refilled = t + self.pacer.refill_per_sec * (now - s.at).as_secs_f64();
+                    refilled.min(s.capacity.max(t)).min(seen)
                 }
+                None => seen,
             };
             s.tokens = Some(t);
-            s.at = Instant::now();
+            s.at = now;
         }
     }
 }
@@ -88,8 +86,6 @@ impl Pacer {
                 at: Instant::now(),
                 capacity: 0.0,
                 in_flight: 0,
-                issued: 0,
-                basis: 0,
             }),
         }
     }
@@ -100,10 +96,8 @@ impl Pacer {
 
     fn ticket<'a>(&'a self, s: &mut PoolEstimate) -> Ticket<'a> {
         s.in_flight += 1;
-        s.issued += 1;
         Ticket {
             pacer: self,
-            seq: s.issued,
             done: false,
         }
     }
@@ -262,6 +256,21 @@ mod tests {
         newer.answered(Some(5.0));
         older.answered(Some(9.0));
         assert_eq!(p.lock().tokens, Some(4.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_served_out_of_order_cannot_raise_the_estimate() {
+        let clock = WaitClock::default();
+        let p = Pacer::new(60.0);
+        p.acquire(&clock).await.answered(Some(7.0));
+        let a = p.acquire(&clock).await;
+        let b = p.acquire(&clock).await;
+        // The vendor served b first (5 left after it), then a (4 left); a's answer is
+        // processed first. b's "5" does not count a's token: the estimate stays at what a
+        // said less b in flight, one under the truth rather than one over it.
+        a.answered(Some(4.0));
+        b.answered(Some(5.0));
+        assert_eq!(p.lock().tokens, Some(3.0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -40,8 +40,9 @@ pub(crate) fn search_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// Resolves RUNBOOK: an existing path, else a name (`postmark` or `postmark.rhai`) in the
-/// search folders. Not found lists what exists.
+/// Resolves RUNBOOK: an existing path, else a file name (`postmark` or `postmark.rhai`) in
+/// the search folders, else a runbook id (`postmark-server-token`, what `list`, `runs` and
+/// `due` show). Not found lists what exists, by file and id.
 pub fn find(name: &str) -> Result<PathBuf> {
     let direct = Path::new(name);
     if direct.is_file() {
@@ -57,6 +58,9 @@ pub fn find(name: &str) -> Result<PathBuf> {
         if candidate.is_file() {
             return Ok(candidate);
         }
+    }
+    if let Some(path) = find_by_id(name) {
+        return Ok(path);
     }
     let known = list_names();
     let help = if known.is_empty() {
@@ -92,9 +96,33 @@ pub fn list_paths() -> Vec<PathBuf> {
     out
 }
 
+/// The runbook whose meta id is `id`. Only files that mention the id in quotes are loaded,
+/// so a miss costs a read of each file, not a compile.
+fn find_by_id(id: &str) -> Option<PathBuf> {
+    let quoted = format!("\"{id}\"");
+    list_paths().into_iter().find(|p| {
+        let Ok(file) = SourceFile::read(p) else {
+            return false;
+        };
+        file.text.contains(&quoted)
+            && super::Runbook::load(file).is_ok_and(|rb| rb.plan().meta().id == id)
+    })
+}
+
+/// `file (id)` for every runbook found; the file alone when it does not load.
 fn list_names() -> Vec<String> {
     list_paths()
         .iter()
-        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter_map(|p| {
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            let id = SourceFile::read(p)
+                .and_then(super::Runbook::load)
+                .map(|rb| rb.plan().meta().id.clone())
+                .ok();
+            Some(match id {
+                Some(id) if id != stem => format!("{stem} (id {id})"),
+                _ => stem,
+            })
+        })
         .collect()
 }

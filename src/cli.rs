@@ -236,9 +236,9 @@ pub struct NewArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct ScenarioArgs {
     /// Sandbox scenario (TOML or JSON) with the sections [postmark], [infisical], [heroku],
-    /// [github], [[scripted]] and faults (docs/authoring.md, "Testing a runbook in the
-    /// sandbox"). Default: for exec, the runbook's `sandbox/NAME.toml` when it has one;
-    /// else the Postmark SOP's world
+    /// [github], [[scripted]] and faults (every key: docs/authoring.md, "Scenario
+    /// reference"; `runbook sandbox --schema`). Default: for exec and repl, the runbook's
+    /// `sandbox/NAME.toml` when it has one; else the Postmark SOP's world
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// Inject a fault: VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S];
@@ -252,6 +252,10 @@ pub struct ScenarioArgs {
 pub struct SandboxArgs {
     #[command(flatten)]
     pub scenario: ScenarioArgs,
+    /// Print the scenario format as a JSON Schema and exit (docs/authoring.md, "Scenario
+    /// reference", is rendered from it)
+    #[arg(long)]
+    pub schema: bool,
 }
 
 #[derive(Debug, Args)]

@@ -389,6 +389,50 @@ fn every_error_code_is_documented_and_the_page_is_fresh() {
     );
 }
 
+/// docs/authoring.md's scenario reference is the one rendered from the scenario structs'
+/// schema (`UPDATE_DOCS=1` rewrites it), and `runbook sandbox --schema` prints that schema.
+#[test]
+fn the_scenario_reference_is_rendered_from_the_code_and_fresh() {
+    const START: &str = "<!-- scenario-reference:start -->\n";
+    const END: &str = "<!-- scenario-reference:end -->";
+    let page = root().join("docs/authoring.md");
+    let text = std::fs::read_to_string(&page).unwrap();
+    let (before, rest) = text.split_once(START).expect("the start marker");
+    let (current, after) = rest.split_once(END).expect("the end marker");
+    let fresh = runbook_sandbox::reference::markdown();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&page, format!("{before}{START}{fresh}{END}{after}")).unwrap();
+    } else {
+        assert_eq!(
+            current, fresh,
+            "docs/authoring.md's scenario reference is stale: regenerate with `UPDATE_DOCS=1 cargo test --test integration scenario_reference`"
+        );
+    }
+    let out = Test::new().args(&["sandbox", "--schema"]).run();
+    out.exit(Exit::Ok);
+    let schema: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(schema, runbook_sandbox::reference::schema());
+    assert!(schema["$defs"]["AppSpec"]["properties"]["boot_ms"].is_object());
+
+    // A scenario error says what is wrong once, and where the format is described.
+    let out = Test::new()
+        .file(
+            "bad.toml",
+            "[heroku]\napps = [{ name = \"a\", bogus = 1 }]\n",
+        )
+        .args(&["sandbox", "--scenario", "bad.toml"])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("invalid sandbox scenario: bad.toml: line 2: unknown field `bogus`")
+        .stderr_has("docs/authoring.md, \"Scenario reference\"");
+    assert_eq!(
+        out.stderr.matches("invalid sandbox scenario").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
 /// Completions and the man page come from the command definitions: every subcommand is in
 /// them, for each shell, and the man pages are one per command.
 #[test]

@@ -15,7 +15,7 @@ pub enum SandboxError {
     #[error("invalid sandbox scenario: {message}")]
     #[diagnostic(
         code(runbook::sandbox::scenario),
-        help("see `runbook sandbox --help` for the scenario format")
+        help("every table and key is in docs/authoring.md, \"Scenario reference\"; `runbook sandbox --schema` prints the JSON Schema")
     )]
     Scenario { message: String },
     #[error("Postmark server '{server}' already has {limit} API tokens, the most it can hold")]

@@ -23,6 +23,7 @@ mod infisical;
 mod postmark;
 mod raptor;
 mod ratelimit;
+pub mod reference;
 mod sandbox;
 pub mod scenario;
 mod scripted;

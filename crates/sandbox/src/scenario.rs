@@ -6,6 +6,7 @@
 
 use crate::faults::{deserialize_rules, FaultRule};
 use crate::SandboxError;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,28 +16,38 @@ pub use crate::scripted::{
 };
 
 /// The whole starting world. In a file, an omitted section is empty (not the SOP's).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// The Postmark account: servers, tokens, sending rules.
     #[serde(default)]
     pub postmark: PostmarkScenario,
+    /// The Infisical project: secrets with their history, folders, approval policies.
     #[serde(default)]
     pub infisical: InfisicalScenario,
+    /// The Heroku account: apps with their config vars, the key's scopes, the request pool.
     #[serde(default)]
     pub heroku: HerokuScenario,
+    /// GitHub: repositories with their Actions secrets, the token's rate limits.
     #[serde(default)]
     pub github: GithubScenario,
     /// Generic HTTP simulators declared in the file (see `sandbox::scripted`).
     #[serde(default)]
     pub scripted: Vec<ScriptedVendor>,
+    /// Faults injected from the start, in the `--fault` grammar:
+    /// `VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S]`, where
+    /// ACTION is a status (`500`), `drop`, `lost` (served, then the answer dropped), `stall`,
+    /// `malformed` or `latency=MS`.
     #[serde(default, deserialize_with = "deserialize_rules")]
+    #[schemars(with = "Vec<String>")]
     pub faults: Vec<FaultRule>,
 }
 
 /// Postmark servers and the per-server token limit.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PostmarkScenario {
+    /// The account's servers.
     pub servers: Vec<ServerSpec>,
     /// Tokens a server may hold at once (third-party SOP says 3).
     pub token_limit: usize,
@@ -51,31 +62,38 @@ pub struct PostmarkScenario {
 }
 
 /// One Postmark server.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSpec {
+    /// The server's name (`GET /server`'s `Name`).
     pub name: String,
+    /// Its numeric ID; absent, 4242 for the first server, then counting up.
     pub id: Option<i64>,
     /// Token values; empty = one random token. The first is "the current token".
     pub tokens: Vec<String>,
     /// Add random tokens until the server is at the limit (the "max 3 tokens" gotcha).
     pub fill_tokens_to_limit: bool,
+    /// The server's color setting (Purple, Blue, Turquoise, Green, Red, Yellow, Grey, Orange).
     pub color: String,
 }
 
 /// The Infisical project and the credentials the simulator accepts.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct InfisicalScenario {
+    /// The project's id (`INFISICAL_PROJECT_ID`); another id answers 403.
     pub project_id: String,
     pub project_slug: String,
+    /// Environment slugs that exist.
     pub environments: Vec<String>,
     /// Access token accepted as `INFISICAL_TOKEN`; random when absent.
     pub token: Option<String>,
+    /// Universal-auth machine identity accepted at login; random when absent.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     /// `expiresIn` of universal-auth access tokens.
     pub access_token_ttl_secs: u64,
+    /// Secrets with their version history.
     pub secrets: Vec<SecretSpec>,
     /// Folders that exist in every environment besides `/` and the folders of the secrets:
     /// Infisical refuses to create a secret in a folder that does not exist (404).
@@ -86,10 +104,11 @@ pub struct InfisicalScenario {
 }
 
 /// A secret-approval policy on one environment.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApprovalPolicySpec {
     pub name: String,
+    /// The environment slug it protects.
     pub environment: String,
     /// The folders it covers: a path, or a glob (`/**` is every folder); absent, all.
     pub secret_path: Option<String>,
@@ -113,24 +132,30 @@ impl Default for ApprovalPolicySpec {
 }
 
 /// One secret with its history, oldest value first (the last one is current).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecretSpec {
     pub environment: String,
+    /// The folder holding it.
     pub path: String,
     pub name: String,
+    /// Its values, oldest first: the last is the current version (`@postmark:SERVER`,
+    /// `@random` allowed).
     pub versions: Vec<String>,
 }
 
 /// Heroku apps and the API key the simulator accepts.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HerokuScenario {
+    /// The API key accepted as `HEROKU_API_KEY`; random when absent.
     pub api_key: Option<String>,
     /// The key's OAuth scopes: `global` (an account API key) or any of `identity`, `read`,
     /// `write`, `read-protected`, `write-protected`. Config vars need the `-protected` ones.
     pub scopes: Vec<String>,
+    /// The account the key belongs to (`GET /account`).
     pub user_email: String,
+    /// The account's apps.
     pub apps: Vec<AppSpec>,
     /// The account's request pool: every request takes a token, the pool refills at a
     /// steady rate, and an empty pool answers 429 `rate_limit`. Heroku's: 4,500 tokens,
@@ -139,10 +164,12 @@ pub struct HerokuScenario {
 }
 
 /// A request pool: `capacity` tokens, refilled at `per_minute`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSpec {
+    /// Tokens in a full pool.
     pub capacity: u32,
+    /// Tokens added a minute.
     pub per_minute: f64,
 }
 
@@ -156,11 +183,13 @@ impl Default for RateLimitSpec {
 }
 
 /// One Heroku app; it runs a Raptor instance if its config has the Postmark token var.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppSpec {
     pub name: String,
+    /// Config vars (`@postmark:SERVER` for a server's current token).
     pub config: BTreeMap<String, String>,
+    /// Dyno names.
     pub dynos: Vec<String>,
     /// `cedar` (the default) or `fir`: Fir apps keep no log history and have no log
     /// sessions (they send telemetry through OpenTelemetry drains).
@@ -171,10 +200,12 @@ pub struct AppSpec {
 }
 
 /// GitHub repositories and the token the simulator accepts.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GithubScenario {
+    /// The token accepted as `GITHUB_TOKEN`; random when absent.
     pub token: Option<String>,
+    /// Repositories the token can administer.
     pub repos: Vec<RepoSpec>,
     /// The token's primary rate limit: `limit` requests an hour (GitHub's 5,000 for a
     /// personal token). When spent, requests answer 403 with `x-ratelimit-remaining: 0`.
@@ -185,10 +216,12 @@ pub struct GithubScenario {
 }
 
 /// At most `writes` non-GET requests in any `window_secs` seconds.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecondaryLimitSpec {
+    /// Writes allowed in a window.
     pub writes: u32,
+    /// The window, in seconds.
     #[serde(default = "SecondaryLimitSpec::minute")]
     pub window_secs: u64,
 }
@@ -211,10 +244,12 @@ impl Default for GithubScenario {
 }
 
 /// One repository (`owner/name`) with its Actions secrets.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RepoSpec {
+    /// `owner/name`.
     pub name: String,
+    /// Actions secrets by name (values are sealed with the repository's public key).
     pub secrets: BTreeMap<String, String>,
 }
 

@@ -2,12 +2,13 @@
 //! the checks a scenario must pass before the sandbox starts.
 
 use crate::simulator;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// One scripted vendor, as the scenario declares it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptedVendor {
     /// Lower-case name: faults, the request log and the state use it.
@@ -15,11 +16,13 @@ pub struct ScriptedVendor {
     /// The environment variable that carries the simulator's base URL.
     #[serde(default)]
     pub env: Option<String>,
+    /// How requests authenticate; absent, every route is open.
     #[serde(default)]
     pub auth: Option<AuthSpec>,
     /// Named lists of items: the simulator's state.
     #[serde(default)]
     pub collections: BTreeMap<String, Vec<Value>>,
+    /// The API, route by route (first match wins).
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
     /// Answer for a route, item or path that does not exist.
@@ -28,25 +31,32 @@ pub struct ScriptedVendor {
 }
 
 /// Requests must carry, in `header` after `prefix`, the `field` of an item of `collection`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSpec {
+    /// The request header that carries the credential.
     #[serde(default = "default_auth_header")]
     pub header: String,
+    /// What precedes the credential in the header (`Bearer `).
     #[serde(default)]
     pub prefix: String,
+    /// The collection whose items are the valid credentials.
     pub collection: String,
+    /// The item field that holds the credential.
     pub field: String,
+    /// The answer without a valid credential.
     #[serde(default = "default_unauthorized")]
     pub unauthorized: Answer,
 }
 
 /// One route: a method and a path pattern (`/v3/api_keys/{id}`), at most one action, and the
 /// answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
+    /// GET, POST, PUT, PATCH or DELETE.
     pub method: String,
+    /// The path; `{name}` captures a segment (`path.name` in templates).
     pub path: String,
     /// `false`: no authentication on this route even when the vendor has `auth`.
     #[serde(default = "yes")]
@@ -54,67 +64,84 @@ pub struct RouteSpec {
     /// The authenticated item must have `field` containing (or equal to) `value`.
     #[serde(default)]
     pub requires: Option<Requirement>,
+    /// Adds an item to a collection.
     #[serde(default)]
     pub create: Option<Create>,
+    /// Looks an item up (404 `not_found` when none matches).
     #[serde(default)]
     pub find: Option<Select>,
+    /// Removes an item (404 `not_found` when none matches).
     #[serde(default)]
     pub delete: Option<Select>,
+    /// Selects items.
     #[serde(default)]
     pub list: Option<List>,
+    /// The answer when the action succeeded.
     #[serde(default = "default_ok")]
     pub respond: Answer,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
+    /// A field of the authenticated item.
     pub field: String,
+    /// The value it must equal (or, for a list, contain).
     pub value: Value,
+    /// The answer otherwise.
     #[serde(default = "default_forbidden")]
     pub forbidden: Answer,
 }
 
 /// Adds the rendered `item` to `collection`; over `limit` items answers `over_limit`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Create {
     pub collection: String,
+    /// The new item, a template (`{{body.name}}`, `{{uuid}}`, `{{random}}`).
     pub item: Value,
+    /// The most items the collection may hold.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// The answer when it is full.
     #[serde(default = "default_forbidden")]
     pub over_limit: Answer,
 }
 
 /// The first item of `collection` whose fields equal every rendered `where` value.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Select {
     pub collection: String,
+    /// Field → value (a template) the item must have.
     #[serde(rename = "where", default)]
     pub filter: BTreeMap<String, Value>,
 }
 
 /// Every item of `collection` (matching `where`), keeping only `fields` when given: a list
 /// route must not echo the credentials it stores.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct List {
     pub collection: String,
+    /// Field → value (a template) the items must have.
     #[serde(rename = "where", default)]
     pub filter: BTreeMap<String, Value>,
+    /// The fields to keep; empty, all.
     #[serde(default)]
     pub fields: Vec<String>,
 }
 
 /// A status, a JSON body template and extra headers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Answer {
+    /// The HTTP status.
     pub status: u16,
+    /// The JSON body, a template (`"{{item}}"` is the whole item).
     #[serde(default)]
     pub body: Option<Value>,
+    /// Extra response headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }

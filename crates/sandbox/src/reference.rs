@@ -1,0 +1,231 @@
+//! The scenario format, from the code: the JSON Schema the scenario structs derive, and the
+//! Markdown reference docs/authoring.md carries, rendered from that schema (a test keeps
+//! the page fresh), one section per TOML table.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The JSON Schema of a scenario file (TOML or JSON).
+pub fn schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(crate::Scenario)).unwrap_or_default()
+}
+
+/// Where a definition appears: the TOML headers of the tables it describes.
+#[derive(Default)]
+struct Place {
+    headers: Vec<String>,
+}
+
+/// The reference: every table a scenario can hold, with each key's type, default and
+/// meaning.
+pub fn markdown() -> String {
+    let schema = schema();
+    let defs = schema["$defs"].as_object().cloned().unwrap_or_default();
+    // Depth first from the top level: each table right after the one that holds it.
+    let mut order: Vec<String> = Vec::new();
+    let mut places: BTreeMap<String, Place> = BTreeMap::new();
+    visit(&schema, "", &defs, &mut order, &mut places);
+    let mut out = String::from(
+        "Generated from the scenario structs (`runbook sandbox --schema` prints the JSON \
+         Schema); a key left out takes its default.\n\n### Top level\n\n",
+    );
+    out.push_str(&table(&schema));
+    for name in order {
+        let Some(def) = defs.get(&name) else { continue };
+        let headers: Vec<String> = places[&name]
+            .headers
+            .iter()
+            .map(|h| format!("`{h}`"))
+            .collect();
+        out.push_str(&format!("\n### {}\n\n", headers.join(", ")));
+        if let Some(d) = def["description"].as_str() {
+            out.push_str(&format!("{}\n\n", one_line(d)));
+        }
+        out.push_str(&table(def));
+    }
+    out
+}
+
+fn visit(
+    node: &Value,
+    path: &str,
+    defs: &serde_json::Map<String, Value>,
+    order: &mut Vec<String>,
+    places: &mut BTreeMap<String, Place>,
+) {
+    for (key, prop) in properties(node) {
+        let child = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        let Some((name, array)) = table_ref(&prop) else {
+            continue;
+        };
+        let header = if array {
+            format!("[[{child}]]")
+        } else {
+            format!("[{child}]")
+        };
+        let place = places.entry(name.clone()).or_default();
+        let first = place.headers.is_empty();
+        place.headers.push(header);
+        if first {
+            order.push(name.clone());
+            if let Some(def) = defs.get(&name) {
+                visit(def, &child, defs, order, places);
+            }
+        }
+    }
+}
+
+fn properties(node: &Value) -> Vec<(String, Value)> {
+    node["properties"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// The definition a key's value is a table of, and whether it is an array of tables.
+fn table_ref(prop: &Value) -> Option<(String, bool)> {
+    if let Some(r) = def_name(prop) {
+        return Some((r, false));
+    }
+    if prop["type"] == "array" {
+        return def_name(&prop["items"]).map(|r| (r, true));
+    }
+    prop["anyOf"]
+        .as_array()?
+        .iter()
+        .find_map(def_name)
+        .map(|r| (r, false))
+}
+
+fn def_name(v: &Value) -> Option<String> {
+    v["$ref"]
+        .as_str()?
+        .strip_prefix("#/$defs/")
+        .map(str::to_string)
+}
+
+fn table(node: &Value) -> String {
+    let mut out = String::from("| key | type | default | meaning |\n| --- | --- | --- | --- |\n");
+    let required: Vec<&str> = node["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for (key, prop) in properties(node) {
+        let default = match prop.get("default") {
+            _ if required.contains(&key.as_str()) => "required".to_string(),
+            Some(v) if table_ref(&prop).is_some_and(|(_, array)| !array) => {
+                if v.is_null() {
+                    "none".into()
+                } else {
+                    "(its table's defaults)".into()
+                }
+            }
+            Some(Value::Null) => "none".into(),
+            Some(v) => format!("`{}`", compact(v)),
+            None => "none".into(),
+        };
+        let meaning = prop["description"]
+            .as_str()
+            .map(one_line)
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "| `{key}` | {} | {default} | {} |\n",
+            type_name(&prop),
+            meaning.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+fn type_name(prop: &Value) -> String {
+    if let Some(r) = def_name(prop) {
+        return format!("table ({r})");
+    }
+    if let Some(any) = prop["anyOf"].as_array() {
+        let inner: Vec<String> = any
+            .iter()
+            .filter(|v| v["type"] != "null")
+            .map(type_name)
+            .collect();
+        return format!("{} or none", inner.join(" or "));
+    }
+    let base = |t: &str| match t {
+        "array" => match table_ref(prop) {
+            Some((r, _)) => format!("array of tables ({r})"),
+            None => format!("list of {}", type_name(&prop["items"])),
+        },
+        "object" => match prop.get("additionalProperties") {
+            Some(v) if v.is_object() => format!("map of {}", type_name(v)),
+            _ => "table".into(),
+        },
+        "integer" => match prop["minimum"].as_f64() {
+            Some(m) if m >= 0.0 => "whole number".into(),
+            _ => "integer".into(),
+        },
+        "number" => "number".into(),
+        "" => "any JSON value".into(),
+        other => other.to_string(),
+    };
+    match &prop["type"] {
+        Value::String(t) => base(t),
+        Value::Array(ts) => {
+            let names: Vec<String> = ts
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .map(base)
+                .collect();
+            if ts.iter().any(|t| t == "null") {
+                format!("{} or none", names.join(" or "))
+            } else {
+                names.join(" or ")
+            }
+        }
+        _ => base(""),
+    }
+}
+
+/// A default as the reader would write it: JSON, kept short.
+fn compact(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(57).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_of_a_scenario_has_a_section() {
+        let md = markdown();
+        for header in [
+            "### Top level",
+            "`[postmark]`",
+            "`[[postmark.servers]]`",
+            "`[infisical]`",
+            "`[[infisical.approval_policies]]`",
+            "`[heroku.rate_limit]`",
+            "`[[heroku.apps]]`",
+            "`[github.secondary_limit]`",
+            "`[[scripted]]`",
+            "`[[scripted.routes]]`",
+        ] {
+            assert!(md.contains(header), "{header} missing:\n{md}");
+        }
+        // Keys carry their meaning from the structs' doc comments.
+        assert!(md.contains("| `boot_ms` | whole number | `300` |"), "{md}");
+        assert!(md.contains("| `faults` | list of string |"), "{md}");
+    }
+}

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use crate::scripted::{
-    Answer, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select,
+    Answer, AuthScheme, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select,
+    Update,
 };
 
 /// The whole starting world. In a file, an omitted section is empty (not the SOP's).

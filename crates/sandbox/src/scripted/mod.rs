@@ -34,11 +34,15 @@
 //! digits), `uuid`, `now`.
 
 mod serve;
+mod sigv4;
 mod spec;
 mod template;
 
 pub(crate) use serve::{error_for_status, router};
-pub use spec::{Answer, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select};
+pub use spec::{
+    Answer, AuthScheme, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select,
+    Update,
+};
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Serving a scripted vendor: matching a request to a route, authenticating it, running the
 //! route's action on the collections and rendering the answer.
 
-use super::spec::{answer, Answer, Select};
-use super::template::{interpolate, template};
+use super::spec::{answer, Answer, AuthScheme, AuthSpec};
+use super::template::{interpolate, interpolate_xml, template};
 use super::{ScriptedState, VendorState};
 use crate::http::header;
 use crate::shared::Shared;
@@ -37,25 +37,30 @@ pub(crate) fn router(shared: Arc<Shared>, index: usize) -> Router {
 async fn handle(State(s): State<Served>, req: Request) -> Response {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
-    let query: Map<String, Value> = req
-        .uri()
-        .query()
-        .map(|q| {
-            url_pairs(q)
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let raw_query = req.uri().query().unwrap_or_default().to_string();
+    let query: Map<String, Value> = url_pairs(&raw_query)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     let headers = req.headers().clone();
-    let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+    let raw = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
         Ok(b) => b,
         Err(_) => Bytes::new(),
     };
-    let body: Value = if body.is_empty() {
+    let form = header(&headers, "content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let body: Value = if raw.is_empty() {
         Value::Null
+    } else if form {
+        // A form body (AWS's query APIs, Twilio's): its fields, as `body.NAME`.
+        Value::Object(
+            url_pairs(&String::from_utf8_lossy(&raw))
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
     } else {
-        match serde_json::from_slice(&body) {
+        match serde_json::from_slice(&raw) {
             Ok(v) => v,
             Err(_) => return render(&answer(400, "the body is not valid JSON"), &Value::Null),
         }
@@ -70,9 +75,10 @@ async fn handle(State(s): State<Served>, req: Request) -> Response {
         let request = Incoming {
             method: &method,
             path: &path,
+            raw_query: &raw_query,
             query,
             body,
-            auth_value: None,
+            raw: &raw,
         };
         serve(vendor, request, &headers)
     })
@@ -81,9 +87,21 @@ async fn handle(State(s): State<Served>, req: Request) -> Response {
 struct Incoming<'a> {
     method: &'a str,
     path: &'a str,
+    raw_query: &'a str,
     query: Map<String, Value>,
     body: Value,
-    auth_value: Option<String>,
+    raw: &'a [u8],
+}
+
+/// Whether every `when` condition holds in the request's scope.
+fn conditions_hold(when: &BTreeMap<String, Value>, scope: &Value) -> bool {
+    when.iter().all(|(path, want)| {
+        let got = path
+            .split('.')
+            .try_fold(scope, |v, part| v.get(part))
+            .unwrap_or(&Value::Null);
+        *got == template(want, scope)
+    })
 }
 
 fn serve(
@@ -92,39 +110,29 @@ fn serve(
     headers: &axum::http::HeaderMap,
 ) -> Response {
     let spec = &vendor.spec;
+    let mut scope = json!({
+        "body": req.body.take(),
+        "query": Value::Object(std::mem::take(&mut req.query)),
+        "method": req.method,
+        "path_text": req.path,
+    });
     let matched = spec.routes.iter().find_map(|r| {
         if !r.method.eq_ignore_ascii_case(req.method) {
             return None;
         }
-        captures(&r.path, req.path).map(|c| (r, c))
+        let captured = captures(&r.path, req.path)?;
+        scope["path"] = Value::Object(captured);
+        conditions_hold(&r.when, &scope).then_some(r)
     });
-    let Some((route, captured)) = matched else {
-        return render(&spec.not_found, &Value::Null);
+    let Some(route) = matched else {
+        return render(&spec.no_route, &scope);
     };
-    let mut scope = json!({
-        "body": req.body.take(),
-        "query": Value::Object(std::mem::take(&mut req.query)),
-        "path": Value::Object(captured),
-    });
     if let (Some(auth), true) = (&spec.auth, route.auth) {
-        req.auth_value = header(headers, &auth.header)
-            .and_then(|v| v.strip_prefix(auth.prefix.as_str()))
-            .map(|v| v.trim().to_string());
-        let item = req.auth_value.as_deref().and_then(|given| {
-            vendor
-                .collections
-                .get(&auth.collection)
-                .and_then(|items| {
-                    items
-                        .iter()
-                        .find(|i| i.get(&auth.field).and_then(Value::as_str) == Some(given))
-                })
-                .cloned()
-        });
-        match item {
-            Some(i) => scope["auth"] = i,
-            None => return render(&auth.unauthorized, &scope),
-        }
+        let item = match authenticate(auth, &vendor.collections, &req, headers) {
+            Ok(item) => item,
+            Err(answer) => return render(answer, &scope),
+        };
+        scope["auth"] = item;
         if let Some(req) = &route.requires {
             let have = &scope["auth"][&req.field];
             let ok = match have {
@@ -138,8 +146,17 @@ fn serve(
     }
     let collections = &mut vendor.collections;
     if let Some(c) = &route.create {
+        let counted: BTreeMap<&String, Value> = c
+            .limit_where
+            .iter()
+            .map(|(k, v)| (k, template(v, &scope)))
+            .collect();
         let items = collections.entry(c.collection.clone()).or_default();
-        if c.limit.is_some_and(|l| items.len() >= l) {
+        let held = items
+            .iter()
+            .filter(|i| counted.iter().all(|(k, v)| i.get(k.as_str()) == Some(v)))
+            .count();
+        if c.limit.is_some_and(|l| held >= l) {
             return render(&c.over_limit, &scope);
         }
         let item = template(&c.item, &scope);
@@ -147,13 +164,32 @@ fn serve(
         scope["item"] = item;
     }
     if let Some(sel) = &route.find {
-        match position(collections, sel, &scope) {
+        match position(collections, &sel.collection, &sel.filter, &scope) {
             Some(i) => scope["item"] = collections[&sel.collection][i].clone(),
             None => return render(&spec.not_found, &scope),
         }
     }
+    if let Some(u) = &route.update {
+        match position(collections, &u.collection, &u.filter, &scope) {
+            Some(i) => {
+                let set: Vec<(String, Value)> = u
+                    .set
+                    .iter()
+                    .map(|(k, v)| (k.clone(), template(v, &scope)))
+                    .collect();
+                if let Some(Value::Object(item)) = collections
+                    .get_mut(&u.collection)
+                    .and_then(|items| items.get_mut(i))
+                {
+                    item.extend(set);
+                }
+                scope["item"] = collections[&u.collection][i].clone();
+            }
+            None => return render(&spec.not_found, &scope),
+        }
+    }
     if let Some(sel) = &route.delete {
-        match position(collections, sel, &scope) {
+        match position(collections, &sel.collection, &sel.filter, &scope) {
             Some(i) => {
                 let removed = collections
                     .get_mut(&sel.collection)
@@ -185,18 +221,93 @@ fn serve(
     render(&route.respond, &scope)
 }
 
+/// The item that authenticates the request, or the answer refusing it.
+fn authenticate<'s>(
+    auth: &'s AuthSpec,
+    collections: &BTreeMap<String, Vec<Value>>,
+    req: &Incoming<'_>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Value, &'s Answer> {
+    let items = collections
+        .get(&auth.collection)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let field = |i: &Value, f: &str| i.get(f).and_then(Value::as_str).map(str::to_string);
+    let secret_of = |i: &Value| auth.secret_field.as_deref().and_then(|f| field(i, f));
+    let given = header(headers, &auth.header);
+    match auth.scheme {
+        AuthScheme::Header => {
+            let key = given
+                .and_then(|v| v.strip_prefix(auth.prefix.as_str()))
+                .map(str::trim);
+            key.and_then(|k| {
+                items
+                    .iter()
+                    .find(|i| field(i, &auth.field).as_deref() == Some(k))
+            })
+            .cloned()
+            .ok_or(&auth.unauthorized)
+        }
+        AuthScheme::Basic => {
+            let decoded = given
+                .and_then(|v| v.strip_prefix("Basic "))
+                .and_then(|b| {
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim())
+                        .ok()
+                })
+                .and_then(|b| String::from_utf8(b).ok());
+            let (user, password) = decoded
+                .as_deref()
+                .and_then(|d| d.split_once(':'))
+                .ok_or(&auth.unauthorized)?;
+            items
+                .iter()
+                .find(|i| {
+                    field(i, &auth.field).as_deref() == Some(user)
+                        && secret_of(i).as_deref() == Some(password)
+                })
+                .cloned()
+                .ok_or(&auth.unauthorized)
+        }
+        AuthScheme::Sigv4 => {
+            let parsed = given
+                .and_then(super::sigv4::parse)
+                .ok_or(&auth.unauthorized)?;
+            let item = items
+                .iter()
+                .find(|i| field(i, &auth.field).as_deref() == Some(parsed.access_key.as_str()))
+                .ok_or(&auth.unauthorized)?;
+            let secret = secret_of(item).ok_or(&auth.unauthorized)?;
+            let expected = super::sigv4::signature(
+                &parsed,
+                &secret,
+                req.method,
+                req.path,
+                req.raw_query,
+                headers,
+                req.raw,
+            );
+            if expected.as_deref() == Some(parsed.signature.as_str()) {
+                Ok(item.clone())
+            } else {
+                Err(&auth.signature_mismatch)
+            }
+        }
+    }
+}
+
 fn position(
     collections: &BTreeMap<String, Vec<Value>>,
-    sel: &Select,
+    collection: &str,
+    filter: &BTreeMap<String, Value>,
     scope: &Value,
 ) -> Option<usize> {
-    let wanted: BTreeMap<&String, Value> = sel
-        .filter
+    let wanted: BTreeMap<&String, Value> = filter
         .iter()
         .map(|(k, v)| (k, template(v, scope)))
         .collect();
     collections
-        .get(&sel.collection)?
+        .get(collection)?
         .iter()
         .position(|i| wanted.iter().all(|(k, v)| i.get(k.as_str()) == Some(v)))
 }
@@ -214,11 +325,16 @@ fn project(item: &Value, fields: &[String]) -> Value {
 
 fn render(a: &Answer, scope: &Value) -> Response {
     let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = match &a.body {
-        Some(b) if status != StatusCode::NO_CONTENT => {
-            (status, axum::Json(template(b, scope))).into_response()
-        }
-        _ => status.into_response(),
+    let mut resp = match (&a.body, &a.xml) {
+        _ if status == StatusCode::NO_CONTENT => status.into_response(),
+        (Some(b), _) => (status, axum::Json(template(b, scope))).into_response(),
+        (None, Some(x)) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "text/xml")],
+            interpolate_xml(x, scope),
+        )
+            .into_response(),
+        (None, None) => status.into_response(),
     };
     for (k, v) in &a.headers {
         let rendered = interpolate(v, scope);
@@ -232,7 +348,8 @@ fn render(a: &Answer, scope: &Value) -> Response {
     resp
 }
 
-/// `{name}` segments capture; other segments match exactly; a trailing '/' is ignored.
+/// `{name}` captures a segment, or the part of one between fixed text (`{sid}.json`);
+/// other segments match exactly; a trailing '/' is ignored.
 fn captures(pattern: &str, path: &str) -> Option<Map<String, Value>> {
     let pat: Vec<&str> = pattern.trim_end_matches('/').split('/').collect();
     let got: Vec<&str> = path.trim_end_matches('/').split('/').collect();
@@ -241,14 +358,18 @@ fn captures(pattern: &str, path: &str) -> Option<Map<String, Value>> {
     }
     let mut out = Map::new();
     for (p, g) in pat.iter().zip(&got) {
-        match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(name) if !g.is_empty() => {
-                out.insert(name.to_string(), Value::String(percent_decode(g)));
+        let Some((before, rest)) = p.split_once('{') else {
+            if p == g {
+                continue;
             }
-            Some(_) => return None,
-            None if p == g => {}
-            None => return None,
+            return None;
+        };
+        let (name, after) = rest.split_once('}')?;
+        let inner = g.strip_prefix(before)?.strip_suffix(after)?;
+        if inner.is_empty() {
+            return None;
         }
+        out.insert(name.to_string(), Value::String(percent_decode(inner)));
     }
     Some(out)
 }
@@ -504,5 +625,138 @@ mod tests {
         assert_eq!(s, 503);
         let (s, _) = call(reqwest::Method::GET, &format!("{url}/health"), None, None).await;
         assert_eq!(s, 200);
+    }
+
+    /// A url-encoded form body (reqwest's own `form` is a feature this crate does not use).
+    trait WithForm {
+        fn with_form(self, fields: &[(&str, &str)]) -> Self;
+    }
+
+    impl WithForm for reqwest::RequestBuilder {
+        fn with_form(self, fields: &[(&str, &str)]) -> Self {
+            let mut u = reqwest::Url::parse("http://form.invalid/").unwrap();
+            u.query_pairs_mut().extend_pairs(fields);
+            self.header("Content-Type", "application/x-www-form-urlencoded")
+                .body(u.query().unwrap_or_default().to_string())
+        }
+    }
+
+    /// A Twilio-like vendor: HTTP Basic auth with the account SID and a secret, a capture
+    /// inside a segment (`{sid}.json`), a form body, a key rolled in place many times, and
+    /// an unknown route answered differently from a missing item.
+    const ROLLER: &str = r#"
+        [[scripted]]
+        name = "roller"
+        auth = { scheme = "basic", collection = "keys", field = "sid", secret_field = "secret" }
+        collections = { keys = [{ sid = "SK1", secret = "first-secret", account = "AC1" }] }
+
+        [[scripted.routes]]
+        method = "POST"
+        path = "/Accounts/{account}/Keys/{sid}.json"
+        update = { collection = "keys", where = { sid = "{{path.sid}}" }, set = { secret = "@random:32", name = "{{body.FriendlyName}}" } }
+        respond = { status = 200, body = { sid = "{{item.sid}}", secret = "{{item.secret}}", friendly_name = "{{item.name}}" } }
+
+        [[scripted.routes]]
+        method = "POST"
+        path = "/"
+        when = { "body.Action" = "GetUser" }
+        respond = { status = 200, xml = "<GetUserResponse><User>{{auth.sid}}</User><Asked>{{body.UserName}}</Asked></GetUserResponse>" }
+    "#;
+
+    #[tokio::test]
+    async fn basic_auth_segment_captures_form_bodies_updates_and_xml() {
+        let sb = Sandbox::start(Scenario::from_toml(ROLLER).unwrap())
+            .await
+            .unwrap();
+        let url = sb.urls().scripted["roller"].clone();
+        let c = raw();
+        let roll = |secret: String| {
+            c.post(format!("{url}/Accounts/AC1/Keys/SK1.json"))
+                .basic_auth("SK1", Some(secret))
+                .with_form(&[("FriendlyName", "rolled & kept")])
+                .send()
+        };
+        // Rolled twice: each answer holds a fresh secret, and only the newest authenticates.
+        let first: Value = roll("first-secret".into())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let second_secret = first["secret"].as_str().unwrap().to_string();
+        assert_eq!(second_secret.len(), 32);
+        assert_eq!(first["friendly_name"], "rolled & kept");
+        assert_eq!(roll("first-secret".into()).await.unwrap().status(), 401);
+        let second: Value = roll(second_secret.clone())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_ne!(second["secret"], first["secret"]);
+        assert_eq!(roll("SK1".into()).await.unwrap().status(), 401);
+
+        // A query API: one path, the operation in a form field; an XML answer, escaped.
+        let third = second["secret"].as_str().unwrap().to_string();
+        let resp = c
+            .post(format!("{url}/"))
+            .basic_auth("SK1", Some(&third))
+            .with_form(&[("Action", "GetUser"), ("UserName", "ci<bot>")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/xml");
+        assert_eq!(
+            resp.text().await.unwrap(),
+            "<GetUserResponse><User>SK1</User><Asked>ci&lt;bot&gt;</Asked></GetUserResponse>"
+        );
+        // An operation no route takes, and a path no route has: "no route matches".
+        for (method, path, form) in [
+            ("POST", "/", Some(("Action", "DeleteUser"))),
+            ("GET", "/Accounts/AC1/Keys/SK1", None),
+        ] {
+            let mut req = c.request(method.parse().unwrap(), format!("{url}{path}"));
+            if let Some(f) = form {
+                req = req.with_form(&[f]);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 404);
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(
+                body["errors"][0]["message"],
+                json!(format!("no route matches {method} {path}"))
+            );
+        }
+        // An update whose item is missing is a lookup miss, not a routing one.
+        let resp = c
+            .post(format!("{url}/Accounts/AC1/Keys/SK9.json"))
+            .basic_auth("SK1", Some(&third))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["errors"][0]["message"], "not found");
+    }
+
+    /// The "applied, answer lost" fault on a scripted vendor: the update happens, the
+    /// client gets no answer.
+    #[tokio::test]
+    async fn a_lost_answer_still_applies_the_scripted_change() {
+        let mut scenario = Scenario::from_toml(ROLLER).unwrap();
+        scenario
+            .faults
+            .push(FaultRule::parse("roller:POST:/Accounts/AC1/Keys/SK1.json=lost:once").unwrap());
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let url = sb.urls().scripted["roller"].clone();
+        let sent = raw()
+            .post(format!("{url}/Accounts/AC1/Keys/SK1.json"))
+            .basic_auth("SK1", Some("first-secret"))
+            .send()
+            .await;
+        assert!(sent.is_err() || sent.unwrap().status().as_u16() >= 500);
+        let secret = sb.state()["scripted"]["roller"]["collections"]["keys"][0]["secret"].clone();
+        assert_ne!(secret, json!("first-secret"), "the roll was applied");
     }
 }

@@ -25,15 +25,25 @@ pub struct ScriptedVendor {
     /// The API, route by route (first match wins).
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
-    /// Answer for a route, item or path that does not exist.
+    /// Answer when a route's lookup (`find`, `update`, `delete`) finds no item.
     #[serde(default = "default_not_found")]
     pub not_found: Answer,
+    /// Answer when no route matches the request (distinct from `not_found`, so a rehearsal
+    /// tells a wrong path from a missing item).
+    #[serde(default = "default_no_route")]
+    pub no_route: Answer,
 }
 
 /// Requests must carry, in `header` after `prefix`, the `field` of an item of `collection`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSpec {
+    /// `header` (the credential in `header` after `prefix`), `basic` (HTTP Basic: the user
+    /// name is `field` of an item, the password its `secret_field`) or `sigv4` (AWS
+    /// Signature Version 4: the access key id is `field`, the secret key `secret_field`,
+    /// and the signature is checked; a wrong one answers `signature_mismatch`).
+    #[serde(default)]
+    pub scheme: AuthScheme,
     /// The request header that carries the credential.
     #[serde(default = "default_auth_header")]
     pub header: String,
@@ -42,11 +52,28 @@ pub struct AuthSpec {
     pub prefix: String,
     /// The collection whose items are the valid credentials.
     pub collection: String,
-    /// The item field that holds the credential.
+    /// The item field that holds the credential (the user name, the access key id).
     pub field: String,
+    /// The item field that holds the password (basic) or secret key (sigv4).
+    #[serde(default)]
+    pub secret_field: Option<String>,
     /// The answer without a valid credential.
     #[serde(default = "default_unauthorized")]
     pub unauthorized: Answer,
+    /// The answer to a sigv4 request whose signature does not match (AWS: 403
+    /// SignatureDoesNotMatch).
+    #[serde(default = "default_signature_mismatch")]
+    pub signature_mismatch: Answer,
+}
+
+/// How a scripted vendor's requests carry their credential.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthScheme {
+    #[default]
+    Header,
+    Basic,
+    Sigv4,
 }
 
 /// One route: a method and a path pattern (`/v3/api_keys/{id}`), at most one action, and the
@@ -56,8 +83,13 @@ pub struct AuthSpec {
 pub struct RouteSpec {
     /// GET, POST, PUT, PATCH or DELETE.
     pub method: String,
-    /// The path; `{name}` captures a segment (`path.name` in templates).
+    /// The path; `{name}` captures a segment or part of one (`/Accounts/{sid}.json`),
+    /// `path.name` in templates.
     pub path: String,
+    /// Conditions on the request: dotted paths (`body.Action`, `query.page`) and the values
+    /// they must equal; a query API (one path, the operation in a form field) routes by it.
+    #[serde(default)]
+    pub when: BTreeMap<String, Value>,
     /// `false`: no authentication on this route even when the vendor has `auth`.
     #[serde(default = "yes")]
     pub auth: bool,
@@ -73,6 +105,10 @@ pub struct RouteSpec {
     /// Removes an item (404 `not_found` when none matches).
     #[serde(default)]
     pub delete: Option<Select>,
+    /// Changes fields of an item (404 `not_found` when none matches): rolling or promoting
+    /// a credential in place, as many times as a sandbox needs.
+    #[serde(default)]
+    pub update: Option<Update>,
     /// Selects items.
     #[serde(default)]
     pub list: Option<List>,
@@ -100,9 +136,12 @@ pub struct Create {
     pub collection: String,
     /// The new item, a template (`{{body.name}}`, `{{uuid}}`, `{{random}}`).
     pub item: Value,
-    /// The most items the collection may hold.
+    /// The most items the collection may hold (counting those matching `limit_where`).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Field → value (a template) of the items `limit` counts: "at most two keys per user".
+    #[serde(default)]
+    pub limit_where: BTreeMap<String, Value>,
     /// The answer when it is full.
     #[serde(default = "default_forbidden")]
     pub over_limit: Answer,
@@ -116,6 +155,18 @@ pub struct Select {
     /// Field → value (a template) the item must have.
     #[serde(rename = "where", default)]
     pub filter: BTreeMap<String, Value>,
+}
+
+/// The first item of `collection` matching `where` gets the rendered `set` fields.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    pub collection: String,
+    /// Field → value (a template) the item must have.
+    #[serde(rename = "where", default)]
+    pub filter: BTreeMap<String, Value>,
+    /// Field → new value (a template; `@uuid`, `@random:40` generate one).
+    pub set: BTreeMap<String, Value>,
 }
 
 /// Every item of `collection` (matching `where`), keeping only `fields` when given: a list
@@ -141,6 +192,10 @@ pub struct Answer {
     /// The JSON body, a template (`"{{item}}"` is the whole item).
     #[serde(default)]
     pub body: Option<Value>,
+    /// An XML body instead, a text template (`<Id>{{item.id}}</Id>`; values are escaped),
+    /// sent as `text/xml`.
+    #[serde(default)]
+    pub xml: Option<String>,
     /// Extra response headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -158,8 +213,20 @@ pub(super) fn answer(status: u16, message: &str) -> Answer {
     Answer {
         status,
         body: Some(json!({"errors": [{"message": message}]})),
+        xml: None,
         headers: BTreeMap::new(),
     }
+}
+
+fn default_no_route() -> Answer {
+    answer(404, "no route matches {{method}} {{path_text}}")
+}
+
+fn default_signature_mismatch() -> Answer {
+    answer(
+        403,
+        "The request signature we calculated does not match the signature you provided.",
+    )
 }
 
 fn default_not_found() -> Answer {
@@ -178,6 +245,7 @@ fn default_ok() -> Answer {
     Answer {
         status: 200,
         body: None,
+        xml: None,
         headers: BTreeMap::new(),
     }
 }
@@ -233,6 +301,12 @@ impl ScriptedVendor {
         }
         let has = |c: &str| self.collections.contains_key(c);
         if let Some(a) = &self.auth {
+            if a.scheme != AuthScheme::Header && a.secret_field.is_none() {
+                return Err(format!(
+                    "scripted vendor '{name}': auth scheme {:?} needs `secret_field` (the password or secret key)",
+                    a.scheme
+                ));
+            }
             if !has(&a.collection) {
                 return Err(format!(
                     "scripted vendor '{name}': auth uses collection '{}', which is not declared",
@@ -256,10 +330,16 @@ impl ScriptedVendor {
                 r.find.as_ref().map(|c| &c.collection),
                 r.delete.as_ref().map(|c| &c.collection),
                 r.list.as_ref().map(|c| &c.collection),
+                r.update.as_ref().map(|c| &c.collection),
             ];
             if actions.iter().flatten().count() > 1 {
                 return Err(format!(
-                    "{at}: a route has at most one of create, find, delete, list"
+                    "{at}: a route has at most one of create, find, update, delete, list"
+                ));
+            }
+            if r.respond.body.is_some() && r.respond.xml.is_some() {
+                return Err(format!(
+                    "{at}: an answer has a JSON body or an XML one, not both"
                 ));
             }
             if let Some(c) = actions.iter().flatten().find(|c| !has(c)) {

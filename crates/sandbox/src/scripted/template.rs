@@ -6,6 +6,9 @@ use serde_json::Value;
 pub(super) fn template(t: &Value, scope: &Value) -> Value {
     match t {
         Value::String(s) => {
+            if let Some(generated) = generate(s.trim()) {
+                return Value::String(generated);
+            }
             let trimmed = s.trim();
             if let Some(expr) = trimmed
                 .strip_prefix("{{")
@@ -26,7 +29,53 @@ pub(super) fn template(t: &Value, scope: &Value) -> Value {
     }
 }
 
+/// `@uuid`, `@random` (32 hex digits) and `@random:N` (N letters and digits, as
+/// credentials look) as a whole value: a fresh value on every use.
+fn generate(s: &str) -> Option<String> {
+    match s {
+        "@uuid" => Some(uuid::Uuid::new_v4().to_string()),
+        "@random" => Some(uuid::Uuid::new_v4().simple().to_string()),
+        _ => s
+            .strip_prefix("@random:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=256).contains(n))
+            .map(random_alnum),
+    }
+}
+
+/// N letters and digits from fresh UUIDs' randomness.
+fn random_alnum(n: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        for b in uuid::Uuid::new_v4().as_bytes() {
+            if out.len() == n {
+                break;
+            }
+            // 248 = 4 x 62: no bias towards the first letters.
+            if *b < 248 {
+                out.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+/// Interpolates for an XML body: the values are escaped, the template's own markup is not.
+pub(super) fn interpolate_xml(s: &str, scope: &Value) -> String {
+    interpolate_with(s, scope, &|v: &str| {
+        v.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    })
+}
+
 pub(super) fn interpolate(s: &str, scope: &Value) -> String {
+    interpolate_with(s, scope, &|v: &str| v.to_string())
+}
+
+fn interpolate_with(s: &str, scope: &Value, escape: &dyn Fn(&str) -> String) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some(start) = rest.find("{{") {
@@ -37,9 +86,9 @@ pub(super) fn interpolate(s: &str, scope: &Value) -> String {
             return out;
         };
         match lookup(after[..end].trim(), scope) {
-            Value::String(v) => out.push_str(&v),
+            Value::String(v) => out.push_str(&escape(&v)),
             Value::Null => {}
-            v => out.push_str(&v.to_string()),
+            v => out.push_str(&escape(&v.to_string())),
         }
         rest = &after[end + 2..];
     }
@@ -53,6 +102,11 @@ fn lookup(expr: &str, scope: &Value) -> Value {
         "uuid" => return Value::String(uuid::Uuid::new_v4().to_string()),
         "now" => return Value::String(crate::ts::seconds()),
         _ => {}
+    }
+    if let Some(n) = expr.strip_prefix("random:") {
+        if let Some(v) = generate(&format!("@random:{n}")) {
+            return Value::String(v);
+        }
     }
     let mut v = scope;
     for part in expr.split('.') {
@@ -91,5 +145,23 @@ mod tests {
                 .map(str::len),
             Some(32)
         );
+    }
+
+    #[test]
+    fn generated_values_are_fresh_and_shaped() {
+        let scope = json!({});
+        let a = template(&json!("@random:40"), &scope);
+        let b = template(&json!("@random:40"), &scope);
+        let a = a.as_str().unwrap();
+        assert_eq!(a.len(), 40);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(Some(a), b.as_str());
+        assert_eq!(
+            template(&json!("@uuid"), &scope).as_str().map(str::len),
+            Some(36)
+        );
+        assert_eq!(interpolate("AKIA{{random:16}}", &scope).len(), 20);
+        let xml = interpolate_xml("<Name>{{body.n}}</Name>", &json!({"body": {"n": "a<b&c"}}));
+        assert_eq!(xml, "<Name>a&lt;b&amp;c</Name>");
     }
 }

@@ -278,3 +278,24 @@ step("audit", "Audit", |ctx| { audit::log("fine.done", #{}); });
         .run();
     out.exit(Exit::Ok).stdout_has("ok  fine.rhai");
 }
+
+/// A Secret that reaches a URL through the runbook's own functions is found before the
+/// run: a function that puts its argument in an http:: URL, and one that builds the URL
+/// text; a function that sends it as a bearer token is fine.
+#[test]
+fn a_secret_reaching_a_url_through_a_function_is_found() {
+    let out = Test::new()
+        .fixture("secret_url_through_fn.rhai")
+        .args(&["check", "secret_url_through_fn.rhai"])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has(
+            "secret_url_through_fn.rhai:11:5: fetch() is given a Secret it puts in an http:: URL",
+        )
+        .stderr_has("secret_url_through_fn.rhai:18:11: http::get is given a Secret in the URL");
+    assert!(
+        !out.stderr.contains(":10:5:"),
+        "fine() sends it as a header: {}",
+        out.stderr
+    );
+}

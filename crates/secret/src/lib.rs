@@ -67,13 +67,14 @@ impl Secret {
         }
     }
 
-    /// Wraps one value of a bulk read that mixes secrets with plain settings (a Heroku app's
-    /// config vars). The value is opaque either way, but only values that look like
-    /// credentials join the output redactor: masking every "production" or "staging" in
-    /// the output would hide what the operator needs to read.
-    pub fn from_bulk(value: impl Into<String>, source: Source) -> Self {
+    /// Wraps one value (of field `name`) of a bulk read that mixes secrets with plain
+    /// settings (a Heroku app's config vars). The value is opaque either way, but only
+    /// credentials (`bulk_value_is_secret`) join the output redactor: masking every
+    /// "production" or "us-east-1" in the output, and in the journal, would hide what the
+    /// operator needs to read and change the values a resumed run reads back.
+    pub fn from_bulk(name: &str, value: impl Into<String>, source: Source) -> Self {
         let value: String = value.into();
-        if looks_like_credential(&value) {
+        if bulk_value_is_secret(name, &value) {
             register(&value);
         }
         Secret {
@@ -141,6 +142,117 @@ impl fmt::Debug for Secret {
 
 /// Long values, or values mixing letters with digits, symbols or case, are treated as
 /// credentials; short plain words ("production", "web") are not.
+/// Whether a value of a bulk read (a config var `name` = `value`) is a credential: by the
+/// name first (`*_KEY`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`...: a credential; `*_REGION`,
+/// `*_ENV`, `*_HOST`...: a setting), a URL with a password in it, else by the value's
+/// shape (long, or mixing letters and digits with high entropy). An already registered
+/// secret is one whatever its name.
+pub fn bulk_value_is_secret(name: &str, value: &str) -> bool {
+    const SECRET_WORDS: &[&str] = &[
+        "KEY",
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "PASSWD",
+        "PWD",
+        "PASS",
+        "CRED",
+        "AUTH",
+        "PRIVATE",
+        "CERT",
+        "SALT",
+        "SIGNATURE",
+        "DSN",
+        "COOKIE",
+        "SESSION",
+    ];
+    const PLAIN_WORDS: &[&str] = &[
+        "REGION",
+        "ENV",
+        "ENVIRONMENT",
+        "NAME",
+        "HOST",
+        "HOSTNAME",
+        "PORT",
+        "LEVEL",
+        "MODE",
+        "DOMAIN",
+        "LOCALE",
+        "LANG",
+        "TZ",
+        "TIMEZONE",
+        "STACK",
+        "VERSION",
+        "SIZE",
+        "COUNT",
+        "TIMEOUT",
+        "CONCURRENCY",
+        "WORKERS",
+        "THREADS",
+        "SID",
+        "ACCOUNT",
+        "BUCKET",
+        "QUEUE",
+        "EMAIL",
+        "SENDER",
+        "FROM",
+        "ORIGIN",
+        "PATH",
+        "DIR",
+        "ENABLED",
+        "DISABLED",
+        "FLAG",
+    ];
+    if contains_secret(value) {
+        return true;
+    }
+    let upper = name.to_ascii_uppercase();
+    let words: Vec<&str> = upper.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    if words
+        .iter()
+        .any(|w| SECRET_WORDS.iter().any(|s| w.contains(s)))
+    {
+        return true;
+    }
+    if url_has_password(value) {
+        return true;
+    }
+    if words.last().is_some_and(|w| PLAIN_WORDS.contains(w)) || upper.ends_with("_URL") {
+        // A setting, unless its value is unmistakably random.
+        return value.chars().count() >= 40 && entropy(value) >= 4.5;
+    }
+    looks_like_credential(value) && (value.chars().count() >= 20 || entropy(value) >= 3.0)
+}
+
+/// `scheme://user:password@host`.
+fn url_has_password(value: &str) -> bool {
+    value
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// Shannon entropy in bits per character.
+fn entropy(value: &str) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    let mut n = 0usize;
+    for c in value.chars() {
+        *counts.entry(c).or_insert(0usize) += 1;
+        n += 1;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    counts
+        .values()
+        .map(|&k| {
+            let p = k as f64 / n as f64;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 pub(crate) fn looks_like_credential(value: &str) -> bool {
     let n = value.chars().count();
     if n >= 20 {
@@ -258,6 +370,32 @@ mod tests {
         assert!(!looks_like_credential("production"));
         assert!(!looks_like_credential("staging"));
         assert!(!looks_like_credential("RAPTOR_ENV"));
+    }
+
+    #[test]
+    fn bulk_values_are_secrets_by_name_and_shape_not_by_length_alone() {
+        for (name, value) in [
+            ("AWS_REGION", "us-east-1"),
+            ("RAPTOR_ENV", "production"),
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
+            ("DATABASE_HOST", "db-1.internal.example.com"),
+            ("WEB_CONCURRENCY", "2"),
+            ("API_BASE_URL", "https://api.example.com/v2"),
+        ] {
+            assert!(!bulk_value_is_secret(name, value), "{name}={value}");
+        }
+        for (name, value) in [
+            ("AWS_SECRET_ACCESS_KEY", "short"),
+            ("AWS_ACCESS_KEY_ID", "AKIASANDBOXCURRENT01"),
+            (
+                "POSTMARK_SERVER_TOKEN",
+                "c0ffee00-0000-4000-8000-00000000c001",
+            ),
+            ("DATABASE_URL", "postgres://app:hunter2@db/app"),
+            ("MAILCO", "k9Xq2LmP7vRt4WzB"),
+        ] {
+            assert!(bulk_value_is_secret(name, value), "{name}={value}");
+        }
     }
 
     #[test]

@@ -208,6 +208,7 @@ impl Session {
         runbook.attach(Stage::Running(run.clone()));
         // The REPL without a runbook declares nothing: its operator is at the keyboard.
         let plan = runbook.plan();
+        run.set_masking(plan.meta().masking.clone());
         run.set_egress(if plan.steps.is_empty() {
             crate::plan::egress::Egress::unrestricted()
         } else {

@@ -76,6 +76,8 @@ pub struct RunContext {
     audit_head: RefCell<Option<String>>,
     /// The hosts `http::` may reach in this run.
     egress: RefCell<crate::plan::egress::Egress>,
+    /// The runbook's word on which bulk-read values are credentials.
+    masking: RefCell<crate::plan::Masking>,
     /// Every write of the run not undone since (restored from the journal on reopen).
     writes: RefCell<Vec<Write>>,
 }
@@ -92,6 +94,7 @@ impl RunContext {
             sink_down: Cell::new(false),
             audit_head: RefCell::new(None),
             egress: RefCell::new(crate::plan::egress::Egress::unrestricted()),
+            masking: RefCell::new(crate::plan::Masking::default()),
             writes: RefCell::new(writes),
         })
     }
@@ -214,6 +217,15 @@ impl RunContext {
     }
 
     /// Sets the hosts `http::` may reach (the runbook's declaration, resolved).
+    pub fn set_masking(&self, masking: crate::plan::Masking) {
+        *self.masking.borrow_mut() = masking;
+    }
+
+    /// Whether the value of a bulk read's field `name` is a credential, for this runbook.
+    pub fn bulk_is_secret(&self, name: &str, value: &str) -> bool {
+        self.masking.borrow().is_secret(name, value)
+    }
+
     pub fn set_egress(&self, egress: crate::plan::egress::Egress) {
         *self.egress.borrow_mut() = egress;
     }

@@ -71,6 +71,7 @@ fn parse_meta(map: &Map) -> R<Meta> {
         rollback: m.rollback,
         on_failure: m.on_failure,
         optional_vendors: m.optional_vendors,
+        masking: m.masking,
         egress: m
             .egress
             .iter()

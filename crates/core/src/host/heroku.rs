@@ -19,15 +19,21 @@ fn config(h: &RunContext, app: &str) -> R<Dynamic> {
     let vars = h.block(&format!("heroku GET /apps/{app}/config-vars"), async move {
         v.heroku().config_vars(&app_name).await
     })?;
+    // Credentials come back as Secrets, settings as text (an account id, a region): by the
+    // var's name and the value's shape, or the runbook's `masking` where those mislead.
     let mut m = Map::new();
     for (k, val) in vars.iter() {
-        let s = Secret::from_bulk(
-            val,
-            Source::Vendor {
-                what: format!("Heroku config var {k} of {app}"),
-            },
-        );
-        m.insert(k.into(), Dynamic::from(s));
+        let v = if h.bulk_is_secret(k, val) {
+            Dynamic::from(Secret::new(
+                val.to_string(),
+                Source::Vendor {
+                    what: format!("Heroku config var {k} of {app}"),
+                },
+            ))
+        } else {
+            Dynamic::from(val.to_string())
+        };
+        m.insert(k.to_string().into(), v);
     }
     Ok(m.into())
 }

@@ -2,7 +2,9 @@
 //! Header values may be Secrets; JSON bodies may hold Secrets (sent, never shown). `bearer`
 //! and `basic` build the Authorization header from a Secret without it becoming text, and
 //! `secrets` names the response fields that are credentials (a key an API just created):
-//! they come back as Secrets, and the raw body is redacted.
+//! they come back as Secrets, and the raw body is redacted. `aws` signs the request with AWS
+//! Signature Version 4 (AWS's own `aws-sigv4` crate), and an XML answer (AWS's query APIs)
+//! comes back parsed as `xml`.
 
 use super::placeholder::Placeholder;
 use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
@@ -27,6 +29,8 @@ const OPTIONS: &[&str] = &[
     "basic",
     "secrets",
     "idempotent",
+    "aws",
+    "what",
 ];
 
 /// The response fields named by `secrets`, as dotted paths (`api_key`, `result.0.token`).
@@ -225,6 +229,9 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body);
     }
+    if let Some(aws) = opts.get("aws") {
+        req = sign_aws(req, aws, function)?;
+    }
     // Reads are retried; a write only when the script says repeating it is safe (some PUTs
     // roll a credential: each call issues a new one) or the vendor dedupes it by key.
     let said = match opts.get("idempotent") {
@@ -242,6 +249,169 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
     Ok(req.idempotent(read || said || keyed))
+}
+
+/// Signs the finished request with AWS Signature Version 4: `aws: #{access_key_id,
+/// secret_access_key: Secret, session_token: Secret (optional), region, service}`. The
+/// Authorization header it adds is a Secret (it names the key), as is the session token.
+fn sign_aws(mut req: Request, aws: &Dynamic, function: &str) -> R<Request> {
+    let usage = |why: &str| {
+        throw(
+            "usage",
+            format!("{function}: aws {why}"),
+            Some("aws: #{ access_key_id: ID, secret_access_key: SECRET, region: \"us-east-1\", service: \"iam\" } (session_token optional)".into()),
+        )
+    };
+    let Some(m) = aws.read_lock::<Map>().map(|m| m.clone()) else {
+        return Err(usage("must be a map"));
+    };
+    value::check_keys(
+        &m,
+        &[
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "region",
+            "service",
+        ],
+        &format!("{function} aws"),
+    )?;
+    let text = |k: &str| -> R<String> {
+        match m.get(k) {
+            Some(v) => sent_text(v, &format!("aws {k}")),
+            None => Err(usage(&format!("needs {k}"))),
+        }
+    };
+    let secret = |k: &str| -> R<Option<Secret>> {
+        match m.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .read_lock::<Secret>()
+                .map(|s| Some(s.clone()))
+                .ok_or_else(|| usage(&format!("{k} must be a Secret"))),
+        }
+    };
+    let key_id = text("access_key_id")?;
+    let Some(secret_key) = secret("secret_access_key")? else {
+        return Err(usage("needs secret_access_key"));
+    };
+    let token = secret("session_token")?;
+    let (region, service) = (text("region")?, text("service")?);
+    if req
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+    {
+        return Err(usage(
+            "signs the request itself: drop bearer, basic and any Authorization header",
+        ));
+    }
+    let body: Vec<u8> = match (&req.json, &req.body) {
+        (Some(j), _) => serde_json::to_vec(j).unwrap_or_default(),
+        (None, Some(b)) => b.clone().into_bytes(),
+        (None, None) => Vec::new(),
+    };
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            let value = match v {
+                HeaderValueSource::Plain(p) => p.clone(),
+                HeaderValueSource::Secret(s) => s.expose().to_string(),
+                HeaderValueSource::Bearer(s) => format!("Bearer {}", s.expose()),
+            };
+            (n.to_lowercase(), value)
+        })
+        .collect();
+    let identity = aws_credential_types::Credentials::new(
+        key_id,
+        secret_key.expose(),
+        token.as_ref().map(|t| t.expose().to_string()),
+        None,
+        "runbook",
+    )
+    .into();
+    let failed = |e: &dyn std::fmt::Display| {
+        throw(
+            "usage",
+            format!("{function}: cannot sign the request: {e}"),
+            None,
+        )
+    };
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name(&service)
+        .time(std::time::SystemTime::now())
+        .settings(aws_sigv4::http_request::SigningSettings::default())
+        .build()
+        .map_err(|e| failed(&e))?
+        .into();
+    let signable = aws_sigv4::http_request::SignableRequest::new(
+        req.method.as_str(),
+        req.url.as_str(),
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        aws_sigv4::http_request::SignableBody::Bytes(&body),
+    )
+    .map_err(|e| failed(&e))?;
+    let (instructions, _) = aws_sigv4::http_request::sign(signable, &params)
+        .map_err(|e| failed(&e))?
+        .into_parts();
+    let source = || Source::Vendor {
+        what: format!("AWS signature from {}", secret_key.source()),
+    };
+    for (name, value) in instructions.headers() {
+        let v = if name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case("x-amz-security-token")
+        {
+            HeaderValueSource::Secret(Secret::new(value, source()))
+        } else {
+            HeaderValueSource::Plain(value.to_string())
+        };
+        req = req.header(name, v);
+    }
+    Ok(req)
+}
+
+/// An XML document as JSON: `{root: ...}`, an element with children as a map of them (a
+/// name that repeats, or AWS's `member` items, as a list), a leaf as its text. Attributes
+/// and namespaces are dropped.
+pub(crate) fn xml_to_json(text: &str) -> Option<serde_json::Value> {
+    fn element(n: roxmltree::Node) -> serde_json::Value {
+        let children: Vec<roxmltree::Node> = n.children().filter(|c| c.is_element()).collect();
+        if children.is_empty() {
+            return n.text().unwrap_or("").trim().to_string().into();
+        }
+        if children.iter().all(|c| c.tag_name().name() == "member") {
+            return children.into_iter().map(element).collect::<Vec<_>>().into();
+        }
+        let mut out = serde_json::Map::new();
+        for c in &children {
+            let name = c.tag_name().name();
+            if out.contains_key(name) {
+                continue;
+            }
+            let same: Vec<&roxmltree::Node> = children
+                .iter()
+                .filter(|x| x.tag_name().name() == name)
+                .collect();
+            let v = if same.len() > 1 {
+                same.into_iter()
+                    .map(|x| element(*x))
+                    .collect::<Vec<_>>()
+                    .into()
+            } else {
+                element(*c)
+            };
+            out.insert(name.to_string(), v);
+        }
+        out.into()
+    }
+    let doc = roxmltree::Document::parse(text).ok()?;
+    let root = doc.root_element();
+    let mut out = serde_json::Map::new();
+    out.insert(root.tag_name().name().to_string(), element(root));
+    Some(out.into())
 }
 
 /// Where a configured vendor's answer holds credentials, whatever the script declared:
@@ -317,7 +487,7 @@ fn response_json(v: &serde_json::Value, path: &str, wrap: &Wrap, key: &str) -> D
                 Secret::new(text, source)
             } else {
                 // Config vars mix settings with credentials: only the latter join the redactor.
-                Secret::from_bulk(text, source)
+                Secret::from_bulk(key, text, source)
             });
         }
     }
@@ -369,9 +539,14 @@ fn dry_run_response(function: &str, secrets: &[String]) -> Dynamic {
     if secrets.is_empty() {
         return Placeholder::of(function);
     }
+    // Under `json` and `xml` alike: the script reads whichever its vendor answers in.
     let mut paths: Vec<Vec<&str>> = secrets
         .iter()
-        .map(|p| std::iter::once("json").chain(p.split('.')).collect())
+        .flat_map(|p| {
+            ["json", "xml"]
+                .into_iter()
+                .map(move |top| std::iter::once(top).chain(p.split('.')).collect())
+        })
         .collect();
     paths.sort();
     nest(function, &paths, function)
@@ -493,6 +668,15 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         let json = serde_json::from_str::<serde_json::Value>(&text)
             .map(|j| response_json(&j, "", &wrap, ""))
             .unwrap_or(Dynamic::UNIT);
+        // An XML answer (AWS's query APIs), parsed the same way: `secrets` paths name its
+        // fields (`CreateAccessKeyResponse.CreateAccessKeyResult.AccessKey.SecretAccessKey`).
+        let xml = if json.is_unit() && text.trim_start().starts_with('<') {
+            xml_to_json(&text)
+                .map(|x| response_json(&x, "", &wrap, ""))
+                .unwrap_or(Dynamic::UNIT)
+        } else {
+            Dynamic::UNIT
+        };
         // The secret fields are registered with the redactor by now: the raw body keeps no
         // copy a script could pass on (nor one of a secret the vendor echoed back).
         let body = if secrets.is_empty()
@@ -505,6 +689,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         };
         m.insert("body".into(), body.into());
         m.insert("json".into(), json);
+        m.insert("xml".into(), xml);
         Ok(m.into())
     };
     if effect == Effect::Read {
@@ -512,7 +697,14 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         return run();
     }
     let detail = serde_json::json!({"url": url});
-    let target = format!("{method} {url}");
+    // `what` names the write where the URL alone does not (a query API's one endpoint).
+    let target = match opts.get("what") {
+        Some(w) => format!(
+            "{method} {url} ({})",
+            value::plain_string(&w.to_string(), "what")?
+        ),
+        None => format!("{method} {url}"),
+    };
     // A 4xx or 5xx answer is the vendor refusing: nothing to undo.
     let result = h.mutate_judged(&function, effect, &target, detail, run, |v| {
         let status = v
@@ -542,7 +734,10 @@ pub(crate) fn register(reg: &mut Registrar) {
     ];
     for (name, method, effect) in verbs {
         let doc = format!(
-            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe)}}. Returns #{{status, headers, body, json}} for any status.\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",
+            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe), aws (#{{access_key_id, secret_access_key: Secret,
+session_token, region, service}}: AWS Signature Version 4), what (names the write in the journal,
+the audit and the run's summary, e.g. \"CreateAccessKey ci-deployer\")}}. Returns #{{status, headers, body,
+json, xml}} for any status (xml: an XML answer parsed into maps, `member` items as lists).\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",
             method.as_str()
         );
         let (mt, ef) = (method.clone(), effect);
@@ -584,4 +779,38 @@ pub(crate) fn register(reg: &mut Registrar) {
         }
     }
     m.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xml_to_json;
+    use serde_json::json;
+
+    #[test]
+    fn xml_answers_become_maps_with_member_lists() {
+        let xml = r#"<ListAccessKeysResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">
+  <ListAccessKeysResult>
+    <AccessKeyMetadata>
+      <member><AccessKeyId>AKIA1</AccessKeyId><Status>Active</Status></member>
+    </AccessKeyMetadata>
+    <IsTruncated>false</IsTruncated>
+  </ListAccessKeysResult>
+  <ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata>
+</ListAccessKeysResponse>"#;
+        assert_eq!(
+            xml_to_json(xml).unwrap(),
+            json!({"ListAccessKeysResponse": {
+                "ListAccessKeysResult": {
+                    "AccessKeyMetadata": [{"AccessKeyId": "AKIA1", "Status": "Active"}],
+                    "IsTruncated": "false",
+                },
+                "ResponseMetadata": {"RequestId": "r-1"},
+            }})
+        );
+        assert_eq!(
+            xml_to_json("<a><b>1</b><b>2</b><c/></a>").unwrap(),
+            json!({"a": {"b": ["1", "2"], "c": ""}})
+        );
+        assert!(xml_to_json("not xml").is_none());
+    }
 }

@@ -8,6 +8,30 @@ pub mod spec;
 use rhai::{FnPtr, Position};
 use serde_json::Value;
 
+/// A runbook's word on which bulk-read values are credentials (config var names).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Masking {
+    /// Plain settings, shown as text, whatever their names or shapes suggest.
+    pub plain: Vec<String>,
+    /// Credentials, kept as Secrets, whatever their names or shapes suggest.
+    pub secret: Vec<String>,
+}
+
+impl Masking {
+    /// Whether the value of config var `name` is a credential.
+    pub fn is_secret(&self, name: &str, value: &str) -> bool {
+        if self.secret.iter().any(|n| n == name) {
+            return true;
+        }
+        if self.plain.iter().any(|n| n == name) {
+            // Still a Secret if it is one the run already holds: a plain copy would leak it.
+            return runbook_secret::contains_secret(value);
+        }
+        runbook_secret::bulk_value_is_secret(name, value)
+    }
+}
+
 /// The runbook's `runbook(#{...})` block.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Meta {
@@ -32,6 +56,7 @@ pub struct Meta {
     pub egress: Vec<egress::Entry>,
     /// Vendor modules called only in some runs: preflight warns instead of stopping.
     pub optional_vendors: Vec<String>,
+    pub masking: Masking,
 }
 
 /// What a failure does when nobody chooses (`--yes`): roll back what completed, or stop and

@@ -38,6 +38,10 @@ pub(crate) struct MetaSpec {
     /// warns about their missing configuration instead of stopping.
     #[serde(default, deserialize_with = "one_or_many")]
     pub optional_vendors: Vec<String>,
+    /// Which values of bulk reads (Heroku config vars) are credentials, where the names and
+    /// shapes alone would judge wrongly: `#{ plain: ["ACCOUNT_SID"], secret: ["OPAQUE"] }`.
+    #[serde(default)]
+    pub masking: super::Masking,
 }
 
 /// `param(name, #{...})`.

@@ -119,6 +119,78 @@ fn chain(e: &Expr) -> Option<(&Expr, Vec<Seg>)> {
     }
 }
 
+/// What a runbook's own function does with its parameters (by position).
+#[derive(Debug, Default)]
+struct FnSummary {
+    /// Parameters built into text (an interpolated string, `+`): the text is as secret as
+    /// they are, and is what the function is taken to return.
+    into_text: HashSet<usize>,
+    /// Parameters that reach an `http::` URL or query inside the function.
+    into_url: HashSet<usize>,
+}
+
+/// Variable names anywhere in `e`.
+fn variables_in(e: &Expr) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let mut path = Vec::new();
+    e.walk(&mut path, &mut |p: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::Variable(v, _, _))) = p.last() {
+            out.insert(v.1.to_string());
+        }
+        true
+    });
+    out
+}
+
+/// The summaries of the functions a script defines, by name and arity.
+fn summarise(ast: &AST) -> HashMap<(String, usize), FnSummary> {
+    let mut out = HashMap::new();
+    for f in ast.iter_functions() {
+        let params: Vec<String> = f.params.iter().map(|p| p.to_string()).collect();
+        let Some(body) = super::program::function_body(ast, f.name, params.len()) else {
+            continue;
+        };
+        let index = |names: HashSet<String>| -> HashSet<usize> {
+            params
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| names.contains(p.as_str()))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let mut summary = FnSummary::default();
+        body.walk(&mut |path: &[ASTNode]| {
+            match path.last() {
+                Some(ASTNode::Expr(e @ Expr::InterpolatedString(..))) => {
+                    summary.into_text.extend(index(variables_in(e)));
+                }
+                Some(ASTNode::Expr(e @ Expr::FnCall(c, _)))
+                    if c.op_token.is_some() && c.name == "+" =>
+                {
+                    summary.into_text.extend(index(variables_in(e)));
+                }
+                Some(ASTNode::Expr(Expr::FnCall(c, _)))
+                | Some(ASTNode::Stmt(Stmt::FnCall(c, _)))
+                    if !c.namespace.is_empty() && c.namespace.root() == "http" =>
+                {
+                    if let Some(url) = c.args.first() {
+                        summary.into_url.extend(index(variables_in(url)));
+                    }
+                    if let Some(Expr::Map(m, _)) = c.args.get(1) {
+                        if let Some((_, q)) = m.0.iter().find(|(i, _)| i.name == "query") {
+                            summary.into_url.extend(index(variables_in(q)));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            true
+        });
+        out.insert((f.name.to_string(), params.len()), summary);
+    }
+    out
+}
+
 /// Everything the analysis carries across functions.
 struct Facts<'a> {
     /// `ctx.NAME` values known to be secrets (assigned from a secret anywhere).
@@ -126,6 +198,8 @@ struct Facts<'a> {
     secret_params: HashSet<String>,
     /// Host functions that return a Secret.
     secret_returning: &'a HashSet<String>,
+    /// The runbook's own functions, followed at their call sites.
+    fns: HashMap<(String, usize), FnSummary>,
 }
 
 impl Facts<'_> {
@@ -149,7 +223,17 @@ impl Facts<'_> {
             }
             Expr::FnCall(c, _) => {
                 if c.namespace.is_empty() {
-                    return Kind::Unknown;
+                    // A runbook function that builds text from a credential returns one.
+                    let Some(f) = self.fns.get(&(c.name.to_string(), c.args.len())) else {
+                        return Kind::Unknown;
+                    };
+                    return f
+                        .into_text
+                        .iter()
+                        .filter_map(|&i| c.args.get(i))
+                        .map(|a| self.kind(a, env))
+                        .find(|k| matches!(k, Kind::Secret | Kind::Plain(_)))
+                        .unwrap_or(Kind::Unknown);
                 }
                 let q = format!("{}::{}", c.namespace.root(), c.name);
                 match q.as_str() {
@@ -306,6 +390,7 @@ pub(crate) fn analyse(
         ctx: HashMap::new(),
         secret_params,
         secret_returning,
+        fns: summarise(&program.runbook().ast),
     };
     // What each ctx value holds, from every assignment in every unit (a stdlib step sets
     // ctx.old_value); twice, so values assigned from other ctx values settle.
@@ -346,7 +431,28 @@ pub(crate) fn analyse(
                     }
                     return;
                 }
-                if plain_ns || !http_is_host || c.namespace.root() != "http" {
+                if plain_ns {
+                    // A credential handed to a runbook function that puts it in a URL.
+                    let Some(f) = facts.fns.get(&(c.name.to_string(), c.args.len())) else {
+                        return;
+                    };
+                    let leaked = f.into_url.iter().find_map(|&i| {
+                        match c.args.get(i).map(|a| facts.kind(a, env)) {
+                            Some(Kind::Secret) => Some("a Secret".to_string()),
+                            Some(Kind::Plain(w)) => Some(w),
+                            _ => None,
+                        }
+                    });
+                    if let Some(what) = leaked {
+                        findings.push(Finding::InUrl {
+                            function: format!("{}()", c.name),
+                            what: format!("{what} it puts in an http:: URL"),
+                            position: pos,
+                        });
+                    }
+                    return;
+                }
+                if !http_is_host || c.namespace.root() != "http" {
                     return;
                 }
                 let function = format!("http::{}", c.name);

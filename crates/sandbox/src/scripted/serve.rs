@@ -228,9 +228,13 @@ fn authenticate<'s>(
     req: &Incoming<'_>,
     headers: &axum::http::HeaderMap,
 ) -> Result<Value, &'s Answer> {
-    let items = collections
+    let items: Vec<&Value> = collections
         .get(&auth.collection)
-        .map(Vec::as_slice)
+        .map(|all| {
+            all.iter()
+                .filter(|i| auth.only.iter().all(|(k, v)| i.get(k) == Some(v)))
+                .collect()
+        })
         .unwrap_or_default();
     let field = |i: &Value, f: &str| i.get(f).and_then(Value::as_str).map(str::to_string);
     let secret_of = |i: &Value| auth.secret_field.as_deref().and_then(|f| field(i, f));
@@ -245,7 +249,7 @@ fn authenticate<'s>(
                     .iter()
                     .find(|i| field(i, &auth.field).as_deref() == Some(k))
             })
-            .cloned()
+            .map(|i| (*i).clone())
             .ok_or(&auth.unauthorized)
         }
         AuthScheme::Basic => {
@@ -266,7 +270,7 @@ fn authenticate<'s>(
                     field(i, &auth.field).as_deref() == Some(user)
                         && secret_of(i).as_deref() == Some(password)
                 })
-                .cloned()
+                .map(|i| (*i).clone())
                 .ok_or(&auth.unauthorized)
         }
         AuthScheme::Sigv4 => {
@@ -277,6 +281,7 @@ fn authenticate<'s>(
                 .iter()
                 .find(|i| field(i, &auth.field).as_deref() == Some(parsed.access_key.as_str()))
                 .ok_or(&auth.unauthorized)?;
+            let item: &Value = item;
             let secret = secret_of(item).ok_or(&auth.unauthorized)?;
             let expected = super::sigv4::signature(
                 &parsed,

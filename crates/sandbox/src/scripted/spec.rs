@@ -57,6 +57,10 @@ pub struct AuthSpec {
     /// The item field that holds the password (basic) or secret key (sigv4).
     #[serde(default)]
     pub secret_field: Option<String>,
+    /// Field → value an item must have to authenticate (`{ Status = "Active" }`: a
+    /// deactivated key is refused as an unknown one is).
+    #[serde(default)]
+    pub only: BTreeMap<String, Value>,
     /// The answer without a valid credential.
     #[serde(default = "default_unauthorized")]
     pub unauthorized: Answer,

@@ -62,13 +62,38 @@ fn random_alnum(n: usize) -> String {
 }
 
 /// Interpolates for an XML body: the values are escaped, the template's own markup is not.
+/// `{{#each items}}...{{/each}}` repeats its inner text for every element of a list, with
+/// the element as `it` (`<member><Id>{{it.id}}</Id></member>`).
 pub(super) fn interpolate_xml(s: &str, scope: &Value) -> String {
-    interpolate_with(s, scope, &|v: &str| {
+    let escape = |v: &str| {
         v.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
             .replace('"', "&quot;")
-    })
+    };
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("{{#each ") {
+        let Some(close) = rest[start..].find("}}") else {
+            break;
+        };
+        let Some(end) = rest[start..].find("{{/each}}") else {
+            break;
+        };
+        out.push_str(&interpolate_with(&rest[..start], scope, &escape));
+        let expr = rest[start + 8..start + close].trim();
+        let inner = &rest[start + close + 2..start + end];
+        if let Value::Array(items) = lookup(expr, scope) {
+            for it in items {
+                let mut local = scope.clone();
+                local["it"] = it;
+                out.push_str(&interpolate_with(inner, &local, &escape));
+            }
+        }
+        rest = &rest[start + end + "{{/each}}".len()..];
+    }
+    out.push_str(&interpolate_with(rest, scope, &escape));
+    out
 }
 
 pub(super) fn interpolate(s: &str, scope: &Value) -> String {
@@ -163,5 +188,13 @@ mod tests {
         assert_eq!(interpolate("AKIA{{random:16}}", &scope).len(), 20);
         let xml = interpolate_xml("<Name>{{body.n}}</Name>", &json!({"body": {"n": "a<b&c"}}));
         assert_eq!(xml, "<Name>a&lt;b&amp;c</Name>");
+        let list = interpolate_xml(
+            "<Keys>{{#each items}}<member><Id>{{it.id}}</Id></member>{{/each}}</Keys>",
+            &json!({"items": [{"id": "A"}, {"id": "B&"}]}),
+        );
+        assert_eq!(
+            list,
+            "<Keys><member><Id>A</Id></member><member><Id>B&amp;</Id></member></Keys>"
+        );
     }
 }

@@ -6,6 +6,7 @@
 mod support;
 
 mod authoring;
+mod aws;
 mod check;
 mod consumers;
 mod crash;

@@ -1,0 +1,253 @@
+//! runbooks/aws-iam-access-key.rhai against its scenario: IAM's query API with Signature
+//! Version 4 checked by the simulator, two keys per user, an inactive key refused.
+
+use crate::support::{Exit, Output, Rig, Test};
+use serde_json::Value;
+
+const CURRENT_ID: &str = "AKIASANDBOXCURRENT01";
+const CURRENT_SECRET: &str = "sandbox+current+secret+key+0000000000000";
+const ADMIN_SECRET: &str = "sandbox+admin+secret+key+00000000000000000";
+const IDS: &str = "AWS_ACCESS_KEY_ID";
+const SECRETS: &str = "AWS_SECRET_ACCESS_KEY";
+
+fn scenario_text() -> String {
+    std::fs::read_to_string(crate::support::root().join("runbooks/sandbox/aws-iam-access-key.toml"))
+        .unwrap()
+}
+
+fn exec(scenario: &str, extra: &[&str]) -> Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .file("aws.toml", scenario)
+        .args(&[
+            "exec",
+            "aws-iam-access-key",
+            "--sandbox",
+            "--scenario",
+            "aws.toml",
+            "--sandbox-state",
+            "sandbox.json",
+            "--actor",
+            "ops-test",
+            "--json",
+        ])
+        .args(extra)
+        .run()
+}
+
+/// The rotated user's keys at IAM: (id, secret, status).
+fn user_keys(state: &Value) -> Vec<(String, String, String)> {
+    state["scripted"]["awsiam"]["collections"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["UserName"] == "ci-deployer")
+        .map(|k| {
+            let s = |f: &str| k[f].as_str().unwrap().to_string();
+            (s("AccessKeyId"), s("SecretAccessKey"), s("Status"))
+        })
+        .collect()
+}
+
+fn current(state: &Value, name: &str) -> String {
+    state["infisical"]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["secretKey"] == name)
+        .unwrap()["versions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["secretValue"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Everywhere the key lives holds (id, secret).
+fn assert_everywhere(state: &Value, id: &str, secret: &str, when: &str) {
+    assert_eq!(current(state, IDS), id, "{when}: Infisical {IDS}");
+    assert_eq!(
+        current(state, SECRETS),
+        secret,
+        "{when}: Infisical {SECRETS}"
+    );
+    for app in ["raxx-api-prod", "raxx-worker"] {
+        let vars = &state["heroku"]["apps"][app]["config_vars"];
+        assert_eq!(vars[IDS], id, "{when}: {app}");
+        assert_eq!(vars[SECRETS], secret, "{when}: {app}");
+    }
+    let repo = &state["github"]["repos"]["raxx/deploy"]["secrets"];
+    assert_eq!(repo[IDS], id, "{when}: GitHub");
+    assert_eq!(repo[SECRETS], secret, "{when}: GitHub");
+}
+
+fn assert_no_leaks(out: &Output, extra: &[&str]) {
+    for v in [CURRENT_SECRET, ADMIN_SECRET].iter().chain(extra) {
+        out.assert_absent(v);
+    }
+}
+
+#[test]
+fn the_key_is_rotated_everywhere_and_the_old_one_deleted() {
+    let out = exec(&scenario_text(), &["--yes"]);
+    out.exit(Exit::Ok);
+    let state = out.read_json("sandbox.json");
+    let keys = user_keys(&state);
+    assert_eq!(keys.len(), 1, "only the new key is left: {keys:?}");
+    let (id, secret, status) = &keys[0];
+    assert_ne!(id, CURRENT_ID);
+    assert!(id.starts_with("AKIA") && id.len() == 20, "{id}");
+    assert_eq!((secret.len(), status.as_str()), (40, "Active"));
+    assert_everywhere(&state, id, secret, "after the rotation");
+    // Every IAM call was signed (a wrong signature is refused by the simulator) and the old
+    // key was refused once deactivated, before it was deleted.
+    let refused_old = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["vendor"] == "awsiam" && r["method"] == "GET" && r["status"] == 403);
+    assert!(refused_old, "the deactivated key was tried and refused");
+    let report = out.json();
+    let summary: Vec<&str> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["target"].as_str())
+        .collect();
+    assert!(
+        summary
+            .iter()
+            .any(|t| t.ends_with("(CreateAccessKey ci-deployer)")),
+        "{summary:?}"
+    );
+    assert_no_leaks(&out, &[secret]);
+}
+
+#[test]
+fn a_failure_at_propagate_rolls_back_and_deletes_the_new_key() {
+    let out = exec(
+        &scenario_text(),
+        &[
+            "--yes",
+            "--fault",
+            "heroku:PATCH:/apps/raxx-worker/config-vars=500:always",
+        ],
+    );
+    out.exit(Exit::StepFailed);
+    let report = out.json();
+    assert_eq!(
+        (report["status"].as_str(), report["failed_step"].as_str()),
+        (Some("rolled_back"), Some("propagate"))
+    );
+    let state = out.read_json("sandbox.json");
+    assert_eq!(
+        user_keys(&state),
+        [(
+            CURRENT_ID.to_string(),
+            CURRENT_SECRET.to_string(),
+            "Active".to_string()
+        )],
+        "the new key is deleted, the old one untouched"
+    );
+    assert_everywhere(&state, CURRENT_ID, CURRENT_SECRET, "after the rollback");
+    assert_no_leaks(&out, &[]);
+}
+
+#[test]
+fn a_user_with_two_keys_or_a_wrong_admin_secret_stops_before_any_write() {
+    // A second key already exists: IAM would refuse a third.
+    let two = scenario_text().replace(
+        "keys = [\n",
+        "keys = [\n    { AccessKeyId = \"AKIASANDBOXSPARE0001\", SecretAccessKey = \"sandbox+spare+secret+key+00000000000000000\", UserName = \"ci-deployer\", Status = \"Inactive\", CreateDate = \"2026-03-01T09:00:00Z\", admin = false },\n",
+    );
+    let out = exec(&two, &["--yes"]);
+    out.exit(Exit::StepFailed)
+        .stdout_has("ci-deployer already has 2 access keys, IAM's maximum");
+    assert_eq!(user_keys(&out.read_json("sandbox.json")).len(), 2);
+
+    // The admin secret in Infisical is not the one IAM knows: the signature is refused.
+    let wrong = scenario_text().replace(
+        "versions = [\"sandbox+admin+secret+key+00000000000000000\"]",
+        "versions = [\"sandbox+stale+admin+secret+key+000000000000\"]",
+    );
+    let out = exec(&wrong, &["--yes"]);
+    out.exit(Exit::StepFailed).stdout_has(
+        "IAM ListAccessKeys answered HTTP 403 SignatureDoesNotMatch: The request signature we calculated does not match",
+    );
+    assert_eq!(user_keys(&out.read_json("sandbox.json")).len(), 1);
+}
+
+#[test]
+fn a_crash_after_store_or_inside_deactivate_resumes_to_a_complete_rotation() {
+    for point in ["after:store", "inside:propagate", "inside:deactivate"] {
+        let rig = Rig::with_scenario(
+            &crate::support::root().join("runbooks/sandbox/aws-iam-access-key.toml"),
+        );
+        let crashed = rig.runbook(
+            &["exec", "aws-iam-access-key", "--yes"],
+            &[("RUNBOOK_CRASH_AT", point)],
+        );
+        assert_eq!(crashed.code, -9, "{point}: {}", crashed.stderr);
+        let resumed = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
+        assert_eq!(
+            resumed.code, 0,
+            "{point}: resume failed\n{}\n{}",
+            resumed.stdout, resumed.stderr
+        );
+        assert!(
+            !resumed.stderr.contains("asking instead"),
+            "{point}: every key was recovered from Infisical\n{}",
+            resumed.stderr
+        );
+        let state = rig.state();
+        let keys = user_keys(&state);
+        assert_eq!(keys.len(), 1, "{point}: {keys:?}");
+        assert_ne!(keys[0].0, CURRENT_ID, "{point}: the old key is deleted");
+        assert_eq!(keys[0].2, "Active", "{point}");
+        assert_everywhere(&state, &keys[0].0, &keys[0].1, point);
+        rig.assert_no_secrets_on_disk();
+    }
+}
+
+/// Values of a bulk read are Secrets by meaning: a key is, a region is not (it used to be,
+/// and the journal's redaction then changed the region a resumed run signed with); a
+/// runbook's `masking` overrides the judgement either way.
+#[test]
+fn bulk_reads_mask_credentials_not_settings_and_a_runbook_can_override() {
+    let rb = |masking: &str| {
+        format!(
+            r#"
+runbook(#{{ id: "masking", title: "Masking" {masking} }});
+step("read", "Read", |ctx| {{
+    let c = heroku::config("raxx-api-prod");
+    print(`region=${{c.AWS_REGION}} region_secret=${{secret::is_secret(c.AWS_REGION)}} key_secret=${{secret::is_secret(c.AWS_ACCESS_KEY_ID)}}`);
+}});
+"#
+        )
+    };
+    let run = |text: String| {
+        Test::new()
+            .file("aws.toml", &scenario_text())
+            .file("masking.rhai", &text)
+            .args(&[
+                "exec",
+                "masking.rhai",
+                "--sandbox",
+                "--scenario",
+                "aws.toml",
+                "--yes",
+            ])
+            .run()
+    };
+    let out = run(rb(""));
+    out.exit(Exit::Ok)
+        .stdout_has("region=us-east-1 region_secret=false key_secret=true");
+    let out = run(rb(
+        r#", masking: #{ secret: ["AWS_REGION"], plain: ["AWS_ACCESS_KEY_ID"] }"#,
+    ));
+    out.exit(Exit::Ok)
+        .stdout_has("region_secret=true key_secret=false");
+}

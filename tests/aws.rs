@@ -251,3 +251,134 @@ step("read", "Read", |ctx| {{
     out.exit(Exit::Ok)
         .stdout_has("region_secret=true key_secret=false");
 }
+
+// The no-overlap shape: runbooks/heroku-authorization.rhai (std/rotation, shape no_overlap).
+
+const HK_CURRENT: &str = "HRKU-sandbox-current-deploy-token-000000000";
+
+fn hk_scenario() -> std::path::PathBuf {
+    crate::support::root().join("runbooks/sandbox/heroku-authorization.toml")
+}
+
+/// (the authorization's token, Infisical's current value, each repo's secret).
+fn hk_state(state: &Value) -> (String, String, Vec<String>) {
+    let token = state["scripted"]["heroku-oauth"]["collections"]["authorizations"][0]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repos = ["raxx/deploy", "raxx/infra"]
+        .iter()
+        .map(|r| {
+            state["github"]["repos"][r]["secrets"]["HEROKU_API_KEY"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    (token, current(state, "HEROKU_DEPLOY_TOKEN"), repos)
+}
+
+#[test]
+fn a_rotation_without_overlap_rolls_stores_at_once_and_propagates() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Test::new()
+        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .args(&[
+            "exec",
+            "heroku-authorization",
+            "--sandbox",
+            "--yes",
+            "--sandbox-state",
+            "sandbox.json",
+            "--json",
+        ])
+        .run();
+    out.exit(Exit::Ok)
+        .stderr_has("Step 2/6 · regenerate · Regenerate the authorization's token");
+    let (token, stored, repos) = hk_state(&out.read_json("sandbox.json"));
+    assert_ne!(token, HK_CURRENT);
+    assert_eq!(stored, token, "Infisical holds the live token");
+    assert_eq!(repos, [token.clone(), token.clone()]);
+    let report = out.json();
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "precheck",
+            "regenerate",
+            "validate",
+            "propagate",
+            "verify",
+            "audit"
+        ]
+    );
+    out.assert_absent(HK_CURRENT);
+    out.assert_absent(&token);
+}
+
+/// A failure after the roll is never rolled back (that would restore a dead token): the run
+/// stops, says to resume, and the resume finishes the rotation forward.
+#[test]
+fn after_the_roll_a_failure_stops_forward_only_and_resume_finishes() {
+    // Top-level keys come before the first table in TOML.
+    let text = format!(
+        "faults = [\"github:PUT:/repos/raxx/infra/actions/secrets/HEROKU_API_KEY=500:times=4\"]\n{}",
+        std::fs::read_to_string(hk_scenario()).unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hk.toml");
+    std::fs::write(&path, text).unwrap();
+    let rig = Rig::with_scenario(&path);
+    let failed = rig.runbook(&["exec", "heroku-authorization", "--yes"], &[]);
+    assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
+    let all = format!("{}{}", failed.stdout, failed.stderr);
+    assert!(all.contains("runbook resume"), "{all}");
+    assert!(
+        !all.contains("Rolling back"),
+        "a dead token must not be restored:\n{all}"
+    );
+    let (token, stored, repos) = hk_state(&rig.state());
+    assert_ne!(token, HK_CURRENT);
+    assert_eq!(stored, token, "stored in the same step as the roll");
+    assert_eq!(repos[0], token);
+    assert_eq!(
+        repos[1], HK_CURRENT,
+        "the refused repo still holds the dead token"
+    );
+
+    let resumed = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    let (token2, stored2, repos2) = hk_state(&rig.state());
+    assert_eq!(token2, token, "resume did not roll again");
+    assert_eq!(stored2, token);
+    assert_eq!(repos2, [token.clone(), token.clone()]);
+    rig.assert_no_secrets_on_disk();
+}
+
+#[test]
+fn a_crash_after_the_roll_resumes_with_the_stored_token() {
+    for point in ["after:regenerate", "inside:propagate"] {
+        let rig = Rig::with_scenario(&hk_scenario());
+        let crashed = rig.runbook(
+            &["exec", "heroku-authorization", "--yes"],
+            &[("RUNBOOK_CRASH_AT", point)],
+        );
+        assert_eq!(crashed.code, -9, "{point}: {}", crashed.stderr);
+        let resumed = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
+        assert_eq!(
+            resumed.code, 0,
+            "{point}: resume failed\n{}\n{}",
+            resumed.stdout, resumed.stderr
+        );
+        let (token, stored, repos) = hk_state(&rig.state());
+        assert_ne!(token, HK_CURRENT, "{point}");
+        assert_eq!(stored, token, "{point}");
+        assert_eq!(repos, [token.clone(), token.clone()], "{point}");
+        rig.assert_no_secrets_on_disk();
+    }
+}

@@ -308,7 +308,7 @@ fn api_definitions_writes_d_rhai_files_for_editors() {
         .contains("/// Effect: write.\nfn set_config(apps: string | Array, vars: map) -> map;"));
     let rotation = read("rotation.d.rhai");
     assert!(rotation.starts_with("module rotation;\n"));
-    assert!(rotation.contains("/// Registers the eight rotation steps"));
+    assert!(rotation.contains("/// Registers the rotation steps. Shape `overlap` (the default)"));
     assert!(rotation.contains("fn steps(spec: ?) -> ?;"));
     assert!(!rotation.contains("anon$"));
     assert!(read("__static__.d.rhai")

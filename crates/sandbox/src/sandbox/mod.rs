@@ -93,22 +93,34 @@ impl Sandbox {
             sandbox.urls.built_in.push((sim.name(), url));
         }
         for (index, name) in scripted_names.into_iter().enumerate() {
-            let router = scripted::router(sandbox.shared.clone(), index);
-            let url = sandbox
-                .serve(
-                    name,
-                    router,
-                    Arc::new(|status, wait| {
-                        let resp = scripted::error_for_status(status);
-                        match wait {
-                            Some(secs) => http::with_retry_after(resp, secs),
-                            None => resp,
-                        }
-                    }),
-                    |r| r,
-                )
-                .await?;
-            sandbox.urls.scripted.insert(name.to_string(), url);
+            let hosts = sandbox
+                .shared
+                .with_world(|w| w.get::<ScriptedState>().map(|s| s.hosts(index)))
+                .unwrap_or_default();
+            // The main host, then each extra one: one vendor (faults, the request log) on
+            // several ports, sharing its collections.
+            for host in std::iter::once(None).chain(hosts.into_iter().map(Some)) {
+                let router = scripted::router(sandbox.shared.clone(), index, host.clone());
+                let url = sandbox
+                    .serve(
+                        name,
+                        router,
+                        Arc::new(|status, wait| {
+                            let resp = scripted::error_for_status(status);
+                            match wait {
+                                Some(secs) => http::with_retry_after(resp, secs),
+                                None => resp,
+                            }
+                        }),
+                        |r| r,
+                    )
+                    .await?;
+                let key = match &host {
+                    Some(h) => format!("{name}.{h}"),
+                    None => name.to_string(),
+                };
+                sandbox.urls.scripted.insert(key, url);
+            }
         }
         let _ = sandbox.shared.urls.set(sandbox.urls.clone());
         Ok(sandbox)

@@ -100,12 +100,28 @@ impl ScriptedState {
         self.vendors.iter().map(|v| intern(&v.spec.name)).collect()
     }
 
-    /// `(ENV_VAR, url)` of every vendor, given their URLs by name.
-    pub(crate) fn env(&self, urls: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    /// The extra hosts of vendor `index`.
+    pub(crate) fn hosts(&self, index: usize) -> Vec<String> {
         self.vendors
-            .iter()
-            .map(|v| (v.spec.env_var(), url_of(urls, &v.spec.name)))
-            .collect()
+            .get(index)
+            .map(|v| v.spec.hosts.clone())
+            .unwrap_or_default()
+    }
+
+    /// `(ENV_VAR, url)` of every vendor and extra host, given their URLs by name (an extra
+    /// host's as `NAME.HOST`).
+    pub(crate) fn env(&self, urls: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for v in &self.vendors {
+            out.push((v.spec.env_var(), url_of(urls, &v.spec.name)));
+            for h in &v.spec.hosts {
+                out.push((
+                    v.spec.host_env_var(h),
+                    url_of(urls, &format!("{}.{h}", v.spec.name)),
+                ));
+            }
+        }
+        out
     }
 
     pub(crate) fn to_json(&self, urls: &BTreeMap<String, String>) -> Value {
@@ -114,9 +130,15 @@ impl ScriptedState {
             .iter()
             .map(|v| {
                 let url = url_of(urls, &v.spec.name);
+                let hosts: Map<String, Value> = v
+                    .spec
+                    .hosts
+                    .iter()
+                    .map(|h| (h.clone(), url_of(urls, &format!("{}.{h}", v.spec.name)).into()))
+                    .collect();
                 (
                     v.spec.name.clone(),
-                    json!({"url": url, "env": v.spec.env_var(), "collections": v.collections}),
+                    json!({"url": url, "env": v.spec.env_var(), "hosts": hosts, "collections": v.collections}),
                 )
             })
             .collect();

@@ -26,12 +26,17 @@ pub(crate) fn error_for_status(status: u16) -> Response {
 struct Served {
     shared: Arc<Shared>,
     index: usize,
+    /// The extra host this listener is; `None` for the vendor's main one.
+    host: Option<String>,
 }
 
-pub(crate) fn router(shared: Arc<Shared>, index: usize) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state(Served { shared, index })
+/// The router of vendor `index` on its main host (`None`) or one of its extra `hosts`.
+pub(crate) fn router(shared: Arc<Shared>, index: usize, host: Option<String>) -> Router {
+    Router::new().fallback(handle).with_state(Served {
+        shared,
+        index,
+        host,
+    })
 }
 
 async fn handle(State(s): State<Served>, req: Request) -> Response {
@@ -80,7 +85,7 @@ async fn handle(State(s): State<Served>, req: Request) -> Response {
             body,
             raw: &raw,
         };
-        serve(vendor, request, &headers)
+        serve(vendor, s.host.as_deref(), request, &headers)
     })
 }
 
@@ -106,6 +111,7 @@ fn conditions_hold(when: &BTreeMap<String, Value>, scope: &Value) -> bool {
 
 fn serve(
     vendor: &mut VendorState,
+    host: Option<&str>,
     mut req: Incoming<'_>,
     headers: &axum::http::HeaderMap,
 ) -> Response {
@@ -117,7 +123,7 @@ fn serve(
         "path_text": req.path,
     });
     let matched = spec.routes.iter().find_map(|r| {
-        if !r.method.eq_ignore_ascii_case(req.method) {
+        if !r.method.eq_ignore_ascii_case(req.method) || r.host.as_deref() != host {
             return None;
         }
         let captured = captures(&r.path, req.path)?;
@@ -763,5 +769,81 @@ mod tests {
         assert!(sent.is_err() || sent.unwrap().status().as_u16() >= 500);
         let secret = sb.state()["scripted"]["roller"]["collections"]["keys"][0]["secret"].clone();
         assert_ne!(secret, json!("first-secret"), "the roll was applied");
+    }
+
+    /// One vendor on two hosts: the key rolled on the accounts host is the one the API host
+    /// accepts next; each host serves only its own routes.
+    #[tokio::test]
+    async fn one_vendor_on_two_hosts_shares_its_state() {
+        let toml = r#"
+            [[scripted]]
+            name = "acme"
+            hosts = ["accounts"]
+            auth = { collection = "keys", field = "key", prefix = "Bearer " }
+            collections = { keys = [{ id = "k1", key = "first" }] }
+
+            [[scripted.routes]]
+            method = "GET"
+            path = "/me"
+            respond = { status = 200, body = { id = "{{auth.id}}" } }
+
+            [[scripted.routes]]
+            method = "POST"
+            path = "/keys/{id}/roll"
+            host = "accounts"
+            update = { collection = "keys", where = { id = "{{path.id}}" }, set = { key = "@random:24" } }
+            respond = { status = 200, body = { key = "{{item.key}}" } }
+        "#;
+        let sb = Sandbox::start(Scenario::from_toml(toml).unwrap())
+            .await
+            .unwrap();
+        let api = sb.urls().scripted["acme"].clone();
+        let accounts = sb.urls().scripted["acme.accounts"].clone();
+        assert_ne!(api, accounts);
+        assert!(sb
+            .env()
+            .contains(&("ACME_ACCOUNTS_URL".to_string(), accounts.clone())));
+        let c = raw();
+        let rolled: Value = c
+            .post(format!("{accounts}/keys/k1/roll"))
+            .bearer_auth("first")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let new_key = rolled["key"].as_str().unwrap().to_string();
+        let me = c
+            .get(format!("{api}/me"))
+            .bearer_auth(&new_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200);
+        let old = c
+            .get(format!("{api}/me"))
+            .bearer_auth("first")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(old.status(), 401);
+        // Each host its own routes.
+        let wrong = c
+            .get(format!("{accounts}/me"))
+            .bearer_auth(&new_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 404);
+        let wrong = c
+            .post(format!("{api}/keys/k1/roll"))
+            .bearer_auth(&new_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 404);
+        let st = sb.state();
+        assert_eq!(st["scripted"]["acme"]["hosts"]["accounts"], json!(accounts));
     }
 }

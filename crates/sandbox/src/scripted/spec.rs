@@ -16,6 +16,11 @@ pub struct ScriptedVendor {
     /// The environment variable that carries the simulator's base URL.
     #[serde(default)]
     pub env: Option<String>,
+    /// More hosts of the same vendor, sharing its collections (an API host and an accounts
+    /// host): each listens on its own port, its URL exported as `NAME_HOST_URL`, and serves
+    /// the routes that name it with `host`.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// How requests authenticate; absent, every route is open.
     #[serde(default)]
     pub auth: Option<AuthSpec>,
@@ -90,6 +95,9 @@ pub struct RouteSpec {
     /// The path; `{name}` captures a segment or part of one (`/Accounts/{sid}.json`),
     /// `path.name` in templates.
     pub path: String,
+    /// Which of the vendor's `hosts` serves this route; absent, the main one.
+    #[serde(default)]
+    pub host: Option<String>,
     /// Conditions on the request: dotted paths (`body.Action`, `query.page`) and the values
     /// they must equal; a query API (one path, the operation in a form field) routes by it.
     #[serde(default)]
@@ -275,6 +283,22 @@ impl ScriptedVendor {
         })
     }
 
+    /// The environment variable for extra host `host`'s base URL: `NAME_HOST_URL`.
+    pub(crate) fn host_env_var(&self, host: &str) -> String {
+        let upper = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        format!("{}_{}_URL", upper(&self.name), upper(host))
+    }
+
     /// Every mistake a scenario author can make that would otherwise surface as a confusing
     /// answer mid-run.
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -303,6 +327,16 @@ impl ScriptedVendor {
                 "scripted vendor '{name}': env '{env}' must be an upper-case variable name"
             ));
         }
+        for h in &self.hosts {
+            let valid = !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid {
+                return Err(format!(
+                    "scripted vendor '{name}': host '{h}' must be lower-case letters, digits and '-'"
+                ));
+            }
+        }
         let has = |c: &str| self.collections.contains_key(c);
         if let Some(a) = &self.auth {
             if a.scheme != AuthScheme::Header && a.secret_field.is_none() {
@@ -325,6 +359,14 @@ impl ScriptedVendor {
                     "{at}: method must be one of {}",
                     METHODS.join(", ")
                 ));
+            }
+            if let Some(h) = &r.host {
+                if !self.hosts.contains(h) {
+                    return Err(format!(
+                        "{at}: host '{h}' is not one of the vendor's hosts {:?}",
+                        self.hosts
+                    ));
+                }
             }
             if !r.path.starts_with('/') {
                 return Err(format!("{at}: the path must start with '/'"));

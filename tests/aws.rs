@@ -1,5 +1,7 @@
-//! runbooks/aws-iam-access-key.rhai against its scenario: IAM's query API with Signature
-//! Version 4 checked by the simulator, two keys per user, an inactive key refused.
+//! The rotation shapes end to end: runbooks/aws-iam-access-key.rhai (two slots written by
+//! hand: IAM's query API, SigV4 checked by the simulator, two keys per user, an inactive
+//! key refused), runbooks/heroku-authorization.rhai (std/rotation without overlap) and
+//! tests/fixtures/two_slot.rhai (std/rotation's two-slot shape).
 
 use crate::support::{Exit, Output, Rig, Test};
 use serde_json::Value;
@@ -381,4 +383,101 @@ fn a_crash_after_the_roll_resumes_with_the_stored_token() {
         assert_eq!(repos, [token.clone(), token.clone()], "{point}");
         rig.assert_no_secrets_on_disk();
     }
+}
+
+// The two-slot shape in the stdlib: tests/fixtures/two_slot.rhai (std/rotation, two_slot).
+
+fn slot_run(extra: &[&str], answers: &str) -> Output {
+    Test::new()
+        .fixture("two_slot.rhai")
+        .fixture("two_slot.toml")
+        .file("answers.toml", answers)
+        .args(&[
+            "exec",
+            "two_slot.rhai",
+            "--sandbox",
+            "--scenario",
+            "two_slot.toml",
+            "--sandbox-state",
+            "sandbox.json",
+            "--answers",
+            "answers.toml",
+            "--json",
+        ])
+        .args(extra)
+        .run()
+}
+
+/// The app's keys at SlotCo: (id, key, status).
+fn slot_keys(state: &Value) -> Vec<(String, String, String)> {
+    state["scripted"]["slotco"]["collections"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["owner"] == "app")
+        .map(|k| {
+            let s = |f: &str| k[f].as_str().unwrap().to_string();
+            (s("id"), s("key"), s("status"))
+        })
+        .collect()
+}
+
+const SLOT_CURRENT: &str = "sk_sandbox_current_slot_key_00000000000";
+
+#[test]
+fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() {
+    let out = slot_run(&["--yes"], "");
+    out.exit(Exit::Ok);
+    let state = out.read_json("sandbox.json");
+    let keys = slot_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_ne!(keys[0].1, SLOT_CURRENT);
+    assert_eq!(keys[0].2, "active");
+    assert_eq!(
+        state["heroku"]["apps"]["slot-app"]["config_vars"]["SLOTCO_KEY"],
+        keys[0].1.as_str()
+    );
+    let steps: Vec<String> = out.json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "precheck",
+            "create",
+            "validate",
+            "store",
+            "propagate",
+            "verify",
+            "deactivate",
+            "delete",
+            "audit"
+        ]
+    );
+
+    // The operator reports a consumer broken once the old key is inactive: rollback
+    // reactivates it, puts it back on the app and deletes the new key.
+    let out = slot_run(&["--yes"], "\"deactivate.healthy\" = false\n");
+    out.exit(Exit::StepFailed);
+    let report = out.json();
+    assert_eq!(
+        (report["status"].as_str(), report["failed_step"].as_str()),
+        (Some("rolled_back"), Some("deactivate"))
+    );
+    let state = out.read_json("sandbox.json");
+    assert_eq!(
+        slot_keys(&state),
+        [(
+            "k-current".to_string(),
+            SLOT_CURRENT.to_string(),
+            "active".to_string()
+        )]
+    );
+    assert_eq!(
+        state["heroku"]["apps"]["slot-app"]["config_vars"]["SLOTCO_KEY"],
+        SLOT_CURRENT
+    );
 }

@@ -50,6 +50,7 @@ fn run(command: Command) -> crate::error::Result<u8> {
         Command::Resume(args) => commands::runs::resume(args),
         Command::Rollback(args) => commands::runs::rollback(args),
         Command::Audit(cmd) => commands::audit::run(cmd),
+        Command::Evidence(args) => commands::evidence::run(args),
         Command::Due(args) => commands::due::run(args),
         Command::Repl(args) => crate::repl::run(args),
         Command::Api(args) => commands::api::run(args),

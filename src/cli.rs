@@ -55,6 +55,39 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// The manual page (roff), on stdout or, with --dir, one page per command
     Man(ManArgs),
+    /// A run's evidence pack for auditors (JSON; --sign with an Ed25519 key), `keygen`, and
+    /// `verify FILE --pubkey KEY`
+    Evidence(EvidenceArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvidenceArgs {
+    #[command(subcommand)]
+    pub command: Option<EvidenceCommand>,
+    /// The run (`runbook runs` lists them)
+    pub run_id: Option<String>,
+    /// Write the pack to FILE instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Sign the pack with this private key (from `runbook evidence keygen`)
+    #[arg(long, value_name = "KEYFILE")]
+    pub sign: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Make a signing key pair: DIR/evidence.key (0600) and DIR/evidence.pub
+    Keygen {
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
+    /// Check a signed pack offline: exit 0 when its signature matches, 1 when it does not
+    Verify {
+        file: PathBuf,
+        #[arg(long, value_name = "KEYFILE")]
+        pubkey: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod consumers;
 mod crash;
 mod diagnostics;
 mod docs;
+mod evidence;
 mod exec;
 mod failures;
 mod fidelity;

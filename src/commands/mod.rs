@@ -7,6 +7,7 @@ pub mod completions;
 pub mod consumers;
 pub mod doc;
 pub mod due;
+pub mod evidence;
 pub mod exec;
 pub mod list;
 pub mod new;

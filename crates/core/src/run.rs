@@ -153,7 +153,7 @@ pub(crate) fn pid_alive(pid: i64) -> bool {
 }
 
 /// `2026-01-01T00:00:00Z`: the time format of journals and the audit log.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

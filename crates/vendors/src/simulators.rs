@@ -27,6 +27,7 @@ async fn env_points_vendor_config_at_the_simulators() {
             "INFISICAL_PROJECT_ID",
             "INFISICAL_TOKEN",
             "POSTMARK_API_URL",
+            "POSTMARK_DASHBOARD_URL",
             "POSTMARK_TEST_RECIPIENT",
             "RAPTOR_API_URL",
             "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
@@ -34,6 +35,10 @@ async fn env_points_vendor_config_at_the_simulators() {
     );
     let cfg = VendorConfig::from_env(|k| env.get(k).cloned()).unwrap();
     assert_eq!(cfg.infisical_api_url, format!("{}/api", sb.infisical_url()));
+    assert_eq!(
+        cfg.postmark_dashboard_url,
+        format!("{}/dashboard", sb.postmark_url())
+    );
     let v = Vendors::new(fast(cfg)).unwrap();
     let token = v
         .infisical()

@@ -1,0 +1,133 @@
+//! `runbook evidence`: a rotation's pack, signed and checked offline; a flipped byte fails.
+
+use crate::support::{Exit, Test};
+use serde_json::Value;
+
+#[test]
+fn a_signed_pack_verifies_and_any_edit_breaks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The canary scenario: the old token's value is known, so its absence can be checked.
+    let rotated = Test::in_dir(dir.path())
+        .fixture("sop_canary.toml")
+        .shipped_runbooks()
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--scenario",
+            "sop_canary.toml",
+            "--yes",
+            "--actor",
+            "ops-test",
+        ])
+        .run();
+    rotated.exit(Exit::Ok);
+    let run_id = rotated.last_run_id();
+    let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
+
+    cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("keys/evidence.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the private key is the owner's only");
+    // A key is never overwritten.
+    cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Usage);
+
+    cmd(&[
+        "evidence",
+        &run_id,
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "pack.json",
+    ])
+    .exit(Exit::Ok);
+    let text = std::fs::read_to_string(dir.path().join("pack.json")).unwrap();
+    let pack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(pack["format"], "runbook-evidence/1");
+    assert_eq!(pack["run_id"], run_id.as_str());
+    assert_eq!(pack["runbook"]["id"], "postmark-server-token");
+    assert_eq!(pack["runbook"]["unchanged_since_the_run"], true);
+    assert_eq!(pack["status"], "succeeded");
+    assert_eq!(pack["actors"][0]["actor"], "ops-test");
+    assert_eq!(pack["audit"]["chain"]["intact"], true);
+    // The old token's refusal is among the checks that passed, and every write names its
+    // secrets by fingerprint only.
+    let checks: Vec<&str> = pack["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    assert!(
+        checks.contains(&"GET /server with the old token returns 401"),
+        "{checks:?}"
+    );
+    let store = pack["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["function"] == "infisical::set_secret")
+        .unwrap();
+    assert!(store["fingerprints"]["value"]
+        .as_str()
+        .unwrap()
+        .starts_with("hmac:"));
+    assert!(pack["audit"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "secret.rotate.completed"));
+
+    let ok = cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ]);
+    ok.exit(Exit::Ok).stdout_has("verified: run");
+
+    // One byte changed anywhere: the signature no longer matches.
+    let flipped = text.replacen("\"succeeded\"", "\"succeedee\"", 1);
+    assert_ne!(flipped, text);
+    std::fs::write(dir.path().join("edited.json"), flipped).unwrap();
+    let bad = cmd(&[
+        "evidence",
+        "verify",
+        "edited.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ]);
+    bad.exit(Exit::StepFailed)
+        .stderr_has("NOT verified: the signature does not match its content");
+    // Another key's public half does not verify it either.
+    cmd(&["evidence", "keygen", "--out", "other"]).exit(Exit::Ok);
+    let other = cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "other/evidence.pub",
+    ]);
+    other
+        .exit(Exit::StepFailed)
+        .stderr_has("it was signed with another key");
+    // An unsigned pack is evidence too, but it does not verify.
+    cmd(&["evidence", &run_id, "-o", "plain.json"]).exit(Exit::Ok);
+    cmd(&[
+        "evidence",
+        "verify",
+        "plain.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::StepFailed)
+    .stderr_has("it is not signed");
+    for f in ["pack.json", "plain.json"] {
+        let t = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert!(!t.contains(crate::support::OLD_TOKEN), "{f} holds a secret");
+    }
+}

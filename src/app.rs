@@ -51,6 +51,8 @@ fn run(command: Command) -> crate::error::Result<u8> {
         Command::Rollback(args) => commands::runs::rollback(args),
         Command::Audit(cmd) => commands::audit::run(cmd),
         Command::Evidence(args) => commands::evidence::run(args),
+        Command::Approve(args) => commands::approve::approve(args),
+        Command::Deny(args) => commands::approve::deny(args),
         Command::Due(args) => commands::due::run(args),
         Command::Repl(args) => crate::repl::run(args),
         Command::Api(args) => commands::api::run(args),

@@ -58,6 +58,29 @@ pub enum Command {
     /// A run's evidence pack for auditors (JSON; --sign with an Ed25519 key), `keygen`, and
     /// `verify FILE --pubkey KEY`
     Evidence(EvidenceArgs),
+    /// Approve the step a run is waiting at (four eyes: not as the run's own actor)
+    Approve(ApproveArgs),
+    /// Deny the step a run is waiting at; the run stops, recorded as denied
+    Deny(DenyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The waiting run (its banner and its "waiting for approval" line name it)
+    pub run_id: String,
+    /// Who approves, for the audit log (default: RUNBOOK_ACTOR, git user.email, USER@host)
+    #[arg(long)]
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    pub run_id: String,
+    /// Why: recorded with the decision and shown to the operator
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -120,3 +120,36 @@ pub fn vendor_config() -> Result<VendorConfig> {
         file.as_ref(),
     )?)
 }
+
+/// The organisation's approval policy, `[policy] approve_irreversible = "30m"` in
+/// `./runbook.toml`: every irreversible step waits for another actor's approval that long.
+pub fn approval_policy() -> Result<Option<std::time::Duration>> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        policy: Policy,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Policy {
+        approve_irreversible: Option<String>,
+    }
+    let text = match std::fs::read_to_string("runbook.toml") {
+        Ok(t) => t,
+        Err(_) => return Ok(None),
+    };
+    let bad = |why: String| {
+        crate::error::Error::usage(
+            format!("runbook.toml [policy]: {why}"),
+            "e.g. [policy] approve_irreversible = \"30m\" (every irreversible step needs another actor's approval)",
+        )
+    };
+    let file: File = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
+    match file.policy.approve_irreversible {
+        None => Ok(None),
+        Some(t) => runbook_core::interrupt::parse_duration(&t)
+            .filter(|d| !d.is_zero())
+            .map(Some)
+            .ok_or_else(|| bad(format!("approve_irreversible = '{t}' is not a duration"))),
+    }
+}

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod approvals;
 mod authoring;
 mod aws;
 mod check;

@@ -66,6 +66,7 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         no_rollback: args.no_rollback,
         dry_run: args.dry_run,
         json: args.json,
+        approve_irreversible: crate::wiring::approval_policy()?,
     };
     banner(&session, &scenario.faults);
     let actor = &session.run().info().actor;

@@ -1,6 +1,7 @@
 //! One file per subcommand: the glue between the CLI and the library.
 
 pub mod api;
+pub mod approve;
 pub mod audit;
 pub mod check;
 pub mod completions;

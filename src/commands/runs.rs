@@ -363,6 +363,7 @@ pub fn resume(args: ResumeArgs) -> Result<u8> {
         no_rollback: args.no_rollback,
         dry_run: false,
         json: args.json,
+        approve_irreversible: crate::wiring::approval_policy()?,
     };
     let report = resume::resume(&mut r, &opts)?;
     finish(&report, args.json)
@@ -376,6 +377,7 @@ pub fn rollback(args: ResumeArgs) -> Result<u8> {
         no_rollback: false,
         dry_run: false,
         json: args.json,
+        approve_irreversible: crate::wiring::approval_policy()?,
     };
     let report = resume::rollback(&mut r, &opts)?;
     finish(&report, args.json)

@@ -3,8 +3,9 @@
 //!
 //! Modules from the bottom up; each uses only those before it (a test holds this order):
 //! `suggest`, `codes`, `ui`, `interrupt`, `hooks`, `run`, `plan`, `diagnostic`, `error`, `state`, `runtime`,
-//! `audit`, `journal`, `prompt`, `engine`, `value`, `host`, `runbook`, `exec`.
+//! `audit`, `journal`, `approval`, `prompt`, `engine`, `value`, `host`, `runbook`, `exec`.
 
+pub mod approval;
 pub mod audit;
 pub mod codes;
 pub mod diagnostic;

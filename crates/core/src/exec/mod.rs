@@ -21,4 +21,7 @@ pub struct Options {
     pub no_rollback: bool,
     pub dry_run: bool,
     pub json: bool,
+    /// The organisation's policy (`[policy]` in runbook.toml): every irreversible step
+    /// needs an approval, with this timeout, even when the runbook does not ask for one.
+    pub approve_irreversible: Option<std::time::Duration>,
 }

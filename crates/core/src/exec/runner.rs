@@ -243,6 +243,9 @@ impl Runner<'_> {
                     return status;
                 }
             }
+            if let Some(status) = self.approve(i, step) {
+                return status;
+            }
             let started = Instant::now();
             loop {
                 self.report.steps[i].attempts += 1;
@@ -368,6 +371,108 @@ impl Runner<'_> {
                 ui::err(&e.to_string());
                 self.report.error = Some(e.to_string());
                 Some(RunStatus::Aborted)
+            }
+        }
+    }
+
+    /// Four eyes: the step waits for another actor's approval (its own `.approval`, or the
+    /// organisation's policy for irreversible steps). Denied or timed out, it fails closed:
+    /// nothing of it runs, and the run stops (resume asks again; rollback undoes the rest).
+    fn approve(&mut self, i: usize, step: &Step) -> Option<RunStatus> {
+        let spec = step.approval.clone().or_else(|| {
+            step.irreversible
+                .as_ref()
+                .and(self.opts.approve_irreversible)
+                .map(|timeout| crate::plan::ApprovalSpec {
+                    by: "another operator (policy: irreversible steps)".into(),
+                    timeout,
+                })
+        })?;
+        let info = self.session.run().info();
+        if self.opts.dry_run || info.mode.is_dry_run() {
+            ui::progress(&format!(
+                "  ? approval by {} (dry-run: not requested)",
+                spec.by
+            ));
+            return None;
+        }
+        let state_dir = self
+            .session
+            .run()
+            .parts()
+            .audit
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let request = crate::approval::Request {
+            run_id: info.run_id.clone(),
+            step: step.id.clone(),
+            requested_by: info.actor.clone(),
+            requested_at: crate::run::now_rfc3339(),
+            by: spec.by.clone(),
+            timeout_secs: spec.timeout.as_secs(),
+        };
+        if let Err(e) = crate::approval::file(&state_dir, &request) {
+            ui::err(&ui::render(&e));
+            self.report.error = Some(e.to_string());
+            return Some(RunStatus::Failed);
+        }
+        self.event(
+            "approval.requested",
+            json!({"by": spec.by, "timeout_secs": spec.timeout.as_secs()}),
+        );
+        ui::progress(&format!(
+            "  ⧗ waiting for approval by {} (up to {}): `runbook approve {}` or `runbook deny {} --reason ...`, as another actor",
+            spec.by,
+            crate::interrupt::human(spec.timeout),
+            info.run_id,
+            info.run_id
+        ));
+        let decision = {
+            let _paused = crate::interrupt::pause_budget();
+            crate::approval::wait(&state_dir, &info.run_id, spec.timeout)
+        };
+        let fail = |this: &mut Self, why: String| {
+            this.report.steps[i].status = StepStatus::Failed;
+            this.report.steps[i].error = Some(why.clone());
+            this.report.failed_step = Some(step.id.clone());
+            this.report.error = Some(why.clone());
+            ui::err(&format!("\nStep '{}' not run: {why}", step.id));
+            this.explain_left_behind();
+        };
+        match decision {
+            Some(crate::approval::Decision::Approved { by, .. }) => {
+                self.event("approval.approved", json!({"approver": by}));
+                ui::progress(&format!("  ✓ approved by {by}"));
+                None
+            }
+            Some(crate::approval::Decision::Denied { by, reason, .. }) => {
+                self.event("approval.denied", json!({"approver": by, "reason": reason}));
+                fail(self, format!("{by} denied the approval: {reason}"));
+                Some(RunStatus::Failed)
+            }
+            Some(crate::approval::Decision::Timeout { .. }) => {
+                self.event(
+                    "approval.timeout",
+                    json!({"timeout_secs": spec.timeout.as_secs()}),
+                );
+                fail(
+                    self,
+                    format!(
+                        "no approval within {} (recorded as timeout, not as denied)",
+                        crate::interrupt::human(spec.timeout)
+                    ),
+                );
+                Some(RunStatus::Failed)
+            }
+            None => {
+                ui::err(&format!(
+                    "Interrupted (Ctrl-C) waiting for the approval of step '{}'.",
+                    step.id
+                ));
+                self.explain_left_behind();
+                Some(RunStatus::Interrupted)
             }
         }
     }

@@ -246,6 +246,7 @@ pub(crate) fn register(reg: &mut Registrar) {
                 irreversible: None,
                 idempotent: false,
                 confirm: None,
+                approval: None,
                 checks: Vec::new(),
                 no_undo: None,
                 description: None,
@@ -320,6 +321,32 @@ pub(crate) fn register(reg: &mut Registrar) {
         "A yes/no question the operator answers before the step runs (`--yes` answers it);\n`no` stops the run.",
         |c: NativeCallContext, s: &mut StepHandle, q: &str| {
             edit(&c, s, ".confirm()", |st| st.confirm = Some(q.to_string()))
+        },
+    );
+    g.method(
+        "StepHandle",
+        "approval",
+        &["options: Map"],
+        "StepHandle",
+        "Four eyes: before the step runs, another actor must approve it with `runbook approve\nRUN_ID` (or `runbook deny RUN_ID --reason ...`). Options: #{by: who must approve (text\nfor the request), timeout: how long the run waits, like \"30m\" (default 30m)}. The run's own\nactor can never approve it; a timeout fails the step closed and is recorded as `timeout`.",
+        |c: NativeCallContext, s: &mut StepHandle, opts: Map| {
+            value::check_keys(&opts, &["by", "timeout"], ".approval()")?;
+            let by = value::opt_str(&opts, "by").unwrap_or_else(|| "another operator".into());
+            let timeout = match value::opt_str(&opts, "timeout") {
+                None => std::time::Duration::from_secs(30 * 60),
+                Some(t) => crate::interrupt::parse_duration(&t)
+                    .filter(|d| !d.is_zero() && d.as_secs() <= 7 * 24 * 3600)
+                    .ok_or_else(|| {
+                        throw(
+                            "usage",
+                            format!(".approval(): timeout '{}' is not a duration between 1s and 7 days", crate::ui::truncate(&t, 40)),
+                            Some("e.g. timeout: \"30m\"".into()),
+                        )
+                    })?,
+            };
+            edit(&c, s, ".approval()", |st| {
+                st.approval = Some(crate::plan::ApprovalSpec { by, timeout })
+            })
         },
     );
     g.method(

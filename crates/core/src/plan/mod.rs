@@ -101,6 +101,8 @@ pub struct Step {
     pub idempotent: bool,
     /// A question the operator must answer yes to before the step runs.
     pub confirm: Option<String>,
+    /// Another actor must approve before the step runs (four eyes).
+    pub approval: Option<ApprovalSpec>,
     /// What the step checks, for `show` and `doc`.
     pub checks: Vec<String>,
     /// Why the step needs no undo although it writes (a restart, a test email).
@@ -113,6 +115,13 @@ pub struct Step {
     /// The script that declared the step: the runbook's file name, or a module such as
     /// `<std/rotation>` when a stdlib function registered it.
     pub source: String,
+}
+
+/// `.approval(#{ by, timeout })`: who must approve, and how long the run waits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalSpec {
+    pub by: String,
+    pub timeout: std::time::Duration,
 }
 
 /// A step's wall-clock limit unless it sets `.timeout(...)`: long enough for a slow vendor

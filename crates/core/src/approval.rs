@@ -1,0 +1,166 @@
+//! Four-eyes approvals on the file backend: a run that reaches a step needing approval files
+//! a request in `approvals/RUN_ID.json` and waits; `runbook approve` / `runbook deny` (by
+//! another actor) write the decision, once, to `approvals/RUN_ID.decision` (created
+//! exclusively, so the first decision wins). A request not decided in time is closed by the
+//! run as `timeout`, which is never the same as `denied`.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A pending request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    pub run_id: String,
+    pub step: String,
+    pub requested_by: String,
+    pub requested_at: String,
+    /// Who the runbook says must approve ("another operator", "the security on-call").
+    pub by: String,
+    pub timeout_secs: u64,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum Decision {
+    Approved {
+        by: String,
+        at: String,
+    },
+    Denied {
+        by: String,
+        at: String,
+        reason: String,
+    },
+    Timeout {
+        at: String,
+    },
+}
+
+fn dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("approvals")
+}
+
+fn request_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    dir(state_dir).join(format!("{run_id}.json"))
+}
+
+fn decision_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    dir(state_dir).join(format!("{run_id}.decision"))
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::usage(
+        format!("cannot use {}: {e}", path.display()),
+        "check the state directory's permissions",
+    )
+}
+
+/// Files the request (replacing an earlier one of the same run, and its decision: a resumed
+/// run asks again).
+pub fn file(state_dir: &Path, request: &Request) -> Result<()> {
+    crate::state::ensure_dir(&dir(state_dir)).map_err(|e| io(&dir(state_dir), e))?;
+    let path = request_path(state_dir, &request.run_id);
+    let decision = decision_path(state_dir, &request.run_id);
+    if decision.exists() {
+        std::fs::remove_file(&decision).map_err(|e| io(&decision, e))?;
+    }
+    let text = serde_json::to_string_pretty(request).unwrap_or_default();
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+}
+
+/// The request of `run_id`, if one was filed.
+pub fn pending(state_dir: &Path, run_id: &str) -> Result<Option<Request>> {
+    let path = request_path(state_dir, run_id);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(serde_json::from_str(&t).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path, e)),
+    }
+}
+
+/// The decision, if there is one.
+pub fn decision(state_dir: &Path, run_id: &str) -> Option<Decision> {
+    std::fs::read_to_string(decision_path(state_dir, run_id))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Records a decision, once: `Err` says why it was not taken (no request, already
+/// decided, or the run's own actor).
+pub fn decide(state_dir: &Path, run_id: &str, decision: &Decision) -> Result<Request> {
+    let Some(request) = pending(state_dir, run_id)? else {
+        return Err(Error::usage(
+            format!("run {run_id} is not waiting for an approval"),
+            "`runbook runs` shows the runs; a run files its request when it reaches the step",
+        ));
+    };
+    let by = match decision {
+        Decision::Approved { by, .. } | Decision::Denied { by, .. } => Some(by),
+        Decision::Timeout { .. } => None,
+    };
+    if by.is_some_and(|b| *b == request.requested_by) {
+        return Err(Error::usage(
+            format!(
+                "{} started run {run_id}: the run's own actor cannot approve or deny it",
+                request.requested_by
+            ),
+            format!("ask {} to decide (`runbook approve {run_id}`)", request.by),
+        ));
+    }
+    let path = decision_path(state_dir, run_id);
+    use std::io::Write;
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let earlier = self::decision(state_dir, run_id)
+                .map(|d| format!("{d:?}"))
+                .unwrap_or_else(|| "a decision".into());
+            return Err(Error::usage(
+                format!("run {run_id}'s approval is already decided: {earlier}"),
+                "a decision is final; a resumed run files a new request",
+            ));
+        }
+        Err(e) => return Err(io(&path, e)),
+    };
+    f.write_all(
+        serde_json::to_string(decision)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+    .map_err(|e| io(&path, e))?;
+    Ok(request)
+}
+
+/// Waits for the decision until `timeout`, then closes the request as `Timeout` (if no one
+/// decided in the meantime). `None` when Ctrl-C stopped the wait.
+pub fn wait(state_dir: &Path, run_id: &str, timeout: Duration) -> Option<Decision> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(d) = decision(state_dir, run_id) {
+            return Some(d);
+        }
+        if crate::interrupt::is_set() {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            let closed = Decision::Timeout {
+                at: crate::run::now_rfc3339(),
+            };
+            // A decision that landed at the last moment wins over the timeout.
+            return match decide(state_dir, run_id, &closed) {
+                Ok(_) => Some(closed),
+                Err(_) => decision(state_dir, run_id).or(Some(closed)),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

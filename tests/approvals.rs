@@ -1,0 +1,210 @@
+//! Four-eyes approvals on the file backend: a run waits at the step, another actor approves
+//! or denies it, the run's own actor cannot, and a timeout is recorded as a timeout.
+
+use crate::support::{Exit, Test};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn runbook(approval: &str, gate: &str) -> String {
+    format!(
+        r#"
+runbook(#{{ id: "gated", title: "A gated change" }});
+step("prepare", "Prepare", |ctx| {{ print("prepared"); }});
+step("gated", "The change", |ctx| {{ print("gated step ran"); }}){gate}{approval};
+"#
+    )
+}
+
+/// Starts `exec` in the background; returns the child and the approval request it files.
+fn start(dir: &Path, file: &str) -> (std::process::Child, String) {
+    let mut cmd = Test::in_dir(dir)
+        .args(&["exec", file, "--sandbox", "--yes", "--actor", "alice"])
+        .command();
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let approvals = dir.join("state/approvals");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Wait for the request the run files when it reaches the step (a condition, not a delay).
+    let run_id = loop {
+        let found: Option<PathBuf> = std::fs::read_dir(&approvals).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "json"))
+        });
+        if let Some(p) = found {
+            break p.file_stem().unwrap().to_string_lossy().into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run filed no approval request"
+        );
+        std::thread::yield_now();
+    };
+    (child, run_id)
+}
+
+fn finish(child: std::process::Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn audit_actions(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("state/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"].as_str().unwrap_or("").starts_with("approval."))
+        .collect()
+}
+
+#[test]
+fn another_actor_approves_the_runs_own_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        runbook(
+            r#".approval(#{ by: "the security on-call", timeout: "60s" })"#,
+            "",
+        ),
+    )
+    .unwrap();
+    let (child, run_id) = start(dir.path(), "gated.rhai");
+    let cmd = |args: &[&str]| Test::in_dir(dir.path()).args(args).run();
+    cmd(&["approve", &run_id, "--actor", "alice"])
+        .exit(Exit::Usage)
+        .stderr_has("alice started run")
+        .stderr_has("the run's own actor cannot approve or deny it");
+    cmd(&["approve", &run_id, "--actor", "bob"])
+        .exit(Exit::Ok)
+        .stdout_has("approved step 'gated'");
+    // A decision is final.
+    cmd(&["deny", &run_id, "--actor", "carol", "--reason", "late"])
+        .exit(Exit::Usage)
+        .stderr_has("already decided");
+    let (code, text) = finish(child);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("waiting for approval by the security on-call"),
+        "{text}"
+    );
+    assert!(
+        text.contains("approved by bob") && text.contains("gated step ran"),
+        "{text}"
+    );
+    let audit = audit_actions(dir.path());
+    let actions: Vec<&str> = audit
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["approval.requested", "approval.approved"]);
+    assert_eq!(audit[1]["context"]["approver"], "bob");
+}
+
+#[test]
+fn a_denial_and_a_timeout_stop_the_step_and_are_recorded_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        runbook(r#".approval(#{ timeout: "60s" })"#, ""),
+    )
+    .unwrap();
+    let (child, run_id) = start(dir.path(), "gated.rhai");
+    Test::in_dir(dir.path())
+        .args(&[
+            "deny",
+            &run_id,
+            "--actor",
+            "bob",
+            "--reason",
+            "change freeze",
+        ])
+        .run()
+        .exit(Exit::Ok);
+    let (code, text) = finish(child);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("bob denied the approval: change freeze"),
+        "{text}"
+    );
+    assert!(!text.contains("gated step ran"), "{text}");
+
+    // Nobody answers: the step fails closed, recorded as a timeout.
+    std::fs::write(
+        dir.path().join("slow.rhai"),
+        runbook(r#".approval(#{ timeout: "1s" })"#, "").replace("\"gated\",", "\"slow\","),
+    )
+    .unwrap();
+    let out = Test::in_dir(dir.path())
+        .args(&[
+            "exec",
+            "slow.rhai",
+            "--sandbox",
+            "--yes",
+            "--actor",
+            "alice",
+        ])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("no approval within 1s (recorded as timeout, not as denied)");
+    assert!(!out.stdout.contains("gated step ran"));
+    let actions: Vec<String> = audit_actions(dir.path())
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "approval.requested",
+            "approval.denied",
+            "approval.requested",
+            "approval.timeout"
+        ]
+    );
+    // A late approval finds the request closed.
+    let late = out.last_run_id();
+    Test::in_dir(dir.path())
+        .args(&["approve", &late, "--actor", "bob"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("already decided");
+}
+
+/// runbook.toml's policy puts every irreversible step behind an approval.
+#[test]
+fn the_organisation_policy_gates_irreversible_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        runbook(
+            "",
+            r#".irreversible("it deletes the old key").confirm("Go?")"#,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("runbook.toml"),
+        "[policy]\napprove_irreversible = \"1s\"\n",
+    )
+    .unwrap();
+    let out = Test::in_dir(dir.path())
+        .args(&[
+            "exec",
+            "gated.rhai",
+            "--sandbox",
+            "--yes",
+            "--actor",
+            "alice",
+        ])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stdout_has("waiting for approval by another operator (policy: irreversible steps)")
+        .stderr_has("recorded as timeout");
+    assert!(!out.stdout.contains("gated step ran"));
+}

@@ -77,10 +77,12 @@ fn another_actor_approves_the_runs_own_cannot() {
     .unwrap();
     let (child, run_id) = start(dir.path(), "gated.rhai");
     let cmd = |args: &[&str]| Test::in_dir(dir.path()).args(args).run();
-    cmd(&["approve", &run_id, "--actor", "alice"])
-        .exit(Exit::Usage)
-        .stderr_has("alice started run")
-        .stderr_has("the run's own actor cannot approve or deny it");
+    for me in ["alice", " Alice "] {
+        cmd(&["approve", &run_id, "--actor", me])
+            .exit(Exit::Usage)
+            .stderr_has("alice started run")
+            .stderr_has("the run's own actor cannot approve or deny it");
+    }
     cmd(&["approve", &run_id, "--actor", "bob"])
         .exit(Exit::Ok)
         .stdout_has("approved step 'gated'");
@@ -105,6 +107,14 @@ fn another_actor_approves_the_runs_own_cannot() {
         .collect();
     assert_eq!(actions, ["approval.requested", "approval.approved"]);
     assert_eq!(audit[1]["context"]["approver"], "bob");
+    // The evidence pack names the approver.
+    let pack = Test::in_dir(dir.path()).args(&["evidence", &run_id]).run();
+    pack.exit(Exit::Ok);
+    let pack = pack.json();
+    assert_eq!(pack["approvals"][0]["decision"], "approved");
+    assert_eq!(pack["approvals"][0]["approver"], "bob");
+    assert_eq!(pack["approvals"][0]["requested_by"], "alice");
+    assert_eq!(pack["approvals"][0]["step"], "gated");
 }
 
 #[test]
@@ -207,4 +217,23 @@ fn the_organisation_policy_gates_irreversible_steps() {
         .stdout_has("waiting for approval by another operator (policy: irreversible steps)")
         .stderr_has("recorded as timeout");
     assert!(!out.stdout.contains("gated step ran"));
+}
+
+/// The REPL cannot run a step that needs approval: running it by hand would skip the
+/// second pair of eyes (and the journal would then let resume skip it too).
+#[test]
+fn the_repl_refuses_a_step_that_needs_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        runbook(r#".approval(#{ timeout: "60s" })"#, ""),
+    )
+    .unwrap();
+    let out = Test::in_dir(dir.path())
+        .args(&["repl", "gated.rhai", "--sandbox", "--yes"])
+        .stdin(":run prepare\n:run gated\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("step 'gated' needs another actor's approval, which the REPL does not ask for");
+    assert!(!out.stdout.contains("gated step ran"), "{}", out.stdout);
 }

@@ -103,6 +103,49 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     ]);
     bad.exit(Exit::StepFailed)
         .stderr_has("NOT verified: the signature does not match its content");
+    // A key written twice (a reader keeps one of the two) is refused, even where the
+    // signature would still match the value serde_json keeps.
+    let duplicated = text.replacen(
+        "\"status\": \"succeeded\"",
+        "\"status\": \"failed\",\n  \"status\": \"succeeded\"",
+        1,
+    );
+    assert_ne!(duplicated, text);
+    std::fs::write(dir.path().join("dup.json"), duplicated).unwrap();
+    cmd(&[
+        "evidence",
+        "verify",
+        "dup.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::StepFailed)
+    .stderr_has("the key \"status\" appears twice");
+    // The signature covers sorted keys: the same pack with its keys reordered verifies.
+    let parsed: Value = serde_json::from_str(&text).unwrap();
+    let mut reordered = serde_json::Map::new();
+    if let Value::Object(m) = &parsed {
+        for (k, v) in m.iter().rev() {
+            reordered.insert(k.clone(), v.clone());
+        }
+    }
+    std::fs::write(
+        dir.path().join("reordered.json"),
+        serde_json::to_string_pretty(&Value::Object(reordered)).unwrap(),
+    )
+    .unwrap();
+    cmd(&[
+        "evidence",
+        "verify",
+        "reordered.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok);
+    // The pack is never written over an existing file.
+    cmd(&["evidence", &run_id, "-o", "keys/evidence.key"])
+        .exit(Exit::Usage)
+        .stderr_has("choose a file that does not exist yet");
     // Another key's public half does not verify it either.
     cmd(&["evidence", "keygen", "--out", "other"]).exit(Exit::Ok);
     let other = cmd(&[

@@ -38,10 +38,22 @@ pub fn run(args: EvidenceArgs) -> Result<u8> {
             let text = serde_json::to_string_pretty(&pack).unwrap_or_default();
             match &args.output {
                 Some(path) => {
-                    std::fs::write(path, format!("{text}\n")).map_err(|e| {
+                    // Never over an existing file (a key, an earlier pack).
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(path)
+                        .map_err(|e| {
+                            Error::usage(
+                                format!("cannot write {}: {e}", path.display()),
+                                "choose a file that does not exist yet",
+                            )
+                        })?;
+                    f.write_all(format!("{text}\n").as_bytes()).map_err(|e| {
                         Error::usage(
                             format!("cannot write {}: {e}", path.display()),
-                            "check the path",
+                            "check the disk",
                         )
                     })?;
                     ui::err(&format!(
@@ -61,13 +73,100 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The bytes a signature covers: the pack without its `signature`, as compact JSON with
-/// sorted keys (serde_json's maps are ordered by key), so a verifier rebuilds them exactly.
+/// every object's keys sorted (this crate's serde_json keeps insertion order, so the
+/// sorting is done here), so any verifier rebuilds them from the parsed pack.
 fn signed_bytes(pack: &Value) -> Vec<u8> {
-    let mut p = pack.clone();
-    if let Some(o) = p.as_object_mut() {
-        o.remove("signature");
+    // Only the top level's `signature` is the signature; a nested one is content.
+    let mut top = match pack {
+        Value::Object(m) => m.clone(),
+        other => return serde_json::to_vec(&sorted_keep(other)).unwrap_or_default(),
+    };
+    top.shift_remove("signature");
+    let mut keys: Vec<String> = top.keys().cloned().collect();
+    keys.sort();
+    let canonical: serde_json::Map<String, Value> = keys
+        .into_iter()
+        .map(|k| {
+            let v = sorted_keep(&top[&k]);
+            (k, v)
+        })
+        .collect();
+    serde_json::to_vec(&Value::Object(canonical)).unwrap_or_default()
+}
+
+/// Sorted keys all the way down (every key kept).
+fn sorted_keep(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_keep(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted_keep).collect()),
+        other => other.clone(),
     }
-    serde_json::to_vec(&p).unwrap_or_default()
+}
+
+/// A JSON value that refuses an object with a key twice: a parser keeps one of the two
+/// (serde_json the last, others the first), so a duplicate could show a reader a forged
+/// value the signature never covered.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NoDuplicateKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if !seen.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "the key \"{k}\" appears twice"
+                        )));
+                    }
+                    map.next_value::<NoDuplicateKeys>()?;
+                }
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+                Ok(NoDuplicateKeys)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The evidence of one run, from its journal, its runbook (when unchanged) and the audit log.
@@ -173,6 +272,26 @@ fn build(state_dir: &Path, run_id: &str) -> Result<Value> {
         .filter(|a| a.run_id == run_id)
         .map(|a| serde_json::to_value(a).unwrap_or_default())
         .collect();
+    // Who approved (or denied, or let time out) which step: from the run's audit entries.
+    let approvals: Vec<Value> = audit
+        .iter()
+        .filter(|a| {
+            a["action"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("approval.") && x != "approval.requested")
+        })
+        .map(|a| {
+            json!({
+                // The gated step (the entry's own `step` is the last one that ran).
+                "step": a["context"]["step"],
+                "decision": a["action"].as_str().unwrap_or("").trim_start_matches("approval."),
+                "requested_by": a["actor"],
+                "approver": a["context"]["approver"],
+                "reason": a["context"]["reason"],
+                "at": a["time"],
+            })
+        })
+        .collect();
     let chain = match log.verify()? {
         Verdict::Intact { entries, head } => {
             json!({"intact": true, "entries": entries, "head": head})
@@ -206,7 +325,7 @@ fn build(state_dir: &Path, run_id: &str) -> Result<Value> {
         "mode": start.mode.as_str(),
         "status": status,
         "actors": actors,
-        "approvals": [],
+        "approvals": approvals,
         "steps": steps,
         "writes": writes,
         "verification": verification,
@@ -251,6 +370,12 @@ fn read_signing_key(path: &Path) -> Result<SigningKey> {
             "make a key pair with `runbook evidence keygen --out DIR`",
         )
     };
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(bad("others may read it (it must be 0600): `chmod 600` it, and make a new pair if it may have been copied"));
+        }
+    }
     let text = std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?;
     let mut lines = text.lines();
     if lines.next() != Some(KEY_HEADER) {
@@ -354,6 +479,9 @@ fn verify(file: &Path, pubkey: &Path) -> Result<u8> {
         ui::err(&format!("evidence {}: NOT verified: {why}", file.display()));
         Ok(exit::STEP_FAILED)
     };
+    if let Err(e) = serde_json::from_str::<NoDuplicateKeys>(&text) {
+        return fail(format!("not valid evidence JSON: {e}"));
+    }
     let Ok(pack) = serde_json::from_str::<Value>(&text) else {
         return fail("not valid JSON (edited or truncated)".into());
     };

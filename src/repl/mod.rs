@@ -482,6 +482,16 @@ impl Repl {
             ui::err(&format!("no step '{id}'; steps: {}", ids.join(", ")));
             return;
         };
+        // Four eyes cannot be skipped by running the step by hand: it runs in exec or
+        // resume, where the approval is asked for.
+        let policy = crate::wiring::approval_policy().ok().flatten();
+        if !undo && (step.approval.is_some() || (step.irreversible.is_some() && policy.is_some())) {
+            self.failures += 1;
+            ui::err(&format!(
+                "step '{id}' needs another actor's approval, which the REPL does not ask for: run it with `runbook resume` (or exec), where the approval is requested"
+            ));
+            return;
+        }
         if undo && step.undo.is_none() {
             self.failures += 1;
             ui::err(&format!("step '{id}' has no undo"));

@@ -19,6 +19,15 @@ pub struct Request {
     /// Who the runbook says must approve ("another operator", "the security on-call").
     pub by: String,
     pub timeout_secs: u64,
+    /// Random, per request: a decision counts only for the request it names (a resumed run
+    /// files a new request; a decision meant for the old one must not pass the new one).
+    #[serde(default)]
+    pub nonce: String,
+}
+
+/// A fresh request nonce.
+pub fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// How a request ended.
@@ -37,6 +46,20 @@ pub enum Decision {
     Timeout {
         at: String,
     },
+}
+
+/// A decision as written: for which request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Written {
+    nonce: String,
+    #[serde(flatten)]
+    decision: Decision,
+}
+
+/// Actor names compare trimmed and without case: "Alice " is Alice. (On the file backend a
+/// name is what the actor says it is: see docs/team.md.)
+fn same_actor(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 fn dir(state_dir: &Path) -> PathBuf {
@@ -83,11 +106,13 @@ pub fn pending(state_dir: &Path, run_id: &str) -> Result<Option<Request>> {
     }
 }
 
-/// The decision, if there is one.
-pub fn decision(state_dir: &Path, run_id: &str) -> Option<Decision> {
+/// The decision for the request carrying `nonce`, if there is one.
+pub fn decision(state_dir: &Path, run_id: &str, nonce: &str) -> Option<Decision> {
     std::fs::read_to_string(decision_path(state_dir, run_id))
         .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
+        .and_then(|t| serde_json::from_str::<Written>(&t).ok())
+        .filter(|w| w.nonce == nonce)
+        .map(|w| w.decision)
 }
 
 /// Records a decision, once: `Err` says why it was not taken (no request, already
@@ -103,7 +128,7 @@ pub fn decide(state_dir: &Path, run_id: &str, decision: &Decision) -> Result<Req
         Decision::Approved { by, .. } | Decision::Denied { by, .. } => Some(by),
         Decision::Timeout { .. } => None,
     };
-    if by.is_some_and(|b| *b == request.requested_by) {
+    if by.is_some_and(|b| same_actor(b, &request.requested_by)) {
         return Err(Error::usage(
             format!(
                 "{} started run {run_id}: the run's own actor cannot approve or deny it",
@@ -112,40 +137,42 @@ pub fn decide(state_dir: &Path, run_id: &str, decision: &Decision) -> Result<Req
             format!("ask {} to decide (`runbook approve {run_id}`)", request.by),
         ));
     }
+    // Written whole to a file of its own, then linked into place: the link is atomic and
+    // fails if a decision exists, so the first decision wins and none is ever read half
+    // written.
     let path = decision_path(state_dir, run_id);
-    use std::io::Write;
-    let mut f = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(f) => f,
+    let tmp = dir(state_dir).join(format!("{run_id}.decision.{}", nonce()));
+    let written = Written {
+        nonce: request.nonce.clone(),
+        decision: decision.clone(),
+    };
+    std::fs::write(&tmp, serde_json::to_string(&written).unwrap_or_default())
+        .map_err(|e| io(&tmp, e))?;
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(request),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let earlier = self::decision(state_dir, run_id)
-                .map(|d| format!("{d:?}"))
+            let earlier = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Written>(&t).ok())
+                .map(|w| format!("{:?}", w.decision))
                 .unwrap_or_else(|| "a decision".into());
-            return Err(Error::usage(
+            Err(Error::usage(
                 format!("run {run_id}'s approval is already decided: {earlier}"),
                 "a decision is final; a resumed run files a new request",
-            ));
+            ))
         }
-        Err(e) => return Err(io(&path, e)),
-    };
-    f.write_all(
-        serde_json::to_string(decision)
-            .unwrap_or_default()
-            .as_bytes(),
-    )
-    .map_err(|e| io(&path, e))?;
-    Ok(request)
+        Err(e) => Err(io(&path, e)),
+    }
 }
 
 /// Waits for the decision until `timeout`, then closes the request as `Timeout` (if no one
 /// decided in the meantime). `None` when Ctrl-C stopped the wait.
-pub fn wait(state_dir: &Path, run_id: &str, timeout: Duration) -> Option<Decision> {
+pub fn wait(state_dir: &Path, run_id: &str, nonce: &str, timeout: Duration) -> Option<Decision> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(d) = decision(state_dir, run_id) {
+        if let Some(d) = decision(state_dir, run_id, nonce) {
             return Some(d);
         }
         if crate::interrupt::is_set() {
@@ -158,7 +185,7 @@ pub fn wait(state_dir: &Path, run_id: &str, timeout: Duration) -> Option<Decisio
             // A decision that landed at the last moment wins over the timeout.
             return match decide(state_dir, run_id, &closed) {
                 Ok(_) => Some(closed),
-                Err(_) => decision(state_dir, run_id).or(Some(closed)),
+                Err(_) => decision(state_dir, run_id, nonce).or(Some(closed)),
             };
         }
         std::thread::sleep(Duration::from_millis(100));

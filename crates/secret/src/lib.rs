@@ -148,7 +148,11 @@ impl fmt::Debug for Secret {
 /// shape (long, or mixing letters and digits with high entropy). An already registered
 /// secret is one whatever its name.
 pub fn bulk_value_is_secret(name: &str, value: &str) -> bool {
+    // Short words match whole words only ("PIN" is not in "SHIPPING").
+    const SECRET_EXACT: &[&str] = &["PW", "PIN", "OTP", "SEED", "MFA"];
     const SECRET_WORDS: &[&str] = &[
+        "HOOK",
+        "SIGNING",
         "KEY",
         "SECRET",
         "TOKEN",
@@ -210,7 +214,7 @@ pub fn bulk_value_is_secret(name: &str, value: &str) -> bool {
     let words: Vec<&str> = upper.split(|c: char| !c.is_ascii_alphanumeric()).collect();
     if words
         .iter()
-        .any(|w| SECRET_WORDS.iter().any(|s| w.contains(s)))
+        .any(|w| SECRET_EXACT.contains(w) || SECRET_WORDS.iter().any(|s| w.contains(s)))
     {
         return true;
     }
@@ -222,6 +226,59 @@ pub fn bulk_value_is_secret(name: &str, value: &str) -> bool {
         return value.chars().count() >= 40 && entropy(value) >= 4.5;
     }
     looks_like_credential(value) && (value.chars().count() >= 20 || entropy(value) >= 3.0)
+}
+
+/// Whether a bulk-read value is clearly a plain setting, to be shown as text: not a
+/// credential by name, URL or registration, and either named as a setting (`*_REGION`,
+/// `*_ENV`, `*_SID`...) or shaped like a word. Anything in between stays an opaque Secret
+/// (shown masked), without joining the redactor.
+pub fn bulk_value_is_plain(name: &str, value: &str) -> bool {
+    if bulk_value_is_secret(name, value) {
+        return false;
+    }
+    let upper = name.to_ascii_uppercase();
+    let last = upper
+        .rsplit(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or("");
+    const SETTING_WORDS: &[&str] = &[
+        "REGION",
+        "ENV",
+        "ENVIRONMENT",
+        "NAME",
+        "HOST",
+        "HOSTNAME",
+        "PORT",
+        "LEVEL",
+        "MODE",
+        "DOMAIN",
+        "LOCALE",
+        "LANG",
+        "TZ",
+        "TIMEZONE",
+        "STACK",
+        "VERSION",
+        "SIZE",
+        "COUNT",
+        "TIMEOUT",
+        "CONCURRENCY",
+        "WORKERS",
+        "THREADS",
+        "SID",
+        "ACCOUNT",
+        "BUCKET",
+        "QUEUE",
+        "EMAIL",
+        "SENDER",
+        "FROM",
+        "ORIGIN",
+        "PATH",
+        "DIR",
+        "ENABLED",
+        "DISABLED",
+        "FLAG",
+    ];
+    SETTING_WORDS.contains(&last) || !looks_like_credential(value)
 }
 
 /// `scheme://user:password@host`.
@@ -380,11 +437,17 @@ mod tests {
             ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
             ("DATABASE_HOST", "db-1.internal.example.com"),
             ("WEB_CONCURRENCY", "2"),
+            ("SHIPPING_ZONE", "eu-west"),
             ("API_BASE_URL", "https://api.example.com/v2"),
         ] {
             assert!(!bulk_value_is_secret(name, value), "{name}={value}");
         }
         for (name, value) in [
+            ("ADMIN_PW", "Tr0ub4dor"),
+            (
+                "ZAPIER_WEBHOOK_URL",
+                "https://hooks.zapier.com/hooks/catch/123/abc",
+            ),
             ("AWS_SECRET_ACCESS_KEY", "short"),
             ("AWS_ACCESS_KEY_ID", "AKIASANDBOXCURRENT01"),
             (
@@ -396,6 +459,19 @@ mod tests {
         ] {
             assert!(bulk_value_is_secret(name, value), "{name}={value}");
         }
+    }
+
+    #[test]
+    fn only_clear_settings_come_back_as_text() {
+        assert!(bulk_value_is_plain("AWS_REGION", "us-east-1"));
+        assert!(bulk_value_is_plain("RAPTOR_ENV", "production"));
+        assert!(bulk_value_is_plain(
+            "TWILIO_ACCOUNT_SID",
+            "AC0123456789abcdef0123456789abcdef"
+        ));
+        // Neither clearly a setting nor clearly a credential: kept opaque.
+        assert!(!bulk_value_is_plain("MISC", "Tr0ub4dor"));
+        assert!(!bulk_value_is_plain("ADMIN_PW", "Tr0ub4dor"));
     }
 
     #[test]

@@ -412,6 +412,7 @@ impl Runner<'_> {
             requested_at: crate::run::now_rfc3339(),
             by: spec.by.clone(),
             timeout_secs: spec.timeout.as_secs(),
+            nonce: crate::approval::nonce(),
         };
         if let Err(e) = crate::approval::file(&state_dir, &request) {
             ui::err(&ui::render(&e));
@@ -420,7 +421,7 @@ impl Runner<'_> {
         }
         self.event(
             "approval.requested",
-            json!({"by": spec.by, "timeout_secs": spec.timeout.as_secs()}),
+            json!({"step": step.id, "by": spec.by, "timeout_secs": spec.timeout.as_secs()}),
         );
         ui::progress(&format!(
             "  ⧗ waiting for approval by {} (up to {}): `runbook approve {}` or `runbook deny {} --reason ...`, as another actor",
@@ -431,7 +432,7 @@ impl Runner<'_> {
         ));
         let decision = {
             let _paused = crate::interrupt::pause_budget();
-            crate::approval::wait(&state_dir, &info.run_id, spec.timeout)
+            crate::approval::wait(&state_dir, &info.run_id, &request.nonce, spec.timeout)
         };
         let fail = |this: &mut Self, why: String| {
             this.report.steps[i].status = StepStatus::Failed;
@@ -443,19 +444,25 @@ impl Runner<'_> {
         };
         match decision {
             Some(crate::approval::Decision::Approved { by, .. }) => {
-                self.event("approval.approved", json!({"approver": by}));
+                self.event(
+                    "approval.approved",
+                    json!({"step": step.id, "approver": by}),
+                );
                 ui::progress(&format!("  ✓ approved by {by}"));
                 None
             }
             Some(crate::approval::Decision::Denied { by, reason, .. }) => {
-                self.event("approval.denied", json!({"approver": by, "reason": reason}));
+                self.event(
+                    "approval.denied",
+                    json!({"step": step.id, "approver": by, "reason": reason}),
+                );
                 fail(self, format!("{by} denied the approval: {reason}"));
                 Some(RunStatus::Failed)
             }
             Some(crate::approval::Decision::Timeout { .. }) => {
                 self.event(
                     "approval.timeout",
-                    json!({"timeout_secs": spec.timeout.as_secs()}),
+                    json!({"step": step.id, "timeout_secs": spec.timeout.as_secs()}),
                 );
                 fail(
                     self,

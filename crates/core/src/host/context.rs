@@ -226,6 +226,11 @@ impl RunContext {
         self.masking.borrow().is_secret(name, value)
     }
 
+    /// Whether it comes back as plain text (clearly a setting, or declared plain).
+    pub fn bulk_is_plain(&self, name: &str, value: &str) -> bool {
+        self.masking.borrow().is_plain(name, value)
+    }
+
     pub fn set_egress(&self, egress: crate::plan::egress::Egress) {
         *self.egress.borrow_mut() = egress;
     }

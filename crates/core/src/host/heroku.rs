@@ -19,19 +19,20 @@ fn config(h: &RunContext, app: &str) -> R<Dynamic> {
     let vars = h.block(&format!("heroku GET /apps/{app}/config-vars"), async move {
         v.heroku().config_vars(&app_name).await
     })?;
-    // Credentials come back as Secrets, settings as text (an account id, a region): by the
-    // var's name and the value's shape, or the runbook's `masking` where those mislead.
+    // Clear settings come back as text (a region, an account SID), everything else as a
+    // Secret: by the var's name and the value's shape, or the runbook's `masking`.
     let mut m = Map::new();
     for (k, val) in vars.iter() {
-        let v = if h.bulk_is_secret(k, val) {
-            Dynamic::from(Secret::new(
-                val.to_string(),
-                Source::Vendor {
-                    what: format!("Heroku config var {k} of {app}"),
-                },
-            ))
-        } else {
+        let source = Source::Vendor {
+            what: format!("Heroku config var {k} of {app}"),
+        };
+        let v = if h.bulk_is_plain(k, val) {
             Dynamic::from(val.to_string())
+        } else if h.bulk_is_secret(k, val) {
+            Dynamic::from(Secret::new(val.to_string(), source))
+        } else {
+            // Not clearly either: opaque (masked), without masking its text everywhere.
+            Dynamic::from(Secret::from_bulk(k, val.to_string(), source))
         };
         m.insert(k.to_string().into(), v);
     }

@@ -19,7 +19,7 @@ pub struct Masking {
 }
 
 impl Masking {
-    /// Whether the value of config var `name` is a credential.
+    /// Whether the value of config var `name` is a credential (joins the redactor).
     pub fn is_secret(&self, name: &str, value: &str) -> bool {
         if self.secret.iter().any(|n| n == name) {
             return true;
@@ -29,6 +29,18 @@ impl Masking {
             return runbook_secret::contains_secret(value);
         }
         runbook_secret::bulk_value_is_secret(name, value)
+    }
+
+    /// Whether the value comes back as text: the runbook says it is plain, or it is clearly
+    /// a setting. Everything else stays a Secret, masked, even when not a known credential.
+    pub fn is_plain(&self, name: &str, value: &str) -> bool {
+        if self.secret.iter().any(|n| n == name) {
+            return false;
+        }
+        if self.plain.iter().any(|n| n == name) {
+            return !runbook_secret::contains_secret(value);
+        }
+        runbook_secret::bulk_value_is_plain(name, value)
     }
 }
 

@@ -237,3 +237,28 @@ fn the_repl_refuses_a_step_that_needs_approval() {
         .stderr_has("step 'gated' needs another actor's approval, which the REPL does not ask for");
     assert!(!out.stdout.contains("gated step ran"), "{}", out.stdout);
 }
+
+/// A decision that does not name the request (one left from an earlier request, or
+/// written by hand) never passes the step: the request times out, closed.
+#[test]
+fn a_stale_decision_never_passes_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        runbook(r#".approval(#{ timeout: "2s" })"#, ""),
+    )
+    .unwrap();
+    let (child, run_id) = start(dir.path(), "gated.rhai");
+    let forged = dir
+        .path()
+        .join(format!("state/approvals/{run_id}.decision"));
+    std::fs::write(
+        &forged,
+        r#"{"nonce":"not-this-request","verdict":"approved","by":"mallory","at":"2026-12-02T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let (code, text) = finish(child);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("recorded as timeout"), "{text}");
+    assert!(!text.contains("gated step ran"), "{text}");
+}

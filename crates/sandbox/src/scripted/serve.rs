@@ -283,6 +283,10 @@ fn authenticate<'s>(
             let parsed = given
                 .and_then(super::sigv4::parse)
                 .ok_or(&auth.unauthorized)?;
+            // More than 15 minutes off the clock: refused, as AWS does.
+            if !super::sigv4::fresh(headers) {
+                return Err(&auth.signature_mismatch);
+            }
             let item = items
                 .iter()
                 .find(|i| field(i, &auth.field).as_deref() == Some(parsed.access_key.as_str()))

@@ -78,6 +78,14 @@ pub(super) fn signature(
         signed.signed_headers.join(";"),
     );
     let amz_date = headers.get("x-amz-date").and_then(|v| v.to_str().ok())?;
+    // As AWS: the host and the time are signed, and the scope's date is the request's.
+    if !["host", "x-amz-date"]
+        .iter()
+        .all(|h| signed.signed_headers.iter().any(|s| s == h))
+        || !amz_date.starts_with(&signed.date)
+    {
+        return None;
+    }
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{}\n{}",
         signed.scope,
@@ -90,6 +98,27 @@ pub(super) fn signature(
         key = hmac(&key, part.as_bytes())?;
     }
     Some(hex(&hmac(&key, to_sign.as_bytes())?))
+}
+
+/// Whether the request's `x-amz-date` is within 15 minutes of now (AWS refuses it
+/// otherwise).
+pub(super) fn fresh(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(within_fifteen_minutes)
+}
+
+fn within_fifteen_minutes(amz_date: &str) -> bool {
+    within(amz_date, time::OffsetDateTime::now_utc())
+}
+
+fn within(amz_date: &str, now: time::OffsetDateTime) -> bool {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let Ok(at) = time::PrimitiveDateTime::parse(amz_date, format) else {
+        return false;
+    };
+    (now - at.assume_utc()).abs() <= time::Duration::minutes(15)
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
@@ -188,5 +217,33 @@ mod tests {
             b"",
         );
         assert_eq!(got.as_deref(), Some(signed.signature.as_str()));
+        // Signed without the host: refused, as AWS does.
+        let unsigned_host = auth.replace("content-type;host;x-amz-date", "content-type;x-amz-date");
+        let signed2 = parse(&unsigned_host).unwrap();
+        assert!(signature(
+            &signed2,
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "GET",
+            "/",
+            "Action=ListUsers&Version=2010-05-08",
+            &headers,
+            b""
+        )
+        .is_none());
+        // 2015's request is stale today.
+        assert!(!fresh(&headers));
+        let now = time::OffsetDateTime::now_utc();
+        assert!(within(
+            &format!(
+                "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+                now.year(),
+                now.month() as u8,
+                now.day(),
+                now.hour(),
+                now.minute(),
+                now.second()
+            ),
+            now
+        ));
     }
 }

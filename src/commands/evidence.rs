@@ -11,7 +11,6 @@ use runbook_core::journal::{self, Record};
 use runbook_core::runbook::{Runbook, SourceFile};
 use runbook_core::{run, ui};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// The pack's format name: a reader refuses what it does not know.
@@ -68,30 +67,16 @@ pub fn run(args: EvidenceArgs) -> Result<u8> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The bytes a signature covers: the pack without its `signature`, as compact JSON with
 /// every object's keys sorted (this crate's serde_json keeps insertion order, so the
 /// sorting is done here), so any verifier rebuilds them from the parsed pack.
 fn signed_bytes(pack: &Value) -> Vec<u8> {
     // Only the top level's `signature` is the signature; a nested one is content.
-    let mut top = match pack {
-        Value::Object(m) => m.clone(),
-        other => return serde_json::to_vec(&sorted_keep(other)).unwrap_or_default(),
-    };
-    top.shift_remove("signature");
-    let mut keys: Vec<String> = top.keys().cloned().collect();
-    keys.sort();
-    let canonical: serde_json::Map<String, Value> = keys
-        .into_iter()
-        .map(|k| {
-            let v = sorted_keep(&top[&k]);
-            (k, v)
-        })
-        .collect();
-    serde_json::to_vec(&Value::Object(canonical)).unwrap_or_default()
+    let mut p = pack.clone();
+    if let Some(o) = p.as_object_mut() {
+        o.shift_remove("signature");
+    }
+    serde_json::to_vec(&sorted_keep(&p)).unwrap_or_default()
 }
 
 /// Sorted keys all the way down (every key kept).
@@ -191,7 +176,7 @@ fn build(state_dir: &Path, run_id: &str) -> Result<Value> {
     // Each step's checks come from the runbook, if it is still the one the run used.
     let runbook = SourceFile::read(Path::new(&start.source.path))
         .ok()
-        .filter(|f| hex(&Sha256::digest(f.text.as_bytes())) == start.source.sha256)
+        .filter(|f| runbook_core::exec::resume::sha256(&f.text) == start.source.sha256)
         .and_then(|f| Runbook::load(f).ok());
     let checks_of = |step: &str| -> Value {
         match &runbook {
@@ -245,7 +230,13 @@ fn build(state_dir: &Path, run_id: &str) -> Result<Value> {
                     .iter()
                     .rev()
                     .find(|(f, t, _)| f == function && t == target)
-                    .map(|(_, _, d)| fingerprints_in(d))
+                    .map(|(_, _, d)| {
+                        let named: serde_json::Map<String, Value> = super::exec::fingerprints(d)
+                            .into_iter()
+                            .map(|(k, fp)| (k, json!(fp)))
+                            .collect();
+                        Value::Object(named)
+                    })
                     .unwrap_or_default();
                 let outcome = match (ok, unknown, pending) {
                     (_, _, true) => "pending",
@@ -333,23 +324,6 @@ fn build(state_dir: &Path, run_id: &str) -> Result<Value> {
         "generated_at": run::now_rfc3339(),
         "generated_by": format!("runbook {}", env!("CARGO_PKG_VERSION")),
     }))
-}
-
-/// Every `hmac:` fingerprint a write's detail names, with its field.
-fn fingerprints_in(detail: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    let mut walk = vec![(String::new(), detail)];
-    while let Some((key, v)) = walk.pop() {
-        match v {
-            Value::Object(m) => walk.extend(m.iter().map(|(k, x)| (k.clone(), x))),
-            Value::Array(a) => walk.extend(a.iter().map(|x| (key.clone(), x))),
-            Value::String(s) if s.starts_with("hmac:") => {
-                out.insert(key, json!(s));
-            }
-            _ => {}
-        }
-    }
-    Value::Object(out)
 }
 
 fn sign(mut pack: Value, key: &SigningKey) -> Value {

@@ -179,8 +179,9 @@ pub fn banner(session: &Session, faults: &[String]) {
     )));
 }
 
-/// The secrets a write's detail names, as `NAME=hmac:…` (fingerprints, never values).
-fn fingerprints(detail: &serde_json::Value) -> Vec<String> {
+/// The secrets a write's detail names, as `(field, hmac:…)` pairs in order (fingerprints,
+/// never values): the change summary and the evidence pack show them.
+pub fn fingerprints(detail: &serde_json::Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut walk = vec![(String::new(), detail)];
     while let Some((key, v)) = walk.pop() {
@@ -190,8 +191,13 @@ fn fingerprints(detail: &serde_json::Value) -> Vec<String> {
                     walk.push((k.clone(), x));
                 }
             }
+            serde_json::Value::Array(a) => {
+                for x in a.iter().rev() {
+                    walk.push((key.clone(), x));
+                }
+            }
             serde_json::Value::String(s) if s.starts_with("hmac:") || s.starts_with("sha256:") => {
-                out.push(format!("{key}={s}"));
+                out.push((key, s.clone()));
             }
             _ => {}
         }
@@ -266,7 +272,10 @@ fn summary(report: &Report) {
                 ),
                 runbook_core::journal::WriteState::Failed => "refused".to_string(),
             };
-            let values = fingerprints(&w.detail);
+            let values: Vec<String> = fingerprints(&w.detail)
+                .into_iter()
+                .map(|(k, fp)| format!("{k}={fp}"))
+                .collect();
             ui::progress(&format!(
                 "  {} · {} on {}{}: {state}",
                 w.step,

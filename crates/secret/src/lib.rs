@@ -170,43 +170,6 @@ pub fn bulk_value_is_secret(name: &str, value: &str) -> bool {
         "COOKIE",
         "SESSION",
     ];
-    const PLAIN_WORDS: &[&str] = &[
-        "REGION",
-        "ENV",
-        "ENVIRONMENT",
-        "NAME",
-        "HOST",
-        "HOSTNAME",
-        "PORT",
-        "LEVEL",
-        "MODE",
-        "DOMAIN",
-        "LOCALE",
-        "LANG",
-        "TZ",
-        "TIMEZONE",
-        "STACK",
-        "VERSION",
-        "SIZE",
-        "COUNT",
-        "TIMEOUT",
-        "CONCURRENCY",
-        "WORKERS",
-        "THREADS",
-        "SID",
-        "ACCOUNT",
-        "BUCKET",
-        "QUEUE",
-        "EMAIL",
-        "SENDER",
-        "FROM",
-        "ORIGIN",
-        "PATH",
-        "DIR",
-        "ENABLED",
-        "DISABLED",
-        "FLAG",
-    ];
     if contains_secret(value) {
         return true;
     }
@@ -221,7 +184,7 @@ pub fn bulk_value_is_secret(name: &str, value: &str) -> bool {
     if url_has_password(value) {
         return true;
     }
-    if words.last().is_some_and(|w| PLAIN_WORDS.contains(w)) || upper.ends_with("_URL") {
+    if names_a_setting(name) || upper.ends_with("_URL") {
         // A setting, unless its value is unmistakably random.
         return value.chars().count() >= 40 && entropy(value) >= 4.5;
     }
@@ -236,11 +199,11 @@ pub fn bulk_value_is_plain(name: &str, value: &str) -> bool {
     if bulk_value_is_secret(name, value) {
         return false;
     }
-    let upper = name.to_ascii_uppercase();
-    let last = upper
-        .rsplit(|c: char| !c.is_ascii_alphanumeric())
-        .next()
-        .unwrap_or("");
+    names_a_setting(name) || !looks_like_credential(value)
+}
+
+/// Whether a var's last word names a setting: `AWS_REGION`, `RAPTOR_ENV`, `ACCOUNT_SID`.
+fn names_a_setting(name: &str) -> bool {
     const SETTING_WORDS: &[&str] = &[
         "REGION",
         "ENV",
@@ -278,7 +241,12 @@ pub fn bulk_value_is_plain(name: &str, value: &str) -> bool {
         "DISABLED",
         "FLAG",
     ];
-    SETTING_WORDS.contains(&last) || !looks_like_credential(value)
+    let upper = name.to_ascii_uppercase();
+    let last = upper
+        .rsplit(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or("");
+    SETTING_WORDS.contains(&last)
 }
 
 /// `scheme://user:password@host`.

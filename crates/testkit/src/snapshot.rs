@@ -63,10 +63,25 @@ pub(crate) fn mask(text: &str, dir: &Path) -> String {
     }
     let mut masked = String::with_capacity(out.len());
     for line in out.lines() {
-        masked.push_str(&mask_words(line));
+        masked.push_str(&even_the_cut(&mask_words(line)));
         masked.push('\n');
     }
     masked
+}
+
+/// A line the binary cut to the terminal's width (`…` at the end) shows more or less after
+/// `[ROOT]` as the checkout's path is shorter or longer; cut it shorter still, at a fixed
+/// distance from `[ROOT]`, so the snapshot reads the same from any checkout.
+fn even_the_cut(line: &str) -> String {
+    const KEEP: usize = 60;
+    let (Some(body), Some(at)) = (line.strip_suffix('…'), line.find("[ROOT]")) else {
+        return line.to_string();
+    };
+    let start = at + "[ROOT]".len();
+    match body[start..].char_indices().nth(KEEP) {
+        Some((cut, _)) => format!("{}…", &body[..start + cut]),
+        None => line.to_string(),
+    }
 }
 
 /// Run ids (`20261129T224243123Z-1a2b3c`), loopback ports, durations (`12 ms`, `0.3s`),
@@ -291,5 +306,23 @@ mod tests {
             "step 3/8 · 12:30 v1.2.3"
         );
         assert_eq!(mask_words("duration_ms=318 x=4"), "duration_ms=N x=4");
+    }
+
+    /// CI's checkout path is longer than a developer's: the same cut line must read the same.
+    #[test]
+    fn a_line_cut_after_the_checkout_path_reads_the_same_from_any_checkout() {
+        let tail = "runbooks/postmark.rhai:117:17: heroku::set_config failed for 1 of 2 target(s) (1 succeeded): raxx-api-staging";
+        let width = 150;
+        let cut = |root: &str| {
+            let full = format!("error={root}/{tail}");
+            let shown: String = full.chars().take(width).collect();
+            even_the_cut(&format!("{shown}…").replace(root, "[ROOT]"))
+        };
+        assert_eq!(cut("/work/main"), cut("/check/work/main"));
+        assert_eq!(
+            cut("/work/main"),
+            "error=[ROOT]/runbooks/postmark.rhai:117:17: heroku::set_config failed fo…"
+        );
+        assert_eq!(even_the_cut("no cut [ROOT]/x"), "no cut [ROOT]/x");
     }
 }

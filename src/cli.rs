@@ -222,6 +222,16 @@ pub enum AuditCommand {
     Show(AuditShowArgs),
     /// Check the hash chain: reports the first edited, removed or reordered entry
     Verify(AuditVerifyArgs),
+    /// Write the chain as JSONL, each entry exactly as stored: `audit verify --file` checks
+    /// the export offline as `audit verify` checks the store
+    Export(AuditExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// Write to this file (refused if it exists) instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +240,9 @@ pub struct AuditVerifyArgs {
     /// longer in the log, which is how entries cut off the end are found
     #[arg(long, value_name = "HASH")]
     pub head: Option<String>,
+    /// Verify an export (`runbook audit export`) instead of this machine's store
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

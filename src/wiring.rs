@@ -153,3 +153,54 @@ pub fn approval_policy() -> Result<Option<std::time::Duration>> {
             .ok_or_else(|| bad(format!("approve_irreversible = '{t}' is not a duration"))),
     }
 }
+
+/// Where runs, locks, the audit chain and approvals live: `RUNBOOK_STATE_URL`, else
+/// `./runbook.toml` `[state] url`, else the state directory. A URL that does not work is an
+/// error (exit 2), never a quiet fall back to local files.
+pub fn store() -> Result<runbook_core::store::Store> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        state: State,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct State {
+        url: Option<String>,
+        lease_seconds: Option<u64>,
+    }
+    let file = match std::fs::read_to_string("runbook.toml") {
+        Ok(text) => toml::from_str::<File>(&text)
+            .map_err(|e| {
+                crate::error::Error::usage(
+                    format!("runbook.toml [state]: {}", e.message()),
+                    "e.g. [state] url = \"postgres://runbook@db.internal/runbook\" (a lease_seconds = 30 may follow)",
+                )
+            })?
+            .state,
+        Err(_) => State::default(),
+    };
+    let url = std::env::var("RUNBOOK_STATE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .or(file.url);
+    let lease = match std::env::var("RUNBOOK_LEASE_SECONDS").ok() {
+        Some(t) => t
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                crate::error::Error::usage(
+                    format!("RUNBOOK_LEASE_SECONDS = '{t}' is not a whole number of seconds"),
+                    "e.g. RUNBOOK_LEASE_SECONDS=30 (how long a crashed run's lock outlives it)",
+                )
+            })?,
+        None => file.lease_seconds.unwrap_or(30),
+    };
+    Ok(runbook_core::store::open(
+        url.as_deref(),
+        &runbook_core::state::dir(),
+        std::time::Duration::from_secs(lease),
+    )?)
+}

@@ -29,4 +29,5 @@ mod repl;
 mod runbooks;
 mod runs;
 mod secrets;
+mod team;
 mod views;

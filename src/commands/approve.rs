@@ -11,7 +11,7 @@ pub fn approve(args: ApproveArgs) -> Result<u8> {
         by: by.clone(),
         at: run::now_rfc3339(),
     };
-    let request = approval::decide(&runbook_core::state::dir(), &args.run_id, &decision)?;
+    let request = approval::decide(&crate::wiring::store()?, &args.run_id, &decision)?;
     ui::out(&format!(
         "approved step '{}' of run {} (started by {}) as {by}",
         request.step, request.run_id, request.requested_by
@@ -26,7 +26,7 @@ pub fn deny(args: DenyArgs) -> Result<u8> {
         at: run::now_rfc3339(),
         reason: args.reason.clone(),
     };
-    let request = approval::decide(&runbook_core::state::dir(), &args.run_id, &decision)?;
+    let request = approval::decide(&crate::wiring::store()?, &args.run_id, &decision)?;
     ui::out(&format!(
         "denied step '{}' of run {} (started by {}) as {by}: {}",
         request.step, request.run_id, request.requested_by, args.reason

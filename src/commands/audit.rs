@@ -1,15 +1,101 @@
-//! `runbook audit show` and `runbook audit verify`.
+//! `runbook audit show`, `runbook audit verify` and `runbook audit export`.
 
-use crate::cli::{AuditCommand, AuditShowArgs, AuditVerifyArgs};
+use crate::cli::{AuditCommand, AuditExportArgs, AuditShowArgs, AuditVerifyArgs};
 use crate::error::{exit, Error, Result};
 use runbook_core::audit::{AuditEntry, AuditLog, HeadCheck, Verdict};
 use runbook_core::ui;
 
 pub fn run(cmd: AuditCommand) -> Result<u8> {
-    let log = AuditLog::new(&runbook_core::state::dir());
+    // An export is verified on its own: no store (and no database) is needed.
+    if let AuditCommand::Verify(AuditVerifyArgs {
+        file: Some(file), ..
+    }) = &cmd
+    {
+        return verify_export(file);
+    }
+    let log = AuditLog::new(&crate::wiring::store()?);
     match cmd {
         AuditCommand::Show(args) => show(&log, &args),
         AuditCommand::Verify(args) => verify(&log, &args),
+        AuditCommand::Export(args) => export(&log, &args),
+    }
+}
+
+/// The chain, one entry per line as stored: nothing re-encoded, so every hash still holds.
+fn export(log: &AuditLog, args: &AuditExportArgs) -> Result<u8> {
+    let lines = log.lines()?;
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    match &args.output {
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| {
+                    Error::usage(format!("cannot write the export: {e}"), "check stdout")
+                })?;
+        }
+        Some(path) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    Error::usage(
+                        format!("cannot write {}: {e}", path.display()),
+                        "name a file that does not exist yet",
+                    )
+                })?;
+            f.write_all(text.as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|e| {
+                    Error::usage(
+                        format!("cannot write {}: {e}", path.display()),
+                        "check the disk",
+                    )
+                })?;
+            ui::err(&format!(
+                "exported {} entries from {} to {}",
+                lines.len(),
+                log.location(),
+                path.display()
+            ));
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn verify_export(file: &std::path::Path) -> Result<u8> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::usage(
+            format!("cannot read {}: {e}", file.display()),
+            "name a file written by `runbook audit export`",
+        )
+    })?;
+    let lines: Vec<&str> = text.lines().collect();
+    report(
+        runbook_core::audit::verify_lines(&lines),
+        &file.display().to_string(),
+    )
+}
+
+fn report(verdict: Verdict, place: &str) -> Result<u8> {
+    match verdict {
+        Verdict::Intact { entries, head } => {
+            ui::out(&format!("OK: {entries} entries, head {head}"));
+            Ok(exit::OK)
+        }
+        Verdict::Broken { line, reason } => {
+            ui::err(&format!("BROKEN: {place} entry {line}: {reason}"));
+            ui::err("Entries from this one on cannot be trusted; compare with a copy of the log (or its webhook sink) to see what changed.");
+            Ok(exit::STEP_FAILED)
+        }
     }
 }
 
@@ -106,7 +192,7 @@ fn verify(log: &AuditLog, args: &AuditVerifyArgs) -> Result<u8> {
                 HeadCheck::Missing => {
                     ui::err(&format!(
                         "BROKEN: {} does not contain the recorded head {}: entries were cut off the end, or the log was replaced",
-                        log.path().display(),
+                        log.location(),
                         ui::truncate(recorded, 80)
                     ));
                     ui::err(&format!("The chain that is left verifies ({entries} entries, head {head}); compare with a copy of the log (or its webhook sink) to see what is missing."));
@@ -114,13 +200,6 @@ fn verify(log: &AuditLog, args: &AuditVerifyArgs) -> Result<u8> {
                 }
             }
         }
-        Verdict::Broken { line, reason } => {
-            ui::err(&format!(
-                "BROKEN: {} entry {line}: {reason}",
-                log.path().display()
-            ));
-            ui::err("Entries from this one on cannot be trusted; compare with a copy of the log (or its webhook sink) to see what changed.");
-            Ok(exit::STEP_FAILED)
-        }
+        broken @ Verdict::Broken { .. } => report(broken, &log.location()),
     }
 }

@@ -48,7 +48,7 @@ pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bo
 
 /// One row per runbook found: id, title, secret, cadence, last rotation, due date.
 pub fn rows() -> Result<Vec<Value>> {
-    let last = last_success(&AuditLog::new(&runbook_core::state::dir()))?;
+    let last = last_success(&AuditLog::new(&crate::wiring::store()?))?;
     let mut rows = Vec::new();
     for path in source::list_paths() {
         let loaded = SourceFile::read(&path).and_then(Runbook::load);

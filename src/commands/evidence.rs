@@ -29,7 +29,7 @@ pub fn run(args: EvidenceArgs) -> Result<u8> {
                     "`runbook runs` lists the runs; `runbook evidence keygen` and `runbook evidence verify FILE --pubkey KEY` are the other forms",
                 ));
             };
-            let pack = build(&runbook_core::state::dir(), &run_id)?;
+            let pack = build(&crate::wiring::store()?, &run_id)?;
             let pack = match &args.sign {
                 Some(key) => sign(pack, &read_signing_key(key)?),
                 None => pack,
@@ -155,15 +155,17 @@ impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
 }
 
 /// The evidence of one run, from its journal, its runbook (when unchanged) and the audit log.
-fn build(state_dir: &Path, run_id: &str) -> Result<Value> {
-    let path = state_dir.join("runs").join(format!("{run_id}.jsonl"));
-    if !run::is_run_id(run_id) || !path.exists() {
-        return Err(Error::usage(
-            format!("no run '{run_id}' in {}", state_dir.join("runs").display()),
+fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Value> {
+    let not_found = || {
+        Error::usage(
+            format!("no run '{run_id}' in {}", store.runs_where()),
             "`runbook runs` lists the runs and their ids",
-        ));
+        )
+    };
+    if !run::is_run_id(run_id) {
+        return Err(not_found());
     }
-    let entries = journal::read(&path)?;
+    let entries = journal::read_run(store, run_id)?.ok_or_else(not_found)?;
     let Some(start) = entries.iter().find_map(|e| match &e.record {
         Record::RunStart(s) => Some(s.clone()),
         _ => None,
@@ -256,7 +258,7 @@ fn build(state_dir: &Path, run_id: &str) -> Result<Value> {
             _ => {}
         }
     }
-    let log = AuditLog::new(state_dir);
+    let log = AuditLog::new(store);
     let audit: Vec<Value> = log
         .entries()?
         .into_iter()

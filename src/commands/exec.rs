@@ -51,7 +51,7 @@ pub fn run(args: ExecArgs) -> Result<u8> {
     let mut session = Session::start(
         runbook,
         NewRun {
-            state_dir: runbook_core::state::dir(),
+            store: crate::wiring::store()?,
             actor: run::actor(args.actor.as_deref()),
             mode,
             sandbox: args.sandbox,

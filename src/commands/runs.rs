@@ -11,18 +11,17 @@ use runbook_core::journal::{self, RunState};
 use runbook_core::run::{self, Mode, RunStatus};
 use runbook_core::ui;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One line of `runbook runs`: how the run itself ended, and every later attempt at it.
-fn summarize(path: &Path, state_dir: &Path) -> Option<Value> {
-    let entries = journal::read(path).ok()?;
-    let st = RunState::from_entries(&entries)?;
+fn summarize(entries: &[journal::Entry], holders: &[lock::Holder]) -> Option<Value> {
+    let st = RunState::from_entries(entries)?;
     let start = &st.start;
     // A process that recorded no end is still running if it holds the run's lock, else it
     // died (only the last process can be running).
-    let alive = lock::holders(state_dir)
+    let alive = holders
         .iter()
-        .any(|h| h.run_id == start.run_id && h.is_alive_here());
+        .any(|h| h.run_id == start.run_id && !h.is_dead());
     let or_unfinished = |ended: Option<RunStatus>, last: bool| match ended {
         Some(s) => s,
         None if last && alive => RunStatus::Running,
@@ -96,34 +95,28 @@ fn attempts_line(row: &Value) -> String {
 }
 
 pub fn runs(args: RunsArgs) -> Result<u8> {
-    let state_dir = runbook_core::state::dir();
+    let store = wiring::store()?;
     if let Some(id) = &args.run_id {
-        return timeline(&state_dir, id, args.json);
+        return timeline(&store, id, args.json);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("runs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
     // Run ids start with a UTC timestamp: newest first.
-    files.sort();
-    files.reverse();
-    let rows: Vec<Value> = files
+    let mut ids = store.runs()?;
+    ids.reverse();
+    let holders = lock::holders(&store);
+    let rows: Vec<Value> = ids
         .iter()
         .take(args.limit)
-        .filter_map(|p| summarize(p, &state_dir))
+        .filter_map(|id| {
+            let entries = journal::read_run(&store, id).ok()??;
+            summarize(&entries, &holders)
+        })
         .collect();
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);
     }
     if rows.is_empty() {
-        ui::err(&format!(
-            "no runs yet in {}",
-            state_dir.join("runs").display()
-        ));
+        ui::err(&format!("no runs yet in {}", store.runs_where()));
         return Ok(exit::OK);
     }
     let table: Vec<Vec<String>> = rows
@@ -159,16 +152,18 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
 }
 
 /// `runbook runs RUN_ID`: the run's journal as a timeline.
-fn timeline(state_dir: &Path, run_id: &str, json: bool) -> Result<u8> {
-    let path = state_dir.join("runs").join(format!("{run_id}.jsonl"));
-    if !run::is_run_id(run_id) || !path.exists() {
-        return Err(crate::error::Error::usage(
-            format!("no run '{run_id}' in {}", state_dir.join("runs").display()),
+fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Result<u8> {
+    let not_found = || {
+        crate::error::Error::usage(
+            format!("no run '{run_id}' in {}", store.runs_where()),
             "`runbook runs` lists the runs and their ids",
-        ));
+        )
+    };
+    if !run::is_run_id(run_id) {
+        return Err(not_found());
     }
-    let entries = journal::read(&path)?;
-    let summary = summarize(&path, state_dir).unwrap_or_default();
+    let entries = journal::read_run(store, run_id)?.ok_or_else(not_found)?;
+    let summary = summarize(&entries, &lock::holders(store)).unwrap_or_default();
     let st = RunState::from_entries(&entries);
     let in_effect: Vec<Value> = st
         .as_ref()
@@ -332,7 +327,7 @@ pub fn reopen(
 ) -> Result<Reopened> {
     let services = wiring::services(false, &Default::default())?.services;
     Ok(Session::reopen(Reopen {
-        state_dir: runbook_core::state::dir(),
+        store: wiring::store()?,
         run_id: run_id.to_string(),
         actor: run::actor(actor),
         attempt,

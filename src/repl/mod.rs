@@ -78,7 +78,7 @@ pub fn run(args: ReplArgs) -> Result<u8> {
     let state_dir = runbook_core::state::dir();
     let mut repl = match &args.attach {
         Some(run_id) => attach(&args, run_id)?,
-        None => start(&args, &state_dir)?,
+        None => start(&args)?,
     };
     let code = if std::io::stdin().is_terminal() {
         repl.interactive(&state_dir)
@@ -91,7 +91,7 @@ pub fn run(args: ReplArgs) -> Result<u8> {
     Ok(code)
 }
 
-fn start(args: &ReplArgs, state_dir: &Path) -> Result<Repl> {
+fn start(args: &ReplArgs) -> Result<Repl> {
     let pairs = params::parse_pairs(&args.params)?;
     let path = match &args.runbook {
         Some(name) => Some(runbook::find(name)?),
@@ -113,7 +113,7 @@ fn start(args: &ReplArgs, state_dir: &Path) -> Result<Repl> {
     let session = Session::start(
         runbook,
         NewRun {
-            state_dir: state_dir.to_path_buf(),
+            store: wiring::store()?,
             actor: run::actor(args.actor.as_deref()),
             mode: Mode::Repl,
             sandbox: args.sandbox,

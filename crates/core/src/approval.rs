@@ -1,12 +1,12 @@
-//! Four-eyes approvals on the file backend: a run that reaches a step needing approval files
-//! a request in `approvals/RUN_ID.json` and waits; `runbook approve` / `runbook deny` (by
-//! another actor) write the decision, once, to `approvals/RUN_ID.decision` (created
-//! exclusively, so the first decision wins). A request not decided in time is closed by the
-//! run as `timeout`, which is never the same as `denied`.
+//! Four-eyes approvals: a run that reaches a step needing approval files a request in the
+//! store and waits; `runbook approve` / `runbook deny` (by another actor, on this machine
+//! with the file backend, on any with the shared database) record the decision, once (the
+//! first decision wins). A request not decided in time is closed by the run as `timeout`,
+//! which is never the same as `denied`.
 
 use crate::error::{Error, Result};
+use crate::store::Store;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A pending request.
@@ -62,54 +62,26 @@ fn same_actor(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
 
-fn dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("approvals")
-}
-
-fn request_path(state_dir: &Path, run_id: &str) -> PathBuf {
-    dir(state_dir).join(format!("{run_id}.json"))
-}
-
-fn decision_path(state_dir: &Path, run_id: &str) -> PathBuf {
-    dir(state_dir).join(format!("{run_id}.decision"))
-}
-
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::usage(
-        format!("cannot use {}: {e}", path.display()),
-        "check the state directory's permissions",
-    )
-}
-
 /// Files the request (replacing an earlier one of the same run, and its decision: a resumed
 /// run asks again).
-pub fn file(state_dir: &Path, request: &Request) -> Result<()> {
-    crate::state::ensure_dir(&dir(state_dir)).map_err(|e| io(&dir(state_dir), e))?;
-    let path = request_path(state_dir, &request.run_id);
-    let decision = decision_path(state_dir, &request.run_id);
-    if decision.exists() {
-        std::fs::remove_file(&decision).map_err(|e| io(&decision, e))?;
-    }
+pub fn file(store: &Store, request: &Request) -> Result<()> {
     let text = serde_json::to_string_pretty(request).unwrap_or_default();
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+    store.approval_put_request(&request.run_id, &text)
 }
 
 /// The request of `run_id`, if one was filed.
-pub fn pending(state_dir: &Path, run_id: &str) -> Result<Option<Request>> {
-    let path = request_path(state_dir, run_id);
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok(serde_json::from_str(&t).ok()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(&path, e)),
-    }
+pub fn pending(store: &Store, run_id: &str) -> Result<Option<Request>> {
+    Ok(store
+        .approval_request(run_id)?
+        .and_then(|t| serde_json::from_str(&t).ok()))
 }
 
 /// The decision for the request carrying `nonce`, if there is one.
-pub fn decision(state_dir: &Path, run_id: &str, nonce: &str) -> Option<Decision> {
-    std::fs::read_to_string(decision_path(state_dir, run_id))
+pub fn decision(store: &Store, run_id: &str, nonce: &str) -> Option<Decision> {
+    store
+        .approval_decision(run_id)
         .ok()
+        .flatten()
         .and_then(|t| serde_json::from_str::<Written>(&t).ok())
         .filter(|w| w.nonce == nonce)
         .map(|w| w.decision)
@@ -117,8 +89,8 @@ pub fn decision(state_dir: &Path, run_id: &str, nonce: &str) -> Option<Decision>
 
 /// Records a decision, once: `Err` says why it was not taken (no request, already
 /// decided, or the run's own actor).
-pub fn decide(state_dir: &Path, run_id: &str, decision: &Decision) -> Result<Request> {
-    let Some(request) = pending(state_dir, run_id)? else {
+pub fn decide(store: &Store, run_id: &str, decision: &Decision) -> Result<Request> {
+    let Some(request) = pending(store, run_id)? else {
         return Err(Error::usage(
             format!("run {run_id} is not waiting for an approval"),
             "`runbook runs` shows the runs; a run files its request when it reaches the step",
@@ -137,42 +109,33 @@ pub fn decide(state_dir: &Path, run_id: &str, decision: &Decision) -> Result<Req
             format!("ask {} to decide (`runbook approve {run_id}`)", request.by),
         ));
     }
-    // Written whole to a file of its own, then linked into place: the link is atomic and
-    // fails if a decision exists, so the first decision wins and none is ever read half
-    // written.
-    let path = decision_path(state_dir, run_id);
-    let tmp = dir(state_dir).join(format!("{run_id}.decision.{}", nonce()));
     let written = Written {
         nonce: request.nonce.clone(),
         decision: decision.clone(),
     };
-    std::fs::write(&tmp, serde_json::to_string(&written).unwrap_or_default())
-        .map_err(|e| io(&tmp, e))?;
-    let linked = std::fs::hard_link(&tmp, &path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(request),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let earlier = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Written>(&t).ok())
-                .map(|w| format!("{:?}", w.decision))
-                .unwrap_or_else(|| "a decision".into());
-            Err(Error::usage(
-                format!("run {run_id}'s approval is already decided: {earlier}"),
-                "a decision is final; a resumed run files a new request",
-            ))
-        }
-        Err(e) => Err(io(&path, e)),
+    let text = serde_json::to_string(&written).unwrap_or_default();
+    if store.approval_put_decision(run_id, &text)? {
+        return Ok(request);
     }
+    let earlier = store
+        .approval_decision(run_id)
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str::<Written>(&t).ok())
+        .map(|w| format!("{:?}", w.decision))
+        .unwrap_or_else(|| "a decision".into());
+    Err(Error::usage(
+        format!("run {run_id}'s approval is already decided: {earlier}"),
+        "a decision is final; a resumed run files a new request",
+    ))
 }
 
 /// Waits for the decision until `timeout`, then closes the request as `Timeout` (if no one
 /// decided in the meantime). `None` when Ctrl-C stopped the wait.
-pub fn wait(state_dir: &Path, run_id: &str, nonce: &str, timeout: Duration) -> Option<Decision> {
+pub fn wait(store: &Store, run_id: &str, nonce: &str, timeout: Duration) -> Option<Decision> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(d) = decision(state_dir, run_id, nonce) {
+        if let Some(d) = decision(store, run_id, nonce) {
             return Some(d);
         }
         if crate::interrupt::is_set() {
@@ -183,9 +146,9 @@ pub fn wait(state_dir: &Path, run_id: &str, nonce: &str, timeout: Duration) -> O
                 at: crate::run::now_rfc3339(),
             };
             // A decision that landed at the last moment wins over the timeout.
-            return match decide(state_dir, run_id, &closed) {
+            return match decide(store, run_id, &closed) {
                 Ok(_) => Some(closed),
-                Err(_) => decision(state_dir, run_id, nonce).or(Some(closed)),
+                Err(_) => decision(store, run_id, nonce).or(Some(closed)),
             };
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -30,6 +30,15 @@ pub enum Error {
         problems: Vec<ScriptError>,
     },
 
+    /// The shared state (a database) cannot be reached or used; nothing was changed.
+    #[error("{message}")]
+    #[diagnostic(code(runbook::state))]
+    State {
+        message: String,
+        #[help]
+        help: String,
+    },
+
     /// The command line or its inputs are wrong; the help says what to pass instead.
     #[error("{message}")]
     #[diagnostic(code(runbook::usage))]
@@ -100,7 +109,7 @@ pub enum Error {
         code(runbook::run::not_found),
         help("`runbook runs` lists the runs this machine knows")
     )]
-    RunNotFound { run_id: String, dir: PathBuf },
+    RunNotFound { run_id: String, dir: String },
 
     /// A journal that cannot be read as this version writes them.
     #[error("the journal {path} is damaged at line {line}: {reason}")]

@@ -6,10 +6,7 @@ use crate::error::{Error, Result};
 use crate::run::{Mode, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::cell::RefCell;
-use std::fs::File;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The runbook and the modules it imported, by hash: `resume` refuses a changed text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,47 +154,58 @@ pub struct Entry {
 
 /// An open journal, appending.
 pub struct Journal {
-    path: PathBuf,
-    file: RefCell<Option<File>>,
+    store: crate::store::Store,
+    run_id: String,
+    /// Set once a record could not be written: the operator was told, once.
+    broken: std::cell::Cell<bool>,
 }
 
 impl Journal {
-    pub(crate) fn path_for(state_dir: &Path, run_id: &str) -> PathBuf {
-        state_dir.join("runs").join(format!("{run_id}.jsonl"))
-    }
-
-    /// Opens (creating) the journal of a run for appending.
-    pub fn open(state_dir: &Path, run_id: &str) -> Result<Journal> {
-        let path = Self::path_for(state_dir, run_id);
-        let file = crate::state::append(&path).map_err(|source| Error::Write {
-            path: path.clone(),
-            source,
-        })?;
+    /// The journal of a run, for appending (nothing is written until the first record).
+    pub fn open(store: &crate::store::Store, run_id: &str) -> Result<Journal> {
         Ok(Journal {
-            path,
-            file: RefCell::new(Some(file)),
+            store: store.clone(),
+            run_id: run_id.to_string(),
+            broken: std::cell::Cell::new(false),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the journal is, for messages.
+    pub fn location(&self) -> String {
+        self.store.journal_where(&self.run_id)
     }
 
-    /// Appends one record, redacted, and syncs it to disk. A journal that cannot be written
-    /// is reported once and then left alone: the run goes on, but the operator knows resume
-    /// will not be possible.
+    /// Every record written so far.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        read_run(&self.store, &self.run_id)?.ok_or_else(|| Error::RunNotFound {
+            run_id: self.run_id.clone(),
+            dir: self.store.runs_where(),
+        })
+    }
+
+    /// Appends one record, redacted, durably. A journal that cannot be written is reported
+    /// once and then left alone: the run goes on, but the operator knows resume will not be
+    /// possible.
     pub fn record(&self, record: Record) {
-        let mut slot = self.file.borrow_mut();
-        let Some(file) = slot.as_mut() else { return };
+        if self.broken.get() {
+            return;
+        }
         let line = encode(&record, &crate::run::now_rfc3339());
-        let ok = writeln!(file, "{line}").and_then(|_| file.sync_data());
-        if let Err(e) = ok {
+        if let Err(e) = self.store.journal_append(&self.run_id, &line) {
             crate::ui::err(&format!(
                 "warning: cannot write the run journal {}: {e}; this run cannot be resumed",
-                self.path.display()
+                self.location()
             ));
-            *slot = None;
+            self.broken.set(true);
         }
+    }
+}
+
+/// A run's records, `None` when the store has no such run.
+pub fn read_run(store: &crate::store::Store, run_id: &str) -> Result<Option<Vec<Entry>>> {
+    match store.journal(run_id)? {
+        None => Ok(None),
+        Some(text) => parse(&text, Path::new(&store.journal_where(run_id))).map(Some),
     }
 }
 
@@ -216,7 +224,11 @@ fn encode(record: &Record, t: &str) -> String {
 /// Every record of a journal, in order. A torn last line (the crash happened mid-write) is
 /// dropped; anything else that cannot be read is a damaged journal, never silently skipped.
 pub fn read(path: &Path) -> Result<Vec<Entry>> {
-    let text = crate::state::read_text(path)?;
+    parse(&crate::state::read_text(path)?, path)
+}
+
+/// A journal's text, parsed (`path` names it in errors).
+fn parse(text: &str, path: &Path) -> Result<Vec<Entry>> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
@@ -550,7 +562,7 @@ mod tests {
 {"t":"2026-11-20T10:00:06Z","kind":"run.end","status":"rolled_back"}
 "#;
 
-    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+    fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.jsonl");
         std::fs::write(&p, text).unwrap();

@@ -3,7 +3,7 @@
 //!
 //! Modules from the bottom up; each uses only those before it (a test holds this order):
 //! `suggest`, `codes`, `ui`, `interrupt`, `hooks`, `run`, `plan`, `diagnostic`, `error`, `state`, `runtime`,
-//! `audit`, `journal`, `approval`, `prompt`, `engine`, `value`, `host`, `runbook`, `exec`.
+//! `store`, `audit`, `journal`, `approval`, `prompt`, `engine`, `value`, `host`, `runbook`, `exec`.
 
 pub mod approval;
 pub mod audit;
@@ -22,6 +22,7 @@ pub mod run;
 pub mod runbook;
 pub mod runtime;
 pub mod state;
+pub mod store;
 pub mod suggest;
 pub mod ui;
 pub mod value;

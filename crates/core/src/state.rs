@@ -103,10 +103,10 @@ fn tighten(path: &Path, meta: &fs::Metadata, want: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Loads the state's fingerprint key (`fingerprint.key`, 32 random bytes, `0600`), creating
-/// it on first use, and makes it the key of every fingerprint this process computes. Two
-/// processes racing to create it agree: only one `create_new` wins and both read its key.
-pub fn load_fingerprint_key(dir: &Path) -> io::Result<()> {
+/// The state's fingerprint key (`fingerprint.key`, 32 random bytes, `0600`), created on
+/// first use. Two processes racing to create it agree: only one `create_new` wins and both
+/// read its key.
+pub(crate) fn fingerprint_key(dir: &Path) -> io::Result<[u8; 32]> {
     use std::io::{Read, Write};
     ensure_dir(dir)?;
     let path = dir.join("fingerprint.key");
@@ -133,15 +133,13 @@ pub fn load_fingerprint_key(dir: &Path) -> io::Result<()> {
     tighten(&path, &meta, 0o600)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
-    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+    bytes.try_into().map_err(|b: Vec<u8>| {
         io::Error::other(format!(
             "{} is damaged ({} bytes, not 32); fingerprints journalled here cannot be checked without it",
             path.display(),
             b.len()
         ))
-    })?;
-    runbook_secret::set_fingerprint_key(key);
-    Ok(())
+    })
 }
 
 /// Writes a whole file `0600`, replacing it atomically.

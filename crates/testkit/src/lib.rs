@@ -6,6 +6,7 @@
 // A harness: panicking with a clear message is how it reports a failed expectation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pg;
 mod rig;
 mod sandbox;
 mod snapshot;
@@ -239,6 +240,9 @@ impl Test {
             .env_remove("RUNBOOK_PATH")
             .env_remove("RUNBOOK_ACTOR")
             .env_remove("RUNBOOK_CRASH_AT")
+            // A developer's shared state never reaches a test: each names its own database.
+            .env_remove("RUNBOOK_STATE_URL")
+            .env_remove("RUNBOOK_LEASE_SECONDS")
             .env_remove("RUNBOOK_SANDBOX_DASHBOARD")
             .env_remove("POSTMARK_DASHBOARD_URL");
         for (k, v) in &self.env {

@@ -1,16 +1,14 @@
-//! The audit log: one JSON line per event in `audit.jsonl`, each carrying the hash of the one
-//! before it, so an edited, removed or reordered entry breaks the chain.
+//! The audit log: one JSON line per event (in `audit.jsonl`, or a table of the shared
+//! database), each carrying the hash of the one before it, so an edited, removed or
+//! reordered entry breaks the chain.
 
 use crate::error::{Error, Result};
 use crate::run::now_rfc3339;
 use crate::run::Mode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
 
-/// Hash of the entry before the first.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use crate::store::GENESIS;
 
 /// The largest entry the log takes, as written (one JSON line). Larger contexts are refused
 /// whole: a log of bounded lines stays readable by every tool that reads it line by line.
@@ -43,57 +41,57 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditLog {
-    path: PathBuf,
+    store: crate::store::Store,
 }
 
 impl AuditLog {
-    pub fn new(state_dir: &Path) -> Self {
+    pub fn new(store: &crate::store::Store) -> Self {
         AuditLog {
-            path: state_dir.join("audit.jsonl"),
+            store: store.clone(),
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the log is, for messages.
+    pub fn location(&self) -> String {
+        self.store.audit_where()
     }
 
-    /// Appends an event (context redacted) under an exclusive lock, chained to the last entry.
+    /// Appends an event (context redacted), chained to the last entry; the store serialises
+    /// appends, so concurrent runs never fork the chain.
     pub(crate) fn append(&self, event: &Event) -> Result<AuditEntry> {
-        let io = |source| Error::Write {
-            path: self.path.clone(),
-            source,
-        };
-        let mut file = crate::state::append(&self.path).map_err(io)?;
-        let _lock = FileLock::exclusive(&file).map_err(io)?;
-        let prev = last_hash(&mut file).map_err(io)?;
-        let mut entry = json!({
-            "time": now_rfc3339(),
-            "actor": event.actor,
-            "run_id": event.run_id,
-            "runbook": event.runbook,
-            "step": event.step,
-            "action": event.action,
-            "mode": event.mode,
-            "context": event.context,
-            "prev_hash": prev,
-        });
-        // Redact before hashing: the hash must cover exactly the bytes written.
-        runbook_secret::redact_json(&mut entry);
-        let hash = entry_hash(&entry);
-        entry["hash"] = Value::String(hash);
-        let line = entry.to_string();
-        if line.len() > MAX_ENTRY_BYTES {
-            return Err(Error::AuditTooLarge {
-                action: event.action.clone(),
-                bytes: line.len(),
-                limit: MAX_ENTRY_BYTES,
+        let mut made = None;
+        self.store.audit_append(&mut |prev: &str| {
+            let mut entry = json!({
+                "time": now_rfc3339(),
+                "actor": event.actor,
+                "run_id": event.run_id,
+                "runbook": event.runbook,
+                "step": event.step,
+                "action": event.action,
+                "mode": event.mode,
+                "context": event.context,
+                "prev_hash": prev,
             });
-        }
-        file.seek(SeekFrom::End(0)).map_err(io)?;
-        writeln!(file, "{line}").map_err(io)?;
-        file.sync_data().map_err(io)?;
+            // Redact before hashing: the hash must cover exactly the bytes written.
+            runbook_secret::redact_json(&mut entry);
+            let hash = entry_hash(&entry);
+            entry["hash"] = Value::String(hash);
+            let line = entry.to_string();
+            if line.len() > MAX_ENTRY_BYTES {
+                return Err(Error::AuditTooLarge {
+                    action: event.action.clone(),
+                    bytes: line.len(),
+                    limit: MAX_ENTRY_BYTES,
+                });
+            }
+            made = Some(entry);
+            Ok(line)
+        })?;
+        let entry = made.ok_or_else(|| Error::Internal {
+            message: "the audit store appended nothing".into(),
+        })?;
         serde_json::from_value(entry).map_err(|e| Error::Internal {
             message: format!("an audit entry does not read back: {e}"),
         })
@@ -101,27 +99,17 @@ impl AuditLog {
 
     /// Every entry, in order (lines that are not entries are reported by `verify`).
     pub fn entries(&self) -> Result<Vec<AuditEntry>> {
-        let file = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(Error::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        let mut out = Vec::new();
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|source| Error::Read {
-                path: self.path.clone(),
-                source,
-            })?;
-            if let Ok(v) = serde_json::from_str(&line) {
-                out.push(v);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .store
+            .audit_lines()?
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    }
+
+    /// Every line as stored (`audit export`): verifies offline exactly as here.
+    pub fn lines(&self) -> Result<Vec<String>> {
+        self.store.audit_lines()
     }
 }
 
@@ -172,49 +160,46 @@ impl AuditLog {
     /// the entry before it. An edited entry breaks its own hash; a removed or moved one
     /// breaks the link of the entry after it.
     pub fn verify(&self) -> Result<Verdict> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(Error::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
+        Ok(verify_lines(&self.store.audit_lines()?))
+    }
+}
+
+/// Walks a chain given as its lines (the log, or an export read back).
+pub fn verify_lines<S: AsRef<str>>(lines: &[S]) -> Verdict {
+    {
         let mut prev = GENESIS.to_string();
         let mut count = 0;
-        for (i, line) in text.lines().enumerate() {
+        for (i, line) in lines.iter().map(AsRef::as_ref).enumerate() {
             let n = i + 1;
             if line.trim().is_empty() {
                 continue;
             }
             let Ok(entry) = serde_json::from_str::<Value>(line) else {
-                return Ok(Verdict::Broken {
+                return Verdict::Broken {
                     line: n,
                     reason: "not valid JSON (edited or truncated)".into(),
-                });
+                };
             };
             let stored = entry["hash"].as_str().unwrap_or("");
             if entry_hash(&entry) != stored {
-                return Ok(Verdict::Broken {
+                return Verdict::Broken {
                     line: n,
                     reason: "its content does not match its hash (edited)".into(),
-                });
+                };
             }
             if entry["prev_hash"].as_str() != Some(prev.as_str()) {
-                return Ok(Verdict::Broken {
+                return Verdict::Broken {
                     line: n,
                     reason: "it does not follow the entry before it (an entry was removed, inserted or reordered)".into(),
-                });
+                };
             }
             prev = stored.to_string();
             count += 1;
         }
-        Ok(Verdict::Intact {
+        Verdict::Intact {
             entries: count,
             head: prev,
-        })
+        }
     }
 }
 
@@ -228,83 +213,14 @@ pub fn entry_hash(entry: &Value) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The hash of the last entry: the last non-empty line, however long, read backwards from the
-/// end in chunks (bytes, so a chunk may start inside a character). A last line that is not
-/// an entry is an error: the chain is never silently restarted.
-fn last_hash(file: &mut std::fs::File) -> std::io::Result<String> {
-    use std::io::Read;
-    const CHUNK: u64 = 64 * 1024;
-    let len = file.seek(SeekFrom::End(0))?;
-    let mut tail: Vec<u8> = Vec::new();
-    let mut pos = len;
-    loop {
-        // The last line ends at the last non-newline byte; it starts after the newline
-        // before it.
-        let end = tail.iter().rposition(|b| *b != b'\n' && *b != b'\r');
-        if let Some(end) = end {
-            if let Some(start) = tail[..end].iter().rposition(|b| *b == b'\n') {
-                return hash_of(&tail[start + 1..=end]);
-            }
-        }
-        if pos == 0 {
-            return match end {
-                Some(end) => hash_of(&tail[..=end]),
-                None => Ok(GENESIS.to_string()),
-            };
-        }
-        let from = pos.saturating_sub(CHUNK);
-        let mut chunk = vec![0u8; (pos - from) as usize];
-        file.seek(SeekFrom::Start(from))?;
-        file.read_exact(&mut chunk)?;
-        chunk.extend_from_slice(&tail);
-        tail = chunk;
-        pos = from;
-    }
-}
-
-fn hash_of(line: &[u8]) -> std::io::Result<String> {
-    let v: Value = serde_json::from_slice(line).map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("its last entry is not valid ({e}); run `runbook audit verify`"),
-        )
-    })?;
-    v["hash"].as_str().map(str::to_string).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "its last entry has no hash; run `runbook audit verify`",
-        )
-    })
-}
-
-/// An advisory `flock` held for the life of the value (the file must outlive it).
-struct FileLock(std::os::unix::io::RawFd);
-
-impl FileLock {
-    fn exclusive(file: &std::fs::File) -> std::io::Result<Self> {
-        use std::os::unix::io::AsRawFd;
-        let fd = file.as_raw_fd();
-        // SAFETY: flock on a valid, open file descriptor.
-        let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(FileLock(fd))
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking the descriptor locked in `exclusive`; closing the file would too.
-        unsafe {
-            libc::flock(self.0, libc::LOCK_UN);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn files_log(dir: &std::path::Path) -> AuditLog {
+        let store: crate::store::Store = std::sync::Arc::new(crate::store::Files::new(dir));
+        AuditLog::new(&store)
+    }
 
     fn event(action: &str) -> Event {
         Event {
@@ -321,7 +237,7 @@ mod tests {
     #[test]
     fn verify_finds_edits_removals_and_swaps() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::new(dir.path());
+        let log = files_log(dir.path());
         for a in ["a", "b", "c", "d"] {
             log.append(&event(a)).unwrap();
         }
@@ -329,9 +245,11 @@ mod tests {
             log.verify().unwrap(),
             Verdict::Intact { entries: 4, .. }
         ));
-        let good = std::fs::read_to_string(log.path()).unwrap();
+        let good = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
         let lines: Vec<&str> = good.lines().collect();
-        let write = |ls: Vec<String>| std::fs::write(log.path(), ls.join("\n") + "\n").unwrap();
+        let write = |ls: Vec<String>| {
+            std::fs::write(dir.path().join("audit.jsonl"), ls.join("\n") + "\n").unwrap()
+        };
         let owned = |ls: &[&str]| ls.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
         write(owned(&[
@@ -367,7 +285,7 @@ mod tests {
     #[test]
     fn appends_chain_after_long_and_non_ascii_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::new(dir.path());
+        let log = files_log(dir.path());
         let mut long = event("long");
         long.context = json!({ "note": "é…→".repeat(20_000), "ascii": "x".repeat(80_000) });
         for i in 0..3 {
@@ -385,7 +303,7 @@ mod tests {
     #[test]
     fn an_entry_over_the_limit_is_refused_and_the_log_stays_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::new(dir.path());
+        let log = files_log(dir.path());
         log.append(&event("a")).unwrap();
         let mut big = event("big");
         big.context = json!({ "doc": "ü".repeat(MAX_ENTRY_BYTES) });
@@ -406,7 +324,7 @@ mod tests {
     #[test]
     fn entries_are_chained() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::new(dir.path());
+        let log = files_log(dir.path());
         let a = log.append(&event("a")).unwrap();
         let b = log.append(&event("b")).unwrap();
         assert_eq!(a.prev_hash, GENESIS);

@@ -1,42 +1,26 @@
-//! One running rotation per runbook and target at a time: a lock file created with
-//! `O_EXCL`, naming its holder, removed when the run ends.
+//! One running rotation per runbook and target at a time: a lock slot in the store (a file
+//! created with `O_EXCL`, or a lease row in the shared database that a heartbeat renews),
+//! naming its holder, freed when the run ends.
 
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::run;
+use crate::store::{Slot, Store};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
-/// Who holds a lock, as written in it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Holder {
-    pub run_id: String,
-    pub actor: String,
-    pub pid: u32,
-    pub host: String,
-    pub since: String,
-}
-
-impl Holder {
-    /// Whether the holder is a process of this host that no longer runs.
-    pub(crate) fn is_dead(&self) -> bool {
-        self.host == run::hostname() && !run::pid_alive(i64::from(self.pid))
-    }
-
-    pub fn is_alive_here(&self) -> bool {
-        self.host == run::hostname() && run::pid_alive(i64::from(self.pid))
-    }
-}
+pub use crate::store::Holder;
 
 pub struct Lock {
-    path: PathBuf,
+    store: Store,
+    key: String,
+    run_id: String,
     held: bool,
     /// Set when the lock was taken from another holder (`--break-lock`, or this run's own
-    /// dead process): who that was, if its lock file said.
+    /// dead process): who that was, if its record said.
     broken: Option<Option<Holder>>,
+    /// Stops the lease's heartbeat (dropping it does).
+    heartbeat: Option<mpsc::Sender<()>>,
 }
 
 /// The lock's name: the secret a rotation changes, not how it is run. It is the runbook's
@@ -69,86 +53,64 @@ pub fn key(plan: &Plan, params: &Value) -> String {
     format!("{safe}-{hex}")
 }
 
-/// Who holds a lock, as recorded in it; `None` when unreadable.
-pub fn holder(path: &Path) -> Option<Holder> {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-}
-
-/// Every lock held in `state_dir`.
-pub fn holders(state_dir: &Path) -> Vec<Holder> {
-    std::fs::read_dir(state_dir.join("locks"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| holder(&e.path()))
-        .collect()
+/// Every lock held in the store.
+pub fn holders(store: &Store) -> Vec<Holder> {
+    store.lock_holders()
 }
 
 impl Lock {
-    pub(crate) fn path_for(state_dir: &Path, key: &str) -> PathBuf {
-        state_dir.join("locks").join(format!("{key}.lock"))
-    }
-
     /// Takes the lock for `run_id`. If another run holds it, fails naming the holder, unless
     /// `break_lock` (journalled by the caller) or the holder is this same run resuming after
-    /// its process died.
+    /// its process died (or, on a shared store, its lease ran out).
     pub(crate) fn acquire(
-        state_dir: &Path,
+        store: &Store,
         key: &str,
         run_id: &str,
         actor: &str,
         break_lock: bool,
     ) -> Result<Lock> {
-        let path = Self::path_for(state_dir, key);
-        if let Some(parent) = path.parent() {
-            crate::state::ensure_dir(parent).map_err(|source| Error::Write {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
         let mut broken = None;
         for _ in 0..2 {
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path);
-            match created {
-                Ok(mut f) => {
-                    let me = Holder {
-                        run_id: run_id.to_string(),
-                        actor: actor.to_string(),
-                        pid: std::process::id(),
-                        host: run::hostname(),
-                        since: run::now_rfc3339(),
-                    };
-                    let text = serde_json::to_string(&me).unwrap_or_default();
-                    let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
-                    crate::interrupt::hold(path.clone());
-                    return Ok(Lock {
-                        path,
-                        held: true,
-                        broken,
-                    });
+            let me = Holder {
+                run_id: run_id.to_string(),
+                actor: actor.to_string(),
+                pid: std::process::id(),
+                host: crate::run::hostname(),
+                since: crate::run::now_rfc3339(),
+                expires: None,
+                expired: false,
+            };
+            if store.lock_create(key, &me)? {
+                if let Some(path) = store.lock_path(key) {
+                    crate::interrupt::hold(path);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let h = holder(&path);
-                    let same_run = h.as_ref().is_some_and(|h| h.run_id == run_id);
-                    let dead = h.as_ref().is_some_and(Holder::is_dead);
-                    if break_lock || (same_run && dead) {
-                        let _ = std::fs::remove_file(&path);
-                        broken = Some(h);
-                        continue;
-                    }
-                    return Err(held(h.as_ref(), dead));
-                }
-                Err(source) => return Err(Error::Write { path, source }),
+                let heartbeat = store
+                    .lease()
+                    .map(|lease| heartbeat(store.clone(), key, run_id, lease));
+                return Ok(Lock {
+                    store: store.clone(),
+                    key: key.to_string(),
+                    run_id: run_id.to_string(),
+                    held: true,
+                    broken,
+                    heartbeat,
+                });
             }
+            let h = match store.lock_read(key)? {
+                Slot::Free => continue,
+                Slot::Held(h) => h,
+            };
+            let same_run = h.as_ref().is_some_and(|h| h.run_id == run_id);
+            let dead = h.as_ref().is_some_and(Holder::is_dead);
+            if break_lock || (same_run && dead) {
+                store.lock_remove(key, h.as_ref().map(|h| h.run_id.as_str()))?;
+                broken = Some(h);
+                continue;
+            }
+            return Err(held(h.as_ref(), dead));
         }
         Err(Error::LockHeld {
-            message: format!("cannot take the lock {}", path.display()),
+            message: format!("cannot take the lock {key} in {}", store.describe()),
             help: "another run took it at the same moment; try again".into(),
         })
     }
@@ -160,11 +122,62 @@ impl Lock {
 
     pub fn release(&mut self) {
         if self.held {
-            let _ = std::fs::remove_file(&self.path);
-            crate::interrupt::release(&self.path);
+            self.heartbeat = None;
+            if let Err(e) = self.store.lock_remove(&self.key, Some(&self.run_id)) {
+                crate::ui::err(&format!(
+                    "warning: could not release the rotation lock: {e}; it frees itself when its lease runs out"
+                ));
+            }
+            if let Some(path) = self.store.lock_path(&self.key) {
+                crate::interrupt::release(&path);
+            }
             self.held = false;
         }
     }
+}
+
+/// Renews a lease at a third of its length until told to stop, so a live run keeps its lock
+/// and a dead one loses it within one lease. A lease found taken (someone broke the lock) is
+/// said once: two runs may now be rotating the same secret.
+fn heartbeat(
+    store: Store,
+    key: &str,
+    run_id: &str,
+    lease: std::time::Duration,
+) -> mpsc::Sender<()> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let (key, run_id) = (key.to_string(), run_id.to_string());
+    let every = (lease / 3).max(std::time::Duration::from_millis(100));
+    let spawned = std::thread::Builder::new()
+        .name("runbook-lease".into())
+        .spawn(move || {
+            let mut warned = false;
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                match store.lock_renew(&key, &run_id) {
+                    Ok(true) => warned = false,
+                    Ok(false) if !warned => {
+                        crate::ui::err(&format!(
+                            "warning: run {run_id} no longer holds its rotation lock (another run broke it); finish or stop this run before that one goes on"
+                        ));
+                        warned = true;
+                    }
+                    Err(e) if !warned => {
+                        crate::ui::err(&format!(
+                            "warning: cannot renew the rotation lock: {e}; if this lasts a whole lease, another run may take it"
+                        ));
+                        warned = true;
+                    }
+                    _ => {}
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        crate::ui::err(&format!(
+            "warning: cannot start the lock's heartbeat ({e}); the lease runs out in {} s",
+            lease.as_secs()
+        ));
+    }
+    stop
 }
 
 fn held(h: Option<&Holder>, dead: bool) -> Error {
@@ -180,11 +193,16 @@ fn held(h: Option<&Holder>, dead: bool) -> Error {
                     .unwrap_or_default(),
                 h.pid,
                 h.host,
-                if dead { ", no longer running" } else { "" }
+                match (&h.expires, h.expired, dead) {
+                    (Some(at), true, _) =>
+                        format!(", its lease ran out at {at}: no longer running"),
+                    (_, _, true) => ", no longer running".to_string(),
+                    _ => String::new(),
+                }
             ),
             h.run_id.as_str(),
         ),
-        None => ("a run whose lock file is unreadable".to_string(), "?"),
+        None => ("a run whose lock record is unreadable".to_string(), "?"),
     };
     let help = if dead {
         format!("that process is no longer running: finish or undo its run with `runbook resume {run_id}` / `runbook rollback {run_id}`, or take the lock with --break-lock")

@@ -153,7 +153,7 @@ impl Runner<'_> {
     /// What the journal says of the processes before this one: their step time, and how
     /// many there were (the run's start, and each later take-over but this one's).
     fn count_earlier_processes(&mut self) {
-        let Ok(entries) = crate::journal::read(self.session.run().journal().path()) else {
+        let Ok(entries) = self.session.run().journal().entries() else {
             return;
         };
         let mut ms = 0;
@@ -396,15 +396,7 @@ impl Runner<'_> {
             ));
             return None;
         }
-        let state_dir = self
-            .session
-            .run()
-            .parts()
-            .audit
-            .path()
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
+        let store = self.session.run().parts().store.clone();
         let request = crate::approval::Request {
             run_id: info.run_id.clone(),
             step: step.id.clone(),
@@ -414,7 +406,7 @@ impl Runner<'_> {
             timeout_secs: spec.timeout.as_secs(),
             nonce: crate::approval::nonce(),
         };
-        if let Err(e) = crate::approval::file(&state_dir, &request) {
+        if let Err(e) = crate::approval::file(&store, &request) {
             ui::err(&ui::render(&e));
             self.report.error = Some(e.to_string());
             return Some(RunStatus::Failed);
@@ -432,7 +424,7 @@ impl Runner<'_> {
         ));
         let decision = {
             let _paused = crate::interrupt::pause_budget();
-            crate::approval::wait(&state_dir, &info.run_id, &request.nonce, spec.timeout)
+            crate::approval::wait(&store, &info.run_id, &request.nonce, spec.timeout)
         };
         let fail = |this: &mut Self, why: String| {
             this.report.steps[i].status = StepStatus::Failed;

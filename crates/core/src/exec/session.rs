@@ -13,9 +13,10 @@ use crate::journal::{self, Journal, Record, RunStart, RunState};
 use crate::prompt::Prompter;
 use crate::run::{self, Mode, RunInfo, RunStatus};
 use crate::runbook::Runbook;
+use crate::store::Store;
 use crate::value::Ctx;
 use rhai::{Dynamic, EvalAltResult, FnPtr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 /// How a call into the script ended.
@@ -36,7 +37,7 @@ pub struct Session {
 
 /// Everything a new run needs.
 pub struct NewRun {
-    pub state_dir: PathBuf,
+    pub store: Store,
     pub actor: String,
     pub mode: Mode,
     /// Rehearsing against an in-process sandbox (which dies with the process).
@@ -51,7 +52,7 @@ pub struct NewRun {
 
 /// Everything reopening a stopped run needs.
 pub struct Reopen {
-    pub state_dir: PathBuf,
+    pub store: Store,
     pub run_id: String,
     pub actor: String,
     /// What the new process does with the run: resume, rollback or repl.
@@ -75,7 +76,7 @@ impl Session {
     /// Starts a new run of `runbook`: takes the lock (not for a dry run, which changes
     /// nothing), opens the journal and records the start.
     pub fn start(runbook: Runbook, new: NewRun) -> Result<Session> {
-        fingerprint_key(&new.state_dir)?;
+        crate::store::load_fingerprint_key(&new.store)?;
         let info = RunInfo {
             run_id: run::new_run_id(),
             actor: new.actor,
@@ -89,7 +90,7 @@ impl Session {
         } else {
             let key = super::lock::key(runbook.plan(), &ctx.snapshot()["params"]);
             Some(Lock::acquire(
-                &new.state_dir,
+                &new.store,
                 &key,
                 &info.run_id,
                 &info.actor,
@@ -97,8 +98,9 @@ impl Session {
             )?)
         };
         let parts = RunParts {
-            journal: Rc::new(Journal::open(&new.state_dir, &info.run_id)?),
-            audit: AuditLog::new(&new.state_dir),
+            journal: Rc::new(Journal::open(&new.store, &info.run_id)?),
+            audit: AuditLog::new(&new.store),
+            store: new.store.clone(),
             services: Rc::new(new.services),
             info,
         };
@@ -124,8 +126,8 @@ impl Session {
     /// fingerprint) and says which steps completed.
     pub fn reopen(r: Reopen) -> Result<Reopened> {
         let what = r.attempt.as_str();
-        fingerprint_key(&r.state_dir)?;
-        let state = open_journal(&r.state_dir, &r.run_id)?;
+        crate::store::load_fingerprint_key(&r.store)?;
+        let state = open_journal(&r.store, &r.run_id)?;
         let start = &state.start;
         if start.mode == Mode::DryRun {
             return Err(Error::usage(
@@ -161,7 +163,7 @@ impl Session {
         let runbook = Runbook::load(file)?;
         resume::check_unchanged(start, &runbook, r.force)?;
         let key = super::lock::key(runbook.plan(), &start.params);
-        let lock = Lock::acquire(&r.state_dir, &key, &r.run_id, &r.actor, r.break_lock)?;
+        let lock = Lock::acquire(&r.store, &key, &r.run_id, &r.actor, r.break_lock)?;
         let parts = RunParts {
             info: RunInfo {
                 run_id: r.run_id.clone(),
@@ -170,8 +172,9 @@ impl Session {
                 mode: r.attempt,
             },
             services: Rc::new(r.services),
-            journal: Rc::new(Journal::open(&r.state_dir, &r.run_id)?),
-            audit: AuditLog::new(&r.state_dir),
+            journal: Rc::new(Journal::open(&r.store, &r.run_id)?),
+            audit: AuditLog::new(&r.store),
+            store: r.store.clone(),
         };
         let run = RunContext::new(parts, r.prompter, state.writes.clone());
         let mut session = Session::attach(runbook, run, Ctx::default(), Some(lock));
@@ -323,25 +326,17 @@ fn termination(err: &EvalAltResult) -> Option<String> {
 }
 
 /// A run's journal, read and summarised.
-/// Fingerprints in this state directory are keyed with its key: load it before any is made.
-fn fingerprint_key(state_dir: &Path) -> Result<()> {
-    crate::state::load_fingerprint_key(state_dir).map_err(|source| Error::Write {
-        path: state_dir.join("fingerprint.key"),
-        source,
-    })
-}
-
-pub(crate) fn open_journal(state_dir: &Path, run_id: &str) -> Result<RunState> {
-    let path = Journal::path_for(state_dir, run_id);
-    if !run::is_run_id(run_id) || !path.is_file() {
-        return Err(Error::RunNotFound {
-            run_id: run_id.to_string(),
-            dir: state_dir.join("runs"),
-        });
+pub(crate) fn open_journal(store: &Store, run_id: &str) -> Result<RunState> {
+    let not_found = || Error::RunNotFound {
+        run_id: run_id.to_string(),
+        dir: store.runs_where(),
+    };
+    if !run::is_run_id(run_id) {
+        return Err(not_found());
     }
-    let entries = journal::read(&path)?;
+    let entries = journal::read_run(store, run_id)?.ok_or_else(not_found)?;
     RunState::from_entries(&entries).ok_or_else(|| Error::JournalDamaged {
-        path,
+        path: store.journal_where(run_id).into(),
         line: 1,
         reason: "it has no start record".into(),
     })

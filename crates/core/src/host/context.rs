@@ -59,6 +59,8 @@ pub struct RunParts {
     pub services: Rc<Services>,
     pub journal: Rc<Journal>,
     pub audit: AuditLog,
+    /// Where the run's state lives (approvals go there too).
+    pub store: crate::store::Store,
 }
 
 pub struct RunContext {

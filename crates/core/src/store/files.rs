@@ -1,0 +1,311 @@
+//! The file backend: the state directory as it always was. `runs/RUN_ID.jsonl` journals
+//! (fsynced per record), `audit.jsonl` appended under `flock`, `locks/KEY.lock` created with
+//! `O_EXCL`, `approvals/RUN_ID.json` with its `.decision` linked into place (the first
+//! decision wins), `fingerprint.key`.
+
+use super::{Backend, Holder, Slot};
+use crate::error::{Error, Result};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    pub fn new(dir: &Path) -> Files {
+        Files {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn journal_path(&self, run_id: &str) -> PathBuf {
+        self.dir.join("runs").join(format!("{run_id}.jsonl"))
+    }
+
+    fn audit_path(&self) -> PathBuf {
+        self.dir.join("audit.jsonl")
+    }
+
+    fn lock_file(&self, key: &str) -> PathBuf {
+        self.dir.join("locks").join(format!("{key}.lock"))
+    }
+
+    fn approvals(&self) -> PathBuf {
+        self.dir.join("approvals")
+    }
+
+    fn request_path(&self, run_id: &str) -> PathBuf {
+        self.approvals().join(format!("{run_id}.json"))
+    }
+
+    fn decision_path(&self, run_id: &str) -> PathBuf {
+        self.approvals().join(format!("{run_id}.decision"))
+    }
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A file's text, `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => crate::state::read_text(path).map(Some),
+    }
+}
+
+impl Backend for Files {
+    fn describe(&self) -> String {
+        format!("the state directory {}", self.dir.display())
+    }
+
+    fn journal_where(&self, run_id: &str) -> String {
+        self.journal_path(run_id).display().to_string()
+    }
+
+    fn runs_where(&self) -> String {
+        self.dir.join("runs").display().to_string()
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+
+    fn fingerprint_key(&self) -> Result<[u8; 32]> {
+        crate::state::fingerprint_key(&self.dir)
+            .map_err(write_err(&self.dir.join("fingerprint.key")))
+    }
+
+    fn journal_append(&self, run_id: &str, line: &str) -> Result<()> {
+        let path = self.journal_path(run_id);
+        let mut file = crate::state::append(&path).map_err(write_err(&path))?;
+        writeln!(file, "{line}")
+            .and_then(|_| file.sync_data())
+            .map_err(write_err(&path))
+    }
+
+    fn journal(&self, run_id: &str) -> Result<Option<String>> {
+        read_optional(&self.journal_path(run_id))
+    }
+
+    fn runs(&self) -> Result<Vec<String>> {
+        let dir = self.dir.join("runs");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(read_err(&dir)(e)),
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".jsonl").map(str::to_string)
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
+        let path = self.audit_path();
+        let io = write_err(&path);
+        let mut file = crate::state::append(&path).map_err(write_err(&path))?;
+        let _lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
+        let prev = last_hash(&mut file).map_err(write_err(&path))?;
+        let line = make(&prev)?;
+        file.seek(SeekFrom::End(0))
+            .and_then(|_| writeln!(file, "{line}"))
+            .and_then(|_| file.sync_data())
+            .map_err(io)
+    }
+
+    fn audit_lines(&self) -> Result<Vec<String>> {
+        let path = self.audit_path();
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(t.lines().map(str::to_string).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(read_err(&path)(e)),
+        }
+    }
+
+    fn audit_where(&self) -> String {
+        self.audit_path().display().to_string()
+    }
+
+    fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool> {
+        let path = self.lock_file(key);
+        if let Some(parent) = path.parent() {
+            crate::state::ensure_dir(parent).map_err(write_err(parent))?;
+        }
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path);
+        match created {
+            Ok(mut f) => {
+                let text = serde_json::to_string(holder).unwrap_or_default();
+                let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(write_err(&path)(e)),
+        }
+    }
+
+    fn lock_read(&self, key: &str) -> Result<Slot> {
+        let path = self.lock_file(key);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(Slot::Held(serde_json::from_str(&t).ok())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Slot::Free),
+            Err(_) => Ok(Slot::Held(None)),
+        }
+    }
+
+    fn lock_remove(&self, key: &str, _run_id: Option<&str>) -> Result<()> {
+        match std::fs::remove_file(self.lock_file(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(write_err(&self.lock_file(key))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn lock_renew(&self, key: &str, run_id: &str) -> Result<bool> {
+        Ok(matches!(self.lock_read(key)?, Slot::Held(Some(h)) if h.run_id == run_id))
+    }
+
+    fn lock_holders(&self) -> Vec<Holder> {
+        std::fs::read_dir(self.dir.join("locks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+            })
+            .collect()
+    }
+
+    fn lock_path(&self, key: &str) -> Option<PathBuf> {
+        Some(self.lock_file(key))
+    }
+
+    fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()> {
+        let dir = self.approvals();
+        crate::state::ensure_dir(&dir).map_err(write_err(&dir))?;
+        let decision = self.decision_path(run_id);
+        if decision.exists() {
+            std::fs::remove_file(&decision).map_err(write_err(&decision))?;
+        }
+        crate::state::write(&self.request_path(run_id), request.as_bytes())
+            .map_err(write_err(&self.request_path(run_id)))
+    }
+
+    fn approval_request(&self, run_id: &str) -> Result<Option<String>> {
+        read_optional(&self.request_path(run_id))
+    }
+
+    fn approval_decision(&self, run_id: &str) -> Result<Option<String>> {
+        read_optional(&self.decision_path(run_id))
+    }
+
+    fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool> {
+        // Written whole to a file of its own, then linked into place: the link is atomic and
+        // fails if a decision exists, so the first decision wins and none is read half
+        // written.
+        let dir = self.approvals();
+        crate::state::ensure_dir(&dir).map_err(write_err(&dir))?;
+        let path = self.decision_path(run_id);
+        let tmp = dir.join(format!(
+            "{run_id}.decision.{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        crate::state::write(&tmp, decision.as_bytes()).map_err(write_err(&tmp))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(write_err(&path)(e)),
+        }
+    }
+}
+
+/// The hash of the last entry: the last non-empty line, however long, read backwards from the
+/// end in chunks (bytes, so a chunk may start inside a character). A last line that is not
+/// an entry is an error: the chain is never silently restarted.
+fn last_hash(file: &mut std::fs::File) -> std::io::Result<String> {
+    use std::io::Read;
+    const CHUNK: u64 = 64 * 1024;
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut pos = len;
+    loop {
+        // The last line ends at the last non-newline byte; it starts after the newline
+        // before it.
+        let end = tail.iter().rposition(|b| *b != b'\n' && *b != b'\r');
+        if let Some(end) = end {
+            if let Some(start) = tail[..end].iter().rposition(|b| *b == b'\n') {
+                return super::hash_of(&tail[start + 1..=end]);
+            }
+        }
+        if pos == 0 {
+            return match end {
+                Some(end) => super::hash_of(&tail[..=end]),
+                None => Ok(super::GENESIS.to_string()),
+            };
+        }
+        let from = pos.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (pos - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&tail);
+        tail = chunk;
+        pos = from;
+    }
+}
+
+/// An advisory `flock` held for the life of the value (the file must outlive it).
+struct FileLock(std::os::unix::io::RawFd);
+
+impl FileLock {
+    fn exclusive(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::unix::io::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: flock on a valid, open file descriptor.
+        let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(FileLock(fd))
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking the descriptor locked in `exclusive`; closing the file would too.
+        unsafe {
+            libc::flock(self.0, libc::LOCK_UN);
+        }
+    }
+}

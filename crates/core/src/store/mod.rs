@@ -1,0 +1,200 @@
+//! Where a run's state lives: its journal, the audit chain, rotation locks, approvals and
+//! the fingerprint key. One trait, two backends: files in the state directory (the default,
+//! nothing to set up) and PostgreSQL (`RUNBOOK_STATE_URL=postgres://…` or `[state] url`),
+//! which a team shares so that locks, resume, rollback, approvals and the audit chain reach
+//! across machines. The backends store text; what the text means (records, chained entries,
+//! requests) is the business of the modules above.
+
+mod files;
+mod postgres;
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use files::Files;
+pub use postgres::Postgres;
+
+/// Hash of the audit entry before the first.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The `hash` of an audit line as stored; an error when the line is not an entry (the chain
+/// is never silently restarted).
+pub(crate) fn hash_of(line: &[u8]) -> std::io::Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("its last entry is not valid ({e}); run `runbook audit verify`"),
+        )
+    })?;
+    v["hash"].as_str().map(str::to_string).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "its last entry has no hash; run `runbook audit verify`",
+        )
+    })
+}
+
+/// A shared handle on the backend.
+pub type Store = Arc<dyn Backend>;
+
+/// Who holds a rotation lock, as recorded with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Holder {
+    pub run_id: String,
+    pub actor: String,
+    pub pid: u32,
+    pub host: String,
+    pub since: String,
+    /// When the lease runs out unless its holder renews it (shared backends only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Whether the lease had run out when it was read (by the database's clock).
+    #[serde(default, skip)]
+    pub expired: bool,
+}
+
+impl Holder {
+    /// Whether the holder no longer runs: its lease ran out, or it is a process of this host
+    /// that is gone.
+    pub fn is_dead(&self) -> bool {
+        self.expired
+            || (self.host == crate::run::hostname() && !crate::run::pid_alive(i64::from(self.pid)))
+    }
+
+    pub fn is_alive_here(&self) -> bool {
+        self.host == crate::run::hostname() && crate::run::pid_alive(i64::from(self.pid))
+    }
+}
+
+/// What a lock slot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slot {
+    Free,
+    /// Taken, by the holder it names (`None`: its record cannot be read).
+    Held(Option<Holder>),
+}
+
+pub trait Backend: Send + Sync {
+    /// Where the state is, for messages: `files in /home/…/runbook`, `postgres db@host`.
+    fn describe(&self) -> String;
+    /// Where one run's journal is, for messages.
+    fn journal_where(&self, run_id: &str) -> String;
+    /// Where the journals are, for messages.
+    fn runs_where(&self) -> String;
+    /// The state directory, for the file backend (the REPL's history and lock files an
+    /// interrupted process removes on its way out live there).
+    fn dir(&self) -> Option<&Path>;
+    /// How long a lock lasts without renewal; `None`: locks last until released (files,
+    /// where a holder's death is seen by its pid).
+    fn lease(&self) -> Option<Duration>;
+
+    /// The key every fingerprint of this state is made with, created on first use.
+    fn fingerprint_key(&self) -> Result<[u8; 32]>;
+
+    /// Appends one line (a journal record, already redacted) to a run's journal, durably.
+    fn journal_append(&self, run_id: &str, line: &str) -> Result<()>;
+    /// A run's journal, its lines in order; `None` when there is no such run.
+    fn journal(&self, run_id: &str) -> Result<Option<String>>;
+    /// The ids of every run with a journal, oldest first.
+    fn runs(&self) -> Result<Vec<String>>;
+
+    /// Appends one audit entry, serialised against every other writer: `make` gets the hash
+    /// of the last entry (or the genesis hash) and returns the line to append.
+    fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()>;
+    /// Every audit line, in chain order, as stored.
+    fn audit_lines(&self) -> Result<Vec<String>>;
+    /// Where the audit chain is, for messages.
+    fn audit_where(&self) -> String;
+
+    /// Takes a free lock slot for `holder`: `false` when the slot is taken.
+    fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool>;
+    fn lock_read(&self, key: &str) -> Result<Slot>;
+    /// Frees a slot, if `run_id` (when given) still holds it.
+    fn lock_remove(&self, key: &str, run_id: Option<&str>) -> Result<()>;
+    /// Extends `run_id`'s lease: `false` when it no longer holds the lock.
+    fn lock_renew(&self, key: &str, run_id: &str) -> Result<bool>;
+    /// Every lock held.
+    fn lock_holders(&self) -> Vec<Holder>;
+    /// The file of a lock on the file backend (removed by an exiting process).
+    fn lock_path(&self, _key: &str) -> Option<PathBuf> {
+        None
+    }
+
+    /// Files a run's approval request (as JSON), clearing an earlier one and its decision.
+    fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()>;
+    fn approval_request(&self, run_id: &str) -> Result<Option<String>>;
+    fn approval_decision(&self, run_id: &str) -> Result<Option<String>>;
+    /// Records the decision unless one exists: `false` when another came first.
+    fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool>;
+}
+
+/// Where state goes: `RUNBOOK_STATE_URL` (or `[state] url` read by the caller) names a
+/// database; without one, the state directory. A URL that cannot be used is an error, never
+/// a quiet fall back to files: a team would split its state without knowing.
+/// `lease`: how long a lock lasts on a shared backend unless its run renews it.
+pub fn open(url: Option<&str>, dir: &Path, lease: Duration) -> Result<Store> {
+    match url.map(str::trim).filter(|u| !u.is_empty()) {
+        None => Ok(Arc::new(Files::new(dir))),
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            Ok(Arc::new(Postgres::connect(u, lease)?))
+        }
+        Some(u) => Err(Error::State {
+            message: format!("the state URL '{}' is not a PostgreSQL URL", redact_url(u)),
+            help:
+                "use postgres://USER@HOST/DB (or unset RUNBOOK_STATE_URL for the state directory)"
+                    .into(),
+        }),
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Loads the store's fingerprint key into this process: fingerprints made before it would
+/// not match the ones journalled.
+pub fn load_fingerprint_key(store: &Store) -> Result<()> {
+    runbook_secret::set_fingerprint_key(store.fingerprint_key()?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_url_in_a_message_never_shows_its_password() {
+        assert_eq!(
+            redact_url("postgres://ops:hunter2@db.internal:5432/runbook"),
+            "postgres://ops@db.internal:5432/runbook"
+        );
+        assert_eq!(redact_url("postgres://db/runbook"), "postgres://db/runbook");
+    }
+
+    #[test]
+    fn a_state_url_that_is_not_postgres_is_refused_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(e) = open(
+            Some("mysql://root:pw@db/x"),
+            dir.path(),
+            Duration::from_secs(30),
+        ) else {
+            panic!("accepted a mysql URL");
+        };
+        let text = e.to_string();
+        assert!(text.contains("mysql://root@db/x"), "{text}");
+        assert!(!text.contains("pw"), "{text}");
+    }
+}

@@ -1,0 +1,516 @@
+//! The PostgreSQL backend, for a team: one database holds every operator's journals, the
+//! audit chain (appends serialised by an advisory lock, so it never forks), rotation locks as
+//! leases a live run renews, and approvals. Versioned migrations run on first use.
+//!
+//! The client is the synchronous `postgres` crate on a thread of its own: the engine's
+//! callers are synchronous, some of them inside the tokio runtime's reach, where that
+//! client must not block. Calls go to the thread as jobs and wait for their answer, with a
+//! deadline, so a database that stops answering fails a call instead of hanging the run.
+
+use super::{Backend, Holder, Slot};
+use crate::error::{Error, Result};
+use postgres::{Client, Config};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The schema, one migration per version; a migration never changes once released.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runbook_settings (name text PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE runbook_journal (seq bigserial PRIMARY KEY, run_id text NOT NULL, line text NOT NULL);
+CREATE INDEX runbook_journal_run ON runbook_journal (run_id, seq);
+CREATE TABLE runbook_audit (seq bigint PRIMARY KEY, line text NOT NULL);
+CREATE TABLE runbook_locks (key text PRIMARY KEY, run_id text NOT NULL, holder text NOT NULL,
+                            expires timestamptz NOT NULL);
+CREATE TABLE runbook_approvals (run_id text PRIMARY KEY, request text NOT NULL, decision text);
+"#];
+
+/// Advisory lock keys (arbitrary, fixed): migrations, and the audit chain's tail.
+const MIGRATE_KEY: i64 = 0x7275_6e62_6f6f_6b01;
+const AUDIT_KEY: i64 = 0x7275_6e62_6f6f_6b02;
+
+/// The oldest server this schema and its SQL are written for.
+const OLDEST_SERVER: i32 = 110000;
+
+/// How long a call may wait for the database before the run is told it is not answering.
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+pub struct Postgres {
+    jobs: mpsc::Sender<Job>,
+    /// Held across the jobs of one transaction (an audit append), so another thread's job
+    /// (the lease heartbeat) never lands inside it.
+    serial: Mutex<()>,
+    shown: String,
+    lease: Duration,
+}
+
+/// A failure to reach or use the database: exit 2, with what to check.
+fn state_error(shown: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::State {
+        message: format!("the state database {shown}: {what}: {e}"),
+        help: "check that PostgreSQL is running and RUNBOOK_STATE_URL (or runbook.toml [state] url) is right; runbook never falls back to local files while a state URL is set".into(),
+    }
+}
+
+impl Postgres {
+    /// Connects (TLS when the server offers it; `sslmode=require` insists), applies the
+    /// migrations this version knows, and refuses a server or schema it cannot work with.
+    pub fn connect(url: &str, lease: Duration) -> Result<Postgres> {
+        let shown = super::redact_url(url);
+        let mut config = Config::from_str(url).map_err(|e| state_error(&shown, "bad URL", e))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.keepalives(true);
+        // On loopback (or a Unix socket) there is no network to protect; anywhere else TLS is
+        // used when the server offers it, and its certificate is verified.
+        let local = config.get_hosts().iter().all(|h| match h {
+            postgres::config::Host::Tcp(name) => is_loopback(name),
+            postgres::config::Host::Unix(_) => true,
+        });
+        let tls = if local {
+            None
+        } else {
+            Some(tls().map_err(|e| state_error(&shown, "TLS setup", e))?)
+        };
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready_tx, ready) = mpsc::channel::<Result<()>>();
+        let name = shown.clone();
+        std::thread::Builder::new()
+            .name("runbook-state".into())
+            .spawn(move || {
+                let connected = match tls {
+                    Some(tls) => config.connect(tls),
+                    None => config.connect(postgres::NoTls),
+                };
+                let mut client = match connected {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ =
+                            ready_tx.send(Err(state_error(&name, "cannot connect", db_text(&e))));
+                        return;
+                    }
+                };
+                if let Err(e) = migrate(&mut client, &name) {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+                let _ = ready_tx.send(Ok(()));
+                for job in queue {
+                    job(&mut client);
+                }
+            })
+            .map_err(|e| state_error(&shown, "cannot start its client", e))?;
+        match ready.recv_timeout(ANSWER_WITHIN) {
+            Ok(Ok(())) => Ok(Postgres {
+                jobs,
+                serial: Mutex::new(()),
+                shown,
+                lease,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(state_error(&shown, "no answer", "connecting timed out")),
+        }
+    }
+
+    /// Runs `f` on the client's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error> + Send + 'static,
+    ) -> Result<T> {
+        let _one = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        self.call_held(what, f)
+    }
+
+    /// `call`, for a caller that holds `serial` already.
+    fn call_held<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::channel();
+        let job: Job = Box::new(move |c| {
+            let _ = tx.send(f(c));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| state_error(&self.shown, what, "its client has stopped"))?;
+        match rx.recv_timeout(ANSWER_WITHIN) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(state_error(&self.shown, what, db_text(&e))),
+            Err(_) => Err(state_error(
+                &self.shown,
+                what,
+                format!("no answer in {} s", ANSWER_WITHIN.as_secs()),
+            )),
+        }
+    }
+}
+
+/// The server's own message when it sent one (it names the table, the constraint...), else
+/// the error with its cause (a refused connection, a certificate that does not verify).
+fn db_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn tls() -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls_platform_verifier::ConfigVerifierExt;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = rustls::ClientConfig::with_platform_verifier().map_err(|e| e.to_string())?;
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Brings the schema to this version's, under an advisory lock so two first uses at once do
+/// not both migrate.
+fn migrate(client: &mut Client, shown: &str) -> Result<()> {
+    let err = |what: &str, e: postgres::Error| state_error(shown, what, db_text(&e));
+    // A call the server does not finish in time fails rather than hangs the run.
+    client
+        .batch_execute("SET statement_timeout = '30s'; SET lock_timeout = '15s'")
+        .map_err(|e| err("cannot set timeouts", e))?;
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| err("cannot read the server version", e))?;
+    if version < OLDEST_SERVER {
+        return Err(Error::State {
+            message: format!(
+                "the state database {shown} runs PostgreSQL {}.{}, older than this version of runbook supports (11 or newer)",
+                version / 10000,
+                version % 10000 / 100
+            ),
+            help: "upgrade the server, or point RUNBOOK_STATE_URL at a newer one".into(),
+        });
+    }
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_KEY])
+        .map_err(|e| err("cannot lock the schema", e))?;
+    let result = apply(client, shown);
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_KEY]);
+    result
+}
+
+fn apply(client: &mut Client, shown: &str) -> Result<()> {
+    let err = |what: &str, e: postgres::Error| state_error(shown, what, db_text(&e));
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS runbook_schema (version integer NOT NULL)")
+        .map_err(|e| err("cannot create the schema table", e))?;
+    let at: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM runbook_schema", &[])
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| err("cannot read the schema version", e))?;
+    let known = MIGRATIONS.len() as i32;
+    if at > known {
+        return Err(Error::State {
+            message: format!(
+                "the state database {shown} has schema version {at}, newer than this runbook knows ({known})"
+            ),
+            help: "a newer runbook uses this database: upgrade this one before it touches the shared state".into(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(at as usize) {
+        let next = i as i32 + 1;
+        let mut tx = client
+            .transaction()
+            .map_err(|e| err("cannot start a migration", e))?;
+        tx.batch_execute(sql)
+            .and_then(|_| tx.execute("INSERT INTO runbook_schema VALUES ($1)", &[&next]))
+            .map_err(|e| err("a migration failed", e))?;
+        tx.commit().map_err(|e| err("a migration failed", e))?;
+    }
+    Ok(())
+}
+
+const HOLDER_COLUMNS: &str = "holder, expires < now(), \
+     to_char(expires AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+
+fn holder_of(row: &postgres::Row) -> Option<Holder> {
+    let text: String = row.try_get(0).ok()?;
+    let mut h: Holder = serde_json::from_str(&text).ok()?;
+    h.expired = row.try_get(1).unwrap_or(false);
+    h.expires = row.try_get(2).ok();
+    Some(h)
+}
+
+impl Backend for Postgres {
+    fn describe(&self) -> String {
+        format!("the state database {}", self.shown)
+    }
+
+    fn journal_where(&self, run_id: &str) -> String {
+        format!("{} (run {run_id})", self.shown)
+    }
+
+    fn runs_where(&self) -> String {
+        self.describe()
+    }
+
+    fn dir(&self) -> Option<&Path> {
+        None
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
+
+    fn fingerprint_key(&self) -> Result<[u8; 32]> {
+        let fresh = runbook_secret::random_key().to_vec();
+        let key: Vec<u8> = self.call("cannot read the fingerprint key", move |c| {
+            c.execute(
+                "INSERT INTO runbook_settings VALUES ('fingerprint_key', $1) ON CONFLICT DO NOTHING",
+                &[&fresh],
+            )?;
+            c.query_one(
+                "SELECT value FROM runbook_settings WHERE name = 'fingerprint_key'",
+                &[],
+            )?
+            .try_get(0)
+        })?;
+        key.try_into().map_err(|k: Vec<u8>| Error::State {
+            message: format!(
+                "the state database {}: its fingerprint key is damaged ({} bytes, not 32)",
+                self.shown,
+                k.len()
+            ),
+            help: "fingerprints journalled there cannot be checked without it; restore runbook_settings from a backup".into(),
+        })
+    }
+
+    fn journal_append(&self, run_id: &str, line: &str) -> Result<()> {
+        let (run_id, line) = (run_id.to_string(), line.to_string());
+        self.call("cannot write the run journal", move |c| {
+            c.execute(
+                "INSERT INTO runbook_journal (run_id, line) VALUES ($1, $2)",
+                &[&run_id, &line],
+            )
+            .map(drop)
+        })
+    }
+
+    fn journal(&self, run_id: &str) -> Result<Option<String>> {
+        let run_id = run_id.to_string();
+        let lines: Vec<String> = self.call("cannot read the run journal", move |c| {
+            c.query(
+                "SELECT line FROM runbook_journal WHERE run_id = $1 ORDER BY seq",
+                &[&run_id],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect()
+        })?;
+        Ok((!lines.is_empty()).then(|| lines.join("\n") + "\n"))
+    }
+
+    fn runs(&self) -> Result<Vec<String>> {
+        self.call("cannot list the runs", |c| {
+            c.query(
+                "SELECT run_id FROM runbook_journal GROUP BY run_id ORDER BY run_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect()
+        })
+    }
+
+    fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
+        let _one = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let tail: Option<(i64, String)> =
+            self.call_held("cannot append to the audit chain", |c| {
+                c.batch_execute("BEGIN")?;
+                let got = c
+                    .execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_KEY])
+                    .and_then(|_| {
+                        c.query_opt(
+                            "SELECT seq, line FROM runbook_audit ORDER BY seq DESC LIMIT 1",
+                            &[],
+                        )
+                    });
+                match got {
+                    Ok(row) => Ok(row.map(|r| (r.get(0), r.get(1)))),
+                    Err(e) => {
+                        let _ = c.batch_execute("ROLLBACK");
+                        Err(e)
+                    }
+                }
+            })?;
+        let rollback = |this: &Self| {
+            let _ = this.call_held("cannot roll back", |c| c.batch_execute("ROLLBACK"));
+        };
+        let (seq, prev) = match &tail {
+            None => (1, super::GENESIS.to_string()),
+            Some((seq, line)) => match super::hash_of(line.as_bytes()) {
+                Ok(h) => (seq + 1, h),
+                Err(e) => {
+                    rollback(self);
+                    return Err(Error::Write {
+                        path: self.audit_where().into(),
+                        source: e,
+                    });
+                }
+            },
+        };
+        let line = match make(&prev) {
+            Ok(l) => l,
+            Err(e) => {
+                rollback(self);
+                return Err(e);
+            }
+        };
+        self.call_held("cannot append to the audit chain", move |c| {
+            let done = c
+                .execute(
+                    "INSERT INTO runbook_audit (seq, line) VALUES ($1, $2)",
+                    &[&seq, &line],
+                )
+                .and_then(|_| c.batch_execute("COMMIT"));
+            if done.is_err() {
+                let _ = c.batch_execute("ROLLBACK");
+            }
+            done
+        })
+    }
+
+    fn audit_lines(&self) -> Result<Vec<String>> {
+        self.call("cannot read the audit chain", |c| {
+            c.query("SELECT line FROM runbook_audit ORDER BY seq", &[])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect()
+        })
+    }
+
+    fn audit_where(&self) -> String {
+        format!("{} (table runbook_audit)", self.shown)
+    }
+
+    fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool> {
+        let (key, run_id) = (key.to_string(), holder.run_id.clone());
+        let text = serde_json::to_string(holder).unwrap_or_default();
+        let secs = self.lease.as_secs_f64();
+        self.call("cannot take the lock", move |c| {
+            c.execute(
+                "INSERT INTO runbook_locks (key, run_id, holder, expires) \
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) ON CONFLICT (key) DO NOTHING",
+                &[&key, &run_id, &text, &secs],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    fn lock_read(&self, key: &str) -> Result<Slot> {
+        let key = key.to_string();
+        let row = self.call("cannot read the lock", move |c| {
+            c.query_opt(
+                &format!("SELECT {HOLDER_COLUMNS} FROM runbook_locks WHERE key = $1"),
+                &[&key],
+            )
+        })?;
+        Ok(match row {
+            None => Slot::Free,
+            Some(r) => Slot::Held(holder_of(&r)),
+        })
+    }
+
+    fn lock_remove(&self, key: &str, run_id: Option<&str>) -> Result<()> {
+        let (key, run_id) = (key.to_string(), run_id.map(str::to_string));
+        self.call("cannot release the lock", move |c| {
+            match run_id {
+                Some(r) => c.execute(
+                    "DELETE FROM runbook_locks WHERE key = $1 AND run_id = $2",
+                    &[&key, &r],
+                ),
+                None => c.execute("DELETE FROM runbook_locks WHERE key = $1", &[&key]),
+            }
+            .map(drop)
+        })
+    }
+
+    fn lock_renew(&self, key: &str, run_id: &str) -> Result<bool> {
+        let (key, run_id) = (key.to_string(), run_id.to_string());
+        let secs = self.lease.as_secs_f64();
+        self.call("cannot renew the lock", move |c| {
+            c.execute(
+                "UPDATE runbook_locks SET expires = now() + make_interval(secs => $3) \
+                 WHERE key = $1 AND run_id = $2",
+                &[&key, &run_id, &secs],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    fn lock_holders(&self) -> Vec<Holder> {
+        self.call("cannot read the locks", |c| {
+            c.query(&format!("SELECT {HOLDER_COLUMNS} FROM runbook_locks"), &[])
+        })
+        .map(|rows| rows.iter().filter_map(holder_of).collect())
+        .unwrap_or_default()
+    }
+
+    fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()> {
+        let (run_id, request) = (run_id.to_string(), request.to_string());
+        self.call("cannot file the approval request", move |c| {
+            c.execute(
+                "INSERT INTO runbook_approvals (run_id, request, decision) VALUES ($1, $2, NULL) \
+                 ON CONFLICT (run_id) DO UPDATE SET request = EXCLUDED.request, decision = NULL",
+                &[&run_id, &request],
+            )
+            .map(drop)
+        })
+    }
+
+    fn approval_request(&self, run_id: &str) -> Result<Option<String>> {
+        let run_id = run_id.to_string();
+        self.call("cannot read the approval request", move |c| {
+            c.query_opt(
+                "SELECT request FROM runbook_approvals WHERE run_id = $1",
+                &[&run_id],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()
+        })
+    }
+
+    fn approval_decision(&self, run_id: &str) -> Result<Option<String>> {
+        let run_id = run_id.to_string();
+        let got: Option<Option<String>> = self.call("cannot read the approval", move |c| {
+            c.query_opt(
+                "SELECT decision FROM runbook_approvals WHERE run_id = $1",
+                &[&run_id],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()
+        })?;
+        Ok(got.flatten())
+    }
+
+    fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool> {
+        let (run_id, decision) = (run_id.to_string(), decision.to_string());
+        self.call("cannot record the decision", move |c| {
+            c.execute(
+                "UPDATE runbook_approvals SET decision = $2 WHERE run_id = $1 AND decision IS NULL",
+                &[&run_id, &decision],
+            )
+            .map(|n| n == 1)
+        })
+    }
+}

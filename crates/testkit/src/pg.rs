@@ -1,0 +1,289 @@
+//! A real PostgreSQL for the team-mode tests, each test in a database of its own.
+//!
+//! Where the server comes from: `RUNBOOK_TEST_DATABASE_URL` (CI starts the machine's cluster
+//! and exports it; the role needs CREATEDB), else a throwaway cluster this process starts in
+//! a temp dir on a free port when PostgreSQL's binaries are installed (as the `postgres` user
+//! when the tests run as root; it dies with the test process), else none: the test is
+//! skipped with the reason printed. With `RUNBOOK_TEST_REQUIRE_DATABASE=1` (CI) a missing
+//! server fails the test instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+/// One test's database: its URL, dropped (with its connections) when the value is.
+pub struct Database {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl Database {
+    /// A fresh database, or `None` (reason printed) when no server can be had.
+    pub fn fresh(test: &str) -> Option<Database> {
+        let admin = match server() {
+            Ok(url) => url.clone(),
+            Err(why) => {
+                if std::env::var("RUNBOOK_TEST_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
+                    panic!(
+                        "{test}: RUNBOOK_TEST_REQUIRE_DATABASE=1 but there is no PostgreSQL: {why}"
+                    );
+                }
+                eprintln!("skipped {test}: no PostgreSQL ({why})");
+                return None;
+            }
+        };
+        let name = format!(
+            "rb_{}_{}",
+            std::process::id(),
+            uuid_ish().to_ascii_lowercase()
+        );
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to the test server: {}", detail(&e)));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot create a test database (the role needs CREATEDB): {}",
+                    detail(&e)
+                )
+            });
+        Some(Database {
+            url: with_database(&admin, &name),
+            admin,
+            name,
+        })
+    }
+
+    /// A client on this database (to edit rows behind runbook's back).
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{e}: {}", db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+fn uuid_ish() -> String {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The server's admin URL, found or started once per test process.
+fn server() -> Result<&'static String, String> {
+    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| match std::env::var("RUNBOOK_TEST_DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => Ok(url),
+            _ => throwaway(),
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The directory of `initdb` and `postgres`, newest version first.
+fn binaries() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").is_file() && b.join("postgres").is_file())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// Starts a cluster in a temp dir; it lives as long as this process. It gets SIGTERM when
+/// the thread that started it ends, so that thread is one that never does.
+fn throwaway() -> Result<String, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("test-postgres".into())
+        .spawn(move || match start_cluster() {
+            Ok((url, dir, child)) => {
+                let _ = tx.send(Ok(url));
+                let _keep = (dir, child);
+                loop {
+                    std::thread::park();
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|e| e.to_string())?
+}
+
+/// Clusters of test processes that ended are left on disk (a static is never dropped):
+/// remove those whose server is gone, once they are old enough not to be still starting.
+fn sweep() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_ours = e.file_name().to_string_lossy().starts_with("runbook-pg-");
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(600));
+        let running = std::fs::read_to_string(path.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if is_ours && old && !running {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
+    sweep();
+    let bin = binaries().ok_or("no PostgreSQL binaries in /usr/lib/postgresql")?;
+    let root = is_root();
+    let dir = tempfile::Builder::new()
+        .prefix("runbook-pg-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let data = dir.path().join("data");
+    if root {
+        // initdb refuses to run as root: the cluster belongs to the postgres user.
+        chown_to_postgres(dir.path())?;
+    }
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "runbook").map_err(|e| e.to_string())?;
+    if root {
+        chown_to_postgres(&pw)?;
+    }
+    let init = as_owner(root, &bin.join("initdb"))
+        .args(["-D"])
+        .arg(&data)
+        .args(["-U", "runbook", "--auth=scram-sha-256", "--pwfile"])
+        .arg(&pw)
+        .args(["-E", "UTF8", "--no-sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("initdb: {e}"))?;
+    if !init.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        ));
+    }
+    let port = free_port()?;
+    let child = as_owner(root, &bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir.path())
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("postgres: {e}"))?;
+    let url = format!("postgres://runbook:runbook@127.0.0.1:{port}/postgres");
+    // Ready when it accepts a connection; a server that never does is an error, not a hang.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if postgres::Client::connect(&url, postgres::NoTls).is_ok() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the throwaway cluster did not accept connections in 30 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok((url, dir, child))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The command, run as the `postgres` user when we are root, dying with this process.
+fn as_owner(root: bool, program: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    if root {
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]);
+    }
+    c.args(["--pdeathsig=SIGTERM", "--"]).arg(program);
+    c
+}
+
+fn chown_to_postgres(path: &Path) -> Result<(), String> {
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cannot chown {} to postgres", path.display()))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_database_replaces_the_one_in_the_url() {
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1:5432/runbook_ci", "rb_1"),
+            "postgres://u:p@127.0.0.1:5432/rb_1"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/x?sslmode=disable", "rb_2"),
+            "postgres://u@h/rb_2?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h", "rb_3"),
+            "postgres://u@h/rb_3"
+        );
+    }
+}

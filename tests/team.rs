@@ -1,0 +1,446 @@
+//! Team mode against a real PostgreSQL: two "machines" (two processes with their own state
+//! directories) share one database. Exactly one of two runs of a rotation goes ahead; a run
+//! killed on one machine is resumed on the other; approvals cross machines; a lease left by
+//! a machine that is gone expires; rows edited, deleted or swapped with SQL break
+//! `audit verify`, and an export verifies offline as the table does.
+//!
+//! The server: `RUNBOOK_TEST_DATABASE_URL` (CI), else a throwaway cluster, else skipped with
+//! the reason printed (a failure under CI: `RUNBOOK_TEST_REQUIRE_DATABASE=1`).
+
+use crate::support::pg::Database;
+use crate::support::{assert_rotated, Exit, Rig, Test, OLD_TOKEN};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const GATED: &str = r#"
+runbook(#{ id: "gated", title: "A gated change", secret: "GATED_KEY" });
+step("prepare", "Prepare", |ctx| { print("prepared"); });
+step("gated", "The change", |ctx| { print("gated step ran"); })
+    .approval(#{ by: "another operator", timeout: "TIMEOUT" });
+"#;
+
+/// A command on one machine: its own state directory, the shared database.
+fn on(dir: &Path, machine: &str, db: &Database, args: &[&str]) -> Test {
+    Test::in_dir(dir)
+        .env("RUNBOOK_STATE_DIR", &dir.join(machine).to_string_lossy())
+        .env("RUNBOOK_STATE_URL", &db.url)
+        .args(args)
+}
+
+/// Waits until the database holds an approval request; returns its run id.
+fn requested(db: &Database) -> String {
+    let mut c = db.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = c
+            .query_opt("SELECT run_id FROM runbook_approvals", &[])
+            .ok()
+            .flatten();
+        if let Some(r) = row {
+            return r.get(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run filed an approval request"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn finish(child: std::process::Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn spawn(t: Test) -> std::process::Child {
+    let mut cmd = t.command();
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
+    let Some(db) = Database::fresh("two_machines_start_the_same_rotation") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        GATED.replace("TIMEOUT", "120s"),
+    )
+    .unwrap();
+    let exec = |machine: &str, actor: &str| {
+        spawn(on(
+            dir.path(),
+            machine,
+            &db,
+            &["exec", "gated.rhai", "--sandbox", "--yes", "--actor", actor],
+        ))
+    };
+    // Both at once: one takes the lock and waits at the gate; the other is refused.
+    let a = exec("laptop-a", "alice");
+    let b = exec("laptop-b", "bob");
+    let run_id = requested(&db);
+    let mut children = vec![("alice", a), ("bob", b)];
+    let mut c = db.client();
+    let holder: String = c
+        .query_one("SELECT holder FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    let holder: Value = serde_json::from_str(&holder).unwrap();
+    assert_eq!(holder["run_id"], run_id.as_str());
+    let winner = holder["actor"].as_str().unwrap().to_string();
+    let loser_at = children.iter().position(|(a, _)| *a != winner).unwrap();
+    let (_, loser) = children.remove(loser_at);
+    let (code, text) = finish(loser);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains(&format!(
+            "this rotation is already running: run {run_id} by {winner} since "
+        )) && text.contains(&format!("(pid {} on ", holder["pid"])),
+        "the refusal names who holds it, from where and since when: {text}"
+    );
+    // The run's own actor cannot approve it, from any machine; another can, from a third.
+    on(
+        dir.path(),
+        "laptop-b",
+        &db,
+        &["approve", &run_id, "--actor", &winner],
+    )
+    .run()
+    .exit(Exit::Usage)
+    .stderr_has("the run's own actor cannot approve or deny it");
+    on(
+        dir.path(),
+        "laptop-c",
+        &db,
+        &["approve", &run_id, "--actor", "carol"],
+    )
+    .run()
+    .exit(Exit::Ok)
+    .stdout_has("approved step 'gated'");
+    let (_, winner_child) = children.remove(0);
+    let (code, text) = finish(winner_child);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("approved by carol") && text.contains("gated step ran"),
+        "{text}"
+    );
+    // The lock is gone with the run; the whole story is in the shared chain.
+    let locks: i64 = c
+        .query_one("SELECT count(*) FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0);
+    let actions: Vec<String> = c
+        .query("SELECT line FROM runbook_audit ORDER BY seq", &[])
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.get::<_, String>(0)).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|a| a.starts_with("approval."))
+        .collect();
+    assert_eq!(actions, ["approval.requested", "approval.approved"]);
+    // Nothing of the shared state went to either machine's directory.
+    for m in ["laptop-a", "laptop-b", "laptop-c"] {
+        let m = dir.path().join(m);
+        assert!(
+            !m.join("runs").exists() && !m.join("audit.jsonl").exists(),
+            "{}",
+            m.display()
+        );
+    }
+}
+
+#[test]
+fn a_gate_nobody_answers_is_recorded_as_a_timeout() {
+    let Some(db) = Database::fresh("a_gate_nobody_answers") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        GATED.replace("TIMEOUT", "1s"),
+    )
+    .unwrap();
+    let out = on(
+        dir.path(),
+        "laptop-a",
+        &db,
+        &[
+            "exec",
+            "gated.rhai",
+            "--sandbox",
+            "--yes",
+            "--actor",
+            "alice",
+        ],
+    )
+    .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("no approval within 1s (recorded as timeout, not as denied)");
+    let runs = on(dir.path(), "laptop-b", &db, &["runs", "--json"]).run();
+    let run_id = runs.json()[0]["run_id"].as_str().unwrap().to_string();
+    on(
+        dir.path(),
+        "laptop-b",
+        &db,
+        &["approve", &run_id, "--actor", "bob"],
+    )
+    .run()
+    .exit(Exit::Usage)
+    .stderr_has("already decided: Timeout");
+}
+
+#[test]
+fn a_run_killed_on_one_machine_is_resumed_on_another() {
+    let Some(db) = Database::fresh("a_run_killed_on_one_machine") else {
+        return;
+    };
+    let rig = Rig::new();
+    let machine = |name: &str| rig.path().join(name).to_string_lossy().into_owned();
+    let (a, b) = (machine("laptop-a"), machine("laptop-b"));
+    let run = |args: &[&str], dir: &str, extra: &[(&str, &str)]| {
+        let mut env: Vec<(&str, &str)> =
+            vec![("RUNBOOK_STATE_DIR", dir), ("RUNBOOK_STATE_URL", &db.url)];
+        env.extend_from_slice(extra);
+        rig.runbook(args, &env)
+    };
+    let crashed = run(
+        &["exec", "postmark", "--yes", "--actor", "alice"],
+        &a,
+        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
+    );
+    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
+    // The other machine sees the dead run, and a new rotation there is refused.
+    let listed = run(&["runs", "--json"], &b, &[]);
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["status"], "interrupted", "{listed}");
+    let run_id = listed[0]["run_id"].as_str().unwrap().to_string();
+    let blocked = run(&["exec", "postmark", "--yes", "--actor", "bob"], &b, &[]);
+    assert_eq!(blocked.code, 2, "{}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains("this rotation is already running")
+            && blocked.stderr.contains(&format!("runbook resume {run_id}")),
+        "{}",
+        blocked.stderr
+    );
+    // Bob resumes it from his machine: the token comes back through recover() (it is in
+    // Infisical by now), never from the database.
+    let resumed = run(&["resume", &run_id, "--yes", "--actor", "bob"], &b, &[]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_rotated(&rig.state(), "resumed on another machine");
+    assert!(!crate::support::live_tokens(&rig.state()).contains(&OLD_TOKEN.to_string()));
+    // No secret reached the shared database.
+    let mut c = db.client();
+    let mut all = String::new();
+    for table in ["runbook_journal", "runbook_audit"] {
+        for r in c.query(&format!("SELECT line FROM {table}"), &[]).unwrap() {
+            all.push_str(&r.get::<_, String>(0));
+        }
+    }
+    for secret in rig.secrets() {
+        assert!(!all.contains(&secret), "a secret is in the database");
+    }
+    let verified = run(&["audit", "verify"], &a, &[]);
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+}
+
+#[test]
+fn a_lease_left_by_a_machine_that_is_gone_expires_and_a_live_one_holds() {
+    let Some(db) = Database::fresh("a_lease_left_by_a_machine") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("quick.rhai"),
+        r#"
+runbook(#{ id: "quick", title: "Quick", secret: "QUICK_KEY" });
+step("one", "One", |ctx| { print("step one ran"); });
+"#,
+    )
+    .unwrap();
+    // Create the schema, then plant the lease of a run on another machine.
+    on(dir.path(), "laptop-a", &db, &["runs"])
+        .run()
+        .exit(Exit::Ok);
+    let mut c = db.client();
+    let key = "QUICK_KEY-4f53cda18c2b";
+    let holder = serde_json::json!({
+        "run_id": "20261203T010203000Z-abcdef", "actor": "dave", "pid": 4242,
+        "host": "laptop-far-away", "since": "2026-12-03T01:02:03Z"
+    })
+    .to_string();
+    let plant = |c: &mut postgres::Client, interval: &str| {
+        c.execute("DELETE FROM runbook_locks", &[]).unwrap();
+        c.execute(
+            &format!("INSERT INTO runbook_locks VALUES ($1, '20261203T010203000Z-abcdef', $2, now() + interval '{interval}')"),
+            &[&key, &holder],
+        )
+        .unwrap();
+    };
+    let exec = |extra: &[&str]| {
+        let mut args = vec![
+            "exec",
+            "quick.rhai",
+            "--sandbox",
+            "--yes",
+            "--actor",
+            "erin",
+        ];
+        args.extend_from_slice(extra);
+        on(dir.path(), "laptop-a", &db, &args).run()
+    };
+    plant(&mut c, "10 minutes");
+    let live = exec(&[]);
+    live.exit(Exit::Usage)
+        .stderr_has(
+            "already running: run 20261203T010203000Z-abcdef by dave since 2026-12-03T01:02:03Z",
+        )
+        .stderr_has("(pid 4242 on laptop-far-away)");
+    plant(&mut c, "-1 minute");
+    let expired = exec(&[]);
+    expired
+        .exit(Exit::Usage)
+        .stderr_has("its lease ran out at ")
+        .stderr_has("runbook resume 20261203T010203000Z-abcdef");
+    // Taking it over is deliberate, and journalled.
+    let broke = exec(&["--break-lock"]);
+    broke.exit(Exit::Ok);
+    assert!(format!("{}{}", broke.stdout, broke.stderr).contains("step one ran"));
+    let journal: Vec<String> = c
+        .query("SELECT line FROM runbook_journal ORDER BY seq", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        journal
+            .iter()
+            .any(|l| l.contains("\"kind\":\"lock.broken\"") && l.contains("laptop-far-away")),
+        "{journal:?}"
+    );
+}
+
+#[test]
+fn rows_edited_deleted_or_swapped_in_sql_break_the_chain_and_an_export_verifies_offline() {
+    let Some(db) = Database::fresh("rows_edited_deleted_or_swapped") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = |args: &[&str]| on(dir.path(), "laptop-a", &db, args).shipped_runbooks();
+    t(&["exec", "postmark", "--sandbox", "--yes"])
+        .run()
+        .exit(Exit::Ok);
+    let ok = t(&["audit", "verify"]).run();
+    ok.exit(Exit::Ok).stdout_has("OK: ");
+    let head = ok.stdout.trim().rsplit(' ').next().unwrap().to_string();
+    // An export verifies offline, to the same head, with no database at all.
+    t(&["audit", "export", "-o", "audit.jsonl"])
+        .run()
+        .exit(Exit::Ok);
+    let offline = Test::in_dir(dir.path())
+        .env("RUNBOOK_STATE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .args(&["audit", "verify", "--file", "audit.jsonl"])
+        .run();
+    offline.exit(Exit::Ok).stdout_has(&format!("head {head}"));
+    let exported = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    std::fs::write(
+        dir.path().join("flipped.jsonl"),
+        exported.replacen("\"step\":\"", "\"step\":\"x", 1),
+    )
+    .unwrap();
+    Test::in_dir(dir.path())
+        .args(&["audit", "verify", "--file", "flipped.jsonl"])
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has("its content does not match its hash (edited)");
+
+    let mut c = db.client();
+    let line = |c: &mut postgres::Client, seq: i64| -> String {
+        c.query_one("SELECT line FROM runbook_audit WHERE seq = $1", &[&seq])
+            .unwrap()
+            .get(0)
+    };
+    let set = |c: &mut postgres::Client, seq: i64, text: &str| {
+        c.execute(
+            "UPDATE runbook_audit SET line = $2 WHERE seq = $1",
+            &[&seq, &text],
+        )
+        .unwrap();
+    };
+    let (l3, l4, l5) = (line(&mut c, 3), line(&mut c, 4), line(&mut c, 5));
+    let broken = |want: &str| {
+        let out = t(&["audit", "verify"]).run();
+        out.exit(Exit::StepFailed).stderr_has(want);
+    };
+    set(
+        &mut c,
+        3,
+        &l3.replacen("\"actor\":\"", "\"actor\":\"mallory-", 1),
+    );
+    broken("entry 3: its content does not match its hash (edited)");
+    set(&mut c, 3, &l3);
+    t(&["audit", "verify"]).run().exit(Exit::Ok);
+    c.execute("DELETE FROM runbook_audit WHERE seq = 4", &[])
+        .unwrap();
+    broken("entry 4: it does not follow the entry before it");
+    c.execute("INSERT INTO runbook_audit VALUES (4, $1)", &[&l4])
+        .unwrap();
+    set(&mut c, 4, &l5);
+    set(&mut c, 5, &l4);
+    broken("entry 4: it does not follow the entry before it");
+    set(&mut c, 4, &l4);
+    set(&mut c, 5, &l5);
+    // Cut off the end: the chain that is left verifies, the head kept elsewhere does not.
+    c.execute(
+        "DELETE FROM runbook_audit WHERE seq = (SELECT max(seq) FROM runbook_audit)",
+        &[],
+    )
+    .unwrap();
+    t(&["audit", "verify", "--head", &head])
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has("does not contain the recorded head");
+}
+
+#[test]
+fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Test::in_dir(dir.path())
+        .env(
+            "RUNBOOK_STATE_URL",
+            "postgres://ops:hunter2@127.0.0.1:1/runbook",
+        )
+        .args(&["runs"])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("the state database postgres://ops@127.0.0.1:1/runbook: cannot connect")
+        .stderr_has("never falls back to local files");
+    out.assert_absent("hunter2");
+    assert!(!dir.path().join("state/runs").exists());
+    let Some(db) = Database::fresh("a_newer_database") else {
+        return;
+    };
+    on(dir.path(), "laptop-a", &db, &["runs"])
+        .run()
+        .exit(Exit::Ok);
+    db.client()
+        .execute("INSERT INTO runbook_schema VALUES (99)", &[])
+        .unwrap();
+    on(dir.path(), "laptop-a", &db, &["runs"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("has schema version 99, newer than this runbook knows (1)");
+}

@@ -267,7 +267,11 @@ fn a_lease_left_by_a_machine_that_is_gone_expires_and_a_live_one_holds() {
         dir.path().join("quick.rhai"),
         r#"
 runbook(#{ id: "quick", title: "Quick", secret: "QUICK_KEY" });
-step("one", "One", |ctx| { print("step one ran"); });
+step("one", "One", |ctx| {
+    print("step one ran");
+    // Quotes, backslashes and non-ASCII go into the table byte for byte.
+    audit::log("quick.noted", #{ note: "O'Brien's \\share\\ 'quoted' é" });
+});
 "#,
     )
     .unwrap();
@@ -331,6 +335,18 @@ step("one", "One", |ctx| { print("step one ran"); });
             .any(|l| l.contains("\"kind\":\"lock.broken\"") && l.contains("laptop-far-away")),
         "{journal:?}"
     );
+    let noted: String = c
+        .query_one(
+            "SELECT line FROM runbook_audit WHERE line LIKE '%quick.noted%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let noted: Value = serde_json::from_str(&noted).unwrap();
+    assert_eq!(noted["context"]["note"], "O'Brien's \\share\\ 'quoted' é");
+    on(dir.path(), "laptop-b", &db, &["audit", "verify"])
+        .run()
+        .exit(Exit::Ok);
 }
 
 #[test]

@@ -185,7 +185,10 @@ fn migrate(client: &mut Client, shown: &str) -> Result<()> {
     let err = |what: &str, e: postgres::Error| state_error(shown, what, db_text(&e));
     // A call the server does not finish in time fails rather than hangs the run.
     client
-        .batch_execute("SET statement_timeout = '30s'; SET lock_timeout = '15s'")
+        .batch_execute(
+            "SET statement_timeout = '30s'; SET lock_timeout = '15s'; \
+             SET standard_conforming_strings = on",
+        )
         .map_err(|e| err("cannot set timeouts", e))?;
     let version: i32 = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
@@ -334,19 +337,22 @@ impl Backend for Postgres {
 
     fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
         let _one = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        // One round trip to take the chain's tail (lock and read in one batch), one to
+        // append and commit: the lock is held for as little as the chain allows.
         let tail: Option<(i64, String)> =
             self.call_held("cannot append to the audit chain", |c| {
-                c.batch_execute("BEGIN")?;
-                let got = c
-                    .execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_KEY])
-                    .and_then(|_| {
-                        c.query_opt(
-                            "SELECT seq, line FROM runbook_audit ORDER BY seq DESC LIMIT 1",
-                            &[],
-                        )
-                    });
+                let got = c.simple_query(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({AUDIT_KEY}); \
+                     SELECT seq, line FROM runbook_audit ORDER BY seq DESC LIMIT 1"
+                ));
                 match got {
-                    Ok(row) => Ok(row.map(|r| (r.get(0), r.get(1)))),
+                    Ok(messages) => Ok(messages.iter().find_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(r) if r.columns().len() == 2 => Some((
+                            r.get(0).and_then(|s| s.parse().ok()).unwrap_or(0),
+                            r.get(1).unwrap_or_default().to_string(),
+                        )),
+                        _ => None,
+                    })),
                     Err(e) => {
                         let _ = c.batch_execute("ROLLBACK");
                         Err(e)
@@ -376,13 +382,14 @@ impl Backend for Postgres {
                 return Err(e);
             }
         };
+        // A literal (standard_conforming_strings is on: only quotes are doubled), so the
+        // insert and the commit go in one batch; a failed insert skips the commit.
+        let sql = format!(
+            "INSERT INTO runbook_audit (seq, line) VALUES ({seq}, '{}'); COMMIT",
+            line.replace('\'', "''")
+        );
         self.call_held("cannot append to the audit chain", move |c| {
-            let done = c
-                .execute(
-                    "INSERT INTO runbook_audit (seq, line) VALUES ($1, $2)",
-                    &[&seq, &line],
-                )
-                .and_then(|_| c.batch_execute("COMMIT"));
+            let done = c.batch_execute(&sql);
             if done.is_err() {
                 let _ = c.batch_execute("ROLLBACK");
             }

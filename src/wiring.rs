@@ -170,6 +170,13 @@ pub fn store() -> Result<runbook_core::store::Store> {
         lease_seconds: Option<u64>,
     }
     let file = match std::fs::read_to_string("runbook.toml") {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            // Unreadable is not absent: a team's [state] url may be in it.
+            return Err(crate::error::Error::usage(
+                format!("cannot read ./runbook.toml: {e}"),
+                "fix its permissions (it may name the team's shared state)",
+            ));
+        }
         Ok(text) => toml::from_str::<File>(&text)
             .map_err(|e| {
                 crate::error::Error::usage(
@@ -198,9 +205,33 @@ pub fn store() -> Result<runbook_core::store::Store> {
             })?,
         None => file.lease_seconds.unwrap_or(30),
     };
-    Ok(runbook_core::store::open(
-        url.as_deref(),
-        &runbook_core::state::dir(),
-        std::time::Duration::from_secs(lease),
-    )?)
+    let dir = runbook_core::state::dir();
+    // A machine that used the shared state remembers it: a later command without the URL
+    // (another folder, a shell without the variable) must not quietly take local locks.
+    let marker = dir.join("shared-state");
+    if url.is_none() {
+        if let Ok(shown) = std::fs::read_to_string(&marker) {
+            return Err(runbook_core::error::Error::State {
+                message: format!(
+                    "this machine's runbook state is shared in {}, but neither RUNBOOK_STATE_URL nor ./runbook.toml [state] url is set here",
+                    shown.trim()
+                ),
+                help: format!(
+                    "export RUNBOOK_STATE_URL (or run from the folder whose runbook.toml names it); to keep state on this machine again, remove {}",
+                    marker.display()
+                ),
+            }
+            .into());
+        }
+    }
+    let store =
+        runbook_core::store::open(url.as_deref(), &dir, std::time::Duration::from_secs(lease))?;
+    if let Some(u) = url.as_deref() {
+        if !marker.exists() {
+            let shown = runbook_core::store::redact_url(u);
+            let _ = runbook_core::state::ensure_dir(&dir)
+                .and_then(|_| runbook_core::state::write(&marker, format!("{shown}\n").as_bytes()));
+        }
+    }
+    Ok(store)
 }

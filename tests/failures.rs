@@ -451,3 +451,26 @@ fn rollback_lists_what_it_will_undo_and_asks_first() {
         "a declined rollback changed a consumer"
     );
 }
+
+/// A run whose journal cannot be written could be neither resumed nor rolled back: it stops
+/// before its first step, with nothing changed.
+#[test]
+fn a_journal_that_cannot_be_written_stops_the_run_before_any_step() {
+    let t = Test::new().shipped_runbooks();
+    std::fs::create_dir_all(t.path().join("state")).unwrap();
+    // `runs` as a file: no journal can be created under it.
+    std::fs::write(t.path().join("state/runs"), "not a directory").unwrap();
+    let out = t
+        .args(&[
+            "exec",
+            "postmark",
+            "--sandbox",
+            "--yes",
+            "--sandbox-state",
+            "final.json",
+        ])
+        .run();
+    out.exit(Exit::Usage).stderr_has("cannot write");
+    assert!(!out.stdout.contains("Step 1/"), "{}", out.stdout);
+    assert!(!out.stderr.contains("Step 1/"), "{}", out.stderr);
+}

@@ -152,6 +152,47 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
         .filter(|a| a.starts_with("approval."))
         .collect();
     assert_eq!(actions, ["approval.requested", "approval.approved"]);
+    // The evidence pack is built on a machine that took no part, signed, and verified; one
+    // byte changed fails it.
+    let c3 = |args: &[&str]| on(dir.path(), "laptop-c", &db, args).run();
+    c3(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
+    c3(&[
+        "evidence",
+        &run_id,
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "pack.json",
+    ])
+    .exit(Exit::Ok);
+    let text = std::fs::read_to_string(dir.path().join("pack.json")).unwrap();
+    let pack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(pack["approvals"][0]["approver"], "carol");
+    assert_eq!(pack["approvals"][0]["requested_by"], winner.as_str());
+    assert_eq!(pack["audit"]["chain"]["intact"], true);
+    c3(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok)
+    .stdout_has("verified: run");
+    std::fs::write(
+        dir.path().join("edited.json"),
+        text.replacen("\"carol\"", "\"carot\"", 1),
+    )
+    .unwrap();
+    c3(&[
+        "evidence",
+        "verify",
+        "edited.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::StepFailed)
+    .stderr_has("NOT verified: the signature does not match its content");
     // Nothing of the shared state went to either machine's directory.
     for m in ["laptop-a", "laptop-b", "laptop-c"] {
         let m = dir.path().join(m);
@@ -258,6 +299,60 @@ fn a_run_killed_on_one_machine_is_resumed_on_another() {
 }
 
 #[test]
+fn a_run_killed_on_one_machine_is_rolled_back_on_another() {
+    let Some(db) = Database::fresh("a_run_killed_then_rolled_back") else {
+        return;
+    };
+    let rig = Rig::new();
+    let a = rig.path().join("laptop-a").to_string_lossy().into_owned();
+    let b = rig.path().join("laptop-b").to_string_lossy().into_owned();
+    let run = |args: &[&str], dir: &str, extra: &[(&str, &str)]| {
+        let mut env: Vec<(&str, &str)> =
+            vec![("RUNBOOK_STATE_DIR", dir), ("RUNBOOK_STATE_URL", &db.url)];
+        env.extend_from_slice(extra);
+        rig.runbook(args, &env)
+    };
+    let crashed = run(
+        &["exec", "postmark", "--yes", "--actor", "alice"],
+        &a,
+        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
+    );
+    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
+    let listed = run(&["runs", "--json"], &b, &[]);
+    let run_id = serde_json::from_str::<Value>(&listed.stdout).unwrap()[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let undone = run(
+        &["rollback", &run_id, "--yes", "--json", "--actor", "bob"],
+        &b,
+        &[],
+    );
+    assert_eq!(undone.code, 0, "{}\n{}", undone.stdout, undone.stderr);
+    let report: Value = serde_json::from_str(&undone.stdout).unwrap();
+    assert_eq!(report["status"], "rolled_back");
+    // Infisical and every consumer hold the old token again.
+    let state = rig.state();
+    assert_eq!(crate::support::current_infisical(&state), OLD_TOKEN);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"],
+            OLD_TOKEN
+        );
+    }
+    // Alice's machine sees what Bob did to her run.
+    let listed = run(&["runs", "--json"], &a, &[]);
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let attempts = listed[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.last().unwrap()["actor"], "bob", "{listed}");
+    assert_eq!(
+        attempts.last().unwrap()["status"],
+        "rolled back",
+        "{listed}"
+    );
+}
+
+#[test]
 fn a_lease_left_by_a_machine_that_is_gone_expires_and_a_live_one_holds() {
     let Some(db) = Database::fresh("a_lease_left_by_a_machine") else {
         return;
@@ -282,14 +377,14 @@ step("one", "One", |ctx| {
     let mut c = db.client();
     let key = "QUICK_KEY-4f53cda18c2b";
     let holder = serde_json::json!({
-        "run_id": "20261203T010203000Z-abcdef", "actor": "dave", "pid": 4242,
+        "run_id": "20261203T010203000Z-abcdef", "actor": "dave", "pid": 4242, "lease_id": "lease-of-dave",
         "host": "laptop-far-away", "since": "2026-12-03T01:02:03Z"
     })
     .to_string();
     let plant = |c: &mut postgres::Client, interval: &str| {
         c.execute("DELETE FROM runbook_locks", &[]).unwrap();
         c.execute(
-            &format!("INSERT INTO runbook_locks VALUES ($1, '20261203T010203000Z-abcdef', $2, now() + interval '{interval}')"),
+            &format!("INSERT INTO runbook_locks VALUES ($1, '20261203T010203000Z-abcdef', 'lease-of-dave', $2, now() + interval '{interval}')"),
             &[&key, &holder],
         )
         .unwrap();
@@ -452,6 +547,18 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
     on(dir.path(), "laptop-a", &db, &["runs"])
         .run()
         .exit(Exit::Ok);
+    // That machine now remembers it shares its state: without the URL it refuses, rather
+    // than take local locks nobody else sees.
+    Test::in_dir(dir.path())
+        .env(
+            "RUNBOOK_STATE_DIR",
+            &dir.path().join("laptop-a").to_string_lossy(),
+        )
+        .args(&["runs"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("this machine's runbook state is shared in postgres://")
+        .stderr_has("shared-state");
     db.client()
         .execute("INSERT INTO runbook_schema VALUES (99)", &[])
         .unwrap();
@@ -459,4 +566,71 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
         .run()
         .exit(Exit::Usage)
         .stderr_has("has schema version 99, newer than this runbook knows (1)");
+}
+
+/// Waits until the database holds `n` approval requests; returns their run ids, oldest first.
+fn requests(db: &Database, n: usize) -> Vec<String> {
+    let mut c = db.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ids: Vec<String> = c
+            .query("SELECT run_id FROM runbook_approvals ORDER BY run_id", &[])
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default();
+        if ids.len() >= n {
+            return ids;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} approval requests never came"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A run whose lock was taken from it (--break-lock from another machine) does not go on:
+/// before each step it confirms its lease, and stops when the lease is someone else's.
+#[test]
+fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
+    let Some(db) = Database::fresh("a_run_whose_lock_was_broken") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        GATED.replace("TIMEOUT", "120s"),
+    )
+    .unwrap();
+    let exec = |machine: &str, actor: &str, extra: &[&str]| {
+        let mut args = vec!["exec", "gated.rhai", "--sandbox", "--yes", "--actor", actor];
+        args.extend_from_slice(extra);
+        spawn(on(dir.path(), machine, &db, &args))
+    };
+    let a = exec("laptop-a", "alice", &[]);
+    let first = requests(&db, 1).remove(0);
+    let b = exec("laptop-b", "bob", &["--break-lock"]);
+    let both = requests(&db, 2);
+    let second = both.into_iter().find(|r| *r != first).unwrap();
+    let approve = |run_id: &str| {
+        on(
+            dir.path(),
+            "laptop-c",
+            &db,
+            &["approve", run_id, "--actor", "carol"],
+        )
+        .run()
+        .exit(Exit::Ok);
+    };
+    approve(&first);
+    let (code, text) = finish(a);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("Step 'gated' not run: this run no longer holds its rotation lock"),
+        "{text}"
+    );
+    assert!(!text.contains("gated step ran"), "{text}");
+    approve(&second);
+    let (code, text) = finish(b);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("gated step ran"), "{text}");
 }

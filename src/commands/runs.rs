@@ -19,9 +19,15 @@ fn summarize(entries: &[journal::Entry], holders: &[lock::Holder]) -> Option<Val
     let start = &st.start;
     // A process that recorded no end is still running if it holds the run's lock, else it
     // died (only the last process can be running).
-    let alive = holders
-        .iter()
-        .any(|h| h.run_id == start.run_id && !h.is_dead());
+    // A lease says for itself whether it is live; a lock file only on the host of its pid.
+    let alive = holders.iter().any(|h| {
+        h.run_id == start.run_id
+            && if h.expires.is_some() {
+                !h.is_dead()
+            } else {
+                h.is_alive_here()
+            }
+    });
     let or_unfinished = |ended: Option<RunStatus>, last: bool| match ended {
         Some(s) => s,
         None if last && alive => RunStatus::Running,
@@ -102,7 +108,7 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
     // Run ids start with a UTC timestamp: newest first.
     let mut ids = store.runs()?;
     ids.reverse();
-    let holders = lock::holders(&store);
+    let holders = lock::holders(&store)?;
     let rows: Vec<Value> = ids
         .iter()
         .take(args.limit)
@@ -163,7 +169,7 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         return Err(not_found());
     }
     let entries = journal::read_run(store, run_id)?.ok_or_else(not_found)?;
-    let summary = summarize(&entries, &lock::holders(store)).unwrap_or_default();
+    let summary = summarize(&entries, &lock::holders(store)?).unwrap_or_default();
     let st = RunState::from_entries(&entries);
     let in_effect: Vec<Value> = st
         .as_ref()

@@ -183,6 +183,14 @@ impl Journal {
         })
     }
 
+    /// Appends a record the run cannot go on without (its start, a takeover): a journal that
+    /// cannot be written stops the run before it changes anything, since it could not be
+    /// resumed or rolled back.
+    pub fn record_required(&self, record: Record) -> Result<()> {
+        let line = encode(&record, &crate::run::now_rfc3339());
+        self.store.journal_append(&self.run_id, &line)
+    }
+
     /// Appends one record, redacted, durably. A journal that cannot be written is reported
     /// once and then left alone: the run goes on, but the operator knows resume will not be
     /// possible.

@@ -64,10 +64,14 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
+            // FORCE (13+) ends connections a killed runbook left; older servers drop without.
+            let forced = c.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
             ));
+            if forced.is_err() {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {}", self.name));
+            }
         }
     }
 }
@@ -187,8 +191,10 @@ fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
         // initdb refuses to run as root: the cluster belongs to the postgres user.
         chown_to_postgres(dir.path())?;
     }
+    // A password of its own: a URL can only ever reach this cluster.
+    let password = uuid_ish();
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "runbook").map_err(|e| e.to_string())?;
+    std::fs::write(&pw, &password).map_err(|e| e.to_string())?;
     if root {
         chown_to_postgres(&pw)?;
     }
@@ -209,7 +215,7 @@ fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
         ));
     }
     let port = free_port()?;
-    let child = as_owner(root, &bin.join("postgres"))
+    let mut child = as_owner(root, &bin.join("postgres"))
         .arg("-D")
         .arg(&data)
         .args(["-p", &port.to_string(), "-k"])
@@ -219,11 +225,28 @@ fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("postgres: {e}"))?;
-    let url = format!("postgres://runbook:runbook@127.0.0.1:{port}/postgres");
-    // Ready when it accepts a connection; a server that never does is an error, not a hang.
+    let url = format!("postgres://runbook:{password}@127.0.0.1:{port}/postgres");
+    // Ready when it accepts a connection and is this cluster (another process may have
+    // taken the port between our probe and the server's bind); a server that exits or never
+    // answers is an error, not a hang.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        if postgres::Client::connect(&url, postgres::NoTls).is_ok() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the throwaway cluster exited ({status}); port {port} may be taken"
+            ));
+        }
+        if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
+            let theirs: String = c
+                .query_one("SHOW data_directory", &[])
+                .map_err(|e| detail(&e))?
+                .get(0);
+            let ours = data.canonicalize().unwrap_or(data.clone());
+            if Path::new(&theirs).canonicalize().ok() != Some(ours) {
+                return Err(format!(
+                    "port {port} answers for another cluster ({theirs})"
+                ));
+            }
             break;
         }
         if std::time::Instant::now() > deadline {

@@ -7,20 +7,24 @@ use crate::plan::Plan;
 use crate::store::{Slot, Store};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 pub use crate::store::Holder;
 
 pub struct Lock {
     store: Store,
     key: String,
-    run_id: String,
+    /// This taking of the lock: renewed and released by it.
+    lease_id: String,
     held: bool,
     /// Set when the lock was taken from another holder (`--break-lock`, or this run's own
     /// dead process): who that was, if its record said.
     broken: Option<Option<Holder>>,
     /// Stops the lease's heartbeat (dropping it does).
     heartbeat: Option<mpsc::Sender<()>>,
+    /// Set by the heartbeat when the lease was found taken by another run.
+    lost: Arc<AtomicBool>,
 }
 
 /// The lock's name: the secret a rotation changes, not how it is run. It is the runbook's
@@ -54,7 +58,7 @@ pub fn key(plan: &Plan, params: &Value) -> String {
 }
 
 /// Every lock held in the store.
-pub fn holders(store: &Store) -> Vec<Holder> {
+pub fn holders(store: &Store) -> Result<Vec<Holder>> {
     store.lock_holders()
 }
 
@@ -77,6 +81,7 @@ impl Lock {
                 pid: std::process::id(),
                 host: crate::run::hostname(),
                 since: crate::run::now_rfc3339(),
+                lease_id: uuid::Uuid::new_v4().simple().to_string(),
                 expires: None,
                 expired: false,
             };
@@ -84,16 +89,25 @@ impl Lock {
                 if let Some(path) = store.lock_path(key) {
                     crate::interrupt::hold(path);
                 }
-                let heartbeat = store
-                    .lease()
-                    .map(|lease| heartbeat(store.clone(), key, run_id, lease));
+                let lost = Arc::new(AtomicBool::new(false));
+                let heartbeat = match store.lease() {
+                    None => None,
+                    Some(lease) => Some(heartbeat(
+                        store.for_heartbeat()?,
+                        key,
+                        &me,
+                        lease,
+                        lost.clone(),
+                    )),
+                };
                 return Ok(Lock {
                     store: store.clone(),
                     key: key.to_string(),
-                    run_id: run_id.to_string(),
+                    lease_id: me.lease_id,
                     held: true,
                     broken,
                     heartbeat,
+                    lost,
                 });
             }
             let h = match store.lock_read(key)? {
@@ -103,7 +117,16 @@ impl Lock {
             let same_run = h.as_ref().is_some_and(|h| h.run_id == run_id);
             let dead = h.as_ref().is_some_and(Holder::is_dead);
             if break_lock || (same_run && dead) {
-                store.lock_remove(key, h.as_ref().map(|h| h.run_id.as_str()))?;
+                // Only the taking that was read is removed; one found dead by its lease only
+                // while the lease is still out (a holder that woke up and renewed keeps it).
+                let expired_only = !break_lock && h.as_ref().is_some_and(|h| h.expired);
+                store.lock_remove(
+                    key,
+                    h.as_ref()
+                        .map(|h| h.lease_id.as_str())
+                        .filter(|l| !l.is_empty()),
+                    expired_only,
+                )?;
                 broken = Some(h);
                 continue;
             }
@@ -115,6 +138,20 @@ impl Lock {
         })
     }
 
+    /// Why the run must not go on: its lease was found taken by another run. On a shared
+    /// store the lease is renewed here too, so a step never starts on a lease that is gone
+    /// (a database that does not answer is left to the heartbeat's warning).
+    pub fn lost(&self) -> Option<String> {
+        if self.held && self.heartbeat.is_some() && !self.lost.load(Ordering::SeqCst) {
+            if let Ok(false) = self.store.lock_renew(&self.key, &self.lease_id) {
+                self.lost.store(true, Ordering::SeqCst);
+            }
+        }
+        self.lost.load(Ordering::SeqCst).then(|| {
+            "this run no longer holds its rotation lock: another run took it (--break-lock, or after this run's lease ran out); it stops here so two runs do not rotate the same secret; see `runbook runs`".to_string()
+        })
+    }
+
     /// When the lock was broken: the holder it was taken from, if known.
     pub(crate) fn broken(&self) -> Option<Option<&Holder>> {
         self.broken.as_ref().map(Option::as_ref)
@@ -123,7 +160,10 @@ impl Lock {
     pub fn release(&mut self) {
         if self.held {
             self.heartbeat = None;
-            if let Err(e) = self.store.lock_remove(&self.key, Some(&self.run_id)) {
+            if let Err(e) = self
+                .store
+                .lock_remove(&self.key, Some(&self.lease_id), false)
+            {
                 crate::ui::err(&format!(
                     "warning: could not release the rotation lock: {e}; it frees itself when its lease runs out"
                 ));
@@ -136,38 +176,42 @@ impl Lock {
     }
 }
 
-/// Renews a lease at a third of its length until told to stop, so a live run keeps its lock
-/// and a dead one loses it within one lease. A lease found taken (someone broke the lock) is
-/// said once: two runs may now be rotating the same secret.
+/// Renews a lease at a third of its length until told to stop, on a connection of its own,
+/// so a live run keeps its lock and a dead one loses it within one lease. A lease found
+/// taken (someone broke the lock) sets `lost`: the run stops before its next step.
 fn heartbeat(
     store: Store,
     key: &str,
-    run_id: &str,
+    me: &Holder,
     lease: std::time::Duration,
+    lost: Arc<AtomicBool>,
 ) -> mpsc::Sender<()> {
     let (stop, stopped) = mpsc::channel::<()>();
-    let (key, run_id) = (key.to_string(), run_id.to_string());
+    let (key, lease_id, run_id) = (key.to_string(), me.lease_id.clone(), me.run_id.clone());
     let every = (lease / 3).max(std::time::Duration::from_millis(100));
     let spawned = std::thread::Builder::new()
         .name("runbook-lease".into())
         .spawn(move || {
             let mut warned = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                match store.lock_renew(&key, &run_id) {
+                match store.lock_renew(&key, &lease_id) {
                     Ok(true) => warned = false,
-                    Ok(false) if !warned => {
-                        crate::ui::err(&format!(
-                            "warning: run {run_id} no longer holds its rotation lock (another run broke it); finish or stop this run before that one goes on"
-                        ));
-                        warned = true;
+                    Ok(false) => {
+                        if !lost.swap(true, Ordering::SeqCst) {
+                            crate::ui::err(&format!(
+                                "warning: run {run_id} no longer holds its rotation lock (another run took it); it stops before its next step"
+                            ));
+                        }
+                        return;
                     }
                     Err(e) if !warned => {
                         crate::ui::err(&format!(
-                            "warning: cannot renew the rotation lock: {e}; if this lasts a whole lease, another run may take it"
+                            "warning: cannot renew the rotation lock: {e}; if this lasts a whole lease ({} s), another run may take it",
+                            lease.as_secs()
                         ));
                         warned = true;
                     }
-                    _ => {}
+                    Err(_) => {}
                 }
             }
         });

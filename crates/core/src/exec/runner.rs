@@ -246,6 +246,15 @@ impl Runner<'_> {
             if let Some(status) = self.approve(i, step) {
                 return status;
             }
+            if let Some(why) = self.session.lock_lost() {
+                self.report.steps[i].status = StepStatus::Failed;
+                self.report.steps[i].error = Some(why.clone());
+                self.report.failed_step = Some(step.id.clone());
+                self.report.error = Some(why.clone());
+                ui::err(&format!("\nStep '{}' not run: {why}", step.id));
+                self.explain_left_behind();
+                return RunStatus::Failed;
+            }
             let started = Instant::now();
             loop {
                 self.report.steps[i].attempts += 1;

@@ -106,7 +106,7 @@ impl Session {
         };
         let run = RunContext::new(parts, new.prompter, Vec::new());
         let session = Session::attach(runbook, run, ctx, lock);
-        session.run.record(Record::RunStart(RunStart {
+        session.run.record_required(Record::RunStart(RunStart {
             run_id: session.run.info().run_id.clone(),
             runbook: session.run.info().runbook_id.clone(),
             source: resume::fingerprints(&session.runbook),
@@ -116,7 +116,7 @@ impl Session {
             pid: std::process::id(),
             mode: new.mode,
             sandbox: new.sandbox,
-        }));
+        }))?;
         session.note_broken_lock();
         Ok(session)
     }
@@ -179,11 +179,11 @@ impl Session {
         let run = RunContext::new(parts, r.prompter, state.writes.clone());
         let mut session = Session::attach(runbook, run, Ctx::default(), Some(lock));
         session.note_broken_lock();
-        session.run.record(Record::RunResume {
+        session.run.record_required(Record::RunResume {
             actor: r.actor,
             pid: std::process::id(),
             attempt: r.attempt,
-        });
+        })?;
         session.ctx = resume::restore_ctx(&session, &state)?;
         let completed = session
             .runbook
@@ -260,6 +260,11 @@ impl Session {
 
     pub fn run_id(&self) -> &str {
         &self.run.info().run_id
+    }
+
+    /// Why the run must stop: it lost its rotation lock to another run.
+    pub fn lock_lost(&self) -> Option<String> {
+        self.lock.as_ref().and_then(Lock::lost)
     }
 
     /// Gives up the rotation's lock before the session ends (a finished run).

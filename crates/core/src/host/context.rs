@@ -181,6 +181,11 @@ impl RunContext {
         self.parts.journal.record(record);
     }
 
+    /// Records what the run cannot go on without (see `Journal::record_required`).
+    pub fn record_required(&self, record: Record) -> crate::error::Result<()> {
+        self.parts.journal.record_required(record)
+    }
+
     /// Records a write that `--dry-run` skips, and says so.
     pub(crate) fn record_planned(
         &self,

@@ -180,7 +180,7 @@ impl Backend for Files {
         }
     }
 
-    fn lock_remove(&self, key: &str, _run_id: Option<&str>) -> Result<()> {
+    fn lock_remove(&self, key: &str, _lease_id: Option<&str>, _expired_only: bool) -> Result<()> {
         match std::fs::remove_file(self.lock_file(key)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(write_err(&self.lock_file(key))(e))
@@ -189,12 +189,16 @@ impl Backend for Files {
         }
     }
 
-    fn lock_renew(&self, key: &str, run_id: &str) -> Result<bool> {
-        Ok(matches!(self.lock_read(key)?, Slot::Held(Some(h)) if h.run_id == run_id))
+    fn lock_renew(&self, key: &str, lease_id: &str) -> Result<bool> {
+        Ok(matches!(self.lock_read(key)?, Slot::Held(Some(h)) if h.lease_id == lease_id))
     }
 
-    fn lock_holders(&self) -> Vec<Holder> {
-        std::fs::read_dir(self.dir.join("locks"))
+    fn for_heartbeat(&self) -> Result<super::Store> {
+        Ok(std::sync::Arc::new(Files::new(&self.dir)))
+    }
+
+    fn lock_holders(&self) -> Result<Vec<Holder>> {
+        Ok(std::fs::read_dir(self.dir.join("locks"))
             .into_iter()
             .flatten()
             .flatten()
@@ -203,7 +207,7 @@ impl Backend for Files {
                     .ok()
                     .and_then(|t| serde_json::from_str(&t).ok())
             })
-            .collect()
+            .collect())
     }
 
     fn lock_path(&self, key: &str) -> Option<PathBuf> {

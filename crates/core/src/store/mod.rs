@@ -47,6 +47,10 @@ pub struct Holder {
     pub pid: u32,
     pub host: String,
     pub since: String,
+    /// This taking of the lock (random): a lease is renewed and released by it, never by run
+    /// id alone, which a resumed run shares with the process it took over from.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub lease_id: String,
     /// When the lease runs out unless its holder renews it (shared backends only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
@@ -111,12 +115,16 @@ pub trait Backend: Send + Sync {
     /// Takes a free lock slot for `holder`: `false` when the slot is taken.
     fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool>;
     fn lock_read(&self, key: &str) -> Result<Slot>;
-    /// Frees a slot, if `run_id` (when given) still holds it.
-    fn lock_remove(&self, key: &str, run_id: Option<&str>) -> Result<()>;
-    /// Extends `run_id`'s lease: `false` when it no longer holds the lock.
-    fn lock_renew(&self, key: &str, run_id: &str) -> Result<bool>;
+    /// Frees a slot if the taking `lease_id` (when given) still holds it, and, with
+    /// `expired_only`, only if its lease has run out (a holder that woke up keeps it).
+    fn lock_remove(&self, key: &str, lease_id: Option<&str>, expired_only: bool) -> Result<()>;
+    /// Extends a lease: `false` when that taking no longer holds the lock.
+    fn lock_renew(&self, key: &str, lease_id: &str) -> Result<bool>;
     /// Every lock held.
-    fn lock_holders(&self) -> Vec<Holder>;
+    fn lock_holders(&self) -> Result<Vec<Holder>>;
+    /// A store for a lease's heartbeat: on a database, a connection of its own, so a slow
+    /// call of the run never holds up a renewal.
+    fn for_heartbeat(&self) -> Result<Store>;
     /// The file of a lock on the file backend (removed by an exiting process).
     fn lock_path(&self, _key: &str) -> Option<PathBuf> {
         None
@@ -152,14 +160,32 @@ pub fn open(url: Option<&str>, dir: &Path, lease: Duration) -> Result<Store> {
 /// The URL without its password, for messages.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        return "(a URL that cannot be read)".to_string();
     };
-    match rest.split_once('@') {
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    // The user info ends at the last `@`: a password may hold one unencoded.
+    let shown = match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{scheme}://{user}@{host}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{rest}"),
+    };
+    match query {
+        None => shown,
+        Some(q) => {
+            let params: Vec<String> = q
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{shown}?{}", params.join("&"))
+        }
     }
 }
 
@@ -181,6 +207,14 @@ mod tests {
             "postgres://ops@db.internal:5432/runbook"
         );
         assert_eq!(redact_url("postgres://db/runbook"), "postgres://db/runbook");
+        assert_eq!(
+            redact_url("postgres://ops:p@ss@db/runbook"),
+            "postgres://ops@db/runbook"
+        );
+        assert_eq!(
+            redact_url("postgres://db/runbook?user=ops&password=hunter2&sslmode=require"),
+            "postgres://db/runbook?user=ops&password=***&sslmode=require"
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@ use postgres::{Client, Config};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// The schema, one migration per version; a migration never changes once released.
@@ -22,8 +21,8 @@ CREATE TABLE runbook_settings (name text PRIMARY KEY, value bytea NOT NULL);
 CREATE TABLE runbook_journal (seq bigserial PRIMARY KEY, run_id text NOT NULL, line text NOT NULL);
 CREATE INDEX runbook_journal_run ON runbook_journal (run_id, seq);
 CREATE TABLE runbook_audit (seq bigint PRIMARY KEY, line text NOT NULL);
-CREATE TABLE runbook_locks (key text PRIMARY KEY, run_id text NOT NULL, holder text NOT NULL,
-                            expires timestamptz NOT NULL);
+CREATE TABLE runbook_locks (key text PRIMARY KEY, run_id text NOT NULL, lease_id text NOT NULL,
+                            holder text NOT NULL, expires timestamptz NOT NULL);
 CREATE TABLE runbook_approvals (run_id text PRIMARY KEY, request text NOT NULL, decision text);
 "#];
 
@@ -41,11 +40,13 @@ type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
 pub struct Postgres {
     jobs: mpsc::Sender<Job>,
-    /// Held across the jobs of one transaction (an audit append), so another thread's job
-    /// (the lease heartbeat) never lands inside it.
-    serial: Mutex<()>,
     shown: String,
     lease: Duration,
+    /// Kept to open the heartbeat's own connection.
+    url: String,
+    /// Set when a call got no answer in time: what the connection is doing is unknown, so
+    /// nothing more is sent on it.
+    stalled: std::sync::atomic::AtomicBool,
 }
 
 /// A failure to reach or use the database: exit 2, with what to check.
@@ -62,6 +63,9 @@ impl Postgres {
     pub fn connect(url: &str, lease: Duration) -> Result<Postgres> {
         let shown = super::redact_url(url);
         let mut config = Config::from_str(url).map_err(|e| state_error(&shown, "bad URL", e))?;
+        // The driver's default, `prefer`, lets anyone on the path answer "no TLS" and read
+        // the traffic; to a remote host TLS is required unless the URL says otherwise.
+        let says_sslmode = url.contains("sslmode=");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -75,6 +79,9 @@ impl Postgres {
         let tls = if local {
             None
         } else {
+            if !says_sslmode {
+                config.ssl_mode(postgres::config::SslMode::Require);
+            }
             Some(tls().map_err(|e| state_error(&shown, "TLS setup", e))?)
         };
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -108,9 +115,10 @@ impl Postgres {
         match ready.recv_timeout(ANSWER_WITHIN) {
             Ok(Ok(())) => Ok(Postgres {
                 jobs,
-                serial: Mutex::new(()),
                 shown,
                 lease,
+                url: url.to_string(),
+                stalled: std::sync::atomic::AtomicBool::new(false),
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(state_error(&shown, "no answer", "connecting timed out")),
@@ -123,16 +131,7 @@ impl Postgres {
         what: &'static str,
         f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error> + Send + 'static,
     ) -> Result<T> {
-        let _one = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        self.call_held(what, f)
-    }
-
-    /// `call`, for a caller that holds `serial` already.
-    fn call_held<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error> + Send + 'static,
-    ) -> Result<T> {
+        self.usable(what)?;
         let (tx, rx) = mpsc::channel();
         let job: Job = Box::new(move |c| {
             let _ = tx.send(f(c));
@@ -143,12 +142,34 @@ impl Postgres {
         match rx.recv_timeout(ANSWER_WITHIN) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(state_error(&self.shown, what, db_text(&e))),
-            Err(_) => Err(state_error(
+            Err(_) => Err(self.stall(what)),
+        }
+    }
+
+    /// Refuses a call on a connection that stopped answering.
+    fn usable(&self, what: &str) -> Result<()> {
+        if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(state_error(
                 &self.shown,
                 what,
-                format!("no answer in {} s", ANSWER_WITHIN.as_secs()),
-            )),
+                "it stopped answering earlier in this run, so nothing more is sent to it",
+            ));
         }
+        Ok(())
+    }
+
+    /// A call with no answer in time: it may still be applied; nothing more is sent.
+    fn stall(&self, what: &str) -> Error {
+        self.stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        state_error(
+            &self.shown,
+            what,
+            format!(
+                "no answer in {} s (the call may still take effect; nothing more is sent to it in this run)",
+                ANSWER_WITHIN.as_secs()
+            ),
+        )
     }
 }
 
@@ -204,12 +225,32 @@ fn migrate(client: &mut Client, shown: &str) -> Result<()> {
             help: "upgrade the server, or point RUNBOOK_STATE_URL at a newer one".into(),
         });
     }
+    // A schema that is current needs no lock and no CREATE: a read-only role (an auditor's
+    // `audit verify`) connects too.
+    let at = schema_version(client).map_err(|e| err("cannot read the schema version", e))?;
+    if at == Some(MIGRATIONS.len() as i32) {
+        return Ok(());
+    }
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_KEY])
         .map_err(|e| err("cannot lock the schema", e))?;
     let result = apply(client, shown);
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_KEY]);
     result
+}
+
+/// The schema's version, `None` before the first migration.
+fn schema_version(client: &mut Client) -> std::result::Result<Option<i32>, postgres::Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('runbook_schema') IS NOT NULL", &[])?
+        .try_get(0)?;
+    if !exists {
+        return Ok(None);
+    }
+    client
+        .query_one("SELECT coalesce(max(version), 0) FROM runbook_schema", &[])?
+        .try_get(0)
+        .map(Some)
 }
 
 fn apply(client: &mut Client, shown: &str) -> Result<()> {
@@ -336,65 +377,83 @@ impl Backend for Postgres {
     }
 
     fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
-        let _one = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        // One round trip to take the chain's tail (lock and read in one batch), one to
-        // append and commit: the lock is held for as little as the chain allows.
-        let tail: Option<(i64, String)> =
-            self.call_held("cannot append to the audit chain", |c| {
-                let got = c.simple_query(&format!(
-                    "BEGIN; SELECT pg_advisory_xact_lock({AUDIT_KEY}); \
-                     SELECT seq, line FROM runbook_audit ORDER BY seq DESC LIMIT 1"
-                ));
-                match got {
-                    Ok(messages) => Ok(messages.iter().find_map(|m| match m {
-                        postgres::SimpleQueryMessage::Row(r) if r.columns().len() == 2 => Some((
-                            r.get(0).and_then(|s| s.parse().ok()).unwrap_or(0),
-                            r.get(1).unwrap_or_default().to_string(),
-                        )),
-                        _ => None,
-                    })),
-                    Err(e) => {
-                        let _ = c.batch_execute("ROLLBACK");
-                        Err(e)
-                    }
-                }
-            })?;
-        let rollback = |this: &Self| {
-            let _ = this.call_held("cannot roll back", |c| c.batch_execute("ROLLBACK"));
-        };
-        let (seq, prev) = match &tail {
-            None => (1, super::GENESIS.to_string()),
-            Some((seq, line)) => match super::hash_of(line.as_bytes()) {
-                Ok(h) => (seq + 1, h),
-                Err(e) => {
-                    rollback(self);
-                    return Err(Error::Write {
-                        path: self.audit_where().into(),
-                        source: e,
-                    });
-                }
-            },
-        };
-        let line = match make(&prev) {
-            Ok(l) => l,
-            Err(e) => {
-                rollback(self);
-                return Err(e);
+        // The whole transaction is one job: the client's thread takes the lock and reads the
+        // chain's tail, hands the tail over, waits for the line, then appends and commits. No
+        // other job (a heartbeat, a journal record) can land inside the transaction, and a
+        // caller that gives up (an error, no answer) leaves it rolled back, never open.
+        const WHAT: &str = "cannot append to the audit chain";
+        type Tail = std::result::Result<Option<(i64, String)>, postgres::Error>;
+        let (tail_tx, tail_rx) = mpsc::channel::<Tail>();
+        let (line_tx, line_rx) = mpsc::channel::<(i64, String)>();
+        let (done_tx, done_rx) = mpsc::channel::<std::result::Result<(), postgres::Error>>();
+        let job: Job = Box::new(move |c| {
+            // One round trip to lock and read the tail, one to append and commit: the lock
+            // is held for as little as the chain allows.
+            let got = c.simple_query(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({AUDIT_KEY}); \
+                 SELECT seq, line FROM runbook_audit ORDER BY seq DESC LIMIT 1"
+            ));
+            let tail = got.map(|messages| {
+                messages.iter().find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) if r.columns().len() == 2 => Some((
+                        r.get(0).and_then(|s| s.parse().ok()).unwrap_or(0),
+                        r.get(1).unwrap_or_default().to_string(),
+                    )),
+                    _ => None,
+                })
+            });
+            let failed = tail.is_err();
+            if tail_tx.send(tail).is_err() || failed {
+                let _ = c.batch_execute("ROLLBACK");
+                return;
             }
-        };
-        // A literal (standard_conforming_strings is on: only quotes are doubled), so the
-        // insert and the commit go in one batch; a failed insert skips the commit.
-        let sql = format!(
-            "INSERT INTO runbook_audit (seq, line) VALUES ({seq}, '{}'); COMMIT",
-            line.replace('\'', "''")
-        );
-        self.call_held("cannot append to the audit chain", move |c| {
-            let done = c.batch_execute(&sql);
+            let Ok((seq, line)) = line_rx.recv_timeout(ANSWER_WITHIN) else {
+                let _ = c.batch_execute("ROLLBACK");
+                return;
+            };
+            // An escape-string literal (backslashes and quotes doubled: the same bytes
+            // whatever the session's standard_conforming_strings; JSON text holds no NUL),
+            // so the insert and the commit go in one batch; a failed insert skips the
+            // commit and is rolled back.
+            let done = c.batch_execute(&format!(
+                "INSERT INTO runbook_audit (seq, line) VALUES ({seq}, E'{}'); COMMIT",
+                line.replace('\\', "\\\\").replace('\'', "''")
+            ));
             if done.is_err() {
                 let _ = c.batch_execute("ROLLBACK");
             }
-            done
-        })
+            let _ = done_tx.send(done);
+        });
+        self.usable(WHAT)?;
+        self.jobs
+            .send(job)
+            .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
+        let no_answer = || self.stall(WHAT);
+        let tail = match tail_rx.recv_timeout(ANSWER_WITHIN) {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(state_error(&self.shown, WHAT, db_text(&e))),
+            Err(_) => return Err(no_answer()),
+        };
+        let (seq, prev) = match &tail {
+            None => (1, super::GENESIS.to_string()),
+            Some((seq, line)) => (
+                seq + 1,
+                super::hash_of(line.as_bytes()).map_err(|e| Error::Write {
+                    path: self.audit_where().into(),
+                    source: e,
+                })?,
+            ),
+        };
+        // Dropping `line_tx` on an error here rolls the transaction back.
+        let line = make(&prev)?;
+        line_tx
+            .send((seq, line))
+            .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
+        match done_rx.recv_timeout(ANSWER_WITHIN) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(state_error(&self.shown, WHAT, db_text(&e))),
+            Err(_) => Err(no_answer()),
+        }
     }
 
     fn audit_lines(&self) -> Result<Vec<String>> {
@@ -412,13 +471,14 @@ impl Backend for Postgres {
 
     fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool> {
         let (key, run_id) = (key.to_string(), holder.run_id.clone());
+        let lease_id = holder.lease_id.clone();
         let text = serde_json::to_string(holder).unwrap_or_default();
         let secs = self.lease.as_secs_f64();
         self.call("cannot take the lock", move |c| {
             c.execute(
-                "INSERT INTO runbook_locks (key, run_id, holder, expires) \
-                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) ON CONFLICT (key) DO NOTHING",
-                &[&key, &run_id, &text, &secs],
+                "INSERT INTO runbook_locks (key, run_id, lease_id, holder, expires) \
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) ON CONFLICT (key) DO NOTHING",
+                &[&key, &run_id, &lease_id, &text, &secs],
             )
             .map(|n| n == 1)
         })
@@ -438,39 +498,52 @@ impl Backend for Postgres {
         })
     }
 
-    fn lock_remove(&self, key: &str, run_id: Option<&str>) -> Result<()> {
-        let (key, run_id) = (key.to_string(), run_id.map(str::to_string));
+    fn lock_remove(&self, key: &str, lease_id: Option<&str>, expired_only: bool) -> Result<()> {
+        let (key, lease_id) = (key.to_string(), lease_id.map(str::to_string));
+        let expiry = if expired_only {
+            " AND expires < now()"
+        } else {
+            ""
+        };
         self.call("cannot release the lock", move |c| {
-            match run_id {
-                Some(r) => c.execute(
-                    "DELETE FROM runbook_locks WHERE key = $1 AND run_id = $2",
-                    &[&key, &r],
+            match lease_id {
+                Some(l) => c.execute(
+                    &format!("DELETE FROM runbook_locks WHERE key = $1 AND lease_id = $2{expiry}"),
+                    &[&key, &l],
                 ),
-                None => c.execute("DELETE FROM runbook_locks WHERE key = $1", &[&key]),
+                None => c.execute(
+                    &format!("DELETE FROM runbook_locks WHERE key = $1{expiry}"),
+                    &[&key],
+                ),
             }
             .map(drop)
         })
     }
 
-    fn lock_renew(&self, key: &str, run_id: &str) -> Result<bool> {
-        let (key, run_id) = (key.to_string(), run_id.to_string());
+    fn lock_renew(&self, key: &str, lease_id: &str) -> Result<bool> {
+        let (key, lease_id) = (key.to_string(), lease_id.to_string());
         let secs = self.lease.as_secs_f64();
         self.call("cannot renew the lock", move |c| {
             c.execute(
                 "UPDATE runbook_locks SET expires = now() + make_interval(secs => $3) \
-                 WHERE key = $1 AND run_id = $2",
-                &[&key, &run_id, &secs],
+                 WHERE key = $1 AND lease_id = $2",
+                &[&key, &lease_id, &secs],
             )
             .map(|n| n == 1)
         })
     }
 
-    fn lock_holders(&self) -> Vec<Holder> {
-        self.call("cannot read the locks", |c| {
+    fn lock_holders(&self) -> Result<Vec<Holder>> {
+        let rows = self.call("cannot read the locks", |c| {
             c.query(&format!("SELECT {HOLDER_COLUMNS} FROM runbook_locks"), &[])
-        })
-        .map(|rows| rows.iter().filter_map(holder_of).collect())
-        .unwrap_or_default()
+        })?;
+        Ok(rows.iter().filter_map(holder_of).collect())
+    }
+
+    fn for_heartbeat(&self) -> Result<super::Store> {
+        Ok(std::sync::Arc::new(Postgres::connect(
+            &self.url, self.lease,
+        )?))
     }
 
     fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()> {

@@ -48,6 +48,21 @@ fn requested(db: &Database) -> String {
     }
 }
 
+/// A command of the rig (its sandbox, the shipped runbooks) on one machine: `dir` as its
+/// state directory, the shared database.
+fn machine_run(
+    rig: &Rig,
+    db: &Database,
+    args: &[&str],
+    dir: &str,
+    extra: &[(&str, &str)],
+) -> crate::support::Output {
+    let mut env: Vec<(&str, &str)> =
+        vec![("RUNBOOK_STATE_DIR", dir), ("RUNBOOK_STATE_URL", &db.url)];
+    env.extend_from_slice(extra);
+    rig.runbook(args, &env)
+}
+
 fn finish(child: std::process::Child) -> (i32, String) {
     let out = child.wait_with_output().unwrap();
     let text = format!(
@@ -252,12 +267,8 @@ fn a_run_killed_on_one_machine_is_resumed_on_another() {
     let rig = Rig::new();
     let machine = |name: &str| rig.path().join(name).to_string_lossy().into_owned();
     let (a, b) = (machine("laptop-a"), machine("laptop-b"));
-    let run = |args: &[&str], dir: &str, extra: &[(&str, &str)]| {
-        let mut env: Vec<(&str, &str)> =
-            vec![("RUNBOOK_STATE_DIR", dir), ("RUNBOOK_STATE_URL", &db.url)];
-        env.extend_from_slice(extra);
-        rig.runbook(args, &env)
-    };
+    let run =
+        |args: &[&str], dir: &str, extra: &[(&str, &str)]| machine_run(&rig, &db, args, dir, extra);
     let crashed = run(
         &["exec", "postmark", "--yes", "--actor", "alice"],
         &a,
@@ -306,12 +317,8 @@ fn a_run_killed_on_one_machine_is_rolled_back_on_another() {
     let rig = Rig::new();
     let a = rig.path().join("laptop-a").to_string_lossy().into_owned();
     let b = rig.path().join("laptop-b").to_string_lossy().into_owned();
-    let run = |args: &[&str], dir: &str, extra: &[(&str, &str)]| {
-        let mut env: Vec<(&str, &str)> =
-            vec![("RUNBOOK_STATE_DIR", dir), ("RUNBOOK_STATE_URL", &db.url)];
-        env.extend_from_slice(extra);
-        rig.runbook(args, &env)
-    };
+    let run =
+        |args: &[&str], dir: &str, extra: &[(&str, &str)]| machine_run(&rig, &db, args, dir, extra);
     let crashed = run(
         &["exec", "postmark", "--yes", "--actor", "alice"],
         &a,

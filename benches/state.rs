@@ -73,7 +73,10 @@ fn main() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let files: Store = Arc::new(store::Files::new(dir.path()));
+    let files: Store = Arc::new(store::Files::new(
+        dir.path(),
+        runbook_core::sink::Say::outside(Arc::new(runbook_core::sink::Quiet)),
+    ));
     let pg: Store = Arc::new(store::Postgres::connect(&db.url, LEASE).unwrap());
 
     // 1. Per step: warm up, then the median of 5 rounds of 200 steps.

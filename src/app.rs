@@ -27,12 +27,14 @@ pub fn main() -> ExitCode {
         Command::Repl(_) => true,
         _ => false,
     };
-    runbook_core::ui::init(json);
+    crate::ui::init(json);
+    // A forced exit (a second signal while stuck) must not leave a spinner on the screen.
+    runbook_core::interrupt::on_forced_exit(crate::ui::clear_spinner);
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if !e.already_reported() {
-                runbook_core::ui::err(&runbook_core::ui::render(&e));
+                crate::ui::err(&crate::ui::render(&e));
             }
             ExitCode::from(e.exit_code())
         }

@@ -277,6 +277,9 @@ pub struct ApiArgs {
     /// Write .d.rhai definition files for editor support into DIR instead
     #[arg(long, value_name = "DIR", conflicts_with_all = ["module", "markdown", "json"])]
     pub definitions: Option<PathBuf>,
+    /// Print the JSON Schema of one line of the `--json` stream of exec, resume and rollback
+    #[arg(long, conflicts_with_all = ["module", "markdown", "json", "definitions"])]
+    pub stream_schema: bool,
 }
 
 #[derive(Debug, Args)]

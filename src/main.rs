@@ -3,8 +3,12 @@
 mod app;
 mod cli;
 mod commands;
+mod dashboard;
 mod error;
 mod repl;
+mod terminal;
+mod ui;
+mod view;
 mod wiring;
 
 /// rhai walks nested values recursively (size checks, clones, drops), and a script decides

@@ -3,13 +3,16 @@
 //! configuration an operator's shell would give (the sandbox's own exports).
 
 use crate::cli::ScenarioArgs;
+use crate::dashboard::SandboxDashboard;
 use crate::error::Result;
-use runbook_core::host::Services;
+use crate::ui;
+use runbook_core::host::{Dashboard, Services};
+use runbook_core::run::Target;
 use runbook_core::runtime::Runtime;
-use runbook_core::ui;
 use runbook_sandbox::Sandbox;
 use runbook_vendors::{VendorConfig, VendorFileConfig};
 use std::path::Path;
+use std::rc::Rc;
 
 /// Environment variables as name/value pairs.
 pub type EnvVars = Vec<(String, String)>;
@@ -27,6 +30,49 @@ impl Wired {
     pub fn lookup(&self, name: &str) -> Option<String> {
         lookup(self.env.as_ref(), name)
     }
+
+    /// Where a run of a runbook calling `vendors` goes.
+    pub fn target(&self, vendors: &[&str]) -> Target {
+        if self.sandbox.is_some() {
+            return Target::Sandbox;
+        }
+        target_of(self.services.config(), vendors)
+    }
+}
+
+/// Loopback when every vendor module the runbook calls has its endpoint on this machine,
+/// else production. (A vendor that answers as a simulator makes a run a rehearsal, whatever
+/// its target: the ledger records it.)
+pub fn target_of(config: &VendorConfig, vendors: &[&str]) -> Target {
+    let vendors: Vec<runbook_vendors::Vendor> = vendors
+        .iter()
+        .filter_map(|v| runbook_vendors::Vendor::from_name(v))
+        .collect();
+    let loopback = !vendors.is_empty()
+        && vendors
+            .iter()
+            .all(|v| runbook_vendors::config::is_loopback_url(config.endpoint(*v)));
+    if loopback {
+        Target::Loopback
+    } else {
+        Target::Production
+    }
+}
+
+/// A separate `runbook sandbox`'s dashboard (`RUNBOOK_SANDBOX_DASHBOARD`), for unattended
+/// rehearsals: only when it and the Postmark endpoint are on this machine, so a production
+/// run never has its dashboard steps done by anything but its operator.
+fn separate_sandbox_dashboard(config: &VendorConfig) -> Option<Rc<dyn Dashboard>> {
+    let url = std::env::var("RUNBOOK_SANDBOX_DASHBOARD")
+        .ok()
+        .filter(|u| !u.trim().is_empty())?;
+    let loopback = runbook_vendors::config::is_loopback_url(&url)
+        && runbook_vendors::config::is_loopback_url(&config.postmark_api_url);
+    if !loopback {
+        ui::err("warning: RUNBOOK_SANDBOX_DASHBOARD is ignored: it and POSTMARK_API_URL must both be on this machine (a rehearsal against `runbook sandbox`)");
+        return None;
+    }
+    SandboxDashboard::new(&url, None).map(|d| Rc::new(d) as Rc<dyn Dashboard>)
 }
 
 /// An environment variable as a run's params see it. In a rehearsal, what the sandbox
@@ -69,8 +115,10 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<Wired> {
     let runtime =
         Runtime::new().map_err(|source| runbook_core::error::Error::Runtime { source })?;
     if !sandbox {
+        let config = vendor_config()?;
+        let dashboard = separate_sandbox_dashboard(&config);
         return Ok(Wired {
-            services: Services::new(runtime, vendor_config()?, None),
+            services: Services::new(runtime, config, dashboard),
             sandbox: None,
             env: None,
         });
@@ -104,12 +152,20 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<Wired> {
     for (name, url) in &sandbox.urls().scripted {
         ui::progress(&ui::dim(&format!("sandbox: scripted {name} on {url}")));
     }
-    let dashboard = Some(sandbox.postmark_url().to_string());
+    let dashboard = SandboxDashboard::new(sandbox.postmark_url(), Some(&config.infisical_api_url))
+        .map(|d| Rc::new(d) as Rc<dyn Dashboard>);
     Ok(Wired {
         services: Services::new(runtime, config, dashboard),
         sandbox: Some(sandbox),
         env: Some(env),
     })
+}
+
+/// `RUNBOOK_AUDIT_WEBHOOK`: where every audit entry is also sent.
+pub fn audit_webhook() -> Option<String> {
+    std::env::var("RUNBOOK_AUDIT_WEBHOOK")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
 }
 
 /// Vendor endpoints and credentials: the environment, then `./runbook.toml` `[vendors]`.
@@ -224,12 +280,17 @@ pub fn store() -> Result<runbook_core::store::Store> {
             .into());
         }
     }
-    let store =
-        runbook_core::store::open(url.as_deref(), &dir, std::time::Duration::from_secs(lease))?;
+    let say = runbook_core::sink::Say::outside(crate::view::sink(false));
+    let store = runbook_core::store::open(
+        url.as_deref(),
+        &dir,
+        std::time::Duration::from_secs(lease),
+        say,
+    )?;
     if let Some(u) = url.as_deref() {
         if !marker.exists() {
             let shown = runbook_core::store::redact_url(u);
-            let _ = runbook_core::state::ensure_dir(&dir)
+            let _ = runbook_core::state::ensure_dir(&dir, &|w| ui::err(&w))
                 .and_then(|_| runbook_core::state::write(&marker, format!("{shown}\n").as_bytes()));
         }
     }

@@ -112,7 +112,7 @@ fn the_key_is_rotated_everywhere_and_the_old_one_deleted() {
         .iter()
         .any(|r| r["vendor"] == "awsiam" && r["method"] == "GET" && r["status"] == 403);
     assert!(refused_old, "the deactivated key was tried and refused");
-    let report = out.json();
+    let report = out.report();
     let summary: Vec<&str> = report["changes"]
         .as_array()
         .unwrap()
@@ -139,7 +139,7 @@ fn a_failure_at_propagate_rolls_back_and_deletes_the_new_key() {
         ],
     );
     out.exit(Exit::StepFailed);
-    let report = out.json();
+    let report = out.report();
     assert_eq!(
         (report["status"].as_str(), report["failed_step"].as_str()),
         (Some("rolled_back"), Some("propagate"))
@@ -301,7 +301,7 @@ fn a_rotation_without_overlap_rolls_stores_at_once_and_propagates() {
     assert_ne!(token, HK_CURRENT);
     assert_eq!(stored, token, "Infisical holds the live token");
     assert_eq!(repos, [token.clone(), token.clone()]);
-    let report = out.json();
+    let report = out.report();
     let steps: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()
@@ -437,7 +437,7 @@ fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() 
         state["heroku"]["apps"]["slot-app"]["config_vars"]["SLOTCO_KEY"],
         keys[0].1.as_str()
     );
-    let steps: Vec<String> = out.json()["steps"]
+    let steps: Vec<String> = out.report()["steps"]
         .as_array()
         .unwrap()
         .iter()
@@ -462,7 +462,7 @@ fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() 
     // reactivates it, puts it back on the app and deletes the new key.
     let out = slot_run(&["--yes"], "\"deactivate.healthy\" = false\n");
     out.exit(Exit::StepFailed);
-    let report = out.json();
+    let report = out.report();
     assert_eq!(
         (report["status"].as_str(), report["failed_step"].as_str()),
         (Some("rolled_back"), Some("deactivate"))

@@ -124,7 +124,7 @@ fn crash_inside_propagate_then_rollback_restores_the_old_token_everywhere() {
     assert_eq!(crashed.code, -9);
     let rolled = rig.runbook(&["rollback", &rig.run_id(), "--yes", "--json"], &[]);
     assert_eq!(rolled.code, 0, "{}\n{}", rolled.stdout, rolled.stderr);
-    let report: Value = serde_json::from_str(&rolled.stdout).unwrap();
+    let report: Value = rolled.report();
     assert_eq!(report["status"], "rolled_back");
     let state = rig.state();
     assert_eq!(current_infisical(&state), OLD_TOKEN);
@@ -148,7 +148,7 @@ fn crash_inside_propagate_then_rollback_restores_the_old_token_everywhere() {
     for step in ["propagate", "store", "generate"] {
         assert!(
             journal.contains(&format!(
-                "\"kind\":\"undo.outcome\",\"step\":\"{step}\",\"ok\":true"
+                "\"type\":\"undo_finished\",\"step\":\"{step}\",\"outcome\":\"completed\""
             )),
             "{step} undo journalled"
         );

@@ -24,7 +24,7 @@ fn answers_and_ctx_flow_through_steps_and_json_reports_each_step() {
     out.stderr_has("Step 2/3 · use · Use the answers")
         .stderr_has("  | color=green apps=2 attempts=5")
         .stderr_has("  | secret(…cdef)");
-    let report = out.json();
+    let report = out.report();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["runbook"], "prompts");
     let steps: Vec<(&str, &str)> = report["steps"]
@@ -43,6 +43,63 @@ fn answers_and_ctx_flow_through_steps_and_json_reports_each_step() {
     );
     assert!(report["steps"][0]["duration_ms"].is_u64());
     assert!(report["run_id"].as_str().unwrap().len() > 10);
+}
+
+/// `--json` streams the run as JSON Lines: each line has its type, run id and time and is
+/// valid against the schema `api --stream-schema` publishes; its ledger events are the
+/// journal's, so replayed they fold to the same state; the last line is the report.
+#[test]
+fn json_streams_events_that_replay_into_the_same_ledger() {
+    use runbook_core::ledger::{Ledger, Stamped};
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&["exec", "postmark", "--sandbox", "--yes", "--json"])
+        .run();
+    out.exit(Exit::Ok);
+    // The terminal view goes on, on stderr.
+    out.stderr_has("Step 1/8 · precheck");
+    let lines = out.events();
+    let run_id = out.last_run_id();
+    let schema = Test::new().args(&["api", "--stream-schema"]).run().json();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    for line in &lines {
+        let errors: Vec<String> = validator.iter_errors(line).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}: {line}");
+        assert_eq!(line["run_id"], run_id.as_str(), "{line}");
+        assert!(
+            line["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
+    }
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    for t in [
+        "run_started",
+        "step_started",
+        "write",
+        "write_outcome",
+        "step_finished",
+        "run_finished",
+        "step_reached",
+        "report",
+    ] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+    assert_eq!(types.last(), Some(&"report"));
+    let streamed: Vec<Stamped> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_value(l.clone()).ok())
+        .collect();
+    let journal =
+        runbook_core::ledger::read(&out.path().join(format!("state/runs/{run_id}.jsonl"))).unwrap();
+    assert_eq!(streamed, journal, "the stream carries the journal's events");
+    let replayed = Ledger::fold(&streamed).unwrap();
+    assert_eq!(replayed, Ledger::fold(&journal).unwrap());
+    let report = out.report();
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(
+        report["changes"].as_array().map(Vec::len),
+        Some(replayed.changes().len())
+    );
 }
 
 #[test]
@@ -77,7 +134,7 @@ fn yes_rolls_back_completed_steps_newest_first() {
     out.exit(Exit::StepFailed)
         .stderr_has("unexpected summary raxx-prod:blue")
         .stderr_has("  | undo use");
-    let report = out.json();
+    let report = out.report();
     assert_eq!(report["status"], "rolled_back");
     assert_eq!(report["failed_step"], "check");
     assert_eq!(report["steps"][1]["status"], "undone");
@@ -102,8 +159,8 @@ fn no_rollback_with_yes_stops_instead() {
         ])
         .run();
     out.exit(Exit::StepFailed);
-    assert_eq!(out.json()["status"], "failed");
-    assert_eq!(out.json()["steps"][1]["status"], "completed");
+    assert_eq!(out.report()["status"], "failed");
+    assert_eq!(out.report()["steps"][1]["status"], "completed");
 }
 
 #[test]

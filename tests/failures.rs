@@ -55,7 +55,7 @@ fn past_the_point_of_no_return_yes_stops_and_says_resume() {
     assert!(!out.stdout.contains("undoing prepare"));
     assert!(!out.stderr.contains("rollback"), "{}", out.stderr);
     let journal = out.state_file(&format!("runs/{run_id}.jsonl"));
-    assert!(!journal.contains("undo.intent"), "{journal}");
+    assert!(!journal.contains("undo_started"), "{journal}");
     // Rollback is not even an option when asked.
     let asked = out
         .next()
@@ -207,7 +207,7 @@ fn rollback_restores_exactly_what_the_failed_step_changed() {
             "{app} is back on the old token"
         );
     }
-    let report = out.json();
+    let report = out.report();
     assert_eq!(report["status"], "rolled_back");
 }
 
@@ -230,7 +230,7 @@ fn an_undo_never_runs_for_a_write_that_was_refused() {
     out.exit(Exit::StepFailed);
     let journal = out.state_file(&format!("runs/{}.jsonl", out.last_run_id()));
     assert!(
-        !journal.contains("\"kind\":\"undo.intent\",\"step\":\"create\""),
+        !journal.contains("\"type\":\"undo_started\",\"step\":\"create\""),
         "{journal}"
     );
     let state = out.read_json("sandbox.json");
@@ -355,7 +355,7 @@ fn a_dead_holder_is_named_with_its_pid_and_age() {
     .unwrap();
     assert!(
         journal.contains(&format!(
-            "\"kind\":\"lock.broken\",\"holder\":{{\"run_id\":\"{run_id}\""
+            "\"type\":\"lock_broken\",\"holder\":{{\"run_id\":\"{run_id}\""
         )),
         "{journal}"
     );
@@ -375,10 +375,10 @@ fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
     let journal =
         std::fs::read_to_string(rig.path().join(format!("state/runs/{run_id}.jsonl"))).unwrap();
     assert!(
-        journal.contains("\"kind\":\"write.outcome\",\"step\":\"validate\",\"function\":\"postmark::send_email\""),
+        journal.contains("\"type\":\"write_outcome\",\"step\":\"validate\",\"function\":\"postmark::send_email\""),
         "{journal}"
     );
-    assert!(journal.contains("\"unknown\":true"), "{journal}");
+    assert!(journal.contains("\"outcome\":\"unknown\""), "{journal}");
     // The engine's POST /email requests (Raptor's own mail goes through Postmark too).
     let sent = |rig: &Rig| served(&rig.state(), "POST", "/email");
     assert_eq!(sent(&rig), 1, "the vendor did send it");

@@ -29,7 +29,7 @@ fn new_rotation_runbook_checks_and_rotates_in_the_sandbox() {
         ])
         .run();
     out.exit(Exit::Ok);
-    assert_eq!(out.json()["status"], "succeeded");
+    assert_eq!(out.report()["status"], "succeeded");
     let state = out.read_json("s.json");
     let keys: Vec<&str> = state["scripted"]["x-api"]["collections"]["keys"]
         .as_array()
@@ -121,7 +121,7 @@ fn new_from_a_shipped_runbook_copies_it_with_a_new_id() {
         .args(&["exec", "mailer", "--sandbox", "--yes", "--json"])
         .run();
     out.exit(Exit::Ok);
-    assert_eq!(out.json()["runbook"], "mailer");
+    assert_eq!(out.report()["runbook"], "mailer");
 }
 
 #[test]

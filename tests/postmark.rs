@@ -89,7 +89,7 @@ fn step_statuses(report: &Value) -> Vec<(String, String)> {
 fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
     let out = postmark(&["--yes"]);
     out.exit(Exit::Ok);
-    let report = out.json();
+    let report = out.report();
     assert_eq!(report["status"], "succeeded");
     assert!(step_statuses(&report).iter().all(|(_, s)| s == "completed"));
     assert_eq!(
@@ -167,7 +167,7 @@ fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
 fn fails_and_rolls_back(fault: &str, failed_step: &str) -> (Output, Value) {
     let out = postmark(&["--yes", "--fault", fault]);
     out.exit(Exit::StepFailed);
-    let report = out.json();
+    let report = out.report();
     assert_eq!(report["status"], "rolled_back", "{fault}");
     assert_eq!(report["failed_step"], failed_step, "{fault}");
     let state = out.read_json("sandbox.json");
@@ -208,7 +208,7 @@ fn infisical_500_on_store_rolls_back_after_retries() {
     assert_eq!(infisical_versions(&out.read_json("sandbox.json")).len(), 2);
     let journal = out.state_file(&format!("runs/{}.jsonl", out.last_run_id()));
     assert!(
-        !journal.contains("\"kind\":\"undo.intent\",\"step\":\"store\""),
+        !journal.contains("\"type\":\"undo_started\",\"step\":\"store\""),
         "{journal}"
     );
 }
@@ -275,7 +275,7 @@ fn three_tokens_stop_in_precheck_with_no_writes() {
     out.exit(Exit::StepFailed)
         .stderr_has("server 'raxx-prod' already has 3 API tokens, Postmark's maximum")
         .stderr_has("delete an unused token in the dashboard");
-    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_eq!(out.report()["failed_step"], "precheck");
     assert_no_writes(&out.read_json("sandbox.json"));
 }
 
@@ -285,7 +285,7 @@ fn wrong_server_stops_in_precheck_with_no_writes() {
     out.exit(Exit::StepFailed).stderr_has(
         "the token in Infisical belongs to Postmark server 'raxx-prod', not 'raxx-staging'",
     );
-    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_eq!(out.report()["failed_step"], "precheck");
     assert_no_writes(&out.read_json("sandbox.json"));
 }
 
@@ -306,7 +306,7 @@ fn assert_no_writes(state: &Value) {
 fn dry_run_reads_for_real_and_changes_nothing() {
     let out = postmark(&["--dry-run"]);
     out.exit(Exit::Ok);
-    let report = out.json();
+    let report = out.report();
     assert_eq!(report["dry_run"], true);
     let planned: Vec<&str> = report["planned_writes"]
         .as_array()
@@ -393,7 +393,7 @@ fn an_unconfirmed_sender_or_an_inactive_recipient_stops_validate_with_guidance()
     out.exit(Exit::StepFailed)
         .stderr_has("Postmark refused the sender ops@unconfirmed.example: it is not a confirmed Sender Signature (ErrorCode 400)")
         .stderr_has("pass --param sender=ADDRESS (or set POSTMARK_SENDER)");
-    let report = out.json();
+    let report = out.report();
     assert_eq!(report["status"], "rolled_back", "{report}");
     assert_eq!(report["failed_step"], "validate", "{report}");
     assert_back_on_old_token(&out.read_json("sandbox.json"));
@@ -718,7 +718,7 @@ fn a_heroku_key_that_cannot_read_config_vars_stops_precheck_with_no_writes() {
         .stderr_has("heroku GET /apps/raxx-api-prod/config-vars → 403")
         .stderr_has("does not have the read-protected scope")
         .stderr_has("heroku authorizations:create --scope read-protected,write-protected");
-    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_eq!(out.report()["failed_step"], "precheck");
     assert_no_writes(&out.read_json("sandbox.json"));
 }
 
@@ -731,7 +731,7 @@ fn a_scoped_key_without_write_protected_stops_precheck_with_no_writes() {
     let out = run_scoped("[\"read-protected\"]", Some(answers));
     out.exit(Exit::StepFailed)
         .stderr_has("the Heroku key may not be able to change config vars (write-protected)");
-    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_eq!(out.report()["failed_step"], "precheck");
     assert_no_writes(&out.read_json("sandbox.json"));
 
     let out = postmark(&["--yes"]);
@@ -810,7 +810,7 @@ fn an_unlisted_app_holding_the_token_stops_precheck_and_is_covered_once_added() 
     out.exit(Exit::StepFailed)
         .stderr_has("Heroku app billing-worker holds the current value as POSTMARK_SERVER_TOKEN and is not a listed consumer")
         .stderr_has("--param apps=raxx-api-prod,raxx-api-staging,billing-worker");
-    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_eq!(out.report()["failed_step"], "precheck");
     assert_no_writes(&out.read_json("sandbox.json"));
 
     let out = run_with(
@@ -891,7 +891,7 @@ fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
         "the refused app is not a change: {}",
         out.stderr
     );
-    let report = out.json();
+    let report = out.report();
     let changes: Vec<(String, String)> = report["changes"]
         .as_array()
         .unwrap()

@@ -88,7 +88,7 @@ fn held_tokens(state: &Value) -> Vec<String> {
     held
 }
 
-/// Every write.intent in a journal has its write.outcome.
+/// Every write in a journal has its write_outcome.
 fn assert_writes_have_outcomes(rig: &Rig, when: &str) {
     for entry in std::fs::read_dir(rig.path().join("state/runs"))
         .unwrap()
@@ -98,9 +98,9 @@ fn assert_writes_have_outcomes(rig: &Rig, when: &str) {
         let (mut intents, mut outcomes) = (0, 0);
         for line in text.lines() {
             let v: Value = serde_json::from_str(line).unwrap();
-            match v["kind"].as_str() {
-                Some("write.intent") => intents += 1,
-                Some("write.outcome") => outcomes += 1,
+            match v["type"].as_str() {
+                Some("write") => intents += 1,
+                Some("write_outcome") => outcomes += 1,
                 _ => {}
             }
         }

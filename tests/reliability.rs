@@ -58,7 +58,12 @@ fn run_case(fault: String) -> Case {
         .unwrap_or(Value::Null);
     Case {
         code: out.code,
-        report: serde_json::from_str(&out.stdout).unwrap_or(Value::Null),
+        report: out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .rfind(|e| e["type"] == "report")
+            .unwrap_or(Value::Null),
         state,
         stderr: out.stderr.clone(),
         fault,

@@ -254,7 +254,7 @@ fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
     let journal = typed.state_file(&format!("runs/{}.jsonl", typed.last_run_id()));
     assert!(
         journal.contains(
-            "\"kind\":\"step.intent\",\"step\":\"validate\",\"attempt\":1,\"out_of_order\":true"
+            "\"type\":\"step_started\",\"step\":\"validate\",\"attempt\":1,\"out_of_order\":true"
         ),
         "{journal}"
     );

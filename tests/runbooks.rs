@@ -70,7 +70,7 @@ fn assert_no_key_leaks(out: &Output, extra: &[&str]) {
 fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
     let out = exec("sendgrid", &["--yes"]);
     out.exit(Exit::Ok);
-    assert_eq!(out.json()["status"], "succeeded");
+    assert_eq!(out.report()["status"], "succeeded");
     out.stderr_has("sandbox: scenario ")
         .stderr_has("runbooks/sandbox/sendgrid.toml");
     let state = out.read_json("sandbox.json");
@@ -128,7 +128,7 @@ fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
         ],
     );
     out.exit(Exit::StepFailed);
-    let report = out.json();
+    let report = out.report();
     assert_eq!(report["status"], "rolled_back");
     assert_eq!(report["failed_step"], "propagate");
     let state = out.read_json("sandbox.json");
@@ -171,7 +171,7 @@ fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
 fn sendgrid_dry_run_plans_every_write_and_changes_nothing() {
     let out = exec("sendgrid", &["--dry-run"]);
     out.exit(Exit::Ok);
-    let planned: Vec<String> = out.json()["planned_writes"]
+    let planned: Vec<String> = out.report()["planned_writes"]
         .as_array()
         .unwrap()
         .iter()
@@ -286,7 +286,7 @@ fn infisical_sync_rolls_back_when_the_health_check_never_passes() {
     out.stderr_has("timed out after 2s")
         .stderr_has("to answer 2xx");
     let state = out.read_json("sandbox.json");
-    assert_eq!(out.json()["status"], "rolled_back");
+    assert_eq!(out.report()["status"], "rolled_back");
     // staging is back on the value it had, and restarted.
     assert_eq!(
         config(&state, "raxx-api-staging", "POSTMARK_SERVER_TOKEN"),
@@ -332,7 +332,7 @@ fn the_rotation_shape_finds_an_unlisted_consumer_and_covers_it_when_included() {
     out.exit(Exit::StepFailed)
         .stderr_has("Heroku app mail-cron holds the current value as SENDGRID_API_KEY and is not a listed consumer")
         .stderr_has("add mail-cron to the consumers the runbook lists");
-    assert_eq!(out.json()["failed_step"], "precheck");
+    assert_eq!(out.report()["failed_step"], "precheck");
     let state = out.read_json("sandbox.json");
     assert_eq!(keys(&state).len(), 2, "no key was created");
     assert_no_key_leaks(&out, &[]);

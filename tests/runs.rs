@@ -1,7 +1,7 @@
 //! `runs`, `audit show|verify`, `due`: what the state directory tells afterwards.
 
 use crate::support::Exit;
-use crate::support::Test;
+use crate::support::{Rig, Test};
 use serde_json::{json, Value};
 
 fn postmark_sandbox(test: Test) -> crate::support::Output {
@@ -149,34 +149,38 @@ fn a_sandbox_run_is_listed_audited_and_never_counts_as_a_rotation() {
 #[test]
 fn due_counts_a_real_rotation_and_adds_the_cadence() {
     let test = Test::new();
-    let root = env!("CARGO_MANIFEST_DIR");
     let today = time::OffsetDateTime::now_utc().date();
-    let last = format!("{}T09:00:00Z", today - time::Duration::days(10));
-    // One successful production run, as the engine would have audited it.
-    let mut e = json!({
-        "time": last, "actor": "ops", "run_id": "r1", "runbook": "postmark-server-token",
-        "step": "", "action": "run.completed", "mode": "exec",
-        "context": {"status": "succeeded", "failed_step": null},
-        "prev_hash": runbook_core::audit::GENESIS,
-    });
-    e["hash"] = Value::String(runbook_core::audit::entry_hash(&e));
-    std::fs::create_dir_all(test.path().join("state")).unwrap();
-    std::fs::write(test.path().join("state/audit.jsonl"), format!("{e}\n")).unwrap();
-    let out = test
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&["due", "--json"])
-        .run();
-    out.exit(Exit::Ok);
-    let rows = out.json();
-    let pm = rows
+    let last = journalled_rotation(&test, 10, &[]);
+    let pm = postmark_due(test);
+    assert_eq!(pm["last_rotation"], last.as_str());
+    assert_eq!(pm["due"], (today + time::Duration::days(170)).to_string());
+    assert_eq!(pm["overdue"], false);
+}
+
+/// A rotation whose every vendor endpoint was on this machine, against a separate
+/// `runbook sandbox`, used to be recorded as a production run and counted by `due`: its
+/// vendors answer as simulators, so it is a rehearsal, and `runs` says so.
+#[test]
+fn a_loopback_rehearsal_is_listed_as_one_and_never_counts_as_a_rotation() {
+    let rig = Rig::new();
+    rig.runbook(&["exec", "postmark", "--yes"], &[])
+        .exit(Exit::Ok);
+    let listed = rig.runbook(&["runs", "--json"], &[]).json();
+    assert_eq!(listed[0]["target"], "rehearsal", "{listed}");
+    assert_eq!(listed[0]["status"], "succeeded");
+    let table = rig.runbook(&["runs"], &[]);
+    table.stdout_has("TARGET").stdout_has(" rehearsal ");
+    let due = rig.runbook(&["due", "--json"], &[]).json();
+    let pm = due
         .as_array()
         .unwrap()
         .iter()
         .find(|r| r["id"] == "postmark-server-token")
         .unwrap();
-    assert_eq!(pm["last_rotation"], last.as_str());
-    assert_eq!(pm["due"], (today + time::Duration::days(170)).to_string());
-    assert_eq!(pm["overdue"], false);
+    assert_eq!(pm["last_rotation"], Value::Null, "{pm}");
+    let evidence = rig.runbook(&["evidence", &rig.run_id()], &[]).json();
+    assert_eq!(evidence["target"], "rehearsal");
+    assert_eq!(evidence["rehearsal"], true);
 }
 
 #[test]
@@ -226,8 +230,8 @@ fn dry_run_journal_is_marked_and_audits_nothing() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(first["kind"], "run.start");
-    assert_eq!(first["mode"], "dry-run");
+    assert_eq!(first["type"], "run_started");
+    assert_eq!(first["effect"], "dry-run");
 }
 
 /// A loopback HTTP server that answers each request with `status` and keeps the bodies.
@@ -295,19 +299,36 @@ fn audit_entries_also_go_to_the_webhook_and_a_failing_one_loses_nothing() {
     assert!(bodies.lock().unwrap().len() >= 2, "a 5xx answer is retried");
 }
 
-/// An audit log with one completed run of the Postmark rotation, `days` ago, by `mode`.
-fn audited_rotation(test: &Test, days: i64, mode: &str) -> String {
+/// A journal of one production run of the Postmark rotation that started `days` ago at
+/// 09:00 and succeeded, with `extra` events between its start and its end (a resume);
+/// the time it ended.
+fn journalled_rotation(test: &Test, days: i64, extra: &[Value]) -> String {
     let today = time::OffsetDateTime::now_utc().date();
     let last = format!("{}T09:00:00Z", today - time::Duration::days(days));
-    let mut e = json!({
-        "time": last, "actor": "ops", "run_id": "r1", "runbook": "postmark-server-token",
-        "step": "", "action": "run.completed", "mode": mode,
-        "context": {"status": "succeeded", "failed_step": null},
-        "prev_hash": runbook_core::audit::GENESIS,
-    });
-    e["hash"] = Value::String(runbook_core::audit::entry_hash(&e));
-    std::fs::create_dir_all(test.path().join("state")).unwrap();
-    std::fs::write(test.path().join("state/audit.jsonl"), format!("{e}\n")).unwrap();
+    let stamp = |body: Value| {
+        let mut e = json!({"v": 1, "run_id": "20260101T090000000Z-abcdef", "time": last});
+        e.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        e.to_string()
+    };
+    let mut lines = vec![stamp(json!({
+        "type": "run_started", "runbook": "postmark-server-token",
+        "source": {"path": "/nowhere/postmark.rhai", "sha256": "00", "modules": []},
+        "params": {}, "actor": "ops", "host": "vm", "pid": 1,
+        "target": "production", "effect": "apply", "entry": "exec",
+    }))];
+    lines.extend(extra.iter().cloned().map(stamp));
+    lines.push(stamp(
+        json!({"type": "run_finished", "status": "succeeded"}),
+    ));
+    let runs = test.path().join("state/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::write(
+        runs.join("20260101T090000000Z-abcdef.jsonl"),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
     last
 }
 
@@ -328,19 +349,24 @@ fn postmark_due(test: Test) -> Value {
 #[test]
 fn due_counts_rotations_finished_by_resume_and_overdue_starts_the_day_after() {
     let test = Test::new();
-    let last = audited_rotation(&test, 10, "resume");
+    let resumed = [
+        json!({"type": "run_finished", "status": "failed"}),
+        json!({"type": "run_resumed", "actor": "ops", "pid": 2, "entry": "resume"}),
+    ];
+    let last = journalled_rotation(&test, 10, &resumed);
     let pm = postmark_due(test);
     assert_eq!(pm["last_rotation"], last.as_str());
     let test = Test::new();
-    audited_rotation(&test, 180, "exec");
+    journalled_rotation(&test, 180, &[]);
     let pm = postmark_due(test);
     assert_eq!(pm["overdue"], false, "{pm}");
     let test = Test::new();
-    audited_rotation(&test, 181, "exec");
+    journalled_rotation(&test, 181, &[]);
     assert_eq!(postmark_due(test)["overdue"], true);
-    // A rehearsal never counts.
+    // A rehearsal never counts: a vendor answered as a simulator.
     let test = Test::new();
-    audited_rotation(&test, 1, "sandbox");
+    let rehearsed = [json!({"type": "simulator_answered", "vendor": "heroku"})];
+    journalled_rotation(&test, 1, &rehearsed);
     assert_eq!(postmark_due(test)["last_rotation"], Value::Null);
 }
 
@@ -447,6 +473,7 @@ fn runs_lists_each_run_with_its_mode_and_a_repl_session_as_ended() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(
         lines[0].starts_with("RUN ")
+            && lines[0].contains("  TARGET  ")
             && lines[0].contains("  MODE  ")
             && lines[0].contains("  STATUS  "),
         "{}",
@@ -459,19 +486,21 @@ fn runs_lists_each_run_with_its_mode_and_a_repl_session_as_ended() {
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
-    let modes: Vec<(String, String)> = lines[1..]
+    // Where each went, how it was entered (and what it did), and how it ended.
+    let modes: Vec<[String; 3]> = lines[1..]
         .iter()
         .map(|l| {
             let c = cols(l);
-            (c[2].clone(), c[3].clone())
+            [c[2].clone(), c[3].clone(), c[4].clone()]
         })
         .collect();
+    let row = |a: &str, b: &str, c: &str| [a.to_string(), b.to_string(), c.to_string()];
     assert_eq!(
         modes,
         vec![
-            ("repl".to_string(), "ended".to_string()),
-            ("dry-run (sandbox)".into(), "succeeded".into()),
-            ("sandbox".into(), "succeeded".into()),
+            row("sandbox", "repl", "ended"),
+            row("sandbox", "dry-run", "succeeded"),
+            row("sandbox", "exec", "succeeded"),
         ],
         "{}",
         out.stdout
@@ -516,7 +545,7 @@ fn a_runs_timeline_shows_steps_writes_undo_and_what_is_in_effect() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|e| e["kind"] == "undo.outcome"));
+        .any(|e| e["type"] == "undo_finished"));
 
     let missing = json.next().args(&["runs", "20990101T000000Z-abcdef"]).run();
     missing
@@ -570,7 +599,7 @@ fn a_succeeded_run_after_a_retry_names_no_failed_step_and_audit_show_reads_well(
         ])
         .run();
     out.exit(Exit::Ok);
-    let report = out.json();
+    let report = out.report();
     let validate = report["steps"]
         .as_array()
         .unwrap()

@@ -336,7 +336,7 @@ fn a_run_killed_on_one_machine_is_rolled_back_on_another() {
         &[],
     );
     assert_eq!(undone.code, 0, "{}\n{}", undone.stdout, undone.stderr);
-    let report: Value = serde_json::from_str(&undone.stdout).unwrap();
+    let report: Value = undone.report();
     assert_eq!(report["status"], "rolled_back");
     // Infisical and every consumer hold the old token again.
     let state = rig.state();
@@ -434,7 +434,7 @@ step("one", "One", |ctx| {
     assert!(
         journal
             .iter()
-            .any(|l| l.contains("\"kind\":\"lock.broken\"") && l.contains("laptop-far-away")),
+            .any(|l| l.contains("\"type\":\"lock_broken\"") && l.contains("laptop-far-away")),
         "{journal:?}"
     );
     let noted: String = c

@@ -3,11 +3,15 @@
 
 use crate::cli::ApiArgs;
 use crate::error::{exit, Error, Result};
+use crate::ui;
 use runbook_core::error::Error as CoreError;
 use runbook_core::runbook::reference::{self, ModuleDoc, Reference};
-use runbook_core::ui;
 
 pub fn run(args: ApiArgs) -> Result<u8> {
+    if args.stream_schema {
+        ui::out(&serde_json::to_string_pretty(&crate::view::stream_schema()).unwrap_or_default());
+        return Ok(exit::OK);
+    }
     if let Some(dir) = &args.definitions {
         std::fs::create_dir_all(dir).map_err(|source| CoreError::Write {
             path: dir.clone(),
@@ -125,5 +129,16 @@ pub fn markdown(modules: &[&ModuleDoc]) -> String {
         }
     }
     out.push(String::new());
+    out.push(STREAM.to_string());
+    out.push(String::new());
+    out.push("```json".to_string());
+    out.push(serde_json::to_string_pretty(&crate::view::stream_schema()).unwrap_or_default());
+    out.push("```".to_string());
+    out.push(String::new());
     out.join("\n")
 }
+
+/// What the `--json` stream is, before its schema.
+const STREAM: &str = "## The run stream (`--json`)
+
+`runbook exec`, `resume` and `rollback` with `--json` write JSON Lines on stdout, one object a line, while the terminal view goes on on stderr. Every object has `v` (the format's version), `run_id`, `time` and `type`. The run's ledger events come as its journal stores them (`run_started`, `run_resumed`, `step_started`, `write`, `write_outcome`, `write_planned`, `step_finished`, `undo_started`, `undo_finished`, `decision`, `approval`, `lease_taken`, `lease_lost`, `lock_broken`, `rollback_blocked`, `simulator_answered`, `run_finished`, `repl_ended`): folding them gives the run's state exactly as `runbook runs RUN_ID` reads it from the journal. Notices (`progress`, `heading`, `warning`, `problem`, `script_output`, `step_reached`, `step_passed`, `call_started`, `call_ended`) are what the terminal shows that is not part of the record. The last line is the `report`: the run's closing report, read off its ledger. Secrets appear only as fingerprints. `runbook api --stream-schema` prints the JSON Schema of one line:";

@@ -2,8 +2,9 @@
 
 use crate::cli::{ApproveArgs, DenyArgs};
 use crate::error::{exit, Result};
+use crate::ui;
 use runbook_core::approval::{self, Decision};
-use runbook_core::{run, ui};
+use runbook_core::run;
 
 pub fn approve(args: ApproveArgs) -> Result<u8> {
     let by = run::actor(args.actor.as_deref());

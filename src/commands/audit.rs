@@ -2,8 +2,8 @@
 
 use crate::cli::{AuditCommand, AuditExportArgs, AuditShowArgs, AuditVerifyArgs};
 use crate::error::{exit, Error, Result};
+use crate::ui;
 use runbook_core::audit::{AuditEntry, AuditLog, HeadCheck, Verdict};
-use runbook_core::ui;
 
 pub fn run(cmd: AuditCommand) -> Result<u8> {
     // An export is verified on its own: no store (and no database) is needed.
@@ -131,7 +131,11 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
     let entries: Vec<AuditEntry> = log
         .entries()?
         .into_iter()
-        .filter(|e| args.action.as_deref().is_none_or(|a| e.action == a))
+        .filter(|e| {
+            args.action
+                .as_deref()
+                .is_none_or(|a| e.action.as_str() == a)
+        })
         // RFC 3339 UTC times compare as strings.
         .filter(|e| args.since.as_deref().is_none_or(|s| e.time.as_str() >= s))
         .collect();
@@ -156,7 +160,7 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
                 or_dash(&e.actor),
                 or_dash(&e.runbook),
                 or_dash(&e.step),
-                or_dash(&e.action),
+                or_dash(e.action.as_str()),
                 readable(&e.context),
             ]
         })

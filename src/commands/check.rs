@@ -2,10 +2,10 @@
 
 use crate::cli::CheckArgs;
 use crate::error::{exit, Error, Result};
+use crate::ui;
 use runbook_core::diagnostic::ScriptError;
 use runbook_core::error::Error as CoreError;
 use runbook_core::runbook::{self, lint, source, Runbook, SourceFile};
-use runbook_core::ui;
 use std::path::{Path, PathBuf};
 
 /// The problems of one runbook file (empty when it is clean).

@@ -31,7 +31,7 @@ pub fn man(args: ManArgs) -> Result<u8> {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| write_err(dir.clone(), e))?;
             clap_mangen::generate_to(cmd, dir).map_err(|e| write_err(dir.clone(), e))?;
-            runbook_core::ui::err(&format!("wrote the manual pages to {}", dir.display()));
+            crate::ui::err(&format!("wrote the manual pages to {}", dir.display()));
         }
     }
     Ok(exit::OK)

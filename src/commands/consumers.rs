@@ -3,8 +3,8 @@
 
 use crate::cli::ConsumersArgs;
 use crate::error::{exit, Error, Result};
+use crate::ui;
 use runbook_core::error::Error as CoreError;
-use runbook_core::ui;
 use runbook_secret::{Secret, Source};
 use runbook_vendors::discovery::{self, Scan};
 use serde_json::json;

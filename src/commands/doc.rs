@@ -2,9 +2,9 @@
 
 use crate::cli::DocArgs;
 use crate::error::{exit, Result};
+use crate::ui;
 use runbook_core::error::Error as CoreError;
 use runbook_core::runbook::{self, sop, Runbook, SourceFile};
-use runbook_core::ui;
 use std::path::Path;
 
 /// How a page names its source: `runbooks/postmark.rhai`, wherever the command ran from, so

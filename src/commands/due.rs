@@ -1,26 +1,37 @@
-//! `runbook due`: when each runbook last succeeded (from the audit log) and when it is due.
+//! `runbook due`: when each runbook last rotated for real (from the runs' ledgers) and
+//! when it is due.
 
 use crate::cli::DueArgs;
 use crate::error::{exit, Result};
-use runbook_core::audit::AuditLog;
-use runbook_core::run::Mode;
+use crate::ui;
+use runbook_core::ledger::{self, Ledger};
+use runbook_core::run::RunStatus;
 use runbook_core::runbook::{source, Runbook, SourceFile};
-use runbook_core::ui;
+use runbook_core::store::Store;
 use serde_json::{json, Value};
 
-/// Last successful run (RFC 3339) per runbook id, from `run.completed` audit events. An
-/// audit log that cannot be read is an error, never "never rotated".
-pub fn last_success(log: &AuditLog) -> Result<std::collections::HashMap<String, String>> {
-    let mut out = std::collections::HashMap::new();
-    for e in log.entries()? {
-        // A rotation counts when its run completes, whichever command completed it:
-        // `exec`, or a `resume` of a stopped run. Rehearsals and dry runs never count.
-        if e.action == "run.completed"
-            && e.context["status"] == "succeeded"
-            && matches!(e.mode, Mode::Exec | Mode::Resume)
-            && !e.runbook.is_empty()
-        {
-            out.insert(e.runbook, e.time);
+/// Last real rotation (RFC 3339) per runbook id: a run against production, applying its
+/// writes, that no vendor answered as a simulator, settled as succeeded (by itself or by a
+/// resume). Rehearsals and dry runs never count. A ledger that cannot be read is an error,
+/// never "never rotated".
+pub fn last_success(store: &Store) -> Result<std::collections::HashMap<String, String>> {
+    let mut out: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for id in store.runs()? {
+        let Some(events) = ledger::read_run(store, &id)? else {
+            continue;
+        };
+        let Some(l) = Ledger::fold(&events) else {
+            continue;
+        };
+        let Some((RunStatus::Succeeded, at)) = l.settled_at() else {
+            continue;
+        };
+        if !l.is_production() || l.start.runbook.is_empty() {
+            continue;
+        }
+        let later = out.get(&l.start.runbook).is_none_or(|t| t.as_str() < at);
+        if later {
+            out.insert(l.start.runbook.clone(), at.to_string());
         }
     }
     Ok(out)
@@ -48,7 +59,7 @@ pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bo
 
 /// One row per runbook found: id, title, secret, cadence, last rotation, due date.
 pub fn rows() -> Result<Vec<Value>> {
-    let last = last_success(&AuditLog::new(&crate::wiring::store()?))?;
+    let last = last_success(&crate::wiring::store()?)?;
     let mut rows = Vec::new();
     for path in source::list_paths() {
         let loaded = SourceFile::read(&path).and_then(Runbook::load);

@@ -4,12 +4,15 @@
 
 use crate::cli::{EvidenceArgs, EvidenceCommand};
 use crate::error::{exit, Error, Result};
+use crate::ui;
 use base64::Engine as _;
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use runbook_core::audit::{AuditLog, Verdict};
-use runbook_core::journal::{self, Record};
+use runbook_core::events::{ApprovalStatus, StepEnd, WriteOutcome};
+use runbook_core::ledger::{self, Happened, Ledger};
+use runbook_core::run;
+use runbook_core::run::Mode;
 use runbook_core::runbook::{Runbook, SourceFile};
-use runbook_core::{run, ui};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -154,27 +157,16 @@ impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
     }
 }
 
-/// The evidence of one run, from its journal, its runbook (when unchanged) and the audit log.
+/// The evidence of one run, from its ledger, its runbook (when unchanged) and the audit log.
 fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Value> {
-    let not_found = || {
-        Error::usage(
+    let (_, ledger) = ledger::open(store, run_id).map_err(|e| match e {
+        runbook_core::error::Error::RunNotFound { .. } => Error::usage(
             format!("no run '{run_id}' in {}", store.runs_where()),
             "`runbook runs` lists the runs and their ids",
-        )
-    };
-    if !run::is_run_id(run_id) {
-        return Err(not_found());
-    }
-    let entries = journal::read_run(store, run_id)?.ok_or_else(not_found)?;
-    let Some(start) = entries.iter().find_map(|e| match &e.record {
-        Record::RunStart(s) => Some(s.clone()),
-        _ => None,
-    }) else {
-        return Err(Error::usage(
-            format!("run {run_id} has no start record"),
-            "its journal is damaged; `runbook runs RUN_ID` shows what it holds",
-        ));
-    };
+        ),
+        other => other.into(),
+    })?;
+    let start = &ledger.start;
     // Each step's checks come from the runbook, if it is still the one the run used.
     let runbook = SourceFile::read(Path::new(&start.source.path))
         .ok()
@@ -190,100 +182,36 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Value> {
             None => Value::Null,
         }
     };
-    let mut actors = vec![json!({
-        "actor": start.actor, "as": start.mode.as_str(), "host": start.host,
-        "at": entries.first().map(|e| e.t.clone()),
-    })];
-    let mut steps: Vec<Value> = Vec::new();
-    let mut writes: Vec<Value> = Vec::new();
-    let mut status = Value::Null;
-    let mut intents: Vec<(String, String, Value)> = Vec::new();
-    for e in &entries {
-        match &e.record {
-            Record::RunResume { actor, attempt, .. } => {
-                actors.push(json!({"actor": actor, "as": attempt.as_str(), "at": e.t}));
+    let actors: Vec<Value> = ledger
+        .processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let label = if i == 0 {
+                Mode::label(start.target, start.effect, start.entry).as_str()
+            } else {
+                p.entry.as_str()
+            };
+            let mut a = json!({"actor": p.actor, "as": label, "at": p.started_at});
+            if !p.host.is_empty() {
+                a["host"] = json!(p.host);
             }
-            Record::StepOutcome(o) => {
-                steps.push(json!({
-                    "id": o.step,
-                    "outcome": o.status,
-                    "at": e.t,
-                    "duration_ms": o.duration_ms,
-                    "error": o.error,
-                    "checks": if o.status == journal::StepEnd::Completed { checks_of(&o.step) } else { json!([]) },
-                }));
-            }
-            Record::WriteIntent {
-                function,
-                target,
-                detail,
-                ..
-            } => intents.push((function.clone(), target.clone(), detail.clone())),
-            Record::WriteOutcome {
-                step,
-                function,
-                target,
-                ok,
-                unknown,
-                pending,
-                ..
-            } => {
-                let detail = intents
-                    .iter()
-                    .rev()
-                    .find(|(f, t, _)| f == function && t == target)
-                    .map(|(_, _, d)| {
-                        let named: serde_json::Map<String, Value> = super::exec::fingerprints(d)
-                            .into_iter()
-                            .map(|(k, fp)| (k, json!(fp)))
-                            .collect();
-                        Value::Object(named)
-                    })
-                    .unwrap_or_default();
-                let outcome = match (ok, unknown, pending) {
-                    (_, _, true) => "pending",
-                    (_, true, _) => "unknown",
-                    (true, _, _) => "applied",
-                    _ => "refused",
-                };
-                writes.push(json!({
-                    "step": step, "function": function, "target": target,
-                    "outcome": outcome, "fingerprints": detail, "at": e.t,
-                }));
-            }
-            Record::UndoOutcome { step, ok, .. } => {
-                writes.push(json!({"step": step, "undo": true, "outcome": if *ok { "undone" } else { "undo failed" }, "at": e.t}));
-            }
-            Record::RunEnd { status: s, .. } => status = json!(s.as_str()),
-            _ => {}
-        }
-    }
+            a
+        })
+        .collect();
+    let (steps, writes, approvals) = history(&ledger, &checks_of);
+    let status = ledger
+        .processes
+        .iter()
+        .rev()
+        .find_map(|p| p.ended())
+        .map_or(Value::Null, |s| json!(s.as_str()));
     let log = AuditLog::new(store);
     let audit: Vec<Value> = log
         .entries()?
         .into_iter()
         .filter(|a| a.run_id == run_id)
         .map(|a| serde_json::to_value(a).unwrap_or_default())
-        .collect();
-    // Who approved (or denied, or let time out) which step: from the run's audit entries.
-    let approvals: Vec<Value> = audit
-        .iter()
-        .filter(|a| {
-            a["action"]
-                .as_str()
-                .is_some_and(|x| x.starts_with("approval.") && x != "approval.requested")
-        })
-        .map(|a| {
-            json!({
-                // The gated step (the entry's own `step` is the last one that ran).
-                "step": a["context"]["step"],
-                "decision": a["action"].as_str().unwrap_or("").trim_start_matches("approval."),
-                "requested_by": a["actor"],
-                "approver": a["context"]["approver"],
-                "reason": a["context"]["reason"],
-                "at": a["time"],
-            })
-        })
         .collect();
     let chain = match log.verify()? {
         Verdict::Intact { entries, head } => {
@@ -315,7 +243,9 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Value> {
             "source_sha256": start.source.sha256,
             "unchanged_since_the_run": runbook.is_some(),
         },
-        "mode": start.mode.as_str(),
+        "mode": Mode::label(start.target, start.effect, start.entry).as_str(),
+        "target": ledger.target_label(),
+        "rehearsal": ledger.is_rehearsal(),
         "status": status,
         "actors": actors,
         "approvals": approvals,
@@ -326,6 +256,61 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Value> {
         "generated_at": run::now_rfc3339(),
         "generated_by": format!("runbook {}", env!("CARGO_PKG_VERSION")),
     }))
+}
+
+/// The run's steps, writes (with their secrets by fingerprint) and approval decisions, in
+/// the order they happened.
+fn history(
+    ledger: &Ledger,
+    checks_of: &dyn Fn(&str) -> Value,
+) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let (mut steps, mut writes, mut approvals) = (Vec::new(), Vec::new(), Vec::new());
+    for (at, h) in &ledger.history {
+        match h {
+            Happened::Step(o) => steps.push(json!({
+                "id": o.step,
+                "outcome": o.outcome,
+                "at": at,
+                "duration_ms": o.duration_ms,
+                "error": o.error,
+                "checks": if o.outcome == StepEnd::Completed { checks_of(&o.step) } else { json!([]) },
+            })),
+            Happened::Write { sent, outcome } => {
+                let named: serde_json::Map<String, Value> = super::exec::fingerprints(&sent.detail)
+                    .into_iter()
+                    .map(|(k, fp)| (k, json!(fp)))
+                    .collect();
+                let outcome = match outcome {
+                    WriteOutcome::Failed => "refused",
+                    other => other.as_str(),
+                };
+                writes.push(json!({
+                    "step": sent.step, "function": sent.function, "target": sent.target,
+                    "outcome": outcome, "fingerprints": named, "at": at,
+                }));
+            }
+            Happened::Undo(u) => {
+                let outcome = if u.outcome == StepEnd::Completed {
+                    "undone"
+                } else {
+                    "undo failed"
+                };
+                writes.push(json!({"step": u.step, "undo": true, "outcome": outcome, "at": at}));
+            }
+            Happened::Approval(a) if a.status != ApprovalStatus::Requested => {
+                approvals.push(json!({
+                    "step": a.step,
+                    "decision": a.status,
+                    "requested_by": a.requested_by,
+                    "approver": a.approver,
+                    "reason": a.reason,
+                    "at": at,
+                }))
+            }
+            Happened::Approval(_) | Happened::Decision(_) => {}
+        }
+    }
+    (steps, writes, approvals)
 }
 
 fn sign(mut pack: Value, key: &SigningKey) -> Value {

@@ -3,12 +3,11 @@
 
 use crate::cli::ExecArgs;
 use crate::error::{exit, Error, Result};
-use crate::wiring;
-use runbook_core::exec::{self, params, NewRun, Report, RunStatus, Session, Start};
+use crate::{ui, wiring};
+use runbook_core::exec::{self, params, NewRun, Report, RunStatus, Session, Start, Wiring};
 use runbook_core::prompt::{Answers, Prompter};
-use runbook_core::run::{self, Mode};
+use runbook_core::run::{self, Effect, Entry, Modes, Target};
 use runbook_core::runbook::{self, Runbook, SourceFile};
-use runbook_core::ui;
 use runbook_sandbox::Sandbox;
 use std::path::{Path, PathBuf};
 
@@ -41,24 +40,34 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         )));
     }
     // Before any question: a missing setting is found now, not at step 1.
-    exec::preflight::check(&runbook, wired.services.config(), &params)?;
-    // Rehearsals are journalled and audited as such: they never count as a rotation.
-    let mode = match (args.dry_run, args.sandbox) {
-        (true, _) => Mode::DryRun,
-        (false, true) => Mode::Sandbox,
-        (false, false) => Mode::Exec,
+    for warning in exec::preflight::check(&runbook, wired.services.config(), &params)? {
+        ui::err(&warning);
+    }
+    // Where it goes, what it does and how it was entered are recorded apart: a rehearsal
+    // never counts as a rotation.
+    let modes = Modes {
+        target: wired.target(&runbook.vendor_modules()),
+        effect: if args.dry_run {
+            Effect::DryRun
+        } else {
+            Effect::Apply
+        },
+        entry: Entry::Exec,
     };
     let mut session = Session::start(
         runbook,
         NewRun {
-            store: crate::wiring::store()?,
-            actor: run::actor(args.actor.as_deref()),
-            mode,
-            sandbox: args.sandbox,
-            services: wired.services,
-            prompter,
+            wiring: Wiring {
+                store: crate::wiring::store()?,
+                actor: run::actor(args.actor.as_deref()),
+                services: wired.services,
+                prompter,
+                sink: crate::view::sink(args.json),
+                webhook: crate::wiring::audit_webhook(),
+                break_lock: args.break_lock,
+            },
+            modes,
             params,
-            break_lock: args.break_lock,
         },
     )?;
     let opts = exec::Options {
@@ -70,7 +79,10 @@ pub fn run(args: ExecArgs) -> Result<u8> {
     };
     banner(&session, &scenario.faults);
     let actor = &session.run().info().actor;
-    if mode == Mode::Exec && !run::actor_is_known(actor) {
+    if modes.target == Target::Production
+        && modes.effect == Effect::Apply
+        && !run::actor_is_known(actor)
+    {
         ui::err(&format!(
             "warning: who runs this is unknown, so the audit log records {actor}: pass --actor NAME, or set RUNBOOK_ACTOR (or git's user.email)"
         ));
@@ -101,20 +113,36 @@ pub fn prompter(answers: Option<&Path>, yes: bool) -> Result<Prompter> {
         Some(p) => Answers::load(p)?,
         None => Answers::default(),
     };
-    Ok(Prompter::new(answers, yes))
+    Ok(Prompter::new(answers, yes, crate::terminal::tty()))
 }
 
-/// Reads and loads a runbook, and the prompter its run will use.
+/// Loads a runbook (showing what its top level printed).
+fn compile(file: SourceFile) -> Result<Runbook> {
+    let runbook = Runbook::load(file)?;
+    for text in runbook.printed() {
+        ui::script_print(text);
+    }
+    Ok(runbook)
+}
+
+/// Reads and loads a runbook.
+pub fn load_runbook(path: &Path) -> Result<Runbook> {
+    compile(SourceFile::read(path)?)
+}
+
+/// Reads and loads a runbook, and the prompter its run will use (a bad answers file is
+/// found before the runbook is compiled).
 pub fn load(path: &Path, answers: Option<&Path>, yes: bool) -> Result<(Runbook, Prompter)> {
     let file = SourceFile::read(path)?;
     let prompter = prompter(answers, yes)?;
-    Ok((Runbook::load(file)?, prompter))
+    Ok((compile(file)?, prompter))
 }
 
 /// Where a run's calls go: the in-process simulators, this machine's loopback (a separate
 /// `runbook sandbox`, or a local proxy), or production, with each vendor's endpoint.
 pub fn destination(session: &Session, faults: &[String]) -> String {
     let services = session.run().services();
+    let target = session.run().info().modes.target;
     let vendors: Vec<runbook_vendors::Vendor> = session
         .runbook()
         .vendor_modules()
@@ -133,7 +161,7 @@ pub fn destination(session: &Session, faults: &[String]) -> String {
             _ => format!("{} {}", v.name(), services.config().endpoint(*v)),
         })
         .collect();
-    if services.dashboard().is_some() {
+    if target == Target::Sandbox {
         let faults = if faults.is_empty() {
             String::new()
         } else {
@@ -141,10 +169,7 @@ pub fn destination(session: &Session, faults: &[String]) -> String {
         };
         return format!("SANDBOX · simulated vendors in this process{faults}");
     }
-    let all_loopback = vendors
-        .iter()
-        .all(|v| runbook_vendors::config::is_loopback_url(services.config().endpoint(*v)));
-    if all_loopback && !vendors.is_empty() {
+    if target == Target::Loopback {
         return format!(
             "LOOPBACK · every vendor endpoint is on this machine (a `runbook sandbox`, or a local proxy): {}",
             endpoints.join(" · ")
@@ -162,7 +187,7 @@ pub fn banner(session: &Session, faults: &[String]) {
     let info = session.run().info();
     ui::progress(&ui::bold(&format!("{} ({})", meta.title, meta.id)));
     ui::progress(&ui::bold(&destination(session, faults)));
-    let egress = session.run().egress();
+    let egress = &session.run().policy().egress;
     ui::progress(&ui::dim(&format!(
         "egress: {}",
         runbook_core::plan::egress::summary(egress.hosts(), &session.runbook().vendor_modules())
@@ -171,7 +196,7 @@ pub fn banner(session: &Session, faults: &[String]) {
         "run {} · actor {}{}",
         info.run_id,
         info.actor,
-        if info.mode.is_dry_run() {
+        if info.modes.is_dry_run() {
             " · dry-run: writes are recorded, not performed"
         } else {
             ""
@@ -205,11 +230,39 @@ pub fn fingerprints(detail: &serde_json::Value) -> Vec<(String, String)> {
     out
 }
 
-/// Prints the summary (and the JSON report) and maps the run's status to the exit code.
+/// How a write ended, as the summary and the timeline say it.
+pub fn outcome_text(
+    outcome: runbook_core::events::WriteOutcome,
+    filed: Option<&runbook_core::events::Filed>,
+) -> String {
+    use runbook_core::events::WriteOutcome;
+    match outcome {
+        WriteOutcome::Applied => "applied".to_string(),
+        WriteOutcome::Unknown => "outcome unknown (sent, answer lost)".to_string(),
+        WriteOutcome::Pending => format!(
+            "pending approval{}",
+            filed.map(|f| format!(" ({})", f.slug)).unwrap_or_default()
+        ),
+        WriteOutcome::Failed => "refused".to_string(),
+        WriteOutcome::NotSent => "not sent".to_string(),
+    }
+}
+
+/// Prints the summary (and, with `--json`, ends the stream with the report) and maps the
+/// run's status to the exit code.
 pub fn finish(report: &Report, json: bool) -> Result<u8> {
     summary(report);
     if json {
-        ui::out(&report.to_json());
+        let mut body = serde_json::Map::new();
+        body.insert("type".into(), "report".into());
+        if let serde_json::Value::Object(fields) = serde_json::to_value(report).unwrap_or_default()
+        {
+            body.extend(fields);
+        }
+        crate::view::line(crate::view::stamped(
+            &report.run_id,
+            serde_json::Value::Object(body),
+        ));
     }
     Ok(match report.status {
         RunStatus::Succeeded => exit::OK,
@@ -258,20 +311,7 @@ fn summary(report: &Report) {
         };
         ui::progress(heading);
         for w in &report.changes {
-            let state = match w.state {
-                runbook_core::journal::WriteState::Applied => "applied".to_string(),
-                runbook_core::journal::WriteState::Unknown => {
-                    "outcome unknown (sent, answer lost)".to_string()
-                }
-                runbook_core::journal::WriteState::Pending => format!(
-                    "pending approval{}",
-                    w.filed
-                        .as_ref()
-                        .map(|f| format!(" ({})", f.slug))
-                        .unwrap_or_default()
-                ),
-                runbook_core::journal::WriteState::Failed => "refused".to_string(),
-            };
+            let state = outcome_text(w.outcome, w.filed.as_ref());
             let values: Vec<String> = fingerprints(&w.detail)
                 .into_iter()
                 .map(|(k, fp)| format!("{k}={fp}"))

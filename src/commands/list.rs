@@ -2,7 +2,7 @@
 
 use crate::cli::ListArgs;
 use crate::error::{exit, Result};
-use runbook_core::ui;
+use crate::ui;
 
 pub fn run(args: ListArgs) -> Result<u8> {
     let rows = super::due::rows()?;

@@ -16,7 +16,7 @@ pub mod runs;
 pub mod sandbox;
 pub mod show;
 
-use runbook_core::ui;
+use crate::ui;
 
 /// Columns as wide as their widest cell, two spaces apart (`kubectl get` style).
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {

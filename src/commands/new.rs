@@ -3,8 +3,8 @@
 
 use crate::cli::NewArgs;
 use crate::error::{exit, Error, Result};
+use crate::ui;
 use runbook_core::error::Error as CoreError;
-use runbook_core::ui;
 use std::path::{Path, PathBuf};
 
 /// Built-in templates: (name, runbook, scenario).

@@ -1,81 +1,83 @@
-//! `runbook runs`, `runbook resume RUN_ID`, `runbook rollback RUN_ID`.
+//! `runbook runs`, `runbook resume RUN_ID`, `runbook rollback RUN_ID`: every view of a run
+//! reads its folded ledger.
 
-use super::exec::{banner, finish, prompter};
+use super::exec::{banner, finish, outcome_text, prompter};
 use crate::cli::{ResumeArgs, RunsArgs};
 use crate::error::{exit, Result};
-use crate::wiring;
+use crate::{ui, wiring};
+use runbook_core::events::{Event, Stamped, StepEnd};
 use runbook_core::exec::lock;
 use runbook_core::exec::resume;
-use runbook_core::exec::{self, Reopen, Reopened, Session};
-use runbook_core::journal::{self, RunState};
-use runbook_core::run::{self, Mode, RunStatus};
-use runbook_core::ui;
+use runbook_core::exec::{self, Reopen, Reopened, Session, Wiring};
+use runbook_core::ledger::{self, Ledger};
+use runbook_core::run::{self, Effect, Entry, Mode, RunStatus};
 use serde_json::{json, Value};
 use std::path::Path;
 
+/// What a process did with the run, as `runs` says it: how it ended, or that it is still
+/// running (it holds the run's lock), or that it died.
+fn status_of(ended: Option<RunStatus>, last: bool, alive: bool) -> RunStatus {
+    match ended {
+        Some(s) => s,
+        None if last && alive => RunStatus::Running,
+        None => RunStatus::Interrupted,
+    }
+}
+
 /// One line of `runbook runs`: how the run itself ended, and every later attempt at it.
-fn summarize(entries: &[journal::Entry], holders: &[lock::Holder]) -> Option<Value> {
-    let st = RunState::from_entries(entries)?;
-    let start = &st.start;
+fn summarize(l: &Ledger, holders: &[lock::Holder]) -> Value {
+    let start = &l.start;
     // A process that recorded no end is still running if it holds the run's lock, else it
-    // died (only the last process can be running).
-    // A lease says for itself whether it is live; a lock file only on the host of its pid.
+    // died (only the last process can be running). A lease says for itself whether it is
+    // live; a lock file only on the host of its pid.
     let alive = holders.iter().any(|h| {
-        h.run_id == start.run_id
+        h.run_id == l.run_id
             && if h.expires.is_some() {
                 !h.is_dead()
             } else {
                 h.is_alive_here()
             }
     });
-    let or_unfinished = |ended: Option<RunStatus>, last: bool| match ended {
-        Some(s) => s,
-        None if last && alive => RunStatus::Running,
-        None => RunStatus::Interrupted,
-    };
+    let takeovers = l.takeovers();
     // A REPL session that was left with :quit (or end of input) ended; it did not fail.
-    let repl_ended = entries
-        .iter()
-        .any(|e| matches!(e.record, journal::Record::ReplEnd { .. }));
-    let status = match (start.mode, st.outcome) {
-        (Mode::Repl, None) if repl_ended => "ended",
-        (_, outcome) => or_unfinished(outcome, st.attempts.is_empty()).as_str(),
+    let status = match (start.entry, l.outcome()) {
+        (Entry::Repl, None) if l.repl_ended => "ended",
+        (_, outcome) => status_of(outcome, takeovers.is_empty(), alive).as_str(),
     };
-    let attempts: Vec<Value> = st
-        .attempts
+    let attempts: Vec<Value> = takeovers
         .iter()
         .enumerate()
         .map(|(i, a)| {
             json!({
-                "mode": a.mode,
+                "mode": a.entry,
                 "actor": a.actor,
                 "started_at": a.started_at,
-                "status": or_unfinished(a.ended, i + 1 == st.attempts.len()).as_str(),
+                "status": status_of(a.ended(), i + 1 == takeovers.len(), alive).as_str(),
             })
         })
         .collect();
-    Some(json!({
-        "run_id": start.run_id,
+    json!({
+        "run_id": l.run_id,
         "runbook": start.runbook,
         "actor": start.actor,
-        "started_at": st.started_at,
-        "mode": start.mode,
-        "kind": mode_label(start.mode, start.sandbox),
+        "started_at": l.started_at,
+        "mode": Mode::label(start.target, start.effect, start.entry),
+        "target": l.target_label(),
+        "effect": start.effect,
+        "entry": start.entry,
         "status": status,
         "attempts": attempts,
-        "settled": st.settled().map(RunStatus::as_str),
-        "last_step": st.last_step,
-    }))
+        "settled": l.settled().map(RunStatus::as_str),
+        "last_step": l.last_step,
+    })
 }
 
-/// What sort of run it was, as `runs` shows it: real, sandbox, dry-run, repl.
-fn mode_label(mode: Mode, sandbox: bool) -> &'static str {
-    match (mode, sandbox) {
-        (Mode::Exec, false) | (Mode::Resume, false) | (Mode::Rollback, false) => "real",
-        (Mode::DryRun, true) => "dry-run (sandbox)",
-        (Mode::DryRun, false) => "dry-run",
-        (Mode::Repl, _) => "repl",
-        _ => "sandbox",
+/// How a run was entered and what it did, as the MODE column says it.
+fn mode_word(l: &Ledger) -> &'static str {
+    match (l.start.entry, l.start.effect) {
+        (Entry::Repl, _) => "repl",
+        (_, Effect::DryRun) => "dry-run",
+        (entry, Effect::Apply) => entry.as_str(),
     }
 }
 
@@ -109,14 +111,12 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
     let mut ids = store.runs()?;
     ids.reverse();
     let holders = lock::holders(&store)?;
-    let rows: Vec<Value> = ids
+    let ledgers: Vec<Ledger> = ids
         .iter()
         .take(args.limit)
-        .filter_map(|id| {
-            let entries = journal::read_run(&store, id).ok()??;
-            summarize(&entries, &holders)
-        })
+        .filter_map(|id| Ledger::fold(&ledger::read_run(&store, id).ok()??))
         .collect();
+    let rows: Vec<Value> = ledgers.iter().map(|l| summarize(l, &holders)).collect();
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);
@@ -127,12 +127,14 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
     }
     let table: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
+        .zip(&ledgers)
+        .map(|(r, l)| {
             let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
             vec![
                 s("run_id"),
                 s("runbook"),
-                s("kind"),
+                s("target"),
+                mode_word(l).to_string(),
                 s("status"),
                 s("started_at"),
                 s("last_step"),
@@ -145,6 +147,7 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
         &[
             "RUN",
             "RUNBOOK",
+            "TARGET",
             "MODE",
             "STATUS",
             "STARTED",
@@ -157,7 +160,80 @@ pub fn runs(args: RunsArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// `runbook runs RUN_ID`: the run's journal as a timeline.
+/// One event of a run's timeline, as a line; `None` for what the timeline leaves out.
+fn timeline_line(e: &Stamped) -> Option<String> {
+    Some(match &e.event {
+        Event::RunStarted(r) => format!(
+            "run started ({}, by {} on {})",
+            Mode::label(r.target, r.effect, r.entry).as_str(),
+            r.actor,
+            r.host
+        ),
+        Event::RunResumed(r) => format!("{} by {}", r.entry.as_str(), r.actor),
+        Event::RunFinished(f) => format!("ended: {}", f.status.as_str()),
+        Event::LockBroken { .. } => "a stale lock was broken".into(),
+        Event::LeaseLost(l) => format!("step {}: not run: the lock was lost", l.step),
+        Event::StepStarted(s) => match s.attempt {
+            Some(n) if n > 1 => format!("step {}: attempt {n} (retry)", s.step),
+            _ => format!("step {}", s.step),
+        },
+        Event::StepFinished(o) => {
+            let ms = o
+                .duration_ms
+                .map(|m| format!(" in {m} ms"))
+                .unwrap_or_default();
+            let err = o
+                .error
+                .as_deref()
+                .map(|e| format!(": {}", ui::truncate(e.lines().next().unwrap_or(""), 120)))
+                .unwrap_or_default();
+            let status = match o.outcome {
+                StepEnd::Completed => "completed",
+                StepEnd::Failed => "failed",
+                StepEnd::Aborted => "aborted",
+                StepEnd::Interrupted => "interrupted",
+            };
+            format!("step {}: {status}{ms}{err}", o.step)
+        }
+        Event::WriteOutcome(w) => {
+            let outcome = match w.outcome {
+                runbook_core::events::WriteOutcome::Unknown => {
+                    "outcome unknown (answer lost)".into()
+                }
+                other => outcome_text(other, w.filed.as_ref()),
+            };
+            format!("  {} on {}: {outcome}", w.function, w.target)
+        }
+        Event::UndoStarted { step } => format!("undo {step}"),
+        Event::UndoFinished(u) => match (u.outcome, &u.error) {
+            (StepEnd::Completed, _) => format!("undo {}: done", u.step),
+            (_, e) => format!(
+                "undo {}: failed{}",
+                u.step,
+                e.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+        },
+        Event::RollbackBlocked { step, .. } => {
+            format!("rollback stopped at {step}: it cannot be undone")
+        }
+        Event::Approval(a) => format!(
+            "step {}: approval {}",
+            a.step,
+            json!(a.status).as_str().unwrap_or("")
+        ),
+        Event::SimulatorAnswered { vendor } => {
+            format!("{vendor} answered as a simulator: this run is a rehearsal")
+        }
+        Event::ReplEnded { failed_inputs } => {
+            format!("repl session ended ({failed_inputs} failed input(s))")
+        }
+        Event::Write(_) | Event::WritePlanned(_) | Event::LeaseTaken(_) | Event::Decision(_) => {
+            return None
+        }
+    })
+}
+
+/// `runbook runs RUN_ID`: the run's ledger as a timeline.
 fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Result<u8> {
     let not_found = || {
         crate::error::Error::usage(
@@ -168,35 +244,25 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     if !run::is_run_id(run_id) {
         return Err(not_found());
     }
-    let entries = journal::read_run(store, run_id)?.ok_or_else(not_found)?;
-    let summary = summarize(&entries, &lock::holders(store)?).unwrap_or_default();
-    let st = RunState::from_entries(&entries);
-    let in_effect: Vec<Value> = st
-        .as_ref()
-        .map(|s| {
-            s.writes
-                .iter()
-                .filter(|w| w.state.may_have_applied())
-                .map(|w| json!({"step": w.step, "function": w.function, "target": w.target, "state": w.state}))
-                .collect()
-        })
-        .unwrap_or_default();
-    let step_ms: u64 = entries
+    let events = ledger::read_run(store, run_id)?.ok_or_else(not_found)?;
+    let Some(l) = Ledger::fold(&events) else {
+        return Err(not_found());
+    };
+    let summary = summarize(&l, &lock::holders(store)?);
+    let in_effect: Vec<Value> = l
+        .changes()
         .iter()
-        .filter_map(|e| match &e.record {
-            journal::Record::StepOutcome(o) => o.duration_ms,
-            _ => None,
-        })
-        .sum();
+        .map(|w| json!({"step": w.step, "function": w.function, "target": w.target, "state": w.outcome}))
+        .collect();
+    let step_ms = l.step_ms();
     if json {
-        let events: Vec<Value> = entries
+        let events: Vec<Value> = events
             .iter()
             .map(|e| {
-                let mut v = serde_json::to_value(&e.record).unwrap_or_default();
+                let mut v = serde_json::to_value(e).unwrap_or_default();
                 if let Value::Object(m) = &mut v {
                     m.remove("ctx");
                     m.remove("detail");
-                    m.insert("t".into(), json!(e.t));
                 }
                 v
             })
@@ -211,98 +277,22 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         "run {} · {} · {} · {} · actor {}",
         s("run_id"),
         s("runbook"),
-        s("kind"),
+        s("target"),
         s("status"),
         s("actor")
     ));
     let clock = |t: &str| t.get(11..19).unwrap_or(t).to_string();
-    for e in &entries {
-        let line = match &e.record {
-            journal::Record::RunStart(r) => {
-                format!(
-                    "run started ({}, by {} on {})",
-                    r.mode.as_str(),
-                    r.actor,
-                    r.host
-                )
-            }
-            journal::Record::RunResume { actor, attempt, .. } => {
-                format!("{} by {actor}", attempt.as_str())
-            }
-            journal::Record::RunEnd { status, .. } => format!("ended: {}", status.as_str()),
-            journal::Record::LockBroken { .. } => "a stale lock was broken".into(),
-            journal::Record::StepIntent { step, attempt, .. } => match attempt {
-                Some(n) if *n > 1 => format!("step {step}: attempt {n} (retry)"),
-                _ => format!("step {step}"),
-            },
-            journal::Record::StepOutcome(o) => {
-                let ms = o
-                    .duration_ms
-                    .map(|m| format!(" in {m} ms"))
-                    .unwrap_or_default();
-                let err = o
-                    .error
-                    .as_deref()
-                    .map(|e| format!(": {}", ui::truncate(e.lines().next().unwrap_or(""), 120)))
-                    .unwrap_or_default();
-                let status = serde_json::to_value(o.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                format!("step {}: {status}{ms}{err}", o.step)
-            }
-            journal::Record::WriteIntent { .. } => continue,
-            journal::Record::WriteOutcome {
-                function,
-                target,
-                ok,
-                unknown,
-                pending,
-                filed,
-                ..
-            } => {
-                let outcome = if *pending {
-                    format!(
-                        "pending approval{}",
-                        filed
-                            .as_ref()
-                            .map(|f| format!(" ({})", f.slug))
-                            .unwrap_or_default()
-                    )
-                } else if *unknown {
-                    "outcome unknown (answer lost)".into()
-                } else if *ok {
-                    "applied".into()
-                } else {
-                    "refused".into()
-                };
-                format!("  {function} on {target}: {outcome}")
-            }
-            journal::Record::UndoIntent { step } => format!("undo {step}"),
-            journal::Record::UndoOutcome {
-                step, ok, error, ..
-            } => match (ok, error) {
-                (true, _) => format!("undo {step}: done"),
-                (false, e) => format!(
-                    "undo {step}: failed{}",
-                    e.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-                ),
-            },
-            journal::Record::RollbackBlocked { step, .. } => {
-                format!("rollback stopped at {step}: it cannot be undone")
-            }
-            journal::Record::ReplEnd { failed_inputs } => {
-                format!("repl session ended ({failed_inputs} failed input(s))")
-            }
-        };
-        ui::out(&format!("  {}  {line}", clock(&e.t)));
+    for e in &events {
+        if let Some(line) = timeline_line(e) {
+            ui::out(&format!("  {}  {line}", clock(&e.time)));
+        }
     }
-    let first = entries.first().map(|e| e.t.clone()).unwrap_or_default();
-    let last = entries.last().map(|e| e.t.clone()).unwrap_or_default();
+    let first = events.first().map(|e| e.time.clone()).unwrap_or_default();
+    let last = events.last().map(|e| e.time.clone()).unwrap_or_default();
     ui::out(&format!(
         "time in steps: {:.1}s across {} process(es) (first record {first}, last {last})",
         step_ms as f64 / 1000.0,
-        1 + summary["attempts"].as_array().map_or(0, Vec::len)
+        l.processes.len()
     ));
     if in_effect.is_empty() {
         ui::out("in effect: nothing (no write of the run is in effect)");
@@ -321,43 +311,52 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     Ok(exit::OK)
 }
 
-/// Reopens a stopped run for `attempt` (resume, rollback, or the REPL's `--attach`).
-pub fn reopen(
-    run_id: &str,
-    attempt: Mode,
-    actor: Option<&str>,
-    answers: Option<&Path>,
-    yes: bool,
-    force: bool,
-    break_lock: bool,
-) -> Result<Reopened> {
+/// How a stopped run is reopened.
+pub struct ReopenAs<'a> {
+    pub run_id: &'a str,
+    pub entry: Entry,
+    pub actor: Option<&'a str>,
+    pub answers: Option<&'a Path>,
+    pub yes: bool,
+    pub force: bool,
+    pub break_lock: bool,
+    pub json: bool,
+}
+
+/// Reopens a stopped run for `entry` (resume, rollback, or the REPL's `--attach`).
+pub fn reopen(how: ReopenAs) -> Result<Reopened> {
     let services = wiring::services(false, &Default::default())?.services;
     Ok(Session::reopen(Reopen {
-        store: wiring::store()?,
-        run_id: run_id.to_string(),
-        actor: run::actor(actor),
-        attempt,
-        force,
-        break_lock,
-        services,
-        prompter: prompter(answers, yes)?,
+        wiring: Wiring {
+            store: wiring::store()?,
+            actor: run::actor(how.actor),
+            services,
+            prompter: prompter(how.answers, how.yes)?,
+            sink: crate::view::sink(how.json),
+            webhook: wiring::audit_webhook(),
+            break_lock: how.break_lock,
+        },
+        run_id: how.run_id.to_string(),
+        entry: how.entry,
+        force: how.force,
     })?)
 }
 
-fn reopen_for(args: &ResumeArgs, attempt: Mode) -> Result<Reopened> {
-    reopen(
-        &args.run_id,
-        attempt,
-        args.actor.as_deref(),
-        args.answers.as_deref(),
-        args.yes,
-        args.force,
-        args.break_lock,
-    )
+fn reopen_for(args: &ResumeArgs, entry: Entry) -> Result<Reopened> {
+    reopen(ReopenAs {
+        run_id: &args.run_id,
+        entry,
+        actor: args.actor.as_deref(),
+        answers: args.answers.as_deref(),
+        yes: args.yes,
+        force: args.force,
+        break_lock: args.break_lock,
+        json: args.json,
+    })
 }
 
 pub fn resume(args: ResumeArgs) -> Result<u8> {
-    let mut r = reopen_for(&args, Mode::Resume)?;
+    let mut r = reopen_for(&args, Entry::Resume)?;
     banner(&r.session, &[]);
     let opts = exec::Options {
         yes: args.yes,
@@ -371,7 +370,7 @@ pub fn resume(args: ResumeArgs) -> Result<u8> {
 }
 
 pub fn rollback(args: ResumeArgs) -> Result<u8> {
-    let mut r = reopen_for(&args, Mode::Rollback)?;
+    let mut r = reopen_for(&args, Entry::Rollback)?;
     banner(&r.session, &[]);
     let opts = exec::Options {
         yes: args.yes,

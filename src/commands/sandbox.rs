@@ -2,9 +2,9 @@
 
 use crate::cli::{SandboxArgs, ScenarioArgs};
 use crate::error::{exit, Result};
+use crate::ui;
 use runbook_core::error::Error as CoreError;
 use runbook_core::runtime::Runtime;
-use runbook_core::ui;
 use runbook_sandbox::{FaultRule, Sandbox, Scenario};
 
 /// The scenario from `--scenario` (default: the SOP's) plus every `--fault`.

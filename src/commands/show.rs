@@ -2,8 +2,8 @@
 
 use crate::cli::ShowArgs;
 use crate::error::{exit, Result};
+use crate::ui;
 use runbook_core::runbook::{self, Runbook, SourceFile};
-use runbook_core::ui;
 
 pub fn run(args: ShowArgs) -> Result<u8> {
     let path = runbook::find(&args.runbook)?;

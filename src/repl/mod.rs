@@ -9,17 +9,17 @@ pub use helper::is_incomplete;
 use crate::cli::ReplArgs;
 use crate::commands::exec::prompter;
 use crate::error::{exit, Result};
+use crate::ui;
 use crate::wiring::{self, EnvVars};
 use helper::{ReplHelper, COMMANDS};
 use rhai::{Dynamic, EvalAltResult, Scope, AST};
 use runbook_core::diagnostic::ScriptError;
+use runbook_core::events::Event;
 use runbook_core::exec::step::{self, Confirmation, Direction};
-use runbook_core::exec::{params, NewRun, Outcome, Session};
-use runbook_core::host::{Phase, RunContext, RunParts};
-use runbook_core::journal::Record;
-use runbook_core::run::{self, Mode};
-use runbook_core::runbook::{self, Runbook, SourceFile};
-use runbook_core::ui;
+use runbook_core::exec::{params, NewRun, Outcome, Session, Wiring};
+use runbook_core::host::{Operator, Phase, Policy, RunContext, RunParts};
+use runbook_core::run::{self, Effect, Entry, Modes};
+use runbook_core::runbook::{self, Runbook};
 use runbook_core::value::{self, Ctx};
 use runbook_sandbox::Sandbox;
 use rustyline::error::ReadlineError;
@@ -85,7 +85,7 @@ pub fn run(args: ReplArgs) -> Result<u8> {
     } else {
         repl.piped()
     };
-    repl.session.run().record(Record::ReplEnd {
+    repl.session.run().ledger().record(Event::ReplEnded {
         failed_inputs: repl.failures,
     });
     Ok(code)
@@ -110,17 +110,25 @@ fn start(args: &ReplArgs) -> Result<Repl> {
     let wired = wiring::services(args.sandbox, &scenario)?;
     let runbook = open_runbook(path.as_deref())?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
+    let modes = Modes {
+        target: wired.target(&runbook.vendor_modules()),
+        effect: Effect::Apply,
+        entry: Entry::Repl,
+    };
     let session = Session::start(
         runbook,
         NewRun {
-            store: wiring::store()?,
-            actor: run::actor(args.actor.as_deref()),
-            mode: Mode::Repl,
-            sandbox: args.sandbox,
-            services: wired.services,
-            prompter: prompter(args.answers.as_deref(), args.yes)?,
+            wiring: Wiring {
+                store: wiring::store()?,
+                actor: run::actor(args.actor.as_deref()),
+                services: wired.services,
+                prompter: prompter(args.answers.as_deref(), args.yes)?,
+                sink: crate::view::sink(false),
+                webhook: wiring::audit_webhook(),
+                break_lock: false,
+            },
+            modes,
             params,
-            break_lock: false,
         },
     )?;
     let mut repl = Repl {
@@ -144,15 +152,16 @@ fn start(args: &ReplArgs) -> Result<Repl> {
 /// `--attach RUN_ID`: the stopped run's runbook, ctx and completed steps, journalled into
 /// that run so `runbook resume` continues from what happens here.
 fn attach(args: &ReplArgs, run_id: &str) -> Result<Repl> {
-    let r = crate::commands::runs::reopen(
+    let r = crate::commands::runs::reopen(crate::commands::runs::ReopenAs {
         run_id,
-        Mode::Repl,
-        args.actor.as_deref(),
-        args.answers.as_deref(),
-        args.yes,
-        args.force,
-        false,
-    )?;
+        entry: Entry::Repl,
+        actor: args.actor.as_deref(),
+        answers: args.answers.as_deref(),
+        yes: args.yes,
+        force: args.force,
+        break_lock: false,
+        json: false,
+    })?;
     let mut marks = BTreeMap::new();
     for &i in &r.completed {
         marks.insert(r.session.runbook().plan().steps[i].id.clone(), "done");
@@ -179,7 +188,7 @@ fn attach(args: &ReplArgs, run_id: &str) -> Result<Repl> {
 /// A runbook, or none (an engine with every host module).
 fn open_runbook(path: Option<&Path>) -> Result<Runbook> {
     Ok(match path {
-        Some(p) => Runbook::load(SourceFile::read(p)?)?,
+        Some(p) => crate::commands::exec::load_runbook(p)?,
         None => Runbook::bare(Path::new(".")),
     })
 }
@@ -214,15 +223,24 @@ impl Repl {
             wiring::lookup(env.as_ref(), name)
         })?;
         let old = self.session.run().parts().clone();
-        let writes = self.session.run().writes();
+        let runbook_id = runbook.plan().meta().id.clone();
         let parts = RunParts {
             info: runbook_core::run::RunInfo {
-                runbook_id: runbook.plan().meta().id.clone(),
+                runbook_id: runbook_id.clone(),
                 ..old.info
             },
+            auditor: std::rc::Rc::new(old.auditor.for_runbook(&runbook_id)),
             ..old
         };
-        let run = RunContext::new(parts, prompter(self.answers.as_deref(), self.yes)?, writes);
+        let policy = Policy::of(
+            runbook.plan(),
+            &value::to_json(&Dynamic::from_map(params.clone())),
+        );
+        let operator = Operator::new(
+            prompter(self.answers.as_deref(), self.yes)?,
+            parts.ledger.clone(),
+        );
+        let run = RunContext::new(parts, operator, policy);
         let lock = self.session.take_lock();
         self.session = Session::attach(runbook, run, Ctx::new(params), lock);
         self.fns = self.session.runbook().callable().clone_functions_only();
@@ -517,7 +535,7 @@ impl Repl {
         if !undo {
             if let Some(why) = &step.irreversible {
                 ui::err(&format!("  ! This step cannot be undone: {why}"));
-                let typed = self.session.run().prompter().ask(
+                let typed = self.session.run().operator().ask(
                     &format!("{id}.type-id"),
                     &format!("Type the step id ({id}) to run it"),
                     None,
@@ -654,7 +672,7 @@ impl Repl {
                 Err(_) => break,
             }
         }
-        let _ = runbook_core::state::ensure_dir(state_dir);
+        let _ = runbook_core::state::ensure_dir(state_dir, &|w| ui::err(&w));
         if editor.save_history(&history).is_ok() {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&history, std::fs::Permissions::from_mode(0o600));

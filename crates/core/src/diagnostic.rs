@@ -420,7 +420,7 @@ fn shown_message(message: &str) -> String {
     }
     format!(
         "{} ({} more characters not shown)",
-        crate::ui::truncate(&text, MAX_CHARS),
+        crate::text::truncate(&text, MAX_CHARS),
         total - MAX_CHARS
     )
 }

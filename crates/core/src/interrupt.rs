@@ -101,8 +101,18 @@ fn saved_terminal() -> Option<libc::termios> {
     }
 }
 
+/// What the binary does before a forced exit (clear a spinner it drew).
+static BEFORE_FORCED_EXIT: OnceLock<fn()> = OnceLock::new();
+
+/// Registers what to do before a forced exit; the first registration counts.
+pub fn on_forced_exit(f: fn()) {
+    let _ = BEFORE_FORCED_EXIT.set(f);
+}
+
 fn forced_exit(terminal: Option<libc::termios>, signal: i32) -> ! {
-    crate::ui::clear_spinner();
+    if let Some(f) = BEFORE_FORCED_EXIT.get() {
+        f();
+    }
     for path in HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         let _ = std::fs::remove_file(path);
     }

@@ -3,22 +3,81 @@
 
 use std::fmt;
 
-/// How a process acts on a run. Journal `run.start` records hold the first four; audit
-/// entries also say when a later process resumed or rolled the run back.
+/// Where a run's calls go.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The simulators of this process (`--sandbox`): a rehearsal that ends with the process.
+    Sandbox,
+    /// Every vendor endpoint is on this machine (a separate `runbook sandbox`, or a proxy).
+    Loopback,
+    /// The vendors' real endpoints.
+    Production,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Sandbox => "sandbox",
+            Target::Loopback => "loopback",
+            Target::Production => "production",
+        }
+    }
+}
+
+/// What a run does to the vendors.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    /// Writes are performed.
+    Apply,
+    /// Reads for real; writes are recorded and not performed.
+    DryRun,
+}
+
+/// How a process came to act on a run.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Entry {
+    /// `runbook exec`: a new run.
+    Exec,
+    /// `runbook resume`: a later process continuing a stopped run.
+    Resume,
+    /// `runbook rollback`: a later process undoing a stopped run.
+    Rollback,
+    /// The REPL: a session, or a stopped run it attached to.
+    Repl,
+}
+
+impl Entry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entry::Exec => "exec",
+            Entry::Resume => "resume",
+            Entry::Rollback => "rollback",
+            Entry::Repl => "repl",
+        }
+    }
+}
+
+/// The one-word label audit entries (and journals written before the three were apart)
+/// carry: `exec` (production), `sandbox` (any rehearsal target), `dry-run`, `repl`,
+/// `resume`, `rollback`. Read-only history: new code decides on `Target`, `Effect` and
+/// `Entry`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
-    /// Against the real vendors.
     Exec,
-    /// Against the simulators: a rehearsal, never a rotation.
     Sandbox,
-    /// Reads for real, writes recorded and not performed.
     DryRun,
-    /// An interactive session.
     Repl,
-    /// A later process continuing a stopped run.
     Resume,
-    /// A later process undoing a stopped run.
     Rollback,
 }
 
@@ -34,9 +93,16 @@ impl Mode {
         }
     }
 
-    /// Whether writes are only recorded.
-    pub fn is_dry_run(self) -> bool {
-        self == Mode::DryRun
+    /// The label of a process acting on a run.
+    pub fn label(target: Target, effect: Effect, entry: Entry) -> Mode {
+        match (entry, effect, target) {
+            (Entry::Resume, ..) => Mode::Resume,
+            (Entry::Rollback, ..) => Mode::Rollback,
+            (Entry::Repl, ..) => Mode::Repl,
+            (Entry::Exec, Effect::DryRun, _) => Mode::DryRun,
+            (Entry::Exec, Effect::Apply, Target::Sandbox) => Mode::Sandbox,
+            (Entry::Exec, Effect::Apply, _) => Mode::Exec,
+        }
     }
 }
 
@@ -46,8 +112,30 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Where a run goes, what it does and how this process entered it: the three are recorded
+/// apart on every run, so a rehearsal is never taken for a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    pub target: Target,
+    pub effect: Effect,
+    pub entry: Entry,
+}
+
+impl Modes {
+    pub fn is_dry_run(self) -> bool {
+        self.effect == Effect::DryRun
+    }
+
+    /// The audit label of this process.
+    pub fn label(self) -> Mode {
+        Mode::label(self.target, self.effect, self.entry)
+    }
+}
+
 /// How a run ended (or that it is still going).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
@@ -77,7 +165,7 @@ pub struct RunInfo {
     pub run_id: String,
     pub actor: String,
     pub runbook_id: String,
-    pub mode: Mode,
+    pub modes: Modes,
 }
 
 /// A fresh run id: sortable by time, unique enough to name a journal.
@@ -180,6 +268,29 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
         }
+    }
+
+    /// A loopback rehearsal was labelled `exec` before the modes were apart; a rehearsal's
+    /// label is now `sandbox` only for the in-process one, and the target says the rest.
+    #[test]
+    fn the_audit_label_keeps_its_old_words() {
+        let l = |t, e, n| Mode::label(t, e, n);
+        assert_eq!(
+            l(Target::Production, Effect::Apply, Entry::Exec),
+            Mode::Exec
+        );
+        assert_eq!(
+            l(Target::Sandbox, Effect::Apply, Entry::Exec),
+            Mode::Sandbox
+        );
+        assert_eq!(
+            l(Target::Sandbox, Effect::DryRun, Entry::Exec),
+            Mode::DryRun
+        );
+        assert_eq!(
+            l(Target::Loopback, Effect::Apply, Entry::Resume),
+            Mode::Resume
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+/// Where a state function says what it had to fix (a folder others could read).
+pub type Warn<'a> = &'a dyn Fn(String);
+
 /// `$RUNBOOK_STATE_DIR`, else `$XDG_STATE_HOME/runbook`, else `~/.local/state/runbook`.
 pub fn dir() -> PathBuf {
     if let Some(d) = std::env::var_os("RUNBOOK_STATE_DIR").filter(|d| !d.is_empty()) {
@@ -41,20 +44,20 @@ pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
 
 /// Creates a directory (and parents) readable only by the user; one found looser (an
 /// existing `0755` state directory) is tightened to `0700`, with a warning.
-pub fn ensure_dir(path: &Path) -> io::Result<()> {
+pub fn ensure_dir(path: &Path, warn: Warn) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)?;
-    tighten(path, &fs::metadata(path)?, 0o700)
+    tighten(path, &fs::metadata(path)?, 0o700, warn)
 }
 
 /// Opens a file for appending (and reading its tail), creating it `0600` and tightening one
 /// found looser. A symlink is refused, not followed: the audit log and journals are appended
 /// where they are, never through a link to somewhere else.
-pub(crate) fn append(path: &Path) -> io::Result<File> {
+pub(crate) fn append(path: &Path, warn: Warn) -> io::Result<File> {
     if let Some(parent) = path.parent() {
-        ensure_dir(parent)?;
+        ensure_dir(parent, warn)?;
     }
     let file = OpenOptions::new()
         .read(true)
@@ -71,7 +74,7 @@ pub(crate) fn append(path: &Path) -> io::Result<File> {
             path.display()
         )));
     }
-    tighten(path, &meta, 0o600)?;
+    tighten(path, &meta, 0o600, warn)?;
     Ok(file)
 }
 
@@ -89,14 +92,14 @@ fn refused_link(path: &Path, e: io::Error) -> io::Error {
 }
 
 /// Narrows the mode of a state file or folder to `want` when group or others can reach it.
-fn tighten(path: &Path, meta: &fs::Metadata, want: u32) -> io::Result<()> {
+fn tighten(path: &Path, meta: &fs::Metadata, want: u32, warn: Warn) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {
         return Ok(());
     }
     fs::set_permissions(path, fs::Permissions::from_mode(want))?;
-    crate::ui::err(&format!(
+    warn(format!(
         "warning: {} was readable by others (mode {mode:04o}); tightened it to {want:04o}",
         path.display()
     ));
@@ -106,9 +109,9 @@ fn tighten(path: &Path, meta: &fs::Metadata, want: u32) -> io::Result<()> {
 /// The state's fingerprint key (`fingerprint.key`, 32 random bytes, `0600`), created on
 /// first use. Two processes racing to create it agree: only one `create_new` wins and both
 /// read its key.
-pub(crate) fn fingerprint_key(dir: &Path) -> io::Result<[u8; 32]> {
+pub(crate) fn fingerprint_key(dir: &Path, warn: Warn) -> io::Result<[u8; 32]> {
     use std::io::{Read, Write};
-    ensure_dir(dir)?;
+    ensure_dir(dir, warn)?;
     let path = dir.join("fingerprint.key");
     match OpenOptions::new()
         .write(true)
@@ -130,7 +133,7 @@ pub(crate) fn fingerprint_key(dir: &Path) -> io::Result<[u8; 32]> {
         .open(&path)
         .map_err(|e| refused_link(&path, e))?;
     let meta = file.metadata()?;
-    tighten(&path, &meta, 0o600)?;
+    tighten(&path, &meta, 0o600, warn)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     bytes.try_into().map_err(|b: Vec<u8>| {

@@ -237,13 +237,21 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
     }
 }
 
+/// Every answer says it comes from a simulator (`x-runbook-simulator: NAME`), so a run that
+/// reaches one knows it is a rehearsal, whatever its endpoints looked like.
+pub(crate) const SIMULATOR_HEADER: &str = "x-runbook-simulator";
+
 async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     if is_control(&path) {
         return next.run(req).await;
     }
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(
+        SIMULATOR_HEADER,
+        axum::http::HeaderValue::from_static(mw.vendor),
+    );
     let fault = resp.extensions().get::<FaultMark>().map(|m| m.0);
     let status = match fault {
         Some("drop") | Some("stall") | Some("lost") => None,

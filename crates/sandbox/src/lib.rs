@@ -12,6 +12,7 @@
 // What is not the crate's API is `pub(crate)` or private, so unused code is reported.
 #![warn(unreachable_pub)]
 
+pub mod control;
 mod error;
 mod faults;
 #[cfg(test)]

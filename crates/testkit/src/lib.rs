@@ -364,6 +364,26 @@ impl Output {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 
+    /// `--json` of `exec`, `resume` and `rollback`: the stream, one object per line.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("a stream line is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// The report that ends a `--json` stream.
+    pub fn report(&self) -> serde_json::Value {
+        self.events()
+            .into_iter()
+            .rfind(|e| e["type"] == "report")
+            .unwrap_or_else(|| panic!("no report ends the stream:\n{}", self.stdout))
+    }
+
     #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Self {
         assert!(

@@ -275,7 +275,13 @@ struct Inner {
     config: TransportConfig,
     pacers: Vec<(&'static str, Pacer)>,
     waits: WaitClock,
+    /// The vendors that answered as simulators, and how many of them were reported.
+    simulators: std::sync::Mutex<(Vec<String>, usize)>,
 }
+
+/// The header every simulator of `runbook sandbox` sets on its answers, with its name: a
+/// run that reaches one is a rehearsal, whatever its endpoints looked like.
+pub const SIMULATOR_HEADER: &str = "x-runbook-simulator";
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -312,8 +318,36 @@ impl Transport {
                 config,
                 pacers,
                 waits: WaitClock::default(),
+                simulators: std::sync::Mutex::new((Vec::new(), 0)),
             }),
         })
+    }
+
+    /// The vendors seen answering as simulators since the last call (each once).
+    pub fn new_simulators(&self) -> Vec<String> {
+        let mut seen = self
+            .inner
+            .simulators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (names, reported) = &mut *seen;
+        let new = names[*reported..].to_vec();
+        *reported = names.len();
+        new
+    }
+
+    fn note_simulator(&self, headers: &HeaderMap) {
+        let Some(name) = headers.get(SIMULATOR_HEADER).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let mut seen = self
+            .inner
+            .simulators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !seen.0.iter().any(|n| n == name) {
+            seen.0.push(name.chars().take(64).collect());
+        }
     }
 
     /// How long requests waited for vendors' rate limits (pacing and honoured refusals),
@@ -451,6 +485,7 @@ impl Transport {
             .map_err(|e| self.transport_error(req, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.note_simulator(&headers);
         let limit = self.inner.config.max_body;
         let too_large = || {
             req.error(

@@ -14,6 +14,87 @@ pub use crate::store::GENESIS;
 /// whole: a log of bounded lines stays readable by every tool that reads it line by line.
 pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
 
+/// What an audit entry records: the engine's own actions by name, or a runbook's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    RunStarted,
+    RunResumed,
+    RunRollback,
+    RunCompleted,
+    StepCompleted,
+    StepFailed,
+    StepUndone,
+    StepUndoFailed,
+    /// A write to a vendor.
+    HostCall,
+    LockBroken,
+    ApprovalRequested,
+    ApprovalApproved,
+    ApprovalDenied,
+    ApprovalTimeout,
+    /// Infisical filed a write as a change request.
+    ChangeRequest,
+    /// An entry a runbook wrote (`audit::log`), by the name it chose.
+    Script(String),
+}
+
+impl Action {
+    /// The engine's actions, with the names the log has always used.
+    const NAMED: [(Action, &'static str); 15] = [
+        (Action::RunStarted, "run.started"),
+        (Action::RunResumed, "run.resumed"),
+        (Action::RunRollback, "run.rollback"),
+        (Action::RunCompleted, "run.completed"),
+        (Action::StepCompleted, "step.completed"),
+        (Action::StepFailed, "step.failed"),
+        (Action::StepUndone, "step.undone"),
+        (Action::StepUndoFailed, "step.undo_failed"),
+        (Action::HostCall, "host.call"),
+        (Action::LockBroken, "lock.broken"),
+        (Action::ApprovalRequested, "approval.requested"),
+        (Action::ApprovalApproved, "approval.approved"),
+        (Action::ApprovalDenied, "approval.denied"),
+        (Action::ApprovalTimeout, "approval.timeout"),
+        (Action::ChangeRequest, "infisical.change_request"),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::Script(name) => name,
+            named => Self::NAMED
+                .iter()
+                .find(|(a, _)| a == named)
+                .map_or("", |(_, n)| n),
+        }
+    }
+
+    /// The action a name in the log stands for.
+    pub fn parse(name: &str) -> Action {
+        Self::NAMED
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map_or_else(|| Action::Script(name.to_string()), |(a, _)| a.clone())
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(Action::parse(&String::deserialize(d)?))
+    }
+}
+
 /// One event, before it is chained.
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
@@ -21,7 +102,7 @@ pub(crate) struct Event {
     pub run_id: String,
     pub runbook: String,
     pub step: String,
-    pub action: String,
+    pub action: Action,
     pub mode: Mode,
     pub context: Value,
 }
@@ -34,7 +115,7 @@ pub struct AuditEntry {
     pub run_id: String,
     pub runbook: String,
     pub step: String,
-    pub action: String,
+    pub action: Action,
     pub mode: Mode,
     pub context: Value,
     pub prev_hash: String,
@@ -81,7 +162,7 @@ impl AuditLog {
             let line = entry.to_string();
             if line.len() > MAX_ENTRY_BYTES {
                 return Err(Error::AuditTooLarge {
-                    action: event.action.clone(),
+                    action: event.action.to_string(),
                     bytes: line.len(),
                     limit: MAX_ENTRY_BYTES,
                 });
@@ -218,7 +299,8 @@ mod tests {
     use super::*;
 
     fn files_log(dir: &std::path::Path) -> AuditLog {
-        let store: crate::store::Store = std::sync::Arc::new(crate::store::Files::new(dir));
+        let say = crate::sink::Say::outside(std::sync::Arc::new(crate::sink::Quiet));
+        let store: crate::store::Store = std::sync::Arc::new(crate::store::Files::new(dir, say));
         AuditLog::new(&store)
     }
 
@@ -228,7 +310,7 @@ mod tests {
             run_id: "r1".into(),
             runbook: "rb".into(),
             step: "s".into(),
-            action: action.into(),
+            action: Action::parse(action),
             mode: Mode::Exec,
             context: json!({"k": "v"}),
         }

@@ -100,7 +100,12 @@ pub(crate) fn new_engine(limits: Limits, resolver: Resolver) -> Engine {
         }
         None
     });
-    engine.on_print(crate::ui::script_print);
-    engine.on_debug(|text, _source, _pos| crate::ui::script_print(text));
     engine
+}
+
+/// Sends what scripts `print` (and `debug`) to `to`.
+pub(crate) fn print_to(engine: &mut Engine, to: impl Fn(&str) + Clone + Send + Sync + 'static) {
+    let debug = to.clone();
+    engine.on_print(to);
+    engine.on_debug(move |text, _source, _pos| debug(text));
 }

@@ -14,6 +14,8 @@ pub use crate::store::Holder;
 
 pub struct Lock {
     store: Store,
+    /// Where its warnings go.
+    say: crate::sink::Say,
     key: String,
     /// This taking of the lock: renewed and released by it.
     lease_id: String,
@@ -72,6 +74,7 @@ impl Lock {
         run_id: &str,
         actor: &str,
         break_lock: bool,
+        say: &crate::sink::Say,
     ) -> Result<Lock> {
         let mut broken = None;
         for _ in 0..2 {
@@ -98,10 +101,12 @@ impl Lock {
                         &me,
                         lease,
                         lost.clone(),
+                        say.clone(),
                     )),
                 };
                 return Ok(Lock {
                     store: store.clone(),
+                    say: say.clone(),
                     key: key.to_string(),
                     lease_id: me.lease_id,
                     held: true,
@@ -152,6 +157,16 @@ impl Lock {
         })
     }
 
+    /// The lock's name.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// This taking of the lock.
+    pub fn lease_id(&self) -> &str {
+        &self.lease_id
+    }
+
     /// When the lock was broken: the holder it was taken from, if known.
     pub(crate) fn broken(&self) -> Option<Option<&Holder>> {
         self.broken.as_ref().map(Option::as_ref)
@@ -164,7 +179,7 @@ impl Lock {
                 .store
                 .lock_remove(&self.key, Some(&self.lease_id), false)
             {
-                crate::ui::err(&format!(
+                self.say.warning(format!(
                     "warning: could not release the rotation lock: {e}; it frees itself when its lease runs out"
                 ));
             }
@@ -185,10 +200,12 @@ fn heartbeat(
     me: &Holder,
     lease: std::time::Duration,
     lost: Arc<AtomicBool>,
+    say: crate::sink::Say,
 ) -> mpsc::Sender<()> {
     let (stop, stopped) = mpsc::channel::<()>();
     let (key, lease_id, run_id) = (key.to_string(), me.lease_id.clone(), me.run_id.clone());
     let every = (lease / 3).max(std::time::Duration::from_millis(100));
+    let warn = say.clone();
     let spawned = std::thread::Builder::new()
         .name("runbook-lease".into())
         .spawn(move || {
@@ -198,14 +215,14 @@ fn heartbeat(
                     Ok(true) => warned = false,
                     Ok(false) => {
                         if !lost.swap(true, Ordering::SeqCst) {
-                            crate::ui::err(&format!(
+                            warn.warning(format!(
                                 "warning: run {run_id} no longer holds its rotation lock (another run took it); it stops before its next step"
                             ));
                         }
                         return;
                     }
                     Err(e) if !warned => {
-                        crate::ui::err(&format!(
+                        warn.warning(format!(
                             "warning: cannot renew the rotation lock: {e}; if this lasts a whole lease ({} s), another run may take it",
                             lease.as_secs()
                         ));
@@ -216,7 +233,7 @@ fn heartbeat(
             }
         });
     if let Err(e) = spawned {
-        crate::ui::err(&format!(
+        say.warning(format!(
             "warning: cannot start the lock's heartbeat ({e}); the lease runs out in {} s",
             lease.as_secs()
         ));

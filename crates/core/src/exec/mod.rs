@@ -12,7 +12,7 @@ pub mod step;
 
 pub use report::{Report, RunStatus, StepReport, StepStatus};
 pub use runner::{run, Start};
-pub use session::{NewRun, Outcome, Reopen, Reopened, Session};
+pub use session::{NewRun, Outcome, Reopen, Reopened, Session, Wiring};
 
 /// How `exec` (or `resume`, `rollback`) was asked to run.
 #[derive(Debug, Clone, Default)]

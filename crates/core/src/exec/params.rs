@@ -87,7 +87,7 @@ fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
             format!(
                 "param '{}' expects {what}, got '{}'",
                 p.name,
-                crate::ui::truncate(text, 60)
+                crate::text::truncate(text, 60)
             ),
             format!("e.g. --param {}=...", p.name),
         )

@@ -45,20 +45,21 @@ pub fn missing(runbook: &Runbook, config: &VendorConfig, params: &Map) -> Vec<Mi
 }
 
 /// Fails, naming every missing setting and how to give it, unless only vendors the runbook
-/// marks optional lack something (those are warned about).
-pub fn check(runbook: &Runbook, config: &VendorConfig, params: &Map) -> Result<()> {
+/// marks optional lack something: then the warnings to show.
+pub fn check(runbook: &Runbook, config: &VendorConfig, params: &Map) -> Result<Vec<String>> {
     let optional = &runbook.plan().meta().optional_vendors;
     let (warn, stop): (Vec<Missing>, Vec<Missing>) = missing(runbook, config, params)
         .into_iter()
         .partition(|m| optional.iter().any(|o| o == m.vendor));
-    for m in &warn {
-        crate::ui::err(&format!(
+    let warnings = warn
+        .iter()
+        .map(|m| format!(
             "warning: {} is not set: steps that call {}:: will fail (the runbook calls it only in some runs)",
             m.variable, m.vendor
-        ));
-    }
+        ))
+        .collect();
     if stop.is_empty() {
-        return Ok(());
+        return Ok(warnings);
     }
     let lines: Vec<String> = stop
         .iter()

@@ -8,12 +8,11 @@ use super::session::{Reopened, Session};
 use super::step::{self, Settle};
 use super::Options;
 use crate::error::{Error, Result};
+use crate::events::{ModuleHash, RunStarted, SourceHashes};
 use crate::host::Phase;
-use crate::journal::{
-    ModuleHash, Record, RunStart, RunState, SourceHashes, StepEnd, StepOutcome, StepState,
-};
+use crate::ledger::{Ledger, StepState};
 use crate::runbook::Runbook;
-use crate::ui;
+use crate::sink::Say;
 use crate::value::{self, Ctx};
 use rhai::{Dynamic, Map};
 use runbook_secret::{Secret, Source};
@@ -51,7 +50,12 @@ pub(crate) fn fingerprints(runbook: &Runbook) -> SourceHashes {
 
 /// Refuses a runbook whose text (or an imported module) changed since the run, unless
 /// `force`, which says what changed.
-pub(crate) fn check_unchanged(start: &RunStart, runbook: &Runbook, force: bool) -> Result<()> {
+pub(crate) fn check_unchanged(
+    start: &RunStarted,
+    runbook: &Runbook,
+    force: bool,
+    say: &Say,
+) -> Result<()> {
     let now = fingerprints(runbook);
     let mut changes = Vec::new();
     if start.source.sha256 != now.sha256 {
@@ -68,7 +72,7 @@ pub(crate) fn check_unchanged(start: &RunStart, runbook: &Runbook, force: bool) 
         return Ok(());
     }
     if force {
-        ui::err(&format!(
+        say.warning(format!(
             "warning: resuming with a changed runbook (--force): {}",
             changes.join("; ")
         ));
@@ -99,7 +103,7 @@ fn as_secret_ref(v: &Value) -> Option<SecretRef> {
 }
 
 /// Rebuilds `ctx` from the journal's last snapshot (or the start's params).
-pub(crate) fn restore_ctx(session: &Session, state: &RunState) -> Result<Ctx> {
+pub(crate) fn restore_ctx(session: &Session, state: &Ledger) -> Result<Ctx> {
     let snapshot = state
         .ctx
         .clone()
@@ -157,11 +161,11 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
             Ok(v) => match v.try_cast::<Secret>() {
                 Some(s) if s.matches_fingerprint(fp) => return Ok(s),
                 Some(s) => return Err(mismatch(&s, "recovered")),
-                None => ui::err(&format!(
+                None => session.run().say().warning(format!(
                     "warning: recover(\"{key}\") did not return a Secret; asking instead"
                 )),
             },
-            Err(e) => ui::err(&format!(
+            Err(e) => session.run().say().warning(format!(
                 "note: recover(\"{key}\") could not get the value back ({}); asking instead",
                 e.message
             )),
@@ -193,7 +197,7 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
         format!("Paste the value of ctx.{key} that this run used (it came from {source}{ends})");
     // A mistyped paste gets another chance; an answers file gives the same answer each
     // time, so it gets one.
-    let tries = if session.run().prompter().asks_on_terminal(&id) {
+    let tries = if session.run().operator().prompter().asks_on_terminal(&id) {
         3
     } else {
         1
@@ -201,7 +205,7 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
     for left in (0..tries).rev() {
         let s = session
             .run()
-            .prompter()
+            .operator()
             .secret(&id, &question)
             .map_err(|e| {
                 Error::usage(
@@ -215,7 +219,7 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
         if left == 0 {
             return Err(mismatch(&s, "entered"));
         }
-        ui::err(&format!(
+        session.run().say().warning(format!(
             "That is not the value this run used{ends}. Try again ({left} {} left).",
             if left == 1 { "try" } else { "tries" }
         ));
@@ -230,51 +234,49 @@ pub fn matches(value: &str, fp: &str) -> bool {
     runbook_secret::fingerprint_matches(value, fp)
 }
 
-/// `runbook resume`: decides where the stopped run continues (a step that died mid-way
-/// is checked first), then runs the rest.
-pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
+/// The step a stopped run continues at, and whether its effect is in doubt: `Some(died)`
+/// when the process died in it (`true`) or one of its writes lost its answer (`false`).
+fn where_to_continue(r: &Reopened) -> (usize, Option<bool>) {
     let plan = r.session.runbook().plan();
-    let mut next = (0..plan.steps.len())
+    let next = (0..plan.steps.len())
         .find(|i| !r.completed.contains(i))
         .unwrap_or(plan.steps.len());
-    let uncertain = |step: &crate::plan::Step| {
+    let doubt = plan.steps.get(next).and_then(|step| {
         let died = r.state.state_of(&step.id) == Some(StepState::Started);
         let lost = r
             .session
             .run()
             .writes_of(&step.id)
             .iter()
-            .any(|w| w.state.uncertain());
+            .any(|w| w.outcome.uncertain());
         (died || lost).then_some(died)
-    };
-    match plan.steps.get(next) {
+    });
+    (next, doubt)
+}
+
+/// `runbook resume`: decides where the stopped run continues (a step that died mid-way
+/// is checked first), then runs the rest.
+pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
+    let plan = r.session.runbook().plan();
+    let say = r.session.run().say().clone();
+    let (mut next, doubt) = where_to_continue(r);
+    match (plan.steps.get(next), doubt) {
         // The process died after its last step, before recording the end.
-        None => ui::progress("Every step had completed; recording the run as succeeded."),
+        (None, _) => say.progress("Every step had completed; recording the run as succeeded."),
         // The process died inside this step, or one of its writes lost its answer: did its
         // effect happen?
-        Some(step) if uncertain(step).is_some() => {
-            let died = uncertain(step).unwrap_or(false);
-            let settled = step::settle(&r.session, step, died)?;
-            if settled == Settle::Stop {
-                return Err(Error::Aborted);
-            }
-            if settled == Settle::Done {
-                r.session.run().record(Record::StepOutcome(StepOutcome {
-                    step: step.id.clone(),
-                    status: StepEnd::Completed,
-                    duration_ms: None,
-                    error: None,
-                    wrote: None,
-                    verified: Some(true),
-                    ctx: Some(r.session.ctx().snapshot()),
-                }));
+        (Some(step), Some(died)) => match step::settle(&r.session, step, died)? {
+            Settle::Stop => return Err(Error::Aborted),
+            Settle::Done => {
+                step::settled_done(&r.session, step);
                 r.completed.push(next);
                 next += 1;
             }
-        }
-        Some(_) => {}
+            Settle::Rerun => {}
+        },
+        (Some(_), None) => {}
     }
-    ui::progress(&format!(
+    say.progress(format!(
         "Resuming at step {}/{}{}",
         next + 1,
         plan.steps.len(),
@@ -283,11 +285,7 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
             .map(|s| format!(" · {}", s.id))
             .unwrap_or_default()
     ));
-    let start = Start::Resume {
-        completed: r.completed.clone(),
-        next,
-    };
-    let report = runner::run(&r.session, opts, start);
+    let report = runner::run(&r.session, opts, Start::Resume { next });
     r.session.release_lock();
     Ok(report)
 }
@@ -295,27 +293,29 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
 /// `runbook rollback`: undoes every completed step of a stopped run, newest first (and a
 /// step that died mid-way, whose undo is written to be safe when it only partly happened).
 pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
-    let mut completed = r.completed.clone();
+    let mut also = Vec::new();
     if let Some(last) = &r.state.last_step {
         if let Some(i) = r.session.runbook().plan().step_index(last) {
-            if r.state.state_of(last) == Some(StepState::Started) && !completed.contains(&i) {
-                completed.push(i);
+            if r.state.state_of(last) == Some(StepState::Started) && !r.completed.contains(&i) {
+                also.push(i);
             }
         }
     }
-    completed.sort();
-    if completed.is_empty() {
-        ui::progress("No step of this run completed: nothing to undo.");
-    } else if !confirm_rollback(&r.session, &completed) {
-        ui::err(
+    let mut undoing = r.completed.clone();
+    undoing.extend(&also);
+    undoing.sort();
+    let say = r.session.run().say().clone();
+    if undoing.is_empty() {
+        say.progress("No step of this run completed: nothing to undo.");
+    } else if !confirm_rollback(&r.session, &undoing) {
+        say.warning(
             "Nothing was undone: the run stays as it is (`runbook rollback` again when ready).",
         );
-        let mut report = runner::new_report(&r.session);
-        report.status = crate::run::RunStatus::Aborted;
+        let report = runner::abandoned(&r.session, crate::run::RunStatus::Aborted);
         r.session.release_lock();
         return Ok(report);
     }
-    let report = runner::run(&r.session, opts, Start::Rollback { completed });
+    let report = runner::run(&r.session, opts, Start::Rollback { also });
     r.session.release_lock();
     Ok(report)
 }
@@ -324,15 +324,16 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
 /// restores; then `rollback.confirm` (`--yes` answers it).
 fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
     let plan = session.runbook().plan();
-    ui::progress("");
-    ui::progress(&ui::bold("Rolling back undoes, newest first:"));
+    let say = session.run().say();
+    say.progress("");
+    say.heading("Rolling back undoes, newest first:");
     for &i in completed.iter().rev() {
         let step = &plan.steps[i];
         let writes: Vec<String> = session
             .run()
             .writes_of(&step.id)
             .iter()
-            .filter(|w| w.state.may_have_applied())
+            .filter(|w| w.outcome.may_have_applied())
             .map(|w| format!("{} on {}", w.function, w.target))
             .collect();
         let how = if let Some(why) = &step.irreversible {
@@ -344,16 +345,16 @@ fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
         } else {
             format!("its undo restores: {}", writes.join("; "))
         };
-        ui::progress(&format!("  {} · {how}", step.id));
+        say.progress(format!("  {} · {how}", step.id));
     }
     match session
         .run()
-        .prompter()
+        .operator()
         .confirm("rollback.confirm", "Undo these now?")
     {
         Ok(yes) => yes,
         Err(e) => {
-            ui::err(&e.to_string());
+            say.warning(e.to_string());
             false
         }
     }

@@ -1,17 +1,19 @@
 //! The step loop. Each step runs with the shared `ctx`; a failure offers retry, rollback
 //! (undo of completed steps, newest first, stopping at an irreversible one) or stop. Every
-//! step's intent and outcome goes to the journal before and after it runs (`step::execute`).
+//! step's start and end goes to the ledger (`step::execute`); what the run did is read back
+//! from the ledger for the closing report.
 
-use super::report::{Report, RunStatus, StepReport, StepStatus};
+use super::report::{Report, RunStatus};
 use super::session::{Outcome, Session};
 use super::step::{self, Confirmation, Direction, Settle};
 use super::Options;
+use crate::audit::Action;
+use crate::events::{Approval, ApprovalStatus, Event, LeaseLost, RunFinished};
 use crate::host::prompt_error;
-use crate::journal::Record;
 use crate::plan::{FailurePolicy, Step};
 use crate::prompt::PromptError;
-use crate::run::Mode;
-use crate::ui;
+use crate::run::{Effect, Entry, Target};
+use crate::sink::{Notice, Say};
 use serde_json::json;
 use std::time::Instant;
 
@@ -30,180 +32,154 @@ enum Choice {
 /// Where a run starts: from scratch, or where a journal left it.
 pub enum Start {
     Fresh,
-    /// Continue at `next`; `completed` steps already ran (from the journal).
+    /// Continue at `next` (the steps before it completed, as the ledger says).
     Resume {
-        completed: Vec<usize>,
         next: usize,
     },
-    /// Only undo `completed` steps.
+    /// Only undo what completed, and `also` (steps that died mid-way).
     Rollback {
-        completed: Vec<usize>,
+        also: Vec<usize>,
     },
 }
 
 struct Runner<'a> {
     session: &'a Session,
     opts: &'a Options,
-    report: Report,
-    completed: Vec<usize>,
-}
-
-/// A fresh report for this session's run.
-pub(crate) fn new_report(session: &Session) -> Report {
-    let meta = session.runbook().plan().meta();
-    let info = session.run().info();
-    Report {
-        run_id: info.run_id.clone(),
-        runbook: meta.id.clone(),
-        title: meta.title.clone(),
-        actor: info.actor.clone(),
-        status: RunStatus::Running,
-        dry_run: info.mode.is_dry_run(),
-        started_at: crate::run::now_rfc3339(),
-        duration_ms: 0,
-        earlier_step_ms: 0,
-        processes: 1,
-        steps: Vec::new(),
-        planned_writes: Vec::new(),
-        failed_step: None,
-        error: None,
-        changes: Vec::new(),
-        rate_limit_wait_ms: 0,
-        audit_head: None,
-    }
+    say: &'a Say,
+    /// Why the run stopped, when no step says it (a question nobody could answer).
+    error: Option<String>,
 }
 
 /// Runs the plan from `start` and returns the report (its status says how it ended).
 pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
-    let plan = session.runbook().plan();
-    let mut report = new_report(session);
-    report.steps = plan
-        .steps
-        .iter()
-        .map(|s| StepReport {
-            id: s.id.clone(),
-            title: s.title.clone(),
-            status: StepStatus::NotRun,
-            duration_ms: 0,
-            attempts: 0,
-            error: None,
-        })
-        .collect();
+    let began = Instant::now();
     let mut r = Runner {
         session,
         opts,
-        report,
-        completed: Vec::new(),
+        say: session.run().say(),
+        error: None,
     };
-    let began = Instant::now();
-    if !matches!(start, Start::Fresh) {
-        r.count_earlier_processes();
-    }
     let status = match start {
         Start::Fresh => {
-            r.event("run.started", json!({ "dry_run": opts.dry_run }));
+            r.event(Action::RunStarted, json!({ "dry_run": opts.dry_run }));
             r.run_from(0, true)
         }
-        Start::Resume { completed, next } => {
-            r.mark_completed(&completed);
-            r.event(
-                "run.resumed",
-                json!({ "at": plan.steps.get(next).map(|s| s.id.clone()) }),
-            );
+        Start::Resume { next } => {
+            let at = session
+                .runbook()
+                .plan()
+                .steps
+                .get(next)
+                .map(|s| s.id.clone());
+            r.event(Action::RunResumed, json!({ "at": at }));
             r.run_from(next, false)
         }
-        Start::Rollback { completed } => {
-            r.mark_completed(&completed);
-            r.event("run.rollback", json!({}));
-            r.rollback(None)
+        Start::Rollback { also } => {
+            r.event(Action::RunRollback, json!({}));
+            r.rollback(None, &also)
         }
     };
-    r.report.status = status;
-    // A step that failed and then passed on a retry is not the run's failed step.
-    if status == RunStatus::Succeeded {
-        r.report.failed_step = None;
-        r.report.error = None;
-    }
-    r.report.duration_ms = began.elapsed().as_millis() as u64;
-    r.report.planned_writes = session.run().planned_writes();
-    r.report.changes = session
-        .run()
-        .writes()
-        .into_iter()
-        .filter(|w| w.state.may_have_applied())
-        .collect();
-    r.report.rate_limit_wait_ms = session
-        .run()
-        .services()
-        .built_vendors()
-        .map_or(0, |v| v.transport().rate_limit_wait().as_millis() as u64);
-    r.event(
-        "run.completed",
-        json!({ "status": status, "failed_step": r.report.failed_step }),
-    );
-    r.report.audit_head = session.run().audit_head();
-    session.run().record(Record::RunEnd {
-        status,
-        audit_head: r.report.audit_head.clone(),
-    });
-    r.report
+    r.finish(status, began)
 }
 
-impl Runner<'_> {
-    /// What the journal says of the processes before this one: their step time, and how
-    /// many there were (the run's start, and each later take-over but this one's).
-    fn count_earlier_processes(&mut self) {
-        let Ok(entries) = self.session.run().journal().entries() else {
-            return;
+/// Ends a process that did nothing with the run (the operator declined a rollback): its
+/// end is recorded, and its report is the ledger's.
+pub fn abandoned(session: &Session, status: RunStatus) -> Report {
+    let run = session.run();
+    run.ledger().record(Event::RunFinished(RunFinished {
+        status,
+        error: None,
+        duration_ms: None,
+        rate_limit_wait_ms: None,
+        audit_head: run.auditor().head(),
+    }));
+    let plan = session.runbook().plan();
+    run.ledger()
+        .read(None, |l| Some(Report::of(l, plan)))
+        .unwrap_or_else(|| Report::unrecorded(run.info(), plan, status))
+}
+
+impl<'a> Runner<'a> {
+    /// Audits and records how this process ended; the report is the ledger's.
+    fn finish(self, status: RunStatus, began: Instant) -> Report {
+        let run = self.session.run();
+        let failed_step = match status {
+            RunStatus::Succeeded => None,
+            _ => run
+                .ledger()
+                .read(None, |l| l.stop.as_ref().map(|s| s.step.clone())),
         };
-        let mut ms = 0;
-        let mut takeovers = 0;
-        for e in &entries {
-            match &e.record {
-                Record::StepOutcome(o) => ms += o.duration_ms.unwrap_or(0),
-                Record::RunResume { .. } => takeovers += 1,
-                _ => {}
-            }
-        }
-        self.report.earlier_step_ms = ms;
-        // This process's own take-over is already journalled.
-        self.report.processes = 1 + takeovers.max(1);
+        self.event(
+            Action::RunCompleted,
+            json!({ "status": status, "failed_step": failed_step }),
+        );
+        let waited = run
+            .services()
+            .built_vendors()
+            .map_or(0, |v| v.transport().rate_limit_wait().as_millis() as u64);
+        run.note_simulators();
+        run.ledger().record(Event::RunFinished(RunFinished {
+            status,
+            error: self.error,
+            duration_ms: Some(began.elapsed().as_millis() as u64),
+            rate_limit_wait_ms: (waited > 0).then_some(waited),
+            audit_head: run.auditor().head(),
+        }));
+        let plan = self.session.runbook().plan();
+        run.ledger()
+            .read(None, |l| Some(Report::of(l, plan)))
+            .unwrap_or_else(|| Report::unrecorded(run.info(), plan, status))
     }
 
-    fn event(&self, action: &str, context: serde_json::Value) {
+    fn event(&self, action: Action, context: serde_json::Value) {
         step::event(self.session, action, context);
     }
 
-    fn mark_completed(&mut self, completed: &[usize]) {
-        for &i in completed {
-            self.report.steps[i].status = StepStatus::Completed;
-        }
-        self.completed = completed.to_vec();
+    fn plan(&self) -> &'a crate::plan::Plan {
+        self.session.runbook().plan()
+    }
+
+    /// The plan's steps the ledger says completed, in plan order.
+    fn completed(&self) -> Vec<usize> {
+        let ledger = self.session.run().ledger();
+        (0..self.plan().steps.len())
+            .filter(|&i| ledger.read(false, |l| l.completed(&self.plan().steps[i].id)))
+            .collect()
     }
 
     fn prerequisites(&mut self) -> Option<RunStatus> {
-        let plan = self.session.runbook().plan();
+        let plan = self.plan();
         if plan.prerequisites.is_empty() {
             return None;
         }
-        ui::progress(&ui::bold("Prerequisites"));
+        self.say.heading("Prerequisites");
         let run = self.session.run();
         run.set_phase(crate::host::Phase::Step("prerequisites".into()));
-        let checked = run
-            .prompter()
-            .checklist("prerequisites", &plan.prerequisites);
-        match checked {
+        match run
+            .operator()
+            .checklist("prerequisites", &plan.prerequisites)
+        {
             Ok(()) => None,
             Err(PromptError::Interrupted) => Some(RunStatus::Interrupted),
             Err(PromptError::Aborted) => {
-                ui::err("Stopped: a prerequisite was not confirmed. Nothing was changed.");
+                self.say
+                    .warning("Stopped: a prerequisite was not confirmed. Nothing was changed.");
                 Some(RunStatus::Aborted)
             }
             Err(e) => {
-                ui::err(&e.to_string());
+                self.say.warning(e.to_string());
                 Some(RunStatus::Aborted)
             }
         }
+    }
+
+    /// Whether this run asks once before its first write: a new run that writes for real
+    /// to vendors outside this process.
+    fn asks_before_writing(&self) -> bool {
+        let modes = self.session.run().info().modes;
+        modes.entry == Entry::Exec
+            && modes.effect == Effect::Apply
+            && modes.target != Target::Sandbox
     }
 
     fn run_from(&mut self, first: usize, fresh: bool) -> RunStatus {
@@ -212,15 +188,11 @@ impl Runner<'_> {
                 return status;
             }
         }
-        let plan = self.session.runbook().plan();
-        let n = plan.steps.len();
-        // A production run asks once, before the first step that writes, listing the writes.
-        let mut writes = if self.session.run().mode() == crate::run::Mode::Exec {
-            Some(self.session.runbook().step_writes())
-        } else {
-            None
-        };
-        for i in first..n {
+        let plan = self.plan();
+        let mut writes = self
+            .asks_before_writing()
+            .then(|| self.session.runbook().step_writes());
+        for i in first..plan.steps.len() {
             let step = &plan.steps[i];
             if let Some(all) = writes.as_ref() {
                 if all.get(i).is_some_and(|w| !w.is_empty()) {
@@ -230,165 +202,162 @@ impl Runner<'_> {
                     writes = None;
                 }
             }
-            ui::progress("");
-            ui::progress(&ui::bold(&format!(
-                "Step {}/{} · {} · {}",
-                i + 1,
-                n,
-                step.id,
-                step.title
-            )));
-            if let Some(question) = &step.confirm {
-                if let Some(status) = self.confirm_step(step, question) {
-                    return status;
-                }
-            }
-            if let Some(status) = self.approve(i, step) {
+            if let Some(status) = self.run_step(i, step) {
                 return status;
-            }
-            if let Some(why) = self.session.lock_lost() {
-                self.report.steps[i].status = StepStatus::Failed;
-                self.report.steps[i].error = Some(why.clone());
-                self.report.failed_step = Some(step.id.clone());
-                self.report.error = Some(why.clone());
-                ui::err(&format!("\nStep '{}' not run: {why}", step.id));
-                self.explain_left_behind();
-                return RunStatus::Failed;
-            }
-            let started = Instant::now();
-            loop {
-                self.report.steps[i].attempts += 1;
-                let attempt = step::execute(
-                    self.session,
-                    step,
-                    Direction::Forward,
-                    self.report.steps[i].attempts,
-                );
-                let ms = started.elapsed().as_millis() as u64;
-                self.report.steps[i].duration_ms = ms;
-                match attempt.outcome {
-                    Outcome::Done => {
-                        self.report.steps[i].status = StepStatus::Completed;
-                        self.report.steps[i].error = None;
-                        ui::progress(&format!("  ✓ {} ({ms} ms)", step.id));
-                        self.completed.push(i);
-                        break;
-                    }
-                    Outcome::Aborted => {
-                        self.report.steps[i].status = StepStatus::Failed;
-                        ui::err(&format!("Stopped by the operator in step '{}'.", step.id));
-                        self.explain_left_behind();
-                        return RunStatus::Aborted;
-                    }
-                    Outcome::Interrupted => {
-                        self.report.steps[i].status = StepStatus::Failed;
-                        self.report.steps[i].error = Some("interrupted".into());
-                        ui::err(&format!("Interrupted (Ctrl-C) during step '{}'.", step.id));
-                        self.explain_left_behind();
-                        return RunStatus::Interrupted;
-                    }
-                    Outcome::Failed(diag) => {
-                        self.report.steps[i].status = StepStatus::Failed;
-                        self.report.steps[i].error = Some(diag.to_string());
-                        self.report.failed_step = Some(step.id.clone());
-                        self.report.error = Some(diag.to_string());
-                        ui::err(&format!("\nStep '{}' failed:", step.id));
-                        ui::err(&ui::render(diag.as_ref()));
-                        let mut choice = self.choose_after_failure(step);
-                        let attempts = self.report.steps[i].attempts;
-                        if choice == Choice::Retry
-                            && attempts >= UNATTENDED_RETRIES
-                            && !self
-                                .session
-                                .run()
-                                .prompter()
-                                .asks_on_terminal(&format!("{}.on-failure", step.id))
-                        {
-                            // An answers file says "retry" every time: without a person to
-                            // judge, a step that keeps failing must not be retried forever.
-                            ui::err(&format!(
-                                "Step '{}' failed {attempts} times and nobody at a terminal chose to retry it: stopping.",
-                                step.id
-                            ));
-                            choice = Choice::Stop;
-                        }
-                        match choice {
-                            Choice::Retry => match self.before_retry(step) {
-                                Settle::Rerun => {
-                                    ui::progress(&format!("  ↻ retrying {}", step.id));
-                                    continue;
-                                }
-                                Settle::Done => {
-                                    self.report.steps[i].status = StepStatus::Completed;
-                                    self.report.steps[i].error = None;
-                                    self.report.failed_step = None;
-                                    self.report.error = None;
-                                    self.completed.push(i);
-                                    break;
-                                }
-                                Settle::Stop => {
-                                    self.explain_left_behind();
-                                    return RunStatus::Failed;
-                                }
-                            },
-                            Choice::Rollback => {
-                                // The failed step is undone too when any of its writes took
-                                // effect (rollback checks that for every step).
-                                return self.rollback(Some(i));
-                            }
-                            Choice::Stop => {
-                                self.explain_left_behind();
-                                return RunStatus::Failed;
-                            }
-                        }
-                    }
-                }
             }
         }
         RunStatus::Succeeded
     }
 
-    /// Before the first step that writes in a production run: the operator sees every write
-    /// the plan can make from here and says go (`--yes` does; id `writes.confirm`).
+    /// One step, from its announcement to its end; `Some` when the run stops there.
+    fn run_step(&mut self, i: usize, step: &Step) -> Option<RunStatus> {
+        self.say.notice(Notice::StepReached {
+            index: i + 1,
+            count: self.plan().steps.len(),
+            step: step.id.clone(),
+            title: step.title.clone(),
+        });
+        if let Some(question) = &step.confirm {
+            if let Some(status) = self.confirm_step(step, question) {
+                return Some(status);
+            }
+        }
+        if let Some(status) = self.approve(step) {
+            return Some(status);
+        }
+        if let Some(why) = self.session.lock_lost() {
+            self.session
+                .run()
+                .ledger()
+                .record(Event::LeaseLost(LeaseLost {
+                    step: step.id.clone(),
+                    why: why.clone(),
+                }));
+            self.say
+                .warning(format!("\nStep '{}' not run: {why}", step.id));
+            self.explain_left_behind();
+            return Some(RunStatus::Failed);
+        }
+        self.attempts(i, step)
+    }
+
+    /// Attempts a step until it completes or the operator stops, rolls back or is gone.
+    fn attempts(&mut self, i: usize, step: &Step) -> Option<RunStatus> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tried = step::execute(self.session, step, Direction::Forward, attempt);
+            match tried.outcome {
+                Outcome::Done => {
+                    self.say.notice(Notice::StepPassed {
+                        step: step.id.clone(),
+                        duration_ms: tried.duration_ms,
+                    });
+                    return None;
+                }
+                Outcome::Aborted => {
+                    self.say
+                        .warning(format!("Stopped by the operator in step '{}'.", step.id));
+                    self.explain_left_behind();
+                    return Some(RunStatus::Aborted);
+                }
+                Outcome::Interrupted => {
+                    self.say
+                        .warning(format!("Interrupted (Ctrl-C) during step '{}'.", step.id));
+                    self.explain_left_behind();
+                    return Some(RunStatus::Interrupted);
+                }
+                Outcome::Failed(diag) => {
+                    self.say.warning(format!("\nStep '{}' failed:", step.id));
+                    self.say.problem(*diag);
+                    match self.after_failure(step, attempt) {
+                        Some(Settle::Rerun) => {
+                            self.say.progress(format!("  ↻ retrying {}", step.id));
+                        }
+                        Some(Settle::Done) => return None,
+                        Some(Settle::Stop) => {
+                            self.explain_left_behind();
+                            return Some(RunStatus::Failed);
+                        }
+                        None => return Some(self.rollback(Some(i), &[])),
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a failed attempt: run it again, count it done (its verify says it took
+    /// effect), stop, or roll back (`None`).
+    fn after_failure(&mut self, step: &Step, attempts: u32) -> Option<Settle> {
+        let mut choice = self.choose_after_failure(step);
+        let id = format!("{}.on-failure", step.id);
+        let at_terminal = self
+            .session
+            .run()
+            .operator()
+            .prompter()
+            .asks_on_terminal(&id);
+        if choice == Choice::Retry && attempts >= UNATTENDED_RETRIES && !at_terminal {
+            // An answers file says "retry" every time: without a person to judge, a step
+            // that keeps failing must not be retried forever.
+            self.say.warning(format!(
+                "Step '{}' failed {attempts} times and nobody at a terminal chose to retry it: stopping.",
+                step.id
+            ));
+            choice = Choice::Stop;
+        }
+        match choice {
+            Choice::Retry => Some(self.before_retry(step)),
+            // The failed step is undone too when any of its writes took effect (rollback
+            // checks that for every step).
+            Choice::Rollback => None,
+            Choice::Stop => Some(Settle::Stop),
+        }
+    }
+
+    /// Before the first write of a production run: lists the writes and asks once
+    /// (`writes.confirm`).
     fn confirm_writes(&mut self, first: usize, writes: &[Vec<String>]) -> Option<RunStatus> {
-        let plan = self.session.runbook().plan();
-        ui::progress("");
-        ui::progress(&ui::bold(
-            "The next steps write to the vendors this run points at (see the banner):",
-        ));
+        let plan = self.plan();
+        self.say.progress("");
+        self.say
+            .heading("The next steps write to the vendors this run points at (see the banner):");
         for (i, w) in writes.iter().enumerate().skip(first) {
             if !w.is_empty() {
-                ui::progress(&format!("  {} · {}", plan.steps[i].id, w.join(", ")));
+                self.say
+                    .progress(format!("  {} · {}", plan.steps[i].id, w.join(", ")));
             }
         }
         let answer = self
             .session
             .run()
-            .prompter()
+            .operator()
             .confirm("writes.confirm", "Go ahead with the first write?");
         match answer {
             Ok(true) => None,
             Ok(false) | Err(PromptError::Aborted) => {
-                ui::err("Stopped before the first write at the operator's request. Nothing was changed.");
+                self.say.warning(
+                    "Stopped before the first write at the operator's request. Nothing was changed.",
+                );
                 Some(RunStatus::Aborted)
             }
             Err(PromptError::Interrupted) => {
-                ui::err("Interrupted (Ctrl-C) before the first write. Nothing was changed.");
+                self.say
+                    .warning("Interrupted (Ctrl-C) before the first write. Nothing was changed.");
                 Some(RunStatus::Interrupted)
             }
             Err(e) => {
-                ui::err(&e.to_string());
-                self.report.error = Some(e.to_string());
+                self.say.warning(e.to_string());
+                self.error = Some(e.to_string());
                 Some(RunStatus::Aborted)
             }
         }
     }
 
-    /// Four eyes: the step waits for another actor's approval (its own `.approval`, or the
-    /// organisation's policy for irreversible steps). Denied or timed out, it fails closed:
-    /// nothing of it runs, and the run stops (resume asks again; rollback undoes the rest).
-    fn approve(&mut self, i: usize, step: &Step) -> Option<RunStatus> {
-        let spec = step.approval.clone().or_else(|| {
+    /// The approval a step needs: its own `.approval`, or the organisation's policy for
+    /// irreversible steps.
+    fn approval_of(&self, step: &Step) -> Option<crate::plan::ApprovalSpec> {
+        step.approval.clone().or_else(|| {
             step.irreversible
                 .as_ref()
                 .and(self.opts.approve_irreversible)
@@ -396,10 +365,31 @@ impl Runner<'_> {
                     by: "another operator (policy: irreversible steps)".into(),
                     timeout,
                 })
-        })?;
+        })
+    }
+
+    fn approval_event(&self, step: &Step, status: ApprovalStatus, set: impl FnOnce(&mut Approval)) {
+        let mut a = Approval {
+            step: step.id.clone(),
+            status,
+            requested_by: Some(self.session.run().info().actor.clone()),
+            by: None,
+            approver: None,
+            reason: None,
+            timeout_secs: None,
+        };
+        set(&mut a);
+        self.session.run().ledger().record(Event::Approval(a));
+    }
+
+    /// Four eyes: the step waits for another actor's approval. Denied or timed out, it
+    /// fails closed: nothing of it runs, and the run stops (resume asks again; rollback
+    /// undoes the rest).
+    fn approve(&mut self, step: &Step) -> Option<RunStatus> {
+        let spec = self.approval_of(step)?;
         let info = self.session.run().info();
-        if self.opts.dry_run || info.mode.is_dry_run() {
-            ui::progress(&format!(
+        if self.opts.dry_run || info.modes.is_dry_run() {
+            self.say.progress(format!(
                 "  ? approval by {} (dry-run: not requested)",
                 spec.by
             ));
@@ -416,15 +406,19 @@ impl Runner<'_> {
             nonce: crate::approval::nonce(),
         };
         if let Err(e) = crate::approval::file(&store, &request) {
-            ui::err(&ui::render(&e));
-            self.report.error = Some(e.to_string());
+            self.error = Some(e.to_string());
+            self.say.problem(e);
             return Some(RunStatus::Failed);
         }
+        self.approval_event(step, ApprovalStatus::Requested, |a| {
+            a.by = Some(spec.by.clone());
+            a.timeout_secs = Some(spec.timeout.as_secs());
+        });
         self.event(
-            "approval.requested",
+            Action::ApprovalRequested,
             json!({"step": step.id, "by": spec.by, "timeout_secs": spec.timeout.as_secs()}),
         );
-        ui::progress(&format!(
+        self.say.progress(format!(
             "  ⧗ waiting for approval by {} (up to {}): `runbook approve {}` or `runbook deny {} --reason ...`, as another actor",
             spec.by,
             crate::interrupt::human(spec.timeout),
@@ -435,65 +429,78 @@ impl Runner<'_> {
             let _paused = crate::interrupt::pause_budget();
             crate::approval::wait(&store, &info.run_id, &request.nonce, spec.timeout)
         };
-        let fail = |this: &mut Self, why: String| {
-            this.report.steps[i].status = StepStatus::Failed;
-            this.report.steps[i].error = Some(why.clone());
-            this.report.failed_step = Some(step.id.clone());
-            this.report.error = Some(why.clone());
-            ui::err(&format!("\nStep '{}' not run: {why}", step.id));
-            this.explain_left_behind();
-        };
-        match decision {
-            Some(crate::approval::Decision::Approved { by, .. }) => {
-                self.event(
-                    "approval.approved",
-                    json!({"step": step.id, "approver": by}),
-                );
-                ui::progress(&format!("  ✓ approved by {by}"));
-                None
+        self.decided(step, &spec, decision)
+    }
+
+    /// What came of an approval request.
+    fn decided(
+        &mut self,
+        step: &Step,
+        spec: &crate::plan::ApprovalSpec,
+        decision: Option<crate::approval::Decision>,
+    ) -> Option<RunStatus> {
+        use crate::approval::Decision;
+        let (status, approver, reason) = match decision {
+            Some(Decision::Approved { by, .. }) => (ApprovalStatus::Approved, Some(by), None),
+            Some(Decision::Denied { by, reason, .. }) => {
+                (ApprovalStatus::Denied, Some(by), Some(reason))
             }
-            Some(crate::approval::Decision::Denied { by, reason, .. }) => {
-                self.event(
-                    "approval.denied",
-                    json!({"step": step.id, "approver": by, "reason": reason}),
-                );
-                fail(self, format!("{by} denied the approval: {reason}"));
-                Some(RunStatus::Failed)
-            }
-            Some(crate::approval::Decision::Timeout { .. }) => {
-                self.event(
-                    "approval.timeout",
-                    json!({"step": step.id, "timeout_secs": spec.timeout.as_secs()}),
-                );
-                fail(
-                    self,
-                    format!(
-                        "no approval within {} (recorded as timeout, not as denied)",
-                        crate::interrupt::human(spec.timeout)
-                    ),
-                );
-                Some(RunStatus::Failed)
-            }
+            Some(Decision::Timeout { .. }) => (ApprovalStatus::Timeout, None, None),
             None => {
-                ui::err(&format!(
+                self.say.warning(format!(
                     "Interrupted (Ctrl-C) waiting for the approval of step '{}'.",
                     step.id
                 ));
                 self.explain_left_behind();
-                Some(RunStatus::Interrupted)
+                return Some(RunStatus::Interrupted);
             }
+        };
+        let timeout_secs = spec.timeout.as_secs();
+        let context = match status {
+            ApprovalStatus::Timeout => json!({"step": step.id, "timeout_secs": timeout_secs}),
+            ApprovalStatus::Denied => {
+                json!({"step": step.id, "approver": approver, "reason": reason})
+            }
+            _ => json!({"step": step.id, "approver": approver}),
+        };
+        let action = match status {
+            ApprovalStatus::Approved => Action::ApprovalApproved,
+            ApprovalStatus::Denied => Action::ApprovalDenied,
+            _ => Action::ApprovalTimeout,
+        };
+        self.event(action, context);
+        self.approval_event(step, status, |a| {
+            a.approver = approver.clone();
+            a.reason = reason;
+            a.timeout_secs = (status == ApprovalStatus::Timeout).then_some(timeout_secs);
+        });
+        if status == ApprovalStatus::Approved {
+            let by = approver.unwrap_or_default();
+            self.say.progress(format!("  ✓ approved by {by}"));
+            return None;
         }
+        let why = self
+            .session
+            .run()
+            .ledger()
+            .read(None, |l| l.step(&step.id).and_then(|s| s.error.clone()))
+            .unwrap_or_default();
+        self.say
+            .warning(format!("\nStep '{}' not run: {why}", step.id));
+        self.explain_left_behind();
+        Some(RunStatus::Failed)
     }
 
     fn confirm_step(&mut self, step: &Step, question: &str) -> Option<RunStatus> {
         if self.opts.dry_run {
-            ui::progress(&format!("  ? {question} (dry-run: not asked)"));
+            self.say
+                .progress(format!("  ? {question} (dry-run: not asked)"));
             return None;
         }
         match step::confirm(self.session, step, question) {
             Confirmation::Yes => None,
             Confirmation::No => {
-                ui::err(&format!(
+                self.say.warning(format!(
                     "Stopped before step '{}' at the operator's request.",
                     step.id
                 ));
@@ -501,7 +508,7 @@ impl Runner<'_> {
                 Some(RunStatus::Aborted)
             }
             Confirmation::Interrupted => {
-                ui::err(&format!(
+                self.say.warning(format!(
                     "Interrupted (Ctrl-C) at the confirmation of step '{}'.",
                     step.id
                 ));
@@ -509,8 +516,8 @@ impl Runner<'_> {
                 Some(RunStatus::Interrupted)
             }
             Confirmation::NoAnswer(diag) => {
-                ui::err(&ui::render(diag.as_ref()));
-                self.report.error = Some(diag.to_string());
+                self.error = Some(diag.to_string());
+                self.say.problem(*diag);
                 self.explain_left_behind();
                 Some(RunStatus::Aborted)
             }
@@ -525,28 +532,18 @@ impl Runner<'_> {
             .run()
             .writes_of(&step.id)
             .iter()
-            .any(|w| w.state.uncertain());
+            .any(|w| w.outcome.uncertain());
         if !lost {
             return Settle::Rerun;
         }
         match step::settle(self.session, step, false) {
             Ok(Settle::Done) => {
-                self.session
-                    .run()
-                    .record(Record::StepOutcome(crate::journal::StepOutcome {
-                        step: step.id.clone(),
-                        status: crate::journal::StepEnd::Completed,
-                        duration_ms: None,
-                        error: None,
-                        wrote: None,
-                        verified: Some(true),
-                        ctx: Some(self.session.ctx().snapshot()),
-                    }));
+                step::settled_done(self.session, step);
                 Settle::Done
             }
             Ok(other) => other,
             Err(e) => {
-                ui::err(&format!("{e}; stopping here"));
+                self.say.warning(format!("{e}; stopping here"));
                 Settle::Stop
             }
         }
@@ -554,44 +551,41 @@ impl Runner<'_> {
 
     /// The last completed step that cannot be undone: once it ran, the run only goes forward.
     fn point_of_no_return(&self) -> Option<&Step> {
-        let plan = self.session.runbook().plan();
-        self.completed
-            .iter()
+        let plan = self.plan();
+        self.completed()
+            .into_iter()
             .rev()
-            .map(|&i| &plan.steps[i])
+            .map(|i| &plan.steps[i])
             .find(|s| s.irreversible.is_some())
     }
 
     fn choose_after_failure(&self, step: &Step) -> Choice {
         let forward_only = self.point_of_no_return();
-        let policy = self.session.runbook().plan().meta().on_failure;
+        let policy = self.plan().meta().on_failure;
         let stop_by_default =
             forward_only.is_some() || self.opts.no_rollback || policy == FailurePolicy::Stop;
         let yes_default = if stop_by_default { "stop" } else { "rollback" };
-        let (options, question) = match forward_only {
+        let (options, question): (&[&str], String) = match forward_only {
             Some(done) => (
-                vec!["retry".to_string(), "stop".to_string()],
+                &["retry", "stop"],
                 format!(
                     "Retry the step, or stop here? (Step '{}' cannot be undone, so the run only goes forward.)",
                     done.id
                 ),
             ),
             None => (
-                vec![
-                    "retry".to_string(),
-                    "rollback".to_string(),
-                    "stop".to_string(),
-                ],
+                &["retry", "rollback", "stop"],
                 "Retry the step, roll back completed steps, or stop here?".to_string(),
             ),
         };
+        let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
         let id = format!("{}.on-failure", step.id);
-        let mut prompter = self.session.run().prompter();
-        if !prompter.can_confirm(&id) {
+        let operator = self.session.run().operator();
+        if !operator.prompter().can_confirm(&id) {
             // Nobody to ask: leave everything as it is, and say how to continue.
             return Choice::Stop;
         }
-        match prompter.choose(&id, &question, &options, Some(yes_default)) {
+        match operator.choose(&id, &question, &options, Some(yes_default)) {
             Ok(c) if c == "retry" => Choice::Retry,
             Ok(c) if c == "rollback" => Choice::Rollback,
             Ok(_) => Choice::Stop,
@@ -601,119 +595,129 @@ impl Runner<'_> {
                 Choice::Stop
             }
             Err(e) => {
-                ui::err(&format!("{e}; stopping here"));
+                self.say.warning(format!("{e}; stopping here"));
                 Choice::Stop
             }
         }
     }
 
-    /// Undoes completed steps, newest first (and the failed step first if it wrote
-    /// something), stopping at an irreversible step.
-    fn rollback(&mut self, failed: Option<usize>) -> RunStatus {
-        let plan = self.session.runbook().plan();
-        ui::progress("");
-        ui::progress(&ui::bold("Rolling back"));
-        let completed = self.completed.clone();
+    /// Undoes completed steps (and `also`), newest first, and the failed step first if it
+    /// wrote something, stopping at an irreversible step.
+    fn rollback(&mut self, failed: Option<usize>, also: &[usize]) -> RunStatus {
+        self.say.progress("");
+        self.say.heading("Rolling back");
+        let mut completed = self.completed();
+        completed.extend(
+            also.iter()
+                .filter(|i| !completed.contains(i))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        completed.sort();
         let order: Vec<usize> = failed
             .into_iter()
             .chain(completed.iter().rev().copied())
             .collect();
         for i in order {
-            let step = &plan.steps[i];
-            if let (Some(why), true) = (&step.irreversible, completed.contains(&i)) {
-                ui::err(&format!(
-                    "  ✗ cannot roll back past step '{}': {why}",
-                    step.id
-                ));
-                self.session.run().record(Record::RollbackBlocked {
-                    step: step.id.clone(),
-                    why: why.clone(),
-                });
-                return RunStatus::Failed;
-            }
-            if step.undo.is_none() {
-                continue;
-            }
-            let took_effect = self
-                .session
-                .run()
-                .writes_of(&step.id)
-                .iter()
-                .any(|w| w.state.may_have_applied());
-            if !took_effect && !step.undo_always {
-                if completed.contains(&i) {
-                    ui::progress(&format!(
-                        "  · {}: nothing to undo (none of its writes took effect)",
-                        step.id
-                    ));
-                }
-                continue;
-            }
-            ui::progress(&format!("  ↶ undoing {} · {}", step.id, step.title));
-            match step::execute(self.session, step, Direction::Undo, 0).outcome {
-                Outcome::Done => {
-                    self.report.steps[i].status = StepStatus::Undone;
-                    self.completed.retain(|c| *c != i);
-                }
-                Outcome::Failed(diag) => {
-                    self.report.steps[i].status = StepStatus::UndoFailed;
-                    ui::err(&format!("  ✗ undo of '{}' failed:", step.id));
-                    ui::err(&ui::render(diag.as_ref()));
-                    let next = if self.rehearsal_in_process() {
-                        "Fix the cause and rehearse again.".to_string()
-                    } else {
-                        format!(
-                            "Fix the cause, then `runbook rollback {}`.",
-                            self.report.run_id
-                        )
-                    };
-                    ui::err(&format!(
-                        "  Rollback stopped here: the steps before it are still applied. {next}"
-                    ));
-                    return RunStatus::Failed;
-                }
-                Outcome::Aborted => return RunStatus::Aborted,
-                Outcome::Interrupted => return RunStatus::Interrupted,
+            if let Some(status) = self.undo_one(i, completed.contains(&i)) {
+                return status;
             }
         }
-        ui::progress("  rollback complete");
+        self.say.progress("  rollback complete");
         RunStatus::RolledBack
+    }
+
+    /// Undoes one step of a rollback; `Some` when the rollback stops there.
+    fn undo_one(&mut self, i: usize, completed: bool) -> Option<RunStatus> {
+        let step = &self.plan().steps[i];
+        if let (Some(why), true) = (&step.irreversible, completed) {
+            self.say.warning(format!(
+                "  ✗ cannot roll back past step '{}': {why}",
+                step.id
+            ));
+            self.session.run().ledger().record(Event::RollbackBlocked {
+                step: step.id.clone(),
+                why: why.clone(),
+            });
+            return Some(RunStatus::Failed);
+        }
+        step.undo.as_ref()?;
+        let took_effect = self
+            .session
+            .run()
+            .writes_of(&step.id)
+            .iter()
+            .any(|w| w.outcome.may_have_applied());
+        if !took_effect && !step.undo_always {
+            if completed {
+                self.say.progress(format!(
+                    "  · {}: nothing to undo (none of its writes took effect)",
+                    step.id
+                ));
+            }
+            return None;
+        }
+        self.say
+            .progress(format!("  ↶ undoing {} · {}", step.id, step.title));
+        match step::execute(self.session, step, Direction::Undo, 0).outcome {
+            Outcome::Done => None,
+            Outcome::Failed(diag) => {
+                self.say
+                    .warning(format!("  ✗ undo of '{}' failed:", step.id));
+                self.say.problem(*diag);
+                let next = if self.rehearsal_in_process() {
+                    "Fix the cause and rehearse again.".to_string()
+                } else {
+                    format!(
+                        "Fix the cause, then `runbook rollback {}`.",
+                        self.session.run_id()
+                    )
+                };
+                self.say.warning(format!(
+                    "  Rollback stopped here: the steps before it are still applied. {next}"
+                ));
+                Some(RunStatus::Failed)
+            }
+            Outcome::Aborted => Some(RunStatus::Aborted),
+            Outcome::Interrupted => Some(RunStatus::Interrupted),
+        }
     }
 
     /// Whether the run rehearses against an in-process sandbox, whose vendors end with it:
     /// nothing can resume or roll it back later.
     fn rehearsal_in_process(&self) -> bool {
-        self.session.run().mode() == Mode::Sandbox
+        self.session.run().info().modes.target == Target::Sandbox
     }
 
     fn explain_left_behind(&self) {
-        let plan = self.session.runbook().plan();
+        let plan = self.plan();
         let applied: Vec<&str> = self
-            .completed
+            .completed()
             .iter()
             .map(|i| plan.steps[*i].id.as_str())
             .collect();
         if applied.is_empty() {
-            ui::err("No step had completed; nothing was changed by completed steps.");
+            self.say
+                .warning("No step had completed; nothing was changed by completed steps.");
             return;
         }
-        ui::err(&format!(
+        self.say.warning(format!(
             "Completed steps left in place: {}.",
             applied.join(", ")
         ));
         if self.opts.dry_run {
             return;
         }
-        let run_id = &self.report.run_id;
+        let run_id = self.session.run_id();
         if self.rehearsal_in_process() {
-            ui::err("This rehearsal's simulated vendors end with this process, so it cannot be resumed or rolled back. To rehearse resume and rollback, start `runbook sandbox` in another shell, load its exports, and run `runbook exec` without --sandbox.");
+            self.say.warning("This rehearsal's simulated vendors end with this process, so it cannot be resumed or rolled back. To rehearse resume and rollback, start `runbook sandbox` in another shell, load its exports, and run `runbook exec` without --sandbox.");
         } else if let Some(done) = self.point_of_no_return() {
-            ui::err(&format!(
+            self.say.warning(format!(
                 "Step '{}' cannot be undone, so the run only goes forward: fix the cause, then continue with `runbook resume {run_id}`.",
                 done.id
             ));
         } else {
-            ui::err(&format!(
+            self.say.warning(format!(
                 "Continue with `runbook resume {run_id}`, or undo them with `runbook rollback {run_id}`."
             ));
         }

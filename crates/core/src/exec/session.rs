@@ -8,11 +8,15 @@ use crate::audit::AuditLog;
 use crate::diagnostic::ScriptError;
 use crate::engine::{ABORTED, INTERRUPTED};
 use crate::error::{Error, Result};
-use crate::host::{Phase, RunContext, RunParts, Services, Stage};
-use crate::journal::{self, Journal, Record, RunStart, RunState};
+use crate::events::{Event, LeaseTaken, RunResumed, RunStarted};
+use crate::host::{
+    Auditor, Operator, Phase, Policy, RunContext, RunParts, Services, Stage, Webhook,
+};
+use crate::ledger::{Ledger, LedgerWriter};
 use crate::prompt::Prompter;
-use crate::run::{self, Mode, RunInfo, RunStatus};
+use crate::run::{self, Entry, Modes, RunInfo, RunStatus, Target};
 use crate::runbook::Runbook;
+use crate::sink::{Say, SinkRef};
 use crate::store::Store;
 use crate::value::Ctx;
 use rhai::{Dynamic, EvalAltResult, FnPtr};
@@ -35,155 +39,170 @@ pub struct Session {
     lock: Option<Lock>,
 }
 
-/// Everything a new run needs.
-pub struct NewRun {
+/// What a run needs from the process that runs it, new or reopened.
+pub struct Wiring {
     pub store: Store,
     pub actor: String,
-    pub mode: Mode,
-    /// Rehearsing against an in-process sandbox (which dies with the process).
-    pub sandbox: bool,
     pub services: Services,
     pub prompter: Prompter,
-    /// `ctx.params`, resolved.
-    pub params: rhai::Map,
+    /// Where the engine's events and notices go.
+    pub sink: SinkRef,
+    /// `RUNBOOK_AUDIT_WEBHOOK`: every audit entry is also sent there.
+    pub webhook: Option<String>,
     /// Take the rotation's lock even if another run holds it (journalled).
     pub break_lock: bool,
 }
 
-/// Everything reopening a stopped run needs.
-pub struct Reopen {
-    pub store: Store,
-    pub run_id: String,
-    pub actor: String,
-    /// What the new process does with the run: resume, rollback or repl.
-    pub attempt: Mode,
-    /// Accept a runbook that changed since the run (says what changed).
-    pub force: bool,
-    pub break_lock: bool,
-    pub services: Services,
-    pub prompter: Prompter,
+/// Everything a new run needs.
+pub struct NewRun {
+    pub wiring: Wiring,
+    /// Where it goes and what it does (`entry` is `exec` or `repl`).
+    pub modes: Modes,
+    /// `ctx.params`, resolved.
+    pub params: rhai::Map,
 }
 
-/// A reopened run and what its journal says.
+/// Everything reopening a stopped run needs.
+pub struct Reopen {
+    pub wiring: Wiring,
+    pub run_id: String,
+    /// What the new process does with the run: resume, rollback or repl.
+    pub entry: Entry,
+    /// Accept a runbook that changed since the run (says what changed).
+    pub force: bool,
+}
+
+/// A reopened run and what its ledger said when it was reopened.
 pub struct Reopened {
     pub session: Session,
-    pub state: RunState,
-    /// Indexes of the steps the journal says completed.
+    pub state: Ledger,
+    /// Indexes of the steps the ledger says completed.
     pub completed: Vec<usize>,
+}
+
+/// A run's context from its wiring, identity and ledger: its parts (see `RunContext`),
+/// the operator channel, and the runbook's policy for these params.
+fn context(
+    w: Wiring,
+    info: RunInfo,
+    ledger: Rc<LedgerWriter>,
+    say: Say,
+    policy: Policy,
+) -> Rc<RunContext> {
+    let services = Rc::new(w.services);
+    let webhook = w.webhook.map(|url| Webhook {
+        url,
+        services: services.clone(),
+    });
+    let auditor = Auditor::new(AuditLog::new(&w.store), info.clone(), say.clone(), webhook);
+    let operator = Operator::new(w.prompter, ledger.clone());
+    let parts = RunParts {
+        auditor: Rc::new(auditor),
+        info,
+        say,
+        services,
+        ledger,
+        store: w.store,
+    };
+    RunContext::new(parts, operator, policy)
 }
 
 impl Session {
     /// Starts a new run of `runbook`: takes the lock (not for a dry run, which changes
-    /// nothing), opens the journal and records the start.
+    /// nothing), records the start and attaches the run to the engine.
     pub fn start(runbook: Runbook, new: NewRun) -> Result<Session> {
-        crate::store::load_fingerprint_key(&new.store)?;
+        let w = new.wiring;
+        crate::store::load_fingerprint_key(&w.store)?;
         let info = RunInfo {
             run_id: run::new_run_id(),
-            actor: new.actor,
+            actor: w.actor.clone(),
             runbook_id: runbook.plan().meta().id.clone(),
-            mode: new.mode,
+            modes: new.modes,
         };
+        let say = Say::new(w.sink.clone(), &info.run_id);
         let ctx = Ctx::new(new.params);
         // A dry run changes nothing; a REPL session runs single steps by hand.
-        let lock = if matches!(new.mode, Mode::DryRun | Mode::Repl) {
+        let lock = if new.modes.is_dry_run() || new.modes.entry == Entry::Repl {
             None
         } else {
             let key = super::lock::key(runbook.plan(), &ctx.snapshot()["params"]);
             Some(Lock::acquire(
-                &new.store,
+                &w.store,
                 &key,
                 &info.run_id,
                 &info.actor,
-                new.break_lock,
+                w.break_lock,
+                &say,
             )?)
         };
-        let parts = RunParts {
-            journal: Rc::new(Journal::open(&new.store, &info.run_id)?),
-            audit: AuditLog::new(&new.store),
-            store: new.store.clone(),
-            services: Rc::new(new.services),
-            info,
-        };
-        let run = RunContext::new(parts, new.prompter, Vec::new());
+        let ledger = Rc::new(LedgerWriter::new(&w.store, say.clone()));
+        let policy = Policy::of(runbook.plan(), &ctx.snapshot()["params"]);
+        let run = context(w, info, ledger, say, policy);
         let session = Session::attach(runbook, run, ctx, lock);
-        session.run.record_required(Record::RunStart(RunStart {
-            run_id: session.run.info().run_id.clone(),
-            runbook: session.run.info().runbook_id.clone(),
-            source: resume::fingerprints(&session.runbook),
-            params: session.ctx.snapshot()["params"].clone(),
-            actor: session.run.info().actor.clone(),
-            host: run::hostname(),
-            pid: std::process::id(),
-            mode: new.mode,
-            sandbox: new.sandbox,
-        }))?;
-        session.note_broken_lock();
+        let info = session.run.info();
+        session
+            .run
+            .ledger()
+            .required(Event::RunStarted(RunStarted {
+                runbook: info.runbook_id.clone(),
+                source: resume::fingerprints(&session.runbook),
+                params: session.ctx.snapshot()["params"].clone(),
+                actor: info.actor.clone(),
+                host: run::hostname(),
+                pid: std::process::id(),
+                target: info.modes.target,
+                effect: info.modes.effect,
+                entry: info.modes.entry,
+            }))?;
+        session.note_lock();
         Ok(session)
     }
 
-    /// Reopens a stopped run from its journal: reloads its runbook (refusing a changed one
+    /// Reopens a stopped run from its ledger: reloads its runbook (refusing a changed one
     /// unless forced), takes its lock, restores `ctx` (secrets supplied again and checked by
     /// fingerprint) and says which steps completed.
     pub fn reopen(r: Reopen) -> Result<Reopened> {
-        let what = r.attempt.as_str();
-        crate::store::load_fingerprint_key(&r.store)?;
-        let state = open_journal(&r.store, &r.run_id)?;
+        let w = r.wiring;
+        crate::store::load_fingerprint_key(&w.store)?;
+        let (_, state) = crate::ledger::open(&w.store, &r.run_id)?;
+        refuse_reopening(&state, &r.run_id, r.entry)?;
         let start = &state.start;
-        if start.mode == Mode::DryRun {
-            return Err(Error::usage(
-                format!("run {} was a dry run: there is nothing to {what}", r.run_id),
-                "start a real run with `runbook exec`",
-            ));
-        }
-        if start.sandbox {
-            return Err(Error::usage(
-                format!(
-                    "run {} used an in-process --sandbox, whose simulated vendors ended with it",
-                    r.run_id
-                ),
-                "rehearse crash recovery against `runbook sandbox` (a separate process) instead",
-            ));
-        }
-        match state.settled() {
-            Some(RunStatus::Succeeded) if r.attempt != Mode::Rollback => {
-                return Err(Error::usage(
-                    format!("run {} already succeeded: nothing to resume", r.run_id),
-                    "start a new rotation with `runbook exec`",
-                ));
-            }
-            Some(RunStatus::RolledBack) => {
-                return Err(Error::usage(
-                    format!("run {} was already rolled back", r.run_id),
-                    "start a new rotation with `runbook exec`",
-                ));
-            }
-            _ => {}
-        }
         let file = crate::runbook::SourceFile::read(Path::new(&start.source.path))?;
         let runbook = Runbook::load(file)?;
-        resume::check_unchanged(start, &runbook, r.force)?;
-        let key = super::lock::key(runbook.plan(), &start.params);
-        let lock = Lock::acquire(&r.store, &key, &r.run_id, &r.actor, r.break_lock)?;
-        let parts = RunParts {
-            info: RunInfo {
-                run_id: r.run_id.clone(),
-                actor: r.actor.clone(),
-                runbook_id: runbook.plan().meta().id.clone(),
-                mode: r.attempt,
+        resume::check_unchanged(
+            start,
+            &runbook,
+            r.force,
+            &Say::new(w.sink.clone(), &r.run_id),
+        )?;
+        let info = RunInfo {
+            run_id: r.run_id.clone(),
+            actor: w.actor.clone(),
+            runbook_id: runbook.plan().meta().id.clone(),
+            modes: Modes {
+                target: start.target,
+                effect: start.effect,
+                entry: r.entry,
             },
-            services: Rc::new(r.services),
-            journal: Rc::new(Journal::open(&r.store, &r.run_id)?),
-            audit: AuditLog::new(&r.store),
-            store: r.store.clone(),
         };
-        let run = RunContext::new(parts, r.prompter, state.writes.clone());
+        let say = Say::new(w.sink.clone(), &info.run_id);
+        let key = super::lock::key(runbook.plan(), &start.params);
+        let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, w.break_lock, &say)?;
+        let ledger = Rc::new(LedgerWriter::reopened(&w.store, say.clone(), state.clone()));
+        let policy = Policy::of(runbook.plan(), &start.params);
+        let actor = w.actor.clone();
+        let run = context(w, info, ledger, say, policy);
         let mut session = Session::attach(runbook, run, Ctx::default(), Some(lock));
-        session.note_broken_lock();
-        session.run.record_required(Record::RunResume {
-            actor: r.actor,
-            pid: std::process::id(),
-            attempt: r.attempt,
-        })?;
+        session
+            .run
+            .ledger()
+            .required(Event::RunResumed(RunResumed {
+                actor,
+                host: run::hostname(),
+                pid: std::process::id(),
+                entry: r.entry,
+            }))?;
+        session.note_lock();
         session.ctx = resume::restore_ctx(&session, &state)?;
         let completed = session
             .runbook
@@ -209,14 +228,6 @@ impl Session {
         lock: Option<Lock>,
     ) -> Session {
         runbook.attach(Stage::Running(run.clone()));
-        // The REPL without a runbook declares nothing: its operator is at the keyboard.
-        let plan = runbook.plan();
-        run.set_masking(plan.meta().masking.clone());
-        run.set_egress(if plan.steps.is_empty() {
-            crate::plan::egress::Egress::unrestricted()
-        } else {
-            crate::plan::egress::Egress::resolve(&plan.meta().egress, &ctx.snapshot()["params"])
-        });
         Session {
             runbook,
             run,
@@ -225,20 +236,27 @@ impl Session {
         }
     }
 
-    fn note_broken_lock(&self) {
-        let Some(holder) = self.lock.as_ref().and_then(Lock::broken) else {
+    /// Records the lease this run took, and the holder it broke, if it broke one.
+    fn note_lock(&self) {
+        let Some(lock) = &self.lock else {
+            return;
+        };
+        self.run.ledger().record(Event::LeaseTaken(LeaseTaken {
+            key: lock.key().to_string(),
+            lease_id: lock.lease_id().to_string(),
+        }));
+        let Some(holder) = lock.broken() else {
             return;
         };
         let holder = serde_json::to_value(holder).unwrap_or_default();
-        self.run.record(Record::LockBroken {
+        self.run.ledger().record(Event::LockBroken {
             holder: holder.clone(),
         });
-        if let Err(e) = self
-            .run
-            .audit_event("lock.broken", serde_json::json!({ "holder": holder }))
-        {
-            crate::ui::err(&format!("warning: could not write the audit log: {e}"));
-        }
+        self.run.auditor().note(
+            "",
+            crate::audit::Action::LockBroken,
+            serde_json::json!({ "holder": holder }),
+        );
     }
 
     pub fn runbook(&self) -> &Runbook {
@@ -282,7 +300,7 @@ impl Session {
     /// Calls a step's closure (or its undo, or a verify) in `phase` with this run's `ctx`.
     pub fn call(&self, f: &FnPtr, phase: Phase) -> Outcome {
         self.run.set_phase(phase);
-        self.run.reset_writes();
+        self.run.scope().reset_writes();
         match self.runbook.call::<Dynamic>(f, self.ctx.clone()) {
             Ok(_) => Outcome::Done,
             Err(e) => self.outcome_of(&e),
@@ -330,19 +348,32 @@ fn termination(err: &EvalAltResult) -> Option<String> {
     }
 }
 
-/// A run's journal, read and summarised.
-pub(crate) fn open_journal(store: &Store, run_id: &str) -> Result<RunState> {
-    let not_found = || Error::RunNotFound {
-        run_id: run_id.to_string(),
-        dir: store.runs_where(),
-    };
-    if !run::is_run_id(run_id) {
-        return Err(not_found());
+/// Why a stopped run cannot be reopened for `entry`, if it cannot.
+fn refuse_reopening(state: &Ledger, run_id: &str, entry: Entry) -> Result<()> {
+    let what = entry.as_str();
+    if state.start.effect == crate::run::Effect::DryRun {
+        return Err(Error::usage(
+            format!("run {run_id} was a dry run: there is nothing to {what}"),
+            "start a real run with `runbook exec`",
+        ));
     }
-    let entries = journal::read_run(store, run_id)?.ok_or_else(not_found)?;
-    RunState::from_entries(&entries).ok_or_else(|| Error::JournalDamaged {
-        path: store.journal_where(run_id).into(),
-        line: 1,
-        reason: "it has no start record".into(),
-    })
+    if state.start.target == Target::Sandbox {
+        return Err(Error::usage(
+            format!(
+                "run {run_id} used an in-process --sandbox, whose simulated vendors ended with it"
+            ),
+            "rehearse crash recovery against `runbook sandbox` (a separate process) instead",
+        ));
+    }
+    match state.settled() {
+        Some(RunStatus::Succeeded) if entry != Entry::Rollback => Err(Error::usage(
+            format!("run {run_id} already succeeded: nothing to resume"),
+            "start a new rotation with `runbook exec`",
+        )),
+        Some(RunStatus::RolledBack) => Err(Error::usage(
+            format!("run {run_id} was already rolled back"),
+            "start a new rotation with `runbook exec`",
+        )),
+        _ => Ok(()),
+    }
 }

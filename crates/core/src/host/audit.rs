@@ -30,8 +30,8 @@ pub(crate) fn register(reg: &mut Registrar) {
                 return Ok(false);
             };
             let run_id = &run.info().run_id;
-            Ok(run
-                .audit_log()
+            let action = crate::audit::Action::parse(action);
+            Ok(crate::audit::AuditLog::new(&run.parts().store)
                 .entries()
                 .unwrap_or_default()
                 .iter()
@@ -49,6 +49,11 @@ fn log(stage: &Stage, action: &str, context: Map) -> R<()> {
         return Ok(());
     }
     // A script's own entry over the limit is its author's to shrink: refuse it, don't cut it.
-    run.audit_entry(action, context)
+    run.auditor()
+        .entry(
+            &run.step_name(),
+            crate::audit::Action::parse(action),
+            context,
+        )
         .map_err(RunContext::audit_failed)
 }

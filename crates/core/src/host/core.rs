@@ -111,8 +111,8 @@ fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {
 /// A failed check. Under `--dry-run`, once a write has been skipped, later checks may depend
 /// on it (the new token is not really in Infisical), so they are reported, not enforced.
 fn check_failed(stage: &Stage, kind: &str, message: &str, help: Option<String>) -> R<()> {
-    if stage.checks_unverifiable() {
-        crate::ui::progress(&format!(
+    if let (true, Stage::Running(h)) = (stage.checks_unverifiable(), stage) {
+        h.say().progress(format!(
             "    [dry-run] check not verifiable without the skipped writes: {}",
             runbook_secret::strip_markers(message)
         ));
@@ -339,7 +339,7 @@ pub(crate) fn register(reg: &mut Registrar) {
                     .ok_or_else(|| {
                         throw(
                             "usage",
-                            format!(".approval(): timeout '{}' is not a duration between 1s and 7 days", crate::ui::truncate(&t, 40)),
+                            format!(".approval(): timeout '{}' is not a duration between 1s and 7 days", crate::text::truncate(&t, 40)),
                             Some("e.g. timeout: \"30m\"".into()),
                         )
                     })?,
@@ -373,7 +373,7 @@ pub(crate) fn register(reg: &mut Registrar) {
                         "usage",
                         format!(
                             ".timeout(\"{}\"): not a duration between 1s and 24h",
-                            crate::ui::truncate(limit, 40)
+                            crate::text::truncate(limit, 40)
                         ),
                         Some("write a whole number and a unit: \"90s\", \"10m\", \"2h\"".into()),
                     )

@@ -115,7 +115,7 @@ fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
         .collect();
     for (app, r) in &results {
         if let Some(Ok(())) = r {
-            crate::ui::progress(&format!(
+            h.say().progress(format!(
                 "    {app}: {} (new release, dynos restart)",
                 said.join(", ")
             ));
@@ -173,7 +173,7 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             })?,
     };
     if h.dry_run() {
-        crate::ui::progress(&format!(
+        h.say().progress(format!(
             "    [dry-run] would wait for {} app(s) to be up",
             apps.len()
         ));
@@ -250,17 +250,12 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
     let v = h.vendors()?;
     let fp = value.fingerprint();
     let started = std::time::Instant::now();
+    let progress = super::vendor_call::scan_progress(h.say(), "heroku: config vars read");
     let scan = h.block("heroku: reading every app's config vars", async move {
-        runbook_vendors::discovery::heroku(
-            &v,
-            &fp,
-            apps,
-            super::vendor_call::scan_progress("heroku: config vars read"),
-        )
-        .await
+        runbook_vendors::discovery::heroku(&v, &fp, apps, progress).await
     })?;
     if scan.scanned >= 50 {
-        crate::ui::progress(&format!(
+        h.say().progress(format!(
             "    heroku: read the config of {} apps in {:.1}s",
             scan.scanned,
             started.elapsed().as_secs_f64()

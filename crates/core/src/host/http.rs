@@ -10,7 +10,7 @@ use super::placeholder::Placeholder;
 use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::{Registrar, Repeat};
-use crate::journal::WriteState;
+use crate::events::WriteOutcome;
 use crate::value::{self, throw};
 use base64::Engine as _;
 use reqwest::Method;
@@ -574,12 +574,12 @@ fn check_egress(h: &RunContext, url: &str, function: &str) -> R<()> {
             "usage",
             format!(
                 "{function}: bad URL '{}': {e}",
-                crate::ui::truncate(&url, 200)
+                crate::text::truncate(&url, 200)
             ),
             None,
         )
     })?;
-    let egress = h.egress();
+    let egress = &h.policy().egress;
     if egress.allows(&parsed) {
         return Ok(());
     }
@@ -593,11 +593,11 @@ fn check_egress(h: &RunContext, url: &str, function: &str) -> R<()> {
         "egress",
         format!(
             "{function}: {} is not in this runbook's egress ({declared}); nothing was sent",
-            crate::ui::truncate(&host, 200)
+            crate::text::truncate(&host, 200)
         ),
         Some(format!(
             "if the runbook should reach it, declare it: runbook(#{{ ..., egress: [\"{}\"] }}), or \"param:NAME\" for a host the operator gives",
-            crate::ui::truncate(&host, 200)
+            crate::text::truncate(&host, 200)
         )),
     ))
 }
@@ -610,7 +610,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     if effect == Effect::Read && holds_dry_run_secret(&Dynamic::from_map(opts.clone())) {
         // The credential does not exist: sending it would only earn a 401.
         h.require_step(&function)?;
-        crate::ui::progress(&format!(
+        h.say().progress(format!(
             "    [dry-run] not sent: {method} {url} uses a value only a skipped write would produce"
         ));
         return Ok(dry_run_response(&function, &secrets));
@@ -628,7 +628,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
             .unwrap_or(false);
         if carries_body || secret_in_query {
             h.require_step(&function)?;
-            crate::ui::progress(&format!(
+            h.say().progress(format!(
                 "    [dry-run] not sent: {method} {url} carries {}",
                 if carries_body {
                     "a body"
@@ -712,9 +712,9 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
             .and_then(|m| m.get("status").and_then(|s| s.as_int().ok()))
             .unwrap_or(0);
         if (200..400).contains(&status) {
-            WriteState::Applied
+            WriteOutcome::Applied
         } else {
-            WriteState::Failed
+            WriteOutcome::Failed
         }
     })?;
     if h.dry_run() {

@@ -107,24 +107,19 @@ fn approval_timeout(opts: &Map, function: &str) -> R<u64> {
 /// Says that Infisical filed a change request instead of applying a write, how an approver
 /// (or, in a rehearsal, the operator) merges it, and audits it.
 fn announce(h: &RunContext, s: &Scope, name: &str, cr: &ChangeRequest) {
-    crate::ui::progress(&format!(
+    h.say().progress(format!(
         "    {name}: Infisical filed change request {} instead of applying the write (a secret-approval policy covers {} at {})",
         cr.slug, s.env, s.path
     ));
-    if h.services().dashboard().is_some() {
-        let domain = h
-            .services()
-            .config()
-            .infisical_api_url
-            .trim_end_matches("/api")
-            .to_string();
-        crate::ui::progress(&format!(
-            "    (rehearsal: merge it with `curl -X POST {domain}/_sandbox/approvals/{}/merge`)",
-            cr.id
-        ));
+    if let Some(hint) = h
+        .services()
+        .dashboard()
+        .and_then(|d| d.change_request_hint(&cr.id))
+    {
+        h.say().progress(format!("    (rehearsal: {hint})"));
     }
     let _ = h.audit_event(
-        "infisical.change_request",
+        crate::audit::Action::ChangeRequest,
         serde_json::json!({"secret": name, "env": s.env, "path": s.path, "project_id": s.project_id, "request": cr.slug, "request_id": cr.id}),
     );
 }
@@ -139,7 +134,7 @@ fn await_approval(
     cr: &ChangeRequest,
     timeout: u64,
 ) -> R<Option<SecretRecord>> {
-    crate::ui::progress(&format!(
+    h.say().progress(format!(
         "    waiting up to {timeout}s for an approver to merge change request {}",
         cr.slug
     ));
@@ -176,7 +171,8 @@ fn await_approval(
     })?;
     match merged {
         Merged::Yes(r) => {
-            crate::ui::progress(&format!("    change request {} merged", cr.slug));
+            h.say()
+                .progress(format!("    change request {} merged", cr.slug));
             Ok(r.map(|r| *r))
         }
         Merged::NotYet => {
@@ -237,7 +233,7 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
             let same_value = |d: &serde_json::Value| d["value"] == value.fingerprint().as_str();
             let written = match &open {
                 Some((detail, filed)) if same_value(detail) => {
-                    crate::ui::progress(&format!(
+                    h.say().progress(format!(
                         "    {name}: change request {} from an earlier attempt is still open",
                         filed.slug
                     ));
@@ -267,7 +263,7 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
                     if let (SetOutcome::Unchanged, Some((_, filed))) = (outcome, &open) {
                         // The value is in place, yet a request this run filed for another
                         // value is open: merged later, it would undo this write.
-                        crate::ui::err(&format!(
+                        h.say().warning(format!(
                             "warning: Infisical change request {} for {target} (filed earlier in this run) is still open: close it in Infisical, or an approver merging it would put its value back",
                             filed.slug
                         ));
@@ -293,7 +289,7 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
                     format!("set to {} (version {})", value.masked(), r.version)
                 }
             };
-            crate::ui::progress(&format!("    {target}: {what}"));
+            h.say().progress(format!("    {target}: {what}"));
             let mut m = record_map(&r);
             m.insert("created".into(), (outcome == SetOutcome::Created).into());
             m.insert("unchanged".into(), (outcome == SetOutcome::Unchanged).into());

@@ -5,20 +5,27 @@
 //! [`RunContext`] while steps run.
 
 mod audit;
+pub mod auditor;
 mod context;
 mod core;
+pub mod dashboard;
 mod github;
 mod heroku;
 mod http;
 mod infisical;
+pub mod operator;
 pub mod placeholder;
 mod postmark;
 mod prompt;
 mod secret;
 pub mod services;
 mod vendor_call;
+mod writes;
 
-pub use context::{RunContext, RunParts};
+pub use auditor::{Auditor, Webhook};
+pub use context::{Policy, RunContext, RunParts, StepScope};
+pub use dashboard::Dashboard;
+pub use operator::Operator;
 pub(crate) use placeholder::Placeholder;
 pub(crate) use prompt::prompt_error;
 pub use services::Services;
@@ -35,22 +42,13 @@ pub use crate::engine::registry::{Effect, HostFn};
 type R<T> = Result<T, Box<EvalAltResult>>;
 
 /// Where a run's script is: between steps, inside a step or its undo, or at the REPL prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Phase {
+    #[default]
     Idle,
     Step(String),
     Undo(String),
     Repl,
-}
-
-/// A write that `--dry-run` recorded instead of performing (arguments redacted).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PlannedWrite {
-    pub step: String,
-    pub function: String,
-    pub effect: Effect,
-    pub target: String,
-    pub detail: serde_json::Value,
 }
 
 /// What the host functions of one engine act on: its tag.

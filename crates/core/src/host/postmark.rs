@@ -138,72 +138,38 @@ fn send_email(h: &RunContext, token: Secret, email: Map) -> R<Dynamic> {
     )
 }
 
-/// The simulated dashboard whose control routes perform the dashboard steps instead of
-/// the operator: the in-process sandbox's, else `RUNBOOK_SANDBOX_DASHBOARD`, the URL of a
-/// separate `runbook sandbox`'s Postmark simulator (for unattended rehearsals and crash
-/// tests). Only loopback is accepted (the transport refuses the rest).
-fn sandbox_dashboard(h: &RunContext) -> R<Option<String>> {
-    if let Some(url) = h.services().dashboard() {
-        return Ok(Some(url.trim_end_matches('/').to_string()));
-    }
-    Ok(std::env::var("RUNBOOK_SANDBOX_DASHBOARD")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .map(|u| u.trim_end_matches('/').to_string()))
-}
-
 /// The dashboard the operator is sent to: Postmark's, or a sandbox's in a rehearsal.
 fn dashboard_url(h: &RunContext) -> String {
     h.services().config().postmark_dashboard_url.clone()
 }
 
-/// Calls a control route of a simulated dashboard.
-fn control(h: &RunContext, url: String, body: serde_json::Value) -> R<serde_json::Value> {
-    let v = h.vendors()?;
-    let req = runbook_vendors::Request::new("sandbox", reqwest::Method::POST, url)
-        .json(body)
-        .idempotent(false);
-    let resp = h.block(
-        "sandbox dashboard",
-        async move { v.transport().send(req).await },
-    )?;
-    let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-    if !resp.is_success() {
-        return Err(throw(
-            "runbook::vendor::dashboard",
-            json["message"]
-                .as_str()
-                .unwrap_or("the sandbox dashboard refused")
-                .to_string(),
-            None,
-        ));
+/// Runs a call of a rehearsal's simulated dashboard to completion; Ctrl-C abandons it.
+fn simulated<T>(h: &RunContext, call: super::dashboard::DashboardFuture<T>) -> R<T> {
+    let done = {
+        let _call = h.say().call("sandbox dashboard");
+        h.services().runtime.block_on(call)
+    };
+    match done {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(message)) => Err(throw("runbook::vendor::dashboard", message, None)),
+        Err(why) => Err(super::vendor_call::stopped(why)),
     }
-    Ok(json)
 }
 
 /// Generates a token in a simulated dashboard; `None` in a real run.
 fn sandbox_generate(h: &RunContext, server_name: &str, label: &str) -> R<Option<String>> {
-    let Some(url) = sandbox_dashboard(h)? else {
+    let Some(d) = h.services().dashboard() else {
         return Ok(None);
     };
-    let got = control(
-        h,
-        format!("{url}/_sandbox/servers/{server_name}/tokens"),
-        serde_json::json!({ "name": label }),
-    )?;
-    Ok(got["token"].as_str().map(str::to_string))
+    simulated(h, d.postmark_new_token(server_name, label)).map(Some)
 }
 
 /// Deletes a token in a simulated dashboard; `false` in a real run.
 fn sandbox_delete(h: &RunContext, server_name: &str, token: &Secret) -> R<bool> {
-    let Some(url) = sandbox_dashboard(h)? else {
+    let Some(d) = h.services().dashboard() else {
         return Ok(false);
     };
-    control(
-        h,
-        format!("{url}/_sandbox/servers/{server_name}/tokens/delete"),
-        serde_json::json!({ "token": token.expose() }),
-    )?;
+    simulated(h, d.postmark_delete_token(server_name, token.expose()))?;
     Ok(true)
 }
 
@@ -220,33 +186,11 @@ fn dashboard_earlier_token(h: &RunContext, server_name: &str, opts: &Map) -> R<D
     let source = Source::Vendor {
         what: format!("Postmark dashboard ({server_name})"),
     };
-    if let Some(url) = sandbox_dashboard(h)? {
-        let v = h.vendors()?;
-        let req = runbook_vendors::Request::new(
-            "sandbox",
-            reqwest::Method::GET,
-            format!("{url}/_sandbox/state"),
-        );
-        let resp = h.block(
-            "sandbox dashboard",
-            async move { v.transport().send(req).await },
-        )?;
-        let state: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        let newest = state["postmark"]["servers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["Name"] == server_name)
-            .and_then(|s| {
-                s["ApiTokens"]
-                    .as_array()?
-                    .last()?
-                    .as_str()
-                    .map(str::to_string)
-            });
+    if let Some(d) = h.services().dashboard() {
+        let newest = simulated(h, d.postmark_newest_token(server_name))?;
         return match newest {
             Some(token) => {
-                crate::ui::progress(&format!(
+                h.say().progress(format!(
                     "    sandbox dashboard: using the token an earlier attempt generated on {server_name}"
                 ));
                 Ok(Dynamic::from(Secret::new(token, source)))
@@ -258,13 +202,13 @@ fn dashboard_earlier_token(h: &RunContext, server_name: &str, opts: &Map) -> R<D
             )),
         };
     }
-    crate::ui::progress(
+    h.say().progress(
         "    An earlier attempt of this step generated a token, and this run does not have it.",
     );
-    crate::ui::progress(
+    h.say().progress(
         "    If you still have it, paste it. If not (it is shown once), delete it in the dashboard",
     );
-    crate::ui::progress(&format!(
+    h.say().progress(format!(
         "    ({} → server {server_name} → API Tokens: the newest) and retry this step.",
         dashboard_url(h)
     ));
@@ -272,7 +216,7 @@ fn dashboard_earlier_token(h: &RunContext, server_name: &str, opts: &Map) -> R<D
         .map(|i| format!("{i}.earlier"))
         .unwrap_or_else(|| format!("{}.earlier_token", h.step_name()));
     let token = h
-        .prompter()
+        .operator()
         .secret(&id, "Paste the token the earlier attempt generated")
         .map_err(prompt_error)?;
     if !is_uuid(token.expose()) {
@@ -316,7 +260,7 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
         detail,
         || {
             if let Some(token) = sandbox_generate(h, server_name, &label)? {
-                crate::ui::progress(&format!(
+                h.say().progress(format!(
                     "    sandbox dashboard: generated API token '{label}' on {server_name}"
                 ));
                 return Ok(Dynamic::from(Secret::new(
@@ -326,7 +270,7 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
                     },
                 )));
             }
-            crate::ui::progress("    In the Postmark dashboard:");
+            h.say().progress("    In the Postmark dashboard:");
             for (i, line) in [
                 format!(
                     "Open {} and select the server {server_name}.",
@@ -341,12 +285,12 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
             .iter()
             .enumerate()
             {
-                crate::ui::progress(&format!("      {}. {line}", i + 1));
+                h.say().progress(format!("      {}. {line}", i + 1));
             }
             let id = value::opt_str(&opts, "id")
                 .unwrap_or_else(|| format!("{}.new_token", h.step_name()));
             let token = h
-                .prompter()
+                .operator()
                 .secret(&id, "Paste the new server API token")
                 .map_err(prompt_error)?;
             if !is_uuid(token.expose()) {
@@ -374,13 +318,13 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
         detail,
         || {
             if sandbox_delete(h, server_name, &token)? {
-                crate::ui::progress(&format!(
+                h.say().progress(format!(
                     "    sandbox dashboard: deleted API token {} on {server_name}",
                     token.masked()
                 ));
                 return Ok(Dynamic::UNIT);
             }
-            crate::ui::progress("    In the Postmark dashboard:");
+            h.say().progress("    In the Postmark dashboard:");
             for (i, line) in [
                 format!(
                     "Open {} → server {server_name} → API Tokens.",
@@ -396,11 +340,11 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
             .iter()
             .enumerate()
             {
-                crate::ui::progress(&format!("      {}. {line}", i + 1));
+                h.say().progress(format!("      {}. {line}", i + 1));
             }
             let id = format!("{}.deleted", h.step_name());
             let done = h
-                .prompter()
+                .operator()
                 .confirm(&id, "Have you deleted the old token in the dashboard?")
                 .map_err(prompt_error)?;
             if !done {

@@ -96,7 +96,7 @@ fn confirm(h: &RunContext, question: &str, opts: Map) -> R<bool> {
     h.require_step("prompt::confirm")?;
     value::check_keys(&opts, &["id"], "prompt::confirm")?;
     let id = id_of(h, &opts, question);
-    h.prompter().confirm(&id, question).map_err(prompt_error)
+    h.operator().confirm(&id, question).map_err(prompt_error)
 }
 
 fn ask(h: &RunContext, question: &str, opts: Map) -> R<String> {
@@ -104,7 +104,7 @@ fn ask(h: &RunContext, question: &str, opts: Map) -> R<String> {
     value::check_keys(&opts, &["id", "default"], "prompt::ask")?;
     let id = id_of(h, &opts, question);
     let default = value::opt_str(&opts, "default");
-    h.prompter()
+    h.operator()
         .ask(&id, question, default.as_deref())
         .map_err(prompt_error)
 }
@@ -113,7 +113,7 @@ fn secret(h: &RunContext, question: &str, opts: Map) -> R<Secret> {
     h.require_step("prompt::secret")?;
     value::check_keys(&opts, &["id", "format", "min_length"], "prompt::secret")?;
     let id = id_of(h, &opts, question);
-    let s = h.prompter().secret(&id, question).map_err(prompt_error)?;
+    let s = h.operator().secret(&id, question).map_err(prompt_error)?;
     check_format(&s, &opts)?;
     Ok(s)
 }
@@ -180,7 +180,7 @@ pub(crate) fn register(reg: &mut Registrar) {
             let r = with_run(&c, "prompt::choose", |h| {
                 let id = derive_id(h, question);
                 let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
-                h.prompter()
+                h.operator()
                     .choose(&id, question, &options, None)
                     .map_err(prompt_error)
             });
@@ -208,7 +208,7 @@ pub(crate) fn register(reg: &mut Registrar) {
                         ));
                     }
                 }
-                h.prompter()
+                h.operator()
                     .choose(&id, question, &options, default.as_deref())
                     .map_err(prompt_error)
             });
@@ -225,7 +225,7 @@ pub(crate) fn register(reg: &mut Registrar) {
             let r = with_run(&c, "prompt::checklist", |h| {
                 let id = format!("{}.checklist", h.step_name());
                 let items: Vec<String> = items.iter().map(|o| o.to_string()).collect();
-                h.prompter().checklist(&id, &items).map_err(prompt_error)
+                h.operator().checklist(&id, &items).map_err(prompt_error)
             });
             value::at(&c, r)
         },
@@ -236,9 +236,12 @@ pub(crate) fn register(reg: &mut Registrar) {
         &["lines: Array"],
         "()",
         "Shows numbered instructions for the operator to follow.",
-        |lines: Array| {
-            for (i, l) in lines.iter().enumerate() {
-                crate::ui::progress(&format!("    {}. {}", i + 1, l));
+        |c: NativeCallContext, lines: Array| {
+            // Shown to the operator of a run; a runbook being inspected shows nothing.
+            if let super::Stage::Running(h) = super::Stage::of(&c) {
+                for (i, l) in lines.iter().enumerate() {
+                    h.say().progress(format!("    {}. {}", i + 1, l));
+                }
             }
         },
     );

@@ -1,21 +1,26 @@
-//! What host functions need at run time: the runtime, the vendor clients (built on first
-//! use) and, in a rehearsal, where the simulated dashboard takes its control requests.
+//! The vendor services of a run: the runtime, the vendor clients (built on first use) and,
+//! in a rehearsal, the simulated dashboard that performs what a person would.
 
+use super::dashboard::Dashboard;
 use crate::runtime::Runtime;
 use runbook_vendors::{VendorConfig, VendorError, Vendors};
 use std::cell::OnceCell;
+use std::rc::Rc;
 
 pub struct Services {
     pub runtime: Runtime,
     config: VendorConfig,
     vendors: OnceCell<Vendors>,
-    /// The simulated Postmark's base URL when the run rehearses against a sandbox: the
-    /// dashboard steps are then performed through its control routes.
-    dashboard: Option<String>,
+    /// A rehearsal's simulated dashboard: its steps are performed through it.
+    dashboard: Option<Rc<dyn Dashboard>>,
 }
 
 impl Services {
-    pub fn new(runtime: Runtime, config: VendorConfig, dashboard: Option<String>) -> Self {
+    pub fn new(
+        runtime: Runtime,
+        config: VendorConfig,
+        dashboard: Option<Rc<dyn Dashboard>>,
+    ) -> Self {
         Services {
             runtime,
             config,
@@ -28,8 +33,8 @@ impl Services {
         &self.config
     }
 
-    /// The simulated dashboard of an in-process sandbox, if this run has one.
-    pub fn dashboard(&self) -> Option<&str> {
+    /// The simulated dashboard of a rehearsal, if this run has one.
+    pub fn dashboard(&self) -> Option<&dyn Dashboard> {
         self.dashboard.as_deref()
     }
 

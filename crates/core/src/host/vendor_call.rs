@@ -88,9 +88,15 @@ pub(crate) fn scan_map(
 }
 
 /// Progress for a long scan: the spinner counts, and a scan of many places says when done.
-pub(crate) fn scan_progress(what: &'static str) -> runbook_vendors::discovery::Progress {
+pub(crate) fn scan_progress(
+    say: &crate::sink::Say,
+    what: &'static str,
+) -> runbook_vendors::discovery::Progress {
+    let say = say.clone();
     std::sync::Arc::new(move |done, total| {
-        crate::ui::spinner_message(&format!("{what}: {done}/{total}"));
+        say.notice(crate::sink::Notice::CallProgress {
+            label: format!("{what}: {done}/{total}"),
+        });
     })
 }
 

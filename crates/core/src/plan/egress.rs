@@ -45,7 +45,7 @@ impl Entry {
         } else {
             Err(format!(
                 "egress entry '{}' is not a host: write api.example.com, *.example.com, host:8443 or param:NAME",
-                crate::ui::truncate(text, 60)
+                crate::text::truncate(text, 60)
             ))
         }
     }

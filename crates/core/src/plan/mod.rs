@@ -2,6 +2,7 @@
 //! script's top level, whose `runbook()`, `param()` and `step()` calls fill a builder; the
 //! plan that comes out is immutable.
 
+pub mod effect;
 pub mod egress;
 pub mod spec;
 

@@ -1,13 +1,13 @@
-//! Asking the operator: from an answers file, `--yes`, or the terminal. With none of them
-//! a prompt fails at once, naming itself and how to answer it; it never hangs.
+//! Asking the operator: from an answers file, `--yes`, or a person at a terminal (the
+//! binary provides the terminal: the engine never draws one). With none of them a prompt
+//! fails at once, naming itself and how to answer it; it never hangs.
 
 mod answers;
-mod terminal;
 
 pub use answers::Answers;
 
+pub use crate::events::AnsweredBy;
 use runbook_secret::{Secret, Source};
-use std::io::IsTerminal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
@@ -40,32 +40,64 @@ impl PromptError {
 
 type R<T> = Result<T, PromptError>;
 
-/// The operator, as the run can reach them.
+/// A person at a terminal: how the binary asks. Each call waits for an answer (Ctrl-C is
+/// `Interrupted`, end of input `Aborted`).
+pub trait Terminal {
+    fn confirm(&self, question: &str) -> R<bool>;
+    fn ask(&self, question: &str, default: Option<&str>) -> R<String>;
+    /// Reads a secret without echoing it (or refuses with `NoEcho`).
+    fn secret(&self, question: &str) -> R<String>;
+    fn choose(&self, question: &str, options: &[String]) -> R<String>;
+}
+
+/// An answer and who gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered<T> {
+    pub value: T,
+    pub by: AnsweredBy,
+}
+
+impl<T> Answered<T> {
+    fn by(value: T, by: AnsweredBy) -> Self {
+        Answered { value, by }
+    }
+}
+
+/// The operator, as the run can reach them: answers file, `--yes`, a terminal.
 pub struct Prompter {
     answers: Answers,
     yes: bool,
-    interactive: bool,
+    terminal: Option<Box<dyn Terminal>>,
 }
 
 impl Prompter {
-    pub fn new(answers: Answers, yes: bool) -> Self {
-        let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    /// `terminal`: a person to ask, when there is one (stdin and stderr are terminals).
+    pub fn new(answers: Answers, yes: bool, terminal: Option<Box<dyn Terminal>>) -> Self {
         Prompter {
             answers,
             yes,
-            interactive,
+            terminal,
         }
+    }
+
+    /// Nobody to ask, and no answers: every question fails at once, naming itself.
+    pub fn unattended() -> Self {
+        Prompter::new(Answers::default(), false, None)
+    }
+
+    fn interactive(&self) -> bool {
+        self.terminal.is_some()
     }
 
     /// Whether the prompt with this id would be answered by a person at the terminal (not
     /// by an answers file): asking again can then get a different answer.
     pub fn asks_on_terminal(&self, id: &str) -> bool {
-        self.interactive && self.answers.get(id).is_none()
+        self.interactive() && self.answers.get(id).is_none()
     }
 
     /// Whether a confirmation with this id can be answered without hanging.
     pub fn can_confirm(&self, id: &str) -> bool {
-        self.interactive || self.yes || self.answers.get(id).is_some()
+        self.interactive() || self.yes || self.answers.get(id).is_some()
     }
 
     pub fn yes(&self) -> bool {
@@ -84,117 +116,112 @@ impl Prompter {
         }
     }
 
-    pub fn confirm(&mut self, id: &str, question: &str) -> R<bool> {
+    fn bad(id: &str, message: &str) -> PromptError {
+        PromptError::BadAnswer {
+            id: id.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn confirm(&self, id: &str, question: &str) -> R<Answered<bool>> {
         if let Some(v) = self.answers.get(id) {
-            return v.as_bool().ok_or_else(|| PromptError::BadAnswer {
-                id: id.into(),
-                message: "expected true or false".into(),
-            });
+            let yes = v
+                .as_bool()
+                .ok_or_else(|| Self::bad(id, "expected true or false"))?;
+            return Ok(Answered::by(yes, AnsweredBy::Answers));
         }
         if self.yes {
-            crate::ui::progress(&format!("  ? {question} yes (--yes)"));
-            return Ok(true);
+            return Ok(Answered::by(true, AnsweredBy::Yes));
         }
-        if !self.interactive {
-            return Err(self.missing(id, "true", true));
+        match &self.terminal {
+            Some(t) => t
+                .confirm(question)
+                .map(|v| Answered::by(v, AnsweredBy::Operator)),
+            None => Err(self.missing(id, "true", true)),
         }
-        terminal::confirm(question)
     }
 
-    pub fn ask(&mut self, id: &str, question: &str, default: Option<&str>) -> R<String> {
+    pub fn ask(&self, id: &str, question: &str, default: Option<&str>) -> R<Answered<String>> {
         if let Some(v) = self.answers.get(id) {
-            return answers::as_text(v).ok_or_else(|| PromptError::BadAnswer {
-                id: id.into(),
-                message: "expected a string".into(),
-            });
+            let text = answers::as_text(v).ok_or_else(|| Self::bad(id, "expected a string"))?;
+            return Ok(Answered::by(text, AnsweredBy::Answers));
         }
-        if let (true, Some(d)) = (self.yes || !self.interactive, default) {
-            crate::ui::progress(&format!("  ? {question} {d} (default)"));
-            return Ok(d.to_string());
+        if let (true, Some(d)) = (self.yes || !self.interactive(), default) {
+            return Ok(Answered::by(d.to_string(), AnsweredBy::Default));
         }
-        if !self.interactive {
-            return Err(self.missing(id, "\"...\"", false));
+        match &self.terminal {
+            Some(t) => t
+                .ask(question, default)
+                .map(|v| Answered::by(v, AnsweredBy::Operator)),
+            None => Err(self.missing(id, "\"...\"", false)),
         }
-        terminal::ask(question, default)
     }
 
-    pub fn secret(&mut self, id: &str, question: &str) -> R<Secret> {
+    pub fn secret(&self, id: &str, question: &str) -> R<Secret> {
         if let Some(v) = self.answers.get(id) {
-            let text = answers::as_text(v).ok_or_else(|| PromptError::BadAnswer {
-                id: id.into(),
-                message: "expected a string".into(),
-            })?;
+            let text = answers::as_text(v).ok_or_else(|| Self::bad(id, "expected a string"))?;
             return Ok(Secret::new(text, Source::Answers { id: id.into() }));
         }
-        if !self.interactive {
-            return Err(self.missing(id, "\"...\"", false));
+        match &self.terminal {
+            Some(t) => Ok(Secret::new(
+                t.secret(question)?,
+                Source::Prompt { id: id.into() },
+            )),
+            None => Err(self.missing(id, "\"...\"", false)),
         }
-        let value = terminal::secret(question)?;
-        Ok(Secret::new(value, Source::Prompt { id: id.into() }))
     }
 
     pub fn choose(
-        &mut self,
+        &self,
         id: &str,
         question: &str,
         options: &[String],
         yes_default: Option<&str>,
-    ) -> R<String> {
+    ) -> R<Answered<String>> {
         if let Some(v) = self.answers.get(id) {
             let text = answers::as_text(v).unwrap_or_default();
             if options.contains(&text) {
-                return Ok(text);
+                return Ok(Answered::by(text, AnsweredBy::Answers));
             }
-            return Err(PromptError::BadAnswer {
-                id: id.into(),
-                message: format!("expected one of {}", options.join(", ")),
-            });
+            return Err(Self::bad(
+                id,
+                &format!("expected one of {}", options.join(", ")),
+            ));
         }
         if let (true, Some(d)) = (self.yes, yes_default) {
-            crate::ui::progress(&format!("  ? {question} {d} (--yes)"));
-            return Ok(d.to_string());
+            return Ok(Answered::by(d.to_string(), AnsweredBy::Yes));
         }
-        if !self.interactive {
-            let example = format!("\"{}\"", options.first().map(String::as_str).unwrap_or(""));
-            return Err(self.missing(id, &example, yes_default.is_some()));
+        match &self.terminal {
+            Some(t) => t
+                .choose(question, options)
+                .map(|v| Answered::by(v, AnsweredBy::Operator)),
+            None => {
+                let example = format!("\"{}\"", options.first().map(String::as_str).unwrap_or(""));
+                Err(self.missing(id, &example, yes_default.is_some()))
+            }
         }
-        terminal::choose(question, options)
     }
 
-    /// Every item must be confirmed; a "no" aborts the run.
-    pub(crate) fn checklist(&mut self, id: &str, items: &[String]) -> R<()> {
-        if items.is_empty() {
-            return Ok(());
-        }
+    /// Every item must be confirmed; a "no" aborts the run. Returns who confirmed them.
+    pub fn checklist(&self, id: &str, items: &[String]) -> R<AnsweredBy> {
         if let Some(v) = self.answers.get(id) {
             return match v.as_bool() {
-                Some(true) => {
-                    for item in items {
-                        crate::ui::progress(&format!("  [x] {item}"));
-                    }
-                    Ok(())
-                }
+                Some(true) => Ok(AnsweredBy::Answers),
                 Some(false) => Err(PromptError::Aborted),
-                None => Err(PromptError::BadAnswer {
-                    id: id.into(),
-                    message: "expected true (all items confirmed)".into(),
-                }),
+                None => Err(Self::bad(id, "expected true (all items confirmed)")),
             };
         }
-        if self.yes {
-            for item in items {
-                crate::ui::progress(&format!("  [x] {item} (--yes)"));
-            }
-            return Ok(());
+        if self.yes || items.is_empty() {
+            return Ok(AnsweredBy::Yes);
         }
-        if !self.interactive {
+        let Some(t) = &self.terminal else {
             return Err(self.missing(id, "true", true));
-        }
+        };
         for item in items {
-            if !terminal::confirm(&format!("[ ] {item}"))? {
+            if !t.confirm(&format!("[ ] {item}"))? {
                 return Err(PromptError::Aborted);
             }
         }
-        Ok(())
+        Ok(AnsweredBy::Operator)
     }
 }

@@ -23,6 +23,8 @@ pub struct Runbook {
     plan: Plan,
     sources: Rc<Sources>,
     resolver: Resolver,
+    /// What the top level printed while loading, for the caller to show.
+    printed: Vec<String>,
 }
 
 /// Wall-clock budget for evaluating a runbook's top level and its imports.
@@ -33,6 +35,13 @@ impl Runbook {
     /// touched: host functions that reach vendors or the operator refuse to run there.
     pub fn load(file: SourceFile) -> Result<Runbook> {
         let (mut engine, sources, resolver) = build_engine(&file);
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = printed.clone();
+        engine::print_to(&mut engine, move |text| {
+            into.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(text.to_string())
+        });
         let builder = Rc::new(RefCell::new(PlanBuilder::default()));
         Stage::Loading(builder.clone()).install(&mut engine);
         let ast = compile(&engine, &file, &sources)?;
@@ -52,6 +61,7 @@ impl Runbook {
             .finish()
             .map_err(|why| incomplete(why, &file, &sources))?;
         let callable = callable(&ast, &resolver, &file);
+        let printed = std::mem::take(&mut *printed.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(Runbook {
             file,
             engine,
@@ -60,6 +70,7 @@ impl Runbook {
             plan,
             sources,
             resolver,
+            printed,
         })
     }
 
@@ -121,7 +132,13 @@ impl Runbook {
             plan: Plan::default(),
             sources,
             resolver,
+            printed: Vec::new(),
         }
+    }
+
+    /// What the top level printed while it loaded.
+    pub fn printed(&self) -> &[String] {
+        &self.printed
     }
 
     pub fn file(&self) -> &SourceFile {
@@ -150,8 +167,17 @@ impl Runbook {
         &self.ast
     }
 
-    /// Hands every later call of this runbook's functions the stage they act on.
+    /// Hands every later call of this runbook's functions the stage they act on; what a
+    /// running script prints goes to the run's sink.
     pub fn attach(&mut self, stage: Stage) {
+        if let Stage::Running(run) = &stage {
+            let say = run.say().clone();
+            engine::print_to(&mut self.engine, move |text| {
+                say.notice(crate::sink::Notice::ScriptOutput {
+                    text: text.to_string(),
+                })
+            });
+        }
         stage.install(&mut self.engine);
     }
 

@@ -12,13 +12,20 @@ use std::time::Duration;
 
 pub struct Files {
     dir: PathBuf,
+    /// Where a folder or file found readable by others, and tightened, is reported.
+    say: crate::sink::Say,
 }
 
 impl Files {
-    pub fn new(dir: &Path) -> Files {
+    pub fn new(dir: &Path, say: crate::sink::Say) -> Files {
         Files {
             dir: dir.to_path_buf(),
+            say,
         }
+    }
+
+    fn warn(&self) -> impl Fn(String) + '_ {
+        |text| self.say.warning(text)
     }
 
     fn journal_path(&self, run_id: &str) -> PathBuf {
@@ -90,13 +97,13 @@ impl Backend for Files {
     }
 
     fn fingerprint_key(&self) -> Result<[u8; 32]> {
-        crate::state::fingerprint_key(&self.dir)
+        crate::state::fingerprint_key(&self.dir, &self.warn())
             .map_err(write_err(&self.dir.join("fingerprint.key")))
     }
 
     fn journal_append(&self, run_id: &str, line: &str) -> Result<()> {
         let path = self.journal_path(run_id);
-        let mut file = crate::state::append(&path).map_err(write_err(&path))?;
+        let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         writeln!(file, "{line}")
             .and_then(|_| file.sync_data())
             .map_err(write_err(&path))
@@ -127,7 +134,7 @@ impl Backend for Files {
     fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
         let path = self.audit_path();
         let io = write_err(&path);
-        let mut file = crate::state::append(&path).map_err(write_err(&path))?;
+        let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         let _lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
         let prev = last_hash(&mut file).map_err(write_err(&path))?;
         let line = make(&prev)?;
@@ -153,7 +160,7 @@ impl Backend for Files {
     fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool> {
         let path = self.lock_file(key);
         if let Some(parent) = path.parent() {
-            crate::state::ensure_dir(parent).map_err(write_err(parent))?;
+            crate::state::ensure_dir(parent, &self.warn()).map_err(write_err(parent))?;
         }
         let created = std::fs::OpenOptions::new()
             .write(true)
@@ -194,7 +201,7 @@ impl Backend for Files {
     }
 
     fn for_heartbeat(&self) -> Result<super::Store> {
-        Ok(std::sync::Arc::new(Files::new(&self.dir)))
+        Ok(std::sync::Arc::new(Files::new(&self.dir, self.say.clone())))
     }
 
     fn lock_holders(&self) -> Result<Vec<Holder>> {
@@ -216,7 +223,7 @@ impl Backend for Files {
 
     fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()> {
         let dir = self.approvals();
-        crate::state::ensure_dir(&dir).map_err(write_err(&dir))?;
+        crate::state::ensure_dir(&dir, &self.warn()).map_err(write_err(&dir))?;
         let decision = self.decision_path(run_id);
         if decision.exists() {
             std::fs::remove_file(&decision).map_err(write_err(&decision))?;
@@ -238,7 +245,7 @@ impl Backend for Files {
         // fails if a decision exists, so the first decision wins and none is read half
         // written.
         let dir = self.approvals();
-        crate::state::ensure_dir(&dir).map_err(write_err(&dir))?;
+        crate::state::ensure_dir(&dir, &self.warn()).map_err(write_err(&dir))?;
         let path = self.decision_path(run_id);
         let tmp = dir.join(format!(
             "{run_id}.decision.{}",

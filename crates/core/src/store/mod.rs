@@ -142,9 +142,14 @@ pub trait Backend: Send + Sync {
 /// database; without one, the state directory. A URL that cannot be used is an error, never
 /// a quiet fall back to files: a team would split its state without knowing.
 /// `lease`: how long a lock lasts on a shared backend unless its run renews it.
-pub fn open(url: Option<&str>, dir: &Path, lease: Duration) -> Result<Store> {
+pub fn open(
+    url: Option<&str>,
+    dir: &Path,
+    lease: Duration,
+    say: crate::sink::Say,
+) -> Result<Store> {
     match url.map(str::trim).filter(|u| !u.is_empty()) {
-        None => Ok(Arc::new(Files::new(dir))),
+        None => Ok(Arc::new(Files::new(dir, say))),
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
             Ok(Arc::new(Postgres::connect(u, lease)?))
         }
@@ -224,6 +229,7 @@ mod tests {
             Some("mysql://root:pw@db/x"),
             dir.path(),
             Duration::from_secs(30),
+            crate::sink::Say::outside(Arc::new(crate::sink::Quiet)),
         ) else {
             panic!("accepted a mysql URL");
         };

@@ -84,7 +84,7 @@ impl Ctx {
                         "usage",
                         format!(
                             "ctx.{} is nested more than {} levels deep",
-                            crate::ui::truncate(key, 60),
+                            crate::text::truncate(key, 60),
                             value::MAX_DEPTH
                         ),
                         Some("keep flat records in ctx (ids, names, fingerprints)".into()),

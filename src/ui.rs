@@ -1,4 +1,5 @@
-//! Everything the operator sees goes through here, and through the redactor.
+//! Everything the operator sees goes through here, and through the redactor: the lines the
+//! binary writes, and the engine's events as `view` renders them.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -45,14 +46,7 @@ fn with_spinner_suspended(f: impl FnOnce()) {
     }
 }
 
-/// At most `max` characters of `text`, with `…` when cut: identifiers and values echoed
-/// in messages (a 3 MB "name" must not fill the terminal).
-pub fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
-}
+pub use runbook_core::text::truncate;
 
 fn write_to(stderr: bool, text: &str) {
     let text = runbook_secret::redact(text);
@@ -84,7 +78,7 @@ pub fn err(text: &str) {
 }
 
 /// What a script prints with `print` or `debug`.
-pub(crate) fn script_print(text: &str) {
+pub fn script_print(text: &str) {
     let text = runbook_secret::neutralise(text, false);
     let lines: Vec<String> = text.lines().map(|l| format!("  | {l}")).collect();
     progress(&lines.join("\n"));
@@ -153,45 +147,40 @@ pub fn clear_spinner() {
     }
 }
 
-/// Shows a spinner on a terminal while a slow call runs; nothing otherwise.
-pub(crate) struct Spinner {
-    active: bool,
-}
-
-impl Spinner {
-    pub fn start(message: &str) -> Spinner {
-        if !config().spinners {
-            return Spinner { active: false };
-        }
-        let pb = ProgressBar::with_draw_target(
-            None,
-            indicatif::ProgressDrawTarget::term_like(Box::new(Narrowed(console::Term::stderr()))),
-        );
-        pb.set_style(
-            ProgressStyle::with_template("  {spinner} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        pb.set_message(
-            runbook_secret::neutralise(&runbook_secret::redact(message), false).into_owned(),
-        );
-        pb.enable_steady_tick(Duration::from_millis(100));
-        *SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(pb);
-        Spinner { active: true }
+/// Shows a spinner on a terminal while a slow call runs (nothing otherwise), until
+/// `spinner_stop`; a second start replaces the first.
+pub fn spinner_start(message: &str) {
+    if !config().spinners {
+        return;
+    }
+    let pb = ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::term_like(Box::new(Narrowed(console::Term::stderr()))),
+    );
+    pb.set_style(
+        ProgressStyle::with_template("  {spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message(
+        runbook_secret::neutralise(&runbook_secret::redact(message), false).into_owned(),
+    );
+    pb.enable_steady_tick(Duration::from_millis(100));
+    if let Some(old) = SPINNER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(pb)
+    {
+        old.finish_and_clear();
     }
 }
 
-impl Drop for Spinner {
-    fn drop(&mut self) {
-        if self.active {
-            if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                pb.finish_and_clear();
-            }
-        }
-    }
+/// Clears the spinner started last, if any.
+pub fn spinner_stop() {
+    clear_spinner();
 }
 
 /// Replaces the running spinner's message (a long scan's count); nothing without one.
-pub(crate) fn spinner_message(message: &str) {
+pub fn spinner_message(message: &str) {
     if let Some(pb) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
         pb.set_message(
             runbook_secret::neutralise(&runbook_secret::redact(message), false).into_owned(),

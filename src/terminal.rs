@@ -1,7 +1,7 @@
-//! Prompts on a terminal, through rustyline (raw mode: Ctrl-C arrives as a key, so the
-//! terminal is always restored).
+//! The operator at a terminal: the engine's questions asked through rustyline (raw mode:
+//! Ctrl-C arrives as a key, so the terminal is always restored).
 
-use super::PromptError;
+use runbook_core::prompt::{PromptError, Terminal};
 use rustyline::completion::Completer;
 use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
@@ -72,7 +72,7 @@ impl Drop for NoEcho {
 fn read(prompt: &str, masked: bool) -> R<String> {
     use rustyline::error::ReadlineError;
     // Waiting for the operator does not count against the step's time limit.
-    let _paused = crate::interrupt::pause_budget();
+    let _paused = runbook_core::interrupt::pause_budget();
     // Refuse rather than echo: without a tty whose echo we control, a secret is not read.
     let _no_echo = if masked {
         Some(NoEcho::on_stdin()?)
@@ -105,49 +105,62 @@ fn read(prompt: &str, masked: bool) -> R<String> {
     }
 }
 
-pub fn confirm(question: &str) -> R<bool> {
-    loop {
-        let answer = read(&format!("  ? {question} [y/n] "), false)?;
-        match answer.trim().to_ascii_lowercase().as_str() {
-            "y" | "yes" => return Ok(true),
-            "n" | "no" => return Ok(false),
-            _ => crate::ui::err("    please answer y or n"),
-        }
-    }
+/// A person at this process's terminal.
+pub struct Tty;
+
+/// The terminal to ask on: when stdin and stderr are both terminals.
+pub fn tty() -> Option<Box<dyn Terminal>> {
+    use std::io::IsTerminal;
+    (std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
+        .then(|| Box::new(Tty) as Box<dyn Terminal>)
 }
 
-pub fn ask(question: &str, default: Option<&str>) -> R<String> {
-    let prompt = match default {
-        Some(d) => format!("  ? {question} [{d}] "),
-        None => format!("  ? {question} "),
-    };
-    let answer = read(&prompt, false)?;
-    match (answer.trim(), default) {
-        ("", Some(d)) => Ok(d.to_string()),
-        (a, _) => Ok(a.to_string()),
-    }
-}
-
-pub fn secret(question: &str) -> R<String> {
-    loop {
-        let value = read(&format!("  ? {question} (input hidden) "), true)?;
-        let value = value.trim().to_string();
-        if !value.is_empty() {
-            return Ok(value);
+impl Terminal for Tty {
+    fn confirm(&self, question: &str) -> R<bool> {
+        loop {
+            let answer = read(&format!("  ? {question} [y/n] "), false)?;
+            match answer.trim().to_ascii_lowercase().as_str() {
+                "y" | "yes" => return Ok(true),
+                "n" | "no" => return Ok(false),
+                _ => crate::ui::err("    please answer y or n"),
+            }
         }
-        crate::ui::err("    nothing was entered; paste the value and press Enter");
     }
-}
 
-pub fn choose(question: &str, options: &[String]) -> R<String> {
-    loop {
-        let answer = read(&format!("  ? {question} [{}] ", options.join("/")), false)?;
-        let a = answer.trim().to_ascii_lowercase();
-        if let Some(o) = options.iter().find(|o| {
-            o.to_ascii_lowercase() == a || (a.len() == 1 && o.to_ascii_lowercase().starts_with(&a))
-        }) {
-            return Ok(o.clone());
+    fn ask(&self, question: &str, default: Option<&str>) -> R<String> {
+        let prompt = match default {
+            Some(d) => format!("  ? {question} [{d}] "),
+            None => format!("  ? {question} "),
+        };
+        let answer = read(&prompt, false)?;
+        match (answer.trim(), default) {
+            ("", Some(d)) => Ok(d.to_string()),
+            (a, _) => Ok(a.to_string()),
         }
-        crate::ui::err(&format!("    please answer one of: {}", options.join(", ")));
+    }
+
+    fn secret(&self, question: &str) -> R<String> {
+        loop {
+            let value = read(&format!("  ? {question} (input hidden) "), true)?;
+            let value = value.trim().to_string();
+            if !value.is_empty() {
+                return Ok(value);
+            }
+            crate::ui::err("    nothing was entered; paste the value and press Enter");
+        }
+    }
+
+    fn choose(&self, question: &str, options: &[String]) -> R<String> {
+        loop {
+            let answer = read(&format!("  ? {question} [{}] ", options.join("/")), false)?;
+            let a = answer.trim().to_ascii_lowercase();
+            if let Some(o) = options.iter().find(|o| {
+                o.to_ascii_lowercase() == a
+                    || (a.len() == 1 && o.to_ascii_lowercase().starts_with(&a))
+            }) {
+                return Ok(o.clone());
+            }
+            crate::ui::err(&format!("    please answer one of: {}", options.join(", ")));
+        }
     }
 }

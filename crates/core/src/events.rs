@@ -1,0 +1,391 @@
+//! The events of a run's ledger: what happened, as types. The journal (a file per run, or
+//! rows of the shared database) stores them one JSON object per line, and `--json` streams
+//! the same objects; `Ledger::apply` folds them into what every view reads.
+
+use crate::run::{Effect, Entry, RunStatus, Target};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The version of the event format this binary writes. A reader refuses a newer one rather
+/// than misread it.
+pub const VERSION: u32 = 1;
+
+/// One event of one run, as stored and streamed: `{"v":1,"run_id":…,"time":…,"type":…,…}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Stamped {
+    /// The event format's version.
+    pub v: u32,
+    pub run_id: String,
+    /// When it happened (RFC 3339, UTC, seconds).
+    pub time: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Stamped {
+    pub fn now(run_id: &str, event: Event) -> Stamped {
+        Stamped {
+            v: VERSION,
+            run_id: run_id.to_string(),
+            time: crate::run::now_rfc3339(),
+            event,
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The first event of every run.
+    RunStarted(RunStarted),
+    /// A later process took the run over (resume, rollback, or the REPL attaching).
+    RunResumed(RunResumed),
+    /// A process that worked on the run ended.
+    RunFinished(RunFinished),
+    /// The run took its rotation's lock (a lease on the shared database).
+    LeaseTaken(LeaseTaken),
+    /// The run found its lock taken by another run and stopped before a step.
+    LeaseLost(LeaseLost),
+    /// The lock was taken from a holder that looked dead, or with `--break-lock`.
+    LockBroken {
+        #[schemars(with = "Value")]
+        holder: Value,
+    },
+    /// An attempt at a step's forward body begins.
+    StepStarted(StepStarted),
+    /// An attempt at a step's forward body ended (or the step was counted as done).
+    StepFinished(StepFinished),
+    /// A write is about to be sent to a vendor.
+    Write(WriteSent),
+    /// How a write ended.
+    WriteOutcome(WriteSettled),
+    /// A write `--dry-run` recorded instead of performing.
+    WritePlanned(WritePlanned),
+    /// A step's undo begins.
+    UndoStarted { step: String },
+    /// A step's undo ended.
+    UndoFinished(UndoFinished),
+    /// Rollback reached a step that cannot be undone, and stopped there.
+    RollbackBlocked { step: String, why: String },
+    /// The operator (or `--yes`, an answers file, a default) answered a question.
+    Decision(Decision),
+    /// Four eyes: a step's approval was requested or decided.
+    Approval(Approval),
+    /// A vendor answered as a simulator (the sandbox says so in every answer): the run is
+    /// a rehearsal, whatever its endpoints looked like.
+    SimulatorAnswered { vendor: String },
+    /// A REPL session ended.
+    ReplEnded { failed_inputs: usize },
+}
+
+impl Event {
+    /// The `type` of the event as it is written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RunStarted(_) => "run_started",
+            Event::RunResumed(_) => "run_resumed",
+            Event::RunFinished(_) => "run_finished",
+            Event::LeaseTaken(_) => "lease_taken",
+            Event::LeaseLost(_) => "lease_lost",
+            Event::LockBroken { .. } => "lock_broken",
+            Event::StepStarted(_) => "step_started",
+            Event::StepFinished(_) => "step_finished",
+            Event::Write(_) => "write",
+            Event::WriteOutcome(_) => "write_outcome",
+            Event::WritePlanned(_) => "write_planned",
+            Event::UndoStarted { .. } => "undo_started",
+            Event::UndoFinished(_) => "undo_finished",
+            Event::RollbackBlocked { .. } => "rollback_blocked",
+            Event::Decision(_) => "decision",
+            Event::Approval(_) => "approval",
+            Event::SimulatorAnswered { .. } => "simulator_answered",
+            Event::ReplEnded { .. } => "repl_ended",
+        }
+    }
+}
+
+/// The runbook and the modules it imported, by hash: `resume` refuses a changed text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SourceHashes {
+    pub path: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub modules: Vec<ModuleHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ModuleHash {
+    pub name: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunStarted {
+    /// The runbook's id.
+    pub runbook: String,
+    pub source: SourceHashes,
+    /// The params, secrets as fingerprints.
+    #[schemars(with = "Value")]
+    pub params: Value,
+    pub actor: String,
+    pub host: String,
+    pub pid: u32,
+    pub target: Target,
+    pub effect: Effect,
+    pub entry: Entry,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunResumed {
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    pub pid: u32,
+    pub entry: Entry,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunFinished {
+    pub status: RunStatus,
+    /// Why the run stopped when no step says it (a question nobody could answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// This process's part of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Wall-clock time requests waited for vendors' rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_wait_ms: Option<u64>,
+    /// The audit chain's head after the run's last entry: `audit verify --head` with it
+    /// proves no entry was cut off the end since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LeaseTaken {
+    pub key: String,
+    /// This taking of the lock (renewed and released by it).
+    pub lease_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LeaseLost {
+    /// The step that was not run.
+    pub step: String,
+    pub why: String,
+}
+
+/// How an attempt at a step (or its undo) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepEnd {
+    Completed,
+    Failed,
+    Aborted,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepStarted {
+    pub step: String,
+    /// 1 for the first attempt in this process, 2 for its first retry…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Run by hand (the REPL's `:run --force`) before the steps it follows completed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_order: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepFinished {
+    pub step: String,
+    pub outcome: StepEnd,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the failed attempt performed a write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrote: Option<bool>,
+    /// Counted as completed because its verify (or the operator) said it had taken effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// `ctx` after the step (secrets as fingerprints), when it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Value>")]
+    pub ctx: Option<Value>,
+}
+
+/// What came of a write: one of five, never a combination of flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    /// Refused before it left (a missing credential, a refused connection): the vendor
+    /// never saw it.
+    NotSent,
+    /// The vendor answered that it took effect.
+    Applied,
+    /// The vendor answered that it did not.
+    Failed,
+    /// Sent, and its answer never came (or the process died before recording it): it may
+    /// have taken effect.
+    Unknown,
+    /// Filed for approval and not merged yet (an Infisical change request): it takes effect
+    /// if an approver merges it.
+    Pending,
+}
+
+impl WriteOutcome {
+    /// Whether the vendor may have changed: an undo has something to restore.
+    pub fn may_have_applied(self) -> bool {
+        matches!(
+            self,
+            WriteOutcome::Applied | WriteOutcome::Unknown | WriteOutcome::Pending
+        )
+    }
+
+    /// Whether only a check (or the operator) can tell if it took effect.
+    pub fn uncertain(self) -> bool {
+        matches!(self, WriteOutcome::Unknown | WriteOutcome::Pending)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteOutcome::NotSent => "not_sent",
+            WriteOutcome::Applied => "applied",
+            WriteOutcome::Failed => "failed",
+            WriteOutcome::Unknown => "unknown",
+            WriteOutcome::Pending => "pending",
+        }
+    }
+}
+
+/// The change request a write was filed as (an Infisical secret-approval policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Filed {
+    pub id: String,
+    pub slug: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WriteSent {
+    pub step: String,
+    pub function: String,
+    pub target: String,
+    /// The change (secrets as fingerprints).
+    #[serde(default)]
+    #[schemars(with = "Value")]
+    pub detail: Value,
+    /// Whether sending it again is safe (the host function's declaration).
+    #[serde(default)]
+    pub idempotent: bool,
+    /// Written by a step's undo, to restore what the step changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undo: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WriteSettled {
+    pub step: String,
+    pub function: String,
+    pub target: String,
+    pub outcome: WriteOutcome,
+    /// The change request it was filed as, when it is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filed: Option<Filed>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undo: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WritePlanned {
+    pub step: String,
+    pub function: String,
+    /// `write` or `destructive`.
+    pub effect: crate::plan::effect::Effect,
+    pub target: String,
+    #[schemars(with = "Value")]
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UndoFinished {
+    pub step: String,
+    pub outcome: StepEnd,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Value>")]
+    pub ctx: Option<Value>,
+}
+
+/// Who answered a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnsweredBy {
+    /// A person at the terminal.
+    Operator,
+    /// The `--answers` file.
+    Answers,
+    /// `--yes`.
+    Yes,
+    /// The question's default, with nobody to ask.
+    Default,
+}
+
+/// What sort of question it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Question {
+    /// Yes or no.
+    Confirm,
+    /// One of a list of options.
+    Choose,
+    /// Free text (recorded only when its default was taken).
+    Ask,
+    /// One item of the prerequisites' checklist.
+    Checklist,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Decision {
+    /// The question's id (`writes.confirm`, `propagate.on-failure`…).
+    pub id: String,
+    pub kind: Question,
+    pub question: String,
+    /// `yes`, `no`, or the option chosen. Free text and secrets are never recorded.
+    pub answer: String,
+    pub by: AnsweredBy,
+}
+
+/// Where a step's approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Requested,
+    Approved,
+    Denied,
+    Timeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Approval {
+    pub step: String,
+    pub status: ApprovalStatus,
+    /// The actor of the run that asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Who must approve, as the runbook (or the policy) says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Who approved or denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}

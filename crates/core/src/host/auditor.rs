@@ -1,0 +1,140 @@
+//! A run's audit trail: entries appended to the hash-chained log under the run's identity,
+//! the head it leaves, and the optional webhook every entry is also sent to.
+
+use crate::audit::{Action, AuditLog, Event};
+use crate::error::{Error, Result};
+use crate::run::RunInfo;
+use crate::sink::Say;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// Where every entry is also sent (`RUNBOOK_AUDIT_WEBHOOK`), over the run's own client.
+#[derive(Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub services: Rc<super::Services>,
+}
+
+pub struct Auditor {
+    log: AuditLog,
+    info: RunInfo,
+    say: Say,
+    /// `RUNBOOK_AUDIT_WEBHOOK`, when set: every entry is also sent there.
+    webhook: Option<Webhook>,
+    /// The webhook failed once in this run.
+    webhook_down: Cell<bool>,
+    /// The hash of the last entry this run wrote: the head it leaves.
+    head: RefCell<Option<String>>,
+}
+
+impl Auditor {
+    pub fn new(log: AuditLog, info: RunInfo, say: Say, webhook: Option<Webhook>) -> Auditor {
+        Auditor {
+            log,
+            info,
+            say,
+            webhook,
+            webhook_down: Cell::new(false),
+            head: RefCell::new(None),
+        }
+    }
+
+    /// The same trail for another runbook of the same run (the REPL loads runbooks).
+    pub fn for_runbook(&self, runbook_id: &str) -> Auditor {
+        let mut info = self.info.clone();
+        info.runbook_id = runbook_id.to_string();
+        Auditor {
+            log: self.log.clone(),
+            info,
+            say: self.say.clone(),
+            webhook: self.webhook.clone(),
+            webhook_down: Cell::new(self.webhook_down.get()),
+            head: RefCell::new(self.head.borrow().clone()),
+        }
+    }
+
+    /// The head of the audit chain after this run's last entry, if it wrote one.
+    pub fn head(&self) -> Option<String> {
+        self.head.borrow().clone()
+    }
+
+    /// Appends an engine event for `step`. One whose context is over the entry limit (a
+    /// huge error text) is still recorded, with the context summarised.
+    pub fn event(&self, step: &str, action: Action, context: serde_json::Value) -> Result<()> {
+        match self.entry(step, action.clone(), context) {
+            Err(Error::AuditTooLarge { bytes, limit, .. }) => self.entry(
+                step,
+                action,
+                serde_json::json!({
+                    "omitted": format!("the context made a {bytes}-byte entry, over the {limit}-byte limit")
+                }),
+            ),
+            other => other,
+        }
+    }
+
+    /// `event`, with a warning instead of an error: a log that cannot be written must not
+    /// end a run that already changed things.
+    pub fn note(&self, step: &str, action: Action, context: serde_json::Value) {
+        if let Err(e) = self.event(step, action, context) {
+            self.say
+                .warning(format!("warning: could not write the audit log: {e}"));
+        }
+    }
+
+    /// Appends an entry for `step`, refusing one over the entry limit.
+    pub fn entry(&self, step: &str, action: Action, context: serde_json::Value) -> Result<()> {
+        let entry = self.log.append(&Event {
+            actor: self.info.actor.clone(),
+            run_id: self.info.run_id.clone(),
+            runbook: self.info.runbook_id.clone(),
+            step: step.to_string(),
+            action,
+            mode: self.info.modes.label(),
+            context,
+        })?;
+        *self.head.borrow_mut() = Some(entry.hash.clone());
+        self.send(&entry);
+        Ok(())
+    }
+
+    /// Sends an entry to the webhook (retried like any idempotent call). The local entry is
+    /// already written; a failing webhook only warns, once, and is skipped from then on: a
+    /// dead webhook must not stall a rotation at every step.
+    fn send(&self, entry: &crate::audit::AuditEntry) {
+        let Some(hook) = &self.webhook else {
+            return;
+        };
+        if self.webhook_down.get() {
+            return;
+        }
+        let failure = match post(hook, entry) {
+            None => return,
+            Some(why) => why,
+        };
+        self.webhook_down.set(true);
+        self.say.warning(format!(
+            "warning: the audit webhook did not take entry {} ({failure}); the local audit log has it and every later entry of this run (the webhook is skipped from now on)",
+            entry.hash
+        ));
+    }
+}
+
+/// Posts one entry; `None` when the webhook took it, else why not.
+fn post(hook: &Webhook, entry: &crate::audit::AuditEntry) -> Option<String> {
+    let vendors = hook.services.vendors().ok()?;
+    let req = runbook_vendors::Request::new("audit-webhook", reqwest::Method::POST, &hook.url)
+        .json(serde_json::to_value(entry).unwrap_or_default())
+        .idempotent(true);
+    let transport = vendors.transport().clone();
+    let sent = hook
+        .services
+        .runtime
+        .block_on(async move { transport.send(req).await });
+    match sent {
+        Ok(Ok(r)) if r.is_success() => None,
+        Ok(Ok(r)) => Some(format!("HTTP {}", r.status)),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("interrupted".to_string()),
+    }
+}

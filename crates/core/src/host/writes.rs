@@ -1,0 +1,251 @@
+//! The write path every mutating host call takes: under `--dry-run` recorded as planned and
+//! not sent; otherwise the write is put in the ledger before it is sent and its outcome
+//! after (one of `WriteOutcome`), and audited. A fan-out writes each target as its own
+//! write, and skips a target this step already changed the same way in an earlier attempt.
+
+use super::context::RunContext;
+use super::vendor_call::vendor_error;
+use super::{Effect, R};
+use crate::audit::Action;
+use crate::events::{Event, Filed, WriteOutcome, WritePlanned, WriteSent, WriteSettled};
+use crate::ledger::Write;
+use rhai::Dynamic;
+use runbook_vendors::VendorError;
+use serde_json::Value;
+
+/// One target of a fan-out: its result, or `None` when an earlier attempt already did it.
+pub(crate) type TargetResult<T> = (String, Option<Result<T, VendorError>>);
+
+/// A script error's map, if it is one.
+fn error_map(e: &rhai::EvalAltResult) -> Option<rhai::Map> {
+    match e {
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v.read_lock::<rhai::Map>().map(|m| m.clone()),
+        _ => None,
+    }
+}
+
+/// What a failed write's error says of it: filed for approval, answer lost (it may have
+/// applied), never sent (a vendor error with no answer, and not lost), or refused.
+fn outcome_of_failure(e: &rhai::EvalAltResult) -> WriteOutcome {
+    let Some(m) = error_map(e) else {
+        return WriteOutcome::Failed;
+    };
+    let flag = |key: &str| m.get(key).and_then(|b| b.as_bool().ok()).unwrap_or(false);
+    if flag("pending_approval") {
+        WriteOutcome::Pending
+    } else if flag("maybe_applied") {
+        WriteOutcome::Unknown
+    } else if m.contains_key("vendor") && m.get("status").is_none_or(|s| s.is_unit()) {
+        WriteOutcome::NotSent
+    } else {
+        WriteOutcome::Failed
+    }
+}
+
+/// The change request a pending-approval error names (`request`, `request_id`).
+fn filed_request(e: &rhai::EvalAltResult) -> Option<Filed> {
+    let m = error_map(e)?;
+    let get = |k: &str| m.get(k).map(|v| v.to_string());
+    Some(Filed {
+        id: get("request_id")?,
+        slug: get("request")?,
+    })
+}
+
+/// A detail as the ledger keeps it: redacted.
+fn redacted(detail: &Value) -> Value {
+    let mut d = detail.clone();
+    runbook_secret::redact_json(&mut d);
+    d
+}
+
+/// Whether `function`'s writes may be sent again safely (its registration says).
+fn idempotent(function: &str) -> bool {
+    super::modules()
+        .find(function)
+        .and_then(|f| f.repeat)
+        .is_some_and(|r| r == crate::engine::Repeat::Safe)
+}
+
+impl RunContext {
+    /// Records a write that `--dry-run` skips.
+    pub(crate) fn record_planned(
+        &self,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: Value,
+    ) {
+        self.ledger().record(Event::WritePlanned(WritePlanned {
+            step: self.step_name(),
+            function: function.to_string(),
+            effect,
+            target: target.to_string(),
+            detail: redacted(&detail),
+        }));
+    }
+
+    /// Whether a dry run already skipped a write, whose effects later checks may depend on.
+    pub(crate) fn has_planned_writes(&self) -> bool {
+        self.ledger().read(false, |l| !l.planned.is_empty())
+    }
+
+    /// Runs a mutating call on one target (see the module doc).
+    pub(crate) fn mutate(
+        &self,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: Value,
+        call: impl FnOnce() -> R<Dynamic>,
+    ) -> R<Dynamic> {
+        self.mutate_judged(function, effect, target, detail, call, |_| {
+            WriteOutcome::Applied
+        })
+    }
+
+    /// `mutate` for calls that answer any outcome as a value (`http::`): `judge` says from
+    /// the value whether the write applied.
+    pub(crate) fn mutate_judged(
+        &self,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: Value,
+        call: impl FnOnce() -> R<Dynamic>,
+        judge: impl Fn(&Dynamic) -> WriteOutcome,
+    ) -> R<Dynamic> {
+        self.require_step(function)?;
+        if self.dry_run() {
+            self.record_planned(function, effect, target, detail);
+            return Ok(super::Placeholder::of(function));
+        }
+        let step = self.step_name();
+        self.write_sent(&step, function, target, &detail);
+        let result = call();
+        let outcome = match &result {
+            Ok(v) => judge(v),
+            Err(e) => outcome_of_failure(e),
+        };
+        let err = result.as_ref().err().map(|e| &**e);
+        self.write_settled(&step, function, effect, target, &detail, outcome, err);
+        result
+    }
+
+    /// Runs a write on many targets at once (a fan-out). Targets where this step already
+    /// made the same change, in an earlier attempt, are not written again: `call` gets only
+    /// the others, and they come back as `None`.
+    pub(crate) fn mutate_each<T>(
+        &self,
+        function: &str,
+        effect: Effect,
+        targets: &[String],
+        detail: Value,
+        call: impl FnOnce(Vec<String>) -> R<Vec<(String, Result<T, VendorError>)>>,
+    ) -> R<Vec<TargetResult<T>>> {
+        self.require_step(function)?;
+        let step = self.step_name();
+        // Only a step's forward body skips what it already did; an undo repeats nothing of
+        // its own but must not be mistaken for the step it undoes.
+        let forward = self.scope().forward();
+        let change = redacted(&detail);
+        let (done, todo): (Vec<String>, Vec<String>) = targets.iter().cloned().partition(|t| {
+            forward
+                && self
+                    .ledger()
+                    .read(false, |l| l.already_applied(&step, function, t, &change))
+        });
+        for t in &done {
+            self.say().progress(format!(
+                "    {t}: already done in an earlier attempt of this step; not repeated"
+            ));
+        }
+        for t in &todo {
+            self.write_sent(&step, function, t, &detail);
+        }
+        let results = if todo.is_empty() {
+            Vec::new()
+        } else {
+            call(todo)?
+        };
+        for (t, r) in &results {
+            let err = r.as_ref().err().map(vendor_error);
+            let outcome = err
+                .as_deref()
+                .map_or(WriteOutcome::Applied, outcome_of_failure);
+            self.write_settled(&step, function, effect, t, &detail, outcome, err.as_deref());
+        }
+        let mut results: Vec<TargetResult<T>> =
+            results.into_iter().map(|(t, r)| (t, Some(r))).collect();
+        results.extend(done.into_iter().map(|t| (t, None)));
+        // In the order the script named them.
+        results.sort_by_key(|(t, _)| targets.iter().position(|x| x == t));
+        Ok(results)
+    }
+
+    fn write_sent(&self, step: &str, function: &str, target: &str, detail: &Value) {
+        self.scope().count_write();
+        self.ledger().record(Event::Write(WriteSent {
+            step: step.to_string(),
+            function: function.to_string(),
+            target: target.to_string(),
+            detail: detail.clone(),
+            idempotent: idempotent(function),
+            undo: self.in_undo(),
+        }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_settled(
+        &self,
+        step: &str,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: &Value,
+        outcome: WriteOutcome,
+        error: Option<&rhai::EvalAltResult>,
+    ) {
+        let filed = (outcome == WriteOutcome::Pending)
+            .then(|| error.and_then(filed_request))
+            .flatten();
+        self.ledger().record(Event::WriteOutcome(WriteSettled {
+            step: step.to_string(),
+            function: function.to_string(),
+            target: target.to_string(),
+            outcome,
+            filed,
+            undo: self.in_undo(),
+        }));
+        crate::hooks::crash_point("inside", step);
+        let mut context = serde_json::json!({
+            "function": function,
+            "effect": effect.as_str(),
+            "target": target,
+            "detail": detail,
+            "ok": outcome == WriteOutcome::Applied,
+        });
+        match outcome {
+            WriteOutcome::Unknown => context["outcome"] = "unknown".into(),
+            WriteOutcome::Pending => context["outcome"] = "pending_approval".into(),
+            WriteOutcome::NotSent => context["outcome"] = "not_sent".into(),
+            WriteOutcome::Applied | WriteOutcome::Failed => {}
+        }
+        if let Some(e) = error {
+            context["error"] = runbook_secret::redact(&e.to_string()).into_owned().into();
+        }
+        self.auditor().note(step, Action::HostCall, context);
+    }
+
+    /// The change request a write of `function` on `target` was filed as and that no later
+    /// write of the same change has seen applied: its journalled detail and the request.
+    pub(crate) fn open_request(&self, function: &str, target: &str) -> Option<(Value, Filed)> {
+        self.ledger()
+            .read(None, |l| l.open_request(function, target))
+    }
+
+    /// The writes of a step that are in effect (not undone since).
+    pub fn writes_of(&self, step: &str) -> Vec<Write> {
+        self.ledger().read(Vec::new(), |l| l.writes_of(step))
+    }
+}

@@ -1,0 +1,541 @@
+//! The one fold: a run's events, applied in order, give what every view reads: resume and
+//! rollback (which steps completed, what is in effect, the last `ctx`), `runs`, a run's
+//! timeline, `due`, the closing report and the evidence pack. Nothing else re-derives it.
+
+use crate::events::*;
+use crate::run::{Entry, RunStatus, Target};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Where one step stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    /// Not run: its approval was denied or timed out, or the run lost its lock first.
+    Blocked,
+    /// An attempt started and has not ended (the process died in it, or it still runs).
+    Started,
+    Ended(StepEnd),
+    UndoStarted,
+    Undone,
+    UndoFailed,
+    /// Its undo was aborted or interrupted: what the step did is still in effect.
+    UndoStopped,
+}
+
+/// One step, as the ledger knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepLine {
+    pub id: String,
+    pub state: StepState,
+    /// Attempts at its forward body in the latest process.
+    pub attempts: u32,
+    /// Time its attempts took in the latest process.
+    pub duration_ms: u64,
+    /// Why it failed (or was not run) in the latest process; cleared when it completes.
+    pub error: Option<String>,
+    /// Whether the latest process did anything with it.
+    pub touched: bool,
+}
+
+/// One write of a step, on one target, and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Write {
+    pub step: String,
+    pub function: String,
+    pub target: String,
+    /// The change, as journalled (secrets as fingerprints): a retry that makes the same
+    /// change to a target where it was applied skips it.
+    pub detail: Value,
+    #[serde(rename = "state")]
+    pub outcome: WriteOutcome,
+    /// The change request it was filed as, when it is `Pending`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filed: Option<Filed>,
+}
+
+/// A process that worked on the run: the one that started it, then each that took it over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Process {
+    pub entry: Entry,
+    pub actor: String,
+    pub host: String,
+    pub started_at: String,
+    /// How it ended; `None` while it runs, or when it died.
+    pub finished: Option<RunFinished>,
+    pub finished_at: Option<String>,
+    /// Time in steps.
+    pub step_ms: u64,
+}
+
+impl Process {
+    pub fn ended(&self) -> Option<RunStatus> {
+        self.finished.as_ref().map(|f| f.status)
+    }
+}
+
+/// Something the evidence lists, with when it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Happened {
+    Step(StepFinished),
+    Write {
+        sent: WriteSent,
+        outcome: WriteOutcome,
+    },
+    Undo(UndoFinished),
+    Approval(Approval),
+    Decision(Decision),
+}
+
+/// Why the latest process stopped at a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    pub step: String,
+    pub error: String,
+}
+
+/// A run, folded from its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ledger {
+    pub run_id: String,
+    pub start: RunStarted,
+    pub started_at: String,
+    /// The process that started the run, then every later one, in order.
+    pub processes: Vec<Process>,
+    /// Every step seen, in the order first seen.
+    pub steps: Vec<StepLine>,
+    /// `ctx` after the last completed step (or undo).
+    pub ctx: Option<Value>,
+    pub last_step: Option<String>,
+    /// Every write of the run not undone since, in order.
+    pub writes: Vec<Write>,
+    /// What `--dry-run` recorded instead of performing.
+    pub planned: Vec<WritePlanned>,
+    /// The vendors that answered as simulators.
+    pub simulators: Vec<String>,
+    pub repl_ended: bool,
+    /// Steps, writes, undos, approvals and decisions with their times, for the evidence.
+    pub history: Vec<(String, Happened)>,
+    /// Why the latest process stopped at a step, if it did and the step did not later pass.
+    pub stop: Option<Stop>,
+    /// Writes sent and not settled yet: (index in `writes`, or none inside an undo).
+    open: Vec<(WriteSent, Option<usize>)>,
+    undoing: Option<String>,
+}
+
+impl Ledger {
+    /// A ledger from its first event; `None` unless that is `run_started`.
+    pub fn begin(first: &Stamped) -> Option<Ledger> {
+        let Event::RunStarted(start) = &first.event else {
+            return None;
+        };
+        Some(Ledger {
+            run_id: first.run_id.clone(),
+            start: start.clone(),
+            started_at: first.time.clone(),
+            processes: vec![Process {
+                entry: start.entry,
+                actor: start.actor.clone(),
+                host: start.host.clone(),
+                started_at: first.time.clone(),
+                finished: None,
+                finished_at: None,
+                step_ms: 0,
+            }],
+            steps: Vec::new(),
+            ctx: None,
+            last_step: None,
+            writes: Vec::new(),
+            planned: Vec::new(),
+            simulators: Vec::new(),
+            repl_ended: false,
+            history: Vec::new(),
+            stop: None,
+            open: Vec::new(),
+            undoing: None,
+        })
+    }
+
+    /// Folds a whole run; `None` when it has no start.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a Stamped>) -> Option<Ledger> {
+        let mut events = events.into_iter();
+        let first = events.find(|e| matches!(e.event, Event::RunStarted(_)))?;
+        let mut ledger = Ledger::begin(first)?;
+        for e in events {
+            ledger.apply(e);
+        }
+        Some(ledger)
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, e: &Stamped) {
+        let t = &e.time;
+        match &e.event {
+            Event::RunStarted(_) => {}
+            Event::RunResumed(r) => self.take_over(r, t),
+            Event::RunFinished(f) => {
+                if f.status == RunStatus::Succeeded {
+                    self.stop = None;
+                }
+                let p = self.latest();
+                p.finished = Some(f.clone());
+                p.finished_at = Some(t.clone());
+            }
+            Event::LeaseTaken(_) | Event::LockBroken { .. } | Event::RollbackBlocked { .. } => {}
+            Event::LeaseLost(l) => self.blocked(&l.step, &l.why),
+            Event::StepStarted(s) => self.step_started(s),
+            Event::StepFinished(f) => self.step_finished(f, t),
+            Event::Write(w) => self.write_sent(w),
+            Event::WriteOutcome(o) => self.write_settled(o, t),
+            Event::WritePlanned(p) => self.planned.push(p.clone()),
+            Event::UndoStarted { step } => {
+                self.undoing = Some(step.clone());
+                self.line(step).state = StepState::UndoStarted;
+            }
+            Event::UndoFinished(u) => self.undo_finished(u, t),
+            Event::Decision(d) => self
+                .history
+                .push((t.clone(), Happened::Decision(d.clone()))),
+            Event::Approval(a) => self.approval(a, t),
+            Event::SimulatorAnswered { vendor } => {
+                if !self.simulators.contains(vendor) {
+                    self.simulators.push(vendor.clone());
+                }
+            }
+            Event::ReplEnded { .. } => self.repl_ended = true,
+        }
+    }
+
+    fn latest(&mut self) -> &mut Process {
+        // `begin` always pushes the first process, so there is a last one.
+        let last = self.processes.len() - 1;
+        &mut self.processes[last]
+    }
+
+    fn take_over(&mut self, r: &RunResumed, t: &str) {
+        self.processes.push(Process {
+            entry: r.entry,
+            actor: r.actor.clone(),
+            host: r.host.clone(),
+            started_at: t.to_string(),
+            finished: None,
+            finished_at: None,
+            step_ms: 0,
+        });
+        self.stop = None;
+        for s in &mut self.steps {
+            s.attempts = 0;
+            s.duration_ms = 0;
+            s.error = None;
+            s.touched = false;
+        }
+    }
+
+    /// The step's line, added when first seen.
+    fn line(&mut self, id: &str) -> &mut StepLine {
+        let i = match self.steps.iter().position(|s| s.id == id) {
+            Some(i) => i,
+            None => {
+                self.steps.push(StepLine {
+                    id: id.to_string(),
+                    state: StepState::Blocked,
+                    attempts: 0,
+                    duration_ms: 0,
+                    error: None,
+                    touched: false,
+                });
+                self.steps.len() - 1
+            }
+        };
+        let line = &mut self.steps[i];
+        line.touched = true;
+        line
+    }
+
+    fn blocked(&mut self, step: &str, why: &str) {
+        let line = self.line(step);
+        line.error = Some(why.to_string());
+        if line.state == StepState::Started {
+            line.state = StepState::Blocked;
+        }
+        self.stop = Some(Stop {
+            step: step.to_string(),
+            error: why.to_string(),
+        });
+    }
+
+    fn step_started(&mut self, s: &StepStarted) {
+        self.undoing = None;
+        self.open.clear();
+        self.last_step = Some(s.step.clone());
+        let line = self.line(&s.step);
+        line.state = StepState::Started;
+        line.attempts += 1;
+    }
+
+    fn step_finished(&mut self, f: &StepFinished, t: &str) {
+        self.open.clear();
+        let ms = f.duration_ms.unwrap_or(0);
+        self.latest().step_ms += ms;
+        let line = self.line(&f.step);
+        line.state = StepState::Ended(f.outcome);
+        line.duration_ms += ms;
+        line.error = match f.outcome {
+            StepEnd::Completed => None,
+            StepEnd::Interrupted => Some("interrupted".into()),
+            StepEnd::Failed | StepEnd::Aborted => f.error.clone(),
+        };
+        match f.outcome {
+            StepEnd::Completed => {
+                self.ctx = f.ctx.clone();
+                if self.stop.as_ref().is_some_and(|s| s.step == f.step) {
+                    self.stop = None;
+                }
+            }
+            StepEnd::Failed => {
+                self.stop = Some(Stop {
+                    step: f.step.clone(),
+                    error: f.error.clone().unwrap_or_default(),
+                })
+            }
+            StepEnd::Aborted | StepEnd::Interrupted => {}
+        }
+        self.history
+            .push((t.to_string(), Happened::Step(f.clone())));
+    }
+
+    fn write_sent(&mut self, w: &WriteSent) {
+        // Writes inside an undo are not effects of the step being undone.
+        if w.undo || self.undoing.is_some() {
+            self.open.push((w.clone(), None));
+            return;
+        }
+        self.writes.push(Write {
+            step: w.step.clone(),
+            function: w.function.clone(),
+            target: w.target.clone(),
+            detail: w.detail.clone(),
+            outcome: WriteOutcome::Unknown,
+            filed: None,
+        });
+        self.open.push((w.clone(), Some(self.writes.len() - 1)));
+    }
+
+    fn write_settled(&mut self, o: &WriteSettled, t: &str) {
+        let found = self.open.iter().rposition(|(w, _)| {
+            w.step == o.step && w.function == o.function && w.target == o.target
+        });
+        let (sent, index) = match found {
+            Some(i) => self.open.remove(i),
+            // An outcome without its intent (a journal cut by hand): the write it names.
+            None => {
+                let at = self.writes.iter().rposition(|w| {
+                    w.step == o.step && w.function == o.function && w.target == o.target
+                });
+                let sent = WriteSent {
+                    step: o.step.clone(),
+                    function: o.function.clone(),
+                    target: o.target.clone(),
+                    detail: at
+                        .map(|i| self.writes[i].detail.clone())
+                        .unwrap_or_default(),
+                    idempotent: false,
+                    undo: o.undo,
+                };
+                (sent, if o.undo { None } else { at })
+            }
+        };
+        if let Some(w) = index.and_then(|i| self.writes.get_mut(i)) {
+            w.outcome = o.outcome;
+            w.filed = o.filed.clone();
+        }
+        if index.is_some() {
+            self.history.push((
+                t.to_string(),
+                Happened::Write {
+                    sent,
+                    outcome: o.outcome,
+                },
+            ));
+        }
+    }
+
+    fn undo_finished(&mut self, u: &UndoFinished, t: &str) {
+        self.undoing = None;
+        self.open.clear();
+        let done = u.outcome == StepEnd::Completed;
+        self.line(&u.step).state = match u.outcome {
+            StepEnd::Completed => StepState::Undone,
+            StepEnd::Failed => StepState::UndoFailed,
+            StepEnd::Aborted | StepEnd::Interrupted => StepState::UndoStopped,
+        };
+        if done {
+            self.ctx = u.ctx.clone();
+            // Undone: what the step wrote is no longer in effect.
+            self.writes.retain(|w| w.step != u.step);
+        }
+        self.history
+            .push((t.to_string(), Happened::Undo(u.clone())));
+    }
+
+    fn approval(&mut self, a: &Approval, t: &str) {
+        match a.status {
+            ApprovalStatus::Denied => {
+                let why = format!(
+                    "{} denied the approval: {}",
+                    a.approver.as_deref().unwrap_or("?"),
+                    a.reason.as_deref().unwrap_or("")
+                );
+                self.blocked(&a.step, &why);
+            }
+            ApprovalStatus::Timeout => {
+                let within = a
+                    .timeout_secs
+                    .map(|s| crate::interrupt::human(std::time::Duration::from_secs(s)))
+                    .unwrap_or_else(|| "the time allowed".into());
+                self.blocked(
+                    &a.step,
+                    &format!("no approval within {within} (recorded as timeout, not as denied)"),
+                );
+            }
+            ApprovalStatus::Requested | ApprovalStatus::Approved => {}
+        }
+        self.history
+            .push((t.to_string(), Happened::Approval(a.clone())));
+    }
+
+    /// How the last process that worked on the run ended: `None` while it runs or after it
+    /// died without recording an end.
+    pub fn last_end(&self) -> Option<RunStatus> {
+        self.processes.last().and_then(Process::ended)
+    }
+
+    /// How the run's own process ended.
+    pub fn outcome(&self) -> Option<RunStatus> {
+        self.processes.first().and_then(Process::ended)
+    }
+
+    /// The processes after the first: resume, rollback and REPL take-overs.
+    pub fn takeovers(&self) -> &[Process] {
+        self.processes.get(1..).unwrap_or_default()
+    }
+
+    /// Whether the rotation is settled: it succeeded (itself or through a resume), or a
+    /// rollback undid it. The latest of those counts; failed or refused attempts do not.
+    pub fn settled(&self) -> Option<RunStatus> {
+        self.settled_at().map(|(status, _)| status)
+    }
+
+    /// `settled`, with the time the settling process ended.
+    pub fn settled_at(&self) -> Option<(RunStatus, &str)> {
+        let mut settled = None;
+        for p in &self.processes {
+            if let (Some(f), Some(at)) = (&p.finished, &p.finished_at) {
+                if matches!(f.status, RunStatus::Succeeded | RunStatus::RolledBack) {
+                    settled = Some((f.status, at.as_str()));
+                }
+            }
+        }
+        settled
+    }
+
+    /// Whether it rehearsed: against the in-process sandbox, or a vendor answered as a
+    /// simulator.
+    pub fn is_rehearsal(&self) -> bool {
+        self.start.target == Target::Sandbox || !self.simulators.is_empty()
+    }
+
+    /// A rotation that counts for `due`: real writes against the real vendors.
+    pub fn is_production(&self) -> bool {
+        self.start.target == Target::Production
+            && self.start.effect == crate::run::Effect::Apply
+            && !self.is_rehearsal()
+    }
+
+    /// The target as `runs` shows it: `rehearsal` when a vendor answered as a simulator.
+    pub fn target_label(&self) -> &'static str {
+        if self.start.target != Target::Sandbox && !self.simulators.is_empty() {
+            "rehearsal"
+        } else {
+            self.start.target.as_str()
+        }
+    }
+
+    pub fn state_of(&self, step: &str) -> Option<StepState> {
+        self.step(step).map(|s| s.state)
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepLine> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    pub fn completed(&self, step: &str) -> bool {
+        self.state_of(step) == Some(StepState::Ended(StepEnd::Completed))
+    }
+
+    /// The writes of a step that are in effect (not undone since).
+    pub fn writes_of(&self, step: &str) -> Vec<Write> {
+        self.writes
+            .iter()
+            .filter(|w| w.step == step)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether this step already applied this very change to this target.
+    pub fn already_applied(
+        &self,
+        step: &str,
+        function: &str,
+        target: &str,
+        detail: &Value,
+    ) -> bool {
+        self.writes.iter().any(|w| {
+            w.step == step
+                && w.function == function
+                && w.target == target
+                && &w.detail == detail
+                && w.outcome == WriteOutcome::Applied
+        })
+    }
+
+    /// The change request a write of `function` on `target` was filed as and that no later
+    /// write of the same change has seen applied: its journalled detail and the request.
+    pub fn open_request(&self, function: &str, target: &str) -> Option<(Value, Filed)> {
+        let mut open: Option<(Value, Filed)> = None;
+        for w in &self.writes {
+            if w.function != function || w.target != target {
+                continue;
+            }
+            match (&w.outcome, &w.filed) {
+                (WriteOutcome::Pending, Some(f)) => open = Some((w.detail.clone(), f.clone())),
+                (WriteOutcome::Applied, _)
+                    if open.as_ref().is_some_and(|(d, _)| *d == w.detail) =>
+                {
+                    open = None
+                }
+                _ => {}
+            }
+        }
+        open
+    }
+
+    /// The writes in effect that may have changed a vendor: what the run changed.
+    pub fn changes(&self) -> Vec<Write> {
+        self.writes
+            .iter()
+            .filter(|w| w.outcome.may_have_applied())
+            .cloned()
+            .collect()
+    }
+
+    /// Time in steps of the processes before the latest.
+    pub fn earlier_step_ms(&self) -> u64 {
+        let n = self.processes.len().saturating_sub(1);
+        self.processes[..n].iter().map(|p| p.step_ms).sum()
+    }
+
+    /// Time in steps of every process.
+    pub fn step_ms(&self) -> u64 {
+        self.processes.iter().map(|p| p.step_ms).sum()
+    }
+}

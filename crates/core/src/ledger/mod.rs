@@ -1,0 +1,115 @@
+//! A run's ledger: the append-only sequence of its events (`crate::events`), stored as its
+//! journal (`runs/<run_id>.jsonl`, or rows of the shared database) one JSON object per
+//! line, fsynced after each, so a crash loses at most the event being written; and the one
+//! fold of those events (`Ledger`) that every view reads. Secrets appear only as
+//! fingerprints.
+
+mod fold;
+mod legacy;
+mod writer;
+
+pub use crate::events::*;
+pub use fold::{Happened, Ledger, Process, StepLine, StepState, Stop, Write};
+pub use writer::LedgerWriter;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use serde_json::Value;
+use std::path::Path;
+
+/// One line of the journal: the event, redacted.
+pub(crate) fn encode(event: &Stamped) -> String {
+    let mut fields = serde_json::to_value(event).unwrap_or(Value::Null);
+    runbook_secret::redact_json(&mut fields);
+    runbook_secret::redact(&fields.to_string()).into_owned()
+}
+
+/// A run's events, `None` when the store has no such run.
+pub fn read_run(store: &Store, run_id: &str) -> Result<Option<Vec<Stamped>>> {
+    match store.journal(run_id)? {
+        None => Ok(None),
+        Some(text) => parse(&text, Path::new(&store.journal_where(run_id)), run_id).map(Some),
+    }
+}
+
+/// A run's events, folded; the errors name the run and what to do.
+pub fn open(store: &Store, run_id: &str) -> Result<(Vec<Stamped>, Ledger)> {
+    let not_found = || Error::RunNotFound {
+        run_id: run_id.to_string(),
+        dir: store.runs_where(),
+    };
+    if !crate::run::is_run_id(run_id) {
+        return Err(not_found());
+    }
+    let events = read_run(store, run_id)?.ok_or_else(not_found)?;
+    let ledger = Ledger::fold(&events).ok_or_else(|| Error::JournalDamaged {
+        path: store.journal_where(run_id).into(),
+        line: 1,
+        reason: "it has no start record".into(),
+    })?;
+    Ok((events, ledger))
+}
+
+/// Every event of a journal file, in order.
+pub fn read(path: &Path) -> Result<Vec<Stamped>> {
+    let run_id = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parse(&crate::state::read_text(path)?, path, &run_id)
+}
+
+/// A journal's text, parsed (`path` names it in errors). A torn last line (the crash
+/// happened mid-write) is dropped; anything else that cannot be read is a damaged journal,
+/// never silently skipped.
+pub(crate) fn parse(text: &str, path: &Path, run_id: &str) -> Result<Vec<Stamped>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let last = i + 1 == lines.len();
+        let damaged = |reason: String| Error::JournalDamaged {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let value: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) if last => break,
+            Err(e) => return Err(damaged(format!("not a JSON record ({e})"))),
+        };
+        out.push(event_of(value, run_id).map_err(damaged)?);
+    }
+    Ok(out)
+}
+
+/// One parsed line as its event: the typed format, or the one before it.
+fn event_of(value: Value, run_id: &str) -> std::result::Result<Stamped, String> {
+    let newer = |what: &str| {
+        format!("{what}: written by another version of runbook; use the version that wrote it")
+    };
+    // The format before events: `kind`, and no `type`.
+    if value.get("type").is_none() {
+        if let Some(kind) = value.get("kind").and_then(Value::as_str) {
+            let kind = kind.to_string();
+            return legacy::read(value, run_id)
+                .map_err(|e| newer(&format!("a '{kind}' record this version cannot read ({e})")));
+        }
+    }
+    let v = value.get("v").and_then(Value::as_u64).unwrap_or(0);
+    if v > u64::from(VERSION) {
+        return Err(newer(&format!("an event of format version {v}")));
+    }
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("(none)")
+        .to_string();
+    serde_json::from_value(value)
+        .map_err(|e| newer(&format!("a '{kind}' event this version cannot read ({e})")))
+}
+
+#[cfg(test)]
+mod tests;

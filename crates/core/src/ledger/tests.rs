@@ -1,0 +1,336 @@
+use super::*;
+use crate::run::{Effect, Entry, RunStatus, Target};
+use serde_json::json;
+
+/// A journal written by the string-typed engine before events were typed.
+const OLD: &str = r#"{"t":"2026-11-20T10:00:00Z","kind":"run.start","run_id":"20261120T100000Z-abcdef","runbook":"postmark-server-token","source":{"path":"/r/postmark.rhai","sha256":"00","modules":[]},"params":{"apps":["a"]},"actor":"ops@vm","host":"vm","pid":7,"mode":"exec","sandbox":false}
+{"t":"2026-11-20T10:00:01Z","kind":"step.intent","step":"precheck","attempt":1}
+{"t":"2026-11-20T10:00:02Z","kind":"step.outcome","step":"precheck","status":"completed","duration_ms":12,"ctx":{"server_id":4242}}
+{"t":"2026-11-20T10:00:03Z","kind":"step.intent","step":"store","attempt":1}
+{"t":"2026-11-20T10:00:03Z","kind":"write.intent","step":"store","function":"infisical::set_secret","target":"POSTMARK_SERVER_TOKEN","detail":{}}
+{"t":"2026-11-20T10:00:04Z","kind":"step.outcome","step":"store","status":"failed","ok":false,"error":"boom"}
+{"t":"2026-11-20T10:00:05Z","kind":"undo.intent","step":"precheck"}
+{"t":"2026-11-20T10:00:06Z","kind":"run.end","status":"rolled_back"}
+"#;
+
+fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("20261120T100000Z-abcdef.jsonl");
+    std::fs::write(&p, text).unwrap();
+    (dir, p)
+}
+
+fn at(t: &str, event: Event) -> Stamped {
+    Stamped {
+        v: VERSION,
+        run_id: "r1".into(),
+        time: t.into(),
+        event,
+    }
+}
+
+fn started(target: Target) -> Event {
+    Event::RunStarted(RunStarted {
+        runbook: "rb".into(),
+        source: SourceHashes {
+            path: "/r/rb.rhai".into(),
+            sha256: "00".into(),
+            modules: Vec::new(),
+        },
+        params: json!({}),
+        actor: "ops".into(),
+        host: "vm".into(),
+        pid: 1,
+        target,
+        effect: Effect::Apply,
+        entry: Entry::Exec,
+    })
+}
+
+fn finished(status: RunStatus) -> Event {
+    Event::RunFinished(RunFinished {
+        status,
+        error: None,
+        duration_ms: None,
+        rate_limit_wait_ms: None,
+        audit_head: None,
+    })
+}
+
+fn resumed(entry: Entry) -> Event {
+    Event::RunResumed(RunResumed {
+        actor: "other@vm".into(),
+        host: "vm".into(),
+        pid: 9,
+        entry,
+    })
+}
+
+fn write_sent(step: &str, target: &str) -> Event {
+    Event::Write(WriteSent {
+        step: step.into(),
+        function: "heroku::set_config".into(),
+        target: target.into(),
+        detail: json!({"vars": {"T": "hmac:aa"}}),
+        idempotent: true,
+        undo: false,
+    })
+}
+
+fn write_ended(step: &str, target: &str, outcome: WriteOutcome) -> Event {
+    Event::WriteOutcome(WriteSettled {
+        step: step.into(),
+        function: "heroku::set_config".into(),
+        target: target.into(),
+        outcome,
+        filed: None,
+        undo: false,
+    })
+}
+
+#[test]
+fn reads_a_journal_written_before_events_were_typed() {
+    let (_d, p) = write(OLD);
+    let events = read(&p).unwrap();
+    assert_eq!(events.len(), 8);
+    let l = Ledger::fold(&events).unwrap();
+    assert_eq!(l.run_id, "20261120T100000Z-abcdef");
+    assert_eq!(l.start.target, Target::Production);
+    assert_eq!(l.start.entry, Entry::Exec);
+    assert_eq!(l.outcome(), Some(RunStatus::RolledBack));
+    assert_eq!(l.settled(), Some(RunStatus::RolledBack));
+    assert_eq!(l.state_of("precheck"), Some(StepState::UndoStarted));
+    assert_eq!(l.state_of("store"), Some(StepState::Ended(StepEnd::Failed)));
+    assert_eq!(l.ctx, Some(json!({"server_id": 4242})));
+    // The write whose outcome was never recorded may have applied.
+    assert_eq!(l.writes.len(), 1);
+    assert_eq!(l.writes[0].outcome, WriteOutcome::Unknown);
+}
+
+/// An old in-process rehearsal is still a rehearsal; an old dry run still a dry run.
+#[test]
+fn old_modes_become_a_target_an_effect_and_an_entry() {
+    let sandbox = OLD.replacen(
+        "\"mode\":\"exec\",\"sandbox\":false",
+        "\"mode\":\"sandbox\",\"sandbox\":true",
+        1,
+    );
+    let (_d, p) = write(&sandbox);
+    let l = Ledger::fold(&read(&p).unwrap()).unwrap();
+    assert_eq!(l.start.target, Target::Sandbox);
+    assert!(l.is_rehearsal());
+    let dry = OLD.replacen("\"mode\":\"exec\"", "\"mode\":\"dry-run\"", 1);
+    let (_d, p) = write(&dry);
+    let l = Ledger::fold(&read(&p).unwrap()).unwrap();
+    assert_eq!(l.start.effect, Effect::DryRun);
+    assert!(!l.is_production());
+}
+
+/// What is written is read back as the same events, and folds the same.
+#[test]
+fn events_read_back_as_written() {
+    let events = vec![
+        at("t0", started(Target::Loopback)),
+        at(
+            "t1",
+            Event::StepStarted(StepStarted {
+                step: "propagate".into(),
+                attempt: Some(1),
+                out_of_order: false,
+            }),
+        ),
+        at("t2", write_sent("propagate", "app-a")),
+        at(
+            "t3",
+            write_ended("propagate", "app-a", WriteOutcome::Applied),
+        ),
+        // Its `kind` field must not make it read as the format before events.
+        at(
+            "t3",
+            Event::Decision(Decision {
+                id: "propagate.on-failure".into(),
+                kind: Question::Choose,
+                question: "Retry?".into(),
+                answer: "stop".into(),
+                by: AnsweredBy::Yes,
+            }),
+        ),
+        at("t4", finished(RunStatus::Failed)),
+    ];
+    let text: String = events.iter().map(|e| encode(e) + "\n").collect();
+    let back = parse(&text, Path::new("x.jsonl"), "r1").unwrap();
+    assert_eq!(back, events);
+    let l = Ledger::fold(&back).unwrap();
+    assert_eq!(l.changes().len(), 1);
+    assert_eq!(l.last_end(), Some(RunStatus::Failed));
+}
+
+/// A refused rollback of a rotation that succeeded leaves the rotation succeeded; the
+/// attempt is listed after it. A resume that finishes a stopped run settles it.
+#[test]
+fn later_attempts_never_rewrite_how_the_run_ended() {
+    let l = Ledger::fold(&[
+        at("t0", started(Target::Production)),
+        at("t1", finished(RunStatus::Succeeded)),
+        at("t2", resumed(Entry::Rollback)),
+        at("t3", finished(RunStatus::Failed)),
+        at("t4", resumed(Entry::Resume)),
+    ])
+    .unwrap();
+    assert_eq!(l.outcome(), Some(RunStatus::Succeeded));
+    assert_eq!(l.settled(), Some(RunStatus::Succeeded));
+    assert_eq!(l.takeovers().len(), 2);
+    assert_eq!(l.takeovers()[0].entry, Entry::Rollback);
+    assert_eq!(l.takeovers()[0].ended(), Some(RunStatus::Failed));
+    assert_eq!(
+        l.last_end(),
+        None,
+        "the resume's process never recorded an end"
+    );
+
+    let l = Ledger::fold(&[
+        at("t0", started(Target::Production)),
+        at("t1", finished(RunStatus::Failed)),
+        at("t2", resumed(Entry::Resume)),
+        at("t3", finished(RunStatus::Succeeded)),
+    ])
+    .unwrap();
+    assert_eq!(l.outcome(), Some(RunStatus::Failed));
+    assert_eq!(l.settled_at(), Some((RunStatus::Succeeded, "t3")));
+    assert!(l.is_production());
+}
+
+/// A write's outcome is one of five; an undo's writes are not effects of the step, and an
+/// undone step's writes are no longer in effect.
+#[test]
+fn writes_fold_to_what_is_in_effect() {
+    let l = Ledger::fold(&[
+        at("t0", started(Target::Production)),
+        at("t1", write_sent("propagate", "app-a")),
+        at("t1", write_sent("propagate", "app-b")),
+        at(
+            "t2",
+            write_ended("propagate", "app-a", WriteOutcome::Applied),
+        ),
+        at(
+            "t2",
+            write_ended("propagate", "app-b", WriteOutcome::NotSent),
+        ),
+        at("t3", write_sent("store", "SECRET")),
+    ])
+    .unwrap();
+    let states: Vec<WriteOutcome> = l.writes.iter().map(|w| w.outcome).collect();
+    assert_eq!(
+        states,
+        [
+            WriteOutcome::Applied,
+            WriteOutcome::NotSent,
+            WriteOutcome::Unknown
+        ]
+    );
+    assert_eq!(l.changes().len(), 2, "not sent is not a change");
+
+    let mut l = l;
+    for e in [
+        at(
+            "t4",
+            Event::UndoStarted {
+                step: "propagate".into(),
+            },
+        ),
+        at("t4", write_sent("propagate", "app-a")),
+        at(
+            "t5",
+            write_ended("propagate", "app-a", WriteOutcome::Applied),
+        ),
+        at(
+            "t6",
+            Event::UndoFinished(UndoFinished {
+                step: "propagate".into(),
+                outcome: StepEnd::Completed,
+                error: None,
+                ctx: None,
+            }),
+        ),
+    ] {
+        l.apply(&e);
+    }
+    assert_eq!(l.writes.len(), 1);
+    assert_eq!(l.writes[0].step, "store");
+    assert_eq!(l.state_of("propagate"), Some(StepState::Undone));
+}
+
+/// A run is a rehearsal when a vendor answered as a simulator, whatever its target said.
+#[test]
+fn a_simulator_answer_makes_a_run_a_rehearsal() {
+    let mut l = Ledger::fold(&[at("t0", started(Target::Loopback))]).unwrap();
+    assert!(!l.is_rehearsal());
+    assert_eq!(l.target_label(), "loopback");
+    l.apply(&at(
+        "t1",
+        Event::SimulatorAnswered {
+            vendor: "heroku".into(),
+        },
+    ));
+    assert!(l.is_rehearsal());
+    assert!(!l.is_production());
+    assert_eq!(l.target_label(), "rehearsal");
+}
+
+/// A step whose approval was denied is not run, and says why; it did not die mid-way.
+#[test]
+fn a_denied_approval_stops_the_run_at_its_step() {
+    let l = Ledger::fold(&[
+        at("t0", started(Target::Production)),
+        at(
+            "t1",
+            Event::Approval(Approval {
+                step: "revoke".into(),
+                status: ApprovalStatus::Denied,
+                requested_by: Some("alice".into()),
+                by: None,
+                approver: Some("bob".into()),
+                reason: Some("not now".into()),
+                timeout_secs: None,
+            }),
+        ),
+    ])
+    .unwrap();
+    assert_eq!(l.state_of("revoke"), Some(StepState::Blocked));
+    let stop = l.stop.unwrap();
+    assert_eq!(stop.step, "revoke");
+    assert_eq!(stop.error, "bob denied the approval: not now");
+}
+
+#[test]
+fn a_torn_last_line_is_dropped_but_damage_elsewhere_is_an_error() {
+    let (_d, p) = write(&format!("{OLD}{{\"t\":\"x\",\"kind\":\"st"));
+    assert_eq!(read(&p).unwrap().len(), 8);
+    let damaged = OLD.replacen("\"kind\":\"step.intent\"", "\"kind\":\"step.intent\",", 1);
+    let (_d, p) = write(&damaged);
+    assert!(matches!(
+        read(&p),
+        Err(Error::JournalDamaged { line: 2, .. })
+    ));
+    let newer = OLD.replacen("\"kind\":\"undo.intent\"", "\"kind\":\"undo.planned\"", 1);
+    let (_d, p) = write(&newer);
+    match read(&p) {
+        Err(Error::JournalDamaged {
+            line: 7, reason, ..
+        }) => {
+            assert!(reason.contains("another version"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let future = format!(
+        "{}\n{{\"v\":2,\"run_id\":\"r\",\"time\":\"t\",\"type\":\"step_started\",\"step\":\"x\"}}\n{{\"v\":1}}\n",
+        OLD.lines().next().unwrap()
+    );
+    let (_d, p) = write(&future);
+    match read(&p) {
+        Err(Error::JournalDamaged {
+            line: 2, reason, ..
+        }) => assert!(reason.contains("version 2"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}

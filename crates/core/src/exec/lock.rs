@@ -89,31 +89,7 @@ impl Lock {
                 expired: false,
             };
             if store.lock_create(key, &me)? {
-                if let Some(path) = store.lock_path(key) {
-                    crate::interrupt::hold(path);
-                }
-                let lost = Arc::new(AtomicBool::new(false));
-                let heartbeat = match store.lease() {
-                    None => None,
-                    Some(lease) => Some(heartbeat(
-                        store.for_heartbeat()?,
-                        key,
-                        &me,
-                        lease,
-                        lost.clone(),
-                        say.clone(),
-                    )),
-                };
-                return Ok(Lock {
-                    store: store.clone(),
-                    say: say.clone(),
-                    key: key.to_string(),
-                    lease_id: me.lease_id,
-                    held: true,
-                    broken,
-                    heartbeat,
-                    lost,
-                });
+                return Lock::taken(store, key, me, broken, say);
             }
             let h = match store.lock_read(key)? {
                 Slot::Free => continue,
@@ -121,25 +97,58 @@ impl Lock {
             };
             let same_run = h.as_ref().is_some_and(|h| h.run_id == run_id);
             let dead = h.as_ref().is_some_and(Holder::is_dead);
-            if break_lock || (same_run && dead) {
-                // Only the taking that was read is removed; one found dead by its lease only
-                // while the lease is still out (a holder that woke up and renewed keeps it).
-                let expired_only = !break_lock && h.as_ref().is_some_and(|h| h.expired);
-                store.lock_remove(
-                    key,
-                    h.as_ref()
-                        .map(|h| h.lease_id.as_str())
-                        .filter(|l| !l.is_empty()),
-                    expired_only,
-                )?;
-                broken = Some(h);
-                continue;
+            if !(break_lock || (same_run && dead)) {
+                return Err(held(h.as_ref(), dead));
             }
-            return Err(held(h.as_ref(), dead));
+            // Only the taking that was read is removed; one found dead by its lease only
+            // while the lease is still out (a holder that woke up and renewed keeps it).
+            let expired_only = !break_lock && h.as_ref().is_some_and(|h| h.expired);
+            let lease = h
+                .as_ref()
+                .map(|h| h.lease_id.as_str())
+                .filter(|l| !l.is_empty());
+            store.lock_remove(key, lease, expired_only)?;
+            broken = Some(h);
         }
         Err(Error::LockHeld {
             message: format!("cannot take the lock {key} in {}", store.describe()),
             help: "another run took it at the same moment; try again".into(),
+        })
+    }
+
+    /// The lock `me` just took: held until released, its lease (on a shared store) renewed
+    /// by a heartbeat.
+    fn taken(
+        store: &Store,
+        key: &str,
+        me: Holder,
+        broken: Option<Option<Holder>>,
+        say: &crate::sink::Say,
+    ) -> Result<Lock> {
+        if let Some(path) = store.lock_path(key) {
+            crate::interrupt::hold(path);
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = match store.lease() {
+            None => None,
+            Some(lease) => Some(heartbeat(
+                store.for_heartbeat()?,
+                key,
+                &me,
+                lease,
+                lost.clone(),
+                say.clone(),
+            )),
+        };
+        Ok(Lock {
+            store: store.clone(),
+            say: say.clone(),
+            key: key.to_string(),
+            lease_id: me.lease_id,
+            held: true,
+            broken,
+            heartbeat,
+            lost,
         })
     }
 

@@ -142,45 +142,66 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger) -> Result<Ctx> {
     Ok(ctx)
 }
 
-/// Gets a secret's value back: the runbook's `recover` closure, else where it came from
-/// (environment, prompt/answers), else the operator. It must match the journalled
-/// fingerprint.
-fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secret> {
-    let (fp, source) = (r.fingerprint.as_str(), &r.source);
-    let mismatch = |got: &Secret, how: &str| {
-        Error::SecretMismatch {
+/// The error for a value that is not the one the run used.
+fn mismatch(key: &str, r: &SecretRef, got: &Secret, how: &str) -> Error {
+    Error::SecretMismatch {
         message: format!(
-            "the value {how} for ctx.{key} is not the one this run used (expected {fp}, got {})",
+            "the value {how} for ctx.{key} is not the one this run used (expected {}, got {})",
+            r.fingerprint,
             got.fingerprint()
         ),
         help: "supply the same value the run used (it was journalled only as a fingerprint); a different token would mix two rotations".into(),
     }
-    };
-    if let Some(how) = session.runbook().plan().recovery(key) {
-        match session.value_of(how, ctx, Phase::Step(format!("recover.{key}"))) {
-            Ok(v) => match v.try_cast::<Secret>() {
-                Some(s) if s.matches_fingerprint(fp) => return Ok(s),
-                Some(s) => return Err(mismatch(&s, "recovered")),
-                None => session.run().say().warning(format!(
-                    "warning: recover(\"{key}\") did not return a Secret; asking instead"
-                )),
-            },
-            Err(e) => session.run().say().warning(format!(
-                "note: recover(\"{key}\") could not get the value back ({}); asking instead",
-                e.message
-            )),
-        }
+}
+
+/// Gets a secret's value back: the runbook's `recover` closure, else where it came from
+/// (environment, prompt/answers), else the operator. It must match the journalled
+/// fingerprint.
+fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secret> {
+    if let Some(found) = recovered(session, ctx, key, r) {
+        return found;
     }
-    if let Source::Env { name } = source {
+    if let Source::Env { name } = &r.source {
         if let Ok(v) = std::env::var(name) {
-            let s = Secret::new(v, source.clone());
-            return if s.matches_fingerprint(fp) {
+            let s = Secret::new(v, r.source.clone());
+            return if s.matches_fingerprint(&r.fingerprint) {
                 Ok(s)
             } else {
-                Err(mismatch(&s, &format!("in ${name}")))
+                Err(mismatch(key, r, &s, &format!("in ${name}")))
             };
         }
     }
+    pasted(session, key, r)
+}
+
+/// The value the runbook's `recover` closure gets back, if it has one that answers.
+fn recovered(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Option<Result<Secret>> {
+    let how = session.runbook().plan().recovery(key)?;
+    let say = session.run().say();
+    match session.value_of(how, ctx, Phase::Step(format!("recover.{key}"))) {
+        Ok(v) => match v.try_cast::<Secret>() {
+            Some(s) if s.matches_fingerprint(&r.fingerprint) => Some(Ok(s)),
+            Some(s) => Some(Err(mismatch(key, r, &s, "recovered"))),
+            None => {
+                say.warning(format!(
+                    "warning: recover(\"{key}\") did not return a Secret; asking instead"
+                ));
+                None
+            }
+        },
+        Err(e) => {
+            say.warning(format!(
+                "note: recover(\"{key}\") could not get the value back ({}); asking instead",
+                e.message
+            ));
+            None
+        }
+    }
+}
+
+/// The value as the operator pastes it again (or the answers file gives it).
+fn pasted(session: &Session, key: &str, r: &SecretRef) -> Result<Secret> {
+    let source = &r.source;
     let id = match source {
         Source::Prompt { id } | Source::Answers { id } => id.clone(),
         _ => format!("resume.{key}"),
@@ -195,29 +216,26 @@ fn supply(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Result<Secr
         .unwrap_or_default();
     let question =
         format!("Paste the value of ctx.{key} that this run used (it came from {source}{ends})");
+    let operator = session.run().operator();
     // A mistyped paste gets another chance; an answers file gives the same answer each
     // time, so it gets one.
-    let tries = if session.run().operator().prompter().asks_on_terminal(&id) {
+    let tries = if operator.prompter().asks_on_terminal(&id) {
         3
     } else {
         1
     };
     for left in (0..tries).rev() {
-        let s = session
-            .run()
-            .operator()
-            .secret(&id, &question)
-            .map_err(|e| {
-                Error::usage(
-                    format!("ctx.{key} is needed to continue: {e}"),
-                    e.help().unwrap_or_default(),
-                )
-            })?;
-        if s.matches_fingerprint(fp) {
+        let s = operator.secret(&id, &question).map_err(|e| {
+            Error::usage(
+                format!("ctx.{key} is needed to continue: {e}"),
+                e.help().unwrap_or_default(),
+            )
+        })?;
+        if s.matches_fingerprint(&r.fingerprint) {
             return Ok(s.with_source(source.clone()));
         }
         if left == 0 {
-            return Err(mismatch(&s, "entered"));
+            return Err(mismatch(key, r, &s, "entered"));
         }
         session.run().say().warning(format!(
             "That is not the value this run used{ends}. Try again ({left} {} left).",
@@ -246,6 +264,7 @@ fn where_to_continue(r: &Reopened) -> (usize, Option<bool>) {
         let lost = r
             .session
             .run()
+            .ledger()
             .writes_of(&step.id)
             .iter()
             .any(|w| w.outcome.uncertain());
@@ -331,6 +350,7 @@ fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
         let step = &plan.steps[i];
         let writes: Vec<String> = session
             .run()
+            .ledger()
             .writes_of(&step.id)
             .iter()
             .filter(|w| w.outcome.may_have_applied())

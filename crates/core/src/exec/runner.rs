@@ -530,6 +530,7 @@ impl<'a> Runner<'a> {
         let lost = self
             .session
             .run()
+            .ledger()
             .writes_of(&step.id)
             .iter()
             .any(|w| w.outcome.uncertain());
@@ -645,6 +646,7 @@ impl<'a> Runner<'a> {
         let took_effect = self
             .session
             .run()
+            .ledger()
             .writes_of(&step.id)
             .iter()
             .any(|w| w.outcome.may_have_applied());

@@ -138,7 +138,7 @@ fn undo(session: &Session, step: &Step) -> Attempt {
     // What the step did, so its undo restores exactly that.
     session
         .ctx()
-        .set("done", done_list(&run.writes_of(&step.id)).into());
+        .set("done", done_list(&run.ledger().writes_of(&step.id)).into());
     let (outcome, duration_ms) = call_timed(session, step, f, Phase::Undo(step.id.clone()));
     session.ctx().remove("done");
     let error = outcome.error();
@@ -248,7 +248,7 @@ struct Doubt {
 
 impl Doubt {
     fn of(session: &Session, step: &Step, died: bool) -> Doubt {
-        let writes = session.run().writes_of(&step.id);
+        let writes = session.run().ledger().writes_of(&step.id);
         let uncertain: Vec<Write> = writes
             .iter()
             .filter(|w| w.outcome.uncertain())

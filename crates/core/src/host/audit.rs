@@ -1,6 +1,6 @@
 //! `audit::log(action, context)`: a runbook's own audit entry.
 
-use super::{Effect, RunContext, Stage, R};
+use super::{Effect, Stage, R};
 use crate::engine::registry::{Registrar, Repeat};
 use crate::value;
 use rhai::{Map, NativeCallContext};
@@ -41,11 +41,21 @@ pub(crate) fn register(reg: &mut Registrar) {
     m.finish();
 }
 
+/// A script error for an audit log that cannot be written.
+fn audit_failed(e: crate::error::Error) -> Box<rhai::EvalAltResult> {
+    crate::value::throw(
+        "usage",
+        format!("cannot write the audit log: {e}"),
+        Some("check that the state directory (RUNBOOK_STATE_DIR) is writable".into()),
+    )
+}
+
 fn log(stage: &Stage, action: &str, context: Map) -> R<()> {
     let run = stage.run("audit::log")?;
     let context = value::to_json(&context.into());
     if run.dry_run() {
-        run.record_planned("audit::log", Effect::Write, action, context);
+        run.writes()
+            .planned("audit::log", Effect::Write, action, context);
         return Ok(());
     }
     // A script's own entry over the limit is its author's to shrink: refuse it, don't cut it.
@@ -55,5 +65,5 @@ fn log(stage: &Stage, action: &str, context: Map) -> R<()> {
             crate::audit::Action::parse(action),
             context,
         )
-        .map_err(RunContext::audit_failed)
+        .map_err(audit_failed)
 }

@@ -11,7 +11,6 @@ use super::{Phase, R};
 use crate::ledger::LedgerWriter;
 use crate::run::RunInfo;
 use crate::sink::Say;
-use crate::value::throw;
 use runbook_vendors::{VendorError, Vendors};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -176,35 +175,12 @@ impl RunContext {
         self.scope.step_name()
     }
 
-    pub(crate) fn in_undo(&self) -> bool {
-        self.scope.in_undo()
-    }
-
     /// Vendor and operator calls belong in steps.
     pub(crate) fn require_step(&self, function: &str) -> R<()> {
         if self.scope.idle() {
             return Err(super::top_level(function));
         }
         Ok(())
-    }
-
-    /// Appends an engine event to the audit log for the current step.
-    pub(crate) fn audit_event(
-        &self,
-        action: crate::audit::Action,
-        context: serde_json::Value,
-    ) -> crate::error::Result<()> {
-        self.auditor().event(&self.step_name(), action, context)
-    }
-
-    /// Whether the value of a bulk read's field `name` is a credential, for this runbook.
-    pub fn bulk_is_secret(&self, name: &str, value: &str) -> bool {
-        self.policy.masking.is_secret(name, value)
-    }
-
-    /// Whether it comes back as plain text (clearly a setting, or declared plain).
-    pub fn bulk_is_plain(&self, name: &str, value: &str) -> bool {
-        self.policy.masking.is_plain(name, value)
     }
 
     /// The vendor clients, or an error naming the missing configuration.
@@ -246,12 +222,8 @@ impl RunContext {
         }
     }
 
-    /// A script error for an audit log that cannot be written.
-    pub(crate) fn audit_failed(e: crate::error::Error) -> Box<rhai::EvalAltResult> {
-        throw(
-            "usage",
-            format!("cannot write the audit log: {e}"),
-            Some("check that the state directory (RUNBOOK_STATE_DIR) is writable".into()),
-        )
+    /// The write path of this run (see `writes.rs`).
+    pub(crate) fn writes(&self) -> super::writes::Writes<'_> {
+        super::writes::Writes::of(self)
     }
 }

@@ -14,12 +14,14 @@ fn set_secret(h: &RunContext, repos: Dynamic, name: &str, secret: Secret) -> R<D
     let detail = serde_json::json!({"repos": repos, "name": name, "value": secret.fingerprint()});
     let target = format!("PUT /repos/{{{}}}/actions/secrets/{name}", repos.join(","));
     if h.dry_run() || is_dry_run_secret(&secret) {
-        return h.mutate("github::set_secret", Effect::Write, &target, detail, || {
-            Ok(Placeholder::of("github::set_secret"))
-        });
+        return h
+            .writes()
+            .mutate("github::set_secret", Effect::Write, &target, detail, || {
+                Ok(Placeholder::of("github::set_secret"))
+            });
     }
     let change = serde_json::json!({"name": name, "value": secret.fingerprint()});
-    let results = h.mutate_each(
+    let results = h.writes().mutate_each(
         "github::set_secret",
         Effect::Write,
         &repos,

@@ -26,9 +26,9 @@ fn config(h: &RunContext, app: &str) -> R<Dynamic> {
         let source = Source::Vendor {
             what: format!("Heroku config var {k} of {app}"),
         };
-        let v = if h.bulk_is_plain(k, val) {
+        let v = if h.policy().masking.is_plain(k, val) {
             Dynamic::from(val.to_string())
-        } else if h.bulk_is_secret(k, val) {
+        } else if h.policy().masking.is_secret(k, val) {
             Dynamic::from(Secret::new(val.to_string(), source))
         } else {
             // Not clearly either: opaque (masked), without masking its text everywhere.
@@ -81,30 +81,38 @@ fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
         .flatten()
         .any(|c| matches!(c, ConfigValue::Secret(s) if is_dry_run_secret(s)));
     if h.dry_run() || dry_run_value {
-        return h.mutate("heroku::set_config", Effect::Write, &target, detail, || {
-            Ok(Placeholder::of("heroku::set_config"))
-        });
+        return h
+            .writes()
+            .mutate("heroku::set_config", Effect::Write, &target, detail, || {
+                Ok(Placeholder::of("heroku::set_config"))
+            });
     }
     // Each app is one write; the change is the same for all of them.
     let change = serde_json::json!({ "vars": detail["vars"] });
-    let results = h.mutate_each("heroku::set_config", Effect::Write, &apps, change, |todo| {
-        let v = h.vendors()?;
-        let label = format!("heroku PATCH config-vars on {} app(s)", todo.len());
-        h.block(&label, async move {
-            Ok(fan_out(&v, &todo, |v, app| {
-                let changes = changes.clone();
-                async move {
-                    v.heroku()
-                        .update_config_vars(&app, &changes)
-                        .await
-                        .map(|_| ())
-                }
-            })
-            .await)
-        })
-    })?;
+    let results =
+        h.writes()
+            .mutate_each("heroku::set_config", Effect::Write, &apps, change, |todo| {
+                let v = h.vendors()?;
+                let label = format!("heroku PATCH config-vars on {} app(s)", todo.len());
+                h.block(&label, async move {
+                    Ok(fan_out(&v, &todo, |v, app| {
+                        let changes = changes.clone();
+                        async move {
+                            v.heroku()
+                                .update_config_vars(&app, &changes)
+                                .await
+                                .map(|_| ())
+                        }
+                    })
+                    .await)
+                })
+            })?;
     // Say what changed, values masked: in an undo, what was put back.
-    let verb = if h.in_undo() { "restored to" } else { "set to" };
+    let verb = if h.scope().in_undo() {
+        "restored to"
+    } else {
+        "set to"
+    };
     let said: Vec<String> = said_changes
         .iter()
         .map(|(k, v)| match v {
@@ -129,11 +137,13 @@ fn restart(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
     let detail = serde_json::json!({ "apps": apps });
     let target = format!("DELETE /apps/{{{}}}/dynos", apps.join(","));
     if h.dry_run() {
-        return h.mutate("heroku::restart", Effect::Write, &target, detail, || {
-            Ok(Placeholder::of("heroku::restart"))
-        });
+        return h
+            .writes()
+            .mutate("heroku::restart", Effect::Write, &target, detail, || {
+                Ok(Placeholder::of("heroku::restart"))
+            });
     }
-    let results = h.mutate_each(
+    let results = h.writes().mutate_each(
         "heroku::restart",
         Effect::Write,
         &apps,

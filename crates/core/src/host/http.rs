@@ -706,17 +706,19 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         None => format!("{method} {url}"),
     };
     // A 4xx or 5xx answer is the vendor refusing: nothing to undo.
-    let result = h.mutate_judged(&function, effect, &target, detail, run, |v| {
-        let status = v
-            .read_lock::<Map>()
-            .and_then(|m| m.get("status").and_then(|s| s.as_int().ok()))
-            .unwrap_or(0);
-        if (200..400).contains(&status) {
-            WriteOutcome::Applied
-        } else {
-            WriteOutcome::Failed
-        }
-    })?;
+    let result = h
+        .writes()
+        .mutate_judged(&function, effect, &target, detail, run, |v| {
+            let status = v
+                .read_lock::<Map>()
+                .and_then(|m| m.get("status").and_then(|s| s.as_int().ok()))
+                .unwrap_or(0);
+            if (200..400).contains(&status) {
+                WriteOutcome::Applied
+            } else {
+                WriteOutcome::Failed
+            }
+        })?;
     if h.dry_run() {
         return Ok(dry_run_response(&function, &secrets));
     }

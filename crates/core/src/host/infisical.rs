@@ -118,7 +118,8 @@ fn announce(h: &RunContext, s: &Scope, name: &str, cr: &ChangeRequest) {
     {
         h.say().progress(format!("    (rehearsal: {hint})"));
     }
-    let _ = h.audit_event(
+    let _ = h.auditor().event(
+        &h.step_name(),
         crate::audit::Action::ChangeRequest,
         serde_json::json!({"secret": name, "env": s.env, "path": s.path, "project_id": s.project_id, "request": cr.slug, "request_id": cr.id}),
     );
@@ -218,7 +219,7 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
         "value": value.fingerprint(),
     });
     let target = format!("{name} in {}:{}{}", s.project_id, s.env, s.path);
-    h.mutate(
+    h.writes().mutate(
         "infisical::set_secret",
         Effect::Write,
         &target,
@@ -229,7 +230,7 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
             }
             // An earlier attempt's change request for this very value (this process's or,
             // after a resume, the journal's): wait on it rather than file a second one.
-            let open = h.open_request("infisical::set_secret", &target);
+            let open = h.writes().open_request("infisical::set_secret", &target);
             let same_value = |d: &serde_json::Value| d["value"] == value.fingerprint().as_str();
             let written = match &open {
                 Some((detail, filed)) if same_value(detail) => {
@@ -279,7 +280,7 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
                     (r, outcome, Some(cr.slug))
                 }
             };
-            let what = match (outcome, h.in_undo()) {
+            let what = match (outcome, h.scope().in_undo()) {
                 (SetOutcome::Unchanged, _) => format!("already holds {}", value.masked()),
                 (_, true) => format!("restored to {} (version {})", value.masked(), r.version),
                 (SetOutcome::Created, false) => {
@@ -309,7 +310,7 @@ fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     let s = scope(h, &opts, "infisical::delete_secret")?;
     let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
     let target = format!("{name} in {}:{}{}", s.project_id, s.env, s.path);
-    h.mutate(
+    h.writes().mutate(
         "infisical::delete_secret",
         Effect::Destructive,
         &target,

@@ -108,7 +108,7 @@ impl Stage {
     /// effects later checks may depend on.
     pub(crate) fn checks_unverifiable(&self) -> bool {
         match self {
-            Stage::Running(run) => run.dry_run() && run.has_planned_writes(),
+            Stage::Running(run) => run.dry_run() && run.writes().has_planned(),
             _ => false,
         }
     }

@@ -114,7 +114,7 @@ fn send_email(h: &RunContext, token: Secret, email: Map) -> R<Dynamic> {
     let email = email_from(&email)?;
     let detail = serde_json::json!({"From": email.from, "To": email.to, "Subject": email.subject});
     let target = format!("POST /email to {}", email.to);
-    h.mutate(
+    h.writes().mutate(
         "postmark::send_email",
         Effect::Write,
         &target,
@@ -243,7 +243,7 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
     let target = format!("dashboard: new API token on {server_name}");
     if h.dry_run() {
         h.require_step("postmark::dashboard_new_token")?;
-        h.record_planned(
+        h.writes().planned(
             "postmark::dashboard_new_token",
             Effect::Write,
             &target,
@@ -253,7 +253,7 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
             "postmark::dashboard_new_token",
         )));
     }
-    h.mutate(
+    h.writes().mutate(
         "postmark::dashboard_new_token",
         Effect::Write,
         &target,
@@ -311,7 +311,7 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
         "dashboard: delete API token {} on {server_name}",
         token.masked()
     );
-    h.mutate(
+    h.writes().mutate(
         "postmark::dashboard_delete_token",
         Effect::Destructive,
         &target,

@@ -8,7 +8,6 @@ use super::vendor_call::vendor_error;
 use super::{Effect, R};
 use crate::audit::Action;
 use crate::events::{Event, Filed, WriteOutcome, WritePlanned, WriteSent, WriteSettled};
-use crate::ledger::Write;
 use rhai::Dynamic;
 use runbook_vendors::VendorError;
 use serde_json::Value;
@@ -67,15 +66,30 @@ fn idempotent(function: &str) -> bool {
         .is_some_and(|r| r == crate::engine::Repeat::Safe)
 }
 
-impl RunContext {
+/// The write path of a run: its ledger, step scope and audit trail, as writes use them.
+pub(crate) struct Writes<'a> {
+    run: &'a RunContext,
+}
+
+impl<'a> Writes<'a> {
+    pub(crate) fn of(run: &'a RunContext) -> Writes<'a> {
+        Writes { run }
+    }
+
+    fn step_name(&self) -> String {
+        self.run.step_name()
+    }
+
+    fn ledger(&self) -> &crate::ledger::LedgerWriter {
+        self.run.ledger()
+    }
+
+    fn in_undo(&self) -> bool {
+        self.run.scope().in_undo()
+    }
+
     /// Records a write that `--dry-run` skips.
-    pub(crate) fn record_planned(
-        &self,
-        function: &str,
-        effect: Effect,
-        target: &str,
-        detail: Value,
-    ) {
+    pub(crate) fn planned(&self, function: &str, effect: Effect, target: &str, detail: Value) {
         self.ledger().record(Event::WritePlanned(WritePlanned {
             step: self.step_name(),
             function: function.to_string(),
@@ -86,7 +100,7 @@ impl RunContext {
     }
 
     /// Whether a dry run already skipped a write, whose effects later checks may depend on.
-    pub(crate) fn has_planned_writes(&self) -> bool {
+    pub(crate) fn has_planned(&self) -> bool {
         self.ledger().read(false, |l| !l.planned.is_empty())
     }
 
@@ -115,9 +129,9 @@ impl RunContext {
         call: impl FnOnce() -> R<Dynamic>,
         judge: impl Fn(&Dynamic) -> WriteOutcome,
     ) -> R<Dynamic> {
-        self.require_step(function)?;
-        if self.dry_run() {
-            self.record_planned(function, effect, target, detail);
+        self.run.require_step(function)?;
+        if self.run.dry_run() {
+            self.planned(function, effect, target, detail);
             return Ok(super::Placeholder::of(function));
         }
         let step = self.step_name();
@@ -143,11 +157,11 @@ impl RunContext {
         detail: Value,
         call: impl FnOnce(Vec<String>) -> R<Vec<(String, Result<T, VendorError>)>>,
     ) -> R<Vec<TargetResult<T>>> {
-        self.require_step(function)?;
+        self.run.require_step(function)?;
         let step = self.step_name();
         // Only a step's forward body skips what it already did; an undo repeats nothing of
         // its own but must not be mistaken for the step it undoes.
-        let forward = self.scope().forward();
+        let forward = self.run.scope().forward();
         let change = redacted(&detail);
         let (done, todo): (Vec<String>, Vec<String>) = targets.iter().cloned().partition(|t| {
             forward
@@ -156,7 +170,7 @@ impl RunContext {
                     .read(false, |l| l.already_applied(&step, function, t, &change))
         });
         for t in &done {
-            self.say().progress(format!(
+            self.run.say().progress(format!(
                 "    {t}: already done in an earlier attempt of this step; not repeated"
             ));
         }
@@ -184,7 +198,7 @@ impl RunContext {
     }
 
     fn write_sent(&self, step: &str, function: &str, target: &str, detail: &Value) {
-        self.scope().count_write();
+        self.run.scope().count_write();
         self.ledger().record(Event::Write(WriteSent {
             step: step.to_string(),
             function: function.to_string(),
@@ -234,7 +248,7 @@ impl RunContext {
         if let Some(e) = error {
             context["error"] = runbook_secret::redact(&e.to_string()).into_owned().into();
         }
-        self.auditor().note(step, Action::HostCall, context);
+        self.run.auditor().note(step, Action::HostCall, context);
     }
 
     /// The change request a write of `function` on `target` was filed as and that no later
@@ -242,10 +256,5 @@ impl RunContext {
     pub(crate) fn open_request(&self, function: &str, target: &str) -> Option<(Value, Filed)> {
         self.ledger()
             .read(None, |l| l.open_request(function, target))
-    }
-
-    /// The writes of a step that are in effect (not undone since).
-    pub fn writes_of(&self, step: &str) -> Vec<Write> {
-        self.ledger().read(Vec::new(), |l| l.writes_of(step))
     }
 }

@@ -57,6 +57,11 @@ impl LedgerWriter {
         }
     }
 
+    /// The writes of a step that are in effect (not undone since).
+    pub fn writes_of(&self, step: &str) -> Vec<super::Write> {
+        self.read(Vec::new(), |l| l.writes_of(step))
+    }
+
     /// Appends an event the run cannot go on without (its start, a takeover): a journal
     /// that cannot be written stops the run before it changes anything, since it could not
     /// be resumed or rolled back.

@@ -1,13 +1,12 @@
 //! Parses arguments, runs the subcommand, renders errors and maps them to exit codes.
 
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::commands;
 use crate::error::exit;
-use clap::Parser;
 use std::process::ExitCode;
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match crate::cli::parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -27,10 +26,11 @@ pub fn main() -> ExitCode {
         Command::Repl(_) => true,
         _ => false,
     };
-    crate::ui::init(json);
+    let settings = crate::settings::Settings::load();
+    crate::ui::init(json, &settings);
     // A forced exit (a second signal while stuck) must not leave a spinner on the screen.
     runbook_core::interrupt::on_forced_exit(crate::ui::clear_spinner);
-    match run(cli.command) {
+    match run(cli.command, &settings) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if !e.already_reported() {
@@ -41,26 +41,27 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> crate::error::Result<u8> {
+/// Runs one command with the process's settings (read once, passed down).
+fn run(command: Command, s: &crate::settings::Settings) -> crate::error::Result<u8> {
     match command {
-        Command::Exec(args) => commands::exec::run(args),
-        Command::Check(args) => commands::check::run(args),
-        Command::Show(args) => commands::show::run(args),
-        Command::List(args) => commands::list::run(args),
+        Command::Exec(args) => commands::exec::run(args, s),
+        Command::Check(args) => commands::check::run(args, s),
+        Command::Show(args) => commands::show::run(args, s),
+        Command::List(args) => commands::list::run(args, s),
         Command::Sandbox(args) => commands::sandbox::run(args),
-        Command::Runs(args) => commands::runs::runs(args),
-        Command::Resume(args) => commands::runs::resume(args),
-        Command::Rollback(args) => commands::runs::rollback(args),
-        Command::Audit(cmd) => commands::audit::run(cmd),
-        Command::Evidence(args) => commands::evidence::run(args),
-        Command::Approve(args) => commands::approve::approve(args),
-        Command::Deny(args) => commands::approve::deny(args),
-        Command::Due(args) => commands::due::run(args),
-        Command::Repl(args) => crate::repl::run(args),
+        Command::Runs(args) => commands::runs::runs(args, s),
+        Command::Resume(args) => commands::runs::resume(args, s),
+        Command::Rollback(args) => commands::runs::rollback(args, s),
+        Command::Audit(cmd) => commands::audit::run(cmd, s),
+        Command::Evidence(args) => commands::evidence::run(args, s),
+        Command::Approve(args) => commands::approve::approve(args, s),
+        Command::Deny(args) => commands::approve::deny(args, s),
+        Command::Due(args) => commands::due::run(args, s),
+        Command::Repl(args) => crate::repl::run(args, s),
         Command::Api(args) => commands::api::run(args),
-        Command::Doc(args) => commands::doc::run(args),
-        Command::New(args) => commands::new::run(args),
-        Command::Consumers(args) => commands::consumers::run(args),
+        Command::Doc(args) => commands::doc::run(args, s),
+        Command::New(args) => commands::new::run(args, s),
+        Command::Consumers(args) => commands::consumers::run(args, s),
         Command::Completions(args) => commands::completions::completions(args),
         Command::Man(args) => commands::completions::man(args),
     }

@@ -1,7 +1,49 @@
 //! Command-line definitions (clap). Behaviour lives in `commands/`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
+
+/// The command line, with what is derived from the vendor specs (the variables each vendor
+/// reads, in `exec --help` and the man page).
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("exec", |c| c.after_long_help(vendor_variables()))
+}
+
+/// Parses the process's arguments.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The variables each vendor module reads, from its spec.
+fn vendor_variables() -> String {
+    let mut out = vec![
+        "Vendors (the environment wins over ./runbook.toml [vendors], keys in lower case):"
+            .to_string(),
+    ];
+    for s in &runbook_vendors::spec::SPECS {
+        let mut parts = vec![format!(
+            "{} (default {})",
+            s.api.vars.join(" or "),
+            s.api.default
+        )];
+        if let Some(d) = &s.dashboard {
+            parts.push(format!(
+                "dashboard {} (default {})",
+                d.vars.join(" or "),
+                d.default
+            ));
+        }
+        for n in s.needs {
+            parts.push(match n.or {
+                [] => n.var.to_string(),
+                or => format!("{} (or {})", n.var, or.join(" and ")),
+            });
+        }
+        out.push(format!("  {:<10} {}", s.name, parts.join("; ")));
+    }
+    out.join("\n")
+}
 
 #[derive(Debug, Parser)]
 #[command(

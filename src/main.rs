@@ -6,6 +6,7 @@ mod commands;
 mod dashboard;
 mod error;
 mod repl;
+mod settings;
 mod terminal;
 mod ui;
 mod view;

@@ -17,12 +17,14 @@ struct Config {
 static CONFIG: OnceLock<Config> = OnceLock::new();
 static SPINNER: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
-/// Sets where progress goes; call once, early. Defaults apply otherwise.
-pub fn init(json_on_stdout: bool) {
+/// Sets where progress goes and how it looks (`CI` turns spinners off, `NO_COLOR` colour);
+/// call once, early. Defaults apply otherwise.
+pub fn init(json_on_stdout: bool, settings: &crate::settings::Settings) {
+    let terminal = std::io::stderr().is_terminal();
     let _ = CONFIG.set(Config {
         progress_to_stderr: json_on_stdout,
-        spinners: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
-        color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        spinners: terminal && settings.var("CI").is_none(),
+        color: terminal && settings.var("NO_COLOR").is_none(),
     });
 }
 

@@ -1,34 +1,36 @@
-//! What a run talks to: the real vendors (configured from the environment and
-//! `./runbook.toml`), or the simulators, started here and wired into the same vendor
-//! configuration an operator's shell would give (the sandbox's own exports).
+//! What a run talks to: the real vendors (configured from the settings: the environment
+//! and `./runbook.toml`), or the simulators, started here and wired into the same vendor
+//! configuration an operator's shell would give (the sandbox's own exports); and where its
+//! state lives.
 
 use crate::cli::ScenarioArgs;
 use crate::dashboard::SandboxDashboard;
 use crate::error::Result;
+use crate::settings::Settings;
 use crate::ui;
 use runbook_core::host::{Dashboard, Services};
 use runbook_core::run::Target;
 use runbook_core::runtime::Runtime;
 use runbook_sandbox::Sandbox;
-use runbook_vendors::{VendorConfig, VendorFileConfig};
-use std::path::Path;
+use runbook_vendors::VendorConfig;
 use std::rc::Rc;
 
 /// Environment variables as name/value pairs.
 pub type EnvVars = Vec<(String, String)>;
 
 /// The services a run uses and, for a rehearsal, the simulators behind them.
-pub struct Wired {
+pub struct Wired<'a> {
+    settings: &'a Settings,
     pub services: Services,
     pub sandbox: Option<Sandbox>,
     /// The sandbox's environment: params bound to an env var read it, not the process's.
     pub env: Option<EnvVars>,
 }
 
-impl Wired {
+impl Wired<'_> {
     /// Looks up an environment variable the way this run's params see it.
     pub fn lookup(&self, name: &str) -> Option<String> {
-        lookup(self.env.as_ref(), name)
+        lookup(self.settings, self.env.as_ref(), name)
     }
 
     /// Where a run of a runbook calling `vendors` goes.
@@ -62,12 +64,13 @@ pub fn target_of(config: &VendorConfig, vendors: &[&str]) -> Target {
 /// A separate `runbook sandbox`'s dashboard (`RUNBOOK_SANDBOX_DASHBOARD`), for unattended
 /// rehearsals: only when it and the Postmark endpoint are on this machine, so a production
 /// run never has its dashboard steps done by anything but its operator.
-fn separate_sandbox_dashboard(config: &VendorConfig) -> Option<Rc<dyn Dashboard>> {
-    let url = std::env::var("RUNBOOK_SANDBOX_DASHBOARD")
-        .ok()
-        .filter(|u| !u.trim().is_empty())?;
+fn separate_sandbox_dashboard(
+    settings: &Settings,
+    config: &VendorConfig,
+) -> Option<Rc<dyn Dashboard>> {
+    let url = settings.sandbox_dashboard()?;
     let loopback = runbook_vendors::config::is_loopback_url(&url)
-        && runbook_vendors::config::is_loopback_url(&config.postmark_api_url);
+        && runbook_vendors::config::is_loopback_url(&config.postmark.api_url);
     if !loopback {
         ui::err("warning: RUNBOOK_SANDBOX_DASHBOARD is ignored: it and POSTMARK_API_URL must both be on this machine (a rehearsal against `runbook sandbox`)");
         return None;
@@ -79,13 +82,13 @@ fn separate_sandbox_dashboard(config: &VendorConfig) -> Option<Rc<dyn Dashboard>
 /// exports wins; anything else comes from the shell (a runbook's own settings, such as a
 /// sender address), except the vendors' endpoints and credentials: a rehearsal never reads
 /// the operator's real ones.
-pub fn lookup(sandbox_env: Option<&EnvVars>, name: &str) -> Option<String> {
-    let from_shell = || std::env::var(name).ok();
+pub fn lookup(settings: &Settings, sandbox_env: Option<&EnvVars>, name: &str) -> Option<String> {
+    let from_shell = || settings.var(name);
     match sandbox_env {
         None => from_shell(),
         Some(vars) => match vars.iter().find(|(k, _)| k == name) {
             Some((_, v)) => Some(v.clone()),
-            None if runbook_vendors::config::VENDOR_SETTINGS.contains(&name) => None,
+            None if runbook_vendors::config::is_vendor_setting(name) => None,
             None => from_shell(),
         },
     }
@@ -94,6 +97,7 @@ pub fn lookup(sandbox_env: Option<&EnvVars>, name: &str) -> Option<String> {
 /// The params whose variable the sandbox exports while the shell sets it too: the
 /// sandbox's value is used, and the banner says so.
 pub fn shadowed_params(
+    settings: &Settings,
     plan: &runbook_core::plan::Plan,
     sandbox_env: Option<&EnvVars>,
 ) -> Vec<String> {
@@ -105,19 +109,24 @@ pub fn shadowed_params(
         .filter_map(|p| {
             let var = p.env.as_deref()?;
             let exported = vars.iter().any(|(k, _)| k == var);
-            (exported && std::env::var_os(var).is_some()).then(|| format!("{} ({var})", p.name))
+            (exported && settings.var(var).is_some()).then(|| format!("{} ({var})", p.name))
         })
         .collect()
 }
 
 /// The runtime, vendor clients and (with `--sandbox`) the simulators.
-pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<Wired> {
+pub fn services<'a>(
+    settings: &'a Settings,
+    sandbox: bool,
+    scenario: &ScenarioArgs,
+) -> Result<Wired<'a>> {
     let runtime =
         Runtime::new().map_err(|source| runbook_core::error::Error::Runtime { source })?;
     if !sandbox {
-        let config = vendor_config()?;
-        let dashboard = separate_sandbox_dashboard(&config);
+        let config = settings.vendor_config()?;
+        let dashboard = separate_sandbox_dashboard(settings, &config);
         return Ok(Wired {
+            settings,
             services: Services::new(runtime, config, dashboard),
             sandbox: None,
             env: None,
@@ -136,13 +145,14 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<Wired> {
     config.transport.max_delay = std::time::Duration::from_secs(2);
     // The tuning variables still apply (a short timeout to rehearse a stalled vendor).
     let tuned = VendorConfig::from_env(|k| {
-        k.starts_with("RUNBOOK_")
-            .then(|| std::env::var(k).ok())
+        runbook_vendors::config::TUNING
+            .contains(&k)
+            .then(|| settings.var(k))
             .flatten()
     })?;
     config.transport.timeout = tuned.transport.timeout;
     config.concurrency = tuned.concurrency;
-    if std::env::var_os("RUNBOOK_HEROKU_REFILL_PER_MINUTE").is_some() {
+    if settings.var("RUNBOOK_HEROKU_REFILL_PER_MINUTE").is_some() {
         config.transport.pools = tuned.transport.pools;
     }
     ui::progress(&ui::dim(&format!(
@@ -152,120 +162,26 @@ pub fn services(sandbox: bool, scenario: &ScenarioArgs) -> Result<Wired> {
     for (name, url) in &sandbox.urls().scripted {
         ui::progress(&ui::dim(&format!("sandbox: scripted {name} on {url}")));
     }
-    let dashboard = SandboxDashboard::new(sandbox.postmark_url(), Some(&config.infisical_api_url))
+    let dashboard = SandboxDashboard::new(sandbox.postmark_url(), Some(&config.infisical.api_url))
         .map(|d| Rc::new(d) as Rc<dyn Dashboard>);
     Ok(Wired {
+        settings,
         services: Services::new(runtime, config, dashboard),
         sandbox: Some(sandbox),
         env: Some(env),
     })
 }
 
-/// `RUNBOOK_AUDIT_WEBHOOK`: where every audit entry is also sent.
-pub fn audit_webhook() -> Option<String> {
-    std::env::var("RUNBOOK_AUDIT_WEBHOOK")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-}
-
-/// Vendor endpoints and credentials: the environment, then `./runbook.toml` `[vendors]`.
-pub fn vendor_config() -> Result<VendorConfig> {
-    let file = VendorFileConfig::load(Path::new("runbook.toml"))?;
-    Ok(VendorConfig::from_sources(
-        |k| std::env::var(k).ok(),
-        file.as_ref(),
-    )?)
-}
-
-/// The organisation's approval policy, `[policy] approve_irreversible = "30m"` in
-/// `./runbook.toml`: every irreversible step waits for another actor's approval that long.
-pub fn approval_policy() -> Result<Option<std::time::Duration>> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        policy: Policy,
-    }
-    #[derive(serde::Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct Policy {
-        approve_irreversible: Option<String>,
-    }
-    let text = match std::fs::read_to_string("runbook.toml") {
-        Ok(t) => t,
-        Err(_) => return Ok(None),
-    };
-    let bad = |why: String| {
-        crate::error::Error::usage(
-            format!("runbook.toml [policy]: {why}"),
-            "e.g. [policy] approve_irreversible = \"30m\" (every irreversible step needs another actor's approval)",
-        )
-    };
-    let file: File = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
-    match file.policy.approve_irreversible {
-        None => Ok(None),
-        Some(t) => runbook_core::interrupt::parse_duration(&t)
-            .filter(|d| !d.is_zero())
-            .map(Some)
-            .ok_or_else(|| bad(format!("approve_irreversible = '{t}' is not a duration"))),
-    }
-}
-
 /// Where runs, locks, the audit chain and approvals live: `RUNBOOK_STATE_URL`, else
 /// `./runbook.toml` `[state] url`, else the state directory. A URL that does not work is an
 /// error (exit 2), never a quiet fall back to local files.
-pub fn store() -> Result<runbook_core::store::Store> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        #[serde(default)]
-        state: State,
-    }
-    #[derive(serde::Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    struct State {
-        url: Option<String>,
-        lease_seconds: Option<u64>,
-    }
-    let file = match std::fs::read_to_string("runbook.toml") {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            // Unreadable is not absent: a team's [state] url may be in it.
-            return Err(crate::error::Error::usage(
-                format!("cannot read ./runbook.toml: {e}"),
-                "fix its permissions (it may name the team's shared state)",
-            ));
-        }
-        Ok(text) => toml::from_str::<File>(&text)
-            .map_err(|e| {
-                crate::error::Error::usage(
-                    format!("runbook.toml [state]: {}", e.message()),
-                    "e.g. [state] url = \"postgres://runbook@db.internal/runbook\" (a lease_seconds = 30 may follow)",
-                )
-            })?
-            .state,
-        Err(_) => State::default(),
-    };
-    let url = std::env::var("RUNBOOK_STATE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .or(file.url);
-    let lease = match std::env::var("RUNBOOK_LEASE_SECONDS").ok() {
-        Some(t) => t
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| {
-                crate::error::Error::usage(
-                    format!("RUNBOOK_LEASE_SECONDS = '{t}' is not a whole number of seconds"),
-                    "e.g. RUNBOOK_LEASE_SECONDS=30 (how long a crashed run's lock outlives it)",
-                )
-            })?,
-        None => file.lease_seconds.unwrap_or(30),
-    };
-    let dir = runbook_core::state::dir();
+pub fn store(settings: &Settings) -> Result<runbook_core::store::Store> {
+    let state = settings.state()?;
+    let dir = &settings.state_dir;
     // A machine that used the shared state remembers it: a later command without the URL
     // (another folder, a shell without the variable) must not quietly take local locks.
     let marker = dir.join("shared-state");
-    if url.is_none() {
+    if state.url.is_none() {
         if let Ok(shown) = std::fs::read_to_string(&marker) {
             return Err(runbook_core::error::Error::State {
                 message: format!(
@@ -281,16 +197,11 @@ pub fn store() -> Result<runbook_core::store::Store> {
         }
     }
     let say = runbook_core::sink::Say::outside(crate::view::sink(false));
-    let store = runbook_core::store::open(
-        url.as_deref(),
-        &dir,
-        std::time::Duration::from_secs(lease),
-        say,
-    )?;
-    if let Some(u) = url.as_deref() {
+    let store = runbook_core::store::open(state.url.as_deref(), dir, state.lease, say)?;
+    if let Some(u) = state.url.as_deref() {
         if !marker.exists() {
             let shown = runbook_core::store::redact_url(u);
-            let _ = runbook_core::state::ensure_dir(&dir, &|w| ui::err(&w))
+            let _ = runbook_core::state::ensure_dir(dir, &|w| ui::err(&w))
                 .and_then(|_| runbook_core::state::write(&marker, format!("{shown}\n").as_bytes()));
         }
     }

@@ -466,7 +466,21 @@ fn completions_and_man_pages_cover_every_command() {
         page.contains("\\-\\-sandbox") && page.contains("\\-\\-fault"),
         "{page}"
     );
+    // The variables each vendor reads come from its spec, in the page and in --help.
+    for spec in &runbook_vendors::spec::SPECS {
+        for var in spec
+            .api
+            .vars
+            .iter()
+            .chain(spec.needs.iter().map(|n| &n.var))
+        {
+            assert!(page.contains(var), "{var} is not in runbook-exec.1");
+        }
+    }
     assert!(out.path().join("man/runbook-consumers.1").exists());
+    let help = out.next().args(&["exec", "--help"]).run();
+    help.exit(Exit::Ok)
+        .stdout_has("  heroku     HEROKU_HOST (default https://api.heroku.com); HEROKU_API_KEY");
 }
 
 /// `runbook sandbox` says which faults it injects, and `--help` documents the fault

@@ -129,6 +129,12 @@ pub fn markdown(modules: &[&ModuleDoc]) -> String {
         }
     }
     out.push(String::new());
+    out.push("## Vendors".to_string());
+    out.push(String::new());
+    out.push("The vendor modules, from each vendor's spec (`crates/vendors/src/spec.rs`): the variables that configure it (the environment wins over `./runbook.toml` `[vendors]`), what a run needs, the dashboard an operator uses, the writes runbook sends and whether repeating one is safe, and where discovery (`runbook consumers`, `std/consumers`) looks.".to_string());
+    out.push(String::new());
+    out.push(runbook_vendors::spec::markdown());
+    out.push(String::new());
     out.push(STREAM.to_string());
     out.push(String::new());
     out.push("```json".to_string());

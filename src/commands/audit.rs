@@ -5,7 +5,7 @@ use crate::error::{exit, Error, Result};
 use crate::ui;
 use runbook_core::audit::{AuditEntry, AuditLog, HeadCheck, Verdict};
 
-pub fn run(cmd: AuditCommand) -> Result<u8> {
+pub fn run(cmd: AuditCommand, settings: &crate::settings::Settings) -> Result<u8> {
     // An export is verified on its own: no store (and no database) is needed.
     if let AuditCommand::Verify(AuditVerifyArgs {
         file: Some(file), ..
@@ -13,7 +13,7 @@ pub fn run(cmd: AuditCommand) -> Result<u8> {
     {
         return verify_export(file);
     }
-    let log = AuditLog::new(&crate::wiring::store()?);
+    let log = AuditLog::new(&crate::wiring::store(settings)?);
     match cmd {
         AuditCommand::Show(args) => show(&log, &args),
         AuditCommand::Verify(args) => verify(&log, &args),

@@ -2,10 +2,11 @@
 
 use crate::cli::CheckArgs;
 use crate::error::{exit, Error, Result};
+use crate::settings::Settings;
 use crate::ui;
 use runbook_core::diagnostic::ScriptError;
 use runbook_core::error::Error as CoreError;
-use runbook_core::runbook::{self, lint, source, Runbook, SourceFile};
+use runbook_core::runbook::{lint, Runbook, SourceFile};
 use std::path::{Path, PathBuf};
 
 /// The problems of one runbook file (empty when it is clean).
@@ -18,9 +19,9 @@ pub fn check_file(path: &Path) -> Result<Vec<ScriptError>, CoreError> {
     }
 }
 
-fn targets(args: &CheckArgs) -> Result<Vec<PathBuf>> {
+fn targets(args: &CheckArgs, settings: &Settings) -> Result<Vec<PathBuf>> {
     if args.paths.is_empty() {
-        return Ok(source::list_paths());
+        return Ok(settings.library.list_paths());
     }
     let mut out = Vec::new();
     for p in &args.paths {
@@ -36,14 +37,14 @@ fn targets(args: &CheckArgs) -> Result<Vec<PathBuf>> {
                     .filter(|p| p.extension().is_some_and(|x| x == "rhai")),
             );
         } else {
-            out.push(runbook::find(p)?);
+            out.push(settings.library.find(p)?);
         }
     }
     Ok(out)
 }
 
-pub fn run(args: CheckArgs) -> Result<u8> {
-    let paths = targets(&args)?;
+pub fn run(args: CheckArgs, settings: &Settings) -> Result<u8> {
+    let paths = targets(&args, settings)?;
     if paths.is_empty() {
         return Err(Error::usage(
             "no runbooks to check",

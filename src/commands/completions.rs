@@ -1,13 +1,12 @@
 //! `runbook completions SHELL` and `runbook man`: generated from the clap definitions, so
 //! they never drift from the flags.
 
-use crate::cli::{Cli, CompletionsArgs, ManArgs};
+use crate::cli::{CompletionsArgs, ManArgs};
 use crate::error::{exit, Error, Result};
-use clap::CommandFactory;
 use std::io::Write;
 
 pub fn completions(args: CompletionsArgs) -> Result<u8> {
-    let mut cmd = Cli::command();
+    let mut cmd = crate::cli::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "runbook", &mut out);
     // A closed pipe (`| head`) is not an error worth reporting.
@@ -16,7 +15,7 @@ pub fn completions(args: CompletionsArgs) -> Result<u8> {
 }
 
 pub fn man(args: ManArgs) -> Result<u8> {
-    let cmd = Cli::command();
+    let cmd = crate::cli::command();
     let write_err = |path: std::path::PathBuf, source: std::io::Error| {
         Error::Core(runbook_core::error::Error::Write { path, source })
     };

@@ -10,14 +10,15 @@ use runbook_vendors::discovery::{self, Scan};
 use serde_json::json;
 use std::sync::Arc;
 
-pub fn run(args: ConsumersArgs) -> Result<u8> {
+pub fn run(args: ConsumersArgs, settings: &crate::settings::Settings) -> Result<u8> {
     super::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
-    let wired = crate::wiring::services(args.sandbox, &args.scenario)?;
+    let wired = crate::wiring::services(settings, args.sandbox, &args.scenario)?;
     let services = &wired.services;
     let vendors = services.vendors()?.clone();
     let project = services
         .config()
-        .infisical_project_id
+        .infisical
+        .project_id
         .clone()
         .filter(|p| !p.is_empty())
         .ok_or_else(|| {
@@ -32,8 +33,8 @@ pub fn run(args: ConsumersArgs) -> Result<u8> {
     let value = match &args.from_env {
         Some(var) => {
             // The operator's shell first; in a rehearsal, the sandbox's exports too.
-            let v = std::env::var(var)
-                .ok()
+            let v = settings
+                .var(var)
                 .or_else(|| wired.lookup(var))
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| {
@@ -97,7 +98,7 @@ pub fn run(args: ConsumersArgs) -> Result<u8> {
             .map_err(|_| CoreError::Interrupted)?,
     );
 
-    if services.config().github_token.is_some() {
+    if services.config().github.token.is_some() {
         block("github: looking for the secret in every repository");
         let (v, name) = (vendors.clone(), args.secret.clone());
         scan.extend(

@@ -4,7 +4,7 @@ use crate::cli::DocArgs;
 use crate::error::{exit, Result};
 use crate::ui;
 use runbook_core::error::Error as CoreError;
-use runbook_core::runbook::{self, sop, Runbook, SourceFile};
+use runbook_core::runbook::{sop, Runbook, SourceFile};
 use std::path::Path;
 
 /// How a page names its source: `runbooks/postmark.rhai`, wherever the command ran from, so
@@ -35,8 +35,8 @@ pub fn render(path: &Path, html: bool) -> Result<String> {
     })
 }
 
-pub fn run(args: DocArgs) -> Result<u8> {
-    let path = runbook::find(&args.runbook)?;
+pub fn run(args: DocArgs, settings: &crate::settings::Settings) -> Result<u8> {
+    let path = settings.library.find(&args.runbook)?;
     let text = render(&path, args.html)?;
     match &args.output {
         Some(out) => {

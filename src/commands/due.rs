@@ -3,10 +3,11 @@
 
 use crate::cli::DueArgs;
 use crate::error::{exit, Result};
+use crate::settings::Settings;
 use crate::ui;
 use runbook_core::ledger::{self, Ledger};
 use runbook_core::run::RunStatus;
-use runbook_core::runbook::{source, Runbook, SourceFile};
+use runbook_core::runbook::{Runbook, SourceFile};
 use runbook_core::store::Store;
 use serde_json::{json, Value};
 
@@ -58,10 +59,10 @@ pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bo
 }
 
 /// One row per runbook found: id, title, secret, cadence, last rotation, due date.
-pub fn rows() -> Result<Vec<Value>> {
-    let last = last_success(&crate::wiring::store()?)?;
+pub fn rows(settings: &Settings) -> Result<Vec<Value>> {
+    let last = last_success(&crate::wiring::store(settings)?)?;
     let mut rows = Vec::new();
-    for path in source::list_paths() {
+    for path in settings.library.list_paths() {
         let loaded = SourceFile::read(&path).and_then(Runbook::load);
         match loaded {
             Ok(l) => {
@@ -88,9 +89,10 @@ pub fn rows() -> Result<Vec<Value>> {
     Ok(rows)
 }
 
-pub fn run(args: DueArgs) -> Result<u8> {
-    let (rows, broken): (Vec<Value>, Vec<Value>) =
-        rows()?.into_iter().partition(|r| r.get("error").is_none());
+pub fn run(args: DueArgs, settings: &Settings) -> Result<u8> {
+    let (rows, broken): (Vec<Value>, Vec<Value>) = rows(settings)?
+        .into_iter()
+        .partition(|r| r.get("error").is_none());
     // A runbook that does not load may be the one that is overdue: never skip it silently.
     for b in &broken {
         ui::err(&format!(

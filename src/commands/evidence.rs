@@ -21,7 +21,7 @@ const FORMAT: &str = "runbook-evidence/1";
 /// The first line of a private key file.
 const KEY_HEADER: &str = "runbook evidence signing key (ed25519, base64 seed)";
 
-pub fn run(args: EvidenceArgs) -> Result<u8> {
+pub fn run(args: EvidenceArgs, settings: &crate::settings::Settings) -> Result<u8> {
     match args.command {
         Some(EvidenceCommand::Keygen { out }) => keygen(&out),
         Some(EvidenceCommand::Verify { file, pubkey }) => verify(&file, &pubkey),
@@ -32,7 +32,7 @@ pub fn run(args: EvidenceArgs) -> Result<u8> {
                     "`runbook runs` lists the runs; `runbook evidence keygen` and `runbook evidence verify FILE --pubkey KEY` are the other forms",
                 ));
             };
-            let pack = build(&crate::wiring::store()?, &run_id)?;
+            let pack = build(&crate::wiring::store(settings)?, &run_id)?;
             let pack = match &args.sign {
                 Some(key) => sign(pack, &read_signing_key(key)?),
                 None => pack,

@@ -3,16 +3,17 @@
 
 use crate::cli::ExecArgs;
 use crate::error::{exit, Error, Result};
+use crate::settings::Settings;
 use crate::{ui, wiring};
 use runbook_core::exec::{self, params, NewRun, Report, RunStatus, Session, Start, Wiring};
 use runbook_core::prompt::{Answers, Prompter};
 use runbook_core::run::{self, Effect, Entry, Modes, Target};
-use runbook_core::runbook::{self, Runbook, SourceFile};
+use runbook_core::runbook::{Runbook, SourceFile};
 use runbook_sandbox::Sandbox;
 use std::path::{Path, PathBuf};
 
-pub fn run(args: ExecArgs) -> Result<u8> {
-    let path = runbook::find(&args.runbook)?;
+pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
+    let path = settings.library.find(&args.runbook)?;
     super::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
     let pairs = params::parse_pairs(&args.params)?;
     let (runbook, prompter) = load(&path, args.answers.as_deref(), args.yes || args.dry_run)?;
@@ -30,9 +31,9 @@ pub fn run(args: ExecArgs) -> Result<u8> {
             ui::progress(&ui::dim(&format!("sandbox: scenario {}", p.display())));
         }
     }
-    let wired = wiring::services(args.sandbox, &scenario)?;
+    let wired = wiring::services(settings, args.sandbox, &scenario)?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
-    let shadowed = wiring::shadowed_params(runbook.plan(), wired.env.as_ref());
+    let shadowed = wiring::shadowed_params(settings, runbook.plan(), wired.env.as_ref());
     if !shadowed.is_empty() {
         ui::progress(&ui::dim(&format!(
             "sandbox: the sandbox's exports set {} (the shell's values are not used)",
@@ -58,12 +59,12 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         runbook,
         NewRun {
             wiring: Wiring {
-                store: crate::wiring::store()?,
-                actor: run::actor(args.actor.as_deref()),
+                store: crate::wiring::store(settings)?,
+                actor: settings.actor(args.actor.as_deref()),
                 services: wired.services,
                 prompter,
                 sink: crate::view::sink(args.json),
-                webhook: crate::wiring::audit_webhook(),
+                webhook: settings.audit_webhook(),
                 break_lock: args.break_lock,
             },
             modes,
@@ -75,7 +76,7 @@ pub fn run(args: ExecArgs) -> Result<u8> {
         no_rollback: args.no_rollback,
         dry_run: args.dry_run,
         json: args.json,
-        approve_irreversible: crate::wiring::approval_policy()?,
+        approve_irreversible: settings.approval_policy()?,
     };
     banner(&session, &scenario.faults);
     let actor = &session.run().info().actor;
@@ -151,14 +152,14 @@ pub fn destination(session: &Session, faults: &[String]) -> String {
         .collect();
     let endpoints: Vec<String> = vendors
         .iter()
-        .map(|v| match v {
+        .map(|v| {
+            let config = services.config();
             // The dashboard is where the operator does what the API cannot.
-            runbook_vendors::Vendor::Postmark => format!(
-                "postmark {} (dashboard {})",
-                services.config().endpoint(*v),
-                services.config().postmark_dashboard_url
-            ),
-            _ => format!("{} {}", v.name(), services.config().endpoint(*v)),
+            let dashboard = config
+                .dashboard(*v)
+                .map(|d| format!(" (dashboard {d})"))
+                .unwrap_or_default();
+            format!("{} {}{dashboard}", v.name(), config.endpoint(*v))
         })
         .collect();
     if target == Target::Sandbox {

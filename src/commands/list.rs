@@ -4,8 +4,8 @@ use crate::cli::ListArgs;
 use crate::error::{exit, Result};
 use crate::ui;
 
-pub fn run(args: ListArgs) -> Result<u8> {
-    let rows = super::due::rows()?;
+pub fn run(args: ListArgs, settings: &crate::settings::Settings) -> Result<u8> {
+    let rows = super::due::rows(settings)?;
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);

@@ -86,8 +86,12 @@ fn fill(template: &str, slug: &str) -> String {
 }
 
 /// An existing runbook as the template: its text with the new id, and its scenario.
-fn copy_of(from: &str, slug: &str) -> Result<(String, Option<String>)> {
-    let source = runbook_core::runbook::find(from)?;
+fn copy_of(
+    library: &runbook_core::runbook::Library,
+    from: &str,
+    slug: &str,
+) -> Result<(String, Option<String>)> {
+    let source = library.find(from)?;
     let text = std::fs::read_to_string(&source).map_err(|e| CoreError::Read {
         path: source.clone(),
         source: e,
@@ -116,12 +120,12 @@ fn replace_id(text: &str, id: &str) -> Option<String> {
     Some(format!("{}{id}{}", &text[..open], &text[close..]))
 }
 
-pub fn run(args: NewArgs) -> Result<u8> {
+pub fn run(args: NewArgs, settings: &crate::settings::Settings) -> Result<u8> {
     let (path, slug) = target(&args.name)?;
     let scenario = scenario_path(&path);
     let (text, scenario_text) = match TEMPLATES.iter().find(|(n, ..)| *n == args.from) {
         Some((_, rhai, toml)) => (fill(rhai, &slug), Some(fill(toml, &slug))),
-        None => copy_of(&args.from, &slug).map_err(|e| match e {
+        None => copy_of(&settings.library, &args.from, &slug).map_err(|e| match e {
             Error::Core(CoreError::RunbookNotFound { name, .. }) => Error::usage(
                 format!("no template or runbook named '{name}'"),
                 format!(

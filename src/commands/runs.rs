@@ -4,6 +4,7 @@
 use super::exec::{banner, finish, outcome_text, prompter};
 use crate::cli::{ResumeArgs, RunsArgs};
 use crate::error::{exit, Result};
+use crate::settings::Settings;
 use crate::{ui, wiring};
 use runbook_core::events::{Event, Stamped, StepEnd};
 use runbook_core::exec::lock;
@@ -102,8 +103,8 @@ fn attempts_line(row: &Value) -> String {
     }
 }
 
-pub fn runs(args: RunsArgs) -> Result<u8> {
-    let store = wiring::store()?;
+pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
+    let store = wiring::store(settings)?;
     if let Some(id) = &args.run_id {
         return timeline(&store, id, args.json);
     }
@@ -324,16 +325,16 @@ pub struct ReopenAs<'a> {
 }
 
 /// Reopens a stopped run for `entry` (resume, rollback, or the REPL's `--attach`).
-pub fn reopen(how: ReopenAs) -> Result<Reopened> {
-    let services = wiring::services(false, &Default::default())?.services;
+pub fn reopen(how: ReopenAs, settings: &Settings) -> Result<Reopened> {
+    let services = wiring::services(settings, false, &Default::default())?.services;
     Ok(Session::reopen(Reopen {
         wiring: Wiring {
-            store: wiring::store()?,
-            actor: run::actor(how.actor),
+            store: wiring::store(settings)?,
+            actor: settings.actor(how.actor),
             services,
             prompter: prompter(how.answers, how.yes)?,
             sink: crate::view::sink(how.json),
-            webhook: wiring::audit_webhook(),
+            webhook: settings.audit_webhook(),
             break_lock: how.break_lock,
         },
         run_id: how.run_id.to_string(),
@@ -342,42 +343,45 @@ pub fn reopen(how: ReopenAs) -> Result<Reopened> {
     })?)
 }
 
-fn reopen_for(args: &ResumeArgs, entry: Entry) -> Result<Reopened> {
-    reopen(ReopenAs {
-        run_id: &args.run_id,
-        entry,
-        actor: args.actor.as_deref(),
-        answers: args.answers.as_deref(),
-        yes: args.yes,
-        force: args.force,
-        break_lock: args.break_lock,
-        json: args.json,
-    })
+fn reopen_for(args: &ResumeArgs, entry: Entry, settings: &Settings) -> Result<Reopened> {
+    reopen(
+        ReopenAs {
+            run_id: &args.run_id,
+            entry,
+            actor: args.actor.as_deref(),
+            answers: args.answers.as_deref(),
+            yes: args.yes,
+            force: args.force,
+            break_lock: args.break_lock,
+            json: args.json,
+        },
+        settings,
+    )
 }
 
-pub fn resume(args: ResumeArgs) -> Result<u8> {
-    let mut r = reopen_for(&args, Entry::Resume)?;
+pub fn resume(args: ResumeArgs, settings: &Settings) -> Result<u8> {
+    let mut r = reopen_for(&args, Entry::Resume, settings)?;
     banner(&r.session, &[]);
     let opts = exec::Options {
         yes: args.yes,
         no_rollback: args.no_rollback,
         dry_run: false,
         json: args.json,
-        approve_irreversible: crate::wiring::approval_policy()?,
+        approve_irreversible: settings.approval_policy()?,
     };
     let report = resume::resume(&mut r, &opts)?;
     finish(&report, args.json)
 }
 
-pub fn rollback(args: ResumeArgs) -> Result<u8> {
-    let mut r = reopen_for(&args, Entry::Rollback)?;
+pub fn rollback(args: ResumeArgs, settings: &Settings) -> Result<u8> {
+    let mut r = reopen_for(&args, Entry::Rollback, settings)?;
     banner(&r.session, &[]);
     let opts = exec::Options {
         yes: args.yes,
         no_rollback: false,
         dry_run: false,
         json: args.json,
-        approve_irreversible: crate::wiring::approval_policy()?,
+        approve_irreversible: settings.approval_policy()?,
     };
     let report = resume::rollback(&mut r, &opts)?;
     finish(&report, args.json)

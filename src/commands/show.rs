@@ -3,10 +3,10 @@
 use crate::cli::ShowArgs;
 use crate::error::{exit, Result};
 use crate::ui;
-use runbook_core::runbook::{self, Runbook, SourceFile};
+use runbook_core::runbook::{Runbook, SourceFile};
 
-pub fn run(args: ShowArgs) -> Result<u8> {
-    let path = runbook::find(&args.runbook)?;
+pub fn run(args: ShowArgs, settings: &crate::settings::Settings) -> Result<u8> {
+    let path = settings.library.find(&args.runbook)?;
     let loaded = Runbook::load(SourceFile::read(&path)?)?;
     let plan = &loaded.plan();
     let m = plan.meta();

@@ -9,6 +9,7 @@ pub use helper::is_incomplete;
 use crate::cli::ReplArgs;
 use crate::commands::exec::prompter;
 use crate::error::{exit, Result};
+use crate::settings::Settings;
 use crate::ui;
 use crate::wiring::{self, EnvVars};
 use helper::{ReplHelper, COMMANDS};
@@ -18,8 +19,8 @@ use runbook_core::events::Event;
 use runbook_core::exec::step::{self, Confirmation, Direction};
 use runbook_core::exec::{params, NewRun, Outcome, Session, Wiring};
 use runbook_core::host::{Operator, Phase, Policy, RunContext, RunParts};
-use runbook_core::run::{self, Effect, Entry, Modes};
-use runbook_core::runbook::{self, Runbook};
+use runbook_core::run::{Effect, Entry, Modes};
+use runbook_core::runbook::Runbook;
 use runbook_core::value::{self, Ctx};
 use runbook_sandbox::Sandbox;
 use rustyline::error::ReadlineError;
@@ -56,7 +57,8 @@ const BUILTINS: &[&str] = &[
     "is_empty",
 ];
 
-struct Repl {
+struct Repl<'a> {
+    settings: &'a Settings,
     session: Session,
     scope: Scope<'static>,
     /// Functions defined so far: the runbook's and the session's.
@@ -73,12 +75,12 @@ struct Repl {
     failures: usize,
 }
 
-pub fn run(args: ReplArgs) -> Result<u8> {
+pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
     crate::commands::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
-    let state_dir = runbook_core::state::dir();
+    let state_dir = settings.state_dir.clone();
     let mut repl = match &args.attach {
-        Some(run_id) => attach(&args, run_id)?,
-        None => start(&args)?,
+        Some(run_id) => attach(&args, run_id, settings)?,
+        None => start(&args, settings)?,
     };
     let code = if std::io::stdin().is_terminal() {
         repl.interactive(&state_dir)
@@ -91,10 +93,10 @@ pub fn run(args: ReplArgs) -> Result<u8> {
     Ok(code)
 }
 
-fn start(args: &ReplArgs) -> Result<Repl> {
+fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
     let pairs = params::parse_pairs(&args.params)?;
     let path = match &args.runbook {
-        Some(name) => Some(runbook::find(name)?),
+        Some(name) => Some(settings.library.find(name)?),
         None => None,
     };
     // As exec: the runbook's own scenario (sandbox/NAME.toml beside it) unless one is given.
@@ -107,7 +109,7 @@ fn start(args: &ReplArgs) -> Result<Repl> {
             ui::progress(&ui::dim(&format!("sandbox: scenario {}", p.display())));
         }
     }
-    let wired = wiring::services(args.sandbox, &scenario)?;
+    let wired = wiring::services(settings, args.sandbox, &scenario)?;
     let runbook = open_runbook(path.as_deref())?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
     let modes = Modes {
@@ -119,12 +121,12 @@ fn start(args: &ReplArgs) -> Result<Repl> {
         runbook,
         NewRun {
             wiring: Wiring {
-                store: wiring::store()?,
-                actor: run::actor(args.actor.as_deref()),
+                store: wiring::store(settings)?,
+                actor: settings.actor(args.actor.as_deref()),
                 services: wired.services,
                 prompter: prompter(args.answers.as_deref(), args.yes)?,
                 sink: crate::view::sink(false),
-                webhook: wiring::audit_webhook(),
+                webhook: settings.audit_webhook(),
                 break_lock: false,
             },
             modes,
@@ -132,6 +134,7 @@ fn start(args: &ReplArgs) -> Result<Repl> {
         },
     )?;
     let mut repl = Repl {
+        settings,
         fns: session.runbook().callable().clone_functions_only(),
         session,
         scope: Scope::new(),
@@ -151,23 +154,27 @@ fn start(args: &ReplArgs) -> Result<Repl> {
 
 /// `--attach RUN_ID`: the stopped run's runbook, ctx and completed steps, journalled into
 /// that run so `runbook resume` continues from what happens here.
-fn attach(args: &ReplArgs, run_id: &str) -> Result<Repl> {
-    let r = crate::commands::runs::reopen(crate::commands::runs::ReopenAs {
-        run_id,
-        entry: Entry::Repl,
-        actor: args.actor.as_deref(),
-        answers: args.answers.as_deref(),
-        yes: args.yes,
-        force: args.force,
-        break_lock: false,
-        json: false,
-    })?;
+fn attach<'a>(args: &ReplArgs, run_id: &str, settings: &'a Settings) -> Result<Repl<'a>> {
+    let r = crate::commands::runs::reopen(
+        crate::commands::runs::ReopenAs {
+            run_id,
+            entry: Entry::Repl,
+            actor: args.actor.as_deref(),
+            answers: args.answers.as_deref(),
+            yes: args.yes,
+            force: args.force,
+            break_lock: false,
+            json: false,
+        },
+        settings,
+    )?;
     let mut marks = BTreeMap::new();
     for &i in &r.completed {
         marks.insert(r.session.runbook().plan().steps[i].id.clone(), "done");
     }
     let path = Some(r.session.runbook().file().path.clone());
     let mut repl = Repl {
+        settings,
         fns: r.session.runbook().callable().clone_functions_only(),
         session: r.session,
         scope: Scope::new(),
@@ -193,7 +200,7 @@ fn open_runbook(path: Option<&Path>) -> Result<Runbook> {
     })
 }
 
-impl Repl {
+impl Repl<'_> {
     /// Puts `ctx` in scope and the script at the prompt.
     fn ready(&mut self) {
         self.scope = Scope::new();
@@ -219,8 +226,9 @@ impl Repl {
     fn open(&mut self, path: Option<PathBuf>) -> Result<()> {
         let runbook = open_runbook(path.as_deref())?;
         let env = self.env.clone();
+        let settings = self.settings;
         let params = params::resolve(runbook.plan(), &self.pairs, &|name| {
-            wiring::lookup(env.as_ref(), name)
+            wiring::lookup(settings, env.as_ref(), name)
         })?;
         let old = self.session.run().parts().clone();
         let runbook_id = runbook.plan().meta().id.clone();
@@ -422,7 +430,10 @@ impl Repl {
                 if arg.is_empty() {
                     ui::err("usage: :load RUNBOOK");
                 } else {
-                    let opened = runbook::find(arg)
+                    let opened = self
+                        .settings
+                        .library
+                        .find(arg)
                         .map_err(crate::error::Error::from)
                         .and_then(|p| self.open(Some(p)));
                     if let Err(e) = opened {
@@ -502,7 +513,7 @@ impl Repl {
         };
         // Four eyes cannot be skipped by running the step by hand: it runs in exec or
         // resume, where the approval is asked for.
-        let policy = crate::wiring::approval_policy().ok().flatten();
+        let policy = self.settings.approval_policy().ok().flatten();
         if !undo && (step.approval.is_some() || (step.irreversible.is_some() && policy.is_some())) {
             self.failures += 1;
             ui::err(&format!(

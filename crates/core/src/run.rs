@@ -185,22 +185,20 @@ pub fn is_run_id(id: &str) -> bool {
 }
 
 /// `--actor`, else `RUNBOOK_ACTOR`, else git's `user.email`, else `user@host` from USER or
-/// LOGNAME; `unknown@host` only when none says (see `actor_is_known`).
-pub fn actor(flag: Option<&str>) -> String {
+/// LOGNAME; `unknown@host` only when none says (see `actor_is_known`). `env` looks up the
+/// process's environment.
+pub fn actor(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
     if let Some(a) = flag.filter(|a| !a.trim().is_empty()) {
         return a.to_string();
     }
-    if let Ok(a) = std::env::var("RUNBOOK_ACTOR") {
-        if !a.trim().is_empty() {
-            return a;
-        }
+    if let Some(a) = env("RUNBOOK_ACTOR").filter(|a| !a.trim().is_empty()) {
+        return a;
     }
     if let Some(email) = git_email() {
         return email;
     }
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
+    let user = env("USER")
+        .or_else(|| env("LOGNAME"))
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| "unknown".into());
     format!("{user}@{}", hostname())

@@ -8,15 +8,16 @@ use std::path::{Path, PathBuf};
 /// Where a state function says what it had to fix (a folder others could read).
 pub type Warn<'a> = &'a dyn Fn(String);
 
-/// `$RUNBOOK_STATE_DIR`, else `$XDG_STATE_HOME/runbook`, else `~/.local/state/runbook`.
-pub fn dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("RUNBOOK_STATE_DIR").filter(|d| !d.is_empty()) {
+/// `$RUNBOOK_STATE_DIR`, else `$XDG_STATE_HOME/runbook`, else `~/.local/state/runbook`;
+/// `env` looks up the process's environment.
+pub fn dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    if let Some(d) = env("RUNBOOK_STATE_DIR") {
         return PathBuf::from(d);
     }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+    if let Some(d) = env("XDG_STATE_HOME") {
         return PathBuf::from(d).join("runbook");
     }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    let home = env("HOME").unwrap_or_else(|| ".".into());
     PathBuf::from(home).join(".local/state/runbook")
 }
 

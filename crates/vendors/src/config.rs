@@ -3,16 +3,9 @@
 
 use super::error::VendorError;
 use super::transport::TransportConfig;
+use crate::Vendor;
 use runbook_secret::{Secret, Source};
 use std::time::Duration;
-
-/// Default endpoints: the vendors' real APIs.
-pub(crate) const POSTMARK_DEFAULT: &str = "https://api.postmarkapp.com";
-/// Where an operator does what Postmark's API cannot (generate and delete server tokens).
-pub(crate) const POSTMARK_DASHBOARD_DEFAULT: &str = "https://account.postmarkapp.com";
-pub(crate) const INFISICAL_DEFAULT: &str = "https://app.infisical.com";
-pub(crate) const HEROKU_DEFAULT: &str = "https://api.heroku.com";
-pub(crate) const GITHUB_DEFAULT: &str = "https://api.github.com";
 
 /// How we authenticate to Infisical.
 #[derive(Debug, Clone)]
@@ -26,60 +19,95 @@ pub enum InfisicalAuth {
     },
 }
 
-/// Everything the vendor clients need; secrets are `Secret`s.
+/// Postmark: its API, and the dashboard the operator's instructions point at (a sandbox's
+/// in a rehearsal).
+#[derive(Debug, Clone)]
+pub struct PostmarkConfig {
+    pub api_url: String,
+    pub dashboard_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct InfisicalConfig {
+    /// The API base, already ending in `/api`.
+    pub api_url: String,
+    pub auth: Option<InfisicalAuth>,
+    pub project_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HerokuConfig {
+    pub api_url: String,
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    pub api_url: String,
+    pub token: Option<Secret>,
+}
+
+/// Everything the vendor clients need, a section per vendor; secrets are `Secret`s.
 #[derive(Debug, Clone)]
 pub struct VendorConfig {
-    pub postmark_api_url: String,
-    /// The dashboard the operator's instructions point at (a sandbox's in a rehearsal).
-    pub postmark_dashboard_url: String,
-    /// Infisical API base, already ending in `/api`.
-    pub infisical_api_url: String,
-    pub infisical_auth: Option<InfisicalAuth>,
-    pub infisical_project_id: Option<String>,
-    pub heroku_api_url: String,
-    pub heroku_api_key: Option<Secret>,
-    pub github_api_url: String,
-    pub github_token: Option<Secret>,
+    pub postmark: PostmarkConfig,
+    pub infisical: InfisicalConfig,
+    pub heroku: HerokuConfig,
+    pub github: GithubConfig,
     /// Max concurrent vendor calls in a fan-out.
     pub concurrency: usize,
     pub transport: TransportConfig,
 }
 
+/// A vendor's default endpoint, from its spec.
+fn default_url(v: Vendor) -> String {
+    v.spec().api.default.to_string()
+}
+
 impl Default for VendorConfig {
     fn default() -> Self {
+        let dashboard = Vendor::Postmark
+            .spec()
+            .dashboard
+            .as_ref()
+            .map_or(String::new(), |d| d.default.to_string());
         VendorConfig {
-            postmark_api_url: POSTMARK_DEFAULT.into(),
-            postmark_dashboard_url: POSTMARK_DASHBOARD_DEFAULT.into(),
-            infisical_api_url: infisical_api_base(INFISICAL_DEFAULT),
-            infisical_auth: None,
-            infisical_project_id: None,
-            heroku_api_url: HEROKU_DEFAULT.into(),
-            heroku_api_key: None,
-            github_api_url: GITHUB_DEFAULT.into(),
-            github_token: None,
+            postmark: PostmarkConfig {
+                api_url: default_url(Vendor::Postmark),
+                dashboard_url: dashboard,
+            },
+            infisical: InfisicalConfig {
+                api_url: default_url(Vendor::Infisical),
+                auth: None,
+                project_id: None,
+            },
+            heroku: HerokuConfig {
+                api_url: default_url(Vendor::Heroku),
+                api_key: None,
+            },
+            github: GithubConfig {
+                api_url: default_url(Vendor::Github),
+                token: None,
+            },
             concurrency: 8,
             transport: TransportConfig::default(),
         }
     }
 }
 
-/// Every environment variable that configures a vendor (endpoint or credential). A
-/// rehearsal takes these from the sandbox only, never from the operator's shell.
-pub const VENDOR_SETTINGS: &[&str] = &[
-    "POSTMARK_API_URL",
-    "POSTMARK_DASHBOARD_URL",
-    "INFISICAL_DOMAIN",
-    "INFISICAL_API_URL",
-    "INFISICAL_TOKEN",
-    "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID",
-    "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET",
-    "INFISICAL_PROJECT_ID",
-    "HEROKU_HOST",
-    "HEROKU_API_KEY",
-    "GITHUB_API_URL",
-    "GITHUB_TOKEN",
-    "GH_TOKEN",
+/// The variables that tune every vendor call (timeouts, concurrency, sizes, pacing).
+pub const TUNING: &[&str] = &[
+    "RUNBOOK_HTTP_TIMEOUT_SECS",
+    "RUNBOOK_CONCURRENCY",
+    "RUNBOOK_MAX_RESPONSE_MB",
+    "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
 ];
+
+/// Whether `name` configures a vendor (an endpoint or a credential, from the specs). A
+/// rehearsal takes these from the sandbox only, never from the operator's shell.
+pub fn is_vendor_setting(name: &str) -> bool {
+    crate::spec::settings().any(|s| s == name)
+}
 
 /// The `[vendors]` table of `runbook.toml`: the env var names, lower-cased.
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
@@ -106,7 +134,7 @@ pub struct VendorFileConfig {
 
 /// The position and the complaint of a TOML error, never the text around it: toml's own
 /// rendering quotes the offending line, and in this file that line is usually a credential.
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = hide_quoted(e.message());
     match e.span() {
         Some(span) => {
@@ -174,22 +202,6 @@ impl VendorFileConfig {
         Ok(file.vendors.unwrap_or_default())
     }
 
-    /// Reads `[vendors]` from a `runbook.toml`; `Ok(None)` when the file does not exist.
-    pub fn load(path: &std::path::Path) -> Result<Option<Self>, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_toml(&text).map(Some).map_err(|e| match e {
-                ConfigError::File { message } => ConfigError::File {
-                    message: format!("{}: {message}", path.display()),
-                },
-                other => other,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ConfigError::File {
-                message: format!("{}: {e}", path.display()),
-            }),
-        }
-    }
-
     fn get(&self, env_name: &str) -> Option<String> {
         let v = match env_name {
             "POSTMARK_API_URL" => self.postmark_api_url.clone(),
@@ -207,7 +219,7 @@ impl VendorFileConfig {
             "GITHUB_API_URL" => self.github_api_url.clone(),
             "GITHUB_TOKEN" => self.github_token.clone(),
             "GH_TOKEN" => self.gh_token.clone(),
-            // A name in VENDOR_SETTINGS must have its key here (a test holds it).
+            // Every vendor setting and tuning variable has its key here (a test holds it).
             "RUNBOOK_HTTP_TIMEOUT_SECS" => self.runbook_http_timeout_secs.map(|n| n.to_string()),
             "RUNBOOK_CONCURRENCY" => self.runbook_concurrency.map(|n| n.to_string()),
             "RUNBOOK_MAX_RESPONSE_MB" => self.runbook_max_response_mb.map(|n| n.to_string()),
@@ -252,7 +264,7 @@ impl VendorConfig {
         lookup: impl Fn(&str) -> Option<String>,
         file: Option<&VendorFileConfig>,
     ) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| -> Option<(String, Source)> {
+        let get = |name: &str| -> Option<(String, Source)> {
             if let Some(v) = lookup(name).filter(|v| !v.trim().is_empty()) {
                 return Some((v, Source::Env { name: name.into() }));
             }
@@ -265,20 +277,25 @@ impl VendorConfig {
                 )
             })
         };
-        let secret = |name: &'static str| get(name).map(|(v, src)| Secret::new(v.trim(), src));
-        let plain = |name: &'static str| get(name).map(|(v, _)| v.trim().to_string());
+        let secret = |name: &str| get(name).map(|(v, src)| Secret::new(v.trim(), src));
+        let plain = |name: &str| get(name).map(|(v, _)| v.trim().to_string());
 
         let mut cfg = VendorConfig::default();
-        if let Some(url) = plain("POSTMARK_API_URL") {
-            cfg.postmark_api_url = trim_slash(&url);
-        }
+        // Each endpoint: the first of its variables that is set, made a base by its spec.
+        let endpoint = |v: Vendor, current: &mut String| {
+            let api = &v.spec().api;
+            if let Some(url) = api.vars.iter().find_map(|var| plain(var)) {
+                *current = (api.normalise)(&url);
+            }
+        };
+        endpoint(Vendor::Postmark, &mut cfg.postmark.api_url);
+        endpoint(Vendor::Infisical, &mut cfg.infisical.api_url);
+        endpoint(Vendor::Heroku, &mut cfg.heroku.api_url);
+        endpoint(Vendor::Github, &mut cfg.github.api_url);
         if let Some(url) = plain("POSTMARK_DASHBOARD_URL") {
-            cfg.postmark_dashboard_url = trim_slash(&url);
+            cfg.postmark.dashboard_url = url.trim_end_matches('/').to_string();
         }
-        if let Some(domain) = plain("INFISICAL_DOMAIN").or_else(|| plain("INFISICAL_API_URL")) {
-            cfg.infisical_api_url = infisical_api_base(&domain);
-        }
-        cfg.infisical_auth = match (
+        cfg.infisical.auth = match (
             secret("INFISICAL_TOKEN"),
             plain("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"),
             secret("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"),
@@ -290,15 +307,9 @@ impl VendorConfig {
             }),
             _ => None,
         };
-        cfg.infisical_project_id = plain("INFISICAL_PROJECT_ID");
-        if let Some(host) = plain("HEROKU_HOST") {
-            cfg.heroku_api_url = heroku_api_base(&host);
-        }
-        cfg.heroku_api_key = secret("HEROKU_API_KEY");
-        if let Some(url) = plain("GITHUB_API_URL") {
-            cfg.github_api_url = trim_slash(&url);
-        }
-        cfg.github_token = secret("GITHUB_TOKEN").or_else(|| secret("GH_TOKEN"));
+        cfg.infisical.project_id = plain("INFISICAL_PROJECT_ID");
+        cfg.heroku.api_key = secret("HEROKU_API_KEY");
+        cfg.github.token = secret("GITHUB_TOKEN").or_else(|| secret("GH_TOKEN"));
         if let Some(v) = plain("RUNBOOK_HTTP_TIMEOUT_SECS") {
             let secs = v
                 .parse::<u64>()
@@ -353,55 +364,72 @@ impl VendorConfig {
     }
 
     /// The base URL calls to `vendor` go to.
-    pub fn endpoint(&self, vendor: crate::Vendor) -> &str {
+    pub fn endpoint(&self, vendor: Vendor) -> &str {
         match vendor {
-            crate::Vendor::Postmark => &self.postmark_api_url,
-            crate::Vendor::Infisical => &self.infisical_api_url,
-            crate::Vendor::Heroku => &self.heroku_api_url,
-            crate::Vendor::Github => &self.github_api_url,
+            Vendor::Postmark => &self.postmark.api_url,
+            Vendor::Infisical => &self.infisical.api_url,
+            Vendor::Heroku => &self.heroku.api_url,
+            Vendor::Github => &self.github.api_url,
+        }
+    }
+
+    /// Where the operator does what `vendor`'s API cannot, if that matters to a rotation.
+    pub fn dashboard(&self, vendor: Vendor) -> Option<&str> {
+        match vendor {
+            Vendor::Postmark => Some(&self.postmark.dashboard_url),
+            _ => None,
+        }
+    }
+
+    /// Where the answer to `url` holds credentials: the route under a configured vendor's
+    /// endpoint, as that vendor's spec says.
+    pub fn credential_fields(&self, url: &str) -> crate::spec::CredentialFields {
+        for v in Vendor::ALL {
+            let base = self.endpoint(v).trim_end_matches('/');
+            let route = url
+                .strip_prefix(base)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+                .map(|rest| rest.split('?').next().unwrap_or(""));
+            if let Some(route) = route {
+                let fields = (v.spec().credentials)(route);
+                if fields != crate::spec::CredentialFields::None {
+                    return fields;
+                }
+            }
+        }
+        crate::spec::CredentialFields::None
+    }
+
+    /// Whether the setting `var` a vendor needs (one of its spec's `needs`) is given.
+    fn has(&self, var: &str) -> bool {
+        match var {
+            "INFISICAL_TOKEN" => self.infisical.auth.is_some(),
+            "INFISICAL_PROJECT_ID" => self
+                .infisical
+                .project_id
+                .as_deref()
+                .is_some_and(|p| !p.trim().is_empty()),
+            "HEROKU_API_KEY" => self.heroku.api_key.is_some(),
+            "GITHUB_TOKEN" => self.github.token.is_some(),
+            _ => true,
         }
     }
 
     /// What `vendor` still needs before a run can use it: the variables to set, each with
-    /// what it is for. Empty when it is configured.
-    pub fn missing(&self, vendor: crate::Vendor) -> Vec<(&'static str, &'static str)> {
-        match vendor {
-            crate::Vendor::Postmark => Vec::new(),
-            crate::Vendor::Infisical => {
-                let mut m = Vec::new();
-                if self.infisical_auth.is_none() {
-                    m.push((
-                        "INFISICAL_TOKEN",
-                        "an access token, or INFISICAL_UNIVERSAL_AUTH_CLIENT_ID and _CLIENT_SECRET for a machine identity",
-                    ));
-                }
-                if self
-                    .infisical_project_id
-                    .as_deref()
-                    .is_none_or(|p| p.trim().is_empty())
-                {
-                    m.push((
-                        "INFISICAL_PROJECT_ID",
-                        "the project holding the secrets (Infisical → Project Settings)",
-                    ));
-                }
-                m
-            }
-            crate::Vendor::Heroku if self.heroku_api_key.is_none() => vec![(
-                "HEROKU_API_KEY",
-                "an API key (`heroku auth:token`) or an OAuth token with read-protected and write-protected",
-            )],
-            crate::Vendor::Github if self.github_token.is_none() => vec![(
-                "GITHUB_TOKEN",
-                "a token with the repositories' secrets permission (`gh auth token`); GH_TOKEN works too",
-            )],
-            _ => Vec::new(),
-        }
+    /// what it is for (from its spec). Empty when it is configured.
+    pub fn missing(&self, vendor: Vendor) -> Vec<(&'static str, &'static str)> {
+        vendor
+            .spec()
+            .needs
+            .iter()
+            .filter(|n| !self.has(n.var))
+            .map(|n| (n.var, n.what))
+            .collect()
     }
 
     /// The GitHub token, or an error naming `GITHUB_TOKEN`.
     pub fn github_key(&self) -> Result<&Secret, VendorError> {
-        self.github_token.as_ref().ok_or_else(|| {
+        self.github.token.as_ref().ok_or_else(|| {
             VendorError::config(
                 "github",
                 "no token: GITHUB_TOKEN (or GH_TOKEN) is not set",
@@ -411,8 +439,8 @@ impl VendorConfig {
     }
 
     /// The Infisical credentials, or an error naming the variables.
-    pub fn infisical(&self) -> Result<&InfisicalAuth, VendorError> {
-        self.infisical_auth.as_ref().ok_or_else(|| {
+    pub fn infisical_auth(&self) -> Result<&InfisicalAuth, VendorError> {
+        self.infisical.auth.as_ref().ok_or_else(|| {
             VendorError::config(
                 "infisical",
                 "no credentials: INFISICAL_TOKEN is not set",
@@ -427,41 +455,26 @@ pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| crate::transport::is_loopback(&u))
 }
 
-/// `INFISICAL_DOMAIN` → API base: `/api` is appended unless already there (as the CLI does).
-pub(crate) fn infisical_api_base(domain: &str) -> String {
-    let d = trim_slash(domain.trim());
-    if d.ends_with("/api") {
-        d
-    } else {
-        format!("{d}/api")
-    }
-}
-
-/// `HEROKU_HOST` → API base: a full URL if it starts with `http`, else `https://api.<host>`.
-pub(crate) fn heroku_api_base(host: &str) -> String {
-    let h = host.trim();
-    if h.starts_with("http") {
-        trim_slash(h)
-    } else {
-        format!("https://api.{}", trim_slash(h))
-    }
-}
-
-fn trim_slash(s: &str) -> String {
-    s.trim_end_matches('/').to_string()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn every_vendor_setting_is_a_key_of_the_vendors_table() {
-        let toml: String = VENDOR_SETTINGS
+        // Strings for the vendors' settings (from their specs), numbers for the tuning.
+        let names: Vec<(&str, &str)> = crate::spec::settings()
+            .map(|n| (n, "\"x\""))
+            .chain(TUNING.iter().map(|n| (*n, "1")))
+            .collect();
+        let toml: String = names
             .iter()
-            .map(|n| format!("{} = \"x\"\n", n.to_lowercase()))
+            .map(|(n, v)| format!("{} = {v}\n", n.to_lowercase()))
             .collect();
         let file: VendorFileConfig = toml::from_str(&toml).unwrap();
-        for name in VENDOR_SETTINGS {
-            assert_eq!(file.get(name).as_deref(), Some("x"), "{name}");
+        for (name, v) in names {
+            assert_eq!(
+                file.get(name).as_deref(),
+                Some(v.trim_matches('"')),
+                "{name}"
+            );
         }
     }
 
@@ -498,13 +511,13 @@ mod tests {
     #[test]
     fn defaults_are_the_real_endpoints() {
         let c = VendorConfig::from_env(env(&[])).unwrap();
-        assert_eq!(c.postmark_api_url, "https://api.postmarkapp.com");
-        assert_eq!(c.infisical_api_url, "https://app.infisical.com/api");
-        assert_eq!(c.heroku_api_url, "https://api.heroku.com");
-        assert_eq!(c.github_api_url, "https://api.github.com");
+        assert_eq!(c.postmark.api_url, "https://api.postmarkapp.com");
+        assert_eq!(c.infisical.api_url, "https://app.infisical.com/api");
+        assert_eq!(c.heroku.api_url, "https://api.heroku.com");
+        assert_eq!(c.github.api_url, "https://api.github.com");
         assert_eq!(c.concurrency, 8);
         assert!(c
-            .infisical()
+            .infisical_auth()
             .unwrap_err()
             .to_string()
             .contains("INFISICAL_TOKEN"));
@@ -518,17 +531,17 @@ mod tests {
             ("GH_TOKEN", "gh-token-value"),
         ]))
         .unwrap();
-        assert_eq!(c.infisical_api_url, "http://127.0.0.1:9/api");
-        assert_eq!(c.heroku_api_url, "https://api.example-heroku.com");
-        assert!(c.github_token.is_some());
+        assert_eq!(c.infisical.api_url, "http://127.0.0.1:9/api");
+        assert_eq!(c.heroku.api_url, "https://api.example-heroku.com");
+        assert!(c.github.token.is_some());
         let c = VendorConfig::from_env(env(&[
             ("INFISICAL_DOMAIN", "http://127.0.0.1:9/api"),
             ("INFISICAL_API_URL", "http://ignored"),
             ("HEROKU_HOST", "http://127.0.0.1:7"),
         ]))
         .unwrap();
-        assert_eq!(c.infisical_api_url, "http://127.0.0.1:9/api");
-        assert_eq!(c.heroku_api_url, "http://127.0.0.1:7");
+        assert_eq!(c.infisical.api_url, "http://127.0.0.1:9/api");
+        assert_eq!(c.heroku.api_url, "http://127.0.0.1:7");
     }
 
     #[test]
@@ -541,7 +554,7 @@ mod tests {
         ]))
         .unwrap();
         assert!(matches!(
-            c.infisical_auth,
+            c.infisical.auth,
             Some(InfisicalAuth::UniversalAuth { .. })
         ));
         assert_eq!(c.transport.timeout, Duration::from_secs(5));
@@ -559,8 +572,8 @@ mod tests {
         let c =
             VendorConfig::from_sources(env(&[("HEROKU_HOST", "http://127.0.0.1:3")]), Some(&file))
                 .unwrap();
-        assert_eq!(c.heroku_api_url, "http://127.0.0.1:3");
-        assert_eq!(c.postmark_api_url, "http://127.0.0.1:2");
+        assert_eq!(c.heroku.api_url, "http://127.0.0.1:3");
+        assert_eq!(c.postmark.api_url, "http://127.0.0.1:2");
         assert!(VendorFileConfig::from_toml("[vendors]\nnope = 1\n").is_err());
         assert!(VendorFileConfig::from_toml("[other]\nx = 1\n").is_ok());
     }

@@ -381,7 +381,7 @@ mod tests {
     async fn a_bad_token_is_unauthorized() {
         let sb = Sandbox::start(scenario()).await.unwrap();
         let mut c = fast(config(&sb));
-        c.github_token = Some(Secret::new("ghp_wrong_token_value", Source::Literal));
+        c.github.token = Some(Secret::new("ghp_wrong_token_value", Source::Literal));
         let e = Vendors::new(c)
             .unwrap()
             .github()

@@ -496,14 +496,14 @@ mod tests {
     async fn a_bad_key_is_unauthorized_and_says_which_variable() {
         let sb = Sandbox::start(sop()).await.unwrap();
         let mut c = fast(config(&sb));
-        c.heroku_api_key = Some(Secret::new("wrong-heroku-key", Source::Literal));
+        c.heroku.api_key = Some(Secret::new("wrong-heroku-key", Source::Literal));
         let v = Vendors::new(c).unwrap();
         let e = v.heroku().restart_all("raxx-api-prod").await.unwrap_err();
         assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(401)));
         assert_eq!(e.code(), Some(&VendorCode::Text("unauthorized".into())));
         assert!(e.help_text().contains("HEROKU_API_KEY"));
         let mut c = config(&sb);
-        c.heroku_api_key = None;
+        c.heroku.api_key = None;
         let e = Vendors::new(c)
             .unwrap()
             .heroku()

@@ -819,7 +819,7 @@ mod tests {
     async fn a_bad_token_is_403_token_error_mapped_to_unauthorized() {
         let sb = Sandbox::start(sop()).await.unwrap();
         let mut c = fast(config(&sb));
-        c.infisical_auth = Some(InfisicalAuth::Token(Secret::new(
+        c.infisical.auth = Some(InfisicalAuth::Token(Secret::new(
             "garbage-token-xyz",
             Source::Literal,
         )));
@@ -863,7 +863,7 @@ mod tests {
     async fn wrong_client_secret_is_unauthorized() {
         let sb = Sandbox::start(sop()).await.unwrap();
         let mut c = fast(crate::testkit::config_universal_auth(&sb));
-        c.infisical_auth = Some(InfisicalAuth::UniversalAuth {
+        c.infisical.auth = Some(InfisicalAuth::UniversalAuth {
             client_id: sb.credentials().infisical_client_id.clone(),
             client_secret: Secret::new("wrong-secret-0000", Source::Literal),
         });
@@ -919,7 +919,7 @@ mod tests {
     async fn missing_credentials_name_the_variables() {
         let sb = Sandbox::start(sop()).await.unwrap();
         let mut c = config(&sb);
-        c.infisical_auth = None;
+        c.infisical.auth = None;
         let v = Vendors::new(c).unwrap();
         let e = v
             .infisical()

@@ -11,6 +11,7 @@ pub mod heroku;
 pub mod infisical;
 mod pacing;
 pub mod postmark;
+pub mod spec;
 pub mod transport;
 
 #[cfg(test)]
@@ -62,13 +63,8 @@ impl Vendor {
     }
 
     /// What the vendor calls the code in its error bodies.
-    pub(crate) const fn code_label(self) -> &'static str {
-        match self {
-            Vendor::Postmark => "ErrorCode",
-            Vendor::Heroku => "id",
-            Vendor::Infisical => "error",
-            Vendor::Github => "code",
-        }
+    pub(crate) fn code_label(self) -> &'static str {
+        self.spec().error_code
     }
 }
 
@@ -93,21 +89,21 @@ impl Vendors {
     /// error here: they are reported when that vendor is first used.
     pub fn new(config: VendorConfig) -> Result<Self, VendorError> {
         let transport = Transport::new(config.transport.clone())?;
-        let postmark = PostmarkClient::new(transport.clone(), &config.postmark_api_url);
+        let postmark = PostmarkClient::new(transport.clone(), &config.postmark.api_url);
         let infisical = InfisicalClient::new(
             transport.clone(),
-            &config.infisical_api_url,
-            config.infisical_auth.clone(),
+            &config.infisical.api_url,
+            config.infisical.auth.clone(),
         );
         let heroku = HerokuClient::new(
             transport.clone(),
-            &config.heroku_api_url,
-            config.heroku_api_key.clone(),
+            &config.heroku.api_url,
+            config.heroku.api_key.clone(),
         );
         let github = GithubClient::new(
             transport.clone(),
-            &config.github_api_url,
-            config.github_token.clone(),
+            &config.github.api_url,
+            config.github.token.clone(),
         );
         Ok(Vendors {
             inner: Arc::new(Inner {

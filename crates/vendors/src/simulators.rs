@@ -34,9 +34,9 @@ async fn env_points_vendor_config_at_the_simulators() {
         ]
     );
     let cfg = VendorConfig::from_env(|k| env.get(k).cloned()).unwrap();
-    assert_eq!(cfg.infisical_api_url, format!("{}/api", sb.infisical_url()));
+    assert_eq!(cfg.infisical.api_url, format!("{}/api", sb.infisical_url()));
     assert_eq!(
-        cfg.postmark_dashboard_url,
+        cfg.postmark.dashboard_url,
         format!("{}/dashboard", sb.postmark_url())
     );
     let v = Vendors::new(fast(cfg)).unwrap();

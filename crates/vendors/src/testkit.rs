@@ -25,18 +25,17 @@ pub(crate) fn config(sb: &Sandbox) -> VendorConfig {
 /// The same, logging in to Infisical with universal auth instead of a fixed token.
 pub(crate) fn config_universal_auth(sb: &Sandbox) -> VendorConfig {
     let c = sb.credentials();
-    VendorConfig {
-        infisical_auth: Some(InfisicalAuth::UniversalAuth {
-            client_id: c.infisical_client_id.clone(),
-            client_secret: Secret::new(
-                c.infisical_client_secret.clone(),
-                Source::Env {
-                    name: "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET".into(),
-                },
-            ),
-        }),
-        ..config(sb)
-    }
+    let mut config = config(sb);
+    config.infisical.auth = Some(InfisicalAuth::UniversalAuth {
+        client_id: c.infisical_client_id.clone(),
+        client_secret: Secret::new(
+            c.infisical_client_secret.clone(),
+            Source::Env {
+                name: "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET".into(),
+            },
+        ),
+    });
+    config
 }
 
 pub(crate) fn fast(mut c: VendorConfig) -> VendorConfig {

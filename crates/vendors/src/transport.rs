@@ -44,8 +44,11 @@ impl Default for TransportConfig {
             max_delay: Duration::from_secs(30),
             max_wait: Duration::from_secs(300),
             max_body: 16 << 20,
-            // Heroku's account pool refills at about 75 requests a minute.
-            pools: vec![("heroku", 75.0)],
+            // The vendors with an account pool (Heroku's refills at about 75 a minute).
+            pools: crate::spec::SPECS
+                .iter()
+                .filter_map(|s| s.pool_per_minute.map(|rate| (s.name, rate)))
+                .collect(),
         }
     }
 }

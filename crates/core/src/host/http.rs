@@ -16,6 +16,7 @@ use base64::Engine as _;
 use reqwest::Method;
 use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
+use runbook_vendors::spec::CredentialFields;
 use runbook_vendors::{HeaderValueSource, Request};
 use std::collections::BTreeMap;
 
@@ -414,64 +415,12 @@ pub(crate) fn xml_to_json(text: &str) -> Option<serde_json::Value> {
     Some(out.into())
 }
 
-/// Where a configured vendor's answer holds credentials, whatever the script declared:
-/// reading them through `http::` must not turn them into plain text.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum VendorSecrets {
-    None,
-    /// Infisical's secrets routes: every `secretValue` field.
-    Infisical,
-    /// Heroku's config-vars: every top-level value (credentials and settings mixed).
-    HerokuConfig,
-    /// Postmark's server routes: the `ApiTokens` lists.
-    PostmarkTokens,
-}
-
-impl VendorSecrets {
-    fn of(url: &str, config: &runbook_vendors::VendorConfig) -> Self {
-        let under = |base: &str| {
-            url.strip_prefix(base.trim_end_matches('/'))
-                .filter(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
-                .map(|rest| rest.split('?').next().unwrap_or("").to_string())
-        };
-        if let Some(path) = under(&config.infisical_api_url) {
-            if path.contains("/secrets") {
-                return VendorSecrets::Infisical;
-            }
-        }
-        if let Some(path) = under(&config.heroku_api_url) {
-            if path.trim_end_matches('/').ends_with("/config-vars") {
-                return VendorSecrets::HerokuConfig;
-            }
-        }
-        if let Some(path) = under(&config.postmark_api_url) {
-            if path.starts_with("/server") {
-                return VendorSecrets::PostmarkTokens;
-            }
-        }
-        VendorSecrets::None
-    }
-
-    /// Whether the string at `path` (dotted, under `key`) is a credential.
-    fn holds(self, path: &str, key: &str) -> bool {
-        match self {
-            VendorSecrets::None => false,
-            VendorSecrets::Infisical => key == "secretValue",
-            VendorSecrets::HerokuConfig => !path.contains('.'),
-            VendorSecrets::PostmarkTokens => path
-                .rsplit('.')
-                .nth(1)
-                .is_some_and(|parent| parent == "ApiTokens"),
-        }
-    }
-}
-
 /// How a response's fields become Secrets: the paths the script declared, the vendor's
 /// credential fields, and any string that holds an already registered secret (a vendor
 /// echoing a key back must not launder it into plain text).
 struct Wrap<'a> {
     declared: &'a [String],
-    vendor: VendorSecrets,
+    vendor: CredentialFields,
     label: &'a str,
 }
 
@@ -483,7 +432,7 @@ fn response_json(v: &serde_json::Value, path: &str, wrap: &Wrap, key: &str) -> D
             let source = Source::Vendor {
                 what: format!("field {path} of {}", wrap.label),
             };
-            return Dynamic::from(if declared || wrap.vendor != VendorSecrets::HerokuConfig {
+            return Dynamic::from(if declared || wrap.vendor != CredentialFields::ConfigVars {
                 Secret::new(text, source)
             } else {
                 // Config vars mix settings with credentials: only the latter join the redactor.
@@ -644,7 +593,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         // The URL as the script wrote it: the query built from `query:` may hold a Secret's
         // value, and the label names Secrets' sources and spinners.
         let label = format!("{} {}", req.method, url);
-        let vendor = VendorSecrets::of(&req.url, v.config());
+        let vendor = v.config().credential_fields(&req.url);
         let resp = h.block(&label, async move { v.transport().send(req).await })?;
         let mut m = Map::new();
         m.insert("status".into(), (resp.status as i64).into());
@@ -680,7 +629,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         // The secret fields are registered with the redactor by now: the raw body keeps no
         // copy a script could pass on (nor one of a secret the vendor echoed back).
         let body = if secrets.is_empty()
-            && vendor == VendorSecrets::None
+            && vendor == CredentialFields::None
             && !runbook_secret::contains_secret(&text)
         {
             text

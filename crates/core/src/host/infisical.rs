@@ -26,7 +26,8 @@ fn scope(h: &RunContext, opts: &Map, function: &str) -> R<Scope> {
     let configured = h
         .services()
         .config()
-        .infisical_project_id
+        .infisical
+        .project_id
         .clone()
         .unwrap_or_default();
     let project_id = value::opt_str(opts, "project_id")

@@ -148,24 +148,57 @@ pub(crate) fn install(engine: &mut Engine, stage: Stage) {
     stage.install(engine);
 }
 
+/// What registers one host module's functions.
+type Register = fn(&mut Registrar);
+
+/// Every host module, in the order they register (the reference lists them so): adding
+/// one is a file and a line here.
+const REGISTERED: &[(&str, Register)] = &[
+    ("ctx", crate::value::Ctx::register),
+    ("placeholder", placeholder::register),
+    ("secret", secret::register),
+    ("runbook format", core::register),
+    ("prompt", prompt::register),
+    ("audit", audit::register),
+    ("postmark", postmark::register),
+    ("infisical", infisical::register),
+    ("heroku", heroku::register),
+    ("github", github::register),
+    ("http", http::register),
+];
+
 fn build() -> HostModules {
     let mut reg = Registrar::new();
-    crate::value::Ctx::register(&mut reg);
-    placeholder::register(&mut reg);
-    secret::register(&mut reg);
-    core::register(&mut reg);
-    prompt::register(&mut reg);
-    audit::register(&mut reg);
-    postmark::register(&mut reg);
-    infisical::register(&mut reg);
-    heroku::register(&mut reg);
-    github::register(&mut reg);
-    http::register(&mut reg);
+    for (_, register) in REGISTERED {
+        register(&mut reg);
+    }
     reg.build()
 }
 
 #[cfg(test)]
 mod tests {
+    /// Each vendor spec has its host module registered, and no vendor module is registered
+    /// without a spec.
+    #[test]
+    fn every_vendor_spec_has_its_host_module() {
+        let registered: Vec<&str> = super::REGISTERED.iter().map(|(n, _)| *n).collect();
+        for spec in &runbook_vendors::spec::SPECS {
+            assert!(
+                registered.contains(&spec.name),
+                "{} has no host module",
+                spec.name
+            );
+        }
+        let modules = super::modules();
+        for spec in &runbook_vendors::spec::SPECS {
+            assert!(
+                modules.registry().iter().any(|f| f.module == spec.name),
+                "{} registered no function",
+                spec.name
+            );
+        }
+    }
+
     /// Retries depend on it: a write that cannot say whether repeating it is safe would be
     /// retried (or not) by accident.
     #[test]

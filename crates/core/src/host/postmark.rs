@@ -140,7 +140,7 @@ fn send_email(h: &RunContext, token: Secret, email: Map) -> R<Dynamic> {
 
 /// The dashboard the operator is sent to: Postmark's, or a sandbox's in a rehearsal.
 fn dashboard_url(h: &RunContext) -> String {
-    h.services().config().postmark_dashboard_url.clone()
+    h.services().config().postmark.dashboard_url.clone()
 }
 
 /// Runs a call of a rehearsal's simulated dashboard to completion; Ctrl-C abandons it.

@@ -59,8 +59,11 @@ impl Entry {
     }
 }
 
-/// The vendor modules a script calls (they reach their configured endpoints).
-pub const VENDOR_MODULES: [&str; 4] = ["postmark", "infisical", "heroku", "github"];
+/// The vendor modules a script may call (they reach their configured endpoints): one per
+/// vendor spec.
+pub fn vendor_modules() -> impl Iterator<Item = &'static str> {
+    runbook_vendors::spec::SPECS.iter().map(|s| s.name)
+}
 
 /// One line for the banner, `show` and `doc`: the declared hosts, then the vendor modules.
 pub fn summary(hosts: &[String], modules: &[&str]) -> String {

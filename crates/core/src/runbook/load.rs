@@ -77,8 +77,7 @@ impl Runbook {
     /// The vendor modules the runbook (or a module it imports) calls.
     pub fn vendor_modules(&self) -> Vec<&'static str> {
         let texts = self.sources.all();
-        crate::plan::egress::VENDOR_MODULES
-            .into_iter()
+        crate::plan::egress::vendor_modules()
             .filter(|m| {
                 let call = format!("{m}::");
                 texts.iter().any(|t| t.contains(&call))

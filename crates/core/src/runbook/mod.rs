@@ -10,4 +10,4 @@ pub mod sop;
 pub mod source;
 
 pub use load::{compile, Runbook};
-pub use source::{find, SourceFile};
+pub use source::{Library, SourceFile};

@@ -3,7 +3,7 @@
 //! `O_EXCL`, `approvals/RUN_ID.json` with its `.decision` linked into place (the first
 //! decision wins), `fingerprint.key`.
 
-use super::{Backend, Holder, Slot};
+use super::{ApprovalStore, AuditStore, Backend, Holder, JournalStore, LockStore, Slot};
 use crate::error::{Error, Result};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -79,28 +79,22 @@ impl Backend for Files {
     fn describe(&self) -> String {
         format!("the state directory {}", self.dir.display())
     }
-
-    fn journal_where(&self, run_id: &str) -> String {
-        self.journal_path(run_id).display().to_string()
-    }
-
-    fn runs_where(&self) -> String {
-        self.dir.join("runs").display().to_string()
-    }
-
     fn dir(&self) -> Option<&Path> {
         Some(&self.dir)
     }
-
-    fn lease(&self) -> Option<Duration> {
-        None
-    }
-
     fn fingerprint_key(&self) -> Result<[u8; 32]> {
         crate::state::fingerprint_key(&self.dir, &self.warn())
             .map_err(write_err(&self.dir.join("fingerprint.key")))
     }
+}
 
+impl JournalStore for Files {
+    fn journal_where(&self, run_id: &str) -> String {
+        self.journal_path(run_id).display().to_string()
+    }
+    fn runs_where(&self) -> String {
+        self.dir.join("runs").display().to_string()
+    }
     fn journal_append(&self, run_id: &str, line: &str) -> Result<()> {
         let path = self.journal_path(run_id);
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
@@ -108,11 +102,9 @@ impl Backend for Files {
             .and_then(|_| file.sync_data())
             .map_err(write_err(&path))
     }
-
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         read_optional(&self.journal_path(run_id))
     }
-
     fn runs(&self) -> Result<Vec<String>> {
         let dir = self.dir.join("runs");
         let entries = match std::fs::read_dir(&dir) {
@@ -130,7 +122,9 @@ impl Backend for Files {
         ids.sort();
         Ok(ids)
     }
+}
 
+impl AuditStore for Files {
     fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
         let path = self.audit_path();
         let io = write_err(&path);
@@ -143,7 +137,6 @@ impl Backend for Files {
             .and_then(|_| file.sync_data())
             .map_err(io)
     }
-
     fn audit_lines(&self) -> Result<Vec<String>> {
         let path = self.audit_path();
         match std::fs::read_to_string(&path) {
@@ -152,11 +145,15 @@ impl Backend for Files {
             Err(e) => Err(read_err(&path)(e)),
         }
     }
-
     fn audit_where(&self) -> String {
         self.audit_path().display().to_string()
     }
+}
 
+impl LockStore for Files {
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
     fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool> {
         let path = self.lock_file(key);
         if let Some(parent) = path.parent() {
@@ -177,7 +174,6 @@ impl Backend for Files {
             Err(e) => Err(write_err(&path)(e)),
         }
     }
-
     fn lock_read(&self, key: &str) -> Result<Slot> {
         let path = self.lock_file(key);
         match std::fs::read_to_string(&path) {
@@ -186,7 +182,6 @@ impl Backend for Files {
             Err(_) => Ok(Slot::Held(None)),
         }
     }
-
     fn lock_remove(&self, key: &str, _lease_id: Option<&str>, _expired_only: bool) -> Result<()> {
         match std::fs::remove_file(self.lock_file(key)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -195,15 +190,9 @@ impl Backend for Files {
             _ => Ok(()),
         }
     }
-
     fn lock_renew(&self, key: &str, lease_id: &str) -> Result<bool> {
         Ok(matches!(self.lock_read(key)?, Slot::Held(Some(h)) if h.lease_id == lease_id))
     }
-
-    fn for_heartbeat(&self) -> Result<super::Store> {
-        Ok(std::sync::Arc::new(Files::new(&self.dir, self.say.clone())))
-    }
-
     fn lock_holders(&self) -> Result<Vec<Holder>> {
         Ok(std::fs::read_dir(self.dir.join("locks"))
             .into_iter()
@@ -216,11 +205,15 @@ impl Backend for Files {
             })
             .collect())
     }
-
+    fn for_heartbeat(&self) -> Result<super::Store> {
+        Ok(std::sync::Arc::new(Files::new(&self.dir, self.say.clone())))
+    }
     fn lock_path(&self, key: &str) -> Option<PathBuf> {
         Some(self.lock_file(key))
     }
+}
 
+impl ApprovalStore for Files {
     fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()> {
         let dir = self.approvals();
         crate::state::ensure_dir(&dir, &self.warn()).map_err(write_err(&dir))?;
@@ -231,15 +224,12 @@ impl Backend for Files {
         crate::state::write(&self.request_path(run_id), request.as_bytes())
             .map_err(write_err(&self.request_path(run_id)))
     }
-
     fn approval_request(&self, run_id: &str) -> Result<Option<String>> {
         read_optional(&self.request_path(run_id))
     }
-
     fn approval_decision(&self, run_id: &str) -> Result<Option<String>> {
         read_optional(&self.decision_path(run_id))
     }
-
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool> {
         // Written whole to a file of its own, then linked into place: the link is atomic and
         // fails if a decision exists, so the first decision wins and none is read half

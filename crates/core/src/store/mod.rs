@@ -80,30 +80,22 @@ pub enum Slot {
     Held(Option<Holder>),
 }
 
-pub trait Backend: Send + Sync {
-    /// Where the state is, for messages: `files in /home/…/runbook`, `postgres db@host`.
-    fn describe(&self) -> String;
+/// Runs' journals: each run's ledger events, one line each, in order.
+pub trait JournalStore {
     /// Where one run's journal is, for messages.
     fn journal_where(&self, run_id: &str) -> String;
     /// Where the journals are, for messages.
     fn runs_where(&self) -> String;
-    /// The state directory, for the file backend (the REPL's history and lock files an
-    /// interrupted process removes on its way out live there).
-    fn dir(&self) -> Option<&Path>;
-    /// How long a lock lasts without renewal; `None`: locks last until released (files,
-    /// where a holder's death is seen by its pid).
-    fn lease(&self) -> Option<Duration>;
-
-    /// The key every fingerprint of this state is made with, created on first use.
-    fn fingerprint_key(&self) -> Result<[u8; 32]>;
-
     /// Appends one line (a journal record, already redacted) to a run's journal, durably.
     fn journal_append(&self, run_id: &str, line: &str) -> Result<()>;
     /// A run's journal, its lines in order; `None` when there is no such run.
     fn journal(&self, run_id: &str) -> Result<Option<String>>;
     /// The ids of every run with a journal, oldest first.
     fn runs(&self) -> Result<Vec<String>>;
+}
 
+/// The audit chain: entries appended one at a time, serialised against every writer.
+pub trait AuditStore {
     /// Appends one audit entry, serialised against every other writer: `make` gets the hash
     /// of the last entry (or the genesis hash) and returns the line to append.
     fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()>;
@@ -111,7 +103,13 @@ pub trait Backend: Send + Sync {
     fn audit_lines(&self) -> Result<Vec<String>>;
     /// Where the audit chain is, for messages.
     fn audit_where(&self) -> String;
+}
 
+/// Rotation locks: one holder per slot; on a shared store, leases that run out.
+pub trait LockStore {
+    /// How long a lock lasts without renewal; `None`: locks last until released (files,
+    /// where a holder's death is seen by its pid).
+    fn lease(&self) -> Option<Duration>;
     /// Takes a free lock slot for `holder`: `false` when the slot is taken.
     fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool>;
     fn lock_read(&self, key: &str) -> Result<Slot>;
@@ -129,13 +127,27 @@ pub trait Backend: Send + Sync {
     fn lock_path(&self, _key: &str) -> Option<PathBuf> {
         None
     }
+}
 
+/// Four-eyes approvals: a run's request, and the first decision on it.
+pub trait ApprovalStore {
     /// Files a run's approval request (as JSON), clearing an earlier one and its decision.
     fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()>;
     fn approval_request(&self, run_id: &str) -> Result<Option<String>>;
     fn approval_decision(&self, run_id: &str) -> Result<Option<String>>;
     /// Records the decision unless one exists: `false` when another came first.
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool>;
+}
+
+/// Where a run's state lives: every store above, and what the state is.
+pub trait Backend: JournalStore + AuditStore + LockStore + ApprovalStore + Send + Sync {
+    /// Where the state is, for messages: `files in /home/…/runbook`, `postgres db@host`.
+    fn describe(&self) -> String;
+    /// The state directory, for the file backend (the REPL's history and lock files an
+    /// interrupted process removes on its way out live there).
+    fn dir(&self) -> Option<&Path>;
+    /// The key every fingerprint of this state is made with, created on first use.
+    fn fingerprint_key(&self) -> Result<[u8; 32]>;
 }
 
 /// Where state goes: `RUNBOOK_STATE_URL` (or `[state] url` read by the caller) names a

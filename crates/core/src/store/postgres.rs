@@ -7,7 +7,7 @@
 //! client must not block. Calls go to the thread as jobs and wait for their answer, with a
 //! deadline, so a database that stops answering fails a call instead of hanging the run.
 
-use super::{Backend, Holder, Slot};
+use super::{ApprovalStore, AuditStore, Backend, Holder, JournalStore, LockStore, Slot};
 use crate::error::{Error, Result};
 use postgres::{Client, Config};
 use std::path::Path;
@@ -299,23 +299,9 @@ impl Backend for Postgres {
     fn describe(&self) -> String {
         format!("the state database {}", self.shown)
     }
-
-    fn journal_where(&self, run_id: &str) -> String {
-        format!("{} (run {run_id})", self.shown)
-    }
-
-    fn runs_where(&self) -> String {
-        self.describe()
-    }
-
     fn dir(&self) -> Option<&Path> {
         None
     }
-
-    fn lease(&self) -> Option<Duration> {
-        Some(self.lease)
-    }
-
     fn fingerprint_key(&self) -> Result<[u8; 32]> {
         let fresh = runbook_secret::random_key().to_vec();
         let key: Vec<u8> = self.call("cannot read the fingerprint key", move |c| {
@@ -338,7 +324,15 @@ impl Backend for Postgres {
             help: "fingerprints journalled there cannot be checked without it; restore runbook_settings from a backup".into(),
         })
     }
+}
 
+impl JournalStore for Postgres {
+    fn journal_where(&self, run_id: &str) -> String {
+        format!("{} (run {run_id})", self.shown)
+    }
+    fn runs_where(&self) -> String {
+        self.describe()
+    }
     fn journal_append(&self, run_id: &str, line: &str) -> Result<()> {
         let (run_id, line) = (run_id.to_string(), line.to_string());
         self.call("cannot write the run journal", move |c| {
@@ -349,7 +343,6 @@ impl Backend for Postgres {
             .map(drop)
         })
     }
-
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         let run_id = run_id.to_string();
         let lines: Vec<String> = self.call("cannot read the run journal", move |c| {
@@ -363,7 +356,6 @@ impl Backend for Postgres {
         })?;
         Ok((!lines.is_empty()).then(|| lines.join("\n") + "\n"))
     }
-
     fn runs(&self) -> Result<Vec<String>> {
         self.call("cannot list the runs", |c| {
             c.query(
@@ -375,7 +367,9 @@ impl Backend for Postgres {
             .collect()
         })
     }
+}
 
+impl AuditStore for Postgres {
     fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
         // The whole transaction is one job: the client's thread takes the lock and reads the
         // chain's tail, hands the tail over, waits for the line, then appends and commits. No
@@ -455,7 +449,6 @@ impl Backend for Postgres {
             Err(_) => Err(no_answer()),
         }
     }
-
     fn audit_lines(&self) -> Result<Vec<String>> {
         self.call("cannot read the audit chain", |c| {
             c.query("SELECT line FROM runbook_audit ORDER BY seq", &[])?
@@ -464,11 +457,15 @@ impl Backend for Postgres {
                 .collect()
         })
     }
-
     fn audit_where(&self) -> String {
         format!("{} (table runbook_audit)", self.shown)
     }
+}
 
+impl LockStore for Postgres {
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
     fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool> {
         let (key, run_id) = (key.to_string(), holder.run_id.clone());
         let lease_id = holder.lease_id.clone();
@@ -483,7 +480,6 @@ impl Backend for Postgres {
             .map(|n| n == 1)
         })
     }
-
     fn lock_read(&self, key: &str) -> Result<Slot> {
         let key = key.to_string();
         let row = self.call("cannot read the lock", move |c| {
@@ -497,7 +493,6 @@ impl Backend for Postgres {
             Some(r) => Slot::Held(holder_of(&r)),
         })
     }
-
     fn lock_remove(&self, key: &str, lease_id: Option<&str>, expired_only: bool) -> Result<()> {
         let (key, lease_id) = (key.to_string(), lease_id.map(str::to_string));
         let expiry = if expired_only {
@@ -519,7 +514,6 @@ impl Backend for Postgres {
             .map(drop)
         })
     }
-
     fn lock_renew(&self, key: &str, lease_id: &str) -> Result<bool> {
         let (key, lease_id) = (key.to_string(), lease_id.to_string());
         let secs = self.lease.as_secs_f64();
@@ -532,20 +526,20 @@ impl Backend for Postgres {
             .map(|n| n == 1)
         })
     }
-
     fn lock_holders(&self) -> Result<Vec<Holder>> {
         let rows = self.call("cannot read the locks", |c| {
             c.query(&format!("SELECT {HOLDER_COLUMNS} FROM runbook_locks"), &[])
         })?;
         Ok(rows.iter().filter_map(holder_of).collect())
     }
-
     fn for_heartbeat(&self) -> Result<super::Store> {
         Ok(std::sync::Arc::new(Postgres::connect(
             &self.url, self.lease,
         )?))
     }
+}
 
+impl ApprovalStore for Postgres {
     fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()> {
         let (run_id, request) = (run_id.to_string(), request.to_string());
         self.call("cannot file the approval request", move |c| {
@@ -557,7 +551,6 @@ impl Backend for Postgres {
             .map(drop)
         })
     }
-
     fn approval_request(&self, run_id: &str) -> Result<Option<String>> {
         let run_id = run_id.to_string();
         self.call("cannot read the approval request", move |c| {
@@ -569,7 +562,6 @@ impl Backend for Postgres {
             .transpose()
         })
     }
-
     fn approval_decision(&self, run_id: &str) -> Result<Option<String>> {
         let run_id = run_id.to_string();
         let got: Option<Option<String>> = self.call("cannot read the approval", move |c| {
@@ -582,7 +574,6 @@ impl Backend for Postgres {
         })?;
         Ok(got.flatten())
     }
-
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool> {
         let (run_id, decision) = (run_id.to_string(), decision.to_string());
         self.call("cannot record the decision", move |c| {

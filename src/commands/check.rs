@@ -4,7 +4,7 @@ use crate::cli::CheckArgs;
 use crate::error::{exit, Error, Result};
 use crate::settings::Settings;
 use crate::ui;
-use runbook_core::diagnostic::ScriptError;
+use runbook_core::diagnostic::{ScriptError, Summary};
 use runbook_core::error::Error as CoreError;
 use runbook_core::runbook::{lint, Runbook, SourceFile};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub fn run(args: CheckArgs, settings: &Settings) -> Result<u8> {
             "give a path, or run from a folder that has ./runbooks",
         ));
     }
-    let mut all: Vec<serde_json::Value> = Vec::new();
+    let mut all: Vec<Summary> = Vec::new();
     let mut failed = 0usize;
     for path in &paths {
         let problems = match check_file(path) {
@@ -59,11 +59,14 @@ pub fn run(args: CheckArgs, settings: &Settings) -> Result<u8> {
             Err(e) => {
                 failed += 1;
                 if args.json {
-                    all.push(serde_json::json!({
-                        "file": path.display().to_string(),
-                        "code": "runbook::io",
-                        "message": e.to_string(),
-                    }));
+                    all.push(Summary {
+                        code: "runbook::io".into(),
+                        message: e.to_string(),
+                        file: Some(path.display().to_string()),
+                        line: None,
+                        column: None,
+                        help: None,
+                    });
                 } else {
                     ui::err(&ui::render(&e));
                 }
@@ -79,10 +82,8 @@ pub fn run(args: CheckArgs, settings: &Settings) -> Result<u8> {
         failed += 1;
         for p in &problems {
             if args.json {
-                let mut v = p.to_json();
-                if v.get("file").is_none() {
-                    v["file"] = path.display().to_string().into();
-                }
+                let mut v = p.summary();
+                v.file.get_or_insert_with(|| path.display().to_string());
                 all.push(v);
             } else {
                 ui::err(&ui::render(p));
@@ -90,7 +91,15 @@ pub fn run(args: CheckArgs, settings: &Settings) -> Result<u8> {
         }
     }
     if args.json {
-        let out = serde_json::json!({ "checked": paths.len(), "diagnostics": all });
+        #[derive(serde::Serialize)]
+        struct Checked {
+            checked: usize,
+            diagnostics: Vec<Summary>,
+        }
+        let out = Checked {
+            checked: paths.len(),
+            diagnostics: all,
+        };
         ui::out(&serde_json::to_string_pretty(&out).unwrap_or_default());
     } else if failed > 0 {
         ui::err(&format!(

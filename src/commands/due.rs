@@ -9,7 +9,6 @@ use runbook_core::ledger::{self, Ledger};
 use runbook_core::run::RunStatus;
 use runbook_core::runbook::{Runbook, SourceFile};
 use runbook_core::store::Store;
-use serde_json::{json, Value};
 
 /// Last real rotation (RFC 3339) per runbook id: a run against production, applying its
 /// writes, that no vendor answered as a simulator, settled as succeeded (by itself or by a
@@ -58,52 +57,71 @@ pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bo
     }
 }
 
-/// One row per runbook found: id, title, secret, cadence, last rotation, due date.
-pub fn rows(settings: &Settings) -> Result<Vec<Value>> {
+/// A runbook found, with its cadence, last rotation and due date (`due --json`, `list`).
+#[derive(serde::Serialize)]
+pub struct DueRow {
+    pub path: String,
+    pub id: String,
+    pub title: String,
+    pub secret: Option<String>,
+    pub cadence_days: Option<i64>,
+    pub steps: usize,
+    pub last_rotation: Option<String>,
+    pub due: Option<String>,
+    pub overdue: bool,
+}
+
+/// A runbook found that does not load: its due date is unknown.
+pub struct Broken {
+    pub path: String,
+    pub error: String,
+}
+
+/// One row per runbook found, and the runbooks that do not load.
+pub fn rows(settings: &Settings) -> Result<(Vec<DueRow>, Vec<Broken>)> {
     let last = last_success(&crate::wiring::store(settings)?)?;
-    let mut rows = Vec::new();
+    let (mut rows, mut broken) = (Vec::new(), Vec::new());
     for path in settings.library.list_paths() {
         let loaded = SourceFile::read(&path).and_then(Runbook::load);
+        let path = path.display().to_string();
         match loaded {
             Ok(l) => {
                 let m = l.plan().meta();
                 let last_run = last.get(&m.id).cloned();
                 let (due_on, overdue) = due(last_run.as_deref(), m.cadence_days);
-                rows.push(json!({
-                    "path": path.display().to_string(),
-                    "id": m.id,
-                    "title": m.title,
-                    "secret": m.secret,
-                    "cadence_days": m.cadence_days,
-                    "steps": l.plan().steps.len(),
-                    "last_rotation": last_run,
-                    "due": due_on,
-                    "overdue": overdue,
-                }));
+                rows.push(DueRow {
+                    path,
+                    id: m.id.clone(),
+                    title: m.title.clone(),
+                    secret: m.secret.clone(),
+                    cadence_days: m.cadence_days,
+                    steps: l.plan().steps.len(),
+                    last_rotation: last_run,
+                    due: due_on,
+                    overdue,
+                });
             }
-            Err(e) => {
-                rows.push(json!({ "path": path.display().to_string(), "error": e.to_string() }))
-            }
+            Err(e) => broken.push(Broken {
+                path,
+                error: e.to_string(),
+            }),
         }
     }
-    Ok(rows)
+    Ok((rows, broken))
 }
 
 pub fn run(args: DueArgs, settings: &Settings) -> Result<u8> {
-    let (rows, broken): (Vec<Value>, Vec<Value>) = rows(settings)?
-        .into_iter()
-        .partition(|r| r.get("error").is_none());
+    let (rows, broken) = rows(settings)?;
     // A runbook that does not load may be the one that is overdue: never skip it silently.
     for b in &broken {
         ui::err(&format!(
             "warning: {} does not load, so its due date is unknown: {}",
-            b["path"].as_str().unwrap_or("?"),
-            b["error"].as_str().unwrap_or("")
+            b.path, b.error
         ));
     }
-    let rows: Vec<Value> = rows
+    let rows: Vec<DueRow> = rows
         .into_iter()
-        .filter(|r| r["cadence_days"].is_i64())
+        .filter(|r| r.cadence_days.is_some())
         .collect();
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
@@ -117,26 +135,22 @@ pub fn run(args: DueArgs, settings: &Settings) -> Result<u8> {
         "{:<28} {:<24} {:<8} {:<22} {:<12}",
         "RUNBOOK", "SECRET", "CADENCE", "LAST ROTATION", "DUE"
     ));
+    let today = time::OffsetDateTime::now_utc().date().to_string();
     for r in rows {
-        let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
-        let today = time::OffsetDateTime::now_utc().date().to_string();
-        let due = if r["overdue"] == true {
-            format!("{} OVERDUE", s("due"))
-        } else if s("due") == today {
-            format!("{} (today)", s("due"))
+        let on = r.due.clone().unwrap_or_else(|| "-".into());
+        let due = if r.overdue {
+            format!("{on} OVERDUE")
+        } else if on == today {
+            format!("{on} (today)")
         } else {
-            s("due")
+            on
         };
         ui::out(&format!(
             "{:<28} {:<24} {:<8} {:<22} {}",
-            s("id"),
-            s("secret"),
-            format!("{}d", r["cadence_days"]),
-            if s("last_rotation") == "-" {
-                "never".to_string()
-            } else {
-                s("last_rotation")
-            },
+            r.id,
+            r.secret.as_deref().unwrap_or("-"),
+            format!("{}d", r.cadence_days.unwrap_or_default()),
+            r.last_rotation.as_deref().unwrap_or("never"),
             due
         ));
     }

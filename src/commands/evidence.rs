@@ -13,7 +13,8 @@ use runbook_core::ledger::{self, Happened, Ledger};
 use runbook_core::run;
 use runbook_core::run::Mode;
 use runbook_core::runbook::{Runbook, SourceFile};
-use serde_json::{json, Value};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The pack's format name: a reader refuses what it does not know.
@@ -33,6 +34,7 @@ pub fn run(args: EvidenceArgs, settings: &crate::settings::Settings) -> Result<u
                 ));
             };
             let pack = build(&crate::wiring::store(settings)?, &run_id)?;
+            let pack = serde_json::to_value(pack).unwrap_or_default();
             let pack = match &args.sign {
                 Some(key) => sign(pack, &read_signing_key(key)?),
                 None => pack,
@@ -157,8 +159,120 @@ impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
     }
 }
 
+/// An evidence pack: what an auditor checks offline.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Pack {
+    format: String,
+    run_id: String,
+    runbook: PackRunbook,
+    /// The label the audit log gives the run (`exec`, `sandbox`, `dry-run`…).
+    mode: String,
+    /// Where it went: `production`, `loopback`, `sandbox`, or `rehearsal` when a vendor
+    /// answered as a simulator.
+    target: String,
+    rehearsal: bool,
+    status: Option<String>,
+    actors: Vec<Actor>,
+    approvals: Vec<ApprovalRecord>,
+    steps: Vec<StepRecord>,
+    writes: Vec<WriteRecord>,
+    verification: Vec<Check>,
+    audit: AuditSection,
+    generated_at: String,
+    generated_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<Signature>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PackRunbook {
+    id: String,
+    source: String,
+    source_sha256: String,
+    unchanged_since_the_run: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Actor {
+    actor: String,
+    #[serde(rename = "as")]
+    entered_as: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    host: String,
+    at: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ApprovalRecord {
+    step: String,
+    decision: ApprovalStatus,
+    requested_by: Option<String>,
+    approver: Option<String>,
+    reason: Option<String>,
+    at: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StepRecord {
+    id: String,
+    outcome: StepEnd,
+    at: String,
+    duration_ms: Option<u64>,
+    error: Option<String>,
+    /// What the step checked (`null` when the runbook changed since the run).
+    checks: Option<Vec<String>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WriteRecord {
+    step: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    function: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    target: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    undo: bool,
+    outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprints: Option<BTreeMap<String, String>>,
+    at: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Check {
+    step: String,
+    check: String,
+    result: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AuditSection {
+    entries: Vec<runbook_core::audit::AuditEntry>,
+    chain: Chain,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Chain {
+    intact: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entries: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    head: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    broken_at_line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Signature {
+    algorithm: String,
+    public_key: String,
+    value: String,
+}
+
 /// The evidence of one run, from its ledger, its runbook (when unchanged) and the audit log.
-fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Value> {
+fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
     let (_, ledger) = ledger::open(store, run_id).map_err(|e| match e {
         runbook_core::error::Error::RunNotFound { .. } => Error::usage(
             format!("no run '{run_id}' in {}", store.runs_where()),
@@ -172,140 +286,152 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Value> {
         .ok()
         .filter(|f| runbook_core::exec::resume::sha256(&f.text) == start.source.sha256)
         .and_then(|f| Runbook::load(f).ok());
-    let checks_of = |step: &str| -> Value {
-        match &runbook {
-            Some(rb) => rb
-                .plan()
+    let checks_of = |step: &str| -> Option<Vec<String>> {
+        let rb = runbook.as_ref()?;
+        Some(
+            rb.plan()
                 .step(step)
-                .map(|s| json!(s.checks))
-                .unwrap_or(json!([])),
-            None => Value::Null,
-        }
+                .map(|s| s.checks.clone())
+                .unwrap_or_default(),
+        )
     };
-    let actors: Vec<Value> = ledger
+    let label = Mode::label(start.target, start.effect, start.entry).as_str();
+    let actors = ledger
         .processes
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            let label = if i == 0 {
-                Mode::label(start.target, start.effect, start.entry).as_str()
-            } else {
-                p.entry.as_str()
-            };
-            let mut a = json!({"actor": p.actor, "as": label, "at": p.started_at});
-            if !p.host.is_empty() {
-                a["host"] = json!(p.host);
-            }
-            a
+        .map(|(i, p)| Actor {
+            actor: p.actor.clone(),
+            entered_as: if i == 0 { label } else { p.entry.as_str() }.to_string(),
+            host: p.host.clone(),
+            at: p.started_at.clone(),
         })
         .collect();
     let (steps, writes, approvals) = history(&ledger, &checks_of);
-    let status = ledger
-        .processes
-        .iter()
-        .rev()
-        .find_map(|p| p.ended())
-        .map_or(Value::Null, |s| json!(s.as_str()));
     let log = AuditLog::new(store);
-    let audit: Vec<Value> = log
+    let entries = log
         .entries()?
         .into_iter()
         .filter(|a| a.run_id == run_id)
-        .map(|a| serde_json::to_value(a).unwrap_or_default())
         .collect();
     let chain = match log.verify()? {
-        Verdict::Intact { entries, head } => {
-            json!({"intact": true, "entries": entries, "head": head})
-        }
-        Verdict::Broken { line, reason } => {
-            json!({"intact": false, "broken_at_line": line, "reason": reason})
-        }
+        Verdict::Intact { entries, head } => Chain {
+            intact: true,
+            entries: Some(entries),
+            head: Some(head),
+            broken_at_line: None,
+            reason: None,
+        },
+        Verdict::Broken { line, reason } => Chain {
+            intact: false,
+            entries: None,
+            head: None,
+            broken_at_line: Some(line),
+            reason: Some(reason),
+        },
     };
-    let verification: Vec<Value> = steps
+    let verification = steps
         .iter()
-        .filter(|s| s["outcome"] == "completed")
+        .filter(|s| s.outcome == StepEnd::Completed)
         .flat_map(|s| {
-            let id = s["id"].clone();
-            s["checks"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |c| json!({"step": id, "check": c, "result": "passed"}))
+            s.checks.iter().flatten().map(|c| Check {
+                step: s.id.clone(),
+                check: c.clone(),
+                result: "passed".into(),
+            })
         })
         .collect();
-    Ok(json!({
-        "format": FORMAT,
-        "run_id": run_id,
-        "runbook": {
-            "id": start.runbook,
-            "source": start.source.path,
-            "source_sha256": start.source.sha256,
-            "unchanged_since_the_run": runbook.is_some(),
+    Ok(Pack {
+        format: FORMAT.into(),
+        run_id: run_id.into(),
+        runbook: PackRunbook {
+            id: start.runbook.clone(),
+            source: start.source.path.clone(),
+            source_sha256: start.source.sha256.clone(),
+            unchanged_since_the_run: runbook.is_some(),
         },
-        "mode": Mode::label(start.target, start.effect, start.entry).as_str(),
-        "target": ledger.target_label(),
-        "rehearsal": ledger.is_rehearsal(),
-        "status": status,
-        "actors": actors,
-        "approvals": approvals,
-        "steps": steps,
-        "writes": writes,
-        "verification": verification,
-        "audit": {"entries": audit, "chain": chain},
-        "generated_at": run::now_rfc3339(),
-        "generated_by": format!("runbook {}", env!("CARGO_PKG_VERSION")),
-    }))
+        mode: label.into(),
+        target: ledger.target_label().into(),
+        rehearsal: ledger.is_rehearsal(),
+        status: ledger
+            .processes
+            .iter()
+            .rev()
+            .find_map(|p| p.ended())
+            .map(|s| s.as_str().to_string()),
+        actors,
+        approvals,
+        steps,
+        writes,
+        verification,
+        audit: AuditSection { entries, chain },
+        generated_at: run::now_rfc3339(),
+        generated_by: format!("runbook {}", env!("CARGO_PKG_VERSION")),
+        signature: None,
+    })
 }
 
 /// The run's steps, writes (with their secrets by fingerprint) and approval decisions, in
 /// the order they happened.
 fn history(
     ledger: &Ledger,
-    checks_of: &dyn Fn(&str) -> Value,
-) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    checks_of: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> (Vec<StepRecord>, Vec<WriteRecord>, Vec<ApprovalRecord>) {
     let (mut steps, mut writes, mut approvals) = (Vec::new(), Vec::new(), Vec::new());
     for (at, h) in &ledger.history {
+        let at = at.clone();
         match h {
-            Happened::Step(o) => steps.push(json!({
-                "id": o.step,
-                "outcome": o.outcome,
-                "at": at,
-                "duration_ms": o.duration_ms,
-                "error": o.error,
-                "checks": if o.outcome == StepEnd::Completed { checks_of(&o.step) } else { json!([]) },
-            })),
-            Happened::Write { sent, outcome } => {
-                let named: serde_json::Map<String, Value> = super::exec::fingerprints(&sent.detail)
-                    .into_iter()
-                    .map(|(k, fp)| (k, json!(fp)))
-                    .collect();
-                let outcome = match outcome {
+            Happened::Step(o) => steps.push(StepRecord {
+                id: o.step.clone(),
+                outcome: o.outcome,
+                at,
+                duration_ms: o.duration_ms,
+                error: o.error.clone(),
+                checks: match o.outcome {
+                    StepEnd::Completed => checks_of(&o.step),
+                    _ => Some(Vec::new()),
+                },
+            }),
+            Happened::Write { sent, outcome } => writes.push(WriteRecord {
+                step: sent.step.clone(),
+                function: sent.function.clone(),
+                target: sent.target.clone(),
+                undo: false,
+                outcome: match outcome {
                     WriteOutcome::Failed => "refused",
                     other => other.as_str(),
-                };
-                writes.push(json!({
-                    "step": sent.step, "function": sent.function, "target": sent.target,
-                    "outcome": outcome, "fingerprints": named, "at": at,
-                }));
-            }
-            Happened::Undo(u) => {
-                let outcome = if u.outcome == StepEnd::Completed {
+                }
+                .into(),
+                fingerprints: Some(
+                    super::exec::fingerprints(&sent.detail)
+                        .into_iter()
+                        .collect(),
+                ),
+                at,
+            }),
+            Happened::Undo(u) => writes.push(WriteRecord {
+                step: u.step.clone(),
+                function: String::new(),
+                target: String::new(),
+                undo: true,
+                outcome: if u.outcome == StepEnd::Completed {
                     "undone"
                 } else {
                     "undo failed"
-                };
-                writes.push(json!({"step": u.step, "undo": true, "outcome": outcome, "at": at}));
-            }
+                }
+                .into(),
+                fingerprints: None,
+                at,
+            }),
             Happened::Approval(a) if a.status != ApprovalStatus::Requested => {
-                approvals.push(json!({
-                    "step": a.step,
-                    "decision": a.status,
-                    "requested_by": a.requested_by,
-                    "approver": a.approver,
-                    "reason": a.reason,
-                    "at": at,
-                }))
+                approvals.push(ApprovalRecord {
+                    step: a.step.clone(),
+                    decision: a.status,
+                    requested_by: a.requested_by.clone(),
+                    approver: a.approver.clone(),
+                    reason: a.reason.clone(),
+                    at,
+                })
             }
             Happened::Approval(_) | Happened::Decision(_) => {}
         }
@@ -313,14 +439,21 @@ fn history(
     (steps, writes, approvals)
 }
 
-fn sign(mut pack: Value, key: &SigningKey) -> Value {
+fn sign(pack: Value, key: &SigningKey) -> Value {
     let signature = key.sign(&signed_bytes(&pack));
     let b64 = base64::engine::general_purpose::STANDARD;
-    pack["signature"] = json!({
-        "algorithm": "ed25519",
-        "public_key": b64.encode(key.verifying_key().as_bytes()),
-        "value": b64.encode(signature.to_bytes()),
-    });
+    let signature = Signature {
+        algorithm: "ed25519".into(),
+        public_key: b64.encode(key.verifying_key().as_bytes()),
+        value: b64.encode(signature.to_bytes()),
+    };
+    let mut pack = pack;
+    if let Value::Object(fields) = &mut pack {
+        fields.insert(
+            "signature".into(),
+            serde_json::to_value(signature).unwrap_or_default(),
+        );
+    }
     pack
 }
 
@@ -446,18 +579,30 @@ fn verify(file: &Path, pubkey: &Path) -> Result<u8> {
     let Ok(pack) = serde_json::from_str::<Value>(&text) else {
         return fail("not valid JSON (edited or truncated)".into());
     };
-    if pack["format"] != FORMAT {
-        return fail(format!("format {} is not {FORMAT}", pack["format"]));
+    // An edited pack is read as leniently as it was written strictly: a field of the wrong
+    // shape reads as absent, and the signature decides.
+    let field = |path: &[&str]| -> String {
+        path.iter()
+            .try_fold(&pack, |v, k| v.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    if field(&["format"]) != FORMAT {
+        return fail(format!("format {} is not {FORMAT}", field(&["format"])));
     }
-    let sig = &pack["signature"];
-    let b64 = base64::engine::general_purpose::STANDARD;
-    if sig["algorithm"] != "ed25519" {
+    let sig = pack
+        .get("signature")
+        .and_then(|s| serde_json::from_value::<Signature>(s.clone()).ok())
+        .filter(|s| s.algorithm == "ed25519");
+    let Some(sig) = sig else {
         return fail("it is not signed (no ed25519 signature)".into());
-    }
-    if sig["public_key"].as_str() != Some(b64.encode(key.as_bytes()).as_str()) {
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if sig.public_key != b64.encode(key.as_bytes()) {
         return fail("it was signed with another key".into());
     }
-    let Some(value) = sig["value"].as_str().and_then(|v| b64.decode(v).ok()) else {
+    let Ok(value) = b64.decode(&sig.value) else {
         return fail("the signature is not base64".into());
     };
     let Ok(bytes) = <[u8; 64]>::try_from(value.as_slice()) else {
@@ -470,10 +615,10 @@ fn verify(file: &Path, pubkey: &Path) -> Result<u8> {
     ui::out(&format!(
         "evidence {}: verified: run {} of {} ({}), signed by {}",
         file.display(),
-        pack["run_id"].as_str().unwrap_or("?"),
-        pack["runbook"]["id"].as_str().unwrap_or("?"),
-        pack["status"].as_str().unwrap_or("?"),
-        sig["public_key"].as_str().unwrap_or("?")
+        field(&["run_id"]),
+        field(&["runbook", "id"]),
+        field(&["status"]),
+        sig.public_key
     ));
     Ok(exit::OK)
 }

@@ -5,54 +5,64 @@ use crate::error::{exit, Result};
 use crate::ui;
 
 pub fn run(args: ListArgs, settings: &crate::settings::Settings) -> Result<u8> {
-    let rows = super::due::rows(settings)?;
+    let (rows, broken) = super::due::rows(settings)?;
     if args.json {
-        ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+        // Each runbook found, and each that does not load with why.
+        #[derive(serde::Serialize)]
+        #[serde(untagged)]
+        enum Listed<'a> {
+            Loaded(&'a super::due::DueRow),
+            Broken { path: &'a str, error: &'a str },
+        }
+        let listed: Vec<Listed> = rows
+            .iter()
+            .map(Listed::Loaded)
+            .chain(broken.iter().map(|b| Listed::Broken {
+                path: &b.path,
+                error: &b.error,
+            }))
+            .collect();
+        ui::out(&serde_json::to_string_pretty(&listed).unwrap_or_default());
         return Ok(exit::OK);
     }
-    if rows.is_empty() {
+    if rows.is_empty() && broken.is_empty() {
         ui::err("no runbooks found in ./runbooks or RUNBOOK_PATH");
         return Ok(exit::OK);
     }
-    let mut table = Vec::new();
-    let mut broken = Vec::new();
-    for r in rows {
-        let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-        let file = std::path::Path::new(&s("path"))
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| s("path"));
-        if r.get("error").is_some() {
-            broken.push(format!("{} does not load: {}", s("path"), s("error")));
-            continue;
-        }
-        let cadence = r["cadence_days"]
-            .as_i64()
-            .map(|d| format!("every {d}d"))
-            .unwrap_or_else(|| "-".into());
-        let due = match (r["due"].as_str(), r["overdue"] == true) {
-            (Some(d), true) => format!("{d} OVERDUE"),
-            (Some(d), false) => d.to_string(),
-            (None, _) => String::new(),
-        };
-        table.push(vec![
-            s("id"),
-            file,
-            if s("secret").is_empty() {
-                "-".into()
-            } else {
-                s("secret")
-            },
-            cadence,
-            if due.is_empty() { "-".into() } else { due },
-            s("title"),
-        ]);
-    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let file = std::path::Path::new(&r.path)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| r.path.clone());
+            let cadence = r
+                .cadence_days
+                .map(|d| format!("every {d}d"))
+                .unwrap_or_else(|| "-".into());
+            let due = match (&r.due, r.overdue) {
+                (Some(d), true) => format!("{d} OVERDUE"),
+                (Some(d), false) => d.clone(),
+                (None, _) => "-".into(),
+            };
+            vec![
+                r.id.clone(),
+                file,
+                r.secret.clone().unwrap_or_else(|| "-".into()),
+                cadence,
+                due,
+                r.title.clone(),
+            ]
+        })
+        .collect();
     if !table.is_empty() {
         super::print_table(&["ID", "FILE", "SECRET", "CADENCE", "DUE", "TITLE"], &table);
     }
     for b in &broken {
-        ui::err(&format!("warning: {b} (`runbook check` says more)"));
+        ui::err(&format!(
+            "warning: {} does not load: {} (`runbook check` says more)",
+            b.path, b.error
+        ));
     }
     Ok(exit::OK)
 }

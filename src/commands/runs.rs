@@ -12,7 +12,7 @@ use runbook_core::exec::resume;
 use runbook_core::exec::{self, Reopen, Reopened, Session, Wiring};
 use runbook_core::ledger::{self, Ledger};
 use runbook_core::run::{self, Effect, Entry, Mode, RunStatus};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::Path;
 
 /// What a process did with the run, as `runs` says it: how it ended, or that it is still
@@ -25,8 +25,34 @@ fn status_of(ended: Option<RunStatus>, last: bool, alive: bool) -> RunStatus {
     }
 }
 
-/// One line of `runbook runs`: how the run itself ended, and every later attempt at it.
-fn summarize(l: &Ledger, holders: &[lock::Holder]) -> Value {
+/// One line of `runbook runs` (and `runs --json`): how the run itself ended, and every
+/// later attempt at it.
+#[derive(serde::Serialize)]
+struct RunRow {
+    run_id: String,
+    runbook: String,
+    actor: String,
+    started_at: String,
+    /// The label the audit log gives it.
+    mode: Mode,
+    target: &'static str,
+    effect: Effect,
+    entry: Entry,
+    status: &'static str,
+    attempts: Vec<AttemptRow>,
+    settled: Option<&'static str>,
+    last_step: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct AttemptRow {
+    mode: Entry,
+    actor: String,
+    started_at: String,
+    status: &'static str,
+}
+
+fn summarize(l: &Ledger, holders: &[lock::Holder]) -> RunRow {
     let start = &l.start;
     // A process that recorded no end is still running if it holds the run's lock, else it
     // died (only the last process can be running). A lease says for itself whether it is
@@ -45,32 +71,30 @@ fn summarize(l: &Ledger, holders: &[lock::Holder]) -> Value {
         (Entry::Repl, None) if l.repl_ended => "ended",
         (_, outcome) => status_of(outcome, takeovers.is_empty(), alive).as_str(),
     };
-    let attempts: Vec<Value> = takeovers
+    let attempts = takeovers
         .iter()
         .enumerate()
-        .map(|(i, a)| {
-            json!({
-                "mode": a.entry,
-                "actor": a.actor,
-                "started_at": a.started_at,
-                "status": status_of(a.ended(), i + 1 == takeovers.len(), alive).as_str(),
-            })
+        .map(|(i, a)| AttemptRow {
+            mode: a.entry,
+            actor: a.actor.clone(),
+            started_at: a.started_at.clone(),
+            status: status_of(a.ended(), i + 1 == takeovers.len(), alive).as_str(),
         })
         .collect();
-    json!({
-        "run_id": l.run_id,
-        "runbook": start.runbook,
-        "actor": start.actor,
-        "started_at": l.started_at,
-        "mode": Mode::label(start.target, start.effect, start.entry),
-        "target": l.target_label(),
-        "effect": start.effect,
-        "entry": start.entry,
-        "status": status,
-        "attempts": attempts,
-        "settled": l.settled().map(RunStatus::as_str),
-        "last_step": l.last_step,
-    })
+    RunRow {
+        run_id: l.run_id.clone(),
+        runbook: start.runbook.clone(),
+        actor: start.actor.clone(),
+        started_at: l.started_at.clone(),
+        mode: Mode::label(start.target, start.effect, start.entry),
+        target: l.target_label(),
+        effect: start.effect,
+        entry: start.entry,
+        status,
+        attempts,
+        settled: l.settled().map(RunStatus::as_str),
+        last_step: l.last_step.clone(),
+    }
 }
 
 /// How a run was entered and what it did, as the MODE column says it.
@@ -83,18 +107,11 @@ fn mode_word(l: &Ledger) -> &'static str {
 }
 
 /// `resume: succeeded, rollback: failed`.
-fn attempts_line(row: &Value) -> String {
-    let list: Vec<String> = row["attempts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            format!(
-                "{}: {}",
-                a["mode"].as_str().unwrap_or("?"),
-                a["status"].as_str().unwrap_or("?")
-            )
-        })
+fn attempts_line(row: &RunRow) -> String {
+    let list: Vec<String> = row
+        .attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.mode.as_str(), a.status))
         .collect();
     if list.is_empty() {
         "-".into()
@@ -117,7 +134,7 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
         .take(args.limit)
         .filter_map(|id| Ledger::fold(&ledger::read_run(&store, id).ok()??))
         .collect();
-    let rows: Vec<Value> = ledgers.iter().map(|l| summarize(l, &holders)).collect();
+    let rows: Vec<RunRow> = ledgers.iter().map(|l| summarize(l, &holders)).collect();
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);
@@ -130,16 +147,15 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
         .iter()
         .zip(&ledgers)
         .map(|(r, l)| {
-            let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
             vec![
-                s("run_id"),
-                s("runbook"),
-                s("target"),
+                r.run_id.clone(),
+                r.runbook.clone(),
+                r.target.to_string(),
                 mode_word(l).to_string(),
-                s("status"),
-                s("started_at"),
-                s("last_step"),
-                s("actor"),
+                r.status.to_string(),
+                r.started_at.clone(),
+                r.last_step.clone().unwrap_or_else(|| "-".into()),
+                r.actor.clone(),
                 attempts_line(r),
             ]
         })
@@ -217,11 +233,7 @@ fn timeline_line(e: &Stamped) -> Option<String> {
         Event::RollbackBlocked { step, .. } => {
             format!("rollback stopped at {step}: it cannot be undone")
         }
-        Event::Approval(a) => format!(
-            "step {}: approval {}",
-            a.step,
-            json!(a.status).as_str().unwrap_or("")
-        ),
+        Event::Approval(a) => format!("step {}: approval {}", a.step, a.status.as_str()),
         Event::SimulatorAnswered { vendor } => {
             format!("{vendor} answered as a simulator: this run is a rehearsal")
         }
@@ -232,6 +244,24 @@ fn timeline_line(e: &Stamped) -> Option<String> {
             return None
         }
     })
+}
+
+/// A write of the run still in effect, as the timeline lists it.
+#[derive(serde::Serialize)]
+struct InEffect {
+    step: String,
+    function: String,
+    target: String,
+    state: runbook_core::events::WriteOutcome,
+}
+
+/// `runs RUN_ID --json`.
+#[derive(serde::Serialize)]
+struct Timeline {
+    run: RunRow,
+    step_time_ms: u64,
+    in_effect: Vec<InEffect>,
+    events: Vec<Value>,
 }
 
 /// `runbook runs RUN_ID`: the run's ledger as a timeline.
@@ -250,14 +280,19 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         return Err(not_found());
     };
     let summary = summarize(&l, &lock::holders(store)?);
-    let in_effect: Vec<Value> = l
+    let in_effect: Vec<InEffect> = l
         .changes()
-        .iter()
-        .map(|w| json!({"step": w.step, "function": w.function, "target": w.target, "state": w.outcome}))
+        .into_iter()
+        .map(|w| InEffect {
+            step: w.step,
+            function: w.function,
+            target: w.target,
+            state: w.outcome,
+        })
         .collect();
     let step_ms = l.step_ms();
     if json {
-        let events: Vec<Value> = events
+        let events = events
             .iter()
             .map(|e| {
                 let mut v = serde_json::to_value(e).unwrap_or_default();
@@ -268,19 +303,20 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
                 v
             })
             .collect();
-        let mut out = json!({"run": summary, "step_time_ms": step_ms, "in_effect": in_effect, "events": events});
+        let out = Timeline {
+            run: summary,
+            step_time_ms: step_ms,
+            in_effect,
+            events,
+        };
+        let mut out = serde_json::to_value(out).unwrap_or_default();
         runbook_secret::redact_json(&mut out);
         ui::out(&serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(exit::OK);
     }
-    let s = |k: &str| summary[k].as_str().unwrap_or("-").to_string();
     ui::out(&format!(
         "run {} · {} · {} · {} · actor {}",
-        s("run_id"),
-        s("runbook"),
-        s("target"),
-        s("status"),
-        s("actor")
+        summary.run_id, summary.runbook, summary.target, summary.status, summary.actor
     ));
     let clock = |t: &str| t.get(11..19).unwrap_or(t).to_string();
     for e in &events {
@@ -302,10 +338,10 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         for w in &in_effect {
             ui::out(&format!(
                 "  {} · {} on {}: {}",
-                w["step"].as_str().unwrap_or(""),
-                w["function"].as_str().unwrap_or(""),
-                w["target"].as_str().unwrap_or(""),
-                w["state"].as_str().unwrap_or("")
+                w.step,
+                w.function,
+                w.target,
+                w.state.as_str()
             ));
         }
     }

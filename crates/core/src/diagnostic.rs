@@ -73,6 +73,21 @@ impl fmt::Display for Location {
     }
 }
 
+/// A diagnostic as data: what `check --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
 /// A problem in a script, with where it is and what to do about it.
 #[derive(Debug)]
 pub struct ScriptError {
@@ -243,21 +258,16 @@ impl ScriptError {
         diag
     }
 
-    /// The JSON form `check --json` prints.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "code": self.code,
-            "message": self.message,
-        });
-        if let Some(loc) = &self.location {
-            v["file"] = loc.file.clone().into();
-            v["line"] = loc.line.into();
-            v["column"] = loc.column.into();
+    /// The form `check --json` prints.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            code: self.code.clone(),
+            message: self.message.clone(),
+            file: self.location.as_ref().map(|l| l.file.clone()),
+            line: self.location.as_ref().map(|l| l.line),
+            column: self.location.as_ref().map(|l| l.column),
+            help: self.help.clone(),
         }
-        if let Some(h) = &self.help {
-            v["help"] = h.clone().into();
-        }
-        v
     }
 }
 

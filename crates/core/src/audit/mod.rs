@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::run::now_rfc3339;
 use crate::run::Mode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use crate::store::GENESIS;
@@ -95,7 +95,120 @@ impl<'de> serde::Deserialize<'de> for Action {
     }
 }
 
-/// One event, before it is chained.
+/// What the engine writes to the log: each of its own events with its context as a type,
+/// or a runbook's own entry.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum AuditEvent {
+    RunStarted {
+        dry_run: bool,
+    },
+    RunResumed {
+        at: Option<String>,
+    },
+    RunRollback {},
+    RunCompleted {
+        status: crate::run::RunStatus,
+        failed_step: Option<String>,
+    },
+    StepCompleted {
+        duration_ms: u64,
+    },
+    StepFailed {
+        error: Option<String>,
+    },
+    StepUndone {
+        step: String,
+    },
+    StepUndoFailed {
+        step: String,
+        error: Option<String>,
+    },
+    HostCall(HostCall),
+    LockBroken {
+        holder: Value,
+    },
+    ApprovalRequested {
+        step: String,
+        by: String,
+        timeout_secs: u64,
+    },
+    ApprovalApproved {
+        step: String,
+        approver: String,
+    },
+    ApprovalDenied {
+        step: String,
+        approver: String,
+        reason: String,
+    },
+    ApprovalTimeout {
+        step: String,
+        timeout_secs: u64,
+    },
+    ChangeRequest {
+        secret: String,
+        env: String,
+        path: String,
+        project_id: String,
+        request: String,
+        request_id: String,
+    },
+    /// `audit::log(action, context)`.
+    #[serde(skip)]
+    Script {
+        action: String,
+        context: Value,
+    },
+}
+
+/// A write to a vendor, as the log records it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostCall {
+    pub function: String,
+    pub effect: crate::plan::effect::Effect,
+    pub target: String,
+    pub detail: Value,
+    pub ok: bool,
+    /// `unknown`, `pending_approval` or `not_sent`, when it is none of applied or refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn action(&self) -> Action {
+        match self {
+            AuditEvent::RunStarted { .. } => Action::RunStarted,
+            AuditEvent::RunResumed { .. } => Action::RunResumed,
+            AuditEvent::RunRollback {} => Action::RunRollback,
+            AuditEvent::RunCompleted { .. } => Action::RunCompleted,
+            AuditEvent::StepCompleted { .. } => Action::StepCompleted,
+            AuditEvent::StepFailed { .. } => Action::StepFailed,
+            AuditEvent::StepUndone { .. } => Action::StepUndone,
+            AuditEvent::StepUndoFailed { .. } => Action::StepUndoFailed,
+            AuditEvent::HostCall(_) => Action::HostCall,
+            AuditEvent::LockBroken { .. } => Action::LockBroken,
+            AuditEvent::ApprovalRequested { .. } => Action::ApprovalRequested,
+            AuditEvent::ApprovalApproved { .. } => Action::ApprovalApproved,
+            AuditEvent::ApprovalDenied { .. } => Action::ApprovalDenied,
+            AuditEvent::ApprovalTimeout { .. } => Action::ApprovalTimeout,
+            AuditEvent::ChangeRequest { .. } => Action::ChangeRequest,
+            AuditEvent::Script { action, .. } => Action::parse(action),
+        }
+    }
+
+    /// The entry's context.
+    pub fn context(&self) -> Value {
+        match self {
+            AuditEvent::Script { context, .. } => context.clone(),
+            typed => serde_json::to_value(typed).unwrap_or_default(),
+        }
+    }
+}
+
+/// One event of a run, before it is chained.
 #[derive(Debug, Clone)]
 pub(crate) struct Event {
     pub actor: String,
@@ -105,6 +218,20 @@ pub(crate) struct Event {
     pub action: Action,
     pub mode: Mode,
     pub context: Value,
+}
+
+/// An entry as it is hashed: everything but its hash, in the order it is written.
+#[derive(serde::Serialize)]
+struct Unhashed<'a> {
+    time: String,
+    actor: &'a str,
+    run_id: &'a str,
+    runbook: &'a str,
+    step: &'a str,
+    action: &'a Action,
+    mode: Mode,
+    context: &'a Value,
+    prev_hash: &'a str,
 }
 
 /// One entry of the log, as written: the event, chained.
@@ -144,21 +271,24 @@ impl AuditLog {
     pub(crate) fn append(&self, event: &Event) -> Result<AuditEntry> {
         let mut made = None;
         self.store.audit_append(&mut |prev: &str| {
-            let mut entry = json!({
-                "time": now_rfc3339(),
-                "actor": event.actor,
-                "run_id": event.run_id,
-                "runbook": event.runbook,
-                "step": event.step,
-                "action": event.action,
-                "mode": event.mode,
-                "context": event.context,
-                "prev_hash": prev,
-            });
+            let mut entry = serde_json::to_value(Unhashed {
+                time: now_rfc3339(),
+                actor: &event.actor,
+                run_id: &event.run_id,
+                runbook: &event.runbook,
+                step: &event.step,
+                action: &event.action,
+                mode: event.mode,
+                context: &event.context,
+                prev_hash: prev,
+            })
+            .unwrap_or_default();
             // Redact before hashing: the hash must cover exactly the bytes written.
             runbook_secret::redact_json(&mut entry);
             let hash = entry_hash(&entry);
-            entry["hash"] = Value::String(hash);
+            if let Value::Object(fields) = &mut entry {
+                fields.insert("hash".into(), Value::String(hash));
+            }
             let line = entry.to_string();
             if line.len() > MAX_ENTRY_BYTES {
                 return Err(Error::AuditTooLarge {
@@ -245,42 +375,47 @@ impl AuditLog {
     }
 }
 
+/// What verifying reads of an entry: its hash and the one it follows.
+#[derive(serde::Deserialize)]
+struct Link {
+    #[serde(default)]
+    hash: String,
+    #[serde(default)]
+    prev_hash: Option<String>,
+}
+
 /// Walks a chain given as its lines (the log, or an export read back).
 pub fn verify_lines<S: AsRef<str>>(lines: &[S]) -> Verdict {
-    {
-        let mut prev = GENESIS.to_string();
-        let mut count = 0;
-        for (i, line) in lines.iter().map(AsRef::as_ref).enumerate() {
-            let n = i + 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let Ok(entry) = serde_json::from_str::<Value>(line) else {
-                return Verdict::Broken {
-                    line: n,
-                    reason: "not valid JSON (edited or truncated)".into(),
-                };
-            };
-            let stored = entry["hash"].as_str().unwrap_or("");
-            if entry_hash(&entry) != stored {
-                return Verdict::Broken {
-                    line: n,
-                    reason: "its content does not match its hash (edited)".into(),
-                };
-            }
-            if entry["prev_hash"].as_str() != Some(prev.as_str()) {
-                return Verdict::Broken {
-                    line: n,
-                    reason: "it does not follow the entry before it (an entry was removed, inserted or reordered)".into(),
-                };
-            }
-            prev = stored.to_string();
-            count += 1;
+    let mut prev = GENESIS.to_string();
+    let mut count = 0;
+    for (i, line) in lines.iter().map(AsRef::as_ref).enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
         }
-        Verdict::Intact {
-            entries: count,
-            head: prev,
+        let broken = |reason: &str| Verdict::Broken {
+            line: n,
+            reason: reason.into(),
+        };
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            return broken("not valid JSON (edited or truncated)");
+        };
+        let link: Link = serde_json::from_value(entry.clone()).unwrap_or(Link {
+            hash: String::new(),
+            prev_hash: None,
+        });
+        if entry_hash(&entry) != link.hash {
+            return broken("its content does not match its hash (edited)");
         }
+        if link.prev_hash.as_deref() != Some(prev.as_str()) {
+            return broken("it does not follow the entry before it (an entry was removed, inserted or reordered)");
+        }
+        prev = link.hash;
+        count += 1;
+    }
+    Verdict::Intact {
+        entries: count,
+        head: prev,
     }
 }
 
@@ -297,6 +432,7 @@ pub fn entry_hash(entry: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn files_log(dir: &std::path::Path) -> AuditLog {
         let say = crate::sink::Say::outside(std::sync::Arc::new(crate::sink::Quiet));

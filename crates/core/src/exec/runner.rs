@@ -7,14 +7,13 @@ use super::report::{Report, RunStatus};
 use super::session::{Outcome, Session};
 use super::step::{self, Confirmation, Direction, Settle};
 use super::Options;
-use crate::audit::Action;
+use crate::audit::AuditEvent;
 use crate::events::{Approval, ApprovalStatus, Event, LeaseLost, RunFinished};
 use crate::host::prompt_error;
 use crate::plan::{FailurePolicy, Step};
 use crate::prompt::PromptError;
 use crate::run::{Effect, Entry, Target};
 use crate::sink::{Notice, Say};
-use serde_json::json;
 use std::time::Instant;
 
 /// How many attempts of a step an answer not given at a terminal (an answers file) may ask
@@ -61,7 +60,9 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
     };
     let status = match start {
         Start::Fresh => {
-            r.event(Action::RunStarted, json!({ "dry_run": opts.dry_run }));
+            r.event(AuditEvent::RunStarted {
+                dry_run: opts.dry_run,
+            });
             r.run_from(0, true)
         }
         Start::Resume { next } => {
@@ -71,11 +72,11 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
                 .steps
                 .get(next)
                 .map(|s| s.id.clone());
-            r.event(Action::RunResumed, json!({ "at": at }));
+            r.event(AuditEvent::RunResumed { at });
             r.run_from(next, false)
         }
         Start::Rollback { also } => {
-            r.event(Action::RunRollback, json!({}));
+            r.event(AuditEvent::RunRollback {});
             r.rollback(None, &also)
         }
     };
@@ -109,10 +110,10 @@ impl<'a> Runner<'a> {
                 .ledger()
                 .read(None, |l| l.stop.as_ref().map(|s| s.step.clone())),
         };
-        self.event(
-            Action::RunCompleted,
-            json!({ "status": status, "failed_step": failed_step }),
-        );
+        self.event(AuditEvent::RunCompleted {
+            status,
+            failed_step,
+        });
         let waited = run
             .services()
             .built_vendors()
@@ -131,8 +132,8 @@ impl<'a> Runner<'a> {
             .unwrap_or_else(|| Report::unrecorded(run.info(), plan, status))
     }
 
-    fn event(&self, action: Action, context: serde_json::Value) {
-        step::event(self.session, action, context);
+    fn event(&self, event: AuditEvent) {
+        step::event(self.session, event);
     }
 
     fn plan(&self) -> &'a crate::plan::Plan {
@@ -414,10 +415,11 @@ impl<'a> Runner<'a> {
             a.by = Some(spec.by.clone());
             a.timeout_secs = Some(spec.timeout.as_secs());
         });
-        self.event(
-            Action::ApprovalRequested,
-            json!({"step": step.id, "by": spec.by, "timeout_secs": spec.timeout.as_secs()}),
-        );
+        self.event(AuditEvent::ApprovalRequested {
+            step: step.id.clone(),
+            by: spec.by.clone(),
+            timeout_secs: spec.timeout.as_secs(),
+        });
         self.say.progress(format!(
             "  ⧗ waiting for approval by {} (up to {}): `runbook approve {}` or `runbook deny {} --reason ...`, as another actor",
             spec.by,
@@ -456,19 +458,22 @@ impl<'a> Runner<'a> {
             }
         };
         let timeout_secs = spec.timeout.as_secs();
-        let context = match status {
-            ApprovalStatus::Timeout => json!({"step": step.id, "timeout_secs": timeout_secs}),
-            ApprovalStatus::Denied => {
-                json!({"step": step.id, "approver": approver, "reason": reason})
-            }
-            _ => json!({"step": step.id, "approver": approver}),
-        };
-        let action = match status {
-            ApprovalStatus::Approved => Action::ApprovalApproved,
-            ApprovalStatus::Denied => Action::ApprovalDenied,
-            _ => Action::ApprovalTimeout,
-        };
-        self.event(action, context);
+        let (id, who) = (step.id.clone(), approver.clone().unwrap_or_default());
+        self.event(match status {
+            ApprovalStatus::Approved => AuditEvent::ApprovalApproved {
+                step: id,
+                approver: who,
+            },
+            ApprovalStatus::Denied => AuditEvent::ApprovalDenied {
+                step: id,
+                approver: who,
+                reason: reason.clone().unwrap_or_default(),
+            },
+            _ => AuditEvent::ApprovalTimeout {
+                step: id,
+                timeout_secs,
+            },
+        });
         self.approval_event(step, status, |a| {
             a.approver = approver.clone();
             a.reason = reason;

@@ -252,11 +252,9 @@ impl Session {
         self.run.ledger().record(Event::LockBroken {
             holder: holder.clone(),
         });
-        self.run.auditor().note(
-            "",
-            crate::audit::Action::LockBroken,
-            serde_json::json!({ "holder": holder }),
-        );
+        self.run
+            .auditor()
+            .note("", crate::audit::AuditEvent::LockBroken { holder });
     }
 
     pub fn runbook(&self) -> &Runbook {

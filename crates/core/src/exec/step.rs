@@ -3,14 +3,13 @@
 //! after, an audit event, and the crash point the tests kill the process at.
 
 use super::session::{Outcome, Session};
-use crate::audit::Action;
+use crate::audit::AuditEvent;
 use crate::diagnostic::ScriptError;
 use crate::events::{Event, StepEnd, StepFinished, StepStarted, UndoFinished, WriteOutcome};
 use crate::host::Phase;
 use crate::ledger::Write;
 use crate::plan::Step;
 use crate::prompt::PromptError;
-use serde_json::json;
 use std::time::Instant;
 
 /// The forward body of a step, or its undo.
@@ -105,12 +104,8 @@ fn forward(session: &Session, step: &Step, attempt: u32, out_of_order: bool) -> 
         ctx: (end == StepEnd::Completed).then(|| session.ctx().snapshot()),
     }));
     match end {
-        StepEnd::Completed => event(
-            session,
-            Action::StepCompleted,
-            json!({ "duration_ms": duration_ms }),
-        ),
-        StepEnd::Failed => event(session, Action::StepFailed, json!({ "error": error })),
+        StepEnd::Completed => event(session, AuditEvent::StepCompleted { duration_ms }),
+        StepEnd::Failed => event(session, AuditEvent::StepFailed { error }),
         StepEnd::Aborted | StepEnd::Interrupted => {}
     }
     if end == StepEnd::Completed {
@@ -149,12 +144,15 @@ fn undo(session: &Session, step: &Step) -> Attempt {
         error: error.clone(),
         ctx: (end == StepEnd::Completed).then(|| session.ctx().snapshot()),
     }));
+    let step_id = step.id.clone();
     match end {
-        StepEnd::Completed => event(session, Action::StepUndone, json!({ "step": step.id })),
+        StepEnd::Completed => event(session, AuditEvent::StepUndone { step: step_id }),
         StepEnd::Failed => event(
             session,
-            Action::StepUndoFailed,
-            json!({ "step": step.id, "error": error }),
+            AuditEvent::StepUndoFailed {
+                step: step_id,
+                error,
+            },
         ),
         StepEnd::Aborted | StepEnd::Interrupted => {}
     }
@@ -181,12 +179,12 @@ fn done_list(writes: &[Write]) -> rhai::Array {
 
 /// An engine-written audit event for this run (none under `--dry-run`); a log that cannot
 /// be written is a warning, not the end of the run.
-pub(crate) fn event(session: &Session, action: Action, context: serde_json::Value) {
+pub(crate) fn event(session: &Session, event: AuditEvent) {
     let run = session.run();
     if run.dry_run() {
         return;
     }
-    run.auditor().note(&run.step_name(), action, context);
+    run.auditor().note(&run.step_name(), event);
 }
 
 /// The operator's answer to a step's confirmation.

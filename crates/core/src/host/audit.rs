@@ -59,11 +59,11 @@ fn log(stage: &Stage, action: &str, context: Map) -> R<()> {
         return Ok(());
     }
     // A script's own entry over the limit is its author's to shrink: refuse it, don't cut it.
+    let event = crate::audit::AuditEvent::Script {
+        action: action.to_string(),
+        context,
+    };
     run.auditor()
-        .entry(
-            &run.step_name(),
-            crate::audit::Action::parse(action),
-            context,
-        )
+        .entry(&run.step_name(), event)
         .map_err(audit_failed)
 }

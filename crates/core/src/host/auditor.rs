@@ -1,7 +1,7 @@
 //! A run's audit trail: entries appended to the hash-chained log under the run's identity,
 //! the head it leaves, and the optional webhook every entry is also sent to.
 
-use crate::audit::{Action, AuditLog, Event};
+use crate::audit::{Action, AuditEvent, AuditLog, Event};
 use crate::error::{Error, Result};
 use crate::run::RunInfo;
 use crate::sink::Say;
@@ -60,30 +60,42 @@ impl Auditor {
 
     /// Appends an engine event for `step`. One whose context is over the entry limit (a
     /// huge error text) is still recorded, with the context summarised.
-    pub fn event(&self, step: &str, action: Action, context: serde_json::Value) -> Result<()> {
-        match self.entry(step, action.clone(), context) {
-            Err(Error::AuditTooLarge { bytes, limit, .. }) => self.entry(
-                step,
-                action,
-                serde_json::json!({
-                    "omitted": format!("the context made a {bytes}-byte entry, over the {limit}-byte limit")
-                }),
-            ),
+    pub fn event(&self, step: &str, event: AuditEvent) -> Result<()> {
+        let action = event.action();
+        match self.write(step, action.clone(), event.context()) {
+            Err(Error::AuditTooLarge { bytes, limit, .. }) => {
+                #[derive(serde::Serialize)]
+                struct Omitted {
+                    omitted: String,
+                }
+                let omitted = Omitted {
+                    omitted: format!(
+                        "the context made a {bytes}-byte entry, over the {limit}-byte limit"
+                    ),
+                };
+                let context = serde_json::to_value(omitted).unwrap_or_default();
+                self.write(step, action, context)
+            }
             other => other,
         }
     }
 
     /// `event`, with a warning instead of an error: a log that cannot be written must not
     /// end a run that already changed things.
-    pub fn note(&self, step: &str, action: Action, context: serde_json::Value) {
-        if let Err(e) = self.event(step, action, context) {
+    pub fn note(&self, step: &str, event: AuditEvent) {
+        if let Err(e) = self.event(step, event) {
             self.say
                 .warning(format!("warning: could not write the audit log: {e}"));
         }
     }
 
-    /// Appends an entry for `step`, refusing one over the entry limit.
-    pub fn entry(&self, step: &str, action: Action, context: serde_json::Value) -> Result<()> {
+    /// Appends an entry for `step`, refusing one over the entry limit (a runbook's own entry
+    /// is its author's to shrink).
+    pub fn entry(&self, step: &str, event: AuditEvent) -> Result<()> {
+        self.write(step, event.action(), event.context())
+    }
+
+    fn write(&self, step: &str, action: Action, context: serde_json::Value) -> Result<()> {
         let entry = self.log.append(&Event {
             actor: self.info.actor.clone(),
             run_id: self.info.run_id.clone(),

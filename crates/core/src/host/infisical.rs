@@ -121,8 +121,14 @@ fn announce(h: &RunContext, s: &Scope, name: &str, cr: &ChangeRequest) {
     }
     let _ = h.auditor().event(
         &h.step_name(),
-        crate::audit::Action::ChangeRequest,
-        serde_json::json!({"secret": name, "env": s.env, "path": s.path, "project_id": s.project_id, "request": cr.slug, "request_id": cr.id}),
+        crate::audit::AuditEvent::ChangeRequest {
+            secret: name.to_string(),
+            env: s.env.clone(),
+            path: s.path.clone(),
+            project_id: s.project_id.clone(),
+            request: cr.slug.clone(),
+            request_id: cr.id.clone(),
+        },
     );
 }
 

@@ -6,7 +6,7 @@
 use super::context::RunContext;
 use super::vendor_call::vendor_error;
 use super::{Effect, R};
-use crate::audit::Action;
+use crate::audit::{AuditEvent, HostCall};
 use crate::events::{Event, Filed, WriteOutcome, WritePlanned, WriteSent, WriteSettled};
 use rhai::Dynamic;
 use runbook_vendors::VendorError;
@@ -232,23 +232,21 @@ impl<'a> Writes<'a> {
             undo: self.in_undo(),
         }));
         crate::hooks::crash_point("inside", step);
-        let mut context = serde_json::json!({
-            "function": function,
-            "effect": effect.as_str(),
-            "target": target,
-            "detail": detail,
-            "ok": outcome == WriteOutcome::Applied,
-        });
-        match outcome {
-            WriteOutcome::Unknown => context["outcome"] = "unknown".into(),
-            WriteOutcome::Pending => context["outcome"] = "pending_approval".into(),
-            WriteOutcome::NotSent => context["outcome"] = "not_sent".into(),
-            WriteOutcome::Applied | WriteOutcome::Failed => {}
-        }
-        if let Some(e) = error {
-            context["error"] = runbook_secret::redact(&e.to_string()).into_owned().into();
-        }
-        self.run.auditor().note(step, Action::HostCall, context);
+        let call = HostCall {
+            function: function.to_string(),
+            effect,
+            target: target.to_string(),
+            detail: detail.clone(),
+            ok: outcome == WriteOutcome::Applied,
+            outcome: match outcome {
+                WriteOutcome::Unknown => Some("unknown"),
+                WriteOutcome::Pending => Some("pending_approval"),
+                WriteOutcome::NotSent => Some("not_sent"),
+                WriteOutcome::Applied | WriteOutcome::Failed => None,
+            },
+            error: error.map(|e| runbook_secret::redact(&e.to_string()).into_owned()),
+        };
+        self.run.auditor().note(step, AuditEvent::HostCall(call));
     }
 
     /// The change request a write of `function` on `target` was filed as and that no later

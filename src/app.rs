@@ -19,8 +19,8 @@ pub fn main() -> ExitCode {
         }
     };
     let json = match &cli.command {
-        Command::Exec(a) => a.json,
-        Command::Resume(a) | Command::Rollback(a) => a.json,
+        Command::Exec(a) => a.run.json,
+        Command::Resume(a) | Command::Rollback(a) => a.run.json,
         Command::Consumers(a) => a.json,
         // The REPL's stdout carries values; everything else goes to stderr.
         Command::Repl(_) => true,

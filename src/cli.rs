@@ -241,19 +241,31 @@ pub struct ResumeArgs {
     /// Continue even though the runbook changed since the run (says what changed)
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// How a run is driven, for exec, resume and rollback alike.
+#[derive(Debug, Args)]
+pub struct RunFlags {
     /// Answer confirmations with yes; on failure roll back (unless --no-rollback)
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// With --yes, stop on failure instead of rolling back
     #[arg(long)]
     pub no_rollback: bool,
     /// Prompt answers keyed by prompt id (TOML or JSON)
     #[arg(long, value_name = "FILE")]
     pub answers: Option<PathBuf>,
+    /// Who runs this, for the audit log (default: RUNBOOK_ACTOR, else git's user.email, else
+    /// user@host)
     #[arg(long)]
     pub actor: Option<String>,
+    /// Stream the run on stdout as JSON Lines: one object per event, the report last
+    /// (`runbook api --stream-schema`)
     #[arg(long)]
     pub json: bool,
-    /// Take the run's lock even if another process holds it (journalled)
+    /// Take the rotation's lock even if another run holds it (for a dead holder; journalled)
     #[arg(long)]
     pub break_lock: bool,
 }
@@ -382,27 +394,11 @@ pub struct ExecArgs {
     /// Run reads for real, record writes without performing them
     #[arg(long)]
     pub dry_run: bool,
-    /// Answer confirmations with yes; on failure roll back (unless --no-rollback)
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// With --yes, stop on failure instead of rolling back
-    #[arg(long)]
-    pub no_rollback: bool,
     /// Set a param: NAME=VALUE (lists are comma-separated)
     #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// Prompt answers keyed by prompt id (TOML or JSON)
-    #[arg(long, value_name = "FILE")]
-    pub answers: Option<PathBuf>,
-    /// Who runs this, for the audit log (default: RUNBOOK_ACTOR, else user@host)
-    #[arg(long)]
-    pub actor: Option<String>,
-    /// Print a machine-readable run report on stdout
-    #[arg(long)]
-    pub json: bool,
-    /// Take the rotation's lock even if another run holds it (for a dead holder; journalled)
-    #[arg(long)]
-    pub break_lock: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Write the simulators' final state as JSON (with --sandbox)
     #[arg(long, value_name = "FILE", requires = "sandbox")]
     pub sandbox_state: Option<PathBuf>,

@@ -16,7 +16,11 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
     let path = settings.library.find(&args.runbook)?;
     super::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
     let pairs = params::parse_pairs(&args.params)?;
-    let (runbook, prompter) = load(&path, args.answers.as_deref(), args.yes || args.dry_run)?;
+    let (runbook, prompter) = load(
+        &path,
+        args.run.answers.as_deref(),
+        args.run.yes || args.dry_run,
+    )?;
     if !runbook.plan().prerequisites.is_empty() && !prompter.can_confirm("prerequisites") {
         return Err(Error::usage(
             "prompt 'prerequisites' needs an answer, and there is no terminal to ask on",
@@ -60,22 +64,22 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
         NewRun {
             wiring: Wiring {
                 store: crate::wiring::store(settings)?,
-                actor: settings.actor(args.actor.as_deref()),
+                actor: settings.actor(args.run.actor.as_deref()),
                 services: wired.services,
                 prompter,
-                sink: crate::view::sink(args.json),
+                sink: crate::view::sink(args.run.json),
                 webhook: settings.audit_webhook(),
-                break_lock: args.break_lock,
+                break_lock: args.run.break_lock,
             },
             modes,
             params,
         },
     )?;
     let opts = exec::Options {
-        yes: args.yes,
-        no_rollback: args.no_rollback,
+        yes: args.run.yes,
+        no_rollback: args.run.no_rollback,
         dry_run: args.dry_run,
-        json: args.json,
+        json: args.run.json,
         approve_irreversible: settings.approval_policy()?,
     };
     banner(&session, &scenario.faults);
@@ -90,7 +94,7 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
     }
     let report = exec::run(&session, &opts, Start::Fresh);
     session.release_lock();
-    let code = finish(&report, args.json)?;
+    let code = finish(&report, args.run.json)?;
     if let (Some(path), Some(sandbox)) = (args.sandbox_state.as_deref(), &wired.sandbox) {
         write_sandbox_state(sandbox, path)?;
     }

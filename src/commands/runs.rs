@@ -384,12 +384,12 @@ fn reopen_for(args: &ResumeArgs, entry: Entry, settings: &Settings) -> Result<Re
         ReopenAs {
             run_id: &args.run_id,
             entry,
-            actor: args.actor.as_deref(),
-            answers: args.answers.as_deref(),
-            yes: args.yes,
+            actor: args.run.actor.as_deref(),
+            answers: args.run.answers.as_deref(),
+            yes: args.run.yes,
             force: args.force,
-            break_lock: args.break_lock,
-            json: args.json,
+            break_lock: args.run.break_lock,
+            json: args.run.json,
         },
         settings,
     )
@@ -399,26 +399,26 @@ pub fn resume(args: ResumeArgs, settings: &Settings) -> Result<u8> {
     let mut r = reopen_for(&args, Entry::Resume, settings)?;
     banner(&r.session, &[]);
     let opts = exec::Options {
-        yes: args.yes,
-        no_rollback: args.no_rollback,
+        yes: args.run.yes,
+        no_rollback: args.run.no_rollback,
         dry_run: false,
-        json: args.json,
+        json: args.run.json,
         approve_irreversible: settings.approval_policy()?,
     };
     let report = resume::resume(&mut r, &opts)?;
-    finish(&report, args.json)
+    finish(&report, args.run.json)
 }
 
 pub fn rollback(args: ResumeArgs, settings: &Settings) -> Result<u8> {
     let mut r = reopen_for(&args, Entry::Rollback, settings)?;
     banner(&r.session, &[]);
     let opts = exec::Options {
-        yes: args.yes,
+        yes: args.run.yes,
         no_rollback: false,
         dry_run: false,
-        json: args.json,
+        json: args.run.json,
         approve_irreversible: settings.approval_policy()?,
     };
     let report = resume::rollback(&mut r, &opts)?;
-    finish(&report, args.json)
+    finish(&report, args.run.json)
 }

@@ -272,23 +272,14 @@ mod tests {
     /// label is now `sandbox` only for the in-process one, and the target says the rest.
     #[test]
     fn the_audit_label_keeps_its_old_words() {
-        let l = |t, e, n| Mode::label(t, e, n);
-        assert_eq!(
-            l(Target::Production, Effect::Apply, Entry::Exec),
-            Mode::Exec
-        );
-        assert_eq!(
-            l(Target::Sandbox, Effect::Apply, Entry::Exec),
-            Mode::Sandbox
-        );
-        assert_eq!(
-            l(Target::Sandbox, Effect::DryRun, Entry::Exec),
-            Mode::DryRun
-        );
-        assert_eq!(
-            l(Target::Loopback, Effect::Apply, Entry::Resume),
-            Mode::Resume
-        );
+        for (target, effect, entry, label) in [
+            (Target::Production, Effect::Apply, Entry::Exec, Mode::Exec),
+            (Target::Sandbox, Effect::Apply, Entry::Exec, Mode::Sandbox),
+            (Target::Sandbox, Effect::DryRun, Entry::Exec, Mode::DryRun),
+            (Target::Loopback, Effect::Apply, Entry::Resume, Mode::Resume),
+        ] {
+            assert_eq!(Mode::label(target, effect, entry), label);
+        }
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl AuditEvent {
 }
 
 /// One event of a run, before it is chained.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct Event {
     pub actor: String,
     pub run_id: String,
@@ -220,17 +220,12 @@ pub(crate) struct Event {
     pub context: Value,
 }
 
-/// An entry as it is hashed: everything but its hash, in the order it is written.
+/// An entry as it is hashed: the event, when it was written and the entry it follows.
 #[derive(serde::Serialize)]
 struct Unhashed<'a> {
     time: String,
-    actor: &'a str,
-    run_id: &'a str,
-    runbook: &'a str,
-    step: &'a str,
-    action: &'a Action,
-    mode: Mode,
-    context: &'a Value,
+    #[serde(flatten)]
+    event: &'a Event,
     prev_hash: &'a str,
 }
 
@@ -273,13 +268,7 @@ impl AuditLog {
         self.store.audit_append(&mut |prev: &str| {
             let mut entry = serde_json::to_value(Unhashed {
                 time: now_rfc3339(),
-                actor: &event.actor,
-                run_id: &event.run_id,
-                runbook: &event.runbook,
-                step: &event.step,
-                action: &event.action,
-                mode: event.mode,
-                context: &event.context,
+                event,
                 prev_hash: prev,
             })
             .unwrap_or_default();

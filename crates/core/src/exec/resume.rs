@@ -261,13 +261,7 @@ fn where_to_continue(r: &Reopened) -> (usize, Option<bool>) {
         .unwrap_or(plan.steps.len());
     let doubt = plan.steps.get(next).and_then(|step| {
         let died = r.state.state_of(&step.id) == Some(StepState::Started);
-        let lost = r
-            .session
-            .run()
-            .ledger()
-            .writes_of(&step.id)
-            .iter()
-            .any(|w| w.outcome.uncertain());
+        let lost = r.session.run().ledger().in_doubt(&step.id);
         (died || lost).then_some(died)
     });
     (next, doubt)

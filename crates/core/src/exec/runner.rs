@@ -532,14 +532,7 @@ impl<'a> Runner<'a> {
     /// Before a retry: a write of the failed attempt whose answer was lost may have taken
     /// effect, so the step's verify (or the operator) decides first.
     fn before_retry(&self, step: &Step) -> Settle {
-        let lost = self
-            .session
-            .run()
-            .ledger()
-            .writes_of(&step.id)
-            .iter()
-            .any(|w| w.outcome.uncertain());
-        if !lost {
+        if !self.session.run().ledger().in_doubt(&step.id) {
             return Settle::Rerun;
         }
         match step::settle(self.session, step, false) {

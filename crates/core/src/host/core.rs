@@ -3,7 +3,7 @@
 
 use super::{Effect, Stage, R};
 use crate::engine::registry::Registrar;
-use crate::plan::spec::{self, MetaSpec, ParamSpec, SpecError};
+use crate::plan::spec::{self, ParamSpec, SpecError};
 use crate::plan::{Meta, Param, Recovery, Step};
 use crate::value::{self, throw};
 use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
@@ -27,7 +27,7 @@ fn read_spec<T: serde::de::DeserializeOwned>(map: &Map, function: &str) -> R<T> 
 }
 
 fn parse_meta(map: &Map) -> R<Meta> {
-    let m: MetaSpec = read_spec(map, "runbook")?;
+    let m: Meta = read_spec(map, "runbook")?;
     let valid_id = !m.id.is_empty()
         && m.id
             .chars()
@@ -53,38 +53,7 @@ fn parse_meta(map: &Map) -> R<Meta> {
             Some("the vendor modules are postmark, infisical, heroku and github".into()),
         ));
     }
-    Ok(Meta {
-        id: m.id,
-        title: m.title,
-        description: m.description,
-        secret: m.secret,
-        applies_to: m.applies_to,
-        mode: m.mode,
-        role: m.role,
-        cadence_days: m.cadence_days,
-        average_duration: m.average_duration,
-        last_validated: m.last_validated,
-        validation_method: m.validation_method,
-        when_to_run: m.when_to_run,
-        references: m.references,
-        gotchas: m.gotchas,
-        rollback: m.rollback,
-        on_failure: m.on_failure,
-        optional_vendors: m.optional_vendors,
-        masking: m.masking,
-        egress: m
-            .egress
-            .iter()
-            .map(|e| crate::plan::egress::Entry::parse(e))
-            .collect::<Result<_, _>>()
-            .map_err(|why| {
-                throw(
-                    "usage",
-                    format!("runbook: {why}"),
-                    Some("egress lists the hosts http:: may reach, e.g. egress: [\"api.sendgrid.com\", \"param:app_url\"]".into()),
-                )
-            })?,
-    })
+    Ok(m)
 }
 
 fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {

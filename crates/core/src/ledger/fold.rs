@@ -481,6 +481,14 @@ impl Ledger {
             .collect()
     }
 
+    /// Whether a write of the step in effect may or may not have taken effect (its answer
+    /// was lost, or it waits for approval): only a check, or the operator, can tell.
+    pub fn in_doubt(&self, step: &str) -> bool {
+        self.writes
+            .iter()
+            .any(|w| w.step == step && w.outcome.uncertain())
+    }
+
     /// Whether this step already applied this very change to this target.
     pub fn already_applied(
         &self,

@@ -62,6 +62,11 @@ impl LedgerWriter {
         self.read(Vec::new(), |l| l.writes_of(step))
     }
 
+    /// Whether a write of the step may or may not have taken effect (see `Ledger::in_doubt`).
+    pub fn in_doubt(&self, step: &str) -> bool {
+        self.read(false, |l| l.in_doubt(step))
+    }
+
     /// Appends an event the run cannot go on without (its start, a takeover): a journal
     /// that cannot be written stops the run before it changes anything, since it could not
     /// be resumed or rolled back.

@@ -21,6 +21,19 @@ impl serde::Serialize for Entry {
     }
 }
 
+/// `egress: [...]` (or one entry) as parsed entries; a bad one is a serde error naming it.
+pub(crate) fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Error> {
+    super::spec::one_or_many(d)?
+        .iter()
+        .map(|e| Entry::parse(e))
+        .collect::<Result<_, _>>()
+        .map_err(|why| {
+            serde::de::Error::custom(format!(
+                "{why} (egress lists the hosts http:: may reach, e.g. egress: [\"api.sendgrid.com\", \"param:app_url\"])"
+            ))
+        })
+}
+
 impl Entry {
     pub fn parse(text: &str) -> Result<Entry, String> {
         let text = text.trim();

@@ -45,10 +45,14 @@ impl Masking {
     }
 }
 
-/// The runbook's `runbook(#{...})` block.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+/// The runbook's `runbook(#{...})` block, read from its map (`spec::read`): the accepted
+/// keys are these fields, and a key that is not one of them is an error that lists them.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Meta {
+    #[serde(default)]
     pub id: String,
+    #[serde(default)]
     pub title: String,
     pub description: Option<String>,
     pub secret: Option<String>,
@@ -59,16 +63,27 @@ pub struct Meta {
     pub average_duration: Option<String>,
     pub last_validated: Option<String>,
     pub validation_method: Option<String>,
+    #[serde(default, deserialize_with = "spec::one_or_many")]
     pub when_to_run: Vec<String>,
+    #[serde(default, deserialize_with = "spec::one_or_many")]
     pub references: Vec<String>,
+    #[serde(default, deserialize_with = "spec::one_or_many")]
     pub gotchas: Vec<String>,
+    #[serde(default, deserialize_with = "spec::one_or_many")]
     pub rollback: Vec<String>,
     /// What a failed step offers by default before the point of no return.
+    #[serde(default)]
     pub on_failure: FailurePolicy,
     /// The hosts `http::` may reach (see `egress`).
+    #[serde(default, deserialize_with = "egress::entries")]
     pub egress: Vec<egress::Entry>,
-    /// Vendor modules called only in some runs: preflight warns instead of stopping.
+    /// Vendor modules the runbook calls only in some runs (a param decides): preflight
+    /// warns about their missing configuration instead of stopping.
+    #[serde(default, deserialize_with = "spec::one_or_many")]
     pub optional_vendors: Vec<String>,
+    /// Which values of bulk reads (Heroku config vars) are credentials, where the names and
+    /// shapes alone would judge wrongly: `#{ plain: ["ACCOUNT_SID"], secret: ["OPAQUE"] }`.
+    #[serde(default)]
     pub masking: Masking,
 }
 

@@ -1,48 +1,9 @@
-//! The maps a runbook passes to `runbook(#{...})` and `param(name, #{...})`, read with
-//! rhai's serde support. The accepted keys are the structs' fields: a key that is not one
+//! The maps a runbook passes to `runbook(#{...})` (read as `plan::Meta`) and
+//! `param(name, #{...})`, read with rhai's serde support. The accepted keys are the structs' fields: a key that is not one
 //! of them is an error that lists them, so a typo never passes silently.
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
-
-/// `runbook(#{...})`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MetaSpec {
-    #[serde(default)]
-    pub id: String,
-    #[serde(default)]
-    pub title: String,
-    pub description: Option<String>,
-    pub secret: Option<String>,
-    pub applies_to: Option<String>,
-    pub mode: Option<String>,
-    pub role: Option<String>,
-    pub cadence_days: Option<i64>,
-    pub average_duration: Option<String>,
-    pub last_validated: Option<String>,
-    pub validation_method: Option<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub when_to_run: Vec<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub references: Vec<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub gotchas: Vec<String>,
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub rollback: Vec<String>,
-    #[serde(default)]
-    pub on_failure: super::FailurePolicy,
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub egress: Vec<String>,
-    /// Vendor modules the runbook calls only in some runs (a param decides): preflight
-    /// warns about their missing configuration instead of stopping.
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub optional_vendors: Vec<String>,
-    /// Which values of bulk reads (Heroku config vars) are credentials, where the names and
-    /// shapes alone would judge wrongly: `#{ plain: ["ACCOUNT_SID"], secret: ["OPAQUE"] }`.
-    #[serde(default)]
-    pub masking: super::Masking,
-}
 
 /// `param(name, #{...})`.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,7 +23,7 @@ pub(crate) struct ParamSpec {
 }
 
 /// A list of strings, or one string for a list of one.
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -152,13 +113,13 @@ mod tests {
             fields::<ParamSpec>(),
             &["default", "help", "required", "secret", "env", "locates"]
         );
-        assert!(fields::<MetaSpec>().contains(&"cadence_days"));
+        assert!(fields::<crate::plan::Meta>().contains(&"cadence_days"));
     }
 
     #[test]
     fn a_typo_names_the_key_and_the_known_ones() {
         let m = map(&[("cadnce_days", Dynamic::from(30_i64))]);
-        match read::<MetaSpec>(&m) {
+        match read::<crate::plan::Meta>(&m) {
             Err(SpecError::UnknownKey { key, known }) => {
                 assert_eq!(key, "cadnce_days");
                 assert!(known.contains(&"cadence_days"));
@@ -174,7 +135,7 @@ mod tests {
             ("gotchas", Dynamic::from("one")),
             ("cadence_days", Dynamic::from(90_i64)),
         ]);
-        let spec = read::<MetaSpec>(&m).unwrap();
+        let spec = read::<crate::plan::Meta>(&m).unwrap();
         assert_eq!(spec.gotchas, vec!["one"]);
         assert_eq!(spec.cadence_days, Some(90));
         let p = read::<ParamSpec>(&map(&[(

@@ -129,11 +129,17 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     let mut ids = store.runs()?;
     ids.reverse();
     let holders = lock::holders(&store)?;
-    let ledgers: Vec<Ledger> = ids
-        .iter()
-        .take(args.limit)
-        .filter_map(|id| Ledger::fold(&ledger::read_run(&store, id).ok()??))
-        .collect();
+    let mut ledgers: Vec<Ledger> = Vec::new();
+    for id in ids.iter().take(args.limit) {
+        match ledger::read_run(&store, id).map(|e| e.as_deref().and_then(Ledger::fold)) {
+            Ok(Some(l)) => ledgers.push(l),
+            // A journal that cannot be read may be the run that needs attention: say so.
+            Ok(None) => ui::err(&format!(
+                "warning: run {id}: its journal has no start record (`runbook runs {id}` says more)"
+            )),
+            Err(e) => ui::err(&format!("warning: run {id}: {e}")),
+        }
+    }
     let rows: Vec<RunRow> = ledgers.iter().map(|l| summarize(l, &holders)).collect();
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());

@@ -38,6 +38,11 @@ pub(crate) async fn expect(status: u16, req: RequestBuilder) -> Value {
     body
 }
 
+/// Sends `req`: the response, for a test that reads its headers.
+pub(crate) async fn sent(req: RequestBuilder) -> reqwest::Response {
+    req.send().await.expect("request")
+}
+
 fn spec(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/specs")

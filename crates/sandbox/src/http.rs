@@ -277,3 +277,12 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
 pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// A request body as JSON; an empty body is `{}`, as the vendors read a write sent without one.
+pub(crate) fn json_or_empty(body: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    if body.is_empty() {
+        Ok(serde_json::json!({}))
+    } else {
+        serde_json::from_slice(body)
+    }
+}

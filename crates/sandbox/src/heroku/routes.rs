@@ -3,7 +3,7 @@
 
 use super::state::{find_release, restart, HApp, HRelease, HerokuState, LogSession};
 use super::Heroku;
-use crate::http::header;
+use crate::http::{header, json_or_empty};
 use crate::shared::Shared;
 use crate::simulator::Simulator;
 use crate::ts;
@@ -525,13 +525,9 @@ async fn create_log_session(
     Path(app): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
-        }
+    let body = match json_or_empty(&body) {
+        Ok(v) => v,
+        Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
     };
     if let Some(problem) = invalid_log_session(&body) {
         return error_body(422, "invalid_params", &problem);

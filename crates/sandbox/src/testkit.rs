@@ -43,6 +43,11 @@ pub(crate) async fn sent(req: RequestBuilder) -> reqwest::Response {
     req.send().await.expect("request")
 }
 
+/// Sends `req`: its body as text, whatever the status (a dashboard page).
+pub(crate) async fn text(req: RequestBuilder) -> String {
+    sent(req).await.text().await.expect("body")
+}
+
 fn spec(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/specs")

@@ -262,20 +262,14 @@ async fn control_fault(
 #[cfg(test)]
 mod tests {
     use super::super::sandbox;
-    use crate::testkit::raw;
+    use crate::testkit::{raw, sent, text};
 
     #[tokio::test]
     async fn the_dashboard_lists_generates_and_deletes() {
         let sb = sandbox().await;
         let c = raw();
-        let page = c
-            .get(format!("{}/dashboard", sb.postmark_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page_at = |path: &str| text(c.get(format!("{}{path}", sb.postmark_url())));
+        let page = page_at("/dashboard").await;
         assert!(
             page.contains("raxx-prod")
                 && page.contains("pmsim-0001")
@@ -287,20 +281,12 @@ mod tests {
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(body)
         };
-        let resp = form("name=rotation+2026-12-02").send().await.unwrap();
-        assert_eq!(resp.status(), 303);
+        assert_eq!(sent(form("name=rotation+2026-12-02")).await.status(), 303);
         let tokens = sb.postmark_tokens("raxx-prod").unwrap();
         assert_eq!(tokens.len(), 2);
         let new = tokens[1].clone();
         // The page names the token and marks it as the one generated last.
-        let page = c
-            .get(format!("{}/dashboard", sb.postmark_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = page_at("/dashboard").await;
         let row = page
             .lines()
             .find(|l| l.contains(&format!("<code>{new}</code>")))
@@ -312,7 +298,7 @@ mod tests {
         let old_row = page.lines().find(|l| l.contains("pmsim-0001")).unwrap();
         assert!(!old_row.contains("new: generated last"), "{old_row}");
         // An email sent with the new token shows on the activity page, with its token.
-        let sent = c
+        let send = c
             .post(format!("{}/email", sb.postmark_url()))
             .header("X-Postmark-Server-Token", &new)
             .json(&serde_json::json!({
@@ -320,19 +306,9 @@ mod tests {
                 "To": "rehearsal@sandbox.invalid",
                 "Subject": "token check",
                 "TextBody": "hi",
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(sent.status(), 200);
-        let activity = c
-            .get(format!("{}/dashboard/activity", sb.postmark_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            }));
+        assert_eq!(sent(send).await.status(), 200);
+        let activity = page_at("/dashboard/activity").await;
         let tail = &new[new.len() - 4..];
         let line = activity
             .lines()
@@ -343,25 +319,22 @@ mod tests {
                 && line.contains(&format!("rotation 2026-12-02 (…{tail}) new")),
             "{line}"
         );
-        form("").send().await.unwrap();
-        let resp = form("").send().await.unwrap();
+        sent(form("")).await;
+        let resp = sent(form("")).await;
         assert_eq!(resp.status(), 409);
         assert!(resp
             .text()
             .await
             .unwrap()
             .contains("already has 3 API tokens"));
-        let resp = c
+        let delete = c
             .post(format!(
                 "{}/dashboard/servers/4242/tokens/delete",
                 sb.postmark_url()
             ))
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body("token=pmsim-0001")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 303);
+            .body("token=pmsim-0001");
+        assert_eq!(sent(delete).await.status(), 303);
         let tokens = sb.postmark_tokens("raxx-prod").unwrap();
         assert_eq!(tokens.len(), 2);
         assert!(!tokens.contains(&"pmsim-0001".to_string()));

@@ -504,6 +504,9 @@ mod tests {
     #[tokio::test]
     async fn keys_are_created_listed_authenticate_and_die_when_deleted() {
         let (sb, url) = start().await;
+        let admin = |method: Method, path: &'static str, body: Option<Value>| {
+            call(&url, method, path, Some("admin-secret-1"), body)
+        };
         let (s, me) = call(&url, Method::GET, "/whoami", Some("app-secret-1"), None).await;
         assert_eq!((s, me["id"].clone()), (200, json!("k-app")));
         let (s, _) = call(&url, Method::GET, "/whoami", Some("nope"), None).await;
@@ -526,14 +529,7 @@ mod tests {
             (403, json!("access forbidden"))
         );
 
-        let (s, created) = call(
-            &url,
-            Method::POST,
-            "/keys",
-            Some("admin-secret-1"),
-            Some(body.clone()),
-        )
-        .await;
+        let (s, created) = admin(Method::POST, "/keys", Some(body.clone())).await;
         assert_eq!(s, 201);
         assert_eq!(created["name"], "app-2");
         assert_eq!(created["scopes"], json!(["mail.send"]));
@@ -547,40 +543,19 @@ mod tests {
         assert_eq!(me["id"], json!(new_id));
 
         // Lists never show the secrets.
-        let (_, list) = call(&url, Method::GET, "/keys", Some("admin-secret-1"), None).await;
+        let (_, list) = admin(Method::GET, "/keys", None).await;
         assert_eq!(list["result"].as_array().unwrap().len(), 3);
         assert!(!list.to_string().contains("secret-1"));
 
         // The limit answers 403.
-        let (s, _) = call(
-            &url,
-            Method::POST,
-            "/keys",
-            Some("admin-secret-1"),
-            Some(body),
-        )
-        .await;
+        let (s, _) = admin(Method::POST, "/keys", Some(body)).await;
         assert_eq!(s, 403);
 
-        let (s, _) = call(
-            &url,
-            Method::DELETE,
-            "/keys/k-app",
-            Some("admin-secret-1"),
-            None,
-        )
-        .await;
+        let (s, _) = admin(Method::DELETE, "/keys/k-app", None).await;
         assert_eq!(s, 204);
         let (s, _) = call(&url, Method::GET, "/whoami", Some("app-secret-1"), None).await;
         assert_eq!(s, 401);
-        let (s, e) = call(
-            &url,
-            Method::DELETE,
-            "/keys/k-app",
-            Some("admin-secret-1"),
-            None,
-        )
-        .await;
+        let (s, e) = admin(Method::DELETE, "/keys/k-app", None).await;
         assert_eq!(
             (s, e["errors"][0]["message"].clone()),
             (404, json!("not found"))

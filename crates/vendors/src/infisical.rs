@@ -3,8 +3,10 @@
 
 use super::config::InfisicalAuth;
 use super::error::{ErrorKind, VendorCode, VendorError};
-use super::transport::{decode_json, status_error, ErrorDetail, RawResponse, Request, Transport};
-use reqwest::{Method, Url};
+use super::transport::{
+    decode_json, endpoint, status_error, ErrorDetail, RawResponse, Request, Transport,
+};
+use reqwest::Method;
 use runbook_secret::{Secret, Source};
 use serde::Deserialize;
 use serde_json::json;
@@ -364,23 +366,13 @@ impl InfisicalClient {
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Result<String, VendorError> {
-        let mut url = Url::parse(&self.base).map_err(|e| {
-            VendorError::config(
-                VENDOR,
-                format!("INFISICAL_DOMAIN is not a URL: {e}"),
-                "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
-            )
-        })?;
-        url.path_segments_mut()
-            .map_err(|_| {
-                VendorError::config(
-                    VENDOR,
-                    "INFISICAL_DOMAIN cannot be a base URL",
-                    "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
-                )
-            })?
-            .pop_if_empty()
-            .extend(segments);
+        let mut url = endpoint(
+            VENDOR,
+            &self.base,
+            "INFISICAL_DOMAIN",
+            "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
+            segments,
+        )?;
         if !query.is_empty() {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));

@@ -441,6 +441,24 @@ impl Transport {
         }
     }
 
+    /// Like `send_checked`, but an answer of `status` is one the caller expects (a resource
+    /// that may be absent, a list the key may not read): `None`, not an error.
+    pub(crate) async fn send_unless(
+        &self,
+        req: Request,
+        parse: ErrorParser,
+        status: u16,
+    ) -> Result<Option<RawResponse>, VendorError> {
+        let resp = self.send(req.clone()).await?;
+        if resp.status == status {
+            Ok(None)
+        } else if resp.is_success() {
+            Ok(Some(resp))
+        } else {
+            Err(status_error(&req, &resp, parse))
+        }
+    }
+
     /// Sends a request and decodes a 2xx JSON body into `T`.
     pub async fn send_json<T: DeserializeOwned>(
         &self,
@@ -545,6 +563,25 @@ impl Transport {
         }
         lost(req.error(ErrorKind::Connection, error_chain(e)))
     }
+}
+
+/// The vendor's API base URL with `segments` appended, each percent-encoded. A base that
+/// cannot take a path is a configuration error naming `variable`, the setting it came
+/// from, with `hint` saying what it should be.
+pub(crate) fn endpoint(
+    vendor: &'static str,
+    base: &str,
+    variable: &str,
+    hint: &str,
+    segments: &[&str],
+) -> Result<Url, VendorError> {
+    let mut url = Url::parse(base)
+        .map_err(|e| VendorError::config(vendor, format!("{variable} is not a URL: {e}"), hint))?;
+    url.path_segments_mut()
+        .map_err(|_| VendorError::config(vendor, format!("{variable} cannot be a base URL"), hint))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
 }
 
 /// Turns a non-2xx response into an error, with the vendor's own code and message.

@@ -238,18 +238,21 @@ mod tests {
         Arc::new(|_, _| {})
     }
 
+    /// Where a scan found the value: each place and the name it is held under.
+    fn found(scan: &Scan) -> Vec<(&str, &str)> {
+        scan.places
+            .iter()
+            .map(|p| (p.place.as_str(), p.var.as_str()))
+            .collect()
+    }
+
     #[tokio::test]
     async fn finds_every_app_and_copy_holding_the_value_under_any_name() {
         let (_sb, v) = start(scenario()).await;
         let fp = runbook_secret::fingerprint(TOKEN);
         let scan = heroku(&v, &fp, None, quiet()).await.unwrap();
-        let found: Vec<(&str, &str)> = scan
-            .places
-            .iter()
-            .map(|p| (p.place.as_str(), p.var.as_str()))
-            .collect();
         assert_eq!(
-            found,
+            found(&scan),
             vec![
                 ("billing-worker", "POSTMARK_SERVER_TOKEN"),
                 ("legacy-mailer", "MAIL_API_KEY"),
@@ -266,13 +269,8 @@ mod tests {
             "qa".into(),
         ];
         let scan = infisical(&v, &fp, "raxx-project", &envs, "/").await;
-        let found: Vec<(&str, &str)> = scan
-            .places
-            .iter()
-            .map(|p| (p.place.as_str(), p.var.as_str()))
-            .collect();
         assert_eq!(
-            found,
+            found(&scan),
             vec![
                 ("staging:/mail", "PM_TOKEN_COPY"),
                 ("prod:/", "POSTMARK_SERVER_TOKEN")

@@ -260,9 +260,8 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{config, fast, start};
-    use crate::Vendors;
-    use runbook_sandbox::{Sandbox, Scenario};
+    use crate::testkit::{start, start_with};
+    use runbook_sandbox::Scenario;
     use runbook_secret::Source;
 
     fn scenario() -> Scenario {
@@ -370,15 +369,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_token_is_unauthorized() {
-        let sb = Sandbox::start(scenario()).await.unwrap();
-        let mut c = fast(config(&sb));
-        c.github.token = Some(Secret::new("ghp_wrong_token_value", Source::Literal));
-        let e = Vendors::new(c)
-            .unwrap()
-            .github()
-            .list_secrets("raxx/raptor")
-            .await
-            .unwrap_err();
+        let (_sb, v) = start_with(scenario(), |_, c| {
+            c.github.token = Some(Secret::new("ghp_wrong_token_value", Source::Literal));
+        })
+        .await;
+        let e = v.github().list_secrets("raxx/raptor").await.unwrap_err();
         assert_eq!(
             (e.kind(), e.status(), e.message()),
             (ErrorKind::Unauthorized, Some(401), "Bad credentials")

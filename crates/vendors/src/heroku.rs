@@ -379,9 +379,8 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{config, fast, start};
-    use crate::Vendors;
-    use runbook_sandbox::{Sandbox, Scenario};
+    use crate::testkit::{start, start_with};
+    use runbook_sandbox::Scenario;
     use runbook_secret::Source;
 
     fn sop() -> Scenario {
@@ -473,22 +472,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_key_is_unauthorized_and_says_which_variable() {
-        let sb = Sandbox::start(sop()).await.unwrap();
-        let mut c = fast(config(&sb));
-        c.heroku.api_key = Some(Secret::new("wrong-heroku-key", Source::Literal));
-        let v = Vendors::new(c).unwrap();
+        let (_sb, v) = start_with(sop(), |_, c| {
+            c.heroku.api_key = Some(Secret::new("wrong-heroku-key", Source::Literal));
+        })
+        .await;
         let e = v.heroku().restart_all("raxx-api-prod").await.unwrap_err();
         assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(401)));
         assert_eq!(e.code(), Some(&VendorCode::Text("unauthorized".into())));
         assert!(e.help_text().contains("HEROKU_API_KEY"));
-        let mut c = config(&sb);
-        c.heroku.api_key = None;
-        let e = Vendors::new(c)
-            .unwrap()
-            .heroku()
-            .config_vars("raxx-api-prod")
-            .await
-            .unwrap_err();
+        let (_sb, v) = start_with(sop(), |_, c| c.heroku.api_key = None).await;
+        let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.to_string().contains("HEROKU_API_KEY"));
     }

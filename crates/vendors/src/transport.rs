@@ -810,8 +810,7 @@ mod tests {
 #[cfg(test)]
 mod sandbox_tests {
     use super::*;
-    use crate::testkit::{config, fast, start};
-    use crate::Vendors;
+    use crate::testkit::{start, start_with};
     use runbook_sandbox::{FaultRule, Scenario};
     use runbook_secret::{Secret, Source};
     use std::time::Instant;
@@ -840,11 +839,7 @@ mod sandbox_tests {
 
     #[tokio::test]
     async fn retry_after_is_capped() {
-        let sb =
-            runbook_sandbox::Sandbox::start(Scenario::default().with_postmark_token("tr-cap-0003"))
-                .await
-                .unwrap();
-        let v = Vendors::new(fast(config(&sb))).unwrap();
+        let (sb, v) = start(Scenario::default().with_postmark_token("tr-cap-0003")).await;
         // Asked to wait longer than a run should: the refusal comes back at once, saying so.
         sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=3600").unwrap());
         let e = v.postmark().server(&pm("tr-cap-0003")).await.unwrap_err();
@@ -868,12 +863,10 @@ mod sandbox_tests {
 
     #[tokio::test]
     async fn a_stalled_vendor_times_out() {
-        let sb = runbook_sandbox::Sandbox::start(Scenario::default())
-            .await
-            .unwrap();
-        let mut c = fast(config(&sb));
-        c.transport.timeout = Duration::from_millis(300);
-        let v = Vendors::new(c).unwrap();
+        let (sb, v) = start_with(Scenario::default(), |_, c| {
+            c.transport.timeout = Duration::from_millis(300);
+        })
+        .await;
         sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=stall").unwrap());
         let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);

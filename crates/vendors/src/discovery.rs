@@ -46,6 +46,18 @@ impl Scan {
     }
 }
 
+/// A place whose check failed with `error`, or did not finish (`None`).
+fn unchecked(vendor: &'static str, place: String, error: Option<VendorError>) -> Unchecked {
+    Unchecked {
+        vendor,
+        place,
+        error: error.map_or_else(
+            || "the check did not finish (internal error)".into(),
+            |e| e.to_string(),
+        ),
+    }
+}
+
 /// Called with (done, total) as a long scan goes.
 pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
@@ -87,16 +99,8 @@ pub async fn heroku(
                 verified: true,
                 updated_at: None,
             })),
-            Some(Err(e)) => scan.unchecked.push(Unchecked {
-                vendor: "heroku",
-                place: app,
-                error: e.to_string(),
-            }),
-            None => scan.unchecked.push(Unchecked {
-                vendor: "heroku",
-                place: app,
-                error: "the check did not finish (internal error)".into(),
-            }),
+            Some(Err(e)) => scan.unchecked.push(unchecked("heroku", app, Some(e))),
+            None => scan.unchecked.push(unchecked("heroku", app, None)),
         }
     }
     Ok(scan)
@@ -126,11 +130,10 @@ pub async fn infisical(
                 verified: true,
                 updated_at: None,
             })),
-            Err(e) => scan.unchecked.push(Unchecked {
-                vendor: "infisical",
-                place: format!("{env}:{path}"),
-                error: e.to_string(),
-            }),
+            Err(e) => {
+                let place = format!("{env}:{path}");
+                scan.unchecked.push(unchecked("infisical", place, Some(e)));
+            }
         }
     }
     scan
@@ -168,16 +171,8 @@ pub async fn github(
                 updated_at: Some(s.updated_at),
             }),
             Some(Ok(None)) => {}
-            Some(Err(e)) => scan.unchecked.push(Unchecked {
-                vendor: "github",
-                place: repo,
-                error: e.to_string(),
-            }),
-            None => scan.unchecked.push(Unchecked {
-                vendor: "github",
-                place: repo,
-                error: "the check did not finish (internal error)".into(),
-            }),
+            Some(Err(e)) => scan.unchecked.push(unchecked("github", repo, Some(e))),
+            None => scan.unchecked.push(unchecked("github", repo, None)),
         }
     }
     Ok(scan)

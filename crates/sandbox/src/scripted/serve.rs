@@ -471,11 +471,15 @@ mod tests {
         respond = { status = 200, body = { ok = true, asked = "{{query.who}}" } }
     "#;
 
-    async fn start() -> (Sandbox, String) {
-        let sb = Sandbox::start(Scenario::from_toml(KEYS).unwrap())
-            .await
-            .unwrap();
-        let url = sb.urls().scripted["keyvendor"].clone();
+    /// A sandbox of the scripted vendors in `toml`, with `faults`: it and the base URL of
+    /// `vendor`.
+    async fn serve(toml: &str, vendor: &str, faults: &[&str]) -> (Sandbox, String) {
+        let mut scenario = Scenario::from_toml(toml).unwrap();
+        for rule in faults {
+            scenario.faults.push(FaultRule::parse(rule).unwrap());
+        }
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let url = sb.urls().scripted[vendor].clone();
         (sb, url)
     }
 
@@ -503,7 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_are_created_listed_authenticate_and_die_when_deleted() {
-        let (sb, url) = start().await;
+        let (sb, url) = serve(KEYS, "keyvendor", &[]).await;
         let admin = |method: Method, path: &'static str, body: Option<Value>| {
             call(&url, method, path, Some("admin-secret-1"), body)
         };
@@ -583,12 +587,7 @@ mod tests {
 
     #[tokio::test]
     async fn faults_apply_to_scripted_vendors() {
-        let mut scenario = Scenario::from_toml(KEYS).unwrap();
-        scenario
-            .faults
-            .push(FaultRule::parse("keyvendor:GET:/health=503:once").unwrap());
-        let sb = Sandbox::start(scenario).await.unwrap();
-        let url = sb.urls().scripted["keyvendor"].clone();
+        let (_sb, url) = serve(KEYS, "keyvendor", &["keyvendor:GET:/health=503:once"]).await;
         let (s, _) = call(&url, Method::GET, "/health", None, None).await;
         assert_eq!(s, 503);
         let (s, _) = call(&url, Method::GET, "/health", None, None).await;
@@ -633,10 +632,7 @@ mod tests {
 
     #[tokio::test]
     async fn basic_auth_segment_captures_form_bodies_updates_and_xml() {
-        let sb = Sandbox::start(Scenario::from_toml(ROLLER).unwrap())
-            .await
-            .unwrap();
-        let url = sb.urls().scripted["roller"].clone();
+        let (_sb, url) = serve(ROLLER, "roller", &[]).await;
         let c = raw();
         let roll = |secret: &str| {
             sent(
@@ -698,12 +694,8 @@ mod tests {
     /// client gets no answer.
     #[tokio::test]
     async fn a_lost_answer_still_applies_the_scripted_change() {
-        let mut scenario = Scenario::from_toml(ROLLER).unwrap();
-        scenario
-            .faults
-            .push(FaultRule::parse("roller:POST:/Accounts/AC1/Keys/SK1.json=lost:once").unwrap());
-        let sb = Sandbox::start(scenario).await.unwrap();
-        let url = sb.urls().scripted["roller"].clone();
+        let lost = "roller:POST:/Accounts/AC1/Keys/SK1.json=lost:once";
+        let (sb, url) = serve(ROLLER, "roller", &[lost]).await;
         let roll = raw()
             .post(format!("{url}/Accounts/AC1/Keys/SK1.json"))
             .basic_auth("SK1", Some("first-secret"))
@@ -737,10 +729,7 @@ mod tests {
             update = { collection = "keys", where = { id = "{{path.id}}" }, set = { key = "@random:24" } }
             respond = { status = 200, body = { key = "{{item.key}}" } }
         "#;
-        let sb = Sandbox::start(Scenario::from_toml(toml).unwrap())
-            .await
-            .unwrap();
-        let api = sb.urls().scripted["acme"].clone();
+        let (sb, api) = serve(toml, "acme", &[]).await;
         let accounts = sb.urls().scripted["acme.accounts"].clone();
         assert_ne!(api, accounts);
         assert!(sb

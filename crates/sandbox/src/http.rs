@@ -286,3 +286,9 @@ pub(crate) fn json_or_empty(body: &[u8]) -> Result<serde_json::Value, serde_json
         serde_json::from_slice(body)
     }
 }
+
+/// `body` as a JSON answer with `status`; a number that is no HTTP status answers 500.
+pub(crate) fn json_answer(status: u16, body: serde_json::Value) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, axum::Json(body)).into_response()
+}

@@ -1,7 +1,7 @@
 //! The GitHub Actions secrets routes: public key, sealed-box PUT decrypted here, list, delete.
 
 use super::state::{GithubState, Repo};
-use crate::http::header;
+use crate::http::{header, json_answer};
 use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -20,12 +20,10 @@ const KEY_ID: &str = "568250167242549743";
 
 /// `{message, documentation_url, status}`.
 fn error_body(status: u16, message: &str) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        code,
-        Json(json!({"message": message, "documentation_url": DOCS, "status": status.to_string()})),
+    json_answer(
+        status,
+        json!({"message": message, "documentation_url": DOCS, "status": status.to_string()}),
     )
-        .into_response()
 }
 
 /// GitHub's 404, for a repository, a secret or a route it does not have.

@@ -3,7 +3,7 @@
 
 use super::state::{find_release, restart, HApp, HRelease, HerokuState, LogSession};
 use super::Heroku;
-use crate::http::{header, json_or_empty};
+use crate::http::{header, json_answer, json_or_empty};
 use crate::shared::Shared;
 use crate::simulator::Simulator;
 use crate::ts;
@@ -21,8 +21,7 @@ use std::sync::Arc;
 
 /// `{id, message}` with `status`.
 fn error_body(status: u16, id: &str, message: &str) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, Json(json!({"id": id, "message": message}))).into_response()
+    json_answer(status, json!({"id": id, "message": message}))
 }
 
 pub(super) fn error_for_status(status: u16) -> Response {

@@ -2,7 +2,7 @@
 
 use super::approvals::Op;
 use super::state::{normalize_path, InfisicalState, StoredSecret, Version, EXPIRED, MALFORMED};
-use crate::http::{header, json_or_empty};
+use crate::http::{header, json_answer, json_or_empty};
 use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -19,13 +19,11 @@ use std::time::Instant;
 
 /// `{reqId, statusCode, message, error}`.
 fn error_body(status: u16, error: &str, message: Value) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let req_id = format!("req-{}", &uuid::Uuid::new_v4().simple().to_string()[..14]);
-    (
-        code,
-        Json(json!({"reqId": req_id, "statusCode": status, "message": message, "error": error})),
+    json_answer(
+        status,
+        json!({"reqId": req_id, "statusCode": status, "message": message, "error": error}),
     )
-        .into_response()
 }
 
 pub(super) fn error_for_status(status: u16) -> Response {

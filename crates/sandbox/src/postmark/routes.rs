@@ -2,12 +2,12 @@
 
 use super::dashboard;
 use super::state::{InvalidEdit, PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
-use crate::http::header;
+use crate::http::{header, json_answer};
 use crate::shared::Shared;
 use crate::world::{Mail, SendError};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 /// `{ErrorCode, Message}` with `status`.
 fn error_body(status: u16, code: i64, message: &str) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(json!({"ErrorCode": code, "Message": message}))).into_response()
+    json_answer(status, json!({"ErrorCode": code, "Message": message}))
 }
 
 /// The body Postmark sends for a bare status (faults).

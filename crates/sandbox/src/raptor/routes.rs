@@ -1,6 +1,7 @@
 //! The downstream app's own API: a test email through its Postmark client.
 
 use super::state::{failure_line, outbound_fault, RaptorState, SOURCE};
+use crate::http::json_answer;
 use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -12,8 +13,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub(super) fn error_for_status(status: u16) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, Json(json!({"error": "injected", "status": status}))).into_response()
+    json_answer(status, json!({"error": "injected", "status": status}))
 }
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {

@@ -2,6 +2,7 @@
 //! rehearsal aid: tokens show in full, and the one generated last is marked).
 
 use super::state::PostmarkState;
+use crate::http::json_answer;
 use crate::shared::Shared;
 use crate::{FaultRule, SandboxError};
 use axum::extract::{Form, Path, Query, State};
@@ -42,6 +43,16 @@ fn act<T>(
     })
 }
 
+/// A control route's refusal: `{"message": why}` with `status`.
+fn control_refusal(status: u16, why: impl std::fmt::Display) -> Response {
+    json_answer(status, serde_json::json!({ "message": why.to_string() }))
+}
+
+/// The dashboard page again, with `status` and the error that stopped the action.
+fn refused_page(s: &Shared, status: StatusCode, error: &SandboxError) -> Response {
+    (status, Html(render(s, None, Some(&error.to_string())))).into_response()
+}
+
 /// `POST /_sandbox/servers/{name}/tokens`, optionally with `{"name": "..."}` for the token.
 async fn control_generate(
     State(s): State<Arc<Shared>>,
@@ -57,11 +68,7 @@ async fn control_generate(
             axum::Json(serde_json::json!({ "token": token })),
         )
             .into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            axum::Json(serde_json::json!({ "message": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => control_refusal(409, e),
     }
 }
 
@@ -73,11 +80,7 @@ async fn control_delete(
     let token = body["token"].as_str().unwrap_or_default().to_string();
     match act(&s, |pm| pm.delete_token(&name, &token)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            axum::Json(serde_json::json!({ "message": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => control_refusal(409, e),
     }
 }
 
@@ -108,11 +111,7 @@ async fn generate(
             urlencode(&name)
         ))
         .into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            Html(render(&s, None, Some(&e.to_string()))),
-        )
-            .into_response(),
+        Err(e) => refused_page(&s, StatusCode::CONFLICT, &e),
     }
 }
 
@@ -128,11 +127,7 @@ async fn delete(
     });
     match result {
         Ok(()) => Redirect::to("/dashboard?notice=token+deleted").into_response(),
-        Err(e) => (
-            StatusCode::NOT_FOUND,
-            Html(render(&s, None, Some(&e.to_string()))),
-        )
-            .into_response(),
+        Err(e) => refused_page(&s, StatusCode::NOT_FOUND, &e),
     }
 }
 
@@ -251,11 +246,7 @@ async fn control_fault(
             s.faults.add(rule);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(serde_json::json!({ "message": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => control_refusal(422, e),
     }
 }
 

@@ -811,47 +811,50 @@ mod tests {
 mod sandbox_tests {
     use super::*;
     use crate::testkit::{start, start_with};
-    use runbook_sandbox::{FaultRule, Scenario};
+    use crate::Vendors;
+    use runbook_sandbox::{FaultRule, Sandbox, Scenario};
     use runbook_secret::{Secret, Source};
     use std::time::Instant;
 
-    fn pm(v: &str) -> Secret {
-        Secret::new(v, Source::Literal)
+    /// A sandbox whose Postmark server holds `token`, with fault `rule`; clients; the token.
+    async fn postmark_with(token: &str, rule: &str) -> (Sandbox, Vendors, Secret) {
+        let (sb, v) = start(Scenario::default().with_postmark_token(token)).await;
+        sb.add_fault(FaultRule::parse(rule).unwrap());
+        (sb, v, Secret::new(token, Source::Literal))
     }
 
     #[tokio::test]
     async fn retries_503_then_succeeds() {
-        let (sb, v) = start(Scenario::default().with_postmark_token("tr-503-0001")).await;
-        sb.add_fault(FaultRule::parse("postmark:GET:/server=503:times=2:retry_after=0").unwrap());
-        v.postmark().server(&pm("tr-503-0001")).await.unwrap();
+        let rule = "postmark:GET:/server=503:times=2:retry_after=0";
+        let (sb, v, token) = postmark_with("tr-503-0001", rule).await;
+        v.postmark().server(&token).await.unwrap();
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 3);
     }
 
     #[tokio::test]
     async fn honours_retry_after_on_429() {
-        let (sb, v) = start(Scenario::default().with_postmark_token("tr-429-0002")).await;
-        sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=1").unwrap());
+        let rule = "postmark:GET:/server=429:once:retry_after=1";
+        let (sb, v, token) = postmark_with("tr-429-0002", rule).await;
         let t = Instant::now();
-        v.postmark().server(&pm("tr-429-0002")).await.unwrap();
+        v.postmark().server(&token).await.unwrap();
         assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 2);
     }
 
     #[tokio::test]
     async fn retry_after_is_capped() {
-        let (sb, v) = start(Scenario::default().with_postmark_token("tr-cap-0003")).await;
         // Asked to wait longer than a run should: the refusal comes back at once, saying so.
-        sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=3600").unwrap());
-        let e = v.postmark().server(&pm("tr-cap-0003")).await.unwrap_err();
+        let rule = "postmark:GET:/server=429:once:retry_after=3600";
+        let (sb, v, token) = postmark_with("tr-cap-0003", rule).await;
+        let e = v.postmark().server(&token).await.unwrap_err();
         assert_eq!((e.kind(), e.attempts()), (ErrorKind::RateLimited, 1));
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
     }
 
     #[tokio::test]
     async fn gives_up_after_max_attempts() {
-        let (sb, v) = start(Scenario::default().with_postmark_token("tr-500-0004")).await;
-        sb.add_fault(FaultRule::parse("postmark:GET:/server=500").unwrap());
-        let e = v.postmark().server(&pm("tr-500-0004")).await.unwrap_err();
+        let (sb, v, token) = postmark_with("tr-500-0004", "postmark:GET:/server=500").await;
+        let e = v.postmark().server(&token).await.unwrap_err();
         assert_eq!(
             (e.kind(), e.status(), e.attempts()),
             (ErrorKind::Server, Some(500), 4)

@@ -139,6 +139,12 @@ struct Mw {
 #[derive(Clone)]
 struct FaultMark(&'static str);
 
+/// `resp`, marked as the answer of fault `kind`.
+fn marked(mut resp: Response, kind: &'static str) -> Response {
+    resp.extensions_mut().insert(FaultMark(kind));
+    resp
+}
+
 /// Binds 127.0.0.1:0 and serves `router` behind the fault and logging middleware.
 pub(crate) async fn serve(
     vendor: &'static str,
@@ -188,20 +194,14 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             next.run(req).await
         }
-        FaultAction::Status(status) => {
-            let mut resp = (mw.error)(status, retry_after);
-            resp.extensions_mut().insert(FaultMark("status"));
-            resp
-        }
+        FaultAction::Status(status) => marked((mw.error)(status, retry_after), "status"),
         FaultAction::Malformed => {
-            let mut resp = (
+            let truncated = (
                 StatusCode::OK,
                 [("content-type", "application/json; charset=utf-8")],
                 "{\"ErrorCode\": 0, \"Message\": \"OK\", \"trunc",
-            )
-                .into_response();
-            resp.extensions_mut().insert(FaultMark("malformed"));
-            resp
+            );
+            marked(truncated.into_response(), "malformed")
         }
         FaultAction::Drop => {
             if let Some(ConnectInfo(KillSwitch(k))) =
@@ -209,9 +209,7 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             {
                 k.store(true, Ordering::SeqCst);
             }
-            let mut resp = Response::new(Body::empty());
-            resp.extensions_mut().insert(FaultMark("drop"));
-            resp
+            marked(Response::new(Body::empty()), "drop")
         }
         FaultAction::Lost => {
             let kill = req
@@ -223,16 +221,12 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             if let Some(k) = kill {
                 k.store(true, Ordering::SeqCst);
             }
-            let mut resp = Response::new(Body::empty());
-            resp.extensions_mut().insert(FaultMark("lost"));
-            resp
+            marked(Response::new(Body::empty()), "lost")
         }
         FaultAction::Stall => {
             let mut stop = mw.shared.stop.clone();
             let _ = stop.wait_for(|s| *s).await;
-            let mut resp = StatusCode::SERVICE_UNAVAILABLE.into_response();
-            resp.extensions_mut().insert(FaultMark("stall"));
-            resp
+            marked(StatusCode::SERVICE_UNAVAILABLE.into_response(), "stall")
         }
     }
 }
@@ -276,4 +270,19 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
 /// Reads a header as text.
 pub(crate) fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A request body as JSON; an empty body is `{}`, as the vendors read a write sent without one.
+pub(crate) fn json_or_empty(body: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    if body.is_empty() {
+        Ok(serde_json::json!({}))
+    } else {
+        serde_json::from_slice(body)
+    }
+}
+
+/// `body` as a JSON answer with `status`; a number that is no HTTP status answers 500.
+pub(crate) fn json_answer(status: u16, body: serde_json::Value) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, axum::Json(body)).into_response()
 }

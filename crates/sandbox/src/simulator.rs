@@ -12,6 +12,7 @@ use crate::SandboxError;
 use axum::response::Response;
 use axum::Router;
 use serde_json::Value;
+use std::any::Any;
 use std::sync::Arc;
 
 /// A simulated vendor (or app) served on its own port; its state lives in the world.
@@ -56,4 +57,17 @@ pub(crate) const BUILT_IN: &[&dyn Simulator] = &[&Postmark, &Infisical, &Heroku,
 /// The names of the built-in simulators, in order.
 pub(crate) fn names() -> impl Iterator<Item = &'static str> {
     BUILT_IN.iter().map(|s| s.name())
+}
+
+/// A simulator's entry in the sandbox's state: its state `T` as `to_json` renders it, under
+/// `key`; none when it installed no state.
+pub(crate) fn state_entry<T: Any>(
+    world: &World,
+    key: &'static str,
+    to_json: fn(&T) -> Value,
+) -> Vec<(&'static str, Value)> {
+    world
+        .get::<T>()
+        .map(|s| vec![(key, to_json(s))])
+        .unwrap_or_default()
 }

@@ -1,5 +1,6 @@
 //! Test helpers: raw HTTP and validators against the vendors' published specs.
 
+use reqwest::RequestBuilder;
 use serde_json::{json, Value};
 
 /// A plain client for requests the typed clients would not make.
@@ -9,6 +10,42 @@ pub(crate) fn raw() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
+}
+
+/// What `req` asks (`METHOD URL`), to name the request in a failed assertion.
+fn asked(req: &RequestBuilder) -> String {
+    req.try_clone()
+        .and_then(|r| r.build().ok())
+        .map_or_else(String::new, |r| format!("{} {}", r.method(), r.url()))
+}
+
+/// Sends `req`: its status and JSON body (a body that is not JSON fails the test).
+pub(crate) async fn answer(req: RequestBuilder) -> (u16, Value) {
+    let what = asked(&req);
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{what} → {status}: the body is not JSON ({e}): {text}"));
+    (status, body)
+}
+
+/// Sends `req` and checks that it answers `status`: its JSON body.
+pub(crate) async fn expect(status: u16, req: RequestBuilder) -> Value {
+    let what = asked(&req);
+    let (got, body) = answer(req).await;
+    assert_eq!(got, status, "{what}: {body}");
+    body
+}
+
+/// Sends `req`: the response, for a test that reads its headers.
+pub(crate) async fn sent(req: RequestBuilder) -> reqwest::Response {
+    req.send().await.expect("request")
+}
+
+/// Sends `req`: its body as text, whatever the status (a dashboard page).
+pub(crate) async fn text(req: RequestBuilder) -> String {
+    sent(req).await.text().await.expect("body")
 }
 
 fn spec(name: &str) -> Value {

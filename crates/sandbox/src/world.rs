@@ -163,6 +163,17 @@ impl World {
     pub(crate) fn server_tokens(&self, server: &str) -> Option<Vec<String>> {
         self.mail()?.server_tokens(server)
     }
+
+    /// Builds a simulator's state with the mail service's tokens at hand (its scenario's
+    /// `@postmark:NAME` placeholders name them), then adds it.
+    pub(crate) fn insert_built<T: Any + Send, E>(
+        &mut self,
+        build: impl FnOnce(&dyn Fn(&str) -> Option<Vec<String>>) -> Result<T, E>,
+    ) -> Result<(), E> {
+        let state = build(&|server| self.server_tokens(server))?;
+        self.insert(state);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

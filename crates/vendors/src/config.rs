@@ -5,6 +5,8 @@ use super::error::VendorError;
 use super::transport::TransportConfig;
 use crate::Vendor;
 use runbook_secret::{Secret, Source};
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// How we authenticate to Infisical.
@@ -311,39 +313,31 @@ impl VendorConfig {
         cfg.heroku.api_key = secret("HEROKU_API_KEY");
         cfg.github.token = secret("GITHUB_TOKEN").or_else(|| secret("GH_TOKEN"));
         if let Some(v) = plain("RUNBOOK_HTTP_TIMEOUT_SECS") {
-            let secs = v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=3600).contains(n))
-                .ok_or(ConfigError::Invalid {
-                    name: "RUNBOOK_HTTP_TIMEOUT_SECS",
-                    value: v.clone(),
-                    expected: "a whole number of seconds between 1 and 3600",
-                })?;
+            let secs = number_in(
+                "RUNBOOK_HTTP_TIMEOUT_SECS",
+                &v,
+                1..=3600u64,
+                "a whole number of seconds between 1 and 3600",
+            )?;
             cfg.transport.timeout = Duration::from_secs(secs);
         }
         if let Some(v) = plain("RUNBOOK_MAX_RESPONSE_MB") {
-            let mb = v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=4096).contains(n))
-                .ok_or(ConfigError::Invalid {
-                    name: "RUNBOOK_MAX_RESPONSE_MB",
-                    value: v.clone(),
-                    expected: "a whole number of MiB between 1 and 4096",
-                })?;
+            let mb = number_in(
+                "RUNBOOK_MAX_RESPONSE_MB",
+                &v,
+                1..=4096u64,
+                "a whole number of MiB between 1 and 4096",
+            )?;
             cfg.transport.max_body = (mb as usize) << 20;
         }
         if let Some(v) = plain("RUNBOOK_HEROKU_REFILL_PER_MINUTE") {
-            let rate = v
-                .parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite() && (0.0..=1_000_000.0).contains(n))
-                .ok_or(ConfigError::Invalid {
-                    name: "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
-                    value: v.clone(),
-                    expected: "requests a minute between 0 (no pacing) and 1000000",
-                })?;
+            // The range leaves out NaN and the infinities too.
+            let rate = number_in(
+                "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
+                &v,
+                0.0..=1_000_000.0f64,
+                "requests a minute between 0 (no pacing) and 1000000",
+            )?;
             cfg.transport
                 .pools
                 .retain(|(vendor, _)| *vendor != "heroku");
@@ -451,6 +445,24 @@ impl VendorConfig {
 }
 
 /// Whether `url` points at this machine (loopback or `localhost`).
+/// Setting `name`'s value `v` read as a number in `range`, or the error saying what is
+/// `expected`.
+fn number_in<T: FromStr + PartialOrd>(
+    name: &'static str,
+    v: &str,
+    range: RangeInclusive<T>,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    v.parse::<T>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or(ConfigError::Invalid {
+            name,
+            value: v.to_string(),
+            expected,
+        })
+}
+
 pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| crate::transport::is_loopback(&u))
 }

@@ -46,6 +46,18 @@ impl Scan {
     }
 }
 
+/// A place whose check failed with `error`, or did not finish (`None`).
+fn unchecked(vendor: &'static str, place: String, error: Option<VendorError>) -> Unchecked {
+    Unchecked {
+        vendor,
+        place,
+        error: error.map_or_else(
+            || "the check did not finish (internal error)".into(),
+            |e| e.to_string(),
+        ),
+    }
+}
+
 /// Called with (done, total) as a long scan goes.
 pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
@@ -87,16 +99,8 @@ pub async fn heroku(
                 verified: true,
                 updated_at: None,
             })),
-            Some(Err(e)) => scan.unchecked.push(Unchecked {
-                vendor: "heroku",
-                place: app,
-                error: e.to_string(),
-            }),
-            None => scan.unchecked.push(Unchecked {
-                vendor: "heroku",
-                place: app,
-                error: "the check did not finish (internal error)".into(),
-            }),
+            Some(Err(e)) => scan.unchecked.push(unchecked("heroku", app, Some(e))),
+            None => scan.unchecked.push(unchecked("heroku", app, None)),
         }
     }
     Ok(scan)
@@ -126,11 +130,10 @@ pub async fn infisical(
                 verified: true,
                 updated_at: None,
             })),
-            Err(e) => scan.unchecked.push(Unchecked {
-                vendor: "infisical",
-                place: format!("{env}:{path}"),
-                error: e.to_string(),
-            }),
+            Err(e) => {
+                let place = format!("{env}:{path}");
+                scan.unchecked.push(unchecked("infisical", place, Some(e)));
+            }
         }
     }
     scan
@@ -168,16 +171,8 @@ pub async fn github(
                 updated_at: Some(s.updated_at),
             }),
             Some(Ok(None)) => {}
-            Some(Err(e)) => scan.unchecked.push(Unchecked {
-                vendor: "github",
-                place: repo,
-                error: e.to_string(),
-            }),
-            None => scan.unchecked.push(Unchecked {
-                vendor: "github",
-                place: repo,
-                error: "the check did not finish (internal error)".into(),
-            }),
+            Some(Err(e)) => scan.unchecked.push(unchecked("github", repo, Some(e))),
+            None => scan.unchecked.push(unchecked("github", repo, None)),
         }
     }
     Ok(scan)
@@ -238,18 +233,21 @@ mod tests {
         Arc::new(|_, _| {})
     }
 
+    /// Where a scan found the value: each place and the name it is held under.
+    fn found(scan: &Scan) -> Vec<(&str, &str)> {
+        scan.places
+            .iter()
+            .map(|p| (p.place.as_str(), p.var.as_str()))
+            .collect()
+    }
+
     #[tokio::test]
     async fn finds_every_app_and_copy_holding_the_value_under_any_name() {
         let (_sb, v) = start(scenario()).await;
         let fp = runbook_secret::fingerprint(TOKEN);
         let scan = heroku(&v, &fp, None, quiet()).await.unwrap();
-        let found: Vec<(&str, &str)> = scan
-            .places
-            .iter()
-            .map(|p| (p.place.as_str(), p.var.as_str()))
-            .collect();
         assert_eq!(
-            found,
+            found(&scan),
             vec![
                 ("billing-worker", "POSTMARK_SERVER_TOKEN"),
                 ("legacy-mailer", "MAIL_API_KEY"),
@@ -266,13 +264,8 @@ mod tests {
             "qa".into(),
         ];
         let scan = infisical(&v, &fp, "raxx-project", &envs, "/").await;
-        let found: Vec<(&str, &str)> = scan
-            .places
-            .iter()
-            .map(|p| (p.place.as_str(), p.var.as_str()))
-            .collect();
         assert_eq!(
-            found,
+            found(&scan),
             vec![
                 ("staging:/mail", "PM_TOKEN_COPY"),
                 ("prod:/", "POSTMARK_SERVER_TOKEN")

@@ -2,10 +2,10 @@
 
 use super::error::{ErrorKind, VendorCode, VendorError};
 use super::transport::{
-    decode_json, ErrorDetail, HeaderValueSource, RawResponse, Request, Transport,
+    decode_json, endpoint, ErrorDetail, HeaderValueSource, RawResponse, Request, Transport,
 };
 use base64::Engine as _;
-use reqwest::{Method, Url};
+use reqwest::Method;
 use runbook_secret::Secret;
 use serde::Deserialize;
 
@@ -53,15 +53,20 @@ impl GithubClient {
         }
     }
 
-    /// `repo` is `owner/name`.
-    fn request(&self, method: Method, repo: &str, tail: &[&str]) -> Result<Request, VendorError> {
-        let token = self.token.as_ref().ok_or_else(|| {
+    /// The token, or the configuration error saying it is missing, with `hint`.
+    fn token(&self, hint: &str) -> Result<&Secret, VendorError> {
+        self.token.as_ref().ok_or_else(|| {
             VendorError::config(
                 VENDOR,
                 "no token: GITHUB_TOKEN (or GH_TOKEN) is not set",
-                "set GITHUB_TOKEN to a token with the repo's secrets permission (e.g. from `gh auth token`)",
+                hint,
             )
-        })?;
+        })
+    }
+
+    /// `repo` is `owner/name`.
+    fn request(&self, method: Method, repo: &str, tail: &[&str]) -> Result<Request, VendorError> {
+        let token = self.token("set GITHUB_TOKEN to a token with the repo's secrets permission (e.g. from `gh auth token`)")?;
         let (owner, name) = repo
             .split_once('/')
             .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
@@ -74,30 +79,17 @@ impl GithubClient {
                     format!("'{repo}' is not a repository name of the form owner/name"),
                 )
             })?;
-        let mut url = Url::parse(&self.base).map_err(|e| {
-            VendorError::config(
-                VENDOR,
-                format!("GITHUB_API_URL is not a URL: {e}"),
-                "set GITHUB_API_URL to e.g. https://api.github.com",
-            )
-        })?;
         let mut segments = vec!["repos", owner, name];
         segments.extend_from_slice(tail);
-        url.path_segments_mut()
-            .map_err(|_| {
-                VendorError::config(
-                    VENDOR,
-                    "GITHUB_API_URL cannot be a base URL",
-                    "set GITHUB_API_URL to e.g. https://api.github.com",
-                )
-            })?
-            .pop_if_empty()
-            .extend(&segments);
-        Ok(Request::new(VENDOR, method, url.to_string())
-            .route(format!("/{}", segments.join("/")))
-            .header("Accept", "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", "2022-11-28")
-            .header("Authorization", HeaderValueSource::Bearer(token.clone())))
+        let url = endpoint(
+            VENDOR,
+            &self.base,
+            "GITHUB_API_URL",
+            "set GITHUB_API_URL to e.g. https://api.github.com",
+            &segments,
+        )?;
+        let route = format!("/{}", segments.join("/"));
+        Ok(api_request(method, url.to_string(), route, token))
     }
 
     /// `GET /repos/{owner}/{repo}/actions/secrets/public-key`.
@@ -136,21 +128,11 @@ impl GithubClient {
         struct Repo {
             full_name: String,
         }
-        let token = self.token.as_ref().ok_or_else(|| {
-            VendorError::config(
-                VENDOR,
-                "no token: GITHUB_TOKEN (or GH_TOKEN) is not set",
-                "set GITHUB_TOKEN to a token that can list the repositories",
-            )
-        })?;
+        let token = self.token("set GITHUB_TOKEN to a token that can list the repositories")?;
         let mut url = format!("{}/user/repos?per_page=100", self.base);
         let mut out = Vec::new();
         for _ in 0..100 {
-            let req = Request::new(VENDOR, Method::GET, url.clone())
-                .route("/user/repos")
-                .header("Accept", "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", "2022-11-28")
-                .header("Authorization", HeaderValueSource::Bearer(token.clone()));
+            let req = api_request(Method::GET, url.clone(), "/user/repos", token);
             let resp = self
                 .transport
                 .send_checked(req.clone(), parse_error)
@@ -173,14 +155,14 @@ impl GithubClient {
         name: &str,
     ) -> Result<Option<RepoSecret>, VendorError> {
         let req = self.request(Method::GET, repo, &["actions", "secrets", name])?;
-        let resp = self.transport.send(req.clone()).await?;
-        if resp.status == 404 {
-            return Ok(None);
+        match self
+            .transport
+            .send_unless(req.clone(), parse_error, 404)
+            .await?
+        {
+            Some(resp) => decode_json(&req, &resp).map(Some),
+            None => Ok(None),
         }
-        if !resp.is_success() {
-            return Err(super::transport::status_error(&req, &resp, parse_error));
-        }
-        decode_json(&req, &resp).map(Some)
     }
 
     /// `GET /repos/{owner}/{repo}/actions/secrets` (first 100).
@@ -194,6 +176,15 @@ impl GithubClient {
         let list: List = self.transport.send_json(req, parse_error).await?;
         Ok(list.secrets)
     }
+}
+
+/// A REST API request as GitHub documents it: its media type, API version and the token.
+fn api_request(method: Method, url: String, route: impl Into<String>, token: &Secret) -> Request {
+    Request::new(VENDOR, method, url)
+        .route(route)
+        .header("Accept", "application/vnd.github+json")
+        .header("X-GitHub-Api-Version", "2022-11-28")
+        .header("Authorization", HeaderValueSource::Bearer(token.clone()))
 }
 
 /// libsodium `crypto_box_seal` of `plaintext` to `key`, base64 (standard, padded).
@@ -269,9 +260,8 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{config, fast, start};
-    use crate::Vendors;
-    use runbook_sandbox::{Sandbox, Scenario};
+    use crate::testkit::{start, start_with};
+    use runbook_sandbox::Scenario;
     use runbook_secret::Source;
 
     fn scenario() -> Scenario {
@@ -379,15 +369,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_token_is_unauthorized() {
-        let sb = Sandbox::start(scenario()).await.unwrap();
-        let mut c = fast(config(&sb));
-        c.github.token = Some(Secret::new("ghp_wrong_token_value", Source::Literal));
-        let e = Vendors::new(c)
-            .unwrap()
-            .github()
-            .list_secrets("raxx/raptor")
-            .await
-            .unwrap_err();
+        let (_sb, v) = start_with(scenario(), |_, c| {
+            c.github.token = Some(Secret::new("ghp_wrong_token_value", Source::Literal));
+        })
+        .await;
+        let e = v.github().list_secrets("raxx/raptor").await.unwrap_err();
         assert_eq!(
             (e.kind(), e.status(), e.message()),
             (ErrorKind::Unauthorized, Some(401), "Bad credentials")

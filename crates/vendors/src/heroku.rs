@@ -2,10 +2,11 @@
 
 use super::error::{ErrorKind, VendorCode, VendorError};
 use super::transport::{
-    decode_json, ErrorDetail, HeaderValueSource, RawResponse, Request, Transport,
+    decode_json, endpoint, ErrorDetail, HeaderValueSource, RawResponse, Request, Transport,
 };
-use reqwest::{Method, Url};
+use reqwest::Method;
 use runbook_secret::Secret;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -136,23 +137,13 @@ impl HerokuClient {
                 "set HEROKU_API_KEY (e.g. from `heroku auth:token`), or heroku_api_key in runbook.toml [vendors]",
             )
         })?;
-        let mut url = Url::parse(&self.base).map_err(|e| {
-            VendorError::config(
-                VENDOR,
-                format!("HEROKU_HOST is not a URL: {e}"),
-                "set HEROKU_HOST to a host name or a full http(s) URL",
-            )
-        })?;
-        url.path_segments_mut()
-            .map_err(|_| {
-                VendorError::config(
-                    VENDOR,
-                    "HEROKU_HOST cannot be a base URL",
-                    "set HEROKU_HOST to a host name or a full http(s) URL",
-                )
-            })?
-            .pop_if_empty()
-            .extend(segments);
+        let url = endpoint(
+            VENDOR,
+            &self.base,
+            "HEROKU_HOST",
+            "set HEROKU_HOST to a host name or a full http(s) URL",
+            segments,
+        )?;
         let route = format!("/{}", segments.join("/"));
         Ok(Request::new(VENDOR, method, url.to_string())
             .route(route)
@@ -160,9 +151,8 @@ impl HerokuClient {
             .header("Authorization", HeaderValueSource::Bearer(key.clone())))
     }
 
-    /// `GET /apps/{app}/config-vars`.
-    pub async fn config_vars(&self, app: &str) -> Result<ConfigVars, VendorError> {
-        let req = self.request(Method::GET, &["apps", app, "config-vars"])?;
+    /// Sends `req` and reads the config-var map it answers (a `null` value is no var).
+    async fn send_config_vars(&self, req: Request) -> Result<ConfigVars, VendorError> {
         let map: BTreeMap<String, Option<String>> =
             self.transport.send_json(req, parse_error).await?;
         Ok(ConfigVars(
@@ -170,6 +160,40 @@ impl HerokuClient {
                 .filter_map(|(k, v)| v.map(|v| (k, v)))
                 .collect(),
         ))
+    }
+
+    /// Every page of a ranged list: the first asked with `range` (none: Heroku's own
+    /// default), then each `Next-Range` while Heroku answers 206, `most_pages` at most.
+    async fn all_pages<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        mut range: Option<String>,
+        most_pages: usize,
+    ) -> Result<Vec<T>, VendorError> {
+        let mut out = Vec::new();
+        for _ in 0..most_pages {
+            let mut req = self.request(Method::GET, segments)?;
+            if let Some(r) = &range {
+                req = req.header("Range", r.clone());
+            }
+            let resp = self
+                .transport
+                .send_checked(req.clone(), parse_error)
+                .await?;
+            let page: Vec<T> = decode_json(&req, &resp)?;
+            out.extend(page);
+            match (resp.status, resp.header("Next-Range")) {
+                (206, Some(next)) => range = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /apps/{app}/config-vars`.
+    pub async fn config_vars(&self, app: &str) -> Result<ConfigVars, VendorError> {
+        let req = self.request(Method::GET, &["apps", app, "config-vars"])?;
+        self.send_config_vars(req).await
     }
 
     /// `PATCH /apps/{app}/config-vars`: sets the given vars, `None` deletes; returns the full map.
@@ -195,13 +219,7 @@ impl HerokuClient {
             .header("Content-Type", "application/json")
             .json(serde_json::Value::Object(body))
             .idempotent(true);
-        let map: BTreeMap<String, Option<String>> =
-            self.transport.send_json(req, parse_error).await?;
-        Ok(ConfigVars(
-            map.into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect(),
-        ))
+        self.send_config_vars(req).await
     }
 
     /// `DELETE /apps/{app}/dynos`: restarts every dyno (any 2xx is success).
@@ -214,33 +232,12 @@ impl HerokuClient {
     /// `GET /apps/{app}/dynos`: each dyno and its state.
     pub async fn dynos(&self, app: &str) -> Result<Vec<Dyno>, VendorError> {
         let req = self.request(Method::GET, &["apps", app, "dynos"])?;
-        let resp = self
-            .transport
-            .send_checked(req.clone(), parse_error)
-            .await?;
-        decode_json(&req, &resp)
+        self.transport.send_json(req, parse_error).await
     }
 
     /// `GET /apps/{app}/releases`, following `Next-Range` pages; oldest first.
     pub async fn releases(&self, app: &str) -> Result<Vec<Release>, VendorError> {
-        let mut out: Vec<Release> = Vec::new();
-        let mut range: Option<String> = None;
-        for _ in 0..50 {
-            let mut req = self.request(Method::GET, &["apps", app, "releases"])?;
-            if let Some(r) = &range {
-                req = req.header("Range", r.clone());
-            }
-            let resp = self
-                .transport
-                .send_checked(req.clone(), parse_error)
-                .await?;
-            let page: Vec<Release> = decode_json(&req, &resp)?;
-            out.extend(page);
-            match (resp.status, resp.header("Next-Range")) {
-                (206, Some(next)) => range = Some(next.to_string()),
-                _ => break,
-            }
-        }
+        let mut out: Vec<Release> = self.all_pages(&["apps", app, "releases"], None, 50).await?;
         out.sort_by_key(|r| r.version);
         Ok(out)
     }
@@ -250,11 +247,7 @@ impl HerokuClient {
         let req = self
             .request(Method::GET, &["apps", app, "releases"])?
             .header("Range", "version ..; max=1, order=desc");
-        let resp = self
-            .transport
-            .send_checked(req.clone(), parse_error)
-            .await?;
-        let page: Vec<Release> = decode_json(&req, &resp)?;
+        let page: Vec<Release> = self.transport.send_json(req, parse_error).await?;
         Ok(page.into_iter().max_by_key(|r| r.version))
     }
 
@@ -264,25 +257,11 @@ impl HerokuClient {
         struct App {
             name: String,
         }
-        let mut out = Vec::new();
-        let mut range = "name ..; max=1000".to_string();
         // 100 pages of 1,000 is more apps than any account holds; the bound stops a loop.
-        for _ in 0..100 {
-            let req = self
-                .request(Method::GET, &["apps"])?
-                .header("Range", range.clone());
-            let resp = self
-                .transport
-                .send_checked(req.clone(), parse_error)
-                .await?;
-            let page: Vec<App> = decode_json(&req, &resp)?;
-            out.extend(page.into_iter().map(|a| a.name));
-            match (resp.status, resp.header("Next-Range")) {
-                (206, Some(next)) => range = next.to_string(),
-                _ => break,
-            }
-        }
-        Ok(out)
+        let apps: Vec<App> = self
+            .all_pages(&["apps"], Some("name ..; max=1000".to_string()), 100)
+            .await?;
+        Ok(apps.into_iter().map(|a| a.name).collect())
     }
 
     /// The names of `app`'s config vars whose value has fingerprint `fp` (keyed; compared
@@ -312,13 +291,13 @@ impl HerokuClient {
             scope: Vec<String>,
         }
         let req = self.request(Method::GET, &["oauth", "authorizations"])?;
-        let resp = self.transport.send(req.clone()).await?;
-        if resp.status == 403 {
+        let Some(resp) = self
+            .transport
+            .send_unless(req.clone(), parse_error, 403)
+            .await?
+        else {
             return Ok(None);
-        }
-        if !resp.is_success() {
-            return Err(super::transport::status_error(&req, &resp, parse_error));
-        }
+        };
         // The list holds the user's other tokens too: only this key's entry is kept.
         let list: Vec<Authorization> = decode_json(&req, &resp)?;
         let key = self
@@ -400,9 +379,8 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{config, fast, start};
-    use crate::Vendors;
-    use runbook_sandbox::{Sandbox, Scenario};
+    use crate::testkit::{start, start_with};
+    use runbook_sandbox::Scenario;
     use runbook_secret::Source;
 
     fn sop() -> Scenario {
@@ -494,22 +472,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_key_is_unauthorized_and_says_which_variable() {
-        let sb = Sandbox::start(sop()).await.unwrap();
-        let mut c = fast(config(&sb));
-        c.heroku.api_key = Some(Secret::new("wrong-heroku-key", Source::Literal));
-        let v = Vendors::new(c).unwrap();
+        let (_sb, v) = start_with(sop(), |_, c| {
+            c.heroku.api_key = Some(Secret::new("wrong-heroku-key", Source::Literal));
+        })
+        .await;
         let e = v.heroku().restart_all("raxx-api-prod").await.unwrap_err();
         assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(401)));
         assert_eq!(e.code(), Some(&VendorCode::Text("unauthorized".into())));
         assert!(e.help_text().contains("HEROKU_API_KEY"));
-        let mut c = config(&sb);
-        c.heroku.api_key = None;
-        let e = Vendors::new(c)
-            .unwrap()
-            .heroku()
-            .config_vars("raxx-api-prod")
-            .await
-            .unwrap_err();
+        let (_sb, v) = start_with(sop(), |_, c| c.heroku.api_key = None).await;
+        let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.to_string().contains("HEROKU_API_KEY"));
     }

@@ -3,8 +3,10 @@
 
 use super::config::InfisicalAuth;
 use super::error::{ErrorKind, VendorCode, VendorError};
-use super::transport::{decode_json, status_error, ErrorDetail, RawResponse, Request, Transport};
-use reqwest::{Method, Url};
+use super::transport::{
+    decode_json, endpoint, status_error, ErrorDetail, RawResponse, Request, Transport,
+};
+use reqwest::Method;
 use runbook_secret::{Secret, Source};
 use serde::Deserialize;
 use serde_json::json;
@@ -364,23 +366,13 @@ impl InfisicalClient {
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Result<String, VendorError> {
-        let mut url = Url::parse(&self.base).map_err(|e| {
-            VendorError::config(
-                VENDOR,
-                format!("INFISICAL_DOMAIN is not a URL: {e}"),
-                "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
-            )
-        })?;
-        url.path_segments_mut()
-            .map_err(|_| {
-                VendorError::config(
-                    VENDOR,
-                    "INFISICAL_DOMAIN cannot be a base URL",
-                    "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
-                )
-            })?
-            .pop_if_empty()
-            .extend(segments);
+        let mut url = endpoint(
+            VENDOR,
+            &self.base,
+            "INFISICAL_DOMAIN",
+            "set INFISICAL_DOMAIN to e.g. https://app.infisical.com",
+            segments,
+        )?;
         if !query.is_empty() {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
@@ -642,7 +634,7 @@ fn token_lifetime(expires_in: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{config, fast, start};
+    use crate::testkit::{start, start_with, universal_auth};
 
     #[test]
     fn a_token_lifetime_from_the_vendor_is_range_checked() {
@@ -654,10 +646,15 @@ mod tests {
         assert_eq!(token_lifetime(-5.0), Duration::ZERO);
         assert_eq!(token_lifetime(7200.0), Duration::from_secs(7200));
     }
-    use crate::Vendors;
-    use runbook_sandbox::{Sandbox, Scenario};
+    use runbook_sandbox::Scenario;
 
     const P: &str = "raxx-project";
+    const TOKEN_NAME: &str = "POSTMARK_SERVER_TOKEN";
+
+    /// Reads secret `name` of `raxx-project`/`prod`/`/`, at its newest version.
+    async fn read(i: &InfisicalClient, name: &str) -> Result<SecretRecord, VendorError> {
+        i.get_secret(P, "prod", "/", name, None).await
+    }
 
     fn sop() -> Scenario {
         Scenario::default()
@@ -669,10 +666,7 @@ mod tests {
     async fn reads_the_current_and_an_older_version() {
         let (_sb, v) = start(sop()).await;
         let i = v.infisical();
-        let cur = i
-            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
-            .await
-            .unwrap();
+        let cur = read(i, TOKEN_NAME).await.unwrap();
         assert_eq!((cur.version, cur.value.expose()), (2, "inf-current-0001"));
         assert_eq!(
             cur.value.source(),
@@ -687,7 +681,7 @@ mod tests {
         );
         assert!(!format!("{cur:?}").contains("inf-current-0001"));
         let old = i
-            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", Some(1))
+            .get_secret(P, "prod", "/", TOKEN_NAME, Some(1))
             .await
             .unwrap();
         assert_eq!((old.version, old.value.expose()), (1, "inf-old-0001"));
@@ -705,23 +699,13 @@ mod tests {
         let (sb, v) = start(sop()).await;
         let i = v.infisical();
         let new = Secret::new("inf-new-0002", Source::Literal);
-        let (rec, outcome) = done(
-            i.set_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", &new)
-                .await
-                .unwrap(),
-        );
+        let set = |name| i.set_secret(P, "prod", "/", name, &new);
+        let (rec, outcome) = done(set(TOKEN_NAME).await.unwrap());
         assert_eq!((outcome, rec.version), (SetOutcome::Updated, 3));
-        let back = i
-            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
-            .await
-            .unwrap();
+        let back = read(i, TOKEN_NAME).await.unwrap();
         assert_eq!(back.value, new);
         // The same value again: read, found in place, nothing written (no version 4).
-        let (rec, outcome) = done(
-            i.set_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", &new)
-                .await
-                .unwrap(),
-        );
+        let (rec, outcome) = done(set(TOKEN_NAME).await.unwrap());
         assert_eq!((outcome, rec.version), (SetOutcome::Unchanged, 3));
         assert_eq!(
             sb.count_requests(
@@ -731,11 +715,7 @@ mod tests {
             ),
             1
         );
-        let (rec, outcome) = done(
-            i.set_secret(P, "prod", "/", "BRAND_NEW", &new)
-                .await
-                .unwrap(),
-        );
+        let (rec, outcome) = done(set("BRAND_NEW").await.unwrap());
         assert_eq!((outcome, rec.version), (SetOutcome::Created, 1));
         let st = sb.state();
         let versions = &st["infisical"]["secrets"][0]["versions"];
@@ -798,16 +778,9 @@ mod tests {
     async fn delete_then_get_is_not_found() {
         let (_sb, v) = start(sop()).await;
         let i = v.infisical();
-        let gone = done(
-            i.delete_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN")
-                .await
-                .unwrap(),
-        );
-        assert_eq!(gone.name, "POSTMARK_SERVER_TOKEN");
-        let e = i
-            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
-            .await
-            .unwrap_err();
+        let gone = done(i.delete_secret(P, "prod", "/", TOKEN_NAME).await.unwrap());
+        assert_eq!(gone.name, TOKEN_NAME);
+        let e = read(i, TOKEN_NAME).await.unwrap_err();
         assert_eq!((e.kind(), e.status()), (ErrorKind::NotFound, Some(404)));
         assert_eq!(e.code(), Some(&VendorCode::Text("NotFound".into())));
         assert!(e
@@ -817,18 +790,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_token_is_403_token_error_mapped_to_unauthorized() {
-        let sb = Sandbox::start(sop()).await.unwrap();
-        let mut c = fast(config(&sb));
-        c.infisical.auth = Some(InfisicalAuth::Token(Secret::new(
-            "garbage-token-xyz",
-            Source::Literal,
-        )));
-        let v = Vendors::new(c).unwrap();
-        let e = v
-            .infisical()
-            .get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
-            .await
-            .unwrap_err();
+        let (_sb, v) = start_with(sop(), |_, c| {
+            let garbage = Secret::new("garbage-token-xyz", Source::Literal);
+            c.infisical.auth = Some(InfisicalAuth::Token(garbage));
+        })
+        .await;
+        let e = read(v.infisical(), TOKEN_NAME).await.unwrap_err();
         assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(403)));
         assert_eq!(e.code(), Some(&VendorCode::Text("TokenError".into())));
         assert!(e.message().contains("malformed"));
@@ -838,20 +805,16 @@ mod tests {
 
     #[tokio::test]
     async fn universal_auth_logs_in_once_and_again_after_expiry() {
-        let sb = Sandbox::start(sop()).await.unwrap();
-        let v = Vendors::new(fast(crate::testkit::config_universal_auth(&sb))).unwrap();
+        let (sb, v) = start_with(sop(), |sb, c| {
+            c.infisical.auth = Some(universal_auth(sb));
+        })
+        .await;
         let i = v.infisical();
-        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
-            .await
-            .unwrap();
-        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
-            .await
-            .unwrap();
+        read(i, TOKEN_NAME).await.unwrap();
+        read(i, TOKEN_NAME).await.unwrap();
         assert_eq!(sb.state()["infisical"]["logins"], 1);
         sb.infisical_expire_tokens();
-        i.get_secret(P, "prod", "/", "POSTMARK_SERVER_TOKEN", None)
-            .await
-            .unwrap();
+        read(i, TOKEN_NAME).await.unwrap();
         assert_eq!(sb.state()["infisical"]["logins"], 2);
         assert_eq!(
             sb.count_requests("infisical", "POST", "/api/v1/auth/universal-auth/login"),
@@ -861,18 +824,14 @@ mod tests {
 
     #[tokio::test]
     async fn wrong_client_secret_is_unauthorized() {
-        let sb = Sandbox::start(sop()).await.unwrap();
-        let mut c = fast(crate::testkit::config_universal_auth(&sb));
-        c.infisical.auth = Some(InfisicalAuth::UniversalAuth {
-            client_id: sb.credentials().infisical_client_id.clone(),
-            client_secret: Secret::new("wrong-secret-0000", Source::Literal),
-        });
-        let v = Vendors::new(c).unwrap();
-        let e = v
-            .infisical()
-            .get_secret(P, "prod", "/", "X", None)
-            .await
-            .unwrap_err();
+        let (_sb, v) = start_with(sop(), |sb, c| {
+            c.infisical.auth = Some(InfisicalAuth::UniversalAuth {
+                client_id: sb.credentials().infisical_client_id.clone(),
+                client_secret: Secret::new("wrong-secret-0000", Source::Literal),
+            });
+        })
+        .await;
+        let e = read(v.infisical(), "X").await.unwrap_err();
         assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(401)));
         assert_eq!(e.route(), "/api/v1/auth/universal-auth/login");
         assert!(e.help_text().contains("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"));
@@ -917,15 +876,8 @@ mod tests {
 
     #[tokio::test]
     async fn missing_credentials_name_the_variables() {
-        let sb = Sandbox::start(sop()).await.unwrap();
-        let mut c = config(&sb);
-        c.infisical.auth = None;
-        let v = Vendors::new(c).unwrap();
-        let e = v
-            .infisical()
-            .get_secret(P, "prod", "/", "X", None)
-            .await
-            .unwrap_err();
+        let (_sb, v) = start_with(sop(), |_, c| c.infisical.auth = None).await;
+        let e = read(v.infisical(), "X").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.to_string().contains("INFISICAL_TOKEN"));
     }

@@ -126,6 +126,23 @@ impl PostmarkClient {
             .header(TOKEN_HEADER, token)
     }
 
+    /// A send: `body` POSTed as JSON to `path`. Never retried: a retry could send twice.
+    fn send_request(
+        &self,
+        path: &str,
+        token: &Secret,
+        body: &(impl Serialize + ?Sized),
+    ) -> Result<Request, VendorError> {
+        let body = serde_json::to_value(body).map_err(|e| {
+            VendorError::new(VENDOR, "POST", path, ErrorKind::Validation, e.to_string())
+        })?;
+        Ok(self
+            .request(Method::POST, path, token)
+            .header("Content-Type", "application/json")
+            .json(body)
+            .idempotent(false))
+    }
+
     /// `GET /server`: the server this token belongs to (proves the token works).
     pub async fn server(&self, token: &Secret) -> Result<Server, VendorError> {
         let req = self.request(Method::GET, "/server", token);
@@ -138,20 +155,7 @@ impl PostmarkClient {
         token: &Secret,
         email: &Email,
     ) -> Result<SendResult, VendorError> {
-        let body = serde_json::to_value(email).map_err(|e| {
-            VendorError::new(
-                VENDOR,
-                "POST",
-                "/email",
-                ErrorKind::Validation,
-                e.to_string(),
-            )
-        })?;
-        let req = self
-            .request(Method::POST, "/email", token)
-            .header("Content-Type", "application/json")
-            .json(body)
-            .idempotent(false);
+        let req = self.send_request("/email", token, email)?;
         let result: SendResult = self.transport.send_json(req.clone(), parse_error).await?;
         if result.error_code != 0 {
             return Err(req
@@ -168,20 +172,7 @@ impl PostmarkClient {
         token: &Secret,
         emails: &[Email],
     ) -> Result<Vec<SendResult>, VendorError> {
-        let body = serde_json::to_value(emails).map_err(|e| {
-            VendorError::new(
-                VENDOR,
-                "POST",
-                "/email/batch",
-                ErrorKind::Validation,
-                e.to_string(),
-            )
-        })?;
-        let req = self
-            .request(Method::POST, "/email/batch", token)
-            .header("Content-Type", "application/json")
-            .json(body)
-            .idempotent(false);
+        let req = self.send_request("/email/batch", token, emails)?;
         self.transport.send_json(req, parse_error).await
     }
 }

@@ -236,13 +236,17 @@ fn instant_boot(mut s: Scenario) -> Scenario {
     s
 }
 
+/// A rotation begun: the SOP's world with token `old` on apps that restart at once, and a
+/// new token generated at the dashboard but not yet anywhere else.
+async fn mid_rotation(old: &str) -> (Sandbox, Vendors, String) {
+    let (sb, v) = start(instant_boot(Scenario::default().with_postmark_token(old))).await;
+    let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+    (sb, v, new)
+}
+
 #[tokio::test]
 async fn a_proper_rotation_never_fails_a_send() {
-    let (sb, v) = start(instant_boot(
-        Scenario::default().with_postmark_token("rp-old-0002"),
-    ))
-    .await;
-    let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+    let (sb, v, new) = mid_rotation("rp-old-0002").await;
     let secret = Secret::new(new.clone(), Source::Literal);
     let changes = BTreeMap::from([(
         "POSTMARK_SERVER_TOKEN".to_string(),
@@ -295,11 +299,7 @@ async fn deleting_the_old_token_before_propagating_breaks_production() {
 
 #[tokio::test]
 async fn the_token_is_read_at_restart_not_continuously() {
-    let (sb, v) = start(instant_boot(
-        Scenario::default().with_postmark_token("rp-old-0004"),
-    ))
-    .await;
-    let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+    let (sb, v, new) = mid_rotation("rp-old-0004").await;
     // A config edit that (unlike Heroku's) does not restart the app.
     sb.set_config_without_restart("raxx-api-prod", "POSTMARK_SERVER_TOKEN", &new);
     sb.dashboard_delete_token("raxx-prod", "rp-old-0004")

@@ -10,8 +10,19 @@ use std::time::Duration;
 
 /// A sandbox and clients aimed at it.
 pub(crate) async fn start(scenario: Scenario) -> (Sandbox, Vendors) {
+    start_with(scenario, |_, _| {}).await
+}
+
+/// The same, the clients' configuration changed by `adjust` first (a wrong credential, a
+/// shorter timeout).
+pub(crate) async fn start_with(
+    scenario: Scenario,
+    adjust: impl FnOnce(&Sandbox, &mut VendorConfig),
+) -> (Sandbox, Vendors) {
     let sb = Sandbox::start(scenario).await.expect("sandbox starts");
-    let v = Vendors::new(fast(config(&sb))).expect("clients build");
+    let mut config = fast(config(&sb));
+    adjust(&sb, &mut config);
+    let v = Vendors::new(config).expect("clients build");
     (sb, v)
 }
 
@@ -22,11 +33,11 @@ pub(crate) fn config(sb: &Sandbox) -> VendorConfig {
         .expect("the sandbox exports a valid configuration")
 }
 
-/// The same, logging in to Infisical with universal auth instead of a fixed token.
-pub(crate) fn config_universal_auth(sb: &Sandbox) -> VendorConfig {
+/// Logging in to Infisical with the sandbox's universal-auth identity, instead of a fixed
+/// token.
+pub(crate) fn universal_auth(sb: &Sandbox) -> InfisicalAuth {
     let c = sb.credentials();
-    let mut config = config(sb);
-    config.infisical.auth = Some(InfisicalAuth::UniversalAuth {
+    InfisicalAuth::UniversalAuth {
         client_id: c.infisical_client_id.clone(),
         client_secret: Secret::new(
             c.infisical_client_secret.clone(),
@@ -34,8 +45,7 @@ pub(crate) fn config_universal_auth(sb: &Sandbox) -> VendorConfig {
                 name: "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET".into(),
             },
         ),
-    });
-    config
+    }
 }
 
 pub(crate) fn fast(mut c: VendorConfig) -> VendorConfig {

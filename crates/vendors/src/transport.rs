@@ -441,6 +441,24 @@ impl Transport {
         }
     }
 
+    /// Like `send_checked`, but an answer of `status` is one the caller expects (a resource
+    /// that may be absent, a list the key may not read): `None`, not an error.
+    pub(crate) async fn send_unless(
+        &self,
+        req: Request,
+        parse: ErrorParser,
+        status: u16,
+    ) -> Result<Option<RawResponse>, VendorError> {
+        let resp = self.send(req.clone()).await?;
+        if resp.status == status {
+            Ok(None)
+        } else if resp.is_success() {
+            Ok(Some(resp))
+        } else {
+            Err(status_error(&req, &resp, parse))
+        }
+    }
+
     /// Sends a request and decodes a 2xx JSON body into `T`.
     pub async fn send_json<T: DeserializeOwned>(
         &self,
@@ -545,6 +563,25 @@ impl Transport {
         }
         lost(req.error(ErrorKind::Connection, error_chain(e)))
     }
+}
+
+/// The vendor's API base URL with `segments` appended, each percent-encoded. A base that
+/// cannot take a path is a configuration error naming `variable`, the setting it came
+/// from, with `hint` saying what it should be.
+pub(crate) fn endpoint(
+    vendor: &'static str,
+    base: &str,
+    variable: &str,
+    hint: &str,
+    segments: &[&str],
+) -> Result<Url, VendorError> {
+    let mut url = Url::parse(base)
+        .map_err(|e| VendorError::config(vendor, format!("{variable} is not a URL: {e}"), hint))?;
+    url.path_segments_mut()
+        .map_err(|_| VendorError::config(vendor, format!("{variable} cannot be a base URL"), hint))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
 }
 
 /// Turns a non-2xx response into an error, with the vendor's own code and message.
@@ -773,53 +810,51 @@ mod tests {
 #[cfg(test)]
 mod sandbox_tests {
     use super::*;
-    use crate::testkit::{config, fast, start};
+    use crate::testkit::{start, start_with};
     use crate::Vendors;
-    use runbook_sandbox::{FaultRule, Scenario};
+    use runbook_sandbox::{FaultRule, Sandbox, Scenario};
     use runbook_secret::{Secret, Source};
     use std::time::Instant;
 
-    fn pm(v: &str) -> Secret {
-        Secret::new(v, Source::Literal)
+    /// A sandbox whose Postmark server holds `token`, with fault `rule`; clients; the token.
+    async fn postmark_with(token: &str, rule: &str) -> (Sandbox, Vendors, Secret) {
+        let (sb, v) = start(Scenario::default().with_postmark_token(token)).await;
+        sb.add_fault(FaultRule::parse(rule).unwrap());
+        (sb, v, Secret::new(token, Source::Literal))
     }
 
     #[tokio::test]
     async fn retries_503_then_succeeds() {
-        let (sb, v) = start(Scenario::default().with_postmark_token("tr-503-0001")).await;
-        sb.add_fault(FaultRule::parse("postmark:GET:/server=503:times=2:retry_after=0").unwrap());
-        v.postmark().server(&pm("tr-503-0001")).await.unwrap();
+        let rule = "postmark:GET:/server=503:times=2:retry_after=0";
+        let (sb, v, token) = postmark_with("tr-503-0001", rule).await;
+        v.postmark().server(&token).await.unwrap();
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 3);
     }
 
     #[tokio::test]
     async fn honours_retry_after_on_429() {
-        let (sb, v) = start(Scenario::default().with_postmark_token("tr-429-0002")).await;
-        sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=1").unwrap());
+        let rule = "postmark:GET:/server=429:once:retry_after=1";
+        let (sb, v, token) = postmark_with("tr-429-0002", rule).await;
         let t = Instant::now();
-        v.postmark().server(&pm("tr-429-0002")).await.unwrap();
+        v.postmark().server(&token).await.unwrap();
         assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 2);
     }
 
     #[tokio::test]
     async fn retry_after_is_capped() {
-        let sb =
-            runbook_sandbox::Sandbox::start(Scenario::default().with_postmark_token("tr-cap-0003"))
-                .await
-                .unwrap();
-        let v = Vendors::new(fast(config(&sb))).unwrap();
         // Asked to wait longer than a run should: the refusal comes back at once, saying so.
-        sb.add_fault(FaultRule::parse("postmark:GET:/server=429:once:retry_after=3600").unwrap());
-        let e = v.postmark().server(&pm("tr-cap-0003")).await.unwrap_err();
+        let rule = "postmark:GET:/server=429:once:retry_after=3600";
+        let (sb, v, token) = postmark_with("tr-cap-0003", rule).await;
+        let e = v.postmark().server(&token).await.unwrap_err();
         assert_eq!((e.kind(), e.attempts()), (ErrorKind::RateLimited, 1));
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
     }
 
     #[tokio::test]
     async fn gives_up_after_max_attempts() {
-        let (sb, v) = start(Scenario::default().with_postmark_token("tr-500-0004")).await;
-        sb.add_fault(FaultRule::parse("postmark:GET:/server=500").unwrap());
-        let e = v.postmark().server(&pm("tr-500-0004")).await.unwrap_err();
+        let (sb, v, token) = postmark_with("tr-500-0004", "postmark:GET:/server=500").await;
+        let e = v.postmark().server(&token).await.unwrap_err();
         assert_eq!(
             (e.kind(), e.status(), e.attempts()),
             (ErrorKind::Server, Some(500), 4)
@@ -831,12 +866,10 @@ mod sandbox_tests {
 
     #[tokio::test]
     async fn a_stalled_vendor_times_out() {
-        let sb = runbook_sandbox::Sandbox::start(Scenario::default())
-            .await
-            .unwrap();
-        let mut c = fast(config(&sb));
-        c.transport.timeout = Duration::from_millis(300);
-        let v = Vendors::new(c).unwrap();
+        let (sb, v) = start_with(Scenario::default(), |_, c| {
+            c.transport.timeout = Duration::from_millis(300);
+        })
+        .await;
         sb.add_fault(FaultRule::parse("heroku:GET:/apps/*/config-vars=stall").unwrap());
         let e = v.heroku().config_vars("raxx-api-prod").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);

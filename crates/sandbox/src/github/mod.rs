@@ -5,7 +5,7 @@ mod state;
 
 use crate::scenario::Scenario;
 use crate::shared::Shared;
-use crate::simulator::Simulator;
+use crate::simulator::{state_entry, Simulator};
 use crate::world::World;
 use crate::SandboxError;
 use axum::response::Response;
@@ -22,10 +22,7 @@ impl Simulator for Github {
     }
 
     fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError> {
-        let tokens_of = |server: &str| world.server_tokens(server);
-        let state = GithubState::from_scenario(&scenario.github, &tokens_of)?;
-        world.insert(state);
-        Ok(())
+        world.insert_built(|tokens_of| GithubState::from_scenario(&scenario.github, tokens_of))
     }
 
     fn router(&self, shared: Arc<Shared>) -> Router {
@@ -52,10 +49,7 @@ impl Simulator for Github {
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {
-        world
-            .get::<GithubState>()
-            .map(|s| vec![("github", s.to_json())])
-            .unwrap_or_default()
+        state_entry(world, "github", GithubState::to_json)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The GitHub Actions secrets routes: public key, sealed-box PUT decrypted here, list, delete.
 
-use super::state::GithubState;
-use crate::http::header;
+use super::state::{GithubState, Repo};
+use crate::http::{header, json_answer};
 use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -20,12 +20,28 @@ const KEY_ID: &str = "568250167242549743";
 
 /// `{message, documentation_url, status}`.
 fn error_body(status: u16, message: &str) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        code,
-        Json(json!({"message": message, "documentation_url": DOCS, "status": status.to_string()})),
+    json_answer(
+        status,
+        json!({"message": message, "documentation_url": DOCS, "status": status.to_string()}),
     )
-        .into_response()
+}
+
+/// GitHub's 404, for a repository, a secret or a route it does not have.
+fn not_found() -> Response {
+    error_body(404, "Not Found")
+}
+
+/// The answer `f` gives from repository `owner/repo`, or GitHub's 404.
+fn with_repo(
+    s: &Shared,
+    owner: &str,
+    repo: &str,
+    f: impl FnOnce(&mut Repo) -> Response,
+) -> Response {
+    s.respond(|g: &mut GithubState| match g.repo_mut(owner, repo) {
+        Some(r) => f(r),
+        None => not_found(),
+    })
 }
 
 pub(super) fn error_for_status(status: u16) -> Response {
@@ -54,7 +70,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             get(get_secret).put(put_secret).delete(delete_secret),
         )
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth))
-        .fallback(|| async { error_body(404, "Not Found") })
+        .fallback(|| async { not_found() })
         .with_state(shared)
 }
 
@@ -79,7 +95,7 @@ async fn public_key(
         let key = base64::engine::general_purpose::STANDARD.encode(g.key.public_key().as_bytes());
         match g.repo_mut(&owner, &repo) {
             Some(_) => Json(json!({"key_id": KEY_ID, "key": key})).into_response(),
-            None => error_body(404, "Not Found"),
+            None => not_found(),
         }
     })
 }
@@ -88,16 +104,15 @@ async fn list(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
 ) -> Response {
-    s.respond(|g: &mut GithubState| match g.repo_mut(&owner, &repo) {
-        Some(r) => {
-            let secrets: Vec<Value> = r
-                .secrets
-                .iter()
-                .map(|(k, v)| json!({"name": k, "created_at": v.created_at, "updated_at": v.updated_at}))
-                .collect();
-            Json(json!({"total_count": secrets.len(), "secrets": secrets})).into_response()
-        }
-        None => error_body(404, "Not Found"),
+    with_repo(&s, &owner, &repo, |r| {
+        let secrets: Vec<Value> = r
+            .secrets
+            .iter()
+            .map(
+                |(k, v)| json!({"name": k, "created_at": v.created_at, "updated_at": v.updated_at}),
+            )
+            .collect();
+        Json(json!({"total_count": secrets.len(), "secrets": secrets})).into_response()
     })
 }
 
@@ -152,15 +167,12 @@ async fn get_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
-    s.respond(|g: &mut GithubState| {
-        let Some(r) = g.repo_mut(&owner, &repo) else {
-            return error_body(404, "Not Found");
-        };
+    with_repo(&s, &owner, &repo, |r| {
         match r.secrets.get(&name.to_uppercase()) {
-            Some(v) => Json(json!({"name": name.to_uppercase(), "created_at": v.created_at, "updated_at": v.updated_at}))
-                .into_response(),
-            None => error_body(404, "Not Found"),
-        }
+        Some(v) => Json(json!({"name": name.to_uppercase(), "created_at": v.created_at, "updated_at": v.updated_at}))
+            .into_response(),
+        None => not_found(),
+    }
     })
 }
 
@@ -219,10 +231,7 @@ async fn put_secret(
     let Ok(value) = String::from_utf8(plain) else {
         return error_body(422, "Bad request: the decrypted secret is not UTF-8.");
     };
-    s.respond(|g: &mut GithubState| {
-        let Some(r) = g.repo_mut(&owner, &repo) else {
-            return error_body(404, "Not Found");
-        };
+    with_repo(&s, &owner, &repo, |r| {
         if r.put_secret(&name, value) {
             (StatusCode::CREATED, Json(json!({}))).into_response()
         } else {
@@ -235,13 +244,10 @@ async fn delete_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
-    s.respond(|g: &mut GithubState| {
-        let Some(r) = g.repo_mut(&owner, &repo) else {
-            return error_body(404, "Not Found");
-        };
+    with_repo(&s, &owner, &repo, |r| {
         match r.secrets.remove(&name.to_uppercase()) {
             Some(_) => StatusCode::NO_CONTENT.into_response(),
-            None => error_body(404, "Not Found"),
+            None => not_found(),
         }
     })
 }
@@ -314,27 +320,42 @@ pub(super) async fn rate_limit(
 
 #[cfg(test)]
 mod tests {
-    use crate::testkit::{keys, raw};
+    use crate::testkit::{answer, expect, keys, raw, sent};
     use crate::{Sandbox, Scenario};
+    use reqwest::{Method, RequestBuilder};
     use serde_json::{json, Value};
+
+    /// A request with the sandbox's token; `path` follows the API's base URL.
+    fn call(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
+        raw()
+            .request(method, format!("{}{path}", sb.github_url()))
+            .bearer_auth(&sb.credentials().github_token)
+    }
+
+    /// The secrets route of `raxx/raptor`, with `tail` after it.
+    fn secrets(sb: &Sandbox, method: Method, tail: &str) -> RequestBuilder {
+        call(
+            sb,
+            method,
+            &format!("/repos/raxx/raptor/actions/secrets{tail}"),
+        )
+    }
 
     #[tokio::test]
     async fn a_spent_rate_limit_is_githubs_403_with_its_headers() {
         let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
         scenario.github.rate_limit = 2;
         let sb = Sandbox::start(scenario).await.unwrap();
-        let url = format!("{}/repos/raxx/raptor/actions/secrets", sb.github_url());
-        let tok = sb.credentials().github_token.clone();
         let header = |r: &reqwest::Response, n: &str| -> u64 {
             r.headers()[n].to_str().unwrap().parse().unwrap()
         };
         for left in [1, 0] {
-            let r = raw().get(&url).bearer_auth(&tok).send().await.unwrap();
+            let r = sent(secrets(&sb, Method::GET, "")).await;
             assert_eq!(r.status(), 200);
             assert_eq!(header(&r, "x-ratelimit-remaining"), left);
             assert_eq!(header(&r, "x-ratelimit-limit"), 2);
         }
-        let r = raw().get(&url).bearer_auth(&tok).send().await.unwrap();
+        let r = sent(secrets(&sb, Method::GET, "")).await;
         assert_eq!(r.status(), 403);
         assert_eq!(header(&r, "x-ratelimit-remaining"), 0);
         let now = std::time::SystemTime::now()
@@ -354,47 +375,23 @@ mod tests {
         let sb = Sandbox::start(Scenario::default().with_github_repo("raxx/raptor"))
             .await
             .unwrap();
-        let base = format!("{}/repos/raxx/raptor/actions/secrets", sb.github_url());
-        let tok = sb.credentials().github_token.clone();
-        let key: Value = raw()
-            .get(format!("{base}/public-key"))
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, key) = answer(secrets(&sb, Method::GET, "/public-key")).await;
         assert_eq!(keys(&key), vec!["key", "key_id"]);
-        let resp = raw()
-            .put(format!("{base}/X"))
-            .bearer_auth(&tok)
-            .json(&json!({"encrypted_value": "AAAA"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 422);
-        let body: Value = resp.json().await.unwrap();
+        let put = secrets(&sb, Method::PUT, "/X").json(&json!({"encrypted_value": "AAAA"}));
+        let body = expect(422, put).await;
         assert_eq!(
             body["message"],
             "Invalid request.\n\n\"key_id\" wasn't supplied."
         );
         assert!(body["documentation_url"].is_string());
-        let resp = raw().get(&base).bearer_auth("bad").send().await.unwrap();
-        assert_eq!(resp.status(), 401);
-        assert_eq!(
-            resp.json::<Value>().await.unwrap()["message"],
-            "Bad credentials"
-        );
-        let list: Value = raw()
-            .get(&base)
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let bad_token = raw()
+            .get(format!(
+                "{}/repos/raxx/raptor/actions/secrets",
+                sb.github_url()
+            ))
+            .bearer_auth("bad");
+        assert_eq!(expect(401, bad_token).await["message"], "Bad credentials");
+        let (_, list) = answer(secrets(&sb, Method::GET, "")).await;
         assert_eq!(
             (
                 list["total_count"].as_u64(),
@@ -412,25 +409,11 @@ mod tests {
             window_secs: 30,
         });
         let sb = Sandbox::start(scenario).await.unwrap();
-        let tok = sb.credentials().github_token.clone();
-        let url = format!("{}/repos/raxx/raptor/actions/secrets/X", sb.github_url());
         // Not a valid sealed value: the answer is 422, but the write was counted.
         let body = json!({"encrypted_value": "AAAA", "key_id": "nope"});
-        let first = raw()
-            .put(&url)
-            .bearer_auth(&tok)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let first = sent(secrets(&sb, Method::PUT, "/X").json(&body)).await;
         assert_ne!(first.status(), 403);
-        let second = raw()
-            .put(&url)
-            .bearer_auth(&tok)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let second = sent(secrets(&sb, Method::PUT, "/X").json(&body)).await;
         assert_eq!(second.status(), 403);
         let wait: u64 = second.headers()["retry-after"]
             .to_str()
@@ -443,17 +426,7 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("secondary rate limit"));
-        let list = format!("{}/repos/raxx/raptor/actions/secrets", sb.github_url());
-        assert_eq!(
-            raw()
-                .get(&list)
-                .bearer_auth(&tok)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(sent(secrets(&sb, Method::GET, "")).await.status(), 200);
     }
 
     #[tokio::test]
@@ -466,18 +439,13 @@ mod tests {
         .await
         .unwrap();
         let tok = sb.credentials().github_token.clone();
-        let first = raw()
-            .get(format!("{}/user/repos?per_page=1", sb.github_url()))
-            .bearer_auth(&tok)
-            .send()
-            .await
-            .unwrap();
+        let first = sent(call(&sb, Method::GET, "/user/repos?per_page=1")).await;
         let link = first.headers()["link"].to_str().unwrap().to_string();
         assert!(link.ends_with("page=2>; rel=\"next\""), "{link}");
         let page: Value = first.json().await.unwrap();
         assert_eq!(page[0]["full_name"], "raxx/raptor");
         let url = link.trim_start_matches('<').split('>').next().unwrap();
-        let second = raw().get(url).bearer_auth(&tok).send().await.unwrap();
+        let second = sent(raw().get(url).bearer_auth(&tok)).await;
         assert!(second.headers().get("link").is_none());
         let page: Value = second.json().await.unwrap();
         assert_eq!(page[0]["full_name"], "raxx/docs");

@@ -7,7 +7,7 @@ mod state;
 
 use crate::scenario::Scenario;
 use crate::shared::Shared;
-use crate::simulator::Simulator;
+use crate::simulator::{state_entry, Simulator};
 use crate::world::World;
 use crate::SandboxError;
 use axum::response::Response;
@@ -24,9 +24,7 @@ impl Simulator for Heroku {
     }
 
     fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError> {
-        let tokens_of = |server: &str| world.server_tokens(server);
-        let state = HerokuState::from_scenario(&scenario.heroku, &tokens_of)?;
-        world.insert(state);
+        world.insert_built(|tokens_of| HerokuState::from_scenario(&scenario.heroku, tokens_of))?;
         world.provide_platform::<HerokuState>();
         Ok(())
     }
@@ -61,10 +59,7 @@ impl Simulator for Heroku {
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {
-        world
-            .get::<HerokuState>()
-            .map(|s| vec![("heroku", s.to_json())])
-            .unwrap_or_default()
+        state_entry(world, "heroku", HerokuState::to_json)
     }
 }
 

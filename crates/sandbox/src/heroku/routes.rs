@@ -1,12 +1,13 @@
 //! The Heroku Platform API's routes: apps, config vars, releases, dynos, log sessions, and
 //! the logplex stream a session's `logplex_url` points at.
 
-use super::state::{find_release, restart, HRelease, HerokuState, LogSession};
+use super::state::{find_release, restart, HApp, HRelease, HerokuState, LogSession};
 use super::Heroku;
-use crate::http::header;
+use crate::http::{header, json_answer, json_or_empty};
 use crate::shared::Shared;
 use crate::simulator::Simulator;
 use crate::ts;
+use crate::world::World;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -20,8 +21,7 @@ use std::sync::Arc;
 
 /// `{id, message}` with `status`.
 fn error_body(status: u16, id: &str, message: &str) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, Json(json!({"id": id, "message": message}))).into_response()
+    json_answer(status, json!({"id": id, "message": message}))
 }
 
 pub(super) fn error_for_status(status: u16) -> Response {
@@ -53,6 +53,54 @@ fn app_not_found() -> Response {
         Json(json!({"id": "not_found", "message": "Couldn't find that app.", "resource": "app"})),
     )
         .into_response()
+}
+
+/// A `Range` header Heroku cannot serve.
+fn range_not_satisfiable() -> Response {
+    error_body(
+        416,
+        "requested_range_not_satisfiable",
+        "Requested Range Not Satisfiable",
+    )
+}
+
+/// The answer `f` gives from app `app` (a name or an id), or Heroku's 404 for the app.
+fn with_app(s: &Shared, app: &str, f: impl FnOnce(&HerokuState, &HApp) -> Response) -> Response {
+    s.respond(|h: &mut HerokuState| match h.app(app) {
+        Some(a) => f(h, a),
+        None => app_not_found(),
+    })
+}
+
+/// The same with the app's release `rel` (a version or an id), or Heroku's 404 for either.
+fn with_release(
+    s: &Shared,
+    app: &str,
+    rel: &str,
+    f: impl FnOnce(&HerokuState, &HApp, &HRelease) -> Response,
+) -> Response {
+    with_app(s, app, |h, a| match find_release(a, rel) {
+        Some(r) => f(h, a, r),
+        None => error_body(404, "not_found", "Couldn't find that release."),
+    })
+}
+
+/// A list, whole (200) or a page of it (206 with `Next-Range: next` to the rest).
+fn ranged(body: Vec<Value>, next: Option<String>) -> Response {
+    let mut resp = Json(body).into_response();
+    if let Some(next) = next {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&next) {
+            resp.headers_mut().insert("next-range", v);
+        }
+    }
+    resp
+}
+
+/// Restarts `app` and answers as Heroku does: 202 with an empty object.
+fn restarted(w: &mut World, app: &str) -> Response {
+    restart(w, app);
+    (StatusCode::ACCEPTED, Json(json!({}))).into_response()
 }
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
@@ -202,27 +250,17 @@ fn app_json(h: &HerokuState, a: &super::state::HApp) -> Value {
 }
 
 async fn app_info(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
-    s.respond(|h: &mut HerokuState| match h.app(&app) {
-        Some(a) => Json(app_json(h, a)).into_response(),
-        None => app_not_found(),
-    })
+    with_app(&s, &app, |h, a| Json(app_json(h, a)).into_response())
 }
 
 /// `GET /apps`: the apps the key can see, by name, in pages (`Range: name [start]..;
 /// max=N`, 200 by default; 206 with `Next-Range` while more remain).
 async fn list_apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let bad = || {
-        error_body(
-            416,
-            "requested_range_not_satisfiable",
-            "Requested Range Not Satisfiable",
-        )
-    };
     let (mut after, mut from, mut max) = (None::<String>, None::<String>, 200usize);
     if let Some(range) = header(&headers, "range") {
         let (spec, opts) = range.split_once(';').unwrap_or((range, ""));
         let Some(bounds) = spec.trim().strip_prefix("name") else {
-            return bad();
+            return range_not_satisfiable();
         };
         let start = bounds
             .trim()
@@ -238,11 +276,11 @@ async fn list_apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response
             match o.trim().split_once('=') {
                 Some(("max", n)) => match n.trim().parse::<usize>() {
                     Ok(n) => max = n.clamp(1, 1000),
-                    Err(_) => return bad(),
+                    Err(_) => return range_not_satisfiable(),
                 },
                 Some(("order", _)) => {}
                 None if o.trim().is_empty() => {}
-                _ => return bad(),
+                _ => return range_not_satisfiable(),
             }
         }
     }
@@ -258,24 +296,16 @@ async fn list_apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response
             .iter()
             .filter_map(|n| h.app(n).map(|a| app_json(h, a)))
             .collect();
-        let mut resp = Json(body).into_response();
-        if truncated {
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            if let Some(last) = names.last() {
-                if let Ok(v) = HeaderValue::from_str(&format!("name ]{last}..; max={max}")) {
-                    resp.headers_mut().insert("next-range", v);
-                }
-            }
-        }
-        resp
+        let next = names
+            .last()
+            .filter(|_| truncated)
+            .map(|last| format!("name ]{last}..; max={max}"));
+        ranged(body, next)
     })
 }
 
 async fn get_config(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
-    s.respond(|h: &mut HerokuState| match h.app(&app) {
-        Some(a) => Json(json!(a.config)).into_response(),
-        None => app_not_found(),
-    })
+    with_app(&s, &app, |_, a| Json(json!(a.config)).into_response())
 }
 
 fn valid_key(k: &str) -> bool {
@@ -342,19 +372,12 @@ fn parse_range(h: Option<&str>) -> Result<Range, Response> {
         desc: false,
     };
     let Some(h) = h else { return Ok(r) };
-    let bad = || {
-        error_body(
-            416,
-            "requested_range_not_satisfiable",
-            "Requested Range Not Satisfiable",
-        )
-    };
     let (spec, opts) = h.split_once(';').unwrap_or((h, ""));
     let spec = spec.trim();
     let bounds = spec
         .strip_prefix("version")
         .or_else(|| spec.strip_prefix("id"))
-        .ok_or_else(bad)?
+        .ok_or_else(range_not_satisfiable)?
         .trim();
     let (start, _end) = bounds.split_once("..").unwrap_or((bounds, ""));
     let start = start.trim();
@@ -363,16 +386,23 @@ fn parse_range(h: Option<&str>) -> Result<Range, Response> {
             Some(n) => (true, n),
             None => (false, start),
         };
-        r.start = Some((n.trim().parse().map_err(|_| bad())?, exclusive));
+        r.start = Some((
+            n.trim().parse().map_err(|_| range_not_satisfiable())?,
+            exclusive,
+        ));
     }
     for o in opts.split(',') {
         match o.trim().split_once('=') {
             Some(("max", n)) => {
-                r.max = n.trim().parse::<usize>().map_err(|_| bad())?.clamp(1, 1000)
+                r.max = n
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| range_not_satisfiable())?
+                    .clamp(1, 1000)
             }
             Some(("order", o)) => r.desc = o.trim() == "desc",
             None if o.trim().is_empty() => {}
-            _ => return Err(bad()),
+            _ => return Err(range_not_satisfiable()),
         }
     }
     Ok(r)
@@ -387,10 +417,7 @@ async fn list_releases(
         Ok(r) => r,
         Err(e) => return e,
     };
-    s.respond(|h: &mut HerokuState| {
-        let Some(a) = h.app(&app) else {
-            return app_not_found();
-        };
+    with_app(&s, &app, |h, a| {
         let mut list: Vec<&HRelease> = a.releases.iter().collect();
         if range.desc {
             list.reverse();
@@ -406,21 +433,14 @@ async fn list_releases(
         let truncated = list.len() > range.max;
         list.truncate(range.max);
         let body: Vec<Value> = list.iter().map(|r| h.release_json(a, r)).collect();
-        let mut resp = Json(body).into_response();
-        if truncated {
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            if let Some(last) = list.last() {
-                let order = if range.desc { "desc" } else { "asc" };
-                let next = format!(
-                    "version ]{}..; max={}, order={order}",
-                    last.version, range.max
-                );
-                if let Ok(v) = HeaderValue::from_str(&next) {
-                    resp.headers_mut().insert("next-range", v);
-                }
-            }
-        }
-        resp
+        let order = if range.desc { "desc" } else { "asc" };
+        let next = list.last().filter(|_| truncated).map(|last| {
+            format!(
+                "version ]{}..; max={}, order={order}",
+                last.version, range.max
+            )
+        });
+        ranged(body, next)
     })
 }
 
@@ -428,14 +448,8 @@ async fn release_info(
     State(s): State<Arc<Shared>>,
     Path((app, rel)): Path<(String, String)>,
 ) -> Response {
-    s.respond(|h: &mut HerokuState| {
-        let Some(a) = h.app(&app) else {
-            return app_not_found();
-        };
-        match find_release(a, &rel) {
-            Some(r) => Json(h.release_json(a, r)).into_response(),
-            None => error_body(404, "not_found", "Couldn't find that release."),
-        }
+    with_release(&s, &app, &rel, |h, a, r| {
+        Json(h.release_json(a, r)).into_response()
     })
 }
 
@@ -443,14 +457,8 @@ async fn release_config(
     State(s): State<Arc<Shared>>,
     Path((app, rel)): Path<(String, String)>,
 ) -> Response {
-    s.respond(|h: &mut HerokuState| {
-        let Some(a) = h.app(&app) else {
-            return app_not_found();
-        };
-        match find_release(a, &rel) {
-            Some(r) => Json(json!(r.config)).into_response(),
-            None => error_body(404, "not_found", "Couldn't find that release."),
-        }
+    with_release(&s, &app, &rel, |_, _, r| {
+        Json(json!(r.config)).into_response()
     })
 }
 
@@ -459,8 +467,7 @@ async fn restart_all(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> R
         if w.get::<HerokuState>().and_then(|h| h.app(&app)).is_none() {
             return app_not_found();
         }
-        restart(w, &app);
-        (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+        restarted(w, &app)
     })
 }
 
@@ -476,8 +483,7 @@ async fn restart_one(
             return error_body(404, "not_found", "Couldn't find that dyno.");
         }
         // An app runs one process: restarting its dyno restarts the app.
-        restart(w, &app);
-        (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+        restarted(w, &app)
     })
 }
 
@@ -518,13 +524,9 @@ async fn create_log_session(
     Path(app): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
-        }
+    let body = match json_or_empty(&body) {
+        Ok(v) => v,
+        Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
     };
     if let Some(problem) = invalid_log_session(&body) {
         return error_body(422, "invalid_params", &problem);
@@ -617,8 +619,9 @@ async fn read_log_session(
 
 #[cfg(test)]
 mod tests {
-    use crate::testkit::{heroku_check, heroku_link_check, raw};
+    use crate::testkit::{expect, heroku_check, heroku_link_check, raw, sent};
     use crate::{Sandbox, Scenario};
+    use reqwest::Method;
     use serde_json::{json, Value};
 
     const ACCEPT: &str = "application/vnd.heroku+json; version=3";
@@ -627,39 +630,41 @@ mod tests {
         Sandbox::start(Scenario::default()).await.unwrap()
     }
 
-    fn req(sb: &Sandbox, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn req(sb: &Sandbox, m: Method, path: &str) -> reqwest::RequestBuilder {
         raw()
             .request(m, format!("{}{path}", sb.heroku_url()))
             .header("Accept", ACCEPT)
             .bearer_auth(&sb.credentials().heroku_api_key)
     }
 
+    /// The same on app `raxx-api-prod`: `suffix` follows its path.
+    fn on_prod(sb: &Sandbox, m: Method, suffix: &str) -> reqwest::RequestBuilder {
+        req(sb, m, &format!("/apps/raxx-api-prod{suffix}"))
+    }
+
+    /// A GET of `raxx-api-prod/config-vars` without the Accept header Heroku wants.
+    fn config_vars_without_accept(sb: &Sandbox) -> reqwest::RequestBuilder {
+        raw().get(format!(
+            "{}/apps/raxx-api-prod/config-vars",
+            sb.heroku_url()
+        ))
+    }
+
     #[tokio::test]
     async fn config_vars_match_the_schema() {
         let sb = sb().await;
-        let body: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = expect(200, on_prod(&sb, Method::GET, "/config-vars")).await;
         heroku_check(
             "/definitions/config-var/definitions/config_vars",
             &body,
             false,
         );
-        let resp = req(
-            &sb,
-            reqwest::Method::PATCH,
-            "/apps/raxx-api-prod/config-vars",
+        let change = json!({"FOO": "bar", "RAPTOR_ENV": null});
+        let body = expect(
+            200,
+            on_prod(&sb, Method::PATCH, "/config-vars").json(&change),
         )
-        .json(&json!({"FOO": "bar", "RAPTOR_ENV": null}))
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
+        .await;
         heroku_link_check("config-var", "PATCH", "/config-vars", &body);
         assert_eq!(body["FOO"], "bar");
         assert!(body.get("RAPTOR_ENV").is_none());
@@ -669,49 +674,24 @@ mod tests {
     #[tokio::test]
     async fn restart_release_and_log_session_match_the_schema() {
         let sb = sb().await;
-        let resp = req(&sb, reqwest::Method::DELETE, "/apps/raxx-api-prod/dynos")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-        heroku_link_check("dyno", "DELETE", "/dynos", &resp.json().await.unwrap());
+        let body = expect(202, on_prod(&sb, Method::DELETE, "/dynos")).await;
+        heroku_link_check("dyno", "DELETE", "/dynos", &body);
 
-        let list: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = expect(200, on_prod(&sb, Method::GET, "/releases")).await;
         heroku_check("/definitions/release", &list[0], true);
-        let one: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases/1")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let one = expect(200, on_prod(&sb, Method::GET, "/releases/1")).await;
         heroku_check("/definitions/release", &one, true);
 
         for body in [
             json!({"dyno": "web.1", "lines": 10, "source": "app"}),
             json!({"dyno_name": "web.1", "tail": false}),
         ] {
-            let resp = req(
-                &sb,
-                reqwest::Method::POST,
-                "/apps/raxx-api-prod/log-sessions",
-            )
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-            assert_eq!(resp.status(), 201);
-            let session: Value = resp.json().await.unwrap();
+            let session =
+                expect(201, on_prod(&sb, Method::POST, "/log-sessions").json(&body)).await;
             heroku_check("/definitions/log-session", &session, true);
             let url = session["logplex_url"].as_str().unwrap();
             assert!(url.starts_with(sb.heroku_url()) && url.contains("?srv="));
-            let resp = raw().get(url).send().await.unwrap();
+            let resp = sent(raw().get(url)).await;
             assert!(resp.headers()["content-type"]
                 .to_str()
                 .unwrap()
@@ -722,30 +702,16 @@ mod tests {
     #[tokio::test]
     async fn setting_a_var_to_its_value_still_releases_and_bad_log_session_params_are_422() {
         let sb = sb().await;
-        let count = |list: Value| list.as_array().unwrap().len();
-        let get_releases = || req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases").send();
-        let before = count(get_releases().await.unwrap().json().await.unwrap());
-        let config: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let releases = || async {
+            let list = expect(200, on_prod(&sb, Method::GET, "/releases")).await;
+            list.as_array().unwrap().len()
+        };
+        let before = releases().await;
+        let config = expect(200, on_prod(&sb, Method::GET, "/config-vars")).await;
         let same = json!({"RAPTOR_ENV": config["RAPTOR_ENV"].clone()});
-        let resp = req(
-            &sb,
-            reqwest::Method::PATCH,
-            "/apps/raxx-api-prod/config-vars",
-        )
-        .json(&same)
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(resp.status(), 200);
-        let after = count(get_releases().await.unwrap().json().await.unwrap());
+        expect(200, on_prod(&sb, Method::PATCH, "/config-vars").json(&same)).await;
         assert_eq!(
-            after,
+            releases().await,
             before + 1,
             "an unchanged value still makes a release"
         );
@@ -755,17 +721,7 @@ mod tests {
             json!({"source": "router"}),
             json!({"tail": 1}),
         ] {
-            let resp = req(
-                &sb,
-                reqwest::Method::POST,
-                "/apps/raxx-api-prod/log-sessions",
-            )
-            .json(&bad)
-            .send()
-            .await
-            .unwrap();
-            assert_eq!(resp.status(), 422, "{bad}");
-            let body: Value = resp.json().await.unwrap();
+            let body = expect(422, on_prod(&sb, Method::POST, "/log-sessions").json(&bad)).await;
             assert_eq!(body["id"], "invalid_params", "{bad}");
         }
     }
@@ -787,26 +743,14 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        let r = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod")
-            .send()
-            .await
-            .unwrap();
+        let r = sent(on_prod(&sb, Method::GET, "")).await;
         assert_eq!((r.status().as_u16(), remaining(&r)), (200, "2".into()));
         // A fault's answer takes a token and says so too.
-        let r = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
-            .send()
-            .await
-            .unwrap();
+        let r = sent(on_prod(&sb, Method::GET, "/releases")).await;
         assert_eq!((r.status().as_u16(), remaining(&r)), (500, "1".into()));
-        let r = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod")
-            .send()
-            .await
-            .unwrap();
+        let r = sent(on_prod(&sb, Method::GET, "")).await;
         assert_eq!((r.status().as_u16(), remaining(&r)), (200, "0".into()));
-        let r = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod")
-            .send()
-            .await
-            .unwrap();
+        let r = sent(on_prod(&sb, Method::GET, "")).await;
         assert_eq!((r.status().as_u16(), remaining(&r)), (429, "0".into()));
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["id"], "rate_limit");
@@ -820,21 +764,11 @@ mod tests {
         }
         let sb = Sandbox::start(scenario).await.unwrap();
         let dyno_state = || async {
-            let d: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/dynos")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let d = expect(200, on_prod(&sb, Method::GET, "/dynos")).await;
             d[0]["state"].as_str().unwrap().to_string()
         };
         assert_eq!(dyno_state().await, "up");
-        let r = req(&sb, reqwest::Method::DELETE, "/apps/raxx-api-prod/dynos")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
+        expect(202, on_prod(&sb, Method::DELETE, "/dynos")).await;
         // The 202 is not the end of the boot.
         assert_eq!(dyno_state().await, "starting");
         let raptor = raw()
@@ -842,94 +776,57 @@ mod tests {
                 "{}/raxx-api-prod/api/notifications/test-email",
                 sb.urls().get("raptor").unwrap()
             ))
-            .json(&json!({"to": "a@sandbox.invalid"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(raptor.status(), 503);
+            .json(&json!({"to": "a@sandbox.invalid"}));
+        assert_eq!(sent(raptor).await.status(), 503);
     }
 
     #[tokio::test]
     async fn accept_auth_and_unknown_apps_are_checked() {
         let sb = sb().await;
-        let resp = raw()
-            .get(format!(
-                "{}/apps/raxx-api-prod/config-vars",
-                sb.heroku_url()
-            ))
-            .bearer_auth(&sb.credentials().heroku_api_key)
-            .send()
-            .await
-            .unwrap();
+        let key = &sb.credentials().heroku_api_key;
+        let resp = sent(config_vars_without_accept(&sb).bearer_auth(key)).await;
         assert_eq!(resp.status(), 406);
-        let resp = raw()
-            .get(format!(
-                "{}/apps/raxx-api-prod/config-vars",
-                sb.heroku_url()
-            ))
-            .header("Accept", "application/vnd.heroku+json; version=3.sdk")
-            .bearer_auth(&sb.credentials().heroku_api_key)
-            .send()
-            .await
-            .unwrap();
+        let resp = sent(
+            config_vars_without_accept(&sb)
+                .header("Accept", "application/vnd.heroku+json; version=3.sdk")
+                .bearer_auth(key),
+        )
+        .await;
         assert_eq!(resp.status(), 200);
         assert!(resp.headers().contains_key("ratelimit-remaining"));
         // Heroku no longer takes the key as Basic auth.
-        let resp = raw()
-            .get(format!("{}/apps/raxx-api-prod", sb.heroku_url()))
-            .header("Accept", ACCEPT)
-            .basic_auth("", Some(&sb.credentials().heroku_api_key))
-            .send()
-            .await
-            .unwrap();
+        let resp = sent(
+            raw()
+                .get(format!("{}/apps/raxx-api-prod", sb.heroku_url()))
+                .header("Accept", ACCEPT)
+                .basic_auth("", Some(key)),
+        )
+        .await;
         assert_eq!(resp.status(), 401);
-        let resp = req(&sb, reqwest::Method::GET, "/apps/ghost/config-vars")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 404);
-        let body: Value = resp.json().await.unwrap();
+        let body = expect(404, req(&sb, Method::GET, "/apps/ghost/config-vars")).await;
         assert_eq!(
             (body["id"].as_str(), body["message"].as_str()),
             (Some("not_found"), Some("Couldn't find that app."))
         );
-        let resp = raw()
-            .get(format!(
-                "{}/apps/raxx-api-prod/config-vars",
-                sb.heroku_url()
-            ))
+        let bad_key = config_vars_without_accept(&sb)
             .header("Accept", ACCEPT)
-            .bearer_auth("nope")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
-        assert_eq!(resp.json::<Value>().await.unwrap()["id"], "unauthorized");
+            .bearer_auth("nope");
+        assert_eq!(expect(401, bad_key).await["id"], "unauthorized");
     }
 
     #[tokio::test]
     async fn release_ranges_page_with_next_range() {
         let sb = sb().await;
         for i in 0..3 {
-            req(
-                &sb,
-                reqwest::Method::PATCH,
-                "/apps/raxx-api-prod/config-vars",
-            )
-            .json(&json!({"N": i.to_string()}))
-            .send()
-            .await
-            .unwrap();
+            sent(on_prod(&sb, Method::PATCH, "/config-vars").json(&json!({"N": i.to_string()})))
+                .await;
         }
+        let releases = |range: &str| on_prod(&sb, Method::GET, "/releases").header("Range", range);
         for range in [
             "version ..; max=2, order=desc",
             "version ..; order=desc,max=2",
         ] {
-            let resp = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
-                .header("Range", range)
-                .send()
-                .await
-                .unwrap();
+            let resp = sent(releases(range)).await;
             assert_eq!(resp.status(), 206);
             let next = resp.headers()["next-range"].to_str().unwrap().to_string();
             let page: Value = resp.json().await.unwrap();
@@ -937,14 +834,7 @@ mod tests {
                 (page[0]["version"].as_u64(), page[1]["version"].as_u64()),
                 (Some(4), Some(3))
             );
-            let rest: Value = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
-                .header("Range", next)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let rest = expect(200, releases(&next)).await;
             assert_eq!(
                 rest.as_array().map(|a| a
                     .iter()
@@ -953,12 +843,7 @@ mod tests {
                 Some(vec![2, 1])
             );
         }
-        let resp = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/releases")
-            .header("Range", "bogus")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 416);
+        assert_eq!(sent(releases("bogus")).await.status(), 416);
     }
 
     async fn scoped(scopes: &[&str]) -> Sandbox {
@@ -970,39 +855,24 @@ mod tests {
     #[tokio::test]
     async fn config_vars_need_the_protected_scopes_and_only_global_lists_authorizations() {
         let sb = scoped(&["read", "write"]).await;
-        let resp = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 403);
-        let body: Value = resp.json().await.unwrap();
+        let body = expect(403, on_prod(&sb, Method::GET, "/config-vars")).await;
         assert_eq!(body["id"], "forbidden");
         assert!(body["message"].as_str().unwrap().contains("read-protected"));
         // Plain resources stay readable and restartable.
         for (m, path, status) in [
-            (reqwest::Method::GET, "/apps/raxx-api-prod", 200),
-            (reqwest::Method::GET, "/apps/raxx-api-prod/dynos", 200),
-            (reqwest::Method::DELETE, "/apps/raxx-api-prod/dynos", 202),
-            (reqwest::Method::GET, "/oauth/authorizations", 403),
+            (Method::GET, "/apps/raxx-api-prod", 200),
+            (Method::GET, "/apps/raxx-api-prod/dynos", 200),
+            (Method::DELETE, "/apps/raxx-api-prod/dynos", 202),
+            (Method::GET, "/oauth/authorizations", 403),
         ] {
-            let resp = req(&sb, m.clone(), path).send().await.unwrap();
+            let resp = sent(req(&sb, m.clone(), path)).await;
             assert_eq!(resp.status(), status, "{m} {path}");
         }
 
         let sb = scoped(&["read-protected"]).await;
-        let get = req(&sb, reqwest::Method::GET, "/apps/raxx-api-prod/config-vars");
-        assert_eq!(get.send().await.unwrap().status(), 200);
-        let resp = req(
-            &sb,
-            reqwest::Method::PATCH,
-            "/apps/raxx-api-prod/config-vars",
-        )
-        .json(&json!({"FOO": "bar"}))
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(resp.status(), 403);
-        let body: Value = resp.json().await.unwrap();
+        expect(200, on_prod(&sb, Method::GET, "/config-vars")).await;
+        let write = on_prod(&sb, Method::PATCH, "/config-vars").json(&json!({"FOO": "bar"}));
+        let body = expect(403, write).await;
         assert!(body["message"]
             .as_str()
             .unwrap()
@@ -1013,13 +883,7 @@ mod tests {
         );
 
         let sb = scoped(&["global"]).await;
-        let list: Value = req(&sb, reqwest::Method::GET, "/oauth/authorizations")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = expect(200, req(&sb, Method::GET, "/oauth/authorizations")).await;
         heroku_check("/definitions/oauth-authorization", &list[0], true);
         assert_eq!(list[0]["scope"], json!(["global"]));
         assert_eq!(
@@ -1034,11 +898,7 @@ mod tests {
         let mut names = Vec::new();
         let mut range = "name ..; max=1".to_string();
         for _ in 0..5 {
-            let resp = req(&sb, reqwest::Method::GET, "/apps")
-                .header("Range", &range)
-                .send()
-                .await
-                .unwrap();
+            let resp = sent(req(&sb, Method::GET, "/apps").header("Range", &range)).await;
             let status = resp.status().as_u16();
             let next = resp
                 .headers()

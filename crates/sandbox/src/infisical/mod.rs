@@ -6,7 +6,7 @@ mod state;
 
 use crate::scenario::Scenario;
 use crate::shared::Shared;
-use crate::simulator::Simulator;
+use crate::simulator::{state_entry, Simulator};
 use crate::world::World;
 use crate::SandboxError;
 use axum::response::Response;
@@ -23,10 +23,8 @@ impl Simulator for Infisical {
     }
 
     fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError> {
-        let tokens_of = |server: &str| world.server_tokens(server);
-        let state = InfisicalState::from_scenario(&scenario.infisical, &tokens_of)?;
-        world.insert(state);
-        Ok(())
+        world
+            .insert_built(|tokens_of| InfisicalState::from_scenario(&scenario.infisical, tokens_of))
     }
 
     fn router(&self, shared: Arc<Shared>) -> Router {
@@ -57,10 +55,7 @@ impl Simulator for Infisical {
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {
-        world
-            .get::<InfisicalState>()
-            .map(|s| vec![("infisical", s.to_json())])
-            .unwrap_or_default()
+        state_entry(world, "infisical", InfisicalState::to_json)
     }
 }
 

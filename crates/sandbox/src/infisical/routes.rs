@@ -2,28 +2,28 @@
 
 use super::approvals::Op;
 use super::state::{normalize_path, InfisicalState, StoredSecret, Version, EXPIRED, MALFORMED};
-use crate::http::header;
+use crate::http::{header, json_answer, json_or_empty};
 use crate::shared::Shared;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// `{reqId, statusCode, message, error}`.
 fn error_body(status: u16, error: &str, message: Value) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let req_id = format!("req-{}", &uuid::Uuid::new_v4().simple().to_string()[..14]);
-    (
-        code,
-        Json(json!({"reqId": req_id, "statusCode": status, "message": message, "error": error})),
+    json_answer(
+        status,
+        json!({"reqId": req_id, "statusCode": status, "message": message, "error": error}),
     )
-        .into_response()
 }
 
 pub(super) fn error_for_status(status: u16) -> Response {
@@ -77,15 +77,15 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/auth/universal-auth/login", post(login))
         .route("/api/v1/auth/universal-auth/login/", post(login))
-        .route("/api/v3/secrets/raw", get(list_v3))
+        .route("/api/v3/secrets/raw", get(list))
         .route(
             "/api/v3/secrets/raw/{name}",
-            get(get_v3).post(write_v3).patch(write_v3).delete(write_v3),
+            get(get_one).post(write).patch(write).delete(write),
         )
-        .route("/api/v4/secrets", get(list_v4))
+        .route("/api/v4/secrets", get(list))
         .route(
             "/api/v4/secrets/{name}",
-            get(get_v4).post(write_v4).patch(write_v4).delete(write_v4),
+            get(get_one).post(write).patch(write).delete(write),
         )
         // An approver's part, for rehearsals (the real routes take a user session only).
         .route("/_sandbox/approvals", get(list_approvals))
@@ -206,6 +206,19 @@ enum Api {
     V4,
 }
 
+/// The flavour is the path's: the v3 and v4 routes share their handlers.
+impl<S: Send + Sync> FromRequestParts<S> for Api {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(if parts.uri.path().starts_with("/api/v4/") {
+            Api::V4
+        } else {
+            Api::V3
+        })
+    }
+}
+
 struct Scope {
     env: String,
     path: String,
@@ -260,6 +273,37 @@ fn scope(api: Api, st: &InfisicalState, p: &HashMap<String, String>) -> Result<S
         env: env.clone(),
         path,
     })
+}
+
+/// What every secret route does first: settles the approvals that are due, checks the
+/// token and reads the scope of the request from `params`; then `f` answers in that scope.
+fn respond_in_scope(
+    s: &Shared,
+    api: Api,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    f: impl FnOnce(&mut InfisicalState, Scope) -> Response,
+) -> Response {
+    s.respond(|st: &mut InfisicalState| {
+        st.settle();
+        let admitted = authorize(st, headers).and_then(|()| scope(api, st, params));
+        match admitted {
+            Ok(sc) => f(st, sc),
+            Err(refusal) => refusal,
+        }
+    })
+}
+
+/// Infisical's 404 for secret `name` in the scope.
+fn secret_not_found(name: &str, sc: &Scope) -> Response {
+    error_body(
+        404,
+        "NotFound",
+        json!(format!(
+            "Secret with name '{name}' not found at path '{}' in environment with slug '{}'",
+            sc.path, sc.env
+        )),
+    )
 }
 
 fn secret_json(st: &InfisicalState, s: &StoredSecret, v: &Version) -> Value {
@@ -322,37 +366,13 @@ fn invalid_name(name: &str, creating: bool) -> Option<&'static str> {
         .then_some("Secret name cannot contain colon or forward slash.")
 }
 
-async fn list_v3(
-    s: State<Arc<Shared>>,
-    h: HeaderMap,
-    q: Query<HashMap<String, String>>,
-) -> Response {
-    list(Api::V3, s, h, q)
-}
-
-async fn list_v4(
-    s: State<Arc<Shared>>,
-    h: HeaderMap,
-    q: Query<HashMap<String, String>>,
-) -> Response {
-    list(Api::V4, s, h, q)
-}
-
-fn list(
+async fn list(
     api: Api,
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.respond(|st: &mut InfisicalState| {
-        st.settle();
-        if let Err(r) = authorize(st, &headers) {
-            return r;
-        }
-        let sc = match scope(api, st, &q) {
-            Ok(sc) => sc,
-            Err(r) => return r,
-        };
+    respond_in_scope(&s, api, &headers, &q, |st, sc| {
         let recursive = q.get("recursive").is_some_and(|v| v == "true");
         let secrets: Vec<Value> = st
             .secrets
@@ -365,52 +385,16 @@ fn list(
     })
 }
 
-async fn get_v3(
-    s: State<Arc<Shared>>,
-    h: HeaderMap,
-    p: Path<String>,
-    q: Query<HashMap<String, String>>,
-) -> Response {
-    get_one(Api::V3, s, h, p, q)
-}
-
-async fn get_v4(
-    s: State<Arc<Shared>>,
-    h: HeaderMap,
-    p: Path<String>,
-    q: Query<HashMap<String, String>>,
-) -> Response {
-    get_one(Api::V4, s, h, p, q)
-}
-
-fn get_one(
+async fn get_one(
     api: Api,
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.respond(|st: &mut InfisicalState| {
-        st.settle();
-        if let Err(r) = authorize(st, &headers) {
-            return r;
-        }
-        let sc = match scope(api, st, &q) {
-            Ok(sc) => sc,
-            Err(r) => return r,
-        };
-        let not_found = || {
-            error_body(
-                404,
-                "NotFound",
-                json!(format!(
-                    "Secret with name '{name}' not found at path '{}' in environment with slug '{}'",
-                    sc.path, sc.env
-                )),
-            )
-        };
+    respond_in_scope(&s, api, &headers, &q, |st, sc| {
         let Some(i) = st.find(&sc.env, &sc.path, &name) else {
-            return not_found();
+            return secret_not_found(&name, &sc);
         };
         let secret = &st.secrets[i];
         let version = match q.get("version") {
@@ -422,33 +406,13 @@ fn get_one(
         };
         match version {
             Some(v) => Json(json!({"secret": secret_json(st, secret, v)})).into_response(),
-            None => not_found(),
+            None => secret_not_found(&name, &sc),
         }
     })
 }
 
-async fn write_v3(
-    s: State<Arc<Shared>>,
-    m: Method,
-    h: HeaderMap,
-    p: Path<String>,
-    b: Bytes,
-) -> Response {
-    write(Api::V3, s, m, h, p, b)
-}
-
-async fn write_v4(
-    s: State<Arc<Shared>>,
-    m: Method,
-    h: HeaderMap,
-    p: Path<String>,
-    b: Bytes,
-) -> Response {
-    write(Api::V4, s, m, h, p, b)
-}
-
 /// POST creates, PATCH updates (a new version), DELETE removes; all answer 200 `{secret}`.
-fn write(
+async fn write(
     api: Api,
     State(s): State<Arc<Shared>>,
     method: Method,
@@ -456,13 +420,9 @@ fn write(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(_) => return error_body(400, "BadRequest", json!("Body is not valid JSON")),
-        }
+    let body = match json_or_empty(&body) {
+        Ok(v) => v,
+        Err(_) => return error_body(400, "BadRequest", json!("Body is not valid JSON")),
     };
     let params: HashMap<String, String> = body
         .as_object()
@@ -480,28 +440,13 @@ fn write(
             json!([{"code": "custom", "message": problem, "path": ["secretName"]}]),
         );
     }
-    s.respond(|st: &mut InfisicalState| {
-        st.settle();
-        if let Err(r) = authorize(st, &headers) {
-            return r;
-        }
-        let sc = match scope(api, st, &params) {
-            Ok(sc) => sc,
-            Err(r) => return r,
-        };
+    respond_in_scope(&s, api, &headers, &params, |st, sc| {
         let existing = st.find(&sc.env, &sc.path, &name);
-        let not_found = || {
-            error_body(
-                404,
-                "NotFound",
-                json!(format!(
-                    "Secret with name '{name}' not found at path '{}' in environment with slug '{}'",
-                    sc.path, sc.env
-                )),
-            )
-        };
+        let not_found = || secret_not_found(&name, &sc);
         let op = match (method.as_str(), existing) {
-            ("POST", Some(_)) => return error_body(400, "BadRequest", json!("Secret already exist")),
+            ("POST", Some(_)) => {
+                return error_body(400, "BadRequest", json!("Secret already exist"))
+            }
             ("POST", None) => {
                 let Some(value) = params.get("secretValue") else {
                     return zod("secretValue", "Required");
@@ -545,8 +490,9 @@ fn write(
 
 #[cfg(test)]
 mod tests {
-    use crate::testkit::{keys, raw, sorted};
+    use crate::testkit::{answer, expect, keys, raw, sent, sorted};
     use crate::{Sandbox, Scenario};
+    use reqwest::{Method, RequestBuilder};
     use serde_json::{json, Value};
 
     /// vendor-apis.md §2.3 plus the route additions.
@@ -580,10 +526,18 @@ mod tests {
             .unwrap()
     }
 
-    fn get(sb: &Sandbox, path_and_query: &str) -> reqwest::RequestBuilder {
-        raw()
-            .get(format!("{}{path_and_query}", sb.infisical_url()))
-            .bearer_auth(&sb.credentials().infisical_token)
+    /// A request without credentials.
+    fn bare(sb: &Sandbox, method: Method, path_and_query: &str) -> RequestBuilder {
+        raw().request(method, format!("{}{path_and_query}", sb.infisical_url()))
+    }
+
+    /// A request with the sandbox's token.
+    fn call(sb: &Sandbox, method: Method, path_and_query: &str) -> RequestBuilder {
+        bare(sb, method, path_and_query).bearer_auth(&sb.credentials().infisical_token)
+    }
+
+    fn get(sb: &Sandbox, path_and_query: &str) -> RequestBuilder {
+        call(sb, Method::GET, path_and_query)
     }
 
     #[tokio::test]
@@ -595,17 +549,14 @@ mod tests {
             "/api/v3/secrets/raw/POSTMARK_SERVER_TOKEN?workspaceSlug=raxx&environment=prod",
             "/api/v4/secrets/POSTMARK_SERVER_TOKEN?projectId=raxx-project&environment=prod&secretPath=%2F",
         ] {
-            let resp = get(&sb, url).send().await.unwrap();
-            assert_eq!(resp.status(), 200, "{url}");
-            let body: Value = resp.json().await.unwrap();
+            let body = expect(200, get(&sb, url)).await;
             assert_eq!(keys(&body), vec!["secret"]);
             let s = &body["secret"];
             assert_eq!(keys(s), sorted(&fields));
             assert_eq!((s["_id"].clone(), s["workspace"].as_str()), (s["id"].clone(), Some("raxx-project")));
             assert_eq!((s["version"].as_u64(), s["secretValue"].as_str()), (Some(2), Some("infsim-0001")));
         }
-        let list: Value = get(&sb, "/api/v4/secrets?projectId=raxx-project&environment=prod&secretPath=/&includeImports=false")
-            .send().await.unwrap().json().await.unwrap();
+        let list = expect(200, get(&sb, "/api/v4/secrets?projectId=raxx-project&environment=prod&secretPath=/&includeImports=false")).await;
         assert_eq!(keys(&list), vec!["imports", "secrets"]);
         assert_eq!(list["secrets"].as_array().map(Vec::len), Some(1));
     }
@@ -613,12 +564,7 @@ mod tests {
     #[tokio::test]
     async fn errors_carry_the_infisical_envelope() {
         let sb = sb().await;
-        let resp = get(&sb, "/api/v4/secrets/X?environment=prod")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 422);
-        let body: Value = resp.json().await.unwrap();
+        let body = expect(422, get(&sb, "/api/v4/secrets/X?environment=prod")).await;
         assert_eq!(keys(&body), vec!["error", "message", "reqId", "statusCode"]);
         assert_eq!(
             (body["error"].as_str(), body["statusCode"].as_u64()),
@@ -626,36 +572,21 @@ mod tests {
         );
         assert!(body["message"].is_array());
 
-        let resp = raw()
-            .get(format!(
-                "{}/api/v4/secrets/X?projectId=raxx-project&environment=prod",
-                sb.infisical_url()
-            ))
-            .bearer_auth("st.unknown.service.token")
-            .send()
-            .await
-            .unwrap();
+        let read = || {
+            bare(
+                &sb,
+                Method::GET,
+                "/api/v4/secrets/X?projectId=raxx-project&environment=prod",
+            )
+        };
+        let resp = sent(read().bearer_auth("st.unknown.service.token")).await;
         assert_eq!(resp.status(), 401);
-        let resp = raw()
-            .get(format!(
-                "{}/api/v4/secrets/X?projectId=raxx-project&environment=prod",
-                sb.infisical_url()
-            ))
-            .bearer_auth("not.a.jwt")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 403);
-        let body: Value = resp.json().await.unwrap();
+        let body = expect(403, read().bearer_auth("not.a.jwt")).await;
         assert_eq!(
             (body["error"].as_str(), body["message"].as_str()),
             (Some("TokenError"), Some(super::MALFORMED))
         );
-        let resp = raw()
-            .get(format!("{}/api/v4/secrets/X", sb.infisical_url()))
-            .send()
-            .await
-            .unwrap();
+        let resp = sent(bare(&sb, Method::GET, "/api/v4/secrets/X")).await;
         assert_eq!(resp.status(), 401);
     }
 
@@ -667,9 +598,9 @@ mod tests {
             "/api/v1/auth/universal-auth/login",
             "/api/v1/auth/universal-auth/login/",
         ] {
-            let body: Value = raw().post(format!("{}{path}", sb.infisical_url()))
-                .json(&json!({"clientId": c.infisical_client_id, "clientSecret": c.infisical_client_secret}))
-                .send().await.unwrap().json().await.unwrap();
+            let login = bare(&sb, Method::POST, path)
+                .json(&json!({"clientId": c.infisical_client_id, "clientSecret": c.infisical_client_secret}));
+            let body = expect(200, login).await;
             assert_eq!(
                 keys(&body),
                 vec!["accessToken", "accessTokenMaxTTL", "expiresIn", "tokenType"]
@@ -679,35 +610,23 @@ mod tests {
                 (Some("Bearer"), Some(7200))
             );
             let token = body["accessToken"].as_str().unwrap();
-            let resp = raw()
-                .get(format!(
-                    "{}/api/v4/secrets?projectId=raxx-project&environment=prod",
-                    sb.infisical_url()
-                ))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
+            let list = bare(
+                &sb,
+                Method::GET,
+                "/api/v4/secrets?projectId=raxx-project&environment=prod",
+            )
+            .bearer_auth(token);
+            assert_eq!(sent(list).await.status(), 200);
         }
     }
 
     #[tokio::test]
     async fn v3_writes_follow_the_cli_flow_and_trim_values() {
         let sb = sb().await;
-        let c = raw();
-        let url = format!("{}/api/v3/secrets/raw/NEW_ONE", sb.infisical_url());
-        let auth = sb.credentials().infisical_token.clone();
+        let path = "/api/v3/secrets/raw/NEW_ONE";
+        let write = |method: Method, body: &Value| call(&sb, method, path).json(body);
         let body = json!({"workspaceId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": "  v1  ", "type": "shared"});
-        let resp = c
-            .post(&url)
-            .bearer_auth(&auth)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let created: Value = resp.json().await.unwrap();
+        let created = expect(200, write(Method::POST, &body)).await;
         assert_eq!(
             (
                 created["secret"]["secretValue"].as_str(),
@@ -715,30 +634,11 @@ mod tests {
             ),
             (Some("v1"), Some(1))
         );
-        let resp = c
-            .post(&url)
-            .bearer_auth(&auth)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 400);
-        assert_eq!(
-            resp.json::<Value>().await.unwrap()["message"],
-            "Secret already exist"
-        );
+        let again = expect(400, write(Method::POST, &body)).await;
+        assert_eq!(again["message"], "Secret already exist");
         let patch =
             json!({"workspaceId": "raxx-project", "environment": "prod", "secretValue": "v2\n"});
-        let updated: Value = c
-            .patch(&url)
-            .bearer_auth(&auth)
-            .json(&patch)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let updated = expect(200, write(Method::PATCH, &patch)).await;
         assert_eq!(
             (
                 updated["secret"]["secretValue"].as_str(),
@@ -747,26 +647,8 @@ mod tests {
             (Some("v2\n"), Some(2))
         );
         let del = json!({"workspaceId": "raxx-project", "environment": "prod"});
-        assert_eq!(
-            c.delete(&url)
-                .bearer_auth(&auth)
-                .json(&del)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        assert_eq!(
-            c.patch(&url)
-                .bearer_auth(&auth)
-                .json(&patch)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            404
-        );
+        assert_eq!(sent(write(Method::DELETE, &del)).await.status(), 200);
+        assert_eq!(sent(write(Method::PATCH, &patch)).await.status(), 404);
     }
 
     fn protected(approve_after_ms: Option<u64>) -> Scenario {
@@ -781,27 +663,20 @@ mod tests {
     }
 
     async fn patch_v4(sb: &Sandbox, name: &str, value: &str) -> (u16, Value) {
-        let resp = raw()
-            .patch(format!("{}/api/v4/secrets/{name}", sb.infisical_url()))
-            .bearer_auth(&sb.credentials().infisical_token)
-            .json(&json!({"projectId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": value}))
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap())
+        let req = call(sb, Method::PATCH, &format!("/api/v4/secrets/{name}"))
+            .json(&json!({"projectId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": value}));
+        answer(req).await
     }
 
     async fn current(sb: &Sandbox) -> (u64, String) {
-        let body: Value = get(
-            sb,
-            "/api/v4/secrets/POSTMARK_SERVER_TOKEN?projectId=raxx-project&environment=prod",
+        let body = expect(
+            200,
+            get(
+                sb,
+                "/api/v4/secrets/POSTMARK_SERVER_TOKEN?projectId=raxx-project&environment=prod",
+            ),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
         let s = &body["secret"];
         (
             s["version"].as_u64().unwrap(),
@@ -840,30 +715,27 @@ mod tests {
         );
         assert_eq!(current(&sb).await, (2, "infsim-0001".to_string()));
 
-        let control = format!("{}/_sandbox/approvals", sb.infisical_url());
-        let merge = format!("{control}/{}/merge", a["slug"].as_str().unwrap());
-        let resp = raw().post(&merge).send().await.unwrap();
-        assert_eq!(resp.status(), 200);
+        let decide = |id: &str, how: &str| {
+            bare(
+                &sb,
+                Method::POST,
+                &format!("/_sandbox/approvals/{id}/{how}"),
+            )
+        };
+        let slug = a["slug"].as_str().unwrap();
+        assert_eq!(sent(decide(slug, "merge")).await.status(), 200);
         assert_eq!(current(&sb).await, (3, "infsim-0002".to_string()));
         // A request is decided once.
-        assert_eq!(raw().post(&merge).send().await.unwrap().status(), 409);
+        assert_eq!(sent(decide(slug, "merge")).await.status(), 409);
 
         // A closed request changes nothing.
         let (_, body) = patch_v4(&sb, "POSTMARK_SERVER_TOKEN", "infsim-0003").await;
-        let close = format!(
-            "{control}/{}/close",
-            body["approval"]["id"].as_str().unwrap()
-        );
-        assert_eq!(raw().post(&close).send().await.unwrap().status(), 200);
+        let id = body["approval"]["id"].as_str().unwrap();
+        assert_eq!(sent(decide(id, "close")).await.status(), 200);
         assert_eq!(current(&sb).await, (3, "infsim-0002".to_string()));
-        let list: Value = raw()
-            .get(&control)
-            .send()
+        let list = answer(bare(&sb, Method::GET, "/_sandbox/approvals"))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .1;
         let states: Vec<(bool, &str)> = list["approvals"]
             .as_array()
             .unwrap()
@@ -885,31 +757,21 @@ mod tests {
         assert!(body.get("approval").is_some());
         assert_eq!(current(&sb).await, (3, "infsim-0002".to_string()));
         // Another environment is not covered: its writes apply at once.
-        let resp = raw()
-            .post(format!("{}/api/v4/secrets/FRESH", sb.infisical_url()))
-            .bearer_auth(&sb.credentials().infisical_token)
-            .json(
-                &json!({"projectId": "raxx-project", "environment": "staging", "secretValue": "v"}),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(keys(&resp.json::<Value>().await.unwrap()), vec!["secret"]);
+        let create = call(&sb, Method::POST, "/api/v4/secrets/FRESH").json(
+            &json!({"projectId": "raxx-project", "environment": "staging", "secretValue": "v"}),
+        );
+        let (_, body) = answer(create).await;
+        assert_eq!(keys(&body), vec!["secret"]);
     }
 
     #[tokio::test]
     async fn a_new_secret_name_with_a_colon_or_slash_is_refused() {
         let sb = sb().await;
         for name in ["BAD:NAME", "BAD%2FNAME"] {
-            let resp = raw()
-                .post(format!("{}/api/v4/secrets/{name}", sb.infisical_url()))
-                .bearer_auth(&sb.credentials().infisical_token)
-                .json(&json!({"projectId": "raxx-project", "environment": "prod", "secretValue": "v"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 422, "{name}");
-            let body: Value = resp.json().await.unwrap();
+            let create = call(&sb, Method::POST, &format!("/api/v4/secrets/{name}")).json(
+                &json!({"projectId": "raxx-project", "environment": "prod", "secretValue": "v"}),
+            );
+            let body = expect(422, create).await;
             assert_eq!(body["error"], "ValidationFailure");
             assert_eq!(
                 body["message"][0]["message"],

@@ -2,6 +2,7 @@
 //! rehearsal aid: tokens show in full, and the one generated last is marked).
 
 use super::state::PostmarkState;
+use crate::http::json_answer;
 use crate::shared::Shared;
 use crate::{FaultRule, SandboxError};
 use axum::extract::{Form, Path, Query, State};
@@ -42,6 +43,16 @@ fn act<T>(
     })
 }
 
+/// A control route's refusal: `{"message": why}` with `status`.
+fn control_refusal(status: u16, why: impl std::fmt::Display) -> Response {
+    json_answer(status, serde_json::json!({ "message": why.to_string() }))
+}
+
+/// The dashboard page again, with `status` and the error that stopped the action.
+fn refused_page(s: &Shared, status: StatusCode, error: &SandboxError) -> Response {
+    (status, Html(render(s, None, Some(&error.to_string())))).into_response()
+}
+
 /// `POST /_sandbox/servers/{name}/tokens`, optionally with `{"name": "..."}` for the token.
 async fn control_generate(
     State(s): State<Arc<Shared>>,
@@ -57,11 +68,7 @@ async fn control_generate(
             axum::Json(serde_json::json!({ "token": token })),
         )
             .into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            axum::Json(serde_json::json!({ "message": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => control_refusal(409, e),
     }
 }
 
@@ -73,11 +80,7 @@ async fn control_delete(
     let token = body["token"].as_str().unwrap_or_default().to_string();
     match act(&s, |pm| pm.delete_token(&name, &token)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            axum::Json(serde_json::json!({ "message": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => control_refusal(409, e),
     }
 }
 
@@ -108,11 +111,7 @@ async fn generate(
             urlencode(&name)
         ))
         .into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            Html(render(&s, None, Some(&e.to_string()))),
-        )
-            .into_response(),
+        Err(e) => refused_page(&s, StatusCode::CONFLICT, &e),
     }
 }
 
@@ -128,11 +127,7 @@ async fn delete(
     });
     match result {
         Ok(()) => Redirect::to("/dashboard?notice=token+deleted").into_response(),
-        Err(e) => (
-            StatusCode::NOT_FOUND,
-            Html(render(&s, None, Some(&e.to_string()))),
-        )
-            .into_response(),
+        Err(e) => refused_page(&s, StatusCode::NOT_FOUND, &e),
     }
 }
 
@@ -251,31 +246,21 @@ async fn control_fault(
             s.faults.add(rule);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(serde_json::json!({ "message": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => control_refusal(422, e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::sandbox;
-    use crate::testkit::raw;
+    use crate::testkit::{raw, sent, text};
 
     #[tokio::test]
     async fn the_dashboard_lists_generates_and_deletes() {
         let sb = sandbox().await;
         let c = raw();
-        let page = c
-            .get(format!("{}/dashboard", sb.postmark_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page_at = |path: &str| text(c.get(format!("{}{path}", sb.postmark_url())));
+        let page = page_at("/dashboard").await;
         assert!(
             page.contains("raxx-prod")
                 && page.contains("pmsim-0001")
@@ -287,20 +272,12 @@ mod tests {
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(body)
         };
-        let resp = form("name=rotation+2026-12-02").send().await.unwrap();
-        assert_eq!(resp.status(), 303);
+        assert_eq!(sent(form("name=rotation+2026-12-02")).await.status(), 303);
         let tokens = sb.postmark_tokens("raxx-prod").unwrap();
         assert_eq!(tokens.len(), 2);
         let new = tokens[1].clone();
         // The page names the token and marks it as the one generated last.
-        let page = c
-            .get(format!("{}/dashboard", sb.postmark_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = page_at("/dashboard").await;
         let row = page
             .lines()
             .find(|l| l.contains(&format!("<code>{new}</code>")))
@@ -312,7 +289,7 @@ mod tests {
         let old_row = page.lines().find(|l| l.contains("pmsim-0001")).unwrap();
         assert!(!old_row.contains("new: generated last"), "{old_row}");
         // An email sent with the new token shows on the activity page, with its token.
-        let sent = c
+        let send = c
             .post(format!("{}/email", sb.postmark_url()))
             .header("X-Postmark-Server-Token", &new)
             .json(&serde_json::json!({
@@ -320,19 +297,9 @@ mod tests {
                 "To": "rehearsal@sandbox.invalid",
                 "Subject": "token check",
                 "TextBody": "hi",
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(sent.status(), 200);
-        let activity = c
-            .get(format!("{}/dashboard/activity", sb.postmark_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            }));
+        assert_eq!(sent(send).await.status(), 200);
+        let activity = page_at("/dashboard/activity").await;
         let tail = &new[new.len() - 4..];
         let line = activity
             .lines()
@@ -343,25 +310,22 @@ mod tests {
                 && line.contains(&format!("rotation 2026-12-02 (…{tail}) new")),
             "{line}"
         );
-        form("").send().await.unwrap();
-        let resp = form("").send().await.unwrap();
+        sent(form("")).await;
+        let resp = sent(form("")).await;
         assert_eq!(resp.status(), 409);
         assert!(resp
             .text()
             .await
             .unwrap()
             .contains("already has 3 API tokens"));
-        let resp = c
+        let delete = c
             .post(format!(
                 "{}/dashboard/servers/4242/tokens/delete",
                 sb.postmark_url()
             ))
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body("token=pmsim-0001")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 303);
+            .body("token=pmsim-0001");
+        assert_eq!(sent(delete).await.status(), 303);
         let tokens = sb.postmark_tokens("raxx-prod").unwrap();
         assert_eq!(tokens.len(), 2);
         assert!(!tokens.contains(&"pmsim-0001".to_string()));

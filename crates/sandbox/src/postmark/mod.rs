@@ -7,7 +7,7 @@ mod state;
 
 use crate::scenario::Scenario;
 use crate::shared::Shared;
-use crate::simulator::Simulator;
+use crate::simulator::{state_entry, Simulator};
 use crate::world::World;
 use crate::{Sandbox, SandboxError};
 use axum::response::Response;
@@ -52,10 +52,7 @@ impl Simulator for Postmark {
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {
-        world
-            .get::<PostmarkState>()
-            .map(|s| vec![("postmark", s.to_json())])
-            .unwrap_or_default()
+        state_entry(world, "postmark", PostmarkState::to_json)
     }
 }
 

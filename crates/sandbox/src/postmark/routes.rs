@@ -2,12 +2,12 @@
 
 use super::dashboard;
 use super::state::{InvalidEdit, PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
-use crate::http::header;
+use crate::http::{header, json_answer};
 use crate::shared::Shared;
 use crate::world::{Mail, SendError};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 /// `{ErrorCode, Message}` with `status`.
 fn error_body(status: u16, code: i64, message: &str) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(json!({"ErrorCode": code, "Message": message}))).into_response()
+    json_answer(status, json!({"ErrorCode": code, "Message": message}))
 }
 
 /// The body Postmark sends for a bare status (faults).
@@ -36,6 +35,11 @@ pub(super) fn error_for_status(status: u16) -> Response {
         _ => (0, "Error."),
     };
     error_body(status, code, message)
+}
+
+/// A body that is not the JSON a route takes.
+fn invalid_json() -> Response {
+    error_body(422, 402, "Received invalid JSON input.")
 }
 
 fn send_error(e: SendError) -> Response {
@@ -75,7 +79,7 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Response> {
             "JSON required. Please set the 'Content-Type' header to 'application/json'.",
         ));
     }
-    serde_json::from_slice(body).map_err(|_| error_body(422, 402, "Received invalid JSON input."))
+    serde_json::from_slice(body).map_err(|_| invalid_json())
 }
 
 async fn get_server(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -88,7 +92,7 @@ async fn get_server(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respons
 async fn put_server(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let edit = match json_body(&headers, &body) {
         Ok(Value::Object(m)) => m,
-        Ok(_) => return error_body(422, 402, "Received invalid JSON input."),
+        Ok(_) => return invalid_json(),
         Err(r) => return r,
     };
     s.respond(|pm: &mut PostmarkState| {
@@ -130,7 +134,7 @@ async fn send_email(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
 async fn send_batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let emails = match json_body(&headers, &body) {
         Ok(Value::Array(items)) => items,
-        Ok(_) => return error_body(422, 402, "Received invalid JSON input."),
+        Ok(_) => return invalid_json(),
         Err(r) => return r,
     };
     if emails.len() > 500 {
@@ -174,8 +178,10 @@ fn server_json(s: &PmServer) -> Value {
 #[cfg(test)]
 mod tests {
     use super::super::sandbox;
-    use crate::testkit::{keys, postmark_check, raw, sorted};
-    use serde_json::{json, Value};
+    use crate::testkit::{answer, expect, keys, postmark_check, raw, sent, sorted};
+    use crate::Sandbox;
+    use reqwest::{Method, RequestBuilder};
+    use serde_json::json;
 
     /// vendor-apis.md §1.5, field for field.
     const SERVER_FIELDS: [&str; 22] = [
@@ -203,18 +209,21 @@ mod tests {
         "EnableSmtpApiErrorHooks",
     ];
 
+    /// A request without a server token.
+    fn bare(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
+        raw().request(method, format!("{}{path}", sb.postmark_url()))
+    }
+
+    /// A request with the known token of server `raxx-prod`.
+    fn server_api(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
+        bare(sb, method, path).header("X-Postmark-Server-Token", "pmsim-0001")
+    }
+
     #[tokio::test]
     async fn get_server_matches_the_swagger_and_the_field_list() {
         let sb = sandbox().await;
-        let resp = raw()
-            .get(format!("{}/server", sb.postmark_url()))
-            .header("X-Postmark-Server-Token", "pmsim-0001")
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let body: Value = resp.json().await.unwrap();
+        let get = server_api(&sb, Method::GET, "/server").header("Accept", "application/json");
+        let body = expect(200, get).await;
         postmark_check("ServerConfigurationResponse", &body, true);
         assert_eq!(keys(&body), sorted(&SERVER_FIELDS));
         assert_eq!(body["ApiTokens"], json!(["pmsim-0001"]));
@@ -223,16 +232,9 @@ mod tests {
     #[tokio::test]
     async fn post_email_matches_the_swagger() {
         let sb = sandbox().await;
-        let body: Value = raw()
-            .post(format!("{}/email", sb.postmark_url()))
-            .header("X-Postmark-Server-Token", "pmsim-0001")
-            .json(&json!({"From": "noreply@raxx.app", "To": "kris@moosequest.net", "Subject": "s", "TextBody": "t"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = answer(server_api(&sb, Method::POST, "/email")
+            .json(&json!({"From": "noreply@raxx.app", "To": "kris@moosequest.net", "Subject": "s", "TextBody": "t"})))
+            .await;
         postmark_check("SendEmailResponse", &body, true);
         assert_eq!(
             keys(&body),
@@ -248,18 +250,15 @@ mod tests {
     #[tokio::test]
     async fn missing_and_bad_tokens_get_the_documented_401_bodies() {
         let sb = sandbox().await;
-        let c = raw();
         for (tok, msg) in [
             (None, super::MISSING_TOKEN),
             (Some("wrong"), super::BAD_TOKEN),
         ] {
-            let mut req = c.get(format!("{}/server", sb.postmark_url()));
+            let mut req = bare(&sb, Method::GET, "/server");
             if let Some(t) = tok {
                 req = req.header("X-Postmark-Server-Token", t);
             }
-            let resp = req.send().await.unwrap();
-            assert_eq!(resp.status(), 401);
-            let body: Value = resp.json().await.unwrap();
+            let body = expect(401, req).await;
             postmark_check("StandardPostmarkResponse", &body, true);
             assert_eq!(body, json!({"ErrorCode": 10, "Message": msg}));
         }
@@ -268,59 +267,27 @@ mod tests {
     #[tokio::test]
     async fn non_json_bodies_are_415_and_bad_json_422() {
         let sb = sandbox().await;
-        let c = raw();
-        let url = format!("{}/email", sb.postmark_url());
-        let resp = c
-            .post(&url)
-            .header("X-Postmark-Server-Token", "pmsim-0001")
-            .body("x")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 415);
-        let resp = c
-            .post(&url)
-            .header("X-Postmark-Server-Token", "pmsim-0001")
+        let post = || server_api(&sb, Method::POST, "/email");
+        assert_eq!(sent(post().body("x")).await.status(), 415);
+        let bad_json = post()
             .header("Content-Type", "application/json")
-            .body("{not json")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 422);
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["ErrorCode"], 402);
+            .body("{not json");
+        assert_eq!(expect(422, bad_json).await["ErrorCode"], 402);
     }
 
     #[tokio::test]
     async fn put_server_refuses_wrong_types_and_unknown_choices_whole() {
         let sb = sandbox().await;
-        let url = format!("{}/server", sb.postmark_url());
         for (edit, code) in [
             (json!({"Name": "renamed", "TrackOpens": "yes"}), 402),
             (json!({"Name": "renamed", "Color": "Pink"}), 403),
             (json!({"Name": ""}), 607),
         ] {
-            let resp = raw()
-                .put(&url)
-                .header("X-Postmark-Server-Token", "pmsim-0001")
-                .json(&edit)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 422, "{edit}");
-            let body: Value = resp.json().await.unwrap();
+            let body = expect(422, server_api(&sb, Method::PUT, "/server").json(&edit)).await;
             assert_eq!(body["ErrorCode"], code, "{edit}: {body}");
         }
         // Nothing of a refused edit was applied.
-        let server: Value = raw()
-            .get(&url)
-            .header("X-Postmark-Server-Token", "pmsim-0001")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, server) = answer(server_api(&sb, Method::GET, "/server")).await;
         assert_ne!(server["Name"], "renamed");
     }
 
@@ -330,7 +297,6 @@ mod tests {
         scenario.postmark.unconfirmed_signatures = vec!["new@raxx.app".into()];
         scenario.postmark.inactive_recipients = vec!["gone@example.com".into()];
         let sb = crate::Sandbox::start(scenario).await.unwrap();
-        let token = "pmsim-0001";
         for (from, to, code) in [
             ("someone@else.example", "ok@example.com", 400),
             ("Raxx <new@raxx.app>", "ok@example.com", 401),
@@ -340,15 +306,9 @@ mod tests {
                 406,
             ),
         ] {
-            let resp = raw()
-                .post(format!("{}/email", sb.postmark_url()))
-                .header("X-Postmark-Server-Token", token)
-                .json(&json!({"From": from, "To": to, "Subject": "s", "TextBody": "t"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 422, "{from} → {to}");
-            let body: Value = resp.json().await.unwrap();
+            let send = server_api(&sb, Method::POST, "/email")
+                .json(&json!({"From": from, "To": to, "Subject": "s", "TextBody": "t"}));
+            let body = expect(422, send).await;
             assert_eq!(body["ErrorCode"], code, "{from} → {to}: {body}");
         }
     }
@@ -356,16 +316,11 @@ mod tests {
     #[tokio::test]
     async fn put_server_edits_and_returns_the_server() {
         let sb = sandbox().await;
-        let body: Value = raw()
-            .put(format!("{}/server", sb.postmark_url()))
-            .header("X-Postmark-Server-Token", "pmsim-0001")
-            .json(&json!({"Color": "Red", "TrackOpens": true}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = answer(
+            server_api(&sb, Method::PUT, "/server")
+                .json(&json!({"Color": "Red", "TrackOpens": true})),
+        )
+        .await;
         assert_eq!(
             (body["Color"].as_str(), body["TrackOpens"].as_bool()),
             (Some("Red"), Some(true))

@@ -335,13 +335,8 @@ impl Mail for PostmarkState {
         // The test token validates the request only; a real server also checks who sends
         // and who receives.
         if server.is_some() {
-            let recipients: Vec<&str> = ["To", "Cc", "Bcc"]
-                .iter()
-                .flat_map(|f| str_field(email, f).split(','))
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .collect();
-            self.senders.check(str_field(email, "From"), &recipients)?;
+            self.senders
+                .check(str_field(email, "From"), &recipients(email))?;
         }
         let message_id = uuid::Uuid::new_v4().to_string();
         let submitted_at = ts::postmark();
@@ -451,6 +446,16 @@ fn str_field<'a>(v: &'a Value, name: &str) -> &'a str {
     v.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
+/// Every address an email goes to: its `To`, `Cc` and `Bcc`, each a comma-separated list.
+fn recipients(email: &Value) -> Vec<&str> {
+    ["To", "Cc", "Bcc"]
+        .iter()
+        .flat_map(|f| str_field(email, f).split(','))
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
 /// Postmark's checks on one email; returns the `To` it will report.
 fn validate_email(email: &Value) -> Result<String, SendError> {
     if !email.is_object() {
@@ -461,12 +466,7 @@ fn validate_email(email: &Value) -> Result<String, SendError> {
         return Err(invalid(300, format!("Invalid 'From' address: '{from}'.")));
     }
     let to = str_field(email, "To").trim();
-    let recipients: Vec<&str> = ["To", "Cc", "Bcc"]
-        .iter()
-        .flat_map(|f| str_field(email, f).split(','))
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .collect();
+    let recipients = recipients(email);
     if to.is_empty() && recipients.is_empty() {
         return Err(invalid(300, "Zero recipients specified"));
     }

@@ -1,6 +1,7 @@
 //! The downstream app's own API: a test email through its Postmark client.
 
 use super::state::{failure_line, outbound_fault, RaptorState, SOURCE};
+use crate::http::json_answer;
 use crate::shared::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -11,16 +12,20 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// The app's own refusal: `{"error": what}` with `status`.
+fn refusal(status: u16, what: &str) -> Response {
+    json_answer(status, json!({ "error": what }))
+}
+
 pub(super) fn error_for_status(status: u16) -> Response {
-    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, Json(json!({"error": "injected", "status": status}))).into_response()
+    json_answer(status, json!({"error": "injected", "status": status}))
 }
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/notifications/test-email", post(test_email_default))
         .route("/{app}/api/notifications/test-email", post(test_email))
-        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))) })
+        .fallback(|| async { refusal(404, "not_found") })
         .with_state(shared)
 }
 
@@ -30,7 +35,7 @@ async fn test_email_default(State(s): State<Arc<Shared>>, body: Bytes) -> Respon
         .flatten();
     match first {
         Some(app) => send_test(&s, &app, &body),
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": "no app"}))).into_response(),
+        None => refusal(404, "no app"),
     }
 }
 
@@ -46,20 +51,10 @@ async fn test_email(
 fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
     let req: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "invalid JSON"})),
-            )
-                .into_response()
-        }
+        Err(_) => return refusal(400, "invalid JSON"),
     };
     let Some(to) = req.get("to").and_then(Value::as_str) else {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": "'to' is required"})),
-        )
-            .into_response();
+        return refusal(422, "'to' is required");
     };
     let subject = req
         .get("subject")
@@ -68,19 +63,11 @@ fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
     let answer = s.with_world(|w| {
         w.scope(|st: &mut RaptorState, w| {
             let Some(inst) = st.instances.iter_mut().find(|i| i.app == app) else {
-                return (
-                    StatusCode::NOT_FOUND,
-                    Json(json!({"error": format!("no Raptor app '{app}'")})),
-                )
-                    .into_response();
+                return refusal(404, &format!("no Raptor app '{app}'"));
             };
             // A dyno that is still booting is not serving: the router answers 503.
             if w.platform_mut().is_some_and(|p| p.booting(app)) {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"error": "Application is starting; try again shortly"})),
-                )
-                    .into_response();
+                return refusal(503, "Application is starting; try again shortly");
             }
             let email = json!({
                 "From": "noreply@raxx.app",

@@ -423,8 +423,9 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::testkit::raw;
+    use crate::testkit::{expect, raw, sent};
     use crate::{FaultRule, Sandbox, Scenario};
+    use reqwest::Method;
     use serde_json::{json, Value};
 
     /// A key vendor: an admin key may create keys; any live key authenticates; deleted keys
@@ -470,28 +471,35 @@ mod tests {
         respond = { status = 200, body = { ok = true, asked = "{{query.who}}" } }
     "#;
 
-    async fn start() -> (Sandbox, String) {
-        let sb = Sandbox::start(Scenario::from_toml(KEYS).unwrap())
-            .await
-            .unwrap();
-        let url = sb.urls().scripted["keyvendor"].clone();
+    /// A sandbox of the scripted vendors in `toml`, with `faults`: it and the base URL of
+    /// `vendor`.
+    async fn serve(toml: &str, vendor: &str, faults: &[&str]) -> (Sandbox, String) {
+        let mut scenario = Scenario::from_toml(toml).unwrap();
+        for rule in faults {
+            scenario.faults.push(FaultRule::parse(rule).unwrap());
+        }
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let url = sb.urls().scripted[vendor].clone();
         (sb, url)
     }
 
+    /// Sends `method` `path` to the vendor at `base`, with `key` as a Bearer token and
+    /// `body` as JSON when given: the status and the JSON body (`null` when there is none).
     async fn call(
-        method: reqwest::Method,
-        url: &str,
+        base: &str,
+        method: Method,
+        path: &str,
         key: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = raw().request(method, url);
+        let mut req = raw().request(method, format!("{base}{path}"));
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap();
+        let resp = sent(req).await;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -499,26 +507,23 @@ mod tests {
 
     #[tokio::test]
     async fn keys_are_created_listed_authenticate_and_die_when_deleted() {
-        use reqwest::Method;
-        let (sb, url) = start().await;
-        let (s, me) = call(
-            Method::GET,
-            &format!("{url}/whoami"),
-            Some("app-secret-1"),
-            None,
-        )
-        .await;
+        let (sb, url) = serve(KEYS, "keyvendor", &[]).await;
+        let admin = |method: Method, path: &'static str, body: Option<Value>| {
+            call(&url, method, path, Some("admin-secret-1"), body)
+        };
+        let (s, me) = call(&url, Method::GET, "/whoami", Some("app-secret-1"), None).await;
         assert_eq!((s, me["id"].clone()), (200, json!("k-app")));
-        let (s, _) = call(Method::GET, &format!("{url}/whoami"), Some("nope"), None).await;
+        let (s, _) = call(&url, Method::GET, "/whoami", Some("nope"), None).await;
         assert_eq!(s, 401);
-        let (s, _) = call(Method::GET, &format!("{url}/whoami"), None, None).await;
+        let (s, _) = call(&url, Method::GET, "/whoami", None, None).await;
         assert_eq!(s, 401);
 
         // The app key may not manage keys.
         let body = json!({"name": "app-2", "scopes": ["mail.send"]});
         let (s, e) = call(
+            &url,
             Method::POST,
-            &format!("{url}/keys"),
+            "/keys",
             Some("app-secret-1"),
             Some(body.clone()),
         )
@@ -528,13 +533,7 @@ mod tests {
             (403, json!("access forbidden"))
         );
 
-        let (s, created) = call(
-            Method::POST,
-            &format!("{url}/keys"),
-            Some("admin-secret-1"),
-            Some(body.clone()),
-        )
-        .await;
+        let (s, created) = admin(Method::POST, "/keys", Some(body.clone())).await;
         assert_eq!(s, 201);
         assert_eq!(created["name"], "app-2");
         assert_eq!(created["scopes"], json!(["mail.send"]));
@@ -544,73 +543,31 @@ mod tests {
             new_secret.starts_with("s-") && new_secret.len() == 34,
             "{new_secret}"
         );
-        let (_, me) = call(
-            Method::GET,
-            &format!("{url}/whoami"),
-            Some(&new_secret),
-            None,
-        )
-        .await;
+        let (_, me) = call(&url, Method::GET, "/whoami", Some(&new_secret), None).await;
         assert_eq!(me["id"], json!(new_id));
 
         // Lists never show the secrets.
-        let (_, list) = call(
-            Method::GET,
-            &format!("{url}/keys"),
-            Some("admin-secret-1"),
-            None,
-        )
-        .await;
+        let (_, list) = admin(Method::GET, "/keys", None).await;
         assert_eq!(list["result"].as_array().unwrap().len(), 3);
         assert!(!list.to_string().contains("secret-1"));
 
         // The limit answers 403.
-        let (s, _) = call(
-            Method::POST,
-            &format!("{url}/keys"),
-            Some("admin-secret-1"),
-            Some(body),
-        )
-        .await;
+        let (s, _) = admin(Method::POST, "/keys", Some(body)).await;
         assert_eq!(s, 403);
 
-        let (s, _) = call(
-            Method::DELETE,
-            &format!("{url}/keys/k-app"),
-            Some("admin-secret-1"),
-            None,
-        )
-        .await;
+        let (s, _) = admin(Method::DELETE, "/keys/k-app", None).await;
         assert_eq!(s, 204);
-        let (s, _) = call(
-            Method::GET,
-            &format!("{url}/whoami"),
-            Some("app-secret-1"),
-            None,
-        )
-        .await;
+        let (s, _) = call(&url, Method::GET, "/whoami", Some("app-secret-1"), None).await;
         assert_eq!(s, 401);
-        let (s, e) = call(
-            Method::DELETE,
-            &format!("{url}/keys/k-app"),
-            Some("admin-secret-1"),
-            None,
-        )
-        .await;
+        let (s, e) = admin(Method::DELETE, "/keys/k-app", None).await;
         assert_eq!(
             (s, e["errors"][0]["message"].clone()),
             (404, json!("not found"))
         );
 
-        let (s, h) = call(
-            Method::GET,
-            &format!("{url}/health?who=ops%20team"),
-            None,
-            None,
-        )
-        .await;
+        let (s, h) = call(&url, Method::GET, "/health?who=ops%20team", None, None).await;
         assert_eq!((s, h), (200, json!({"ok": true, "asked": "ops team"})));
-        let (s, _) = call(Method::GET, &format!("{url}/nowhere"), None, None).await;
+        let (s, _) = call(&url, Method::GET, "/nowhere", None, None).await;
         assert_eq!(s, 404);
 
         let st = sb.state();
@@ -630,15 +587,10 @@ mod tests {
 
     #[tokio::test]
     async fn faults_apply_to_scripted_vendors() {
-        let mut scenario = Scenario::from_toml(KEYS).unwrap();
-        scenario
-            .faults
-            .push(FaultRule::parse("keyvendor:GET:/health=503:once").unwrap());
-        let sb = Sandbox::start(scenario).await.unwrap();
-        let url = sb.urls().scripted["keyvendor"].clone();
-        let (s, _) = call(reqwest::Method::GET, &format!("{url}/health"), None, None).await;
+        let (_sb, url) = serve(KEYS, "keyvendor", &["keyvendor:GET:/health=503:once"]).await;
+        let (s, _) = call(&url, Method::GET, "/health", None, None).await;
         assert_eq!(s, 503);
-        let (s, _) = call(reqwest::Method::GET, &format!("{url}/health"), None, None).await;
+        let (s, _) = call(&url, Method::GET, "/health", None, None).await;
         assert_eq!(s, 200);
     }
 
@@ -680,46 +632,33 @@ mod tests {
 
     #[tokio::test]
     async fn basic_auth_segment_captures_form_bodies_updates_and_xml() {
-        let sb = Sandbox::start(Scenario::from_toml(ROLLER).unwrap())
-            .await
-            .unwrap();
-        let url = sb.urls().scripted["roller"].clone();
+        let (_sb, url) = serve(ROLLER, "roller", &[]).await;
         let c = raw();
-        let roll = |secret: String| {
-            c.post(format!("{url}/Accounts/AC1/Keys/SK1.json"))
-                .basic_auth("SK1", Some(secret))
-                .with_form(&[("FriendlyName", "rolled & kept")])
-                .send()
+        let roll = |secret: &str| {
+            sent(
+                c.post(format!("{url}/Accounts/AC1/Keys/SK1.json"))
+                    .basic_auth("SK1", Some(secret))
+                    .with_form(&[("FriendlyName", "rolled & kept")]),
+            )
         };
         // Rolled twice: each answer holds a fresh secret, and only the newest authenticates.
-        let first: Value = roll("first-secret".into())
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let first: Value = roll("first-secret").await.json().await.unwrap();
         let second_secret = first["secret"].as_str().unwrap().to_string();
         assert_eq!(second_secret.len(), 32);
         assert_eq!(first["friendly_name"], "rolled & kept");
-        assert_eq!(roll("first-secret".into()).await.unwrap().status(), 401);
-        let second: Value = roll(second_secret.clone())
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        assert_eq!(roll("first-secret").await.status(), 401);
+        let second: Value = roll(&second_secret).await.json().await.unwrap();
         assert_ne!(second["secret"], first["secret"]);
-        assert_eq!(roll("SK1".into()).await.unwrap().status(), 401);
+        assert_eq!(roll("SK1").await.status(), 401);
 
         // A query API: one path, the operation in a form field; an XML answer, escaped.
         let third = second["secret"].as_str().unwrap().to_string();
-        let resp = c
-            .post(format!("{url}/"))
-            .basic_auth("SK1", Some(&third))
-            .with_form(&[("Action", "GetUser"), ("UserName", "ci<bot>")])
-            .send()
-            .await
-            .unwrap();
+        let resp = sent(
+            c.post(format!("{url}/"))
+                .basic_auth("SK1", Some(&third))
+                .with_form(&[("Action", "GetUser"), ("UserName", "ci<bot>")]),
+        )
+        .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/xml");
         assert_eq!(
@@ -735,42 +674,34 @@ mod tests {
             if let Some(f) = form {
                 req = req.with_form(&[f]);
             }
-            let resp = req.send().await.unwrap();
-            assert_eq!(resp.status(), 404);
-            let body: Value = resp.json().await.unwrap();
+            let body = expect(404, req).await;
             assert_eq!(
                 body["errors"][0]["message"],
                 json!(format!("no route matches {method} {path}"))
             );
         }
         // An update whose item is missing is a lookup miss, not a routing one.
-        let resp = c
+        let missing = c
             .post(format!("{url}/Accounts/AC1/Keys/SK9.json"))
-            .basic_auth("SK1", Some(&third))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 404);
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["errors"][0]["message"], "not found");
+            .basic_auth("SK1", Some(&third));
+        assert_eq!(
+            expect(404, missing).await["errors"][0]["message"],
+            "not found"
+        );
     }
 
     /// The "applied, answer lost" fault on a scripted vendor: the update happens, the
     /// client gets no answer.
     #[tokio::test]
     async fn a_lost_answer_still_applies_the_scripted_change() {
-        let mut scenario = Scenario::from_toml(ROLLER).unwrap();
-        scenario
-            .faults
-            .push(FaultRule::parse("roller:POST:/Accounts/AC1/Keys/SK1.json=lost:once").unwrap());
-        let sb = Sandbox::start(scenario).await.unwrap();
-        let url = sb.urls().scripted["roller"].clone();
-        let sent = raw()
+        let lost = "roller:POST:/Accounts/AC1/Keys/SK1.json=lost:once";
+        let (sb, url) = serve(ROLLER, "roller", &[lost]).await;
+        let roll = raw()
             .post(format!("{url}/Accounts/AC1/Keys/SK1.json"))
             .basic_auth("SK1", Some("first-secret"))
             .send()
             .await;
-        assert!(sent.is_err() || sent.unwrap().status().as_u16() >= 500);
+        assert!(roll.is_err() || roll.unwrap().status().as_u16() >= 500);
         let secret = sb.state()["scripted"]["roller"]["collections"]["keys"][0]["secret"].clone();
         assert_ne!(secret, json!("first-secret"), "the roll was applied");
     }
@@ -798,55 +729,30 @@ mod tests {
             update = { collection = "keys", where = { id = "{{path.id}}" }, set = { key = "@random:24" } }
             respond = { status = 200, body = { key = "{{item.key}}" } }
         "#;
-        let sb = Sandbox::start(Scenario::from_toml(toml).unwrap())
-            .await
-            .unwrap();
-        let api = sb.urls().scripted["acme"].clone();
+        let (sb, api) = serve(toml, "acme", &[]).await;
         let accounts = sb.urls().scripted["acme.accounts"].clone();
         assert_ne!(api, accounts);
         assert!(sb
             .env()
             .contains(&("ACME_ACCOUNTS_URL".to_string(), accounts.clone())));
-        let c = raw();
-        let rolled: Value = c
-            .post(format!("{accounts}/keys/k1/roll"))
-            .bearer_auth("first")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, rolled) = call(
+            &accounts,
+            Method::POST,
+            "/keys/k1/roll",
+            Some("first"),
+            None,
+        )
+        .await;
         let new_key = rolled["key"].as_str().unwrap().to_string();
-        let me = c
-            .get(format!("{api}/me"))
-            .bearer_auth(&new_key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(me.status(), 200);
-        let old = c
-            .get(format!("{api}/me"))
-            .bearer_auth("first")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(old.status(), 401);
+        let me = call(&api, Method::GET, "/me", Some(&new_key), None).await;
+        assert_eq!(me.0, 200);
+        let old = call(&api, Method::GET, "/me", Some("first"), None).await;
+        assert_eq!(old.0, 401);
         // Each host its own routes.
-        let wrong = c
-            .get(format!("{accounts}/me"))
-            .bearer_auth(&new_key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(wrong.status(), 404);
-        let wrong = c
-            .post(format!("{api}/keys/k1/roll"))
-            .bearer_auth(&new_key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(wrong.status(), 404);
+        let wrong = call(&accounts, Method::GET, "/me", Some(&new_key), None).await;
+        assert_eq!(wrong.0, 404);
+        let wrong = call(&api, Method::POST, "/keys/k1/roll", Some(&new_key), None).await;
+        assert_eq!(wrong.0, 404);
         let st = sb.state();
         assert_eq!(st["scripted"]["acme"]["hosts"]["accounts"], json!(accounts));
     }

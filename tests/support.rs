@@ -7,14 +7,34 @@ pub use runbook_testkit::*;
 
 use serde_json::Value;
 
-pub fn current_infisical(state: &Value) -> String {
-    let v = state["infisical"]["secrets"][0]["versions"]
+/// The apps of the canary scenario that send mail with the Postmark token.
+pub const APPS: [&str; 2] = ["raxx-api-prod", "raxx-api-staging"];
+
+/// The canary scenario's text (tests/fixtures/sop_canary.toml), for a test to change.
+pub fn canary_scenario() -> String {
+    std::fs::read_to_string(fixture(CANARY)).unwrap()
+}
+
+/// The canary scenario with the first `from` replaced by `to`; `from` must be there.
+pub fn canary_with(from: &str, to: &str) -> String {
+    let canary = canary_scenario();
+    let scenario = canary.replacen(from, to, 1);
+    assert_ne!(scenario, canary, "the canary scenario has no {from:?}");
+    scenario
+}
+
+/// Every value Infisical holds for the Postmark token, oldest first.
+pub fn infisical_versions(state: &Value) -> Vec<String> {
+    state["infisical"]["secrets"][0]["versions"]
         .as_array()
-        .unwrap();
-    v.last().unwrap()["secretValue"]
-        .as_str()
         .unwrap()
-        .to_string()
+        .iter()
+        .map(|v| v["secretValue"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn current_infisical(state: &Value) -> String {
+    infisical_versions(state).pop().unwrap()
 }
 
 pub fn live_tokens(state: &Value) -> Vec<String> {
@@ -26,6 +46,43 @@ pub fn live_tokens(state: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The Postmark token in `app`'s Heroku config.
+pub fn app_token(state: &Value, app: &str) -> String {
+    state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The requests that change something: all but reads (a log session is how logs are read).
+pub fn writes(state: &Value) -> Vec<&Value> {
+    state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap().ends_with("/log-sessions"))
+        .collect()
+}
+
+/// Infisical and every app hold `token`.
+#[track_caller]
+pub fn assert_everywhere(state: &Value, token: &str) {
+    assert_eq!(current_infisical(state), token, "Infisical");
+    for app in APPS {
+        assert_eq!(app_token(state, app), token, "{app}");
+    }
+}
+
+/// Every consumer and Infisical are back on the old token, which still works.
+#[track_caller]
+pub fn assert_back_on_old_token(state: &Value) {
+    assert_everywhere(state, OLD_TOKEN);
+    assert!(
+        live_tokens(state).contains(&OLD_TOKEN.to_string()),
+        "old token must survive"
+    );
+}
+
 /// What must hold at every moment: Infisical's token works; the app never failed to send.
 #[track_caller]
 pub fn assert_safe(state: &Value, when: &str) {
@@ -33,7 +90,7 @@ pub fn assert_safe(state: &Value, when: &str) {
         live_tokens(state).contains(&current_infisical(state)),
         "{when}: Infisical holds a dead token"
     );
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
+    for app in APPS {
         assert_eq!(
             state["downstream"][app]["failed"], 0,
             "{when}: {app} failed to send"
@@ -53,12 +110,26 @@ pub fn assert_rotated(state: &Value, when: &str) {
         !live_tokens(state).contains(&OLD_TOKEN.to_string()),
         "{when}: old token not revoked"
     );
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(
-            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"],
-            current.as_str(),
-            "{when}: {app}"
-        );
+    for app in APPS {
+        assert_eq!(app_token(state, app), current, "{when}: {app}");
     }
     assert_safe(state, when);
+}
+
+/// Each step of a report, with its status.
+pub fn step_statuses(report: &Value) -> Vec<(&str, &str)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect()
+}
+
+/// The ids of a report's steps, in order.
+pub fn step_ids(report: &Value) -> Vec<&str> {
+    step_statuses(report)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }

@@ -34,6 +34,12 @@ pub const CANARIES: &[&str] = &[
 /// The Postmark token the canary scenario starts with.
 pub const OLD_TOKEN: &str = "c0ffee00-0000-4000-8000-00000000c001";
 
+/// The canary scenario: the Postmark SOP's world with known secret values (tests/fixtures).
+pub const CANARY: &str = "sop_canary.toml";
+
+/// Where `--sandbox-state` leaves the simulators' final state ([`Test::keep_sandbox_state`]).
+const SANDBOX_STATE: &str = "sandbox.json";
+
 /// The documented exit codes, by name (README.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -212,6 +218,34 @@ impl Test {
         self.env("RUNBOOK_PATH", &dir.to_string_lossy())
     }
 
+    /// `exec RUNBOOK --sandbox` from the shipped runbooks: a rehearsal against simulators in
+    /// the process.
+    pub fn rehearse(self, runbook: &str) -> Self {
+        self.shipped_runbooks()
+            .args(&["exec", runbook, "--sandbox"])
+    }
+
+    /// The canary scenario copied in and passed as `--scenario`.
+    pub fn canary(self) -> Self {
+        self.fixture(CANARY).args(&["--scenario", CANARY])
+    }
+
+    /// A scenario of `text` written as NAME and passed as `--scenario`.
+    pub fn scenario(self, name: &str, text: &str) -> Self {
+        self.file(name, text).args(&["--scenario", name])
+    }
+
+    /// `--sandbox-state`: the simulators' final state, read with [`Output::sandbox_state`].
+    pub fn keep_sandbox_state(self) -> Self {
+        self.args(&["--sandbox-state", SANDBOX_STATE])
+    }
+
+    /// An answers file of `text`, passed as `--answers answers.toml`.
+    pub fn answers(self, text: &str) -> Self {
+        self.file("answers.toml", text)
+            .args(&["--answers", "answers.toml"])
+    }
+
     /// Points the run at a separate sandbox: its exports, and its dashboard for the steps a
     /// person would do there.
     pub fn against(self, sandbox: &SandboxProcess) -> Self {
@@ -352,10 +386,28 @@ impl Output {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// The simulators' final state, left by [`Test::keep_sandbox_state`].
+    pub fn sandbox_state(&self) -> serde_json::Value {
+        self.read_json(SANDBOX_STATE)
+    }
+
+    /// The newest run's journal, as the engine wrote it.
+    pub fn journal(&self) -> String {
+        self.state_file(&format!("runs/{}.jsonl", self.last_run_id()))
+    }
+
     pub fn audit(&self) -> Vec<serde_json::Value> {
         self.state_file("audit.jsonl")
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    /// The audit log's entries of `action`, oldest first.
+    pub fn audited(&self, action: &str) -> Vec<serde_json::Value> {
+        self.audit()
+            .into_iter()
+            .filter(|e| e["action"] == action)
             .collect()
     }
 

@@ -3,22 +3,16 @@
 
 use crate::support::{
     app_token, assert_back_on_old_token, canary_scenario, canary_with, infisical_versions,
-    live_tokens, step_ids, step_statuses, writes, Exit, Output, Test, APPS, OLD_TOKEN,
+    live_tokens, rehearse_postmark, step_ids, step_statuses, writes, Exit, Output, Test, APPS,
+    OLD_TOKEN,
 };
 use serde_json::Value;
 
 const PREVIOUS: &str = "c0ffee00-0000-4000-8000-00000000c000";
 
-/// The rotation rehearsed on the canary scenario as ops-test, streamed as JSON, the
-/// simulators' final state kept.
+/// [`rehearse_postmark`] as ops-test.
 fn postmark(extra: &[&str]) -> Output {
-    Test::new()
-        .rehearse("postmark")
-        .canary()
-        .keep_sandbox_state()
-        .args(&["--actor", "ops-test", "--json"])
-        .args(extra)
-        .run()
+    rehearse_postmark(&[&["--actor", "ops-test"], extra].concat())
 }
 
 /// The rotation rehearsed on `scenario`, the simulators' final state kept: with `--yes`, or

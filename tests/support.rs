@@ -7,6 +7,18 @@ pub use runbook_testkit::*;
 
 use serde_json::Value;
 
+/// The Postmark rotation rehearsed on the canary scenario, streamed as JSON, the simulators'
+/// final state kept; then `extra`.
+pub fn rehearse_postmark(extra: &[&str]) -> Output {
+    Test::new()
+        .rehearse("postmark")
+        .canary()
+        .keep_sandbox_state()
+        .args(&["--json"])
+        .args(extra)
+        .run()
+}
+
 /// The apps of the canary scenario that send mail with the Postmark token.
 pub const APPS: [&str; 2] = ["raxx-api-prod", "raxx-api-staging"];
 
@@ -21,6 +33,12 @@ pub fn canary_with(from: &str, to: &str) -> String {
     let scenario = canary.replacen(from, to, 1);
     assert_ne!(scenario, canary, "the canary scenario has no {from:?}");
     scenario
+}
+
+/// `scenario` with `fault` from the start (top-level keys come before the first table in
+/// TOML).
+pub fn with_fault(scenario: &str, fault: &str) -> String {
+    format!("faults = [\"{fault}\"]\n{scenario}")
 }
 
 /// Every value Infisical holds for the Postmark token, oldest first.
@@ -46,6 +64,27 @@ pub fn live_tokens(state: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The live tokens besides the old one: those the runs generated.
+pub fn new_tokens(state: &Value) -> Vec<String> {
+    live_tokens(state)
+        .into_iter()
+        .filter(|t| t != OLD_TOKEN)
+        .collect()
+}
+
+/// An answers line giving `resume` the token a run generated and had not stored.
+pub fn token_answer(token: &str) -> String {
+    format!("\"resume.new_token\" = \"{token}\"\n")
+}
+
+/// [`token_answer`] for the one new live token; nothing when there is not exactly one.
+pub fn new_token_answer(state: &Value) -> String {
+    match new_tokens(state).as_slice() {
+        [one] => token_answer(one),
+        _ => String::new(),
+    }
+}
+
 /// The Postmark token in `app`'s Heroku config.
 pub fn app_token(state: &Value, app: &str) -> String {
     state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
@@ -62,6 +101,16 @@ pub fn writes(state: &Value) -> Vec<&Value> {
         .iter()
         .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap().ends_with("/log-sessions"))
         .collect()
+}
+
+/// How many requests the simulators served for `method` on `path`.
+pub fn served(state: &Value, method: &str, path: &str) -> usize {
+    state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == method && r["path"] == path)
+        .count()
 }
 
 /// Infisical and every app hold `token`.
@@ -114,6 +163,16 @@ pub fn assert_rotated(state: &Value, when: &str) {
         assert_eq!(app_token(state, app), current, "{when}: {app}");
     }
     assert_safe(state, when);
+}
+
+/// A resume that recovered every key from Infisical instead of asking the operator.
+#[track_caller]
+pub fn assert_recovered(resumed: &Output, point: &str) {
+    assert!(
+        !resumed.stderr.contains("asking instead"),
+        "{point}: every key was recovered from Infisical\n{}",
+        resumed.stderr
+    );
 }
 
 /// Each step of a report, with its status.

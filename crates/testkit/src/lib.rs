@@ -227,7 +227,12 @@ impl Test {
 
     /// The canary scenario copied in and passed as `--scenario`.
     pub fn canary(self) -> Self {
-        self.fixture(CANARY).args(&["--scenario", CANARY])
+        self.scenario_fixture(CANARY)
+    }
+
+    /// A scenario from tests/fixtures copied in and passed as `--scenario`.
+    pub fn scenario_fixture(self, name: &str) -> Self {
+        self.fixture(name).args(&["--scenario", name])
     }
 
     /// A scenario of `text` written as NAME and passed as `--scenario`.
@@ -373,6 +378,11 @@ impl Output {
         if let Some(file) = find_in_files(&self.path().join("state"), &[value]) {
             panic!("a secret leaked to {}", file.display());
         }
+    }
+
+    /// stdout then stderr, for what may be on either.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
     }
 
     pub fn state_file(&self, name: &str) -> String {

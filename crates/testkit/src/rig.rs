@@ -22,8 +22,19 @@ impl Rig {
         Self::with_scenario(&fixture("sop_canary.toml"))
     }
 
-    pub fn with_scenario(scenario: &Path) -> Rig {
+    /// A rig whose sandbox starts from a scenario of `text` (written in the rig's directory).
+    pub fn with_scenario_text(text: &str) -> Rig {
         let dir = tempfile::tempdir().expect("temp dir");
+        let scenario = dir.path().join("scenario.toml");
+        std::fs::write(&scenario, text).expect("write scenario");
+        Self::start(dir, &scenario)
+    }
+
+    pub fn with_scenario(scenario: &Path) -> Rig {
+        Self::start(tempfile::tempdir().expect("temp dir"), scenario)
+    }
+
+    fn start(dir: tempfile::TempDir, scenario: &Path) -> Rig {
         let sandbox = SandboxProcess::start_with(dir.path(), scenario);
         Rig { dir, sandbox }
     }
@@ -56,6 +67,58 @@ impl Rig {
         self.test(args, extra).stdin(stdin).run()
     }
 
+    /// A file in the rig's directory, e.g. an answers file for a later command.
+    pub fn file(&self, name: &str, contents: &str) {
+        std::fs::write(self.path().join(name), contents).expect("write file");
+    }
+
+    /// `exec RUNBOOK --yes` killed (SIGKILL) at `point` (`RUNBOOK_CRASH_AT`, e.g.
+    /// `after:store` or `inside:propagate`).
+    #[track_caller]
+    pub fn crash(&self, runbook: &str, point: &str) -> Output {
+        let out = self.runbook(&["exec", runbook, "--yes"], &[("RUNBOOK_CRASH_AT", point)]);
+        assert_eq!(
+            out.code, -9,
+            "{point}: the engine should have been killed\n{}",
+            out.stderr
+        );
+        out
+    }
+
+    /// `resume` of the newest run with `--yes`, then `extra`.
+    pub fn resume(&self, extra: &[&str]) -> Output {
+        let run_id = self.run_id();
+        let mut args = vec!["resume", run_id.as_str(), "--yes"];
+        args.extend_from_slice(extra);
+        self.runbook(&args, &[])
+    }
+
+    /// [`Rig::crash`] at `point`, then `resume`, which must complete.
+    #[track_caller]
+    pub fn crash_and_resume(&self, runbook: &str, point: &str) -> Output {
+        self.crash(runbook, point);
+        let resumed = self.resume(&[]);
+        assert_eq!(
+            resumed.code, 0,
+            "{point}: resume failed\n{}\n{}",
+            resumed.stdout, resumed.stderr
+        );
+        resumed
+    }
+
+    /// `rollback` of the newest run with `--yes`, then `extra`.
+    pub fn rollback(&self, extra: &[&str]) -> Output {
+        let run_id = self.run_id();
+        let mut args = vec!["rollback", run_id.as_str(), "--yes"];
+        args.extend_from_slice(extra);
+        self.runbook(&args, &[])
+    }
+
+    /// `runs --json`: every run in the state dir, newest first.
+    pub fn runs(&self) -> serde_json::Value {
+        self.runbook(&["runs", "--json"], &[]).json()
+    }
+
     /// The simulators' state.
     pub fn state(&self) -> serde_json::Value {
         self.sandbox.state()
@@ -64,6 +127,14 @@ impl Rig {
     /// The newest run in the state dir.
     pub fn run_id(&self) -> String {
         last_run_id(&self.dir.path().join("state"))
+    }
+
+    /// The newest run's journal, as the engine wrote it.
+    pub fn journal(&self) -> String {
+        let path = self
+            .path()
+            .join(format!("state/runs/{}.jsonl", self.run_id()));
+        std::fs::read_to_string(path).expect("the run's journal")
     }
 
     /// The canaries and every token the Postmark simulator ever issued.

@@ -4,8 +4,8 @@
 
 use crate::support::{
     app_token, assert_everywhere, assert_recovered, assert_rotated, assert_safe, canary_scenario,
-    current_infisical, live_tokens, new_token_answer, new_tokens, root, token_answer, with_fault,
-    Exit, Output, Rig, CANARIES, OLD_TOKEN,
+    current_infisical, live_tokens, new_token_answer, new_tokens, root, start_until, token_answer,
+    with_fault, Exit, Output, Rig, CANARIES, OLD_TOKEN,
 };
 
 fn crash_then_resume(point: &str) {
@@ -172,24 +172,16 @@ fn resume_of_an_unknown_run_is_a_usage_error() {
 
 #[test]
 fn two_concurrent_rotations_exactly_one_runs() {
-    use std::io::{BufRead, BufReader};
     // The first run's precheck waits on a slow Postmark while the second one starts.
     let rig = Rig::with_scenario_text(&with_fault(
         &canary_scenario(),
         "postmark:GET:/server=latency=3000:once",
     ));
-    let mut first = rig
-        .command(&["exec", "postmark", "--yes"], &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("Step 1/8") {
-            break;
-        }
-    }
+    let (mut first, lines) = start_until(
+        rig.command(&["exec", "postmark", "--yes"], &[])
+            .stderr(std::process::Stdio::null()),
+        "Step 1/8",
+    );
     // Same secret, a different log window: still the same rotation, still refused.
     let second = rig.runbook(
         &["exec", "postmark", "--yes", "--param", "log_lines=301"],
@@ -197,14 +189,9 @@ fn two_concurrent_rotations_exactly_one_runs() {
     );
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = first.wait().unwrap();
-    assert_eq!(second.code, 2, "{}", second.stderr);
-    assert!(
-        second
-            .stderr
-            .contains("this rotation is already running: run "),
-        "{}",
-        second.stderr
-    );
+    second
+        .exit(Exit::Usage)
+        .stderr_has("this rotation is already running: run ");
     assert!(status.success(), "the first run completes: {rest:?}");
     assert_rotated(&rig.state(), "the one run");
 }

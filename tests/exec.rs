@@ -1,7 +1,7 @@
 //! `runbook exec`: steps, prompts, params, failures and exit codes.
 
 use crate::support::Exit;
-use crate::support::{fixture, Test};
+use crate::support::{fixture, signal, start_until, Test};
 
 fn prompts_test() -> Test {
     Test::new().fixture("prompts.rhai").fixture("answers.toml")
@@ -302,26 +302,15 @@ fn host_calls_at_the_top_level_are_refused() {
 
 #[test]
 fn ctrl_c_stops_the_running_step_with_exit_130() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let test = Test::new()
         .fixture("interrupt.rhai")
         .args(&["exec", "interrupt.rhai", "--yes"]);
-    let mut child = test
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // Wait until the step is running, then interrupt it.
-    for line in lines.by_ref() {
-        if line.unwrap().contains("waiting") {
-            break;
-        }
-    }
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let (mut child, lines) = start_until(
+        test.command().stderr(std::process::Stdio::piped()),
+        "waiting",
+    );
+    signal(&child, libc::SIGINT);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     let mut stderr = String::new();

@@ -3,8 +3,8 @@
 //! rig), so stopped runs can be resumed and rolled back by later processes.
 
 use crate::support::{
-    assert_rotated, new_tokens, rehearse_postmark, served, token_answer, Exit, Rig, Test, APPS,
-    OLD_TOKEN,
+    assert_rotated, new_tokens, rehearse_postmark, served, signal, start_until, token_answer, Exit,
+    Rig, Test, APPS, OLD_TOKEN,
 };
 
 /// A rollback refused at the irreversible step leaves the rotation recorded as succeeded;
@@ -227,32 +227,21 @@ fn a_write_is_retried_only_when_the_script_says_it_is_idempotent() {
 /// (the next rotation is not refused) and the run is listed as interrupted.
 #[test]
 fn sigterm_releases_the_lock_like_ctrl_c() {
-    use std::io::{BufRead, BufReader};
     let rig = Rig::new();
     rig.sandbox
         .add_fault("postmark:GET:/server=latency=20000:once");
-    let mut run = rig
-        .command(&["exec", "postmark", "--yes"], &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("Step 1/8") {
-            break;
-        }
-    }
+    let (mut run, _lines) = start_until(
+        rig.command(&["exec", "postmark", "--yes"], &[])
+            .stderr(std::process::Stdio::null()),
+        "Step 1/8",
+    );
     let locks = rig.path().join("state/locks");
     assert_eq!(
         std::fs::read_dir(&locks).unwrap().count(),
         1,
         "the run holds its lock"
     );
-    // SAFETY: signalling the child we started.
-    unsafe {
-        libc::kill(run.id() as i32, libc::SIGTERM);
-    }
+    signal(&run, libc::SIGTERM);
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(130), "interrupted, not killed");
     assert_eq!(

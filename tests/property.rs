@@ -4,10 +4,9 @@
 //! token that works, the downstream app never failed to send, every write in every journal
 //! has its outcome, and no run's recorded outcome ever changes.
 
-use crate::support::{assert_safe, live_tokens, Rig};
+use crate::support::{assert_safe, live_tokens, signal, start_until, Rig};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 
 /// A small deterministic generator: the same cases on every run (set RUNBOOK_PROPERTY_SEED
 /// to explore others).
@@ -121,22 +120,12 @@ fn exec(rig: &Rig, answers: &str, interrupt: bool) -> i32 {
     if !interrupt {
         return rig.runbook(&args, &extra).code;
     }
-    let mut child = rig
-        .command(&args, &extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("Step 2/8") {
-            // SAFETY: signalling the child we started.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGINT);
-            }
-            break;
-        }
-    }
+    let (mut child, lines) = start_until(
+        rig.command(&args, &extra)
+            .stderr(std::process::Stdio::null()),
+        "Step 2/8",
+    );
+    signal(&child, libc::SIGINT);
     lines.for_each(drop);
     crate::support::status_code(child.wait().unwrap())
 }

@@ -16,8 +16,9 @@ pub use sandbox::{http, SandboxProcess};
 pub use snapshot::assert_snapshot;
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// Raw secret values tests use; none may ever appear in any output or file.
 pub const CANARIES: &[&str] = &[
@@ -293,6 +294,16 @@ impl Test {
         cmd
     }
 
+    /// The command started in the background, stdout and stderr piped (read them with
+    /// [`finish`]); the test keeps `self`, and so its directory, until then.
+    pub fn spawn(&self) -> Child {
+        self.command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn runbook")
+    }
+
     pub fn run(self) -> Output {
         let mut cmd = self.command();
         cmd.stdin(Stdio::piped())
@@ -488,6 +499,39 @@ impl Output {
     /// The newest run id in the state dir.
     pub fn last_run_id(&self) -> String {
         last_run_id(&self.path().join("state"))
+    }
+}
+
+/// Waits for a run [`Test::spawn`] started: its exit code (-1 when a signal ended it) and
+/// its stdout then stderr.
+pub fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().expect("wait for runbook");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Starts `cmd` with stdout piped and reads it up to the first line holding `needle` (a
+/// condition, not a delay); the rest of stdout is the caller's to read.
+pub fn start_until(cmd: &mut Command, needle: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn runbook");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    for line in lines.by_ref() {
+        if line.expect("stdout").contains(needle) {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+/// Sends `signal` (`libc::SIGINT`, `SIGTERM`...) to a child the test started.
+pub fn signal(child: &Child, signal: i32) {
+    // SAFETY: signalling a child process this test started.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
     }
 }
 

@@ -147,6 +147,19 @@ pub fn assert_safe(state: &Value, when: &str) {
     }
 }
 
+/// [`assert_safe`], and every app's token works too.
+#[track_caller]
+pub fn assert_every_token_works(state: &Value, when: &str) {
+    assert_safe(state, when);
+    let live = live_tokens(state);
+    for app in APPS {
+        assert!(
+            live.contains(&app_token(state, app)),
+            "{when}: {app} holds a token that does not work"
+        );
+    }
+}
+
 /// After a completed rotation: one new token everywhere, the old one gone.
 #[track_caller]
 pub fn assert_rotated(state: &Value, when: &str) {
@@ -163,6 +176,35 @@ pub fn assert_rotated(state: &Value, when: &str) {
         assert_eq!(app_token(state, app), current, "{when}: {app}");
     }
     assert_safe(state, when);
+}
+
+/// The tokens Infisical or an app holds.
+pub fn held_tokens(state: &Value) -> Vec<String> {
+    let mut held: Vec<String> = APPS
+        .iter()
+        .filter_map(|a| {
+            state["heroku"]["apps"][*a]["config_vars"]["POSTMARK_SERVER_TOKEN"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    if let Some(v) = state["infisical"]["secrets"][0]["versions"]
+        .as_array()
+        .and_then(|v| v.last())
+    {
+        held.push(v["secretValue"].as_str().unwrap_or_default().to_string());
+    }
+    held
+}
+
+/// Deletes the tokens nobody holds (a failed run leaves its new one for diagnosis), as an
+/// operator would, so the server keeps room for the next rotation.
+pub fn delete_unheld_tokens(sandbox: &SandboxProcess) {
+    let state = sandbox.state();
+    let held = held_tokens(&state);
+    for t in live_tokens(&state).iter().filter(|t| !held.contains(t)) {
+        sandbox.delete_postmark_token(t);
+    }
 }
 
 /// A resume that recovered every key from Infisical instead of asking the operator.
@@ -191,4 +233,20 @@ pub fn step_ids(report: &Value) -> Vec<&str> {
         .into_iter()
         .map(|(id, _)| id)
         .collect()
+}
+
+/// A small deterministic generator (xorshift): the same sequence for the same seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    pub fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
 }

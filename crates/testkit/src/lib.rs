@@ -39,7 +39,7 @@ pub const OLD_TOKEN: &str = "c0ffee00-0000-4000-8000-00000000c001";
 pub const CANARY: &str = "sop_canary.toml";
 
 /// Where `--sandbox-state` leaves the simulators' final state ([`Test::keep_sandbox_state`]).
-const SANDBOX_STATE: &str = "sandbox.json";
+pub const SANDBOX_STATE: &str = "sandbox.json";
 
 /// The documented exit codes, by name (README.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

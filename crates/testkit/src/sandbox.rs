@@ -65,6 +65,18 @@ impl SandboxProcess {
         serde_json::from_str(&body).expect("sandbox state JSON")
     }
 
+    /// Deletes a token of the Postmark server `raxx-prod`, as an operator would in the
+    /// dashboard.
+    pub fn delete_postmark_token(&self, token: &str) {
+        http(
+            self.postmark_url(),
+            "POST",
+            "/_sandbox/servers/raxx-prod/tokens/delete",
+            &[("Content-Type", "application/json")],
+            &serde_json::json!({ "token": token }).to_string(),
+        );
+    }
+
     /// Adds a fault rule to the running sandbox.
     pub fn add_fault(&self, spec: &str) {
         let (code, body) = http(

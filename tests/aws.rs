@@ -3,7 +3,9 @@
 //! key refused), runbooks/heroku-authorization.rhai (std/rotation without overlap) and
 //! tests/fixtures/two_slot.rhai (std/rotation's two-slot shape).
 
-use crate::support::{assert_recovered, root, step_ids, with_fault, Exit, Output, Rig, Test};
+use crate::support::{
+    assert_recovered, root, secret_versions, step_ids, with_fault, Exit, Output, Rig, Test,
+};
 use serde_json::Value;
 
 const CURRENT_ID: &str = "AKIASANDBOXCURRENT01";
@@ -47,20 +49,9 @@ fn user_keys(state: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Infisical's current value of the secret `name`.
 fn current(state: &Value, name: &str) -> String {
-    state["infisical"]["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["secretKey"] == name)
-        .unwrap()["versions"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()["secretValue"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    secret_versions(state, name).pop().unwrap()
 }
 
 /// Everywhere the key lives holds (id, secret).

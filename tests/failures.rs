@@ -3,8 +3,8 @@
 //! rig), so stopped runs can be resumed and rolled back by later processes.
 
 use crate::support::{
-    assert_rotated, new_tokens, rehearse_postmark, served, signal, start_until, token_answer, Exit,
-    Rig, Test, APPS, OLD_TOKEN,
+    assert_rotated, new_tokens, rehearse_postmark, served, signal, start_until, token_answer,
+    with_fixture, Exit, Rig, Test, APPS, OLD_TOKEN,
 };
 
 /// A rollback refused at the irreversible step leaves the rotation recorded as succeeded;
@@ -38,9 +38,8 @@ fn a_refused_rollback_never_rewrites_a_succeeded_run() {
 /// the footer gives the exact resume command and no rollback.
 #[test]
 fn past_the_point_of_no_return_yes_stops_and_says_resume() {
-    let out = Test::new()
-        .fixture("point_of_no_return.rhai")
-        .args(&["exec", "point_of_no_return.rhai", "--yes"])
+    let out = with_fixture("exec", "point_of_no_return.rhai")
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed);
     let run_id = out.last_run_id();
@@ -69,9 +68,8 @@ fn past_the_point_of_no_return_yes_stops_and_says_resume() {
 /// A runbook can ask to stop rather than roll back before the point of no return.
 #[test]
 fn a_runbook_that_asks_to_stop_on_failure_is_not_rolled_back_by_yes() {
-    let out = Test::new()
-        .fixture("stop_on_failure.rhai")
-        .args(&["exec", "stop_on_failure.rhai", "--yes"])
+    let out = with_fixture("exec", "stop_on_failure.rhai")
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stdout_has("stop (--yes)")

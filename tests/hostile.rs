@@ -1,8 +1,7 @@
 //! Hostile input: malformed runbooks, answers, scenarios and params each get a clear error
 //! and an exit code, never a panic or a hang.
 
-use crate::support::Exit;
-use crate::support::{Output, Test};
+use crate::support::{prompts_answered, Exit, Output, Test};
 
 fn no_panic(out: &Output) {
     assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
@@ -12,6 +11,14 @@ fn no_panic(out: &Output) {
         out.code,
         out.stderr
     );
+}
+
+/// `exec postmark --sandbox --yes`, then `extra`, from the shipped runbooks.
+fn rehearsal(extra: &[&str]) -> Test {
+    Test::new()
+        .rehearse("postmark")
+        .args(&["--yes"])
+        .args(extra)
 }
 
 fn check_text(name: &str, text: &str) -> Output {
@@ -84,11 +91,7 @@ fn a_runbook_path_that_is_a_directory_is_refused() {
 #[test]
 fn deeply_nested_answers_are_refused() {
     let nested = format!("{{\"a\": {}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
-    let out = Test::new()
-        .fixture("prompts.rhai")
-        .file("nested.json", &nested)
-        .args(&["exec", "prompts.rhai", "--answers", "nested.json"])
-        .run();
+    let out = prompts_answered("nested.json", &nested).run();
     no_panic(&out);
     out.exit(Exit::Usage)
         .stderr_has("nested.json:1:")
@@ -97,11 +100,11 @@ fn deeply_nested_answers_are_refused() {
 
 #[test]
 fn answers_of_the_wrong_type_name_the_prompt() {
-    let out = Test::new()
-        .fixture("prompts.rhai")
-        .file("a.toml", "prerequisites = true\ncolor = \"green\"\ntoken = \"t-0123456789\"\nproceed = \"maybe\"\n")
-        .args(&["exec", "prompts.rhai", "--answers", "a.toml"])
-        .run();
+    let out = prompts_answered(
+        "a.toml",
+        "prerequisites = true\ncolor = \"green\"\ntoken = \"t-0123456789\"\nproceed = \"maybe\"\n",
+    )
+    .run();
     no_panic(&out);
     out.exit(Exit::StepFailed)
         .stderr_has("answer to prompt 'proceed' is not usable: expected true or false");
@@ -109,7 +112,6 @@ fn answers_of_the_wrong_type_name_the_prompt() {
 
 #[test]
 fn malformed_scenarios_and_faults_are_usage_errors() {
-    let root = env!("CARGO_MANIFEST_DIR");
     for (file, text, expect) in [
         ("bad.toml", "[postmark\n", "invalid sandbox scenario"),
         (
@@ -123,25 +125,11 @@ fn malformed_scenarios_and_faults_are_usage_errors() {
             "unknown field",
         ),
     ] {
-        let out = Test::new()
-            .file(file, text)
-            .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-            .args(&["exec", "postmark", "--sandbox", "--yes", "--scenario", file])
-            .run();
+        let out = rehearsal(&[]).scenario(file, text).run();
         no_panic(&out);
         out.exit(Exit::Usage).stderr_has(expect);
     }
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--fault",
-            "postmark:GET:/server=teapot",
-        ])
-        .run();
+    let out = rehearsal(&["--fault", "postmark:GET:/server=teapot"]).run();
     no_panic(&out);
     out.exit(Exit::Usage)
         .stderr_has("invalid fault 'postmark:GET:/server=teapot'");
@@ -149,25 +137,11 @@ fn malformed_scenarios_and_faults_are_usage_errors() {
 
 #[test]
 fn hostile_params_are_refused_or_reach_the_checks_intact() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&["exec", "postmark", "--sandbox", "--yes", "--param", "=x"])
-        .run();
+    let out = rehearsal(&["--param", "=x"]).run();
     no_panic(&out);
     out.exit(Exit::Usage)
         .stderr_has("is not of the form NAME=VALUE");
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--param",
-            "server_name=raxx-prod\u{202e}🚀",
-        ])
-        .run();
+    let out = rehearsal(&["--param", "server_name=raxx-prod\u{202e}🚀"]).run();
     no_panic(&out);
     out.exit(Exit::StepFailed)
         .stderr_has("not 'raxx-prod\u{202e}🚀'");
@@ -206,33 +180,26 @@ step("show", "Show the ratio", |ctx| {
 });
 "#;
 
-#[test]
-fn a_float_param_parses_as_a_float() {
+/// ratio.rhai run with `--param ratio=VALUE`.
+fn ratio(value: &str) -> Output {
     Test::new()
         .file("ratio.rhai", FLOAT_PARAM)
-        .args(&["exec", "ratio.rhai", "--yes", "--param", "ratio=2.5"])
+        .args(&["exec", "ratio.rhai", "--yes", "--param"])
+        .arg(format!("ratio={value}"))
         .run()
-        .exit(Exit::Ok)
-        .stdout_has("ratio=5.0");
+}
+
+#[test]
+fn a_float_param_parses_as_a_float() {
+    ratio("2.5").exit(Exit::Ok).stdout_has("ratio=5.0");
 }
 
 #[test]
 fn a_float_param_refuses_words_and_infinities_echoing_little() {
     for bad in ["many", "inf", "NaN"] {
-        Test::new()
-            .file("ratio.rhai", FLOAT_PARAM)
-            .args(&[
-                "exec",
-                "ratio.rhai",
-                "--yes",
-                "--param",
-                &format!("ratio={bad}"),
-            ])
-            .run()
-            .exit(Exit::Usage)
-            .stderr_has(&format!(
-                "param 'ratio' expects a number such as 2.5, got '{bad}'"
-            ));
+        ratio(bad).exit(Exit::Usage).stderr_has(&format!(
+            "param 'ratio' expects a number such as 2.5, got '{bad}'"
+        ));
     }
     // A single argument is capped at 128 KiB by the kernel.
     let long = "9".repeat(100_000);
@@ -251,34 +218,20 @@ fn a_float_param_refuses_words_and_infinities_echoing_little() {
 #[test]
 fn a_fault_pattern_of_many_wildcards_does_not_spin() {
     // Forty `**` that never match: backtracking spun on every request of the rotation.
-    let root = env!("CARGO_MANIFEST_DIR");
     let fault = format!("postmark:GET:/{}nowhere=503", "**".repeat(40));
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&["exec", "postmark", "--sandbox", "--yes", "--fault", &fault])
-        .run();
+    let out = rehearsal(&["--fault", &fault]).run();
     out.exit(Exit::Ok).stdout_has("succeeded");
 }
 
 #[test]
 fn a_malformed_scenario_names_its_line_not_its_text() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let canary = "pm-canary-scenario-0123456789";
-    let out = Test::new()
-        .file(
+    let out = rehearsal(&[])
+        .unscanned()
+        .scenario(
             "bad.toml",
             &format!("[postmark]\ncurrent_token = \"{canary}\n"),
         )
-        .unscanned()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--scenario",
-            "bad.toml",
-        ])
         .run();
     no_panic(&out);
     out.exit(Exit::Usage)

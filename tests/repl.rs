@@ -1,17 +1,25 @@
 //! `runbook repl`: through a pseudo-terminal, and with piped stdin.
 
-use crate::support::Exit;
-use crate::support::{fixture, Test, OLD_TOKEN};
+use crate::support::{Exit, Output, Test, OLD_TOKEN};
 use expectrl::session::OsSession;
 use expectrl::{ControlCode, Expect, Session};
 use std::time::{Duration, Instant};
 
-fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
-    let cmd = Test::in_dir(dir)
-        .shipped_runbooks()
-        .args(&["repl", "postmark", "--sandbox", "--scenario"])
-        .arg(fixture("sop_canary.toml"))
+/// `repl postmark --sandbox` on the canary scenario in `t`, then `extra`.
+fn postmark_repl(t: Test, extra: &[&str]) -> Test {
+    t.shipped_runbooks()
+        .args(&["repl", "postmark", "--sandbox"])
+        .canary()
         .args(extra)
+}
+
+/// [`postmark_repl`] with `--yes` and `stdin` piped in.
+fn piped(stdin: &str) -> Output {
+    postmark_repl(Test::new(), &["--yes"]).stdin(stdin).run()
+}
+
+fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
+    let cmd = postmark_repl(Test::in_dir(dir), extra)
         .env_remove("CI")
         .command();
     let mut p = Session::spawn(like_a_terminal(cmd)).unwrap();
@@ -191,11 +199,7 @@ fn ctrl_c_abandons_a_slow_call_and_returns_to_the_prompt() {
 
 #[test]
 fn piped_statements_run_line_by_line_and_a_failure_sets_exit_1() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Test::new()
-        .fixture("sop_canary.toml")
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&["repl", "postmark", "--sandbox", "--scenario", "sop_canary.toml"])
+    let out = postmark_repl(Test::new(), &[])
         .stdin("let t = infisical::secret(\"POSTMARK_SERVER_TOKEN\").value;\nt\nlet n = [1,\n2,\n3];\nn.len()\n:run precheck\nctx.server_id\nnosuch()\n")
         .run();
     out.exit(Exit::StepFailed);
@@ -221,37 +225,12 @@ fn piped_session_without_errors_exits_0() {
 /// step; an out-of-order run is journalled as such.
 #[test]
 fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
-    let out = Test::new()
-        .fixture("sop_canary.toml")
-        .shipped_runbooks()
-        .args(&[
-            "repl",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--yes",
-        ])
-        .stdin(":run revoke\n:run revoke --force\n:sandbox\n")
-        .run();
+    let out = piped(":run revoke\n:run revoke --force\n:sandbox\n");
     out.exit(Exit::StepFailed)
         .stderr_has("step 'revoke' runs after precheck, generate, validate, store, propagate, verify, which have not completed in this session; run them first, or `:run revoke --force`")
         .stderr_has("step 'revoke' not run: prompt 'revoke.type-id' needs an answer")
         .stdout_has("postmark tokens: 1;");
-    let typed = Test::new()
-        .fixture("sop_canary.toml")
-        .shipped_runbooks()
-        .args(&[
-            "repl",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--yes",
-        ])
-        .stdin(":run validate --force\n")
-        .run();
-    let journal = typed.state_file(&format!("runs/{}.jsonl", typed.last_run_id()));
+    let journal = piped(":run validate --force\n").journal();
     assert!(
         journal.contains(
             "\"type\":\"step_started\",\"step\":\"validate\",\"attempt\":1,\"out_of_order\":true"
@@ -264,12 +243,7 @@ fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
 /// a second one, and validate counts from the number before the run.
 #[test]
 fn a_retried_generate_uses_the_token_the_earlier_attempt_generated() {
-    let out = Test::new()
-        .fixture("sop_canary.toml")
-        .shipped_runbooks()
-        .args(&["repl", "postmark", "--sandbox", "--scenario", "sop_canary.toml", "--yes"])
-        .stdin(":run precheck\n:run generate\nlet first = ctx.new_token.fingerprint();\n:run generate\nctx.new_token.fingerprint() == first\n:run validate\n:sandbox\n")
-        .run();
+    let out = piped(":run precheck\n:run generate\nlet first = ctx.new_token.fingerprint();\n:run generate\nctx.new_token.fingerprint() == first\n:run validate\n:sandbox\n");
     out.exit(Exit::Ok)
         .stderr_has("using the one an earlier attempt generated")
         .stderr_has("✓ step validate")

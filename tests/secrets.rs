@@ -1,14 +1,11 @@
 //! Secrets never reach the screen or a file; they print masked and refuse concatenation.
 
-use crate::support::Exit;
-use crate::support::{Test, CANARIES};
+use crate::support::{with_fixture, Exit, Test, CANARIES};
 
 #[test]
 fn printing_a_secret_every_way_shows_only_the_mask() {
-    let out = Test::new()
-        .fixture("print_secret.rhai")
+    let out = with_fixture("exec", "print_secret.rhai")
         .env("RUNBOOK_TEST_SECRET", CANARIES[0])
-        .args(&["exec", "print_secret.rhai"])
         .run();
     // The step ends with fail(...) so the message path is covered too.
     out.exit(Exit::StepFailed);
@@ -29,10 +26,8 @@ fn printing_a_secret_every_way_shows_only_the_mask() {
 
 #[test]
 fn concatenating_a_secret_is_an_error() {
-    let out = Test::new()
-        .fixture("concat_secret.rhai")
+    let out = with_fixture("exec", "concat_secret.rhai")
         .env("RUNBOOK_TEST_SECRET", CANARIES[0])
-        .args(&["exec", "concat_secret.rhai"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::secret::misuse")
@@ -41,10 +36,7 @@ fn concatenating_a_secret_is_an_error() {
 
 #[test]
 fn missing_env_secret_says_what_to_export() {
-    let out = Test::new()
-        .fixture("print_secret.rhai")
-        .args(&["exec", "print_secret.rhai"])
-        .run();
+    let out = with_fixture("exec", "print_secret.rhai").run();
     out.exit(Exit::StepFailed)
         .stderr_has("environment variable RUNBOOK_TEST_SECRET is not set")
         .stderr_has("export RUNBOOK_TEST_SECRET=...");
@@ -54,10 +46,8 @@ fn missing_env_secret_says_what_to_export() {
 fn a_secret_interpolated_into_a_vendor_bound_string_is_refused() {
     // `${t}` inside a string shows `secret(…cdef)`; sending that to a vendor would send
     // garbage (or, without the mask, the secret in a log): it is refused before any request.
-    let out = Test::new()
-        .fixture("interpolated_secret.rhai")
+    let out = with_fixture("exec", "interpolated_secret.rhai")
         .env("RUNBOOK_TEST_SECRET", CANARIES[0])
-        .args(&["exec", "interpolated_secret.rhai"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::secret::misuse")

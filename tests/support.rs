@@ -3,6 +3,18 @@
 
 pub use runbook_testkit::*;
 
+/// `runbook COMMAND FIXTURE`, the fixture (tests/fixtures) copied into the test's directory.
+pub fn with_fixture(command: &str, name: &str) -> Test {
+    Test::new().fixture(name).args(&[command, name])
+}
+
+/// `exec prompts.rhai --answers FILE` (tests/fixtures/prompts.rhai), FILE holding `text`.
+pub fn prompts_answered(file: &str, text: &str) -> Test {
+    with_fixture("exec", "prompts.rhai")
+        .file(file, text)
+        .args(&["--answers", file])
+}
+
 // The Postmark world of the canary scenario, as the simulators' state shows it.
 
 use serde_json::Value;
@@ -35,10 +47,34 @@ pub fn canary_with(from: &str, to: &str) -> String {
     scenario
 }
 
+/// The Postmark rotation rehearsed to the end (`--yes`) on the canary scenario by ops-test,
+/// in `t` (its directory and environment).
+pub fn rehearsed_rotation(t: Test) -> Output {
+    t.rehearse("postmark")
+        .canary()
+        .args(&["--yes", "--actor", "ops-test"])
+        .run()
+}
+
 /// `scenario` with `fault` from the start (top-level keys come before the first table in
 /// TOML).
 pub fn with_fault(scenario: &str, fault: &str) -> String {
     format!("faults = [\"{fault}\"]\n{scenario}")
+}
+
+/// Every value Infisical holds for the secret `name`, oldest first.
+pub fn secret_versions(state: &Value, name: &str) -> Vec<String> {
+    state["infisical"]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["secretKey"] == name)
+        .unwrap_or_else(|| panic!("no secret {name}"))["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["secretValue"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Every value Infisical holds for the Postmark token, oldest first.

@@ -1,7 +1,7 @@
 //! Four-eyes approvals on the file backend: a run waits at the step, another actor approves
 //! or denies it, the run's own actor cannot, and a timeout is recorded as a timeout.
 
-use crate::support::{finish, Exit, Output, Test};
+use crate::support::{audit_entries, finish, Exit, Output, Test};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -58,10 +58,8 @@ fn start(dir: &Path, file: &str) -> (std::process::Child, String) {
 }
 
 fn audit_actions(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("state/audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    audit_entries(dir)
+        .into_iter()
         .filter(|e| e["action"].as_str().unwrap_or("").starts_with("approval."))
         .collect()
 }

@@ -5,7 +5,7 @@
 use crate::support::{
     app_token, assert_everywhere, assert_recovered, assert_rotated, assert_safe, canary_scenario,
     current_infisical, live_tokens, new_token_answer, new_tokens, root, start_until, token_answer,
-    with_fault, Exit, Output, Rig, CANARIES, OLD_TOKEN,
+    with_fault, Exit, Output, Rig, CANARIES, OLD_TOKEN, POSTMARK_STEPS,
 };
 
 fn crash_then_resume(point: &str) {
@@ -50,20 +50,9 @@ fn crash_then_resume(point: &str) {
     );
 }
 
-const STEPS: [&str; 8] = [
-    "precheck",
-    "generate",
-    "validate",
-    "store",
-    "propagate",
-    "verify",
-    "revoke",
-    "audit",
-];
-
 #[test]
 fn crash_at_every_step_boundary_then_resume_completes() {
-    for step in STEPS {
+    for step in POSTMARK_STEPS {
         crash_then_resume(&format!("after:{step}"));
     }
 }
@@ -71,15 +60,8 @@ fn crash_at_every_step_boundary_then_resume_completes() {
 #[test]
 fn crash_inside_every_writing_step_then_resume_completes() {
     // `inside` fires right after the step's first write: the effect happened, the outcome
-    // was never journalled.
-    for step in [
-        "generate",
-        "validate",
-        "store",
-        "propagate",
-        "verify",
-        "revoke",
-    ] {
+    // was never journalled. Every step between precheck (reads) and audit writes.
+    for step in &POSTMARK_STEPS[1..7] {
         crash_then_resume(&format!("inside:{step}"));
     }
 }

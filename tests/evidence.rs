@@ -1,6 +1,8 @@
 //! `runbook evidence`: a rotation's pack, signed and checked offline; a flipped byte fails.
 
-use crate::support::{rehearsed_rotation, Exit, Test};
+use crate::support::{
+    assert_only_the_unedited_pack_verifies, rehearsed_rotation, signed_pack, Exit, Test,
+};
 use serde_json::Value;
 
 #[test]
@@ -23,16 +25,7 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     // A key is never overwritten.
     cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Usage);
 
-    cmd(&[
-        "evidence",
-        &run_id,
-        "--sign",
-        "keys/evidence.key",
-        "-o",
-        "pack.json",
-    ])
-    .exit(Exit::Ok);
-    let text = std::fs::read_to_string(dir.path().join("pack.json")).unwrap();
+    let text = signed_pack(dir.path(), &cmd, &run_id);
     let pack: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(pack["format"], "runbook-evidence/1");
     assert_eq!(pack["run_id"], run_id.as_str());
@@ -69,16 +62,13 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
         .iter()
         .any(|e| e["action"] == "secret.rotate.completed"));
 
-    let ok = verify("pack.json", "keys/evidence.pub");
-    ok.exit(Exit::Ok).stdout_has("verified: run");
-
     // One byte changed anywhere: the signature no longer matches.
-    let flipped = text.replacen("\"succeeded\"", "\"succeedee\"", 1);
-    assert_ne!(flipped, text);
-    std::fs::write(dir.path().join("edited.json"), flipped).unwrap();
-    let bad = verify("edited.json", "keys/evidence.pub");
-    bad.exit(Exit::StepFailed)
-        .stderr_has("NOT verified: the signature does not match its content");
+    assert_only_the_unedited_pack_verifies(
+        dir.path(),
+        &cmd,
+        &text,
+        ("\"succeeded\"", "\"succeedee\""),
+    );
     // A key written twice (a reader keeps one of the two) is refused, even where the
     // signature would still match the value serde_json keeps.
     let duplicated = text.replacen(

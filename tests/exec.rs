@@ -2,7 +2,7 @@
 
 use crate::support::{
     fixture, prompts_answered, signal, start_until, step_statuses, with_fixture, writes, Exit,
-    Output, Test,
+    Output, Rig, Test,
 };
 
 /// `exec prompts.rhai` (tests/fixtures/prompts.rhai), then `extra`.
@@ -89,8 +89,7 @@ fn json_streams_events_that_replay_into_the_same_ledger() {
         .iter()
         .filter_map(|l| serde_json::from_value(l.clone()).ok())
         .collect();
-    let journal =
-        runbook_core::ledger::read(&out.path().join(format!("state/runs/{run_id}.jsonl"))).unwrap();
+    let journal = runbook_core::ledger::read(&out.journal_path()).unwrap();
     assert_eq!(streamed, journal, "the stream carries the journal's events");
     let replayed = Ledger::fold(&streamed).unwrap();
     assert_eq!(replayed, Ledger::fold(&journal).unwrap());
@@ -427,30 +426,18 @@ fn the_actor_comes_from_git_then_user_and_unknown_is_warned_about() {
 /// "no" stops with nothing changed. `--yes` answers it.
 #[test]
 fn a_production_run_lists_its_writes_and_asks_before_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = crate::support::SandboxProcess::start(dir.path());
-    let out = Test::in_dir(dir.path())
-        .shipped_runbooks()
-        .envs(&sandbox.env)
-        .file(
-            "no.toml",
-            "prerequisites = true\n\"writes.confirm\" = false\n",
-        )
-        .args(&[
-            "exec",
-            "postmark",
-            "--answers",
-            "no.toml",
-            "--actor",
-            "ops-test",
-        ])
+    let rig = Rig::new();
+    let out = rig
+        .shell(&["exec", "postmark"])
+        .answers("prerequisites = true\n\"writes.confirm\" = false\n")
+        .args(&["--actor", "ops-test"])
         .run();
     out.exit(Exit::Aborted)
         .stdout_has("The next steps write to the vendors this run points at (see the banner):\n  generate · postmark::dashboard_new_token\n  validate · postmark::send_email\n  store · infisical::set_secret\n  propagate · github::set_secret, heroku::set_config\n")
         .stderr_has("Stopped before the first write at the operator's request. Nothing was changed.");
     // precheck ran (reads only); nothing was written anywhere.
     assert!(out.stdout.contains("✓ precheck"), "{}", out.stdout);
-    let state = sandbox.state();
+    let state = rig.state();
     let writes = writes(&state);
     assert!(writes.is_empty(), "{writes:?}");
 }

@@ -4,7 +4,7 @@
 use crate::support::{
     app_token, assert_back_on_old_token, canary_scenario, canary_with, infisical_versions,
     live_tokens, rehearse_postmark, step_ids, step_statuses, writes, Exit, Output, Test, APPS,
-    OLD_TOKEN,
+    OLD_TOKEN, POSTMARK_STEPS,
 };
 use serde_json::Value;
 
@@ -40,19 +40,7 @@ fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
     assert!(step_statuses(&report)
         .iter()
         .all(|(_, s)| *s == "completed"));
-    assert_eq!(
-        step_ids(&report),
-        [
-            "precheck",
-            "generate",
-            "validate",
-            "store",
-            "propagate",
-            "verify",
-            "revoke",
-            "audit"
-        ]
-    );
+    assert_eq!(step_ids(&report), POSTMARK_STEPS);
 
     let state = out.sandbox_state();
     let live = live_tokens(&state);

@@ -6,7 +6,7 @@
 
 use crate::support::{
     assert_safe, delete_unheld_tokens, held_tokens, live_tokens, signal, start_until, token_answer,
-    Rig, Rng,
+    Rig, Rng, POSTMARK_STEPS,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -24,21 +24,10 @@ const ROUTES: &[&str] = &[
 
 const FAULTS: &[&str] = &["500", "422", "401", "drop", "lost"];
 
-const STEPS: &[&str] = &[
-    "precheck",
-    "generate",
-    "validate",
-    "store",
-    "propagate",
-    "verify",
-    "revoke",
-    "audit",
-];
-
 /// Answers for every step's failure choice and its "run again?" question.
 fn answers(on_failure: &str, rerun: &str, new_token: Option<&str>) -> String {
     let mut out = String::new();
-    for step in STEPS {
+    for step in POSTMARK_STEPS {
         out.push_str(&format!("\"{step}.on-failure\" = \"{on_failure}\"\n"));
         out.push_str(&format!("\"{step}.rerun\" = \"{rerun}\"\n"));
     }

@@ -224,28 +224,16 @@ fn infisical_sync_fixes_only_the_consumers_that_differ_and_verifies_them() {
 
 #[test]
 fn infisical_sync_rolls_back_when_the_health_check_never_passes() {
-    let out = exec(
-        "infisical-sync",
-        &[
-            "--yes",
-            "--fault",
-            "raxx-web:GET:/=503",
-            "--param",
-            "health_urls=",
-        ],
-    );
+    // The health endpoint answers 503, and the sync runs with `param`.
+    let unhealthy = |param: &str| {
+        exec(
+            "infisical-sync",
+            &["--yes", "--fault", "raxx-web:GET:/=503", "--param", param],
+        )
+    };
     // health_urls= (empty) disables the check: the fault is never hit.
-    out.exit(Exit::Ok);
-    let out = exec(
-        "infisical-sync",
-        &[
-            "--yes",
-            "--fault",
-            "raxx-web:GET:/=503",
-            "--param",
-            "health_timeout=2",
-        ],
-    );
+    unhealthy("health_urls=").exit(Exit::Ok);
+    let out = unhealthy("health_timeout=2");
     out.exit(Exit::StepFailed);
     out.stderr_has("timed out after 2s")
         .stderr_has("to answer 2xx");

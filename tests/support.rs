@@ -15,9 +15,46 @@ pub fn prompts_answered(file: &str, text: &str) -> Test {
         .args(&["--answers", file])
 }
 
+/// The pack of `run_id` signed with keys/evidence.key into pack.json by `cmd` (a command in
+/// `dir`); its text.
+pub fn signed_pack(dir: &Path, cmd: &dyn Fn(&[&str]) -> Output, run_id: &str) -> String {
+    cmd(&[
+        "evidence",
+        run_id,
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "pack.json",
+    ])
+    .exit(Exit::Ok);
+    std::fs::read_to_string(dir.join("pack.json")).unwrap()
+}
+
+/// pack.json, of `text`, verifies with keys/evidence.pub; a copy with `from` changed to `to`
+/// does not.
+#[track_caller]
+pub fn assert_only_the_unedited_pack_verifies(
+    dir: &Path,
+    cmd: &dyn Fn(&[&str]) -> Output,
+    text: &str,
+    (from, to): (&str, &str),
+) {
+    let verify = |pack: &str| cmd(&["evidence", "verify", pack, "--pubkey", "keys/evidence.pub"]);
+    verify("pack.json")
+        .exit(Exit::Ok)
+        .stdout_has("verified: run");
+    let edited = text.replacen(from, to, 1);
+    assert_ne!(edited, text);
+    std::fs::write(dir.join("edited.json"), edited).unwrap();
+    verify("edited.json")
+        .exit(Exit::StepFailed)
+        .stderr_has("NOT verified: the signature does not match its content");
+}
+
 // The Postmark world of the canary scenario, as the simulators' state shows it.
 
 use serde_json::Value;
+use std::path::Path;
 
 /// The Postmark rotation rehearsed on the canary scenario, streamed as JSON, the simulators'
 /// final state kept; then `extra`.
@@ -30,6 +67,18 @@ pub fn rehearse_postmark(extra: &[&str]) -> Output {
         .args(extra)
         .run()
 }
+
+/// The Postmark rotation's steps, in order.
+pub const POSTMARK_STEPS: [&str; 8] = [
+    "precheck",
+    "generate",
+    "validate",
+    "store",
+    "propagate",
+    "verify",
+    "revoke",
+    "audit",
+];
 
 /// The apps of the canary scenario that send mail with the Postmark token.
 pub const APPS: [&str; 2] = ["raxx-api-prod", "raxx-api-staging"];

@@ -414,14 +414,17 @@ impl Output {
 
     /// The newest run's journal, as the engine wrote it.
     pub fn journal(&self) -> String {
-        self.state_file(&format!("runs/{}.jsonl", self.last_run_id()))
+        std::fs::read_to_string(self.journal_path()).unwrap_or_default()
+    }
+
+    /// Where the newest run's journal is.
+    pub fn journal_path(&self) -> PathBuf {
+        self.path()
+            .join(format!("state/runs/{}.jsonl", self.last_run_id()))
     }
 
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        self.state_file("audit.jsonl")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-            .collect()
+        audit_entries(self.path())
     }
 
     /// The audit log's entries of `action`, oldest first.
@@ -527,6 +530,26 @@ pub fn start_until(cmd: &mut Command, needle: &str) -> (Child, Lines<BufReader<C
     (child, lines)
 }
 
+/// `inner` run behind `stty SETTINGS` (e.g. `echo echoctl`), as an operator's terminal is
+/// set: a test's pseudo-terminal starts without them.
+pub fn behind_stty(settings: &str, inner: &Command) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("stty {settings} && exec \"$0\" \"$@\""))
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    if let Some(d) = inner.get_current_dir() {
+        cmd.current_dir(d);
+    }
+    cmd
+}
+
 /// Sends `signal` (`libc::SIGINT`, `SIGTERM`...) to a child the test started.
 pub fn signal(child: &Child, signal: i32) {
     // SAFETY: signalling a child process this test started.
@@ -541,6 +564,15 @@ pub fn status_code(status: std::process::ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| -status.signal().unwrap_or(0))
+}
+
+/// The audit log's entries in `dir`'s state dir (none when there is no log).
+pub fn audit_entries(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("state/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
 }
 
 /// The newest run id whose journal is in `state_dir`.

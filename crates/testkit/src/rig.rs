@@ -43,6 +43,15 @@ impl Rig {
         self.dir.path()
     }
 
+    /// The operator's shell: the sandbox's exports (no automated dashboard), this rig's state
+    /// dir and the shipped runbooks.
+    pub fn shell(&self, args: &[&str]) -> Test {
+        Test::in_dir(self.dir.path())
+            .shipped_runbooks()
+            .envs(&self.sandbox.env)
+            .args(args)
+    }
+
     /// The binary aimed at this rig's sandbox, state dir and the shipped runbooks.
     pub fn test(&self, args: &[&str], extra: &[(&str, &str)]) -> Test {
         let mut t = Test::in_dir(self.dir.path())

@@ -1,7 +1,7 @@
 //! Four-eyes approvals on the file backend: a run waits at the step, another actor approves
 //! or denies it, the run's own actor cannot, and a timeout is recorded as a timeout.
 
-use crate::support::{audit_entries, finish, Exit, Output, Test};
+use crate::support::{assert_finished, audit_entries, Exit, Output, Test};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -85,15 +85,15 @@ fn another_actor_approves_the_runs_own_cannot() {
     run(&["deny", &run_id, "--actor", "carol", "--reason", "late"])
         .exit(Exit::Usage)
         .stderr_has("already decided");
-    let (code, text) = finish(child);
-    assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("waiting for approval by the security on-call"),
-        "{text}"
-    );
-    assert!(
-        text.contains("approved by bob") && text.contains("gated step ran"),
-        "{text}"
+    assert_finished(
+        child,
+        0,
+        &[
+            "waiting for approval by the security on-call",
+            "approved by bob",
+            "gated step ran",
+        ],
+        &[],
     );
     let audit = audit_actions(dir.path());
     let actions: Vec<&str> = audit
@@ -128,13 +128,12 @@ fn a_denial_and_a_timeout_stop_the_step_and_are_recorded_apart() {
         ],
     )
     .exit(Exit::Ok);
-    let (code, text) = finish(child);
-    assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("bob denied the approval: change freeze"),
-        "{text}"
+    assert_finished(
+        child,
+        1,
+        &["bob denied the approval: change freeze"],
+        &["gated step ran"],
     );
-    assert!(!text.contains("gated step ran"), "{text}");
 
     // Nobody answers: the step fails closed, recorded as a timeout.
     std::fs::write(
@@ -213,8 +212,5 @@ fn a_stale_decision_never_passes_the_step() {
         r#"{"nonce":"not-this-request","verdict":"approved","by":"mallory","at":"2026-12-02T00:00:00Z"}"#,
     )
     .unwrap();
-    let (code, text) = finish(child);
-    assert_eq!(code, 1, "{text}");
-    assert!(text.contains("recorded as timeout"), "{text}");
-    assert!(!text.contains("gated step ran"), "{text}");
+    assert_finished(child, 1, &["recorded as timeout"], &["gated step ran"]);
 }

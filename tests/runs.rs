@@ -1,6 +1,6 @@
 //! `runs`, `audit show|verify`, `due`: what the state directory tells afterwards.
 
-use crate::support::{rehearsed_rotation, Exit, Rig, Test};
+use crate::support::{rehearsed_rotation, with_script, Exit, Rig, Test};
 use serde_json::{json, Value};
 
 /// The Postmark rotation's row in `due --json`.
@@ -380,9 +380,8 @@ step("too_big", "An entry over the limit", |ctx| {
     audit::log("big.refused", #{ note: note });
 }).no_undo("audit only");
 "#;
-    let out = Test::new()
-        .file("big.rhai", runbook)
-        .args(&["exec", "big.rhai", "--yes"])
+    let out = with_script("exec", "big.rhai", runbook)
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("the audit entry 'big.refused' is 524")

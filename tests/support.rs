@@ -8,6 +8,11 @@ pub fn with_fixture(command: &str, name: &str) -> Test {
     Test::new().fixture(name).args(&[command, name])
 }
 
+/// `runbook COMMAND NAME`, NAME a runbook of `text` written in the test's directory.
+pub fn with_script(command: &str, name: &str, text: &str) -> Test {
+    Test::new().file(name, text).args(&[command, name])
+}
+
 /// `exec prompts.rhai --answers FILE` (tests/fixtures/prompts.rhai), FILE holding `text`.
 pub fn prompts_answered(file: &str, text: &str) -> Test {
     with_fixture("exec", "prompts.rhai")

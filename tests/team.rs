@@ -9,8 +9,8 @@
 
 use crate::support::pg::Database;
 use crate::support::{
-    assert_everywhere, assert_only_the_unedited_pack_verifies, assert_rotated, finish, live_tokens,
-    signed_pack, Exit, Output, Rig, Test, OLD_TOKEN,
+    assert_everywhere, assert_finished, assert_only_the_unedited_pack_verifies, assert_rotated,
+    live_tokens, signed_pack, Exit, Output, Rig, Test, OLD_TOKEN,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -121,8 +121,7 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
     let winner = holder["actor"].as_str().unwrap().to_string();
     let loser_at = children.iter().position(|(a, _)| *a != winner).unwrap();
     let (_, loser) = children.remove(loser_at);
-    let (code, text) = finish(loser);
-    assert_eq!(code, 2, "{text}");
+    let text = assert_finished(loser, 2, &[], &[]);
     assert!(
         text.contains(&format!(
             "this rotation is already running: run {run_id} by {winner} since "
@@ -149,11 +148,11 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
     .exit(Exit::Ok)
     .stdout_has("approved step 'gated'");
     let (_, winner_child) = children.remove(0);
-    let (code, text) = finish(winner_child);
-    assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("approved by carol") && text.contains("gated step ran"),
-        "{text}"
+    assert_finished(
+        winner_child,
+        0,
+        &["approved by carol", "gated step ran"],
+        &[],
     );
     // The lock is gone with the run; the whole story is in the shared chain.
     let locks: i64 = c
@@ -543,15 +542,12 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
         .exit(Exit::Ok);
     };
     approve(&first);
-    let (code, text) = finish(a);
-    assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("Step 'gated' not run: this run no longer holds its rotation lock"),
-        "{text}"
+    assert_finished(
+        a,
+        1,
+        &["Step 'gated' not run: this run no longer holds its rotation lock"],
+        &["gated step ran"],
     );
-    assert!(!text.contains("gated step ran"), "{text}");
     approve(&second);
-    let (code, text) = finish(b);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("gated step ran"), "{text}");
+    assert_finished(b, 0, &["gated step ran"], &[]);
 }

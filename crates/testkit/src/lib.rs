@@ -295,7 +295,7 @@ impl Test {
     }
 
     /// The command started in the background, stdout and stderr piped (read them with
-    /// [`finish`]); the test keeps `self`, and so its directory, until then.
+    /// [`assert_finished`]); the test keeps `self`, and so its directory, until then.
     pub fn spawn(&self) -> Child {
         self.command()
             .stdout(Stdio::piped())
@@ -505,16 +505,25 @@ impl Output {
     }
 }
 
-/// Waits for a run [`Test::spawn`] started: its exit code (-1 when a signal ended it) and
-/// its stdout then stderr.
-pub fn finish(child: Child) -> (i32, String) {
+/// Waits for a run [`Test::spawn`] started and checks how it ended: its exit code (-1 when a
+/// signal ended it), what its output shows and what it must not. The output, stdout then
+/// stderr.
+#[track_caller]
+pub fn assert_finished(child: Child, code: i32, shown: &[&str], hidden: &[&str]) -> String {
     let out = child.wait_with_output().expect("wait for runbook");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status.code().unwrap_or(-1), text)
+    assert_eq!(out.status.code().unwrap_or(-1), code, "{text}");
+    for s in shown {
+        assert!(text.contains(s), "{s:?} not shown:\n{text}");
+    }
+    for s in hidden {
+        assert!(!text.contains(s), "{s:?} shown:\n{text}");
+    }
+    text
 }
 
 /// Starts `cmd` with stdout piped and reads it up to the first line holding `needle` (a

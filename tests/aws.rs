@@ -4,8 +4,8 @@
 //! tests/fixtures/two_slot.rhai (std/rotation's two-slot shape).
 
 use crate::support::{
-    assert_recovered, root, secret_versions, step_ids, with_fault, with_script, Exit, Output, Rig,
-    Test,
+    assert_recovered, root, scripted, secret_versions, step_ids, with_fault, with_script, Exit,
+    Output, Rig, Test,
 };
 use serde_json::Value;
 
@@ -38,9 +38,7 @@ fn exec(scenario: &str, extra: &[&str]) -> Output {
 
 /// The rotated user's keys at IAM: (id, secret, status).
 fn user_keys(state: &Value) -> Vec<(String, String, String)> {
-    state["scripted"]["awsiam"]["collections"]["keys"]
-        .as_array()
-        .unwrap()
+    scripted(state, "awsiam", "keys")
         .iter()
         .filter(|k| k["UserName"] == "ci-deployer")
         .map(|k| {
@@ -280,7 +278,7 @@ fn after_the_roll_a_failure_stops_forward_only_and_resume_finishes() {
         &std::fs::read_to_string(hk_scenario()).unwrap(),
         "github:PUT:/repos/raxx/infra/actions/secrets/HEROKU_API_KEY=500:times=4",
     ));
-    let failed = rig.runbook(&["exec", "heroku-authorization", "--yes"], &[]);
+    let failed = rig.exec("heroku-authorization", &[]);
     failed.exit(Exit::StepFailed);
     let all = failed.text();
     assert!(all.contains("runbook resume"), "{all}");
@@ -334,9 +332,7 @@ fn slot_run(extra: &[&str], answers: &str) -> Output {
 
 /// The app's keys at SlotCo: (id, key, status).
 fn slot_keys(state: &Value) -> Vec<(String, String, String)> {
-    state["scripted"]["slotco"]["collections"]["keys"]
-        .as_array()
-        .unwrap()
+    scripted(state, "slotco", "keys")
         .iter()
         .filter(|k| k["owner"] == "app")
         .map(|k| {

@@ -1,6 +1,6 @@
 //! `runbook check`: diagnostics with file:line:col, exit 2 on problems, 0 when clean.
 
-use crate::support::{with_fixture, with_script, Exit, Test};
+use crate::support::{root, with_fixture, with_script, Exit, Test};
 
 #[test]
 fn syntax_error_is_reported_with_location_and_snippet() {
@@ -217,9 +217,9 @@ fn write_lint_names_the_call_and_the_three_ways_out() {
 /// The shipped runbooks are what authors copy: every lint must pass on them.
 #[test]
 fn shipped_runbooks_pass_every_lint() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .args(&["check", &format!("{root}/runbooks")])
+        .args(&["check"])
+        .arg(root().join("runbooks"))
         .run();
     out.exit(Exit::Ok)
         .stdout_has("postmark.rhai")

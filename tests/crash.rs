@@ -4,8 +4,8 @@
 
 use crate::support::{
     app_token, assert_everywhere, assert_recovered, assert_rotated, assert_safe, canary_scenario,
-    current_infisical, live_tokens, new_token_answer, new_tokens, root, start_until, token_answer,
-    with_fault, Exit, Output, Rig, CANARIES, OLD_TOKEN, POSTMARK_STEPS,
+    current_infisical, live_tokens, new_token_answer, new_tokens, root, scripted, start_until,
+    token_answer, with_fault, Exit, Output, Rig, CANARIES, OLD_TOKEN, POSTMARK_STEPS,
 };
 
 fn crash_then_resume(point: &str) {
@@ -18,7 +18,7 @@ fn crash_then_resume(point: &str) {
         "{point}: runs shows the dead run"
     );
     // A new rotation is refused while the dead run holds the lock.
-    let blocked = rig.runbook(&["exec", "postmark", "--yes"], &[]);
+    let blocked = rig.exec("postmark", &[]);
     assert_eq!(blocked.code, 2, "{point}: {}", blocked.stderr);
     blocked.stderr_has("this rotation is already running");
     // A token generated but not yet stored exists only in the run and the operator's hands:
@@ -165,10 +165,7 @@ fn two_concurrent_rotations_exactly_one_runs() {
         "Step 1/8",
     );
     // Same secret, a different log window: still the same rotation, still refused.
-    let second = rig.runbook(
-        &["exec", "postmark", "--yes", "--param", "log_lines=301"],
-        &[],
-    );
+    let second = rig.exec("postmark", &["--param", "log_lines=301"]);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = first.wait().unwrap();
     second
@@ -228,18 +225,16 @@ fn a_stdlib_rotation_resumes_after_a_crash_by_recovering_its_keys_from_infisical
                 "{point}: {app}"
             );
         }
-        let live: Vec<&str> = state["scripted"]["sendgrid"]["collections"]["api_keys"]
-            .as_array()
-            .unwrap()
+        let live: Vec<String> = scripted(&state, "sendgrid", "api_keys")
             .iter()
-            .map(|k| k["api_key"].as_str().unwrap())
+            .map(|k| k["api_key"].as_str().unwrap().to_string())
             .collect();
         assert!(
-            live.contains(&current.as_str()),
+            live.contains(&current),
             "{point}: Infisical holds a live key"
         );
         assert!(
-            !live.contains(&"SG.sandbox-current-key.00000000000000000000000"),
+            !live.contains(&"SG.sandbox-current-key.00000000000000000000000".to_string()),
             "{point}: the old key is revoked"
         );
     }
@@ -322,7 +317,7 @@ fn an_answer_lost_at_every_write_then_resume_completes() {
     ] {
         let rig = Rig::new();
         rig.sandbox.add_fault(&format!("{route}=lost:once"));
-        let first = rig.runbook(&["exec", "postmark", "--yes", "--no-rollback"], &[]);
+        let first = rig.exec("postmark", &["--no-rollback"]);
         assert_safe(&rig.state(), &format!("{route}, first run"));
         if first.code == 0 {
             assert_rotated(&rig.state(), route);

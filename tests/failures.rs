@@ -12,8 +12,7 @@ use crate::support::{
 #[test]
 fn a_refused_rollback_never_rewrites_a_succeeded_run() {
     let rig = Rig::new();
-    rig.runbook(&["exec", "postmark", "--yes"], &[])
-        .exit(Exit::Ok);
+    rig.exec("postmark", &[]).exit(Exit::Ok);
     let run_id = rig.run_id();
     rig.rollback(&[])
         .exit(Exit::StepFailed)
@@ -255,7 +254,7 @@ fn a_dead_holder_is_named_with_its_pid_and_age() {
     let rig = Rig::new();
     rig.crash("postmark", "after:precheck");
     let run_id = rig.run_id();
-    let blocked = rig.runbook(&["exec", "postmark", "--yes"], &[]);
+    let blocked = rig.exec("postmark", &[]);
     blocked
         .exit(Exit::Usage)
         .stderr_has(&format!("this rotation is already running: run {run_id}"))
@@ -263,7 +262,7 @@ fn a_dead_holder_is_named_with_its_pid_and_age() {
         .stderr_has(", no longer running)")
         .stderr_has(&format!("`runbook resume {run_id}`"));
     // --break-lock takes it, and says so in the journal and the audit log.
-    let taken = rig.runbook(&["exec", "postmark", "--yes", "--break-lock"], &[]);
+    let taken = rig.exec("postmark", &["--break-lock"]);
     taken.exit(Exit::Ok);
     let journal = rig.journal();
     assert!(
@@ -282,7 +281,7 @@ fn a_dead_holder_is_named_with_its_pid_and_age() {
 fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
     let rig = Rig::new();
     rig.sandbox.add_fault("postmark:POST:/email=lost:once");
-    let stopped = rig.runbook(&["exec", "postmark", "--yes", "--no-rollback"], &[]);
+    let stopped = rig.exec("postmark", &["--no-rollback"]);
     stopped.exit(Exit::StepFailed);
     let journal = rig.journal();
     assert!(

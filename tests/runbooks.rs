@@ -1,7 +1,7 @@
 //! The runbooks written with the stdlib and `http::` only (SendGrid key rotation, Infisical
 //! re-sync), end to end against the sandbox with the scenarios they ship.
 
-use crate::support::{root, secret_versions, step_statuses, Exit, Output, Test};
+use crate::support::{root, scripted, secret_versions, step_statuses, Exit, Output, Test};
 use serde_json::Value;
 
 const SG_CURRENT: &str = "SG.sandbox-current-key.00000000000000000000000";
@@ -22,10 +22,7 @@ fn exec(name: &str, extra: &[&str]) -> Output {
 }
 
 fn keys(state: &Value) -> Vec<Value> {
-    state["scripted"]["sendgrid"]["collections"]["api_keys"]
-        .as_array()
-        .unwrap()
-        .clone()
+    scripted(state, "sendgrid", "api_keys")
 }
 
 fn config(state: &Value, app: &str, var: &str) -> String {

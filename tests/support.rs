@@ -116,6 +116,14 @@ pub fn with_fault(scenario: &str, fault: &str) -> String {
     format!("faults = [\"{fault}\"]\n{scenario}")
 }
 
+/// The records of a scripted vendor's collection.
+pub fn scripted(state: &Value, vendor: &str, collection: &str) -> Vec<Value> {
+    state["scripted"][vendor]["collections"][collection]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 /// Every value Infisical holds for the secret `name`, oldest first.
 pub fn secret_versions(state: &Value, name: &str) -> Vec<String> {
     state["infisical"]["secrets"]

@@ -76,6 +76,13 @@ impl Rig {
         self.test(args, extra).stdin(stdin).run()
     }
 
+    /// `exec RUNBOOK --yes`, then `extra`.
+    pub fn exec(&self, runbook: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["exec", runbook, "--yes"];
+        args.extend_from_slice(extra);
+        self.runbook(&args, &[])
+    }
+
     /// A file in the rig's directory, e.g. an answers file for a later command.
     pub fn file(&self, name: &str, contents: &str) {
         std::fs::write(self.path().join(name), contents).expect("write file");

@@ -1,7 +1,14 @@
 //! The shared harness (`crates/testkit`): the binary in a temp dir, a separate sandbox
-//! process, exit codes by name, the leaked-secret scan and snapshots.
+//! process, exit codes by name, the leaked-secret scan and snapshots; and what several test
+//! modules run and read: fixtures and inline runbooks, the Postmark rehearsal, the canary
+//! world as the simulators' state shows it, evidence packs.
 
 pub use runbook_testkit::*;
+
+use serde_json::Value;
+use std::path::Path;
+
+// Runs.
 
 /// `runbook COMMAND FIXTURE`, the fixture (tests/fixtures) copied into the test's directory.
 pub fn with_fixture(command: &str, name: &str) -> Test {
@@ -20,47 +27,6 @@ pub fn prompts_answered(file: &str, text: &str) -> Test {
         .args(&["--answers", file])
 }
 
-/// The pack of `run_id` signed with keys/evidence.key into pack.json by `cmd` (a command in
-/// `dir`); its text.
-pub fn signed_pack(dir: &Path, cmd: &dyn Fn(&[&str]) -> Output, run_id: &str) -> String {
-    cmd(&[
-        "evidence",
-        run_id,
-        "--sign",
-        "keys/evidence.key",
-        "-o",
-        "pack.json",
-    ])
-    .exit(Exit::Ok);
-    std::fs::read_to_string(dir.join("pack.json")).unwrap()
-}
-
-/// pack.json, of `text`, verifies with keys/evidence.pub; a copy with `from` changed to `to`
-/// does not.
-#[track_caller]
-pub fn assert_only_the_unedited_pack_verifies(
-    dir: &Path,
-    cmd: &dyn Fn(&[&str]) -> Output,
-    text: &str,
-    (from, to): (&str, &str),
-) {
-    let verify = |pack: &str| cmd(&["evidence", "verify", pack, "--pubkey", "keys/evidence.pub"]);
-    verify("pack.json")
-        .exit(Exit::Ok)
-        .stdout_has("verified: run");
-    let edited = text.replacen(from, to, 1);
-    assert_ne!(edited, text);
-    std::fs::write(dir.join("edited.json"), edited).unwrap();
-    verify("edited.json")
-        .exit(Exit::StepFailed)
-        .stderr_has("NOT verified: the signature does not match its content");
-}
-
-// The Postmark world of the canary scenario, as the simulators' state shows it.
-
-use serde_json::Value;
-use std::path::Path;
-
 /// The Postmark rotation rehearsed on the canary scenario, streamed as JSON, the simulators'
 /// final state kept; then `extra`.
 pub fn rehearse_postmark(extra: &[&str]) -> Output {
@@ -72,6 +38,17 @@ pub fn rehearse_postmark(extra: &[&str]) -> Output {
         .args(extra)
         .run()
 }
+
+/// The Postmark rotation rehearsed to the end (`--yes`) on the canary scenario by ops-test,
+/// in `t` (its directory and environment).
+pub fn rehearsed_rotation(t: Test) -> Output {
+    t.rehearse("postmark")
+        .canary()
+        .args(&["--yes", "--actor", "ops-test"])
+        .run()
+}
+
+// The canary scenario and the Postmark rotation.
 
 /// The Postmark rotation's steps, in order.
 pub const POSTMARK_STEPS: [&str; 8] = [
@@ -101,20 +78,13 @@ pub fn canary_with(from: &str, to: &str) -> String {
     scenario
 }
 
-/// The Postmark rotation rehearsed to the end (`--yes`) on the canary scenario by ops-test,
-/// in `t` (its directory and environment).
-pub fn rehearsed_rotation(t: Test) -> Output {
-    t.rehearse("postmark")
-        .canary()
-        .args(&["--yes", "--actor", "ops-test"])
-        .run()
-}
-
 /// `scenario` with `fault` from the start (top-level keys come before the first table in
 /// TOML).
 pub fn with_fault(scenario: &str, fault: &str) -> String {
     format!("faults = [\"{fault}\"]\n{scenario}")
 }
+
+// The simulators' state.
 
 /// The records of a scripted vendor's collection.
 pub fn scripted(state: &Value, vendor: &str, collection: &str) -> Vec<Value> {
@@ -149,10 +119,12 @@ pub fn infisical_versions(state: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Infisical's current value of the Postmark token.
 pub fn current_infisical(state: &Value) -> String {
     infisical_versions(state).pop().unwrap()
 }
 
+/// The Postmark server's live tokens.
 pub fn live_tokens(state: &Value) -> Vec<String> {
     state["postmark"]["servers"][0]["ApiTokens"]
         .as_array()
@@ -170,25 +142,31 @@ pub fn new_tokens(state: &Value) -> Vec<String> {
         .collect()
 }
 
-/// An answers line giving `resume` the token a run generated and had not stored.
-pub fn token_answer(token: &str) -> String {
-    format!("\"resume.new_token\" = \"{token}\"\n")
-}
-
-/// [`token_answer`] for the one new live token; nothing when there is not exactly one.
-pub fn new_token_answer(state: &Value) -> String {
-    match new_tokens(state).as_slice() {
-        [one] => token_answer(one),
-        _ => String::new(),
-    }
-}
-
 /// The Postmark token in `app`'s Heroku config.
 pub fn app_token(state: &Value, app: &str) -> String {
     state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// The tokens Infisical or an app holds.
+pub fn held_tokens(state: &Value) -> Vec<String> {
+    let mut held: Vec<String> = APPS
+        .iter()
+        .filter_map(|a| {
+            state["heroku"]["apps"][*a]["config_vars"]["POSTMARK_SERVER_TOKEN"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    if let Some(v) = state["infisical"]["secrets"][0]["versions"]
+        .as_array()
+        .and_then(|v| v.last())
+    {
+        held.push(v["secretValue"].as_str().unwrap_or_default().to_string());
+    }
+    held
 }
 
 /// The requests that change something: all but reads (a log session is how logs are read).
@@ -210,6 +188,8 @@ pub fn served(state: &Value, method: &str, path: &str) -> usize {
         .filter(|r| r["method"] == method && r["path"] == path)
         .count()
 }
+
+// What must hold.
 
 /// Infisical and every app hold `token`.
 #[track_caller]
@@ -276,35 +256,6 @@ pub fn assert_rotated(state: &Value, when: &str) {
     assert_safe(state, when);
 }
 
-/// The tokens Infisical or an app holds.
-pub fn held_tokens(state: &Value) -> Vec<String> {
-    let mut held: Vec<String> = APPS
-        .iter()
-        .filter_map(|a| {
-            state["heroku"]["apps"][*a]["config_vars"]["POSTMARK_SERVER_TOKEN"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    if let Some(v) = state["infisical"]["secrets"][0]["versions"]
-        .as_array()
-        .and_then(|v| v.last())
-    {
-        held.push(v["secretValue"].as_str().unwrap_or_default().to_string());
-    }
-    held
-}
-
-/// Deletes the tokens nobody holds (a failed run leaves its new one for diagnosis), as an
-/// operator would, so the server keeps room for the next rotation.
-pub fn delete_unheld_tokens(sandbox: &SandboxProcess) {
-    let state = sandbox.state();
-    let held = held_tokens(&state);
-    for t in live_tokens(&state).iter().filter(|t| !held.contains(t)) {
-        sandbox.delete_postmark_token(t);
-    }
-}
-
 /// A resume that recovered every key from Infisical instead of asking the operator.
 #[track_caller]
 pub fn assert_recovered(resumed: &Output, point: &str) {
@@ -313,6 +264,21 @@ pub fn assert_recovered(resumed: &Output, point: &str) {
         "{point}: every key was recovered from Infisical\n{}",
         resumed.stderr
     );
+}
+
+// Answers, reports, clean-up.
+
+/// An answers line giving `resume` the token a run generated and had not stored.
+pub fn token_answer(token: &str) -> String {
+    format!("\"resume.new_token\" = \"{token}\"\n")
+}
+
+/// [`token_answer`] for the one new live token; nothing when there is not exactly one.
+pub fn new_token_answer(state: &Value) -> String {
+    match new_tokens(state).as_slice() {
+        [one] => token_answer(one),
+        _ => String::new(),
+    }
 }
 
 /// Each step of a report, with its status.
@@ -332,6 +298,56 @@ pub fn step_ids(report: &Value) -> Vec<&str> {
         .map(|(id, _)| id)
         .collect()
 }
+
+/// Deletes the tokens nobody holds (a failed run leaves its new one for diagnosis), as an
+/// operator would, so the server keeps room for the next rotation.
+pub fn delete_unheld_tokens(sandbox: &SandboxProcess) {
+    let state = sandbox.state();
+    let held = held_tokens(&state);
+    for t in live_tokens(&state).iter().filter(|t| !held.contains(t)) {
+        sandbox.delete_postmark_token(t);
+    }
+}
+
+// Evidence packs.
+
+/// The pack of `run_id` signed with keys/evidence.key into pack.json by `cmd` (a command in
+/// `dir`); its text.
+pub fn signed_pack(dir: &Path, cmd: &dyn Fn(&[&str]) -> Output, run_id: &str) -> String {
+    cmd(&[
+        "evidence",
+        run_id,
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "pack.json",
+    ])
+    .exit(Exit::Ok);
+    std::fs::read_to_string(dir.join("pack.json")).unwrap()
+}
+
+/// pack.json, of `text`, verifies with keys/evidence.pub; a copy with `from` changed to `to`
+/// does not.
+#[track_caller]
+pub fn assert_only_the_unedited_pack_verifies(
+    dir: &Path,
+    cmd: &dyn Fn(&[&str]) -> Output,
+    text: &str,
+    (from, to): (&str, &str),
+) {
+    let verify = |pack: &str| cmd(&["evidence", "verify", pack, "--pubkey", "keys/evidence.pub"]);
+    verify("pack.json")
+        .exit(Exit::Ok)
+        .stdout_has("verified: run");
+    let edited = text.replacen(from, to, 1);
+    assert_ne!(edited, text);
+    std::fs::write(dir.join("edited.json"), edited).unwrap();
+    verify("edited.json")
+        .exit(Exit::StepFailed)
+        .stderr_has("NOT verified: the signature does not match its content");
+}
+
+// Replayable randomness.
 
 /// A small deterministic generator (xorshift): the same sequence for the same seed.
 pub struct Rng(pub u64);

@@ -462,21 +462,13 @@ impl Output {
 
     #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}:\n{}",
-            self.stderr
-        );
+        assert_has("stderr", &self.stderr, needle);
         self
     }
 
     #[track_caller]
     pub fn stdout_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}:\n{}",
-            self.stdout
-        );
+        assert_has("stdout", &self.stdout, needle);
         self
     }
 
@@ -565,6 +557,12 @@ pub fn signal(child: &Child, signal: i32) {
     unsafe {
         libc::kill(child.id() as i32, signal);
     }
+}
+
+/// `text`, the output `stream`, holds `needle`.
+#[track_caller]
+fn assert_has(stream: &str, text: &str, needle: &str) {
+    assert!(text.contains(needle), "{stream} lacks {needle:?}:\n{text}");
 }
 
 /// The exit code, or minus the signal that killed the process (`-9` for SIGKILL).

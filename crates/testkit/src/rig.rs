@@ -19,7 +19,7 @@ impl Default for Rig {
 impl Rig {
     /// A rig with the canary scenario (tests/fixtures/sop_canary.toml).
     pub fn new() -> Rig {
-        Self::with_scenario(&fixture("sop_canary.toml"))
+        Self::with_scenario(&fixture(crate::CANARY))
     }
 
     /// A rig whose sandbox starts from a scenario of `text` (written in the rig's directory).
@@ -76,11 +76,16 @@ impl Rig {
         self.test(args, extra).stdin(stdin).run()
     }
 
-    /// `exec RUNBOOK --yes`, then `extra`.
-    pub fn exec(&self, runbook: &str, extra: &[&str]) -> Output {
-        let mut args = vec!["exec", runbook, "--yes"];
+    /// `COMMAND FIRST --yes`, then `extra`.
+    fn with_yes(&self, command: &str, first: &str, extra: &[&str]) -> Output {
+        let mut args = vec![command, first, "--yes"];
         args.extend_from_slice(extra);
         self.runbook(&args, &[])
+    }
+
+    /// `exec RUNBOOK --yes`, then `extra`.
+    pub fn exec(&self, runbook: &str, extra: &[&str]) -> Output {
+        self.with_yes("exec", runbook, extra)
     }
 
     /// A file in the rig's directory, e.g. an answers file for a later command.
@@ -103,10 +108,7 @@ impl Rig {
 
     /// `resume` of the newest run with `--yes`, then `extra`.
     pub fn resume(&self, extra: &[&str]) -> Output {
-        let run_id = self.run_id();
-        let mut args = vec!["resume", run_id.as_str(), "--yes"];
-        args.extend_from_slice(extra);
-        self.runbook(&args, &[])
+        self.with_yes("resume", &self.run_id(), extra)
     }
 
     /// [`Rig::crash`] at `point`, then `resume`, which must complete.
@@ -124,10 +126,7 @@ impl Rig {
 
     /// `rollback` of the newest run with `--yes`, then `extra`.
     pub fn rollback(&self, extra: &[&str]) -> Output {
-        let run_id = self.run_id();
-        let mut args = vec!["rollback", run_id.as_str(), "--yes"];
-        args.extend_from_slice(extra);
-        self.runbook(&args, &[])
+        self.with_yes("rollback", &self.run_id(), extra)
     }
 
     /// `runs --json`: every run in the state dir, newest first.

@@ -17,7 +17,7 @@ pub struct SandboxProcess {
 impl SandboxProcess {
     /// Starts `runbook sandbox` with the canary scenario.
     pub fn start(dir: &Path) -> SandboxProcess {
-        Self::start_with(dir, &crate::fixture("sop_canary.toml"))
+        Self::start_with(dir, &crate::fixture(crate::CANARY))
     }
 
     /// Starts `runbook sandbox --scenario FILE` and reads the exports it prints.

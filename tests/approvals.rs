@@ -1,7 +1,7 @@
 //! Four-eyes approvals on the file backend: a run waits at the step, another actor approves
 //! or denies it, the run's own actor cannot, and a timeout is recorded as a timeout.
 
-use crate::support::{Exit, Test};
+use crate::support::{assert_finished, audit_entries, Exit, Output, Test};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,14 +16,26 @@ step("gated", "The change", |ctx| {{ print("gated step ran"); }}){gate}{approval
     )
 }
 
+/// A temp dir holding gated.rhai, its second step gated by `approval` and `gate`.
+fn gated(approval: &str, gate: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gated.rhai"), runbook(approval, gate)).unwrap();
+    dir
+}
+
+/// A command in `dir`, whose state dir the run and its approvers share.
+fn cmd(dir: &Path, args: &[&str]) -> Output {
+    Test::in_dir(dir).args(args).run()
+}
+
+/// Alice's rehearsal of the runbook `file` in `dir`.
+fn exec(dir: &Path, file: &str) -> Test {
+    Test::in_dir(dir).args(&["exec", file, "--sandbox", "--yes", "--actor", "alice"])
+}
+
 /// Starts `exec` in the background; returns the child and the approval request it files.
 fn start(dir: &Path, file: &str) -> (std::process::Child, String) {
-    let mut cmd = Test::in_dir(dir)
-        .args(&["exec", file, "--sandbox", "--yes", "--actor", "alice"])
-        .command();
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = exec(dir, file).spawn();
     let approvals = dir.join("state/approvals");
     let deadline = Instant::now() + Duration::from_secs(30);
     // Wait for the request the run files when it reaches the step (a condition, not a delay).
@@ -45,60 +57,43 @@ fn start(dir: &Path, file: &str) -> (std::process::Child, String) {
     (child, run_id)
 }
 
-fn finish(child: std::process::Child) -> (i32, String) {
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 fn audit_actions(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("state/audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    audit_entries(dir)
+        .into_iter()
         .filter(|e| e["action"].as_str().unwrap_or("").starts_with("approval."))
         .collect()
 }
 
 #[test]
 fn another_actor_approves_the_runs_own_cannot() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gated.rhai"),
-        runbook(
-            r#".approval(#{ by: "the security on-call", timeout: "60s" })"#,
-            "",
-        ),
-    )
-    .unwrap();
+    let dir = gated(
+        r#".approval(#{ by: "the security on-call", timeout: "60s" })"#,
+        "",
+    );
     let (child, run_id) = start(dir.path(), "gated.rhai");
-    let cmd = |args: &[&str]| Test::in_dir(dir.path()).args(args).run();
+    let run = |args: &[&str]| cmd(dir.path(), args);
     for me in ["alice", " Alice "] {
-        cmd(&["approve", &run_id, "--actor", me])
+        run(&["approve", &run_id, "--actor", me])
             .exit(Exit::Usage)
             .stderr_has("alice started run")
             .stderr_has("the run's own actor cannot approve or deny it");
     }
-    cmd(&["approve", &run_id, "--actor", "bob"])
+    run(&["approve", &run_id, "--actor", "bob"])
         .exit(Exit::Ok)
         .stdout_has("approved step 'gated'");
     // A decision is final.
-    cmd(&["deny", &run_id, "--actor", "carol", "--reason", "late"])
+    run(&["deny", &run_id, "--actor", "carol", "--reason", "late"])
         .exit(Exit::Usage)
         .stderr_has("already decided");
-    let (code, text) = finish(child);
-    assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("waiting for approval by the security on-call"),
-        "{text}"
-    );
-    assert!(
-        text.contains("approved by bob") && text.contains("gated step ran"),
-        "{text}"
+    assert_finished(
+        child,
+        0,
+        &[
+            "waiting for approval by the security on-call",
+            "approved by bob",
+            "gated step ran",
+        ],
+        &[],
     );
     let audit = audit_actions(dir.path());
     let actions: Vec<&str> = audit
@@ -108,7 +103,7 @@ fn another_actor_approves_the_runs_own_cannot() {
     assert_eq!(actions, ["approval.requested", "approval.approved"]);
     assert_eq!(audit[1]["context"]["approver"], "bob");
     // The evidence pack names the approver.
-    let pack = Test::in_dir(dir.path()).args(&["evidence", &run_id]).run();
+    let pack = run(&["evidence", &run_id]);
     pack.exit(Exit::Ok);
     let pack = pack.json();
     assert_eq!(pack["approvals"][0]["decision"], "approved");
@@ -119,31 +114,26 @@ fn another_actor_approves_the_runs_own_cannot() {
 
 #[test]
 fn a_denial_and_a_timeout_stop_the_step_and_are_recorded_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gated.rhai"),
-        runbook(r#".approval(#{ timeout: "60s" })"#, ""),
-    )
-    .unwrap();
+    let dir = gated(r#".approval(#{ timeout: "60s" })"#, "");
     let (child, run_id) = start(dir.path(), "gated.rhai");
-    Test::in_dir(dir.path())
-        .args(&[
+    cmd(
+        dir.path(),
+        &[
             "deny",
             &run_id,
             "--actor",
             "bob",
             "--reason",
             "change freeze",
-        ])
-        .run()
-        .exit(Exit::Ok);
-    let (code, text) = finish(child);
-    assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("bob denied the approval: change freeze"),
-        "{text}"
+        ],
+    )
+    .exit(Exit::Ok);
+    assert_finished(
+        child,
+        1,
+        &["bob denied the approval: change freeze"],
+        &["gated step ran"],
     );
-    assert!(!text.contains("gated step ran"), "{text}");
 
     // Nobody answers: the step fails closed, recorded as a timeout.
     std::fs::write(
@@ -151,16 +141,7 @@ fn a_denial_and_a_timeout_stop_the_step_and_are_recorded_apart() {
         runbook(r#".approval(#{ timeout: "1s" })"#, "").replace("\"gated\",", "\"slow\","),
     )
     .unwrap();
-    let out = Test::in_dir(dir.path())
-        .args(&[
-            "exec",
-            "slow.rhai",
-            "--sandbox",
-            "--yes",
-            "--actor",
-            "alice",
-        ])
-        .run();
+    let out = exec(dir.path(), "slow.rhai").run();
     out.exit(Exit::StepFailed)
         .stderr_has("no approval within 1s (recorded as timeout, not as denied)");
     assert!(!out.stdout.contains("gated step ran"));
@@ -179,9 +160,7 @@ fn a_denial_and_a_timeout_stop_the_step_and_are_recorded_apart() {
     );
     // A late approval finds the request closed.
     let late = out.last_run_id();
-    Test::in_dir(dir.path())
-        .args(&["approve", &late, "--actor", "bob"])
-        .run()
+    cmd(dir.path(), &["approve", &late, "--actor", "bob"])
         .exit(Exit::Usage)
         .stderr_has("already decided");
 }
@@ -189,30 +168,16 @@ fn a_denial_and_a_timeout_stop_the_step_and_are_recorded_apart() {
 /// runbook.toml's policy puts every irreversible step behind an approval.
 #[test]
 fn the_organisation_policy_gates_irreversible_steps() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gated.rhai"),
-        runbook(
-            "",
-            r#".irreversible("it deletes the old key").confirm("Go?")"#,
-        ),
-    )
-    .unwrap();
+    let dir = gated(
+        "",
+        r#".irreversible("it deletes the old key").confirm("Go?")"#,
+    );
     std::fs::write(
         dir.path().join("runbook.toml"),
         "[policy]\napprove_irreversible = \"1s\"\n",
     )
     .unwrap();
-    let out = Test::in_dir(dir.path())
-        .args(&[
-            "exec",
-            "gated.rhai",
-            "--sandbox",
-            "--yes",
-            "--actor",
-            "alice",
-        ])
-        .run();
+    let out = exec(dir.path(), "gated.rhai").run();
     out.exit(Exit::StepFailed)
         .stdout_has("waiting for approval by another operator (policy: irreversible steps)")
         .stderr_has("recorded as timeout");
@@ -223,12 +188,7 @@ fn the_organisation_policy_gates_irreversible_steps() {
 /// second pair of eyes (and the journal would then let resume skip it too).
 #[test]
 fn the_repl_refuses_a_step_that_needs_approval() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gated.rhai"),
-        runbook(r#".approval(#{ timeout: "60s" })"#, ""),
-    )
-    .unwrap();
+    let dir = gated(r#".approval(#{ timeout: "60s" })"#, "");
     let out = Test::in_dir(dir.path())
         .args(&["repl", "gated.rhai", "--sandbox", "--yes"])
         .stdin(":run prepare\n:run gated\n")
@@ -242,12 +202,7 @@ fn the_repl_refuses_a_step_that_needs_approval() {
 /// written by hand) never passes the step: the request times out, closed.
 #[test]
 fn a_stale_decision_never_passes_the_step() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gated.rhai"),
-        runbook(r#".approval(#{ timeout: "2s" })"#, ""),
-    )
-    .unwrap();
+    let dir = gated(r#".approval(#{ timeout: "2s" })"#, "");
     let (child, run_id) = start(dir.path(), "gated.rhai");
     let forged = dir
         .path()
@@ -257,8 +212,5 @@ fn a_stale_decision_never_passes_the_step() {
         r#"{"nonce":"not-this-request","verdict":"approved","by":"mallory","at":"2026-12-02T00:00:00Z"}"#,
     )
     .unwrap();
-    let (code, text) = finish(child);
-    assert_eq!(code, 1, "{text}");
-    assert!(text.contains("recorded as timeout"), "{text}");
-    assert!(!text.contains("gated step ran"), "{text}");
+    assert_finished(child, 1, &["recorded as timeout"], &["gated step ran"]);
 }

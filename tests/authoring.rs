@@ -2,7 +2,7 @@
 //! and those marked `sandbox` run with `exec --sandbox --yes`, with the ```toml scenario block
 //! that follows them (before the next rhai block) as their sandbox world.
 
-use crate::support::Test;
+use crate::support::{with_script, Test};
 
 struct Block {
     info: String,
@@ -181,11 +181,10 @@ step("show", "Show", |ctx| {
     print(`token=${ctx.params.token} label=${ctx.params.label}`);
 });
 "#;
-    let out = Test::new()
-        .file("creds.rhai", rb)
+    let out = with_script("exec", "creds.rhai", rb)
         .env("GH_TOKEN", "ghp_real_operator_token_0000000000000000")
         .env("CREDS_LABEL", "from-the-shell")
-        .args(&["exec", "creds.rhai", "--sandbox", "--yes"])
+        .args(&["--sandbox", "--yes"])
         .run();
     out.exit(crate::support::Exit::Ok)
         .stdout_has("token=none label=from-the-shell");

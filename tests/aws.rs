@@ -3,7 +3,10 @@
 //! key refused), runbooks/heroku-authorization.rhai (std/rotation without overlap) and
 //! tests/fixtures/two_slot.rhai (std/rotation's two-slot shape).
 
-use crate::support::{Exit, Output, Rig, Test};
+use crate::support::{
+    assert_recovered, root, scripted, secret_versions, step_ids, with_fault, with_script, Exit,
+    Output, Rig, Test,
+};
 use serde_json::Value;
 
 const CURRENT_ID: &str = "AKIASANDBOXCURRENT01";
@@ -12,37 +15,30 @@ const ADMIN_SECRET: &str = "sandbox+admin+secret+key+00000000000000000";
 const IDS: &str = "AWS_ACCESS_KEY_ID";
 const SECRETS: &str = "AWS_SECRET_ACCESS_KEY";
 
-fn scenario_text() -> String {
-    std::fs::read_to_string(crate::support::root().join("runbooks/sandbox/aws-iam-access-key.toml"))
-        .unwrap()
+/// The scenario the IAM runbook ships with.
+fn iam_scenario() -> std::path::PathBuf {
+    root().join("runbooks/sandbox/aws-iam-access-key.toml")
 }
 
+fn scenario_text() -> String {
+    std::fs::read_to_string(iam_scenario()).unwrap()
+}
+
+/// The IAM rotation rehearsed on `scenario` as ops-test, streamed as JSON, the final state
+/// kept.
 fn exec(scenario: &str, extra: &[&str]) -> Output {
-    let root = env!("CARGO_MANIFEST_DIR");
     Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .file("aws.toml", scenario)
-        .args(&[
-            "exec",
-            "aws-iam-access-key",
-            "--sandbox",
-            "--scenario",
-            "aws.toml",
-            "--sandbox-state",
-            "sandbox.json",
-            "--actor",
-            "ops-test",
-            "--json",
-        ])
+        .rehearse("aws-iam-access-key")
+        .scenario("aws.toml", scenario)
+        .keep_sandbox_state()
+        .args(&["--actor", "ops-test", "--json"])
         .args(extra)
         .run()
 }
 
 /// The rotated user's keys at IAM: (id, secret, status).
 fn user_keys(state: &Value) -> Vec<(String, String, String)> {
-    state["scripted"]["awsiam"]["collections"]["keys"]
-        .as_array()
-        .unwrap()
+    scripted(state, "awsiam", "keys")
         .iter()
         .filter(|k| k["UserName"] == "ci-deployer")
         .map(|k| {
@@ -52,20 +48,9 @@ fn user_keys(state: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Infisical's current value of the secret `name`.
 fn current(state: &Value, name: &str) -> String {
-    state["infisical"]["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["secretKey"] == name)
-        .unwrap()["versions"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()["secretValue"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    secret_versions(state, name).pop().unwrap()
 }
 
 /// Everywhere the key lives holds (id, secret).
@@ -96,7 +81,7 @@ fn assert_no_leaks(out: &Output, extra: &[&str]) {
 fn the_key_is_rotated_everywhere_and_the_old_one_deleted() {
     let out = exec(&scenario_text(), &["--yes"]);
     out.exit(Exit::Ok);
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     let keys = user_keys(&state);
     assert_eq!(keys.len(), 1, "only the new key is left: {keys:?}");
     let (id, secret, status) = &keys[0];
@@ -144,7 +129,7 @@ fn a_failure_at_propagate_rolls_back_and_deletes_the_new_key() {
         (report["status"].as_str(), report["failed_step"].as_str()),
         (Some("rolled_back"), Some("propagate"))
     );
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(
         user_keys(&state),
         [(
@@ -168,7 +153,7 @@ fn a_user_with_two_keys_or_a_wrong_admin_secret_stops_before_any_write() {
     let out = exec(&two, &["--yes"]);
     out.exit(Exit::StepFailed)
         .stdout_has("ci-deployer already has 2 access keys, IAM's maximum");
-    assert_eq!(user_keys(&out.read_json("sandbox.json")).len(), 2);
+    assert_eq!(user_keys(&out.sandbox_state()).len(), 2);
 
     // The admin secret in Infisical is not the one IAM knows: the signature is refused.
     let wrong = scenario_text().replace(
@@ -179,31 +164,14 @@ fn a_user_with_two_keys_or_a_wrong_admin_secret_stops_before_any_write() {
     out.exit(Exit::StepFailed).stdout_has(
         "IAM ListAccessKeys answered HTTP 403 SignatureDoesNotMatch: The request signature we calculated does not match",
     );
-    assert_eq!(user_keys(&out.read_json("sandbox.json")).len(), 1);
+    assert_eq!(user_keys(&out.sandbox_state()).len(), 1);
 }
 
 #[test]
 fn a_crash_after_store_or_inside_deactivate_resumes_to_a_complete_rotation() {
     for point in ["after:store", "inside:propagate", "inside:deactivate"] {
-        let rig = Rig::with_scenario(
-            &crate::support::root().join("runbooks/sandbox/aws-iam-access-key.toml"),
-        );
-        let crashed = rig.runbook(
-            &["exec", "aws-iam-access-key", "--yes"],
-            &[("RUNBOOK_CRASH_AT", point)],
-        );
-        assert_eq!(crashed.code, -9, "{point}: {}", crashed.stderr);
-        let resumed = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
-        assert_eq!(
-            resumed.code, 0,
-            "{point}: resume failed\n{}\n{}",
-            resumed.stdout, resumed.stderr
-        );
-        assert!(
-            !resumed.stderr.contains("asking instead"),
-            "{point}: every key was recovered from Infisical\n{}",
-            resumed.stderr
-        );
+        let rig = Rig::with_scenario(&iam_scenario());
+        assert_recovered(&rig.crash_and_resume("aws-iam-access-key", point), point);
         let state = rig.state();
         let keys = user_keys(&state);
         assert_eq!(keys.len(), 1, "{point}: {keys:?}");
@@ -231,17 +199,10 @@ step("read", "Read", |ctx| {{
         )
     };
     let run = |text: String| {
-        Test::new()
-            .file("aws.toml", &scenario_text())
-            .file("masking.rhai", &text)
-            .args(&[
-                "exec",
-                "masking.rhai",
-                "--sandbox",
-                "--scenario",
-                "aws.toml",
-                "--yes",
-            ])
+        with_script("exec", "masking.rhai", &text)
+            .args(&["--sandbox"])
+            .scenario("aws.toml", &scenario_text())
+            .args(&["--yes"])
             .run()
     };
     let out = run(rb(""));
@@ -259,7 +220,7 @@ step("read", "Read", |ctx| {{
 const HK_CURRENT: &str = "HRKU-sandbox-current-deploy-token-000000000";
 
 fn hk_scenario() -> std::path::PathBuf {
-    crate::support::root().join("runbooks/sandbox/heroku-authorization.toml")
+    root().join("runbooks/sandbox/heroku-authorization.toml")
 }
 
 /// (the authorization's token, Infisical's current value, each repo's secret).
@@ -282,34 +243,20 @@ fn hk_state(state: &Value) -> (String, String, Vec<String>) {
 
 #[test]
 fn a_rotation_without_overlap_rolls_stores_at_once_and_propagates() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "heroku-authorization",
-            "--sandbox",
-            "--yes",
-            "--sandbox-state",
-            "sandbox.json",
-            "--json",
-        ])
+        .rehearse("heroku-authorization")
+        .args(&["--yes"])
+        .keep_sandbox_state()
+        .args(&["--json"])
         .run();
     out.exit(Exit::Ok)
         .stderr_has("Step 2/6 · regenerate · Regenerate the authorization's token");
-    let (token, stored, repos) = hk_state(&out.read_json("sandbox.json"));
+    let (token, stored, repos) = hk_state(&out.sandbox_state());
     assert_ne!(token, HK_CURRENT);
     assert_eq!(stored, token, "Infisical holds the live token");
     assert_eq!(repos, [token.clone(), token.clone()]);
-    let report = out.report();
-    let steps: Vec<&str> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        steps,
+        step_ids(&out.report()),
         [
             "precheck",
             "regenerate",
@@ -327,18 +274,13 @@ fn a_rotation_without_overlap_rolls_stores_at_once_and_propagates() {
 /// stops, says to resume, and the resume finishes the rotation forward.
 #[test]
 fn after_the_roll_a_failure_stops_forward_only_and_resume_finishes() {
-    // Top-level keys come before the first table in TOML.
-    let text = format!(
-        "faults = [\"github:PUT:/repos/raxx/infra/actions/secrets/HEROKU_API_KEY=500:times=4\"]\n{}",
-        std::fs::read_to_string(hk_scenario()).unwrap()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hk.toml");
-    std::fs::write(&path, text).unwrap();
-    let rig = Rig::with_scenario(&path);
-    let failed = rig.runbook(&["exec", "heroku-authorization", "--yes"], &[]);
-    assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
-    let all = format!("{}{}", failed.stdout, failed.stderr);
+    let rig = Rig::with_scenario_text(&with_fault(
+        &std::fs::read_to_string(hk_scenario()).unwrap(),
+        "github:PUT:/repos/raxx/infra/actions/secrets/HEROKU_API_KEY=500:times=4",
+    ));
+    let failed = rig.exec("heroku-authorization", &[]);
+    failed.exit(Exit::StepFailed);
+    let all = failed.text();
     assert!(all.contains("runbook resume"), "{all}");
     assert!(
         !all.contains("Rolling back"),
@@ -353,8 +295,7 @@ fn after_the_roll_a_failure_stops_forward_only_and_resume_finishes() {
         "the refused repo still holds the dead token"
     );
 
-    let resumed = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
-    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    rig.resume(&[]).exit(Exit::Ok);
     let (token2, stored2, repos2) = hk_state(&rig.state());
     assert_eq!(token2, token, "resume did not roll again");
     assert_eq!(stored2, token);
@@ -366,17 +307,7 @@ fn after_the_roll_a_failure_stops_forward_only_and_resume_finishes() {
 fn a_crash_after_the_roll_resumes_with_the_stored_token() {
     for point in ["after:regenerate", "inside:propagate"] {
         let rig = Rig::with_scenario(&hk_scenario());
-        let crashed = rig.runbook(
-            &["exec", "heroku-authorization", "--yes"],
-            &[("RUNBOOK_CRASH_AT", point)],
-        );
-        assert_eq!(crashed.code, -9, "{point}: {}", crashed.stderr);
-        let resumed = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
-        assert_eq!(
-            resumed.code, 0,
-            "{point}: resume failed\n{}\n{}",
-            resumed.stdout, resumed.stderr
-        );
+        rig.crash_and_resume("heroku-authorization", point);
         let (token, stored, repos) = hk_state(&rig.state());
         assert_ne!(token, HK_CURRENT, "{point}");
         assert_eq!(stored, token, "{point}");
@@ -390,29 +321,18 @@ fn a_crash_after_the_roll_resumes_with_the_stored_token() {
 fn slot_run(extra: &[&str], answers: &str) -> Output {
     Test::new()
         .fixture("two_slot.rhai")
-        .fixture("two_slot.toml")
-        .file("answers.toml", answers)
-        .args(&[
-            "exec",
-            "two_slot.rhai",
-            "--sandbox",
-            "--scenario",
-            "two_slot.toml",
-            "--sandbox-state",
-            "sandbox.json",
-            "--answers",
-            "answers.toml",
-            "--json",
-        ])
+        .args(&["exec", "two_slot.rhai", "--sandbox"])
+        .scenario_fixture("two_slot.toml")
+        .keep_sandbox_state()
+        .answers(answers)
+        .args(&["--json"])
         .args(extra)
         .run()
 }
 
 /// The app's keys at SlotCo: (id, key, status).
 fn slot_keys(state: &Value) -> Vec<(String, String, String)> {
-    state["scripted"]["slotco"]["collections"]["keys"]
-        .as_array()
-        .unwrap()
+    scripted(state, "slotco", "keys")
         .iter()
         .filter(|k| k["owner"] == "app")
         .map(|k| {
@@ -428,7 +348,7 @@ const SLOT_CURRENT: &str = "sk_sandbox_current_slot_key_00000000000";
 fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() {
     let out = slot_run(&["--yes"], "");
     out.exit(Exit::Ok);
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     let keys = slot_keys(&state);
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_ne!(keys[0].1, SLOT_CURRENT);
@@ -437,14 +357,8 @@ fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() 
         state["heroku"]["apps"]["slot-app"]["config_vars"]["SLOTCO_KEY"],
         keys[0].1.as_str()
     );
-    let steps: Vec<String> = out.report()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        steps,
+        step_ids(&out.report()),
         [
             "precheck",
             "create",
@@ -467,7 +381,7 @@ fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() 
         (report["status"].as_str(), report["failed_step"].as_str()),
         (Some("rolled_back"), Some("deactivate"))
     );
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(
         slot_keys(&state),
         [(

@@ -1,14 +1,10 @@
 //! `runbook check`: diagnostics with file:line:col, exit 2 on problems, 0 when clean.
 
-use crate::support::Exit;
-use crate::support::Test;
+use crate::support::{root, with_fixture, with_script, Exit, Test};
 
 #[test]
 fn syntax_error_is_reported_with_location_and_snippet() {
-    let out = Test::new()
-        .fixture("syntax_error.rhai")
-        .args(&["check", "syntax_error.rhai"])
-        .run();
+    let out = with_fixture("check", "syntax_error.rhai").run();
     out.exit(Exit::Usage)
         .stderr_has("runbook::script::parse")
         .stderr_has("syntax_error.rhai:4:18: Unexpected ';'")
@@ -18,19 +14,16 @@ fn syntax_error_is_reported_with_location_and_snippet() {
 
 #[test]
 fn clean_runbook_passes() {
-    let out = Test::new()
-        .fixture("clean.rhai")
-        .args(&["check", "clean.rhai"])
-        .run();
+    let out = with_fixture("check", "clean.rhai").run();
     out.exit(Exit::Ok).stdout_has("ok  clean.rhai");
 }
 
 #[test]
 fn json_lists_every_problem_with_position() {
-    let out = Test::new()
-        .file(
-            "lints.rhai",
-            r#"runbook(#{ id: "lints", title: "Lints", secret: "X" });
+    let out = with_script(
+        "check",
+        "lints.rhai",
+        r#"runbook(#{ id: "lints", title: "Lints", secret: "X" });
 param("p", #{ default: 1 });
 step("a", "A", |ctx| {
     vendorx::call(1);
@@ -38,9 +31,9 @@ step("a", "A", |ctx| {
     secret::from_env("A", "B");
 });
 "#,
-        )
-        .args(&["check", "lints.rhai", "--json"])
-        .run();
+    )
+    .args(&["--json"])
+    .run();
     out.exit(Exit::Usage);
     let v = out.json();
     let diags: Vec<(String, i64, i64)> = v["diagnostics"]
@@ -75,10 +68,7 @@ step("a", "A", |ctx| {
 
 #[test]
 fn duplicate_step_ids_are_an_error_at_the_second_declaration() {
-    let out = Test::new()
-        .fixture("duplicate_steps.rhai")
-        .args(&["check", "duplicate_steps.rhai"])
-        .run();
+    let out = with_fixture("check", "duplicate_steps.rhai").run();
     out.exit(Exit::Usage)
         .stderr_has("runbook::plan::duplicate_step")
         .stderr_has(
@@ -88,10 +78,7 @@ fn duplicate_step_ids_are_an_error_at_the_second_declaration() {
 
 #[test]
 fn unknown_host_function_is_found_without_running() {
-    let out = Test::new()
-        .fixture("unknown_function.rhai")
-        .args(&["check", "unknown_function.rhai"])
-        .run();
+    let out = with_fixture("check", "unknown_function.rhai").run();
     out.exit(Exit::Usage)
         .stderr_has("unknown_function.rhai:3:13: unknown function 'secret::from_envv'")
         .stderr_has("did you mean secret::from_env? secret has: fingerprint, from_env, is_secret");
@@ -99,12 +86,8 @@ fn unknown_host_function_is_found_without_running() {
 
 #[test]
 fn undefined_variable_is_a_compile_error() {
-    let out = Test::new()
-        .file(
-            "undef.rhai",
-            "runbook(#{ id: \"u\", title: \"U\" });\nstep(\"a\", \"A\", |ctx| { let y = missing + 1; });\n",
-        )
-        .args(&["check", "undef.rhai"])
+    let out = with_script("check", "undef.rhai", "runbook(#{ id: \"u\", title: \"U\" });\nstep(\"a\", \"A\", |ctx| { let y = missing + 1; });\n",
+)
         .run();
     out.exit(Exit::Usage)
         .stderr_has("runbook::script::undefined_variable")
@@ -125,13 +108,12 @@ fn no_steps_and_no_metadata_are_errors() {
 
 #[test]
 fn unknown_metadata_key_is_a_typo_error() {
-    let out = Test::new()
-        .file(
-            "typo.rhai",
-            "runbook(#{ id: \"t\", title: \"T\", cadnce_days: 3 });\nstep(\"a\", \"A\", |ctx| {});\n",
-        )
-        .args(&["check", "typo.rhai"])
-        .run();
+    let out = with_script(
+        "check",
+        "typo.rhai",
+        "runbook(#{ id: \"t\", title: \"T\", cadnce_days: 3 });\nstep(\"a\", \"A\", |ctx| {});\n",
+    )
+    .run();
     out.exit(Exit::Usage)
         .stderr_has("typo.rhai:1:1: runbook: unknown option 'cadnce_days'")
         .stderr_has("known options: id, title");
@@ -139,20 +121,14 @@ fn unknown_metadata_key_is_a_typo_error() {
 
 #[test]
 fn non_utf8_file_is_refused_clearly() {
-    let out = Test::new()
-        .fixture("not_utf8.rhai")
-        .args(&["check", "not_utf8.rhai"])
-        .run();
+    let out = with_fixture("check", "not_utf8.rhai").run();
     out.exit(Exit::Usage)
         .stderr_has("not_utf8.rhai is not valid UTF-8 (first bad byte at offset 36)");
 }
 
 #[test]
 fn stdlib_import_errors_show_module_and_call_site() {
-    let out = Test::new()
-        .fixture("uses_stdlib.rhai")
-        .args(&["exec", "uses_stdlib.rhai"])
-        .run();
+    let out = with_fixture("exec", "uses_stdlib.rhai").run();
     out.exit(Exit::StepFailed)
         .stderr_has("<std/checks>:")
         .stderr_has("a consumer got 401: status=401 InvalidAPIToken")
@@ -163,19 +139,15 @@ fn stdlib_import_errors_show_module_and_call_site() {
 /// (`19:26:01.840117`), failing healthy rotations at random.
 #[test]
 fn log_scan_matches_whole_words_only() {
-    let out = Test::new()
-        .fixture("stdlib_words.rhai")
-        .args(&["exec", "stdlib_words.rhai"])
-        .run();
+    let out = with_fixture("exec", "stdlib_words.rhai").run();
     out.exit(Exit::Ok).stdout_has("  | words ok");
 }
 
 /// Each authoring lint, with its code and where it points.
 #[test]
 fn authoring_lints_point_at_the_step_call_or_param() {
-    let out = Test::new()
-        .fixture("author_lints.rhai")
-        .args(&["check", "author_lints.rhai", "--json"])
+    let out = with_fixture("check", "author_lints.rhai")
+        .args(&["--json"])
         .run();
     out.exit(Exit::Usage);
     let v = out.json();
@@ -234,10 +206,7 @@ fn authoring_lints_point_at_the_step_call_or_param() {
 
 #[test]
 fn write_lint_names_the_call_and_the_three_ways_out() {
-    let out = Test::new()
-        .fixture("author_lints.rhai")
-        .args(&["check", "author_lints.rhai"])
-        .run();
+    let out = with_fixture("check", "author_lints.rhai").run();
     out.exit(Exit::Usage)
         .stderr_has("author_lints.rhai:4:1: step 'write' writes (heroku::set_config)")
         .stderr_has("(heroku::set_config on line 5 of author_lints.rhai)")
@@ -248,9 +217,9 @@ fn write_lint_names_the_call_and_the_three_ways_out() {
 /// The shipped runbooks are what authors copy: every lint must pass on them.
 #[test]
 fn shipped_runbooks_pass_every_lint() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .args(&["check", &format!("{root}/runbooks")])
+        .args(&["check"])
+        .arg(root().join("runbooks"))
         .run();
     out.exit(Exit::Ok)
         .stdout_has("postmark.rhai")
@@ -262,10 +231,10 @@ fn shipped_runbooks_pass_every_lint() {
 /// audit entries) and `.no_undo(why)`.
 #[test]
 fn steps_that_need_no_undo_pass() {
-    let out = Test::new()
-        .file(
-            "fine.rhai",
-            r#"runbook(#{ id: "fine", title: "Fine" });
+    let out = with_script(
+        "check",
+        "fine.rhai",
+        r#"runbook(#{ id: "fine", title: "Fine" });
 param("apps", #{ default: ["a"], help: "Heroku apps" });
 step("restart", "Restart", |ctx| { heroku::restart(ctx.params.apps); });
 step("ping", "Ping", |ctx| {
@@ -273,9 +242,8 @@ step("ping", "Ping", |ctx| {
 }).no_undo("a notification changes nothing to restore");
 step("audit", "Audit", |ctx| { audit::log("fine.done", #{}); });
 "#,
-        )
-        .args(&["check", "fine.rhai"])
-        .run();
+    )
+    .run();
     out.exit(Exit::Ok).stdout_has("ok  fine.rhai");
 }
 
@@ -284,10 +252,7 @@ step("audit", "Audit", |ctx| { audit::log("fine.done", #{}); });
 /// text; a function that sends it as a bearer token is fine.
 #[test]
 fn a_secret_reaching_a_url_through_a_function_is_found() {
-    let out = Test::new()
-        .fixture("secret_url_through_fn.rhai")
-        .args(&["check", "secret_url_through_fn.rhai"])
-        .run();
+    let out = with_fixture("check", "secret_url_through_fn.rhai").run();
     out.exit(Exit::Usage)
         .stderr_has(
             "secret_url_through_fn.rhai:11:5: fetch() is given a Secret it puts in an http:: URL",

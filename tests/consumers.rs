@@ -1,13 +1,17 @@
 //! `runbook consumers`: every place a secret's current value lives, named, never shown.
 
-use crate::support::{Exit, Test};
+use crate::support::{canary_scenario, Exit, Test};
 use serde_json::Value;
 
 const EXTRA: &str = "\n[[heroku.apps]]\nname = \"billing-worker\"\nconfig = { POSTMARK_SERVER_TOKEN = \"c0ffee00-0000-4000-8000-00000000c001\" }\n\n[[heroku.apps]]\nname = \"legacy-mailer\"\nconfig = { MAIL_API_KEY = \"c0ffee00-0000-4000-8000-00000000c001\", OTHER = \"x\" }\n\n[[infisical.secrets]]\nenvironment = \"staging\"\npath = \"/mail\"\nname = \"PM_COPY\"\nversions = [\"c0ffee00-0000-4000-8000-00000000c001\"]\n";
 
-fn scenario() -> String {
-    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
-    format!("{canary}{EXTRA}")
+/// `consumers POSTMARK_SERVER_TOKEN --sandbox` on the canary scenario with EXTRA's places,
+/// then `extra`.
+fn consumers(extra: &[&str]) -> Test {
+    Test::new()
+        .args(&["consumers", "POSTMARK_SERVER_TOKEN", "--sandbox"])
+        .scenario("more.toml", &format!("{}{EXTRA}", canary_scenario()))
+        .args(extra)
 }
 
 fn places(report: &Value) -> Vec<(String, String, String, bool)> {
@@ -31,17 +35,7 @@ fn places(report: &Value) -> Vec<(String, String, String, bool)> {
 /// test builder scans every output for the canaries).
 #[test]
 fn consumers_names_every_place_holding_the_current_value() {
-    let out = Test::new()
-        .file("more.toml", &scenario())
-        .args(&[
-            "consumers",
-            "POSTMARK_SERVER_TOKEN",
-            "--sandbox",
-            "--scenario",
-            "more.toml",
-            "--json",
-        ])
-        .run();
+    let out = consumers(&["--json"]).run();
     out.exit(Exit::Ok);
     let report = out.json();
     let p = |v: &str, place: &str, var: &str, verified| {
@@ -63,18 +57,8 @@ fn consumers_names_every_place_holding_the_current_value() {
 
     // The table, and a value given through the environment instead of Infisical: here the
     // plain value of legacy-mailer's OTHER var.
-    let out = Test::new()
-        .file("more.toml", &scenario())
+    let out = consumers(&["--from-env", "SOME_VALUE"])
         .env("SOME_VALUE", "x")
-        .args(&[
-            "consumers",
-            "POSTMARK_SERVER_TOKEN",
-            "--sandbox",
-            "--scenario",
-            "more.toml",
-            "--from-env",
-            "SOME_VALUE",
-        ])
         .run();
     out.exit(Exit::Ok)
         .stdout_has("POSTMARK_SERVER_TOKEN = secret(")
@@ -88,18 +72,7 @@ fn consumers_names_every_place_holding_the_current_value() {
 /// command exits 1: the list is not known to be complete.
 #[test]
 fn consumers_names_what_it_could_not_check_and_exits_1() {
-    let out = Test::new()
-        .file("more.toml", &scenario())
-        .args(&[
-            "consumers",
-            "POSTMARK_SERVER_TOKEN",
-            "--sandbox",
-            "--scenario",
-            "more.toml",
-            "--envs",
-            "qa,prod",
-        ])
-        .run();
+    let out = consumers(&["--envs", "qa,prod"]).run();
     out.exit(Exit::StepFailed).stderr_has(
         "could not check infisical qa:/: infisical GET /api/v4/secrets → 404 Not Found: Environment with slug 'qa'",
     );

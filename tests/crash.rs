@@ -3,58 +3,28 @@
 //! it; `resume` then completes the rotation, or `rollback` restores the old token.
 
 use crate::support::{
-    assert_rotated, assert_safe, current_infisical, fixture, live_tokens, Output, Rig, CANARIES,
-    OLD_TOKEN,
+    app_token, assert_everywhere, assert_recovered, assert_rotated, assert_safe, canary_scenario,
+    current_infisical, live_tokens, new_token_answer, new_tokens, root, scripted, start_until,
+    token_answer, with_fault, Exit, Output, Rig, CANARIES, OLD_TOKEN, POSTMARK_STEPS,
 };
-use serde_json::Value;
 
 fn crash_then_resume(point: &str) {
     let rig = Rig::new();
-    let crashed = rig.runbook(
-        &["exec", "postmark", "--yes"],
-        &[("RUNBOOK_CRASH_AT", point)],
-    );
-    assert_eq!(
-        crashed.code, -9,
-        "{point}: the engine should have been killed\n{}",
-        crashed.stderr
-    );
+    rig.crash("postmark", point);
     assert_safe(&rig.state(), &format!("{point}, crashed"));
-    let runs = rig.runbook(&["runs", "--json"], &[]);
-    let listed: Value = serde_json::from_str(&runs.stdout).unwrap();
     assert_eq!(
-        listed[0]["status"], "interrupted",
+        rig.runs()[0]["status"],
+        "interrupted",
         "{point}: runs shows the dead run"
     );
     // A new rotation is refused while the dead run holds the lock.
-    let blocked = rig.runbook(&["exec", "postmark", "--yes"], &[]);
+    let blocked = rig.exec("postmark", &[]);
     assert_eq!(blocked.code, 2, "{point}: {}", blocked.stderr);
-    assert!(
-        blocked.stderr.contains("this rotation is already running"),
-        "{}",
-        blocked.stderr
-    );
+    blocked.stderr_has("this rotation is already running");
     // A token generated but not yet stored exists only in the run and the operator's hands:
     // resume asks for it again (here, from an answers file).
-    let fresh: Vec<String> = live_tokens(&rig.state())
-        .into_iter()
-        .filter(|t| t != OLD_TOKEN)
-        .collect();
-    let answers = match fresh.as_slice() {
-        [one] => format!("\"resume.new_token\" = \"{one}\"\n"),
-        _ => String::new(),
-    };
-    std::fs::write(rig.path().join("answers.toml"), answers).unwrap();
-    let resumed = rig.runbook(
-        &[
-            "resume",
-            &rig.run_id(),
-            "--yes",
-            "--answers",
-            "answers.toml",
-        ],
-        &[],
-    );
+    rig.file("answers.toml", &new_token_answer(&rig.state()));
+    let resumed = rig.resume(&["--answers", "answers.toml"]);
     assert_eq!(
         resumed.code, 0,
         "{point}: resume failed\n{}\n{}",
@@ -80,20 +50,9 @@ fn crash_then_resume(point: &str) {
     );
 }
 
-const STEPS: [&str; 8] = [
-    "precheck",
-    "generate",
-    "validate",
-    "store",
-    "propagate",
-    "verify",
-    "revoke",
-    "audit",
-];
-
 #[test]
 fn crash_at_every_step_boundary_then_resume_completes() {
-    for step in STEPS {
+    for step in POSTMARK_STEPS {
         crash_then_resume(&format!("after:{step}"));
     }
 }
@@ -101,15 +60,8 @@ fn crash_at_every_step_boundary_then_resume_completes() {
 #[test]
 fn crash_inside_every_writing_step_then_resume_completes() {
     // `inside` fires right after the step's first write: the effect happened, the outcome
-    // was never journalled.
-    for step in [
-        "generate",
-        "validate",
-        "store",
-        "propagate",
-        "verify",
-        "revoke",
-    ] {
+    // was never journalled. Every step between precheck (reads) and audit writes.
+    for step in &POSTMARK_STEPS[1..7] {
         crash_then_resume(&format!("inside:{step}"));
     }
 }
@@ -117,34 +69,19 @@ fn crash_inside_every_writing_step_then_resume_completes() {
 #[test]
 fn crash_inside_propagate_then_rollback_restores_the_old_token_everywhere() {
     let rig = Rig::new();
-    let crashed = rig.runbook(
-        &["exec", "postmark", "--yes"],
-        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
-    );
-    assert_eq!(crashed.code, -9);
-    let rolled = rig.runbook(&["rollback", &rig.run_id(), "--yes", "--json"], &[]);
-    assert_eq!(rolled.code, 0, "{}\n{}", rolled.stdout, rolled.stderr);
-    let report: Value = rolled.report();
-    assert_eq!(report["status"], "rolled_back");
+    rig.crash("postmark", "inside:propagate");
+    let rolled = rig.rollback(&["--json"]);
+    rolled.exit(Exit::Ok);
+    assert_eq!(rolled.report()["status"], "rolled_back");
     let state = rig.state();
-    assert_eq!(current_infisical(&state), OLD_TOKEN);
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(
-            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"],
-            OLD_TOKEN
-        );
-    }
+    assert_everywhere(&state, OLD_TOKEN);
     assert_eq!(
         live_tokens(&state).len(),
         2,
         "the new token is left for diagnosis"
     );
     assert_safe(&state, "after rollback");
-    let journal = std::fs::read_to_string(
-        rig.path()
-            .join(format!("state/runs/{}.jsonl", rig.run_id())),
-    )
-    .unwrap();
+    let journal = rig.journal();
     for step in ["propagate", "store", "generate"] {
         assert!(
             journal.contains(&format!(
@@ -159,54 +96,30 @@ fn crash_inside_propagate_then_rollback_restores_the_old_token_everywhere() {
 #[test]
 fn rollback_after_the_revocation_stops_and_says_why() {
     let rig = Rig::new();
-    let crashed = rig.runbook(
-        &["exec", "postmark", "--yes"],
-        &[("RUNBOOK_CRASH_AT", "after:revoke")],
-    );
-    assert_eq!(crashed.code, -9);
-    let rolled = rig.runbook(&["rollback", &rig.run_id(), "--yes"], &[]);
-    assert_eq!(rolled.code, 1);
-    assert!(
-        rolled.stderr.contains(
-            "cannot roll back past step 'revoke': the old token is deleted and cannot be restored"
-        ),
-        "{}",
-        rolled.stderr
-    );
-    assert!(rolled.stderr.contains("rotate afresh"));
+    rig.crash("postmark", "after:revoke");
+    rig.rollback(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has(
+            "cannot roll back past step 'revoke': the old token is deleted and cannot be restored",
+        )
+        .stderr_has("rotate afresh");
 }
 
 #[test]
 fn resume_refuses_a_changed_runbook_unless_forced() {
     let rig = Rig::new();
     let book = rig.path().join("postmark.rhai");
-    std::fs::copy(
-        format!("{}/runbooks/postmark.rhai", env!("CARGO_MANIFEST_DIR")),
-        &book,
-    )
-    .unwrap();
-    let crashed = rig.runbook(
-        &["exec", "postmark.rhai", "--yes"],
-        &[("RUNBOOK_CRASH_AT", "after:store")],
-    );
-    assert_eq!(crashed.code, -9);
+    std::fs::copy(root().join("runbooks/postmark.rhai"), &book).unwrap();
+    rig.crash("postmark.rhai", "after:store");
     let text = std::fs::read_to_string(&book).unwrap() + "\n// an edit after the crash\n";
     std::fs::write(&book, text).unwrap();
-    let refused = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
-    assert_eq!(refused.code, 2);
-    assert!(
-        refused
-            .stderr
-            .contains("the runbook changed since this run started: "),
-        "{}",
-        refused.stderr
-    );
-    assert!(refused.stderr.contains("postmark.rhai changed"));
-    let forced = rig.runbook(&["resume", &rig.run_id(), "--yes", "--force"], &[]);
-    assert_eq!(forced.code, 0, "{}", forced.stderr);
-    assert!(forced
-        .stderr
-        .contains("resuming with a changed runbook (--force): "));
+    rig.resume(&[])
+        .exit(Exit::Usage)
+        .stderr_has("the runbook changed since this run started: ")
+        .stderr_has("postmark.rhai changed");
+    rig.resume(&["--force"])
+        .exit(Exit::Ok)
+        .stderr_has("resuming with a changed runbook (--force): ");
     assert_rotated(&rig.state(), "forced resume");
 }
 
@@ -215,100 +128,49 @@ fn resume_refuses_a_different_token() {
     let rig = Rig::new();
     // After `generate`, before `store`: the new token exists only in the run (and the
     // operator's clipboard), so resume asks for it.
-    let crashed = rig.runbook(
-        &["exec", "postmark", "--yes"],
-        &[("RUNBOOK_CRASH_AT", "after:generate")],
+    rig.crash("postmark", "after:generate");
+    rig.file(
+        "wrong.toml",
+        &token_answer("c0ffee00-0000-4000-8000-0000000000ff"),
     );
-    assert_eq!(crashed.code, -9);
-    std::fs::write(
-        rig.path().join("wrong.toml"),
-        "\"resume.new_token\" = \"c0ffee00-0000-4000-8000-0000000000ff\"\n",
-    )
-    .unwrap();
-    let refused = rig.runbook(
-        &["resume", &rig.run_id(), "--yes", "--answers", "wrong.toml"],
-        &[],
-    );
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains("the value entered for ctx.new_token is not the one this run used"),
-        "{}",
-        refused.stderr
-    );
+    rig.resume(&["--answers", "wrong.toml"])
+        .exit(Exit::Usage)
+        .stderr_has("the value entered for ctx.new_token is not the one this run used");
     // With the right token it completes.
-    let state = rig.state();
-    let new = live_tokens(&state)
-        .into_iter()
-        .find(|t| t != OLD_TOKEN)
-        .unwrap();
-    std::fs::write(
-        rig.path().join("right.toml"),
-        format!("\"resume.new_token\" = \"{new}\"\n"),
-    )
-    .unwrap();
-    let resumed = rig.runbook(
-        &["resume", &rig.run_id(), "--yes", "--answers", "right.toml"],
-        &[],
-    );
-    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let new = new_tokens(&rig.state()).remove(0);
+    rig.file("right.toml", &token_answer(&new));
+    rig.resume(&["--answers", "right.toml"]).exit(Exit::Ok);
     assert_rotated(&rig.state(), "resumed with the right token");
 }
 
 #[test]
 fn resume_of_an_unknown_run_is_a_usage_error() {
     let rig = Rig::new();
-    let out = rig.runbook(&["resume", "20990101T000000Z-abcdef"], &[]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("no run '20990101T000000Z-abcdef' in "),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("`runbook runs` lists the runs"));
+    rig.runbook(&["resume", "20990101T000000Z-abcdef"], &[])
+        .exit(Exit::Usage)
+        .stderr_has("no run '20990101T000000Z-abcdef' in ")
+        .stderr_has("`runbook runs` lists the runs");
 }
 
 #[test]
 fn two_concurrent_rotations_exactly_one_runs() {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
     // The first run's precheck waits on a slow Postmark while the second one starts.
-    // At the top: after the tables it would belong to the last one.
-    let scenario = "faults = [\"postmark:GET:/server=latency=3000:once\"]\n".to_string()
-        + std::fs::read_to_string(fixture("sop_canary.toml"))
-            .unwrap()
-            .as_str();
-    let scenario_path = dir.path().join("slow.toml");
-    std::fs::write(&scenario_path, scenario).unwrap();
-    let rig = Rig::with_scenario(&scenario_path);
-    let mut first = rig
-        .command(&["exec", "postmark", "--yes"], &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("Step 1/8") {
-            break;
-        }
-    }
-    // Same secret, a different log window: still the same rotation, still refused.
-    let second = rig.runbook(
-        &["exec", "postmark", "--yes", "--param", "log_lines=301"],
-        &[],
+    let rig = Rig::with_scenario_text(&with_fault(
+        &canary_scenario(),
+        "postmark:GET:/server=latency=3000:once",
+    ));
+    let (mut first, lines) = start_until(
+        rig.command(&["exec", "postmark", "--yes"], &[])
+            .stderr(std::process::Stdio::null()),
+        "Step 1/8",
     );
+    // Same secret, a different log window: still the same rotation, still refused.
+    let second = rig.exec("postmark", &["--param", "log_lines=301"]);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = first.wait().unwrap();
-    assert_eq!(second.code, 2, "{}", second.stderr);
-    assert!(
-        second
-            .stderr
-            .contains("this rotation is already running: run "),
-        "{}",
-        second.stderr
-    );
+    second
+        .exit(Exit::Usage)
+        .stderr_has("this rotation is already running: run ");
     assert!(status.success(), "the first run completes: {rest:?}");
     assert_rotated(&rig.state(), "the one run");
 }
@@ -316,70 +178,36 @@ fn two_concurrent_rotations_exactly_one_runs() {
 #[test]
 fn repl_attach_inspects_and_advances_a_stopped_run_that_resume_then_finishes() {
     let rig = Rig::new();
-    let crashed = rig.runbook(
-        &["exec", "postmark", "--yes"],
-        &[("RUNBOOK_CRASH_AT", "after:store")],
-    );
-    assert_eq!(crashed.code, -9);
-    let run_id = rig.run_id();
+    rig.crash("postmark", "after:store");
     let attached = rig.runbook_stdin(
-        &["repl", "--attach", &run_id, "--yes"],
+        &["repl", "--attach", &rig.run_id(), "--yes"],
         &[],
         ":steps\nctx.new_version\n:run propagate\n",
     );
-    assert_eq!(attached.code, 0, "{}\n{}", attached.stdout, attached.stderr);
-    assert!(
-        attached.stdout.contains("4. store        done"),
-        "{}",
-        attached.stdout
-    );
+    attached.exit(Exit::Ok).stdout_has("4. store        done");
     assert!(
         attached.stdout.contains("\n3\n"),
         "ctx restored: {}",
         attached.stdout
     );
-    assert!(
-        attached.stderr.contains("✓ step propagate"),
-        "{}",
-        attached.stderr
-    );
+    attached.stderr_has("✓ step propagate");
     let state = rig.state();
-    let new = current_infisical(&state);
     assert_eq!(
-        state["heroku"]["apps"]["raxx-api-prod"]["config_vars"]["POSTMARK_SERVER_TOKEN"],
-        new.as_str()
+        app_token(&state, "raxx-api-prod"),
+        current_infisical(&state)
     );
     // resume continues after what the REPL did.
-    let resumed = rig.runbook(&["resume", &run_id, "--yes"], &[]);
-    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
-    assert!(
-        resumed.stdout.contains("Resuming at step 6/8 · verify"),
-        "{}",
-        resumed.stdout
-    );
+    rig.resume(&[])
+        .exit(Exit::Ok)
+        .stdout_has("Resuming at step 6/8 · verify");
     assert_rotated(&rig.state(), "attached then resumed");
 }
 
 #[test]
 fn a_stdlib_rotation_resumes_after_a_crash_by_recovering_its_keys_from_infisical() {
-    let rig = Rig::with_scenario(&crate::support::root().join("runbooks/sandbox/sendgrid.toml"));
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
     for point in ["after:store", "inside:propagate"] {
-        let crashed = rig.runbook(
-            &["exec", "sendgrid", "--yes"],
-            &[("RUNBOOK_CRASH_AT", point)],
-        );
-        assert_eq!(crashed.code, -9, "{point}: {}", crashed.stderr);
-        let resumed = rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]);
-        assert_eq!(
-            resumed.code, 0,
-            "{point}: resume failed\n{}\n{}",
-            resumed.stdout, resumed.stderr
-        );
-        assert!(
-            !resumed.stderr.contains("asking instead"),
-            "{point}: every key was recovered\n{}",
-            resumed.stderr
-        );
+        assert_recovered(&rig.crash_and_resume("sendgrid", point), point);
         let state = rig.state();
         let secrets = state["infisical"]["secrets"].as_array().unwrap();
         let key = secrets
@@ -397,18 +225,16 @@ fn a_stdlib_rotation_resumes_after_a_crash_by_recovering_its_keys_from_infisical
                 "{point}: {app}"
             );
         }
-        let live: Vec<&str> = state["scripted"]["sendgrid"]["collections"]["api_keys"]
-            .as_array()
-            .unwrap()
+        let live: Vec<String> = scripted(&state, "sendgrid", "api_keys")
             .iter()
-            .map(|k| k["api_key"].as_str().unwrap())
+            .map(|k| k["api_key"].as_str().unwrap().to_string())
             .collect();
         assert!(
-            live.contains(&current.as_str()),
+            live.contains(&current),
             "{point}: Infisical holds a live key"
         );
         assert!(
-            !live.contains(&"SG.sandbox-current-key.00000000000000000000000"),
+            !live.contains(&"SG.sandbox-current-key.00000000000000000000000".to_string()),
             "{point}: the old key is revoked"
         );
     }
@@ -424,57 +250,28 @@ fn no_secret_reaches_any_output_or_file_across_the_cli() {
         outputs.push(r.stdout);
         outputs.push(r.stderr);
     };
-    let canary = fixture("sop_canary.toml");
-    let canary = canary.to_str().unwrap();
     // In-process sandbox: a run, a dry run, a failing run.
-    keep(rig.runbook(
-        &[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            canary,
-            "--yes",
-            "--json",
-        ],
-        &[],
-    ));
-    keep(rig.runbook(
-        &[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            canary,
-            "--dry-run",
-            "--json",
-        ],
-        &[],
-    ));
-    keep(rig.runbook(
-        &[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            canary,
-            "--yes",
-            "--fault",
-            "postmark:POST:/email=500",
-        ],
-        &[],
-    ));
+    let rehearse = |extra: &[&str]| {
+        rig.test(&[], &[])
+            .rehearse("postmark")
+            .canary()
+            .args(extra)
+            .run()
+    };
+    keep(rehearse(&["--yes", "--json"]));
+    keep(rehearse(&["--dry-run", "--json"]));
+    keep(rehearse(&["--yes", "--fault", "postmark:POST:/email=500"]));
     // Against the separate sandbox: crash + resume, crash + rollback.
     keep(rig.runbook(
         &["exec", "postmark", "--yes"],
         &[("RUNBOOK_CRASH_AT", "after:store")],
     ));
-    keep(rig.runbook(&["resume", &rig.run_id(), "--yes"], &[]));
+    keep(rig.resume(&[]));
     keep(rig.runbook(
         &["exec", "postmark", "--yes"],
         &[("RUNBOOK_CRASH_AT", "inside:propagate")],
     ));
-    keep(rig.runbook(&["rollback", &rig.run_id(), "--yes", "--json"], &[]));
+    keep(rig.rollback(&["--json"]));
     // The REPL, piped: reading and printing secrets every way.
     keep(rig.runbook_stdin(
         &["repl", "postmark"],
@@ -520,37 +317,20 @@ fn an_answer_lost_at_every_write_then_resume_completes() {
     ] {
         let rig = Rig::new();
         rig.sandbox.add_fault(&format!("{route}=lost:once"));
-        let first = rig.runbook(&["exec", "postmark", "--yes", "--no-rollback"], &[]);
+        let first = rig.exec("postmark", &["--no-rollback"]);
         assert_safe(&rig.state(), &format!("{route}, first run"));
         if first.code == 0 {
             assert_rotated(&rig.state(), route);
             continue;
         }
         assert_eq!(first.code, 1, "{route}: {}", first.stderr);
-        let step = serde_json::from_str::<Value>(&rig.runbook(&["runs", "--json"], &[]).stdout)
-            .unwrap()[0]["last_step"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let fresh: Vec<String> = live_tokens(&rig.state())
-            .into_iter()
-            .filter(|t| t != OLD_TOKEN)
-            .collect();
-        let mut answers = format!("\"{step}.rerun\" = \"rerun\"\n");
-        if let [one] = fresh.as_slice() {
-            answers.push_str(&format!("\"resume.new_token\" = \"{one}\"\n"));
-        }
-        std::fs::write(rig.path().join("answers.toml"), answers).unwrap();
-        let resumed = rig.runbook(
-            &[
-                "resume",
-                &rig.run_id(),
-                "--yes",
-                "--answers",
-                "answers.toml",
-            ],
-            &[],
+        let step = rig.runs()[0]["last_step"].as_str().unwrap().to_string();
+        let answers = format!(
+            "\"{step}.rerun\" = \"rerun\"\n{}",
+            new_token_answer(&rig.state())
         );
+        rig.file("answers.toml", &answers);
+        let resumed = rig.resume(&["--answers", "answers.toml"]);
         assert_eq!(resumed.code, 0, "{route} at {step}: {}", resumed.stderr);
         assert_rotated(&rig.state(), route);
     }

@@ -2,13 +2,11 @@
 //! Each is compared with tests/snapshots/NAME.txt (temp dirs, run ids, ports and durations
 //! masked); `UPDATE_SNAPSHOTS=1` rewrites them after a deliberate change.
 
-use crate::support::{fixture, Exit, Test};
+use crate::support::{with_fixture, Exit, Test};
 
 #[test]
 fn a_syntax_error_points_at_the_place_with_a_snippet() {
-    Test::new()
-        .fixture("syntax_error.rhai")
-        .args(&["check", "syntax_error.rhai"])
+    with_fixture("check", "syntax_error.rhai")
         .run()
         .exit(Exit::Usage)
         .stderr_snapshot("check_syntax_error");
@@ -16,9 +14,7 @@ fn a_syntax_error_points_at_the_place_with_a_snippet() {
 
 #[test]
 fn the_author_lints_name_each_problem_and_its_fix() {
-    Test::new()
-        .fixture("author_lints.rhai")
-        .args(&["check", "author_lints.rhai"])
+    with_fixture("check", "author_lints.rhai")
         .run()
         .exit(Exit::Usage)
         .stderr_snapshot("check_author_lints");
@@ -26,9 +22,7 @@ fn the_author_lints_name_each_problem_and_its_fix() {
 
 #[test]
 fn a_prompt_without_an_answer_says_how_to_give_one() {
-    Test::new()
-        .fixture("prompts.rhai")
-        .args(&["exec", "prompts.rhai"])
+    with_fixture("exec", "prompts.rhai")
         .run()
         .exit(Exit::Usage)
         .stderr_snapshot("exec_prompt_without_answer");
@@ -37,15 +31,8 @@ fn a_prompt_without_an_answer_says_how_to_give_one() {
 #[test]
 fn an_unknown_param_lists_the_declared_ones() {
     Test::new()
-        .shipped_runbooks()
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--param",
-            "sever_name=x",
-        ])
+        .rehearse("postmark")
+        .args(&["--yes", "--param", "sever_name=x"])
         .run()
         .exit(Exit::Usage)
         .stderr_snapshot("exec_unknown_param");
@@ -65,9 +52,9 @@ fn resuming_an_unknown_run_says_where_runs_are_listed() {
 #[test]
 fn a_vendor_refusal_names_the_vendor_route_and_next_step() {
     Test::new()
-        .shipped_runbooks()
-        .args(&["exec", "postmark", "--sandbox", "--yes", "--scenario"])
-        .arg(fixture("sop_canary.toml"))
+        .rehearse("postmark")
+        .args(&["--yes"])
+        .canary()
         .args(&["--fault", "postmark:GET:/server=401:always"])
         .run()
         .exit(Exit::StepFailed)

@@ -1,29 +1,19 @@
 //! `runbook evidence`: a rotation's pack, signed and checked offline; a flipped byte fails.
 
-use crate::support::{Exit, Test};
+use crate::support::{
+    assert_only_the_unedited_pack_verifies, rehearsed_rotation, signed_pack, Exit, Test,
+};
 use serde_json::Value;
 
 #[test]
 fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     let dir = tempfile::tempdir().unwrap();
     // The canary scenario: the old token's value is known, so its absence can be checked.
-    let rotated = Test::in_dir(dir.path())
-        .fixture("sop_canary.toml")
-        .shipped_runbooks()
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--yes",
-            "--actor",
-            "ops-test",
-        ])
-        .run();
+    let rotated = rehearsed_rotation(Test::in_dir(dir.path()));
     rotated.exit(Exit::Ok);
     let run_id = rotated.last_run_id();
     let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
+    let verify = |pack: &str, key: &str| cmd(&["evidence", "verify", pack, "--pubkey", key]);
 
     cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
     use std::os::unix::fs::PermissionsExt;
@@ -35,16 +25,7 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     // A key is never overwritten.
     cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Usage);
 
-    cmd(&[
-        "evidence",
-        &run_id,
-        "--sign",
-        "keys/evidence.key",
-        "-o",
-        "pack.json",
-    ])
-    .exit(Exit::Ok);
-    let text = std::fs::read_to_string(dir.path().join("pack.json")).unwrap();
+    let text = signed_pack(dir.path(), &cmd, &run_id);
     let pack: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(pack["format"], "runbook-evidence/1");
     assert_eq!(pack["run_id"], run_id.as_str());
@@ -81,28 +62,13 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
         .iter()
         .any(|e| e["action"] == "secret.rotate.completed"));
 
-    let ok = cmd(&[
-        "evidence",
-        "verify",
-        "pack.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ]);
-    ok.exit(Exit::Ok).stdout_has("verified: run");
-
     // One byte changed anywhere: the signature no longer matches.
-    let flipped = text.replacen("\"succeeded\"", "\"succeedee\"", 1);
-    assert_ne!(flipped, text);
-    std::fs::write(dir.path().join("edited.json"), flipped).unwrap();
-    let bad = cmd(&[
-        "evidence",
-        "verify",
-        "edited.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ]);
-    bad.exit(Exit::StepFailed)
-        .stderr_has("NOT verified: the signature does not match its content");
+    assert_only_the_unedited_pack_verifies(
+        dir.path(),
+        &cmd,
+        &text,
+        ("\"succeeded\"", "\"succeedee\""),
+    );
     // A key written twice (a reader keeps one of the two) is refused, even where the
     // signature would still match the value serde_json keeps.
     let duplicated = text.replacen(
@@ -112,15 +78,9 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     );
     assert_ne!(duplicated, text);
     std::fs::write(dir.path().join("dup.json"), duplicated).unwrap();
-    cmd(&[
-        "evidence",
-        "verify",
-        "dup.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::StepFailed)
-    .stderr_has("the key \"status\" appears twice");
+    verify("dup.json", "keys/evidence.pub")
+        .exit(Exit::StepFailed)
+        .stderr_has("the key \"status\" appears twice");
     // The signature covers sorted keys: the same pack with its keys reordered verifies.
     let parsed: Value = serde_json::from_str(&text).unwrap();
     let mut reordered = serde_json::Map::new();
@@ -134,41 +94,22 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
         serde_json::to_string_pretty(&Value::Object(reordered)).unwrap(),
     )
     .unwrap();
-    cmd(&[
-        "evidence",
-        "verify",
-        "reordered.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::Ok);
+    verify("reordered.json", "keys/evidence.pub").exit(Exit::Ok);
     // The pack is never written over an existing file.
     cmd(&["evidence", &run_id, "-o", "keys/evidence.key"])
         .exit(Exit::Usage)
         .stderr_has("choose a file that does not exist yet");
     // Another key's public half does not verify it either.
     cmd(&["evidence", "keygen", "--out", "other"]).exit(Exit::Ok);
-    let other = cmd(&[
-        "evidence",
-        "verify",
-        "pack.json",
-        "--pubkey",
-        "other/evidence.pub",
-    ]);
+    let other = verify("pack.json", "other/evidence.pub");
     other
         .exit(Exit::StepFailed)
         .stderr_has("it was signed with another key");
     // An unsigned pack is evidence too, but it does not verify.
     cmd(&["evidence", &run_id, "-o", "plain.json"]).exit(Exit::Ok);
-    cmd(&[
-        "evidence",
-        "verify",
-        "plain.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::StepFailed)
-    .stderr_has("it is not signed");
+    verify("plain.json", "keys/evidence.pub")
+        .exit(Exit::StepFailed)
+        .stderr_has("it is not signed");
     for f in ["pack.json", "plain.json"] {
         let t = std::fs::read_to_string(dir.path().join(f)).unwrap();
         assert!(!t.contains(crate::support::OLD_TOKEN), "{f} holds a secret");

@@ -1,18 +1,24 @@
 //! `runbook exec`: steps, prompts, params, failures and exit codes.
 
-use crate::support::Exit;
-use crate::support::{fixture, Test};
+use crate::support::{
+    fixture, prompts_answered, signal, start_until, step_statuses, with_fixture, writes, Exit,
+    Output, Rig, Test,
+};
 
-fn prompts_test() -> Test {
-    Test::new().fixture("prompts.rhai").fixture("answers.toml")
+/// `exec prompts.rhai` (tests/fixtures/prompts.rhai), then `extra`.
+fn prompts(extra: &[&str]) -> Output {
+    with_fixture("exec", "prompts.rhai").args(extra).run()
 }
+
+/// prompts.rhai answered with blue, which its check step refuses.
+const BLUE: &str =
+    "prerequisites = true\ncolor = \"blue\"\ntoken = \"t-0123456789\"\nproceed = true\n";
 
 #[test]
 fn answers_and_ctx_flow_through_steps_and_json_reports_each_step() {
-    let out = prompts_test()
+    let out = with_fixture("exec", "prompts.rhai")
+        .fixture("answers.toml")
         .args(&[
-            "exec",
-            "prompts.rhai",
             "--answers",
             "answers.toml",
             "--json",
@@ -27,14 +33,8 @@ fn answers_and_ctx_flow_through_steps_and_json_reports_each_step() {
     let report = out.report();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["runbook"], "prompts");
-    let steps: Vec<(&str, &str)> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        steps,
+        step_statuses(&report),
         vec![
             ("ask", "completed"),
             ("use", "completed"),
@@ -52,8 +52,8 @@ fn answers_and_ctx_flow_through_steps_and_json_reports_each_step() {
 fn json_streams_events_that_replay_into_the_same_ledger() {
     use runbook_core::ledger::{Ledger, Stamped};
     let out = Test::new()
-        .shipped_runbooks()
-        .args(&["exec", "postmark", "--sandbox", "--yes", "--json"])
+        .rehearse("postmark")
+        .args(&["--yes", "--json"])
         .run();
     out.exit(Exit::Ok);
     // The terminal view goes on, on stderr.
@@ -89,8 +89,7 @@ fn json_streams_events_that_replay_into_the_same_ledger() {
         .iter()
         .filter_map(|l| serde_json::from_value(l.clone()).ok())
         .collect();
-    let journal =
-        runbook_core::ledger::read(&out.path().join(format!("state/runs/{run_id}.jsonl"))).unwrap();
+    let journal = runbook_core::ledger::read(&out.journal_path()).unwrap();
     assert_eq!(streamed, journal, "the stream carries the journal's events");
     let replayed = Ledger::fold(&streamed).unwrap();
     assert_eq!(replayed, Ledger::fold(&journal).unwrap());
@@ -104,10 +103,11 @@ fn json_streams_events_that_replay_into_the_same_ledger() {
 
 #[test]
 fn failing_ensure_names_the_step_and_message_and_exits_1() {
-    let out = prompts_test()
-        .file("no.json", r#"{"prerequisites": true, "color": "green", "token": "x-token-value", "proceed": false}"#)
-        .args(&["exec", "prompts.rhai", "--answers", "no.json"])
-        .run();
+    let out = prompts_answered(
+        "no.json",
+        r#"{"prerequisites": true, "color": "green", "token": "x-token-value", "proceed": false}"#,
+    )
+    .run();
     out.exit(Exit::StepFailed)
         .stderr_has("Step 'use' failed:")
         .stderr_has("runbook::step::ensure_failed")
@@ -117,19 +117,8 @@ fn failing_ensure_names_the_step_and_message_and_exits_1() {
 
 #[test]
 fn yes_rolls_back_completed_steps_newest_first() {
-    let out = prompts_test()
-        .file(
-            "blue.toml",
-            "prerequisites = true\ncolor = \"blue\"\ntoken = \"t-0123456789\"\nproceed = true\n",
-        )
-        .args(&[
-            "exec",
-            "prompts.rhai",
-            "--answers",
-            "blue.toml",
-            "--yes",
-            "--json",
-        ])
+    let out = prompts_answered("blue.toml", BLUE)
+        .args(&["--yes", "--json"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("unexpected summary raxx-prod:blue")
@@ -143,20 +132,8 @@ fn yes_rolls_back_completed_steps_newest_first() {
 
 #[test]
 fn no_rollback_with_yes_stops_instead() {
-    let out = prompts_test()
-        .file(
-            "blue.toml",
-            "prerequisites = true\ncolor = \"blue\"\ntoken = \"t-0123456789\"\nproceed = true\n",
-        )
-        .args(&[
-            "exec",
-            "prompts.rhai",
-            "--answers",
-            "blue.toml",
-            "--yes",
-            "--no-rollback",
-            "--json",
-        ])
+    let out = prompts_answered("blue.toml", BLUE)
+        .args(&["--yes", "--no-rollback", "--json"])
         .run();
     out.exit(Exit::StepFailed);
     assert_eq!(out.report()["status"], "failed");
@@ -165,10 +142,7 @@ fn no_rollback_with_yes_stops_instead() {
 
 #[test]
 fn prompt_without_answer_or_terminal_fails_at_once_naming_it() {
-    let out = prompts_test()
-        .file("partial.toml", "prerequisites = true\n")
-        .args(&["exec", "prompts.rhai", "--answers", "partial.toml"])
-        .run();
+    let out = prompts_answered("partial.toml", "prerequisites = true\n").run();
     out.exit(Exit::StepFailed)
         // `color` has a default, so the first prompt that cannot be answered is the token.
         .stderr_has("prompts.rhai:10:25: prompt 'token' needs an answer, and there is no terminal to ask on")
@@ -177,7 +151,7 @@ fn prompt_without_answer_or_terminal_fails_at_once_naming_it() {
 
 #[test]
 fn prerequisites_need_confirmation() {
-    let out = prompts_test().args(&["exec", "prompts.rhai"]).run();
+    let out = prompts(&[]);
     out.exit(Exit::Usage)
         .stderr_has("prompt 'prerequisites' needs an answer")
         .stderr_has("confirm the prerequisites with --yes");
@@ -185,9 +159,7 @@ fn prerequisites_need_confirmation() {
 
 #[test]
 fn undeclared_param_is_a_usage_error() {
-    let out = prompts_test()
-        .args(&["exec", "prompts.rhai", "--yes", "--param", "nope=1"])
-        .run();
+    let out = prompts(&["--yes", "--param", "nope=1"]);
     out.exit(Exit::Usage)
         .stderr_has("unknown param 'nope'")
         .stderr_has("declared params: server_name, apps, attempts");
@@ -195,32 +167,32 @@ fn undeclared_param_is_a_usage_error() {
 
 #[test]
 fn param_of_the_wrong_type_is_a_usage_error() {
-    let out = prompts_test()
-        .args(&["exec", "prompts.rhai", "--yes", "--param", "attempts=many"])
-        .run();
+    let out = prompts(&["--yes", "--param", "attempts=many"]);
     out.exit(Exit::Usage)
         .stderr_has("param 'attempts' expects a whole number, got 'many'");
 }
 
 #[test]
 fn malformed_answers_file_is_a_usage_error_with_its_line() {
-    let out = prompts_test()
+    let out = with_fixture("exec", "prompts.rhai")
         .fixture("bad_answers.toml")
-        .args(&["exec", "prompts.rhai", "--answers", "bad_answers.toml"])
+        .args(&["--answers", "bad_answers.toml"])
         .run();
     out.exit(Exit::Usage)
         .stderr_has("bad_answers.toml:2: malformed answers file");
 }
 
+/// A test dir whose runbooks/ holds tests/fixtures/clean.rhai.
+fn with_clean_runbook() -> Test {
+    Test::new().file(
+        "runbooks/clean.rhai",
+        &std::fs::read_to_string(fixture("clean.rhai")).unwrap(),
+    )
+}
+
 #[test]
 fn missing_runbook_lists_what_exists() {
-    let out = Test::new()
-        .file(
-            "runbooks/clean.rhai",
-            &std::fs::read_to_string(fixture("clean.rhai")).unwrap(),
-        )
-        .args(&["exec", "nope"])
-        .run();
+    let out = with_clean_runbook().args(&["exec", "nope"]).run();
     out.exit(Exit::Usage)
         .stderr_has("no runbook named 'nope'")
         .stderr_has("available: clean");
@@ -228,31 +200,19 @@ fn missing_runbook_lists_what_exists() {
 
 #[test]
 fn runbook_is_found_by_name_in_runbooks_folder() {
-    let out = Test::new()
-        .file(
-            "runbooks/clean.rhai",
-            &std::fs::read_to_string(fixture("clean.rhai")).unwrap(),
-        )
-        .args(&["exec", "clean", "--yes"])
-        .run();
+    let out = with_clean_runbook().args(&["exec", "clean", "--yes"]).run();
     out.exit(Exit::Ok).stdout_has("  | hello demo");
 }
 
 #[test]
 fn runbook_with_no_steps_is_refused() {
-    let out = Test::new()
-        .fixture("no_steps.rhai")
-        .args(&["exec", "no_steps.rhai"])
-        .run();
+    let out = with_fixture("exec", "no_steps.rhai").run();
     out.exit(Exit::Usage).stderr_has("the runbook has no steps");
 }
 
 #[test]
 fn endless_loop_hits_the_operation_limit_naming_the_step() {
-    let out = Test::new()
-        .fixture("endless_loop.rhai")
-        .args(&["exec", "endless_loop.rhai"])
-        .run();
+    let out = with_fixture("exec", "endless_loop.rhai").run();
     out.exit(Exit::StepFailed)
         .stderr_has("Step 'spin' failed:")
         .stderr_has("runbook::script::operation_limit");
@@ -260,10 +220,7 @@ fn endless_loop_hits_the_operation_limit_naming_the_step() {
 
 #[test]
 fn deep_recursion_hits_the_call_depth_limit() {
-    let out = Test::new()
-        .fixture("deep_recursion.rhai")
-        .args(&["exec", "deep_recursion.rhai"])
-        .run();
+    let out = with_fixture("exec", "deep_recursion.rhai").run();
     out.exit(Exit::StepFailed)
         .stderr_has("Step 'recurse' failed:")
         .stderr_has("runbook::script::call_depth");
@@ -271,20 +228,14 @@ fn deep_recursion_hits_the_call_depth_limit() {
 
 #[test]
 fn huge_string_hits_the_size_limit() {
-    let out = Test::new()
-        .fixture("huge_string.rhai")
-        .args(&["exec", "huge_string.rhai"])
-        .run();
+    let out = with_fixture("exec", "huge_string.rhai").run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::script::too_large");
 }
 
 #[test]
 fn wrong_argument_types_name_the_call() {
-    let out = Test::new()
-        .fixture("wrong_types.rhai")
-        .args(&["exec", "wrong_types.rhai"])
-        .run();
+    let out = with_fixture("exec", "wrong_types.rhai").run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::script::unknown_function")
         .stderr_has("wrong_types.rhai:3:13: no function matches secret::from_env (i64)");
@@ -292,9 +243,8 @@ fn wrong_argument_types_name_the_call() {
 
 #[test]
 fn host_calls_at_the_top_level_are_refused() {
-    let out = Test::new()
-        .fixture("top_level_prompt.rhai")
-        .args(&["exec", "top_level_prompt.rhai", "--yes"])
+    let out = with_fixture("exec", "top_level_prompt.rhai")
+        .args(&["--yes"])
         .run();
     out.exit(Exit::Usage)
         .stderr_has("top_level_prompt.rhai:2:17: prompt::confirm cannot be called at the top level of a runbook");
@@ -302,26 +252,13 @@ fn host_calls_at_the_top_level_are_refused() {
 
 #[test]
 fn ctrl_c_stops_the_running_step_with_exit_130() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let test = Test::new()
-        .fixture("interrupt.rhai")
-        .args(&["exec", "interrupt.rhai", "--yes"]);
-    let mut child = test
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let test = with_fixture("exec", "interrupt.rhai").args(&["--yes"]);
     // Wait until the step is running, then interrupt it.
-    for line in lines.by_ref() {
-        if line.unwrap().contains("waiting") {
-            break;
-        }
-    }
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let (mut child, lines) = start_until(
+        test.command().stderr(std::process::Stdio::piped()),
+        "waiting",
+    );
+    signal(&child, libc::SIGINT);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     let mut stderr = String::new();
@@ -359,8 +296,7 @@ fn steps_registered_by_an_imported_module_run_and_undo() {
 /// The vendor settings of a production run, at hosts that do not resolve: these tests stop
 /// before any call, so nothing leaves the machine.
 fn production_env(t: Test) -> Test {
-    let root = env!("CARGO_MANIFEST_DIR");
-    t.env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+    t.shipped_runbooks()
         .env("POSTMARK_API_URL", "https://postmark.invalid")
         .env("INFISICAL_DOMAIN", "https://infisical.invalid")
         .env("INFISICAL_TOKEN", "banner-test-infisical-token-0001")
@@ -372,38 +308,28 @@ fn production_env(t: Test) -> Test {
         .env("POSTMARK_TEST_RECIPIENT", "ops@example.com")
 }
 
+/// A production run of the Postmark rotation that the operator declines at the
+/// prerequisites, in `t`.
+fn declined(t: Test) -> Test {
+    production_env(t)
+        .args(&["exec", "postmark"])
+        .answers("prerequisites = false\n")
+}
+
 /// The banner says where the run goes: PRODUCTION with each vendor's endpoint, or SANDBOX
 /// with the faults injected. A run the operator declines at the prerequisites stops there.
 #[test]
 fn the_banner_says_production_with_each_endpoint_or_sandbox_with_its_faults() {
-    let out = production_env(Test::new())
-        .file("no.toml", "prerequisites = false\n")
-        .args(&[
-            "exec",
-            "postmark",
-            "--answers",
-            "no.toml",
-            "--actor",
-            "ops-test",
-        ])
-        .run();
+    let out = declined(Test::new()).args(&["--actor", "ops-test"]).run();
     out.exit(Exit::Aborted).stdout_has(
         "PRODUCTION · postmark https://postmark.invalid (dashboard https://account.postmarkapp.com) · infisical https://infisical.invalid/api · heroku https://heroku.invalid · github https://api.github.com",
     );
     // GitHub is optional for this runbook: a warning, not a stop.
     out.stderr_has("warning: GITHUB_TOKEN is not set: steps that call github:: will fail");
 
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--fault",
-            "postmark:GET:/server=500:once",
-        ])
+        .rehearse("postmark")
+        .args(&["--yes", "--fault", "postmark:GET:/server=500:once"])
         .run();
     out.exit(Exit::Ok).stdout_has(
         "SANDBOX · simulated vendors in this process · faults: postmark:GET:/server=500:once",
@@ -444,9 +370,8 @@ fn a_fault_or_scenario_without_sandbox_is_refused_with_the_reason() {
 /// nothing is asked, no run starts.
 #[test]
 fn preflight_lists_every_missing_setting_before_any_question() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .shipped_runbooks()
         .env_remove("INFISICAL_TOKEN")
         .env_remove("INFISICAL_PROJECT_ID")
         .env_remove("HEROKU_API_KEY")
@@ -471,17 +396,9 @@ fn preflight_lists_every_missing_setting_before_any_question() {
     assert!(!out.path().join("state/runs").exists(), "no run started");
 
     // A param bound to the variable supplies it as well.
-    let out = production_env(Test::new())
+    let out = declined(Test::new())
         .env_remove("INFISICAL_PROJECT_ID")
-        .file("no.toml", "prerequisites = false\n")
-        .args(&[
-            "exec",
-            "postmark",
-            "--answers",
-            "no.toml",
-            "--param",
-            "project_id=raxx-project",
-        ])
+        .args(&["--param", "project_id=raxx-project"])
         .run();
     out.exit(Exit::Aborted);
 }
@@ -490,18 +407,14 @@ fn preflight_lists_every_missing_setting_before_any_question() {
 /// names anyone, a production run says the audit log will record it as unknown.
 #[test]
 fn the_actor_comes_from_git_then_user_and_unknown_is_warned_about() {
-    let out = production_env(Test::new())
+    let out = declined(Test::new())
         .file(".gitconfig", "[user]\n\temail = jo@raxx.app\n")
-        .file("no.toml", "prerequisites = false\n")
-        .args(&["exec", "postmark", "--answers", "no.toml"])
         .run();
     out.exit(Exit::Aborted).stdout_has("· actor jo@raxx.app");
 
-    let out = production_env(Test::new())
+    let out = declined(Test::new())
         .env_remove("USER")
         .env_remove("LOGNAME")
-        .file("no.toml", "prerequisites = false\n")
-        .args(&["exec", "postmark", "--answers", "no.toml"])
         .run();
     out.exit(Exit::Aborted)
         .stdout_has("· actor unknown@")
@@ -513,35 +426,18 @@ fn the_actor_comes_from_git_then_user_and_unknown_is_warned_about() {
 /// "no" stops with nothing changed. `--yes` answers it.
 #[test]
 fn a_production_run_lists_its_writes_and_asks_before_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = crate::support::SandboxProcess::start(dir.path());
-    let out = Test::in_dir(dir.path())
-        .shipped_runbooks()
-        .envs(&sandbox.env)
-        .file(
-            "no.toml",
-            "prerequisites = true\n\"writes.confirm\" = false\n",
-        )
-        .args(&[
-            "exec",
-            "postmark",
-            "--answers",
-            "no.toml",
-            "--actor",
-            "ops-test",
-        ])
+    let rig = Rig::new();
+    let out = rig
+        .shell(&["exec", "postmark"])
+        .answers("prerequisites = true\n\"writes.confirm\" = false\n")
+        .args(&["--actor", "ops-test"])
         .run();
     out.exit(Exit::Aborted)
         .stdout_has("The next steps write to the vendors this run points at (see the banner):\n  generate · postmark::dashboard_new_token\n  validate · postmark::send_email\n  store · infisical::set_secret\n  propagate · github::set_secret, heroku::set_config\n")
         .stderr_has("Stopped before the first write at the operator's request. Nothing was changed.");
     // precheck ran (reads only); nothing was written anywhere.
     assert!(out.stdout.contains("✓ precheck"), "{}", out.stdout);
-    let state = sandbox.state();
-    let writes: Vec<&serde_json::Value> = state["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap().ends_with("/log-sessions"))
-        .collect();
+    let state = rig.state();
+    let writes = writes(&state);
     assert!(writes.is_empty(), "{writes:?}");
 }

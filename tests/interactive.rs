@@ -1,24 +1,55 @@
 //! An operator at a terminal: the Postmark rotation rehearsed against `runbook sandbox` (a
 //! separate process, as an operator would run it), driven through a pseudo-terminal.
 
-use crate::support::{http, SandboxProcess, Test, OLD_TOKEN};
+use crate::support::{
+    assert_rotated, behind_stty, http, new_tokens, Rig, SandboxProcess, Test, OLD_TOKEN,
+};
 use expectrl::session::OsSession;
 use expectrl::{Expect, Session};
 use std::time::Duration;
 
+/// `cmd` in a pseudo-terminal, each expectation waiting at most `secs`.
+fn terminal(cmd: std::process::Command, secs: u64) -> OsSession {
+    let mut p = Session::spawn(cmd).unwrap();
+    p.set_expect_timeout(Some(Duration::from_secs(secs)));
+    p
+}
+
+/// Postmark's `GET /server` with `token`: the status and the body.
+fn get_server(postmark: &str, token: &str) -> (u16, String) {
+    http(
+        postmark,
+        "GET",
+        "/server",
+        &[
+            ("X-Postmark-Server-Token", token),
+            ("Accept", "application/json"),
+        ],
+        "",
+    )
+}
+
+/// What the operator does in the sandbox's Postmark dashboard: a form posted to `path`.
+fn in_dashboard(postmark: &str, path: &str, form: &str) {
+    let (status, _) = http(
+        postmark,
+        "POST",
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form,
+    );
+    assert_eq!(status, 303, "dashboard {path}");
+}
+
 #[test]
 fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = SandboxProcess::start(dir.path());
-    let postmark = sandbox.postmark_url().to_string();
+    let rig = Rig::new();
+    let postmark = rig.sandbox.postmark_url().to_string();
     // The operator's shell: the sandbox's exports, but no automated dashboard.
-    let cmd = Test::in_dir(dir.path())
-        .shipped_runbooks()
-        .envs(&sandbox.env)
-        .args(&["exec", "postmark", "--actor", "pty-test"])
+    let cmd = rig
+        .shell(&["exec", "postmark", "--actor", "pty-test"])
         .command();
-    let mut p = Session::spawn(cmd).unwrap();
-    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    let mut p = terminal(cmd, 30);
     let mut transcript: Vec<u8> = Vec::new();
     let mut expect = |p: &mut OsSession, needle: &str| {
         let c = p.expect(needle).unwrap_or_else(|e| {
@@ -66,24 +97,12 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
     expect(&mut p, "Click \"Generate New\".");
     expect(&mut p, "Paste the new server API token");
     // The operator generates the token in the (simulated) dashboard, names it, copies it.
-    let (status, _) = http(
+    in_dashboard(
         &postmark,
-        "POST",
         "/dashboard/servers/4242/tokens",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
         "name=pty+rotation",
     );
-    assert_eq!(status, 303, "dashboard generate");
-    let (_, server) = http(
-        &postmark,
-        "GET",
-        "/server",
-        &[
-            ("X-Postmark-Server-Token", OLD_TOKEN),
-            ("Accept", "application/json"),
-        ],
-        "",
-    );
+    let (_, server) = get_server(&postmark, OLD_TOKEN);
     let server: serde_json::Value = serde_json::from_str(&server).unwrap();
     let new_token = server["ApiTokens"]
         .as_array()
@@ -126,14 +145,11 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
         "Locate the OLD token: the one ending in secret(…c001)",
     );
     expect(&mut p, "Have you deleted the old token in the dashboard?");
-    let (status, _) = http(
+    in_dashboard(
         &postmark,
-        "POST",
         "/dashboard/servers/4242/tokens/delete",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
         &format!("token={OLD_TOKEN}"),
     );
-    assert_eq!(status, 303, "dashboard delete");
     p.send_line("y").unwrap();
     expect(&mut p, "succeeded");
 
@@ -183,30 +199,12 @@ fn sandbox_command_prints_exports_that_work() {
         assert!(env.contains_key(var), "{var} not exported");
     }
     let postmark = &env["POSTMARK_API_URL"];
-    let (status, body) = http(
-        postmark,
-        "GET",
-        "/server",
-        &[
-            ("X-Postmark-Server-Token", OLD_TOKEN),
-            ("Accept", "application/json"),
-        ],
-        "",
-    );
+    let (status, body) = get_server(postmark, OLD_TOKEN);
     assert_eq!(status, 200);
     let server: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(server["Name"], "raxx-prod");
     assert_eq!(server["ID"], 4242);
-    let (status, body) = http(
-        postmark,
-        "GET",
-        "/server",
-        &[
-            ("X-Postmark-Server-Token", "not-a-token"),
-            ("Accept", "application/json"),
-        ],
-        "",
-    );
+    let (status, body) = get_server(postmark, "not-a-token");
     assert_eq!(status, 401);
     let err: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(err["ErrorCode"], 10);
@@ -220,16 +218,9 @@ fn sandbox_command_prints_exports_that_work() {
 /// characters, and asks again when the paste is wrong.
 #[test]
 fn resume_asks_again_when_the_pasted_token_is_not_the_one_the_run_used() {
-    let rig = crate::support::Rig::new();
-    let crashed = rig.runbook(
-        &["exec", "postmark", "--yes"],
-        &[("RUNBOOK_CRASH_AT", "after:validate")],
-    );
-    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
-    let new = crate::support::live_tokens(&rig.state())
-        .into_iter()
-        .find(|t| t != OLD_TOKEN)
-        .unwrap();
+    let rig = Rig::new();
+    rig.crash("postmark", "after:validate");
+    let new = new_tokens(&rig.state()).remove(0);
     let tail: String = new
         .chars()
         .rev()
@@ -238,9 +229,8 @@ fn resume_asks_again_when_the_pasted_token_is_not_the_one_the_run_used() {
         .into_iter()
         .rev()
         .collect();
-    let mut p = Session::spawn(rig.command(&["resume", &rig.run_id(), "--yes"], &[])).unwrap();
     // Generous: the whole suite shares two cores, and a bound is not a sleep.
-    p.set_expect_timeout(Some(Duration::from_secs(120)));
+    let mut p = terminal(rig.command(&["resume", &rig.run_id(), "--yes"], &[]), 120);
     p.expect("Paste the value of ctx.new_token that this run used")
         .unwrap();
     p.expect(format!("it ends …{tail}").as_str()).unwrap();
@@ -250,7 +240,7 @@ fn resume_asks_again_when_the_pasted_token_is_not_the_one_the_run_used() {
     p.send_line(&new).unwrap();
     p.expect("Resuming at step").unwrap();
     p.expect(expectrl::Eof).unwrap();
-    crate::support::assert_rotated(&rig.state(), "resumed after a wrong paste");
+    assert_rotated(&rig.state(), "resumed after a wrong paste");
 }
 
 /// Masking used to depend on rustyline's highlighter, which TERM=dumb and emacs turn off:
@@ -264,21 +254,7 @@ fn a_secret_typed_on_a_dumb_terminal_is_not_echoed() {
             .env("TERM", term)
             .args(&["exec", "prompts.rhai"]);
         // The pty starts with echo on, as an operator's terminal does.
-        let inner = test.command();
-        let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg("stty echo; exec \"$0\" \"$@\"")
-            .arg(inner.get_program())
-            .args(inner.get_args())
-            .current_dir(inner.get_current_dir().unwrap());
-        for (k, v) in inner.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        let mut p = Session::spawn(cmd).unwrap();
-        p.set_expect_timeout(Some(Duration::from_secs(30)));
+        let mut p = terminal(behind_stty("echo", &test.command()), 30);
         let mut seen: Vec<u8> = Vec::new();
         for item in ["Dashboard access", "Server name known"] {
             let c = p.expect(item).unwrap();
@@ -312,25 +288,14 @@ fn a_secret_typed_on_a_dumb_terminal_is_not_echoed() {
 /// back (nothing irreversible has happened yet).
 #[test]
 fn ctrl_c_at_a_confirmation_says_how_to_resume_or_roll_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = SandboxProcess::start(dir.path());
+    let rig = Rig::new();
     let answers = "prerequisites = true\n\"writes.confirm\" = true\n\"validate.received\" = true\n";
-    let cmd = Test::in_dir(dir.path())
-        .shipped_runbooks()
-        .envs(&sandbox.env)
-        .env("RUNBOOK_SANDBOX_DASHBOARD", sandbox.postmark_url())
-        .file("answers.toml", answers)
-        .args(&[
-            "exec",
-            "postmark",
-            "--answers",
-            "answers.toml",
-            "--actor",
-            "pty-test",
-        ])
+    let cmd = rig
+        .test(&["exec", "postmark"], &[])
+        .answers(answers)
+        .args(&["--actor", "pty-test"])
         .command();
-    let mut p = Session::spawn(cmd).unwrap();
-    p.set_expect_timeout(Some(Duration::from_secs(120)));
+    let mut p = terminal(cmd, 120);
     p.expect("Delete the OLD token in the Postmark dashboard now?")
         .unwrap();
     p.send(expectrl::ControlCode::EndOfText).unwrap();
@@ -345,16 +310,12 @@ fn ctrl_c_at_a_confirmation_says_how_to_resume_or_roll_back() {
 /// never confirms a prerequisite for a run that cannot start.
 #[test]
 fn preflight_stops_at_a_terminal_before_the_first_question() {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = SandboxProcess::start(dir.path());
-    let cmd = Test::in_dir(dir.path())
-        .shipped_runbooks()
-        .envs(&sandbox.env)
+    let rig = Rig::new();
+    let cmd = rig
+        .shell(&["exec", "postmark", "--actor", "pty-test"])
         .env_remove("INFISICAL_PROJECT_ID")
-        .args(&["exec", "postmark", "--actor", "pty-test"])
         .command();
-    let mut p = Session::spawn(cmd).unwrap();
-    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    let mut p = terminal(cmd, 30);
     let shown = p.expect(expectrl::Eof).unwrap();
     let text = String::from_utf8_lossy(&[shown.before(), shown.as_bytes()].concat()).to_string();
     assert!(

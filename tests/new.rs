@@ -1,7 +1,6 @@
 //! `runbook new`: the skeleton passes `check`, runs in the sandbox, and never overwrites.
 
-use crate::support::Exit;
-use crate::support::Test;
+use crate::support::{scripted, Exit, Test};
 
 /// The promise of the issue: `runbook new x && runbook check x && runbook exec x --sandbox
 /// --yes` works from a fresh checkout (here: a folder with an empty runbooks/).
@@ -18,24 +17,15 @@ fn new_rotation_runbook_checks_and_rotates_in_the_sandbox() {
     out.exit(Exit::Ok).stdout_has("ok  runbooks/x.rhai");
     let out = out
         .next()
-        .args(&[
-            "exec",
-            "x",
-            "--sandbox",
-            "--yes",
-            "--json",
-            "--sandbox-state",
-            "s.json",
-        ])
+        .args(&["exec", "x", "--sandbox", "--yes", "--json"])
+        .keep_sandbox_state()
         .run();
     out.exit(Exit::Ok);
     assert_eq!(out.report()["status"], "succeeded");
-    let state = out.read_json("s.json");
-    let keys: Vec<&str> = state["scripted"]["x-api"]["collections"]["keys"]
-        .as_array()
-        .unwrap()
+    let state = out.sandbox_state();
+    let keys: Vec<String> = scripted(&state, "x-api", "keys")
         .iter()
-        .map(|k| k["id"].as_str().unwrap())
+        .map(|k| k["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0], "key-admin");
@@ -62,17 +52,11 @@ fn new_steps_template_checks_and_runs_in_the_sandbox() {
     out.exit(Exit::Ok);
     let out = out
         .next()
-        .args(&[
-            "exec",
-            "maint",
-            "--sandbox",
-            "--yes",
-            "--sandbox-state",
-            "s.json",
-        ])
+        .args(&["exec", "maint", "--sandbox", "--yes"])
+        .keep_sandbox_state()
         .run();
     out.exit(Exit::Ok);
-    let state = out.read_json("s.json");
+    let state = out.sandbox_state();
     assert_eq!(
         state["heroku"]["apps"]["maint-app"]["config_vars"]["APP_MODE"],
         "maintenance"
@@ -107,9 +91,8 @@ fn new_refuses_to_overwrite_the_runbook_or_its_scenario() {
 
 #[test]
 fn new_from_a_shipped_runbook_copies_it_with_a_new_id() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .shipped_runbooks()
         .args(&["new", "mailer", "--from", "sendgrid"])
         .run();
     out.exit(Exit::Ok)

@@ -1,88 +1,34 @@
 //! The Postmark rotation SOP end to end against the sandbox, asserting on the simulators'
 //! final state.
 
-use crate::support::Exit;
-use crate::support::{Output, Test, OLD_TOKEN};
+use crate::support::{
+    app_token, assert_back_on_old_token, canary_scenario, canary_with, infisical_versions,
+    live_tokens, rehearse_postmark, step_ids, step_statuses, writes, Exit, Output, Test, APPS,
+    OLD_TOKEN, POSTMARK_STEPS,
+};
 use serde_json::Value;
 
 const PREVIOUS: &str = "c0ffee00-0000-4000-8000-00000000c000";
 
-/// `runbook` with the repo's runbooks and the canary scenario.
+/// [`rehearse_postmark`] as ops-test.
 fn postmark(extra: &[&str]) -> Output {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut args = vec![
-        "exec",
-        "postmark",
-        "--sandbox",
-        "--scenario",
-        "sop_canary.toml",
-        "--sandbox-state",
-        "sandbox.json",
-        "--actor",
-        "ops-test",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    Test::new()
-        .fixture("sop_canary.toml")
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&args)
-        .run()
+    rehearse_postmark(&[&["--actor", "ops-test"], extra].concat())
 }
 
-fn server(state: &Value) -> &Value {
-    &state["postmark"]["servers"][0]
-}
-
-fn infisical_versions(state: &Value) -> Vec<String> {
-    state["infisical"]["secrets"][0]["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["secretValue"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn app_token(state: &Value, app: &str) -> String {
-    state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn tokens(state: &Value) -> Vec<String> {
-    server(state)["ApiTokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Every consumer and Infisical are back on the old token, which still works.
-fn assert_back_on_old_token(state: &Value) {
-    assert_eq!(infisical_versions(state).last().unwrap(), OLD_TOKEN);
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(app_token(state, app), OLD_TOKEN, "{app}");
-    }
-    assert!(
-        tokens(state).contains(&OLD_TOKEN.to_string()),
-        "old token must survive"
-    );
-}
-
-fn step_statuses(report: &Value) -> Vec<(String, String)> {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().to_string(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+/// The rotation rehearsed on `scenario`, the simulators' final state kept: with `--yes`, or
+/// with `answers` and the sandbox's test recipient; then `extra`.
+fn on_scenario(scenario: &str, answers: Option<&str>, extra: &[&str]) -> Output {
+    let t = Test::new()
+        .rehearse("postmark")
+        .scenario("scenario.toml", scenario)
+        .keep_sandbox_state();
+    let t = match answers {
+        Some(a) => t
+            .answers(a)
+            .args(&["--param", "test_recipient=ops@sandbox.invalid"]),
+        None => t.args(&["--yes"]),
+    };
+    t.args(extra).run()
 }
 
 #[test]
@@ -91,31 +37,18 @@ fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
     out.exit(Exit::Ok);
     let report = out.report();
     assert_eq!(report["status"], "succeeded");
-    assert!(step_statuses(&report).iter().all(|(_, s)| s == "completed"));
-    assert_eq!(
-        step_statuses(&report)
-            .iter()
-            .map(|(id, _)| id.as_str())
-            .collect::<Vec<_>>(),
-        [
-            "precheck",
-            "generate",
-            "validate",
-            "store",
-            "propagate",
-            "verify",
-            "revoke",
-            "audit"
-        ]
-    );
+    assert!(step_statuses(&report)
+        .iter()
+        .all(|(_, s)| *s == "completed"));
+    assert_eq!(step_ids(&report), POSTMARK_STEPS);
 
-    let state = out.read_json("sandbox.json");
-    let live = tokens(&state);
+    let state = out.sandbox_state();
+    let live = live_tokens(&state);
     assert_eq!(live.len(), 1, "only the new token is left");
     let new = live[0].clone();
     assert_ne!(new, OLD_TOKEN);
     assert_eq!(
-        server(&state)["DeletedTokens"],
+        state["postmark"]["servers"][0]["DeletedTokens"],
         serde_json::json!([OLD_TOKEN])
     );
     // Infisical: the new token is a new version on top of the history.
@@ -123,7 +56,7 @@ fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
         infisical_versions(&state),
         [PREVIOUS, OLD_TOKEN, new.as_str()]
     );
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
+    for app in APPS {
         assert_eq!(app_token(&state, app), new, "{app} config");
         assert!(
             state["heroku"]["apps"][app]["restarts"].as_u64().unwrap() >= 2,
@@ -145,11 +78,7 @@ fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
         .iter()
         .any(|r| r["path"] == "/server" && r["status"] == 401));
 
-    let audit = out.audit();
-    let done: Vec<&Value> = audit
-        .iter()
-        .filter(|e| e["action"] == "secret.rotate.completed")
-        .collect();
+    let done = out.audited("secret.rotate.completed");
     assert_eq!(done.len(), 1);
     assert_eq!(done[0]["actor"], "ops-test");
     assert_eq!(
@@ -170,15 +99,18 @@ fn fails_and_rolls_back(fault: &str, failed_step: &str) -> (Output, Value) {
     let report = out.report();
     assert_eq!(report["status"], "rolled_back", "{fault}");
     assert_eq!(report["failed_step"], failed_step, "{fault}");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_back_on_old_token(&state);
     // The engine never deletes the new token: it stays for diagnosis.
     assert_eq!(
-        tokens(&state).len(),
+        live_tokens(&state).len(),
         2,
         "{fault}: old and new token both remain"
     );
-    let new = tokens(&state).into_iter().find(|t| t != OLD_TOKEN).unwrap();
+    let new = live_tokens(&state)
+        .into_iter()
+        .find(|t| t != OLD_TOKEN)
+        .unwrap();
     out.assert_absent(&new);
     (out, report)
 }
@@ -188,11 +120,8 @@ fn postmark_500_on_the_validation_email_rolls_back() {
     let (out, report) = fails_and_rolls_back("postmark:POST:/email=500", "validate");
     out.stderr_has("postmark POST /email → 500");
     // Nothing was stored or propagated, so there was nothing to undo but the note on the token.
-    assert_eq!(infisical_versions(&out.read_json("sandbox.json")).len(), 2);
-    assert_eq!(
-        step_statuses(&report)[1],
-        ("generate".into(), "undone".into())
-    );
+    assert_eq!(infisical_versions(&out.sandbox_state()).len(), 2);
+    assert_eq!(step_statuses(&report)[1], ("generate", "undone"));
 }
 
 #[test]
@@ -204,9 +133,9 @@ fn infisical_500_on_store_rolls_back_after_retries() {
     out.stderr_has("infisical PATCH /api/v4/secrets/POSTMARK_SERVER_TOKEN → 500");
     // The store's write was refused: nothing changed, so its undo did not run (it used to,
     // writing the old value back as a version nobody needed).
-    assert_eq!(step_statuses(&report)[3], ("store".into(), "failed".into()));
-    assert_eq!(infisical_versions(&out.read_json("sandbox.json")).len(), 2);
-    let journal = out.state_file(&format!("runs/{}.jsonl", out.last_run_id()));
+    assert_eq!(step_statuses(&report)[3], ("store", "failed"));
+    assert_eq!(infisical_versions(&out.sandbox_state()).len(), 2);
+    let journal = out.journal();
     assert!(
         !journal.contains("\"type\":\"undo_started\",\"step\":\"store\""),
         "{journal}"
@@ -220,11 +149,8 @@ fn heroku_500_on_one_app_rolls_back_every_app() {
         "propagate",
     );
     out.stderr_has("heroku::set_config failed for 1 of 2 target(s) (1 succeeded)");
-    assert_eq!(
-        step_statuses(&report)[4],
-        ("propagate".into(), "undone".into())
-    );
-    let state = out.read_json("sandbox.json");
+    assert_eq!(step_statuses(&report)[4], ("propagate", "undone"));
+    let state = out.sandbox_state();
     // prod was switched, then switched back and restarted.
     assert!(
         state["heroku"]["apps"]["raxx-api-prod"]["restarts"]
@@ -253,30 +179,13 @@ fn a_401_in_the_logs_fails_verify_and_rolls_back() {
 
 #[test]
 fn three_tokens_stop_in_precheck_with_no_writes() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let scenario = std::fs::read_to_string(crate::support::fixture("sop_canary.toml"))
-        .unwrap()
-        .replace("id = 4242\n", "id = 4242\nfill_tokens_to_limit = true\n");
-    let out = Test::new()
-        .file("full.toml", &scenario)
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "full.toml",
-            "--sandbox-state",
-            "sandbox.json",
-            "--yes",
-            "--json",
-        ])
-        .run();
+    let scenario = canary_with("id = 4242\n", "id = 4242\nfill_tokens_to_limit = true\n");
+    let out = on_scenario(&scenario, None, &["--json"]);
     out.exit(Exit::StepFailed)
         .stderr_has("server 'raxx-prod' already has 3 API tokens, Postmark's maximum")
         .stderr_has("delete an unused token in the dashboard");
     assert_eq!(out.report()["failed_step"], "precheck");
-    assert_no_writes(&out.read_json("sandbox.json"));
+    assert_no_writes(&out.sandbox_state());
 }
 
 #[test]
@@ -286,17 +195,12 @@ fn wrong_server_stops_in_precheck_with_no_writes() {
         "the token in Infisical belongs to Postmark server 'raxx-prod', not 'raxx-staging'",
     );
     assert_eq!(out.report()["failed_step"], "precheck");
-    assert_no_writes(&out.read_json("sandbox.json"));
+    assert_no_writes(&out.sandbox_state());
 }
 
+/// Nothing was changed: no write, no new version in Infisical, no email sent.
 fn assert_no_writes(state: &Value) {
-    let writes: Vec<&Value> = state["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        // A log session is how logs are read; it changes nothing.
-        .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap().ends_with("/log-sessions"))
-        .collect();
+    let writes = writes(state);
     assert!(writes.is_empty(), "unexpected writes: {writes:?}");
     assert_eq!(infisical_versions(state).len(), 2);
     assert_eq!(state["postmark"]["emails"]["count"], 0);
@@ -327,8 +231,8 @@ fn dry_run_reads_for_real_and_changes_nothing() {
             "audit::log",
         ]
     );
-    let state = out.read_json("sandbox.json");
-    assert_eq!(tokens(&state), [OLD_TOKEN]);
+    let state = out.sandbox_state();
+    assert_eq!(live_tokens(&state), [OLD_TOKEN]);
     assert_no_writes(&state);
     // The reads really happened.
     assert!(state["requests"]
@@ -342,9 +246,8 @@ fn dry_run_reads_for_real_and_changes_nothing() {
 
 #[test]
 fn show_lists_every_step_with_undo_and_the_irreversible_revoke() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .shipped_runbooks()
         .args(&["show", "postmark"])
         .run();
     out.exit(Exit::Ok)
@@ -372,7 +275,7 @@ fn the_test_recipient_is_never_a_default_address() {
     assert!(!out.stdout.contains("Prerequisites"), "{}", out.stdout);
     let out = postmark(&["--yes"]);
     out.exit(Exit::Ok);
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert!(
         state["postmark"]["messages"]
             .as_array()
@@ -396,29 +299,17 @@ fn an_unconfirmed_sender_or_an_inactive_recipient_stops_validate_with_guidance()
     let report = out.report();
     assert_eq!(report["status"], "rolled_back", "{report}");
     assert_eq!(report["failed_step"], "validate", "{report}");
-    assert_back_on_old_token(&out.read_json("sandbox.json"));
+    assert_back_on_old_token(&out.sandbox_state());
 
-    let root = env!("CARGO_MANIFEST_DIR");
-    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
-    let scenario = canary.replacen(
+    let scenario = canary_with(
         "token_limit = 3",
         "token_limit = 3\ninactive_recipients = [\"bounced@sandbox.invalid\"]",
-        1,
     );
-    let out = Test::new()
-        .file("bounced.toml", &scenario)
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "bounced.toml",
-            "--yes",
-            "--param",
-            "test_recipient=bounced@sandbox.invalid",
-        ])
-        .run();
+    let out = on_scenario(
+        &scenario,
+        None,
+        &["--param", "test_recipient=bounced@sandbox.invalid"],
+    );
     out.exit(Exit::StepFailed)
         .stderr_has("Postmark refused the recipient bounced@sandbox.invalid: it is marked inactive")
         .stderr_has("pass --param test_recipient=ADDRESS");
@@ -436,7 +327,7 @@ fn an_infisical_permission_refusal_is_reported_as_such_without_logging_in_again(
     out.stderr_has("infisical PATCH /api/v4/secrets/POSTMARK_SERVER_TOKEN → 403")
         .stderr_has("PermissionDenied")
         .stderr_has("the identity lacks permission on this project, environment or path");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(state["infisical"]["logins"], 0, "{}", state["infisical"]);
 }
 
@@ -444,7 +335,6 @@ fn an_infisical_permission_refusal_is_reported_as_such_without_logging_in_again(
 /// identity cannot see is a 403.
 #[test]
 fn infisical_refuses_a_missing_folder_and_an_unseen_project() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let runbook = r#"runbook(#{ id: "folders", title: "Folders" });
 param("path", #{ default: "/missing", help: "where" });
 param("project", #{ default: "raxx-project", help: "which project" });
@@ -453,21 +343,13 @@ step("store", "Store", |ctx| {
 }).no_undo("a test");
 "#;
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "exec",
-            "folders.rhai",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--yes",
-        ];
-        args.extend_from_slice(extra);
         Test::new()
-            .fixture("sop_canary.toml")
             .file("folders.rhai", runbook)
-            .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
             .env("NEW_VALUE", "folder-test-value-1234")
-            .args(&args)
+            .rehearse("folders.rhai")
+            .canary()
+            .args(&["--yes"])
+            .args(extra)
             .run()
     };
     let out = run(&[]);
@@ -486,28 +368,11 @@ step("store", "Store", |ctx| {
 /// failing a rotation that worked.
 #[test]
 fn a_fir_app_skips_the_log_scan_and_says_so() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
-    let scenario = canary.replacen(
+    let scenario = canary_with(
         "name = \"raxx-api-staging\"",
         "name = \"raxx-api-staging\"\ngeneration = \"fir\"",
-        1,
     );
-    assert_ne!(scenario, canary);
-    let out = Test::new()
-        .file("fir.toml", &scenario)
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "fir.toml",
-            "--yes",
-            "--sandbox-state",
-            "sandbox.json",
-        ])
-        .run();
+    let out = on_scenario(&scenario, None, &[]);
     out.exit(Exit::Ok).stdout_has(
         "raxx-api-staging: no log session (a Fir app keeps no log history); the log scan is skipped",
     );
@@ -516,20 +381,19 @@ fn a_fir_app_skips_the_log_scan_and_says_so() {
         "{}",
         out.stdout
     );
-    let state = out.read_json("sandbox.json");
-    assert_ne!(app_token(&state, "raxx-api-staging"), OLD_TOKEN);
+    assert_ne!(
+        app_token(&out.sandbox_state(), "raxx-api-staging"),
+        OLD_TOKEN
+    );
 }
 
 /// A restart answers 202 before the dynos boot. `heroku::wait_up` waits for them and, when
 /// they do not come up in time, fails naming the app and its dyno states.
 #[test]
 fn wait_up_waits_for_booting_dynos_and_names_the_ones_that_never_come_up() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
-    let scenario = canary.replacen(
+    let scenario = canary_with(
         "name = \"raxx-api-staging\"",
         "name = \"raxx-api-staging\"\nboot_ms = 600000",
-        1,
     );
     let runbook = r#"runbook(#{ id: "boot", title: "Boot" });
 step("restart", "Restart and wait", |ctx| {
@@ -538,17 +402,10 @@ step("restart", "Restart and wait", |ctx| {
 }).no_undo("a restart");
 "#;
     let out = Test::new()
-        .file("boot.toml", &scenario)
         .file("boot.rhai", runbook)
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "boot.rhai",
-            "--sandbox",
-            "--scenario",
-            "boot.toml",
-            "--yes",
-        ])
+        .rehearse("boot.rhai")
+        .scenario("boot.toml", &scenario)
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("heroku::wait_up: not up after 1s: raxx-api-staging (web.1 starting)");
@@ -557,28 +414,8 @@ step("restart", "Restart and wait", |ctx| {
 
 /// The canary scenario with a secret-approval policy on `prod`.
 fn protected_scenario(approver: &str) -> String {
-    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
+    let canary = canary_scenario();
     format!("{canary}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n{approver}")
-}
-
-fn run_protected(scenario: &str, extra: &[&str]) -> Output {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut args = vec![
-        "exec",
-        "postmark",
-        "--sandbox",
-        "--scenario",
-        "protected.toml",
-        "--yes",
-        "--sandbox-state",
-        "sandbox.json",
-    ];
-    args.extend_from_slice(extra);
-    Test::new()
-        .file("protected.toml", scenario)
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&args)
-        .run()
 }
 
 /// On an environment with a secret-approval policy Infisical answers a write with a change
@@ -587,12 +424,12 @@ fn run_protected(scenario: &str, extra: &[&str]) -> Output {
 /// now the store step waits for the merge (reading the secret) and the rotation completes.
 #[test]
 fn a_protected_environment_waits_for_the_change_request_and_the_rotation_completes() {
-    let out = run_protected(&protected_scenario("approve_after_ms = 300"), &[]);
+    let out = on_scenario(&protected_scenario("approve_after_ms = 300"), None, &[]);
     out.exit(Exit::Ok)
         .stdout_has("POSTMARK_SERVER_TOKEN: Infisical filed change request update-")
         .stdout_has("(a secret-approval policy covers prod at /)")
         .stdout_has("(change request update-");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     let approvals = state["infisical"]["approvals"].as_array().unwrap();
     assert_eq!(approvals.len(), 1, "{approvals:?}");
     assert_eq!(
@@ -606,7 +443,7 @@ fn a_protected_environment_waits_for_the_change_request_and_the_rotation_complet
     assert_eq!(versions.len(), 3);
     let new = versions[2].clone();
     assert_ne!(new, OLD_TOKEN);
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
+    for app in APPS {
         assert_eq!(app_token(&state, app), new, "{app}");
     }
 }
@@ -616,13 +453,17 @@ fn a_protected_environment_waits_for_the_change_request_and_the_rotation_complet
 /// warns that the open request could still be merged.
 #[test]
 fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns() {
-    let out = run_protected(&protected_scenario(""), &["--param", "approval_wait=1"]);
+    let out = on_scenario(
+        &protected_scenario(""),
+        None,
+        &["--param", "approval_wait=1"],
+    );
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::vendor::pending_approval")
         .stderr_has("was not merged within 1s; the change waits for approval")
         .stderr_has("To abandon the change instead, close the request in Infisical first, then roll back")
         .stderr_has("is still open: close it in Infisical, or an approver merging it would put its value back");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     let approvals = state["infisical"]["approvals"].as_array().unwrap();
     assert_eq!(approvals.len(), 1, "{approvals:?}");
     assert_eq!(approvals[0]["status"], "open");
@@ -636,31 +477,15 @@ fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns()
 fn a_retry_waits_on_the_same_change_request_instead_of_filing_another() {
     let answers =
         "prerequisites = true\n\"validate.received\" = true\n\"store.on-failure\" = \"retry\"\n";
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Test::new()
-        .file("protected.toml", &protected_scenario(""))
-        .file("answers.toml", answers)
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "protected.toml",
-            "--answers",
-            "answers.toml",
-            "--sandbox-state",
-            "sandbox.json",
-            "--param",
-            "approval_wait=1",
-            "--param",
-            "test_recipient=ops@sandbox.invalid",
-        ])
-        .run();
+    let out = on_scenario(
+        &protected_scenario(""),
+        Some(answers),
+        &["--param", "approval_wait=1"],
+    );
     out.exit(Exit::StepFailed)
         .stdout_has("step 'store' filed a change for approval that is not merged yet; it runs again and waits on the same request")
         .stdout_has("from an earlier attempt is still open");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     let approvals = state["infisical"]["approvals"].as_array().unwrap();
     assert_eq!(approvals.len(), 1, "{approvals:?}");
     assert_eq!(infisical_versions(&state).len(), 2);
@@ -668,44 +493,10 @@ fn a_retry_waits_on_the_same_change_request_instead_of_filing_another() {
 
 /// The canary scenario with the Heroku key limited to `scopes` (a TOML array).
 fn scoped_scenario(scopes: &str) -> String {
-    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
-    let scenario = canary.replacen(
+    canary_with(
         "api_key = \"canary-heroku-key-0123456789\"",
         &format!("api_key = \"canary-heroku-key-0123456789\"\nscopes = {scopes}"),
-        1,
-    );
-    assert_ne!(scenario, canary);
-    scenario
-}
-
-fn run_scoped(scopes: &str, answers: Option<&str>) -> Output {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut args = vec![
-        "exec",
-        "postmark",
-        "--sandbox",
-        "--scenario",
-        "scoped.toml",
-        "--sandbox-state",
-        "sandbox.json",
-        "--json",
-    ];
-    let mut t = Test::new()
-        .file("scoped.toml", &scoped_scenario(scopes))
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"));
-    match answers {
-        Some(a) => {
-            t = t.file("answers.toml", a);
-            args.extend([
-                "--answers",
-                "answers.toml",
-                "--param",
-                "test_recipient=ops@sandbox.invalid",
-            ]);
-        }
-        None => args.push("--yes"),
-    }
-    t.args(&args).run()
+    )
 }
 
 /// Heroku keys can be scoped: `read`/`write` cannot see config vars. Before, the sandbox
@@ -713,13 +504,13 @@ fn run_scoped(scopes: &str, answers: Option<&str>) -> Output {
 /// key that cannot read them stops precheck, before any write, with how to get one.
 #[test]
 fn a_heroku_key_that_cannot_read_config_vars_stops_precheck_with_no_writes() {
-    let out = run_scoped("[\"read\", \"write\"]", None);
+    let out = on_scenario(&scoped_scenario("[\"read\", \"write\"]"), None, &["--json"]);
     out.exit(Exit::StepFailed)
         .stderr_has("heroku GET /apps/raxx-api-prod/config-vars → 403")
         .stderr_has("does not have the read-protected scope")
         .stderr_has("heroku authorizations:create --scope read-protected,write-protected");
     assert_eq!(out.report()["failed_step"], "precheck");
-    assert_no_writes(&out.read_json("sandbox.json"));
+    assert_no_writes(&out.sandbox_state());
 }
 
 /// A scoped key cannot list its own scopes (only a global key may list authorizations), so
@@ -728,11 +519,15 @@ fn a_heroku_key_that_cannot_read_config_vars_stops_precheck_with_no_writes() {
 #[test]
 fn a_scoped_key_without_write_protected_stops_precheck_with_no_writes() {
     let answers = "prerequisites = true\n\"precheck.heroku_write_scope\" = false\n";
-    let out = run_scoped("[\"read-protected\"]", Some(answers));
+    let out = on_scenario(
+        &scoped_scenario("[\"read-protected\"]"),
+        Some(answers),
+        &["--json"],
+    );
     out.exit(Exit::StepFailed)
         .stderr_has("the Heroku key may not be able to change config vars (write-protected)");
     assert_eq!(out.report()["failed_step"], "precheck");
-    assert_no_writes(&out.read_json("sandbox.json"));
+    assert_no_writes(&out.sandbox_state());
 
     let out = postmark(&["--yes"]);
     out.exit(Exit::Ok);
@@ -750,7 +545,7 @@ fn a_long_infisical_rate_limit_is_reported_with_its_wait_and_not_retried_early()
     );
     out.stderr_has("Rate limit exceeded. Please try again in 600 seconds")
         .stderr_has("infisical is rate limiting us; wait 600s and retry the step");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     let refused: Vec<&Value> = state["requests"]
         .as_array()
         .unwrap()
@@ -762,43 +557,11 @@ fn a_long_infisical_rate_limit_is_reported_with_its_wait_and_not_retried_early()
 
 /// The canary scenario with more places holding the current token than the runbook lists.
 fn with_unlisted(extra: &str) -> String {
-    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
-    format!("{canary}\n{extra}")
+    format!("{}\n{extra}", canary_scenario())
 }
 
 const BILLING_WORKER: &str = "[[heroku.apps]]\nname = \"billing-worker\"\nconfig = { POSTMARK_SERVER_TOKEN = \"c0ffee00-0000-4000-8000-00000000c001\" }\n";
 const LEGACY_MAILER: &str = "[[heroku.apps]]\nname = \"legacy-mailer\"\nconfig = { MAIL_API_KEY = \"c0ffee00-0000-4000-8000-00000000c001\" }\n\n[[infisical.secrets]]\nenvironment = \"staging\"\npath = \"/\"\nname = \"PM_COPY\"\nversions = [\"c0ffee00-0000-4000-8000-00000000c001\"]\n";
-
-fn run_with(scenario: &str, answers: Option<&str>, extra: &[&str]) -> Output {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut args = vec![
-        "exec",
-        "postmark",
-        "--sandbox",
-        "--scenario",
-        "more.toml",
-        "--sandbox-state",
-        "sandbox.json",
-        "--json",
-    ];
-    let mut t = Test::new()
-        .file("more.toml", scenario)
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"));
-    match answers {
-        Some(a) => {
-            t = t.file("answers.toml", a);
-            args.extend([
-                "--answers",
-                "answers.toml",
-                "--param",
-                "test_recipient=ops@sandbox.invalid",
-            ]);
-        }
-        None => args.push("--yes"),
-    }
-    args.extend_from_slice(extra);
-    t.args(&args).run()
-}
 
 /// The most common rotation outage: an app nobody listed still uses the old token when it
 /// is revoked. Discovery finds it at precheck and stops the run before any write, naming
@@ -806,24 +569,25 @@ fn run_with(scenario: &str, answers: Option<&str>, extra: &[&str]) -> Output {
 #[test]
 fn an_unlisted_app_holding_the_token_stops_precheck_and_is_covered_once_added() {
     let scenario = with_unlisted(BILLING_WORKER);
-    let out = run_with(&scenario, None, &[]);
+    let out = on_scenario(&scenario, None, &["--json"]);
     out.exit(Exit::StepFailed)
         .stderr_has("Heroku app billing-worker holds the current value as POSTMARK_SERVER_TOKEN and is not a listed consumer")
         .stderr_has("--param apps=raxx-api-prod,raxx-api-staging,billing-worker");
     assert_eq!(out.report()["failed_step"], "precheck");
-    assert_no_writes(&out.read_json("sandbox.json"));
+    assert_no_writes(&out.sandbox_state());
 
-    let out = run_with(
+    let out = on_scenario(
         &scenario,
         None,
         &[
+            "--json",
             "--param",
             "apps=raxx-api-prod,raxx-api-staging,billing-worker",
         ],
     );
     out.exit(Exit::Ok)
         .stderr_has("discovery: 4 place(s) hold the current token; 0 more included");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     let new = infisical_versions(&state).last().unwrap().clone();
     assert_ne!(new, OLD_TOKEN);
     for app in ["raxx-api-prod", "raxx-api-staging", "billing-worker"] {
@@ -837,21 +601,21 @@ fn an_unlisted_app_holding_the_token_stops_precheck_and_is_covered_once_added() 
 #[test]
 fn the_token_under_another_name_is_found_and_covered_when_included() {
     let scenario = with_unlisted(LEGACY_MAILER);
-    let out = run_with(&scenario, None, &[]);
+    let out = on_scenario(&scenario, None, &["--json"]);
     out.exit(Exit::StepFailed)
         .stderr_has("Heroku app legacy-mailer holds the current value as MAIL_API_KEY")
         .stderr_has("answer \"include\" to precheck.unlisted.heroku.legacy-mailer.MAIL_API_KEY to set MAIL_API_KEY there in this run");
-    assert_no_writes(&out.read_json("sandbox.json"));
+    assert_no_writes(&out.sandbox_state());
 
     let answers = "prerequisites = true\n\"validate.received\" = true\n\
         \"precheck.unlisted.heroku.legacy-mailer.MAIL_API_KEY\" = \"include\"\n\
         \"precheck.unlisted.infisical.staging:/.PM_COPY\" = \"exclude\"\n\
         \"revoke.confirm\" = true\n";
-    let out = run_with(&scenario, Some(answers), &[]);
+    let out = on_scenario(&scenario, Some(answers), &["--json"]);
     out.exit(Exit::Ok).stderr_has(
         "discovery: 5 place(s) hold the current token; 1 more included, 1 excluded on purpose",
     );
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     let new = infisical_versions(&state).last().unwrap().clone();
     assert_eq!(
         state["heroku"]["apps"]["legacy-mailer"]["config_vars"]["MAIL_API_KEY"],

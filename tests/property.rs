@@ -4,27 +4,12 @@
 //! token that works, the downstream app never failed to send, every write in every journal
 //! has its outcome, and no run's recorded outcome ever changes.
 
-use crate::support::{assert_safe, live_tokens, Rig};
+use crate::support::{
+    assert_safe, delete_unheld_tokens, held_tokens, live_tokens, signal, start_until, token_answer,
+    Rig, Rng, POSTMARK_STEPS,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-
-/// A small deterministic generator: the same cases on every run (set RUNBOOK_PROPERTY_SEED
-/// to explore others).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len())]
-    }
-}
 
 const ROUTES: &[&str] = &[
     "postmark:GET:/server",
@@ -39,26 +24,15 @@ const ROUTES: &[&str] = &[
 
 const FAULTS: &[&str] = &["500", "422", "401", "drop", "lost"];
 
-const STEPS: &[&str] = &[
-    "precheck",
-    "generate",
-    "validate",
-    "store",
-    "propagate",
-    "verify",
-    "revoke",
-    "audit",
-];
-
 /// Answers for every step's failure choice and its "run again?" question.
 fn answers(on_failure: &str, rerun: &str, new_token: Option<&str>) -> String {
     let mut out = String::new();
-    for step in STEPS {
+    for step in POSTMARK_STEPS {
         out.push_str(&format!("\"{step}.on-failure\" = \"{on_failure}\"\n"));
         out.push_str(&format!("\"{step}.rerun\" = \"{rerun}\"\n"));
     }
     if let Some(t) = new_token {
-        out.push_str(&format!("\"resume.new_token\" = \"{t}\"\n"));
+        out.push_str(&token_answer(t));
     }
     out
 }
@@ -68,24 +42,6 @@ fn answers(on_failure: &str, rerun: &str, new_token: Option<&str>) -> String {
 fn orphan_token(state: &Value) -> Option<String> {
     let held = held_tokens(state);
     live_tokens(state).into_iter().find(|t| !held.contains(t))
-}
-
-fn held_tokens(state: &Value) -> Vec<String> {
-    let mut held: Vec<String> = ["raxx-api-prod", "raxx-api-staging"]
-        .iter()
-        .filter_map(|a| {
-            state["heroku"]["apps"][*a]["config_vars"]["POSTMARK_SERVER_TOKEN"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    if let Some(v) = state["infisical"]["secrets"][0]["versions"]
-        .as_array()
-        .and_then(|v| v.last())
-    {
-        held.push(v["secretValue"].as_str().unwrap_or_default().to_string());
-    }
-    held
 }
 
 /// Every write in a journal has its write_outcome.
@@ -121,22 +77,12 @@ fn exec(rig: &Rig, answers: &str, interrupt: bool) -> i32 {
     if !interrupt {
         return rig.runbook(&args, &extra).code;
     }
-    let mut child = rig
-        .command(&args, &extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("Step 2/8") {
-            // SAFETY: signalling the child we started.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGINT);
-            }
-            break;
-        }
-    }
+    let (mut child, lines) = start_until(
+        rig.command(&args, &extra)
+            .stderr(std::process::Stdio::null()),
+        "Step 2/8",
+    );
+    signal(&child, libc::SIGINT);
     lines.for_each(drop);
     crate::support::status_code(child.wait().unwrap())
 }
@@ -151,6 +97,7 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    // The same cases on every run (set RUNBOOK_PROPERTY_SEED to explore others).
     let mut rng = Rng(seed);
     let rig = Rig::new();
     // How each run ended, the first time it was seen ended: it must never change.
@@ -171,8 +118,7 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
         assert_safe(&rig.state(), &when);
         // A stopped run is finished by a later process: resume, else rollback.
         let run_id = rig.run_id();
-        let listed: Value =
-            serde_json::from_str(&rig.runbook(&["runs", "--json"], &[]).stdout).unwrap();
+        let listed = rig.runs();
         let settled = listed[0]["settled"].as_str().is_some();
         if !settled {
             let later = if rng.below(2) == 0 {
@@ -216,8 +162,7 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
             assert_safe(&rig.state(), &format!("{when}, finished by {later}"));
         }
         assert_writes_have_outcomes(&rig, &when);
-        let listed: Value =
-            serde_json::from_str(&rig.runbook(&["runs", "--json"], &[]).stdout).unwrap();
+        let listed = rig.runs();
         for run in listed.as_array().unwrap() {
             let id = run["run_id"].as_str().unwrap().to_string();
             let status = run["status"].clone();
@@ -231,18 +176,7 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
                 }
             }
         }
-        // Tokens nobody holds were left for diagnosis; clear them, as an operator would, so
-        // the server keeps room for the next rotation.
-        let state = rig.state();
-        let held = held_tokens(&state);
-        for t in live_tokens(&state).iter().filter(|t| !held.contains(t)) {
-            crate::support::http(
-                rig.sandbox.postmark_url(),
-                "POST",
-                "/_sandbox/servers/raxx-prod/tokens/delete",
-                &[("Content-Type", "application/json")],
-                &serde_json::json!({ "token": t }).to_string(),
-            );
-        }
+        // Tokens nobody holds were left for diagnosis.
+        delete_unheld_tokens(&rig.sandbox);
     }
 }

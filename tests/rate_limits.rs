@@ -1,7 +1,7 @@
 //! Vendors' rate limits as the sandbox models them: the engine paces a fan-out to Heroku's
 //! request pool instead of spending it into 429s, and the report says how long it waited.
 
-use crate::support::{Exit, Output, Test};
+use crate::support::{root, Exit, Output, Test};
 
 /// The SOP's secret and `apps` Heroku apps (boot 0), under a pool of `capacity` requests
 /// refilled at `per_minute`.
@@ -21,26 +21,17 @@ fn scenario(apps: usize, capacity: u32, per_minute: u32) -> String {
 }
 
 fn fan_out(apps: usize, env: &[(&str, &str)]) -> Output {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let count = format!("count={apps}");
-    let mut t = Test::new().file("pool.toml", &scenario(apps, 20, 600));
+    let mut t = Test::new()
+        .args(&["exec"])
+        .arg(root().join("benches/fanout.rhai"))
+        .args(&["--sandbox"])
+        .scenario("pool.toml", &scenario(apps, 20, 600))
+        .args(&["--yes", "--json", "--param", &format!("count={apps}")])
+        .keep_sandbox_state();
     for (k, v) in env {
         t = t.env(k, v);
     }
-    t.args(&[
-        "exec",
-        &format!("{root}/benches/fanout.rhai"),
-        "--sandbox",
-        "--scenario",
-        "pool.toml",
-        "--yes",
-        "--json",
-        "--param",
-        &count,
-        "--sandbox-state",
-        "sandbox.json",
-    ])
-    .run()
+    t.run()
 }
 
 /// 40 config changes against a pool of 20 that refills 10 a second: sent as fast as the
@@ -51,7 +42,7 @@ fn a_fan_out_is_paced_to_the_heroku_pool_and_never_refused() {
     let out = fan_out(40, &[]);
     out.exit(Exit::Ok)
         .stderr_has("s for vendor rate limits (requests paced to Heroku's pool");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(
         state["heroku"]["rate_limit"]["refused"], 0,
         "{}",
@@ -67,7 +58,7 @@ fn a_fan_out_is_paced_to_the_heroku_pool_and_never_refused() {
 
     // Without pacing the same fan-out spends the pool and collects 429s.
     let out = fan_out(40, &[("RUNBOOK_HEROKU_REFILL_PER_MINUTE", "0")]);
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert!(
         state["heroku"]["rate_limit"]["refused"]
             .as_u64()

@@ -3,7 +3,10 @@
 //! and the world stays safe: Infisical and every consumer hold a working token, and the
 //! downstream app never failed to send.
 
-use crate::support::{fixture, Test};
+use crate::support::{
+    assert_every_token_works, canary_with, delete_unheld_tokens, served, Rig, Rng, Test,
+    SANDBOX_STATE,
+};
 use serde_json::Value;
 
 const ROUTES: &[&str] = &[
@@ -40,20 +43,14 @@ struct Case {
 fn run_case(fault: String) -> Case {
     // The run scans its outputs and state dir for the canaries.
     let out = Test::new()
-        .shipped_runbooks()
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--yes",
-            "--json",
-            "--scenario",
-        ])
-        .arg(fixture("sop_canary.toml"))
-        .args(&["--sandbox-state", "state.json", "--fault", &fault])
+        .rehearse("postmark")
+        .args(&["--yes", "--json"])
+        .canary()
+        .keep_sandbox_state()
+        .args(&["--fault", &fault])
         .env("RUNBOOK_HTTP_TIMEOUT_SECS", "1")
         .run();
-    let state = std::fs::read_to_string(out.path().join("state.json"))
+    let state = std::fs::read_to_string(out.path().join(SANDBOX_STATE))
         .map(|t| serde_json::from_str(&t).unwrap())
         .unwrap_or(Value::Null);
     Case {
@@ -79,32 +76,7 @@ fn check(c: &Case) {
         c.code,
         c.stderr
     );
-    let s = &c.state;
-    let live: Vec<&str> = s["postmark"]["servers"][0]["ApiTokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    let versions = s["infisical"]["secrets"][0]["versions"].as_array().unwrap();
-    let current = versions.last().unwrap()["secretValue"].as_str().unwrap();
-    assert!(
-        live.contains(&current),
-        "{f}: Infisical holds a token that does not work"
-    );
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        let t = s["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
-            .as_str()
-            .unwrap();
-        assert!(
-            live.contains(&t),
-            "{f}: {app} holds a token that does not work"
-        );
-        assert_eq!(
-            s["downstream"][app]["failed"], 0,
-            "{f}: {app} failed to send"
-        );
-    }
+    assert_every_token_works(&c.state, f);
     let status = c.report["status"].as_str().unwrap_or("?");
     if c.code == 0 {
         assert_eq!(status, "succeeded", "{f}");
@@ -186,14 +158,9 @@ fn the_validation_email_is_never_retried() {
     let c = run_case("postmark:POST:/email=500:once".to_string());
     check(&c);
     assert_eq!(c.code, 1);
-    let posts = c.state["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["method"] == "POST" && r["path"] == "/email")
-        .count();
     assert_eq!(
-        posts, 1,
+        served(&c.state, "POST", "/email"),
+        1,
         "POST /email must not be retried (it could send twice)"
     );
 }
@@ -204,25 +171,14 @@ fn the_validation_email_is_never_retried() {
 #[test]
 #[ignore]
 fn soak_500_rotations_with_random_faults() {
-    use crate::support::{http, SandboxProcess};
-    let dir = tempfile::tempdir().unwrap();
     // The canary world with a Heroku request pool no run of this length drains: 500
     // rotations make more requests than Heroku's 4,500 (refilled at 75 a minute) allow,
     // and this test is about faults, not rate limits.
-    let canary = std::fs::read_to_string(crate::support::fixture("sop_canary.toml")).unwrap();
-    let scenario = dir.path().join("soak.toml");
-    std::fs::write(
-        &scenario,
-        canary.replacen(
-            "[[heroku.apps]]",
-            "[heroku.rate_limit]\ncapacity = 100000000\n\n[[heroku.apps]]",
-            1,
-        ),
-    )
-    .unwrap();
-    let sandbox = SandboxProcess::start_with(dir.path(), &scenario);
-    let env = sandbox.env.clone();
-    let pid = sandbox.pid();
+    let rig = Rig::with_scenario_text(&canary_with(
+        "[[heroku.apps]]",
+        "[heroku.rate_limit]\ncapacity = 100000000\n\n[[heroku.apps]]",
+    ));
+    let pid = rig.sandbox.pid();
     let status = |key: &str| -> u64 {
         let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let line = text.lines().find(|l| l.starts_with(key)).unwrap();
@@ -233,86 +189,22 @@ fn soak_500_rotations_with_random_faults() {
             .unwrap()
             .count()
     };
-    // A small deterministic generator: the same faults in the same order on every run.
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    // The same faults in the same order on every run.
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut warm = (0, 0);
     for i in 0..500 {
-        let fault = format!(
-            "{}={}:once",
-            ROUTES[next(ROUTES.len())],
-            FAULTS[next(FAULTS.len())]
+        let fault = format!("{}={}:once", rng.pick(ROUTES), rng.pick(FAULTS));
+        rig.sandbox.add_fault(&fault);
+        let out = rig.runbook(
+            &["exec", "postmark", "--yes"],
+            &[("RUNBOOK_HTTP_TIMEOUT_SECS", "1")],
         );
-        let (code, _) = http(
-            &env["POSTMARK_API_URL"],
-            "POST",
-            "/_sandbox/faults",
-            &[("Content-Type", "application/json")],
-            &format!("{{\"fault\":\"{fault}\"}}"),
-        );
-        assert_eq!(code, 204, "{fault}");
-        let out = Test::in_dir(dir.path())
-            .shipped_runbooks()
-            .against(&sandbox)
-            .args(&["exec", "postmark", "--yes"])
-            .env("RUNBOOK_HTTP_TIMEOUT_SECS", "1")
-            .run();
         let code = out.code;
         let stderr = &out.stderr;
         assert!(code == 0 || code == 1, "{i} {fault}: exit {code}\n{stderr}");
-        let state = sandbox.state();
-        let live: Vec<&str> = state["postmark"]["servers"][0]["ApiTokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap())
-            .collect();
-        let current = state["infisical"]["secrets"][0]["versions"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()["secretValue"]
-            .as_str()
-            .unwrap();
-        assert!(
-            live.contains(&current),
-            "{i} {fault}: Infisical holds a dead token"
-        );
-        for app in ["raxx-api-prod", "raxx-api-staging"] {
-            let t = state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
-                .as_str()
-                .unwrap();
-            assert!(live.contains(&t), "{i} {fault}: {app} holds a dead token");
-            assert_eq!(
-                state["downstream"][app]["failed"], 0,
-                "{i} {fault}: {app} failed to send"
-            );
-        }
-        // A failed run leaves the new token for diagnosis; clear the tokens nobody holds so the
-        // next run has room (as the operator would after diagnosis).
-        let held: Vec<&str> = ["raxx-api-prod", "raxx-api-staging"]
-            .iter()
-            .map(|a| {
-                state["heroku"]["apps"][*a]["config_vars"]["POSTMARK_SERVER_TOKEN"]
-                    .as_str()
-                    .unwrap()
-            })
-            .chain([current])
-            .collect();
-        for t in live.iter().filter(|t| !held.contains(t)) {
-            http(
-                &env["POSTMARK_API_URL"],
-                "POST",
-                "/_sandbox/servers/raxx-prod/tokens/delete",
-                &[("Content-Type", "application/json")],
-                &format!("{{\"token\":\"{t}\"}}"),
-            );
-        }
+        assert_every_token_works(&rig.state(), &format!("{i} {fault}"));
+        // A failed run leaves the new token for diagnosis.
+        delete_unheld_tokens(&rig.sandbox);
         if i == 50 {
             warm = (status("VmRSS:"), fds() as u64);
         }

@@ -1,43 +1,40 @@
 //! `runbook repl`: through a pseudo-terminal, and with piped stdin.
 
-use crate::support::Exit;
-use crate::support::{fixture, Test, OLD_TOKEN};
+use crate::support::{audit_entries, behind_stty, Exit, Output, Test, OLD_TOKEN};
 use expectrl::session::OsSession;
 use expectrl::{ControlCode, Expect, Session};
 use std::time::{Duration, Instant};
 
-fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
-    let cmd = Test::in_dir(dir)
-        .shipped_runbooks()
-        .args(&["repl", "postmark", "--sandbox", "--scenario"])
-        .arg(fixture("sop_canary.toml"))
+/// `repl postmark --sandbox` on the canary scenario in `t`, then `extra`.
+fn postmark_repl(t: Test, extra: &[&str]) -> Test {
+    t.shipped_runbooks()
+        .args(&["repl", "postmark", "--sandbox"])
+        .canary()
         .args(extra)
+}
+
+/// [`postmark_repl`] with `--yes` and `stdin` piped in.
+fn piped(stdin: &str) -> Output {
+    postmark_repl(Test::new(), &["--yes"]).stdin(stdin).run()
+}
+
+fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
+    let cmd = postmark_repl(Test::in_dir(dir), extra)
         .env_remove("CI")
         .command();
-    let mut p = Session::spawn(like_a_terminal(cmd)).unwrap();
+    // The pty echoes what is typed and shows Ctrl-C as "^C".
+    let mut p = Session::spawn(behind_stty("echo echoctl", &cmd)).unwrap();
     p.set_expect_timeout(Some(Duration::from_secs(20)));
     p.expect("postmark-server-token> ").unwrap();
     p
 }
 
-/// The command behind `stty echo echoctl`, as an operator's terminal is set: the pty
-/// echoes what is typed and shows Ctrl-C as "^C" (the test pty starts without it).
-fn like_a_terminal(inner: std::process::Command) -> std::process::Command {
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("stty echo echoctl && exec \"$0\" \"$@\"")
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
+/// Types `line` and waits for each of `shown`, in order.
+fn type_line(p: &mut OsSession, line: &str, shown: &[&str]) {
+    p.send_line(line).unwrap();
+    for s in shown {
+        p.expect(*s).unwrap();
     }
-    if let Some(d) = inner.get_current_dir() {
-        cmd.current_dir(d);
-    }
-    cmd
 }
 
 #[test]
@@ -46,33 +43,20 @@ fn steps_run_ctx_multiline_completion_errors_audit_and_history() {
     let mut p = repl(dir.path(), &[]);
     let prompt = "postmark-server-token> ";
 
-    p.send_line(":steps").unwrap();
-    p.expect("7. revoke").unwrap();
-    p.expect(prompt).unwrap();
+    type_line(&mut p, ":steps", &["7. revoke", prompt]);
 
-    p.send_line(":run precheck").unwrap();
-    p.expect("✓ step precheck").unwrap();
-    p.expect(prompt).unwrap();
-    p.send_line(":ctx").unwrap();
-    p.expect("server_id: 4242").unwrap();
-    p.expect(prompt).unwrap();
-    p.send_line(":steps").unwrap();
-    p.expect("1. precheck     done").unwrap();
-    p.expect(prompt).unwrap();
+    type_line(&mut p, ":run precheck", &["✓ step precheck", prompt]);
+    type_line(&mut p, ":ctx", &["server_id: 4242", prompt]);
+    type_line(&mut p, ":steps", &["1. precheck     done", prompt]);
 
     // An unfinished block continues on the next line, at a continuation prompt.
     let more = "                  ...> ";
     assert_eq!(more.len(), prompt.len());
-    p.send_line("if ctx.token_count < 3 {").unwrap();
-    p.expect(more).unwrap();
-    p.send_line("  \"room for one more\"").unwrap();
-    p.expect(more).unwrap();
-    p.send_line("}").unwrap();
-    p.expect("\"room for one more\"").unwrap();
-    p.expect(prompt).unwrap();
+    type_line(&mut p, "if ctx.token_count < 3 {", &[more]);
+    type_line(&mut p, "  \"room for one more\"", &[more]);
+    type_line(&mut p, "}", &["\"room for one more\"", prompt]);
     // Ctrl-C at the continuation prompt drops the unfinished input.
-    p.send_line("let half = [1,").unwrap();
-    p.expect(more).unwrap();
+    type_line(&mut p, "let half = [1,", &[more]);
     p.send(ControlCode::EndOfText).unwrap();
     p.expect("(unfinished input dropped)").unwrap();
     p.expect(prompt).unwrap();
@@ -92,43 +76,44 @@ fn steps_run_ctx_multiline_completion_errors_audit_and_history() {
     p.send("se\t").unwrap();
     p.send("rv\t").unwrap();
     p.expect("postmark::server").unwrap();
-    p.send_line("(ctx.old_token).Name").unwrap();
-    p.expect("\"raxx-prod\"").unwrap();
-    p.expect(prompt).unwrap();
+    type_line(&mut p, "(ctx.old_token).Name", &["\"raxx-prod\"", prompt]);
 
     // A mistyped function or command gets the nearest known name; help points at :api.
-    p.send_line("postmark::servr(ctx.old_token)").unwrap();
-    p.expect("did you mean postmark::server?").unwrap();
-    p.expect("`:api postmark` lists its functions").unwrap();
-    p.expect(prompt).unwrap();
-    p.send_line(":stpes").unwrap();
-    p.expect("unknown command :stpes; did you mean :steps? :help lists them")
-        .unwrap();
-    p.expect(prompt).unwrap();
+    type_line(
+        &mut p,
+        "postmark::servr(ctx.old_token)",
+        &[
+            "did you mean postmark::server?",
+            "`:api postmark` lists its functions",
+            prompt,
+        ],
+    );
+    type_line(
+        &mut p,
+        ":stpes",
+        &[
+            "unknown command :stpes; did you mean :steps? :help lists them",
+            prompt,
+        ],
+    );
 
     // An error is shown with a diagnostic and does not end the session.
-    p.send_line("nosuch(1)").unwrap();
-    p.expect("<repl>:1:1: no function matches nosuch (i64)")
-        .unwrap();
-    p.expect(prompt).unwrap();
-    p.send_line("40 + 2").unwrap();
-    p.expect("42").unwrap();
-    p.expect(prompt).unwrap();
+    type_line(
+        &mut p,
+        "nosuch(1)",
+        &["<repl>:1:1: no function matches nosuch (i64)", prompt],
+    );
+    type_line(&mut p, "40 + 2", &["42", prompt]);
 
     // A mutating call is audited as made from the REPL.
-    p.send_line("heroku::restart(\"raxx-api-prod\")").unwrap();
-    p.expect(prompt).unwrap();
+    type_line(&mut p, "heroku::restart(\"raxx-api-prod\")", &[prompt]);
     // A line holding a secret's value stays out of the history file.
-    p.send_line(format!("let pasted = \"{OLD_TOKEN}\""))
-        .unwrap();
-    p.expect(prompt).unwrap();
+    type_line(&mut p, &format!("let pasted = \"{OLD_TOKEN}\""), &[prompt]);
     p.send(ControlCode::EndOfTransmission).unwrap();
     p.expect(expectrl::Eof).unwrap();
 
-    let audit = std::fs::read_to_string(dir.path().join("state/audit.jsonl")).unwrap();
-    let restart = audit
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let restart = audit_entries(dir.path())
+        .into_iter()
         .find(|e| e["context"]["function"] == "heroku::restart")
         .expect("the restart is audited");
     assert_eq!(restart["mode"], "repl");
@@ -191,11 +176,7 @@ fn ctrl_c_abandons_a_slow_call_and_returns_to_the_prompt() {
 
 #[test]
 fn piped_statements_run_line_by_line_and_a_failure_sets_exit_1() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Test::new()
-        .fixture("sop_canary.toml")
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&["repl", "postmark", "--sandbox", "--scenario", "sop_canary.toml"])
+    let out = postmark_repl(Test::new(), &[])
         .stdin("let t = infisical::secret(\"POSTMARK_SERVER_TOKEN\").value;\nt\nlet n = [1,\n2,\n3];\nn.len()\n:run precheck\nctx.server_id\nnosuch()\n")
         .run();
     out.exit(Exit::StepFailed);
@@ -221,37 +202,12 @@ fn piped_session_without_errors_exits_0() {
 /// step; an out-of-order run is journalled as such.
 #[test]
 fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
-    let out = Test::new()
-        .fixture("sop_canary.toml")
-        .shipped_runbooks()
-        .args(&[
-            "repl",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--yes",
-        ])
-        .stdin(":run revoke\n:run revoke --force\n:sandbox\n")
-        .run();
+    let out = piped(":run revoke\n:run revoke --force\n:sandbox\n");
     out.exit(Exit::StepFailed)
         .stderr_has("step 'revoke' runs after precheck, generate, validate, store, propagate, verify, which have not completed in this session; run them first, or `:run revoke --force`")
         .stderr_has("step 'revoke' not run: prompt 'revoke.type-id' needs an answer")
         .stdout_has("postmark tokens: 1;");
-    let typed = Test::new()
-        .fixture("sop_canary.toml")
-        .shipped_runbooks()
-        .args(&[
-            "repl",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--yes",
-        ])
-        .stdin(":run validate --force\n")
-        .run();
-    let journal = typed.state_file(&format!("runs/{}.jsonl", typed.last_run_id()));
+    let journal = piped(":run validate --force\n").journal();
     assert!(
         journal.contains(
             "\"type\":\"step_started\",\"step\":\"validate\",\"attempt\":1,\"out_of_order\":true"
@@ -264,12 +220,7 @@ fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
 /// a second one, and validate counts from the number before the run.
 #[test]
 fn a_retried_generate_uses_the_token_the_earlier_attempt_generated() {
-    let out = Test::new()
-        .fixture("sop_canary.toml")
-        .shipped_runbooks()
-        .args(&["repl", "postmark", "--sandbox", "--scenario", "sop_canary.toml", "--yes"])
-        .stdin(":run precheck\n:run generate\nlet first = ctx.new_token.fingerprint();\n:run generate\nctx.new_token.fingerprint() == first\n:run validate\n:sandbox\n")
-        .run();
+    let out = piped(":run precheck\n:run generate\nlet first = ctx.new_token.fingerprint();\n:run generate\nctx.new_token.fingerprint() == first\n:run validate\n:sandbox\n");
     out.exit(Exit::Ok)
         .stderr_has("using the one an earlier attempt generated")
         .stderr_has("✓ step validate")

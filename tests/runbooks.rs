@@ -1,8 +1,7 @@
 //! The runbooks written with the stdlib and `http::` only (SendGrid key rotation, Infisical
 //! re-sync), end to end against the sandbox with the scenarios they ship.
 
-use crate::support::Exit;
-use crate::support::{Output, Test};
+use crate::support::{root, scripted, secret_versions, step_statuses, Exit, Output, Test};
 use serde_json::Value;
 
 const SG_CURRENT: &str = "SG.sandbox-current-key.00000000000000000000000";
@@ -14,43 +13,16 @@ const SYNC_STALE: &str = "5a1dbe0c-0000-4000-8000-0000000005a1";
 /// `runbook exec NAME --sandbox` from the repo's runbooks, with the scenario found next to
 /// the runbook (no --scenario).
 fn exec(name: &str, extra: &[&str]) -> Output {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut args = vec![
-        "exec",
-        name,
-        "--sandbox",
-        "--sandbox-state",
-        "sandbox.json",
-        "--actor",
-        "ops-test",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
     Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&args)
+        .rehearse(name)
+        .keep_sandbox_state()
+        .args(&["--actor", "ops-test", "--json"])
+        .args(extra)
         .run()
 }
 
 fn keys(state: &Value) -> Vec<Value> {
-    state["scripted"]["sendgrid"]["collections"]["api_keys"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn versions(state: &Value, name: &str) -> Vec<String> {
-    state["infisical"]["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["secretKey"] == name)
-        .unwrap_or_else(|| panic!("no secret {name}"))["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["secretValue"].as_str().unwrap().to_string())
-        .collect()
+    scripted(state, "sendgrid", "api_keys")
 }
 
 fn config(state: &Value, app: &str, var: &str) -> String {
@@ -73,7 +45,7 @@ fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
     assert_eq!(out.report()["status"], "succeeded");
     out.stderr_has("sandbox: scenario ")
         .stderr_has("runbooks/sandbox/sendgrid.toml");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
 
     let keys = keys(&state);
     let names: Vec<&str> = keys.iter().map(|k| k["name"].as_str().unwrap()).collect();
@@ -88,7 +60,7 @@ fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
     let new_key = new["api_key"].as_str().unwrap();
 
     assert_eq!(
-        versions(&state, "SENDGRID_API_KEY"),
+        secret_versions(&state, "SENDGRID_API_KEY"),
         [SG_PREVIOUS, SG_CURRENT, new_key]
     );
     for app in ["raxx-api-prod", "raxx-api-staging"] {
@@ -103,11 +75,7 @@ fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
         .any(|r| r["vendor"] == "sendgrid" && r["path"] == "/v3/scopes" && r["status"] == 401);
     assert!(refused);
 
-    let audit = out.audit();
-    let done: Vec<&Value> = audit
-        .iter()
-        .filter(|e| e["action"] == "secret.rotate.completed")
-        .collect();
+    let done = out.audited("secret.rotate.completed");
     assert_eq!(done.len(), 1);
     assert_eq!(done[0]["actor"], "ops-test");
     assert_eq!(done[0]["context"]["vendor"], "SendGrid");
@@ -131,7 +99,7 @@ fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
     let report = out.report();
     assert_eq!(report["status"], "rolled_back");
     assert_eq!(report["failed_step"], "propagate");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     // Back where it started: the old key is the only app key, everywhere.
     let ids: Vec<String> = keys(&state)
         .iter()
@@ -139,20 +107,14 @@ fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
         .collect();
     assert_eq!(ids, [SG_OLD_ID, "aD7mK2pLr8sT1u2v3w4x5y"]);
     assert_eq!(
-        versions(&state, "SENDGRID_API_KEY").last().unwrap(),
+        secret_versions(&state, "SENDGRID_API_KEY").last().unwrap(),
         SG_CURRENT
     );
     for app in ["raxx-api-prod", "raxx-api-staging"] {
         assert_eq!(config(&state, app, "SENDGRID_API_KEY"), SG_CURRENT, "{app}");
     }
-    let statuses: Vec<(&str, &str)> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        statuses,
+        step_statuses(&report),
         [
             ("precheck", "completed"),
             ("create", "undone"),
@@ -195,9 +157,9 @@ fn sendgrid_dry_run_plans_every_write_and_changes_nothing() {
         ]
     );
     out.stderr_has("[dry-run] not sent: GET ");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(keys(&state).len(), 2);
-    assert_eq!(versions(&state, "SENDGRID_API_KEY").len(), 2);
+    assert_eq!(secret_versions(&state, "SENDGRID_API_KEY").len(), 2);
     assert!(out.audit().is_empty());
     assert_no_key_leaks(&out, &[]);
 }
@@ -209,8 +171,10 @@ fn infisical_sync_fixes_only_the_consumers_that_differ_and_verifies_them() {
         &["--yes", "--param", "github_repos=raxx/raptor"],
     );
     out.exit(Exit::Ok);
-    let state = out.read_json("sandbox.json");
-    let current = versions(&state, "POSTMARK_SERVER_TOKEN").pop().unwrap();
+    let state = out.sandbox_state();
+    let current = secret_versions(&state, "POSTMARK_SERVER_TOKEN")
+        .pop()
+        .unwrap();
     assert_ne!(current, SYNC_STALE);
     for app in ["raxx-api-prod", "raxx-api-staging"] {
         assert_eq!(
@@ -241,11 +205,8 @@ fn infisical_sync_fixes_only_the_consumers_that_differ_and_verifies_them() {
             .count(),
         1
     );
-    let audit = out.audit();
-    let done = audit
-        .iter()
-        .find(|e| e["action"] == "secret.resync.completed")
-        .expect("audit entry");
+    let done = out.audited("secret.resync.completed");
+    let done = done.first().expect("audit entry");
     assert_eq!(
         done["context"]["heroku_apps"],
         serde_json::json!(["raxx-api-staging"])
@@ -260,32 +221,20 @@ fn infisical_sync_fixes_only_the_consumers_that_differ_and_verifies_them() {
 
 #[test]
 fn infisical_sync_rolls_back_when_the_health_check_never_passes() {
-    let out = exec(
-        "infisical-sync",
-        &[
-            "--yes",
-            "--fault",
-            "raxx-web:GET:/=503",
-            "--param",
-            "health_urls=",
-        ],
-    );
+    // The health endpoint answers 503, and the sync runs with `param`.
+    let unhealthy = |param: &str| {
+        exec(
+            "infisical-sync",
+            &["--yes", "--fault", "raxx-web:GET:/=503", "--param", param],
+        )
+    };
     // health_urls= (empty) disables the check: the fault is never hit.
-    out.exit(Exit::Ok);
-    let out = exec(
-        "infisical-sync",
-        &[
-            "--yes",
-            "--fault",
-            "raxx-web:GET:/=503",
-            "--param",
-            "health_timeout=2",
-        ],
-    );
+    unhealthy("health_urls=").exit(Exit::Ok);
+    let out = unhealthy("health_timeout=2");
     out.exit(Exit::StepFailed);
     out.stderr_has("timed out after 2s")
         .stderr_has("to answer 2xx");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(out.report()["status"], "rolled_back");
     // staging is back on the value it had, and restarted.
     assert_eq!(
@@ -299,49 +248,39 @@ fn infisical_sync_rolls_back_when_the_health_check_never_passes() {
 /// is propagated and verified with the others.
 #[test]
 fn the_rotation_shape_finds_an_unlisted_consumer_and_covers_it_when_included() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let shipped =
-        std::fs::read_to_string(format!("{root}/runbooks/sandbox/sendgrid.toml")).unwrap();
+    let shipped = std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml")).unwrap();
     let scenario = format!(
         "{shipped}\n[[heroku.apps]]\nname = \"mail-cron\"\nconfig = {{ SENDGRID_API_KEY = \"{SG_CURRENT}\" }}\n"
     );
     let run = |answers: Option<&str>| {
-        let mut args = vec![
-            "exec",
-            "sendgrid",
-            "--sandbox",
-            "--scenario",
-            "more.toml",
-            "--sandbox-state",
-            "sandbox.json",
-            "--json",
-        ];
-        let mut t = Test::new()
-            .file("more.toml", &scenario)
-            .env("RUNBOOK_PATH", &format!("{root}/runbooks"));
+        let t = Test::new()
+            .rehearse("sendgrid")
+            .scenario("more.toml", &scenario)
+            .keep_sandbox_state()
+            .args(&["--json"]);
         match answers {
-            Some(a) => {
-                t = t.file("answers.toml", a);
-                args.extend(["--answers", "answers.toml"]);
-            }
-            None => args.push("--yes"),
+            Some(a) => t.answers(a),
+            None => t.args(&["--yes"]),
         }
-        t.args(&args).run()
+        .run()
     };
     let out = run(None);
     out.exit(Exit::StepFailed)
         .stderr_has("Heroku app mail-cron holds the current value as SENDGRID_API_KEY and is not a listed consumer")
         .stderr_has("add mail-cron to the consumers the runbook lists");
     assert_eq!(out.report()["failed_step"], "precheck");
-    let state = out.read_json("sandbox.json");
+    let state = out.sandbox_state();
     assert_eq!(keys(&state).len(), 2, "no key was created");
     assert_no_key_leaks(&out, &[]);
 
     let answers = "prerequisites = true\n\"precheck.unlisted.heroku.mail-cron.SENDGRID_API_KEY\" = \"include\"\n\"revoke.confirm\" = true\n";
     let out = run(Some(answers));
     out.exit(Exit::Ok);
-    let state = out.read_json("sandbox.json");
-    let new = versions(&state, "SENDGRID_API_KEY").last().unwrap().clone();
+    let state = out.sandbox_state();
+    let new = secret_versions(&state, "SENDGRID_API_KEY")
+        .last()
+        .unwrap()
+        .clone();
     assert_ne!(new, SG_CURRENT);
     for app in ["raxx-api-prod", "raxx-api-staging", "mail-cron"] {
         assert_eq!(config(&state, app, "SENDGRID_API_KEY"), new, "{app}");

@@ -1,24 +1,16 @@
 //! `runs`, `audit show|verify`, `due`: what the state directory tells afterwards.
 
-use crate::support::Exit;
-use crate::support::{Rig, Test};
+use crate::support::{rehearsed_rotation, with_script, Exit, Rig, Test};
 use serde_json::{json, Value};
 
-fn postmark_sandbox(test: Test) -> crate::support::Output {
-    let root = env!("CARGO_MANIFEST_DIR");
-    test.fixture("sop_canary.toml")
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--yes",
-            "--actor",
-            "ops-test",
-        ])
-        .run()
+/// The Postmark rotation's row in `due --json`.
+fn postmark_row(due: &Value) -> Value {
+    due.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "postmark-server-token")
+        .unwrap()
+        .clone()
 }
 
 /// A chained audit log written the way the engine writes it.
@@ -80,7 +72,7 @@ fn audit_verify_finds_an_edited_a_removed_and_a_swapped_entry() {
 
 #[test]
 fn a_sandbox_run_is_listed_audited_and_never_counts_as_a_rotation() {
-    let out = postmark_sandbox(Test::new());
+    let out = rehearsed_rotation(Test::new());
     out.exit(Exit::Ok);
     // Later commands share the first one's directory and state dir.
     let run = |args: &[&str]| {
@@ -132,13 +124,7 @@ fn a_sandbox_run_is_listed_audited_and_never_counts_as_a_rotation() {
 
     // A rehearsal is not a rotation: postmark is still due.
     let (_, due) = run(&["due", "--json"]);
-    let due: Value = serde_json::from_str(&due).unwrap();
-    let pm = due
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "postmark-server-token")
-        .unwrap();
+    let pm = postmark_row(&serde_json::from_str(&due).unwrap());
     assert_eq!(pm["last_rotation"], Value::Null);
     // Never rotated: due today, and overdue only after today.
     let today = time::OffsetDateTime::now_utc().date().to_string();
@@ -163,20 +149,13 @@ fn due_counts_a_real_rotation_and_adds_the_cadence() {
 #[test]
 fn a_loopback_rehearsal_is_listed_as_one_and_never_counts_as_a_rotation() {
     let rig = Rig::new();
-    rig.runbook(&["exec", "postmark", "--yes"], &[])
-        .exit(Exit::Ok);
-    let listed = rig.runbook(&["runs", "--json"], &[]).json();
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    let listed = rig.runs();
     assert_eq!(listed[0]["target"], "rehearsal", "{listed}");
     assert_eq!(listed[0]["status"], "succeeded");
     let table = rig.runbook(&["runs"], &[]);
     table.stdout_has("TARGET").stdout_has(" rehearsal ");
-    let due = rig.runbook(&["due", "--json"], &[]).json();
-    let pm = due
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "postmark-server-token")
-        .unwrap();
+    let pm = postmark_row(&rig.runbook(&["due", "--json"], &[]).json());
     assert_eq!(pm["last_rotation"], Value::Null, "{pm}");
     let evidence = rig.runbook(&["evidence", &rig.run_id()], &[]).json();
     assert_eq!(evidence["target"], "rehearsal");
@@ -186,7 +165,7 @@ fn a_loopback_rehearsal_is_listed_as_one_and_never_counts_as_a_rotation() {
 #[test]
 fn state_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let out = postmark_sandbox(Test::new());
+    let out = rehearsed_rotation(Test::new());
     out.exit(Exit::Ok);
     let state = out.path().join("state");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -200,36 +179,14 @@ fn state_files_are_private() {
 
 #[test]
 fn dry_run_journal_is_marked_and_audits_nothing() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .fixture("sop_canary.toml")
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--scenario",
-            "sop_canary.toml",
-            "--dry-run",
-        ])
+        .rehearse("postmark")
+        .canary()
+        .args(&["--dry-run"])
         .run();
     out.exit(Exit::Ok);
     assert!(out.audit().is_empty());
-    let runs = out.path().join("state/runs");
-    let journal = std::fs::read_dir(&runs)
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    let first: Value = serde_json::from_str(
-        std::fs::read_to_string(journal)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let first: Value = serde_json::from_str(out.journal().lines().next().unwrap()).unwrap();
     assert_eq!(first["type"], "run_started");
     assert_eq!(first["effect"], "dry-run");
 }
@@ -272,7 +229,7 @@ fn webhook(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>
 #[test]
 fn audit_entries_also_go_to_the_webhook_and_a_failing_one_loses_nothing() {
     let (url, bodies) = webhook(200);
-    let out = postmark_sandbox(Test::new().env("RUNBOOK_AUDIT_WEBHOOK", &url));
+    let out = rehearsed_rotation(Test::new().env("RUNBOOK_AUDIT_WEBHOOK", &url));
     out.exit(Exit::Ok);
     let local = out.audit();
     let sent = bodies.lock().unwrap().clone();
@@ -285,7 +242,7 @@ fn audit_entries_also_go_to_the_webhook_and_a_failing_one_loses_nothing() {
     assert_eq!(first["hash"], local[0]["hash"]);
 
     let (url, bodies) = webhook(500);
-    let out = postmark_sandbox(Test::new().env("RUNBOOK_AUDIT_WEBHOOK", &url));
+    let out = rehearsed_rotation(Test::new().env("RUNBOOK_AUDIT_WEBHOOK", &url));
     out.exit(Exit::Ok)
         .stderr_has("the audit webhook did not take entry");
     assert_eq!(
@@ -335,13 +292,7 @@ fn journalled_rotation(test: &Test, days: i64, extra: &[Value]) -> String {
 fn postmark_due(test: Test) -> Value {
     let out = test.shipped_runbooks().args(&["due", "--json"]).run();
     out.exit(Exit::Ok);
-    out.json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "postmark-server-token")
-        .unwrap()
-        .clone()
+    postmark_row(&out.json())
 }
 
 /// A rotation that stopped and was finished by `runbook resume` is a rotation; a rotation
@@ -372,7 +323,7 @@ fn due_counts_rotations_finished_by_resume_and_overdue_starts_the_day_after() {
 
 #[test]
 fn entries_cut_off_the_end_are_found_with_the_head_a_run_printed() {
-    let out = postmark_sandbox(Test::new());
+    let out = rehearsed_rotation(Test::new());
     out.exit(Exit::Ok);
     // The run prints the head it left and keeps it in its journal.
     let line = out
@@ -381,8 +332,7 @@ fn entries_cut_off_the_end_are_found_with_the_head_a_run_printed() {
         .find(|l| l.starts_with("Audit head: "))
         .unwrap_or_else(|| panic!("no audit head in:\n{}", out.stdout));
     let head = line["Audit head: ".len()..][..64].to_string();
-    let run_id = out.last_run_id();
-    let journal = out.state_file(&format!("runs/{run_id}.jsonl"));
+    let journal = out.journal();
     assert!(
         journal.contains(&format!("\"audit_head\":\"{head}\"")),
         "{journal}"
@@ -429,9 +379,8 @@ step("too_big", "An entry over the limit", |ctx| {
     audit::log("big.refused", #{ note: note });
 }).no_undo("audit only");
 "#;
-    let out = Test::new()
-        .file("big.rhai", runbook)
-        .args(&["exec", "big.rhai", "--yes"])
+    let out = with_script("exec", "big.rhai", runbook)
+        .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("the audit entry 'big.refused' is 524")
@@ -449,22 +398,13 @@ step("too_big", "An entry over the limit", |ctx| {
 /// and a REPL session left with :quit as `ended`, not `interrupted`.
 #[test]
 fn runs_lists_each_run_with_its_mode_and_a_repl_session_as_ended() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let runbooks = format!("{root}/runbooks");
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &runbooks)
-        .args(&["exec", "postmark", "--sandbox", "--yes"])
-        .run();
+    let out = Test::new().rehearse("postmark").args(&["--yes"]).run();
+    out.exit(Exit::Ok);
+    let out = out.next().rehearse("postmark").args(&["--dry-run"]).run();
     out.exit(Exit::Ok);
     let out = out
         .next()
-        .env("RUNBOOK_PATH", &runbooks)
-        .args(&["exec", "postmark", "--sandbox", "--dry-run"])
-        .run();
-    out.exit(Exit::Ok);
-    let out = out
-        .next()
-        .env("RUNBOOK_PATH", &runbooks)
+        .shipped_runbooks()
         .args(&["repl", "postmark", "--sandbox"])
         .stdin("1 + 1\n:quit\n")
         .run();
@@ -511,13 +451,9 @@ fn runs_lists_each_run_with_its_mode_and_a_repl_session_as_ended() {
 /// target and outcome, the undo, and what is still in effect.
 #[test]
 fn a_runs_timeline_shows_steps_writes_undo_and_what_is_in_effect() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
+        .rehearse("postmark")
         .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
             "--yes",
             "--fault",
             "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:always",
@@ -556,11 +492,7 @@ fn a_runs_timeline_shows_steps_writes_undo_and_what_is_in_effect() {
 /// `list` has a header and shows each runbook's id and the file `exec` takes.
 #[test]
 fn list_shows_a_header_the_id_and_the_file_name() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .args(&["list"])
-        .run();
+    let out = Test::new().shipped_runbooks().args(&["list"]).run();
     out.exit(Exit::Ok);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(
@@ -580,17 +512,11 @@ fn list_shows_a_header_the_id_and_the_file_name() {
 /// entry name a failed step; `audit show` has the run id, the mode and readable context.
 #[test]
 fn a_succeeded_run_after_a_retry_names_no_failed_step_and_audit_show_reads_well() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let answers = "prerequisites = true\n\"validate.received\" = true\n\"validate.on-failure\" = \"retry\"\n\"revoke.confirm\" = true\n";
     let out = Test::new()
-        .env("RUNBOOK_PATH", &format!("{root}/runbooks"))
-        .file("answers.toml", answers)
+        .rehearse("postmark")
+        .answers(answers)
         .args(&[
-            "exec",
-            "postmark",
-            "--sandbox",
-            "--answers",
-            "answers.toml",
             "--param",
             "test_recipient=ops@sandbox.invalid",
             "--fault",

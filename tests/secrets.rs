@@ -1,14 +1,11 @@
 //! Secrets never reach the screen or a file; they print masked and refuse concatenation.
 
-use crate::support::Exit;
-use crate::support::{Test, CANARIES};
+use crate::support::{with_fixture, with_script, Exit, Test, CANARIES};
 
 #[test]
 fn printing_a_secret_every_way_shows_only_the_mask() {
-    let out = Test::new()
-        .fixture("print_secret.rhai")
+    let out = with_fixture("exec", "print_secret.rhai")
         .env("RUNBOOK_TEST_SECRET", CANARIES[0])
-        .args(&["exec", "print_secret.rhai"])
         .run();
     // The step ends with fail(...) so the message path is covered too.
     out.exit(Exit::StepFailed);
@@ -29,10 +26,8 @@ fn printing_a_secret_every_way_shows_only_the_mask() {
 
 #[test]
 fn concatenating_a_secret_is_an_error() {
-    let out = Test::new()
-        .fixture("concat_secret.rhai")
+    let out = with_fixture("exec", "concat_secret.rhai")
         .env("RUNBOOK_TEST_SECRET", CANARIES[0])
-        .args(&["exec", "concat_secret.rhai"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::secret::misuse")
@@ -41,10 +36,7 @@ fn concatenating_a_secret_is_an_error() {
 
 #[test]
 fn missing_env_secret_says_what_to_export() {
-    let out = Test::new()
-        .fixture("print_secret.rhai")
-        .args(&["exec", "print_secret.rhai"])
-        .run();
+    let out = with_fixture("exec", "print_secret.rhai").run();
     out.exit(Exit::StepFailed)
         .stderr_has("environment variable RUNBOOK_TEST_SECRET is not set")
         .stderr_has("export RUNBOOK_TEST_SECRET=...");
@@ -54,10 +46,8 @@ fn missing_env_secret_says_what_to_export() {
 fn a_secret_interpolated_into_a_vendor_bound_string_is_refused() {
     // `${t}` inside a string shows `secret(…cdef)`; sending that to a vendor would send
     // garbage (or, without the mask, the secret in a log): it is refused before any request.
-    let out = Test::new()
-        .fixture("interpolated_secret.rhai")
+    let out = with_fixture("exec", "interpolated_secret.rhai")
         .env("RUNBOOK_TEST_SECRET", CANARIES[0])
-        .args(&["exec", "interpolated_secret.rhai"])
         .run();
     out.exit(Exit::StepFailed)
         .stderr_has("runbook::secret::misuse")
@@ -65,6 +55,11 @@ fn a_secret_interpolated_into_a_vendor_bound_string_is_refused() {
             "interpolated_secret.rhai:4:11: a Secret was interpolated into header Authorization",
         )
         .stderr_has("pass the Secret value itself");
+}
+
+/// `exec one.rhai --yes`, a runbook of one step that prints.
+fn one_step() -> Test {
+    with_script("exec", "one.rhai", ONE_STEP).args(&["--yes"])
 }
 
 const ONE_STEP: &str = r#"runbook(#{ id: "one", title: "One step" });
@@ -79,14 +74,14 @@ fn mode(path: &std::path::Path) -> u32 {
 #[test]
 fn loose_state_files_are_tightened_with_a_warning() {
     use std::os::unix::fs::PermissionsExt;
-    let t = Test::new().file("one.rhai", ONE_STEP);
+    let t = one_step();
     let state = t.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     let audit = state.join("audit.jsonl");
     std::fs::write(&audit, "").unwrap();
     std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = t.args(&["exec", "one.rhai", "--yes"]).run();
+    let out = t.run();
     out.exit(Exit::Ok)
         .stderr_has("was readable by others (mode 0755); tightened it to 0700")
         .stderr_has("audit.jsonl was readable by others (mode 0644); tightened it to 0600");
@@ -97,13 +92,13 @@ fn loose_state_files_are_tightened_with_a_warning() {
 
 #[test]
 fn a_symlinked_audit_log_is_refused_not_appended_through() {
-    let t = Test::new().file("one.rhai", ONE_STEP);
+    let t = one_step();
     let state = t.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let elsewhere = t.path().join("elsewhere.txt");
     std::fs::write(&elsewhere, "keep me\n").unwrap();
     std::os::unix::fs::symlink(&elsewhere, state.join("audit.jsonl")).unwrap();
-    let out = t.args(&["exec", "one.rhai", "--yes"]).run();
+    let out = t.run();
     // Run events that cannot be audited warn (as they did before); the link is never followed.
     out.exit(Exit::Ok)
         .stderr_has("could not write the audit log: cannot write ")
@@ -114,14 +109,12 @@ fn a_symlinked_audit_log_is_refused_not_appended_through() {
 #[test]
 fn a_malformed_runbook_toml_names_line_and_column_but_not_the_token() {
     let canary = CANARIES[0];
-    let out = Test::new()
-        .file("one.rhai", ONE_STEP)
+    let out = one_step()
         .file(
             "runbook.toml",
             &format!("[vendors]\nheroku_api_key = \"{canary}\n"),
         )
         .unscanned()
-        .args(&["exec", "one.rhai", "--yes"])
         .run();
     out.exit(Exit::Usage)
         .stderr_has("runbook.toml: key heroku_api_key, line 2, column ");
@@ -187,10 +180,9 @@ fn a_short_pin_cannot_be_recovered_from_the_journal_by_trying_every_value() {
     let runbook = r#"runbook(#{ id: "pin", title: "Uses a PIN" });
 step("only", "Keep the PIN", |ctx| { ctx.pin = secret::from_env("THE_PIN"); print(ctx.pin.fingerprint()); });
 "#;
-    let out = Test::new()
-        .file("pin.rhai", runbook)
+    let out = with_script("exec", "pin.rhai", runbook)
         .env("THE_PIN", "731904")
-        .args(&["exec", "pin.rhai", "--yes"])
+        .args(&["--yes"])
         .run();
     out.exit(Exit::Ok);
     let key = out.path().join("state/fingerprint.key");

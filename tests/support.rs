@@ -1,22 +1,130 @@
 //! The shared harness (`crates/testkit`): the binary in a temp dir, a separate sandbox
-//! process, exit codes by name, the leaked-secret scan and snapshots.
+//! process, exit codes by name, the leaked-secret scan and snapshots; and what several test
+//! modules run and read: fixtures and inline runbooks, the Postmark rehearsal, the canary
+//! world as the simulators' state shows it, evidence packs.
 
 pub use runbook_testkit::*;
 
-// The Postmark world of the canary scenario, as the simulators' state shows it.
-
 use serde_json::Value;
+use std::path::Path;
 
-pub fn current_infisical(state: &Value) -> String {
-    let v = state["infisical"]["secrets"][0]["versions"]
-        .as_array()
-        .unwrap();
-    v.last().unwrap()["secretValue"]
-        .as_str()
-        .unwrap()
-        .to_string()
+// Runs.
+
+/// `runbook COMMAND FIXTURE`, the fixture (tests/fixtures) copied into the test's directory.
+pub fn with_fixture(command: &str, name: &str) -> Test {
+    Test::new().fixture(name).args(&[command, name])
 }
 
+/// `runbook COMMAND NAME`, NAME a runbook of `text` written in the test's directory.
+pub fn with_script(command: &str, name: &str, text: &str) -> Test {
+    Test::new().file(name, text).args(&[command, name])
+}
+
+/// `exec prompts.rhai --answers FILE` (tests/fixtures/prompts.rhai), FILE holding `text`.
+pub fn prompts_answered(file: &str, text: &str) -> Test {
+    with_fixture("exec", "prompts.rhai")
+        .file(file, text)
+        .args(&["--answers", file])
+}
+
+/// The Postmark rotation rehearsed on the canary scenario, streamed as JSON, the simulators'
+/// final state kept; then `extra`.
+pub fn rehearse_postmark(extra: &[&str]) -> Output {
+    Test::new()
+        .rehearse("postmark")
+        .canary()
+        .keep_sandbox_state()
+        .args(&["--json"])
+        .args(extra)
+        .run()
+}
+
+/// The Postmark rotation rehearsed to the end (`--yes`) on the canary scenario by ops-test,
+/// in `t` (its directory and environment).
+pub fn rehearsed_rotation(t: Test) -> Output {
+    t.rehearse("postmark")
+        .canary()
+        .args(&["--yes", "--actor", "ops-test"])
+        .run()
+}
+
+// The canary scenario and the Postmark rotation.
+
+/// The Postmark rotation's steps, in order.
+pub const POSTMARK_STEPS: [&str; 8] = [
+    "precheck",
+    "generate",
+    "validate",
+    "store",
+    "propagate",
+    "verify",
+    "revoke",
+    "audit",
+];
+
+/// The apps of the canary scenario that send mail with the Postmark token.
+pub const APPS: [&str; 2] = ["raxx-api-prod", "raxx-api-staging"];
+
+/// The canary scenario's text (tests/fixtures/sop_canary.toml), for a test to change.
+pub fn canary_scenario() -> String {
+    std::fs::read_to_string(fixture(CANARY)).unwrap()
+}
+
+/// The canary scenario with the first `from` replaced by `to`; `from` must be there.
+pub fn canary_with(from: &str, to: &str) -> String {
+    let canary = canary_scenario();
+    let scenario = canary.replacen(from, to, 1);
+    assert_ne!(scenario, canary, "the canary scenario has no {from:?}");
+    scenario
+}
+
+/// `scenario` with `fault` from the start (top-level keys come before the first table in
+/// TOML).
+pub fn with_fault(scenario: &str, fault: &str) -> String {
+    format!("faults = [\"{fault}\"]\n{scenario}")
+}
+
+// The simulators' state.
+
+/// The records of a scripted vendor's collection.
+pub fn scripted(state: &Value, vendor: &str, collection: &str) -> Vec<Value> {
+    state["scripted"][vendor]["collections"][collection]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Every value Infisical holds for the secret `name`, oldest first.
+pub fn secret_versions(state: &Value, name: &str) -> Vec<String> {
+    state["infisical"]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["secretKey"] == name)
+        .unwrap_or_else(|| panic!("no secret {name}"))["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["secretValue"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every value Infisical holds for the Postmark token, oldest first.
+pub fn infisical_versions(state: &Value) -> Vec<String> {
+    state["infisical"]["secrets"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["secretValue"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Infisical's current value of the Postmark token.
+pub fn current_infisical(state: &Value) -> String {
+    infisical_versions(state).pop().unwrap()
+}
+
+/// The Postmark server's live tokens.
 pub fn live_tokens(state: &Value) -> Vec<String> {
     state["postmark"]["servers"][0]["ApiTokens"]
         .as_array()
@@ -26,6 +134,82 @@ pub fn live_tokens(state: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The live tokens besides the old one: those the runs generated.
+pub fn new_tokens(state: &Value) -> Vec<String> {
+    live_tokens(state)
+        .into_iter()
+        .filter(|t| t != OLD_TOKEN)
+        .collect()
+}
+
+/// The Postmark token in `app`'s Heroku config.
+pub fn app_token(state: &Value, app: &str) -> String {
+    state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The tokens Infisical or an app holds.
+pub fn held_tokens(state: &Value) -> Vec<String> {
+    let mut held: Vec<String> = APPS
+        .iter()
+        .filter_map(|a| {
+            state["heroku"]["apps"][*a]["config_vars"]["POSTMARK_SERVER_TOKEN"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    if let Some(v) = state["infisical"]["secrets"][0]["versions"]
+        .as_array()
+        .and_then(|v| v.last())
+    {
+        held.push(v["secretValue"].as_str().unwrap_or_default().to_string());
+    }
+    held
+}
+
+/// The requests that change something: all but reads (a log session is how logs are read).
+pub fn writes(state: &Value) -> Vec<&Value> {
+    state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap().ends_with("/log-sessions"))
+        .collect()
+}
+
+/// How many requests the simulators served for `method` on `path`.
+pub fn served(state: &Value, method: &str, path: &str) -> usize {
+    state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == method && r["path"] == path)
+        .count()
+}
+
+// What must hold.
+
+/// Infisical and every app hold `token`.
+#[track_caller]
+pub fn assert_everywhere(state: &Value, token: &str) {
+    assert_eq!(current_infisical(state), token, "Infisical");
+    for app in APPS {
+        assert_eq!(app_token(state, app), token, "{app}");
+    }
+}
+
+/// Every consumer and Infisical are back on the old token, which still works.
+#[track_caller]
+pub fn assert_back_on_old_token(state: &Value) {
+    assert_everywhere(state, OLD_TOKEN);
+    assert!(
+        live_tokens(state).contains(&OLD_TOKEN.to_string()),
+        "old token must survive"
+    );
+}
+
 /// What must hold at every moment: Infisical's token works; the app never failed to send.
 #[track_caller]
 pub fn assert_safe(state: &Value, when: &str) {
@@ -33,10 +217,23 @@ pub fn assert_safe(state: &Value, when: &str) {
         live_tokens(state).contains(&current_infisical(state)),
         "{when}: Infisical holds a dead token"
     );
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
+    for app in APPS {
         assert_eq!(
             state["downstream"][app]["failed"], 0,
             "{when}: {app} failed to send"
+        );
+    }
+}
+
+/// [`assert_safe`], and every app's token works too.
+#[track_caller]
+pub fn assert_every_token_works(state: &Value, when: &str) {
+    assert_safe(state, when);
+    let live = live_tokens(state);
+    for app in APPS {
+        assert!(
+            live.contains(&app_token(state, app)),
+            "{when}: {app} holds a token that does not work"
         );
     }
 }
@@ -53,12 +250,117 @@ pub fn assert_rotated(state: &Value, when: &str) {
         !live_tokens(state).contains(&OLD_TOKEN.to_string()),
         "{when}: old token not revoked"
     );
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(
-            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"],
-            current.as_str(),
-            "{when}: {app}"
-        );
+    for app in APPS {
+        assert_eq!(app_token(state, app), current, "{when}: {app}");
     }
     assert_safe(state, when);
+}
+
+/// A resume that recovered every key from Infisical instead of asking the operator.
+#[track_caller]
+pub fn assert_recovered(resumed: &Output, point: &str) {
+    assert!(
+        !resumed.stderr.contains("asking instead"),
+        "{point}: every key was recovered from Infisical\n{}",
+        resumed.stderr
+    );
+}
+
+// Answers, reports, clean-up.
+
+/// An answers line giving `resume` the token a run generated and had not stored.
+pub fn token_answer(token: &str) -> String {
+    format!("\"resume.new_token\" = \"{token}\"\n")
+}
+
+/// [`token_answer`] for the one new live token; nothing when there is not exactly one.
+pub fn new_token_answer(state: &Value) -> String {
+    match new_tokens(state).as_slice() {
+        [one] => token_answer(one),
+        _ => String::new(),
+    }
+}
+
+/// Each step of a report, with its status.
+pub fn step_statuses(report: &Value) -> Vec<(&str, &str)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect()
+}
+
+/// The ids of a report's steps, in order.
+pub fn step_ids(report: &Value) -> Vec<&str> {
+    step_statuses(report)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Deletes the tokens nobody holds (a failed run leaves its new one for diagnosis), as an
+/// operator would, so the server keeps room for the next rotation.
+pub fn delete_unheld_tokens(sandbox: &SandboxProcess) {
+    let state = sandbox.state();
+    let held = held_tokens(&state);
+    for t in live_tokens(&state).iter().filter(|t| !held.contains(t)) {
+        sandbox.delete_postmark_token(t);
+    }
+}
+
+// Evidence packs.
+
+/// The pack of `run_id` signed with keys/evidence.key into pack.json by `cmd` (a command in
+/// `dir`); its text.
+pub fn signed_pack(dir: &Path, cmd: &dyn Fn(&[&str]) -> Output, run_id: &str) -> String {
+    cmd(&[
+        "evidence",
+        run_id,
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "pack.json",
+    ])
+    .exit(Exit::Ok);
+    std::fs::read_to_string(dir.join("pack.json")).unwrap()
+}
+
+/// pack.json, of `text`, verifies with keys/evidence.pub; a copy with `from` changed to `to`
+/// does not.
+#[track_caller]
+pub fn assert_only_the_unedited_pack_verifies(
+    dir: &Path,
+    cmd: &dyn Fn(&[&str]) -> Output,
+    text: &str,
+    (from, to): (&str, &str),
+) {
+    let verify = |pack: &str| cmd(&["evidence", "verify", pack, "--pubkey", "keys/evidence.pub"]);
+    verify("pack.json")
+        .exit(Exit::Ok)
+        .stdout_has("verified: run");
+    let edited = text.replacen(from, to, 1);
+    assert_ne!(edited, text);
+    std::fs::write(dir.join("edited.json"), edited).unwrap();
+    verify("edited.json")
+        .exit(Exit::StepFailed)
+        .stderr_has("NOT verified: the signature does not match its content");
+}
+
+// Replayable randomness.
+
+/// A small deterministic generator (xorshift): the same sequence for the same seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+
+    pub fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
 }

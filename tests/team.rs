@@ -8,7 +8,10 @@
 //! the reason printed (a failure under CI: `RUNBOOK_TEST_REQUIRE_DATABASE=1`).
 
 use crate::support::pg::Database;
-use crate::support::{assert_rotated, Exit, Rig, Test, OLD_TOKEN};
+use crate::support::{
+    assert_everywhere, assert_finished, assert_only_the_unedited_pack_verifies, assert_rotated,
+    live_tokens, signed_pack, Exit, Output, Rig, Test, OLD_TOKEN,
+};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,56 +31,64 @@ fn on(dir: &Path, machine: &str, db: &Database, args: &[&str]) -> Test {
         .args(args)
 }
 
-/// Waits until the database holds an approval request; returns its run id.
-fn requested(db: &Database) -> String {
+/// A temp dir holding gated.rhai, its gate timing out after `timeout`.
+fn gated(timeout: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        GATED.replace("TIMEOUT", timeout),
+    )
+    .unwrap();
+    dir
+}
+
+/// Waits until the database holds `n` approval requests; returns their run ids, oldest first.
+fn requests(db: &Database, n: usize) -> Vec<String> {
     let mut c = db.client();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let row = c
-            .query_opt("SELECT run_id FROM runbook_approvals", &[])
-            .ok()
-            .flatten();
-        if let Some(r) = row {
-            return r.get(0);
+        let ids: Vec<String> = c
+            .query("SELECT run_id FROM runbook_approvals ORDER BY run_id", &[])
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default();
+        if ids.len() >= n {
+            return ids;
         }
         assert!(
             Instant::now() < deadline,
-            "no run filed an approval request"
+            "{n} approval requests never came"
         );
         std::thread::yield_now();
     }
 }
 
-/// A command of the rig (its sandbox, the shipped runbooks) on one machine: `dir` as its
-/// state directory, the shared database.
+/// A command of the rig (its sandbox, the shipped runbooks) on the machine `name`: its
+/// directory in the rig as the state directory, the shared database.
 fn machine_run(
     rig: &Rig,
     db: &Database,
+    name: &str,
     args: &[&str],
-    dir: &str,
     extra: &[(&str, &str)],
-) -> crate::support::Output {
+) -> Output {
+    let dir = rig.path().join(name).to_string_lossy().into_owned();
     let mut env: Vec<(&str, &str)> =
-        vec![("RUNBOOK_STATE_DIR", dir), ("RUNBOOK_STATE_URL", &db.url)];
+        vec![("RUNBOOK_STATE_DIR", &dir), ("RUNBOOK_STATE_URL", &db.url)];
     env.extend_from_slice(extra);
     rig.runbook(args, &env)
 }
 
-fn finish(child: std::process::Child) -> (i32, String) {
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// Alice's rotation on laptop-a, killed inside propagate; the runs laptop-b then lists.
+fn killed_on_laptop_a(rig: &Rig, db: &Database) -> Value {
+    let crashed = machine_run(
+        rig,
+        db,
+        "laptop-a",
+        &["exec", "postmark", "--yes", "--actor", "alice"],
+        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
     );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn spawn(t: Test) -> std::process::Child {
-    let mut cmd = t.command();
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    cmd.spawn().unwrap()
+    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
+    machine_run(rig, db, "laptop-b", &["runs", "--json"], &[]).json()
 }
 
 #[test]
@@ -85,24 +96,20 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
     let Some(db) = Database::fresh("two_machines_start_the_same_rotation") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gated.rhai"),
-        GATED.replace("TIMEOUT", "120s"),
-    )
-    .unwrap();
+    let dir = gated("120s");
     let exec = |machine: &str, actor: &str| {
-        spawn(on(
+        on(
             dir.path(),
             machine,
             &db,
             &["exec", "gated.rhai", "--sandbox", "--yes", "--actor", actor],
-        ))
+        )
+        .spawn()
     };
     // Both at once: one takes the lock and waits at the gate; the other is refused.
     let a = exec("laptop-a", "alice");
     let b = exec("laptop-b", "bob");
-    let run_id = requested(&db);
+    let run_id = requests(&db, 1).remove(0);
     let mut children = vec![("alice", a), ("bob", b)];
     let mut c = db.client();
     let holder: String = c
@@ -114,8 +121,7 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
     let winner = holder["actor"].as_str().unwrap().to_string();
     let loser_at = children.iter().position(|(a, _)| *a != winner).unwrap();
     let (_, loser) = children.remove(loser_at);
-    let (code, text) = finish(loser);
-    assert_eq!(code, 2, "{text}");
+    let text = assert_finished(loser, 2, &[], &[]);
     assert!(
         text.contains(&format!(
             "this rotation is already running: run {run_id} by {winner} since "
@@ -142,11 +148,11 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
     .exit(Exit::Ok)
     .stdout_has("approved step 'gated'");
     let (_, winner_child) = children.remove(0);
-    let (code, text) = finish(winner_child);
-    assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("approved by carol") && text.contains("gated step ran"),
-        "{text}"
+    assert_finished(
+        winner_child,
+        0,
+        &["approved by carol", "gated step ran"],
+        &[],
     );
     // The lock is gone with the run; the whole story is in the shared chain.
     let locks: i64 = c
@@ -171,43 +177,12 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
     // byte changed fails it.
     let c3 = |args: &[&str]| on(dir.path(), "laptop-c", &db, args).run();
     c3(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
-    c3(&[
-        "evidence",
-        &run_id,
-        "--sign",
-        "keys/evidence.key",
-        "-o",
-        "pack.json",
-    ])
-    .exit(Exit::Ok);
-    let text = std::fs::read_to_string(dir.path().join("pack.json")).unwrap();
+    let text = signed_pack(dir.path(), &c3, &run_id);
     let pack: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(pack["approvals"][0]["approver"], "carol");
     assert_eq!(pack["approvals"][0]["requested_by"], winner.as_str());
     assert_eq!(pack["audit"]["chain"]["intact"], true);
-    c3(&[
-        "evidence",
-        "verify",
-        "pack.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::Ok)
-    .stdout_has("verified: run");
-    std::fs::write(
-        dir.path().join("edited.json"),
-        text.replacen("\"carol\"", "\"carot\"", 1),
-    )
-    .unwrap();
-    c3(&[
-        "evidence",
-        "verify",
-        "edited.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::StepFailed)
-    .stderr_has("NOT verified: the signature does not match its content");
+    assert_only_the_unedited_pack_verifies(dir.path(), &c3, &text, ("\"carol\"", "\"carot\""));
     // Nothing of the shared state went to either machine's directory.
     for m in ["laptop-a", "laptop-b", "laptop-c"] {
         let m = dir.path().join(m);
@@ -224,12 +199,7 @@ fn a_gate_nobody_answers_is_recorded_as_a_timeout() {
     let Some(db) = Database::fresh("a_gate_nobody_answers") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gated.rhai"),
-        GATED.replace("TIMEOUT", "1s"),
-    )
-    .unwrap();
+    let dir = gated("1s");
     let out = on(
         dir.path(),
         "laptop-a",
@@ -265,22 +235,12 @@ fn a_run_killed_on_one_machine_is_resumed_on_another() {
         return;
     };
     let rig = Rig::new();
-    let machine = |name: &str| rig.path().join(name).to_string_lossy().into_owned();
-    let (a, b) = (machine("laptop-a"), machine("laptop-b"));
-    let run =
-        |args: &[&str], dir: &str, extra: &[(&str, &str)]| machine_run(&rig, &db, args, dir, extra);
-    let crashed = run(
-        &["exec", "postmark", "--yes", "--actor", "alice"],
-        &a,
-        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
-    );
-    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
+    let run = |machine: &str, args: &[&str]| machine_run(&rig, &db, machine, args, &[]);
     // The other machine sees the dead run, and a new rotation there is refused.
-    let listed = run(&["runs", "--json"], &b, &[]);
-    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let listed = killed_on_laptop_a(&rig, &db);
     assert_eq!(listed[0]["status"], "interrupted", "{listed}");
     let run_id = listed[0]["run_id"].as_str().unwrap().to_string();
-    let blocked = run(&["exec", "postmark", "--yes", "--actor", "bob"], &b, &[]);
+    let blocked = run("laptop-b", &["exec", "postmark", "--yes", "--actor", "bob"]);
     assert_eq!(blocked.code, 2, "{}", blocked.stderr);
     assert!(
         blocked.stderr.contains("this rotation is already running")
@@ -290,10 +250,9 @@ fn a_run_killed_on_one_machine_is_resumed_on_another() {
     );
     // Bob resumes it from his machine: the token comes back through recover() (it is in
     // Infisical by now), never from the database.
-    let resumed = run(&["resume", &run_id, "--yes", "--actor", "bob"], &b, &[]);
-    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    run("laptop-b", &["resume", &run_id, "--yes", "--actor", "bob"]).exit(Exit::Ok);
     assert_rotated(&rig.state(), "resumed on another machine");
-    assert!(!crate::support::live_tokens(&rig.state()).contains(&OLD_TOKEN.to_string()));
+    assert!(!live_tokens(&rig.state()).contains(&OLD_TOKEN.to_string()));
     // No secret reached the shared database.
     let mut c = db.client();
     let mut all = String::new();
@@ -305,8 +264,7 @@ fn a_run_killed_on_one_machine_is_resumed_on_another() {
     for secret in rig.secrets() {
         assert!(!all.contains(&secret), "a secret is in the database");
     }
-    let verified = run(&["audit", "verify"], &a, &[]);
-    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    run("laptop-a", &["audit", "verify"]).exit(Exit::Ok);
 }
 
 #[test]
@@ -315,41 +273,21 @@ fn a_run_killed_on_one_machine_is_rolled_back_on_another() {
         return;
     };
     let rig = Rig::new();
-    let a = rig.path().join("laptop-a").to_string_lossy().into_owned();
-    let b = rig.path().join("laptop-b").to_string_lossy().into_owned();
-    let run =
-        |args: &[&str], dir: &str, extra: &[(&str, &str)]| machine_run(&rig, &db, args, dir, extra);
-    let crashed = run(
-        &["exec", "postmark", "--yes", "--actor", "alice"],
-        &a,
-        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
-    );
-    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
-    let listed = run(&["runs", "--json"], &b, &[]);
-    let run_id = serde_json::from_str::<Value>(&listed.stdout).unwrap()[0]["run_id"]
+    let run = |machine: &str, args: &[&str]| machine_run(&rig, &db, machine, args, &[]);
+    let run_id = killed_on_laptop_a(&rig, &db)[0]["run_id"]
         .as_str()
         .unwrap()
         .to_string();
     let undone = run(
+        "laptop-b",
         &["rollback", &run_id, "--yes", "--json", "--actor", "bob"],
-        &b,
-        &[],
     );
-    assert_eq!(undone.code, 0, "{}\n{}", undone.stdout, undone.stderr);
-    let report: Value = undone.report();
-    assert_eq!(report["status"], "rolled_back");
+    undone.exit(Exit::Ok);
+    assert_eq!(undone.report()["status"], "rolled_back");
     // Infisical and every consumer hold the old token again.
-    let state = rig.state();
-    assert_eq!(crate::support::current_infisical(&state), OLD_TOKEN);
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(
-            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"],
-            OLD_TOKEN
-        );
-    }
+    assert_everywhere(&rig.state(), OLD_TOKEN);
     // Alice's machine sees what Bob did to her run.
-    let listed = run(&["runs", "--json"], &a, &[]);
-    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    let listed = run("laptop-a", &["runs", "--json"]).json();
     let attempts = listed[0]["attempts"].as_array().unwrap();
     assert_eq!(attempts.last().unwrap()["actor"], "bob", "{listed}");
     assert_eq!(
@@ -575,26 +513,6 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
         .stderr_has("has schema version 99, newer than this runbook knows (1)");
 }
 
-/// Waits until the database holds `n` approval requests; returns their run ids, oldest first.
-fn requests(db: &Database, n: usize) -> Vec<String> {
-    let mut c = db.client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ids: Vec<String> = c
-            .query("SELECT run_id FROM runbook_approvals ORDER BY run_id", &[])
-            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-            .unwrap_or_default();
-        if ids.len() >= n {
-            return ids;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n} approval requests never came"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A run whose lock was taken from it (--break-lock from another machine) does not go on:
 /// before each step it confirms its lease, and stops when the lease is someone else's.
 #[test]
@@ -602,16 +520,11 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
     let Some(db) = Database::fresh("a_run_whose_lock_was_broken") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("gated.rhai"),
-        GATED.replace("TIMEOUT", "120s"),
-    )
-    .unwrap();
+    let dir = gated("120s");
     let exec = |machine: &str, actor: &str, extra: &[&str]| {
         let mut args = vec!["exec", "gated.rhai", "--sandbox", "--yes", "--actor", actor];
         args.extend_from_slice(extra);
-        spawn(on(dir.path(), machine, &db, &args))
+        on(dir.path(), machine, &db, &args).spawn()
     };
     let a = exec("laptop-a", "alice", &[]);
     let first = requests(&db, 1).remove(0);
@@ -629,15 +542,12 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
         .exit(Exit::Ok);
     };
     approve(&first);
-    let (code, text) = finish(a);
-    assert_eq!(code, 1, "{text}");
-    assert!(
-        text.contains("Step 'gated' not run: this run no longer holds its rotation lock"),
-        "{text}"
+    assert_finished(
+        a,
+        1,
+        &["Step 'gated' not run: this run no longer holds its rotation lock"],
+        &["gated step ran"],
     );
-    assert!(!text.contains("gated step ran"), "{text}");
     approve(&second);
-    let (code, text) = finish(b);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("gated step ran"), "{text}");
+    assert_finished(b, 0, &["gated step ran"], &[]);
 }

@@ -19,15 +19,8 @@ fn the_summary_runs_timeline_list_and_audit_read_as_the_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     let rehearse = |extra: &[&str]| {
         Test::in_dir(dir.path())
-            .shipped_runbooks()
-            .args(&[
-                "exec",
-                "postmark",
-                "--sandbox",
-                "--yes",
-                "--actor",
-                "ops-test",
-            ])
+            .rehearse("postmark")
+            .args(&["--yes", "--actor", "ops-test"])
             .args(extra)
             .run()
     };

@@ -16,8 +16,9 @@ pub use sandbox::{http, SandboxProcess};
 pub use snapshot::assert_snapshot;
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// Raw secret values tests use; none may ever appear in any output or file.
 pub const CANARIES: &[&str] = &[
@@ -33,6 +34,12 @@ pub const CANARIES: &[&str] = &[
 
 /// The Postmark token the canary scenario starts with.
 pub const OLD_TOKEN: &str = "c0ffee00-0000-4000-8000-00000000c001";
+
+/// The canary scenario: the Postmark SOP's world with known secret values (tests/fixtures).
+pub const CANARY: &str = "sop_canary.toml";
+
+/// Where `--sandbox-state` leaves the simulators' final state ([`Test::keep_sandbox_state`]).
+pub const SANDBOX_STATE: &str = "sandbox.json";
 
 /// The documented exit codes, by name (README.md, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +219,39 @@ impl Test {
         self.env("RUNBOOK_PATH", &dir.to_string_lossy())
     }
 
+    /// `exec RUNBOOK --sandbox` from the shipped runbooks: a rehearsal against simulators in
+    /// the process.
+    pub fn rehearse(self, runbook: &str) -> Self {
+        self.shipped_runbooks()
+            .args(&["exec", runbook, "--sandbox"])
+    }
+
+    /// The canary scenario copied in and passed as `--scenario`.
+    pub fn canary(self) -> Self {
+        self.scenario_fixture(CANARY)
+    }
+
+    /// A scenario from tests/fixtures copied in and passed as `--scenario`.
+    pub fn scenario_fixture(self, name: &str) -> Self {
+        self.fixture(name).args(&["--scenario", name])
+    }
+
+    /// A scenario of `text` written as NAME and passed as `--scenario`.
+    pub fn scenario(self, name: &str, text: &str) -> Self {
+        self.file(name, text).args(&["--scenario", name])
+    }
+
+    /// `--sandbox-state`: the simulators' final state, read with [`Output::sandbox_state`].
+    pub fn keep_sandbox_state(self) -> Self {
+        self.args(&["--sandbox-state", SANDBOX_STATE])
+    }
+
+    /// An answers file of `text`, passed as `--answers answers.toml`.
+    pub fn answers(self, text: &str) -> Self {
+        self.file("answers.toml", text)
+            .args(&["--answers", "answers.toml"])
+    }
+
     /// Points the run at a separate sandbox: its exports, and its dashboard for the steps a
     /// person would do there.
     pub fn against(self, sandbox: &SandboxProcess) -> Self {
@@ -252,6 +292,16 @@ impl Test {
             cmd.env_remove(k);
         }
         cmd
+    }
+
+    /// The command started in the background, stdout and stderr piped (read them with
+    /// [`assert_finished`]); the test keeps `self`, and so its directory, until then.
+    pub fn spawn(&self) -> Child {
+        self.command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn runbook")
     }
 
     pub fn run(self) -> Output {
@@ -341,6 +391,11 @@ impl Output {
         }
     }
 
+    /// stdout then stderr, for what may be on either.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
     pub fn state_file(&self, name: &str) -> String {
         std::fs::read_to_string(self.path().join("state").join(name)).unwrap_or_default()
     }
@@ -352,10 +407,31 @@ impl Output {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
+    /// The simulators' final state, left by [`Test::keep_sandbox_state`].
+    pub fn sandbox_state(&self) -> serde_json::Value {
+        self.read_json(SANDBOX_STATE)
+    }
+
+    /// The newest run's journal, as the engine wrote it.
+    pub fn journal(&self) -> String {
+        std::fs::read_to_string(self.journal_path()).unwrap_or_default()
+    }
+
+    /// Where the newest run's journal is.
+    pub fn journal_path(&self) -> PathBuf {
+        self.path()
+            .join(format!("state/runs/{}.jsonl", self.last_run_id()))
+    }
+
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        self.state_file("audit.jsonl")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        audit_entries(self.path())
+    }
+
+    /// The audit log's entries of `action`, oldest first.
+    pub fn audited(&self, action: &str) -> Vec<serde_json::Value> {
+        self.audit()
+            .into_iter()
+            .filter(|e| e["action"] == action)
             .collect()
     }
 
@@ -386,21 +462,13 @@ impl Output {
 
     #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}:\n{}",
-            self.stderr
-        );
+        assert_has("stderr", &self.stderr, needle);
         self
     }
 
     #[track_caller]
     pub fn stdout_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}:\n{}",
-            self.stdout
-        );
+        assert_has("stdout", &self.stdout, needle);
         self
     }
 
@@ -429,12 +497,89 @@ impl Output {
     }
 }
 
+/// Waits for a run [`Test::spawn`] started and checks how it ended: its exit code (-1 when a
+/// signal ended it), what its output shows and what it must not. The output, stdout then
+/// stderr.
+#[track_caller]
+pub fn assert_finished(child: Child, code: i32, shown: &[&str], hidden: &[&str]) -> String {
+    let out = child.wait_with_output().expect("wait for runbook");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code().unwrap_or(-1), code, "{text}");
+    for s in shown {
+        assert!(text.contains(s), "{s:?} not shown:\n{text}");
+    }
+    for s in hidden {
+        assert!(!text.contains(s), "{s:?} shown:\n{text}");
+    }
+    text
+}
+
+/// Starts `cmd` with stdout piped and reads it up to the first line holding `needle` (a
+/// condition, not a delay); the rest of stdout is the caller's to read.
+pub fn start_until(cmd: &mut Command, needle: &str) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn runbook");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    for line in lines.by_ref() {
+        if line.expect("stdout").contains(needle) {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+/// `inner` run behind `stty SETTINGS` (e.g. `echo echoctl`), as an operator's terminal is
+/// set: a test's pseudo-terminal starts without them.
+pub fn behind_stty(settings: &str, inner: &Command) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("stty {settings} && exec \"$0\" \"$@\""))
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    if let Some(d) = inner.get_current_dir() {
+        cmd.current_dir(d);
+    }
+    cmd
+}
+
+/// Sends `signal` (`libc::SIGINT`, `SIGTERM`...) to a child the test started.
+pub fn signal(child: &Child, signal: i32) {
+    // SAFETY: signalling a child process this test started.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+}
+
+/// `text`, the output `stream`, holds `needle`.
+#[track_caller]
+fn assert_has(stream: &str, text: &str, needle: &str) {
+    assert!(text.contains(needle), "{stream} lacks {needle:?}:\n{text}");
+}
+
 /// The exit code, or minus the signal that killed the process (`-9` for SIGKILL).
 pub fn status_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
         .unwrap_or_else(|| -status.signal().unwrap_or(0))
+}
+
+/// The audit log's entries in `dir`'s state dir (none when there is no log).
+pub fn audit_entries(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("state/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
 }
 
 /// The newest run id whose journal is in `state_dir`.

@@ -19,17 +19,37 @@ impl Default for Rig {
 impl Rig {
     /// A rig with the canary scenario (tests/fixtures/sop_canary.toml).
     pub fn new() -> Rig {
-        Self::with_scenario(&fixture("sop_canary.toml"))
+        Self::with_scenario(&fixture(crate::CANARY))
+    }
+
+    /// A rig whose sandbox starts from a scenario of `text` (written in the rig's directory).
+    pub fn with_scenario_text(text: &str) -> Rig {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let scenario = dir.path().join("scenario.toml");
+        std::fs::write(&scenario, text).expect("write scenario");
+        Self::start(dir, &scenario)
     }
 
     pub fn with_scenario(scenario: &Path) -> Rig {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start(tempfile::tempdir().expect("temp dir"), scenario)
+    }
+
+    fn start(dir: tempfile::TempDir, scenario: &Path) -> Rig {
         let sandbox = SandboxProcess::start_with(dir.path(), scenario);
         Rig { dir, sandbox }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The operator's shell: the sandbox's exports (no automated dashboard), this rig's state
+    /// dir and the shipped runbooks.
+    pub fn shell(&self, args: &[&str]) -> Test {
+        Test::in_dir(self.dir.path())
+            .shipped_runbooks()
+            .envs(&self.sandbox.env)
+            .args(args)
     }
 
     /// The binary aimed at this rig's sandbox, state dir and the shipped runbooks.
@@ -56,6 +76,64 @@ impl Rig {
         self.test(args, extra).stdin(stdin).run()
     }
 
+    /// `COMMAND FIRST --yes`, then `extra`.
+    fn with_yes(&self, command: &str, first: &str, extra: &[&str]) -> Output {
+        let mut args = vec![command, first, "--yes"];
+        args.extend_from_slice(extra);
+        self.runbook(&args, &[])
+    }
+
+    /// `exec RUNBOOK --yes`, then `extra`.
+    pub fn exec(&self, runbook: &str, extra: &[&str]) -> Output {
+        self.with_yes("exec", runbook, extra)
+    }
+
+    /// A file in the rig's directory, e.g. an answers file for a later command.
+    pub fn file(&self, name: &str, contents: &str) {
+        std::fs::write(self.path().join(name), contents).expect("write file");
+    }
+
+    /// `exec RUNBOOK --yes` killed (SIGKILL) at `point` (`RUNBOOK_CRASH_AT`, e.g.
+    /// `after:store` or `inside:propagate`).
+    #[track_caller]
+    pub fn crash(&self, runbook: &str, point: &str) -> Output {
+        let out = self.runbook(&["exec", runbook, "--yes"], &[("RUNBOOK_CRASH_AT", point)]);
+        assert_eq!(
+            out.code, -9,
+            "{point}: the engine should have been killed\n{}",
+            out.stderr
+        );
+        out
+    }
+
+    /// `resume` of the newest run with `--yes`, then `extra`.
+    pub fn resume(&self, extra: &[&str]) -> Output {
+        self.with_yes("resume", &self.run_id(), extra)
+    }
+
+    /// [`Rig::crash`] at `point`, then `resume`, which must complete.
+    #[track_caller]
+    pub fn crash_and_resume(&self, runbook: &str, point: &str) -> Output {
+        self.crash(runbook, point);
+        let resumed = self.resume(&[]);
+        assert_eq!(
+            resumed.code, 0,
+            "{point}: resume failed\n{}\n{}",
+            resumed.stdout, resumed.stderr
+        );
+        resumed
+    }
+
+    /// `rollback` of the newest run with `--yes`, then `extra`.
+    pub fn rollback(&self, extra: &[&str]) -> Output {
+        self.with_yes("rollback", &self.run_id(), extra)
+    }
+
+    /// `runs --json`: every run in the state dir, newest first.
+    pub fn runs(&self) -> serde_json::Value {
+        self.runbook(&["runs", "--json"], &[]).json()
+    }
+
     /// The simulators' state.
     pub fn state(&self) -> serde_json::Value {
         self.sandbox.state()
@@ -64,6 +142,14 @@ impl Rig {
     /// The newest run in the state dir.
     pub fn run_id(&self) -> String {
         last_run_id(&self.dir.path().join("state"))
+    }
+
+    /// The newest run's journal, as the engine wrote it.
+    pub fn journal(&self) -> String {
+        let path = self
+            .path()
+            .join(format!("state/runs/{}.jsonl", self.run_id()));
+        std::fs::read_to_string(path).expect("the run's journal")
     }
 
     /// The canaries and every token the Postmark simulator ever issued.

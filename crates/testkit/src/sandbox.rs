@@ -17,7 +17,7 @@ pub struct SandboxProcess {
 impl SandboxProcess {
     /// Starts `runbook sandbox` with the canary scenario.
     pub fn start(dir: &Path) -> SandboxProcess {
-        Self::start_with(dir, &crate::fixture("sop_canary.toml"))
+        Self::start_with(dir, &crate::fixture(crate::CANARY))
     }
 
     /// Starts `runbook sandbox --scenario FILE` and reads the exports it prints.
@@ -63,6 +63,18 @@ impl SandboxProcess {
         let (status, body) = http(self.postmark_url(), "GET", "/_sandbox/state", &[], "");
         assert_eq!(status, 200, "sandbox state");
         serde_json::from_str(&body).expect("sandbox state JSON")
+    }
+
+    /// Deletes a token of the Postmark server `raxx-prod`, as an operator would in the
+    /// dashboard.
+    pub fn delete_postmark_token(&self, token: &str) {
+        http(
+            self.postmark_url(),
+            "POST",
+            "/_sandbox/servers/raxx-prod/tokens/delete",
+            &[("Content-Type", "application/json")],
+            &serde_json::json!({ "token": token }).to_string(),
+        );
     }
 
     /// Adds a fault rule to the running sandbox.

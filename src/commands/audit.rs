@@ -39,27 +39,7 @@ fn export(log: &AuditLog, args: &AuditExportArgs) -> Result<u8> {
                 })?;
         }
         Some(path) => {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| {
-                    Error::usage(
-                        format!("cannot write {}: {e}", path.display()),
-                        "name a file that does not exist yet",
-                    )
-                })?;
-            f.write_all(text.as_bytes())
-                .and_then(|_| f.sync_all())
-                .map_err(|e| {
-                    Error::usage(
-                        format!("cannot write {}: {e}", path.display()),
-                        "check the disk",
-                    )
-                })?;
+            super::write_new(path, &text, 0o600)?;
             ui::err(&format!(
                 "exported {} entries from {} to {}",
                 lines.len(),
@@ -134,7 +114,7 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
         .filter(|e| {
             args.action
                 .as_deref()
-                .is_none_or(|a| e.action.as_str() == a)
+                .is_none_or(|a| e.event.action.as_str() == a)
         })
         // RFC 3339 UTC times compare as strings.
         .filter(|e| args.since.as_deref().is_none_or(|s| e.time.as_str() >= s))
@@ -155,13 +135,13 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
         .map(|e| {
             vec![
                 or_dash(&e.time),
-                or_dash(&e.run_id),
-                e.mode.as_str().to_string(),
-                or_dash(&e.actor),
-                or_dash(&e.runbook),
-                or_dash(&e.step),
-                or_dash(e.action.as_str()),
-                readable(&e.context),
+                or_dash(&e.event.run_id),
+                e.event.mode.as_str().to_string(),
+                or_dash(&e.event.actor),
+                or_dash(&e.event.runbook),
+                or_dash(&e.event.step),
+                or_dash(e.event.action.as_str()),
+                readable(&e.event.context),
             ]
         })
         .collect();

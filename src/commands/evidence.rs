@@ -42,24 +42,7 @@ pub fn run(args: EvidenceArgs, settings: &crate::settings::Settings) -> Result<u
             let text = serde_json::to_string_pretty(&pack).unwrap_or_default();
             match &args.output {
                 Some(path) => {
-                    // Never over an existing file (a key, an earlier pack).
-                    use std::io::Write;
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(path)
-                        .map_err(|e| {
-                            Error::usage(
-                                format!("cannot write {}: {e}", path.display()),
-                                "choose a file that does not exist yet",
-                            )
-                        })?;
-                    f.write_all(format!("{text}\n").as_bytes()).map_err(|e| {
-                        Error::usage(
-                            format!("cannot write {}: {e}", path.display()),
-                            "check the disk",
-                        )
-                    })?;
+                    super::write_new(path, &format!("{text}\n"), 0o644)?;
                     ui::err(&format!(
                         "wrote the evidence of run {run_id} to {}",
                         path.display()
@@ -312,7 +295,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
     let entries = log
         .entries()?
         .into_iter()
-        .filter(|a| a.run_id == run_id)
+        .filter(|a| a.event.run_id == run_id)
         .collect();
     let chain = match log.verify()? {
         Verdict::Intact { entries, head } => Chain {
@@ -516,43 +499,16 @@ fn keygen(out: &Path) -> Result<u8> {
     })?;
     let key = SigningKey::from_bytes(&seed);
     let b64 = base64::engine::general_purpose::STANDARD;
-    let write = |path: &Path, text: String, mode: u32| -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::create_dir_all(out).map_err(|e| {
-            Error::usage(
-                format!("cannot create {}: {e}", out.display()),
-                "check the path",
-            )
-        })?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| {
-                Error::usage(
-                    format!("cannot write {}: {e}", path.display()),
-                    "check the path",
-                )
-            })?;
-        f.write_all(text.as_bytes()).map_err(|e| {
-            Error::usage(
-                format!("cannot write {}: {e}", path.display()),
-                "check the disk",
-            )
-        })
-    };
-    write(
-        &private,
-        format!("{KEY_HEADER}\n{}\n", b64.encode(seed)),
-        0o600,
-    )?;
-    write(
-        &public,
-        format!("{}\n", b64.encode(key.verifying_key().as_bytes())),
-        0o644,
-    )?;
+    std::fs::create_dir_all(out).map_err(|e| {
+        Error::usage(
+            format!("cannot create {}: {e}", out.display()),
+            "check the path",
+        )
+    })?;
+    let seed_line = format!("{KEY_HEADER}\n{}\n", b64.encode(seed));
+    super::write_new(&private, &seed_line, 0o600)?;
+    let public_line = format!("{}\n", b64.encode(key.verifying_key().as_bytes()));
+    super::write_new(&public, &public_line, 0o644)?;
     ui::err(&format!(
         "wrote {} (keep it secret: it signs evidence) and {} (give it to whoever verifies)",
         private.display(),

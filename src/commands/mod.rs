@@ -18,6 +18,25 @@ pub mod show;
 
 use crate::ui;
 
+/// Writes `text` to a new file with `mode`: never over an existing one (a key, an earlier
+/// pack or export), and durably.
+pub fn write_new(path: &std::path::Path, text: &str, mode: u32) -> crate::error::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |e: std::io::Error, help: &str| {
+        crate::error::Error::usage(format!("cannot write {}: {e}", path.display()), help)
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| failed(e, "choose a file that does not exist yet"))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| failed(e, "check the disk"))
+}
+
 /// Columns as wide as their widest cell, two spaces apart (`kubectl get` style).
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..header.len())

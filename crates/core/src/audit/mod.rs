@@ -208,9 +208,9 @@ impl AuditEvent {
     }
 }
 
-/// One event of a run, before it is chained.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct Event {
+/// One event of a run, as the log records it (its entry chains it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Event {
     pub actor: String,
     pub run_id: String,
     pub runbook: String,
@@ -233,13 +233,8 @@ struct Unhashed<'a> {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     pub time: String,
-    pub actor: String,
-    pub run_id: String,
-    pub runbook: String,
-    pub step: String,
-    pub action: Action,
-    pub mode: Mode,
-    pub context: Value,
+    #[serde(flatten)]
+    pub event: Event,
     pub prev_hash: String,
     pub hash: String,
 }

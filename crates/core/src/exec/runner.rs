@@ -156,20 +156,37 @@ impl<'a> Runner<'a> {
         self.say.heading("Prerequisites");
         let run = self.session.run();
         run.set_phase(crate::host::Phase::Step("prerequisites".into()));
-        match run
+        let confirmed = run
             .operator()
-            .checklist("prerequisites", &plan.prerequisites)
-        {
-            Ok(()) => None,
-            Err(PromptError::Interrupted) => Some(RunStatus::Interrupted),
-            Err(PromptError::Aborted) => {
-                self.say
-                    .warning("Stopped: a prerequisite was not confirmed. Nothing was changed.");
-                Some(RunStatus::Aborted)
+            .checklist("prerequisites", &plan.prerequisites);
+        let declined = "Stopped: a prerequisite was not confirmed. Nothing was changed.";
+        confirmed.err().map(|e| self.stopped_at(e, declined, None))
+    }
+
+    /// How a question that must be answered yes stops the run: the operator said no
+    /// (`declined`), pressed Ctrl-C (`interrupted`, when there is more to say), or nobody
+    /// could answer (why, which is also the run's error).
+    fn stopped_at(
+        &mut self,
+        e: PromptError,
+        declined: &str,
+        interrupted: Option<&str>,
+    ) -> RunStatus {
+        match e {
+            PromptError::Aborted => {
+                self.say.warning(declined);
+                RunStatus::Aborted
             }
-            Err(e) => {
+            PromptError::Interrupted => {
+                if let Some(text) = interrupted {
+                    self.say.warning(text);
+                }
+                RunStatus::Interrupted
+            }
+            e => {
                 self.say.warning(e.to_string());
-                Some(RunStatus::Aborted)
+                self.error = Some(e.to_string());
+                RunStatus::Aborted
             }
         }
     }
@@ -334,24 +351,13 @@ impl<'a> Runner<'a> {
             .run()
             .operator()
             .confirm("writes.confirm", "Go ahead with the first write?");
+        let declined =
+            "Stopped before the first write at the operator's request. Nothing was changed.";
+        let interrupted = "Interrupted (Ctrl-C) before the first write. Nothing was changed.";
         match answer {
             Ok(true) => None,
-            Ok(false) | Err(PromptError::Aborted) => {
-                self.say.warning(
-                    "Stopped before the first write at the operator's request. Nothing was changed.",
-                );
-                Some(RunStatus::Aborted)
-            }
-            Err(PromptError::Interrupted) => {
-                self.say
-                    .warning("Interrupted (Ctrl-C) before the first write. Nothing was changed.");
-                Some(RunStatus::Interrupted)
-            }
-            Err(e) => {
-                self.say.warning(e.to_string());
-                self.error = Some(e.to_string());
-                Some(RunStatus::Aborted)
-            }
+            Ok(false) => Some(self.stopped_at(PromptError::Aborted, declined, None)),
+            Err(e) => Some(self.stopped_at(e, declined, Some(interrupted))),
         }
     }
 

@@ -35,7 +35,7 @@ pub(crate) fn register(reg: &mut Registrar) {
                 .entries()
                 .unwrap_or_default()
                 .iter()
-                .any(|e| &e.run_id == run_id && e.action == action))
+                .any(|e| &e.event.run_id == run_id && e.event.action == action))
         },
     );
     m.finish();

@@ -216,16 +216,23 @@ fn await_approval(
     }
 }
 
-fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
-    let wait = approval_timeout(&opts, "infisical::set_secret")?;
+/// A write's options: how long it waits for a change request to be merged, and where it
+/// writes; and how the write names its target.
+fn write_scope(h: &RunContext, name: &str, opts: Map, function: &str) -> R<(u64, Scope, String)> {
+    let wait = approval_timeout(&opts, function)?;
     let mut opts = opts;
     opts.remove("approval_timeout");
-    let s = scope(h, &opts, "infisical::set_secret")?;
+    let s = scope(h, &opts, function)?;
+    let target = format!("{name} in {}:{}{}", s.project_id, s.env, s.path);
+    Ok((wait, s, target))
+}
+
+fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
+    let (wait, s, target) = write_scope(h, name, opts, "infisical::set_secret")?;
     let detail = serde_json::json!({
         "name": name, "env": s.env, "path": s.path, "project_id": s.project_id,
         "value": value.fingerprint(),
     });
-    let target = format!("{name} in {}:{}{}", s.project_id, s.env, s.path);
     h.writes().mutate(
         "infisical::set_secret",
         Effect::Write,
@@ -311,12 +318,8 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
 }
 
 fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
-    let wait = approval_timeout(&opts, "infisical::delete_secret")?;
-    let mut opts = opts;
-    opts.remove("approval_timeout");
-    let s = scope(h, &opts, "infisical::delete_secret")?;
+    let (wait, s, target) = write_scope(h, name, opts, "infisical::delete_secret")?;
     let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
-    let target = format!("{name} in {}:{}{}", s.project_id, s.env, s.path);
     h.writes().mutate(
         "infisical::delete_secret",
         Effect::Destructive,

@@ -47,41 +47,22 @@ pub(crate) fn register(reg: &mut Registrar) {
     global_fn(g, "to_debug", |s: &mut Secret| s.masked());
     global_fn(g, "==", |a: Secret, b: Secret| a == b);
     global_fn(g, "!=", |a: Secret, b: Secret| a != b);
-    global_fn(
-        g,
-        "==",
-        |_: Secret, _: ImmutableString| -> Result<bool, Box<EvalAltResult>> { Err(no_compare()) },
-    );
-    global_fn(
-        g,
-        "==",
-        |_: ImmutableString, _: Secret| -> Result<bool, Box<EvalAltResult>> { Err(no_compare()) },
-    );
-    global_fn(
-        g,
-        "+",
-        |_: ImmutableString, _: Secret| -> Result<Dynamic, Box<EvalAltResult>> { Err(no_concat()) },
-    );
-    global_fn(
-        g,
-        "+",
-        |_: Secret, _: ImmutableString| -> Result<Dynamic, Box<EvalAltResult>> { Err(no_concat()) },
-    );
-    global_fn(
-        g,
-        "+",
-        |_: Secret, _: Secret| -> Result<Dynamic, Box<EvalAltResult>> { Err(no_concat()) },
-    );
-    global_fn(
-        g,
-        "+=",
-        |_: &mut ImmutableString, _: Secret| -> Result<(), Box<EvalAltResult>> { Err(no_concat()) },
-    );
-    global_fn(
-        g,
-        "append",
-        |_: &mut ImmutableString, _: Secret| -> Result<(), Box<EvalAltResult>> { Err(no_concat()) },
-    );
+    // What a script must not do with a Secret and a string: compare them (a guess checked
+    // against the value) or join them (the value copied into a plain string).
+    macro_rules! refused {
+        ($op:literal, $a:ty, $b:ty, $out:ty, $why:ident) => {
+            global_fn(g, $op, |_: $a, _: $b| -> Result<$out, Box<EvalAltResult>> {
+                Err($why())
+            });
+        };
+    }
+    refused!("==", Secret, ImmutableString, bool, no_compare);
+    refused!("==", ImmutableString, Secret, bool, no_compare);
+    refused!("+", ImmutableString, Secret, Dynamic, no_concat);
+    refused!("+", Secret, ImmutableString, Dynamic, no_concat);
+    refused!("+", Secret, Secret, Dynamic, no_concat);
+    refused!("+=", &mut ImmutableString, Secret, (), no_concat);
+    refused!("append", &mut ImmutableString, Secret, (), no_concat);
 
     let mut methods = reg.module("");
     methods.method(

@@ -66,7 +66,7 @@ fn resumed(entry: Entry) -> Event {
     })
 }
 
-fn write_sent(step: &str, target: &str) -> Event {
+fn sent(step: &str, target: &str) -> Event {
     Event::Write(WriteSent {
         step: step.into(),
         function: "heroku::set_config".into(),
@@ -77,7 +77,7 @@ fn write_sent(step: &str, target: &str) -> Event {
     })
 }
 
-fn write_ended(step: &str, target: &str, outcome: WriteOutcome) -> Event {
+fn ended(step: &str, target: &str, outcome: WriteOutcome) -> Event {
     Event::WriteOutcome(WriteSettled {
         step: step.into(),
         function: "heroku::set_config".into(),
@@ -139,11 +139,8 @@ fn events_read_back_as_written() {
                 out_of_order: false,
             }),
         ),
-        at("t2", write_sent("propagate", "app-a")),
-        at(
-            "t3",
-            write_ended("propagate", "app-a", WriteOutcome::Applied),
-        ),
+        at("t2", sent("propagate", "app-a")),
+        at("t3", ended("propagate", "app-a", WriteOutcome::Applied)),
         // Its `kind` field must not make it read as the format before events.
         at(
             "t3",
@@ -206,17 +203,11 @@ fn later_attempts_never_rewrite_how_the_run_ended() {
 fn writes_fold_to_what_is_in_effect() {
     let l = Ledger::fold(&[
         at("t0", started(Target::Production)),
-        at("t1", write_sent("propagate", "app-a")),
-        at("t1", write_sent("propagate", "app-b")),
-        at(
-            "t2",
-            write_ended("propagate", "app-a", WriteOutcome::Applied),
-        ),
-        at(
-            "t2",
-            write_ended("propagate", "app-b", WriteOutcome::NotSent),
-        ),
-        at("t3", write_sent("store", "SECRET")),
+        at("t1", sent("propagate", "app-a")),
+        at("t1", sent("propagate", "app-b")),
+        at("t2", ended("propagate", "app-a", WriteOutcome::Applied)),
+        at("t2", ended("propagate", "app-b", WriteOutcome::NotSent)),
+        at("t3", sent("store", "SECRET")),
     ])
     .unwrap();
     let states: Vec<WriteOutcome> = l.writes.iter().map(|w| w.outcome).collect();
@@ -238,11 +229,8 @@ fn writes_fold_to_what_is_in_effect() {
                 step: "propagate".into(),
             },
         ),
-        at("t4", write_sent("propagate", "app-a")),
-        at(
-            "t5",
-            write_ended("propagate", "app-a", WriteOutcome::Applied),
-        ),
+        at("t4", sent("propagate", "app-a")),
+        at("t5", ended("propagate", "app-a", WriteOutcome::Applied)),
         at(
             "t6",
             Event::UndoFinished(UndoFinished {

@@ -4,15 +4,11 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::shared::Shared;
-use crate::simulator::{state_entry, Simulator};
+use crate::simulator::{state_entry, Routes, Simulator};
 use crate::world::World;
 use crate::SandboxError;
-use axum::response::Response;
-use axum::Router;
 use serde_json::Value;
 pub(crate) use state::GithubState;
-use std::sync::Arc;
 
 pub(crate) struct Github;
 
@@ -25,19 +21,8 @@ impl Simulator for Github {
         world.insert_built(|tokens_of| GithubState::from_scenario(&scenario.github, tokens_of))
     }
 
-    fn router(&self, shared: Arc<Shared>) -> Router {
-        routes::router(shared)
-    }
-
-    fn error_for_status(&self, status: u16) -> Response {
-        routes::error_for_status(status)
-    }
-
-    fn outer(&self, router: Router, shared: Arc<Shared>) -> Router {
-        router.layer(axum::middleware::from_fn_with_state(
-            shared,
-            routes::rate_limit,
-        ))
+    fn routes(&self) -> Routes {
+        routes::ROUTES
     }
 
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {

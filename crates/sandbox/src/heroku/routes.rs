@@ -5,7 +5,7 @@ use super::state::{find_release, restart, HApp, HRelease, HerokuState, LogSessio
 use super::Heroku;
 use crate::http::{header, json_answer, json_or_empty};
 use crate::shared::Shared;
-use crate::simulator::Simulator;
+use crate::simulator::{Routes, Simulator};
 use crate::ts;
 use crate::world::World;
 use axum::body::Bytes;
@@ -24,7 +24,15 @@ fn error_body(status: u16, id: &str, message: &str) -> Response {
     json_answer(status, json!({"id": id, "message": message}))
 }
 
-pub(super) fn error_for_status(status: u16) -> Response {
+/// What the Heroku simulator serves, inside the account's request pool.
+pub(super) const ROUTES: Routes = Routes::new(router, error_for_status).inside(pooled);
+
+/// The account's request pool (`rate_limit`) around every answer, injected faults included.
+fn pooled(router: Router, shared: Arc<Shared>) -> Router {
+    router.layer(middleware::from_fn_with_state(shared, rate_limit))
+}
+
+fn error_for_status(status: u16) -> Response {
     let (id, message) = match status {
         400 => ("bad_request", "Invalid request."),
         401 => ("unauthorized", "Invalid credentials provided."),
@@ -103,7 +111,7 @@ fn restarted(w: &mut World, app: &str) -> Response {
     (StatusCode::ACCEPTED, Json(json!({}))).into_response()
 }
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/apps", get(list_apps))
         .route("/apps/{app}", get(app_info))
@@ -139,7 +147,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 /// The account's request pool, outside the fault layer: every request takes a token, fault
 /// answers included, and every answer says what remains (`RateLimit-Remaining`); an empty
 /// pool answers 429 `rate_limit` without reaching the API.
-pub(super) async fn rate_limit(
+async fn rate_limit(
     State(s): State<Arc<Shared>>,
     req: axum::extract::Request,
     next: Next,

@@ -111,6 +111,19 @@ pub(crate) fn names() -> impl Iterator<Item = &'static str> {
     BUILT_IN.iter().map(|s| s.name())
 }
 
+/// A simulator's variables: its base URL `url` as `url_var`, then the ones `credentials`
+/// reads from its state `T`, which are none when it installed no state.
+pub(crate) fn env_with_state<T: Any>(
+    world: &World,
+    url_var: &'static str,
+    url: &str,
+    credentials: impl FnOnce(&T) -> Vec<(&'static str, String)>,
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![(url_var, url.to_string())];
+    env.extend(world.get::<T>().map(credentials).unwrap_or_default());
+    env
+}
+
 /// A simulator's entry in the sandbox's state: its state `T` as `to_json` renders it, under
 /// `key`; none when it installed no state.
 pub(crate) fn state_entry<T: Any>(

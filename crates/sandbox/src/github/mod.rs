@@ -4,7 +4,7 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::simulator::{state_entry, Routes, Simulator};
+use crate::simulator::{env_with_state, state_entry, Routes, Simulator};
 use crate::world::World;
 use crate::SandboxError;
 use serde_json::Value;
@@ -26,11 +26,9 @@ impl Simulator for Github {
     }
 
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
-        let mut env = vec![("GITHUB_API_URL", url.to_string())];
-        if let Some(st) = world.get::<GithubState>() {
-            env.push(("GITHUB_TOKEN", st.token.clone()));
-        }
-        env
+        env_with_state(world, "GITHUB_API_URL", url, |st: &GithubState| {
+            vec![("GITHUB_TOKEN", st.token.clone())]
+        })
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {

@@ -6,7 +6,7 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::simulator::{state_entry, Routes, Simulator};
+use crate::simulator::{env_with_state, state_entry, Routes, Simulator};
 use crate::world::World;
 use crate::SandboxError;
 use serde_json::Value;
@@ -30,17 +30,17 @@ impl Simulator for Heroku {
     }
 
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
-        let mut env = vec![("HEROKU_HOST", url.to_string())];
-        if let Some(st) = world.get::<HerokuState>() {
-            env.push(("HEROKU_API_KEY", st.api_key.clone()));
-            // The pool's refill rate, which Heroku documents and the engine paces by: the
-            // rehearsal's pool (a scenario may scale it) is the one to pace by here.
-            env.push((
-                "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
-                format!("{}", st.pool.per_minute()),
-            ));
-        }
-        env
+        env_with_state(world, "HEROKU_HOST", url, |st: &HerokuState| {
+            vec![
+                ("HEROKU_API_KEY", st.api_key.clone()),
+                // The pool's refill rate, which Heroku documents and the engine paces by: the
+                // rehearsal's pool (a scenario may scale it) is the one to pace by here.
+                (
+                    "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
+                    format!("{}", st.pool.per_minute()),
+                ),
+            ]
+        })
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {

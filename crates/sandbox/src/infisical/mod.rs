@@ -5,7 +5,7 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::simulator::{state_entry, Routes, Simulator};
+use crate::simulator::{env_with_state, state_entry, Routes, Simulator};
 use crate::world::World;
 use crate::SandboxError;
 use serde_json::Value;
@@ -29,11 +29,12 @@ impl Simulator for Infisical {
 
     /// The "domain" is the URL without `/api`, as `INFISICAL_DOMAIN` takes it.
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
-        let mut env = vec![("INFISICAL_DOMAIN", url.to_string())];
-        if let Some(st) = world.get::<InfisicalState>() {
-            env.push(("INFISICAL_TOKEN", st.token.clone()));
-            env.push(("INFISICAL_PROJECT_ID", st.project_id.clone()));
-        }
+        let mut env = env_with_state(world, "INFISICAL_DOMAIN", url, |st: &InfisicalState| {
+            vec![
+                ("INFISICAL_TOKEN", st.token.clone()),
+                ("INFISICAL_PROJECT_ID", st.project_id.clone()),
+            ]
+        });
         env.push(("INFISICAL_DISABLE_UPDATE_CHECK", "true".into()));
         env
     }

@@ -3,13 +3,11 @@
 use reqwest::RequestBuilder;
 use serde_json::{json, Value};
 
+pub(crate) use crate::testing::{keys, sorted};
+
 /// A plain client for requests the typed clients would not make.
 pub(crate) fn raw() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
+    crate::testing::client().expect("client")
 }
 
 /// What `req` asks (`METHOD URL`), to name the request in a failed assertion.
@@ -281,23 +279,6 @@ fn report(what: &str, errors: Vec<String>, instance: &Value) {
         "{what}:\n  - {}\ninstance: {instance:#}",
         errors.join("\n  - ")
     );
-}
-
-/// The keys of a JSON object, sorted.
-pub(crate) fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    k.sort();
-    k
-}
-
-/// Sorted owned strings, for comparing with `keys`.
-pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    v.sort();
-    v
 }
 
 #[cfg(test)]

@@ -176,12 +176,14 @@ async fn get_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
-    with_repo(&s, &owner, &repo, |r| {
-        match r.secrets.get(&name.to_uppercase()) {
-        Some(v) => Json(json!({"name": name.to_uppercase(), "created_at": v.created_at, "updated_at": v.updated_at}))
-            .into_response(),
+    with_repo(&s, &owner, &repo, |r| match r.secret(&name) {
+        Some(v) => Json(json!({
+            "name": name.to_uppercase(),
+            "created_at": v.created_at,
+            "updated_at": v.updated_at,
+        }))
+        .into_response(),
         None => not_found(),
-    }
     })
 }
 
@@ -254,9 +256,10 @@ async fn delete_secret(
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
     with_repo(&s, &owner, &repo, |r| {
-        match r.secrets.remove(&name.to_uppercase()) {
-            Some(_) => StatusCode::NO_CONTENT.into_response(),
-            None => not_found(),
+        if r.delete_secret(&name) {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            not_found()
         }
     })
 }

@@ -1,6 +1,7 @@
 //! The GitHub simulator's data: repositories with their Actions secrets, stored decrypted.
 
 use crate::scenario::{resolve, GithubScenario};
+use crate::world::TokensOf;
 use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -73,7 +74,7 @@ pub(crate) struct GithubState {
 impl GithubState {
     pub(super) fn from_scenario(
         s: &GithubScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+        tokens_of: TokensOf<'_>,
     ) -> Result<Self, SandboxError> {
         let mut repos = Vec::new();
         for spec in &s.repos {

@@ -3,6 +3,7 @@
 
 use super::approvals::{Approvals, Op};
 use crate::scenario::{resolve, InfisicalScenario};
+use crate::world::TokensOf;
 use crate::{ts, SandboxError};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -68,7 +69,7 @@ impl InfisicalState {
 
     pub(super) fn from_scenario(
         s: &InfisicalScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+        tokens_of: TokensOf<'_>,
     ) -> Result<Self, SandboxError> {
         let mut secrets = Vec::new();
         for spec in &s.secrets {

@@ -385,7 +385,7 @@ impl VendorConfig {
                 .filter(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
                 .map(|rest| rest.split('?').next().unwrap_or(""));
             if let Some(route) = route {
-                let fields = (v.spec().credentials)(route);
+                let fields = v.spec().credentials.at(route);
                 if fields != crate::spec::CredentialFields::None {
                     return fields;
                 }

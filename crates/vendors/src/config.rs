@@ -312,47 +312,41 @@ impl VendorConfig {
         cfg.infisical.project_id = plain("INFISICAL_PROJECT_ID");
         cfg.heroku.api_key = secret("HEROKU_API_KEY");
         cfg.github.token = secret("GITHUB_TOKEN").or_else(|| secret("GH_TOKEN"));
-        if let Some(v) = plain("RUNBOOK_HTTP_TIMEOUT_SECS") {
-            let secs = number_in(
-                "RUNBOOK_HTTP_TIMEOUT_SECS",
-                &v,
-                1..=3600u64,
-                "a whole number of seconds between 1 and 3600",
-            )?;
+        if let Some(secs) = number_in(
+            &plain,
+            "RUNBOOK_HTTP_TIMEOUT_SECS",
+            1..=3600u64,
+            "a whole number of seconds between 1 and 3600",
+        )? {
             cfg.transport.timeout = Duration::from_secs(secs);
         }
-        if let Some(v) = plain("RUNBOOK_MAX_RESPONSE_MB") {
-            let mb = number_in(
-                "RUNBOOK_MAX_RESPONSE_MB",
-                &v,
-                1..=4096u64,
-                "a whole number of MiB between 1 and 4096",
-            )?;
+        if let Some(mb) = number_in(
+            &plain,
+            "RUNBOOK_MAX_RESPONSE_MB",
+            1..=4096u64,
+            "a whole number of MiB between 1 and 4096",
+        )? {
             cfg.transport.max_body = (mb as usize) << 20;
         }
-        if let Some(v) = plain("RUNBOOK_HEROKU_REFILL_PER_MINUTE") {
-            // The range leaves out NaN and the infinities too.
-            let rate = number_in(
-                "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
-                &v,
-                0.0..=1_000_000.0f64,
-                "requests a minute between 0 (no pacing) and 1000000",
-            )?;
+        // The range leaves out NaN and the infinities too.
+        if let Some(rate) = number_in(
+            &plain,
+            "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
+            0.0..=1_000_000.0f64,
+            "requests a minute between 0 (no pacing) and 1000000",
+        )? {
             cfg.transport
                 .pools
                 .retain(|(vendor, _)| *vendor != "heroku");
             cfg.transport.pools.push(("heroku", rate));
         }
-        if let Some(v) = plain("RUNBOOK_CONCURRENCY") {
-            cfg.concurrency =
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or(ConfigError::Invalid {
-                        name: "RUNBOOK_CONCURRENCY",
-                        value: v.clone(),
-                        expected: "a whole number, at least 1",
-                    })?;
+        if let Some(n) = number_in(
+            &plain,
+            "RUNBOOK_CONCURRENCY",
+            1..=usize::MAX,
+            "a whole number, at least 1",
+        )? {
+            cfg.concurrency = n;
         }
         Ok(cfg)
     }
@@ -444,25 +438,28 @@ impl VendorConfig {
     }
 }
 
-/// Whether `url` points at this machine (loopback or `localhost`).
-/// Setting `name`'s value `v` read as a number in `range`, or the error saying what is
-/// `expected`.
+/// Setting `name` as `plain` reads it, when set: a number in `range`, or the error saying
+/// what is `expected`.
 fn number_in<T: FromStr + PartialOrd>(
+    plain: &dyn Fn(&str) -> Option<String>,
     name: &'static str,
-    v: &str,
     range: RangeInclusive<T>,
     expected: &'static str,
-) -> Result<T, ConfigError> {
-    v.parse::<T>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or(ConfigError::Invalid {
+) -> Result<Option<T>, ConfigError> {
+    let Some(v) = plain(name) else {
+        return Ok(None);
+    };
+    match v.parse::<T>().ok().filter(|n| range.contains(n)) {
+        Some(n) => Ok(Some(n)),
+        None => Err(ConfigError::Invalid {
             name,
-            value: v.to_string(),
+            value: v,
             expected,
-        })
+        }),
+    }
 }
 
+/// Whether `url` points at this machine (loopback or `localhost`).
 pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| crate::transport::is_loopback(&u))
 }

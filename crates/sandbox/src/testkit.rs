@@ -1,6 +1,7 @@
 //! Test helpers: raw HTTP and validators against the vendors' published specs.
 
-use reqwest::RequestBuilder;
+use crate::Sandbox;
+use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 
 pub(crate) use crate::testing::{keys, sorted};
@@ -8,6 +9,22 @@ pub(crate) use crate::testing::{keys, sorted};
 /// A plain client for requests the typed clients would not make.
 pub(crate) fn raw() -> reqwest::Client {
     crate::testing::client().expect("client")
+}
+
+/// The Heroku Platform API version the engine asks for.
+pub(crate) const HEROKU_ACCEPT: &str = "application/vnd.heroku+json; version=3";
+
+/// A Heroku Platform API request as the engine sends it: version 3 Accept and the API key.
+pub(crate) fn platform(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
+    raw()
+        .request(method, format!("{}{path}", sb.heroku_url()))
+        .header("Accept", HEROKU_ACCEPT)
+        .bearer_auth(&sb.credentials().heroku_api_key)
+}
+
+/// The same on the default scenario's app `raxx-api-prod`: `suffix` follows its path.
+pub(crate) fn on_app(sb: &Sandbox, method: Method, suffix: &str) -> RequestBuilder {
+    platform(sb, method, &format!("/apps/raxx-api-prod{suffix}"))
 }
 
 /// What `req` asks (`METHOD URL`), to name the request in a failed assertion.

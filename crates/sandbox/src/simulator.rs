@@ -38,6 +38,7 @@ pub(crate) trait Simulator: Sync {
 /// with) and, around both, the layer that sees every answer.
 #[derive(Clone, Copy)]
 pub(crate) struct Routes {
+    /// Its routes, over the shared world.
     router: fn(Arc<Shared>) -> Router,
     /// The vendor's own error answer for a bare status.
     error_for_status: fn(u16) -> Response,

@@ -58,7 +58,8 @@ fn error_for_status(status: u16) -> Response {
     }
 }
 
-/// Infisical sends no rate-limit headers: its 429 says the wait in the message.
+/// A refusal asking for a wait: a 429 says it in its message, any other status in the
+/// `Retry-After` header.
 fn error_with_wait(status: u16, secs: u64) -> Response {
     match status {
         429 => rate_limited(secs),

@@ -20,10 +20,10 @@ fn error_body(status: u16, code: i64, message: &str) -> Response {
     json_answer(status, json!({"ErrorCode": code, "Message": message}))
 }
 
-/// The body Postmark sends for a bare status (faults).
 /// What the Postmark simulator serves.
 pub(super) const ROUTES: Routes = Routes::new(router, error_for_status);
 
+/// The body Postmark sends for a bare status (faults).
 fn error_for_status(status: u16) -> Response {
     let (code, message) = match status {
         401 => (10, BAD_TOKEN),

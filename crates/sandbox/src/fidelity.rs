@@ -9,7 +9,7 @@
 use crate::scenario::{RateLimitSpec, SecretSpec};
 use crate::testkit::{
     answer, expect, heroku_check, heroku_config_vars_check, heroku_error_check, heroku_link_check,
-    infisical_check, postmark_check, raw,
+    infisical_check, on_app, platform, postmark_check, raw, HEROKU_ACCEPT,
 };
 use crate::{FaultRule, Sandbox, Scenario};
 use reqwest::{Method, RequestBuilder};
@@ -19,26 +19,13 @@ use serde_json::{json, Value};
 // Heroku
 // ---------------------------------------------------------------------------------------
 
-const ACCEPT: &str = "application/vnd.heroku+json; version=3";
+/// The default scenario's app (`on_app`'s).
 const APP: &str = "raxx-api-prod";
 /// The href suffix of the dyno `Restart` link (`DELETE /apps/{app}/dynos/{dyno}`).
 const DYNO_IDENTITY: &str = "/dynos/{(%23%2Fdefinitions%2Fdyno%2Fdefinitions%2Fidentity)}";
 
 async fn heroku() -> Sandbox {
     Sandbox::start(Scenario::default()).await.unwrap()
-}
-
-/// A Platform API request as the engine sends it: version 3 Accept and the API key.
-fn platform(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
-    raw()
-        .request(method, format!("{}{path}", sb.heroku_url()))
-        .header("Accept", ACCEPT)
-        .bearer_auth(&sb.credentials().heroku_api_key)
-}
-
-/// The same on the SOP's app: `suffix` follows `/apps/{APP}`.
-fn on_app(sb: &Sandbox, method: Method, suffix: &str) -> RequestBuilder {
-    platform(sb, method, &format!("/apps/{APP}{suffix}"))
 }
 
 /// A Heroku refusal: `status` and the error body the CLI reads, with `id`.
@@ -181,8 +168,11 @@ async fn heroku_401_for_a_bad_or_missing_key_matches_the_error_schema() {
     let sb = heroku().await;
     let url = format!("{}/apps/{APP}/config-vars", sb.heroku_url());
     for req in [
-        raw().get(&url).header("Accept", ACCEPT).bearer_auth("nope"),
-        raw().get(&url).header("Accept", ACCEPT),
+        raw()
+            .get(&url)
+            .header("Accept", HEROKU_ACCEPT)
+            .bearer_auth("nope"),
+        raw().get(&url).header("Accept", HEROKU_ACCEPT),
     ] {
         heroku_refusal(req, 401, "unauthorized").await;
     }

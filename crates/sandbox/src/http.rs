@@ -116,9 +116,22 @@ impl AsyncWrite for KillableStream {
     }
 }
 
-/// The vendor's own error answer for a bare status (what a fault answers with).
 /// A vendor's error answer for a status, asking for a wait of so many seconds when given.
 pub(crate) type ErrorAnswer = Arc<dyn Fn(u16, Option<u64>) -> Response + Send + Sync>;
+
+/// `error_for_status`'s answer to `status`, asking for a wait of `wait` seconds with a
+/// `Retry-After` header (as most vendors do).
+pub(crate) fn error_answer(
+    error_for_status: fn(u16) -> Response,
+    status: u16,
+    wait: Option<u64>,
+) -> Response {
+    let resp = error_for_status(status);
+    match wait {
+        Some(secs) => with_retry_after(resp, secs),
+        None => resp,
+    }
+}
 
 /// `resp` with a `Retry-After` of `secs`.
 pub(crate) fn with_retry_after(mut resp: Response, secs: u64) -> Response {

@@ -30,6 +30,8 @@ pub mod scenario;
 mod scripted;
 mod shared;
 mod simulator;
+#[cfg(any(test, feature = "test-api"))]
+pub mod testing;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod ts;

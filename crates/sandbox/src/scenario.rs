@@ -5,6 +5,7 @@
 //! token, from 0) and `@random` (a fresh UUID).
 
 use crate::faults::{deserialize_rules, FaultRule};
+use crate::world::TokensOf;
 use crate::SandboxError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -469,10 +470,7 @@ impl Scenario {
 }
 
 /// Resolves `@postmark:NAME[:N]` and `@random` once the Postmark tokens exist.
-pub(crate) fn resolve(
-    value: &str,
-    tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
-) -> Result<String, SandboxError> {
+pub(crate) fn resolve(value: &str, tokens_of: TokensOf<'_>) -> Result<String, SandboxError> {
     if value == "@random" {
         return Ok(uuid::Uuid::new_v4().to_string());
     }

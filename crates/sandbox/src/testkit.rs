@@ -1,15 +1,30 @@
 //! Test helpers: raw HTTP and validators against the vendors' published specs.
 
-use reqwest::RequestBuilder;
+use crate::Sandbox;
+use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
+
+pub(crate) use crate::testing::{keys, sorted};
 
 /// A plain client for requests the typed clients would not make.
 pub(crate) fn raw() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
+    crate::testing::client().expect("client")
+}
+
+/// The Heroku Platform API version the engine asks for.
+pub(crate) const HEROKU_ACCEPT: &str = "application/vnd.heroku+json; version=3";
+
+/// A Heroku Platform API request as the engine sends it: version 3 Accept and the API key.
+pub(crate) fn platform(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
+    raw()
+        .request(method, format!("{}{path}", sb.heroku_url()))
+        .header("Accept", HEROKU_ACCEPT)
+        .bearer_auth(&sb.credentials().heroku_api_key)
+}
+
+/// The same on the default scenario's app `raxx-api-prod`: `suffix` follows its path.
+pub(crate) fn on_app(sb: &Sandbox, method: Method, suffix: &str) -> RequestBuilder {
+    platform(sb, method, &format!("/apps/raxx-api-prod{suffix}"))
 }
 
 /// What `req` asks (`METHOD URL`), to name the request in a failed assertion.
@@ -281,23 +296,6 @@ fn report(what: &str, errors: Vec<String>, instance: &Value) {
         "{what}:\n  - {}\ninstance: {instance:#}",
         errors.join("\n  - ")
     );
-}
-
-/// The keys of a JSON object, sorted.
-pub(crate) fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    k.sort();
-    k
-}
-
-/// Sorted owned strings, for comparing with `keys`.
-pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    v.sort();
-    v
 }
 
 #[cfg(test)]

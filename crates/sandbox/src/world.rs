@@ -58,6 +58,10 @@ pub(crate) trait Platform {
     fn booting(&mut self, app: &str) -> bool;
 }
 
+/// The mail service's tokens of a server, by its name: what a scenario's `@postmark:NAME`
+/// placeholders resolve to while the simulators install.
+pub(crate) type TokensOf<'a> = &'a dyn Fn(&str) -> Option<Vec<String>>;
+
 /// How the world finds the state that provides service `S`.
 struct Provider<S: ?Sized> {
     get: fn(&World) -> Option<&S>,
@@ -168,7 +172,7 @@ impl World {
     /// `@postmark:NAME` placeholders name them), then adds it.
     pub(crate) fn insert_built<T: Any + Send, E>(
         &mut self,
-        build: impl FnOnce(&dyn Fn(&str) -> Option<Vec<String>>) -> Result<T, E>,
+        build: impl FnOnce(TokensOf<'_>) -> Result<T, E>,
     ) -> Result<(), E> {
         let state = build(&|server| self.server_tokens(server))?;
         self.insert(state);

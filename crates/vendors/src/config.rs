@@ -99,11 +99,61 @@ impl Default for VendorConfig {
 
 /// The variables that tune every vendor call (timeouts, concurrency, sizes, pacing).
 pub const TUNING: &[&str] = &[
-    "RUNBOOK_HTTP_TIMEOUT_SECS",
-    "RUNBOOK_CONCURRENCY",
-    "RUNBOOK_MAX_RESPONSE_MB",
-    "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
+    TIMEOUT_SECS.name,
+    CONCURRENCY.name,
+    MAX_RESPONSE_MB.name,
+    HEROKU_REFILL_PER_MINUTE.name,
 ];
+
+/// A numeric tuning variable: its name, the values it takes, and what it says otherwise.
+struct Tuning<T> {
+    name: &'static str,
+    range: RangeInclusive<T>,
+    expected: &'static str,
+}
+
+const TIMEOUT_SECS: Tuning<u64> = Tuning {
+    name: "RUNBOOK_HTTP_TIMEOUT_SECS",
+    range: 1..=3600,
+    expected: "a whole number of seconds between 1 and 3600",
+};
+
+const CONCURRENCY: Tuning<usize> = Tuning {
+    name: "RUNBOOK_CONCURRENCY",
+    range: 1..=usize::MAX,
+    expected: "a whole number, at least 1",
+};
+
+const MAX_RESPONSE_MB: Tuning<u64> = Tuning {
+    name: "RUNBOOK_MAX_RESPONSE_MB",
+    range: 1..=4096,
+    expected: "a whole number of MiB between 1 and 4096",
+};
+
+/// The range leaves out NaN and the infinities too.
+const HEROKU_REFILL_PER_MINUTE: Tuning<f64> = Tuning {
+    name: "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
+    range: 0.0..=1_000_000.0,
+    expected: "requests a minute between 0 (no pacing) and 1000000",
+};
+
+impl<T: FromStr + PartialOrd> Tuning<T> {
+    /// Its value as `plain` reads it, when set: a number in its range, or the error saying
+    /// what it takes.
+    fn read(&self, plain: &dyn Fn(&str) -> Option<String>) -> Result<Option<T>, ConfigError> {
+        let Some(v) = plain(self.name) else {
+            return Ok(None);
+        };
+        match v.parse::<T>().ok().filter(|n| self.range.contains(n)) {
+            Some(n) => Ok(Some(n)),
+            None => Err(ConfigError::Invalid {
+                name: self.name,
+                value: v,
+                expected: self.expected,
+            }),
+        }
+    }
+}
 
 /// Whether `name` configures a vendor (an endpoint or a credential, from the specs). A
 /// rehearsal takes these from the sandbox only, never from the operator's shell.
@@ -312,47 +362,20 @@ impl VendorConfig {
         cfg.infisical.project_id = plain("INFISICAL_PROJECT_ID");
         cfg.heroku.api_key = secret("HEROKU_API_KEY");
         cfg.github.token = secret("GITHUB_TOKEN").or_else(|| secret("GH_TOKEN"));
-        if let Some(v) = plain("RUNBOOK_HTTP_TIMEOUT_SECS") {
-            let secs = number_in(
-                "RUNBOOK_HTTP_TIMEOUT_SECS",
-                &v,
-                1..=3600u64,
-                "a whole number of seconds between 1 and 3600",
-            )?;
+        if let Some(secs) = TIMEOUT_SECS.read(&plain)? {
             cfg.transport.timeout = Duration::from_secs(secs);
         }
-        if let Some(v) = plain("RUNBOOK_MAX_RESPONSE_MB") {
-            let mb = number_in(
-                "RUNBOOK_MAX_RESPONSE_MB",
-                &v,
-                1..=4096u64,
-                "a whole number of MiB between 1 and 4096",
-            )?;
+        if let Some(mb) = MAX_RESPONSE_MB.read(&plain)? {
             cfg.transport.max_body = (mb as usize) << 20;
         }
-        if let Some(v) = plain("RUNBOOK_HEROKU_REFILL_PER_MINUTE") {
-            // The range leaves out NaN and the infinities too.
-            let rate = number_in(
-                "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
-                &v,
-                0.0..=1_000_000.0f64,
-                "requests a minute between 0 (no pacing) and 1000000",
-            )?;
+        if let Some(rate) = HEROKU_REFILL_PER_MINUTE.read(&plain)? {
             cfg.transport
                 .pools
                 .retain(|(vendor, _)| *vendor != "heroku");
             cfg.transport.pools.push(("heroku", rate));
         }
-        if let Some(v) = plain("RUNBOOK_CONCURRENCY") {
-            cfg.concurrency =
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or(ConfigError::Invalid {
-                        name: "RUNBOOK_CONCURRENCY",
-                        value: v.clone(),
-                        expected: "a whole number, at least 1",
-                    })?;
+        if let Some(n) = CONCURRENCY.read(&plain)? {
+            cfg.concurrency = n;
         }
         Ok(cfg)
     }
@@ -385,7 +408,7 @@ impl VendorConfig {
                 .filter(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
                 .map(|rest| rest.split('?').next().unwrap_or(""));
             if let Some(route) = route {
-                let fields = (v.spec().credentials)(route);
+                let fields = v.spec().credentials.at(route);
                 if fields != crate::spec::CredentialFields::None {
                     return fields;
                 }
@@ -445,24 +468,6 @@ impl VendorConfig {
 }
 
 /// Whether `url` points at this machine (loopback or `localhost`).
-/// Setting `name`'s value `v` read as a number in `range`, or the error saying what is
-/// `expected`.
-fn number_in<T: FromStr + PartialOrd>(
-    name: &'static str,
-    v: &str,
-    range: RangeInclusive<T>,
-    expected: &'static str,
-) -> Result<T, ConfigError> {
-    v.parse::<T>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or(ConfigError::Invalid {
-            name,
-            value: v.to_string(),
-            expected,
-        })
-}
-
 pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| crate::transport::is_loopback(&u))
 }

@@ -189,11 +189,14 @@ impl WaitClock {
 mod tests {
     use super::*;
 
+    /// A pacer of 60 requests a minute (one token a second), and the clock of its waits.
+    fn one_a_second() -> (WaitClock, Pacer) {
+        (WaitClock::default(), Pacer::new(60.0))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_spent_pool_waits_for_the_refill_and_the_wait_is_counted() {
-        let clock = WaitClock::default();
-        // 60 a minute: one token a second.
-        let p = Pacer::new(60.0);
+        let (clock, p) = one_a_second();
         // Unknown at first: the request goes at once.
         p.acquire(&clock).await.answered(Some(3.0));
         // 3 left, one kept in reserve: two go at once, the third waits a second.
@@ -212,8 +215,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn requests_in_flight_count_against_what_an_answer_says_remains() {
-        let clock = WaitClock::default();
-        let p = Pacer::new(60.0);
+        let (clock, p) = one_a_second();
         p.acquire(&clock).await.answered(Some(10.0));
         let in_flight: Vec<Ticket<'_>> = {
             let mut v = Vec::new();
@@ -231,8 +233,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn requests_in_flight_past_an_empty_pool_are_a_debt_the_refill_pays_first() {
-        let clock = WaitClock::default();
-        let p = Pacer::new(60.0);
+        let (clock, p) = one_a_second();
         let first = p.acquire(&clock).await;
         let others: Vec<Ticket<'_>> = vec![p.acquire(&clock).await, p.acquire(&clock).await];
         // The pool is empty when the first is served; the two others are still on the way.
@@ -247,8 +248,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_late_answer_to_an_older_request_cannot_raise_the_estimate() {
-        let clock = WaitClock::default();
-        let p = Pacer::new(60.0);
+        let (clock, p) = one_a_second();
         let older = p.acquire(&clock).await;
         let newer = p.acquire(&clock).await;
         // The newer request was served last and says 5 remain; the older one's answer,
@@ -260,8 +260,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_served_out_of_order_cannot_raise_the_estimate() {
-        let clock = WaitClock::default();
-        let p = Pacer::new(60.0);
+        let (clock, p) = one_a_second();
         p.acquire(&clock).await.answered(Some(7.0));
         let a = p.acquire(&clock).await;
         let b = p.acquire(&clock).await;
@@ -275,8 +274,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_request_leaves_the_pool_and_the_clock_straight() {
-        let clock = WaitClock::default();
-        let p = Pacer::new(60.0);
+        let (clock, p) = one_a_second();
         drop(p.acquire(&clock).await);
         assert_eq!(p.lock().in_flight, 0);
         let wait = clock.wait(Duration::from_secs(10));

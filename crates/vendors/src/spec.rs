@@ -55,6 +55,31 @@ impl CredentialFields {
     }
 }
 
+/// Which of a vendor's API routes answer with credentials, and where in the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialRoutes {
+    /// Whether a route (the path under the vendor's endpoint) is one of them.
+    pub routes: fn(route: &str) -> bool,
+    pub fields: CredentialFields,
+}
+
+impl CredentialRoutes {
+    /// No route answers with credentials.
+    pub const NONE: CredentialRoutes = CredentialRoutes {
+        routes: |_| false,
+        fields: CredentialFields::None,
+    };
+
+    /// Where the answer to `route` holds credentials.
+    pub fn at(&self, route: &str) -> CredentialFields {
+        if (self.routes)(route) {
+            self.fields
+        } else {
+            CredentialFields::None
+        }
+    }
+}
+
 /// One vendor, as runbook knows it.
 #[derive(Debug)]
 pub struct VendorSpec {
@@ -77,7 +102,7 @@ pub struct VendorSpec {
     /// The requests a minute of the account's pool runbook paces to, when it has one.
     pub pool_per_minute: Option<f64>,
     /// Which API routes answer with credentials, and where in the answer.
-    pub credentials: fn(route: &str) -> CredentialFields,
+    pub credentials: CredentialRoutes,
 }
 
 fn trim_slash(s: &str) -> String {
@@ -129,12 +154,9 @@ pub static SPECS: [VendorSpec; 4] = [
         holders: "none: a Postmark token lives in the places that use it",
         error_code: "ErrorCode",
         pool_per_minute: None,
-        credentials: |route| {
-            if route.starts_with("/server") {
-                CredentialFields::ApiTokens
-            } else {
-                CredentialFields::None
-            }
+        credentials: CredentialRoutes {
+            routes: |route| route.starts_with("/server"),
+            fields: CredentialFields::ApiTokens,
         },
     },
     VendorSpec {
@@ -171,12 +193,9 @@ pub static SPECS: [VendorSpec; 4] = [
         holders: "secrets of the project, in each environment and folder searched, compared by fingerprint",
         error_code: "error",
         pool_per_minute: None,
-        credentials: |route| {
-            if route.contains("/secrets") {
-                CredentialFields::SecretValues
-            } else {
-                CredentialFields::None
-            }
+        credentials: CredentialRoutes {
+            routes: |route| route.contains("/secrets"),
+            fields: CredentialFields::SecretValues,
         },
     },
     VendorSpec {
@@ -203,12 +222,9 @@ pub static SPECS: [VendorSpec; 4] = [
         error_code: "id",
         // The account's pool: 4,500 requests an hour.
         pool_per_minute: Some(75.0),
-        credentials: |route| {
-            if route.trim_end_matches('/').ends_with("/config-vars") {
-                CredentialFields::ConfigVars
-            } else {
-                CredentialFields::None
-            }
+        credentials: CredentialRoutes {
+            routes: |route| route.trim_end_matches('/').ends_with("/config-vars"),
+            fields: CredentialFields::ConfigVars,
         },
     },
     VendorSpec {
@@ -234,7 +250,7 @@ pub static SPECS: [VendorSpec; 4] = [
         holders: "Actions secrets of every repository the token lists, by name (values cannot be read back)",
         error_code: "code",
         pool_per_minute: None,
-        credentials: |_| CredentialFields::None,
+        credentials: CredentialRoutes::NONE,
     },
 ];
 
@@ -319,14 +335,14 @@ mod tests {
     fn the_credential_fields_are_where_each_vendor_answers_with_them() {
         let heroku = Vendor::Heroku.spec();
         assert_eq!(
-            (heroku.credentials)("/apps/a/config-vars"),
+            heroku.credentials.at("/apps/a/config-vars"),
             CredentialFields::ConfigVars
         );
         assert!(CredentialFields::ConfigVars.holds("TOKEN", "TOKEN"));
         assert!(!CredentialFields::ConfigVars.holds("a.b", "b"));
         assert!(CredentialFields::ApiTokens.holds("Servers.0.ApiTokens.0", "0"));
         assert_eq!(
-            (Vendor::Postmark.spec().credentials)("/email"),
+            Vendor::Postmark.spec().credentials.at("/email"),
             CredentialFields::None
         );
     }

@@ -5,7 +5,6 @@ use crate::config::InfisicalAuth;
 use crate::{VendorConfig, Vendors};
 use runbook_sandbox::{Sandbox, Scenario};
 use runbook_secret::{Secret, Source};
-use serde_json::Value;
 use std::time::Duration;
 
 /// A sandbox and clients aimed at it.
@@ -55,28 +54,9 @@ pub(crate) fn fast(mut c: VendorConfig) -> VendorConfig {
     c
 }
 
+pub(crate) use runbook_sandbox::testing::{keys, sorted};
+
 /// A plain client for requests the typed clients would not make.
 pub(crate) fn raw() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-/// The keys of a JSON object, sorted.
-pub(crate) fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    k.sort();
-    k
-}
-
-/// Sorted owned strings, for comparing with `keys`.
-pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    v.sort();
-    v
+    runbook_sandbox::testing::client().expect("client")
 }

@@ -4,15 +4,11 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::shared::Shared;
-use crate::simulator::{state_entry, Simulator};
+use crate::simulator::{env_with_state, state_entry, Routes, Simulator};
 use crate::world::World;
 use crate::SandboxError;
-use axum::response::Response;
-use axum::Router;
 use serde_json::Value;
 pub(crate) use state::GithubState;
-use std::sync::Arc;
 
 pub(crate) struct Github;
 
@@ -25,27 +21,14 @@ impl Simulator for Github {
         world.insert_built(|tokens_of| GithubState::from_scenario(&scenario.github, tokens_of))
     }
 
-    fn router(&self, shared: Arc<Shared>) -> Router {
-        routes::router(shared)
-    }
-
-    fn error_for_status(&self, status: u16) -> Response {
-        routes::error_for_status(status)
-    }
-
-    fn outer(&self, router: Router, shared: Arc<Shared>) -> Router {
-        router.layer(axum::middleware::from_fn_with_state(
-            shared,
-            routes::rate_limit,
-        ))
+    fn routes(&self) -> Routes {
+        routes::ROUTES
     }
 
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
-        let mut env = vec![("GITHUB_API_URL", url.to_string())];
-        if let Some(st) = world.get::<GithubState>() {
-            env.push(("GITHUB_TOKEN", st.token.clone()));
-        }
-        env
+        env_with_state(world, "GITHUB_API_URL", url, |st: &GithubState| {
+            vec![("GITHUB_TOKEN", st.token.clone())]
+        })
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {

@@ -3,6 +3,7 @@
 use super::state::{GithubState, Repo};
 use crate::http::{header, json_answer};
 use crate::shared::Shared;
+use crate::simulator::Routes;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -44,7 +45,15 @@ fn with_repo(
     })
 }
 
-pub(super) fn error_for_status(status: u16) -> Response {
+/// What the GitHub simulator serves, inside its rate limit.
+pub(super) const ROUTES: Routes = Routes::new(router, error_for_status).inside(pooled);
+
+/// GitHub's primary rate limit (`rate_limit`) around every answer, injected faults included.
+fn pooled(router: Router, shared: Arc<Shared>) -> Router {
+    router.layer(middleware::from_fn_with_state(shared, rate_limit))
+}
+
+fn error_for_status(status: u16) -> Response {
     let message = match status {
         401 => "Bad credentials",
         403 => "Resource not accessible by personal access token",
@@ -57,7 +66,7 @@ pub(super) fn error_for_status(status: u16) -> Response {
     error_body(status, message)
 }
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/user/repos", get(user_repos))
         .route("/repos/{owner}/{repo}/actions/secrets", get(list))
@@ -167,12 +176,14 @@ async fn get_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
-    with_repo(&s, &owner, &repo, |r| {
-        match r.secrets.get(&name.to_uppercase()) {
-        Some(v) => Json(json!({"name": name.to_uppercase(), "created_at": v.created_at, "updated_at": v.updated_at}))
-            .into_response(),
+    with_repo(&s, &owner, &repo, |r| match r.secret(&name) {
+        Some(v) => Json(json!({
+            "name": name.to_uppercase(),
+            "created_at": v.created_at,
+            "updated_at": v.updated_at,
+        }))
+        .into_response(),
         None => not_found(),
-    }
     })
 }
 
@@ -245,9 +256,10 @@ async fn delete_secret(
     Path((owner, repo, name)): Path<(String, String, String)>,
 ) -> Response {
     with_repo(&s, &owner, &repo, |r| {
-        match r.secrets.remove(&name.to_uppercase()) {
-            Some(_) => StatusCode::NO_CONTENT.into_response(),
-            None => not_found(),
+        if r.delete_secret(&name) {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            not_found()
         }
     })
 }
@@ -255,7 +267,7 @@ async fn delete_secret(
 /// GitHub's primary rate limit, outside the fault layer: every answer carries the
 /// `x-ratelimit-*` headers, and a spent limit answers 403 with `x-ratelimit-remaining: 0`
 /// and the reset time, as GitHub does.
-pub(super) async fn rate_limit(
+async fn rate_limit(
     State(s): State<Arc<Shared>>,
     req: axum::extract::Request,
     next: Next,

@@ -1,6 +1,7 @@
 //! The GitHub simulator's data: repositories with their Actions secrets, stored decrypted.
 
 use crate::scenario::{resolve, GithubScenario};
+use crate::world::TokensOf;
 use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -16,28 +17,44 @@ pub(super) struct Repo {
     pub(super) secrets: BTreeMap<String, RepoSecretValue>,
 }
 
-impl Repo {
-    /// Stores secret `name` (upper-cased, as GitHub does); whether it is new.
-    pub(super) fn put_secret(&mut self, name: &str, value: String) -> bool {
+impl RepoSecretValue {
+    /// A secret created now.
+    fn new(value: String) -> Self {
         let now = ts::seconds();
+        RepoSecretValue {
+            value,
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
+}
+
+/// GitHub's secret names are case-insensitive: they are stored upper-cased.
+impl Repo {
+    /// Secret `name`.
+    pub(super) fn secret(&self, name: &str) -> Option<&RepoSecretValue> {
+        self.secrets.get(&name.to_uppercase())
+    }
+
+    /// Stores secret `name`; whether it is new.
+    pub(super) fn put_secret(&mut self, name: &str, value: String) -> bool {
         match self.secrets.get_mut(&name.to_uppercase()) {
             Some(existing) => {
                 existing.value = value;
-                existing.updated_at = now;
+                existing.updated_at = ts::seconds();
                 false
             }
             None => {
-                self.secrets.insert(
-                    name.to_uppercase(),
-                    RepoSecretValue {
-                        value,
-                        created_at: now.clone(),
-                        updated_at: now,
-                    },
-                );
+                self.secrets
+                    .insert(name.to_uppercase(), RepoSecretValue::new(value));
                 true
             }
         }
+    }
+
+    /// Deletes secret `name`; whether there was one.
+    pub(super) fn delete_secret(&mut self, name: &str) -> bool {
+        self.secrets.remove(&name.to_uppercase()).is_some()
     }
 }
 
@@ -57,7 +74,7 @@ pub(crate) struct GithubState {
 impl GithubState {
     pub(super) fn from_scenario(
         s: &GithubScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+        tokens_of: TokensOf<'_>,
     ) -> Result<Self, SandboxError> {
         let mut repos = Vec::new();
         for spec in &s.repos {
@@ -66,22 +83,14 @@ impl GithubState {
                     message: format!("github repo '{}' is not owner/name", spec.name),
                 });
             }
-            let mut secrets = BTreeMap::new();
-            for (k, v) in &spec.secrets {
-                let now = ts::seconds();
-                secrets.insert(
-                    k.to_uppercase(),
-                    RepoSecretValue {
-                        value: resolve(v, tokens_of)?,
-                        created_at: now.clone(),
-                        updated_at: now,
-                    },
-                );
-            }
-            repos.push(Repo {
+            let mut repo = Repo {
                 name: spec.name.clone(),
-                secrets,
-            });
+                secrets: BTreeMap::new(),
+            };
+            for (k, v) in &spec.secrets {
+                repo.put_secret(k, resolve(v, tokens_of)?);
+            }
+            repos.push(repo);
         }
         Ok(GithubState {
             token: s

@@ -6,15 +6,11 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::shared::Shared;
-use crate::simulator::{state_entry, Simulator};
+use crate::simulator::{env_with_state, state_entry, Routes, Simulator};
 use crate::world::World;
 use crate::SandboxError;
-use axum::response::Response;
-use axum::Router;
 use serde_json::Value;
 pub(crate) use state::HerokuState;
-use std::sync::Arc;
 
 pub(crate) struct Heroku;
 
@@ -29,33 +25,22 @@ impl Simulator for Heroku {
         Ok(())
     }
 
-    fn router(&self, shared: Arc<Shared>) -> Router {
-        routes::router(shared)
-    }
-
-    fn error_for_status(&self, status: u16) -> Response {
-        routes::error_for_status(status)
-    }
-
-    fn outer(&self, router: Router, shared: Arc<Shared>) -> Router {
-        router.layer(axum::middleware::from_fn_with_state(
-            shared,
-            routes::rate_limit,
-        ))
+    fn routes(&self) -> Routes {
+        routes::ROUTES
     }
 
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
-        let mut env = vec![("HEROKU_HOST", url.to_string())];
-        if let Some(st) = world.get::<HerokuState>() {
-            env.push(("HEROKU_API_KEY", st.api_key.clone()));
-            // The pool's refill rate, which Heroku documents and the engine paces by: the
-            // rehearsal's pool (a scenario may scale it) is the one to pace by here.
-            env.push((
-                "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
-                format!("{}", st.pool.per_minute()),
-            ));
-        }
-        env
+        env_with_state(world, "HEROKU_HOST", url, |st: &HerokuState| {
+            vec![
+                ("HEROKU_API_KEY", st.api_key.clone()),
+                // The pool's refill rate, which Heroku documents and the engine paces by: the
+                // rehearsal's pool (a scenario may scale it) is the one to pace by here.
+                (
+                    "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
+                    format!("{}", st.pool.per_minute()),
+                ),
+            ]
+        })
     }
 
     fn state(&self, world: &World) -> Vec<(&'static str, Value)> {

@@ -5,7 +5,7 @@ use super::state::{find_release, restart, HApp, HRelease, HerokuState, LogSessio
 use super::Heroku;
 use crate::http::{header, json_answer, json_or_empty};
 use crate::shared::Shared;
-use crate::simulator::Simulator;
+use crate::simulator::{Routes, Simulator};
 use crate::ts;
 use crate::world::World;
 use axum::body::Bytes;
@@ -24,7 +24,15 @@ fn error_body(status: u16, id: &str, message: &str) -> Response {
     json_answer(status, json!({"id": id, "message": message}))
 }
 
-pub(super) fn error_for_status(status: u16) -> Response {
+/// What the Heroku simulator serves, inside the account's request pool.
+pub(super) const ROUTES: Routes = Routes::new(router, error_for_status).inside(pooled);
+
+/// The account's request pool (`rate_limit`) around every answer, injected faults included.
+fn pooled(router: Router, shared: Arc<Shared>) -> Router {
+    router.layer(middleware::from_fn_with_state(shared, rate_limit))
+}
+
+fn error_for_status(status: u16) -> Response {
     let (id, message) = match status {
         400 => ("bad_request", "Invalid request."),
         401 => ("unauthorized", "Invalid credentials provided."),
@@ -103,7 +111,7 @@ fn restarted(w: &mut World, app: &str) -> Response {
     (StatusCode::ACCEPTED, Json(json!({}))).into_response()
 }
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/apps", get(list_apps))
         .route("/apps/{app}", get(app_info))
@@ -139,7 +147,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 /// The account's request pool, outside the fault layer: every request takes a token, fault
 /// answers included, and every answer says what remains (`RateLimit-Remaining`); an empty
 /// pool answers 429 `rate_limit` without reaching the API.
-pub(super) async fn rate_limit(
+async fn rate_limit(
     State(s): State<Arc<Shared>>,
     req: axum::extract::Request,
     next: Next,
@@ -619,27 +627,15 @@ async fn read_log_session(
 
 #[cfg(test)]
 mod tests {
-    use crate::testkit::{expect, heroku_check, heroku_link_check, raw, sent};
+    use crate::testkit::{
+        expect, heroku_check, heroku_link_check, on_app, platform, raw, sent, HEROKU_ACCEPT,
+    };
     use crate::{Sandbox, Scenario};
     use reqwest::Method;
     use serde_json::{json, Value};
 
-    const ACCEPT: &str = "application/vnd.heroku+json; version=3";
-
     async fn sb() -> Sandbox {
         Sandbox::start(Scenario::default()).await.unwrap()
-    }
-
-    fn req(sb: &Sandbox, m: Method, path: &str) -> reqwest::RequestBuilder {
-        raw()
-            .request(m, format!("{}{path}", sb.heroku_url()))
-            .header("Accept", ACCEPT)
-            .bearer_auth(&sb.credentials().heroku_api_key)
-    }
-
-    /// The same on app `raxx-api-prod`: `suffix` follows its path.
-    fn on_prod(sb: &Sandbox, m: Method, suffix: &str) -> reqwest::RequestBuilder {
-        req(sb, m, &format!("/apps/raxx-api-prod{suffix}"))
     }
 
     /// A GET of `raxx-api-prod/config-vars` without the Accept header Heroku wants.
@@ -653,7 +649,7 @@ mod tests {
     #[tokio::test]
     async fn config_vars_match_the_schema() {
         let sb = sb().await;
-        let body = expect(200, on_prod(&sb, Method::GET, "/config-vars")).await;
+        let body = expect(200, on_app(&sb, Method::GET, "/config-vars")).await;
         heroku_check(
             "/definitions/config-var/definitions/config_vars",
             &body,
@@ -662,7 +658,7 @@ mod tests {
         let change = json!({"FOO": "bar", "RAPTOR_ENV": null});
         let body = expect(
             200,
-            on_prod(&sb, Method::PATCH, "/config-vars").json(&change),
+            on_app(&sb, Method::PATCH, "/config-vars").json(&change),
         )
         .await;
         heroku_link_check("config-var", "PATCH", "/config-vars", &body);
@@ -674,20 +670,19 @@ mod tests {
     #[tokio::test]
     async fn restart_release_and_log_session_match_the_schema() {
         let sb = sb().await;
-        let body = expect(202, on_prod(&sb, Method::DELETE, "/dynos")).await;
+        let body = expect(202, on_app(&sb, Method::DELETE, "/dynos")).await;
         heroku_link_check("dyno", "DELETE", "/dynos", &body);
 
-        let list = expect(200, on_prod(&sb, Method::GET, "/releases")).await;
+        let list = expect(200, on_app(&sb, Method::GET, "/releases")).await;
         heroku_check("/definitions/release", &list[0], true);
-        let one = expect(200, on_prod(&sb, Method::GET, "/releases/1")).await;
+        let one = expect(200, on_app(&sb, Method::GET, "/releases/1")).await;
         heroku_check("/definitions/release", &one, true);
 
         for body in [
             json!({"dyno": "web.1", "lines": 10, "source": "app"}),
             json!({"dyno_name": "web.1", "tail": false}),
         ] {
-            let session =
-                expect(201, on_prod(&sb, Method::POST, "/log-sessions").json(&body)).await;
+            let session = expect(201, on_app(&sb, Method::POST, "/log-sessions").json(&body)).await;
             heroku_check("/definitions/log-session", &session, true);
             let url = session["logplex_url"].as_str().unwrap();
             assert!(url.starts_with(sb.heroku_url()) && url.contains("?srv="));
@@ -703,13 +698,13 @@ mod tests {
     async fn setting_a_var_to_its_value_still_releases_and_bad_log_session_params_are_422() {
         let sb = sb().await;
         let releases = || async {
-            let list = expect(200, on_prod(&sb, Method::GET, "/releases")).await;
+            let list = expect(200, on_app(&sb, Method::GET, "/releases")).await;
             list.as_array().unwrap().len()
         };
         let before = releases().await;
-        let config = expect(200, on_prod(&sb, Method::GET, "/config-vars")).await;
+        let config = expect(200, on_app(&sb, Method::GET, "/config-vars")).await;
         let same = json!({"RAPTOR_ENV": config["RAPTOR_ENV"].clone()});
-        expect(200, on_prod(&sb, Method::PATCH, "/config-vars").json(&same)).await;
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&same)).await;
         assert_eq!(
             releases().await,
             before + 1,
@@ -721,7 +716,7 @@ mod tests {
             json!({"source": "router"}),
             json!({"tail": 1}),
         ] {
-            let body = expect(422, on_prod(&sb, Method::POST, "/log-sessions").json(&bad)).await;
+            let body = expect(422, on_app(&sb, Method::POST, "/log-sessions").json(&bad)).await;
             assert_eq!(body["id"], "invalid_params", "{bad}");
         }
     }
@@ -743,14 +738,14 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        let r = sent(on_prod(&sb, Method::GET, "")).await;
+        let r = sent(on_app(&sb, Method::GET, "")).await;
         assert_eq!((r.status().as_u16(), remaining(&r)), (200, "2".into()));
         // A fault's answer takes a token and says so too.
-        let r = sent(on_prod(&sb, Method::GET, "/releases")).await;
+        let r = sent(on_app(&sb, Method::GET, "/releases")).await;
         assert_eq!((r.status().as_u16(), remaining(&r)), (500, "1".into()));
-        let r = sent(on_prod(&sb, Method::GET, "")).await;
+        let r = sent(on_app(&sb, Method::GET, "")).await;
         assert_eq!((r.status().as_u16(), remaining(&r)), (200, "0".into()));
-        let r = sent(on_prod(&sb, Method::GET, "")).await;
+        let r = sent(on_app(&sb, Method::GET, "")).await;
         assert_eq!((r.status().as_u16(), remaining(&r)), (429, "0".into()));
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["id"], "rate_limit");
@@ -764,11 +759,11 @@ mod tests {
         }
         let sb = Sandbox::start(scenario).await.unwrap();
         let dyno_state = || async {
-            let d = expect(200, on_prod(&sb, Method::GET, "/dynos")).await;
+            let d = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
             d[0]["state"].as_str().unwrap().to_string()
         };
         assert_eq!(dyno_state().await, "up");
-        expect(202, on_prod(&sb, Method::DELETE, "/dynos")).await;
+        expect(202, on_app(&sb, Method::DELETE, "/dynos")).await;
         // The 202 is not the end of the boot.
         assert_eq!(dyno_state().await, "starting");
         let raptor = raw()
@@ -798,18 +793,18 @@ mod tests {
         let resp = sent(
             raw()
                 .get(format!("{}/apps/raxx-api-prod", sb.heroku_url()))
-                .header("Accept", ACCEPT)
+                .header("Accept", HEROKU_ACCEPT)
                 .basic_auth("", Some(key)),
         )
         .await;
         assert_eq!(resp.status(), 401);
-        let body = expect(404, req(&sb, Method::GET, "/apps/ghost/config-vars")).await;
+        let body = expect(404, platform(&sb, Method::GET, "/apps/ghost/config-vars")).await;
         assert_eq!(
             (body["id"].as_str(), body["message"].as_str()),
             (Some("not_found"), Some("Couldn't find that app."))
         );
         let bad_key = config_vars_without_accept(&sb)
-            .header("Accept", ACCEPT)
+            .header("Accept", HEROKU_ACCEPT)
             .bearer_auth("nope");
         assert_eq!(expect(401, bad_key).await["id"], "unauthorized");
     }
@@ -818,10 +813,10 @@ mod tests {
     async fn release_ranges_page_with_next_range() {
         let sb = sb().await;
         for i in 0..3 {
-            sent(on_prod(&sb, Method::PATCH, "/config-vars").json(&json!({"N": i.to_string()})))
+            sent(on_app(&sb, Method::PATCH, "/config-vars").json(&json!({"N": i.to_string()})))
                 .await;
         }
-        let releases = |range: &str| on_prod(&sb, Method::GET, "/releases").header("Range", range);
+        let releases = |range: &str| on_app(&sb, Method::GET, "/releases").header("Range", range);
         for range in [
             "version ..; max=2, order=desc",
             "version ..; order=desc,max=2",
@@ -855,7 +850,7 @@ mod tests {
     #[tokio::test]
     async fn config_vars_need_the_protected_scopes_and_only_global_lists_authorizations() {
         let sb = scoped(&["read", "write"]).await;
-        let body = expect(403, on_prod(&sb, Method::GET, "/config-vars")).await;
+        let body = expect(403, on_app(&sb, Method::GET, "/config-vars")).await;
         assert_eq!(body["id"], "forbidden");
         assert!(body["message"].as_str().unwrap().contains("read-protected"));
         // Plain resources stay readable and restartable.
@@ -865,13 +860,13 @@ mod tests {
             (Method::DELETE, "/apps/raxx-api-prod/dynos", 202),
             (Method::GET, "/oauth/authorizations", 403),
         ] {
-            let resp = sent(req(&sb, m.clone(), path)).await;
+            let resp = sent(platform(&sb, m.clone(), path)).await;
             assert_eq!(resp.status(), status, "{m} {path}");
         }
 
         let sb = scoped(&["read-protected"]).await;
-        expect(200, on_prod(&sb, Method::GET, "/config-vars")).await;
-        let write = on_prod(&sb, Method::PATCH, "/config-vars").json(&json!({"FOO": "bar"}));
+        expect(200, on_app(&sb, Method::GET, "/config-vars")).await;
+        let write = on_app(&sb, Method::PATCH, "/config-vars").json(&json!({"FOO": "bar"}));
         let body = expect(403, write).await;
         assert!(body["message"]
             .as_str()
@@ -883,7 +878,7 @@ mod tests {
         );
 
         let sb = scoped(&["global"]).await;
-        let list = expect(200, req(&sb, Method::GET, "/oauth/authorizations")).await;
+        let list = expect(200, platform(&sb, Method::GET, "/oauth/authorizations")).await;
         heroku_check("/definitions/oauth-authorization", &list[0], true);
         assert_eq!(list[0]["scope"], json!(["global"]));
         assert_eq!(
@@ -898,7 +893,7 @@ mod tests {
         let mut names = Vec::new();
         let mut range = "name ..; max=1".to_string();
         for _ in 0..5 {
-            let resp = sent(req(&sb, Method::GET, "/apps").header("Range", &range)).await;
+            let resp = sent(platform(&sb, Method::GET, "/apps").header("Range", &range)).await;
             let status = resp.status().as_u16();
             let next = resp
                 .headers()

@@ -2,7 +2,7 @@
 //! the log sessions opened on them.
 
 use crate::scenario::{resolve, HerokuScenario};
-use crate::world::{Event, Platform, World};
+use crate::world::{Event, Platform, TokensOf, World};
 use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -101,7 +101,7 @@ pub(crate) struct HerokuState {
 impl HerokuState {
     pub(super) fn from_scenario(
         s: &HerokuScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+        tokens_of: TokensOf<'_>,
     ) -> Result<Self, SandboxError> {
         let user_id = uuid::Uuid::new_v4().to_string();
         let mut apps = Vec::new();

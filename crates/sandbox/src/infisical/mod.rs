@@ -5,15 +5,11 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::shared::Shared;
-use crate::simulator::{state_entry, Simulator};
+use crate::simulator::{env_with_state, state_entry, Routes, Simulator};
 use crate::world::World;
 use crate::SandboxError;
-use axum::response::Response;
-use axum::Router;
 use serde_json::Value;
 pub(crate) use state::InfisicalState;
-use std::sync::Arc;
 
 pub(crate) struct Infisical;
 
@@ -27,29 +23,18 @@ impl Simulator for Infisical {
             .insert_built(|tokens_of| InfisicalState::from_scenario(&scenario.infisical, tokens_of))
     }
 
-    fn router(&self, shared: Arc<Shared>) -> Router {
-        routes::router(shared)
-    }
-
-    fn error_for_status(&self, status: u16) -> Response {
-        routes::error_for_status(status)
-    }
-
-    /// Infisical sends no rate-limit headers: its 429 says the wait in the message.
-    fn error_with_wait(&self, status: u16, secs: u64) -> Response {
-        match status {
-            429 => routes::rate_limited(secs),
-            _ => crate::http::with_retry_after(routes::error_for_status(status), secs),
-        }
+    fn routes(&self) -> Routes {
+        routes::ROUTES
     }
 
     /// The "domain" is the URL without `/api`, as `INFISICAL_DOMAIN` takes it.
     fn env(&self, url: &str, world: &World) -> Vec<(&'static str, String)> {
-        let mut env = vec![("INFISICAL_DOMAIN", url.to_string())];
-        if let Some(st) = world.get::<InfisicalState>() {
-            env.push(("INFISICAL_TOKEN", st.token.clone()));
-            env.push(("INFISICAL_PROJECT_ID", st.project_id.clone()));
-        }
+        let mut env = env_with_state(world, "INFISICAL_DOMAIN", url, |st: &InfisicalState| {
+            vec![
+                ("INFISICAL_TOKEN", st.token.clone()),
+                ("INFISICAL_PROJECT_ID", st.project_id.clone()),
+            ]
+        });
         env.push(("INFISICAL_DISABLE_UPDATE_CHECK", "true".into()));
         env
     }

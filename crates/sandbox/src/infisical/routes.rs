@@ -4,6 +4,7 @@ use super::approvals::Op;
 use super::state::{normalize_path, InfisicalState, StoredSecret, Version, EXPIRED, MALFORMED};
 use crate::http::{header, json_answer, json_or_empty};
 use crate::shared::Shared;
+use crate::simulator::Routes;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -26,7 +27,10 @@ fn error_body(status: u16, error: &str, message: Value) -> Response {
     )
 }
 
-pub(super) fn error_for_status(status: u16) -> Response {
+/// What the Infisical simulator serves.
+pub(super) const ROUTES: Routes = Routes::new(router, error_for_status).waits_with(error_with_wait);
+
+fn error_for_status(status: u16) -> Response {
     match status {
         400 => error_body(400, "BadRequest", json!("Bad request")),
         401 => error_body(
@@ -54,8 +58,17 @@ pub(super) fn error_for_status(status: u16) -> Response {
     }
 }
 
+/// A refusal asking for a wait: a 429 says it in its message, any other status in the
+/// `Retry-After` header.
+fn error_with_wait(status: u16, secs: u64) -> Response {
+    match status {
+        429 => rate_limited(secs),
+        _ => crate::http::with_retry_after(error_for_status(status), secs),
+    }
+}
+
 /// Infisical's 429: the wait is in the message (it sends no rate-limit headers).
-pub(super) fn rate_limited(secs: u64) -> Response {
+fn rate_limited(secs: u64) -> Response {
     error_body(
         429,
         "RateLimitExceeded",
@@ -73,7 +86,7 @@ fn zod(path: &str, message: &str) -> Response {
     )
 }
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/auth/universal-auth/login", post(login))
         .route("/api/v1/auth/universal-auth/login/", post(login))

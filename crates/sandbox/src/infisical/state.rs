@@ -3,6 +3,7 @@
 
 use super::approvals::{Approvals, Op};
 use crate::scenario::{resolve, InfisicalScenario};
+use crate::world::TokensOf;
 use crate::{ts, SandboxError};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -26,6 +27,32 @@ pub(super) struct StoredSecret {
     pub(super) versions: Vec<Version>,
     pub(super) created_at: String,
     pub(super) deleted: bool,
+}
+
+impl Version {
+    /// Version `version` of a secret, `value`, made now.
+    fn now(value: String, version: u64) -> Self {
+        Version {
+            value,
+            version,
+            at: ts::millis(),
+        }
+    }
+}
+
+impl StoredSecret {
+    /// Secret `key` at `environment` and `path`, made now with its `versions`.
+    fn new(environment: &str, path: &str, key: &str, versions: Vec<Version>) -> Self {
+        StoredSecret {
+            id: uuid::Uuid::new_v4().to_string(),
+            environment: environment.to_string(),
+            path: path.to_string(),
+            key: key.to_string(),
+            versions,
+            created_at: ts::millis(),
+            deleted: false,
+        }
+    }
 }
 
 pub(super) struct Issued {
@@ -68,7 +95,7 @@ impl InfisicalState {
 
     pub(super) fn from_scenario(
         s: &InfisicalScenario,
-        tokens_of: &dyn Fn(&str) -> Option<Vec<String>>,
+        tokens_of: TokensOf<'_>,
     ) -> Result<Self, SandboxError> {
         let mut secrets = Vec::new();
         for spec in &s.secrets {
@@ -79,21 +106,15 @@ impl InfisicalState {
             }
             let mut versions = Vec::new();
             for (i, v) in spec.versions.iter().enumerate() {
-                versions.push(Version {
-                    value: resolve(v, tokens_of)?,
-                    version: i as u64 + 1,
-                    at: ts::millis(),
-                });
+                versions.push(Version::now(resolve(v, tokens_of)?, i as u64 + 1));
             }
-            secrets.push(StoredSecret {
-                id: uuid::Uuid::new_v4().to_string(),
-                environment: spec.environment.clone(),
-                path: normalize_path(&spec.path),
-                key: spec.name.clone(),
+            let path = normalize_path(&spec.path);
+            secrets.push(StoredSecret::new(
+                &spec.environment,
+                &path,
+                &spec.name,
                 versions,
-                created_at: ts::millis(),
-                deleted: false,
-            });
+            ));
         }
         Ok(InfisicalState {
             token: s.token.clone().unwrap_or_else(random_jwt),
@@ -139,19 +160,9 @@ impl InfisicalState {
 
     /// Creates secret `key` at `env` and `path` with `value` as version 1; its index.
     pub(super) fn create(&mut self, env: &str, path: &str, key: &str, value: &str) -> usize {
-        self.secrets.push(StoredSecret {
-            id: uuid::Uuid::new_v4().to_string(),
-            environment: env.to_string(),
-            path: path.to_string(),
-            key: key.to_string(),
-            versions: vec![Version {
-                value: trim_value(value),
-                version: 1,
-                at: ts::millis(),
-            }],
-            created_at: ts::millis(),
-            deleted: false,
-        });
+        let first = Version::now(trim_value(value), 1);
+        self.secrets
+            .push(StoredSecret::new(env, path, key, vec![first]));
         self.secrets.len() - 1
     }
 
@@ -159,11 +170,7 @@ impl InfisicalState {
     pub(super) fn add_version(&mut self, i: usize, value: &str) {
         if let Some(secret) = self.secrets.get_mut(i) {
             let next = secret.versions.last().map_or(1, |v| v.version + 1);
-            secret.versions.push(Version {
-                value: trim_value(value),
-                version: next,
-                at: ts::millis(),
-            });
+            secret.versions.push(Version::now(trim_value(value), next));
         }
     }
 

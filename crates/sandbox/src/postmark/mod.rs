@@ -6,15 +6,11 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::shared::Shared;
-use crate::simulator::{state_entry, Simulator};
+use crate::simulator::{state_entry, Routes, Simulator};
 use crate::world::World;
 use crate::{Sandbox, SandboxError};
-use axum::response::Response;
-use axum::Router;
 use serde_json::Value;
 use state::PostmarkState;
-use std::sync::Arc;
 
 pub(crate) struct Postmark;
 
@@ -29,12 +25,8 @@ impl Simulator for Postmark {
         Ok(())
     }
 
-    fn router(&self, shared: Arc<Shared>) -> Router {
-        routes::router(shared)
-    }
-
-    fn error_for_status(&self, status: u16) -> Response {
-        routes::error_for_status(status)
+    fn routes(&self) -> Routes {
+        routes::ROUTES
     }
 
     fn env(&self, url: &str, _: &World) -> Vec<(&'static str, String)> {

@@ -4,6 +4,7 @@ use super::dashboard;
 use super::state::{InvalidEdit, PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
 use crate::http::{header, json_answer};
 use crate::shared::Shared;
+use crate::simulator::Routes;
 use crate::world::{Mail, SendError};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -19,8 +20,11 @@ fn error_body(status: u16, code: i64, message: &str) -> Response {
     json_answer(status, json!({"ErrorCode": code, "Message": message}))
 }
 
+/// What the Postmark simulator serves.
+pub(super) const ROUTES: Routes = Routes::new(router, error_for_status);
+
 /// The body Postmark sends for a bare status (faults).
-pub(super) fn error_for_status(status: u16) -> Response {
+fn error_for_status(status: u16) -> Response {
     let (code, message) = match status {
         401 => (10, BAD_TOKEN),
         404 => (12, "Resource not found."),
@@ -46,7 +50,7 @@ fn send_error(e: SendError) -> Response {
     error_body(e.status, e.code, &e.message)
 }
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/server", get(get_server).put(put_server))
         .route("/email", post(send_email))

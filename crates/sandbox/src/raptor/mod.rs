@@ -7,15 +7,11 @@ mod routes;
 mod state;
 
 use crate::scenario::Scenario;
-use crate::shared::Shared;
-use crate::simulator::Simulator;
+use crate::simulator::{Routes, Simulator};
 use crate::world::World;
 use crate::SandboxError;
-use axum::response::Response;
-use axum::Router;
 use serde_json::{json, Value};
 use state::RaptorState;
-use std::sync::Arc;
 
 pub(crate) struct Raptor;
 
@@ -30,12 +26,8 @@ impl Simulator for Raptor {
         Ok(())
     }
 
-    fn router(&self, shared: Arc<Shared>) -> Router {
-        routes::router(shared)
-    }
-
-    fn error_for_status(&self, status: u16) -> Response {
-        routes::error_for_status(status)
+    fn routes(&self) -> Routes {
+        routes::ROUTES
     }
 
     fn env(&self, url: &str, _: &World) -> Vec<(&'static str, String)> {

@@ -3,6 +3,7 @@
 use super::state::{failure_line, outbound_fault, RaptorState, SOURCE};
 use crate::http::json_answer;
 use crate::shared::Shared;
+use crate::simulator::Routes;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,11 +18,14 @@ fn refusal(status: u16, what: &str) -> Response {
     json_answer(status, json!({ "error": what }))
 }
 
-pub(super) fn error_for_status(status: u16) -> Response {
+/// What the downstream app serves.
+pub(super) const ROUTES: Routes = Routes::new(router, error_for_status);
+
+fn error_for_status(status: u16) -> Response {
     json_answer(status, json!({"error": "injected", "status": status}))
 }
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/notifications/test-email", post(test_email_default))
         .route("/{app}/api/notifications/test-email", post(test_email))

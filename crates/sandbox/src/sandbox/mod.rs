@@ -82,13 +82,11 @@ impl Sandbox {
             urls: Urls::default(),
         };
         for &sim in BUILT_IN {
-            let router = sim.router(sandbox.shared.clone());
-            let error: ErrorAnswer = Arc::new(move |status, wait| match wait {
-                Some(secs) => sim.error_with_wait(status, secs),
-                None => sim.error_for_status(status),
-            });
+            let routes = sim.routes();
+            let router = routes.router(sandbox.shared.clone());
+            let error: ErrorAnswer = Arc::new(move |status, wait| routes.error(status, wait));
             let shared = sandbox.shared.clone();
-            let outer = move |r: Router| sim.outer(r, shared);
+            let outer = move |r: Router| routes.outer(r, shared);
             let url = sandbox.serve(sim.name(), router, error, outer).await?;
             sandbox.urls.built_in.push((sim.name(), url));
         }
@@ -106,11 +104,7 @@ impl Sandbox {
                         name,
                         router,
                         Arc::new(|status, wait| {
-                            let resp = scripted::error_for_status(status);
-                            match wait {
-                                Some(secs) => http::with_retry_after(resp, secs),
-                                None => resp,
-                            }
+                            http::error_answer(scripted::error_for_status, status, wait)
                         }),
                         |r| r,
                     )

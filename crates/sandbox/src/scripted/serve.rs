@@ -1,6 +1,7 @@
 //! Serving a scripted vendor: matching a request to a route, authenticating it, running the
 //! route's action on the collections and rendering the answer.
 
+use super::sigv4::percent_decode;
 use super::spec::{answer, Answer, AuthScheme, AuthSpec};
 use super::template::{interpolate, interpolate_xml, template};
 use super::{ScriptedState, VendorState};
@@ -400,25 +401,6 @@ fn url_pairs(q: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -262,41 +262,28 @@ fn default_ok() -> Answer {
     }
 }
 
+/// `s` as a word of an environment variable's name: upper case, `_` for anything but an
+/// ASCII letter or digit.
+fn env_word(s: &str) -> String {
+    s.to_ascii_uppercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 impl ScriptedVendor {
     /// The environment variable for the base URL: `env`, else `NAME_API_URL`.
     pub(crate) fn env_var(&self) -> String {
-        self.env.clone().unwrap_or_else(|| {
-            let upper: String = self
-                .name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            format!("{upper}_API_URL")
-        })
+        self.env
+            .clone()
+            .unwrap_or_else(|| format!("{}_API_URL", env_word(&self.name)))
     }
 
     /// The environment variable for extra host `host`'s base URL: `NAME_HOST_URL`.
     pub(crate) fn host_env_var(&self, host: &str) -> String {
-        let upper = |s: &str| -> String {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        };
-        format!("{}_{}_URL", upper(&self.name), upper(host))
+        format!("{}_{}_URL", env_word(&self.name), env_word(host))
     }
 
     /// Every mistake a scenario author can make that would otherwise surface as a confusing

@@ -56,7 +56,7 @@ pub fn rehearsed_rotation(t: Test) -> Output {
 /// name and a list, in the order they are checked:
 ///
 /// - `stdout [..]`, `stderr [..]`: each text is in that stream ([`Output::stdout_has`]);
-/// - `stdout_lacks [..]`, `stderr_lacks [..]`: none of them is ([`Output::stdout_lacks`]);
+/// - `stdout_lacks [..]`, `stderr_lacks [..]`: none of them is ([`assert_lacks`]);
 /// - `stderr_snapshot [..]`: stderr is each snapshot ([`Output::stderr_snapshot`]);
 /// - `holds [..]`: each function is called with the output (`fn(&Output)`), for a check a
 ///   module makes of every run (hostile.rs's `no_panic`).
@@ -79,10 +79,10 @@ macro_rules! exits_with {
         $($out.stderr_has($text);)*
     };
     (@expect $out:ident stdout_lacks [$($text:expr),* $(,)?]) => {
-        $($out.stdout_lacks($text);)*
+        $($crate::support::assert_lacks("stdout", &$out.stdout, $text);)*
     };
     (@expect $out:ident stderr_lacks [$($text:expr),* $(,)?]) => {
-        $($out.stderr_lacks($text);)*
+        $($crate::support::assert_lacks("stderr", &$out.stderr, $text);)*
     };
     (@expect $out:ident stderr_snapshot [$($name:expr),* $(,)?]) => {
         $($out.stderr_snapshot($name);)*
@@ -106,6 +106,12 @@ macro_rules! exits_with {
     };
 }
 pub(crate) use exits_with;
+
+/// `text`, the output `stream`, does not hold `needle`.
+#[track_caller]
+pub fn assert_lacks(stream: &str, text: &str, needle: &str) {
+    assert!(!text.contains(needle), "{stream} holds {needle:?}:\n{text}");
+}
 
 // The canary scenario and the Postmark rotation.
 

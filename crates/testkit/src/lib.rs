@@ -472,20 +472,6 @@ impl Output {
         self
     }
 
-    /// stderr does not hold `needle`.
-    #[track_caller]
-    pub fn stderr_lacks(&self, needle: &str) -> &Self {
-        assert_lacks("stderr", &self.stderr, needle);
-        self
-    }
-
-    /// stdout does not hold `needle`.
-    #[track_caller]
-    pub fn stdout_lacks(&self, needle: &str) -> &Self {
-        assert_lacks("stdout", &self.stdout, needle);
-        self
-    }
-
     /// stderr equals `tests/snapshots/NAME.txt` once the temp dir and run ids are masked.
     #[track_caller]
     pub fn stderr_snapshot(&self, name: &str) -> &Self {
@@ -577,12 +563,6 @@ pub fn signal(child: &Child, signal: i32) {
 #[track_caller]
 fn assert_has(stream: &str, text: &str, needle: &str) {
     assert!(text.contains(needle), "{stream} lacks {needle:?}:\n{text}");
-}
-
-/// `text`, the output `stream`, does not hold `needle`.
-#[track_caller]
-fn assert_lacks(stream: &str, text: &str, needle: &str) {
-    assert!(!text.contains(needle), "{stream} holds {needle:?}:\n{text}");
 }
 
 /// The exit code, or minus the signal that killed the process (`-9` for SIGKILL).

@@ -1,21 +1,112 @@
 //! `runbook check`: diagnostics with file:line:col, exit 2 on problems, 0 when clean.
 
-use crate::support::{root, with_fixture, with_script, Exit, Test};
+use crate::support::{exits_with, root, with_fixture, with_script, Exit, Test};
 
-#[test]
-fn syntax_error_is_reported_with_location_and_snippet() {
-    let out = with_fixture("check", "syntax_error.rhai").run();
-    out.exit(Exit::Usage)
-        .stderr_has("runbook::script::parse")
-        .stderr_has("syntax_error.rhai:4:18: Unexpected ';'")
-        .stderr_has("4 │     let x = (1 + ;")
-        .stderr_has("syntax error here");
-}
+exits_with! {
+    syntax_error_is_reported_with_location_and_snippet:
+        with_fixture("check", "syntax_error.rhai") => Usage,
+        stderr [
+            "runbook::script::parse",
+            "syntax_error.rhai:4:18: Unexpected ';'",
+            "4 │     let x = (1 + ;",
+            "syntax error here",
+        ];
 
-#[test]
-fn clean_runbook_passes() {
-    let out = with_fixture("check", "clean.rhai").run();
-    out.exit(Exit::Ok).stdout_has("ok  clean.rhai");
+    clean_runbook_passes: with_fixture("check", "clean.rhai") => Ok, stdout ["ok  clean.rhai"];
+
+    duplicate_step_ids_are_an_error_at_the_second_declaration:
+        with_fixture("check", "duplicate_steps.rhai") => Usage,
+        stderr [
+            "runbook::plan::duplicate_step",
+            "duplicate_steps.rhai:3:1: duplicate step id 'same' (first declared on line 2)",
+        ];
+
+    unknown_host_function_is_found_without_running:
+        with_fixture("check", "unknown_function.rhai") => Usage,
+        stderr [
+            "unknown_function.rhai:3:13: unknown function 'secret::from_envv'",
+            "did you mean secret::from_env? secret has: fingerprint, from_env, is_secret",
+        ];
+
+    undefined_variable_is_a_compile_error:
+        with_script(
+            "check",
+            "undef.rhai",
+            "runbook(#{ id: \"u\", title: \"U\" });\nstep(\"a\", \"A\", |ctx| { let y = missing + 1; });\n",
+        ) => Usage,
+        stderr [
+            "runbook::script::undefined_variable",
+            "undef.rhai:2:32: Undefined variable: missing",
+        ];
+
+    no_steps_and_no_metadata_are_errors:
+        Test::new()
+            .fixture("no_steps.rhai")
+            .file("bare.rhai", "step(\"a\", \"A\", |ctx| {});\n")
+            .args(&["check", "no_steps.rhai", "bare.rhai"]) => Usage,
+        stderr [
+            "no_steps.rhai:1:1: the runbook has no steps",
+            "bare.rhai:1:1: the runbook does not declare itself",
+        ];
+
+    unknown_metadata_key_is_a_typo_error:
+        with_script(
+            "check",
+            "typo.rhai",
+            "runbook(#{ id: \"t\", title: \"T\", cadnce_days: 3 });\nstep(\"a\", \"A\", |ctx| {});\n",
+        ) => Usage,
+        stderr [
+            "typo.rhai:1:1: runbook: unknown option 'cadnce_days'",
+            "known options: id, title",
+        ];
+
+    non_utf8_file_is_refused_clearly:
+        with_fixture("check", "not_utf8.rhai") => Usage,
+        stderr ["not_utf8.rhai is not valid UTF-8 (first bad byte at offset 36)"];
+
+    stdlib_import_errors_show_module_and_call_site:
+        with_fixture("exec", "uses_stdlib.rhai") => StepFailed,
+        stderr [
+            "<std/checks>:",
+            "a consumer got 401: status=401 InvalidAPIToken",
+            "uses_stdlib.rhai:4:13: in function 'no_lines_matching'",
+        ];
+
+    /// Regression: the verify step's log scan matched "401" inside timestamps
+    /// (`19:26:01.840117`), failing healthy rotations at random.
+    log_scan_matches_whole_words_only:
+        with_fixture("exec", "stdlib_words.rhai") => Ok, stdout ["  | words ok"];
+
+    write_lint_names_the_call_and_the_three_ways_out:
+        with_fixture("check", "author_lints.rhai") => Usage,
+        stderr [
+            "author_lints.rhai:4:1: step 'write' writes (heroku::set_config)",
+            "(heroku::set_config on line 5 of author_lints.rhai)",
+            ".irreversible(\"why\") with .confirm(\"question\")",
+            ".no_undo(\"why\")",
+        ];
+
+    /// The shipped runbooks are what authors copy: every lint must pass on them.
+    shipped_runbooks_pass_every_lint:
+        Test::new().args(&["check"]).arg(root().join("runbooks")) => Ok,
+        stdout ["postmark.rhai", "sendgrid.rhai", "infisical-sync.rhai"];
+
+    /// What makes a step safe without an undo: writes that leave nothing to restore
+    /// (restarts, audit entries) and `.no_undo(why)`.
+    steps_that_need_no_undo_pass:
+        with_script(
+            "check",
+            "fine.rhai",
+            r#"runbook(#{ id: "fine", title: "Fine" });
+param("apps", #{ default: ["a"], help: "Heroku apps" });
+step("restart", "Restart", |ctx| { heroku::restart(ctx.params.apps); });
+step("ping", "Ping", |ctx| {
+    http::post("https://hooks.example.com/ping", #{ json: #{ ok: true } });
+}).no_undo("a notification changes nothing to restore");
+step("audit", "Audit", |ctx| { audit::log("fine.done", #{}); });
+"#,
+        ) => Ok,
+        stdout ["ok  fine.rhai"];
 }
 
 #[test]
@@ -64,83 +155,6 @@ step("a", "A", |ctx| {
         v["diagnostics"][2]["message"],
         "secret::from_env takes 1 argument(s), not 2"
     );
-}
-
-#[test]
-fn duplicate_step_ids_are_an_error_at_the_second_declaration() {
-    let out = with_fixture("check", "duplicate_steps.rhai").run();
-    out.exit(Exit::Usage)
-        .stderr_has("runbook::plan::duplicate_step")
-        .stderr_has(
-            "duplicate_steps.rhai:3:1: duplicate step id 'same' (first declared on line 2)",
-        );
-}
-
-#[test]
-fn unknown_host_function_is_found_without_running() {
-    let out = with_fixture("check", "unknown_function.rhai").run();
-    out.exit(Exit::Usage)
-        .stderr_has("unknown_function.rhai:3:13: unknown function 'secret::from_envv'")
-        .stderr_has("did you mean secret::from_env? secret has: fingerprint, from_env, is_secret");
-}
-
-#[test]
-fn undefined_variable_is_a_compile_error() {
-    let out = with_script("check", "undef.rhai", "runbook(#{ id: \"u\", title: \"U\" });\nstep(\"a\", \"A\", |ctx| { let y = missing + 1; });\n",
-)
-        .run();
-    out.exit(Exit::Usage)
-        .stderr_has("runbook::script::undefined_variable")
-        .stderr_has("undef.rhai:2:32: Undefined variable: missing");
-}
-
-#[test]
-fn no_steps_and_no_metadata_are_errors() {
-    let out = Test::new()
-        .fixture("no_steps.rhai")
-        .file("bare.rhai", "step(\"a\", \"A\", |ctx| {});\n")
-        .args(&["check", "no_steps.rhai", "bare.rhai"])
-        .run();
-    out.exit(Exit::Usage)
-        .stderr_has("no_steps.rhai:1:1: the runbook has no steps")
-        .stderr_has("bare.rhai:1:1: the runbook does not declare itself");
-}
-
-#[test]
-fn unknown_metadata_key_is_a_typo_error() {
-    let out = with_script(
-        "check",
-        "typo.rhai",
-        "runbook(#{ id: \"t\", title: \"T\", cadnce_days: 3 });\nstep(\"a\", \"A\", |ctx| {});\n",
-    )
-    .run();
-    out.exit(Exit::Usage)
-        .stderr_has("typo.rhai:1:1: runbook: unknown option 'cadnce_days'")
-        .stderr_has("known options: id, title");
-}
-
-#[test]
-fn non_utf8_file_is_refused_clearly() {
-    let out = with_fixture("check", "not_utf8.rhai").run();
-    out.exit(Exit::Usage)
-        .stderr_has("not_utf8.rhai is not valid UTF-8 (first bad byte at offset 36)");
-}
-
-#[test]
-fn stdlib_import_errors_show_module_and_call_site() {
-    let out = with_fixture("exec", "uses_stdlib.rhai").run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("<std/checks>:")
-        .stderr_has("a consumer got 401: status=401 InvalidAPIToken")
-        .stderr_has("uses_stdlib.rhai:4:13: in function 'no_lines_matching'");
-}
-
-/// Regression: the verify step's log scan matched "401" inside timestamps
-/// (`19:26:01.840117`), failing healthy rotations at random.
-#[test]
-fn log_scan_matches_whole_words_only() {
-    let out = with_fixture("exec", "stdlib_words.rhai").run();
-    out.exit(Exit::Ok).stdout_has("  | words ok");
 }
 
 /// Each authoring lint, with its code and where it points.
@@ -202,49 +216,6 @@ fn authoring_lints_point_at_the_step_call_or_param() {
             "a rotation runbook (with `secret`) never calls audit::log",
         ]
     );
-}
-
-#[test]
-fn write_lint_names_the_call_and_the_three_ways_out() {
-    let out = with_fixture("check", "author_lints.rhai").run();
-    out.exit(Exit::Usage)
-        .stderr_has("author_lints.rhai:4:1: step 'write' writes (heroku::set_config)")
-        .stderr_has("(heroku::set_config on line 5 of author_lints.rhai)")
-        .stderr_has(".irreversible(\"why\") with .confirm(\"question\")")
-        .stderr_has(".no_undo(\"why\")");
-}
-
-/// The shipped runbooks are what authors copy: every lint must pass on them.
-#[test]
-fn shipped_runbooks_pass_every_lint() {
-    let out = Test::new()
-        .args(&["check"])
-        .arg(root().join("runbooks"))
-        .run();
-    out.exit(Exit::Ok)
-        .stdout_has("postmark.rhai")
-        .stdout_has("sendgrid.rhai")
-        .stdout_has("infisical-sync.rhai");
-}
-
-/// What makes a step safe without an undo: writes that leave nothing to restore (restarts,
-/// audit entries) and `.no_undo(why)`.
-#[test]
-fn steps_that_need_no_undo_pass() {
-    let out = with_script(
-        "check",
-        "fine.rhai",
-        r#"runbook(#{ id: "fine", title: "Fine" });
-param("apps", #{ default: ["a"], help: "Heroku apps" });
-step("restart", "Restart", |ctx| { heroku::restart(ctx.params.apps); });
-step("ping", "Ping", |ctx| {
-    http::post("https://hooks.example.com/ping", #{ json: #{ ok: true } });
-}).no_undo("a notification changes nothing to restore");
-step("audit", "Audit", |ctx| { audit::log("fine.done", #{}); });
-"#,
-    )
-    .run();
-    out.exit(Exit::Ok).stdout_has("ok  fine.rhai");
 }
 
 /// A Secret that reaches a URL through the runbook's own functions is found before the

@@ -1,13 +1,13 @@
 //! `runbook exec`: steps, prompts, params, failures and exit codes.
 
 use crate::support::{
-    fixture, prompts_answered, signal, start_until, step_statuses, with_fixture, writes, Exit,
-    Output, Rig, Test,
+    exits_with, fixture, prompts_answered, signal, start_until, step_statuses, with_fixture,
+    writes, Exit, Rig, Test,
 };
 
 /// `exec prompts.rhai` (tests/fixtures/prompts.rhai), then `extra`.
-fn prompts(extra: &[&str]) -> Output {
-    with_fixture("exec", "prompts.rhai").args(extra).run()
+fn prompts(extra: &[&str]) -> Test {
+    with_fixture("exec", "prompts.rhai").args(extra)
 }
 
 /// prompts.rhai answered with blue, which its check step refuses.
@@ -102,20 +102,6 @@ fn json_streams_events_that_replay_into_the_same_ledger() {
 }
 
 #[test]
-fn failing_ensure_names_the_step_and_message_and_exits_1() {
-    let out = prompts_answered(
-        "no.json",
-        r#"{"prerequisites": true, "color": "green", "token": "x-token-value", "proceed": false}"#,
-    )
-    .run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("Step 'use' failed:")
-        .stderr_has("runbook::step::ensure_failed")
-        .stderr_has("prompts.rhai:14:5: the operator did not confirm")
-        .stderr_has("Completed steps left in place: ask.");
-}
-
-#[test]
 fn yes_rolls_back_completed_steps_newest_first() {
     let out = prompts_answered("blue.toml", BLUE)
         .args(&["--yes", "--json"])
@@ -140,48 +126,6 @@ fn no_rollback_with_yes_stops_instead() {
     assert_eq!(out.report()["steps"][1]["status"], "completed");
 }
 
-#[test]
-fn prompt_without_answer_or_terminal_fails_at_once_naming_it() {
-    let out = prompts_answered("partial.toml", "prerequisites = true\n").run();
-    out.exit(Exit::StepFailed)
-        // `color` has a default, so the first prompt that cannot be answered is the token.
-        .stderr_has("prompts.rhai:10:25: prompt 'token' needs an answer, and there is no terminal to ask on")
-        .stderr_has("add `token = \"...\"` to a file passed with --answers");
-}
-
-#[test]
-fn prerequisites_need_confirmation() {
-    let out = prompts(&[]);
-    out.exit(Exit::Usage)
-        .stderr_has("prompt 'prerequisites' needs an answer")
-        .stderr_has("confirm the prerequisites with --yes");
-}
-
-#[test]
-fn undeclared_param_is_a_usage_error() {
-    let out = prompts(&["--yes", "--param", "nope=1"]);
-    out.exit(Exit::Usage)
-        .stderr_has("unknown param 'nope'")
-        .stderr_has("declared params: server_name, apps, attempts");
-}
-
-#[test]
-fn param_of_the_wrong_type_is_a_usage_error() {
-    let out = prompts(&["--yes", "--param", "attempts=many"]);
-    out.exit(Exit::Usage)
-        .stderr_has("param 'attempts' expects a whole number, got 'many'");
-}
-
-#[test]
-fn malformed_answers_file_is_a_usage_error_with_its_line() {
-    let out = with_fixture("exec", "prompts.rhai")
-        .fixture("bad_answers.toml")
-        .args(&["--answers", "bad_answers.toml"])
-        .run();
-    out.exit(Exit::Usage)
-        .stderr_has("bad_answers.toml:2: malformed answers file");
-}
-
 /// A test dir whose runbooks/ holds tests/fixtures/clean.rhai.
 fn with_clean_runbook() -> Test {
     Test::new().file(
@@ -190,64 +134,94 @@ fn with_clean_runbook() -> Test {
     )
 }
 
-#[test]
-fn missing_runbook_lists_what_exists() {
-    let out = with_clean_runbook().args(&["exec", "nope"]).run();
-    out.exit(Exit::Usage)
-        .stderr_has("no runbook named 'nope'")
-        .stderr_has("available: clean");
-}
+exits_with! {
+    failing_ensure_names_the_step_and_message_and_exits_1:
+        prompts_answered(
+            "no.json",
+            r#"{"prerequisites": true, "color": "green", "token": "x-token-value", "proceed": false}"#,
+        ) => StepFailed,
+        stderr [
+            "Step 'use' failed:",
+            "runbook::step::ensure_failed",
+            "prompts.rhai:14:5: the operator did not confirm",
+            "Completed steps left in place: ask.",
+        ];
 
-#[test]
-fn runbook_is_found_by_name_in_runbooks_folder() {
-    let out = with_clean_runbook().args(&["exec", "clean", "--yes"]).run();
-    out.exit(Exit::Ok).stdout_has("  | hello demo");
-}
+    prompt_without_answer_or_terminal_fails_at_once_naming_it:
+        prompts_answered("partial.toml", "prerequisites = true\n") => StepFailed,
+        // `color` has a default, so the first prompt that cannot be answered is the token.
+        stderr [
+            "prompts.rhai:10:25: prompt 'token' needs an answer, and there is no terminal to ask on",
+            "add `token = \"...\"` to a file passed with --answers",
+        ];
 
-#[test]
-fn runbook_with_no_steps_is_refused() {
-    let out = with_fixture("exec", "no_steps.rhai").run();
-    out.exit(Exit::Usage).stderr_has("the runbook has no steps");
-}
+    prerequisites_need_confirmation: prompts(&[]) => Usage,
+        stderr [
+            "prompt 'prerequisites' needs an answer",
+            "confirm the prerequisites with --yes",
+        ];
 
-#[test]
-fn endless_loop_hits_the_operation_limit_naming_the_step() {
-    let out = with_fixture("exec", "endless_loop.rhai").run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("Step 'spin' failed:")
-        .stderr_has("runbook::script::operation_limit");
-}
+    undeclared_param_is_a_usage_error: prompts(&["--yes", "--param", "nope=1"]) => Usage,
+        stderr ["unknown param 'nope'", "declared params: server_name, apps, attempts"];
 
-#[test]
-fn deep_recursion_hits_the_call_depth_limit() {
-    let out = with_fixture("exec", "deep_recursion.rhai").run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("Step 'recurse' failed:")
-        .stderr_has("runbook::script::call_depth");
-}
+    param_of_the_wrong_type_is_a_usage_error:
+        prompts(&["--yes", "--param", "attempts=many"]) => Usage,
+        stderr ["param 'attempts' expects a whole number, got 'many'"];
 
-#[test]
-fn huge_string_hits_the_size_limit() {
-    let out = with_fixture("exec", "huge_string.rhai").run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("runbook::script::too_large");
-}
+    malformed_answers_file_is_a_usage_error_with_its_line:
+        prompts(&["--answers", "bad_answers.toml"]).fixture("bad_answers.toml") => Usage,
+        stderr ["bad_answers.toml:2: malformed answers file"];
 
-#[test]
-fn wrong_argument_types_name_the_call() {
-    let out = with_fixture("exec", "wrong_types.rhai").run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("runbook::script::unknown_function")
-        .stderr_has("wrong_types.rhai:3:13: no function matches secret::from_env (i64)");
-}
+    missing_runbook_lists_what_exists: with_clean_runbook().args(&["exec", "nope"]) => Usage,
+        stderr ["no runbook named 'nope'", "available: clean"];
 
-#[test]
-fn host_calls_at_the_top_level_are_refused() {
-    let out = with_fixture("exec", "top_level_prompt.rhai")
-        .args(&["--yes"])
-        .run();
-    out.exit(Exit::Usage)
-        .stderr_has("top_level_prompt.rhai:2:17: prompt::confirm cannot be called at the top level of a runbook");
+    runbook_is_found_by_name_in_runbooks_folder:
+        with_clean_runbook().args(&["exec", "clean", "--yes"]) => Ok,
+        stdout ["  | hello demo"];
+
+    runbook_with_no_steps_is_refused:
+        with_fixture("exec", "no_steps.rhai") => Usage,
+        stderr ["the runbook has no steps"];
+
+    endless_loop_hits_the_operation_limit_naming_the_step:
+        with_fixture("exec", "endless_loop.rhai") => StepFailed,
+        stderr ["Step 'spin' failed:", "runbook::script::operation_limit"];
+
+    deep_recursion_hits_the_call_depth_limit:
+        with_fixture("exec", "deep_recursion.rhai") => StepFailed,
+        stderr ["Step 'recurse' failed:", "runbook::script::call_depth"];
+
+    huge_string_hits_the_size_limit:
+        with_fixture("exec", "huge_string.rhai") => StepFailed,
+        stderr ["runbook::script::too_large"];
+
+    wrong_argument_types_name_the_call:
+        with_fixture("exec", "wrong_types.rhai") => StepFailed,
+        stderr [
+            "runbook::script::unknown_function",
+            "wrong_types.rhai:3:13: no function matches secret::from_env (i64)",
+        ];
+
+    host_calls_at_the_top_level_are_refused:
+        with_fixture("exec", "top_level_prompt.rhai").args(&["--yes"]) => Usage,
+        stderr [
+            "top_level_prompt.rhai:2:17: prompt::confirm cannot be called at the top level of a runbook",
+        ];
+
+    /// A closure written inside an imported module lives in that module's library, not the
+    /// runbook's: steps that a module registers (std/rotation does) must still run, and undo.
+    steps_registered_by_an_imported_module_run_and_undo:
+        Test::new().args(&[
+            "exec",
+            &format!("{}/main.rhai", fixture("module_steps").display()),
+            "--yes",
+        ]) => StepFailed,
+        stdout [
+            "  | runbook closure called by the module",
+            "  | step 1 ran",
+            "  | ctx.from_module = 42",
+            "  | module undo",
+        ];
 }
 
 #[test]
@@ -276,21 +250,6 @@ fn ctrl_c_stops_the_running_step_with_exit_130() {
         !rest.iter().any(|l| l.contains("undo done")),
         "interrupt must not roll back by itself"
     );
-}
-
-/// A closure written inside an imported module lives in that module's library, not the
-/// runbook's: steps that a module registers (std/rotation does) must still run, and undo.
-#[test]
-fn steps_registered_by_an_imported_module_run_and_undo() {
-    let dir = fixture("module_steps");
-    let out = Test::new()
-        .args(&["exec", &format!("{}/main.rhai", dir.display()), "--yes"])
-        .run();
-    out.exit(Exit::StepFailed)
-        .stdout_has("  | runbook closure called by the module")
-        .stdout_has("  | step 1 ran")
-        .stdout_has("  | ctx.from_module = 42")
-        .stdout_has("  | module undo");
 }
 
 /// The vendor settings of a production run, at hosts that do not resolve: these tests stop

@@ -3,8 +3,8 @@
 //! rig), so stopped runs can be resumed and rolled back by later processes.
 
 use crate::support::{
-    assert_rotated, new_tokens, rehearse_postmark, served, signal, start_until, token_answer,
-    with_fixture, with_script, Exit, Rig, Test, APPS, OLD_TOKEN,
+    assert_rotated, exits_with, new_tokens, rehearse_postmark, served, signal, start_until,
+    token_answer, with_fixture, with_script, Exit, Rig, Test, APPS, OLD_TOKEN,
 };
 
 /// A rollback refused at the irreversible step leaves the rotation recorded as succeeded;
@@ -80,24 +80,31 @@ fn a_runbook_that_asks_to_stop_on_failure_is_not_rolled_back_by_yes() {
         .stderr_has("runbook: ");
 }
 
-/// An in-process rehearsal's vendors die with it: it never suggests resume or rollback, and
-/// says how to rehearse a resumable run.
-#[test]
-fn an_in_process_rehearsal_never_suggests_resume() {
-    let out = Test::new()
-        .rehearse("postmark")
-        .args(&["--yes", "--no-rollback"])
-        .canary()
-        .args(&[
-            "--fault",
-            "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always",
-        ])
-        .run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("cannot be resumed or rolled back")
-        .stderr_has("start `runbook sandbox` in another shell");
-    assert!(!out.stderr.contains("runbook resume"), "{}", out.stderr);
-    assert!(!out.stderr.contains("runbook rollback"), "{}", out.stderr);
+exits_with! {
+    /// An in-process rehearsal's vendors die with it: it never suggests resume or rollback,
+    /// and says how to rehearse a resumable run.
+    an_in_process_rehearsal_never_suggests_resume:
+        Test::new()
+            .rehearse("postmark")
+            .args(&["--yes", "--no-rollback"])
+            .canary()
+            .args(&["--fault", "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always"])
+            => StepFailed,
+        stderr ["cannot be resumed or rolled back", "start `runbook sandbox` in another shell"],
+        stderr_lacks ["runbook resume", "runbook rollback"];
+
+    /// A run whose journal cannot be written could be neither resumed nor rolled back: it
+    /// stops before its first step, with nothing changed.
+    // `runs` as a file: no journal can be created under it.
+    a_journal_that_cannot_be_written_stops_the_run_before_any_step:
+        Test::new()
+            .file("state/runs", "not a directory")
+            .rehearse("postmark")
+            .args(&["--yes"])
+            .keep_sandbox_state() => Usage,
+        stderr ["cannot write"],
+        stdout_lacks ["Step 1/"],
+        stderr_lacks ["Step 1/"];
 }
 
 const PROD: &str = "/apps/raxx-api-prod/config-vars";
@@ -348,20 +355,4 @@ fn rollback_lists_what_it_will_undo_and_asks_first() {
         before["heroku"]["apps"],
         "a declined rollback changed a consumer"
     );
-}
-
-/// A run whose journal cannot be written could be neither resumed nor rolled back: it stops
-/// before its first step, with nothing changed.
-#[test]
-fn a_journal_that_cannot_be_written_stops_the_run_before_any_step() {
-    // `runs` as a file: no journal can be created under it.
-    let out = Test::new()
-        .file("state/runs", "not a directory")
-        .rehearse("postmark")
-        .args(&["--yes"])
-        .keep_sandbox_state()
-        .run();
-    out.exit(Exit::Usage).stderr_has("cannot write");
-    assert!(!out.stdout.contains("Step 1/"), "{}", out.stdout);
-    assert!(!out.stderr.contains("Step 1/"), "{}", out.stderr);
 }

@@ -1,7 +1,7 @@
 //! Hostile input: malformed runbooks, answers, scenarios and params each get a clear error
 //! and an exit code, never a panic or a hang.
 
-use crate::support::{prompts_answered, with_script, Exit, Output, Test};
+use crate::support::{exits_with, prompts_answered, with_script, Exit, Output, Test};
 
 fn no_panic(out: &Output) {
     assert!(!out.stderr.contains("panicked"), "panic:\n{}", out.stderr);
@@ -21,10 +21,16 @@ fn rehearsal(extra: &[&str]) -> Test {
         .args(extra)
 }
 
-fn check_text(name: &str, text: &str) -> Output {
-    let out = with_script("check", name, text).run();
+/// Runs `t`, which must end without a panic ([`no_panic`]).
+fn run_safely(t: Test) -> Output {
+    let out = t.run();
     no_panic(&out);
     out
+}
+
+/// `check NAME`, NAME a runbook of `text`, run safely ([`run_safely`]).
+fn check_text(name: &str, text: &str) -> Output {
+    run_safely(with_script("check", name, text))
 }
 
 #[test]
@@ -78,36 +84,26 @@ fn unicode_in_names_gets_a_clear_error() {
         .stderr_has("step id 'étape' must be letters, digits, '-' and '_'");
 }
 
-#[test]
-fn a_runbook_path_that_is_a_directory_is_refused() {
-    let out = Test::new()
-        .file("dir.rhai/x", "")
-        .args(&["exec", "dir.rhai"])
-        .run();
-    no_panic(&out);
-    out.exit(Exit::Usage);
-}
+exits_with! {
+    a_runbook_path_that_is_a_directory_is_refused:
+        Test::new().file("dir.rhai/x", "").args(&["exec", "dir.rhai"]) => Usage,
+        holds [no_panic];
 
-#[test]
-fn deeply_nested_answers_are_refused() {
-    let nested = format!("{{\"a\": {}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
-    let out = prompts_answered("nested.json", &nested).run();
-    no_panic(&out);
-    out.exit(Exit::Usage)
-        .stderr_has("nested.json:1:")
-        .stderr_has("malformed answers file");
-}
+    deeply_nested_answers_are_refused:
+        prompts_answered(
+            "nested.json",
+            &format!("{{\"a\": {}1{}}}", "[".repeat(100_000), "]".repeat(100_000)),
+        ) => Usage,
+        holds [no_panic],
+        stderr ["nested.json:1:", "malformed answers file"];
 
-#[test]
-fn answers_of_the_wrong_type_name_the_prompt() {
-    let out = prompts_answered(
-        "a.toml",
-        "prerequisites = true\ncolor = \"green\"\ntoken = \"t-0123456789\"\nproceed = \"maybe\"\n",
-    )
-    .run();
-    no_panic(&out);
-    out.exit(Exit::StepFailed)
-        .stderr_has("answer to prompt 'proceed' is not usable: expected true or false");
+    answers_of_the_wrong_type_name_the_prompt:
+        prompts_answered(
+            "a.toml",
+            "prerequisites = true\ncolor = \"green\"\ntoken = \"t-0123456789\"\nproceed = \"maybe\"\n",
+        ) => StepFailed,
+        holds [no_panic],
+        stderr ["answer to prompt 'proceed' is not usable: expected true or false"];
 }
 
 #[test]
@@ -125,42 +121,35 @@ fn malformed_scenarios_and_faults_are_usage_errors() {
             "unknown field",
         ),
     ] {
-        let out = rehearsal(&[]).scenario(file, text).run();
-        no_panic(&out);
-        out.exit(Exit::Usage).stderr_has(expect);
+        run_safely(rehearsal(&[]).scenario(file, text))
+            .exit(Exit::Usage)
+            .stderr_has(expect);
     }
-    let out = rehearsal(&["--fault", "postmark:GET:/server=teapot"]).run();
-    no_panic(&out);
-    out.exit(Exit::Usage)
+    run_safely(rehearsal(&["--fault", "postmark:GET:/server=teapot"]))
+        .exit(Exit::Usage)
         .stderr_has("invalid fault 'postmark:GET:/server=teapot'");
 }
 
 #[test]
 fn hostile_params_are_refused_or_reach_the_checks_intact() {
-    let out = rehearsal(&["--param", "=x"]).run();
-    no_panic(&out);
-    out.exit(Exit::Usage)
+    run_safely(rehearsal(&["--param", "=x"]))
+        .exit(Exit::Usage)
         .stderr_has("is not of the form NAME=VALUE");
-    let out = rehearsal(&["--param", "server_name=raxx-prod\u{202e}🚀"]).run();
-    no_panic(&out);
-    out.exit(Exit::StepFailed)
+    run_safely(rehearsal(&["--param", "server_name=raxx-prod\u{202e}🚀"]))
+        .exit(Exit::StepFailed)
         .stderr_has("not 'raxx-prod\u{202e}🚀'");
 }
 
 #[test]
 fn plain_http_to_a_remote_host_is_refused_and_tls_cannot_be_turned_off() {
-    let out = with_script("exec", "plain.rhai", "runbook(#{ id: \"p\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n",
-)
-        .run();
-    no_panic(&out);
-    out.exit(Exit::StepFailed)
+    let plain = "runbook(#{ id: \"p\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"http://example.com/\"); });\n";
+    run_safely(with_script("exec", "plain.rhai", plain))
+        .exit(Exit::StepFailed)
         .stderr_has("plain.rhai:2:30:")
         .stderr_has("http://");
-    let out = with_script("exec", "insecure.rhai", "runbook(#{ id: \"i\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n",
-)
-        .run();
-    no_panic(&out);
-    out.exit(Exit::StepFailed)
+    let insecure = "runbook(#{ id: \"i\", title: \"t\", egress: [\"example.com\"] });\nstep(\"a\", \"A\", |ctx| { http::get(\"https://example.com/\", #{ insecure: true }); });\n";
+    run_safely(with_script("exec", "insecure.rhai", insecure))
+        .exit(Exit::StepFailed)
         .stderr_has("http::get: unknown option 'insecure'");
 }
 
@@ -173,22 +162,20 @@ step("show", "Show the ratio", |ctx| {
 "#;
 
 /// ratio.rhai run with `--param ratio=VALUE`.
-fn ratio(value: &str) -> Output {
+fn ratio(value: &str) -> Test {
     with_script("exec", "ratio.rhai", FLOAT_PARAM)
         .args(&["--yes", "--param"])
         .arg(format!("ratio={value}"))
-        .run()
 }
 
-#[test]
-fn a_float_param_parses_as_a_float() {
-    ratio("2.5").exit(Exit::Ok).stdout_has("ratio=5.0");
+exits_with! {
+    a_float_param_parses_as_a_float: ratio("2.5") => Ok, stdout ["ratio=5.0"];
 }
 
 #[test]
 fn a_float_param_refuses_words_and_infinities_echoing_little() {
     for bad in ["many", "inf", "NaN"] {
-        ratio(bad).exit(Exit::Usage).stderr_has(&format!(
+        ratio(bad).run().exit(Exit::Usage).stderr_has(&format!(
             "param 'ratio' expects a number such as 2.5, got '{bad}'"
         ));
     }
@@ -205,25 +192,20 @@ fn a_float_param_refuses_words_and_infinities_echoing_little() {
     );
 }
 
-#[test]
-fn a_fault_pattern_of_many_wildcards_does_not_spin() {
+exits_with! {
     // Forty `**` that never match: backtracking spun on every request of the rotation.
-    let fault = format!("postmark:GET:/{}nowhere=503", "**".repeat(40));
-    let out = rehearsal(&["--fault", &fault]).run();
-    out.exit(Exit::Ok).stdout_has("succeeded");
+    a_fault_pattern_of_many_wildcards_does_not_spin:
+        rehearsal(&["--fault", &format!("postmark:GET:/{}nowhere=503", "**".repeat(40))]) => Ok,
+        stdout ["succeeded"];
 }
 
 #[test]
 fn a_malformed_scenario_names_its_line_not_its_text() {
     let canary = "pm-canary-scenario-0123456789";
-    let out = rehearsal(&[])
-        .unscanned()
-        .scenario(
-            "bad.toml",
-            &format!("[postmark]\ncurrent_token = \"{canary}\n"),
-        )
-        .run();
-    no_panic(&out);
+    let out = run_safely(rehearsal(&[]).unscanned().scenario(
+        "bad.toml",
+        &format!("[postmark]\ncurrent_token = \"{canary}\n"),
+    ));
     out.exit(Exit::Usage)
         .stderr_has("invalid sandbox scenario")
         .stderr_has("bad.toml: line 2: ");
@@ -237,13 +219,11 @@ fn a_top_level_that_never_returns_does_not_hang_list_check_or_show() {
 loop { time::sleep(600); }
 "#;
     let t = Test::new().file("runbooks/sleeper.rhai", sleeper);
-    let out = t.args(&["show", "sleeper"]).run();
-    no_panic(&out);
+    let out = run_safely(t.args(&["show", "sleeper"]));
     out.stderr_has("runbook::timeout")
         .stderr_has("sleeper.rhai ran past its limit of 5s")
         .stderr_has("move work into a step");
-    let out = out.next().args(&["check", "runbooks/sleeper.rhai"]).run();
-    no_panic(&out);
+    let out = run_safely(out.next().args(&["check", "runbooks/sleeper.rhai"]));
     out.stderr_has("sleeper.rhai ran past its limit of 5s");
     let out = out.next().args(&["list"]).run();
     out.exit(Exit::Ok)
@@ -276,8 +256,7 @@ step("spin", "Sleeps forever", |ctx| {
     let bad = r#"runbook(#{ id: "bad", title: "Bad timeout" });
 step("s", "S", |ctx| {}).timeout("soon");
 "#;
-    let out = with_script("check", "bad.rhai", bad).run();
-    no_panic(&out);
+    let out = run_safely(with_script("check", "bad.rhai", bad));
     out.stderr_has(".timeout(\"soon\"): not a duration between 1s and 24h");
 }
 
@@ -305,24 +284,20 @@ fn imports_refuse_fifos_and_links_out_of_the_folder() {
     )
     .unwrap();
     // Before: the FIFO blocked `show` forever; the link's target's first line was shown.
-    let out = t.args(&["show", "fifo"]).run();
-    no_panic(&out);
+    let out = run_safely(t.args(&["show", "fifo"]));
     out.stderr_has("pipe.rhai is not a regular file");
-    let out = out.next().args(&["check", "runbooks/link.rhai"]).run();
-    no_panic(&out);
+    let out = run_safely(out.next().args(&["check", "runbooks/link.rhai"]));
     out.stderr_has("it is a link that leads outside the runbook's folder");
     assert!(!out.stderr.contains("TOPSECRET"), "{}", out.stderr);
     assert!(!out.stdout.contains("TOPSECRET"), "{}", out.stdout);
     // A FIFO given as the runbook itself is not taken for one (and not read).
-    let out = out.next().args(&["exec", "runbooks/pipe.rhai"]).run();
-    no_panic(&out);
+    let out = run_safely(out.next().args(&["exec", "runbooks/pipe.rhai"]));
     out.stderr_has("no runbook named 'runbooks/pipe.rhai'");
     // Nor as an answers file.
-    let out = out
-        .next()
-        .args(&["exec", "link", "--answers", "runbooks/pipe.rhai"])
-        .run();
-    no_panic(&out);
+    let out = run_safely(
+        out.next()
+            .args(&["exec", "link", "--answers", "runbooks/pipe.rhai"]),
+    );
     out.stderr_has("it is not a regular file");
 }
 
@@ -388,11 +363,11 @@ step("get", "Read a huge answer", |ctx| {
             .stderr_has("raise RUNBOOK_MAX_RESPONSE_MB");
         assert!(!out.stdout.contains("read "), "{}", out.stdout);
     }
-    let out = with_script("exec", "big.rhai", runbook)
-        .env("RUNBOOK_MAX_RESPONSE_MB", "lots")
-        .args(&["--yes", "--param", "url=http://127.0.0.1:9"])
-        .run();
-    no_panic(&out);
+    let out = run_safely(
+        with_script("exec", "big.rhai", runbook)
+            .env("RUNBOOK_MAX_RESPONSE_MB", "lots")
+            .args(&["--yes", "--param", "url=http://127.0.0.1:9"]),
+    );
     out.stderr_has("RUNBOOK_MAX_RESPONSE_MB");
 }
 
@@ -425,14 +400,10 @@ fn a_huge_identifier_is_not_echoed_whole() {
     let runbook = format!(
         "runbook(#{{ id: \"long\", title: \"Long\" }});\nstep(\"s\", \"S\", |ctx| {{ {name}(); }});\n"
     );
-    let out = with_script("exec", "long.rhai", &runbook)
-        .args(&["--yes"])
-        .run();
-    no_panic(&out);
+    let out = run_safely(with_script("exec", "long.rhai", &runbook).args(&["--yes"]));
     out.stderr_has("more characters not shown");
     assert!(out.stderr.len() < 20_000, "{} bytes", out.stderr.len());
-    let out = out.next().args(&["exec", &name]).run();
-    no_panic(&out);
+    let out = run_safely(out.next().args(&["exec", &name]));
     out.stderr_has("more characters not shown");
     assert!(out.stderr.len() < 20_000, "{} bytes", out.stderr.len());
 }
@@ -494,11 +465,10 @@ step("send", "Send", |ctx| {
     let bad = r#"runbook(#{ id: "bad", title: "Bad", egress: ["param:nope"] });
 step("s", "S", |ctx| {});
 "#;
-    let out = show
-        .next()
-        .file("bad.rhai", bad)
-        .args(&["check", "bad.rhai"])
-        .run();
-    no_panic(&out);
+    let out = run_safely(
+        show.next()
+            .file("bad.rhai", bad)
+            .args(&["check", "bad.rhai"]),
+    );
     out.stderr_has("egress names param:nope, which the runbook does not declare");
 }

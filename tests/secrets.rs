@@ -1,6 +1,6 @@
 //! Secrets never reach the screen or a file; they print masked and refuse concatenation.
 
-use crate::support::{with_fixture, with_script, Exit, Test, CANARIES};
+use crate::support::{exits_with, with_fixture, with_script, Exit, Test, CANARIES};
 
 #[test]
 fn printing_a_secret_every_way_shows_only_the_mask() {
@@ -24,37 +24,32 @@ fn printing_a_secret_every_way_shows_only_the_mask() {
     assert!(audit.contains("\"source\":{\"kind\":\"env\",\"name\":\"RUNBOOK_TEST_SECRET\"}"));
 }
 
-#[test]
-fn concatenating_a_secret_is_an_error() {
-    let out = with_fixture("exec", "concat_secret.rhai")
-        .env("RUNBOOK_TEST_SECRET", CANARIES[0])
-        .run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("runbook::secret::misuse")
-        .stderr_has("concat_secret.rhai:4:28: a Secret cannot be concatenated with a string");
-}
+exits_with! {
+    concatenating_a_secret_is_an_error:
+        with_fixture("exec", "concat_secret.rhai").env("RUNBOOK_TEST_SECRET", CANARIES[0])
+            => StepFailed,
+        stderr [
+            "runbook::secret::misuse",
+            "concat_secret.rhai:4:28: a Secret cannot be concatenated with a string",
+        ];
 
-#[test]
-fn missing_env_secret_says_what_to_export() {
-    let out = with_fixture("exec", "print_secret.rhai").run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("environment variable RUNBOOK_TEST_SECRET is not set")
-        .stderr_has("export RUNBOOK_TEST_SECRET=...");
-}
+    missing_env_secret_says_what_to_export:
+        with_fixture("exec", "print_secret.rhai") => StepFailed,
+        stderr [
+            "environment variable RUNBOOK_TEST_SECRET is not set",
+            "export RUNBOOK_TEST_SECRET=...",
+        ];
 
-#[test]
-fn a_secret_interpolated_into_a_vendor_bound_string_is_refused() {
     // `${t}` inside a string shows `secret(…cdef)`; sending that to a vendor would send
     // garbage (or, without the mask, the secret in a log): it is refused before any request.
-    let out = with_fixture("exec", "interpolated_secret.rhai")
-        .env("RUNBOOK_TEST_SECRET", CANARIES[0])
-        .run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("runbook::secret::misuse")
-        .stderr_has(
+    a_secret_interpolated_into_a_vendor_bound_string_is_refused:
+        with_fixture("exec", "interpolated_secret.rhai").env("RUNBOOK_TEST_SECRET", CANARIES[0])
+            => StepFailed,
+        stderr [
+            "runbook::secret::misuse",
             "interpolated_secret.rhai:4:11: a Secret was interpolated into header Authorization",
-        )
-        .stderr_has("pass the Secret value itself");
+            "pass the Secret value itself",
+        ];
 }
 
 /// `exec one.rhai --yes`, a runbook of one step that prints.

@@ -48,6 +48,71 @@ pub fn rehearsed_rotation(t: Test) -> Output {
         .run()
 }
 
+// Tests that only run and read.
+
+/// One `#[test]` per case, for the families whose every test is "run this, expect this exit
+/// code, expect (or not) these texts". A case is its doc comment, its name, the [`Test`] to run
+/// (without `.run()`), `=>` the [`Exit`] it must end with (by name), then any clauses, each a
+/// name and a list, in the order they are checked:
+///
+/// - `stdout [..]`, `stderr [..]`: each text is in that stream ([`Output::stdout_has`]);
+/// - `stdout_lacks [..]`, `stderr_lacks [..]`: none of them is ([`assert_lacks`]);
+/// - `stderr_snapshot [..]`: stderr is each snapshot ([`Output::stderr_snapshot`]);
+/// - `holds [..]`: each function is called with the output (`fn(&Output)`), for a check a
+///   module makes of every run (hostile.rs's `no_panic`).
+///
+/// ```ignore
+/// exits_with! {
+///     /// What the case guards.
+///     endless_loop_hits_the_operation_limit_naming_the_step:
+///         with_fixture("exec", "endless_loop.rhai") => StepFailed,
+///         stderr ["Step 'spin' failed:", "runbook::script::operation_limit"];
+/// }
+/// ```
+///
+/// A test that reads more than that (a report, a file, a second run) stays a function.
+macro_rules! exits_with {
+    (@expect $out:ident stdout [$($text:expr),* $(,)?]) => {
+        $($out.stdout_has($text);)*
+    };
+    (@expect $out:ident stderr [$($text:expr),* $(,)?]) => {
+        $($out.stderr_has($text);)*
+    };
+    (@expect $out:ident stdout_lacks [$($text:expr),* $(,)?]) => {
+        $($crate::support::assert_lacks("stdout", &$out.stdout, $text);)*
+    };
+    (@expect $out:ident stderr_lacks [$($text:expr),* $(,)?]) => {
+        $($crate::support::assert_lacks("stderr", &$out.stderr, $text);)*
+    };
+    (@expect $out:ident stderr_snapshot [$($name:expr),* $(,)?]) => {
+        $($out.stderr_snapshot($name);)*
+    };
+    (@expect $out:ident holds [$($check:expr),* $(,)?]) => {
+        $($check(&$out);)*
+    };
+    ($(
+        $(#[$attr:meta])*
+        $name:ident: $test:expr => $exit:ident $(, $clause:ident [$($arg:expr),* $(,)?])* ;
+    )*) => {
+        $(
+            $(#[$attr])*
+            #[test]
+            fn $name() {
+                let out = $test.run();
+                out.exit($crate::support::Exit::$exit);
+                $($crate::support::exits_with!(@expect out $clause [$($arg),*]);)*
+            }
+        )*
+    };
+}
+pub(crate) use exits_with;
+
+/// `text`, the output `stream`, does not hold `needle`.
+#[track_caller]
+pub fn assert_lacks(stream: &str, text: &str, needle: &str) {
+    assert!(!text.contains(needle), "{stream} holds {needle:?}:\n{text}");
+}
+
 // The canary scenario and the Postmark rotation.
 
 /// The Postmark rotation's steps, in order.

@@ -22,10 +22,11 @@ fn order() -> Vec<String> {
         .collect()
 }
 
-/// `crate::NAME` uses per top-level module, outside test code.
-fn uses() -> BTreeMap<String, Vec<(String, String)>> {
+/// Each source file's code outside its test module, by path under `src`, with its
+/// top-level module (lib.rs and this file left out).
+fn sources() -> Vec<(String, String, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut out = Vec::new();
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
@@ -50,20 +51,61 @@ fn uses() -> BTreeMap<String, Vec<(String, String)>> {
             }
             let text = std::fs::read_to_string(&path).unwrap();
             let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
-            for (i, _) in code.match_indices("crate::") {
-                let name: String = code[i + 7..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if name != top {
-                    out.entry(top.clone())
-                        .or_default()
-                        .push((name, rel.clone()));
-                }
+            out.push((top, rel, code.to_string()));
+        }
+    }
+    out
+}
+
+/// `crate::NAME` uses per top-level module, outside test code.
+fn uses() -> BTreeMap<String, Vec<(String, String)>> {
+    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (top, rel, code) in sources() {
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name != top {
+                out.entry(top.clone())
+                    .or_default()
+                    .push((name, rel.clone()));
             }
         }
     }
     out
+}
+
+/// The engine emits events to a sink and never writes to a terminal itself; what only the
+/// sandbox knows (its control paths, its variables) stays behind the `Dashboard` trait.
+#[test]
+fn the_engine_neither_prints_nor_knows_the_sandbox() {
+    let forbidden = [
+        "print!(",
+        "println!(",
+        "eprint!(",
+        "eprintln!(",
+        "io::stdout(",
+        "io::stderr(",
+        " ui::",
+        "(ui::",
+        "/_sandbox",
+        "RUNBOOK_SANDBOX",
+    ];
+    let mut found = Vec::new();
+    for (_, rel, code) in sources() {
+        if rel.ends_with("tests.rs") {
+            continue;
+        }
+        for (n, line) in code.lines().enumerate() {
+            for f in forbidden {
+                if line.contains(f) {
+                    found.push(format!("src/{rel}:{}: {f}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]

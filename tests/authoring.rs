@@ -2,7 +2,15 @@
 //! and those marked `sandbox` run with `exec --sandbox --yes`, with the ```toml scenario block
 //! that follows them (before the next rhai block) as their sandbox world.
 
-use crate::support::{with_script, Test};
+use crate::support::{with_script, Exit, Output, Test};
+
+/// A REPL on the shipped runbook `name` against the sandbox, fed `input`.
+fn sandbox_repl(t: Test, name: &str, input: &str) -> Output {
+    t.shipped_runbooks()
+        .args(&["repl", name, "--sandbox"])
+        .stdin(input)
+        .run()
+}
 
 struct Block {
     info: String,
@@ -112,17 +120,13 @@ fn a_runbook_is_found_by_its_id_or_its_file_name() {
         .args(&["show", "sendgrid-api-key"])
         .run();
     out.stdout_has("Rotate the SendGrid API key");
-    let out = Test::new()
-        .shipped_runbooks()
-        .args(&["repl", "sendgrid-api-key", "--sandbox"])
-        .stdin(":steps\n")
-        .run();
-    out.exit(crate::support::Exit::Ok).stdout_has("1. precheck");
+    let out = sandbox_repl(Test::new(), "sendgrid-api-key", ":steps\n");
+    out.exit(Exit::Ok).stdout_has("1. precheck");
     let out = Test::new()
         .shipped_runbooks()
         .args(&["exec", "mailco-api-key", "--sandbox"])
         .run();
-    out.exit(crate::support::Exit::Usage)
+    out.exit(Exit::Usage)
         .stderr_has("no runbook named 'mailco-api-key'")
         .stderr_has("postmark (id postmark-server-token)")
         .stderr_has("sendgrid (id sendgrid-api-key)");
@@ -134,23 +138,19 @@ fn a_runbook_is_found_by_its_id_or_its_file_name() {
 /// from the shell into a rehearsal.
 #[test]
 fn repl_uses_the_runbooks_scenario_and_params_read_the_shell_under_sandbox() {
-    let out = Test::new()
-        .shipped_runbooks()
-        .args(&["repl", "sendgrid", "--sandbox"])
-        .stdin("ctx.params.api_url\n")
-        .run();
-    out.exit(crate::support::Exit::Ok)
+    let out = sandbox_repl(Test::new(), "sendgrid", "ctx.params.api_url\n");
+    out.exit(Exit::Ok)
         .stderr_has("sandbox: scenario ")
         .stdout_has("\"http://127.0.0.1:");
 
-    let out = Test::new()
-        .shipped_runbooks()
-        .env("POSTMARK_SENDER", "ops@raxx.app")
-        .env("POSTMARK_TEST_RECIPIENT", "someone@example.com")
-        .args(&["repl", "postmark", "--sandbox"])
-        .stdin("ctx.params.sender\nctx.params.test_recipient\n")
-        .run();
-    out.exit(crate::support::Exit::Ok)
+    let out = sandbox_repl(
+        Test::new()
+            .env("POSTMARK_SENDER", "ops@raxx.app")
+            .env("POSTMARK_TEST_RECIPIENT", "someone@example.com"),
+        "postmark",
+        "ctx.params.sender\nctx.params.test_recipient\n",
+    );
+    out.exit(Exit::Ok)
         .stdout_has("\"ops@raxx.app\"")
         .stdout_has("\"rehearsal@sandbox.invalid\"");
     assert!(
@@ -164,7 +164,7 @@ fn repl_uses_the_runbooks_scenario_and_params_read_the_shell_under_sandbox() {
         .env("POSTMARK_TEST_RECIPIENT", "someone@example.com")
         .args(&["exec", "postmark", "--sandbox", "--yes"])
         .run();
-    out.exit(crate::support::Exit::Ok).stdout_has(
+    out.exit(Exit::Ok).stdout_has(
         "sandbox: the sandbox's exports set test_recipient (POSTMARK_TEST_RECIPIENT) (the shell's values are not used)",
     );
 }
@@ -186,7 +186,7 @@ step("show", "Show", |ctx| {
         .env("CREDS_LABEL", "from-the-shell")
         .args(&["--sandbox", "--yes"])
         .run();
-    out.exit(crate::support::Exit::Ok)
+    out.exit(Exit::Ok)
         .stdout_has("token=none label=from-the-shell");
     assert!(!out.stdout.contains("ghp_real"), "{}", out.stdout);
 }

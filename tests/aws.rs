@@ -3,6 +3,7 @@
 //! key refused), runbooks/heroku-authorization.rhai (std/rotation without overlap) and
 //! tests/fixtures/two_slot.rhai (std/rotation's two-slot shape).
 
+use crate::support::items;
 use crate::support::{
     assert_recovered, root, scripted, secret_versions, step_ids, with_fault, with_script, Exit,
     Output, Rig, Test,
@@ -91,16 +92,12 @@ fn the_key_is_rotated_everywhere_and_the_old_one_deleted() {
     assert_everywhere(&state, id, secret, "after the rotation");
     // Every IAM call was signed (a wrong signature is refused by the simulator) and the old
     // key was refused once deactivated, before it was deleted.
-    let refused_old = state["requests"]
-        .as_array()
-        .unwrap()
+    let refused_old = items(&state["requests"])
         .iter()
         .any(|r| r["vendor"] == "awsiam" && r["method"] == "GET" && r["status"] == 403);
     assert!(refused_old, "the deactivated key was tried and refused");
     let report = out.report();
-    let summary: Vec<&str> = report["changes"]
-        .as_array()
-        .unwrap()
+    let summary: Vec<&str> = items(&report["changes"])
         .iter()
         .filter_map(|w| w["target"].as_str())
         .collect();

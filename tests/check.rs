@@ -1,6 +1,7 @@
 //! `runbook check`: diagnostics with file:line:col, exit 2 on problems, 0 when clean.
 
 use crate::support::{exits_with, root, with_fixture, with_script, Exit, Test};
+use crate::support::{items, strs};
 
 exits_with! {
     syntax_error_is_reported_with_location_and_snippet:
@@ -127,9 +128,7 @@ step("a", "A", |ctx| {
     .run();
     out.exit(Exit::Usage);
     let v = out.json();
-    let diags: Vec<(String, i64, i64)> = v["diagnostics"]
-        .as_array()
-        .unwrap()
+    let diags: Vec<(String, i64, i64)> = items(&v["diagnostics"])
         .iter()
         .map(|d| {
             (
@@ -165,9 +164,7 @@ fn authoring_lints_point_at_the_step_call_or_param() {
         .run();
     out.exit(Exit::Usage);
     let v = out.json();
-    let diags: Vec<(String, String, i64, i64)> = v["diagnostics"]
-        .as_array()
-        .unwrap()
+    let diags: Vec<(String, String, i64, i64)> = items(&v["diagnostics"])
         .iter()
         .map(|d| {
             (
@@ -198,12 +195,7 @@ fn authoring_lints_point_at_the_step_call_or_param() {
             at("missing_audit", 1, 1),
         ]
     );
-    let messages: Vec<&str> = v["diagnostics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["message"].as_str().unwrap())
-        .collect();
+    let messages: Vec<&str> = strs(&v["diagnostics"], "message");
     assert_eq!(
         messages,
         [

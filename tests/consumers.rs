@@ -1,5 +1,6 @@
 //! `runbook consumers`: every place a secret's current value lives, named, never shown.
 
+use crate::support::items;
 use crate::support::{canary_scenario, Exit, Test};
 use serde_json::Value;
 
@@ -15,9 +16,7 @@ fn consumers(extra: &[&str]) -> Test {
 }
 
 fn places(report: &Value) -> Vec<(String, String, String, bool)> {
-    report["places"]
-        .as_array()
-        .unwrap()
+    items(&report["places"])
         .iter()
         .map(|p| {
             (

@@ -1,8 +1,8 @@
 //! `runbook doc` and `runbook api`: the SOP pages and the API reference are generated, and
 //! the copies in docs/ are never stale.
 
-use crate::support::Exit;
-use crate::support::Test;
+use crate::support::{items, strs};
+use crate::support::{Exit, Output, Test};
 use serde_json::Value;
 use std::path::Path;
 
@@ -24,19 +24,20 @@ fn shipped_runbooks() -> Vec<String> {
 
 /// docs/runbooks/NAME.md is exactly what `runbook doc NAME` prints, for every shipped runbook,
 /// and docs/api.md is `runbook api --markdown`.
+/// `runbook doc` of the shipped runbook `name`, with `flags`.
+fn doc(name: &str, flags: &[&str]) -> Output {
+    let path = root().join(format!("runbooks/{name}.rhai"));
+    let path = path.display().to_string();
+    let mut args = vec!["doc", path.as_str()];
+    args.extend_from_slice(flags);
+    Test::new().args(&args).run()
+}
+
 #[test]
 fn generated_docs_are_up_to_date() {
     let mut stale = Vec::new();
     for name in shipped_runbooks() {
-        let out = Test::new()
-            .args(&[
-                "doc",
-                &root()
-                    .join(format!("runbooks/{name}.rhai"))
-                    .display()
-                    .to_string(),
-            ])
-            .run();
+        let out = doc(&name, &[]);
         out.exit(Exit::Ok);
         let file = format!("docs/runbooks/{name}.md");
         let committed = std::fs::read_to_string(root().join(&file)).unwrap_or_default();
@@ -125,12 +126,7 @@ fn postmark_sop_page_has_every_section() {
 
 #[test]
 fn stdlib_steps_show_the_runbooks_own_closures() {
-    let out = Test::new()
-        .args(&[
-            "doc",
-            &root().join("runbooks/sendgrid.rhai").display().to_string(),
-        ])
-        .run();
+    let out = doc("sendgrid", &[]);
     out.exit(Exit::Ok)
         .stdout_has("Undo: provided by `std/rotation` (run by rollback).")
         .stdout_has(
@@ -144,13 +140,7 @@ fn stdlib_steps_show_the_runbooks_own_closures() {
 
 #[test]
 fn html_is_a_standalone_escaped_page() {
-    let out = Test::new()
-        .args(&[
-            "doc",
-            &root().join("runbooks/postmark.rhai").display().to_string(),
-            "--html",
-        ])
-        .run();
+    let out = doc("postmark", &["--html"]);
     out.exit(Exit::Ok)
         .stdout_has("<!doctype html>")
         .stdout_has("<title>Rotate the Postmark server API token</title>")
@@ -166,17 +156,7 @@ fn html_is_a_standalone_escaped_page() {
 
 #[test]
 fn doc_writes_a_file_with_output() {
-    let out = Test::new()
-        .args(&[
-            "doc",
-            &root()
-                .join("runbooks/infisical-sync.rhai")
-                .display()
-                .to_string(),
-            "-o",
-            "sync.md",
-        ])
-        .run();
+    let out = doc("infisical-sync", &["-o", "sync.md"]);
     out.exit(Exit::Ok).stderr_has("wrote sync.md");
     let text = std::fs::read_to_string(out.path().join("sync.md")).unwrap();
     assert!(text.starts_with("# Re-sync a secret from Infisical to every consumer\n"));
@@ -189,18 +169,14 @@ fn api_json() -> Value {
 }
 
 fn module<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["modules"]
-        .as_array()
-        .unwrap()
+    items(&v["modules"])
         .iter()
         .find(|m| m["name"] == name)
         .unwrap_or_else(|| panic!("no module {name}"))
 }
 
 fn function<'a>(m: &'a Value, name: &str) -> &'a Value {
-    m["functions"]
-        .as_array()
-        .unwrap()
+    items(&m["functions"])
         .iter()
         .find(|f| f["name"] == name)
         .unwrap_or_else(|| panic!("no function {name} in {}", m["name"]))
@@ -209,12 +185,7 @@ fn function<'a>(m: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn api_json_lists_every_module_with_signatures_effects_and_docs() {
     let v = api_json();
-    let names: Vec<&str> = v["modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = strs(&v["modules"], "name");
     assert_eq!(&names[..2], ["global", "StepHandle"]);
     for expected in [
         "Ctx",

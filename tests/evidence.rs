@@ -1,5 +1,6 @@
 //! `runbook evidence`: a rotation's pack, signed and checked offline; a flipped byte fails.
 
+use crate::support::items;
 use crate::support::{
     assert_only_the_unedited_pack_verifies, rehearsed_rotation, signed_pack, Exit, Test,
 };
@@ -36,9 +37,7 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     assert_eq!(pack["audit"]["chain"]["intact"], true);
     // The old token's refusal is among the checks that passed, and every write names its
     // secrets by fingerprint only.
-    let checks: Vec<&str> = pack["verification"]
-        .as_array()
-        .unwrap()
+    let checks: Vec<&str> = items(&pack["verification"])
         .iter()
         .filter_map(|c| c["check"].as_str())
         .collect();
@@ -46,9 +45,7 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
         checks.contains(&"GET /server with the old token returns 401"),
         "{checks:?}"
     );
-    let store = pack["writes"]
-        .as_array()
-        .unwrap()
+    let store = items(&pack["writes"])
         .iter()
         .find(|w| w["function"] == "infisical::set_secret")
         .unwrap();
@@ -56,9 +53,7 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
         .as_str()
         .unwrap()
         .starts_with("hmac:"));
-    assert!(pack["audit"]["entries"]
-        .as_array()
-        .unwrap()
+    assert!(items(&pack["audit"]["entries"])
         .iter()
         .any(|e| e["action"] == "secret.rotate.completed"));
 

@@ -1,6 +1,7 @@
 //! An operator at a terminal: the Postmark rotation rehearsed against `runbook sandbox` (a
 //! separate process, as an operator would run it), driven through a pseudo-terminal.
 
+use crate::support::items;
 use crate::support::{
     assert_rotated, behind_stty, http, new_tokens, Rig, SandboxProcess, Test, OLD_TOKEN,
 };
@@ -104,9 +105,7 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
     );
     let (_, server) = get_server(&postmark, OLD_TOKEN);
     let server: serde_json::Value = serde_json::from_str(&server).unwrap();
-    let new_token = server["ApiTokens"]
-        .as_array()
-        .unwrap()
+    let new_token = items(&server["ApiTokens"])
         .iter()
         .map(|t| t.as_str().unwrap().to_string())
         .find(|t| t != OLD_TOKEN)

@@ -6,6 +6,7 @@ use crate::support::{
     live_tokens, rehearse_postmark, step_ids, step_statuses, writes, Exit, Output, Test, APPS,
     OLD_TOKEN, POSTMARK_STEPS,
 };
+use crate::support::{items, strs};
 use serde_json::Value;
 
 const PREVIOUS: &str = "c0ffee00-0000-4000-8000-00000000c000";
@@ -212,12 +213,7 @@ fn dry_run_reads_for_real_and_changes_nothing() {
     out.exit(Exit::Ok);
     let report = out.report();
     assert_eq!(report["dry_run"], true);
-    let planned: Vec<&str> = report["planned_writes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["function"].as_str().unwrap())
-        .collect();
+    let planned: Vec<&str> = strs(&report["planned_writes"], "function");
     assert_eq!(
         planned,
         [
@@ -235,9 +231,7 @@ fn dry_run_reads_for_real_and_changes_nothing() {
     assert_eq!(live_tokens(&state), [OLD_TOKEN]);
     assert_no_writes(&state);
     // The reads really happened.
-    assert!(state["requests"]
-        .as_array()
-        .unwrap()
+    assert!(items(&state["requests"])
         .iter()
         .any(|r| r["path"] == "/server"));
     // No audit entry of a mutating call under dry-run.
@@ -277,9 +271,7 @@ fn the_test_recipient_is_never_a_default_address() {
     out.exit(Exit::Ok);
     let state = out.sandbox_state();
     assert!(
-        state["postmark"]["messages"]
-            .as_array()
-            .unwrap()
+        items(&state["postmark"]["messages"])
             .iter()
             .all(|m| m["To"] == "rehearsal@sandbox.invalid"),
         "{}",
@@ -546,9 +538,7 @@ fn a_long_infisical_rate_limit_is_reported_with_its_wait_and_not_retried_early()
     out.stderr_has("Rate limit exceeded. Please try again in 600 seconds")
         .stderr_has("infisical is rate limiting us; wait 600s and retry the step");
     let state = out.sandbox_state();
-    let refused: Vec<&Value> = state["requests"]
-        .as_array()
-        .unwrap()
+    let refused: Vec<&Value> = items(&state["requests"])
         .iter()
         .filter(|r| r["method"] == "PATCH" && r["status"] == 429)
         .collect();
@@ -656,9 +646,7 @@ fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
         out.stderr
     );
     let report = out.report();
-    let changes: Vec<(String, String)> = report["changes"]
-        .as_array()
-        .unwrap()
+    let changes: Vec<(String, String)> = items(&report["changes"])
         .iter()
         .map(|c| {
             (

@@ -1,6 +1,7 @@
 //! The runbooks written with the stdlib and `http::` only (SendGrid key rotation, Infisical
 //! re-sync), end to end against the sandbox with the scenarios they ship.
 
+use crate::support::items;
 use crate::support::{root, scripted, secret_versions, step_statuses, Exit, Output, Test};
 use serde_json::Value;
 
@@ -68,9 +69,7 @@ fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
         assert!(state["heroku"]["apps"][app]["restarts"].as_u64().unwrap() >= 1);
     }
     // The old key was refused once it was deleted (the runbook checks it).
-    let refused = state["requests"]
-        .as_array()
-        .unwrap()
+    let refused = items(&state["requests"])
         .iter()
         .any(|r| r["vendor"] == "sendgrid" && r["path"] == "/v3/scopes" && r["status"] == 401);
     assert!(refused);
@@ -197,9 +196,7 @@ fn infisical_sync_fixes_only_the_consumers_that_differ_and_verifies_them() {
     );
     // The health endpoint was asked once the apps were back.
     assert_eq!(
-        state["requests"]
-            .as_array()
-            .unwrap()
+        items(&state["requests"])
             .iter()
             .filter(|r| r["vendor"] == "raxx-web" && r["status"] == 200)
             .count(),

@@ -1,5 +1,6 @@
 //! `runs`, `audit show|verify`, `due`: what the state directory tells afterwards.
 
+use crate::support::items;
 use crate::support::{rehearsed_rotation, with_script, Exit, Rig, Test};
 use serde_json::{json, Value};
 
@@ -477,9 +478,7 @@ fn a_runs_timeline_shows_steps_writes_undo_and_what_is_in_effect() {
     json.exit(Exit::Ok);
     let v = json.json();
     assert_eq!(v["run"]["status"], "rolled back");
-    assert!(v["events"]
-        .as_array()
-        .unwrap()
+    assert!(items(&v["events"])
         .iter()
         .any(|e| e["type"] == "undo_finished"));
 
@@ -526,9 +525,7 @@ fn a_succeeded_run_after_a_retry_names_no_failed_step_and_audit_show_reads_well(
         .run();
     out.exit(Exit::Ok);
     let report = out.report();
-    let validate = report["steps"]
-        .as_array()
-        .unwrap()
+    let validate = items(&report["steps"])
         .iter()
         .find(|s| s["id"] == "validate")
         .unwrap();

@@ -149,21 +149,38 @@ pub fn with_fault(scenario: &str, fault: &str) -> String {
     format!("faults = [\"{fault}\"]\n{scenario}")
 }
 
+// JSON.
+
+/// The elements of `list`, a JSON array.
+#[track_caller]
+pub fn items(list: &Value) -> &[Value] {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {list}"))
+}
+
+/// The string `field` of each element of `list`, a JSON array.
+#[track_caller]
+pub fn strs<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    items(list)
+        .iter()
+        .map(|e| {
+            e[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field:?} in {e}"))
+        })
+        .collect()
+}
+
 // The simulators' state.
 
 /// The records of a scripted vendor's collection.
 pub fn scripted(state: &Value, vendor: &str, collection: &str) -> Vec<Value> {
-    state["scripted"][vendor]["collections"][collection]
-        .as_array()
-        .unwrap()
-        .clone()
+    items(&state["scripted"][vendor]["collections"][collection]).to_vec()
 }
 
 /// Every value Infisical holds for the secret `name`, oldest first.
 pub fn secret_versions(state: &Value, name: &str) -> Vec<String> {
-    state["infisical"]["secrets"]
-        .as_array()
-        .unwrap()
+    items(&state["infisical"]["secrets"])
         .iter()
         .find(|s| s["secretKey"] == name)
         .unwrap_or_else(|| panic!("no secret {name}"))["versions"]
@@ -176,9 +193,7 @@ pub fn secret_versions(state: &Value, name: &str) -> Vec<String> {
 
 /// Every value Infisical holds for the Postmark token, oldest first.
 pub fn infisical_versions(state: &Value) -> Vec<String> {
-    state["infisical"]["secrets"][0]["versions"]
-        .as_array()
-        .unwrap()
+    items(&state["infisical"]["secrets"][0]["versions"])
         .iter()
         .map(|v| v["secretValue"].as_str().unwrap().to_string())
         .collect()
@@ -191,9 +206,7 @@ pub fn current_infisical(state: &Value) -> String {
 
 /// The Postmark server's live tokens.
 pub fn live_tokens(state: &Value) -> Vec<String> {
-    state["postmark"]["servers"][0]["ApiTokens"]
-        .as_array()
-        .unwrap()
+    items(&state["postmark"]["servers"][0]["ApiTokens"])
         .iter()
         .map(|t| t.as_str().unwrap().to_string())
         .collect()
@@ -236,9 +249,7 @@ pub fn held_tokens(state: &Value) -> Vec<String> {
 
 /// The requests that change something: all but reads (a log session is how logs are read).
 pub fn writes(state: &Value) -> Vec<&Value> {
-    state["requests"]
-        .as_array()
-        .unwrap()
+    items(&state["requests"])
         .iter()
         .filter(|r| r["method"] != "GET" && !r["path"].as_str().unwrap().ends_with("/log-sessions"))
         .collect()
@@ -246,9 +257,7 @@ pub fn writes(state: &Value) -> Vec<&Value> {
 
 /// How many requests the simulators served for `method` on `path`.
 pub fn served(state: &Value, method: &str, path: &str) -> usize {
-    state["requests"]
-        .as_array()
-        .unwrap()
+    items(&state["requests"])
         .iter()
         .filter(|r| r["method"] == method && r["path"] == path)
         .count()
@@ -348,9 +357,7 @@ pub fn new_token_answer(state: &Value) -> String {
 
 /// Each step of a report, with its status.
 pub fn step_statuses(report: &Value) -> Vec<(&str, &str)> {
-    report["steps"]
-        .as_array()
-        .unwrap()
+    items(&report["steps"])
         .iter()
         .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
         .collect()

@@ -101,16 +101,7 @@ pub(crate) fn postmark_check(definition: &str, instance: &Value, require_all: bo
         let Some(color) = defs.pointer_mut(&format!("/{object}/properties/Color/enum")) else {
             continue;
         };
-        for c in [
-            "Purple",
-            "Blue",
-            "Turquoise",
-            "Green",
-            "Red",
-            "Yellow",
-            "Grey",
-            "Orange",
-        ] {
+        for c in crate::postmark::COLORS {
             if let Some(a) = color.as_array_mut() {
                 a.push(json!(c));
             }

@@ -657,21 +657,25 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     // A 4xx or 5xx answer is the vendor refusing: nothing to undo.
     let result = h
         .writes()
-        .mutate_judged(&function, effect, &target, detail, run, |v| {
-            let status = v
-                .read_lock::<Map>()
-                .and_then(|m| m.get("status").and_then(|s| s.as_int().ok()))
-                .unwrap_or(0);
-            if (200..400).contains(&status) {
-                WriteOutcome::Applied
-            } else {
-                WriteOutcome::Failed
-            }
-        })?;
+        .judged_by(answered)
+        .mutate(&function, effect, &target, detail, run)?;
     if h.dry_run() {
         return Ok(dry_run_response(&function, &secrets));
     }
     Ok(result)
+}
+
+/// A write answered with `status`: a 4xx or 5xx is the vendor refusing (nothing to undo).
+fn answered(v: &Dynamic) -> WriteOutcome {
+    let status = v
+        .read_lock::<Map>()
+        .and_then(|m| m.get("status").and_then(|s| s.as_int().ok()))
+        .unwrap_or(0);
+    if (200..400).contains(&status) {
+        WriteOutcome::Applied
+    } else {
+        WriteOutcome::Failed
+    }
 }
 
 pub(crate) fn register(reg: &mut Registrar) {

@@ -69,11 +69,23 @@ fn idempotent(function: &str) -> bool {
 /// The write path of a run: its ledger, step scope and audit trail, as writes use them.
 pub(crate) struct Writes<'a> {
     run: &'a RunContext,
+    /// What a call that answered says of its write: applied, unless `judged_by` says how
+    /// to read the answer.
+    judge: fn(&Dynamic) -> WriteOutcome,
 }
 
 impl<'a> Writes<'a> {
     pub(crate) fn of(run: &'a RunContext) -> Writes<'a> {
-        Writes { run }
+        Writes {
+            run,
+            judge: |_| WriteOutcome::Applied,
+        }
+    }
+
+    /// For calls that answer any outcome as a value (`http::`): `judge` says from the
+    /// value whether the write applied.
+    pub(crate) fn judged_by(self, judge: fn(&Dynamic) -> WriteOutcome) -> Self {
+        Writes { judge, ..self }
     }
 
     fn step_name(&self) -> String {
@@ -113,22 +125,6 @@ impl<'a> Writes<'a> {
         detail: Value,
         call: impl FnOnce() -> R<Dynamic>,
     ) -> R<Dynamic> {
-        self.mutate_judged(function, effect, target, detail, call, |_| {
-            WriteOutcome::Applied
-        })
-    }
-
-    /// `mutate` for calls that answer any outcome as a value (`http::`): `judge` says from
-    /// the value whether the write applied.
-    pub(crate) fn mutate_judged(
-        &self,
-        function: &str,
-        effect: Effect,
-        target: &str,
-        detail: Value,
-        call: impl FnOnce() -> R<Dynamic>,
-        judge: impl Fn(&Dynamic) -> WriteOutcome,
-    ) -> R<Dynamic> {
         self.run.require_step(function)?;
         if self.run.dry_run() {
             self.planned(function, effect, target, detail);
@@ -138,7 +134,7 @@ impl<'a> Writes<'a> {
         self.write_sent(&step, function, target, &detail);
         let result = call();
         let outcome = match &result {
-            Ok(v) => judge(v),
+            Ok(v) => (self.judge)(v),
             Err(e) => outcome_of_failure(e),
         };
         let err = result.as_ref().err().map(|e| &**e);

@@ -66,6 +66,30 @@ fn resumed(entry: Entry) -> Event {
     })
 }
 
+/// A production run of `events`, stamped t1, t2, … after its start at t0.
+fn production_run(events: Vec<Event>) -> Ledger {
+    let start = std::iter::once(started(Target::Production));
+    let stamped: Vec<Stamped> = start
+        .chain(events)
+        .enumerate()
+        .map(|(i, e)| at(&format!("t{i}"), e))
+        .collect();
+    Ledger::fold(&stamped).unwrap()
+}
+
+fn undo_started(step: &str) -> Event {
+    Event::UndoStarted { step: step.into() }
+}
+
+fn undo_completed(step: &str) -> Event {
+    Event::UndoFinished(UndoFinished {
+        step: step.into(),
+        outcome: StepEnd::Completed,
+        error: None,
+        ctx: None,
+    })
+}
+
 fn sent(step: &str, target: &str) -> Event {
     Event::Write(WriteSent {
         step: step.into(),
@@ -166,14 +190,12 @@ fn events_read_back_as_written() {
 /// attempt is listed after it. A resume that finishes a stopped run settles it.
 #[test]
 fn later_attempts_never_rewrite_how_the_run_ended() {
-    let l = Ledger::fold(&[
-        at("t0", started(Target::Production)),
-        at("t1", finished(RunStatus::Succeeded)),
-        at("t2", resumed(Entry::Rollback)),
-        at("t3", finished(RunStatus::Failed)),
-        at("t4", resumed(Entry::Resume)),
-    ])
-    .unwrap();
+    let l = production_run(vec![
+        finished(RunStatus::Succeeded),
+        resumed(Entry::Rollback),
+        finished(RunStatus::Failed),
+        resumed(Entry::Resume),
+    ]);
     assert_eq!(l.outcome(), Some(RunStatus::Succeeded));
     assert_eq!(l.settled(), Some(RunStatus::Succeeded));
     assert_eq!(l.takeovers().len(), 2);
@@ -185,13 +207,11 @@ fn later_attempts_never_rewrite_how_the_run_ended() {
         "the resume's process never recorded an end"
     );
 
-    let l = Ledger::fold(&[
-        at("t0", started(Target::Production)),
-        at("t1", finished(RunStatus::Failed)),
-        at("t2", resumed(Entry::Resume)),
-        at("t3", finished(RunStatus::Succeeded)),
-    ])
-    .unwrap();
+    let l = production_run(vec![
+        finished(RunStatus::Failed),
+        resumed(Entry::Resume),
+        finished(RunStatus::Succeeded),
+    ]);
     assert_eq!(l.outcome(), Some(RunStatus::Failed));
     assert_eq!(l.settled_at(), Some((RunStatus::Succeeded, "t3")));
     assert!(l.is_production());
@@ -223,23 +243,10 @@ fn writes_fold_to_what_is_in_effect() {
 
     let mut l = l;
     for e in [
-        at(
-            "t4",
-            Event::UndoStarted {
-                step: "propagate".into(),
-            },
-        ),
+        at("t4", undo_started("propagate")),
         at("t4", sent("propagate", "app-a")),
         at("t5", ended("propagate", "app-a", WriteOutcome::Applied)),
-        at(
-            "t6",
-            Event::UndoFinished(UndoFinished {
-                step: "propagate".into(),
-                outcome: StepEnd::Completed,
-                error: None,
-                ctx: None,
-            }),
-        ),
+        at("t6", undo_completed("propagate")),
     ] {
         l.apply(&e);
     }

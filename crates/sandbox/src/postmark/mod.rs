@@ -4,6 +4,8 @@
 mod dashboard;
 mod routes;
 mod state;
+#[cfg(test)]
+pub(crate) use state::COLORS;
 
 use crate::scenario::Scenario;
 use crate::simulator::{state_entry, Routes, Simulator};

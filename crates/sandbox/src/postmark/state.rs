@@ -37,21 +37,21 @@ pub(super) enum InvalidEdit {
     Value(String),
 }
 
+/// A server's colours, as Postmark's current docs capitalise them.
+pub(crate) const COLORS: &[&str] = &[
+    "Purple",
+    "Blue",
+    "Turquoise",
+    "Green",
+    "Red",
+    "Yellow",
+    "Grey",
+    "Orange",
+];
+
 /// Settings that take one of a few words.
 const CHOICES: &[(&str, &[&str])] = &[
-    (
-        "Color",
-        &[
-            "Purple",
-            "Blue",
-            "Turquoise",
-            "Green",
-            "Red",
-            "Yellow",
-            "Grey",
-            "Orange",
-        ],
-    ),
+    ("Color", COLORS),
     (
         "TrackLinks",
         &["None", "HtmlAndText", "HtmlOnly", "TextOnly"],

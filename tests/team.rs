@@ -264,6 +264,29 @@ fn a_run_killed_on_one_machine_is_resumed_on_another() {
     for secret in rig.secrets() {
         assert!(!all.contains(&secret), "a secret is in the database");
     }
+    // The database holds the same typed, versioned events a journal file does.
+    let rows = c
+        .query(
+            "SELECT line FROM runbook_journal WHERE run_id = $1 ORDER BY seq",
+            &[&run_id],
+        )
+        .unwrap();
+    let events: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.get::<_, String>(0)).unwrap())
+        .collect();
+    assert!(events.iter().all(|e| e["v"] == 1 && e["run_id"] == run_id));
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    for t in [
+        "run_started",
+        "step_started",
+        "write",
+        "write_outcome",
+        "run_resumed",
+    ] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+    assert_eq!(types.last(), Some(&"run_finished"), "{types:?}");
     run("laptop-a", &["audit", "verify"]).exit(Exit::Ok);
 }
 

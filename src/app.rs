@@ -52,6 +52,7 @@ fn run(command: Command, s: &crate::settings::Settings) -> crate::error::Result<
         Command::Runs(args) => commands::runs::runs(args, s),
         Command::Resume(args) => commands::runs::resume(args, s),
         Command::Rollback(args) => commands::runs::rollback(args, s),
+        Command::Abandon(args) => commands::runs::abandon(args, s),
         Command::Audit(cmd) => commands::audit::run(cmd, s),
         Command::Evidence(args) => commands::evidence::run(args, s),
         Command::Approve(args) => commands::approve::approve(args, s),

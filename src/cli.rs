@@ -76,6 +76,9 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Undo every completed step of a run, newest first
     Rollback(ResumeArgs),
+    /// End a stopped run that can neither resume nor roll back: record what it leaves in
+    /// the world (and how to clean it up), release its lock; nothing at a vendor changes
+    Abandon(AbandonArgs),
     /// Read or verify the audit log
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -243,6 +246,21 @@ pub struct ResumeArgs {
     pub force: bool,
     #[command(flatten)]
     pub run: RunFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct AbandonArgs {
+    /// The run id (see `runbook runs`)
+    pub run_id: String,
+    /// Why the run is ended this way (journal, audit log and evidence keep it)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Who abandons it, for the audit log (default: as for exec)
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Take the run's lock even if another process holds it (journalled)
+    #[arg(long)]
+    pub break_lock: bool,
 }
 
 /// How a run is driven, for exec, resume and rollback alike.

@@ -24,6 +24,7 @@ mod new;
 mod postmark;
 mod property;
 mod rate_limits;
+mod reconcile;
 mod reliability;
 mod repl;
 mod runbooks;

@@ -1,6 +1,6 @@
 //! `runbook repl`: through a pseudo-terminal, and with piped stdin.
 
-use crate::support::{audit_entries, behind_stty, Exit, Output, Test, OLD_TOKEN};
+use crate::support::{assert_lacks, audit_entries, behind_stty, Exit, Output, Test, OLD_TOKEN};
 use expectrl::session::OsSession;
 use expectrl::{ControlCode, Expect, Session};
 use std::time::{Duration, Instant};
@@ -207,11 +207,42 @@ fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
         .stderr_has("step 'revoke' runs after precheck, generate, validate, store, propagate, verify, which have not completed in this session; run them first, or `:run revoke --force`")
         .stderr_has("step 'revoke' not run: prompt 'revoke.type-id' needs an answer")
         .stdout_has("postmark tokens: 1;");
-    let journal = piped(":run validate --force\n").journal();
+    let journal = postmark_repl(
+        Test::new().file("typed.toml", "\"validate.type-id\" = \"validate\"\n"),
+        &["--yes", "--answers", "typed.toml"],
+    )
+    .stdin(":run validate --force\n")
+    .run()
+    .journal();
     assert!(
         journal.contains(
             "\"type\":\"step_started\",\"step\":\"validate\",\"attempt\":1,\"out_of_order\":true"
         ),
+        "{journal}"
+    );
+}
+
+/// Forcing revoke out of order states what is true (the steps before it have not run) and
+/// asks for the id typed back; it never asks to confirm "every consumer has been verified".
+#[test]
+fn a_forced_step_says_what_has_not_run_and_never_confirms_an_unchecked_claim() {
+    let out = postmark_repl(
+        Test::new().file("typed.toml", "\"revoke.type-id\" = \"revoke\"\n"),
+        &["--yes", "--answers", "typed.toml"],
+    )
+    .stdin(":run revoke --force\n")
+    .run();
+    out.stderr_has("! Earlier steps have not run in this session: precheck, generate, validate, store, propagate, verify. Nothing they check has been checked.")
+;
+    assert_lacks("stderr", &out.stderr, "Every consumer has been verified");
+    let journal = out.journal();
+    // The typed id let it run, journalled as out of order.
+    assert!(
+        journal.contains("\"step\":\"revoke\",\"attempt\":1,\"out_of_order\":true"),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains("Every consumer has been verified"),
         "{journal}"
     );
 }

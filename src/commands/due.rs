@@ -9,13 +9,24 @@ use runbook_core::ledger::{self, Ledger};
 use runbook_core::run::RunStatus;
 use runbook_core::runbook::{Runbook, SourceFile};
 use runbook_core::store::Store;
+use std::collections::HashMap;
 
-/// Last real rotation (RFC 3339) per runbook id: a run against production, applying its
-/// writes, that no vendor answered as a simulator, settled as succeeded (by itself or by a
-/// resume). Rehearsals and dry runs never count. A ledger that cannot be read is an error,
+/// What the runs' ledgers say per runbook id.
+#[derive(Default)]
+pub struct History {
+    /// Last real rotation (RFC 3339): a run against production, applying its writes, that
+    /// no vendor answered as a simulator, settled as succeeded (by itself or by a resume).
+    /// Rehearsals and dry runs never count.
+    pub last: HashMap<String, String>,
+    /// The newest unfinished run, as `since TIME (RUN_ID)`: stopped with changes in effect
+    /// that nothing settled. It is not a rotation, and a new one waits for it.
+    pub unfinished: HashMap<String, String>,
+}
+
+/// [`History`] from every run in the store. A ledger that cannot be read is an error,
 /// never "never rotated".
-pub fn last_success(store: &Store) -> Result<std::collections::HashMap<String, String>> {
-    let mut out: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+pub fn history(store: &Store) -> Result<History> {
+    let mut out = History::default();
     for id in store.runs()? {
         let Some(events) = ledger::read_run(store, &id)? else {
             continue;
@@ -23,15 +34,28 @@ pub fn last_success(store: &Store) -> Result<std::collections::HashMap<String, S
         let Some(l) = Ledger::fold(&events) else {
             continue;
         };
+        if l.start.runbook.is_empty() {
+            continue;
+        }
+        if l.is_unfinished() {
+            // Run ids sort by time: the last one seen is the newest.
+            out.unfinished.insert(
+                l.start.runbook.clone(),
+                format!("since {} ({})", l.started_at, l.run_id),
+            );
+        }
         let Some((RunStatus::Succeeded, at)) = l.settled_at() else {
             continue;
         };
-        if !l.is_production() || l.start.runbook.is_empty() {
+        if !l.is_production() {
             continue;
         }
-        let later = out.get(&l.start.runbook).is_none_or(|t| t.as_str() < at);
+        let later = out
+            .last
+            .get(&l.start.runbook)
+            .is_none_or(|t| t.as_str() < at);
         if later {
-            out.insert(l.start.runbook.clone(), at.to_string());
+            out.last.insert(l.start.runbook.clone(), at.to_string());
         }
     }
     Ok(out)
@@ -69,6 +93,8 @@ pub struct DueRow {
     pub last_rotation: Option<String>,
     pub due: Option<String>,
     pub overdue: bool,
+    /// An unfinished run of it, `since TIME (RUN_ID)`: finish it before rotating again.
+    pub unfinished: Option<String>,
 }
 
 /// A runbook found that does not load: its due date is unknown.
@@ -79,7 +105,7 @@ pub struct Broken {
 
 /// One row per runbook found, and the runbooks that do not load.
 pub fn rows(settings: &Settings) -> Result<(Vec<DueRow>, Vec<Broken>)> {
-    let last = last_success(&crate::wiring::store(settings)?)?;
+    let History { last, unfinished } = history(&crate::wiring::store(settings)?)?;
     let (mut rows, mut broken) = (Vec::new(), Vec::new());
     for path in settings.library.list_paths() {
         let loaded = SourceFile::read(&path).and_then(Runbook::load);
@@ -99,6 +125,7 @@ pub fn rows(settings: &Settings) -> Result<(Vec<DueRow>, Vec<Broken>)> {
                     last_rotation: last_run,
                     due: due_on,
                     overdue,
+                    unfinished: unfinished.get(&m.id).cloned(),
                 });
             }
             Err(e) => broken.push(Broken {
@@ -145,13 +172,17 @@ pub fn run(args: DueArgs, settings: &Settings) -> Result<u8> {
         } else {
             on
         };
+        let unfinished = r
+            .unfinished
+            .as_deref()
+            .map(|u| format!(" · unfinished {u}"))
+            .unwrap_or_default();
         ui::out(&format!(
-            "{:<28} {:<24} {:<8} {:<22} {}",
+            "{:<28} {:<24} {:<8} {:<22} {due}{unfinished}",
             r.id,
             r.secret.as_deref().unwrap_or("-"),
             format!("{}d", r.cadence_days.unwrap_or_default()),
             r.last_rotation.as_deref().unwrap_or("never"),
-            due
         ));
     }
     Ok(exit::OK)

@@ -161,6 +161,9 @@ struct Pack {
     writes: Vec<WriteRecord>,
     verification: Vec<Check>,
     audit: AuditSection,
+    /// Set when `runbook abandon` ended the run: who, why, and what it left in the world.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    abandoned: Option<runbook_core::events::Abandoned>,
     generated_at: String,
     generated_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,6 +339,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         mode: label.into(),
         target: ledger.target_label().into(),
         rehearsal: ledger.is_rehearsal(),
+        abandoned: ledger.abandoned.clone(),
         status: ledger
             .processes
             .iter()

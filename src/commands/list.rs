@@ -45,6 +45,11 @@ pub fn run(args: ListArgs, settings: &crate::settings::Settings) -> Result<u8> {
                 (Some(d), false) => d.clone(),
                 (None, _) => "-".into(),
             };
+            // An unfinished run is named where the due date is: it is what to act on first.
+            let due = match &r.unfinished {
+                Some(u) => format!("{due} (unfinished {u})"),
+                None => due,
+            };
             vec![
                 r.id.clone(),
                 file,

@@ -2,14 +2,15 @@
 //! reads its folded ledger.
 
 use super::exec::{banner, finish, outcome_text, prompter};
-use crate::cli::{ResumeArgs, RunsArgs};
+use crate::cli::{AbandonArgs, ResumeArgs, RunsArgs};
 use crate::error::{exit, Result};
 use crate::settings::Settings;
 use crate::{ui, wiring};
+use runbook_core::events::Holds;
 use runbook_core::events::{Event, Stamped, StepEnd};
 use runbook_core::exec::lock;
 use runbook_core::exec::resume;
-use runbook_core::exec::{self, Reopen, Reopened, Session, Wiring};
+use runbook_core::exec::{self, Abandon, Reopen, Reopened, Session, Wiring};
 use runbook_core::ledger::{self, Ledger};
 use runbook_core::run::{self, Effect, Entry, Mode, RunStatus};
 use serde_json::Value;
@@ -41,6 +42,8 @@ struct RunRow {
     status: &'static str,
     attempts: Vec<AttemptRow>,
     settled: Option<&'static str>,
+    /// Stopped with changes in effect that nothing settled: a new rotation waits for it.
+    unfinished: bool,
     last_step: Option<String>,
 }
 
@@ -78,7 +81,11 @@ fn summarize(l: &Ledger, holders: &[lock::Holder]) -> RunRow {
             mode: a.entry,
             actor: a.actor.clone(),
             started_at: a.started_at.clone(),
-            status: status_of(a.ended(), i + 1 == takeovers.len(), alive).as_str(),
+            status: if a.entry == Entry::Abandon {
+                "recorded"
+            } else {
+                status_of(a.ended(), i + 1 == takeovers.len(), alive).as_str()
+            },
         })
         .collect();
     RunRow {
@@ -92,9 +99,17 @@ fn summarize(l: &Ledger, holders: &[lock::Holder]) -> RunRow {
         entry: start.entry,
         status,
         attempts,
-        settled: l.settled().map(RunStatus::as_str),
+        settled: settled_word(l),
+        unfinished: l.is_unfinished(),
         last_step: l.last_step.clone(),
     }
+}
+
+/// Whether the rotation is settled and how: it succeeded, was rolled back or abandoned.
+fn settled_word(l: &Ledger) -> Option<&'static str> {
+    l.settled()
+        .map(RunStatus::as_str)
+        .or_else(|| l.abandoned.as_ref().map(|_| "abandoned"))
 }
 
 /// How a run was entered and what it did, as the MODE column says it.
@@ -236,8 +251,31 @@ fn timeline_line(e: &Stamped) -> Option<String> {
                 e.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
             ),
         },
+        Event::RollbackBlocked { step, why } if step == "restore" => {
+            format!("rollback refused: {why}")
+        }
         Event::RollbackBlocked { step, .. } => {
             format!("rollback stopped at {step}: it cannot be undone")
+        }
+        Event::Abandoned(a) => format!(
+            "abandoned by {}: {} ({} change(s) left in place)",
+            a.actor,
+            a.reason,
+            a.left.len()
+        ),
+        Event::Refreshed(r) => {
+            let holds = match r.holds {
+                Holds::AsWritten => "holds what this run wrote".to_string(),
+                Holds::Changed => format!(
+                    "changed since this run{}: left alone",
+                    r.now
+                        .as_deref()
+                        .map(|n| format!(" (holds {n})"))
+                        .unwrap_or_default()
+                ),
+                Holds::Unread => "could not be read back".to_string(),
+            };
+            format!("  refresh: {} on {}: {holds}", r.function, r.target)
         }
         Event::Approval(a) => format!("step {}: approval {}", a.step, a.status.as_str()),
         Event::SimulatorAnswered { vendor } => {
@@ -427,4 +465,39 @@ pub fn rollback(args: ResumeArgs, settings: &Settings) -> Result<u8> {
     };
     let report = resume::rollback(&mut r, &opts)?;
     finish(&report, args.run.json)
+}
+
+/// `runbook abandon RUN_ID --reason TEXT`: ends the run as it is and lists what it leaves.
+pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
+    let services = wiring::services(settings, false, &Default::default())?.services;
+    let abandoned = Session::abandon(Abandon {
+        wiring: Wiring {
+            store: wiring::store(settings)?,
+            actor: settings.actor(args.actor.as_deref()),
+            services,
+            prompter: prompter(None, false)?,
+            sink: crate::view::sink(false),
+            webhook: settings.audit_webhook(),
+            break_lock: args.break_lock,
+        },
+        run_id: args.run_id.clone(),
+        reason: args.reason,
+    })?;
+    ui::out(&format!(
+        "Run {} abandoned by {}: {}",
+        args.run_id, abandoned.actor, abandoned.reason
+    ));
+    if abandoned.left.is_empty() {
+        ui::out("It left no change in effect.");
+    } else {
+        ui::out("Left in place (secrets by fingerprint), for whoever cleans up:");
+        for l in &abandoned.left {
+            ui::out(&format!("  {} · {} on {}", l.step, l.function, l.target));
+            if let Some(how) = &l.cleanup {
+                ui::out(&format!("      {how}"));
+            }
+        }
+    }
+    ui::out("Its lock is released: a new rotation can start (`runbook exec`).");
+    Ok(exit::OK)
 }

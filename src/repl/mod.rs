@@ -546,11 +546,24 @@ impl Repl<'_> {
         if !undo {
             if let Some(why) = &step.irreversible {
                 ui::err(&format!("  ! This step cannot be undone: {why}"));
-                let typed = self.session.run().operator().ask(
-                    &format!("{id}.type-id"),
-                    &format!("Type the step id ({id}) to run it"),
-                    None,
-                );
+            }
+            if out_of_order {
+                ui::err(&format!(
+                    "  ! Earlier steps have not run in this session: {}. Nothing they check has been checked.",
+                    missing.join(", ")
+                ));
+            }
+            if step.irreversible.is_some() || out_of_order {
+                let question = if out_of_order {
+                    format!("Type the step id ({id}) to run it anyway, out of order")
+                } else {
+                    format!("Type the step id ({id}) to run it")
+                };
+                let typed =
+                    self.session
+                        .run()
+                        .operator()
+                        .ask(&format!("{id}.type-id"), &question, None);
                 match typed {
                     Ok(t) if t.trim() == id => {}
                     Ok(_) => {
@@ -565,7 +578,9 @@ impl Repl<'_> {
                     }
                 }
             }
-            if let Some(q) = &step.confirm {
+            // A step's confirmation speaks of the steps before it ("every consumer has been
+            // verified"): out of order that would be false, and the typed id stands for it.
+            if let Some(q) = step.confirm.as_ref().filter(|_| !out_of_order) {
                 if !matches!(step::confirm(&self.session, &step, q), Confirmation::Yes) {
                     ui::err(&format!("step '{id}' not run"));
                     return;

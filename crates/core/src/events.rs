@@ -69,6 +69,11 @@ pub enum Event {
     UndoFinished(UndoFinished),
     /// Rollback reached a step that cannot be undone, and stopped there.
     RollbackBlocked { step: String, why: String },
+    /// Before acting, a rollback read a target the run wrote: what it holds now.
+    Refreshed(Refreshed),
+    /// `runbook abandon`: the run ends as it is, neither resumed nor rolled back; what it
+    /// leaves in the world is listed for the people who clean it up.
+    Abandoned(Abandoned),
     /// The operator (or `--yes`, an answers file, a default) answered a question.
     Decision(Decision),
     /// Four eyes: a step's approval was requested or decided.
@@ -98,6 +103,8 @@ impl Event {
             Event::UndoStarted { .. } => "undo_started",
             Event::UndoFinished(_) => "undo_finished",
             Event::RollbackBlocked { .. } => "rollback_blocked",
+            Event::Refreshed(_) => "refreshed",
+            Event::Abandoned(_) => "abandoned",
             Event::Decision(_) => "decision",
             Event::Approval(_) => "approval",
             Event::SimulatorAnswered { .. } => "simulator_answered",
@@ -285,6 +292,52 @@ pub struct WriteSent {
     /// Written by a step's undo, to restore what the step changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub undo: bool,
+}
+
+/// A run ended by `runbook abandon`: who, why, and every change it leaves in effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Abandoned {
+    pub actor: String,
+    pub reason: String,
+    /// The writes still in effect (secrets as fingerprints), with where they live.
+    pub left: Vec<LeftInPlace>,
+}
+
+/// One change an abandoned run leaves in the world, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LeftInPlace {
+    pub step: String,
+    pub function: String,
+    pub target: String,
+    #[schemars(with = "Value")]
+    pub detail: Value,
+    /// How to clean it up by hand, when the step says (its undo cannot run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<String>,
+}
+
+/// What a target the run wrote holds now, read at the vendor before a rollback acts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Refreshed {
+    pub step: String,
+    pub function: String,
+    pub target: String,
+    pub holds: Holds,
+    /// What it holds now, as the operator may see it (secrets masked), when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<String>,
+}
+
+/// Whether a target still holds what the run wrote there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Holds {
+    /// What the run wrote: the rollback may restore it.
+    AsWritten,
+    /// Something else: someone (or a later run) changed it since; the rollback leaves it.
+    Changed,
+    /// It could not be read back (the vendor keeps it write-only, or the read failed).
+    Unread,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -53,6 +53,8 @@ pub enum Entry {
     Rollback,
     /// The REPL: a session, or a stopped run it attached to.
     Repl,
+    /// `runbook abandon`: a later process ending a run that can neither resume nor roll back.
+    Abandon,
 }
 
 impl Entry {
@@ -62,6 +64,7 @@ impl Entry {
             Entry::Resume => "resume",
             Entry::Rollback => "rollback",
             Entry::Repl => "repl",
+            Entry::Abandon => "abandon",
         }
     }
 }
@@ -79,6 +82,7 @@ pub enum Mode {
     Repl,
     Resume,
     Rollback,
+    Abandon,
 }
 
 impl Mode {
@@ -90,6 +94,7 @@ impl Mode {
             Mode::Repl => "repl",
             Mode::Resume => "resume",
             Mode::Rollback => "rollback",
+            Mode::Abandon => "abandon",
         }
     }
 
@@ -99,6 +104,7 @@ impl Mode {
             (Entry::Resume, ..) => Mode::Resume,
             (Entry::Rollback, ..) => Mode::Rollback,
             (Entry::Repl, ..) => Mode::Repl,
+            (Entry::Abandon, ..) => Mode::Abandon,
             (Entry::Exec, Effect::DryRun, _) => Mode::DryRun,
             (Entry::Exec, Effect::Apply, Target::Sandbox) => Mode::Sandbox,
             (Entry::Exec, Effect::Apply, _) => Mode::Exec,

@@ -28,6 +28,8 @@ pub enum Action {
     /// A write to a vendor.
     HostCall,
     LockBroken,
+    /// `runbook abandon` ended a run, leaving its changes in place.
+    RunAbandoned,
     ApprovalRequested,
     ApprovalApproved,
     ApprovalDenied,
@@ -40,7 +42,7 @@ pub enum Action {
 
 impl Action {
     /// The engine's actions, with the names the log has always used.
-    const NAMED: [(Action, &'static str); 15] = [
+    const NAMED: [(Action, &'static str); 16] = [
         (Action::RunStarted, "run.started"),
         (Action::RunResumed, "run.resumed"),
         (Action::RunRollback, "run.rollback"),
@@ -51,6 +53,7 @@ impl Action {
         (Action::StepUndoFailed, "step.undo_failed"),
         (Action::HostCall, "host.call"),
         (Action::LockBroken, "lock.broken"),
+        (Action::RunAbandoned, "run.abandoned"),
         (Action::ApprovalRequested, "approval.requested"),
         (Action::ApprovalApproved, "approval.approved"),
         (Action::ApprovalDenied, "approval.denied"),
@@ -128,6 +131,11 @@ pub enum AuditEvent {
     LockBroken {
         holder: Value,
     },
+    RunAbandoned {
+        reason: String,
+        /// Each change left in place, as `function on target`.
+        left: Vec<String>,
+    },
     ApprovalRequested {
         step: String,
         by: String,
@@ -190,6 +198,7 @@ impl AuditEvent {
             AuditEvent::StepUndoFailed { .. } => Action::StepUndoFailed,
             AuditEvent::HostCall(_) => Action::HostCall,
             AuditEvent::LockBroken { .. } => Action::LockBroken,
+            AuditEvent::RunAbandoned { .. } => Action::RunAbandoned,
             AuditEvent::ApprovalRequested { .. } => Action::ApprovalRequested,
             AuditEvent::ApprovalApproved { .. } => Action::ApprovalApproved,
             AuditEvent::ApprovalDenied { .. } => Action::ApprovalDenied,

@@ -4,6 +4,7 @@
 pub mod lock;
 pub mod params;
 pub mod preflight;
+pub(crate) mod refresh;
 pub mod report;
 pub mod resume;
 pub mod runner;
@@ -12,7 +13,7 @@ pub mod step;
 
 pub use report::{Report, RunStatus, StepReport, StepStatus};
 pub use runner::{run, Start};
-pub use session::{NewRun, Outcome, Reopen, Reopened, Session, Wiring};
+pub use session::{Abandon, NewRun, Outcome, Reopen, Reopened, Session, Wiring};
 
 /// How `exec` (or `resume`, `rollback`) was asked to run.
 #[derive(Debug, Clone, Default)]

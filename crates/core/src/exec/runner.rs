@@ -623,19 +623,78 @@ impl<'a> Runner<'a> {
             .into_iter()
             .chain(completed.iter().rev().copied())
             .collect();
+        // Only what the rollback reaches before an irreversible step stops it.
+        let reached: Vec<usize> = order
+            .iter()
+            .copied()
+            .take_while(|&i| !self.blocks(i, completed.contains(&i)))
+            .collect();
+        if reached.iter().any(|&i| self.would_undo(i)) {
+            if let Err(why) = super::refresh::check_restores(self.session) {
+                self.refuse_restore(&why);
+                return RunStatus::Failed;
+            }
+            let steps: Vec<&str> = reached
+                .iter()
+                .map(|&i| self.plan().steps[i].id.as_str())
+                .collect();
+            super::refresh::refresh_targets(self.session, &steps);
+        }
         for i in order {
             if let Some(status) = self.undo_one(i, completed.contains(&i)) {
                 return status;
             }
         }
-        self.say.progress("  rollback complete");
+        match super::refresh::left_alone(self.session) {
+            Some(left) => self.say.warning(format!(
+                "  partly rolled back: what changed since this run was left alone: {left}"
+            )),
+            None => self.say.progress("  rollback complete"),
+        }
         RunStatus::RolledBack
+    }
+
+    /// Whether step `i` has an undo that a rollback would run: one of its writes may have
+    /// taken effect, or it undoes always.
+    fn would_undo(&self, i: usize) -> bool {
+        let step = &self.plan().steps[i];
+        step.undo.is_some() && (step.undo_always || self.took_effect(&step.id))
+    }
+
+    fn took_effect(&self, step: &str) -> bool {
+        self.session
+            .run()
+            .ledger()
+            .writes_of(step)
+            .iter()
+            .any(|w| w.outcome.may_have_applied())
+    }
+
+    /// A rollback that would restore a value that no longer works: nothing is undone, and
+    /// the way forward is named.
+    fn refuse_restore(&self, why: &str) {
+        let run_id = self.session.run_id();
+        let path = self.session.runbook().file().path.display().to_string();
+        self.say.warning(format!("  ✗ rollback refused: {why}."));
+        self.say.warning(
+            "  Nothing was undone: every consumer keeps the value it holds now, which restoring would replace with a dead one.",
+        );
+        self.say.warning(format!(
+            "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value, or rotate again with `runbook exec {path}`."
+        ));
+    }
+
+    /// Whether step `i` stops a rollback: it is irreversible and completed, or died after
+    /// its first write (it may have done what cannot be undone).
+    fn blocks(&self, i: usize, completed: bool) -> bool {
+        let step = &self.plan().steps[i];
+        step.irreversible.is_some() && (completed || self.took_effect(&step.id))
     }
 
     /// Undoes one step of a rollback; `Some` when the rollback stops there.
     fn undo_one(&mut self, i: usize, completed: bool) -> Option<RunStatus> {
         let step = &self.plan().steps[i];
-        if let (Some(why), true) = (&step.irreversible, completed) {
+        if let (Some(why), true) = (&step.irreversible, self.blocks(i, completed)) {
             self.say.warning(format!(
                 "  ✗ cannot roll back past step '{}': {why}",
                 step.id
@@ -647,14 +706,7 @@ impl<'a> Runner<'a> {
             return Some(RunStatus::Failed);
         }
         step.undo.as_ref()?;
-        let took_effect = self
-            .session
-            .run()
-            .ledger()
-            .writes_of(&step.id)
-            .iter()
-            .any(|w| w.outcome.may_have_applied());
-        if !took_effect && !step.undo_always {
+        if !self.took_effect(&step.id) && !step.undo_always {
             if completed {
                 self.say.progress(format!(
                     "  · {}: nothing to undo (none of its writes took effect)",

@@ -4,11 +4,14 @@
 
 use super::lock::Lock;
 use super::resume;
+use crate::audit::AuditEvent;
 use crate::audit::AuditLog;
 use crate::diagnostic::ScriptError;
 use crate::engine::{ABORTED, INTERRUPTED};
 use crate::error::{Error, Result};
-use crate::events::{Event, LeaseTaken, RunResumed, RunStarted};
+use crate::events::{
+    Abandoned, Event, LeaseTaken, LeftInPlace, RunFinished, RunResumed, RunStarted,
+};
 use crate::host::{
     Auditor, Operator, Phase, Policy, RunContext, RunParts, Services, Stage, Webhook,
 };
@@ -72,6 +75,14 @@ pub struct Reopen {
     pub force: bool,
 }
 
+/// Everything ending a run by `runbook abandon` needs.
+pub struct Abandon {
+    pub wiring: Wiring,
+    pub run_id: String,
+    /// Why: recorded in the journal, the audit log and the evidence.
+    pub reason: String,
+}
+
 /// A reopened run and what its ledger said when it was reopened.
 pub struct Reopened {
     pub session: Session,
@@ -107,7 +118,145 @@ fn context(
     RunContext::new(parts, operator, policy)
 }
 
+/// Stops a new run of a rotation while an earlier run of it is unfinished: its changes
+/// are still in the world, and a second rotation on top would leave them there for good.
+fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str) -> Result<()> {
+    let plan = runbook.plan();
+    let Some(l) = crate::ledger::all(store)?.into_iter().rev().find(|l| {
+        l.start.runbook == plan.meta().id
+            && l.is_unfinished()
+            && super::lock::key(plan, &l.start.params) == key
+    }) else {
+        return Ok(());
+    };
+    let id = &l.run_id;
+    let left: Vec<String> = l
+        .changes()
+        .iter()
+        .map(|w| format!("{} on {}", w.function, w.target))
+        .collect();
+    let stopped = l
+        .stop
+        .as_ref()
+        .map(|s| format!(" at step {}", s.step))
+        .unwrap_or_default();
+    Err(Error::usage(
+        format!(
+            "an earlier run of this rotation is unfinished: {id} (started {} by {}; {}{stopped}) left in effect: {}",
+            l.started_at,
+            l.start.actor,
+            l.last_status(),
+            left.join("; ")
+        ),
+        format!("finish it first: continue it with `runbook resume {id}`, undo it with `runbook rollback {id}`, or, when it can do neither, end it with `runbook abandon {id} --reason TEXT`"),
+    ))
+}
+
+/// How to clean up by hand a change an abandoned run leaves, as far as its step says.
+fn cleanup(plan: &crate::plan::Plan, w: &crate::ledger::Write) -> Option<String> {
+    let step = plan.step(&w.step)?;
+    if let Some(why) = &step.no_undo {
+        return Some(format!("nothing to restore: {why}"));
+    }
+    if step.irreversible.is_some() {
+        return None;
+    }
+    step.undo.as_ref().map(|_| {
+        format!(
+            "not undone: do by hand what step '{}''s undo does in {}, or leave it on purpose",
+            step.id,
+            plan.meta().id
+        )
+    })
+}
+
 impl Session {
+    /// `runbook abandon`: ends a stopped run that can neither resume nor roll back. Takes
+    /// its lock (refused while another process holds it), records what stays in the world,
+    /// audits it, ends the run and releases the lock. Nothing at a vendor changes.
+    pub fn abandon(a: Abandon) -> Result<Abandoned> {
+        let w = a.wiring;
+        crate::store::load_fingerprint_key(&w.store)?;
+        let (_, state) = crate::ledger::open(&w.store, &a.run_id)?;
+        refuse_reopening(&state, &a.run_id, Entry::Abandon)?;
+        if state.abandoned.is_some() {
+            return Err(Error::usage(
+                format!("run {} was already abandoned", a.run_id),
+                "start a new rotation with `runbook exec`",
+            ));
+        }
+        let reason = a.reason.trim().to_string();
+        if reason.is_empty() {
+            return Err(Error::usage(
+                "abandon needs a reason",
+                "say why in --reason TEXT: it goes to the journal, the audit log and the evidence",
+            ));
+        }
+        let runbook = Runbook::load(crate::runbook::SourceFile::read(Path::new(
+            &state.start.source.path,
+        ))?)?;
+        let info = RunInfo {
+            run_id: a.run_id.clone(),
+            actor: w.actor.clone(),
+            runbook_id: state.start.runbook.clone(),
+            modes: Modes {
+                target: state.start.target,
+                effect: state.start.effect,
+                entry: Entry::Abandon,
+            },
+        };
+        let say = Say::new(w.sink.clone(), &info.run_id);
+        let key = super::lock::key(runbook.plan(), &state.start.params);
+        let lock = Lock::acquire(&w.store, &key, &a.run_id, &info.actor, w.break_lock, &say)?;
+        let ledger = Rc::new(LedgerWriter::reopened(&w.store, say.clone(), state.clone()));
+        let policy = Policy::of(runbook.plan(), &state.start.params);
+        let actor = w.actor.clone();
+        let run = context(w, info, ledger, say, policy);
+        run.ledger().required(Event::RunResumed(RunResumed {
+            actor: actor.clone(),
+            host: run::hostname(),
+            pid: std::process::id(),
+            entry: Entry::Abandon,
+        }))?;
+        let left: Vec<LeftInPlace> = state
+            .changes()
+            .iter()
+            .map(|w| LeftInPlace {
+                step: w.step.clone(),
+                function: w.function.clone(),
+                target: w.target.clone(),
+                detail: w.detail.clone(),
+                cleanup: cleanup(runbook.plan(), w),
+            })
+            .collect();
+        let abandoned = Abandoned {
+            actor,
+            reason: reason.clone(),
+            left,
+        };
+        run.ledger().required(Event::Abandoned(abandoned.clone()))?;
+        run.auditor().note(
+            "",
+            AuditEvent::RunAbandoned {
+                reason: reason.clone(),
+                left: abandoned
+                    .left
+                    .iter()
+                    .map(|l| format!("{} on {}", l.function, l.target))
+                    .collect(),
+            },
+        );
+        run.ledger().record(Event::RunFinished(RunFinished {
+            status: RunStatus::Aborted,
+            error: Some(format!("abandoned: {reason}")),
+            duration_ms: None,
+            rate_limit_wait_ms: None,
+            audit_head: run.auditor().head(),
+        }));
+        drop(lock);
+        Ok(abandoned)
+    }
+
     /// Starts a new run of `runbook`: takes the lock (not for a dry run, which changes
     /// nothing), records the start and attaches the run to the engine.
     pub fn start(runbook: Runbook, new: NewRun) -> Result<Session> {
@@ -126,14 +275,18 @@ impl Session {
             None
         } else {
             let key = super::lock::key(runbook.plan(), &ctx.snapshot()["params"]);
-            Some(Lock::acquire(
+            let lock = Lock::acquire(
                 &w.store,
                 &key,
                 &info.run_id,
                 &info.actor,
                 w.break_lock,
                 &say,
-            )?)
+            )?;
+            if new.modes.target != Target::Sandbox {
+                refuse_unfinished(&w.store, &runbook, &key)?;
+            }
+            Some(lock)
         };
         let ledger = Rc::new(LedgerWriter::new(&w.store, say.clone()));
         let policy = Policy::of(runbook.plan(), &ctx.snapshot()["params"]);

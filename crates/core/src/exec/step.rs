@@ -133,7 +133,7 @@ fn undo(session: &Session, step: &Step) -> Attempt {
     // What the step did, so its undo restores exactly that.
     session
         .ctx()
-        .set("done", done_list(&run.ledger().writes_of(&step.id)).into());
+        .set("done", done_list(&undoable(run, &step.id)).into());
     let (outcome, duration_ms) = call_timed(session, step, f, Phase::Undo(step.id.clone()));
     session.ctx().remove("done");
     let error = outcome.error();
@@ -164,6 +164,19 @@ fn undo(session: &Session, step: &Step) -> Attempt {
 }
 
 /// `ctx.done` for an undo: each write of the step in effect, with how it ended.
+/// The writes of `step` its undo restores: in effect, and not changed since by someone
+/// else (a rollback's refresh leaves those alone).
+fn undoable(run: &crate::host::RunContext, step: &str) -> Vec<Write> {
+    run.ledger()
+        .writes_of(step)
+        .into_iter()
+        .filter(|w| {
+            !run.ledger()
+                .read(false, |l| l.left_alone(&w.function, &w.target))
+        })
+        .collect()
+}
+
 fn done_list(writes: &[Write]) -> rhai::Array {
     writes
         .iter()

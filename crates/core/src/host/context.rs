@@ -75,7 +75,7 @@ impl StepScope {
     /// The step id for audit entries and planned writes.
     pub fn step_name(&self) -> String {
         match &*self.phase.borrow() {
-            Phase::Step(s) | Phase::Undo(s) => s.clone(),
+            Phase::Step(s) | Phase::Undo(s) | Phase::Probe(s) => s.clone(),
             Phase::Repl => "repl".into(),
             Phase::Idle => String::new(),
         }
@@ -89,6 +89,11 @@ impl StepScope {
     /// Whether a step's undo is running (its writes restore what the step changed).
     pub fn in_undo(&self) -> bool {
         matches!(*self.phase.borrow(), Phase::Undo(_))
+    }
+
+    /// Whether a read-only probe is running, where writes are refused.
+    pub fn probing(&self) -> bool {
+        matches!(*self.phase.borrow(), Phase::Probe(_))
     }
 
     pub fn idle(&self) -> bool {

@@ -165,6 +165,22 @@ pub(crate) fn register(reg: &mut Registrar) {
     );
 
     g.add(
+        "restores",
+        Effect::None,
+        &["key: string", "works: Fn(ctx) -> bool"],
+        "()",
+        "Declares that rollback puts `ctx[key]` back where the run replaced it, and how to tell\nthat it still works at the vendor (a read-only probe). Before undoing anything, rollback\nasks; when the value no longer works (deleted, revoked, expired) it restores nothing and\nsays how to go forward instead.",
+        |ctx: NativeCallContext, key: &str, works: FnPtr| -> R<()> {
+            let plan = Stage::of(&ctx).plan("restores()")?;
+            plan.borrow_mut().restores.push(crate::plan::Restore {
+                key: key.to_string(),
+                works,
+            });
+            Ok(())
+        },
+    );
+
+    g.add(
         "prerequisite",
         Effect::None,
         &["text: string"],

@@ -17,6 +17,7 @@ pub mod operator;
 pub mod placeholder;
 mod postmark;
 mod prompt;
+pub(crate) mod readback;
 mod secret;
 pub mod services;
 mod vendor_call;
@@ -48,6 +49,8 @@ pub enum Phase {
     Idle,
     Step(String),
     Undo(String),
+    /// A read-only check outside a step (rollback's `restores` probes): reads, never writes.
+    Probe(String),
     Repl,
 }
 

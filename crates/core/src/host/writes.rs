@@ -100,6 +100,34 @@ impl<'a> Writes<'a> {
         self.run.scope().in_undo()
     }
 
+    /// Whether an undo's write would replace what someone changed since the run wrote
+    /// `target` (a rollback's refresh found it): it is left alone, and said so.
+    fn left_alone(&self, function: &str, target: &str) -> bool {
+        let left = self.in_undo()
+            && self
+                .ledger()
+                .read(false, |l| l.left_alone(function, target));
+        if left {
+            self.run
+                .say()
+                .progress(format!("    {target}: changed since this run; left alone"));
+        }
+        left
+    }
+
+    /// A write needs a step or an undo: not the top level, not a read-only probe.
+    fn require_write(&self, function: &str) -> R<()> {
+        self.run.require_step(function)?;
+        if self.run.scope().probing() {
+            return Err(super::throw(
+                "usage",
+                format!("{function} writes, and a probe may only read"),
+                None,
+            ));
+        }
+        Ok(())
+    }
+
     /// Records a write that `--dry-run` skips.
     pub(crate) fn planned(&self, function: &str, effect: Effect, target: &str, detail: Value) {
         self.ledger().record(Event::WritePlanned(WritePlanned {
@@ -125,10 +153,13 @@ impl<'a> Writes<'a> {
         detail: Value,
         call: impl FnOnce() -> R<Dynamic>,
     ) -> R<Dynamic> {
-        self.run.require_step(function)?;
+        self.require_write(function)?;
         if self.run.dry_run() {
             self.planned(function, effect, target, detail);
             return Ok(super::Placeholder::of(function));
+        }
+        if self.left_alone(function, target) {
+            return Ok(Dynamic::UNIT);
         }
         let step = self.step_name();
         self.write_sent(&step, function, target, &detail);
@@ -153,19 +184,21 @@ impl<'a> Writes<'a> {
         detail: Value,
         call: impl FnOnce(Vec<String>) -> R<Vec<(String, Result<T, VendorError>)>>,
     ) -> R<Vec<TargetResult<T>>> {
-        self.run.require_step(function)?;
+        self.require_write(function)?;
         let step = self.step_name();
         // Only a step's forward body skips what it already did; an undo repeats nothing of
         // its own but must not be mistaken for the step it undoes.
         let forward = self.run.scope().forward();
         let change = redacted(&detail);
         let (done, todo): (Vec<String>, Vec<String>) = targets.iter().cloned().partition(|t| {
-            forward
+            (forward
                 && self
                     .ledger()
-                    .read(false, |l| l.already_applied(&step, function, t, &change))
+                    .read(false, |l| l.already_applied(&step, function, t, &change)))
+                || self.left_alone(function, t)
         });
-        for t in &done {
+        // In an undo, `done` holds only what was left alone (and said so).
+        for t in done.iter().filter(|_| forward) {
             self.run.say().progress(format!(
                 "    {t}: already done in an earlier attempt of this step; not repeated"
             ));

@@ -113,6 +113,10 @@ pub struct Ledger {
     /// The vendors that answered as simulators.
     pub simulators: Vec<String>,
     pub repl_ended: bool,
+    /// Set when `runbook abandon` ended the run.
+    pub abandoned: Option<crate::events::Abandoned>,
+    /// Targets a rollback's refresh found changed since the run wrote them: left alone.
+    pub left_alone: Vec<crate::events::Refreshed>,
     /// Steps, writes, undos, approvals and decisions with their times, for the evidence.
     pub history: Vec<(String, Happened)>,
     /// Why the latest process stopped at a step, if it did and the step did not later pass.
@@ -148,6 +152,8 @@ impl Ledger {
             planned: Vec::new(),
             simulators: Vec::new(),
             repl_ended: false,
+            left_alone: Vec::new(),
+            abandoned: None,
             history: Vec::new(),
             stop: None,
             open: Vec::new(),
@@ -202,6 +208,12 @@ impl Ledger {
                 }
             }
             Event::ReplEnded { .. } => self.repl_ended = true,
+            Event::Abandoned(a) => self.abandoned = Some(a.clone()),
+            Event::Refreshed(r) => {
+                if r.holds == crate::events::Holds::Changed {
+                    self.left_alone.push(r.clone());
+                }
+            }
         }
     }
 
@@ -528,6 +540,33 @@ impl Ledger {
     }
 
     /// The writes in effect that may have changed a vendor: what the run changed.
+    /// Whether the run stopped with changes in effect that nothing settled: it neither
+    /// succeeded, nor was rolled back or abandoned. An in-process rehearsal (its world ended
+    /// with it), a dry run and a REPL session never are.
+    pub fn is_unfinished(&self) -> bool {
+        self.start.target != Target::Sandbox
+            && self.start.effect == crate::run::Effect::Apply
+            && self.start.entry != Entry::Repl
+            && self.settled().is_none()
+            && self.abandoned.is_none()
+            && !self.changes().is_empty()
+    }
+
+    /// How the latest process of the run ended, in words.
+    pub fn last_status(&self) -> &'static str {
+        match self.processes.last().and_then(Process::ended) {
+            Some(s) => s.as_str(),
+            None => "died without recording an end",
+        }
+    }
+
+    /// Whether a rollback's refresh found `target` changed since this run wrote it there.
+    pub fn left_alone(&self, function: &str, target: &str) -> bool {
+        self.left_alone
+            .iter()
+            .any(|r| r.function == function && r.target == target)
+    }
+
     pub fn changes(&self) -> Vec<Write> {
         self.writes
             .iter()

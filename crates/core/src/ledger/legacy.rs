@@ -120,6 +120,8 @@ fn modes(mode: Mode, sandbox: bool) -> (Target, Effect, Entry) {
         Mode::Resume => (target, Effect::Apply, Entry::Resume),
         Mode::Rollback => (target, Effect::Apply, Entry::Rollback),
         Mode::Exec => (target, Effect::Apply, Entry::Exec),
+        // Old journals never had it; an abandon is never a run's start.
+        Mode::Abandon => (target, Effect::Apply, Entry::Abandon),
     }
 }
 

@@ -50,6 +50,16 @@ pub fn open(store: &Store, run_id: &str) -> Result<(Vec<Stamped>, Ledger)> {
     Ok((events, ledger))
 }
 
+/// Every run in the store that reads back, folded, oldest first (a damaged journal is
+/// left out here; `runs` reports it).
+pub fn all(store: &Store) -> Result<Vec<Ledger>> {
+    Ok(store
+        .runs()?
+        .iter()
+        .filter_map(|id| open(store, id).ok().map(|(_, l)| l))
+        .collect())
+}
+
 /// Every event of a journal file, in order.
 pub fn read(path: &Path) -> Result<Vec<Stamped>> {
     let run_id = path

@@ -164,6 +164,14 @@ pub struct Recovery {
     pub how: FnPtr,
 }
 
+/// A value rollback puts back, and how to tell that it still works at the vendor:
+/// `restores("old_token", |ctx| postmark::token_status(ctx.old_token) == 200)`.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub key: String,
+    pub works: FnPtr,
+}
+
 /// Everything a runbook declared.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -173,6 +181,7 @@ pub struct Plan {
     pub prerequisites: Vec<String>,
     pub steps: Vec<Step>,
     pub recover: Vec<Recovery>,
+    pub restores: Vec<Restore>,
 }
 
 impl Plan {
@@ -205,6 +214,7 @@ pub struct PlanBuilder {
     pub prerequisites: Vec<String>,
     pub steps: Vec<Step>,
     pub recover: Vec<Recovery>,
+    pub restores: Vec<Restore>,
 }
 
 /// What a declared plan lacks.
@@ -247,6 +257,7 @@ impl PlanBuilder {
             prerequisites: self.prerequisites,
             steps: self.steps,
             recover: self.recover,
+            restores: self.restores,
         })
     }
 }

@@ -1,0 +1,182 @@
+//! What is true at the vendors before a rollback acts: every value the runbook declares
+//! that rollback restores (`restores(key, works)`) is probed, read-only. A value that no
+//! longer works (deleted, revoked, expired) is never written back: the rollback restores
+//! nothing and says how to go forward instead.
+
+use super::session::Session;
+use crate::events::{Event, Holds, Refreshed, WriteOutcome};
+use crate::host::Phase;
+
+/// What a probe of a value rollback would restore found.
+pub(crate) enum Verdict {
+    Works,
+    Dead,
+    /// The probe could not tell (an error): treated as dead, since a rollback that
+    /// cannot tell would be restoring blind.
+    Unknown(String),
+}
+
+/// A value rollback would restore, as the operator sees it, and what its probe found.
+pub(crate) struct Probed {
+    pub key: String,
+    pub shown: String,
+    pub verdict: Verdict,
+}
+
+/// Probes every declared `restores` value that `ctx` holds.
+pub(crate) fn probe_restores(session: &Session) -> Vec<Probed> {
+    let ctx = session.ctx();
+    session
+        .runbook()
+        .plan()
+        .restores
+        .iter()
+        .filter_map(|r| {
+            let value = ctx.get(&r.key).filter(|v| !v.is_unit())?;
+            let phase = Phase::Probe(format!("restores.{}", r.key));
+            let verdict = match session.value_of(&r.works, ctx, phase) {
+                Ok(v) => match v.as_bool() {
+                    Ok(true) => Verdict::Works,
+                    Ok(false) => Verdict::Dead,
+                    Err(t) => Verdict::Unknown(format!("its probe returned {t}, not a bool")),
+                },
+                Err(e) => Verdict::Unknown(e.message.clone()),
+            };
+            Some(Probed {
+                key: r.key.clone(),
+                shown: shown(&value),
+                verdict,
+            })
+        })
+        .collect()
+}
+
+/// A value as the operator sees it: a secret masked.
+fn shown(v: &rhai::Dynamic) -> String {
+    match v.clone().try_cast::<runbook_secret::Secret>() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    }
+}
+
+/// Shows what the probes found; when a value would not work, records the refusal and says
+/// how to go forward. `Err` carries why the rollback must not restore anything.
+pub(crate) fn check_restores(session: &Session) -> Result<(), String> {
+    let probed = probe_restores(session);
+    if probed.is_empty() {
+        return Ok(());
+    }
+    let say = session.run().say();
+    say.progress("  What rollback would restore, checked at the vendor now:");
+    let mut dead = Vec::new();
+    for p in &probed {
+        let line = match &p.verdict {
+            Verdict::Works => format!("    ✓ ctx.{} {} still works", p.key, p.shown),
+            Verdict::Dead => {
+                dead.push(format!(
+                    "ctx.{} {} no longer works at the vendor",
+                    p.key, p.shown
+                ));
+                format!(
+                    "    ✗ ctx.{} {} no longer works (deleted, revoked or expired)",
+                    p.key, p.shown
+                )
+            }
+            Verdict::Unknown(why) => {
+                dead.push(format!(
+                    "ctx.{} {} could not be checked ({why})",
+                    p.key, p.shown
+                ));
+                format!(
+                    "    ? ctx.{} {} could not be checked: {why}",
+                    p.key, p.shown
+                )
+            }
+        };
+        if matches!(p.verdict, Verdict::Works) {
+            say.progress(line);
+        } else {
+            say.warning(line);
+        }
+    }
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let why = format!(
+        "the value rollback would restore is not usable: {}",
+        dead.join("; ")
+    );
+    session.run().ledger().record(Event::RollbackBlocked {
+        step: "restore".into(),
+        why: why.clone(),
+    });
+    Err(why)
+}
+
+/// Reads back every target the steps in `steps` wrote and that is still in effect, records
+/// what each holds now, and shows it: what still holds the run's value is restored, what
+/// changed since is left alone (the undo's writes skip it).
+pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
+    let run = session.run();
+    let say = run.say();
+    let mut header = false;
+    for step in steps {
+        for w in run.ledger().writes_of(step) {
+            // A filed change request is not in the world yet: the undo reports (or
+            // withdraws) it; reading the secret would only show the value before it.
+            if !w.outcome.may_have_applied() || w.outcome == WriteOutcome::Pending {
+                continue;
+            }
+            if !header {
+                say.progress("  What the run's targets hold now, read at the vendors:");
+                header = true;
+            }
+            let (holds, now) = crate::host::readback::holds(run, &w);
+            let what = format!("{} on {}", w.function, w.target);
+            match holds {
+                Holds::AsWritten => {
+                    say.progress(format!("    = {what}: holds what this run wrote; restored"))
+                }
+                Holds::Changed => say.warning(format!(
+                    "    ≠ {what}: changed since this run ({}); left alone",
+                    now.as_deref().unwrap_or("another value")
+                )),
+                Holds::Unread => say.progress(format!(
+                    "    ? {what}: {}; restored as the journal says",
+                    now.as_deref()
+                        .map(|why| format!("could not be read back ({why})"))
+                        .unwrap_or_else(|| "cannot be read back".to_string())
+                )),
+            }
+            run.ledger().record(Event::Refreshed(Refreshed {
+                step: step.to_string(),
+                function: w.function.clone(),
+                target: w.target.clone(),
+                holds,
+                now: now.filter(|_| holds == Holds::Changed),
+            }));
+        }
+    }
+}
+
+/// What a finished rollback left alone because it changed since the run, as one line.
+pub(crate) fn left_alone(session: &Session) -> Option<String> {
+    let list = session
+        .run()
+        .ledger()
+        .read(Vec::new(), |l| l.left_alone.clone());
+    if list.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = list
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({})",
+                r.target,
+                r.now.as_deref().unwrap_or("changed by someone else")
+            )
+        })
+        .collect();
+    Some(parts.join("; "))
+}

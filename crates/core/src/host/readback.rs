@@ -1,0 +1,87 @@
+//! Reading back what a write left at a vendor: whether the target still holds what the run
+//! wrote there (by keyed fingerprint), so a rollback acts only where the world still
+//! matches the run. Writes whose target cannot be read (GitHub secrets are write-only, a
+//! dashboard token, a raw `http::` call) come back as `Unread`.
+
+use super::context::RunContext;
+use crate::events::Holds;
+use crate::ledger::Write;
+use runbook_secret::{Secret, Source};
+use serde_json::Value;
+
+/// What `w`'s target holds now, and a masked description when it changed.
+pub(crate) fn holds(run: &RunContext, w: &Write) -> (Holds, Option<String>) {
+    let read = match w.function.as_str() {
+        "heroku::set_config" => heroku_config(run, &w.target, &w.detail),
+        "infisical::set_secret" => infisical_secret(run, &w.detail),
+        _ => return (Holds::Unread, None),
+    };
+    match read {
+        Ok(None) => (Holds::AsWritten, None),
+        Ok(Some(now)) => (Holds::Changed, Some(now)),
+        Err(why) => (Holds::Unread, Some(why)),
+    }
+}
+
+/// Whether `now` is what a write recorded as `wrote` (a fingerprint, a clear value, or
+/// null for a deletion).
+fn same(now: Option<&str>, wrote: &Value) -> bool {
+    match (now, wrote) {
+        (None, Value::Null) => true,
+        (Some(v), Value::String(w)) if w.starts_with("hmac:") => {
+            runbook_secret::fingerprint_matches(v, w)
+        }
+        (Some(v), Value::String(w)) => v == w,
+        _ => false,
+    }
+}
+
+fn masked(v: Option<&str>) -> String {
+    v.map_or_else(
+        || "nothing".to_string(),
+        |v| Secret::new(v.to_string(), Source::Literal).masked(),
+    )
+}
+
+/// `None` when the app's vars hold what the write set; else what they hold now.
+fn heroku_config(run: &RunContext, app: &str, detail: &Value) -> Result<Option<String>, String> {
+    let Some(vars) = detail["vars"].as_object() else {
+        return Err("the journal does not say which vars were set".into());
+    };
+    let v = run.vendors().map_err(|e| e.to_string())?;
+    let name = app.to_string();
+    let now = run
+        .block(&format!("heroku GET /apps/{app}/config-vars"), async move {
+            v.heroku().config_vars(&name).await
+        })
+        .map_err(|e| e.to_string())?;
+    let changed: Vec<String> = vars
+        .iter()
+        .filter(|(k, wrote)| !same(now.get(k), wrote))
+        .map(|(k, _)| format!("{k} holds {}", masked(now.get(k))))
+        .collect();
+    Ok((!changed.is_empty()).then(|| changed.join(", ")))
+}
+
+/// `None` when Infisical's current version is the value the write stored.
+fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, String> {
+    let field = |k: &str| detail[k].as_str().unwrap_or_default().to_string();
+    let (project, env, path, name) = (
+        field("project_id"),
+        field("env"),
+        field("path"),
+        field("name"),
+    );
+    let v = run.vendors().map_err(|e| e.to_string())?;
+    let label = format!("infisical GET /api/v4/secrets/{name}");
+    let now = run
+        .block(&label, async move {
+            v.infisical()
+                .get_secret(&project, &env, &path, &name, None)
+                .await
+        })
+        .map_err(|e| e.to_string())?;
+    let value = now.value.expose();
+    Ok((!same(Some(value), &detail["value"]))
+        .then(|| format!("version {} holds {}", now.version, masked(Some(value)))))
+}

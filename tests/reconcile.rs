@@ -1,0 +1,215 @@
+//! Rollback and resume look at the vendors before they act: a value that no longer works is
+//! never restored, and what changed since the run is left alone.
+
+use crate::support::http;
+use crate::support::{
+    assert_back_on_old_token, assert_every_token_works, assert_lacks, assert_rotated, new_tokens,
+    served, writes, Exit, Rig, OLD_TOKEN,
+};
+
+/// Killed inside revoke, after Postmark deleted the old token: restoring it would put a
+/// dead token into Infisical and every app. Revoke never completed, but its delete was sent,
+/// so the rollback stops there before any write, as after a completed revoke.
+#[test]
+fn a_rollback_never_restores_a_token_the_vendor_deleted() {
+    let rig = Rig::new();
+    rig.crash("postmark", "inside:revoke");
+    let before = writes(&rig.state()).len();
+    let out = rig.rollback(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("✗ cannot roll back past step 'revoke': the old token is deleted");
+    assert_lacks("stderr", &out.stderr, "undoing");
+    let state = rig.state();
+    assert_eq!(writes(&state).len(), before, "the rollback wrote nothing");
+    assert_every_token_works(&state, "after the refused rollback");
+    assert!(rig
+        .journal()
+        .contains("\"type\":\"rollback_blocked\",\"step\":\"revoke\""));
+    // Forward still works: resume finishes the rotation on the new token.
+    rig.resume(&[]).exit(Exit::Ok);
+    assert_rotated(&rig.state(), "after resume");
+}
+
+/// Someone deleted the old token in the dashboard while the run was stopped before revoke:
+/// the journal cannot know, the probe at the vendor does. Nothing is written, and the way
+/// forward is named.
+#[test]
+fn a_rollback_probes_the_vendor_not_the_journal() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    rig.sandbox.delete_postmark_token(OLD_TOKEN);
+    let before = writes(&rig.state()).len();
+    let run_id = rig.run_id();
+    rig.rollback(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ ctx.old_token secret(…c001) no longer works (deleted, revoked or expired)")
+        .stderr_has("✗ rollback refused: the value rollback would restore is not usable: ctx.old_token secret(…c001) no longer works at the vendor")
+        .stderr_has("Nothing was undone")
+        .stderr_has(&format!(
+            "`runbook resume {run_id}` finishes the rotation on the new value"
+        ));
+    let state = rig.state();
+    assert_eq!(writes(&state).len(), before, "the rollback wrote nothing");
+    assert_every_token_works(&state, "after the refused rollback");
+    assert_eq!(new_tokens(&state).len(), 1);
+    assert!(rig
+        .journal()
+        .contains("\"type\":\"rollback_blocked\",\"step\":\"restore\""));
+}
+
+/// Sets `app`'s Postmark token through Heroku's API, as someone fixing things by hand would.
+fn set_by_hand(rig: &Rig, app: &str, token: &str) {
+    let env = &rig.sandbox.env;
+    let (status, body) = http(
+        &env["HEROKU_HOST"],
+        "PATCH",
+        &format!("/apps/{app}/config-vars"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/vnd.heroku+json; version=3"),
+            (
+                "Authorization",
+                &format!("Bearer {}", env["HEROKU_API_KEY"]),
+            ),
+        ],
+        &serde_json::json!({ "POSTMARK_SERVER_TOKEN": token }).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// After the run stopped, someone put raxx-api-staging back on the old token by hand. The
+/// rollback reads every target first: staging no longer holds what the run wrote, so it is
+/// left alone (not written, not restarted) and the rollback says it is partial; the rest is
+/// restored.
+#[test]
+fn a_rollback_leaves_alone_what_changed_since_the_run() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    set_by_hand(&rig, "raxx-api-staging", OLD_TOKEN);
+    let patches = |s: &serde_json::Value| served(s, "PATCH", "/apps/raxx-api-staging/config-vars");
+    let before = patches(&rig.state());
+    let out = rig.rollback(&[]);
+    out.exit(Exit::Ok)
+        .stderr_has("≠ heroku::set_config on raxx-api-staging: changed since this run (POSTMARK_SERVER_TOKEN holds secret(…")
+        .stderr_has("partly rolled back: what changed since this run was left alone: raxx-api-staging (POSTMARK_SERVER_TOKEN holds secret(…c001))");
+    assert!(
+        out.stdout
+            .contains("= heroku::set_config on raxx-api-prod: holds what this run wrote; restored"),
+        "{}",
+        out.stdout
+    );
+    let state = rig.state();
+    assert_eq!(patches(&state), before, "staging was not written again");
+    assert_back_on_old_token(&state);
+    assert!(rig.journal().contains("\"type\":\"refreshed\",\"step\":\"propagate\",\"function\":\"heroku::set_config\",\"target\":\"raxx-api-staging\",\"holds\":\"changed\""));
+    rig.runbook(&["runs", &rig.run_id()], &[])
+        .exit(Exit::Ok)
+        .stdout_has("refresh: heroku::set_config on raxx-api-staging: changed since this run");
+}
+
+/// A rotation stopped halfway leaves its new token valid and in every app. A new rotation of
+/// the same secret stops before any write, names the run and what it left, and says how to
+/// finish it; once it is rolled back, the rotation runs.
+#[test]
+fn an_unfinished_run_stops_the_next_rotation_before_any_write() {
+    let rig = Rig::new();
+    // Raptor refuses the downstream test email: verify fails, and the run stops there
+    // (--no-rollback), its lock released and its changes in place.
+    rig.sandbox
+        .add_fault("raptor:POST:/api/notifications/test-email=500:once");
+    rig.exec("postmark", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    let run_id = rig.run_id();
+    let before = writes(&rig.state()).len();
+    rig.exec("postmark", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run of this rotation is unfinished: {run_id} (started "
+        ))
+        .stderr_has("failed at step verify) left in effect: postmark::dashboard_new_token on dashboard: new API token on raxx-prod")
+        .stderr_has("heroku::set_config on raxx-api-staging")
+        .stderr_has(&format!("continue it with `runbook resume {run_id}`, undo it with `runbook rollback {run_id}`, or, when it can do neither, end it with `runbook abandon {run_id} --reason TEXT`"));
+    assert_eq!(
+        writes(&rig.state()).len(),
+        before,
+        "the new run wrote nothing"
+    );
+    rig.rollback(&[]).exit(Exit::Ok);
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    assert_rotated(&rig.state(), "after the second rotation");
+}
+
+/// The downstream check failed and the team decides to keep things as they are (the new
+/// token works, a ticket tracks the cleanup). `abandon` ends the run without touching a
+/// vendor: it records what stays and how to clean up, frees the rotation, and the run reads
+/// as abandoned in `runs`, the audit log and the evidence; `due` and `list` said unfinished
+/// until then and never counted it as a rotation.
+#[test]
+fn abandon_ends_a_run_records_what_it_leaves_and_frees_the_rotation() {
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("raptor:POST:/api/notifications/test-email=500:once");
+    rig.exec("postmark", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    let run_id = rig.run_id();
+    rig.runbook(&["due"], &[])
+        .exit(Exit::Ok)
+        .stdout_has("never")
+        .stdout_has("unfinished since ")
+        .stdout_has(&format!("({run_id})"));
+    rig.runbook(&["list"], &[])
+        .exit(Exit::Ok)
+        .stdout_has("(unfinished since ");
+    assert_eq!(rig.runs()[0]["unfinished"], true);
+    let before = writes(&rig.state()).len();
+
+    rig.runbook(&["abandon", &run_id, "--reason", "  "], &[])
+        .exit(Exit::Usage)
+        .stderr_has("abandon needs a reason");
+    let out = rig.runbook(
+        &[
+            "abandon",
+            &run_id,
+            "--reason",
+            "new token kept; INC-42 tracks the cleanup",
+        ],
+        &[],
+    );
+    out.exit(Exit::Ok)
+        .stdout_has(&format!("Run {run_id} abandoned by unknown@"))
+        .stdout_has("propagate · heroku::set_config on raxx-api-prod")
+        .stdout_has(
+            "not undone: do by hand what step 'propagate''s undo does in postmark-server-token",
+        )
+        .stdout_has("Its lock is released");
+    assert_eq!(
+        writes(&rig.state()).len(),
+        before,
+        "abandon changed nothing at a vendor"
+    );
+    rig.runbook(&["abandon", &run_id, "--reason", "again"], &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!("run {run_id} was already abandoned"));
+
+    let runs = rig.runs();
+    assert_eq!(runs[0]["settled"], "abandoned", "{runs}");
+    assert_eq!(runs[0]["unfinished"], false);
+    assert_eq!(runs[0]["attempts"][0]["mode"], "abandon");
+    rig.runbook(&["runs", &run_id], &[])
+        .exit(Exit::Ok)
+        .stdout_has("abandoned by unknown@");
+    assert!(rig.journal().contains("\"type\":\"abandoned\""));
+    let audit = std::fs::read_to_string(rig.path().join("state/audit.jsonl")).unwrap();
+    assert!(audit.contains("\"action\":\"run.abandoned\""), "{audit}");
+    assert!(audit.contains("INC-42 tracks the cleanup"));
+    let pack = rig.runbook(&["evidence", &run_id], &[]).json();
+    assert_eq!(
+        pack["abandoned"]["reason"], "new token kept; INC-42 tracks the cleanup",
+        "{pack}"
+    );
+    let due = rig.runbook(&["due"], &[]);
+    assert_lacks("stdout", &due.stdout, "unfinished");
+    // The rotation is free again.
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    rig.assert_no_secrets_on_disk();
+}

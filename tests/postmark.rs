@@ -454,7 +454,10 @@ fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns()
         .stderr_has("runbook::vendor::pending_approval")
         .stderr_has("was not merged within 1s; the change waits for approval")
         .stderr_has("To abandon the change instead, close the request in Infisical first, then roll back")
-        .stderr_has("is still open: close it in Infisical, or an approver merging it would put its value back");
+        .stderr_has("is still open: close it in Infisical, or an approver merging it would put its value back")
+        // The rollback's refresh names the open request before any undo runs.
+        .stderr_has("! infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/: change request update-")
+        .stderr_has("is still open, not merged: an approver merging it would apply it");
     let state = out.sandbox_state();
     let approvals = state["infisical"]["approvals"].as_array().unwrap();
     assert_eq!(approvals.len(), 1, "{approvals:?}");

@@ -1,11 +1,11 @@
 //! Rollback and resume look at the vendors before they act: a value that no longer works is
 //! never restored, and what changed since the run is left alone.
 
-use crate::support::http;
 use crate::support::{
-    assert_back_on_old_token, assert_every_token_works, assert_lacks, assert_rotated, new_tokens,
-    served, writes, Exit, Rig, OLD_TOKEN,
+    app_token, assert_back_on_old_token, assert_every_token_works, assert_everywhere, assert_lacks,
+    assert_rotated, current_infisical, new_tokens, served, writes, Exit, Rig, OLD_TOKEN,
 };
+use crate::support::{http, new_token_answer};
 
 /// Killed inside revoke, after Postmark deleted the old token: restoring it would put a
 /// dead token into Infisical and every app. Revoke never completed, but its delete was sent,
@@ -212,4 +212,153 @@ fn abandon_ends_a_run_records_what_it_leaves_and_frees_the_rotation() {
     // The rotation is free again.
     rig.exec("postmark", &[]).exit(Exit::Ok);
     rig.assert_no_secrets_on_disk();
+}
+
+/// Propagate patched raxx-api-prod and Heroku refused raxx-api-staging; the operator stopped
+/// there. A later rollback undoes the applied half of the failed step too (not only the
+/// completed steps), and exactly that half: staging is never written.
+#[test]
+fn a_later_rollback_undoes_the_applied_half_of_a_failed_step() {
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always");
+    rig.exec("postmark", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    let state = rig.state();
+    assert_ne!(
+        app_token(&state, "raxx-api-prod"),
+        OLD_TOKEN,
+        "prod got the new token"
+    );
+    let staging = |s: &serde_json::Value| served(s, "PATCH", "/apps/raxx-api-staging/config-vars");
+    let before = staging(&state);
+    let out = rig.rollback(&[]);
+    out.exit(Exit::Ok);
+    assert!(
+        out.stdout.contains("↶ undoing propagate"),
+        "the failed step's applied half is undone\n{}",
+        out.stdout
+    );
+    let state = rig.state();
+    assert_back_on_old_token(&state);
+    assert_eq!(
+        staging(&state),
+        before,
+        "staging, never changed, is not written"
+    );
+    assert_eq!(rig.runs()[0]["settled"], "rolled back");
+}
+
+/// Run A stopped after propagate; a later run B rotated the same secret to the end (A's
+/// journal was away: abandoned, then put back, as a journal from another machine or an
+/// older version would be). Rolling A back would put back the token B replaced: refused,
+/// naming B, and `runs` says A is superseded. --force needs A's id typed back, and even then
+/// the refresh leaves every target B changed alone.
+#[test]
+fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("raptor:POST:/api/notifications/test-email=500:once");
+    rig.exec("postmark", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    let a = rig.run_id();
+    let journal = rig.path().join(format!("state/runs/{a}.jsonl"));
+    let saved = std::fs::read_to_string(&journal).unwrap();
+    rig.runbook(&["abandon", &a, "--reason", "away"], &[])
+        .exit(Exit::Ok);
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    let b = rig.run_id();
+    assert_ne!(a, b);
+    std::fs::write(&journal, saved).unwrap();
+    let before = rig.state();
+    let b_token = current_infisical(&before);
+    assert_everywhere(&before, &b_token);
+
+    rig.runbook(&["rollback", &a, "--yes"], &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!("run {a} is superseded by run {b} (started "))
+        .stderr_has("which rotated the same secret after it: rolling it back would put back what that run replaced")
+        .stderr_has("pass --force and type its id back");
+    rig.runbook(&["resume", &a, "--yes"], &[])
+        .exit(Exit::Usage)
+        .stderr_has("resuming it would write its values over what that run put in place");
+    let runs = rig.runs();
+    let row = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == a.as_str())
+        .unwrap();
+    assert_eq!(row["superseded_by"], b.as_str());
+    rig.runbook(&["runs"], &[])
+        .exit(Exit::Ok)
+        .stdout_has(&format!("(superseded by {b})"));
+    rig.file("wrong.toml", "\"rollback.superseded\" = \"not-the-id\"\n");
+    rig.runbook(
+        &[
+            "rollback",
+            &a,
+            "--yes",
+            "--force",
+            "--answers",
+            "wrong.toml",
+        ],
+        &[],
+    )
+    .exit(Exit::Usage)
+    .stderr_has("not done: the run id was not typed back");
+    assert_eq!(
+        writes(&rig.state()).len(),
+        writes(&before).len(),
+        "nothing was written"
+    );
+
+    rig.file(
+        "typed.toml",
+        &format!("\"rollback.superseded\" = \"{a}\"\n"),
+    );
+    rig.runbook(
+        &[
+            "rollback",
+            &a,
+            "--yes",
+            "--force",
+            "--answers",
+            "typed.toml",
+        ],
+        &[],
+    )
+    .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
+    // A forced rollback of A leaves B's rotation in place.
+    let after = rig.state();
+    assert_everywhere(&after, &b_token);
+    assert_every_token_works(&after, "after the forced rollback");
+}
+
+/// Validate's test email lost its answer (it may have been sent). Sending it again is not
+/// safe and nothing at the vendor can be read to tell, so the operator is asked; "done"
+/// counts the step as completed on the operator's word, and the ledger says exactly that.
+#[test]
+fn done_after_a_lost_answer_is_recorded_as_the_operators_word() {
+    let rig = Rig::new();
+    rig.sandbox.add_fault("postmark:POST:/email=lost:once");
+    rig.exec("postmark", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    let run_id = rig.run_id();
+    rig.file(
+        "done.toml",
+        &format!(
+            "\"validate.rerun\" = \"done\"\n{}",
+            new_token_answer(&rig.state())
+        ),
+    );
+    rig.runbook(&["resume", &run_id, "--yes", "--answers", "done.toml"], &[])
+        .exit(Exit::Ok)
+        .stderr_has("step 'validate' counted as done on the operator's word: nothing at the vendor could be read to check it");
+    let journal = rig.journal();
+    assert!(
+        journal.contains("\"step\":\"validate\",\"outcome\":\"completed\",\"verified\":true,\"confirmed_by\":\"operator\""),
+        "{journal}"
+    );
+    assert_rotated(&rig.state(), "after resume");
 }

@@ -44,6 +44,9 @@ struct RunRow {
     settled: Option<&'static str>,
     /// Stopped with changes in effect that nothing settled: a new rotation waits for it.
     unfinished: bool,
+    /// The later run that rotated the same secret: this one must not be rolled back or
+    /// resumed over it.
+    superseded_by: Option<String>,
     last_step: Option<String>,
 }
 
@@ -55,7 +58,7 @@ struct AttemptRow {
     status: &'static str,
 }
 
-fn summarize(l: &Ledger, holders: &[lock::Holder]) -> RunRow {
+fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
     let start = &l.start;
     // A process that recorded no end is still running if it holds the run's lock, else it
     // died (only the last process can be running). A lease says for itself whether it is
@@ -101,6 +104,7 @@ fn summarize(l: &Ledger, holders: &[lock::Holder]) -> RunRow {
         attempts,
         settled: settled_word(l),
         unfinished: l.is_unfinished(),
+        superseded_by: ledger::superseded_by(all, l).map(|later| later.run_id.clone()),
         last_step: l.last_step.clone(),
     }
 }
@@ -155,7 +159,10 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
             Err(e) => ui::err(&format!("warning: run {id}: {e}")),
         }
     }
-    let rows: Vec<RunRow> = ledgers.iter().map(|l| summarize(l, &holders)).collect();
+    let rows: Vec<RunRow> = ledgers
+        .iter()
+        .map(|l| summarize(l, &holders, &ledgers))
+        .collect();
     if args.json {
         ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);
@@ -173,7 +180,10 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
                 r.runbook.clone(),
                 r.target.to_string(),
                 mode_word(l).to_string(),
-                r.status.to_string(),
+                match &r.superseded_by {
+                    Some(later) => format!("{} (superseded by {later})", r.status),
+                    None => r.status.to_string(),
+                },
                 r.started_at.clone(),
                 r.last_step.clone().unwrap_or_else(|| "-".into()),
                 r.actor.clone(),
@@ -323,7 +333,7 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     let Some(l) = Ledger::fold(&events) else {
         return Err(not_found());
     };
-    let summary = summarize(&l, &lock::holders(store)?);
+    let summary = summarize(&l, &lock::holders(store)?, &ledger::all(store)?);
     let in_effect: Vec<InEffect> = l
         .changes()
         .into_iter()
@@ -362,6 +372,11 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         "run {} · {} · {} · {} · actor {}",
         summary.run_id, summary.runbook, summary.target, summary.status, summary.actor
     ));
+    if let Some(later) = &summary.superseded_by {
+        ui::out(&format!(
+            "superseded by {later}: a later run rotated the same secret (`runbook runs {later}`)"
+        ));
+    }
     let clock = |t: &str| t.get(11..19).unwrap_or(t).to_string();
     for e in &events {
         if let Some(line) = timeline_line(e) {

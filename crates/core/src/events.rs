@@ -142,6 +142,11 @@ pub struct RunStarted {
     pub target: Target,
     pub effect: Effect,
     pub entry: Entry,
+    /// The rotation's lock key (the secret and the params that locate it): two runs with
+    /// the same key rotate the same secret. None for a dry run or a REPL session, and in
+    /// journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -220,6 +225,9 @@ pub struct StepFinished {
     /// Counted as completed because its verify (or the operator) said it had taken effect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// Who said so: a read at the vendor, or only the operator's word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_by: Option<ConfirmedBy>,
     /// `ctx` after the step (secrets as fingerprints), when it completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Value>")]
@@ -314,6 +322,16 @@ pub struct LeftInPlace {
     /// How to clean it up by hand, when the step says (its undo cannot run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup: Option<String>,
+}
+
+/// Who said that a step whose effect was in doubt took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmedBy {
+    /// A read at the vendor showed the effect (the step's `.verify`).
+    Vendor,
+    /// The operator said so, and the vendor could not be read to check.
+    Operator,
 }
 
 /// What a target the run wrote holds now, read at the vendor before a rollback acts.

@@ -122,14 +122,22 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
     let mut header = false;
     for step in steps {
         for w in run.ledger().writes_of(step) {
-            // A filed change request is not in the world yet: the undo reports (or
-            // withdraws) it; reading the secret would only show the value before it.
-            if !w.outcome.may_have_applied() || w.outcome == WriteOutcome::Pending {
+            if !w.outcome.may_have_applied() {
                 continue;
             }
             if !header {
                 say.progress("  What the run's targets hold now, read at the vendors:");
                 header = true;
+            }
+            // A filed change request is not in the world yet: reading the secret would only
+            // show the value before it. It is named here, and the undo reports it.
+            if w.outcome == WriteOutcome::Pending {
+                let request = w.filed.as_ref().map_or("(no id)", |f| f.slug.as_str());
+                say.warning(format!(
+                    "    ! {} on {}: change request {request} is still open, not merged: an approver merging it would apply it",
+                    w.function, w.target
+                ));
+                continue;
             }
             let (holds, now) = crate::host::readback::holds(run, &w);
             let what = format!("{} on {}", w.function, w.target);
@@ -142,7 +150,7 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
                     now.as_deref().unwrap_or("another value")
                 )),
                 Holds::Unread => say.progress(format!(
-                    "    ? {what}: {}; restored as the journal says",
+                    "    ? {what}: {}; its undo runs as the journal says",
                     now.as_deref()
                         .map(|why| format!("could not be read back ({why})"))
                         .unwrap_or_else(|| "cannot be read back".to_string())

@@ -280,8 +280,8 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         // effect happen?
         (Some(step), Some(died)) => match step::settle(&r.session, step, died)? {
             Settle::Stop => return Err(Error::Aborted),
-            Settle::Done => {
-                step::settled_done(&r.session, step);
+            Settle::Done(by) => {
+                step::settled_done(&r.session, step, by);
                 r.completed.push(next);
                 next += 1;
             }
@@ -306,14 +306,28 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
 /// `runbook rollback`: undoes every completed step of a stopped run, newest first (and a
 /// step that died mid-way, whose undo is written to be safe when it only partly happened).
 pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
-    let mut also = Vec::new();
-    if let Some(last) = &r.state.last_step {
-        if let Some(i) = r.session.runbook().plan().step_index(last) {
-            if r.state.state_of(last) == Some(StepState::Started) && !r.completed.contains(&i) {
-                also.push(i);
-            }
-        }
-    }
+    // Besides the completed steps: a step that died mid-way, and a failed step that applied
+    // part of its writes (a fan-out that reached one app of two), whose undos restore
+    // exactly what took effect.
+    let also: Vec<usize> = r
+        .session
+        .runbook()
+        .plan()
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(i, step)| {
+            !r.completed.contains(i)
+                && (r.state.state_of(&step.id) == Some(StepState::Started)
+                    || r.session
+                        .run()
+                        .ledger()
+                        .writes_of(&step.id)
+                        .iter()
+                        .any(|w| w.outcome.may_have_applied()))
+        })
+        .map(|(i, _)| i)
+        .collect();
     let mut undoing = r.completed.clone();
     undoing.extend(&also);
     undoing.sort();

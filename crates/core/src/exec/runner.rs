@@ -292,7 +292,7 @@ impl<'a> Runner<'a> {
                         Some(Settle::Rerun) => {
                             self.say.progress(format!("  ↻ retrying {}", step.id));
                         }
-                        Some(Settle::Done) => return None,
+                        Some(Settle::Done(_)) => return None,
                         Some(Settle::Stop) => {
                             self.explain_left_behind();
                             return Some(RunStatus::Failed);
@@ -542,9 +542,9 @@ impl<'a> Runner<'a> {
             return Settle::Rerun;
         }
         match step::settle(self.session, step, false) {
-            Ok(Settle::Done) => {
-                step::settled_done(self.session, step);
-                Settle::Done
+            Ok(Settle::Done(by)) => {
+                step::settled_done(self.session, step, by);
+                Settle::Done(by)
             }
             Ok(other) => other,
             Err(e) => {
@@ -636,6 +636,7 @@ impl<'a> Runner<'a> {
             }
             let steps: Vec<&str> = reached
                 .iter()
+                .filter(|&&i| self.would_undo(i))
                 .map(|&i| self.plan().steps[i].id.as_str())
                 .collect();
             super::refresh::refresh_targets(self.session, &steps);

@@ -171,6 +171,44 @@ fn cleanup(plan: &crate::plan::Plan, w: &crate::ledger::Write) -> Option<String>
 }
 
 impl Session {
+    /// A run a later rotation superseded is refused (the lock is released, nothing is
+    /// recorded), unless `force` and the operator types this run's id back.
+    fn accept_superseded(&self, later: &Ledger, entry: Entry, force: bool) -> Result<()> {
+        let id = self.run_id();
+        let what = match entry {
+            Entry::Resume => "resuming it would write its values over what that run put in place",
+            _ => "rolling it back would put back what that run replaced",
+        };
+        let why = format!(
+            "run {id} is superseded by run {} (started {} by {}), which rotated the same secret after it: {what}",
+            later.run_id, later.started_at, later.start.actor
+        );
+        if !force {
+            return Err(Error::usage(
+                why,
+                format!(
+                    "look at `runbook runs {}` first; to {} run {id} anyway, pass --force and type its id back",
+                    later.run_id,
+                    entry.as_str()
+                ),
+            ));
+        }
+        self.run.say().warning(format!("warning: {why}"));
+        let question = format!("Type this run's id ({id}) to {} it anyway", entry.as_str());
+        let typed = self
+            .run
+            .operator()
+            .ask(&format!("{}.superseded", entry.as_str()), &question, None)
+            .map_err(|e| Error::usage(format!("not done: {e}"), "answer with the run id"))?;
+        if typed.trim() != id {
+            return Err(Error::usage(
+                format!("not done: the run id was not typed back (run {id} is superseded)"),
+                "type the run id exactly, or leave the run as it is",
+            ));
+        }
+        Ok(())
+    }
+
     /// `runbook abandon`: ends a stopped run that can neither resume nor roll back. Takes
     /// its lock (refused while another process holds it), records what stays in the world,
     /// audits it, ends the run and releases the lock. Nothing at a vendor changes.
@@ -178,13 +216,13 @@ impl Session {
         let w = a.wiring;
         crate::store::load_fingerprint_key(&w.store)?;
         let (_, state) = crate::ledger::open(&w.store, &a.run_id)?;
-        refuse_reopening(&state, &a.run_id, Entry::Abandon)?;
         if state.abandoned.is_some() {
             return Err(Error::usage(
                 format!("run {} was already abandoned", a.run_id),
                 "start a new rotation with `runbook exec`",
             ));
         }
+        refuse_reopening(&state, &a.run_id, Entry::Abandon)?;
         let reason = a.reason.trim().to_string();
         if reason.is_empty() {
             return Err(Error::usage(
@@ -271,22 +309,18 @@ impl Session {
         let say = Say::new(w.sink.clone(), &info.run_id);
         let ctx = Ctx::new(new.params);
         // A dry run changes nothing; a REPL session runs single steps by hand.
-        let lock = if new.modes.is_dry_run() || new.modes.entry == Entry::Repl {
-            None
-        } else {
-            let key = super::lock::key(runbook.plan(), &ctx.snapshot()["params"]);
-            let lock = Lock::acquire(
-                &w.store,
-                &key,
-                &info.run_id,
-                &info.actor,
-                w.break_lock,
-                &say,
-            )?;
-            if new.modes.target != Target::Sandbox {
-                refuse_unfinished(&w.store, &runbook, &key)?;
+        let rotation = (!new.modes.is_dry_run() && new.modes.entry != Entry::Repl)
+            .then(|| super::lock::key(runbook.plan(), &ctx.snapshot()["params"]));
+        let lock = match &rotation {
+            None => None,
+            Some(key) => {
+                let lock =
+                    Lock::acquire(&w.store, key, &info.run_id, &info.actor, w.break_lock, &say)?;
+                if new.modes.target != Target::Sandbox {
+                    refuse_unfinished(&w.store, &runbook, key)?;
+                }
+                Some(lock)
             }
-            Some(lock)
         };
         let ledger = Rc::new(LedgerWriter::new(&w.store, say.clone()));
         let policy = Policy::of(runbook.plan(), &ctx.snapshot()["params"]);
@@ -306,6 +340,7 @@ impl Session {
                 target: info.modes.target,
                 effect: info.modes.effect,
                 entry: info.modes.entry,
+                rotation,
             }))?;
         session.note_lock();
         Ok(session)
@@ -339,6 +374,12 @@ impl Session {
             },
         };
         let say = Say::new(w.sink.clone(), &info.run_id);
+        let later = match r.entry {
+            Entry::Resume | Entry::Rollback => {
+                crate::ledger::superseded_by(&crate::ledger::all(&w.store)?, &state).cloned()
+            }
+            _ => None,
+        };
         let key = super::lock::key(runbook.plan(), &start.params);
         let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, w.break_lock, &say)?;
         let ledger = Rc::new(LedgerWriter::reopened(&w.store, say.clone(), state.clone()));
@@ -346,6 +387,9 @@ impl Session {
         let actor = w.actor.clone();
         let run = context(w, info, ledger, say, policy);
         let mut session = Session::attach(runbook, run, Ctx::default(), Some(lock));
+        if let Some(later) = later {
+            session.accept_superseded(&later, r.entry, r.force)?;
+        }
         session
             .run
             .ledger()
@@ -514,6 +558,15 @@ fn refuse_reopening(state: &Ledger, run_id: &str, entry: Entry) -> Result<()> {
                 "run {run_id} used an in-process --sandbox, whose simulated vendors ended with it"
             ),
             "rehearse crash recovery against `runbook sandbox` (a separate process) instead",
+        ));
+    }
+    if let Some(a) = &state.abandoned {
+        return Err(Error::usage(
+            format!(
+                "run {run_id} was abandoned by {} ({}): it is ended, neither resumed nor rolled back",
+                a.actor, a.reason
+            ),
+            "what it left in place is listed by `runbook runs RUN_ID` and its evidence; start a new rotation with `runbook exec`",
         ));
     }
     match state.settled() {

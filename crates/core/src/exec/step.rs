@@ -5,7 +5,9 @@
 use super::session::{Outcome, Session};
 use crate::audit::AuditEvent;
 use crate::diagnostic::ScriptError;
-use crate::events::{Event, StepEnd, StepFinished, StepStarted, UndoFinished, WriteOutcome};
+use crate::events::{
+    ConfirmedBy, Event, StepEnd, StepFinished, StepStarted, UndoFinished, WriteOutcome,
+};
 use crate::host::Phase;
 use crate::ledger::Write;
 use crate::plan::Step;
@@ -101,6 +103,7 @@ fn forward(session: &Session, step: &Step, attempt: u32, out_of_order: bool) -> 
         error: error.clone(),
         wrote: matches!(outcome, Outcome::Failed(_)).then_some(wrote),
         verified: None,
+        confirmed_by: None,
         ctx: (end == StepEnd::Completed).then(|| session.ctx().snapshot()),
     }));
     match end {
@@ -242,8 +245,8 @@ pub fn confirm(session: &Session, step: &Step, question: &str) -> Confirmation {
 /// or one of its writes was sent and its answer lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
-    /// It took effect: count it as completed.
-    Done,
+    /// It took effect: count it as completed (who said so goes to the ledger).
+    Done(ConfirmedBy),
     /// Run it again.
     Rerun,
     /// Leave it for the operator to check.
@@ -321,7 +324,7 @@ pub fn settle(session: &Session, step: &Step, died: bool) -> crate::error::Resul
                     "  step '{}' {what}, and its verify says it took effect",
                     step.id
                 ));
-                return Ok(Settle::Done);
+                return Ok(Settle::Done(ConfirmedBy::Vendor));
             }
             Ok(false) => {
                 say.progress(format!(
@@ -400,13 +403,44 @@ fn ask_operator(session: &Session, step: &Step, doubt: &Doubt) -> crate::error::
     );
     Ok(match answer.as_deref() {
         Ok("rerun") => Settle::Rerun,
-        Ok("done") => Settle::Done,
+        Ok("done") => confirm_done(session, step),
         _ => Settle::Stop,
     })
 }
 
-/// Records that a step whose effect was in doubt is counted as completed.
-pub(crate) fn settled_done(session: &Session, step: &Step) {
+/// The operator says the step took effect. Where the vendor can be read (the step has a
+/// `.verify`), the read decides: a verify that says no is not overruled by a word. Where it
+/// cannot, the operator's word is recorded as such.
+fn confirm_done(session: &Session, step: &Step) -> Settle {
+    let say = session.run().say();
+    let Some(verify) = &step.verify else {
+        say.warning(format!(
+            "  step '{}' counted as done on the operator's word: nothing at the vendor could be read to check it",
+            step.id
+        ));
+        return Settle::Done(ConfirmedBy::Operator);
+    };
+    match session.ask(verify, Phase::Step(step.id.clone())) {
+        Ok(true) => Settle::Done(ConfirmedBy::Vendor),
+        Ok(false) => {
+            say.warning(format!(
+                "  step '{}' was answered done, but its verify reads that it did not take effect: stopping here; check at the vendor, then resume",
+                step.id
+            ));
+            Settle::Stop
+        }
+        Err(e) => {
+            say.warning(format!(
+                "  step '{}' counted as done on the operator's word: its verify could not read the vendor ({e})",
+                step.id
+            ));
+            Settle::Done(ConfirmedBy::Operator)
+        }
+    }
+}
+
+/// Records that a step whose effect was in doubt is counted as completed, and on whose word.
+pub(crate) fn settled_done(session: &Session, step: &Step, by: ConfirmedBy) {
     session
         .run()
         .ledger()
@@ -417,6 +451,7 @@ pub(crate) fn settled_done(session: &Session, step: &Step) {
             error: None,
             wrote: None,
             verified: Some(true),
+            confirmed_by: Some(by),
             ctx: Some(session.ctx().snapshot()),
         }));
 }

@@ -158,6 +158,7 @@ pub(super) fn read(value: Value, run_id: &str) -> Result<Stamped, String> {
                     target,
                     effect,
                     entry,
+                    rotation: None,
                 }),
             });
         }
@@ -195,6 +196,7 @@ pub(super) fn read(value: Value, run_id: &str) -> Result<Stamped, String> {
             error: o.error,
             wrote: o.wrote,
             verified: o.verified,
+            confirmed_by: None,
             ctx: o.ctx,
         }),
         Record::WriteIntent {

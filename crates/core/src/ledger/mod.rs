@@ -60,6 +60,34 @@ pub fn all(store: &Store) -> Result<Vec<Ledger>> {
         .collect())
 }
 
+/// The first later run that rotated the same secret as `run` (same runbook, rotation and
+/// target class): it succeeded, or its changes are in effect and no rollback took them
+/// back. `run`'s values were replaced by it, so rolling `run` back (or resuming it) would
+/// undo that later rotation. An in-process rehearsal has a world of its own: never.
+pub fn superseded_by<'a>(all: &'a [Ledger], run: &Ledger) -> Option<&'a Ledger> {
+    let same_rotation = |l: &Ledger| match (&l.start.rotation, &run.start.rotation) {
+        (Some(a), Some(b)) => a == b,
+        // Journals from before the key was recorded: the same params.
+        _ => l.start.params == run.start.params,
+    };
+    all.iter()
+        .filter(|l| {
+            l.run_id > run.run_id
+                && l.start.runbook == run.start.runbook
+                && l.start.target == run.start.target
+                && l.is_rehearsal() == run.is_rehearsal()
+                && l.start.effect == crate::run::Effect::Apply
+                && l.start.entry != crate::run::Entry::Repl
+                && same_rotation(l)
+                && l.start.target != crate::run::Target::Sandbox
+                && match l.settled() {
+                    Some(status) => status == crate::run::RunStatus::Succeeded,
+                    None => !l.changes().is_empty(),
+                }
+        })
+        .min_by(|a, b| a.run_id.cmp(&b.run_id))
+}
+
 /// Every event of a journal file, in order.
 pub fn read(path: &Path) -> Result<Vec<Stamped>> {
     let run_id = path

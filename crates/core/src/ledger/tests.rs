@@ -44,6 +44,7 @@ fn started(target: Target) -> Event {
         target,
         effect: Effect::Apply,
         entry: Entry::Exec,
+        rotation: None,
     })
 }
 

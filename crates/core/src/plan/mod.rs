@@ -193,10 +193,6 @@ impl Plan {
         self.steps.iter().find(|s| s.id == id)
     }
 
-    pub(crate) fn step_index(&self, id: &str) -> Option<usize> {
-        self.steps.iter().position(|s| s.id == id)
-    }
-
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)
     }

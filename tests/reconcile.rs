@@ -5,7 +5,19 @@ use crate::support::{
     app_token, assert_back_on_old_token, assert_every_token_works, assert_everywhere, assert_lacks,
     assert_rotated, current_infisical, new_tokens, served, writes, Exit, Rig, OLD_TOKEN,
 };
-use crate::support::{http, new_token_answer};
+use crate::support::{http, items, new_token_answer, root, scripted};
+
+/// The current value Infisical holds for `name`.
+fn secret_value(state: &serde_json::Value, name: &str) -> String {
+    let s = items(&state["infisical"]["secrets"])
+        .iter()
+        .find(|s| s["secretKey"] == name)
+        .unwrap_or_else(|| panic!("no secret {name}"));
+    items(&s["versions"]).last().unwrap()["secretValue"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
 
 /// Killed inside revoke, after Postmark deleted the old token: restoring it would put a
 /// dead token into Infisical and every app. Revoke never completed, but its delete was sent,
@@ -361,4 +373,100 @@ fn done_after_a_lost_answer_is_recorded_as_the_operators_word() {
         "{journal}"
     );
     assert_rotated(&rig.state(), "after resume");
+}
+
+/// The SendGrid app keys live at the simulator (the admin key left out): `(id, key)`.
+fn sendgrid_keys(state: &serde_json::Value) -> Vec<(String, String)> {
+    scripted(state, "sendgrid", "api_keys")
+        .iter()
+        .filter(|k| {
+            !k["api_key"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("SG.sandbox-admin-key")
+        })
+        .map(|k| {
+            (
+                k["api_key_id"].as_str().unwrap_or_default().to_string(),
+                k["api_key"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether Infisical holds a secret named `name` (not deleted).
+fn in_infisical(state: &serde_json::Value, name: &str) -> bool {
+    items(&state["infisical"]["secrets"])
+        .iter()
+        .any(|s| s["secretKey"] == name && s["deleted"] != true)
+}
+
+/// Killed right after SendGrid created the new key (its value was only in the answer): the
+/// journal kept the key's id with the write's outcome. Resume deletes that key by its id and
+/// creates another, which it stages before anything else can fail; the rotation ends with
+/// one key, in Infisical and every app, and no key left that nothing records.
+#[test]
+fn a_crash_right_after_create_is_resumed_without_leaving_a_key_behind() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "inside:create");
+    let orphan = sendgrid_keys(&rig.state());
+    assert_eq!(
+        orphan.len(),
+        2,
+        "the old key and the one the crash orphaned"
+    );
+    assert!(
+        rig.journal().contains("\"answer\":{\"api_key_id\":"),
+        "the id is journalled with the outcome"
+    );
+    rig.resume(&[])
+        .exit(Exit::Ok)
+        .stdout_has("deleted the SendGrid credential");
+    let state = rig.state();
+    let keys = sendgrid_keys(&state);
+    assert_eq!(keys.len(), 1, "only the new key remains: {keys:?}");
+    assert!(!keys.contains(&orphan[1]), "the orphan was deleted");
+    let current = secret_value(&state, "SENDGRID_API_KEY");
+    assert_eq!(keys[0].1, current, "Infisical holds the live key");
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"],
+            current.as_str()
+        );
+    }
+    assert!(
+        !in_infisical(&state, "SENDGRID_API_KEY_PENDING"),
+        "the staging copy is gone"
+    );
+    rig.assert_no_secrets_on_disk();
+}
+
+/// The same crash, then rollback: the created key is deleted by its recorded id, and the old
+/// key stays in use everywhere.
+#[test]
+fn a_crash_right_after_create_is_rolled_back_by_deleting_the_key_by_id() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    let before = sendgrid_keys(&rig.state());
+    rig.crash("sendgrid", "inside:create");
+    assert_eq!(sendgrid_keys(&rig.state()).len(), 2);
+    rig.rollback(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    assert_eq!(sendgrid_keys(&state), before, "only the old key remains");
+    assert_eq!(secret_value(&state, "SENDGRID_API_KEY"), before[0].1);
+    assert!(!in_infisical(&state, "SENDGRID_API_KEY_PENDING"));
+}
+
+/// Killed after the new key was staged, inside create: resume reads the staged value back
+/// (the create step's verify finds it) instead of creating a second key.
+#[test]
+fn a_crash_after_staging_resumes_with_the_staged_key() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "after:create");
+    assert!(in_infisical(&rig.state(), "SENDGRID_API_KEY_PENDING"));
+    rig.resume(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    let keys = sendgrid_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].1, secret_value(&state, "SENDGRID_API_KEY"));
+    assert!(!in_infisical(&state, "SENDGRID_API_KEY_PENDING"));
 }

@@ -148,6 +148,8 @@ fn sendgrid_dry_run_plans_every_write_and_changes_nothing() {
         planned,
         [
             "create http::post",
+            // The new key staged as SENDGRID_API_KEY_PENDING before anything else can fail.
+            "create infisical::set_secret",
             "store infisical::set_secret",
             "propagate heroku::set_config",
             "verify heroku::restart",

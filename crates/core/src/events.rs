@@ -369,6 +369,12 @@ pub struct WriteSettled {
     pub filed: Option<Filed>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub undo: bool,
+    /// Fields of the vendor's answer the call asked to keep (`record:`), such as the id of
+    /// a credential it created: recorded with the outcome, so a crash right after cannot
+    /// lose what rollback needs to delete it. Never a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Value>")]
+    pub answer: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -440,6 +440,29 @@ pub(crate) fn register(reg: &mut Registrar) {
     );
     g.finish();
 
+    let mut c = reg.module("");
+    c.method(
+        "Ctx",
+        "recorded",
+        &["function: string"],
+        "Array",
+        "What the writes of `function` in this step (every attempt, applied or with a lost answer)\nkept of their answers with `record:`, oldest first: e.g. the ids of the credentials a create\ncall made, for an undo (or a retry) that deletes them after a crash.",
+        |nc: NativeCallContext, _ctx: &mut crate::value::Ctx, function: &str| -> R<Array> {
+            super::with_run(&nc, "ctx.recorded", |run| {
+                let step = run.step_name();
+                Ok(run
+                    .ledger()
+                    .writes_of(&step)
+                    .iter()
+                    .filter(|w| w.function == function && w.outcome.may_have_applied())
+                    .filter_map(|w| w.answer.as_ref())
+                    .map(crate::value::from_json)
+                    .collect())
+            })
+        },
+    );
+    c.finish();
+
     let mut t = reg.module("time");
     t.add(
         "now",

@@ -32,18 +32,44 @@ const OPTIONS: &[&str] = &[
     "idempotent",
     "aws",
     "what",
+    "record",
 ];
 
 /// The response fields named by `secrets`, as dotted paths (`api_key`, `result.0.token`).
 fn secret_paths(opts: &Map, function: &str) -> R<Vec<String>> {
-    let Some(v) = opts.get("secrets") else {
+    paths(opts, "secrets", function)
+}
+
+/// The response fields a write keeps with its outcome (`record`): never one of its secrets.
+fn record_paths(opts: &Map, function: &str, secrets: &[String]) -> R<Vec<String>> {
+    let record = paths(opts, "record", function)?;
+    if let Some(p) = record.iter().find(|p| secrets.contains(p)) {
+        return Err(throw(
+            "usage",
+            format!(
+                "{function}: record names {p}, which secrets names too: a secret is never recorded"
+            ),
+            Some(
+                "record the credential's id (e.g. record: [\"api_key_id\"]), never its value"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(record)
+}
+
+/// A list option of response field paths.
+fn paths(opts: &Map, option: &str, function: &str) -> R<Vec<String>> {
+    let Some(v) = opts.get(option) else {
         return Ok(Vec::new());
     };
     let bad = || {
         throw(
             "usage",
-            format!("{function}: secrets must be a list of response field paths"),
-            Some("e.g. secrets: [\"api_key\"] or secrets: [\"result.token\"]".into()),
+            format!("{function}: {option} must be a list of response field paths"),
+            Some(format!(
+                "e.g. {option}: [\"api_key\"] or {option}: [\"result.token\"]"
+            )),
         )
     };
     let Some(list) = v.read_lock::<Array>().map(|a| a.clone()) else {
@@ -556,6 +582,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     check_egress(h, url, &function)?;
     let req = build(method.clone(), url, &opts, &function)?;
     let secrets = secret_paths(&opts, &function)?;
+    let record = record_paths(&opts, &function, &secrets)?;
     if effect == Effect::Read && holds_dry_run_secret(&Dynamic::from_map(opts.clone())) {
         // The credential does not exist: sending it would only earn a 401.
         h.require_step(&function)?;
@@ -658,6 +685,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     let result = h
         .writes()
         .judged_by(answered)
+        .recording(record)
         .mutate(&function, effect, &target, detail, run)?;
     if h.dry_run() {
         return Ok(dry_run_response(&function, &secrets));
@@ -689,7 +717,7 @@ pub(crate) fn register(reg: &mut Registrar) {
     ];
     for (name, method, effect) in verbs {
         let doc = format!(
-            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe), aws (#{{access_key_id, secret_access_key: Secret,
+            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe), record (a write's answer fields to keep with its outcome in\nthe journal, e.g. [\"api_key_id\"]: the id of what it created, so rollback can delete it after a\ncrash; never a secret), aws (#{{access_key_id, secret_access_key: Secret,
 session_token, region, service}}: AWS Signature Version 4), what (names the write in the journal,
 the audit and the run's summary, e.g. \"CreateAccessKey ci-deployer\")}}. Returns #{{status, headers, body,
 json, xml}} for any status (xml: an XML answer parsed into maps, `member` items as lists).\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",

@@ -72,6 +72,15 @@ pub(crate) struct Writes<'a> {
     /// What a call that answered says of its write: applied, unless `judged_by` says how
     /// to read the answer.
     judge: fn(&Dynamic) -> WriteOutcome,
+    /// Dotted paths of the answer's fields to keep with the outcome (`record:`).
+    record: Vec<String>,
+}
+
+/// How a write ended, as its outcome event records it.
+struct End<'e> {
+    outcome: WriteOutcome,
+    error: Option<&'e rhai::EvalAltResult>,
+    answer: Option<Value>,
 }
 
 impl<'a> Writes<'a> {
@@ -79,6 +88,7 @@ impl<'a> Writes<'a> {
         Writes {
             run,
             judge: |_| WriteOutcome::Applied,
+            record: Vec::new(),
         }
     }
 
@@ -86,6 +96,35 @@ impl<'a> Writes<'a> {
     /// value whether the write applied.
     pub(crate) fn judged_by(self, judge: fn(&Dynamic) -> WriteOutcome) -> Self {
         Writes { judge, ..self }
+    }
+
+    /// Keeps these fields of the answer (`json` or `xml`, by dotted path) with the write's
+    /// outcome: the id of a credential the write created, say.
+    pub(crate) fn recording(self, record: Vec<String>) -> Self {
+        Writes { record, ..self }
+    }
+
+    /// The recorded fields of an answer: plain values only (a Secret is never kept).
+    fn kept(&self, answer: &Dynamic) -> Option<Value> {
+        if self.record.is_empty() {
+            return None;
+        }
+        let m = answer.read_lock::<rhai::Map>()?;
+        let mut out = serde_json::Map::new();
+        for path in &self.record {
+            let found = ["json", "xml"].iter().find_map(|root| {
+                let mut at = m.get(*root)?.clone();
+                for part in path.split('.') {
+                    let next = at.read_lock::<rhai::Map>()?.get(part)?.clone();
+                    at = next;
+                }
+                (!at.is_unit()).then_some(at)
+            });
+            if let Some(v) = found.filter(|v| !v.is::<runbook_secret::Secret>()) {
+                out.insert(path.clone(), crate::value::to_json(&v));
+            }
+        }
+        Some(Value::Object(out))
     }
 
     fn step_name(&self) -> String {
@@ -168,8 +207,12 @@ impl<'a> Writes<'a> {
             Ok(v) => (self.judge)(v),
             Err(e) => outcome_of_failure(e),
         };
-        let err = result.as_ref().err().map(|e| &**e);
-        self.write_settled(&step, function, effect, target, &detail, outcome, err);
+        let end = End {
+            outcome,
+            error: result.as_ref().err().map(|e| &**e),
+            answer: result.as_ref().ok().and_then(|v| self.kept(v)),
+        };
+        self.write_settled(&step, function, effect, target, &detail, end);
         result
     }
 
@@ -216,7 +259,12 @@ impl<'a> Writes<'a> {
             let outcome = err
                 .as_deref()
                 .map_or(WriteOutcome::Applied, outcome_of_failure);
-            self.write_settled(&step, function, effect, t, &detail, outcome, err.as_deref());
+            let end = End {
+                outcome,
+                error: err.as_deref(),
+                answer: None,
+            };
+            self.write_settled(&step, function, effect, t, &detail, end);
         }
         let mut results: Vec<TargetResult<T>> =
             results.into_iter().map(|(t, r)| (t, Some(r))).collect();
@@ -238,7 +286,6 @@ impl<'a> Writes<'a> {
         }));
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn write_settled(
         &self,
         step: &str,
@@ -246,9 +293,13 @@ impl<'a> Writes<'a> {
         effect: Effect,
         target: &str,
         detail: &Value,
-        outcome: WriteOutcome,
-        error: Option<&rhai::EvalAltResult>,
+        end: End<'_>,
     ) {
+        let End {
+            outcome,
+            error,
+            answer,
+        } = end;
         let filed = (outcome == WriteOutcome::Pending)
             .then(|| error.and_then(filed_request))
             .flatten();
@@ -259,6 +310,7 @@ impl<'a> Writes<'a> {
             outcome,
             filed,
             undo: self.in_undo(),
+            answer,
         }));
         crate::hooks::crash_point("inside", step);
         let call = HostCall {

@@ -51,6 +51,9 @@ pub struct Write {
     /// The change request it was filed as, when it is `Pending`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filed: Option<Filed>,
+    /// What the call asked to keep of the vendor's answer (`record:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
 }
 
 /// A process that worked on the run: the one that started it, then each that took it over.
@@ -328,6 +331,7 @@ impl Ledger {
             detail: w.detail.clone(),
             outcome: WriteOutcome::Unknown,
             filed: None,
+            answer: None,
         });
         self.open.push((w.clone(), Some(self.writes.len() - 1)));
     }
@@ -359,6 +363,7 @@ impl Ledger {
         if let Some(w) = index.and_then(|i| self.writes.get_mut(i)) {
             w.outcome = o.outcome;
             w.filed = o.filed.clone();
+            w.answer = o.answer.clone();
         }
         if index.is_some() {
             self.history.push((

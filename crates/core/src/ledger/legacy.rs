@@ -221,6 +221,7 @@ pub(super) fn read(value: Value, run_id: &str) -> Result<Stamped, String> {
             pending,
             filed,
         } => Event::WriteOutcome(WriteSettled {
+            answer: None,
             step,
             function,
             target,

@@ -104,6 +104,7 @@ fn sent(step: &str, target: &str) -> Event {
 
 fn ended(step: &str, target: &str, outcome: WriteOutcome) -> Event {
     Event::WriteOutcome(WriteSettled {
+        answer: None,
         step: step.into(),
         function: "heroku::set_config".into(),
         target: target.into(),

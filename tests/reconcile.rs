@@ -104,9 +104,13 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
     out.exit(Exit::Ok)
         .stderr_has("≠ heroku::set_config on raxx-api-staging: changed since this run (POSTMARK_SERVER_TOKEN holds secret(…")
         .stderr_has("partly rolled back: what changed since this run was left alone: raxx-api-staging (POSTMARK_SERVER_TOKEN holds secret(…c001))");
+    // The operator sees what is true at the vendors before being asked to undo anything.
+    let refreshed = out
+        .stdout
+        .find("= heroku::set_config on raxx-api-prod: holds what this run wrote; restored");
+    let asked = out.stdout.find("Undo these now?");
     assert!(
-        out.stdout
-            .contains("= heroku::set_config on raxx-api-prod: holds what this run wrote; restored"),
+        matches!((refreshed, asked), (Some(r), Some(a)) if r < a),
         "{}",
         out.stdout
     );
@@ -469,4 +473,27 @@ fn a_crash_after_staging_resumes_with_the_staged_key() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0].1, secret_value(&state, "SENDGRID_API_KEY"));
     assert!(!in_infisical(&state, "SENDGRID_API_KEY_PENDING"));
+}
+
+/// `rollback` without --yes is the plan: it reads the vendors, shows what it would restore
+/// and what it would leave alone, and asks. Declined, nothing changes, and `runs RUN_ID`
+/// keeps what the refresh found.
+#[test]
+fn a_declined_rollback_is_the_refresh_plan_and_changes_nothing() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    set_by_hand(&rig, "raxx-api-staging", OLD_TOKEN);
+    let before = writes(&rig.state()).len();
+    rig.file("no.toml", "\"rollback.confirm\" = false\n");
+    let run_id = rig.run_id();
+    let out = rig.runbook(&["rollback", &run_id, "--answers", "no.toml"], &[]);
+    out.stdout_has("✓ ctx.old_token secret(…c001) still works")
+        .stdout_has("= infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/: holds what this run wrote; restored")
+        .stderr_has("≠ heroku::set_config on raxx-api-staging: changed since this run")
+        .stderr_has("Nothing was undone");
+    assert_eq!(writes(&rig.state()).len(), before, "nothing was written");
+    rig.runbook(&["runs", &run_id], &[])
+        .exit(Exit::Ok)
+        .stdout_has("refresh: heroku::set_config on raxx-api-prod: holds what this run wrote")
+        .stdout_has("refresh: heroku::set_config on raxx-api-staging: changed since this run (holds POSTMARK_SERVER_TOKEN holds secret(…c001)): left alone");
 }

@@ -6,6 +6,7 @@
 use super::session::Session;
 use crate::events::{Event, Holds, Refreshed, WriteOutcome};
 use crate::host::Phase;
+use crate::plan::Step;
 
 /// What a probe of a value rollback would restore found.
 pub(crate) enum Verdict {
@@ -187,4 +188,66 @@ pub(crate) fn left_alone(session: &Session) -> Option<String> {
         })
         .collect();
     Some(parts.join("; "))
+}
+
+/// Whether a write of `step` may have taken effect.
+pub(crate) fn took_effect(session: &Session, step: &str) -> bool {
+    session
+        .run()
+        .ledger()
+        .writes_of(step)
+        .iter()
+        .any(|w| w.outcome.may_have_applied())
+}
+
+/// Whether `step` has an undo that a rollback would run: one of its writes may have taken
+/// effect, or it undoes always.
+pub(crate) fn would_undo(session: &Session, step: &Step) -> bool {
+    step.undo.is_some() && (step.undo_always || took_effect(session, &step.id))
+}
+
+/// Whether `step` stops a rollback: it is irreversible and completed, or died after its
+/// first write (it may have done what cannot be undone).
+pub(crate) fn blocks(session: &Session, step: &Step, completed: bool) -> bool {
+    step.irreversible.is_some() && (completed || took_effect(session, &step.id))
+}
+
+/// Everything a rollback of `order` (step indexes, newest first) checks before it writes:
+/// the probes of what it restores, then a read of every target the steps it reaches (before
+/// an irreversible one stops it) wrote. `Err` says why it must restore nothing.
+pub(crate) fn before_rollback(
+    session: &Session,
+    order: &[usize],
+    completed: &[usize],
+) -> Result<(), String> {
+    let plan = session.runbook().plan();
+    let reached: Vec<&Step> = order
+        .iter()
+        .map(|&i| (&plan.steps[i], completed.contains(&i)))
+        .take_while(|(step, done)| !blocks(session, step, *done))
+        .map(|(step, _)| step)
+        .filter(|step| would_undo(session, step))
+        .collect();
+    if reached.is_empty() {
+        return Ok(());
+    }
+    check_restores(session)?;
+    let ids: Vec<&str> = reached.iter().map(|s| s.id.as_str()).collect();
+    refresh_targets(session, &ids);
+    Ok(())
+}
+
+/// A rollback that would restore a value that no longer works: nothing is undone, and the
+/// way forward is named.
+pub(crate) fn refuse(session: &Session, why: &str) {
+    let say = session.run().say();
+    let run_id = session.run_id();
+    let path = session.runbook().file().path.display().to_string();
+    say.warning(format!("  ✗ rollback refused: {why}."));
+    say.warning(
+        "  Nothing was undone: every consumer keeps the value it holds now, which restoring would replace with a dead one.",
+    );
+    say.warning(format!(
+        "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value, or rotate again with `runbook exec {path}`."
+    ));
 }

@@ -332,6 +332,15 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
     undoing.extend(&also);
     undoing.sort();
     let say = r.session.run().say().clone();
+    // What is true at the vendors first, so the operator decides on it.
+    let order: Vec<usize> = undoing.iter().rev().copied().collect();
+    say.progress("");
+    if let Err(why) = super::refresh::before_rollback(&r.session, &order, &r.completed) {
+        super::refresh::refuse(&r.session, &why);
+        let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
+        r.session.release_lock();
+        return Ok(report);
+    }
     if undoing.is_empty() {
         say.progress("No step of this run completed: nothing to undo.");
     } else if !confirm_rollback(&r.session, &undoing) {
@@ -342,7 +351,14 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
         r.session.release_lock();
         return Ok(report);
     }
-    let report = runner::run(&r.session, opts, Start::Rollback { also });
+    let report = runner::run(
+        &r.session,
+        opts,
+        Start::Rollback {
+            also,
+            refreshed: true,
+        },
+    );
     r.session.release_lock();
     Ok(report)
 }

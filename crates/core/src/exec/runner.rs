@@ -3,6 +3,7 @@
 //! step's start and end goes to the ledger (`step::execute`); what the run did is read back
 //! from the ledger for the closing report.
 
+use super::refresh;
 use super::report::{Report, RunStatus};
 use super::session::{Outcome, Session};
 use super::step::{self, Confirmation, Direction, Settle};
@@ -35,9 +36,11 @@ pub enum Start {
     Resume {
         next: usize,
     },
-    /// Only undo what completed, and `also` (steps that died mid-way).
+    /// Only undo what completed, and `also` (steps that died mid-way or applied part of
+    /// their writes); `refreshed` when the vendors were already read (and the operator saw it).
     Rollback {
         also: Vec<usize>,
+        refreshed: bool,
     },
 }
 
@@ -75,9 +78,9 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
             r.event(AuditEvent::RunResumed { at });
             r.run_from(next, false)
         }
-        Start::Rollback { also } => {
+        Start::Rollback { also, refreshed } => {
             r.event(AuditEvent::RunRollback {});
-            r.rollback(None, &also)
+            r.rollback(None, &also, refreshed)
         }
     };
     r.finish(status, began)
@@ -297,7 +300,7 @@ impl<'a> Runner<'a> {
                             self.explain_left_behind();
                             return Some(RunStatus::Failed);
                         }
-                        None => return Some(self.rollback(Some(i), &[])),
+                        None => return Some(self.rollback(Some(i), &[], false)),
                     }
                 }
             }
@@ -608,7 +611,7 @@ impl<'a> Runner<'a> {
 
     /// Undoes completed steps (and `also`), newest first, and the failed step first if it
     /// wrote something, stopping at an irreversible step.
-    fn rollback(&mut self, failed: Option<usize>, also: &[usize]) -> RunStatus {
+    fn rollback(&mut self, failed: Option<usize>, also: &[usize], refreshed: bool) -> RunStatus {
         self.say.progress("");
         self.say.heading("Rolling back");
         let mut completed = self.completed();
@@ -623,23 +626,13 @@ impl<'a> Runner<'a> {
             .into_iter()
             .chain(completed.iter().rev().copied())
             .collect();
-        // Only what the rollback reaches before an irreversible step stops it.
-        let reached: Vec<usize> = order
-            .iter()
-            .copied()
-            .take_while(|&i| !self.blocks(i, completed.contains(&i)))
-            .collect();
-        if reached.iter().any(|&i| self.would_undo(i)) {
-            if let Err(why) = super::refresh::check_restores(self.session) {
-                self.refuse_restore(&why);
+        // The `rollback` command refreshed before its confirmation; a rollback chosen after
+        // a failure refreshes here.
+        if !refreshed {
+            if let Err(why) = refresh::before_rollback(self.session, &order, &completed) {
+                refresh::refuse(self.session, &why);
                 return RunStatus::Failed;
             }
-            let steps: Vec<&str> = reached
-                .iter()
-                .filter(|&&i| self.would_undo(i))
-                .map(|&i| self.plan().steps[i].id.as_str())
-                .collect();
-            super::refresh::refresh_targets(self.session, &steps);
         }
         for i in order {
             if let Some(status) = self.undo_one(i, completed.contains(&i)) {
@@ -655,47 +648,13 @@ impl<'a> Runner<'a> {
         RunStatus::RolledBack
     }
 
-    /// Whether step `i` has an undo that a rollback would run: one of its writes may have
-    /// taken effect, or it undoes always.
-    fn would_undo(&self, i: usize) -> bool {
-        let step = &self.plan().steps[i];
-        step.undo.is_some() && (step.undo_always || self.took_effect(&step.id))
-    }
-
-    fn took_effect(&self, step: &str) -> bool {
-        self.session
-            .run()
-            .ledger()
-            .writes_of(step)
-            .iter()
-            .any(|w| w.outcome.may_have_applied())
-    }
-
-    /// A rollback that would restore a value that no longer works: nothing is undone, and
-    /// the way forward is named.
-    fn refuse_restore(&self, why: &str) {
-        let run_id = self.session.run_id();
-        let path = self.session.runbook().file().path.display().to_string();
-        self.say.warning(format!("  ✗ rollback refused: {why}."));
-        self.say.warning(
-            "  Nothing was undone: every consumer keeps the value it holds now, which restoring would replace with a dead one.",
-        );
-        self.say.warning(format!(
-            "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value, or rotate again with `runbook exec {path}`."
-        ));
-    }
-
-    /// Whether step `i` stops a rollback: it is irreversible and completed, or died after
-    /// its first write (it may have done what cannot be undone).
-    fn blocks(&self, i: usize, completed: bool) -> bool {
-        let step = &self.plan().steps[i];
-        step.irreversible.is_some() && (completed || self.took_effect(&step.id))
-    }
-
     /// Undoes one step of a rollback; `Some` when the rollback stops there.
     fn undo_one(&mut self, i: usize, completed: bool) -> Option<RunStatus> {
         let step = &self.plan().steps[i];
-        if let (Some(why), true) = (&step.irreversible, self.blocks(i, completed)) {
+        if let (Some(why), true) = (
+            &step.irreversible,
+            refresh::blocks(self.session, step, completed),
+        ) {
             self.say.warning(format!(
                 "  ✗ cannot roll back past step '{}': {why}",
                 step.id
@@ -707,7 +666,7 @@ impl<'a> Runner<'a> {
             return Some(RunStatus::Failed);
         }
         step.undo.as_ref()?;
-        if !self.took_effect(&step.id) && !step.undo_always {
+        if !refresh::took_effect(self.session, &step.id) && !step.undo_always {
             if completed {
                 self.say.progress(format!(
                     "  · {}: nothing to undo (none of its writes took effect)",

@@ -212,7 +212,10 @@ impl Ledger {
             }
             Event::ReplEnded { .. } => self.repl_ended = true,
             Event::Abandoned(a) => self.abandoned = Some(a.clone()),
+            // The latest read of a target is what counts: a later refresh may find it back.
             Event::Refreshed(r) => {
+                self.left_alone
+                    .retain(|l| !(l.function == r.function && l.target == r.target));
                 if r.holds == crate::events::Holds::Changed {
                     self.left_alone.push(r.clone());
                 }

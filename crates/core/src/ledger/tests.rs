@@ -331,3 +331,26 @@ fn a_torn_last_line_is_dropped_but_damage_elsewhere_is_an_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A target a refresh found changed is left alone until a later refresh finds it holding
+/// what the run wrote again.
+#[test]
+fn the_latest_refresh_of_a_target_decides_whether_it_is_left_alone() {
+    let refreshed = |holds| {
+        Event::Refreshed(crate::events::Refreshed {
+            step: "propagate".into(),
+            function: "heroku::set_config".into(),
+            target: "app-a".into(),
+            holds,
+            now: None,
+        })
+    };
+    let mut l = production_run(vec![
+        sent("propagate", "app-a"),
+        ended("propagate", "app-a", WriteOutcome::Applied),
+        refreshed(crate::events::Holds::Changed),
+    ]);
+    assert!(l.left_alone("heroku::set_config", "app-a"));
+    l.apply(&at("t9", refreshed(crate::events::Holds::AsWritten)));
+    assert!(!l.left_alone("heroku::set_config", "app-a"));
+}

@@ -5,8 +5,8 @@
 //! has its outcome, and no run's recorded outcome ever changes.
 
 use crate::support::{
-    assert_safe, delete_unheld_tokens, held_tokens, live_tokens, signal, start_until, token_answer,
-    Rig, Rng, POSTMARK_STEPS,
+    assert_safe, delete_unheld_tokens, held_tokens, live_tokens, set_app_token, signal,
+    start_until, token_answer, writes, Rig, Rng, OLD_TOKEN, POSTMARK_STEPS,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -87,6 +87,31 @@ fn exec(rig: &Rig, answers: &str, interrupt: bool) -> i32 {
     crate::support::status_code(child.wait().unwrap())
 }
 
+/// Between a stopped run and the process that finishes it, the world moves as it does on a
+/// bad day: someone starts the same rotation again (it must stop before any write), deletes
+/// the tokens nobody uses in the dashboard, or puts raxx-api-staging back on the old token
+/// by hand (resume must not build on that; rollback leaves it alone). True when tokens were
+/// deleted: a run whose new token was only pasted, never stored, then cannot go on or back.
+fn outside_change(rig: &Rig, rng: &mut Rng, run: &Value, when: &str) -> bool {
+    match rng.below(4) {
+        0 if run["unfinished"] == true => {
+            let before = writes(&rig.state()).len();
+            let code = rig.runbook(&["exec", "postmark", "--yes"], &[]).code;
+            assert_eq!(code, 2, "{when}: a second rotation over an unfinished run");
+            assert_eq!(writes(&rig.state()).len(), before, "{when}: it wrote");
+        }
+        1 => {
+            delete_unheld_tokens(&rig.sandbox);
+            return true;
+        }
+        2 if live_tokens(&rig.state()).contains(&OLD_TOKEN.to_string()) => {
+            set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
+        }
+        _ => {}
+    }
+    false
+}
+
 #[test]
 fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
     let seed = std::env::var("RUNBOOK_PROPERTY_SEED")
@@ -121,6 +146,7 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
         let listed = rig.runs();
         let settled = listed[0]["settled"].as_str().is_some();
         if !settled {
+            let deleted = outside_change(&rig, &mut rng, &listed[0], &when);
             let later = if rng.below(2) == 0 {
                 "resume"
             } else {
@@ -157,6 +183,17 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
             }
             if code != 0 {
                 code = attempt("resume");
+            }
+            if code != 0 && deleted {
+                // Its new token was deleted by hand before it was stored: the run can go
+                // neither on nor back, and is ended as it is.
+                code = rig
+                    .runbook(
+                        &["abandon", &run_id, "--reason", "token deleted by hand"],
+                        &[],
+                    )
+                    .code;
+                log.push_str(&format!("--- abandon: exit {code}\n"));
             }
             assert_eq!(code, 0, "{when}: the run could not be finished\n{log}");
             assert_safe(&rig.state(), &format!("{when}, finished by {later}"));

@@ -5,7 +5,7 @@ use crate::support::{
     app_token, assert_back_on_old_token, assert_every_token_works, assert_everywhere, assert_lacks,
     assert_rotated, current_infisical, new_tokens, served, writes, Exit, Rig, OLD_TOKEN,
 };
-use crate::support::{http, items, new_token_answer, root, scripted};
+use crate::support::{items, new_token_answer, root, scripted, set_app_token};
 
 /// The current value Infisical holds for `name`.
 fn secret_value(state: &serde_json::Value, name: &str) -> String {
@@ -69,26 +69,6 @@ fn a_rollback_probes_the_vendor_not_the_journal() {
         .contains("\"type\":\"rollback_blocked\",\"step\":\"restore\""));
 }
 
-/// Sets `app`'s Postmark token through Heroku's API, as someone fixing things by hand would.
-fn set_by_hand(rig: &Rig, app: &str, token: &str) {
-    let env = &rig.sandbox.env;
-    let (status, body) = http(
-        &env["HEROKU_HOST"],
-        "PATCH",
-        &format!("/apps/{app}/config-vars"),
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/vnd.heroku+json; version=3"),
-            (
-                "Authorization",
-                &format!("Bearer {}", env["HEROKU_API_KEY"]),
-            ),
-        ],
-        &serde_json::json!({ "POSTMARK_SERVER_TOKEN": token }).to_string(),
-    );
-    assert_eq!(status, 200, "{body}");
-}
-
 /// After the run stopped, someone put raxx-api-staging back on the old token by hand. The
 /// rollback reads every target first: staging no longer holds what the run wrote, so it is
 /// left alone (not written, not restarted) and the rollback says it is partial; the rest is
@@ -97,7 +77,7 @@ fn set_by_hand(rig: &Rig, app: &str, token: &str) {
 fn a_rollback_leaves_alone_what_changed_since_the_run() {
     let rig = Rig::new();
     rig.crash("postmark", "after:propagate");
-    set_by_hand(&rig, "raxx-api-staging", OLD_TOKEN);
+    set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
     let patches = |s: &serde_json::Value| served(s, "PATCH", "/apps/raxx-api-staging/config-vars");
     let before = patches(&rig.state());
     let out = rig.rollback(&[]);
@@ -482,7 +462,7 @@ fn a_crash_after_staging_resumes_with_the_staged_key() {
 fn a_declined_rollback_is_the_refresh_plan_and_changes_nothing() {
     let rig = Rig::new();
     rig.crash("postmark", "after:propagate");
-    set_by_hand(&rig, "raxx-api-staging", OLD_TOKEN);
+    set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
     let before = writes(&rig.state()).len();
     rig.file("no.toml", "\"rollback.confirm\" = false\n");
     let run_id = rig.run_id();
@@ -496,4 +476,25 @@ fn a_declined_rollback_is_the_refresh_plan_and_changes_nothing() {
         .exit(Exit::Ok)
         .stdout_has("refresh: heroku::set_config on raxx-api-prod: holds what this run wrote")
         .stdout_has("refresh: heroku::set_config on raxx-api-staging: changed since this run (holds POSTMARK_SERVER_TOKEN holds secret(…c001)): left alone");
+}
+
+/// After the run propagated, someone put raxx-api-staging back on the old token. Resume
+/// would go on to revoke the old token and break staging: it reads the targets first,
+/// refuses, and names the way (rollback leaves staging alone).
+#[test]
+fn resume_refuses_to_build_on_a_world_changed_since_the_run() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:verify");
+    set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
+    let before = writes(&rig.state()).len();
+    let run_id = rig.run_id();
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: the vendors changed since this run: raxx-api-staging (POSTMARK_SERVER_TOKEN holds secret(…c001))")
+        .stderr_has(&format!("Roll back with `runbook rollback {run_id}`"));
+    let state = rig.state();
+    assert_eq!(writes(&state).len(), before, "nothing was written");
+    assert_every_token_works(&state, "after the refused resume");
+    rig.rollback(&[]).exit(Exit::Ok);
+    assert_back_on_old_token(&rig.state());
 }

@@ -381,6 +381,26 @@ pub fn delete_unheld_tokens(sandbox: &SandboxProcess) {
     }
 }
 
+/// Sets `app`'s Postmark token through Heroku's API, as someone fixing things by hand would.
+pub fn set_app_token(sandbox: &SandboxProcess, app: &str, token: &str) {
+    let env = &sandbox.env;
+    let (status, body) = http(
+        &env["HEROKU_HOST"],
+        "PATCH",
+        &format!("/apps/{app}/config-vars"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/vnd.heroku+json; version=3"),
+            (
+                "Authorization",
+                &format!("Bearer {}", env["HEROKU_API_KEY"]),
+            ),
+        ],
+        &serde_json::json!({ "POSTMARK_SERVER_TOKEN": token }).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
 // Evidence packs.
 
 /// The pack of `run_id` signed with keys/evidence.key into pack.json by `cmd` (a command in

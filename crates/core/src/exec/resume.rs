@@ -272,6 +272,27 @@ fn where_to_continue(r: &Reopened) -> (usize, Option<bool>) {
 pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
     let plan = r.session.runbook().plan();
     let say = r.session.run().say().clone();
+    // What the run wrote must still be there: a rotation is not continued on a world
+    // someone changed since (a consumer put back by hand, a later rotation).
+    let done: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| super::refresh::took_effect(&r.session, &s.id))
+        .map(|s| s.id.as_str())
+        .collect();
+    super::refresh::refresh_targets(&r.session, &done);
+    if let Some(changed) = super::refresh::left_alone(&r.session) {
+        let id = r.session.run_id();
+        say.warning(format!(
+            "✗ not resumed: the vendors changed since this run: {changed}; resuming would build on values that are no longer there"
+        ));
+        say.warning(format!(
+            "  Roll back with `runbook rollback {id}` (it leaves what changed alone), or put those values back as the run left them, then resume."
+        ));
+        let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
+        r.session.release_lock();
+        return Ok(report);
+    }
     let (mut next, doubt) = where_to_continue(r);
     match (plan.steps.get(next), doubt) {
         // The process died after its last step, before recording the end.

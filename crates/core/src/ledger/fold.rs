@@ -557,7 +557,7 @@ impl Ledger {
             && self.start.entry != Entry::Repl
             && self.settled().is_none()
             && self.abandoned.is_none()
-            && !self.changes().is_empty()
+            && self.has_changes()
     }
 
     /// How the latest process of the run ended, in words.
@@ -573,6 +573,11 @@ impl Ledger {
         self.left_alone
             .iter()
             .any(|r| r.function == function && r.target == target)
+    }
+
+    /// Whether any write of the run is in effect (`changes` without the copies).
+    pub fn has_changes(&self) -> bool {
+        self.writes.iter().any(|w| w.outcome.may_have_applied())
     }
 
     pub fn changes(&self) -> Vec<Write> {

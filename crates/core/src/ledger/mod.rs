@@ -70,22 +70,22 @@ pub fn superseded_by<'a>(all: &'a [Ledger], run: &Ledger) -> Option<&'a Ledger> 
         // Journals from before the key was recorded: the same params.
         _ => l.start.params == run.start.params,
     };
-    all.iter()
-        .filter(|l| {
-            l.run_id > run.run_id
-                && l.start.runbook == run.start.runbook
-                && l.start.target == run.start.target
-                && l.is_rehearsal() == run.is_rehearsal()
-                && l.start.effect == crate::run::Effect::Apply
-                && l.start.entry != crate::run::Entry::Repl
-                && same_rotation(l)
-                && l.start.target != crate::run::Target::Sandbox
-                && match l.settled() {
-                    Some(status) => status == crate::run::RunStatus::Succeeded,
-                    None => !l.changes().is_empty(),
-                }
-        })
-        .min_by(|a, b| a.run_id.cmp(&b.run_id))
+    // The nearest later run first: the search usually ends there.
+    let mut later: Vec<&Ledger> = all.iter().filter(|l| l.run_id > run.run_id).collect();
+    later.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    later.into_iter().find(|l| {
+        l.start.runbook == run.start.runbook
+            && l.start.target == run.start.target
+            && l.is_rehearsal() == run.is_rehearsal()
+            && l.start.effect == crate::run::Effect::Apply
+            && l.start.entry != crate::run::Entry::Repl
+            && same_rotation(l)
+            && l.start.target != crate::run::Target::Sandbox
+            && match l.settled() {
+                Some(status) => status == crate::run::RunStatus::Succeeded,
+                None => l.has_changes(),
+            }
+    })
 }
 
 /// Every event of a journal file, in order.

@@ -356,6 +356,12 @@ fn done_after_a_lost_answer_is_recorded_as_the_operators_word() {
         journal.contains("\"step\":\"validate\",\"outcome\":\"completed\",\"verified\":true,\"confirmed_by\":\"operator\""),
         "{journal}"
     );
+    let pack = rig.runbook(&["evidence", &run_id], &[]).json();
+    let validate = items(&pack["steps"])
+        .iter()
+        .rfind(|s| s["id"] == "validate")
+        .unwrap();
+    assert_eq!(validate["confirmed_by"], "operator", "{pack}");
     assert_rotated(&rig.state(), "after resume");
 }
 

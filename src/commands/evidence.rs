@@ -207,6 +207,10 @@ struct StepRecord {
     error: Option<String>,
     /// What the step checked (`null` when the runbook changed since the run).
     checks: Option<Vec<String>>,
+    /// For a step whose effect was in doubt: who said it took effect, a read at the vendor
+    /// or only the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    confirmed_by: Option<runbook_core::events::ConfirmedBy>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -378,6 +382,7 @@ fn history(
                     StepEnd::Completed => checks_of(&o.step),
                     _ => Some(Vec::new()),
                 },
+                confirmed_by: o.confirmed_by,
             }),
             Happened::Write { sent, outcome } => writes.push(WriteRecord {
                 step: sent.step.clone(),

@@ -122,11 +122,15 @@ fn context(
 /// are still in the world, and a second rotation on top would leave them there for good.
 fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str) -> Result<()> {
     let plan = runbook.plan();
-    let Some(l) = crate::ledger::all(store)?.into_iter().rev().find(|l| {
-        l.start.runbook == plan.meta().id
-            && l.is_unfinished()
-            && super::lock::key(plan, &l.start.params) == key
-    }) else {
+    let Some(l) = crate::ledger::unsettled(store)?
+        .into_iter()
+        .rev()
+        .find(|l| {
+            l.start.runbook == plan.meta().id
+                && l.is_unfinished()
+                && super::lock::key(plan, &l.start.params) == key
+        })
+    else {
         return Ok(());
     };
     let id = &l.run_id;
@@ -376,7 +380,8 @@ impl Session {
         let say = Say::new(w.sink.clone(), &info.run_id);
         let later = match r.entry {
             Entry::Resume | Entry::Rollback => {
-                crate::ledger::superseded_by(&crate::ledger::all(&w.store)?, &state).cloned()
+                crate::ledger::superseded_by(&crate::ledger::after(&w.store, &r.run_id)?, &state)
+                    .cloned()
             }
             _ => None,
         };

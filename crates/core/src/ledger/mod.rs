@@ -60,6 +60,40 @@ pub fn all(store: &Store) -> Result<Vec<Ledger>> {
         .collect())
 }
 
+/// The runs started after `run_id` (run ids begin with their start time), folded.
+pub fn after(store: &Store, run_id: &str) -> Result<Vec<Ledger>> {
+    Ok(store
+        .runs()?
+        .iter()
+        .filter(|id| id.as_str() > run_id)
+        .filter_map(|id| open(store, id).ok().map(|(_, l)| l))
+        .collect())
+}
+
+/// The runs that may be unfinished, folded: a journal whose last line records the run
+/// ending succeeded or rolled back is settled, and is not folded (every exec asks this of
+/// every run in the store).
+pub fn unsettled(store: &Store) -> Result<Vec<Ledger>> {
+    let mut out = Vec::new();
+    for id in store.runs()? {
+        let Some(text) = store.journal(&id)? else {
+            continue;
+        };
+        let last = text.trim_end().rsplit('\n').next().unwrap_or_default();
+        let settled = last.contains("\"type\":\"run_finished\"")
+            && (last.contains("\"status\":\"succeeded\"")
+                || last.contains("\"status\":\"rolled_back\""));
+        if settled {
+            continue;
+        }
+        let Ok(events) = parse(&text, Path::new(&store.journal_where(&id)), &id) else {
+            continue;
+        };
+        out.extend(Ledger::fold(&events));
+    }
+    Ok(out)
+}
+
 /// The first later run that rotated the same secret as `run` (same runbook, rotation and
 /// target class): it succeeded, or its changes are in effect and no rollback took them
 /// back. `run`'s values were replaced by it, so rolling `run` back (or resuming it) would

@@ -98,6 +98,8 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
     assert_eq!(patches(&state), before, "staging was not written again");
     assert_back_on_old_token(&state);
     assert!(rig.journal().contains("\"type\":\"refreshed\",\"step\":\"propagate\",\"function\":\"heroku::set_config\",\"target\":\"raxx-api-staging\",\"holds\":\"changed\""));
+    // The status says what is true: the run's changes are undone, staging is as someone left it.
+    assert_eq!(rig.runs()[0]["settled"], "partly rolled back");
     rig.runbook(&["runs", &rig.run_id()], &[])
         .exit(Exit::Ok)
         .stdout_has("refresh: heroku::set_config on raxx-api-staging: changed since this run");

@@ -272,10 +272,17 @@ pub fn finish(report: &Report, json: bool) -> Result<u8> {
     Ok(match report.status {
         RunStatus::Succeeded => exit::OK,
         // `runbook rollback` asked for it: success. After a failed step: the step failed.
-        RunStatus::RolledBack if report.failed_step.is_none() => exit::OK,
+        // What someone changed since the run was left alone on purpose: the run's own
+        // changes are undone.
+        RunStatus::RolledBack | RunStatus::PartlyRolledBack if report.failed_step.is_none() => {
+            exit::OK
+        }
         RunStatus::Aborted => exit::ABORTED,
         RunStatus::Interrupted => exit::INTERRUPTED,
-        RunStatus::Failed | RunStatus::RolledBack | RunStatus::Running => exit::STEP_FAILED,
+        RunStatus::Failed
+        | RunStatus::RolledBack
+        | RunStatus::PartlyRolledBack
+        | RunStatus::Running => exit::STEP_FAILED,
     })
 }
 

@@ -148,6 +148,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     RolledBack,
+    /// Rolled back, except what someone changed since the run: left as they made it.
+    PartlyRolledBack,
     Aborted,
     Interrupted,
 }
@@ -159,6 +161,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::RolledBack => "rolled back",
+            RunStatus::PartlyRolledBack => "partly rolled back",
             RunStatus::Aborted => "aborted",
             RunStatus::Interrupted => "interrupted",
         }

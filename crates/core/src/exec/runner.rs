@@ -640,12 +640,17 @@ impl<'a> Runner<'a> {
             }
         }
         match super::refresh::left_alone(self.session) {
-            Some(left) => self.say.warning(format!(
-                "  partly rolled back: what changed since this run was left alone: {left}"
-            )),
-            None => self.say.progress("  rollback complete"),
+            Some(left) => {
+                self.say.warning(format!(
+                    "  partly rolled back: what changed since this run was left alone: {left}"
+                ));
+                RunStatus::PartlyRolledBack
+            }
+            None => {
+                self.say.progress("  rollback complete");
+                RunStatus::RolledBack
+            }
         }
-        RunStatus::RolledBack
     }
 
     /// Undoes one step of a rollback; `Some` when the rollback stops there.

@@ -579,7 +579,7 @@ fn refuse_reopening(state: &Ledger, run_id: &str, entry: Entry) -> Result<()> {
             format!("run {run_id} already succeeded: nothing to resume"),
             "start a new rotation with `runbook exec`",
         )),
-        Some(RunStatus::RolledBack) => Err(Error::usage(
+        Some(RunStatus::RolledBack | RunStatus::PartlyRolledBack) => Err(Error::usage(
             format!("run {run_id} was already rolled back"),
             "start a new rotation with `runbook exec`",
         )),

@@ -450,7 +450,10 @@ impl Ledger {
         let mut settled = None;
         for p in &self.processes {
             if let (Some(f), Some(at)) = (&p.finished, &p.finished_at) {
-                if matches!(f.status, RunStatus::Succeeded | RunStatus::RolledBack) {
+                if matches!(
+                    f.status,
+                    RunStatus::Succeeded | RunStatus::RolledBack | RunStatus::PartlyRolledBack
+                ) {
                     settled = Some((f.status, at.as_str()));
                 }
             }

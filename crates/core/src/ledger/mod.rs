@@ -81,8 +81,9 @@ pub fn unsettled(store: &Store) -> Result<Vec<Ledger>> {
         };
         let last = text.trim_end().rsplit('\n').next().unwrap_or_default();
         let settled = last.contains("\"type\":\"run_finished\"")
-            && (last.contains("\"status\":\"succeeded\"")
-                || last.contains("\"status\":\"rolled_back\""));
+            && ["succeeded", "rolled_back", "partly_rolled_back"]
+                .iter()
+                .any(|s| last.contains(&format!("\"status\":\"{s}\"")));
         if settled {
             continue;
         }

@@ -506,3 +506,47 @@ fn resume_refuses_to_build_on_a_world_changed_since_the_run() {
     rig.rollback(&[]).exit(Exit::Ok);
     assert_back_on_old_token(&rig.state());
 }
+
+/// Heroku never got propagate's PATCH for staging (the connection dropped each time): the
+/// write's outcome is unknown, and staging still holds the old token. That is not "changed
+/// since the run": resume reads it as a write that did not apply, and finishes the rotation.
+#[test]
+fn a_lost_write_that_did_not_apply_does_not_stop_resume() {
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("heroku:PATCH:/apps/raxx-api-staging/config-vars=drop:times=4");
+    rig.exec("postmark", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    assert!(
+        rig.journal()
+            .contains("\"target\":\"raxx-api-staging\",\"outcome\":\"unknown\""),
+        "{}",
+        rig.journal()
+    );
+    let out = rig.resume(&[]);
+    out.exit(Exit::Ok).stdout_has(
+        "heroku::set_config on raxx-api-staging: its answer was lost and it did not apply",
+    );
+    assert_rotated(&rig.state(), "after resume");
+}
+
+/// Killed inside create twice: the second time right after the retry deleted the first
+/// attempt's key. The next resume does not delete that key again (SendGrid would answer
+/// 404 and the retry, and every rollback, would fail): the delete is in the journal.
+#[test]
+fn a_key_deleted_by_an_earlier_retry_is_not_deleted_again() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "inside:create");
+    let run_id = rig.run_id();
+    let again = rig.runbook(
+        &["resume", &run_id, "--yes"],
+        &[("RUNBOOK_CRASH_AT", "inside:create")],
+    );
+    assert_eq!(again.code, -9, "{}", again.stderr);
+    assert!(rig.journal().contains("\"function\":\"http::delete\""));
+    rig.resume(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    let keys = sendgrid_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].1, secret_value(&state, "SENDGRID_API_KEY"));
+}

@@ -140,8 +140,26 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
                 ));
                 continue;
             }
-            let (holds, now) = crate::host::readback::holds(run, &w);
+            let (mut holds, mut now) = crate::host::readback::holds(run, &w);
             let what = format!("{} on {}", w.function, w.target);
+            // A write whose answer was lost and that does not show did not apply: nobody
+            // changed anything since, there is only nothing of it to find.
+            if w.outcome == WriteOutcome::Unknown && holds == Holds::Changed {
+                say.progress(format!(
+                    "    · {what}: its answer was lost and it did not apply ({})",
+                    now.as_deref().unwrap_or("another value")
+                ));
+                holds = Holds::Unread;
+                now = None;
+                run.ledger().record(Event::Refreshed(Refreshed {
+                    step: step.to_string(),
+                    function: w.function.clone(),
+                    target: w.target.clone(),
+                    holds,
+                    now,
+                }));
+                continue;
+            }
             match holds {
                 Holds::AsWritten => {
                     say.progress(format!("    = {what}: holds what this run wrote; restored"))
@@ -245,9 +263,9 @@ pub(crate) fn refuse(session: &Session, why: &str) {
     let path = session.runbook().file().path.display().to_string();
     say.warning(format!("  ✗ rollback refused: {why}."));
     say.warning(
-        "  Nothing was undone: every consumer keeps the value it holds now, which restoring would replace with a dead one.",
+        "  Nothing was undone: every consumer keeps the value it holds now, which restoring would replace with one that does not work (or could not be checked).",
     );
     say.warning(format!(
-        "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value, or rotate again with `runbook exec {path}`."
+        "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value; if it cannot, end this run with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`."
     ));
 }

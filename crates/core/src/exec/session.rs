@@ -120,13 +120,17 @@ fn context(
 
 /// Stops a new run of a rotation while an earlier run of it is unfinished: its changes
 /// are still in the world, and a second rotation on top would leave them there for good.
-fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str) -> Result<()> {
+/// Only runs against the same target count: an unfinished rehearsal against a loopback
+/// sandbox says nothing of production.
+fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target) -> Result<()> {
     let plan = runbook.plan();
     let Some(l) = crate::ledger::unsettled(store)?
         .into_iter()
         .rev()
         .find(|l| {
             l.start.runbook == plan.meta().id
+                && l.start.target == target
+                && (target != Target::Production || !l.is_rehearsal())
                 && l.is_unfinished()
                 && super::lock::key(plan, &l.start.params) == key
         })
@@ -321,7 +325,7 @@ impl Session {
                 let lock =
                     Lock::acquire(&w.store, key, &info.run_id, &info.actor, w.break_lock, &say)?;
                 if new.modes.target != Target::Sandbox {
-                    refuse_unfinished(&w.store, &runbook, key)?;
+                    refuse_unfinished(&w.store, &runbook, key, new.modes.target)?;
                 }
                 Some(lock)
             }
@@ -378,6 +382,9 @@ impl Session {
             },
         };
         let say = Say::new(w.sink.clone(), &info.run_id);
+        let key = super::lock::key(runbook.plan(), &start.params);
+        let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, w.break_lock, &say)?;
+        // Under the lock: no later run of this rotation can start while it is looked for.
         let later = match r.entry {
             Entry::Resume | Entry::Rollback => {
                 crate::ledger::superseded_by(&crate::ledger::after(&w.store, &r.run_id)?, &state)
@@ -385,8 +392,6 @@ impl Session {
             }
             _ => None,
         };
-        let key = super::lock::key(runbook.plan(), &start.params);
-        let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, w.break_lock, &say)?;
         let ledger = Rc::new(LedgerWriter::reopened(&w.store, say.clone(), state.clone()));
         let policy = Policy::of(runbook.plan(), &start.params);
         let actor = w.actor.clone();

@@ -461,6 +461,25 @@ pub(crate) fn register(reg: &mut Registrar) {
             })
         },
     );
+    c.method(
+        "Ctx",
+        "written",
+        &["function: string"],
+        "Array",
+        "The targets the writes of `function` in this step reached (every attempt, applied or with\na lost answer), oldest first: e.g. the URLs an earlier attempt already deleted.",
+        |nc: NativeCallContext, _ctx: &mut crate::value::Ctx, function: &str| -> R<Array> {
+            super::with_run(&nc, "ctx.written", |run| {
+                let step = run.step_name();
+                Ok(run
+                    .ledger()
+                    .writes_of(&step)
+                    .iter()
+                    .filter(|w| w.function == function && w.outcome.may_have_applied())
+                    .map(|w| Dynamic::from(w.target.clone()))
+                    .collect())
+            })
+        },
+    );
     c.finish();
 
     let mut t = reg.module("time");

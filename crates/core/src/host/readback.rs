@@ -28,7 +28,8 @@ pub(crate) fn holds(run: &RunContext, w: &Write) -> (Holds, Option<String>) {
 fn same(now: Option<&str>, wrote: &Value) -> bool {
     match (now, wrote) {
         (None, Value::Null) => true,
-        (Some(v), Value::String(w)) if w.starts_with("hmac:") => {
+        // Keyed fingerprints, and the plain ones journals had before them.
+        (Some(v), Value::String(w)) if w.starts_with("hmac:") || w.starts_with("sha256:") => {
             runbook_secret::fingerprint_matches(v, w)
         }
         (Some(v), Value::String(w)) => v == w,

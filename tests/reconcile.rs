@@ -69,15 +69,22 @@ fn a_rollback_probes_the_vendor_not_the_journal() {
         .contains("\"type\":\"rollback_blocked\",\"step\":\"restore\""));
 }
 
+/// A Postmark rotation killed at `point`, after which someone put raxx-api-staging back on
+/// the old token by hand.
+fn staging_put_back_after(point: &str) -> Rig {
+    let rig = Rig::new();
+    rig.crash("postmark", point);
+    set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
+    rig
+}
+
 /// After the run stopped, someone put raxx-api-staging back on the old token by hand. The
 /// rollback reads every target first: staging no longer holds what the run wrote, so it is
 /// left alone (not written, not restarted) and the rollback says it is partial; the rest is
 /// restored.
 #[test]
 fn a_rollback_leaves_alone_what_changed_since_the_run() {
-    let rig = Rig::new();
-    rig.crash("postmark", "after:propagate");
-    set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
+    let rig = staging_put_back_after("after:propagate");
     let patches = |s: &serde_json::Value| served(s, "PATCH", "/apps/raxx-api-staging/config-vars");
     let before = patches(&rig.state());
     let out = rig.rollback(&[]);
@@ -105,19 +112,28 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
         .stdout_has("refresh: heroku::set_config on raxx-api-staging: changed since this run");
 }
 
+/// A Postmark rotation stopped by `fault` (--no-rollback): its lock released, its changes
+/// in place.
+fn stopped_by(fault: &str) -> (Rig, String) {
+    let rig = Rig::new();
+    rig.sandbox.add_fault(fault);
+    rig.exec("postmark", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    let run_id = rig.run_id();
+    (rig, run_id)
+}
+
+/// Stopped at verify: Raptor refused the downstream test email once.
+fn stopped_at_verify() -> (Rig, String) {
+    stopped_by("raptor:POST:/api/notifications/test-email=500:once")
+}
+
 /// A rotation stopped halfway leaves its new token valid and in every app. A new rotation of
 /// the same secret stops before any write, names the run and what it left, and says how to
 /// finish it; once it is rolled back, the rotation runs.
 #[test]
 fn an_unfinished_run_stops_the_next_rotation_before_any_write() {
-    let rig = Rig::new();
-    // Raptor refuses the downstream test email: verify fails, and the run stops there
-    // (--no-rollback), its lock released and its changes in place.
-    rig.sandbox
-        .add_fault("raptor:POST:/api/notifications/test-email=500:once");
-    rig.exec("postmark", &["--no-rollback"])
-        .exit(Exit::StepFailed);
-    let run_id = rig.run_id();
+    let (rig, run_id) = stopped_at_verify();
     let before = writes(&rig.state()).len();
     rig.exec("postmark", &[])
         .exit(Exit::Usage)
@@ -144,12 +160,7 @@ fn an_unfinished_run_stops_the_next_rotation_before_any_write() {
 /// until then and never counted it as a rotation.
 #[test]
 fn abandon_ends_a_run_records_what_it_leaves_and_frees_the_rotation() {
-    let rig = Rig::new();
-    rig.sandbox
-        .add_fault("raptor:POST:/api/notifications/test-email=500:once");
-    rig.exec("postmark", &["--no-rollback"])
-        .exit(Exit::StepFailed);
-    let run_id = rig.run_id();
+    let (rig, run_id) = stopped_at_verify();
     rig.runbook(&["due"], &[])
         .exit(Exit::Ok)
         .stdout_has("never")
@@ -217,11 +228,7 @@ fn abandon_ends_a_run_records_what_it_leaves_and_frees_the_rotation() {
 /// completed steps), and exactly that half: staging is never written.
 #[test]
 fn a_later_rollback_undoes_the_applied_half_of_a_failed_step() {
-    let rig = Rig::new();
-    rig.sandbox
-        .add_fault("heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always");
-    rig.exec("postmark", &["--no-rollback"])
-        .exit(Exit::StepFailed);
+    let (rig, _) = stopped_by("heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always");
     let state = rig.state();
     assert_ne!(
         app_token(&state, "raxx-api-prod"),
@@ -254,12 +261,7 @@ fn a_later_rollback_undoes_the_applied_half_of_a_failed_step() {
 /// the refresh leaves every target B changed alone.
 #[test]
 fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
-    let rig = Rig::new();
-    rig.sandbox
-        .add_fault("raptor:POST:/api/notifications/test-email=500:once");
-    rig.exec("postmark", &["--no-rollback"])
-        .exit(Exit::StepFailed);
-    let a = rig.run_id();
+    let (rig, a) = stopped_at_verify();
     let journal = rig.path().join(format!("state/runs/{a}.jsonl"));
     let saved = std::fs::read_to_string(&journal).unwrap();
     rig.runbook(&["abandon", &a, "--reason", "away"], &[])
@@ -291,42 +293,34 @@ fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
     rig.runbook(&["runs"], &[])
         .exit(Exit::Ok)
         .stdout_has(&format!("(superseded by {b})"));
-    rig.file("wrong.toml", "\"rollback.superseded\" = \"not-the-id\"\n");
-    rig.runbook(
-        &[
-            "rollback",
-            &a,
-            "--yes",
-            "--force",
-            "--answers",
-            "wrong.toml",
-        ],
-        &[],
-    )
-    .exit(Exit::Usage)
-    .stderr_has("not done: the run id was not typed back");
+    // A forced rollback with `typed` typed back for the run id.
+    let forced = |typed: &str| {
+        rig.file(
+            "typed.toml",
+            &format!("\"rollback.superseded\" = \"{typed}\"\n"),
+        );
+        rig.runbook(
+            &[
+                "rollback",
+                &a,
+                "--yes",
+                "--force",
+                "--answers",
+                "typed.toml",
+            ],
+            &[],
+        )
+    };
+    forced("not-the-id")
+        .exit(Exit::Usage)
+        .stderr_has("not done: the run id was not typed back");
     assert_eq!(
         writes(&rig.state()).len(),
         writes(&before).len(),
         "nothing was written"
     );
 
-    rig.file(
-        "typed.toml",
-        &format!("\"rollback.superseded\" = \"{a}\"\n"),
-    );
-    rig.runbook(
-        &[
-            "rollback",
-            &a,
-            "--yes",
-            "--force",
-            "--answers",
-            "typed.toml",
-        ],
-        &[],
-    )
-    .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
+    forced(&a).stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
     // A forced rollback of A leaves B's rotation in place.
     let after = rig.state();
     assert_everywhere(&after, &b_token);
@@ -468,9 +462,7 @@ fn a_crash_after_staging_resumes_with_the_staged_key() {
 /// keeps what the refresh found.
 #[test]
 fn a_declined_rollback_is_the_refresh_plan_and_changes_nothing() {
-    let rig = Rig::new();
-    rig.crash("postmark", "after:propagate");
-    set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
+    let rig = staging_put_back_after("after:propagate");
     let before = writes(&rig.state()).len();
     rig.file("no.toml", "\"rollback.confirm\" = false\n");
     let run_id = rig.run_id();
@@ -491,9 +483,7 @@ fn a_declined_rollback_is_the_refresh_plan_and_changes_nothing() {
 /// refuses, and names the way (rollback leaves staging alone).
 #[test]
 fn resume_refuses_to_build_on_a_world_changed_since_the_run() {
-    let rig = Rig::new();
-    rig.crash("postmark", "after:verify");
-    set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
+    let rig = staging_put_back_after("after:verify");
     let before = writes(&rig.state()).len();
     let run_id = rig.run_id();
     rig.resume(&[])
@@ -512,11 +502,7 @@ fn resume_refuses_to_build_on_a_world_changed_since_the_run() {
 /// since the run": resume reads it as a write that did not apply, and finishes the rotation.
 #[test]
 fn a_lost_write_that_did_not_apply_does_not_stop_resume() {
-    let rig = Rig::new();
-    rig.sandbox
-        .add_fault("heroku:PATCH:/apps/raxx-api-staging/config-vars=drop:times=4");
-    rig.exec("postmark", &["--no-rollback"])
-        .exit(Exit::StepFailed);
+    let (rig, _) = stopped_by("heroku:PATCH:/apps/raxx-api-staging/config-vars=drop:times=4");
     assert!(
         rig.journal()
             .contains("\"target\":\"raxx-api-staging\",\"outcome\":\"unknown\""),

@@ -108,6 +108,25 @@ fn edit(
     }
 }
 
+/// What `pick` takes of each write of `function` in the current step (or the step being
+/// undone) that may have applied, every attempt, oldest first.
+fn step_writes(
+    nc: &NativeCallContext,
+    what: &str,
+    function: &str,
+    pick: impl Fn(&crate::ledger::Write) -> Option<Dynamic>,
+) -> R<Array> {
+    super::with_run(nc, what, |run| {
+        Ok(run
+            .ledger()
+            .writes_of(&run.step_name())
+            .iter()
+            .filter(|w| w.function == function && w.outcome.may_have_applied())
+            .filter_map(&pick)
+            .collect())
+    })
+}
+
 pub(crate) fn register(reg: &mut Registrar) {
     reg.global().set_custom_type::<StepHandle>("StepHandle");
     let mut g = reg.module("");
@@ -448,16 +467,8 @@ pub(crate) fn register(reg: &mut Registrar) {
         "Array",
         "What the writes of `function` in this step (every attempt, applied or with a lost answer)\nkept of their answers with `record:`, oldest first: e.g. the ids of the credentials a create\ncall made, for an undo (or a retry) that deletes them after a crash.",
         |nc: NativeCallContext, _ctx: &mut crate::value::Ctx, function: &str| -> R<Array> {
-            super::with_run(&nc, "ctx.recorded", |run| {
-                let step = run.step_name();
-                Ok(run
-                    .ledger()
-                    .writes_of(&step)
-                    .iter()
-                    .filter(|w| w.function == function && w.outcome.may_have_applied())
-                    .filter_map(|w| w.answer.as_ref())
-                    .map(crate::value::from_json)
-                    .collect())
+            step_writes(&nc, "ctx.recorded", function, |w| {
+                w.answer.as_ref().map(crate::value::from_json)
             })
         },
     );
@@ -468,15 +479,8 @@ pub(crate) fn register(reg: &mut Registrar) {
         "Array",
         "The targets the writes of `function` in this step reached (every attempt, applied or with\na lost answer), oldest first: e.g. the URLs an earlier attempt already deleted.",
         |nc: NativeCallContext, _ctx: &mut crate::value::Ctx, function: &str| -> R<Array> {
-            super::with_run(&nc, "ctx.written", |run| {
-                let step = run.step_name();
-                Ok(run
-                    .ledger()
-                    .writes_of(&step)
-                    .iter()
-                    .filter(|w| w.function == function && w.outcome.may_have_applied())
-                    .map(|w| Dynamic::from(w.target.clone()))
-                    .collect())
+            step_writes(&nc, "ctx.written", function, |w| {
+                Some(Dynamic::from(w.target.clone()))
             })
         },
     );

@@ -6,21 +6,23 @@
 
 use crate::support::{
     assert_safe, delete_unheld_tokens, held_tokens, live_tokens, set_app_token, signal,
-    start_until, token_answer, writes, Rig, Rng, OLD_TOKEN, POSTMARK_STEPS,
+    start_until, token_answer, writes, Rig, Rng, OLD_TOKEN, POSTMARK_STEPS, ROTATION_ROUTES,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-const ROUTES: &[&str] = &[
-    "postmark:GET:/server",
-    "postmark:POST:/email",
-    "infisical:GET:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
-    "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
-    "heroku:GET:/apps/*/config-vars",
-    "heroku:PATCH:/apps/raxx-api-staging/config-vars",
-    "heroku:DELETE:/apps/*/dynos",
-    "raptor:POST:/api/notifications/test-email",
-];
+/// The routes faults hit: Postmark's and Infisical's, staging's config vars (so a fan-out
+/// half applies), the restarts and Raptor's test email.
+fn routes() -> Vec<&'static str> {
+    let mut routes = ROTATION_ROUTES[..4].to_vec();
+    routes.extend([
+        "heroku:GET:/apps/*/config-vars",
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars",
+        "heroku:DELETE:/apps/*/dynos",
+        "raptor:POST:/api/notifications/test-email",
+    ]);
+    routes
+}
 
 const FAULTS: &[&str] = &["500", "422", "401", "drop", "lost"];
 
@@ -130,7 +132,7 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
     for case in 0..cases {
         let fault = format!(
             "{}={}:{}",
-            rng.pick(ROUTES),
+            rng.pick(&routes()),
             rng.pick(FAULTS),
             rng.pick(&["once", "times=2", "after=1:times=1"])
         );

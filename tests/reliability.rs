@@ -5,22 +5,11 @@
 
 use crate::support::{
     assert_every_token_works, canary_with, delete_unheld_tokens, served, Rig, Rng, Test,
-    SANDBOX_STATE,
+    ROTATION_ROUTES, SANDBOX_STATE,
 };
 use serde_json::Value;
 
-const ROUTES: &[&str] = &[
-    "postmark:GET:/server",
-    "postmark:POST:/email",
-    "infisical:GET:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
-    "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
-    "heroku:GET:/apps/*/config-vars",
-    "heroku:PATCH:/apps/*/config-vars",
-    "heroku:DELETE:/apps/*/dynos",
-    "heroku:POST:/apps/*/log-sessions",
-    "heroku:GET:/sessions/*",
-    "raptor:POST:/api/notifications/test-email",
-];
+const ROUTES: &[&str] = ROTATION_ROUTES;
 
 const FAULTS: &[&str] = &[
     "500",

@@ -18,6 +18,16 @@ fn piped(stdin: &str) -> Output {
     postmark_repl(Test::new(), &["--yes"]).stdin(stdin).run()
 }
 
+/// `:run STEP --force` in a fresh session, with the step id typed back (answers file).
+fn forced(step: &str) -> Output {
+    postmark_repl(
+        Test::new().file("typed.toml", &format!("\"{step}.type-id\" = \"{step}\"\n")),
+        &["--yes", "--answers", "typed.toml"],
+    )
+    .stdin(&format!(":run {step} --force\n"))
+    .run()
+}
+
 fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
     let cmd = postmark_repl(Test::in_dir(dir), extra)
         .env_remove("CI")
@@ -207,13 +217,7 @@ fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
         .stderr_has("step 'revoke' runs after precheck, generate, validate, store, propagate, verify, which have not completed in this session; run them first, or `:run revoke --force`")
         .stderr_has("step 'revoke' not run: prompt 'revoke.type-id' needs an answer")
         .stdout_has("postmark tokens: 1;");
-    let journal = postmark_repl(
-        Test::new().file("typed.toml", "\"validate.type-id\" = \"validate\"\n"),
-        &["--yes", "--answers", "typed.toml"],
-    )
-    .stdin(":run validate --force\n")
-    .run()
-    .journal();
+    let journal = forced("validate").journal();
     assert!(
         journal.contains(
             "\"type\":\"step_started\",\"step\":\"validate\",\"attempt\":1,\"out_of_order\":true"
@@ -226,14 +230,8 @@ fn run_refuses_a_step_whose_earlier_steps_have_not_run() {
 /// asks for the id typed back; it never asks to confirm "every consumer has been verified".
 #[test]
 fn a_forced_step_says_what_has_not_run_and_never_confirms_an_unchecked_claim() {
-    let out = postmark_repl(
-        Test::new().file("typed.toml", "\"revoke.type-id\" = \"revoke\"\n"),
-        &["--yes", "--answers", "typed.toml"],
-    )
-    .stdin(":run revoke --force\n")
-    .run();
-    out.stderr_has("! Earlier steps have not run in this session: precheck, generate, validate, store, propagate, verify. Nothing they check has been checked.")
-;
+    let out = forced("revoke");
+    out.stderr_has("! Earlier steps have not run in this session: precheck, generate, validate, store, propagate, verify. Nothing they check has been checked.");
     assert_lacks("stderr", &out.stderr, "Every consumer has been verified");
     let journal = out.journal();
     // The typed id let it run, journalled as out of order.

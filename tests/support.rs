@@ -381,6 +381,20 @@ pub fn delete_unheld_tokens(sandbox: &SandboxProcess) {
     }
 }
 
+/// Every vendor route the Postmark rotation uses.
+pub const ROTATION_ROUTES: &[&str] = &[
+    "postmark:GET:/server",
+    "postmark:POST:/email",
+    "infisical:GET:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
+    "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
+    "heroku:GET:/apps/*/config-vars",
+    "heroku:PATCH:/apps/*/config-vars",
+    "heroku:DELETE:/apps/*/dynos",
+    "heroku:POST:/apps/*/log-sessions",
+    "heroku:GET:/sessions/*",
+    "raptor:POST:/api/notifications/test-email",
+];
+
 /// Sets `app`'s Postmark token through Heroku's API, as someone fixing things by hand would.
 pub fn set_app_token(sandbox: &SandboxProcess, app: &str, token: &str) {
     let env = &sandbox.env;

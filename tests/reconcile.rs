@@ -536,3 +536,29 @@ fn a_key_deleted_by_an_earlier_retry_is_not_deleted_again() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0].1, secret_value(&state, "SENDGRID_API_KEY"));
 }
+
+/// Store filed a change request nobody merged, and the run stopped there. Abandoning it says
+/// first that the request is still open and must be closed: an approver merging it later
+/// would put this run's token into Infisical after the run ended.
+#[test]
+fn abandon_names_an_open_change_request_first() {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/sop_canary.toml")).unwrap();
+    let rig = Rig::with_scenario_text(&format!(
+        "{text}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n"
+    ));
+    rig.exec("postmark", &["--no-rollback", "--param", "approval_wait=1"])
+        .exit(Exit::StepFailed);
+    let run_id = rig.run_id();
+    rig.runbook(&["abandon", &run_id, "--reason", "the approver is away"], &[])
+        .exit(Exit::Ok)
+        .stdout_has("store · infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/")
+        .stdout_has("change request update-")
+        .stdout_has("is still open: close it in Infisical (the project's Secret Approvals) before anything else");
+    let pack = rig.runbook(&["evidence", &run_id], &[]).json();
+    assert!(
+        pack["abandoned"]["left"]
+            .to_string()
+            .contains("is still open"),
+        "{pack}"
+    );
+}

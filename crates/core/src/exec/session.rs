@@ -162,6 +162,14 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
 
 /// How to clean up by hand a change an abandoned run leaves, as far as its step says.
 fn cleanup(plan: &crate::plan::Plan, w: &crate::ledger::Write) -> Option<String> {
+    // A change request still open takes effect when an approver merges it, even after the
+    // run ended: it is the first thing to close.
+    if w.outcome == crate::events::WriteOutcome::Pending {
+        let request = w.filed.as_ref().map_or("(no id)", |f| f.slug.as_str());
+        return Some(format!(
+            "change request {request} is still open: close it in Infisical (the project's Secret Approvals) before anything else, or an approver merging it applies this write"
+        ));
+    }
     let step = plan.step(&w.step)?;
     if let Some(why) = &step.no_undo {
         return Some(format!("nothing to restore: {why}"));

@@ -333,7 +333,7 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     let Some(l) = Ledger::fold(&events) else {
         return Err(not_found());
     };
-    let summary = summarize(&l, &lock::holders(store)?, &ledger::all(store)?);
+    let summary = summarize(&l, &lock::holders(store)?, &ledger::after(store, run_id)?);
     let in_effect: Vec<InEffect> = l
         .changes()
         .into_iter()

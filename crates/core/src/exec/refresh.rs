@@ -119,7 +119,6 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), String> {
 /// changed since is left alone (the undo's writes skip it).
 pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
     let run = session.run();
-    let say = run.say();
     let mut header = false;
     for step in steps {
         for w in run.ledger().writes_of(step) {
@@ -127,63 +126,61 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
                 continue;
             }
             if !header {
-                say.progress("  What the run's targets hold now, read at the vendors:");
+                run.say()
+                    .progress("  What the run's targets hold now, read at the vendors:");
                 header = true;
             }
-            // A filed change request is not in the world yet: reading the secret would only
-            // show the value before it. It is named here, and the undo reports it.
-            if w.outcome == WriteOutcome::Pending {
-                let request = w.filed.as_ref().map_or("(no id)", |f| f.slug.as_str());
-                say.warning(format!(
-                    "    ! {} on {}: change request {request} is still open, not merged: an approver merging it would apply it",
-                    w.function, w.target
-                ));
-                continue;
-            }
-            let (mut holds, mut now) = crate::host::readback::holds(run, &w);
-            let what = format!("{} on {}", w.function, w.target);
-            // A write whose answer was lost and that does not show did not apply: nobody
-            // changed anything since, there is only nothing of it to find.
-            if w.outcome == WriteOutcome::Unknown && holds == Holds::Changed {
-                say.progress(format!(
-                    "    · {what}: its answer was lost and it did not apply ({})",
-                    now.as_deref().unwrap_or("another value")
-                ));
-                holds = Holds::Unread;
-                now = None;
+            if let Some((holds, now)) = read_back(session, &w) {
                 run.ledger().record(Event::Refreshed(Refreshed {
                     step: step.to_string(),
                     function: w.function.clone(),
                     target: w.target.clone(),
                     holds,
-                    now,
+                    now: now.filter(|_| holds == Holds::Changed),
                 }));
-                continue;
             }
-            match holds {
-                Holds::AsWritten => {
-                    say.progress(format!("    = {what}: holds what this run wrote; restored"))
-                }
-                Holds::Changed => say.warning(format!(
-                    "    ≠ {what}: changed since this run ({}); left alone",
-                    now.as_deref().unwrap_or("another value")
-                )),
-                Holds::Unread => say.progress(format!(
-                    "    ? {what}: {}; its undo runs as the journal says",
-                    now.as_deref()
-                        .map(|why| format!("could not be read back ({why})"))
-                        .unwrap_or_else(|| "cannot be read back".to_string())
-                )),
-            }
-            run.ledger().record(Event::Refreshed(Refreshed {
-                step: step.to_string(),
-                function: w.function.clone(),
-                target: w.target.clone(),
-                holds,
-                now: now.filter(|_| holds == Holds::Changed),
-            }));
         }
     }
+}
+
+/// What one write's target holds now, said to the operator; `None` for a change request
+/// still open, which is not in the world yet (reading the secret would only show the value
+/// before it): it is named here, and the undo reports it.
+fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Option<String>)> {
+    let say = session.run().say();
+    let what = format!("{} on {}", w.function, w.target);
+    if w.outcome == WriteOutcome::Pending {
+        let request = w.filed.as_ref().map_or("(no id)", |f| f.slug.as_str());
+        say.warning(format!(
+            "    ! {what}: change request {request} is still open, not merged: an approver merging it would apply it"
+        ));
+        return None;
+    }
+    let (holds, now) = crate::host::readback::holds(session.run(), w);
+    let shown = now.as_deref().unwrap_or("another value");
+    match holds {
+        // A write whose answer was lost and that does not show did not apply: nobody
+        // changed anything since, there is only nothing of it to find.
+        Holds::Changed if w.outcome == WriteOutcome::Unknown => {
+            say.progress(format!(
+                "    · {what}: its answer was lost and it did not apply ({shown})"
+            ));
+            return Some((Holds::Unread, None));
+        }
+        Holds::AsWritten => {
+            say.progress(format!("    = {what}: holds what this run wrote; restored"))
+        }
+        Holds::Changed => say.warning(format!(
+            "    ≠ {what}: changed since this run ({shown}); left alone"
+        )),
+        Holds::Unread => say.progress(format!(
+            "    ? {what}: {}; its undo runs as the journal says",
+            now.as_deref()
+                .map(|why| format!("could not be read back ({why})"))
+                .unwrap_or_else(|| "cannot be read back".to_string())
+        )),
+    }
+    Some((holds, now))
 }
 
 /// What a finished rollback left alone because it changed since the run, as one line.

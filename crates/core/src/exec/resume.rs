@@ -340,12 +340,7 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
         .filter(|(i, step)| {
             !r.completed.contains(i)
                 && (r.state.state_of(&step.id) == Some(StepState::Started)
-                    || r.session
-                        .run()
-                        .ledger()
-                        .writes_of(&step.id)
-                        .iter()
-                        .any(|w| w.outcome.may_have_applied()))
+                    || super::refresh::took_effect(&r.session, &step.id))
         })
         .map(|(i, _)| i)
         .collect();

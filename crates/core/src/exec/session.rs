@@ -186,6 +186,26 @@ fn cleanup(plan: &crate::plan::Plan, w: &crate::ledger::Write) -> Option<String>
     })
 }
 
+/// The indexes of the plan's steps the ledger says completed.
+fn completed_steps(plan: &crate::plan::Plan, state: &Ledger) -> Vec<usize> {
+    plan.steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| state.completed(&s.id))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The later run that superseded `state`'s, for a resume or a rollback. Asked under the
+/// rotation's lock: no later run of it can start while it is looked for.
+fn superseding(store: &Store, entry: Entry, state: &Ledger) -> Result<Option<Ledger>> {
+    if !matches!(entry, Entry::Resume | Entry::Rollback) {
+        return Ok(None);
+    }
+    let later = crate::ledger::after(store, &state.run_id)?;
+    Ok(crate::ledger::superseded_by(&later, state).cloned())
+}
+
 impl Session {
     /// A run a later rotation superseded is refused (the lock is released, nothing is
     /// recorded), unless `force` and the operator types this run's id back.
@@ -229,16 +249,6 @@ impl Session {
     /// its lock (refused while another process holds it), records what stays in the world,
     /// audits it, ends the run and releases the lock. Nothing at a vendor changes.
     pub fn abandon(a: Abandon) -> Result<Abandoned> {
-        let w = a.wiring;
-        crate::store::load_fingerprint_key(&w.store)?;
-        let (_, state) = crate::ledger::open(&w.store, &a.run_id)?;
-        if state.abandoned.is_some() {
-            return Err(Error::usage(
-                format!("run {} was already abandoned", a.run_id),
-                "start a new rotation with `runbook exec`",
-            ));
-        }
-        refuse_reopening(&state, &a.run_id, Entry::Abandon)?;
         let reason = a.reason.trim().to_string();
         if reason.is_empty() {
             return Err(Error::usage(
@@ -246,33 +256,15 @@ impl Session {
                 "say why in --reason TEXT: it goes to the journal, the audit log and the evidence",
             ));
         }
-        let runbook = Runbook::load(crate::runbook::SourceFile::read(Path::new(
-            &state.start.source.path,
-        ))?)?;
-        let info = RunInfo {
-            run_id: a.run_id.clone(),
-            actor: w.actor.clone(),
-            runbook_id: state.start.runbook.clone(),
-            modes: Modes {
-                target: state.start.target,
-                effect: state.start.effect,
-                entry: Entry::Abandon,
-            },
-        };
-        let say = Say::new(w.sink.clone(), &info.run_id);
-        let key = super::lock::key(runbook.plan(), &state.start.params);
-        let lock = Lock::acquire(&w.store, &key, &a.run_id, &info.actor, w.break_lock, &say)?;
-        let ledger = Rc::new(LedgerWriter::reopened(&w.store, say.clone(), state.clone()));
-        let policy = Policy::of(runbook.plan(), &state.start.params);
-        let actor = w.actor.clone();
-        let run = context(w, info, ledger, say, policy);
-        run.ledger().required(Event::RunResumed(RunResumed {
-            actor: actor.clone(),
-            host: run::hostname(),
-            pid: std::process::id(),
+        let mut r = Session::reopen(Reopen {
+            wiring: a.wiring,
+            run_id: a.run_id,
             entry: Entry::Abandon,
-        }))?;
-        let left: Vec<LeftInPlace> = state
+            force: false,
+        })?;
+        let run = r.session.run();
+        let left: Vec<LeftInPlace> = r
+            .state
             .changes()
             .iter()
             .map(|w| LeftInPlace {
@@ -280,11 +272,11 @@ impl Session {
                 function: w.function.clone(),
                 target: w.target.clone(),
                 detail: w.detail.clone(),
-                cleanup: cleanup(runbook.plan(), w),
+                cleanup: cleanup(r.session.runbook().plan(), w),
             })
             .collect();
         let abandoned = Abandoned {
-            actor,
+            actor: run.info().actor.clone(),
             reason: reason.clone(),
             left,
         };
@@ -307,7 +299,7 @@ impl Session {
             rate_limit_wait_ms: None,
             audit_head: run.auditor().head(),
         }));
-        drop(lock);
+        r.session.release_lock();
         Ok(abandoned)
     }
 
@@ -373,12 +365,15 @@ impl Session {
         let start = &state.start;
         let file = crate::runbook::SourceFile::read(Path::new(&start.source.path))?;
         let runbook = Runbook::load(file)?;
-        resume::check_unchanged(
-            start,
-            &runbook,
-            r.force,
-            &Say::new(w.sink.clone(), &r.run_id),
-        )?;
+        // Ending a run changes nothing it would run: a changed runbook does not matter there.
+        if r.entry != Entry::Abandon {
+            resume::check_unchanged(
+                start,
+                &runbook,
+                r.force,
+                &Say::new(w.sink.clone(), &r.run_id),
+            )?;
+        }
         let info = RunInfo {
             run_id: r.run_id.clone(),
             actor: w.actor.clone(),
@@ -392,14 +387,7 @@ impl Session {
         let say = Say::new(w.sink.clone(), &info.run_id);
         let key = super::lock::key(runbook.plan(), &start.params);
         let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, w.break_lock, &say)?;
-        // Under the lock: no later run of this rotation can start while it is looked for.
-        let later = match r.entry {
-            Entry::Resume | Entry::Rollback => {
-                crate::ledger::superseded_by(&crate::ledger::after(&w.store, &r.run_id)?, &state)
-                    .cloned()
-            }
-            _ => None,
-        };
+        let later = superseding(&w.store, r.entry, &state)?;
         let ledger = Rc::new(LedgerWriter::reopened(&w.store, say.clone(), state.clone()));
         let policy = Policy::of(runbook.plan(), &start.params);
         let actor = w.actor.clone();
@@ -418,16 +406,11 @@ impl Session {
                 entry: r.entry,
             }))?;
         session.note_lock();
-        session.ctx = resume::restore_ctx(&session, &state)?;
-        let completed = session
-            .runbook
-            .plan()
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| state.completed(&s.id))
-            .map(|(i, _)| i)
-            .collect();
+        // An abandon runs nothing: it asks for no secret.
+        if r.entry != Entry::Abandon {
+            session.ctx = resume::restore_ctx(&session, &state)?;
+        }
+        let completed = completed_steps(session.runbook.plan(), &state);
         Ok(Reopened {
             session,
             state,
@@ -578,6 +561,12 @@ fn refuse_reopening(state: &Ledger, run_id: &str, entry: Entry) -> Result<()> {
             "rehearse crash recovery against `runbook sandbox` (a separate process) instead",
         ));
     }
+    if let (Some(_), Entry::Abandon) = (&state.abandoned, entry) {
+        return Err(Error::usage(
+            format!("run {run_id} was already abandoned"),
+            "start a new rotation with `runbook exec`",
+        ));
+    }
     if let Some(a) = &state.abandoned {
         return Err(Error::usage(
             format!(
@@ -589,7 +578,14 @@ fn refuse_reopening(state: &Ledger, run_id: &str, entry: Entry) -> Result<()> {
     }
     match state.settled() {
         Some(RunStatus::Succeeded) if entry != Entry::Rollback => Err(Error::usage(
-            format!("run {run_id} already succeeded: nothing to resume"),
+            format!(
+                "run {run_id} already succeeded: nothing to {}",
+                if entry == Entry::Abandon {
+                    "abandon"
+                } else {
+                    "resume"
+                }
+            ),
             "start a new rotation with `runbook exec`",
         )),
         Some(RunStatus::RolledBack | RunStatus::PartlyRolledBack) => Err(Error::usage(

@@ -108,6 +108,19 @@ fn edit(
     }
 }
 
+/// A top-level declaration `name(key, closure)` that files the closure under `key` in the
+/// plan (`recover`, `restores`).
+fn declare_by_key(
+    what: &'static str,
+    file: fn(&mut crate::plan::PlanBuilder, String, FnPtr),
+) -> impl Fn(NativeCallContext, &str, FnPtr) -> R<()> {
+    move |ctx, key, f| {
+        let plan = Stage::of(&ctx).plan(what)?;
+        file(&mut plan.borrow_mut(), key.to_string(), f);
+        Ok(())
+    }
+}
+
 /// What `pick` takes of each write of `function` in the current step (or the step being
 /// undone) that may have applied, every attempt, oldest first.
 fn step_writes(
@@ -173,14 +186,9 @@ pub(crate) fn register(reg: &mut Registrar) {
         &["key: string", "how: Fn(ctx) -> Secret"],
         "()",
         "Declares how `runbook resume` and `rollback` get the secret `ctx[key]` back after a crash\n(the journal holds only its fingerprint), e.g. by reading a version from Infisical. The\nvalue is checked against the journalled fingerprint. Without it, resume asks for the value.",
-        |ctx: NativeCallContext, key: &str, how: FnPtr| -> R<()> {
-            let plan = Stage::of(&ctx).plan("recover()")?;
-            plan.borrow_mut().recover.push(Recovery {
-                key: key.to_string(),
-                how,
-            });
-            Ok(())
-        },
+        declare_by_key("recover()", |plan, key, how| {
+            plan.recover.push(Recovery { key, how })
+        }),
     );
 
     g.add(
@@ -189,14 +197,9 @@ pub(crate) fn register(reg: &mut Registrar) {
         &["key: string", "works: Fn(ctx) -> bool"],
         "()",
         "Declares that rollback puts `ctx[key]` back where the run replaced it, and how to tell\nthat it still works at the vendor (a read-only probe). Before undoing anything, rollback\nasks; when the value no longer works (deleted, revoked, expired) it restores nothing and\nsays how to go forward instead.",
-        |ctx: NativeCallContext, key: &str, works: FnPtr| -> R<()> {
-            let plan = Stage::of(&ctx).plan("restores()")?;
-            plan.borrow_mut().restores.push(crate::plan::Restore {
-                key: key.to_string(),
-                works,
-            });
-            Ok(())
-        },
+        declare_by_key("restores()", |plan, key, works| {
+            plan.restores.push(crate::plan::Restore { key, works })
+        }),
     );
 
     g.add(

@@ -6,7 +6,6 @@
 use super::context::RunContext;
 use crate::events::Holds;
 use crate::ledger::Write;
-use runbook_secret::{Secret, Source};
 use serde_json::Value;
 
 /// What `w`'s target holds now, and a masked description when it changed.
@@ -37,11 +36,10 @@ fn same(now: Option<&str>, wrote: &Value) -> bool {
     }
 }
 
+/// What a target holds, masked (without joining the redactor: a plain setting read back
+/// must not vanish from every later output).
 fn masked(v: Option<&str>) -> String {
-    v.map_or_else(
-        || "nothing".to_string(),
-        |v| Secret::new(v.to_string(), Source::Literal).masked(),
-    )
+    v.map_or_else(|| "nothing".to_string(), runbook_secret::mask)
 }
 
 /// `None` when the app's vars hold what the write set; else what they hold now.

@@ -50,17 +50,8 @@ pub fn open(store: &Store, run_id: &str) -> Result<(Vec<Stamped>, Ledger)> {
     Ok((events, ledger))
 }
 
-/// Every run in the store that reads back, folded, oldest first (a damaged journal is
-/// left out here; `runs` reports it).
-pub fn all(store: &Store) -> Result<Vec<Ledger>> {
-    Ok(store
-        .runs()?
-        .iter()
-        .filter_map(|id| open(store, id).ok().map(|(_, l)| l))
-        .collect())
-}
-
-/// The runs started after `run_id` (run ids begin with their start time), folded.
+/// The runs started after `run_id` (run ids begin with their start time), folded (a
+/// damaged journal is left out here; `runs` reports it).
 pub fn after(store: &Store, run_id: &str) -> Result<Vec<Ledger>> {
     Ok(store
         .runs()?

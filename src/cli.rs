@@ -292,8 +292,12 @@ pub struct RunFlags {
 pub enum AuditCommand {
     /// Print audit entries
     Show(AuditShowArgs),
-    /// Check the hash chain: reports the first edited, removed or reordered entry
+    /// Check the hash chain and every run's journal under it: reports the first edited,
+    /// removed or reordered entry or journal line
     Verify(AuditVerifyArgs),
+    /// Print the chain's head signed with a key kept outside the store, to publish (a file,
+    /// a commit, a ticket); `audit verify --head FILE --pubkey KEY` checks it later
+    Head(AuditHeadArgs),
     /// Write the chain as JSONL, each entry exactly as stored: `audit verify --file` checks
     /// the export offline as `audit verify` checks the store
     Export(AuditExportArgs),
@@ -307,11 +311,26 @@ pub struct AuditExportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AuditHeadArgs {
+    /// The private key that signs the head (`runbook evidence keygen`); keep it off the
+    /// database's machine
+    #[arg(long, value_name = "KEY")]
+    pub sign: std::path::PathBuf,
+    /// Write to this file (refused if it exists) instead of stdout
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct AuditVerifyArgs {
-    /// A head recorded earlier (a run prints the one it left): fails if that entry is no
-    /// longer in the log, which is how entries cut off the end are found
-    #[arg(long, value_name = "HASH")]
+    /// A head recorded earlier: a hash (a run prints the one it left) or a file written by
+    /// `audit head`; fails if that entry is no longer in the log, which is how entries cut
+    /// off the end, or a chain rewritten whole, are found
+    #[arg(long, value_name = "HASH|FILE")]
     pub head: Option<String>,
+    /// The public key a signed head (`--head FILE`) must be signed by
+    #[arg(long, value_name = "KEY")]
+    pub pubkey: Option<std::path::PathBuf>,
     /// Verify an export (`runbook audit export`) instead of this machine's store
     #[arg(long, value_name = "FILE")]
     pub file: Option<std::path::PathBuf>,

@@ -32,6 +32,7 @@ struct RunbookToml {
 struct StateTable {
     url: Option<String>,
     lease_seconds: Option<u64>,
+    wait_seconds: Option<u64>,
 }
 
 /// `[policy]`: the organisation's rules for every run.
@@ -45,6 +46,8 @@ struct PolicyTable {
 pub struct StateSettings {
     pub url: Option<String>,
     pub lease: Duration,
+    /// How long a run waits for the store to record a write before it stops.
+    pub wait: Duration,
 }
 
 pub struct Settings {
@@ -111,23 +114,37 @@ impl Settings {
             .var("RUNBOOK_STATE_URL")
             .filter(|u| !u.trim().is_empty())
             .or_else(|| table.url.clone());
-        let lease = match self.var("RUNBOOK_LEASE_SECONDS") {
-            Some(t) => t
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s > 0)
-                .ok_or_else(|| {
-                    Error::usage(
-                        format!("RUNBOOK_LEASE_SECONDS = '{t}' is not a whole number of seconds"),
-                        "e.g. RUNBOOK_LEASE_SECONDS=30 (how long a crashed run's lock outlives it)",
-                    )
-                })?,
-            None => table.lease_seconds.unwrap_or(30),
-        };
+        let seconds =
+            |var: &str, example: &str, table: Option<u64>, default: u64| match self.var(var) {
+                Some(t) => t
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| {
+                        Error::usage(
+                            format!("{var} = '{t}' is not a whole number of seconds"),
+                            format!("e.g. {var}={example}"),
+                        )
+                    }),
+                None => Ok(table.unwrap_or(default)),
+            };
+        let lease = seconds(
+            "RUNBOOK_LEASE_SECONDS",
+            "30 (how long a crashed run's lock outlives it)",
+            table.lease_seconds,
+            30,
+        )?;
+        let wait = seconds(
+            "RUNBOOK_STATE_WAIT_SECONDS",
+            "60 (how long a run waits for the state store to record a write)",
+            table.wait_seconds,
+            runbook_core::store::DEFAULT_WAIT.as_secs(),
+        )?;
         Ok(StateSettings {
             url,
             lease: Duration::from_secs(lease),
+            wait: Duration::from_secs(wait),
         })
     }
 
@@ -171,7 +188,7 @@ impl Settings {
 /// is empty. A problem is the message and the help, said without the value (a line of
 /// this file is usually a credential).
 fn read_file() -> std::result::Result<RunbookToml, (String, String)> {
-    let help = "the file's tables are [vendors] (the environment variable names in lower case, e.g. heroku_api_key), [state] (url, lease_seconds) and [policy] (approve_irreversible)";
+    let help = "the file's tables are [vendors] (the environment variable names in lower case, e.g. heroku_api_key), [state] (url, lease_seconds, wait_seconds) and [policy] (approve_irreversible)";
     let text = match std::fs::read_to_string(FILE) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RunbookToml::default()),

@@ -197,7 +197,8 @@ pub fn store(settings: &Settings) -> Result<runbook_core::store::Store> {
         }
     }
     let say = runbook_core::sink::Say::outside(crate::view::sink(false));
-    let store = runbook_core::store::open(state.url.as_deref(), dir, state.lease, say)?;
+    let store =
+        runbook_core::store::open(state.url.as_deref(), dir, (state.lease, state.wait), say)?;
     if let Some(u) = state.url.as_deref() {
         if !marker.exists() {
             let shown = runbook_core::store::redact_url(u);

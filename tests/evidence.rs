@@ -28,7 +28,7 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
 
     let text = signed_pack(dir.path(), &cmd, &run_id);
     let pack: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(pack["format"], "runbook-evidence/1");
+    assert_eq!(pack["format"], "runbook-evidence/2");
     assert_eq!(pack["run_id"], run_id.as_str());
     assert_eq!(pack["runbook"]["id"], "postmark-server-token");
     assert_eq!(pack["runbook"]["unchanged_since_the_run"], true);
@@ -109,4 +109,99 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
         let t = std::fs::read_to_string(dir.path().join(f)).unwrap();
         assert!(!t.contains(crate::support::OLD_TOKEN), "{f} holds a secret");
     }
+}
+
+/// A journal edited behind runbook's back (a step's outcome turned around): `audit verify`
+/// names the run and line, and a pack made from it states no status and does not verify,
+/// however it is signed.
+#[test]
+fn an_edited_journal_fails_audit_verify_and_evidence_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let rotated = rehearsed_rotation(Test::in_dir(dir.path()));
+    rotated.exit(Exit::Ok);
+    let run_id = rotated.last_run_id();
+    let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
+    cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
+    cmd(&["audit", "verify"]).exit(Exit::Ok);
+
+    let path = rotated.journal_path();
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let edited = journal.replacen("\"outcome\":\"completed\"", "\"outcome\":\"failed\"", 1);
+    assert_ne!(edited, journal);
+    std::fs::write(&path, edited).unwrap();
+    cmd(&["audit", "verify"])
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!(
+            "BROKEN: the journal of run {run_id}: journal line "
+        ))
+        .stderr_has("its content does not match its hash (edited)");
+    let text = signed_pack(dir.path(), &cmd, &run_id);
+    let pack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(pack["status"], Value::Null);
+    cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::StepFailed)
+    .stderr_has("NOT verified: the run's journal did not hold when it was made");
+
+    // The journal whole again, but the pack's status edited and the pack signed again by
+    // whoever holds the key: the journal it carries says otherwise.
+    std::fs::write(&path, &journal).unwrap();
+    std::fs::remove_file(dir.path().join("pack.json")).unwrap();
+    let text = signed_pack(dir.path(), &cmd, &run_id);
+    let mut pack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(pack["status"], "succeeded");
+    pack["status"] = Value::String("rolled_back".into());
+    resign(&mut pack, &dir.path().join("keys/evidence.key"));
+    std::fs::write(dir.path().join("forged.json"), pack.to_string()).unwrap();
+    cmd(&[
+        "evidence",
+        "verify",
+        "forged.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::StepFailed)
+    .stderr_has("it states the status \"rolled_back\" but its journal says succeeded");
+}
+
+/// Signs `pack` again with the key file, as `runbook evidence --sign` does (the signature
+/// covers the pack without it, keys sorted, compact).
+fn resign(pack: &mut Value, key: &std::path::Path) {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = std::fs::read_to_string(key).unwrap();
+    let seed: [u8; 32] = b64
+        .decode(text.lines().nth(1).unwrap().trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    pack.as_object_mut().unwrap().remove("signature");
+    let signature = key.sign(&serde_json::to_vec(&sorted(pack)).unwrap());
+    pack["signature"] = serde_json::json!({
+        "algorithm": "ed25519",
+        "public_key": b64.encode(key.verifying_key().as_bytes()),
+        "value": b64.encode(signature.to_bytes()),
+    });
 }

@@ -16,6 +16,7 @@ mod docs;
 mod evidence;
 mod exec;
 mod failures;
+mod fenced;
 mod fidelity;
 mod hostile;
 mod http;

@@ -428,6 +428,25 @@ fn rows_edited_deleted_or_swapped_in_sql_break_the_chain_and_an_export_verifies_
         .args(&["audit", "verify", "--file", "audit.jsonl"])
         .run();
     offline.exit(Exit::Ok).stdout_has(&format!("head {head}"));
+    // --head is checked against an export too: a head the export lacks fails it.
+    Test::in_dir(dir.path())
+        .args(&["audit", "verify", "--file", "audit.jsonl", "--head", &head])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has(", 0 appended since");
+    let elsewhere = "ab".repeat(32);
+    Test::in_dir(dir.path())
+        .args(&[
+            "audit",
+            "verify",
+            "--file",
+            "audit.jsonl",
+            "--head",
+            &elsewhere,
+        ])
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has("does not contain the recorded head");
     let exported = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     std::fs::write(
         dir.path().join("flipped.jsonl"),
@@ -567,4 +586,123 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
     );
     approve(&second);
     assert_finished(b, 0, &["gated step ran"], &[]);
+}
+
+/// The journal is under the chain: one SQL UPDATE of a journal row (a failed step turned
+/// into a completed one) fails `audit verify`, and a pack made afterwards does not verify
+/// however it is signed. A head signed with a key kept off the database proves, later,
+/// that the chain was not cut since.
+#[test]
+fn a_journal_row_edited_in_sql_fails_both_verifies_and_a_signed_head_holds_the_end() {
+    let Some(db) = Database::fresh("a_journal_row_edited_in_sql") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = |args: &[&str]| on(dir.path(), "laptop-a", &db, args).shipped_runbooks();
+    t(&["exec", "postmark", "--sandbox", "--yes"])
+        .run()
+        .exit(Exit::Ok);
+    t(&["evidence", "keygen", "--out", "keys"])
+        .run()
+        .exit(Exit::Ok);
+    t(&[
+        "audit",
+        "head",
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "head.json",
+    ])
+    .run()
+    .exit(Exit::Ok);
+    let check_head = || {
+        t(&[
+            "audit",
+            "verify",
+            "--head",
+            "head.json",
+            "--pubkey",
+            "keys/evidence.pub",
+        ])
+        .run()
+    };
+    check_head().exit(Exit::Ok).stdout_has(", 0 appended since");
+    // A signed head needs the key that signed it.
+    t(&["audit", "verify", "--head", "head.json"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("add --pubkey KEY.pub");
+    let run_id: String = db
+        .client()
+        .query_one("SELECT min(run_id) FROM runbook_journal", &[])
+        .unwrap()
+        .get(0);
+
+    let mut c = db.client();
+    let rows = c
+        .query("SELECT seq, line FROM runbook_journal ORDER BY seq", &[])
+        .unwrap();
+    let original: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let edited = c
+        .execute(
+            "UPDATE runbook_journal SET line = replace(line, '\"outcome\":\"completed\"', '\"outcome\":\"failed\"') \
+             WHERE seq = (SELECT min(seq) FROM runbook_journal WHERE line LIKE '%\"type\":\"step_finished\"%')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(edited, 1);
+    t(&["audit", "verify"])
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!(
+            "BROKEN: the journal of run {run_id}: journal line "
+        ));
+    t(&[
+        "evidence",
+        &run_id,
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "pack.json",
+    ])
+    .run()
+    .exit(Exit::Ok);
+    t(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .run()
+    .exit(Exit::StepFailed)
+    .stderr_has("the run's journal did not hold when it was made");
+
+    // The journal whole again, but its last rows cut: the audit log's links into it fail.
+    for (seq, line) in &original {
+        c.execute(
+            "UPDATE runbook_journal SET line = $2 WHERE seq = $1",
+            &[seq, line],
+        )
+        .unwrap();
+    }
+    t(&["audit", "verify"]).run().exit(Exit::Ok);
+    c.execute(
+        "DELETE FROM runbook_journal WHERE seq >= (SELECT max(seq) - 1 FROM runbook_journal)",
+        &[],
+    )
+    .unwrap();
+    t(&["audit", "verify"])
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has("lines were removed");
+    // The audit chain cut at its end: the signed head is no longer in it.
+    c.execute(
+        "DELETE FROM runbook_audit WHERE seq = (SELECT max(seq) FROM runbook_audit)",
+        &[],
+    )
+    .unwrap();
+    check_head()
+        .exit(Exit::StepFailed)
+        .stderr_has("does not contain the recorded head");
 }

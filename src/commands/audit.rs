@@ -1,23 +1,138 @@
 //! `runbook audit show`, `runbook audit verify` and `runbook audit export`.
 
-use crate::cli::{AuditCommand, AuditExportArgs, AuditShowArgs, AuditVerifyArgs};
+use crate::cli::{AuditCommand, AuditExportArgs, AuditHeadArgs, AuditShowArgs, AuditVerifyArgs};
 use crate::error::{exit, Error, Result};
 use crate::ui;
 use runbook_core::audit::{AuditEntry, AuditLog, HeadCheck, Verdict};
+use serde_json::Value;
+
+/// The format of a signed head (`audit head`).
+const HEAD_FORMAT: &str = "runbook-audit-head/1";
 
 pub fn run(cmd: AuditCommand, settings: &crate::settings::Settings) -> Result<u8> {
     // An export is verified on its own: no store (and no database) is needed.
-    if let AuditCommand::Verify(AuditVerifyArgs {
-        file: Some(file), ..
-    }) = &cmd
-    {
-        return verify_export(file);
+    if let AuditCommand::Verify(args @ AuditVerifyArgs { file: Some(_), .. }) = &cmd {
+        return verify_export(args);
     }
-    let log = AuditLog::new(&crate::wiring::store(settings)?);
+    let store = crate::wiring::store(settings)?;
+    let log = AuditLog::new(&store);
     match cmd {
         AuditCommand::Show(args) => show(&log, &args),
-        AuditCommand::Verify(args) => verify(&log, &args),
+        AuditCommand::Verify(args) => verify(&store, &log, &args),
         AuditCommand::Export(args) => export(&log, &args),
+        AuditCommand::Head(args) => head(&log, &args),
+    }
+}
+
+/// The chain's head, verified first (a broken chain has no head worth publishing), signed.
+fn head(log: &AuditLog, args: &AuditHeadArgs) -> Result<u8> {
+    let key = super::evidence::read_signing_key(&args.sign)?;
+    let (entries, head) = match log.verify()? {
+        Verdict::Intact { entries, head } => (entries, head),
+        broken @ Verdict::Broken { .. } => return report(broken, &log.location()),
+    };
+    let unsigned = serde_json::json!({
+        "format": HEAD_FORMAT,
+        "head": head,
+        "entries": entries,
+        "store": log.location(),
+        "at": runbook_core::run::now_rfc3339(),
+    });
+    let signed = super::evidence::sign(unsigned, &key);
+    let text = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&signed).unwrap_or_default()
+    );
+    match &args.output {
+        Some(path) => {
+            super::write_new(path, &text, 0o644)?;
+            ui::err(&format!(
+                "wrote the signed head ({entries} entries, head {head}) to {}; publish it, and check it later with `runbook audit verify --head {} --pubkey KEY.pub`",
+                path.display(),
+                path.display()
+            ));
+        }
+        None => ui::out(text.trim_end()),
+    }
+    Ok(exit::OK)
+}
+
+/// A head to check: a hash as given, or a signed head file checked against `--pubkey`,
+/// with the number of entries the chain had then.
+fn recorded_head(args: &AuditVerifyArgs) -> Result<Option<(String, Option<usize>)>> {
+    let Some(given) = args.head.as_deref() else {
+        return Ok(None);
+    };
+    let path = std::path::Path::new(given);
+    if !path.is_file() {
+        return Ok(Some((given.trim().to_string(), None)));
+    }
+    let bad = |why: String| {
+        Error::usage(
+            format!("{}: {why}", path.display()),
+            "give a file written by `runbook audit head`, or the head's hash",
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a signed head ({e})")))?;
+    if value["format"] != HEAD_FORMAT {
+        return Err(bad(format!(
+            "not a signed head (format {})",
+            value["format"]
+        )));
+    }
+    let Some(pubkey) = &args.pubkey else {
+        return Err(Error::usage(
+            format!(
+                "{} is a signed head: it is checked against a public key",
+                path.display()
+            ),
+            "add --pubkey KEY.pub (the .pub of the key that signed it)",
+        ));
+    };
+    let key = super::evidence::read_public_key(pubkey)?;
+    super::evidence::check_signature(&value, &key)
+        .map_err(|why| bad(format!("NOT verified: {why}")))?;
+    let hash = value["head"].as_str().unwrap_or_default().to_string();
+    let entries = value["entries"].as_u64().map(|n| n as usize);
+    Ok(Some((hash, entries)))
+}
+
+/// Whether a recorded head is in a chain that verifies (its entry hashes): the exit code,
+/// said.
+fn check_head(
+    hashes: &[String],
+    recorded: Option<(String, Option<usize>)>,
+    place: &str,
+    (entries, head): (usize, &str),
+) -> u8 {
+    let Some((recorded, at)) = recorded else {
+        ui::out(&format!("OK: {entries} entries, head {head}"));
+        return exit::OK;
+    };
+    match runbook_core::audit::find_head_in(hashes, &recorded) {
+        HeadCheck::Present { line, .. } if at.is_some_and(|n| n != line) => {
+            ui::err(&format!(
+                "BROKEN: {place}: the signed head was entry {}, it is now entry {line}: the chain was rewritten",
+                at.unwrap_or_default()
+            ));
+            exit::STEP_FAILED
+        }
+        HeadCheck::Present { line, after } => {
+            ui::out(&format!(
+                "OK: {entries} entries, head {head}; the recorded head is entry {line}, {after} appended since"
+            ));
+            exit::OK
+        }
+        HeadCheck::Missing => {
+            ui::err(&format!(
+                "BROKEN: {place} does not contain the recorded head {}: entries were cut off the end, or the log was replaced",
+                ui::truncate(&recorded, 80)
+            ));
+            ui::err(&format!("The chain that is left verifies ({entries} entries, head {head}); compare with a copy of the log (or its webhook sink) to see what is missing."));
+            exit::STEP_FAILED
+        }
     }
 }
 
@@ -51,7 +166,8 @@ fn export(log: &AuditLog, args: &AuditExportArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn verify_export(file: &std::path::Path) -> Result<u8> {
+fn verify_export(args: &AuditVerifyArgs) -> Result<u8> {
+    let file = args.file.as_deref().unwrap_or(std::path::Path::new("-"));
     let text = std::fs::read_to_string(file).map_err(|e| {
         Error::usage(
             format!("cannot read {}: {e}", file.display()),
@@ -59,10 +175,15 @@ fn verify_export(file: &std::path::Path) -> Result<u8> {
         )
     })?;
     let lines: Vec<&str> = text.lines().collect();
-    report(
-        runbook_core::audit::verify_lines(&lines),
-        &file.display().to_string(),
-    )
+    let place = file.display().to_string();
+    let recorded = recorded_head(args)?;
+    match runbook_core::audit::verify_lines(&lines) {
+        Verdict::Intact { entries, head } => {
+            let hashes = runbook_core::audit::hashes_of(&lines);
+            Ok(check_head(&hashes, recorded, &place, (entries, &head)))
+        }
+        broken => report(broken, &place),
+    }
 }
 
 fn report(verdict: Verdict, place: &str) -> Result<u8> {
@@ -159,31 +280,30 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn verify(log: &AuditLog, args: &AuditVerifyArgs) -> Result<u8> {
-    match log.verify()? {
-        Verdict::Intact { entries, head } => {
-            let Some(recorded) = &args.head else {
-                ui::out(&format!("OK: {entries} entries, head {head}"));
-                return Ok(exit::OK);
-            };
-            match log.find_head(recorded)? {
-                HeadCheck::Present { line, after } => {
-                    ui::out(&format!(
-                        "OK: {entries} entries, head {head}; the recorded head is entry {line}, {after} appended since"
-                    ));
-                    Ok(exit::OK)
-                }
-                HeadCheck::Missing => {
-                    ui::err(&format!(
-                        "BROKEN: {} does not contain the recorded head {}: entries were cut off the end, or the log was replaced",
-                        log.location(),
-                        ui::truncate(recorded, 80)
-                    ));
-                    ui::err(&format!("The chain that is left verifies ({entries} entries, head {head}); compare with a copy of the log (or its webhook sink) to see what is missing."));
-                    Ok(exit::STEP_FAILED)
-                }
-            }
-        }
-        broken @ Verdict::Broken { .. } => report(broken, &log.location()),
+fn verify(
+    store: &runbook_core::store::Store,
+    log: &AuditLog,
+    args: &AuditVerifyArgs,
+) -> Result<u8> {
+    let recorded = recorded_head(args)?;
+    let (entries, head) = match log.verify()? {
+        Verdict::Intact { entries, head } => (entries, head),
+        broken => return report(broken, &log.location()),
+    };
+    let problems = runbook_core::ledger::chain::verify_journals(store)?;
+    for p in &problems {
+        ui::err(&format!(
+            "BROKEN: the journal of run {}: {}",
+            ui::truncate(&p.run_id, 80),
+            p.reason
+        ));
+    }
+    let hashes: Vec<String> = log.entries()?.into_iter().map(|e| e.hash).collect();
+    let code = check_head(&hashes, recorded, &log.location(), (entries, &head));
+    if problems.is_empty() {
+        Ok(code)
+    } else {
+        ui::err("A run's journal no longer matches the audit chain: its status and writes cannot be trusted; compare with a backup of the state.");
+        Ok(exit::STEP_FAILED)
     }
 }

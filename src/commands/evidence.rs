@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The pack's format name: a reader refuses what it does not know.
-const FORMAT: &str = "runbook-evidence/1";
+const FORMAT: &str = "runbook-evidence/2";
 /// The first line of a private key file.
 const KEY_HEADER: &str = "runbook evidence signing key (ed25519, base64 seed)";
 
@@ -161,6 +161,13 @@ struct Pack {
     writes: Vec<WriteRecord>,
     verification: Vec<Check>,
     audit: AuditSection,
+    /// The run's journal, every line as stored (redacted, hash-chained): `evidence verify`
+    /// checks it against the audit entries and derives the status from it again.
+    journal: Vec<String>,
+    /// Why the journal does not hold (edited, cut or rewritten), when it does not: the
+    /// pack then states no status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal_problem: Option<String>,
     /// Set when `runbook abandon` ended the run: who, why, and what it left in the world.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     abandoned: Option<runbook_core::events::Abandoned>,
@@ -299,11 +306,19 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .collect();
     let (steps, writes, approvals) = history(&ledger, &checks_of);
     let log = AuditLog::new(store);
-    let entries = log
+    let entries: Vec<runbook_core::audit::AuditEntry> = log
         .entries()?
         .into_iter()
         .filter(|a| a.event.run_id == run_id)
         .collect();
+    let text = store.journal(run_id)?.unwrap_or_default();
+    let journal: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let journal_problem =
+        ledger::chain::check_journal(&text, &entries.iter().collect::<Vec<_>>()).err();
     let chain = match log.verify()? {
         Verdict::Intact { entries, head } => Chain {
             intact: true,
@@ -344,22 +359,87 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         target: ledger.target_label().into(),
         rehearsal: ledger.is_rehearsal(),
         abandoned: ledger.abandoned.clone(),
-        status: ledger
-            .processes
-            .iter()
-            .rev()
-            .find_map(|p| p.ended())
-            .map(|s| s.as_str().to_string()),
+        status: journal_problem
+            .is_none()
+            .then(|| status_of(&ledger))
+            .flatten(),
         actors,
         approvals,
         steps,
         writes,
         verification,
         audit: AuditSection { entries, chain },
+        journal,
+        journal_problem,
         generated_at: run::now_rfc3339(),
         generated_by: format!("runbook {}", env!("CARGO_PKG_VERSION")),
         signature: None,
     })
+}
+
+/// How the run ended, as its journal says: the last process that recorded an end.
+fn status_of(ledger: &Ledger) -> Option<String> {
+    ledger
+        .processes
+        .iter()
+        .rev()
+        .find_map(|p| p.ended())
+        .map(|s| s.as_str().to_string())
+}
+
+/// What a signed pack must also hold: an audit chain that was intact, entries whose hashes
+/// match them, a journal whose chain holds and that the entries link to, and the status the
+/// journal gives.
+fn check_content(pack: &Value) -> std::result::Result<(), String> {
+    let chain = &pack["audit"]["chain"];
+    if chain["intact"] != Value::Bool(true) {
+        return Err(format!(
+            "the audit chain was broken when it was made (entry {}: {})",
+            chain["broken_at_line"],
+            chain["reason"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(problem) = pack["journal_problem"].as_str() {
+        return Err(format!(
+            "the run's journal did not hold when it was made: {problem}"
+        ));
+    }
+    let entries = pack["audit"]["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut parsed = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        if runbook_core::audit::entry_hash(e) != e["hash"].as_str().unwrap_or_default() {
+            return Err(format!(
+                "audit entry {} in it does not match its hash (edited)",
+                i + 1
+            ));
+        }
+        let entry: runbook_core::audit::AuditEntry = serde_json::from_value(e.clone())
+            .map_err(|err| format!("audit entry {} in it cannot be read: {err}", i + 1))?;
+        parsed.push(entry);
+    }
+    let Some(lines) = pack["journal"].as_array() else {
+        return Err("it carries no journal".into());
+    };
+    let text: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l.as_str().unwrap_or_default()))
+        .collect();
+    ledger::chain::check_journal(&text, &parsed.iter().collect::<Vec<_>>())?;
+    let run_id = pack["run_id"].as_str().unwrap_or_default();
+    let ledger =
+        ledger::from_text(&text, run_id).map_err(|e| format!("its journal cannot be read: {e}"))?;
+    let status = status_of(&ledger);
+    if pack["status"].as_str() != status.as_deref() {
+        return Err(format!(
+            "it states the status {} but its journal says {}",
+            pack["status"],
+            status.as_deref().unwrap_or("none")
+        ));
+    }
+    Ok(())
 }
 
 /// The run's steps, writes (with their secrets by fingerprint) and approval decisions, in
@@ -431,7 +511,7 @@ fn history(
     (steps, writes, approvals)
 }
 
-fn sign(pack: Value, key: &SigningKey) -> Value {
+pub(crate) fn sign(pack: Value, key: &SigningKey) -> Value {
     let signature = key.sign(&signed_bytes(&pack));
     let b64 = base64::engine::general_purpose::STANDARD;
     let signature = Signature {
@@ -449,7 +529,7 @@ fn sign(pack: Value, key: &SigningKey) -> Value {
     pack
 }
 
-fn read_signing_key(path: &Path) -> Result<SigningKey> {
+pub(crate) fn read_signing_key(path: &Path) -> Result<SigningKey> {
     let bad = |why: &str| {
         Error::usage(
             format!("{}: {why}", path.display()),
@@ -476,7 +556,7 @@ fn read_signing_key(path: &Path) -> Result<SigningKey> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-fn read_public_key(path: &Path) -> Result<VerifyingKey> {
+pub(crate) fn read_public_key(path: &Path) -> Result<VerifyingKey> {
     let bad = |why: &str| {
         Error::usage(
             format!("{}: {why}", path.display()),
@@ -526,6 +606,36 @@ fn keygen(out: &Path) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// Whether `value` carries an Ed25519 signature by `key` over everything else in it: the
+/// signing public key (base64), or why not.
+pub(crate) fn check_signature(
+    value: &Value,
+    key: &VerifyingKey,
+) -> std::result::Result<String, String> {
+    let sig = value
+        .get("signature")
+        .and_then(|s| serde_json::from_value::<Signature>(s.clone()).ok())
+        .filter(|s| s.algorithm == "ed25519");
+    let Some(sig) = sig else {
+        return Err("it is not signed (no ed25519 signature)".into());
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if sig.public_key != b64.encode(key.as_bytes()) {
+        return Err("it was signed with another key".into());
+    }
+    let Ok(bytes) = b64.decode(&sig.value) else {
+        return Err("the signature is not base64".into());
+    };
+    let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return Err("the signature is not 64 bytes".into());
+    };
+    let signature = ed25519_dalek::Signature::from_bytes(&bytes);
+    if key.verify(&signed_bytes(value), &signature).is_err() {
+        return Err("the signature does not match its content (edited after signing)".into());
+    }
+    Ok(sig.public_key)
+}
+
 fn verify(file: &Path, pubkey: &Path) -> Result<u8> {
     let key = read_public_key(pubkey)?;
     let text = std::fs::read_to_string(file).map_err(|e| {
@@ -556,26 +666,12 @@ fn verify(file: &Path, pubkey: &Path) -> Result<u8> {
     if field(&["format"]) != FORMAT {
         return fail(format!("format {} is not {FORMAT}", field(&["format"])));
     }
-    let sig = pack
-        .get("signature")
-        .and_then(|s| serde_json::from_value::<Signature>(s.clone()).ok())
-        .filter(|s| s.algorithm == "ed25519");
-    let Some(sig) = sig else {
-        return fail("it is not signed (no ed25519 signature)".into());
+    let sig = match check_signature(&pack, &key) {
+        Ok(sig) => sig,
+        Err(why) => return fail(why),
     };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    if sig.public_key != b64.encode(key.as_bytes()) {
-        return fail("it was signed with another key".into());
-    }
-    let Ok(value) = b64.decode(&sig.value) else {
-        return fail("the signature is not base64".into());
-    };
-    let Ok(bytes) = <[u8; 64]>::try_from(value.as_slice()) else {
-        return fail("the signature is not 64 bytes".into());
-    };
-    let signature = ed25519_dalek::Signature::from_bytes(&bytes);
-    if key.verify(&signed_bytes(&pack), &signature).is_err() {
-        return fail("the signature does not match its content (edited after signing)".into());
+    if let Err(why) = check_content(&pack) {
+        return fail(why);
     }
     ui::out(&format!(
         "evidence {}: verified: run {} of {} ({}), signed by {}",
@@ -583,7 +679,7 @@ fn verify(file: &Path, pubkey: &Path) -> Result<u8> {
         field(&["run_id"]),
         field(&["runbook", "id"]),
         field(&["status"]),
-        sig.public_key
+        sig
     ));
     Ok(exit::OK)
 }

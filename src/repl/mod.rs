@@ -609,6 +609,10 @@ impl Repl<'_> {
                 self.failures += 1;
                 ui::err("interrupted");
             }
+            Outcome::Fenced(why) => {
+                self.failures += 1;
+                ui::err(&format!("{kind} {id} stopped: {why}"));
+            }
         }
         runbook_core::interrupt::reset();
     }

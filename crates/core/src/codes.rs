@@ -77,6 +77,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::aborted", Run, "The operator said no to a confirmation or prerequisite (exit 3).", "Nothing after that point ran; `runbook resume` continues when ready."),
     c("runbook::timeout", Run, "A step ran past its wall-clock limit (default 10m, prompts excluded), or a runbook's top level past its 5s load budget.", "Raise the step's limit with .timeout(\"30m\") if it legitimately takes longer; move work out of the top level into a step."),
     c("runbook::interrupted", Run, "Ctrl-C (exit 130).", "The journal says where it stopped: `runbook resume` or `rollback`."),
+    c("runbook::state::unrecorded", Run, "A vendor write was not sent: its record could not be stored within the wait (a full or read-only disk, a database that is down; `[state] wait_seconds`), or another run took this run's lock.", "Nothing was sent. Once the state store answers, `runbook resume RUN_ID` goes on from the last recorded step; if another run holds the lock, see `runbook runs`."),
     c("runbook::prompt::no_answer", Run, "A prompt needs an answer and there is no terminal, answers file entry or --yes.", "Add the prompt's id to a file passed with --answers, or run on a terminal."),
     // Scripts and check.
     c("runbook::script::parse", Script, "The script does not parse.", "Fix the syntax at the place shown; `runbook check` lists every problem."),

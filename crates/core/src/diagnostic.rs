@@ -371,6 +371,11 @@ fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
             let help = lines.next().map(str::to_string);
             ("runbook::timeout", message, help)
         }
+        E::ErrorTerminated(token, _) if token.to_string().starts_with(crate::interrupt::FENCED) => (
+            "runbook::state::unrecorded",
+            token.to_string()[crate::interrupt::FENCED.len()..].to_string(),
+            Some("see `runbook runs`; once the state store answers, `runbook resume RUN_ID` goes on from the last recorded step".into()),
+        ),
         E::ErrorTerminated(..) => ("runbook::interrupted", "interrupted (Ctrl-C)".into(), None),
         E::ErrorMismatchDataType(..) | E::ErrorMismatchOutputType(..) => (
             "runbook::script::type_mismatch",

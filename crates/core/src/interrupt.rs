@@ -13,6 +13,9 @@ use tokio::sync::watch;
 pub const INTERRUPTED: &str = "runbook::interrupted";
 /// The token of a run the operator aborted at a prompt.
 pub const ABORTED: &str = "runbook::aborted";
+/// Ends a script when a write could not be recorded before it was sent (the store is down,
+/// or the run's lease is gone); the reason follows the prefix.
+pub const FENCED: &str = "runbook::state::unrecorded: ";
 
 static FLAG: AtomicBool = AtomicBool::new(false);
 static WATCH: OnceLock<watch::Sender<bool>> = OnceLock::new();

@@ -179,6 +179,13 @@ fn sweep() {
 }
 
 fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
+    let (dir, url, port) = init_cluster()?;
+    let child = run_cluster(dir.path(), port, &url)?;
+    Ok((url, dir, child))
+}
+
+/// A new cluster's directory, its URL (database `postgres`) and the port it is to use.
+fn init_cluster() -> Result<(tempfile::TempDir, String, u16), String> {
     sweep();
     let bin = binaries().ok_or("no PostgreSQL binaries in /usr/lib/postgresql")?;
     let root = is_root();
@@ -215,17 +222,24 @@ fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
         ));
     }
     let port = free_port()?;
-    let mut child = as_owner(root, &bin.join("postgres"))
+    let url = format!("postgres://runbook:{password}@127.0.0.1:{port}/postgres");
+    Ok((dir, url, port))
+}
+
+/// Starts the server of the cluster in `dir` on `port`, and waits until it answers.
+fn run_cluster(dir: &Path, port: u16, url: &str) -> Result<Child, String> {
+    let bin = binaries().ok_or("no PostgreSQL binaries in /usr/lib/postgresql")?;
+    let data = dir.join("data");
+    let mut child = as_owner(is_root(), &bin.join("postgres"))
         .arg("-D")
         .arg(&data)
         .args(["-p", &port.to_string(), "-k"])
-        .arg(dir.path())
+        .arg(dir)
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("postgres: {e}"))?;
-    let url = format!("postgres://runbook:{password}@127.0.0.1:{port}/postgres");
     // Ready when it accepts a connection and is this cluster (another process may have
     // taken the port between our probe and the server's bind); a server that exits or never
     // answers is an error, not a hang.
@@ -236,7 +250,7 @@ fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
                 "the throwaway cluster exited ({status}); port {port} may be taken"
             ));
         }
-        if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
+        if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
             let theirs: String = c
                 .query_one("SHOW data_directory", &[])
                 .map_err(|e| detail(&e))?
@@ -254,7 +268,72 @@ fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Ok((url, dir, child))
+    Ok(child)
+}
+
+/// A cluster of one test's own, which the test may stop and start again (a database
+/// outage) without touching any other test's server.
+pub struct Cluster {
+    pub url: String,
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Option<Child>,
+}
+
+impl Cluster {
+    /// A new cluster, running; `None` (reason printed) when PostgreSQL is not installed,
+    /// a failure under `RUNBOOK_TEST_REQUIRE_DATABASE=1`.
+    pub fn start(test: &str) -> Option<Cluster> {
+        let started = init_cluster().and_then(|(dir, url, port)| {
+            let server = run_cluster(dir.path(), port, &url)?;
+            Ok(Cluster {
+                url,
+                dir,
+                port,
+                server: Some(server),
+            })
+        });
+        match started {
+            Ok(c) => Some(c),
+            Err(why) => {
+                if std::env::var("RUNBOOK_TEST_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
+                    panic!("{test}: RUNBOOK_TEST_REQUIRE_DATABASE=1 but no cluster: {why}");
+                }
+                eprintln!("skipped {test}: no PostgreSQL cluster ({why})");
+                None
+            }
+        }
+    }
+
+    /// Stops the server (a fast shutdown: its sessions are ended) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            // SAFETY: signalling the server process this value started.
+            unsafe {
+                libc::kill(server.id() as i32, libc::SIGINT);
+            }
+            let _ = server.wait();
+        }
+    }
+
+    /// Starts the server again on the same data and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let server = run_cluster(self.dir.path(), self.port, &self.url)
+            .unwrap_or_else(|e| panic!("cannot start the cluster again: {e}"));
+        self.server = Some(server);
+    }
+
+    /// A client on it.
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the cluster")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 fn is_root() -> bool {

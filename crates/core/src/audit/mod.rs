@@ -227,6 +227,9 @@ pub struct Event {
     pub action: Action,
     pub mode: Mode,
     pub context: Value,
+    /// The run's journal line this entry follows: the journal is under the chain through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalLink>,
 }
 
 /// An entry as it is hashed: the event, when it was written and the entry it follows.
@@ -346,18 +349,8 @@ impl AuditLog {
     /// log. A chain that verifies can still have lost its last entries; only a head kept
     /// elsewhere shows that.
     pub fn find_head(&self, head: &str) -> Result<HeadCheck> {
-        if head == GENESIS {
-            let after = self.entries()?.len();
-            return Ok(HeadCheck::Present { line: 0, after });
-        }
-        let entries = self.entries()?;
-        Ok(match entries.iter().position(|e| e.hash == head) {
-            Some(i) => HeadCheck::Present {
-                line: i + 1,
-                after: entries.len() - i - 1,
-            },
-            None => HeadCheck::Missing,
-        })
+        let hashes: Vec<String> = self.entries()?.into_iter().map(|e| e.hash).collect();
+        Ok(find_head_in(&hashes, head))
     }
 
     /// Walks the chain: every entry's hash must match its content, and every `prev_hash`
@@ -366,6 +359,41 @@ impl AuditLog {
     pub fn verify(&self) -> Result<Verdict> {
         Ok(verify_lines(&self.store.audit_lines()?))
     }
+}
+
+/// Where a run's journal stood when an audit entry was written: its `lines`-th line (1-based,
+/// counting every non-empty line) has the hash `head` (`ledger::chain` makes and checks it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JournalLink {
+    pub lines: u64,
+    pub head: String,
+}
+
+/// Where `head` sits among a chain's entry hashes (in order).
+pub fn find_head_in(hashes: &[String], head: &str) -> HeadCheck {
+    if head == GENESIS {
+        return HeadCheck::Present {
+            line: 0,
+            after: hashes.len(),
+        };
+    }
+    match hashes.iter().position(|h| h == head) {
+        Some(i) => HeadCheck::Present {
+            line: i + 1,
+            after: hashes.len() - i - 1,
+        },
+        None => HeadCheck::Missing,
+    }
+}
+
+/// The `hash` of each line that has one (an export read back).
+pub fn hashes_of<S: AsRef<str>>(lines: &[S]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Link>(l.as_ref()).ok())
+        .map(|l| l.hash)
+        .filter(|h| !h.is_empty())
+        .collect()
 }
 
 /// What verifying reads of an entry: its hash and the one it follows.
@@ -442,6 +470,7 @@ mod tests {
             action: Action::parse(action),
             mode: Mode::Exec,
             context: json!({"k": "v"}),
+            journal: None,
         }
     }
 

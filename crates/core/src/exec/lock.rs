@@ -171,6 +171,14 @@ impl Lock {
         &self.key
     }
 
+    /// What a write's record is fenced by: this taking of this lock.
+    pub fn fence(&self) -> crate::store::Fence {
+        crate::store::Fence {
+            key: self.key.clone(),
+            lease_id: self.lease_id.clone(),
+        }
+    }
+
     /// This taking of the lock.
     pub fn lease_id(&self) -> &str {
         &self.lease_id

@@ -113,26 +113,31 @@ impl<'a> Runner<'a> {
                 .ledger()
                 .read(None, |l| l.stop.as_ref().map(|s| s.step.clone())),
         };
-        self.event(AuditEvent::RunCompleted {
-            status,
-            failed_step,
-        });
         let waited = run
             .services()
             .built_vendors()
             .map_or(0, |v| v.transport().rate_limit_wait().as_millis() as u64);
         run.note_simulators();
+        // The end goes in the journal first, so the audit entry after it names it: the
+        // status is under the chain (`audit_head` here is the entry before).
         run.ledger().record(Event::RunFinished(RunFinished {
             status,
-            error: self.error,
+            error: self.error.clone(),
             duration_ms: Some(began.elapsed().as_millis() as u64),
             rate_limit_wait_ms: (waited > 0).then_some(waited),
             audit_head: run.auditor().head(),
         }));
+        self.event(AuditEvent::RunCompleted {
+            status,
+            failed_step,
+        });
         let plan = self.session.runbook().plan();
-        run.ledger()
+        let mut report = run
+            .ledger()
             .read(None, |l| Some(Report::of(l, plan)))
-            .unwrap_or_else(|| Report::unrecorded(run.info(), plan, status))
+            .unwrap_or_else(|| Report::unrecorded(run.info(), plan, status));
+        report.audit_head = run.auditor().head().or(report.audit_head);
+        report
     }
 
     fn event(&self, event: AuditEvent) {
@@ -287,6 +292,14 @@ impl<'a> Runner<'a> {
                         .warning(format!("Interrupted (Ctrl-C) during step '{}'.", step.id));
                     self.explain_left_behind();
                     return Some(RunStatus::Interrupted);
+                }
+                Outcome::Fenced(why) => {
+                    self.say.warning(format!(
+                        "\nStep '{}' stopped before its write: {why}",
+                        step.id
+                    ));
+                    self.explain_left_behind();
+                    return Some(RunStatus::Failed);
                 }
                 Outcome::Failed(diag) => {
                     self.say.warning(format!("\nStep '{}' failed:", step.id));
@@ -703,6 +716,11 @@ impl<'a> Runner<'a> {
             }
             Outcome::Aborted => Some(RunStatus::Aborted),
             Outcome::Interrupted => Some(RunStatus::Interrupted),
+            Outcome::Fenced(why) => {
+                self.say
+                    .warning(format!("  ✗ undo of '{}' stopped: {why}", step.id));
+                Some(RunStatus::Failed)
+            }
         }
     }
 

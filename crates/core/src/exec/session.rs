@@ -32,6 +32,9 @@ pub enum Outcome {
     Failed(Box<ScriptError>),
     Aborted,
     Interrupted,
+    /// A write was not sent because its record could not be stored (the store is down, or
+    /// the run's lease is gone): the run stops at once, and says why.
+    Fenced(String),
 }
 
 /// A runbook attached to a run.
@@ -105,7 +108,8 @@ fn context(
         url,
         services: services.clone(),
     });
-    let auditor = Auditor::new(AuditLog::new(&w.store), info.clone(), say.clone(), webhook);
+    let auditor = Auditor::new(AuditLog::new(&w.store), info.clone(), say.clone(), webhook)
+        .linked(ledger.clone());
     let operator = Operator::new(w.prompter, ledger.clone());
     let parts = RunParts {
         auditor: Rc::new(auditor),
@@ -281,6 +285,14 @@ impl Session {
             left,
         };
         run.ledger().required(Event::Abandoned(abandoned.clone()))?;
+        // The end is journalled before its audit entry, which then names it.
+        run.ledger().record(Event::RunFinished(RunFinished {
+            status: RunStatus::Aborted,
+            error: Some(format!("abandoned: {reason}")),
+            duration_ms: None,
+            rate_limit_wait_ms: None,
+            audit_head: run.auditor().head(),
+        }));
         run.auditor().note(
             "",
             AuditEvent::RunAbandoned {
@@ -292,13 +304,6 @@ impl Session {
                     .collect(),
             },
         );
-        run.ledger().record(Event::RunFinished(RunFinished {
-            status: RunStatus::Aborted,
-            error: Some(format!("abandoned: {reason}")),
-            duration_ms: None,
-            rate_limit_wait_ms: None,
-            audit_head: run.auditor().head(),
-        }));
         r.session.release_lock();
         Ok(abandoned)
     }
@@ -331,6 +336,9 @@ impl Session {
             }
         };
         let ledger = Rc::new(LedgerWriter::new(&w.store, say.clone()));
+        if let Some(lock) = &lock {
+            ledger.fence(lock.fence());
+        }
         let policy = Policy::of(runbook.plan(), &ctx.snapshot()["params"]);
         let run = context(w, info, ledger, say, policy);
         let session = Session::attach(runbook, run, ctx, lock);
@@ -388,7 +396,18 @@ impl Session {
         let key = super::lock::key(runbook.plan(), &start.params);
         let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, w.break_lock, &say)?;
         let later = superseding(&w.store, r.entry, &state)?;
-        let ledger = Rc::new(LedgerWriter::reopened(&w.store, say.clone(), state.clone()));
+        let tip = w
+            .store
+            .journal(&r.run_id)?
+            .map(|t| crate::ledger::tip_of(&t))
+            .unwrap_or_else(crate::ledger::Link::start);
+        let ledger = Rc::new(LedgerWriter::reopened(
+            &w.store,
+            say.clone(),
+            state.clone(),
+            tip,
+        ));
+        ledger.fence(lock.fence());
         let policy = Policy::of(runbook.plan(), &start.params);
         let actor = w.actor.clone();
         let run = context(w, info, ledger, say, policy);
@@ -528,6 +547,9 @@ impl Session {
         match termination(e).as_deref() {
             Some(ABORTED) => Outcome::Aborted,
             Some(INTERRUPTED) => Outcome::Interrupted,
+            Some(t) if t.starts_with(crate::interrupt::FENCED) => {
+                Outcome::Fenced(t[crate::interrupt::FENCED.len()..].to_string())
+            }
             _ if crate::interrupt::is_set() => Outcome::Interrupted,
             _ => Outcome::Failed(Box::new(ScriptError::from_eval(e, self.runbook.sources()))),
         }

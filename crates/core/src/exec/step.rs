@@ -36,12 +36,14 @@ impl Outcome {
             Outcome::Failed(_) => StepEnd::Failed,
             Outcome::Aborted => StepEnd::Aborted,
             Outcome::Interrupted => StepEnd::Interrupted,
+            Outcome::Fenced(_) => StepEnd::Failed,
         }
     }
 
     fn error(&self) -> Option<String> {
         match self {
             Outcome::Failed(d) => Some(d.to_string()),
+            Outcome::Fenced(why) => Some(why.clone()),
             _ => None,
         }
     }

@@ -25,6 +25,11 @@ pub struct Auditor {
     webhook_down: Cell<bool>,
     /// The hash of the last entry this run wrote: the head it leaves.
     head: RefCell<Option<String>>,
+    /// The run's journal, whose stored tip each entry names.
+    journal: Option<Rc<crate::ledger::LedgerWriter>>,
+    /// Entries the log could not take, in order: written before anything else, and before
+    /// any vendor write is sent (`flush`).
+    unsaved: RefCell<std::collections::VecDeque<(String, Action, serde_json::Value)>>,
 }
 
 impl Auditor {
@@ -36,6 +41,29 @@ impl Auditor {
             webhook,
             webhook_down: Cell::new(false),
             head: RefCell::new(None),
+            journal: None,
+            unsaved: RefCell::default(),
+        }
+    }
+
+    /// Links every entry to the run's journal (its stored tip), so the journal is under
+    /// the audit chain.
+    pub fn linked(self, journal: Rc<crate::ledger::LedgerWriter>) -> Auditor {
+        Auditor {
+            journal: Some(journal),
+            ..self
+        }
+    }
+
+    /// Writes the entries the log could not take earlier, in order: `Err` while it still
+    /// cannot (a vendor write then waits, or is not sent).
+    pub fn flush(&self) -> Result<()> {
+        loop {
+            let Some((step, action, context)) = self.unsaved.borrow().front().cloned() else {
+                return Ok(());
+            };
+            self.write(&step, action, context)?;
+            self.unsaved.borrow_mut().pop_front();
         }
     }
 
@@ -50,6 +78,8 @@ impl Auditor {
             webhook: self.webhook.clone(),
             webhook_down: Cell::new(self.webhook_down.get()),
             head: RefCell::new(self.head.borrow().clone()),
+            journal: self.journal.clone(),
+            unsaved: RefCell::default(),
         }
     }
 
@@ -81,11 +111,19 @@ impl Auditor {
     }
 
     /// `event`, with a warning instead of an error: a log that cannot be written must not
-    /// end a run that already changed things.
+    /// end a run that already changed things. The entry is kept and written before the
+    /// run's next vendor write, which waits for it.
     pub fn note(&self, step: &str, event: AuditEvent) {
-        if let Err(e) = self.event(step, event) {
-            self.say
-                .warning(format!("warning: could not write the audit log: {e}"));
+        let kept = self.flush().and_then(|()| self.event(step, event.clone()));
+        if let Err(e) = kept {
+            self.say.warning(format!(
+                "warning: could not write the audit log: {e}; the entry is kept, and no vendor write is sent until the log takes it"
+            ));
+            self.unsaved.borrow_mut().push_back((
+                step.to_string(),
+                event.action(),
+                event.context(),
+            ));
         }
     }
 
@@ -104,6 +142,7 @@ impl Auditor {
             action,
             mode: self.info.modes.label(),
             context,
+            journal: self.journal.as_ref().and_then(|j| j.stored()),
         })?;
         *self.head.borrow_mut() = Some(entry.hash.clone());
         self.send(&entry);

@@ -201,7 +201,7 @@ impl<'a> Writes<'a> {
             return Ok(Dynamic::UNIT);
         }
         let step = self.step_name();
-        self.write_sent(&step, function, target, &detail);
+        self.write_sent(&step, function, target, &detail)?;
         let result = call();
         let outcome = match &result {
             Ok(v) => (self.judge)(v),
@@ -246,8 +246,19 @@ impl<'a> Writes<'a> {
                 "    {t}: already done in an earlier attempt of this step; not repeated"
             ));
         }
-        for t in &todo {
-            self.write_sent(&step, function, t, &detail);
+        for (i, t) in todo.iter().enumerate() {
+            if let Err(stop) = self.write_sent(&step, function, t, &detail) {
+                // The targets recorded before it are not sent either.
+                for sent in &todo[..i] {
+                    let end = End {
+                        outcome: WriteOutcome::NotSent,
+                        error: None,
+                        answer: None,
+                    };
+                    self.write_settled(&step, function, effect, sent, &detail, end);
+                }
+                return Err(stop);
+            }
         }
         let results = if todo.is_empty() {
             Vec::new()
@@ -274,16 +285,28 @@ impl<'a> Writes<'a> {
         Ok(results)
     }
 
-    fn write_sent(&self, step: &str, function: &str, target: &str, detail: &Value) {
-        self.run.scope().count_write();
-        self.ledger().record(Event::Write(WriteSent {
+    /// Records a write before it is sent (see `LedgerWriter::before_write`): `Err`, and the
+    /// run stops, when the record cannot be stored or the run's lease is gone.
+    fn write_sent(&self, step: &str, function: &str, target: &str, detail: &Value) -> R<()> {
+        let auditor = self.run.auditor();
+        let event = Event::Write(WriteSent {
             step: step.to_string(),
             function: function.to_string(),
             target: target.to_string(),
             detail: detail.clone(),
             idempotent: idempotent(function),
             undo: self.in_undo(),
-        }));
+        });
+        self.ledger()
+            .before_write(event, &|| auditor.flush())
+            .map_err(|why| {
+                rhai::EvalAltResult::ErrorTerminated(
+                    Dynamic::from(format!("{}{why}", crate::interrupt::FENCED)),
+                    rhai::Position::NONE,
+                )
+            })?;
+        self.run.scope().count_write();
+        Ok(())
     }
 
     fn write_settled(

@@ -4,13 +4,15 @@
 //! fold of those events (`Ledger`) that every view reads. Secrets appear only as
 //! fingerprints.
 
+pub mod chain;
 mod fold;
 mod legacy;
 mod writer;
 
 pub use crate::events::*;
+pub use chain::Link;
 pub use fold::{Happened, Ledger, Process, StepLine, StepState, Stop, Write};
-pub use writer::LedgerWriter;
+pub use writer::{tip_of, LedgerWriter, Unrecorded};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -48,6 +50,17 @@ pub fn open(store: &Store, run_id: &str) -> Result<(Vec<Stamped>, Ledger)> {
         reason: "it has no start record".into(),
     })?;
     Ok((events, ledger))
+}
+
+/// A journal's text (an evidence pack's copy), folded.
+pub fn from_text(text: &str, run_id: &str) -> Result<Ledger> {
+    let path = Path::new("(the journal)");
+    let events = parse(text, path, run_id)?;
+    Ledger::fold(&events).ok_or_else(|| Error::JournalDamaged {
+        path: path.into(),
+        line: 1,
+        reason: "it has no start record".into(),
+    })
 }
 
 /// The runs started after `run_id` (run ids begin with their start time), folded (a

@@ -1,11 +1,44 @@
-//! Appending to a run's ledger: each event is stored, folded into the run's live `Ledger`
-//! and handed to the sink, in that order.
+//! Appending to a run's ledger: each event is chained (`chain`), stored, folded into the
+//! run's live `Ledger` and handed to the sink, in that order. A vendor write is recorded
+//! before it is sent, fenced by the run's lease, or not sent at all.
 
+use super::chain::{self, Link};
 use super::{encode, Event, Ledger, Stamped};
 use crate::error::Result;
 use crate::sink::Say;
-use crate::store::Store;
+use crate::store::{Fence, Store};
 use std::cell::{Cell, Ref, RefCell};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Why a write was not sent: its record could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unrecorded {
+    /// Another run took this run's lock: it never writes again.
+    LeaseLost,
+    /// The store did not take the record within the wait; the error it last gave.
+    StoreDown(String),
+}
+
+impl std::fmt::Display for Unrecorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unrecorded::LeaseLost => f.write_str(
+                "this run no longer holds its rotation lock: another run took it (--break-lock, or after this run's lease ran out); it makes no further write, so two runs never rotate the same secret",
+            ),
+            Unrecorded::StoreDown(e) => write!(
+                f,
+                "the write was not sent because its record could not be stored: {e}"
+            ),
+        }
+    }
+}
+
+/// A line made but not yet stored: its place in the chain and its text.
+struct Unsaved {
+    link: Link,
+    line: String,
+}
 
 /// The run's ledger, appending. One per run, shared by everything that records.
 pub struct LedgerWriter {
@@ -13,8 +46,19 @@ pub struct LedgerWriter {
     say: Say,
     /// The fold so far; `None` until `run_started`.
     ledger: RefCell<Option<Ledger>>,
-    /// Set once an event could not be stored: the operator was told, once.
-    broken: Cell<bool>,
+    /// The chain's tip: the last line made.
+    tip: RefCell<Link>,
+    /// The last line the store holds: what an audit entry may name.
+    stored: RefCell<Link>,
+    /// Lines made while the store could not take them, in order: stored before anything
+    /// else, and before any write is sent.
+    unsaved: RefCell<VecDeque<Unsaved>>,
+    /// The lease a write's record is fenced by (a run that holds a rotation lock).
+    fence: RefCell<Option<Fence>>,
+    /// Set once the fence found the lease taken: nothing is written again.
+    lost: Cell<bool>,
+    /// Set while the store refuses records: the operator was told, once per outage.
+    outage: Cell<bool>,
 }
 
 impl LedgerWriter {
@@ -24,15 +68,34 @@ impl LedgerWriter {
             store: store.clone(),
             say,
             ledger: RefCell::new(None),
-            broken: Cell::new(false),
+            tip: RefCell::new(Link::start()),
+            stored: RefCell::new(Link::start()),
+            unsaved: RefCell::new(VecDeque::new()),
+            fence: RefCell::new(None),
+            lost: Cell::new(false),
+            outage: Cell::new(false),
         }
     }
 
-    /// A stopped run's ledger, folded from its journal, to append to.
-    pub fn reopened(store: &Store, say: Say, ledger: Ledger) -> LedgerWriter {
+    /// A stopped run's ledger, folded from its journal, to append to after `tip` (its last
+    /// line and that line's hash).
+    pub fn reopened(store: &Store, say: Say, ledger: Ledger, tip: Link) -> LedgerWriter {
         let w = LedgerWriter::new(store, say);
         *w.ledger.borrow_mut() = Some(ledger);
+        *w.tip.borrow_mut() = tip.clone();
+        *w.stored.borrow_mut() = tip;
         w
+    }
+
+    /// Fences every later write's record by this lease.
+    pub fn fence(&self, fence: Fence) {
+        *self.fence.borrow_mut() = Some(fence);
+    }
+
+    /// The last line the store holds, for the audit entries that link to it (`None`
+    /// before the first).
+    pub fn stored(&self) -> Option<Link> {
+        Some(self.stored.borrow().clone()).filter(|l| l.lines > 0)
     }
 
     pub fn run_id(&self) -> &str {
@@ -71,27 +134,156 @@ impl LedgerWriter {
     /// that cannot be written stops the run before it changes anything, since it could not
     /// be resumed or rolled back.
     pub fn required(&self, event: Event) -> Result<()> {
-        let (line, stamped) = stored_form(Stamped::now(self.run_id(), event));
-        self.store.journal_append(self.run_id(), &line)?;
+        let stamped = self.make(event);
+        self.flush()?;
         self.fold_and_emit(&stamped);
         Ok(())
     }
 
-    /// Appends an event, redacted, durably. A journal that cannot be written is reported
-    /// once and then left alone: the run goes on, but the operator knows resume will not be
-    /// possible. The live fold takes the event either way.
+    /// Appends an event, redacted, durably. A journal that cannot take it keeps it, in
+    /// order, for later: the operator is told, and no vendor write is sent until every kept
+    /// line is stored (`before_write`). The live fold takes the event either way.
     pub fn record(&self, event: Event) {
-        let (line, stamped) = stored_form(Stamped::now(self.run_id(), event));
-        if !self.broken.get() {
-            if let Err(e) = self.store.journal_append(self.run_id(), &line) {
+        if self.lost.get() {
+            // Another run holds the lock and appends to this journal now.
+            let (_, stamped) = stored_form(Stamped::now(self.run_id(), event));
+            self.fold_and_emit(&stamped);
+            return;
+        }
+        let stamped = self.make(event);
+        if let Err(e) = self.flush() {
+            if self.lost.get() {
                 self.say.warning(format!(
-                    "warning: cannot write the run journal {}: {e}; this run cannot be resumed",
+                    "warning: {}; this process records nothing more",
+                    Unrecorded::LeaseLost
+                ));
+            } else if !self.outage.replace(true) {
+                self.say.warning(format!(
+                    "warning: cannot write the run journal {}: {e}; this run sends no vendor write until the journal takes its records again",
                     self.location()
                 ));
-                self.broken.set(true);
             }
         }
         self.fold_and_emit(&stamped);
+    }
+
+    /// Records a write before it is sent: every kept line first, then `also` (the audit
+    /// trail's kept entries), then the write's own line, fenced by the run's lease. A store
+    /// that does not answer is retried with backoff for the store's wait; a lease another
+    /// run took is final. `Err`: the write must not be sent.
+    pub fn before_write(
+        &self,
+        event: Event,
+        also: &dyn Fn() -> Result<()>,
+    ) -> std::result::Result<(), Unrecorded> {
+        if self.lost.get() {
+            return Err(Unrecorded::LeaseLost);
+        }
+        let stamped = Stamped::now(self.run_id(), event);
+        let line = encode(&stamped);
+        let wait = self.store.wait();
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(250);
+        let mut told = false;
+        loop {
+            let tried = self.flush().and_then(|()| also()).and_then(|()| {
+                let prev = self.tip.borrow().head.clone();
+                let (chained, hash) = chain::chained(&line, &prev);
+                Ok(self.append(&chained)?.then_some(hash))
+            });
+            if self.lost.get() {
+                return Err(Unrecorded::LeaseLost);
+            }
+            match tried {
+                Ok(Some(hash)) => {
+                    let link = Link {
+                        lines: self.tip.borrow().lines + 1,
+                        head: hash,
+                    };
+                    *self.tip.borrow_mut() = link.clone();
+                    *self.stored.borrow_mut() = link;
+                    if told || self.outage.replace(false) {
+                        self.say
+                            .warning("the state store takes records again; the run goes on");
+                    }
+                    let read_back = serde_json::from_str(&line).unwrap_or(stamped);
+                    self.fold_and_emit(&read_back);
+                    return Ok(());
+                }
+                Ok(None) => {
+                    self.lost.set(true);
+                    return Err(Unrecorded::LeaseLost);
+                }
+                Err(e) => {
+                    let waited = started.elapsed();
+                    if waited >= wait || crate::interrupt::is_set() {
+                        return Err(Unrecorded::StoreDown(e.to_string()));
+                    }
+                    if !told {
+                        self.say.warning(format!(
+                            "warning: cannot record the next vendor write before sending it: {e}; nothing is sent until it is recorded; retrying for up to {} s",
+                            wait.as_secs()
+                        ));
+                        told = true;
+                    }
+                    sleep_unless_interrupted(pause.min(wait - waited));
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Chains an event's line after the tip and keeps it to be stored.
+    fn make(&self, event: Event) -> Stamped {
+        let (line, stamped) = stored_form(Stamped::now(self.run_id(), event));
+        let prev = self.tip.borrow().head.clone();
+        let (chained, hash) = chain::chained(&line, &prev);
+        let link = Link {
+            lines: self.tip.borrow().lines + 1,
+            head: hash,
+        };
+        *self.tip.borrow_mut() = link.clone();
+        self.unsaved.borrow_mut().push_back(Unsaved {
+            link,
+            line: chained,
+        });
+        stamped
+    }
+
+    /// Stores the kept lines, in order, up to the first the store refuses.
+    fn flush(&self) -> Result<()> {
+        loop {
+            let Some((line, link)) = self
+                .unsaved
+                .borrow()
+                .front()
+                .map(|u| (u.line.clone(), u.link.clone()))
+            else {
+                return Ok(());
+            };
+            if !self.append(&line)? {
+                self.lost.set(true);
+                self.unsaved.borrow_mut().clear();
+                return Err(crate::error::Error::State {
+                    message: Unrecorded::LeaseLost.to_string(),
+                    help: "see `runbook runs` for the run that holds it".into(),
+                });
+            }
+            self.unsaved.borrow_mut().pop_front();
+            *self.stored.borrow_mut() = link;
+        }
+    }
+
+    /// Stores one line, fenced by the run's lease when it holds one: `false` when another
+    /// run took the lease (nothing stored).
+    fn append(&self, line: &str) -> Result<bool> {
+        match &*self.fence.borrow() {
+            Some(f) => self.store.journal_append_fenced(self.run_id(), line, f),
+            None => self
+                .store
+                .journal_append(self.run_id(), line)
+                .map(|()| true),
+        }
     }
 
     fn fold_and_emit(&self, stamped: &Stamped) {
@@ -112,4 +304,30 @@ fn stored_form(event: Stamped) -> (String, Stamped) {
     let line = encode(&event);
     let stored = serde_json::from_str(&line).unwrap_or(event);
     (line, stored)
+}
+
+/// Sleeps `d`, waking early for Ctrl-C.
+fn sleep_unless_interrupted(d: Duration) {
+    let until = Instant::now() + d;
+    while !crate::interrupt::is_set() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+/// Where a journal ends: its last line and that line's hash (the genesis hash when the
+/// journal predates the chain), to append after.
+pub fn tip_of(text: &str) -> Link {
+    let (hashes, _) = chain::verify(text);
+    Link {
+        lines: text.lines().filter(|l| !l.trim().is_empty()).count() as u64,
+        head: hashes
+            .iter()
+            .rev()
+            .find_map(Clone::clone)
+            .unwrap_or_else(|| crate::store::GENESIS.to_string()),
+    }
 }

@@ -3,7 +3,7 @@
 //! `O_EXCL`, `approvals/RUN_ID.json` with its `.decision` linked into place (the first
 //! decision wins), `fingerprint.key`.
 
-use super::{ApprovalStore, AuditStore, Backend, Holder, JournalStore, LockStore, Slot};
+use super::{ApprovalStore, AuditStore, Backend, Fence, Holder, JournalStore, LockStore, Slot};
 use crate::error::{Error, Result};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,6 +14,8 @@ pub struct Files {
     dir: PathBuf,
     /// Where a folder or file found readable by others, and tightened, is reported.
     say: crate::sink::Say,
+    /// How long a run waits for a write's record (`Backend::wait`).
+    wait: Duration,
 }
 
 impl Files {
@@ -21,7 +23,13 @@ impl Files {
         Files {
             dir: dir.to_path_buf(),
             say,
+            wait: super::DEFAULT_WAIT,
         }
+    }
+
+    /// How long a run waits for a full or read-only disk to take a write's record.
+    pub fn waiting(self, wait: Duration) -> Files {
+        Files { wait, ..self }
     }
 
     fn warn(&self) -> impl Fn(String) + '_ {
@@ -82,6 +90,9 @@ impl Backend for Files {
     fn dir(&self) -> Option<&Path> {
         Some(&self.dir)
     }
+    fn wait(&self) -> Duration {
+        self.wait
+    }
     fn fingerprint_key(&self) -> Result<[u8; 32]> {
         crate::state::fingerprint_key(&self.dir, &self.warn())
             .map_err(write_err(&self.dir.join("fingerprint.key")))
@@ -101,6 +112,13 @@ impl JournalStore for Files {
         writeln!(file, "{line}")
             .and_then(|_| file.sync_data())
             .map_err(write_err(&path))
+    }
+    fn journal_append_fenced(&self, run_id: &str, line: &str, fence: &Fence) -> Result<bool> {
+        // The lock file names its taking; a lock broken and taken again names another.
+        if !self.lock_renew(&fence.key, &fence.lease_id)? {
+            return Ok(false);
+        }
+        self.journal_append(run_id, line).map(|()| true)
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         read_optional(&self.journal_path(run_id))
@@ -206,7 +224,9 @@ impl LockStore for Files {
             .collect())
     }
     fn for_heartbeat(&self) -> Result<super::Store> {
-        Ok(std::sync::Arc::new(Files::new(&self.dir, self.say.clone())))
+        Ok(std::sync::Arc::new(
+            Files::new(&self.dir, self.say.clone()).waiting(self.wait),
+        ))
     }
     fn lock_path(&self, key: &str) -> Option<PathBuf> {
         Some(self.lock_file(key))

@@ -36,6 +36,18 @@ pub(crate) fn hash_of(line: &[u8]) -> std::io::Result<String> {
     })
 }
 
+/// How long a run waits, by default, for its state store to record a write before it gives
+/// up and stops (`[state] wait_seconds`, `RUNBOOK_STATE_WAIT_SECONDS`).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// What a write's record is fenced by: the lock it is made under and this taking of it. A
+/// record is stored only while that taking still holds the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub key: String,
+    pub lease_id: String,
+}
+
 /// A shared handle on the backend.
 pub type Store = Arc<dyn Backend>;
 
@@ -88,6 +100,9 @@ pub trait JournalStore {
     fn runs_where(&self) -> String;
     /// Appends one line (a journal record, already redacted) to a run's journal, durably.
     fn journal_append(&self, run_id: &str, line: &str) -> Result<()>;
+    /// Appends a line only if `fence`'s taking still holds its lock (and, on a shared
+    /// store, extends its lease): `false`, with nothing stored, when another run took it.
+    fn journal_append_fenced(&self, run_id: &str, line: &str, fence: &Fence) -> Result<bool>;
     /// A run's journal, its lines in order; `None` when there is no such run.
     fn journal(&self, run_id: &str) -> Result<Option<String>>;
     /// The ids of every run with a journal, oldest first.
@@ -146,6 +161,8 @@ pub trait Backend: JournalStore + AuditStore + LockStore + ApprovalStore + Send 
     /// The state directory, for the file backend (the REPL's history and lock files an
     /// interrupted process removes on its way out live there).
     fn dir(&self) -> Option<&Path>;
+    /// How long a run waits for this store to record a write before it stops instead.
+    fn wait(&self) -> Duration;
     /// The key every fingerprint of this state is made with, created on first use.
     fn fingerprint_key(&self) -> Result<[u8; 32]>;
 }
@@ -154,16 +171,17 @@ pub trait Backend: JournalStore + AuditStore + LockStore + ApprovalStore + Send 
 /// database; without one, the state directory. A URL that cannot be used is an error, never
 /// a quiet fall back to files: a team would split its state without knowing.
 /// `lease`: how long a lock lasts on a shared backend unless its run renews it.
+/// `wait`: how long a run waits for the store to record a write before it stops.
 pub fn open(
     url: Option<&str>,
     dir: &Path,
-    lease: Duration,
+    (lease, wait): (Duration, Duration),
     say: crate::sink::Say,
 ) -> Result<Store> {
     match url.map(str::trim).filter(|u| !u.is_empty()) {
-        None => Ok(Arc::new(Files::new(dir, say))),
+        None => Ok(Arc::new(Files::new(dir, say).waiting(wait))),
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            Ok(Arc::new(Postgres::connect(u, lease)?))
+            Ok(Arc::new(Postgres::connect(u, lease)?.waiting(wait)))
         }
         Some(u) => Err(Error::State {
             message: format!("the state URL '{}' is not a PostgreSQL URL", redact_url(u)),
@@ -240,7 +258,7 @@ mod tests {
         let Err(e) = open(
             Some("mysql://root:pw@db/x"),
             dir.path(),
-            Duration::from_secs(30),
+            (Duration::from_secs(30), DEFAULT_WAIT),
             crate::sink::Say::outside(Arc::new(crate::sink::Quiet)),
         ) else {
             panic!("accepted a mysql URL");

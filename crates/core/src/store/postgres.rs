@@ -7,7 +7,7 @@
 //! client must not block. Calls go to the thread as jobs and wait for their answer, with a
 //! deadline, so a database that stops answering fails a call instead of hanging the run.
 
-use super::{ApprovalStore, AuditStore, Backend, Holder, JournalStore, LockStore, Slot};
+use super::{ApprovalStore, AuditStore, Backend, Fence, Holder, JournalStore, LockStore, Slot};
 use crate::error::{Error, Result};
 use postgres::{Client, Config};
 use std::path::Path;
@@ -42,6 +42,8 @@ pub struct Postgres {
     jobs: mpsc::Sender<Job>,
     shown: String,
     lease: Duration,
+    /// How long a run waits for the database to record a write (`Backend::wait`).
+    wait: Duration,
     /// Kept to open the heartbeat's own connection.
     url: String,
     /// Set when a call got no answer in time: what the connection is doing is unknown, so
@@ -90,25 +92,34 @@ impl Postgres {
         std::thread::Builder::new()
             .name("runbook-state".into())
             .spawn(move || {
-                let connected = match tls {
-                    Some(tls) => config.connect(tls),
-                    None => config.connect(postgres::NoTls),
+                let open = || -> Result<Client> {
+                    let connected = match &tls {
+                        Some(tls) => config.connect(tls.clone()),
+                        None => config.connect(postgres::NoTls),
+                    };
+                    let mut client =
+                        connected.map_err(|e| state_error(&name, "cannot connect", db_text(&e)))?;
+                    migrate(&mut client, &name)?;
+                    Ok(client)
                 };
-                let mut client = match connected {
-                    Ok(c) => c,
+                let mut client = match open() {
+                    Ok(c) => Some(c),
                     Err(e) => {
-                        let _ =
-                            ready_tx.send(Err(state_error(&name, "cannot connect", db_text(&e))));
+                        let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                if let Err(e) = migrate(&mut client, &name) {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
                 let _ = ready_tx.send(Ok(()));
+                // A connection the server closed (a restart, a failover) is opened again
+                // for the next call; while it cannot be, calls are refused at once (their
+                // job is dropped unanswered), never queued behind a dead connection.
                 for job in queue {
-                    job(&mut client);
+                    if client.as_ref().is_none_or(Client::is_closed) {
+                        client = open().ok();
+                    }
+                    if let Some(c) = client.as_mut() {
+                        job(c);
+                    }
                 }
             })
             .map_err(|e| state_error(&shown, "cannot start its client", e))?;
@@ -117,12 +128,18 @@ impl Postgres {
                 jobs,
                 shown,
                 lease,
+                wait: super::DEFAULT_WAIT,
                 url: url.to_string(),
                 stalled: std::sync::atomic::AtomicBool::new(false),
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(state_error(&shown, "no answer", "connecting timed out")),
         }
+    }
+
+    /// How long a run waits for this database to record a write before giving up on it.
+    pub fn waiting(self, wait: Duration) -> Postgres {
+        Postgres { wait, ..self }
     }
 
     /// Runs `f` on the client's thread and waits for its answer.
@@ -142,7 +159,8 @@ impl Postgres {
         match rx.recv_timeout(ANSWER_WITHIN) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(state_error(&self.shown, what, db_text(&e))),
-            Err(_) => Err(self.stall(what)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(unreachable(&self.shown, what)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(self.stall(what)),
         }
     }
 
@@ -171,6 +189,15 @@ impl Postgres {
             ),
         )
     }
+}
+
+/// A call refused because the connection is gone and cannot be opened again just now.
+fn unreachable(shown: &str, what: &str) -> Error {
+    state_error(
+        shown,
+        what,
+        "the connection was lost and the server cannot be reached again yet",
+    )
 }
 
 /// The server's own message when it sent one (it names the table, the constraint...), else
@@ -302,6 +329,9 @@ impl Backend for Postgres {
     fn dir(&self) -> Option<&Path> {
         None
     }
+    fn wait(&self) -> Duration {
+        self.wait
+    }
     fn fingerprint_key(&self) -> Result<[u8; 32]> {
         let fresh = runbook_secret::random_key().to_vec();
         let key: Vec<u8> = self.call("cannot read the fingerprint key", move |c| {
@@ -341,6 +371,22 @@ impl JournalStore for Postgres {
                 &[&run_id, &line],
             )
             .map(drop)
+        })
+    }
+    fn journal_append_fenced(&self, run_id: &str, line: &str, fence: &Fence) -> Result<bool> {
+        // One statement: the lease is confirmed (and extended) by its taking's id and the
+        // line stored only if it still holds. A run whose lease another took stores nothing.
+        let (run_id, line) = (run_id.to_string(), line.to_string());
+        let (key, lease_id) = (fence.key.clone(), fence.lease_id.clone());
+        let secs = self.lease.as_secs_f64();
+        self.call("cannot write the run journal", move |c| {
+            c.execute(
+                "WITH held AS (UPDATE runbook_locks SET expires = now() + make_interval(secs => $5) \
+                 WHERE key = $3 AND lease_id = $4 RETURNING 1) \
+                 INSERT INTO runbook_journal (run_id, line) SELECT $1, $2 FROM held",
+                &[&run_id, &line, &key, &lease_id, &secs],
+            )
+            .map(|n| n == 1)
         })
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
@@ -422,11 +468,14 @@ impl AuditStore for Postgres {
         self.jobs
             .send(job)
             .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
-        let no_answer = || self.stall(WHAT);
+        let no_answer = |e: mpsc::RecvTimeoutError| match e {
+            mpsc::RecvTimeoutError::Disconnected => unreachable(&self.shown, WHAT),
+            mpsc::RecvTimeoutError::Timeout => self.stall(WHAT),
+        };
         let tail = match tail_rx.recv_timeout(ANSWER_WITHIN) {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => return Err(state_error(&self.shown, WHAT, db_text(&e))),
-            Err(_) => return Err(no_answer()),
+            Err(e) => return Err(no_answer(e)),
         };
         let (seq, prev) = match &tail {
             None => (1, super::GENESIS.to_string()),
@@ -446,7 +495,7 @@ impl AuditStore for Postgres {
         match done_rx.recv_timeout(ANSWER_WITHIN) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(state_error(&self.shown, WHAT, db_text(&e))),
-            Err(_) => Err(no_answer()),
+            Err(e) => Err(no_answer(e)),
         }
     }
     fn audit_lines(&self) -> Result<Vec<String>> {
@@ -533,9 +582,9 @@ impl LockStore for Postgres {
         Ok(rows.iter().filter_map(holder_of).collect())
     }
     fn for_heartbeat(&self) -> Result<super::Store> {
-        Ok(std::sync::Arc::new(Postgres::connect(
-            &self.url, self.lease,
-        )?))
+        Ok(std::sync::Arc::new(
+            Postgres::connect(&self.url, self.lease)?.waiting(self.wait),
+        ))
     }
 }
 

@@ -1,0 +1,297 @@
+//! The journal under a hash chain: every line carries the hash of the one before it
+//! (`prev_hash`) and its own (`hash`, over the line without it), as audit entries do. The
+//! run's audit entries name the journal line they follow (`Link`), so a journal row edited,
+//! removed, reordered or rewritten whole no longer matches the audit chain.
+
+use crate::audit::entry_hash;
+use crate::store::GENESIS;
+use serde_json::Value;
+
+pub use crate::audit::JournalLink as Link;
+
+impl Link {
+    /// Before the first line.
+    pub fn start() -> Link {
+        Link {
+            lines: 0,
+            head: GENESIS.to_string(),
+        }
+    }
+}
+
+/// A journal line (redacted JSON) chained after `prev`: the line as stored and its hash.
+pub(crate) fn chained(line: &str, prev: &str) -> (String, String) {
+    let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(line) else {
+        return (line.to_string(), prev.to_string());
+    };
+    fields.insert("prev_hash".into(), Value::String(prev.to_string()));
+    let mut value = Value::Object(fields);
+    let hash = entry_hash(&value);
+    if let Value::Object(f) = &mut value {
+        f.insert("hash".into(), Value::String(hash.clone()));
+    }
+    (value.to_string(), hash)
+}
+
+/// What verifying a journal found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every chained line holds. `chained`: lines that carry a hash (journals written before
+    /// the chain have none). `tip`: the last line and its hash.
+    Intact { chained: u64, tip: Link },
+    /// The first line (1-based, among non-empty lines) that breaks the chain, and why.
+    Broken { line: u64, reason: String },
+}
+
+/// The hash of every non-empty line, in order (`None` for a line with none), and the
+/// verdict. A torn last line (a crash mid-write) is not part of the journal.
+pub fn verify(text: &str) -> (Vec<Option<String>>, Verdict) {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut hashes = Vec::with_capacity(lines.len());
+    let mut prev = GENESIS.to_string();
+    let mut chained = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let n = i as u64 + 1;
+        let broken = |reason: &str| Verdict::Broken {
+            line: n,
+            reason: reason.to_string(),
+        };
+        let Ok(value) = serde_json::from_str::<Value>(line) else {
+            if i + 1 == lines.len() {
+                break;
+            }
+            return (hashes, broken("not valid JSON (edited or truncated)"));
+        };
+        let Some(hash) = value.get("hash").and_then(Value::as_str) else {
+            if chained > 0 {
+                return (
+                    hashes,
+                    broken("it carries no hash, after lines that do (its chain was stripped)"),
+                );
+            }
+            hashes.push(None);
+            continue;
+        };
+        if entry_hash(&value) != hash {
+            return (
+                hashes,
+                broken("its content does not match its hash (edited)"),
+            );
+        }
+        if value.get("prev_hash").and_then(Value::as_str) != Some(prev.as_str()) {
+            return (
+                hashes,
+                broken("it does not follow the line before it (a line was removed, inserted or reordered)"),
+            );
+        }
+        prev = hash.to_string();
+        hashes.push(Some(prev.clone()));
+        chained += 1;
+    }
+    let tip = Link {
+        lines: hashes.len() as u64,
+        head: prev,
+    };
+    (hashes, Verdict::Intact { chained, tip })
+}
+
+/// Whether a journal agrees with the audit chain's links into it: each named line exists
+/// and has the named hash. The first link that does not hold, as a reason.
+pub fn check_links(hashes: &[Option<String>], links: &[Link]) -> Result<(), String> {
+    for link in links {
+        let at = usize::try_from(link.lines).unwrap_or(usize::MAX);
+        match at.checked_sub(1).and_then(|i| hashes.get(i)) {
+            _ if link.lines == 0 => {}
+            None => {
+                return Err(format!(
+                "the audit log names journal line {} but the journal has {} (lines were removed)",
+                link.lines,
+                hashes.len()
+            ))
+            }
+            Some(h) if h.as_deref() != Some(link.head.as_str()) => {
+                return Err(format!(
+                "journal line {} is not the one the audit log recorded (the journal was rewritten)",
+                link.lines
+            ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A run's journal that does not hold: edited, cut, reordered or rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalProblem {
+    pub run_id: String,
+    pub reason: String,
+}
+
+/// Checks every run's journal in `store`: its own chain, and the links the audit log holds
+/// into it. A journal the audit log links to that is gone is a problem too.
+pub fn verify_journals(store: &crate::store::Store) -> crate::error::Result<Vec<JournalProblem>> {
+    {
+        let entries = crate::audit::AuditLog::new(store).entries()?;
+        let mut problems = Vec::new();
+        let runs = store.runs()?;
+        for run_id in &runs {
+            let text = store.journal(run_id)?.unwrap_or_default();
+            let of_run: Vec<&crate::audit::AuditEntry> = entries
+                .iter()
+                .filter(|e| &e.event.run_id == run_id)
+                .collect();
+            if let Err(reason) = check_journal(&text, &of_run) {
+                problems.push(JournalProblem {
+                    run_id: run_id.clone(),
+                    reason,
+                });
+            }
+        }
+        let mut missing: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.event.journal.is_some() && !runs.contains(&e.event.run_id))
+            .map(|e| e.event.run_id.as_str())
+            .collect();
+        missing.dedup();
+        problems.extend(missing.into_iter().map(|run_id| JournalProblem {
+            run_id: run_id.to_string(),
+            reason: "the audit log links to its journal, which is gone (deleted)".into(),
+        }));
+        Ok(problems)
+    }
+}
+
+/// Whether a run's journal holds: its chain, and every link its audit entries make into it.
+pub fn check_journal(
+    text: &str,
+    entries: &[&crate::audit::AuditEntry],
+) -> std::result::Result<(), String> {
+    let (hashes, verdict) = verify(text);
+    if let Verdict::Broken { line, reason } = verdict {
+        return Err(format!("journal line {line}: {reason}"));
+    }
+    let links: Vec<Link> = entries
+        .iter()
+        .filter_map(|e| e.event.journal.clone())
+        .collect();
+    check_links(&hashes, &links)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(n: usize) -> Vec<String> {
+        let mut prev = GENESIS.to_string();
+        (0..n)
+            .map(|i| {
+                let (line, hash) = chained(&format!("{{\"type\":\"e\",\"i\":{i}}}"), &prev);
+                prev = hash;
+                line
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chained_journal_verifies_and_every_change_breaks_it() {
+        let lines = journal(4);
+        let (hashes, v) = verify(&lines.join("\n"));
+        let Verdict::Intact { chained: 4, tip } = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(tip.lines, 4);
+        assert_eq!(hashes[3].as_deref(), Some(tip.head.as_str()));
+
+        let edited = lines.clone().join("\n").replace("\"i\":2", "\"i\":9");
+        assert_eq!(
+            verify(&edited).1,
+            Verdict::Broken {
+                line: 3,
+                reason: "its content does not match its hash (edited)".into()
+            }
+        );
+        let removed = [&lines[0], &lines[2], &lines[3]]
+            .map(String::as_str)
+            .join("\n");
+        assert!(matches!(
+            verify(&removed).1,
+            Verdict::Broken { line: 2, .. }
+        ));
+        let swapped = [&lines[0], &lines[2], &lines[1], &lines[3]]
+            .map(String::as_str)
+            .join("\n");
+        assert!(matches!(
+            verify(&swapped).1,
+            Verdict::Broken { line: 2, .. }
+        ));
+        // Hashes stripped from the lines after the first.
+        let stripped: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    return l.clone();
+                }
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("hash");
+                v.to_string()
+            })
+            .collect();
+        assert!(matches!(
+            verify(&stripped.join("\n")).1,
+            Verdict::Broken { line: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn links_catch_a_journal_rewritten_whole_or_cut_short() {
+        let lines = journal(3);
+        let (hashes, _) = verify(&lines.join("\n"));
+        let link = Link {
+            lines: 3,
+            head: hashes[2].clone().unwrap(),
+        };
+        assert!(check_links(&hashes, std::slice::from_ref(&link)).is_ok());
+        // Cut short: the linked line is gone.
+        let (short, v) = verify(&lines[..2].join("\n"));
+        assert!(matches!(v, Verdict::Intact { .. }));
+        assert!(check_links(&short, std::slice::from_ref(&link))
+            .unwrap_err()
+            .contains("lines were removed"));
+        // Rewritten whole, re-chained: the chain holds, the link does not.
+        let mut prev = GENESIS.to_string();
+        let rewritten: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.remove("hash");
+                o.remove("prev_hash");
+                let text = v.to_string().replace("\"i\":1", "\"i\":7");
+                let (line, hash) = chained(&text, &prev);
+                prev = hash;
+                line
+            })
+            .collect();
+        let (again, v) = verify(&rewritten.join("\n"));
+        assert!(matches!(v, Verdict::Intact { chained: 3, .. }));
+        assert!(check_links(&again, &[link])
+            .unwrap_err()
+            .contains("rewritten"));
+    }
+
+    #[test]
+    fn a_journal_from_before_the_chain_reads_as_unchained_and_a_torn_tail_is_left_out() {
+        let old = "{\"kind\":\"run_started\"}\n{\"kind\":\"step\"}\n";
+        let (hashes, v) = verify(old);
+        assert_eq!(hashes, vec![None, None]);
+        assert!(matches!(v, Verdict::Intact { chained: 0, .. }));
+        let mut lines = journal(2);
+        lines.push("{\"type\":\"e\",\"i".into());
+        assert!(matches!(
+            verify(&lines.join("\n")).1,
+            Verdict::Intact { chained: 2, .. }
+        ));
+    }
+}

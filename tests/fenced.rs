@@ -1,0 +1,367 @@
+//! Fail closed: no vendor write without its record. A run whose state store cannot take a
+//! write's record (a full or read-only disk, a database that is down) sends nothing until
+//! it can, and goes on when it can; a run whose lease another machine took never writes
+//! again. The "vendor" here is the test's own HTTP server: it records every request and
+//! holds the first `GET /gate` until the test lets it go, so the test knows which step the
+//! run is in without sleeping.
+
+use crate::support::pg::{Cluster, Database};
+use crate::support::{status_code, Exit, Test};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+const RUNBOOK: &str = r#"
+runbook(#{ id: "fenced", title: "A write behind a gate", secret: "FENCED_KEY" });
+param("url", #{ default: "http://127.0.0.1:9", env: "FENCED_URL", help: "the vendor" });
+step("reach", "Reach the gate", |ctx| { http::get(`${ctx.params.url}/gate`); });
+step("write", "Write", |ctx| {
+    let r = http::post(`${ctx.params.url}/things`, #{ json: #{ n: 1 } });
+    ensure(r.status == 200, `got ${r.status}`);
+}).no_undo("the test's vendor keeps what it is sent");
+"#;
+
+/// The test's vendor.
+struct Vendor {
+    url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+    reached: mpsc::Receiver<()>,
+    release: mpsc::Sender<()>,
+}
+
+impl Vendor {
+    fn start() -> Vendor {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (reached_tx, reached) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (log, reached_tx, release_rx, held) = (
+                    log.clone(),
+                    reached_tx.clone(),
+                    release_rx.clone(),
+                    held.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).is_err() {
+                        return;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = header.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let request: Vec<&str> = first.split_whitespace().take(2).collect();
+                    let request = request.join(" ");
+                    log.lock().unwrap().push(request.clone());
+                    if request == "GET /gate"
+                        && !held.swap(true, std::sync::atomic::Ordering::SeqCst)
+                    {
+                        let _ = reached_tx.send(());
+                        let _ = release_rx
+                            .lock()
+                            .unwrap()
+                            .recv_timeout(Duration::from_secs(120));
+                    }
+                    let mut conn = conn;
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    );
+                });
+            }
+        });
+        Vendor {
+            url,
+            seen,
+            reached,
+            release,
+        }
+    }
+
+    /// Waits until a run holds at the gate.
+    fn wait_at_gate(&self) {
+        self.reached
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the run never reached the gate");
+    }
+
+    fn open_gate(&self) {
+        self.release.send(()).unwrap();
+    }
+
+    /// The writes it was sent.
+    fn writes(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with("POST"))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A temp dir holding fenced.rhai.
+fn folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fenced.rhai"), RUNBOOK).unwrap();
+    dir
+}
+
+/// `runbook ARGS` in `dir`, its state in `dir/state`, the vendor at `vendor`.
+fn runbook(dir: &std::path::Path, vendor: &Vendor, args: &[&str]) -> Test {
+    Test::in_dir(dir)
+        .env("RUNBOOK_STATE_DIR", &dir.join("state").to_string_lossy())
+        .env("FENCED_URL", &vendor.url)
+        .args(args)
+}
+
+/// Reads stderr up to the first line holding `needle` (a condition, not a delay); the lines
+/// read come back.
+fn stderr_until(child: &mut Child, needle: &str) -> (String, BufReader<std::process::ChildStderr>) {
+    let mut reader = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("{needle:?} never shown; stderr:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return (seen, reader);
+        }
+    }
+}
+
+/// The rest of a child's output once it ends, and its exit code.
+fn finish(mut child: Child, mut stderr: BufReader<std::process::ChildStderr>) -> (i32, String) {
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut rest);
+    }
+    let status = child.wait().unwrap();
+    (status_code(status), rest)
+}
+
+/// The file store: the journal's folder replaced by a file mid-run (as a disk that turned
+/// read-only or full refuses appends). The write is not sent; the run says why and stops
+/// once the wait is over; back in order, `resume` sends it exactly once.
+#[test]
+fn a_journal_that_cannot_be_written_stops_the_write_and_resume_sends_it_once() {
+    let vendor = Vendor::start();
+    let dir = folder();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
+        .env("RUNBOOK_STATE_WAIT_SECONDS", "1")
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    vendor.wait_at_gate();
+    let runs = dir.path().join("state/runs");
+    let aside = dir.path().join("state/runs.aside");
+    std::fs::rename(&runs, &aside).unwrap();
+    std::fs::write(&runs, "not a folder").unwrap();
+    vendor.open_gate();
+    let (told, stderr) = stderr_until(
+        &mut child,
+        "cannot record the next vendor write before sending it",
+    );
+    let (code, rest) = finish(child, stderr);
+    let text = format!("{told}{rest}");
+    assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
+    assert!(
+        text.contains("nothing is sent until it is recorded; retrying for up to 1 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Step 'write' stopped before its write: the write was not sent because its record could not be stored"),
+        "{text}"
+    );
+    assert_eq!(
+        vendor.writes(),
+        Vec::<String>::new(),
+        "a write went out unrecorded"
+    );
+
+    std::fs::remove_file(&runs).unwrap();
+    std::fs::rename(&aside, &runs).unwrap();
+    let run_id = crate::support::last_run_id(&dir.path().join("state"));
+    let resumed = runbook(dir.path(), &vendor, &["resume", &run_id, "--yes"]).run();
+    resumed.exit(Exit::Ok);
+    assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
+    runbook(dir.path(), &vendor, &["audit", "verify"])
+        .run()
+        .exit(Exit::Ok);
+}
+
+/// PostgreSQL stopped while the run is inside a step: the write waits, unsent, while the
+/// database is down; once it is back the run reconnects, records the write, sends it and
+/// finishes with a journal that verifies.
+#[test]
+fn a_database_outage_holds_the_write_until_the_database_is_back() {
+    let Some(mut cluster) = Cluster::start("a_database_outage_holds_the_write") else {
+        return;
+    };
+    let vendor = Vendor::start();
+    let dir = folder();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
+        .env("RUNBOOK_STATE_URL", &cluster.url)
+        .env("RUNBOOK_STATE_WAIT_SECONDS", "300")
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    vendor.wait_at_gate();
+    cluster.stop();
+    vendor.open_gate();
+    let (told, stderr) = stderr_until(
+        &mut child,
+        "cannot record the next vendor write before sending it",
+    );
+    assert_eq!(
+        vendor.writes(),
+        Vec::<String>::new(),
+        "sent while the database was down:\n{told}"
+    );
+    cluster.restart();
+    let (code, rest) = finish(child, stderr);
+    let text = format!("{told}{rest}");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("the state store takes records again; the run goes on"),
+        "{text}"
+    );
+    assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
+    // The journal is whole: the write's record, its outcome and the end, in one chain.
+    let lines: Vec<String> = cluster
+        .client()
+        .query("SELECT line FROM runbook_journal ORDER BY seq", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let types: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for t in [
+        "run_started",
+        "step_finished",
+        "write",
+        "write_outcome",
+        "run_finished",
+    ] {
+        assert!(types.contains(&t.to_string()), "{t} missing from {types:?}");
+    }
+    runbook(dir.path(), &vendor, &["audit", "verify"])
+        .env("RUNBOOK_STATE_URL", &cluster.url)
+        .run()
+        .exit(Exit::Ok);
+}
+
+/// Machine A is paused (SIGSTOP) inside a step until its lease runs out; machine B takes
+/// the run over and finishes it. A, woken, makes no further write and records nothing.
+#[test]
+fn a_paused_machine_whose_lease_was_taken_never_writes_again() {
+    let Some(db) = Database::fresh("a_paused_machine_whose_lease_was_taken") else {
+        return;
+    };
+    let vendor = Vendor::start();
+    let dir = folder();
+    let on = |machine: &str, args: &[&str]| {
+        Test::in_dir(dir.path())
+            .env(
+                "RUNBOOK_STATE_DIR",
+                &dir.path().join(machine).to_string_lossy(),
+            )
+            .env("RUNBOOK_STATE_URL", &db.url)
+            .env("RUNBOOK_LEASE_SECONDS", "1")
+            .env("FENCED_URL", &vendor.url)
+            .args(args)
+    };
+    let mut a = on(
+        "laptop-a",
+        &["exec", "fenced.rhai", "--yes", "--actor", "alice"],
+    )
+    .command()
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    vendor.wait_at_gate();
+    crate::support::signal(&a, libc::SIGSTOP);
+    // The lease runs out (by the database's clock) while A is paused.
+    let mut c = db.client();
+    while !c
+        .query_one("SELECT bool_and(expires < now()) FROM runbook_locks", &[])
+        .ok()
+        .and_then(|r| r.get::<_, Option<bool>>(0))
+        .unwrap_or(false)
+    {
+        std::thread::yield_now();
+    }
+    let run_id: String = c
+        .query_one("SELECT run_id FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    let journal_before: i64 = c
+        .query_one("SELECT count(*) FROM runbook_journal", &[])
+        .unwrap()
+        .get(0);
+    assert!(journal_before > 0);
+    on("laptop-b", &["resume", &run_id, "--yes", "--actor", "bob"])
+        .run()
+        .exit(Exit::Ok);
+    assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
+    let lines_after_b: i64 = c
+        .query_one("SELECT count(*) FROM runbook_journal", &[])
+        .unwrap()
+        .get(0);
+
+    vendor.open_gate();
+    crate::support::signal(&a, libc::SIGCONT);
+    let stderr = BufReader::new(a.stderr.take().unwrap());
+    let (code, text) = finish(a, stderr);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("no longer holds its rotation lock"), "{text}");
+    assert_eq!(
+        vendor.writes(),
+        vec!["POST /things".to_string()],
+        "A wrote after B took over:\n{text}"
+    );
+    let lines_at_end: i64 = c
+        .query_one("SELECT count(*) FROM runbook_journal", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        lines_at_end, lines_after_b,
+        "A appended to a journal B owns:\n{text}"
+    );
+    on("laptop-b", &["audit", "verify"]).run().exit(Exit::Ok);
+}

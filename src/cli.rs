@@ -258,9 +258,13 @@ pub struct AbandonArgs {
     /// Who abandons it, for the audit log (default: as for exec)
     #[arg(long)]
     pub actor: Option<String>,
-    /// Take the run's lock even if another process holds it (journalled)
+    /// Take the run's lock from a holder that is gone (journalled and audited)
     #[arg(long)]
     pub break_lock: bool,
+    /// With --break-lock: take this lease even though its holder is alive (the id the
+    /// refusal prints, typed back)
+    #[arg(long, value_name = "ID", requires = "break_lock")]
+    pub lease_id: Option<String>,
 }
 
 /// How a run is driven, for exec, resume and rollback alike.
@@ -283,9 +287,13 @@ pub struct RunFlags {
     /// (`runbook api --stream-schema`)
     #[arg(long)]
     pub json: bool,
-    /// Take the rotation's lock even if another run holds it (for a dead holder; journalled)
+    /// Take the rotation's lock from a run whose holder is gone (journalled and audited)
     #[arg(long)]
     pub break_lock: bool,
+    /// With --break-lock: take this lease even though its holder is alive (the id the
+    /// refusal prints, typed back); the holder stops before its next write
+    #[arg(long, value_name = "ID", requires = "break_lock")]
+    pub lease_id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

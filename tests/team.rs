@@ -564,7 +564,25 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
     };
     let a = exec("laptop-a", "alice", &[]);
     let first = requests(&db, 1).remove(0);
-    let b = exec("laptop-b", "bob", &["--break-lock"]);
+    // Alice's run is alive: --break-lock alone is refused, naming the lease to type back.
+    let lease: String = db
+        .client()
+        .query_one("SELECT lease_id FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    let refused = on(
+        dir.path(),
+        "laptop-b",
+        &db,
+        &["exec", "gated.rhai", "--sandbox", "--yes", "--actor", "bob", "--break-lock"],
+    )
+    .run();
+    refused
+        .exit(Exit::Usage)
+        .stderr_has(&format!("run {first} by alice (pid "))
+        .stderr_has("is alive and holds this rotation's lock")
+        .stderr_has(&format!("--break-lock --lease-id {lease}"));
+    let b = exec("laptop-b", "bob", &["--break-lock", "--lease-id", &lease]);
     let both = requests(&db, 2);
     let second = both.into_iter().find(|r| *r != first).unwrap();
     let approve = |run_id: &str| {

@@ -69,7 +69,10 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
                 prompter,
                 sink: crate::view::sink(args.run.json),
                 webhook: settings.audit_webhook(),
-                break_lock: args.run.break_lock,
+                break_lock: runbook_core::exec::lock::BreakLock::from_flags(
+                    args.run.break_lock,
+                    args.run.lease_id.clone(),
+                ),
             },
             modes,
             params,

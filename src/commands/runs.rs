@@ -1,6 +1,7 @@
 //! `runbook runs`, `runbook resume RUN_ID`, `runbook rollback RUN_ID`: every view of a run
 //! reads its folded ledger.
 
+use runbook_core::exec::lock::BreakLock;
 use super::exec::{banner, finish, outcome_text, prompter};
 use crate::cli::{AbandonArgs, ResumeArgs, RunsArgs};
 use crate::error::{exit, Result};
@@ -415,7 +416,7 @@ pub struct ReopenAs<'a> {
     pub answers: Option<&'a Path>,
     pub yes: bool,
     pub force: bool,
-    pub break_lock: bool,
+    pub break_lock: BreakLock,
     pub json: bool,
 }
 
@@ -447,7 +448,7 @@ fn reopen_for(args: &ResumeArgs, entry: Entry, settings: &Settings) -> Result<Re
             answers: args.run.answers.as_deref(),
             yes: args.run.yes,
             force: args.force,
-            break_lock: args.run.break_lock,
+            break_lock: BreakLock::from_flags(args.run.break_lock, args.run.lease_id.clone()),
             json: args.run.json,
         },
         settings,
@@ -493,7 +494,7 @@ pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
             prompter: prompter(None, false)?,
             sink: crate::view::sink(false),
             webhook: settings.audit_webhook(),
-            break_lock: args.break_lock,
+            break_lock: BreakLock::from_flags(args.break_lock, args.lease_id.clone()),
         },
         run_id: args.run_id.clone(),
         reason: args.reason,

@@ -29,6 +29,30 @@ pub struct Lock {
     lost: Arc<AtomicBool>,
 }
 
+/// Whether to take a lock another run holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BreakLock {
+    #[default]
+    No,
+    /// `--break-lock`: only from a holder that is gone (its lease ran out, its process on
+    /// this machine is dead) or whose record cannot be read.
+    IfDead,
+    /// `--break-lock --lease-id ID`: that taking of the lock, even while its holder lives
+    /// (it stops before its next write). The id, typed back from the refusal, is the
+    /// confirmation.
+    Taking(String),
+}
+
+impl BreakLock {
+    pub fn from_flags(break_lock: bool, lease_id: Option<String>) -> BreakLock {
+        match (break_lock, lease_id) {
+            (false, _) => BreakLock::No,
+            (true, None) => BreakLock::IfDead,
+            (true, Some(id)) => BreakLock::Taking(id.trim().to_string()),
+        }
+    }
+}
+
 /// The lock's name: the secret a rotation changes, not how it is run. It is the runbook's
 /// declared `secret` (or its id when it declares none) and the values of the params marked
 /// `locates` (a server, a project): every other param (a log window, a test address) could
@@ -73,7 +97,7 @@ impl Lock {
         key: &str,
         run_id: &str,
         actor: &str,
-        break_lock: bool,
+        break_lock: &BreakLock,
         say: &crate::sink::Say,
     ) -> Result<Lock> {
         let mut broken = None;
@@ -97,12 +121,29 @@ impl Lock {
             };
             let same_run = h.as_ref().is_some_and(|h| h.run_id == run_id);
             let dead = h.as_ref().is_some_and(Holder::is_dead);
-            if !(break_lock || (same_run && dead)) {
+            let breaking = match (break_lock, h.as_ref()) {
+                (BreakLock::No, _) => false,
+                // A record that cannot be read names no live holder.
+                (_, None) => true,
+                (BreakLock::IfDead, Some(h)) if !dead => return Err(alive(h)),
+                (BreakLock::IfDead, Some(_)) => true,
+                (BreakLock::Taking(id), Some(h)) if *id != h.lease_id => {
+                    return Err(Error::LockHeld {
+                        message: format!(
+                            "--lease-id {id} is not the lease run {} holds the lock by (it may have been taken again since)",
+                            h.run_id
+                        ),
+                        help: "read the lease id again in the message --break-lock alone prints, and type it exactly".into(),
+                    })
+                }
+                (BreakLock::Taking(_), Some(_)) => true,
+            };
+            if !(breaking || (same_run && dead)) {
                 return Err(held(h.as_ref(), dead));
             }
             // Only the taking that was read is removed; one found dead by its lease only
             // while the lease is still out (a holder that woke up and renewed keeps it).
-            let expired_only = !break_lock && h.as_ref().is_some_and(|h| h.expired);
+            let expired_only = !breaking && h.as_ref().is_some_and(|h| h.expired);
             let lease = h
                 .as_ref()
                 .map(|h| h.lease_id.as_str())
@@ -256,6 +297,27 @@ fn heartbeat(
         ));
     }
     stop
+}
+
+/// `--break-lock` alone, refused: the holder is alive.
+fn alive(h: &Holder) -> Error {
+    Error::LockHeld {
+        message: format!(
+            "run {} by {} (pid {} on {}{}) is alive and holds this rotation's lock: --break-lock alone takes only a lock whose holder is gone",
+            h.run_id,
+            crate::text::truncate(&h.actor, 80),
+            h.pid,
+            crate::text::truncate(&h.host, 80),
+            h.expires
+                .as_deref()
+                .map(|e| format!(", its lease renewed until {e}"))
+                .unwrap_or_default()
+        ),
+        help: format!(
+            "if it must stop, take its lease with --break-lock --lease-id {} (it stops before its next write, and the taking is journalled and audited)",
+            h.lease_id
+        ),
+    }
 }
 
 fn held(h: Option<&Holder>, dead: bool) -> Error {

@@ -56,7 +56,7 @@ pub struct Wiring {
     /// `RUNBOOK_AUDIT_WEBHOOK`: every audit entry is also sent there.
     pub webhook: Option<String>,
     /// Take the rotation's lock even if another run holds it (journalled).
-    pub break_lock: bool,
+    pub break_lock: super::lock::BreakLock,
 }
 
 /// Everything a new run needs.
@@ -328,7 +328,7 @@ impl Session {
             None => None,
             Some(key) => {
                 let lock =
-                    Lock::acquire(&w.store, key, &info.run_id, &info.actor, w.break_lock, &say)?;
+                    Lock::acquire(&w.store, key, &info.run_id, &info.actor, &w.break_lock, &say)?;
                 if new.modes.target != Target::Sandbox {
                     refuse_unfinished(&w.store, &runbook, key, new.modes.target)?;
                 }
@@ -394,7 +394,7 @@ impl Session {
         };
         let say = Say::new(w.sink.clone(), &info.run_id);
         let key = super::lock::key(runbook.plan(), &start.params);
-        let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, w.break_lock, &say)?;
+        let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, &w.break_lock, &say)?;
         let later = superseding(&w.store, r.entry, &state)?;
         let tip = w
             .store

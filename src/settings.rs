@@ -178,9 +178,16 @@ impl Settings {
             .filter(|u| !u.trim().is_empty())
     }
 
-    /// Who runs this: `--actor`, else `RUNBOOK_ACTOR`, git's `user.email`, `user@host`.
-    pub fn actor(&self, flag: Option<&str>) -> String {
-        runbook_core::run::actor(flag, &|k| self.var(k))
+    /// Who runs this: `--actor`, else `RUNBOOK_ACTOR`, git's `user.email`, `user@host`;
+    /// normalised (NFKC), and refused when too long or holding hidden characters.
+    pub fn actor(&self, flag: Option<&str>) -> Result<String> {
+        let given = runbook_core::run::actor(flag, &|k| self.var(k));
+        runbook_core::identity::actor(&given).map_err(|why| {
+            Error::usage(
+                why,
+                "pass --actor NAME (or set RUNBOOK_ACTOR) with a plain name or email address",
+            )
+        })
     }
 }
 

@@ -72,14 +72,31 @@ fn another_actor_approves_the_runs_own_cannot() {
     );
     let (child, run_id) = start(dir.path(), "gated.rhai");
     let run = |args: &[&str]| cmd(dir.path(), args);
-    for me in ["alice", " Alice "] {
+    // Alice again, however her name is dressed up: case, width, a Cyrillic а. Four eyes
+    // compares names as people read them.
+    for me in ["alice", " Alice ", "ａｌｉｃｅ", "\u{430}lice"] {
         run(&["approve", &run_id, "--actor", me])
             .exit(Exit::Usage)
-            .stderr_has("alice started run")
             .stderr_has("the run's own actor cannot approve or deny it");
     }
+    // A name no terminal could show whole, or one that reads backwards, is refused outright.
+    let huge = "b".repeat(100_000);
+    let refused = run(&["approve", &run_id, "--actor", &huge]);
+    refused
+        .exit(Exit::Usage)
+        .stderr_has("an actor name is at most 128 characters; this one has 100000");
+    assert!(refused.stderr.len() < 2_000, "{}", refused.stderr.len());
+    for (name, code) in [("bo\u{202E}b", "U+202E"), ("al\u{200B}ice", "U+200B")] {
+        run(&["approve", &run_id, "--actor", name])
+            .exit(Exit::Usage)
+            .stderr_has(code);
+    }
+    // The approver sees what is approved before it is.
     run(&["approve", &run_id, "--actor", "bob"])
         .exit(Exit::Ok)
+        .stderr_has(&format!("Run {run_id} of gated (sandbox) asks for approval of step 'gated': The change"))
+        .stderr_has("  requested by alice on ")
+        .stderr_has("  the step makes no vendor write its code shows")
         .stdout_has("approved step 'gated'");
     // A decision is final.
     run(&["deny", &run_id, "--actor", "carol", "--reason", "late"])
@@ -102,6 +119,7 @@ fn another_actor_approves_the_runs_own_cannot() {
         .collect();
     assert_eq!(actions, ["approval.requested", "approval.approved"]);
     assert_eq!(audit[1]["context"]["approver"], "bob");
+    assert!(audit[1]["context"]["host"].as_str().is_some_and(|h| !h.is_empty()));
     // The evidence pack names the approver.
     let pack = run(&["evidence", &run_id]);
     pack.exit(Exit::Ok);

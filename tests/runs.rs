@@ -571,3 +571,30 @@ fn a_succeeded_run_after_a_retry_names_no_failed_step_and_audit_show_reads_well(
         shown.stdout
     );
 }
+
+/// A stored name of any length (an old journal, a row edited in the database) never panics
+/// a listing: `runs`, `runs RUN_ID` and `audit show` cut it with an ellipsis.
+#[test]
+fn a_huge_stored_actor_is_cut_in_every_listing() {
+    let out = rehearsed_rotation(Test::new());
+    out.exit(Exit::Ok);
+    let run_id = out.last_run_id();
+    let huge = format!("{}\u{1b}[2J", "m".repeat(100_000));
+    let journal = out.journal_path();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, text.replace("\"actor\":\"ops-test\"", &format!("\"actor\":{}", serde_json::to_string(&huge).unwrap()))).unwrap();
+    let audit = out.path().join("state/audit.jsonl");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    std::fs::write(&audit, text.replace("\"actor\":\"ops-test\"", &format!("\"actor\":{}", serde_json::to_string(&huge).unwrap()))).unwrap();
+    let mut test = out.next();
+    for args in [vec!["runs"], vec!["runs", run_id.as_str()], vec!["audit", "show"]] {
+        let shown = test.args(&args).run();
+        shown.exit(Exit::Ok);
+        assert!(shown.stdout.contains("mmm…"), "{args:?}: {}", &shown.stdout[..shown.stdout.len().min(500)]);
+        for line in shown.stdout.lines() {
+            assert!(line.chars().count() < 2_000, "{args:?}: a line of {}", line.len());
+        }
+        assert!(!shown.stdout.contains('\u{1b}'), "{args:?} printed an escape");
+        test = shown.next();
+    }
+}

@@ -7,30 +7,68 @@ use runbook_core::approval::{self, Decision};
 use runbook_core::run;
 
 pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Result<u8> {
-    let by = settings.actor(args.actor.as_deref());
+    let by = settings.actor(args.actor.as_deref())?;
     let decision = Decision::Approved {
         by: by.clone(),
         at: run::now_rfc3339(),
+        host: run::hostname(),
     };
-    let request = approval::decide(&crate::wiring::store(settings)?, &args.run_id, &decision)?;
+    let store = crate::wiring::store(settings)?;
+    if let Some(request) = approval::pending(&store, &args.run_id)? {
+        show(&request);
+    }
+    let request = approval::decide(&store, &args.run_id, &decision)?;
     ui::out(&format!(
-        "approved step '{}' of run {} (started by {}) as {by}",
-        request.step, request.run_id, request.requested_by
+        "approved step '{}' of run {} (started by {}) as {by} on {}",
+        request.step,
+        request.run_id,
+        ui::truncate(&request.requested_by, 120),
+        run::hostname()
     ));
     Ok(exit::OK)
 }
 
 pub fn deny(args: DenyArgs, settings: &crate::settings::Settings) -> Result<u8> {
-    let by = settings.actor(args.actor.as_deref());
+    let by = settings.actor(args.actor.as_deref())?;
     let decision = Decision::Denied {
         by: by.clone(),
         at: run::now_rfc3339(),
         reason: args.reason.clone(),
+        host: run::hostname(),
     };
-    let request = approval::decide(&crate::wiring::store(settings)?, &args.run_id, &decision)?;
+    let store = crate::wiring::store(settings)?;
+    if let Some(request) = approval::pending(&store, &args.run_id)? {
+        show(&request);
+    }
+    let request = approval::decide(&store, &args.run_id, &decision)?;
     ui::out(&format!(
         "denied step '{}' of run {} (started by {}) as {by}: {}",
         request.step, request.run_id, request.requested_by, args.reason
     ));
     Ok(exit::OK)
+}
+
+/// What the decision is about, before it is made: the run, where it writes, who asked from
+/// where, and the vendor writes the step can make.
+fn show(r: &approval::Request) {
+    let or = |s: &str, d: &str| if s.is_empty() { d.to_string() } else { ui::truncate(s, 120) };
+    ui::err(&format!(
+        "Run {} of {} ({}) asks for approval of step '{}'{}",
+        r.run_id,
+        or(&r.runbook, "a runbook"),
+        or(&r.target, "target not recorded"),
+        r.step,
+        if r.title.is_empty() { String::new() } else { format!(": {}", ui::truncate(&r.title, 120)) }
+    ));
+    ui::err(&format!(
+        "  requested by {} on {} at {}",
+        ui::truncate(&r.requested_by, 120),
+        or(&r.host, "an unrecorded host"),
+        r.requested_at
+    ));
+    if r.writes.is_empty() {
+        ui::err("  the step makes no vendor write its code shows");
+    } else {
+        ui::err(&format!("  the step can write: {}", r.writes.join(", ")));
+    }
 }

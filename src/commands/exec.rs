@@ -64,7 +64,7 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
         NewRun {
             wiring: Wiring {
                 store: crate::wiring::store(settings)?,
-                actor: settings.actor(args.run.actor.as_deref()),
+                actor: settings.actor(args.run.actor.as_deref())?,
                 services: wired.services,
                 prompter,
                 sink: crate::view::sink(args.run.json),

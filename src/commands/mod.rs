@@ -39,6 +39,23 @@ pub fn write_new(path: &std::path::Path, text: &str, mode: u32) -> crate::error:
 
 /// Columns as wide as their widest cell, two spaces apart (`kubectl get` style).
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    // A cell is cut to what a terminal shows (a stored name may be any length), its
+    // control characters made visible.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| {
+                    let shown: String = c
+                        .chars()
+                        .map(|ch| if ch.is_control() { '?' } else { ch })
+                        .collect();
+                    ui::truncate(&shown, 120)
+                })
+                .collect()
+        })
+        .collect();
+    let rows = &rows;
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()

@@ -215,10 +215,14 @@ fn timeline_line(e: &Stamped) -> Option<String> {
         Event::RunStarted(r) => format!(
             "run started ({}, by {} on {})",
             Mode::label(r.target, r.effect, r.entry).as_str(),
-            r.actor,
-            r.host
+            ui::truncate(&r.actor, 120),
+            ui::truncate(&r.host, 120)
         ),
-        Event::RunResumed(r) => format!("{} by {}", r.entry.as_str(), r.actor),
+        Event::RunResumed(r) => format!(
+            "{} by {}",
+            r.entry.as_str(),
+            ui::truncate(&r.actor, 120)
+        ),
         Event::RunFinished(f) => format!("ended: {}", f.status.as_str()),
         Event::LockBroken { .. } => "a stale lock was broken".into(),
         Event::LeaseLost(l) => format!("step {}: not run: the lock was lost", l.step),
@@ -371,7 +375,11 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     }
     ui::out(&format!(
         "run {} · {} · {} · {} · actor {}",
-        summary.run_id, summary.runbook, summary.target, summary.status, summary.actor
+        summary.run_id,
+        summary.runbook,
+        summary.target,
+        summary.status,
+        ui::truncate(&summary.actor, 120)
     ));
     if let Some(later) = &summary.superseded_by {
         ui::out(&format!(
@@ -426,7 +434,7 @@ pub fn reopen(how: ReopenAs, settings: &Settings) -> Result<Reopened> {
     Ok(Session::reopen(Reopen {
         wiring: Wiring {
             store: wiring::store(settings)?,
-            actor: settings.actor(how.actor),
+            actor: settings.actor(how.actor)?,
             services,
             prompter: prompter(how.answers, how.yes)?,
             sink: crate::view::sink(how.json),
@@ -489,7 +497,7 @@ pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
     let abandoned = Session::abandon(Abandon {
         wiring: Wiring {
             store: wiring::store(settings)?,
-            actor: settings.actor(args.actor.as_deref()),
+            actor: settings.actor(args.actor.as_deref())?,
             services,
             prompter: prompter(None, false)?,
             sink: crate::view::sink(false),

@@ -122,7 +122,7 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
         NewRun {
             wiring: Wiring {
                 store: wiring::store(settings)?,
-                actor: settings.actor(args.actor.as_deref()),
+                actor: settings.actor(args.actor.as_deref())?,
                 services: wired.services,
                 prompter: prompter(args.answers.as_deref(), args.yes)?,
                 sink: crate::view::sink(false),

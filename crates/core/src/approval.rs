@@ -23,6 +23,19 @@ pub struct Request {
     /// files a new request; a decision meant for the old one must not pass the new one).
     #[serde(default)]
     pub nonce: String,
+    /// What is approved, shown to the approver: the runbook, the step's title, where the run
+    /// writes (production, loopback, sandbox), the requester's host and the vendor writes
+    /// the step's code can make.
+    #[serde(default)]
+    pub runbook: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub writes: Vec<String>,
 }
 
 /// A fresh request nonce.
@@ -37,11 +50,16 @@ pub enum Decision {
     Approved {
         by: String,
         at: String,
+        /// The machine the decision was made on.
+        #[serde(default)]
+        host: String,
     },
     Denied {
         by: String,
         at: String,
         reason: String,
+        #[serde(default)]
+        host: String,
     },
     Timeout {
         at: String,
@@ -56,10 +74,11 @@ struct Written {
     decision: Decision,
 }
 
-/// Actor names compare trimmed and without case: "Alice " is Alice. (On the file backend a
-/// name is what the actor says it is: see docs/team.md.)
+/// Actor names compare as people read them: without case, width or invisible characters,
+/// with look-alike letters folded ("аlice" with a Cyrillic а is Alice). (On the file
+/// backend a name is what the actor says it is: see docs/team.md.)
 fn same_actor(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
+    crate::identity::same(a, b)
 }
 
 /// Files the request (replacing an earlier one of the same run, and its decision: a resumed

@@ -472,6 +472,9 @@ pub struct Approval {
     /// Who approved or denied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approver: Option<String>,
+    /// The machine they decided on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

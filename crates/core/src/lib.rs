@@ -2,7 +2,7 @@
 //! audit, prompts and rollback, calling vendors through the host modules.
 //!
 //! Modules from the bottom up; each uses only those before it (a test holds this order):
-//! `text`, `suggest`, `codes`, `interrupt`, `hooks`, `run`, `plan`, `events`, `sink`, `diagnostic`, `error`,
+//! `text`, `identity`, `suggest`, `codes`, `interrupt`, `hooks`, `run`, `plan`, `events`, `sink`, `diagnostic`, `error`,
 //! `state`, `runtime`, `store`, `audit`, `ledger`, `approval`, `prompt`, `engine`, `value`, `host`,
 //! `runbook`, `exec`.
 //!
@@ -20,6 +20,7 @@ pub mod events;
 pub mod exec;
 mod hooks;
 pub mod host;
+pub mod identity;
 pub mod interrupt;
 pub mod ledger;
 pub mod plan;

@@ -230,7 +230,7 @@ fn git_email() -> Option<String> {
     (out.status.success() && email.contains('@') && email.len() <= 200).then_some(email)
 }
 
-pub(crate) fn hostname() -> String {
+pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -144,11 +144,16 @@ pub enum AuditEvent {
     ApprovalApproved {
         step: String,
         approver: String,
+        /// The machine the approver decided on.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        host: String,
     },
     ApprovalDenied {
         step: String,
         approver: String,
         reason: String,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        host: String,
     },
     ApprovalTimeout {
         step: String,

@@ -398,6 +398,7 @@ impl<'a> Runner<'a> {
             requested_by: Some(self.session.run().info().actor.clone()),
             by: None,
             approver: None,
+            approver_host: None,
             reason: None,
             timeout_secs: None,
         };
@@ -427,6 +428,17 @@ impl<'a> Runner<'a> {
             by: spec.by.clone(),
             timeout_secs: spec.timeout.as_secs(),
             nonce: crate::approval::nonce(),
+            runbook: info.runbook_id.clone(),
+            title: step.title.clone(),
+            target: info.modes.target.as_str().to_string(),
+            host: crate::run::hostname(),
+            writes: self
+                .session
+                .runbook()
+                .step_writes()
+                .into_iter()
+                .nth(self.plan().steps.iter().position(|s| s.id == step.id).unwrap_or(usize::MAX))
+                .unwrap_or_default(),
         };
         if let Err(e) = crate::approval::file(&store, &request) {
             self.error = Some(e.to_string());
@@ -464,12 +476,14 @@ impl<'a> Runner<'a> {
         decision: Option<crate::approval::Decision>,
     ) -> Option<RunStatus> {
         use crate::approval::Decision;
-        let (status, approver, reason) = match decision {
-            Some(Decision::Approved { by, .. }) => (ApprovalStatus::Approved, Some(by), None),
-            Some(Decision::Denied { by, reason, .. }) => {
-                (ApprovalStatus::Denied, Some(by), Some(reason))
+        let (status, approver, reason, host) = match decision {
+            Some(Decision::Approved { by, host, .. }) => {
+                (ApprovalStatus::Approved, Some(by), None, host)
             }
-            Some(Decision::Timeout { .. }) => (ApprovalStatus::Timeout, None, None),
+            Some(Decision::Denied {
+                by, reason, host, ..
+            }) => (ApprovalStatus::Denied, Some(by), Some(reason), host),
+            Some(Decision::Timeout { .. }) => (ApprovalStatus::Timeout, None, None, String::new()),
             None => {
                 self.say.warning(format!(
                     "Interrupted (Ctrl-C) waiting for the approval of step '{}'.",
@@ -485,11 +499,13 @@ impl<'a> Runner<'a> {
             ApprovalStatus::Approved => AuditEvent::ApprovalApproved {
                 step: id,
                 approver: who,
+                host: host.clone(),
             },
             ApprovalStatus::Denied => AuditEvent::ApprovalDenied {
                 step: id,
                 approver: who,
                 reason: reason.clone().unwrap_or_default(),
+                host: host.clone(),
             },
             _ => AuditEvent::ApprovalTimeout {
                 step: id,
@@ -498,6 +514,7 @@ impl<'a> Runner<'a> {
         });
         self.approval_event(step, status, |a| {
             a.approver = approver.clone();
+            a.approver_host = Some(host).filter(|h| !h.is_empty());
             a.reason = reason;
             a.timeout_secs = (status == ApprovalStatus::Timeout).then_some(timeout_secs);
         });

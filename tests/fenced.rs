@@ -365,3 +365,58 @@ fn a_paused_machine_whose_lease_was_taken_never_writes_again() {
     );
     on("laptop-b", &["audit", "verify"]).run().exit(Exit::Ok);
 }
+
+/// A decision given while the database is down is retried, not lost: `approve` says it is
+/// not recorded yet and waits; when the database is back it is stored, and the run that
+/// waited through the restart goes on.
+#[test]
+fn an_approval_given_while_the_database_restarts_is_stored_when_it_is_back() {
+    let Some(mut cluster) = Cluster::start("an_approval_given_while_the_database_restarts") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gated.rhai"),
+        r#"
+runbook(#{ id: "gated", title: "A gated change", secret: "GATED_KEY" });
+step("gated", "The change", |ctx| { print("gated step ran"); })
+    .approval(#{ by: "another operator", timeout: "300s" });
+"#,
+    )
+    .unwrap();
+    let url = cluster.url.clone();
+    let on = |machine: &str, args: &[&str]| {
+        Test::in_dir(dir.path())
+            .env("RUNBOOK_STATE_DIR", &dir.path().join(machine).to_string_lossy())
+            .env("RUNBOOK_STATE_URL", &url)
+            .env("RUNBOOK_STATE_WAIT_SECONDS", "300")
+            .args(args)
+    };
+    let alice = on(
+        "laptop-a",
+        &["exec", "gated.rhai", "--sandbox", "--yes", "--actor", "alice"],
+    )
+    .spawn();
+    let mut c = cluster.client();
+    let run_id: String = loop {
+        if let Ok(Some(row)) = c.query_opt("SELECT run_id FROM runbook_approvals", &[]) {
+            break row.get(0);
+        }
+        std::thread::yield_now();
+    };
+    drop(c);
+    cluster.stop();
+    let mut bob = on("laptop-b", &["approve", &run_id, "--actor", "bob"])
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (told, stderr) = stderr_until(&mut bob, "retrying for up to 300 s");
+    assert!(told.contains("the decision is not recorded yet"), "{told}");
+    cluster.restart();
+    let (code, rest) = finish(bob, stderr);
+    assert_eq!(code, 0, "{told}{rest}");
+    assert!(rest.contains("approved step 'gated'"), "{rest}");
+    crate::support::assert_finished(alice, 0, &["approved by bob", "gated step ran"], &[]);
+}

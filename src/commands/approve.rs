@@ -1,7 +1,9 @@
 //! `runbook approve RUN_ID` and `runbook deny RUN_ID --reason ...`: the second pair of eyes.
 
 use crate::cli::{ApproveArgs, DenyArgs};
-use crate::error::{exit, Result};
+use crate::error::{exit, Error, Result};
+use runbook_core::store::Store;
+use std::time::{Duration, Instant};
 use crate::ui;
 use runbook_core::approval::{self, Decision};
 use runbook_core::run;
@@ -13,11 +15,11 @@ pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Resul
         at: run::now_rfc3339(),
         host: run::hostname(),
     };
-    let store = crate::wiring::store(settings)?;
+    let store = reachable_store(settings)?;
     if let Some(request) = approval::pending(&store, &args.run_id)? {
         show(&request);
     }
-    let request = approval::decide(&store, &args.run_id, &decision)?;
+    let request = record(&store, &args.run_id, &decision)?;
     ui::out(&format!(
         "approved step '{}' of run {} (started by {}) as {by} on {}",
         request.step,
@@ -36,16 +38,59 @@ pub fn deny(args: DenyArgs, settings: &crate::settings::Settings) -> Result<u8> 
         reason: args.reason.clone(),
         host: run::hostname(),
     };
-    let store = crate::wiring::store(settings)?;
+    let store = reachable_store(settings)?;
     if let Some(request) = approval::pending(&store, &args.run_id)? {
         show(&request);
     }
-    let request = approval::decide(&store, &args.run_id, &decision)?;
+    let request = record(&store, &args.run_id, &decision)?;
     ui::out(&format!(
         "denied step '{}' of run {} (started by {}) as {by}: {}",
         request.step, request.run_id, request.requested_by, args.reason
     ));
     Ok(exit::OK)
+}
+
+/// The state store, waited for (a database restarting) up to `[state] wait_seconds`: a
+/// decision is stored or said to be not stored, never lost in between.
+fn reachable_store(settings: &crate::settings::Settings) -> Result<Store> {
+    let wait = settings.state()?.wait;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match crate::wiring::store(settings) {
+            Err(crate::error::Error::Core(e @ runbook_core::error::Error::State { .. }))
+                if started.elapsed() < wait =>
+            {
+                if !told {
+                    ui::err(&format!(
+                        "the state store cannot be reached ({e}); the decision is not recorded yet: retrying for up to {} s",
+                        wait.as_secs()
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Stores the decision, retried while the store cannot take it; a failure says it was
+/// not stored.
+fn record(store: &Store, run_id: &str, decision: &Decision) -> Result<approval::Request> {
+    approval::decide_within(store, run_id, decision, store.wait(), &|e| {
+        ui::err(&format!(
+            "the decision could not be stored yet ({e}); retrying for up to {} s",
+            store.wait().as_secs()
+        ))
+    })
+    .map_err(|e| match e {
+        runbook_core::error::Error::State { message, help } => Error::Core(runbook_core::error::Error::State {
+            message: format!("the decision was NOT recorded: {message}"),
+            help,
+        }),
+        other => other.into(),
+    })
 }
 
 /// What the decision is about, before it is made: the run, where it writes, who asked from

@@ -149,6 +149,36 @@ pub fn decide(store: &Store, run_id: &str, decision: &Decision) -> Result<Reques
     ))
 }
 
+/// `decide`, retried while the store cannot take it (a database restarting), for up to
+/// `wait`: the decision is stored, or the error says it was not. `retrying` is told of the
+/// first failure. Refusals (no request, the run's own actor, decided already) are final.
+pub fn decide_within(
+    store: &Store,
+    run_id: &str,
+    decision: &Decision,
+    wait: Duration,
+    retrying: &dyn Fn(&Error),
+) -> Result<Request> {
+    let started = Instant::now();
+    let mut told = false;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match decide(store, run_id, decision) {
+            Err(e @ (Error::State { .. } | Error::Write { .. } | Error::Read { .. }))
+                if started.elapsed() < wait && !crate::interrupt::is_set() =>
+            {
+                if !told {
+                    retrying(&e);
+                    told = true;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Waits for the decision until `timeout`, then closes the request as `Timeout` (if no one
 /// decided in the meantime). `None` when Ctrl-C stopped the wait.
 pub fn wait(store: &Store, run_id: &str, nonce: &str, timeout: Duration) -> Option<Decision> {
@@ -164,8 +194,10 @@ pub fn wait(store: &Store, run_id: &str, nonce: &str, timeout: Duration) -> Opti
             let closed = Decision::Timeout {
                 at: crate::run::now_rfc3339(),
             };
-            // A decision that landed at the last moment wins over the timeout.
-            return match decide(store, run_id, &closed) {
+            // A decision that landed at the last moment wins over the timeout; a store that
+            // is restarting gets its wait to record the timeout.
+            let wait = store.wait();
+            return match decide_within(store, run_id, &closed, wait, &|_| {}) {
                 Ok(_) => Some(closed),
                 Err(_) => decision(store, run_id, nonce).or(Some(closed)),
             };

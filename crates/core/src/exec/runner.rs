@@ -131,6 +131,8 @@ impl<'a> Runner<'a> {
             status,
             failed_step,
         });
+        run.ledger().settle();
+        run.auditor().settle(run.parts().store.wait());
         let plan = self.session.runbook().plan();
         let mut report = run
             .ledger()

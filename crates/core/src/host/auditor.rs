@@ -55,6 +55,25 @@ impl Auditor {
         }
     }
 
+    /// Writes what the log refused earlier, retrying for `wait`; says what stays unwritten.
+    pub fn settle(&self, wait: std::time::Duration) {
+        let started = std::time::Instant::now();
+        while !self.unsaved.borrow().is_empty() {
+            match self.flush() {
+                Ok(()) => return,
+                Err(e) if started.elapsed() >= wait || crate::interrupt::is_set() => {
+                    self.say.warning(format!(
+                        "warning: {} audit entr(ies) of this run could not be written to {}: {e}",
+                        self.unsaved.borrow().len(),
+                        self.log.location()
+                    ));
+                    return;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+            }
+        }
+    }
+
     /// Writes the entries the log could not take earlier, in order: `Err` while it still
     /// cannot (a vendor write then waits, or is not sent).
     pub fn flush(&self) -> Result<()> {

@@ -233,6 +233,35 @@ impl LedgerWriter {
         }
     }
 
+    /// Stores what the store refused earlier, retrying for the store's wait: a run that
+    /// ends while its store is down still leaves its end recorded if the store comes back in
+    /// time. The operator is told what could not be stored.
+    pub fn settle(&self) {
+        if self.unsaved.borrow().is_empty() || self.lost.get() {
+            return;
+        }
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.flush() {
+                Ok(()) => return,
+                Err(e) if started.elapsed() >= self.store.wait() || crate::interrupt::is_set() => {
+                    self.say.warning(format!(
+                        "warning: {} record(s) of this run could not be stored in {}: {e}; its journal ends before them (`runbook runs {}` shows where)",
+                        self.unsaved.borrow().len(),
+                        self.location(),
+                        self.run_id()
+                    ));
+                    return;
+                }
+                Err(_) => {
+                    sleep_unless_interrupted(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     /// Chains an event's line after the tip and keeps it to be stored.
     fn make(&self, event: Event) -> Stamped {
         let (line, stamped) = stored_form(Stamped::now(self.run_id(), event));

@@ -245,7 +245,7 @@ mod tests {
             s.approval_policy().unwrap(),
             Some(Duration::from_secs(1800))
         );
-        assert_eq!(s.actor(Some("alice")), "alice");
+        assert_eq!(s.actor(Some("alice")).unwrap(), "alice");
     }
 
     #[test]
@@ -256,6 +256,6 @@ mod tests {
         assert!(s.approval_policy().is_err());
         // What does not come from the file still works.
         assert_eq!(s.state_dir, PathBuf::from("/h/.local/state/runbook"));
-        assert_eq!(s.actor(Some("bob")), "bob");
+        assert_eq!(s.actor(Some("bob")).unwrap(), "bob");
     }
 }

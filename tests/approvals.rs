@@ -94,7 +94,9 @@ fn another_actor_approves_the_runs_own_cannot() {
     // The approver sees what is approved before it is.
     run(&["approve", &run_id, "--actor", "bob"])
         .exit(Exit::Ok)
-        .stderr_has(&format!("Run {run_id} of gated (sandbox) asks for approval of step 'gated': The change"))
+        .stderr_has(&format!(
+            "Run {run_id} of gated (sandbox) asks for approval of step 'gated': The change"
+        ))
         .stderr_has("  requested by alice on ")
         .stderr_has("  the step makes no vendor write its code shows")
         .stdout_has("approved step 'gated'");
@@ -119,7 +121,9 @@ fn another_actor_approves_the_runs_own_cannot() {
         .collect();
     assert_eq!(actions, ["approval.requested", "approval.approved"]);
     assert_eq!(audit[1]["context"]["approver"], "bob");
-    assert!(audit[1]["context"]["host"].as_str().is_some_and(|h| !h.is_empty()));
+    assert!(audit[1]["context"]["host"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
     // The evidence pack names the approver.
     let pack = run(&["evidence", &run_id]);
     pack.exit(Exit::Ok);

@@ -35,6 +35,21 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     assert_eq!(pack["status"], "succeeded");
     assert_eq!(pack["actors"][0]["actor"], "ops-test");
     assert_eq!(pack["audit"]["chain"]["intact"], true);
+    // Which environment it touched, and the heads that pin its records.
+    let env = &pack["environment"];
+    assert_eq!(env["target"], "sandbox");
+    assert_eq!(env["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        env["vendors"]["postmark"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:"),
+        "{env}"
+    );
+    assert_eq!(env["runbook_sha256"], pack["runbook"]["source_sha256"]);
+    assert_eq!(env["audit_head"], pack["audit"]["chain"]["head"]);
+    let last: Value = serde_json::from_str(rotated.journal().lines().last().unwrap()).unwrap();
+    assert_eq!(env["journal_head"], last["hash"]);
     // The old token's refusal is among the checks that passed, and every write names its
     // secrets by fingerprint only.
     let checks: Vec<&str> = items(&pack["verification"])

@@ -387,14 +387,24 @@ step("gated", "The change", |ctx| { print("gated step ran"); })
     let url = cluster.url.clone();
     let on = |machine: &str, args: &[&str]| {
         Test::in_dir(dir.path())
-            .env("RUNBOOK_STATE_DIR", &dir.path().join(machine).to_string_lossy())
+            .env(
+                "RUNBOOK_STATE_DIR",
+                &dir.path().join(machine).to_string_lossy(),
+            )
             .env("RUNBOOK_STATE_URL", &url)
             .env("RUNBOOK_STATE_WAIT_SECONDS", "300")
             .args(args)
     };
     let alice = on(
         "laptop-a",
-        &["exec", "gated.rhai", "--sandbox", "--yes", "--actor", "alice"],
+        &[
+            "exec",
+            "gated.rhai",
+            "--sandbox",
+            "--yes",
+            "--actor",
+            "alice",
+        ],
     )
     .spawn();
     let mut c = cluster.client();

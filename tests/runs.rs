@@ -582,19 +582,48 @@ fn a_huge_stored_actor_is_cut_in_every_listing() {
     let huge = format!("{}\u{1b}[2J", "m".repeat(100_000));
     let journal = out.journal_path();
     let text = std::fs::read_to_string(&journal).unwrap();
-    std::fs::write(&journal, text.replace("\"actor\":\"ops-test\"", &format!("\"actor\":{}", serde_json::to_string(&huge).unwrap()))).unwrap();
+    std::fs::write(
+        &journal,
+        text.replace(
+            "\"actor\":\"ops-test\"",
+            &format!("\"actor\":{}", serde_json::to_string(&huge).unwrap()),
+        ),
+    )
+    .unwrap();
     let audit = out.path().join("state/audit.jsonl");
     let text = std::fs::read_to_string(&audit).unwrap();
-    std::fs::write(&audit, text.replace("\"actor\":\"ops-test\"", &format!("\"actor\":{}", serde_json::to_string(&huge).unwrap()))).unwrap();
+    std::fs::write(
+        &audit,
+        text.replace(
+            "\"actor\":\"ops-test\"",
+            &format!("\"actor\":{}", serde_json::to_string(&huge).unwrap()),
+        ),
+    )
+    .unwrap();
     let mut test = out.next();
-    for args in [vec!["runs"], vec!["runs", run_id.as_str()], vec!["audit", "show"]] {
+    for args in [
+        vec!["runs"],
+        vec!["runs", run_id.as_str()],
+        vec!["audit", "show"],
+    ] {
         let shown = test.args(&args).run();
         shown.exit(Exit::Ok);
-        assert!(shown.stdout.contains("mmm…"), "{args:?}: {}", &shown.stdout[..shown.stdout.len().min(500)]);
+        assert!(
+            shown.stdout.contains("mmm…"),
+            "{args:?}: {}",
+            &shown.stdout[..shown.stdout.len().min(500)]
+        );
         for line in shown.stdout.lines() {
-            assert!(line.chars().count() < 2_000, "{args:?}: a line of {}", line.len());
+            assert!(
+                line.chars().count() < 2_000,
+                "{args:?}: a line of {}",
+                line.len()
+            );
         }
-        assert!(!shown.stdout.contains('\u{1b}'), "{args:?} printed an escape");
+        assert!(
+            !shown.stdout.contains('\u{1b}'),
+            "{args:?} printed an escape"
+        );
         test = shown.next();
     }
 }

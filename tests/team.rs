@@ -574,7 +574,15 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
         dir.path(),
         "laptop-b",
         &db,
-        &["exec", "gated.rhai", "--sandbox", "--yes", "--actor", "bob", "--break-lock"],
+        &[
+            "exec",
+            "gated.rhai",
+            "--sandbox",
+            "--yes",
+            "--actor",
+            "bob",
+            "--break-lock",
+        ],
     )
     .run();
     refused

@@ -2,11 +2,11 @@
 
 use crate::cli::{ApproveArgs, DenyArgs};
 use crate::error::{exit, Error, Result};
-use runbook_core::store::Store;
-use std::time::{Duration, Instant};
 use crate::ui;
 use runbook_core::approval::{self, Decision};
 use runbook_core::run;
+use runbook_core::store::Store;
+use std::time::{Duration, Instant};
 
 pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Result<u8> {
     let by = settings.actor(args.actor.as_deref())?;
@@ -85,10 +85,12 @@ fn record(store: &Store, run_id: &str, decision: &Decision) -> Result<approval::
         ))
     })
     .map_err(|e| match e {
-        runbook_core::error::Error::State { message, help } => Error::Core(runbook_core::error::Error::State {
-            message: format!("the decision was NOT recorded: {message}"),
-            help,
-        }),
+        runbook_core::error::Error::State { message, help } => {
+            Error::Core(runbook_core::error::Error::State {
+                message: format!("the decision was NOT recorded: {message}"),
+                help,
+            })
+        }
         other => other.into(),
     })
 }
@@ -96,14 +98,24 @@ fn record(store: &Store, run_id: &str, decision: &Decision) -> Result<approval::
 /// What the decision is about, before it is made: the run, where it writes, who asked from
 /// where, and the vendor writes the step can make.
 fn show(r: &approval::Request) {
-    let or = |s: &str, d: &str| if s.is_empty() { d.to_string() } else { ui::truncate(s, 120) };
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_string()
+        } else {
+            ui::truncate(s, 120)
+        }
+    };
     ui::err(&format!(
         "Run {} of {} ({}) asks for approval of step '{}'{}",
         r.run_id,
         or(&r.runbook, "a runbook"),
         or(&r.target, "target not recorded"),
         r.step,
-        if r.title.is_empty() { String::new() } else { format!(": {}", ui::truncate(&r.title, 120)) }
+        if r.title.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", ui::truncate(&r.title, 120))
+        }
     ));
     ui::err(&format!(
         "  requested by {} on {} at {}",

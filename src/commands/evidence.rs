@@ -154,6 +154,8 @@ struct Pack {
     /// answered as a simulator.
     target: String,
     rehearsal: bool,
+    /// Which environment the run touched, and the heads that pin its records.
+    environment: PackEnvironment,
     status: Option<String>,
     actors: Vec<Actor>,
     approvals: Vec<ApprovalRecord>,
@@ -175,6 +177,22 @@ struct Pack {
     generated_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     signature: Option<Signature>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PackEnvironment {
+    /// `production`, `loopback`, `sandbox` or `rehearsal`.
+    target: String,
+    /// The `runbook` version that started the run (`null`: a journal from before it was kept).
+    version: Option<String>,
+    /// Each vendor module's base URL, as the run was configured.
+    vendors: BTreeMap<String, String>,
+    /// The hosts `http::` could reach.
+    egress: Vec<String>,
+    runbook_sha256: String,
+    /// The audit chain's head when the pack was made, and the run journal's last line.
+    audit_head: Option<String>,
+    journal_head: Option<String>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -358,6 +376,26 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         mode: label.into(),
         target: ledger.target_label().into(),
         rehearsal: ledger.is_rehearsal(),
+        environment: PackEnvironment {
+            target: ledger.target_label().into(),
+            version: start.environment.as_ref().map(|e| e.version.clone()),
+            vendors: start
+                .environment
+                .as_ref()
+                .map(|e| e.vendors.clone())
+                .unwrap_or_default(),
+            egress: start
+                .environment
+                .as_ref()
+                .map(|e| e.egress.clone())
+                .unwrap_or_default(),
+            runbook_sha256: start.source.sha256.clone(),
+            audit_head: chain.head.clone(),
+            journal_head: match ledger::chain::verify(&text).1 {
+                ledger::chain::Verdict::Intact { tip, .. } if tip.lines > 0 => Some(tip.head),
+                _ => None,
+            },
+        },
         abandoned: ledger.abandoned.clone(),
         status: journal_problem
             .is_none()

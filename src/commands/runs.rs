@@ -1,7 +1,6 @@
 //! `runbook runs`, `runbook resume RUN_ID`, `runbook rollback RUN_ID`: every view of a run
 //! reads its folded ledger.
 
-use runbook_core::exec::lock::BreakLock;
 use super::exec::{banner, finish, outcome_text, prompter};
 use crate::cli::{AbandonArgs, ResumeArgs, RunsArgs};
 use crate::error::{exit, Result};
@@ -10,6 +9,7 @@ use crate::{ui, wiring};
 use runbook_core::events::Holds;
 use runbook_core::events::{Event, Stamped, StepEnd};
 use runbook_core::exec::lock;
+use runbook_core::exec::lock::BreakLock;
 use runbook_core::exec::resume;
 use runbook_core::exec::{self, Abandon, Reopen, Reopened, Session, Wiring};
 use runbook_core::ledger::{self, Ledger};
@@ -218,11 +218,7 @@ fn timeline_line(e: &Stamped) -> Option<String> {
             ui::truncate(&r.actor, 120),
             ui::truncate(&r.host, 120)
         ),
-        Event::RunResumed(r) => format!(
-            "{} by {}",
-            r.entry.as_str(),
-            ui::truncate(&r.actor, 120)
-        ),
+        Event::RunResumed(r) => format!("{} by {}", r.entry.as_str(), ui::truncate(&r.actor, 120)),
         Event::RunFinished(f) => format!("ended: {}", f.status.as_str()),
         Event::LockBroken { .. } => "a stale lock was broken".into(),
         Event::LeaseLost(l) => format!("step {}: not run: the lock was lost", l.step),

@@ -147,6 +147,21 @@ pub struct RunStarted {
     /// journals written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<String>,
+    /// Where the run went and with what (none in journals written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+}
+
+/// Proof of which environment a run touched: the binary, each vendor's base URL and the
+/// hosts `http::` could reach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Environment {
+    /// The `runbook` version that started the run.
+    pub version: String,
+    /// Each vendor module's base URL.
+    pub vendors: std::collections::BTreeMap<String, String>,
+    /// The runbook's declared egress (`http::` hosts, or `param:NAME`).
+    pub egress: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(actor("  ａｌｉｃｅ ").unwrap(), "alice");
         let long = "a".repeat(100_000);
         let e = actor(&long).unwrap_err();
-        assert!(e.contains("at most 128 characters; this one has 100000"), "{e}");
+        assert!(
+            e.contains("at most 128 characters; this one has 100000"),
+            "{e}"
+        );
         assert!(e.len() < 200);
         assert!(actor("al\u{202E}ice").unwrap_err().contains("U+202E"));
         assert!(actor("a\nb").unwrap_err().contains("U+000A"));

@@ -439,7 +439,13 @@ impl<'a> Runner<'a> {
                 .runbook()
                 .step_writes()
                 .into_iter()
-                .nth(self.plan().steps.iter().position(|s| s.id == step.id).unwrap_or(usize::MAX))
+                .nth(
+                    self.plan()
+                        .steps
+                        .iter()
+                        .position(|s| s.id == step.id)
+                        .unwrap_or(usize::MAX),
+                )
                 .unwrap_or_default(),
         };
         if let Err(e) = crate::approval::file(&store, &request) {

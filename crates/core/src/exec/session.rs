@@ -327,13 +327,43 @@ impl Session {
         let lock = match &rotation {
             None => None,
             Some(key) => {
-                let lock =
-                    Lock::acquire(&w.store, key, &info.run_id, &info.actor, &w.break_lock, &say)?;
+                let lock = Lock::acquire(
+                    &w.store,
+                    key,
+                    &info.run_id,
+                    &info.actor,
+                    &w.break_lock,
+                    &say,
+                )?;
                 if new.modes.target != Target::Sandbox {
                     refuse_unfinished(&w.store, &runbook, key, new.modes.target)?;
                 }
                 Some(lock)
             }
+        };
+        let environment = crate::events::Environment {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            vendors: runbook_vendors::Vendor::ALL
+                .iter()
+                .map(|v| {
+                    (
+                        v.name().to_string(),
+                        w.services.config().endpoint(*v).to_string(),
+                    )
+                })
+                .collect(),
+            egress: runbook
+                .plan()
+                .meta()
+                .egress
+                .iter()
+                .map(|e| {
+                    serde_json::to_value(e)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect(),
         };
         let ledger = Rc::new(LedgerWriter::new(&w.store, say.clone()));
         if let Some(lock) = &lock {
@@ -357,6 +387,7 @@ impl Session {
                 effect: info.modes.effect,
                 entry: info.modes.entry,
                 rotation,
+                environment: Some(environment),
             }))?;
         session.note_lock();
         Ok(session)

@@ -159,6 +159,7 @@ pub(super) fn read(value: Value, run_id: &str) -> Result<Stamped, String> {
                     effect,
                     entry,
                     rotation: None,
+                    environment: None,
                 }),
             });
         }

@@ -45,6 +45,7 @@ fn started(target: Target) -> Event {
         effect: Effect::Apply,
         entry: Entry::Exec,
         rotation: None,
+        environment: None,
     })
 }
 
@@ -287,6 +288,7 @@ fn a_denied_approval_stops_the_run_at_its_step() {
                 requested_by: Some("alice".into()),
                 by: None,
                 approver: Some("bob".into()),
+                approver_host: None,
                 reason: Some("not now".into()),
                 timeout_secs: None,
             }),

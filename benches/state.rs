@@ -13,21 +13,24 @@ use std::time::{Duration, Instant};
 
 const LEASE: Duration = Duration::from_secs(30);
 
-/// What a step costs the store: the intent and outcome records, one audit entry.
-fn step(store: &Store, run_id: &str, i: usize) {
-    store
-        .journal_append(
+/// What a step costs the store: the write's record (fenced by the run's lease, as every
+/// record of a run that holds a lock is), one audit entry, the outcome's record.
+fn step(store: &Store, run_id: &str, fence: &store::Fence, i: usize) {
+    assert!(store
+        .journal_append_fenced(
             run_id,
             &format!(r#"{{"t":"x","kind":"step.intent","step":"s{i}"}}"#),
+            fence,
         )
-        .unwrap();
+        .unwrap());
     append(store, i);
-    store
-        .journal_append(
+    assert!(store
+        .journal_append_fenced(
             run_id,
             &format!(r#"{{"t":"x","kind":"step.outcome","step":"s{i}","status":"completed"}}"#),
+            fence,
         )
-        .unwrap();
+        .unwrap());
 }
 
 fn entry(prev: &str, i: usize) -> String {
@@ -46,11 +49,30 @@ fn append(store: &Store, i: usize) {
 
 fn per_step(store: &Store, steps: usize) -> Duration {
     let run_id = format!("20261203T000000000Z-{:06x}", rand_u32() & 0xffffff);
+    let fence = store::Fence {
+        key: format!("bench-{run_id}"),
+        lease_id: format!("lease-{run_id}"),
+    };
+    let holder = store::Holder {
+        run_id: run_id.clone(),
+        actor: "bench".into(),
+        pid: std::process::id(),
+        host: "bench".into(),
+        since: "2026-12-03T00:00:00Z".into(),
+        lease_id: fence.lease_id.clone(),
+        expires: None,
+        expired: false,
+    };
+    assert!(store.lock_create(&fence.key, &holder).unwrap());
     let t = Instant::now();
     for i in 0..steps {
-        step(store, &run_id, i);
+        step(store, &run_id, &fence, i);
     }
-    t.elapsed() / steps as u32
+    let took = t.elapsed() / steps as u32;
+    store
+        .lock_remove(&fence.key, Some(&fence.lease_id), false)
+        .unwrap();
+    took
 }
 
 fn rand_u32() -> u32 {
@@ -89,7 +111,7 @@ fn main() {
     };
     let (f, p) = (median(&files), median(&pg));
     println!(
-        "per step (2 journal records + 1 audit entry): files {:.3} ms, postgres {:.3} ms, overhead {:.3} ms",
+        "per step (2 fenced journal records + 1 audit entry): files {:.3} ms, postgres {:.3} ms, overhead {:.3} ms",
         f.as_secs_f64() * 1e3,
         p.as_secs_f64() * 1e3,
         (p.as_secs_f64() - f.as_secs_f64()) * 1e3

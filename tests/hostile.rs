@@ -379,9 +379,13 @@ step(\"s\", \"Step \\x1b[2J\", |ctx| {\n\
     print(\"before\\x1b[2J\\x1b[Hfake all clear\\rover\");\n\
     fail(\"vendor said \\x1b[31mred\\x1b]52;c;cHduZWQ=\\x07\");\n\
 });\n";
-    let out = with_script("exec", "esc.rhai", runbook)
+    // An actor name with an escape is refused, and the refusal names it without sending it.
+    let refused = with_script("exec", "esc.rhai", runbook)
         .args(&["--yes", "--actor", "ops\u{1b}[8m"])
         .run();
+    refused.exit(Exit::Usage).stderr_has("U+001B");
+    assert!(!refused.stderr.contains('\u{1b}'), "{:?}", refused.stderr);
+    let out = refused.next().args(&["exec", "esc.rhai", "--yes"]).run();
     out.exit(Exit::StepFailed);
     for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
         assert!(!text.contains('\u{1b}'), "ESC in {name}:\n{text:?}");

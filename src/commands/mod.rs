@@ -44,13 +44,15 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
+            let last = r.len().saturating_sub(1);
             r.iter()
-                .map(|c| {
+                .enumerate()
+                .map(|(i, c)| {
                     let shown: String = c
                         .chars()
                         .map(|ch| if ch.is_control() { '?' } else { ch })
                         .collect();
-                    ui::truncate(&shown, 120)
+                    ui::truncate(&shown, if i == last { 400 } else { 120 })
                 })
                 .collect()
         })

@@ -415,8 +415,10 @@ step("gated", "The change", |ctx| { print("gated step ran"); })
         std::thread::yield_now();
     };
     drop(c);
+    let bob_login = cluster.login("bob");
     cluster.stop();
     let mut bob = on("laptop-b", &["approve", &run_id, "--actor", "bob"])
+        .env("RUNBOOK_STATE_URL", &bob_login)
         .command()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

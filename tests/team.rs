@@ -128,25 +128,38 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
         )) && text.contains(&format!("(pid {} on ", holder["pid"])),
         "the refusal names who holds it, from where and since when: {text}"
     );
-    // The run's own actor cannot approve it, from any machine; another can, from a third.
+    // Four eyes on the proven identity: another name typed from the same database login as
+    // the run is refused; the run's own name from another login is refused too; carol, from
+    // her own login on a third machine, approves.
     on(
         dir.path(),
         "laptop-b",
         &db,
-        &["approve", &run_id, "--actor", &winner],
-    )
-    .run()
-    .exit(Exit::Usage)
-    .stderr_has("the run's own actor cannot approve or deny it");
-    on(
-        dir.path(),
-        "laptop-c",
-        &db,
         &["approve", &run_id, "--actor", "carol"],
     )
     .run()
-    .exit(Exit::Ok)
-    .stdout_has("approved step 'gated'");
+    .exit(Exit::Usage)
+    .stderr_has(
+        "this decision comes from the same login: four eyes needs a second person's own login",
+    );
+    let carol = db.login("carol");
+    let as_carol = |args: &[&str]| {
+        Test::in_dir(dir.path())
+            .env(
+                "RUNBOOK_STATE_DIR",
+                &dir.path().join("laptop-c").to_string_lossy(),
+            )
+            .env("RUNBOOK_STATE_URL", &carol)
+            .args(args)
+            .run()
+    };
+    as_carol(&["approve", &run_id, "--actor", &winner])
+        .exit(Exit::Usage)
+        .stderr_has("the run's own actor cannot approve or deny it");
+    as_carol(&["approve", &run_id, "--actor", "carol"])
+        .exit(Exit::Ok)
+        .stderr_has("(database login ")
+        .stdout_has("approved step 'gated'");
     let (_, winner_child) = children.remove(0);
     assert_finished(
         winner_child,
@@ -180,6 +193,9 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
     let text = signed_pack(dir.path(), &c3, &run_id);
     let pack: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(pack["approvals"][0]["approver"], "carol");
+    assert!(pack["approvals"][0]["approver_login"]
+        .as_str()
+        .is_some_and(|l| l.ends_with("_carol")));
     assert_eq!(pack["approvals"][0]["requested_by"], winner.as_str());
     assert_eq!(pack["audit"]["chain"]["intact"], true);
     assert_only_the_unedited_pack_verifies(dir.path(), &c3, &text, ("\"carol\"", "\"carot\""));
@@ -593,15 +609,17 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
     let b = exec("laptop-b", "bob", &["--break-lock", "--lease-id", &lease]);
     let both = requests(&db, 2);
     let second = both.into_iter().find(|r| *r != first).unwrap();
+    let carol = db.login("carol");
     let approve = |run_id: &str| {
-        on(
-            dir.path(),
-            "laptop-c",
-            &db,
-            &["approve", run_id, "--actor", "carol"],
-        )
-        .run()
-        .exit(Exit::Ok);
+        Test::in_dir(dir.path())
+            .env(
+                "RUNBOOK_STATE_DIR",
+                &dir.path().join("laptop-c").to_string_lossy(),
+            )
+            .env("RUNBOOK_STATE_URL", &carol)
+            .args(&["approve", run_id, "--actor", "carol"])
+            .run()
+            .exit(Exit::Ok);
     };
     approve(&first);
     assert_finished(

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Result<u8> {
     let by = settings.actor(args.actor.as_deref())?;
+    let store = reachable_store(settings)?;
     let decision = Decision::Approved {
         by: by.clone(),
         at: run::now_rfc3339(),
         host: run::hostname(),
+        role: store.authenticated(),
     };
-    let store = reachable_store(settings)?;
     if let Some(request) = approval::pending(&store, &args.run_id)? {
         show(&request);
     }
@@ -32,13 +33,14 @@ pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Resul
 
 pub fn deny(args: DenyArgs, settings: &crate::settings::Settings) -> Result<u8> {
     let by = settings.actor(args.actor.as_deref())?;
+    let store = reachable_store(settings)?;
     let decision = Decision::Denied {
         by: by.clone(),
         at: run::now_rfc3339(),
         reason: args.reason.clone(),
         host: run::hostname(),
+        role: store.authenticated(),
     };
-    let store = reachable_store(settings)?;
     if let Some(request) = approval::pending(&store, &args.run_id)? {
         show(&request);
     }
@@ -118,8 +120,12 @@ fn show(r: &approval::Request) {
         }
     ));
     ui::err(&format!(
-        "  requested by {} on {} at {}",
+        "  requested by {}{} on {} at {}",
         ui::truncate(&r.requested_by, 120),
+        r.role
+            .as_deref()
+            .map(|role| format!(" (database login {})", ui::truncate(role, 80)))
+            .unwrap_or_default(),
         or(&r.host, "an unrecorded host"),
         r.requested_at
     ));

@@ -218,7 +218,14 @@ struct ApprovalRecord {
     step: String,
     decision: ApprovalStatus,
     requested_by: Option<String>,
+    /// The name the approver gave (a label).
     approver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approver_host: Option<String>,
+    /// The approver's login role, authenticated by the shared database (absent on files,
+    /// where the name is only a label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approver_login: Option<String>,
     reason: Option<String>,
     at: String,
 }
@@ -539,6 +546,8 @@ fn history(
                     decision: a.status,
                     requested_by: a.requested_by.clone(),
                     approver: a.approver.clone(),
+                    approver_host: a.approver_host.clone(),
+                    approver_login: a.approver_role.clone(),
                     reason: a.reason.clone(),
                     at,
                 })

@@ -36,6 +36,9 @@ pub struct Request {
     pub host: String,
     #[serde(default)]
     pub writes: Vec<String>,
+    /// The requester's login role, when the store authenticated one (the database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// A fresh request nonce.
@@ -53,6 +56,9 @@ pub enum Decision {
         /// The machine the decision was made on.
         #[serde(default)]
         host: String,
+        /// The approver's login role, when the store authenticated one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
     },
     Denied {
         by: String,
@@ -60,6 +66,8 @@ pub enum Decision {
         reason: String,
         #[serde(default)]
         host: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
     },
     Timeout {
         at: String,
@@ -115,10 +123,30 @@ pub fn decide(store: &Store, run_id: &str, decision: &Decision) -> Result<Reques
             "`runbook runs` shows the runs; a run files its request when it reaches the step",
         ));
     };
-    let by = match decision {
-        Decision::Approved { by, .. } | Decision::Denied { by, .. } => Some(by),
-        Decision::Timeout { .. } => None,
+    if let Some(earlier) = self::decision(store, run_id, &request.nonce) {
+        return Err(already_decided(run_id, &earlier));
+    }
+    let (by, role) = match decision {
+        Decision::Approved { by, role, .. } | Decision::Denied { by, role, .. } => {
+            (Some(by), role.as_deref())
+        }
+        Decision::Timeout { .. } => (None, None),
     };
+    // The proven identity first: a name is what someone typed, a login role is what the
+    // database authenticated.
+    if let (Some(asked), Some(deciding)) = (request.role.as_deref(), role) {
+        if asked == deciding {
+            return Err(Error::usage(
+                format!(
+                    "run {run_id} was started under the database login '{asked}', and this decision comes from the same login: four eyes needs a second person's own login, whatever name --actor gives"
+                ),
+                format!(
+                    "ask {} to decide with their own login role (docs/team.md, \"Identities\")",
+                    request.by
+                ),
+            ));
+        }
+    }
     if by.is_some_and(|b| same_actor(b, &request.requested_by)) {
         return Err(Error::usage(
             format!(
@@ -141,12 +169,25 @@ pub fn decide(store: &Store, run_id: &str, decision: &Decision) -> Result<Reques
         .ok()
         .flatten()
         .and_then(|t| serde_json::from_str::<Written>(&t).ok())
-        .map(|w| format!("{:?}", w.decision))
-        .unwrap_or_else(|| "a decision".into());
-    Err(Error::usage(
-        format!("run {run_id}'s approval is already decided: {earlier}"),
+        .map(|w| w.decision);
+    Err(match earlier {
+        Some(d) => already_decided(run_id, &d),
+        None => already_decided_unread(run_id),
+    })
+}
+
+fn already_decided(run_id: &str, earlier: &Decision) -> Error {
+    Error::usage(
+        format!("run {run_id}'s approval is already decided: {earlier:?}"),
         "a decision is final; a resumed run files a new request",
-    ))
+    )
+}
+
+fn already_decided_unread(run_id: &str) -> Error {
+    Error::usage(
+        format!("run {run_id}'s approval is already decided: a decision"),
+        "a decision is final; a resumed run files a new request",
+    )
 }
 
 /// `decide`, retried while the store cannot take it (a database restarting), for up to

@@ -490,6 +490,9 @@ pub struct Approval {
     /// The machine they decided on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approver_host: Option<String>,
+    /// Their login role, authenticated by the database (none on files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,8 @@ pub struct Database {
     pub url: String,
     admin: String,
     name: String,
+    /// Login roles made for it (`login`), dropped with it.
+    roles: std::sync::Mutex<Vec<String>>,
 }
 
 impl Database {
@@ -52,7 +54,34 @@ impl Database {
             url: with_database(&admin, &name),
             admin,
             name,
+            roles: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// A URL for `who`'s personal login role in this database, as a team would give each
+    /// operator: the server authenticates it as itself (`session_user`), and it acts as the
+    /// role that owns runbook's tables (`SET ROLE` by default). Needs CREATEROLE.
+    pub fn login(&self, who: &str) -> String {
+        let role = format!("{}_{who}", self.name);
+        let mut c = postgres::Client::connect(&self.admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to the test server: {}", detail(&e)));
+        let owner: String = c
+            .query_one("SELECT current_user::text", &[])
+            .unwrap()
+            .get(0);
+        c.batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{role}'; GRANT \"{owner}\" TO {role}; \
+             ALTER ROLE {role} IN DATABASE {} SET role = '{owner}'",
+            self.name
+        ))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot make a login role (the test role needs CREATEROLE): {}",
+                detail(&e)
+            )
+        });
+        self.roles.lock().unwrap().push(role.clone());
+        with_user(&self.url, &role, &role)
     }
 
     /// A client on this database (to edit rows behind runbook's back).
@@ -72,6 +101,9 @@ impl Drop for Database {
             if forced.is_err() {
                 let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {}", self.name));
             }
+            for role in self.roles.lock().map(|r| r.clone()).unwrap_or_default() {
+                let _ = c.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+            }
         }
     }
 }
@@ -81,6 +113,15 @@ fn detail(e: &postgres::Error) -> String {
         Some(db) => format!("{e}: {}", db.message()),
         None => e.to_string(),
     }
+}
+
+/// `url` with its user and password replaced.
+fn with_user(url: &str, user: &str, password: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}:{password}@{host}")
 }
 
 /// `url` with its database replaced by `name`.
@@ -322,6 +363,18 @@ impl Cluster {
         let server = run_cluster(self.dir.path(), self.port, &self.url)
             .unwrap_or_else(|e| panic!("cannot start the cluster again: {e}"));
         self.server = Some(server);
+    }
+
+    /// A URL for `who`'s own login role (see `Database::login`), on the `postgres` database.
+    pub fn login(&self, who: &str) -> String {
+        let role = format!("op_{who}");
+        let mut c = self.client();
+        c.batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{role}'; GRANT runbook TO {role}; \
+             ALTER ROLE {role} IN DATABASE postgres SET role = 'runbook'"
+        ))
+        .unwrap_or_else(|e| panic!("cannot make a login role: {}", detail(&e)));
+        with_user(&self.url, &role, &role)
     }
 
     /// A client on it.

@@ -147,6 +147,9 @@ pub enum AuditEvent {
         /// The machine the approver decided on.
         #[serde(skip_serializing_if = "String::is_empty")]
         host: String,
+        /// The approver's login role, authenticated by the database.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
     },
     ApprovalDenied {
         step: String,
@@ -154,6 +157,8 @@ pub enum AuditEvent {
         reason: String,
         #[serde(skip_serializing_if = "String::is_empty")]
         host: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
     },
     ApprovalTimeout {
         step: String,

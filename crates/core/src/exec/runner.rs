@@ -401,6 +401,7 @@ impl<'a> Runner<'a> {
             by: None,
             approver: None,
             approver_host: None,
+            approver_role: None,
             reason: None,
             timeout_secs: None,
         };
@@ -434,6 +435,7 @@ impl<'a> Runner<'a> {
             title: step.title.clone(),
             target: info.modes.target.as_str().to_string(),
             host: crate::run::hostname(),
+            role: store.authenticated(),
             writes: self
                 .session
                 .runbook()
@@ -484,14 +486,20 @@ impl<'a> Runner<'a> {
         decision: Option<crate::approval::Decision>,
     ) -> Option<RunStatus> {
         use crate::approval::Decision;
-        let (status, approver, reason, host) = match decision {
-            Some(Decision::Approved { by, host, .. }) => {
-                (ApprovalStatus::Approved, Some(by), None, host)
+        let (status, approver, reason, host, role) = match decision {
+            Some(Decision::Approved { by, host, role, .. }) => {
+                (ApprovalStatus::Approved, Some(by), None, host, role)
             }
             Some(Decision::Denied {
-                by, reason, host, ..
-            }) => (ApprovalStatus::Denied, Some(by), Some(reason), host),
-            Some(Decision::Timeout { .. }) => (ApprovalStatus::Timeout, None, None, String::new()),
+                by,
+                reason,
+                host,
+                role,
+                ..
+            }) => (ApprovalStatus::Denied, Some(by), Some(reason), host, role),
+            Some(Decision::Timeout { .. }) => {
+                (ApprovalStatus::Timeout, None, None, String::new(), None)
+            }
             None => {
                 self.say.warning(format!(
                     "Interrupted (Ctrl-C) waiting for the approval of step '{}'.",
@@ -508,12 +516,14 @@ impl<'a> Runner<'a> {
                 step: id,
                 approver: who,
                 host: host.clone(),
+                role: role.clone(),
             },
             ApprovalStatus::Denied => AuditEvent::ApprovalDenied {
                 step: id,
                 approver: who,
                 reason: reason.clone().unwrap_or_default(),
                 host: host.clone(),
+                role: role.clone(),
             },
             _ => AuditEvent::ApprovalTimeout {
                 step: id,
@@ -523,6 +533,7 @@ impl<'a> Runner<'a> {
         self.approval_event(step, status, |a| {
             a.approver = approver.clone();
             a.approver_host = Some(host).filter(|h| !h.is_empty());
+            a.approver_role = role;
             a.reason = reason;
             a.timeout_secs = (status == ApprovalStatus::Timeout).then_some(timeout_secs);
         });

@@ -289,6 +289,7 @@ fn a_denied_approval_stops_the_run_at_its_step() {
                 by: None,
                 approver: Some("bob".into()),
                 approver_host: None,
+                approver_role: None,
                 reason: Some("not now".into()),
                 timeout_secs: None,
             }),

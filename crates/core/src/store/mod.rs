@@ -163,6 +163,11 @@ pub trait Backend: JournalStore + AuditStore + LockStore + ApprovalStore + Send 
     fn dir(&self) -> Option<&Path>;
     /// How long a run waits for this store to record a write before it stops instead.
     fn wait(&self) -> Duration;
+    /// Who the store itself authenticated: on the database, the login role (the server
+    /// checked its password or certificate); `None` on files, where a name is only a label.
+    fn authenticated(&self) -> Option<String> {
+        None
+    }
     /// The key every fingerprint of this state is made with, created on first use.
     fn fingerprint_key(&self) -> Result<[u8; 32]>;
 }

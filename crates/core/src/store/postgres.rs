@@ -44,6 +44,8 @@ pub struct Postgres {
     lease: Duration,
     /// How long a run waits for the database to record a write (`Backend::wait`).
     wait: Duration,
+    /// The login role the server authenticated (`session_user`).
+    role: String,
     /// Kept to open the heartbeat's own connection.
     url: String,
     /// Set when a call got no answer in time: what the connection is doing is unknown, so
@@ -87,7 +89,7 @@ impl Postgres {
             Some(tls().map_err(|e| state_error(&shown, "TLS setup", e))?)
         };
         let (jobs, queue) = mpsc::channel::<Job>();
-        let (ready_tx, ready) = mpsc::channel::<Result<()>>();
+        let (ready_tx, ready) = mpsc::channel::<Result<String>>();
         let name = shown.clone();
         std::thread::Builder::new()
             .name("runbook-state".into())
@@ -103,13 +105,20 @@ impl Postgres {
                     Ok(client)
                 };
                 let mut client = match open() {
-                    Ok(c) => Some(c),
+                    Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(()));
+                // Who the server authenticated: the login role, whatever role the session
+                // then acts as.
+                let who = client
+                    .query_one("SELECT session_user::text", &[])
+                    .and_then(|r| r.try_get::<_, String>(0))
+                    .map_err(|e| state_error(&name, "cannot read the session's role", db_text(&e)));
+                let _ = ready_tx.send(who);
+                let mut client = Some(client);
                 // A connection the server closed (a restart, a failover) is opened again
                 // for the next call; while it cannot be, calls are refused at once (their
                 // job is dropped unanswered), never queued behind a dead connection.
@@ -124,9 +133,10 @@ impl Postgres {
             })
             .map_err(|e| state_error(&shown, "cannot start its client", e))?;
         match ready.recv_timeout(ANSWER_WITHIN) {
-            Ok(Ok(())) => Ok(Postgres {
+            Ok(Ok(role)) => Ok(Postgres {
                 jobs,
                 shown,
+                role,
                 lease,
                 wait: super::DEFAULT_WAIT,
                 url: url.to_string(),
@@ -331,6 +341,9 @@ impl Backend for Postgres {
     }
     fn wait(&self) -> Duration {
         self.wait
+    }
+    fn authenticated(&self) -> Option<String> {
+        Some(self.role.clone())
     }
     fn fingerprint_key(&self) -> Result<[u8; 32]> {
         let fresh = runbook_secret::random_key().to_vec();

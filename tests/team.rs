@@ -750,3 +750,65 @@ fn a_journal_row_edited_in_sql_fails_both_verifies_and_a_signed_head_holds_the_e
         .exit(Exit::StepFailed)
         .stderr_has("does not contain the recorded head");
 }
+
+/// The state URL is read as `psql` reads it: the password from PGPASSWORD or the password
+/// file, a service name from the service file, and `sslmode=verify-full` understood (and
+/// kept: a server without TLS is refused, not used in clear).
+#[test]
+fn the_state_url_is_read_as_libpq_reads_it() {
+    let Some(db) = Database::fresh("the_state_url_is_read_as_libpq") else {
+        return;
+    };
+    // postgres://USER:PASSWORD@HOST:PORT/DB
+    let after = db.url.split_once("://").unwrap().1;
+    let (userinfo, location) = after.rsplit_once('@').unwrap();
+    let (user, password) = userinfo.split_once(':').unwrap();
+    let (hostport, dbname) = location.split_once('/').unwrap();
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    let bare = format!("postgres://{user}@{hostport}/{dbname}");
+    let dir = tempfile::tempdir().unwrap();
+    let runs = |url: &str, env: &[(&str, &str)]| {
+        let mut t = Test::in_dir(dir.path()).env("RUNBOOK_STATE_URL", url);
+        for (k, v) in env {
+            t = t.env(k, v);
+        }
+        t.args(&["runs"]).run()
+    };
+    runs(&bare, &[])
+        .exit(Exit::Usage)
+        .stderr_has("cannot connect");
+    runs(&bare, &[("PGPASSWORD", password)]).exit(Exit::Ok);
+    // ~/.pgpass (the test's home), only when others cannot read it.
+    let pgpass = dir.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        format!("{host}:{port}:{dbname}:{user}:{password}\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    runs(&bare, &[]).exit(Exit::Usage);
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    runs(&bare, &[]).exit(Exit::Ok);
+    // A service name, from the service file.
+    std::fs::write(
+        dir.path().join(".pg_service.conf"),
+        format!("[runbook]\nhost={host}\nport={port}\ndbname={dbname}\nuser={user}\n"),
+    )
+    .unwrap();
+    runs("service=runbook", &[]).exit(Exit::Ok);
+    // verify-full to a server that offers no TLS: refused, never in clear.
+    let strict = runs(&format!("{bare}?sslmode=verify-full"), &[]);
+    strict.exit(Exit::Usage).stderr_has("cannot connect");
+    assert!(
+        !strict.stderr.contains("invalid value"),
+        "{}",
+        strict.stderr
+    );
+    runs(
+        &format!("{bare}?sslmode=verify-full&sslrootcert=/nowhere/ca.pem"),
+        &[],
+    )
+    .exit(Exit::Usage)
+    .stderr_has("sslrootcert /nowhere/ca.pem is not a readable file");
+}

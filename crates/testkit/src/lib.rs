@@ -283,8 +283,25 @@ impl Test {
             // A developer's shared state never reaches a test: each names its own database.
             .env_remove("RUNBOOK_STATE_URL")
             .env_remove("RUNBOOK_LEASE_SECONDS")
+            .env_remove("RUNBOOK_STATE_WAIT_SECONDS")
             .env_remove("RUNBOOK_SANDBOX_DASHBOARD")
             .env_remove("POSTMARK_DASHBOARD_URL");
+        // libpq's variables name a developer's databases: a test sets its own.
+        for k in [
+            "PGHOST",
+            "PGPORT",
+            "PGDATABASE",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGPASSFILE",
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGSYSCONFDIR",
+            "PGSSLMODE",
+            "PGSSLROOTCERT",
+        ] {
+            cmd.env_remove(k);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

@@ -6,6 +6,7 @@
 //! requests) is the business of the modules above.
 
 mod files;
+mod libpq;
 mod postgres;
 
 use crate::error::{Error, Result};
@@ -185,7 +186,12 @@ pub fn open(
 ) -> Result<Store> {
     match url.map(str::trim).filter(|u| !u.is_empty()) {
         None => Ok(Arc::new(Files::new(dir, say).waiting(wait))),
-        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+        // A URL, or a libpq `key=value` string (`service=runbook`, `host=db dbname=runbook`).
+        Some(u)
+            if u.starts_with("postgres://")
+                || u.starts_with("postgresql://")
+                || (!u.contains("://") && u.contains('=')) =>
+        {
             Ok(Arc::new(Postgres::connect(u, lease)?.waiting(wait)))
         }
         Some(u) => Err(Error::State {
@@ -200,6 +206,17 @@ pub fn open(
 /// The URL without its password, for messages.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
+        if url.contains('=') {
+            // A key=value string: every key but the password.
+            return url
+                .split_whitespace()
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
         return "(a URL that cannot be read)".to_string();
     };
     let (rest, query) = match rest.split_once('?') {
@@ -254,6 +271,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://db/runbook?user=ops&password=hunter2&sslmode=require"),
             "postgres://db/runbook?user=ops&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("host=db password=hunter2 dbname=runbook"),
+            "host=db password=*** dbname=runbook"
         );
     }
 

@@ -66,27 +66,39 @@ impl Postgres {
     /// migrations this version knows, and refuses a server or schema it cannot work with.
     pub fn connect(url: &str, lease: Duration) -> Result<Postgres> {
         let shown = super::redact_url(url);
-        let mut config = Config::from_str(url).map_err(|e| state_error(&shown, "bad URL", e))?;
-        // The driver's default, `prefer`, lets anyone on the path answer "no TLS" and read
-        // the traffic; to a remote host TLS is required unless the URL says otherwise.
-        let says_sslmode = url.contains("sslmode=");
+        // As libpq: a service name, the PG* environment, the password file, every sslmode.
+        let var = |k: &str| std::env::var(k).ok();
+        let env = super::libpq::Env {
+            var: &var,
+            home: std::env::var_os("HOME").map(std::path::PathBuf::from),
+        };
+        let resolved =
+            super::libpq::resolve(url, &env).map_err(|e| state_error(&shown, "bad URL", e))?;
+        let mut config =
+            Config::from_str(&resolved.conninfo).map_err(|e| state_error(&shown, "bad URL", e))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.keepalives(true);
-        // On loopback (or a Unix socket) there is no network to protect; anywhere else TLS is
-        // used when the server offers it, and its certificate is verified.
+        // On loopback (or a Unix socket) there is no network to protect unless the URL asks
+        // for TLS; anywhere else TLS is required (never `prefer`, which lets anyone on the
+        // path answer "no TLS") and the server's certificate is verified.
         let local = config.get_hosts().iter().all(|h| match h {
             postgres::config::Host::Tcp(name) => is_loopback(name),
             postgres::config::Host::Unix(_) => true,
         });
-        let tls = if local {
-            None
-        } else {
-            if !says_sslmode {
+        let roots = match resolved.tls {
+            super::libpq::Tls::Off => None,
+            super::libpq::Tls::Default if local => None,
+            super::libpq::Tls::Default => Some(None),
+            super::libpq::Tls::Verified { roots } => Some(roots),
+        };
+        let tls = match roots {
+            None => None,
+            Some(roots) => {
                 config.ssl_mode(postgres::config::SslMode::Require);
+                Some(tls(roots.as_deref()).map_err(|e| state_error(&shown, "TLS setup", e))?)
             }
-            Some(tls().map_err(|e| state_error(&shown, "TLS setup", e))?)
         };
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready) = mpsc::channel::<Result<String>>();
@@ -230,10 +242,37 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn tls() -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+/// TLS that verifies the server's certificate and name: against the certificates in
+/// `roots` (`sslrootcert`), else the platform's.
+fn tls(
+    roots: Option<&Path>,
+) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
     use rustls_platform_verifier::ConfigVerifierExt;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = rustls::ClientConfig::with_platform_verifier().map_err(|e| e.to_string())?;
+    let config = match roots {
+        None => rustls::ClientConfig::with_platform_verifier().map_err(|e| e.to_string())?,
+        Some(path) => {
+            let mut store = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+                store
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            }
+            if store.is_empty() {
+                return Err(format!(
+                    "sslrootcert {} holds no certificate",
+                    path.display()
+                ));
+            }
+            rustls::ClientConfig::builder()
+                .with_root_certificates(store)
+                .with_no_client_auth()
+        }
+    };
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 

@@ -627,3 +627,23 @@ fn a_huge_stored_actor_is_cut_in_every_listing() {
         test = shown.next();
     }
 }
+
+/// The STATUS column says where a run stands now: a run killed and then resumed to the
+/// end reads `succeeded`, with the first attempt's end kept in `--json` (`status`).
+#[test]
+fn the_status_column_shows_the_latest_attempt() {
+    let rig = Rig::new();
+    rig.crash_and_resume("postmark", "after:store");
+    let run_id = rig.run_id();
+    let runs = rig.runs();
+    assert_eq!(runs[0]["status"], "interrupted");
+    assert_eq!(runs[0]["current"], "succeeded");
+    let table = rig.runbook(&["runs"], &[]);
+    let line = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&run_id))
+        .unwrap_or_else(|| panic!("{}", table.stdout));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cells[4], "succeeded", "{line}");
+}

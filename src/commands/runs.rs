@@ -40,7 +40,11 @@ struct RunRow {
     target: &'static str,
     effect: Effect,
     entry: Entry,
+    /// How the run's first process ended.
     status: &'static str,
+    /// Where the run stands now: the last attempt's status (a resume that succeeded, a
+    /// rollback, an abandon), else `status`. The table's STATUS column.
+    current: &'static str,
     attempts: Vec<AttemptRow>,
     settled: Option<&'static str>,
     /// Stopped with changes in effect that nothing settled: a new rotation waits for it.
@@ -91,7 +95,12 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
                 status_of(a.ended(), i + 1 == takeovers.len(), alive).as_str()
             },
         })
-        .collect();
+        .collect::<Vec<AttemptRow>>();
+    let current = match takeovers.last() {
+        None => status,
+        Some(a) if a.entry == Entry::Abandon => "abandoned",
+        Some(a) => status_of(a.ended(), true, alive).as_str(),
+    };
     RunRow {
         run_id: l.run_id.clone(),
         runbook: start.runbook.clone(),
@@ -102,6 +111,7 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
         effect: start.effect,
         entry: start.entry,
         status,
+        current,
         attempts,
         settled: settled_word(l),
         unfinished: l.is_unfinished(),
@@ -182,8 +192,8 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
                 r.target.to_string(),
                 mode_word(l).to_string(),
                 match &r.superseded_by {
-                    Some(later) => format!("{} (superseded by {later})", r.status),
-                    None => r.status.to_string(),
+                    Some(later) => format!("{} (superseded by {later})", r.current),
+                    None => r.current.to_string(),
                 },
                 r.started_at.clone(),
                 r.last_step.clone().unwrap_or_else(|| "-".into()),

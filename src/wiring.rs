@@ -33,27 +33,42 @@ impl Wired<'_> {
         lookup(self.settings, self.env.as_ref(), name)
     }
 
-    /// Where a run of a runbook calling `vendors` goes.
-    pub fn target(&self, vendors: &[&str]) -> Target {
+    /// Where a run of `runbook` with `params` goes: the vendor modules it calls and the
+    /// hosts its egress declares.
+    pub fn target(&self, runbook: &runbook_core::runbook::Runbook, params: &rhai::Map) -> Target {
         if self.sandbox.is_some() {
             return Target::Sandbox;
         }
-        target_of(self.services.config(), vendors)
+        let params = runbook_core::value::to_json(&rhai::Dynamic::from_map(params.clone()));
+        let egress =
+            runbook_core::plan::egress::Egress::resolve(&runbook.plan().meta().egress, &params);
+        target_of(
+            self.services.config(),
+            &runbook.vendor_modules(),
+            egress.hosts(),
+        )
     }
 }
 
-/// Loopback when every vendor module the runbook calls has its endpoint on this machine,
-/// else production. (A vendor that answers as a simulator makes a run a rehearsal, whatever
-/// its target: the ledger records it.)
-pub fn target_of(config: &VendorConfig, vendors: &[&str]) -> Target {
+/// Loopback when every vendor module the runbook calls has its endpoint on this machine and
+/// every host its egress declares (`http::`) is this machine, else production: a runbook
+/// that talks only through `http::` to a loopback server is a rehearsal too. (A vendor that
+/// answers as a simulator makes a run a rehearsal, whatever its target: the ledger records
+/// it.)
+pub fn target_of(config: &VendorConfig, vendors: &[&str], hosts: &[String]) -> Target {
     let vendors: Vec<runbook_vendors::Vendor> = vendors
         .iter()
         .filter_map(|v| runbook_vendors::Vendor::from_name(v))
         .collect();
-    let loopback = !vendors.is_empty()
-        && vendors
+    let endpoints: Vec<String> = vendors
+        .iter()
+        .map(|v| config.endpoint(*v).to_string())
+        .chain(hosts.iter().map(|h| format!("http://{h}")))
+        .collect();
+    let loopback = !endpoints.is_empty()
+        && endpoints
             .iter()
-            .all(|v| runbook_vendors::config::is_loopback_url(config.endpoint(*v)));
+            .all(|e| runbook_vendors::config::is_loopback_url(e));
     if loopback {
         Target::Loopback
     } else {

@@ -432,3 +432,28 @@ step("gated", "The change", |ctx| { print("gated step ran"); })
     assert!(rest.contains("approved step 'gated'"), "{rest}");
     crate::support::assert_finished(alice, 0, &["approved by bob", "gated step ran"], &[]);
 }
+
+/// A runbook that talks only through `http::` to a server on this machine is a loopback
+/// rehearsal, recorded as one: never a production rotation `due` would count.
+#[test]
+fn an_http_only_run_against_loopback_is_recorded_as_loopback() {
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("http-only.rhai"),
+        r#"
+runbook(#{ id: "http-only", title: "http:: only", secret: "HTTP_KEY", cadence_days: 30, egress: ["param:url"] });
+param("url", #{ default: "https://api.vendor.example", env: "FENCED_URL", help: "the vendor" });
+step("write", "Write", |ctx| { http::post(`${ctx.params.url}/things`, #{ json: #{} }); })
+    .no_undo("the test's vendor keeps what it is sent");
+step("log", "Log", |ctx| { audit::log("secret.rotate.completed", #{}); });
+"#,
+    )
+    .unwrap();
+    runbook(dir.path(), &vendor, &["exec", "http-only.rhai", "--yes"])
+        .run()
+        .exit(Exit::Ok);
+    assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
+    let runs = runbook(dir.path(), &vendor, &["runs", "--json"]).run();
+    assert_eq!(runs.json()[0]["target"], "loopback");
+}

@@ -51,7 +51,7 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
     // Where it goes, what it does and how it was entered are recorded apart: a rehearsal
     // never counts as a rotation.
     let modes = Modes {
-        target: wired.target(&runbook.vendor_modules()),
+        target: wired.target(&runbook, &params),
         effect: if args.dry_run {
             Effect::DryRun
         } else {

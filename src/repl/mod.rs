@@ -113,7 +113,7 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
     let runbook = open_runbook(path.as_deref())?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
     let modes = Modes {
-        target: wired.target(&runbook.vendor_modules()),
+        target: wired.target(&runbook, &params),
         effect: Effect::Apply,
         entry: Entry::Repl,
     };

@@ -457,3 +457,40 @@ step("log", "Log", |ctx| { audit::log("secret.rotate.completed", #{}); });
     let runs = runbook(dir.path(), &vendor, &["runs", "--json"]).run();
     assert_eq!(runs.json()[0]["target"], "loopback");
 }
+
+/// The audit log is part of the record: with the log unwritable mid-run, the entry it
+/// refused is kept, the next write waits for it and is not sent, and the run says why.
+#[test]
+fn an_audit_log_that_cannot_be_written_stops_the_next_write() {
+    let vendor = Vendor::start();
+    let dir = folder();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
+        .env("RUNBOOK_STATE_WAIT_SECONDS", "1")
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    vendor.wait_at_gate();
+    let log = dir.path().join("state/audit.jsonl");
+    std::fs::rename(&log, dir.path().join("state/audit.aside")).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    vendor.open_gate();
+    let (told, stderr) = stderr_until(&mut child, "could not write the audit log");
+    let (code, rest) = finish(child, stderr);
+    let text = format!("{told}{rest}");
+    assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
+    assert!(
+        text.contains("no vendor write is sent until the log takes it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Step 'write' stopped before its write"),
+        "{text}"
+    );
+    assert_eq!(
+        vendor.writes(),
+        Vec::<String>::new(),
+        "a write went out unaudited"
+    );
+}

@@ -812,3 +812,37 @@ fn the_state_url_is_read_as_libpq_reads_it() {
     .exit(Exit::Usage)
     .stderr_has("sslrootcert /nowhere/ca.pem is not a readable file");
 }
+
+/// `sslmode=verify-full` with `sslrootcert`: a server whose certificate that CA signed is
+/// reached; with another CA the same server is refused, never used unverified.
+#[test]
+fn verify_full_reaches_a_server_its_ca_signed_and_refuses_one_it_did_not() {
+    let Some((cluster, ca)) = crate::support::pg::Cluster::start_tls("verify_full") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runs = |ca: &Path| {
+        let url = format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            cluster.url,
+            ca.display()
+        );
+        Test::in_dir(dir.path())
+            .env("RUNBOOK_STATE_URL", &url)
+            .args(&["runs"])
+            .run()
+    };
+    runs(&ca).exit(Exit::Ok).stderr_has("no runs yet");
+    let other = dir.path().join("other-ca.crt");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+        .arg(dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other)
+        .args(["-days", "2", "-subj", "/CN=another CA"])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let refused = runs(&other);
+    refused.exit(Exit::Usage).stderr_has("cannot connect");
+}

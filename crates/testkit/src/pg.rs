@@ -221,7 +221,7 @@ fn sweep() {
 
 fn start_cluster() -> Result<(String, tempfile::TempDir, Child), String> {
     let (dir, url, port) = init_cluster()?;
-    let child = run_cluster(dir.path(), port, &url)?;
+    let child = run_cluster(dir.path(), port, &url, &[])?;
     Ok((url, dir, child))
 }
 
@@ -268,7 +268,7 @@ fn init_cluster() -> Result<(tempfile::TempDir, String, u16), String> {
 }
 
 /// Starts the server of the cluster in `dir` on `port`, and waits until it answers.
-fn run_cluster(dir: &Path, port: u16, url: &str) -> Result<Child, String> {
+fn run_cluster(dir: &Path, port: u16, url: &str, settings: &[String]) -> Result<Child, String> {
     let bin = binaries().ok_or("no PostgreSQL binaries in /usr/lib/postgresql")?;
     let data = dir.join("data");
     let mut child = as_owner(is_root(), &bin.join("postgres"))
@@ -277,6 +277,7 @@ fn run_cluster(dir: &Path, port: u16, url: &str) -> Result<Child, String> {
         .args(["-p", &port.to_string(), "-k"])
         .arg(dir)
         .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -319,20 +320,42 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     port: u16,
     server: Option<Child>,
+    /// `-c` settings the server runs with (TLS).
+    settings: Vec<String>,
 }
 
 impl Cluster {
     /// A new cluster, running; `None` (reason printed) when PostgreSQL is not installed,
     /// a failure under `RUNBOOK_TEST_REQUIRE_DATABASE=1`.
     pub fn start(test: &str) -> Option<Cluster> {
+        Self::start_with(test, false).map(|(c, _)| c)
+    }
+
+    /// A cluster that speaks TLS with a certificate for `127.0.0.1` and `localhost` signed
+    /// by a CA of its own; the CA's certificate file comes back with it.
+    pub fn start_tls(test: &str) -> Option<(Cluster, PathBuf)> {
+        Self::start_with(test, true).map(|(c, ca)| (c, ca.expect("a CA")))
+    }
+
+    fn start_with(test: &str, tls: bool) -> Option<(Cluster, Option<PathBuf>)> {
         let started = init_cluster().and_then(|(dir, url, port)| {
-            let server = run_cluster(dir.path(), port, &url)?;
-            Ok(Cluster {
-                url,
-                dir,
-                port,
-                server: Some(server),
-            })
+            let (settings, ca) = if tls {
+                let (settings, ca) = certificates(dir.path())?;
+                (settings, Some(ca))
+            } else {
+                (Vec::new(), None)
+            };
+            let server = run_cluster(dir.path(), port, &url, &settings)?;
+            Ok((
+                Cluster {
+                    url,
+                    dir,
+                    port,
+                    server: Some(server),
+                    settings,
+                },
+                ca,
+            ))
         });
         match started {
             Ok(c) => Some(c),
@@ -360,7 +383,7 @@ impl Cluster {
     /// Starts the server again on the same data and port.
     pub fn restart(&mut self) {
         self.stop();
-        let server = run_cluster(self.dir.path(), self.port, &self.url)
+        let server = run_cluster(self.dir.path(), self.port, &self.url, &self.settings)
             .unwrap_or_else(|e| panic!("cannot start the cluster again: {e}"));
         self.server = Some(server);
     }
@@ -387,6 +410,90 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A CA and a server certificate it signs (for `127.0.0.1` and `localhost`), made with the
+/// `openssl` command in `dir`: the server's `-c` settings and the CA certificate's path.
+fn certificates(dir: &Path) -> Result<(Vec<String>, PathBuf), String> {
+    let run = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=runbook test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ])?;
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| e.to_string())?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ])?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .map_err(|e| e.to_string())?;
+    if is_root() {
+        chown_to_postgres(dir)?;
+    }
+    let settings = vec![
+        "ssl=on".to_string(),
+        format!("ssl_cert_file={}", dir.join("server.crt").display()),
+        format!("ssl_key_file={}", dir.join("server.key").display()),
+    ];
+    Ok((settings, dir.join("ca.crt")))
 }
 
 fn is_root() -> bool {

@@ -494,3 +494,43 @@ fn an_audit_log_that_cannot_be_written_stops_the_next_write() {
         "a write went out unaudited"
     );
 }
+
+/// A rollback of a succeeded run that undid a step and then failed leaves the rotation half
+/// undone: the run is no longer settled as succeeded.
+#[test]
+fn a_rollback_that_fails_halfway_unsettles_a_succeeded_run() {
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("two.rhai"),
+        r#"
+runbook(#{ id: "two", title: "Two undoable writes", secret: "TWO_KEY", egress: ["param:url"] });
+param("url", #{ default: "https://api.vendor.example", env: "FENCED_URL", help: "the vendor" });
+step("a", "A", |ctx| { http::put(`${ctx.params.url}/a`, #{ json: #{}, idempotent: true }); })
+    .undo(|ctx| { fail("the undo of a cannot run"); });
+step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent: true }); })
+    .undo(|ctx| { http::delete(`${ctx.params.url}/b`, #{ idempotent: true }); });
+"#,
+    )
+    .unwrap();
+    runbook(dir.path(), &vendor, &["exec", "two.rhai", "--yes"])
+        .run()
+        .exit(Exit::Ok);
+    let run_id = crate::support::last_run_id(&dir.path().join("state"));
+    let settled = || {
+        runbook(dir.path(), &vendor, &["runs", "--json"])
+            .run()
+            .json()[0]["settled"]
+            .clone()
+    };
+    assert_eq!(settled(), "succeeded");
+    runbook(dir.path(), &vendor, &["rollback", &run_id, "--yes"])
+        .run()
+        .exit(Exit::StepFailed);
+    assert!(vendor
+        .seen
+        .lock()
+        .unwrap()
+        .contains(&"DELETE /b".to_string()));
+    assert_eq!(settled(), serde_json::Value::Null);
+}

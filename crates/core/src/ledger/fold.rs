@@ -68,6 +68,8 @@ pub struct Process {
     pub finished_at: Option<String>,
     /// Time in steps.
     pub step_ms: u64,
+    /// It undid at least one step (a rollback, or a failed step undone).
+    pub undid: bool,
 }
 
 impl Process {
@@ -147,6 +149,7 @@ impl Ledger {
                 finished: None,
                 finished_at: None,
                 step_ms: 0,
+                undid: false,
             }],
             steps: Vec::new(),
             ctx: None,
@@ -238,6 +241,7 @@ impl Ledger {
             finished: None,
             finished_at: None,
             step_ms: 0,
+            undid: false,
         });
         self.stop = None;
         for s in &mut self.steps {
@@ -389,6 +393,7 @@ impl Ledger {
             StepEnd::Aborted | StepEnd::Interrupted => StepState::UndoStopped,
         };
         if done {
+            self.latest().undid = true;
             self.ctx = u.ctx.clone();
             // Undone: what the step wrote is no longer in effect.
             self.writes.retain(|w| w.step != u.step);
@@ -440,7 +445,8 @@ impl Ledger {
     }
 
     /// Whether the rotation is settled: it succeeded (itself or through a resume), or a
-    /// rollback undid it. The latest of those counts; failed or refused attempts do not.
+    /// rollback undid it. The latest of those counts; a refused attempt does not, but one
+    /// that undid steps and then stopped leaves the rotation half undone: not settled.
     pub fn settled(&self) -> Option<RunStatus> {
         self.settled_at().map(|(status, _)| status)
     }
@@ -455,7 +461,11 @@ impl Ledger {
                     RunStatus::Succeeded | RunStatus::RolledBack | RunStatus::PartlyRolledBack
                 ) {
                     settled = Some((f.status, at.as_str()));
+                    continue;
                 }
+            }
+            if p.undid {
+                settled = None;
             }
         }
         settled

@@ -197,6 +197,9 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
         .as_str()
         .is_some_and(|l| l.ends_with("_carol")));
     assert_eq!(pack["approvals"][0]["requested_by"], winner.as_str());
+    assert!(pack["actors"][0]["login"]
+        .as_str()
+        .is_some_and(|l| !l.is_empty()));
     assert_eq!(pack["audit"]["chain"]["intact"], true);
     assert_only_the_unedited_pack_verifies(dir.path(), &c3, &text, ("\"carol\"", "\"carot\""));
     // Nothing of the shared state went to either machine's directory.

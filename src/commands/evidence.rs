@@ -210,6 +210,9 @@ struct Actor {
     entered_as: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     host: String,
+    /// The login the shared database authenticated (absent on files: `actor` is a label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    login: Option<String>,
     at: String,
 }
 
@@ -326,6 +329,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
             actor: p.actor.clone(),
             entered_as: if i == 0 { label } else { p.entry.as_str() }.to_string(),
             host: p.host.clone(),
+            login: p.login.clone(),
             at: p.started_at.clone(),
         })
         .collect();

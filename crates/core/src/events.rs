@@ -150,6 +150,9 @@ pub struct RunStarted {
     /// Where the run went and with what (none in journals written before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
+    /// The login the state database authenticated (none on files, where `actor` is a label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
 }
 
 /// Proof of which environment a run touched: the binary, each vendor's base URL and the
@@ -171,6 +174,9 @@ pub struct RunResumed {
     pub host: String,
     pub pid: u32,
     pub entry: Entry,
+    /// The login the state database authenticated, as for `run_started`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -388,6 +388,7 @@ impl Session {
                 entry: info.modes.entry,
                 rotation,
                 environment: Some(environment),
+                login: session.run.parts().store.authenticated(),
             }))?;
         session.note_lock();
         Ok(session)
@@ -454,6 +455,7 @@ impl Session {
                 host: run::hostname(),
                 pid: std::process::id(),
                 entry: r.entry,
+                login: session.run.parts().store.authenticated(),
             }))?;
         session.note_lock();
         // An abandon runs nothing: it asks for no secret.

@@ -62,6 +62,8 @@ pub struct Process {
     pub entry: Entry,
     pub actor: String,
     pub host: String,
+    /// The login the state database authenticated for it (none on files).
+    pub login: Option<String>,
     pub started_at: String,
     /// How it ended; `None` while it runs, or when it died.
     pub finished: Option<RunFinished>,
@@ -145,6 +147,7 @@ impl Ledger {
                 entry: start.entry,
                 actor: start.actor.clone(),
                 host: start.host.clone(),
+                login: start.login.clone(),
                 started_at: first.time.clone(),
                 finished: None,
                 finished_at: None,
@@ -237,6 +240,7 @@ impl Ledger {
             entry: r.entry,
             actor: r.actor.clone(),
             host: r.host.clone(),
+            login: r.login.clone(),
             started_at: t.to_string(),
             finished: None,
             finished_at: None,

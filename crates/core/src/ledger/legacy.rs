@@ -160,6 +160,7 @@ pub(super) fn read(value: Value, run_id: &str) -> Result<Stamped, String> {
                     entry,
                     rotation: None,
                     environment: None,
+                    login: None,
                 }),
             });
         }
@@ -172,6 +173,7 @@ pub(super) fn read(value: Value, run_id: &str) -> Result<Stamped, String> {
             host: String::new(),
             pid,
             entry: entry_of(attempt),
+            login: None,
         }),
         Record::RunEnd { status, audit_head } => Event::RunFinished(RunFinished {
             status,

@@ -46,6 +46,7 @@ fn started(target: Target) -> Event {
         entry: Entry::Exec,
         rotation: None,
         environment: None,
+        login: None,
     })
 }
 
@@ -65,6 +66,7 @@ fn resumed(entry: Entry) -> Event {
         host: "vm".into(),
         pid: 9,
         entry,
+        login: None,
     })
 }
 

@@ -114,8 +114,13 @@ fn outside_change(rig: &Rig, rng: &mut Rng, run: &Value, when: &str) -> bool {
     false
 }
 
-#[test]
-fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
+/// The cases run as four streams, each with a sandbox and state of its own and its own seed
+/// (derived from one), so they run side by side: 200 cases in all by default
+/// (`RUNBOOK_PROPERTY_CASES`), the same ones on every run (set `RUNBOOK_PROPERTY_SEED` to
+/// explore others).
+const STREAMS: u64 = 4;
+
+fn stream(k: u64) {
     let seed = std::env::var("RUNBOOK_PROPERTY_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -123,9 +128,10 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
     let cases: usize = std::env::var("RUNBOOK_PROPERTY_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    // The same cases on every run (set RUNBOOK_PROPERTY_SEED to explore others).
-    let mut rng = Rng(seed);
+        .unwrap_or(200_usize)
+        .div_ceil(STREAMS as usize);
+    let mut rng = Rng(seed ^ k.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    // Case numbers say which stream to replay: "case 3.17".
     let rig = Rig::new();
     // How each run ended, the first time it was seen ended: it must never change.
     let mut outcomes: BTreeMap<String, Value> = BTreeMap::new();
@@ -139,7 +145,8 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
         rig.sandbox.add_fault(&fault);
         let on_failure = rng.pick(&["retry", "rollback", "stop"]);
         let interrupt = rng.below(8) == 0;
-        let when = format!("case {case}: {fault}, {on_failure}, interrupt {interrupt}");
+        let when =
+            format!("case {k}.{case} (seed {seed}): {fault}, {on_failure}, interrupt {interrupt}");
         let code = exec(&rig, &answers(on_failure, "rerun", None), interrupt);
         assert!([0, 1, 3, 130].contains(&code), "{when}: exit {code}");
         assert_safe(&rig.state(), &when);
@@ -218,4 +225,24 @@ fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history() {
         // Tokens nobody holds were left for diagnosis.
         delete_unheld_tokens(&rig.sandbox);
     }
+}
+
+#[test]
+fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history_0() {
+    stream(0);
+}
+
+#[test]
+fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history_1() {
+    stream(1);
+}
+
+#[test]
+fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history_2() {
+    stream(2);
+}
+
+#[test]
+fn random_faults_and_choices_never_leave_the_world_unsafe_or_rewrite_history_3() {
+    stream(3);
 }

@@ -434,13 +434,49 @@ step("s", "Nest", |ctx| {
         .args(&["exec", "deep.rhai", "--yes", "--param", "depth=200"])
         .run();
     out.exit(Exit::StepFailed)
-        .stderr_has("ctx.deep is nested more than 128 levels deep")
+        .stderr_has("ctx.deep is nested more than 110 levels deep")
         .stderr_has("keep flat records in ctx");
     let out = out
         .next()
         .args(&["exec", "deep.rhai", "--yes", "--param", "depth=100"])
         .run();
     out.exit(Exit::Ok);
+    // Just past the limit, where the journal line would have been deeper than a reader
+    // takes: refused, and the journals all read back.
+    let out = out
+        .next()
+        .args(&["exec", "deep.rhai", "--yes", "--param", "depth=125"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("ctx.deep is nested more than 110 levels deep");
+    let runs = out.next().args(&["runs"]).run();
+    runs.exit(Exit::Ok);
+    assert!(!runs.stderr.contains("warning"), "{}", runs.stderr);
+}
+
+/// An audit context nested about 125 levels deep (before: accepted, then the log no longer
+/// read as JSON and every later append failed): its deepest levels are cut to a marker, the
+/// log verifies, and the next entry is appended.
+#[test]
+fn a_deeply_nested_audit_context_keeps_the_log_readable() {
+    let runbook = r#"runbook(#{ id: "deep-audit", title: "Deep audit context" });
+step("s", "Log", |ctx| {
+    let m = #{};
+    for i in 0..125 { m = #{ inner: m }; }
+    audit::log("deep.context", #{ doc: m });
+    audit::log("after.deep", #{ ok: true });
+});
+"#;
+    let out = with_script("exec", "deep-audit.rhai", runbook)
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    assert!(!out.audited("after.deep").is_empty());
+    let deep = out.audited("deep.context");
+    assert!(deep[0]
+        .to_string()
+        .contains("nested deeper than 110 levels"));
+    out.next().args(&["audit", "verify"]).run().exit(Exit::Ok);
 }
 
 #[test]

@@ -71,8 +71,10 @@ pub(crate) fn plain_text(v: &Dynamic, what: &str, why: &str) -> Result<String, B
 }
 
 /// How deeply values may nest where they are kept (ctx) or serialised: deeper than any
-/// vendor document, shallow enough that nothing walking them runs out of stack.
-pub const MAX_DEPTH: usize = 128;
+/// vendor document, shallow enough that nothing walking them runs out of stack, and, with
+/// the levels a journal line or an audit entry wraps around it, within the 128 levels a
+/// JSON reader (serde_json's) takes: a line written must read back.
+pub const MAX_DEPTH: usize = 110;
 
 /// How deeply `v` nests (arrays and maps), counting at most to `MAX_DEPTH + 1`.
 pub fn depth(v: &Dynamic) -> usize {

@@ -88,9 +88,35 @@ pub(crate) fn forms(value: &str) -> Vec<String> {
     add(json);
     let debug = format!("{value:?}");
     add(debug[1..debug.len() - 1].to_string());
+    // RFC 3986 lets a client percent-encode any character, and encoders differ on the
+    // unreserved punctuation (`-._~`: older Python quotes `~`, some encode all of it): every
+    // choice of which of those characters are encoded, and the form that encodes every
+    // byte.
+    let punct: Vec<u8> = [b'-', b'.', b'_', b'~']
+        .into_iter()
+        .filter(|p| value.as_bytes().contains(p))
+        .collect();
     for upper in [true, false] {
-        add(percent_encoded(value, upper, false));
-        add(percent_encoded(value, upper, true));
+        for subset in 0..(1u32 << punct.len()) {
+            let encoded: Vec<u8> = punct
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| subset & (1 << i) != 0)
+                .map(|(_, p)| *p)
+                .collect();
+            add(percent_encoded(value, upper, false, &encoded));
+            add(percent_encoded(value, upper, true, &encoded));
+        }
+        add(value
+            .bytes()
+            .map(|b| {
+                if upper {
+                    format!("%{b:02X}")
+                } else {
+                    format!("%{b:02x}")
+                }
+            })
+            .collect());
     }
     for b64 in base64_forms(value.as_bytes()) {
         add(b64);
@@ -138,12 +164,17 @@ fn ascii_json_escaped(json: &str) -> String {
     out
 }
 
-/// Percent-encoding of everything but RFC 3986's unreserved characters; `form` writes a
-/// space as `+` the way HTML forms do.
-fn percent_encoded(value: &str, upper: bool, form: bool) -> String {
+/// Percent-encoding of everything but RFC 3986's unreserved characters (and of those in
+/// `also`); `form` writes a space as `+` the way HTML forms do.
+fn percent_encoded(value: &str, upper: bool, form: bool, also: &[u8]) -> String {
     let mut out = String::with_capacity(value.len() * 3);
     for b in value.bytes() {
         match b {
+            b'-' | b'.' | b'_' | b'~' if also.contains(&b) => out.push_str(&if upper {
+                format!("%{b:02X}")
+            } else {
+                format!("%{b:02x}")
+            }),
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
                 out.push(b as char)
             }
@@ -280,8 +311,8 @@ mod tests {
         let forms = [
             json.replace('/', "\\/"),
             format!("{secret:?}"),
-            percent_encoded(secret, true, false),
-            percent_encoded(secret, false, true),
+            percent_encoded(secret, true, false, &[]),
+            percent_encoded(secret, false, true, &[]),
             STANDARD.encode(secret),
             URL_SAFE.encode(format!("x{secret}")),
             STANDARD.encode(format!("xy{secret}tail")),
@@ -289,6 +320,27 @@ mod tests {
         for form in forms {
             let out = redact(&form);
             assert!(out.contains("secret(…"), "not masked: {form:?} -> {out:?}");
+        }
+    }
+
+    /// RFC 3986 lets a client percent-encode unreserved characters too: `~` as `%7E` (before:
+    /// shown in errors, --json, the journal, the audit log, runs and evidence).
+    #[test]
+    fn percent_encoded_unreserved_characters_are_masked() {
+        let secret = "tok~en-with.all_0005";
+        register(secret);
+        for form in [
+            "tok%7Een-with.all_0005",
+            "tok%7Een%2Dwith%2Eall%5F0005",
+            "tok%7een%2dwith%2eall%5f0005",
+            "tok~en%2dwith.all_0005",
+            &secret
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect::<String>(),
+        ] {
+            let out = redact(form);
+            assert_eq!(out, crate::mask(secret), "not masked: {form}");
         }
     }
 

@@ -562,3 +562,32 @@ fn abandon_names_an_open_change_request_first() {
         "{pack}"
     );
 }
+
+/// A staging copy this run did not write (another run's, or one left by hand) is not taken
+/// for the credential this run created: after a crash before staging, resume creates the
+/// credential again (deleting the orphan by id) and stages its own over the stranger.
+#[test]
+fn a_staging_copy_this_run_did_not_write_is_not_taken_for_its_own() {
+    let scenario = std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml"))
+        .unwrap()
+        .replacen(
+            "[[infisical.secrets]]",
+            "[[infisical.secrets]]\nname = \"SENDGRID_API_KEY_PENDING\"\nversions = [\"SG.left-by-someone-else.000000000000000000\"]\n\n[[infisical.secrets]]",
+            1,
+        );
+    let rig = Rig::with_scenario_text(&scenario);
+    rig.crash("sendgrid", "inside:create");
+    assert!(in_infisical(&rig.state(), "SENDGRID_API_KEY_PENDING"));
+    rig.resume(&[])
+        .exit(Exit::Ok)
+        .stdout_has("SENDGRID_API_KEY_PENDING in Infisical is not the value this step staged");
+    let state = rig.state();
+    let keys = sendgrid_keys(&state);
+    assert_eq!(keys.len(), 1, "only the new key remains: {keys:?}");
+    let current = secret_value(&state, "SENDGRID_API_KEY");
+    assert_eq!(
+        keys[0].1, current,
+        "Infisical holds the key this run created"
+    );
+    assert_ne!(current, "SG.left-by-someone-else.000000000000000000");
+}

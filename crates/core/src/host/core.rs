@@ -487,6 +487,18 @@ pub(crate) fn register(reg: &mut Registrar) {
             })
         },
     );
+    c.method(
+        "Ctx",
+        "sent",
+        &["function: string"],
+        "Array",
+        "What the writes of `function` in this step sent (every attempt, applied or with a lost\nanswer), oldest first, as the journal keeps it: maps whose secrets are fingerprints\n(`hmac:…`). Compare one with `value.fingerprint()` to tell whether what a vendor holds is\nwhat this step wrote, or something another run left there.",
+        |nc: NativeCallContext, _ctx: &mut crate::value::Ctx, function: &str| -> R<Array> {
+            step_writes(&nc, "ctx.sent", function, |w| {
+                Some(crate::value::from_json(&w.detail))
+            })
+        },
+    );
     c.finish();
 
     let mut t = reg.module("time");

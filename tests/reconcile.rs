@@ -591,3 +591,29 @@ fn a_staging_copy_this_run_did_not_write_is_not_taken_for_its_own() {
     );
     assert_ne!(current, "SG.left-by-someone-else.000000000000000000");
 }
+
+/// Killed inside store after it promoted the new key and deleted the staging copy: resume
+/// recovers the new value from the secret's latest version (checked by fingerprint) and
+/// finishes with one key everywhere.
+#[test]
+fn a_crash_after_store_removed_the_staging_copy_resumes_from_the_latest_version() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "inside:store#2");
+    let state = rig.state();
+    assert!(
+        !in_infisical(&state, "SENDGRID_API_KEY_PENDING"),
+        "the crash came after the delete"
+    );
+    rig.resume(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    let keys = sendgrid_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let current = secret_value(&state, "SENDGRID_API_KEY");
+    assert_eq!(keys[0].1, current);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"],
+            current.as_str()
+        );
+    }
+}

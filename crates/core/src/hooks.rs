@@ -1,15 +1,26 @@
 //! Test seams, compiled into a build only with the `test-hooks` feature (the tests' own).
 
-/// `RUNBOOK_CRASH_AT=after:STEP` or `inside:STEP` kills the process (SIGKILL) after that
-/// step completes, or after its first write. A fault-injection hook for the crash tests:
-/// it lets them prove that resume and rollback recover from a machine that died there.
-/// Only in builds with the `test-hooks` feature (the tests'); a release build has none.
+/// `RUNBOOK_CRASH_AT=after:STEP`, `inside:STEP` or `inside:STEP#N` kills the process
+/// (SIGKILL) after that step completes, after its first write, or after its Nth. A
+/// fault-injection hook for the crash tests: it lets them prove that resume and rollback
+/// recover from a machine that died there. Only in builds with the `test-hooks` feature
+/// (the tests'); a release build has none.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn crash_point(when: &str, step: &str) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
     let Ok(at) = std::env::var("RUNBOOK_CRASH_AT") else {
         return;
     };
-    if at.split_once(':') == Some((when, step)) {
+    let (at, nth) = match at.split_once('#') {
+        Some((at, n)) => (at.to_string(), n.parse().unwrap_or(1)),
+        None => (at, 1),
+    };
+    if at.split_once(':') != Some((when, step)) {
+        return;
+    }
+    let reached = when != "inside" || WRITES.fetch_add(1, Ordering::SeqCst) + 1 >= nth;
+    if reached {
         // SAFETY: signalling our own process.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);

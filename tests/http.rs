@@ -244,3 +244,48 @@ step("mail", "Mail", |ctx| {
         .stderr_has("a Secret cannot be sent as the email's TextBody")
         .stderr_has("send its fingerprint() or masked() instead");
 }
+
+/// A response header that carries a credential is a Secret, like a declared body field
+/// (before: plain text a script could print letter by letter, and that reached the journal
+/// and the audit log): by its name, or when the script declares it.
+#[test]
+fn credential_headers_in_a_response_are_secrets() {
+    let scenario = r#"
+[[infisical.secrets]]
+name = "VENDOR_KEY"
+versions = ["vendor-key-0123456789abcdef"]
+
+[[scripted]]
+name = "vendor"
+auth = { header = "Authorization", prefix = "Bearer ", collection = "users", field = "token" }
+collections = { users = [{ name = "api", token = "vendor-key-0123456789abcdef" }] }
+
+[[scripted.routes]]
+method = "POST"
+path = "/sessions"
+respond = { status = 201, body = { ok = true }, headers = { "X-Session-Token" = "header-session-token-0123456789", "X-Issued" = "header-declared-value-9876543210", "X-Request-Id" = "req-42" } }
+"#;
+    let runbook = r#"
+runbook(#{ id: "header-secrets", title: "Credentials in headers" });
+param("url", #{ default: "https://vendor.example", env: "VENDOR_API_URL", help: "vendor API" });
+step("call", "Open a session", |ctx| {
+    let key = infisical::secret("VENDOR_KEY").value;
+    let r = http::post(`${ctx.params.url}/sessions`, #{ bearer: key, json: #{}, secrets: ["headers.x-issued"] });
+    ensure(r.status == 201, `got ${r.status}`);
+    ensure(secret::is_secret(r.headers["x-session-token"]), "a token header is a Secret");
+    ensure(secret::is_secret(r.headers["x-issued"]), "a declared header is a Secret");
+    ensure(!secret::is_secret(r.headers["x-request-id"]), "other headers stay plain");
+    print(`session ${r.headers["x-session-token"]}, issued ${r.headers["x-issued"]}, request ${r.headers["x-request-id"]}`);
+    audit::log("session.opened", #{ token: r.headers["x-session-token"] });
+}).no_undo("a session expires by itself");
+"#;
+    let out = Test::new()
+        .file("runbooks/header-secrets.rhai", runbook)
+        .file("runbooks/sandbox/header-secrets.toml", scenario)
+        .args(&["exec", "header-secrets", "--sandbox", "--yes"])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("session secret(…6789), issued secret(…3210), request req-42");
+    out.assert_absent("header-session-token-0123456789");
+    out.assert_absent("header-declared-value-9876543210");
+}

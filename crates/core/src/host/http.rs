@@ -441,6 +441,42 @@ pub(crate) fn xml_to_json(text: &str) -> Option<serde_json::Value> {
     Some(out.into())
 }
 
+/// A response header's value as the script gets it: a Secret when its name says it carries
+/// a credential (`Authorization`, cookies, anything naming a token, key, secret, password,
+/// session or signature), when the script declared it (`secrets: ["headers.x-new-token"]`),
+/// or when it holds a registered secret (a vendor echoing a request header back); text
+/// otherwise.
+fn header_value(name: &str, value: &str, declared: &[String], label: &str) -> Dynamic {
+    let lower = name.to_ascii_lowercase();
+    let by_name = matches!(
+        lower.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || [
+        "token",
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "session",
+        "signature",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|word| lower.contains(word));
+    let declared = declared.iter().any(|p| {
+        p.strip_prefix("headers.")
+            .is_some_and(|h| h.eq_ignore_ascii_case(name))
+    });
+    if (by_name || declared || runbook_secret::contains_secret(value)) && !value.is_empty() {
+        let source = Source::Vendor {
+            what: format!("header {lower} of {label}"),
+        };
+        return Dynamic::from(Secret::new(value, source));
+    }
+    value.to_string().into()
+}
+
 /// How a response's fields become Secrets: the paths the script declared, the vendor's
 /// credential fields, and any string that holds an already registered secret (a vendor
 /// echoing a key back must not launder it into plain text).
@@ -630,7 +666,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
             .map(|(k, v)| {
                 (
                     k.as_str().into(),
-                    v.to_str().unwrap_or("").to_string().into(),
+                    header_value(k.as_str(), v.to_str().unwrap_or(""), &secrets, &label),
                 )
             })
             .collect();
@@ -720,7 +756,7 @@ pub(crate) fn register(reg: &mut Registrar) {
             "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe), record (a write's answer fields to keep with its outcome in\nthe journal, e.g. [\"api_key_id\"]: the id of what it created, so rollback can delete it after a\ncrash; never a secret), aws (#{{access_key_id, secret_access_key: Secret,
 session_token, region, service}}: AWS Signature Version 4), what (names the write in the journal,
 the audit and the run's summary, e.g. \"CreateAccessKey ci-deployer\")}}. Returns #{{status, headers, body,
-json, xml}} for any status (xml: an XML answer parsed into maps, `member` items as lists).\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",
+json, xml}} for any status (xml: an XML answer parsed into maps, `member` items as lists;\nheaders that carry a credential by name, or declared as `secrets: [\"headers.NAME\"]`, are Secrets).\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",
             method.as_str()
         );
         let (mt, ef) = (method.clone(), effect);

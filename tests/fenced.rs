@@ -119,6 +119,51 @@ impl Vendor {
     }
 }
 
+/// A run started in the background with stdout and stderr piped, to read as it goes.
+trait SpawnPiped {
+    fn spawn_piped(&self) -> Child;
+}
+
+impl SpawnPiped for Test {
+    fn spawn_piped(&self) -> Child {
+        self.command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// fenced.rhai run on the file store, its state broken by `sabotage` while the run waits
+/// at the gate: it must stop before its write, exit 1, saying `said` first. Its whole output.
+fn stopped_by(
+    sabotage: impl FnOnce(&std::path::Path),
+    said: &str,
+) -> (Vendor, tempfile::TempDir, String) {
+    let vendor = Vendor::start();
+    let dir = folder();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
+        .env("RUNBOOK_STATE_WAIT_SECONDS", "1")
+        .spawn_piped();
+    vendor.wait_at_gate();
+    sabotage(&dir.path().join("state"));
+    vendor.open_gate();
+    let (told, stderr) = stderr_until(&mut child, said);
+    let (code, rest) = finish(child, stderr);
+    let text = format!("{told}{rest}");
+    assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
+    assert!(
+        text.contains("Step 'write' stopped before its write"),
+        "{text}"
+    );
+    assert_eq!(
+        vendor.writes(),
+        Vec::<String>::new(),
+        "a write went out unrecorded:\n{text}"
+    );
+    (vendor, dir, text)
+}
+
 /// A temp dir holding fenced.rhai.
 fn folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -167,28 +212,13 @@ fn finish(mut child: Child, mut stderr: BufReader<std::process::ChildStderr>) ->
 /// once the wait is over; back in order, `resume` sends it exactly once.
 #[test]
 fn a_journal_that_cannot_be_written_stops_the_write_and_resume_sends_it_once() {
-    let vendor = Vendor::start();
-    let dir = folder();
-    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
-        .env("RUNBOOK_STATE_WAIT_SECONDS", "1")
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    vendor.wait_at_gate();
-    let runs = dir.path().join("state/runs");
-    let aside = dir.path().join("state/runs.aside");
-    std::fs::rename(&runs, &aside).unwrap();
-    std::fs::write(&runs, "not a folder").unwrap();
-    vendor.open_gate();
-    let (told, stderr) = stderr_until(
-        &mut child,
+    let (vendor, dir, text) = stopped_by(
+        |state| {
+            std::fs::rename(state.join("runs"), state.join("runs.aside")).unwrap();
+            std::fs::write(state.join("runs"), "not a folder").unwrap();
+        },
         "cannot record the next vendor write before sending it",
     );
-    let (code, rest) = finish(child, stderr);
-    let text = format!("{told}{rest}");
-    assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
     assert!(
         text.contains("nothing is sent until it is recorded; retrying for up to 1 s"),
         "{text}"
@@ -197,12 +227,11 @@ fn a_journal_that_cannot_be_written_stops_the_write_and_resume_sends_it_once() {
         text.contains("Step 'write' stopped before its write: the write was not sent because its record could not be stored"),
         "{text}"
     );
-    assert_eq!(
-        vendor.writes(),
-        Vec::<String>::new(),
-        "a write went out unrecorded"
-    );
 
+    let (runs, aside) = (
+        dir.path().join("state/runs"),
+        dir.path().join("state/runs.aside"),
+    );
     std::fs::remove_file(&runs).unwrap();
     std::fs::rename(&aside, &runs).unwrap();
     let run_id = crate::support::last_run_id(&dir.path().join("state"));
@@ -227,11 +256,7 @@ fn a_database_outage_holds_the_write_until_the_database_is_back() {
     let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
         .env("RUNBOOK_STATE_URL", &cluster.url)
         .env("RUNBOOK_STATE_WAIT_SECONDS", "300")
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_piped();
     vendor.wait_at_gate();
     cluster.stop();
     vendor.open_gate();
@@ -254,13 +279,7 @@ fn a_database_outage_holds_the_write_until_the_database_is_back() {
     );
     assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
     // The journal is whole: the write's record, its outcome and the end, in one chain.
-    let lines: Vec<String> = cluster
-        .client()
-        .query("SELECT line FROM runbook_journal ORDER BY seq", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let lines = crate::support::pg::journal_lines(&mut cluster.client());
     let types: Vec<String> = lines
         .iter()
         .map(|l| {
@@ -309,11 +328,7 @@ fn a_paused_machine_whose_lease_was_taken_never_writes_again() {
         "laptop-a",
         &["exec", "fenced.rhai", "--yes", "--actor", "alice"],
     )
-    .command()
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    .spawn_piped();
     vendor.wait_at_gate();
     crate::support::signal(&a, libc::SIGSTOP);
     // The lease runs out (by the database's clock) while A is paused.
@@ -419,11 +434,7 @@ step("gated", "The change", |ctx| { print("gated step ran"); })
     cluster.stop();
     let mut bob = on("laptop-b", &["approve", &run_id, "--actor", "bob"])
         .env("RUNBOOK_STATE_URL", &bob_login)
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_piped();
     let (told, stderr) = stderr_until(&mut bob, "retrying for up to 300 s");
     assert!(told.contains("the decision is not recorded yet"), "{told}");
     cluster.restart();
@@ -462,36 +473,17 @@ step("log", "Log", |ctx| { audit::log("secret.rotate.completed", #{}); });
 /// refused is kept, the next write waits for it and is not sent, and the run says why.
 #[test]
 fn an_audit_log_that_cannot_be_written_stops_the_next_write() {
-    let vendor = Vendor::start();
-    let dir = folder();
-    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
-        .env("RUNBOOK_STATE_WAIT_SECONDS", "1")
-        .command()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    vendor.wait_at_gate();
-    let log = dir.path().join("state/audit.jsonl");
-    std::fs::rename(&log, dir.path().join("state/audit.aside")).unwrap();
-    std::fs::create_dir(&log).unwrap();
-    vendor.open_gate();
-    let (told, stderr) = stderr_until(&mut child, "could not write the audit log");
-    let (code, rest) = finish(child, stderr);
-    let text = format!("{told}{rest}");
-    assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
+    let (_, _, text) = stopped_by(
+        |state| {
+            let log = state.join("audit.jsonl");
+            std::fs::rename(&log, state.join("audit.aside")).unwrap();
+            std::fs::create_dir(&log).unwrap();
+        },
+        "could not write the audit log",
+    );
     assert!(
         text.contains("no vendor write is sent until the log takes it"),
         "{text}"
-    );
-    assert!(
-        text.contains("Step 'write' stopped before its write"),
-        "{text}"
-    );
-    assert_eq!(
-        vendor.writes(),
-        Vec::<String>::new(),
-        "a write went out unaudited"
     );
 }
 

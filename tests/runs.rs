@@ -580,26 +580,11 @@ fn a_huge_stored_actor_is_cut_in_every_listing() {
     out.exit(Exit::Ok);
     let run_id = out.last_run_id();
     let huge = format!("{}\u{1b}[2J", "m".repeat(100_000));
-    let journal = out.journal_path();
-    let text = std::fs::read_to_string(&journal).unwrap();
-    std::fs::write(
-        &journal,
-        text.replace(
-            "\"actor\":\"ops-test\"",
-            &format!("\"actor\":{}", serde_json::to_string(&huge).unwrap()),
-        ),
-    )
-    .unwrap();
-    let audit = out.path().join("state/audit.jsonl");
-    let text = std::fs::read_to_string(&audit).unwrap();
-    std::fs::write(
-        &audit,
-        text.replace(
-            "\"actor\":\"ops-test\"",
-            &format!("\"actor\":{}", serde_json::to_string(&huge).unwrap()),
-        ),
-    )
-    .unwrap();
+    let actor = format!("\"actor\":{}", serde_json::to_string(&huge).unwrap());
+    for file in [out.journal_path(), out.path().join("state/audit.jsonl")] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace("\"actor\":\"ops-test\"", &actor)).unwrap();
+    }
     let mut test = out.next();
     for args in [
         vec!["runs"],

@@ -399,12 +399,7 @@ step("one", "One", |ctx| {
     let broke = exec(&["--break-lock"]);
     broke.exit(Exit::Ok);
     assert!(format!("{}{}", broke.stdout, broke.stderr).contains("step one ran"));
-    let journal: Vec<String> = c
-        .query("SELECT line FROM runbook_journal ORDER BY seq", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let journal = crate::support::pg::journal_lines(&mut c);
     assert!(
         journal
             .iter()

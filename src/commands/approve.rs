@@ -6,7 +6,6 @@ use crate::ui;
 use runbook_core::approval::{self, Decision};
 use runbook_core::run;
 use runbook_core::store::Store;
-use std::time::{Duration, Instant};
 
 pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Result<u8> {
     let by = settings.actor(args.actor.as_deref())?;
@@ -56,13 +55,11 @@ pub fn deny(args: DenyArgs, settings: &crate::settings::Settings) -> Result<u8> 
 /// decision is stored or said to be not stored, never lost in between.
 fn reachable_store(settings: &crate::settings::Settings) -> Result<Store> {
     let wait = settings.state()?.wait;
-    let started = Instant::now();
+    let mut backoff = runbook_core::interrupt::Backoff::new(wait);
     let mut told = false;
     loop {
         match crate::wiring::store(settings) {
-            Err(crate::error::Error::Core(e @ runbook_core::error::Error::State { .. }))
-                if started.elapsed() < wait =>
-            {
+            Err(crate::error::Error::Core(e @ runbook_core::error::Error::State { .. })) => {
                 if !told {
                     ui::err(&format!(
                         "the state store cannot be reached ({e}); the decision is not recorded yet: retrying for up to {} s",
@@ -70,7 +67,9 @@ fn reachable_store(settings: &crate::settings::Settings) -> Result<Store> {
                     ));
                     told = true;
                 }
-                std::thread::sleep(Duration::from_millis(500));
+                if !backoff.wait() {
+                    return Err(e.into());
+                }
             }
             other => return other,
         }

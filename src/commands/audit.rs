@@ -286,11 +286,17 @@ fn verify(
     args: &AuditVerifyArgs,
 ) -> Result<u8> {
     let recorded = recorded_head(args)?;
-    let (entries, head) = match log.verify()? {
+    // The log is read once: its chain, its entries' links into the journals, its hashes.
+    let lines = log.lines()?;
+    let (count, head) = match runbook_core::audit::verify_lines(&lines) {
         Verdict::Intact { entries, head } => (entries, head),
         broken => return report(broken, &log.location()),
     };
-    let problems = runbook_core::ledger::chain::verify_journals(store)?;
+    let entries: Vec<AuditEntry> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let problems = runbook_core::ledger::chain::verify_journals(store, &entries)?;
     for p in &problems {
         ui::err(&format!(
             "BROKEN: the journal of run {}: {}",
@@ -298,8 +304,8 @@ fn verify(
             p.reason
         ));
     }
-    let hashes: Vec<String> = log.entries()?.into_iter().map(|e| e.hash).collect();
-    let code = check_head(&hashes, recorded, &log.location(), (entries, &head));
+    let hashes: Vec<String> = entries.into_iter().map(|e| e.hash).collect();
+    let code = check_head(&hashes, recorded, &log.location(), (count, &head));
     if problems.is_empty() {
         Ok(code)
     } else {

@@ -200,20 +200,18 @@ pub fn decide_within(
     wait: Duration,
     retrying: &dyn Fn(&Error),
 ) -> Result<Request> {
-    let started = Instant::now();
+    let mut backoff = crate::interrupt::Backoff::new(wait);
     let mut told = false;
-    let mut pause = Duration::from_millis(250);
     loop {
         match decide(store, run_id, decision) {
-            Err(e @ (Error::State { .. } | Error::Write { .. } | Error::Read { .. }))
-                if started.elapsed() < wait && !crate::interrupt::is_set() =>
-            {
+            Err(e @ (Error::State { .. } | Error::Write { .. } | Error::Read { .. })) => {
                 if !told {
                     retrying(&e);
                     told = true;
                 }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(5));
+                if !backoff.wait() {
+                    return Err(e);
+                }
             }
             other => return other,
         }

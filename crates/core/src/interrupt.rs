@@ -240,3 +240,40 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     };
     Some(Duration::from_secs(secs))
 }
+
+/// Waiting for something to come back (a state store restarting): pauses that double from a
+/// quarter second up to five, for at most `limit` in all, cut short by Ctrl-C.
+pub struct Backoff {
+    started: std::time::Instant,
+    limit: Duration,
+    pause: Duration,
+}
+
+impl Backoff {
+    pub fn new(limit: Duration) -> Backoff {
+        Backoff {
+            started: std::time::Instant::now(),
+            limit,
+            pause: Duration::from_millis(250),
+        }
+    }
+
+    /// Waits before the next try; `false`, without waiting, once the time is up or Ctrl-C
+    /// came.
+    pub fn wait(&mut self) -> bool {
+        let spent = self.started.elapsed();
+        if spent >= self.limit || is_set() {
+            return false;
+        }
+        let until = std::time::Instant::now() + self.pause.min(self.limit - spent);
+        while !is_set() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+        self.pause = (self.pause * 2).min(Duration::from_secs(5));
+        !is_set()
+    }
+}

@@ -115,6 +115,16 @@ fn detail(e: &postgres::Error) -> String {
     }
 }
 
+/// Every journal row of the database `client` is on, in order (every run's).
+pub fn journal_lines(client: &mut postgres::Client) -> Vec<String> {
+    client
+        .query("SELECT line FROM runbook_journal ORDER BY seq", &[])
+        .expect("read the journal table")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// `url` with its user and password replaced.
 fn with_user(url: &str, user: &str, password: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

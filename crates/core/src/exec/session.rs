@@ -122,6 +122,31 @@ fn context(
     RunContext::new(parts, operator, policy)
 }
 
+/// What a run records of the environment it touches: this binary, each vendor's base URL
+/// and the runbook's declared egress.
+fn environment(runbook: &Runbook, services: &Services) -> crate::events::Environment {
+    crate::events::Environment {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        vendors: runbook_vendors::Vendor::ALL
+            .iter()
+            .map(|v| {
+                (
+                    v.name().to_string(),
+                    services.config().endpoint(*v).to_string(),
+                )
+            })
+            .collect(),
+        // As declared: a host, or `param:NAME`.
+        egress: runbook
+            .plan()
+            .meta()
+            .egress
+            .iter()
+            .filter_map(|e| serde_json::to_value(e).ok()?.as_str().map(str::to_string))
+            .collect(),
+    }
+}
+
 /// Stops a new run of a rotation while an earlier run of it is unfinished: its changes
 /// are still in the world, and a second rotation on top would leave them there for good.
 /// Only runs against the same target count: an unfinished rehearsal against a loopback
@@ -341,30 +366,7 @@ impl Session {
                 Some(lock)
             }
         };
-        let environment = crate::events::Environment {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            vendors: runbook_vendors::Vendor::ALL
-                .iter()
-                .map(|v| {
-                    (
-                        v.name().to_string(),
-                        w.services.config().endpoint(*v).to_string(),
-                    )
-                })
-                .collect(),
-            egress: runbook
-                .plan()
-                .meta()
-                .egress
-                .iter()
-                .map(|e| {
-                    serde_json::to_value(e)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                })
-                .collect(),
-        };
+        let environment = environment(&runbook, &w.services);
         let ledger = Rc::new(LedgerWriter::new(&w.store, say.clone()));
         if let Some(lock) = &lock {
             ledger.fence(lock.fence());

@@ -57,11 +57,12 @@ impl Auditor {
 
     /// Writes what the log refused earlier, retrying for `wait`; says what stays unwritten.
     pub fn settle(&self, wait: std::time::Duration) {
-        let started = std::time::Instant::now();
-        while !self.unsaved.borrow().is_empty() {
+        let mut backoff = crate::interrupt::Backoff::new(wait);
+        loop {
             match self.flush() {
                 Ok(()) => return,
-                Err(e) if started.elapsed() >= wait || crate::interrupt::is_set() => {
+                Err(_) if backoff.wait() => {}
+                Err(e) => {
                     self.say.warning(format!(
                         "warning: {} audit entr(ies) of this run could not be written to {}: {e}",
                         self.unsaved.borrow().len(),
@@ -69,7 +70,6 @@ impl Auditor {
                     ));
                     return;
                 }
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
             }
         }
     }

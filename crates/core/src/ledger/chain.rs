@@ -128,38 +128,38 @@ pub struct JournalProblem {
     pub reason: String,
 }
 
-/// Checks every run's journal in `store`: its own chain, and the links the audit log holds
-/// into it. A journal the audit log links to that is gone is a problem too.
-pub fn verify_journals(store: &crate::store::Store) -> crate::error::Result<Vec<JournalProblem>> {
-    {
-        let entries = crate::audit::AuditLog::new(store).entries()?;
-        let mut problems = Vec::new();
-        let runs = store.runs()?;
-        for run_id in &runs {
-            let text = store.journal(run_id)?.unwrap_or_default();
-            let of_run: Vec<&crate::audit::AuditEntry> = entries
-                .iter()
-                .filter(|e| &e.event.run_id == run_id)
-                .collect();
-            if let Err(reason) = check_journal(&text, &of_run) {
-                problems.push(JournalProblem {
-                    run_id: run_id.clone(),
-                    reason,
-                });
-            }
-        }
-        let mut missing: Vec<&str> = entries
+/// Checks every run's journal in `store` against the audit log's `entries`: its own chain,
+/// and the links the entries hold into it. A journal the log links to that is gone is a
+/// problem too.
+pub fn verify_journals(
+    store: &crate::store::Store,
+    entries: &[crate::audit::AuditEntry],
+) -> crate::error::Result<Vec<JournalProblem>> {
+    let mut problems = Vec::new();
+    let runs = store.runs()?;
+    for run_id in &runs {
+        let text = store.journal(run_id)?.unwrap_or_default();
+        let of_run: Vec<&crate::audit::AuditEntry> = entries
             .iter()
-            .filter(|e| e.event.journal.is_some() && !runs.contains(&e.event.run_id))
-            .map(|e| e.event.run_id.as_str())
+            .filter(|e| &e.event.run_id == run_id)
             .collect();
-        missing.dedup();
-        problems.extend(missing.into_iter().map(|run_id| JournalProblem {
-            run_id: run_id.to_string(),
-            reason: "the audit log links to its journal, which is gone (deleted)".into(),
-        }));
-        Ok(problems)
+        if let Err(reason) = check_journal(&text, &of_run) {
+            problems.push(JournalProblem {
+                run_id: run_id.clone(),
+                reason,
+            });
+        }
     }
+    let missing: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| e.event.journal.is_some() && !runs.contains(&e.event.run_id))
+        .map(|e| e.event.run_id.as_str())
+        .collect();
+    problems.extend(missing.into_iter().map(|run_id| JournalProblem {
+        run_id: run_id.to_string(),
+        reason: "the audit log links to its journal, which is gone (deleted)".into(),
+    }));
+    Ok(problems)
 }
 
 /// Whether a run's journal holds: its chain, and every link its audit entries make into it.

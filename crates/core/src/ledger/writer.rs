@@ -5,11 +5,11 @@
 use super::chain::{self, Link};
 use super::{encode, Event, Ledger, Stamped};
 use crate::error::Result;
+use crate::interrupt::Backoff;
 use crate::sink::Say;
 use crate::store::{Fence, Store};
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
 /// Why a write was not sent: its record could not be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +182,7 @@ impl LedgerWriter {
         let stamped = Stamped::now(self.run_id(), event);
         let line = encode(&stamped);
         let wait = self.store.wait();
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(250);
+        let mut backoff = Backoff::new(wait);
         let mut told = false;
         loop {
             let tried = self.flush().and_then(|()| also()).and_then(|()| {
@@ -215,10 +214,6 @@ impl LedgerWriter {
                     return Err(Unrecorded::LeaseLost);
                 }
                 Err(e) => {
-                    let waited = started.elapsed();
-                    if waited >= wait || crate::interrupt::is_set() {
-                        return Err(Unrecorded::StoreDown(e.to_string()));
-                    }
                     if !told {
                         self.say.warning(format!(
                             "warning: cannot record the next vendor write before sending it: {e}; nothing is sent until it is recorded; retrying for up to {} s",
@@ -226,8 +221,9 @@ impl LedgerWriter {
                         ));
                         told = true;
                     }
-                    sleep_unless_interrupted(pause.min(wait - waited));
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    if !backoff.wait() {
+                        return Err(Unrecorded::StoreDown(e.to_string()));
+                    }
                 }
             }
         }
@@ -240,12 +236,12 @@ impl LedgerWriter {
         if self.unsaved.borrow().is_empty() || self.lost.get() {
             return;
         }
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(250);
+        let mut backoff = Backoff::new(self.store.wait());
         loop {
             match self.flush() {
                 Ok(()) => return,
-                Err(e) if started.elapsed() >= self.store.wait() || crate::interrupt::is_set() => {
+                Err(_) if backoff.wait() => {}
+                Err(e) => {
                     self.say.warning(format!(
                         "warning: {} record(s) of this run could not be stored in {}: {e}; its journal ends before them (`runbook runs {}` shows where)",
                         self.unsaved.borrow().len(),
@@ -253,10 +249,6 @@ impl LedgerWriter {
                         self.run_id()
                     ));
                     return;
-                }
-                Err(_) => {
-                    sleep_unless_interrupted(pause);
-                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -333,18 +325,6 @@ fn stored_form(event: Stamped) -> (String, Stamped) {
     let line = encode(&event);
     let stored = serde_json::from_str(&line).unwrap_or(event);
     (line, stored)
-}
-
-/// Sleeps `d`, waking early for Ctrl-C.
-fn sleep_unless_interrupted(d: Duration) {
-    let until = Instant::now() + d;
-    while !crate::interrupt::is_set() {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
-    }
 }
 
 /// Where a journal ends: its last line and that line's hash (the genesis hash when the

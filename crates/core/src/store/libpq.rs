@@ -131,12 +131,7 @@ fn parse(url: &str) -> Result<BTreeMap<String, String>, String> {
         .strip_prefix("postgres://")
         .or_else(|| url.strip_prefix("postgresql://"))
     else {
-        for part in url.split_whitespace() {
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| format!("'{part}' is not key=value"))?;
-            keys.insert(k.to_string(), v.trim_matches('\'').to_string());
-        }
+        keys.extend(pairs(url)?);
         return Ok(keys);
     };
     let (rest, query) = match rest.split_once('?') {
@@ -200,6 +195,52 @@ fn parse(url: &str) -> Result<BTreeMap<String, String>, String> {
         keys.insert(decode(k)?, decode(v)?);
     }
     Ok(keys)
+}
+
+/// A `key=value` connection string's pairs, as libpq reads them: spaces around `=` allowed,
+/// a value in single quotes may hold spaces, `\'` and `\\`. An error never echoes the text
+/// (a value may be a password).
+pub(crate) fn pairs(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    let skip_spaces = |chars: &mut std::iter::Peekable<std::str::Chars>| {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+    };
+    loop {
+        skip_spaces(&mut chars);
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        skip_spaces(&mut chars);
+        if chars.next() != Some('=') || key.is_empty() {
+            return Err("the connection string is not a list of key=value".into());
+        }
+        skip_spaces(&mut chars);
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => {
+                        return Err("a quoted value in the connection string is not closed".into())
+                    }
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((key, value));
+    }
 }
 
 /// Percent-decoding of a URL part.
@@ -429,7 +470,7 @@ mod tests {
             "[other]\nhost=wrong\n\n[runbook]\nhost=db.internal\nport=5433\ndbname=rb\nuser=ops\nsslmode=verify-full\n",
         )
         .unwrap();
-        let r = resolved("service=runbook", &[], Some(dir.path())).unwrap();
+        let r = resolved("service = 'runbook'", &[], Some(dir.path())).unwrap();
         assert_eq!(
             r.conninfo,
             "dbname='rb' host='db.internal' port='5433' user='ops'"
@@ -444,6 +485,22 @@ mod tests {
         assert!(r.conninfo.contains("dbname='x'"), "{}", r.conninfo);
         let e = resolved("service=missing", &[], Some(dir.path())).unwrap_err();
         assert!(e.starts_with("no service 'missing' in "), "{e}");
+    }
+
+    #[test]
+    fn a_key_value_string_takes_quotes_and_never_echoes_a_value() {
+        let p = pairs("host=db  password = 'two words \\' here' dbname=rb").unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("host".to_string(), "db".to_string()),
+                ("password".to_string(), "two words ' here".to_string()),
+                ("dbname".to_string(), "rb".to_string()),
+            ]
+        );
+        let e = pairs("host=db hunter2secret").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(pairs("password='open").is_err());
     }
 
     #[test]

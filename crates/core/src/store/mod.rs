@@ -208,14 +208,17 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         if url.contains('=') {
             // A key=value string: every key but the password.
-            return url
-                .split_whitespace()
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => p.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(" ");
+            return match libpq::pairs(url) {
+                Ok(pairs) => pairs
+                    .iter()
+                    .map(|(k, v)| match k.as_str() {
+                        "password" => format!("{k}=***"),
+                        _ => format!("{k}={v}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Err(_) => "(a connection string that cannot be read)".to_string(),
+            };
         }
         return "(a URL that cannot be read)".to_string();
     };
@@ -274,6 +277,10 @@ mod tests {
         );
         assert_eq!(
             redact_url("host=db password=hunter2 dbname=runbook"),
+            "host=db password=*** dbname=runbook"
+        );
+        assert_eq!(
+            redact_url("host=db password='hunter2 with spaces' dbname=runbook"),
             "host=db password=*** dbname=runbook"
         );
     }

@@ -113,9 +113,13 @@ pub enum Command {
 pub struct ApproveArgs {
     /// The waiting run (its banner and its "waiting for approval" line name it)
     pub run_id: String,
-    /// Who approves, for the audit log (default: RUNBOOK_ACTOR, git user.email, USER@host)
+    /// Who approves, for the audit log (default: RUNBOOK_ACTOR, git user.email, USER@host);
+    /// with an SSH key, the principal the allowed signers file gives that key
     #[arg(long)]
     pub actor: Option<String>,
+    /// Sign the decision with this SSH key (default: RUNBOOK_SSH_KEY, [identity] ssh_key)
+    #[arg(long, value_name = "KEYFILE")]
+    pub ssh_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +130,9 @@ pub struct DenyArgs {
     pub reason: String,
     #[arg(long)]
     pub actor: Option<String>,
+    /// Sign the decision with this SSH key (default: RUNBOOK_SSH_KEY, [identity] ssh_key)
+    #[arg(long, value_name = "KEYFILE")]
+    pub ssh_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! Everything this process is configured with, read once at start: the environment and
-//! `./runbook.toml` (its `[vendors]`, `[state]` and `[policy]` tables, in one parse). The
+//! `./runbook.toml` (its `[vendors]`, `[state]`, `[policy]` and `[identity]` tables, in one
+//! parse). The
 //! commands get the `Settings` value and pass down what the engine needs; nothing below
 //! reads the environment or the file again. A `runbook.toml` that cannot be used is an
 //! error only for the commands that need it (a broken `[vendors]` table does not stop
@@ -24,6 +25,16 @@ struct RunbookToml {
     state: StateTable,
     #[serde(default)]
     policy: PolicyTable,
+    #[serde(default)]
+    identity: IdentityTable,
+}
+
+/// `[identity]`: how people prove who they are on the file store (SSH signatures).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityTable {
+    ssh_key: Option<PathBuf>,
+    allowed_signers: Option<PathBuf>,
 }
 
 /// `[state]`: where a team's shared state is.
@@ -165,6 +176,35 @@ impl Settings {
         }
     }
 
+    /// This person's SSH signing key (`--ssh-key`, `RUNBOOK_SSH_KEY`, `[identity] ssh_key`)
+    /// and the team's allowed signers (`RUNBOOK_ALLOWED_SIGNERS`, `[identity]
+    /// allowed_signers`); `~/` is the home directory.
+    pub fn keys(
+        &self,
+        flag: Option<&std::path::Path>,
+    ) -> Result<runbook_core::approval::ssh::Keys> {
+        let table = &self.file()?.identity;
+        let home = |p: PathBuf| match p.to_str().and_then(|s| s.strip_prefix("~/")) {
+            Some(rest) => self
+                .var("HOME")
+                .map(|h| PathBuf::from(h).join(rest))
+                .unwrap_or(p),
+            None => p,
+        };
+        Ok(runbook_core::approval::ssh::Keys {
+            signing_key: flag
+                .map(PathBuf::from)
+                .or_else(|| self.var("RUNBOOK_SSH_KEY").map(PathBuf::from))
+                .or_else(|| table.ssh_key.clone())
+                .map(home),
+            allowed_signers: self
+                .var("RUNBOOK_ALLOWED_SIGNERS")
+                .map(PathBuf::from)
+                .or_else(|| table.allowed_signers.clone())
+                .map(home),
+        })
+    }
+
     /// `RUNBOOK_AUDIT_WEBHOOK`: where every audit entry is also sent.
     pub fn audit_webhook(&self) -> Option<String> {
         self.var("RUNBOOK_AUDIT_WEBHOOK")
@@ -195,7 +235,7 @@ impl Settings {
 /// is empty. A problem is the message and the help, said without the value (a line of
 /// this file is usually a credential).
 fn read_file() -> std::result::Result<RunbookToml, (String, String)> {
-    let help = "the file's tables are [vendors] (the environment variable names in lower case, e.g. heroku_api_key), [state] (url, lease_seconds, wait_seconds) and [policy] (approve_irreversible)";
+    let help = "the file's tables are [vendors] (the environment variable names in lower case, e.g. heroku_api_key), [state] (url, lease_seconds, wait_seconds), [policy] (approve_irreversible) and [identity] (ssh_key, allowed_signers)";
     let text = match std::fs::read_to_string(FILE) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RunbookToml::default()),

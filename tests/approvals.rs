@@ -121,6 +121,8 @@ fn another_actor_approves_the_runs_own_cannot() {
         .collect();
     assert_eq!(actions, ["approval.requested", "approval.approved"]);
     assert_eq!(audit[1]["context"]["approver"], "bob");
+    // A rehearsal's approval by a name only is recorded as such.
+    assert_eq!(audit[1]["context"]["unverified"], true);
     assert!(audit[1]["context"]["host"]
         .as_str()
         .is_some_and(|h| !h.is_empty()));
@@ -132,6 +134,7 @@ fn another_actor_approves_the_runs_own_cannot() {
     assert_eq!(pack["approvals"][0]["approver"], "bob");
     assert_eq!(pack["approvals"][0]["requested_by"], "alice");
     assert_eq!(pack["approvals"][0]["step"], "gated");
+    assert_eq!(pack["approvals"][0]["approver_unverified"], true);
 }
 
 #[test]
@@ -235,4 +238,195 @@ fn a_stale_decision_never_passes_the_step() {
     )
     .unwrap();
     assert_finished(child, 1, &["recorded as timeout"], &["gated step ran"]);
+}
+
+/// An ed25519 key pair made by ssh-keygen in `dir`: the private key's path and the
+/// `type base64` public half.
+fn ssh_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    (path, public.join(" "))
+}
+
+/// In production, four eyes stands on proven identities: on the file store, SSH signatures
+/// checked against the team's allowed signers. A name alone cannot ask or approve; a key
+/// cannot approve its own request or speak for another principal; a decision written into
+/// the store by hand is not accepted by the run.
+#[test]
+fn production_four_eyes_needs_ssh_signed_identities() {
+    // No vendor module and no egress: this runbook's run is recorded as production.
+    let dir = gated(
+        r#".approval(#{ by: "the security on-call", timeout: "60s" })"#,
+        "",
+    );
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let (alice, alice_pub) = ssh_key(&keys, "alice");
+    let (bob, bob_pub) = ssh_key(&keys, "bob");
+    let (mallory, _) = ssh_key(&keys, "mallory");
+    let allowed = keys.join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!(
+            "alice@example.com {alice_pub}\nbob@example.com namespaces=\"runbook-approval\" {bob_pub}\n"
+        ),
+    )
+    .unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let production = |actor: &str| {
+        Test::in_dir(dir.path())
+            .args(&["exec", "gated.rhai", "--yes", "--actor", actor])
+            .env("RUNBOOK_ALLOWED_SIGNERS", &path(&allowed))
+    };
+
+    // A label asks: refused before anyone is asked, and the step does not run.
+    let unsigned = production("alice@example.com").run();
+    unsigned
+        .exit(Exit::StepFailed)
+        .stderr_has("step 'gated' needs another person's approval, and this run writes to production: four eyes there needs proven identities, and this run's actor is alice@example.com (unverified label)")
+        .stderr_has("[identity] ssh_key and allowed_signers");
+    assert!(unsigned.stdout.contains("prepared"));
+    assert!(!unsigned.stdout.contains("gated step ran"));
+    assert!(!dir
+        .path()
+        .join(format!("state/approvals/{}.json", unsigned.last_run_id()))
+        .exists());
+
+    // A key the allowed signers file does not list cannot ask either.
+    production("alice@example.com")
+        .env("RUNBOOK_SSH_KEY", &path(&mallory))
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has("the request's SSH signature is not accepted: the key that signed is not in the allowed signers file");
+
+    // Alice signs her request; the run waits.
+    let run = production("alice@example.com")
+        .env("RUNBOOK_SSH_KEY", &path(&alice))
+        .spawn();
+    let run_id = waiting_run(dir.path());
+    let approve = |args: &[&str]| {
+        Test::in_dir(dir.path())
+            .args(&[&["approve", &run_id][..], args].concat())
+            .env("RUNBOOK_ALLOWED_SIGNERS", &path(&allowed))
+            .run()
+    };
+    // Bob by name only.
+    approve(&["--actor", "bob@example.com"])
+        .exit(Exit::Usage)
+        .stderr_has("  requested by alice@example.com (signed with an SSH key) on ")
+        .stderr_has(&format!("run {run_id} writes to production, and four eyes there needs proven identities: the request comes from SSH key SHA256:"))
+        .stderr_has("the decision from bob@example.com (unverified label)");
+    // Alice's own key, under Bob's name or her own.
+    approve(&["--actor", "bob@example.com", "--ssh-key", &path(&alice)])
+        .exit(Exit::Usage)
+        .stderr_has("the decision's SSH signature is not accepted: the key that signed belongs to 'alice@example.com' in ");
+    approve(&["--actor", "alice@example.com", "--ssh-key", &path(&alice)])
+        .exit(Exit::Usage)
+        .stderr_has("was requested and decided with the same SSH key (SHA256:");
+    // Bob's key speaking for Alice.
+    approve(&["--actor", "alice@example.com", "--ssh-key", &path(&bob)])
+        .exit(Exit::Usage)
+        .stderr_has("the key that signed belongs to 'bob@example.com'");
+    // Nothing of that was stored: the run still waits. A decision written into the store by
+    // hand with Bob's name and no signature is a refusal to the run, never an approval.
+    let forged = dir
+        .path()
+        .join(format!("state/approvals/{run_id}.decision"));
+    assert!(!forged.exists());
+    let request: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(format!("state/approvals/{run_id}.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        &forged,
+        serde_json::json!({
+            "nonce": request["nonce"], "verdict": "approved",
+            "by": "bob@example.com", "at": "2026-12-04T00:00:00Z", "host": "h"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    assert_finished(
+        run,
+        1,
+        &[
+            "the decision is not accepted",
+            "the decision from bob@example.com (unverified label)",
+        ],
+        &["gated step ran"],
+    );
+
+    // Again, and Bob approves with his own key: the step runs, and the record says which
+    // key made the decision.
+    let run = production("alice@example.com")
+        .env("RUNBOOK_SSH_KEY", &path(&alice))
+        .spawn();
+    let run_id = waiting_run(dir.path());
+    Test::in_dir(dir.path())
+        .args(&[
+            "approve",
+            &run_id,
+            "--actor",
+            "bob@example.com",
+            "--ssh-key",
+            &path(&bob),
+        ])
+        .env("RUNBOOK_ALLOWED_SIGNERS", &path(&allowed))
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("approved step 'gated'");
+    assert_finished(
+        run,
+        0,
+        &[
+            "approved by bob@example.com (SSH key SHA256:",
+            "gated step ran",
+        ],
+        &[],
+    );
+    let approved = audit_actions(dir.path())
+        .into_iter()
+        .rfind(|e| e["action"] == "approval.approved")
+        .unwrap();
+    let key = approved["context"]["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("SHA256:"), "{approved}");
+    assert!(
+        approved["context"].get("unverified").is_none(),
+        "{approved}"
+    );
+    let pack = cmd(dir.path(), &["evidence", &run_id]).json();
+    assert_eq!(pack["approvals"][0]["approver"], "bob@example.com");
+    assert_eq!(pack["approvals"][0]["approver_key"], key.as_str());
+}
+
+/// The run waiting for an approval in `dir` (the newest request filed there).
+fn waiting_run(dir: &Path) -> String {
+    let approvals = dir.join("state/approvals");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending: Option<String> = std::fs::read_dir(&approvals).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .filter(|p| !p.with_extension("decision").exists())
+                .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+                .next()
+        });
+        if let Some(run_id) = pending {
+            return run_id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run is waiting for an approval"
+        );
+        std::thread::yield_now();
+    }
 }

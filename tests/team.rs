@@ -245,7 +245,73 @@ fn a_gate_nobody_answers_is_recorded_as_a_timeout() {
     )
     .run()
     .exit(Exit::Usage)
-    .stderr_has("already decided: Timeout");
+    .stderr_has("already decided: timed out at ");
+}
+
+/// A decision written by hand in SQL carries the login that wrote it, whatever its text
+/// claims: the server stamps `session_user` on every request and decision, so the run's
+/// own login cannot pass for another person's.
+#[test]
+fn a_decision_written_in_sql_is_the_login_that_wrote_it() {
+    let Some(db) = Database::fresh("a_decision_written_in_sql") else {
+        return;
+    };
+    let dir = gated("60s");
+    let run = on(
+        dir.path(),
+        "laptop-a",
+        &db,
+        &[
+            "exec",
+            "gated.rhai",
+            "--sandbox",
+            "--yes",
+            "--actor",
+            "alice",
+        ],
+    )
+    .spawn();
+    let run_id = requests(&db, 1).remove(0);
+    let mut c = db.client();
+    let row = c
+        .query_one(
+            "SELECT request, request_login, session_user::text FROM runbook_approvals WHERE run_id = $1",
+            &[&run_id],
+        )
+        .unwrap();
+    let request: Value = serde_json::from_str(&row.get::<_, String>(0)).unwrap();
+    let me: String = row.get(2);
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some(me.as_str())
+    );
+    let forged = serde_json::json!({
+        "nonce": request["nonce"], "verdict": "approved", "by": "carol",
+        "at": "2026-12-04T00:00:00Z", "host": "laptop-c", "role": "carol_login"
+    });
+    c.execute(
+        "UPDATE runbook_approvals SET decision = $2, decision_login = 'carol_login' WHERE run_id = $1",
+        &[&run_id, &forged.to_string()],
+    )
+    .unwrap();
+    let stamped: Option<String> = c
+        .query_one(
+            "SELECT decision_login FROM runbook_approvals WHERE run_id = $1",
+            &[&run_id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stamped.as_deref(), Some(me.as_str()));
+    let text = assert_finished(
+        run,
+        1,
+        &[
+            "the decision is not accepted",
+            "this decision comes from the same login",
+        ],
+        &["gated step ran"],
+    );
+    assert!(!text.contains("approved by carol"), "{text}");
 }
 
 #[test]
@@ -560,7 +626,7 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
     on(dir.path(), "laptop-a", &db, &["runs"])
         .run()
         .exit(Exit::Usage)
-        .stderr_has("has schema version 99, newer than this runbook knows (1)");
+        .stderr_has("has schema version 99, newer than this runbook knows (2)");
 }
 
 /// A run whose lock was taken from it (--break-lock from another machine) does not go on:

@@ -9,17 +9,17 @@ use runbook_core::store::Store;
 
 pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Result<u8> {
     let by = settings.actor(args.actor.as_deref())?;
+    let keys = settings.keys(args.ssh_key.as_deref())?;
     let store = reachable_store(settings)?;
     let decision = Decision::Approved {
         by: by.clone(),
         at: run::now_rfc3339(),
         host: run::hostname(),
         role: store.authenticated(),
+        signature: None,
     };
-    if let Some(request) = approval::pending(&store, &args.run_id)? {
-        show(&request);
-    }
-    let request = record(&store, &args.run_id, &decision)?;
+    let decision = signed(&store, &args.run_id, decision, &keys)?;
+    let request = record(&store, &args.run_id, &decision, &keys)?;
     ui::out(&format!(
         "approved step '{}' of run {} (started by {}) as {by} on {}",
         request.step,
@@ -32,6 +32,7 @@ pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Resul
 
 pub fn deny(args: DenyArgs, settings: &crate::settings::Settings) -> Result<u8> {
     let by = settings.actor(args.actor.as_deref())?;
+    let keys = settings.keys(args.ssh_key.as_deref())?;
     let store = reachable_store(settings)?;
     let decision = Decision::Denied {
         by: by.clone(),
@@ -39,11 +40,10 @@ pub fn deny(args: DenyArgs, settings: &crate::settings::Settings) -> Result<u8> 
         reason: args.reason.clone(),
         host: run::hostname(),
         role: store.authenticated(),
+        signature: None,
     };
-    if let Some(request) = approval::pending(&store, &args.run_id)? {
-        show(&request);
-    }
-    let request = record(&store, &args.run_id, &decision)?;
+    let decision = signed(&store, &args.run_id, decision, &keys)?;
+    let request = record(&store, &args.run_id, &decision, &keys)?;
     ui::out(&format!(
         "denied step '{}' of run {} (started by {}) as {by}: {}",
         request.step, request.run_id, request.requested_by, args.reason
@@ -76,10 +76,33 @@ fn reachable_store(settings: &crate::settings::Settings) -> Result<Store> {
     }
 }
 
+/// Shows what is asked, then signs the decision for that request when this person has an
+/// SSH key.
+fn signed(
+    store: &Store,
+    run_id: &str,
+    mut decision: Decision,
+    keys: &approval::ssh::Keys,
+) -> Result<Decision> {
+    let Some(request) = approval::pending(store, run_id)? else {
+        return Ok(decision);
+    };
+    show(&request);
+    if let Some(key) = &keys.signing_key {
+        decision.sign(key, &request.run_id, &request.nonce)?;
+    }
+    Ok(decision)
+}
+
 /// Stores the decision, retried while the store cannot take it; a failure says it was
 /// not stored.
-fn record(store: &Store, run_id: &str, decision: &Decision) -> Result<approval::Request> {
-    approval::decide_within(store, run_id, decision, store.wait(), &|e| {
+fn record(
+    store: &Store,
+    run_id: &str,
+    decision: &Decision,
+    keys: &approval::ssh::Keys,
+) -> Result<approval::Request> {
+    approval::decide_within(store, run_id, decision, keys, store.wait(), &|e| {
         ui::err(&format!(
             "the decision could not be stored yet ({e}); retrying for up to {} s",
             store.wait().as_secs()
@@ -119,12 +142,17 @@ fn show(r: &approval::Request) {
         }
     ));
     ui::err(&format!(
-        "  requested by {}{} on {} at {}",
+        "  requested by {}{}{} on {} at {}",
         ui::truncate(&r.requested_by, 120),
         r.role
             .as_deref()
             .map(|role| format!(" (database login {})", ui::truncate(role, 80)))
             .unwrap_or_default(),
+        if r.signature.is_some() {
+            " (signed with an SSH key)"
+        } else {
+            ""
+        },
         or(&r.host, "an unrecorded host"),
         r.requested_at
     ));

@@ -229,6 +229,13 @@ struct ApprovalRecord {
     /// where the name is only a label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     approver_login: Option<String>,
+    /// The SSH key (`SHA256:…`) whose signature over the decision verified against the
+    /// team's allowed signers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approver_key: Option<String>,
+    /// The approver is a name only (a rehearsal's approval): no login, no key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    approver_unverified: bool,
     reason: Option<String>,
     at: String,
 }
@@ -552,6 +559,8 @@ fn history(
                     approver: a.approver.clone(),
                     approver_host: a.approver_host.clone(),
                     approver_login: a.approver_role.clone(),
+                    approver_key: a.approver_key.clone(),
+                    approver_unverified: a.approver_unverified,
                     reason: a.reason.clone(),
                     at,
                 })

@@ -84,6 +84,7 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
         dry_run: args.dry_run,
         json: args.run.json,
         approve_irreversible: settings.approval_policy()?,
+        keys: settings.keys(None)?,
     };
     banner(&session, &scenario.faults);
     let actor = &session.run().info().actor;

@@ -478,6 +478,7 @@ pub fn resume(args: ResumeArgs, settings: &Settings) -> Result<u8> {
         dry_run: false,
         json: args.run.json,
         approve_irreversible: settings.approval_policy()?,
+        keys: settings.keys(None)?,
     };
     let report = resume::resume(&mut r, &opts)?;
     finish(&report, args.run.json)
@@ -492,6 +493,7 @@ pub fn rollback(args: ResumeArgs, settings: &Settings) -> Result<u8> {
         dry_run: false,
         json: args.run.json,
         approve_irreversible: settings.approval_policy()?,
+        keys: settings.keys(None)?,
     };
     let report = resume::rollback(&mut r, &opts)?;
     finish(&report, args.run.json)

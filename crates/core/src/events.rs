@@ -499,6 +499,12 @@ pub struct Approval {
     /// Their login role, authenticated by the database (none on files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approver_role: Option<String>,
+    /// The SSH key (`SHA256:…`) whose signature over the decision verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_key: Option<String>,
+    /// The approver is a name only: neither a login nor a key proves it (a rehearsal).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approver_unverified: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

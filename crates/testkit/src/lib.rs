@@ -285,6 +285,10 @@ impl Test {
             .env_remove("RUNBOOK_LEASE_SECONDS")
             .env_remove("RUNBOOK_STATE_WAIT_SECONDS")
             .env_remove("RUNBOOK_SANDBOX_DASHBOARD")
+            // A developer's SSH identity never signs a test's decisions.
+            .env_remove("RUNBOOK_SSH_KEY")
+            .env_remove("RUNBOOK_ALLOWED_SIGNERS")
+            .env_remove("SSH_AUTH_SOCK")
             .env_remove("POSTMARK_DASHBOARD_URL");
         // libpq's variables name a developer's databases: a test sets its own.
         for k in [

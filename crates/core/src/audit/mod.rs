@@ -150,6 +150,12 @@ pub enum AuditEvent {
         /// The approver's login role, authenticated by the database.
         #[serde(skip_serializing_if = "Option::is_none")]
         role: Option<String>,
+        /// The SSH key whose signature over the decision verified.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// Neither a login nor a key proves the approver's name.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        unverified: bool,
     },
     ApprovalDenied {
         step: String,
@@ -159,6 +165,10 @@ pub enum AuditEvent {
         host: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         role: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        unverified: bool,
     },
     ApprovalTimeout {
         step: String,

@@ -25,4 +25,7 @@ pub struct Options {
     /// The organisation's policy (`[policy]` in runbook.toml): every irreversible step
     /// needs an approval, with this timeout, even when the runbook does not ask for one.
     pub approve_irreversible: Option<std::time::Duration>,
+    /// This person's SSH signing key and the team's allowed signers: how an approval
+    /// request and its decision prove who made them on the file store.
+    pub keys: crate::approval::ssh::Keys,
 }

@@ -402,6 +402,8 @@ impl<'a> Runner<'a> {
             approver: None,
             approver_host: None,
             approver_role: None,
+            approver_key: None,
+            approver_unverified: false,
             reason: None,
             timeout_secs: None,
         };
@@ -423,7 +425,7 @@ impl<'a> Runner<'a> {
             return None;
         }
         let store = self.session.run().parts().store.clone();
-        let request = crate::approval::Request {
+        let mut request = crate::approval::Request {
             run_id: info.run_id.clone(),
             step: step.id.clone(),
             requested_by: info.actor.clone(),
@@ -449,7 +451,17 @@ impl<'a> Runner<'a> {
                         .unwrap_or(usize::MAX),
                 )
                 .unwrap_or_default(),
+            signature: None,
         };
+        if let Err(e) = self.prove_request(&mut request) {
+            self.error = Some(e.to_string());
+            self.approval_event(step, ApprovalStatus::Denied, |a| {
+                a.reason = Some(format!("not requested: {e}"));
+            });
+            self.say.problem(e);
+            self.explain_left_behind();
+            return Some(RunStatus::Failed);
+        }
         if let Err(e) = crate::approval::file(&store, &request) {
             self.error = Some(e.to_string());
             self.say.problem(e);
@@ -475,7 +487,94 @@ impl<'a> Runner<'a> {
             let _paused = crate::interrupt::pause_budget();
             crate::approval::wait(&store, &info.run_id, &request.nonce, spec.timeout)
         };
-        self.decided(step, &spec, decision)
+        let (decision, decider) = match decision.map(|d| self.accepted(&request, d)) {
+            Some((d, who)) => (Some(d), who),
+            None => (None, None),
+        };
+        self.decided(step, &spec, decision, decider)
+    }
+
+    /// Signs the request with this person's SSH key (and checks the signature against the
+    /// allowed signers now, not when the approver is at the keyboard). In production, a
+    /// request whose asker is only a label is refused before anyone is asked: no approver
+    /// could make it four eyes.
+    fn prove_request(&self, request: &mut crate::approval::Request) -> crate::error::Result<()> {
+        let keys = &self.opts.keys;
+        if let Some(key) = &keys.signing_key {
+            let text = request.signed_text();
+            request.signature =
+                Some(crate::approval::ssh::sign(key, &text).map_err(|why| {
+                    crate::error::Error::usage(
+                        why,
+                        "[identity] ssh_key (or RUNBOOK_SSH_KEY) names your private key, or its .pub when the key is in ssh-agent",
+                    )
+                })?);
+        }
+        let asker = crate::approval::requester(request, keys)?;
+        if self.session.run().info().modes.target == crate::run::Target::Production
+            && !asker.proven()
+        {
+            return Err(crate::error::Error::usage(
+                format!(
+                    "step '{}' needs another person's approval, and this run writes to production: four eyes there needs proven identities, and this run's actor is {}",
+                    request.step,
+                    asker.describe()
+                ),
+                "in team mode each person connects with their own database login; on the file store, sign with an SSH key the team's allowed signers list: [identity] ssh_key and allowed_signers in runbook.toml, or RUNBOOK_SSH_KEY and RUNBOOK_ALLOWED_SIGNERS (docs/team.md, \"Identities\")",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The decision as this run accepts it: the run checks four eyes itself, on its own
+    /// allowed signers and its own target, for a decision can reach the store without
+    /// `runbook approve`. One it cannot accept is a refusal, never an approval.
+    fn accepted(
+        &self,
+        request: &crate::approval::Request,
+        decision: crate::approval::Decision,
+    ) -> (crate::approval::Decision, Option<crate::approval::Identity>) {
+        use crate::approval::Decision;
+        if matches!(decision, Decision::Timeout { .. }) {
+            return (decision, None);
+        }
+        let keys = &self.opts.keys;
+        let production = self.session.run().info().modes.target == crate::run::Target::Production;
+        let checked = crate::approval::requester(request, keys).and_then(|asker| {
+            let decider = crate::approval::decider(request, &decision, keys)?;
+            crate::approval::four_eyes(&request.run_id, request, &asker, &decider, production)?;
+            Ok(decider)
+        });
+        let decision = match (checked, decision) {
+            (Ok(decider), d) => return (d, Some(decider)),
+            (
+                Err(e),
+                Decision::Approved {
+                    by,
+                    at,
+                    host,
+                    role,
+                    signature,
+                }
+                | Decision::Denied {
+                    by,
+                    at,
+                    host,
+                    role,
+                    signature,
+                    ..
+                },
+            ) => Decision::Denied {
+                by,
+                at,
+                reason: format!("the decision is not accepted: {e}"),
+                host,
+                role,
+                signature,
+            },
+            (Err(_), d) => d,
+        };
+        (decision, None)
     }
 
     /// What came of an approval request.
@@ -484,6 +583,7 @@ impl<'a> Runner<'a> {
         step: &Step,
         spec: &crate::plan::ApprovalSpec,
         decision: Option<crate::approval::Decision>,
+        decider: Option<crate::approval::Identity>,
     ) -> Option<RunStatus> {
         use crate::approval::Decision;
         let (status, approver, reason, host, role) = match decision {
@@ -511,12 +611,19 @@ impl<'a> Runner<'a> {
         };
         let timeout_secs = spec.timeout.as_secs();
         let (id, who) = (step.id.clone(), approver.clone().unwrap_or_default());
+        let key = decider
+            .as_ref()
+            .and_then(|d| d.key.as_ref())
+            .map(|k| k.fingerprint.clone());
+        let unverified = !decider.as_ref().is_some_and(|d| d.proven());
         self.event(match status {
             ApprovalStatus::Approved => AuditEvent::ApprovalApproved {
                 step: id,
                 approver: who,
                 host: host.clone(),
                 role: role.clone(),
+                key: key.clone(),
+                unverified,
             },
             ApprovalStatus::Denied => AuditEvent::ApprovalDenied {
                 step: id,
@@ -524,6 +631,8 @@ impl<'a> Runner<'a> {
                 reason: reason.clone().unwrap_or_default(),
                 host: host.clone(),
                 role: role.clone(),
+                key: key.clone(),
+                unverified,
             },
             _ => AuditEvent::ApprovalTimeout {
                 step: id,
@@ -534,11 +643,18 @@ impl<'a> Runner<'a> {
             a.approver = approver.clone();
             a.approver_host = Some(host).filter(|h| !h.is_empty());
             a.approver_role = role;
+            a.approver_key = key;
+            a.approver_unverified = unverified && status != ApprovalStatus::Timeout;
             a.reason = reason;
             a.timeout_secs = (status == ApprovalStatus::Timeout).then_some(timeout_secs);
         });
         if status == ApprovalStatus::Approved {
-            let by = approver.unwrap_or_default();
+            let by = decider
+                .map(|d| match (&d.login, &d.key) {
+                    (None, None) => format!("{} (unverified: a rehearsal)", d.label),
+                    _ => format!("{} ({})", d.label, d.describe()),
+                })
+                .unwrap_or_else(|| approver.unwrap_or_default());
             self.say.progress(format!("  ✓ approved by {by}"));
             return None;
         }

@@ -292,6 +292,8 @@ fn a_denied_approval_stops_the_run_at_its_step() {
                 approver: Some("bob".into()),
                 approver_host: None,
                 approver_role: None,
+                approver_key: None,
+                approver_unverified: true,
                 reason: Some("not now".into()),
                 timeout_secs: None,
             }),

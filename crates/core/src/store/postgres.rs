@@ -16,7 +16,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// The schema, one migration per version; a migration never changes once released.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runbook_settings (name text PRIMARY KEY, value bytea NOT NULL);
 CREATE TABLE runbook_journal (seq bigserial PRIMARY KEY, run_id text NOT NULL, line text NOT NULL);
 CREATE INDEX runbook_journal_run ON runbook_journal (run_id, seq);
@@ -24,7 +25,30 @@ CREATE TABLE runbook_audit (seq bigint PRIMARY KEY, line text NOT NULL);
 CREATE TABLE runbook_locks (key text PRIMARY KEY, run_id text NOT NULL, lease_id text NOT NULL,
                             holder text NOT NULL, expires timestamptz NOT NULL);
 CREATE TABLE runbook_approvals (run_id text PRIMARY KEY, request text NOT NULL, decision text);
-"#];
+"#,
+    r#"
+ALTER TABLE runbook_approvals ADD COLUMN request_login text, ADD COLUMN decision_login text;
+CREATE FUNCTION runbook_approvals_login() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'INSERT' OR NEW.request IS DISTINCT FROM OLD.request THEN
+    NEW.request_login := session_user;
+  ELSE
+    NEW.request_login := OLD.request_login;
+  END IF;
+  IF NEW.decision IS NULL THEN
+    NEW.decision_login := NULL;
+  ELSIF TG_OP = 'INSERT' OR NEW.decision IS DISTINCT FROM OLD.decision THEN
+    NEW.decision_login := session_user;
+  ELSE
+    NEW.decision_login := OLD.decision_login;
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER runbook_approvals_login BEFORE INSERT OR UPDATE ON runbook_approvals
+  FOR EACH ROW EXECUTE FUNCTION runbook_approvals_login();
+"#,
+];
 
 /// Advisory lock keys (arbitrary, fixed): migrations, and the audit chain's tail.
 const MIGRATE_KEY: i64 = 0x7275_6e62_6f6f_6b01;
@@ -360,6 +384,22 @@ fn apply(client: &mut Client, shown: &str) -> Result<()> {
     Ok(())
 }
 
+/// A request or decision with its `role` as the server recorded it: the trigger stamps
+/// the `session_user` that wrote the row, so a row written by hand in SQL names the login
+/// that wrote it, whatever role its text claims.
+fn with_login(text: String, login: Option<String>) -> String {
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            match login {
+                Some(login) => fields.insert("role".into(), login.into()),
+                None => fields.remove("role"),
+            };
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => text,
+    }
+}
+
 const HOLDER_COLUMNS: &str = "holder, expires < now(), \
      to_char(expires AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
@@ -656,10 +696,10 @@ impl ApprovalStore for Postgres {
         let run_id = run_id.to_string();
         self.call("cannot read the approval request", move |c| {
             c.query_opt(
-                "SELECT request FROM runbook_approvals WHERE run_id = $1",
+                "SELECT request, request_login FROM runbook_approvals WHERE run_id = $1",
                 &[&run_id],
             )?
-            .map(|r| r.try_get(0))
+            .map(|r| Ok(with_login(r.try_get(0)?, r.try_get(1)?)))
             .transpose()
         })
     }
@@ -667,10 +707,13 @@ impl ApprovalStore for Postgres {
         let run_id = run_id.to_string();
         let got: Option<Option<String>> = self.call("cannot read the approval", move |c| {
             c.query_opt(
-                "SELECT decision FROM runbook_approvals WHERE run_id = $1",
+                "SELECT decision, decision_login FROM runbook_approvals WHERE run_id = $1",
                 &[&run_id],
             )?
-            .map(|r| r.try_get(0))
+            .map(|r| {
+                let decision: Option<String> = r.try_get(0)?;
+                Ok(decision.map(|d| with_login(d, r.try_get(1).ok().flatten())))
+            })
             .transpose()
         })?;
         Ok(got.flatten())

@@ -1,0 +1,536 @@
+//! Four-eyes approvals: a run that reaches a step needing approval files a request in the
+//! store and waits; `runbook approve` / `runbook deny` (by another actor, on this machine
+//! with the file backend, on any with the shared database) record the decision, once (the
+//! first decision wins). A request not decided in time is closed by the run as `timeout`,
+//! which is never the same as `denied`.
+//!
+//! Four eyes stands on proven identities: in production the requester and the approver
+//! must each be a database login (team mode) or an SSH signature that verifies against the
+//! team's allowed signers ([`ssh`]); a name from `--actor`, `RUNBOOK_ACTOR` or git is a
+//! label, recorded as unverified, and satisfies four eyes only in a rehearsal.
+
+pub mod ssh;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// A pending request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    pub run_id: String,
+    pub step: String,
+    pub requested_by: String,
+    pub requested_at: String,
+    /// Who the runbook says must approve ("another operator", "the security on-call").
+    pub by: String,
+    pub timeout_secs: u64,
+    /// Random, per request: a decision counts only for the request it names (a resumed run
+    /// files a new request; a decision meant for the old one must not pass the new one).
+    #[serde(default)]
+    pub nonce: String,
+    /// What is approved, shown to the approver: the runbook, the step's title, where the run
+    /// writes (production, loopback, sandbox), the requester's host and the vendor writes
+    /// the step's code can make.
+    #[serde(default)]
+    pub runbook: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub writes: Vec<String>,
+    /// The requester's login role, when the store authenticated one (the database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The requester's SSH signature over [`Request::signed_text`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl Request {
+    /// What the requester's signature covers: the request, and the nonce that ties every
+    /// decision to it. (Values JSON-quoted, so no field can forge another's line.)
+    pub fn signed_text(&self) -> String {
+        lines(
+            "runbook-approval-request/1",
+            &[
+                ("run", &self.run_id),
+                ("nonce", &self.nonce),
+                ("step", &self.step),
+                ("runbook", &self.runbook),
+                ("target", &self.target),
+                ("requested_by", &self.requested_by),
+                ("requested_at", &self.requested_at),
+                ("host", &self.host),
+            ],
+        )
+    }
+}
+
+fn lines(head: &str, fields: &[(&str, &str)]) -> String {
+    let mut text = format!("{head}\n");
+    for (k, v) in fields {
+        text.push_str(&format!(
+            "{k} {}\n",
+            serde_json::to_string(v).unwrap_or_default()
+        ));
+    }
+    text
+}
+
+/// A fresh request nonce.
+pub fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum Decision {
+    Approved {
+        by: String,
+        at: String,
+        /// The machine the decision was made on.
+        #[serde(default)]
+        host: String,
+        /// The approver's login role, when the store authenticated one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        /// The approver's SSH signature over [`Decision::signed_text`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    Denied {
+        by: String,
+        at: String,
+        reason: String,
+        #[serde(default)]
+        host: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    Timeout {
+        at: String,
+    },
+}
+
+/// A decision as written: for which request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Written {
+    nonce: String,
+    #[serde(flatten)]
+    decision: Decision,
+}
+
+impl Decision {
+    /// What the approver's signature covers: the verdict, who, where, when, and the
+    /// request it answers (run and nonce), so it cannot be replayed on another request.
+    pub fn signed_text(&self, run_id: &str, nonce: &str) -> String {
+        match self {
+            Decision::Approved { by, at, host, .. } => lines(
+                "runbook-approval-decision/1",
+                &[
+                    ("run", run_id),
+                    ("nonce", nonce),
+                    ("verdict", "approved"),
+                    ("by", by),
+                    ("at", at),
+                    ("host", host),
+                ],
+            ),
+            Decision::Denied {
+                by,
+                at,
+                reason,
+                host,
+                ..
+            } => lines(
+                "runbook-approval-decision/1",
+                &[
+                    ("run", run_id),
+                    ("nonce", nonce),
+                    ("verdict", "denied"),
+                    ("by", by),
+                    ("at", at),
+                    ("host", host),
+                    ("reason", reason),
+                ],
+            ),
+            Decision::Timeout { .. } => String::new(),
+        }
+    }
+
+    /// One line: the verdict, by whom, when.
+    pub fn summary(&self) -> String {
+        match self {
+            Decision::Approved { by, at, .. } => {
+                format!("approved by {} at {at}", crate::text::truncate(by, 120))
+            }
+            Decision::Denied { by, at, reason, .. } => format!(
+                "denied by {} at {at}: {}",
+                crate::text::truncate(by, 120),
+                crate::text::truncate(reason, 200)
+            ),
+            Decision::Timeout { at } => format!("timed out at {at}"),
+        }
+    }
+
+    fn signature_mut(&mut self) -> Option<&mut Option<String>> {
+        match self {
+            Decision::Approved { signature, .. } | Decision::Denied { signature, .. } => {
+                Some(signature)
+            }
+            Decision::Timeout { .. } => None,
+        }
+    }
+
+    /// Signs the decision for the request it answers.
+    pub fn sign(&mut self, key: &std::path::Path, run_id: &str, nonce: &str) -> Result<()> {
+        let text = self.signed_text(run_id, nonce);
+        let signature = ssh::sign(key, &text).map_err(|why| {
+            Error::usage(
+                why,
+                "[identity] ssh_key (or RUNBOOK_SSH_KEY, or --ssh-key) names your private key, or its .pub when the key is in ssh-agent",
+            )
+        })?;
+        if let Some(slot) = self.signature_mut() {
+            *slot = Some(signature);
+        }
+        Ok(())
+    }
+}
+
+/// Who someone is, as far as it is proven: the name they gave, the database login the
+/// store authenticated, the SSH key whose signature verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub label: String,
+    pub login: Option<String>,
+    pub key: Option<ssh::Verified>,
+}
+
+impl Identity {
+    pub fn proven(&self) -> bool {
+        self.login.is_some() || self.key.is_some()
+    }
+
+    /// The names this identity goes by: a person is one, whichever of them they use.
+    fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.label.as_str())
+            .chain(self.login.as_deref())
+            .chain(self.key.as_ref().map(|k| k.principal.as_str()))
+    }
+
+    /// How it is proven, for a person to read.
+    pub fn describe(&self) -> String {
+        match (&self.login, &self.key) {
+            (_, Some(k)) => format!("SSH key {} of {}", k.fingerprint, k.principal),
+            (Some(login), None) => format!("database login {login}"),
+            (None, None) => format!("{} (unverified label)", self.label),
+        }
+    }
+}
+
+/// The requester's identity: their login, and their signature verified against the
+/// allowed signers. A signature that does not verify is an error, never a label.
+pub fn requester(request: &Request, keys: &ssh::Keys) -> Result<Identity> {
+    let key = match &request.signature {
+        None => None,
+        Some(signature) => Some(verified(
+            keys,
+            &request.signed_text(),
+            signature,
+            &request.requested_by,
+            "the request",
+        )?),
+    };
+    Ok(Identity {
+        label: request.requested_by.clone(),
+        login: request.role.clone(),
+        key,
+    })
+}
+
+/// The decider's identity, as [`requester`].
+pub fn decider(request: &Request, decision: &Decision, keys: &ssh::Keys) -> Result<Identity> {
+    let (by, role, signature) = match decision {
+        Decision::Approved {
+            by,
+            role,
+            signature,
+            ..
+        }
+        | Decision::Denied {
+            by,
+            role,
+            signature,
+            ..
+        } => (by, role, signature),
+        Decision::Timeout { .. } => {
+            return Ok(Identity {
+                label: String::new(),
+                login: None,
+                key: None,
+            })
+        }
+    };
+    let key = match signature {
+        None => None,
+        Some(signature) => Some(verified(
+            keys,
+            &decision.signed_text(&request.run_id, &request.nonce),
+            signature,
+            by,
+            "the decision",
+        )?),
+    };
+    Ok(Identity {
+        label: by.clone(),
+        login: role.clone(),
+        key,
+    })
+}
+
+fn verified(
+    keys: &ssh::Keys,
+    text: &str,
+    signature: &str,
+    claimed: &str,
+    what: &str,
+) -> Result<ssh::Verified> {
+    let Some(allowed) = &keys.allowed_signers else {
+        return Err(Error::usage(
+            format!("{what} is signed with an SSH key, and no allowed signers file is configured to check it against"),
+            "set [identity] allowed_signers in runbook.toml (or RUNBOOK_ALLOWED_SIGNERS) to the team's allowed_signers file (docs/team.md, \"Identities\")",
+        ));
+    };
+    ssh::verify(allowed, text, signature, claimed).map_err(|why| {
+        Error::usage(
+            format!("{what}'s SSH signature is not accepted: {why}"),
+            "the allowed signers file lists each person's principal and public key: `alice@example.com ssh-ed25519 AAAA…` (docs/team.md, \"Identities\")",
+        )
+    })
+}
+
+/// Four eyes on what is proven: the decider is not the requester under any of their names
+/// (label, login, SSH principal, look-alike letters folded) or keys; and where proof is
+/// `required` (a production run), both sides are proven the same way, by two logins or
+/// two SSH keys, for a label proves nothing.
+pub fn four_eyes(
+    run_id: &str,
+    request: &Request,
+    asker: &Identity,
+    decider: &Identity,
+    required: bool,
+) -> Result<()> {
+    if let (Some(asked), Some(deciding)) = (&asker.login, &decider.login) {
+        if asked == deciding {
+            return Err(Error::usage(
+                format!(
+                    "run {run_id} was started under the database login '{asked}', and this decision comes from the same login: four eyes needs a second person's own login, whatever name --actor gives"
+                ),
+                format!(
+                    "ask {} to decide with their own login role (docs/team.md, \"Identities\")",
+                    request.by
+                ),
+            ));
+        }
+    }
+    if let (Some(a), Some(d)) = (&asker.key, &decider.key) {
+        if a.fingerprint == d.fingerprint {
+            return Err(Error::usage(
+                format!(
+                    "run {run_id} was requested and decided with the same SSH key ({}): four eyes needs a second person's own key",
+                    a.fingerprint
+                ),
+                format!("ask {} to decide with their own key", request.by),
+            ));
+        }
+    }
+    let same = asker
+        .names()
+        .find(|a| decider.names().any(|d| same_actor(a, d)));
+    if let Some(name) = same {
+        return Err(Error::usage(
+            format!(
+                "{} started run {run_id}: the run's own actor cannot approve or deny it (both go by '{}')",
+                crate::text::truncate(&request.requested_by, 120),
+                crate::text::truncate(name, 120)
+            ),
+            format!("ask {} to decide (`runbook approve {run_id}`)", request.by),
+        ));
+    }
+    let by_logins = asker.login.is_some() && decider.login.is_some();
+    let by_keys = asker.key.is_some() && decider.key.is_some();
+    if required && !by_logins && !by_keys {
+        return Err(Error::usage(
+            format!(
+                "run {run_id} writes to production, and four eyes there needs proven identities: the request comes from {}, the decision from {}",
+                asker.describe(),
+                decider.describe()
+            ),
+            "in team mode each person connects with their own database login; on the file store both sign with SSH keys listed in the team's allowed signers ([identity] ssh_key and allowed_signers in runbook.toml, docs/team.md \"Identities\")",
+        ));
+    }
+    Ok(())
+}
+
+/// Actor names compare as people read them: without case, width or invisible characters,
+/// with look-alike letters folded ("аlice" with a Cyrillic а is Alice).
+fn same_actor(a: &str, b: &str) -> bool {
+    crate::identity::same(a, b)
+}
+
+/// Files the request (replacing an earlier one of the same run, and its decision: a resumed
+/// run asks again).
+pub fn file(store: &Store, request: &Request) -> Result<()> {
+    let text = serde_json::to_string_pretty(request).unwrap_or_default();
+    store.approval_put_request(&request.run_id, &text)
+}
+
+/// The request of `run_id`, if one was filed.
+pub fn pending(store: &Store, run_id: &str) -> Result<Option<Request>> {
+    Ok(store
+        .approval_request(run_id)?
+        .and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+/// The decision for the request carrying `nonce`, if there is one.
+pub fn decision(store: &Store, run_id: &str, nonce: &str) -> Option<Decision> {
+    store
+        .approval_decision(run_id)
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str::<Written>(&t).ok())
+        .filter(|w| w.nonce == nonce)
+        .map(|w| w.decision)
+}
+
+/// Records a decision, once: `Err` says why it was not taken (no request, already
+/// decided, or the run's own actor).
+pub fn decide(
+    store: &Store,
+    run_id: &str,
+    decision: &Decision,
+    keys: &ssh::Keys,
+) -> Result<Request> {
+    let Some(request) = pending(store, run_id)? else {
+        return Err(Error::usage(
+            format!("run {run_id} is not waiting for an approval"),
+            "`runbook runs` shows the runs; a run files its request when it reaches the step",
+        ));
+    };
+    if let Some(earlier) = self::decision(store, run_id, &request.nonce) {
+        return Err(already_decided(run_id, &earlier));
+    }
+    // A timeout is the run's own record; every other decision is a person's, checked.
+    if !matches!(decision, Decision::Timeout { .. }) {
+        let asker = requester(&request, keys)?;
+        let deciding = decider(&request, decision, keys)?;
+        four_eyes(
+            run_id,
+            &request,
+            &asker,
+            &deciding,
+            request.target == crate::run::Target::Production.as_str(),
+        )?;
+    }
+    let written = Written {
+        nonce: request.nonce.clone(),
+        decision: decision.clone(),
+    };
+    let text = serde_json::to_string(&written).unwrap_or_default();
+    if store.approval_put_decision(run_id, &text)? {
+        return Ok(request);
+    }
+    let earlier = store
+        .approval_decision(run_id)
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str::<Written>(&t).ok())
+        .map(|w| w.decision);
+    Err(match earlier {
+        Some(d) => already_decided(run_id, &d),
+        None => already_decided_unread(run_id),
+    })
+}
+
+fn already_decided(run_id: &str, earlier: &Decision) -> Error {
+    Error::usage(
+        format!(
+            "run {run_id}'s approval is already decided: {}",
+            earlier.summary()
+        ),
+        "a decision is final; a resumed run files a new request",
+    )
+}
+
+fn already_decided_unread(run_id: &str) -> Error {
+    Error::usage(
+        format!("run {run_id}'s approval is already decided: a decision"),
+        "a decision is final; a resumed run files a new request",
+    )
+}
+
+/// `decide`, retried while the store cannot take it (a database restarting), for up to
+/// `wait`: the decision is stored, or the error says it was not. `retrying` is told of the
+/// first failure. Refusals (no request, the run's own actor, decided already) are final.
+pub fn decide_within(
+    store: &Store,
+    run_id: &str,
+    decision: &Decision,
+    keys: &ssh::Keys,
+    wait: Duration,
+    retrying: &dyn Fn(&Error),
+) -> Result<Request> {
+    let mut backoff = crate::interrupt::Backoff::new(wait);
+    let mut told = false;
+    loop {
+        match decide(store, run_id, decision, keys) {
+            Err(e @ (Error::State { .. } | Error::Write { .. } | Error::Read { .. })) => {
+                if !told {
+                    retrying(&e);
+                    told = true;
+                }
+                if !backoff.wait() {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Waits for the decision until `timeout`, then closes the request as `Timeout` (if no one
+/// decided in the meantime). `None` when Ctrl-C stopped the wait.
+pub fn wait(store: &Store, run_id: &str, nonce: &str, timeout: Duration) -> Option<Decision> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(d) = decision(store, run_id, nonce) {
+            return Some(d);
+        }
+        if crate::interrupt::is_set() {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            let closed = Decision::Timeout {
+                at: crate::run::now_rfc3339(),
+            };
+            // A decision that landed at the last moment wins over the timeout; a store that
+            // is restarting gets its wait to record the timeout.
+            let wait = store.wait();
+            return match decide_within(store, run_id, &closed, &ssh::Keys::default(), wait, &|_| {})
+            {
+                Ok(_) => Some(closed),
+                Err(_) => decision(store, run_id, nonce).or(Some(closed)),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -512,3 +512,58 @@ step("s", "S", |ctx| {});
     );
     out.stderr_has("egress names param:nope, which the runbook does not declare");
 }
+
+/// A runbook that imports itself, two modules that import each other, or imports nested
+/// past the limit: an error naming the cycle or the chain, in every command that loads
+/// runbooks. Before: a stack overflow (abort) in `check`, `show`, `exec`, `list` and `due`.
+#[test]
+fn import_cycles_and_deep_imports_are_named_not_a_stack_overflow() {
+    let step = "runbook(#{ id: \"ID\", title: \"T\" });\nstep(\"s\", \"S\", |ctx| {});\n";
+    let mut t = Test::new()
+        .file(
+            "runbooks/selfish.rhai",
+            &format!(
+                "import \"selfish\" as me;\n{}",
+                step.replace("ID", "selfish")
+            ),
+        )
+        .file(
+            "runbooks/ping.rhai",
+            &format!("import \"pong\" as p;\n{}", step.replace("ID", "ping")),
+        )
+        .file(
+            "runbooks/pong.rhai",
+            "import \"ping\" as p;\nfn pong() { 1 }\n",
+        )
+        .file(
+            "runbooks/deep.rhai",
+            &format!("import \"d1\" as d;\n{}", step.replace("ID", "deep")),
+        );
+    for i in 1..=20 {
+        t = t.file(
+            &format!("runbooks/d{i}.rhai"),
+            &format!("import \"d{}\" as m;\nfn f{i}() {{ 1 }}\n", i + 1),
+        );
+    }
+    let t = t.file("runbooks/d21.rhai", "fn f21() { 1 }\n");
+    let out = run_safely(t.args(&["check", "runbooks/selfish.rhai"]));
+    out.stderr_has("runbook::script::import_cycle")
+        .stderr_has("an import cycle: runbooks/selfish.rhai → runbooks/selfish.rhai");
+    let out = run_safely(out.next().args(&["show", "ping"]));
+    out.stderr_has("runbook::script::import_cycle")
+        .stderr_has("ping.rhai → runbooks/pong.rhai → runbooks/ping.rhai")
+        .stderr_has("move what both need into a third module");
+    let out = run_safely(out.next().args(&["exec", "ping", "--sandbox", "--yes"]));
+    out.stderr_has("an import cycle: ");
+    let out = run_safely(out.next().args(&["check", "runbooks/deep.rhai"]));
+    out.stderr_has("runbook::script::import_depth")
+        .stderr_has("runbooks/d16.rhai → runbooks/d17.rhai (at most 16 levels)");
+    let out = out.next().args(&["list"]).run();
+    out.exit(Exit::Ok)
+        .stderr_has("selfish.rhai does not load: ")
+        .stderr_has("an import cycle: ")
+        .stderr_has("imports nest too deep: ");
+    let out = out.next().args(&["due"]).run();
+    assert!(!out.stderr.contains("overflow"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}

@@ -82,6 +82,8 @@ pub const CATALOGUE: &[Code] = &[
     // Scripts and check.
     c("runbook::script::parse", Script, "The script does not parse.", "Fix the syntax at the place shown; `runbook check` lists every problem."),
     c("runbook::script::encoding", Script, "The file is not UTF-8 text.", "Save the runbook as UTF-8."),
+    c("runbook::script::import_cycle", Script, "A runbook or module imports itself, or modules import each other in a circle.", "Move what both need into a third module that imports neither."),
+    c("runbook::script::import_depth", Script, "Imports nest deeper than 16 levels (a runbook, a module it imports, a module that one imports, …).", "Flatten the imports."),
     c("runbook::script::import", Script, "An import names a module that does not exist (or is outside the runbook's folder).", "Import `std/NAME` or a file next to the runbook."),
     c("runbook::script::unknown_function", Script, "No function matches the call at run time.", "Check the name and argument types; `runbook api` lists every host function."),
     c("runbook::script::undefined_variable", Script, "A variable is used before `let`.", "Declare it; values shared between steps live in `ctx`."),

@@ -331,6 +331,28 @@ fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
         }
     };
     let (code, message, help): (&str, String, Option<String>) = match e {
+        E::ErrorRuntime(what, _)
+            if what
+                .read_lock::<rhai::ImmutableString>()
+                .is_some_and(|w| w.starts_with(crate::engine::resolver::IMPORT_CYCLE)) =>
+        {
+            (
+                "runbook::script::import_cycle",
+                what.to_string(),
+                Some("a module cannot import the runbook or a module that imports it: move what both need into a third module".into()),
+            )
+        }
+        E::ErrorRuntime(what, _)
+            if what
+                .read_lock::<rhai::ImmutableString>()
+                .is_some_and(|w| w.starts_with(crate::engine::resolver::IMPORT_DEPTH)) =>
+        {
+            (
+                "runbook::script::import_depth",
+                what.to_string(),
+                Some("flatten the imports: a module may import others, but not through more than 16 levels".into()),
+            )
+        }
         E::ErrorRuntime(value, _) => return runtime_value(value),
         E::ErrorFunctionNotFound(sig, _) => (
             "runbook::script::unknown_function",

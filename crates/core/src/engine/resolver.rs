@@ -33,7 +33,18 @@ struct Inner {
     base: PathBuf,
     sources: Rc<Sources>,
     cache: RefCell<HashMap<String, SharedModule>>,
+    /// The files being loaded, outermost first (the runbook, then each import in turn), by
+    /// real path: a file met again is a cycle, named, never a stack overflow.
+    loading: RefCell<Vec<(PathBuf, String)>>,
 }
+
+/// How deep imports may nest (a runbook, a module it imports, … ): far more than any real
+/// runbook needs, far less than overflows the stack.
+pub const MAX_IMPORT_DEPTH: usize = 16;
+
+/// Message prefixes the diagnostics turn into their own codes.
+pub const IMPORT_CYCLE: &str = "an import cycle: ";
+pub const IMPORT_DEPTH: &str = "imports nest too deep: ";
 
 impl Resolver {
     /// `base` is the folder of the runbook being loaded.
@@ -43,8 +54,18 @@ impl Resolver {
                 base: base.into(),
                 sources,
                 cache: RefCell::new(HashMap::new()),
+                loading: RefCell::new(Vec::new()),
             }),
         }
+    }
+
+    /// The runbook file itself, as the outermost file being loaded (so a module that
+    /// imports the runbook is a cycle too).
+    pub fn loading_main(&self, path: &Path, shown: &str) {
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut loading = self.inner.loading.borrow_mut();
+        loading.clear();
+        loading.push((real, shown.to_string()));
     }
 
     /// Every module resolved so far (imports of imports included), by import path.
@@ -60,9 +81,14 @@ impl Resolver {
         v
     }
 
-    fn locate(&self, path: &str, pos: Position) -> Result<(String, String), Box<EvalAltResult>> {
+    fn locate(
+        &self,
+        path: &str,
+        pos: Position,
+    ) -> Result<(PathBuf, String, String), Box<EvalAltResult>> {
         if let Some((_, text)) = STDLIB.iter().find(|(name, _)| *name == path) {
-            return Ok((format!("<{path}>"), (*text).to_string()));
+            let name = format!("<{path}>");
+            return Ok((PathBuf::from(&name), name, (*text).to_string()));
         }
         if path.starts_with("std/") {
             let known: Vec<&str> = STDLIB.iter().map(|(n, _)| *n).collect();
@@ -78,8 +104,8 @@ impl Resolver {
 
 /// Reads an import from the runbook's folder: a relative path that stays inside the folder
 /// once links are resolved, naming a regular file (a FIFO would block the load forever).
-/// Returns the shown file name and the text, or why not.
-pub(crate) fn read_local(base: &Path, path: &str) -> Result<(String, String), String> {
+/// Returns the real path, the shown file name and the text, or why not.
+pub(crate) fn read_local(base: &Path, path: &str) -> Result<(PathBuf, String, String), String> {
     let rel = Path::new(path);
     let escapes = rel.is_absolute()
         || rel
@@ -106,7 +132,7 @@ pub(crate) fn read_local(base: &Path, path: &str) -> Result<(String, String), St
         return Err(format!("{shown} is not a regular file"));
     }
     let text = std::fs::read_to_string(&real).map_err(|e| format!("{shown}: {e}"))?;
-    Ok((shown, text))
+    Ok((real, shown, text))
 }
 
 fn not_found(path: &str, why: &str, pos: Position) -> Box<EvalAltResult> {
@@ -124,7 +150,37 @@ impl rhai::ModuleResolver for Resolver {
         if let Some(m) = self.inner.cache.borrow().get(path) {
             return Ok(m.clone());
         }
-        let (name, text) = self.locate(path, pos)?;
+        let (real, name, text) = self.locate(path, pos)?;
+        let chain = |loading: &[(PathBuf, String)], from: usize| {
+            loading[from..]
+                .iter()
+                .map(|(_, shown)| shown.as_str())
+                .chain(std::iter::once(name.as_str()))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        };
+        {
+            let loading = self.inner.loading.borrow();
+            if let Some(at) = loading.iter().position(|(p, _)| *p == real) {
+                // Not ErrorModuleNotFound: rhai replaces that one's text with the bare path.
+                return Err(EvalAltResult::ErrorRuntime(
+                    format!("{IMPORT_CYCLE}{}", chain(&loading, at)).into(),
+                    pos,
+                )
+                .into());
+            }
+            if loading.len() > MAX_IMPORT_DEPTH {
+                return Err(EvalAltResult::ErrorRuntime(
+                    format!(
+                        "{IMPORT_DEPTH}{} (at most {MAX_IMPORT_DEPTH} levels)",
+                        chain(&loading, 0)
+                    )
+                    .into(),
+                    pos,
+                )
+                .into());
+            }
+        }
         self.inner.sources.add(&name, &text);
         let mut ast = engine.compile(&text).map_err(|e| {
             Box::new(EvalAltResult::ErrorInModule(
@@ -134,8 +190,14 @@ impl rhai::ModuleResolver for Resolver {
             ))
         })?;
         ast.set_source(name.as_str());
-        let mut module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))?;
+        self.inner
+            .loading
+            .borrow_mut()
+            .push((real.clone(), name.clone()));
+        let evaluated = Module::eval_ast_as_new(Scope::new(), &ast, engine);
+        self.inner.loading.borrow_mut().pop();
+        let mut module =
+            evaluated.map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))?;
         module.set_id(name.as_str());
         let shared: SharedModule = module.into();
         self.inner

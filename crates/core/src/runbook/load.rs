@@ -283,6 +283,7 @@ fn build_engine(file: &SourceFile) -> (Engine, Rc<Sources>, Resolver) {
     let sources = Rc::new(Sources::new());
     sources.set_main(&file.name, &file.text);
     let resolver = Resolver::new(file.dir(), sources.clone());
+    resolver.loading_main(&file.path, &file.name);
     let mut engine = engine::new_engine(Limits::default(), resolver.clone());
     host::modules().install(&mut engine);
     (engine, sources, resolver)

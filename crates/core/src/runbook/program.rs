@@ -272,5 +272,7 @@ fn module_text(path: &str, dir: &std::path::Path) -> Option<(String, String)> {
     if let Some((_, text)) = STDLIB.iter().find(|(n, _)| *n == path) {
         return Some((format!("<{path}>"), (*text).to_string()));
     }
-    crate::engine::resolver::read_local(dir, path).ok()
+    crate::engine::resolver::read_local(dir, path)
+        .ok()
+        .map(|(_, shown, text)| (shown, text))
 }

@@ -632,3 +632,53 @@ fn the_status_column_shows_the_latest_attempt() {
     let cells: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(cells[4], "succeeded", "{line}");
 }
+
+/// A journal that cannot be read is listed as damaged, with its file and the reason, in its
+/// place among the others; `--json` has it too. Before: it was left out of `runs` (and of
+/// `--json` entirely), so the run most in need of attention was the one nobody saw.
+#[test]
+fn a_damaged_journal_is_listed_as_damaged_with_its_file_and_reason() {
+    let script =
+        "runbook(#{ id: \"t\", title: \"T\" });\nstep(\"a\", \"A\", |ctx| { print(\"a\"); });\n";
+    let first = with_script("exec", "t.rhai", script)
+        .args(&["--sandbox", "--yes"])
+        .run();
+    first.exit(Exit::Ok);
+    let damaged = first.last_run_id();
+    let second = first
+        .next()
+        .args(&["exec", "t.rhai", "--sandbox", "--yes"])
+        .run();
+    second.exit(Exit::Ok);
+    let good = second.last_run_id();
+    let journal = second.path().join(format!("state/runs/{damaged}.jsonl"));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[1] = "{garbage";
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+
+    let listed = second.next().args(&["runs"]).run();
+    listed.exit(Exit::Ok).stderr_has(&format!(
+        "warning: run {damaged}: the journal {} is damaged at line 2: not a JSON record",
+        journal.display()
+    ));
+    let rows: Vec<&str> = listed.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", listed.stdout);
+    assert!(
+        rows[0].starts_with(&good) && rows[0].contains("succeeded"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        rows[1].starts_with(&damaged) && rows[1].contains("damaged"),
+        "{}",
+        listed.stdout
+    );
+    let json = listed.next().args(&["runs", "--json"]).run().json();
+    assert_eq!(json[0]["run_id"], good.as_str());
+    assert_eq!(json[1]["run_id"], damaged.as_str());
+    assert_eq!(json[1]["current"], "damaged");
+    assert!(json[1]["problem"]
+        .as_str()
+        .is_some_and(|p| p.contains(&journal.display().to_string()) && p.contains("line 2")));
+}

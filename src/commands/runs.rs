@@ -55,6 +55,26 @@ struct RunRow {
     last_step: Option<String>,
 }
 
+/// `rows` with each of `inserted` put back at its place.
+fn in_place<T>(mut rows: Vec<T>, inserted: Vec<(usize, T)>) -> Vec<T> {
+    for (at, row) in inserted {
+        rows.insert(at.min(rows.len()), row);
+    }
+    rows
+}
+
+/// A run whose journal cannot be read: listed with why.
+#[derive(serde::Serialize)]
+struct DamagedRow {
+    /// Its place in the newest-first listing.
+    #[serde(skip)]
+    at: usize,
+    run_id: String,
+    current: &'static str,
+    /// What is wrong, with the journal's place (file and line).
+    problem: String,
+}
+
 #[derive(serde::Serialize)]
 struct AttemptRow {
     mode: Entry,
@@ -160,28 +180,67 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     ids.reverse();
     let holders = lock::holders(&store)?;
     let mut ledgers: Vec<Ledger> = Vec::new();
+    // A journal that cannot be read may be the run that needs attention: it is listed, as
+    // damaged, with why, never left out.
+    let mut damaged: Vec<DamagedRow> = Vec::new();
     for id in ids.iter().take(args.limit) {
-        match ledger::read_run(&store, id).map(|e| e.as_deref().and_then(Ledger::fold)) {
-            Ok(Some(l)) => ledgers.push(l),
-            // A journal that cannot be read may be the run that needs attention: say so.
-            Ok(None) => ui::err(&format!(
-                "warning: run {id}: its journal has no start record (`runbook runs {id}` says more)"
-            )),
-            Err(e) => ui::err(&format!("warning: run {id}: {e}")),
-        }
+        let problem =
+            match ledger::read_run(&store, id).map(|e| e.as_deref().and_then(Ledger::fold)) {
+                Ok(Some(l)) => {
+                    ledgers.push(l);
+                    continue;
+                }
+                Ok(None) => "its journal has no start record".to_string(),
+                Err(e) => e.to_string(),
+            };
+        ui::err(&format!(
+            "warning: run {id}: {problem} (`runbook runs {id}` says more)"
+        ));
+        damaged.push(DamagedRow {
+            at: ledgers.len() + damaged.len(),
+            run_id: id.clone(),
+            current: "damaged",
+            problem,
+        });
     }
     let rows: Vec<RunRow> = ledgers
         .iter()
         .map(|l| summarize(l, &holders, &ledgers))
         .collect();
     if args.json {
-        ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+        let listed = in_place(
+            rows.iter()
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .collect(),
+            damaged
+                .iter()
+                .map(|d| (d.at, serde_json::to_value(d).unwrap_or_default()))
+                .collect(),
+        );
+        ui::out(&serde_json::to_string_pretty(&listed).unwrap_or_default());
         return Ok(exit::OK);
     }
-    if rows.is_empty() {
+    if rows.is_empty() && damaged.is_empty() {
         ui::err(&format!("no runs yet in {}", store.runs_where()));
         return Ok(exit::OK);
     }
+    let dash = || "-".to_string();
+    let damaged_rows = damaged.iter().map(|d| {
+        (
+            d.at,
+            vec![
+                d.run_id.clone(),
+                "?".into(),
+                dash(),
+                dash(),
+                "damaged (see the warning above)".into(),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+            ],
+        )
+    });
     let table: Vec<Vec<String>> = rows
         .iter()
         .zip(&ledgers)
@@ -202,6 +261,7 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
             ]
         })
         .collect();
+    let table = in_place(table, damaged_rows.collect());
     super::print_table(
         &[
             "RUN",

@@ -114,7 +114,7 @@ pub struct ApproveArgs {
     /// The waiting run (its banner and its "waiting for approval" line name it)
     pub run_id: String,
     /// Who approves, for the audit log (default: RUNBOOK_ACTOR, git user.email, USER@host);
-    /// with an SSH key, the principal the allowed signers file gives that key
+    /// with an SSH key, it must be a principal the allowed signers file gives that key
     #[arg(long)]
     pub actor: Option<String>,
     /// Sign the decision with this SSH key (default: RUNBOOK_SSH_KEY, [identity] ssh_key)

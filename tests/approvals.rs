@@ -345,11 +345,15 @@ fn production_four_eyes_needs_ssh_signed_identities() {
             .unwrap(),
     )
     .unwrap();
+    let digest = serde_json::from_value::<runbook_core::approval::Request>(request.clone())
+        .unwrap()
+        .digest();
     std::fs::write(
         &forged,
         serde_json::json!({
-            "nonce": request["nonce"], "verdict": "approved",
-            "by": "bob@example.com", "at": "2026-12-04T00:00:00Z", "host": "h"
+            "nonce": request["nonce"], "verdict": "approved", "request_digest": digest,
+            "by": "bob@example.com", "at": "2026-12-04T00:00:00Z", "host": "h",
+            "role": "bob_login"
         })
         .to_string(),
     )
@@ -358,9 +362,49 @@ fn production_four_eyes_needs_ssh_signed_identities() {
         run,
         1,
         &[
-            "the decision is not accepted",
+            "is not accepted.",
             "the decision from bob@example.com (unverified label)",
         ],
+        &["gated step ran"],
+    );
+    let refused = audit_actions(dir.path())
+        .into_iter()
+        .rfind(|e| e["action"] == "approval.refused")
+        .unwrap();
+    assert_eq!(refused["context"]["claimed_by"], "bob@example.com");
+    assert_eq!(refused["context"]["verdict"], "approved");
+
+    // Alice changes her request after filing it (same nonce, a harmless title, signed
+    // again with her own key), Bob approves what he is shown: the run holds the request it
+    // filed, and refuses an approval of another.
+    let run = production("alice@example.com")
+        .env("RUNBOOK_SSH_KEY", &path(&alice))
+        .spawn();
+    let run_id = waiting_run(dir.path());
+    let filed = dir.path().join(format!("state/approvals/{run_id}.json"));
+    let mut swapped: runbook_core::approval::Request =
+        serde_json::from_str(&std::fs::read_to_string(&filed).unwrap()).unwrap();
+    swapped.title = "Read the dashboard (harmless)".into();
+    swapped.signature =
+        Some(runbook_core::approval::ssh::sign(&alice, &swapped.signed_text()).unwrap());
+    std::fs::write(&filed, serde_json::to_string(&swapped).unwrap()).unwrap();
+    Test::in_dir(dir.path())
+        .args(&[
+            "approve",
+            &run_id,
+            "--actor",
+            "bob@example.com",
+            "--ssh-key",
+            &path(&bob),
+        ])
+        .env("RUNBOOK_ALLOWED_SIGNERS", &path(&allowed))
+        .run()
+        .exit(Exit::Ok)
+        .stderr_has("Read the dashboard (harmless)");
+    assert_finished(
+        run,
+        1,
+        &["the decision answers a request other than the one this run filed"],
         &["gated step ran"],
     );
 
@@ -403,8 +447,24 @@ fn production_four_eyes_needs_ssh_signed_identities() {
         "{approved}"
     );
     let pack = cmd(dir.path(), &["evidence", &run_id]).json();
-    assert_eq!(pack["approvals"][0]["approver"], "bob@example.com");
-    assert_eq!(pack["approvals"][0]["approver_key"], key.as_str());
+    let approval = &pack["approvals"][0];
+    assert_eq!(approval["approver"], "bob@example.com");
+    assert_eq!(approval["approver_key"], key.as_str());
+    // What an auditor needs to check the signature later, against the team's file.
+    let text = approval["signed_text"].as_str().unwrap();
+    assert!(text.starts_with("runbook-approval-decision/1\n"), "{text}");
+    assert!(text.contains("verdict \"approved\"\n"), "{text}");
+    let sig = approval["signature"].as_str().unwrap();
+    assert_eq!(
+        runbook_core::approval::ssh::verify(&allowed, text, sig, "bob@example.com")
+            .unwrap()
+            .fingerprint,
+        key
+    );
+    assert_eq!(
+        approval["allowed_signers_sha256"].as_str().map(str::len),
+        Some(64)
+    );
 }
 
 /// The run waiting for an approval in `dir` (the newest request filed there).

@@ -285,9 +285,13 @@ fn a_decision_written_in_sql_is_the_login_that_wrote_it() {
         row.get::<_, Option<String>>(1).as_deref(),
         Some(me.as_str())
     );
+    let digest = serde_json::from_value::<runbook_core::approval::Request>(request.clone())
+        .unwrap()
+        .digest();
     let forged = serde_json::json!({
         "nonce": request["nonce"], "verdict": "approved", "by": "carol",
-        "at": "2026-12-04T00:00:00Z", "host": "laptop-c", "role": "carol_login"
+        "at": "2026-12-04T00:00:00Z", "host": "laptop-c", "role": "carol_login",
+        "request_digest": digest
     });
     c.execute(
         "UPDATE runbook_approvals SET decision = $2, decision_login = 'carol_login' WHERE run_id = $1",
@@ -306,12 +310,12 @@ fn a_decision_written_in_sql_is_the_login_that_wrote_it() {
         run,
         1,
         &[
-            "the decision is not accepted",
+            "is not accepted.",
             "this decision comes from the same login",
         ],
         &["gated step ran"],
     );
-    assert!(!text.contains("approved by carol"), "{text}");
+    assert!(!text.contains("✓ approved by carol"), "{text}");
 }
 
 #[test]

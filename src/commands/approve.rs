@@ -17,6 +17,7 @@ pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Resul
         host: run::hostname(),
         role: store.authenticated(),
         signature: None,
+        request_digest: String::new(),
     };
     let decision = signed(&store, &args.run_id, decision, &keys)?;
     let request = record(&store, &args.run_id, &decision, &keys)?;
@@ -41,6 +42,7 @@ pub fn deny(args: DenyArgs, settings: &crate::settings::Settings) -> Result<u8> 
         host: run::hostname(),
         role: store.authenticated(),
         signature: None,
+        request_digest: String::new(),
     };
     let decision = signed(&store, &args.run_id, decision, &keys)?;
     let request = record(&store, &args.run_id, &decision, &keys)?;
@@ -81,14 +83,20 @@ fn reachable_store(settings: &crate::settings::Settings) -> Result<Store> {
 fn signed(
     store: &Store,
     run_id: &str,
-    mut decision: Decision,
+    decision: Decision,
     keys: &approval::ssh::Keys,
 ) -> Result<Decision> {
+    let mut decision = decision;
     let Some(request) = approval::pending(store, run_id)? else {
         return Ok(decision);
     };
     show(&request);
+    if let Some(note) = store.stamp_weakness() {
+        ui::err(&format!("warning: {note}"));
+    }
+    decision = decision.answering(&request);
     if let Some(key) = &keys.signing_key {
+        ui::err(&format!("  signing the decision with {}", key.display()));
         decision.sign(key, &request.run_id, &request.nonce)?;
     }
     Ok(decision)

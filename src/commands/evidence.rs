@@ -236,6 +236,15 @@ struct ApprovalRecord {
     /// The approver is a name only (a rehearsal's approval): no login, no key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     approver_unverified: bool,
+    /// An SSH-signed decision: the text signed, the signature, and the SHA-256 of the
+    /// allowed signers file the run checked it against (re-check it with `ssh-keygen -Y
+    /// verify` against the team's published file: docs/team.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signed_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    allowed_signers_sha256: Option<String>,
     reason: Option<String>,
     at: String,
 }
@@ -561,6 +570,9 @@ fn history(
                     approver_login: a.approver_role.clone(),
                     approver_key: a.approver_key.clone(),
                     approver_unverified: a.approver_unverified,
+                    signed_text: a.signed_text.clone(),
+                    signature: a.signature.clone(),
+                    allowed_signers_sha256: a.allowed_signers_sha256.clone(),
                     reason: a.reason.clone(),
                     at,
                 })

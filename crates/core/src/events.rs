@@ -467,6 +467,10 @@ pub enum ApprovalStatus {
     Approved,
     Denied,
     Timeout,
+    /// The run could not accept it: the asker or the decider is not proven where proof is
+    /// needed, a signature does not verify, or the request changed after it was shown.
+    /// Never an approval; `approver` is who the decision claims to be.
+    Refused,
 }
 
 impl ApprovalStatus {
@@ -476,6 +480,7 @@ impl ApprovalStatus {
             ApprovalStatus::Approved => "approved",
             ApprovalStatus::Denied => "denied",
             ApprovalStatus::Timeout => "timeout",
+            ApprovalStatus::Refused => "refused",
         }
     }
 }
@@ -505,6 +510,17 @@ pub struct Approval {
     /// The approver is a name only: neither a login nor a key proves it (a rehearsal).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub approver_unverified: bool,
+    /// An SSH-signed decision: the exact text signed and the armored signature, so an
+    /// auditor can check it later (`ssh-keygen -Y verify`) against the team's published
+    /// allowed signers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// SHA-256 of the allowed signers file the run checked the signatures against: which
+    /// trust root this run used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_signers_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -52,22 +52,37 @@ pub struct Request {
 }
 
 impl Request {
-    /// What the requester's signature covers: the request, and the nonce that ties every
-    /// decision to it. (Values JSON-quoted, so no field can forge another's line.)
+    /// What the requester's signature covers: everything `approve` shows, and the nonce
+    /// that ties every decision to it. (Values JSON-quoted, so no field can forge another's
+    /// line.)
     pub fn signed_text(&self) -> String {
+        let timeout = self.timeout_secs.to_string();
+        let writes = serde_json::to_string(&self.writes).unwrap_or_default();
         lines(
             "runbook-approval-request/1",
             &[
                 ("run", &self.run_id),
                 ("nonce", &self.nonce),
                 ("step", &self.step),
+                ("title", &self.title),
                 ("runbook", &self.runbook),
                 ("target", &self.target),
+                ("writes", &writes),
+                ("by", &self.by),
+                ("timeout_secs", &timeout),
                 ("requested_by", &self.requested_by),
                 ("requested_at", &self.requested_at),
                 ("host", &self.host),
             ],
         )
+    }
+
+    /// The request as shown to an approver, by hash: a decision names the one it answers,
+    /// so a request changed after it was shown (same run, same nonce, another step or
+    /// title) is not approved by it.
+    pub fn digest(&self) -> String {
+        let hash = <sha2::Sha256 as sha2::Digest>::digest(self.signed_text().as_bytes());
+        hash.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -103,6 +118,9 @@ pub enum Decision {
         /// The approver's SSH signature over [`Decision::signed_text`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<String>,
+        /// [`Request::digest`] of the request the approver was shown.
+        #[serde(default)]
+        request_digest: String,
     },
     Denied {
         by: String,
@@ -114,6 +132,8 @@ pub enum Decision {
         role: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<String>,
+        #[serde(default)]
+        request_digest: String,
     },
     Timeout {
         at: String,
@@ -130,14 +150,22 @@ struct Written {
 
 impl Decision {
     /// What the approver's signature covers: the verdict, who, where, when, and the
-    /// request it answers (run and nonce), so it cannot be replayed on another request.
+    /// request it answers (run, nonce and the digest of what was shown), so it cannot be
+    /// replayed on another request or stand for one changed after it was shown.
     pub fn signed_text(&self, run_id: &str, nonce: &str) -> String {
         match self {
-            Decision::Approved { by, at, host, .. } => lines(
+            Decision::Approved {
+                by,
+                at,
+                host,
+                request_digest,
+                ..
+            } => lines(
                 "runbook-approval-decision/1",
                 &[
                     ("run", run_id),
                     ("nonce", nonce),
+                    ("request", request_digest),
                     ("verdict", "approved"),
                     ("by", by),
                     ("at", at),
@@ -149,12 +177,14 @@ impl Decision {
                 at,
                 reason,
                 host,
+                request_digest,
                 ..
             } => lines(
                 "runbook-approval-decision/1",
                 &[
                     ("run", run_id),
                     ("nonce", nonce),
+                    ("request", request_digest),
                     ("verdict", "denied"),
                     ("by", by),
                     ("at", at),
@@ -178,6 +208,26 @@ impl Decision {
                 crate::text::truncate(reason, 200)
             ),
             Decision::Timeout { at } => format!("timed out at {at}"),
+        }
+    }
+
+    /// Names the request the decider was shown.
+    pub fn answering(mut self, request: &Request) -> Decision {
+        if let Decision::Approved { request_digest, .. } | Decision::Denied { request_digest, .. } =
+            &mut self
+        {
+            *request_digest = request.digest();
+        }
+        self
+    }
+
+    /// Whether this decision answers `request` as it is now.
+    pub fn answers(&self, request: &Request) -> bool {
+        match self {
+            Decision::Approved { request_digest, .. } | Decision::Denied { request_digest, .. } => {
+                *request_digest == request.digest()
+            }
+            Decision::Timeout { .. } => true,
         }
     }
 
@@ -242,13 +292,13 @@ impl Identity {
 pub fn requester(request: &Request, keys: &ssh::Keys) -> Result<Identity> {
     let key = match &request.signature {
         None => None,
-        Some(signature) => Some(verified(
+        Some(signature) => verified(
             keys,
             &request.signed_text(),
             signature,
             &request.requested_by,
             "the request",
-        )?),
+        )?,
     };
     Ok(Identity {
         label: request.requested_by.clone(),
@@ -282,13 +332,13 @@ pub fn decider(request: &Request, decision: &Decision, keys: &ssh::Keys) -> Resu
     };
     let key = match signature {
         None => None,
-        Some(signature) => Some(verified(
+        Some(signature) => verified(
             keys,
             &decision.signed_text(&request.run_id, &request.nonce),
             signature,
             by,
             "the decision",
-        )?),
+        )?,
     };
     Ok(Identity {
         label: by.clone(),
@@ -297,25 +347,27 @@ pub fn decider(request: &Request, decision: &Decision, keys: &ssh::Keys) -> Resu
     })
 }
 
+/// A signature checked against the allowed signers: `None` when there is no allowed
+/// signers file to check it against (a signature nobody can check proves nothing, and a
+/// login may still prove the person), an error when it does not verify.
 fn verified(
     keys: &ssh::Keys,
     text: &str,
     signature: &str,
     claimed: &str,
     what: &str,
-) -> Result<ssh::Verified> {
+) -> Result<Option<ssh::Verified>> {
     let Some(allowed) = &keys.allowed_signers else {
-        return Err(Error::usage(
-            format!("{what} is signed with an SSH key, and no allowed signers file is configured to check it against"),
-            "set [identity] allowed_signers in runbook.toml (or RUNBOOK_ALLOWED_SIGNERS) to the team's allowed_signers file (docs/team.md, \"Identities\")",
-        ));
+        return Ok(None);
     };
-    ssh::verify(allowed, text, signature, claimed).map_err(|why| {
-        Error::usage(
-            format!("{what}'s SSH signature is not accepted: {why}"),
-            "the allowed signers file lists each person's principal and public key: `alice@example.com ssh-ed25519 AAAA…` (docs/team.md, \"Identities\")",
-        )
-    })
+    ssh::verify(allowed, text, signature, claimed)
+        .map(Some)
+        .map_err(|why| {
+            Error::usage(
+                format!("{what}'s SSH signature is not accepted: {why}"),
+                "the allowed signers file lists each person's principal and public key: `alice@example.com ssh-ed25519 AAAA…` (docs/team.md, \"Identities\")",
+            )
+        })
 }
 
 /// Four eyes on what is proven: the decider is not the requester under any of their names
@@ -428,6 +480,15 @@ pub fn decide(
     };
     if let Some(earlier) = self::decision(store, run_id, &request.nonce) {
         return Err(already_decided(run_id, &earlier));
+    }
+    if !decision.answers(&request) {
+        return Err(Error::usage(
+            format!(
+                "run {run_id}'s approval request changed after it was shown to you (step '{}' now): nothing was decided",
+                request.step
+            ),
+            format!("read the request again and decide on it: `runbook approve {run_id}`"),
+        ));
     }
     // A timeout is the run's own record; every other decision is a person's, checked.
     if !matches!(decision, Decision::Timeout { .. }) {

@@ -31,24 +31,47 @@ pub struct Verified {
     pub fingerprint: String,
 }
 
-/// Signs `message` with `key`: the armored `SSH SIGNATURE`.
+/// How long signing may take: a passphrase typed, a hardware key touched.
+const SIGN_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Signs `message` with `key`: the armored `SSH SIGNATURE`. ssh-keygen talks to the person
+/// directly (a passphrase, "confirm user presence" for a hardware key), so its prompts are
+/// shown; it gets two minutes.
 pub fn sign(key: &Path, message: &str) -> Result<String, String> {
     let dir = Scratch::new()?;
     let data = dir.write("message", message)?;
-    let out = keygen()
-        .args(["-Y", "sign", "-n", NAMESPACE, "-f"])
+    let mut child = keygen()
+        .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
         .arg(key)
         .arg(&data)
-        .stdin(Stdio::inherit())
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
+        .stderr(Stdio::inherit())
+        .spawn()
         .map_err(not_found)?;
-    if !out.status.success() {
+    let deadline = std::time::Instant::now() + SIGN_WITHIN;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "ssh-keygen did not sign with {} within {} s (a passphrase or a hardware key's touch not given)",
+                    key.display(),
+                    SIGN_WITHIN.as_secs()
+                ));
+            }
+            Err(e) => return Err(not_found(e)),
+        }
+    };
+    if !status.success() {
         return Err(format!(
-            "ssh-keygen could not sign with {}: {}",
-            key.display(),
-            last_line(&out.stderr)
+            "ssh-keygen could not sign with {} (its message is above)",
+            key.display()
         ));
     }
     let mut sig = data.into_os_string();
@@ -70,6 +93,13 @@ pub fn verify(
             allowed.display()
         ));
     }
+    // A principal is one word: the verifier's report must not be able to hold a second.
+    if claimed.is_empty() || claimed.contains(|c: char| c.is_whitespace() || c == ',') {
+        return Err(format!(
+            "'{claimed}' cannot be an SSH principal: an allowed signers principal has no spaces or commas"
+        ));
+    }
+    let fingerprint = fingerprint(signature)?;
     let dir = Scratch::new()?;
     let sig = dir.write("signature", signature)?;
     let out = run_with_input(
@@ -88,11 +118,6 @@ pub fn verify(
         String::from_utf8_lossy(&out.stderr)
     );
     if out.status.success() {
-        let fingerprint = said
-            .split_whitespace()
-            .find(|w| w.starts_with("SHA256:"))
-            .unwrap_or("SHA256:?")
-            .to_string();
         return Ok(Verified {
             principal: claimed.to_string(),
             fingerprint,
@@ -135,6 +160,37 @@ pub fn verify(
             last_line(said.as_bytes())
         )
     })
+}
+
+/// The `SHA256:…` fingerprint of the public key inside an armored SSH signature (the
+/// SSHSIG blob: magic, version, then the key), computed here rather than read from what
+/// ssh-keygen prints, which also holds the principal's text.
+pub fn fingerprint(armored: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let bad = || "not an SSH signature (ssh-keygen -Y sign makes them)".to_string();
+    let body: String = armored
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != "-----BEGIN SSH SIGNATURE-----")
+        .skip(1)
+        .take_while(|l| *l != "-----END SSH SIGNATURE-----")
+        .collect();
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| bad())?;
+    let rest = blob.strip_prefix(b"SSHSIG").ok_or_else(bad)?;
+    let (version, rest) = rest.split_at_checked(4).ok_or_else(bad)?;
+    if version != [0, 0, 0, 1] {
+        return Err(bad());
+    }
+    let (len, rest) = rest.split_at_checked(4).ok_or_else(bad)?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let key = rest.get(..len).ok_or_else(bad)?;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(key);
+    Ok(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
 }
 
 fn keygen() -> Command {
@@ -247,7 +303,26 @@ mod tests {
 
         let ok = verify(&allowed, "approve run 1\n", &sig, "alice@example.com").unwrap();
         assert_eq!(ok.principal, "alice@example.com");
-        assert!(ok.fingerprint.starts_with("SHA256:"), "{ok:?}");
+        // The fingerprint is the key's, as `ssh-keygen -l` prints it.
+        let listed = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(alice.with_extension("pub"))
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+        assert_eq!(
+            Some(ok.fingerprint.as_str()),
+            listed.split_whitespace().nth(1),
+            "{listed}"
+        );
+        // A principal with a space could smuggle text into what the verifier reports.
+        assert!(verify(
+            &allowed,
+            "approve run 1\n",
+            &sig,
+            "SHA256:x alice@example.com"
+        )
+        .is_err_and(|e| e.contains("cannot be an SSH principal")));
 
         let other_text = verify(&allowed, "approve run 2\n", &sig, "alice@example.com");
         assert!(

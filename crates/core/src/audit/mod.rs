@@ -34,6 +34,7 @@ pub enum Action {
     ApprovalApproved,
     ApprovalDenied,
     ApprovalTimeout,
+    ApprovalRefused,
     /// Infisical filed a write as a change request.
     ChangeRequest,
     /// An entry a runbook wrote (`audit::log`), by the name it chose.
@@ -42,7 +43,7 @@ pub enum Action {
 
 impl Action {
     /// The engine's actions, with the names the log has always used.
-    const NAMED: [(Action, &'static str); 16] = [
+    const NAMED: [(Action, &'static str); 17] = [
         (Action::RunStarted, "run.started"),
         (Action::RunResumed, "run.resumed"),
         (Action::RunRollback, "run.rollback"),
@@ -58,6 +59,7 @@ impl Action {
         (Action::ApprovalApproved, "approval.approved"),
         (Action::ApprovalDenied, "approval.denied"),
         (Action::ApprovalTimeout, "approval.timeout"),
+        (Action::ApprovalRefused, "approval.refused"),
         (Action::ChangeRequest, "infisical.change_request"),
     ];
 
@@ -174,6 +176,16 @@ pub enum AuditEvent {
         step: String,
         timeout_secs: u64,
     },
+    /// The run refused an approval: a request it could not prove, or a decision it could
+    /// not accept (who it claims to be from, and its verdict, are kept as claims).
+    ApprovalRefused {
+        step: String,
+        reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claimed_by: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verdict: Option<String>,
+    },
     ChangeRequest {
         secret: String,
         env: String,
@@ -223,6 +235,7 @@ impl AuditEvent {
             AuditEvent::ApprovalApproved { .. } => Action::ApprovalApproved,
             AuditEvent::ApprovalDenied { .. } => Action::ApprovalDenied,
             AuditEvent::ApprovalTimeout { .. } => Action::ApprovalTimeout,
+            AuditEvent::ApprovalRefused { .. } => Action::ApprovalRefused,
             AuditEvent::ChangeRequest { .. } => Action::ChangeRequest,
             AuditEvent::Script { action, .. } => Action::parse(action),
         }

@@ -404,6 +404,9 @@ impl<'a> Runner<'a> {
             approver_role: None,
             approver_key: None,
             approver_unverified: false,
+            signed_text: None,
+            signature: None,
+            allowed_signers_sha256: None,
             reason: None,
             timeout_secs: None,
         };
@@ -455,8 +458,15 @@ impl<'a> Runner<'a> {
         };
         if let Err(e) = self.prove_request(&mut request) {
             self.error = Some(e.to_string());
-            self.approval_event(step, ApprovalStatus::Denied, |a| {
-                a.reason = Some(format!("not requested: {e}"));
+            let reason = format!("not requested: {e}");
+            self.event(AuditEvent::ApprovalRefused {
+                step: step.id.clone(),
+                reason: reason.clone(),
+                claimed_by: None,
+                verdict: None,
+            });
+            self.approval_event(step, ApprovalStatus::Refused, |a| {
+                a.reason = Some(reason);
             });
             self.say.problem(e);
             self.explain_left_behind();
@@ -487,11 +497,14 @@ impl<'a> Runner<'a> {
             let _paused = crate::interrupt::pause_budget();
             crate::approval::wait(&store, &info.run_id, &request.nonce, spec.timeout)
         };
-        let (decision, decider) = match decision.map(|d| self.accepted(&request, d)) {
-            Some((d, who)) => (Some(d), who),
-            None => (None, None),
+        let decider = match &decision {
+            Some(d) => match self.accepted(&request, d) {
+                Ok(who) => who,
+                Err(e) => return self.refused(step, d, e),
+            },
+            None => None,
         };
-        self.decided(step, &spec, decision, decider)
+        self.decided(step, &spec, decision, decider, &request)
     }
 
     /// Signs the request with this person's SSH key (and checks the signature against the
@@ -527,54 +540,68 @@ impl<'a> Runner<'a> {
     }
 
     /// The decision as this run accepts it: the run checks four eyes itself, on its own
-    /// allowed signers and its own target, for a decision can reach the store without
-    /// `runbook approve`. One it cannot accept is a refusal, never an approval.
+    /// allowed signers, its own target and the request it holds, for a decision can reach
+    /// the store without `runbook approve`. `Err` says why it cannot accept one: that is a
+    /// refusal, never an approval.
     fn accepted(
         &self,
         request: &crate::approval::Request,
-        decision: crate::approval::Decision,
-    ) -> (crate::approval::Decision, Option<crate::approval::Identity>) {
+        decision: &crate::approval::Decision,
+    ) -> crate::error::Result<Option<crate::approval::Identity>> {
         use crate::approval::Decision;
         if matches!(decision, Decision::Timeout { .. }) {
-            return (decision, None);
+            return Ok(None);
+        }
+        if !decision.answers(request) {
+            return Err(crate::error::Error::usage(
+                "the decision answers a request other than the one this run filed (it was changed after it was shown)",
+                "ask again: `runbook resume RUN_ID` files a new request",
+            ));
         }
         let keys = &self.opts.keys;
         let production = self.session.run().info().modes.target == crate::run::Target::Production;
-        let checked = crate::approval::requester(request, keys).and_then(|asker| {
-            let decider = crate::approval::decider(request, &decision, keys)?;
-            crate::approval::four_eyes(&request.run_id, request, &asker, &decider, production)?;
-            Ok(decider)
-        });
-        let decision = match (checked, decision) {
-            (Ok(decider), d) => return (d, Some(decider)),
-            (
-                Err(e),
-                Decision::Approved {
-                    by,
-                    at,
-                    host,
-                    role,
-                    signature,
-                }
-                | Decision::Denied {
-                    by,
-                    at,
-                    host,
-                    role,
-                    signature,
-                    ..
-                },
-            ) => Decision::Denied {
-                by,
-                at,
-                reason: format!("the decision is not accepted: {e}"),
-                host,
-                role,
-                signature,
-            },
-            (Err(_), d) => d,
+        let asker = crate::approval::requester(request, keys)?;
+        let decider = crate::approval::decider(request, decision, keys)?;
+        crate::approval::four_eyes(&request.run_id, request, &asker, &decider, production)?;
+        Ok(Some(decider))
+    }
+
+    /// A decision the run cannot accept: recorded as refused, with who it claims to be from
+    /// and its verdict as claims; the step does not run.
+    fn refused(
+        &mut self,
+        step: &Step,
+        decision: &crate::approval::Decision,
+        why: crate::error::Error,
+    ) -> Option<RunStatus> {
+        use crate::approval::Decision;
+        let (claimed_by, verdict) = match decision {
+            Decision::Approved { by, .. } => (Some(by.clone()), Some("approved".to_string())),
+            Decision::Denied { by, .. } => (Some(by.clone()), Some("denied".to_string())),
+            Decision::Timeout { .. } => (None, None),
         };
-        (decision, None)
+        let reason = format!("the decision is not accepted: {why}");
+        let verdict_word = verdict.clone().unwrap_or_default();
+        let claimed_word = claimed_by.clone().unwrap_or_default();
+        self.event(AuditEvent::ApprovalRefused {
+            step: step.id.clone(),
+            reason: reason.clone(),
+            claimed_by: claimed_by.clone(),
+            verdict,
+        });
+        self.approval_event(step, ApprovalStatus::Refused, |a| {
+            a.approver = claimed_by;
+            a.approver_unverified = true;
+            a.reason = Some(reason.clone());
+        });
+        self.error = Some(reason);
+        self.say.problem(why);
+        self.say.warning(format!(
+            "\nStep '{}' not run: the decision ({} by {}) is not accepted.",
+            step.id, verdict_word, claimed_word
+        ));
+        self.explain_left_behind();
+        Some(RunStatus::Failed)
     }
 
     /// What came of an approval request.
@@ -584,8 +611,34 @@ impl<'a> Runner<'a> {
         spec: &crate::plan::ApprovalSpec,
         decision: Option<crate::approval::Decision>,
         decider: Option<crate::approval::Identity>,
+        request: &crate::approval::Request,
     ) -> Option<RunStatus> {
         use crate::approval::Decision;
+        let signed = match &decision {
+            Some(
+                d @ (Decision::Approved {
+                    signature: Some(sig),
+                    ..
+                }
+                | Decision::Denied {
+                    signature: Some(sig),
+                    ..
+                }),
+            ) => Some((d.signed_text(&request.run_id, &request.nonce), sig.clone())),
+            _ => None,
+        };
+        let allowed_signers_sha256 = self
+            .opts
+            .keys
+            .allowed_signers
+            .as_deref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|bytes| {
+                <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            });
         let (status, approver, reason, host, role) = match decision {
             Some(Decision::Approved { by, host, role, .. }) => {
                 (ApprovalStatus::Approved, Some(by), None, host, role)
@@ -611,6 +664,7 @@ impl<'a> Runner<'a> {
         };
         let timeout_secs = spec.timeout.as_secs();
         let (id, who) = (step.id.clone(), approver.clone().unwrap_or_default());
+        let signed = signed.filter(|_| decider.as_ref().is_some_and(|d| d.key.is_some()));
         let key = decider
             .as_ref()
             .and_then(|d| d.key.as_ref())
@@ -645,6 +699,11 @@ impl<'a> Runner<'a> {
             a.approver_role = role;
             a.approver_key = key;
             a.approver_unverified = unverified && status != ApprovalStatus::Timeout;
+            if let Some((text, signature)) = signed {
+                a.signed_text = Some(text);
+                a.signature = Some(signature);
+                a.allowed_signers_sha256 = allowed_signers_sha256;
+            }
             a.reason = reason;
             a.timeout_secs = (status == ApprovalStatus::Timeout).then_some(timeout_secs);
         });

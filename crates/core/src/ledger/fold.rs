@@ -426,6 +426,13 @@ impl Ledger {
                     &format!("no approval within {within} (recorded as timeout, not as denied)"),
                 );
             }
+            ApprovalStatus::Refused => {
+                let why = format!(
+                    "the approval was refused: {}",
+                    a.reason.as_deref().unwrap_or("")
+                );
+                self.blocked(&a.step, &why);
+            }
             ApprovalStatus::Requested | ApprovalStatus::Approved => {}
         }
         self.history

@@ -245,10 +245,10 @@ impl ApprovalStore for Files {
             .map_err(write_err(&self.request_path(run_id)))
     }
     fn approval_request(&self, run_id: &str) -> Result<Option<String>> {
-        read_optional(&self.request_path(run_id))
+        Ok(read_optional(&self.request_path(run_id))?.map(|t| super::with_login(t, None)))
     }
     fn approval_decision(&self, run_id: &str) -> Result<Option<String>> {
-        read_optional(&self.decision_path(run_id))
+        Ok(read_optional(&self.decision_path(run_id))?.map(|t| super::with_login(t, None)))
     }
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool> {
         // Written whole to a file of its own, then linked into place: the link is atomic and

@@ -155,6 +155,23 @@ pub trait ApprovalStore {
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool>;
 }
 
+/// A request or decision with its `role` as the store proves it, whatever its text claims:
+/// on the database the login a trigger stamped on the row (the `session_user` that wrote
+/// it, so a row written by hand in SQL names the login that wrote it); on files none, for
+/// nothing there authenticates anyone.
+pub(crate) fn with_login(text: String, login: Option<String>) -> String {
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            match login {
+                Some(login) => fields.insert("role".into(), login.into()),
+                None => fields.remove("role"),
+            };
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => text,
+    }
+}
+
 /// Where a run's state lives: every store above, and what the state is.
 pub trait Backend: JournalStore + AuditStore + LockStore + ApprovalStore + Send + Sync {
     /// Where the state is, for messages: `files in /home/…/runbook`, `postgres db@host`.
@@ -167,6 +184,12 @@ pub trait Backend: JournalStore + AuditStore + LockStore + ApprovalStore + Send 
     /// Who the store itself authenticated: on the database, the login role (the server
     /// checked its password or certificate); `None` on files, where a name is only a label.
     fn authenticated(&self) -> Option<String> {
+        None
+    }
+    /// Why this login's proof is weaker than it looks, if it is: on the database, a login
+    /// that can act as the tables' owner (or a superuser) can switch off the trigger that
+    /// stamps logins on approvals.
+    fn stamp_weakness(&self) -> Option<String> {
         None
     }
     /// The key every fingerprint of this state is made with, created on first use.

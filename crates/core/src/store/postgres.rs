@@ -384,22 +384,6 @@ fn apply(client: &mut Client, shown: &str) -> Result<()> {
     Ok(())
 }
 
-/// A request or decision with its `role` as the server recorded it: the trigger stamps
-/// the `session_user` that wrote the row, so a row written by hand in SQL names the login
-/// that wrote it, whatever role its text claims.
-fn with_login(text: String, login: Option<String>) -> String {
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(mut fields)) => {
-            match login {
-                Some(login) => fields.insert("role".into(), login.into()),
-                None => fields.remove("role"),
-            };
-            serde_json::Value::Object(fields).to_string()
-        }
-        _ => text,
-    }
-}
-
 const HOLDER_COLUMNS: &str = "holder, expires < now(), \
      to_char(expires AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
@@ -423,6 +407,25 @@ impl Backend for Postgres {
     }
     fn authenticated(&self) -> Option<String> {
         Some(self.role.clone())
+    }
+    fn stamp_weakness(&self) -> Option<String> {
+        let owner: bool = self
+            .call("cannot read who owns the approvals table", |c| {
+                c.query_one(
+                    "SELECT r.rolsuper OR pg_has_role(session_user, c.relowner, 'USAGE') \
+                     FROM pg_class c, pg_roles r \
+                     WHERE c.oid = 'runbook_approvals'::regclass AND r.rolname = session_user",
+                    &[],
+                )?
+                .try_get(0)
+            })
+            .ok()?;
+        owner.then(|| {
+            format!(
+                "the database login '{}' can act as the owner of runbook's tables (or is a superuser), so it could switch off the trigger that proves who decided: give each operator a login without the owner's role (docs/team.md, \"Identities\")",
+                self.role
+            )
+        })
     }
     fn fingerprint_key(&self) -> Result<[u8; 32]> {
         let fresh = runbook_secret::random_key().to_vec();
@@ -699,7 +702,7 @@ impl ApprovalStore for Postgres {
                 "SELECT request, request_login FROM runbook_approvals WHERE run_id = $1",
                 &[&run_id],
             )?
-            .map(|r| Ok(with_login(r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok(super::with_login(r.try_get(0)?, r.try_get(1)?)))
             .transpose()
         })
     }
@@ -712,7 +715,7 @@ impl ApprovalStore for Postgres {
             )?
             .map(|r| {
                 let decision: Option<String> = r.try_get(0)?;
-                Ok(decision.map(|d| with_login(d, r.try_get(1).ok().flatten())))
+                Ok(decision.map(|d| super::with_login(d, r.try_get(1).ok().flatten())))
             })
             .transpose()
         })?;

@@ -319,6 +319,10 @@ fn parse_help(message: &str) -> String {
     }
 }
 
+/// Message prefixes of the import resolver's errors, which get codes of their own.
+pub const IMPORT_CYCLE: &str = "an import cycle: ";
+pub const IMPORT_DEPTH: &str = "imports nest too deep: ";
+
 /// Stable code, message and help for the innermost error.
 fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
     use EvalAltResult as E;
@@ -334,7 +338,7 @@ fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
         E::ErrorRuntime(what, _)
             if what
                 .read_lock::<rhai::ImmutableString>()
-                .is_some_and(|w| w.starts_with(crate::engine::resolver::IMPORT_CYCLE)) =>
+                .is_some_and(|w| w.starts_with(IMPORT_CYCLE)) =>
         {
             (
                 "runbook::script::import_cycle",
@@ -345,7 +349,7 @@ fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
         E::ErrorRuntime(what, _)
             if what
                 .read_lock::<rhai::ImmutableString>()
-                .is_some_and(|w| w.starts_with(crate::engine::resolver::IMPORT_DEPTH)) =>
+                .is_some_and(|w| w.starts_with(IMPORT_DEPTH)) =>
         {
             (
                 "runbook::script::import_depth",

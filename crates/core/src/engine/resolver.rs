@@ -42,9 +42,7 @@ struct Inner {
 /// runbook needs, far less than overflows the stack.
 pub const MAX_IMPORT_DEPTH: usize = 16;
 
-/// Message prefixes the diagnostics turn into their own codes.
-pub const IMPORT_CYCLE: &str = "an import cycle: ";
-pub const IMPORT_DEPTH: &str = "imports nest too deep: ";
+use crate::diagnostic::{IMPORT_CYCLE, IMPORT_DEPTH};
 
 impl Resolver {
     /// `base` is the folder of the runbook being loaded.

@@ -71,6 +71,10 @@ impl Drop for NoEcho {
 
 fn read(prompt: &str, masked: bool) -> R<String> {
     use rustyline::error::ReadlineError;
+    // A question is runbook text: shown, never obeyed, as every other line.
+    let prompt = runbook_secret::redact(prompt);
+    let prompt = runbook_secret::neutralise(&prompt, false);
+    let prompt: &str = &prompt;
     // Waiting for the operator does not count against the step's time limit.
     let _paused = runbook_core::interrupt::pause_budget();
     // Refuse rather than echo: without a tty whose echo we control, a secret is not read.

@@ -74,6 +74,17 @@ pub fn out(text: &str) {
     write_to(false, text);
 }
 
+/// A JSON document on stdout, redacted; invisible characters written as `\uXXXX` escapes
+/// (the same data for a parser; serde_json already escapes control characters).
+pub fn json(value: &impl serde::Serialize) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let text = runbook_secret::redact(&text);
+    let text = runbook_secret::json_visible(&text);
+    with_spinner_suspended(|| {
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    });
+}
+
 /// A line on stderr.
 pub fn err(text: &str) {
     write_to(true, text);

@@ -80,6 +80,7 @@ pub fn line(value: serde_json::Value) {
     let mut value = value;
     runbook_secret::redact_json(&mut value);
     let text = runbook_secret::redact(&value.to_string()).into_owned();
+    let text = runbook_secret::json_visible(&text);
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 

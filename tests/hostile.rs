@@ -137,7 +137,8 @@ fn hostile_params_are_refused_or_reach_the_checks_intact() {
         .stderr_has("is not of the form NAME=VALUE");
     run_safely(rehearsal(&["--param", "server_name=raxx-prod\u{202e}🚀"]))
         .exit(Exit::StepFailed)
-        .stderr_has("not 'raxx-prod\u{202e}🚀'");
+        // The param reaches the check intact; the terminal sees its override by code point.
+        .stderr_has("not 'raxx-prod<U+202E>🚀'");
 }
 
 #[test]
@@ -566,4 +567,49 @@ fn import_cycles_and_deep_imports_are_named_not_a_stack_overflow() {
     let out = out.next().args(&["due"]).run();
     assert!(!out.stderr.contains("overflow"), "{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+/// Bidirectional overrides and isolates (the "Trojan Source" trick) and zero-width
+/// characters in a title, a step's output, a failure and a question are shown by code
+/// point, never printed raw. Before: they reached the terminal as they were.
+#[test]
+fn bidi_and_invisible_characters_are_shown_by_code_point() {
+    let runbook = "runbook(#{ id: \"bidi\", title: \"Rotate \\u202Enimda\\u202C key\" });\n\
+step(\"s\", \"Step \\u2066one\\u2069\", |ctx| {\n\
+    print(\"ok\\u200Bay\");\n\
+    let go = prompt::confirm(\"Proceed \\u202E?\");\n\
+    fail(\"vendor said \\uFEFFno\\u200F\");\n\
+});\n";
+    let out = with_script("exec", "bidi.rhai", runbook)
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::StepFailed);
+    for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        for c in [
+            '\u{202E}', '\u{202C}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{FEFF}', '\u{200F}',
+        ] {
+            assert!(!text.contains(c), "U+{:04X} in {name}:\n{text}", c as u32);
+        }
+    }
+    out.stdout_has("Rotate <U+202E>nimda<U+202C> key")
+        .stdout_has("Step <U+2066>one<U+2069>")
+        .stdout_has("ok<U+200B>ay")
+        .stderr_has("vendor said <U+FEFF>no<U+200F>");
+    // JSON keeps the data, as escapes a parser reads back and a person sees.
+    let json = out
+        .next()
+        .args(&["exec", "bidi.rhai", "--yes", "--json"])
+        .run();
+    assert!(!json.stdout.contains('\u{202E}'), "{}", json.stdout);
+    assert!(json.stdout.contains("\\u202e"), "{}", json.stdout);
+    let titled = json
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["title"].as_str().map(str::to_string))
+        .unwrap();
+    assert!(
+        titled.contains('\u{202E}') || titled.contains('\u{2066}'),
+        "{titled}"
+    );
 }

@@ -9,7 +9,7 @@ use runbook_core::runbook::reference::{self, ModuleDoc, Reference};
 
 pub fn run(args: ApiArgs) -> Result<u8> {
     if args.stream_schema {
-        ui::out(&serde_json::to_string_pretty(&crate::view::stream_schema()).unwrap_or_default());
+        ui::json(&crate::view::stream_schema());
         return Ok(exit::OK);
     }
     if let Some(dir) = &args.definitions {

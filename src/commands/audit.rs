@@ -241,7 +241,7 @@ fn show(log: &AuditLog, args: &AuditShowArgs) -> Result<u8> {
         .filter(|e| args.since.as_deref().is_none_or(|s| e.time.as_str() >= s))
         .collect();
     if args.json {
-        ui::out(&serde_json::to_string_pretty(&entries).unwrap_or_default());
+        ui::json(&entries);
         return Ok(exit::OK);
     }
     let or_dash = |s: &str| {

@@ -100,7 +100,7 @@ pub fn run(args: CheckArgs, settings: &Settings) -> Result<u8> {
             checked: paths.len(),
             diagnostics: all,
         };
-        ui::out(&serde_json::to_string_pretty(&out).unwrap_or_default());
+        ui::json(&out);
     } else if failed > 0 {
         ui::err(&format!(
             "{failed} of {} runbook(s) have problems",

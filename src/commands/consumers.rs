@@ -126,7 +126,7 @@ pub fn run(args: ConsumersArgs, settings: &crate::settings::Settings) -> Result<
             .collect();
         let mut out = json!({"secret": args.secret, "value": value.masked(), "scanned": scan.scanned, "places": places, "unchecked": unchecked});
         runbook_secret::redact_json(&mut out);
-        ui::out(&serde_json::to_string_pretty(&out).unwrap_or_default());
+        ui::json(&out);
     } else {
         print_table(&args.secret, &value, &scan);
     }

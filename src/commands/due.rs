@@ -151,7 +151,7 @@ pub fn run(args: DueArgs, settings: &Settings) -> Result<u8> {
         .filter(|r| r.cadence_days.is_some())
         .collect();
     if args.json {
-        ui::out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+        ui::json(&rows);
         return Ok(exit::OK);
     }
     if rows.is_empty() {

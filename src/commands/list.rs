@@ -22,7 +22,7 @@ pub fn run(args: ListArgs, settings: &crate::settings::Settings) -> Result<u8> {
                 error: &b.error,
             }))
             .collect();
-        ui::out(&serde_json::to_string_pretty(&listed).unwrap_or_default());
+        ui::json(&listed);
         return Ok(exit::OK);
     }
     if rows.is_empty() && broken.is_empty() {

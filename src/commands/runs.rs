@@ -217,7 +217,7 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
                 .map(|d| (d.at, serde_json::to_value(d).unwrap_or_default()))
                 .collect(),
         );
-        ui::out(&serde_json::to_string_pretty(&listed).unwrap_or_default());
+        ui::json(&listed);
         return Ok(exit::OK);
     }
     if rows.is_empty() && damaged.is_empty() {
@@ -436,7 +436,7 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         };
         let mut out = serde_json::to_value(out).unwrap_or_default();
         runbook_secret::redact_json(&mut out);
-        ui::out(&serde_json::to_string_pretty(&out).unwrap_or_default());
+        ui::json(&out);
         return Ok(exit::OK);
     }
     ui::out(&format!(

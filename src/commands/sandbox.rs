@@ -66,7 +66,7 @@ pub fn start(runtime: &Runtime, args: &ScenarioArgs) -> Result<Sandbox> {
 pub fn run(args: SandboxArgs) -> Result<u8> {
     if args.schema {
         let schema = runbook_sandbox::reference::schema();
-        ui::out(&serde_json::to_string_pretty(&schema).unwrap_or_default());
+        ui::json(&schema);
         return Ok(exit::OK);
     }
     let runtime = Runtime::new().map_err(|source| CoreError::Runtime { source })?;

@@ -5,12 +5,14 @@
 use std::borrow::Cow;
 
 /// Replaces control characters (all but newline and tab; a carriage return only when it
-/// ends a line) with visible symbols. With `keep_sgr`, colour sequences (`ESC [ … m`, the
+/// ends a line) with visible symbols, and invisible characters that change how text reads
+/// (bidirectional overrides and isolates, the "Trojan Source" trick; zero-width and
+/// invisible format characters) with their code point, `<U+202E>`. With `keep_sgr`, colour sequences (`ESC [ … m`, the
 /// only ones runbook itself writes) are kept; every other escape sequence is neutralised.
 pub fn neutralise(text: &str, keep_sgr: bool) -> Cow<'_, str> {
     let needs = text
         .chars()
-        .any(|c| is_control(c) && c != '\n' && c != '\t');
+        .any(|c| (is_control(c) && c != '\n' && c != '\t') || is_invisible(c));
     if !needs {
         return Cow::Borrowed(text);
     }
@@ -30,6 +32,7 @@ pub fn neutralise(text: &str, keep_sgr: bool) -> Cow<'_, str> {
                 None => out.push('\u{241b}'),
             },
             c if is_control(c) => out.push(picture(c)),
+            c if is_invisible(c) => out.push_str(&format!("<U+{:04X}>", c as u32)),
             c => out.push(c),
         }
         rest = &rest[n..];
@@ -39,6 +42,44 @@ pub fn neutralise(text: &str, keep_sgr: bool) -> Cow<'_, str> {
 
 fn is_control(c: char) -> bool {
     c.is_control()
+}
+
+/// Characters a terminal does not show that reorder or hide text: bidirectional marks,
+/// embeddings, overrides and isolates; zero-width spaces and joiners; invisible operators;
+/// the byte-order mark; the Mongolian vowel separator; soft hyphen; tag characters.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x061C | 0x00AD | 0x180E
+        | 0x200B..=0x200F
+        | 0x202A..=0x202E
+        | 0x2060..=0x2064
+        | 0x2066..=0x2069
+        | 0xFEFF
+        | 0xE0000..=0xE007F)
+}
+
+/// Serialized JSON with every invisible character (see [`is_invisible`]) and every control
+/// character a serializer leaves raw (DEL, the C1 controls such as CSI) written as its
+/// `\uXXXX` escape: the same data for a parser, nothing hidden or obeyed for a person
+/// reading it. (Such characters can only stand inside JSON strings, where the escape is
+/// valid; newlines and tabs between tokens are the layout's own.)
+pub fn json_visible(json: &str) -> Cow<'_, str> {
+    let hidden = |c: char| is_invisible(c) || (c.is_control() && !matches!(c, '\n' | '\t' | '\r'));
+    if !json.chars().any(hidden) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if hidden(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{:04x}", u));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The length of a colour sequence at the start of `text`: ESC `[` digits/`;` `m`.
@@ -70,6 +111,28 @@ mod tests {
         let out = neutralise(hostile, false);
         assert!(!out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{9b}'));
         assert_eq!(out, "title␛]0;pwned␇␛[2J␍over\u{fffd}31m");
+    }
+
+    #[test]
+    fn bidi_overrides_and_invisible_characters_are_shown_by_code_point() {
+        let trojan = "access = \u{202E}nimda\u{2066} // \u{200B}ok\u{FEFF}";
+        assert_eq!(
+            neutralise(trojan, true),
+            "access = <U+202E>nimda<U+2066> // <U+200B>ok<U+FEFF>"
+        );
+        assert!(matches!(
+            neutralise("café ünïcode ✓", false),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn json_keeps_its_data_and_shows_what_is_invisible() {
+        let json = "{\n  \"t\": \"a\u{202E}b\u{E0041}\u{9b}\u{7f}\"\n}";
+        assert_eq!(
+            json_visible(json),
+            "{\n  \"t\": \"a\\u202eb\\udb40\\udc41\\u009b\\u007f\"\n}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 mod controls;
 mod redact;
 
-pub use controls::neutralise;
+pub use controls::{is_invisible, json_visible, neutralise};
 
 #[cfg(feature = "fuzzing")]
 pub use redact::forget_all;

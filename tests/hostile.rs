@@ -613,3 +613,58 @@ step(\"s\", \"Step \\u2066one\\u2069\", |ctx| {\n\
         "{titled}"
     );
 }
+
+/// State is never kept through a link: a `runs/` or `locks/` folder, the state folder
+/// itself, or the REPL's history that is a symbolic link is refused with a clear error, and
+/// nothing is written where the link points. Before: journals, locks and the history were
+/// written through them.
+#[test]
+fn state_folders_and_the_history_are_never_followed_through_links() {
+    let script = "runbook(#{ id: \"t\", title: \"T\", secret: \"T_KEY\" });\nstep(\"a\", \"A\", |ctx| { print(\"ran\"); });\n";
+    let t = with_script("exec", "t.rhai", script).args(&["--sandbox", "--yes"]);
+    let dir = t.path().to_path_buf();
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let listing = |p: &std::path::Path| std::fs::read_dir(p).unwrap().count();
+    for folder in ["runs", "locks"] {
+        let link = dir.join("state").join(folder);
+        let _ = std::fs::remove_dir_all(&link);
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let out = run_safely(Test::in_dir(&dir).args(&["exec", "t.rhai", "--sandbox", "--yes"]));
+        out.stderr_has(&format!(
+            "{} is a symbolic link; runbook does not keep state through links",
+            link.display()
+        ));
+        assert!(!out.stdout.contains("ran"), "{}", out.stdout);
+        assert_eq!(listing(&elsewhere), 0, "written through the {folder} link");
+        if folder == "runs" {
+            run_safely(Test::in_dir(&dir).args(&["runs"])).stderr_has("is a symbolic link");
+        }
+        std::fs::remove_file(&link).unwrap();
+    }
+    // The state folder itself.
+    let real = dir.join("real-state");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(&real, dir.join("linked-state")).unwrap();
+    let out = run_safely(
+        Test::in_dir(&dir)
+            .args(&["exec", "t.rhai", "--sandbox", "--yes"])
+            .env(
+                "RUNBOOK_STATE_DIR",
+                &dir.join("linked-state").to_string_lossy(),
+            ),
+    );
+    out.stderr_has("linked-state is a symbolic link");
+    assert_eq!(listing(&real), 0);
+    // The REPL's history: a warning, the session goes on, the target is untouched.
+    let target = elsewhere.join("stolen_history");
+    std::fs::write(&target, "").unwrap();
+    std::os::unix::fs::symlink(&target, dir.join("state/repl_history")).unwrap();
+    let repl = Test::in_dir(&dir)
+        .args(&["repl", "t.rhai", "--sandbox"])
+        .stdin("print(\"hello\");\n")
+        .run();
+    repl.exit(Exit::Ok);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+}

@@ -650,7 +650,19 @@ impl Repl<'_> {
         };
         editor.set_helper(Some(ReplHelper::new()));
         let history = state_dir.join("repl_history");
-        let _ = editor.load_history(&history);
+        // Never read or written through a link, nor in a folder of another user.
+        let keep_history = match runbook_core::state::check_within(state_dir, &history) {
+            Ok(()) => true,
+            Err(e) => {
+                ui::err(&format!(
+                    "warning: the REPL keeps no history this time: {e}"
+                ));
+                false
+            }
+        };
+        if keep_history {
+            let _ = editor.load_history(&history);
+        }
         ui::err("runbook repl — :help for commands, Ctrl-D to leave");
         // An unfinished input (an open block, call or string) collects lines here, each
         // read at a continuation prompt, until it parses.
@@ -702,10 +714,8 @@ impl Repl<'_> {
                 Err(_) => break,
             }
         }
-        let _ = runbook_core::state::ensure_dir(state_dir, &|w| ui::err(&w));
-        if editor.save_history(&history).is_ok() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&history, std::fs::Permissions::from_mode(0o600));
+        if keep_history {
+            save_history(&mut editor, state_dir, &history);
         }
         exit::OK
     }
@@ -736,5 +746,22 @@ impl Repl<'_> {
         } else {
             exit::OK
         }
+    }
+}
+
+/// Writes the history to a fresh private file beside it, then moves it into place: a link
+/// planted where the history was is replaced, never written through.
+fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, state_dir: &Path, history: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if runbook_core::state::ensure_dir(state_dir, &|w| ui::err(&w)).is_err()
+        || runbook_core::state::check_within(state_dir, history).is_err()
+    {
+        return;
+    }
+    let fresh = history.with_extension("new");
+    let _ = std::fs::remove_file(&fresh);
+    if editor.save_history(&fresh).is_ok() {
+        let _ = std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::rename(&fresh, history);
     }
 }

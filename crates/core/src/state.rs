@@ -45,12 +45,78 @@ pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
 
 /// Creates a directory (and parents) readable only by the user; one found looser (an
 /// existing `0755` state directory) is tightened to `0700`, with a warning.
+/// A folder that is a symbolic link, or belongs to another user, is refused: state is never
+/// written through a link to somewhere else, nor into a folder someone else controls.
 pub fn ensure_dir(path: &Path, warn: Warn) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    tighten(path, &fs::metadata(path)?, 0o700, warn)
+    match fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if meta.file_type().is_symlink() {
+                return Err(io::Error::other(format!(
+                    "{} is a symbolic link; runbook does not keep state through links (replace it with a real directory, or point RUNBOOK_STATE_DIR at one)",
+                    path.display()
+                )));
+            }
+            if !meta.is_dir() {
+                return Err(io::Error::other(format!(
+                    "{} is not a directory",
+                    path.display()
+                )));
+            }
+            owned_by_me(path, &meta)?;
+        }
+        Err(_) => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)?,
+    }
+    tighten(path, &fs::symlink_metadata(path)?, 0o700, warn)
+}
+
+/// Checks `base` and every existing step from it down to `path` (the file included): none
+/// may be a symbolic link or belong to another user. What does not exist yet is fine.
+pub fn check_within(base: &Path, path: &Path) -> io::Result<()> {
+    let check = |p: &Path| -> io::Result<bool> {
+        match fs::symlink_metadata(p) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(io::Error::other(format!(
+                "{} is a symbolic link; runbook does not keep state through links (replace it with a real file or directory, or point RUNBOOK_STATE_DIR at one)",
+                p.display()
+            ))),
+            Ok(meta) => owned_by_me(p, &meta).map(|()| true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    let mut at = base.to_path_buf();
+    if !check(&at)? {
+        return Ok(());
+    }
+    for part in path
+        .strip_prefix(base)
+        .unwrap_or(Path::new(""))
+        .components()
+    {
+        at.push(part);
+        if !check(&at)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// State belongs to the user who runs runbook: a folder or file owned by someone else could
+/// be read or rewritten by them.
+fn owned_by_me(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(io::Error::other(format!(
+            "{} belongs to another user (uid {}, not {me}); runbook keeps state only where it alone can write",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    Ok(())
 }
 
 /// Opens a file for appending (and reading its tail), creating it `0600` and tightening one
@@ -75,6 +141,7 @@ pub(crate) fn append(path: &Path, warn: Warn) -> io::Result<File> {
             path.display()
         )));
     }
+    owned_by_me(path, &meta)?;
     tighten(path, &meta, 0o600, warn)?;
     Ok(file)
 }

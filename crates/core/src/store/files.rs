@@ -36,6 +36,20 @@ impl Files {
         |text| self.say.warning(text)
     }
 
+    /// `path` is reached without a link and through folders of this user only.
+    fn checked(&self, path: &Path) -> Result<()> {
+        crate::state::check_within(&self.dir, path).map_err(read_err(path))
+    }
+
+    fn checked_for_write(&self, path: &Path) -> Result<()> {
+        crate::state::check_within(&self.dir, path).map_err(write_err(path))
+    }
+
+    fn read_optional(&self, path: &Path) -> Result<Option<String>> {
+        self.checked(path)?;
+        read_optional(path)
+    }
+
     fn journal_path(&self, run_id: &str) -> PathBuf {
         self.dir.join("runs").join(format!("{run_id}.jsonl"))
     }
@@ -108,6 +122,7 @@ impl JournalStore for Files {
     }
     fn journal_append(&self, run_id: &str, line: &str) -> Result<()> {
         let path = self.journal_path(run_id);
+        self.checked_for_write(&path)?;
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         writeln!(file, "{line}")
             .and_then(|_| file.sync_data())
@@ -121,10 +136,11 @@ impl JournalStore for Files {
         self.journal_append(run_id, line).map(|()| true)
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
-        read_optional(&self.journal_path(run_id))
+        self.read_optional(&self.journal_path(run_id))
     }
     fn runs(&self) -> Result<Vec<String>> {
         let dir = self.dir.join("runs");
+        self.checked(&dir)?;
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -145,6 +161,7 @@ impl JournalStore for Files {
 impl AuditStore for Files {
     fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
         let path = self.audit_path();
+        self.checked_for_write(&path)?;
         let io = write_err(&path);
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         let _lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
@@ -157,6 +174,7 @@ impl AuditStore for Files {
     }
     fn audit_lines(&self) -> Result<Vec<String>> {
         let path = self.audit_path();
+        self.checked(&path)?;
         match std::fs::read_to_string(&path) {
             Ok(t) => Ok(t.lines().map(str::to_string).collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -174,6 +192,7 @@ impl LockStore for Files {
     }
     fn lock_create(&self, key: &str, holder: &Holder) -> Result<bool> {
         let path = self.lock_file(key);
+        self.checked_for_write(&path)?;
         if let Some(parent) = path.parent() {
             crate::state::ensure_dir(parent, &self.warn()).map_err(write_err(parent))?;
         }
@@ -181,6 +200,7 @@ impl LockStore for Files {
             .write(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path);
         match created {
             Ok(mut f) => {
@@ -194,6 +214,7 @@ impl LockStore for Files {
     }
     fn lock_read(&self, key: &str) -> Result<Slot> {
         let path = self.lock_file(key);
+        self.checked(&path)?;
         match std::fs::read_to_string(&path) {
             Ok(t) => Ok(Slot::Held(serde_json::from_str(&t).ok())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Slot::Free),
@@ -212,6 +233,7 @@ impl LockStore for Files {
         Ok(matches!(self.lock_read(key)?, Slot::Held(Some(h)) if h.lease_id == lease_id))
     }
     fn lock_holders(&self) -> Result<Vec<Holder>> {
+        self.checked(&self.dir.join("locks"))?;
         Ok(std::fs::read_dir(self.dir.join("locks"))
             .into_iter()
             .flatten()
@@ -236,6 +258,7 @@ impl LockStore for Files {
 impl ApprovalStore for Files {
     fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()> {
         let dir = self.approvals();
+        self.checked_for_write(&dir)?;
         crate::state::ensure_dir(&dir, &self.warn()).map_err(write_err(&dir))?;
         let decision = self.decision_path(run_id);
         if decision.exists() {
@@ -245,16 +268,21 @@ impl ApprovalStore for Files {
             .map_err(write_err(&self.request_path(run_id)))
     }
     fn approval_request(&self, run_id: &str) -> Result<Option<String>> {
-        Ok(read_optional(&self.request_path(run_id))?.map(|t| super::with_login(t, None)))
+        Ok(self
+            .read_optional(&self.request_path(run_id))?
+            .map(|t| super::with_login(t, None)))
     }
     fn approval_decision(&self, run_id: &str) -> Result<Option<String>> {
-        Ok(read_optional(&self.decision_path(run_id))?.map(|t| super::with_login(t, None)))
+        Ok(self
+            .read_optional(&self.decision_path(run_id))?
+            .map(|t| super::with_login(t, None)))
     }
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool> {
         // Written whole to a file of its own, then linked into place: the link is atomic and
         // fails if a decision exists, so the first decision wins and none is read half
         // written.
         let dir = self.approvals();
+        self.checked_for_write(&dir)?;
         crate::state::ensure_dir(&dir, &self.warn()).map_err(write_err(&dir))?;
         let path = self.decision_path(run_id);
         let tmp = dir.join(format!(

@@ -668,3 +668,77 @@ fn state_folders_and_the_history_are_never_followed_through_links() {
     repl.exit(Exit::Ok);
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
 }
+
+/// A lock key is the secret as the vendor sees it: `/` and `//` are one Infisical folder,
+/// and a case-insensitive name in another case is one name, so a second run of the same
+/// secret written differently is refused while the first holds the lock. Before: two locks,
+/// two concurrent rotations of one secret.
+#[test]
+fn lock_keys_compare_values_as_the_vendor_does() {
+    let script = r#"runbook(#{ id: "locked", title: "Locked", secret: "L_KEY" });
+param("secret_path", #{ locates: "path", default: "/" });
+param("user", #{ locates: "case-insensitive", default: "CI-Deployer" });
+param("window", #{ default: "1h" });
+step("hold", "Holds the lock", |ctx| { print("holding"); })
+    .approval(#{ timeout: "60s" });
+"#;
+    // `t` owns the directory: it lives until the end of the test.
+    let t = with_script("exec", "locked.rhai", script).args(&[
+        "--sandbox",
+        "--yes",
+        "--actor",
+        "alice",
+    ]);
+    let dir = t.path().to_path_buf();
+    let first = t.spawn();
+    let approvals = dir.join("state/approvals");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_dir(&approvals)
+        .map(|d| d.count())
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never held the lock"
+        );
+        std::thread::yield_now();
+    }
+    for params in [
+        ["secret_path=//", "user=CI-Deployer"],
+        ["secret_path=/./", "user=ci-deployer"],
+        ["secret_path=/", "user= CI-DEPLOYER"],
+    ] {
+        let mut args = vec![
+            "exec",
+            "locked.rhai",
+            "--sandbox",
+            "--yes",
+            "--actor",
+            "bob",
+        ];
+        for p in params {
+            args.extend(["--param", p]);
+        }
+        let out = run_safely(Test::in_dir(&dir).args(&args));
+        out.stderr_has("this rotation is already running");
+        assert!(
+            !out.stdout.contains("holding"),
+            "{params:?}: {}",
+            out.stdout
+        );
+    }
+    // A param that does not locate the secret does not make another secret.
+    let out = run_safely(Test::in_dir(&dir).args(&[
+        "exec",
+        "locked.rhai",
+        "--sandbox",
+        "--yes",
+        "--param",
+        "window=2h",
+    ]));
+    out.stderr_has("this rotation is already running");
+    let mut first = first;
+    let _ = first.kill();
+    let _ = first.wait();
+}

@@ -56,15 +56,22 @@ impl BreakLock {
 /// The lock's name: the secret a rotation changes, not how it is run. It is the runbook's
 /// declared `secret` (or its id when it declares none) and the values of the params marked
 /// `locates` (a server, a project): every other param (a log window, a test address) could
-/// differ between two runs of the same rotation, and must not let both run at once.
+/// differ between two runs of the same rotation, and must not let both run at once. Values
+/// are compared as the vendor compares them (`Locates::canonical`): `/` and `//`, or an IAM
+/// user's name in another case, are one secret and one lock.
 pub fn key(plan: &Plan, params: &Value) -> String {
     let meta = plan.meta();
     let name = meta.secret.as_deref().unwrap_or(&meta.id);
     let mut locating: Vec<(&str, String)> = plan
         .params
         .iter()
-        .filter(|p| p.locates)
-        .map(|p| (p.name.as_str(), params[&p.name].to_string()))
+        .filter(|p| p.locates.locates())
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.locates.canonical(&params[&p.name]).to_string(),
+            )
+        })
         .collect();
     locating.sort();
     let text = serde_json::to_string(&locating).unwrap_or_default();

@@ -167,7 +167,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::None,
         &["name: string", "options: Map"],
         "()",
-        "Declares a parameter: #{default, help, required, secret, env, locates}. Values come from\n`--param name=value`, then the `env` variable, then the default. `locates: true` marks a\nparam that picks which secret is rotated (a server, a project): two runs of the rotation\nwith the same values of those params cannot run at once; other params do not matter.",
+        "Declares a parameter: #{default, help, required, secret, env, locates}. Values come from\n`--param name=value`, then the `env` variable, then the default. `locates: true` marks a\nparam that picks which secret is rotated (a server, a project): two runs of the rotation\nwith the same values of those params cannot run at once; other params do not matter.\n`locates: \"path\"` compares folder paths as the vendor does (`/a//b/` is `/a/b`);\n`locates: \"case-insensitive\"` a name the vendor does not tell apart by case.",
         |ctx: NativeCallContext, name: &str, opts: Map| -> R<()> {
             let plan = Stage::of(&ctx).plan("param()")?;
             let p = parse_param(&ctx, name, &opts)?;

@@ -98,6 +98,69 @@ pub enum FailurePolicy {
     Stop,
 }
 
+/// Whether a param picks which secret is rotated, and how its values compare at the
+/// vendor: `locates: true` (as written, trimmed, Unicode NFC), `"path"` (a folder path:
+/// `/a//b/` is `/a/b`), `"case-insensitive"` (a name the vendor does not tell apart by
+/// case, such as an IAM user). Two values the vendor treats as one give one lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Locates {
+    #[default]
+    No,
+    Exact,
+    Path,
+    CaseInsensitive,
+}
+
+impl Locates {
+    pub fn locates(self) -> bool {
+        self != Locates::No
+    }
+
+    /// The value as the vendor tells values apart.
+    pub fn canonical(self, value: &Value) -> Value {
+        use unicode_normalization::UnicodeNormalization;
+        let Value::String(text) = value else {
+            return value.clone();
+        };
+        let text: String = text.trim().nfc().collect();
+        Value::String(match self {
+            Locates::Path => {
+                let parts: Vec<&str> = text
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != ".")
+                    .collect();
+                format!("/{}", parts.join("/"))
+            }
+            Locates::CaseInsensitive => text.to_lowercase(),
+            Locates::No | Locates::Exact => text,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Locates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Flag(bool),
+            How(String),
+        }
+        match Given::deserialize(d)? {
+            Given::Flag(false) => Ok(Locates::No),
+            Given::Flag(true) => Ok(Locates::Exact),
+            Given::How(how) => match how.as_str() {
+                "exact" => Ok(Locates::Exact),
+                "path" => Ok(Locates::Path),
+                "case-insensitive" => Ok(Locates::CaseInsensitive),
+                _ => Err(serde::de::Error::custom(
+                    "locates is true, \"path\" or \"case-insensitive\"",
+                )),
+            },
+        }
+    }
+}
+
 /// A declared parameter.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Param {
@@ -109,7 +172,7 @@ pub struct Param {
     /// An environment variable that supplies the value when `--param` does not.
     pub env: Option<String>,
     /// Part of the secret's identity, and so of the rotation's lock.
-    pub locates: bool,
+    pub locates: Locates,
     #[serde(skip)]
     pub position: Position,
 }

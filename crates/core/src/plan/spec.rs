@@ -19,7 +19,7 @@ pub(crate) struct ParamSpec {
     /// The param picks which secret is rotated (a server, a project): it is part of the
     /// rotation's lock.
     #[serde(default)]
-    pub locates: bool,
+    pub locates: crate::plan::Locates,
 }
 
 /// A list of strings, or one string for a list of one.

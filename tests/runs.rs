@@ -388,6 +388,10 @@ step("too_big", "An entry over the limit", |ctx| {
         .args(&["--yes"])
         .run();
     out.exit(Exit::StepFailed)
+        // Its own code and help (before: runbook::host::bad_argument, "check that the
+        // state directory is writable").
+        .stderr_has("runbook::audit::too_large")
+        .stderr_has("log a summary (ids, counts, fingerprints) instead of whole documents")
         .stderr_has("the audit entry 'big.refused' is 524")
         .stderr_has("bytes; the limit is 262144 bytes");
     let entries = out.audit();

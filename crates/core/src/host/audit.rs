@@ -41,13 +41,28 @@ pub(crate) fn register(reg: &mut Registrar) {
     m.finish();
 }
 
-/// A script error for an audit log that cannot be written.
+/// A script error for an entry the audit log did not take, with the failure's own code:
+/// an entry over the limit is the author's to shrink, a log that cannot be written the
+/// operator's to fix.
 fn audit_failed(e: crate::error::Error) -> Box<rhai::EvalAltResult> {
-    crate::value::throw(
-        "usage",
-        format!("cannot write the audit log: {e}"),
-        Some("check that the state directory (RUNBOOK_STATE_DIR) is writable".into()),
-    )
+    use miette::Diagnostic;
+    let code = e
+        .code()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "runbook::io".into());
+    let help = e.help().map(|h| h.to_string());
+    match e {
+        crate::error::Error::AuditTooLarge { .. } => {
+            crate::value::throw(&code, e.to_string(), help)
+        }
+        other => crate::value::throw(
+            &code,
+            format!("cannot write the audit log: {other}"),
+            help.or_else(|| {
+                Some("check that the state directory (RUNBOOK_STATE_DIR) is writable".into())
+            }),
+        ),
+    }
 }
 
 fn log(stage: &Stage, action: &str, context: Map) -> R<()> {

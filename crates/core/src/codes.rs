@@ -82,6 +82,7 @@ pub const CATALOGUE: &[Code] = &[
     // Scripts and check.
     c("runbook::script::parse", Script, "The script does not parse.", "Fix the syntax at the place shown; `runbook check` lists every problem."),
     c("runbook::script::encoding", Script, "The file is not UTF-8 text.", "Save the runbook as UTF-8."),
+    c("runbook::script::arithmetic", Script, "A number could not be parsed or computed (a division by zero, an overflow, text that is not a number); the value is not shown.", "Check the value before converting or computing with it."),
     c("runbook::script::import_cycle", Script, "A runbook or module imports itself, or modules import each other in a circle.", "Move what both need into a third module that imports neither."),
     c("runbook::script::import_depth", Script, "Imports nest deeper than 16 levels (a runbook, a module it imports, a module that one imports, …).", "Flatten the imports."),
     c("runbook::script::import", Script, "An import names a module that does not exist (or is outside the runbook's folder).", "Import `std/NAME` or a file next to the runbook."),

@@ -403,6 +403,11 @@ fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
             Some("see `runbook runs`; once the state store answers, `runbook resume RUN_ID` goes on from the last recorded step".into()),
         ),
         E::ErrorTerminated(..) => ("runbook::interrupted", "interrupted (Ctrl-C)".into(), None),
+        E::ErrorArithmetic(..) => (
+            "runbook::script::arithmetic",
+            runbook_secret::without_values(&plain()),
+            Some("check the value before converting or computing with it (the value is not shown: it may be a secret)".into()),
+        ),
         E::ErrorMismatchDataType(..) | E::ErrorMismatchOutputType(..) => (
             "runbook::script::type_mismatch",
             plain(),

@@ -457,14 +457,14 @@ impl Scenario {
                 })
                 .unwrap_or_default();
             SandboxError::Scenario {
-                message: format!("{at}{}", e.message()),
+                message: format!("{at}{}", runbook_secret::without_values(e.message())),
             }
         })
     }
 
     pub fn from_json(text: &str) -> Result<Self, SandboxError> {
         serde_json::from_str(text).map_err(|e| SandboxError::Scenario {
-            message: e.to_string(),
+            message: runbook_secret::without_values(&e.to_string()),
         })
     }
 }

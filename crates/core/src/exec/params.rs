@@ -84,10 +84,11 @@ pub fn resolve(
 fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
     let bad = |what: &str| {
         Error::usage(
+            // The value is not repeated: it may be a secret given in the wrong place.
             format!(
-                "param '{}' expects {what}, got '{}'",
+                "param '{}' expects {what}; the value given ({} characters) is not one",
                 p.name,
-                crate::text::truncate(text, 60)
+                text.chars().count()
             ),
             format!("e.g. --param {}=...", p.name),
         )

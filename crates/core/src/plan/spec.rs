@@ -58,7 +58,9 @@ pub fn read<T: DeserializeOwned>(map: &rhai::Map) -> Result<T, SpecError> {
     rhai::serde::from_dynamic::<T>(&rhai::Dynamic::from_map(map.clone())).map_err(|e| {
         // rhai reports serde's errors as syntax errors; the message itself is serde's.
         let text = e.to_string();
-        SpecError::Invalid(text.trim_start_matches("Syntax error: ").to_string())
+        SpecError::Invalid(runbook_secret::without_values(
+            text.trim_start_matches("Syntax error: "),
+        ))
     })
 }
 

@@ -22,10 +22,11 @@ impl Answers {
             serde_json::from_str(text).map_err(|e| {
                 Error::usage(
                     format!(
-                        "{}:{}:{}: malformed answers file: {e}",
+                        "{}:{}:{}: malformed answers file: {}",
                         path.display(),
                         e.line(),
-                        e.column()
+                        e.column(),
+                        runbook_secret::without_values(&e.to_string())
                     ),
                     "answers are a JSON object of prompt id to answer, e.g. {\"generate.token\": \"...\"}",
                 )
@@ -43,7 +44,7 @@ impl Answers {
                     format!(
                         "{}{at}: malformed answers file: {}",
                         path.display(),
-                        e.message()
+                        runbook_secret::without_values(e.message())
                     ),
                     "answers are TOML `id = value` lines (quote ids that contain dots), or JSON",
                 )

@@ -236,6 +236,18 @@ impl Settings {
 /// this file is usually a credential).
 fn read_file() -> std::result::Result<RunbookToml, (String, String)> {
     let help = "the file's tables are [vendors] (the environment variable names in lower case, e.g. heroku_api_key), [state] (url, lease_seconds, wait_seconds), [policy] (approve_irreversible) and [identity] (ssh_key, allowed_signers)";
+    if let Ok(meta) = std::fs::metadata(FILE) {
+        let limit = runbook_core::state::MAX_INPUT_BYTES;
+        if !meta.is_file() || meta.len() > limit {
+            return Err((
+                format!(
+                    "./{FILE} is not a regular file of at most {limit} bytes ({} bytes)",
+                    meta.len()
+                ),
+                "runbook.toml holds a few tables; check that it is the file you meant".into(),
+            ));
+        }
+    }
     let text = match std::fs::read_to_string(FILE) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RunbookToml::default()),

@@ -797,3 +797,111 @@ fn a_value_that_does_not_parse_is_never_echoed() {
     out.stderr_has("invalid type: a string, expected u32");
     out.assert_absent(canary);
 }
+
+/// A server on loopback that answers every request with `body`.
+fn answer_server(body: String, content_type: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s
+                .write_all(head.as_bytes())
+                .and_then(|_| s.write_all(body.as_bytes()));
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// XML nested 200,000 levels deep is refused unread, with its own code, and the run's lock
+/// is released. Before: 12 GB of memory, an abort, and the lock left behind.
+#[test]
+fn deeply_nested_xml_is_refused_unread() {
+    let url = answer_server("<a>".repeat(200_000), "text/xml");
+    let runbook = r#"runbook(#{ id: "xml", title: "Deep XML", secret: "X_KEY" });
+param("url", #{ help: "where" });
+step("get", "Read deep XML", |ctx| {
+    let r = http::get(`${ctx.params.url}/deep`);
+    print(`read ${r.status}`);
+});
+"#;
+    let out = run_safely(with_script("exec", "xml.rhai", runbook).args(&[
+        "--yes",
+        "--param",
+        &format!("url={url}"),
+    ]));
+    out.exit(Exit::StepFailed)
+        .stderr_has("runbook::limit::xml_depth")
+        .stderr_has("is XML nested deeper than 64 levels; it is not read");
+    assert!(!out.stdout.contains("read 200"), "{}", out.stdout);
+    let locks = out.path().join("state/locks");
+    assert_eq!(
+        std::fs::read_dir(&locks).map(|d| d.count()).unwrap_or(0),
+        0,
+        "a lock was left behind"
+    );
+}
+
+/// A 1 GB answers file, scenario, runbook or runbook.toml is refused before it is read,
+/// naming the file and the limit. Before: the process read it whole and aborted.
+#[test]
+fn huge_input_files_are_refused_unread() {
+    let t = with_script(
+        "exec",
+        "tiny.rhai",
+        "runbook(#{ id: \"tiny\", title: \"t\" });\nstep(\"s\", \"S\", |ctx| {});\n",
+    );
+    let dir = t.path().to_path_buf();
+    let huge = |name: &str| {
+        let path = dir.join(name);
+        // Sparse: a gigabyte on paper, nothing on disk.
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        path
+    };
+    huge("answers.toml");
+    huge("scenario.toml");
+    huge("big.rhai");
+    let out = run_safely(t.args(&["--yes", "--answers", "answers.toml"]));
+    out.stderr_has("runbook::limit::file_size")
+        .stderr_has("answers.toml is 1073741824 bytes; an input file may be at most 8388608 bytes");
+    let out = run_safely(out.next().args(&[
+        "exec",
+        "tiny.rhai",
+        "--sandbox",
+        "--yes",
+        "--scenario",
+        "scenario.toml",
+    ]));
+    out.stderr_has("scenario.toml is 1073741824 bytes; a scenario may be at most 8388608 bytes");
+    let out = run_safely(out.next().args(&["check", "big.rhai"]));
+    out.stderr_has("big.rhai is 1073741824 bytes; an input file may be at most");
+    huge("runbook.toml");
+    let out = run_safely(out.next().args(&["exec", "tiny.rhai", "--yes"]));
+    out.stderr_has("./runbook.toml is not a regular file of at most 8388608 bytes");
+}
+
+/// A REPL input that never ends (an unclosed string two megabytes long) is dropped at
+/// 1 MiB with an error, and the session goes on. Before: it was held whole, however large.
+#[test]
+fn an_endless_repl_input_is_dropped_at_its_limit() {
+    let input = format!("let s = \"{}\nprint(\"after\");\n", "x".repeat(2 << 20));
+    let out = Test::new().args(&["repl", "--sandbox"]).stdin(&input).run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("runbook::limit::repl_input: an input is at most 1048576 bytes")
+        .stderr_has("  | after");
+    assert!(
+        out.stderr.len() < 10_000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+}

@@ -30,6 +30,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
+/// The largest REPL input, continuation lines included.
+const MAX_INPUT_BYTES: usize = 1 << 20;
+
 /// rhai's own functions a REPL user types most, for "did you mean".
 const BUILTINS: &[&str] = &[
     "print",
@@ -341,6 +344,21 @@ impl Repl<'_> {
     }
 
     /// Handles one complete input; `false` ends the session.
+    /// An input (with its continuation lines) over [`MAX_INPUT_BYTES`] is dropped with an
+    /// error: an unclosed string fed a gigabyte must not be held whole.
+    fn too_long(&mut self, input: &mut String) -> bool {
+        if input.len() <= MAX_INPUT_BYTES {
+            return false;
+        }
+        ui::err(&format!(
+            "runbook::limit::repl_input: an input is at most {MAX_INPUT_BYTES} bytes (this one reached {} with an unfinished block, call or string); it is dropped",
+            input.len()
+        ));
+        input.clear();
+        self.failures += 1;
+        true
+    }
+
     fn handle(&mut self, input: &str) -> bool {
         let trimmed = input.trim();
         if trimmed.is_empty() {
@@ -688,6 +706,9 @@ impl Repl<'_> {
                         pending.push('\n');
                     }
                     pending.push_str(&line);
+                    if self.too_long(&mut pending) {
+                        continue;
+                    }
                     let unfinished = editor
                         .helper()
                         .is_some_and(|h| is_incomplete(h.syntax(), &pending));
@@ -730,6 +751,9 @@ impl Repl<'_> {
                 buffer.push('\n');
             }
             buffer.push_str(&line);
+            if self.too_long(&mut buffer) {
+                continue;
+            }
             if is_incomplete(syntax.syntax(), &buffer) {
                 continue;
             }

@@ -82,6 +82,9 @@ pub const CATALOGUE: &[Code] = &[
     // Scripts and check.
     c("runbook::script::parse", Script, "The script does not parse.", "Fix the syntax at the place shown; `runbook check` lists every problem."),
     c("runbook::script::encoding", Script, "The file is not UTF-8 text.", "Save the runbook as UTF-8."),
+    c("runbook::limit::file_size", Run, "An input file (runbook, module, answers, scenario, runbook.toml) is over 8 MiB, or a journal over 512 MiB; it is refused unread.", "Check that the path names the file you meant."),
+    c("runbook::limit::repl_input", Run, "A REPL input (an unfinished block, call or string with its continuation lines) reached 1 MiB; it is dropped.", "Close the string or block; paste large data into a file the runbook reads instead."),
+    c("runbook::limit::xml_depth", Run, "An XML response nests deeper than 64 levels; it is refused unread (no vendor answers this deep).", "Check the endpoint the runbook calls."),
     c("runbook::script::arithmetic", Script, "A number could not be parsed or computed (a division by zero, an overflow, text that is not a number); the value is not shown.", "Check the value before converting or computing with it."),
     c("runbook::script::import_cycle", Script, "A runbook or module imports itself, or modules import each other in a circle.", "Move what both need into a third module that imports neither."),
     c("runbook::script::import_depth", Script, "Imports nest deeper than 16 levels (a runbook, a module it imports, a module that one imports, …).", "Flatten the imports."),

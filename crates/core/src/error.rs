@@ -75,6 +75,19 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An input file over its size limit: refused before it is read.
+    #[error("{path} is {bytes} bytes; {what} may be at most {limit} bytes")]
+    #[diagnostic(
+        code(runbook::limit::file_size),
+        help("no honest input is this large: check that the path names the file you meant (docs/security.md lists every limit)")
+    )]
+    TooLarge {
+        path: PathBuf,
+        what: &'static str,
+        bytes: u64,
+        limit: u64,
+    },
+
     #[error("{path} is not valid UTF-8 (first bad byte at offset {offset})")]
     #[diagnostic(
         code(runbook::script::encoding),

@@ -21,8 +21,24 @@ pub fn dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     PathBuf::from(home).join(".local/state/runbook")
 }
 
-/// Reads a UTF-8 text file (runbooks, answers), naming the file and the first bad byte.
+/// The largest runbook, module, answers file or scenario read (no honest one comes near).
+pub const MAX_INPUT_BYTES: u64 = 8 << 20;
+
+/// The largest journal read: a run of thousands of steps stays far below.
+pub const MAX_JOURNAL_BYTES: u64 = 512 << 20;
+
+/// Reads a UTF-8 input file (runbooks, answers), naming the file and the first bad byte;
+/// one over [`MAX_INPUT_BYTES`] is refused unread.
 pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
+    read_text_within(path, MAX_INPUT_BYTES, "an input file")
+}
+
+/// Reads a UTF-8 text file of at most `limit` bytes.
+pub(crate) fn read_text_within(
+    path: &Path,
+    limit: u64,
+    what: &'static str,
+) -> crate::error::Result<String> {
     use crate::error::Error;
     // A FIFO or device would block (or never end) the read: only regular files are text.
     if let Ok(meta) = fs::metadata(path) {
@@ -30,6 +46,14 @@ pub(crate) fn read_text(path: &Path) -> crate::error::Result<String> {
             return Err(Error::Read {
                 path: path.to_path_buf(),
                 source: io::Error::other("it is not a regular file"),
+            });
+        }
+        if meta.len() > limit {
+            return Err(Error::TooLarge {
+                path: path.to_path_buf(),
+                what,
+                bytes: meta.len(),
+                limit,
             });
         }
     }

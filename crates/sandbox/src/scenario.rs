@@ -428,6 +428,24 @@ impl Scenario {
 
     /// Reads a scenario from a `.toml` or `.json` file.
     pub fn from_file(path: &Path) -> Result<Self, SandboxError> {
+        // No scenario comes near this; a 1 GB one must not be read whole.
+        const MAX_SCENARIO_BYTES: u64 = 8 << 20;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if !meta.is_file() {
+                return Err(SandboxError::Scenario {
+                    message: format!("{} is not a regular file", path.display()),
+                });
+            }
+            if meta.len() > MAX_SCENARIO_BYTES {
+                return Err(SandboxError::Scenario {
+                    message: format!(
+                        "{} is {} bytes; a scenario may be at most {MAX_SCENARIO_BYTES} bytes",
+                        path.display(),
+                        meta.len()
+                    ),
+                });
+            }
+        }
         let text = std::fs::read_to_string(path).map_err(|e| SandboxError::Scenario {
             message: format!("cannot read {}: {e}", path.display()),
         })?;

@@ -400,6 +400,39 @@ fn sign_aws(mut req: Request, aws: &Dynamic, function: &str) -> R<Request> {
     Ok(req)
 }
 
+/// How deep an XML response may nest before it is refused unread: AWS's deepest answers
+/// are under ten levels; 200,000 took 12 GB to parse.
+pub(crate) const MAX_XML_DEPTH: usize = 64;
+
+/// The deepest nesting of elements in `text`, counted without parsing (so a hostile
+/// document costs one pass over its bytes): `<x>` opens, `</x>` and `<x/>` do not stay
+/// open; comments, declarations and CDATA are skipped roughly, which only errs deeper.
+pub(crate) fn xml_depth(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while let Some(off) = bytes[i..].iter().position(|b| *b == b'<') {
+        let at = i + off;
+        let end = bytes[at..]
+            .iter()
+            .position(|b| *b == b'>')
+            .map_or(bytes.len(), |e| at + e);
+        match bytes.get(at + 1) {
+            Some(b'/') => depth = depth.saturating_sub(1),
+            Some(b'?') | Some(b'!') => {}
+            _ if end > 0 && bytes.get(end - 1) == Some(&b'/') => {}
+            _ => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+        }
+        i = end.min(bytes.len().saturating_sub(1)) + 1;
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    deepest
+}
+
 /// An XML document as JSON: `{root: ...}`, an element with children as a map of them (a
 /// name that repeats, or AWS's `member` items, as a list), a leaf as its text. Attributes
 /// and namespaces are dropped.
@@ -683,6 +716,15 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         // An XML answer (AWS's query APIs), parsed the same way: `secrets` paths name its
         // fields (`CreateAccessKeyResponse.CreateAccessKeyResult.AccessKey.SecretAccessKey`).
         let xml = if json.is_unit() && text.trim_start().starts_with('<') {
+            if xml_depth(&text) > MAX_XML_DEPTH {
+                return Err(crate::value::throw(
+                    "runbook::limit::xml_depth",
+                    format!(
+                        "the response of {label} is XML nested deeper than {MAX_XML_DEPTH} levels; it is not read"
+                    ),
+                    Some("no vendor API answers this deep: check the endpoint (`.status` and `.body` are not kept for such an answer)".into()),
+                ));
+            }
             xml_to_json(&text)
                 .map(|x| response_json(&x, "", &wrap, ""))
                 .unwrap_or(Dynamic::UNIT)
@@ -831,5 +873,10 @@ mod tests {
             json!({"a": {"b": ["1", "2"], "c": ""}})
         );
         assert!(xml_to_json("not xml").is_none());
+        assert_eq!(
+            super::xml_depth("<?xml version=\"1.0\"?><a><b>1</b><c/><d><e>x</e></d></a>"),
+            3
+        );
+        assert_eq!(super::xml_depth(&"<a>".repeat(200_000)), 200_000);
     }
 }

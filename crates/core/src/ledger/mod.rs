@@ -133,7 +133,11 @@ pub fn read(path: &Path) -> Result<Vec<Stamped>> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    parse(&crate::state::read_text(path)?, path, &run_id)
+    parse(
+        &crate::state::read_text_within(path, crate::state::MAX_JOURNAL_BYTES, "a journal")?,
+        path,
+        &run_id,
+    )
 }
 
 /// A journal's text, parsed (`path` names it in errors). A torn last line (the crash

@@ -93,7 +93,8 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        _ => crate::state::read_text(path).map(Some),
+        _ => crate::state::read_text_within(path, crate::state::MAX_JOURNAL_BYTES, "a state file")
+            .map(Some),
     }
 }
 

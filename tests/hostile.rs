@@ -905,3 +905,44 @@ fn an_endless_repl_input_is_dropped_at_its_limit() {
         out.stderr.len()
     );
 }
+
+/// Four runbooks whose top level never returns, and one that spins: `list` loads them side
+/// by side, names each with why, and lists the good one (`time runbook list` on such a
+/// folder: about one load budget, 5 s, where it took 20 s one after another).
+#[test]
+fn list_loads_a_folder_of_hostile_files_side_by_side_and_names_each() {
+    let mut t = Test::new().file(
+        "runbooks/good.rhai",
+        "runbook(#{ id: \"good\", title: \"Good\" });\nstep(\"s\", \"S\", |ctx| {});\n",
+    );
+    for i in 1..=4 {
+        t = t.file(
+            &format!("runbooks/h{i}.rhai"),
+            &format!(
+                "runbook(#{{ id: \"h{i}\", title: \"Hostile\" }});\nloop {{ time::sleep(600); }}\n"
+            ),
+        );
+    }
+    let out = t.args(&["list", "--json"]).run();
+    out.exit(Exit::Ok);
+    let listed = out.json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    assert_eq!(listed[0]["id"], "good");
+    for i in 1..=4 {
+        let broken = listed
+            .iter()
+            .find(|l| {
+                l["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(&format!("h{i}.rhai")))
+            })
+            .unwrap();
+        assert!(
+            broken["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("ran past its limit of 5s")),
+            "{broken}"
+        );
+    }
+}

@@ -7,7 +7,6 @@ use crate::settings::Settings;
 use crate::ui;
 use runbook_core::ledger::{self, Ledger};
 use runbook_core::run::RunStatus;
-use runbook_core::runbook::{Runbook, SourceFile};
 use runbook_core::store::Store;
 use std::collections::HashMap;
 
@@ -107,25 +106,35 @@ pub struct Broken {
 pub fn rows(settings: &Settings) -> Result<(Vec<DueRow>, Vec<Broken>)> {
     let History { last, unfinished } = history(&crate::wiring::store(settings)?)?;
     let (mut rows, mut broken) = (Vec::new(), Vec::new());
-    for path in settings.library.list_paths() {
-        let loaded = SourceFile::read(&path).and_then(Runbook::load);
+    // Loaded side by side: a few hostile files cost one load budget, not one each.
+    let paths = settings.library.list_paths();
+    let loaded = runbook_core::runbook::folder::load_each(&paths, |l| {
+        let m = l.plan().meta();
+        (
+            m.id.clone(),
+            m.title.clone(),
+            m.secret.clone(),
+            m.cadence_days,
+            l.plan().steps.len(),
+        )
+    });
+    for (path, loaded) in loaded {
         let path = path.display().to_string();
         match loaded {
-            Ok(l) => {
-                let m = l.plan().meta();
-                let last_run = last.get(&m.id).cloned();
-                let (due_on, overdue) = due(last_run.as_deref(), m.cadence_days);
+            Ok((id, title, secret, cadence_days, steps)) => {
+                let last_run = last.get(&id).cloned();
+                let (due_on, overdue) = due(last_run.as_deref(), cadence_days);
                 rows.push(DueRow {
                     path,
-                    id: m.id.clone(),
-                    title: m.title.clone(),
-                    secret: m.secret.clone(),
-                    cadence_days: m.cadence_days,
-                    steps: l.plan().steps.len(),
+                    unfinished: unfinished.get(&id).cloned(),
+                    id,
+                    title,
+                    secret,
+                    cadence_days,
+                    steps,
                     last_rotation: last_run,
                     due: due_on,
                     overdue,
-                    unfinished: unfinished.get(&m.id).cloned(),
                 });
             }
             Err(e) => broken.push(Broken {

@@ -140,39 +140,46 @@ struct Budget {
     help: String,
 }
 
-static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
+// Per thread: what runs on a thread (a load, a step, and the vendor calls it blocks on) has
+// its own budget, so runbooks can be loaded side by side, each within its own.
+thread_local! {
+    static BUDGET: std::cell::RefCell<Option<Budget>> = const { std::cell::RefCell::new(None) };
+}
 
 /// Restores the budget that was in force before it was made.
 pub struct BudgetGuard(Option<Budget>);
 
 impl Drop for BudgetGuard {
     fn drop(&mut self) {
-        *BUDGET.lock().unwrap_or_else(|e| e.into_inner()) = self.0.take();
+        let previous = self.0.take();
+        BUDGET.with(|b| *b.borrow_mut() = previous);
     }
 }
 
 /// Starts a budget of `limit` for `what` ("loading x.rhai", "step 'revoke'"), with the
 /// help shown when it runs out. Nested budgets (a step inside a load) keep the tighter one.
 pub fn budget(limit: Duration, what: &str, help: &str) -> BudgetGuard {
-    let mut slot = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
-    let until = std::time::Instant::now() + limit;
-    let previous = slot.take();
-    let tighter = previous.as_ref().is_some_and(|p| p.until < until);
-    *slot = Some(match (&previous, tighter) {
-        (Some(p), true) => Budget {
-            until: p.until,
-            limit: p.limit,
-            what: p.what.clone(),
-            help: p.help.clone(),
-        },
-        _ => Budget {
-            until,
-            limit,
-            what: what.to_string(),
-            help: help.to_string(),
-        },
-    });
-    BudgetGuard(previous)
+    BUDGET.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let until = std::time::Instant::now() + limit;
+        let previous = slot.take();
+        let tighter = previous.as_ref().is_some_and(|p| p.until < until);
+        *slot = Some(match (&previous, tighter) {
+            (Some(p), true) => Budget {
+                until: p.until,
+                limit: p.limit,
+                what: p.what.clone(),
+                help: p.help.clone(),
+            },
+            _ => Budget {
+                until,
+                limit,
+                what: what.to_string(),
+                help: help.to_string(),
+            },
+        });
+        BudgetGuard(previous)
+    })
 }
 
 /// Waiting for the operator (a prompt) does not count against a step's budget.
@@ -185,34 +192,34 @@ pub fn pause_budget() -> PauseGuard {
 impl Drop for PauseGuard {
     fn drop(&mut self) {
         let waited = self.0.elapsed();
-        if let Some(b) = BUDGET.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            b.until += waited;
-        }
+        BUDGET.with(|b| {
+            if let Some(b) = b.borrow_mut().as_mut() {
+                b.until += waited;
+            }
+        });
     }
 }
 
 /// When the budget in force runs out, if there is one.
 pub fn budget_deadline() -> Option<std::time::Instant> {
-    BUDGET
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .map(|b| b.until)
+    BUDGET.with(|b| b.borrow().as_ref().map(|b| b.until))
 }
 
 /// The termination token for a spent budget (`runbook::timeout` + what and help), or None.
 pub fn over_budget() -> Option<String> {
-    let slot = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
-    let b = slot.as_ref()?;
-    if std::time::Instant::now() < b.until {
-        return None;
-    }
-    Some(format!(
-        "{TIMED_OUT}\n{} ran past its limit of {}\n{}",
-        b.what,
-        human(b.limit),
-        b.help
-    ))
+    BUDGET.with(|slot| {
+        let slot = slot.borrow();
+        let b = slot.as_ref()?;
+        if std::time::Instant::now() < b.until {
+            return None;
+        }
+        Some(format!(
+            "{TIMED_OUT}\n{} ran past its limit of {}\n{}",
+            b.what,
+            human(b.limit),
+            b.help
+        ))
+    })
 }
 
 /// `90s`, `10m`, `2h`: the way `.timeout()` takes it.

@@ -1,6 +1,7 @@
 //! A runbook loaded: its script compiled, its top level run, its plan declared. Also what
 //! reads a loaded runbook without running it: lints, the SOP page, the API reference.
 
+pub mod folder;
 pub mod lint;
 mod load;
 pub mod program;

@@ -166,7 +166,7 @@ exits_with! {
 
     param_of_the_wrong_type_is_a_usage_error:
         prompts(&["--yes", "--param", "attempts=many"]) => Usage,
-        stderr ["param 'attempts' expects a whole number, got 'many'"];
+        stderr ["param 'attempts' expects a whole number; the value given (4 characters) is not one"];
 
     malformed_answers_file_is_a_usage_error_with_its_line:
         prompts(&["--answers", "bad_answers.toml"]).fixture("bad_answers.toml") => Usage,

@@ -35,9 +35,18 @@ fn check_text(name: &str, text: &str) -> Output {
 
 #[test]
 fn a_ten_megabyte_string_literal_is_refused() {
+    // Ten megabytes: over the input file limit, refused before it is read.
     let text = format!(
         "runbook(#{{ id: \"big\", title: \"{}\" }});\n",
         "x".repeat(10 << 20)
+    );
+    let out = check_text("big.rhai", &text);
+    out.exit(Exit::Usage)
+        .stderr_has("runbook::limit::file_size");
+    // Six: within the file limit, over the engine's string limit, refused where it stands.
+    let text = format!(
+        "runbook(#{{ id: \"big\", title: \"{}\" }});\n",
+        "x".repeat(6 << 20)
     );
     let out = check_text("big.rhai", &text);
     out.exit(Exit::Usage).stderr_has("big.rhai:1:");

@@ -86,6 +86,92 @@ step("call", "Call", |ctx| {
     out.assert_absent("vendor-key-0123456789abcdef");
 }
 
+/// A credential given as text anywhere it can travel in a request (a user and password in
+/// the URL, a query parameter named as a credential, a credential header or cookie) is
+/// refused before anything is sent: as text it would reach labels, the journal and errors.
+/// `Idempotency-Key` and other plain headers still go as text. Before: each was sent, and
+/// the URL's credentials were shown in every label.
+#[test]
+fn a_credential_as_text_in_a_request_is_refused_wherever_it_travels() {
+    let runbook = r#"
+runbook(#{ id: "text-creds", title: "Credentials as text" });
+param("url", #{ default: "https://vendor.example", env: "VENDOR_API_URL", help: "vendor API" });
+param("how", #{ default: "userinfo", help: "which mistake" });
+param("cred", #{ default: "", help: "a credential, given as text" });
+step("call", "Call", |ctx| {
+    let u = ctx.params.url;
+    let c = ctx.params.cred;
+    let base = u.sub_string(u.index_of("://") + 3);
+    switch ctx.params.how {
+        "userinfo" => http::get(`https://api:${c}@${base}/tokens`),
+        "query" => http::get(`${u}/tokens?api_key=${c}`),
+        "query-map" => http::get(`${u}/tokens`, #{ query: #{ access_token: c } }),
+        "header" => http::get(`${u}/tokens`, #{ headers: #{ "X-Api-Key": c } }),
+        "cookie" => http::get(`${u}/tokens`, #{ headers: #{ Cookie: `session=${c}` } }),
+        "plain" => {
+            let r = http::post(`${u}/tokens`, #{ json: #{}, headers: #{ "Idempotency-Key": "run-1", Accept: "application/json" } });
+            print(`sent, ${r.status}`);
+        }
+    }
+}).no_undo("an example");
+"#;
+    let run = |how: &str| {
+        Test::new()
+            .file("runbooks/text-creds.rhai", runbook)
+            .file("runbooks/sandbox/text-creds.toml", SCENARIO)
+            .args(&["exec", "text-creds", "--sandbox", "--param"])
+            .arg(format!("how={how}"))
+            .args(&["--param", "cred=cr-canary-5150"])
+            .keep_sandbox_state()
+            .run()
+    };
+
+    for (how, said, canary) in [
+        (
+            "userinfo",
+            "the URL carries a user name or password",
+            "pw-canary-5150",
+        ),
+        (
+            "query",
+            "the URL's query carries 'api_key', a credential, as text",
+            "qk-canary-5150",
+        ),
+        (
+            "query-map",
+            "the query parameter 'access_token' carries a credential, and its value is text",
+            "qm-canary-5150",
+        ),
+        (
+            "header",
+            "the header 'X-Api-Key' carries a credential, and its value is text",
+            "hk-canary-5150",
+        ),
+        (
+            "cookie",
+            "the header 'Cookie' carries a credential, and its value is text",
+            "ck-canary-5150",
+        ),
+    ] {
+        let out = run(how);
+        out.exit(Exit::StepFailed)
+            .stderr_has(&format!("http::get: {said}"))
+            .stderr_has("runbook::secret::misuse");
+        // Nothing reached the vendor, and the value is shown nowhere.
+        assert_eq!(
+            crate::support::served(&out.sandbox_state(), "GET", "/tokens"),
+            0,
+            "{how}: sent"
+        );
+        assert!(
+            !out.stderr.contains(canary) && !out.stdout.contains(canary),
+            "{how}"
+        );
+        assert!(!out.journal().contains(canary), "{how}: in the journal");
+    }
+    run("plain").exit(Exit::Ok).stdout_has("sent, 401");
+}
+
 /// Before: config vars read through `http::` came back as plain strings that could be cut
 /// up and printed, and a value set with heroku::set_config came back laundered.
 #[test]

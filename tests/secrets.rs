@@ -93,11 +93,12 @@ fn a_symlinked_audit_log_is_refused_not_appended_through() {
     let elsewhere = t.path().join("elsewhere.txt");
     std::fs::write(&elsewhere, "keep me\n").unwrap();
     std::os::unix::fs::symlink(&elsewhere, state.join("audit.jsonl")).unwrap();
-    let out = t.run();
+    // The run waits for the log to take its entries before it ends: one second, here.
+    let out = t.env("RUNBOOK_STATE_WAIT_SECONDS", "1").run();
     // Run events that cannot be audited warn (as they did before); the link is never followed.
     out.exit(Exit::Ok)
         .stderr_has("could not write the audit log: cannot write ")
-        .stderr_has("audit.jsonl is a symbolic link; runbook does not write state through links");
+        .stderr_has("audit.jsonl is a symbolic link; runbook does not keep state through links");
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep me\n");
 }
 

@@ -175,7 +175,7 @@ pub(crate) fn append(path: &Path, warn: Warn) -> io::Result<File> {
 fn refused_link(path: &Path, e: io::Error) -> io::Error {
     if e.raw_os_error() == Some(libc::ELOOP) {
         io::Error::other(format!(
-            "{} is a symbolic link; runbook does not write state through links (remove it, or point RUNBOOK_STATE_DIR at a real directory)",
+            "{} is a symbolic link; runbook does not keep state through links (replace it with a real file, or point RUNBOOK_STATE_DIR at a real directory)",
             path.display()
         ))
     } else {

@@ -174,9 +174,72 @@ fn outgoing_json(v: &Dynamic, path: &str) -> R<serde_json::Value> {
     Ok(value::to_json(v))
 }
 
+/// Whether a request header, query parameter or cookie of this name carries a credential
+/// (so its value must be a Secret, never text that reaches labels, the journal or errors).
+/// `Idempotency-Key` and the like are not credentials.
+fn names_a_credential(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase().replace('_', "-");
+    if matches!(lower.as_str(), "idempotency-key" | "cache-key") {
+        return false;
+    }
+    matches!(
+        lower.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "key" | "sig"
+    ) || [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "session",
+        "signature",
+        "credential",
+        "auth",
+        "apikey",
+        "api-key",
+        "access-key",
+        "private-key",
+    ]
+    .iter()
+    .any(|word| lower.contains(word))
+        || lower.ends_with("-key")
+}
+
+/// A credential given as text where a Secret is needed: refused, naming the option.
+fn needs_secret(function: &str, what: &str, name: &str) -> Box<rhai::EvalAltResult> {
+    throw(
+        "secret",
+        format!("{function}: {what} '{name}' carries a credential, and its value is text: give it a Secret"),
+        Some("a Secret comes from secret::from_env, a `secret: true` param, or a vendor's answer; as text it would reach labels, the journal and errors".into()),
+    )
+}
+
+/// A URL that carries a credential in itself: userinfo (`https://user:pass@host`) or a
+/// query parameter named as one. Either would reach every label and the journal.
+fn check_url(url: &str, function: &str) -> R<()> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Ok(());
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(throw(
+            "secret",
+            format!("{function}: the URL carries a user name or password (https://user:pass@host)"),
+            Some("pass credentials with basic: #{ user: NAME, password: SECRET } (or bearer: SECRET), never in the URL".into()),
+        ));
+    }
+    if let Some((name, _)) = parsed.query_pairs().find(|(k, _)| names_a_credential(k)) {
+        return Err(throw(
+            "secret",
+            format!("{function}: the URL's query carries '{name}', a credential, as text"),
+            Some(format!("pass it as query: #{{ {name}: SECRET }}: a Secret is sent as its value and never shown")),
+        ));
+    }
+    Ok(())
+}
+
 fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
     value::check_keys(opts, OPTIONS, function)?;
     let mut url = value::plain_string(url, "the URL")?;
+    check_url(&url, function)?;
     if let Some(q) = opts
         .get("query")
         .and_then(|q| q.read_lock::<Map>().map(|m| m.clone()))
@@ -186,6 +249,9 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
         for (k, v) in q.iter() {
             // A Secret goes as its value (some APIs take keys only there); the label and
             // journal target are built from the URL the script wrote, without the query.
+            if names_a_credential(k) && v.read_lock::<Secret>().is_none() {
+                return Err(needs_secret(function, "the query parameter", k));
+            }
             let v = sent_text(v, "a query value")?;
             parsed.query_pairs_mut().append_pair(k, &v);
         }
@@ -217,10 +283,11 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
             let value = if let Some(s) = v.read_lock::<Secret>() {
                 HeaderValueSource::Secret(s.clone())
             } else {
-                HeaderValueSource::Plain(value::plain_string(
-                    &v.to_string(),
-                    &format!("header {k}"),
-                )?)
+                let text = value::plain_string(&v.to_string(), &format!("header {k}"))?;
+                if names_a_credential(k) {
+                    return Err(needs_secret(function, "the header", k));
+                }
+                HeaderValueSource::Plain(text)
             };
             req = req.header(k, value);
         }

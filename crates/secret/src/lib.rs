@@ -7,9 +7,9 @@ mod redact;
 pub use controls::{is_invisible, json_visible, neutralise};
 pub use echo::without_values;
 
-#[cfg(feature = "fuzzing")]
-pub use redact::forget_all;
 pub use redact::{contains_secret, redact, redact_json, register, strip_markers, MARK};
+#[cfg(feature = "fuzzing")]
+pub use redact::{forget_all, generated};
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};

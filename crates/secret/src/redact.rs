@@ -4,8 +4,13 @@
 //!
 //! A value is searched for in the forms it takes on its way out without anyone meaning to
 //! encode it: JSON and Rust-debug escaping, percent-encoding, base64 (standard and URL-safe,
-//! at every byte alignment, so a secret inside a larger encoded blob is found too), and each
-//! long line of a multi-line value (a PEM key printed with a prefix on every line).
+//! at every byte alignment, so a secret inside a larger encoded blob is found too), hex, and
+//! each long line of a multi-line value (a PEM key printed with a prefix on every line).
+//!
+//! Encodings a writer may apply to any subset of characters (percent-escapes, JSON `\u`
+//! escapes, HTML character references) and line breaks inside a value cannot be listed as
+//! examples: the text is also searched in a decoded view ([`View`]), where each of those
+//! is undone and line breaks are dropped, and what matches there is masked in the text.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
@@ -39,34 +44,49 @@ static SEEN: RwLock<Patterns> = RwLock::new(Patterns {
 
 /// Remembers a secret value so that later output is redacted, in every encoded form.
 pub fn register(value: &str) {
-    if value.len() < MIN_LEN {
-        return;
-    }
-    let mut seen = SEEN.write().unwrap_or_else(|e| e.into_inner());
-    if seen.forms.iter().any(|f| f == value) {
-        return;
-    }
-    let mask: Arc<str> = crate::mask(value).into();
-    let mut pairs: Vec<(String, Arc<str>)> = std::mem::take(&mut seen.forms)
-        .into_iter()
-        .zip(std::mem::take(&mut seen.masks))
-        .collect();
-    for form in forms(value) {
-        if !pairs.iter().any(|(f, _)| *f == form) {
-            pairs.push((form, mask.clone()));
+    SEEN.write().unwrap_or_else(|e| e.into_inner()).add(value);
+}
+
+impl Patterns {
+    #[cfg(test)]
+    const fn new() -> Patterns {
+        Patterns {
+            forms: Vec::new(),
+            masks: Vec::new(),
+            matcher: None,
         }
     }
-    // Longest first, so a secret that contains another is masked whole.
-    pairs.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
-    let (forms, masks): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
-    // LeftmostLongest: where two forms overlap, the longer wins. Building cannot fail for
-    // a few thousand short patterns; if it ever did, redact falls back to plain search.
-    seen.matcher = AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(&forms)
-        .ok();
-    seen.forms = forms;
-    seen.masks = masks;
+
+    fn add(&mut self, value: &str) {
+        if value.len() < MIN_LEN {
+            return;
+        }
+        let seen = self;
+        if seen.forms.iter().any(|f| f == value) {
+            return;
+        }
+        let mask: Arc<str> = crate::mask(value).into();
+        let mut pairs: Vec<(String, Arc<str>)> = std::mem::take(&mut seen.forms)
+            .into_iter()
+            .zip(std::mem::take(&mut seen.masks))
+            .collect();
+        for form in forms(value) {
+            if !pairs.iter().any(|(f, _)| *f == form) {
+                pairs.push((form, mask.clone()));
+            }
+        }
+        // Longest first, so a secret that contains another is masked whole.
+        pairs.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
+        let (forms, masks): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+        // LeftmostLongest: where two forms overlap, the longer wins. Building cannot fail for
+        // a few thousand short patterns; if it ever did, redact falls back to plain search.
+        seen.matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&forms)
+            .ok();
+        seen.forms = forms;
+        seen.masks = masks;
+    }
 }
 
 /// The forms of `value` that output may carry, each at least `MIN_LEN` long.
@@ -121,6 +141,9 @@ pub(crate) fn forms(value: &str) -> Vec<String> {
     for b64 in base64_forms(value.as_bytes()) {
         add(b64);
     }
+    // Hex, as a digest or a byte dump prints it.
+    add(value.bytes().map(|b| format!("{b:02x}")).collect());
+    add(value.bytes().map(|b| format!("{b:02X}")).collect());
     if value.contains('\n') {
         for line in value.lines() {
             let line = line.trim();
@@ -210,37 +233,277 @@ fn base64_forms(bytes: &[u8]) -> Vec<String> {
     out
 }
 
+/// `text` with what writers legitimately encode undone: percent-escapes (`%7e`, `%7E`),
+/// JSON escapes (`\u0041`, surrogate pairs, `\"`, `\/`), HTML character references
+/// (`&#65;`, `&#x41;`, `&amp;`), and line breaks (raw, or `\n` escaped) dropped so a value
+/// split across lines is whole again. Each byte of the view remembers the span of `text`
+/// it came from, so a match in the view masks exactly that text.
+struct View {
+    bytes: Vec<u8>,
+    /// Where in the text each byte of the view starts, and how long its source is (an
+    /// escape is at most 12 bytes).
+    from: Vec<u32>,
+    lens: Vec<u8>,
+}
+
+/// One way of writing text a view undoes; each view undoes one, so a value that itself
+/// holds what looks like another's escape (`%09` inside a JSON string) still matches.
+#[derive(Clone, Copy, PartialEq)]
+enum Scheme {
+    /// Line breaks only.
+    Lines,
+    Percent,
+    /// Percent-escapes, and `+` for a space as HTML forms write one.
+    Form,
+    Json,
+    Html,
+}
+
+impl Scheme {
+    /// The views worth building for `text`: those whose escapes it holds.
+    fn for_text(text: &str) -> Vec<Scheme> {
+        let mut out = Vec::new();
+        if text.contains(['\n', '\r']) {
+            out.push(Scheme::Lines);
+        }
+        if text.contains('%') {
+            out.push(Scheme::Percent);
+        }
+        if text.contains('+') {
+            out.push(Scheme::Form);
+        }
+        if text.contains('\\') {
+            out.push(Scheme::Json);
+        }
+        if text.contains('&') {
+            out.push(Scheme::Html);
+        }
+        out
+    }
+}
+
+impl View {
+    /// The view of `text` with `scheme` undone and line breaks dropped.
+    fn of(text: &str, scheme: Scheme) -> View {
+        let percent = matches!(scheme, Scheme::Percent | Scheme::Form);
+        let b = text.as_bytes();
+        let mut view = View {
+            bytes: Vec::with_capacity(b.len()),
+            from: Vec::with_capacity(b.len()),
+            lens: Vec::with_capacity(b.len()),
+        };
+        let hex = |s: &[u8]| -> Option<u32> {
+            let s = std::str::from_utf8(s).ok()?;
+            u32::from_str_radix(s, 16).ok()
+        };
+        let mut i = 0;
+        while i < b.len() {
+            let rest = &b[i..];
+            // A percent-escape: one byte.
+            if percent && rest[0] == b'%' && rest.len() >= 3 {
+                if let Some(v) = hex(&rest[1..3])
+                    .filter(|_| rest[1].is_ascii_hexdigit() && rest[2].is_ascii_hexdigit())
+                {
+                    view.push(v as u8, i, i + 3);
+                    i += 3;
+                    continue;
+                }
+            }
+            if scheme == Scheme::Json && rest[0] == b'\\' && rest.len() >= 2 {
+                match rest[1] {
+                    b'u' if rest.len() >= 6 => {
+                        if let Some(unit) = hex(&rest[2..6]) {
+                            // A surrogate pair is two escapes for one character.
+                            let pair = (0xD800..0xDC00).contains(&unit)
+                                && rest.len() >= 12
+                                && rest[6] == b'\\'
+                                && rest[7] == b'u';
+                            let (c, len) = match pair.then(|| hex(&rest[8..12])).flatten() {
+                                Some(low) if (0xDC00..0xE000).contains(&low) => (
+                                    char::from_u32(
+                                        0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00),
+                                    ),
+                                    12,
+                                ),
+                                _ => (char::from_u32(unit), 6),
+                            };
+                            if let Some(c) = c {
+                                view.push_char(c, i, i + len);
+                                i += len;
+                                continue;
+                            }
+                        }
+                    }
+                    b'n' | b'r' => {
+                        // An escaped line break inside a value: dropped, as a raw one is.
+                        i += 2;
+                        continue;
+                    }
+                    b'"' | b'\\' | b'/' | b'\'' => {
+                        view.push(rest[1], i, i + 2);
+                        i += 2;
+                        continue;
+                    }
+                    b't' => {
+                        view.push(b'\t', i, i + 2);
+                        i += 2;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if scheme == Scheme::Html && rest[0] == b'&' {
+                if let Some((c, len)) = html_reference(rest) {
+                    view.push_char(c, i, i + len);
+                    i += len;
+                    continue;
+                }
+            }
+            if rest[0] == b'\n' || rest[0] == b'\r' {
+                i += 1;
+                continue;
+            }
+            if scheme == Scheme::Form && rest[0] == b'+' {
+                view.push(b' ', i, i + 1);
+                i += 1;
+                continue;
+            }
+            view.push(rest[0], i, i + 1);
+            i += 1;
+        }
+        view
+    }
+
+    fn push(&mut self, byte: u8, start: usize, end: usize) {
+        self.bytes.push(byte);
+        self.from.push(start as u32);
+        self.lens.push((end - start) as u8);
+    }
+
+    fn push_char(&mut self, c: char, start: usize, end: usize) {
+        let mut buf = [0u8; 4];
+        for byte in c.encode_utf8(&mut buf).bytes() {
+            self.push(byte, start, end);
+        }
+    }
+
+    /// Where the view's byte `i` ends in the text.
+    fn end_of(&self, i: usize) -> usize {
+        self.from[i] as usize + self.lens[i] as usize
+    }
+
+    /// The spans of the original text behind each match, with the pattern matched.
+    fn spans(&self, matcher: &AhoCorasick) -> Vec<(usize, usize, usize)> {
+        matcher
+            .find_iter(&self.bytes)
+            .filter(|m| m.end() > m.start())
+            .map(|m| {
+                (
+                    self.from[m.start()] as usize,
+                    self.end_of(m.end() - 1),
+                    m.pattern().as_usize(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// An HTML character reference at the start of `text` (`&#65;`, `&#x41;`, `&amp;`,
+/// `&lt;`, `&gt;`, `&quot;`, `&apos;`): the character and the reference's length.
+fn html_reference(text: &[u8]) -> Option<(char, usize)> {
+    let end = text.iter().take(12).position(|b| *b == b';')?;
+    let body = std::str::from_utf8(&text[1..end]).ok()?;
+    let c = if let Some(n) = body.strip_prefix("#x").or_else(|| body.strip_prefix("#X")) {
+        char::from_u32(u32::from_str_radix(n, 16).ok()?)?
+    } else if let Some(n) = body.strip_prefix('#') {
+        char::from_u32(n.parse().ok()?)?
+    } else {
+        match body {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => return None,
+        }
+    };
+    Some((c, end + 1))
+}
+
+/// Where in `text` a registered secret shows, in any form, plainly or through the view:
+/// sorted, overlapping spans merged; each with the mask of its secret.
+fn found(matcher: &AhoCorasick, text: &str) -> Vec<(usize, usize, usize)> {
+    let mut spans: Vec<(usize, usize, usize)> = matcher
+        .find_iter(text)
+        .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+        .collect();
+    for scheme in Scheme::for_text(text) {
+        spans.extend(View::of(text, scheme).spans(matcher));
+    }
+    spans.sort_by_key(|s| (s.0, std::cmp::Reverse(s.1)));
+    let mut merged: Vec<(usize, usize, usize)> = Vec::with_capacity(spans.len());
+    for s in spans {
+        match merged.last_mut() {
+            Some(last) if s.0 < last.1 => last.1 = last.1.max(s.1),
+            _ => merged.push(s),
+        }
+    }
+    // A span cut inside a character (a view byte of a multi-byte escape) widens to it.
+    merged
+        .into_iter()
+        .map(|(mut a, mut b, p)| {
+            while a > 0 && !text.is_char_boundary(a) {
+                a -= 1;
+            }
+            while b < text.len() && !text.is_char_boundary(b) {
+                b += 1;
+            }
+            (a, b, p)
+        })
+        .collect()
+}
+
 /// Replaces every registered secret value (in any encoded form) with its mask and drops
 /// interpolation markers.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let seen = SEEN.read().unwrap_or_else(|e| e.into_inner());
-    let mut out = Cow::Borrowed(text);
-    match &seen.matcher {
-        Some(matcher) => {
-            if matcher.is_match(text) {
-                let mut replaced = String::with_capacity(text.len());
-                let mut last = 0;
-                for m in matcher.find_iter(text) {
-                    replaced.push_str(&text[last..m.start()]);
-                    replaced.push_str(&seen.masks[m.pattern().as_usize()]);
-                    last = m.end();
+    SEEN.read().unwrap_or_else(|e| e.into_inner()).redact(text)
+}
+
+impl Patterns {
+    fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let seen = self;
+        let mut out = Cow::Borrowed(text);
+        match &seen.matcher {
+            Some(matcher) => {
+                let spans = found(matcher, text);
+                if !spans.is_empty() {
+                    let mut replaced = String::with_capacity(text.len());
+                    let mut last = 0;
+                    for (start, end, pattern) in spans {
+                        if start < last {
+                            continue;
+                        }
+                        replaced.push_str(&text[last..start]);
+                        replaced.push_str(&seen.masks[pattern]);
+                        last = end;
+                    }
+                    replaced.push_str(&text[last..]);
+                    out = Cow::Owned(replaced);
                 }
-                replaced.push_str(&text[last..]);
-                out = Cow::Owned(replaced);
+            }
+            None => {
+                for (form, mask) in seen.forms.iter().zip(&seen.masks) {
+                    if out.contains(form.as_str()) {
+                        out = Cow::Owned(out.replace(form.as_str(), mask));
+                    }
+                }
             }
         }
-        None => {
-            for (form, mask) in seen.forms.iter().zip(&seen.masks) {
-                if out.contains(form.as_str()) {
-                    out = Cow::Owned(out.replace(form.as_str(), mask));
-                }
-            }
+        if out.contains(MARK) {
+            out = Cow::Owned(strip_markers(&out));
         }
+        out
     }
-    if out.contains(MARK) {
-        out = Cow::Owned(strip_markers(&out));
-    }
-    out
 }
 
 /// Redacts every string inside a JSON value.
@@ -262,7 +525,12 @@ pub fn redact_json(value: &mut serde_json::Value) {
 pub fn contains_secret(text: &str) -> bool {
     let seen = SEEN.read().unwrap_or_else(|e| e.into_inner());
     match &seen.matcher {
-        Some(matcher) => matcher.is_match(text),
+        Some(matcher) => {
+            matcher.is_match(text)
+                || Scheme::for_text(text)
+                    .into_iter()
+                    .any(|s| matcher.is_match(&View::of(text, s).bytes[..]))
+        }
         None => seen.forms.iter().any(|f| text.contains(f.as_str())),
     }
 }
@@ -364,6 +632,234 @@ mod tests {
             for engine in [&STANDARD, &URL_SAFE] {
                 let text = engine.encode(format!("{prefix}{secret}!!"));
                 assert!(redact(&text).contains("secret(…"), "{prefix:?}: {text}");
+            }
+        }
+    }
+}
+
+/// Secrets and the encodings a writer may legally give them, generated: every one must be
+/// masked. Shared by the unit test (bounded, in `cargo test` and so in CI) and the `redact`
+/// fuzz target (unbounded).
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod generated {
+    /// A small deterministic generator (xorshift64*), seeded per case.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        pub fn chance(&mut self, percent: usize) -> bool {
+            self.below(100) < percent
+        }
+    }
+
+    /// A secret of 4 to 40 characters: letters, digits, URL punctuation, spaces, quotes,
+    /// slashes, and now and then a non-ASCII or astral character.
+    pub fn secret(rng: &mut Rng) -> String {
+        const POOL: &[char] = &[
+            'a', 'Z', 'q', '7', '0', '-', '.', '_', '~', '+', '/', '=', ' ', '"', '\'', '&', '<',
+            '%', '\\', ':', '@', '?', '#', 'é', 'ü', '→', '😀', 'k', 'X', '9',
+        ];
+        let n = 4 + rng.below(37);
+        (0..n).map(|_| POOL[rng.below(POOL.len())]).collect()
+    }
+
+    fn percent_byte(b: u8, upper: bool) -> String {
+        if upper {
+            format!("%{b:02X}")
+        } else {
+            format!("%{b:02x}")
+        }
+    }
+
+    /// One encoding of `secret`, chosen by `rng`, as a list of units (a unit is never split
+    /// by a line break), and its name for failure messages.
+    pub fn encoded(secret: &str, rng: &mut Rng) -> (&'static str, Vec<String>) {
+        use base64::Engine as _;
+        match rng.below(7) {
+            // Percent-encoding of any subset of bytes, in either case; `+` for a space as
+            // forms write it.
+            0 => {
+                let form = rng.chance(30);
+                let units = secret
+                    .bytes()
+                    .map(|b| {
+                        let must = !b.is_ascii_alphanumeric() && !b"-._~".contains(&b);
+                        if b == b' ' && form {
+                            "+".to_string()
+                        } else if must || rng.chance(40) {
+                            percent_byte(b, rng.chance(50))
+                        } else {
+                            (b as char).to_string()
+                        }
+                    })
+                    .collect();
+                ("percent", units)
+            }
+            // JSON: escaped as JSON must be, and any other character as \uXXXX.
+            1 => {
+                let units = secret
+                    .chars()
+                    .map(|c| {
+                        let mut buf = [0u16; 2];
+                        let as_u = |buf: &mut [u16; 2], upper: bool| {
+                            c.encode_utf16(buf)
+                                .iter()
+                                .map(|u| {
+                                    if upper {
+                                        format!("\\u{u:04X}")
+                                    } else {
+                                        format!("\\u{u:04x}")
+                                    }
+                                })
+                                .collect::<String>()
+                        };
+                        match c {
+                            '"' => "\\\"".to_string(),
+                            '\\' => "\\\\".to_string(),
+                            '/' if rng.chance(50) => "\\/".to_string(),
+                            _ if rng.chance(40) || (c as u32) < 0x20 => {
+                                as_u(&mut buf, rng.chance(50))
+                            }
+                            _ => c.to_string(),
+                        }
+                    })
+                    .collect();
+                ("json", units)
+            }
+            // HTML character references: decimal, hex, or the named five.
+            2 => {
+                let units = secret
+                    .chars()
+                    .map(|c| {
+                        let named = match c {
+                            '&' => Some("&amp;"),
+                            '<' => Some("&lt;"),
+                            '>' => Some("&gt;"),
+                            '"' => Some("&quot;"),
+                            '\'' => Some("&apos;"),
+                            _ => None,
+                        };
+                        match (named, rng.below(4)) {
+                            (Some(n), 0) | (Some(n), 1) => n.to_string(),
+                            (_, 0) => format!("&#{};", c as u32),
+                            (_, 1) => format!("&#x{:x};", c as u32),
+                            (_, 2) => format!("&#X{:X};", c as u32),
+                            _ if named.is_some() => format!("&#{};", c as u32),
+                            _ => c.to_string(),
+                        }
+                    })
+                    .collect();
+                ("html", units)
+            }
+            // Hex, either case.
+            3 => {
+                let upper = rng.chance(50);
+                let units = secret
+                    .bytes()
+                    .map(|b| {
+                        if upper {
+                            format!("{b:02X}")
+                        } else {
+                            format!("{b:02x}")
+                        }
+                    })
+                    .collect();
+                ("hex", units)
+            }
+            // Base64 of the secret inside a larger message, at any alignment, standard or
+            // URL-safe, padded or not; a unit is four characters (a MIME line break falls
+            // between them).
+            4 => {
+                let mut bytes: Vec<u8> = (0..rng.below(3)).map(|i| b'A' + i as u8).collect();
+                bytes.extend_from_slice(secret.as_bytes());
+                bytes.extend((0..rng.below(3)).map(|i| b'a' + i as u8));
+                let engine = match rng.below(4) {
+                    0 => base64::engine::general_purpose::STANDARD,
+                    1 => base64::engine::general_purpose::URL_SAFE,
+                    2 => base64::engine::general_purpose::STANDARD_NO_PAD,
+                    _ => base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                };
+                let text = engine.encode(&bytes);
+                let units = text
+                    .as_bytes()
+                    .chunks(4)
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect();
+                ("base64", units)
+            }
+            // Rust's `{:?}` of the value.
+            5 => {
+                let d = format!("{secret:?}");
+                ("debug", vec![d[1..d.len() - 1].to_string()])
+            }
+            // As it is.
+            _ => ("raw", secret.chars().map(String::from).collect()),
+        }
+    }
+
+    /// The units joined, a line break (`\n`, `\r\n`, or JSON's escaped `\n`) put between
+    /// two of them now and then: a value split across lines.
+    pub fn joined(units: &[String], rng: &mut Rng, json: bool) -> String {
+        let mut out = String::new();
+        for (i, u) in units.iter().enumerate() {
+            if i > 0 && rng.chance(8) {
+                out.push_str(match (json, rng.below(2)) {
+                    (true, 0) => "\\n",
+                    (_, 0) => "\n",
+                    _ => "\r\n",
+                });
+            }
+            out.push_str(u);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod generated_tests {
+    use super::generated::{encoded, joined, secret, Rng};
+    use super::*;
+
+    /// Three thousand secrets, each in one generated encoding inside text: none reaches the
+    /// redacted output, whether read as it stands or decoded.
+    #[test]
+    fn every_generated_encoding_of_a_secret_is_masked() {
+        for case in 0..3_000u64 {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (case + 1).wrapping_mul(0x1000_0001));
+            let value = secret(&mut rng);
+            let (how, units) = encoded(&value, &mut rng);
+            let shown = joined(&units, &mut rng, how == "json");
+            let text = format!("before {shown} after");
+            // A registry of its own: the global one is shared with the tests running beside.
+            let mut patterns = Patterns::new();
+            patterns.add(&value);
+            let out = patterns
+                .redact(&text)
+                .replace(&crate::mask(&value), "\u{1}");
+            assert!(
+                !out.contains(&shown),
+                "case {case} ({how}): {value:?} as {shown:?} shown in {out:?}"
+            );
+            for scheme in [
+                Scheme::Lines,
+                Scheme::Percent,
+                Scheme::Form,
+                Scheme::Json,
+                Scheme::Html,
+            ] {
+                let decoded = View::of(&out, scheme).bytes;
+                assert!(
+                    !decoded.windows(value.len()).any(|w| w == value.as_bytes()),
+                    "case {case} ({how}): {value:?} as {shown:?} readable in {out:?}"
+                );
             }
         }
     }

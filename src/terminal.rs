@@ -122,11 +122,13 @@ pub fn tty() -> Option<Box<dyn Terminal>> {
 impl Terminal for Tty {
     fn confirm(&self, question: &str) -> R<bool> {
         loop {
-            let answer = read(&format!("  ? {question} [y/n] "), false)?;
+            // No is the default, capitalised as every tool that asks before a change does:
+            // Enter alone never says yes.
+            let answer = read(&format!("  ? {question} [y/N] "), false)?;
             match answer.trim().to_ascii_lowercase().as_str() {
                 "y" | "yes" => return Ok(true),
-                "n" | "no" => return Ok(false),
-                _ => crate::ui::err("    please answer y or n"),
+                "" | "n" | "no" => return Ok(false),
+                _ => crate::ui::err("    please answer y or n (Enter is no)"),
             }
         }
     }

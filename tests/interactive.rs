@@ -335,3 +335,22 @@ fn preflight_stops_at_a_terminal_before_the_first_question() {
         "{status}"
     );
 }
+
+/// A confirmation at a terminal shows `[y/N]`, as the README does, and Enter alone is no.
+/// Before: `[y/n]`, and Enter asked again.
+#[test]
+fn enter_alone_at_a_confirmation_is_no() {
+    let t = Test::new()
+        .file(
+            "confirm.rhai",
+            "runbook(#{ id: \"c\", title: \"C\" });\nstep(\"s\", \"S\", |ctx| { print(\"ran\"); }).confirm(\"Go ahead?\");\n",
+        )
+        .args(&["exec", "confirm.rhai", "--sandbox"]);
+    let mut p = terminal(t.command(), 30);
+    p.expect("? Go ahead? [y/N] ").unwrap();
+    p.send_line("").unwrap();
+    p.expect("Stopped before step 's' at the operator's request.")
+        .unwrap();
+    let rest = p.expect(expectrl::Eof).unwrap();
+    assert!(!String::from_utf8_lossy(rest.before()).contains("| ran"));
+}

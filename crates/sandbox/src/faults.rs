@@ -271,6 +271,14 @@ impl FaultSet {
         set
     }
 
+    /// Drops every rule (`DELETE /_sandbox/faults`): how many there were.
+    pub(crate) fn clear(&self) -> usize {
+        let mut rules = self.lock();
+        let n = rules.len();
+        rules.clear();
+        n
+    }
+
     pub(crate) fn add(&self, rule: FaultRule) {
         self.lock().push(Live {
             rule,

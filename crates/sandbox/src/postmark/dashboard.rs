@@ -27,7 +27,12 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             post(control_delete),
         )
         .route("/_sandbox/state", get(control_state))
-        .route("/_sandbox/faults", post(control_fault))
+        .route(
+            "/_sandbox/faults",
+            post(control_fault)
+                .get(control_faults)
+                .delete(control_clear_faults),
+        )
 }
 
 /// Runs a dashboard action on the Postmark state.
@@ -250,10 +255,62 @@ async fn control_fault(
     }
 }
 
+/// `GET /_sandbox/faults`: the rules in force, each with how often it fired.
+async fn control_faults(State(s): State<Arc<Shared>>) -> Response {
+    let rules: Vec<serde_json::Value> = s
+        .faults
+        .fired()
+        .into_iter()
+        .map(|(rule, fired)| serde_json::json!({"rule": rule, "fired": fired}))
+        .collect();
+    axum::Json(serde_json::json!({ "faults": rules })).into_response()
+}
+
+/// `DELETE /_sandbox/faults`: clears every fault rule (the scenario's and those added since).
+async fn control_clear_faults(State(s): State<Arc<Shared>>) -> Response {
+    let cleared = s.faults.clear();
+    axum::Json(serde_json::json!({ "cleared": cleared })).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::sandbox;
     use crate::testkit::{raw, sent, text};
+
+    /// Every verb of the faults control route works: add, list, clear. Before: `DELETE`
+    /// answered 405, and nothing listed the rules in force.
+    #[tokio::test]
+    async fn faults_are_added_listed_and_cleared() {
+        let sb = sandbox().await;
+        let c = raw();
+        let url = format!("{}/_sandbox/faults", sb.postmark_url());
+        let add = c
+            .post(&url)
+            .json(&serde_json::json!({"fault": "postmark:GET:/server=503:once"}));
+        assert_eq!(sent(add).await.status(), 204);
+        let listed: serde_json::Value = serde_json::from_str(&text(c.get(&url)).await).unwrap();
+        assert_eq!(
+            listed["faults"].as_array().map(Vec::len),
+            Some(1),
+            "{listed}"
+        );
+        assert_eq!(listed["faults"][0]["fired"], 0);
+        let cleared = sent(c.delete(&url)).await;
+        assert_eq!(cleared.status(), 200);
+        let cleared: serde_json::Value = cleared.json().await.unwrap();
+        assert_eq!(cleared["cleared"], 1);
+        let listed: serde_json::Value = serde_json::from_str(&text(c.get(&url)).await).unwrap();
+        assert_eq!(
+            listed["faults"].as_array().map(Vec::len),
+            Some(0),
+            "{listed}"
+        );
+        // The fault cleared does not fire.
+        let server = c
+            .get(format!("{}/server", sb.postmark_url()))
+            .header("X-Postmark-Server-Token", "pmsim-0001");
+        assert_ne!(sent(server).await.status(), 503);
+    }
 
     #[tokio::test]
     async fn the_dashboard_lists_generates_and_deletes() {

@@ -400,3 +400,35 @@ fn a_production_run_lists_its_writes_and_asks_before_the_first() {
     let writes = writes(&state);
     assert!(writes.is_empty(), "{writes:?}");
 }
+
+/// Without a terminal and without --yes, a missing setting is reported first: the preflight
+/// runs before anything asks whether the questions can be answered. Before: "prompt
+/// 'prerequisites' needs an answer" hid the settings that were missing.
+#[test]
+fn without_a_terminal_the_preflight_speaks_before_any_question() {
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&["exec", "postmark", "--param", "test_recipient=ops@raxx.app"])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("runbook::preflight::missing")
+        .stderr_has("INFISICAL_PROJECT_ID (infisical)")
+        .stderr_has("nothing was asked or changed");
+    assert!(
+        !out.stderr
+            .contains("needs an answer, and there is no terminal"),
+        "{}",
+        out.stderr
+    );
+    // With the settings in place, the missing answer is the next thing said.
+    let out = Test::new()
+        .shipped_runbooks()
+        .args(&["exec", "postmark", "--param", "test_recipient=ops@raxx.app"])
+        .env("INFISICAL_TOKEN", "st.x")
+        .env("INFISICAL_PROJECT_ID", "p")
+        .env("HEROKU_API_KEY", "h")
+        .env("POSTMARK_ACCOUNT_TOKEN", "a")
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("prompt 'prerequisites' needs an answer, and there is no terminal to ask on");
+}

@@ -21,12 +21,6 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
         args.run.answers.as_deref(),
         args.run.yes || args.dry_run,
     )?;
-    if !runbook.plan().prerequisites.is_empty() && !prompter.can_confirm("prerequisites") {
-        return Err(Error::usage(
-            "prompt 'prerequisites' needs an answer, and there is no terminal to ask on",
-            "confirm the prerequisites with --yes, or add `prerequisites = true` to a file passed with --answers",
-        ));
-    }
     // A runbook's own sandbox scenario (sandbox/NAME.toml next to it) unless one is given.
     let mut scenario = args.scenario.clone();
     if args.sandbox && scenario.scenario.is_none() {
@@ -47,6 +41,14 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
     // Before any question: a missing setting is found now, not at step 1.
     for warning in exec::preflight::check(&runbook, wired.services.config(), &params)? {
         ui::err(&warning);
+    }
+    // Then whether the questions can be answered at all: after the preflight, so its errors
+    // are seen whatever the terminal, and before the run starts.
+    if !runbook.plan().prerequisites.is_empty() && !prompter.can_confirm("prerequisites") {
+        return Err(Error::usage(
+            "prompt 'prerequisites' needs an answer, and there is no terminal to ask on",
+            "confirm the prerequisites with --yes, or add `prerequisites = true` to a file passed with --answers",
+        ));
     }
     // Where it goes, what it does and how it was entered are recorded apart: a rehearsal
     // never counts as a rotation.

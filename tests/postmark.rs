@@ -579,7 +579,12 @@ fn an_unlisted_app_holding_the_token_stops_precheck_and_is_covered_once_added() 
         ],
     );
     out.exit(Exit::Ok)
-        .stderr_has("discovery: 4 place(s) hold the current token; 0 more included");
+        .stderr_has("discovery: 4 place(s) hold the current token; 0 more included")
+        // Named, not counted (before: only the count).
+        .stderr_has(
+            "  Heroku app billing-worker: POSTMARK_SERVER_TOKEN holds it; covered by this runbook",
+        )
+        .stderr_has("  Infisical prod:/: POSTMARK_SERVER_TOKEN holds it; covered by this runbook");
     let state = out.sandbox_state();
     let new = infisical_versions(&state).last().unwrap().clone();
     assert_ne!(new, OLD_TOKEN);
@@ -596,6 +601,7 @@ fn the_token_under_another_name_is_found_and_covered_when_included() {
     let scenario = with_unlisted(LEGACY_MAILER);
     let out = on_scenario(&scenario, None, &["--json"]);
     out.exit(Exit::StepFailed)
+        .stderr_has("  Heroku app legacy-mailer: MAIL_API_KEY holds it; NOT covered by this runbook")
         .stderr_has("Heroku app legacy-mailer holds the current value as MAIL_API_KEY")
         .stderr_has("answer \"include\" to precheck.unlisted.heroku.legacy-mailer.MAIL_API_KEY to set MAIL_API_KEY there in this run");
     assert_no_writes(&out.sandbox_state());

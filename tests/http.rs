@@ -375,3 +375,49 @@ step("call", "Open a session", |ctx| {
     out.assert_absent("header-session-token-0123456789");
     out.assert_absent("header-declared-value-9876543210");
 }
+
+/// The REPL in production says where it writes, shows it in its prompt's place, and asks
+/// before each write it sends (answered here by an answers file; without one and without a
+/// terminal, the write is not sent). `:confirm always` stops asking. Before: writes typed at
+/// the REPL went straight to production, with no banner.
+#[test]
+fn the_repl_in_production_says_so_and_confirms_each_write() {
+    let (url, count) = echo_server();
+    let input = format!(
+        "let r = http::post(\"{url}/one\", #{{ json: #{{}} }});\nprint(`sent ${{r.status}}`);\n"
+    );
+    let sent = || count.load(std::sync::atomic::Ordering::SeqCst);
+    // No terminal, no answer: refused before it is sent.
+    let out = Test::new().args(&["repl"]).stdin(&input).run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("PRODUCTION")
+        .stderr_has("prompt 'repl.write' needs an answer");
+    assert_eq!(sent(), 0);
+    // The operator says no.
+    let out = Test::new()
+        .args(&["repl"])
+        .answers("\"repl.write\" = false\n")
+        .stdin(&input)
+        .run();
+    out.exit(Exit::StepFailed).stderr_has(&format!(
+        "http::post on POST {url}/one: not sent (the operator said no)"
+    ));
+    assert_eq!(sent(), 0);
+    // Yes: sent, once.
+    let out = Test::new()
+        .args(&["repl"])
+        .answers("\"repl.write\" = true\n")
+        .stdin(&input)
+        .run();
+    out.exit(Exit::Ok).stderr_has("sent 200");
+    assert_eq!(sent(), 1);
+    // `:confirm always`: no question, even unanswered.
+    let out = Test::new()
+        .args(&["repl"])
+        .stdin(&format!(":confirm always\n{input}"))
+        .run();
+    out.exit(Exit::Ok)
+        .stderr_has("production writes typed here are no longer confirmed one by one")
+        .stderr_has("sent 200");
+    assert_eq!(sent(), 2);
+}

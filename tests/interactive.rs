@@ -354,3 +354,17 @@ fn enter_alone_at_a_confirmation_is_no() {
     let rest = p.expect(expectrl::Eof).unwrap();
     assert!(!String::from_utf8_lossy(rest.before()).contains("| ran"));
 }
+
+/// At a terminal, the REPL's prompt names production, and `:env` says where it writes.
+#[test]
+fn the_repl_prompt_names_production() {
+    let t = Test::new().args(&["repl"]);
+    let mut p = terminal(t.command(), 30);
+    p.expect("PRODUCTION · no vendor module").unwrap();
+    p.expect("runbook[PRODUCTION]> ").unwrap();
+    p.send_line(":env").unwrap();
+    p.expect("PRODUCTION · no vendor module").unwrap();
+    p.expect("runbook[PRODUCTION]> ").unwrap();
+    p.send(expectrl::ControlCode::EndOfTransmission).unwrap();
+    p.expect(expectrl::Eof).unwrap();
+}

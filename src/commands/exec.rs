@@ -196,7 +196,12 @@ pub fn destination(session: &Session, faults: &[String]) -> String {
 pub fn banner(session: &Session, faults: &[String]) {
     let meta = session.runbook().plan().meta();
     let info = session.run().info();
-    ui::progress(&ui::bold(&format!("{} ({})", meta.title, meta.id)));
+    if meta.id.is_empty() {
+        // The REPL without a runbook.
+        ui::progress(&ui::bold("runbook repl (no runbook loaded)"));
+    } else {
+        ui::progress(&ui::bold(&format!("{} ({})", meta.title, meta.id)));
+    }
     ui::progress(&ui::bold(&destination(session, faults)));
     let egress = &session.run().policy().egress;
     ui::progress(&ui::dim(&format!(

@@ -27,6 +27,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":ctx", "the session's ctx (secrets masked)"),
     (":params", "the runbook's params and their values"),
     (
+        ":env",
+        "where this session writes (the banner `exec` shows)",
+    ),
+    (
+        ":confirm",
+        ":confirm always|each  in production, stop or resume confirming each write",
+    ),
+    (
         ":api",
         ":api [MODULE]  host functions with their signatures and docs",
     ),

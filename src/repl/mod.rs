@@ -76,6 +76,8 @@ struct Repl<'a> {
     answers: Option<PathBuf>,
     yes: bool,
     failures: usize,
+    /// `:confirm always`: production writes typed here stop asking, for this session.
+    confirm_always: bool,
 }
 
 pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
@@ -149,6 +151,7 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
         answers: args.answers.clone(),
         yes: args.yes,
         failures: 0,
+        confirm_always: false,
     };
     repl.ready();
     repl.loaded_note();
@@ -189,6 +192,7 @@ fn attach<'a>(args: &ReplArgs, run_id: &str, settings: &'a Settings) -> Result<R
         answers: args.answers.clone(),
         yes: args.yes,
         failures: 0,
+        confirm_always: false,
     };
     repl.ready();
     ui::err(&format!("attached to run {run_id}: completed steps are marked; `runbook resume {run_id}` continues after you leave"));
@@ -209,6 +213,17 @@ impl Repl<'_> {
         self.scope = Scope::new();
         self.scope.push("ctx", self.session.ctx().clone());
         self.session.run().set_phase(Phase::Repl);
+        // Where the writes typed here go, said as `exec` says it; in production each one is
+        // confirmed first.
+        crate::commands::exec::banner(&self.session, &[]);
+        self.session
+            .run()
+            .scope()
+            .set_confirm_repl_writes(self.production() && !self.confirm_always);
+    }
+
+    fn production(&self) -> bool {
+        self.session.run().info().modes.target == runbook_core::run::Target::Production
     }
 
     fn loaded_note(&self) {
@@ -406,6 +421,27 @@ impl Repl<'_> {
                 }
             }
             ":ctx" => ui::out(&self.session.ctx().render()),
+            ":env" => crate::commands::exec::banner(&self.session, &[]),
+            ":confirm" => match arg {
+                "always" => {
+                    self.confirm_always = true;
+                    self.session.run().scope().set_confirm_repl_writes(false);
+                    ui::err(if self.production() {
+                        "production writes typed here are no longer confirmed one by one, for the rest of this session"
+                    } else {
+                        "this session does not write to production; nothing to confirm"
+                    });
+                }
+                "each" => {
+                    self.confirm_always = false;
+                    self.session
+                        .run()
+                        .scope()
+                        .set_confirm_repl_writes(self.production());
+                    ui::err("each production write typed here is confirmed first");
+                }
+                _ => ui::err(":confirm always | :confirm each"),
+            },
             ":params" => {
                 for p in &self.session.runbook().plan().params {
                     let v = self.session.ctx().get("params").and_then(|ps| {
@@ -690,10 +726,12 @@ impl Repl<'_> {
                 self.refresh(h);
             }
             let plan = self.session.runbook().plan();
-            let main = if plan.steps.is_empty() {
-                "runbook> ".to_string()
-            } else {
-                format!("{}> ", plan.meta().id)
+            // The target is in the prompt: a line typed here in production writes there.
+            let main = match (plan.steps.is_empty(), self.production()) {
+                (true, false) => "runbook> ".to_string(),
+                (false, false) => format!("{}> ", plan.meta().id),
+                (true, true) => "runbook[PRODUCTION]> ".to_string(),
+                (false, true) => format!("runbook[PRODUCTION {}]> ", plan.meta().id),
             };
             let prompt = if pending.is_empty() {
                 main

@@ -61,9 +61,21 @@ impl Policy {
 pub struct StepScope {
     phase: RefCell<Phase>,
     writes: Cell<usize>,
+    /// At the REPL in production, each vendor write is confirmed first (until the operator
+    /// says `:confirm always`).
+    confirm_repl_writes: Cell<bool>,
 }
 
 impl StepScope {
+    /// Whether a write typed at the REPL asks the operator first.
+    pub fn confirm_repl_writes(&self) -> bool {
+        self.confirm_repl_writes.get()
+    }
+
+    pub fn set_confirm_repl_writes(&self, on: bool) {
+        self.confirm_repl_writes.set(on);
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase.borrow().clone()
     }

@@ -154,6 +154,26 @@ impl<'a> Writes<'a> {
         left
     }
 
+    /// At the REPL in production, the operator confirms each write before it is sent (until
+    /// `:confirm always`): a line typed at a prompt is not a reviewed step.
+    fn confirmed_at_repl(&self, function: &str, targets: &str) -> R<()> {
+        let scope = self.run.scope();
+        if scope.phase() != super::Phase::Repl || !scope.confirm_repl_writes() || self.run.dry_run()
+        {
+            return Ok(());
+        }
+        let question = format!("Write to PRODUCTION: {function} on {targets}?");
+        let said = self.run.operator().confirm("repl.write", &question);
+        if said.map_err(super::prompt::prompt_error)? {
+            return Ok(());
+        }
+        Err(super::throw(
+            "usage",
+            format!("{function} on {targets}: not sent (the operator said no)"),
+            Some("`:confirm always` stops asking for the rest of this session".into()),
+        ))
+    }
+
     /// A write needs a step or an undo: not the top level, not a read-only probe.
     fn require_write(&self, function: &str) -> R<()> {
         self.run.require_step(function)?;
@@ -193,6 +213,7 @@ impl<'a> Writes<'a> {
         call: impl FnOnce() -> R<Dynamic>,
     ) -> R<Dynamic> {
         self.require_write(function)?;
+        self.confirmed_at_repl(function, target)?;
         if self.run.dry_run() {
             self.planned(function, effect, target, detail);
             return Ok(super::Placeholder::of(function));
@@ -228,6 +249,7 @@ impl<'a> Writes<'a> {
         call: impl FnOnce(Vec<String>) -> R<Vec<(String, Result<T, VendorError>)>>,
     ) -> R<Vec<TargetResult<T>>> {
         self.require_write(function)?;
+        self.confirmed_at_repl(function, &targets.join(", "))?;
         let step = self.step_name();
         // Only a step's forward body skips what it already did; an undo repeats nothing of
         // its own but must not be mistaken for the step it undoes.

@@ -239,6 +239,10 @@ pub struct RunsArgs {
     pub run_id: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// With RUN_ID: one self-contained HTML page with the run's timeline drawn as SVG
+    /// (redirect it to a file: `runbook runs RUN_ID --html > run.html`)
+    #[arg(long, requires = "run_id", conflicts_with = "json")]
+    pub html: bool,
     /// How many runs to show, newest first
     #[arg(long, default_value_t = 20)]
     pub limit: usize,

@@ -32,4 +32,5 @@ mod runbooks;
 mod runs;
 mod secrets;
 mod team;
+mod timeline;
 mod views;

@@ -15,6 +15,7 @@ pub mod new;
 pub mod runs;
 pub mod sandbox;
 pub mod show;
+pub mod timeline_page;
 
 use crate::ui;
 

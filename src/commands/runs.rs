@@ -173,6 +173,9 @@ fn attempts_line(row: &RunRow) -> String {
 pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     let store = wiring::store(settings)?;
     if let Some(id) = &args.run_id {
+        if args.html {
+            return timeline_html(&store, id);
+        }
         return timeline(&store, id, args.json);
     }
     // Run ids start with a UTC timestamp: newest first.
@@ -479,6 +482,47 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
             ));
         }
     }
+    Ok(exit::OK)
+}
+
+/// `runs RUN_ID --html`: the timeline page on stdout.
+fn timeline_html(store: &runbook_core::store::Store, run_id: &str) -> Result<u8> {
+    let not_found = || {
+        crate::error::Error::usage(
+            format!("no run '{run_id}' in {}", store.runs_where()),
+            "`runbook runs` lists the runs and their ids",
+        )
+    };
+    if !run::is_run_id(run_id) {
+        return Err(not_found());
+    }
+    let events = ledger::read_run(store, run_id)?.ok_or_else(not_found)?;
+    let Some(l) = Ledger::fold(&events) else {
+        return Err(not_found());
+    };
+    let summary = summarize(&l, &lock::holders(store)?, &ledger::after(store, run_id)?);
+    // The point of no return is the runbook's: read it again, if it is still there.
+    let irreversible: Vec<String> =
+        runbook_core::runbook::SourceFile::read(std::path::Path::new(&l.start.source.path))
+            .and_then(runbook_core::runbook::Runbook::load)
+            .map(|rb| {
+                rb.plan()
+                    .steps
+                    .iter()
+                    .filter(|s| s.irreversible.is_some())
+                    .map(|s| s.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+    let page = super::timeline_page::Page {
+        run_id,
+        runbook: &summary.runbook,
+        target: summary.target,
+        status: summary.current,
+        actor: &summary.actor,
+        irreversible: &irreversible,
+    };
+    ui::out(&super::timeline_page::render(&page, &events));
     Ok(exit::OK)
 }
 

@@ -75,6 +75,13 @@ fn read(prompt: &str, masked: bool) -> R<String> {
     let prompt = runbook_secret::redact(prompt);
     let prompt = runbook_secret::neutralise(&prompt, false);
     let prompt: &str = &prompt;
+    // What was typed before this question was shown (a token pasted before the banner,
+    // a key pressed early) is not its answer: dropped, not read.
+    // SAFETY: tcflush on descriptor 0 has no memory effects; on a non-terminal it fails
+    // harmlessly.
+    unsafe {
+        libc::tcflush(0, libc::TCIFLUSH);
+    }
     // Waiting for the operator does not count against the step's time limit.
     let _paused = runbook_core::interrupt::pause_budget();
     // Refuse rather than echo: without a tty whose echo we control, a secret is not read.

@@ -368,3 +368,27 @@ fn the_repl_prompt_names_production() {
     p.send(expectrl::ControlCode::EndOfTransmission).unwrap();
     p.expect(expectrl::Eof).unwrap();
 }
+
+/// What was typed before a question was shown is not its answer: a "y" typed while the run
+/// was still starting (before its banner) is dropped, and the question waits for one given
+/// after it. Before: the early "y" answered it.
+#[test]
+fn an_answer_typed_before_the_question_is_not_taken() {
+    let t = Test::new()
+        .file(
+            "confirm.rhai",
+            "runbook(#{ id: \"c\", title: \"C\" });\nstep(\"s\", \"S\", |ctx| { print(\"ran\"); }).confirm(\"Go ahead?\");\n",
+        )
+        .args(&["exec", "confirm.rhai", "--sandbox"]);
+    let mut p = terminal(t.command(), 30);
+    // Sent as the process starts: long before it loads, prints its banner and asks.
+    p.send_line("y").unwrap();
+    p.expect("SANDBOX · simulated vendors in this process")
+        .unwrap();
+    p.expect("? Go ahead? [y/N] ").unwrap();
+    p.send_line("n").unwrap();
+    p.expect("Stopped before step 's' at the operator's request.")
+        .unwrap();
+    let rest = p.expect(expectrl::Eof).unwrap();
+    assert!(!String::from_utf8_lossy(rest.before()).contains("| ran"));
+}

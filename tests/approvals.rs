@@ -311,12 +311,14 @@ fn production_four_eyes_needs_ssh_signed_identities() {
         .env("RUNBOOK_SSH_KEY", &path(&alice))
         .spawn();
     let run_id = waiting_run(dir.path());
-    let approve = |args: &[&str]| {
+    // `approve RUN ARGS…` with the team's allowed signers.
+    let approve_run = |run_id: &str, args: &[&str]| {
         Test::in_dir(dir.path())
-            .args(&[&["approve", &run_id][..], args].concat())
+            .args(&[&["approve", run_id][..], args].concat())
             .env("RUNBOOK_ALLOWED_SIGNERS", &path(&allowed))
             .run()
     };
+    let approve = |args: &[&str]| approve_run(&run_id, args);
     // Bob by name only.
     approve(&["--actor", "bob@example.com"])
         .exit(Exit::Usage)
@@ -388,19 +390,12 @@ fn production_four_eyes_needs_ssh_signed_identities() {
     swapped.signature =
         Some(runbook_core::approval::ssh::sign(&alice, &swapped.signed_text()).unwrap());
     std::fs::write(&filed, serde_json::to_string(&swapped).unwrap()).unwrap();
-    Test::in_dir(dir.path())
-        .args(&[
-            "approve",
-            &run_id,
-            "--actor",
-            "bob@example.com",
-            "--ssh-key",
-            &path(&bob),
-        ])
-        .env("RUNBOOK_ALLOWED_SIGNERS", &path(&allowed))
-        .run()
-        .exit(Exit::Ok)
-        .stderr_has("Read the dashboard (harmless)");
+    approve_run(
+        &run_id,
+        &["--actor", "bob@example.com", "--ssh-key", &path(&bob)],
+    )
+    .exit(Exit::Ok)
+    .stderr_has("Read the dashboard (harmless)");
     assert_finished(
         run,
         1,
@@ -414,19 +409,12 @@ fn production_four_eyes_needs_ssh_signed_identities() {
         .env("RUNBOOK_SSH_KEY", &path(&alice))
         .spawn();
     let run_id = waiting_run(dir.path());
-    Test::in_dir(dir.path())
-        .args(&[
-            "approve",
-            &run_id,
-            "--actor",
-            "bob@example.com",
-            "--ssh-key",
-            &path(&bob),
-        ])
-        .env("RUNBOOK_ALLOWED_SIGNERS", &path(&allowed))
-        .run()
-        .exit(Exit::Ok)
-        .stdout_has("approved step 'gated'");
+    approve_run(
+        &run_id,
+        &["--actor", "bob@example.com", "--ssh-key", &path(&bob)],
+    )
+    .exit(Exit::Ok)
+    .stdout_has("approved step 'gated'");
     assert_finished(
         run,
         0,

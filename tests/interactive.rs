@@ -336,23 +336,33 @@ fn preflight_stops_at_a_terminal_before_the_first_question() {
     );
 }
 
-/// A confirmation at a terminal shows `[y/N]`, as the README does, and Enter alone is no.
-/// Before: `[y/n]`, and Enter asked again.
-#[test]
-fn enter_alone_at_a_confirmation_is_no() {
-    let t = Test::new()
+/// `exec` of a one-step runbook whose step asks "Go ahead?" first, in the sandbox.
+fn confirming() -> Test {
+    Test::new()
         .file(
             "confirm.rhai",
             "runbook(#{ id: \"c\", title: \"C\" });\nstep(\"s\", \"S\", |ctx| { print(\"ran\"); }).confirm(\"Go ahead?\");\n",
         )
-        .args(&["exec", "confirm.rhai", "--sandbox"]);
-    let mut p = terminal(t.command(), 30);
-    p.expect("? Go ahead? [y/N] ").unwrap();
-    p.send_line("").unwrap();
+        .args(&["exec", "confirm.rhai", "--sandbox"])
+}
+
+/// The run stopped at the confirmation, and its step never ran.
+fn stopped_without_running(p: &mut OsSession) {
     p.expect("Stopped before step 's' at the operator's request.")
         .unwrap();
     let rest = p.expect(expectrl::Eof).unwrap();
     assert!(!String::from_utf8_lossy(rest.before()).contains("| ran"));
+}
+
+/// A confirmation at a terminal shows `[y/N]`, as the README does, and Enter alone is no.
+/// Before: `[y/n]`, and Enter asked again.
+#[test]
+fn enter_alone_at_a_confirmation_is_no() {
+    let t = confirming();
+    let mut p = terminal(t.command(), 30);
+    p.expect("? Go ahead? [y/N] ").unwrap();
+    p.send_line("").unwrap();
+    stopped_without_running(&mut p);
 }
 
 /// At a terminal, the REPL's prompt names production, and `:env` says where it writes.
@@ -374,12 +384,7 @@ fn the_repl_prompt_names_production() {
 /// after it. Before: the early "y" answered it.
 #[test]
 fn an_answer_typed_before_the_question_is_not_taken() {
-    let t = Test::new()
-        .file(
-            "confirm.rhai",
-            "runbook(#{ id: \"c\", title: \"C\" });\nstep(\"s\", \"S\", |ctx| { print(\"ran\"); }).confirm(\"Go ahead?\");\n",
-        )
-        .args(&["exec", "confirm.rhai", "--sandbox"]);
+    let t = confirming();
     let mut p = terminal(t.command(), 30);
     // Sent as the process starts: long before it loads, prints its banner and asks.
     p.send_line("y").unwrap();
@@ -387,8 +392,5 @@ fn an_answer_typed_before_the_question_is_not_taken() {
         .unwrap();
     p.expect("? Go ahead? [y/N] ").unwrap();
     p.send_line("n").unwrap();
-    p.expect("Stopped before step 's' at the operator's request.")
-        .unwrap();
-    let rest = p.expect(expectrl::Eof).unwrap();
-    assert!(!String::from_utf8_lossy(rest.before()).contains("| ran"));
+    stopped_without_running(&mut p);
 }

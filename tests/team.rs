@@ -42,6 +42,16 @@ fn gated(timeout: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Alice's (or `actor`'s) rehearsal of gated.rhai on `machine`.
+fn gated_run(dir: &Path, machine: &str, db: &Database, actor: &str) -> Test {
+    on(
+        dir,
+        machine,
+        db,
+        &["exec", "gated.rhai", "--sandbox", "--yes", "--actor", actor],
+    )
+}
+
 /// Waits until the database holds `n` approval requests; returns their run ids, oldest first.
 fn requests(db: &Database, n: usize) -> Vec<String> {
     let mut c = db.client();
@@ -97,15 +107,7 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
         return;
     };
     let dir = gated("120s");
-    let exec = |machine: &str, actor: &str| {
-        on(
-            dir.path(),
-            machine,
-            &db,
-            &["exec", "gated.rhai", "--sandbox", "--yes", "--actor", actor],
-        )
-        .spawn()
-    };
+    let exec = |machine: &str, actor: &str| gated_run(dir.path(), machine, &db, actor).spawn();
     // Both at once: one takes the lock and waits at the gate; the other is refused.
     let a = exec("laptop-a", "alice");
     let b = exec("laptop-b", "bob");
@@ -219,20 +221,7 @@ fn a_gate_nobody_answers_is_recorded_as_a_timeout() {
         return;
     };
     let dir = gated("1s");
-    let out = on(
-        dir.path(),
-        "laptop-a",
-        &db,
-        &[
-            "exec",
-            "gated.rhai",
-            "--sandbox",
-            "--yes",
-            "--actor",
-            "alice",
-        ],
-    )
-    .run();
+    let out = gated_run(dir.path(), "laptop-a", &db, "alice").run();
     out.exit(Exit::StepFailed)
         .stderr_has("no approval within 1s (recorded as timeout, not as denied)");
     let runs = on(dir.path(), "laptop-b", &db, &["runs", "--json"]).run();
@@ -257,20 +246,7 @@ fn a_decision_written_in_sql_is_the_login_that_wrote_it() {
         return;
     };
     let dir = gated("60s");
-    let run = on(
-        dir.path(),
-        "laptop-a",
-        &db,
-        &[
-            "exec",
-            "gated.rhai",
-            "--sandbox",
-            "--yes",
-            "--actor",
-            "alice",
-        ],
-    )
-    .spawn();
+    let run = gated_run(dir.path(), "laptop-a", &db, "alice").spawn();
     let run_id = requests(&db, 1).remove(0);
     let mut c = db.client();
     let row = c

@@ -392,8 +392,11 @@ struct Timeline {
     events: Vec<Value>,
 }
 
-/// `runbook runs RUN_ID`: the run's ledger as a timeline.
-fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Result<u8> {
+/// One run's events, folded, and its row: `runs RUN_ID` in either form.
+fn one_run(
+    store: &runbook_core::store::Store,
+    run_id: &str,
+) -> Result<(Vec<runbook_core::events::Stamped>, Ledger, RunRow)> {
     let not_found = || {
         crate::error::Error::usage(
             format!("no run '{run_id}' in {}", store.runs_where()),
@@ -408,6 +411,12 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         return Err(not_found());
     };
     let summary = summarize(&l, &lock::holders(store)?, &ledger::after(store, run_id)?);
+    Ok((events, l, summary))
+}
+
+/// `runbook runs RUN_ID`: the run's ledger as a timeline.
+fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Result<u8> {
+    let (events, l, summary) = one_run(store, run_id)?;
     let in_effect: Vec<InEffect> = l
         .changes()
         .into_iter()
@@ -487,20 +496,7 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
 
 /// `runs RUN_ID --html`: the timeline page on stdout.
 fn timeline_html(store: &runbook_core::store::Store, run_id: &str) -> Result<u8> {
-    let not_found = || {
-        crate::error::Error::usage(
-            format!("no run '{run_id}' in {}", store.runs_where()),
-            "`runbook runs` lists the runs and their ids",
-        )
-    };
-    if !run::is_run_id(run_id) {
-        return Err(not_found());
-    }
-    let events = ledger::read_run(store, run_id)?.ok_or_else(not_found)?;
-    let Some(l) = Ledger::fold(&events) else {
-        return Err(not_found());
-    };
-    let summary = summarize(&l, &lock::holders(store)?, &ledger::after(store, run_id)?);
+    let (events, l, summary) = one_run(store, run_id)?;
     // The point of no return is the runbook's: read it again, if it is still there.
     let irreversible: Vec<String> =
         runbook_core::runbook::SourceFile::read(std::path::Path::new(&l.start.source.path))

@@ -81,8 +81,7 @@ impl Request {
     /// so a request changed after it was shown (same run, same nonce, another step or
     /// title) is not approved by it.
     pub fn digest(&self) -> String {
-        let hash = <sha2::Sha256 as sha2::Digest>::digest(self.signed_text().as_bytes());
-        hash.iter().map(|b| format!("{b:02x}")).collect()
+        crate::text::sha256_hex(self.signed_text().as_bytes())
     }
 }
 
@@ -153,47 +152,42 @@ impl Decision {
     /// request it answers (run, nonce and the digest of what was shown), so it cannot be
     /// replayed on another request or stand for one changed after it was shown.
     pub fn signed_text(&self, run_id: &str, nonce: &str) -> String {
-        match self {
+        let (verdict, by, at, host, digest, reason) = match self {
             Decision::Approved {
                 by,
                 at,
                 host,
                 request_digest,
                 ..
-            } => lines(
-                "runbook-approval-decision/1",
-                &[
-                    ("run", run_id),
-                    ("nonce", nonce),
-                    ("request", request_digest),
-                    ("verdict", "approved"),
-                    ("by", by),
-                    ("at", at),
-                    ("host", host),
-                ],
-            ),
+            } => ("approved", by, at, host, request_digest, None),
             Decision::Denied {
                 by,
                 at,
-                reason,
                 host,
                 request_digest,
+                reason,
                 ..
-            } => lines(
-                "runbook-approval-decision/1",
-                &[
-                    ("run", run_id),
-                    ("nonce", nonce),
-                    ("request", request_digest),
-                    ("verdict", "denied"),
-                    ("by", by),
-                    ("at", at),
-                    ("host", host),
-                    ("reason", reason),
-                ],
+            } => (
+                "denied",
+                by,
+                at,
+                host,
+                request_digest,
+                Some(reason.as_str()),
             ),
-            Decision::Timeout { .. } => String::new(),
-        }
+            Decision::Timeout { .. } => return String::new(),
+        };
+        let mut fields = vec![
+            ("run", run_id),
+            ("nonce", nonce),
+            ("request", digest.as_str()),
+            ("verdict", verdict),
+            ("by", by.as_str()),
+            ("at", at.as_str()),
+            ("host", host.as_str()),
+        ];
+        fields.extend(reason.map(|r| ("reason", r)));
+        lines("runbook-approval-decision/1", &fields)
     }
 
     /// One line: the verdict, by whom, when.

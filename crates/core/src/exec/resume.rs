@@ -17,13 +17,9 @@ use crate::value::{self, Ctx};
 use rhai::{Dynamic, Map};
 use runbook_secret::{Secret, Source};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 pub fn sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::text::sha256_hex(text.as_bytes())
 }
 
 /// The runbook and every module it imported, with their hashes, for `run.start`.

@@ -633,12 +633,7 @@ impl<'a> Runner<'a> {
             .allowed_signers
             .as_deref()
             .and_then(|p| std::fs::read(p).ok())
-            .map(|bytes| {
-                <sha2::Sha256 as sha2::Digest>::digest(&bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            });
+            .map(|bytes| crate::text::sha256_hex(&bytes));
         let (status, approver, reason, host, role) = match decision {
             Some(Decision::Approved { by, host, role, .. }) => {
                 (ApprovalStatus::Approved, Some(by), None, host, role)

@@ -548,22 +548,9 @@ pub(crate) fn xml_to_json(text: &str) -> Option<serde_json::Value> {
 /// otherwise.
 fn header_value(name: &str, value: &str, declared: &[String], label: &str) -> Dynamic {
     let lower = name.to_ascii_lowercase();
-    let by_name = matches!(
-        lower.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || [
-        "token",
-        "key",
-        "secret",
-        "password",
-        "passwd",
-        "session",
-        "signature",
-        "credential",
-        "auth",
-    ]
-    .iter()
-    .any(|word| lower.contains(word));
+    // An answer is judged more broadly than a request: any name with "key" in it, and the
+    // cookies it sets.
+    let by_name = names_a_credential(name) || lower == "set-cookie" || lower.contains("key");
     let declared = declared.iter().any(|p| {
         p.strip_prefix("headers.")
             .is_some_and(|h| h.eq_ignore_ascii_case(name))

@@ -392,3 +392,108 @@ fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() 
         SLOT_CURRENT
     );
 }
+
+/// Whether Infisical holds a secret named `name`.
+fn in_infisical(state: &Value, name: &str) -> bool {
+    items(&state["infisical"]["secrets"])
+        .iter()
+        .any(|s| s["secretKey"] == name && s["deleted"] != true)
+}
+
+/// Killed right after IAM created the new key: its secret was only in the answer. Before,
+/// the key id was declared a secret, so nothing recorded it: resume could not delete the
+/// key and a second create hit IAM's two-key limit, and rollback left it behind. Now the id
+/// is kept with the write's outcome: resume deletes that key by id and creates another;
+/// rollback deletes it.
+#[test]
+fn a_crash_right_after_create_is_resumed_or_rolled_back_by_the_key_id() {
+    let rig = Rig::with_scenario(&iam_scenario());
+    rig.crash("aws-iam-access-key", "inside:create");
+    let orphan = user_keys(&rig.state());
+    assert_eq!(
+        orphan.len(),
+        2,
+        "the old key and the one the crash orphaned"
+    );
+    assert!(
+        rig.journal().contains(&format!(
+            "\"answer\":{{\"CreateAccessKeyResponse.CreateAccessKeyResult.AccessKey.AccessKeyId\":\"{}\"}}",
+            orphan[1].0
+        )),
+        "the id is journalled with the outcome: {}",
+        rig.journal()
+    );
+    rig.resume(&[])
+        .exit(Exit::Ok)
+        .stdout_has("an earlier attempt created it and could not stage it");
+    let state = rig.state();
+    let keys = user_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].0 != orphan[1].0 && keys[0].0 != CURRENT_ID);
+    assert_everywhere(&state, &keys[0].0, &keys[0].1, "after resume");
+    for name in ["AWS_ACCESS_KEY_ID_PENDING", "AWS_SECRET_ACCESS_KEY_PENDING"] {
+        assert!(!in_infisical(&state, name), "{name} is removed by store");
+    }
+    rig.assert_no_secrets_on_disk();
+
+    let rig = Rig::with_scenario(&iam_scenario());
+    rig.crash("aws-iam-access-key", "inside:create");
+    rig.rollback(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    assert_eq!(
+        user_keys(&state),
+        [(CURRENT_ID.into(), CURRENT_SECRET.into(), "Active".into())],
+        "the created key is deleted by its id"
+    );
+    assert_everywhere(&state, CURRENT_ID, CURRENT_SECRET, "after rollback");
+}
+
+/// Killed after both halves were staged: resume takes the staged key (no second create).
+#[test]
+fn a_crash_after_staging_resumes_with_the_staged_key() {
+    let rig = Rig::with_scenario(&iam_scenario());
+    rig.crash("aws-iam-access-key", "after:create");
+    let created = user_keys(&rig.state());
+    assert_eq!(created.len(), 2);
+    assert!(in_infisical(&rig.state(), "AWS_SECRET_ACCESS_KEY_PENDING"));
+    rig.resume(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    assert_eq!(
+        user_keys(&state),
+        [created[1].clone()],
+        "the key created before the crash is the one in use"
+    );
+    assert_everywhere(&state, &created[1].0, &created[1].1, "after resume");
+}
+
+/// IAM created a key and its answer was lost. The retry does not create blindly (a third
+/// key would be refused, and the lost one would stay): it shows the operator the key IAM
+/// lists that this run never learned, and deletes it only when told to.
+#[test]
+fn a_key_whose_create_answer_was_lost_is_shown_before_anything_is_deleted() {
+    let rig = Rig::with_scenario(&iam_scenario());
+    rig.sandbox.add_fault("awsiam:POST:/=lost:once");
+    rig.exec("aws-iam-access-key", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    let lost = user_keys(&rig.state());
+    assert_eq!(lost.len(), 2, "{lost:?}");
+    rig.resume(&["--no-rollback"])
+        .exit(Exit::StepFailed)
+        .stderr_has("prompt 'create.unknown_key' needs an answer")
+        .stderr_has(&format!("IAM lists access key {} (created ", lost[1].0));
+    assert_eq!(
+        user_keys(&rig.state()),
+        lost,
+        "nothing deleted or created unasked"
+    );
+    rig.file(
+        "delete.toml",
+        "\"create.unknown_key\" = \"delete it and create another\"\n",
+    );
+    rig.resume(&["--answers", "delete.toml"]).exit(Exit::Ok);
+    let state = rig.state();
+    let keys = user_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].0 != lost[1].0 && keys[0].0 != CURRENT_ID);
+    assert_everywhere(&state, &keys[0].0, &keys[0].1, "after resume");
+}

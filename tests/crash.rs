@@ -21,10 +21,9 @@ fn crash_then_resume(point: &str) {
     let blocked = rig.exec("postmark", &[]);
     assert_eq!(blocked.code, 2, "{point}: {}", blocked.stderr);
     blocked.stderr_has("this rotation is already running");
-    // A token generated but not yet stored exists only in the run and the operator's hands:
-    // resume asks for it again (here, from an answers file).
-    rig.file("answers.toml", &new_token_answer(&rig.state()));
-    let resumed = rig.resume(&["--answers", "answers.toml"]);
+    // A token generated but not yet stored is staged in Infisical: resume reads it back and
+    // asks nobody for it (no answers file here).
+    let resumed = rig.resume(&[]);
     assert_eq!(
         resumed.code, 0,
         "{point}: resume failed\n{}\n{}",
@@ -126,9 +125,14 @@ fn resume_refuses_a_changed_runbook_unless_forced() {
 #[test]
 fn resume_refuses_a_different_token() {
     let rig = Rig::new();
-    // After `generate`, before `store`: the new token exists only in the run (and the
-    // operator's clipboard), so resume asks for it.
+    // After `generate`, before `store`: the new token is staged in Infisical; once someone
+    // removed that copy, it is only in the operator's clipboard, so resume asks for it.
     rig.crash("postmark", "after:generate");
+    assert_eq!(
+        rig.sandbox
+            .delete_infisical_secret("POSTMARK_SERVER_TOKEN_PENDING"),
+        200
+    );
     rig.file(
         "wrong.toml",
         &token_answer("c0ffee00-0000-4000-8000-0000000000ff"),

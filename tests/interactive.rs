@@ -84,7 +84,10 @@ fn operator_is_asked_in_sop_order_and_the_pasted_token_is_never_echoed() {
         &mut p,
         "The next steps write to the vendors this run points at",
     );
-    expect(&mut p, "generate · postmark::dashboard_new_token");
+    expect(
+        &mut p,
+        "generate · infisical::set_secret, postmark::dashboard_new_token",
+    );
     expect(&mut p, "propagate · github::set_secret, heroku::set_config");
     expect(&mut p, "revoke · postmark::dashboard_delete_token");
     expect(&mut p, "Go ahead with the first write?");
@@ -219,6 +222,12 @@ fn sandbox_command_prints_exports_that_work() {
 fn resume_asks_again_when_the_pasted_token_is_not_the_one_the_run_used() {
     let rig = Rig::new();
     rig.crash("postmark", "after:validate");
+    // The staged copy removed by hand: only the operator still has the token.
+    assert_eq!(
+        rig.sandbox
+            .delete_infisical_secret("POSTMARK_SERVER_TOKEN_PENDING"),
+        200
+    );
     let new = new_tokens(&rig.state()).remove(0);
     let tail: String = new
         .chars()

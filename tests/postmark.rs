@@ -218,6 +218,7 @@ fn dry_run_reads_for_real_and_changes_nothing() {
         planned,
         [
             "postmark::dashboard_new_token",
+            "infisical::set_secret",
             "postmark::send_email",
             "infisical::set_secret",
             "heroku::set_config",
@@ -413,7 +414,9 @@ fn protected_scenario(approver: &str) -> String {
 /// On an environment with a secret-approval policy Infisical answers a write with a change
 /// request (`{"approval": ...}`) and changes nothing until an approver merges it. Before,
 /// the engine failed the store step on that answer and the sandbox could not rehearse it;
-/// now the store step waits for the merge (reading the secret) and the rotation completes.
+/// now each write waits for the merge (reading the secret) and the rotation completes.
+/// Where the policy applies to the run's identity, staging costs two requests of its own
+/// (the copy, and its removal at store): three in all, each merged before the run goes on.
 #[test]
 fn a_protected_environment_waits_for_the_change_request_and_the_rotation_completes() {
     let out = on_scenario(&protected_scenario("approve_after_ms = 300"), None, &[]);
@@ -423,13 +426,34 @@ fn a_protected_environment_waits_for_the_change_request_and_the_rotation_complet
         .stdout_has("(change request update-");
     let state = out.sandbox_state();
     let approvals = state["infisical"]["approvals"].as_array().unwrap();
-    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    let filed: Vec<(&str, &str, Option<bool>, &str)> = approvals
+        .iter()
+        .map(|a| {
+            (
+                a["op"].as_str().unwrap(),
+                a["secretKey"].as_str().unwrap(),
+                a["hasMerged"].as_bool(),
+                a["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        (
-            approvals[0]["hasMerged"].as_bool(),
-            approvals[0]["status"].as_str()
-        ),
-        (Some(true), Some("close"))
+        filed,
+        [
+            (
+                "create",
+                "POSTMARK_SERVER_TOKEN_PENDING",
+                Some(true),
+                "close"
+            ),
+            ("update", "POSTMARK_SERVER_TOKEN", Some(true), "close"),
+            (
+                "delete",
+                "POSTMARK_SERVER_TOKEN_PENDING",
+                Some(true),
+                "close"
+            ),
+        ]
     );
     let versions = infisical_versions(&state);
     assert_eq!(versions.len(), 3);
@@ -440,17 +464,24 @@ fn a_protected_environment_waits_for_the_change_request_and_the_rotation_complet
     }
 }
 
+/// The protected scenario where an approver merges the staging copy at once and leaves the
+/// request for the secret itself waiting.
+fn store_waits_scenario() -> String {
+    protected_scenario("approve_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]")
+}
+
 /// A change request nobody merges in time fails the store step as pending approval, with
 /// what to do; the rollback changes nothing in Infisical (the value was never applied) and
 /// warns that the open request could still be merged.
 #[test]
 fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns() {
     let out = on_scenario(
-        &protected_scenario(""),
+        &store_waits_scenario(),
         None,
         &["--param", "approval_wait=1"],
     );
     out.exit(Exit::StepFailed)
+        .stderr_has("Step 'store' failed")
         .stderr_has("runbook::vendor::pending_approval")
         .stderr_has("was not merged within 1s; the change waits for approval")
         .stderr_has("To abandon the change instead, close the request in Infisical first, then roll back")
@@ -459,9 +490,12 @@ fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns()
         .stderr_has("! infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/: change request update-")
         .stderr_has("is still open, not merged: an approver merging it would apply it");
     let state = out.sandbox_state();
-    let approvals = state["infisical"]["approvals"].as_array().unwrap();
-    assert_eq!(approvals.len(), 1, "{approvals:?}");
-    assert_eq!(approvals[0]["status"], "open");
+    let open: Vec<&Value> = items(&state["infisical"]["approvals"])
+        .iter()
+        .filter(|a| a["status"] == "open")
+        .collect();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["secretKey"], "POSTMARK_SERVER_TOKEN");
     assert_back_on_old_token(&state);
     assert_eq!(infisical_versions(&state).len(), 2);
 }
@@ -473,7 +507,7 @@ fn a_retry_waits_on_the_same_change_request_instead_of_filing_another() {
     let answers =
         "prerequisites = true\n\"validate.received\" = true\n\"store.on-failure\" = \"retry\"\n";
     let out = on_scenario(
-        &protected_scenario(""),
+        &store_waits_scenario(),
         Some(answers),
         &["--param", "approval_wait=1"],
     );
@@ -481,8 +515,11 @@ fn a_retry_waits_on_the_same_change_request_instead_of_filing_another() {
         .stdout_has("step 'store' filed a change for approval that is not merged yet; it runs again and waits on the same request")
         .stdout_has("from an earlier attempt is still open");
     let state = out.sandbox_state();
-    let approvals = state["infisical"]["approvals"].as_array().unwrap();
-    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    let updates: Vec<&Value> = items(&state["infisical"]["approvals"])
+        .iter()
+        .filter(|a| a["secretKey"] == "POSTMARK_SERVER_TOKEN")
+        .collect();
+    assert_eq!(updates.len(), 1, "{updates:?}");
     assert_eq!(infisical_versions(&state).len(), 2);
 }
 

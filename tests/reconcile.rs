@@ -544,7 +544,7 @@ fn a_key_deleted_by_an_earlier_retry_is_not_deleted_again() {
 fn abandon_names_an_open_change_request_first() {
     let text = std::fs::read_to_string(root().join("tests/fixtures/sop_canary.toml")).unwrap();
     let rig = Rig::with_scenario_text(&format!(
-        "{text}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n"
+        "{text}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\napprove_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]\n"
     ));
     rig.exec("postmark", &["--no-rollback", "--param", "approval_wait=1"])
         .exit(Exit::StepFailed);
@@ -616,4 +616,138 @@ fn a_crash_after_store_removed_the_staging_copy_resumes_from_the_latest_version(
             current.as_str()
         );
     }
+}
+
+/// SendGrid made a key and its answer never came back: the run cannot know the key's id or
+/// value. Before, resume sent the create again without asking, and the first key stayed at
+/// SendGrid with nothing recording it. Now the retry stops before any create and asks
+/// (`--yes` does not answer it); answered after a look at the vendor, it creates another.
+#[test]
+fn a_create_whose_answer_was_lost_is_not_sent_again_without_asking() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.sandbox
+        .add_fault("sendgrid:POST:/v3/api_keys=lost:once");
+    rig.exec("sendgrid", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    assert_eq!(
+        sendgrid_keys(&rig.state()).len(),
+        2,
+        "the old key and the one whose answer was lost"
+    );
+    rig.resume(&["--no-rollback"])
+        .exit(Exit::StepFailed)
+        .stderr_has("prompt 'create.lost_answer' needs an answer")
+        .stderr_has("The answer to an earlier attempt's call (POST http://");
+    assert_eq!(
+        sendgrid_keys(&rig.state()).len(),
+        2,
+        "nothing was created again without asking"
+    );
+    rig.file(
+        "stop.toml",
+        "\"create.lost_answer\" = \"stop: I will look first\"\n",
+    );
+    rig.resume(&["--no-rollback", "--answers", "stop.toml"])
+        .exit(Exit::StepFailed)
+        .stderr_has("an earlier create call's answer was lost; SendGrid may hold a credential this run cannot see")
+        .stderr_has(&format!("runbook resume {}", rig.run_id()));
+    assert_eq!(sendgrid_keys(&rig.state()).len(), 2);
+    rig.file(
+        "looked.toml",
+        "\"create.lost_answer\" = \"looked (and deleted any): create another\"\n",
+    );
+    rig.resume(&["--answers", "looked.toml"]).exit(Exit::Ok);
+    let state = rig.state();
+    let keys = sendgrid_keys(&state);
+    let current = secret_value(&state, "SENDGRID_API_KEY");
+    assert!(keys.iter().any(|k| k.1 == current), "{keys:?}");
+    assert_eq!(
+        keys.len(),
+        2,
+        "the new key, and the lost one the operator kept: {keys:?}"
+    );
+}
+
+/// Killed right after generate: the pasted token was staged in Infisical at once, so resume
+/// reads it back from there and asks nobody to paste it again (before, it lived only in the
+/// dead process and the operator's clipboard, and a token deleted meanwhile left the run
+/// able to go neither on nor back). Store promotes it and removes the staging copy.
+#[test]
+fn a_crash_after_generate_resumes_from_the_staged_token_without_asking() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:generate");
+    let state = rig.state();
+    assert!(in_infisical(&state, "POSTMARK_SERVER_TOKEN_PENDING"));
+    assert_eq!(
+        secret_value(&state, "POSTMARK_SERVER_TOKEN_PENDING"),
+        new_tokens(&state)[0]
+    );
+    rig.resume(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    assert_rotated(&state, "resumed from the staged token");
+    assert!(!in_infisical(&state, "POSTMARK_SERVER_TOKEN_PENDING"));
+    rig.assert_no_secrets_on_disk();
+}
+
+/// The same crash, rolled back: the staging copy is removed, every consumer keeps the old
+/// token, and the new one is left on the server for diagnosis (the SOP's rule).
+#[test]
+fn a_crash_after_generate_rolls_back_without_a_staging_copy_left() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:generate");
+    rig.rollback(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    assert!(!in_infisical(&state, "POSTMARK_SERVER_TOKEN_PENDING"));
+    assert_back_on_old_token(&state);
+}
+
+/// Under a secret-approval policy the staging copy of a new key waits in a change request.
+/// Before, each resume before the approval deleted the key in that request, created another
+/// and filed another request (it never converged). Now the retry asks (`--yes` does not
+/// answer), creates nothing while the request is open, and once an approver merges it,
+/// takes the staged key.
+#[test]
+fn a_staging_copy_waiting_for_approval_is_not_replaced_by_another_key() {
+    let scenario = format!(
+        "{}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n",
+        std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml")).unwrap()
+    );
+    let rig = Rig::with_scenario_text(&scenario);
+    let runbook = std::fs::read_to_string(root().join("runbooks/sendgrid.rhai"))
+        .unwrap()
+        .replacen(
+            "rotation::steps(#{",
+            "rotation::steps(#{ approval_wait: 1,",
+            1,
+        );
+    rig.file("sendgrid.rhai", &runbook);
+    let path = rig.path().join("sendgrid.rhai");
+    let path = path.to_str().unwrap();
+    rig.exec(path, &["--no-rollback"])
+        .exit(Exit::StepFailed)
+        .stderr_has("runbook::vendor::pending_approval");
+    let keys = sendgrid_keys(&rig.state());
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let approvals = |rig: &Rig| items(&rig.state()["infisical"]["approvals"]).to_vec();
+    assert_eq!(approvals(&rig).len(), 1);
+
+    rig.resume(&["--no-rollback"])
+        .exit(Exit::StepFailed)
+        .stderr_has("prompt 'create.staging_request' needs an answer")
+        .stderr_has("through Infisical change request ");
+    assert_eq!(
+        sendgrid_keys(&rig.state()),
+        keys,
+        "no key deleted or created"
+    );
+    assert_eq!(approvals(&rig).len(), 1, "no second request filed");
+
+    let id = approvals(&rig)[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(rig.sandbox.decide_change_request(&id, true), 200);
+    // Merged: the staged key is this run's; create is done without creating anything, and
+    // the run goes on to store (whose own request nobody merges here).
+    let out = rig.resume(&["--no-rollback"]);
+    out.exit(Exit::StepFailed);
+    out.stdout_has("Step 4/").stderr_has("Step 'store' failed");
+    assert_eq!(sendgrid_keys(&rig.state()), keys, "still the same two keys");
 }

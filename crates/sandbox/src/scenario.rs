@@ -119,6 +119,10 @@ pub struct ApprovalPolicySpec {
     /// A simulated approver merges each request this long after it is filed; absent, a
     /// request waits for `POST /_sandbox/approvals/{id}/merge` (or `/close`).
     pub approve_after_ms: Option<u64>,
+    /// Secrets whose requests the simulated approver merges even without
+    /// `approve_after_ms` (then at once): a rehearsal where an approver merges one change
+    /// (a staging copy) and leaves another waiting.
+    pub approve_keys: Vec<String>,
 }
 
 impl Default for ApprovalPolicySpec {
@@ -129,6 +133,7 @@ impl Default for ApprovalPolicySpec {
             secret_path: None,
             approvals: 1,
             approve_after_ms: None,
+            approve_keys: Vec::new(),
         }
     }
 }

@@ -20,13 +20,29 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
-    Prompt { id: String },
-    Answers { id: String },
-    Env { name: String },
-    Param { name: String },
-    Infisical { name: String, version: Option<u64> },
-    Vendor { what: String },
+    Prompt {
+        id: String,
+    },
+    Answers {
+        id: String,
+    },
+    Env {
+        name: String,
+    },
+    Param {
+        name: String,
+    },
+    Infisical {
+        name: String,
+        version: Option<u64>,
+    },
+    Vendor {
+        what: String,
+    },
     Literal,
+    /// Text the script made a Secret (`secret::from_text`), e.g. an identifier a vendor
+    /// returned as text that is stored where only Secrets go.
+    Text,
 }
 
 impl fmt::Display for Source {
@@ -46,6 +62,7 @@ impl fmt::Display for Source {
             } => write!(f, "Infisical secret {name}"),
             Source::Vendor { what } => write!(f, "{what}"),
             Source::Literal => write!(f, "a literal in the script"),
+            Source::Text => write!(f, "text the script made a Secret"),
         }
     }
 }

@@ -77,6 +77,42 @@ impl SandboxProcess {
         );
     }
 
+    /// Deletes the Infisical secret `name` in prod at `/`, as someone would by hand, through
+    /// the API with the sandbox's token. Returns the status.
+    pub fn delete_infisical_secret(&self, name: &str) -> u16 {
+        let auth = format!("Bearer {}", self.env["INFISICAL_TOKEN"]);
+        let body = serde_json::json!({
+            "projectId": self.env["INFISICAL_PROJECT_ID"],
+            "environment": "prod",
+            "secretPath": "/",
+        });
+        let (status, _) = http(
+            &self.env["INFISICAL_DOMAIN"],
+            "DELETE",
+            &format!("/api/v4/secrets/{name}"),
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            &body.to_string(),
+        );
+        status
+    }
+
+    /// Merges (`merge: true`) or closes an Infisical change request, as an approver would
+    /// in the dashboard. Returns the control route's status.
+    pub fn decide_change_request(&self, id: &str, merge: bool) -> u16 {
+        let how = if merge { "merge" } else { "close" };
+        let (status, _) = http(
+            &self.env["INFISICAL_DOMAIN"],
+            "POST",
+            &format!("/_sandbox/approvals/{id}/{how}"),
+            &[],
+            "",
+        );
+        status
+    }
+
     /// Adds a fault rule to the running sandbox.
     pub fn add_fault(&self, spec: &str) {
         let (code, body) = http(

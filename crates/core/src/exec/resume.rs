@@ -177,7 +177,16 @@ fn recovered(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Option<R
     match session.value_of(how, ctx, Phase::Step(format!("recover.{key}"))) {
         Ok(v) => match v.try_cast::<Secret>() {
             Some(s) if s.matches_fingerprint(&r.fingerprint) => Some(Ok(s)),
-            Some(s) => Some(Err(mismatch(key, r, &s, "recovered"))),
+            // Where it was kept now holds another value (removed, or written over since):
+            // the operator may still have the one the run used.
+            Some(s) => {
+                say.warning(format!(
+                    "note: recover(\"{key}\") found {}, not the value this run used ({}); asking instead",
+                    s.fingerprint(),
+                    r.fingerprint
+                ));
+                None
+            }
             None => {
                 say.warning(format!(
                     "warning: recover(\"{key}\") did not return a Secret; asking instead"

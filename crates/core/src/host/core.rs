@@ -129,15 +129,49 @@ fn step_writes(
     function: &str,
     pick: impl Fn(&crate::ledger::Write) -> Option<Dynamic>,
 ) -> R<Array> {
+    every_step_write(nc, what, function, |w| {
+        w.outcome.may_have_applied().then(|| pick(w)).flatten()
+    })
+}
+
+/// Like `step_writes`, without leaving out the writes that cannot have applied.
+fn every_step_write(
+    nc: &NativeCallContext,
+    what: &str,
+    function: &str,
+    pick: impl Fn(&crate::ledger::Write) -> Option<Dynamic>,
+) -> R<Array> {
     super::with_run(nc, what, |run| {
         Ok(run
             .ledger()
             .writes_of(&run.step_name())
             .iter()
-            .filter(|w| w.function == function && w.outcome.may_have_applied())
+            .filter(|w| w.function == function)
             .filter_map(&pick)
             .collect())
     })
+}
+
+/// One write as a script sees it: where it went, what came of it, the change request it
+/// was filed as, and what it kept of the answer.
+fn write_map(w: &crate::ledger::Write) -> Dynamic {
+    let mut m = rhai::Map::new();
+    m.insert("target".into(), w.target.clone().into());
+    m.insert("state".into(), w.outcome.as_str().into());
+    m.insert(
+        "request".into(),
+        w.filed
+            .as_ref()
+            .map_or(Dynamic::UNIT, |f| f.slug.clone().into()),
+    );
+    m.insert(
+        "recorded".into(),
+        w.answer
+            .as_ref()
+            .map_or(Dynamic::UNIT, crate::value::from_json),
+    );
+    m.insert("sent".into(), crate::value::from_json(&w.detail));
+    m.into()
 }
 
 pub(crate) fn register(reg: &mut Registrar) {
@@ -489,6 +523,16 @@ pub(crate) fn register(reg: &mut Registrar) {
     );
     c.method(
         "Ctx",
+        "writes",
+        &["function: string"],
+        "Array",
+        "Every write of `function` in this step (every attempt), oldest first, as\n#{target, state, request, recorded, sent}: state is \"applied\", \"failed\", \"not_sent\",\n\"unknown\" (sent, and its answer was lost: it may have taken effect) or \"pending\" (filed\nas a change request, `request`, not merged yet). A retry after a crash reads here what an\nearlier attempt may have left at the vendor before it acts again.",
+        |nc: NativeCallContext, _ctx: &mut crate::value::Ctx, function: &str| -> R<Array> {
+            every_step_write(&nc, "ctx.writes", function, |w| Some(write_map(w)))
+        },
+    );
+    c.method(
+        "Ctx",
         "sent",
         &["function: string"],
         "Array",
@@ -500,6 +544,31 @@ pub(crate) fn register(reg: &mut Registrar) {
         },
     );
     c.finish();
+
+    let mut r = reg.module("run");
+    r.add(
+        "id",
+        Effect::None,
+        &[],
+        "string",
+        "This run's id (as `runbook runs` lists it): e.g. to name or tag what a step creates at a\nvendor, so a person (or a later attempt) can tell which run made it.",
+        |nc: NativeCallContext| -> R<String> {
+            super::with_run(&nc, "run::id", |run| Ok(run.info().run_id.clone()))
+        },
+    );
+    r.add(
+        "target",
+        Effect::None,
+        &[],
+        "string",
+        "Where this run's vendor calls go: \"sandbox\" (this process's simulators), \"loopback\" (every\nendpoint on this machine: a rehearsal) or \"production\".",
+        |nc: NativeCallContext| -> R<String> {
+            super::with_run(&nc, "run::target", |run| {
+                Ok(run.info().modes.target.as_str().to_string())
+            })
+        },
+    );
+    r.finish();
 
     let mut t = reg.module("time");
     t.add(

@@ -103,6 +103,23 @@ pub(crate) fn register(reg: &mut Registrar) {
         },
     );
     m.add(
+        "from_text",
+        Effect::None,
+        &["text: string"],
+        "Secret",
+        "Makes a Secret of text the script holds: an identifier a vendor returned as text (an access\nkey id) that goes where only Secrets go (`infisical::set_secret`). From here every output\nmasks it. Empty text is refused.",
+        |text: &str| -> Result<Secret, Box<EvalAltResult>> {
+            if text.is_empty() {
+                return Err(throw(
+                    "usage",
+                    "secret::from_text: the text is empty",
+                    Some("a Secret holds a value: check what the script passed".into()),
+                ));
+            }
+            Ok(Secret::new(text, Source::Text))
+        },
+    );
+    m.add(
         "fingerprint",
         Effect::None,
         &["secret: Secret"],

@@ -104,8 +104,11 @@ impl Prompter {
         self.yes
     }
 
-    fn missing(&self, id: &str, example: &str, yes_helps: bool) -> PromptError {
-        let mut hint = format!("add `{id} = {example}` to a file passed with --answers");
+    /// The error of a prompt nobody can answer: what it asks (the question names what the
+    /// script found, which the operator needs to decide) and how to answer it.
+    fn missing(&self, id: &str, question: &str, example: &str, yes_helps: bool) -> PromptError {
+        let mut hint =
+            format!("it asks: {question}\nadd `{id} = {example}` to a file passed with --answers");
         if yes_helps {
             hint.push_str(", or pass --yes");
         }
@@ -137,7 +140,7 @@ impl Prompter {
             Some(t) => t
                 .confirm(question)
                 .map(|v| Answered::by(v, AnsweredBy::Operator)),
-            None => Err(self.missing(id, "true", true)),
+            None => Err(self.missing(id, question, "true", true)),
         }
     }
 
@@ -153,7 +156,7 @@ impl Prompter {
             Some(t) => t
                 .ask(question, default)
                 .map(|v| Answered::by(v, AnsweredBy::Operator)),
-            None => Err(self.missing(id, "\"...\"", false)),
+            None => Err(self.missing(id, question, "\"...\"", false)),
         }
     }
 
@@ -167,7 +170,7 @@ impl Prompter {
                 t.secret(question)?,
                 Source::Prompt { id: id.into() },
             )),
-            None => Err(self.missing(id, "\"...\"", false)),
+            None => Err(self.missing(id, question, "\"...\"", false)),
         }
     }
 
@@ -197,7 +200,8 @@ impl Prompter {
                 .map(|v| Answered::by(v, AnsweredBy::Operator)),
             None => {
                 let example = format!("\"{}\"", options.first().map(String::as_str).unwrap_or(""));
-                Err(self.missing(id, &example, yes_default.is_some()))
+                let asked = format!("{question} (one of: {})", options.join(" | "));
+                Err(self.missing(id, &asked, &example, yes_default.is_some()))
             }
         }
     }
@@ -215,7 +219,8 @@ impl Prompter {
             return Ok(AnsweredBy::Yes);
         }
         let Some(t) = &self.terminal else {
-            return Err(self.missing(id, "true", true));
+            let asked = format!("confirm every item: {}", items.join("; "));
+            return Err(self.missing(id, &asked, "true", true));
         };
         for item in items {
             if !t.confirm(&format!("[ ] {item}"))? {

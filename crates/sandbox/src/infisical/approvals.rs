@@ -93,10 +93,13 @@ impl Approvals {
     pub(super) fn file(&mut self, env: &str, path: &str, key: &str, op: Op) -> Option<Value> {
         let policy = self.covering(env, path)?;
         let now = ts::millis();
-        let due = self.policies[policy]
-            .spec
-            .approve_after_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        let spec = &self.policies[policy].spec;
+        let after = if spec.approve_keys.iter().any(|k| k == key) {
+            Some(spec.approve_after_ms.unwrap_or(0))
+        } else {
+            spec.approve_after_ms
+        };
+        let due = after.map(|ms| Instant::now() + Duration::from_millis(ms));
         let request = ChangeRequest {
             id: uuid::Uuid::new_v4().to_string(),
             slug: format!(

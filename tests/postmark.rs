@@ -221,6 +221,7 @@ fn dry_run_reads_for_real_and_changes_nothing() {
             "infisical::set_secret",
             "postmark::send_email",
             "infisical::set_secret",
+            "infisical::delete_secret",
             "heroku::set_config",
             "heroku::restart",
             "http::post",

@@ -32,6 +32,20 @@ pub struct RequestRecord {
     /// `None` when a fault dropped or stalled the request.
     pub status: Option<u16>,
     pub fault: Option<&'static str>,
+    /// When it arrived and when its answer left, in microseconds since the process's first
+    /// request: the benches read the run's critical path (its chain of dependent calls)
+    /// from these.
+    pub start_us: u64,
+    pub end_us: u64,
+}
+
+/// Microseconds since the first time this was asked in this process.
+fn micros() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
 }
 
 /// A TCP listener whose connections carry a kill switch.
@@ -254,7 +268,9 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
     if is_control(&path) {
         return next.run(req).await;
     }
+    let start_us = micros();
     let mut resp = next.run(req).await;
+    let end_us = micros();
     resp.headers_mut().insert(
         SIMULATOR_HEADER,
         axum::http::HeaderValue::from_static(mw.vendor),
@@ -271,6 +287,8 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             path,
             status,
             fault,
+            start_us,
+            end_us,
         });
         // Production traffic keeps flowing while the runbook works.
         w.emit(&Event::Tick {

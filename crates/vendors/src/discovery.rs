@@ -116,24 +116,35 @@ pub async fn infisical(
     path: &str,
 ) -> Scan {
     let mut scan = Scan::default();
-    for env in envs {
+    // Every environment at once: they are independent listings.
+    let (project, root, fp_owned) = (project_id.to_string(), path.to_string(), fp.to_string());
+    let results = v
+        .fan_out(envs.to_vec(), |v, env| {
+            let (project, root, fp) = (project.clone(), root.clone(), fp_owned.clone());
+            async move {
+                v.infisical()
+                    .secrets_holding(&project, &env, &root, &fp)
+                    .await
+            }
+        })
+        .await;
+    for (env, r) in envs.iter().zip(results) {
         scan.scanned += 1;
-        match v
-            .infisical()
-            .secrets_holding(project_id, env, path, fp)
-            .await
-        {
-            Ok(found) => scan.places.extend(found.into_iter().map(|(p, name)| Place {
+        match r {
+            Some(Ok(found)) => scan.places.extend(found.into_iter().map(|(p, name)| Place {
                 vendor: "infisical",
                 place: format!("{env}:{p}"),
                 var: name,
                 verified: true,
                 updated_at: None,
             })),
-            Err(e) => {
+            Some(Err(e)) => {
                 let place = format!("{env}:{path}");
                 scan.unchecked.push(unchecked("infisical", place, Some(e)));
             }
+            None => scan
+                .unchecked
+                .push(unchecked("infisical", format!("{env}:{path}"), None)),
         }
     }
     scan

@@ -568,6 +568,18 @@ pub(crate) fn register(reg: &mut Registrar) {
             })
         },
     );
+    r.add(
+        "resumed",
+        Effect::None,
+        &[],
+        "bool",
+        "True in a process that took over a run an earlier one started (`runbook resume`): time has\npassed, and a value the run holds may have changed at the vendor since (re-check it).",
+        |nc: NativeCallContext| -> R<bool> {
+            super::with_run(&nc, "run::resumed", |run| {
+                Ok(run.info().modes.entry == crate::run::Entry::Resume)
+            })
+        },
+    );
     r.finish();
 
     let mut t = reg.module("time");

@@ -86,17 +86,20 @@ fn possible_holders(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
         "github: looking for the secret in every repository",
         async move { runbook_vendors::discovery::github(&v, &name, repos).await },
     )?;
-    Ok(super::vendor_call::scan_map(&scan, |p| {
-        let mut m = Map::new();
-        m.insert("repo".into(), p.place.clone().into());
-        m.insert("name".into(), p.var.clone().into());
-        m.insert(
-            "updated_at".into(),
-            p.updated_at.clone().unwrap_or_default().into(),
-        );
-        m
-    })
-    .into())
+    Ok(super::vendor_call::scan_map(&scan, holder_place).into())
+}
+
+/// A repository that may hold a value, as `possible_holders` returns it: #{repo, name,
+/// updated_at}.
+pub(super) fn holder_place(p: &runbook_vendors::discovery::Place) -> Map {
+    let mut m = Map::new();
+    m.insert("repo".into(), p.place.clone().into());
+    m.insert("name".into(), p.var.clone().into());
+    m.insert(
+        "updated_at".into(),
+        p.updated_at.clone().unwrap_or_default().into(),
+    );
+    m
 }
 
 pub(crate) fn register(reg: &mut Registrar) {

@@ -19,8 +19,35 @@ fn config(h: &RunContext, app: &str) -> R<Dynamic> {
     let vars = h.block(&format!("heroku GET /apps/{app}/config-vars"), async move {
         v.heroku().config_vars(&app_name).await
     })?;
-    // Clear settings come back as text (a region, an account SID), everything else as a
-    // Secret: by the var's name and the value's shape, or the runbook's `masking`.
+    Ok(config_map(h, app, &vars).into())
+}
+
+/// Several apps' config vars, read concurrently: #{app: config}. Fails on the first app
+/// whose read failed, naming it (a precheck cannot judge an app it could not read).
+fn configs(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
+    h.require_step("heroku::configs")?;
+    let apps = targets(&apps, "heroku::configs apps")?;
+    let v = h.vendors()?;
+    let label = format!("heroku GET /apps/{{{}}}/config-vars", apps.join(","));
+    let list = apps.clone();
+    let results = h.block(&label, async move {
+        Ok(fan_out(&v, &list, |v, app| async move {
+            v.heroku().config_vars(&app).await
+        })
+        .await)
+    })?;
+    let mut out = Map::new();
+    for (app, r) in results {
+        let vars = r.map_err(|e| super::vendor_call::vendor_error(&e))?;
+        out.insert(app.as_str().into(), config_map(h, &app, &vars).into());
+    }
+    Ok(out.into())
+}
+
+/// Config vars as a script sees them. Clear settings come back as text (a region, an
+/// account SID), everything else as a Secret: by the var's name and the value's shape, or
+/// the runbook's `masking`.
+fn config_map(h: &RunContext, app: &str, vars: &runbook_vendors::heroku::ConfigVars) -> Map {
     let mut m = Map::new();
     for (k, val) in vars.iter() {
         let source = Source::Vendor {
@@ -36,7 +63,7 @@ fn config(h: &RunContext, app: &str) -> R<Dynamic> {
         };
         m.insert(k.to_string().into(), v);
     }
-    Ok(m.into())
+    m
 }
 
 fn changes_from(vars: &Map) -> R<BTreeMap<String, Option<ConfigValue>>> {
@@ -194,12 +221,21 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     let mut pending: Vec<String> = apps.clone();
     loop {
         let mut still = Vec::new();
-        for app in &pending {
-            let v = h.vendors()?;
-            let name = app.clone();
-            let dynos = h.block(&format!("heroku GET /apps/{app}/dynos"), async move {
-                v.heroku().dynos(&name).await
-            })?;
+        // Every app still pending at once: the wait is as long as the slowest app's boot,
+        // not the sum of the polls.
+        let v = h.vendors()?;
+        let list = pending.clone();
+        let label = format!("heroku GET /apps/{{{}}}/dynos", pending.join(","));
+        let polled = h.block(&label, async move {
+            Ok(fan_out(
+                &v,
+                &list,
+                |v, app| async move { v.heroku().dynos(&app).await },
+            )
+            .await)
+        })?;
+        for (app, dynos) in polled {
+            let dynos = dynos.map_err(|e| super::vendor_call::vendor_error(&e))?;
             let not_up: Vec<String> = dynos
                 .iter()
                 .filter(|d| d.state != "up")
@@ -271,13 +307,15 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
             started.elapsed().as_secs_f64()
         ));
     }
-    Ok(super::vendor_call::scan_map(&scan, |p| {
-        let mut m = Map::new();
-        m.insert("app".into(), p.place.clone().into());
-        m.insert("var".into(), p.var.clone().into());
-        m
-    })
-    .into())
+    Ok(super::vendor_call::scan_map(&scan, holder_place).into())
+}
+
+/// A Heroku place that holds a value, as `holders` returns it: #{app, var}.
+pub(super) fn holder_place(p: &runbook_vendors::discovery::Place) -> Map {
+    let mut m = Map::new();
+    m.insert("app".into(), p.place.clone().into());
+    m.insert("var".into(), p.var.clone().into());
+    m
 }
 
 fn scopes(h: &RunContext) -> R<Dynamic> {
@@ -343,6 +381,50 @@ fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
     Ok(got.into_iter().map(Dynamic::from).collect::<Array>().into())
 }
 
+/// Several apps' recent log lines, read concurrently: #{app: #{lines}} or, for an app whose
+/// log session failed, #{app: #{status, message}} (a Fir app answers 422: it keeps no log
+/// history), so the script decides per app.
+fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
+    h.require_step("heroku::logs")?;
+    let apps = targets(&apps, "heroku::logs apps")?;
+    value::check_keys(&opts, &["lines"], "heroku::logs")?;
+    let lines = opts
+        .get("lines")
+        .and_then(|l| l.as_int().ok())
+        .unwrap_or(100)
+        .clamp(1, 1500) as u32;
+    let v = h.vendors()?;
+    let list = apps.clone();
+    let label = format!("heroku logs {{{}}}", apps.join(","));
+    let results = h.block(&label, async move {
+        Ok(fan_out(&v, &list, move |v, app| async move {
+            v.heroku().log_lines(&app, lines).await
+        })
+        .await)
+    })?;
+    let mut out = Map::new();
+    for (app, r) in results {
+        let mut entry = Map::new();
+        match r {
+            Ok(got) => {
+                entry.insert(
+                    "lines".into(),
+                    got.into_iter().map(Dynamic::from).collect::<Array>().into(),
+                );
+            }
+            Err(e) => {
+                entry.insert("status".into(), (e.status().unwrap_or(0) as i64).into());
+                entry.insert(
+                    "message".into(),
+                    runbook_secret::redact(&e.to_string()).into_owned().into(),
+                );
+            }
+        }
+        out.insert(app.as_str().into(), entry.into());
+    }
+    Ok(out.into())
+}
+
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Heroku.name());
     m.add(
@@ -353,6 +435,17 @@ pub(crate) fn register(reg: &mut Registrar) {
         "An app's config vars; every value is a Secret (config vars usually are).",
         |c: NativeCallContext, a: &str| {
             value::at(&c, with_run(&c, "heroku::config", |h| config(h, a)))
+        },
+    );
+    m.add(
+        "configs",
+        Effect::Read,
+        &["apps: Array"],
+        "Map",
+        "Several apps' config vars, read concurrently: #{app: config} (values as `config` gives
+them). Fails naming the first app that could not be read.",
+        |c: NativeCallContext, a: Dynamic| {
+            value::at(&c, with_run(&c, "heroku::configs", |h| configs(h, a)))
         },
     );
     m.add("set_config", Effect::Write, &["apps: string | Array", "vars: Map"], "Map",
@@ -425,6 +518,19 @@ pub(crate) fn register(reg: &mut Registrar) {
         "Recent log lines of the app (a log session). Options: #{lines} (default 100).",
         |c: NativeCallContext, a: &str, o: Map| {
             value::at(&c, with_run(&c, "heroku::logs", |h| logs(h, a, o)))
+        },
+    );
+    m.add(
+        "logs",
+        Effect::Read,
+        &["apps: Array", "options: Map"],
+        "Map",
+        "Several apps' recent log lines, read concurrently: #{app: #{lines}}, or #{app: #{status,\nmessage}} for an app whose log session failed (a Fir app answers 422: no log history).\nOptions: #{lines} (default 100).",
+        |c: NativeCallContext, a: rhai::Array, o: Map| {
+            value::at(
+                &c,
+                with_run(&c, "heroku::logs", |h| logs_of(h, Dynamic::from(a), o)),
+            )
         },
     );
     m.add(

@@ -345,7 +345,28 @@ fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
 /// Every secret in the project's `envs` (at `path` and below) holding `value`.
 fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
     h.require_step("infisical::holders")?;
-    value::check_keys(&opts, &["project_id", "envs", "path"], "infisical::holders")?;
+    let (project_id, envs, path) = holders_scope(h, &opts)?;
+    let v = h.vendors()?;
+    let fp = value.fingerprint();
+    let scan = h.block("infisical: listing secrets", async move {
+        Ok(runbook_vendors::discovery::infisical(&v, &fp, &project_id, &envs, &path).await)
+    })?;
+    Ok(super::vendor_call::scan_map(&scan, holder_place).into())
+}
+
+/// An Infisical secret that holds a value, as `holders` returns it: #{env, path, name}.
+pub(super) fn holder_place(p: &runbook_vendors::discovery::Place) -> Map {
+    let (env, path) = p.place.split_once(':').unwrap_or(("", &p.place));
+    let mut m = Map::new();
+    m.insert("env".into(), env.to_string().into());
+    m.insert("path".into(), path.to_string().into());
+    m.insert("name".into(), p.var.clone().into());
+    m
+}
+
+/// `holders`' options as the scan takes them: (project id, envs, path).
+pub(super) fn holders_scope(h: &RunContext, opts: &Map) -> R<(String, Vec<String>, String)> {
+    value::check_keys(opts, &["project_id", "envs", "path"], "infisical::holders")?;
     let mut scope_opts = Map::new();
     if let Some(p) = opts.get("project_id") {
         scope_opts.insert("project_id".into(), p.clone());
@@ -355,21 +376,8 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
         Some(e) => super::vendor_call::targets(e, "infisical::holders envs")?,
         None => vec!["dev".into(), "staging".into(), "prod".into()],
     };
-    let path = value::opt_str(&opts, "path").unwrap_or_else(|| "/".into());
-    let v = h.vendors()?;
-    let fp = value.fingerprint();
-    let scan = h.block("infisical: listing secrets", async move {
-        Ok(runbook_vendors::discovery::infisical(&v, &fp, &s.project_id, &envs, &path).await)
-    })?;
-    Ok(super::vendor_call::scan_map(&scan, |p| {
-        let (env, path) = p.place.split_once(':').unwrap_or(("", &p.place));
-        let mut m = Map::new();
-        m.insert("env".into(), env.to_string().into());
-        m.insert("path".into(), path.to_string().into());
-        m.insert("name".into(), p.var.clone().into());
-        m
-    })
-    .into())
+    let path = value::opt_str(opts, "path").unwrap_or_else(|| "/".into());
+    Ok((s.project_id, envs, path))
 }
 
 pub(crate) fn register(reg: &mut Registrar) {

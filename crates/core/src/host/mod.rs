@@ -18,6 +18,7 @@ pub mod placeholder;
 mod postmark;
 mod prompt;
 pub(crate) mod readback;
+mod scan;
 mod secret;
 pub mod services;
 mod vendor_call;
@@ -167,6 +168,7 @@ const REGISTERED: &[(&str, Register)] = &[
     ("infisical", infisical::register),
     ("heroku", heroku::register),
     ("github", github::register),
+    ("scan", scan::register),
     ("http", http::register),
 ];
 

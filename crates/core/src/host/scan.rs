@@ -1,0 +1,131 @@
+//! `scan::holders`: discovery's searches at every vendor at once. They are independent
+//! reads (Heroku's apps, Infisical's environments, GitHub's repositories), so a precheck
+//! waits for the slowest vendor, not for the sum of them.
+
+use super::vendor_call::{scan_map, scan_progress, vendor_error, R};
+use super::{with_run, Effect, RunContext};
+use crate::engine::registry::Registrar;
+use crate::value::{self, throw};
+use rhai::{Dynamic, Map, NativeCallContext};
+use runbook_secret::Secret;
+use runbook_vendors::discovery::{self, Scan};
+use runbook_vendors::ErrorKind;
+
+/// What to search: the options of `scan::holders`.
+struct Wanted {
+    heroku: bool,
+    infisical: Option<(String, Vec<String>, String)>,
+    github: Option<String>,
+}
+
+fn wanted(h: &RunContext, opts: &Map) -> R<Wanted> {
+    value::check_keys(opts, &["heroku", "infisical", "github"], "scan::holders")?;
+    let heroku = match opts.get("heroku") {
+        None => false,
+        Some(b) => b.as_bool().map_err(|_| usage("heroku is true or false"))?,
+    };
+    let infisical = match opts.get("infisical") {
+        None => None,
+        Some(v) if v.as_bool() == Ok(false) => None,
+        Some(v) => match v.read_lock::<Map>() {
+            Some(m) => Some(super::infisical::holders_scope(h, &m)?),
+            None => return Err(usage("infisical is #{envs, path, project_id} or false")),
+        },
+    };
+    let github = match opts.get("github") {
+        None => None,
+        Some(v) if v.as_bool() == Ok(false) => None,
+        Some(v) if v.is_string() => Some(v.to_string()),
+        Some(_) => return Err(usage("github is the secret's name or false")),
+    };
+    Ok(Wanted {
+        heroku,
+        infisical,
+        github,
+    })
+}
+
+fn usage(what: &str) -> Box<rhai::EvalAltResult> {
+    throw("usage", format!("scan::holders: {what}"), None)
+}
+
+fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
+    h.require_step("scan::holders")?;
+    let w = wanted(h, &opts)?;
+    let v = h.vendors()?;
+    let fp = value.fingerprint();
+    let progress = scan_progress(h.say(), "heroku: config vars read");
+    let (heroku, infisical, github) = h.block("discovery: searching every vendor", async move {
+        let heroku = async {
+            match w.heroku {
+                true => Some(discovery::heroku(&v, &fp, None, progress).await),
+                false => None,
+            }
+        };
+        let infisical = async {
+            match &w.infisical {
+                Some((project, envs, path)) => {
+                    Some(discovery::infisical(&v, &fp, project, envs, path).await)
+                }
+                None => None,
+            }
+        };
+        let github = async {
+            match &w.github {
+                Some(name) => Some(discovery::github(&v, name, None).await),
+                None => None,
+            }
+        };
+        Ok(tokio::join!(heroku, infisical, github))
+    })?;
+    let mut out = Map::new();
+    if let Some(scan) = heroku {
+        let scan = scan.map_err(|e| vendor_error(&e))?;
+        out.insert(
+            "heroku".into(),
+            scan_map(&scan, super::heroku::holder_place).into(),
+        );
+    }
+    if let Some(scan) = infisical {
+        out.insert(
+            "infisical".into(),
+            scan_map(&scan, super::infisical::holder_place).into(),
+        );
+    }
+    if let Some(scan) = github {
+        let scan = match scan {
+            Ok(scan) => scan,
+            // No GITHUB_TOKEN (GitHub is optional for most runbooks): said, not fatal.
+            Err(e) if e.kind() == ErrorKind::Config => {
+                let mut s = Scan::default();
+                s.unchecked.push(discovery::Unchecked {
+                    vendor: "github",
+                    place: "every repository".into(),
+                    error: e.message().to_string(),
+                });
+                s
+            }
+            Err(e) => return Err(vendor_error(&e)),
+        };
+        out.insert(
+            "github".into(),
+            scan_map(&scan, super::github::holder_place).into(),
+        );
+    }
+    Ok(out.into())
+}
+
+pub(crate) fn register(reg: &mut Registrar) {
+    let mut m = reg.module("scan");
+    m.add(
+        "holders",
+        Effect::Read,
+        &["value: Secret", "options: Map"],
+        "Map",
+        "Discovery's searches at every vendor at once (they are independent reads): every Heroku app\nholding `value` (`heroku: true`), every Infisical secret holding it (`infisical: #{envs, path,\nproject_id}`), every repository with an Actions secret named so (`github: NAME`; a missing\nGITHUB_TOKEN is an unchecked place, not a failure). Returns #{heroku, infisical, github}, each\nas the vendor's own `holders` returns it, for the vendors asked.",
+        |c: NativeCallContext, s: Secret, o: Map| {
+            value::at(&c, with_run(&c, "scan::holders", |h| holders(h, s, o)))
+        },
+    );
+    m.finish();
+}

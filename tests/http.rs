@@ -421,3 +421,81 @@ fn the_repl_in_production_says_so_and_confirms_each_write() {
         .stderr_has("sent 200");
     assert_eq!(sent(), 2);
 }
+
+/// A POST that only reads (a search) is marked `read_only`: it is not a write in the
+/// journal or the run's changes, and is retried like a GET. A POST with an Idempotency-Key
+/// answered 429 with Retry-After is retried; one without a key never is (before, the
+/// issue's authors found neither distinction documented or tested).
+#[test]
+fn a_read_only_post_is_a_read_and_only_a_keyed_write_is_retried_after_429() {
+    let scenario = format!(
+        "{SCENARIO}
+[[scripted.routes]]
+method = \"POST\"
+path = \"/search\"
+respond = {{ status = 200, body = {{ hits = 1 }} }}
+
+[[scripted.routes]]
+method = \"POST\"
+path = \"/keys\"
+respond = {{ status = 201, body = {{ id = \"k1\" }} }}
+"
+    );
+    let runbook = r#"
+runbook(#{ id: "http-reads", title: "POSTs that read, and retried writes" });
+param("url", #{ default: "https://vendor.example", env: "VENDOR_API_URL", help: "vendor API" });
+step("call", "Search, then create twice", |ctx| {
+    let key = infisical::secret("VENDOR_KEY").value;
+    let auth = #{ user: "api", password: key };
+    let found = http::post(`${ctx.params.url}/search`, #{ basic: auth, json: #{ q: "x" }, read_only: true });
+    ensure(found.status == 200, `search: ${found.status}`);
+    let keyed = http::post(`${ctx.params.url}/tokens`, #{ basic: auth, json: #{}, headers: #{ "Idempotency-Key": "run-1" } });
+    print(`keyed ${keyed.status}`);
+    let plain = http::post(`${ctx.params.url}/keys`, #{ basic: auth, json: #{} });
+    print(`plain ${plain.status}`);
+}).no_undo("the example keeps nothing");
+"#;
+    let out = Test::new()
+        .file("runbooks/http-reads.rhai", runbook)
+        .file("runbooks/sandbox/http-reads.toml", &scenario)
+        .args(&[
+            "exec",
+            "http-reads",
+            "--sandbox",
+            "--yes",
+            "--json",
+            "--fault",
+            "vendor:POST:/search=503:once:retry_after=0",
+            "--fault",
+            "vendor:POST:/tokens=429:once:retry_after=0",
+            "--fault",
+            "vendor:POST:/keys=429:once:retry_after=0",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok)
+        .stderr_has("keyed 201")
+        .stderr_has("plain 429");
+    let state = out.sandbox_state();
+    let count = |path: &str| {
+        crate::support::items(&state["requests"])
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == path)
+            .count()
+    };
+    assert_eq!(
+        (count("/search"), count("/tokens"), count("/keys")),
+        (2, 2, 1),
+        "the read and the keyed write were retried once; the plain write was not"
+    );
+    let changes = out.report()["changes"].to_string();
+    assert!(
+        !changes.contains("/search"),
+        "a read is not a change: {changes}"
+    );
+    // The keyed write applied; the plain one was refused (429): nothing of it to undo.
+    assert!(
+        changes.contains("/tokens") && !changes.contains("/keys"),
+        "{changes}"
+    );
+}

@@ -208,3 +208,56 @@ step("only", "Keep the PIN", |ctx| { ctx.pin = secret::from_env("THE_PIN"); prin
         );
     }
 }
+
+/// A generated password, a connection string built around it and an identifier stored as
+/// text: `secret::random` draws from the alphabet asked, `secret::compose` joins text and
+/// Secrets into a Secret (masked whole, sent whole), and `infisical::set_secret` takes text
+/// only when the script says it is not a credential (`plain: true`). No value is printed.
+#[test]
+fn generated_composed_and_plain_values_reach_infisical_and_never_the_screen() {
+    let runbook = r#"
+runbook(#{ id: "made-secrets", title: "Secrets a script makes" });
+step("make", "Make and store them", |ctx| {
+    let a = secret::random(24, "hex");
+    let b = secret::random(24, "hex");
+    ensure(a != b, "two draws are different");
+    let pw = secret::random(32, "alnum");
+    let url = secret::compose(["postgres://app:", pw, "@db.internal:5432/app"]);
+    print(`password ${pw}, url ${url}`);
+    infisical::set_secret("DB_PASSWORD", pw, #{});
+    infisical::set_secret("DATABASE_URL", url, #{});
+    infisical::set_secret("DB_USER_ID", "app-0042", #{ plain: true });
+    let refused = false;
+    try { infisical::set_secret("DB_USER_ID", "app-0042", #{}); } catch (e) { refused = e.message.contains("is text, not a Secret"); }
+    ensure(refused, "text without plain: true is refused");
+    let none = false;
+    try { secret::compose(["a", "b"]); } catch (e) { none = e.message.contains("no part is a Secret"); }
+    ensure(none, "compose needs a Secret");
+}).no_undo("a test of values");
+"#;
+    let out = Test::new()
+        .file("made.rhai", runbook)
+        .args(&["exec", "made.rhai", "--sandbox", "--yes"])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    let pw = crate::support::secret_versions(&state, "DB_PASSWORD")
+        .pop()
+        .unwrap();
+    assert_eq!(pw.len(), 32);
+    assert!(pw.chars().all(|c| c.is_ascii_alphanumeric()), "{pw}");
+    let url = crate::support::secret_versions(&state, "DATABASE_URL")
+        .pop()
+        .unwrap();
+    assert_eq!(url, format!("postgres://app:{pw}@db.internal:5432/app"));
+    assert_eq!(
+        crate::support::secret_versions(&state, "DB_USER_ID")
+            .pop()
+            .unwrap(),
+        "app-0042"
+    );
+    out.assert_absent(&pw);
+    out.assert_absent(&url);
+    out.stdout_has("password secret(…");
+}

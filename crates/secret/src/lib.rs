@@ -43,6 +43,10 @@ pub enum Source {
     /// Text the script made a Secret (`secret::from_text`), e.g. an identifier a vendor
     /// returned as text that is stored where only Secrets go.
     Text,
+    /// Drawn by `secret::random`.
+    Generated,
+    /// Text and Secrets joined by `secret::compose`.
+    Composed,
 }
 
 impl fmt::Display for Source {
@@ -63,6 +67,8 @@ impl fmt::Display for Source {
             Source::Vendor { what } => write!(f, "{what}"),
             Source::Literal => write!(f, "a literal in the script"),
             Source::Text => write!(f, "text the script made a Secret"),
+            Source::Generated => write!(f, "a value secret::random generated"),
+            Source::Composed => write!(f, "a value secret::compose joined"),
         }
     }
 }

@@ -33,6 +33,7 @@ const OPTIONS: &[&str] = &[
     "aws",
     "what",
     "record",
+    "read_only",
 ];
 
 /// The response fields named by `secrets`, as dotted paths (`api_key`, `result.0.token`).
@@ -342,7 +343,10 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
         .headers
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
-    Ok(req.idempotent(read || said || keyed))
+    let reads = opts
+        .get("read_only")
+        .is_some_and(|v| v.as_bool() == Ok(true));
+    Ok(req.idempotent(read || said || keyed || reads))
 }
 
 /// Signs the finished request with AWS Signature Version 4: `aws: #{access_key_id,
@@ -700,8 +704,40 @@ fn check_egress(h: &RunContext, url: &str, function: &str) -> R<()> {
     ))
 }
 
+/// `read_only: true` on a POST (or PUT, PATCH) that only reads: many vendors' search and
+/// verify endpoints. It is then a read: not journalled as a write, not asked about at a
+/// production REPL, retried like a GET, and run (without its body) under `--dry-run`.
+fn read_only(opts: &Map, method: &Method, function: &str) -> R<bool> {
+    let Some(v) = opts.get("read_only") else {
+        return Ok(false);
+    };
+    let yes = v.as_bool().map_err(|_| {
+        throw(
+            "usage",
+            format!("{function}: read_only must be true or false"),
+            None,
+        )
+    })?;
+    if yes && *method == Method::DELETE {
+        return Err(throw(
+            "usage",
+            format!("{function}: a DELETE is never read-only"),
+            Some(
+                "use http::get, or http::post(..., #{ read_only: true }) for a POST that reads"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(yes)
+}
+
 fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) -> R<Dynamic> {
     let function = format!("http::{}", method.as_str().to_lowercase());
+    let effect = if read_only(&opts, &method, &function)? {
+        Effect::Read
+    } else {
+        effect
+    };
     check_egress(h, url, &function)?;
     let req = build(method.clone(), url, &opts, &function)?;
     let secrets = secret_paths(&opts, &function)?;
@@ -849,10 +885,10 @@ pub(crate) fn register(reg: &mut Registrar) {
     ];
     for (name, method, effect) in verbs {
         let doc = format!(
-            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe), record (a write's answer fields to keep with its outcome in\nthe journal, e.g. [\"api_key_id\"]: the id of what it created, so rollback can delete it after a\ncrash; never a secret), aws (#{{access_key_id, secret_access_key: Secret,
+            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe), record (a write's answer fields to keep with its outcome in\nthe journal, e.g. [\"api_key_id\"]: the id of what it created, so rollback can delete it after a\ncrash; never a secret), read_only (true: a POST, PUT or PATCH that only reads, such as a search:\nnot journalled as a write, retried like a GET), aws (#{{access_key_id, secret_access_key: Secret,
 session_token, region, service}}: AWS Signature Version 4), what (names the write in the journal,
 the audit and the run's summary, e.g. \"CreateAccessKey ci-deployer\")}}. Returns #{{status, headers, body,
-json, xml}} for any status (xml: an XML answer parsed into maps, `member` items as lists;\nheaders that carry a credential by name, or declared as `secrets: [\"headers.NAME\"]`, are Secrets).\nGET is retried on 429/5xx and lost connections; a write only with idempotent: true or an\nIdempotency-Key header. Plain http:// is refused except to loopback.",
+json, xml}} for any status (xml: an XML answer parsed into maps, `member` items as lists;\nheaders that carry a credential by name, or declared as `secrets: [\"headers.NAME\"]`, are Secrets).\nGET (and a read_only call) is retried on 429/5xx and lost connections; a write only with\nidempotent: true or an Idempotency-Key header, honouring Retry-After; any other write never. Plain http:// is refused except to loopback.",
             method.as_str()
         );
         let (mt, ef) = (method.clone(), effect);

@@ -317,6 +317,24 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
     )
 }
 
+/// `set_secret` with text: only when the script says it is not a credential.
+fn set_text(h: &RunContext, name: &str, text: &str, mut opts: Map) -> R<Dynamic> {
+    let plain = opts
+        .remove("plain")
+        .is_some_and(|v| v.as_bool() == Ok(true));
+    if !plain {
+        return Err(throw(
+            "usage",
+            format!("infisical::set_secret: the value for {name} is text, not a Secret"),
+            Some("a credential must be a Secret (secret::from_text(s) when it is one); for a value that is not a credential (an id, a setting) pass #{ plain: true }".into()),
+        ));
+    }
+    // Opaque like any value stored, but it joins the output redactor only when it looks like
+    // a credential after all (masking an id everywhere would hide what the operator reads).
+    let value = Secret::from_bulk(name, text.to_string(), runbook_secret::Source::Text);
+    set(h, name, value, opts)
+}
+
 fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     let (wait, s, target) = write_scope(h, name, opts, "infisical::delete_secret")?;
     let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
@@ -401,6 +419,10 @@ pub(crate) fn register(reg: &mut Registrar) {
     m.add("set_secret", Effect::Write, &["name: string", "value: Secret", "options: Map"], "Map",
         "Sets a secret like `infisical secrets set`: nothing when it already holds the value, else\nupdate it (a new version is kept) or create it. Under a secret-approval policy Infisical files a\nchange request instead: the call waits for it to be merged (#{approval_timeout: seconds,\ndefault 300}) and fails as pending approval when it is not. Returns the record with its\nversion, `created`, `unchanged` and `approval` (the change request's slug, or ()).",
         |c: NativeCallContext, n: &str, v: Secret, o: Map| value::at(&c, with_run(&c, "infisical::set_secret", |h| set(h, n, v, o))))
+    .repeat(Repeat::Safe);
+    m.add("set_secret", Effect::Write, &["name: string", "value: string", "options: Map"], "Map",
+        "Sets a secret to text the script holds (an identifier, a setting), only with\n#{plain: true} in the options, which says the value is not a credential (a credential must\ncome as a Secret: `secret::from_text` when it really is one). Otherwise as above.",
+        |c: NativeCallContext, n: &str, v: &str, o: Map| value::at(&c, with_run(&c, "infisical::set_secret", |h| set_text(h, n, v, o))))
     .repeat(Repeat::Safe);
     m.add(
         "holders",

@@ -38,6 +38,105 @@ fn from_env(name: &str) -> Result<Secret, Box<EvalAltResult>> {
     }
 }
 
+/// The characters `secret::random` draws from: a named set, or the characters given.
+fn alphabet(name: &str) -> Result<Vec<char>, Box<EvalAltResult>> {
+    let set: Vec<char> = match name {
+        "alnum" => ('a'..='z').chain('A'..='Z').chain('0'..='9').collect(),
+        "hex" => ('0'..='9').chain('a'..='f').collect(),
+        "base64url" => ('A'..='Z')
+            .chain('a'..='z')
+            .chain('0'..='9')
+            .chain(['-', '_'])
+            .collect(),
+        "digits" => ('0'..='9').collect(),
+        other => {
+            let mut chars: Vec<char> = other.chars().collect();
+            chars.sort_unstable();
+            chars.dedup();
+            chars
+        }
+    };
+    if set.len() < 2 {
+        return Err(throw(
+            "usage",
+            "secret::random: the alphabet needs at least two different characters",
+            Some(
+                "name a set (\"alnum\", \"hex\", \"base64url\", \"digits\") or give the characters"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(set)
+}
+
+/// `len` characters drawn uniformly from `alphabet` with the operating system's generator
+/// (rejection sampling: no character is likelier than another).
+fn random(len: i64, alphabet_name: &str) -> Result<Secret, Box<EvalAltResult>> {
+    if !(8..=4096).contains(&len) {
+        return Err(throw(
+            "usage",
+            format!("secret::random: a length of {len}; give 8 to 4096 characters"),
+            None,
+        ));
+    }
+    let set = alphabet(alphabet_name)?;
+    let n = set.len() as u32;
+    // The largest multiple of n that fits in a byte pair: draws above it are thrown away.
+    let limit = (65536 / n) * n;
+    let mut out = String::with_capacity(len as usize);
+    let mut buf = [0u8; 256];
+    while out.chars().count() < len as usize {
+        getrandom::getrandom(&mut buf).map_err(|e| {
+            throw(
+                "runtime",
+                format!("secret::random: the system's random generator failed: {e}"),
+                None,
+            )
+        })?;
+        for pair in buf.chunks_exact(2) {
+            let draw = u32::from(u16::from_le_bytes([pair[0], pair[1]]));
+            if draw < limit && out.chars().count() < len as usize {
+                out.push(set[(draw % n) as usize]);
+            }
+        }
+    }
+    Ok(Secret::new(out, Source::Generated))
+}
+
+/// A Secret made of text and Secrets in order: a URL or connection string with a credential
+/// inside, which never exists as plain text in the script.
+fn compose(parts: rhai::Array) -> Result<Secret, Box<EvalAltResult>> {
+    let mut out = String::new();
+    let mut any_secret = false;
+    for (i, p) in parts.into_iter().enumerate() {
+        if let Some(s) = p.clone().try_cast::<Secret>() {
+            out.push_str(s.expose());
+            any_secret = true;
+        } else if p.is_string() {
+            out.push_str(&p.to_string());
+        } else if p.is_int() || p.is_float() {
+            out.push_str(&p.to_string());
+        } else {
+            return Err(throw(
+                "usage",
+                format!(
+                    "secret::compose: part {i} is a {}, not text or a Secret",
+                    p.type_name()
+                ),
+                None,
+            ));
+        }
+    }
+    if !any_secret {
+        return Err(throw(
+            "usage",
+            "secret::compose: no part is a Secret",
+            Some("for text alone use a string; secret::from_text(s) makes a Secret of text".into()),
+        ));
+    }
+    Ok(Secret::new(out, Source::Composed))
+}
+
 pub(crate) fn register(reg: &mut Registrar) {
     let g = reg.global();
     g.set_custom_type::<Secret>("Secret");
@@ -118,6 +217,22 @@ pub(crate) fn register(reg: &mut Registrar) {
             }
             Ok(Secret::new(text, Source::Text))
         },
+    );
+    m.add(
+        "random",
+        Effect::None,
+        &["length: int", "alphabet: string"],
+        "Secret",
+        "A new random value of `length` characters (8 to 4096) drawn uniformly by the operating\nsystem's generator from `alphabet`: \"alnum\", \"hex\", \"base64url\", \"digits\", or the characters\nthemselves (e.g. \"abc123!#\"): a generated database password, say. It exists only as a Secret.",
+        random,
+    );
+    m.add(
+        "compose",
+        Effect::None,
+        &["parts: Array"],
+        "Secret",
+        "A Secret made of `parts` in order, text and Secrets (at least one): a URL or connection\nstring with a credential inside, e.g. `secret::compose([\"postgres://app:\", password,\n\"@db.internal:5432/app\"])`. The whole is masked in every output, like its secret parts.",
+        compose,
     );
     m.add(
         "fingerprint",

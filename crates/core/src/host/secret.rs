@@ -112,9 +112,7 @@ fn compose(parts: rhai::Array) -> Result<Secret, Box<EvalAltResult>> {
         if let Some(s) = p.clone().try_cast::<Secret>() {
             out.push_str(s.expose());
             any_secret = true;
-        } else if p.is_string() {
-            out.push_str(&p.to_string());
-        } else if p.is_int() || p.is_float() {
+        } else if p.is_string() || p.is_int() || p.is_float() {
             out.push_str(&p.to_string());
         } else {
             return Err(throw(

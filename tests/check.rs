@@ -26,7 +26,7 @@ exits_with! {
         with_fixture("check", "unknown_function.rhai") => Usage,
         stderr [
             "unknown_function.rhai:3:13: unknown function 'secret::from_envv'",
-            "did you mean secret::from_env? secret has: fingerprint, from_env, from_text, is_secret",
+            "did you mean secret::from_env? secret has: compose, fingerprint, from_env, from_text, is_secret, random",
         ];
 
     undefined_variable_is_a_compile_error:

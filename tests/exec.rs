@@ -432,3 +432,90 @@ fn without_a_terminal_the_preflight_speaks_before_any_question() {
     out.exit(Exit::Usage)
         .stderr_has("prompt 'prerequisites' needs an answer, and there is no terminal to ask on");
 }
+
+/// A rotation whose consumers are GitHub repositories only, through `std/rotation` (which
+/// calls Heroku for the apps a runbook lists, here none). Before, preflight stopped it for
+/// want of HEROKU_API_KEY; now Heroku, called only by the stdlib, is a warning, while
+/// Infisical, where the stdlib always stores, still stops it.
+#[test]
+fn preflight_asks_only_for_the_vendors_a_runbook_uses() {
+    let runbook = r#"
+import "std/rotation" as rotation;
+runbook(#{ id: "gh-only", title: "A key only GitHub Actions hold", secret: "DEPLOY_KEY", egress: ["api.vendor.example"] });
+prerequisite("an account at the vendor");
+rotation::steps(#{
+    secret: "DEPLOY_KEY",
+    vendor: "Vendor",
+    consumers: |ctx| #{ github: ["raxx/deploy"] },
+    discover: false,
+    create: |ctx| http::post("https://api.vendor.example/keys", #{ json: #{}, secrets: ["key"] }).json.key,
+    validate: |ctx| (),
+    revoke: |ctx| (),
+});
+"#;
+    let base = |t: Test| {
+        production_env(t)
+            .file("gh-only.rhai", runbook)
+            .env_remove("HEROKU_API_KEY")
+            .env("GITHUB_TOKEN", "ghp_preflight_test_token_0001")
+            .args(&["exec", "gh-only.rhai"])
+            .answers("prerequisites = false\n")
+    };
+    let out = base(Test::new()).run();
+    out.exit(Exit::Aborted)
+        .stderr_has("warning: HEROKU_API_KEY is not set: steps that call heroku:: will fail");
+    assert!(
+        !out.stderr.contains("runbook::preflight::missing"),
+        "{}",
+        out.stderr
+    );
+
+    let out = base(Test::new()).env_remove("INFISICAL_TOKEN").run();
+    out.exit(Exit::Usage)
+        .stderr_has("runbook::preflight::missing")
+        .stderr_has("INFISICAL_TOKEN (infisical)");
+}
+
+/// A production run killed mid-way holds its rotation's lock until it is resumed, rolled
+/// back or abandoned. Before, that lock also stopped every rehearsal of the same rotation,
+/// the very thing an operator runs to try the fix; and a crashed rehearsal stopped
+/// production. Now a rehearsal's lock is its own.
+#[test]
+fn a_rehearsal_never_waits_on_a_production_lock_nor_the_reverse() {
+    let runbook = r#"
+runbook(#{ id: "two-steps", title: "Two steps", secret: "SOME_TOKEN" });
+step("one", "One", |ctx| { print("one"); }).no_undo("nothing");
+step("two", "Two", |ctx| { print("two"); }).no_undo("nothing");
+"#;
+    let run = |dir: &std::path::Path, args: &[&str], crash: Option<&str>| {
+        let mut t = production_env(Test::in_dir(dir).file("two.rhai", runbook)).args(args);
+        if let Some(point) = crash {
+            t = t.env("RUNBOOK_CRASH_AT", point);
+        }
+        t.run()
+    };
+    let production = ["exec", "two.rhai", "--yes"];
+    let rehearsal = ["exec", "two.rhai", "--sandbox", "--yes"];
+
+    // A production run dies after step one: production waits for it, a rehearsal does not.
+    let first = Test::new();
+    let crashed = run(first.path(), &production, Some("after:one"));
+    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
+    run(first.path(), &production, None)
+        .exit(Exit::Usage)
+        .stderr_has("this rotation is already running");
+    run(first.path(), &rehearsal, None)
+        .exit(Exit::Ok)
+        .stdout_has("two");
+
+    // A rehearsal dies after step one: another rehearsal waits for it, production does not.
+    let second = Test::new();
+    let crashed = run(second.path(), &rehearsal, Some("after:one"));
+    assert_eq!(crashed.code, -9, "{}", crashed.stderr);
+    run(second.path(), &rehearsal, None)
+        .exit(Exit::Usage)
+        .stderr_has("this rotation is already running");
+    run(second.path(), &production, None)
+        .exit(Exit::Ok)
+        .stdout_has("two");
+}

@@ -402,7 +402,8 @@ step("one", "One", |ctx| {
         .run()
         .exit(Exit::Ok);
     let mut c = db.client();
-    let key = "QUICK_KEY-4f53cda18c2b";
+    // A rehearsal's lock (`.rehearsal`): the run below is one.
+    let key = "QUICK_KEY-4f53cda18c2b.rehearsal";
     let holder = serde_json::json!({
         "run_id": "20261203T010203000Z-abcdef", "actor": "dave", "pid": 4242, "lease_id": "lease-of-dave",
         "host": "laptop-far-away", "since": "2026-12-03T01:02:03Z"

@@ -90,6 +90,16 @@ pub fn key(plan: &Plan, params: &Value) -> String {
     format!("{safe}-{hex}")
 }
 
+/// The lock a run takes for rotation `key`: a rehearsal's (sandbox or loopback) is its own,
+/// so a rehearsal never waits on a production run's lock (a crashed production run must not
+/// stop anyone rehearsing the fix), and production never waits on a rehearsal's.
+pub fn lock_name(key: &str, target: crate::run::Target) -> String {
+    match target {
+        crate::run::Target::Production => key.to_string(),
+        crate::run::Target::Sandbox | crate::run::Target::Loopback => format!("{key}.rehearsal"),
+    }
+}
+
 /// Every lock held in the store.
 pub fn holders(store: &Store) -> Result<Vec<Holder>> {
     store.lock_holders()

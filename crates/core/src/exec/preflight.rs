@@ -44,13 +44,25 @@ pub fn missing(runbook: &Runbook, config: &VendorConfig, params: &Map) -> Vec<Mi
         .collect()
 }
 
+/// The consumers' vendors: the stdlib calls them only for the consumers a runbook lists
+/// (`std/rotation` reads Heroku apps when there are any). Infisical is not among them: the
+/// stdlib's rotations always store there.
+const CONSUMER_VENDORS: [&str; 2] = ["heroku", "github"];
+
 /// Fails, naming every missing setting and how to give it, unless only vendors the runbook
-/// marks optional lack something: then the warnings to show.
+/// marks optional lack something, or consumers' vendors that only the stdlib it imports
+/// calls (a GitHub-only rotation through `std/rotation` never needs Heroku): then the
+/// warnings to show.
 pub fn check(runbook: &Runbook, config: &VendorConfig, params: &Map) -> Result<Vec<String>> {
-    let optional = &runbook.plan().meta().optional_vendors;
+    let declared = &runbook.plan().meta().optional_vendors;
+    let own = runbook.own_vendor_modules();
+    let optional = |vendor: &str| {
+        declared.iter().any(|o| o == vendor)
+            || (CONSUMER_VENDORS.contains(&vendor) && !own.contains(&vendor))
+    };
     let (warn, stop): (Vec<Missing>, Vec<Missing>) = missing(runbook, config, params)
         .into_iter()
-        .partition(|m| optional.iter().any(|o| o == m.vendor));
+        .partition(|m| optional(m.vendor));
     let warnings = warn
         .iter()
         .map(|m| format!(

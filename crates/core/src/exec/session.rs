@@ -354,7 +354,7 @@ impl Session {
             Some(key) => {
                 let lock = Lock::acquire(
                     &w.store,
-                    key,
+                    &super::lock::lock_name(key, new.modes.target),
                     &info.run_id,
                     &info.actor,
                     &w.break_lock,
@@ -428,7 +428,8 @@ impl Session {
         };
         let say = Say::new(w.sink.clone(), &info.run_id);
         let key = super::lock::key(runbook.plan(), &start.params);
-        let lock = Lock::acquire(&w.store, &key, &r.run_id, &info.actor, &w.break_lock, &say)?;
+        let name = super::lock::lock_name(&key, start.target);
+        let lock = Lock::acquire(&w.store, &name, &r.run_id, &info.actor, &w.break_lock, &say)?;
         let later = superseding(&w.store, r.entry, &state)?;
         let tip = w
             .store

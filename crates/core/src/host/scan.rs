@@ -80,7 +80,12 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
     })?;
     let mut out = Map::new();
     if let Some(scan) = heroku {
-        let scan = scan.map_err(|e| vendor_error(&e))?;
+        let scan = match scan {
+            Ok(scan) => scan,
+            // Heroku not configured (a runbook whose consumers are elsewhere): said, not fatal.
+            Err(e) if e.kind() == ErrorKind::Config => not_searched("heroku", "every app", &e),
+            Err(e) => return Err(vendor_error(&e)),
+        };
         out.insert(
             "heroku".into(),
             scan_map(&scan, super::heroku::holder_place).into(),
@@ -97,13 +102,7 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
             Ok(scan) => scan,
             // No GITHUB_TOKEN (GitHub is optional for most runbooks): said, not fatal.
             Err(e) if e.kind() == ErrorKind::Config => {
-                let mut s = Scan::default();
-                s.unchecked.push(discovery::Unchecked {
-                    vendor: "github",
-                    place: "every repository".into(),
-                    error: e.message().to_string(),
-                });
-                s
+                not_searched("github", "every repository", &e)
             }
             Err(e) => return Err(vendor_error(&e)),
         };
@@ -115,6 +114,17 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
     Ok(out.into())
 }
 
+/// A vendor that could not be searched at all: one unchecked place, with why.
+fn not_searched(vendor: &'static str, place: &str, e: &runbook_vendors::VendorError) -> Scan {
+    let mut s = Scan::default();
+    s.unchecked.push(discovery::Unchecked {
+        vendor,
+        place: place.into(),
+        error: e.message().to_string(),
+    });
+    s
+}
+
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("scan");
     m.add(
@@ -122,7 +132,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Read,
         &["value: Secret", "options: Map"],
         "Map",
-        "Discovery's searches at every vendor at once (they are independent reads): every Heroku app\nholding `value` (`heroku: true`), every Infisical secret holding it (`infisical: #{envs, path,\nproject_id}`), every repository with an Actions secret named so (`github: NAME`; a missing\nGITHUB_TOKEN is an unchecked place, not a failure). Returns #{heroku, infisical, github}, each\nas the vendor's own `holders` returns it, for the vendors asked.",
+        "Discovery's searches at every vendor at once (they are independent reads): every Heroku app\nholding `value` (`heroku: true`), every Infisical secret holding it (`infisical: #{envs, path,\nproject_id}`), every repository with an Actions secret named so (`github: NAME`; a vendor not\nconfigured, such as a missing GITHUB_TOKEN, is an unchecked place, not a failure). Returns #{heroku, infisical, github}, each\nas the vendor's own `holders` returns it, for the vendors asked.",
         |c: NativeCallContext, s: Secret, o: Map| {
             value::at(&c, with_run(&c, "scan::holders", |h| holders(h, s, o)))
         },

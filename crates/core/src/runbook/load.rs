@@ -85,6 +85,29 @@ impl Runbook {
             .collect()
     }
 
+    /// The vendor modules the runbook's own files call (itself and the files next to it that
+    /// it imports), not counting the stdlib's: a stdlib module calls every vendor it can
+    /// serve (`std/rotation` reads Heroku apps when there are any), which says nothing of
+    /// whether this runbook needs that vendor.
+    pub fn own_vendor_modules(&self) -> Vec<&'static str> {
+        let own: Vec<std::sync::Arc<String>> = std::iter::once(self.sources.main())
+            .chain(
+                self.sources
+                    .modules()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .filter(|name| !name.starts_with("<std/")),
+            )
+            .filter_map(|name| self.sources.get(&name))
+            .collect();
+        crate::plan::egress::vendor_modules()
+            .filter(|m| {
+                let call = format!("{m}::");
+                own.iter().any(|t| t.contains(&call))
+            })
+            .collect()
+    }
+
     /// For each step of the plan, in order, the host functions that change a vendor's state
     /// (write or destructive) its code can reach: what a confirmation before the first
     /// write lists. Static, so a call a param leaves out is listed too.

@@ -61,6 +61,7 @@ fn run(command: Command, s: &crate::settings::Settings) -> crate::error::Result<
         Command::Repl(args) => crate::repl::run(args, s),
         Command::Api(args) => commands::api::run(args),
         Command::Doc(args) => commands::doc::run(args, s),
+        Command::Answers(args) => commands::answers::run(args, s),
         Command::New(args) => commands::new::run(args, s),
         Command::Consumers(args) => commands::consumers::run(args, s),
         Command::Completions(args) => commands::completions::completions(args),

@@ -90,6 +90,9 @@ pub enum Command {
     Api(ApiArgs),
     /// Render a runbook as an SOP page (Markdown, or HTML with --html)
     Doc(DocArgs),
+    /// Print an answers file to fill in: every question the runbook can ask, by its id, with
+    /// what answers it, each commented out
+    Answers(AnswersArgs),
     /// Write a new runbook (and its sandbox scenario) from a template
     New(NewArgs),
     /// Every place a secret's current value lives: Heroku apps, Infisical copies, GitHub
@@ -402,6 +405,12 @@ pub struct DocArgs {
     /// Write to FILE instead of stdout
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AnswersArgs {
+    /// A path, or a name looked up in ./runbooks then RUNBOOK_PATH
+    pub runbook: String,
 }
 
 #[derive(Debug, Args)]

@@ -190,3 +190,60 @@ step("show", "Show", |ctx| {
         .stdout_has("token=none label=from-the-shell");
     assert!(!out.stdout.contains("ghp_real"), "{}", out.stdout);
 }
+
+/// Prompt ids are what an answers file needs, and authors could not find them. `runbook
+/// answers` prints every question with its id, commented out, `show` and `doc` list them;
+/// the ids are the ones the run asks under: the file, uncommented, answers a run that has
+/// no terminal and no --yes.
+#[test]
+fn the_answers_template_lists_every_prompt_id_and_answers_the_run() {
+    let runbook = r#"
+runbook(#{ id: "asks", title: "Asks" });
+prerequisite("a thing at hand");
+step("one", "One", |ctx| {
+    let ok = prompt::confirm("Go on?", #{ id: "one.go" });
+    let pick = prompt::choose("Which colour?", ["red", "blue"], #{ id: "one.which" });
+    let name = prompt::ask("Your name?");
+    print(`ok ${ok} pick ${pick} name ${name}`);
+}).no_undo("nothing to restore");
+step("two", "Two", |ctx| { print("two"); })
+  .confirm("Really run two?")
+  .no_undo("nothing to restore");
+"#;
+    let t = Test::new().file("asks.rhai", runbook);
+    let dir = t.path().to_path_buf();
+    let template = Test::in_dir(&dir).args(&["answers", "asks.rhai"]).run();
+    template
+        .exit(Exit::Ok)
+        .stdout_has("# \"prerequisites\" = true")
+        .stdout_has("# Go on? (true or false)\n# \"one.go\" = true")
+        .stdout_has("# Which colour? (one of: \"red\", \"blue\")\n# \"one.which\" = \"red\"")
+        .stdout_has("# \"one.your-name\" = \"...\"")
+        .stdout_has("# Really run two? (true or false)\n# \"two.confirm\" = true")
+        .stdout_has("# \"two.on-failure\" = \"retry\"");
+    let filled: String = template
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("# \""))
+        .map(|l| format!("\"{}\n", l.replace("= \"...\"", "= \"Ada\"")))
+        .collect();
+    std::fs::write(dir.join("answers.toml"), filled).unwrap();
+    Test::in_dir(&dir)
+        .args(&[
+            "exec",
+            "asks.rhai",
+            "--sandbox",
+            "--answers",
+            "answers.toml",
+        ])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("ok true pick red name Ada")
+        .stdout_has("two");
+    Test::in_dir(&dir)
+        .args(&["show", "asks.rhai"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("  one.which [one]: Which colour? (one of: \"red\", \"blue\")");
+    drop(t);
+}

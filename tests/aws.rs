@@ -497,3 +497,52 @@ fn a_key_whose_create_answer_was_lost_is_shown_before_anything_is_deleted() {
     assert!(keys[0].0 != lost[1].0 && keys[0].0 != CURRENT_ID);
     assert_everywhere(&state, &keys[0].0, &keys[0].1, "after resume");
 }
+
+/// The roll succeeds and storing its value in Infisical fails: the run stops (no rollback
+/// after a roll). Before, the failed step's context was not journalled, so a resume rolled
+/// again without a word, killing the value the first roll issued. Now the journal says the
+/// roll happened: resume stops and asks (`--yes` does not answer) before rolling again.
+#[test]
+fn a_resumed_roll_whose_value_was_never_stored_is_not_rolled_again_unasked() {
+    let rig = Rig::with_scenario_text(&with_fault(
+        &std::fs::read_to_string(hk_scenario()).unwrap(),
+        "infisical:PATCH:/api/v4/secrets/HEROKU_DEPLOY_TOKEN=500:times=4",
+    ));
+    rig.exec("heroku-authorization", &[]).exit(Exit::StepFailed);
+    let rolls = |rig: &Rig| {
+        items(&rig.state()["requests"])
+            .iter()
+            .filter(|r| {
+                r["method"] == "POST"
+                    && r["path"]
+                        .as_str()
+                        .unwrap_or("")
+                        .ends_with("/regenerate-tokens")
+            })
+            .count()
+    };
+    assert_eq!(rolls(&rig), 1);
+    let (token, stored, _) = hk_state(&rig.state());
+    assert_ne!(token, HK_CURRENT, "rolled");
+    assert_eq!(stored, HK_CURRENT, "the store failed");
+
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("prompt 'regenerate.roll_again' needs an answer")
+        .stderr_has("the value it issued never reached Infisical");
+    assert_eq!(rolls(&rig), 1, "not rolled again unasked");
+
+    // Here the roll authenticates with the token it rolls, which the first roll killed: the
+    // run can go neither on nor back, and is ended as it is, saying what it leaves.
+    rig.runbook(
+        &[
+            "abandon",
+            &rig.run_id(),
+            "--reason",
+            "the rolled token was never stored",
+        ],
+        &[],
+    )
+    .exit(Exit::Ok);
+    assert_eq!(rolls(&rig), 1);
+}

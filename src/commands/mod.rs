@@ -1,5 +1,6 @@
 //! One file per subcommand: the glue between the CLI and the library.
 
+pub mod answers;
 pub mod api;
 pub mod approve;
 pub mod audit;

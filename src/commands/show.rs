@@ -90,6 +90,18 @@ pub fn run(args: ShowArgs, settings: &crate::settings::Settings) -> Result<u8> {
             out.push(format!("       no undo needed: {why}"));
         }
     }
+    out.push(String::new());
+    out.push(ui::bold(
+        "Questions (answers file ids; `runbook answers` prints a file to fill in)",
+    ));
+    for p in loaded.prompts() {
+        let at = if p.step.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", p.step)
+        };
+        out.push(format!("  {}{at}: {} ({})", p.id, p.question, p.answer));
+    }
     for (title, items) in [
         ("Rollback", &m.rollback),
         ("Gotchas", &m.gotchas),

@@ -113,6 +113,12 @@ impl SandboxProcess {
         status
     }
 
+    /// Clears every fault rule of the running sandbox (the vendor is healthy again).
+    pub fn clear_faults(&self) {
+        let (status, body) = http(self.postmark_url(), "DELETE", "/_sandbox/faults", &[], "");
+        assert!(status < 300, "clearing the faults: {status} {body}");
+    }
+
     /// Adds a fault rule to the running sandbox.
     pub fn add_fault(&self, spec: &str) {
         let (code, body) = http(

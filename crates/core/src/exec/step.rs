@@ -106,7 +106,11 @@ fn forward(session: &Session, step: &Step, attempt: u32, out_of_order: bool) -> 
         wrote: matches!(outcome, Outcome::Failed(_)).then_some(wrote),
         verified: None,
         confirmed_by: None,
-        ctx: (end == StepEnd::Completed).then(|| session.ctx().snapshot()),
+        ctx: match end {
+            StepEnd::Completed => Some(session.ctx().snapshot()),
+            StepEnd::Failed => learned(session),
+            StepEnd::Aborted | StepEnd::Interrupted => None,
+        },
     }));
     match end {
         StepEnd::Completed => event(session, AuditEvent::StepCompleted { duration_ms }),
@@ -121,6 +125,39 @@ fn forward(session: &Session, step: &Step, attempt: u32, out_of_order: bool) -> 
         duration_ms,
         wrote,
     }
+}
+
+/// What a failed step learned, for a resume not to repeat what it did (`ctx.rolled`, an id
+/// it kept): ctx as it is now, except a Secret the step set only in memory. Such a value
+/// is kept as the journal had it before the step (or left out): it cannot be read back,
+/// and asking the operator for it would stop every resume.
+/// `None` when it learned nothing (the journal already has this ctx).
+fn learned(session: &Session) -> Option<serde_json::Value> {
+    let mut now = session.ctx().snapshot();
+    // Before any step completed, the journal's ctx is the run's params.
+    let before = session
+        .run()
+        .ledger()
+        .read(None, |l| l.ctx.clone())
+        .unwrap_or_else(|| serde_json::json!({ "params": now.get("params").cloned() }));
+    let is_secret = |v: &serde_json::Value| v.get("secret").is_some_and(|s| s.is_string());
+    if let Some(fields) = now.as_object_mut() {
+        let keys: Vec<String> = fields.keys().cloned().collect();
+        for k in keys {
+            let was = before.get(&k);
+            if is_secret(&fields[&k]) && was != Some(&fields[&k]) {
+                match was {
+                    Some(v) => {
+                        fields.insert(k, v.clone());
+                    }
+                    None => {
+                        fields.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+    (now != before).then_some(now)
 }
 
 fn undo(session: &Session, step: &Step) -> Attempt {

@@ -318,6 +318,10 @@ impl Ledger {
                 }
             }
             StepEnd::Failed => {
+                // What the failed step learned (journals before this carry none).
+                if f.ctx.is_some() {
+                    self.ctx = f.ctx.clone();
+                }
                 self.stop = Some(Stop {
                     step: f.step.clone(),
                     error: f.error.clone().unwrap_or_default(),

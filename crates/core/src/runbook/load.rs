@@ -108,6 +108,56 @@ impl Runbook {
             .collect()
     }
 
+    /// Every question the runbook can ask, in plan order, with the id an answers file gives
+    /// its answer under: the engine's own (prerequisites, a step's confirmation, what to do
+    /// when a step fails, the rollback's), and the script's (`prompt::*`, the Postmark
+    /// dashboard's pastes), as far as their literal arguments say (`…` where the script
+    /// computes a part at run time).
+    pub fn prompts(&self) -> Vec<Prompt> {
+        let program = super::program::Program::new(self);
+        let plan = self.plan();
+        let mut out = Vec::new();
+        if !plan.prerequisites.is_empty() {
+            out.push(Prompt::engine(
+                "",
+                "prerequisites",
+                "true (every item confirmed)",
+                "Confirm each prerequisite",
+            ));
+        }
+        for step in &plan.steps {
+            if let Some(q) = &step.confirm {
+                out.push(Prompt::engine(
+                    &step.id,
+                    &format!("{}.confirm", step.id),
+                    "true or false",
+                    q,
+                ));
+            }
+            if let Some(unit) = program.units.iter().position(|u| u.name == step.source) {
+                let arity = step.run.curry().len() + 1;
+                for call in program.prompts_from(unit, step.run.fn_name(), arity) {
+                    out.extend(Prompt::from_call(&step.id, &call));
+                }
+            }
+            out.push(Prompt::engine(
+                &step.id,
+                &format!("{}.on-failure", step.id),
+                "one of: \"retry\", \"rollback\", \"stop\"",
+                "When the step fails: retry it, roll back, or stop",
+            ));
+        }
+        out.push(Prompt::engine(
+            "",
+            "rollback.confirm",
+            "true or false",
+            "Undo these now? (asked by a rollback)",
+        ));
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|p| seen.insert(p.id.clone()));
+        out
+    }
+
     /// For each step of the plan, in order, the host functions that change a vendor's state
     /// (write or destructive) its code can reach: what a confirmation before the first
     /// write lists. Static, so a call a param leaves out is listed too.
@@ -344,4 +394,115 @@ pub fn compile(engine: &Engine, file: &SourceFile, sources: &Sources) -> Result<
         .map_err(|e| Error::script(ScriptError::from_parse(&e, sources, &file.name)))?;
     ast.set_source(file.name.as_str());
     Ok(ast)
+}
+
+/// A question a runbook can ask, as `runbook answers`, `show` and `doc` list it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Prompt {
+    /// The step that asks it ("" for the run's own questions).
+    pub step: String,
+    /// The answers file's key.
+    pub id: String,
+    /// What answers it: "true or false", "text", one of the choices...
+    pub answer: String,
+    pub question: String,
+    /// What `--yes` or the default gives, when the script says.
+    pub default: Option<String>,
+}
+
+impl Prompt {
+    fn engine(step: &str, id: &str, answer: &str, question: &str) -> Prompt {
+        Prompt {
+            step: step.into(),
+            id: id.into(),
+            answer: answer.into(),
+            question: question.into(),
+            default: None,
+        }
+    }
+
+    /// The questions one host call asks, with the ids it gives them (as the host functions
+    /// derive them: `crates/core/src/host/prompt.rs`, `postmark.rs`).
+    fn from_call(step: &str, c: &super::program::PromptCall) -> Vec<Prompt> {
+        let question = c.question.clone().unwrap_or_default();
+        let derived = || {
+            let mut slug = String::new();
+            for ch in question.chars() {
+                if ch.is_ascii_alphanumeric() {
+                    slug.push(ch.to_ascii_lowercase());
+                } else if !slug.ends_with('-') && !slug.is_empty() {
+                    slug.push('-');
+                }
+                if slug.len() >= 40 {
+                    break;
+                }
+            }
+            format!("{step}.{}", slug.trim_end_matches('-'))
+        };
+        let one = |id: String, answer: String, question: String| Prompt {
+            step: step.into(),
+            id,
+            answer,
+            question,
+            default: c.default.clone(),
+        };
+        match c.function.as_str() {
+            "prompt::confirm" => vec![one(
+                c.id.clone().unwrap_or_else(derived),
+                "true or false".into(),
+                question.clone(),
+            )],
+            "prompt::ask" => vec![one(
+                c.id.clone().unwrap_or_else(derived),
+                "text".into(),
+                question.clone(),
+            )],
+            "prompt::secret" => vec![one(
+                c.id.clone().unwrap_or_else(derived),
+                "a secret (masked at a terminal; an answers file must be chmod 600)".into(),
+                question.clone(),
+            )],
+            "prompt::choose" => {
+                let choices: Vec<String> = c.options.iter().map(|o| format!("{o:?}")).collect();
+                vec![one(
+                    c.id.clone().unwrap_or_else(derived),
+                    if choices.is_empty() {
+                        "one of the choices".into()
+                    } else {
+                        format!("one of: {}", choices.join(", "))
+                    },
+                    question.clone(),
+                )]
+            }
+            "prompt::checklist" => vec![one(
+                c.id.clone().unwrap_or_else(derived),
+                "true (every item confirmed)".into(),
+                "Confirm each item".into(),
+            )],
+            "postmark::dashboard_new_token" => {
+                let (id, earlier) = match &c.id {
+                    Some(id) => (id.clone(), format!("{id}.earlier")),
+                    None => (format!("{step}.new_token"), format!("{step}.earlier_token")),
+                };
+                vec![
+                    one(
+                        id,
+                        "a secret (the token the dashboard shows once)".into(),
+                        "Paste the new server API token".into(),
+                    ),
+                    one(
+                        earlier,
+                        "a secret".into(),
+                        "Paste the token the earlier attempt generated (a retry)".into(),
+                    ),
+                ]
+            }
+            "postmark::dashboard_delete_token" => vec![one(
+                format!("{step}.deleted"),
+                "true or false".into(),
+                "Have you deleted the old token in the dashboard?".into(),
+            )],
+            _ => Vec::new(),
+        }
+    }
 }

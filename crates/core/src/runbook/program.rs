@@ -228,6 +228,122 @@ impl Program {
     }
 }
 
+/// A question a script can ask the operator, as far as its call's literal arguments say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptCall {
+    /// `prompt::confirm`, `postmark::dashboard_new_token`, ...
+    pub function: String,
+    /// The `id` option; parts computed at run time show as `…`.
+    pub id: Option<String>,
+    /// The question (for `prompt::*`), with computed parts as `…`.
+    pub question: Option<String>,
+    /// A `choose`'s choices.
+    pub options: Vec<String>,
+    /// The `default` option, when literal.
+    pub default: Option<String>,
+}
+
+/// The host functions that ask the operator.
+fn asks(function: &str) -> bool {
+    function.starts_with("prompt::")
+        || matches!(
+            function,
+            "postmark::dashboard_new_token" | "postmark::dashboard_delete_token"
+        )
+}
+
+/// Text of an expression as far as it is literal: a string, or a template whose computed
+/// parts show as `…`.
+fn literal(e: &Expr) -> Option<String> {
+    match e {
+        Expr::StringConstant(s, _) => Some(s.to_string()),
+        Expr::InterpolatedString(parts, _) => Some(
+            parts
+                .iter()
+                .map(|p| match p {
+                    Expr::StringConstant(s, _) => s.to_string(),
+                    _ => "…".to_string(),
+                })
+                .collect(),
+        ),
+        Expr::DynamicConstant(v, _) if v.is_string() => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+/// Option `key` of a call's options map, as literal text.
+fn option(args: &[Expr], key: &str) -> Option<String> {
+    args.iter().find_map(|a| match a {
+        Expr::Map(m, _) => {
+            m.0.iter()
+                .find(|(ident, _)| ident.name == key)
+                .and_then(|(_, v)| literal(v).or_else(|| Some("…".into())))
+        }
+        // A map of constants is folded into one value when the script is compiled.
+        Expr::DynamicConstant(v, _) => v
+            .read_lock::<rhai::Map>()
+            .and_then(|m| m.get(key).filter(|x| !x.is_unit()).map(|x| x.to_string())),
+        _ => None,
+    })
+}
+
+impl Program {
+    /// Every question reachable from function `name`/`arity` of `unit` (a step's body),
+    /// following the script functions it calls, in the order they are written.
+    pub(crate) fn prompts_from(&self, unit: usize, name: &str, arity: usize) -> Vec<PromptCall> {
+        let mut seen = HashSet::new();
+        seen.insert((unit, name.to_string(), arity));
+        self.collect(self.calls_in(unit, name, arity), &mut seen, &mut Vec::new());
+        let mut bodies: Vec<(usize, String, usize)> = seen.into_iter().collect();
+        // The step's own body first, then what it calls, by place in the source.
+        bodies.sort_by_key(|(u, n, a)| (*u != unit || n != name || *a != arity, *u, n.clone()));
+        let mut out = Vec::new();
+        for (u, n, a) in bodies {
+            let Some(body) = function_body(&self.units[u].ast, &n, a) else {
+                continue;
+            };
+            body.walk(&mut |path: &[ASTNode]| {
+                let call = match path.last() {
+                    Some(ASTNode::Expr(Expr::FnCall(c, _))) => Some(c),
+                    Some(ASTNode::Stmt(Stmt::FnCall(c, _))) => Some(c),
+                    _ => None,
+                };
+                if let Some(c) = call.filter(|c| !c.namespace.is_empty()) {
+                    let ns = c.namespace.root().to_string();
+                    let function = format!("{ns}::{}", c.name);
+                    if self.host.is_module(&ns) && asks(&function) {
+                        let options = match c.args.get(1) {
+                            Some(Expr::Array(items, _)) if function == "prompt::choose" => items
+                                .iter()
+                                .map(|x| literal(x).unwrap_or_else(|| "…".into()))
+                                .collect(),
+                            Some(Expr::DynamicConstant(v, _)) if function == "prompt::choose" => v
+                                .read_lock::<rhai::Array>()
+                                .map(|a| a.iter().map(|x| x.to_string()).collect())
+                                .unwrap_or_default(),
+                            _ => Vec::new(),
+                        };
+                        let question = if function.starts_with("prompt::") {
+                            c.args.first().and_then(literal)
+                        } else {
+                            None
+                        };
+                        out.push(PromptCall {
+                            id: option(&c.args, "id"),
+                            default: option(&c.args, "default"),
+                            question,
+                            options,
+                            function,
+                        });
+                    }
+                }
+                true
+            });
+        }
+        out
+    }
+}
+
 /// An AST holding only function `name`/`arity` of `ast`, to walk its body alone.
 /// (`AST::clone_functions_only_filtered` cannot do it: rhai 1.27 copies every function when
 /// the target library is empty.)

@@ -117,6 +117,35 @@ pub fn page(loaded: &Runbook, shown_as: &str, source_label: &str) -> Vec<Block> 
             b.push(Block::List(items.clone()));
         }
     }
+    b.push(Block::Heading("Questions and their answer ids".into()));
+    b.push(Block::Para(
+        "What the run can ask, by the id an answers file (`--answers FILE`) gives the answer under; `runbook answers` prints a file to fill in. `…` is a part the script computes at run time.".into(),
+    ));
+    let rows = loaded
+        .prompts()
+        .into_iter()
+        .map(|p| {
+            vec![
+                format!("`{}`", p.id),
+                if p.step.is_empty() {
+                    "(the run)".into()
+                } else {
+                    format!("`{}`", p.step)
+                },
+                p.answer.replace('|', "\\|"),
+                p.question.replace('|', "\\|"),
+            ]
+        })
+        .collect();
+    b.push(Block::Table(
+        vec![
+            "Id".into(),
+            "Step".into(),
+            "Answer".into(),
+            "Question".into(),
+        ],
+        rows,
+    ));
     b
 }
 

@@ -1,0 +1,56 @@
+//! `runbook answers`: an answers file to fill in, every question of the runbook commented out.
+
+use crate::cli::AnswersArgs;
+use crate::error::{exit, Result};
+use crate::ui;
+use runbook_core::runbook::{Runbook, SourceFile};
+
+pub fn run(args: AnswersArgs, settings: &crate::settings::Settings) -> Result<u8> {
+    let path = settings.library.find(&args.runbook)?;
+    let loaded = Runbook::load(SourceFile::read(&path)?)?;
+    let m = loaded.plan().meta();
+    let mut out = vec![
+        format!("# Answers for {} ({})", m.title, m.id),
+        format!(
+            "# Use with: runbook exec {} --answers FILE (a question without an answer is asked at",
+            path.display()
+        ),
+        "# a terminal; without one the run stops there). Uncomment what you answer ahead.".into(),
+        "# `…` in an id is a part the script computes at run time: see the run's output.".into(),
+        "# A secret answered here must be in a file only you can read (chmod 600).".into(),
+    ];
+    let mut step = None;
+    for p in loaded.prompts() {
+        if step.as_ref() != Some(&p.step) {
+            out.push(String::new());
+            out.push(if p.step.is_empty() {
+                "# The run".to_string()
+            } else {
+                format!("# Step {}", p.step)
+            });
+            step = Some(p.step.clone());
+        }
+        out.push(format!("# {} ({})", p.question, p.answer));
+        let example = example(&p.answer, p.default.as_deref());
+        out.push(format!("# \"{}\" = {example}", p.id));
+    }
+    ui::out(&out.join("\n"));
+    Ok(exit::OK)
+}
+
+/// A value of the right kind for an answer described as `answer`.
+fn example(answer: &str, default: Option<&str>) -> String {
+    if let Some(d) = default {
+        return format!("{d:?}");
+    }
+    if answer.starts_with("true") {
+        return "true".into();
+    }
+    if let Some(first) = answer
+        .strip_prefix("one of: ")
+        .and_then(|c| c.split(", ").next())
+    {
+        return first.to_string();
+    }
+    "\"...\"".into()
+}

@@ -247,3 +247,39 @@ step("two", "Two", |ctx| { print("two"); })
         .stdout_has("  one.which [one]: Which colour? (one of: \"red\", \"blue\")");
     drop(t);
 }
+
+/// A scenario names its world's params once (`[params]`): a rehearsal on it runs with them,
+/// `--param` still wins. Before, every rehearsal had to repeat them on the command line.
+#[test]
+fn a_scenario_sets_the_params_of_its_world() {
+    let runbook = r#"
+runbook(#{ id: "p", title: "Params" });
+param("server", #{ default: "default-server", help: "server" });
+param("apps", #{ default: ["default-app"], help: "apps" });
+step("show", "Show", |ctx| { print(`server ${ctx.params.server} apps ${ctx.params.apps} run ${run::target()}`); })
+  .no_undo("nothing");
+"#;
+    let scenario = "[params]\nserver = \"world-server\"\napps = [\"app-a\", \"app-b\"]\n";
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "exec",
+            "p.rhai",
+            "--sandbox",
+            "--yes",
+            "--scenario",
+            "w.toml",
+        ];
+        args.extend_from_slice(extra);
+        Test::new()
+            .file("p.rhai", runbook)
+            .file("w.toml", scenario)
+            .args(&args)
+            .run()
+    };
+    run(&[])
+        .exit(Exit::Ok)
+        .stdout_has("server world-server apps [\"app-a\", \"app-b\"] run sandbox");
+    run(&["--param", "server=from-the-command-line"])
+        .exit(Exit::Ok)
+        .stdout_has("server from-the-command-line apps [\"app-a\", \"app-b\"]");
+}

@@ -30,6 +30,16 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
         }
     }
     let wired = wiring::services(settings, args.sandbox, &scenario)?;
+    // A rehearsal's scenario may name the params of its world (`[params]`); `--param`
+    // still wins (it comes later).
+    let pairs = match (&scenario.scenario, args.sandbox) {
+        (Some(file), true) => {
+            let mut all = runbook_sandbox::Scenario::from_file(file)?.param_pairs();
+            all.extend(pairs);
+            all
+        }
+        _ => pairs,
+    };
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
     let shadowed = wiring::shadowed_params(settings, runbook.plan(), wired.env.as_ref());
     if !shadowed.is_empty() {

@@ -43,6 +43,37 @@ pub struct Scenario {
     #[serde(default, deserialize_with = "deserialize_rules")]
     #[schemars(with = "Vec<String>")]
     pub faults: Vec<FaultRule>,
+    /// The runbook's params for a rehearsal on this world (`[params]`, e.g.
+    /// `apps = ["raxx-api-prod"]`): they name the world's servers and apps, so the scenario
+    /// says them once. `--param` still wins; they come before the params' environment
+    /// variables and defaults.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+impl Scenario {
+    /// `params` as `--param NAME=VALUE` pairs (a list is comma-separated, as on the command
+    /// line).
+    pub fn param_pairs(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|i| match i {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
 }
 
 /// Postmark servers and the per-server token limit.
@@ -385,6 +416,7 @@ impl Scenario {
             github: GithubScenario::default(),
             scripted: Vec::new(),
             faults: Vec::new(),
+            params: BTreeMap::new(),
         }
     }
 

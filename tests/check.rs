@@ -193,6 +193,8 @@ fn authoring_lints_point_at_the_step_call_or_param() {
             at("secret_in_url", 15, 11),
             at("unused_param", 3, 1),
             at("missing_audit", 1, 1),
+            // ctx.admin_token is read and never set.
+            at("ctx_read_before_set", 15, 66),
         ]
     );
     let messages: Vec<&str> = strs(&v["diagnostics"], "message");
@@ -206,6 +208,7 @@ fn authoring_lints_point_at_the_step_call_or_param() {
             "http::get is given a Secret in the query parameter 'auth'",
             "param 'unused' is never used",
             "a rotation runbook (with `secret`) never calls audit::log",
+            "step 'leak' reads ctx.admin_token, which no step up to it sets",
         ]
     );
 }
@@ -224,6 +227,40 @@ fn a_secret_reaching_a_url_through_a_function_is_found() {
     assert!(
         !out.stderr.contains(":10:5:"),
         "fine() sends it as a header: {}",
+        out.stderr
+    );
+}
+
+/// A step reading a ctx value no step up to it sets fails only at run time, after the
+/// earlier steps' writes ("unknown property"). `check` now finds it, with the key a typo
+/// most likely meant; `ctx.get(KEY, default)` and a key set later in the same step are fine.
+#[test]
+fn a_ctx_value_read_before_any_step_sets_it_is_found_without_running() {
+    let script = r#"
+runbook(#{ id: "c", title: "C" });
+step("one", "One", |ctx| {
+    ctx.server_id = 42;
+    let later = ctx.get("not_yet", 0);
+    print(`${later}`);
+}).no_undo("nothing");
+step("two", "Two", |ctx| {
+    print(`${ctx.serverid}`);
+    ctx.made_here = 1;
+    print(`${ctx.made_here} ${ctx.server_id} ${ctx.params}`);
+    print(`${ctx.from_three}`);
+}).no_undo("nothing");
+step("three", "Three", |ctx| { ctx.from_three = 3; }).no_undo("nothing");
+"#;
+    let out = with_script("check", "c.rhai", script).run();
+    out.exit(Exit::Usage)
+        .stderr_has("runbook::check::ctx_read_before_set")
+        .stderr_has("c.rhai:9:17: step 'two' reads ctx.serverid, which no step up to it sets")
+        .stderr_has("did you mean ctx.server_id?")
+        .stderr_has("step 'two' reads ctx.from_three, which no step up to it sets");
+    assert_eq!(
+        out.stderr.matches("ctx_read_before_set").count(),
+        2,
+        "only the two: {}",
         out.stderr
     );
 }

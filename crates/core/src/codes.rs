@@ -113,6 +113,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::check::wrong_arity", Script, "A call with the wrong number of arguments.", "The help lists the arities that exist."),
     c("runbook::check::param_without_help", Script, "A param has no help text.", "Add help: \"...\" so `show`, `doc` and the operator know it."),
     c("runbook::check::unused_param", Script, "A param no step uses.", "Use it or remove it."),
+    c("runbook::check::ctx_read_before_set", Script, "A step reads a ctx value that no step up to it sets.", "Set it in that step or an earlier one (check the spelling), or read it with ctx.get(KEY, default)."),
     c("runbook::check::missing_metadata", Script, "A rotation runbook (with `secret`) has no cadence_days.", "Add cadence_days so `due` can tell when it is due."),
     c("runbook::check::missing_audit", Script, "A rotation runbook never calls audit::log.", "End with a step that records the rotation (std/rotation's steps do)."),
     c("runbook::check::write_without_undo", Script, "A step writes but has no undo and says nothing about going back.", "Add .undo(...), or .irreversible(why) with .confirm(...), or .no_undo(why)."),

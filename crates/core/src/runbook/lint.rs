@@ -64,6 +64,92 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
     problems.extend(secret_flows(loaded, &program));
     problems.extend(unused_params(loaded, &program));
     problems.extend(missing_audit(loaded, &program));
+    problems.extend(ctx_read_before_set(loaded, &program));
+    problems
+}
+
+/// `ctx.KEY` (or `ctx["KEY"]`): KEY, when the expression reads or writes a ctx value.
+fn ctx_key(e: &Expr) -> Option<String> {
+    let (Expr::Dot(x, _, _) | Expr::Index(x, _, _)) = e else {
+        return None;
+    };
+    if !matches!(&x.lhs, Expr::Variable(v, _, _) if v.1 == "ctx") {
+        return None;
+    }
+    let first = match &x.rhs {
+        Expr::Dot(y, _, _) | Expr::Index(y, _, _) => &y.lhs,
+        other => other,
+    };
+    match first {
+        Expr::Property(p, _) => Some(p.2.to_string()),
+        Expr::StringConstant(s, _) if matches!(e, Expr::Index(..)) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// A step that reads `ctx.KEY` when no step up to it (itself included) sets KEY: the run
+/// fails there ("unknown property"), typically a key misspelled or set by a later step.
+/// `ctx.get(KEY, default)` and `"KEY" in ctx` are how a step reads what may be unset; they
+/// are not flagged.
+fn ctx_read_before_set(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
+    let mut set: HashSet<String> = HashSet::from(["params".to_string()]);
+    let mut problems = Vec::new();
+    let mut reported: HashSet<String> = HashSet::new();
+    for step in &loaded.plan().steps {
+        let Some(unit) = program.units.iter().position(|u| u.name == step.source) else {
+            continue;
+        };
+        let arity = step.run.curry().len() + 1;
+        let bodies = program.bodies_from(unit, step.run.fn_name(), arity);
+        let mut written: HashSet<Position> = HashSet::new();
+        let mut reads: Vec<(String, usize, Position)> = Vec::new();
+        for (u, body) in &bodies {
+            body.walk(&mut |path: &[ASTNode]| {
+                match path.last() {
+                    Some(ASTNode::Stmt(Stmt::Assignment(x))) => {
+                        if let Some(k) = ctx_key(&x.1.lhs) {
+                            set.insert(k);
+                            written.insert(x.1.lhs.position());
+                        }
+                    }
+                    Some(ASTNode::Expr(e @ (Expr::Dot(..) | Expr::Index(..)))) => {
+                        if let Some(k) = ctx_key(e) {
+                            reads.push((k, *u, e.position()));
+                        }
+                    }
+                    _ => {}
+                }
+                true
+            });
+        }
+        for (key, u, pos) in reads {
+            let file = &program.units[u].name;
+            if set.contains(&key) || written.contains(&pos) || file.starts_with("<std/") {
+                continue;
+            }
+            if !reported.insert(format!("{file}:{key}")) {
+                continue;
+            }
+            let known: Vec<&str> = set.iter().map(String::as_str).collect();
+            let hint = match crate::suggest::closest(&key, known.iter().copied()) {
+                Some(near) => format!("did you mean ctx.{near}? Set ctx.{key} in this step or an earlier one, or read it with ctx.get(\"{key}\", default)"),
+                None => format!("set ctx.{key} in this step or an earlier one, or read it with ctx.get(\"{key}\", default) where it may be unset"),
+            };
+            problems.push(
+                ScriptError::at(
+                    "runbook::check::ctx_read_before_set",
+                    format!(
+                        "step '{}' reads ctx.{key}, which no step up to it sets",
+                        step.id
+                    ),
+                    loaded.sources(),
+                    file,
+                    pos,
+                )
+                .with_help(hint),
+            );
+        }
+    }
     problems
 }
 

@@ -290,18 +290,23 @@ fn option(args: &[Expr], key: &str) -> Option<String> {
 impl Program {
     /// Every question reachable from function `name`/`arity` of `unit` (a step's body),
     /// following the script functions it calls, in the order they are written.
-    pub(crate) fn prompts_from(&self, unit: usize, name: &str, arity: usize) -> Vec<PromptCall> {
+    /// The bodies of function `name`/`arity` of `unit` and of every script function it
+    /// reaches, as (unit, body): the function's own first, then the others by unit and name.
+    pub(crate) fn bodies_from(&self, unit: usize, name: &str, arity: usize) -> Vec<(usize, AST)> {
         let mut seen = HashSet::new();
         seen.insert((unit, name.to_string(), arity));
         self.collect(self.calls_in(unit, name, arity), &mut seen, &mut Vec::new());
-        let mut bodies: Vec<(usize, String, usize)> = seen.into_iter().collect();
-        // The step's own body first, then what it calls, by place in the source.
-        bodies.sort_by_key(|(u, n, a)| (*u != unit || n != name || *a != arity, *u, n.clone()));
+        let mut found: Vec<(usize, String, usize)> = seen.into_iter().collect();
+        found.sort_by_key(|(u, n, a)| (*u != unit || n != name || *a != arity, *u, n.clone()));
+        found
+            .into_iter()
+            .filter_map(|(u, n, a)| function_body(&self.units[u].ast, &n, a).map(|b| (u, b)))
+            .collect()
+    }
+
+    pub(crate) fn prompts_from(&self, unit: usize, name: &str, arity: usize) -> Vec<PromptCall> {
         let mut out = Vec::new();
-        for (u, n, a) in bodies {
-            let Some(body) = function_body(&self.units[u].ast, &n, a) else {
-                continue;
-            };
+        for (_, body) in self.bodies_from(unit, name, arity) {
             body.walk(&mut |path: &[ASTNode]| {
                 let call = match path.last() {
                     Some(ASTNode::Expr(Expr::FnCall(c, _))) => Some(c),

@@ -751,6 +751,47 @@ mod tests {
         assert_eq!(body["id"], "rate_limit");
     }
 
+    /// `committed`: the vendor applies the write, then answers a 5xx; the client sees the
+    /// failure, the state holds the change.
+    #[tokio::test]
+    async fn a_committed_fault_applies_the_write_and_answers_a_5xx() {
+        let sb = sb().await;
+        sb.add_fault(
+            crate::FaultRule::parse("heroku:PATCH:/apps/*/config-vars=committed:once").unwrap(),
+        );
+        let patch = |v: &str| on_app(&sb, Method::PATCH, "/config-vars").json(&json!({"FOO": v}));
+        let body = expect(500, patch("applied")).await;
+        assert_eq!(body["id"], "internal_server_error");
+        let st = sb.state();
+        let app = &st["heroku"]["apps"]["raxx-api-prod"];
+        assert_eq!(app["config_vars"]["FOO"], "applied");
+        assert_eq!(
+            app["restarts"], 1,
+            "the change released and restarted the app"
+        );
+        let logged = sb
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "PATCH")
+            .unwrap();
+        assert_eq!(
+            (logged.status, logged.fault),
+            (Some(500), Some("committed"))
+        );
+
+        sb.add_fault(
+            crate::FaultRule::parse("heroku:PATCH:/apps/*/config-vars=committed=503:once").unwrap(),
+        );
+        assert_eq!(
+            expect(503, patch("again")).await["id"],
+            "service_unavailable"
+        );
+        assert_eq!(
+            sb.state()["heroku"]["apps"]["raxx-api-prod"]["config_vars"]["FOO"],
+            "again"
+        );
+    }
+
     #[tokio::test]
     async fn a_restart_boots_for_a_while_starting_dynos_and_a_503_until_up() {
         let mut scenario = Scenario::default();

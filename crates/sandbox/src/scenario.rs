@@ -38,7 +38,8 @@ pub struct Scenario {
     pub scripted: Vec<ScriptedVendor>,
     /// Faults injected from the start, in the `--fault` grammar:
     /// `VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S]`, where
-    /// ACTION is a status (`500`), `drop`, `lost` (served, then the answer dropped), `stall`,
+    /// ACTION is a status (`500`), `drop`, `lost` (served, then the answer dropped),
+    /// `committed[=5XX]` (served, then answered with a 5xx, 500 by default), `stall`,
     /// `malformed` or `latency=MS`.
     #[serde(default, deserialize_with = "deserialize_rules")]
     #[schemars(with = "Vec<String>")]
@@ -61,6 +62,15 @@ pub struct PostmarkScenario {
     pub unconfirmed_signatures: Vec<String>,
     /// Suppressed recipients (hard bounce, spam complaint, manual): 422 ErrorCode 406.
     pub inactive_recipients: Vec<String>,
+    /// How long Postmark takes to process a sent email, in milliseconds. `POST /email`
+    /// answers a `MessageID` at once; until then `GET /messages/outbound/{id}/details`
+    /// answers 422 ErrorCode 701 and `GET /messages/outbound` does not list it. Postmark
+    /// documents no figure; the default is short so rehearsals stay quick.
+    pub delivery_ms: u64,
+    /// Recipients whose mailbox hard-bounces: once a message to one is processed, the bounce
+    /// is listed by `GET /bounces` and the recipient is suppressed (later sends to it are
+    /// refused with 422 ErrorCode 406), as Postmark deactivates hard-bounced addresses.
+    pub bounce: Vec<String>,
 }
 
 /// One Postmark server.
@@ -278,6 +288,8 @@ impl Default for PostmarkScenario {
             sender_signatures: vec!["noreply@raxx.app".into()],
             unconfirmed_signatures: Vec::new(),
             inactive_recipients: Vec::new(),
+            delivery_ms: 200,
+            bounce: Vec::new(),
         }
     }
 }

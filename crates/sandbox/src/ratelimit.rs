@@ -59,4 +59,32 @@ impl Pool {
         self.refill();
         self.tokens as u64
     }
+
+    /// Moves the pool's clock back by `secs`, as if that much time had passed.
+    #[cfg(test)]
+    fn rewind(&mut self, secs: u64) {
+        let back = std::time::Duration::from_secs(secs);
+        self.at = self.at.checked_sub(back).unwrap_or(self.at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pool;
+
+    #[test]
+    fn the_pool_counts_down_refuses_when_empty_and_refills_with_time() {
+        // Heroku's figures: 4,500 tokens, 75 a minute.
+        let mut pool = Pool::new(3, 75.0 / 60.0);
+        assert_eq!(pool.take(), Some(2));
+        assert_eq!(pool.take(), Some(1));
+        assert_eq!(pool.take(), Some(0));
+        assert_eq!(pool.take(), None);
+        assert_eq!(pool.refused, 1);
+        // Two seconds at 1.25 a second: two whole tokens.
+        pool.rewind(2);
+        assert_eq!(pool.remaining(), 2);
+        pool.rewind(3600);
+        assert_eq!(pool.remaining(), 3, "never above capacity");
+    }
 }

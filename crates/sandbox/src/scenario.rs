@@ -214,6 +214,43 @@ pub struct AppSpec {
     /// How long a restart takes, in milliseconds: until then the dynos are `starting`, the
     /// app answers 503, and the "up" line is not yet logged (Heroku restarts after the 202).
     pub boot_ms: u64,
+    /// Preboot (Heroku's `preboot` feature): at a restart or a config change the old dynos
+    /// keep serving, `up` and with the OLD config (the downstream app keeps its old token),
+    /// until the new ones are up after `boot_ms`; then the new ones replace them.
+    pub preboot: bool,
+    /// A release phase: every new release waits for its release command, `pending` in the
+    /// releases list, and restarts the app only if it succeeds; absent, releases succeed at
+    /// once (as for an app without a `release` process type).
+    pub release_phase: Option<ReleasePhaseSpec>,
+}
+
+/// An app's release phase: how long the release command runs and how it ends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReleasePhaseSpec {
+    /// How long a release stays `pending`, in milliseconds.
+    pub duration_ms: u64,
+    /// How it ends: `succeeded` (the app restarts on the new release) or `failed` (the
+    /// release is `failed` and the dynos keep running the previous one, as Heroku does when
+    /// the release command exits non-zero).
+    pub outcome: ReleaseOutcome,
+}
+
+/// How a release phase ends.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseOutcome {
+    Succeeded,
+    Failed,
+}
+
+impl Default for ReleasePhaseSpec {
+    fn default() -> Self {
+        ReleasePhaseSpec {
+            duration_ms: 2_000,
+            outcome: ReleaseOutcome::Succeeded,
+        }
+    }
 }
 
 /// GitHub repositories and the token the simulator accepts.
@@ -355,6 +392,8 @@ impl Default for AppSpec {
             generation: "cedar".into(),
             // A restart takes time, as on Heroku: short enough for a quick rehearsal.
             boot_ms: 300,
+            preboot: false,
+            release_phase: None,
         }
     }
 }

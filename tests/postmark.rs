@@ -409,7 +409,8 @@ step("restart", "Restart and wait", |ctx| {
 /// The canary scenario with a secret-approval policy on `prod`.
 fn protected_scenario(approver: &str) -> String {
     let canary = canary_scenario();
-    format!("{canary}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n{approver}")
+    // `everyone`: Infisical's policies skip machine identities, the run's kind of caller.
+    format!("{canary}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\napplies_to = \"everyone\"\n{approver}")
 }
 
 /// On an environment with a secret-approval policy Infisical answers a write with a change

@@ -536,7 +536,10 @@ async fn infisical_v4_writes_under_an_approval_policy_answer_the_approval_branch
     scenario
         .infisical
         .approval_policies
-        .push(crate::scenario::ApprovalPolicySpec::default());
+        .push(crate::scenario::ApprovalPolicySpec {
+            applies_to: crate::scenario::AppliesTo::Everyone,
+            ..Default::default()
+        });
     let sb = Sandbox::start(scenario).await.unwrap();
     for (method, name, definition, extra) in [
         (

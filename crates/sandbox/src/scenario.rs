@@ -100,6 +100,10 @@ pub struct InfisicalScenario {
     pub environments: Vec<String>,
     /// Access token accepted as `INFISICAL_TOKEN`; random when absent.
     pub token: Option<String>,
+    /// A person's session token (a user JWT, as the dashboard and `infisical login` hold)
+    /// also accepted as a Bearer token: writes with it are a user's, which approval policies
+    /// cover. Absent, only machine-identity tokens are accepted.
+    pub user_token: Option<String>,
     /// Universal-auth machine identity accepted at login; random when absent.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -133,6 +137,22 @@ pub struct ApprovalPolicySpec {
     /// `approve_after_ms` (then at once): a rehearsal where an approver merges one change
     /// (a staging copy) and leaves another waiting.
     pub approve_keys: Vec<String>,
+    /// Whose writes it covers: `users` (Infisical's behaviour: its secret routes file a
+    /// change request only when the actor is a user, so a machine identity, the sandbox's
+    /// token and universal-auth logins, writes directly) or `everyone` (every caller, the
+    /// sandbox's former behaviour, to rehearse waiting for an approval).
+    pub applies_to: AppliesTo,
+}
+
+/// Whose writes a secret-approval policy covers.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AppliesTo {
+    /// People (user sessions) only, as Infisical does.
+    #[default]
+    Users,
+    /// Every caller, machine identities included.
+    Everyone,
 }
 
 impl Default for ApprovalPolicySpec {
@@ -144,6 +164,7 @@ impl Default for ApprovalPolicySpec {
             approvals: 1,
             approve_after_ms: None,
             approve_keys: Vec::new(),
+            applies_to: AppliesTo::Users,
         }
     }
 }
@@ -350,6 +371,7 @@ impl Default for InfisicalScenario {
             project_slug: "raxx".into(),
             environments: vec!["dev".into(), "staging".into(), "prod".into()],
             token: None,
+            user_token: None,
             client_id: None,
             client_secret: None,
             access_token_ttl_secs: 7200,

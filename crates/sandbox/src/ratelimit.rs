@@ -1,7 +1,7 @@
 //! Request pools: how many requests a vendor still takes, refilled at a steady rate.
 
-/// A vendor's request pool (Heroku's per account, GitHub's per token). Heroku uses GCRA;
-/// a token bucket behaves the same at the granularity a run sees.
+/// A vendor's request pool (Heroku's per account). Heroku uses GCRA; a token bucket behaves
+/// the same at the granularity a run sees. (GitHub's limit is a fixed hourly window instead.)
 pub(crate) struct Pool {
     capacity: f64,
     per_sec: f64,
@@ -25,15 +25,6 @@ impl Pool {
             at: std::time::Instant::now(),
             refused: 0,
         }
-    }
-
-    /// Seconds until the pool is full again (GitHub's `x-ratelimit-reset` counts to it).
-    pub(crate) fn seconds_to_full(&mut self) -> u64 {
-        self.refill();
-        if self.per_sec <= 0.0 {
-            return 3600;
-        }
-        ((self.capacity - self.tokens) / self.per_sec).ceil() as u64
     }
 
     fn refill(&mut self) {

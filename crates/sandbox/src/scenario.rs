@@ -282,9 +282,13 @@ pub struct GithubScenario {
     pub token: Option<String>,
     /// Repositories the token can administer.
     pub repos: Vec<RepoSpec>,
-    /// The token's primary rate limit: `limit` requests an hour (GitHub's 5,000 for a
-    /// personal token). When spent, requests answer 403 with `x-ratelimit-remaining: 0`.
+    /// The token's primary rate limit: requests an hour (GitHub's 5,000 for a personal
+    /// token), in a fixed window that starts at the window's first request and resets an
+    /// hour later (`x-ratelimit-reset`). When spent, requests answer `rate_limit_status`
+    /// with `x-ratelimit-remaining: 0` until the reset.
     pub rate_limit: u32,
+    /// The status of a spent primary limit: 403 (the default) or 429; GitHub documents both.
+    pub rate_limit_status: u16,
     /// A secondary rate limit on content-creating requests (GitHub's "too many writes in a
     /// short time"): refused with 403 and a `retry-after`; absent, none.
     pub secondary_limit: Option<SecondaryLimitSpec>,
@@ -299,11 +303,19 @@ pub struct SecondaryLimitSpec {
     /// The window, in seconds.
     #[serde(default = "SecondaryLimitSpec::minute")]
     pub window_secs: u64,
+    /// Whether a refusal carries `retry-after`. GitHub's docs say it may not: then the
+    /// client should wait at least a minute (`x-ratelimit-remaining` is not 0).
+    #[serde(default = "SecondaryLimitSpec::yes")]
+    pub retry_after: bool,
 }
 
 impl SecondaryLimitSpec {
     fn minute() -> u64 {
         60
+    }
+
+    fn yes() -> bool {
+        true
     }
 }
 
@@ -313,6 +325,7 @@ impl Default for GithubScenario {
             token: None,
             repos: Vec::new(),
             rate_limit: 5000,
+            rate_limit_status: 403,
             secondary_limit: None,
         }
     }

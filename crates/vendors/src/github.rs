@@ -326,6 +326,7 @@ mod tests {
         sc.github.secondary_limit = Some(runbook_sandbox::scenario::SecondaryLimitSpec {
             writes: 1,
             window_secs: 1,
+            retry_after: true,
         });
         let (sb, v) = start(sc).await;
         let value = Secret::new("gh-secret-value-0003", Source::Literal);

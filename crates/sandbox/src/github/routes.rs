@@ -265,23 +265,33 @@ async fn delete_secret(
 }
 
 /// GitHub's primary rate limit, outside the fault layer: every answer carries the
-/// `x-ratelimit-*` headers, and a spent limit answers 403 with `x-ratelimit-remaining: 0`
-/// and the reset time, as GitHub does.
+/// `x-ratelimit-*` headers of the hour's window, and a spent window answers 403 (or 429)
+/// with `x-ratelimit-remaining: 0` until its reset, as GitHub does. Writes also count
+/// against the secondary limit, when the scenario sets one.
 async fn rate_limit(
     State(s): State<Arc<Shared>>,
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
     let write = req.method() != axum::http::Method::GET;
-    let taken = s.with_state(|g: &mut GithubState| g.pool.take()).flatten();
-    let secondary = match (taken, write) {
-        (Some(_), true) => s
-            .with_state(|g: &mut GithubState| g.take_write().err())
-            .flatten(),
-        _ => None,
-    };
-    let mut resp = match (taken, secondary) {
-        (Some(_), Some(wait)) => {
+    let verdict = s
+        .with_state(|g: &mut GithubState| {
+            if !g.window.take() {
+                return Err(None);
+            }
+            if !write {
+                return Ok(());
+            }
+            g.take_write().map_err(|wait| {
+                let ask = g.secondary.as_ref().is_none_or(|l| l.retry_after);
+                Some(ask.then_some(wait))
+            })
+        })
+        .unwrap_or(Ok(()));
+    let mut resp = match verdict {
+        Ok(()) => next.run(req).await,
+        // The secondary limit: 403, with `retry-after` unless the scenario leaves it out.
+        Err(Some(wait)) => {
             let mut r = (
                 StatusCode::FORBIDDEN,
                 Json(json!({
@@ -290,36 +300,43 @@ async fn rate_limit(
                 })),
             )
                 .into_response();
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from(wait));
+            if let Some(secs) = wait {
+                r.headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from(secs));
+            }
             r
         }
-        (Some(_), None) => next.run(req).await,
-        (None, _) => (
-            StatusCode::FORBIDDEN,
-            Json(json!({
-                "message": "API rate limit exceeded for user ID 1.",
-                "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting",
-            })),
-        )
-            .into_response(),
+        Err(None) => {
+            let status = s
+                .with_state(|g: &mut GithubState| g.limit_status)
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::FORBIDDEN);
+            (
+                status,
+                Json(json!({
+                    "message": "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+                })),
+            )
+                .into_response()
+        }
     };
-    let (remaining, to_full, limit) = s
-        .with_state(|g: &mut GithubState| (g.pool.remaining(), g.pool.seconds_to_full(), g.limit))
-        .unwrap_or((0, 3600, 0));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let (limit, remaining, used, reset) = s
+        .with_state(|g: &mut GithubState| {
+            (
+                g.window.limit,
+                g.window.remaining(),
+                g.window.used,
+                g.window.reset,
+            )
+        })
+        .unwrap_or((0, 0, 0, 0));
     let h = resp.headers_mut();
     for (name, value) in [
         ("x-ratelimit-limit", u64::from(limit)),
-        ("x-ratelimit-remaining", remaining),
-        (
-            "x-ratelimit-used",
-            u64::from(limit).saturating_sub(remaining),
-        ),
-        ("x-ratelimit-reset", now + to_full.max(1)),
+        ("x-ratelimit-remaining", u64::from(remaining)),
+        ("x-ratelimit-used", u64::from(used)),
+        ("x-ratelimit-reset", reset),
     ] {
         h.insert(name, axum::http::HeaderValue::from(value));
     }
@@ -332,6 +349,7 @@ async fn rate_limit(
 
 #[cfg(test)]
 mod tests {
+    use super::GithubState;
     use crate::testkit::{answer, expect, keys, raw, sent};
     use crate::{Sandbox, Scenario};
     use reqwest::{Method, RequestBuilder};
@@ -375,11 +393,65 @@ mod tests {
             .unwrap()
             .as_secs();
         assert!(header(&r, "x-ratelimit-reset") > now);
+        let reset = header(&r, "x-ratelimit-reset");
         let body: Value = r.json().await.unwrap();
         assert!(body["message"]
             .as_str()
             .unwrap()
             .starts_with("API rate limit exceeded"));
+        // A fixed window: refused until its reset, which does not move.
+        let r = sent(secrets(&sb, Method::GET, "")).await;
+        assert_eq!(
+            (r.status().as_u16(), header(&r, "x-ratelimit-reset")),
+            (403, reset)
+        );
+        // The hour passes: a new window, with the whole limit.
+        sb.shared
+            .with_state(|g: &mut GithubState| g.window.expire());
+        let r = sent(secrets(&sb, Method::GET, "")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), 1);
+        assert!(header(&r, "x-ratelimit-reset") >= reset);
+        assert_eq!(sb.state()["github"]["rate_limit"]["refused"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_spent_rate_limit_can_be_a_429() {
+        let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
+        scenario.github.rate_limit = 1;
+        scenario.github.rate_limit_status = 429;
+        let sb = Sandbox::start(scenario).await.unwrap();
+        assert_eq!(sent(secrets(&sb, Method::GET, "")).await.status(), 200);
+        let r = sent(secrets(&sb, Method::GET, "")).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+        let mut bad = Scenario::default();
+        bad.github.rate_limit_status = 500;
+        assert!(Sandbox::start(bad).await.is_err());
+    }
+
+    /// GitHub's docs: a secondary limit may answer without `retry-after`, and with requests
+    /// left in the primary window; the client is to wait at least a minute.
+    #[tokio::test]
+    async fn a_secondary_limit_may_answer_without_retry_after() {
+        let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
+        scenario.github.secondary_limit = Some(crate::scenario::SecondaryLimitSpec {
+            writes: 1,
+            window_secs: 30,
+            retry_after: false,
+        });
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let body = json!({"encrypted_value": "AAAA", "key_id": "nope"});
+        assert_ne!(
+            sent(secrets(&sb, Method::PUT, "/X").json(&body))
+                .await
+                .status(),
+            403
+        );
+        let second = sent(secrets(&sb, Method::PUT, "/X").json(&body)).await;
+        assert_eq!(second.status(), 403);
+        assert!(second.headers().get("retry-after").is_none());
+        assert_ne!(second.headers()["x-ratelimit-remaining"], "0");
     }
 
     #[tokio::test]
@@ -419,6 +491,7 @@ mod tests {
         scenario.github.secondary_limit = Some(crate::scenario::SecondaryLimitSpec {
             writes: 1,
             window_secs: 30,
+            retry_after: true,
         });
         let sb = Sandbox::start(scenario).await.unwrap();
         // Not a valid sealed value: the answer is 422, but the write was counted.

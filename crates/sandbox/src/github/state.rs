@@ -58,15 +58,77 @@ impl Repo {
     }
 }
 
+/// GitHub's primary rate limit: `limit` requests in a fixed hour that starts with the
+/// window's first request; `x-ratelimit-reset` is its end, in Unix seconds.
+pub(super) struct Window {
+    pub(super) limit: u32,
+    pub(super) used: u32,
+    /// When the current window ends (0: no window yet).
+    pub(super) reset: u64,
+    /// Requests refused because the window was spent.
+    pub(super) refused: u64,
+}
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Window {
+    fn new(limit: u32) -> Window {
+        Window {
+            limit,
+            used: 0,
+            reset: 0,
+            refused: 0,
+        }
+    }
+
+    /// Starts a new window when the last one ended.
+    fn roll(&mut self) {
+        let now = unix_now();
+        if now >= self.reset {
+            self.used = 0;
+            self.reset = now + 3600;
+        }
+    }
+
+    /// Counts one request: whether the window still had room.
+    pub(super) fn take(&mut self) -> bool {
+        self.roll();
+        if self.used >= self.limit {
+            self.refused += 1;
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+
+    /// Requests left in this window.
+    pub(super) fn remaining(&self) -> u32 {
+        self.limit.saturating_sub(self.used)
+    }
+
+    /// Ends the window now, as if its hour had passed (tests' time control).
+    #[cfg(test)]
+    pub(super) fn expire(&mut self) {
+        self.reset = unix_now();
+    }
+}
+
 pub(crate) struct GithubState {
     /// The token it accepts.
     pub(crate) token: String,
     /// The key pair whose public half encrypts secrets (every repository shares it).
     pub(super) key: crypto_box::SecretKey,
     repos: Vec<Repo>,
-    pub(super) pool: crate::ratelimit::Pool,
-    pub(super) limit: u32,
-    secondary: Option<crate::scenario::SecondaryLimitSpec>,
+    pub(super) window: Window,
+    /// The status of a spent primary limit (403 or 429).
+    pub(super) limit_status: u16,
+    pub(super) secondary: Option<crate::scenario::SecondaryLimitSpec>,
     /// When recent content-creating requests arrived (for the secondary limit).
     recent_writes: std::collections::VecDeque<std::time::Instant>,
 }
@@ -99,8 +161,17 @@ impl GithubState {
                 .unwrap_or_else(|| format!("ghp_{}", uuid::Uuid::new_v4().simple())),
             key: crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng),
             repos,
-            pool: crate::ratelimit::Pool::new(s.rate_limit, f64::from(s.rate_limit) / 3600.0),
-            limit: s.rate_limit,
+            window: Window::new(s.rate_limit),
+            limit_status: match s.rate_limit_status {
+                403 | 429 => s.rate_limit_status,
+                other => {
+                    return Err(SandboxError::Scenario {
+                        message: format!(
+                            "github rate_limit_status must be 403 or 429, not {other}"
+                        ),
+                    })
+                }
+            },
             secondary: s.secondary_limit.clone(),
             recent_writes: std::collections::VecDeque::new(),
         })
@@ -155,6 +226,6 @@ impl GithubState {
                 (r.name.clone(), json!({"secrets": secrets}))
             })
             .collect();
-        json!({"repos": repos})
+        json!({"repos": repos, "rate_limit": {"used": self.window.used, "refused": self.window.refused}})
     }
 }

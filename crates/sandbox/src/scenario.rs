@@ -71,6 +71,9 @@ pub struct PostmarkScenario {
     /// is listed by `GET /bounces` and the recipient is suppressed (later sends to it are
     /// refused with 422 ErrorCode 406), as Postmark deactivates hard-bounced addresses.
     pub bounce: Vec<String>,
+    /// The largest page the message and bounce lists answer, whatever `count` asks
+    /// (Postmark's: 500): a rehearsal switch that makes a client page with `offset`.
+    pub page_size: Option<u32>,
 }
 
 /// One Postmark server.
@@ -199,6 +202,10 @@ pub struct HerokuScenario {
     /// steady rate, and an empty pool answers 429 `rate_limit`. Heroku's: 4,500 tokens,
     /// about 75 a minute.
     pub rate_limit: RateLimitSpec,
+    /// The largest page a ranged list (`GET /apps`, releases) answers, whatever `Range`'s
+    /// `max` asks (Heroku's: 1,000): a rehearsal switch that makes a client follow several
+    /// `Next-Range` pages (206).
+    pub page_size: Option<u32>,
 }
 
 /// A request pool: `capacity` tokens, refilled at `per_minute`.
@@ -289,6 +296,9 @@ pub struct GithubScenario {
     pub rate_limit: u32,
     /// The status of a spent primary limit: 403 (the default) or 429; GitHub documents both.
     pub rate_limit_status: u16,
+    /// The largest page a list answers, whatever `per_page` asks (GitHub's: 100): a
+    /// rehearsal switch that makes a client follow several `Link` pages.
+    pub page_size: Option<u32>,
     /// A secondary rate limit on content-creating requests (GitHub's "too many writes in a
     /// short time"): refused with 403 and a `retry-after`; absent, none.
     pub secondary_limit: Option<SecondaryLimitSpec>,
@@ -326,6 +336,7 @@ impl Default for GithubScenario {
             repos: Vec::new(),
             rate_limit: 5000,
             rate_limit_status: 403,
+            page_size: None,
             secondary_limit: None,
         }
     }
@@ -361,6 +372,7 @@ impl Default for PostmarkScenario {
             inactive_recipients: Vec::new(),
             delivery_ms: 200,
             bounce: Vec::new(),
+            page_size: None,
         }
     }
 }
@@ -414,6 +426,7 @@ impl Default for HerokuScenario {
             user_email: "ops@raxx.app".into(),
             apps: Vec::new(),
             rate_limit: RateLimitSpec::default(),
+            page_size: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 const DOCS: &str = "https://docs.github.com/rest/actions/secrets";
@@ -109,46 +110,100 @@ async fn public_key(
     })
 }
 
+/// A page of a GitHub list: `per_page` (30 by default, at most 100, and at most the
+/// scenario's `page_size`) and `page` (from 1).
+struct Page {
+    per_page: usize,
+    page: usize,
+}
+
+impl Page {
+    fn of(q: &HashMap<String, String>, cap: Option<u32>) -> Page {
+        let cap = cap.map_or(100, |c| (c as usize).clamp(1, 100));
+        let num = |name: &str| q.get(name).and_then(|n| n.trim().parse::<usize>().ok());
+        Page {
+            per_page: num("per_page").unwrap_or(30).clamp(1, cap),
+            page: num("page").unwrap_or(1).max(1),
+        }
+    }
+
+    /// This page's items of `all`.
+    fn slice<T>(&self, all: Vec<T>) -> Vec<T> {
+        all.into_iter()
+            .skip((self.page - 1) * self.per_page)
+            .take(self.per_page)
+            .collect()
+    }
+
+    /// `resp` with GitHub's `Link` header to the other pages of `total` items of `url`
+    /// (`next`, `last`, `first`, `prev`, as they apply).
+    fn link(&self, mut resp: Response, url: &str, total: usize) -> Response {
+        let last = total.div_ceil(self.per_page).max(1);
+        let at = |page: usize, rel: &str| {
+            format!(
+                "<{url}?per_page={}&page={page}>; rel=\"{rel}\"",
+                self.per_page
+            )
+        };
+        let mut parts = Vec::new();
+        if self.page < last {
+            parts.push(at(self.page + 1, "next"));
+            parts.push(at(last, "last"));
+        }
+        if self.page > 1 {
+            parts.push(at(1, "first"));
+            parts.push(at((self.page - 1).min(last), "prev"));
+        }
+        if let Ok(v) = axum::http::HeaderValue::from_str(&parts.join(", ")) {
+            if !parts.is_empty() {
+                resp.headers_mut().insert("link", v);
+            }
+        }
+        resp
+    }
+}
+
+/// `GET /repos/{owner}/{repo}/actions/secrets`: `{total_count, secrets}` a page at a time.
 async fn list(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    with_repo(&s, &owner, &repo, |r| {
-        let secrets: Vec<Value> = r
+    let url = format!(
+        "{}/repos/{owner}/{repo}/actions/secrets",
+        s.url_of("github")
+    );
+    s.respond(|g: &mut GithubState| {
+        let page = Page::of(&q, g.page_size);
+        let Some(r) = g.repo_mut(&owner, &repo) else {
+            return not_found();
+        };
+        let all: Vec<Value> = r
             .secrets
             .iter()
             .map(
                 |(k, v)| json!({"name": k, "created_at": v.created_at, "updated_at": v.updated_at}),
             )
             .collect();
-        Json(json!({"total_count": secrets.len(), "secrets": secrets})).into_response()
+        let total = all.len();
+        let body = json!({"total_count": total, "secrets": page.slice(all)});
+        page.link(Json(body).into_response(), &url, total)
     })
 }
 
-/// `GET /user/repos`: the repositories the token can see, `per_page` (30, at most 100) a
-/// `page`, with a `Link: <...>; rel="next"` while more remain.
+/// `GET /user/repos`: the repositories the token can see, a page at a time with `Link`.
 async fn user_repos(
     State(s): State<Arc<Shared>>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let per_page = q
-        .get("per_page")
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(30)
-        .clamp(1, 100);
-    let page = q
-        .get("page")
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let base = s.url_of("github");
+    let url = format!("{}/user/repos", s.url_of("github"));
     s.respond(|g: &mut GithubState| {
+        let page = Page::of(&q, g.page_size);
         let names = g.repo_names();
-        let body: Vec<Value> = names
+        let total = names.len();
+        let all: Vec<Value> = names
             .iter()
             .enumerate()
-            .skip((page - 1) * per_page)
-            .take(per_page)
             .map(|(i, full)| {
                 let (owner, name) = full.split_once('/').unwrap_or(("", full));
                 json!({
@@ -158,17 +213,7 @@ async fn user_repos(
                 })
             })
             .collect();
-        let mut resp = Json(body).into_response();
-        if page * per_page < names.len() {
-            let next = format!(
-                "<{base}/user/repos?per_page={per_page}&page={}>; rel=\"next\"",
-                page + 1
-            );
-            if let Ok(v) = axum::http::HeaderValue::from_str(&next) {
-                resp.headers_mut().insert("link", v);
-            }
-        }
-        resp
+        page.link(Json(page.slice(all)).into_response(), &url, total)
     })
 }
 
@@ -526,13 +571,67 @@ mod tests {
         let tok = sb.credentials().github_token.clone();
         let first = sent(call(&sb, Method::GET, "/user/repos?per_page=1")).await;
         let link = first.headers()["link"].to_str().unwrap().to_string();
-        assert!(link.ends_with("page=2>; rel=\"next\""), "{link}");
+        let base = format!("{}/user/repos", sb.github_url());
+        assert_eq!(
+            link,
+            format!("<{base}?per_page=1&page=2>; rel=\"next\", <{base}?per_page=1&page=2>; rel=\"last\"")
+        );
         let page: Value = first.json().await.unwrap();
         assert_eq!(page[0]["full_name"], "raxx/raptor");
         let url = link.trim_start_matches('<').split('>').next().unwrap();
         let second = sent(raw().get(url).bearer_auth(&tok)).await;
-        assert!(second.headers().get("link").is_none());
+        let link = second.headers()["link"].to_str().unwrap().to_string();
+        assert!(!link.contains("rel=\"next\""), "{link}");
+        assert!(link.contains("page=1>; rel=\"prev\""), "{link}");
         let page: Value = second.json().await.unwrap();
         assert_eq!(page[0]["full_name"], "raxx/docs");
+    }
+
+    /// The next page's URL of a `Link` header, if any.
+    fn next_of(resp: &reqwest::Response) -> Option<String> {
+        let link = resp.headers().get("link")?.to_str().ok()?;
+        link.split(", ").find_map(|part| {
+            let (url, rel) = part.split_once("; ")?;
+            (rel == "rel=\"next\"").then(|| url.trim_matches(['<', '>']).to_string())
+        })
+    }
+
+    #[tokio::test]
+    async fn the_secrets_list_pages_by_per_page_and_the_scenario_caps_the_page() {
+        let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
+        scenario.github.page_size = Some(2);
+        for name in ["A", "B", "C", "D", "E"] {
+            scenario.github.repos[0]
+                .secrets
+                .insert(name.into(), "v".into());
+        }
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let tok = sb.credentials().github_token.clone();
+        let mut names = Vec::new();
+        let mut resp = sent(secrets(&sb, Method::GET, "?per_page=100")).await;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            let next = next_of(&resp);
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["total_count"], 5);
+            for s in body["secrets"].as_array().unwrap() {
+                names.push(s["name"].as_str().unwrap().to_string());
+            }
+            match next {
+                Some(url) => resp = sent(raw().get(url).bearer_auth(&tok)).await,
+                None => break,
+            }
+        }
+        assert_eq!(
+            (pages, names),
+            (
+                3,
+                vec!["A", "B", "C", "D", "E"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            )
+        );
     }
 }

@@ -129,6 +129,8 @@ pub(crate) struct GithubState {
     /// The status of a spent primary limit (403 or 429).
     pub(super) limit_status: u16,
     pub(super) secondary: Option<crate::scenario::SecondaryLimitSpec>,
+    /// The largest page a list answers (the scenario's `page_size`).
+    pub(super) page_size: Option<u32>,
     /// When recent content-creating requests arrived (for the secondary limit).
     recent_writes: std::collections::VecDeque<std::time::Instant>,
 }
@@ -173,6 +175,7 @@ impl GithubState {
                 }
             },
             secondary: s.secondary_limit.clone(),
+            page_size: s.page_size,
             recent_writes: std::collections::VecDeque::new(),
         })
     }

@@ -299,6 +299,7 @@ async fn list_apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response
         }
     }
     s.respond(|h: &mut HerokuState| {
+        let max = max.min(h.page_size);
         let mut names = h.app_names();
         names.sort();
         names.retain(|n| {
@@ -432,6 +433,7 @@ async fn list_releases(
         Err(e) => return e,
     };
     with_app(&s, &app, |h, a| {
+        let max = range.max.min(h.page_size);
         let mut list: Vec<&HRelease> = a.releases.iter().collect();
         if range.desc {
             list.reverse();
@@ -444,16 +446,14 @@ async fn list_releases(
                 (true, true) => r.version < n,
             });
         }
-        let truncated = list.len() > range.max;
-        list.truncate(range.max);
+        let truncated = list.len() > max;
+        list.truncate(max);
         let body: Vec<Value> = list.iter().map(|r| h.release_json(a, r)).collect();
         let order = if range.desc { "desc" } else { "asc" };
-        let next = list.last().filter(|_| truncated).map(|last| {
-            format!(
-                "version ]{}..; max={}, order={order}",
-                last.version, range.max
-            )
-        });
+        let next = list
+            .last()
+            .filter(|_| truncated)
+            .map(|last| format!("version ]{}..; max={}, order={order}", last.version, max));
         ranged(body, next)
     })
 }
@@ -836,6 +836,30 @@ mod tests {
             ))
             .json(&json!({"to": "a@sandbox.invalid"}));
         assert_eq!(sent(raptor).await.status(), 503);
+    }
+
+    #[tokio::test]
+    async fn the_scenario_page_size_makes_ranged_lists_page() {
+        let mut scenario = Scenario::default();
+        scenario.heroku.page_size = Some(1);
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let resp =
+            sent(platform(&sb, Method::GET, "/apps").header("Range", "name ..; max=1000")).await;
+        assert_eq!(resp.status(), 206);
+        assert_eq!(resp.headers()["next-range"], "name ]raxx-api-prod..; max=1");
+        let resp = sent(on_app(&sb, Method::GET, "/releases")).await;
+        assert_eq!(resp.status(), 200, "one release: one page");
+        expect(
+            200,
+            on_app(&sb, Method::PATCH, "/config-vars").json(&json!({"A": "1"})),
+        )
+        .await;
+        let resp = sent(on_app(&sb, Method::GET, "/releases")).await;
+        assert_eq!(resp.status(), 206);
+        assert_eq!(
+            resp.headers()["next-range"],
+            "version ]1..; max=1, order=asc"
+        );
     }
 
     #[tokio::test]

@@ -160,6 +160,8 @@ pub(crate) struct HerokuState {
     pub(super) user_email: String,
     pub(super) user_id: String,
     pub(super) pool: crate::ratelimit::Pool,
+    /// The largest page a ranged list answers.
+    pub(super) page_size: usize,
 }
 
 impl HerokuState {
@@ -238,6 +240,7 @@ impl HerokuState {
             sessions: HashMap::new(),
             user_email: s.user_email.clone(),
             user_id,
+            page_size: s.page_size.map_or(1000, |n| (n as usize).clamp(1, 1000)),
             pool: crate::ratelimit::Pool::new(
                 s.rate_limit.capacity,
                 s.rate_limit.per_minute / 60.0,

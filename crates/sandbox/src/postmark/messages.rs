@@ -27,15 +27,19 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
 const MAX_COUNT: usize = 500;
 const MAX_DEPTH: usize = 10_000;
 
-/// `count` and `offset`, both required: `(count, offset)` or the refusal, with the query
-/// exception code of the list (`query_code`).
-fn page(q: &HashMap<String, String>, query_code: i64) -> Result<(usize, usize), Response> {
+/// `count` and `offset`, both required: `(count, offset)`, the count at most `cap` (the
+/// scenario's `page_size`), or the refusal, with the list's query exception code.
+fn page(
+    q: &HashMap<String, String>,
+    query_code: i64,
+    cap: usize,
+) -> Result<(usize, usize), Response> {
     let num = |name: &str| q.get(name).and_then(|v| v.trim().parse::<usize>().ok());
     match (num("count"), num("offset")) {
         (Some(count), Some(offset))
             if (1..=MAX_COUNT).contains(&count) && count + offset <= MAX_DEPTH =>
         {
-            Ok((count, offset))
+            Ok((count.min(cap), offset))
         }
         _ => Err(error_body(
             422,
@@ -136,7 +140,7 @@ async fn search_outbound(
             Ok(server) => server.name.clone(),
             Err(r) => return r,
         };
-        let page = match page(&q, 700) {
+        let page = match page(&q, 700, pm.page_size) {
             Ok(p) => p,
             Err(r) => return r,
         };
@@ -237,7 +241,7 @@ async fn search_bounces(
             Ok(server) => (server.name.clone(), server.id),
             Err(r) => return r,
         };
-        let page = match page(&q, 1000) {
+        let page = match page(&q, 1000, pm.page_size) {
             Ok(p) => p,
             Err(r) => return r,
         };
@@ -464,6 +468,34 @@ mod tests {
         )
         .await;
         assert_eq!(filtered["TotalCount"], 0);
+    }
+
+    #[tokio::test]
+    async fn the_scenario_page_size_caps_count_and_offset_pages_the_rest() {
+        let mut scenario = Scenario::default().with_postmark_token(TOKEN);
+        scenario.postmark.delivery_ms = 0;
+        scenario.postmark.page_size = Some(2);
+        let sb = Sandbox::start(scenario).await.unwrap();
+        for to in ["a@example.com", "b@example.com", "c@example.com"] {
+            send(&sb, to, "").await;
+        }
+        let list = |offset: usize| {
+            call(
+                &sb,
+                Method::GET,
+                &format!("/messages/outbound?count=500&offset={offset}"),
+            )
+        };
+        let first = expect(200, list(0)).await;
+        assert_eq!(
+            (
+                first["TotalCount"].as_u64(),
+                first["Messages"].as_array().map(Vec::len)
+            ),
+            (Some(3), Some(2))
+        );
+        let rest = expect(200, list(2)).await;
+        assert_eq!(rest["Messages"].as_array().map(Vec::len), Some(1));
     }
 
     #[tokio::test]

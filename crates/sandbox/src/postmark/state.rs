@@ -261,6 +261,8 @@ pub(super) struct PostmarkState {
     delivery: Duration,
     /// Recipients whose mailbox hard-bounces.
     hard_bounces: Vec<String>,
+    /// The largest page a list answers.
+    pub(super) page_size: usize,
 }
 
 /// Who may send and who may receive: the account's Sender Signatures and suppressions.
@@ -333,6 +335,7 @@ impl PostmarkState {
             token_limit: s.token_limit,
             delivery: Duration::from_millis(s.delivery_ms),
             hard_bounces: s.bounce.iter().map(|a| a.to_ascii_lowercase()).collect(),
+            page_size: s.page_size.map_or(500, |n| (n as usize).clamp(1, 500)),
             senders: Senders {
                 confirmed: s.sender_signatures.clone(),
                 unconfirmed: s.unconfirmed_signatures.clone(),

@@ -289,6 +289,8 @@ pub struct GithubScenario {
     pub token: Option<String>,
     /// Repositories the token can administer.
     pub repos: Vec<RepoSpec>,
+    /// Organisation Actions secrets (the repositories' owners are the organisations).
+    pub org_secrets: Vec<OrgSecretSpec>,
     /// The token's primary rate limit: requests an hour (GitHub's 5,000 for a personal
     /// token), in a fixed window that starts at the window's first request and resets an
     /// hour later (`x-ratelimit-reset`). When spent, requests answer `rate_limit_status`
@@ -334,6 +336,7 @@ impl Default for GithubScenario {
         GithubScenario {
             token: None,
             repos: Vec::new(),
+            org_secrets: Vec::new(),
             rate_limit: 5000,
             rate_limit_status: 403,
             page_size: None,
@@ -350,6 +353,42 @@ pub struct RepoSpec {
     pub name: String,
     /// Actions secrets by name (values are sealed with the repository's public key).
     pub secrets: BTreeMap<String, String>,
+    /// Deployment environments by name, each with its secrets by name. A workflow job in
+    /// an environment sees its secrets over the repository's and the organisation's.
+    pub environments: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// An organisation's Actions secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrgSecretSpec {
+    /// The organisation (a repository's owner).
+    pub org: String,
+    pub name: String,
+    pub value: String,
+    /// Which repositories may use it: `all`, `private` or `selected` (absent: `all`).
+    #[serde(default = "OrgSecretSpec::all")]
+    pub visibility: String,
+    /// With `selected`: the repositories (`owner/name`) that may.
+    pub selected_repos: Vec<String>,
+}
+
+impl OrgSecretSpec {
+    fn all() -> String {
+        "all".into()
+    }
+}
+
+impl Default for OrgSecretSpec {
+    fn default() -> Self {
+        OrgSecretSpec {
+            org: String::new(),
+            name: String::new(),
+            value: String::new(),
+            visibility: Self::all(),
+            selected_repos: Vec::new(),
+        }
+    }
 }
 
 /// The config var Raptor reads its Postmark token from.

@@ -6,7 +6,7 @@ use crate::shared::Shared;
 use crate::simulator::Routes;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 const DOCS: &str = "https://docs.github.com/rest/actions/secrets";
 /// A fixed key id, as GitHub's are: an opaque number-like string.
-const KEY_ID: &str = "568250167242549743";
+pub(super) const KEY_ID: &str = "568250167242549743";
 
 /// `{message, documentation_url, status}`.
-fn error_body(status: u16, message: &str) -> Response {
+pub(super) fn error_body(status: u16, message: &str) -> Response {
     json_answer(
         status,
         json!({"message": message, "documentation_url": DOCS, "status": status.to_string()}),
@@ -29,7 +29,7 @@ fn error_body(status: u16, message: &str) -> Response {
 }
 
 /// GitHub's 404, for a repository, a secret or a route it does not have.
-fn not_found() -> Response {
+pub(super) fn not_found() -> Response {
     error_body(404, "Not Found")
 }
 
@@ -79,7 +79,9 @@ fn router(shared: Arc<Shared>) -> Router {
             "/repos/{owner}/{repo}/actions/secrets/{name}",
             get(get_secret).put(put_secret).delete(delete_secret),
         )
+        .merge(super::scopes::routes())
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .merge(super::scopes::control_routes())
         .fallback(|| async { not_found() })
         .with_state(shared)
 }
@@ -97,6 +99,15 @@ async fn auth(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: N
     next.run(req).await
 }
 
+/// The public key secrets are sealed to (one for every repository, environment and
+/// organisation of the sandbox).
+pub(super) fn public_key_answer(s: &Shared) -> Response {
+    s.respond(|g: &mut GithubState| {
+        let key = base64::engine::general_purpose::STANDARD.encode(g.key.public_key().as_bytes());
+        Json(json!({"key_id": KEY_ID, "key": key})).into_response()
+    })
+}
+
 async fn public_key(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
@@ -112,13 +123,13 @@ async fn public_key(
 
 /// A page of a GitHub list: `per_page` (30 by default, at most 100, and at most the
 /// scenario's `page_size`) and `page` (from 1).
-struct Page {
+pub(super) struct Page {
     per_page: usize,
     page: usize,
 }
 
 impl Page {
-    fn of(q: &HashMap<String, String>, cap: Option<u32>) -> Page {
+    pub(super) fn of(q: &HashMap<String, String>, cap: Option<u32>) -> Page {
         let cap = cap.map_or(100, |c| (c as usize).clamp(1, 100));
         let num = |name: &str| q.get(name).and_then(|n| n.trim().parse::<usize>().ok());
         Page {
@@ -128,7 +139,7 @@ impl Page {
     }
 
     /// This page's items of `all`.
-    fn slice<T>(&self, all: Vec<T>) -> Vec<T> {
+    pub(super) fn slice<T>(&self, all: Vec<T>) -> Vec<T> {
         all.into_iter()
             .skip((self.page - 1) * self.per_page)
             .take(self.per_page)
@@ -137,7 +148,7 @@ impl Page {
 
     /// `resp` with GitHub's `Link` header to the other pages of `total` items of `url`
     /// (`next`, `last`, `first`, `prev`, as they apply).
-    fn link(&self, mut resp: Response, url: &str, total: usize) -> Response {
+    pub(super) fn link(&self, mut resp: Response, url: &str, total: usize) -> Response {
         let last = total.div_ceil(self.per_page).max(1);
         let at = |page: usize, rel: &str| {
             format!(
@@ -178,13 +189,7 @@ async fn list(
         let Some(r) = g.repo_mut(&owner, &repo) else {
             return not_found();
         };
-        let all: Vec<Value> = r
-            .secrets
-            .iter()
-            .map(
-                |(k, v)| json!({"name": k, "created_at": v.created_at, "updated_at": v.updated_at}),
-            )
-            .collect();
+        let all = r.secrets.listed();
         let total = all.len();
         let body = json!({"total_count": total, "secrets": page.slice(all)});
         page.link(Json(body).into_response(), &url, total)
@@ -243,57 +248,68 @@ fn valid_name(n: &str) -> bool {
 async fn put_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let _ = headers;
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => return error_body(400, "Problems parsing JSON"),
+    let value = match unsealed(&s, &name, &body) {
+        Ok(v) => v.0,
+        Err(r) => return r,
     };
-    if !valid_name(&name) {
-        return error_body(422, "Secret names can only contain alphanumeric characters ([a-z], [A-Z], [0-9]) or underscores (_), must not start with a number, and must not start with GITHUB_.");
+    with_repo(&s, &owner, &repo, |r| stored(r.put_secret(&name, value)))
+}
+
+/// GitHub's answer to a stored secret: 201 when `created`, else 204.
+pub(super) fn stored(created: bool) -> Response {
+    if created {
+        (StatusCode::CREATED, Json(json!({}))).into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// The value of a secret PUT (name `name`, JSON `body`) once decrypted with the simulator's
+/// key, and the body; or GitHub's refusal.
+pub(super) fn unsealed(s: &Shared, name: &str, body: &[u8]) -> Result<(String, Value), Response> {
+    let body: Value =
+        serde_json::from_slice(body).map_err(|_| error_body(400, "Problems parsing JSON"))?;
+    if !valid_name(name) {
+        return Err(error_body(422, "Secret names can only contain alphanumeric characters ([a-z], [A-Z], [0-9]) or underscores (_), must not start with a number, and must not start with GITHUB_."));
     }
     let Some(encrypted) = body.get("encrypted_value").and_then(Value::as_str) else {
-        return error_body(
+        return Err(error_body(
             422,
             "Invalid request.\n\n\"encrypted_value\" wasn't supplied.",
-        );
+        ));
     };
     let Some(key_id) = body.get("key_id").and_then(Value::as_str) else {
-        return error_body(422, "Invalid request.\n\n\"key_id\" wasn't supplied.");
+        return Err(error_body(
+            422,
+            "Invalid request.\n\n\"key_id\" wasn't supplied.",
+        ));
     };
     if key_id != KEY_ID {
-        return error_body(
+        return Err(error_body(
             422,
             "Bad request: key_id does not match the repository public key.",
-        );
+        ));
     }
     let Ok(sealed) = base64::engine::general_purpose::STANDARD.decode(encrypted) else {
-        return error_body(
+        return Err(error_body(
             422,
             "Invalid request.\n\n\"encrypted_value\" is not valid base64.",
-        );
+        ));
     };
     let Some(key) = s.with_state(|g: &mut GithubState| g.key.clone()) else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
     let Ok(plain) = key.unseal(&sealed) else {
-        return error_body(
+        return Err(error_body(
             422,
             "Bad request: the secret could not be decrypted with the repository key.",
-        );
+        ));
     };
-    let Ok(value) = String::from_utf8(plain) else {
-        return error_body(422, "Bad request: the decrypted secret is not UTF-8.");
-    };
-    with_repo(&s, &owner, &repo, |r| {
-        if r.put_secret(&name, value) {
-            (StatusCode::CREATED, Json(json!({}))).into_response()
-        } else {
-            StatusCode::NO_CONTENT.into_response()
-        }
-    })
+    let value = String::from_utf8(plain)
+        .map_err(|_| error_body(422, "Bad request: the decrypted secret is not UTF-8."))?;
+    Ok((value, body))
 }
 
 async fn delete_secret(
@@ -318,6 +334,10 @@ async fn rate_limit(
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
+    // The sandbox's own view is no API traffic: it spends nothing.
+    if req.uri().path().starts_with("/_sandbox/") {
+        return next.run(req).await;
+    }
     let write = req.method() != axum::http::Method::GET;
     let verdict = s
         .with_state(|g: &mut GithubState| {

@@ -876,6 +876,7 @@ mod tests {
             let resp = sent(platform(&sb, Method::GET, "/account/rate-limits")).await;
             assert_eq!(resp.headers()["ratelimit-remaining"], "8");
             let body: Value = resp.json().await.unwrap();
+            heroku_check("/definitions/rate-limit", &body, true);
             assert_eq!(body, json!({"remaining": 8}));
         }
     }

@@ -165,10 +165,11 @@ impl Page {
             parts.push(at(1, "first"));
             parts.push(at((self.page - 1).min(last), "prev"));
         }
+        if parts.is_empty() {
+            return resp;
+        }
         if let Ok(v) = axum::http::HeaderValue::from_str(&parts.join(", ")) {
-            if !parts.is_empty() {
-                resp.headers_mut().insert("link", v);
-            }
+            resp.headers_mut().insert("link", v);
         }
         resp
     }

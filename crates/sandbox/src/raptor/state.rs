@@ -100,7 +100,9 @@ impl Instance {
         let Some(platform) = w.platform_mut() else {
             return;
         };
-        if self.next_token.is_none() || platform.booting(&self.app) && platform.serving(&self.app) {
+        // While old processes serve and new ones boot (preboot), the old token stays in use.
+        let prebooting = platform.booting(&self.app) && platform.serving(&self.app);
+        if self.next_token.is_none() || prebooting {
             return;
         }
         if let Some(token) = self.next_token.take() {

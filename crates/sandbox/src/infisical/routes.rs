@@ -500,15 +500,10 @@ async fn write(
             ("DELETE", Some(_)) => Op::Delete,
             _ => return not_found(),
         };
-        // A covered write is filed for review and changes nothing yet (200, not 202). A
-        // personal secret is the caller's own: no policy covers it.
-        let personal = params.get("type").is_some_and(|t| t == "personal");
-        let filed = (!personal)
-            .then(|| {
-                st.approvals
-                    .file(sc.actor, &sc.env, &sc.path, &name, op.clone())
-            })
-            .flatten();
+        // A covered write is filed for review and changes nothing yet (200, not 202).
+        let filed = st
+            .approvals
+            .file(sc.actor, &sc.env, &sc.path, &name, op.clone());
         if let Some(approval) = filed {
             return Json(json!({ "approval": approval })).into_response();
         }

@@ -433,8 +433,8 @@ pub struct ScenarioArgs {
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// Inject a fault: VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S];
-    /// ACTION is a status (500), drop, lost (served, then the answer dropped), stall, malformed
-    /// or latency=MS
+    /// ACTION is a status (500), drop, lost (served, then the answer dropped), committed[=5XX]
+    /// (served, then a 5xx answered), stall, malformed or latency=MS
     #[arg(long = "fault", value_name = "SPEC")]
     pub faults: Vec<String>,
 }

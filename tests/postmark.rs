@@ -409,7 +409,8 @@ step("restart", "Restart and wait", |ctx| {
 /// The canary scenario with a secret-approval policy on `prod`.
 fn protected_scenario(approver: &str) -> String {
     let canary = canary_scenario();
-    format!("{canary}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n{approver}")
+    // `everyone`: Infisical's policies skip machine identities, the run's kind of caller.
+    format!("{canary}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\napplies_to = \"everyone\"\n{approver}")
 }
 
 /// On an environment with a secret-approval policy Infisical answers a write with a change
@@ -469,6 +470,24 @@ fn a_protected_environment_waits_for_the_change_request_and_the_rotation_complet
 /// request for the secret itself waiting.
 fn store_waits_scenario() -> String {
     protected_scenario("approve_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]")
+}
+
+/// Infisical applies secret-approval policies to users; the run's machine identity writes
+/// directly (Infisical's secret routes check the actor's type). Before, the sandbox filed a
+/// change request for it, so a rehearsal waited for approvals production never asks for.
+#[test]
+fn a_policy_for_users_lets_the_runs_machine_identity_store_directly() {
+    let scenario = format!(
+        "{}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n",
+        canary_scenario()
+    );
+    let out = on_scenario(&scenario, None, &[]);
+    out.exit(Exit::Ok);
+    assert!(!out.stdout.contains("filed change request"), "{}", out.stdout);
+    let state = out.sandbox_state();
+    assert!(items(&state["infisical"]["approvals"]).is_empty());
+    let versions = infisical_versions(&state);
+    assert_eq!(versions.len(), 3, "stored directly: {versions:?}");
 }
 
 /// A change request nobody merges in time fails the store step as pending approval, with

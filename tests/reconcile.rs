@@ -544,7 +544,7 @@ fn a_key_deleted_by_an_earlier_retry_is_not_deleted_again() {
 fn abandon_names_an_open_change_request_first() {
     let text = std::fs::read_to_string(root().join("tests/fixtures/sop_canary.toml")).unwrap();
     let rig = Rig::with_scenario_text(&format!(
-        "{text}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\napprove_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]\n"
+        "{text}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\napplies_to = \"everyone\"\napprove_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]\n"
     ));
     rig.exec("postmark", &["--no-rollback", "--param", "approval_wait=1"])
         .exit(Exit::StepFailed);
@@ -709,7 +709,7 @@ fn a_crash_after_generate_rolls_back_without_a_staging_copy_left() {
 #[test]
 fn a_staging_copy_waiting_for_approval_is_not_replaced_by_another_key() {
     let scenario = format!(
-        "{}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\n",
+        "{}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\napplies_to = \"everyone\"\n",
         std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml")).unwrap()
     );
     let rig = Rig::with_scenario_text(&scenario);

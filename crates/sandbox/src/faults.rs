@@ -9,8 +9,8 @@
 //!         | a scripted vendor's name
 //! METHOD  = GET | POST | PUT | PATCH | DELETE | *          (omitted = any)
 //! PATH    = "/..."  exact or segment prefix; "*" matches within one segment, "**" anything
-//! ACTION  = 3-digit status (the vendor's real error body) | drop | lost | stall | malformed
-//!         | latency=MS
+//! ACTION  = 3-digit status (the vendor's real error body) | drop | lost | committed[=5XX]
+//!         | stall | malformed | latency=MS
 //! OPTION  = once | always | times=N | after=K | retry_after=SECS
 //! ```
 //!
@@ -19,7 +19,11 @@
 //! Default `times` is `always`; `after=K` lets the first K matching requests through.
 //! Raptor's own sends to Postmark match `raptor:POST:/{app}/postmark/email`, so
 //! `raptor:POST:/raxx-api-staging/postmark/email=401` makes Postmark reject that app's mail.
-//! Every action but `latency` answers instead of the real handler (the request has no effect).
+//! Every action but `latency`, `lost` and `committed` answers instead of the real handler
+//! (the request has no effect). `lost` and `committed` let the vendor apply the write first:
+//! `lost` then drops the connection, `committed` answers the vendor's own 5xx (500 unless
+//! given, `committed=503`), the "it worked but said it failed" answer real vendors give when
+//! a step after the commit (a webhook, a cache, a replica) fails.
 
 use crate::simulator;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -38,6 +42,9 @@ pub enum FaultAction {
     /// Serve the request (a write takes effect), then close the connection before the
     /// answer: the client cannot tell whether it happened.
     Lost,
+    /// Serve the request (a write takes effect), then answer this 5xx status with the
+    /// vendor's own error body instead of the real answer.
+    Committed(u16),
     /// Answer 200 with a truncated JSON body.
     Malformed,
     /// Never answer (until the sandbox shuts down).
@@ -124,6 +131,11 @@ impl FaultRule {
         let action = match act {
             "drop" => FaultAction::Drop,
             "lost" => FaultAction::Lost,
+            "committed" => FaultAction::Committed(500),
+            a if a.starts_with("committed=") => match a["committed=".len()..].parse::<u16>() {
+                Ok(s) if (500..=599).contains(&s) => FaultAction::Committed(s),
+                _ => return Err(err("committed takes a 5xx status, e.g. committed=503")),
+            },
             "stall" => FaultAction::Stall,
             "malformed" => FaultAction::Malformed,
             a if a.starts_with("latency=") => FaultAction::Latency(
@@ -135,7 +147,7 @@ impl FaultRule {
                 Ok(s) if (100..=599).contains(&s) => FaultAction::Status(s),
                 _ => {
                     return Err(err(&format!(
-                        "unknown action '{a}' (a status like 500, drop, lost, stall, malformed or latency=MS)"
+                        "unknown action '{a}' (a status like 500, drop, lost, committed[=5XX], stall, malformed or latency=MS)"
                     )))
                 }
             },
@@ -384,6 +396,11 @@ mod tests {
         assert_eq!((r.method, r.path), (None, None));
         assert_eq!(r.retry_after, Some(1));
 
+        let r = FaultRule::parse("heroku:PATCH=committed").unwrap();
+        assert_eq!(r.action, FaultAction::Committed(500));
+        let r = FaultRule::parse("heroku:PATCH=committed=503:once").unwrap();
+        assert_eq!(r.action, FaultAction::Committed(503));
+
         let r = FaultRule::parse("github:/repos=latency=250").unwrap();
         assert_eq!(r.action, FaultAction::Latency(250));
         assert_eq!(r.path.as_deref(), Some("/repos"));
@@ -398,6 +415,8 @@ mod tests {
             "postmark=teapot",
             "postmark=500:twice",
             "postmark=latency=soon",
+            "postmark=committed=404",
+            "postmark=committed=soon",
         ] {
             let e = FaultRule::parse(bad).unwrap_err();
             assert!(!e.reason.is_empty(), "{bad}");

@@ -536,7 +536,10 @@ async fn infisical_v4_writes_under_an_approval_policy_answer_the_approval_branch
     scenario
         .infisical
         .approval_policies
-        .push(crate::scenario::ApprovalPolicySpec::default());
+        .push(crate::scenario::ApprovalPolicySpec {
+            applies_to: crate::scenario::AppliesTo::Everyone,
+            ..Default::default()
+        });
     let sb = Sandbox::start(scenario).await.unwrap();
     for (method, name, definition, extra) in [
         (
@@ -751,7 +754,9 @@ async fn postmark_invalid_json_is_422_with_error_code_402() {
     postmark_refusal(req, 422, 402).await;
 }
 
-/// Each server edit Postmark refuses, with the error code it documents for it.
+/// Each server edit Postmark refuses, with the error code its API overview lists for it
+/// ("API error codes": 603 name exists, 606 webhook URL, 607 colour, 608 name, 609 no data,
+/// 611 spam threshold; 402 and 403 for types and fields).
 #[tokio::test]
 async fn postmark_refused_server_edits_are_422_with_the_documented_error_code() {
     let sb = postmark().await;
@@ -759,9 +764,17 @@ async fn postmark_refused_server_edits_are_422_with_the_documented_error_code() 
         // A wrong type.
         (json!({"TrackOpens": "yes"}), 402),
         // An unknown choice.
-        (json!({"Color": "Pink"}), 403),
+        (json!({"TrackLinks": "Sometimes"}), 403),
+        // A colour outside the list.
+        (json!({"Color": "Pink"}), 607),
         // A blank name.
-        (json!({"Name": " "}), 607),
+        (json!({"Name": " "}), 608),
+        // A hook URL that is no URL.
+        (json!({"DeliveryHookUrl": "not a url"}), 606),
+        // A spam threshold off the steps of 5.
+        (json!({"InboundSpamThreshold": 31}), 611),
+        // Nothing to change.
+        (json!({}), 609),
     ] {
         let req = server_api(&sb, Method::PUT, "/server").json(&edit);
         postmark_refusal(req, 422, code).await;

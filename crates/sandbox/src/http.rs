@@ -250,6 +250,11 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             }
             marked(Response::new(Body::empty()), "lost")
         }
+        FaultAction::Committed(status) => {
+            // The vendor applies the write; the answer the client gets is its 5xx.
+            let _served = next.run(req).await;
+            marked((mw.error)(status, retry_after), "committed")
+        }
         FaultAction::Stall => {
             let mut stop = mw.shared.stop.clone();
             let _ = stop.wait_for(|s| *s).await;

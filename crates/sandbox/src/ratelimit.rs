@@ -1,7 +1,7 @@
 //! Request pools: how many requests a vendor still takes, refilled at a steady rate.
 
-/// A vendor's request pool (Heroku's per account, GitHub's per token). Heroku uses GCRA;
-/// a token bucket behaves the same at the granularity a run sees.
+/// A vendor's request pool (Heroku's per account). Heroku uses GCRA; a token bucket behaves
+/// the same at the granularity a run sees. (GitHub's limit is a fixed hourly window instead.)
 pub(crate) struct Pool {
     capacity: f64,
     per_sec: f64,
@@ -27,15 +27,6 @@ impl Pool {
         }
     }
 
-    /// Seconds until the pool is full again (GitHub's `x-ratelimit-reset` counts to it).
-    pub(crate) fn seconds_to_full(&mut self) -> u64 {
-        self.refill();
-        if self.per_sec <= 0.0 {
-            return 3600;
-        }
-        ((self.capacity - self.tokens) / self.per_sec).ceil() as u64
-    }
-
     fn refill(&mut self) {
         let now = std::time::Instant::now();
         let gained = now.duration_since(self.at).as_secs_f64() * self.per_sec;
@@ -58,5 +49,33 @@ impl Pool {
     pub(crate) fn remaining(&mut self) -> u64 {
         self.refill();
         self.tokens as u64
+    }
+
+    /// Moves the pool's clock back by `secs`, as if that much time had passed.
+    #[cfg(test)]
+    fn rewind(&mut self, secs: u64) {
+        let back = std::time::Duration::from_secs(secs);
+        self.at = self.at.checked_sub(back).unwrap_or(self.at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pool;
+
+    #[test]
+    fn the_pool_counts_down_refuses_when_empty_and_refills_with_time() {
+        // Heroku's figures: 4,500 tokens, 75 a minute.
+        let mut pool = Pool::new(3, 75.0 / 60.0);
+        assert_eq!(pool.take(), Some(2));
+        assert_eq!(pool.take(), Some(1));
+        assert_eq!(pool.take(), Some(0));
+        assert_eq!(pool.take(), None);
+        assert_eq!(pool.refused, 1);
+        // Two seconds at 1.25 a second: two whole tokens.
+        pool.rewind(2);
+        assert_eq!(pool.remaining(), 2);
+        pool.rewind(3600);
+        assert_eq!(pool.remaining(), 3, "never above capacity");
     }
 }

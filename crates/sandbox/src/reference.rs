@@ -19,7 +19,8 @@ struct Place {
 /// The reference: every table a scenario can hold, with each key's type, default and
 /// meaning.
 pub fn markdown() -> String {
-    let schema = schema();
+    let mut schema = schema();
+    inline_choices(&mut schema);
     let defs = schema["$defs"].as_object().cloned().unwrap_or_default();
     // Depth first from the top level: each table right after the one that holds it.
     let mut order: Vec<String> = Vec::new();
@@ -141,7 +142,61 @@ fn table(node: &Value) -> String {
     out
 }
 
+/// A key that takes one of a few words is no table: every reference to such a definition
+/// (a string `enum`, or a `oneOf` of string constants) becomes that list of words inline,
+/// and the definition leaves the reference.
+fn inline_choices(schema: &mut Value) {
+    let Some(defs) = schema["$defs"].as_object().cloned() else {
+        return;
+    };
+    let choices: BTreeMap<String, Vec<Value>> = defs
+        .iter()
+        .filter_map(|(name, def)| {
+            let words = match (def["enum"].as_array(), def["oneOf"].as_array()) {
+                (Some(e), _) => e.clone(),
+                (None, Some(one)) => one
+                    .iter()
+                    .map(|v| v.get("const").cloned())
+                    .collect::<Option<Vec<_>>>()?,
+                _ => return None,
+            };
+            words
+                .iter()
+                .all(Value::is_string)
+                .then(|| (name.clone(), words))
+        })
+        .collect();
+    fn walk(v: &mut Value, choices: &BTreeMap<String, Vec<Value>>) {
+        match v {
+            Value::Object(m) => {
+                let target = m
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/$defs/"))
+                    .and_then(|name| choices.get(name));
+                if let Some(words) = target {
+                    let words = words.clone();
+                    m.remove("$ref");
+                    m.insert("type".into(), Value::String("string".into()));
+                    m.insert("enum".into(), Value::Array(words));
+                }
+                m.values_mut().for_each(|x| walk(x, choices));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, choices)),
+            _ => {}
+        }
+    }
+    if let Some(d) = schema["$defs"].as_object_mut() {
+        d.retain(|name, _| !choices.contains_key(name));
+    }
+    walk(schema, &choices);
+}
+
 fn type_name(prop: &Value) -> String {
+    if let Some(words) = prop["enum"].as_array() {
+        let words: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+        return format!("one of {}", words.join(", "));
+    }
     if let Some(r) = def_name(prop) {
         return format!("table ({r})");
     }

@@ -38,7 +38,8 @@ pub struct Scenario {
     pub scripted: Vec<ScriptedVendor>,
     /// Faults injected from the start, in the `--fault` grammar:
     /// `VENDOR[:METHOD][:PATH]=ACTION[:once|always|times=N|after=K|retry_after=S]`, where
-    /// ACTION is a status (`500`), `drop`, `lost` (served, then the answer dropped), `stall`,
+    /// ACTION is a status (`500`), `drop`, `lost` (served, then the answer dropped),
+    /// `committed[=5XX]` (served, then answered with a 5xx, 500 by default), `stall`,
     /// `malformed` or `latency=MS`.
     #[serde(default, deserialize_with = "deserialize_rules")]
     #[schemars(with = "Vec<String>")]
@@ -92,6 +93,18 @@ pub struct PostmarkScenario {
     pub unconfirmed_signatures: Vec<String>,
     /// Suppressed recipients (hard bounce, spam complaint, manual): 422 ErrorCode 406.
     pub inactive_recipients: Vec<String>,
+    /// How long Postmark takes to process a sent email, in milliseconds. `POST /email`
+    /// answers a `MessageID` at once; until then `GET /messages/outbound/{id}/details`
+    /// answers 422 ErrorCode 701 and `GET /messages/outbound` does not list it. Postmark
+    /// documents no figure; the default is short so rehearsals stay quick.
+    pub delivery_ms: u64,
+    /// Recipients whose mailbox hard-bounces: once a message to one is processed, the bounce
+    /// is listed by `GET /bounces` and the recipient is suppressed (later sends to it are
+    /// refused with 422 ErrorCode 406), as Postmark deactivates hard-bounced addresses.
+    pub bounce: Vec<String>,
+    /// The largest page the message and bounce lists answer, whatever `count` asks
+    /// (Postmark's: 500): a rehearsal switch that makes a client page with `offset`.
+    pub page_size: Option<u32>,
 }
 
 /// One Postmark server.
@@ -121,6 +134,10 @@ pub struct InfisicalScenario {
     pub environments: Vec<String>,
     /// Access token accepted as `INFISICAL_TOKEN`; random when absent.
     pub token: Option<String>,
+    /// A person's session token (a user JWT, as the dashboard and `infisical login` hold)
+    /// also accepted as a Bearer token: writes with it are a user's, which approval policies
+    /// cover. Absent, only machine-identity tokens are accepted.
+    pub user_token: Option<String>,
     /// Universal-auth machine identity accepted at login; random when absent.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -154,6 +171,22 @@ pub struct ApprovalPolicySpec {
     /// `approve_after_ms` (then at once): a rehearsal where an approver merges one change
     /// (a staging copy) and leaves another waiting.
     pub approve_keys: Vec<String>,
+    /// Whose writes it covers: `users` (Infisical's behaviour: its secret routes file a
+    /// change request only when the actor is a user, so a machine identity, the sandbox's
+    /// token and universal-auth logins, writes directly) or `everyone` (every caller, the
+    /// sandbox's former behaviour, to rehearse waiting for an approval).
+    pub applies_to: AppliesTo,
+}
+
+/// Whose writes a secret-approval policy covers.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AppliesTo {
+    /// People (user sessions) only, as Infisical does.
+    #[default]
+    Users,
+    /// Every caller, machine identities included.
+    Everyone,
 }
 
 impl Default for ApprovalPolicySpec {
@@ -165,6 +198,7 @@ impl Default for ApprovalPolicySpec {
             approvals: 1,
             approve_after_ms: None,
             approve_keys: Vec::new(),
+            applies_to: AppliesTo::Users,
         }
     }
 }
@@ -199,6 +233,10 @@ pub struct HerokuScenario {
     /// steady rate, and an empty pool answers 429 `rate_limit`. Heroku's: 4,500 tokens,
     /// about 75 a minute.
     pub rate_limit: RateLimitSpec,
+    /// The largest page a ranged list (`GET /apps`, releases) answers, whatever `Range`'s
+    /// `max` asks (Heroku's: 1,000): a rehearsal switch that makes a client follow several
+    /// `Next-Range` pages (206).
+    pub page_size: Option<u32>,
 }
 
 /// A request pool: `capacity` tokens, refilled at `per_minute`.
@@ -235,6 +273,43 @@ pub struct AppSpec {
     /// How long a restart takes, in milliseconds: until then the dynos are `starting`, the
     /// app answers 503, and the "up" line is not yet logged (Heroku restarts after the 202).
     pub boot_ms: u64,
+    /// Preboot (Heroku's `preboot` feature): at a restart or a config change the old dynos
+    /// keep serving, `up` and with the OLD config (the downstream app keeps its old token),
+    /// until the new ones are up after `boot_ms`; then the new ones replace them.
+    pub preboot: bool,
+    /// A release phase: every new release waits for its release command, `pending` in the
+    /// releases list, and restarts the app only if it succeeds; absent, releases succeed at
+    /// once (as for an app without a `release` process type).
+    pub release_phase: Option<ReleasePhaseSpec>,
+}
+
+/// An app's release phase: how long the release command runs and how it ends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReleasePhaseSpec {
+    /// How long a release stays `pending`, in milliseconds.
+    pub duration_ms: u64,
+    /// How it ends: `succeeded` (the app restarts on the new release) or `failed` (the
+    /// release is `failed` and the dynos keep running the previous one, as Heroku does when
+    /// the release command exits non-zero).
+    pub outcome: ReleaseOutcome,
+}
+
+/// How a release phase ends.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseOutcome {
+    Succeeded,
+    Failed,
+}
+
+impl Default for ReleasePhaseSpec {
+    fn default() -> Self {
+        ReleasePhaseSpec {
+            duration_ms: 2_000,
+            outcome: ReleaseOutcome::Succeeded,
+        }
+    }
 }
 
 /// GitHub repositories and the token the simulator accepts.
@@ -245,9 +320,18 @@ pub struct GithubScenario {
     pub token: Option<String>,
     /// Repositories the token can administer.
     pub repos: Vec<RepoSpec>,
-    /// The token's primary rate limit: `limit` requests an hour (GitHub's 5,000 for a
-    /// personal token). When spent, requests answer 403 with `x-ratelimit-remaining: 0`.
+    /// Organisation Actions secrets (the repositories' owners are the organisations).
+    pub org_secrets: Vec<OrgSecretSpec>,
+    /// The token's primary rate limit: requests an hour (GitHub's 5,000 for a personal
+    /// token), in a fixed window that starts at the window's first request and resets an
+    /// hour later (`x-ratelimit-reset`). When spent, requests answer `rate_limit_status`
+    /// with `x-ratelimit-remaining: 0` until the reset.
     pub rate_limit: u32,
+    /// The status of a spent primary limit: 403 (the default) or 429; GitHub documents both.
+    pub rate_limit_status: u16,
+    /// The largest page a list answers, whatever `per_page` asks (GitHub's: 100): a
+    /// rehearsal switch that makes a client follow several `Link` pages.
+    pub page_size: Option<u32>,
     /// A secondary rate limit on content-creating requests (GitHub's "too many writes in a
     /// short time"): refused with 403 and a `retry-after`; absent, none.
     pub secondary_limit: Option<SecondaryLimitSpec>,
@@ -262,11 +346,19 @@ pub struct SecondaryLimitSpec {
     /// The window, in seconds.
     #[serde(default = "SecondaryLimitSpec::minute")]
     pub window_secs: u64,
+    /// Whether a refusal carries `retry-after`. GitHub's docs say it may not: then the
+    /// client should wait at least a minute (`x-ratelimit-remaining` is not 0).
+    #[serde(default = "SecondaryLimitSpec::yes")]
+    pub retry_after: bool,
 }
 
 impl SecondaryLimitSpec {
     fn minute() -> u64 {
         60
+    }
+
+    fn yes() -> bool {
+        true
     }
 }
 
@@ -275,7 +367,10 @@ impl Default for GithubScenario {
         GithubScenario {
             token: None,
             repos: Vec::new(),
+            org_secrets: Vec::new(),
             rate_limit: 5000,
+            rate_limit_status: 403,
+            page_size: None,
             secondary_limit: None,
         }
     }
@@ -289,6 +384,42 @@ pub struct RepoSpec {
     pub name: String,
     /// Actions secrets by name (values are sealed with the repository's public key).
     pub secrets: BTreeMap<String, String>,
+    /// Deployment environments by name, each with its secrets by name. A workflow job in
+    /// an environment sees its secrets over the repository's and the organisation's.
+    pub environments: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// An organisation's Actions secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrgSecretSpec {
+    /// The organisation (a repository's owner).
+    pub org: String,
+    pub name: String,
+    pub value: String,
+    /// Which repositories may use it: `all`, `private` or `selected` (absent: `all`).
+    #[serde(default = "OrgSecretSpec::all")]
+    pub visibility: String,
+    /// With `selected`: the repositories (`owner/name`) that may.
+    pub selected_repos: Vec<String>,
+}
+
+impl OrgSecretSpec {
+    fn all() -> String {
+        "all".into()
+    }
+}
+
+impl Default for OrgSecretSpec {
+    fn default() -> Self {
+        OrgSecretSpec {
+            org: String::new(),
+            name: String::new(),
+            value: String::new(),
+            visibility: Self::all(),
+            selected_repos: Vec::new(),
+        }
+    }
 }
 
 /// The config var Raptor reads its Postmark token from.
@@ -309,6 +440,9 @@ impl Default for PostmarkScenario {
             sender_signatures: vec!["noreply@raxx.app".into()],
             unconfirmed_signatures: Vec::new(),
             inactive_recipients: Vec::new(),
+            delivery_ms: 200,
+            bounce: Vec::new(),
+            page_size: None,
         }
     }
 }
@@ -332,6 +466,7 @@ impl Default for InfisicalScenario {
             project_slug: "raxx".into(),
             environments: vec!["dev".into(), "staging".into(), "prod".into()],
             token: None,
+            user_token: None,
             client_id: None,
             client_secret: None,
             access_token_ttl_secs: 7200,
@@ -361,6 +496,7 @@ impl Default for HerokuScenario {
             user_email: "ops@raxx.app".into(),
             apps: Vec::new(),
             rate_limit: RateLimitSpec::default(),
+            page_size: None,
         }
     }
 }
@@ -374,6 +510,8 @@ impl Default for AppSpec {
             generation: "cedar".into(),
             // A restart takes time, as on Heroku: short enough for a quick rehearsal.
             boot_ms: 300,
+            preboot: false,
+            release_phase: None,
         }
     }
 }

@@ -56,6 +56,10 @@ pub(crate) trait Platform {
 
     /// Whether `app`'s dynos are still starting after a restart.
     fn booting(&mut self, app: &str) -> bool;
+
+    /// Whether `app` serves requests: it is up, or its old processes serve while the new
+    /// ones boot (preboot).
+    fn serving(&mut self, app: &str) -> bool;
 }
 
 /// The mail service's tokens of a server, by its name: what a scenario's `@postmark:NAME`

@@ -232,6 +232,7 @@ mod tests {
         s.github.repos.push(RepoSpec {
             name: "raxx/raptor".into(),
             secrets: BTreeMap::from([("POSTMARK_SERVER_TOKEN".into(), TOKEN.into())]),
+            ..RepoSpec::default()
         });
         s.github.repos.push(RepoSpec {
             name: "raxx/docs".into(),

@@ -165,7 +165,8 @@ impl GithubClient {
         }
     }
 
-    /// `GET /repos/{owner}/{repo}/actions/secrets` (first 100).
+    /// `GET /repos/{owner}/{repo}/actions/secrets`, following `Link: rel="next"` pages (100
+    /// a page): every secret of the repository.
     pub async fn list_secrets(&self, repo: &str) -> Result<Vec<RepoSecret>, VendorError> {
         #[derive(Deserialize)]
         struct List {
@@ -173,8 +174,21 @@ impl GithubClient {
         }
         let mut req = self.request(Method::GET, repo, &["actions", "secrets"])?;
         req.url.push_str("?per_page=100");
-        let list: List = self.transport.send_json(req, parse_error).await?;
-        Ok(list.secrets)
+        let mut out = Vec::new();
+        // A repository holds at most 100 secrets (GitHub's limit): the bound stops a loop.
+        for _ in 0..10 {
+            let resp = self
+                .transport
+                .send_checked(req.clone(), parse_error)
+                .await?;
+            let list: List = decode_json(&req, &resp)?;
+            out.extend(list.secrets);
+            match resp.header("link").and_then(next_link) {
+                Some(next) => req.url = next,
+                None => break,
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -326,6 +340,7 @@ mod tests {
         sc.github.secondary_limit = Some(runbook_sandbox::scenario::SecondaryLimitSpec {
             writes: 1,
             window_secs: 1,
+            retry_after: true,
         });
         let (sb, v) = start(sc).await;
         let value = Secret::new("gh-secret-value-0003", Source::Literal);
@@ -364,6 +379,29 @@ mod tests {
             e.help_text().contains("GitHub's rate limit for this token is spent; it allows requests again in about 60 minute(s)"),
             "{}",
             e.help_text()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_secret_list_follows_every_page() {
+        let mut sc = scenario();
+        sc.github.page_size = Some(2);
+        for name in ["A_ONE", "B_TWO", "C_THREE"] {
+            sc.github.repos[0].secrets.insert(name.into(), "v".into());
+        }
+        let (sb, v) = start(sc).await;
+        let names: Vec<String> = v
+            .github()
+            .list_secrets("raxx/raptor")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, vec!["A_ONE", "B_TWO", "C_THREE"]);
+        assert_eq!(
+            sb.count_requests("github", "GET", "/repos/raxx/raptor/actions/secrets"),
+            2
         );
     }
 

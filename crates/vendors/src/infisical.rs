@@ -729,7 +729,12 @@ mod tests {
         scenario
             .infisical
             .approval_policies
-            .push(runbook_sandbox::scenario::ApprovalPolicySpec::default());
+            .push(runbook_sandbox::scenario::ApprovalPolicySpec {
+                // The client writes as a machine identity, which Infisical's own policies
+                // skip: this one covers everyone, to rehearse the wait.
+                applies_to: runbook_sandbox::scenario::AppliesTo::Everyone,
+                ..Default::default()
+            });
         let (sb, v) = start(scenario).await;
         let i = v.infisical();
         let new = Secret::new("inf-new-0002", Source::Literal);

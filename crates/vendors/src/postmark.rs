@@ -1,4 +1,5 @@
-//! Postmark server API client (`GET /server`, `POST /email`, `POST /email/batch`).
+//! Postmark server API client (`GET /server`, `POST /email`, `POST /email/batch`, and
+//! `GET /messages/outbound/{id}/details` to confirm a send was delivered).
 
 use super::error::{ErrorKind, VendorCode, VendorError};
 use super::transport::{ErrorDetail, RawResponse, Request, Transport};
@@ -104,6 +105,43 @@ pub struct SendResult {
     pub message: String,
 }
 
+/// A sent message once Postmark has processed it (`GET /messages/outbound/{id}/details`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OutboundMessage {
+    #[serde(rename = "MessageID")]
+    pub message_id: String,
+    /// `Sent` once processed.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub status: String,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// What happened to each recipient: `Delivered`, `Bounced`, `Transient`...
+    #[serde(default)]
+    pub message_events: Vec<MessageEvent>,
+}
+
+/// One event of a sent message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MessageEvent {
+    #[serde(default)]
+    pub recipient: String,
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+}
+
+impl OutboundMessage {
+    /// The recipients a `Bounced` event names.
+    pub fn bounced(&self) -> Vec<&str> {
+        self.message_events
+            .iter()
+            .filter(|e| e.kind == "Bounced")
+            .map(|e| e.recipient.as_str())
+            .collect()
+    }
+}
+
 /// Client for Postmark's server-token API.
 #[derive(Debug, Clone)]
 pub struct PostmarkClient {
@@ -164,6 +202,28 @@ impl PostmarkClient {
                 .with_code(Some(VendorCode::Number(result.error_code))));
         }
         Ok(result)
+    }
+
+    /// `GET /messages/outbound/{id}/details`: the message once Postmark has processed it;
+    /// `None` until then (Postmark answers 422 ErrorCode 701 "message not found" for a
+    /// message it has not processed, or does not know).
+    pub async fn outbound_message(
+        &self,
+        token: &Secret,
+        message_id: &str,
+    ) -> Result<Option<OutboundMessage>, VendorError> {
+        let path = format!("/messages/outbound/{message_id}/details");
+        let req = self
+            .request(Method::GET, &path, token)
+            .route("/messages/outbound/{id}/details");
+        let resp = self.transport.send(req.clone()).await?;
+        if resp.status == 422 && parse_error(&resp).code == Some(VendorCode::Number(701)) {
+            return Ok(None);
+        }
+        if !resp.is_success() {
+            return Err(crate::transport::status_error(&req, &resp, parse_error));
+        }
+        crate::transport::decode_json(&req, &resp).map(Some)
     }
 
     /// `POST /email/batch`: one result per email, failures included (HTTP 200 overall).
@@ -278,6 +338,53 @@ mod tests {
         .unwrap();
         assert_eq!((s.inbound_hook_url.as_str(), s.color.as_str()), ("", ""));
         assert_eq!(s.api_tokens.len(), 1);
+    }
+
+    /// Postmark processes a send asynchronously: the message is not found until then, then
+    /// shows its delivery (or bounce) per recipient.
+    #[tokio::test]
+    async fn a_sent_message_is_confirmed_once_processed() {
+        let mut pending = Scenario::default().with_postmark_token("pm-current-0001");
+        pending.postmark.delivery_ms = 600_000;
+        let (_sb, v) = start(pending).await;
+        let pm = v.postmark();
+        let t = token("pm-current-0001");
+        let sent = pm.send_email(&t, &email("kris@example.com")).await.unwrap();
+        assert!(pm
+            .outbound_message(&t, &sent.message_id)
+            .await
+            .unwrap()
+            .is_none());
+
+        let mut done = Scenario::default().with_postmark_token("pm-current-0001");
+        done.postmark.delivery_ms = 0;
+        done.postmark.bounce = vec!["gone@example.com".into()];
+        let (sb, v) = start(done).await;
+        let pm = v.postmark();
+        let sent = pm
+            .send_email(&t, &email("kris@example.com, gone@example.com"))
+            .await
+            .unwrap();
+        let m = pm
+            .outbound_message(&t, &sent.message_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.status, "Sent");
+        assert_eq!(m.bounced(), vec!["gone@example.com"]);
+        assert_eq!(
+            sb.count_requests(
+                "postmark",
+                "GET",
+                &format!("/messages/outbound/{}/details", sent.message_id)
+            ),
+            1
+        );
+        let e = pm
+            .outbound_message(&token("wrong"), &sent.message_id)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
     }
 
     #[tokio::test]

@@ -192,7 +192,14 @@ impl RawResponse {
         self.status == 429
             || (self.status == 403
                 && (self.header("x-ratelimit-remaining") == Some("0")
-                    || self.retry_after().is_some()))
+                    || self.retry_after().is_some()
+                    || self.is_secondary_limit()))
+    }
+
+    /// GitHub's secondary rate limit, which its docs say may come without `retry-after`:
+    /// known by its message.
+    fn is_secondary_limit(&self) -> bool {
+        self.status == 403 && self.text().contains("secondary rate limit")
     }
 
     /// Worth another attempt for an idempotent request: rate limits and server errors.
@@ -214,6 +221,11 @@ impl RawResponse {
                 .ok()?
                 .as_secs();
             return Some(Duration::from_secs(reset.saturating_sub(now)));
+        }
+        // GitHub: "If you receive a secondary rate limit without retry-after, wait for at
+        // least one minute before retrying."
+        if self.is_secondary_limit() {
+            return Some(Duration::from_secs(60));
         }
         if self.status == 429 {
             let text = self.text();
@@ -781,6 +793,14 @@ mod tests {
         let secondary = answer(403, &[("retry-after", "60".into())], "{}");
         assert_eq!(secondary.asked_wait(), Some(Duration::from_secs(60)));
         assert!(secondary.is_retryable());
+        // A secondary limit may come without Retry-After: a minute, as GitHub's docs say.
+        let bare = answer(
+            403,
+            &[("x-ratelimit-remaining", "4990".into())],
+            "{\"message\":\"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.\"}",
+        );
+        assert!(bare.is_retryable());
+        assert_eq!(bare.asked_wait(), Some(Duration::from_secs(60)));
         // A plain 403 is a permission refusal: not retried.
         assert!(!answer(403, &[], "{}").is_retryable());
         // Infisical: 429 with the wait in the message only.

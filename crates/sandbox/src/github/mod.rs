@@ -1,6 +1,9 @@
-//! GitHub simulator: Actions secrets (public key, sealed-box PUT decrypted here, list, delete).
+//! GitHub simulator: Actions secrets (public key, sealed-box PUT decrypted here, list, delete)
+//! of repositories, their deployment environments and their organisations, with the
+//! precedence a workflow sees (`scopes`), and the REST API's rate limits and pages.
 
 mod routes;
+mod scopes;
 mod state;
 
 use crate::scenario::Scenario;

@@ -6,21 +6,22 @@ use crate::shared::Shared;
 use crate::simulator::Routes;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 const DOCS: &str = "https://docs.github.com/rest/actions/secrets";
 /// A fixed key id, as GitHub's are: an opaque number-like string.
-const KEY_ID: &str = "568250167242549743";
+pub(super) const KEY_ID: &str = "568250167242549743";
 
 /// `{message, documentation_url, status}`.
-fn error_body(status: u16, message: &str) -> Response {
+pub(super) fn error_body(status: u16, message: &str) -> Response {
     json_answer(
         status,
         json!({"message": message, "documentation_url": DOCS, "status": status.to_string()}),
@@ -28,7 +29,7 @@ fn error_body(status: u16, message: &str) -> Response {
 }
 
 /// GitHub's 404, for a repository, a secret or a route it does not have.
-fn not_found() -> Response {
+pub(super) fn not_found() -> Response {
     error_body(404, "Not Found")
 }
 
@@ -78,7 +79,9 @@ fn router(shared: Arc<Shared>) -> Router {
             "/repos/{owner}/{repo}/actions/secrets/{name}",
             get(get_secret).put(put_secret).delete(delete_secret),
         )
+        .merge(super::scopes::routes())
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .merge(super::scopes::control_routes())
         .fallback(|| async { not_found() })
         .with_state(shared)
 }
@@ -96,6 +99,15 @@ async fn auth(State(s): State<Arc<Shared>>, req: axum::extract::Request, next: N
     next.run(req).await
 }
 
+/// The public key secrets are sealed to (one for every repository, environment and
+/// organisation of the sandbox).
+pub(super) fn public_key_answer(s: &Shared) -> Response {
+    s.respond(|g: &mut GithubState| {
+        let key = base64::engine::general_purpose::STANDARD.encode(g.key.public_key().as_bytes());
+        Json(json!({"key_id": KEY_ID, "key": key})).into_response()
+    })
+}
+
 async fn public_key(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
@@ -109,46 +121,95 @@ async fn public_key(
     })
 }
 
+/// A page of a GitHub list: `per_page` (30 by default, at most 100, and at most the
+/// scenario's `page_size`) and `page` (from 1).
+pub(super) struct Page {
+    per_page: usize,
+    page: usize,
+}
+
+impl Page {
+    pub(super) fn of(q: &HashMap<String, String>, cap: Option<u32>) -> Page {
+        let cap = cap.map_or(100, |c| (c as usize).clamp(1, 100));
+        let num = |name: &str| q.get(name).and_then(|n| n.trim().parse::<usize>().ok());
+        Page {
+            per_page: num("per_page").unwrap_or(30).clamp(1, cap),
+            page: num("page").unwrap_or(1).max(1),
+        }
+    }
+
+    /// This page's items of `all`.
+    pub(super) fn slice<T>(&self, all: Vec<T>) -> Vec<T> {
+        all.into_iter()
+            .skip((self.page - 1) * self.per_page)
+            .take(self.per_page)
+            .collect()
+    }
+
+    /// `resp` with GitHub's `Link` header to the other pages of `total` items of `url`
+    /// (`next`, `last`, `first`, `prev`, as they apply).
+    pub(super) fn link(&self, mut resp: Response, url: &str, total: usize) -> Response {
+        let last = total.div_ceil(self.per_page).max(1);
+        let at = |page: usize, rel: &str| {
+            format!(
+                "<{url}?per_page={}&page={page}>; rel=\"{rel}\"",
+                self.per_page
+            )
+        };
+        let mut parts = Vec::new();
+        if self.page < last {
+            parts.push(at(self.page + 1, "next"));
+            parts.push(at(last, "last"));
+        }
+        if self.page > 1 {
+            parts.push(at(1, "first"));
+            parts.push(at((self.page - 1).min(last), "prev"));
+        }
+        if parts.is_empty() {
+            return resp;
+        }
+        if let Ok(v) = axum::http::HeaderValue::from_str(&parts.join(", ")) {
+            resp.headers_mut().insert("link", v);
+        }
+        resp
+    }
+}
+
+/// `GET /repos/{owner}/{repo}/actions/secrets`: `{total_count, secrets}` a page at a time.
 async fn list(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    with_repo(&s, &owner, &repo, |r| {
-        let secrets: Vec<Value> = r
-            .secrets
-            .iter()
-            .map(
-                |(k, v)| json!({"name": k, "created_at": v.created_at, "updated_at": v.updated_at}),
-            )
-            .collect();
-        Json(json!({"total_count": secrets.len(), "secrets": secrets})).into_response()
+    let url = format!(
+        "{}/repos/{owner}/{repo}/actions/secrets",
+        s.url_of("github")
+    );
+    s.respond(|g: &mut GithubState| {
+        let page = Page::of(&q, g.page_size);
+        let Some(r) = g.repo_mut(&owner, &repo) else {
+            return not_found();
+        };
+        let all = r.secrets.listed();
+        let total = all.len();
+        let body = json!({"total_count": total, "secrets": page.slice(all)});
+        page.link(Json(body).into_response(), &url, total)
     })
 }
 
-/// `GET /user/repos`: the repositories the token can see, `per_page` (30, at most 100) a
-/// `page`, with a `Link: <...>; rel="next"` while more remain.
+/// `GET /user/repos`: the repositories the token can see, a page at a time with `Link`.
 async fn user_repos(
     State(s): State<Arc<Shared>>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let per_page = q
-        .get("per_page")
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(30)
-        .clamp(1, 100);
-    let page = q
-        .get("page")
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let base = s.url_of("github");
+    let url = format!("{}/user/repos", s.url_of("github"));
     s.respond(|g: &mut GithubState| {
+        let page = Page::of(&q, g.page_size);
         let names = g.repo_names();
-        let body: Vec<Value> = names
+        let total = names.len();
+        let all: Vec<Value> = names
             .iter()
             .enumerate()
-            .skip((page - 1) * per_page)
-            .take(per_page)
             .map(|(i, full)| {
                 let (owner, name) = full.split_once('/').unwrap_or(("", full));
                 json!({
@@ -158,17 +219,7 @@ async fn user_repos(
                 })
             })
             .collect();
-        let mut resp = Json(body).into_response();
-        if page * per_page < names.len() {
-            let next = format!(
-                "<{base}/user/repos?per_page={per_page}&page={}>; rel=\"next\"",
-                page + 1
-            );
-            if let Ok(v) = axum::http::HeaderValue::from_str(&next) {
-                resp.headers_mut().insert("link", v);
-            }
-        }
-        resp
+        page.link(Json(page.slice(all)).into_response(), &url, total)
     })
 }
 
@@ -198,57 +249,68 @@ fn valid_name(n: &str) -> bool {
 async fn put_secret(
     State(s): State<Arc<Shared>>,
     Path((owner, repo, name)): Path<(String, String, String)>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let _ = headers;
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => return error_body(400, "Problems parsing JSON"),
+    let value = match unsealed(&s, &name, &body) {
+        Ok(v) => v.0,
+        Err(r) => return r,
     };
-    if !valid_name(&name) {
-        return error_body(422, "Secret names can only contain alphanumeric characters ([a-z], [A-Z], [0-9]) or underscores (_), must not start with a number, and must not start with GITHUB_.");
+    with_repo(&s, &owner, &repo, |r| stored(r.put_secret(&name, value)))
+}
+
+/// GitHub's answer to a stored secret: 201 when `created`, else 204.
+pub(super) fn stored(created: bool) -> Response {
+    if created {
+        (StatusCode::CREATED, Json(json!({}))).into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+/// The value of a secret PUT (name `name`, JSON `body`) once decrypted with the simulator's
+/// key, and the body; or GitHub's refusal.
+pub(super) fn unsealed(s: &Shared, name: &str, body: &[u8]) -> Result<(String, Value), Response> {
+    let body: Value =
+        serde_json::from_slice(body).map_err(|_| error_body(400, "Problems parsing JSON"))?;
+    if !valid_name(name) {
+        return Err(error_body(422, "Secret names can only contain alphanumeric characters ([a-z], [A-Z], [0-9]) or underscores (_), must not start with a number, and must not start with GITHUB_."));
     }
     let Some(encrypted) = body.get("encrypted_value").and_then(Value::as_str) else {
-        return error_body(
+        return Err(error_body(
             422,
             "Invalid request.\n\n\"encrypted_value\" wasn't supplied.",
-        );
+        ));
     };
     let Some(key_id) = body.get("key_id").and_then(Value::as_str) else {
-        return error_body(422, "Invalid request.\n\n\"key_id\" wasn't supplied.");
+        return Err(error_body(
+            422,
+            "Invalid request.\n\n\"key_id\" wasn't supplied.",
+        ));
     };
     if key_id != KEY_ID {
-        return error_body(
+        return Err(error_body(
             422,
             "Bad request: key_id does not match the repository public key.",
-        );
+        ));
     }
     let Ok(sealed) = base64::engine::general_purpose::STANDARD.decode(encrypted) else {
-        return error_body(
+        return Err(error_body(
             422,
             "Invalid request.\n\n\"encrypted_value\" is not valid base64.",
-        );
+        ));
     };
     let Some(key) = s.with_state(|g: &mut GithubState| g.key.clone()) else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
     let Ok(plain) = key.unseal(&sealed) else {
-        return error_body(
+        return Err(error_body(
             422,
             "Bad request: the secret could not be decrypted with the repository key.",
-        );
+        ));
     };
-    let Ok(value) = String::from_utf8(plain) else {
-        return error_body(422, "Bad request: the decrypted secret is not UTF-8.");
-    };
-    with_repo(&s, &owner, &repo, |r| {
-        if r.put_secret(&name, value) {
-            (StatusCode::CREATED, Json(json!({}))).into_response()
-        } else {
-            StatusCode::NO_CONTENT.into_response()
-        }
-    })
+    let value = String::from_utf8(plain)
+        .map_err(|_| error_body(422, "Bad request: the decrypted secret is not UTF-8."))?;
+    Ok((value, body))
 }
 
 async fn delete_secret(
@@ -265,23 +327,37 @@ async fn delete_secret(
 }
 
 /// GitHub's primary rate limit, outside the fault layer: every answer carries the
-/// `x-ratelimit-*` headers, and a spent limit answers 403 with `x-ratelimit-remaining: 0`
-/// and the reset time, as GitHub does.
+/// `x-ratelimit-*` headers of the hour's window, and a spent window answers 403 (or 429)
+/// with `x-ratelimit-remaining: 0` until its reset, as GitHub does. Writes also count
+/// against the secondary limit, when the scenario sets one.
 async fn rate_limit(
     State(s): State<Arc<Shared>>,
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
+    // The sandbox's own view is no API traffic: it spends nothing.
+    if req.uri().path().starts_with("/_sandbox/") {
+        return next.run(req).await;
+    }
     let write = req.method() != axum::http::Method::GET;
-    let taken = s.with_state(|g: &mut GithubState| g.pool.take()).flatten();
-    let secondary = match (taken, write) {
-        (Some(_), true) => s
-            .with_state(|g: &mut GithubState| g.take_write().err())
-            .flatten(),
-        _ => None,
-    };
-    let mut resp = match (taken, secondary) {
-        (Some(_), Some(wait)) => {
+    let verdict = s
+        .with_state(|g: &mut GithubState| {
+            if !g.window.take() {
+                return Err(None);
+            }
+            if !write {
+                return Ok(());
+            }
+            g.take_write().map_err(|wait| {
+                let ask = g.secondary.as_ref().is_none_or(|l| l.retry_after);
+                Some(ask.then_some(wait))
+            })
+        })
+        .unwrap_or(Ok(()));
+    let mut resp = match verdict {
+        Ok(()) => next.run(req).await,
+        // The secondary limit: 403, with `retry-after` unless the scenario leaves it out.
+        Err(Some(wait)) => {
             let mut r = (
                 StatusCode::FORBIDDEN,
                 Json(json!({
@@ -290,36 +366,43 @@ async fn rate_limit(
                 })),
             )
                 .into_response();
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from(wait));
+            if let Some(secs) = wait {
+                r.headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from(secs));
+            }
             r
         }
-        (Some(_), None) => next.run(req).await,
-        (None, _) => (
-            StatusCode::FORBIDDEN,
-            Json(json!({
-                "message": "API rate limit exceeded for user ID 1.",
-                "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting",
-            })),
-        )
-            .into_response(),
+        Err(None) => {
+            let status = s
+                .with_state(|g: &mut GithubState| g.limit_status)
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::FORBIDDEN);
+            (
+                status,
+                Json(json!({
+                    "message": "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+                })),
+            )
+                .into_response()
+        }
     };
-    let (remaining, to_full, limit) = s
-        .with_state(|g: &mut GithubState| (g.pool.remaining(), g.pool.seconds_to_full(), g.limit))
-        .unwrap_or((0, 3600, 0));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let (limit, remaining, used, reset) = s
+        .with_state(|g: &mut GithubState| {
+            (
+                g.window.limit,
+                g.window.remaining(),
+                g.window.used,
+                g.window.reset,
+            )
+        })
+        .unwrap_or((0, 0, 0, 0));
     let h = resp.headers_mut();
     for (name, value) in [
         ("x-ratelimit-limit", u64::from(limit)),
-        ("x-ratelimit-remaining", remaining),
-        (
-            "x-ratelimit-used",
-            u64::from(limit).saturating_sub(remaining),
-        ),
-        ("x-ratelimit-reset", now + to_full.max(1)),
+        ("x-ratelimit-remaining", u64::from(remaining)),
+        ("x-ratelimit-used", u64::from(used)),
+        ("x-ratelimit-reset", reset),
     ] {
         h.insert(name, axum::http::HeaderValue::from(value));
     }
@@ -332,6 +415,7 @@ async fn rate_limit(
 
 #[cfg(test)]
 mod tests {
+    use super::GithubState;
     use crate::testkit::{answer, expect, keys, raw, sent};
     use crate::{Sandbox, Scenario};
     use reqwest::{Method, RequestBuilder};
@@ -375,11 +459,65 @@ mod tests {
             .unwrap()
             .as_secs();
         assert!(header(&r, "x-ratelimit-reset") > now);
+        let reset = header(&r, "x-ratelimit-reset");
         let body: Value = r.json().await.unwrap();
         assert!(body["message"]
             .as_str()
             .unwrap()
             .starts_with("API rate limit exceeded"));
+        // A fixed window: refused until its reset, which does not move.
+        let r = sent(secrets(&sb, Method::GET, "")).await;
+        assert_eq!(
+            (r.status().as_u16(), header(&r, "x-ratelimit-reset")),
+            (403, reset)
+        );
+        // The hour passes: a new window, with the whole limit.
+        sb.shared
+            .with_state(|g: &mut GithubState| g.window.expire());
+        let r = sent(secrets(&sb, Method::GET, "")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), 1);
+        assert!(header(&r, "x-ratelimit-reset") >= reset);
+        assert_eq!(sb.state()["github"]["rate_limit"]["refused"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_spent_rate_limit_can_be_a_429() {
+        let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
+        scenario.github.rate_limit = 1;
+        scenario.github.rate_limit_status = 429;
+        let sb = Sandbox::start(scenario).await.unwrap();
+        assert_eq!(sent(secrets(&sb, Method::GET, "")).await.status(), 200);
+        let r = sent(secrets(&sb, Method::GET, "")).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+        let mut bad = Scenario::default();
+        bad.github.rate_limit_status = 500;
+        assert!(Sandbox::start(bad).await.is_err());
+    }
+
+    /// GitHub's docs: a secondary limit may answer without `retry-after`, and with requests
+    /// left in the primary window; the client is to wait at least a minute.
+    #[tokio::test]
+    async fn a_secondary_limit_may_answer_without_retry_after() {
+        let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
+        scenario.github.secondary_limit = Some(crate::scenario::SecondaryLimitSpec {
+            writes: 1,
+            window_secs: 30,
+            retry_after: false,
+        });
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let body = json!({"encrypted_value": "AAAA", "key_id": "nope"});
+        assert_ne!(
+            sent(secrets(&sb, Method::PUT, "/X").json(&body))
+                .await
+                .status(),
+            403
+        );
+        let second = sent(secrets(&sb, Method::PUT, "/X").json(&body)).await;
+        assert_eq!(second.status(), 403);
+        assert!(second.headers().get("retry-after").is_none());
+        assert_ne!(second.headers()["x-ratelimit-remaining"], "0");
     }
 
     #[tokio::test]
@@ -419,6 +557,7 @@ mod tests {
         scenario.github.secondary_limit = Some(crate::scenario::SecondaryLimitSpec {
             writes: 1,
             window_secs: 30,
+            retry_after: true,
         });
         let sb = Sandbox::start(scenario).await.unwrap();
         // Not a valid sealed value: the answer is 422, but the write was counted.
@@ -453,13 +592,67 @@ mod tests {
         let tok = sb.credentials().github_token.clone();
         let first = sent(call(&sb, Method::GET, "/user/repos?per_page=1")).await;
         let link = first.headers()["link"].to_str().unwrap().to_string();
-        assert!(link.ends_with("page=2>; rel=\"next\""), "{link}");
+        let base = format!("{}/user/repos", sb.github_url());
+        assert_eq!(
+            link,
+            format!("<{base}?per_page=1&page=2>; rel=\"next\", <{base}?per_page=1&page=2>; rel=\"last\"")
+        );
         let page: Value = first.json().await.unwrap();
         assert_eq!(page[0]["full_name"], "raxx/raptor");
         let url = link.trim_start_matches('<').split('>').next().unwrap();
         let second = sent(raw().get(url).bearer_auth(&tok)).await;
-        assert!(second.headers().get("link").is_none());
+        let link = second.headers()["link"].to_str().unwrap().to_string();
+        assert!(!link.contains("rel=\"next\""), "{link}");
+        assert!(link.contains("page=1>; rel=\"prev\""), "{link}");
         let page: Value = second.json().await.unwrap();
         assert_eq!(page[0]["full_name"], "raxx/docs");
+    }
+
+    /// The next page's URL of a `Link` header, if any.
+    fn next_of(resp: &reqwest::Response) -> Option<String> {
+        let link = resp.headers().get("link")?.to_str().ok()?;
+        link.split(", ").find_map(|part| {
+            let (url, rel) = part.split_once("; ")?;
+            (rel == "rel=\"next\"").then(|| url.trim_matches(['<', '>']).to_string())
+        })
+    }
+
+    #[tokio::test]
+    async fn the_secrets_list_pages_by_per_page_and_the_scenario_caps_the_page() {
+        let mut scenario = Scenario::default().with_github_repo("raxx/raptor");
+        scenario.github.page_size = Some(2);
+        for name in ["A", "B", "C", "D", "E"] {
+            scenario.github.repos[0]
+                .secrets
+                .insert(name.into(), "v".into());
+        }
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let tok = sb.credentials().github_token.clone();
+        let mut names = Vec::new();
+        let mut resp = sent(secrets(&sb, Method::GET, "?per_page=100")).await;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            let next = next_of(&resp);
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["total_count"], 5);
+            for s in body["secrets"].as_array().unwrap() {
+                names.push(s["name"].as_str().unwrap().to_string());
+            }
+            match next {
+                Some(url) => resp = sent(raw().get(url).bearer_auth(&tok)).await,
+                None => break,
+            }
+        }
+        assert_eq!(
+            (pages, names),
+            (
+                3,
+                vec!["A", "B", "C", "D", "E"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            )
+        );
     }
 }

@@ -22,6 +22,7 @@ impl Simulator for Heroku {
     fn install(&self, scenario: &Scenario, world: &mut World) -> Result<(), SandboxError> {
         world.insert_built(|tokens_of| HerokuState::from_scenario(&scenario.heroku, tokens_of))?;
         world.provide_platform::<HerokuState>();
+        world.subscribe(state::on_event);
         Ok(())
     }
 

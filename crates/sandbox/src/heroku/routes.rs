@@ -129,6 +129,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/apps/{app}/dynos/{dyno}", delete(restart_one))
         .route("/apps/{app}/log-sessions", post(create_log_session))
         .route("/oauth/authorizations", get(list_authorizations))
+        .route("/account/rate-limits", get(rate_limits))
         .route_layer(middleware::from_fn_with_state(shared.clone(), guard));
     Router::new()
         .merge(api)
@@ -152,7 +153,12 @@ async fn rate_limit(
     req: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let taken = s.with_state(|h: &mut HerokuState| h.pool.take()).flatten();
+    // Asking what remains costs nothing (Heroku: it "doesn't count against the limit").
+    let taken = if req.uri().path() == "/account/rate-limits" {
+        Some(0)
+    } else {
+        s.with_state(|h: &mut HerokuState| h.pool.take()).flatten()
+    };
     let mut resp = match taken {
         Some(_) => next.run(req).await,
         None => error_body(
@@ -293,6 +299,7 @@ async fn list_apps(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response
         }
     }
     s.respond(|h: &mut HerokuState| {
+        let max = max.min(h.page_size);
         let mut names = h.app_names();
         names.sort();
         names.retain(|n| {
@@ -426,6 +433,7 @@ async fn list_releases(
         Err(e) => return e,
     };
     with_app(&s, &app, |h, a| {
+        let max = range.max.min(h.page_size);
         let mut list: Vec<&HRelease> = a.releases.iter().collect();
         if range.desc {
             list.reverse();
@@ -438,16 +446,14 @@ async fn list_releases(
                 (true, true) => r.version < n,
             });
         }
-        let truncated = list.len() > range.max;
-        list.truncate(range.max);
+        let truncated = list.len() > max;
+        list.truncate(max);
         let body: Vec<Value> = list.iter().map(|r| h.release_json(a, r)).collect();
         let order = if range.desc { "desc" } else { "asc" };
-        let next = list.last().filter(|_| truncated).map(|last| {
-            format!(
-                "version ]{}..; max={}, order={order}",
-                last.version, range.max
-            )
-        });
+        let next = list
+            .last()
+            .filter(|_| truncated)
+            .map(|last| format!("version ]{}..; max={}, order={order}", last.version, max));
         ranged(body, next)
     })
 }
@@ -495,35 +501,51 @@ async fn restart_one(
     })
 }
 
+/// `GET /apps/{app}/dynos`: each dyno with its state and the release it runs. While a
+/// restart boots, the dynos are `starting` on the new release; with preboot, the old dynos
+/// are listed too, `up` on the release they still serve.
 async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.respond(|h: &mut HerokuState| {
         let Some(a) = h.app_mut(&app) else {
             return app_not_found();
         };
         a.settle();
-        let state = if a.booting() { "starting" } else { "up" };
         let a = &*a;
-        let release = a.releases.last();
-        let dynos: Vec<Value> = a
-            .dynos
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let app_id = uuid::Uuid::parse_str(&a.id).map(|u| u.as_u128()).unwrap_or(0);
-                json!({
-                    "attach_url": null, "command": "bin/raptor", "created_at": a.created_at,
-                    "id": uuid::Uuid::from_u128(app_id ^ (i as u128 + 1)).to_string(),
-                    "name": d,
-                    "release": {"id": release.map(|r| r.id.clone()), "version": release.map(|r| r.version)},
-                    "app": {"id": a.id, "name": a.name},
-                    "size": "Basic", "state": state,
-                    "type": d.split('.').next().unwrap_or("web"),
-                    "updated_at": a.created_at,
-                })
+        let booting = a.booting();
+        let app_id = uuid::Uuid::parse_str(&a.id)
+            .map(|u| u.as_u128())
+            .unwrap_or(0);
+        let dyno = |i: usize, name: &str, state: &str, (id, version): &(String, u64)| {
+            json!({
+                "attach_url": null, "command": "bin/raptor", "created_at": a.created_at,
+                "id": uuid::Uuid::from_u128(app_id ^ (i as u128 + 1)).to_string(),
+                "name": name,
+                "release": {"id": id, "version": version},
+                "app": {"id": a.id, "name": a.name},
+                "size": "Basic", "state": state,
+                "type": name.split('.').next().unwrap_or("web"),
+                "updated_at": a.created_at,
             })
-            .collect();
+        };
+        let mut dynos: Vec<Value> = Vec::new();
+        if let Some(old) = a.prebooting_from.as_ref().filter(|_| booting) {
+            let offset = a.dynos.len();
+            for (i, d) in a.dynos.iter().enumerate() {
+                dynos.push(dyno(offset + i, d, "up", old));
+            }
+        }
+        let state = if booting { "starting" } else { "up" };
+        for (i, d) in a.dynos.iter().enumerate() {
+            dynos.push(dyno(i, d, state, &a.running));
+        }
         Json(dynos).into_response()
     })
+}
+
+/// `GET /account/rate-limits`: what remains of the account's request pool. Heroku does not
+/// count this request against it.
+async fn rate_limits(State(s): State<Arc<Shared>>) -> Response {
+    s.respond(|h: &mut HerokuState| Json(json!({"remaining": h.pool.remaining()})).into_response())
 }
 
 /// `201 {id, logplex_url, created_at, updated_at}`; accepts `dyno` and `dyno_name`.
@@ -628,7 +650,7 @@ async fn read_log_session(
 #[cfg(test)]
 mod tests {
     use crate::testkit::{
-        expect, heroku_check, heroku_link_check, on_app, platform, raw, sent, HEROKU_ACCEPT,
+        answer, expect, heroku_check, heroku_link_check, on_app, platform, raw, sent, HEROKU_ACCEPT,
     };
     use crate::{Sandbox, Scenario};
     use reqwest::Method;
@@ -751,6 +773,47 @@ mod tests {
         assert_eq!(body["id"], "rate_limit");
     }
 
+    /// `committed`: the vendor applies the write, then answers a 5xx; the client sees the
+    /// failure, the state holds the change.
+    #[tokio::test]
+    async fn a_committed_fault_applies_the_write_and_answers_a_5xx() {
+        let sb = sb().await;
+        sb.add_fault(
+            crate::FaultRule::parse("heroku:PATCH:/apps/*/config-vars=committed:once").unwrap(),
+        );
+        let patch = |v: &str| on_app(&sb, Method::PATCH, "/config-vars").json(&json!({"FOO": v}));
+        let body = expect(500, patch("applied")).await;
+        assert_eq!(body["id"], "internal_server_error");
+        let st = sb.state();
+        let app = &st["heroku"]["apps"]["raxx-api-prod"];
+        assert_eq!(app["config_vars"]["FOO"], "applied");
+        assert_eq!(
+            app["restarts"], 1,
+            "the change released and restarted the app"
+        );
+        let logged = sb
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "PATCH")
+            .unwrap();
+        assert_eq!(
+            (logged.status, logged.fault),
+            (Some(500), Some("committed"))
+        );
+
+        sb.add_fault(
+            crate::FaultRule::parse("heroku:PATCH:/apps/*/config-vars=committed=503:once").unwrap(),
+        );
+        assert_eq!(
+            expect(503, patch("again")).await["id"],
+            "service_unavailable"
+        );
+        assert_eq!(
+            sb.state()["heroku"]["apps"]["raxx-api-prod"]["config_vars"]["FOO"],
+            "again"
+        );
+    }
+
     #[tokio::test]
     async fn a_restart_boots_for_a_while_starting_dynos_and_a_503_until_up() {
         let mut scenario = Scenario::default();
@@ -773,6 +836,209 @@ mod tests {
             ))
             .json(&json!({"to": "a@sandbox.invalid"}));
         assert_eq!(sent(raptor).await.status(), 503);
+    }
+
+    #[tokio::test]
+    async fn the_scenario_page_size_makes_ranged_lists_page() {
+        let mut scenario = Scenario::default();
+        scenario.heroku.page_size = Some(1);
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let resp =
+            sent(platform(&sb, Method::GET, "/apps").header("Range", "name ..; max=1000")).await;
+        assert_eq!(resp.status(), 206);
+        assert_eq!(resp.headers()["next-range"], "name ]raxx-api-prod..; max=1");
+        let resp = sent(on_app(&sb, Method::GET, "/releases")).await;
+        assert_eq!(resp.status(), 200, "one release: one page");
+        expect(
+            200,
+            on_app(&sb, Method::PATCH, "/config-vars").json(&json!({"A": "1"})),
+        )
+        .await;
+        let resp = sent(on_app(&sb, Method::GET, "/releases")).await;
+        assert_eq!(resp.status(), 206);
+        assert_eq!(
+            resp.headers()["next-range"],
+            "version ]1..; max=1, order=asc"
+        );
+    }
+
+    #[tokio::test]
+    async fn account_rate_limits_reads_the_pool_without_spending_it() {
+        let mut scenario = Scenario::default();
+        scenario.heroku.rate_limit = crate::scenario::RateLimitSpec {
+            capacity: 10,
+            per_minute: 0.0,
+        };
+        let sb = Sandbox::start(scenario).await.unwrap();
+        expect(200, on_app(&sb, Method::GET, "")).await;
+        expect(200, on_app(&sb, Method::GET, "/config-vars")).await;
+        for _ in 0..2 {
+            let resp = sent(platform(&sb, Method::GET, "/account/rate-limits")).await;
+            assert_eq!(resp.headers()["ratelimit-remaining"], "8");
+            let body: Value = resp.json().await.unwrap();
+            heroku_check("/definitions/rate-limit", &body, true);
+            assert_eq!(body, json!({"remaining": 8}));
+        }
+    }
+
+    /// A scenario whose app `raxx-api-prod` has these settings.
+    async fn with_prod(f: impl FnOnce(&mut crate::scenario::AppSpec)) -> Sandbox {
+        let mut scenario = Scenario::default().with_postmark_token("pm-old-0001");
+        if let Some(app) = scenario.heroku.apps.first_mut() {
+            f(app);
+        }
+        Sandbox::start(scenario).await.unwrap()
+    }
+
+    fn phase(
+        duration_ms: u64,
+        outcome: crate::scenario::ReleaseOutcome,
+    ) -> impl FnOnce(&mut crate::scenario::AppSpec) {
+        move |app| {
+            // Restarts are up at once: the tests look at which release runs, not the boot.
+            app.boot_ms = 0;
+            app.release_phase = Some(crate::scenario::ReleasePhaseSpec {
+                duration_ms,
+                outcome,
+            })
+        }
+    }
+
+    /// The newest release's (version, status, current) from the list.
+    async fn newest_release(sb: &Sandbox) -> (u64, String, bool) {
+        let req =
+            on_app(sb, Method::GET, "/releases").header("Range", "version ..; max=1, order=desc");
+        let list = answer(req).await.1;
+        heroku_check("/definitions/release", &list[0], true);
+        let r = &list[0];
+        (
+            r["version"].as_u64().unwrap(),
+            r["status"].as_str().unwrap().to_string(),
+            r["current"].as_bool().unwrap(),
+        )
+    }
+
+    /// A test email through the downstream app on `raxx-api-prod`: its status.
+    async fn app_sends(sb: &Sandbox) -> u16 {
+        let raptor = raw()
+            .post(format!(
+                "{}/raxx-api-prod/api/notifications/test-email",
+                sb.raptor_url()
+            ))
+            .json(&json!({"to": "a@sandbox.invalid"}));
+        sent(raptor).await.status().as_u16()
+    }
+
+    /// The token the downstream app's last accepted email was sent with.
+    fn last_token(sb: &Sandbox) -> String {
+        let st = sb.state();
+        let messages = st["postmark"]["messages"].as_array().unwrap().clone();
+        messages.last().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_release_phase_keeps_the_release_pending_and_the_app_unrestarted() {
+        let sb = with_prod(phase(600_000, crate::scenario::ReleaseOutcome::Succeeded)).await;
+        let patch = json!({"FOO": "bar"});
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        assert_eq!(newest_release(&sb).await, (2, "pending".into(), false));
+        let v1 = expect(200, on_app(&sb, Method::GET, "/releases/1")).await;
+        assert_eq!(v1["current"], true);
+        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
+        assert_eq!(
+            (
+                dynos[0]["state"].as_str(),
+                dynos[0]["release"]["version"].as_u64()
+            ),
+            (Some("up"), Some(1))
+        );
+        assert_eq!(sb.state()["heroku"]["apps"]["raxx-api-prod"]["restarts"], 0);
+    }
+
+    #[tokio::test]
+    async fn a_release_phase_that_succeeds_restarts_the_app_on_the_new_release() {
+        let sb = with_prod(phase(0, crate::scenario::ReleaseOutcome::Succeeded)).await;
+        let patch = json!({"FOO": "bar"});
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        assert_eq!(newest_release(&sb).await, (2, "succeeded".into(), true));
+        let st = sb.state();
+        assert_eq!(st["heroku"]["apps"]["raxx-api-prod"]["restarts"], 1);
+        assert_eq!(st["heroku"]["apps"]["raxx-api-prod"]["running_release"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_release_phase_leaves_the_dynos_on_the_previous_release() {
+        let sb = with_prod(phase(0, crate::scenario::ReleaseOutcome::Failed)).await;
+        let patch = json!({"POSTMARK_SERVER_TOKEN": "pm-not-a-token"});
+        let vars = expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        assert_eq!(vars["POSTMARK_SERVER_TOKEN"], "pm-not-a-token");
+        assert_eq!(newest_release(&sb).await, (2, "failed".into(), false));
+        // Even a restart runs the release that succeeded last, with its token.
+        expect(202, on_app(&sb, Method::DELETE, "/dynos")).await;
+        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
+        assert_eq!(dynos[0]["release"]["version"], 1);
+        assert_eq!(app_sends(&sb).await, 200);
+        assert_eq!(last_token(&sb), "pm-old-0001");
+        let logs = sb.state()["heroku"]["apps"]["raxx-api-prod"]["logs"].to_string();
+        assert!(logs.contains("Release v2 command failed"), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn with_preboot_the_old_dynos_serve_with_the_old_token_until_the_new_ones_are_up() {
+        let sb = with_prod(|app| {
+            app.preboot = true;
+            app.boot_ms = 600_000;
+        })
+        .await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let patch = json!({"POSTMARK_SERVER_TOKEN": new});
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
+        let seen: Vec<(String, u64)> = dynos
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                heroku_check("/definitions/dyno", d, true);
+                (
+                    d["state"].as_str().unwrap().to_string(),
+                    d["release"]["version"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![("up".to_string(), 1), ("starting".to_string(), 2)]
+        );
+        // No 503 while the new dynos boot: the old ones answer, with the old token.
+        assert_eq!(app_sends(&sb).await, 200);
+        assert_eq!(last_token(&sb), "pm-old-0001");
+    }
+
+    #[tokio::test]
+    async fn with_preboot_the_new_dynos_take_over_once_up() {
+        let sb = with_prod(|app| {
+            app.preboot = true;
+            app.boot_ms = 0;
+        })
+        .await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let patch = json!({"POSTMARK_SERVER_TOKEN": new.clone()});
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
+        assert_eq!(dynos.as_array().unwrap().len(), 1);
+        assert_eq!(
+            (
+                dynos[0]["state"].as_str(),
+                dynos[0]["release"]["version"].as_u64()
+            ),
+            (Some("up"), Some(2))
+        );
+        assert_eq!(app_sends(&sb).await, 200);
+        assert_eq!(last_token(&sb), new);
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! The Heroku simulator's data: apps with their config vars, releases, dynos and logs, and
 //! the log sessions opened on them.
 
-use crate::scenario::{resolve, HerokuScenario};
+use crate::scenario::{resolve, HerokuScenario, ReleaseOutcome, ReleasePhaseSpec};
 use crate::world::{Event, Platform, TokensOf, World};
 use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
@@ -16,6 +16,10 @@ pub(super) struct HRelease {
     description: String,
     pub(super) created_at: String,
     pub(super) config: BTreeMap<String, String>,
+    /// `succeeded`, `pending` (its release command runs) or `failed`.
+    pub(super) status: &'static str,
+    /// While pending: when the release command ends, and how.
+    phase_ends: Option<(std::time::Instant, ReleaseOutcome)>,
 }
 
 pub(super) struct HApp {
@@ -32,16 +36,23 @@ pub(super) struct HApp {
     boot: std::time::Duration,
     /// While a restart boots: when it is up.
     booting_until: Option<std::time::Instant>,
+    /// Heroku's preboot: old dynos serve until the new ones are up.
+    pub(super) preboot: bool,
+    release_phase: Option<ReleasePhaseSpec>,
+    /// The release (id, version) the dynos run, or the new dynos boot on.
+    pub(super) running: (String, u64),
+    /// During a preboot: the release the old dynos still serve.
+    pub(super) prebooting_from: Option<(String, u64)>,
+    /// A release phase succeeded: the app restarts on it at the next tick.
+    restart_due: bool,
 }
 
 impl HApp {
     /// Ends a boot whose time has come: the dynos are up and say so in the log. Time is
     /// looked at when the app is, so the "up" line appears once something observes it.
     pub(super) fn settle(&mut self) {
-        if self
-            .booting_until
-            .is_some_and(|until| std::time::Instant::now() >= until)
-        {
+        let now = std::time::Instant::now();
+        if self.booting_until.is_some_and(|until| now >= until) {
             self.booting_until = None;
             for dyno in self.dynos.clone() {
                 self.log(
@@ -49,6 +60,59 @@ impl HApp {
                     "State changed from starting to up",
                 );
             }
+            // The preboot's old dynos leave once the new ones serve.
+            if self.prebooting_from.take().is_some() {
+                for dyno in self.dynos.clone() {
+                    self.log(
+                        &format!("heroku[{dyno}]"),
+                        "Stopping all processes with SIGTERM (replaced by the prebooted dyno)",
+                    );
+                }
+            }
+        }
+        let mut ended = Vec::new();
+        for r in &mut self.releases {
+            if let Some((at, outcome)) = r.phase_ends.filter(|(at, _)| now >= *at) {
+                let _ = at;
+                r.phase_ends = None;
+                r.status = match outcome {
+                    ReleaseOutcome::Succeeded => "succeeded",
+                    ReleaseOutcome::Failed => "failed",
+                };
+                ended.push((r.version, outcome));
+            }
+        }
+        for (version, outcome) in ended {
+            let source = format!("heroku[release.{version}]");
+            match outcome {
+                ReleaseOutcome::Succeeded => {
+                    self.log(&source, "Process exited with status 0");
+                    self.log("app[api]", &format!("Release v{version} command succeeded"));
+                    self.restart_due = true;
+                }
+                ReleaseOutcome::Failed => {
+                    self.log(&source, "Process exited with status 1");
+                    self.log("app[api]", &format!("Release v{version} command failed"));
+                }
+            }
+        }
+    }
+
+    /// The newest release whose release phase succeeded (or that had none).
+    pub(super) fn latest_succeeded(&self) -> Option<&HRelease> {
+        self.releases.iter().rev().find(|r| r.status == "succeeded")
+    }
+
+    /// The config the app's processes read at a (re)start: its config vars, unless its newest
+    /// release has not (yet) succeeded, when that of the release the dynos run.
+    fn running_config(&self) -> &BTreeMap<String, String> {
+        match self.releases.last() {
+            Some(last) if last.status != "succeeded" => self
+                .releases
+                .iter()
+                .find(|r| r.version == self.running.1)
+                .map_or(&self.config, |r| &r.config),
+            _ => &self.config,
         }
     }
 
@@ -96,6 +160,8 @@ pub(crate) struct HerokuState {
     pub(super) user_email: String,
     pub(super) user_id: String,
     pub(super) pool: crate::ratelimit::Pool,
+    /// The largest page a ranged list answers.
+    pub(super) page_size: usize,
 }
 
 impl HerokuState {
@@ -129,7 +195,10 @@ impl HerokuState {
                 description: "Initial release".into(),
                 created_at: ts::seconds(),
                 config: config.clone(),
+                status: "succeeded",
+                phase_ends: None,
             };
+            let running = (release.id.clone(), 1);
             let mut app = HApp {
                 id: uuid::Uuid::new_v4().to_string(),
                 name: spec.name.clone(),
@@ -146,6 +215,11 @@ impl HerokuState {
                 generation: spec.generation.clone(),
                 boot: std::time::Duration::from_millis(spec.boot_ms),
                 booting_until: None,
+                preboot: spec.preboot,
+                release_phase: spec.release_phase.clone(),
+                running,
+                prebooting_from: None,
+                restart_due: false,
             };
             let dyno = app.web_dyno();
             app.log(
@@ -166,6 +240,7 @@ impl HerokuState {
             sessions: HashMap::new(),
             user_email: s.user_email.clone(),
             user_id,
+            page_size: s.page_size.map_or(1000, |n| (n as usize).clamp(1, 1000)),
             pool: crate::ratelimit::Pool::new(
                 s.rate_limit.capacity,
                 s.rate_limit.per_minute / 60.0,
@@ -225,7 +300,8 @@ impl HerokuState {
     }
 
     pub(super) fn release_json(&self, app: &HApp, r: &HRelease) -> Value {
-        let current = app.releases.last().map(|l| l.version) == Some(r.version);
+        // The current release is the newest that succeeded: a pending or failed one is not.
+        let current = app.latest_succeeded().map(|l| l.version) == Some(r.version);
         json!({
             "addon_plan_names": [],
             "artifacts": [],
@@ -235,12 +311,12 @@ impl HerokuState {
             "id": r.id,
             "updated_at": r.created_at,
             "slug": null,
-            "status": "succeeded",
+            "status": r.status,
             "user": {"id": self.user_id, "email": self.user_email},
             "version": r.version,
             "current": current,
             "output_stream_url": null,
-            "eligible_for_rollback": !current,
+            "eligible_for_rollback": !current && r.status == "succeeded",
         })
     }
 
@@ -285,6 +361,17 @@ impl HerokuState {
             a.log(&tag, "Process exited with status 143");
         }
         a.booting_until = Some(std::time::Instant::now() + a.boot);
+        let target = a
+            .latest_succeeded()
+            .map(|r| (r.id.clone(), r.version))
+            .unwrap_or_else(|| a.running.clone());
+        // With preboot the old dynos keep serving their release until the new ones are up.
+        a.prebooting_from = match &a.prebooting_from {
+            Some(old) if a.preboot => Some(old.clone()),
+            _ if a.preboot => Some(a.running.clone()),
+            _ => None,
+        };
+        a.running = target;
         // A boot of no time is up at once.
         a.settle();
         Some(a.name.clone())
@@ -328,18 +415,39 @@ impl HerokuState {
             parts.push(format!("Remove {} config vars", removed.join(", ")));
         }
         let version = a.releases.last().map_or(1, |r| r.version + 1);
+        let phase = a.release_phase.as_ref().map(|p| {
+            (
+                std::time::Instant::now() + std::time::Duration::from_millis(p.duration_ms),
+                p.outcome,
+            )
+        });
         a.releases.push(HRelease {
             id: uuid::Uuid::new_v4().to_string(),
             version,
             description: parts.join("; "),
             created_at: ts::seconds(),
             config: a.config.clone(),
+            status: if phase.is_some() {
+                "pending"
+            } else {
+                "succeeded"
+            },
+            phase_ends: phase,
         });
         a.log("app[api]", &format!("{} by user {email}", parts.join("; ")));
         a.log(
             "app[api]",
             &format!("Release v{version} created by user {email}"),
         );
+        if phase.is_some() {
+            a.log(
+                &format!("heroku[release.{version}]"),
+                "Starting process with command `release`",
+            );
+            // The app restarts when (if) the release command succeeds.
+            a.settle();
+            return Some((a.config.clone(), None));
+        }
         Some((a.config.clone(), Some(a.name.clone())))
     }
 
@@ -361,13 +469,36 @@ impl HerokuState {
                     json!({
                         "config_vars": a.config,
                         "restarts": a.restarts,
-                        "releases": a.releases.iter().map(|r| json!({"version": r.version, "description": r.description})).collect::<Vec<_>>(),
+                        "releases": a.releases.iter().map(|r| json!({"version": r.version, "description": r.description, "status": r.status})).collect::<Vec<_>>(),
+                        "running_release": a.running.1,
                         "logs": a.logs,
                     }),
                 )
             })
             .collect();
         json!({"apps": apps, "rate_limit": {"refused": self.pool.refused}})
+    }
+}
+
+/// Heroku's reaction to time passing: a release phase that succeeded restarts its app.
+pub(super) fn on_event(w: &mut World, event: &Event<'_>) {
+    if !matches!(event, Event::Tick { .. }) {
+        return;
+    }
+    let due: Vec<String> = w
+        .get_mut::<HerokuState>()
+        .map(|h| {
+            h.apps
+                .iter_mut()
+                .filter_map(|a| {
+                    a.settle();
+                    std::mem::take(&mut a.restart_due).then(|| a.name.clone())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for app in due {
+        restart(w, &app);
     }
 }
 
@@ -392,7 +523,7 @@ impl Platform for HerokuState {
     }
 
     fn config_var(&self, app: &str, key: &str) -> Option<String> {
-        self.app(app)?.config.get(key).cloned()
+        self.app(app)?.running_config().get(key).cloned()
     }
 
     fn log(&mut self, app: &str, source: &str, message: &str) {
@@ -406,6 +537,13 @@ impl Platform for HerokuState {
         self.app_mut(app).is_some_and(|a| {
             a.settle();
             a.booting()
+        })
+    }
+
+    fn serving(&mut self, app: &str) -> bool {
+        self.app_mut(app).is_some_and(|a| {
+            a.settle();
+            !a.booting() || a.prebooting_from.is_some()
         })
     }
 }

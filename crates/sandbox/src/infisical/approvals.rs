@@ -3,13 +3,21 @@
 //! it was until an approver merges the request. A machine identity cannot read requests
 //! (those routes are user-session only), so a client learns of the merge from the secret.
 
-use crate::scenario::ApprovalPolicySpec;
+use crate::scenario::{AppliesTo, ApprovalPolicySpec};
 use crate::ts;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// The user the requests are committed as (the machine identity's creator).
 const COMMITTER: &str = "6f1c2b3a-0d4e-4f5a-9b8c-7d6e5f4a3b2c";
+
+/// Who makes a request: Infisical's secret routes apply approval policies to users only
+/// (`req.permission.type === ActorType.USER`), not to machine identities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Actor {
+    User,
+    Identity,
+}
 
 /// What a request changes once merged.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,10 +81,11 @@ impl Approvals {
         }
     }
 
-    /// The policy covering writes to `env` at `path`, if any.
-    fn covering(&self, env: &str, path: &str) -> Option<usize> {
+    /// The policy covering writes by `actor` to `env` at `path`, if any.
+    fn covering(&self, actor: Actor, env: &str, path: &str) -> Option<usize> {
         self.policies.iter().position(|p| {
-            p.spec.environment == env
+            (actor == Actor::User || p.spec.applies_to == AppliesTo::Everyone)
+                && p.spec.environment == env
                 && p.spec.secret_path.as_deref().is_none_or(|pattern| {
                     let pattern = super::state::normalize_path(pattern);
                     if pattern.contains('*') {
@@ -88,10 +97,17 @@ impl Approvals {
         })
     }
 
-    /// Files a change request when a policy covers `env`/`path`: its JSON, or `None` when
-    /// the write may go ahead.
-    pub(super) fn file(&mut self, env: &str, path: &str, key: &str, op: Op) -> Option<Value> {
-        let policy = self.covering(env, path)?;
+    /// Files a change request when a policy covers `actor`'s write to `env`/`path`: its
+    /// JSON, or `None` when the write may go ahead.
+    pub(super) fn file(
+        &mut self,
+        actor: Actor,
+        env: &str,
+        path: &str,
+        key: &str,
+        op: Op,
+    ) -> Option<Value> {
+        let policy = self.covering(actor, env, path)?;
         let now = ts::millis();
         let spec = &self.policies[policy].spec;
         let after = if spec.approve_keys.iter().any(|k| k == key) {

@@ -1,6 +1,6 @@
 //! The Infisical API's routes: universal-auth login, v3 raw and v4 secret routes.
 
-use super::approvals::Op;
+use super::approvals::{Actor, Op};
 use super::state::{normalize_path, InfisicalState, StoredSecret, Version, EXPIRED, MALFORMED};
 use crate::http::{header, json_answer, json_or_empty};
 use crate::shared::Shared;
@@ -179,7 +179,8 @@ async fn login(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 /// Checks `Authorization: Bearer`; 401 without, 403 TokenError when malformed or expired.
-fn authorize(st: &InfisicalState, headers: &HeaderMap) -> Result<(), Response> {
+/// Who the token is: a person (the scenario's user token) or a machine identity.
+fn authorize(st: &InfisicalState, headers: &HeaderMap) -> Result<Actor, Response> {
     let Some(auth) = header(headers, "authorization") else {
         return Err(error_body(
             401,
@@ -193,11 +194,14 @@ fn authorize(st: &InfisicalState, headers: &HeaderMap) -> Result<(), Response> {
         .unwrap_or("")
         .trim();
     if token == st.token {
-        return Ok(());
+        return Ok(Actor::Identity);
+    }
+    if st.user_token.as_deref() == Some(token) {
+        return Ok(Actor::User);
     }
     if let Some(t) = st.issued.iter().find(|t| t.token == token) {
         return if Instant::now() < t.expires {
-            Ok(())
+            Ok(Actor::Identity)
         } else {
             Err(error_body(403, "TokenError", json!(EXPIRED)))
         };
@@ -235,10 +239,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Api {
 struct Scope {
     env: String,
     path: String,
+    /// Who asks.
+    actor: Actor,
 }
 
 /// Reads project, environment and path from query or body, checking the project.
-fn scope(api: Api, st: &InfisicalState, p: &HashMap<String, String>) -> Result<Scope, Response> {
+fn scope(
+    api: Api,
+    st: &InfisicalState,
+    p: &HashMap<String, String>,
+    actor: Actor,
+) -> Result<Scope, Response> {
     let project = match api {
         Api::V4 => match p.get("projectId") {
             Some(id) => Some(id.clone()),
@@ -285,6 +296,7 @@ fn scope(api: Api, st: &InfisicalState, p: &HashMap<String, String>) -> Result<S
     Ok(Scope {
         env: env.clone(),
         path,
+        actor,
     })
 }
 
@@ -299,7 +311,7 @@ fn respond_in_scope(
 ) -> Response {
     s.respond(|st: &mut InfisicalState| {
         st.settle();
-        let admitted = authorize(st, headers).and_then(|()| scope(api, st, params));
+        let admitted = authorize(st, headers).and_then(|actor| scope(api, st, params, actor));
         match admitted {
             Ok(sc) => f(st, sc),
             Err(refusal) => refusal,
@@ -489,7 +501,10 @@ async fn write(
             _ => return not_found(),
         };
         // A covered write is filed for review and changes nothing yet (200, not 202).
-        if let Some(approval) = st.approvals.file(&sc.env, &sc.path, &name, op.clone()) {
+        let filed = st
+            .approvals
+            .file(sc.actor, &sc.env, &sc.path, &name, op.clone());
+        if let Some(approval) = filed {
             return Json(json!({ "approval": approval })).into_response();
         }
         let deleted = existing.filter(|_| op == Op::Delete);
@@ -670,6 +685,8 @@ mod tests {
             .approval_policies
             .push(crate::scenario::ApprovalPolicySpec {
                 approve_after_ms,
+                // These tests write with the sandbox's identity token.
+                applies_to: crate::scenario::AppliesTo::Everyone,
                 ..Default::default()
             });
         s
@@ -775,6 +792,48 @@ mod tests {
         );
         let (_, body) = answer(create).await;
         assert_eq!(keys(&body), vec!["secret"]);
+    }
+
+    /// Infisical's secret routes file a change request only for a user
+    /// (`req.permission.type === ActorType.USER`): a machine identity writes directly.
+    #[tokio::test]
+    async fn a_policy_covers_users_and_lets_machine_identities_write_directly() {
+        let mut scenario = Scenario::default().with_postmark_token("infsim-0001");
+        scenario.infisical.user_token = Some("user-session-jwt".into());
+        scenario
+            .infisical
+            .approval_policies
+            .push(crate::scenario::ApprovalPolicySpec::default());
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let (status, body) = patch_v4(&sb, "POSTMARK_SERVER_TOKEN", "from-the-identity").await;
+        assert_eq!(status, 200);
+        assert_eq!(keys(&body), vec!["secret"]);
+        assert_eq!(current(&sb).await.1, "from-the-identity");
+
+        let as_user = bare(&sb, Method::PATCH, "/api/v4/secrets/POSTMARK_SERVER_TOKEN")
+            .bearer_auth("user-session-jwt")
+            .json(&json!({"projectId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": "from-a-person"}));
+        let body = expect(200, as_user).await;
+        assert_eq!(keys(&body), vec!["approval"]);
+        assert_eq!(
+            current(&sb).await.1,
+            "from-the-identity",
+            "waits for the merge"
+        );
+
+        // A universal-auth login is an identity too.
+        let cred = sb.credentials();
+        let login = bare(&sb, Method::POST, "/api/v1/auth/universal-auth/login")
+            .json(&json!({"clientId": cred.infisical_client_id, "clientSecret": cred.infisical_client_secret}));
+        let access = expect(200, login).await["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let as_login = bare(&sb, Method::PATCH, "/api/v4/secrets/POSTMARK_SERVER_TOKEN")
+            .bearer_auth(access)
+            .json(&json!({"projectId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": "from-a-login"}));
+        assert_eq!(keys(&expect(200, as_login).await), vec!["secret"]);
+        assert_eq!(current(&sb).await.1, "from-a-login");
     }
 
     #[tokio::test]

@@ -63,6 +63,8 @@ pub(super) struct Issued {
 pub(crate) struct InfisicalState {
     /// The access token it accepts as `INFISICAL_TOKEN`.
     pub(crate) token: String,
+    /// A person's session token, when the scenario has one.
+    pub(super) user_token: Option<String>,
     /// The machine identity universal-auth login accepts.
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
@@ -118,6 +120,7 @@ impl InfisicalState {
         }
         Ok(InfisicalState {
             token: s.token.clone().unwrap_or_else(random_jwt),
+            user_token: s.user_token.clone(),
             client_id: s
                 .client_id
                 .clone()

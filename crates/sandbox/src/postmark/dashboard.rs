@@ -194,8 +194,20 @@ async fn activity(State(s): State<Arc<Shared>>) -> Html<String> {
             html.push_str("<p>No emails sent yet.</p>\n");
             return;
         }
-        html.push_str("<table><tr><th>Submitted</th><th>Server</th><th>From</th><th>To</th><th>Subject</th><th>Sent with token</th><th>Via</th><th>MessageID</th></tr>\n");
+        pm.settle();
+        html.push_str("<table><tr><th>Submitted</th><th>Server</th><th>From</th><th>To</th><th>Subject</th><th>Sent with token</th><th>Via</th><th>MessageID</th><th>Status</th></tr>\n");
         for m in pm.messages.iter().rev() {
+            // Queued until Postmark processed it; then delivered, or bounced for someone.
+            let bounced: Vec<String> = m
+                .recipients()
+                .into_iter()
+                .filter(|r| pm.bounce_of(&m.message_id, r).is_some())
+                .collect();
+            let status = match (&m.processed_at, bounced.is_empty()) {
+                (None, _) => "Queued".to_string(),
+                (Some(_), true) => "Delivered".to_string(),
+                (Some(_), false) => format!("Bounced: {}", bounced.join(", ")),
+            };
             let server = pm.servers.iter().find(|sv| sv.name == m.server);
             let name = server
                 .and_then(|sv| sv.token_names.get(&m.token))
@@ -204,7 +216,7 @@ async fn activity(State(s): State<Arc<Shared>>) -> Html<String> {
             let newest = server.is_some_and(|sv| sv.newest.as_deref() == Some(m.token.as_str()));
             let tail: String = m.token.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
             html.push_str(&format!(
-                "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{name}(…{}){new}</td><td>{}</td><td><code>{}</code></td></tr>\n",
+                "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{name}(…{}){new}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
                 esc(&m.submitted_at),
                 esc(&m.server),
                 esc(&m.from),
@@ -213,6 +225,7 @@ async fn activity(State(s): State<Arc<Shared>>) -> Html<String> {
                 esc(&tail),
                 esc(&m.via),
                 esc(&m.message_id),
+                esc(&status),
                 class = if newest { " class=\"new\"" } else { "" },
                 new = if newest { " new" } else { "" },
             ));
@@ -312,6 +325,30 @@ mod tests {
         assert_ne!(sent(server).await.status(), 503);
     }
 
+    /// The activity page says what became of each email: queued until Postmark processed
+    /// it, then delivered or bounced.
+    #[tokio::test]
+    async fn the_activity_page_shows_each_emails_status() {
+        for (delivery_ms, to, status) in [
+            (600_000, "kris@example.com", "Queued"),
+            (0, "kris@example.com", "Delivered"),
+            (0, "gone@example.com", "Bounced: gone@example.com"),
+        ] {
+            let mut scenario = crate::Scenario::default().with_postmark_token("pmsim-0001");
+            scenario.postmark.delivery_ms = delivery_ms;
+            scenario.postmark.bounce = vec!["gone@example.com".into()];
+            let sb = crate::Sandbox::start(scenario).await.unwrap();
+            let send = raw()
+                .post(format!("{}/email", sb.postmark_url()))
+                .header("X-Postmark-Server-Token", "pmsim-0001")
+                .json(&serde_json::json!({"From": "noreply@raxx.app", "To": to, "Subject": "s", "TextBody": "t"}));
+            assert_eq!(sent(send).await.status(), 200);
+            let page = text(raw().get(format!("{}/dashboard/activity", sb.postmark_url()))).await;
+            let row = page.lines().find(|l| l.contains(to)).unwrap();
+            assert!(row.ends_with(&format!("<td>{status}</td></tr>")), "{row}");
+        }
+    }
+
     #[tokio::test]
     async fn the_dashboard_lists_generates_and_deletes() {
         let sb = sandbox().await;
@@ -367,6 +404,7 @@ mod tests {
                 && line.contains(&format!("rotation 2026-12-02 (…{tail}) new")),
             "{line}"
         );
+
         sent(form("")).await;
         let resp = sent(form("")).await;
         assert_eq!(resp.status(), 409);

@@ -1,7 +1,9 @@
-//! Postmark simulator: `GET/PUT /server`, `POST /email`, `POST /email/batch`, the dashboard.
-//! It is the world's mail service.
+//! Postmark simulator: `GET/PUT /server`, `POST /email`, `POST /email/batch`, the outbound
+//! message and bounce APIs (mail is processed asynchronously, `delivery_ms` after the send;
+//! hard bounces suppress their recipient), the dashboard. It is the world's mail service.
 
 mod dashboard;
+mod messages;
 mod routes;
 mod state;
 #[cfg(test)]

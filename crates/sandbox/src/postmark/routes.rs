@@ -1,4 +1,5 @@
-//! The Postmark API's routes: `GET/PUT /server`, `POST /email`, `POST /email/batch`.
+//! The Postmark API's routes: `GET/PUT /server`, `POST /email`, `POST /email/batch`, and
+//! (in `messages`) the outbound message and bounce APIs.
 
 use super::dashboard;
 use super::state::{InvalidEdit, PmServer, PostmarkState, BAD_TOKEN, MISSING_TOKEN};
@@ -16,7 +17,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// `{ErrorCode, Message}` with `status`.
-fn error_body(status: u16, code: i64, message: &str) -> Response {
+pub(super) fn error_body(status: u16, code: i64, message: &str) -> Response {
     json_answer(status, json!({"ErrorCode": code, "Message": message}))
 }
 
@@ -55,6 +56,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/server", get(get_server).put(put_server))
         .route("/email", post(send_email))
         .route("/email/batch", post(send_batch))
+        .merge(super::messages::routes())
         .merge(dashboard::routes())
         .fallback(|| async { error_for_status(404) })
         .with_state(shared)
@@ -64,7 +66,10 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     header(headers, "x-postmark-server-token").map(str::trim)
 }
 
-fn authorized<'a>(pm: &'a PostmarkState, headers: &HeaderMap) -> Result<&'a PmServer, Response> {
+pub(super) fn authorized<'a>(
+    pm: &'a PostmarkState,
+    headers: &HeaderMap,
+) -> Result<&'a PmServer, Response> {
     match token(headers) {
         None | Some("") => Err(error_body(401, 10, MISSING_TOKEN)),
         Some(t) => pm
@@ -104,19 +109,24 @@ async fn put_server(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
             Ok(server) => server.id,
             Err(r) => return r,
         };
+        let taken = edit.get("Name").and_then(Value::as_str).is_some_and(|n| {
+            pm.servers
+                .iter()
+                .any(|x| x.id != id && x.name.eq_ignore_ascii_case(n.trim()))
+        });
         let Some(server) = pm.servers.iter_mut().find(|x| x.id == id) else {
             return error_for_status(404);
         };
-        match server.edit(edit) {
+        let edited = if taken {
+            Err(InvalidEdit::NameExists)
+        } else {
+            server.edit(edit)
+        };
+        match edited {
             Ok(()) => Json(server_json(server)).into_response(),
-            Err(InvalidEdit::Name) => error_body(422, 607, "Server name is missing or invalid."),
-            Err(InvalidEdit::Type(field)) => error_body(
-                422,
-                402,
-                &format!("Received invalid JSON input: '{field}' has the wrong type."),
-            ),
-            Err(InvalidEdit::Value(field)) => {
-                error_body(422, 403, &format!("Invalid request field(s): {field}."))
+            Err(e) => {
+                let (code, message) = e.code_and_message();
+                error_body(422, code, &message)
             }
         }
     })
@@ -284,8 +294,20 @@ mod tests {
         let sb = sandbox().await;
         for (edit, code) in [
             (json!({"Name": "renamed", "TrackOpens": "yes"}), 402),
-            (json!({"Name": "renamed", "Color": "Pink"}), 403),
-            (json!({"Name": ""}), 607),
+            (json!({"Name": "renamed", "TrackLinks": "Sometimes"}), 403),
+            (json!({"Name": "renamed", "Color": "Pink"}), 607),
+            (json!({"Name": ""}), 608),
+            (
+                json!({"Name": "renamed", "BounceHookUrl": "ftp://hooks.example"}),
+                606,
+            ),
+            (
+                json!({"Name": "renamed", "OpenHookUrl": "http://127.0.0.1:9/x"}),
+                606,
+            ),
+            (json!({"Name": "renamed", "InboundSpamThreshold": 7}), 611),
+            (json!({"Bogus": 1}), 609),
+            (json!({}), 609),
         ] {
             let body = expect(422, server_api(&sb, Method::PUT, "/server").json(&edit)).await;
             assert_eq!(body["ErrorCode"], code, "{edit}: {body}");

@@ -6,6 +6,7 @@ use crate::world::{Mail, SendError};
 use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 pub(super) const MISSING_TOKEN: &str = "No Account or Server API tokens were supplied in the HTTP headers. Please add a header for either X-Postmark-Server-Token or X-Postmark-Account-Token.";
 pub(super) const BAD_TOKEN: &str = "The Server Token you provided in the X-Postmark-Server-Token request header was invalid. Please verify that you are using a valid token.";
@@ -27,14 +28,91 @@ pub(super) struct PmServer {
     pub(super) inbound_hash: String,
 }
 
-/// Why a `PUT /server` edit was refused.
+/// Why a `PUT /server` edit was refused, with the ErrorCode Postmark's API overview lists
+/// for it ("API error codes", 600-611).
 pub(super) enum InvalidEdit {
-    /// The name is missing or blank (ErrorCode 607).
+    /// The name is missing or blank (608).
     Name,
-    /// A setting of the wrong JSON type (ErrorCode 402, as for malformed JSON).
+    /// Another server of the account has that name (603).
+    NameExists,
+    /// A colour outside Postmark's list (607).
+    Color,
+    /// A hook URL that is not an http(s) URL, or points at an internal address (606).
+    WebhookUrl(String),
+    /// `InboundSpamThreshold` outside 0-30 in steps of 5 (611).
+    SpamThreshold,
+    /// Nothing the edit could change (609).
+    NoData,
+    /// A setting of the wrong JSON type (402, as for malformed JSON).
     Type(String),
-    /// A value outside the setting's choices (ErrorCode 403, invalid request field).
+    /// A value outside the setting's choices (403, invalid request field).
     Value(String),
+}
+
+impl InvalidEdit {
+    /// Postmark's ErrorCode and message.
+    pub(super) fn code_and_message(&self) -> (i64, String) {
+        match self {
+            InvalidEdit::Name => (608, "Server name missing or invalid.".into()),
+            InvalidEdit::NameExists => (603, "Server name already exists.".into()),
+            InvalidEdit::Color => (
+                607,
+                "Invalid Server color. Use Purple, Blue, Turquoise, Green, Red, Orange, Yellow or Grey."
+                    .into(),
+            ),
+            InvalidEdit::WebhookUrl(field) => (
+                606,
+                format!("Invalid webhook URL in '{field}': it is not a valid URL or it points at an internal IP range."),
+            ),
+            InvalidEdit::SpamThreshold => (
+                611,
+                "InboundSpamThreshold value is invalid. Use a number between 0 and 30 in increments of 5.".into(),
+            ),
+            InvalidEdit::NoData => (609, "No updated Server data received.".into()),
+            InvalidEdit::Type(field) => (
+                402,
+                format!("Received invalid JSON input: '{field}' has the wrong type."),
+            ),
+            InvalidEdit::Value(field) => (403, format!("Invalid request field(s): {field}.")),
+        }
+    }
+}
+
+/// The hook URL settings `PUT /server` checks.
+const HOOK_URLS: &[&str] = &[
+    "InboundHookUrl",
+    "BounceHookUrl",
+    "OpenHookUrl",
+    "DeliveryHookUrl",
+    "ClickHookUrl",
+];
+
+/// A hook URL Postmark accepts: empty (no hook), or http(s) to a public host.
+fn valid_hook_url(url: &str) -> bool {
+    if url.is_empty() {
+        return true;
+    }
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("")
+        .rsplit('@')
+        .next()
+        .unwrap_or("");
+    let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+    let internal = host == "localhost"
+        || host.starts_with("127.")
+        || host.starts_with("10.")
+        || host.starts_with("192.168.")
+        || host.starts_with("169.254.")
+        || (16..=31).any(|n| host.starts_with(&format!("172.{n}.")));
+    !host.is_empty() && !host.contains(' ') && !internal
 }
 
 /// A server's colours, as Postmark's current docs capitalise them.
@@ -50,19 +128,22 @@ pub(crate) const COLORS: &[&str] = &[
 ];
 
 /// Settings that take one of a few words.
-const CHOICES: &[(&str, &[&str])] = &[
-    ("Color", COLORS),
-    (
-        "TrackLinks",
-        &["None", "HtmlAndText", "HtmlOnly", "TextOnly"],
-    ),
-];
+const CHOICES: &[(&str, &[&str])] = &[(
+    "TrackLinks",
+    &["None", "HtmlAndText", "HtmlOnly", "TextOnly"],
+)];
 
 impl PmServer {
     /// Applies a `PUT /server` edit: the name and the known settings change; read-only and
-    /// unknown fields are ignored. A field of the wrong type or outside its choices stops
-    /// the whole edit before anything changes, as an invalid name does.
+    /// unknown fields are ignored. A field Postmark refuses stops the whole edit before
+    /// anything changes; an edit with nothing to change is refused too.
     pub(super) fn edit(&mut self, edit: Map<String, Value>) -> Result<(), InvalidEdit> {
+        if !edit
+            .keys()
+            .any(|k| k == "Name" || self.settings.contains_key(k))
+        {
+            return Err(InvalidEdit::NoData);
+        }
         for (k, v) in &edit {
             if k == "Name" {
                 match v.as_str() {
@@ -82,6 +163,19 @@ impl PmServer {
             );
             if !same_type {
                 return Err(InvalidEdit::Type(k.clone()));
+            }
+            if k == "Color" && !v.as_str().is_some_and(|c| COLORS.contains(&c)) {
+                return Err(InvalidEdit::Color);
+            }
+            if HOOK_URLS.contains(&k.as_str()) && !v.as_str().is_some_and(valid_hook_url) {
+                return Err(InvalidEdit::WebhookUrl(k.clone()));
+            }
+            if k == "InboundSpamThreshold"
+                && !v
+                    .as_i64()
+                    .is_some_and(|n| (0..=30).contains(&n) && n % 5 == 0)
+            {
+                return Err(InvalidEdit::SpamThreshold);
             }
             if let Some((_, choices)) = CHOICES.iter().find(|(name, _)| name == k) {
                 if !v.as_str().is_some_and(|s| choices.contains(&s)) {
@@ -115,16 +209,60 @@ pub(super) struct PmMessage {
     pub(super) server: String,
     pub(super) from: String,
     pub(super) to: String,
+    pub(super) cc: String,
+    pub(super) bcc: String,
     pub(super) subject: String,
+    pub(super) tag: String,
+    pub(super) stream: String,
+    pub(super) text_body: String,
+    pub(super) html_body: String,
     pub(super) via: String,
     pub(super) submitted_at: String,
+    /// When Postmark has processed it: until then the message APIs do not show it.
+    due: Instant,
+    /// When it was processed (then it is listed, with its events).
+    pub(super) processed_at: Option<String>,
+}
+
+impl PmMessage {
+    /// Every address it goes to, bare and lower-cased.
+    pub(super) fn recipients(&self) -> Vec<String> {
+        [&self.to, &self.cc, &self.bcc]
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(|r| bare_address(r).to_ascii_lowercase())
+            .filter(|r| !r.is_empty())
+            .collect()
+    }
+}
+
+/// A hard bounce Postmark recorded for one recipient of one message.
+pub(super) struct PmBounce {
+    pub(super) id: i64,
+    pub(super) server: String,
+    pub(super) message_id: String,
+    pub(super) email: String,
+    pub(super) from: String,
+    pub(super) subject: String,
+    pub(super) tag: String,
+    pub(super) stream: String,
+    pub(super) bounced_at: String,
+    /// The recipient is suppressed (later sends to it are refused with ErrorCode 406).
+    pub(super) inactive: bool,
 }
 
 pub(super) struct PostmarkState {
     pub(super) servers: Vec<PmServer>,
     pub(super) messages: Vec<PmMessage>,
+    pub(super) bounces: Vec<PmBounce>,
     pub(super) token_limit: usize,
     senders: Senders,
+    /// How long processing a message takes.
+    delivery: Duration,
+    /// Recipients whose mailbox hard-bounces.
+    hard_bounces: Vec<String>,
+    /// The largest page a list answers.
+    pub(super) page_size: usize,
 }
 
 /// Who may send and who may receive: the account's Sender Signatures and suppressions.
@@ -136,7 +274,7 @@ struct Senders {
 
 impl Senders {
     /// The ErrorCode Postmark answers for this sender and these recipients, if any.
-    fn check(&self, from: &str, recipients: &[&str]) -> Result<(), SendError> {
+    fn check(&self, from: &str, recipients: &[&str], suppressed: &[&str]) -> Result<(), SendError> {
         let address = bare_address(from).to_ascii_lowercase();
         let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         let signs = |list: &[String]| {
@@ -160,7 +298,10 @@ impl Senders {
         let inactive: Vec<String> = recipients
             .iter()
             .map(|r| bare_address(r).to_ascii_lowercase())
-            .filter(|r| self.inactive.iter().any(|i| i.eq_ignore_ascii_case(r)))
+            .filter(|r| {
+                self.inactive.iter().any(|i| i.eq_ignore_ascii_case(r))
+                    || suppressed.iter().any(|i| i.eq_ignore_ascii_case(r))
+            })
             .collect();
         if !inactive.is_empty() {
             return Err(invalid(
@@ -173,7 +314,7 @@ impl Senders {
 }
 
 /// `Full Name <a@b.c>` → `a@b.c`.
-fn bare_address(text: &str) -> &str {
+pub(super) fn bare_address(text: &str) -> &str {
     let t = text.trim();
     match (t.rfind('<'), t.rfind('>')) {
         (Some(open), Some(close)) if open < close => t[open + 1..close].trim(),
@@ -190,13 +331,65 @@ impl PostmarkState {
         Ok(PostmarkState {
             servers,
             messages: Vec::new(),
+            bounces: Vec::new(),
             token_limit: s.token_limit,
+            delivery: Duration::from_millis(s.delivery_ms),
+            hard_bounces: s.bounce.iter().map(|a| a.to_ascii_lowercase()).collect(),
+            page_size: s.page_size.map_or(500, |n| (n as usize).clamp(1, 500)),
             senders: Senders {
                 confirmed: s.sender_signatures.clone(),
                 unconfirmed: s.unconfirmed_signatures.clone(),
                 inactive: s.inactive_recipients.clone(),
             },
         })
+    }
+
+    /// Processes every message whose time has come: it is delivered, or hard-bounces for a
+    /// recipient the scenario names, which records a bounce and suppresses the recipient.
+    /// Time is looked at when Postmark is, so processing shows once something observes it.
+    pub(super) fn settle(&mut self) {
+        let now = Instant::now();
+        for m in &mut self.messages {
+            if m.processed_at.is_some() || m.due > now {
+                continue;
+            }
+            let at = ts::postmark();
+            for email in m.recipients() {
+                if !self.hard_bounces.contains(&email) {
+                    continue;
+                }
+                let id = 692_560_173 + self.bounces.len() as i64;
+                self.bounces.push(PmBounce {
+                    id,
+                    server: m.server.clone(),
+                    message_id: m.message_id.clone(),
+                    email,
+                    from: m.from.clone(),
+                    subject: m.subject.clone(),
+                    tag: m.tag.clone(),
+                    stream: m.stream.clone(),
+                    bounced_at: at.clone(),
+                    inactive: true,
+                });
+            }
+            m.processed_at = Some(at);
+        }
+    }
+
+    /// The bounce for `email` from message `message_id`, if it bounced.
+    pub(super) fn bounce_of(&self, message_id: &str, email: &str) -> Option<&PmBounce> {
+        self.bounces
+            .iter()
+            .find(|b| b.message_id == message_id && b.email == email)
+    }
+
+    /// Recipients suppressed on `server` by its hard bounces.
+    fn suppressed(&self, server: &str) -> Vec<&str> {
+        self.bounces
+            .iter()
+            .filter(|b| b.server == server && b.inactive)
+            .map(|b| b.email.as_str())
+            .collect()
     }
 
     pub(super) fn server_for_token(&self, token: &str) -> Option<&PmServer> {
@@ -297,6 +490,7 @@ impl PostmarkState {
                     "SubmittedAt": m.submitted_at,
                     "Subject": m.subject,
                     "via": m.via,
+                    "processed": m.processed_at.is_some(),
                 })
             })
             .collect();
@@ -305,6 +499,10 @@ impl PostmarkState {
             "token_limit": self.token_limit,
             "emails": {"count": self.messages.len(), "by_token": by_token},
             "messages": messages,
+            "bounces": self.bounces.iter().map(|b| json!({
+                "ID": b.id, "server": b.server, "Email": b.email, "MessageID": b.message_id,
+                "Inactive": b.inactive,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -332,11 +530,15 @@ impl Mail for PostmarkState {
             }
         };
         let to = validate_email(email)?;
+        self.settle();
         // The test token validates the request only; a real server also checks who sends
         // and who receives.
-        if server.is_some() {
-            self.senders
-                .check(str_field(email, "From"), &recipients(email))?;
+        if let Some(server) = &server {
+            self.senders.check(
+                str_field(email, "From"),
+                &recipients(email),
+                &self.suppressed(server),
+            )?;
         }
         let message_id = uuid::Uuid::new_v4().to_string();
         let submitted_at = ts::postmark();
@@ -347,9 +549,21 @@ impl Mail for PostmarkState {
                 server,
                 from: str_field(email, "From").to_string(),
                 to: to.clone(),
+                cc: str_field(email, "Cc").to_string(),
+                bcc: str_field(email, "Bcc").to_string(),
                 subject: str_field(email, "Subject").to_string(),
+                tag: str_field(email, "Tag").to_string(),
+                stream: email
+                    .get("MessageStream")
+                    .and_then(Value::as_str)
+                    .unwrap_or("outbound")
+                    .to_string(),
+                text_body: str_field(email, "TextBody").to_string(),
+                html_body: str_field(email, "HtmlBody").to_string(),
                 via: via.to_string(),
                 submitted_at: submitted_at.clone(),
+                due: Instant::now() + self.delivery,
+                processed_at: None,
             });
         }
         Ok(json!({

@@ -69,10 +69,12 @@ fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
             let Some(inst) = st.instances.iter_mut().find(|i| i.app == app) else {
                 return refusal(404, &format!("no Raptor app '{app}'"));
             };
-            // A dyno that is still booting is not serving: the router answers 503.
-            if w.platform_mut().is_some_and(|p| p.booting(app)) {
+            // A dyno that is still booting is not serving: the router answers 503 (unless old
+            // dynos serve meanwhile: preboot).
+            if w.platform_mut().is_some_and(|p| !p.serving(app)) {
                 return refusal(503, "Application is starting; try again shortly");
             }
+            inst.catch_up(w);
             let email = json!({
                 "From": "noreply@raxx.app",
                 "To": to,

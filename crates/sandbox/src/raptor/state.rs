@@ -13,7 +13,10 @@ pub(super) const SOURCE: &str = "app[web.1]";
 
 pub(super) struct Instance {
     pub(super) app: String,
+    /// The token the serving processes use.
     pub(super) token: Option<String>,
+    /// With preboot: the token the new processes read, in use once they are up.
+    next_token: Option<Option<String>>,
     sent: u64,
     failed: u64,
     failed_401: u64,
@@ -35,6 +38,7 @@ impl RaptorState {
                     Some(Instance {
                         app,
                         token: Some(token),
+                        next_token: None,
                         sent: 0,
                         failed: 0,
                         failed_401: 0,
@@ -74,19 +78,41 @@ pub(super) fn on_event(w: &mut World, event: &Event<'_>) {
     });
 }
 
-/// The app restarted: re-read the token from its config vars.
+/// The app restarted: the new processes read the token from its config vars. With preboot
+/// the old ones keep serving with the old token until the new ones are up.
 fn on_restart(st: &mut RaptorState, w: &mut World, app: &str) {
     let Some(platform) = w.platform_mut() else {
         return;
     };
     let token = platform.config_var(app, TOKEN_VAR);
+    let prebooting = platform.booting(app) && platform.serving(app);
     if let Some(i) = st.instances.iter_mut().find(|i| i.app == app) {
-        i.token = token;
-        platform.log(
-            app,
-            SOURCE,
-            "raptor booted; postmark client configured from POSTMARK_SERVER_TOKEN",
-        );
+        i.next_token = Some(token);
+        if !prebooting {
+            i.catch_up(w);
+        }
+    }
+}
+
+impl Instance {
+    /// Once the new processes serve, their token is the one in use.
+    pub(super) fn catch_up(&mut self, w: &mut World) {
+        let Some(platform) = w.platform_mut() else {
+            return;
+        };
+        // While old processes serve and new ones boot (preboot), the old token stays in use.
+        let prebooting = platform.booting(&self.app) && platform.serving(&self.app);
+        if self.next_token.is_none() || prebooting {
+            return;
+        }
+        if let Some(token) = self.next_token.take() {
+            self.token = token;
+            platform.log(
+                &self.app,
+                SOURCE,
+                "raptor booted; postmark client configured from POSTMARK_SERVER_TOKEN",
+            );
+        }
     }
 }
 
@@ -106,6 +132,7 @@ pub(super) fn outbound_fault(faults: &FaultSet, app: &str) -> Option<SendError> 
 /// One background email per instance with its current token.
 fn background_tick(st: &mut RaptorState, w: &mut World, faults: &FaultSet) {
     for inst in &mut st.instances {
+        inst.catch_up(w);
         let result = match outbound_fault(faults, &inst.app) {
             Some(e) => Err(e),
             None => match w.mail() {

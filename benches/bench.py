@@ -30,7 +30,8 @@ def scenario(apps, faults, pool=None):
     if faults:
         lines.append("faults = [" + ", ".join(f'"{f}"' for f in faults) + "]")
     lines += [
-        "[postmark]", "token_limit = 3",
+        # Postmark's processing time is Postmark's, not the engine's: processed at once.
+        "[postmark]", "token_limit = 3", "delivery_ms = 0",
         "[[postmark.servers]]", 'name = "raxx-prod"', "id = 4242",
         "[infisical]", 'project_id = "raxx-project"',
         "[[infisical.secrets]]", 'name = "POSTMARK_SERVER_TOKEN"',

@@ -483,11 +483,71 @@ fn a_policy_for_users_lets_the_runs_machine_identity_store_directly() {
     );
     let out = on_scenario(&scenario, None, &[]);
     out.exit(Exit::Ok);
-    assert!(!out.stdout.contains("filed change request"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("filed change request"),
+        "{}",
+        out.stdout
+    );
     let state = out.sandbox_state();
     assert!(items(&state["infisical"]["approvals"]).is_empty());
     let versions = infisical_versions(&state);
     assert_eq!(versions.len(), 3, "stored directly: {versions:?}");
+}
+
+/// A send's 200 says Postmark accepted the email, not that it was delivered. Validate reads
+/// what Postmark made of it once processed (`/messages/outbound/{id}/details`): a hard
+/// bounce of the test address fails the step, before anything is stored, naming the
+/// address and the fix. Before, the validation passed on the 200.
+#[test]
+fn a_validation_email_that_bounces_fails_validate_before_any_store() {
+    let scenario = canary_with(
+        "[postmark]",
+        "[postmark]\nbounce = [\"rehearsal@sandbox.invalid\"]",
+    );
+    let out = on_scenario(&scenario, None, &["--json"]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("Postmark bounced the validation email to rehearsal@sandbox.invalid")
+        .stderr_has("pass --param test_recipient=ADDRESS");
+    assert_eq!(out.report()["failed_step"], "validate");
+    let state = out.sandbox_state();
+    assert_eq!(infisical_versions(&state).len(), 2, "nothing stored");
+    for app in APPS {
+        assert_eq!(app_token(&state, app), OLD_TOKEN, "{app}");
+    }
+}
+
+/// With a release phase, a config change takes effect only when the release command
+/// succeeds; until then the dynos run the previous release, with the old token. Verify waits
+/// for a pending release and completes the rotation; a failed release stops verify before
+/// revoke, so the old token the dynos still use is never deleted. Before, the rotation
+/// revoked it while the app still ran on it.
+#[test]
+fn a_release_phase_is_waited_for_and_a_failed_one_stops_before_revoke() {
+    let phase = |outcome: &str| {
+        canary_with(
+            "name = \"raxx-api-staging\"\n",
+            &format!("name = \"raxx-api-staging\"\nrelease_phase = {{ duration_ms = 300, outcome = \"{outcome}\" }}\n"),
+        )
+    };
+    let out = on_scenario(&phase("succeeded"), None, &[]);
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    let new = infisical_versions(&state)[2].clone();
+    assert_eq!(app_token(&state, "raxx-api-staging"), new);
+    assert!(
+        !live_tokens(&state).contains(&OLD_TOKEN.to_string()),
+        "revoked at the end"
+    );
+
+    let out = on_scenario(&phase("failed"), None, &["--json"]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("raxx-api-staging: release v")
+        .stderr_has("is failed: its dynos still run the previous release, with the old token");
+    assert_eq!(out.report()["failed_step"], "verify");
+    assert!(
+        live_tokens(&out.sandbox_state()).contains(&OLD_TOKEN.to_string()),
+        "the old token was not revoked"
+    );
 }
 
 /// A change request nobody merges in time fails the store step as pending approval, with

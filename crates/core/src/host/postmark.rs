@@ -58,6 +58,46 @@ fn token_status(h: &RunContext, token: Secret) -> R<Dynamic> {
     Ok(r.into())
 }
 
+/// A sent message as Postmark processed it: #{MessageID, Status, Recipients, Delivered,
+/// Bounced}, or () while Postmark has not processed it yet.
+fn message(h: &RunContext, token: Secret, id: Dynamic) -> R<Dynamic> {
+    h.require_step("postmark::message")?;
+    // Under --dry-run the send was not made: its MessageID is a placeholder.
+    if is_dry_run_secret(&token) || id.is::<Placeholder>() {
+        return Ok(Placeholder::of("postmark::message"));
+    }
+    let id = value::plain_string(&id.to_string(), "postmark::message message_id")?;
+    let id = id.as_str();
+    let v = h.vendors()?;
+    let message_id = id.to_string();
+    let got = h.block(
+        &format!("postmark GET /messages/outbound/{id}/details"),
+        async move { v.postmark().outbound_message(&token, &message_id).await },
+    )?;
+    let Some(m) = got else {
+        return Ok(Dynamic::UNIT);
+    };
+    let list =
+        |v: Vec<&str>| -> rhai::Array { v.into_iter().map(|s| s.to_string().into()).collect() };
+    let mut out = Map::new();
+    out.insert("MessageID".into(), m.message_id.clone().into());
+    out.insert("Status".into(), m.status.clone().into());
+    out.insert(
+        "Recipients".into(),
+        list(m.recipients.iter().map(String::as_str).collect()).into(),
+    );
+    let of = |kind: &str| -> Vec<&str> {
+        m.message_events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.recipient.as_str())
+            .collect()
+    };
+    out.insert("Delivered".into(), list(of("Delivered")).into());
+    out.insert("Bounced".into(), list(m.bounced()).into());
+    Ok(out.into())
+}
+
 fn email_from(map: &Map) -> R<Email> {
     value::check_keys(
         map,
@@ -367,6 +407,9 @@ pub(crate) fn register(reg: &mut Registrar) {
     m.add("token_status", Effect::Read, &["token: Secret"], "int",
         "The HTTP status GET /server answers for this token: 200 when it works, 401 when it is\nrevoked or wrong. Other failures are errors.",
         |c: NativeCallContext, t: Secret| value::at(&c, with_run(&c, "postmark::token_status", |h| token_status(h, t))));
+    m.add("message", Effect::Read, &["token: Secret", "message_id: string"], "Map | ()",
+        "What Postmark made of a sent message (GET /messages/outbound/{id}/details): #{MessageID,\nStatus, Recipients, Delivered: [recipients], Bounced: [recipients]}, or () while Postmark has\nnot processed it (it answers 422 ErrorCode 701 until then): a send's 200 says it was\naccepted, not delivered.",
+        |c: NativeCallContext, t: Secret, id: Dynamic| value::at(&c, with_run(&c, "postmark::message", |h| message(h, t, id))));
     m.add("send_email", Effect::Write, &["token: Secret", "email: Map"], "Map",
         "POST /email: #{From, To, Subject, TextBody, HtmlBody, Cc, Bcc, Tag, ReplyTo, MessageStream}.\nReturns #{MessageID, SubmittedAt, To, ErrorCode, Message}. Never retried (it could send twice).",
         |c: NativeCallContext, t: Secret, e: Map| value::at(&c, with_run(&c, "postmark::send_email", |h| send_email(h, t, e))))

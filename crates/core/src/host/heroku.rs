@@ -341,8 +341,35 @@ fn releases(h: &RunContext, app: &str) -> R<Dynamic> {
     let list = h.block(&format!("heroku GET /apps/{app}/releases"), async move {
         v.heroku().releases(&app_name).await
     })?;
-    let arr: Array = list
-        .iter()
+    Ok(release_list(&list).into())
+}
+
+/// Several apps' releases, read concurrently: #{app: [release, ...]} (oldest first). Fails
+/// naming the first app that could not be read.
+fn releases_of(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
+    h.require_step("heroku::releases")?;
+    let apps = targets(&apps, "heroku::releases apps")?;
+    let v = h.vendors()?;
+    let label = format!("heroku GET /apps/{{{}}}/releases", apps.join(","));
+    let list = apps.clone();
+    let results = h.block(&label, async move {
+        Ok(fan_out(&v, &list, |v, app| async move {
+            v.heroku().releases(&app).await
+        })
+        .await)
+    })?;
+    let mut out = Map::new();
+    for (app, r) in results {
+        let got = r.map_err(|e| super::vendor_call::vendor_error(&e))?;
+        out.insert(app.as_str().into(), release_list(&got).into());
+    }
+    Ok(out.into())
+}
+
+/// Releases as a script sees them: #{id, version, description, status, created_at, current,
+/// user}.
+fn release_list(list: &[runbook_vendors::heroku::Release]) -> Array {
+    list.iter()
         .map(|r| {
             let mut m = Map::new();
             m.insert("id".into(), r.id.clone().into());
@@ -361,8 +388,7 @@ fn releases(h: &RunContext, app: &str) -> R<Dynamic> {
             );
             Dynamic::from(m)
         })
-        .collect();
-    Ok(arr.into())
+        .collect()
 }
 
 fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
@@ -508,6 +534,19 @@ them). Fails naming the first app that could not be read.",
         "The app's releases, oldest first: #{version, description, status, current, ...}.",
         |c: NativeCallContext, a: &str| {
             value::at(&c, with_run(&c, "heroku::releases", |h| releases(h, a)))
+        },
+    );
+    m.add(
+        "releases",
+        Effect::Read,
+        &["apps: Array"],
+        "Map",
+        "Several apps' releases, read concurrently: #{app: [release, ...]}, oldest first.",
+        |c: NativeCallContext, a: Array| {
+            value::at(
+                &c,
+                with_run(&c, "heroku::releases", |h| releases_of(h, Dynamic::from(a))),
+            )
         },
     );
     m.add(

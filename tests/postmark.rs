@@ -6,7 +6,7 @@ use crate::support::{
     live_tokens, rehearse_postmark, step_ids, step_statuses, writes, Exit, Output, Test, APPS,
     OLD_TOKEN, POSTMARK_STEPS,
 };
-use crate::support::{items, strs};
+use crate::support::{items, root, strs};
 use serde_json::Value;
 
 const PREVIOUS: &str = "c0ffee00-0000-4000-8000-00000000c000";
@@ -784,5 +784,39 @@ fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
     assert!(
         changes.contains(&("heroku::set_config".into(), "raxx-api-prod".into())),
         "{changes:?}"
+    );
+}
+
+/// The shipped realistic scenario (docs/fidelity.md, "Realistic timing": boot, preboot,
+/// release phase and mail processing compressed 20x, Heroku's request pool, a policy for
+/// users): the rotation completes, and no consumer ever sends with a revoked token (the
+/// downstream apps send all along; preboot keeps the old dynos on the old token until the new
+/// ones are up, and revoke waits for that).
+#[test]
+fn the_realistic_rehearsal_leaves_no_consumer_on_a_revoked_token() {
+    let out = Test::new()
+        .rehearse("postmark")
+        .args(&[
+            "--yes",
+            "--scenario",
+            root()
+                .join("runbooks/sandbox/realistic/postmark.toml")
+                .to_str()
+                .unwrap(),
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("Postmark processed it: Sent, delivered to 1 recipient(s)");
+    let state = out.sandbox_state();
+    crate::support::assert_safe(&state, "after the realistic rehearsal");
+    let current = crate::support::current_infisical(&state);
+    for app in APPS {
+        assert_eq!(app_token(&state, app), current, "{app}");
+    }
+    assert_eq!(live_tokens(&state), [current], "the old token is revoked");
+    assert!(
+        items(&state["infisical"]["approvals"]).is_empty(),
+        "no change request for the machine identity"
     );
 }

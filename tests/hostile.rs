@@ -231,18 +231,34 @@ fn a_top_level_that_never_returns_does_not_hang_list_check_or_show() {
     let sleeper = r#"runbook(#{ id: "sleeper", title: "Sleeps at load" });
 loop { time::sleep(600); }
 "#;
-    let t = Test::new().file("runbooks/sleeper.rhai", sleeper);
-    let out = run_safely(t.args(&["show", "sleeper"]));
+    // Each command in a directory of its own, all at once: each waits out the 5 s limit.
+    let run = |args: &'static [&'static str]| {
+        std::thread::spawn(move || {
+            Test::new()
+                .file("runbooks/sleeper.rhai", sleeper)
+                .args(args)
+                .run()
+        })
+    };
+    let (show, check, list, due) = (
+        run(&["show", "sleeper"]),
+        run(&["check", "runbooks/sleeper.rhai"]),
+        run(&["list"]),
+        run(&["due"]),
+    );
+    let out = show.join().unwrap();
+    no_panic(&out);
     out.stderr_has("runbook::timeout")
         .stderr_has("sleeper.rhai ran past its limit of 5s")
         .stderr_has("move work into a step");
-    let out = run_safely(out.next().args(&["check", "runbooks/sleeper.rhai"]));
+    let out = check.join().unwrap();
+    no_panic(&out);
     out.stderr_has("sleeper.rhai ran past its limit of 5s");
-    let out = out.next().args(&["list"]).run();
+    let out = list.join().unwrap();
     out.exit(Exit::Ok)
         .stderr_has(" does not load: ")
         .stderr_has("sleeper.rhai ran past its limit of 5s");
-    let out = out.next().args(&["due"]).run();
+    let out = due.join().unwrap();
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert!(
         format!("{}{}", out.stdout, out.stderr).contains("sleeper.rhai ran past its limit of 5s"),

@@ -31,26 +31,9 @@ pub fn run(args: AnswersArgs, settings: &crate::settings::Settings) -> Result<u8
             step = Some(p.step.clone());
         }
         out.push(format!("# {} ({})", p.question, p.answer));
-        let example = example(&p.answer, p.default.as_deref());
+        let example = p.answer.example(p.default.as_deref());
         out.push(format!("# \"{}\" = {example}", p.id));
     }
     ui::out(&out.join("\n"));
     Ok(exit::OK)
-}
-
-/// A value of the right kind for an answer described as `answer`.
-fn example(answer: &str, default: Option<&str>) -> String {
-    if let Some(d) = default {
-        return format!("{d:?}");
-    }
-    if answer.starts_with("true") {
-        return "true".into();
-    }
-    if let Some(first) = answer
-        .strip_prefix("one of: ")
-        .and_then(|c| c.split(", ").next())
-    {
-        return first.to_string();
-    }
-    "\"...\"".into()
 }

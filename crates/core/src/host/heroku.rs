@@ -22,19 +22,35 @@ fn config(h: &RunContext, app: &str) -> R<Dynamic> {
     Ok(config_map(h, app, &vars).into())
 }
 
+/// `call` on every app at once (bounded and paced by `Vendors::fan_out`), shown as one call
+/// `heroku VERB /apps/{a,b}/WHAT`; each app's outcome, in the apps' order.
+fn each_app<T, F, Fut>(
+    h: &RunContext,
+    apps: &[String],
+    what: &str,
+    call: F,
+) -> R<Vec<(String, Result<T, runbook_vendors::VendorError>)>>
+where
+    T: Send + 'static,
+    F: Fn(runbook_vendors::Vendors, String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, runbook_vendors::VendorError>> + Send + 'static,
+{
+    let v = h.vendors()?;
+    let list = apps.to_vec();
+    let label = format!(
+        "heroku {}",
+        what.replace("{}", &format!("{{{}}}", apps.join(",")))
+    );
+    h.block(&label, async move { Ok(fan_out(&v, &list, call).await) })
+}
+
 /// Several apps' config vars, read concurrently: #{app: config}. Fails on the first app
 /// whose read failed, naming it (a precheck cannot judge an app it could not read).
 fn configs(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
     h.require_step("heroku::configs")?;
     let apps = targets(&apps, "heroku::configs apps")?;
-    let v = h.vendors()?;
-    let label = format!("heroku GET /apps/{{{}}}/config-vars", apps.join(","));
-    let list = apps.clone();
-    let results = h.block(&label, async move {
-        Ok(fan_out(&v, &list, |v, app| async move {
-            v.heroku().config_vars(&app).await
-        })
-        .await)
+    let results = each_app(h, &apps, "GET /apps/{}/config-vars", |v, app| async move {
+        v.heroku().config_vars(&app).await
     })?;
     let mut out = Map::new();
     for (app, r) in results {
@@ -223,16 +239,8 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         let mut still = Vec::new();
         // Every app still pending at once: the wait is as long as the slowest app's boot,
         // not the sum of the polls.
-        let v = h.vendors()?;
-        let list = pending.clone();
-        let label = format!("heroku GET /apps/{{{}}}/dynos", pending.join(","));
-        let polled = h.block(&label, async move {
-            Ok(fan_out(
-                &v,
-                &list,
-                |v, app| async move { v.heroku().dynos(&app).await },
-            )
-            .await)
+        let polled = each_app(h, &pending, "GET /apps/{}/dynos", |v, app| async move {
+            v.heroku().dynos(&app).await
         })?;
         for (app, dynos) in polled {
             let dynos = dynos.map_err(|e| super::vendor_call::vendor_error(&e))?;
@@ -349,14 +357,8 @@ fn releases(h: &RunContext, app: &str) -> R<Dynamic> {
 fn releases_of(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
     h.require_step("heroku::releases")?;
     let apps = targets(&apps, "heroku::releases apps")?;
-    let v = h.vendors()?;
-    let label = format!("heroku GET /apps/{{{}}}/releases", apps.join(","));
-    let list = apps.clone();
-    let results = h.block(&label, async move {
-        Ok(fan_out(&v, &list, |v, app| async move {
-            v.heroku().releases(&app).await
-        })
-        .await)
+    let results = each_app(h, &apps, "GET /apps/{}/releases", |v, app| async move {
+        v.heroku().releases(&app).await
     })?;
     let mut out = Map::new();
     for (app, r) in results {
@@ -419,14 +421,8 @@ fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         .and_then(|l| l.as_int().ok())
         .unwrap_or(100)
         .clamp(1, 1500) as u32;
-    let v = h.vendors()?;
-    let list = apps.clone();
-    let label = format!("heroku logs {{{}}}", apps.join(","));
-    let results = h.block(&label, async move {
-        Ok(fan_out(&v, &list, move |v, app| async move {
-            v.heroku().log_lines(&app, lines).await
-        })
-        .await)
+    let results = each_app(h, &apps, "logs {}", move |v, app| async move {
+        v.heroku().log_lines(&app, lines).await
     })?;
     let mut out = Map::new();
     for (app, r) in results {

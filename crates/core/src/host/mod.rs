@@ -17,6 +17,7 @@ pub mod operator;
 pub mod placeholder;
 mod postmark;
 mod prompt;
+pub(crate) use prompt::id_for as prompt_id_for;
 pub(crate) mod readback;
 mod scan;
 mod secret;

@@ -10,6 +10,12 @@ use runbook_secret::Secret;
 
 /// `check-the-dashboard` from "Check the dashboard?", prefixed by the step id.
 pub(crate) fn derive_id(host: &RunContext, question: &str) -> String {
+    id_for(&host.step_name(), question)
+}
+
+/// The id a prompt without one gets in step `step` ("" outside a step): its question as a
+/// slug, prefixed by the step id. `runbook answers` derives the same from the source.
+pub(crate) fn id_for(step: &str, question: &str) -> String {
     let mut slug = String::new();
     for c in question.chars() {
         if c.is_ascii_alphanumeric() {
@@ -22,8 +28,8 @@ pub(crate) fn derive_id(host: &RunContext, question: &str) -> String {
         }
     }
     let slug = slug.trim_end_matches('-').to_string();
-    match host.step_name() {
-        s if s.is_empty() => slug,
+    match step {
+        "" => slug,
         s => format!("{s}.{slug}"),
     }
 }

@@ -70,19 +70,12 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
 
 /// `ctx.KEY` (or `ctx["KEY"]`): KEY, when the expression reads or writes a ctx value.
 fn ctx_key(e: &Expr) -> Option<String> {
-    let (Expr::Dot(x, _, _) | Expr::Index(x, _, _)) = e else {
-        return None;
-    };
-    if !matches!(&x.lhs, Expr::Variable(v, _, _) if v.1 == "ctx") {
-        return None;
-    }
-    let first = match &x.rhs {
-        Expr::Dot(y, _, _) | Expr::Index(y, _, _) => &y.lhs,
-        other => other,
-    };
-    match first {
-        Expr::Property(p, _) => Some(p.2.to_string()),
-        Expr::StringConstant(s, _) if matches!(e, Expr::Index(..)) => Some(s.to_string()),
+    use super::secret_flow::{chain, Seg};
+    match chain(e)? {
+        (Expr::Variable(v, _, _), segs) if v.1 == "ctx" => match segs.first()? {
+            Seg::Prop(p) => Some(p.clone()),
+            _ => None,
+        },
         _ => None,
     }
 }

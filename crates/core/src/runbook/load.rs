@@ -121,7 +121,7 @@ impl Runbook {
             out.push(Prompt::engine(
                 "",
                 "prerequisites",
-                "true (every item confirmed)",
+                Answer::AllConfirmed,
                 "Confirm each prerequisite",
             ));
         }
@@ -130,7 +130,7 @@ impl Runbook {
                 out.push(Prompt::engine(
                     &step.id,
                     &format!("{}.confirm", step.id),
-                    "true or false",
+                    Answer::YesNo,
                     q,
                 ));
             }
@@ -143,14 +143,14 @@ impl Runbook {
             out.push(Prompt::engine(
                 &step.id,
                 &format!("{}.on-failure", step.id),
-                "one of: \"retry\", \"rollback\", \"stop\"",
+                Answer::OneOf(vec!["retry".into(), "rollback".into(), "stop".into()]),
                 "When the step fails: retry it, roll back, or stop",
             ));
         }
         out.push(Prompt::engine(
             "",
             "rollback.confirm",
-            "true or false",
+            Answer::YesNo,
             "Undo these now? (asked by a rollback)",
         ));
         let mut seen = std::collections::HashSet::new();
@@ -403,19 +403,19 @@ pub struct Prompt {
     pub step: String,
     /// The answers file's key.
     pub id: String,
-    /// What answers it: "true or false", "text", one of the choices...
-    pub answer: String,
+    /// What answers it.
+    pub answer: Answer,
     pub question: String,
     /// What `--yes` or the default gives, when the script says.
     pub default: Option<String>,
 }
 
 impl Prompt {
-    fn engine(step: &str, id: &str, answer: &str, question: &str) -> Prompt {
+    fn engine(step: &str, id: &str, answer: Answer, question: &str) -> Prompt {
         Prompt {
             step: step.into(),
             id: id.into(),
-            answer: answer.into(),
+            answer,
             question: question.into(),
             default: None,
         }
@@ -425,21 +425,8 @@ impl Prompt {
     /// derive them: `crates/core/src/host/prompt.rs`, `postmark.rs`).
     fn from_call(step: &str, c: &super::program::PromptCall) -> Vec<Prompt> {
         let question = c.question.clone().unwrap_or_default();
-        let derived = || {
-            let mut slug = String::new();
-            for ch in question.chars() {
-                if ch.is_ascii_alphanumeric() {
-                    slug.push(ch.to_ascii_lowercase());
-                } else if !slug.ends_with('-') && !slug.is_empty() {
-                    slug.push('-');
-                }
-                if slug.len() >= 40 {
-                    break;
-                }
-            }
-            format!("{step}.{}", slug.trim_end_matches('-'))
-        };
-        let one = |id: String, answer: String, question: String| Prompt {
+        let derived = || crate::host::prompt_id_for(step, &question);
+        let one = |id: String, answer: Answer, question: String| Prompt {
             step: step.into(),
             id,
             answer,
@@ -449,34 +436,27 @@ impl Prompt {
         match c.function.as_str() {
             "prompt::confirm" => vec![one(
                 c.id.clone().unwrap_or_else(derived),
-                "true or false".into(),
+                Answer::YesNo,
                 question.clone(),
             )],
             "prompt::ask" => vec![one(
                 c.id.clone().unwrap_or_else(derived),
-                "text".into(),
+                Answer::Text,
                 question.clone(),
             )],
             "prompt::secret" => vec![one(
                 c.id.clone().unwrap_or_else(derived),
-                "a secret (masked at a terminal; an answers file must be chmod 600)".into(),
+                Answer::Secret("masked at a terminal; an answers file must be chmod 600"),
                 question.clone(),
             )],
-            "prompt::choose" => {
-                let choices: Vec<String> = c.options.iter().map(|o| format!("{o:?}")).collect();
-                vec![one(
-                    c.id.clone().unwrap_or_else(derived),
-                    if choices.is_empty() {
-                        "one of the choices".into()
-                    } else {
-                        format!("one of: {}", choices.join(", "))
-                    },
-                    question.clone(),
-                )]
-            }
+            "prompt::choose" => vec![one(
+                c.id.clone().unwrap_or_else(derived),
+                Answer::OneOf(c.options.clone()),
+                question.clone(),
+            )],
             "prompt::checklist" => vec![one(
                 c.id.clone().unwrap_or_else(derived),
-                "true (every item confirmed)".into(),
+                Answer::AllConfirmed,
                 "Confirm each item".into(),
             )],
             "postmark::dashboard_new_token" => {
@@ -487,22 +467,66 @@ impl Prompt {
                 vec![
                     one(
                         id,
-                        "a secret (the token the dashboard shows once)".into(),
+                        Answer::Secret("the token the dashboard shows once"),
                         "Paste the new server API token".into(),
                     ),
                     one(
                         earlier,
-                        "a secret".into(),
+                        Answer::Secret(""),
                         "Paste the token the earlier attempt generated (a retry)".into(),
                     ),
                 ]
             }
             "postmark::dashboard_delete_token" => vec![one(
                 format!("{step}.deleted"),
-                "true or false".into(),
+                Answer::YesNo,
                 "Have you deleted the old token in the dashboard?".into(),
             )],
             _ => Vec::new(),
+        }
+    }
+}
+
+/// What answers a question.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Answer {
+    YesNo,
+    /// Every item confirmed (a checklist): `true`.
+    AllConfirmed,
+    Text,
+    /// A secret, with a word on it ("" for none).
+    Secret(&'static str),
+    /// One of the choices (empty when the script computes them).
+    OneOf(Vec<String>),
+}
+
+impl Answer {
+    /// A value of the right kind for an answers file: `default` when the script gives one.
+    pub fn example(&self, default: Option<&str>) -> String {
+        if let Some(d) = default {
+            return format!("{d:?}");
+        }
+        match self {
+            Answer::YesNo | Answer::AllConfirmed => "true".into(),
+            Answer::OneOf(choices) if !choices.is_empty() => format!("{:?}", choices[0]),
+            _ => "\"...\"".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::YesNo => write!(f, "true or false"),
+            Answer::AllConfirmed => write!(f, "true (every item confirmed)"),
+            Answer::Text => write!(f, "text"),
+            Answer::Secret("") => write!(f, "a secret"),
+            Answer::Secret(note) => write!(f, "a secret ({note})"),
+            Answer::OneOf(c) if c.is_empty() => write!(f, "one of the choices"),
+            Answer::OneOf(c) => {
+                let quoted: Vec<String> = c.iter().map(|o| format!("{o:?}")).collect();
+                write!(f, "one of: {}", quoted.join(", "))
+            }
         }
     }
 }

@@ -65,14 +65,14 @@ pub(crate) fn credential_like(name: &str) -> bool {
     n == "key" || n.ends_with("_key") || words.iter().any(|w| n.contains(w))
 }
 
-enum Seg {
+pub(super) enum Seg {
     Prop(String),
     Method(String),
     Other,
 }
 
 /// `root.a["b"].c()` as the root expression and its segments.
-fn chain(e: &Expr) -> Option<(&Expr, Vec<Seg>)> {
+pub(super) fn chain(e: &Expr) -> Option<(&Expr, Vec<Seg>)> {
     fn after_dot(e: &Expr, out: &mut Vec<Seg>) {
         match e {
             Expr::Property(p, _) => out.push(Seg::Prop(p.2.to_string())),

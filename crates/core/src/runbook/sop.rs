@@ -132,7 +132,7 @@ pub fn page(loaded: &Runbook, shown_as: &str, source_label: &str) -> Vec<Block> 
                 } else {
                     format!("`{}`", p.step)
                 },
-                p.answer.replace('|', "\\|"),
+                p.answer.to_string().replace('|', "\\|"),
                 p.question.replace('|', "\\|"),
             ]
         })

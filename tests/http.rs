@@ -499,3 +499,67 @@ step("call", "Search, then create twice", |ctx| {
         "{changes}"
     );
 }
+
+/// Under --dry-run a write is not sent, and what it would have returned is a placeholder.
+/// Scripts parse such answers (a slice of an id, a split name, a loop over a list, the body
+/// as JSON): before, the first string method on a placeholder failed the step ("no function
+/// matches sub_string (Placeholder, ...)") and the dry run rolled back without planning the
+/// rest. Now each keeps the placeholder's shape (a loop runs once, parsing yields a value
+/// that reads like the JSON it stands for) and every output marks it as a dry-run value.
+#[test]
+fn a_dry_run_plans_past_a_script_that_parses_what_a_skipped_write_returned() {
+    let runbook = r#"
+runbook(#{ id: "parse-dry", title: "Parses a created key" });
+param("url", #{ default: "https://vendor.example", env: "VENDOR_API_URL", help: "vendor API" });
+step("create", "Create and parse", |ctx| {
+    let key = infisical::secret("VENDOR_KEY").value;
+    let r = http::post(`${ctx.params.url}/tokens`, #{
+        basic: #{ user: "api", password: key }, json: #{}, secrets: ["token"],
+    });
+    let id = r.json.meta.id;
+    print(`prefix ${id.sub_string(0, 4)}, ${id.split("-").len()} parts, ${id.to_upper()}`);
+    for tag in r.json.tags { print(`tag ${tag}`); }
+    let raw = parse_json(r.body);
+    let kept = r.json.tags.filter(|t| t.starts_with("k")).map(|t| t.trim());
+    ensure(id.len() > 3 && !raw.is_empty(), "an id has a few characters");
+    print(`raw ${raw.meta.id}, ${kept.len()} kept, as JSON ${id.to_json()}`);
+    ctx.id = id;
+}).undo(|ctx| {
+    http::delete(`${ctx.params.url}/tokens/${ctx.id}`);
+});
+step("label", "Label the key", |ctx| {
+    http::put(`${ctx.params.url}/tokens/${ctx.id.trim()}/label`, #{ json: #{ label: "rotated" } });
+}).no_undo("a label");
+"#;
+    let out = Test::new()
+        .file("runbooks/parse-dry.rhai", runbook)
+        .file("runbooks/sandbox/parse-dry.toml", SCENARIO)
+        .args(&[
+            "exec",
+            "parse-dry",
+            "--sandbox",
+            "--dry-run",
+            "--sandbox-state",
+            "state.json",
+        ])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("  | prefix <dry-run: http::post.json.meta.id.sub_string()>, <dry-run: http::post.json.meta.id.split().len()> parts, <dry-run: http::post.json.meta.id.to_upper()>")
+        .stdout_has("  | tag <dry-run: http::post.json.tags[0]>")
+        .stdout_has("  | raw <dry-run: http::post.body.parse_json().meta.id>, <dry-run: http::post.json.tags.filter().map().len()> kept, as JSON \"<dry-run: http::post.json.meta.id>\"")
+        // The second step's write is planned with the parsed id.
+        .stdout_has("  - [label] http::put → PUT ")
+        .stdout_has("Dry run: 2 write(s) would have been made:");
+    out.assert_absent("vendor-key-0123456789abcdef");
+    // Only the read reached a vendor: nothing was sent to the scripted one.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("state.json")).unwrap())
+            .unwrap();
+    let vendors: Vec<&str> = state["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["vendor"].as_str().unwrap())
+        .collect();
+    assert_eq!(vendors, ["infisical"], "{state:#}");
+}

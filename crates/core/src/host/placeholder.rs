@@ -3,7 +3,7 @@
 //! hold, so the rest of the step runs and every later write is recorded in the plan.
 
 use crate::engine::registry::{global_fn, Registrar};
-use rhai::{Dynamic, EvalAltResult, ImmutableString};
+use rhai::{Dynamic, EvalAltResult};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
@@ -44,9 +44,115 @@ impl Placeholder {
     }
 }
 
+/// Placeholders iterate as one placeholder element, so a loop over what a skipped write
+/// returned still plans the writes in its body.
+impl IntoIterator for Placeholder {
+    type Item = Dynamic;
+    type IntoIter = std::iter::Once<Dynamic>;
+    fn into_iter(self) -> Self::IntoIter {
+        std::iter::once(Placeholder::of(format!("{}[0]", self.origin)))
+    }
+}
+
+/// Methods that reshape a value (strings, arrays, maps, parsing): on a placeholder each
+/// gives a placeholder, so a script that parses what a skipped write returned keeps running
+/// under --dry-run.
+const RESHAPE: &[&str] = &[
+    "sub_string",
+    "split",
+    "split_rev",
+    "trim",
+    "to_upper",
+    "to_lower",
+    "replace",
+    "chars",
+    "bytes",
+    "pad",
+    "truncate",
+    "crop",
+    "get",
+    "remove",
+    "index_of",
+    "filter",
+    "map",
+    "find",
+    "find_map",
+    "reduce",
+    "reduce_rev",
+    "sort",
+    "dedup",
+    "reverse",
+    "extract",
+    "keys",
+    "values",
+    "retain",
+    "drain",
+    "chop",
+    "parse_json",
+    "parse_int",
+    "parse_float",
+    "to_int",
+    "to_float",
+    "abs",
+    "round",
+    "floor",
+    "ceiling",
+    "min",
+    "max",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+];
+
+/// Questions about a value: on a placeholder each holds, as `==` does.
+const HOLDS: &[&str] = &[
+    "starts_with",
+    "ends_with",
+    "some",
+    "all",
+    "<",
+    ">",
+    "<=",
+    ">=",
+];
+
 pub(crate) fn register(reg: &mut Registrar) {
     let g = reg.global();
     g.set_custom_type::<Placeholder>("Placeholder");
+    g.set_iterable::<Placeholder>();
+    fn call(p: &Placeholder, name: &str) -> Dynamic {
+        match name {
+            // `"/keys/" + id` stands for the id it carries.
+            "+" => Dynamic::from(p.clone()),
+            _ => Placeholder::of(format!("{}.{name}()", p.origin)),
+        }
+    }
+    for &name in RESHAPE {
+        let n = name.to_string();
+        global_fn(g, name, move |p: &mut Placeholder| call(p, &n));
+        let n = name.to_string();
+        global_fn(g, name, move |p: Placeholder, _: Dynamic| call(&p, &n));
+        let n = name.to_string();
+        global_fn(g, name, move |_: Dynamic, p: Placeholder| call(&p, &n));
+        let n = name.to_string();
+        global_fn(
+            g,
+            name,
+            move |p: &mut Placeholder, _: Dynamic, _: Dynamic| call(p, &n),
+        );
+    }
+    for &name in HOLDS {
+        global_fn(g, name, |_: Placeholder, _: Dynamic| true);
+        global_fn(g, name, |_: Dynamic, _: Placeholder| true);
+    }
+    // A number or a string parsed from a placeholder's text (`parse_int("${p}")`) is not
+    // reachable: the marker below is what interpolation writes, and it says dry-run.
+    global_fn(g, "to_json", |p: &mut Placeholder| {
+        serde_json::Value::String(format!("<dry-run: {}>", p.origin)).to_string()
+    });
+    global_fn(g, "is_empty", |_: &mut Placeholder| false);
     g.set_indexer_get_fn(
         |p: &mut Placeholder, key: &str| -> Result<Dynamic, Box<EvalAltResult>> { Ok(p.get(key)) },
     );
@@ -69,10 +175,6 @@ pub(crate) fn register(reg: &mut Registrar) {
     global_fn(g, "==", |_: Dynamic, _: Placeholder| true);
     global_fn(g, "!=", |_: Placeholder, _: Dynamic| true);
     global_fn(g, "!=", |_: Dynamic, _: Placeholder| true);
-    global_fn(g, "+", |p: Placeholder, _: Dynamic| Dynamic::from(p));
-    global_fn(g, "+", |_: ImmutableString, p: Placeholder| {
-        Dynamic::from(p)
-    });
     global_fn(g, "ensure", |_: Placeholder, _: &str| {});
     global_fn(g, "ensure", |_: Placeholder, _: &str, _: &str| {});
     global_fn(

@@ -264,3 +264,51 @@ step("three", "Three", |ctx| { ctx.from_three = 3; }).no_undo("nothing");
         out.stderr
     );
 }
+
+/// A misspelled option key and a literal of the wrong type were found only when the step ran
+/// (in production, possibly after earlier steps had written). `check` now finds both from
+/// the host functions' signatures and option lists, and the stdlib's, with file:line:col and
+/// the nearest known key.
+#[test]
+fn misspelled_options_and_wrong_literal_types_are_found_without_running() {
+    let script = r#"
+import "std/consumers" as consumers;
+import "std/checks" as checks;
+runbook(#{ id: "opts", title: "Options" });
+param("url", #{ default: "https://vendor.example", help: "vendor API" });
+step("one", "One", |ctx| {
+    let key = infisical::secret("VENDOR_KEY", #{ projct_id: "p", env: "prod" }).value;
+    http::post(`${ctx.params.url}/tokens`, #{ bearer: key, jsn: #{}, secrets: ["token"] });
+    heroku::wait_up(["app"], #{ timout: 30 });
+    infisical::secret(42);
+    heroku::restart(#{ app: "x" });
+    postmark::server("a-token-as-text");
+    infisical::set_secret("ID", "plain-id", #{ plain: true, env: "prod" });
+    checks::wait_until(|| true, #{ timeout: 5, intervall: 1 });
+    consumers::discover(key, #{ var: "KEY", heroku: true, infiscal: false });
+}).no_undo("test");
+"#;
+    let out = with_script("check", "c.rhai", script).run();
+    out.exit(Exit::Usage)
+        .stderr_has("c.rhai:7:50: infisical::secret: unknown option 'projct_id'")
+        .stderr_has("did you mean 'project_id'? known options: project_id, env, path, version")
+        .stderr_has("c.rhai:8:60: http::post: unknown option 'jsn'")
+        .stderr_has("did you mean 'json'?")
+        .stderr_has("c.rhai:9:33: heroku::wait_up: unknown option 'timout'")
+        .stderr_has("c.rhai:10:23: infisical::secret: argument 1 is an integer, but it takes name: string")
+        .stderr_has("c.rhai:11:21: heroku::restart: argument 1 is a map, but it takes apps: string | Array")
+        .stderr_has("c.rhai:12:22: postmark::server: argument 1 is a string, but it takes token: Secret")
+        .stderr_has("a credential is a Secret: read it (infisical::secret(...).value), ask for it (prompt::secret) or make one (secret::from_text)")
+        .stderr_has("c.rhai:14:48: checks::wait_until: unknown option 'intervall'")
+        .stderr_has("did you mean 'interval'?")
+        .stderr_has("c.rhai:15:59: consumers::discover: unknown option 'infiscal'")
+        .stderr_has("did you mean 'infisical'?");
+    // Exactly these eight: `plain` is an option of set_secret with text.
+    assert_eq!(
+        out.stderr.matches("runbook::check::unknown_option").count()
+            + out.stderr.matches("runbook::check::wrong_type").count(),
+        8,
+        "{}",
+        out.stderr
+    );
+}

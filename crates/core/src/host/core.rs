@@ -20,7 +20,7 @@ fn read_spec<T: serde::de::DeserializeOwned>(map: &Map, function: &str) -> R<T> 
         SpecError::UnknownKey { key, known } => throw(
             "usage",
             format!("{function}: unknown option '{key}'"),
-            Some(format!("known options: {}", known.join(", "))),
+            Some(value::known_options(&key, &known)),
         ),
         SpecError::Invalid(why) => throw("usage", format!("{function}: {why}"), None),
     })

@@ -75,7 +75,7 @@ fn secrets(h: &RunContext, repo: &str) -> R<Dynamic> {
 /// The repositories (of `repos`, or all the token lists) with an Actions secret `name`.
 fn possible_holders(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     h.require_step("github::possible_holders")?;
-    value::check_keys(&opts, &["repos"], "github::possible_holders")?;
+    value::check_keys(&opts, POSSIBLE_HOLDERS_OPTIONS, "github::possible_holders")?;
     let repos = match opts.get("repos") {
         Some(r) => Some(targets(r, "github::possible_holders repos")?),
         None => None,
@@ -101,6 +101,9 @@ pub(super) fn holder_place(p: &runbook_vendors::discovery::Place) -> Map {
     );
     m
 }
+
+/// The options map's keys (the runtime refuses others; `check` flags them before a run).
+pub(crate) const POSSIBLE_HOLDERS_OPTIONS: &[&str] = &["repos"];
 
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Github.name());

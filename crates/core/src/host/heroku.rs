@@ -210,7 +210,7 @@ fn restart(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
 fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::wait_up")?;
     let apps = targets(&apps, "heroku::wait_up apps")?;
-    value::check_keys(&opts, &["timeout"], "heroku::wait_up")?;
+    value::check_keys(&opts, WAIT_UP_OPTIONS, "heroku::wait_up")?;
     let timeout = match opts.get("timeout") {
         None => 120,
         Some(t) => t
@@ -296,7 +296,7 @@ fn apps(h: &RunContext) -> R<Dynamic> {
 /// Every app (of `apps`, or all the key lists) whose config holds `value`, under any name.
 fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::holders")?;
-    value::check_keys(&opts, &["apps"], "heroku::holders")?;
+    value::check_keys(&opts, HOLDERS_OPTIONS, "heroku::holders")?;
     let apps = match opts.get("apps") {
         Some(a) => Some(targets(a, "heroku::holders apps")?),
         None => None,
@@ -395,7 +395,7 @@ fn release_list(list: &[runbook_vendors::heroku::Release]) -> Array {
 
 fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::logs")?;
-    value::check_keys(&opts, &["lines"], "heroku::logs")?;
+    value::check_keys(&opts, LOGS_OPTIONS, "heroku::logs")?;
     let lines = opts
         .get("lines")
         .and_then(|l| l.as_int().ok())
@@ -415,7 +415,7 @@ fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
 fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::logs")?;
     let apps = targets(&apps, "heroku::logs apps")?;
-    value::check_keys(&opts, &["lines"], "heroku::logs")?;
+    value::check_keys(&opts, LOGS_OPTIONS, "heroku::logs")?;
     let lines = opts
         .get("lines")
         .and_then(|l| l.as_int().ok())
@@ -446,6 +446,11 @@ fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     }
     Ok(out.into())
 }
+
+/// The options maps' keys (the runtime refuses others; `check` flags them before a run).
+pub(crate) const WAIT_UP_OPTIONS: &[&str] = &["timeout"];
+pub(crate) const HOLDERS_OPTIONS: &[&str] = &["apps"];
+pub(crate) const LOGS_OPTIONS: &[&str] = &["lines"];
 
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Heroku.name());

@@ -21,7 +21,7 @@ use runbook_vendors::{HeaderValueSource, Request};
 use std::collections::BTreeMap;
 
 /// Every option the verbs accept.
-const OPTIONS: &[&str] = &[
+pub(crate) const OPTIONS: &[&str] = &[
     "headers",
     "json",
     "form",

@@ -22,7 +22,7 @@ struct Scope {
 }
 
 fn scope(h: &RunContext, opts: &Map, function: &str) -> R<Scope> {
-    value::check_keys(opts, &["project_id", "env", "path", "version"], function)?;
+    value::check_keys(opts, SCOPE_OPTIONS, function)?;
     let configured = h
         .services()
         .config()
@@ -384,7 +384,7 @@ pub(super) fn holder_place(p: &runbook_vendors::discovery::Place) -> Map {
 
 /// `holders`' options as the scan takes them: (project id, envs, path).
 pub(super) fn holders_scope(h: &RunContext, opts: &Map) -> R<(String, Vec<String>, String)> {
-    value::check_keys(opts, &["project_id", "envs", "path"], "infisical::holders")?;
+    value::check_keys(opts, HOLDERS_OPTIONS, "infisical::holders")?;
     let mut scope_opts = Map::new();
     if let Some(p) = opts.get("project_id") {
         scope_opts.insert("project_id".into(), p.clone());
@@ -397,6 +397,22 @@ pub(super) fn holders_scope(h: &RunContext, opts: &Map) -> R<(String, Vec<String
     let path = value::opt_str(opts, "path").unwrap_or_else(|| "/".into());
     Ok((s.project_id, envs, path))
 }
+
+/// The options maps' keys (the runtime refuses others; `check` flags them before a run).
+pub(crate) const SCOPE_OPTIONS: &[&str] = &["project_id", "env", "path", "version"];
+/// A write's: the scope and how long to wait for a change request.
+pub(crate) const WRITE_OPTIONS: &[&str] =
+    &["project_id", "env", "path", "version", "approval_timeout"];
+/// `set_secret` with text: also `plain`.
+pub(crate) const SET_TEXT_OPTIONS: &[&str] = &[
+    "project_id",
+    "env",
+    "path",
+    "version",
+    "approval_timeout",
+    "plain",
+];
+pub(crate) const HOLDERS_OPTIONS: &[&str] = &["project_id", "envs", "path"];
 
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Infisical.name());

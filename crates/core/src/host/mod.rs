@@ -119,6 +119,39 @@ impl Stage {
     }
 }
 
+/// The keys a host function's options map takes (the map argument named `options` or
+/// `settings`), by `module::name`: the same lists the functions check at run time, so `check`
+/// can flag a misspelled key before anything runs.
+pub(crate) fn option_keys(qualified: &str) -> Option<&'static [&'static str]> {
+    Some(match qualified {
+        "http::get" | "http::post" | "http::put" | "http::patch" | "http::delete" => http::OPTIONS,
+        "infisical::secret" => infisical::SCOPE_OPTIONS,
+        "infisical::delete_secret" => infisical::WRITE_OPTIONS,
+        "infisical::holders" => infisical::HOLDERS_OPTIONS,
+        "heroku::wait_up" => heroku::WAIT_UP_OPTIONS,
+        "heroku::holders" => heroku::HOLDERS_OPTIONS,
+        "heroku::logs" => heroku::LOGS_OPTIONS,
+        "github::possible_holders" => github::POSSIBLE_HOLDERS_OPTIONS,
+        "scan::holders" => scan::HOLDERS_OPTIONS,
+        "prompt::confirm" => prompt::CONFIRM_OPTIONS,
+        "prompt::ask" => prompt::ASK_OPTIONS,
+        "prompt::secret" => prompt::SECRET_OPTIONS,
+        "prompt::choose" => prompt::CHOOSE_OPTIONS,
+        "postmark::dashboard_new_token" => postmark::DASHBOARD_NEW_TOKEN_OPTIONS,
+        _ => return None,
+    })
+}
+
+/// `set_secret` takes a Secret or text, with different options: the keys for a call whose
+/// value argument is a literal string (text) or not.
+pub(crate) fn set_secret_keys(text: bool) -> &'static [&'static str] {
+    if text {
+        infisical::SET_TEXT_OPTIONS
+    } else {
+        infisical::WRITE_OPTIONS
+    }
+}
+
 /// Runs a host function's body with the run it was called in.
 pub(crate) fn with_run<T>(
     c: &NativeCallContext,
@@ -217,5 +250,29 @@ mod tests {
             .map(|f| f.signature())
             .collect();
         assert!(undeclared.is_empty(), "{undeclared:?}");
+    }
+}
+
+#[cfg(test)]
+mod option_tests {
+    /// Every host function with an options map has its keys in `option_keys`, so `check` never
+    /// lets a misspelled key through for want of a list (methods are checked at run time).
+    #[test]
+    fn every_options_map_has_its_keys_listed() {
+        let modules = super::modules();
+        for f in modules.registry() {
+            let takes_options = f
+                .params
+                .iter()
+                .any(|p| p == "options: Map" || p == "settings: Map");
+            if !takes_options || f.receiver.is_some() || f.module.is_empty() {
+                continue;
+            }
+            let q = f.qualified();
+            assert!(
+                super::option_keys(&q).is_some() || q == "infisical::set_secret",
+                "{q} takes an options map: list its keys in host::option_keys"
+            );
+        }
     }
 }

@@ -272,7 +272,7 @@ fn dashboard_earlier_token(h: &RunContext, server_name: &str, opts: &Map) -> R<D
 fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynamic> {
     value::check_keys(
         &opts,
-        &["name", "id", "earlier"],
+        DASHBOARD_NEW_TOKEN_OPTIONS,
         "postmark::dashboard_new_token",
     )?;
     if opts.get("earlier").and_then(|e| e.as_bool().ok()) == Some(true) {
@@ -398,6 +398,9 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
         },
     )
 }
+
+/// The options map's keys (the runtime refuses others; `check` flags them before a run).
+pub(crate) const DASHBOARD_NEW_TOKEN_OPTIONS: &[&str] = &["name", "id", "earlier"];
 
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Postmark.name());

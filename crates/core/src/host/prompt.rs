@@ -100,14 +100,14 @@ pub(crate) fn is_uuid(v: &str) -> bool {
 
 fn confirm(h: &RunContext, question: &str, opts: Map) -> R<bool> {
     h.require_step("prompt::confirm")?;
-    value::check_keys(&opts, &["id"], "prompt::confirm")?;
+    value::check_keys(&opts, CONFIRM_OPTIONS, "prompt::confirm")?;
     let id = id_of(h, &opts, question);
     h.operator().confirm(&id, question).map_err(prompt_error)
 }
 
 fn ask(h: &RunContext, question: &str, opts: Map) -> R<String> {
     h.require_step("prompt::ask")?;
-    value::check_keys(&opts, &["id", "default"], "prompt::ask")?;
+    value::check_keys(&opts, ASK_OPTIONS, "prompt::ask")?;
     let id = id_of(h, &opts, question);
     let default = value::opt_str(&opts, "default");
     h.operator()
@@ -117,12 +117,18 @@ fn ask(h: &RunContext, question: &str, opts: Map) -> R<String> {
 
 fn secret(h: &RunContext, question: &str, opts: Map) -> R<Secret> {
     h.require_step("prompt::secret")?;
-    value::check_keys(&opts, &["id", "format", "min_length"], "prompt::secret")?;
+    value::check_keys(&opts, SECRET_OPTIONS, "prompt::secret")?;
     let id = id_of(h, &opts, question);
     let s = h.operator().secret(&id, question).map_err(prompt_error)?;
     check_format(&s, &opts)?;
     Ok(s)
 }
+
+/// The options maps' keys (the runtime refuses others; `check` flags them before a run).
+pub(crate) const CONFIRM_OPTIONS: &[&str] = &["id"];
+pub(crate) const ASK_OPTIONS: &[&str] = &["id", "default"];
+pub(crate) const SECRET_OPTIONS: &[&str] = &["id", "format", "min_length"];
+pub(crate) const CHOOSE_OPTIONS: &[&str] = &["id", "default"];
 
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("prompt");
@@ -201,7 +207,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         "Asks the operator to pick one of the options. Settings: #{id, default (what `--yes`\nanswers; without one, `--yes` does not answer)}.",
         |c: NativeCallContext, question: &str, options: Array, settings: Map| -> R<String> {
             let r = with_run(&c, "prompt::choose", |h| {
-                value::check_keys(&settings, &["id", "default"], "prompt::choose")?;
+                value::check_keys(&settings, CHOOSE_OPTIONS, "prompt::choose")?;
                 let id = id_of(h, &settings, question);
                 let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
                 let default = value::opt_str(&settings, "default");

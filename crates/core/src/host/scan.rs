@@ -19,7 +19,7 @@ struct Wanted {
 }
 
 fn wanted(h: &RunContext, opts: &Map) -> R<Wanted> {
-    value::check_keys(opts, &["heroku", "infisical", "github"], "scan::holders")?;
+    value::check_keys(opts, HOLDERS_OPTIONS, "scan::holders")?;
     let heroku = match opts.get("heroku") {
         None => false,
         Some(b) => b.as_bool().map_err(|_| usage("heroku is true or false"))?,
@@ -124,6 +124,9 @@ fn not_searched(vendor: &'static str, place: &str, e: &runbook_vendors::VendorEr
     });
     s
 }
+
+/// The options map's keys (the runtime refuses others; `check` flags them before a run).
+pub(crate) const HOLDERS_OPTIONS: &[&str] = &["heroku", "infisical", "github"];
 
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("scan");

@@ -388,8 +388,9 @@ fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
     let module_fns = |ns: &str| imported.get(ns).or_else(|| host.functions().get(ns));
     let sources = loaded.sources();
     let mut problems = Vec::new();
-    // (namespace, name, arity, position of the name, position of the namespace)
-    let mut found: Vec<(String, String, usize, Position, Position)> = Vec::new();
+    // (namespace, name, arity, position of the name, position of the namespace, arguments)
+    #[allow(clippy::type_complexity)]
+    let mut found: Vec<(String, String, usize, Position, Position, Vec<Literal>)> = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         // A call is an expression, or a statement when its value is unused.
         let call = match path.last() {
@@ -409,12 +410,20 @@ fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
                 } else {
                     call.namespace.position()
                 };
-                found.push((ns, call.name.to_string(), call.args.len(), *pos, ns_pos));
+                let args = call.args.iter().map(Literal::of).collect();
+                found.push((
+                    ns,
+                    call.name.to_string(),
+                    call.args.len(),
+                    *pos,
+                    ns_pos,
+                    args,
+                ));
             }
         }
         true
     });
-    for (ns, name, arity, pos, ns_pos) in found {
+    for (ns, name, arity, pos, ns_pos, args) in found {
         if ns.is_empty() {
             if name.starts_with("anon$") || engine.contains(&name) || own.contains(name.as_str()) {
                 continue;
@@ -497,7 +506,281 @@ fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
                 )
                 .with_help("`runbook api` shows its signature"),
             );
+        } else if host.is_module(&ns) && !imported.contains_key(&ns) {
+            problems.extend(host_arguments(loaded, file, &ns, &name, &args));
+        } else if let Some(unit) = program.runbook().imports.get(&ns) {
+            problems.extend(std_options(loaded, program, *unit, file, &ns, &name, &args));
         }
     }
     problems
+}
+
+/// What `check` can tell of an argument without running anything: its kind when it is a
+/// literal, and a literal map's keys with where each is written.
+struct Literal {
+    kind: Option<&'static str>,
+    keys: Vec<(String, Position)>,
+    pos: Position,
+}
+
+impl Literal {
+    fn of(e: &Expr) -> Literal {
+        let pos = e.position();
+        let mut keys = Vec::new();
+        let kind = match e {
+            Expr::StringConstant(..) | Expr::InterpolatedString(..) => Some("string"),
+            Expr::IntegerConstant(..) => Some("int"),
+            Expr::FloatConstant(..) => Some("float"),
+            Expr::BoolConstant(..) => Some("bool"),
+            Expr::Array(..) => Some("Array"),
+            Expr::Unit(..) => Some("()"),
+            Expr::Map(m, _) => {
+                keys =
+                    m.0.iter()
+                        .map(|(k, _)| (k.name.to_string(), k.pos))
+                        .collect();
+                Some("Map")
+            }
+            Expr::DynamicConstant(d, _) => {
+                if let Some(m) = d.read_lock::<rhai::Map>() {
+                    // A map of constants is folded into one value: its keys' positions are
+                    // found in the text (see `key_positions`).
+                    keys = m.keys().map(|k| (k.to_string(), pos)).collect();
+                    Some("Map")
+                } else if d.is_array() {
+                    Some("Array")
+                } else if d.is_string() {
+                    Some("string")
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        Literal { kind, keys, pos }
+    }
+}
+
+/// Whether a declared parameter type (`string | Array`, `?`) takes a literal of `kind`.
+fn accepts(declared: &str, kind: &str) -> bool {
+    let ty = declared.split_once(':').map_or(declared, |(_, t)| t).trim();
+    ty.split('|').map(str::trim).any(|t| {
+        t == "?"
+            || t == kind
+            || (t == "float" && kind == "int")
+            || t.starts_with("Fn") && kind == "Fn"
+    })
+}
+
+fn a_kind(kind: &str) -> &'static str {
+    match kind {
+        "string" => "a string",
+        "int" => "an integer",
+        "float" => "a number",
+        "bool" => "true or false",
+        "Array" => "an array",
+        "Map" => "a map",
+        _ => "()",
+    }
+}
+
+/// A host call's literal arguments against the function's declared types, and its options
+/// map's keys against the ones it takes.
+fn host_arguments(
+    loaded: &Runbook,
+    file: &str,
+    ns: &str,
+    name: &str,
+    args: &[Literal],
+) -> Vec<ScriptError> {
+    let host = crate::host::modules();
+    let overloads: Vec<&crate::host::HostFn> = host
+        .registry()
+        .iter()
+        .filter(|f| f.module == ns && f.name == name && f.receiver.is_none())
+        .filter(|f| f.params.len() == args.len())
+        .collect();
+    let sources = loaded.sources();
+    let mut problems = Vec::new();
+    if overloads.is_empty() {
+        return problems;
+    }
+    for (i, arg) in args.iter().enumerate() {
+        let Some(kind) = arg.kind else { continue };
+        if overloads.iter().any(|f| accepts(&f.params[i], kind)) {
+            continue;
+        }
+        let mut wanted: Vec<&str> = overloads.iter().map(|f| f.params[i].as_str()).collect();
+        wanted.dedup();
+        problems.push(
+            ScriptError::at(
+                "runbook::check::wrong_type",
+                format!(
+                    "{ns}::{name}: argument {} is {}, but it takes {}",
+                    i + 1,
+                    a_kind(kind),
+                    wanted.join(" or ")
+                ),
+                sources,
+                file,
+                arg.pos,
+            )
+            .with_help(match overloads[0].params[i].as_str() {
+                p if p.ends_with("Secret") => "a credential is a Secret: read it (infisical::secret(...).value), ask for it (prompt::secret) or make one (secret::from_text)".to_string(),
+                _ => format!("`runbook api` shows {ns}::{name}'s signature"),
+            }),
+        );
+    }
+    let qualified = format!("{ns}::{name}");
+    for (i, arg) in args.iter().enumerate() {
+        if arg.kind != Some("Map") {
+            continue;
+        }
+        let is_options = overloads.iter().any(|f| {
+            let p = f.params[i].as_str();
+            p == "options: Map" || p == "settings: Map"
+        });
+        if !is_options {
+            continue;
+        }
+        let allowed = if qualified == "infisical::set_secret" {
+            let text = args.get(1).is_some_and(|a| a.kind == Some("string"));
+            Some(crate::host::set_secret_keys(
+                text || args.get(1).is_some_and(|a| a.kind.is_none()),
+            ))
+        } else {
+            crate::host::option_keys(&qualified)
+        };
+        let Some(allowed) = allowed else { continue };
+        let keys = key_positions(loaded, file, &arg.keys);
+        problems.extend(unknown_keys(sources, file, &qualified, &keys, allowed));
+    }
+    problems
+}
+
+/// `runbook::check::unknown_option` for each key of a literal options map not in `allowed`.
+fn unknown_keys(
+    sources: &crate::diagnostic::Sources,
+    file: &str,
+    function: &str,
+    keys: &[(String, Position)],
+    allowed: &[&str],
+) -> Vec<ScriptError> {
+    keys.iter()
+        .filter(|(k, _)| !allowed.contains(&k.as_str()))
+        .map(|(k, pos)| {
+            ScriptError::at(
+                "runbook::check::unknown_option",
+                format!("{function}: unknown option '{k}'"),
+                sources,
+                file,
+                *pos,
+            )
+            .with_help(crate::value::known_options(k, allowed))
+        })
+        .collect()
+}
+
+/// A stdlib function's options map against the keys its module's `options_of(function)`
+/// lists (the same list the function checks when it runs).
+fn std_options(
+    loaded: &Runbook,
+    program: &Program,
+    unit: usize,
+    file: &str,
+    ns: &str,
+    name: &str,
+    args: &[Literal],
+) -> Vec<ScriptError> {
+    let Some(arg) = args.iter().find(|a| a.kind == Some("Map")) else {
+        return Vec::new();
+    };
+    let module = &program.units[unit];
+    let cache_key = (module.name.clone(), name.to_string());
+    let keys = STD_OPTIONS.with(|cache| {
+        if let Some(keys) = cache.borrow().get(&cache_key) {
+            return keys.clone();
+        }
+        let keys = options_of(loaded, &module.ast, name);
+        cache.borrow_mut().insert(cache_key, keys.clone());
+        keys
+    });
+    let Some(keys) = keys else {
+        return Vec::new();
+    };
+    let allowed: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let keys = key_positions(loaded, file, &arg.keys);
+    unknown_keys(
+        loaded.sources(),
+        file,
+        &format!("{ns}::{name}"),
+        &keys,
+        &allowed,
+    )
+}
+
+thread_local! {
+    /// A stdlib function's option keys, by (module, function): `check` over a tree asks the
+    /// same few once each.
+    #[allow(clippy::type_complexity)]
+    static STD_OPTIONS: std::cell::RefCell<HashMap<(String, String), Option<Rc<Vec<String>>>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// What the module's `options_of(function)` returns, when it has one and it lists keys.
+fn options_of(loaded: &Runbook, ast: &rhai::AST, function: &str) -> Option<Rc<Vec<String>>> {
+    if !ast
+        .iter_functions()
+        .any(|f| f.name == "options_of" && f.params.len() == 1)
+    {
+        return None;
+    }
+    let engine = loaded.engine();
+    let call = engine.compile(format!("options_of({function:?})")).ok()?;
+    let merged = ast.clone_functions_only().merge(&call);
+    let keys = engine.eval_ast::<rhai::Array>(&merged).ok()?;
+    Some(Rc::new(keys.iter().map(|k| k.to_string()).collect()))
+}
+
+/// Where each key of a map literal is written: a key still at the map's own position (its
+/// map was folded into a constant) is looked up in the text after it (`key:`), so the
+/// diagnostic points at the key rather than at the `#{`.
+fn key_positions(
+    loaded: &Runbook,
+    file: &str,
+    keys: &[(String, Position)],
+) -> Vec<(String, Position)> {
+    let text = loaded.sources().get(file);
+    keys.iter()
+        .map(|(k, pos)| {
+            let found = text.as_deref().and_then(|t| find_key(t, *pos, k));
+            (k.clone(), found.unwrap_or(*pos))
+        })
+        .collect()
+}
+
+fn find_key(text: &str, from: Position, key: &str) -> Option<Position> {
+    let (line, col) = (from.line()?, from.position()?);
+    for (l, row) in text.lines().enumerate().skip(line - 1) {
+        let start = if l + 1 == line {
+            col.saturating_sub(1)
+        } else {
+            0
+        };
+        let Some(rest) = row.get(start..) else {
+            continue;
+        };
+        let mut at = 0;
+        while let Some(i) = rest[at..].find(key) {
+            let i = at + i;
+            let before = rest[..i].chars().next_back();
+            let after = rest[i + key.len()..].trim_start();
+            let word_start = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '"');
+            if word_start && after.starts_with(':') && !after.starts_with("::") {
+                return Some(Position::new((l + 1) as u16, (start + i + 1) as u16));
+            }
+            at = i + key.len();
+        }
+    }
+    None
 }

@@ -224,6 +224,15 @@ pub(crate) fn opt_str(opts: &Map, key: &str) -> Option<String> {
         .map(|v| runbook_secret::strip_markers(&v.to_string()))
 }
 
+/// "did you mean KEY? known options: ..." for a key no function option is named.
+pub(crate) fn known_options(key: &str, allowed: &[&str]) -> String {
+    let known = format!("known options: {}", allowed.join(", "));
+    match crate::suggest::closest(key, allowed.iter().copied()) {
+        Some(near) => format!("did you mean '{near}'? {known}"),
+        None => known,
+    }
+}
+
 /// Rejects option keys the function does not know (a typo should not pass silently).
 pub(crate) fn check_keys(
     opts: &Map,
@@ -235,7 +244,7 @@ pub(crate) fn check_keys(
             return Err(throw(
                 "usage",
                 format!("{function}: unknown option '{k}'"),
-                Some(format!("known options: {}", allowed.join(", "))),
+                Some(known_options(k, allowed)),
             ));
         }
     }

@@ -312,3 +312,41 @@ step("one", "One", |ctx| {
         out.stderr
     );
 }
+
+/// rhai 1.27 remembers which function a name resolved to without telling modules apart: two
+/// imported modules with a private `helper(x)` each, and after `b::run_b()` ran, `a::run_a()`
+/// ran b's helper (it printed "abb" for a, b, a). `check` names the pair, and a run refuses
+/// the runbook before anything is sent, rather than run the wrong code.
+#[test]
+fn two_modules_defining_one_function_name_are_refused_before_a_run() {
+    let t = || {
+        Test::new()
+            .file(
+                "runbooks/a.rhai",
+                "private fn helper(x) { \"a\" }\nfn run_a(x) { helper(x) }\n",
+            )
+            .file(
+                "runbooks/b.rhai",
+                "private fn helper(x) { \"b\" }\nfn run_b(x) { helper(x) }\n",
+            )
+            .file(
+                "runbooks/m.rhai",
+                r#"import "a" as a;
+import "b" as b;
+runbook(#{ id: "mods", title: "Mods" });
+step("s", "S", |ctx| { print(`${a::run_a(1)}${b::run_b(1)}${a::run_a(1)}`); }).no_undo("a test");
+"#,
+            )
+    };
+    let checked = t().args(&["check", "runbooks/m.rhai"]).run();
+    checked
+        .exit(Exit::Usage)
+        .stderr_has("runbook::check::same_name_functions")
+        .stderr_has("b.rhai and ")
+        .stderr_has("a.rhai both define helper(1 argument(s))");
+    let run = t().args(&["exec", "runbooks/m.rhai", "--yes"]).run();
+    run.exit(Exit::Usage)
+        .stderr_has("runbook::check::same_name_functions")
+        .stderr_has("rename one: rhai may run either one where the other is called, silently");
+    run.assert_absent("Step 1/1");
+}

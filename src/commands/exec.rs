@@ -140,6 +140,13 @@ pub fn prompter(answers: Option<&Path>, yes: bool) -> Result<Prompter> {
 /// Loads a runbook (showing what its top level printed).
 fn compile(file: SourceFile) -> Result<Runbook> {
     let runbook = Runbook::load(file)?;
+    // Two of its scripts defining one function name: rhai may run either, so no run starts.
+    if let Some(problem) = runbook_core::runbook::lint::ambiguous_functions(&runbook)
+        .into_iter()
+        .next()
+    {
+        return Err(runbook_core::error::Error::script(problem).into());
+    }
     for text in runbook.printed() {
         ui::script_print(text);
     }

@@ -65,6 +65,85 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
     problems.extend(unused_params(loaded, &program));
     problems.extend(missing_audit(loaded, &program));
     problems.extend(ctx_read_before_set(loaded, &program));
+    problems.extend(same_name_functions(loaded, &program));
+    problems
+}
+
+/// Functions that rhai could confuse (see `same_name_functions`): a run refuses a runbook
+/// with any, since the wrong code would run without an error.
+pub fn ambiguous_functions(loaded: &Runbook) -> Vec<ScriptError> {
+    same_name_functions(loaded, &Program::new(loaded))
+}
+
+/// Where `fn NAME(` is written in `file` (rhai keeps no position of a function definition).
+fn definition(loaded: &Runbook, file: &str, name: &str) -> Position {
+    let text = loaded.sources().get(file);
+    let wanted = format!("fn {name}(");
+    text.as_deref()
+        .and_then(|t| {
+            t.lines().enumerate().find_map(|(l, row)| {
+                row.find(&wanted)
+                    .map(|c| Position::new((l + 1) as u16, (c + 4) as u16))
+            })
+        })
+        .unwrap_or(Position::NONE)
+}
+
+/// Two scripts of one runbook (the runbook, the modules it imports, theirs) that define a
+/// function with the same name and arity. rhai 1.27 caches which function a name resolves
+/// to without telling modules apart, so a module's call to its own `helper(x)` can run
+/// another module's `helper(x)` once that one has run (reproduced: `a::run_a()` returned
+/// b's answer after `b::run_b()`). Nothing fails; the wrong code runs.
+fn same_name_functions(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
+    // Only a call without a namespace can go astray (`consumers::steps` cannot).
+    let mut unqualified: HashSet<(String, usize)> = HashSet::new();
+    for unit in &program.units {
+        unit.ast.walk(&mut |path: &[ASTNode]| {
+            let call = match path.last() {
+                Some(ASTNode::Expr(Expr::FnCall(call, _))) => Some(call),
+                Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => Some(call),
+                _ => None,
+            };
+            if let Some(call) = call.filter(|c| c.namespace.is_empty()) {
+                unqualified.insert((call.name.to_string(), call.args.len()));
+            }
+            true
+        });
+    }
+    let mut first: HashMap<(String, usize), usize> = HashMap::new();
+    let mut problems = Vec::new();
+    for (i, unit) in program.units.iter().enumerate() {
+        for f in unit.ast.iter_fn_def() {
+            if f.name.starts_with("anon$") {
+                continue;
+            }
+            let key = (f.name.to_string(), f.params.len());
+            match first.get(&key) {
+                None => {
+                    first.insert(key, i);
+                }
+                Some(&j) if j != i && unqualified.contains(&key) => {
+                    let other = &program.units[j].name;
+                    problems.push(
+                        ScriptError::at(
+                            "runbook::check::same_name_functions",
+                            format!(
+                                "{} and {other} both define {}({} argument(s))",
+                                unit.name,
+                                f.name,
+                                f.params.len()
+                            ),
+                            loaded.sources(),
+                            &unit.name,
+                            definition(loaded, &unit.name, &f.name),
+                        )
+                        .with_help("rename one: rhai may run either one where the other is called, silently"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
     problems
 }
 
@@ -681,7 +760,7 @@ fn unknown_keys(
         .collect()
 }
 
-/// A stdlib function's options map against the keys its module's `options_of(function)`
+/// A stdlib function's options map against the keys its module's `NAME_options(function)`
 /// lists (the same list the function checks when it runs).
 fn std_options(
     loaded: &Runbook,
@@ -727,16 +806,17 @@ thread_local! {
         std::cell::RefCell::new(HashMap::new());
 }
 
-/// What the module's `options_of(function)` returns, when it has one and it lists keys.
+/// What the module's `NAME_options(function)` returns, when it has one and it lists keys.
 fn options_of(loaded: &Runbook, ast: &rhai::AST, function: &str) -> Option<Rc<Vec<String>>> {
-    if !ast
+    // Named after its module (`rotation_options`): unique names, because rhai may resolve a
+    // module's call to another imported module's private function of the same name.
+    let lister = ast
         .iter_functions()
-        .any(|f| f.name == "options_of" && f.params.len() == 1)
-    {
-        return None;
-    }
+        .find(|f| f.name.ends_with("_options") && f.params.len() == 1)?
+        .name
+        .to_string();
     let engine = loaded.engine();
-    let call = engine.compile(format!("options_of({function:?})")).ok()?;
+    let call = engine.compile(format!("{lister}({function:?})")).ok()?;
     let merged = ast.clone_functions_only().merge(&call);
     let keys = engine.eval_ast::<rhai::Array>(&merged).ok()?;
     Some(Rc::new(keys.iter().map(|k| k.to_string()).collect()))

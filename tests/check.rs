@@ -350,3 +350,47 @@ step("s", "S", |ctx| { print(`${a::run_a(1)}${b::run_b(1)}${a::run_a(1)}`); }).n
         .stderr_has("rename one: rhai may run either one where the other is called, silently");
     run.assert_absent("Step 1/1");
 }
+
+/// A lint that is wrong for one line can be silenced there, with the reason written down: a
+/// field the lint takes for a credential that is an identifier here. Without a reason the
+/// problem stays and the allow is flagged too; an allow that silences nothing is flagged.
+#[test]
+fn a_lint_is_silenced_on_its_line_only_with_a_reason() {
+    let script = |allow: &str| {
+        format!(
+            r#"runbook(#{{ id: "allow", title: "Allow" }});
+step("read", "Read", |ctx| {{
+    let r = http::get("https://vendor.example/keys");
+    {allow}
+    print(`key ${{r.json.api_key}}`);
+}});
+"#
+        )
+    };
+    let fine = with_script(
+        "check",
+        "a.rhai",
+        &script("// check:allow(secret_in_print): this vendor's api_key is the key's public id"),
+    )
+    .run();
+    fine.exit(Exit::Ok);
+    let bare = with_script(
+        "check",
+        "a.rhai",
+        &script("// check:allow(secret_in_print)"),
+    )
+    .run();
+    bare.exit(Exit::Usage)
+        .stderr_has("runbook::check::secret_in_print")
+        .stderr_has("a.rhai:4:5: check:allow(secret_in_print) gives no reason");
+    let stale = with_script(
+        "check",
+        "a.rhai",
+        &script("// check:allow(secret_in_url): nothing to silence\n    print(\"spacer\");"),
+    )
+    .run();
+    stale
+        .exit(Exit::Usage)
+        .stderr_has("runbook::check::secret_in_print")
+        .stderr_has("a.rhai:4:5: check:allow(secret_in_url) silences nothing here");
+}

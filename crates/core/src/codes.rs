@@ -114,6 +114,8 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::check::unknown_option", Script, "A literal options map has a key the function does not take (it would fail when the step runs).", "The help names the nearest known key and lists them all."),
     c("runbook::check::wrong_type", Script, "A literal argument of a kind the function does not take (a string where a Secret or a list goes, a number where text goes).", "`runbook api` shows the signature; a credential must be a Secret."),
     c("runbook::check::same_name_functions", Script, "Two scripts of a runbook (it, its modules, the stdlib) define a function with the same name and arity: rhai may run either where one is called.", "Rename one of them."),
+    c("runbook::check::allow_without_reason", Script, "A `// check:allow(CODE)` comment that says nothing about why.", "Add the reason after it: // check:allow(CODE): why it is fine."),
+    c("runbook::check::unused_allow", Script, "A `// check:allow(CODE)` comment that silences nothing (the problem is gone, or it is on another line).", "Remove it, or put it on the problem's line or alone on the line above."),
     c("runbook::check::param_without_help", Script, "A param has no help text.", "Add help: \"...\" so `show`, `doc` and the operator know it."),
     c("runbook::check::unused_param", Script, "A param no step uses.", "Use it or remove it."),
     c("runbook::check::ctx_read_before_set", Script, "A step reads a ctx value that no step up to it sets.", "Set it in that step or an earlier one (check the spelling), or read it with ctx.get(KEY, default)."),

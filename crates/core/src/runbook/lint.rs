@@ -66,7 +66,108 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
     problems.extend(missing_audit(loaded, &program));
     problems.extend(ctx_read_before_set(loaded, &program));
     problems.extend(same_name_functions(loaded, &program));
-    problems
+    silence(loaded, problems)
+}
+
+/// `// check:allow(CODE, ...): reason` on a problem's line, or alone on the line above it,
+/// silences it there: the author has looked and says why it is fine. An allow without a
+/// reason, or one that silences nothing (a stale one), is itself a problem.
+fn silence(loaded: &Runbook, problems: Vec<ScriptError>) -> Vec<ScriptError> {
+    struct Allow {
+        file: String,
+        line: usize,
+        column: usize,
+        codes: Vec<String>,
+        reason: String,
+        alone: bool,
+        used: bool,
+    }
+    let mut files: Vec<String> = vec![loaded.file().name.clone()];
+    for p in &problems {
+        if let Some(l) = &p.location {
+            if !files.contains(&l.file) {
+                files.push(l.file.clone());
+            }
+        }
+    }
+    let mut allows: Vec<Allow> = Vec::new();
+    for file in &files {
+        let Some(text) = loaded.sources().get(file) else {
+            continue;
+        };
+        for (i, row) in text.lines().enumerate() {
+            let Some(at) = row.find("// check:allow(") else {
+                continue;
+            };
+            let rest = &row[at + "// check:allow(".len()..];
+            let Some(close) = rest.find(')') else {
+                continue;
+            };
+            let codes = rest[..close]
+                .split(',')
+                .map(|c| c.trim().trim_start_matches("runbook::check::").to_string())
+                .filter(|c| !c.is_empty())
+                .collect();
+            let reason = rest[close + 1..].trim_start_matches(':').trim().to_string();
+            allows.push(Allow {
+                file: file.clone(),
+                line: i + 1,
+                column: at + 1,
+                codes,
+                reason,
+                alone: row[..at].trim().is_empty(),
+                used: false,
+            });
+        }
+    }
+    let mut kept = Vec::new();
+    for p in problems {
+        let short = p.code.trim_start_matches("runbook::check::").to_string();
+        let allow = p.location.as_ref().and_then(|l| {
+            allows.iter_mut().find(|a| {
+                a.file == l.file
+                    && a.codes.contains(&short)
+                    && (a.line == l.line || (a.alone && a.line + 1 == l.line))
+            })
+        });
+        match allow {
+            Some(a) if !a.reason.is_empty() => a.used = true,
+            Some(a) => {
+                a.used = true;
+                kept.push(p);
+            }
+            None => kept.push(p),
+        }
+    }
+    for a in allows {
+        let position = Position::new(a.line as u16, a.column as u16);
+        if a.reason.is_empty() {
+            kept.push(
+                ScriptError::at(
+                    "runbook::check::allow_without_reason",
+                    format!("check:allow({}) gives no reason", a.codes.join(", ")),
+                    loaded.sources(),
+                    &a.file,
+                    position,
+                )
+                .with_help("say why it is fine after the parentheses: // check:allow(CODE): why"),
+            );
+        } else if !a.used {
+            kept.push(
+                ScriptError::at(
+                    "runbook::check::unused_allow",
+                    format!("check:allow({}) silences nothing here", a.codes.join(", ")),
+                    loaded.sources(),
+                    &a.file,
+                    position,
+                )
+                .with_help(
+                    "remove it, or put it on the problem's line (or alone on the line above)",
+                ),
+            );
+        }
+    }
+    kept
 }
 
 /// Functions that rhai could confuse (see `same_name_functions`): a run refuses a runbook

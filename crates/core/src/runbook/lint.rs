@@ -105,7 +105,7 @@ fn silence(loaded: &Runbook, problems: Vec<ScriptError>) -> Vec<ScriptError> {
             };
             let codes = rest[..close]
                 .split(',')
-                .map(|c| c.trim().trim_start_matches("runbook::check::").to_string())
+                .map(|c| c.trim().rsplit("::").next().unwrap_or("").to_string())
                 .filter(|c| !c.is_empty())
                 .collect();
             let reason = rest[close + 1..].trim_start_matches(':').trim().to_string();
@@ -122,7 +122,7 @@ fn silence(loaded: &Runbook, problems: Vec<ScriptError>) -> Vec<ScriptError> {
     }
     let mut kept = Vec::new();
     for p in problems {
-        let short = p.code.trim_start_matches("runbook::check::").to_string();
+        let short = p.code.rsplit("::").next().unwrap_or("").to_string();
         let allow = p.location.as_ref().and_then(|l| {
             allows.iter_mut().find(|a| {
                 a.file == l.file

@@ -819,4 +819,6 @@ fn the_realistic_rehearsal_leaves_no_consumer_on_a_revoked_token() {
         items(&state["infisical"]["approvals"]).is_empty(),
         "no change request for the machine identity"
     );
+    // A rotation stays well inside Infisical Cloud's pool.
+    assert_eq!(state["infisical"]["rate_limit"]["refused"], 0, "{state:#}");
 }

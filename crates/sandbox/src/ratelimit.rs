@@ -45,6 +45,20 @@ impl Pool {
         Some(self.tokens as u64)
     }
 
+    /// A pool from a scenario's figures.
+    pub(crate) fn of(spec: &crate::scenario::RateLimitSpec) -> Pool {
+        Pool::new(spec.capacity, spec.per_minute / 60.0)
+    }
+
+    /// Whole seconds until the next token (at least 1).
+    pub(crate) fn wait_secs(&mut self) -> u64 {
+        self.refill();
+        if self.per_sec <= 0.0 {
+            return 60;
+        }
+        (((1.0 - self.tokens).max(0.0) / self.per_sec).ceil() as u64).max(1)
+    }
+
     /// The whole tokens left, after refilling.
     pub(crate) fn remaining(&mut self) -> u64 {
         self.refill();

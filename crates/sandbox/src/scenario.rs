@@ -105,6 +105,10 @@ pub struct PostmarkScenario {
     /// The largest page the message and bounce lists answer, whatever `count` asks
     /// (Postmark's: 500): a rehearsal switch that makes a client page with `offset`.
     pub page_size: Option<u32>,
+    /// A request pool for the API (absent: none). Postmark publishes no figure and no
+    /// rate-limit headers, only that 429 answers "requests at a rate that exceeds acceptable
+    /// use": a rehearsal sets one to see a run slow down rather than fail.
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 /// One Postmark server.
@@ -151,6 +155,11 @@ pub struct InfisicalScenario {
     /// Secret-approval policies: a write they cover answers `{"approval": ...}` (a change
     /// request) and changes nothing until an approver merges it.
     pub approval_policies: Vec<ApprovalPolicySpec>,
+    /// A request pool (absent: none, as self-hosted Infisical). Infisical Cloud allows 600
+    /// requests a minute per client, and per category on the free plan 120 a minute to the
+    /// secrets routes (`capacity = 120, per_minute = 120`); over it, 429 with the wait only in
+    /// the message ("Please try again in N seconds"), no headers.
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 /// A secret-approval policy on one environment.
@@ -443,6 +452,7 @@ impl Default for PostmarkScenario {
             delivery_ms: 200,
             bounce: Vec::new(),
             page_size: None,
+            rate_limit: None,
         }
     }
 }
@@ -473,6 +483,7 @@ impl Default for InfisicalScenario {
             secrets: Vec::new(),
             folders: Vec::new(),
             approval_policies: Vec::new(),
+            rate_limit: None,
         }
     }
 }

@@ -28,7 +28,33 @@ fn error_body(status: u16, error: &str, message: Value) -> Response {
 }
 
 /// What the Infisical simulator serves.
-pub(super) const ROUTES: Routes = Routes::new(router, error_for_status).waits_with(error_with_wait);
+pub(super) const ROUTES: Routes = Routes::new(router, error_for_status)
+    .waits_with(error_with_wait)
+    .inside(pooled);
+
+/// Every request but the status check takes a token from the pool the scenario may set,
+/// fault answers included; an empty pool answers 429 with the wait in the message only, as
+/// Infisical Cloud does (no rate-limit headers).
+fn pooled(router: Router, shared: Arc<Shared>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        shared,
+        |State(s): State<Arc<Shared>>,
+         req: axum::extract::Request,
+         next: axum::middleware::Next| async move {
+            let exempt = req.uri().path() == "/api/status";
+            let wait = s
+                .with_state(|i: &mut InfisicalState| {
+                    let pool = i.pool.as_mut().filter(|_| !exempt)?;
+                    pool.take().is_none().then(|| pool.wait_secs())
+                })
+                .flatten();
+            match wait {
+                Some(secs) => rate_limited(secs),
+                None => next.run(req).await,
+            }
+        },
+    ))
+}
 
 fn error_for_status(status: u16) -> Response {
     match status {
@@ -88,6 +114,11 @@ fn zod(path: &str, message: &str) -> Response {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        // The health check (no auth, outside the rate limits), as Infisical serves it.
+        .route(
+            "/api/status",
+            get(|| async { Json(json!({"date": crate::ts::millis(), "message": "Ok"})) }),
+        )
         .route("/api/v1/auth/universal-auth/login", post(login))
         .route("/api/v1/auth/universal-auth/login/", post(login))
         .route("/api/v3/secrets/raw", get(list))
@@ -566,6 +597,37 @@ mod tests {
 
     fn get(sb: &Sandbox, path_and_query: &str) -> RequestBuilder {
         call(sb, Method::GET, path_and_query)
+    }
+
+    /// Infisical Cloud's pool: over it, 429 with the wait only in the message (the engine
+    /// reads "try again in N seconds"); the status check is exempt; the state counts refusals.
+    #[tokio::test]
+    async fn a_scenario_pool_refuses_with_the_wait_in_the_message() {
+        let mut scenario = Scenario::default().with_postmark_token("infsim-0001");
+        scenario.infisical.rate_limit = Some(crate::scenario::RateLimitSpec {
+            capacity: 1,
+            per_minute: 6.0,
+        });
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let read = || {
+            get(
+                &sb,
+                "/api/v4/secrets/POSTMARK_SERVER_TOKEN?projectId=raxx-project&environment=prod",
+            )
+        };
+        expect(200, read()).await;
+        let body = expect(429, read()).await;
+        assert_eq!(body["error"], "RateLimitExceeded");
+        // One token every ten seconds: the wait is what is left of them, in whole seconds.
+        let message = body["message"].as_str().unwrap();
+        let secs: u64 = message
+            .trim_start_matches("Rate limit exceeded. Please try again in ")
+            .trim_end_matches(" seconds")
+            .parse()
+            .unwrap();
+        assert!((1..=10).contains(&secs), "{message}");
+        expect(200, bare(&sb, Method::GET, "/api/status")).await;
+        assert_eq!(sb.state()["infisical"]["rate_limit"]["refused"], 1);
     }
 
     #[tokio::test]

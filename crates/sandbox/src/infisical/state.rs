@@ -78,6 +78,8 @@ pub(crate) struct InfisicalState {
     /// Folders the scenario declares (in every environment), normalised.
     folders: Vec<String>,
     pub(super) approvals: Approvals,
+    /// The request pool, when the scenario sets one.
+    pub(super) pool: Option<crate::ratelimit::Pool>,
 }
 
 impl InfisicalState {
@@ -138,6 +140,7 @@ impl InfisicalState {
             issued: Vec::new(),
             ttl_secs: s.access_token_ttl_secs,
             logins: 0,
+            pool: s.rate_limit.as_ref().map(crate::ratelimit::Pool::of),
         })
     }
 
@@ -226,7 +229,13 @@ impl InfisicalState {
                 })
             })
             .collect();
-        json!({"project_id": self.project_id, "secrets": secrets, "logins": self.logins, "approvals": self.approvals.to_json()})
+        json!({
+            "project_id": self.project_id,
+            "secrets": secrets,
+            "logins": self.logins,
+            "approvals": self.approvals.to_json(),
+            "rate_limit": self.pool.as_ref().map(|p| json!({"refused": p.refused})),
+        })
     }
 }
 

@@ -21,8 +21,30 @@ pub(super) fn error_body(status: u16, code: i64, message: &str) -> Response {
     json_answer(status, json!({"ErrorCode": code, "Message": message}))
 }
 
-/// What the Postmark simulator serves.
-pub(super) const ROUTES: Routes = Routes::new(router, error_for_status);
+/// What the Postmark simulator serves, inside the pool the scenario may set.
+pub(super) const ROUTES: Routes = Routes::new(router, error_for_status).inside(pooled);
+
+/// Every API request takes a token from the pool, fault answers included; an empty pool
+/// answers 429 (postmark.js: `RateLimitExceededError`) without reaching the API. Postmark
+/// sends no rate-limit headers, so neither does this.
+fn pooled(router: Router, shared: Arc<Shared>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        shared,
+        |State(s): State<Arc<Shared>>,
+         req: axum::extract::Request,
+         next: axum::middleware::Next| async move {
+            let refused = s
+                .with_state(|p: &mut PostmarkState| {
+                    p.pool.as_mut().is_some_and(|pool| pool.take().is_none())
+                })
+                .unwrap_or(false);
+            if refused {
+                return error_for_status(429);
+            }
+            next.run(req).await
+        },
+    ))
+}
 
 /// The body Postmark sends for a bare status (faults).
 fn error_for_status(status: u16) -> Response {
@@ -231,6 +253,27 @@ mod tests {
     /// A request with the known token of server `raxx-prod`.
     fn server_api(sb: &Sandbox, method: Method, path: &str) -> RequestBuilder {
         bare(sb, method, path).header("X-Postmark-Server-Token", "pmsim-0001")
+    }
+
+    /// A pool the scenario sets: two requests pass, the third is refused with the 429 body
+    /// postmark.js reads (no rate-limit headers: Postmark sends none), and the state counts it.
+    #[tokio::test]
+    async fn a_scenario_pool_refuses_with_429_once_spent() {
+        let mut scenario = crate::Scenario::default().with_postmark_token("pmsim-0001");
+        scenario.postmark.rate_limit = Some(crate::scenario::RateLimitSpec {
+            capacity: 2,
+            per_minute: 0.0,
+        });
+        let sb = Sandbox::start(scenario).await.unwrap();
+        for _ in 0..2 {
+            expect(200, server_api(&sb, Method::GET, "/server")).await;
+        }
+        let refused = sent(server_api(&sb, Method::GET, "/server")).await;
+        assert_eq!(refused.status(), 429);
+        assert!(refused.headers().get("retry-after").is_none());
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["ErrorCode"], 429);
+        assert_eq!(sb.state()["postmark"]["rate_limit"]["refused"], 1);
     }
 
     #[tokio::test]

@@ -263,6 +263,8 @@ pub(super) struct PostmarkState {
     hard_bounces: Vec<String>,
     /// The largest page a list answers.
     pub(super) page_size: usize,
+    /// The API's request pool, when the scenario sets one.
+    pub(super) pool: Option<crate::ratelimit::Pool>,
 }
 
 /// Who may send and who may receive: the account's Sender Signatures and suppressions.
@@ -336,6 +338,7 @@ impl PostmarkState {
             delivery: Duration::from_millis(s.delivery_ms),
             hard_bounces: s.bounce.iter().map(|a| a.to_ascii_lowercase()).collect(),
             page_size: s.page_size.map_or(500, |n| (n as usize).clamp(1, 500)),
+            pool: s.rate_limit.as_ref().map(crate::ratelimit::Pool::of),
             senders: Senders {
                 confirmed: s.sender_signatures.clone(),
                 unconfirmed: s.unconfirmed_signatures.clone(),
@@ -503,6 +506,7 @@ impl PostmarkState {
                 "ID": b.id, "server": b.server, "Email": b.email, "MessageID": b.message_id,
                 "Inactive": b.inactive,
             })).collect::<Vec<_>>(),
+            "rate_limit": self.pool.as_ref().map(|p| json!({"refused": p.refused})),
         })
     }
 }

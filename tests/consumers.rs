@@ -61,7 +61,7 @@ fn consumers_names_every_place_holding_the_current_value() {
         .run();
     out.exit(Exit::Ok)
         .stdout_has("POSTMARK_SERVER_TOKEN = secret(")
-        .stdout_has("is held in 1 place(s) (8 looked at):")
+        .stdout_has("is held in 1 place(s) (9 looked at):")
         .stdout_has("VENDOR  PLACE          NAME                   HOLDS THE VALUE\n")
         .stdout_has("heroku  legacy-mailer  OTHER                  yes\n")
         .stdout_has("github  raxx/raptor    POSTMARK_SERVER_TOKEN  maybe (GitHub never shows values; updated ");

@@ -287,3 +287,26 @@ fn the_rotation_shape_finds_an_unlisted_consumer_and_covers_it_when_included() {
     }
     assert_no_key_leaks(&out, &[&new]);
 }
+
+/// A repository's deployment environment, and its organisation, with an Actions secret of
+/// the rotated name: discovery named only repositories' own secrets, so an environment's
+/// copy (which wins in the workflows that deploy there) went unmentioned. Both are named
+/// now, each with what it means for the rotation.
+#[test]
+fn environment_and_organisation_secrets_of_the_same_name_are_named_before_any_write() {
+    let shipped = std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml")).unwrap();
+    let scenario = format!(
+        "{shipped}\n[[github.repos]]\nname = \"raxx/mailer\"\nenvironments = {{ prod = {{ SENDGRID_API_KEY = \"{SG_CURRENT}\" }} }}\n\n[[github.org_secrets]]\norg = \"raxx\"\nname = \"SENDGRID_API_KEY\"\nvalue = \"{SG_CURRENT}\"\n"
+    );
+    let out = Test::new()
+        .rehearse("sendgrid")
+        .scenario("more.toml", &scenario)
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("raxx/mailer (environment prod) has an Actions secret SENDGRID_API_KEY (updated ")
+        .stdout_has("it wins over the repository's secret in the workflows that deploy there, and this rotation does not update it")
+        .stdout_has("organization raxx has an Actions secret SENDGRID_API_KEY (updated ")
+        .stdout_has("the organisation's repositories without a secret of their own use it");
+    assert_no_key_leaks(&out, &[]);
+}

@@ -99,7 +99,7 @@ pub fn run(args: ConsumersArgs, settings: &crate::settings::Settings) -> Result<
     );
 
     if services.config().github.token.is_some() {
-        block("github: looking for the secret in every repository");
+        block("github: looking for the secret in every repository, its environments and its organisation");
         let (v, name) = (vendors.clone(), args.secret.clone());
         scan.extend(
             services

@@ -19,6 +19,9 @@ pub struct Place {
     pub verified: bool,
     /// When it last changed, where the vendor says (GitHub).
     pub updated_at: Option<String>,
+    /// GitHub's level: `repository`, `environment` (the place names it) or `organization`;
+    /// empty elsewhere.
+    pub scope: &'static str,
 }
 
 /// A place that could not be checked, and why.
@@ -98,6 +101,7 @@ pub async fn heroku(
                 var,
                 verified: true,
                 updated_at: None,
+                scope: "",
             })),
             Some(Err(e)) => scan.unchecked.push(unchecked("heroku", app, Some(e))),
             None => scan.unchecked.push(unchecked("heroku", app, None)),
@@ -137,6 +141,7 @@ pub async fn infisical(
                 var: name,
                 verified: true,
                 updated_at: None,
+                scope: "",
             })),
             Some(Err(e)) => {
                 let place = format!("{env}:{path}");
@@ -150,8 +155,22 @@ pub async fn infisical(
     scan
 }
 
-/// The repositories among `repos` (every one the token can list when `None`) with an
-/// Actions secret `name`: possible holders only, since GitHub never returns the value.
+/// What one repository holds under `name`: its own secret, and its environments' (which win
+/// over it in the workflows that deploy there).
+struct RepoFinding {
+    own: Result<Option<crate::github::RepoSecret>, VendorError>,
+    environments: Result<Vec<String>, VendorError>,
+    in_environments: Vec<(
+        String,
+        Result<Option<crate::github::RepoSecret>, VendorError>,
+    )>,
+}
+
+/// Every Actions secret named `name` a workflow of `repos` may see: each repository's, each
+/// of its deployment environments' and its organisation's (GitHub's precedence: environment
+/// over repository over organisation, so a rotation that updates only the repository's copy
+/// leaves the others serving the old value). GitHub never returns values: each is a
+/// possible holder. An organisation the token cannot read (no `admin:org`) is unchecked.
 pub async fn github(
     v: &Vendors,
     name: &str,
@@ -165,25 +184,80 @@ pub async fn github(
     let results = v
         .fan_out(repos.clone(), |v, repo| {
             let name = name_owned.clone();
-            async move { v.github().secret_info(&repo, &name).await }
+            async move {
+                let gh = v.github();
+                let own = gh.secret_info(&repo, &name).await;
+                let environments = gh.environments(&repo).await;
+                let mut in_environments = Vec::new();
+                for env in environments.as_deref().unwrap_or(&[]) {
+                    let found = gh.environment_secret_info(&repo, env, &name).await;
+                    in_environments.push((env.clone(), found));
+                }
+                RepoFinding {
+                    own,
+                    environments,
+                    in_environments,
+                }
+            }
+        })
+        .await;
+    let mut owners: Vec<String> = repos
+        .iter()
+        .filter_map(|r| r.split_once('/').map(|(o, _)| o.to_string()))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    let org_results = v
+        .fan_out(owners.clone(), |v, org| {
+            let name = name_owned.clone();
+            async move { v.github().org_secret_info(&org, &name).await }
         })
         .await;
     let mut scan = Scan {
-        scanned: repos.len(),
+        scanned: repos.len() + owners.len(),
         ..Scan::default()
     };
+    let found = |place: String, s: crate::github::RepoSecret, scope: &'static str| Place {
+        vendor: "github",
+        place,
+        var: s.name,
+        verified: false,
+        updated_at: Some(s.updated_at),
+        scope,
+    };
     for (repo, r) in repos.into_iter().zip(results) {
+        let Some(r) = r else {
+            scan.unchecked.push(unchecked("github", repo, None));
+            continue;
+        };
+        match r.own {
+            Ok(Some(s)) => scan.places.push(found(repo.clone(), s, "repository")),
+            Ok(None) => {}
+            Err(e) => scan
+                .unchecked
+                .push(unchecked("github", repo.clone(), Some(e))),
+        }
+        if let Err(e) = r.environments {
+            let place = format!("{repo} (its environments)");
+            scan.unchecked.push(unchecked("github", place, Some(e)));
+        }
+        for (env, f) in r.in_environments {
+            scan.scanned += 1;
+            let place = format!("{repo} (environment {env})");
+            match f {
+                Ok(Some(s)) => scan.places.push(found(place, s, "environment")),
+                Ok(None) => {}
+                Err(e) => scan.unchecked.push(unchecked("github", place, Some(e))),
+            }
+        }
+    }
+    for (org, r) in owners.into_iter().zip(org_results) {
+        let place = format!("organization {org}");
         match r {
-            Some(Ok(Some(s))) => scan.places.push(Place {
-                vendor: "github",
-                place: repo,
-                var: s.name,
-                verified: false,
-                updated_at: Some(s.updated_at),
-            }),
+            Some(Ok(Some(s))) => scan.places.push(found(place, s, "organization")),
             Some(Ok(None)) => {}
-            Some(Err(e)) => scan.unchecked.push(unchecked("github", repo, Some(e))),
-            None => scan.unchecked.push(unchecked("github", repo, None)),
+            Some(Err(e)) => scan.unchecked.push(unchecked("github", place, Some(e))),
+            None => scan.unchecked.push(unchecked("github", place, None)),
         }
     }
     Ok(scan)
@@ -288,13 +362,56 @@ mod tests {
         assert_eq!(scan.unchecked[0].place, "qa:/");
 
         let scan = github(&v, "POSTMARK_SERVER_TOKEN", None).await.unwrap();
-        assert_eq!(scan.scanned, 2);
+        // Two repositories and their one organisation.
+        assert_eq!(scan.scanned, 3);
         assert_eq!(scan.places.len(), 1);
         assert_eq!(
             (scan.places[0].place.as_str(), scan.places[0].verified),
             ("raxx/raptor", false)
         );
         assert!(scan.places[0].updated_at.is_some());
+    }
+
+    /// A workflow sees an environment's secret over the repository's and the organisation's
+    /// over neither: discovery named only repository secrets, so a rotation that updated
+    /// `raxx/raptor`'s left the `prod` environment's and the organisation's copies serving the
+    /// old value. Each level is now a possible holder, said as such.
+    #[tokio::test]
+    async fn environment_and_organisation_secrets_are_possible_holders_too() {
+        let mut s = scenario();
+        s.github.repos[0].environments.insert(
+            "prod".into(),
+            BTreeMap::from([("POSTMARK_SERVER_TOKEN".into(), TOKEN.into())]),
+        );
+        s.github.repos[0]
+            .environments
+            .insert("preview".into(), BTreeMap::new());
+        s.github
+            .org_secrets
+            .push(runbook_sandbox::scenario::OrgSecretSpec {
+                org: "raxx".into(),
+                name: "POSTMARK_SERVER_TOKEN".into(),
+                value: TOKEN.into(),
+                ..Default::default()
+            });
+        let (_sb, v) = start(s).await;
+        let scan = github(&v, "POSTMARK_SERVER_TOKEN", None).await.unwrap();
+        let places: Vec<(&str, &str)> = scan
+            .places
+            .iter()
+            .map(|p| (p.place.as_str(), p.scope))
+            .collect();
+        assert_eq!(
+            places,
+            [
+                ("raxx/raptor", "repository"),
+                ("raxx/raptor (environment prod)", "environment"),
+                ("organization raxx", "organization"),
+            ]
+        );
+        // Two repositories, two environments, one organisation.
+        assert_eq!(scan.scanned, 5);
+        assert!(scan.unchecked.is_empty(), "{:?}", scan.unchecked);
     }
 
     /// Hundreds of apps, each config read paced to a pool smaller than the scan: none is

@@ -165,6 +165,73 @@ impl GithubClient {
         }
     }
 
+    /// `GET /repos/{owner}/{repo}/environments`: the names of its deployment environments
+    /// (each may hold secrets of its own, which win over the repository's).
+    pub async fn environments(&self, repo: &str) -> Result<Vec<String>, VendorError> {
+        #[derive(Deserialize)]
+        struct Env {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Envs {
+            environments: Vec<Env>,
+        }
+        // One page (GitHub's default 30): a repository with more environments is rare, and
+        // `scanned` says how many were looked at.
+        let req = self.request(Method::GET, repo, &["environments"])?;
+        let envs: Envs = self.transport.send_json(req, parse_error).await?;
+        Ok(envs.environments.into_iter().map(|e| e.name).collect())
+    }
+
+    /// `GET /repos/{owner}/{repo}/environments/{env}/secrets/{name}`: its dates, `None` when
+    /// the environment has no such secret.
+    pub async fn environment_secret_info(
+        &self,
+        repo: &str,
+        env: &str,
+        name: &str,
+    ) -> Result<Option<RepoSecret>, VendorError> {
+        let req = self.request(Method::GET, repo, &["environments", env, "secrets", name])?;
+        match self
+            .transport
+            .send_unless(req.clone(), parse_error, 404)
+            .await?
+        {
+            Some(resp) => decode_json(&req, &resp).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `GET /orgs/{org}/actions/secrets/{name}`: its dates, `None` when the organisation has
+    /// no such secret (or `org` is a user, which has no organisation secrets: 404 too).
+    pub async fn org_secret_info(
+        &self,
+        org: &str,
+        name: &str,
+    ) -> Result<Option<RepoSecret>, VendorError> {
+        let token = self.token(
+            "set GITHUB_TOKEN to a token that can read the organisation's secrets (admin:org)",
+        )?;
+        let segments = ["orgs", org, "actions", "secrets", name];
+        let url = endpoint(
+            VENDOR,
+            &self.base,
+            "GITHUB_API_URL",
+            "set GITHUB_API_URL to e.g. https://api.github.com",
+            &segments,
+        )?;
+        let route = format!("/{}", segments.join("/"));
+        let req = api_request(Method::GET, url.to_string(), route, token);
+        match self
+            .transport
+            .send_unless(req.clone(), parse_error, 404)
+            .await?
+        {
+            Some(resp) => decode_json(&req, &resp).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// `GET /repos/{owner}/{repo}/actions/secrets`, following `Link: rel="next"` pages (100
     /// a page): every secret of the repository.
     pub async fn list_secrets(&self, repo: &str) -> Result<Vec<RepoSecret>, VendorError> {

@@ -83,7 +83,7 @@ fn possible_holders(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     let v = h.vendors()?;
     let name = name.to_string();
     let scan = h.block(
-        "github: looking for the secret in every repository",
+        "github: looking for the secret in every repository, its environments and its organisation",
         async move { runbook_vendors::discovery::github(&v, &name, repos).await },
     )?;
     Ok(super::vendor_call::scan_map(&scan, holder_place).into())
@@ -99,6 +99,7 @@ pub(super) fn holder_place(p: &runbook_vendors::discovery::Place) -> Map {
         "updated_at".into(),
         p.updated_at.clone().unwrap_or_default().into(),
     );
+    m.insert("scope".into(), p.scope.into());
     m
 }
 
@@ -116,7 +117,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Read,
         &["name: string", "options: Map"],
         "Map",
-        "The repositories with an Actions secret `name`: possible holders only (GitHub never\nreturns a value). Options: #{repos (default: every repository the token lists)}. Returns\n#{found: [#{repo, name, updated_at}], unchecked: [#{place, error}], scanned}.",
+        "Every Actions secret `name` the repositories' workflows may see: possible holders only\n(GitHub never returns a value): each repository's own, its deployment environments'\n(`repo` reads \"owner/name (environment prod)\") and its organisation's (\"organization\nowner\"), as `scope` says. Options: #{repos (default: every repository the token lists)}.\nReturns #{found: [#{repo, name, updated_at, scope}], unchecked: [#{place, error}], scanned}.",
         |c: NativeCallContext, n: &str, o: Map| {
             value::at(&c, with_run(&c, "github::possible_holders", |h| possible_holders(h, n, o)))
         },

@@ -19,6 +19,7 @@ use std::sync::Arc;
 /// The API routes (behind the token check).
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/repos/{owner}/{repo}/environments", get(list_environments))
         .route(
             "/repos/{owner}/{repo}/environments/{env}/secrets",
             get(list_env),
@@ -65,6 +66,39 @@ fn with_env(
             Some(secrets) => f(secrets),
             None => not_found(),
         }
+    })
+}
+
+/// `GET /repos/{owner}/{repo}/environments`: `{total_count, environments: [...]}` (GitHub's
+/// "List environments"; this list is not capped by the sandbox's page size).
+async fn list_environments(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Response {
+    let base = s.url_of("github");
+    s.respond(|g: &mut GithubState| match g.repo_mut(&owner, &repo) {
+        Some(r) => {
+            let envs: Vec<Value> = r
+                .environments
+                .keys()
+                .enumerate()
+                .map(|(i, name)| {
+                    json!({
+                        "id": 161_088_000 + i as u64,
+                        "node_id": format!("EN_sandbox{i}"),
+                        "name": name,
+                        "url": format!("{base}/repos/{owner}/{repo}/environments/{name}"),
+                        "html_url": format!("https://github.com/{owner}/{repo}/deployments/activity_log?environments_filter={name}"),
+                        "created_at": "2026-01-05T10:00:00Z",
+                        "updated_at": "2026-01-05T10:00:00Z",
+                        "protection_rules": [],
+                        "deployment_branch_policy": null,
+                    })
+                })
+                .collect();
+            Json(json!({"total_count": envs.len(), "environments": envs})).into_response()
+        }
+        None => not_found(),
     })
 }
 

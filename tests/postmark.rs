@@ -357,7 +357,8 @@ step("store", "Store", |ctx| {
     out.exit(Exit::Ok);
 }
 
-/// Fir-generation apps keep no log history and have no log sessions: the verify step says
+/// Fir-generation apps keep no log history: their log sessions stream only what comes next
+/// and never end (reading one for recent lines waited for the timeout). The verify step says
 /// the log scan is skipped for that app and relies on the downstream check, instead of
 /// failing a rotation that worked.
 #[test]
@@ -368,10 +369,10 @@ fn a_fir_app_skips_the_log_scan_and_says_so() {
     );
     let out = on_scenario(&scenario, None, &[]);
     out.exit(Exit::Ok).stdout_has(
-        "raxx-api-staging: no log session (a Fir app keeps no log history); the log scan is skipped",
+        "raxx-api-staging: no recent log lines (a Fir app keeps no log history: its log sessions only stream what comes next); the log scan is skipped",
     );
     assert!(
-        !out.stdout.contains("raxx-api-prod: no log session"),
+        !out.stdout.contains("raxx-api-prod: no recent log lines"),
         "{}",
         out.stdout
     );

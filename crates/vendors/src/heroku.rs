@@ -311,11 +311,35 @@ impl HerokuClient {
             .map(|a| a.scope))
     }
 
-    /// The last `lines` log lines: `POST /apps/{app}/log-sessions`, then a GET of its `logplex_url`.
+    /// The last `lines` log lines: `POST /apps/{app}/log-sessions`, then a GET of its
+    /// `logplex_url`. A Fir-generation app keeps no log history: its sessions only stream
+    /// what is logged from then on and do not end (the CLI: `--num` ignored, `--tail` always
+    /// on), so reading one for recent lines would wait until the timeout. The app's
+    /// generation is read first, and a Fir app is refused at once, saying so.
     pub async fn log_lines(&self, app: &str, lines: u32) -> Result<Vec<String>, VendorError> {
         #[derive(Deserialize)]
         struct Session {
             logplex_url: String,
+        }
+        #[derive(Deserialize)]
+        struct Generation {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct AppInfo {
+            generation: Option<Generation>,
+        }
+        let req = self.request(Method::GET, &["apps", app])?;
+        let info: AppInfo = self.transport.send_json(req, parse_error).await?;
+        if info.generation.is_some_and(|g| g.name == "fir") {
+            return Err(VendorError::new(
+                VENDOR,
+                "POST",
+                format!("/apps/{app}/log-sessions"),
+                ErrorKind::Validation,
+                format!("{app} is a Fir app: its log sessions stream only what is logged from now on (no history), so its recent lines cannot be read"),
+            )
+            .with_code(Some(VendorCode::Text(NO_LOG_HISTORY.into()))));
         }
         // Creating a session has no side effect beyond the session; safe to retry.
         let req = self
@@ -337,6 +361,9 @@ impl HerokuClient {
             .collect())
     }
 }
+
+/// The code of the refusal to read a Fir app's recent log lines (it keeps no history).
+pub const NO_LOG_HISTORY: &str = "no_log_history";
 
 /// Reads `{"id": "...", "message": "..."}`.
 fn parse_error(resp: &RawResponse) -> ErrorDetail {
@@ -455,6 +482,28 @@ mod tests {
                 .any(|l| l.ends_with("heroku[web.1]: Restarting")),
             "{lines:#?}"
         );
+    }
+
+    /// A Fir app's log session streams and never ends: reading it for recent lines waited
+    /// until the HTTP timeout. The generation is read first and the app refused at once,
+    /// without opening a session.
+    #[tokio::test]
+    async fn a_fir_apps_recent_lines_are_refused_at_once_not_waited_for() {
+        let mut scenario = sop();
+        scenario.heroku.apps[0].generation = "fir".into();
+        let (sb, v) = start(scenario).await;
+        let e = v.heroku().log_lines("raxx-api-prod", 50).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Validation);
+        assert!(
+            e.message().contains("raxx-api-prod is a Fir app: its log sessions stream only what is logged from now on (no history)"),
+            "{e}"
+        );
+        let sessions = sb
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/log-sessions"))
+            .count();
+        assert_eq!(sessions, 0, "no session was opened");
     }
 
     #[tokio::test]

@@ -435,6 +435,11 @@ fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                 );
             }
             Err(e) => {
+                let no_history = e.code()
+                    == Some(&runbook_vendors::VendorCode::Text(
+                        runbook_vendors::heroku::NO_LOG_HISTORY.into(),
+                    ));
+                entry.insert("no_history".into(), no_history.into());
                 entry.insert("status".into(), (e.status().unwrap_or(0) as i64).into());
                 entry.insert(
                     "message".into(),
@@ -565,7 +570,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: Array", "options: Map"],
         "Map",
-        "Several apps' recent log lines, read concurrently: #{app: #{lines}}, or #{app: #{status,\nmessage}} for an app whose log session failed (a Fir app answers 422: no log history).\nOptions: #{lines} (default 100).",
+        "Several apps' recent log lines, read concurrently: #{app: #{lines}}, or #{app: #{status,\nmessage, no_history}} for an app whose lines could not be read (no_history: a Fir app,\nwhose log sessions only stream what comes next).\nOptions: #{lines} (default 100).",
         |c: NativeCallContext, a: rhai::Array, o: Map| {
             value::at(
                 &c,

@@ -566,18 +566,14 @@ async fn create_log_session(
         let Some(a) = h.app(&app) else {
             return app_not_found();
         };
-        // Modelled, not recorded: Heroku documents that Fir apps keep no log history and
-        // send logs through OpenTelemetry drains; the exact refusal is unverified.
-        if a.generation == "fir" {
-            return error_body(
-                422,
-                "invalid_params",
-                "Log sessions are not available for Fir apps. Send logs to a telemetry drain instead.",
-            );
-        }
+        // A Fir app keeps no log history: its session streams what is logged from now on
+        // and does not end (the Heroku CLI: `--num` "ignored for Fir generation apps",
+        // `--tail` "always enabled for Fir-generation apps").
+        let from = (a.generation == "fir").then_some(a.logs.len());
         let id = uuid::Uuid::new_v4().to_string();
         let session = LogSession {
             app: a.name.clone(),
+            from,
             lines: body
                 .get("lines")
                 .and_then(Value::as_u64)
@@ -634,16 +630,34 @@ async fn read_log_session(
     Path(id): Path<String>,
     Query(_q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.respond(|h: &mut HerokuState| match h.session_lines(&id) {
-        Some(lines) => {
-            let mut text = String::new();
-            for l in lines {
-                text.push_str(l);
-                text.push('\n');
+    s.respond(|h: &mut HerokuState| {
+        let streams = h.session_streams(&id);
+        match h.session_lines(&id) {
+            Some(lines) => {
+                let mut text = String::new();
+                for l in lines {
+                    text.push_str(l);
+                    text.push('\n');
+                }
+                let plain = [("content-type", "text/plain; charset=utf-8")];
+                if !streams {
+                    return (plain, text).into_response();
+                }
+                // What is there now, then nothing more until the session's hour is up: a
+                // reader waiting for the end waits that long, as against Heroku.
+                use futures_util::StreamExt;
+                let now =
+                    futures_util::stream::once(
+                        async move { Ok::<_, std::convert::Infallible>(text) },
+                    );
+                let end = futures_util::stream::once(async {
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                    Ok(String::new())
+                });
+                (plain, axum::body::Body::from_stream(now.chain(end))).into_response()
             }
-            ([("content-type", "text/plain; charset=utf-8")], text).into_response()
+            None => (StatusCode::NOT_FOUND, "Session not found\n").into_response(),
         }
-        None => (StatusCode::NOT_FOUND, "Session not found\n").into_response(),
     })
 }
 
@@ -879,6 +893,37 @@ mod tests {
             heroku_check("/definitions/rate-limit", &body, true);
             assert_eq!(body, json!({"remaining": 8}));
         }
+    }
+
+    /// A Fir app keeps no log history: its session answers at once with only what was
+    /// logged after it opened, then stays open (a stream) instead of ending.
+    #[tokio::test]
+    async fn a_fir_log_session_streams_without_history() {
+        let sb = with_prod(|app| {
+            app.generation = "fir".into();
+            app.boot_ms = 0;
+        })
+        .await;
+        // A first restart before the session: its lines are history the session never shows.
+        expect(202, on_app(&sb, Method::DELETE, "/dynos")).await;
+        let session = expect(
+            201,
+            on_app(&sb, Method::POST, "/log-sessions").json(&json!({"lines": 100})),
+        )
+        .await;
+        expect(202, on_app(&sb, Method::DELETE, "/dynos")).await;
+        let url = session["logplex_url"].as_str().unwrap();
+        let mut resp = raw().get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let first = String::from_utf8(resp.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+        let restarts = first.matches("Restarting").count();
+        assert_eq!(
+            restarts, 1,
+            "only the restart after the session opened:\n{first}"
+        );
+        // The stream does not end: a reader waiting for the end would wait.
+        let more = tokio::time::timeout(std::time::Duration::from_millis(300), resp.chunk()).await;
+        assert!(more.is_err(), "the stream ended: {more:?}");
     }
 
     /// A scenario whose app `raxx-api-prod` has these settings.

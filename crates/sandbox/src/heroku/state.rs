@@ -29,7 +29,7 @@ pub(super) struct HApp {
     pub(super) releases: Vec<HRelease>,
     restarts: u64,
     pub(super) dynos: Vec<String>,
-    logs: Vec<String>,
+    pub(super) logs: Vec<String>,
     pub(super) created_at: String,
     /// `cedar` or `fir`.
     pub(super) generation: String,
@@ -142,6 +142,9 @@ impl HApp {
 
 pub(super) struct LogSession {
     pub(super) app: String,
+    /// A Fir app's session: only the lines logged from this index of the app's log on, as a
+    /// stream that does not end (no history; `lines` is ignored).
+    pub(super) from: Option<usize>,
     pub(super) lines: usize,
     pub(super) dyno: Option<String>,
     pub(super) source: Option<String>,
@@ -321,6 +324,11 @@ impl HerokuState {
     }
 
     /// The last lines of log session `id`'s app, filtered by the session's source and dyno.
+    /// Whether session `id` streams (a Fir app's).
+    pub(super) fn session_streams(&self, id: &str) -> bool {
+        self.sessions.get(id).is_some_and(|s| s.from.is_some())
+    }
+
     pub(super) fn session_lines(&mut self, id: &str) -> Option<Vec<&String>> {
         let app_name = self.sessions.get(id)?.app.clone();
         if let Some(a) = self.app_mut(&app_name) {
@@ -335,6 +343,7 @@ impl HerokuState {
         let lines: Vec<&String> = app
             .logs
             .iter()
+            .skip(session.from.unwrap_or(0))
             .filter(|l| match &session.source {
                 Some(src) => tag(l).is_some_and(|t| t.starts_with(&format!("{src}["))),
                 None => true,
@@ -344,6 +353,9 @@ impl HerokuState {
                 None => true,
             })
             .collect();
+        if session.from.is_some() {
+            return Some(lines);
+        }
         let start = lines.len().saturating_sub(session.lines);
         Some(lines[start..].to_vec())
     }

@@ -315,10 +315,24 @@ mod tests {
         // Keys carry their meaning from the structs' doc comments.
         assert!(md.contains("| `boot_ms` | whole number | `300` |"), "{md}");
         assert!(md.contains("| `faults` | list of string |"), "{md}");
+        // A key that takes a table or a list of them, or a flag or a list of names.
+        assert!(
+            md.contains("### `[scripted.auth]`, `[[scripted.auth]]`"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `auth` | table (AuthSpec) or array of tables (AuthSpec) or none |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `auth` | boolean or list of string | `true` |"),
+            "{md}"
+        );
     }
 
     /// The schema accepts every scenario the repository ships or documents (the shipped
-    /// worlds, the guide's blocks), and refuses a key of the wrong shape.
+    /// worlds, the guide's blocks), `auth` as a table or a list included, and refuses a key
+    /// of the wrong shape.
     #[test]
     fn the_schema_accepts_the_shipped_and_documented_scenarios() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -361,6 +375,7 @@ mod tests {
                 {"method": "GET", "path": "/", "auth": auth}
             ]}]})
         };
+        assert!(validator.is_valid(&route(serde_json::json!(["api_key"]))));
         assert!(validator.is_valid(&route(serde_json::json!(false))));
         assert!(!validator.is_valid(&route(serde_json::json!("api_key"))));
     }

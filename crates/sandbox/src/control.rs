@@ -48,6 +48,25 @@ pub fn state(postmark_url: &str) -> ControlRequest {
     }
 }
 
+/// Moves the scripted vendors' clock `ms` milliseconds forward (`vendor_url` is any
+/// scripted vendor's): items expire and `later` changes happen as if that time had passed.
+pub fn scripted_advance_clock(vendor_url: &str, ms: u64) -> ControlRequest {
+    ControlRequest {
+        method: "POST",
+        url: format!("{}/_sandbox/clock", base(vendor_url)),
+        body: Some(json!({ "advance_ms": ms })),
+    }
+}
+
+/// The scripted vendors' clock, read on any scripted vendor's address.
+pub fn scripted_clock(vendor_url: &str) -> ControlRequest {
+    ControlRequest {
+        method: "GET",
+        url: format!("{}/_sandbox/clock", base(vendor_url)),
+        body: None,
+    }
+}
+
 /// The token a `postmark_new_token` answer carries.
 pub fn new_token_of(answer: &Value) -> Option<String> {
     answer["token"].as_str().map(str::to_string)

@@ -60,21 +60,21 @@ fn visit(
         } else {
             format!("{path}.{key}")
         };
-        let Some((name, array)) = table_ref(&prop) else {
-            continue;
-        };
-        let header = if array {
-            format!("[[{child}]]")
-        } else {
-            format!("[{child}]")
-        };
-        let place = places.entry(name.clone()).or_default();
-        let first = place.headers.is_empty();
-        place.headers.push(header);
-        if first {
-            order.push(name.clone());
-            if let Some(def) = defs.get(&name) {
-                visit(def, &child, defs, order, places);
+        // A key may hold its table or a list of them (`auth`): both headers lead to it.
+        for (name, array) in table_refs(&prop) {
+            let header = if array {
+                format!("[[{child}]]")
+            } else {
+                format!("[{child}]")
+            };
+            let place = places.entry(name.clone()).or_default();
+            let first = place.headers.is_empty();
+            place.headers.push(header);
+            if first {
+                order.push(name.clone());
+                if let Some(def) = defs.get(&name) {
+                    visit(def, &child, defs, order, places);
+                }
             }
         }
     }
@@ -89,17 +89,44 @@ fn properties(node: &Value) -> Vec<(String, Value)> {
 
 /// The definition a key's value is a table of, and whether it is an array of tables.
 fn table_ref(prop: &Value) -> Option<(String, bool)> {
+    table_refs(prop).into_iter().next()
+}
+
+/// Every way a key's value is a table: its table, an array of tables, or, for a key that
+/// takes either, both.
+fn table_refs(prop: &Value) -> Vec<(String, bool)> {
     if let Some(r) = def_name(prop) {
-        return Some((r, false));
+        return vec![(r, false)];
     }
     if prop["type"] == "array" {
-        return def_name(&prop["items"]).map(|r| (r, true));
+        return def_name(&prop["items"])
+            .map(|r| (r, true))
+            .into_iter()
+            .collect();
     }
+    alternatives(prop)
+        .into_iter()
+        .flat_map(table_refs)
+        .collect()
+}
+
+/// The alternatives of an `anyOf`, nested ones flattened (an optional key of a type that
+/// is itself one of several).
+fn alternatives(prop: &Value) -> Vec<&Value> {
     prop["anyOf"]
-        .as_array()?
-        .iter()
-        .find_map(def_name)
-        .map(|r| (r, false))
+        .as_array()
+        .map(|any| {
+            any.iter()
+                .flat_map(|v| {
+                    if v.get("anyOf").is_some() {
+                        alternatives(v)
+                    } else {
+                        vec![v]
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn def_name(v: &Value) -> Option<String> {
@@ -200,13 +227,19 @@ fn type_name(prop: &Value) -> String {
     if let Some(r) = def_name(prop) {
         return format!("table ({r})");
     }
-    if let Some(any) = prop["anyOf"].as_array() {
+    if prop.get("anyOf").is_some() {
+        let any = alternatives(prop);
         let inner: Vec<String> = any
             .iter()
             .filter(|v| v["type"] != "null")
-            .map(type_name)
+            .map(|v| type_name(v))
             .collect();
-        return format!("{} or none", inner.join(" or "));
+        let none = if any.iter().any(|v| v["type"] == "null") {
+            " or none"
+        } else {
+            ""
+        };
+        return format!("{}{none}", inner.join(" or "));
     }
     let base = |t: &str| match t {
         "array" => match table_ref(prop) {
@@ -282,5 +315,68 @@ mod tests {
         // Keys carry their meaning from the structs' doc comments.
         assert!(md.contains("| `boot_ms` | whole number | `300` |"), "{md}");
         assert!(md.contains("| `faults` | list of string |"), "{md}");
+        // A key that takes a table or a list of them, or a flag or a list of names.
+        assert!(
+            md.contains("### `[scripted.auth]`, `[[scripted.auth]]`"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `auth` | table (AuthSpec) or array of tables (AuthSpec) or none |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `auth` | boolean or list of string | `true` |"),
+            "{md}"
+        );
+    }
+
+    /// The schema accepts every scenario the repository ships or documents (the shipped
+    /// worlds, the guide's blocks), `auth` as a table or a list included, and refuses a key
+    /// of the wrong shape.
+    #[test]
+    fn the_schema_accepts_the_shipped_and_documented_scenarios() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut scenarios: Vec<(String, String)> = Vec::new();
+        for dir in ["runbooks/sandbox", "runbooks/sandbox/realistic"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    scenarios.push((path.display().to_string(), text));
+                }
+            }
+        }
+        let guide = std::fs::read_to_string(root.join("docs/authoring.md")).unwrap();
+        let mut rest = guide.as_str();
+        while let Some(start) = rest.find("```toml ") {
+            let info_end = start + rest[start..].find('\n').unwrap();
+            let info = rest[start + 8..info_end].to_string();
+            let body_end = info_end + rest[info_end..].find("```").unwrap();
+            if info == "scenario" || info.starts_with("example=") {
+                scenarios.push((
+                    format!("docs/authoring.md {info}"),
+                    rest[info_end..body_end].into(),
+                ));
+            }
+            rest = &rest[body_end + 3..];
+        }
+        assert!(scenarios.len() >= 8, "{}", scenarios.len());
+        let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
+        for (name, text) in &scenarios {
+            let value: Value = toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let errors: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{name}: {errors:?}");
+        }
+        let route = |auth: Value| {
+            serde_json::json!({"scripted": [{"name": "v", "routes": [
+                {"method": "GET", "path": "/", "auth": auth}
+            ]}]})
+        };
+        assert!(validator.is_valid(&route(serde_json::json!(["api_key"]))));
+        assert!(validator.is_valid(&route(serde_json::json!(false))));
+        assert!(!validator.is_valid(&route(serde_json::json!("api_key"))));
     }
 }

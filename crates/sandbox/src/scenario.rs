@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use crate::scripted::{
-    Answer, AuthScheme, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select,
-    Update,
+    Answer, Auth, AuthScheme, AuthSpec, Create, Later, List, Requirement, RouteAuth, RouteSpec,
+    ScriptedVendor, Select, Update,
 };
 
 /// The whole starting world. In a file, an omitted section is empty (not the SOP's).

@@ -29,10 +29,18 @@
 //!
 //! Templates: a string that is exactly `{{expr}}` becomes the value of `expr` (any JSON type);
 //! `{{expr}}` inside other text is interpolated. `expr` is a dotted path from `body`, `path`
-//! (captures), `query`, `auth` (the item that authenticated the request), `item` (the item the
-//! route created, found or deleted), `items` (what `list` selected), or `random` (32 hex
-//! digits), `uuid`, `now`.
+//! (captures), `query`, `headers` (lower-case names; never a credential's header, nor a
+//! `query` scheme's parameter in `query`), `auth` (the item that authenticated the request),
+//! `auths` (each named scheme's), `item` (the item the route created, found or deleted),
+//! `items` (what `list` selected), or `random` (32 hex digits), `uuid`, `now`.
+//!
+//! `auth` is one scheme or a list (`header`, `query`, `basic`, `sigv4`): a route takes the
+//! first that accepts a request, or needs every one it names. Time is sandbox time
+//! (`clock`): the wall clock moved forward by `POST /_sandbox/clock`, on which items expire
+//! (`expiry`) and `later` changes happen; both are applied when a request or the state
+//! reads the collections, so nothing runs in the background.
 
+mod clock;
 mod serve;
 mod sigv4;
 mod spec;
@@ -40,9 +48,11 @@ mod template;
 
 pub(crate) use serve::{error_for_status, router};
 pub use spec::{
-    Answer, AuthScheme, AuthSpec, Create, List, Requirement, RouteSpec, ScriptedVendor, Select,
-    Update,
+    Answer, Auth, AuthScheme, AuthSpec, Create, Later, List, Requirement, RouteAuth, RouteSpec,
+    ScriptedVendor, Select, Update,
 };
+
+use clock::Millis;
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -64,14 +74,87 @@ fn intern(name: &str) -> &'static str {
     leaked
 }
 
-/// The live state of every scripted vendor.
+/// The live state of every scripted vendor, and their clock.
 pub(crate) struct ScriptedState {
     vendors: Vec<VendorState>,
+    /// How far sandbox time runs ahead of the wall clock (`POST /_sandbox/clock`).
+    ahead_ms: Millis,
 }
 
 struct VendorState {
     spec: ScriptedVendor,
-    collections: BTreeMap<String, Vec<Value>>,
+    collections: Collections,
+}
+
+type Collections = BTreeMap<String, Vec<Stored>>;
+
+/// An item of a collection, with the changes it is to undergo on its own (`later`).
+#[derive(Clone)]
+struct Stored {
+    value: Value,
+    later: Vec<Pending>,
+}
+
+/// A `later` change, due at `due` (sandbox time).
+#[derive(Clone)]
+struct Pending {
+    due: Millis,
+    /// Field → template.
+    set: BTreeMap<String, Value>,
+    /// The scope of the request that scheduled it, for the templates.
+    scope: Value,
+}
+
+impl Stored {
+    fn new(value: Value) -> Self {
+        Stored {
+            value,
+            later: Vec::new(),
+        }
+    }
+
+    /// Applies the changes due by `now`, in the order they fall due.
+    fn settle(&mut self, now: Millis) {
+        if self.later.iter().all(|p| p.due > now) {
+            return;
+        }
+        self.later.sort_by_key(|p| p.due);
+        let due: Vec<Pending> = {
+            let split = self.later.partition_point(|p| p.due <= now);
+            self.later.drain(..split).collect()
+        };
+        for p in due {
+            let mut scope = p.scope;
+            scope["item"] = self.value.clone();
+            scope["now"] = Value::String(clock::format_seconds(p.due));
+            let set: Vec<(String, Value)> = p
+                .set
+                .iter()
+                .map(|(k, v)| (k.clone(), template::template(v, &scope)))
+                .collect();
+            if let Value::Object(item) = &mut self.value {
+                item.extend(set);
+            }
+        }
+    }
+}
+
+/// Brings `collections` to `now`: due `later` changes applied, expired items gone.
+fn settle(collections: &mut Collections, expiry: &BTreeMap<String, String>, now: Millis) {
+    for (name, items) in collections.iter_mut() {
+        items.iter_mut().for_each(|i| i.settle(now));
+        if let Some(field) = expiry.get(name) {
+            items.retain(|i| !expired(&i.value, field, now));
+        }
+    }
+}
+
+/// Whether `item`'s expiry `field` holds a time `now` has reached.
+fn expired(item: &Value, field: &str, now: Millis) -> bool {
+    item.get(field)
+        .and_then(Value::as_str)
+        .and_then(clock::parse)
+        .is_some_and(|at| at <= now)
 }
 
 impl ScriptedState {
@@ -88,12 +171,25 @@ impl ScriptedState {
                     spec.env_var()
                 ));
             }
+            let collections = spec
+                .collections
+                .iter()
+                .map(|(k, items)| (k.clone(), items.iter().cloned().map(Stored::new).collect()))
+                .collect();
             vendors.push(VendorState {
                 spec: spec.clone(),
-                collections: spec.collections.clone(),
+                collections,
             });
         }
-        Ok(ScriptedState { vendors })
+        Ok(ScriptedState {
+            vendors,
+            ahead_ms: 0,
+        })
+    }
+
+    /// Sandbox time: the wall clock plus how far the sandbox was moved forward.
+    fn now(&self) -> Millis {
+        clock::wall() + self.ahead_ms
     }
 
     pub(crate) fn names(&self) -> Vec<&'static str> {
@@ -125,10 +221,18 @@ impl ScriptedState {
     }
 
     pub(crate) fn to_json(&self, urls: &BTreeMap<String, String>) -> Value {
+        let now = self.now();
         let m: Map<String, Value> = self
             .vendors
             .iter()
             .map(|v| {
+                // As a request would find them now: a due change applied, an expired item gone.
+                let mut settled = v.collections.clone();
+                settle(&mut settled, &v.spec.expiry, now);
+                let collections: Map<String, Value> = settled
+                    .into_iter()
+                    .map(|(k, items)| (k, items.into_iter().map(|i| i.value).collect()))
+                    .collect();
                 let url = url_of(urls, &v.spec.name);
                 let hosts: Map<String, Value> = v
                     .spec
@@ -138,7 +242,7 @@ impl ScriptedState {
                     .collect();
                 (
                     v.spec.name.clone(),
-                    json!({"url": url, "env": v.spec.env_var(), "hosts": hosts, "collections": v.collections}),
+                    json!({"url": url, "env": v.spec.env_var(), "hosts": hosts, "collections": collections}),
                 )
             })
             .collect();

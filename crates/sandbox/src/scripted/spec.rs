@@ -2,9 +2,11 @@
 //! the checks a scenario must pass before the sandbox starts.
 
 use crate::simulator;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// One scripted vendor, as the scenario declares it.
@@ -21,12 +23,20 @@ pub struct ScriptedVendor {
     /// the routes that name it with `host`.
     #[serde(default)]
     pub hosts: Vec<String>,
-    /// How requests authenticate; absent, every route is open.
+    /// How requests authenticate: one scheme (a table), or a list of them (each with a
+    /// `name`), tried in order: the first that accepts a request authenticates it. Absent,
+    /// every route is open.
     #[serde(default)]
-    pub auth: Option<AuthSpec>,
+    pub auth: Option<Auth>,
     /// Named lists of items: the simulator's state.
     #[serde(default)]
     pub collections: BTreeMap<String, Vec<Value>>,
+    /// Collection → the item field that holds the item's expiry, an RFC 3339 time
+    /// (`{ keys = "expires_at" }`). Once the sandbox clock passes it the item is gone: it no
+    /// longer authenticates, no route finds, lists, updates or deletes it, and the state
+    /// leaves it out. An item without the field never expires.
+    #[serde(default)]
+    pub expiry: BTreeMap<String, String>,
     /// The API, route by route (first match wins).
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
@@ -39,22 +49,96 @@ pub struct ScriptedVendor {
     pub no_route: Answer,
 }
 
-/// Requests must carry, in `header` after `prefix`, the `field` of an item of `collection`.
+/// A vendor's auth: one scheme, or several tried in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// `auth = { ... }`: one scheme.
+    One(Box<AuthSpec>),
+    /// `auth = [{ name = "api_key", ... }, { name = "app_key", ... }]`: several.
+    Many(Vec<AuthSpec>),
+}
+
+impl Auth {
+    /// The schemes, in the order they are tried.
+    pub fn schemes(&self) -> &[AuthSpec] {
+        match self {
+            Auth::One(a) => std::slice::from_ref(&**a),
+            Auth::Many(all) => all,
+        }
+    }
+}
+
+impl Serialize for Auth {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Auth::One(a) => a.serialize(s),
+            Auth::Many(all) => all.serialize(s),
+        }
+    }
+}
+
+/// A table is one scheme, a list several: each keeps its own error messages (an unknown
+/// key is named), which an untagged enum would lose.
+impl<'de> Deserialize<'de> for Auth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> Visitor<'de> for OneOrMany {
+            type Value = Auth;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an auth scheme (a table) or a list of them")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Auth, A::Error> {
+                AuthSpec::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(|a| Auth::One(Box::new(a)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<Auth, A::Error> {
+                Vec::<AuthSpec>::deserialize(de::value::SeqAccessDeserializer::new(s))
+                    .map(Auth::Many)
+            }
+        }
+        d.deserialize_any(OneOrMany)
+    }
+}
+
+impl JsonSchema for Auth {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Auth".into()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let one = g.subschema_for::<AuthSpec>();
+        json_schema!({ "anyOf": [one, { "type": "array", "items": one }] })
+    }
+}
+
+/// One way requests authenticate: they carry (in a header after `prefix`, in HTTP Basic
+/// auth, an AWS signature or a query parameter) the `field` of an item of `collection`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSpec {
-    /// `header` (the credential in `header` after `prefix`), `basic` (HTTP Basic: the user
-    /// name is `field` of an item, the password its `secret_field`) or `sigv4` (AWS
-    /// Signature Version 4: the access key id is `field`, the secret key `secret_field`,
-    /// and the signature is checked; a wrong one answers `signature_mismatch`).
+    /// The scheme's name (letters, digits, `_`, `-`): a route's `auth = ["api_key",
+    /// "app_key"]`, `requires.auth` and `{{auths.NAME.field}}` in templates use it.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `header` (the credential in `header` after `prefix`), `query` (the credential in
+    /// query parameter `param`), `basic` (HTTP Basic: the user name is `field` of an item,
+    /// the password its `secret_field`) or `sigv4` (AWS Signature Version 4: the access key
+    /// id is `field`, the secret key `secret_field`, and the signature is checked; a wrong
+    /// one answers `signature_mismatch`).
     #[serde(default)]
     pub scheme: AuthScheme,
-    /// The request header that carries the credential.
+    /// The request header that carries the credential (`header` scheme).
     #[serde(default = "default_auth_header")]
     pub header: String,
     /// What precedes the credential in the header (`Bearer `).
     #[serde(default)]
     pub prefix: String,
+    /// The query parameter that carries the credential (`query` scheme: `api_key` for
+    /// `?api_key=...`). It is left out of `query` in templates and conditions.
+    #[serde(default)]
+    pub param: Option<String>,
     /// The collection whose items are the valid credentials.
     pub collection: String,
     /// The item field that holds the credential (the user name, the access key id).
@@ -81,6 +165,7 @@ pub struct AuthSpec {
 pub enum AuthScheme {
     #[default]
     Header,
+    Query,
     Basic,
     Sigv4,
 }
@@ -98,13 +183,17 @@ pub struct RouteSpec {
     /// Which of the vendor's `hosts` serves this route; absent, the main one.
     #[serde(default)]
     pub host: Option<String>,
-    /// Conditions on the request: dotted paths (`body.Action`, `query.page`) and the values
-    /// they must equal; a query API (one path, the operation in a form field) routes by it.
+    /// Conditions on the request: dotted paths (`body.Action`, `query.page`,
+    /// `headers.x-api-version`, a header by its lower-case name) and the values they must
+    /// equal; a query API (one path, the operation in a form field) routes by it.
     #[serde(default)]
     pub when: BTreeMap<String, Value>,
-    /// `false`: no authentication on this route even when the vendor has `auth`.
-    #[serde(default = "yes")]
-    pub auth: bool,
+    /// `true`: any of the vendor's auth schemes authenticates the request (the first that
+    /// accepts it); `false`: no authentication on this route even when the vendor has
+    /// `auth`; a list of scheme names (`["api_key", "app_key"]`): every one of them must
+    /// accept the request.
+    #[serde(default)]
+    pub auth: RouteAuth,
     /// The authenticated item must have `field` containing (or equal to) `value`.
     #[serde(default)]
     pub requires: Option<Requirement>,
@@ -129,9 +218,73 @@ pub struct RouteSpec {
     pub respond: Answer,
 }
 
+/// Which of the vendor's auth schemes a route needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum RouteAuth {
+    /// `true`: any scheme (the first that accepts the request).
+    #[default]
+    Any,
+    /// `false`: none; the route is open.
+    Open,
+    /// `["api_key", "app_key"]`: every scheme named.
+    All(Vec<String>),
+}
+
+impl Serialize for RouteAuth {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RouteAuth::Any => s.serialize_bool(true),
+            RouteAuth::Open => s.serialize_bool(false),
+            RouteAuth::All(names) => names.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteAuth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FlagOrNames;
+        impl<'de> Visitor<'de> for FlagOrNames {
+            type Value = RouteAuth;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or a list of auth scheme names")
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<RouteAuth, E> {
+                Ok(if b { RouteAuth::Any } else { RouteAuth::Open })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<RouteAuth, A::Error> {
+                Vec::<String>::deserialize(de::value::SeqAccessDeserializer::new(s))
+                    .map(RouteAuth::All)
+            }
+        }
+        d.deserialize_any(FlagOrNames)
+    }
+}
+
+impl JsonSchema for RouteAuth {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "RouteAuth".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [{ "type": "boolean" }, { "type": "array", "items": { "type": "string" } }],
+            "default": true,
+        })
+    }
+}
+
+/// What the item that authenticated a request must hold for the route to serve it (a
+/// scope, an admin flag); otherwise the answer is `forbidden`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
+    /// The auth scheme (by `name`) whose item is checked; absent, the item that
+    /// authenticated the request. A scheme that did not accept the request has no item, so
+    /// the answer is `forbidden`.
+    #[serde(default)]
+    pub auth: Option<String>,
     /// A field of the authenticated item.
     pub field: String,
     /// The value it must equal (or, for a list, contain).
@@ -145,6 +298,7 @@ pub struct Requirement {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Create {
+    /// The collection (a key of the vendor's `collections`).
     pub collection: String,
     /// The new item, a template (`{{body.name}}`, `{{uuid}}`, `{{random}}`).
     pub item: Value,
@@ -157,12 +311,33 @@ pub struct Create {
     /// The answer when it is full.
     #[serde(default = "default_forbidden")]
     pub over_limit: Answer,
+    /// Sets the collection's `expiry` field of the new item to this many milliseconds of
+    /// sandbox time from now (the collection must declare one).
+    #[serde(default)]
+    pub expires_in_ms: Option<u64>,
+    /// A change the item undergoes later on its own (an export that finishes, a key that
+    /// becomes active).
+    #[serde(default)]
+    pub later: Option<Later>,
+}
+
+/// `after_ms` of sandbox time after the action, the item gets the rendered `set` fields: an
+/// item created `processing` reads `done` later, as a vendor's asynchronous job does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Later {
+    /// How long after the action, in milliseconds of sandbox time.
+    pub after_ms: u64,
+    /// Field → new value, a template rendered when the change happens: `{{item}}` is the
+    /// item then, `{{now}}` that time, `body`, `path`, `query` and `headers` the request's.
+    pub set: BTreeMap<String, Value>,
 }
 
 /// The first item of `collection` whose fields equal every rendered `where` value.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Select {
+    /// The collection (a key of the vendor's `collections`).
     pub collection: String,
     /// Field → value (a template) the item must have.
     #[serde(rename = "where", default)]
@@ -173,26 +348,39 @@ pub struct Select {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
+    /// The collection (a key of the vendor's `collections`).
     pub collection: String,
     /// Field → value (a template) the item must have.
     #[serde(rename = "where", default)]
     pub filter: BTreeMap<String, Value>,
     /// Field → new value (a template; `@uuid`, `@random:40` generate one).
     pub set: BTreeMap<String, Value>,
+    /// A further change the item undergoes later on its own.
+    #[serde(default)]
+    pub later: Option<Later>,
 }
 
-/// Every item of `collection` (matching `where`), keeping only `fields` when given: a list
-/// route must not echo the credentials it stores.
+/// Every item of `collection` (matching `where`), keeping only `fields`, or each made into
+/// `map`, when given: a list route must not echo the credentials it stores.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct List {
+    /// The collection (a key of the vendor's `collections`).
     pub collection: String,
-    /// Field → value (a template) the items must have.
+    /// Field → value (a template, `{{query.status}}`) the items must have. A condition
+    /// whose value renders empty (a query parameter the request left out) is skipped, so an
+    /// optional filter works; a text value also matches a number or boolean that reads the
+    /// same (`"2"` matches `2`), as query parameters are text.
     #[serde(rename = "where", default)]
     pub filter: BTreeMap<String, Value>,
     /// The fields to keep; empty, all.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// A template each item is made into, the item being `item`
+    /// (`{ id = "{{item.key_id}}", attributes = { name = "{{item.name}}" } }`): the vendor's
+    /// list-entry shape. Not with `fields`.
+    #[serde(default)]
+    pub map: Option<Value>,
 }
 
 /// A status, a JSON body template and extra headers.
@@ -211,10 +399,6 @@ pub struct Answer {
     /// Extra response headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_auth_header() -> String {
@@ -286,6 +470,41 @@ impl ScriptedVendor {
         format!("{}_{}_URL", env_word(&self.name), env_word(host))
     }
 
+    /// The auth schemes, in the order they are tried; none for an open vendor.
+    pub(crate) fn schemes(&self) -> &[AuthSpec] {
+        self.auth.as_ref().map_or(&[], Auth::schemes)
+    }
+
+    /// The request headers that carry a credential, in lower case: they are kept out of
+    /// `headers` in conditions and templates, so no answer echoes a credential.
+    pub(crate) fn withheld_headers(&self) -> Vec<String> {
+        let mut out: Vec<String> = ["authorization", "proxy-authorization", "cookie"]
+            .map(String::from)
+            .to_vec();
+        for a in self.schemes() {
+            let carried = match a.scheme {
+                AuthScheme::Query => vec![],
+                AuthScheme::Sigv4 => vec![a.header.as_str(), "x-amz-security-token"],
+                AuthScheme::Header | AuthScheme::Basic => vec![a.header.as_str()],
+            };
+            for h in carried.into_iter().map(str::to_ascii_lowercase) {
+                if !out.contains(&h) {
+                    out.push(h);
+                }
+            }
+        }
+        out
+    }
+
+    /// The query parameters that carry a credential (`query` schemes'): kept out of `query`.
+    pub(crate) fn withheld_query(&self) -> Vec<String> {
+        self.schemes()
+            .iter()
+            .filter(|a| a.scheme == AuthScheme::Query)
+            .filter_map(|a| a.param.clone())
+            .collect()
+    }
+
     /// Every mistake a scenario author can make that would otherwise surface as a confusing
     /// answer mid-run.
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -325,20 +544,80 @@ impl ScriptedVendor {
             }
         }
         let has = |c: &str| self.collections.contains_key(c);
-        if let Some(a) = &self.auth {
-            if a.scheme != AuthScheme::Header && a.secret_field.is_none() {
+        let schemes = self.schemes();
+        if self.auth.is_some() && schemes.is_empty() {
+            return Err(format!(
+                "scripted vendor '{name}': `auth = []` lists no scheme (leave `auth` out for an open vendor)"
+            ));
+        }
+        for (i, a) in schemes.iter().enumerate() {
+            let at = match &a.name {
+                Some(n) => format!("scripted vendor '{name}': auth scheme '{n}'"),
+                None => format!("scripted vendor '{name}': auth"),
+            };
+            if let Some(n) = &a.name {
+                let valid = !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !valid {
+                    return Err(format!(
+                        "{at}: a name is letters, digits, '_' and '-' (templates reach it as auths.NAME)"
+                    ));
+                }
+                if schemes[..i].iter().any(|o| o.name.as_ref() == Some(n)) {
+                    return Err(format!("{at} is declared twice"));
+                }
+            }
+            let needs_secret = matches!(a.scheme, AuthScheme::Basic | AuthScheme::Sigv4);
+            if needs_secret && a.secret_field.is_none() {
                 return Err(format!(
-                    "scripted vendor '{name}': auth scheme {:?} needs `secret_field` (the password or secret key)",
+                    "{at}: scheme {:?} needs `secret_field` (the password or secret key)",
                     a.scheme
                 ));
             }
+            match (a.scheme, &a.param) {
+                (AuthScheme::Query, None) => {
+                    return Err(format!(
+                        "{at}: scheme query needs `param`, the query parameter that carries the credential"
+                    ))
+                }
+                (AuthScheme::Query, Some(_)) | (_, None) => {}
+                (other, Some(_)) => {
+                    return Err(format!(
+                        "{at}: `param` is for scheme query, not {other:?}"
+                    ))
+                }
+            }
             if !has(&a.collection) {
                 return Err(format!(
-                    "scripted vendor '{name}': auth uses collection '{}', which is not declared",
+                    "{at} uses collection '{}', which is not declared",
                     a.collection
                 ));
             }
         }
+        for (collection, field) in &self.expiry {
+            let Some(items) = self.collections.get(collection) else {
+                return Err(format!(
+                    "scripted vendor '{name}': expiry names collection '{collection}', which is not declared"
+                ));
+            };
+            for item in items {
+                let ok = match item.get(field) {
+                    None | Some(Value::Null) => true,
+                    Some(Value::String(t)) => super::clock::parse(t).is_some(),
+                    Some(_) => false,
+                };
+                if !ok {
+                    return Err(format!(
+                        "scripted vendor '{name}': collection '{collection}': `{field}` must be an RFC 3339 time (2026-12-31T00:00:00Z), got {}",
+                        item[field]
+                    ));
+                }
+            }
+        }
+        let scheme_named = |n: &str| schemes.iter().any(|a| a.name.as_deref() == Some(n));
+        let withheld_headers = self.withheld_headers();
+        let withheld_query = self.withheld_query();
         for r in &self.routes {
             let at = format!("scripted vendor '{name}', route {} {}", r.method, r.path);
             if !METHODS.contains(&r.method.as_str()) {
@@ -378,10 +657,82 @@ impl ScriptedVendor {
             if let Some(c) = actions.iter().flatten().find(|c| !has(c)) {
                 return Err(format!("{at}: collection '{c}' is not declared"));
             }
-            if r.requires.is_some() && (self.auth.is_none() || !r.auth) {
-                return Err(format!(
-                    "{at}: `requires` checks the authenticated item, so the route needs auth"
-                ));
+            for key in r.when.keys() {
+                if let Some(h) = key.strip_prefix("headers.") {
+                    if h != h.to_ascii_lowercase() {
+                        return Err(format!(
+                            "{at}: when `{key}`: a header is named in lower case (`headers.{}`)",
+                            h.to_ascii_lowercase()
+                        ));
+                    }
+                    if withheld_headers.iter().any(|w| w == h) {
+                        return Err(format!(
+                            "{at}: when `{key}`: that header carries a credential, which the sandbox keeps out of conditions and templates (the auth schemes check it)"
+                        ));
+                    }
+                }
+                if let Some(q) = key.strip_prefix("query.") {
+                    if withheld_query.iter().any(|w| w == q) {
+                        return Err(format!(
+                            "{at}: when `{key}`: that query parameter carries a credential, which the sandbox keeps out of conditions and templates (the auth schemes check it)"
+                        ));
+                    }
+                }
+            }
+            let needs: &[String] = match &r.auth {
+                RouteAuth::All(names) => names,
+                _ => &[],
+            };
+            if matches!(r.auth, RouteAuth::All(_)) {
+                if schemes.is_empty() {
+                    return Err(format!(
+                        "{at}: `auth` names schemes, but the vendor declares no `auth`"
+                    ));
+                }
+                if needs.is_empty() {
+                    return Err(format!(
+                        "{at}: `auth = []` names no scheme (`true` for any, `false` for none)"
+                    ));
+                }
+                if let Some(n) = needs.iter().find(|n| !scheme_named(n)) {
+                    return Err(format!(
+                        "{at}: `auth` names scheme '{n}', which the vendor does not declare"
+                    ));
+                }
+            }
+            if let Some(req) = &r.requires {
+                if schemes.is_empty() || r.auth == RouteAuth::Open {
+                    return Err(format!(
+                        "{at}: `requires` checks the authenticated item, so the route needs auth"
+                    ));
+                }
+                if let Some(n) = &req.auth {
+                    if !scheme_named(n) {
+                        return Err(format!(
+                            "{at}: `requires` checks scheme '{n}', which the vendor does not declare"
+                        ));
+                    }
+                    if !needs.is_empty() && !needs.contains(n) {
+                        return Err(format!(
+                            "{at}: `requires` checks scheme '{n}', which the route's `auth` does not name"
+                        ));
+                    }
+                }
+            }
+            if let Some(c) = &r.create {
+                if c.expires_in_ms.is_some() && !self.expiry.contains_key(&c.collection) {
+                    return Err(format!(
+                        "{at}: `expires_in_ms` needs the vendor's `expiry` to name the field of collection '{}'",
+                        c.collection
+                    ));
+                }
+            }
+            if let Some(l) = &r.list {
+                if l.map.is_some() && !l.fields.is_empty() {
+                    return Err(format!(
+                        "{at}: a list has `fields` or `map`, not both (`map` picks the fields itself)"
+                    ));
+                }
             }
         }
         Ok(())
@@ -392,9 +743,67 @@ impl ScriptedVendor {
 mod tests {
     use crate::{Sandbox, SandboxError, Scenario};
 
+    /// A vendor with two named header schemes and a query one, and one route with `extra`.
+    fn route(extra: &str) -> String {
+        format!(
+            r#"
+            [[scripted]]
+            name = "v"
+            auth = [
+                {{ name = "api_key", header = "DD-API-KEY", collection = "keys", field = "k" }},
+                {{ name = "by_query", scheme = "query", param = "api_key", collection = "keys", field = "k" }},
+            ]
+            collections = {{ keys = [] }}
+            [[scripted.routes]]
+            method = "GET"
+            path = "/x"
+            {extra}
+            "#
+        )
+    }
+
+    /// `auth` is a table or a list of them, and either names an unknown key; a route's
+    /// `auth` is a flag or a list of names.
+    #[test]
+    fn auth_is_one_scheme_or_a_list_and_routes_take_a_flag_or_names() {
+        use super::{Auth, RouteAuth};
+        let one = Scenario::from_toml(
+            "[[scripted]]\nname = \"v\"\nauth = { collection = \"keys\", field = \"k\" }\n",
+        )
+        .unwrap();
+        assert!(matches!(one.scripted[0].auth, Some(Auth::One(_))));
+        let many = Scenario::from_toml(&route("auth = [\"api_key\"]")).unwrap();
+        let v = &many.scripted[0];
+        assert_eq!(v.schemes().len(), 2);
+        assert_eq!(v.routes[0].auth, RouteAuth::All(vec!["api_key".into()]));
+        let open = Scenario::from_toml(&route("auth = false")).unwrap();
+        assert_eq!(open.scripted[0].routes[0].auth, RouteAuth::Open);
+        assert_eq!(
+            Scenario::from_toml(&route("")).unwrap().scripted[0].routes[0].auth,
+            RouteAuth::Any
+        );
+        // What a scenario says survives a round trip through JSON.
+        let back = Scenario::from_json(&serde_json::to_string(&many).unwrap()).unwrap();
+        assert_eq!(back, many);
+        for (toml, expected) in [
+            (
+                "[[scripted]]\nname = \"v\"\nauth = [{ collection = \"keys\", field = \"k\", bogus = 1 }]\n",
+                "unknown field `bogus`",
+            ),
+            (
+                "[[scripted]]\nname = \"v\"\nauth = { collection = \"keys\", field = \"k\", bogus = 1 }\n",
+                "unknown field `bogus`",
+            ),
+            (&route("auth = \"api_key\""), "true, false or a list of auth scheme names"),
+        ] {
+            let e = Scenario::from_toml(toml).unwrap_err().to_string();
+            assert!(e.contains(expected), "{toml}: {e}");
+        }
+    }
+
     #[tokio::test]
     async fn scenario_mistakes_are_refused_at_start() {
-        let cases = [
+        let cases: [(&str, &str); 15] = [
             (
                 "[[scripted]]\nname = \"heroku\"\n",
                 "has the name of a built-in simulator",
@@ -408,9 +817,53 @@ mod tests {
                 "auth uses collection 'keys'",
             ),
             ("faults = [\"nosuch=500\"]\n", "fault for unknown vendor 'nosuch'"),
+            (
+                &route("when = { \"headers.X-Api-Version\" = \"2\" }"),
+                "a header is named in lower case (`headers.x-api-version`)",
+            ),
+            (
+                &route("when = { \"headers.dd-api-key\" = \"k\" }"),
+                "that header carries a credential",
+            ),
+            (
+                &route("when = { \"query.api_key\" = \"k\" }"),
+                "that query parameter carries a credential",
+            ),
+            (
+                &route("auth = [\"api_key\", \"nope\"]"),
+                "`auth` names scheme 'nope'",
+            ),
+            (
+                &route("auth = [\"api_key\"]\nrequires = { auth = \"by_query\", field = \"k\", value = 1 }"),
+                "which the route's `auth` does not name",
+            ),
+            (
+                &route("auth = false\nrequires = { field = \"k\", value = 1 }"),
+                "so the route needs auth",
+            ),
+            (
+                &route("create = { collection = \"keys\", item = {}, expires_in_ms = 5 }"),
+                "`expires_in_ms` needs the vendor's `expiry`",
+            ),
+            (
+                &route("list = { collection = \"keys\", fields = [\"k\"], map = { id = \"{{item.k}}\" } }"),
+                "a list has `fields` or `map`, not both",
+            ),
+            (
+                "[[scripted]]\nname = \"v\"\nauth = [{ scheme = \"query\", collection = \"keys\", field = \"k\" }]\ncollections = { keys = [] }\n",
+                "scheme query needs `param`",
+            ),
+            (
+                "[[scripted]]\nname = \"v\"\nauth = [{ name = \"a\", collection = \"keys\", field = \"k\" }, { name = \"a\", collection = \"keys\", field = \"s\" }]\ncollections = { keys = [] }\n",
+                "auth scheme 'a' is declared twice",
+            ),
+            (
+                "[[scripted]]\nname = \"v\"\nexpiry = { keys = \"until\" }\ncollections = { keys = [{ until = \"tomorrow\" }] }\n",
+                "`until` must be an RFC 3339 time",
+            ),
         ];
         for (toml, expected) in cases {
-            let scenario = Scenario::from_toml(toml).unwrap();
+            let scenario = Scenario::from_toml(toml).unwrap_or_else(|e| panic!("{toml}: {e}"));
             match Sandbox::start(scenario).await {
                 Err(SandboxError::Scenario { message }) => {
                     assert!(message.contains(expected), "{message}")

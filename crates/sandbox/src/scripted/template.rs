@@ -125,7 +125,8 @@ fn lookup(expr: &str, scope: &Value) -> Value {
     match expr {
         "random" => return Value::String(uuid::Uuid::new_v4().simple().to_string()),
         "uuid" => return Value::String(uuid::Uuid::new_v4().to_string()),
-        "now" => return Value::String(crate::ts::seconds()),
+        // Sandbox time, which the request's scope carries; the wall clock without one.
+        "now" if scope.get("now").is_none() => return Value::String(crate::ts::seconds()),
         _ => {}
     }
     if let Some(n) = expr.strip_prefix("random:") {

@@ -108,15 +108,31 @@ fn matrix(modes: &[&str]) {
         .collect();
     // Sixteen at a time: most cases take milliseconds, and the others wait (timeouts,
     // Retry-After, backoff) rather than work, so the wall time is the waits, not the CPU.
-    for chunk in cases.chunks(16) {
-        let handles: Vec<_> = chunk
-            .iter()
-            .cloned()
-            .map(|f| std::thread::spawn(move || run_case(f)))
+    // Sixteen cases at a time, each worker taking the next case as soon as its own ends (most
+    // of a case is waiting on a timeout or a retry: batches waited for their slowest case).
+    let queue = std::sync::Mutex::new(cases.into_iter());
+    let done: Vec<Case> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let next = queue.lock().unwrap().next();
+                        match next {
+                            Some(f) => mine.push(run_case(f)),
+                            None => return mine,
+                        }
+                    }
+                })
+            })
             .collect();
-        for h in handles {
-            check(&h.join().unwrap());
-        }
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    for c in &done {
+        check(c);
     }
 }
 

@@ -51,18 +51,23 @@ fn crash_then_resume(point: &str) {
 
 #[test]
 fn crash_at_every_step_boundary_then_resume_completes() {
-    for step in POSTMARK_STEPS {
-        crash_then_resume(&format!("after:{step}"));
-    }
+    // Each boundary in its own world, side by side (much of each is waiting on boots).
+    std::thread::scope(|s| {
+        for step in POSTMARK_STEPS {
+            s.spawn(move || crash_then_resume(&format!("after:{step}")));
+        }
+    });
 }
 
 #[test]
 fn crash_inside_every_writing_step_then_resume_completes() {
     // `inside` fires right after the step's first write: the effect happened, the outcome
     // was never journalled. Every step between precheck (reads) and audit writes.
-    for step in &POSTMARK_STEPS[1..7] {
-        crash_then_resume(&format!("inside:{step}"));
-    }
+    std::thread::scope(|s| {
+        for step in &POSTMARK_STEPS[1..7] {
+            s.spawn(move || crash_then_resume(&format!("inside:{step}")));
+        }
+    });
 }
 
 #[test]
@@ -312,30 +317,38 @@ fn no_secret_reaches_any_output_or_file_across_the_cli() {
 /// the step again, completes the rotation; the world is safe at every point.
 #[test]
 fn an_answer_lost_at_every_write_then_resume_completes() {
-    for route in [
+    let routes = [
         "postmark:POST:/email",
         "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN",
         "heroku:PATCH:/apps/raxx-api-staging/config-vars",
         "heroku:DELETE:/apps/raxx-api-prod/dynos",
         "raptor:POST:/api/notifications/test-email",
-    ] {
-        let rig = Rig::new();
-        rig.sandbox.add_fault(&format!("{route}=lost:once"));
-        let first = rig.exec("postmark", &["--no-rollback"]);
-        assert_safe(&rig.state(), &format!("{route}, first run"));
-        if first.code == 0 {
-            assert_rotated(&rig.state(), route);
-            continue;
+    ];
+    // Each route in its own world, side by side.
+    std::thread::scope(|s| {
+        for route in routes {
+            s.spawn(move || answer_lost_then_resume(route));
         }
-        assert_eq!(first.code, 1, "{route}: {}", first.stderr);
-        let step = rig.runs()[0]["last_step"].as_str().unwrap().to_string();
-        let answers = format!(
-            "\"{step}.rerun\" = \"rerun\"\n{}",
-            new_token_answer(&rig.state())
-        );
-        rig.file("answers.toml", &answers);
-        let resumed = rig.resume(&["--answers", "answers.toml"]);
-        assert_eq!(resumed.code, 0, "{route} at {step}: {}", resumed.stderr);
+    });
+}
+
+fn answer_lost_then_resume(route: &str) {
+    let rig = Rig::new();
+    rig.sandbox.add_fault(&format!("{route}=lost:once"));
+    let first = rig.exec("postmark", &["--no-rollback"]);
+    assert_safe(&rig.state(), &format!("{route}, first run"));
+    if first.code == 0 {
         assert_rotated(&rig.state(), route);
+        return;
     }
+    assert_eq!(first.code, 1, "{route}: {}", first.stderr);
+    let step = rig.runs()[0]["last_step"].as_str().unwrap().to_string();
+    let answers = format!(
+        "\"{step}.rerun\" = \"rerun\"\n{}",
+        new_token_answer(&rig.state())
+    );
+    rig.file("answers.toml", &answers);
+    let resumed = rig.resume(&["--answers", "answers.toml"]);
+    assert_eq!(resumed.code, 0, "{route} at {step}: {}", resumed.stderr);
+    assert_rotated(&rig.state(), route);
 }

@@ -118,6 +118,15 @@ pub struct HerokuClient {
     transport: Transport,
     base: String,
     api_key: Option<Secret>,
+    /// Each app's generation (`cedar`, `fir`) as the app list or the app said it: a log
+    /// read needs it, and a run that listed the apps need not ask again.
+    generations: std::sync::Arc<std::sync::Mutex<BTreeMap<String, String>>>,
+}
+
+/// An app's generation, as `GET /apps` and `GET /apps/{app}` answer it.
+#[derive(Deserialize)]
+struct Generation {
+    name: String,
 }
 
 impl HerokuClient {
@@ -126,7 +135,35 @@ impl HerokuClient {
             transport,
             base: base.into().trim_end_matches('/').to_string(),
             api_key,
+            generations: Default::default(),
         }
+    }
+
+    fn remember_generation(&self, app: &str, generation: Option<Generation>) {
+        if let (Some(g), Ok(mut known)) = (generation, self.generations.lock()) {
+            known.insert(app.to_string(), g.name);
+        }
+    }
+
+    /// Whether `app` is a Fir app: from what the run already learned, else `GET /apps/{app}`.
+    async fn is_fir(&self, app: &str) -> Result<bool, VendorError> {
+        #[derive(Deserialize)]
+        struct AppInfo {
+            generation: Option<Generation>,
+        }
+        let known = self
+            .generations
+            .lock()
+            .ok()
+            .and_then(|k| k.get(app).cloned());
+        if let Some(g) = known {
+            return Ok(g == "fir");
+        }
+        let req = self.request(Method::GET, &["apps", app])?;
+        let info: AppInfo = self.transport.send_json(req, parse_error).await?;
+        let fir = info.generation.as_ref().is_some_and(|g| g.name == "fir");
+        self.remember_generation(app, info.generation);
+        Ok(fir)
     }
 
     fn request(&self, method: Method, segments: &[&str]) -> Result<Request, VendorError> {
@@ -256,12 +293,19 @@ impl HerokuClient {
         #[derive(Deserialize)]
         struct App {
             name: String,
+            generation: Option<Generation>,
         }
         // 100 pages of 1,000 is more apps than any account holds; the bound stops a loop.
         let apps: Vec<App> = self
             .all_pages(&["apps"], Some("name ..; max=1000".to_string()), 100)
             .await?;
-        Ok(apps.into_iter().map(|a| a.name).collect())
+        Ok(apps
+            .into_iter()
+            .map(|a| {
+                self.remember_generation(&a.name, a.generation);
+                a.name
+            })
+            .collect())
     }
 
     /// The names of `app`'s config vars whose value has fingerprint `fp` (keyed; compared
@@ -315,23 +359,14 @@ impl HerokuClient {
     /// `logplex_url`. A Fir-generation app keeps no log history: its sessions only stream
     /// what is logged from then on and do not end (the CLI: `--num` ignored, `--tail` always
     /// on), so reading one for recent lines would wait until the timeout. The app's
-    /// generation is read first, and a Fir app is refused at once, saying so.
+    /// generation (from the app list the run read, else `GET /apps/{app}`) decides first,
+    /// and a Fir app is refused at once, saying so.
     pub async fn log_lines(&self, app: &str, lines: u32) -> Result<Vec<String>, VendorError> {
         #[derive(Deserialize)]
         struct Session {
             logplex_url: String,
         }
-        #[derive(Deserialize)]
-        struct Generation {
-            name: String,
-        }
-        #[derive(Deserialize)]
-        struct AppInfo {
-            generation: Option<Generation>,
-        }
-        let req = self.request(Method::GET, &["apps", app])?;
-        let info: AppInfo = self.transport.send_json(req, parse_error).await?;
-        if info.generation.is_some_and(|g| g.name == "fir") {
+        if self.is_fir(app).await? {
             return Err(VendorError::new(
                 VENDOR,
                 "POST",
@@ -504,6 +539,16 @@ mod tests {
             .filter(|r| r.path.ends_with("/log-sessions"))
             .count();
         assert_eq!(sessions, 0, "no session was opened");
+        // An app list the run has read already says which apps are Fir: no second look.
+        let h = v.heroku();
+        h.apps().await.unwrap();
+        h.log_lines("raxx-api-staging", 10).await.unwrap();
+        let looked = sb
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/apps/raxx-api-staging")
+            .count();
+        assert_eq!(looked, 0);
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ mod approvals;
 mod authoring;
 mod aws;
 mod check;
+mod cloudflare;
 mod consumers;
 mod crash;
 mod diagnostics;

@@ -453,6 +453,66 @@ pub fn assert_only_the_unedited_pack_verifies(
         .stderr_has("NOT verified: the signature does not match its content");
 }
 
+// Rehearsals of the shipped rotations (tests/cloudflare.rs, twilio.rs, datadog.rs, neon.rs).
+
+/// `case` for every point at once, each in its own thread (each case makes its own [`Rig`]):
+/// a crash loop waits on processes, so side by side it takes the time of its slowest case.
+pub fn concurrently<T: Sync>(points: &[T], case: impl Fn(&T) + Sync) {
+    std::thread::scope(|s| {
+        for p in points {
+            let case = &case;
+            s.spawn(move || case(p));
+        }
+    });
+}
+
+/// The shipped runbook `name` rehearsed to the end (`--yes`) on its own scenario by
+/// ops-test, streamed as JSON, the simulators' final state kept; then `extra`.
+pub fn rehearse_shipped(name: &str, extra: &[&str]) -> Output {
+    Test::new()
+        .rehearse(name)
+        .keep_sandbox_state()
+        .args(&["--actor", "ops-test", "--json"])
+        .args(extra)
+        .run()
+}
+
+/// No value of `values` in `out`'s stdout, stderr or state files.
+#[track_caller]
+pub fn assert_none_leaked(out: &Output, values: &[&str]) {
+    for v in values {
+        out.assert_absent(v);
+    }
+}
+
+/// Infisical's current value of the secret `name`.
+pub fn current_secret(state: &Value, name: &str) -> String {
+    secret_versions(state, name).pop().unwrap()
+}
+
+/// `var` in `app`'s Heroku config ("" when unset).
+pub fn app_var(state: &Value, app: &str, var: &str) -> String {
+    state["heroku"]["apps"][app]["config_vars"][var]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The requests the simulators served for `vendor` (method, path, status).
+pub fn vendor_requests(state: &Value, vendor: &str) -> Vec<(String, String, u64)> {
+    items(&state["requests"])
+        .iter()
+        .filter(|r| r["vendor"] == vendor)
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or_default().to_string(),
+                r["path"].as_str().unwrap_or_default().to_string(),
+                r["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 // Replayable randomness.
 
 /// A small deterministic generator (xorshift): the same sequence for the same seed.

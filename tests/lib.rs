@@ -12,6 +12,7 @@ mod check;
 mod cloudflare;
 mod consumers;
 mod crash;
+mod datadog;
 mod diagnostics;
 mod docs;
 mod evidence;

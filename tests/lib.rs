@@ -23,6 +23,7 @@ mod fidelity;
 mod hostile;
 mod http;
 mod interactive;
+mod neon;
 mod new;
 mod postmark;
 mod property;

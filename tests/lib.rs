@@ -36,4 +36,5 @@ mod runs;
 mod secrets;
 mod team;
 mod timeline;
+mod twilio;
 mod views;

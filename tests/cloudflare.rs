@@ -4,8 +4,8 @@
 //! and refused a rollback after it.
 
 use crate::support::{
-    app_var, assert_none_leaked, concurrently, current_secret, rehearse_shipped, root, scripted,
-    secret_versions, step_ids, vendor_requests, Exit, Rig, Test,
+    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, current_secret,
+    rehearse_shipped, root, scripted, secret_versions, step_ids, vendor_requests, Exit, Rig, Test,
 };
 use serde_json::Value;
 
@@ -134,6 +134,23 @@ fn rollback_keeps_the_old_token_before_the_roll_and_is_refused_after_it() {
         }
         assert_none_leaked(&rolled_back, &[CURRENT, ADMIN]);
     });
+}
+
+/// Under --dry-run every read is real and no write is sent: the run ends (a check that needs
+/// a skipped write is reported, not waited on) and plans exactly the writes of a rotation.
+#[test]
+fn the_dry_run_plans_every_write_and_changes_nothing() {
+    let out = assert_dry_run_plans(
+        RUNBOOK,
+        &[
+            "roll http::put",
+            "roll infisical::set_secret",
+            "propagate heroku::set_config",
+            "propagate github::set_secret",
+            "audit audit::log",
+        ],
+    );
+    assert_none_leaked(&out, &[CURRENT, ADMIN]);
 }
 
 #[test]

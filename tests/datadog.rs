@@ -4,8 +4,8 @@
 //! the id its create journalled) and refused a rollback once the old key is deleted.
 
 use crate::support::{
-    app_var, assert_none_leaked, concurrently, current_secret, items, rehearse_shipped, root,
-    scripted, secret_versions, step_ids, vendor_requests, Exit, Rig, Test,
+    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, current_secret, items,
+    rehearse_shipped, root, scripted, secret_versions, step_ids, vendor_requests, Exit, Rig, Test,
 };
 use serde_json::Value;
 
@@ -172,6 +172,24 @@ fn rollback_puts_the_old_key_back_and_deletes_the_new_one_until_the_revoke() {
             assert_none_leaked(&rolled_back, &[CURRENT, ADMIN, API_KEY]);
         },
     );
+}
+
+/// Under --dry-run every read is real and no write is sent: the run ends (a check that needs
+/// a skipped write is reported, not waited on) and plans exactly the writes of a rotation.
+#[test]
+fn the_dry_run_plans_every_write_and_changes_nothing() {
+    let out = assert_dry_run_plans(
+        RUNBOOK,
+        &[
+            "create http::post",
+            "create infisical::set_secret",
+            "store infisical::set_secret",
+            "propagate heroku::set_config",
+            "revoke http::delete",
+            "audit audit::log",
+        ],
+    );
+    assert_none_leaked(&out, &[CURRENT, ADMIN, API_KEY]);
 }
 
 #[test]

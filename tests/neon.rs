@@ -4,8 +4,8 @@
 //! step boundary and resumed, rolled back before the old role is retired and refused after.
 
 use crate::support::{
-    app_var, assert_none_leaked, concurrently, current_secret, items, rehearse_shipped, root,
-    scripted, secret_versions, step_ids, Exit, Rig, Test,
+    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, current_secret, items,
+    rehearse_shipped, root, scripted, secret_versions, step_ids, Exit, Rig, Test,
 };
 use serde_json::Value;
 
@@ -189,6 +189,24 @@ fn rollback_puts_blue_back_until_it_is_retired() {
         }
         assert_none_leaked(&rolled_back, &[BLUE_PASSWORD, API_KEY, &handed_out]);
     });
+}
+
+/// Under --dry-run every read is real and no write is sent: the run ends (a check that needs
+/// a skipped write is reported, not waited on) and plans exactly the writes of a rotation.
+#[test]
+fn the_dry_run_plans_every_write_and_changes_nothing() {
+    let out = assert_dry_run_plans(
+        RUNBOOK,
+        &[
+            "reset_idle http::post",
+            "reset_idle infisical::set_secret",
+            "store infisical::set_secret",
+            "propagate heroku::set_config",
+            "retire_old http::post",
+            "audit audit::log",
+        ],
+    );
+    assert_none_leaked(&out, &[BLUE_PASSWORD, GREEN_PASSWORD, API_KEY]);
 }
 
 #[test]

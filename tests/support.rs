@@ -477,6 +477,31 @@ pub fn rehearse_shipped(name: &str, extra: &[&str]) -> Output {
         .run()
 }
 
+/// The shipped runbook `name` under `--dry-run` in the sandbox: it ends, plans exactly
+/// `planned` ("step function", in order), and no simulator saw a write. Its output.
+#[track_caller]
+pub fn assert_dry_run_plans(name: &str, planned: &[&str]) -> Output {
+    let out = rehearse_shipped(name, &["--dry-run"]);
+    out.exit(Exit::Ok);
+    let report = out.report();
+    let got: Vec<String> = items(&report["planned_writes"])
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {}",
+                w["step"].as_str().unwrap(),
+                w["function"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(got, planned, "{name}: planned writes");
+    let state = out.sandbox_state();
+    let sent: Vec<&Value> = writes(&state);
+    assert!(sent.is_empty(), "{name}: a dry run wrote: {sent:?}");
+    assert!(out.audit().is_empty(), "{name}: a dry run audits nothing");
+    out
+}
+
 /// No value of `values` in `out`'s stdout, stderr or state files.
 #[track_caller]
 pub fn assert_none_leaked(out: &Output, values: &[&str]) {

@@ -4,8 +4,8 @@
 //! the promotion (the secondary deleted) and refused a rollback after it.
 
 use crate::support::{
-    app_var, assert_none_leaked, concurrently, current_secret, items, rehearse_shipped, root,
-    scripted, secret_versions, step_ids, Exit, Rig, Test,
+    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, current_secret, items,
+    rehearse_shipped, root, scripted, secret_versions, step_ids, Exit, Rig, Test,
 };
 use serde_json::Value;
 
@@ -159,6 +159,24 @@ fn rollback_deletes_the_secondary_until_it_is_promoted() {
         }
         assert_none_leaked(&rolled_back, &[CURRENT]);
     });
+}
+
+/// Under --dry-run every read is real and no write is sent: the run ends (a check that needs
+/// a skipped write is reported, not waited on) and plans exactly the writes of a rotation.
+#[test]
+fn the_dry_run_plans_every_write_and_changes_nothing() {
+    let out = assert_dry_run_plans(
+        RUNBOOK,
+        &[
+            "create_secondary http::post",
+            "create_secondary infisical::set_secret",
+            "store infisical::set_secret",
+            "propagate heroku::set_config",
+            "promote http::post",
+            "audit audit::log",
+        ],
+    );
+    assert_none_leaked(&out, &[CURRENT]);
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! and refused a rollback after it.
 
 use crate::support::{
-    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, current_secret,
-    rehearse_shipped, root, scripted, secret_versions, step_ids, vendor_requests, Exit, Rig, Test,
+    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, crash_then_resume,
+    current_secret, rehearse_shipped, root, scripted, secret_versions, step_ids, vendor_requests,
+    Exit, Rig, Test,
 };
 use serde_json::Value;
 
@@ -97,13 +98,15 @@ fn a_crash_at_every_step_boundary_resumes_to_the_rolled_token() {
     concurrently(&STEPS, |step| {
         let point = format!("after:{step}");
         let rig = Rig::with_scenario(&scenario());
-        let resumed = rig.crash_and_resume(RUNBOOK, &point);
+        let (crashed, resumed) = crash_then_resume(&rig, RUNBOOK, &point);
         let state = rig.state();
         let token = live(&state);
         assert_ne!(token, CURRENT, "{point}");
         assert_everywhere(&state, &token, &point);
         assert_eq!(rolls(&state), 1, "{point}: rolled once");
-        assert_none_leaked(&resumed, &[CURRENT, ADMIN, &token]);
+        for out in [&crashed, &resumed] {
+            assert_none_leaked(out, &[CURRENT, ADMIN, &token]);
+        }
     });
 }
 

@@ -4,8 +4,9 @@
 //! the id its create journalled) and refused a rollback once the old key is deleted.
 
 use crate::support::{
-    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, current_secret, items,
-    rehearse_shipped, root, scripted, secret_versions, step_ids, vendor_requests, Exit, Rig, Test,
+    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, crash_then_resume,
+    current_secret, items, rehearse_shipped, root, scripted, secret_versions, step_ids,
+    vendor_requests, Exit, Rig, Test,
 };
 use serde_json::Value;
 
@@ -134,11 +135,13 @@ fn a_crash_at_every_step_boundary_resumes_to_one_new_key() {
     concurrently(&STEPS, |step| {
         let point = format!("after:{step}");
         let rig = Rig::with_scenario(&scenario());
-        let resumed = rig.crash_and_resume(RUNBOOK, &point);
+        let (crashed, resumed) = crash_then_resume(&rig, RUNBOOK, &point);
         let state = rig.state();
         let key = assert_rotated(&state, &point);
         assert_eq!(creates(&state), 1, "{point}: one key created");
-        assert_none_leaked(&resumed, &[CURRENT, ADMIN, API_KEY, &key]);
+        for out in [&crashed, &resumed] {
+            assert_none_leaked(out, &[CURRENT, ADMIN, API_KEY, &key]);
+        }
     });
 }
 

@@ -4,8 +4,9 @@
 //! step boundary and resumed, rolled back before the old role is retired and refused after.
 
 use crate::support::{
-    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, current_secret, items,
-    rehearse_shipped, root, scripted, secret_versions, step_ids, Exit, Rig, Test,
+    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, crash_then_resume,
+    current_secret, items, rehearse_shipped, root, scripted, secret_versions, step_ids, Exit, Rig,
+    Test,
 };
 use serde_json::Value;
 
@@ -149,7 +150,7 @@ fn a_crash_at_every_step_boundary_resumes_to_the_other_role() {
     concurrently(&STEPS, |step| {
         let point = format!("after:{step}");
         let rig = Rig::with_scenario(&scenario());
-        let resumed = rig.crash_and_resume(RUNBOOK, &point);
+        let (crashed, resumed) = crash_then_resume(&rig, RUNBOOK, &point);
         let state = rig.state();
         let green = assert_moved_to_green(&state, &point);
         let resets = items(&state["requests"])
@@ -157,7 +158,9 @@ fn a_crash_at_every_step_boundary_resumes_to_the_other_role() {
             .filter(|r| r["vendor"] == "neon" && r["method"] == "POST")
             .count();
         assert_eq!(resets, 2, "{point}: green reset once, blue retired once");
-        assert_none_leaked(&resumed, &[BLUE_PASSWORD, API_KEY, &green]);
+        for out in [&crashed, &resumed] {
+            assert_none_leaked(out, &[BLUE_PASSWORD, API_KEY, &green]);
+        }
     });
 }
 

@@ -477,6 +477,22 @@ pub fn rehearse_shipped(name: &str, extra: &[&str]) -> Output {
         .run()
 }
 
+/// `exec RUNBOOK --yes` killed (SIGKILL) at `point` on `rig`, then `resume`, which must
+/// complete having recovered every credential (from Infisical, never by asking): the killed
+/// run's output and the resumed one's, for the leak checks.
+#[track_caller]
+pub fn crash_then_resume(rig: &Rig, runbook: &str, point: &str) -> (Output, Output) {
+    let crashed = rig.crash(runbook, point);
+    let resumed = rig.resume(&[]);
+    assert_eq!(
+        resumed.code, 0,
+        "{point}: resume failed\n{}\n{}",
+        resumed.stdout, resumed.stderr
+    );
+    assert_recovered(&resumed, point);
+    (crashed, resumed)
+}
+
 /// The shipped runbook `name` under `--dry-run` in the sandbox: it ends, plans exactly
 /// `planned` ("step function", in order), and no simulator saw a write. Its output.
 #[track_caller]

@@ -4,8 +4,9 @@
 //! the promotion (the secondary deleted) and refused a rollback after it.
 
 use crate::support::{
-    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, current_secret, items,
-    rehearse_shipped, root, scripted, secret_versions, step_ids, Exit, Rig, Test,
+    app_var, assert_dry_run_plans, assert_none_leaked, concurrently, crash_then_resume,
+    current_secret, items, rehearse_shipped, root, scripted, secret_versions, step_ids, Exit, Rig,
+    Test,
 };
 use serde_json::Value;
 
@@ -108,7 +109,7 @@ fn a_crash_at_every_step_boundary_resumes_to_the_promoted_token() {
     points.push("inside:promote".into());
     concurrently(&points, |point| {
         let rig = Rig::with_scenario(&scenario());
-        let resumed = rig.crash_and_resume(RUNBOOK, point);
+        let (crashed, resumed) = crash_then_resume(&rig, RUNBOOK, point);
         let state = rig.state();
         let token = assert_promoted(&state, point);
         assert_eq!(
@@ -126,7 +127,9 @@ fn a_crash_at_every_step_boundary_resumes_to_the_promoted_token() {
             promotions,
             "{point}"
         );
-        assert_none_leaked(&resumed, &[CURRENT, &token]);
+        for out in [&crashed, &resumed] {
+            assert_none_leaked(out, &[CURRENT, &token]);
+        }
     });
 }
 

@@ -352,3 +352,23 @@ fn answer_lost_then_resume(route: &str) {
     assert_eq!(resumed.code, 0, "{route} at {step}: {}", resumed.stderr);
     assert_rotated(&rig.state(), route);
 }
+
+/// A std/rotation run killed after propagate, then rolled back: every app gets the old key
+/// back. Before, the propagate undo's snapshot came back from the journal with the Secret as
+/// its fingerprint, `heroku::set_config` refused it, and the rollback stopped half-way.
+#[test]
+fn a_stdlib_rotation_killed_after_propagate_rolls_back_every_app() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "after:propagate");
+    rig.rollback(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"],
+            "SG.sandbox-current-key.00000000000000000000000",
+            "{app}"
+        );
+    }
+    let keys = scripted(&state, "sendgrid", "api_keys");
+    assert_eq!(keys.len(), 2, "the new key is deleted: {keys:?}");
+}

@@ -563,3 +563,24 @@ step("label", "Label the key", |ctx| {
         .collect();
     assert_eq!(vendors, ["infisical"], "{state:#}");
 }
+
+/// Under --dry-run a check after a skipped write is reported, not raised: a
+/// `checks::wait_until` that times out then stops waiting. Before, its failure returned into
+/// the loop, which polled until the step's own limit (10 minutes by default).
+#[test]
+fn a_dry_run_wait_that_cannot_be_met_after_a_skipped_write_ends() {
+    let runbook = r#"
+import "std/checks" as checks;
+runbook(#{ id: "dry-wait", title: "Waits on what a skipped write would do" });
+step("create", "Create, then wait for it", |ctx| {
+    let made = http::post("http://127.0.0.1:9/keys", #{ secrets: ["key"] }).json.key;
+    checks::wait_until(|| made == secret::from_text("never"), #{ timeout: 1, interval: 1, what: "the key" });
+}).no_undo("a test").timeout("20s");
+"#;
+    let out = with_script("exec", "dry-wait.rhai", runbook)
+        .args(&["--dry-run"])
+        .run();
+    out.exit(Exit::Ok).stdout_has(
+        "[dry-run] check not verifiable without the skipped writes: timed out after 1s (1 attempt(s)) waiting for the key",
+    );
+}

@@ -453,6 +453,107 @@ pub fn assert_only_the_unedited_pack_verifies(
         .stderr_has("NOT verified: the signature does not match its content");
 }
 
+// Rehearsals of the shipped rotations (tests/cloudflare.rs, twilio.rs, datadog.rs, neon.rs).
+
+/// `case` for every point at once, each in its own thread (each case makes its own [`Rig`]):
+/// a crash loop waits on processes, so side by side it takes the time of its slowest case.
+pub fn concurrently<T: Sync>(points: &[T], case: impl Fn(&T) + Sync) {
+    std::thread::scope(|s| {
+        for p in points {
+            let case = &case;
+            s.spawn(move || case(p));
+        }
+    });
+}
+
+/// The shipped runbook `name` rehearsed to the end (`--yes`) on its own scenario by
+/// ops-test, streamed as JSON, the simulators' final state kept; then `extra`.
+pub fn rehearse_shipped(name: &str, extra: &[&str]) -> Output {
+    Test::new()
+        .rehearse(name)
+        .keep_sandbox_state()
+        .args(&["--actor", "ops-test", "--json"])
+        .args(extra)
+        .run()
+}
+
+/// `exec RUNBOOK --yes` killed (SIGKILL) at `point` on `rig`, then `resume`, which must
+/// complete having recovered every credential (from Infisical, never by asking): the killed
+/// run's output and the resumed one's, for the leak checks.
+#[track_caller]
+pub fn crash_then_resume(rig: &Rig, runbook: &str, point: &str) -> (Output, Output) {
+    let crashed = rig.crash(runbook, point);
+    let resumed = rig.resume(&[]);
+    assert_eq!(
+        resumed.code, 0,
+        "{point}: resume failed\n{}\n{}",
+        resumed.stdout, resumed.stderr
+    );
+    assert_recovered(&resumed, point);
+    (crashed, resumed)
+}
+
+/// The shipped runbook `name` under `--dry-run` in the sandbox: it ends, plans exactly
+/// `planned` ("step function", in order), and no simulator saw a write. Its output.
+#[track_caller]
+pub fn assert_dry_run_plans(name: &str, planned: &[&str]) -> Output {
+    let out = rehearse_shipped(name, &["--dry-run"]);
+    out.exit(Exit::Ok);
+    let report = out.report();
+    let got: Vec<String> = items(&report["planned_writes"])
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {}",
+                w["step"].as_str().unwrap(),
+                w["function"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(got, planned, "{name}: planned writes");
+    let state = out.sandbox_state();
+    let sent: Vec<&Value> = writes(&state);
+    assert!(sent.is_empty(), "{name}: a dry run wrote: {sent:?}");
+    assert!(out.audit().is_empty(), "{name}: a dry run audits nothing");
+    out
+}
+
+/// No value of `values` in `out`'s stdout, stderr or state files.
+#[track_caller]
+pub fn assert_none_leaked(out: &Output, values: &[&str]) {
+    for v in values {
+        out.assert_absent(v);
+    }
+}
+
+/// Infisical's current value of the secret `name`.
+pub fn current_secret(state: &Value, name: &str) -> String {
+    secret_versions(state, name).pop().unwrap()
+}
+
+/// `var` in `app`'s Heroku config ("" when unset).
+pub fn app_var(state: &Value, app: &str, var: &str) -> String {
+    state["heroku"]["apps"][app]["config_vars"][var]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The requests the simulators served for `vendor` (method, path, status).
+pub fn vendor_requests(state: &Value, vendor: &str) -> Vec<(String, String, u64)> {
+    items(&state["requests"])
+        .iter()
+        .filter(|r| r["vendor"] == vendor)
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap_or_default().to_string(),
+                r["path"].as_str().unwrap_or_default().to_string(),
+                r["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 // Replayable randomness.
 
 /// A small deterministic generator (xorshift): the same sequence for the same seed.

@@ -916,6 +916,41 @@ mod tests {
         assert_ne!(secret, json!("first-secret"), "the roll was applied");
     }
 
+    /// A route that combines actions: a promotion finds the secondary token, copies it into
+    /// the primary and deletes the secondary; the old primary is refused at once. Without a
+    /// secondary, the find answers not_found and nothing changes.
+    #[tokio::test]
+    async fn a_route_combines_find_update_and_delete_into_a_promotion() {
+        let toml = r#"
+            [[scripted]]
+            name = "promo"
+            auth = { collection = "tokens", field = "token", prefix = "Bearer " }
+            collections = { tokens = [
+                { slot = "primary", token = "first" },
+                { slot = "secondary", token = "second" },
+            ] }
+
+            [[scripted.routes]]
+            method = "POST"
+            path = "/promote"
+            find = { collection = "tokens", where = { slot = "secondary" } }
+            update = { collection = "tokens", where = { slot = "primary" }, set = { token = "{{item.token}}" } }
+            delete = { collection = "tokens", where = { slot = "secondary" } }
+            respond = { status = 200, body = { token = "{{item.token}}" } }
+        "#;
+        let (sb, url) = serve(toml, "promo", &[]).await;
+        let (s, promoted) = call(&url, Method::POST, "/promote", Some("first"), None).await;
+        assert_eq!((s, promoted), (200, json!({"token": "second"})));
+        let tokens =
+            |sb: &Sandbox| sb.state()["scripted"]["promo"]["collections"]["tokens"].clone();
+        assert_eq!(tokens(&sb), json!([{"slot": "primary", "token": "second"}]));
+        let (s, _) = call(&url, Method::POST, "/promote", Some("first"), None).await;
+        assert_eq!(s, 401, "the old primary is dead");
+        let (s, _) = call(&url, Method::POST, "/promote", Some("second"), None).await;
+        assert_eq!(s, 404, "no secondary to promote");
+        assert_eq!(tokens(&sb), json!([{"slot": "primary", "token": "second"}]));
+    }
+
     /// One vendor on two hosts: the key rolled on the accounts host is the one the API host
     /// accepts next; each host serves only its own routes.
     #[tokio::test]

@@ -204,3 +204,33 @@ fn the_datadog_runbook_passes_check() {
         .exit(Exit::Ok)
         .stdout_has("ok  ");
 }
+
+/// Datadog needs the org's API key with every application key: the rehearsal checked only
+/// the application key (one auth header per scripted vendor). With both checked, a wrong
+/// DD_API_KEY in Infisical stops the rotation at precheck, before any key is made.
+#[test]
+fn a_wrong_api_key_is_refused_before_any_write() {
+    let shipped = std::fs::read_to_string(scenario()).unwrap();
+    let wrong = shipped.replacen(
+        &format!("name = \"DD_API_KEY\"\nversions = [\"{API_KEY}\"]"),
+        "name = \"DD_API_KEY\"\nversions = [\"ddsandboxwrongapikey0000000000\"]",
+        1,
+    );
+    assert_ne!(
+        wrong, shipped,
+        "the scenario names DD_API_KEY as the test expects"
+    );
+    let out = Test::new()
+        .rehearse(RUNBOOK)
+        .scenario("wrong.toml", &wrong)
+        .keep_sandbox_state()
+        .args(&["--yes", "--json"])
+        .run();
+    out.exit(Exit::StepFailed).stderr_has("403");
+    assert_eq!(out.report()["failed_step"], "precheck");
+    assert_eq!(
+        app_keys(&out.sandbox_state()).len(),
+        1,
+        "no key was created"
+    );
+}

@@ -546,3 +546,26 @@ fn a_resumed_roll_whose_value_was_never_stored_is_not_rolled_again_unasked() {
     .exit(Exit::Ok);
     assert_eq!(rolls(&rig), 1);
 }
+
+/// The key id a skipped CreateAccessKey would return goes through `secret::from_text` to be
+/// staged: under --dry-run that call failed ("no function matches secret::from_text
+/// (Placeholder)") and the dry run rolled back at create. It now plans the whole rotation.
+#[test]
+fn the_dry_run_plans_every_write_of_the_two_value_rotation() {
+    crate::support::assert_dry_run_plans(
+        "aws-iam-access-key",
+        &[
+            "create http::post",
+            "create infisical::set_secret",
+            "create infisical::set_secret",
+            "store infisical::set_secret",
+            "store infisical::set_secret",
+            "propagate heroku::set_config",
+            "propagate github::set_secret",
+            "propagate github::set_secret",
+            "deactivate http::post",
+            "delete http::post",
+            "audit audit::log",
+        ],
+    );
+}

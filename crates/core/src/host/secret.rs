@@ -1,6 +1,7 @@
 //! The `Secret` type in scripts and the `secret::` module.
 
 use super::Effect;
+use super::Placeholder;
 use crate::engine::registry::{global_fn, Registrar};
 use crate::value::{self, throw};
 use rhai::{Dynamic, EvalAltResult, ImmutableString, NativeCallContext};
@@ -108,6 +109,16 @@ fn random(len: i64, alphabet_name: &str) -> Result<Secret, Box<EvalAltResult>> {
 fn compose(parts: rhai::Array) -> Result<Secret, Box<EvalAltResult>> {
     let mut out = String::new();
     let mut any_secret = false;
+    // Under --dry-run a part a skipped write would have produced makes the whole a dry-run
+    // Secret: the plan goes on, and nothing real is composed.
+    if let Some(p) = parts
+        .iter()
+        .find_map(|p| p.read_lock::<Placeholder>().map(|p| p.origin.clone()))
+    {
+        return Ok(super::vendor_call::dry_run_secret(&format!(
+            "secret::compose with {p}"
+        )));
+    }
     for (i, p) in parts.into_iter().enumerate() {
         if let Some(s) = p.clone().try_cast::<Secret>() {
             out.push_str(s.expose());
@@ -215,6 +226,14 @@ pub(crate) fn register(reg: &mut Registrar) {
             }
             Ok(Secret::new(text, Source::Text))
         },
+    );
+    m.add(
+        "from_text",
+        Effect::None,
+        &["text: Placeholder"],
+        "Secret",
+        "Under --dry-run, text a skipped write would have returned (a created key's id): a dry-run\nSecret, so the plan goes on.",
+        |p: Placeholder| super::vendor_call::dry_run_secret(&format!("secret::from_text({})", p.origin)),
     );
     m.add(
         "random",

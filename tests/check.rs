@@ -342,8 +342,8 @@ step("s", "S", |ctx| { print(`${a::run_a(1)}${b::run_b(1)}${a::run_a(1)}`); }).n
     checked
         .exit(Exit::Usage)
         .stderr_has("runbook::check::same_name_functions")
-        .stderr_has("b.rhai and ")
-        .stderr_has("a.rhai both define helper(1 argument(s))");
+        .stderr_has("a.rhai and ")
+        .stderr_has("b.rhai both define helper(1 argument(s)) and call it without a namespace");
     let run = t().args(&["exec", "runbooks/m.rhai", "--yes"]).run();
     run.exit(Exit::Usage)
         .stderr_has("runbook::check::same_name_functions")
@@ -393,4 +393,25 @@ step("read", "Read", |ctx| {{
         .exit(Exit::Usage)
         .stderr_has("runbook::check::secret_in_print")
         .stderr_has("a.rhai:4:5: check:allow(secret_in_url) silences nothing here");
+}
+
+/// Only two scripts that each call their own copy without a namespace can be confused: a
+/// runbook's own `report(x)` and `restart(x)`, next to std/consumers' (which it only calls
+/// as `consumers::report`), are fine, and were refused by the first version of the lint.
+#[test]
+fn a_runbook_function_named_like_an_uncalled_stdlib_one_is_not_refused() {
+    let script = r#"
+import "std/consumers" as consumers;
+runbook(#{ id: "names", title: "Names" });
+fn report(x) { `report ${x}` }
+fn restart(apps) { `restart ${apps.len()}` }
+step("s", "S", |ctx| { print(report(1)); print(restart([1, 2])); }).no_undo("a test");
+"#;
+    with_script("check", "n.rhai", script).run().exit(Exit::Ok);
+    with_script("exec", "n.rhai", script)
+        .args(&["--yes"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("  | report 1")
+        .stdout_has("  | restart 2");
 }

@@ -112,10 +112,10 @@ fn silence(loaded: &Runbook, problems: Vec<ScriptError>) -> Vec<ScriptError> {
             allows.push(Allow {
                 file: file.clone(),
                 line: i + 1,
-                column: at + 1,
+                column: row[..at].chars().count() + 1,
                 codes,
                 reason,
-                alone: row[..at].trim().is_empty(),
+                alone: row[..at].trim().is_empty() || row[..at].trim() == "/",
                 used: false,
             });
         }
@@ -140,7 +140,7 @@ fn silence(loaded: &Runbook, problems: Vec<ScriptError>) -> Vec<ScriptError> {
         }
     }
     for a in allows {
-        let position = Position::new(a.line as u16, a.column as u16);
+        let position = position(a.line, a.column).unwrap_or(Position::NONE);
         if a.reason.is_empty() {
             kept.push(
                 ScriptError::at(
@@ -173,7 +173,12 @@ fn silence(loaded: &Runbook, problems: Vec<ScriptError>) -> Vec<ScriptError> {
 /// Functions that rhai could confuse (see `same_name_functions`): a run refuses a runbook
 /// with any, since the wrong code would run without an error.
 pub fn ambiguous_functions(loaded: &Runbook) -> Vec<ScriptError> {
-    same_name_functions(loaded, &Program::new(loaded))
+    let found = same_name_functions(loaded, &Program::new(loaded));
+    // An author's `check:allow` for it holds here too; other allow problems are check's.
+    silence(loaded, found)
+        .into_iter()
+        .filter(|p| p.code.ends_with("same_name_functions"))
+        .collect()
 }
 
 /// Where `fn NAME(` is written in `file` (rhai keeps no position of a function definition).
@@ -183,8 +188,8 @@ fn definition(loaded: &Runbook, file: &str, name: &str) -> Position {
     text.as_deref()
         .and_then(|t| {
             t.lines().enumerate().find_map(|(l, row)| {
-                row.find(&wanted)
-                    .map(|c| Position::new((l + 1) as u16, (c + 4) as u16))
+                let c = row.find(&wanted)?;
+                position(l + 1, row[..c].chars().count() + 4)
             })
         })
         .unwrap_or(Position::NONE)
@@ -196,56 +201,81 @@ fn definition(loaded: &Runbook, file: &str, name: &str) -> Position {
 /// another module's `helper(x)` once that one has run (reproduced: `a::run_a()` returned
 /// b's answer after `b::run_b()`). Nothing fails; the wrong code runs.
 fn same_name_functions(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
-    // Only a call without a namespace can go astray (`consumers::steps` cannot).
-    let mut unqualified: HashSet<(String, usize)> = HashSet::new();
-    for unit in &program.units {
-        unit.ast.walk(&mut |path: &[ASTNode]| {
-            let call = match path.last() {
-                Some(ASTNode::Expr(Expr::FnCall(call, _))) => Some(call),
-                Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => Some(call),
-                _ => None,
-            };
-            if let Some(call) = call.filter(|c| c.namespace.is_empty()) {
-                unqualified.insert((call.name.to_string(), call.args.len()));
-            }
-            true
-        });
-    }
-    let mut first: HashMap<(String, usize), usize> = HashMap::new();
-    let mut problems = Vec::new();
+    // Only a call without a namespace can go astray (`consumers::steps` cannot), and only
+    // between two scripts that each call their own copy so: the cache then holds one
+    // script's answer for the other's call.
+    let calls: Vec<HashSet<(String, usize)>> = program
+        .units
+        .iter()
+        .map(|unit| {
+            let mut own = HashSet::new();
+            unit.ast.walk(&mut |path: &[ASTNode]| {
+                let call = match path.last() {
+                    Some(ASTNode::Expr(Expr::FnCall(call, _))) => Some(call),
+                    Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => Some(call),
+                    _ => None,
+                };
+                if let Some(call) = call.filter(|c| c.namespace.is_empty()) {
+                    own.insert((call.name.to_string(), call.args.len()));
+                }
+                true
+            });
+            own
+        })
+        .collect();
+    let mut defined: HashMap<(String, usize), Vec<usize>> = HashMap::new();
     for (i, unit) in program.units.iter().enumerate() {
         for f in unit.ast.iter_fn_def() {
-            if f.name.starts_with("anon$") {
-                continue;
-            }
-            let key = (f.name.to_string(), f.params.len());
-            match first.get(&key) {
-                None => {
-                    first.insert(key, i);
+            if !f.name.starts_with("anon$") {
+                let at = defined
+                    .entry((f.name.to_string(), f.params.len()))
+                    .or_default();
+                if !at.contains(&i) {
+                    at.push(i);
                 }
-                Some(&j) if j != i && unqualified.contains(&key) => {
-                    let other = &program.units[j].name;
-                    problems.push(
-                        ScriptError::at(
-                            "runbook::check::same_name_functions",
-                            format!(
-                                "{} and {other} both define {}({} argument(s))",
-                                unit.name,
-                                f.name,
-                                f.params.len()
-                            ),
-                            loaded.sources(),
-                            &unit.name,
-                            definition(loaded, &unit.name, &f.name),
-                        )
-                        .with_help("rename one: rhai may run either one where the other is called, silently"),
-                    );
-                }
-                Some(_) => {}
             }
         }
     }
-    problems
+    let mut clashes: Vec<((String, usize), Vec<usize>)> = defined
+        .into_iter()
+        .map(|(key, units)| {
+            let calling: Vec<usize> = units
+                .into_iter()
+                .filter(|u| calls[*u].contains(&key))
+                .collect();
+            (key, calling)
+        })
+        .filter(|(_, calling)| calling.len() > 1)
+        .collect();
+    clashes.sort();
+    clashes
+        .into_iter()
+        .map(|((name, arity), units)| {
+            // Shown in the author's own script where one of them is (not in the stdlib).
+            let here = units
+                .iter()
+                .copied()
+                .find(|u| !program.units[*u].name.starts_with("<std/"))
+                .unwrap_or(units[0]);
+            let others: Vec<&str> = units
+                .iter()
+                .filter(|u| **u != here)
+                .map(|u| program.units[*u].name.as_str())
+                .collect();
+            let unit = &program.units[here].name;
+            ScriptError::at(
+                "runbook::check::same_name_functions",
+                format!(
+                    "{unit} and {} both define {name}({arity} argument(s)) and call it without a namespace",
+                    others.join(", ")
+                ),
+                loaded.sources(),
+                unit,
+                definition(loaded, unit, &name),
+            )
+            .with_help("rename one: rhai may run either one where the other is called, silently")
+        })
+        .collect()
 }
 
 /// `ctx.KEY` (or `ctx["KEY"]`): KEY, when the expression reads or writes a ctx value.
@@ -881,7 +911,7 @@ fn std_options(
         if let Some(keys) = cache.borrow().get(&cache_key) {
             return keys.clone();
         }
-        let keys = options_of(loaded, &module.ast, name);
+        let keys = options_of(loaded, &module.name, &module.ast, name);
         cache.borrow_mut().insert(cache_key, keys.clone());
         keys
     });
@@ -908,14 +938,22 @@ thread_local! {
 }
 
 /// What the module's `NAME_options(function)` returns, when it has one and it lists keys.
-fn options_of(loaded: &Runbook, ast: &rhai::AST, function: &str) -> Option<Rc<Vec<String>>> {
-    // Named after its module (`rotation_options`): unique names, because rhai may resolve a
-    // module's call to another imported module's private function of the same name.
-    let lister = ast
+fn options_of(
+    loaded: &Runbook,
+    unit_name: &str,
+    ast: &rhai::AST,
+    function: &str,
+) -> Option<Rc<Vec<String>>> {
+    // Only the stdlib's, named after its module (`<std/rotation>` has `rotation_options`):
+    // unique names, as rhai may resolve one module's call to another's function.
+    let stem = unit_name.strip_prefix("<std/")?.strip_suffix('>')?;
+    let lister = format!("{stem}_options");
+    if !ast
         .iter_functions()
-        .find(|f| f.name.ends_with("_options") && f.params.len() == 1)?
-        .name
-        .to_string();
+        .any(|f| f.name == lister && f.params.len() == 1)
+    {
+        return None;
+    }
     let engine = loaded.engine();
     let call = engine.compile(format!("{lister}({function:?})")).ok()?;
     let merged = ast.clone_functions_only().merge(&call);
@@ -941,16 +979,20 @@ fn key_positions(
 }
 
 fn find_key(text: &str, from: Position, key: &str) -> Option<Position> {
+    if key.is_empty() {
+        return None;
+    }
     let (line, col) = (from.line()?, from.position()?);
     for (l, row) in text.lines().enumerate().skip(line - 1) {
+        // rhai counts columns in characters.
         let start = if l + 1 == line {
-            col.saturating_sub(1)
+            row.char_indices()
+                .nth(col.saturating_sub(1))
+                .map_or(row.len(), |(b, _)| b)
         } else {
             0
         };
-        let Some(rest) = row.get(start..) else {
-            continue;
-        };
+        let rest = &row[start..];
         let mut at = 0;
         while let Some(i) = rest[at..].find(key) {
             let i = at + i;
@@ -958,10 +1000,18 @@ fn find_key(text: &str, from: Position, key: &str) -> Option<Position> {
             let after = rest[i + key.len()..].trim_start();
             let word_start = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '"');
             if word_start && after.starts_with(':') && !after.starts_with("::") {
-                return Some(Position::new((l + 1) as u16, (start + i + 1) as u16));
+                return position(l + 1, row[..start + i].chars().count() + 1);
             }
             at = i + key.len();
         }
     }
     None
+}
+
+/// A 1-based line and column as rhai's `Position`, if they fit.
+fn position(line: usize, column: usize) -> Option<Position> {
+    Some(Position::new(
+        u16::try_from(line).ok()?,
+        u16::try_from(column).ok()?,
+    ))
 }

@@ -521,7 +521,12 @@ step("create", "Create and parse", |ctx| {
     for tag in r.json.tags { print(`tag ${tag}`); }
     let raw = parse_json(r.body);
     let kept = r.json.tags.filter(|t| t.starts_with("k")).map(|t| t.trim());
-    ensure(id.len() > 3 && !raw.is_empty(), "an id has a few characters");
+    ensure(id.len() > 0 && !raw.is_empty(), "an id has a few characters");
+    let n = 0;
+    while n < id.len() { n += 1; }
+    let seen = http::get(ctx.params.url + "/tokens/" + id, #{ basic: #{ user: "api", password: key } });
+    let found = http::get(`${ctx.params.url}/tokens`, #{ query: #{ id: id }, basic: #{ user: "api", password: key } });
+    print(`counted ${n}, read ${seen.status} and ${found.status}`);
     print(`raw ${raw.meta.id}, ${kept.len()} kept, as JSON ${id.to_json()}`);
     ctx.id = id;
 }).undo(|ctx| {
@@ -544,9 +549,14 @@ step("label", "Label the key", |ctx| {
         ])
         .run();
     out.exit(Exit::Ok)
-        .stdout_has("  | prefix <dry-run: http::post.json.meta.id.sub_string()>, <dry-run: http::post.json.meta.id.split().len()> parts, <dry-run: http::post.json.meta.id.to_upper()>")
+        .stdout_has("  | prefix <dry-run: http::post.json.meta.id.sub_string()>, 1 parts, <dry-run: http::post.json.meta.id.to_upper()>")
+        // A read whose URL or query holds what the skipped write would have returned is
+        // not sent: the id does not exist. `len()` is one, so the loop ends.
+        .stdout_has("/tokens/<dry-run: http::post.json.meta.id> uses a value only a skipped write would produce")
+        .stdout_has("/tokens uses a value only a skipped write would produce")
+        .stdout_has("  | counted 1, read <dry-run: http::get.status> and <dry-run: http::get.status>")
         .stdout_has("  | tag <dry-run: http::post.json.tags[0]>")
-        .stdout_has("  | raw <dry-run: http::post.body.parse_json().meta.id>, <dry-run: http::post.json.tags.filter().map().len()> kept, as JSON \"<dry-run: http::post.json.meta.id>\"")
+        .stdout_has("  | raw <dry-run: http::post.body.parse_json().meta.id>, 1 kept, as JSON \"<dry-run: http::post.json.meta.id>\"")
         // The second step's write is planned with the parsed id.
         .stdout_has("  - [label] http::put → PUT ")
         .stdout_has("Dry run: 2 write(s) would have been made:");
@@ -562,6 +572,30 @@ step("label", "Label the key", |ctx| {
         .map(|r| r["vendor"].as_str().unwrap())
         .collect();
     assert_eq!(vendors, ["infisical"], "{state:#}");
+}
+
+/// A Secret joined to what a skipped write returned is refused under --dry-run as a real run
+/// refuses joining it to the text that write returns: before, the placeholder took the Secret
+/// and the dry run planned a script every real run fails at that line.
+#[test]
+fn a_dry_run_refuses_a_secret_joined_to_a_placeholder_as_the_run_would() {
+    let runbook = r#"
+runbook(#{ id: "join-dry", title: "Joins a Secret" });
+param("url", #{ default: "https://vendor.example", env: "VENDOR_API_URL", help: "vendor API" });
+step("create", "Create and join", |ctx| {
+    let key = infisical::secret("VENDOR_KEY").value;
+    let r = http::post(`${ctx.params.url}/tokens`, #{ basic: #{ user: "api", password: key }, json: #{} });
+    let joined = key + r.json.meta.id;
+}).no_undo("a test");
+"#;
+    let out = Test::new()
+        .file("runbooks/join-dry.rhai", runbook)
+        .file("runbooks/sandbox/join-dry.toml", SCENARIO)
+        .args(&["exec", "join-dry", "--sandbox", "--dry-run"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("a Secret cannot be concatenated with a string");
+    out.assert_absent("vendor-key-0123456789abcdef");
 }
 
 /// Under --dry-run a check after a skipped write is reported, not raised: a

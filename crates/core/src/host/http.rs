@@ -739,11 +739,17 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         effect
     };
     check_egress(h, url, &function)?;
-    let req = build(method.clone(), url, &opts, &function)?;
     let secrets = secret_paths(&opts, &function)?;
     let record = record_paths(&opts, &function, &secrets)?;
-    if effect == Effect::Read && holds_dry_run_secret(&Dynamic::from_map(opts.clone())) {
-        // The credential does not exist: sending it would only earn a 401.
+    let opts_value = Dynamic::from_map(opts.clone());
+    if effect == Effect::Read
+        && (holds_dry_run_secret(&opts_value)
+            || (h.dry_run()
+                && (url.contains(super::placeholder::MARKER)
+                    || super::placeholder::holds_placeholder(&opts_value))))
+    {
+        // The credential or the id does not exist: sending it would only earn a 401 or a
+        // 404, or read something else than the run would.
         h.require_step(&function)?;
         h.say().progress(format!(
             "    [dry-run] not sent: {method} {url} uses a value only a skipped write would produce"
@@ -774,6 +780,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
             return Ok(dry_run_response(&function, &secrets));
         }
     }
+    let req = build(method.clone(), url, &opts, &function)?;
     let run = || -> R<Dynamic> {
         let v = h.vendors()?;
         // The URL as the script wrote it: the query built from `query:` may hold a Secret's

@@ -3,7 +3,8 @@
 //! hold, so the rest of the step runs and every later write is recorded in the plan.
 
 use crate::engine::registry::{global_fn, Registrar};
-use rhai::{Dynamic, EvalAltResult};
+use rhai::{Dynamic, EvalAltResult, ImmutableString};
+use runbook_secret::Secret;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
@@ -99,7 +100,6 @@ const RESHAPE: &[&str] = &[
     "ceiling",
     "min",
     "max",
-    "+",
     "-",
     "*",
     "/",
@@ -118,16 +118,42 @@ const HOLDS: &[&str] = &[
     ">=",
 ];
 
+type R<T> = Result<T, Box<EvalAltResult>>;
+
+/// A placeholder added to a value that is not text.
+fn joined(p: &Placeholder, other: &Dynamic) -> R<Dynamic> {
+    if other.is::<Secret>() {
+        return Err(super::secret::no_concat());
+    }
+    Ok(Placeholder::of(format!("{}.+()", p.origin)))
+}
+
+/// Whether a value holds a placeholder, as itself or as the marker its text carries.
+pub(crate) fn holds_placeholder(v: &Dynamic) -> bool {
+    if v.is::<Placeholder>() {
+        return true;
+    }
+    if let Some(s) = v.read_lock::<ImmutableString>() {
+        return s.contains(MARKER);
+    }
+    if let Some(a) = v.read_lock::<rhai::Array>() {
+        return a.iter().any(holds_placeholder);
+    }
+    if let Some(m) = v.read_lock::<rhai::Map>() {
+        return m.values().any(holds_placeholder);
+    }
+    false
+}
+
+/// How a placeholder reads as text.
+pub(crate) const MARKER: &str = "<dry-run: ";
+
 pub(crate) fn register(reg: &mut Registrar) {
     let g = reg.global();
     g.set_custom_type::<Placeholder>("Placeholder");
     g.set_iterable::<Placeholder>();
     fn call(p: &Placeholder, name: &str) -> Dynamic {
-        match name {
-            // `"/keys/" + id` stands for the id it carries.
-            "+" => Dynamic::from(p.clone()),
-            _ => Placeholder::of(format!("{}.{name}()", p.origin)),
-        }
+        Placeholder::of(format!("{}.{name}()", p.origin))
     }
     for &name in RESHAPE {
         let n = name.to_string();
@@ -143,6 +169,21 @@ pub(crate) fn register(reg: &mut Registrar) {
             move |p: &mut Placeholder, _: Dynamic, _: Dynamic| call(p, &n),
         );
     }
+    // `"/keys/" + id` is text with the marker in it, as interpolation gives: a read whose
+    // URL, query or headers hold the marker is not sent (http::call). Joining a Secret is
+    // refused as it is in a real run, so the dry run does not pass a script the run fails.
+    global_fn(g, "+", |s: ImmutableString, p: Placeholder| {
+        format!("{s}<dry-run: {}>", p.origin)
+    });
+    global_fn(g, "+", |p: Placeholder, s: ImmutableString| {
+        format!("<dry-run: {}>{s}", p.origin)
+    });
+    global_fn(g, "+", |p: Placeholder, other: Dynamic| -> R<Dynamic> {
+        joined(&p, &other)
+    });
+    global_fn(g, "+", |other: Dynamic, p: Placeholder| -> R<Dynamic> {
+        joined(&p, &other)
+    });
     for &name in HOLDS {
         global_fn(g, name, |_: Placeholder, _: Dynamic| true);
         global_fn(g, name, |_: Dynamic, _: Placeholder| true);
@@ -167,9 +208,9 @@ pub(crate) fn register(reg: &mut Registrar) {
     global_fn(g, "to_debug", |p: &mut Placeholder| {
         format!("<dry-run: {}>", p.origin)
     });
-    global_fn(g, "len", |p: &mut Placeholder| {
-        Placeholder::of(format!("{}.len()", p.origin))
-    });
+    // One, as a loop over it runs once: `for i in 0..p.len()` plans its body, and
+    // `while i < p.len()` ends (a placeholder length would hold every comparison).
+    global_fn(g, "len", |_: &mut Placeholder| 1_i64);
     global_fn(g, "contains", |_: &mut Placeholder, _: Dynamic| true);
     global_fn(g, "==", |_: Placeholder, _: Dynamic| true);
     global_fn(g, "==", |_: Dynamic, _: Placeholder| true);

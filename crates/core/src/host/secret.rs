@@ -7,7 +7,7 @@ use crate::value::{self, throw};
 use rhai::{Dynamic, EvalAltResult, ImmutableString, NativeCallContext};
 use runbook_secret::{Secret, Source, MARK};
 
-fn no_concat() -> Box<EvalAltResult> {
+pub(crate) fn no_concat() -> Box<EvalAltResult> {
     throw(
         "secret",
         "a Secret cannot be concatenated with a string",

@@ -203,8 +203,14 @@ pub(crate) async fn serve(
 
 /// The sandbox's own control routes: automation standing in for a person at the vendor's
 /// dashboard, not vendor API traffic, so faults and the request log leave them alone.
-fn is_control(path: &str) -> bool {
+pub(crate) fn is_control(path: &str) -> bool {
     path.starts_with("/_sandbox/")
+}
+
+/// Requests a vendor's API rate limit does not count: the control routes and the web
+/// dashboard a person uses (a rate-limited API does not lock its owner out of the dashboard).
+pub(crate) fn is_unmetered(path: &str) -> bool {
+    is_control(path) || path == "/dashboard" || path.starts_with("/dashboard/")
 }
 
 async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {

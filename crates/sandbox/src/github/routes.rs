@@ -336,7 +336,7 @@ async fn rate_limit(
     next: Next,
 ) -> Response {
     // The sandbox's own view is no API traffic: it spends nothing.
-    if req.uri().path().starts_with("/_sandbox/") {
+    if crate::http::is_unmetered(req.uri().path()) {
         return next.run(req).await;
     }
     let write = req.method() != axum::http::Method::GET;

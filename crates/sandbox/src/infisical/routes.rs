@@ -41,7 +41,8 @@ fn pooled(router: Router, shared: Arc<Shared>) -> Router {
         |State(s): State<Arc<Shared>>,
          req: axum::extract::Request,
          next: axum::middleware::Next| async move {
-            let exempt = req.uri().path() == "/api/status";
+            let path = req.uri().path();
+            let exempt = path == "/api/status" || crate::http::is_unmetered(path);
             let wait = s
                 .with_state(|i: &mut InfisicalState| {
                     let pool = i.pool.as_mut().filter(|_| !exempt)?;
@@ -627,6 +628,8 @@ mod tests {
             .unwrap();
         assert!((1..=10).contains(&secs), "{message}");
         expect(200, bare(&sb, Method::GET, "/api/status")).await;
+        // The sandbox's control routes stand for a person, not API traffic.
+        expect(200, bare(&sb, Method::GET, "/_sandbox/approvals")).await;
         assert_eq!(sb.state()["infisical"]["rate_limit"]["refused"], 1);
     }
 

@@ -33,8 +33,9 @@ fn pooled(router: Router, shared: Arc<Shared>) -> Router {
         |State(s): State<Arc<Shared>>,
          req: axum::extract::Request,
          next: axum::middleware::Next| async move {
-            let refused = s
-                .with_state(|p: &mut PostmarkState| {
+            let metered = !crate::http::is_unmetered(req.uri().path());
+            let refused = metered
+                && s.with_state(|p: &mut PostmarkState| {
                     p.pool.as_mut().is_some_and(|pool| pool.take().is_none())
                 })
                 .unwrap_or(false);
@@ -273,6 +274,13 @@ mod tests {
         assert!(refused.headers().get("retry-after").is_none());
         let body: serde_json::Value = refused.json().await.unwrap();
         assert_eq!(body["ErrorCode"], 429);
+        // The dashboard a person uses and the sandbox's control routes are not API traffic:
+        // a spent pool leaves them alone (before, the control route answered 429).
+        expect(200, bare(&sb, Method::GET, "/_sandbox/state")).await;
+        assert_eq!(
+            sent(bare(&sb, Method::GET, "/dashboard")).await.status(),
+            200
+        );
         assert_eq!(sb.state()["postmark"]["rate_limit"]["refused"], 1);
     }
 

@@ -570,7 +570,7 @@ async fn create_log_session(
         // A Fir app keeps no log history: its session streams what is logged from now on
         // and does not end (the Heroku CLI: `--num` "ignored for Fir generation apps",
         // `--tail` "always enabled for Fir-generation apps").
-        let from = (a.generation == "fir").then_some(a.logs.len());
+        let from = (a.generation == "fir").then_some(a.logged);
         let id = uuid::Uuid::new_v4().to_string();
         let session = LogSession {
             app: a.name.clone(),

@@ -30,6 +30,8 @@ pub(super) struct HApp {
     restarts: u64,
     pub(super) dynos: Vec<String>,
     pub(super) logs: Vec<String>,
+    /// Lines ever logged: `logs` keeps the last LOG_KEEP of them.
+    pub(super) logged: usize,
     pub(super) created_at: String,
     /// `cedar` or `fir`.
     pub(super) generation: String,
@@ -126,6 +128,7 @@ impl HApp {
     fn log(&mut self, source_dyno: &str, message: &str) {
         self.logs
             .push(format!("{} {source_dyno}: {message}", ts::log()));
+        self.logged += 1;
         if self.logs.len() > LOG_KEEP {
             let extra = self.logs.len() - LOG_KEEP;
             self.logs.drain(..extra);
@@ -142,8 +145,9 @@ impl HApp {
 
 pub(super) struct LogSession {
     pub(super) app: String,
-    /// A Fir app's session: only the lines logged from this index of the app's log on, as a
-    /// stream that does not end (no history; `lines` is ignored).
+    /// A Fir app's session: only the lines logged after the app's `logged`-th, as a stream
+    /// that does not end (no history; `lines` is ignored). A count, not an index into
+    /// `logs`, so trimming the log does not skip new lines.
     pub(super) from: Option<usize>,
     pub(super) lines: usize,
     pub(super) dyno: Option<String>,
@@ -214,6 +218,7 @@ impl HerokuState {
                     spec.dynos.clone()
                 },
                 logs: Vec::new(),
+                logged: 0,
                 created_at: ts::seconds(),
                 generation: spec.generation.clone(),
                 boot: std::time::Duration::from_millis(spec.boot_ms),
@@ -323,12 +328,12 @@ impl HerokuState {
         })
     }
 
-    /// The last lines of log session `id`'s app, filtered by the session's source and dyno.
     /// Whether session `id` streams (a Fir app's).
     pub(super) fn session_streams(&self, id: &str) -> bool {
         self.sessions.get(id).is_some_and(|s| s.from.is_some())
     }
 
+    /// The last lines of log session `id`'s app, filtered by the session's source and dyno.
     pub(super) fn session_lines(&mut self, id: &str) -> Option<Vec<&String>> {
         let app_name = self.sessions.get(id)?.app.clone();
         if let Some(a) = self.app_mut(&app_name) {
@@ -343,7 +348,12 @@ impl HerokuState {
         let lines: Vec<&String> = app
             .logs
             .iter()
-            .skip(session.from.unwrap_or(0))
+            // The lines trimmed off the front were logged before any the session may show.
+            .skip(
+                session
+                    .from
+                    .map_or(0, |from| from.saturating_sub(app.logged - app.logs.len())),
+            )
             .filter(|l| match &session.source {
                 Some(src) => tag(l).is_some_and(|t| t.starts_with(&format!("{src}["))),
                 None => true,
@@ -557,5 +567,43 @@ impl Platform for HerokuState {
             a.settle();
             !a.booting() || a.prebooting_from.is_some()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Fir session opened on a full log shows every line logged after it: before, it kept
+    /// an index into the log, and trimming the log's front moved the lines past the index.
+    #[test]
+    fn a_fir_session_on_a_full_log_shows_what_follows_it() {
+        let scenario = crate::Scenario::default();
+        let mut h = HerokuState::from_scenario(&scenario.heroku, &|_| Some(vec!["pm-0001".into()]))
+            .unwrap();
+        let name = h.app_names()[0].clone();
+        let app = h.app_mut(&name).unwrap();
+        app.generation = "fir".into();
+        for i in 0..LOG_KEEP + 10 {
+            app.log("app[web.1]", &format!("old {i}"));
+        }
+        let from = Some(app.logged);
+        h.sessions.insert(
+            "s".into(),
+            LogSession {
+                app: name.clone(),
+                from,
+                lines: 100,
+                dyno: None,
+                source: None,
+            },
+        );
+        let app = h.app_mut(&name).unwrap();
+        app.log("app[web.1]", "new 1");
+        app.log("app[web.1]", "new 2");
+        let lines: Vec<String> = h.session_lines("s").unwrap().into_iter().cloned().collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].ends_with("app[web.1]: new 1"), "{lines:?}");
+        assert!(lines[1].ends_with("app[web.1]: new 2"), "{lines:?}");
     }
 }

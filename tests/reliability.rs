@@ -106,10 +106,9 @@ fn matrix(modes: &[&str]) {
                 .flat_map(move |f| modes.iter().map(move |m| format!("{r}={f}:{m}")))
         })
         .collect();
-    // Sixteen at a time: most cases take milliseconds, and the others wait (timeouts,
-    // Retry-After, backoff) rather than work, so the wall time is the waits, not the CPU.
-    // Sixteen cases at a time, each worker taking the next case as soon as its own ends (most
-    // of a case is waiting on a timeout or a retry: batches waited for their slowest case).
+    // Sixteen cases at a time, each worker taking the next as soon as its own ends: most
+    // cases take milliseconds and the others wait (timeouts, Retry-After, backoff) rather than
+    // work, so the wall time is the waits, not the CPU (batches waited for their slowest).
     let queue = std::sync::Mutex::new(cases.into_iter());
     let done: Vec<Case> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..16)

@@ -310,3 +310,38 @@ fn environment_and_organisation_secrets_of_the_same_name_are_named_before_any_wr
         .stdout_has("the organisation's repositories without a secret of their own use it");
     assert_no_key_leaks(&out, &[]);
 }
+
+/// `consumers::report` names each GitHub holder by its scope: it printed "GitHub repository
+/// organization raxx" for an organisation's secret.
+#[test]
+fn the_discovery_report_names_an_organisation_as_one() {
+    let runbook = r#"
+import "std/consumers" as consumers;
+runbook(#{ id: "report-scopes", title: "Reports where a value may live" });
+step("look", "Look for the value", |ctx| {
+    let found = consumers::discover(secret::from_text("any-value-0001"), #{ name: "MAIL_KEY", heroku: false, infisical: false });
+    consumers::report(found);
+}).idempotent();
+"#;
+    let scenario = r#"
+[[github.repos]]
+name = "raxx/mailer"
+secrets = { MAIL_KEY = "any-value-0001" }
+environments = { prod = { MAIL_KEY = "any-value-0001" } }
+
+[[github.org_secrets]]
+org = "raxx"
+name = "MAIL_KEY"
+value = "any-value-0001"
+"#;
+    let out = Test::new()
+        .file("runbooks/report-scopes.rhai", runbook)
+        .file("runbooks/sandbox/report-scopes.toml", scenario)
+        .args(&["exec", "report-scopes", "--sandbox", "--yes"])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("  |   GitHub repository raxx/mailer: MAIL_KEY may hold it")
+        .stdout_has("  |   GitHub repository raxx/mailer (environment prod): MAIL_KEY may hold it")
+        .stdout_has("  |   GitHub organization raxx: MAIL_KEY may hold it");
+    assert!(!out.stdout.contains("GitHub repository organization"));
+}

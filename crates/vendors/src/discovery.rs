@@ -187,7 +187,12 @@ pub async fn github(
             async move {
                 let gh = v.github();
                 let own = gh.secret_info(&repo, &name).await;
-                let environments = gh.environments(&repo).await;
+                // A repository that could not be read is unchecked as a whole: its
+                // environments are not asked about (they would fail the same way).
+                let environments = match &own {
+                    Ok(_) => gh.environments(&repo).await,
+                    Err(_) => Ok(Vec::new()),
+                };
                 let mut in_environments = Vec::new();
                 for env in environments.as_deref().unwrap_or(&[]) {
                     let found = gh.environment_secret_info(&repo, env, &name).await;
@@ -412,6 +417,34 @@ mod tests {
         // Two repositories, two environments, one organisation.
         assert_eq!(scan.scanned, 5);
         assert!(scan.unchecked.is_empty(), "{:?}", scan.unchecked);
+    }
+
+    /// A repository that cannot be read is one unchecked place, not two (its environments
+    /// were asked about and failed the same way), and a repository whose environment list
+    /// answers 404 (environments unavailable to it) has none: before, it was unchecked.
+    #[tokio::test]
+    async fn an_unreadable_repository_is_unchecked_once_and_no_environments_is_none() {
+        let mut s = scenario();
+        for spec in [
+            "github:GET:/repos/raxx/raptor/actions/secrets/POSTMARK_SERVER_TOKEN=403:always",
+            "github:GET:/repos/raxx/docs/environments=404:always",
+        ] {
+            s.faults
+                .push(runbook_sandbox::FaultRule::parse(spec).unwrap());
+        }
+        let (sb, v) = start(s).await;
+        let scan = github(&v, "POSTMARK_SERVER_TOKEN", None).await.unwrap();
+        let unchecked: Vec<&str> = scan.unchecked.iter().map(|u| u.place.as_str()).collect();
+        assert_eq!(unchecked, ["raxx/raptor"], "{:?}", scan.unchecked);
+        assert_eq!(
+            sb.count_requests("github", "GET", "/repos/raxx/raptor/environments"),
+            0
+        );
+        assert_eq!(
+            sb.count_requests("github", "GET", "/repos/raxx/docs/environments"),
+            1
+        );
+        assert!(scan.places.is_empty(), "{:?}", scan.places);
     }
 
     /// Hundreds of apps, each config read paced to a pool smaller than the scan: none is

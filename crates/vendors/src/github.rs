@@ -176,11 +176,23 @@ impl GithubClient {
         struct Envs {
             environments: Vec<Env>,
         }
-        // One page (GitHub's default 30): a repository with more environments is rare, and
+        // One page of 100 (GitHub's most): a repository with more environments is rare, and
         // `scanned` says how many were looked at.
-        let req = self.request(Method::GET, repo, &["environments"])?;
-        let envs: Envs = self.transport.send_json(req, parse_error).await?;
-        Ok(envs.environments.into_iter().map(|e| e.name).collect())
+        let mut req = self.request(Method::GET, repo, &["environments"])?;
+        req.url.push_str("?per_page=100");
+        // 404: environments are not available to this repository (a private repository on
+        // a plan without them), so it has none.
+        match self
+            .transport
+            .send_unless(req.clone(), parse_error, 404)
+            .await?
+        {
+            Some(resp) => {
+                let envs: Envs = decode_json(&req, &resp)?;
+                Ok(envs.environments.into_iter().map(|e| e.name).collect())
+            }
+            None => Ok(Vec::new()),
+        }
     }
 
     /// `GET /repos/{owner}/{repo}/environments/{env}/secrets/{name}`: its dates, `None` when

@@ -10,6 +10,7 @@ mod authoring;
 mod aws;
 mod check;
 mod cloudflare;
+mod companions;
 mod consumers;
 mod crash;
 mod datadog;

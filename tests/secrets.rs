@@ -261,3 +261,36 @@ step("make", "Make and store them", |ctx| {
     out.assert_absent(&url);
     out.stdout_has("password secret(…");
 }
+
+/// Text in ctx that is also a registered secret (an id a run stored in Infisical, say) is
+/// journalled masked. Before, a resume restored the mask as if it were the value
+/// ("secret(…0123)") and the run went on to use it; now any use of it fails and says why.
+#[test]
+fn text_the_journal_kept_masked_is_not_used_as_the_value_after_a_resume() {
+    let rig = crate::support::Rig::new();
+    rig.file(
+        "masked.rhai",
+        r#"
+runbook(#{ id: "masked-ctx", title: "Keeps an id that is also a secret" });
+step("one", "Learn the id", |ctx| {
+    let id = "kp-ident" + "ifier-000123";
+    let known = secret::from_text(id);
+    ctx.id = id;
+}).no_undo("a test");
+step("two", "Use the id", |ctx| {
+    print(`using ${ctx.id}`);
+}).no_undo("a test");
+"#,
+    );
+    rig.crash("masked.rhai", "after:one");
+    let resumed = rig.resume(&[]);
+    resumed
+        .exit(Exit::StepFailed)
+        .stderr_has("ctx.id was text holding a secret, and the journal could keep it only masked");
+    assert!(
+        !resumed.stdout.contains("using secret("),
+        "{}",
+        resumed.stdout
+    );
+    assert!(!rig.journal().contains("kp-identifier-000123"));
+}

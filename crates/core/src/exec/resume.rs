@@ -120,7 +120,7 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger) -> Result<Ctx> {
                             pk.as_str().into(),
                             Dynamic::from(supply(session, &ctx, &format!("params.{pk}"), &r)?),
                         ),
-                        None => params.insert(pk.as_str().into(), value::from_json(pv)),
+                        None => params.insert(pk.as_str().into(), value::from_journal_json(pv)),
                     };
                 }
             }
@@ -128,7 +128,7 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger) -> Result<Ctx> {
         } else if let Some(r) = as_secret_ref(v) {
             secrets.push((k.clone(), r));
         } else {
-            ctx.set(k, value::from_json(v));
+            ctx.set(k, value::from_journal_json(v));
         }
     }
     for (k, r) in secrets {

@@ -63,7 +63,7 @@ impl Ctx {
 
     /// The values as JSON, secrets as `{"secret": fingerprint, "source": ...}`.
     pub fn snapshot(&self) -> serde_json::Value {
-        value::to_json(&Dynamic::from_map(self.inner.borrow().clone()))
+        value::to_journal_json(&Dynamic::from_map(self.inner.borrow().clone()))
     }
 
     /// A redacted, readable rendering for `print(ctx)` and the REPL.
@@ -73,6 +73,7 @@ impl Ctx {
 
     pub(crate) fn register(reg: &mut Registrar) {
         let g = reg.global();
+        g.set_custom_type::<value::Masked>("Masked");
         g.set_custom_type::<Ctx>("Ctx");
         g.set_indexer_get_fn(|ctx: &mut Ctx, key: &str| ctx.lookup(key));
         g.set_indexer_set_fn(
@@ -127,14 +128,17 @@ impl Ctx {
             &["key: string", "default: ?"],
             "?",
             "The value of `key`, or `default` when no step has set it (`ctx.key` fails instead).",
-            |ctx: &mut Ctx, key: &str, default: Dynamic| ctx.get(key).unwrap_or(default),
+            |ctx: &mut Ctx, key: &str, default: Dynamic| match ctx.get(key) {
+                Some(v) => usable(key, v),
+                None => Ok(default),
+            },
         );
         m.finish();
     }
 
     fn lookup(&self, key: &str) -> Result<Dynamic, Box<EvalAltResult>> {
         if let Some(v) = self.get(key) {
-            return Ok(v);
+            return usable(key, v);
         }
         let mut known = self.keys();
         known.sort();
@@ -151,4 +155,20 @@ impl Ctx {
         )
         .into())
     }
+}
+
+/// A ctx value as a step reads it: text the journal kept only masked fails here, naming the
+/// key, rather than reaching a vendor as if the mask were the value.
+fn usable(key: &str, v: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+    let Some(m) = v.read_lock::<value::Masked>().map(|m| m.0.clone()) else {
+        return Ok(v);
+    };
+    Err(value::throw(
+        "secret",
+        format!(
+            "ctx.{} was text holding a secret, and the journal could keep it only masked ({m}): a resumed run does not have it",
+            crate::text::truncate(key, 60)
+        ),
+        Some("keep such a value as a Secret (secret::from_text(s)) so a resume recovers it, or compute it again in the step that uses it".into()),
+    ))
 }

@@ -103,14 +103,30 @@ pub fn depth(v: &Dynamic) -> usize {
 
 /// A rhai value as JSON. Secrets become `{"secret": fingerprint, "source": ...}`, never the value.
 pub fn to_json(v: &Dynamic) -> Value {
-    to_json_at(v, 0)
+    to_json_at(v, 0, false)
 }
 
-fn to_json_at(v: &Dynamic, level: usize) -> Value {
+/// A value as the journal keeps it: as [`to_json`], except that text redaction changed (it
+/// holds a registered secret: an id also stored in Infisical, say) is marked
+/// `{"masked_text": "…"}`, so that a resume never takes the mask for the value.
+pub fn to_journal_json(v: &Dynamic) -> Value {
+    to_json_at(v, 0, true)
+}
+
+/// Text the journal could keep only masked, as a resumed run's ctx holds it: any use of it as
+/// text fails, where the mask would have been sent to a vendor as if it were the value.
+#[derive(Debug, Clone)]
+pub struct Masked(pub String);
+
+fn masked_json(text: &str) -> Value {
+    serde_json::json!({ "masked_text": text })
+}
+
+fn to_json_at(v: &Dynamic, level: usize, journal: bool) -> Value {
     if level > MAX_DEPTH {
         return Value::String(format!("…(nested deeper than {MAX_DEPTH} levels)"));
     }
-    let to_json = |x: &Dynamic| to_json_at(x, level + 1);
+    let to_json = |x: &Dynamic| to_json_at(x, level + 1, journal);
     if v.is_unit() {
         return Value::Null;
     }
@@ -126,7 +142,18 @@ fn to_json_at(v: &Dynamic, level: usize) -> Value {
             .unwrap_or(Value::Null);
     }
     if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
-        return Value::String(runbook_secret::strip_markers(&runbook_secret::redact(&s)));
+        let shown = runbook_secret::strip_markers(&runbook_secret::redact(&s));
+        if journal && shown != s.as_str() {
+            return masked_json(&shown);
+        }
+        return Value::String(shown);
+    }
+    if let Some(m) = v.read_lock::<Masked>() {
+        return if journal {
+            masked_json(&m.0)
+        } else {
+            Value::String(m.0.clone())
+        };
     }
     if let Some(a) = v.read_lock::<rhai::Array>() {
         return Value::Array(a.iter().map(to_json).collect());
@@ -149,6 +176,24 @@ fn to_json_at(v: &Dynamic, level: usize) -> Value {
 
 /// JSON as a rhai value (vendor responses, answers, params).
 pub fn from_json(v: &Value) -> Dynamic {
+    from_json_with(v, false)
+}
+
+/// The journal's JSON (see [`to_journal_json`]) as a rhai value: masked text is [`Masked`].
+pub fn from_journal_json(v: &Value) -> Dynamic {
+    from_json_with(v, true)
+}
+
+fn from_json_with(v: &Value, journal: bool) -> Dynamic {
+    let from_json = |x: &Value| from_json_with(x, journal);
+    if journal {
+        if let Some(Value::String(text)) = v
+            .get("masked_text")
+            .filter(|_| v.as_object().is_some_and(|o| o.len() == 1))
+        {
+            return Dynamic::from(Masked(text.clone()));
+        }
+    }
     match v {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => (*b).into(),

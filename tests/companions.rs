@@ -154,23 +154,34 @@ fn a_crash_at_every_step_boundary_resumes_to_the_new_pair() {
 /// at the vendor by the id its create journalled.
 #[test]
 fn rollback_puts_the_old_pair_back_and_deletes_the_new_key() {
-    concurrently(&["after:create", "after:store", "after:verify"], |point| {
-        let rig = rig();
-        rig.crash("keypair.rhai", point);
-        let rolled_back = rig.rollback(&[]);
-        assert_eq!(
-            rolled_back.code, 0,
-            "{point}\n{}\n{}",
-            rolled_back.stdout, rolled_back.stderr
-        );
-        let state = rig.state();
-        assert_eq!(
-            keys(&state),
-            [(SID.to_string(), SECRET.to_string())],
-            "{point}: the new key is deleted, the old one untouched"
-        );
-        assert_everywhere(&state, (SID, SECRET), point);
-    });
+    concurrently(
+        &[
+            "after:create",
+            "after:store",
+            "inside:propagate",
+            "after:verify",
+        ],
+        |point| {
+            let rig = rig();
+            rig.crash("keypair.rhai", point);
+            let rolled_back = rig.rollback(&[]);
+            assert_eq!(
+                rolled_back.code, 0,
+                "{point}\n{}\n{}",
+                rolled_back.stdout, rolled_back.stderr
+            );
+            let state = rig.state();
+            assert_eq!(
+                keys(&state),
+                [(SID.to_string(), SECRET.to_string())],
+                "{point}: the new key is deleted, the old one untouched"
+            );
+            assert_everywhere(&state, (SID, SECRET), point);
+            let repo = &state["github"]["repos"]["raxx/ci"]["secrets"];
+            assert_eq!(repo["KEY_SID"], SID, "{point}: {repo:#}");
+            assert_eq!(repo["KEY_SECRET"], SECRET, "{point}: {repo:#}");
+        },
+    );
 }
 
 /// A create that returns the secret alone, when companions are declared, is refused naming
@@ -214,6 +225,33 @@ fn the_dry_run_plans_the_pair() {
         })
         .filter(|w| w.contains("infisical") || w.contains("KEY_"))
         .collect();
+    let functions: Vec<String> = items(&out.report()["planned_writes"])
+        .iter()
+        .map(|w| {
+            format!(
+                "{} {}",
+                w["step"].as_str().unwrap(),
+                w["function"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "store infisical::set_secret",
+        "propagate heroku::set_config",
+        "propagate github::set_secret",
+        "revoke http::delete",
+    ] {
+        assert!(
+            functions.iter().any(|f| f == expected),
+            "{expected}: {functions:?}"
+        );
+    }
+    // The secret and its companion, each set on the repository.
+    let github = functions
+        .iter()
+        .filter(|f| *f == "propagate github::set_secret")
+        .count();
+    assert_eq!(github, 2, "{functions:?}");
     for staged in ["KEY_SID_PENDING", "KEY_SECRET_PENDING"] {
         assert!(
             planned
@@ -224,4 +262,56 @@ fn the_dry_run_plans_the_pair() {
     }
     let state = out.sandbox_state();
     assert_eq!(keys(&state), [(SID.to_string(), SECRET.to_string())]);
+}
+
+/// The no-overlap shape with a companion: the roll's answer is the pair, stored at once (the
+/// secret first: it is the only working credential), then set on every consumer.
+#[test]
+fn a_no_overlap_roll_of_the_pair_reaches_every_consumer() {
+    let runbook = std::fs::read_to_string(fixture("keypair.rhai")).unwrap();
+    let start = runbook.find("rotation::steps(").unwrap();
+    let runbook = format!(
+        "{}{}",
+        &runbook[..start],
+        r#"rotation::steps(#{
+    secret: "KEY_SECRET",
+    companions: #{ KEY_SID: "KEY_SID" },
+    shape: "no_overlap",
+    vendor: "Vendor",
+    consumers: |ctx| #{ heroku: ["raxx-api-prod", "raxx-worker"], github: ["raxx/ci"] },
+    roll: |ctx| {
+        let r = http::post(`${ctx.params.url}/me/roll`, #{ headers: #{ "X-Api-Secret": ctx.old_value }, secrets: ["secret"] });
+        ensure(r.status == 200, `rolling answered ${r.status}`);
+        #{ value: r.json.secret, KEY_SID: r.json.sid }
+    },
+    validate: |ctx| {
+        let r = http::get(`${ctx.params.url}/me`, #{ headers: #{ "X-Api-Secret": ctx.new_value } });
+        ensure(r.status == 200 && consumers::same(r.json.sid, ctx.new_KEY_SID), "the new key is refused");
+        ensure(http::get(`${ctx.params.url}/me`, #{ headers: #{ "X-Api-Secret": ctx.old_value } }).status == 401, "the old key still works");
+    },
+});
+"#
+    );
+    let scenario = format!(
+        "{}
+[[scripted.routes]]
+auth = [\"key\"]
+method = \"POST\"
+path = \"/me/roll\"
+update = {{ collection = \"keys\", where = {{ sid = \"{{{{auths.key.sid}}}}\" }}, set = {{ secret = \"@random:32\" }} }}
+respond = {{ status = 200, body = {{ sid = \"{{{{item.sid}}}}\", secret = \"{{{{item.secret}}}}\" }} }}
+",
+        std::fs::read_to_string(fixture("keypair.toml")).unwrap()
+    );
+    let rig = Rig::with_scenario_text(&scenario);
+    rig.file("roll.rhai", &runbook);
+    let out = rig.exec("roll.rhai", &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let state = rig.state();
+    let keys = keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let (sid, secret) = &keys[0];
+    assert_eq!(sid, SID, "a roll keeps the key's sid");
+    assert_ne!(secret, SECRET);
+    assert_everywhere(&state, (sid, secret), "after the roll");
 }

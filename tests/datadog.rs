@@ -6,7 +6,7 @@
 use crate::support::{
     app_var, assert_dry_run_plans, assert_none_leaked, concurrently, crash_then_resume,
     current_secret, items, rehearse_shipped, root, scripted, secret_versions, step_ids,
-    vendor_requests, Exit, Rig, Test,
+    vendor_requests, Exit, Rig, Test, ROTATION_STEPS,
 };
 use serde_json::Value;
 
@@ -18,16 +18,7 @@ const API_KEY: &str = "ddsandboxorgapikey000000000000";
 const OLD_ID: &str = "4b7e8a2c-1d3f-4e5a-9b6c-7d8e9f0a1b2c";
 const OWNER: &str = "9c1d2e3f-4a5b-11ef-8c6d-7e8f9a0b1c2d";
 const VAR: &str = "DD_APP_KEY";
-const STEPS: [&str; 8] = [
-    "precheck",
-    "create",
-    "validate",
-    "store",
-    "propagate",
-    "verify",
-    "revoke",
-    "audit",
-];
+const STEPS: [&str; 8] = ROTATION_STEPS;
 
 fn scenario() -> std::path::PathBuf {
     root().join("runbooks/sandbox/datadog-app-key.toml")

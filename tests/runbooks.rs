@@ -134,18 +134,7 @@ fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
 fn sendgrid_dry_run_plans_every_write_and_changes_nothing() {
     let out = exec("sendgrid", &["--dry-run"]);
     out.exit(Exit::Ok);
-    let planned: Vec<String> = out.report()["planned_writes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            format!(
-                "{} {}",
-                w["step"].as_str().unwrap(),
-                w["function"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let planned = crate::support::planned_writes(&out.report());
     assert_eq!(
         planned,
         [

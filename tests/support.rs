@@ -493,14 +493,9 @@ pub fn crash_then_resume(rig: &Rig, runbook: &str, point: &str) -> (Output, Outp
     (crashed, resumed)
 }
 
-/// The shipped runbook `name` under `--dry-run` in the sandbox: it ends, plans exactly
-/// `planned` ("step function", in order), and no simulator saw a write. Its output.
-#[track_caller]
-pub fn assert_dry_run_plans(name: &str, planned: &[&str]) -> Output {
-    let out = rehearse_shipped(name, &["--dry-run"]);
-    out.exit(Exit::Ok);
-    let report = out.report();
-    let got: Vec<String> = items(&report["planned_writes"])
+/// A dry run's planned writes from its report, as "step function", in order.
+pub fn planned_writes(report: &Value) -> Vec<String> {
+    items(&report["planned_writes"])
         .iter()
         .map(|w| {
             format!(
@@ -509,7 +504,28 @@ pub fn assert_dry_run_plans(name: &str, planned: &[&str]) -> Output {
                 w["function"].as_str().unwrap()
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The steps `std/rotation` registers for the overlap shape, in order.
+pub const ROTATION_STEPS: [&str; 8] = [
+    "precheck",
+    "create",
+    "validate",
+    "store",
+    "propagate",
+    "verify",
+    "revoke",
+    "audit",
+];
+
+/// The shipped runbook `name` under `--dry-run` in the sandbox: it ends, plans exactly
+/// `planned` ("step function", in order), and no simulator saw a write. Its output.
+#[track_caller]
+pub fn assert_dry_run_plans(name: &str, planned: &[&str]) -> Output {
+    let out = rehearse_shipped(name, &["--dry-run"]);
+    out.exit(Exit::Ok);
+    let got = planned_writes(&out.report());
     assert_eq!(got, planned, "{name}: planned writes");
     let state = out.sandbox_state();
     let sent: Vec<&Value> = writes(&state);

@@ -12,17 +12,27 @@ pub struct SandboxDashboard {
     postmark_url: String,
     /// The simulated Infisical, when the sandbox is this process's.
     infisical_url: Option<String>,
-    transport: Transport,
+    /// Built at the first request: by then the vendors' clients (built beside the runbook's
+    /// compile) have made the process's HTTP client, which this one shares.
+    transport: std::cell::OnceCell<Transport>,
 }
 
 impl SandboxDashboard {
     /// The dashboard of a sandbox whose Postmark simulator is at `postmark_url`.
-    pub fn new(postmark_url: &str, infisical_url: Option<&str>) -> Option<SandboxDashboard> {
-        Some(SandboxDashboard {
+    pub fn new(postmark_url: &str, infisical_url: Option<&str>) -> SandboxDashboard {
+        SandboxDashboard {
             postmark_url: postmark_url.to_string(),
             infisical_url: infisical_url.map(str::to_string),
-            transport: Transport::new(TransportConfig::default()).ok()?,
-        })
+            transport: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn transport(&self) -> Result<Transport, String> {
+        if let Some(t) = self.transport.get() {
+            return Ok(t.clone());
+        }
+        let t = Transport::new(TransportConfig::default()).map_err(|e| e.to_string())?;
+        Ok(self.transport.get_or_init(|| t).clone())
     }
 
     /// Sends a control request; its answer's JSON, or the sandbox's reason for refusing.
@@ -35,9 +45,9 @@ impl SandboxDashboard {
         if let Some(body) = r.body {
             req = req.json(body);
         }
-        let transport = self.transport.clone();
+        let transport = self.transport();
         Box::pin(async move {
-            let resp = transport.send(req).await.map_err(|e| e.to_string())?;
+            let resp = transport?.send(req).await.map_err(|e| e.to_string())?;
             let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
             if resp.is_success() {
                 Ok(json)

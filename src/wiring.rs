@@ -90,7 +90,7 @@ fn separate_sandbox_dashboard(
         ui::err("warning: RUNBOOK_SANDBOX_DASHBOARD is ignored: it and POSTMARK_API_URL must both be on this machine (a rehearsal against `runbook sandbox`)");
         return None;
     }
-    SandboxDashboard::new(&url, None).map(|d| Rc::new(d) as Rc<dyn Dashboard>)
+    Some(Rc::new(SandboxDashboard::new(&url, None)) as Rc<dyn Dashboard>)
 }
 
 /// An environment variable as a run's params see it. In a rehearsal, what the sandbox
@@ -140,9 +140,11 @@ pub fn services<'a>(
     if !sandbox {
         let config = settings.vendor_config()?;
         let dashboard = separate_sandbox_dashboard(settings, &config);
+        let services = Services::new(runtime, config, dashboard);
+        services.prepare();
         return Ok(Wired {
             settings,
-            services: Services::new(runtime, config, dashboard),
+            services,
             sandbox: None,
             env: None,
         });
@@ -177,11 +179,15 @@ pub fn services<'a>(
     for (name, url) in &sandbox.urls().scripted {
         ui::progress(&ui::dim(&format!("sandbox: scripted {name} on {url}")));
     }
-    let dashboard = SandboxDashboard::new(sandbox.postmark_url(), Some(&config.infisical.api_url))
-        .map(|d| Rc::new(d) as Rc<dyn Dashboard>);
+    let dashboard = Some(Rc::new(SandboxDashboard::new(
+        sandbox.postmark_url(),
+        Some(&config.infisical.api_url),
+    )) as Rc<dyn Dashboard>);
+    let services = Services::new(runtime, config, dashboard);
+    services.prepare();
     Ok(Wired {
         settings,
-        services: Services::new(runtime, config, dashboard),
+        services,
         sandbox: Some(sandbox),
         env: Some(env),
     })

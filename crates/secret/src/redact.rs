@@ -34,17 +34,32 @@ struct Patterns {
     forms: Vec<String>,
     masks: Vec<Arc<str>>,
     matcher: Option<AhoCorasick>,
+    /// Values were added since `matcher` was built: it is rebuilt before the next search,
+    /// once, however many values a discovery scan registered in between.
+    stale: bool,
 }
 
 static SEEN: RwLock<Patterns> = RwLock::new(Patterns {
     forms: Vec::new(),
     masks: Vec::new(),
     matcher: None,
+    stale: false,
 });
 
 /// Remembers a secret value so that later output is redacted, in every encoded form.
 pub fn register(value: &str) {
     SEEN.write().unwrap_or_else(|e| e.into_inner()).add(value);
+}
+
+/// The patterns, with the matcher built for every value registered so far.
+fn current() -> std::sync::RwLockReadGuard<'static, Patterns> {
+    let seen = SEEN.read().unwrap_or_else(|e| e.into_inner());
+    if !seen.stale {
+        return seen;
+    }
+    drop(seen);
+    SEEN.write().unwrap_or_else(|e| e.into_inner()).build();
+    SEEN.read().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Patterns {
@@ -54,6 +69,7 @@ impl Patterns {
             forms: Vec::new(),
             masks: Vec::new(),
             matcher: None,
+            stale: false,
         }
     }
 
@@ -78,14 +94,26 @@ impl Patterns {
         // Longest first, so a secret that contains another is masked whole.
         pairs.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
         let (forms, masks): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
-        // LeftmostLongest: where two forms overlap, the longer wins. Building cannot fail for
-        // a few thousand short patterns; if it ever did, redact falls back to plain search.
-        seen.matcher = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&forms)
-            .ok();
         seen.forms = forms;
         seen.masks = masks;
+        seen.stale = true;
+    }
+
+    /// Builds the matcher, if values were added since it was last built.
+    fn build(&mut self) {
+        if !self.stale {
+            return;
+        }
+        // LeftmostLongest: where two forms overlap, the longer wins. A contiguous NFA: a DFA
+        // over every encoded form took a quarter of a rotation's CPU to build and searches
+        // the short texts we redact no faster that matters. Building cannot fail for a few
+        // thousand short patterns; if it ever did, redact falls back to plain search.
+        self.matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(&self.forms)
+            .ok();
+        self.stale = false;
     }
 }
 
@@ -466,7 +494,7 @@ fn found(matcher: &AhoCorasick, text: &str) -> Vec<(usize, usize, usize)> {
 /// Replaces every registered secret value (in any encoded form) with its mask and drops
 /// interpolation markers.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    SEEN.read().unwrap_or_else(|e| e.into_inner()).redact(text)
+    current().redact(text)
 }
 
 impl Patterns {
@@ -523,7 +551,7 @@ pub fn redact_json(value: &mut serde_json::Value) {
 /// True when `text` holds a registered secret in any form; used to re-wrap vendor answers
 /// that echo a secret back.
 pub fn contains_secret(text: &str) -> bool {
-    let seen = SEEN.read().unwrap_or_else(|e| e.into_inner());
+    let seen = current();
     match &seen.matcher {
         Some(matcher) => {
             matcher.is_match(text)
@@ -543,6 +571,7 @@ pub fn forget_all() {
     seen.forms.clear();
     seen.masks.clear();
     seen.matcher = None;
+    seen.stale = false;
 }
 
 pub fn strip_markers(text: &str) -> String {
@@ -841,6 +870,7 @@ mod generated_tests {
             // A registry of its own: the global one is shared with the tests running beside.
             let mut patterns = Patterns::new();
             patterns.add(&value);
+            patterns.build();
             let out = patterns
                 .redact(&text)
                 .replace(&crate::mask(&value), "\u{1}");

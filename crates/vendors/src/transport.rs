@@ -309,18 +309,7 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// Builds the one reqwest client (rustls with the ring provider).
     pub fn new(config: TransportConfig) -> Result<Self, VendorError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            .redirect(redirect_policy())
-            .build()
-            .map_err(|e| {
-                VendorError::new("http", "-", "-", ErrorKind::Config, error_chain(&e)).with_hint(
-                    "the HTTP client could not be built; this is a bug, please report it",
-                )
-            })?;
+        let client = client(config.timeout, config.connect_timeout)?;
         let pacers = config
             .pools
             .iter()
@@ -670,6 +659,32 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
         Ok(ip) => ip.is_loopback(),
         Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
+}
+
+/// The reqwest client for these timeouts, shared by every transport of the process that
+/// asks for the same: building one reads and parses every root certificate of the system
+/// store, a few milliseconds each time (a rehearsal's dashboard and the vendors' clients
+/// used to pay it twice), and clones share one connection pool.
+fn client(timeout: Duration, connect_timeout: Duration) -> Result<reqwest::Client, VendorError> {
+    type Built = Vec<((Duration, Duration), reqwest::Client)>;
+    static BUILT: std::sync::Mutex<Built> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, c)) = built.iter().find(|(k, _)| *k == (timeout, connect_timeout)) {
+        return Ok(c.clone());
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(connect_timeout)
+        .redirect(redirect_policy())
+        .build()
+        .map_err(|e| {
+            VendorError::new("http", "-", "-", ErrorKind::Config, error_chain(&e))
+                .with_hint("the HTTP client could not be built; this is a bug, please report it")
+        })?;
+    built.push(((timeout, connect_timeout), client.clone()));
+    Ok(client)
 }
 
 /// Follows redirects only on the same scheme, host and port: auth headers never leave.

@@ -33,6 +33,9 @@ struct Inner {
     base: PathBuf,
     sources: Rc<Sources>,
     cache: RefCell<HashMap<String, SharedModule>>,
+    /// Each module's compiled script and shown name, by import path: the lints' program
+    /// reuses them instead of compiling every import again.
+    compiled: RefCell<HashMap<String, (String, rhai::AST)>>,
     /// The files being loaded, outermost first (the runbook, then each import in turn), by
     /// real path: a file met again is a cycle, named, never a stack overflow.
     loading: RefCell<Vec<(PathBuf, String)>>,
@@ -52,6 +55,7 @@ impl Resolver {
                 base: base.into(),
                 sources,
                 cache: RefCell::new(HashMap::new()),
+                compiled: RefCell::new(HashMap::new()),
                 loading: RefCell::new(Vec::new()),
             }),
         }
@@ -77,6 +81,11 @@ impl Resolver {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// The compiled script of a module resolved so far, with its shown name.
+    pub fn compiled(&self, path: &str) -> Option<(String, rhai::AST)> {
+        self.inner.compiled.borrow().get(path).cloned()
     }
 
     fn locate(
@@ -188,6 +197,10 @@ impl rhai::ModuleResolver for Resolver {
             ))
         })?;
         ast.set_source(name.as_str());
+        self.inner
+            .compiled
+            .borrow_mut()
+            .insert(path.to_string(), (name.clone(), ast.clone()));
         self.inner
             .loading
             .borrow_mut()

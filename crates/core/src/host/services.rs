@@ -4,13 +4,16 @@
 use super::dashboard::Dashboard;
 use crate::runtime::Runtime;
 use runbook_vendors::{VendorConfig, VendorError, Vendors};
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
+use std::thread::JoinHandle;
 
 pub struct Services {
     pub runtime: Runtime,
     config: VendorConfig,
     vendors: OnceCell<Vendors>,
+    /// The clients being built on another thread (`prepare`), taken by the first call.
+    building: RefCell<Option<JoinHandle<Result<Vendors, VendorError>>>>,
     /// A rehearsal's simulated dashboard: its steps are performed through it.
     dashboard: Option<Rc<dyn Dashboard>>,
 }
@@ -25,7 +28,25 @@ impl Services {
             runtime,
             config,
             vendors: OnceCell::new(),
+            building: RefCell::new(None),
             dashboard,
+        }
+    }
+
+    /// Starts building the clients on another thread, for a command that will call a
+    /// vendor: the TLS roots (every certificate of the system store, parsed) are read while
+    /// the runbook compiles instead of at its first call.
+    pub fn prepare(&self) {
+        if self.vendors.get().is_some() || self.building.borrow().is_some() {
+            return;
+        }
+        let config = self.config.clone();
+        let handle = std::thread::Builder::new()
+            .name("runbook-clients".into())
+            .spawn(move || Vendors::new(config));
+        // A thread that cannot start: the first call builds them, as without `prepare`.
+        if let Ok(handle) = handle {
+            *self.building.borrow_mut() = Some(handle);
         }
     }
 
@@ -48,7 +69,12 @@ impl Services {
         if let Some(v) = self.vendors.get() {
             return Ok(v);
         }
-        let v = Vendors::new(self.config.clone())?;
+        let building = self.building.borrow_mut().take();
+        let v = match building.map(JoinHandle::join) {
+            Some(Ok(built)) => built?,
+            // Not started, or its thread panicked: build them here (a panic repeats, visibly).
+            Some(Err(_)) | None => Vendors::new(self.config.clone())?,
+        };
         Ok(self.vendors.get_or_init(|| v))
     }
 }

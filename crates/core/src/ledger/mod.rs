@@ -80,10 +80,9 @@ pub fn after(store: &Store, run_id: &str) -> Result<Vec<Ledger>> {
 pub fn unsettled(store: &Store) -> Result<Vec<Ledger>> {
     let mut out = Vec::new();
     for id in store.runs()? {
-        let Some(text) = store.journal(&id)? else {
+        let Some(last) = store.journal_last(&id)? else {
             continue;
         };
-        let last = text.trim_end().rsplit('\n').next().unwrap_or_default();
         let settled = last.contains("\"type\":\"run_finished\"")
             && ["succeeded", "rolled_back", "partly_rolled_back"]
                 .iter()
@@ -91,6 +90,9 @@ pub fn unsettled(store: &Store) -> Result<Vec<Ledger>> {
         if settled {
             continue;
         }
+        let Some(text) = store.journal(&id)? else {
+            continue;
+        };
         let Ok(events) = parse(&text, Path::new(&store.journal_where(&id)), &id) else {
             continue;
         };

@@ -26,8 +26,8 @@ const BUILTINS: &[&str] = &[
 ];
 
 pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
-    let program = Program::new(loaded);
-    let mut problems = calls(loaded, &program, &loaded.file().name);
+    let program = loaded.program();
+    let mut problems = calls(loaded, program, &loaded.file().name);
     let sources = loaded.sources();
     let file = &loaded.file().name;
     for p in &loaded.plan().params {
@@ -59,13 +59,13 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
             .with_help("add cadence_days: 180 (or the cadence your policy sets) so due dates can be computed"),
         );
     }
-    problems.extend(steps_without_a_way_back(loaded, &program));
+    problems.extend(steps_without_a_way_back(loaded, program));
     problems.extend(irreversible_without_confirm(loaded));
-    problems.extend(secret_flows(loaded, &program));
-    problems.extend(unused_params(loaded, &program));
-    problems.extend(missing_audit(loaded, &program));
-    problems.extend(ctx_read_before_set(loaded, &program));
-    problems.extend(same_name_functions(loaded, &program));
+    problems.extend(secret_flows(loaded, program));
+    problems.extend(unused_params(loaded, program));
+    problems.extend(missing_audit(loaded, program));
+    problems.extend(ctx_read_before_set(loaded, program));
+    problems.extend(same_name_functions(loaded, program));
     silence(loaded, problems)
 }
 
@@ -173,7 +173,7 @@ fn silence(loaded: &Runbook, problems: Vec<ScriptError>) -> Vec<ScriptError> {
 /// Functions that rhai could confuse (see `same_name_functions`): a run refuses a runbook
 /// with any, since the wrong code would run without an error.
 pub fn ambiguous_functions(loaded: &Runbook) -> Vec<ScriptError> {
-    let found = same_name_functions(loaded, &Program::new(loaded));
+    let found = same_name_functions(loaded, loaded.program());
     // An author's `check:allow` for it holds here too; other allow problems are check's.
     silence(loaded, found)
         .into_iter()

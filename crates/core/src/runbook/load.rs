@@ -25,6 +25,9 @@ pub struct Runbook {
     resolver: Resolver,
     /// What the top level printed while loading, for the caller to show.
     printed: Vec<String>,
+    /// The runbook and its imports compiled for the lints and the plan's listings: built
+    /// once (an exec asks for it three times; each build compiled every import again).
+    program: std::cell::OnceCell<super::program::Program>,
 }
 
 /// Wall-clock budget for evaluating a runbook's top level and its imports.
@@ -71,6 +74,7 @@ impl Runbook {
             sources,
             resolver,
             printed,
+            program: std::cell::OnceCell::new(),
         })
     }
 
@@ -114,7 +118,7 @@ impl Runbook {
     /// dashboard's pastes), as far as their literal arguments say (`…` where the script
     /// computes a part at run time).
     pub fn prompts(&self) -> Vec<Prompt> {
-        let program = super::program::Program::new(self);
+        let program = self.program();
         let plan = self.plan();
         let mut out = Vec::new();
         if !plan.prerequisites.is_empty() {
@@ -162,7 +166,7 @@ impl Runbook {
     /// (write or destructive) its code can reach: what a confirmation before the first
     /// write lists. Static, so a call a param leaves out is listed too.
     pub fn step_writes(&self) -> Vec<Vec<String>> {
-        let program = super::program::Program::new(self);
+        let program = self.program();
         let host = crate::host::modules();
         self.plan()
             .steps
@@ -205,7 +209,18 @@ impl Runbook {
             sources,
             resolver,
             printed: Vec::new(),
+            program: std::cell::OnceCell::new(),
         }
+    }
+
+    pub(crate) fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// The runbook and every module it imports, compiled for static analysis.
+    pub(crate) fn program(&self) -> &super::program::Program {
+        self.program
+            .get_or_init(|| super::program::Program::new(self))
     }
 
     /// What the top level printed while it loaded.

@@ -61,10 +61,13 @@ impl Program {
                 let index = match by_path.get(&path) {
                     Some(ix) => *ix,
                     None => {
-                        let Some((name, text)) = module_text(&path, &dir) else {
-                            continue;
-                        };
-                        let Ok(ast) = loaded.engine().compile(&text) else {
+                        // What loading compiled, else (a module only a function imports)
+                        // compiled here.
+                        let found = loaded.resolver().compiled(&path).or_else(|| {
+                            let (name, text) = module_text(&path, &dir)?;
+                            Some((name, loaded.engine().compile(&text).ok()?))
+                        });
+                        let Some((name, ast)) = found else {
                             continue;
                         };
                         p.units.push(Unit {

@@ -103,9 +103,9 @@ pub fn page(loaded: &Runbook, shown_as: &str, source_label: &str) -> Vec<Block> 
         b.push(Block::Checklist(plan.prerequisites.clone()));
     }
     b.push(Block::Heading("Steps".into()));
-    let program = Program::new(loaded);
+    let program = loaded.program();
     for (i, s) in plan.steps.iter().enumerate() {
-        b.extend(step(loaded, &program, i + 1, s));
+        b.extend(step(loaded, program, i + 1, s));
     }
     for (title, items) in [
         ("Rollback", &m.rollback),

@@ -98,6 +98,34 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// A file's last non-empty line, read from its end (a window that grows until it holds a
+/// whole line); `None` when there is no file.
+fn last_line(path: &Path) -> std::io::Result<Option<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let mut window: u64 = 8 << 10;
+    loop {
+        let start = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = Vec::with_capacity((len - start) as usize);
+        Read::by_ref(&mut file)
+            .take(len - start)
+            .read_to_end(&mut bytes)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let trimmed = text.trim_end();
+        match trimmed.rfind('\n') {
+            Some(i) => return Ok(Some(trimmed[i + 1..].to_string())),
+            None if start == 0 => return Ok(Some(trimmed.to_string())),
+            None => window = window.saturating_mul(4),
+        }
+    }
+}
+
 impl Backend for Files {
     fn describe(&self) -> String {
         format!("the state directory {}", self.dir.display())
@@ -138,6 +166,11 @@ impl JournalStore for Files {
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         self.read_optional(&self.journal_path(run_id))
+    }
+    fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
+        let path = self.journal_path(run_id);
+        self.checked(&path)?;
+        last_line(&path).map_err(read_err(&path))
     }
     fn runs(&self) -> Result<Vec<String>> {
         let dir = self.dir.join("runs");
@@ -357,5 +390,30 @@ impl Drop for FileLock {
         unsafe {
             libc::flock(self.0, libc::LOCK_UN);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_line;
+
+    #[test]
+    fn the_last_line_is_read_from_the_end_whatever_the_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.jsonl");
+        assert_eq!(last_line(&path).unwrap(), None);
+        // Many lines before it, a last line longer than the first window, a trailing newline.
+        let long = format!(
+            "{{\"type\":\"run_finished\",\"pad\":\"{}\"}}",
+            "x".repeat(20_000)
+        );
+        let text = format!("{}{long}\n\n", "{\"type\":\"step\"}\n".repeat(5_000));
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(last_line(&path).unwrap().as_deref(), Some(long.as_str()));
+        // One line, no newline.
+        std::fs::write(&path, "{\"only\":1}").unwrap();
+        assert_eq!(last_line(&path).unwrap().as_deref(), Some("{\"only\":1}"));
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(last_line(&path).unwrap().as_deref(), Some(""));
     }
 }

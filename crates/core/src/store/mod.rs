@@ -106,6 +106,17 @@ pub trait JournalStore {
     fn journal_append_fenced(&self, run_id: &str, line: &str, fence: &Fence) -> Result<bool>;
     /// A run's journal, its lines in order; `None` when there is no such run.
     fn journal(&self, run_id: &str) -> Result<Option<String>>;
+    /// A run's last journal line; `None` when there is no such run. Asked of every run when
+    /// one starts (is an earlier one unfinished?): a store reads the end, not the journal.
+    fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
+        Ok(self.journal(run_id)?.map(|text| {
+            text.trim_end()
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        }))
+    }
     /// The ids of every run with a journal, oldest first.
     fn runs(&self) -> Result<Vec<String>>;
 }

@@ -497,6 +497,17 @@ impl JournalStore for Postgres {
         })?;
         Ok((!lines.is_empty()).then(|| lines.join("\n") + "\n"))
     }
+    fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
+        let run_id = run_id.to_string();
+        self.call("cannot read the run journal", move |c| {
+            c.query_opt(
+                "SELECT line FROM runbook_journal WHERE run_id = $1 ORDER BY seq DESC LIMIT 1",
+                &[&run_id],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()
+        })
+    }
     fn runs(&self) -> Result<Vec<String>> {
         self.call("cannot list the runs", |c| {
             c.query(

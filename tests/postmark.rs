@@ -93,6 +93,50 @@ fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
     out.assert_absent(&new);
 }
 
+/// Issue 31: the rotation reads nothing twice. The key's scopes come with discovery (one
+/// authorization read), Infisical is written without a read first where the run has seen
+/// the secret (the precheck read it; discovery listed the folder without the staging copy),
+/// and verify reads each app's config with its releases, before the restart.
+#[test]
+fn the_rotation_reads_nothing_twice_and_checks_the_config_before_the_restart() {
+    let out = postmark(&["--yes"]);
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    let requests = items(&state["requests"]);
+    let count = |method: &str, path: &str| {
+        requests
+            .iter()
+            .filter(|r| r["method"] == method && r["path"] == path)
+            .count()
+    };
+    assert_eq!(count("GET", "/oauth/authorizations"), 1);
+    assert_eq!(count("GET", "/api/v4/secrets/POSTMARK_SERVER_TOKEN"), 1);
+    assert_eq!(
+        count("GET", "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING"),
+        0
+    );
+    assert_eq!(
+        count("POST", "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING"),
+        1
+    );
+    assert_eq!(count("PATCH", "/api/v4/secrets/POSTMARK_SERVER_TOKEN"), 1);
+    for app in APPS {
+        let config = format!("/apps/{app}/config-vars");
+        // Discovery's read, and verify's with the releases.
+        assert_eq!(count("GET", &config), 2, "{app}");
+        let position = |method: &str, path: &str| {
+            requests
+                .iter()
+                .rposition(|r| r["method"] == method && r["path"] == path)
+                .unwrap()
+        };
+        assert!(
+            position("GET", &config) < position("DELETE", &format!("/apps/{app}/dynos")),
+            "{app}: the config is checked before the restart"
+        );
+    }
+}
+
 /// Runs the rotation with a fault and checks the rollback left the old token everywhere.
 fn fails_and_rolls_back(fault: &str, failed_step: &str) -> (Output, Value) {
     let out = postmark(&["--yes", "--fault", fault]);

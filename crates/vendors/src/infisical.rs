@@ -103,6 +103,13 @@ pub enum Merged {
     NotYet,
 }
 
+/// A write sent on what `Seen` said that the vendor contradicts: an update of a secret that
+/// is gone, a create of one that exists.
+fn stale_guess(e: &VendorError) -> bool {
+    e.kind() == ErrorKind::NotFound
+        || (e.status() == Some(400) && e.message().contains("already exist"))
+}
+
 /// Client for Infisical; clones share the cached access token.
 #[derive(Debug, Clone)]
 pub struct InfisicalClient {
@@ -110,6 +117,88 @@ pub struct InfisicalClient {
     base: String,
     auth: Option<InfisicalAuth>,
     cache: Arc<Mutex<Option<CachedToken>>>,
+    seen: Arc<std::sync::Mutex<Seen>>,
+}
+
+/// (project, environment, folder path, name).
+type SecretKey = (String, String, String, String);
+
+/// What this process has seen of Infisical's secrets: whether one exists (and the
+/// fingerprint of its value, when it was read or written). `set_secret` uses it to skip the
+/// read before a write that reading could not change: an update of a secret seen to exist
+/// with another value, a create of one seen not to exist. Seen may be stale (another hand
+/// changed it since): a write that finds otherwise (404 on update, "already exist" on
+/// create) forgets it and reads first; and it is never trusted to say "the value is already
+/// there", which is only ever concluded from a fresh read.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Secrets seen to exist; the fingerprint of their value when known.
+    holds: std::collections::HashMap<SecretKey, Option<String>>,
+    /// Secrets seen not to exist (a 404, a delete).
+    absent: std::collections::HashSet<SecretKey>,
+    /// Folders listed in full, recursively: (project, environment, folder path).
+    listed: Vec<(String, String, String)>,
+}
+
+/// What `Seen` says of one secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Known {
+    Holds(Option<String>),
+    Absent,
+    Unknown,
+}
+
+impl Seen {
+    fn known(&self, key: &SecretKey) -> Known {
+        if let Some(fp) = self.holds.get(key) {
+            return Known::Holds(fp.clone());
+        }
+        let (project, env, path, _) = key;
+        let under = |root: &str| {
+            root == "/"
+                || path == root
+                || path.starts_with(&format!("{}/", root.trim_end_matches('/')))
+        };
+        let listed = self
+            .listed
+            .iter()
+            .any(|(p, e, root)| p == project && e == env && under(root));
+        if self.absent.contains(key) || listed {
+            Known::Absent
+        } else {
+            Known::Unknown
+        }
+    }
+
+    fn exists(&mut self, key: SecretKey, fp: Option<String>) {
+        self.absent.remove(&key);
+        self.holds.insert(key, fp);
+    }
+
+    fn gone(&mut self, key: SecretKey) {
+        self.holds.remove(&key);
+        self.absent.insert(key);
+    }
+
+    /// Nothing is known of it any more (a write whose outcome is unknown, a stale guess).
+    fn forget(&mut self, key: &SecretKey) {
+        self.holds.remove(key);
+        self.absent.remove(key);
+        let (project, env, path, _) = key;
+        // A listing said it was absent, and it was not: the listing is stale for that folder.
+        self.listed.retain(|(p, e, root)| {
+            !(p == project && e == env && (root == "/" || path.starts_with(root.as_str())))
+        });
+    }
+}
+
+fn secret_key(scope: &SecretScope, name: &str) -> SecretKey {
+    (
+        scope.project_id.clone(),
+        scope.environment.clone(),
+        scope.secret_path.clone(),
+        name.to_string(),
+    )
 }
 
 #[derive(Debug)]
@@ -126,7 +215,12 @@ impl InfisicalClient {
             base: base.into().trim_end_matches('/').to_string(),
             auth,
             cache: Arc::new(Mutex::new(None)),
+            seen: Arc::new(std::sync::Mutex::new(Seen::default())),
         }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads a secret, at `version` when given (older versions stay readable).
@@ -150,11 +244,28 @@ impl InfisicalClient {
         if let Some(v) = version {
             query.push(("version", v.to_string()));
         }
-        let (req, resp) = self
+        let answer = self
             .call(Method::GET, &["v4", "secrets", name], &query, None)
-            .await?;
+            .await;
+        // What is there now (an old version says nothing of that).
+        if version.is_none() {
+            match &answer {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.seen().gone(secret_key(scope, name))
+                }
+                Err(_) => {}
+            }
+        }
+        let (req, resp) = answer?;
         match self.answer(&req, &resp, scope, Some(version))? {
-            Answer::Secret(r) => Ok(r),
+            Answer::Secret(r) => {
+                if version.is_none() {
+                    self.seen()
+                        .exists(secret_key(scope, name), Some(r.value.fingerprint()));
+                }
+                Ok(r)
+            }
             Answer::Approval(_) => Err(req
                 .error(
                     ErrorKind::InvalidResponse,
@@ -202,6 +313,32 @@ impl InfisicalClient {
             .call(Method::GET, &["v4", "secrets"], &query, None)
             .await?;
         let list: List = decode_json(&req, &resp)?;
+        {
+            let mut seen = self.seen();
+            for i in &list.secrets {
+                let path = i
+                    .secret_path
+                    .clone()
+                    .unwrap_or_else(|| secret_path.to_string());
+                let key = (
+                    project_id.to_string(),
+                    environment.to_string(),
+                    path,
+                    i.secret_key.clone(),
+                );
+                if !seen.holds.contains_key(&key) {
+                    seen.exists(key, None);
+                }
+            }
+            let folder = (
+                project_id.to_string(),
+                environment.to_string(),
+                secret_path.to_string(),
+            );
+            if !seen.listed.contains(&folder) {
+                seen.listed.push(folder);
+            }
+        }
         Ok(list
             .secrets
             .into_iter()
@@ -225,6 +362,20 @@ impl InfisicalClient {
         value: &Secret,
     ) -> Result<Written<(SecretRecord, SetOutcome)>, VendorError> {
         let scope = &SecretScope::new(project_id, environment, secret_path);
+        let key = secret_key(scope, name);
+        // Seen to exist with another value, or not at all: the write needs no read first.
+        let blind = match self.seen().known(&key) {
+            Known::Holds(Some(fp)) if fp == value.fingerprint() => None,
+            Known::Holds(_) => Some(Method::PATCH),
+            Known::Absent => Some(Method::POST),
+            Known::Unknown => None,
+        };
+        if let Some(method) = blind {
+            match self.write_secret(scope, name, value, method).await {
+                Err(e) if stale_guess(&e) => self.seen().forget(&key),
+                done => return done,
+            }
+        }
         let method = match self
             .get_secret(project_id, environment, secret_path, name, None)
             .await
@@ -236,6 +387,18 @@ impl InfisicalClient {
             Err(e) if e.kind() == ErrorKind::NotFound => Method::POST,
             Err(e) => return Err(e),
         };
+        self.write_secret(scope, name, value, method).await
+    }
+
+    /// Updates (PATCH) or creates (POST) a secret, and notes what it then holds.
+    async fn write_secret(
+        &self,
+        scope: &SecretScope,
+        name: &str,
+        value: &Secret,
+        method: Method,
+    ) -> Result<Written<(SecretRecord, SetOutcome)>, VendorError> {
+        let key = secret_key(scope, name);
         let body = json!({
             "projectId": scope.project_id,
             "environment": scope.environment,
@@ -248,12 +411,25 @@ impl InfisicalClient {
         } else {
             SetOutcome::Updated
         };
-        let (req, resp) = self
+        let sent = self
             .call(method, &["v4", "secrets", name], &[], Some(body))
-            .await?;
-        Ok(match self.answer(&req, &resp, scope, None)? {
-            Answer::Secret(r) => Written::Done((r, outcome)),
-            Answer::Approval(c) => Written::Pending(c),
+            .await;
+        let answer = sent.and_then(|(req, resp)| self.answer(&req, &resp, scope, None));
+        let mut seen = self.seen();
+        Ok(match answer {
+            Ok(Answer::Secret(r)) => {
+                seen.exists(key, Some(value.fingerprint()));
+                Written::Done((r, outcome))
+            }
+            // Filed for approval: what it holds depends on an approver.
+            Ok(Answer::Approval(c)) => {
+                seen.forget(&key);
+                Written::Pending(c)
+            }
+            Err(e) => {
+                seen.forget(&key);
+                return Err(e);
+            }
         })
     }
 
@@ -272,12 +448,29 @@ impl InfisicalClient {
             "secretPath": scope.secret_path,
             "type": "shared",
         });
-        let (req, resp) = self
+        let key = secret_key(scope, name);
+        let sent = self
             .call(Method::DELETE, &["v4", "secrets", name], &[], Some(body))
-            .await?;
-        Ok(match self.answer(&req, &resp, scope, None)? {
-            Answer::Secret(r) => Written::Done(r),
-            Answer::Approval(c) => Written::Pending(c),
+            .await;
+        let answer = sent.and_then(|(req, resp)| self.answer(&req, &resp, scope, None));
+        let mut seen = self.seen();
+        Ok(match answer {
+            Ok(Answer::Secret(r)) => {
+                seen.gone(key);
+                Written::Done(r)
+            }
+            Ok(Answer::Approval(c)) => {
+                seen.forget(&key);
+                Written::Pending(c)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                seen.gone(key);
+                return Err(e);
+            }
+            Err(e) => {
+                seen.forget(&key);
+                return Err(e);
+            }
         })
     }
 
@@ -721,6 +914,97 @@ mod tests {
         let versions = &st["infisical"]["secrets"][0]["versions"];
         assert_eq!(versions.as_array().map(Vec::len), Some(3));
         assert_eq!(versions[2]["secretValue"], "inf-new-0002");
+    }
+
+    /// A second client of the same Infisical, seeing nothing of what `i` saw.
+    fn another(i: &InfisicalClient) -> InfisicalClient {
+        InfisicalClient::new(i.transport.clone(), i.base.clone(), i.auth.clone())
+    }
+
+    #[tokio::test]
+    async fn a_write_sends_no_read_when_one_was_seen_and_never_assumes_the_value_is_there() {
+        let (sb, v) = start(sop()).await;
+        let i = v.infisical();
+        let gets =
+            |name: &str| sb.count_requests("infisical", "GET", &format!("/api/v4/secrets/{name}"));
+        let new = Secret::new("inf-new-0002", Source::Literal);
+        // Read with another value: the update goes at once (the precheck's read, then store).
+        read(i, TOKEN_NAME).await.unwrap();
+        let (rec, outcome) = done(
+            i.set_secret(P, "prod", "/", TOKEN_NAME, &new)
+                .await
+                .unwrap(),
+        );
+        assert_eq!((outcome, rec.version), (SetOutcome::Updated, 3));
+        assert_eq!(gets(TOKEN_NAME), 1);
+        // The value this client wrote: "already there" is still only concluded from a read.
+        let (rec, outcome) = done(
+            i.set_secret(P, "prod", "/", TOKEN_NAME, &new)
+                .await
+                .unwrap(),
+        );
+        assert_eq!((outcome, rec.version), (SetOutcome::Unchanged, 3));
+        assert_eq!(gets(TOKEN_NAME), 2);
+        // Not in a listing of its folder: created at once (discovery's listing, then staging).
+        i.secrets_holding(P, "prod", "/", "sha256:000000000000")
+            .await
+            .unwrap();
+        let (rec, outcome) = done(i.set_secret(P, "prod", "/", "STAGED", &new).await.unwrap());
+        assert_eq!((outcome, rec.version), (SetOutcome::Created, 1));
+        assert_eq!(gets("STAGED"), 0);
+        // Deleted by this client: created again at once.
+        done(i.delete_secret(P, "prod", "/", "STAGED").await.unwrap());
+        let (_, outcome) = done(i.set_secret(P, "prod", "/", "STAGED", &new).await.unwrap());
+        assert_eq!(outcome, SetOutcome::Created);
+        assert_eq!(gets("STAGED"), 0);
+        // Another environment, never seen: read first, as always.
+        let (_, outcome) = done(i.set_secret(P, "dev", "/", "STAGED", &new).await.unwrap());
+        assert_eq!(outcome, SetOutcome::Created);
+        assert_eq!(gets("STAGED"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_write_on_what_another_hand_changed_since_it_was_seen_reads_and_lands() {
+        let (sb, v) = start(sop()).await;
+        let i = v.infisical();
+        let other = another(i);
+        let theirs = Secret::new("inf-theirs-0003", Source::Literal);
+        let mine = Secret::new("inf-mine-0004", Source::Literal);
+        // Seen absent, then created by someone else: the create answers "already exist",
+        // the write reads and updates instead.
+        i.secrets_holding(P, "prod", "/", "sha256:000000000000")
+            .await
+            .unwrap();
+        done(
+            other
+                .set_secret(P, "prod", "/", "STAGED", &theirs)
+                .await
+                .unwrap(),
+        );
+        let (rec, outcome) = done(i.set_secret(P, "prod", "/", "STAGED", &mine).await.unwrap());
+        assert_eq!((outcome, rec.version), (SetOutcome::Updated, 2));
+        assert_eq!(read(i, "STAGED").await.unwrap().value, mine);
+        assert_eq!(
+            sb.count_requests("infisical", "POST", "/api/v4/secrets/STAGED"),
+            2
+        );
+        // Seen to exist, then deleted by someone else: the update answers 404, the write
+        // reads and creates instead.
+        read(i, TOKEN_NAME).await.unwrap();
+        done(
+            other
+                .delete_secret(P, "prod", "/", TOKEN_NAME)
+                .await
+                .unwrap(),
+        );
+        let (rec, outcome) = done(
+            i.set_secret(P, "prod", "/", TOKEN_NAME, &mine)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(outcome, SetOutcome::Created);
+        assert_eq!(read(i, TOKEN_NAME).await.unwrap().value, mine);
+        assert_eq!(rec.value, mine);
     }
 
     #[tokio::test]

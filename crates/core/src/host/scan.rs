@@ -14,6 +14,8 @@ use runbook_vendors::ErrorKind;
 /// What to search: the options of `scan::holders`.
 struct Wanted {
     heroku: bool,
+    /// The Heroku key's scopes, read in the same round.
+    heroku_scopes: bool,
     infisical: Option<(String, Vec<String>, String)>,
     github: Option<String>,
 }
@@ -23,6 +25,12 @@ fn wanted(h: &RunContext, opts: &Map) -> R<Wanted> {
     let heroku = match opts.get("heroku") {
         None => false,
         Some(b) => b.as_bool().map_err(|_| usage("heroku is true or false"))?,
+    };
+    let heroku_scopes = match opts.get("heroku_scopes") {
+        None => false,
+        Some(b) => b
+            .as_bool()
+            .map_err(|_| usage("heroku_scopes is true or false"))?,
     };
     let infisical = match opts.get("infisical") {
         None => None,
@@ -40,6 +48,7 @@ fn wanted(h: &RunContext, opts: &Map) -> R<Wanted> {
     };
     Ok(Wanted {
         heroku,
+        heroku_scopes,
         infisical,
         github,
     })
@@ -55,29 +64,38 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
     let v = h.vendors()?;
     let fp = value.fingerprint();
     let progress = scan_progress(h.say(), "heroku: config vars read");
-    let (heroku, infisical, github) = h.block("discovery: searching every vendor", async move {
-        let heroku = async {
-            match w.heroku {
-                true => Some(discovery::heroku(&v, &fp, None, progress).await),
-                false => None,
-            }
-        };
-        let infisical = async {
-            match &w.infisical {
-                Some((project, envs, path)) => {
-                    Some(discovery::infisical(&v, &fp, project, envs, path).await)
+    let (heroku, infisical, github, scopes) =
+        h.block("discovery: searching every vendor", async move {
+            let heroku = async {
+                match w.heroku {
+                    true => Some(discovery::heroku(&v, &fp, None, progress).await),
+                    false => None,
                 }
-                None => None,
-            }
-        };
-        let github = async {
-            match &w.github {
-                Some(name) => Some(discovery::github(&v, name, None).await),
-                None => None,
-            }
-        };
-        Ok(tokio::join!(heroku, infisical, github))
-    })?;
+            };
+            let infisical = async {
+                match &w.infisical {
+                    Some((project, envs, path)) => {
+                        Some(discovery::infisical(&v, &fp, project, envs, path).await)
+                    }
+                    None => None,
+                }
+            };
+            let github = async {
+                match &w.github {
+                    Some(name) => Some(discovery::github(&v, name, None).await),
+                    None => None,
+                }
+            };
+            let scopes = async {
+                match w.heroku_scopes {
+                    true => Some(v.heroku().scopes().await),
+                    false => None,
+                }
+            };
+            let (heroku, infisical, github, scopes) =
+                tokio::join!(heroku, infisical, github, scopes);
+            Ok((heroku, infisical, github, scopes))
+        })?;
     let mut out = Map::new();
     if let Some(scan) = heroku {
         let scan = match scan {
@@ -111,6 +129,11 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
             scan_map(&scan, super::github::holder_place).into(),
         );
     }
+    // A failed read of the scopes is not discovery's failure: left out, `heroku::scopes()`
+    // reads them again and says why it cannot.
+    if let Some(Ok(scopes)) = scopes {
+        out.insert("heroku_scopes".into(), super::heroku::scopes_value(scopes));
+    }
     Ok(out.into())
 }
 
@@ -126,7 +149,7 @@ fn not_searched(vendor: &'static str, place: &str, e: &runbook_vendors::VendorEr
 }
 
 /// The options map's keys (the runtime refuses others; `check` flags them before a run).
-pub(crate) const HOLDERS_OPTIONS: &[&str] = &["heroku", "infisical", "github"];
+pub(crate) const HOLDERS_OPTIONS: &[&str] = &["heroku", "heroku_scopes", "infisical", "github"];
 
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module("scan");
@@ -135,7 +158,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Read,
         &["value: Secret", "options: Map"],
         "Map",
-        "Discovery's searches at every vendor at once (they are independent reads): every Heroku app\nholding `value` (`heroku: true`), every Infisical secret holding it (`infisical: #{envs, path,\nproject_id}`), every repository with an Actions secret named so (`github: NAME`; a vendor not\nconfigured, such as a missing GITHUB_TOKEN, is an unchecked place, not a failure). Returns #{heroku, infisical, github}, each\nas the vendor's own `holders` returns it, for the vendors asked.",
+        "Discovery's searches at every vendor at once (they are independent reads): every Heroku app\nholding `value` (`heroku: true`), every Infisical secret holding it (`infisical: #{envs, path,\nproject_id}`), every repository with an Actions secret named so (`github: NAME`; a vendor not\nconfigured, such as a missing GITHUB_TOKEN, is an unchecked place, not a failure). Returns #{heroku, infisical, github}, each\nas the vendor's own `holders` returns it, for the vendors asked; with `heroku_scopes: true`, also\n`heroku_scopes`, what `heroku::scopes()` returns, read in the same round (left out when that read failed).",
         |c: NativeCallContext, s: Secret, o: Map| {
             value::at(&c, with_run(&c, "scan::holders", |h| holders(h, s, o)))
         },

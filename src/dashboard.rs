@@ -12,8 +12,8 @@ pub struct SandboxDashboard {
     postmark_url: String,
     /// The simulated Infisical, when the sandbox is this process's.
     infisical_url: Option<String>,
-    /// Built at the first request: by then the vendors' clients (built beside the runbook's
-    /// compile) have made the process's HTTP client, which this one shares.
+    /// The vendors' transport (`share_transport`), or one of its own built at the first
+    /// request when no vendor was called before it.
     transport: std::cell::OnceCell<Transport>,
 }
 
@@ -59,6 +59,10 @@ impl SandboxDashboard {
 }
 
 impl Dashboard for SandboxDashboard {
+    fn share_transport(&self, transport: &Transport) {
+        let _ = self.transport.set(transport.clone());
+    }
+
     fn postmark_new_token(&self, server: &str, label: &str) -> DashboardFuture<String> {
         let answer = self.send(control::postmark_new_token(
             &self.postmark_url,

@@ -51,15 +51,18 @@ pub fn register(value: &str) {
     SEEN.write().unwrap_or_else(|e| e.into_inner()).add(value);
 }
 
-/// The patterns, with the matcher built for every value registered so far.
+/// The patterns, with the matcher built for every value registered so far. Only a guard
+/// that sees the matcher current is returned: between building it and reading, another
+/// thread may register a value (re-sorting the masks the matcher's ids index).
 fn current() -> std::sync::RwLockReadGuard<'static, Patterns> {
-    let seen = SEEN.read().unwrap_or_else(|e| e.into_inner());
-    if !seen.stale {
-        return seen;
+    loop {
+        let seen = SEEN.read().unwrap_or_else(|e| e.into_inner());
+        if !seen.stale {
+            return seen;
+        }
+        drop(seen);
+        SEEN.write().unwrap_or_else(|e| e.into_inner()).build();
     }
-    drop(seen);
-    SEEN.write().unwrap_or_else(|e| e.into_inner()).build();
-    SEEN.read().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Patterns {

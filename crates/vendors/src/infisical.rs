@@ -107,7 +107,8 @@ pub enum Merged {
 /// is gone, a create of one that exists.
 fn stale_guess(e: &VendorError) -> bool {
     e.kind() == ErrorKind::NotFound
-        || (e.status() == Some(400) && e.message().contains("already exist"))
+        || (matches!(e.status(), Some(400 | 409))
+            && e.message().to_ascii_lowercase().contains("already exist"))
 }
 
 /// Client for Infisical; clones share the cached access token.
@@ -326,9 +327,8 @@ impl InfisicalClient {
                     path,
                     i.secret_key.clone(),
                 );
-                if !seen.holds.contains_key(&key) {
-                    seen.exists(key, None);
-                }
+                // The listing shows values: what it holds is known (by keyed fingerprint).
+                seen.exists(key, Some(runbook_secret::fingerprint(&i.secret_value)));
             }
             let folder = (
                 project_id.to_string(),
@@ -928,6 +928,19 @@ mod tests {
         let gets =
             |name: &str| sb.count_requests("infisical", "GET", &format!("/api/v4/secrets/{name}"));
         let new = Secret::new("inf-new-0002", Source::Literal);
+        // Listed with the value it is set to: confirmed by a read, nothing written (a blind
+        // update would add a version, or file a change request that changes nothing).
+        i.secrets_holding(P, "prod", "/", "sha256:000000000000")
+            .await
+            .unwrap();
+        let current = Secret::new("inf-current-0001", Source::Literal);
+        let (rec, outcome) = done(
+            i.set_secret(P, "prod", "/", TOKEN_NAME, &current)
+                .await
+                .unwrap(),
+        );
+        assert_eq!((outcome, rec.version), (SetOutcome::Unchanged, 2));
+        assert_eq!(gets(TOKEN_NAME), 1);
         // Read with another value: the update goes at once (the precheck's read, then store).
         read(i, TOKEN_NAME).await.unwrap();
         let (rec, outcome) = done(
@@ -936,7 +949,7 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!((outcome, rec.version), (SetOutcome::Updated, 3));
-        assert_eq!(gets(TOKEN_NAME), 1);
+        assert_eq!(gets(TOKEN_NAME), 2);
         // The value this client wrote: "already there" is still only concluded from a read.
         let (rec, outcome) = done(
             i.set_secret(P, "prod", "/", TOKEN_NAME, &new)
@@ -944,11 +957,8 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!((outcome, rec.version), (SetOutcome::Unchanged, 3));
-        assert_eq!(gets(TOKEN_NAME), 2);
-        // Not in a listing of its folder: created at once (discovery's listing, then staging).
-        i.secrets_holding(P, "prod", "/", "sha256:000000000000")
-            .await
-            .unwrap();
+        assert_eq!(gets(TOKEN_NAME), 3);
+        // Not in the listing of its folder: created at once (discovery's listing, then staging).
         let (rec, outcome) = done(i.set_secret(P, "prod", "/", "STAGED", &new).await.unwrap());
         assert_eq!((outcome, rec.version), (SetOutcome::Created, 1));
         assert_eq!(gets("STAGED"), 0);

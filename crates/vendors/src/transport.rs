@@ -661,17 +661,10 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// The reqwest client for these timeouts, shared by every transport of the process that
-/// asks for the same: building one reads and parses every root certificate of the system
-/// store, a few milliseconds each time (a rehearsal's dashboard and the vendors' clients
-/// used to pay it twice), and clones share one connection pool.
+/// The reqwest client (rustls with the ring provider). Building one reads and parses every
+/// root certificate of the system store, a few milliseconds: a process builds one (the
+/// vendors', built beside the runbook's compile; a rehearsal's dashboard shares it).
 fn client(timeout: Duration, connect_timeout: Duration) -> Result<reqwest::Client, VendorError> {
-    type Built = Vec<((Duration, Duration), reqwest::Client)>;
-    static BUILT: std::sync::Mutex<Built> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, c)) = built.iter().find(|(k, _)| *k == (timeout, connect_timeout)) {
-        return Ok(c.clone());
-    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
@@ -683,7 +676,6 @@ fn client(timeout: Duration, connect_timeout: Duration) -> Result<reqwest::Clien
             VendorError::new("http", "-", "-", ErrorKind::Config, error_chain(&e))
                 .with_hint("the HTTP client could not be built; this is a bug, please report it")
         })?;
-    built.push(((timeout, connect_timeout), client.clone()));
     Ok(client)
 }
 

@@ -17,4 +17,7 @@ pub trait Dashboard {
     fn postmark_newest_token(&self, server: &str) -> DashboardFuture<Option<String>>;
     /// How the operator merges an Infisical change request in this rehearsal, if they can.
     fn change_request_hint(&self, request_id: &str) -> Option<String>;
+    /// The vendors' transport, once built: a dashboard that sends requests may use it rather
+    /// than build a client of its own (which reads every TLS root again).
+    fn share_transport(&self, _transport: &runbook_vendors::Transport) {}
 }

@@ -75,6 +75,9 @@ impl Services {
             // Not started, or its thread panicked: build them here (a panic repeats, visibly).
             Some(Err(_)) | None => Vendors::new(self.config.clone())?,
         };
+        if let Some(d) = &self.dashboard {
+            d.share_transport(v.transport());
+        }
         Ok(self.vendors.get_or_init(|| v))
     }
 }

@@ -102,11 +102,16 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 /// whole line); `None` when there is no file.
 fn last_line(path: &Path) -> std::io::Result<Option<String>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    // A FIFO or a device in its place would block the open (every run's start) forever.
+    match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
-    };
+        Ok(m) if !m.is_file() => {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        Ok(_) => {}
+    }
+    let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     let mut window: u64 = 8 << 10;
     loop {
@@ -415,5 +420,11 @@ mod tests {
         assert_eq!(last_line(&path).unwrap().as_deref(), Some("{\"only\":1}"));
         std::fs::write(&path, "").unwrap();
         assert_eq!(last_line(&path).unwrap().as_deref(), Some(""));
+        // A FIFO in a journal's place is refused, not opened (the open would block).
+        let fifo = dir.path().join("fifo.jsonl");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert!(last_line(&fifo).is_err());
+        }
     }
 }

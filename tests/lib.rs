@@ -37,5 +37,6 @@ mod runs;
 mod secrets;
 mod team;
 mod timeline;
+mod together;
 mod twilio;
 mod views;

@@ -131,6 +131,8 @@ pub struct RunContext {
     operator: Operator,
     policy: Policy,
     scope: StepScope,
+    /// Reads `run::together` started ahead.
+    ahead: super::together::Ahead,
 }
 
 impl RunContext {
@@ -140,7 +142,12 @@ impl RunContext {
             operator,
             policy,
             scope: StepScope::default(),
+            ahead: Default::default(),
         })
+    }
+
+    pub(crate) fn ahead(&self) -> &super::together::Ahead {
+        &self.ahead
     }
 
     pub fn parts(&self) -> &RunParts {
@@ -211,6 +218,11 @@ impl RunContext {
     /// Runs a vendor call to completion, shown as a call in progress; Ctrl-C abandons it.
     /// A vendor that answered as a simulator is recorded: the run is a rehearsal.
     pub fn block<T>(&self, label: &str, fut: impl Future<Output = Result<T, VendorError>>) -> R<T> {
+        // `run::together`'s first pass starts only the reads it knows; anything else waits
+        // for the second.
+        if self.starting_ahead() {
+            return Err(Self::stop_starting());
+        }
         let done = {
             let _call = self.say().call(label);
             self.services().runtime.block_on(fut)

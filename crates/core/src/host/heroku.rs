@@ -32,7 +32,7 @@ fn each_app<T, F, Fut>(
 ) -> R<Vec<(String, Result<T, runbook_vendors::VendorError>)>>
 where
     T: Send + 'static,
-    F: Fn(runbook_vendors::Vendors, String) -> Fut,
+    F: Fn(runbook_vendors::Vendors, String) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<T, runbook_vendors::VendorError>> + Send + 'static,
 {
     let v = h.vendors()?;
@@ -41,7 +41,7 @@ where
         "heroku {}",
         what.replace("{}", &format!("{{{}}}", apps.join(",")))
     );
-    h.block(&label, async move { Ok(fan_out(&v, &list, call).await) })
+    h.read(&label, async move { Ok(fan_out(&v, &list, call).await) })
 }
 
 /// Several apps' config vars, read concurrently: #{app: config}. Fails on the first app
@@ -329,7 +329,7 @@ pub(super) fn holder_place(p: &runbook_vendors::discovery::Place) -> Map {
 fn scopes(h: &RunContext) -> R<Dynamic> {
     h.require_step("heroku::scopes")?;
     let v = h.vendors()?;
-    let scopes = h.block("heroku GET /oauth/authorizations", async move {
+    let scopes = h.read("heroku GET /oauth/authorizations", async move {
         v.heroku().scopes().await
     })?;
     Ok(scopes_value(scopes))
@@ -351,7 +351,7 @@ fn releases(h: &RunContext, app: &str) -> R<Dynamic> {
     h.require_step("heroku::releases")?;
     let v = h.vendors()?;
     let app_name = app.to_string();
-    let list = h.block(&format!("heroku GET /apps/{app}/releases"), async move {
+    let list = h.read(&format!("heroku GET /apps/{app}/releases"), async move {
         v.heroku().releases(&app_name).await
     })?;
     Ok(release_list(&list).into())
@@ -369,33 +369,6 @@ fn releases_of(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
     for (app, r) in results {
         let got = r.map_err(|e| super::vendor_call::vendor_error(&e))?;
         out.insert(app.as_str().into(), release_list(&got).into());
-    }
-    Ok(out.into())
-}
-
-/// Several apps' releases and config vars, both read at once for every app (one round
-/// where `releases` then `configs` take two): #{app: #{releases: [...], config: #{...}}}.
-/// Fails naming the first app that could not be read.
-fn deployed(h: &RunContext, apps: Array) -> R<Dynamic> {
-    h.require_step("heroku::deployed")?;
-    let apps = targets(&Dynamic::from(apps), "heroku::deployed apps")?;
-    let results = each_app(
-        h,
-        &apps,
-        "GET /apps/{}/releases + config-vars",
-        |v, app| async move {
-            let heroku = v.heroku();
-            let (releases, config) = tokio::join!(heroku.releases(&app), heroku.config_vars(&app));
-            Ok((releases?, config?))
-        },
-    )?;
-    let mut out = Map::new();
-    for (app, r) in results {
-        let (releases, config) = r.map_err(|e| super::vendor_call::vendor_error(&e))?;
-        let mut m = Map::new();
-        m.insert("releases".into(), release_list(&releases).into());
-        m.insert("config".into(), config_map(h, &app, &config).into());
-        out.insert(app.as_str().into(), m.into());
     }
     Ok(out.into())
 }
@@ -563,16 +536,6 @@ them). Fails naming the first app that could not be read.",
         "Array | ()",
         "The OAuth scopes of HEROKU_API_KEY (e.g. [\"global\"], or [\"read-protected\",\n\"write-protected\"]), from GET /oauth/authorizations; () when Heroku does not list them for this\nkey (only a global key may list authorizations). Config vars need read-protected to read and\nwrite-protected to change.",
         |c: NativeCallContext| value::at(&c, with_run(&c, "heroku::scopes", scopes)),
-    );
-    m.add(
-        "deployed",
-        Effect::Read,
-        &["apps: Array"],
-        "Map",
-        "Several apps' releases and config vars, all read at once (one round where `releases` then\n`configs` take two): #{app: #{releases: [release, ...] (oldest first), config: #{...}}}.",
-        |c: NativeCallContext, a: Array| {
-            value::at(&c, with_run(&c, "heroku::deployed", |h| deployed(h, a)))
-        },
     );
     m.add(
         "releases",

@@ -76,7 +76,7 @@ fn get(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     let v = h.vendors()?;
     let name = name.to_string();
     let label = format!("infisical GET /api/v4/secrets/{name}");
-    let r = h.block(&label, async move {
+    let r = h.read(&label, async move {
         v.infisical()
             .get_secret(&s.project_id, &s.env, &s.path, &name, s.version)
             .await

@@ -22,6 +22,7 @@ pub(crate) mod readback;
 mod scan;
 mod secret;
 pub mod services;
+mod together;
 mod vendor_call;
 mod writes;
 
@@ -204,6 +205,7 @@ const REGISTERED: &[(&str, Register)] = &[
     ("github", github::register),
     ("scan", scan::register),
     ("http", http::register),
+    ("together", together::register),
 ];
 
 fn build() -> HostModules {

@@ -36,7 +36,7 @@ fn server(h: &RunContext, token: Secret) -> R<Dynamic> {
         return Ok(Placeholder::of("postmark::server(new token)"));
     }
     let v = h.vendors()?;
-    let s = h.block("postmark GET /server", async move {
+    let s = h.read("postmark GET /server", async move {
         v.postmark().server(&token).await
     })?;
     Ok(server_map(&s).into())
@@ -48,7 +48,7 @@ fn token_status(h: &RunContext, token: Secret) -> R<Dynamic> {
         return Ok(Placeholder::of("postmark::token_status"));
     }
     let v = h.vendors()?;
-    let r = h.block("postmark GET /server", async move {
+    let r = h.read("postmark GET /server", async move {
         match v.postmark().server(&token).await {
             Ok(_) => Ok(200i64),
             Err(e) if e.kind() == ErrorKind::Unauthorized => Ok(e.status().unwrap_or(401) as i64),
@@ -70,7 +70,7 @@ fn message(h: &RunContext, token: Secret, id: Dynamic) -> R<Dynamic> {
     let id = id.as_str();
     let v = h.vendors()?;
     let message_id = id.to_string();
-    let got = h.block(
+    let got = h.read(
         &format!("postmark GET /messages/outbound/{id}/details"),
         async move { v.postmark().outbound_message(&token, &message_id).await },
     )?;

@@ -1,0 +1,115 @@
+//! `run::together` (issue 31): independent reads of one step sent at once; anything else
+//! runs once, in its turn.
+
+use crate::support::{canary_scenario, items, Exit, Test};
+use serde_json::Value;
+
+/// Every call waits: reads sent one after another could not overlap.
+const SLOW: &str = "faults = [\"postmark=latency=150\", \"heroku=latency=150\"]\n";
+
+const RUNBOOK: &str = r#"
+runbook(#{ id: "together", title: "Reads sent together" });
+
+fn token_of(ctx) {
+    print("token_of ran");
+    ctx.token
+}
+
+step("read", "Read at every vendor at once", |ctx| {
+    ctx.token = infisical::secret("POSTMARK_SERVER_TOKEN").value;
+    let apps = ["raxx-api-prod", "raxx-api-staging"];
+    let r = run::together([
+        || postmark::server(ctx.token),
+        || heroku::configs(apps),
+        || { print("in turn"); heroku::scopes() },
+        || postmark::token_status(token_of(ctx)),
+    ]);
+    print(`server ${r[0].Name}; apps ${r[1].keys().len()}; scopes ${r[2]}; status ${r[3]}`);
+}).no_undo("reads only");
+
+step("refused", "Nesting is refused", |ctx| {
+    let e = "";
+    try {
+        run::together([|| run::together([])]);
+    } catch (err) {
+        e = err.message;
+    }
+    print(`nested: ${e}`);
+    try {
+        run::together([1]);
+    } catch (err) {
+        e = err.message;
+    }
+    print(`not a function: ${e}`);
+}).no_undo("reads only");
+"#;
+
+fn requests<'a>(state: &'a Value, method: &str, path: &str) -> Vec<&'a Value> {
+    items(&state["requests"])
+        .iter()
+        .filter(|r| r["method"] == method && r["path"] == path)
+        .collect()
+}
+
+fn span(r: &Value) -> (u64, u64) {
+    (
+        r["start_us"].as_u64().unwrap(),
+        r["end_us"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn single_reads_are_sent_at_once_and_everything_else_runs_once_in_its_turn() {
+    let out = Test::new()
+        .file("runbooks/together.rhai", RUNBOOK)
+        .file("scenario.toml", &format!("{SLOW}{}", canary_scenario()))
+        .args(&[
+            "exec",
+            "together",
+            "--sandbox",
+            "--yes",
+            "--scenario",
+            "scenario.toml",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("server raxx-prod; apps 2; scopes [\"global\"]; status 200")
+        .stdout_has("nested: run::together cannot be nested")
+        .stdout_has("not a function: run::together takes an array of functions (|| ...)");
+    // A function that is more than one read ran once: its print, and the call in the
+    // arguments of the last one, each shown once.
+    assert_eq!(out.stdout.matches("in turn").count(), 1, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("token_of ran").count(),
+        1,
+        "{}",
+        out.stdout
+    );
+
+    let state = out.sandbox_state();
+    let servers = requests(&state, "GET", "/server");
+    assert_eq!(servers.len(), 2, "one read each, none sent twice");
+    let server = span(servers[0]);
+    let configs: Vec<(u64, u64)> = ["raxx-api-prod", "raxx-api-staging"]
+        .iter()
+        .map(|app| {
+            let r = requests(&state, "GET", &format!("/apps/{app}/config-vars"));
+            assert_eq!(r.len(), 1, "{app}");
+            span(r[0])
+        })
+        .collect();
+    // The two single reads overlapped: each was sent before the other was answered.
+    for c in &configs {
+        assert!(
+            c.0 < server.1 && server.0 < c.1,
+            "server {server:?}, config {c:?}"
+        );
+    }
+    // The others ran in their turn, after the answers before them.
+    let scopes = requests(&state, "GET", "/oauth/authorizations");
+    assert_eq!(scopes.len(), 1);
+    let scopes = span(scopes[0]);
+    assert!(configs.iter().all(|c| c.1 <= scopes.0));
+    assert!(scopes.1 <= span(servers[1]).0);
+}

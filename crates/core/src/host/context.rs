@@ -178,7 +178,10 @@ impl RunContext {
         &self.parts.auditor
     }
 
+    /// The operator: asking them anything may change what a vendor holds (they act on a
+    /// dashboard), so `run::together` does not use a read sent before the question.
     pub fn operator(&self) -> &Operator {
+        self.ahead.note_effect();
         &self.operator
     }
 

@@ -76,7 +76,11 @@ fn get(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
     let v = h.vendors()?;
     let name = name.to_string();
     let label = format!("infisical GET /api/v4/secrets/{name}");
-    let r = h.read(&label, async move {
+    let key = format!(
+        "infisical::secret {name} {} {} {} {:?}",
+        s.project_id, s.env, s.path, s.version
+    );
+    let r = h.read_keyed(&label, &key, async move {
         v.infisical()
             .get_secret(&s.project_id, &s.env, &s.path, &name, s.version)
             .await

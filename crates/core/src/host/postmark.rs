@@ -36,7 +36,8 @@ fn server(h: &RunContext, token: Secret) -> R<Dynamic> {
         return Ok(Placeholder::of("postmark::server(new token)"));
     }
     let v = h.vendors()?;
-    let s = h.read("postmark GET /server", async move {
+    let key = format!("postmark::server {}", token.fingerprint());
+    let s = h.read_keyed("postmark GET /server", &key, async move {
         v.postmark().server(&token).await
     })?;
     Ok(server_map(&s).into())
@@ -48,7 +49,8 @@ fn token_status(h: &RunContext, token: Secret) -> R<Dynamic> {
         return Ok(Placeholder::of("postmark::token_status"));
     }
     let v = h.vendors()?;
-    let r = h.read("postmark GET /server", async move {
+    let key = format!("postmark::token_status {}", token.fingerprint());
+    let r = h.read_keyed("postmark GET /server", &key, async move {
         match v.postmark().server(&token).await {
             Ok(_) => Ok(200i64),
             Err(e) if e.kind() == ErrorKind::Unauthorized => Ok(e.status().unwrap_or(401) as i64),
@@ -70,8 +72,10 @@ fn message(h: &RunContext, token: Secret, id: Dynamic) -> R<Dynamic> {
     let id = id.as_str();
     let v = h.vendors()?;
     let message_id = id.to_string();
-    let got = h.read(
+    let key = format!("postmark::message {} {id}", token.fingerprint());
+    let got = h.read_keyed(
         &format!("postmark GET /messages/outbound/{id}/details"),
+        &key,
         async move { v.postmark().outbound_message(&token, &message_id).await },
     )?;
     let Some(m) = got else {

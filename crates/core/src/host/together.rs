@@ -10,7 +10,10 @@
 //! cannot be suspended. So the single read is called twice, once to start it (its host
 //! function stops at the request: `Mode::Start`) and once to take its answer
 //! (`Mode::Take`). Calling it twice is only safe because nothing else is in it: its
-//! arguments are read from values, twice, with no script between the two calls.
+//! arguments are read from values. What ran between the two calls may have changed them,
+//! or the vendor: the answer is only taken by the same call (its key names every argument)
+//! and when no write or question to the operator happened since it was sent; else the read
+//! is sent again, as without `together`.
 
 use super::RunContext;
 use crate::value::throw;
@@ -49,10 +52,20 @@ enum Mode {
 
 type Answer = Result<Box<dyn Any + Send>, VendorError>;
 
-/// A read sent ahead: what it was (the label its host function shows) and its answer.
+/// A read sent ahead: what it was (its host function's key: the call and its arguments)
+/// and its answer, abandoned when dropped untaken.
 struct Started {
-    label: String,
-    answer: tokio::task::JoinHandle<Answer>,
+    key: String,
+    answer: Abandoned,
+}
+
+/// A spawned read that is stopped when nobody will take its answer.
+struct Abandoned(tokio::task::JoinHandle<Answer>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The reads of one `together` call.
@@ -60,15 +73,23 @@ struct Started {
 pub(crate) struct Ahead {
     mode: Cell<Mode>,
     started: RefCell<Vec<Option<Started>>>,
+    /// Writes and questions to the operator so far in this run: a read sent before one of
+    /// them may answer with what it changed undone, so its answer is not used.
+    effects: Cell<u64>,
+    /// `effects` when the reads were sent.
+    sent_at: Cell<u64>,
 }
 
 impl Ahead {
-    /// Forgets every read not taken; their answers are dropped.
+    /// Forgets every read not taken; their requests are abandoned.
     fn clear(&self) {
         self.mode.set(Mode::Off);
-        for s in self.started.borrow_mut().drain(..).flatten() {
-            s.answer.abort();
-        }
+        self.started.borrow_mut().clear();
+    }
+
+    /// A write, or a question to the operator, is about to happen.
+    pub(crate) fn note_effect(&self) {
+        self.effects.set(self.effects.get() + 1);
     }
 }
 
@@ -81,8 +102,19 @@ fn is_started(e: &EvalAltResult) -> bool {
 }
 
 impl RunContext {
-    /// A read `together` may start ahead: outside it, as [`RunContext::block`].
+    /// A read `together` may start ahead: outside it, as [`RunContext::block`]. Its key is
+    /// the label, which must name every argument.
     pub(crate) fn read<T, F>(&self, label: &str, fut: F) -> R<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, VendorError>> + Send + 'static,
+    {
+        self.read_keyed(label, label, fut)
+    }
+
+    /// A read `together` may start ahead, `key` naming the call and every argument (a
+    /// secret by its keyed fingerprint): a started answer is only taken by the same call.
+    pub(crate) fn read_keyed<T, F>(&self, label: &str, key: &str, fut: F) -> R<T>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, VendorError>> + Send + 'static,
@@ -90,6 +122,10 @@ impl RunContext {
         match self.ahead().mode.get() {
             Mode::Off => self.block(label, fut),
             Mode::Start(i) => {
+                // After Ctrl-C or a spent budget nothing more is sent: the second pass says so.
+                if crate::interrupt::is_set() || crate::interrupt::over_budget().is_some() {
+                    return Err(started());
+                }
                 let answer =
                     self.services().runtime.handle().spawn(async move {
                         fut.await.map(|t| Box::new(t) as Box<dyn Any + Send>)
@@ -99,25 +135,23 @@ impl RunContext {
                     all.resize_with(i + 1, || None);
                 }
                 all[i] = Some(Started {
-                    label: label.to_string(),
-                    answer,
+                    key: key.to_string(),
+                    answer: Abandoned(answer),
                 });
                 Err(started())
             }
             Mode::Take(i) => {
-                let mine = self
-                    .ahead()
-                    .started
-                    .borrow_mut()
-                    .get_mut(i)
-                    .and_then(Option::take)
-                    .filter(|s| s.label == label);
-                let Some(s) = mine else {
+                let ahead = self.ahead();
+                let taken = ahead.started.borrow_mut().get_mut(i).and_then(Option::take);
+                // Another call than the one sent (its arguments changed), or a write or a
+                // question since it was sent: the answer may be stale; it is read again.
+                let fresh = ahead.effects.get() == ahead.sent_at.get();
+                let Some(mut s) = taken.filter(|s| fresh && s.key == key) else {
                     return self.block(label, fut);
                 };
                 let done = {
                     let _call = self.say().call(label);
-                    self.services().runtime.block_on(s.answer)
+                    self.services().runtime.block_on(&mut s.answer.0)
                 };
                 self.note_simulators();
                 match done {
@@ -161,13 +195,16 @@ fn single_read(nc: &NativeCallContext, f: &FnPtr) -> bool {
     lib.set_script_fn(def.as_ref().clone());
     let body = rhai::AST::new_from_module(lib);
     let (mut calls, mut ok) = (0, true);
+    let host = super::modules();
     body.walk(&mut |path: &[ASTNode]| {
         let fits = match path.last() {
             Some(ASTNode::Stmt(Stmt::FnCall(c, _))) | Some(ASTNode::Expr(Expr::FnCall(c, _))) => {
                 calls += 1;
-                // (`root()` of no namespace panics.)
+                // One segment naming a host module (an import cannot take a host module's
+                // name: `register_imports`). `root()` of no namespace panics.
                 c.op_token.is_none()
-                    && !c.namespace.is_empty()
+                    && c.namespace.path.len() == 1
+                    && host.is_module(c.namespace.root())
                     && STARTED_AHEAD
                         .contains(&format!("{}::{}", c.namespace.root(), c.name).as_str())
             }
@@ -222,6 +259,7 @@ fn together(nc: &NativeCallContext, fns: Array) -> R<Array> {
             let _ = f.call_within_context::<Dynamic>(nc, ());
         }
     }
+    run.ahead().sent_at.set(run.ahead().effects.get());
     let mut out = Array::with_capacity(fns.len());
     let mut failed = None;
     for (i, f) in fns.iter().enumerate() {

@@ -213,6 +213,7 @@ impl<'a> Writes<'a> {
         call: impl FnOnce() -> R<Dynamic>,
     ) -> R<Dynamic> {
         self.require_write(function)?;
+        self.run.ahead().note_effect();
         self.confirmed_at_repl(function, target)?;
         if self.run.dry_run() {
             self.planned(function, effect, target, detail);
@@ -249,6 +250,7 @@ impl<'a> Writes<'a> {
         call: impl FnOnce(Vec<String>) -> R<Vec<(String, Result<T, VendorError>)>>,
     ) -> R<Vec<TargetResult<T>>> {
         self.require_write(function)?;
+        self.run.ahead().note_effect();
         self.confirmed_at_repl(function, &targets.join(", "))?;
         let step = self.step_name();
         // Only a step's forward body skips what it already did; an undo repeats nothing of

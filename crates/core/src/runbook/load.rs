@@ -394,6 +394,20 @@ fn register_imports(
         if alias.name.is_empty() {
             continue;
         }
+        // Under a host module's name, every call meant for the host would reach the script.
+        if host::modules().is_module(alias.name.as_str()) {
+            return Err(Error::script(ScriptError::from_eval(
+                &EvalAltResult::ErrorRuntime(
+                    format!(
+                        "import \"{path}\" as {}: {} is a host module; import it under another name",
+                        alias.name, alias.name
+                    )
+                    .into(),
+                    *pos,
+                ),
+                sources,
+            )));
+        }
         let module = resolver
             .resolve(engine, None, path, *pos)
             .map_err(|e| Error::script(ScriptError::from_eval(&e, sources)))?;

@@ -81,12 +81,22 @@ impl GithubClient {
             })?;
         let mut segments = vec!["repos", owner, name];
         segments.extend_from_slice(tail);
+        self.at(method, &segments, token)
+    }
+
+    /// A request to the API path made of `segments`, routed by it.
+    fn at(
+        &self,
+        method: Method,
+        segments: &[&str],
+        token: &Secret,
+    ) -> Result<Request, VendorError> {
         let url = endpoint(
             VENDOR,
             &self.base,
             "GITHUB_API_URL",
             "set GITHUB_API_URL to e.g. https://api.github.com",
-            &segments,
+            segments,
         )?;
         let route = format!("/{}", segments.join("/"));
         Ok(api_request(method, url.to_string(), route, token))
@@ -224,16 +234,11 @@ impl GithubClient {
         let token = self.token(
             "set GITHUB_TOKEN to a token that can read the organisation's secrets (admin:org)",
         )?;
-        let segments = ["orgs", org, "actions", "secrets", name];
-        let url = endpoint(
-            VENDOR,
-            &self.base,
-            "GITHUB_API_URL",
-            "set GITHUB_API_URL to e.g. https://api.github.com",
-            &segments,
+        let req = self.at(
+            Method::GET,
+            &["orgs", org, "actions", "secrets", name],
+            token,
         )?;
-        let route = format!("/{}", segments.join("/"));
-        let req = api_request(Method::GET, url.to_string(), route, token);
         match self
             .transport
             .send_unless(req.clone(), parse_error, 404)

@@ -249,13 +249,9 @@ impl InfisicalClient {
             .call(Method::GET, &["v4", "secrets", name], &query, None)
             .await;
         // What is there now (an old version says nothing of that).
-        if version.is_none() {
-            match &answer {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    self.seen().gone(secret_key(scope, name))
-                }
-                Err(_) => {}
+        if let (None, Err(e)) = (version, &answer) {
+            if e.kind() == ErrorKind::NotFound {
+                self.seen().gone(secret_key(scope, name));
             }
         }
         let (req, resp) = answer?;

@@ -702,17 +702,12 @@ mod tests {
         key: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = raw().request(method, format!("{base}{path}"));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = sent(req).await;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let bearer = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("Authorization", b.as_str()))
+            .collect();
+        ask(base, method, path, &headers, body).await
     }
 
     #[tokio::test]

@@ -164,8 +164,10 @@ fn ctrl_c_abandons_a_slow_call_and_returns_to_the_prompt() {
         shown.extend_from_slice(c.before());
         shown.extend_from_slice(c.as_bytes());
     }
+    // Not a timing benchmark: the call's latency is 20 s, so anything well under it means
+    // Ctrl-C did not wait for the answer (with room for a loaded machine).
     assert!(
-        sent.elapsed() < Duration::from_secs(1),
+        sent.elapsed() < Duration::from_secs(10),
         "took {:?}",
         sent.elapsed()
     );

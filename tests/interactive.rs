@@ -394,9 +394,35 @@ fn the_repl_prompt_names_production() {
 #[test]
 fn an_answer_typed_before_the_question_is_not_taken() {
     let t = confirming();
-    let mut p = terminal(t.command(), 30);
-    // Sent as the process starts: long before it loads, prints its banner and asks.
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap()
+        .success());
+    // The binary starts only once the "y" is in its terminal's input: sent as the process
+    // starts is not enough on a loaded machine, where this thread can be descheduled until
+    // after the question (and the "y" then rightly answers it).
+    let cmd = t.command();
+    let mut gated = std::process::Command::new("sh");
+    gated
+        .args(["-c", "read -r _ < \"$0\"; exec \"$@\""])
+        .arg(&gate)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => gated.env(k, v),
+            None => gated.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        gated.current_dir(d);
+    }
+    let mut p = terminal(gated, 30);
     p.send_line("y").unwrap();
+    std::fs::write(&gate, "go\n").unwrap();
     p.expect("SANDBOX · simulated vendors in this process")
         .unwrap();
     p.expect("? Go ahead? [y/N] ").unwrap();

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 const LEASE: Duration = Duration::from_secs(30);
 
 /// What a step costs the store: the write's record (fenced by the run's lease, as every
-/// record of a run that holds a lock is), one audit entry, the outcome's record.
+/// record of a run that holds a lock is, and durable), one audit entry, the outcome's record
+/// (both made durable by the next write's record, as the engine does).
 fn step(store: &Store, run_id: &str, fence: &store::Fence, i: usize) {
     assert!(store
         .journal_append_fenced(
             run_id,
             &format!(r#"{{"t":"x","kind":"step.intent","step":"s{i}"}}"#),
             fence,
+            true,
         )
         .unwrap());
     append(store, i);
@@ -29,6 +31,7 @@ fn step(store: &Store, run_id: &str, fence: &store::Fence, i: usize) {
             run_id,
             &format!(r#"{{"t":"x","kind":"step.outcome","step":"s{i}","status":"completed"}}"#),
             fence,
+            false,
         )
         .unwrap());
 }
@@ -44,7 +47,9 @@ fn entry(prev: &str, i: usize) -> String {
 }
 
 fn append(store: &Store, i: usize) {
-    store.audit_append(&mut |prev| Ok(entry(prev, i))).unwrap();
+    store
+        .audit_append(&mut |prev| Ok(entry(prev, i)), false)
+        .unwrap();
 }
 
 fn per_step(store: &Store, steps: usize) -> Duration {

@@ -296,39 +296,47 @@ impl AuditLog {
         }
     }
 
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.store.audit_sync()
+    }
+
     /// Where the log is, for messages.
     pub fn location(&self) -> String {
         self.store.audit_where()
     }
 
     /// Appends an event (context redacted), chained to the last entry; the store serialises
-    /// appends, so concurrent runs never fork the chain.
-    pub(crate) fn append(&self, event: &Event) -> Result<AuditEntry> {
+    /// appends, so concurrent runs never fork the chain. `durable` as for the store's
+    /// `audit_append`; `sync` makes the entries appended without it durable.
+    pub(crate) fn append(&self, event: &Event, durable: bool) -> Result<AuditEntry> {
         let mut made = None;
-        self.store.audit_append(&mut |prev: &str| {
-            let mut entry = serde_json::to_value(Unhashed {
-                time: now_rfc3339(),
-                event,
-                prev_hash: prev,
-            })
-            .unwrap_or_default();
-            // Redact before hashing: the hash must cover exactly the bytes written.
-            runbook_secret::redact_json(&mut entry);
-            let hash = entry_hash(&entry);
-            if let Value::Object(fields) = &mut entry {
-                fields.insert("hash".into(), Value::String(hash));
-            }
-            let line = entry.to_string();
-            if line.len() > MAX_ENTRY_BYTES {
-                return Err(Error::AuditTooLarge {
-                    action: event.action.to_string(),
-                    bytes: line.len(),
-                    limit: MAX_ENTRY_BYTES,
-                });
-            }
-            made = Some(entry);
-            Ok(line)
-        })?;
+        self.store.audit_append(
+            &mut |prev: &str| {
+                let mut entry = serde_json::to_value(Unhashed {
+                    time: now_rfc3339(),
+                    event,
+                    prev_hash: prev,
+                })
+                .unwrap_or_default();
+                // Redact before hashing: the hash must cover exactly the bytes written.
+                runbook_secret::redact_json(&mut entry);
+                let hash = entry_hash(&entry);
+                if let Value::Object(fields) = &mut entry {
+                    fields.insert("hash".into(), Value::String(hash));
+                }
+                let line = entry.to_string();
+                if line.len() > MAX_ENTRY_BYTES {
+                    return Err(Error::AuditTooLarge {
+                        action: event.action.to_string(),
+                        bytes: line.len(),
+                        limit: MAX_ENTRY_BYTES,
+                    });
+                }
+                made = Some(entry);
+                Ok(line)
+            },
+            durable,
+        )?;
         let entry = made.ok_or_else(|| Error::Internal {
             message: "the audit store appended nothing".into(),
         })?;
@@ -512,7 +520,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = files_log(dir.path());
         for a in ["a", "b", "c", "d"] {
-            log.append(&event(a)).unwrap();
+            log.append(&event(a), true).unwrap();
         }
         assert!(matches!(
             log.verify().unwrap(),
@@ -562,10 +570,10 @@ mod tests {
         let mut long = event("long");
         long.context = json!({ "note": "é…→".repeat(20_000), "ascii": "x".repeat(80_000) });
         for i in 0..3 {
-            log.append(&event(&format!("small-{i}"))).unwrap();
-            log.append(&long).unwrap();
+            log.append(&event(&format!("small-{i}")), true).unwrap();
+            log.append(&long, true).unwrap();
         }
-        let last = log.append(&event("after")).unwrap();
+        let last = log.append(&event("after"), true).unwrap();
         assert!(matches!(
             log.verify().unwrap(),
             Verdict::Intact { entries: 7, .. }
@@ -577,12 +585,12 @@ mod tests {
     fn an_entry_over_the_limit_is_refused_and_the_log_stays_whole() {
         let dir = tempfile::tempdir().unwrap();
         let log = files_log(dir.path());
-        log.append(&event("a")).unwrap();
+        log.append(&event("a"), true).unwrap();
         let mut big = event("big");
         big.context = json!({ "doc": "ü".repeat(MAX_ENTRY_BYTES) });
-        let err = log.append(&big).unwrap_err();
+        let err = log.append(&big, true).unwrap_err();
         assert!(matches!(err, Error::AuditTooLarge { .. }), "{err}");
-        let b = log.append(&event("b")).unwrap();
+        let b = log.append(&event("b"), true).unwrap();
         assert!(matches!(
             log.verify().unwrap(),
             Verdict::Intact { entries: 2, .. }
@@ -598,8 +606,8 @@ mod tests {
     fn entries_are_chained() {
         let dir = tempfile::tempdir().unwrap();
         let log = files_log(dir.path());
-        let a = log.append(&event("a")).unwrap();
-        let b = log.append(&event("b")).unwrap();
+        let a = log.append(&event("a"), true).unwrap();
+        let b = log.append(&event("b"), true).unwrap();
         assert_eq!(a.prev_hash, GENESIS);
         assert_eq!(b.prev_hash, a.hash);
         assert_eq!(entry_hash(&serde_json::to_value(&b).unwrap()), b.hash);

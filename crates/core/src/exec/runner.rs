@@ -97,6 +97,8 @@ pub fn abandoned(session: &Session, status: RunStatus) -> Report {
         rate_limit_wait_ms: None,
         audit_head: run.auditor().head(),
     }));
+    run.ledger().settle();
+    run.auditor().settle(run.parts().store.wait());
     let plan = session.runbook().plan();
     run.ledger()
         .read(None, |l| Some(Report::of(l, plan)))

@@ -329,6 +329,8 @@ impl Session {
                     .collect(),
             },
         );
+        run.ledger().settle();
+        run.auditor().settle(run.parts().store.wait());
         r.session.release_lock();
         Ok(abandoned)
     }

@@ -30,6 +30,8 @@ pub struct Auditor {
     /// Entries the log could not take, in order: written before anything else, and before
     /// any vendor write is sent (`flush`).
     unsaved: RefCell<std::collections::VecDeque<(String, Action, serde_json::Value)>>,
+    /// Entries appended without being made durable: `before_write` and `settle` sync them.
+    unsynced: Cell<bool>,
 }
 
 impl Auditor {
@@ -43,6 +45,7 @@ impl Auditor {
             head: RefCell::new(None),
             journal: None,
             unsaved: RefCell::default(),
+            unsynced: Cell::new(false),
         }
     }
 
@@ -55,11 +58,12 @@ impl Auditor {
         }
     }
 
-    /// Writes what the log refused earlier, retrying for `wait`; says what stays unwritten.
+    /// Writes what the log refused earlier, retrying for `wait`, and makes the run's
+    /// entries durable; says what stays unwritten.
     pub fn settle(&self, wait: std::time::Duration) {
         let mut backoff = crate::interrupt::Backoff::new(wait);
         loop {
-            match self.flush() {
+            match self.before_write() {
                 Ok(()) => return,
                 Err(_) if backoff.wait() => {}
                 Err(e) => {
@@ -86,6 +90,19 @@ impl Auditor {
         }
     }
 
+    /// Before a vendor write is sent: every entry so far written (`flush`) and durable.
+    /// Entries are appended without an fsync each; they are made durable here, before the
+    /// next effect at a vendor, and at the run's end, so a power loss can only lose entries
+    /// after the last effect: the state of a crash before they were written.
+    pub fn before_write(&self) -> Result<()> {
+        self.flush()?;
+        if self.unsynced.get() {
+            self.log.sync()?;
+            self.unsynced.set(false);
+        }
+        Ok(())
+    }
+
     /// The same trail for another runbook of the same run (the REPL loads runbooks).
     pub fn for_runbook(&self, runbook_id: &str) -> Auditor {
         let mut info = self.info.clone();
@@ -99,6 +116,7 @@ impl Auditor {
             head: RefCell::new(self.head.borrow().clone()),
             journal: self.journal.clone(),
             unsaved: RefCell::default(),
+            unsynced: Cell::new(false),
         }
     }
 
@@ -153,16 +171,29 @@ impl Auditor {
     }
 
     fn write(&self, step: &str, action: Action, context: serde_json::Value) -> Result<()> {
-        let entry = self.log.append(&Event {
-            actor: self.info.actor.clone(),
-            run_id: self.info.run_id.clone(),
-            runbook: self.info.runbook_id.clone(),
-            step: step.to_string(),
-            action,
-            mode: self.info.modes.label(),
-            context,
-            journal: self.journal.as_ref().and_then(|j| j.stored()),
-        })?;
+        // An entry the webhook is sent is durable first: a power loss must not leave the
+        // webhook holding an entry the local chain then lost (and forked from).
+        let durable = self.webhook.is_some() && !self.webhook_down.get();
+        if durable {
+            // And the journal line it names.
+            if let Some(journal) = &self.journal {
+                journal.sync()?;
+            }
+        }
+        let entry = self.log.append(
+            &Event {
+                actor: self.info.actor.clone(),
+                run_id: self.info.run_id.clone(),
+                runbook: self.info.runbook_id.clone(),
+                step: step.to_string(),
+                action,
+                mode: self.info.modes.label(),
+                context,
+                journal: self.journal.as_ref().and_then(|j| j.stored()),
+            },
+            durable,
+        )?;
+        self.unsynced.set(!durable || self.unsynced.get());
         *self.head.borrow_mut() = Some(entry.hash.clone());
         self.send(&entry);
         Ok(())
@@ -206,5 +237,154 @@ fn post(hook: &Webhook, entry: &crate::audit::AuditEntry) -> Option<String> {
         Ok(Ok(r)) => Some(format!("HTTP {}", r.status)),
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("interrupted".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    /// A record is not fsynced on its own: the journal is made durable before each vendor write
+    /// (then the audit entries that name its lines, then the write's own line) and at the end.
+    #[test]
+    fn records_are_made_durable_before_each_vendor_write_and_at_the_end_not_one_by_one() {
+        use crate::audit::{AuditEvent, AuditLog};
+        use crate::ledger::*;
+        use crate::run::{Effect, Entry, Modes, RunStatus, Target};
+        use crate::store::Store;
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let run_id = "20261205T000000000Z-durable";
+        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), run_id);
+        let files = crate::store::Files::new(dir.path(), say.clone());
+        let trace = files.trace.clone();
+        let store: Store = std::sync::Arc::new(files);
+        let writer = std::rc::Rc::new(crate::ledger::LedgerWriter::new(&store, say.clone()));
+        let info = crate::run::RunInfo {
+            run_id: run_id.into(),
+            actor: "ops".into(),
+            runbook_id: "rb".into(),
+            modes: Modes {
+                target: Target::Production,
+                effect: Effect::Apply,
+                entry: Entry::Exec,
+            },
+        };
+        let auditor = Auditor::new(AuditLog::new(&store), info, say, None).linked(writer.clone());
+        let step = |name: &str| {
+            Event::StepStarted(StepStarted {
+                step: name.into(),
+                attempt: Some(1),
+                out_of_order: false,
+            })
+        };
+        let started = Event::RunStarted(RunStarted {
+            runbook: "rb".into(),
+            source: SourceHashes {
+                path: "/r/rb.rhai".into(),
+                sha256: "00".into(),
+                modules: Vec::new(),
+            },
+            params: json!({}),
+            actor: "ops".into(),
+            host: "vm".into(),
+            pid: 1,
+            target: Target::Production,
+            effect: Effect::Apply,
+            entry: Entry::Exec,
+            rotation: None,
+            environment: None,
+            login: None,
+        });
+        let sent = |target: &str| {
+            Event::Write(WriteSent {
+                step: "store".into(),
+                function: "heroku::set_config".into(),
+                target: target.into(),
+                detail: json!({}),
+                idempotent: true,
+                undo: false,
+            })
+        };
+        let taken =
+            |trace: &std::sync::Mutex<Vec<String>>| std::mem::take(&mut *trace.lock().unwrap());
+
+        writer.required(started).unwrap();
+        assert_eq!(
+            taken(&trace),
+            ["journal line", "journal sync"],
+            "the start is durable"
+        );
+
+        writer.record(step("precheck"));
+        auditor
+            .entry("precheck", AuditEvent::StepCompleted { duration_ms: 1 })
+            .unwrap();
+        writer.record(step("store"));
+        assert_eq!(
+            taken(&trace),
+            ["journal line", "audit entry", "journal line"],
+            "reads and step boundaries are not fsynced one by one"
+        );
+
+        writer
+            .before_write(sent("A"), &|| auditor.before_write())
+            .unwrap();
+        assert_eq!(
+            taken(&trace),
+            ["journal sync", "audit sync", "journal durable"],
+            "before the write: the journal, then the audit entries naming its lines, then the write's own line"
+        );
+
+        writer
+            .before_write(sent("B"), &|| auditor.before_write())
+            .unwrap();
+        assert_eq!(
+            taken(&trace),
+            ["journal durable"],
+            "nothing left to sync before a second write"
+        );
+
+        writer.record(Event::WriteOutcome(WriteSettled {
+            answer: None,
+            step: "store".into(),
+            function: "heroku::set_config".into(),
+            target: "B".into(),
+            outcome: WriteOutcome::Applied,
+            filed: None,
+            undo: false,
+        }));
+        writer.record(Event::RunFinished(RunFinished {
+            status: RunStatus::Succeeded,
+            error: None,
+            duration_ms: None,
+            rate_limit_wait_ms: None,
+            audit_head: None,
+        }));
+        auditor
+            .entry(
+                "",
+                AuditEvent::RunCompleted {
+                    status: RunStatus::Succeeded,
+                    failed_step: None,
+                },
+            )
+            .unwrap();
+        writer.settle();
+        auditor.settle(std::time::Duration::from_secs(1));
+        assert_eq!(
+            taken(&trace),
+            [
+                "journal line",
+                "journal line",
+                "audit entry",
+                "journal sync",
+                "audit sync"
+            ],
+            "the end is durable"
+        );
+        // What was written is all there, chained.
+        let text =
+            std::fs::read_to_string(dir.path().join(format!("runs/{run_id}.jsonl"))).unwrap();
+        assert_eq!(text.lines().count(), 7);
     }
 }

@@ -322,7 +322,7 @@ impl<'a> Writes<'a> {
             undo: self.in_undo(),
         });
         self.ledger()
-            .before_write(event, &|| auditor.flush())
+            .before_write(event, &|| auditor.before_write())
             .map_err(|why| {
                 rhai::EvalAltResult::ErrorTerminated(
                     Dynamic::from(format!("{}{why}", crate::interrupt::FENCED)),

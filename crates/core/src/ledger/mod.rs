@@ -1,7 +1,8 @@
 //! A run's ledger: the append-only sequence of its events (`crate::events`), stored as its
 //! journal (`runs/<run_id>.jsonl`, or rows of the shared database) one JSON object per
-//! line, fsynced after each, so a crash loses at most the event being written; and the one
-//! fold of those events (`Ledger`) that every view reads. Secrets appear only as
+//! line, made durable before every vendor write and at the run's end (a power loss loses at
+//! most the lines after the last effect: the state of a crash before they were written);
+//! and the one fold of those events (`Ledger`) that every view reads. Secrets appear only as
 //! fingerprints.
 
 pub mod chain;

@@ -1,5 +1,6 @@
 //! The file backend: the state directory as it always was. `runs/RUN_ID.jsonl` journals
-//! (fsynced per record), `audit.jsonl` appended under `flock`, `locks/KEY.lock` created with
+//! (fsynced when the writer asks: before every vendor write and at the run's end),
+//! `audit.jsonl` appended under `flock`, `locks/KEY.lock` created with
 //! `O_EXCL`, `approvals/RUN_ID.json` with its `.decision` linked into place (the first
 //! decision wins), `fingerprint.key`.
 
@@ -16,6 +17,9 @@ pub struct Files {
     say: crate::sink::Say,
     /// How long a run waits for a write's record (`Backend::wait`).
     wait: Duration,
+    /// Every append and sync, in order, for the tests of when records become durable.
+    #[cfg(test)]
+    pub(crate) trace: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Files {
@@ -24,12 +28,19 @@ impl Files {
             dir: dir.to_path_buf(),
             say,
             wait: super::DEFAULT_WAIT,
+            #[cfg(test)]
+            trace: Default::default(),
         }
     }
 
     /// How long a run waits for a full or read-only disk to take a write's record.
     pub fn waiting(self, wait: Duration) -> Files {
         Files { wait, ..self }
+    }
+
+    #[cfg(test)]
+    fn traced(&self, what: String) {
+        self.trace.lock().unwrap().push(what);
     }
 
     fn warn(&self) -> impl Fn(String) + '_ {
@@ -87,6 +98,19 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Puts what was appended to `path` on stable storage; a file not made yet holds nothing.
+fn sync_file(path: &Path) -> Result<()> {
+    let file = match std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        opened => opened.map_err(write_err(path))?,
+    };
+    file.sync_data().map_err(write_err(path))
 }
 
 /// A file's text, `None` when it does not exist.
@@ -154,20 +178,39 @@ impl JournalStore for Files {
     fn runs_where(&self) -> String {
         self.dir.join("runs").display().to_string()
     }
-    fn journal_append(&self, run_id: &str, line: &str) -> Result<()> {
+    fn journal_append(&self, run_id: &str, line: &str, durable: bool) -> Result<()> {
+        #[cfg(test)]
+        self.traced(format!(
+            "journal {}",
+            if durable { "durable" } else { "line" }
+        ));
         let path = self.journal_path(run_id);
         self.checked_for_write(&path)?;
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         writeln!(file, "{line}")
-            .and_then(|_| file.sync_data())
+            .and_then(|_| if durable { file.sync_data() } else { Ok(()) })
             .map_err(write_err(&path))
     }
-    fn journal_append_fenced(&self, run_id: &str, line: &str, fence: &Fence) -> Result<bool> {
+    fn journal_append_fenced(
+        &self,
+        run_id: &str,
+        line: &str,
+        fence: &Fence,
+        durable: bool,
+    ) -> Result<bool> {
         // The lock file names its taking; a lock broken and taken again names another.
         if !self.lock_renew(&fence.key, &fence.lease_id)? {
             return Ok(false);
         }
-        self.journal_append(run_id, line).map(|()| true)
+        self.journal_append(run_id, line, durable).map(|()| true)
+    }
+    fn journal_sync(&self, run_id: &str) -> Result<()> {
+        #[cfg(test)]
+        self.traced("journal sync".into());
+        // fsync is per file, not per descriptor: it takes every line appended before it.
+        let path = self.journal_path(run_id);
+        self.checked_for_write(&path)?;
+        sync_file(&path)
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         self.read_optional(&self.journal_path(run_id))
@@ -198,7 +241,16 @@ impl JournalStore for Files {
 }
 
 impl AuditStore for Files {
-    fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
+    fn audit_append(
+        &self,
+        make: &mut dyn FnMut(&str) -> Result<String>,
+        durable: bool,
+    ) -> Result<()> {
+        #[cfg(test)]
+        self.traced(format!(
+            "audit {}",
+            if durable { "durable" } else { "entry" }
+        ));
         let path = self.audit_path();
         self.checked_for_write(&path)?;
         let io = write_err(&path);
@@ -208,8 +260,15 @@ impl AuditStore for Files {
         let line = make(&prev)?;
         file.seek(SeekFrom::End(0))
             .and_then(|_| writeln!(file, "{line}"))
-            .and_then(|_| file.sync_data())
+            .and_then(|_| if durable { file.sync_data() } else { Ok(()) })
             .map_err(io)
+    }
+    fn audit_sync(&self) -> Result<()> {
+        #[cfg(test)]
+        self.traced("audit sync".into());
+        let path = self.audit_path();
+        self.checked_for_write(&path)?;
+        sync_file(&path)
     }
     fn audit_lines(&self) -> Result<Vec<String>> {
         let path = self.audit_path();

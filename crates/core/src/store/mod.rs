@@ -99,11 +99,26 @@ pub trait JournalStore {
     fn journal_where(&self, run_id: &str) -> String;
     /// Where the journals are, for messages.
     fn runs_where(&self) -> String;
-    /// Appends one line (a journal record, already redacted) to a run's journal, durably.
-    fn journal_append(&self, run_id: &str, line: &str) -> Result<()>;
+    /// Appends one line (a journal record, already redacted) to a run's journal. Every
+    /// reader sees it at once; `durable`: it and every line before it are on stable storage
+    /// before this returns. A line appended without is made durable by the next durable
+    /// append or `journal_sync`, and a power loss before then loses only the journal's
+    /// tail: the state of a crash before that line was written.
+    fn journal_append(&self, run_id: &str, line: &str, durable: bool) -> Result<()>;
     /// Appends a line only if `fence`'s taking still holds its lock (and, on a shared
     /// store, extends its lease): `false`, with nothing stored, when another run took it.
-    fn journal_append_fenced(&self, run_id: &str, line: &str, fence: &Fence) -> Result<bool>;
+    fn journal_append_fenced(
+        &self,
+        run_id: &str,
+        line: &str,
+        fence: &Fence,
+        durable: bool,
+    ) -> Result<bool>;
+    /// Makes every line appended to a run's journal durable (a store whose every append
+    /// is durable has nothing to do).
+    fn journal_sync(&self, _run_id: &str) -> Result<()> {
+        Ok(())
+    }
     /// A run's journal, its lines in order; `None` when there is no such run.
     fn journal(&self, run_id: &str) -> Result<Option<String>>;
     /// A run's last journal line; `None` when there is no such run. Asked of every run when
@@ -124,8 +139,17 @@ pub trait JournalStore {
 /// The audit chain: entries appended one at a time, serialised against every writer.
 pub trait AuditStore {
     /// Appends one audit entry, serialised against every other writer: `make` gets the hash
-    /// of the last entry (or the genesis hash) and returns the line to append.
-    fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()>;
+    /// of the last entry (or the genesis hash) and returns the line to append. `durable` as
+    /// for `JournalStore::journal_append`.
+    fn audit_append(
+        &self,
+        make: &mut dyn FnMut(&str) -> Result<String>,
+        durable: bool,
+    ) -> Result<()>;
+    /// Makes every entry appended so far durable.
+    fn audit_sync(&self) -> Result<()> {
+        Ok(())
+    }
     /// Every audit line, in chain order, as stored.
     fn audit_lines(&self) -> Result<Vec<String>>;
     /// Where the audit chain is, for messages.

@@ -458,7 +458,8 @@ impl JournalStore for Postgres {
     fn runs_where(&self) -> String {
         self.describe()
     }
-    fn journal_append(&self, run_id: &str, line: &str) -> Result<()> {
+    // Every append is a committed transaction, durable by the server's own settings.
+    fn journal_append(&self, run_id: &str, line: &str, _durable: bool) -> Result<()> {
         let (run_id, line) = (run_id.to_string(), line.to_string());
         self.call("cannot write the run journal", move |c| {
             c.execute(
@@ -468,7 +469,13 @@ impl JournalStore for Postgres {
             .map(drop)
         })
     }
-    fn journal_append_fenced(&self, run_id: &str, line: &str, fence: &Fence) -> Result<bool> {
+    fn journal_append_fenced(
+        &self,
+        run_id: &str,
+        line: &str,
+        fence: &Fence,
+        _durable: bool,
+    ) -> Result<bool> {
         // One statement: the lease is confirmed (and extended) by its taking's id and the
         // line stored only if it still holds. A run whose lease another took stores nothing.
         let (run_id, line) = (run_id.to_string(), line.to_string());
@@ -522,7 +529,11 @@ impl JournalStore for Postgres {
 }
 
 impl AuditStore for Postgres {
-    fn audit_append(&self, make: &mut dyn FnMut(&str) -> Result<String>) -> Result<()> {
+    fn audit_append(
+        &self,
+        make: &mut dyn FnMut(&str) -> Result<String>,
+        _durable: bool,
+    ) -> Result<()> {
         // The whole transaction is one job: the client's thread takes the lock and reads the
         // chain's tail, hands the tail over, waits for the line, then appends and commits. No
         // other job (a heartbeat, a journal record) can land inside the transaction, and a

@@ -221,8 +221,16 @@ impl Settings {
     /// Who runs this: `--actor`, else `RUNBOOK_ACTOR`, git's `user.email`, `user@host`;
     /// normalised (NFKC), and refused when too long or holding hidden characters.
     pub fn actor(&self, flag: Option<&str>) -> Result<String> {
-        let given = runbook_core::run::actor(flag, &|k| self.var(k));
-        runbook_core::identity::actor(&given).map_err(|why| {
+        Self::actor_found(self.actor_lookup(flag))
+    }
+
+    /// `actor`, started now and finished by `actor_found`: git is asked on a thread.
+    pub fn actor_lookup(&self, flag: Option<&str>) -> runbook_core::run::ActorLookup {
+        runbook_core::run::actor_lookup(flag, &|k| self.var(k))
+    }
+
+    pub fn actor_found(lookup: runbook_core::run::ActorLookup) -> Result<String> {
+        runbook_core::identity::actor(&lookup.get()).map_err(|why| {
             Error::usage(
                 why,
                 "pass --actor NAME (or set RUNBOOK_ACTOR) with a plain name or email address",

@@ -16,6 +16,8 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
     let path = settings.library.find(&args.runbook)?;
     super::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
     let pairs = params::parse_pairs(&args.params)?;
+    // Asked now, answered while the runbook loads.
+    let actor = settings.actor_lookup(args.run.actor.as_deref());
     let (runbook, prompter) = load(
         &path,
         args.run.answers.as_deref(),
@@ -76,7 +78,7 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
         NewRun {
             wiring: Wiring {
                 store: crate::wiring::store(settings)?,
-                actor: settings.actor(args.run.actor.as_deref())?,
+                actor: Settings::actor_found(actor)?,
                 services: wired.services,
                 prompter,
                 sink: crate::view::sink(args.run.json),

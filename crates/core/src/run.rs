@@ -197,20 +197,47 @@ pub fn is_run_id(id: &str) -> bool {
 /// LOGNAME; `unknown@host` only when none says (see `actor_is_known`). `env` looks up the
 /// process's environment.
 pub fn actor(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
+    actor_lookup(flag, env).get()
+}
+
+/// `actor`, started: asking git is a process start (a few ms), made on a thread beside the
+/// runbook's load; `get` waits for it.
+pub fn actor_lookup(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> ActorLookup {
     if let Some(a) = flag.filter(|a| !a.trim().is_empty()) {
-        return a.to_string();
+        return ActorLookup::Known(a.to_string());
     }
     if let Some(a) = env("RUNBOOK_ACTOR").filter(|a| !a.trim().is_empty()) {
-        return a;
-    }
-    if let Some(email) = git_email() {
-        return email;
+        return ActorLookup::Known(a);
     }
     let user = env("USER")
         .or_else(|| env("LOGNAME"))
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| "unknown".into());
-    format!("{user}@{}", hostname())
+    ActorLookup::Git {
+        asked: std::thread::spawn(git_email),
+        otherwise: format!("{user}@{}", hostname()),
+    }
+}
+
+/// Who runs this, being found out (`actor_lookup`).
+pub enum ActorLookup {
+    Known(String),
+    /// git's `user.email` is being asked; `otherwise` when it has none.
+    Git {
+        asked: std::thread::JoinHandle<Option<String>>,
+        otherwise: String,
+    },
+}
+
+impl ActorLookup {
+    pub fn get(self) -> String {
+        match self {
+            ActorLookup::Known(a) => a,
+            ActorLookup::Git { asked, otherwise } => {
+                asked.join().ok().flatten().unwrap_or(otherwise)
+            }
+        }
+    }
 }
 
 /// Whether `actor` names someone (it is not the `unknown@host` last resort).

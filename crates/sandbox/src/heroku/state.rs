@@ -162,7 +162,12 @@ pub(crate) struct HerokuState {
     /// The key's authorization (what `GET /oauth/authorizations` lists).
     pub(super) authorization_id: String,
     created_at: String,
+    /// Fixed once the scenario is read: `index` finds one by name or id.
     apps: Vec<HApp>,
+    /// Each app's place in `apps`, by id and by name: a lookup per request and per app at
+    /// every tick was a linear scan, quadratic in a 1,000-app world (3 s of the simulator's
+    /// CPU in a 1,000-app fan-out).
+    index: HashMap<String, usize>,
     pub(super) sessions: HashMap<String, LogSession>,
     pub(super) user_email: String,
     pub(super) user_id: String,
@@ -236,7 +241,15 @@ impl HerokuState {
             );
             apps.push(app);
         }
+        let mut index = HashMap::new();
+        for (i, a) in apps.iter().enumerate() {
+            index.entry(a.id.clone()).or_insert(i);
+        }
+        for (i, a) in apps.iter().enumerate() {
+            index.insert(a.name.clone(), i);
+        }
         Ok(HerokuState {
+            index,
             api_key: s
                 .api_key
                 .clone()
@@ -293,9 +306,8 @@ impl HerokuState {
     }
 
     pub(super) fn app_mut(&mut self, name: &str) -> Option<&mut HApp> {
-        self.apps
-            .iter_mut()
-            .find(|a| a.name == name || a.id == name)
+        let i = *self.index.get(name)?;
+        self.apps.get_mut(i)
     }
 
     /// Every app's name, in scenario order.
@@ -304,7 +316,8 @@ impl HerokuState {
     }
 
     pub(super) fn app(&self, name: &str) -> Option<&HApp> {
-        self.apps.iter().find(|a| a.name == name || a.id == name)
+        let i = *self.index.get(name)?;
+        self.apps.get(i)
     }
 
     pub(super) fn release_json(&self, app: &HApp, r: &HRelease) -> Value {
@@ -573,6 +586,31 @@ impl Platform for HerokuState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An app is found by its name and by its id, each its own, in a world of many (the
+    /// lookup is an index since a 1,000-app fan-out spent 3 s of CPU scanning the list).
+    #[test]
+    fn every_app_is_found_by_name_and_by_id() {
+        let mut scenario = crate::Scenario::default();
+        let template = scenario.heroku.apps[0].clone();
+        scenario.heroku.apps = (0..300)
+            .map(|i| crate::scenario::AppSpec {
+                name: format!("app-{i:03}"),
+                ..template.clone()
+            })
+            .collect();
+        let mut h = HerokuState::from_scenario(&scenario.heroku, &|_| Some(vec!["pm-0001".into()]))
+            .unwrap();
+        let names = h.app_names();
+        assert_eq!(names.len(), 300);
+        for name in &names {
+            let id = h.app(name).unwrap().id.clone();
+            assert_eq!(&h.app(&id).unwrap().name, name);
+            assert_eq!(&h.app_mut(&id).unwrap().name, name);
+        }
+        assert!(h.app("app-300").is_none());
+        assert!(h.app_mut("").is_none());
+    }
 
     /// A Fir session opened on a full log shows every line logged after it: before, it kept
     /// an index into the log, and trimming the log's front moved the lines past the index.

@@ -117,17 +117,20 @@ def depth(reqs):
 
 
 def rounds(reqs):
-    """The calls in order, grouped into the rounds that ran together, as one line each."""
+    """The calls in order, grouped into the rounds that ran together, as one line each, with
+    the engine's own time before the round: from the end of the round before it (or, for the
+    first, from the first request) to the round's first request, in ms."""
     reqs = sorted(reqs, key=lambda r: r["start_us"])
-    lines, group, end = [], [], -1
+    lines, group, end, gap = [], [], -1, 0.0
     for r in reqs:
         if group and r["start_us"] >= end:
-            lines.append(" | ".join(group))
+            lines.append(f"+{gap:5.1f} ms  " + " | ".join(group))
+            gap = (r["start_us"] - end) / 1000
             group = []
         group.append(f'{r["vendor"]} {r["method"]} {r["path"]}')
         end = max(end, r["end_us"]) if len(group) > 1 else r["end_us"]
     if group:
-        lines.append(" | ".join(group))
+        lines.append(f"+{gap:5.1f} ms  " + " | ".join(group))
     return lines
 
 
@@ -149,7 +152,10 @@ def end_to_end(work, n):
             calls = {side: len(r) for side, r in mine.items()}
             paths = {side: depth(r) for side, r in mine.items()}
             if os.environ.get("BENCH_ROUNDS") and latency:
-                print(f"\nengine rounds at {latency} ms:")
+                reqs = mine["engine"]
+                span = (max(r["end_us"] for r in reqs) - min(r["start_us"] for r in reqs)) / 1000
+                print(f"\nengine rounds at {latency} ms (wall {engine[-1][0] * 1000:.0f} ms, "
+                      f"first request to last answer {span:.0f} ms):")
                 for i, line in enumerate(rounds(mine["engine"]), 1):
                     print(f"  {i:>2}. {line}")
         sb.stop()

@@ -97,6 +97,10 @@ impl Auditor {
     pub fn before_write(&self) -> Result<()> {
         self.flush()?;
         if self.unsynced.get() {
+            // The journal lines the entries name are durable first.
+            if let Some(journal) = &self.journal {
+                journal.sync()?;
+            }
             self.log.sync()?;
             self.unsynced.set(false);
         }
@@ -327,7 +331,7 @@ mod tests {
         );
 
         writer
-            .before_write(sent("A"), &|| auditor.before_write())
+            .before_write(sent("A"), &|| auditor.before_write(), true)
             .unwrap();
         assert_eq!(
             taken(&trace),
@@ -336,12 +340,24 @@ mod tests {
         );
 
         writer
-            .before_write(sent("B"), &|| auditor.before_write())
+            .before_write(sent("B"), &|| auditor.before_write(), true)
             .unwrap();
         assert_eq!(
             taken(&trace),
             ["journal durable"],
             "nothing left to sync before a second write"
+        );
+
+        // A fan-out: every target's line, the last one durable, before any is sent.
+        for (target, last) in [("C", false), ("D", false), ("E", true)] {
+            writer
+                .before_write(sent(target), &|| auditor.before_write(), last)
+                .unwrap();
+        }
+        assert_eq!(
+            taken(&trace),
+            ["journal line", "journal line", "journal durable"],
+            "one fsync for a fan-out's lines"
         );
 
         writer.record(Event::WriteOutcome(WriteSettled {
@@ -385,6 +401,6 @@ mod tests {
         // What was written is all there, chained.
         let text =
             std::fs::read_to_string(dir.path().join(format!("runs/{run_id}.jsonl"))).unwrap();
-        assert_eq!(text.lines().count(), 7);
+        assert_eq!(text.lines().count(), 10);
     }
 }

@@ -223,7 +223,7 @@ impl<'a> Writes<'a> {
             return Ok(Dynamic::UNIT);
         }
         let step = self.step_name();
-        self.write_sent(&step, function, target, &detail)?;
+        self.write_sent(&step, function, target, &detail, true)?;
         let result = call();
         let outcome = match &result {
             Ok(v) => (self.judge)(v),
@@ -271,7 +271,10 @@ impl<'a> Writes<'a> {
             ));
         }
         for (i, t) in todo.iter().enumerate() {
-            if let Err(stop) = self.write_sent(&step, function, t, &detail) {
+            // Every target's line is stored before any is sent; the last one's fsync makes
+            // them all durable.
+            let last = i + 1 == todo.len();
+            if let Err(stop) = self.write_sent(&step, function, t, &detail, last) {
                 // The targets recorded before it are not sent either.
                 for sent in &todo[..i] {
                     let end = End {
@@ -311,7 +314,14 @@ impl<'a> Writes<'a> {
 
     /// Records a write before it is sent (see `LedgerWriter::before_write`): `Err`, and the
     /// run stops, when the record cannot be stored or the run's lease is gone.
-    fn write_sent(&self, step: &str, function: &str, target: &str, detail: &Value) -> R<()> {
+    fn write_sent(
+        &self,
+        step: &str,
+        function: &str,
+        target: &str,
+        detail: &Value,
+        durable: bool,
+    ) -> R<()> {
         let auditor = self.run.auditor();
         let event = Event::Write(WriteSent {
             step: step.to_string(),
@@ -322,7 +332,7 @@ impl<'a> Writes<'a> {
             undo: self.in_undo(),
         });
         self.ledger()
-            .before_write(event, &|| auditor.before_write())
+            .before_write(event, &|| auditor.before_write(), durable)
             .map_err(|why| {
                 rhai::EvalAltResult::ErrorTerminated(
                     Dynamic::from(format!("{}{why}", crate::interrupt::FENCED)),

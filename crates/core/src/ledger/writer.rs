@@ -181,10 +181,15 @@ impl LedgerWriter {
     /// trail's kept entries), then the write's own line, fenced by the run's lease. A store
     /// that does not answer is retried with backoff for the store's wait; a lease another
     /// run took is final. `Err`: the write must not be sent.
+    ///
+    /// `durable`: the line, and every line before it, is on stable storage when this
+    /// returns. A fan-out records all its targets' lines first and makes only the last one
+    /// durable, before any is sent: one fsync, not one per target.
     pub fn before_write(
         &self,
         event: Event,
         also: &dyn Fn() -> Result<()>,
+        durable: bool,
     ) -> std::result::Result<(), Unrecorded> {
         if self.lost.get() {
             return Err(Unrecorded::LeaseLost);
@@ -195,17 +200,14 @@ impl LedgerWriter {
         let mut backoff = Backoff::new(wait);
         let mut told = false;
         loop {
-            // The journal durable before the audit entries that name its lines, and both
-            // before the write's own line, which is durable before the write is sent.
-            let tried = self
-                .flush()
-                .and_then(|()| self.sync())
-                .and_then(|()| also())
-                .and_then(|()| {
-                    let prev = self.tip.borrow().head.clone();
-                    let (chained, hash) = chain::chained(&line, &prev);
-                    Ok(self.append(&chained, true)?.then_some(hash))
-                });
+            // `also` makes the audit trail durable, after the journal lines its entries name
+            // (the auditor syncs this journal first); the write's own line then makes every
+            // line before it durable too.
+            let tried = self.flush().and_then(|()| also()).and_then(|()| {
+                let prev = self.tip.borrow().head.clone();
+                let (chained, hash) = chain::chained(&line, &prev);
+                Ok(self.append(&chained, durable)?.then_some(hash))
+            });
             if self.lost.get() {
                 return Err(Unrecorded::LeaseLost);
             }

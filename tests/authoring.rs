@@ -283,3 +283,43 @@ step("show", "Show", |ctx| { print(`server ${ctx.params.server} apps ${ctx.param
         .exit(Exit::Ok)
         .stdout_has("server from-the-command-line apps [\"app-a\", \"app-b\"]");
 }
+
+/// The plan shows each step's vendor calls in the order its code makes them, and which go
+/// out at once: a fan-out over apps, the closures of `run::together`. Before, `show` listed
+/// only the author's checks, and nothing said what waits for what.
+#[test]
+fn show_lists_each_steps_vendor_calls_and_what_goes_out_at_once() {
+    let runbook = r#"
+runbook(#{ id: "calls", title: "Calls" });
+param("apps", #{ default: ["a", "b"], help: "apps" });
+step("read", "Read", |ctx| {
+    let token = infisical::secret("T").value;
+    let both = run::together([|| postmark::server(token), || heroku::scopes()]);
+    print(postmark::dashboard_url());
+});
+step("write", "Write", |ctx| {
+    heroku::set_config(ctx.params.apps, #{ X: "1" });
+    heroku::wait_up(ctx.params.apps, #{});
+}).undo(|ctx| { heroku::set_config(ctx.params.apps, #{ X: () }); });
+"#;
+    Test::new()
+        .file("calls.rhai", runbook)
+        .args(&["show", "calls.rhai"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has(
+            "  1. read · Read\n       calls: infisical::secret → [together: postmark::server | heroku::scopes]\n",
+        )
+        .stdout_has(
+            "       calls: heroku::set_config (each app at once) → heroku::wait_up (each app at once)\n",
+        );
+    // The shipped rotation: the precheck's check at Postmark goes out with discovery.
+    Test::new()
+        .shipped_runbooks()
+        .args(&["show", "postmark"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("       calls: infisical::secret → [together: scan::holders (every vendor at once) | postmark::server] → postmark::server → heroku::configs (each app at once) → heroku::scopes\n")
+        .stdout_has("       calls: postmark::server → postmark::send_email → postmark::message\n")
+        .stdout_has("       calls: heroku::releases (each app at once) → heroku::restart (each app at once) → heroku::wait_up (each app at once) → heroku::configs (each app at once) → http::post → heroku::logs (each app at once)\n");
+}

@@ -63,6 +63,10 @@ pub fn run(args: ShowArgs, settings: &crate::settings::Settings) -> Result<u8> {
     }
     out.push(String::new());
     out.push(ui::bold("Steps"));
+    out.push(ui::dim(
+        "  calls: every vendor call a step's code can make, in order (some only with some params); → waits for the call before it; \"at once\" and together: sent concurrently",
+    ));
+    let calls = loaded.step_calls();
     for (i, s) in plan.steps.iter().enumerate() {
         let mut marks = Vec::new();
         if s.undo.is_some() {
@@ -80,6 +84,12 @@ pub fn run(args: ShowArgs, settings: &crate::settings::Settings) -> Result<u8> {
             format!("  [{}]", marks.join(", "))
         };
         out.push(format!("  {}. {} · {}{marks}", i + 1, s.id, s.title));
+        if let Some(calls) = calls.get(i).filter(|c| !c.is_empty()) {
+            out.push(format!(
+                "       calls: {}",
+                runbook_core::runbook::program::Outlined::line(calls)
+            ));
+        }
         for c in &s.checks {
             out.push(format!("       check: {c}"));
         }

@@ -29,6 +29,9 @@ pub struct HostFn {
     /// For writes: whether repeating one is safe, which decides retries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Repeat>,
+    /// What the function sends at once (`each app`, `every vendor`): the plan shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_once: Option<&'static str>,
 }
 
 impl HostFn {
@@ -184,6 +187,14 @@ impl HostModules {
     pub fn find(&self, qualified: &str) -> Option<&HostFn> {
         self.by_name.get(qualified).map(|&i| &self.registry[i])
     }
+
+    /// What any overload of `qualified` sends at once (see `HostFn::at_once`).
+    pub(crate) fn at_once(&self, qualified: &str) -> Option<&'static str> {
+        self.registry
+            .iter()
+            .filter(|f| f.at_once.is_some() && f.qualified() == qualified)
+            .find_map(|f| f.at_once)
+    }
 }
 
 /// Registers the functions of one module, recording each one's metadata.
@@ -247,6 +258,14 @@ impl ModuleBuilder<'_> {
         self
     }
 
+    /// Says what the function just added sends at once (`each app`): `show` lists it.
+    pub fn at_once(&mut self, what: &'static str) -> &mut Self {
+        if let Some(f) = self.reg.registry.last_mut() {
+            f.at_once = Some(what);
+        }
+        self
+    }
+
     /// Marks the function just added as a write that leaves nothing to undo, and why.
     pub fn no_undo(&mut self, why: &'static str) -> &mut Self {
         if let Some(f) = self.reg.registry.last_mut() {
@@ -279,6 +298,7 @@ impl ModuleBuilder<'_> {
             doc: doc.to_string(),
             receiver,
             no_undo: None,
+            at_once: None,
             repeat: None,
         };
         let mut params_info: Vec<String> = receiver

@@ -111,7 +111,8 @@ pub(crate) fn register(reg: &mut Registrar) {
     m.add("set_secret", Effect::Write, &["repos: string | Array", "name: string", "value: Secret"], "Map",
         "Sets an Actions secret on one repo or many (owner/name), concurrently. Returns\n#{repo: #{ok, created}}; fails naming each repo that failed.",
         |c: NativeCallContext, r: Dynamic, n: &str, s: Secret| value::at(&c, with_run(&c, "github::set_secret", |h| set_secret(h, r, n, s))))
-    .repeat(Repeat::Safe);
+    .repeat(Repeat::Safe)
+    .at_once("each repository");
     m.add(
         "possible_holders",
         Effect::Read,

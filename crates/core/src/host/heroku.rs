@@ -484,11 +484,13 @@ them). Fails naming the first app that could not be read.",
         |c: NativeCallContext, a: Dynamic| {
             value::at(&c, with_run(&c, "heroku::configs", |h| configs(h, a)))
         },
-    );
+    )
+    .at_once("each app");
     m.add("set_config", Effect::Write, &["apps: string | Array", "vars: Map"], "Map",
         "Sets config vars on one app or many (concurrently; each change is a new release and\nrestarts the app). Values: string, Secret, or () to remove. Returns #{app: #{ok}}; fails\nnaming each app that failed.",
         |c: NativeCallContext, a: Dynamic, v: Map| value::at(&c, with_run(&c, "heroku::set_config", |h| set_config(h, a, v))))
-    .repeat(Repeat::Safe);
+    .repeat(Repeat::Safe)
+    .at_once("each app");
     m.add(
         "restart",
         Effect::Write,
@@ -500,7 +502,8 @@ them). Fails naming the first app that could not be read.",
         },
     )
     .repeat(Repeat::Safe)
-    .no_undo("a restart changes no state: the app runs the same config afterwards");
+    .no_undo("a restart changes no state: the app runs the same config afterwards")
+    .at_once("each app");
     m.add(
         "wait_up",
         Effect::Read,
@@ -510,7 +513,8 @@ them). Fails naming the first app that could not be read.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },
-    );
+    )
+    .at_once("each app");
     m.add(
         "apps",
         Effect::Read,
@@ -528,7 +532,8 @@ them). Fails naming the first app that could not be read.",
         |c: NativeCallContext, s: Secret, o: Map| {
             value::at(&c, with_run(&c, "heroku::holders", |h| holders(h, s, o)))
         },
-    );
+    )
+    .at_once("each app");
     m.add(
         "scopes",
         Effect::Read,
@@ -559,7 +564,8 @@ them). Fails naming the first app that could not be read.",
                 with_run(&c, "heroku::releases", |h| releases_of(h, Dynamic::from(a))),
             )
         },
-    );
+    )
+    .at_once("each app");
     m.add(
         "logs",
         Effect::Read,
@@ -582,7 +588,8 @@ them). Fails naming the first app that could not be read.",
                 with_run(&c, "heroku::logs", |h| logs_of(h, Dynamic::from(a), o)),
             )
         },
-    );
+    )
+    .at_once("each app");
     m.add(
         "logs",
         Effect::Read,

@@ -162,6 +162,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         |c: NativeCallContext, s: Secret, o: Map| {
             value::at(&c, with_run(&c, "scan::holders", |h| holders(h, s, o)))
         },
-    );
+    )
+    .at_once("every vendor");
     m.finish();
 }

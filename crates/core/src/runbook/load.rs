@@ -191,6 +191,18 @@ impl Runbook {
             .collect()
     }
 
+    /// For each step of the plan, in order, the calls to vendors its code makes, in the
+    /// order it makes them: what runs at once (a fan-out over apps, `run::together`) and
+    /// what waits for what. Static, so a call a param leaves out is listed too.
+    pub fn step_calls(&self) -> Vec<Vec<super::program::Outlined>> {
+        let program = self.program();
+        self.plan()
+            .steps
+            .iter()
+            .map(|step| step_calls(program, step))
+            .collect()
+    }
+
     /// No runbook at all: an engine with every host module, for the REPL.
     pub fn bare(dir: &std::path::Path) -> Runbook {
         let file = SourceFile {
@@ -558,4 +570,32 @@ impl std::fmt::Display for Answer {
             }
         }
     }
+}
+
+/// One step's vendor calls in order (see `Runbook::step_calls`).
+pub(crate) fn step_calls(
+    program: &super::program::Program,
+    step: &crate::plan::Step,
+) -> Vec<super::program::Outlined> {
+    // A stdlib step calls the runbook's closures, which analysis does not follow: a list of
+    // its own calls alone would leave out the vendor's.
+    if step.source.starts_with("<std/") {
+        return Vec::new();
+    }
+    let Some(unit) = program.units.iter().position(|u| u.name == step.source) else {
+        return Vec::new();
+    };
+    let vendors: Vec<&str> = crate::plan::egress::vendor_modules()
+        .chain(["http", "scan"])
+        .collect();
+    let host = crate::host::modules();
+    // A vendor module's function that reaches the vendor (`dashboard_url` only builds a
+    // link).
+    let keep = |function: &str| {
+        function
+            .split_once("::")
+            .is_some_and(|(module, _)| vendors.contains(&module))
+            && host.effect_of(function) != Some(crate::plan::effect::Effect::None)
+    };
+    program.outline(unit, step.run.fn_name(), step.run.curry().len() + 1, &keep)
 }

@@ -400,3 +400,196 @@ fn module_text(path: &str, dir: &std::path::Path) -> Option<(String, String)> {
         .ok()
         .map(|(_, shown, text)| (shown, text))
 }
+
+/// A step's vendor call as the plan shows it, in the order the code makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outlined {
+    /// One host function, and what it sends at once (`each app`), if anything.
+    Call {
+        function: String,
+        at_once: Option<&'static str>,
+    },
+    /// `run::together`: each closure's calls; single reads among them start together.
+    Together(Vec<Vec<Outlined>>),
+}
+
+/// What a function body holds, in walk order, before script calls are followed.
+enum Item {
+    Call(Call),
+    /// `run::together`'s closures.
+    Together(Vec<(usize, String, usize)>),
+}
+
+/// Whether `node` is a call of `run::together`.
+fn is_together(node: &ASTNode) -> bool {
+    let c = match node {
+        ASTNode::Expr(Expr::FnCall(c, _)) | ASTNode::Stmt(Stmt::FnCall(c, _)) => c,
+        _ => return false,
+    };
+    c.name.as_str() == "together" && c.namespace.path.len() == 1 && c.namespace.root() == "run"
+}
+
+impl Program {
+    /// The calls function `name`/`arity` of `unit` makes, in order, following the script
+    /// functions and closures it calls (each once along a path), keeping the host functions
+    /// `keep` says; `run::together` keeps its closures apart. Static: a call behind an `if`
+    /// is listed too.
+    pub(crate) fn outline(
+        &self,
+        unit: usize,
+        name: &str,
+        arity: usize,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Vec<Outlined> {
+        self.outline_fn(unit, name, arity, keep, &mut HashSet::new())
+    }
+
+    fn outline_fn(
+        &self,
+        unit: usize,
+        name: &str,
+        arity: usize,
+        keep: &dyn Fn(&str) -> bool,
+        stack: &mut HashSet<(usize, String, usize)>,
+    ) -> Vec<Outlined> {
+        let key = (unit, name.to_string(), arity);
+        if !stack.insert(key.clone()) {
+            return Vec::new();
+        }
+        let items = match function_body(&self.units[unit].ast, name, arity) {
+            Some(body) => self.items_of(unit, &body),
+            None => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                Item::Call(Call::Host(h)) => {
+                    if keep(&h.function) {
+                        out.push(Outlined::Call {
+                            at_once: self.host.at_once(&h.function),
+                            function: h.function,
+                        });
+                    }
+                }
+                Item::Call(Call::Script { unit, name, arity }) => {
+                    out.extend(self.outline_fn(unit, &name, arity, keep, stack));
+                }
+                Item::Together(closures) => {
+                    let parts: Vec<Vec<Outlined>> = closures
+                        .iter()
+                        .map(|(u, n, a)| self.outline_fn(*u, n, *a, keep, stack))
+                        .filter(|p| !p.is_empty())
+                        .collect();
+                    if !parts.is_empty() {
+                        out.push(Outlined::Together(parts));
+                    }
+                }
+            }
+        }
+        stack.remove(&key);
+        out
+    }
+
+    /// The calls and closures of a body in walk order; what sits inside a `run::together`
+    /// call is its closures, kept apart.
+    fn items_of(&self, unit: usize, ast: &AST) -> Vec<Item> {
+        let closure = |node: &ASTNode| -> Option<(usize, String, usize)> {
+            let ASTNode::Expr(Expr::DynamicConstant(v, _)) = node else {
+                return None;
+            };
+            let f = v.read_lock::<rhai::FnPtr>()?;
+            let name = f.fn_name();
+            let def = self.units[unit]
+                .ast
+                .iter_functions()
+                .find(|d| d.name == name)?;
+            Some((unit, name.to_string(), def.params.len()))
+        };
+        let mut out = Vec::new();
+        ast.walk(&mut |path: &[ASTNode]| {
+            let Some((last, above)) = path.split_last() else {
+                return true;
+            };
+            if above.iter().any(is_together) {
+                return true;
+            }
+            if is_together(last) {
+                let (ASTNode::Expr(Expr::FnCall(c, _)) | ASTNode::Stmt(Stmt::FnCall(c, _))) = last
+                else {
+                    return true;
+                };
+                let mut closures = Vec::new();
+                for arg in c.args.iter() {
+                    arg.walk(&mut Vec::new(), &mut |p: &[ASTNode]| {
+                        if let Some(found) = p.last().and_then(&closure) {
+                            closures.push(found);
+                        }
+                        true
+                    });
+                }
+                out.push(Item::Together(closures));
+                return true;
+            }
+            if let Some((u, name, arity)) = closure(last) {
+                out.push(Item::Call(Call::Script {
+                    unit: u,
+                    name,
+                    arity,
+                }));
+            }
+            if let ASTNode::Expr(Expr::FnCall(c, pos)) | ASTNode::Stmt(Stmt::FnCall(c, pos)) = last
+            {
+                if c.op_token.is_none() {
+                    if let Some(call) = self.resolve(unit, c, *pos) {
+                        out.push(Item::Call(call));
+                    }
+                }
+            }
+            true
+        });
+        out
+    }
+}
+
+impl Outlined {
+    /// The calls on one line, in order: `a → b (each app at once) → at once: c + d`.
+    pub fn line(calls: &[Outlined]) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for c in calls {
+            let text = match c {
+                Outlined::Call { function, at_once } => match at_once {
+                    Some(what) => format!("{function} ({what} at once)"),
+                    None => function.clone(),
+                },
+                Outlined::Together(groups) => format!(
+                    "together: {}",
+                    groups
+                        .iter()
+                        .map(|g| Outlined::line(g))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ),
+            };
+            // A call repeated right after itself (a poll, a retry loop) is one call.
+            if parts.last() != Some(&text) {
+                parts.push(text);
+            }
+        }
+        if calls.iter().any(|c| matches!(c, Outlined::Together(_))) {
+            // Brackets only where a group needs them to read.
+            parts
+                .into_iter()
+                .map(|p| {
+                    if p.starts_with("together: ") {
+                        format!("[{p}]")
+                    } else {
+                        p
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" → ")
+        } else {
+            parts.join(" → ")
+        }
+    }
+}

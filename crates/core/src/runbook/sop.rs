@@ -199,6 +199,13 @@ fn step(loaded: &Runbook, program: &Program, n: usize, s: &Step) -> Vec<Block> {
             capitalise(why)
         )));
     }
+    let calls = super::load::step_calls(program, s);
+    if !calls.is_empty() {
+        b.push(Block::Para(format!(
+            "Vendor calls, in order: {}",
+            super::program::Outlined::line(&calls)
+        )));
+    }
     if !s.checks.is_empty() {
         b.push(Block::Para("Checks:".into()));
         b.push(Block::List(s.checks.clone()));

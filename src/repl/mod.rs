@@ -92,9 +92,12 @@ pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
     } else {
         repl.piped()
     };
-    repl.session.run().ledger().record(Event::ReplEnded {
+    let run = repl.session.run();
+    run.ledger().record(Event::ReplEnded {
         failed_inputs: repl.failures,
     });
+    run.ledger().settle();
+    run.auditor().settle(run.parts().store.wait());
     Ok(code)
 }
 

@@ -52,10 +52,9 @@ impl Auditor {
     /// Links every entry to the run's journal (its stored tip), so the journal is under
     /// the audit chain.
     pub fn linked(self, journal: Rc<crate::ledger::LedgerWriter>) -> Auditor {
-        Auditor {
-            journal: Some(journal),
-            ..self
-        }
+        let mut linked = self;
+        linked.journal = Some(journal);
+        linked
     }
 
     /// Writes what the log refused earlier, retrying for `wait`, and makes the run's
@@ -119,8 +118,10 @@ impl Auditor {
             webhook_down: Cell::new(self.webhook_down.get()),
             head: RefCell::new(self.head.borrow().clone()),
             journal: self.journal.clone(),
-            unsaved: RefCell::default(),
-            unsynced: Cell::new(false),
+            // What this trail still owes moves with it: the entries the log refused, and
+            // the ones not yet synced (this one is replaced).
+            unsaved: RefCell::new(std::mem::take(&mut *self.unsaved.borrow_mut())),
+            unsynced: Cell::new(self.unsynced.replace(false)),
         }
     }
 
@@ -222,6 +223,15 @@ impl Auditor {
             "warning: the audit webhook did not take entry {} ({failure}); the local audit log has it and every later entry of this run (the webhook is skipped from now on)",
             entry.hash
         ));
+    }
+}
+
+impl Drop for Auditor {
+    /// A last, best-effort sync for an end that did not `settle` (an error's early return).
+    fn drop(&mut self) {
+        if self.unsynced.get() {
+            let _ = self.log.sync();
+        }
     }
 }
 
@@ -402,5 +412,41 @@ mod tests {
         let text =
             std::fs::read_to_string(dir.path().join(format!("runs/{run_id}.jsonl"))).unwrap();
         assert_eq!(text.lines().count(), 10);
+    }
+
+    /// The REPL's `:load` gives the run's trail to another runbook: the entries not yet
+    /// synced go with it, and are synced before its first write. Before, the new trail
+    /// started clean and the next write went out with them unsynced.
+    #[test]
+    fn a_trail_given_to_another_runbook_still_syncs_what_it_owes() {
+        use crate::audit::{AuditEvent, AuditLog};
+        use crate::run::{Effect, Entry, Modes, Target};
+        let dir = tempfile::tempdir().unwrap();
+        let say = crate::sink::Say::new(
+            std::sync::Arc::new(crate::sink::Quiet),
+            "20261205T000000000Z-moved",
+        );
+        let files = crate::store::Files::new(dir.path(), say.clone());
+        let trace = files.trace.clone();
+        let store: crate::store::Store = std::sync::Arc::new(files);
+        let info = crate::run::RunInfo {
+            run_id: "20261205T000000000Z-moved".into(),
+            actor: "ops".into(),
+            runbook_id: "a".into(),
+            modes: Modes {
+                target: Target::Production,
+                effect: Effect::Apply,
+                entry: Entry::Repl,
+            },
+        };
+        let first = Auditor::new(AuditLog::new(&store), info, say, None);
+        first
+            .entry("", AuditEvent::StepCompleted { duration_ms: 1 })
+            .unwrap();
+        let second = first.for_runbook("b");
+        drop(first);
+        trace.lock().unwrap().clear();
+        second.before_write().unwrap();
+        assert_eq!(*trace.lock().unwrap(), ["audit sync"]);
     }
 }

@@ -353,6 +353,15 @@ impl LedgerWriter {
     }
 }
 
+impl Drop for LedgerWriter {
+    /// A last, best-effort sync for an end that did not `settle` (an error's early return).
+    fn drop(&mut self) {
+        if self.unsynced.get() && !self.lost.get() {
+            let _ = self.store.journal_sync(self.run_id());
+        }
+    }
+}
+
 /// The line as stored (redacted) and the event read back from it: the live fold, the sink
 /// and a later reader of the journal all see exactly the same event.
 fn stored_form(event: Stamped) -> (String, Stamped) {

@@ -100,16 +100,14 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Puts what was appended to `path` on stable storage; a file not made yet holds nothing.
+/// Puts what was appended to `path` on stable storage. Only asked after an append, so a
+/// file that is gone now was removed under the run: an error, not nothing to do.
 fn sync_file(path: &Path) -> Result<()> {
-    let file = match std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .append(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        opened => opened.map_err(write_err(path))?,
-    };
+        .map_err(write_err(path))?;
     file.sync_data().map_err(write_err(path))
 }
 

@@ -241,12 +241,11 @@ impl HerokuState {
             );
             apps.push(app);
         }
+        // The first app whose name or id it is, as the scan it replaces found.
         let mut index = HashMap::new();
         for (i, a) in apps.iter().enumerate() {
+            index.entry(a.name.clone()).or_insert(i);
             index.entry(a.id.clone()).or_insert(i);
-        }
-        for (i, a) in apps.iter().enumerate() {
-            index.insert(a.name.clone(), i);
         }
         Ok(HerokuState {
             index,

@@ -298,9 +298,15 @@ step("read", "Read", |ctx| {
     print(postmark::dashboard_url());
 });
 step("write", "Write", |ctx| {
-    heroku::set_config(ctx.params.apps, #{ X: "1" });
+    heroku::set_config(ctx.params.apps, #{ X: infisical::secret("T").value });
     heroku::wait_up(ctx.params.apps, #{});
 }).undo(|ctx| { heroku::set_config(ctx.params.apps, #{ X: () }); });
+step("reads", "Reads", |ctx| {
+    let both = run::together([|| heroku::scopes(), || heroku::apps()]);
+    let fns = [|| heroku::scopes()];
+    run::together(fns);
+    heroku::releases("a");
+});
 "#;
     Test::new()
         .file("calls.rhai", runbook)
@@ -310,8 +316,14 @@ step("write", "Write", |ctx| {
         .stdout_has(
             "  1. read · Read\n       calls: infisical::secret → [together: postmark::server | heroku::scopes]\n",
         )
+        // A call's arguments go out before it.
         .stdout_has(
-            "       calls: heroku::set_config (each app at once) → heroku::wait_up (each app at once)\n",
+            "       calls: infisical::secret → heroku::set_config (each app at once) → heroku::wait_up (each app at once)\n",
+        )
+        // Closures that capture nothing (folded into one constant), closures in a variable
+        // (not known here), and an overload that fans out only when given a list.
+        .stdout_has(
+            "       calls: [together: heroku::scopes | heroku::apps] → heroku::scopes → run::together (closures not written in the call: not listed) → heroku::releases (each app at once, given a list)\n",
         );
     // The shipped rotation: the precheck's check at Postmark goes out with discovery.
     Test::new()
@@ -321,5 +333,5 @@ step("write", "Write", |ctx| {
         .exit(Exit::Ok)
         .stdout_has("       calls: infisical::secret → [together: scan::holders (every vendor at once) | postmark::server] → postmark::server → heroku::configs (each app at once) → heroku::scopes\n")
         .stdout_has("       calls: postmark::server → postmark::send_email → postmark::message\n")
-        .stdout_has("       calls: heroku::releases (each app at once) → heroku::restart (each app at once) → heroku::wait_up (each app at once) → heroku::configs (each app at once) → http::post → heroku::logs (each app at once)\n");
+        .stdout_has("       calls: heroku::releases (each app at once, given a list) → heroku::restart (each app at once) → heroku::wait_up (each app at once) → heroku::configs (each app at once) → http::post → heroku::logs (each app at once, given a list)\n");
 }

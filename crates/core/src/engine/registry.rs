@@ -188,12 +188,21 @@ impl HostModules {
         self.by_name.get(qualified).map(|&i| &self.registry[i])
     }
 
-    /// What any overload of `qualified` sends at once (see `HostFn::at_once`).
-    pub(crate) fn at_once(&self, qualified: &str) -> Option<&'static str> {
-        self.registry
+    /// What `qualified` called with `arity` arguments sends at once (see `HostFn::at_once`).
+    /// Where only the overload for a list does (`heroku::releases(apps)` beside
+    /// `releases(app)`), a static call cannot tell which runs: "…, given a list".
+    pub(crate) fn at_once(&self, qualified: &str, arity: usize) -> Option<String> {
+        let overloads: Vec<&HostFn> = self
+            .registry
             .iter()
-            .filter(|f| f.at_once.is_some() && f.qualified() == qualified)
-            .find_map(|f| f.at_once)
+            .filter(|f| f.params.len() == arity && f.qualified() == qualified)
+            .collect();
+        let what = overloads.iter().find_map(|f| f.at_once)?;
+        Some(if overloads.iter().all(|f| f.at_once.is_some()) {
+            what.to_string()
+        } else {
+            format!("{what}, given a list")
+        })
     }
 }
 

@@ -122,7 +122,8 @@ pub(crate) fn register(reg: &mut Registrar) {
         |c: NativeCallContext, n: &str, o: Map| {
             value::at(&c, with_run(&c, "github::possible_holders", |h| possible_holders(h, n, o)))
         },
-    );
+    )
+    .at_once("each repository");
     m.add(
         "secrets",
         Effect::Read,

@@ -453,7 +453,8 @@ pub(crate) fn register(reg: &mut Registrar) {
         |c: NativeCallContext, s: Secret, o: Map| {
             value::at(&c, with_run(&c, "infisical::holders", |h| holders(h, s, o)))
         },
-    );
+    )
+    .at_once("each environment");
     m.add(
         "delete_secret",
         Effect::Destructive,

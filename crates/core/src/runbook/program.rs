@@ -21,6 +21,8 @@ pub(crate) struct Unit {
 pub(crate) struct HostCall {
     /// `heroku::set_config`, or `print` for a global function.
     pub function: String,
+    /// How many arguments it is given.
+    pub arity: usize,
     pub unit: usize,
     pub position: Position,
 }
@@ -159,6 +161,7 @@ impl Program {
             if self.host.is_global(&name) || name == "print" || name == "debug" {
                 return Some(Call::Host(HostCall {
                     function: name,
+                    arity,
                     unit,
                     position: pos,
                 }));
@@ -176,6 +179,7 @@ impl Program {
         if self.host.is_module(&ns) {
             return Some(Call::Host(HostCall {
                 function: format!("{ns}::{name}"),
+                arity,
                 unit,
                 position: pos,
             }));
@@ -407,7 +411,7 @@ pub enum Outlined {
     /// One host function, and what it sends at once (`each app`), if anything.
     Call {
         function: String,
-        at_once: Option<&'static str>,
+        at_once: Option<String>,
     },
     /// `run::together`: each closure's calls; single reads among them start together.
     Together(Vec<Vec<Outlined>>),
@@ -441,7 +445,17 @@ impl Program {
         arity: usize,
         keep: &dyn Fn(&str) -> bool,
     ) -> Vec<Outlined> {
-        self.outline_fn(unit, name, arity, keep, &mut HashSet::new())
+        // Functions are inlined at each call, so a call graph of many paths could grow the
+        // list without bound: it stops after this many function bodies, and says so.
+        let mut budget = 2_000;
+        let mut out = self.outline_fn(unit, name, arity, keep, &mut HashSet::new(), &mut budget);
+        if budget == 0 {
+            out.push(Outlined::Call {
+                function: "… (more calls, not listed)".into(),
+                at_once: None,
+            });
+        }
+        out
     }
 
     fn outline_fn(
@@ -451,11 +465,13 @@ impl Program {
         arity: usize,
         keep: &dyn Fn(&str) -> bool,
         stack: &mut HashSet<(usize, String, usize)>,
+        budget: &mut usize,
     ) -> Vec<Outlined> {
         let key = (unit, name.to_string(), arity);
-        if !stack.insert(key.clone()) {
+        if *budget == 0 || !stack.insert(key.clone()) {
             return Vec::new();
         }
+        *budget -= 1;
         let items = match function_body(&self.units[unit].ast, name, arity) {
             Some(body) => self.items_of(unit, &body),
             None => Vec::new(),
@@ -466,18 +482,25 @@ impl Program {
                 Item::Call(Call::Host(h)) => {
                     if keep(&h.function) {
                         out.push(Outlined::Call {
-                            at_once: self.host.at_once(&h.function),
+                            at_once: self.host.at_once(&h.function, h.arity),
                             function: h.function,
                         });
                     }
                 }
                 Item::Call(Call::Script { unit, name, arity }) => {
-                    out.extend(self.outline_fn(unit, &name, arity, keep, stack));
+                    out.extend(self.outline_fn(unit, &name, arity, keep, stack, budget));
+                }
+                Item::Together(closures) if closures.is_empty() => {
+                    // Closures passed in a variable: what they call is not known here.
+                    out.push(Outlined::Call {
+                        function: "run::together".into(),
+                        at_once: Some("closures not written in the call: not listed".into()),
+                    });
                 }
                 Item::Together(closures) => {
                     let parts: Vec<Vec<Outlined>> = closures
                         .iter()
-                        .map(|(u, n, a)| self.outline_fn(*u, n, *a, keep, stack))
+                        .map(|(u, n, a)| self.outline_fn(*u, n, *a, keep, stack, budget))
                         .filter(|p| !p.is_empty())
                         .collect();
                     if !parts.is_empty() {
@@ -490,26 +513,50 @@ impl Program {
         out
     }
 
-    /// The calls and closures of a body in walk order; what sits inside a `run::together`
-    /// call is its closures, kept apart.
+    /// The calls and closures of a body in the order they run: a call after its arguments
+    /// (rhai's walk visits it before them); what sits inside a `run::together` call is its
+    /// closures, kept apart.
     fn items_of(&self, unit: usize, ast: &AST) -> Vec<Item> {
-        let closure = |node: &ASTNode| -> Option<(usize, String, usize)> {
+        let closures = |node: &ASTNode| -> Vec<(usize, String, usize)> {
             let ASTNode::Expr(Expr::DynamicConstant(v, _)) = node else {
-                return None;
+                return Vec::new();
             };
-            let f = v.read_lock::<rhai::FnPtr>()?;
-            let name = f.fn_name();
-            let def = self.units[unit]
-                .ast
-                .iter_functions()
-                .find(|d| d.name == name)?;
-            Some((unit, name.to_string(), def.params.len()))
+            // One closure, or (the optimizer folds an array of closures that capture
+            // nothing into one constant) an array of them.
+            let ptrs: Vec<rhai::FnPtr> = match v.read_lock::<rhai::Array>() {
+                Some(items) => items
+                    .iter()
+                    .filter_map(|d| d.read_lock::<rhai::FnPtr>().map(|f| f.clone()))
+                    .collect(),
+                None => v
+                    .read_lock::<rhai::FnPtr>()
+                    .map(|f| f.clone())
+                    .into_iter()
+                    .collect(),
+            };
+            ptrs.iter()
+                .filter_map(|f| {
+                    let def = self.units[unit]
+                        .ast
+                        .iter_functions()
+                        .find(|d| d.name == f.fn_name())?;
+                    Some((unit, f.fn_name().to_string(), def.params.len()))
+                })
+                .collect()
         };
         let mut out = Vec::new();
+        // Calls seen but not yet ended: each with its depth in the tree; it ends (and is
+        // listed) once the walk is back at its depth or above.
+        let mut open: Vec<(usize, Item)> = Vec::new();
         ast.walk(&mut |path: &[ASTNode]| {
             let Some((last, above)) = path.split_last() else {
                 return true;
             };
+            while open.last().is_some_and(|(depth, _)| *depth >= path.len()) {
+                if let Some((_, item)) = open.pop() {
+                    out.push(item);
+                }
+            }
             if above.iter().any(is_together) {
                 return true;
             }
@@ -518,19 +565,19 @@ impl Program {
                 else {
                     return true;
                 };
-                let mut closures = Vec::new();
+                let mut found = Vec::new();
                 for arg in c.args.iter() {
                     arg.walk(&mut Vec::new(), &mut |p: &[ASTNode]| {
-                        if let Some(found) = p.last().and_then(&closure) {
-                            closures.push(found);
+                        if let Some(n) = p.last() {
+                            found.extend(closures(n));
                         }
                         true
                     });
                 }
-                out.push(Item::Together(closures));
+                open.push((path.len(), Item::Together(found)));
                 return true;
             }
-            if let Some((u, name, arity)) = closure(last) {
+            for (u, name, arity) in closures(last) {
                 out.push(Item::Call(Call::Script {
                     unit: u,
                     name,
@@ -541,12 +588,15 @@ impl Program {
             {
                 if c.op_token.is_none() {
                     if let Some(call) = self.resolve(unit, c, *pos) {
-                        out.push(Item::Call(call));
+                        open.push((path.len(), Item::Call(call)));
                     }
                 }
             }
             true
         });
+        while let Some((_, item)) = open.pop() {
+            out.push(item);
+        }
         out
     }
 }
@@ -558,7 +608,11 @@ impl Outlined {
         for c in calls {
             let text = match c {
                 Outlined::Call { function, at_once } => match at_once {
-                    Some(what) => format!("{function} ({what} at once)"),
+                    Some(what) if function == "run::together" => format!("{function} ({what})"),
+                    Some(what) => match what.split_once(", ") {
+                        Some((who, when)) => format!("{function} ({who} at once, {when})"),
+                        None => format!("{function} ({what} at once)"),
+                    },
                     None => function.clone(),
                 },
                 Outlined::Together(groups) => format!(

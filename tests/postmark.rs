@@ -867,3 +867,45 @@ fn the_realistic_rehearsal_leaves_no_consumer_on_a_revoked_token() {
     // A rotation stays well inside Infisical Cloud's pool.
     assert_eq!(state["infisical"]["rate_limit"]["refused"], 0, "{state:#}");
 }
+
+/// The wait after a restart ends when every dyno runs the release with the new config, not
+/// when every dyno is up: a dyno up on an older release (its newer one still in a release
+/// phase) is not the new token running. Before, `wait_up` looked at the state alone.
+#[test]
+fn wait_up_counts_a_dyno_only_on_the_release_it_was_given() {
+    let scenario = canary_with(
+        "name = \"raxx-api-staging\"\n",
+        "name = \"raxx-api-staging\"\nrelease_phase = { duration_ms = 600000, outcome = \"succeeded\" }\n",
+    );
+    let runbook = r#"runbook(#{ id: "rel", title: "Release" });
+step("wait", "Change and wait", |ctx| {
+    heroku::set_config(["raxx-api-staging"], #{ OTHER: "1" });
+    let list = heroku::releases("raxx-api-staging");
+    let newest = list[list.len() - 1].version;
+    // Without a release to wait for, up is up.
+    heroku::wait_up(["raxx-api-staging"], #{ timeout: 1 });
+    print(`up, on some release; waiting for v${newest}`);
+    heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1, releases: #{ "raxx-api-staging": newest } });
+}).undo(|ctx| { heroku::set_config(["raxx-api-staging"], #{ OTHER: () }); });
+"#;
+    let out = Test::new()
+        .file("rel.rhai", runbook)
+        .rehearse("rel.rhai")
+        .scenario("rel.toml", &scenario)
+        .args(&["--yes", "--no-rollback"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stdout_has("up, on some release; waiting for v");
+    let newest: u64 = out
+        .stdout
+        .split("waiting for v")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("the newest release is printed");
+    out.stderr_has(&format!(
+        "heroku::wait_up: not up after 1s: raxx-api-staging (web.1 up on v{}, not v{newest} yet)",
+        newest - 1
+    ));
+    assert!(!out.stderr.contains("raxx-api-prod ("), "{}", out.stderr);
+}

@@ -86,6 +86,15 @@ pub struct Dyno {
     pub name: String,
     /// `starting`, `up`, `crashed`, `down`, `idle`...
     pub state: String,
+    /// The release it runs.
+    #[serde(default)]
+    pub release: Option<DynoRelease>,
+}
+
+/// A dyno's `release`: the fields we use.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct DynoRelease {
+    pub version: u64,
 }
 
 /// A release (`GET /apps/{app}/releases`), the fields we use.

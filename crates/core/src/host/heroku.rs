@@ -225,6 +225,23 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                 )
             })?,
     };
+    // The release each app's dynos must run (at least): a dyno up on an older one is not
+    // the new config running.
+    let mut releases: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    if let Some(r) = opts.get("releases") {
+        let usage = || {
+            throw(
+                "usage",
+                "heroku::wait_up: releases is a map of app name to release version, e.g. #{ \"my-app\": 42 }",
+                None,
+            )
+        };
+        let map = r.read_lock::<Map>().ok_or_else(usage)?;
+        for (app, v) in map.iter() {
+            let v = v.as_int().ok().filter(|v| *v > 0).ok_or_else(usage)?;
+            releases.insert(app.to_string(), v as u64);
+        }
+    }
     if h.dry_run() {
         h.say().progress(format!(
             "    [dry-run] would wait for {} app(s) to be up",
@@ -244,10 +261,21 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         })?;
         for (app, dynos) in polled {
             let dynos = dynos.map_err(|e| super::vendor_call::vendor_error(&e))?;
+            let wanted = releases.get(&app).copied();
             let not_up: Vec<String> = dynos
                 .iter()
-                .filter(|d| d.state != "up")
-                .map(|d| format!("{} {}", d.name, d.state))
+                .filter_map(|d| {
+                    let runs = d.release.as_ref().map(|r| r.version);
+                    match (d.state.as_str(), wanted) {
+                        ("up", None) => None,
+                        ("up", Some(w)) if runs.is_some_and(|v| v >= w) => None,
+                        ("up", Some(w)) => Some(match runs {
+                            Some(v) => format!("{} up on v{v}, not v{w} yet", d.name),
+                            None => format!("{} up, on a release Heroku does not name", d.name),
+                        }),
+                        (state, _) => Some(format!("{} {state}", d.name)),
+                    }
+                })
                 .collect();
             if dynos.is_empty() || !not_up.is_empty() {
                 still.push(format!(
@@ -458,7 +486,7 @@ fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
 }
 
 /// The options maps' keys (the runtime refuses others; `check` flags them before a run).
-pub(crate) const WAIT_UP_OPTIONS: &[&str] = &["timeout"];
+pub(crate) const WAIT_UP_OPTIONS: &[&str] = &["timeout", "releases"];
 pub(crate) const HOLDERS_OPTIONS: &[&str] = &["apps"];
 pub(crate) const LOGS_OPTIONS: &[&str] = &["lines"];
 
@@ -509,7 +537,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff. Options: #{timeout: seconds (default 120)}. Fails\nnaming the apps still starting or crashed.",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up}.\nFails naming the apps still starting, crashed or on an older release.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },

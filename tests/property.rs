@@ -115,7 +115,7 @@ fn outside_change(rig: &Rig, rng: &mut Rng, run: &Value, when: &str) -> bool {
 }
 
 /// The cases run as four streams, each with a sandbox and state of its own and its own seed
-/// (derived from one), so they run side by side: 40 cases in all by default, which keeps a
+/// (derived from one), so they run side by side: 24 cases in all by default, which keeps a
 /// fresh clone's `cargo test` short; CI runs 200 (`.ci/run` sets `RUNBOOK_PROPERTY_CASES`),
 /// a nightly run more, the same ones on every run (set `RUNBOOK_PROPERTY_SEED` to
 /// explore others).
@@ -129,7 +129,7 @@ fn stream(k: u64) {
     let cases: usize = std::env::var("RUNBOOK_PROPERTY_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(40_usize)
+        .unwrap_or(24_usize)
         .div_ceil(STREAMS as usize);
     let mut rng = Rng(seed ^ k.wrapping_mul(0x2545_f491_4f6c_dd1d));
     // Case numbers say which stream to replay: "case 3.17".

@@ -66,11 +66,19 @@ impl Auditor {
                 Ok(()) => return,
                 Err(_) if backoff.wait() => {}
                 Err(e) => {
-                    self.say.warning(format!(
-                        "warning: {} audit entr(ies) of this run could not be written to {}: {e}",
-                        self.unsaved.borrow().len(),
-                        self.log.location()
-                    ));
+                    let unsaved = self.unsaved.borrow().len();
+                    self.say.warning(if unsaved > 0 {
+                        format!(
+                            "warning: {unsaved} audit entr(ies) of this run could not be written to {}: {e}",
+                            self.log.location()
+                        )
+                    } else {
+                        // Written, but not made durable (the journal they name first).
+                        format!(
+                            "warning: this run's last audit entries in {} may not survive a power loss: {e}",
+                            self.log.location()
+                        )
+                    });
                     return;
                 }
             }

@@ -909,3 +909,22 @@ step("wait", "Change and wait", |ctx| {
     ));
     assert!(!out.stderr.contains("raxx-api-prod ("), "{}", out.stderr);
 }
+
+/// `releases` names the apps waited for: a key that is not one of them (a typo, an app
+/// passed by id) is refused, not quietly never checked.
+#[test]
+fn wait_up_refuses_a_release_for_an_app_it_does_not_wait_for() {
+    let runbook = r#"runbook(#{ id: "rel", title: "Release" });
+step("wait", "Wait", |ctx| {
+    heroku::wait_up(["raxx-api-prod"], #{ timeout: 1, releases: #{ "raxx-api-stagign": 3 } });
+});
+"#;
+    Test::new()
+        .file("rel.rhai", runbook)
+        .rehearse("rel.rhai")
+        .scenario("rel.toml", &canary_scenario())
+        .args(&["--yes"])
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has("heroku::wait_up: releases names 'raxx-api-stagign', which is not one of the apps waited for");
+}

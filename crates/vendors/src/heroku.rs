@@ -89,12 +89,16 @@ pub struct Dyno {
     /// The release it runs.
     #[serde(default)]
     pub release: Option<DynoRelease>,
+    /// Its process type (`web`, `worker`; `run` for a one-off, `scheduler`, `release`).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
 }
 
 /// A dyno's `release`: the fields we use.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct DynoRelease {
-    pub version: u64,
+    #[serde(default)]
+    pub version: Option<u64>,
 }
 
 /// A release (`GET /apps/{app}/releases`), the fields we use.

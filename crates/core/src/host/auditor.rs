@@ -73,10 +73,10 @@ impl Auditor {
                             self.log.location()
                         )
                     } else {
-                        // Written, but not made durable (the journal they name first).
+                        // Written, but not made durable (the journal they name first, so the
+                        // error may be the journal's).
                         format!(
-                            "warning: this run's last audit entries in {} may not survive a power loss: {e}",
-                            self.log.location()
+                            "warning: this run's last records may not survive a power loss: {e}"
                         )
                     });
                     return;

@@ -239,6 +239,13 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         let map = r.read_lock::<Map>().ok_or_else(usage)?;
         for (app, v) in map.iter() {
             let v = v.as_int().ok().filter(|v| *v > 0).ok_or_else(usage)?;
+            if !apps.iter().any(|a| a.as_str() == app.as_str()) {
+                return Err(throw(
+                    "usage",
+                    format!("heroku::wait_up: releases names '{app}', which is not one of the apps waited for"),
+                    Some("name each app as it is given in the apps list".into()),
+                ));
+            }
             releases.insert(app.to_string(), v as u64);
         }
     }
@@ -250,6 +257,8 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         return Ok(Dynamic::UNIT);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
+    // Dynos already said to run an unnamed release (said once each).
+    let mut unnamed = std::collections::HashSet::new();
     let mut pause = std::time::Duration::from_millis(100);
     let mut pending: Vec<String> = apps.clone();
     loop {
@@ -264,17 +273,18 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             let wanted = releases.get(&app).copied();
             let not_up: Vec<String> = dynos
                 .iter()
-                .filter_map(|d| {
-                    let runs = d.release.as_ref().map(|r| r.version);
-                    match (d.state.as_str(), wanted) {
-                        ("up", None) => None,
-                        ("up", Some(w)) if runs.is_some_and(|v| v >= w) => None,
-                        ("up", Some(w)) => Some(match runs {
-                            Some(v) => format!("{} up on v{v}, not v{w} yet", d.name),
-                            None => format!("{} up, on a release Heroku does not name", d.name),
-                        }),
-                        (state, _) => Some(format!("{} {state}", d.name)),
+                .filter_map(|d| match dyno_waits(d, wanted) {
+                    Dyno::Ready => None,
+                    Dyno::Unnamed => {
+                        if unnamed.insert(format!("{app} {}", d.name)) {
+                            h.say().progress(format!(
+                                "    {app}: {} does not say which release it runs; counted as up",
+                                d.name
+                            ));
+                        }
+                        None
                     }
+                    Dyno::Waits(why) => Some(why),
                 })
                 .collect();
             if dynos.is_empty() || !not_up.is_empty() {
@@ -302,11 +312,45 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                     "heroku::wait_up: not up after {timeout}s: {}",
                     still.join("; ")
                 ),
-                Some("check the app's logs (heroku logs -a APP); a crashed dyno needs a fix before the rotation can finish".into()),
+                Some(if still.iter().any(|s| s.contains(" not v")) {
+                    "a dyno on an older release still serves the old config: check `heroku releases -a APP` and `heroku ps -a APP` (an app with preboot switches over minutes after the new dynos boot); retry the step once it runs the new release".into()
+                } else {
+                    "check the app's logs (heroku logs -a APP); a crashed dyno needs a fix before the rotation can finish".into()
+                }),
             ));
         }
         super::core::sleep(pause.as_secs_f64())?;
         pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
+/// Where one dyno stands for `wait_up`.
+#[derive(Debug, PartialEq)]
+enum Dyno {
+    Ready,
+    /// Up, but Heroku does not say on which release: counted (and said).
+    Unnamed,
+    /// Not yet: why, as `web.1 starting` or `web.1 up on v3, not v4 yet`.
+    Waits(String),
+}
+
+/// Whether `d` is up, and (when `wanted` names a release) on that release or a later one.
+/// A one-off (a console, a scheduled job, a release phase) keeps the release it started on
+/// and no restart moves it: only the formation's dynos must be on `wanted`.
+fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>) -> Dyno {
+    let runs = d.release.as_ref().and_then(|r| r.version);
+    let kind = d
+        .kind
+        .as_deref()
+        .unwrap_or_else(|| d.name.split('.').next().unwrap_or(""));
+    let one_off = matches!(kind, "run" | "scheduler" | "release");
+    match (d.state.as_str(), wanted, runs) {
+        ("up", None, _) => Dyno::Ready,
+        ("up", Some(_), _) if one_off => Dyno::Ready,
+        ("up", Some(w), Some(v)) if v >= w => Dyno::Ready,
+        ("up", Some(w), Some(v)) => Dyno::Waits(format!("{} up on v{v}, not v{w} yet", d.name)),
+        ("up", Some(_), None) => Dyno::Unnamed,
+        (state, _, _) => Dyno::Waits(format!("{} {state}", d.name)),
     }
 }
 
@@ -537,7 +581,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up}.\nFails naming the apps still starting, crashed or on an older release.",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release) keep theirs and are not waited for}. Fails naming\nthe apps still starting, crashed or on an older release.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },
@@ -629,4 +673,51 @@ them). Fails naming the first app that could not be read.",
         },
     );
     m.finish();
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::{dyno_waits, Dyno};
+    use runbook_vendors::heroku::{Dyno as D, DynoRelease};
+
+    fn dyno(name: &str, kind: Option<&str>, state: &str, version: Option<u64>) -> D {
+        D {
+            name: name.into(),
+            state: state.into(),
+            release: Some(DynoRelease { version }),
+            kind: kind.map(str::to_string),
+        }
+    }
+
+    /// The formation's dynos must be up on the wanted release; a one-off keeps its own
+    /// release and never blocks the wait; a dyno that names no release is counted, and said.
+    #[test]
+    fn a_dyno_counts_when_up_on_the_release_waited_for() {
+        let web = |state, v| dyno("web.1", Some("web"), state, v);
+        assert_eq!(dyno_waits(&web("up", Some(3)), None), Dyno::Ready);
+        assert_eq!(dyno_waits(&web("up", Some(4)), Some(4)), Dyno::Ready);
+        assert_eq!(dyno_waits(&web("up", Some(5)), Some(4)), Dyno::Ready);
+        assert_eq!(
+            dyno_waits(&web("up", Some(3)), Some(4)),
+            Dyno::Waits("web.1 up on v3, not v4 yet".into())
+        );
+        assert_eq!(
+            dyno_waits(&web("starting", Some(4)), Some(4)),
+            Dyno::Waits("web.1 starting".into())
+        );
+        assert_eq!(dyno_waits(&web("up", None), Some(4)), Dyno::Unnamed);
+        // A console started before the change, by its type or (no type) by its name.
+        assert_eq!(
+            dyno_waits(&dyno("run.4821", Some("run"), "up", Some(3)), Some(4)),
+            Dyno::Ready
+        );
+        assert_eq!(
+            dyno_waits(&dyno("scheduler.1", None, "up", Some(3)), Some(4)),
+            Dyno::Ready
+        );
+        assert_eq!(
+            dyno_waits(&dyno("worker.1", Some("worker"), "up", Some(3)), Some(4)),
+            Dyno::Waits("worker.1 up on v3, not v4 yet".into())
+        );
+    }
 }

@@ -928,3 +928,30 @@ step("wait", "Wait", |ctx| {
         .exit(Exit::StepFailed)
         .stderr_has("heroku::wait_up: releases names 'raxx-api-stagign', which is not one of the apps waited for");
 }
+
+/// The stdlib's verify waits through `consumers::wait_up_on_newest`: up on each app's
+/// newest release, the one propagate's config change made. Before, it waited for the
+/// dynos' state alone, which the processes still on the release before already satisfied.
+#[test]
+fn the_stdlib_waits_for_the_newest_release_not_just_up() {
+    let scenario = canary_with(
+        "name = \"raxx-api-staging\"\n",
+        "name = \"raxx-api-staging\"\nrelease_phase = { duration_ms = 600000, outcome = \"succeeded\" }\n",
+    );
+    let runbook = r#"import "std/consumers" as consumers;
+runbook(#{ id: "std-rel", title: "Stdlib release" });
+step("wait", "Change and wait", |ctx| {
+    heroku::set_config(["raxx-api-staging"], #{ OTHER: "1" });
+    consumers::wait_up_on_newest(#{ heroku: ["raxx-api-prod", "raxx-api-staging"] }, 1);
+}).undo(|ctx| { heroku::set_config(["raxx-api-staging"], #{ OTHER: () }); });
+"#;
+    Test::new()
+        .file("stdrel.rhai", runbook)
+        .rehearse("stdrel.rhai")
+        .scenario("stdrel.toml", &scenario)
+        .args(&["--yes", "--no-rollback"])
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has("heroku::wait_up: not up after 1s: raxx-api-staging (web.1 up on v")
+        .stderr_has("a dyno on an older release still serves the old config");
+}

@@ -3,7 +3,7 @@
 
 use crate::support::items;
 use crate::support::{
-    assert_rotated, behind_stty, http, new_tokens, Rig, SandboxProcess, Test, OLD_TOKEN,
+    assert_rotated, behind_sh, behind_stty, http, new_tokens, Rig, SandboxProcess, Test, OLD_TOKEN,
 };
 use expectrl::session::OsSession;
 use expectrl::{Expect, Session};
@@ -404,22 +404,7 @@ fn an_answer_typed_before_the_question_is_not_taken() {
     // The binary starts only once the "y" is in its terminal's input: sent as the process
     // starts is not enough on a loaded machine, where this thread can be descheduled until
     // after the question (and the "y" then rightly answers it).
-    let cmd = t.command();
-    let mut gated = std::process::Command::new("sh");
-    gated
-        .args(["-c", "read -r _ < \"$0\"; exec \"$@\""])
-        .arg(&gate)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => gated.env(k, v),
-            None => gated.env_remove(k),
-        };
-    }
-    if let Some(d) = cmd.get_current_dir() {
-        gated.current_dir(d);
-    }
+    let gated = behind_sh(&format!("read -r _ < '{}'", gate.display()), &t.command());
     let mut p = terminal(gated, 30);
     p.send_line("y").unwrap();
     std::fs::write(&gate, "go\n").unwrap();

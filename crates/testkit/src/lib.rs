@@ -555,9 +555,15 @@ pub fn start_until(cmd: &mut Command, needle: &str) -> (Child, Lines<BufReader<C
 /// `inner` run behind `stty SETTINGS` (e.g. `echo echoctl`), as an operator's terminal is
 /// set: a test's pseudo-terminal starts without them.
 pub fn behind_stty(settings: &str, inner: &Command) -> Command {
+    behind_sh(&format!("stty {settings}"), inner)
+}
+
+/// `inner` run by `sh` once `prelude` (shell code) has succeeded, with `inner`'s
+/// environment and directory.
+pub fn behind_sh(prelude: &str, inner: &Command) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(format!("stty {settings} && exec \"$0\" \"$@\""))
+        .arg(format!("{prelude} && exec \"$0\" \"$@\""))
         .arg(inner.get_program())
         .args(inner.get_args());
     for (k, v) in inner.get_envs() {

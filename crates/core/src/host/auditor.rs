@@ -270,10 +270,10 @@ mod tests {
     #[test]
     fn records_are_made_durable_before_each_vendor_write_and_at_the_end_not_one_by_one() {
         use crate::audit::{AuditEvent, AuditLog};
+        use crate::ledger::tests::{ended, finished, sent, started};
         use crate::ledger::*;
         use crate::run::{Effect, Entry, Modes, RunStatus, Target};
         use crate::store::Store;
-        use serde_json::json;
         let dir = tempfile::tempdir().unwrap();
         let run_id = "20261205T000000000Z-durable";
         let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), run_id);
@@ -299,38 +299,10 @@ mod tests {
                 out_of_order: false,
             })
         };
-        let started = Event::RunStarted(RunStarted {
-            runbook: "rb".into(),
-            source: SourceHashes {
-                path: "/r/rb.rhai".into(),
-                sha256: "00".into(),
-                modules: Vec::new(),
-            },
-            params: json!({}),
-            actor: "ops".into(),
-            host: "vm".into(),
-            pid: 1,
-            target: Target::Production,
-            effect: Effect::Apply,
-            entry: Entry::Exec,
-            rotation: None,
-            environment: None,
-            login: None,
-        });
-        let sent = |target: &str| {
-            Event::Write(WriteSent {
-                step: "store".into(),
-                function: "heroku::set_config".into(),
-                target: target.into(),
-                detail: json!({}),
-                idempotent: true,
-                undo: false,
-            })
-        };
         let taken =
             |trace: &std::sync::Mutex<Vec<String>>| std::mem::take(&mut *trace.lock().unwrap());
 
-        writer.required(started).unwrap();
+        writer.required(started(Target::Production)).unwrap();
         assert_eq!(
             taken(&trace),
             ["journal line", "journal sync"],
@@ -349,7 +321,7 @@ mod tests {
         );
 
         writer
-            .before_write(sent("A"), &|| auditor.before_write(), true)
+            .before_write(sent("store", "A"), &|| auditor.before_write(), true)
             .unwrap();
         assert_eq!(
             taken(&trace),
@@ -358,7 +330,7 @@ mod tests {
         );
 
         writer
-            .before_write(sent("B"), &|| auditor.before_write(), true)
+            .before_write(sent("store", "B"), &|| auditor.before_write(), true)
             .unwrap();
         assert_eq!(
             taken(&trace),
@@ -369,7 +341,7 @@ mod tests {
         // A fan-out: every target's line, the last one durable, before any is sent.
         for (target, last) in [("C", false), ("D", false), ("E", true)] {
             writer
-                .before_write(sent(target), &|| auditor.before_write(), last)
+                .before_write(sent("store", target), &|| auditor.before_write(), last)
                 .unwrap();
         }
         assert_eq!(
@@ -378,22 +350,8 @@ mod tests {
             "one fsync for a fan-out's lines"
         );
 
-        writer.record(Event::WriteOutcome(WriteSettled {
-            answer: None,
-            step: "store".into(),
-            function: "heroku::set_config".into(),
-            target: "B".into(),
-            outcome: WriteOutcome::Applied,
-            filed: None,
-            undo: false,
-        }));
-        writer.record(Event::RunFinished(RunFinished {
-            status: RunStatus::Succeeded,
-            error: None,
-            duration_ms: None,
-            rate_limit_wait_ms: None,
-            audit_head: None,
-        }));
+        writer.record(ended("store", "B", WriteOutcome::Applied));
+        writer.record(finished(RunStatus::Succeeded));
         auditor
             .entry(
                 "",

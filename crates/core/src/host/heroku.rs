@@ -274,8 +274,8 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             let not_up: Vec<String> = dynos
                 .iter()
                 .filter_map(|d| match dyno_waits(d, wanted) {
-                    Dyno::Ready => None,
-                    Dyno::Unnamed => {
+                    DynoWait::Ready => None,
+                    DynoWait::Unnamed => {
                         if unnamed.insert(format!("{app} {}", d.name)) {
                             h.say().progress(format!(
                                 "    {app}: {} does not say which release it runs; counted as up",
@@ -284,35 +284,34 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                         }
                         None
                     }
-                    Dyno::Waits(why) => Some(why),
+                    DynoWait::Waits(why) => Some(why),
                 })
                 .collect();
             if dynos.is_empty() || !not_up.is_empty() {
-                still.push(format!(
-                    "{app} ({})",
-                    if not_up.is_empty() {
-                        "no dynos".into()
-                    } else {
-                        not_up.join(", ")
-                    }
-                ));
+                let why = if not_up.is_empty() {
+                    "no dynos".into()
+                } else {
+                    not_up.join(", ")
+                };
+                still.push((app, why));
             }
         }
         if still.is_empty() {
             return Ok(Dynamic::UNIT);
         }
-        pending = still
-            .iter()
-            .map(|s| s.split(' ').next().unwrap_or("").to_string())
-            .collect();
+        pending = still.iter().map(|(app, _)| app.clone()).collect();
         if std::time::Instant::now() + pause > deadline {
             return Err(throw(
                 "vendor",
                 format!(
                     "heroku::wait_up: not up after {timeout}s: {}",
-                    still.join("; ")
+                    still
+                        .iter()
+                        .map(|(app, why)| format!("{app} ({why})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ),
-                Some(if still.iter().any(|s| s.contains(" not v")) {
+                Some(if still.iter().any(|(_, why)| why.contains(" not v")) {
                     "a dyno on an older release still serves the old config: check `heroku releases -a APP` and `heroku ps -a APP` (an app with preboot switches over minutes after the new dynos boot); retry the step once it runs the new release".into()
                 } else {
                     "check the app's logs (heroku logs -a APP); a crashed dyno needs a fix before the rotation can finish".into()
@@ -326,7 +325,7 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
 
 /// Where one dyno stands for `wait_up`.
 #[derive(Debug, PartialEq)]
-enum Dyno {
+enum DynoWait {
     Ready,
     /// Up, but Heroku does not say on which release: counted (and said).
     Unnamed,
@@ -337,7 +336,7 @@ enum Dyno {
 /// Whether `d` is up, and (when `wanted` names a release) on that release or a later one.
 /// A one-off (a console, a scheduled job, a release phase) keeps the release it started on
 /// and no restart moves it: only the formation's dynos must be on `wanted`.
-fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>) -> Dyno {
+fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>) -> DynoWait {
     let runs = d.release.as_ref().and_then(|r| r.version);
     let kind = d
         .kind
@@ -345,12 +344,12 @@ fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>) -> Dyno {
         .unwrap_or_else(|| d.name.split('.').next().unwrap_or(""));
     let one_off = matches!(kind, "run" | "scheduler" | "release");
     match (d.state.as_str(), wanted, runs) {
-        ("up", None, _) => Dyno::Ready,
-        ("up", Some(_), _) if one_off => Dyno::Ready,
-        ("up", Some(w), Some(v)) if v >= w => Dyno::Ready,
-        ("up", Some(w), Some(v)) => Dyno::Waits(format!("{} up on v{v}, not v{w} yet", d.name)),
-        ("up", Some(_), None) => Dyno::Unnamed,
-        (state, _, _) => Dyno::Waits(format!("{} {state}", d.name)),
+        ("up", None, _) => DynoWait::Ready,
+        ("up", Some(_), _) if one_off => DynoWait::Ready,
+        ("up", Some(w), Some(v)) if v >= w => DynoWait::Ready,
+        ("up", Some(w), Some(v)) => DynoWait::Waits(format!("{} up on v{v}, not v{w} yet", d.name)),
+        ("up", Some(_), None) => DynoWait::Unnamed,
+        (state, _, _) => DynoWait::Waits(format!("{} {state}", d.name)),
     }
 }
 
@@ -677,7 +676,7 @@ them). Fails naming the first app that could not be read.",
 
 #[cfg(test)]
 mod wait_tests {
-    use super::{dyno_waits, Dyno};
+    use super::{dyno_waits, DynoWait};
     use runbook_vendors::heroku::{Dyno as D, DynoRelease};
 
     fn dyno(name: &str, kind: Option<&str>, state: &str, version: Option<u64>) -> D {
@@ -694,30 +693,30 @@ mod wait_tests {
     #[test]
     fn a_dyno_counts_when_up_on_the_release_waited_for() {
         let web = |state, v| dyno("web.1", Some("web"), state, v);
-        assert_eq!(dyno_waits(&web("up", Some(3)), None), Dyno::Ready);
-        assert_eq!(dyno_waits(&web("up", Some(4)), Some(4)), Dyno::Ready);
-        assert_eq!(dyno_waits(&web("up", Some(5)), Some(4)), Dyno::Ready);
+        assert_eq!(dyno_waits(&web("up", Some(3)), None), DynoWait::Ready);
+        assert_eq!(dyno_waits(&web("up", Some(4)), Some(4)), DynoWait::Ready);
+        assert_eq!(dyno_waits(&web("up", Some(5)), Some(4)), DynoWait::Ready);
         assert_eq!(
             dyno_waits(&web("up", Some(3)), Some(4)),
-            Dyno::Waits("web.1 up on v3, not v4 yet".into())
+            DynoWait::Waits("web.1 up on v3, not v4 yet".into())
         );
         assert_eq!(
             dyno_waits(&web("starting", Some(4)), Some(4)),
-            Dyno::Waits("web.1 starting".into())
+            DynoWait::Waits("web.1 starting".into())
         );
-        assert_eq!(dyno_waits(&web("up", None), Some(4)), Dyno::Unnamed);
+        assert_eq!(dyno_waits(&web("up", None), Some(4)), DynoWait::Unnamed);
         // A console started before the change, by its type or (no type) by its name.
         assert_eq!(
             dyno_waits(&dyno("run.4821", Some("run"), "up", Some(3)), Some(4)),
-            Dyno::Ready
+            DynoWait::Ready
         );
         assert_eq!(
             dyno_waits(&dyno("scheduler.1", None, "up", Some(3)), Some(4)),
-            Dyno::Ready
+            DynoWait::Ready
         );
         assert_eq!(
             dyno_waits(&dyno("worker.1", Some("worker"), "up", Some(3)), Some(4)),
-            Dyno::Waits("worker.1 up on v3, not v4 yet".into())
+            DynoWait::Waits("worker.1 up on v3, not v4 yet".into())
         );
     }
 }

@@ -196,4 +196,4 @@ fn event_of(value: Value, run_id: &str) -> std::result::Result<Stamped, String> 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

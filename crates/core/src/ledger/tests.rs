@@ -29,7 +29,7 @@ fn at(t: &str, event: Event) -> Stamped {
     }
 }
 
-fn started(target: Target) -> Event {
+pub(crate) fn started(target: Target) -> Event {
     Event::RunStarted(RunStarted {
         runbook: "rb".into(),
         source: SourceHashes {
@@ -50,7 +50,7 @@ fn started(target: Target) -> Event {
     })
 }
 
-fn finished(status: RunStatus) -> Event {
+pub(crate) fn finished(status: RunStatus) -> Event {
     Event::RunFinished(RunFinished {
         status,
         error: None,
@@ -94,7 +94,7 @@ fn undo_completed(step: &str) -> Event {
     })
 }
 
-fn sent(step: &str, target: &str) -> Event {
+pub(crate) fn sent(step: &str, target: &str) -> Event {
     Event::Write(WriteSent {
         step: step.into(),
         function: "heroku::set_config".into(),
@@ -105,7 +105,7 @@ fn sent(step: &str, target: &str) -> Event {
     })
 }
 
-fn ended(step: &str, target: &str, outcome: WriteOutcome) -> Event {
+pub(crate) fn ended(step: &str, target: &str, outcome: WriteOutcome) -> Event {
     Event::WriteOutcome(WriteSettled {
         answer: None,
         step: step.into(),

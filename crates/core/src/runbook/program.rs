@@ -118,20 +118,9 @@ impl Program {
         ast.walk(&mut |path: &[ASTNode]| {
             // A closure written here runs as part of this code (a step's `filter(|k| ...)`,
             // the steps a stdlib function registers): count what it calls too.
-            if let Some(ASTNode::Expr(Expr::DynamicConstant(v, _))) = path.last() {
-                if let Some(f) = v.read_lock::<rhai::FnPtr>() {
-                    let name = f.fn_name();
-                    if let Some(def) = self.units[unit]
-                        .ast
-                        .iter_functions()
-                        .find(|d| d.name == name)
-                    {
-                        out.push(Call::Script {
-                            unit,
-                            name: name.to_string(),
-                            arity: def.params.len(),
-                        });
-                    }
+            if let Some(node) = path.last() {
+                for (unit, name, arity) in self.closures_at(unit, node) {
+                    out.push(Call::Script { unit, name, arity });
                 }
             }
             let call = match path.last() {
@@ -513,37 +502,40 @@ impl Program {
         out
     }
 
+    /// The closures (script functions of `unit`) a node of its code holds: one closure, or
+    /// (the optimizer folds an array of closures that capture nothing into one constant)
+    /// an array of them.
+    fn closures_at(&self, unit: usize, node: &ASTNode) -> Vec<(usize, String, usize)> {
+        let ASTNode::Expr(Expr::DynamicConstant(v, _)) = node else {
+            return Vec::new();
+        };
+        let ptrs: Vec<rhai::FnPtr> = match v.read_lock::<rhai::Array>() {
+            Some(items) => items
+                .iter()
+                .filter_map(|d| d.read_lock::<rhai::FnPtr>().map(|f| f.clone()))
+                .collect(),
+            None => v
+                .read_lock::<rhai::FnPtr>()
+                .map(|f| f.clone())
+                .into_iter()
+                .collect(),
+        };
+        ptrs.iter()
+            .filter_map(|f| {
+                let def = self.units[unit]
+                    .ast
+                    .iter_functions()
+                    .find(|d| d.name == f.fn_name())?;
+                Some((unit, f.fn_name().to_string(), def.params.len()))
+            })
+            .collect()
+    }
+
     /// The calls and closures of a body in the order they run: a call after its arguments
     /// (rhai's walk visits it before them); what sits inside a `run::together` call is its
     /// closures, kept apart.
     fn items_of(&self, unit: usize, ast: &AST) -> Vec<Item> {
-        let closures = |node: &ASTNode| -> Vec<(usize, String, usize)> {
-            let ASTNode::Expr(Expr::DynamicConstant(v, _)) = node else {
-                return Vec::new();
-            };
-            // One closure, or (the optimizer folds an array of closures that capture
-            // nothing into one constant) an array of them.
-            let ptrs: Vec<rhai::FnPtr> = match v.read_lock::<rhai::Array>() {
-                Some(items) => items
-                    .iter()
-                    .filter_map(|d| d.read_lock::<rhai::FnPtr>().map(|f| f.clone()))
-                    .collect(),
-                None => v
-                    .read_lock::<rhai::FnPtr>()
-                    .map(|f| f.clone())
-                    .into_iter()
-                    .collect(),
-            };
-            ptrs.iter()
-                .filter_map(|f| {
-                    let def = self.units[unit]
-                        .ast
-                        .iter_functions()
-                        .find(|d| d.name == f.fn_name())?;
-                    Some((unit, f.fn_name().to_string(), def.params.len()))
-                })
-                .collect()
-        };
+        let closures = |node: &ASTNode| self.closures_at(unit, node);
         let mut out = Vec::new();
         // Calls seen but not yet ended: each with its depth in the tree; it ends (and is
         // listed) once the walk is back at its depth or above.

@@ -235,10 +235,15 @@ impl Auditor {
 }
 
 impl Drop for Auditor {
-    /// A last, best-effort sync for an end that did not `settle` (an error's early return).
+    /// A last sync for an end that did not `settle` (an error's early return); a failure is
+    /// said, as `settle` says it.
     fn drop(&mut self) {
         if self.unsynced.get() {
-            let _ = self.log.sync();
+            if let Err(e) = self.log.sync() {
+                self.say.warning(format!(
+                    "warning: this run's last audit entries may not survive a power loss: {e}"
+                ));
+            }
         }
     }
 }

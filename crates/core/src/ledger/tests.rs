@@ -364,3 +364,44 @@ fn the_latest_refresh_of_a_target_decides_whether_it_is_left_alone() {
     l.apply(&at("t9", refreshed(crate::events::Holds::AsWritten)));
     assert!(!l.left_alone("heroku::set_config", "app-a"));
 }
+
+/// What a run says, kept for a test to read.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+
+impl crate::sink::Sink for Heard {
+    fn event(&self, _: &Stamped) {}
+    fn notice(&self, _: &str, notice: &crate::sink::Notice) {
+        if let crate::sink::Notice::Warning { text } = notice {
+            self.0.lock().unwrap().push(text.clone());
+        }
+    }
+}
+
+/// Before: an end that did not settle (an error's early return) synced the journal when
+/// the writer was dropped and dropped any error with it; the operator heard nothing.
+#[test]
+fn a_failed_last_sync_on_an_early_return_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let heard = std::sync::Arc::new(Heard::default());
+    let say = crate::sink::Say::new(heard.clone(), "r1");
+    let store: crate::store::Store =
+        std::sync::Arc::new(crate::store::Files::new(dir.path(), say.clone()));
+    let writer = LedgerWriter::new(&store, say);
+    writer.record(started(Target::Production));
+    let journal = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&journal).unwrap();
+    drop(writer);
+    let heard = heard.0.lock().unwrap();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert!(
+        heard[0].starts_with("warning: this run's last records in ")
+            && heard[0].contains("may not survive a power loss"),
+        "{heard:?}"
+    );
+}

@@ -354,10 +354,16 @@ impl LedgerWriter {
 }
 
 impl Drop for LedgerWriter {
-    /// A last, best-effort sync for an end that did not `settle` (an error's early return).
+    /// A last sync for an end that did not `settle` (an error's early return); a failure is
+    /// said, as `settle` says it.
     fn drop(&mut self) {
         if self.unsynced.get() && !self.lost.get() {
-            let _ = self.store.journal_sync(self.run_id());
+            if let Err(e) = self.store.journal_sync(self.run_id()) {
+                self.say.warning(format!(
+                    "warning: this run's last records in {} may not survive a power loss: {e}",
+                    self.location()
+                ));
+            }
         }
     }
 }

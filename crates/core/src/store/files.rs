@@ -17,6 +17,11 @@ pub struct Files {
     say: crate::sink::Say,
     /// How long a run waits for a write's record (`Backend::wait`).
     wait: Duration,
+    /// Per file, the descriptor of the first append since its last sync, which that sync
+    /// fsyncs. A writeback error is reported to every descriptor open when it happened, but
+    /// not to one opened after another process's fsync has already seen it (the audit log
+    /// is shared): a descriptor opened only to sync could miss a lost line.
+    unsynced: std::sync::Mutex<std::collections::HashMap<PathBuf, std::fs::File>>,
     /// Every append and sync, in order, for the tests of when records become durable.
     #[cfg(test)]
     pub(crate) trace: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -28,6 +33,7 @@ impl Files {
             dir: dir.to_path_buf(),
             say,
             wait: super::DEFAULT_WAIT,
+            unsynced: Default::default(),
             #[cfg(test)]
             trace: Default::default(),
         }
@@ -41,6 +47,34 @@ impl Files {
     #[cfg(test)]
     fn traced(&self, what: String) {
         self.trace.lock().unwrap().push(what);
+    }
+
+    /// Keeps `file`, just appended to, for the next sync of `path`, unless an earlier
+    /// descriptor is already kept (it has been open longer, so it sees more errors).
+    fn keep_unsynced(&self, path: &Path, file: std::fs::File) {
+        let mut kept = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
+        kept.entry(path.to_path_buf()).or_insert(file);
+    }
+
+    /// Puts what was appended to `path` on stable storage through the descriptor kept since
+    /// the first append after the last sync (`appended`, just written, when there is none).
+    /// Only asked after an append, so a file that is gone now, or another file in its place,
+    /// was removed or replaced under the run: an error, not nothing to do.
+    fn sync_appended(&self, path: &Path, appended: Option<&std::fs::File>) -> Result<()> {
+        let kept = self
+            .unsynced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+        let io = write_err(path);
+        match (kept.as_ref(), appended) {
+            (Some(file), _) => {
+                still_there(path, file).map_err(write_err(path))?;
+                file.sync_data().map_err(io)
+            }
+            (None, Some(file)) => file.sync_data().map_err(io),
+            (None, None) => sync_file(path),
+        }
     }
 
     fn warn(&self) -> impl Fn(String) + '_ {
@@ -100,8 +134,8 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Puts what was appended to `path` on stable storage. Only asked after an append, so a
-/// file that is gone now was removed under the run: an error, not nothing to do.
+/// Puts `path` on stable storage through a descriptor of its own: when this process has
+/// appended nothing since its last sync. A file that is gone is an error.
 fn sync_file(path: &Path) -> Result<()> {
     let file = std::fs::OpenOptions::new()
         .append(true)
@@ -109,6 +143,19 @@ fn sync_file(path: &Path) -> Result<()> {
         .open(path)
         .map_err(write_err(path))?;
     file.sync_data().map_err(write_err(path))
+}
+
+/// `file` is still the file at `path`: not removed, not replaced by another.
+fn still_there(path: &Path, file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let held = file.metadata()?;
+    let now = std::fs::symlink_metadata(path)?;
+    if (held.dev(), held.ino()) != (now.dev(), now.ino()) {
+        return Err(std::io::Error::other(
+            "another file took its place during the run: what was appended is in the file that was replaced",
+        ));
+    }
+    Ok(())
 }
 
 /// A file's text, `None` when it does not exist.
@@ -185,9 +232,13 @@ impl JournalStore for Files {
         let path = self.journal_path(run_id);
         self.checked_for_write(&path)?;
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
-        writeln!(file, "{line}")
-            .and_then(|_| if durable { file.sync_data() } else { Ok(()) })
-            .map_err(write_err(&path))
+        writeln!(file, "{line}").map_err(write_err(&path))?;
+        if durable {
+            self.sync_appended(&path, Some(&file))
+        } else {
+            self.keep_unsynced(&path, file);
+            Ok(())
+        }
     }
     fn journal_append_fenced(
         &self,
@@ -208,7 +259,7 @@ impl JournalStore for Files {
         // fsync is per file, not per descriptor: it takes every line appended before it.
         let path = self.journal_path(run_id);
         self.checked_for_write(&path)?;
-        sync_file(&path)
+        self.sync_appended(&path, None)
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         self.read_optional(&self.journal_path(run_id))
@@ -253,20 +304,26 @@ impl AuditStore for Files {
         self.checked_for_write(&path)?;
         let io = write_err(&path);
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
-        let _lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
+        let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
         let prev = last_hash(&mut file).map_err(write_err(&path))?;
         let line = make(&prev)?;
         file.seek(SeekFrom::End(0))
             .and_then(|_| writeln!(file, "{line}"))
-            .and_then(|_| if durable { file.sync_data() } else { Ok(()) })
-            .map_err(io)
+            .map_err(io)?;
+        drop(lock);
+        if durable {
+            self.sync_appended(&path, Some(&file))
+        } else {
+            self.keep_unsynced(&path, file);
+            Ok(())
+        }
     }
     fn audit_sync(&self) -> Result<()> {
         #[cfg(test)]
         self.traced("audit sync".into());
         let path = self.audit_path();
         self.checked_for_write(&path)?;
-        sync_file(&path)
+        self.sync_appended(&path, None)
     }
     fn audit_lines(&self) -> Result<Vec<String>> {
         let path = self.audit_path();
@@ -458,6 +515,50 @@ impl Drop for FileLock {
 #[cfg(test)]
 mod tests {
     use super::last_line;
+    use crate::store::{AuditStore, JournalStore};
+
+    fn files(dir: &std::path::Path) -> super::Files {
+        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "run");
+        super::Files::new(dir, say)
+    }
+
+    /// Before: a sync opened the file again. Lines appended to a journal or the audit log
+    /// that was then replaced (or removed) were "synced" through the file now at the path,
+    /// and the run went on as if they were on disk.
+    #[test]
+    fn a_sync_goes_through_the_appends_descriptor_and_refuses_a_replaced_or_removed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        let journal = dir.path().join("runs/r1.jsonl");
+        store.journal_append("r1", "{\"a\":1}", false).unwrap();
+        store.journal_append("r1", "{\"a\":2}", false).unwrap();
+        store.journal_sync("r1").unwrap();
+        // Replaced between the append and its sync.
+        store.journal_append("r1", "{\"a\":3}", false).unwrap();
+        let other = dir.path().join("runs/other");
+        std::fs::write(&other, "{\"a\":1}\n").unwrap();
+        std::fs::rename(&other, &journal).unwrap();
+        let e = store.journal_sync("r1").unwrap_err().to_string();
+        assert!(e.contains("another file took its place"), "{e}");
+        // A durable append after an unsynced one, the file replaced between them.
+        store.journal_append("r1", "{\"a\":4}", false).unwrap();
+        std::fs::write(&other, "").unwrap();
+        std::fs::rename(&other, &journal).unwrap();
+        let e = store
+            .journal_append("r1", "{\"a\":5}", true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another file took its place"), "{e}");
+        // The audit log, removed between an entry and its sync.
+        let mut entry = |prev: &str| Ok(format!("{{\"prev\":\"{prev}\"}}"));
+        store.audit_append(&mut entry, false).unwrap();
+        std::fs::remove_file(dir.path().join("audit.jsonl")).unwrap();
+        assert!(store.audit_sync().is_err());
+        // Nothing held (all synced): a sync is still refused for a file that is gone.
+        store.audit_append(&mut entry, true).unwrap();
+        std::fs::remove_file(dir.path().join("audit.jsonl")).unwrap();
+        assert!(store.audit_sync().is_err());
+    }
 
     #[test]
     fn the_last_line_is_read_from_the_end_whatever_the_lengths() {

@@ -167,3 +167,86 @@ fn an_import_under_a_host_modules_name_is_refused() {
         out.stderr
     );
 }
+
+const SEARCH: &str = r#"
+import "std/consumers" as consumers;
+runbook(#{ id: "search", title: "Discovery sent before the value is read" });
+
+fn options() {
+    #{ name: "POSTMARK_SERVER_TOKEN", listed: #{ heroku: ["raxx-api-prod"] }, envs: ["prod"], github: false, scopes: true }
+}
+
+fn say(found) {
+    let held = found.places.filter(|p| p.vendor == "heroku").map(|p| `${p.place}:${p.var}`);
+    held.sort();
+    print(`heroku holders: ${held}; scopes ${found.heroku_scopes}`);
+}
+
+step("search", "Search while the token is read", |ctx| {
+    let s = consumers::search(options());
+    let token = infisical::secret("POSTMARK_SERVER_TOKEN").value;
+    say(consumers::found(s, token));
+    let e = "";
+    try { consumers::found(s, token); } catch (err) { e = err.message; }
+    print(`again: ${e}`);
+}).no_undo("reads only");
+
+step("stale", "A write between the halves searches again", |ctx| {
+    let s = consumers::search(options());
+    let token = infisical::secret("POSTMARK_SERVER_TOKEN").value;
+    heroku::set_config("raxx-api-staging", #{ OTHER_COPY: token });
+    say(consumers::found(s, token));
+}).no_undo("a test");
+"#;
+
+/// Before: the precheck read the stored token, and only then could discovery start
+/// listing (it took the token as an argument): two rounds one after the other.
+#[test]
+fn discovery_lists_while_the_value_is_read_and_searches_again_after_a_write() {
+    let slow = "faults = [\"infisical=latency=150\", \"heroku=latency=150\"]\n";
+    let out = Test::new()
+        .file("runbooks/search.rhai", SEARCH)
+        .file("scenario.toml", &format!("{slow}{}", canary_scenario()))
+        .args(&[
+            "exec",
+            "search",
+            "--sandbox",
+            "--yes",
+            "--scenario",
+            "scenario.toml",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has(
+            "heroku holders: [\"raxx-api-prod:POSTMARK_SERVER_TOKEN\", \"raxx-api-staging:POSTMARK_SERVER_TOKEN\"]; scopes [\"global\"]",
+        )
+        .stdout_has("again: scan::found: this search has been finished already (scan::begin again)")
+        .stdout_has(
+            "heroku holders: [\"raxx-api-prod:POSTMARK_SERVER_TOKEN\", \"raxx-api-staging:OTHER_COPY\", \"raxx-api-staging:POSTMARK_SERVER_TOKEN\"]",
+        );
+    let state = out.sandbox_state();
+    let secret = requests(&state, "GET", "/api/v4/secrets/POSTMARK_SERVER_TOKEN");
+    let first = span(secret[0]);
+    // The listings went out while the token was read: each was sent before it was answered.
+    for (method, path) in [
+        ("GET", "/apps"),
+        ("GET", "/oauth/authorizations"),
+        ("GET", "/api/v4/secrets"),
+    ] {
+        let r = span(requests(&state, method, path)[0]);
+        assert!(
+            r.0 < first.1 && first.0 < r.1,
+            "{path}: {r:?}, secret {first:?}"
+        );
+    }
+    // Each app's config: once for the first search, maybe once for the second (abandoned
+    // when the write made it stale) and once more after the write, read again.
+    let write = span(requests(&state, "PATCH", "/apps/raxx-api-staging/config-vars")[0]);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        let configs = requests(&state, "GET", &format!("/apps/{app}/config-vars"));
+        let after = configs.iter().filter(|r| span(r).0 >= write.1).count();
+        assert_eq!(after, 1, "{app}: {configs:?}");
+        assert!((2..=3).contains(&configs.len()), "{app}: {configs:?}");
+    }
+}

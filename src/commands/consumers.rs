@@ -66,7 +66,7 @@ pub fn run(args: ConsumersArgs, settings: &crate::settings::Settings) -> Result<
             record.value
         }
     };
-    let fp = value.fingerprint();
+    let fp = discovery::Wanted::now(value.fingerprint());
     let mut scan = Scan::default();
 
     block("heroku: reading every app's config vars");

@@ -61,6 +61,53 @@ fn unchecked(vendor: &'static str, place: String, error: Option<VendorError>) ->
     }
 }
 
+/// The keyed fingerprint a scan looks for: known from the start, or given once the value
+/// has been read, so that the listings (which do not need it) go out first and only the
+/// comparison waits for it.
+#[derive(Clone)]
+pub struct Wanted(tokio::sync::watch::Receiver<Option<String>>);
+
+/// Gives a [`Wanted::later`] its fingerprint. Dropped without giving, the scans waiting on
+/// it fail.
+pub struct Give(tokio::sync::watch::Sender<Option<String>>);
+
+impl Wanted {
+    pub fn now(fp: impl Into<String>) -> Wanted {
+        Wanted(tokio::sync::watch::channel(Some(fp.into())).1)
+    }
+
+    pub fn later() -> (Give, Wanted) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (Give(tx), Wanted(rx))
+    }
+
+    /// The fingerprint, once given.
+    pub async fn get(&self) -> Result<String, VendorError> {
+        let mut rx = self.0.clone();
+        let given = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|v| v.clone());
+        given.ok_or_else(|| {
+            VendorError::new(
+                "discovery",
+                "",
+                "",
+                crate::ErrorKind::Config,
+                "the search ended before it was told what to look for",
+            )
+        })
+    }
+}
+
+impl Give {
+    pub fn give(self, fp: String) {
+        // Nobody waiting (every scan failed already) is not an error here.
+        let _ = self.0.send(Some(fp));
+    }
+}
+
 /// Called with (done, total) as a long scan goes.
 pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
@@ -68,7 +115,7 @@ pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 /// holds the value of fingerprint `fp`. Apps are read concurrently, paced to the pool.
 pub async fn heroku(
     v: &Vendors,
-    fp: &str,
+    fp: &Wanted,
     apps: Option<Vec<String>>,
     progress: Progress,
 ) -> Result<Scan, VendorError> {
@@ -78,7 +125,6 @@ pub async fn heroku(
     };
     let total = apps.len();
     let done = Arc::new(AtomicUsize::new(0));
-    let fp = fp.to_string();
     let results = v
         .fan_out(apps.clone(), |v, app| {
             let (fp, done, progress) = (fp.clone(), done.clone(), progress.clone());
@@ -114,14 +160,14 @@ pub async fn heroku(
 /// the value of fingerprint `fp`.
 pub async fn infisical(
     v: &Vendors,
-    fp: &str,
+    fp: &Wanted,
     project_id: &str,
     envs: &[String],
     path: &str,
 ) -> Scan {
     let mut scan = Scan::default();
     // Every environment at once: they are independent listings.
-    let (project, root, fp_owned) = (project_id.to_string(), path.to_string(), fp.to_string());
+    let (project, root, fp_owned) = (project_id.to_string(), path.to_string(), fp.clone());
     let results = v
         .fan_out(envs.to_vec(), |v, env| {
             let (project, root, fp) = (project.clone(), root.clone(), fp_owned.clone());
@@ -335,7 +381,7 @@ mod tests {
     #[tokio::test]
     async fn finds_every_app_and_copy_holding_the_value_under_any_name() {
         let (_sb, v) = start(scenario()).await;
-        let fp = runbook_secret::fingerprint(TOKEN);
+        let fp = Wanted::now(runbook_secret::fingerprint(TOKEN));
         let scan = heroku(&v, &fp, None, quiet()).await.unwrap();
         assert_eq!(
             found(&scan),
@@ -472,7 +518,7 @@ mod tests {
             assert_eq!(total, 500);
             counter.fetch_add(1, Ordering::Relaxed);
         });
-        let fp = runbook_secret::fingerprint(TOKEN);
+        let fp = Wanted::now(runbook_secret::fingerprint(TOKEN));
         let scan = heroku(&v, &fp, None, progress).await.unwrap();
         assert_eq!(scan.scanned, 500);
         assert_eq!(seen.load(Ordering::Relaxed), 500);

@@ -323,12 +323,19 @@ impl HerokuClient {
 
     /// The names of `app`'s config vars whose value has fingerprint `fp` (keyed; compared
     /// here, so no value leaves this call).
-    pub async fn vars_holding(&self, app: &str, fp: &str) -> Result<Vec<String>, VendorError> {
+    /// The config vars of `app` that hold the value of fingerprint `fp` (the config is read
+    /// before `fp` is waited for).
+    pub async fn vars_holding(
+        &self,
+        app: &str,
+        fp: &crate::discovery::Wanted,
+    ) -> Result<Vec<String>, VendorError> {
         let vars = self.config_vars(app).await?;
+        let fp = fp.get().await?;
         Ok(vars
             .0
             .iter()
-            .filter(|(_, v)| runbook_secret::fingerprint_matches(v, fp))
+            .filter(|(_, v)| runbook_secret::fingerprint_matches(v, &fp))
             .map(|(k, _)| k.clone())
             .collect())
     }

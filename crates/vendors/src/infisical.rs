@@ -279,7 +279,7 @@ impl InfisicalClient {
         project_id: &str,
         environment: &str,
         secret_path: &str,
-        fp: &str,
+        fp: &crate::discovery::Wanted,
     ) -> Result<Vec<(String, String)>, VendorError> {
         #[derive(Deserialize)]
         struct List {
@@ -335,10 +335,12 @@ impl InfisicalClient {
                 seen.listed.push(folder);
             }
         }
+        // Listed (and its values seen) before the fingerprint is waited for.
+        let fp = fp.get().await?;
         Ok(list
             .secrets
             .into_iter()
-            .filter(|i| runbook_secret::fingerprint_matches(&i.secret_value, fp))
+            .filter(|i| runbook_secret::fingerprint_matches(&i.secret_value, &fp))
             .map(|i| {
                 let path = i.secret_path.unwrap_or_else(|| secret_path.to_string());
                 (path, i.secret_key)
@@ -926,9 +928,14 @@ mod tests {
         let new = Secret::new("inf-new-0002", Source::Literal);
         // Listed with the value it is set to: confirmed by a read, nothing written (a blind
         // update would add a version, or file a change request that changes nothing).
-        i.secrets_holding(P, "prod", "/", "sha256:000000000000")
-            .await
-            .unwrap();
+        i.secrets_holding(
+            P,
+            "prod",
+            "/",
+            &crate::discovery::Wanted::now("sha256:000000000000"),
+        )
+        .await
+        .unwrap();
         let current = Secret::new("inf-current-0001", Source::Literal);
         let (rec, outcome) = done(
             i.set_secret(P, "prod", "/", TOKEN_NAME, &current)
@@ -978,9 +985,14 @@ mod tests {
         let mine = Secret::new("inf-mine-0004", Source::Literal);
         // Seen absent, then created by someone else: the create answers "already exist",
         // the write reads and updates instead.
-        i.secrets_holding(P, "prod", "/", "sha256:000000000000")
-            .await
-            .unwrap();
+        i.secrets_holding(
+            P,
+            "prod",
+            "/",
+            &crate::discovery::Wanted::now("sha256:000000000000"),
+        )
+        .await
+        .unwrap();
         done(
             other
                 .set_secret(P, "prod", "/", "STAGED", &theirs)

@@ -373,7 +373,7 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
         None => None,
     };
     let v = h.vendors()?;
-    let fp = value.fingerprint();
+    let fp = runbook_vendors::discovery::Wanted::now(value.fingerprint());
     let started = std::time::Instant::now();
     let progress = super::vendor_call::scan_progress(h.say(), "heroku: config vars read");
     let scan = h.block("heroku: reading every app's config vars", async move {

@@ -369,7 +369,7 @@ fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
     h.require_step("infisical::holders")?;
     let (project_id, envs, path) = holders_scope(h, &opts)?;
     let v = h.vendors()?;
-    let fp = value.fingerprint();
+    let fp = runbook_vendors::discovery::Wanted::now(value.fingerprint());
     let scan = h.block("infisical: listing secrets", async move {
         Ok(runbook_vendors::discovery::infisical(&v, &fp, &project_id, &envs, &path).await)
     })?;

@@ -9,7 +9,9 @@ use crate::value::{self, throw};
 use rhai::{Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
 use runbook_vendors::discovery::{self, Scan};
-use runbook_vendors::ErrorKind;
+use runbook_vendors::{ErrorKind, VendorError, Vendors};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// What to search: the options of `scan::holders`.
 struct Wanted {
@@ -58,44 +60,147 @@ fn usage(what: &str) -> Box<rhai::EvalAltResult> {
     throw("usage", format!("scan::holders: {what}"), None)
 }
 
+/// What each vendor's search answered, for the vendors asked.
+struct Found {
+    heroku: Option<Result<Scan, VendorError>>,
+    infisical: Option<Scan>,
+    github: Option<Result<Scan, VendorError>>,
+    scopes: Option<Result<Option<Vec<String>>, VendorError>>,
+}
+
+/// Every vendor's search at once, comparing what they list with `fp` once it is given.
+async fn searching(
+    v: Vendors,
+    w: Wanted,
+    fp: discovery::Wanted,
+    progress: discovery::Progress,
+) -> Result<Found, VendorError> {
+    let heroku = async {
+        match w.heroku {
+            true => Some(discovery::heroku(&v, &fp, None, progress).await),
+            false => None,
+        }
+    };
+    let infisical = async {
+        match &w.infisical {
+            Some((project, envs, path)) => {
+                Some(discovery::infisical(&v, &fp, project, envs, path).await)
+            }
+            None => None,
+        }
+    };
+    let github = async {
+        match &w.github {
+            Some(name) => Some(discovery::github(&v, name, None).await),
+            None => None,
+        }
+    };
+    let scopes = async {
+        match w.heroku_scopes {
+            true => Some(v.heroku().scopes().await),
+            false => None,
+        }
+    };
+    let (heroku, infisical, github, scopes) = tokio::join!(heroku, infisical, github, scopes);
+    Ok(Found {
+        heroku,
+        infisical,
+        github,
+        scopes,
+    })
+}
+
+const SEARCHING: &str = "discovery: searching every vendor";
+
 fn holders(h: &RunContext, value: Secret, opts: Map) -> R<Dynamic> {
     h.require_step("scan::holders")?;
     let w = wanted(h, &opts)?;
     let v = h.vendors()?;
-    let fp = value.fingerprint();
+    let fp = discovery::Wanted::now(value.fingerprint());
     let progress = scan_progress(h.say(), "heroku: config vars read");
-    let (heroku, infisical, github, scopes) =
-        h.block("discovery: searching every vendor", async move {
-            let heroku = async {
-                match w.heroku {
-                    true => Some(discovery::heroku(&v, &fp, None, progress).await),
-                    false => None,
-                }
-            };
-            let infisical = async {
-                match &w.infisical {
-                    Some((project, envs, path)) => {
-                        Some(discovery::infisical(&v, &fp, project, envs, path).await)
-                    }
-                    None => None,
-                }
-            };
-            let github = async {
-                match &w.github {
-                    Some(name) => Some(discovery::github(&v, name, None).await),
-                    None => None,
-                }
-            };
-            let scopes = async {
-                match w.heroku_scopes {
-                    true => Some(v.heroku().scopes().await),
-                    false => None,
-                }
-            };
-            let (heroku, infisical, github, scopes) =
-                tokio::join!(heroku, infisical, github, scopes);
-            Ok((heroku, infisical, github, scopes))
-        })?;
+    let found = h.block(SEARCHING, searching(v, w, fp, progress))?;
+    found_map(found)
+}
+
+/// A search `scan::begin` sent before its value was known: finished by `scan::found`.
+#[derive(Clone)]
+pub(crate) struct Search(Rc<RefCell<Option<Pending>>>);
+
+struct Pending {
+    opts: Map,
+    give: discovery::Give,
+    answer: Abandoned,
+    /// The run's writes and questions to the operator when it was sent.
+    effects_at: u64,
+}
+
+/// A spawned search, stopped when nobody will take its answer.
+struct Abandoned(tokio::task::JoinHandle<Result<Found, VendorError>>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn begin(h: &RunContext, opts: Map) -> R<Search> {
+    h.require_step("scan::begin")?;
+    let w = wanted(h, &opts)?;
+    let v = h.vendors()?;
+    let (give, fp) = discovery::Wanted::later();
+    let progress = scan_progress(h.say(), "heroku: config vars read");
+    let answer = h
+        .services()
+        .runtime
+        .handle()
+        .spawn(searching(v, w, fp, progress));
+    Ok(Search(Rc::new(RefCell::new(Some(Pending {
+        opts,
+        give,
+        answer: Abandoned(answer),
+        effects_at: h.ahead().effects(),
+    })))))
+}
+
+/// Finishes a search `scan::begin` sent: its listings compared with `value`. A write or a
+/// question to the operator since it was sent may have changed what it listed: then it is
+/// searched again, whole.
+fn found(h: &RunContext, search: Search, value: Secret) -> R<Dynamic> {
+    h.require_step("scan::found")?;
+    let Some(mut p) = search.0.borrow_mut().take() else {
+        return Err(throw(
+            "usage",
+            "scan::found: this search has been finished already (scan::begin again)",
+            None,
+        ));
+    };
+    if p.effects_at != h.ahead().effects() {
+        drop(p.answer);
+        return holders(h, value, p.opts);
+    }
+    p.give.give(value.fingerprint());
+    let found = h.block(SEARCHING, async move {
+        match (&mut p.answer.0).await {
+            Ok(found) => found,
+            Err(e) => Err(VendorError::new(
+                "discovery",
+                "",
+                "",
+                ErrorKind::Other,
+                format!("the search stopped: {e}"),
+            )),
+        }
+    })?;
+    found_map(found)
+}
+
+fn found_map(found: Found) -> R<Dynamic> {
+    let Found {
+        heroku,
+        infisical,
+        github,
+        scopes,
+    } = found;
     let mut out = Map::new();
     if let Some(scan) = heroku {
         let scan = match scan {
@@ -164,5 +269,32 @@ pub(crate) fn register(reg: &mut Registrar) {
         },
     )
     .at_once("every vendor");
+    m.add(
+        "found",
+        Effect::Read,
+        &["search: Search", "value: Secret"],
+        "Map",
+        "Finishes a search `scan::begin` sent before the value was known: what its listings hold is\ncompared with `value` (a config already read is not read again). Returns what\n`scan::holders(value, options)` returns. After a write or a question to the operator since\n`begin`, what it listed may have changed: it is searched again, whole.",
+        |c: NativeCallContext, search: Search, s: Secret| {
+            value::at(&c, with_run(&c, "scan::found", |h| found(h, search, s)))
+        },
+    );
+    m.add(
+        "begin",
+        Effect::Read,
+        &["options: Map"],
+        "Search",
+        "Sends discovery's searches (the options of `scan::holders`) before the value they look for is\nknown: every listing and config read goes out now, and `scan::found(search, value)`\ncompares them with the value. The value's own read (e.g. `infisical::secret`) then runs\nwhile they list, not before them.",
+        |c: NativeCallContext, o: Map| value::at(&c, with_run(&c, "scan::begin", |h| begin(h, o))),
+    )
+    .at_once("every vendor, not waited for: scan::found takes the answers");
     m.finish();
+    let g = reg.global();
+    g.set_custom_type::<Search>("Search");
+    crate::engine::registry::global_fn(g, "to_string", |_: &mut Search| {
+        "a discovery search under way".to_string()
+    });
+    crate::engine::registry::global_fn(g, "to_debug", |_: &mut Search| {
+        "a discovery search under way".to_string()
+    });
 }

@@ -87,6 +87,11 @@ impl Ahead {
         self.started.borrow_mut().clear();
     }
 
+    /// How many writes and questions to the operator this run has had so far.
+    pub(crate) fn effects(&self) -> u64 {
+        self.effects.get()
+    }
+
     /// A write, or a question to the operator, is about to happen.
     pub(crate) fn note_effect(&self) {
         self.effects.set(self.effects.get() + 1);

@@ -133,7 +133,7 @@ pub(crate) fn option_keys(qualified: &str) -> Option<&'static [&'static str]> {
         "heroku::holders" => heroku::HOLDERS_OPTIONS,
         "heroku::logs" => heroku::LOGS_OPTIONS,
         "github::possible_holders" => github::POSSIBLE_HOLDERS_OPTIONS,
-        "scan::holders" => scan::HOLDERS_OPTIONS,
+        "scan::holders" | "scan::begin" => scan::HOLDERS_OPTIONS,
         "prompt::confirm" => prompt::CONFIRM_OPTIONS,
         "prompt::ask" => prompt::ASK_OPTIONS,
         "prompt::secret" => prompt::SECRET_OPTIONS,

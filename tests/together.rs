@@ -250,3 +250,77 @@ fn discovery_lists_while_the_value_is_read_and_searches_again_after_a_write() {
         assert!((2..=3).contains(&configs.len()), "{app}: {configs:?}");
     }
 }
+
+const LOGS: &str = r#"
+import "std/checks" as checks;
+runbook(#{ id: "logs", title: "Log sessions opened before the email, read after it", egress: ["param:raptor_url"] });
+param("raptor_url", #{ default: "https://api.raxx.app", env: "RAPTOR_API_URL", help: "Raptor" });
+
+step("email", "Email, then the logs", |ctx| {
+    // As in the Postmark runbook, discovery has listed the apps (and their generation).
+    heroku::holders(infisical::secret("POSTMARK_SERVER_TOKEN").value, #{});
+    let sessions = heroku::log_sessions(["raxx-api-prod", "raxx-api-staging"], #{ lines: 50 });
+    let r = http::post(`${ctx.params.raptor_url}/raxx-api-prod/api/notifications/test-email`, #{
+        json: #{ to: "rehearsal@sandbox.invalid", subject: "sessions" },
+    });
+    let id = checks::expect_status(r, 200, "Raptor test email").MessageID;
+    let logs = heroku::read_logs(sessions);
+    print(`the email in prod's log: ${logs["raxx-api-prod"].lines.some(|l| l.contains(`MessageID=${id}`))}`);
+    print(`staging read: ${"lines" in logs["raxx-api-staging"]}`);
+    let e = "";
+    try { heroku::read_logs(sessions); } catch (err) { e = err.message; }
+    print(`again: ${e}`);
+}).no_undo("an email and reads");
+"#;
+
+/// Before: verify opened each app's log session only after Raptor's test email had been
+/// answered, then read it: three rounds where two do, since a session's lines are those
+/// logged when it is read.
+#[test]
+fn log_sessions_open_during_the_email_and_are_read_after_it() {
+    let slow = "faults = [\"heroku=latency=150\", \"raptor=latency=150\"]\n";
+    let out = Test::new()
+        .file("runbooks/logs.rhai", LOGS)
+        .file("scenario.toml", &format!("{slow}{}", canary_scenario()))
+        .args(&[
+            "exec",
+            "logs",
+            "--sandbox",
+            "--yes",
+            "--scenario",
+            "scenario.toml",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("the email in prod's log: true")
+        .stdout_has("staging read: true")
+        .stdout_has("again: heroku::read_logs: these log sessions have been read already (heroku::log_sessions again)");
+    let state = out.sandbox_state();
+    let email = span(
+        requests(
+            &state,
+            "POST",
+            "/raxx-api-prod/api/notifications/test-email",
+        )[0],
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        let open = requests(&state, "POST", &format!("/apps/{app}/log-sessions"));
+        assert_eq!(open.len(), 1, "{app}");
+        let open = span(open[0]);
+        // Opened while the email was on its way: each sent before the other was answered.
+        assert!(
+            open.0 < email.1 && email.0 < open.1,
+            "{app}: session {open:?}, email {email:?}"
+        );
+    }
+    // Read after the email was answered, one read per session.
+    let reads: Vec<&Value> = items(&state["requests"])
+        .iter()
+        .filter(|r| {
+            r["method"] == "GET" && r["path"].as_str().unwrap_or("").starts_with("/sessions/")
+        })
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads.iter().all(|r| span(r).0 >= email.1), "{reads:?}");
+}

@@ -376,12 +376,21 @@ impl HerokuClient {
     }
 
     /// The last `lines` log lines: `POST /apps/{app}/log-sessions`, then a GET of its
-    /// `logplex_url`. A Fir-generation app keeps no log history: its sessions only stream
-    /// what is logged from then on and do not end (the CLI: `--num` ignored, `--tail` always
-    /// on), so reading one for recent lines would wait until the timeout. The app's
-    /// generation (from the app list the run read, else `GET /apps/{app}`) decides first,
-    /// and a Fir app is refused at once, saying so.
+    /// `logplex_url` ([`Heroku::open_log_session`], [`Heroku::read_log_session`]).
     pub async fn log_lines(&self, app: &str, lines: u32) -> Result<Vec<String>, VendorError> {
+        let session = self.open_log_session(app, lines).await?;
+        self.read_log_session(&session).await
+    }
+
+    /// Opens a session for `app`'s last `lines` log lines: `POST /apps/{app}/log-sessions`.
+    /// The lines are those logged when the session is read, not when it was opened, so a
+    /// session can be opened before what it should show has happened. A Fir-generation
+    /// app keeps no log history: its sessions only stream what is logged from then on and
+    /// do not end (the CLI: `--num` ignored, `--tail` always on), so reading one for recent
+    /// lines would wait until the timeout. The app's generation (from the app list the run
+    /// read, else `GET /apps/{app}`) decides first, and a Fir app is refused at once,
+    /// saying so.
+    pub async fn open_log_session(&self, app: &str, lines: u32) -> Result<LogSession, VendorError> {
         #[derive(Deserialize)]
         struct Session {
             logplex_url: String,
@@ -403,11 +412,31 @@ impl HerokuClient {
             .json(serde_json::json!({"lines": lines, "tail": false}))
             .idempotent(true);
         let session: Session = self.transport.send_json(req, parse_error).await?;
-        // The session URL is a capability on another host: no Authorization header.
-        let req = Request::new(VENDOR, Method::GET, session.logplex_url)
-            .route(format!("logplex session of {app}"))
-            .header("Accept", "text/plain");
-        let resp = self.transport.send_checked(req, parse_error).await?;
+        Ok(LogSession {
+            app: app.to_string(),
+            lines,
+            url: session.logplex_url,
+        })
+    }
+
+    /// The lines of a session [`Heroku::open_log_session`] opened. A session unused for
+    /// about five minutes expires (heroku-client's docs): one that is gone (404) is opened
+    /// again, once.
+    pub async fn read_log_session(&self, session: &LogSession) -> Result<Vec<String>, VendorError> {
+        let read = |url: String| {
+            // The session URL is a capability on another host: no Authorization header.
+            let req = Request::new(VENDOR, Method::GET, url)
+                .route(format!("logplex session of {}", session.app))
+                .header("Accept", "text/plain");
+            self.transport.send_checked(req, parse_error)
+        };
+        let resp = match read(session.url.clone()).await {
+            Err(e) if e.status() == Some(404) => {
+                let again = self.open_log_session(&session.app, session.lines).await?;
+                read(again.url).await?
+            }
+            r => r?,
+        };
         Ok(resp
             .text()
             .lines()
@@ -415,6 +444,14 @@ impl HerokuClient {
             .map(str::to_string)
             .collect())
     }
+}
+
+/// An open log session: the app, and the session's URL, a capability (anyone holding it
+/// reads the logs), kept here and never shown.
+pub struct LogSession {
+    app: String,
+    lines: u32,
+    url: String,
 }
 
 /// The code of the refusal to read a Fir app's recent log lines (it keeps no history).
@@ -537,6 +574,35 @@ mod tests {
                 .any(|l| l.ends_with("heroku[web.1]: Restarting")),
             "{lines:#?}"
         );
+    }
+
+    /// A session left unused expires (about five minutes at Heroku): reading it then is a
+    /// 404, and it is opened again instead of failing the verify.
+    #[tokio::test]
+    async fn an_expired_log_session_is_opened_again() {
+        let (sb, v) = start(sop()).await;
+        v.heroku().restart_all("raxx-api-staging").await.unwrap();
+        let mut session = v
+            .heroku()
+            .open_log_session("raxx-api-staging", 50)
+            .await
+            .unwrap();
+        // What an expired session's URL is: one the log service no longer knows.
+        session.url = format!("{}/sessions/expired?srv=1", sb.heroku_url());
+        let lines = v.heroku().read_log_session(&session).await.unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with("heroku[web.1]: Restarting")),
+            "{lines:#?}"
+        );
+        let opened = sb.state()["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"] == "/apps/raxx-api-staging/log-sessions")
+            .count();
+        assert_eq!(opened, 2);
     }
 
     /// A Fir app's log session streams and never ends: reading it for recent lines waited

@@ -10,7 +10,9 @@ use rhai::{Array, Dynamic, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
 use runbook_vendors::heroku::ConfigValue;
 use runbook_vendors::Vendor;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 fn config(h: &RunContext, app: &str) -> R<Dynamic> {
     h.require_step("heroku::config")?;
@@ -500,6 +502,11 @@ fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     let results = each_app(h, &apps, "logs {}", move |v, app| async move {
         v.heroku().log_lines(&app, lines).await
     })?;
+    Ok(logs_map(results))
+}
+
+/// Each app's lines as a script sees them (see `logs_of`).
+fn logs_map(results: Vec<(String, Result<Vec<String>, runbook_vendors::VendorError>)>) -> Dynamic {
     let mut out = Map::new();
     for (app, r) in results {
         let mut entry = Map::new();
@@ -525,7 +532,94 @@ fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         }
         out.insert(app.as_str().into(), entry.into());
     }
-    Ok(out.into())
+    out.into()
+}
+
+/// Log sessions `heroku::log_sessions` is opening: read by `heroku::read_logs`.
+#[derive(Clone)]
+pub(crate) struct LogSessions(Rc<RefCell<Option<Opening>>>);
+
+type Opened = Vec<(
+    String,
+    Result<runbook_vendors::heroku::LogSession, runbook_vendors::VendorError>,
+)>;
+
+struct Opening {
+    apps: Vec<String>,
+    answer: super::together::Abandoned<Opened>,
+}
+
+/// Opens a log session for each app and returns at once: the sessions open while the
+/// script goes on (a test email, say), and `read_logs` reads them after it, so what it
+/// caused is in the lines read. Opening a session changes nothing at Heroku.
+fn log_sessions(h: &RunContext, apps: Dynamic, opts: Map) -> R<LogSessions> {
+    h.require_step("heroku::log_sessions")?;
+    let apps = targets(&apps, "heroku::log_sessions apps")?;
+    value::check_keys(&opts, LOGS_OPTIONS, "heroku::log_sessions")?;
+    let lines = opts
+        .get("lines")
+        .and_then(|l| l.as_int().ok())
+        .unwrap_or(100)
+        .clamp(1, 1500) as u32;
+    let v = h.vendors()?;
+    let list = apps.clone();
+    let answer = h.services().runtime.handle().spawn(async move {
+        fan_out(&v, &list, move |v, app| async move {
+            v.heroku().open_log_session(&app, lines).await
+        })
+        .await
+    });
+    Ok(LogSessions(Rc::new(RefCell::new(Some(Opening {
+        apps,
+        answer: super::together::Abandoned(answer),
+    })))))
+}
+
+/// The lines of the sessions `heroku::log_sessions` opened, every app's read at once: what
+/// `heroku::logs(apps, options)` returns.
+fn read_logs(h: &RunContext, sessions: LogSessions) -> R<Dynamic> {
+    h.require_step("heroku::read_logs")?;
+    let Some(mut opening) = sessions.0.borrow_mut().take() else {
+        return Err(throw(
+            "usage",
+            "heroku::read_logs: these log sessions have been read already (heroku::log_sessions again)",
+            None,
+        ));
+    };
+    let v = h.vendors()?;
+    let label = format!("heroku logs {{{}}}", opening.apps.join(","));
+    let apps = opening.apps.clone();
+    let results = h.block(&label, async move {
+        let opened = (&mut opening.answer.0).await.map_err(|e| {
+            runbook_vendors::VendorError::new(
+                "heroku",
+                "POST",
+                "/apps/{app}/log-sessions",
+                runbook_vendors::ErrorKind::Other,
+                format!("opening the log sessions stopped: {e}"),
+            )
+        })?;
+        let opened: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<_, _>>> =
+            std::sync::Arc::new(std::sync::Mutex::new(opened.into_iter().collect()));
+        Ok(fan_out(&v, &apps, move |v, app| {
+            let session = opened.lock().ok().and_then(|mut o| o.remove(&app));
+            async move {
+                match session {
+                    Some(Ok(s)) => v.heroku().read_log_session(&s).await,
+                    Some(Err(e)) => Err(e),
+                    None => Err(runbook_vendors::VendorError::new(
+                        "heroku",
+                        "POST",
+                        format!("/apps/{app}/log-sessions"),
+                        runbook_vendors::ErrorKind::Other,
+                        "no session was opened",
+                    )),
+                }
+            }
+        })
+        .await)
+    })?;
+    Ok(logs_map(results))
 }
 
 /// The options maps' keys (the runtime refuses others; `check` flags them before a run).
@@ -671,7 +765,42 @@ them). Fails naming the first app that could not be read.",
             value::at(&c, with_run(&c, "heroku::logs", |h| logs(h, a, Map::new())))
         },
     );
+    m.add(
+        "log_sessions",
+        Effect::Read,
+        &["apps: Array", "options: Map"],
+        "LogSessions",
+        "Opens a log session for each app and returns at once; `heroku::read_logs(sessions)` reads\nthem. A session's lines are those logged when it is read, so opening them before what they\nshould show (a test email) saves a round and misses nothing. Opening one changes nothing at\nHeroku; one unused for about five minutes expires, and is opened again when read.\nOptions: #{lines} (default 100).",
+        |c: NativeCallContext, a: rhai::Array, o: Map| {
+            value::at(
+                &c,
+                with_run(&c, "heroku::log_sessions", |h| {
+                    log_sessions(h, Dynamic::from(a), o)
+                }),
+            )
+        },
+    )
+    .at_once("each app, not waited for: heroku::read_logs reads them");
+    m.add(
+        "read_logs",
+        Effect::Read,
+        &["sessions: LogSessions"],
+        "Map",
+        "The recent lines of the sessions `heroku::log_sessions` opened, every app's at once: what\n`heroku::logs(apps, options)` returns.",
+        |c: NativeCallContext, s: LogSessions| {
+            value::at(&c, with_run(&c, "heroku::read_logs", |h| read_logs(h, s)))
+        },
+    )
+    .at_once("each app");
     m.finish();
+    let g = reg.global();
+    g.set_custom_type::<LogSessions>("LogSessions");
+    crate::engine::registry::global_fn(g, "to_string", |_: &mut LogSessions| {
+        "Heroku log sessions being opened".to_string()
+    });
+    crate::engine::registry::global_fn(g, "to_debug", |_: &mut LogSessions| {
+        "Heroku log sessions being opened".to_string()
+    });
 }
 
 #[cfg(test)]

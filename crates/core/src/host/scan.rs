@@ -2,6 +2,7 @@
 //! reads (Heroku's apps, Infisical's environments, GitHub's repositories), so a precheck
 //! waits for the slowest vendor, not for the sum of them.
 
+use super::together::Abandoned;
 use super::vendor_call::{scan_map, scan_progress, vendor_error, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::Registrar;
@@ -129,18 +130,9 @@ pub(crate) struct Search(Rc<RefCell<Option<Pending>>>);
 struct Pending {
     opts: Map,
     give: discovery::Give,
-    answer: Abandoned,
+    answer: Abandoned<Result<Found, VendorError>>,
     /// The run's writes and questions to the operator when it was sent.
     effects_at: u64,
-}
-
-/// A spawned search, stopped when nobody will take its answer.
-struct Abandoned(tokio::task::JoinHandle<Result<Found, VendorError>>);
-
-impl Drop for Abandoned {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn begin(h: &RunContext, opts: Map) -> R<Search> {

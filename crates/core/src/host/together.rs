@@ -56,13 +56,13 @@ type Answer = Result<Box<dyn Any + Send>, VendorError>;
 /// and its answer, abandoned when dropped untaken.
 struct Started {
     key: String,
-    answer: Abandoned,
+    answer: Abandoned<Answer>,
 }
 
 /// A spawned read that is stopped when nobody will take its answer.
-struct Abandoned(tokio::task::JoinHandle<Answer>);
+pub(crate) struct Abandoned<T>(pub(crate) tokio::task::JoinHandle<T>);
 
-impl Drop for Abandoned {
+impl<T> Drop for Abandoned<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -334,3 +334,59 @@ value = "any-value-0001"
         .stdout_has("  |   GitHub organization raxx: MAIL_KEY may hold it");
     assert!(!out.stdout.contains("GitHub repository organization"));
 }
+
+/// Before: the stdlib's precheck read the stored key, then each consumer's config one app
+/// after another, then discovery listed every app and read each config again. Now
+/// discovery's listings go out beside the stored key's read, and its config reads answer
+/// "every consumer holds the stored key": one read per app, before any write.
+#[test]
+fn the_stdlib_precheck_lists_while_it_reads_and_reads_each_config_once() {
+    let out = exec(
+        "sendgrid",
+        &[
+            "--yes",
+            "--fault",
+            "infisical=latency=100",
+            "--fault",
+            "heroku=latency=100",
+        ],
+    );
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    let requests = items(&state["requests"]);
+    let span = |r: &Value| {
+        (
+            r["start_us"].as_u64().unwrap(),
+            r["end_us"].as_u64().unwrap(),
+        )
+    };
+    let first_write = requests
+        .iter()
+        .filter(|r| r["method"] != "GET")
+        .map(|r| span(r).0)
+        .min()
+        .unwrap();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        let path = format!("/apps/{app}/config-vars");
+        let reads = requests
+            .iter()
+            .filter(|r| {
+                r["method"] == "GET" && r["path"] == path.as_str() && span(r).0 < first_write
+            })
+            .count();
+        assert_eq!(reads, 1, "{app}");
+    }
+    let find = |vendor: &str, path: &str| {
+        let r = requests
+            .iter()
+            .find(|r| r["vendor"] == vendor && r["method"] == "GET" && r["path"] == path)
+            .unwrap_or_else(|| panic!("{vendor} GET {path}"));
+        span(r)
+    };
+    let stored = find("infisical", "/api/v4/secrets/SENDGRID_API_KEY");
+    let apps = find("heroku", "/apps");
+    assert!(
+        apps.0 < stored.1 && stored.0 < apps.1,
+        "the app list {apps:?} and the stored key's read {stored:?} overlap"
+    );
+}

@@ -259,7 +259,8 @@ param("raptor_url", #{ default: "https://api.raxx.app", env: "RAPTOR_API_URL", h
 step("email", "Email, then the logs", |ctx| {
     // As in the Postmark runbook, discovery has listed the apps (and their generation).
     heroku::holders(infisical::secret("POSTMARK_SERVER_TOKEN").value, #{});
-    let sessions = heroku::log_sessions(["raxx-api-prod", "raxx-api-staging"], #{ lines: 50 });
+    // An app named twice has one session.
+    let sessions = heroku::log_sessions(["raxx-api-prod", "raxx-api-staging", "raxx-api-prod"], #{ lines: 50 });
     let r = http::post(`${ctx.params.raptor_url}/raxx-api-prod/api/notifications/test-email`, #{
         json: #{ to: "rehearsal@sandbox.invalid", subject: "sessions" },
     });

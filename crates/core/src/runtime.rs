@@ -29,13 +29,19 @@ impl Runtime {
 
     /// Runs a future to completion, or gives up on it when Ctrl-C is pressed or the budget
     /// in force runs out.
-    pub fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, Interrupted> {
+    /// Whether anything may still be sent: not after Ctrl-C or a spent budget.
+    pub fn check(&self) -> Result<(), Interrupted> {
         if crate::interrupt::is_set() {
             return Err(Interrupted::CtrlC);
         }
         if let Some(token) = crate::interrupt::over_budget() {
             return Err(Interrupted::TimedOut(token));
         }
+        Ok(())
+    }
+
+    pub fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, Interrupted> {
+        self.check()?;
         let deadline = crate::interrupt::budget_deadline();
         self.rt.block_on(async {
             let spent = async {

@@ -127,21 +127,24 @@ pub async fn heroku(
     let done = Arc::new(AtomicUsize::new(0));
     let results = v
         .fan_out(apps.clone(), |v, app| {
-            let (fp, done, progress) = (fp.clone(), done.clone(), progress.clone());
+            let (done, progress) = (done.clone(), progress.clone());
             async move {
-                let r = v.heroku().vars_holding(&app, &fp).await;
+                let r = v.heroku().config_vars(&app).await;
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                 r
             }
         })
         .await;
+    // Every config is read before the fingerprint is waited for: a read holds one of the
+    // fan-out's places only while it is sent, not while the value it is compared with is.
+    let fp = fp.get().await?;
     let mut scan = Scan {
         scanned: total,
         ..Scan::default()
     };
     for (app, r) in apps.into_iter().zip(results) {
         match r {
-            Some(Ok(vars)) => scan.places.extend(vars.into_iter().map(|var| Place {
+            Some(Ok(vars)) => scan.places.extend(vars.holding(&fp).map(|var| Place {
                 vendor: "heroku",
                 place: app.clone(),
                 var,

@@ -55,6 +55,15 @@ impl ConfigVars {
         self.0.keys().map(String::as_str)
     }
 
+    /// The names of the vars whose value has fingerprint `fp` (keyed; compared here, so no
+    /// value leaves).
+    pub fn holding<'a>(&'a self, fp: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.0
+            .iter()
+            .filter(move |(_, v)| runbook_secret::fingerprint_matches(v, fp))
+            .map(|(k, _)| k.clone())
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -321,25 +330,6 @@ impl HerokuClient {
             .collect())
     }
 
-    /// The names of `app`'s config vars whose value has fingerprint `fp` (keyed; compared
-    /// here, so no value leaves this call).
-    /// The config vars of `app` that hold the value of fingerprint `fp` (the config is read
-    /// before `fp` is waited for).
-    pub async fn vars_holding(
-        &self,
-        app: &str,
-        fp: &crate::discovery::Wanted,
-    ) -> Result<Vec<String>, VendorError> {
-        let vars = self.config_vars(app).await?;
-        let fp = fp.get().await?;
-        Ok(vars
-            .0
-            .iter()
-            .filter(|(_, v)| runbook_secret::fingerprint_matches(v, &fp))
-            .map(|(k, _)| k.clone())
-            .collect())
-    }
-
     /// The key's OAuth scopes: the `scope` of the authorization whose token is this key, from
     /// `GET /oauth/authorizations`. `None` when Heroku does not list them for this key (a
     /// scoped token may not list authorizations; the account API key, `global`, may).
@@ -376,7 +366,7 @@ impl HerokuClient {
     }
 
     /// The last `lines` log lines: `POST /apps/{app}/log-sessions`, then a GET of its
-    /// `logplex_url` ([`Heroku::open_log_session`], [`Heroku::read_log_session`]).
+    /// `logplex_url` (`open_log_session`, `read_log_session`).
     pub async fn log_lines(&self, app: &str, lines: u32) -> Result<Vec<String>, VendorError> {
         let session = self.open_log_session(app, lines).await?;
         self.read_log_session(&session).await
@@ -419,7 +409,7 @@ impl HerokuClient {
         })
     }
 
-    /// The lines of a session [`Heroku::open_log_session`] opened. A session unused for
+    /// The lines of a session `open_log_session` opened. A session unused for
     /// about five minutes expires (heroku-client's docs): one that is gone (404) is opened
     /// again, once.
     pub async fn read_log_session(&self, session: &LogSession) -> Result<Vec<String>, VendorError> {
@@ -603,6 +593,27 @@ mod tests {
             .filter(|r| r["method"] == "POST" && r["path"] == "/apps/raxx-api-staging/log-sessions")
             .count();
         assert_eq!(opened, 2);
+    }
+
+    /// A session's URL is a capability: a failure to read it names the session's app, never
+    /// the URL (reqwest's text may hold it: " for url (…)"; a refused connection, as here,
+    /// carries none in reqwest 0.13, so this holds either way).
+    #[tokio::test]
+    async fn a_log_session_that_cannot_be_reached_does_not_show_its_url() {
+        let (_sb, v) = start(sop()).await;
+        let mut session = v
+            .heroku()
+            .open_log_session("raxx-api-staging", 50)
+            .await
+            .unwrap();
+        session.url = "http://127.0.0.1:9/sessions/capability-4e1d?srv=1".into();
+        let e = v.heroku().read_log_session(&session).await.unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(
+            text.contains("logplex session of raxx-api-staging"),
+            "{text}"
+        );
+        assert!(!text.contains("capability-4e1d"), "{text}");
     }
 
     /// A Fir app's log session streams and never ends: reading it for recent lines waited

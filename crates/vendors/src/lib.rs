@@ -14,6 +14,19 @@ pub mod postmark;
 pub mod spec;
 pub mod transport;
 
+/// A fan-out's tasks, stopped when the fan-out is dropped before they end (a read abandoned
+/// by `run::together`, a discovery search made stale, Ctrl-C): each would otherwise go on
+/// sending its request on its own.
+struct Tasks<R>(Vec<tokio::task::JoinHandle<R>>);
+
+impl<R> Drop for Tasks<R> {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod simulators;
 #[cfg(test)]
@@ -154,18 +167,18 @@ impl Vendors {
         let limit = Arc::new(tokio::sync::Semaphore::new(
             self.config().concurrency.max(1),
         ));
-        let mut handles = Vec::with_capacity(items.len());
+        let mut handles = Tasks(Vec::with_capacity(items.len()));
         for item in items {
             let fut = f(self.clone(), item);
             let limit = limit.clone();
-            handles.push(tokio::spawn(async move {
+            handles.0.push(tokio::spawn(async move {
                 // The semaphore is never closed, so acquiring only waits.
                 let _permit = limit.acquire_owned().await.ok();
                 fut.await
             }));
         }
-        let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
+        let mut out = Vec::with_capacity(handles.0.len());
+        for h in handles.0.iter_mut() {
             out.push(h.await.ok());
         }
         out
@@ -214,5 +227,44 @@ mod tests {
         assert!(matches!(results[2], Some(Ok(_))));
         let st = sb.state();
         assert_eq!(st["heroku"]["apps"]["raxx-api-staging"]["restarts"], 1);
+    }
+
+    /// Before: dropping a fan-out (a read `run::together` abandoned, a discovery search a
+    /// write made stale) stopped only the task awaiting it; each target's task went on and
+    /// sent its request anyway.
+    #[tokio::test]
+    async fn a_dropped_fan_out_sends_nothing_more() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let v = Vendors::new(VendorConfig {
+            concurrency: 1,
+            ..VendorConfig::default()
+        })
+        .unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let first_in = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let (s, f, r) = (started.clone(), first_in.clone(), release.clone());
+        let outer = tokio::spawn(async move {
+            v.fan_out(vec![1, 2, 3], move |_, _| {
+                let (s, f, r) = (s.clone(), f.clone(), r.clone());
+                async move {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    f.notify_one();
+                    // Holds the only permit until the test lets it go.
+                    let _ = r.acquire().await;
+                }
+            })
+            .await
+        });
+        first_in.notified().await;
+        outer.abort();
+        assert!(outer.await.unwrap_err().is_cancelled());
+        // Were the first target's task still alive, this would let it end and the next one
+        // start with its permit.
+        release.add_permits(3);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1);
     }
 }

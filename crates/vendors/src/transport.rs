@@ -559,10 +559,14 @@ impl Transport {
                 .error(ErrorKind::Refused, "redirect to another host not followed")
                 .with_hint("the vendor redirected us elsewhere; check the endpoint URL");
         }
+        // reqwest names the URL in its text ("for url (…)"); the route says which request
+        // it was, and a URL may be a capability (a Heroku log session's).
+        let url = e.url().map_or(String::new(), |u| format!(" for url ({u})"));
+        let text = error_chain(e).replace(&url, "");
         if e.is_builder() {
-            return req.error(ErrorKind::Validation, error_chain(e));
+            return req.error(ErrorKind::Validation, text);
         }
-        lost(req.error(ErrorKind::Connection, error_chain(e)))
+        lost(req.error(ErrorKind::Connection, text))
     }
 }
 

@@ -79,6 +79,8 @@ impl Auditor {
                             "warning: this run's last records may not survive a power loss: {e}"
                         )
                     });
+                    // Said once: the drop does not try (and say) it again.
+                    self.unsynced.set(false);
                     return;
                 }
             }

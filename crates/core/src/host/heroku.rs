@@ -554,7 +554,10 @@ struct Opening {
 /// caused is in the lines read. Opening a session changes nothing at Heroku.
 fn log_sessions(h: &RunContext, apps: Dynamic, opts: Map) -> R<LogSessions> {
     h.require_step("heroku::log_sessions")?;
-    let apps = targets(&apps, "heroku::log_sessions apps")?;
+    // An app named twice has one session (the answer is one entry per app).
+    let mut apps = targets(&apps, "heroku::log_sessions apps")?;
+    let mut seen = std::collections::HashSet::new();
+    apps.retain(|a| seen.insert(a.clone()));
     value::check_keys(&opts, LOGS_OPTIONS, "heroku::log_sessions")?;
     let lines = opts
         .get("lines")
@@ -563,6 +566,11 @@ fn log_sessions(h: &RunContext, apps: Dynamic, opts: Map) -> R<LogSessions> {
         .clamp(1, 1500) as u32;
     let v = h.vendors()?;
     let list = apps.clone();
+    // After Ctrl-C or a spent budget nothing more is sent.
+    h.services()
+        .runtime
+        .check()
+        .map_err(super::vendor_call::stopped)?;
     let answer = h.services().runtime.handle().spawn(async move {
         fan_out(&v, &list, move |v, app| async move {
             v.heroku().open_log_session(&app, lines).await

@@ -141,6 +141,11 @@ fn begin(h: &RunContext, opts: Map) -> R<Search> {
     let v = h.vendors()?;
     let (give, fp) = discovery::Wanted::later();
     let progress = scan_progress(h.say(), "heroku: config vars read");
+    // After Ctrl-C or a spent budget nothing more is sent.
+    h.services()
+        .runtime
+        .check()
+        .map_err(super::vendor_call::stopped)?;
     let answer = h
         .services()
         .runtime

@@ -261,12 +261,21 @@ impl LedgerWriter {
                 Ok(()) => return,
                 Err(_) if backoff.wait() => {}
                 Err(e) => {
-                    self.say.warning(format!(
-                        "warning: {} record(s) of this run could not be stored in {}: {e}; its journal ends before them (`runbook runs {}` shows where)",
-                        self.unsaved.borrow().len(),
-                        self.location(),
-                        self.run_id()
-                    ));
+                    let unsaved = self.unsaved.borrow().len();
+                    self.say.warning(if unsaved > 0 {
+                        format!(
+                            "warning: {unsaved} record(s) of this run could not be stored in {}: {e}; its journal ends before them (`runbook runs {}` shows where)",
+                            self.location(),
+                            self.run_id()
+                        )
+                    } else {
+                        format!(
+                            "warning: this run's last records in {} may not survive a power loss: {e}",
+                            self.location()
+                        )
+                    });
+                    // Said once: the drop does not try (and say) it again.
+                    self.unsynced.set(false);
                     return;
                 }
             }

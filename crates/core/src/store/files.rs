@@ -22,6 +22,11 @@ pub struct Files {
     /// not to one opened after another process's fsync has already seen it (the audit log
     /// is shared): a descriptor opened only to sync could miss a lost line.
     unsynced: std::sync::Mutex<std::collections::HashMap<PathBuf, std::fs::File>>,
+    /// Files whose sync failed, and why. A failed fsync may have dropped what it was to
+    /// write, and a later one through a new descriptor would not say so (nor would one of
+    /// the file that replaced it): every later sync of that file fails the same way, and a
+    /// run stops sending writes instead of going on with lines that may be lost.
+    failed: std::sync::Mutex<std::collections::HashMap<PathBuf, String>>,
     /// Every append and sync, in order, for the tests of when records become durable.
     #[cfg(test)]
     pub(crate) trace: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -34,6 +39,7 @@ impl Files {
             say,
             wait: super::DEFAULT_WAIT,
             unsynced: Default::default(),
+            failed: Default::default(),
             #[cfg(test)]
             trace: Default::default(),
         }
@@ -61,6 +67,30 @@ impl Files {
     /// Only asked after an append, so a file that is gone now, or another file in its place,
     /// was removed or replaced under the run: an error, not nothing to do.
     fn sync_appended(&self, path: &Path, appended: Option<&std::fs::File>) -> Result<()> {
+        let failed = |why: &str| {
+            write_err(path)(std::io::Error::other(format!(
+                "an earlier sync of it failed ({why}): what was appended since may not be on disk"
+            )))
+        };
+        if let Some(why) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
+            return Err(failed(why));
+        }
+        let synced = self.sync_kept(path, appended);
+        if let Err(Error::Write { source, .. }) = &synced {
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_path_buf(), source.to_string());
+        }
+        synced
+    }
+
+    fn sync_kept(&self, path: &Path, appended: Option<&std::fs::File>) -> Result<()> {
         let kept = self
             .unsynced
             .lock()
@@ -540,7 +570,16 @@ mod tests {
         std::fs::rename(&other, &journal).unwrap();
         let e = store.journal_sync("r1").unwrap_err().to_string();
         assert!(e.contains("another file took its place"), "{e}");
+        // Asked again (a writer retries), it still fails: a new descriptor would sync the
+        // replacement and say nothing of the lines lost with the old file.
+        store.journal_append("r1", "{\"a\":4}", true).unwrap_err();
+        let e = store.journal_sync("r1").unwrap_err().to_string();
+        assert!(
+            e.contains("an earlier sync of it failed (another file took its place"),
+            "{e}"
+        );
         // A durable append after an unsynced one, the file replaced between them.
+        let store = files(dir.path());
         store.journal_append("r1", "{\"a\":4}", false).unwrap();
         std::fs::write(&other, "").unwrap();
         std::fs::rename(&other, &journal).unwrap();
@@ -554,7 +593,9 @@ mod tests {
         store.audit_append(&mut entry, false).unwrap();
         std::fs::remove_file(dir.path().join("audit.jsonl")).unwrap();
         assert!(store.audit_sync().is_err());
+        assert!(store.audit_sync().is_err());
         // Nothing held (all synced): a sync is still refused for a file that is gone.
+        let store = files(dir.path());
         store.audit_append(&mut entry, true).unwrap();
         std::fs::remove_file(dir.path().join("audit.jsonl")).unwrap();
         assert!(store.audit_sync().is_err());

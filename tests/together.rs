@@ -325,3 +325,52 @@ fn log_sessions_open_during_the_email_and_are_read_after_it() {
     assert_eq!(reads.len(), 2, "{reads:?}");
     assert!(reads.iter().all(|r| span(r).0 >= email.1), "{reads:?}");
 }
+
+/// Before: the AWS runbook's precheck and verify, the Infisical re-sync's read and Twilio's
+/// precheck read the apps' configs one after another, a round per app. Each now reads
+/// every app's config at once: every read of an app's config overlaps a read of another
+/// app's.
+#[test]
+fn shipped_runbooks_read_every_apps_config_at_once() {
+    for name in ["aws-iam-access-key", "infisical-sync", "twilio-auth-token"] {
+        let out = Test::new()
+            .rehearse(name)
+            .keep_sandbox_state()
+            .args(&["--yes", "--fault", "heroku=latency=100"])
+            .run();
+        out.exit(Exit::Ok);
+        let state = out.sandbox_state();
+        let reads: Vec<(&str, (u64, u64))> = items(&state["requests"])
+            .iter()
+            .filter(|r| r["method"] == "GET")
+            .filter_map(|r| {
+                let app = r["path"].as_str()?.strip_prefix("/apps/")?;
+                let app = app.strip_suffix("/config-vars")?;
+                Some((app, span(r)))
+            })
+            .collect();
+        // Each app's first read (the precheck's, or the re-sync's read step) and, for the
+        // AWS runbook, its last (verify's): every app's at once.
+        let mut apps: Vec<&str> = reads.iter().map(|r| r.0).collect();
+        apps.sort();
+        apps.dedup();
+        assert!(apps.len() >= 2, "{name}: {reads:?}");
+        let first: Vec<(u64, u64)> = apps
+            .iter()
+            .map(|a| reads.iter().find(|r| r.0 == *a).unwrap().1)
+            .collect();
+        let last: Vec<(u64, u64)> = apps
+            .iter()
+            .map(|a| reads.iter().rev().find(|r| r.0 == *a).unwrap().1)
+            .collect();
+        let together = |spans: &[(u64, u64)]| {
+            spans
+                .iter()
+                .all(|a| spans.iter().all(|b| a.0 < b.1 && b.0 < a.1))
+        };
+        assert!(together(&first), "{name}: {reads:?}");
+        if name == "aws-iam-access-key" {
+            assert!(together(&last), "{name}: {reads:?}");
+        }
+    }
+}

@@ -346,9 +346,9 @@ fn the_stdlib_precheck_lists_while_it_reads_and_reads_each_config_once() {
         &[
             "--yes",
             "--fault",
-            "infisical=latency=100",
+            "infisical=latency=200",
             "--fault",
-            "heroku=latency=100",
+            "heroku=latency=200",
         ],
     );
     out.exit(Exit::Ok);
@@ -360,9 +360,8 @@ fn the_stdlib_precheck_lists_while_it_reads_and_reads_each_config_once() {
             r["end_us"].as_u64().unwrap(),
         )
     };
-    let first_write = requests
-        .iter()
-        .filter(|r| r["method"] != "GET")
+    let first_write = crate::support::writes(&state)
+        .into_iter()
         .map(|r| span(r).0)
         .min()
         .unwrap();

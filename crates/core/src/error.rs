@@ -102,6 +102,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A sync of a state file failed: what was written to it since its last sync may be
+    /// lost, and no later sync can say otherwise. Final for that file in this process.
+    #[error("{path} could not be made durable ({reason}): what was written to it since its last sync may be lost; check the disk (dmesg, df) before resuming")]
+    #[diagnostic(
+        code(runbook::state::not_durable),
+        help("nothing more is recorded in it, so no vendor write is sent; check the disk (dmesg, df) before `runbook resume`, which reads what is on disk and checks each vendor")
+    )]
+    NotDurable { path: PathBuf, reason: String },
+
     /// A vendor's endpoint or credentials are misconfigured.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -196,6 +205,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether trying again cannot help (a writer stops retrying at once).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Error::NotDurable { .. })
+    }
+
     pub fn usage(message: impl Into<String>, help: impl Into<String>) -> Self {
         Error::Usage {
             message: message.into(),

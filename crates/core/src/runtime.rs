@@ -27,8 +27,6 @@ impl Runtime {
         Ok(Runtime { rt })
     }
 
-    /// Runs a future to completion, or gives up on it when Ctrl-C is pressed or the budget
-    /// in force runs out.
     /// Whether anything may still be sent: not after Ctrl-C or a spent budget.
     pub fn check(&self) -> Result<(), Interrupted> {
         if crate::interrupt::is_set() {
@@ -40,6 +38,8 @@ impl Runtime {
         Ok(())
     }
 
+    /// Runs a future to completion, or gives up on it when Ctrl-C is pressed or the budget
+    /// in force runs out.
     pub fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, Interrupted> {
         self.check()?;
         let deadline = crate::interrupt::budget_deadline();

@@ -64,7 +64,7 @@ impl Auditor {
         loop {
             match self.before_write() {
                 Ok(()) => return,
-                Err(_) if backoff.wait() => {}
+                Err(e) if !e.is_final() && backoff.wait() => {}
                 Err(e) => {
                     let unsaved = self.unsaved.borrow().len();
                     self.say.warning(if unsaved > 0 {

@@ -405,3 +405,55 @@ fn a_failed_last_sync_on_an_early_return_is_said() {
         "{heard:?}"
     );
 }
+
+/// Before: a journal whose sync had failed (here: replaced under the run) was retried for
+/// the store's whole wait, each retry writing the write's line again (a duplicate that
+/// breaks the chain), and a retry could sync the replacement and send the write. Now the
+/// write is not sent, at once, and nothing more is written.
+#[test]
+fn a_journal_that_could_not_be_made_durable_stops_the_next_write_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let heard = std::sync::Arc::new(Heard::default());
+    let say = crate::sink::Say::new(heard.clone(), "r1");
+    // A retry loop would take this wait (and the test with it) and append again.
+    let files = crate::store::Files::new(dir.path(), say.clone())
+        .waiting(std::time::Duration::from_secs(2));
+    let trace = files.trace.clone();
+    let store: crate::store::Store = std::sync::Arc::new(files);
+    let writer = LedgerWriter::new(&store, say);
+    writer.record(started(Target::Production));
+    let journal = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let other = dir.path().join("runs/other");
+    std::fs::copy(&journal, &other).unwrap();
+    std::fs::rename(&other, &journal).unwrap();
+    let before = std::fs::read_to_string(&journal).unwrap();
+    let appends = |t: &[String]| t.iter().filter(|l| l.starts_with("journal ")).count();
+    let asked = appends(&trace.lock().unwrap());
+    let e = writer
+        .before_write(sent("propagate", "raxx-api-prod"), &|| Ok(()), true)
+        .unwrap_err();
+    assert!(
+        matches!(e, Unrecorded::StoreDown(ref m) if m.contains("could not be made durable")),
+        "{e:?}"
+    );
+    // One attempt: its line went to the replacement before the sync found it; none after.
+    assert_eq!(appends(&trace.lock().unwrap()) - asked, 1);
+    let after = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(after.lines().count(), before.lines().count() + 1);
+    drop(writer);
+    assert!(
+        !heard
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|w| w.contains("retrying")),
+        "{:?}",
+        heard.0.lock().unwrap()
+    );
+}

@@ -231,6 +231,8 @@ impl LedgerWriter {
                     self.lost.set(true);
                     return Err(Unrecorded::LeaseLost);
                 }
+                // Trying again cannot help: not sent, at once.
+                Err(e) if e.is_final() => return Err(Unrecorded::StoreDown(e.to_string())),
                 Err(e) => {
                     if !told {
                         self.say.warning(format!(
@@ -259,7 +261,7 @@ impl LedgerWriter {
         loop {
             match self.flush().and_then(|()| self.sync()) {
                 Ok(()) => return,
-                Err(_) if backoff.wait() => {}
+                Err(e) if !e.is_final() && backoff.wait() => {}
                 Err(e) => {
                     let unsaved = self.unsaved.borrow().len();
                     self.say.warning(if unsaved > 0 {

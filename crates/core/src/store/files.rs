@@ -62,49 +62,51 @@ impl Files {
         kept.entry(path.to_path_buf()).or_insert(file);
     }
 
-    /// Puts what was appended to `path` on stable storage through the descriptor kept since
-    /// the first append after the last sync (`appended`, just written, when there is none).
-    /// Only asked after an append, so a file that is gone now, or another file in its place,
-    /// was removed or replaced under the run: an error, not nothing to do.
-    fn sync_appended(&self, path: &Path, appended: Option<&std::fs::File>) -> Result<()> {
-        let failed = |why: &str| {
-            write_err(path)(std::io::Error::other(format!(
-                "an earlier sync of it failed ({why}): what was appended since may not be on disk"
-            )))
-        };
-        if let Some(why) = self
+    /// Refuses to write to or sync a file whose sync failed earlier in this process: what
+    /// follows would be lost with what came before, and a later sync could not say so.
+    fn not_failed(&self, path: &Path) -> Result<()> {
+        match self
             .failed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(path)
         {
-            return Err(failed(why));
+            Some(reason) => Err(Error::NotDurable {
+                path: path.to_path_buf(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
         }
-        let synced = self.sync_kept(path, appended);
-        if let Err(Error::Write { source, .. }) = &synced {
-            self.failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(path.to_path_buf(), source.to_string());
-        }
-        synced
     }
 
-    fn sync_kept(&self, path: &Path, appended: Option<&std::fs::File>) -> Result<()> {
+    /// Puts what was appended to `path` on stable storage through the descriptor kept since
+    /// the first append after the last sync (`appended`, just written, when there is none).
+    /// Only asked after an append, so a file that is gone now, or another file in its place,
+    /// was removed or replaced under the run. A failed fsync, or such a file, is final
+    /// (`Error::NotDurable`); failing to open the file to sync it is not.
+    fn sync_appended(&self, path: &Path, appended: Option<&std::fs::File>) -> Result<()> {
+        self.not_failed(path)?;
         let kept = self
             .unsynced
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(path);
-        let io = write_err(path);
-        match (kept.as_ref(), appended) {
-            (Some(file), _) => {
-                still_there(path, file).map_err(write_err(path))?;
-                file.sync_data().map_err(io)
+        let lost = match (kept.as_ref(), appended) {
+            (Some(file), _) => still_there(path, file).and_then(|()| file.sync_data()),
+            (None, Some(file)) => file.sync_data(),
+            (None, None) => return sync_file(path),
+        };
+        lost.map_err(|e| {
+            let reason = e.to_string();
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_path_buf(), reason.clone());
+            Error::NotDurable {
+                path: path.to_path_buf(),
+                reason,
             }
-            (None, Some(file)) => file.sync_data().map_err(io),
-            (None, None) => sync_file(path),
-        }
+        })
     }
 
     fn warn(&self) -> impl Fn(String) + '_ {
@@ -261,6 +263,7 @@ impl JournalStore for Files {
         ));
         let path = self.journal_path(run_id);
         self.checked_for_write(&path)?;
+        self.not_failed(&path)?;
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         writeln!(file, "{line}").map_err(write_err(&path))?;
         if durable {
@@ -332,6 +335,7 @@ impl AuditStore for Files {
         ));
         let path = self.audit_path();
         self.checked_for_write(&path)?;
+        self.not_failed(&path)?;
         let io = write_err(&path);
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
@@ -570,12 +574,15 @@ mod tests {
         std::fs::rename(&other, &journal).unwrap();
         let e = store.journal_sync("r1").unwrap_err().to_string();
         assert!(e.contains("another file took its place"), "{e}");
-        // Asked again (a writer retries), it still fails: a new descriptor would sync the
-        // replacement and say nothing of the lines lost with the old file.
-        store.journal_append("r1", "{\"a\":4}", true).unwrap_err();
+        // Asked again (a writer retries), it still fails, and nothing more is written: a
+        // new descriptor would sync the replacement and say nothing of the lines lost.
+        let before = std::fs::read_to_string(&journal).unwrap();
+        let e = store.journal_append("r1", "{\"a\":4}", true).unwrap_err();
+        assert!(e.is_final(), "{e}");
+        assert_eq!(std::fs::read_to_string(&journal).unwrap(), before);
         let e = store.journal_sync("r1").unwrap_err().to_string();
         assert!(
-            e.contains("an earlier sync of it failed (another file took its place"),
+            e.contains("could not be made durable (another file took its place"),
             "{e}"
         );
         // A durable append after an unsynced one, the file replaced between them.

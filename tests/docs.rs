@@ -102,7 +102,7 @@ fn postmark_sop_page_has_every_section() {
         "### 4. Store the new token in Infisical (`store`)",
         "Undo (run by rollback):\n\n```rhai\n// Restore the previous version's value (Infisical keeps history).",
         "No undo needed: a sent email cannot be unsent",
-        "No undo needed: restarts, Raptor's test email and reading logs change nothing",
+        "No undo needed: Raptor's test email and reading releases, dynos, configs and logs change nothing",
         "### 7. Revoke the old token (`revoke`)",
         "**Asks for confirmation:** Delete the OLD token in the Postmark dashboard now?",
         "**Irreversible — the point of no return.** The old token is deleted and cannot be restored.",

@@ -61,8 +61,7 @@ for app in $APPS; do
   hk PATCH "/apps/$app/config-vars" "{\"$SECRET\":\"$NEW_TOKEN\"}" >/dev/null
 done
 
-# 6. Verify downstream
-for app in $APPS; do hk DELETE "/apps/$app/dynos" >/dev/null; done
+# 6. Verify downstream ("after dyno restart": config:set restarted every app; no second restart)
 for app in $APPS; do
   [ "$(hk GET "/apps/$app/config-vars" | jq -r ".$SECRET")" = "$NEW_TOKEN" ] || die "$app not updated"
 done

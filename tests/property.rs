@@ -181,18 +181,21 @@ fn stream(k: u64) {
                 ));
                 out.code
             };
-            let mut code = attempt(later);
-            if code != 0 {
-                // Past the point of no return rollback is refused, and a fault may hit the
-                // resume too: the other one finishes it.
-                code = attempt(if later == "resume" {
-                    "rollback"
-                } else {
-                    "resume"
-                });
-            }
-            if code != 0 {
-                code = attempt("resume");
+            // Past the point of no return rollback is refused, and a fault may hit the
+            // resume too: the other one finishes it. A rollback a fault stopped part-way has
+            // changed the world (resume then refuses): it is run again, as its message says.
+            // So the two take turns, twice each at most.
+            let other = if later == "resume" {
+                "rollback"
+            } else {
+                "resume"
+            };
+            let mut code = 1;
+            for command in [later, other, later, other] {
+                code = attempt(command);
+                if code == 0 {
+                    break;
+                }
             }
             if code != 0 && deleted {
                 // Its new token was deleted by hand before it was stored: the run can go

@@ -78,21 +78,27 @@ fn span(r: &Value) -> (u64, u64) {
     )
 }
 
-#[test]
-fn single_reads_are_sent_at_once_and_everything_else_runs_once_in_its_turn() {
-    let out = Test::new()
-        .file("runbooks/together.rhai", RUNBOOK)
-        .file("scenario.toml", &format!("{SLOW}{}", canary_scenario()))
+/// Runs runbook `id` (its text `runbook`) in a sandbox whose vendors answer after the
+/// latency `faults` say (`faults = [...]` of a scenario), keeping the sandbox's state.
+fn run_slow(id: &str, runbook: &str, faults: &str) -> crate::support::Output {
+    Test::new()
+        .file(&format!("runbooks/{id}.rhai"), runbook)
+        .file("scenario.toml", &format!("{faults}{}", canary_scenario()))
         .args(&[
             "exec",
-            "together",
+            id,
             "--sandbox",
             "--yes",
             "--scenario",
             "scenario.toml",
         ])
         .keep_sandbox_state()
-        .run();
+        .run()
+}
+
+#[test]
+fn single_reads_are_sent_at_once_and_everything_else_runs_once_in_its_turn() {
+    let out = run_slow("together", RUNBOOK, SLOW);
     out.exit(Exit::Ok)
         .stdout_has("server raxx-prod; apps 2; scopes [\"global\"]; status 200")
         .stdout_has("after the write: true")
@@ -204,19 +210,7 @@ step("stale", "A write between the halves searches again", |ctx| {
 #[test]
 fn discovery_lists_while_the_value_is_read_and_searches_again_after_a_write() {
     let slow = "faults = [\"infisical=latency=150\", \"heroku=latency=150\"]\n";
-    let out = Test::new()
-        .file("runbooks/search.rhai", SEARCH)
-        .file("scenario.toml", &format!("{slow}{}", canary_scenario()))
-        .args(&[
-            "exec",
-            "search",
-            "--sandbox",
-            "--yes",
-            "--scenario",
-            "scenario.toml",
-        ])
-        .keep_sandbox_state()
-        .run();
+    let out = run_slow("search", SEARCH, slow);
     out.exit(Exit::Ok)
         .stdout_has(
             "heroku holders: [\"raxx-api-prod:POSTMARK_SERVER_TOKEN\", \"raxx-api-staging:POSTMARK_SERVER_TOKEN\"]; scopes [\"global\"]",
@@ -280,19 +274,7 @@ step("email", "Email, then the logs", |ctx| {
 #[test]
 fn log_sessions_open_during_the_email_and_are_read_after_it() {
     let slow = "faults = [\"heroku=latency=150\", \"raptor=latency=150\"]\n";
-    let out = Test::new()
-        .file("runbooks/logs.rhai", LOGS)
-        .file("scenario.toml", &format!("{slow}{}", canary_scenario()))
-        .args(&[
-            "exec",
-            "logs",
-            "--sandbox",
-            "--yes",
-            "--scenario",
-            "scenario.toml",
-        ])
-        .keep_sandbox_state()
-        .run();
+    let out = run_slow("logs", LOGS, slow);
     out.exit(Exit::Ok)
         .stdout_has("the email in prod's log: true")
         .stdout_has("staging read: true")

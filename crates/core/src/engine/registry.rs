@@ -344,6 +344,19 @@ fn doc_comment(doc: &str, effect: Effect) -> String {
 
 /// Registers a global function of one of our types (a conversion, an operator) into `m`,
 /// as `Engine::register_fn` would into an engine.
+/// A value a script holds but cannot look into (a request under way): typed `name`, shown
+/// as `shown` by `print` and `debug`, never as its contents.
+pub(crate) fn opaque_type<T: Variant + Clone>(
+    reg: &mut Registrar,
+    name: &str,
+    shown: &'static str,
+) {
+    let g = reg.global();
+    g.set_custom_type::<T>(name);
+    global_fn(g, "to_string", move |_: &mut T| shown.to_string());
+    global_fn(g, "to_debug", move |_: &mut T| shown.to_string());
+}
+
 pub(crate) fn global_fn<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(
     m: &mut Module,
     name: &str,

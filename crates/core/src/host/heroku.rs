@@ -471,14 +471,18 @@ fn release_list(list: &[runbook_vendors::heroku::Release]) -> Array {
         .collect()
 }
 
+/// The `lines` option of the log functions: 100 unless given, within Heroku's 1..=1500.
+fn lines_option(opts: &Map) -> u32 {
+    opts.get("lines")
+        .and_then(|l| l.as_int().ok())
+        .unwrap_or(100)
+        .clamp(1, 1500) as u32
+}
+
 fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::logs")?;
     value::check_keys(&opts, LOGS_OPTIONS, "heroku::logs")?;
-    let lines = opts
-        .get("lines")
-        .and_then(|l| l.as_int().ok())
-        .unwrap_or(100)
-        .clamp(1, 1500) as u32;
+    let lines = lines_option(&opts);
     let v = h.vendors()?;
     let app_name = app.to_string();
     let got = h.block(&format!("heroku logs {app}"), async move {
@@ -494,11 +498,7 @@ fn logs_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::logs")?;
     let apps = targets(&apps, "heroku::logs apps")?;
     value::check_keys(&opts, LOGS_OPTIONS, "heroku::logs")?;
-    let lines = opts
-        .get("lines")
-        .and_then(|l| l.as_int().ok())
-        .unwrap_or(100)
-        .clamp(1, 1500) as u32;
+    let lines = lines_option(&opts);
     let results = each_app(h, &apps, "logs {}", move |v, app| async move {
         v.heroku().log_lines(&app, lines).await
     })?;
@@ -559,27 +559,20 @@ fn log_sessions(h: &RunContext, apps: Dynamic, opts: Map) -> R<LogSessions> {
     let mut seen = std::collections::HashSet::new();
     apps.retain(|a| seen.insert(a.clone()));
     value::check_keys(&opts, LOGS_OPTIONS, "heroku::log_sessions")?;
-    let lines = opts
-        .get("lines")
-        .and_then(|l| l.as_int().ok())
-        .unwrap_or(100)
-        .clamp(1, 1500) as u32;
+    let lines = lines_option(&opts);
     let v = h.vendors()?;
     let list = apps.clone();
-    // After Ctrl-C or a spent budget nothing more is sent.
-    h.services()
-        .runtime
-        .check()
-        .map_err(super::vendor_call::stopped)?;
-    let answer = h.services().runtime.handle().spawn(async move {
-        fan_out(&v, &list, move |v, app| async move {
-            v.heroku().open_log_session(&app, lines).await
+    let answer = h
+        .send_ahead(async move {
+            fan_out(&v, &list, move |v, app| async move {
+                v.heroku().open_log_session(&app, lines).await
+            })
+            .await
         })
-        .await
-    });
+        .map_err(super::vendor_call::stopped)?;
     Ok(LogSessions(Rc::new(RefCell::new(Some(Opening {
         apps,
-        answer: super::together::Abandoned(answer),
+        answer,
     })))))
 }
 
@@ -801,14 +794,11 @@ them). Fails naming the first app that could not be read.",
     )
     .at_once("each app");
     m.finish();
-    let g = reg.global();
-    g.set_custom_type::<LogSessions>("LogSessions");
-    crate::engine::registry::global_fn(g, "to_string", |_: &mut LogSessions| {
-        "Heroku log sessions being opened".to_string()
-    });
-    crate::engine::registry::global_fn(g, "to_debug", |_: &mut LogSessions| {
-        "Heroku log sessions being opened".to_string()
-    });
+    crate::engine::registry::opaque_type::<LogSessions>(
+        reg,
+        "LogSessions",
+        "Heroku log sessions being opened",
+    );
 }
 
 #[cfg(test)]

@@ -141,20 +141,13 @@ fn begin(h: &RunContext, opts: Map) -> R<Search> {
     let v = h.vendors()?;
     let (give, fp) = discovery::Wanted::later();
     let progress = scan_progress(h.say(), "heroku: config vars read");
-    // After Ctrl-C or a spent budget nothing more is sent.
-    h.services()
-        .runtime
-        .check()
-        .map_err(super::vendor_call::stopped)?;
     let answer = h
-        .services()
-        .runtime
-        .handle()
-        .spawn(searching(v, w, fp, progress));
+        .send_ahead(searching(v, w, fp, progress))
+        .map_err(super::vendor_call::stopped)?;
     Ok(Search(Rc::new(RefCell::new(Some(Pending {
         opts,
         give,
-        answer: Abandoned(answer),
+        answer,
         effects_at: h.ahead().effects(),
     })))))
 }
@@ -286,12 +279,5 @@ pub(crate) fn register(reg: &mut Registrar) {
     )
     .at_once("every vendor, not waited for: scan::found takes the answers");
     m.finish();
-    let g = reg.global();
-    g.set_custom_type::<Search>("Search");
-    crate::engine::registry::global_fn(g, "to_string", |_: &mut Search| {
-        "a discovery search under way".to_string()
-    });
-    crate::engine::registry::global_fn(g, "to_debug", |_: &mut Search| {
-        "a discovery search under way".to_string()
-    });
+    crate::engine::registry::opaque_type::<Search>(reg, "Search", "a discovery search under way");
 }

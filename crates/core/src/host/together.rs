@@ -16,6 +16,7 @@
 //! is sent again, as without `together`.
 
 use super::RunContext;
+use crate::runtime::Interrupted;
 use crate::value::throw;
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, NativeCallContext, Position};
 use runbook_vendors::VendorError;
@@ -128,20 +129,18 @@ impl RunContext {
             Mode::Off => self.block(label, fut),
             Mode::Start(i) => {
                 // After Ctrl-C or a spent budget nothing more is sent: the second pass says so.
-                if crate::interrupt::is_set() || crate::interrupt::over_budget().is_some() {
+                let Ok(answer) = self.send_ahead(async move {
+                    fut.await.map(|t| Box::new(t) as Box<dyn Any + Send>)
+                }) else {
                     return Err(started());
-                }
-                let answer =
-                    self.services().runtime.handle().spawn(async move {
-                        fut.await.map(|t| Box::new(t) as Box<dyn Any + Send>)
-                    });
+                };
                 let mut all = self.ahead().started.borrow_mut();
                 if all.len() <= i {
                     all.resize_with(i + 1, || None);
                 }
                 all[i] = Some(Started {
                     key: key.to_string(),
-                    answer: Abandoned(answer),
+                    answer,
                 });
                 Err(started())
             }
@@ -173,6 +172,17 @@ impl RunContext {
                 }
             }
         }
+    }
+
+    /// Sends `fut` without waiting for it, unless Ctrl-C or a spent budget says nothing more
+    /// is sent: its answer is taken later, or abandoned (stopped) when dropped.
+    pub(crate) fn send_ahead<T, F>(&self, fut: F) -> Result<Abandoned<T>, Interrupted>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        self.services().runtime.check()?;
+        Ok(Abandoned(self.services().runtime.handle().spawn(fut)))
     }
 
     /// Whether a call is the first pass of `together`: it must stop before doing anything.

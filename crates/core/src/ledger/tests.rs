@@ -378,6 +378,16 @@ impl crate::sink::Sink for Heard {
     }
 }
 
+/// The one journal in state directory `dir`.
+fn only_journal(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
 /// Before: an end that did not settle (an error's early return) synced the journal when
 /// the writer was dropped and dropped any error with it; the operator heard nothing.
 #[test]
@@ -389,12 +399,7 @@ fn a_failed_last_sync_on_an_early_return_is_said() {
         std::sync::Arc::new(crate::store::Files::new(dir.path(), say.clone()));
     let writer = LedgerWriter::new(&store, say);
     writer.record(started(Target::Production));
-    let journal = std::fs::read_dir(dir.path().join("runs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let journal = only_journal(dir.path());
     std::fs::remove_file(&journal).unwrap();
     drop(writer);
     let heard = heard.0.lock().unwrap();
@@ -422,12 +427,7 @@ fn a_journal_that_could_not_be_made_durable_stops_the_next_write_at_once() {
     let store: crate::store::Store = std::sync::Arc::new(files);
     let writer = LedgerWriter::new(&store, say);
     writer.record(started(Target::Production));
-    let journal = std::fs::read_dir(dir.path().join("runs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let journal = only_journal(dir.path());
     let other = dir.path().join("runs/other");
     std::fs::copy(&journal, &other).unwrap();
     std::fs::rename(&other, &journal).unwrap();

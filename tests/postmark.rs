@@ -836,13 +836,17 @@ fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
 /// The shipped realistic scenario (docs/fidelity.md, "Realistic timing": boot, preboot,
 /// release phase and mail processing compressed 20x, Heroku's request pool, a policy for
 /// users): the rotation completes, and no consumer ever sends with a revoked token (the
-/// downstream apps send all along; preboot keeps the old dynos on the old token until the new
-/// ones are up, and revoke waits for that).
+/// downstream apps send all along; preboot keeps the old dynos on the old token, unlisted,
+/// for the preboot window after the change, and verify waits for that before anything is
+/// checked). Before, verify went on once the listed (new) dynos were up: Raptor's test email
+/// went out through an old dyno with the old token, and revoke left those dynos failing.
 #[test]
 fn the_realistic_rehearsal_leaves_no_consumer_on_a_revoked_token() {
     let out = Test::new()
         .rehearse("postmark")
         .args(&[
+            "--param",
+            "preboot_window=9",
             "--yes",
             "--scenario",
             root()
@@ -856,6 +860,16 @@ fn the_realistic_rehearsal_leaves_no_consumer_on_a_revoked_token() {
         .stdout_has("Postmark processed it: Sent, delivered to 1 recipient(s)");
     let state = out.sandbox_state();
     crate::support::assert_safe(&state, "after the realistic rehearsal");
+    // Raptor's test email went out with the new token, through a new dyno: the check
+    // checked the new token.
+    let current = crate::support::current_infisical(&state);
+    let tests: Vec<&Value> = items(&state["postmark"]["messages"])
+        .iter()
+        .filter(|m| m["Subject"] == "rotation validation")
+        .collect();
+    assert_eq!(tests.len(), 1, "{tests:#?}");
+    assert_eq!(tests[0]["token"], current.as_str(), "{tests:#?}");
+    out.stdout_has("raxx-api-prod: preboot is on: its old web dynos keep the traffic, on the old config, until about 9s after the change; waiting ");
     let current = crate::support::current_infisical(&state);
     for app in APPS {
         assert_eq!(app_token(&state, app), current, "{app}");
@@ -909,6 +923,46 @@ step("wait", "Change and wait", |ctx| {
         newest - 1
     ));
     assert!(!out.stderr.contains("raxx-api-prod ("), "{}", out.stderr);
+}
+
+/// On an app with preboot the dynos Heroku lists are the new ones; the old ones keep the
+/// traffic, on the old config, for the preboot window. `wait_up` reads the feature and waits
+/// out the window after the boot (the timeout is for the boot): when it returns, the old
+/// dynos have stopped. An app without preboot is up when its dynos are. Before, both apps
+/// passed as soon as the listed dynos were up.
+#[test]
+fn wait_up_on_a_preboot_app_waits_for_the_traffic_to_move() {
+    let scenario = canary_with(
+        "name = \"raxx-api-staging\"\n",
+        "name = \"raxx-api-staging\"\npreboot = true\npreboot_window_ms = 2000\nboot_ms = 0\n",
+    );
+    let runbook = r#"runbook(#{ id: "pre", title: "Preboot" });
+step("wait", "Change and wait", |ctx| {
+    heroku::set_config(["raxx-api-prod", "raxx-api-staging"], #{ OTHER: "1" });
+    heroku::wait_up(["raxx-api-prod"], #{ timeout: 5, preboot_window: 2 });
+    print("raxx-api-prod is up");
+    heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1, preboot_window: 2 });
+    let logs = heroku::logs(["raxx-api-staging"], #{ lines: 50 });
+    ensure(logs["raxx-api-staging"].lines.some(|l| l.contains("replaced by the prebooted dyno")),
+        "wait_up returned while the old dynos still had the traffic");
+    print("the old dynos have stopped");
+}).undo(|ctx| { heroku::set_config(["raxx-api-prod", "raxx-api-staging"], #{ OTHER: () }); });
+"#;
+    let out = Test::new()
+        .file("pre.rhai", runbook)
+        .rehearse("pre.rhai")
+        .scenario("pre.toml", &scenario)
+        .args(&["--yes", "--no-rollback"])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("raxx-api-prod is up")
+        .stdout_has("raxx-api-staging: preboot is on: its old web dynos keep the traffic, on the old config, until about 2s after the change; waiting ")
+        .stdout_has("the old dynos have stopped");
+    assert!(
+        !out.stdout.contains("raxx-api-prod: preboot"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// `releases` names the apps waited for: a key that is not one of them (a typo, an app

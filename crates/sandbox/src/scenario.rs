@@ -284,8 +284,13 @@ pub struct AppSpec {
     pub boot_ms: u64,
     /// Preboot (Heroku's `preboot` feature): at a restart or a config change the old dynos
     /// keep serving, `up` and with the OLD config (the downstream app keeps its old token),
-    /// until the new ones are up after `boot_ms`; then the new ones replace them.
+    /// until traffic moves to the new ones `preboot_window_ms` after the change; only the new
+    /// dynos are listed meanwhile (Heroku's Preboot article).
     pub preboot: bool,
+    /// With preboot: how long after a restart or a config change traffic moves to the new
+    /// dynos and the old ones stop. On Heroku the app's boot timeout plus 2 minutes (180 s
+    /// with the default timeout; Heroku changelog, 2017-04-19).
+    pub preboot_window_ms: u64,
     /// A release phase: every new release waits for its release command, `pending` in the
     /// releases list, and restarts the app only if it succeeds; absent, releases succeed at
     /// once (as for an app without a `release` process type).
@@ -522,6 +527,7 @@ impl Default for AppSpec {
             // A restart takes time, as on Heroku: short enough for a quick rehearsal.
             boot_ms: 300,
             preboot: false,
+            preboot_window_ms: 180_000,
             release_phase: None,
         }
     }

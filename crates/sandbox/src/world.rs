@@ -54,12 +54,13 @@ pub(crate) trait Platform {
     /// Appends a line to `app`'s log, from `source` (`app[web.1]`).
     fn log(&mut self, app: &str, source: &str, message: &str);
 
-    /// Whether `app`'s dynos are still starting after a restart.
-    fn booting(&mut self, app: &str) -> bool;
-
     /// Whether `app` serves requests: it is up, or its old processes serve while the new
     /// ones boot (preboot).
     fn serving(&mut self, app: &str) -> bool;
+
+    /// Whether `app`'s traffic still goes to its old processes, on the config they started
+    /// with (preboot: until the window after the change ends).
+    fn old_dynos_serve(&mut self, app: &str) -> bool;
 }
 
 /// The mail service's tokens of a server, by its name: what a scenario's `@postmark:NAME`

@@ -101,6 +101,18 @@ pub struct Dyno {
     /// Its process type (`web`, `worker`; `run` for a one-off, `scheduler`, `release`).
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// When its state last changed (RFC 3339, Heroku's clock): for a dyno `up`, about when
+    /// it came up.
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// An app's dynos and the time Heroku answered (its `Date` header), so an age on Heroku's
+/// clock is measured without trusting this machine's.
+#[derive(Debug, Clone)]
+pub struct Dynos {
+    pub list: Vec<Dyno>,
+    pub answered_at: Option<time::OffsetDateTime>,
 }
 
 /// A dyno's `release`: the fields we use.
@@ -288,10 +300,41 @@ impl HerokuClient {
         Ok(())
     }
 
-    /// `GET /apps/{app}/dynos`: each dyno and its state.
-    pub async fn dynos(&self, app: &str) -> Result<Vec<Dyno>, VendorError> {
+    /// `GET /apps/{app}/dynos`: each dyno and its state, and when Heroku answered.
+    pub async fn dynos(&self, app: &str) -> Result<Dynos, VendorError> {
         let req = self.request(Method::GET, &["apps", app, "dynos"])?;
-        self.transport.send_json(req, parse_error).await
+        let resp = self
+            .transport
+            .send_checked(req.clone(), parse_error)
+            .await?;
+        let answered_at = resp
+            .headers
+            .get("date")
+            .and_then(|d| d.to_str().ok())
+            .and_then(http_date);
+        Ok(Dynos {
+            list: crate::transport::decode_json(&req, &resp)?,
+            answered_at,
+        })
+    }
+
+    /// `GET /apps/{app}/features/preboot`: whether preboot is on, when the old web dynos keep
+    /// the traffic (and their config) for minutes after a change. An app without the feature
+    /// (404: Heroku has no such feature for it) has no preboot.
+    pub async fn preboot(&self, app: &str) -> Result<bool, VendorError> {
+        #[derive(Deserialize)]
+        struct Feature {
+            enabled: bool,
+        }
+        let req = self.request(Method::GET, &["apps", app, "features", "preboot"])?;
+        match self
+            .transport
+            .send_unless(req.clone(), parse_error, 404)
+            .await?
+        {
+            Some(resp) => Ok(crate::transport::decode_json::<Feature>(&req, &resp)?.enabled),
+            None => Ok(false),
+        }
     }
 
     /// `GET /apps/{app}/releases`, following `Next-Range` pages; oldest first.
@@ -448,6 +491,16 @@ pub struct LogSession {
 pub const NO_LOG_HISTORY: &str = "no_log_history";
 
 /// Reads `{"id": "...", "message": "..."}`.
+/// An HTTP `Date` (`Sat, 05 Dec 2026 11:42:47 GMT`).
+fn http_date(s: &str) -> Option<time::OffsetDateTime> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::PrimitiveDateTime::parse(s, &format)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
 fn parse_error(resp: &RawResponse) -> ErrorDetail {
     #[derive(Deserialize)]
     struct Body {
@@ -646,6 +699,29 @@ mod tests {
             .filter(|r| r.method == "GET" && r.path == "/apps/raxx-api-staging")
             .count();
         assert_eq!(looked, 0);
+    }
+
+    /// Heroku's `Date` is read as UTC; anything else is no time at all.
+    #[test]
+    fn an_http_date_is_read() {
+        let t = http_date("Sat, 05 Dec 2026 11:42:47 GMT").unwrap();
+        assert_eq!(t.unix_timestamp(), 1_796_470_967);
+        assert_eq!(http_date("2026-12-05T11:42:47Z"), None);
+    }
+
+    /// The dynos come with the time Heroku answered; preboot is read from the app's feature.
+    #[tokio::test]
+    async fn dynos_carry_herokus_time_and_preboot_is_the_apps_feature() {
+        let mut scenario = sop();
+        scenario.heroku.apps[0].preboot = true;
+        let (_sb, v) = start(scenario).await;
+        let app = "raxx-api-prod";
+        let dynos = v.heroku().dynos(app).await.unwrap();
+        let skew = dynos.answered_at.unwrap() - time::OffsetDateTime::now_utc();
+        assert!(skew.abs() < time::Duration::seconds(5), "{skew}");
+        assert!(dynos.list[0].updated_at.is_some());
+        assert!(v.heroku().preboot(app).await.unwrap());
+        assert!(!v.heroku().preboot("raxx-api-staging").await.unwrap());
     }
 
     #[tokio::test]

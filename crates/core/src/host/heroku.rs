@@ -208,25 +208,33 @@ fn restart(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
 }
 
 /// Polls each app's dynos until every one is `up`: a restart's 202 is not the end of the
-/// boot. Fails naming the apps still starting (or crashed) when `timeout` runs out.
+/// boot. On an app with preboot it then waits for the traffic to move: Heroku lists only the
+/// new dynos while the old ones, on the old config, keep serving for the preboot window.
+/// Fails naming the apps still starting (or crashed) when `timeout` runs out.
 fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::wait_up")?;
     let apps = targets(&apps, "heroku::wait_up apps")?;
     value::check_keys(&opts, WAIT_UP_OPTIONS, "heroku::wait_up")?;
-    let timeout = match opts.get("timeout") {
-        None => 120,
-        Some(t) => t
-            .as_int()
-            .ok()
-            .filter(|t| (1..=3600).contains(t))
-            .ok_or_else(|| {
-                throw(
-                    "usage",
-                    "heroku::wait_up: timeout is a whole number of seconds between 1 and 3600",
-                    None,
-                )
-            })?,
+    let seconds = |key: &str, default: i64, low: i64| -> R<i64> {
+        match opts.get(key) {
+            None => Ok(default),
+            Some(t) => t
+                .as_int()
+                .ok()
+                .filter(|t| (low..=3600).contains(t))
+                .ok_or_else(|| {
+                    throw(
+                        "usage",
+                        format!("heroku::wait_up: {key} is a whole number of seconds between {low} and 3600"),
+                        None,
+                    )
+                }),
+        }
     };
+    let timeout = seconds("timeout", 120, 1)?;
+    // Heroku moves the traffic the app's boot timeout plus 2 minutes after a change: 180 s
+    // with the default boot timeout (Heroku changelog, 2017-04-19).
+    let preboot_window = std::time::Duration::from_secs(seconds("preboot_window", 180, 0)? as u64);
     // The release each app's dynos must run (at least): a dyno up on an older one is not
     // the new config running.
     let mut releases: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
@@ -253,7 +261,7 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     }
     if h.dry_run() {
         h.say().progress(format!(
-            "    [dry-run] would wait for {} app(s) to be up",
+            "    [dry-run] would wait for {} app(s) to be up (and, with preboot, for the traffic to move)",
             apps.len()
         ));
         return Ok(Dynamic::UNIT);
@@ -261,19 +269,42 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
     // Dynos already said to run an unnamed release (said once each).
     let mut unnamed = std::collections::HashSet::new();
+    // Whether each app has preboot, read beside its first poll.
+    let mut preboot: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    // A preboot app whose new dynos are up: when its traffic has moved (this machine's clock).
+    let mut switched_at: std::collections::HashMap<String, std::time::Instant> =
+        std::collections::HashMap::new();
     let mut pause = std::time::Duration::from_millis(100);
     let mut pending: Vec<String> = apps.clone();
     loop {
         let mut still = Vec::new();
         // Every app still pending at once: the wait is as long as the slowest app's boot,
         // not the sum of the polls.
-        let polled = each_app(h, &pending, "GET /apps/{}/dynos", |v, app| async move {
-            v.heroku().dynos(&app).await
+        let known: std::collections::HashSet<String> = preboot.keys().cloned().collect();
+        let polled = each_app(h, &pending, "GET /apps/{}/dynos", move |v, app| {
+            let read_feature = !known.contains(&app);
+            async move {
+                let heroku = v.heroku();
+                if read_feature {
+                    let (dynos, feature) =
+                        tokio::try_join!(heroku.dynos(&app), heroku.preboot(&app))?;
+                    Ok((dynos, Some(feature)))
+                } else {
+                    Ok((heroku.dynos(&app).await?, None))
+                }
+            }
         })?;
-        for (app, dynos) in polled {
-            let dynos = dynos.map_err(|e| super::vendor_call::vendor_error(&e))?;
+        // The earliest moment a preboot app's traffic moves, when every app left waits only
+        // for that.
+        let mut next_switch: Option<std::time::Instant> = None;
+        for (app, answer) in polled {
+            let (dynos, feature) = answer.map_err(|e| super::vendor_call::vendor_error(&e))?;
+            if let Some(f) = feature {
+                preboot.insert(app.clone(), f);
+            }
             let wanted = releases.get(&app).copied();
             let not_up: Vec<String> = dynos
+                .list
                 .iter()
                 .filter_map(|d| match dyno_waits(d, wanted) {
                     DynoWait::Ready => None,
@@ -289,20 +320,54 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                     DynoWait::Waits(why) => Some(why),
                 })
                 .collect();
-            if dynos.is_empty() || !not_up.is_empty() {
+            if dynos.list.is_empty() || !not_up.is_empty() {
                 let why = if not_up.is_empty() {
                     "no dynos".into()
                 } else {
                     not_up.join(", ")
                 };
+                switched_at.remove(&app);
                 still.push((app, why));
+                continue;
+            }
+            let has_web = dynos.list.iter().any(|d| kind_of(d) == "web");
+            if !preboot.get(&app).copied().unwrap_or(false) || preboot_window.is_zero() || !has_web
+            {
+                continue;
+            }
+            let at = *switched_at.entry(app.clone()).or_insert_with(|| {
+                let left = preboot_left(&dynos, preboot_window);
+                h.say().progress(format!(
+                    "    {app}: preboot is on: its old web dynos keep the traffic, on the old config, until about {}s after the change; waiting {}s more",
+                    preboot_window.as_secs(),
+                    left.as_secs()
+                ));
+                std::time::Instant::now() + left
+            });
+            if std::time::Instant::now() < at {
+                next_switch = Some(next_switch.map_or(at, |n: std::time::Instant| n.min(at)));
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                still.push((
+                    app,
+                    format!(
+                        "preboot: the old web dynos keep the traffic for about {}s more",
+                        left.as_secs().max(1)
+                    ),
+                ));
             }
         }
         if still.is_empty() {
             return Ok(Dynamic::UNIT);
         }
         pending = still.iter().map(|(app, _)| app.clone()).collect();
-        if std::time::Instant::now() + pause > deadline {
+        // Only preboot windows left: nothing to poll until the first one ends.
+        let only_switching = still.iter().all(|(_, why)| why.starts_with("preboot:"));
+        let sleep = match next_switch.filter(|_| only_switching) {
+            Some(at) => at.saturating_duration_since(std::time::Instant::now()),
+            None => pause,
+        };
+        // The preboot window is waited on top of `timeout`, which is for the boot.
+        if !only_switching && std::time::Instant::now() + sleep > deadline {
             return Err(throw(
                 "vendor",
                 format!(
@@ -314,15 +379,52 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                         .join("; ")
                 ),
                 Some(if still.iter().any(|(_, why)| why.contains(" not v")) {
-                    "a dyno on an older release still serves the old config: check `heroku releases -a APP` and `heroku ps -a APP` (an app with preboot switches over minutes after the new dynos boot); retry the step once it runs the new release".into()
+                    "a dyno on an older release still serves the old config: check `heroku releases -a APP` and `heroku ps -a APP`; retry the step once it runs the new release".into()
                 } else {
                     "check the app's logs (heroku logs -a APP); a crashed dyno needs a fix before the rotation can finish".into()
                 }),
             ));
         }
-        super::core::sleep(pause.as_secs_f64())?;
-        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+        super::core::sleep(sleep.as_secs_f64())?;
+        if !only_switching {
+            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+        }
     }
+}
+
+/// How much of the preboot window is left, on Heroku's clock: from when the newest web dyno
+/// came up (later than the change Heroku counts from, so the wait errs long) to Heroku's
+/// answer, plus 2 s for the timestamps' whole seconds. The whole window when Heroku does not
+/// say.
+fn preboot_left(
+    dynos: &runbook_vendors::heroku::Dynos,
+    window: std::time::Duration,
+) -> std::time::Duration {
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let up_since = dynos
+        .list
+        .iter()
+        .filter(|d| kind_of(d) == "web")
+        .map(|d| d.updated_at.as_deref().and_then(parse))
+        .collect::<Option<Vec<_>>>()
+        .and_then(|times| times.into_iter().max());
+    let margin = std::time::Duration::from_secs(2);
+    match (up_since, dynos.answered_at) {
+        (Some(up), Some(now)) => {
+            let age = std::time::Duration::try_from(now - up).unwrap_or_default();
+            (window + margin).saturating_sub(age)
+        }
+        _ => window + margin,
+    }
+}
+
+/// A dyno's process type: its `type`, or the name's prefix (`web.1`).
+fn kind_of(d: &runbook_vendors::heroku::Dyno) -> &str {
+    d.kind
+        .as_deref()
+        .unwrap_or_else(|| d.name.split('.').next().unwrap_or(""))
 }
 
 /// Where one dyno stands for `wait_up`.
@@ -340,11 +442,7 @@ enum DynoWait {
 /// and no restart moves it: only the formation's dynos must be on `wanted`.
 fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>) -> DynoWait {
     let runs = d.release.as_ref().and_then(|r| r.version);
-    let kind = d
-        .kind
-        .as_deref()
-        .unwrap_or_else(|| d.name.split('.').next().unwrap_or(""));
-    let one_off = matches!(kind, "run" | "scheduler" | "release");
+    let one_off = matches!(kind_of(d), "run" | "scheduler" | "release");
     match (d.state.as_str(), wanted, runs) {
         ("up", None, _) => DynoWait::Ready,
         ("up", Some(_), _) if one_off => DynoWait::Ready,
@@ -624,7 +722,7 @@ fn read_logs(h: &RunContext, sessions: LogSessions) -> R<Dynamic> {
 }
 
 /// The options maps' keys (the runtime refuses others; `check` flags them before a run).
-pub(crate) const WAIT_UP_OPTIONS: &[&str] = &["timeout", "releases"];
+pub(crate) const WAIT_UP_OPTIONS: &[&str] = &["timeout", "releases", "preboot_window"];
 pub(crate) const HOLDERS_OPTIONS: &[&str] = &["apps"];
 pub(crate) const LOGS_OPTIONS: &[&str] = &["lines"];
 
@@ -675,7 +773,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release) keep theirs and are not waited for}. Fails naming\nthe apps still starting, crashed or on an older release.",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release) keep theirs and are not waited for; preboot_window:\nseconds (default 180, Heroku's boot timeout + 2 minutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest, counted on Heroku's clock, on top of timeout. Fails naming\nthe apps still starting, crashed or on an older release.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },
@@ -812,7 +910,48 @@ mod wait_tests {
             state: state.into(),
             release: Some(DynoRelease { version }),
             kind: kind.map(str::to_string),
+            updated_at: None,
         }
+    }
+
+    /// The preboot window is counted on Heroku's clock, from the newest web dyno's `up` to
+    /// Heroku's answer, with 2 s for the whole seconds; the whole window when either is
+    /// missing, none once it has passed. Worker dynos do not count: preboot is for web ones.
+    #[test]
+    fn preboot_left_counts_on_herokus_clock_from_the_newest_web_dyno() {
+        use super::preboot_left;
+        use runbook_vendors::heroku::Dynos;
+        use std::time::Duration;
+        let at = |s: &str| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+        };
+        let with = |name: &str, kind: &str, up: &str| D {
+            updated_at: Some(up.into()),
+            ..dyno(name, Some(kind), "up", Some(4))
+        };
+        let window = Duration::from_secs(180);
+        let dynos = Dynos {
+            list: vec![
+                with("web.1", "web", "2026-12-05T12:00:00Z"),
+                with("web.2", "web", "2026-12-05T12:00:10Z"),
+                with("worker.1", "worker", "2026-12-05T12:02:50Z"),
+            ],
+            answered_at: at("2026-12-05T12:01:00Z"),
+        };
+        assert_eq!(preboot_left(&dynos, window), Duration::from_secs(132));
+        let late = Dynos {
+            answered_at: at("2026-12-05T12:05:00Z"),
+            ..dynos.clone()
+        };
+        assert_eq!(preboot_left(&late, window), Duration::ZERO);
+        let unsaid = Dynos {
+            answered_at: None,
+            ..dynos.clone()
+        };
+        assert_eq!(preboot_left(&unsaid, window), Duration::from_secs(182));
+        let mut no_time = dynos;
+        no_time.list[0].updated_at = None;
+        assert_eq!(preboot_left(&no_time, window), Duration::from_secs(182));
     }
 
     /// The formation's dynos must be up on the wanted release; a one-off keeps its own

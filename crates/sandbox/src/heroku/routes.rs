@@ -127,6 +127,8 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/apps/{app}/dynos", delete(restart_all).get(list_dynos))
         .route("/apps/{app}/dynos/{dyno}", delete(restart_one))
+        .route("/apps/{app}/features", get(list_features))
+        .route("/apps/{app}/features/{feature}", get(feature_info))
         .route("/apps/{app}/log-sessions", post(create_log_session))
         .route("/oauth/authorizations", get(list_authorizations))
         .route("/account/rate-limits", get(rate_limits))
@@ -503,8 +505,9 @@ async fn restart_one(
 }
 
 /// `GET /apps/{app}/dynos`: each dyno with its state and the release it runs. While a
-/// restart boots, the dynos are `starting` on the new release; with preboot, the old dynos
-/// are listed too, `up` on the release they still serve.
+/// restart boots, the dynos are `starting` on the new release. With preboot the old dynos,
+/// which still take the traffic, are not listed (Heroku's Preboot article: "Old dynos are
+/// still running but won't appear in heroku ps").
 async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.respond(|h: &mut HerokuState| {
         let Some(a) = h.app_mut(&app) else {
@@ -518,28 +521,67 @@ async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Re
             .unwrap_or(0);
         let dyno = |i: usize, name: &str, state: &str, (id, version): &(String, u64)| {
             json!({
-                "attach_url": null, "command": "bin/raptor", "created_at": a.created_at,
+                "attach_url": null, "command": "bin/raptor", "created_at": a.dynos_changed_at,
                 "id": uuid::Uuid::from_u128(app_id ^ (i as u128 + 1)).to_string(),
                 "name": name,
                 "release": {"id": id, "version": version},
                 "app": {"id": a.id, "name": a.name},
                 "size": "Basic", "state": state,
                 "type": name.split('.').next().unwrap_or("web"),
-                "updated_at": a.created_at,
+                "updated_at": a.dynos_changed_at,
             })
         };
         let mut dynos: Vec<Value> = Vec::new();
-        if let Some(old) = a.prebooting_from.as_ref().filter(|_| booting) {
-            let offset = a.dynos.len();
-            for (i, d) in a.dynos.iter().enumerate() {
-                dynos.push(dyno(offset + i, d, "up", old));
-            }
-        }
         let state = if booting { "starting" } else { "up" };
         for (i, d) in a.dynos.iter().enumerate() {
             dynos.push(dyno(i, d, state, &a.running));
         }
         Json(dynos).into_response()
+    })
+}
+
+/// The app features the simulator knows: preboot, as the app's scenario sets it.
+fn features(a: &super::state::HApp) -> Vec<Value> {
+    let app_id = uuid::Uuid::parse_str(&a.id)
+        .map(|u| u.as_u128())
+        .unwrap_or(0);
+    vec![json!({
+        "created_at": a.created_at, "updated_at": a.created_at,
+        "description": "Provide seamless web dyno deploys",
+        "display_name": "Preboot",
+        "doc_url": "http://devcenter.heroku.com/articles/preboot",
+        "enabled": a.preboot,
+        "feedback_email": "",
+        "id": uuid::Uuid::from_u128(app_id ^ 0x9e3779b9).to_string(),
+        "name": "preboot",
+        "state": "general",
+    })]
+}
+
+/// `GET /apps/{app}/features`: the app's features and whether each is enabled.
+async fn list_features(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
+    s.respond(|h: &mut HerokuState| match h.app(&app) {
+        Some(a) => Json(features(a)).into_response(),
+        None => app_not_found(),
+    })
+}
+
+/// `GET /apps/{app}/features/{feature}`, by name or id.
+async fn feature_info(
+    State(s): State<Arc<Shared>>,
+    Path((app, feature)): Path<(String, String)>,
+) -> Response {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
+            return app_not_found();
+        };
+        match features(a)
+            .into_iter()
+            .find(|f| f["name"] == feature.as_str() || f["id"] == feature.as_str())
+        {
+            Some(f) => Json(f).into_response(),
+            None => error_body(404, "not_found", "Couldn't find that feature."),
+        }
     })
 }
 
@@ -1032,18 +1074,9 @@ mod tests {
         assert!(logs.contains("Release v2 command failed"), "{logs}");
     }
 
-    #[tokio::test]
-    async fn with_preboot_the_old_dynos_serve_with_the_old_token_until_the_new_ones_are_up() {
-        let sb = with_prod(|app| {
-            app.preboot = true;
-            app.boot_ms = 600_000;
-        })
-        .await;
-        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
-        let patch = json!({"POSTMARK_SERVER_TOKEN": new});
-        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
-        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
-        let seen: Vec<(String, u64)> = dynos
+    /// Only the new dynos are listed; until they are up they are `starting`.
+    fn listed(dynos: &Value) -> Vec<(String, u64)> {
+        dynos
             .as_array()
             .unwrap()
             .iter()
@@ -1054,37 +1087,83 @@ mod tests {
                     d["release"]["version"].as_u64().unwrap(),
                 )
             })
-            .collect();
-        assert_eq!(
-            seen,
-            vec![("up".to_string(), 1), ("starting".to_string(), 2)]
-        );
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn with_preboot_the_old_dynos_serve_with_the_old_token_and_are_not_listed() {
+        let sb = with_prod(|app| {
+            app.preboot = true;
+            app.boot_ms = 600_000;
+        })
+        .await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let patch = json!({"POSTMARK_SERVER_TOKEN": new});
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
+        assert_eq!(listed(&dynos), vec![("starting".to_string(), 2)]);
         // No 503 while the new dynos boot: the old ones answer, with the old token.
         assert_eq!(app_sends(&sb).await, 200);
         assert_eq!(last_token(&sb), "pm-old-0001");
     }
 
+    /// Heroku moves the traffic the preboot window after the change, not when the new dynos
+    /// are up: until then the old dynos serve, unlisted, with the old token.
     #[tokio::test]
-    async fn with_preboot_the_new_dynos_take_over_once_up() {
+    async fn with_preboot_traffic_moves_to_the_new_dynos_only_after_the_window() {
         let sb = with_prod(|app| {
             app.preboot = true;
             app.boot_ms = 0;
+            app.preboot_window_ms = 600_000;
         })
         .await;
         let new = sb.dashboard_generate_token("raxx-prod").unwrap();
         let patch = json!({"POSTMARK_SERVER_TOKEN": new.clone()});
         expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
         let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
-        assert_eq!(dynos.as_array().unwrap().len(), 1);
-        assert_eq!(
-            (
-                dynos[0]["state"].as_str(),
-                dynos[0]["release"]["version"].as_u64()
-            ),
-            (Some("up"), Some(2))
-        );
+        assert_eq!(listed(&dynos), vec![("up".to_string(), 2)]);
+        assert_eq!(app_sends(&sb).await, 200);
+        assert_eq!(last_token(&sb), "pm-old-0001");
+        let logs = sb.state()["heroku"]["apps"]["raxx-api-prod"]["logs"].to_string();
+        assert!(!logs.contains("replaced by the prebooted dyno"), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn with_preboot_the_new_dynos_take_over_once_the_window_ends() {
+        let sb = with_prod(|app| {
+            app.preboot = true;
+            app.boot_ms = 0;
+            app.preboot_window_ms = 0;
+        })
+        .await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let patch = json!({"POSTMARK_SERVER_TOKEN": new.clone()});
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
+        assert_eq!(listed(&dynos), vec![("up".to_string(), 2)]);
         assert_eq!(app_sends(&sb).await, 200);
         assert_eq!(last_token(&sb), new);
+        let logs = sb.state()["heroku"]["apps"]["raxx-api-prod"]["logs"].to_string();
+        assert!(logs.contains("replaced by the prebooted dyno"), "{logs}");
+    }
+
+    /// `GET /apps/{app}/features/preboot` says whether preboot is on, in the schema's shape;
+    /// a feature Heroku does not have is 404.
+    #[tokio::test]
+    async fn the_preboot_feature_is_read_by_name() {
+        let sb = with_prod(|app| app.preboot = true).await;
+        let f = expect(200, on_app(&sb, Method::GET, "/features/preboot")).await;
+        heroku_check("/definitions/app-feature", &f, true);
+        assert_eq!(
+            (f["name"].as_str(), f["enabled"].as_bool()),
+            (Some("preboot"), Some(true))
+        );
+        let all = expect(200, on_app(&sb, Method::GET, "/features")).await;
+        assert_eq!(all[0]["id"], f["id"]);
+        expect(404, on_app(&sb, Method::GET, "/features/no-such-feature")).await;
+        let sb = with_prod(|_| {}).await;
+        let f = expect(200, on_app(&sb, Method::GET, "/features/preboot")).await;
+        assert_eq!(f["enabled"], false);
     }
 
     #[tokio::test]

@@ -38,12 +38,18 @@ pub(super) struct HApp {
     boot: std::time::Duration,
     /// While a restart boots: when it is up.
     booting_until: Option<std::time::Instant>,
-    /// Heroku's preboot: old dynos serve until the new ones are up.
+    /// Heroku's preboot: old dynos serve until traffic moves to the new ones.
     pub(super) preboot: bool,
+    /// With preboot: how long after a restart traffic moves to the new dynos.
+    preboot_window: std::time::Duration,
+    /// During a preboot: when traffic moves to the new dynos.
+    switch_at: Option<std::time::Instant>,
+    /// When the dynos last changed state (Heroku's `updated_at` of a dyno).
+    pub(super) dynos_changed_at: String,
     release_phase: Option<ReleasePhaseSpec>,
     /// The release (id, version) the dynos run, or the new dynos boot on.
     pub(super) running: (String, u64),
-    /// During a preboot: the release the old dynos still serve.
+    /// During a preboot: the release the old dynos still serve (they are not listed).
     pub(super) prebooting_from: Option<(String, u64)>,
     /// A release phase succeeded: the app restarts on it at the next tick.
     restart_due: bool,
@@ -56,20 +62,27 @@ impl HApp {
         let now = std::time::Instant::now();
         if self.booting_until.is_some_and(|until| now >= until) {
             self.booting_until = None;
+            self.dynos_changed_at = ts::seconds();
             for dyno in self.dynos.clone() {
                 self.log(
                     &format!("heroku[{dyno}]"),
                     "State changed from starting to up",
                 );
             }
-            // The preboot's old dynos leave once the new ones serve.
-            if self.prebooting_from.take().is_some() {
-                for dyno in self.dynos.clone() {
-                    self.log(
-                        &format!("heroku[{dyno}]"),
-                        "Stopping all processes with SIGTERM (replaced by the prebooted dyno)",
-                    );
-                }
+        }
+        // The preboot's old dynos stop once traffic has moved to the new ones: the window
+        // after the change, not when the new ones are up.
+        if self.booting_until.is_none()
+            && self.prebooting_from.is_some()
+            && self.switch_at.is_none_or(|at| now >= at)
+        {
+            self.prebooting_from = None;
+            self.switch_at = None;
+            for dyno in self.dynos.clone() {
+                self.log(
+                    &format!("heroku[{dyno}]"),
+                    "Stopping all processes with SIGTERM (replaced by the prebooted dyno)",
+                );
             }
         }
         let mut ended = Vec::new();
@@ -229,6 +242,9 @@ impl HerokuState {
                 boot: std::time::Duration::from_millis(spec.boot_ms),
                 booting_until: None,
                 preboot: spec.preboot,
+                preboot_window: std::time::Duration::from_millis(spec.preboot_window_ms),
+                switch_at: None,
+                dynos_changed_at: ts::seconds(),
                 release_phase: spec.release_phase.clone(),
                 running,
                 prebooting_from: None,
@@ -394,17 +410,21 @@ impl HerokuState {
             a.log(&tag, "Stopping all processes with SIGTERM");
             a.log(&tag, "Process exited with status 143");
         }
-        a.booting_until = Some(std::time::Instant::now() + a.boot);
+        let now = std::time::Instant::now();
+        a.booting_until = Some(now + a.boot);
+        a.dynos_changed_at = ts::seconds();
         let target = a
             .latest_succeeded()
             .map(|r| (r.id.clone(), r.version))
             .unwrap_or_else(|| a.running.clone());
-        // With preboot the old dynos keep serving their release until the new ones are up.
+        // With preboot the old dynos keep serving their release until traffic moves, the
+        // window after this change (a later change starts the window again).
         a.prebooting_from = match &a.prebooting_from {
             Some(old) if a.preboot => Some(old.clone()),
             _ if a.preboot => Some(a.running.clone()),
             _ => None,
         };
+        a.switch_at = a.preboot.then(|| now + a.preboot_window.max(a.boot));
         a.running = target;
         // A boot of no time is up at once.
         a.settle();
@@ -567,17 +587,17 @@ impl Platform for HerokuState {
         }
     }
 
-    fn booting(&mut self, app: &str) -> bool {
-        self.app_mut(app).is_some_and(|a| {
-            a.settle();
-            a.booting()
-        })
-    }
-
     fn serving(&mut self, app: &str) -> bool {
         self.app_mut(app).is_some_and(|a| {
             a.settle();
             !a.booting() || a.prebooting_from.is_some()
+        })
+    }
+
+    fn old_dynos_serve(&mut self, app: &str) -> bool {
+        self.app_mut(app).is_some_and(|a| {
+            a.settle();
+            a.prebooting_from.is_some()
         })
     }
 }

@@ -85,7 +85,7 @@ fn on_restart(st: &mut RaptorState, w: &mut World, app: &str) {
         return;
     };
     let token = platform.config_var(app, TOKEN_VAR);
-    let prebooting = platform.booting(app) && platform.serving(app);
+    let prebooting = platform.old_dynos_serve(app);
     if let Some(i) = st.instances.iter_mut().find(|i| i.app == app) {
         i.next_token = Some(token);
         if !prebooting {
@@ -100,8 +100,8 @@ impl Instance {
         let Some(platform) = w.platform_mut() else {
             return;
         };
-        // While old processes serve and new ones boot (preboot), the old token stays in use.
-        let prebooting = platform.booting(&self.app) && platform.serving(&self.app);
+        // While old processes serve (preboot), the old token stays in use.
+        let prebooting = platform.old_dynos_serve(&self.app);
         if self.next_token.is_none() || prebooting {
             return;
         }

@@ -965,6 +965,67 @@ step("wait", "Change and wait", |ctx| {
     );
 }
 
+/// Verify reads each app's newest release, one request per app, not the app's whole
+/// history page after page: a production app has thousands of releases (every deploy and
+/// config change is one), and the poll reread them every second while one was pending.
+/// Here a page holds one release, so the whole history of two took two requests per app.
+#[test]
+fn verify_reads_each_apps_newest_release_once_not_its_history() {
+    let scenario = canary_with("[heroku]\n", "[heroku]\npage_size = 1\n");
+    let out = Test::new()
+        .rehearse("postmark")
+        .scenario("paged.toml", &scenario)
+        .args(&["--yes"])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    for app in APPS {
+        assert_eq!(
+            crate::support::served(&state, "GET", &format!("/apps/{app}/releases")),
+            1,
+            "{app}"
+        );
+    }
+}
+
+/// An app scaled to zero runs no dyno, so no process holds the old token: the rotation
+/// passes it, saying so, instead of waiting for dynos that never come. Before, verify
+/// failed after its whole timeout with "no dynos".
+#[test]
+fn an_app_scaled_to_zero_is_not_waited_for() {
+    let scenario = canary_with(
+        "name = \"raxx-api-staging\"\n",
+        "name = \"raxx-api-staging\"\ndynos = []\n",
+    );
+    let runbook = r#"runbook(#{ id: "zero", title: "Zero" });
+step("wait", "Change and wait", |ctx| {
+    heroku::set_config(["raxx-api-prod", "raxx-api-staging"], #{ OTHER: "1" });
+    heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1 });
+}).undo(|ctx| { heroku::set_config(["raxx-api-prod", "raxx-api-staging"], #{ OTHER: () }); });
+"#;
+    Test::new()
+        .file("zero.rhai", runbook)
+        .rehearse("zero.rhai")
+        .scenario("zero.toml", &scenario)
+        .args(&["--yes", "--no-rollback"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("raxx-api-staging: scaled to zero (its formation runs no dyno): no process to wait for; the config is read when it is scaled up");
+    let out = Test::new()
+        .rehearse("postmark")
+        .scenario("zero.toml", &scenario)
+        .args(&["--yes"])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("raxx-api-staging: scaled to zero");
+    let state = out.sandbox_state();
+    let current = crate::support::current_infisical(&state);
+    assert_eq!(app_token(&state, "raxx-api-staging"), current);
+    assert_eq!(live_tokens(&state), [current]);
+}
+
 /// `releases` names the apps waited for: a key that is not one of them (a typo, an app
 /// passed by id) is refused, not quietly never checked.
 #[test]

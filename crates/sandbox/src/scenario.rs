@@ -274,7 +274,8 @@ pub struct AppSpec {
     pub name: String,
     /// Config vars (`@postmark:SERVER` for a server's current token).
     pub config: BTreeMap<String, String>,
-    /// Dyno names.
+    /// Dyno names (default `["web.1"]`); `[]` is an app scaled to zero: its formation asks
+    /// for no dyno, nothing runs, a restart boots nothing.
     pub dynos: Vec<String>,
     /// `cedar` (the default) or `fir`: Fir apps keep no log history and have no log
     /// sessions (they send telemetry through OpenTelemetry drains).

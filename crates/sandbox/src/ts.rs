@@ -6,9 +6,13 @@ use time::OffsetDateTime;
 
 /// `2012-01-01T12:00:00Z` (Heroku, GitHub).
 pub(crate) fn seconds() -> String {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
+    seconds_at(OffsetDateTime::now_utc())
+}
+
+/// [`seconds`] of a given time.
+pub(crate) fn seconds_at(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
         .format(&Rfc3339)
         .unwrap_or_default()
 }

@@ -61,6 +61,9 @@ pub(crate) trait Platform {
     /// Whether `app`'s traffic still goes to its old processes, on the config they started
     /// with (preboot: until the window after the change ends).
     fn old_dynos_serve(&mut self, app: &str) -> bool;
+
+    /// Whether `app` runs any process at all (an app scaled to zero does not).
+    fn runs(&self, app: &str) -> bool;
 }
 
 /// The mail service's tokens of a server, by its name: what a scenario's `@postmark:NAME`

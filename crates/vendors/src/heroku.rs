@@ -107,6 +107,15 @@ pub struct Dyno {
     pub updated_at: Option<String>,
 }
 
+/// One process type of an app's formation (`GET /apps/{app}/formation`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Formation {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// How many dynos of the type run.
+    pub quantity: u64,
+}
+
 /// An app's dynos and the time Heroku answered (its `Date` header), so an age on Heroku's
 /// clock is measured without trusting this machine's.
 #[derive(Debug, Clone)]
@@ -318,6 +327,12 @@ impl HerokuClient {
         })
     }
 
+    /// `GET /apps/{app}/formation`: how many dynos of each process type the app runs.
+    pub async fn formation(&self, app: &str) -> Result<Vec<Formation>, VendorError> {
+        let req = self.request(Method::GET, &["apps", app, "formation"])?;
+        self.transport.send_json(req, parse_error).await
+    }
+
     /// `GET /apps/{app}/features/preboot`: whether preboot is on, when the old web dynos keep
     /// the traffic (and their config) for minutes after a change. An app without the feature
     /// (404: Heroku has no such feature for it) has no preboot.
@@ -346,11 +361,23 @@ impl HerokuClient {
 
     /// The newest release (`Range: version ..; max=1, order=desc`).
     pub async fn latest_release(&self, app: &str) -> Result<Option<Release>, VendorError> {
+        Ok(self.newest_releases(app, 1).await?.pop())
+    }
+
+    /// The newest `n` releases (1 to 1,000: one page, `Range: version ..; max=n,
+    /// order=desc`), oldest first. An app's whole history can be thousands of releases.
+    pub async fn newest_releases(&self, app: &str, n: u32) -> Result<Vec<Release>, VendorError> {
         let req = self
             .request(Method::GET, &["apps", app, "releases"])?
-            .header("Range", "version ..; max=1, order=desc");
-        let page: Vec<Release> = self.transport.send_json(req, parse_error).await?;
-        Ok(page.into_iter().max_by_key(|r| r.version))
+            .header(
+                "Range",
+                format!("version ..; max={}, order=desc", n.clamp(1, 1000)),
+            );
+        let mut page: Vec<Release> = self.transport.send_json(req, parse_error).await?;
+        page.sort_by_key(|r| r.version);
+        let extra = page.len().saturating_sub(n as usize);
+        page.drain(..extra);
+        Ok(page)
     }
 
     /// `GET /apps`, following `Next-Range` pages (1,000 a page): every app the key can see.

@@ -266,13 +266,15 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         ));
         return Ok(Dynamic::UNIT);
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
-    // Dynos already said to run an unnamed release (said once each).
-    let mut unnamed = std::collections::HashSet::new();
+    let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
+    // Dynos and apps already said something of (once each).
+    let mut said = std::collections::HashSet::new();
     // Whether each app has preboot, read beside its first poll.
     let mut preboot: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
-    // A preboot app whose new dynos are up: when its traffic has moved (this machine's clock).
-    let mut switched_at: std::collections::HashMap<String, std::time::Instant> =
+    // A preboot app whose new dynos are up: when its traffic has moved, on this machine's
+    // clock. Every poll counts it again and keeps the later time: a restart meanwhile starts
+    // Heroku's window again.
+    let mut switch_at: std::collections::HashMap<String, std::time::Instant> =
         std::collections::HashMap::new();
     let mut pause = std::time::Duration::from_millis(100);
     let mut pending: Vec<String> = apps.clone();
@@ -280,53 +282,89 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         let mut still = Vec::new();
         // Every app still pending at once: the wait is as long as the slowest app's boot,
         // not the sum of the polls.
-        let known: std::collections::HashSet<String> = preboot.keys().cloned().collect();
+        let known: std::collections::HashMap<String, bool> = preboot.clone();
         let polled = each_app(h, &pending, "GET /apps/{}/dynos", move |v, app| {
-            let read_feature = !known.contains(&app);
+            let feature_known = known.get(&app).copied();
             async move {
                 let heroku = v.heroku();
-                if read_feature {
-                    let (dynos, feature) =
-                        tokio::try_join!(heroku.dynos(&app), heroku.preboot(&app))?;
-                    Ok((dynos, Some(feature)))
-                } else {
-                    Ok((heroku.dynos(&app).await?, None))
+                let (dynos, preboot, release) = match feature_known {
+                    // Preboot counts from the change: the newest release, read each poll.
+                    Some(true) => {
+                        let (dynos, release) =
+                            tokio::try_join!(heroku.dynos(&app), heroku.latest_release(&app))?;
+                        (dynos, None, release)
+                    }
+                    Some(false) => (heroku.dynos(&app).await?, None, None),
+                    None => {
+                        let (dynos, feature) =
+                            tokio::try_join!(heroku.dynos(&app), heroku.preboot(&app))?;
+                        (dynos, Some(feature), None)
+                    }
+                };
+                let mut poll = Poll {
+                    dynos,
+                    preboot,
+                    release,
+                    formation: None,
+                };
+                // No dyno listed: scaled to zero, or between a restart's stop and start.
+                if poll.dynos.list.is_empty() {
+                    poll.formation = Some(heroku.formation(&app).await?);
                 }
+                Ok(poll)
             }
         })?;
-        // The earliest moment a preboot app's traffic moves, when every app left waits only
-        // for that.
+        // The earliest moment a preboot app's traffic moves.
         let mut next_switch: Option<std::time::Instant> = None;
         for (app, answer) in polled {
-            let (dynos, feature) = answer.map_err(|e| super::vendor_call::vendor_error(&e))?;
-            if let Some(f) = feature {
+            let poll = answer.map_err(|e| super::vendor_call::vendor_error(&e))?;
+            if let Some(f) = poll.preboot {
                 preboot.insert(app.clone(), f);
             }
+            let dynos = &poll.dynos;
             let wanted = releases.get(&app).copied();
-            let not_up: Vec<String> = dynos
-                .list
-                .iter()
-                .filter_map(|d| match dyno_waits(d, wanted) {
-                    DynoWait::Ready => None,
+            let mut not_up: Vec<String> = Vec::new();
+            for d in &dynos.list {
+                match dyno_waits(d, wanted) {
+                    DynoWait::Ready => {}
                     DynoWait::Unnamed => {
-                        if unnamed.insert(format!("{app} {}", d.name)) {
+                        if said.insert(format!("unnamed {app} {}", d.name)) {
                             h.say().progress(format!(
                                 "    {app}: {} does not say which release it runs; counted as up",
                                 d.name
                             ));
                         }
-                        None
                     }
-                    DynoWait::Waits(why) => Some(why),
-                })
-                .collect();
+                    DynoWait::OneOffBefore(v) => {
+                        if said.insert(format!("one-off {app} {}", d.name)) {
+                            h.say().progress(format!(
+                                "    {app}: one-off dyno {} ({}) runs v{v}, from before the change: it keeps the old config until it exits; no restart moves it",
+                                d.name, d.state
+                            ));
+                        }
+                    }
+                    DynoWait::Waits(why) => not_up.push(why),
+                }
+            }
+            let asked: Option<u64> = poll
+                .formation
+                .as_ref()
+                .map(|f| f.iter().map(|p| p.quantity).sum());
+            if asked == Some(0) {
+                // Nothing runs, so nothing holds the old config: it is read at the next scale up.
+                if said.insert(format!("zero {app}")) {
+                    h.say().progress(format!(
+                        "    {app}: scaled to zero (its formation runs no dyno): no process to wait for; the config is read when it is scaled up"
+                    ));
+                }
+                continue;
+            }
             if dynos.list.is_empty() || !not_up.is_empty() {
                 let why = if not_up.is_empty() {
-                    "no dynos".into()
+                    format!("no dynos, its formation asks for {}", asked.unwrap_or(0))
                 } else {
                     not_up.join(", ")
                 };
-                switched_at.remove(&app);
                 still.push((app, why));
                 continue;
             }
@@ -335,35 +373,49 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             {
                 continue;
             }
-            let at = *switched_at.entry(app.clone()).or_insert_with(|| {
-                let left = preboot_left(&dynos, preboot_window);
-                h.say().progress(format!(
-                    "    {app}: preboot is on: its old web dynos keep the traffic, on the old config, until about {}s after the change; waiting {}s more",
-                    preboot_window.as_secs(),
-                    left.as_secs()
-                ));
-                std::time::Instant::now() + left
-            });
-            if std::time::Instant::now() < at {
-                next_switch = Some(next_switch.map_or(at, |n: std::time::Instant| n.min(at)));
-                let left = at.saturating_duration_since(std::time::Instant::now());
-                still.push((
-                    app,
-                    format!(
-                        "preboot: the old web dynos keep the traffic for about {}s more",
-                        left.as_secs().max(1)
-                    ),
-                ));
-            }
+            // Just found to have preboot: the next poll reads its newest release too.
+            let now = std::time::Instant::now();
+            let at = if poll.preboot.is_some() {
+                now
+            } else {
+                let left = preboot_left(dynos, poll.release.as_ref(), preboot_window);
+                let at = switch_at
+                    .get(&app)
+                    .copied()
+                    .map_or(now + left, |before| before.max(now + left));
+                switch_at.insert(app.clone(), at);
+                if !left.is_zero() && said.insert(format!("preboot {app}")) {
+                    h.say().progress(format!(
+                        "    {app}: preboot is on: its old web dynos keep the traffic, on the old config, until about {}s after the change; waiting {}s more",
+                        preboot_window.as_secs(),
+                        left.as_secs()
+                    ));
+                }
+                if now >= at {
+                    continue;
+                }
+                at
+            };
+            next_switch = Some(next_switch.map_or(at, |n| n.min(at)));
+            still.push((
+                app,
+                format!(
+                    "preboot: the old web dynos keep the traffic for about {}s more",
+                    at.saturating_duration_since(now).as_secs()
+                ),
+            ));
         }
         if still.is_empty() {
             return Ok(Dynamic::UNIT);
         }
         pending = still.iter().map(|(app, _)| app.clone()).collect();
-        // Only preboot windows left: nothing to poll until the first one ends.
+        // Only preboot windows left: no need to poll often, but often enough (30 s) to see a
+        // restart that starts a window again.
         let only_switching = still.iter().all(|(_, why)| why.starts_with("preboot:"));
         let sleep = match next_switch.filter(|_| only_switching) {
-            Some(at) => at.saturating_duration_since(std::time::Instant::now()),
+            Some(at) => at
+                .saturating_duration_since(std::time::Instant::now())
+                .min(std::time::Duration::from_secs(30)),
             None => pause,
         };
         // The preboot window is waited on top of `timeout`, which is for the boot.
@@ -386,18 +438,36 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             ));
         }
         super::core::sleep(sleep.as_secs_f64())?;
-        if !only_switching {
+        if only_switching {
+            // A dyno restarting (daily cycling) just when the window ends gets a boot's time.
+            deadline = deadline
+                .max(std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64));
+        } else {
             pause = (pause * 2).min(std::time::Duration::from_secs(2));
         }
     }
 }
 
-/// How much of the preboot window is left, on Heroku's clock: from when the newest web dyno
-/// came up (later than the change Heroku counts from, so the wait errs long) to Heroku's
-/// answer, plus 2 s for the timestamps' whole seconds. The whole window when Heroku does not
-/// say.
+/// What one poll of an app read.
+struct Poll {
+    dynos: runbook_vendors::heroku::Dynos,
+    /// Whether it has preboot: read at its first poll.
+    preboot: Option<bool>,
+    /// Its newest release: read at each poll of an app with preboot.
+    release: Option<runbook_vendors::heroku::Release>,
+    /// Its formation: read when no dyno is listed.
+    formation: Option<Vec<runbook_vendors::heroku::Formation>>,
+}
+
+/// How much of the preboot window is left, on Heroku's clock: from the change (the newest
+/// release) or, if later, when the newest web dyno came up (so a restart or a lagging dyno
+/// list errs long), to Heroku's answer. Plus 30 s: Heroku says "approximately", and a
+/// request the old dynos took just before the switch may run its 30 s (the router's limit).
+/// A real window is at least 180 s; a shorter one (a compressed rehearsal) gets a sixth of
+/// itself. The whole window, and the margin, when Heroku gives no time.
 fn preboot_left(
     dynos: &runbook_vendors::heroku::Dynos,
+    release: Option<&runbook_vendors::heroku::Release>,
     window: std::time::Duration,
 ) -> std::time::Duration {
     let parse = |s: &str| {
@@ -410,10 +480,15 @@ fn preboot_left(
         .map(|d| d.updated_at.as_deref().and_then(parse))
         .collect::<Option<Vec<_>>>()
         .and_then(|times| times.into_iter().max());
-    let margin = std::time::Duration::from_secs(2);
-    match (up_since, dynos.answered_at) {
-        (Some(up), Some(now)) => {
-            let age = std::time::Duration::try_from(now - up).unwrap_or_default();
+    let changed = release.and_then(|r| parse(&r.created_at));
+    let since = match (up_since, changed) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let margin = (window / 6).min(std::time::Duration::from_secs(30));
+    match (since, dynos.answered_at) {
+        (Some(since), Some(now)) => {
+            let age = std::time::Duration::try_from(now - since).unwrap_or_default();
             (window + margin).saturating_sub(age)
         }
         _ => window + margin,
@@ -433,19 +508,23 @@ enum DynoWait {
     Ready,
     /// Up, but Heroku does not say on which release: counted (and said).
     Unnamed,
+    /// A one-off on a release before the one waited for: not waited for (no restart moves
+    /// it), but said, since it keeps the old config until it exits.
+    OneOffBefore(u64),
     /// Not yet: why, as `web.1 starting` or `web.1 up on v3, not v4 yet`.
     Waits(String),
 }
 
 /// Whether `d` is up, and (when `wanted` names a release) on that release or a later one.
 /// A one-off (a console, a scheduled job, a release phase) keeps the release it started on
-/// and no restart moves it: only the formation's dynos must be on `wanted`.
+/// and no restart moves it: whatever its state, only the formation's dynos are waited for.
 fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>) -> DynoWait {
     let runs = d.release.as_ref().and_then(|r| r.version);
     let one_off = matches!(kind_of(d), "run" | "scheduler" | "release");
     match (d.state.as_str(), wanted, runs) {
+        (_, Some(w), Some(v)) if one_off && v < w => DynoWait::OneOffBefore(v),
+        _ if one_off => DynoWait::Ready,
         ("up", None, _) => DynoWait::Ready,
-        ("up", Some(_), _) if one_off => DynoWait::Ready,
         ("up", Some(w), Some(v)) if v >= w => DynoWait::Ready,
         ("up", Some(w), Some(v)) => DynoWait::Waits(format!("{} up on v{v}, not v{w} yet", d.name)),
         ("up", Some(_), None) => DynoWait::Unnamed,
@@ -530,12 +609,36 @@ fn releases(h: &RunContext, app: &str) -> R<Dynamic> {
 
 /// Several apps' releases, read concurrently: #{app: [release, ...]} (oldest first). Fails
 /// naming the first app that could not be read.
-fn releases_of(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
+fn releases_of(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::releases")?;
     let apps = targets(&apps, "heroku::releases apps")?;
-    let results = each_app(h, &apps, "GET /apps/{}/releases", |v, app| async move {
-        v.heroku().releases(&app).await
-    })?;
+    value::check_keys(&opts, RELEASES_OPTIONS, "heroku::releases")?;
+    let newest = match opts.get("newest") {
+        None => None,
+        Some(n) => Some(
+            n.as_int()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    throw(
+                        "usage",
+                        "heroku::releases: newest is a whole number from 1 to 1000",
+                        None,
+                    )
+                })? as u32,
+        ),
+    };
+    let results = each_app(
+        h,
+        &apps,
+        "GET /apps/{}/releases",
+        move |v, app| async move {
+            match newest {
+                Some(n) => v.heroku().newest_releases(&app, n).await,
+                None => v.heroku().releases(&app).await,
+            }
+        },
+    )?;
     let mut out = Map::new();
     for (app, r) in results {
         let got = r.map_err(|e| super::vendor_call::vendor_error(&e))?;
@@ -724,6 +827,7 @@ fn read_logs(h: &RunContext, sessions: LogSessions) -> R<Dynamic> {
 /// The options maps' keys (the runtime refuses others; `check` flags them before a run).
 pub(crate) const WAIT_UP_OPTIONS: &[&str] = &["timeout", "releases", "preboot_window"];
 pub(crate) const HOLDERS_OPTIONS: &[&str] = &["apps"];
+pub(crate) const RELEASES_OPTIONS: &[&str] = &["newest"];
 pub(crate) const LOGS_OPTIONS: &[&str] = &["lines"];
 
 pub(crate) fn register(reg: &mut Registrar) {
@@ -773,7 +877,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release) keep theirs and are not waited for; preboot_window:\nseconds (default 180, Heroku's boot timeout + 2 minutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest, counted on Heroku's clock, on top of timeout. Fails naming\nthe apps still starting, crashed or on an older release.",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release) keep theirs and are not waited for; preboot_window:\nseconds (default 180, Heroku's boot timeout + 2 minutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. An app scaled to\nzero (no dyno listed, GET /apps/{app}/formation asks for none) runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },
@@ -825,7 +929,25 @@ them). Fails naming the first app that could not be read.",
         |c: NativeCallContext, a: Array| {
             value::at(
                 &c,
-                with_run(&c, "heroku::releases", |h| releases_of(h, Dynamic::from(a))),
+                with_run(&c, "heroku::releases", |h| {
+                    releases_of(h, Dynamic::from(a), Map::new())
+                }),
+            )
+        },
+    )
+    .at_once("each app");
+    m.add(
+        "releases",
+        Effect::Read,
+        &["apps: Array", "options: Map"],
+        "Map",
+        "Several apps' releases, read concurrently: #{app: [release, ...]}, oldest first.\nOptions: #{newest: N}: only each app's newest N (1 to 1000), one request each; without it\nevery release, page after page (an app's history can be thousands).",
+        |c: NativeCallContext, a: Array, o: Map| {
+            value::at(
+                &c,
+                with_run(&c, "heroku::releases", |h| {
+                    releases_of(h, Dynamic::from(a), o)
+                }),
             )
         },
     )
@@ -914,13 +1036,14 @@ mod wait_tests {
         }
     }
 
-    /// The preboot window is counted on Heroku's clock, from the newest web dyno's `up` to
-    /// Heroku's answer, with 2 s for the whole seconds; the whole window when either is
-    /// missing, none once it has passed. Worker dynos do not count: preboot is for web ones.
+    /// The preboot window is counted on Heroku's clock, to Heroku's answer, from the later
+    /// of the change (the newest release) and the newest web dyno's `up`, with 30 s more;
+    /// the whole window when neither time is known, none once it has passed. Worker dynos
+    /// do not count: preboot is for web ones.
     #[test]
-    fn preboot_left_counts_on_herokus_clock_from_the_newest_web_dyno() {
+    fn preboot_left_counts_on_herokus_clock_from_the_change_or_the_newest_web_dyno() {
         use super::preboot_left;
-        use runbook_vendors::heroku::Dynos;
+        use runbook_vendors::heroku::{Dynos, Release};
         use std::time::Duration;
         let at = |s: &str| {
             time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
@@ -928,6 +1051,15 @@ mod wait_tests {
         let with = |name: &str, kind: &str, up: &str| D {
             updated_at: Some(up.into()),
             ..dyno(name, Some(kind), "up", Some(4))
+        };
+        let release = |created: &str| Release {
+            id: "r".into(),
+            version: 4,
+            description: String::new(),
+            status: "succeeded".into(),
+            created_at: created.into(),
+            current: true,
+            user: None,
         };
         let window = Duration::from_secs(180);
         let dynos = Dynos {
@@ -938,24 +1070,44 @@ mod wait_tests {
             ],
             answered_at: at("2026-12-05T12:01:00Z"),
         };
-        assert_eq!(preboot_left(&dynos, window), Duration::from_secs(132));
+        // From the newest web dyno: 180 + 30 - 50.
+        assert_eq!(preboot_left(&dynos, None, window), Duration::from_secs(160));
+        let earlier = release("2026-12-05T11:59:50Z");
+        assert_eq!(
+            preboot_left(&dynos, Some(&earlier), window),
+            Duration::from_secs(160)
+        );
+        // A dyno list that still shows the dynos from before the change: from the change.
+        let later = release("2026-12-05T12:00:40Z");
+        assert_eq!(
+            preboot_left(&dynos, Some(&later), window),
+            Duration::from_secs(190)
+        );
         let late = Dynos {
             answered_at: at("2026-12-05T12:05:00Z"),
             ..dynos.clone()
         };
-        assert_eq!(preboot_left(&late, window), Duration::ZERO);
+        assert_eq!(preboot_left(&late, None, window), Duration::ZERO);
         let unsaid = Dynos {
             answered_at: None,
             ..dynos.clone()
         };
-        assert_eq!(preboot_left(&unsaid, window), Duration::from_secs(182));
+        assert_eq!(
+            preboot_left(&unsaid, Some(&later), window),
+            Duration::from_secs(210)
+        );
         let mut no_time = dynos;
         no_time.list[0].updated_at = None;
-        assert_eq!(preboot_left(&no_time, window), Duration::from_secs(182));
+        assert_eq!(
+            preboot_left(&no_time, None, window),
+            Duration::from_secs(210)
+        );
+        assert_eq!(
+            preboot_left(&no_time, Some(&later), window),
+            Duration::from_secs(190)
+        );
     }
 
-    /// The formation's dynos must be up on the wanted release; a one-off keeps its own
-    /// release and never blocks the wait; a dyno that names no release is counted, and said.
     #[test]
     fn a_dyno_counts_when_up_on_the_release_waited_for() {
         let web = |state, v| dyno("web.1", Some("web"), state, v);
@@ -971,13 +1123,22 @@ mod wait_tests {
             DynoWait::Waits("web.1 starting".into())
         );
         assert_eq!(dyno_waits(&web("up", None), Some(4)), DynoWait::Unnamed);
-        // A console started before the change, by its type or (no type) by its name.
+        // A console started before the change, by its type or (no type) by its name, in
+        // any state: not waited for, but said.
         assert_eq!(
             dyno_waits(&dyno("run.4821", Some("run"), "up", Some(3)), Some(4)),
+            DynoWait::OneOffBefore(3)
+        );
+        assert_eq!(
+            dyno_waits(&dyno("scheduler.1", None, "starting", Some(3)), Some(4)),
+            DynoWait::OneOffBefore(3)
+        );
+        assert_eq!(
+            dyno_waits(&dyno("run.4822", Some("run"), "starting", Some(4)), Some(4)),
             DynoWait::Ready
         );
         assert_eq!(
-            dyno_waits(&dyno("scheduler.1", None, "up", Some(3)), Some(4)),
+            dyno_waits(&dyno("release.7", Some("release"), "crashed", None), None),
             DynoWait::Ready
         );
         assert_eq!(

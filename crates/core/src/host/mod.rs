@@ -131,6 +131,7 @@ pub(crate) fn option_keys(qualified: &str) -> Option<&'static [&'static str]> {
         "infisical::holders" => infisical::HOLDERS_OPTIONS,
         "heroku::wait_up" => heroku::WAIT_UP_OPTIONS,
         "heroku::holders" => heroku::HOLDERS_OPTIONS,
+        "heroku::releases" => heroku::RELEASES_OPTIONS,
         "heroku::logs" | "heroku::log_sessions" => heroku::LOGS_OPTIONS,
         "github::possible_holders" => github::POSSIBLE_HOLDERS_OPTIONS,
         "scan::holders" | "scan::begin" => scan::HOLDERS_OPTIONS,

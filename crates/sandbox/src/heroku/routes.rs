@@ -127,6 +127,7 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/apps/{app}/dynos", delete(restart_all).get(list_dynos))
         .route("/apps/{app}/dynos/{dyno}", delete(restart_one))
+        .route("/apps/{app}/formation", get(list_formation))
         .route("/apps/{app}/features", get(list_features))
         .route("/apps/{app}/features/{feature}", get(feature_info))
         .route("/apps/{app}/log-sessions", post(create_log_session))
@@ -521,7 +522,7 @@ async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Re
             .unwrap_or(0);
         let dyno = |i: usize, name: &str, state: &str, (id, version): &(String, u64)| {
             json!({
-                "attach_url": null, "command": "bin/raptor", "created_at": a.dynos_changed_at,
+                "attach_url": null, "command": "bin/raptor", "created_at": a.dynos_created_at,
                 "id": uuid::Uuid::from_u128(app_id ^ (i as u128 + 1)).to_string(),
                 "name": name,
                 "release": {"id": id, "version": version},
@@ -537,6 +538,30 @@ async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Re
             dynos.push(dyno(i, d, state, &a.running));
         }
         Json(dynos).into_response()
+    })
+}
+
+/// `GET /apps/{app}/formation`: each process type and how many dynos it asks for (the
+/// app's one process type, `web`, with as many as its dynos: none when scaled to zero).
+async fn list_formation(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
+    s.respond(|h: &mut HerokuState| {
+        let Some(a) = h.app(&app) else {
+            return app_not_found();
+        };
+        let app_id = uuid::Uuid::parse_str(&a.id)
+            .map(|u| u.as_u128())
+            .unwrap_or(0);
+        Json(json!([{
+            "app": {"id": a.id, "name": a.name},
+            "command": "bin/raptor",
+            "created_at": a.created_at, "updated_at": a.created_at,
+            "dyno_size": {"id": uuid::Uuid::from_u128(app_id ^ 0x5151).to_string(), "name": "Basic"},
+            "id": uuid::Uuid::from_u128(app_id ^ 0x7f4a7c15).to_string(),
+            "quantity": a.dynos.len(),
+            "size": "Basic",
+            "type": "web",
+        }]))
+        .into_response()
     })
 }
 
@@ -1145,6 +1170,26 @@ mod tests {
         assert_eq!(last_token(&sb), new);
         let logs = sb.state()["heroku"]["apps"]["raxx-api-prod"]["logs"].to_string();
         assert!(logs.contains("replaced by the prebooted dyno"), "{logs}");
+    }
+
+    /// The formation says how many dynos run, in the schema's shape; an app scaled to zero
+    /// lists no dyno, asks for none, and a config change boots nothing there.
+    #[tokio::test]
+    async fn an_app_scaled_to_zero_has_no_dynos_and_a_formation_of_zero() {
+        let sb = with_prod(|app| app.dynos = vec![]).await;
+        let f = expect(200, on_app(&sb, Method::GET, "/formation")).await;
+        heroku_check("/definitions/formation", &f[0], true);
+        assert_eq!(
+            (f[0]["type"].as_str(), f[0]["quantity"].as_u64()),
+            (Some("web"), Some(0))
+        );
+        let patch = json!({"OTHER": "1"});
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
+        assert_eq!(dynos, json!([]));
+        let sb = with_prod(|_| {}).await;
+        let f = expect(200, on_app(&sb, Method::GET, "/formation")).await;
+        assert_eq!(f[0]["quantity"], 1);
     }
 
     /// `GET /apps/{app}/features/preboot` says whether preboot is on, in the schema's shape;

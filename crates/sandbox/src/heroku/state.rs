@@ -44,8 +44,13 @@ pub(super) struct HApp {
     preboot_window: std::time::Duration,
     /// During a preboot: when traffic moves to the new dynos.
     switch_at: Option<std::time::Instant>,
-    /// When the dynos last changed state (Heroku's `updated_at` of a dyno).
+    /// When the dynos last changed state (Heroku's `updated_at` of a dyno): the restart,
+    /// then the end of the boot (when it ended, not when it was seen).
     pub(super) dynos_changed_at: String,
+    /// When the dynos were started (Heroku's `created_at` of a dyno).
+    pub(super) dynos_created_at: String,
+    /// When the last restart was, on the wall clock (the boot's end is counted from it).
+    restarted_wall: time::OffsetDateTime,
     release_phase: Option<ReleasePhaseSpec>,
     /// The release (id, version) the dynos run, or the new dynos boot on.
     pub(super) running: (String, u64),
@@ -62,7 +67,7 @@ impl HApp {
         let now = std::time::Instant::now();
         if self.booting_until.is_some_and(|until| now >= until) {
             self.booting_until = None;
-            self.dynos_changed_at = ts::seconds();
+            self.dynos_changed_at = ts::seconds_at(self.restarted_wall + self.boot);
             for dyno in self.dynos.clone() {
                 self.log(
                     &format!("heroku[{dyno}]"),
@@ -230,11 +235,7 @@ impl HerokuState {
                 config,
                 releases: vec![release],
                 restarts: 0,
-                dynos: if spec.dynos.is_empty() {
-                    vec!["web.1".into()]
-                } else {
-                    spec.dynos.clone()
-                },
+                dynos: spec.dynos.clone(),
                 logs: Vec::new(),
                 logged: 0,
                 created_at: ts::seconds(),
@@ -245,16 +246,20 @@ impl HerokuState {
                 preboot_window: std::time::Duration::from_millis(spec.preboot_window_ms),
                 switch_at: None,
                 dynos_changed_at: ts::seconds(),
+                dynos_created_at: ts::seconds(),
+                restarted_wall: time::OffsetDateTime::now_utc(),
                 release_phase: spec.release_phase.clone(),
                 running,
                 prebooting_from: None,
                 restart_due: false,
             };
-            let dyno = app.web_dyno();
-            app.log(
-                &format!("heroku[{dyno}]"),
-                "State changed from starting to up",
-            );
+            if !app.dynos.is_empty() {
+                let dyno = app.web_dyno();
+                app.log(
+                    &format!("heroku[{dyno}]"),
+                    "State changed from starting to up",
+                );
+            }
             apps.push(app);
         }
         // The first app whose name or id it is, as the scan it replaces found.
@@ -411,8 +416,14 @@ impl HerokuState {
             a.log(&tag, "Process exited with status 143");
         }
         let now = std::time::Instant::now();
-        a.booting_until = Some(now + a.boot);
-        a.dynos_changed_at = ts::seconds();
+        // Scaled to zero: nothing to boot, nothing serving.
+        let runs = !a.dynos.is_empty();
+        a.booting_until = runs.then(|| now + a.boot);
+        a.restarted_wall = time::OffsetDateTime::now_utc();
+        a.dynos_changed_at = ts::seconds_at(a.restarted_wall);
+        a.dynos_created_at = a.dynos_changed_at.clone();
+        // Preboot is for web dynos: an app without one restarts as any other.
+        let prebooted = a.preboot && a.dynos.iter().any(|d| d.starts_with("web"));
         let target = a
             .latest_succeeded()
             .map(|r| (r.id.clone(), r.version))
@@ -420,11 +431,11 @@ impl HerokuState {
         // With preboot the old dynos keep serving their release until traffic moves, the
         // window after this change (a later change starts the window again).
         a.prebooting_from = match &a.prebooting_from {
-            Some(old) if a.preboot => Some(old.clone()),
-            _ if a.preboot => Some(a.running.clone()),
+            Some(old) if prebooted => Some(old.clone()),
+            _ if prebooted => Some(a.running.clone()),
             _ => None,
         };
-        a.switch_at = a.preboot.then(|| now + a.preboot_window.max(a.boot));
+        a.switch_at = prebooted.then(|| now + a.preboot_window.max(a.boot));
         a.running = target;
         // A boot of no time is up at once.
         a.settle();
@@ -590,8 +601,12 @@ impl Platform for HerokuState {
     fn serving(&mut self, app: &str) -> bool {
         self.app_mut(app).is_some_and(|a| {
             a.settle();
-            !a.booting() || a.prebooting_from.is_some()
+            !a.dynos.is_empty() && (!a.booting() || a.prebooting_from.is_some())
         })
+    }
+
+    fn runs(&self, app: &str) -> bool {
+        self.app(app).is_some_and(|a| !a.dynos.is_empty())
     }
 
     fn old_dynos_serve(&mut self, app: &str) -> bool {

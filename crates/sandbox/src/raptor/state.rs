@@ -132,6 +132,10 @@ pub(super) fn outbound_fault(faults: &FaultSet, app: &str) -> Option<SendError> 
 /// One background email per instance with its current token.
 fn background_tick(st: &mut RaptorState, w: &mut World, faults: &FaultSet) {
     for inst in &mut st.instances {
+        // An app scaled to zero runs nothing, so sends nothing.
+        if w.platform_mut().is_some_and(|p| !p.runs(&inst.app)) {
+            continue;
+        }
         inst.catch_up(w);
         let result = match outbound_fault(faults, &inst.app) {
             Some(e) => Err(e),

@@ -207,6 +207,51 @@ fn heroku_500_on_one_app_rolls_back_every_app() {
     );
 }
 
+/// The rollback of propagate is done when the apps run the old token again: with preboot,
+/// once the traffic has left the dynos that hold the new one. Before, it ended right after
+/// the restart's 202, while those dynos still served: deleting the new token then, as an
+/// operator cleaning up might, would have broken them.
+#[test]
+fn the_rollback_of_propagate_waits_until_the_old_token_serves_again() {
+    let scenario = canary_with(
+        "name = \"raxx-api-prod\"\n",
+        "name = \"raxx-api-prod\"\npreboot = true\npreboot_window_ms = 2000\nboot_ms = 0\n",
+    );
+    let out = Test::new()
+        .rehearse("postmark")
+        .scenario("preboot.toml", &scenario)
+        .args(&[
+            "--json",
+            "--yes",
+            "--param",
+            "preboot_window=2",
+            "--fault",
+            "raptor:POST:/raxx-api-prod/postmark/email=401",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::StepFailed);
+    assert_eq!(out.report()["status"], "rolled_back");
+    let state = out.sandbox_state();
+    assert_back_on_old_token(&state);
+    // The undo's restart, then the prebooted dynos (on the old token) taking the traffic.
+    let logs: Vec<&str> = items(&state["heroku"]["apps"]["raxx-api-prod"]["logs"])
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let restarted = logs
+        .iter()
+        .rposition(|l| l.ends_with(": Restarting"))
+        .expect("the undo restarted the app");
+    assert!(
+        logs[restarted..]
+            .iter()
+            .any(|l| l.contains("replaced by the prebooted dyno")),
+        "{:#?}",
+        &logs[restarted..]
+    );
+}
+
 #[test]
 fn raptor_rejected_by_postmark_fails_verify_and_rolls_back() {
     let (out, _) = fails_and_rolls_back("raptor:POST:/raxx-api-prod/postmark/email=401", "verify");
@@ -589,6 +634,11 @@ fn a_release_phase_is_waited_for_and_a_failed_one_stops_before_revoke() {
     out.exit(Exit::StepFailed)
         .stderr_has("raxx-api-staging: release v")
         .stderr_has("is failed: its dynos still run the previous release, with the old token");
+    // The rollback's own release fails too: said, not waited for (the dynos never left the
+    // release with the old token).
+    out.stdout_has(
+        "which puts the old token back, is failed: the dynos run the last release that succeeded",
+    );
     assert_eq!(out.report()["failed_step"], "verify");
     assert!(
         live_tokens(&out.sandbox_state()).contains(&OLD_TOKEN.to_string()),

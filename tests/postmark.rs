@@ -232,6 +232,15 @@ fn the_rollback_of_propagate_waits_until_the_old_token_serves_again() {
         .run();
     out.exit(Exit::StepFailed);
     assert_eq!(out.report()["status"], "rolled_back");
+    // Verify waited out the window after propagate's change, and the undo after its own.
+    assert_eq!(
+        out.stdout
+            .matches("raxx-api-prod: preboot is on: its old web dynos keep the traffic")
+            .count(),
+        2,
+        "{}",
+        out.stdout
+    );
     let state = out.sandbox_state();
     assert_back_on_old_token(&state);
     // The undo's restart, then the prebooted dynos (on the old token) taking the traffic.
@@ -634,12 +643,16 @@ fn a_release_phase_is_waited_for_and_a_failed_one_stops_before_revoke() {
     out.exit(Exit::StepFailed)
         .stderr_has("raxx-api-staging: release v")
         .stderr_has("is failed: its dynos still run the previous release, with the old token");
-    // The rollback's own release fails too: said, not waited for (the dynos never left the
-    // release with the old token).
-    out.stdout_has(
-        "which puts the old token back, is failed: the dynos run the last release that succeeded",
-    );
-    assert_eq!(out.report()["failed_step"], "verify");
+    // The rollback's own release fails too: the dynos run the last release that succeeded,
+    // which this rollback cannot tell apart from the new token's, so it stops, saying what to
+    // fix, rather than report a rollback it cannot vouch for (or wait for a release that
+    // never comes).
+    out.stderr_has("which puts the old token back, failed its release phase: the dynos run the last release that succeeded, which may hold the new token")
+        .stderr_has("then run the rollback again; keep the new token until it passes");
+    let report = out.report();
+    assert_eq!(report["failed_step"], "verify");
+    assert_eq!(report["status"], "failed");
+    assert_eq!(step_statuses(&report)[4], ("propagate", "undo_failed"));
     assert!(
         live_tokens(&out.sandbox_state()).contains(&OLD_TOKEN.to_string()),
         "the old token was not revoked"

@@ -269,6 +269,9 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
     // Dynos and apps already said something of (once each).
     let mut said = std::collections::HashSet::new();
+    // Each app's formation, read beside its first poll.
+    let mut formations: std::collections::HashMap<String, Vec<runbook_vendors::heroku::Formation>> =
+        std::collections::HashMap::new();
     // Whether each app has preboot, read beside its first poll.
     let mut preboot: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     // A preboot app whose new dynos are up: when its traffic has moved, on this machine's
@@ -287,30 +290,40 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             let feature_known = known.get(&app).copied();
             async move {
                 let heroku = v.heroku();
-                let (dynos, preboot, release) = match feature_known {
+                let poll = match feature_known {
                     // Preboot counts from the change: the newest release, read each poll.
                     Some(true) => {
                         let (dynos, release) =
                             tokio::try_join!(heroku.dynos(&app), heroku.latest_release(&app))?;
-                        (dynos, None, release)
+                        Poll {
+                            dynos,
+                            preboot: None,
+                            release,
+                            formation: None,
+                        }
                     }
-                    Some(false) => (heroku.dynos(&app).await?, None, None),
+                    Some(false) => Poll {
+                        dynos: heroku.dynos(&app).await?,
+                        preboot: None,
+                        release: None,
+                        formation: None,
+                    },
+                    // The first poll: which process types the app runs (a one-off is a dyno
+                    // of none of them) and whether it has preboot.
                     None => {
-                        let (dynos, feature) =
-                            tokio::try_join!(heroku.dynos(&app), heroku.preboot(&app))?;
-                        (dynos, Some(feature), None)
+                        let (dynos, feature, formation) = tokio::try_join!(
+                            heroku.dynos(&app),
+                            heroku.preboot(&app),
+                            heroku.formation(&app)
+                        )?;
+                        Poll {
+                            dynos,
+                            preboot: Some(feature),
+                            release: None,
+                            formation: Some(formation),
+                        }
                     }
                 };
-                let mut poll = Poll {
-                    dynos,
-                    preboot,
-                    release,
-                    formation: None,
-                };
-                // No dyno listed: scaled to zero, or between a restart's stop and start.
-                if poll.dynos.list.is_empty() {
-                    poll.formation = Some(heroku.formation(&app).await?);
-                }
                 Ok(poll)
             }
         })?;
@@ -321,11 +334,16 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             if let Some(f) = poll.preboot {
                 preboot.insert(app.clone(), f);
             }
+            if let Some(f) = poll.formation {
+                formations.insert(app.clone(), f);
+            }
+            let formation = formations.get(&app).map(Vec::as_slice).unwrap_or_default();
+            let one_off = |d: &runbook_vendors::heroku::Dyno| is_one_off(d, formation);
             let dynos = &poll.dynos;
             let wanted = releases.get(&app).copied();
             let mut not_up: Vec<String> = Vec::new();
             for d in &dynos.list {
-                match dyno_waits(d, wanted) {
+                match dyno_waits(d, wanted, one_off(d)) {
                     DynoWait::Ready => {}
                     DynoWait::Unnamed => {
                         if said.insert(format!("unnamed {app} {}", d.name)) {
@@ -346,11 +364,8 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                     DynoWait::Waits(why) => not_up.push(why),
                 }
             }
-            let asked: Option<u64> = poll
-                .formation
-                .as_ref()
-                .map(|f| f.iter().map(|p| p.quantity).sum());
-            if asked == Some(0) {
+            let asked: u64 = formation.iter().map(|p| p.quantity).sum();
+            if asked == 0 {
                 // Nothing runs, so nothing holds the old config: it is read at the next scale up.
                 if said.insert(format!("zero {app}")) {
                     h.say().progress(format!(
@@ -359,9 +374,10 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                 }
                 continue;
             }
-            if dynos.list.is_empty() || !not_up.is_empty() {
+            let listed = dynos.list.iter().filter(|d| !one_off(d)).count();
+            if listed == 0 || !not_up.is_empty() {
                 let why = if not_up.is_empty() {
-                    format!("no dynos, its formation asks for {}", asked.unwrap_or(0))
+                    format!("no dyno of its formation listed, which asks for {asked}")
                 } else {
                     not_up.join(", ")
                 };
@@ -430,10 +446,10 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                         .collect::<Vec<_>>()
                         .join("; ")
                 ),
-                Some(if still.iter().any(|(_, why)| why.contains(" not v")) {
-                    "a dyno on an older release still serves the old config: check `heroku releases -a APP` and `heroku ps -a APP`; retry the step once it runs the new release".into()
-                } else {
-                    "check the app's logs (heroku logs -a APP); a crashed dyno needs a fix before the rotation can finish".into()
+                Some(match (h.scope().in_undo(), still.iter().any(|(_, why)| why.contains(" not v"))) {
+                    (true, _) => "the config is restored, but a dyno not up on the release that restored it still runs the value being rolled back: check `heroku releases -a APP` and `heroku ps -a APP`, then run the rollback again (it waits again); keep that value valid until then".into(),
+                    (false, true) => "a dyno on an older release still serves the old config: check `heroku releases -a APP` and `heroku ps -a APP`; retry the step once it runs the new release".into(),
+                    (false, false) => "check the app's logs (heroku logs -a APP); a crashed dyno needs a fix before the rotation can finish".into(),
                 }),
             ));
         }
@@ -455,7 +471,7 @@ struct Poll {
     preboot: Option<bool>,
     /// Its newest release: read at each poll of an app with preboot.
     release: Option<runbook_vendors::heroku::Release>,
-    /// Its formation: read when no dyno is listed.
+    /// Its formation: read at its first poll.
     formation: Option<Vec<runbook_vendors::heroku::Formation>>,
 }
 
@@ -495,6 +511,16 @@ fn preboot_left(
     }
 }
 
+/// Whether `d` is a one-off: a console, a scheduled job or a release command, of a type the
+/// formation does not run (a Procfile may name a process `scheduler`: that one is waited for).
+fn is_one_off(
+    d: &runbook_vendors::heroku::Dyno,
+    formation: &[runbook_vendors::heroku::Formation],
+) -> bool {
+    let kind = kind_of(d);
+    matches!(kind, "run" | "scheduler" | "release") && !formation.iter().any(|p| p.kind == kind)
+}
+
 /// A dyno's process type: its `type`, or the name's prefix (`web.1`).
 fn kind_of(d: &runbook_vendors::heroku::Dyno) -> &str {
     d.kind
@@ -518,9 +544,8 @@ enum DynoWait {
 /// Whether `d` is up, and (when `wanted` names a release) on that release or a later one.
 /// A one-off (a console, a scheduled job, a release phase) keeps the release it started on
 /// and no restart moves it: whatever its state, only the formation's dynos are waited for.
-fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>) -> DynoWait {
+fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>, one_off: bool) -> DynoWait {
     let runs = d.release.as_ref().and_then(|r| r.version);
-    let one_off = matches!(kind_of(d), "run" | "scheduler" | "release");
     match (d.state.as_str(), wanted, runs) {
         (_, Some(w), Some(v)) if one_off && v < w => DynoWait::OneOffBefore(v),
         _ if one_off => DynoWait::Ready,
@@ -1111,39 +1136,92 @@ mod wait_tests {
     #[test]
     fn a_dyno_counts_when_up_on_the_release_waited_for() {
         let web = |state, v| dyno("web.1", Some("web"), state, v);
-        assert_eq!(dyno_waits(&web("up", Some(3)), None), DynoWait::Ready);
-        assert_eq!(dyno_waits(&web("up", Some(4)), Some(4)), DynoWait::Ready);
-        assert_eq!(dyno_waits(&web("up", Some(5)), Some(4)), DynoWait::Ready);
         assert_eq!(
-            dyno_waits(&web("up", Some(3)), Some(4)),
+            dyno_waits(&web("up", Some(3)), None, false),
+            DynoWait::Ready
+        );
+        assert_eq!(
+            dyno_waits(&web("up", Some(4)), Some(4), false),
+            DynoWait::Ready
+        );
+        assert_eq!(
+            dyno_waits(&web("up", Some(5)), Some(4), false),
+            DynoWait::Ready
+        );
+        assert_eq!(
+            dyno_waits(&web("up", Some(3)), Some(4), false),
             DynoWait::Waits("web.1 up on v3, not v4 yet".into())
         );
         assert_eq!(
-            dyno_waits(&web("starting", Some(4)), Some(4)),
+            dyno_waits(&web("starting", Some(4)), Some(4), false),
             DynoWait::Waits("web.1 starting".into())
         );
-        assert_eq!(dyno_waits(&web("up", None), Some(4)), DynoWait::Unnamed);
-        // A console started before the change, by its type or (no type) by its name, in
-        // any state: not waited for, but said.
         assert_eq!(
-            dyno_waits(&dyno("run.4821", Some("run"), "up", Some(3)), Some(4)),
+            dyno_waits(&web("up", None), Some(4), false),
+            DynoWait::Unnamed
+        );
+        // A one-off started before the change, in any state: not waited for, but said.
+        assert_eq!(
+            dyno_waits(&dyno("run.4821", Some("run"), "up", Some(3)), Some(4), true),
             DynoWait::OneOffBefore(3)
         );
         assert_eq!(
-            dyno_waits(&dyno("scheduler.1", None, "starting", Some(3)), Some(4)),
+            dyno_waits(
+                &dyno("scheduler.1", None, "starting", Some(3)),
+                Some(4),
+                true
+            ),
             DynoWait::OneOffBefore(3)
         );
         assert_eq!(
-            dyno_waits(&dyno("run.4822", Some("run"), "starting", Some(4)), Some(4)),
+            dyno_waits(
+                &dyno("run.4822", Some("run"), "starting", Some(4)),
+                Some(4),
+                true
+            ),
             DynoWait::Ready
         );
         assert_eq!(
-            dyno_waits(&dyno("release.7", Some("release"), "crashed", None), None),
+            dyno_waits(
+                &dyno("release.7", Some("release"), "crashed", None),
+                None,
+                true
+            ),
             DynoWait::Ready
         );
         assert_eq!(
-            dyno_waits(&dyno("worker.1", Some("worker"), "up", Some(3)), Some(4)),
+            dyno_waits(
+                &dyno("worker.1", Some("worker"), "up", Some(3)),
+                Some(4),
+                false
+            ),
             DynoWait::Waits("worker.1 up on v3, not v4 yet".into())
         );
+    }
+
+    /// A one-off is a console, a scheduled job or a release command, by its type or (no
+    /// type) its name, unless the formation runs that type: a Procfile process named
+    /// `scheduler` (a clock) restarts with the app and is waited for.
+    #[test]
+    fn a_one_off_is_of_a_type_the_formation_does_not_run() {
+        use super::is_one_off;
+        use runbook_vendors::heroku::Formation;
+        let web = Formation {
+            kind: "web".into(),
+            quantity: 2,
+        };
+        let clock = Formation {
+            kind: "scheduler".into(),
+            quantity: 1,
+        };
+        let console = dyno("run.4821", Some("run"), "up", Some(3));
+        let job = dyno("scheduler.1", None, "up", Some(3));
+        assert!(is_one_off(&console, std::slice::from_ref(&web)));
+        assert!(is_one_off(&job, std::slice::from_ref(&web)));
+        assert!(!is_one_off(&job, &[web.clone(), clock]));
+        assert!(!is_one_off(
+            &dyno("web.1", Some("web"), "up", Some(3)),
+            &[web]
+        ));
     }
 }

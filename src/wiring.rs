@@ -172,6 +172,9 @@ pub fn services<'a>(
     if settings.var("RUNBOOK_HEROKU_REFILL_PER_MINUTE").is_some() {
         config.transport.pools = tuned.transport.pools;
     }
+    if settings.var("RUNBOOK_HEROKU_PREBOOT_WINDOW").is_some() {
+        config.heroku.preboot_window = tuned.heroku.preboot_window;
+    }
     ui::progress(&ui::dim(&format!(
         "sandbox: simulated Postmark, Infisical, Heroku, GitHub and Raptor on 127.0.0.1 (postmark {})",
         sandbox.postmark_url()

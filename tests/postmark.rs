@@ -223,8 +223,6 @@ fn the_rollback_of_propagate_waits_until_the_old_token_serves_again() {
         .args(&[
             "--json",
             "--yes",
-            "--param",
-            "preboot_window=2",
             "--fault",
             "raptor:POST:/raxx-api-prod/postmark/email=401",
         ])
@@ -908,8 +906,6 @@ fn the_realistic_rehearsal_leaves_no_consumer_on_a_revoked_token() {
     let out = Test::new()
         .rehearse("postmark")
         .args(&[
-            "--param",
-            "preboot_window=9",
             "--yes",
             "--scenario",
             root()
@@ -1002,9 +998,10 @@ fn wait_up_on_a_preboot_app_waits_for_the_traffic_to_move() {
     let runbook = r#"runbook(#{ id: "pre", title: "Preboot" });
 step("wait", "Change and wait", |ctx| {
     heroku::set_config(["raxx-api-prod", "raxx-api-staging"], #{ OTHER: "1" });
-    heroku::wait_up(["raxx-api-prod"], #{ timeout: 5, preboot_window: 2 });
+    heroku::wait_up(["raxx-api-prod"], #{ timeout: 5 });
     print("raxx-api-prod is up");
-    heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1, preboot_window: 2 });
+    // The window the sandbox exports (RUNBOOK_HEROKU_PREBOOT_WINDOW, 2 here).
+    heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1 });
     let logs = heroku::logs(["raxx-api-staging"], #{ lines: 50 });
     ensure(logs["raxx-api-staging"].lines.some(|l| l.contains("replaced by the prebooted dyno")),
         "wait_up returned while the old dynos still had the traffic");

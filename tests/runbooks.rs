@@ -86,6 +86,46 @@ fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
     assert_no_key_leaks(&out, &[new_key]);
 }
 
+/// The stdlib's rollback deletes the new key after propagate's undo: on an app with preboot
+/// the dynos holding it keep the traffic for the window after the undo's change, so the undo
+/// waits that out first. Before, the key was deleted under them.
+#[test]
+fn a_stdlib_rollback_waits_out_the_preboot_window_before_deleting_the_new_key() {
+    let scenario = std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml"))
+        .unwrap()
+        .replacen(
+            "name = \"raxx-api-prod\"\n",
+            "name = \"raxx-api-prod\"\npreboot = true\npreboot_window_ms = 1000\nboot_ms = 0\n",
+            1,
+        );
+    assert!(scenario.contains("preboot = true"));
+    let out = Test::new()
+        .rehearse("sendgrid")
+        .scenario("preboot.toml", &scenario)
+        .keep_sandbox_state()
+        .args(&[
+            "--json",
+            "--yes",
+            "--fault",
+            "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:times=4",
+        ])
+        .run();
+    out.exit(Exit::StepFailed);
+    assert_eq!(out.report()["status"], "rolled_back");
+    // Only the undo waits here: verify never ran.
+    out.stdout_has("raxx-api-prod: preboot is on: its old web dynos keep the traffic");
+    let state = out.sandbox_state();
+    let logs: Vec<&str> = items(&state["heroku"]["apps"]["raxx-api-prod"]["logs"])
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("replaced by the prebooted dyno")),
+        "{logs:#?}"
+    );
+}
+
 #[test]
 fn sendgrid_failure_on_one_app_rolls_back_everywhere_and_deletes_the_new_key() {
     let out = exec(

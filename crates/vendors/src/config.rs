@@ -41,6 +41,9 @@ pub struct InfisicalConfig {
 pub struct HerokuConfig {
     pub api_url: String,
     pub api_key: Option<Secret>,
+    /// How long a preboot app's old web dynos keep the traffic after a change: the app's
+    /// boot timeout plus 2 minutes (`RUNBOOK_HEROKU_PREBOOT_WINDOW`, default 180 s).
+    pub preboot_window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +89,8 @@ impl Default for VendorConfig {
             heroku: HerokuConfig {
                 api_url: default_url(Vendor::Heroku),
                 api_key: None,
+                // Heroku's default boot timeout (60 s) plus 2 minutes.
+                preboot_window: Duration::from_secs(180),
             },
             github: GithubConfig {
                 api_url: default_url(Vendor::Github),
@@ -103,6 +108,7 @@ pub const TUNING: &[&str] = &[
     CONCURRENCY.name,
     MAX_RESPONSE_MB.name,
     HEROKU_REFILL_PER_MINUTE.name,
+    HEROKU_PREBOOT_WINDOW.name,
 ];
 
 /// A numeric tuning variable: its name, the values it takes, and what it says otherwise.
@@ -135,6 +141,13 @@ const HEROKU_REFILL_PER_MINUTE: Tuning<f64> = Tuning {
     name: "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
     range: 0.0..=1_000_000.0,
     expected: "requests a minute between 0 (no pacing) and 1000000",
+};
+
+/// Heroku's longest boot timeout is 180 s, so its longest window 300 s.
+const HEROKU_PREBOOT_WINDOW: Tuning<u64> = Tuning {
+    name: "RUNBOOK_HEROKU_PREBOOT_WINDOW",
+    range: 0..=600,
+    expected: "a whole number of seconds between 0 and 600 (the apps' boot timeout plus 120)",
 };
 
 impl<T: FromStr + PartialOrd> Tuning<T> {
@@ -182,6 +195,7 @@ pub struct VendorFileConfig {
     pub runbook_concurrency: Option<usize>,
     pub runbook_max_response_mb: Option<u64>,
     pub runbook_heroku_refill_per_minute: Option<f64>,
+    pub runbook_heroku_preboot_window: Option<u64>,
 }
 
 /// The position and the complaint of a TOML error, never the text around it: toml's own
@@ -277,6 +291,9 @@ impl VendorFileConfig {
             "RUNBOOK_MAX_RESPONSE_MB" => self.runbook_max_response_mb.map(|n| n.to_string()),
             "RUNBOOK_HEROKU_REFILL_PER_MINUTE" => {
                 self.runbook_heroku_refill_per_minute.map(|n| n.to_string())
+            }
+            "RUNBOOK_HEROKU_PREBOOT_WINDOW" => {
+                self.runbook_heroku_preboot_window.map(|n| n.to_string())
             }
             _ => None,
         };
@@ -376,6 +393,9 @@ impl VendorConfig {
         }
         if let Some(n) = CONCURRENCY.read(&plain)? {
             cfg.concurrency = n;
+        }
+        if let Some(secs) = HEROKU_PREBOOT_WINDOW.read(&plain)? {
+            cfg.heroku.preboot_window = Duration::from_secs(secs);
         }
         Ok(cfg)
     }
@@ -578,6 +598,25 @@ mod tests {
         assert_eq!(c.concurrency, 3);
         let bad = VendorConfig::from_env(env(&[("RUNBOOK_CONCURRENCY", "zero")])).unwrap_err();
         assert!(bad.to_string().contains("RUNBOOK_CONCURRENCY"));
+    }
+
+    /// Heroku's preboot window: 180 s (its default boot timeout plus 2 minutes) unless set,
+    /// from 0 to 600; anything else is refused, naming what it takes.
+    #[test]
+    fn the_preboot_window_is_180_s_unless_set() {
+        let c = VendorConfig::from_env(env(&[])).unwrap();
+        assert_eq!(c.heroku.preboot_window, Duration::from_secs(180));
+        let c = VendorConfig::from_env(env(&[("RUNBOOK_HEROKU_PREBOOT_WINDOW", "300")])).unwrap();
+        assert_eq!(c.heroku.preboot_window, Duration::from_secs(300));
+        for bad in ["601", "-1", "3m"] {
+            let e = VendorConfig::from_env(env(&[("RUNBOOK_HEROKU_PREBOOT_WINDOW", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("RUNBOOK_HEROKU_PREBOOT_WINDOW") && e.contains("between 0 and 600"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ async fn env_points_vendor_config_at_the_simulators() {
             "POSTMARK_DASHBOARD_URL",
             "POSTMARK_TEST_RECIPIENT",
             "RAPTOR_API_URL",
+            "RUNBOOK_HEROKU_PREBOOT_WINDOW",
             "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
         ]
     );

@@ -232,9 +232,14 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         }
     };
     let timeout = seconds("timeout", 120, 1)?;
-    // Heroku moves the traffic the app's boot timeout plus 2 minutes after a change: 180 s
-    // with the default boot timeout (Heroku changelog, 2017-04-19).
-    let preboot_window = std::time::Duration::from_secs(seconds("preboot_window", 180, 0)? as u64);
+    // Heroku moves the traffic the app's boot timeout plus 2 minutes after a change (Heroku
+    // changelog, 2017-04-19): RUNBOOK_HEROKU_PREBOOT_WINDOW, 180 s unless set.
+    let preboot_window = match opts.get("preboot_window") {
+        None => None,
+        Some(_) => Some(std::time::Duration::from_secs(
+            seconds("preboot_window", 0, 0)? as u64,
+        )),
+    };
     // The release each app's dynos must run (at least): a dyno up on an older one is not
     // the new config running.
     let mut releases: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
@@ -266,6 +271,10 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         ));
         return Ok(Dynamic::UNIT);
     }
+    let preboot_window = match preboot_window {
+        Some(w) => w,
+        None => h.vendors()?.config().heroku.preboot_window,
+    };
     let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
     // Dynos and apps already said something of (once each).
     let mut said = std::collections::HashSet::new();
@@ -902,7 +911,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release) keep theirs and are not waited for; preboot_window:\nseconds (default 180, Heroku's boot timeout + 2 minutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. An app scaled to\nzero (no dyno listed, GET /apps/{app}/formation asks for none) runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release.",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release) keep theirs and are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. An app scaled to\nzero (no dyno listed, GET /apps/{app}/formation asks for none) runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },

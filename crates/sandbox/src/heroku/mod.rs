@@ -40,6 +40,12 @@ impl Simulator for Heroku {
                     "RUNBOOK_HEROKU_REFILL_PER_MINUTE",
                     format!("{}", st.pool.per_minute()),
                 ),
+                // How long its preboot apps' old dynos keep the traffic, which the engine
+                // waits out: a scenario compresses it, and only the scenario knows by how much.
+                (
+                    "RUNBOOK_HEROKU_PREBOOT_WINDOW",
+                    st.preboot_window_secs().to_string(),
+                ),
             ]
         })
     }

@@ -289,6 +289,17 @@ impl HerokuState {
         })
     }
 
+    /// The longest preboot window of its preboot apps, in whole seconds rounded up (Heroku's
+    /// default, 180, without one).
+    pub(super) fn preboot_window_secs(&self) -> u64 {
+        self.apps
+            .iter()
+            .filter(|a| a.preboot)
+            .map(|a| a.preboot_window.as_millis().div_ceil(1000) as u64)
+            .max()
+            .unwrap_or(180)
+    }
+
     /// Whether the key's scopes grant `need` (`global` grants everything; a write scope its
     /// read; a `-protected` scope the plain one).
     pub(super) fn grants(&self, need: &str) -> bool {

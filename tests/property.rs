@@ -12,13 +12,16 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The routes faults hit: Postmark's and Infisical's, staging's config vars (so a fan-out
-/// half applies), the restarts and Raptor's test email.
+/// half applies), the restarts, the reads verify and the rollback wait on (releases,
+/// dynos) and Raptor's test email.
 fn routes() -> Vec<&'static str> {
     let mut routes = ROTATION_ROUTES[..4].to_vec();
     routes.extend([
         "heroku:GET:/apps/*/config-vars",
         "heroku:PATCH:/apps/raxx-api-staging/config-vars",
         "heroku:DELETE:/apps/*/dynos",
+        "heroku:GET:/apps/*/dynos",
+        "heroku:GET:/apps/*/releases",
         "raptor:POST:/api/notifications/test-email",
     ]);
     routes
@@ -184,14 +187,15 @@ fn stream(k: u64) {
             // Past the point of no return rollback is refused, and a fault may hit the
             // resume too: the other one finishes it. A rollback a fault stopped part-way has
             // changed the world (resume then refuses): it is run again, as its message says.
-            // So the two take turns, twice each at most.
+            // So the two take turns, three times each at most: a fault left from an earlier
+            // case (times=2, never reached) can stop one more of them.
             let other = if later == "resume" {
                 "rollback"
             } else {
                 "resume"
             };
             let mut code = 1;
-            for command in [later, other, later, other] {
+            for command in [later, other, later, other, later, other] {
                 code = attempt(command);
                 if code == 0 {
                     break;

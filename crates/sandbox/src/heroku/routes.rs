@@ -1132,44 +1132,45 @@ mod tests {
         assert_eq!(last_token(&sb), "pm-old-0001");
     }
 
+    /// A preboot app whose new dynos boot at once, right after a token change, with a window
+    /// of `window_ms`: the simulator and the new token. Only the new dynos are listed, up.
+    async fn prebooted(window_ms: u64) -> (Sandbox, String) {
+        let sb = with_prod(|app| {
+            app.preboot = true;
+            app.boot_ms = 0;
+            app.preboot_window_ms = window_ms;
+        })
+        .await;
+        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
+        let patch = json!({"POSTMARK_SERVER_TOKEN": new.clone()});
+        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
+        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
+        assert_eq!(listed(&dynos), vec![("up".to_string(), 2)]);
+        (sb, new)
+    }
+
+    fn prebooted_dynos_stopped(sb: &Sandbox) -> bool {
+        sb.state()["heroku"]["apps"]["raxx-api-prod"]["logs"]
+            .to_string()
+            .contains("replaced by the prebooted dyno")
+    }
+
     /// Heroku moves the traffic the preboot window after the change, not when the new dynos
     /// are up: until then the old dynos serve, unlisted, with the old token.
     #[tokio::test]
     async fn with_preboot_traffic_moves_to_the_new_dynos_only_after_the_window() {
-        let sb = with_prod(|app| {
-            app.preboot = true;
-            app.boot_ms = 0;
-            app.preboot_window_ms = 600_000;
-        })
-        .await;
-        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
-        let patch = json!({"POSTMARK_SERVER_TOKEN": new.clone()});
-        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
-        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
-        assert_eq!(listed(&dynos), vec![("up".to_string(), 2)]);
+        let (sb, _) = prebooted(600_000).await;
         assert_eq!(app_sends(&sb).await, 200);
         assert_eq!(last_token(&sb), "pm-old-0001");
-        let logs = sb.state()["heroku"]["apps"]["raxx-api-prod"]["logs"].to_string();
-        assert!(!logs.contains("replaced by the prebooted dyno"), "{logs}");
+        assert!(!prebooted_dynos_stopped(&sb));
     }
 
     #[tokio::test]
     async fn with_preboot_the_new_dynos_take_over_once_the_window_ends() {
-        let sb = with_prod(|app| {
-            app.preboot = true;
-            app.boot_ms = 0;
-            app.preboot_window_ms = 0;
-        })
-        .await;
-        let new = sb.dashboard_generate_token("raxx-prod").unwrap();
-        let patch = json!({"POSTMARK_SERVER_TOKEN": new.clone()});
-        expect(200, on_app(&sb, Method::PATCH, "/config-vars").json(&patch)).await;
-        let dynos = expect(200, on_app(&sb, Method::GET, "/dynos")).await;
-        assert_eq!(listed(&dynos), vec![("up".to_string(), 2)]);
+        let (sb, new) = prebooted(0).await;
         assert_eq!(app_sends(&sb).await, 200);
         assert_eq!(last_token(&sb), new);
-        let logs = sb.state()["heroku"]["apps"]["raxx-api-prod"]["logs"].to_string();
-        assert!(logs.contains("replaced by the prebooted dyno"), "{logs}");
+        assert!(prebooted_dynos_stopped(&sb));
     }
 
     /// The formation says how many dynos run, in the schema's shape; an app scaled to zero

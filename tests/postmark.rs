@@ -259,6 +259,34 @@ fn the_rollback_of_propagate_waits_until_the_old_token_serves_again() {
     );
 }
 
+/// The rollback of propagate tells apps still on the new token from apps already restored
+/// by the vars this run set, not by every config var: a plain setting (a region, a locale)
+/// is text, and a Secret is not compared with text. Before, an app with such a var sorting
+/// before the token made every rollback of propagate fail.
+#[test]
+fn the_rollback_of_propagate_passes_apps_with_plain_settings() {
+    let scenario = canary_with(
+        "config = { POSTMARK_SERVER_TOKEN",
+        "config = { AWS_REGION = \"us-east-1\", LANG = \"en_US.UTF-8\", POSTMARK_SERVER_TOKEN",
+    );
+    let out = Test::new()
+        .rehearse("postmark")
+        .scenario("plain.toml", &scenario)
+        .args(&[
+            "--json",
+            "--yes",
+            "--fault",
+            "raptor:POST:/raxx-api-prod/postmark/email=401",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::StepFailed);
+    let report = out.report();
+    assert_eq!(report["status"], "rolled_back", "{}", out.stderr);
+    assert_eq!(step_statuses(&report)[4], ("propagate", "undone"));
+    assert_back_on_old_token(&out.sandbox_state());
+}
+
 #[test]
 fn raptor_rejected_by_postmark_fails_verify_and_rolls_back() {
     let (out, _) = fails_and_rolls_back("raptor:POST:/raxx-api-prod/postmark/email=401", "verify");
@@ -1086,6 +1114,47 @@ step("wait", "Change and wait", |ctx| {
     assert_eq!(live_tokens(&state), [current]);
 }
 
+/// The stdlib's verify and rollback wait through `consumers::wait_for_release`: the newest
+/// release out of its release phase first, then the dynos on it. One that failed its phase
+/// stops them, saying what to fix: the dynos run the release before, which may not hold the
+/// change. Before, the wait gave a release phase and the boot 120 s together and then said a
+/// dyno was on an older release.
+#[test]
+fn the_stdlib_waits_out_a_release_phase_and_stops_on_a_failed_one() {
+    let runbook = r#"import "std/consumers" as consumers;
+runbook(#{ id: "std-phase", title: "Stdlib release phase" });
+step("wait", "Change and wait", |ctx| {
+    heroku::set_config(["raxx-api-staging"], #{ OTHER: "1" });
+    consumers::wait_for_release(#{ heroku: ["raxx-api-prod", "raxx-api-staging"] }, 1);
+    print("both apps run the change");
+}).undo(|ctx| { heroku::set_config(["raxx-api-staging"], #{ OTHER: () }); });
+"#;
+    let phase = |outcome: &str| {
+        canary_with(
+            "name = \"raxx-api-staging\"\n",
+            &format!("name = \"raxx-api-staging\"\nrelease_phase = {{ duration_ms = 1500, outcome = \"{outcome}\" }}\n"),
+        )
+    };
+    // A release phase longer than the boot's timeout (1 s) is waited for, then the dynos.
+    Test::new()
+        .file("phase.rhai", runbook)
+        .rehearse("phase.rhai")
+        .scenario("phase.toml", &phase("succeeded"))
+        .args(&["--yes", "--no-rollback"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("both apps run the change");
+    Test::new()
+        .file("phase.rhai", runbook)
+        .rehearse("phase.rhai")
+        .scenario("phase.toml", &phase("failed"))
+        .args(&["--yes", "--no-rollback"])
+        .run()
+        .exit(Exit::StepFailed)
+        .stderr_has("raxx-api-staging: release v2 (Set OTHER config vars) is failed: its dynos run the last release that succeeded, which may not hold the change")
+        .stderr_has("fix the release phase (heroku releases:output v2 -a raxx-api-staging), release again, then retry");
+}
+
 /// `releases` names the apps waited for: a key that is not one of them (a typo, an app
 /// passed by id) is refused, not quietly never checked.
 #[test]
@@ -1105,9 +1174,9 @@ step("wait", "Wait", |ctx| {
         .stderr_has("heroku::wait_up: releases names 'raxx-api-stagign', which is not one of the apps waited for");
 }
 
-/// The stdlib's verify waits through `consumers::wait_up_on_newest`: up on each app's
-/// newest release, the one propagate's config change made. Before, it waited for the
-/// dynos' state alone, which the processes still on the release before already satisfied.
+/// `consumers::wait_up_on_newest`: up on each app's newest release, the one a config
+/// change made. Before, it waited for the dynos' state alone, which the processes still on
+/// the release before already satisfied.
 #[test]
 fn the_stdlib_waits_for_the_newest_release_not_just_up() {
     let scenario = canary_with(

@@ -521,13 +521,15 @@ fn preboot_left(
 }
 
 /// Whether `d` is a one-off: a console, a scheduled job or a release command, of a type the
-/// formation does not run (a Procfile may name a process `scheduler`: that one is waited for).
+/// formation does not run (a Procfile may name a process `scheduler`: while it runs, a
+/// dyno of that type is waited for; scaled to zero, Heroku Scheduler's jobs are one-offs).
 fn is_one_off(
     d: &runbook_vendors::heroku::Dyno,
     formation: &[runbook_vendors::heroku::Formation],
 ) -> bool {
     let kind = kind_of(d);
-    matches!(kind, "run" | "scheduler" | "release") && !formation.iter().any(|p| p.kind == kind)
+    matches!(kind, "run" | "scheduler" | "release")
+        && !formation.iter().any(|p| p.kind == kind && p.quantity > 0)
 }
 
 /// A dyno's process type: its `type`, or the name's prefix (`web.1`).
@@ -911,7 +913,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release) keep theirs and are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. An app scaled to\nzero (no dyno listed, GET /apps/{app}/formation asks for none) runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release.",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read beside the first poll: an app it asks no dyno of is\nscaled to zero, runs nothing to wait for, and is said so. Fails naming the apps still starting, crashed or on an older release.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },
@@ -1228,6 +1230,11 @@ mod wait_tests {
         assert!(is_one_off(&console, std::slice::from_ref(&web)));
         assert!(is_one_off(&job, std::slice::from_ref(&web)));
         assert!(!is_one_off(&job, &[web.clone(), clock]));
+        let idle_clock = Formation {
+            kind: "scheduler".into(),
+            quantity: 0,
+        };
+        assert!(is_one_off(&job, &[web.clone(), idle_clock]));
         assert!(!is_one_off(
             &dyno("web.1", Some("web"), "up", Some(3)),
             &[web]

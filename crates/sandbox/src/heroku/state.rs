@@ -215,6 +215,14 @@ impl HerokuState {
                     ),
                 });
             }
+            if spec.preboot_window_ms > 600_000 {
+                return Err(SandboxError::Scenario {
+                    message: format!(
+                        "heroku app '{}': preboot_window_ms is at most 600000 (Heroku's longest boot timeout, 180 s, plus 2 minutes is 300 s)",
+                        spec.name
+                    ),
+                });
+            }
             let mut config = BTreeMap::new();
             for (k, v) in &spec.config {
                 config.insert(k.clone(), resolve(v, tokens_of)?);
@@ -631,6 +639,31 @@ impl Platform for HerokuState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sandbox exports the longest preboot window of its preboot apps, rounded up to
+    /// whole seconds (Heroku's 180 without one); a window the engine would refuse (over 600 s)
+    /// is refused in the scenario, naming the app.
+    #[test]
+    fn the_exported_preboot_window_is_the_longest_of_the_preboot_apps() {
+        let tokens = |_: &str| Some(vec!["pm-0001".into()]);
+        let mut scenario = crate::Scenario::default();
+        let h = HerokuState::from_scenario(&scenario.heroku, &tokens).unwrap();
+        assert_eq!(h.preboot_window_secs(), 180);
+        scenario.heroku.apps[0].preboot = true;
+        scenario.heroku.apps[0].preboot_window_ms = 8_500;
+        scenario.heroku.apps[1].preboot_window_ms = 500_000;
+        let h = HerokuState::from_scenario(&scenario.heroku, &tokens).unwrap();
+        assert_eq!(h.preboot_window_secs(), 9);
+        scenario.heroku.apps[0].preboot_window_ms = 600_001;
+        let Err(e) = HerokuState::from_scenario(&scenario.heroku, &tokens) else {
+            panic!("a window over 600 s is refused");
+        };
+        assert!(
+            e.to_string()
+                .contains("preboot_window_ms is at most 600000"),
+            "{e}"
+        );
+    }
 
     /// An app is found by its name and by its id, each its own, in a world of many (the
     /// lookup is an index since a 1,000-app fan-out spent 3 s of CPU scanning the list).

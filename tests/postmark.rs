@@ -207,6 +207,24 @@ fn heroku_500_on_one_app_rolls_back_every_app() {
     );
 }
 
+/// The rotation on `scenario` with Postmark rejecting prod's downstream mail: verify fails
+/// after propagate, and the run rolls back (`--yes`).
+fn rejected_downstream_on(scenario: &str) -> Output {
+    let out = Test::new()
+        .rehearse("postmark")
+        .scenario("scenario.toml", scenario)
+        .args(&[
+            "--json",
+            "--yes",
+            "--fault",
+            "raptor:POST:/raxx-api-prod/postmark/email=401",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::StepFailed);
+    out
+}
+
 /// The rollback of propagate is done when the apps run the old token again: with preboot,
 /// once the traffic has left the dynos that hold the new one. Before, it ended right after
 /// the restart's 202, while those dynos still served: deleting the new token then, as an
@@ -217,18 +235,7 @@ fn the_rollback_of_propagate_waits_until_the_old_token_serves_again() {
         "name = \"raxx-api-prod\"\n",
         "name = \"raxx-api-prod\"\npreboot = true\npreboot_window_ms = 2000\nboot_ms = 0\n",
     );
-    let out = Test::new()
-        .rehearse("postmark")
-        .scenario("preboot.toml", &scenario)
-        .args(&[
-            "--json",
-            "--yes",
-            "--fault",
-            "raptor:POST:/raxx-api-prod/postmark/email=401",
-        ])
-        .keep_sandbox_state()
-        .run();
-    out.exit(Exit::StepFailed);
+    let out = rejected_downstream_on(&scenario);
     assert_eq!(out.report()["status"], "rolled_back");
     // Verify waited out the window after propagate's change, and the undo after its own.
     assert_eq!(
@@ -242,10 +249,7 @@ fn the_rollback_of_propagate_waits_until_the_old_token_serves_again() {
     let state = out.sandbox_state();
     assert_back_on_old_token(&state);
     // The undo's restart, then the prebooted dynos (on the old token) taking the traffic.
-    let logs: Vec<&str> = items(&state["heroku"]["apps"]["raxx-api-prod"]["logs"])
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let logs = crate::support::app_logs(&state, "raxx-api-prod");
     let restarted = logs
         .iter()
         .rposition(|l| l.ends_with(": Restarting"))
@@ -269,18 +273,7 @@ fn the_rollback_of_propagate_passes_apps_with_plain_settings() {
         "config = { POSTMARK_SERVER_TOKEN",
         "config = { AWS_REGION = \"us-east-1\", LANG = \"en_US.UTF-8\", POSTMARK_SERVER_TOKEN",
     );
-    let out = Test::new()
-        .rehearse("postmark")
-        .scenario("plain.toml", &scenario)
-        .args(&[
-            "--json",
-            "--yes",
-            "--fault",
-            "raptor:POST:/raxx-api-prod/postmark/email=401",
-        ])
-        .keep_sandbox_state()
-        .run();
-    out.exit(Exit::StepFailed);
+    let out = rejected_downstream_on(&scenario);
     let report = out.report();
     assert_eq!(report["status"], "rolled_back", "{}", out.stderr);
     assert_eq!(step_statuses(&report)[4], ("propagate", "undone"));

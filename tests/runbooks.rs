@@ -115,10 +115,7 @@ fn a_stdlib_rollback_waits_out_the_preboot_window_before_deleting_the_new_key() 
     // Only the undo waits here: verify never ran.
     out.stdout_has("raxx-api-prod: preboot is on: its old web dynos keep the traffic");
     let state = out.sandbox_state();
-    let logs: Vec<&str> = items(&state["heroku"]["apps"]["raxx-api-prod"]["logs"])
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let logs = crate::support::app_logs(&state, "raxx-api-prod");
     assert!(
         logs.iter()
             .any(|l| l.contains("replaced by the prebooted dyno")),

@@ -255,6 +255,14 @@ pub fn writes(state: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// An app's log lines in the Heroku simulator's state, oldest first.
+pub fn app_logs<'a>(state: &'a Value, app: &str) -> Vec<&'a str> {
+    items(&state["heroku"]["apps"][app]["logs"])
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect()
+}
+
 /// How many requests the simulators served for `method` on `path`.
 pub fn served(state: &Value, method: &str, path: &str) -> usize {
     items(&state["requests"])

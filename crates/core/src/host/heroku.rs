@@ -234,12 +234,11 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     let timeout = seconds("timeout", 120, 1)?;
     // Heroku moves the traffic the app's boot timeout plus 2 minutes after a change (Heroku
     // changelog, 2017-04-19): RUNBOOK_HEROKU_PREBOOT_WINDOW, 180 s unless set.
-    let preboot_window = match opts.get("preboot_window") {
-        None => None,
-        Some(_) => Some(std::time::Duration::from_secs(
-            seconds("preboot_window", 0, 0)? as u64,
-        )),
-    };
+    let preboot_window = opts
+        .contains_key("preboot_window")
+        .then(|| seconds("preboot_window", 0, 0))
+        .transpose()?
+        .map(|s| std::time::Duration::from_secs(s as u64));
     // The release each app's dynos must run (at least): a dyno up on an older one is not
     // the new config running.
     let mut releases: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
@@ -278,11 +277,8 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
     // Dynos and apps already said something of (once each).
     let mut said = std::collections::HashSet::new();
-    // Each app's formation, read beside its first poll.
-    let mut formations: std::collections::HashMap<String, Vec<runbook_vendors::heroku::Formation>> =
-        std::collections::HashMap::new();
-    // Whether each app has preboot, read beside its first poll.
-    let mut preboot: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    // What each app's first poll read beside its dynos.
+    let mut facts: std::collections::HashMap<String, AppFacts> = std::collections::HashMap::new();
     // A preboot app whose new dynos are up: when its traffic has moved, on this machine's
     // clock. Every poll counts it again and keeps the later time: a restart meanwhile starts
     // Heroku's window again.
@@ -292,61 +288,62 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     let mut pending: Vec<String> = apps.clone();
     loop {
         let mut still = Vec::new();
+        // How many of them wait only for their preboot window.
+        let mut switching = 0;
         // Every app still pending at once: the wait is as long as the slowest app's boot,
         // not the sum of the polls.
-        let known: std::collections::HashMap<String, bool> = preboot.clone();
+        let known: std::collections::HashMap<String, bool> = facts
+            .iter()
+            .map(|(app, f)| (app.clone(), f.preboot))
+            .collect();
         let polled = each_app(h, &pending, "GET /apps/{}/dynos", move |v, app| {
-            let feature_known = known.get(&app).copied();
+            let preboot = known.get(&app).copied();
             async move {
                 let heroku = v.heroku();
-                let poll = match feature_known {
+                Ok(match preboot {
                     // Preboot counts from the change: the newest release, read each poll.
                     Some(true) => {
                         let (dynos, release) =
                             tokio::try_join!(heroku.dynos(&app), heroku.latest_release(&app))?;
                         Poll {
                             dynos,
-                            preboot: None,
                             release,
-                            formation: None,
+                            first: None,
                         }
                     }
                     Some(false) => Poll {
                         dynos: heroku.dynos(&app).await?,
-                        preboot: None,
                         release: None,
-                        formation: None,
+                        first: None,
                     },
                     // The first poll: which process types the app runs (a one-off is a dyno
                     // of none of them) and whether it has preboot.
                     None => {
-                        let (dynos, feature, formation) = tokio::try_join!(
+                        let (dynos, preboot, formation) = tokio::try_join!(
                             heroku.dynos(&app),
                             heroku.preboot(&app),
                             heroku.formation(&app)
                         )?;
                         Poll {
                             dynos,
-                            preboot: Some(feature),
                             release: None,
-                            formation: Some(formation),
+                            first: Some(AppFacts { preboot, formation }),
                         }
                     }
-                };
-                Ok(poll)
+                })
             }
         })?;
         // The earliest moment a preboot app's traffic moves.
         let mut next_switch: Option<std::time::Instant> = None;
         for (app, answer) in polled {
-            let poll = answer.map_err(|e| super::vendor_call::vendor_error(&e))?;
-            if let Some(f) = poll.preboot {
-                preboot.insert(app.clone(), f);
+            let mut poll = answer.map_err(|e| super::vendor_call::vendor_error(&e))?;
+            let first_poll = poll.first.is_some();
+            if let Some(f) = poll.first.take() {
+                facts.insert(app.clone(), f);
             }
-            if let Some(f) = poll.formation {
-                formations.insert(app.clone(), f);
-            }
-            let formation = formations.get(&app).map(Vec::as_slice).unwrap_or_default();
+            let (preboot, formation) = facts
+                .get(&app)
+                .map_or((false, &[][..]), |f| (f.preboot, f.formation.as_slice()));
             let one_off = |d: &runbook_vendors::heroku::Dyno| is_one_off(d, formation);
             let dynos = &poll.dynos;
             let wanted = releases.get(&app).copied();
@@ -394,13 +391,12 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                 continue;
             }
             let has_web = dynos.list.iter().any(|d| kind_of(d) == "web");
-            if !preboot.get(&app).copied().unwrap_or(false) || preboot_window.is_zero() || !has_web
-            {
+            if !preboot || preboot_window.is_zero() || !has_web {
                 continue;
             }
             // Just found to have preboot: the next poll reads its newest release too.
             let now = std::time::Instant::now();
-            let at = if poll.preboot.is_some() {
+            let at = if first_poll {
                 now
             } else {
                 let left = preboot_left(dynos, poll.release.as_ref(), preboot_window);
@@ -422,6 +418,7 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                 at
             };
             next_switch = Some(next_switch.map_or(at, |n| n.min(at)));
+            switching += 1;
             still.push((
                 app,
                 format!(
@@ -436,7 +433,7 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         pending = still.iter().map(|(app, _)| app.clone()).collect();
         // Only preboot windows left: no need to poll often, but often enough (30 s) to see a
         // restart that starts a window again.
-        let only_switching = still.iter().all(|(_, why)| why.starts_with("preboot:"));
+        let only_switching = switching == still.len();
         let sleep = match next_switch.filter(|_| only_switching) {
             Some(at) => at
                 .saturating_duration_since(std::time::Instant::now())
@@ -476,12 +473,18 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
 /// What one poll of an app read.
 struct Poll {
     dynos: runbook_vendors::heroku::Dynos,
-    /// Whether it has preboot: read at its first poll.
-    preboot: Option<bool>,
     /// Its newest release: read at each poll of an app with preboot.
     release: Option<runbook_vendors::heroku::Release>,
-    /// Its formation: read at its first poll.
-    formation: Option<Vec<runbook_vendors::heroku::Formation>>,
+    /// What only its first poll reads.
+    first: Option<AppFacts>,
+}
+
+/// What `wait_up` reads of an app once, beside its first poll.
+struct AppFacts {
+    /// Whether it has preboot.
+    preboot: bool,
+    /// Its process types and how many dynos of each run.
+    formation: Vec<runbook_vendors::heroku::Formation>,
 }
 
 /// How much of the preboot window is left, on Heroku's clock: from the change (the newest

@@ -333,6 +333,6 @@ step("reads", "Reads", |ctx| {
         .exit(Exit::Ok)
         .stdout_has("       calls: scan::begin (every vendor at once, not waited for: scan::found takes the answers) → infisical::secret → [together: scan::found | postmark::server] → postmark::server → heroku::configs (each app at once) → heroku::scopes\n")
         .stdout_has("       calls: postmark::server → postmark::send_email → postmark::message\n")
-        // Two arguments: only the list overload takes them.
-        .stdout_has("       calls: heroku::releases (each app at once) → heroku::wait_up (each app at once) → heroku::configs (each app at once) → heroku::log_sessions (each app at once, not waited for: heroku::read_logs reads them) → http::post → heroku::read_logs (each app at once)\n");
+        // Verify: the newest releases are read inside wait_up's polls.
+        .stdout_has("       calls: heroku::wait_up (each app at once) → heroku::configs (each app at once) → heroku::log_sessions (each app at once, not waited for: heroku::read_logs reads them) → http::post → heroku::read_logs (each app at once)\n");
 }

@@ -661,13 +661,13 @@ fn a_release_phase_is_waited_for_and_a_failed_one_stops_before_revoke() {
     let out = on_scenario(&phase("failed"), None, &["--json"]);
     out.exit(Exit::StepFailed)
         .stderr_has("raxx-api-staging: release v")
-        .stderr_has("is failed: its dynos still run the previous release, with the old token");
+        .stderr_has("is failed: its dynos run the last release that succeeded, which may not hold the change");
     // The rollback's own release fails too: the dynos run the last release that succeeded,
     // which this rollback cannot tell apart from the new token's, so it stops, saying what to
     // fix, rather than report a rollback it cannot vouch for (or wait for a release that
     // never comes).
-    out.stderr_has("which puts the old token back, failed its release phase: the dynos run the last release that succeeded, which may hold the new token")
-        .stderr_has("then run the rollback again; keep the new token until it passes");
+    out.stderr_has("which puts the previous config back, is failed: the dynos run the last release that succeeded, which may hold the value being rolled back")
+        .stderr_has("then run the rollback again; keep that value valid until it passes");
     let report = out.report();
     assert_eq!(report["failed_step"], "verify");
     assert_eq!(report["status"], "failed");
@@ -1145,7 +1145,7 @@ step("wait", "Change and wait", |ctx| {
         .run()
         .exit(Exit::StepFailed)
         .stderr_has("raxx-api-staging: release v2 (Set OTHER config vars) is failed: its dynos run the last release that succeeded, which may not hold the change")
-        .stderr_has("fix the release phase (heroku releases:output v2 -a raxx-api-staging), release again, then retry");
+        .stderr_has("fix the release command (heroku releases:output v2 -a raxx-api-staging), run it again (heroku releases:retry -a raxx-api-staging), then retry the step");
 }
 
 /// `releases` names the apps waited for: a key that is not one of them (a typo, an app

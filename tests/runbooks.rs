@@ -426,3 +426,55 @@ fn the_stdlib_precheck_lists_while_it_reads_and_reads_each_config_once() {
         "the app list {apps:?} and the stored key's read {stored:?} overlap"
     );
 }
+
+/// A rollback run again (its first attempt's wait failed) finds apps whose config the first
+/// attempt put back already. Before, `consumers::restore` set them again: another release
+/// and restart in production, and, with preboot, another whole window to wait. It now sets
+/// and restarts only the apps that do not hold their old value yet.
+#[test]
+fn the_stdlib_restores_only_the_apps_not_yet_restored() {
+    let runbook = r#"import "std/consumers" as consumers;
+runbook(#{ id: "std-restore", title: "Restore twice" });
+step("restore", "Put the token back twice", |ctx| {
+    let t = #{ heroku: ["raxx-api-prod", "raxx-api-staging"] };
+    let before = consumers::snapshot(t, "POSTMARK_SERVER_TOKEN");
+    heroku::set_config("raxx-api-prod", #{ POSTMARK_SERVER_TOKEN: secret::from_text("a-value-set-by-the-step-0123") });
+    consumers::restore(t, "POSTMARK_SERVER_TOKEN", before, ());
+    print("first restore done");
+    consumers::restore(t, "POSTMARK_SERVER_TOKEN", before, ());
+}).no_undo("a test");
+"#;
+    let out = Test::new()
+        .file("restore.rhai", runbook)
+        .rehearse("restore.rhai")
+        .keep_sandbox_state()
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("raxx-api-staging: holds what it held before the run already; not set again");
+    // The second restore sets nothing: prod is back as well.
+    let second = out
+        .stdout
+        .split("first restore done")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        second.contains("raxx-api-prod: holds what it held before the run already"),
+        "{second}"
+    );
+    let state = out.sandbox_state();
+    let apps = &state["heroku"]["apps"];
+    // Prod: the step's change and one restore, each a release that restarts it (and no
+    // second restart); staging: none.
+    let releases = |app: &str| items(&apps[app]["releases"]).len();
+    let restarts = |app: &str| apps[app]["restarts"].as_u64().unwrap_or(0);
+    assert_eq!(
+        releases("raxx-api-staging"),
+        1,
+        "{}",
+        apps["raxx-api-staging"]
+    );
+    assert_eq!(releases("raxx-api-prod"), 3, "{}", apps["raxx-api-prod"]);
+    assert_eq!(restarts("raxx-api-staging"), 0);
+    assert_eq!(restarts("raxx-api-prod"), 2);
+}

@@ -351,3 +351,30 @@ fn shipped_runbooks_read_every_apps_config_at_once() {
         }
     }
 }
+
+/// Before: verify read every app's newest release, waited for the answer, then polled the
+/// dynos (two rounds), and the stdlib's wait did the same. `heroku::wait_up` with
+/// `releases: "newest"` reads the release beside the first dyno poll: one round.
+#[test]
+fn the_rotation_reads_each_apps_release_beside_its_first_dyno_poll() {
+    let out = Test::new()
+        .rehearse("postmark")
+        .keep_sandbox_state()
+        .args(&["--yes", "--fault", "heroku=latency=150"])
+        .run();
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        let releases = requests(&state, "GET", &format!("/apps/{app}/releases"));
+        let dynos = requests(&state, "GET", &format!("/apps/{app}/dynos"));
+        assert!(!releases.is_empty() && !dynos.is_empty(), "{app}");
+        let (release, dyno) = (span(releases[0]), span(dynos[0]));
+        // Each sent before the other was answered.
+        assert!(
+            release.0 < dyno.1 && dyno.0 < release.1,
+            "{app}: release {release:?}, dynos {dyno:?}"
+        );
+        // No second read of the release before the dynos are up: one poll did it.
+        assert_eq!(releases.len(), 1, "{app}: {releases:?}");
+    }
+}

@@ -6,7 +6,7 @@ use super::vendor_call::{fan_out, is_dry_run_secret, per_target, targets, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::{Registrar, Repeat};
 use crate::value::{self, throw};
-use rhai::{Array, Dynamic, Map, NativeCallContext};
+use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
 use runbook_secret::{Secret, Source};
 use runbook_vendors::heroku::ConfigValue;
 use runbook_vendors::Vendor;
@@ -240,17 +240,27 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         .transpose()?
         .map(|s| std::time::Duration::from_secs(s as u64));
     // The release each app's dynos must run (at least): a dyno up on an older one is not
-    // the new config running.
+    // the new config running. `"newest"`: each app's newest release, read beside each poll
+    // until it has succeeded (every poll with preboot).
     let mut releases: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut newest = false;
     if let Some(r) = opts.get("releases") {
         let usage = || {
             throw(
                 "usage",
-                "heroku::wait_up: releases is a map of app name to release version, e.g. #{ \"my-app\": 42 }",
+                "heroku::wait_up: releases is \"newest\" or a map of app name to release version, e.g. #{ \"my-app\": 42 }",
                 None,
             )
         };
-        let map = r.read_lock::<Map>().ok_or_else(usage)?;
+        newest = r
+            .clone()
+            .into_immutable_string()
+            .is_ok_and(|t| t.as_str() == "newest");
+        let map = if newest {
+            Map::new()
+        } else {
+            r.read_lock::<Map>().ok_or_else(usage)?.clone()
+        };
         for (app, v) in map.iter() {
             let v = v.as_int().ok().filter(|v| *v > 0).ok_or_else(usage)?;
             if !apps.iter().any(|a| a.as_str() == app.as_str()) {
@@ -286,47 +296,82 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         std::collections::HashMap::new();
     let mut pause = std::time::Duration::from_millis(100);
     let mut pending: Vec<String> = apps.clone();
+    // Apps whose newest release was in its release phase at the last poll: that release and
+    // when this wait first saw it pending (a release command gets 10 minutes, counted from
+    // there). Only the release is read until it leaves the phase (the dynos run the one
+    // before).
+    let mut in_phase: std::collections::HashMap<String, (u64, std::time::Instant)> =
+        std::collections::HashMap::new();
     loop {
         let mut still = Vec::new();
-        // How many of them wait only for their preboot window.
+        // How many of them wait only for their preboot window, and for a release phase.
         let mut switching = 0;
+        let mut phases = 0;
         // Every app still pending at once: the wait is as long as the slowest app's boot,
         // not the sum of the polls.
-        let known: std::collections::HashMap<String, bool> = facts
+        let reads: std::collections::HashMap<String, Reads> = pending
             .iter()
-            .map(|(app, f)| (app.clone(), f.preboot))
+            .map(|app| {
+                let reads = match facts.get(app) {
+                    None => Reads::First,
+                    Some(_) if in_phase.contains_key(app) => Reads::Release,
+                    // Preboot counts from the change: the newest release, read each poll.
+                    Some(f) if f.preboot || (newest && !releases.contains_key(app)) => {
+                        Reads::DynosAndRelease
+                    }
+                    Some(_) => Reads::Dynos,
+                };
+                (app.clone(), reads)
+            })
             .collect();
-        let polled = each_app(h, &pending, "GET /apps/{}/dynos", move |v, app| {
-            let preboot = known.get(&app).copied();
+        let what = if reads.values().all(|r| matches!(r, Reads::Release)) {
+            "GET /apps/{}/releases"
+        } else {
+            "GET /apps/{}/dynos"
+        };
+        let polled = each_app(h, &pending, what, move |v, app| {
+            let reads = reads.get(&app).copied().unwrap_or(Reads::First);
             async move {
                 let heroku = v.heroku();
-                Ok(match preboot {
-                    // Preboot counts from the change: the newest release, read each poll.
-                    Some(true) => {
+                Ok(match reads {
+                    Reads::DynosAndRelease => {
                         let (dynos, release) =
                             tokio::try_join!(heroku.dynos(&app), heroku.latest_release(&app))?;
                         Poll {
-                            dynos,
+                            dynos: Some(dynos),
                             release,
                             first: None,
                         }
                     }
-                    Some(false) => Poll {
-                        dynos: heroku.dynos(&app).await?,
+                    Reads::Dynos => Poll {
+                        dynos: Some(heroku.dynos(&app).await?),
                         release: None,
                         first: None,
                     },
+                    Reads::Release => Poll {
+                        dynos: None,
+                        release: heroku.latest_release(&app).await?,
+                        first: None,
+                    },
                     // The first poll: which process types the app runs (a one-off is a dyno
-                    // of none of them) and whether it has preboot.
-                    None => {
-                        let (dynos, preboot, formation) = tokio::try_join!(
+                    // of none of them), whether it has preboot and, for "newest", the
+                    // release: one round for all of them.
+                    Reads::First => {
+                        let release = async {
+                            match newest {
+                                true => heroku.latest_release(&app).await,
+                                false => Ok(None),
+                            }
+                        };
+                        let (dynos, preboot, formation, release) = tokio::try_join!(
                             heroku.dynos(&app),
                             heroku.preboot(&app),
-                            heroku.formation(&app)
+                            heroku.formation(&app),
+                            release
                         )?;
                         Poll {
-                            dynos,
-                            release: None,
+                            dynos: Some(dynos),
+                            release,
                             first: Some(AppFacts { preboot, formation }),
                         }
                     }
@@ -341,11 +386,42 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             if let Some(f) = poll.first.take() {
                 facts.insert(app.clone(), f);
             }
+            if newest {
+                match poll.release.as_ref() {
+                    Some(r) if r.status == "pending" => {
+                        let since = match in_phase.get(&app) {
+                            Some((v, since)) if *v == r.version => *since,
+                            _ => std::time::Instant::now(),
+                        };
+                        if since.elapsed().as_secs() >= RELEASE_PHASE_SECS {
+                            return Err(phase_too_long(h, &app, r.version));
+                        }
+                        in_phase.insert(app.clone(), (r.version, since));
+                        phases += 1;
+                        still.push((app, format!("release v{} in its release phase", r.version)));
+                        continue;
+                    }
+                    Some(r) if r.status != "succeeded" => return Err(release_failed(h, &app, r)),
+                    // Succeeded: the release its dynos must run (at least), from now on.
+                    Some(r) => {
+                        releases.insert(app.clone(), r.version);
+                    }
+                    None => {}
+                }
+            }
+            in_phase.remove(&app);
             let (preboot, formation) = facts
                 .get(&app)
                 .map_or((false, &[][..]), |f| (f.preboot, f.formation.as_slice()));
             let one_off = |d: &runbook_vendors::heroku::Dyno| is_one_off(d, formation);
-            let dynos = &poll.dynos;
+            let Some(dynos) = poll.dynos.as_ref() else {
+                // Out of its release phase since the last poll: the next one, soon, reads the
+                // dynos, which get the boot's whole timeout from now.
+                phases += 1;
+                pause = std::time::Duration::from_millis(100);
+                still.push((app, "its release phase just ended".to_string()));
+                continue;
+            };
             let wanted = releases.get(&app).copied();
             let mut not_up: Vec<String> = Vec::new();
             for d in &dynos.list {
@@ -394,9 +470,10 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             if !preboot || preboot_window.is_zero() || !has_web {
                 continue;
             }
-            // Just found to have preboot: the next poll reads its newest release too.
+            // Just found to have preboot: the next poll reads its newest release too (the
+            // first read it already for "newest").
             let now = std::time::Instant::now();
-            let at = if first_poll {
+            let at = if first_poll && poll.release.is_none() {
                 now
             } else {
                 let left = preboot_left(dynos, poll.release.as_ref(), preboot_window);
@@ -434,14 +511,17 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         // Only preboot windows left: no need to poll often, but often enough (30 s) to see a
         // restart that starts a window again.
         let only_switching = switching == still.len();
+        // Waiting only on Heroku's schedule (windows, release phases): not the boot's timeout.
+        let on_heroku = switching + phases == still.len();
         let sleep = match next_switch.filter(|_| only_switching) {
             Some(at) => at
                 .saturating_duration_since(std::time::Instant::now())
                 .min(std::time::Duration::from_secs(30)),
             None => pause,
         };
-        // The preboot window is waited on top of `timeout`, which is for the boot.
-        if !only_switching && std::time::Instant::now() + sleep > deadline {
+        // The preboot window and a release phase are waited on top of `timeout`, which is
+        // for the boot.
+        if !on_heroku && std::time::Instant::now() + sleep > deadline {
             return Err(throw(
                 "vendor",
                 format!(
@@ -460,23 +540,92 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             ));
         }
         super::core::sleep(sleep.as_secs_f64())?;
-        if only_switching {
-            // A dyno restarting (daily cycling) just when the window ends gets a boot's time.
+        if on_heroku {
+            // A dyno restarting (daily cycling) just when the window ends gets a boot's time,
+            // and so do the dynos of a release out of its release phase.
             deadline = deadline
                 .max(std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64));
-        } else {
+        }
+        if !only_switching {
             pause = (pause * 2).min(std::time::Duration::from_secs(2));
         }
     }
 }
 
+/// How long `wait_up` waits for a release phase before the boot.
+const RELEASE_PHASE_SECS: u64 = 600;
+
+/// What one poll of an app reads.
+#[derive(Clone, Copy)]
+enum Reads {
+    /// Its dynos, and what only the first poll reads ([`AppFacts`]; the newest release too
+    /// for `releases: "newest"`).
+    First,
+    Dynos,
+    /// Its dynos and newest release: with preboot (the window counts from the change), or
+    /// for `releases: "newest"`.
+    DynosAndRelease,
+    /// Only its newest release: it was in its release phase.
+    Release,
+}
+
 /// What one poll of an app read.
 struct Poll {
-    dynos: runbook_vendors::heroku::Dynos,
-    /// Its newest release: read at each poll of an app with preboot.
+    /// None when only the release was read.
+    dynos: Option<runbook_vendors::heroku::Dynos>,
+    /// Its newest release: read at each poll of an app with preboot, or for "newest".
     release: Option<runbook_vendors::heroku::Release>,
     /// What only its first poll reads.
     first: Option<AppFacts>,
+}
+
+/// The error for a release whose release phase has run 10 minutes: its command may be stuck,
+/// and meanwhile the dynos run the release before it.
+fn phase_too_long(h: &RunContext, app: &str, version: u64) -> Box<EvalAltResult> {
+    let what = format!(
+        "heroku::wait_up: {app}: release v{version} is still in its release phase after {}s: the dynos run the release before it",
+        RELEASE_PHASE_SECS
+    );
+    let check = format!("a release command this long may be stuck: check `heroku releases:output v{version} -a {app}`;");
+    let hint = if h.scope().in_undo() {
+        format!("{check} the dynos still hold the value being rolled back: keep it valid, and run the rollback again once the release has finished")
+    } else {
+        format!("{check} the dynos keep the value from before the change: keep it valid, and retry the step once the release has finished")
+    };
+    throw("vendor", what, Some(hint))
+}
+
+/// The error for a newest release that failed its release phase (or is in any state but
+/// pending or succeeded): its dynos stay on the last release that succeeded. In an undo,
+/// that release may hold the value being rolled back.
+fn release_failed(
+    h: &RunContext,
+    app: &str,
+    r: &runbook_vendors::heroku::Release,
+) -> Box<EvalAltResult> {
+    let fix = format!(
+        "fix the release command (heroku releases:output v{} -a {app}), run it again (heroku releases:retry -a {app}), then",
+        r.version
+    );
+    if h.scope().in_undo() {
+        throw(
+            "vendor",
+            format!(
+                "{app}: release v{} ({}), which puts the previous config back, is {}: the dynos run the last release that succeeded, which may hold the value being rolled back",
+                r.version, r.description, r.status
+            ),
+            Some(format!("{fix} run the rollback again; keep that value valid until it passes")),
+        )
+    } else {
+        throw(
+            "vendor",
+            format!(
+                "{app}: release v{} ({}) is {}: its dynos run the last release that succeeded, which may not hold the change",
+                r.version, r.description, r.status
+            ),
+            Some(format!("{fix} retry the step; until then the dynos keep the value from before the change: keep it valid")),
+        )
+    }
 }
 
 /// What `wait_up` reads of an app once, beside its first poll.
@@ -916,7 +1065,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read beside the first poll: an app it asks no dyno of is\nscaled to zero, runs nothing to wait for, and is said so. Fails naming the apps still starting, crashed or on an older release.",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\nor releases: \"newest\": each app's newest release, read beside each poll (the first one\nincluded) until it has succeeded (every poll with preboot): while it is pending (its release command runs, up to 10 minutes, on top of\ntimeout) the dynos run the one before and only the release is polled; one that failed\nits release phase fails the wait at once, saying what to fix (in an undo: that the dynos\nmay still hold the value being rolled back);\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read beside the first poll: an app it asks no dyno of is\nscaled to zero, runs nothing to wait for, and is said so. Fails naming the apps still starting, crashed or on an older release.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },

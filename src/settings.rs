@@ -111,10 +111,7 @@ impl Settings {
     /// Vendor endpoints and credentials: the environment, then `[vendors]`.
     pub fn vendor_config(&self) -> Result<VendorConfig> {
         let file = self.file()?;
-        Ok(VendorConfig::from_sources(
-            |k| self.var(k),
-            file.vendors.as_ref(),
-        )?)
+        Ok(VendorConfig::from_sources(|k| self.var(k), file.vendors.as_ref())?.checked()?)
     }
 
     /// `RUNBOOK_STATE_URL`, else `[state] url`; `RUNBOOK_LEASE_SECONDS`, else

@@ -362,6 +362,33 @@ fn preflight_lists_every_missing_setting_before_any_question() {
     out.exit(Exit::Aborted);
 }
 
+/// `runbook sandbox` exports its scenario's compressed preboot window (9 s for the realistic
+/// one). Before, carried into a shell that runs against Heroku itself, it cut the wait for
+/// the old dynos to hand over the traffic from about 3.5 minutes to 10 seconds: verify and
+/// revoke then ran while the old dynos still served the old token. Now the run stops at its
+/// start, saying why, before any question or change.
+#[test]
+fn a_sandbox_preboot_window_is_refused_against_heroku_itself() {
+    let out = Test::new()
+        .shipped_runbooks()
+        .env("RUNBOOK_HEROKU_PREBOOT_WINDOW", "9")
+        .env("HEROKU_HOST", "https://api.heroku.invalid")
+        .args(&[
+            "exec",
+            "postmark",
+            "--yes",
+            "--param",
+            "test_recipient=ops@example.com",
+        ])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has(
+            "RUNBOOK_HEROKU_PREBOOT_WINDOW = '9' is not valid: against Heroku itself at least 180",
+        )
+        .stderr_has("so unset it in a shell that runs against production");
+    assert!(!out.path().join("state/runs").exists(), "no run started");
+}
+
 /// The actor comes from --actor, RUNBOOK_ACTOR, git's user.email, then USER; when nothing
 /// names anyone, a production run says the audit log will record it as unknown.
 #[test]

@@ -143,7 +143,11 @@ const HEROKU_REFILL_PER_MINUTE: Tuning<f64> = Tuning {
     expected: "requests a minute between 0 (no pacing) and 1000000",
 };
 
-/// Heroku's longest boot timeout is 180 s, so its longest window 300 s.
+/// Heroku's shortest window: its default (and shortest) boot timeout, 60 s, plus 2 minutes.
+const SHORTEST_PREBOOT_WINDOW: Duration = Duration::from_secs(180);
+
+/// Heroku's longest boot timeout is 180 s, so its longest window 300 s. Below 180 s only
+/// against a Heroku on this machine (a sandbox: [`VendorConfig::checked`]).
 const HEROKU_PREBOOT_WINDOW: Tuning<u64> = Tuning {
     name: "RUNBOOK_HEROKU_PREBOOT_WINDOW",
     range: 0..=600,
@@ -400,6 +404,22 @@ impl VendorConfig {
         Ok(cfg)
     }
 
+    /// Refuses what is only right for a sandbox when a vendor is not on this machine: a
+    /// preboot window under Heroku's shortest (180 s: the boot timeout, 60 s at least, plus
+    /// 2 minutes) is a rehearsal's compressed time (`runbook sandbox` exports one). Against
+    /// Heroku itself it would end the wait while the old dynos still serve the old value.
+    pub fn checked(self) -> Result<Self, ConfigError> {
+        let window = self.heroku.preboot_window;
+        if window < SHORTEST_PREBOOT_WINDOW && !is_loopback_url(&self.heroku.api_url) {
+            return Err(ConfigError::Invalid {
+                name: HEROKU_PREBOOT_WINDOW.name,
+                value: window.as_secs().to_string(),
+                expected: "against Heroku itself at least 180 (an app's boot timeout, 60 s or more, plus 120); a shorter window is a sandbox's compressed time (`runbook sandbox` exports one), so unset it in a shell that runs against production",
+            });
+        }
+        Ok(self)
+    }
+
     /// The base URL calls to `vendor` go to.
     pub fn endpoint(&self, vendor: Vendor) -> &str {
         match vendor {
@@ -617,6 +637,32 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A window shorter than any real Heroku app's is a sandbox's: against Heroku itself it
+    /// is refused, saying why, not used to end the wait early. On loopback it is taken.
+    #[test]
+    fn a_compressed_preboot_window_is_refused_against_heroku_itself() {
+        let window = ("RUNBOOK_HEROKU_PREBOOT_WINDOW", "9");
+        let e = VendorConfig::from_env(env(&[window]))
+            .unwrap()
+            .checked()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "RUNBOOK_HEROKU_PREBOOT_WINDOW = '9' is not valid: against Heroku itself at least 180 (an app's boot timeout, 60 s or more, plus 120); a shorter window is a sandbox's compressed time (`runbook sandbox` exports one), so unset it in a shell that runs against production"
+        );
+        let local = VendorConfig::from_env(env(&[window, ("HEROKU_HOST", "http://127.0.0.1:3")]))
+            .unwrap()
+            .checked()
+            .unwrap();
+        assert_eq!(local.heroku.preboot_window, Duration::from_secs(9));
+        let real = VendorConfig::from_env(env(&[("RUNBOOK_HEROKU_PREBOOT_WINDOW", "180")]))
+            .unwrap()
+            .checked()
+            .unwrap();
+        assert_eq!(real.heroku.preboot_window, Duration::from_secs(180));
     }
 
     #[test]

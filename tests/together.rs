@@ -378,3 +378,31 @@ fn the_rotation_reads_each_apps_release_beside_its_first_dyno_poll() {
         assert_eq!(releases.len(), 1, "{app}: {releases:?}");
     }
 }
+
+/// A search or log sessions under way live in the process: the journal keeps ctx as data,
+/// so kept in ctx they came back from a crash as text, and the resumed step failed on a
+/// string where it wanted them. Keeping one in ctx is refused where it is written.
+#[test]
+fn a_search_or_log_sessions_under_way_cannot_be_kept_in_ctx() {
+    let runbook = r#"runbook(#{ id: "keep", title: "Keep handles" });
+step("keep", "Keep them", |ctx| {
+    let apps = ["raxx-api-prod"];
+    try {
+        ctx.sessions = heroku::log_sessions(apps, #{ lines: 10 });
+    } catch (e) {
+        print(`sessions: ${e.message} / ${e.help}`);
+    }
+    try {
+        ctx.nested = #{ pending: [scan::begin(#{ heroku: true })] };
+    } catch (e) {
+        print(`search: ${e.message}`);
+    }
+    print(`kept: ${ctx.keys()}`);
+}).no_undo("a test");
+"#;
+    let out = run_slow("keep", runbook, "");
+    out.exit(Exit::Ok)
+        .stdout_has("sessions: ctx.sessions holds log sessions under way (heroku::log_sessions): it lives in this process only and would not survive a crash and resume / keep them in a variable of the step that reads them (heroku::read_logs)")
+        .stdout_has("search: ctx.nested holds a search under way (scan::begin, consumers::search): it lives in this process only")
+        .stdout_has("kept: [\"params\"]");
+}

@@ -7,6 +7,30 @@ use rhai::{Dynamic, EvalAltResult, Map, Position};
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// What `v` (or a value inside it) is, if it is a handle on something under way in this
+/// process, and where to keep it instead.
+fn live_handle(v: &Dynamic) -> Option<(&'static str, &'static str)> {
+    if v.is::<crate::host::scan::Search>() {
+        return Some((
+            "a search under way (scan::begin, consumers::search)",
+            "keep it in a variable of the step that takes its answer (scan::found, consumers::found)",
+        ));
+    }
+    if v.is::<crate::host::heroku::LogSessions>() {
+        return Some((
+            "log sessions under way (heroku::log_sessions)",
+            "keep them in a variable of the step that reads them (heroku::read_logs)",
+        ));
+    }
+    if let Some(a) = v.read_lock::<rhai::Array>() {
+        return a.iter().find_map(live_handle);
+    }
+    if let Some(m) = v.read_lock::<Map>() {
+        return m.values().find_map(live_handle);
+    }
+    None
+}
+
 #[derive(Clone, Default)]
 pub struct Ctx {
     inner: Rc<RefCell<Map>>,
@@ -89,6 +113,18 @@ impl Ctx {
                             value::MAX_DEPTH
                         ),
                         Some("keep flat records in ctx (ids, names, fingerprints)".into()),
+                    ));
+                }
+                // A search or log sessions under way live in this process only: the journal
+                // keeps them as text, so after a crash the resumed step would find a string.
+                if let Some((what, hint)) = live_handle(&value) {
+                    return Err(value::throw(
+                        "usage",
+                        format!(
+                            "ctx.{} holds {what}: it lives in this process only and would not survive a crash and resume",
+                            crate::text::truncate(key, 60)
+                        ),
+                        Some(hint.into()),
                     ));
                 }
                 ctx.set(key, value);

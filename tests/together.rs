@@ -402,7 +402,7 @@ step("keep", "Keep them", |ctx| {
 "#;
     let out = run_slow("keep", runbook, "");
     out.exit(Exit::Ok)
-        .stdout_has("sessions: ctx.sessions holds log sessions under way (heroku::log_sessions): it lives in this process only and would not survive a crash and resume / keep them in a variable of the step that reads them (heroku::read_logs)")
-        .stdout_has("search: ctx.nested holds a search under way (scan::begin, consumers::search): it lives in this process only")
+        .stdout_has("sessions: ctx.sessions holds Heroku log sessions being opened: it lives in this process only and would not survive a crash and resume / keep them in a variable of the step that reads them (heroku::read_logs)")
+        .stdout_has("search: ctx.nested holds a discovery search under way: it lives in this process only")
         .stdout_has("kept: [\"params\"]");
 }

@@ -350,11 +350,31 @@ pub(crate) fn opaque_type<T: Variant + Clone>(
     reg: &mut Registrar,
     name: &str,
     shown: &'static str,
+    keep: &'static str,
 ) {
+    OPAQUE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(std::any::TypeId::of::<T>(), (shown, keep));
     let g = reg.global();
     g.set_custom_type::<T>(name);
     global_fn(g, "to_string", move |_: &mut T| shown.to_string());
     global_fn(g, "to_debug", move |_: &mut T| shown.to_string());
+}
+
+/// The opaque types (handles on something under way in this process), by type: how a value
+/// is shown, and where a script keeps one instead of `ctx`, which the journal keeps as data.
+static OPAQUE: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<std::any::TypeId, (&'static str, &'static str)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// What `v` is and where to keep it, if it is a value of an opaque type.
+pub(crate) fn opaque(v: &rhai::Dynamic) -> Option<(&'static str, &'static str)> {
+    OPAQUE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&v.type_id())
+        .copied()
 }
 
 pub(crate) fn global_fn<A: 'static, const N: usize, const X: bool, R, const F: bool, FUNC>(

@@ -1206,6 +1206,7 @@ them). Fails naming the first app that could not be read.",
         reg,
         "LogSessions",
         "Heroku log sessions being opened",
+        "keep them in a variable of the step that reads them (heroku::read_logs)",
     );
 }
 

@@ -279,5 +279,10 @@ pub(crate) fn register(reg: &mut Registrar) {
     )
     .at_once("every vendor, not waited for: scan::found takes the answers");
     m.finish();
-    crate::engine::registry::opaque_type::<Search>(reg, "Search", "a discovery search under way");
+    crate::engine::registry::opaque_type::<Search>(
+        reg,
+        "Search",
+        "a discovery search under way",
+        "keep it in a variable of the step that takes its answer (scan::found, consumers::found)",
+    );
 }

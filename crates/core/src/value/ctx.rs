@@ -10,17 +10,8 @@ use std::rc::Rc;
 /// What `v` (or a value inside it) is, if it is a handle on something under way in this
 /// process, and where to keep it instead.
 fn live_handle(v: &Dynamic) -> Option<(&'static str, &'static str)> {
-    if v.is::<crate::host::scan::Search>() {
-        return Some((
-            "a search under way (scan::begin, consumers::search)",
-            "keep it in a variable of the step that takes its answer (scan::found, consumers::found)",
-        ));
-    }
-    if v.is::<crate::host::heroku::LogSessions>() {
-        return Some((
-            "log sessions under way (heroku::log_sessions)",
-            "keep them in a variable of the step that reads them (heroku::read_logs)",
-        ));
+    if let Some(found) = crate::engine::registry::opaque(v) {
+        return Some(found);
     }
     if let Some(a) = v.read_lock::<rhai::Array>() {
         return a.iter().find_map(live_handle);

@@ -354,7 +354,9 @@ fn shipped_runbooks_read_every_apps_config_at_once() {
 
 /// Before: verify read every app's newest release, waited for the answer, then polled the
 /// dynos (two rounds), and the stdlib's wait did the same. `heroku::wait_up` with
-/// `releases: "newest"` reads the release beside the first dyno poll: one round.
+/// `releases: "newest"` reads the release beside the first dyno poll: one round. And it read
+/// every app's formation, which only a list with a one-off's type, or none, needs: one
+/// request per app of Heroku's pool.
 #[test]
 fn the_rotation_reads_each_apps_release_beside_its_first_dyno_poll() {
     let out = Test::new()
@@ -376,6 +378,9 @@ fn the_rotation_reads_each_apps_release_beside_its_first_dyno_poll() {
         );
         // No second read of the release before the dynos are up: one poll did it.
         assert_eq!(releases.len(), 1, "{app}: {releases:?}");
+        // web.1 only: no formation needed to tell it from a one-off.
+        let formation = requests(&state, "GET", &format!("/apps/{app}/formation"));
+        assert!(formation.is_empty(), "{app}: {formation:?}");
     }
 }
 

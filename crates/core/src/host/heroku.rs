@@ -309,9 +309,10 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         let mut phases = 0;
         // Every app still pending at once: the wait is as long as the slowest app's boot,
         // not the sum of the polls.
-        let reads: std::collections::HashMap<String, Reads> = pending
+        let reads: std::collections::HashMap<String, (Reads, bool)> = pending
             .iter()
             .map(|app| {
+                let formation_known = facts.get(app).is_some_and(|f| f.formation.is_some());
                 let reads = match facts.get(app) {
                     None => Reads::First,
                     Some(_) if in_phase.contains_key(app) => Reads::Release,
@@ -321,41 +322,48 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                     }
                     Some(_) => Reads::Dynos,
                 };
-                (app.clone(), reads)
+                (app.clone(), (reads, formation_known))
             })
             .collect();
-        let what = if reads.values().all(|r| matches!(r, Reads::Release)) {
+        let what = if reads.values().all(|r| matches!(r.0, Reads::Release)) {
             "GET /apps/{}/releases"
         } else {
             "GET /apps/{}/dynos"
         };
         let polled = each_app(h, &pending, what, move |v, app| {
-            let reads = reads.get(&app).copied().unwrap_or(Reads::First);
+            let (reads, formation_known) =
+                reads.get(&app).copied().unwrap_or((Reads::First, false));
             async move {
                 let heroku = v.heroku();
+                let dynos = || dynos_and_formation(heroku, &app, formation_known);
                 Ok(match reads {
                     Reads::DynosAndRelease => {
-                        let (dynos, release) =
-                            tokio::try_join!(heroku.dynos(&app), heroku.latest_release(&app))?;
+                        let ((dynos, formation), release) =
+                            tokio::try_join!(dynos(), heroku.latest_release(&app))?;
                         Poll {
                             dynos: Some(dynos),
+                            formation,
                             release,
-                            first: None,
+                            preboot: None,
                         }
                     }
-                    Reads::Dynos => Poll {
-                        dynos: Some(heroku.dynos(&app).await?),
-                        release: None,
-                        first: None,
-                    },
+                    Reads::Dynos => {
+                        let (dynos, formation) = dynos().await?;
+                        Poll {
+                            dynos: Some(dynos),
+                            formation,
+                            release: None,
+                            preboot: None,
+                        }
+                    }
                     Reads::Release => Poll {
                         dynos: None,
+                        formation: None,
                         release: heroku.latest_release(&app).await?,
-                        first: None,
+                        preboot: None,
                     },
-                    // The first poll: which process types the app runs (a one-off is a dyno
-                    // of none of them), whether it has preboot and, for "newest", the
-                    // release: one round for all of them.
+                    // The first poll: whether the app has preboot and, for "newest", the
+                    // release, in one round with the dynos.
                     Reads::First => {
                         let release = async {
                             match newest {
@@ -363,16 +371,13 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                                 false => Ok(None),
                             }
                         };
-                        let (dynos, preboot, formation, release) = tokio::try_join!(
-                            heroku.dynos(&app),
-                            heroku.preboot(&app),
-                            heroku.formation(&app),
-                            release
-                        )?;
+                        let ((dynos, formation), preboot, release) =
+                            tokio::try_join!(dynos(), heroku.preboot(&app), release)?;
                         Poll {
                             dynos: Some(dynos),
+                            formation,
                             release,
-                            first: Some(AppFacts { preboot, formation }),
+                            preboot: Some(preboot),
                         }
                     }
                 })
@@ -382,9 +387,18 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         let mut next_switch: Option<std::time::Instant> = None;
         for (app, answer) in polled {
             let mut poll = answer.map_err(|e| super::vendor_call::vendor_error(&e))?;
-            let first_poll = poll.first.is_some();
-            if let Some(f) = poll.first.take() {
-                facts.insert(app.clone(), f);
+            let first_poll = poll.preboot.is_some();
+            if let Some(preboot) = poll.preboot {
+                facts.insert(
+                    app.clone(),
+                    AppFacts {
+                        preboot,
+                        formation: None,
+                    },
+                );
+            }
+            if let (Some(formation), Some(f)) = (poll.formation.take(), facts.get_mut(&app)) {
+                f.formation = Some(formation);
             }
             if newest {
                 match poll.release.as_ref() {
@@ -412,8 +426,9 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             in_phase.remove(&app);
             let (preboot, formation) = facts
                 .get(&app)
-                .map_or((false, &[][..]), |f| (f.preboot, f.formation.as_slice()));
-            let one_off = |d: &runbook_vendors::heroku::Dyno| is_one_off(d, formation);
+                .map_or((false, None), |f| (f.preboot, f.formation.as_deref()));
+            let one_off =
+                |d: &runbook_vendors::heroku::Dyno| is_one_off(d, formation.unwrap_or_default());
             let Some(dynos) = poll.dynos.as_ref() else {
                 // Out of its release phase since the last poll: the next one, soon, reads the
                 // dynos, which get the boot's whole timeout from now.
@@ -446,8 +461,9 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                     DynoWait::Waits(why) => not_up.push(why),
                 }
             }
-            let asked: u64 = formation.iter().map(|p| p.quantity).sum();
-            if asked == 0 {
+            // Read only when this or an earlier poll needed it (see `dynos_and_formation`).
+            let asked: Option<u64> = formation.map(|f| f.iter().map(|p| p.quantity).sum());
+            if asked == Some(0) {
                 // Nothing runs, so nothing holds the old config: it is read at the next scale up.
                 if said.insert(format!("zero {app}")) {
                     h.say().progress(format!(
@@ -459,7 +475,10 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             let listed = dynos.list.iter().filter(|d| !one_off(d)).count();
             if listed == 0 || !not_up.is_empty() {
                 let why = if not_up.is_empty() {
-                    format!("no dyno of its formation listed, which asks for {asked}")
+                    match asked {
+                        Some(n) => format!("no dyno of its formation listed, which asks for {n}"),
+                        None => "no dyno listed".to_string(),
+                    }
                 } else {
                     not_up.join(", ")
                 };
@@ -569,14 +588,45 @@ enum Reads {
     Release,
 }
 
+/// An app's dynos and, when they are the first to need it and it is not known yet, its
+/// formation: to tell a one-off (`run`, `scheduler`, `release`) from a process type the app
+/// runs, and an app scaled to zero from one whose dynos are not listed yet. A list of the
+/// formation's own types needs none: one request per app less on Heroku's pool (4,500 an
+/// hour), which a fleet's wait spends app by app.
+async fn dynos_and_formation(
+    heroku: &runbook_vendors::heroku::HerokuClient,
+    app: &str,
+    formation_known: bool,
+) -> Result<
+    (
+        runbook_vendors::heroku::Dynos,
+        Option<Vec<runbook_vendors::heroku::Formation>>,
+    ),
+    runbook_vendors::VendorError,
+> {
+    let dynos = heroku.dynos(app).await?;
+    let needs = dynos.list.is_empty()
+        || dynos
+            .list
+            .iter()
+            .any(|d| matches!(kind_of(d), "run" | "scheduler" | "release"));
+    let formation = match needs && !formation_known {
+        true => Some(heroku.formation(app).await?),
+        false => None,
+    };
+    Ok((dynos, formation))
+}
+
 /// What one poll of an app read.
 struct Poll {
     /// None when only the release was read.
     dynos: Option<runbook_vendors::heroku::Dynos>,
+    /// Its formation, when this poll read it.
+    formation: Option<Vec<runbook_vendors::heroku::Formation>>,
+    /// Whether it has preboot: read at its first poll.
+    preboot: Option<bool>,
     /// Its newest release: read at each poll of an app with preboot, or for "newest".
     release: Option<runbook_vendors::heroku::Release>,
-    /// What only its first poll reads.
-    first: Option<AppFacts>,
 }
 
 /// The error for a release whose release phase has run 10 minutes: its command may be stuck,
@@ -628,12 +678,13 @@ fn release_failed(
     }
 }
 
-/// What `wait_up` reads of an app once, beside its first poll.
+/// What `wait_up` reads of an app once: whether it has preboot beside its first poll, its
+/// formation with the first poll that needs it.
 struct AppFacts {
     /// Whether it has preboot.
     preboot: bool,
-    /// Its process types and how many dynos of each run.
-    formation: Vec<runbook_vendors::heroku::Formation>,
+    /// Its process types and how many dynos of each run, once a poll needed them.
+    formation: Option<Vec<runbook_vendors::heroku::Formation>>,
 }
 
 /// How much of the preboot window is left, on Heroku's clock: from the change (the newest
@@ -1065,7 +1116,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\nor releases: \"newest\": each app's newest release, read beside each poll (the first one\nincluded) until it has succeeded (every poll with preboot): while it is pending (its release command runs, up to 10 minutes, on top of\ntimeout) the dynos run the one before and only the release is polled; one that failed\nits release phase fails the wait at once, saying what to fix (in an undo: that the dynos\nmay still hold the value being rolled back);\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read beside the first poll: an app it asks no dyno of is\nscaled to zero, runs nothing to wait for, and is said so. Fails naming the apps still starting, crashed or on an older release.",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\nor releases: \"newest\": each app's newest release, read beside each poll (the first one\nincluded) until it has succeeded (every poll with preboot): while it is pending (its release command runs, up to 10 minutes, on top of\ntimeout) the dynos run the one before and only the release is polled; one that failed\nits release phase fails the wait at once, saying what to fix (in an undo: that the dynos\nmay still hold the value being rolled back);\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read with the first poll that lists no dyno, or a dyno of a\none-off type: an app it asks no dyno of is scaled to zero, runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },

@@ -1148,6 +1148,43 @@ step("wait", "Change and wait", |ctx| {
         .stderr_has("fix the release command (heroku releases:output v2 -a raxx-api-staging), run it again (heroku releases:retry -a raxx-api-staging), then retry the step");
 }
 
+/// Heroku restarts the dynos after it answers the config change: for a moment the new
+/// release is listed as succeeded while the dynos are still up on the one before, with the
+/// old config. `releases: "newest"` waits for the dynos on the newest release; waiting for
+/// "up" alone ends at once, before the restart has even begun (what the rotation's verify
+/// did before it waited on the release).
+#[test]
+fn wait_up_on_the_newest_release_outlasts_a_restart_that_has_not_begun() {
+    let scenario = canary_with(
+        "name = \"raxx-api-staging\"\n",
+        "name = \"raxx-api-staging\"\nrestart_delay_ms = 1500\nboot_ms = 0\n",
+    );
+    let runbook = r#"runbook(#{ id: "late", title: "A late restart" });
+step("wait", "Change and wait", |ctx| {
+    let app = "raxx-api-staging";
+    heroku::set_config([app], #{ OTHER: "1" });
+    heroku::wait_up([app], #{ timeout: 5 });
+    print(`up alone, restarted: ${heroku::logs(app, #{ lines: 50 }).some(|l| l.contains("Restarting"))}`);
+    heroku::wait_up([app], #{ timeout: 5, releases: "newest" });
+    print(`on the newest release, restarted: ${heroku::logs(app, #{ lines: 50 }).some(|l| l.contains("Restarting"))}`);
+}).undo(|ctx| { heroku::set_config(["raxx-api-staging"], #{ OTHER: () }); });
+"#;
+    let out = Test::new()
+        .file("late.rhai", runbook)
+        .rehearse("late.rhai")
+        .scenario("late.toml", &scenario)
+        .args(&["--yes", "--no-rollback"])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("up alone, restarted: false")
+        .stdout_has("on the newest release, restarted: true");
+    let state = out.sandbox_state();
+    let app = &state["heroku"]["apps"]["raxx-api-staging"];
+    let newest = items(&app["releases"]).last().map(|r| r["version"].clone());
+    assert_eq!(Some(app["running_release"].clone()), newest, "{app}");
+}
+
 /// `releases` names the apps waited for: a key that is not one of them (a typo, an app
 /// passed by id) is refused, not quietly never checked.
 #[test]

@@ -292,6 +292,12 @@ pub struct AppSpec {
     /// dynos and the old ones stop. On Heroku the app's boot timeout plus 2 minutes (180 s
     /// with the default timeout; Heroku changelog, 2017-04-19).
     pub preboot_window_ms: u64,
+    /// How long after a config change's release its restart begins, in milliseconds (default
+    /// 0): until then the dynos stay `up` on the release before, with the old config, while
+    /// the new release is already listed as succeeded. Heroku restarts after answering the
+    /// change; how long that takes is not published (a modelling choice, for the runbooks'
+    /// release-aware waits).
+    pub restart_delay_ms: u64,
     /// A release phase: every new release waits for its release command, `pending` in the
     /// releases list, and restarts the app only if it succeeds; absent, releases succeed at
     /// once (as for an app without a `release` process type).
@@ -529,6 +535,7 @@ impl Default for AppSpec {
             boot_ms: 300,
             preboot: false,
             preboot_window_ms: 180_000,
+            restart_delay_ms: 0,
             release_phase: None,
         }
     }

@@ -56,8 +56,13 @@ pub(super) struct HApp {
     pub(super) running: (String, u64),
     /// During a preboot: the release the old dynos still serve (they are not listed).
     pub(super) prebooting_from: Option<(String, u64)>,
-    /// A release phase succeeded: the app restarts on it at the next tick.
+    /// A release phase succeeded, or a delayed restart's time came: the app restarts on
+    /// its newest release at the next tick.
     restart_due: bool,
+    /// How long after a config change its restart begins.
+    restart_delay: std::time::Duration,
+    /// A config change's restart that has not begun yet: when it does.
+    restart_at: Option<std::time::Instant>,
 }
 
 impl HApp {
@@ -89,6 +94,10 @@ impl HApp {
                     "Stopping all processes with SIGTERM (replaced by the prebooted dyno)",
                 );
             }
+        }
+        if self.restart_at.is_some_and(|at| now >= at) {
+            self.restart_at = None;
+            self.restart_due = true;
         }
         let mut ended = Vec::new();
         for r in &mut self.releases {
@@ -260,6 +269,8 @@ impl HerokuState {
                 running,
                 prebooting_from: None,
                 restart_due: false,
+                restart_delay: std::time::Duration::from_millis(spec.restart_delay_ms),
+                restart_at: None,
             };
             if !app.dynos.is_empty() {
                 let dyno = app.web_dyno();
@@ -530,6 +541,11 @@ impl HerokuState {
             );
             // The app restarts when (if) the release command succeeds.
             a.settle();
+            return Some((a.config.clone(), None));
+        }
+        if !a.restart_delay.is_zero() {
+            // Restarted later, at a tick: the dynos stay up on the release before meanwhile.
+            a.restart_at = Some(std::time::Instant::now() + a.restart_delay);
             return Some((a.config.clone(), None));
         }
         Some((a.config.clone(), Some(a.name.clone())))

@@ -389,6 +389,26 @@ fn a_sandbox_preboot_window_is_refused_against_heroku_itself() {
     assert!(!out.path().join("state/runs").exists(), "no run started");
 }
 
+/// The same floor for a runbook's own `preboot_window` option: against Heroku itself a
+/// window under 180 s is refused where it is given, before any request.
+#[test]
+fn a_runbooks_short_preboot_window_is_refused_against_heroku_itself() {
+    let runbook = r#"runbook(#{ id: "short", title: "Short window" });
+step("wait", "Wait", |ctx| {
+    heroku::wait_up(["raxx-api-prod"], #{ timeout: 1, preboot_window: 9 });
+}).no_undo("a wait");
+"#;
+    let out = Test::new()
+        .file("short.rhai", runbook)
+        .env("HEROKU_HOST", "https://api.heroku.invalid")
+        .env("HEROKU_API_KEY", "not-a-key-for-a-test-0123456789")
+        .args(&["exec", "short.rhai", "--yes", "--no-rollback"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("heroku::wait_up: preboot_window 9s is shorter than any Heroku app's (180 s: the boot timeout, 60 s at least, plus 2 minutes)")
+        .stderr_has("a shorter window is only for a sandbox");
+}
+
 /// The actor comes from --actor, RUNBOOK_ACTOR, git's user.email, then USER; when nothing
 /// names anyone, a production run says the audit log will record it as unknown.
 #[test]

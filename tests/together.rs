@@ -411,3 +411,25 @@ step("keep", "Keep them", |ctx| {
         .stdout_has("search: ctx.nested holds a discovery search under way: it lives in this process only")
         .stdout_has("kept: [\"params\"]");
 }
+
+/// The formation is read for an app whose dynos need it, and only for that one: a `run.1`
+/// (a console) is a one-off only if the formation runs no `run` process, which only the
+/// formation says. The wait passes without waiting for it.
+#[test]
+fn the_formation_is_read_for_an_app_listing_a_one_off() {
+    let scenario = crate::support::canary_with(
+        "name = \"raxx-api-staging\"\n",
+        "name = \"raxx-api-staging\"\ndynos = [\"web.1\", \"run.1\"]\n",
+    );
+    let out = Test::new()
+        .rehearse("postmark")
+        .scenario("oneoff.toml", &scenario)
+        .keep_sandbox_state()
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    let read = |app: &str| requests(&state, "GET", &format!("/apps/{app}/formation")).len();
+    assert_eq!(read("raxx-api-staging"), 1);
+    assert_eq!(read("raxx-api-prod"), 0);
+}

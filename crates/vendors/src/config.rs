@@ -151,7 +151,7 @@ const SHORTEST_PREBOOT_WINDOW: Duration = Duration::from_secs(180);
 const HEROKU_PREBOOT_WINDOW: Tuning<u64> = Tuning {
     name: "RUNBOOK_HEROKU_PREBOOT_WINDOW",
     range: 0..=600,
-    expected: "a whole number of seconds between 0 and 600 (the apps' boot timeout plus 120)",
+    expected: "a whole number of seconds between 0 and 600 (the apps' boot timeout plus 120; under 180 only for a Heroku on this machine, a sandbox)",
 };
 
 impl<T: FromStr + PartialOrd> Tuning<T> {

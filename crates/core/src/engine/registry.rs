@@ -370,6 +370,9 @@ static OPAQUE: std::sync::LazyLock<
 
 /// What `v` is and where to keep it, if it is a value of an opaque type.
 pub(crate) fn opaque(v: &rhai::Dynamic) -> Option<(&'static str, &'static str)> {
+    if !v.is_variant() {
+        return None;
+    }
     OPAQUE
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -280,9 +280,25 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
         ));
         return Ok(Dynamic::UNIT);
     }
+    let (local, setting) = {
+        let v = h.vendors()?;
+        let c = &v.config().heroku;
+        (
+            runbook_vendors::config::is_loopback_url(&c.api_url),
+            c.preboot_window,
+        )
+    };
     let preboot_window = match preboot_window {
+        // As for the setting (VendorConfig::checked): no real app's window is shorter.
+        Some(w) if w.as_secs() < 180 && !local => {
+            return Err(throw(
+                "usage",
+                format!("heroku::wait_up: preboot_window {}s is shorter than any Heroku app's (180 s: the boot timeout, 60 s at least, plus 2 minutes)", w.as_secs()),
+                Some("leave it out (RUNBOOK_HEROKU_PREBOOT_WINDOW, 180 s unless set, applies), or give 180 to 600; a shorter window is only for a sandbox".into()),
+            ))
+        }
         Some(w) => w,
-        None => h.vendors()?.config().heroku.preboot_window,
+        None => setting,
     };
     let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
     // Dynos and apps already said something of (once each).
@@ -577,8 +593,8 @@ const RELEASE_PHASE_SECS: u64 = 600;
 /// What one poll of an app reads.
 #[derive(Clone, Copy)]
 enum Reads {
-    /// Its dynos, and what only the first poll reads ([`AppFacts`]; the newest release too
-    /// for `releases: "newest"`).
+    /// Its dynos, whether it has preboot (and the newest release for `releases: "newest"`);
+    /// the formation if its dynos need it ([`dynos_and_formation`]).
     First,
     Dynos,
     /// Its dynos and newest release: with preboot (the window counts from the change), or

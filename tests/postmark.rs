@@ -1185,6 +1185,37 @@ step("wait", "Change and wait", |ctx| {
     assert_eq!(Some(app["running_release"].clone()), newest, "{app}");
 }
 
+/// A one-off dyno (a console, a scheduled job) started before the change keeps the old token
+/// until it exits: no restart moves it. Before, verify named it in passing and revoke's
+/// question said every consumer had been verified on the new token; deleting it broke the
+/// job. Revoke now names it and asks; "no" keeps the old token, saying what to do.
+#[test]
+fn revoke_names_the_one_offs_still_on_the_old_token_and_asks() {
+    let scenario = canary_with(
+        "name = \"raxx-api-staging\"\n",
+        "name = \"raxx-api-staging\"\ndynos = [\"web.1\", \"run.1\"]\n",
+    );
+    let question = "One-off dynos started before the change still hold the old token (at verify): raxx-api-staging run.1 (up, v1). Go on anyway? They fail at their next use of it.";
+    let out = on_scenario(&scenario, None, &[]);
+    out.exit(Exit::Ok).stdout_has(question);
+    assert!(!live_tokens(&out.sandbox_state()).contains(&OLD_TOKEN.to_string()));
+
+    let answers = "prerequisites = true\n\"validate.received\" = true\n\
+        \"revoke.confirm\" = true\n\"revoke.one_offs\" = false\n";
+    let out = on_scenario(&scenario, Some(answers), &["--no-rollback"]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("the old token is kept: one-off dynos started before the change still use it (raxx-api-staging run.1 (up, v1))")
+        .stderr_has("let them finish (heroku ps -a APP) or stop them (heroku ps:stop DYNO -a APP), then retry this step");
+    let state = out.sandbox_state();
+    assert!(
+        live_tokens(&state).contains(&OLD_TOKEN.to_string()),
+        "not revoked"
+    );
+    // Everything before revoke is done: the apps run the new token.
+    let new = infisical_versions(&state).last().unwrap().clone();
+    assert_eq!(app_token(&state, "raxx-api-staging"), new);
+}
+
 /// `releases` names the apps waited for: a key that is not one of them (a typo, an app
 /// passed by id) is refused, not quietly never checked.
 #[test]

@@ -478,3 +478,26 @@ step("restore", "Put the token back twice", |ctx| {
     assert_eq!(restarts("raxx-api-staging"), 0);
     assert_eq!(restarts("raxx-api-prod"), 2);
 }
+
+/// The stdlib's rotations ask about one-off dynos too: SendGrid's revoke names a console
+/// started before the change, which keeps the old key, and asks before deleting it.
+#[test]
+fn a_stdlib_revoke_names_the_one_offs_still_on_the_old_key() {
+    let scenario = std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml"))
+        .unwrap()
+        .replacen(
+            "name = \"raxx-api-prod\"\n",
+            "name = \"raxx-api-prod\"\ndynos = [\"web.1\", \"run.1\"]\n",
+            1,
+        );
+    assert!(scenario.contains("run.1"));
+    let out = Test::new()
+        .rehearse("sendgrid")
+        .scenario("oneoff.toml", &scenario)
+        .keep_sandbox_state()
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Ok).stdout_has(
+        "One-off dynos started before the change still hold the old SENDGRID_API_KEY (at verify): raxx-api-prod run.1 (up, v1). Go on anyway?",
+    );
+}

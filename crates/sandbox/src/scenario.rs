@@ -275,7 +275,9 @@ pub struct AppSpec {
     /// Config vars (`@postmark:SERVER` for a server's current token).
     pub config: BTreeMap<String, String>,
     /// Dyno names (default `["web.1"]`); `[]` is an app scaled to zero: its formation asks
-    /// for no dyno, nothing runs, a restart boots nothing.
+    /// for no dyno, nothing runs, a restart boots nothing. A `run.N`, `scheduler.N` or
+    /// `release.N` is a one-off (a console, a job): `up` on the app's first release whatever
+    /// came since, since no restart moves it, and not in the formation.
     pub dynos: Vec<String>,
     /// `cedar` (the default) or `fir`: Fir apps keep no log history and have no log
     /// sessions (they send telemetry through OpenTelemetry drains).

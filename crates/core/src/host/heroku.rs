@@ -278,7 +278,7 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             "    [dry-run] would wait for {} app(s) to be up (and, with preboot, for the traffic to move)",
             apps.len()
         ));
-        return Ok(Dynamic::UNIT);
+        return Ok(waited(Array::new()));
     }
     let (local, setting) = {
         let v = h.vendors()?;
@@ -303,6 +303,8 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
     let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout as u64);
     // Dynos and apps already said something of (once each).
     let mut said = std::collections::HashSet::new();
+    // One-off dynos on a release before the one waited for: they keep the old config.
+    let mut one_offs = Array::new();
     // What each app's first poll read beside its dynos.
     let mut facts: std::collections::HashMap<String, AppFacts> = std::collections::HashMap::new();
     // A preboot app whose new dynos are up: when its traffic has moved, on this machine's
@@ -468,6 +470,12 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
                     }
                     DynoWait::OneOffBefore(v) => {
                         if said.insert(format!("one-off {app} {}", d.name)) {
+                            let mut o = Map::new();
+                            o.insert("app".into(), app.clone().into());
+                            o.insert("dyno".into(), d.name.clone().into());
+                            o.insert("state".into(), d.state.clone().into());
+                            o.insert("release".into(), Dynamic::from_int(v as i64));
+                            one_offs.push(o.into());
                             h.say().progress(format!(
                                 "    {app}: one-off dyno {} ({}) runs v{v}, from before the change: it keeps the old config until it exits; no restart moves it",
                                 d.name, d.state
@@ -540,7 +548,7 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             ));
         }
         if still.is_empty() {
-            return Ok(Dynamic::UNIT);
+            return Ok(waited(one_offs));
         }
         pending = still.iter().map(|(app, _)| app.clone()).collect();
         // Only preboot windows left: no need to poll often, but often enough (30 s) to see a
@@ -585,6 +593,13 @@ fn wait_up(h: &RunContext, apps: Dynamic, opts: Map) -> R<Dynamic> {
             pause = (pause * 2).min(std::time::Duration::from_secs(2));
         }
     }
+}
+
+/// What `wait_up` returns: #{one_offs: [#{app, dyno, state, release}]}.
+fn waited(one_offs: Array) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("one_offs".into(), one_offs.into());
+    m.into()
 }
 
 /// How long `wait_up` waits for a release phase before the boot.
@@ -1131,8 +1146,8 @@ them). Fails naming the first app that could not be read.",
         "wait_up",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
-        "()",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\nor releases: \"newest\": each app's newest release, read beside each poll (the first one\nincluded) until it has succeeded (every poll with preboot): while it is pending (its release command runs, up to 10 minutes, on top of\ntimeout) the dynos run the one before and only the release is polled; one that failed\nits release phase fails the wait at once, saying what to fix (in an undo: that the dynos\nmay still hold the value being rolled back);\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read with the first poll that lists no dyno, or a dyno of a\none-off type: an app it asks no dyno of is scaled to zero, runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release.",
+        "Map",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\nor releases: \"newest\": each app's newest release, read beside each poll (the first one\nincluded) until it has succeeded (every poll with preboot): while it is pending (its release command runs, up to 10 minutes, on top of\ntimeout) the dynos run the one before and only the release is polled; one that failed\nits release phase fails the wait at once, saying what to fix (in an undo: that the dynos\nmay still hold the value being rolled back);\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read with the first poll that lists no dyno, or a dyno of a\none-off type: an app it asks no dyno of is scaled to zero, runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release. Returns #{one_offs:\n[#{app, dyno, state, release}]}: the one-offs seen on a release before the one waited for\n(they keep the old config until they exit: a revoke breaks them).",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },

@@ -508,7 +508,8 @@ async fn restart_one(
 /// `GET /apps/{app}/dynos`: each dyno with its state and the release it runs. While a
 /// restart boots, the dynos are `starting` on the new release. With preboot the old dynos,
 /// which still take the traffic, are not listed (Heroku's Preboot article: "Old dynos are
-/// still running but won't appear in heroku ps").
+/// still running but won't appear in heroku ps"). A one-off stays `up` on the release it
+/// started on.
 async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.respond(|h: &mut HerokuState| {
         let Some(a) = h.app_mut(&app) else {
@@ -534,15 +535,25 @@ async fn list_dynos(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Re
         };
         let mut dynos: Vec<Value> = Vec::new();
         let state = if booting { "starting" } else { "up" };
+        // A one-off runs the release it started on (here: the first), whatever came since.
+        let first = a
+            .releases
+            .first()
+            .map_or(a.running.clone(), |r| (r.id.clone(), r.version));
         for (i, d) in a.dynos.iter().enumerate() {
-            dynos.push(dyno(i, d, state, &a.running));
+            if super::state::is_one_off(d) {
+                dynos.push(dyno(i, d, "up", &first));
+            } else {
+                dynos.push(dyno(i, d, state, &a.running));
+            }
         }
         Json(dynos).into_response()
     })
 }
 
 /// `GET /apps/{app}/formation`: each process type and how many dynos it asks for (the
-/// app's one process type, `web`, with as many as its dynos: none when scaled to zero).
+/// app's one process type, `web`, with as many as its dynos that are not one-offs: none
+/// when scaled to zero).
 async fn list_formation(State(s): State<Arc<Shared>>, Path(app): Path<String>) -> Response {
     s.respond(|h: &mut HerokuState| {
         let Some(a) = h.app(&app) else {
@@ -557,7 +568,7 @@ async fn list_formation(State(s): State<Arc<Shared>>, Path(app): Path<String>) -
             "created_at": a.created_at, "updated_at": a.created_at,
             "dyno_size": {"id": uuid::Uuid::from_u128(app_id ^ 0x5151).to_string(), "name": "Basic"},
             "id": uuid::Uuid::from_u128(app_id ^ 0x7f4a7c15).to_string(),
-            "quantity": a.dynos.len(),
+            "quantity": a.formation_dynos().count(),
             "size": "Basic",
             "type": "web",
         }]))

@@ -7,6 +7,14 @@ use crate::{ts, SandboxError};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
+/// Whether dyno `name` is a one-off: a console, a scheduled job or a release command.
+pub(super) fn is_one_off(name: &str) -> bool {
+    matches!(
+        name.split('.').next(),
+        Some("run" | "scheduler" | "release")
+    )
+}
+
 /// Logplex keeps about this many lines per app.
 const LOG_KEEP: usize = 1500;
 
@@ -73,7 +81,7 @@ impl HApp {
         if self.booting_until.is_some_and(|until| now >= until) {
             self.booting_until = None;
             self.dynos_changed_at = ts::seconds_at(self.restarted_wall + self.boot);
-            for dyno in self.dynos.clone() {
+            for dyno in self.formation_dynos().cloned().collect::<Vec<_>>() {
                 self.log(
                     &format!("heroku[{dyno}]"),
                     "State changed from starting to up",
@@ -88,7 +96,7 @@ impl HApp {
         {
             self.prebooting_from = None;
             self.switch_at = None;
-            for dyno in self.dynos.clone() {
+            for dyno in self.formation_dynos().cloned().collect::<Vec<_>>() {
                 self.log(
                     &format!("heroku[{dyno}]"),
                     "Stopping all processes with SIGTERM (replaced by the prebooted dyno)",
@@ -160,6 +168,17 @@ impl HApp {
             let extra = self.logs.len() - LOG_KEEP;
             self.logs.drain(..extra);
         }
+    }
+
+    /// The dynos of its formation: not its one-offs (`run.N`, `scheduler.N`, `release.N`),
+    /// which keep the release they started on until they exit; no restart moves them.
+    pub(super) fn formation_dynos(&self) -> impl Iterator<Item = &String> {
+        self.dynos.iter().filter(|d| !is_one_off(d))
+    }
+
+    /// Whether its formation runs any dyno (an app scaled to zero runs none).
+    fn runs_any(&self) -> bool {
+        self.formation_dynos().next().is_some()
     }
 
     fn web_dyno(&self) -> String {
@@ -438,7 +457,7 @@ impl HerokuState {
         let a = self.app_mut(app)?;
         a.settle();
         a.restarts += 1;
-        for dyno in a.dynos.clone() {
+        for dyno in a.formation_dynos().cloned().collect::<Vec<_>>() {
             let tag = format!("heroku[{dyno}]");
             a.log(&tag, "Restarting");
             a.log(&tag, "State changed from up to starting");
@@ -447,13 +466,13 @@ impl HerokuState {
         }
         let now = std::time::Instant::now();
         // Scaled to zero: nothing to boot, nothing serving.
-        let runs = !a.dynos.is_empty();
+        let runs = a.runs_any();
         a.booting_until = runs.then(|| now + a.boot);
         a.restarted_wall = time::OffsetDateTime::now_utc();
         a.dynos_changed_at = ts::seconds_at(a.restarted_wall);
         a.dynos_created_at = a.dynos_changed_at.clone();
         // Preboot is for web dynos: an app without one restarts as any other.
-        let prebooted = a.preboot && a.dynos.iter().any(|d| d.starts_with("web"));
+        let prebooted = a.preboot && a.formation_dynos().any(|d| d.starts_with("web"));
         let target = a
             .latest_succeeded()
             .map(|r| (r.id.clone(), r.version))
@@ -636,12 +655,12 @@ impl Platform for HerokuState {
     fn serving(&mut self, app: &str) -> bool {
         self.app_mut(app).is_some_and(|a| {
             a.settle();
-            !a.dynos.is_empty() && (!a.booting() || a.prebooting_from.is_some())
+            a.runs_any() && (!a.booting() || a.prebooting_from.is_some())
         })
     }
 
     fn runs(&self, app: &str) -> bool {
-        self.app(app).is_some_and(|a| !a.dynos.is_empty())
+        self.app(app).is_some_and(|a| a.runs_any())
     }
 
     fn old_dynos_serve(&mut self, app: &str) -> bool {

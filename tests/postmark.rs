@@ -1188,24 +1188,34 @@ step("wait", "Change and wait", |ctx| {
 /// A one-off dyno (a console, a scheduled job) started before the change keeps the old token
 /// until it exits: no restart moves it. Before, verify named it in passing and revoke's
 /// question said every consumer had been verified on the new token; deleting it broke the
-/// job. Revoke now names it and asks; "no" keeps the old token, saying what to do.
+/// job. Verify, the last step before revoke's question and approval, now names it and asks;
+/// "no" keeps the old token, saying what to do (a retry looks at the dynos again).
 #[test]
-fn revoke_names_the_one_offs_still_on_the_old_token_and_asks() {
+fn verify_names_the_one_offs_still_on_the_old_token_and_asks() {
     let scenario = canary_with(
         "name = \"raxx-api-staging\"\n",
         "name = \"raxx-api-staging\"\ndynos = [\"web.1\", \"run.1\"]\n",
     );
-    let question = "One-off dynos started before the change still hold the old token (at verify): raxx-api-staging run.1 (up, v1). Go on anyway? They fail at their next use of it.";
+    let question = "One-off dynos started before the change still hold the old token: raxx-api-staging run.1 (up, v1). Go on to revoke it anyway? They fail at their next Postmark call.";
     let out = on_scenario(&scenario, None, &[]);
     out.exit(Exit::Ok).stdout_has(question);
-    assert!(!live_tokens(&out.sandbox_state()).contains(&OLD_TOKEN.to_string()));
+    let state = out.sandbox_state();
+    assert!(!live_tokens(&state).contains(&OLD_TOKEN.to_string()));
+    // Going on is audited, naming the dynos.
+    let kept = out.audited("consumer.one_offs_on_old_value");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        kept[0]["context"]["dynos"],
+        "raxx-api-staging run.1 (up, v1)"
+    );
 
     let answers = "prerequisites = true\n\"validate.received\" = true\n\
-        \"revoke.confirm\" = true\n\"revoke.one_offs\" = false\n";
-    let out = on_scenario(&scenario, Some(answers), &["--no-rollback"]);
+        \"verify.one_offs\" = false\n\"revoke.confirm\" = true\n";
+    let out = on_scenario(&scenario, Some(answers), &["--no-rollback", "--json"]);
     out.exit(Exit::StepFailed)
-        .stderr_has("the old token is kept: one-off dynos started before the change still use it (raxx-api-staging run.1 (up, v1))")
-        .stderr_has("let them finish (heroku ps -a APP) or stop them (heroku ps:stop DYNO -a APP), then retry this step");
+        .stderr_has("one-off dynos started before the change still use the old token (raxx-api-staging run.1 (up, v1))")
+        .stderr_has("let them finish (heroku ps -a APP) or stop them (heroku ps:stop DYNO -a APP), then retry this step: it looks at the dynos again");
+    assert_eq!(out.report()["failed_step"], "verify");
     let state = out.sandbox_state();
     assert!(
         live_tokens(&state).contains(&OLD_TOKEN.to_string()),

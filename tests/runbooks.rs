@@ -479,10 +479,10 @@ step("restore", "Put the token back twice", |ctx| {
     assert_eq!(restarts("raxx-api-prod"), 2);
 }
 
-/// The stdlib's rotations ask about one-off dynos too: SendGrid's revoke names a console
-/// started before the change, which keeps the old key, and asks before deleting it.
+/// The stdlib's rotations ask about one-off dynos too: SendGrid's verify names a console
+/// started before the change, which keeps the old key, and asks before the revoke.
 #[test]
-fn a_stdlib_revoke_names_the_one_offs_still_on_the_old_key() {
+fn a_stdlib_verify_names_the_one_offs_still_on_the_old_key() {
     let scenario = std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml"))
         .unwrap()
         .replacen(
@@ -498,6 +498,6 @@ fn a_stdlib_revoke_names_the_one_offs_still_on_the_old_key() {
         .args(&["--yes"])
         .run();
     out.exit(Exit::Ok).stdout_has(
-        "One-off dynos started before the change still hold the old SENDGRID_API_KEY (at verify): raxx-api-prod run.1 (up, v1). Go on anyway?",
+        "One-off dynos started before the change still hold the old SENDGRID_API_KEY: raxx-api-prod run.1 (up, v1). Go on to revoke it anyway?",
     );
 }

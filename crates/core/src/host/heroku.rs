@@ -792,7 +792,8 @@ enum DynoWait {
 fn dyno_waits(d: &runbook_vendors::heroku::Dyno, wanted: Option<u64>, one_off: bool) -> DynoWait {
     let runs = d.release.as_ref().and_then(|r| r.version);
     match (d.state.as_str(), wanted, runs) {
-        (_, Some(w), Some(v)) if one_off && v < w => DynoWait::OneOffBefore(v),
+        // One still running (a crashed or finished one holds nothing).
+        ("up" | "starting", Some(w), Some(v)) if one_off && v < w => DynoWait::OneOffBefore(v),
         _ if one_off => DynoWait::Ready,
         ("up", None, _) => DynoWait::Ready,
         ("up", Some(w), Some(v)) if v >= w => DynoWait::Ready,
@@ -1147,7 +1148,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: string | Array", "options: Map"],
         "Map",
-        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\nor releases: \"newest\": each app's newest release, read beside each poll (the first one\nincluded) until it has succeeded (every poll with preboot): while it is pending (its release command runs, up to 10 minutes, on top of\ntimeout) the dynos run the one before and only the release is polled; one that failed\nits release phase fails the wait at once, saying what to fix (in an undo: that the dynos\nmay still hold the value being rolled back);\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read with the first poll that lists no dyno, or a dyno of a\none-off type: an app it asks no dyno of is scaled to zero, runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release. Returns #{one_offs:\n[#{app, dyno, state, release}]}: the one-offs seen on a release before the one waited for\n(they keep the old config until they exit: a revoke breaks them).",
+        "Waits until every dyno of the apps is up (a restart answers 202 before the dynos boot),\npolling GET /apps/{app}/dynos with backoff (100 ms, doubling to 2 s). Options: #{timeout:\nseconds (default 120), releases: #{app: version}: an app's dynos count only when they run\nthat release or a later one (the one with the new config), not an older one still up;\nor releases: \"newest\": each app's newest release, read beside each poll (the first one\nincluded) until it has succeeded (every poll with preboot): while it is pending (its release command runs, up to 10 minutes, on top of\ntimeout) the dynos run the one before and only the release is polled; one that failed\nits release phase fails the wait at once, saying what to fix (in an undo: that the dynos\nmay still hold the value being rolled back);\none-off dynos (run, scheduler, release, of a type the formation does not run) keep theirs\nand are not waited for; preboot_window:\nseconds (default RUNBOOK_HEROKU_PREBOOT_WINDOW, else 180: Heroku's boot timeout + 2\nminutes)}. On an app with preboot\n(GET /apps/{app}/features/preboot) Heroku lists only the new dynos while the old web ones\nkeep the traffic, on the old config, for that window after the change: once the new dynos\nare up it waits out the rest (from the newest release or, if later, the newest web dyno's\nup, plus 30 s), counted on Heroku's clock, on top of timeout. One-off dynos from before the\nchange are named, not waited for. The formation\n(GET /apps/{app}/formation) is read with the first poll that lists no dyno, or a dyno of a\none-off type: an app it asks no dyno of is scaled to zero, runs nothing to wait for, and\nis said so. Fails naming the apps still starting, crashed or on an older release. Returns #{one_offs:\n[#{app, dyno, state, release}]}: the one-offs seen on a release before the one waited for\n(they keep the old config until they exit: a revoke breaks them); only with releases, which\nsay which release is before.",
         |c: NativeCallContext, apps: Dynamic, o: Map| {
             value::at(&c, with_run(&c, "heroku::wait_up", |h| wait_up(h, apps, o)))
         },
@@ -1406,7 +1407,16 @@ mod wait_tests {
             dyno_waits(&web("up", None), Some(4), false),
             DynoWait::Unnamed
         );
-        // A one-off started before the change, in any state: not waited for, but said.
+        // A one-off started before the change: never waited for; said while it runs (up
+        // or starting), not once it crashed or finished.
+        assert_eq!(
+            dyno_waits(
+                &dyno("run.4823", Some("run"), "crashed", Some(3)),
+                Some(4),
+                true
+            ),
+            DynoWait::Ready
+        );
         assert_eq!(
             dyno_waits(&dyno("run.4821", Some("run"), "up", Some(3)), Some(4), true),
             DynoWait::OneOffBefore(3)

@@ -182,8 +182,8 @@ impl HApp {
     }
 
     fn web_dyno(&self) -> String {
-        self.dynos
-            .first()
+        self.formation_dynos()
+            .next()
             .cloned()
             .unwrap_or_else(|| "web.1".into())
     }
@@ -457,6 +457,8 @@ impl HerokuState {
         let a = self.app_mut(app)?;
         a.settle();
         a.restarts += 1;
+        // A delayed restart still to come is this one.
+        a.restart_at = None;
         for dyno in a.formation_dynos().cloned().collect::<Vec<_>>() {
             let tag = format!("heroku[{dyno}]");
             a.log(&tag, "Restarting");

@@ -636,11 +636,7 @@ async fn dynos_and_formation(
     runbook_vendors::VendorError,
 > {
     let dynos = heroku.dynos(app).await?;
-    let needs = dynos.list.is_empty()
-        || dynos
-            .list
-            .iter()
-            .any(|d| matches!(kind_of(d), "run" | "scheduler" | "release"));
+    let needs = dynos.list.is_empty() || dynos.list.iter().any(|d| one_off_kind(kind_of(d)));
     let formation = match needs && !formation_known {
         true => Some(heroku.formation(app).await?),
         false => None,
@@ -762,8 +758,12 @@ fn is_one_off(
     formation: &[runbook_vendors::heroku::Formation],
 ) -> bool {
     let kind = kind_of(d);
+    one_off_kind(kind) && !formation.iter().any(|p| p.kind == kind && p.quantity > 0)
+}
+
+/// Whether a dyno of process type `kind` may be a one-off (unless the formation runs it).
+fn one_off_kind(kind: &str) -> bool {
     matches!(kind, "run" | "scheduler" | "release")
-        && !formation.iter().any(|p| p.kind == kind && p.quantity > 0)
 }
 
 /// A dyno's process type: its `type`, or the name's prefix (`web.1`).

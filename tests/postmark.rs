@@ -16,6 +16,14 @@ fn postmark(extra: &[&str]) -> Output {
     rehearse_postmark(&[&["--actor", "ops-test"], extra].concat())
 }
 
+/// A script of a test's own (`runbook`), rehearsed on `scenario`.
+fn script_on(runbook: &str, scenario: &str) -> Test {
+    Test::new()
+        .file("script.rhai", runbook)
+        .rehearse("script.rhai")
+        .scenario("script.toml", scenario)
+}
+
 /// The rotation rehearsed on `scenario`, the simulators' final state kept: with `--yes`, or
 /// with `answers` and the sandbox's test recipient; then `extra`.
 fn on_scenario(scenario: &str, answers: Option<&str>, extra: &[&str]) -> Output {
@@ -514,12 +522,7 @@ step("restart", "Restart and wait", |ctx| {
     heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1 });
 }).no_undo("a restart");
 "#;
-    let out = Test::new()
-        .file("boot.rhai", runbook)
-        .rehearse("boot.rhai")
-        .scenario("boot.toml", &scenario)
-        .args(&["--yes"])
-        .run();
+    let out = script_on(runbook, &scenario).args(&["--yes"]).run();
     out.exit(Exit::StepFailed)
         .stderr_has("heroku::wait_up: not up after 1s: raxx-api-staging (web.1 starting)");
     assert!(!out.stderr.contains("raxx-api-prod ("), "{}", out.stderr);
@@ -983,10 +986,7 @@ step("wait", "Change and wait", |ctx| {
     heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1, releases: #{ "raxx-api-staging": newest } });
 }).undo(|ctx| { heroku::set_config(["raxx-api-staging"], #{ OTHER: () }); });
 "#;
-    let out = Test::new()
-        .file("rel.rhai", runbook)
-        .rehearse("rel.rhai")
-        .scenario("rel.toml", &scenario)
+    let out = script_on(runbook, &scenario)
         .args(&["--yes", "--no-rollback"])
         .run();
     out.exit(Exit::StepFailed)
@@ -1029,10 +1029,7 @@ step("wait", "Change and wait", |ctx| {
     print("the old dynos have stopped");
 }).undo(|ctx| { heroku::set_config(["raxx-api-prod", "raxx-api-staging"], #{ OTHER: () }); });
 "#;
-    let out = Test::new()
-        .file("pre.rhai", runbook)
-        .rehearse("pre.rhai")
-        .scenario("pre.toml", &scenario)
+    let out = script_on(runbook, &scenario)
         .args(&["--yes", "--no-rollback"])
         .run();
     out.exit(Exit::Ok)
@@ -1085,10 +1082,7 @@ step("wait", "Change and wait", |ctx| {
     heroku::wait_up(["raxx-api-prod", "raxx-api-staging"], #{ timeout: 1 });
 }).undo(|ctx| { heroku::set_config(["raxx-api-prod", "raxx-api-staging"], #{ OTHER: () }); });
 "#;
-    Test::new()
-        .file("zero.rhai", runbook)
-        .rehearse("zero.rhai")
-        .scenario("zero.toml", &scenario)
+    script_on(runbook, &scenario)
         .args(&["--yes", "--no-rollback"])
         .run()
         .exit(Exit::Ok)
@@ -1129,18 +1123,12 @@ step("wait", "Change and wait", |ctx| {
         )
     };
     // A release phase longer than the boot's timeout (1 s) is waited for, then the dynos.
-    Test::new()
-        .file("phase.rhai", runbook)
-        .rehearse("phase.rhai")
-        .scenario("phase.toml", &phase("succeeded"))
+    script_on(runbook, &phase("succeeded"))
         .args(&["--yes", "--no-rollback"])
         .run()
         .exit(Exit::Ok)
         .stdout_has("both apps run the change");
-    Test::new()
-        .file("phase.rhai", runbook)
-        .rehearse("phase.rhai")
-        .scenario("phase.toml", &phase("failed"))
+    script_on(runbook, &phase("failed"))
         .args(&["--yes", "--no-rollback"])
         .run()
         .exit(Exit::StepFailed)
@@ -1169,10 +1157,7 @@ step("wait", "Change and wait", |ctx| {
     print(`on the newest release, restarted: ${heroku::logs(app, #{ lines: 50 }).some(|l| l.contains("Restarting"))}`);
 }).undo(|ctx| { heroku::set_config(["raxx-api-staging"], #{ OTHER: () }); });
 "#;
-    let out = Test::new()
-        .file("late.rhai", runbook)
-        .rehearse("late.rhai")
-        .scenario("late.toml", &scenario)
+    let out = script_on(runbook, &scenario)
         .args(&["--yes", "--no-rollback"])
         .keep_sandbox_state()
         .run();
@@ -1235,10 +1220,7 @@ step("wait", "Wait", |ctx| {
     heroku::wait_up(["raxx-api-prod"], #{ timeout: 1, releases: #{ "raxx-api-stagign": 3 } });
 });
 "#;
-    Test::new()
-        .file("rel.rhai", runbook)
-        .rehearse("rel.rhai")
-        .scenario("rel.toml", &canary_scenario())
+    script_on(runbook, &canary_scenario())
         .args(&["--yes"])
         .run()
         .exit(Exit::StepFailed)
@@ -1261,10 +1243,7 @@ step("wait", "Change and wait", |ctx| {
     consumers::wait_up_on_newest(#{ heroku: ["raxx-api-prod", "raxx-api-staging"] }, 1);
 }).undo(|ctx| { heroku::set_config(["raxx-api-staging"], #{ OTHER: () }); });
 "#;
-    Test::new()
-        .file("stdrel.rhai", runbook)
-        .rehearse("stdrel.rhai")
-        .scenario("stdrel.toml", &scenario)
+    script_on(runbook, &scenario)
         .args(&["--yes", "--no-rollback"])
         .run()
         .exit(Exit::StepFailed)

@@ -22,6 +22,17 @@ fn exec(name: &str, extra: &[&str]) -> Output {
         .run()
 }
 
+/// SendGrid's shipped rehearsal scenario with `settings` added to the app raxx-api-prod.
+fn sendgrid_with_prod(settings: &str) -> String {
+    std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml"))
+        .unwrap()
+        .replacen(
+            "name = \"raxx-api-prod\"\n",
+            &format!("name = \"raxx-api-prod\"\n{settings}"),
+            1,
+        )
+}
+
 fn keys(state: &Value) -> Vec<Value> {
     scripted(state, "sendgrid", "api_keys")
 }
@@ -91,13 +102,7 @@ fn sendgrid_rotation_creates_propagates_and_deletes_the_old_key() {
 /// waits that out first. Before, the key was deleted under them.
 #[test]
 fn a_stdlib_rollback_waits_out_the_preboot_window_before_deleting_the_new_key() {
-    let scenario = std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml"))
-        .unwrap()
-        .replacen(
-            "name = \"raxx-api-prod\"\n",
-            "name = \"raxx-api-prod\"\npreboot = true\npreboot_window_ms = 1000\nboot_ms = 0\n",
-            1,
-        );
+    let scenario = sendgrid_with_prod("preboot = true\npreboot_window_ms = 1000\nboot_ms = 0\n");
     assert!(scenario.contains("preboot = true"));
     let out = Test::new()
         .rehearse("sendgrid")
@@ -483,13 +488,7 @@ step("restore", "Put the token back twice", |ctx| {
 /// started before the change, which keeps the old key, and asks before the revoke.
 #[test]
 fn a_stdlib_verify_names_the_one_offs_still_on_the_old_key() {
-    let scenario = std::fs::read_to_string(root().join("runbooks/sandbox/sendgrid.toml"))
-        .unwrap()
-        .replacen(
-            "name = \"raxx-api-prod\"\n",
-            "name = \"raxx-api-prod\"\ndynos = [\"web.1\", \"run.1\"]\n",
-            1,
-        );
+    let scenario = sendgrid_with_prod("dynos = [\"web.1\", \"run.1\"]\n");
     assert!(scenario.contains("run.1"));
     let out = Test::new()
         .rehearse("sendgrid")

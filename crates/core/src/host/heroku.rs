@@ -684,25 +684,27 @@ fn release_failed(
         "fix the release command (heroku releases:output v{} -a {app}), run it again (heroku releases:retry -a {app}), then",
         r.version
     );
-    if h.scope().in_undo() {
-        throw(
-            "vendor",
-            format!(
-                "{app}: release v{} ({}), which puts the previous config back, is {}: the dynos run the last release that succeeded, which may hold the value being rolled back",
-                r.version, r.description, r.status
-            ),
-            Some(format!("{fix} run the rollback again; keep that value valid until it passes")),
+    let (which, holds, next) = if h.scope().in_undo() {
+        (
+            ", which puts the previous config back,",
+            "the dynos run the last release that succeeded, which may hold the value being rolled back",
+            "run the rollback again; keep that value valid until it passes",
         )
     } else {
-        throw(
-            "vendor",
-            format!(
-                "{app}: release v{} ({}) is {}: its dynos run the last release that succeeded, which may not hold the change",
-                r.version, r.description, r.status
-            ),
-            Some(format!("{fix} retry the step; until then the dynos keep the value from before the change: keep it valid")),
+        (
+            "",
+            "its dynos run the last release that succeeded, which may not hold the change",
+            "retry the step; until then the dynos keep the value from before the change: keep it valid",
         )
-    }
+    };
+    throw(
+        "vendor",
+        format!(
+            "{app}: release v{} ({}){which} is {}: {holds}",
+            r.version, r.description, r.status
+        ),
+        Some(format!("{fix} {next}")),
+    )
 }
 
 /// What `wait_up` reads of an app once: whether it has preboot beside its first poll, its

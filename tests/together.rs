@@ -433,3 +433,78 @@ fn the_formation_is_read_for_an_app_listing_a_one_off() {
     assert_eq!(read("raxx-api-staging"), 1);
     assert_eq!(read("raxx-api-prod"), 0);
 }
+
+const REACH: &str = r#"
+runbook(#{ id: "reach", title: "What a write may change", egress: ["param:raptor_url"] });
+param("raptor_url", #{ default: "https://api.raxx.app", env: "RAPTOR_API_URL", help: "Raptor" });
+
+step("reach", "Reads sent before a write", |ctx| {
+    let token = infisical::secret("POSTMARK_SERVER_TOKEN").value;
+    let prod = ["raxx-api-prod"];
+    let staging = ["raxx-api-staging"];
+    let v = secret::from_text("together-reach-value-0123456789");
+    // A write at Infisical: Postmark's answer stands; Heroku's is read again (Infisical
+    // syncs secrets into it).
+    run::together([
+        || infisical::set_secret("REACH_X", v, #{}),
+        || postmark::server(token),
+        || heroku::configs(prod),
+    ]);
+    print("infisical written");
+    // A call to any other service may change anything, unless it says what it changes.
+    let url = `${ctx.params.raptor_url}/raxx-api-staging/api/notifications/test-email`;
+    let email = #{ to: "rehearsal@sandbox.invalid", subject: "reach" };
+    run::together([|| http::post(url, #{ json: email }), || heroku::configs(staging)]);
+    print("raptor 1");
+    run::together([|| http::post(url, #{ json: email, changes: ["postmark"] }), || heroku::configs(staging)]);
+    print("raptor 2");
+    let e = "";
+    try { http::post(url, #{ json: email, changes: ["mailgun"] }); } catch (err) { e = err.message; }
+    print(`unknown: ${e}`);
+}).no_undo("a test");
+"#;
+
+/// Before: any write made every read sent before it stale, so a read at Postmark sent
+/// beside the staging write at Infisical was sent again, a round for nothing. A write now
+/// spoils only the answers of the vendors it may change: its own, and for Infisical every
+/// vendor it syncs secrets into; a call to another service, everything unless it says.
+#[test]
+fn a_read_stands_past_a_write_only_at_a_vendor_the_write_cannot_change() {
+    let slow = "faults = [\"postmark=latency=150\", \"heroku=latency=150\", \"infisical=latency=150\", \"raptor=latency=150\"]\n";
+    let out = run_slow("reach", REACH, slow);
+    out.exit(Exit::Ok).stdout_has(
+        "unknown: http::post: changes names 'mailgun', not one of postmark, infisical, heroku, github",
+    );
+    let state = out.sandbox_state();
+    let write = span(requests(&state, "POST", "/api/v4/secrets/REACH_X")[0]);
+    // Postmark: the read sent before the write is taken; none is sent after it.
+    let servers = requests(&state, "GET", "/server");
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert!(span(servers[0]).0 < write.1, "{servers:?}");
+    // Heroku: read again once the write was answered.
+    let prod = requests(&state, "GET", "/apps/raxx-api-prod/config-vars");
+    assert!(prod.iter().any(|r| span(r).0 >= write.1), "{prod:?}");
+    let posts = requests(
+        &state,
+        "POST",
+        "/raxx-api-staging/api/notifications/test-email",
+    );
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    let (first, second) = (span(posts[0]), span(posts[1]));
+    let staging = requests(&state, "GET", "/apps/raxx-api-staging/config-vars");
+    // Without `changes`: read again after the call.
+    assert!(
+        staging
+            .iter()
+            .any(|r| span(r).0 >= first.1 && span(r).1 <= second.0),
+        "{staging:?}"
+    );
+    // With `changes: ["postmark"]`: the read sent beside it stands.
+    assert!(staging.iter().all(|r| span(r).0 < second.1), "{staging:?}");
+    assert!(
+        staging
+            .iter()
+            .any(|r| span(r).0 >= first.1 && span(r).0 < second.1 && span(r).1 > second.0),
+        "{staging:?}"
+    );
+}

@@ -181,7 +181,7 @@ impl RunContext {
     /// The operator: asking them anything may change what a vendor holds (they act on a
     /// dashboard), so `run::together` does not use a read sent before the question.
     pub fn operator(&self) -> &Operator {
-        self.ahead.note_effect();
+        self.ahead.note_effect(super::together::Reach::ALL);
         &self.operator
     }
 

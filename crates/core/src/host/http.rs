@@ -7,6 +7,7 @@
 //! comes back parsed as `xml`.
 
 use super::placeholder::Placeholder;
+use super::together::Reach;
 use super::vendor_call::{dry_run_secret, is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::{Registrar, Repeat};
@@ -34,7 +35,39 @@ pub(crate) const OPTIONS: &[&str] = &[
     "what",
     "record",
     "read_only",
+    "changes",
 ];
+
+/// `changes:` on a write: the vendors whose answers it may change, of those `run::together`
+/// reads (postmark, infisical, heroku, github). Without it, any.
+fn changes(opts: &Map, function: &str) -> R<Option<Reach>> {
+    let Some(v) = opts.get("changes") else {
+        return Ok(None);
+    };
+    let bad = |why: String| {
+        throw(
+            "usage",
+            format!("{function}: changes {why}"),
+            Some("e.g. changes: [\"postmark\"] for a call that sends an email through Postmark, changes: [] for one that changes no vendor's answers".into()),
+        )
+    };
+    let names: Vec<String> = v
+        .read_lock::<Array>()
+        .ok_or_else(|| bad("must be a list of vendor names".into()))?
+        .iter()
+        .map(|n| {
+            n.clone()
+                .into_string()
+                .map_err(|_| bad("must be a list of vendor names".into()))
+        })
+        .collect::<R<_>>()?;
+    Reach::named(&names).map(Some).map_err(|n| {
+        bad(format!(
+            "names '{}', not one of postmark, infisical, heroku, github",
+            crate::text::truncate(&n, 60)
+        ))
+    })
+}
 
 /// The response fields named by `secrets`, as dotted paths (`api_key`, `result.0.token`).
 fn secret_paths(opts: &Map, function: &str) -> R<Vec<String>> {
@@ -741,6 +774,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     check_egress(h, url, &function)?;
     let secrets = secret_paths(&opts, &function)?;
     let record = record_paths(&opts, &function, &secrets)?;
+    let reach = changes(&opts, &function)?;
     let opts_value = Dynamic::from_map(opts.clone());
     if effect == Effect::Read
         && (holds_dry_run_secret(&opts_value)
@@ -861,6 +895,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         .writes()
         .judged_by(answered)
         .recording(record)
+        .reaching(reach)
         .mutate(&function, effect, &target, detail, run)?;
     if h.dry_run() {
         return Ok(dry_run_response(&function, &secrets));
@@ -894,7 +929,9 @@ pub(crate) fn register(reg: &mut Registrar) {
         let doc = format!(
             "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe), record (a write's answer fields to keep with its outcome in\nthe journal, e.g. [\"api_key_id\"]: the id of what it created, so rollback can delete it after a\ncrash; never a secret), read_only (true: a POST, PUT or PATCH that only reads, such as a search:\nnot journalled as a write, retried like a GET), aws (#{{access_key_id, secret_access_key: Secret,
 session_token, region, service}}: AWS Signature Version 4), what (names the write in the journal,
-the audit and the run's summary, e.g. \"CreateAccessKey ci-deployer\")}}. Returns #{{status, headers, body,
+the audit and the run's summary, e.g. \"CreateAccessKey ci-deployer\"), changes (a write: the vendors, of
+postmark, infisical, heroku and github, whose answers it may change, e.g. [\"postmark\"] for a call
+that sends through Postmark; without it, any: run::together reads again a read sent before it)}}. Returns #{{status, headers, body,
 json, xml}} for any status (xml: an XML answer parsed into maps, `member` items as lists;\nheaders that carry a credential by name, or declared as `secrets: [\"headers.NAME\"]`, are Secrets).\nGET (and a read_only call) is retried on 429/5xx and lost connections; a write only with\nidempotent: true or an Idempotency-Key header, honouring Retry-After; any other write never. Plain http:// is refused except to loopback.",
             method.as_str()
         );

@@ -4,6 +4,7 @@ use super::placeholder::Placeholder;
 use super::vendor_call::{is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::{Registrar, Repeat};
+use crate::events::WriteOutcome;
 use crate::value::{self, throw};
 use rhai::{Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
@@ -339,29 +340,56 @@ fn set_text(h: &RunContext, name: &str, text: &str, mut opts: Map) -> R<Dynamic>
     set(h, name, value, opts)
 }
 
-fn delete(h: &RunContext, name: &str, opts: Map) -> R<Dynamic> {
+fn delete(h: &RunContext, name: &str, mut opts: Map) -> R<Dynamic> {
+    let if_present = match opts.remove("if_present") {
+        None => false,
+        Some(v) => v.as_bool().map_err(|_| {
+            throw(
+                "usage",
+                "infisical::delete_secret: if_present must be true or false",
+                None,
+            )
+        })?,
+    };
     let (wait, s, target) = write_scope(h, name, opts, "infisical::delete_secret")?;
     let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
-    h.writes().mutate(
-        "infisical::delete_secret",
-        Effect::Destructive,
-        &target,
-        detail,
-        || {
-            let v = h.vendors()?;
-            let key = name.to_string();
-            let (p, e, path) = (s.project_id.clone(), s.env.clone(), s.path.clone());
-            let label = format!("infisical DELETE /api/v4/secrets/{name}");
-            let written = h.block(&label, async move {
-                v.infisical().delete_secret(&p, &e, &path, &key).await
-            })?;
-            if let Written::Pending(cr) = written {
-                announce(h, &s, name, &cr);
-                await_approval(h, &s, name, Expect::Gone, &cr, wait)?;
+    h.writes()
+        // A secret already gone (if_present) is a write that did not apply.
+        .judged_by(|v| {
+            if v.as_bool() == Ok(false) {
+                WriteOutcome::Failed
+            } else {
+                WriteOutcome::Applied
             }
-            Ok(Dynamic::UNIT)
-        },
-    )
+        })
+        .mutate(
+            "infisical::delete_secret",
+            Effect::Destructive,
+            &target,
+            detail,
+            || {
+                let v = h.vendors()?;
+                let key = name.to_string();
+                let (p, e, path) = (s.project_id.clone(), s.env.clone(), s.path.clone());
+                let label = format!("infisical DELETE /api/v4/secrets/{name}");
+                // Sent through `write_request`: run::together may send it ahead.
+                let written = h.write_request(&label, async move {
+                    match v.infisical().delete_secret(&p, &e, &path, &key).await {
+                        Err(e) if if_present && e.status() == Some(404) => Ok(None),
+                        r => r.map(Some),
+                    }
+                })?;
+                match written {
+                    None => Ok(false.into()),
+                    Some(Written::Pending(cr)) => {
+                        announce(h, &s, name, &cr);
+                        await_approval(h, &s, name, Expect::Gone, &cr, wait)?;
+                        Ok(true.into())
+                    }
+                    Some(_) => Ok(true.into()),
+                }
+            },
+        )
 }
 
 /// Every secret in the project's `envs` (at `path` and below) holding `value`.
@@ -459,8 +487,8 @@ pub(crate) fn register(reg: &mut Registrar) {
         "delete_secret",
         Effect::Destructive,
         &["name: string", "options: Map"],
-        "()",
-        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does).",
+        "bool",
+        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does). Returns true. Option if_present (true: a secret already gone is no\nerror, and returns false); the scope options as set_secret's. run::together can send it ahead\n(`|| infisical::delete_secret(name, opts)`), journalled as sent first like any write.",
         |c: NativeCallContext, n: &str, o: Map| {
             value::at(
                 &c,

@@ -1,4 +1,4 @@
-//! `run::together`: independent vendor reads of one step, sent at once. A script is
+//! `run::together`: independent vendor calls of one step, sent at once. A script is
 //! synchronous (each host call blocks until its answer), so reads that depend on nothing
 //! between them still wait for each other. `together` takes functions; each that is a
 //! single read (one call of a read this module knows, with arguments that only name values:
@@ -14,6 +14,16 @@
 //! or the vendor: the answer is only taken by the same call (its key names every argument)
 //! and when no write or question to the operator happened since it was sent; else the read
 //! is sent again, as without `together`.
+//!
+//! A write in [`STARTED_AHEAD_WRITES`] (one request, whose outcome is journalled like any
+//! write's) is started the same way: journalled as sent, then sent, in the first pass; its
+//! answer taken, and its outcome recorded, in the second, even when a function before it
+//! failed. A read of a vendor it may change, sent in the same first pass, is read again.
+//!
+//! Which writes count is per vendor ([`Reach`]): a write at Infisical cannot change what
+//! Postmark answers, so a Postmark read sent before it is still taken; a write at Infisical
+//! can change Heroku's and GitHub's (its integrations sync secrets into them), and a
+//! question to the operator, or a call to any other service, can change anything.
 
 use super::RunContext;
 use crate::runtime::Interrupted;
@@ -38,6 +48,10 @@ pub(crate) const STARTED_AHEAD: &[&str] = &[
     "infisical::secret",
 ];
 
+/// The writes `together` starts ahead (a single request each, their outcome journalled like
+/// any write): their host functions send through [`RunContext::write_request`].
+pub(crate) const STARTED_AHEAD_WRITES: &[&str] = &["infisical::delete_secret"];
+
 /// The termination token of a read stopped at its request (pass one).
 const STARTED: &str = "run::together: a read started ahead";
 
@@ -52,6 +66,63 @@ enum Mode {
 }
 
 type Answer = Result<Box<dyn Any + Send>, VendorError>;
+
+/// The vendors whose answers an effect may change, one bit each (`OTHER`: any service
+/// `together` does not read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reach(u8);
+
+const POSTMARK: u8 = 1;
+const VENDORS: [(&str, u8); 4] = [
+    ("postmark", POSTMARK),
+    ("infisical", 2),
+    ("heroku", 4),
+    ("github", 8),
+];
+const OTHER: u8 = 16;
+
+impl Reach {
+    /// Every vendor: a question to the operator (they act on dashboards), a call to a
+    /// service `together` knows nothing of.
+    pub(crate) const ALL: Reach = Reach(u8::MAX);
+
+    /// The vendor a read of host module `module` asks.
+    fn of_read(module: &str) -> Reach {
+        Reach(
+            VENDORS
+                .iter()
+                .find(|(m, _)| *m == module)
+                .map_or(OTHER, |(_, bit)| *bit),
+        )
+    }
+
+    /// What a write by host function `function` (`module::name`) may change: its own
+    /// vendor's answers; Infisical's also every vendor it syncs secrets into (Heroku,
+    /// GitHub, any other: every one but Postmark, which holds no secrets it is given).
+    pub(crate) fn of_write(function: &str) -> Reach {
+        match function.split("::").next().unwrap_or("") {
+            "infisical" => Reach(!POSTMARK),
+            m @ ("postmark" | "heroku" | "github") => Reach::of_read(m),
+            _ => Reach::ALL,
+        }
+    }
+
+    /// The vendors named, as `http::`'s `changes:` option lists them.
+    pub(crate) fn named(names: &[String]) -> Result<Reach, String> {
+        let mut bits = 0;
+        for n in names {
+            let Some((_, bit)) = VENDORS.iter().find(|(m, _)| m == n) else {
+                return Err(n.clone());
+            };
+            bits |= bit;
+        }
+        Ok(Reach(bits))
+    }
+
+    fn bits(self) -> impl Iterator<Item = usize> {
+        (0..8).filter(move |i| self.0 & (1 << i) != 0)
+    }
+}
 
 /// A read sent ahead: what it was (its host function's key: the call and its arguments)
 /// and its answer, abandoned when dropped untaken.
@@ -77,8 +148,49 @@ pub(crate) struct Ahead {
     /// Writes and questions to the operator so far in this run: a read sent before one of
     /// them may answer with what it changed undone, so its answer is not used.
     effects: Cell<u64>,
-    /// `effects` when the reads were sent.
-    sent_at: Cell<u64>,
+    /// The same, counted for each vendor an effect may reach (one counter per bit of
+    /// [`Reach`]).
+    reached: [Cell<u64>; 8],
+    /// `reached` when the reads were sent.
+    sent_at: Cell<[u64; 8]>,
+    /// The vendor each function's started read asks, by index.
+    asks: RefCell<Vec<Reach>>,
+    /// Writes started ahead, by index.
+    writes: RefCell<Vec<Option<StartedWrite>>>,
+    /// Where the write being started (pass one) or taken (pass two) sends its request.
+    slot: RefCell<Slot>,
+    /// The vendors a write started ahead may change: a read of one of them, sent in the
+    /// same pass, may be answered before or after the write, so it is read again.
+    racing: Cell<Reach>,
+}
+
+/// A write started ahead: what was journalled as sent, and its request's answer.
+pub(crate) struct StartedWrite {
+    pub(crate) function: String,
+    pub(crate) target: String,
+    pub(crate) detail: serde_json::Value,
+    answer: Option<Abandoned<Answer>>,
+}
+
+impl StartedWrite {
+    pub(crate) fn new(function: &str, target: &str, detail: serde_json::Value) -> StartedWrite {
+        StartedWrite {
+            function: function.to_string(),
+            target: target.to_string(),
+            detail,
+            answer: None,
+        }
+    }
+}
+
+#[derive(Default)]
+enum Slot {
+    #[default]
+    Empty,
+    /// Send the request of function `i`'s write, and keep its answer.
+    Start(usize),
+    /// The answer of the write's request, sent in pass one.
+    Take(Abandoned<Answer>),
 }
 
 impl Ahead {
@@ -86,6 +198,76 @@ impl Ahead {
     fn clear(&self) {
         self.mode.set(Mode::Off);
         self.started.borrow_mut().clear();
+        self.asks.borrow_mut().clear();
+        self.writes.borrow_mut().clear();
+        *self.slot.borrow_mut() = Slot::Empty;
+        self.racing.set(Reach(0));
+    }
+
+    fn has_write(&self, i: usize) -> bool {
+        self.writes.borrow().get(i).is_some_and(Option::is_some)
+    }
+
+    /// In pass one, `together` is calling function `i`, a write it may start ahead.
+    pub(crate) fn starting_write(&self) -> Option<usize> {
+        match self.mode.get() {
+            Mode::Start(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The write started ahead for the function `together` is calling in pass two, if any.
+    pub(crate) fn take_write(&self) -> Option<StartedWrite> {
+        match self.mode.get() {
+            Mode::Take(i) => self.writes.borrow_mut().get_mut(i).and_then(Option::take),
+            _ => None,
+        }
+    }
+
+    /// A write of function `i` journalled as sent: its request goes out next
+    /// ([`RunContext::write_request`]). It may change `reach`'s answers.
+    pub(crate) fn begin_write(&self, i: usize, reach: Reach, w: StartedWrite) {
+        self.racing.set(Reach(self.racing.get().0 | reach.0));
+        let mut all = self.writes.borrow_mut();
+        if all.len() <= i {
+            all.resize_with(i + 1, || None);
+        }
+        all[i] = Some(w);
+        *self.slot.borrow_mut() = Slot::Start(i);
+    }
+
+    /// Whether function `i`'s write left in pass one (its request was sent); if not, it is
+    /// forgotten (the second pass runs it in its turn).
+    pub(crate) fn write_left(&self, i: usize) -> bool {
+        *self.slot.borrow_mut() = Slot::Empty;
+        let mut all = self.writes.borrow_mut();
+        let left = all
+            .get(i)
+            .and_then(Option::as_ref)
+            .is_some_and(|w| w.answer.is_some());
+        if !left {
+            if let Some(w) = all.get_mut(i) {
+                *w = None;
+            }
+        }
+        left
+    }
+
+    /// Pass two: the started write's request answers through the next `write_request`.
+    pub(crate) fn resume_write(&self, w: &mut StartedWrite) {
+        if let Some(answer) = w.answer.take() {
+            *self.slot.borrow_mut() = Slot::Take(answer);
+        }
+    }
+
+    fn reached(&self) -> [u64; 8] {
+        std::array::from_fn(|i| self.reached[i].get())
+    }
+
+    /// Whether no effect that may reach `vendor` happened since the reads were sent.
+    fn fresh_for(&self, vendor: Reach) -> bool {
+        let (now, then) = (self.reached(), self.sent_at.get());
+        vendor.bits().all(|b| now[b] == then[b])
     }
 
     /// How many writes and questions to the operator this run has had so far.
@@ -93,9 +275,13 @@ impl Ahead {
         self.effects.get()
     }
 
-    /// A write, or a question to the operator, is about to happen.
-    pub(crate) fn note_effect(&self) {
+    /// A write, or a question to the operator, is about to happen; `reach` says whose
+    /// answers it may change.
+    pub(crate) fn note_effect(&self, reach: Reach) {
         self.effects.set(self.effects.get() + 1);
+        for b in reach.bits() {
+            self.reached[b].set(self.reached[b].get() + 1);
+        }
     }
 }
 
@@ -148,29 +334,81 @@ impl RunContext {
                 let ahead = self.ahead();
                 let taken = ahead.started.borrow_mut().get_mut(i).and_then(Option::take);
                 // Another call than the one sent (its arguments changed), or a write or a
-                // question since it was sent: the answer may be stale; it is read again.
-                let fresh = ahead.effects.get() == ahead.sent_at.get();
-                let Some(mut s) = taken.filter(|s| fresh && s.key == key) else {
+                // question since it was sent that may have changed this vendor's answer:
+                // the answer may be stale; it is read again.
+                let asks = ahead.asks.borrow().get(i).copied().unwrap_or(Reach::ALL);
+                let fresh = ahead.fresh_for(asks) && ahead.racing.get().0 & asks.0 == 0;
+                let Some(s) = taken.filter(|s| fresh && s.key == key) else {
                     return self.block(label, fut);
                 };
-                let done = {
-                    let _call = self.say().call(label);
-                    self.services().runtime.block_on(&mut s.answer.0)
-                };
-                self.note_simulators();
-                match done {
-                    Ok(Ok(Ok(any))) => any.downcast::<T>().map(|t| *t).map_err(|_| {
-                        throw(
-                            "internal",
-                            format!("{label}: a read started ahead answered with another type"),
-                            None,
-                        )
-                    }),
-                    Ok(Ok(Err(e))) => Err(super::vendor_call::vendor_error(&e)),
-                    Ok(Err(e)) => Err(throw("internal", format!("{label}: {e}"), None)),
-                    Err(why) => Err(super::vendor_call::stopped(why)),
-                }
+                self.take_answer(label, s.answer)
             }
+        }
+    }
+
+    /// The request of a write `together` may start ahead ([`STARTED_AHEAD_WRITES`]): in
+    /// its first pass it is sent and not waited for; in its second, its answer is taken;
+    /// otherwise as [`RunContext::block`].
+    pub(crate) fn write_request<T, F>(&self, label: &str, fut: F) -> R<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, VendorError>> + Send + 'static,
+    {
+        let slot = std::mem::take(&mut *self.ahead().slot.borrow_mut());
+        match slot {
+            Slot::Empty => self.block(label, fut),
+            Slot::Start(i) => {
+                if let Ok(answer) =
+                    self.send_ahead(
+                        async move { fut.await.map(|t| Box::new(t) as Box<dyn Any + Send>) },
+                    )
+                {
+                    if let Some(Some(w)) = self.ahead().writes.borrow_mut().get_mut(i) {
+                        w.answer = Some(answer);
+                    }
+                }
+                Err(started())
+            }
+            Slot::Take(answer) => self.take_answer(label, answer),
+        }
+    }
+
+    /// Waits for an answer sent ahead.
+    fn take_answer<T: 'static>(&self, label: &str, answer: Abandoned<Answer>) -> R<T> {
+        self.take_any(label, answer)?
+            .downcast::<T>()
+            .map(|t| *t)
+            .map_err(|_| {
+                throw(
+                    "internal",
+                    format!("{label}: a call started ahead answered with another type"),
+                    None,
+                )
+            })
+    }
+
+    fn take_any(&self, label: &str, mut answer: Abandoned<Answer>) -> R<Box<dyn Any + Send>> {
+        let done = {
+            let _call = self.say().call(label);
+            self.services().runtime.block_on(&mut answer.0)
+        };
+        self.note_simulators();
+        match done {
+            Ok(Ok(Ok(any))) => Ok(any),
+            Ok(Ok(Err(e))) => Err(super::vendor_call::vendor_error(&e)),
+            Ok(Err(e)) => Err(throw("internal", format!("{label}: {e}"), None)),
+            Err(why) => Err(super::vendor_call::stopped(why)),
+        }
+    }
+
+    /// A started write whose function was called again with other arguments: how its
+    /// request ended, so its outcome can be recorded.
+    pub(crate) fn finish_write(&self, w: &mut StartedWrite) -> R<()> {
+        match w.answer.take() {
+            Some(answer) => self
+                .take_any(&format!("{} on {}", w.function, w.target), answer)
+                .map(|_| ()),
+            None => Ok(()),
         }
     }
 
@@ -195,21 +433,27 @@ impl RunContext {
     }
 }
 
-/// Whether `f` is one call of a read in [`STARTED_AHEAD`] whose arguments only name values
-/// (variables, constants, properties, indexes, arrays and maps of those).
-fn single_read(nc: &NativeCallContext, f: &FnPtr) -> bool {
+/// What `together` may start ahead of its turn: one read, or one write.
+#[derive(Clone, Copy)]
+enum Single {
+    /// A read, of this vendor.
+    Read(Reach),
+    Write,
+}
+
+/// Whether `f` is one call of a read in [`STARTED_AHEAD`] or a write in
+/// [`STARTED_AHEAD_WRITES`] whose arguments only name values (variables, constants,
+/// properties, indexes, arrays and maps of those).
+fn single_call(nc: &NativeCallContext, f: &FnPtr) -> Option<Single> {
     use rhai::{ASTNode, Expr, Stmt};
     let arity = f.curry().len();
-    let Some(def) = nc
+    let def = nc
         .iter_namespaces()
-        .find_map(|m| m.get_script_fn(f.fn_name(), arity))
-    else {
-        return false;
-    };
+        .find_map(|m| m.get_script_fn(f.fn_name(), arity))?;
     let mut lib = rhai::Module::new();
     lib.set_script_fn(def.as_ref().clone());
     let body = rhai::AST::new_from_module(lib);
-    let (mut calls, mut ok) = (0, true);
+    let (mut calls, mut ok, mut single) = (0, true, Single::Read(Reach::ALL));
     let host = super::modules();
     body.walk(&mut |path: &[ASTNode]| {
         let fits = match path.last() {
@@ -217,11 +461,23 @@ fn single_read(nc: &NativeCallContext, f: &FnPtr) -> bool {
                 calls += 1;
                 // One segment naming a host module (an import cannot take a host module's
                 // name: `register_imports`). `root()` of no namespace panics.
-                c.op_token.is_none()
+                let named = c.op_token.is_none()
                     && c.namespace.path.len() == 1
-                    && host.is_module(c.namespace.root())
-                    && STARTED_AHEAD
-                        .contains(&format!("{}::{}", c.namespace.root(), c.name).as_str())
+                    && host.is_module(c.namespace.root());
+                let name = if named {
+                    format!("{}::{}", c.namespace.root(), c.name)
+                } else {
+                    String::new()
+                };
+                if STARTED_AHEAD.contains(&name.as_str()) {
+                    single = Single::Read(Reach::of_read(c.namespace.root()));
+                    true
+                } else if STARTED_AHEAD_WRITES.contains(&name.as_str()) {
+                    single = Single::Write;
+                    true
+                } else {
+                    false
+                }
             }
             Some(ASTNode::Stmt(Stmt::Expr(_) | Stmt::Block(..))) => true,
             Some(ASTNode::Expr(e)) => matches!(
@@ -246,7 +502,7 @@ fn single_read(nc: &NativeCallContext, f: &FnPtr) -> bool {
         ok &= fits;
         ok
     });
-    ok && calls == 1
+    (ok && calls == 1).then_some(single)
 }
 
 fn together(nc: &NativeCallContext, fns: Array) -> R<Array> {
@@ -268,23 +524,37 @@ fn together(nc: &NativeCallContext, fns: Array) -> R<Array> {
     }
     // Pass one: each single read stops at its request, sent. An error here (a bad argument)
     // is raised again in pass two, where the function runs in its turn.
+    // A write is journalled as sent before it leaves, as any write (`Writes::mutate`).
     for (i, f) in fns.iter().enumerate() {
-        if single_read(nc, f) {
-            run.ahead().mode.set(Mode::Start(i));
-            let _ = f.call_within_context::<Dynamic>(nc, ());
+        let Some(single) = single_call(nc, f) else {
+            continue;
+        };
+        if let Single::Read(vendor) = single {
+            let mut asks = run.ahead().asks.borrow_mut();
+            asks.resize(i + 1, Reach::ALL);
+            asks[i] = vendor;
         }
+        run.ahead().mode.set(Mode::Start(i));
+        let _ = f.call_within_context::<Dynamic>(nc, ());
     }
-    run.ahead().sent_at.set(run.ahead().effects.get());
+    run.ahead().sent_at.set(run.ahead().reached());
     let mut out = Array::with_capacity(fns.len());
     let mut failed = None;
     for (i, f) in fns.iter().enumerate() {
+        // After a failure only the writes started ahead run on: each is waited for and
+        // its outcome recorded.
+        let started_write = run.ahead().has_write(i);
+        if failed.is_some() && !started_write {
+            continue;
+        }
         run.ahead().mode.set(Mode::Take(i));
-        match f.call_within_context::<Dynamic>(nc, ()) {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
+        match (f.call_within_context::<Dynamic>(nc, ()), failed.is_some()) {
+            (Ok(v), false) => out.push(v),
+            (Err(e), false) => failed = Some(e),
+            (Ok(_), true) => {}
+            (Err(_), true) => run.say().warning(
+                "a write sent beside the failure failed too: the run's summary says which",
+            ),
         }
     }
     run.ahead().clear();
@@ -306,7 +576,7 @@ pub(crate) fn register(reg: &mut crate::engine::registry::Registrar) {
         super::Effect::Read,
         &["functions: Array"],
         "Array",
-        "Runs `functions` (closures, `|| ...`) and returns their results in order, sending their\nindependent vendor reads at once: each function that is one read (one call of\npostmark::server / token_status / message, heroku::scopes / configs / releases or\ninfisical::secret, with arguments that only name values) has its request sent before any\nfunction runs; then every function runs in order, a started read taking its answer. Any\nother function runs in its turn, as without `together` (a discovery search runs while the\nreads started before it are on their way). E.g. `let r = run::together([|| discovery::discover(t, o), || postmark::server(t)]);`",
+        "Runs `functions` (closures, `|| ...`) and returns their results in order, sending their\nindependent vendor calls at once: each function that is one read (one call of\npostmark::server / token_status / message, heroku::scopes / configs / releases or\ninfisical::secret) or one infisical::delete_secret, with arguments that only name values, has\nits request sent before any function runs (a write journalled as sent first); then every\nfunction runs in order, a started call taking its answer. Any other function runs in its\nturn, as without `together`. A started read is sent again when a write or a question to the\noperator since may have changed its vendor's answer (a write at Infisical: every vendor but\nPostmark; an http:: write: any, unless its `changes` option says). A started write is waited\nfor and recorded even when a function before it failed. E.g. `let r = run::together([|| discovery::discover(t, o), || postmark::server(t)]);`",
         |nc: NativeCallContext, fns: Array| together(&nc, fns),
     );
     m.finish();

@@ -4,6 +4,7 @@
 //! write, and skips a target this step already changed the same way in an earlier attempt.
 
 use super::context::RunContext;
+use super::together::{Reach, StartedWrite};
 use super::vendor_call::vendor_error;
 use super::{Effect, R};
 use crate::audit::{AuditEvent, HostCall};
@@ -74,6 +75,9 @@ pub(crate) struct Writes<'a> {
     judge: fn(&Dynamic) -> WriteOutcome,
     /// Dotted paths of the answer's fields to keep with the outcome (`record:`).
     record: Vec<String>,
+    /// Whose answers the write may change, where the script says (`http::`'s `changes:`);
+    /// else the function's own vendor's ([`Reach::of_write`]).
+    reach: Option<Reach>,
 }
 
 /// How a write ended, as its outcome event records it.
@@ -89,7 +93,18 @@ impl<'a> Writes<'a> {
             run,
             judge: |_| WriteOutcome::Applied,
             record: Vec::new(),
+            reach: None,
         }
+    }
+
+    /// The write may change only these vendors' answers (see [`Reach`]).
+    pub(crate) fn reaching(self, reach: Option<Reach>) -> Self {
+        Writes { reach, ..self }
+    }
+
+    fn note_effect(&self, function: &str) {
+        let reach = self.reach.unwrap_or_else(|| Reach::of_write(function));
+        self.run.ahead().note_effect(reach);
     }
 
     /// For calls that answer any outcome as a value (`http::`): `judge` says from the
@@ -212,8 +227,14 @@ impl<'a> Writes<'a> {
         detail: Value,
         call: impl FnOnce() -> R<Dynamic>,
     ) -> R<Dynamic> {
+        if let Some(i) = self.run.ahead().starting_write() {
+            return self.start_ahead(i, function, effect, target, detail, call);
+        }
+        if let Some(w) = self.run.ahead().take_write() {
+            return self.take_ahead(w, function, effect, target, detail, call);
+        }
         self.require_write(function)?;
-        self.run.ahead().note_effect();
+        self.note_effect(function);
         self.confirmed_at_repl(function, target)?;
         if self.run.dry_run() {
             self.planned(function, effect, target, detail);
@@ -225,7 +246,20 @@ impl<'a> Writes<'a> {
         let step = self.step_name();
         self.write_sent(&step, function, target, &detail, true)?;
         let result = call();
-        let outcome = match &result {
+        self.settle(&step, function, effect, target, &detail, &result);
+        result
+    }
+
+    fn settle(
+        &self,
+        step: &str,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: &Value,
+        result: &R<Dynamic>,
+    ) {
+        let outcome = match result {
             Ok(v) => (self.judge)(v),
             Err(e) => outcome_of_failure(e),
         };
@@ -234,7 +268,76 @@ impl<'a> Writes<'a> {
             error: result.as_ref().err().map(|e| &**e),
             answer: result.as_ref().ok().and_then(|v| self.kept(v)),
         };
+        self.write_settled(step, function, effect, target, detail, end);
+    }
+
+    /// `run::together`'s first pass: the write is journalled as sent and its request sent,
+    /// not waited for ([`RunContext::write_request`]). A dry run, an undo and the REPL run it
+    /// in its turn instead.
+    fn start_ahead(
+        &self,
+        i: usize,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: Value,
+        call: impl FnOnce() -> R<Dynamic>,
+    ) -> R<Dynamic> {
+        self.require_write(function)?;
+        let scope = self.run.scope();
+        if self.run.dry_run() || !scope.forward() || scope.phase() == super::Phase::Repl {
+            return Err(RunContext::stop_starting());
+        }
+        let step = self.step_name();
+        self.write_sent(&step, function, target, &detail, true)?;
+        let reach = self.reach.unwrap_or_else(|| Reach::of_write(function));
+        self.run.ahead().begin_write(
+            i,
+            reach,
+            StartedWrite::new(function, target, detail.clone()),
+        );
+        let result = call();
+        if self.run.ahead().write_left(i) {
+            return Err(RunContext::stop_starting());
+        }
+        // It stopped before its request (Ctrl-C, a missing credential): the second pass
+        // runs it in its turn.
+        let end = End {
+            outcome: WriteOutcome::NotSent,
+            error: result.as_ref().err().map(|e| &**e),
+            answer: None,
+        };
         self.write_settled(&step, function, effect, target, &detail, end);
+        Err(RunContext::stop_starting())
+    }
+
+    /// `run::together`'s second pass: the answer of a write its first pass sent.
+    fn take_ahead(
+        &self,
+        mut w: StartedWrite,
+        function: &str,
+        effect: Effect,
+        target: &str,
+        detail: Value,
+        call: impl FnOnce() -> R<Dynamic>,
+    ) -> R<Dynamic> {
+        let step = self.step_name();
+        if (w.function.as_str(), w.target.as_str(), &w.detail) != (function, target, &detail) {
+            let result = self.run.finish_write(&mut w).map(|()| Dynamic::UNIT);
+            self.settle(&step, &w.function, effect, &w.target, &w.detail, &result);
+            return Err(super::throw(
+                "usage",
+                format!(
+                    "run::together: {} was sent on {} and then called on {target}: a write started ahead must keep its arguments",
+                    w.function, w.target
+                ),
+                Some("do not change, in the functions before it, the variables a write in run::together names".into()),
+            ));
+        }
+        self.note_effect(function);
+        self.run.ahead().resume_write(&mut w);
+        let result = call();
+        self.settle(&step, function, effect, target, &detail, &result);
         result
     }
 
@@ -250,7 +353,7 @@ impl<'a> Writes<'a> {
         call: impl FnOnce(Vec<String>) -> R<Vec<(String, Result<T, VendorError>)>>,
     ) -> R<Vec<TargetResult<T>>> {
         self.require_write(function)?;
-        self.run.ahead().note_effect();
+        self.note_effect(function);
         self.confirmed_at_repl(function, &targets.join(", "))?;
         let step = self.step_name();
         // Only a step's forward body skips what it already did; an undo repeats nothing of

@@ -332,7 +332,12 @@ step("reads", "Reads", |ctx| {
         .run()
         .exit(Exit::Ok)
         .stdout_has("       calls: scan::begin (every vendor at once, not waited for: scan::found takes the answers) → infisical::secret → [together: scan::found | postmark::server] → postmark::server → heroku::configs (each app at once) → heroku::scopes\n")
-        .stdout_has("       calls: postmark::server → postmark::send_email → postmark::message\n")
-        // Verify: the newest releases are read inside wait_up's polls.
-        .stdout_has("       calls: heroku::wait_up (each app at once) → heroku::configs (each app at once) → heroku::log_sessions (each app at once, not waited for: heroku::read_logs reads them) → http::post → heroku::read_logs (each app at once)\n");
+        // Generate: Postmark says whose token it is while Infisical stages it.
+        .stdout_has("       calls: postmark::server → postmark::dashboard_new_token → [together: infisical::set_secret | postmark::server]\n")
+        .stdout_has("       calls: postmark::send_email → postmark::message\n")
+        // Propagate: the staging copy's removal is sent beside the apps' changes.
+        .stdout_has("       calls: postmark::token_status → [together: heroku::set_config (each app at once) | infisical::delete_secret] → github::set_secret (each repository at once)\n")
+        // Verify: the newest releases are read inside wait_up's polls; the configs are read
+        // back while Raptor sends.
+        .stdout_has("       calls: heroku::wait_up (each app at once) → heroku::log_sessions (each app at once, not waited for: heroku::read_logs reads them) → [together: http::post | heroku::configs (each app at once)] → heroku::read_logs (each app at once)\n");
 }

@@ -439,7 +439,7 @@ fn a_production_run_lists_its_writes_and_asks_before_the_first() {
         .args(&["--actor", "ops-test"])
         .run();
     out.exit(Exit::Aborted)
-        .stdout_has("The next steps write to the vendors this run points at (see the banner):\n  generate · infisical::set_secret, postmark::dashboard_new_token\n  validate · postmark::send_email\n  store · infisical::delete_secret, infisical::set_secret\n  propagate · github::set_secret, heroku::set_config\n")
+        .stdout_has("The next steps write to the vendors this run points at (see the banner):\n  generate · infisical::set_secret, postmark::dashboard_new_token\n  validate · postmark::send_email\n  store · infisical::set_secret\n  propagate · github::set_secret, heroku::set_config, infisical::delete_secret\n")
         .stderr_has("Stopped before the first write at the operator's request. Nothing was changed.");
     // precheck ran (reads only); nothing was written anywhere.
     assert!(out.stdout.contains("✓ precheck"), "{}", out.stdout);

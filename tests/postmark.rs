@@ -6,7 +6,7 @@ use crate::support::{
     live_tokens, rehearse_postmark, step_ids, step_statuses, writes, Exit, Output, Test, APPS,
     OLD_TOKEN, POSTMARK_STEPS,
 };
-use crate::support::{items, root, strs};
+use crate::support::{assert_everywhere, current_infisical, items, root, served, strs};
 use serde_json::Value;
 
 const PREVIOUS: &str = "c0ffee00-0000-4000-8000-00000000c000";
@@ -348,8 +348,9 @@ fn dry_run_reads_for_real_and_changes_nothing() {
             "infisical::set_secret",
             "postmark::send_email",
             "infisical::set_secret",
-            "infisical::delete_secret",
+            // propagate: the staging copy's removal is sent beside the apps' changes
             "heroku::set_config",
+            "infisical::delete_secret",
             "http::post",
             "postmark::dashboard_delete_token",
             "audit::log",
@@ -902,6 +903,9 @@ fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
         "the refused app is not a change: {}",
         out.stderr
     );
+    // The staging copy's removal, sent beside the apps' changes, was waited for and
+    // recorded though an app failed.
+    out.stderr_has("  propagate · infisical::delete_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/");
     let report = out.report();
     let changes: Vec<(String, String)> = items(&report["changes"])
         .iter()
@@ -915,6 +919,39 @@ fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
     assert!(
         changes.contains(&("heroku::set_config".into(), "raxx-api-prod".into())),
         "{changes:?}"
+    );
+}
+
+/// The staging copy's removal goes out beside the apps' changes (`run::together` sends it
+/// first, journalled as sent). When Infisical refuses it, propagate stops with Infisical's
+/// error once the apps' changes are made and recorded; the copy stays, and says so.
+#[test]
+fn a_refused_staging_removal_stops_propagate_after_the_apps_changes() {
+    let out = postmark(&[
+        "--yes",
+        "--no-rollback",
+        "--fault",
+        "infisical:DELETE:/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING=500:always",
+    ]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("infisical DELETE /api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING")
+        .stderr_has(
+            "  propagate · heroku::set_config on raxx-api-prod (POSTMARK_SERVER_TOKEN=hmac:",
+        )
+        .stderr_has(
+            "  propagate · heroku::set_config on raxx-api-staging (POSTMARK_SERVER_TOKEN=hmac:",
+        );
+    assert_eq!(out.report()["failed_step"], "propagate");
+    let state = out.sandbox_state();
+    assert_everywhere(&state, &current_infisical(&state));
+    assert_ne!(current_infisical(&state), OLD_TOKEN);
+    // Retried as any DELETE is, then given up.
+    assert!(
+        served(
+            &state,
+            "DELETE",
+            "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING"
+        ) > 1
     );
 }
 

@@ -508,3 +508,76 @@ fn a_read_stands_past_a_write_only_at_a_vendor_the_write_cannot_change() {
         "{staging:?}"
     );
 }
+
+/// Before: the rotation's staging write and the new token's check, its staging removal and
+/// the apps' changes, and verify's config read-back and Raptor's email each went one after
+/// the other: three rounds where the vendors could answer at once.
+#[test]
+fn the_rotation_sends_its_independent_calls_of_a_step_at_once() {
+    let out = Test::new()
+        .rehearse("postmark")
+        .keep_sandbox_state()
+        .args(&[
+            "--yes",
+            "--fault",
+            "heroku=latency=150",
+            "--fault",
+            "infisical=latency=150",
+            "--fault",
+            "postmark=latency=150",
+            "--fault",
+            "raptor=latency=150",
+        ])
+        .run();
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    let overlap = |a: (u64, u64), b: (u64, u64)| a.0 < b.1 && b.0 < a.1;
+    // generate: the new token's check at Postmark beside the staging write.
+    let staged = span(
+        requests(
+            &state,
+            "POST",
+            "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING",
+        )[0],
+    );
+    let servers = requests(&state, "GET", "/server");
+    assert!(
+        servers.iter().any(|r| overlap(span(r), staged)),
+        "{servers:?}"
+    );
+    // ... and taken: not sent again once the write was answered, before the test email.
+    let sent = span(requests(&state, "POST", "/email")[0]);
+    assert!(
+        !servers
+            .iter()
+            .any(|r| span(r).0 >= staged.1 && span(r).0 < sent.0),
+        "{servers:?}"
+    );
+    // propagate: the staging removal beside every app's change.
+    let removed = requests(
+        &state,
+        "DELETE",
+        "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING",
+    );
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    let removed = span(removed[0]);
+    let email = span(requests(&state, "POST", "/api/notifications/test-email")[0]);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        let patch = requests(&state, "PATCH", &format!("/apps/{app}/config-vars"));
+        assert_eq!(patch.len(), 1, "{app}");
+        assert!(
+            overlap(span(patch[0]), removed),
+            "{app}: {patch:?} {removed:?}"
+        );
+        // verify: the config read back while Raptor sends, once.
+        let reads = requests(&state, "GET", &format!("/apps/{app}/config-vars"));
+        let after: Vec<_> = reads
+            .iter()
+            .filter(|r| span(r).0 > span(patch[0]).1)
+            .collect();
+        assert_eq!(after.len(), 1, "{app}: {reads:?}");
+        assert!(overlap(span(after[0]), email), "{app}: {after:?} {email:?}");
+    }
+    // Its outcome was recorded like any write's.
+    out.stdout_has("  propagate · infisical::delete_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/: applied");
+}

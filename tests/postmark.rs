@@ -923,25 +923,19 @@ fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
 }
 
 /// The staging copy's removal goes out beside the apps' changes (`run::together` sends it
-/// first, journalled as sent). When Infisical refuses it, propagate stops with Infisical's
-/// error once the apps' changes are made and recorded; the copy stays, and says so.
+/// first, journalled as sent). When Infisical refuses it, the copy (of the stored token by
+/// then) stays with a warning that says so, and the rotation goes on: a cleanup must not
+/// roll back apps that already run the new token.
 #[test]
-fn a_refused_staging_removal_stops_propagate_after_the_apps_changes() {
+fn a_refused_staging_removal_leaves_the_copy_with_a_warning_and_the_rotation_completes() {
     let out = postmark(&[
         "--yes",
-        "--no-rollback",
         "--fault",
         "infisical:DELETE:/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING=500:always",
     ]);
-    out.exit(Exit::StepFailed)
-        .stderr_has("infisical DELETE /api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING")
-        .stderr_has(
-            "  propagate · heroku::set_config on raxx-api-prod (POSTMARK_SERVER_TOKEN=hmac:",
-        )
-        .stderr_has(
-            "  propagate · heroku::set_config on raxx-api-staging (POSTMARK_SERVER_TOKEN=hmac:",
-        );
-    assert_eq!(out.report()["failed_step"], "propagate");
+    out.exit(Exit::Ok).stderr_has(
+        "POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/ was not deleted (infisical DELETE /api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING → 500 Internal Server Error: Something went wrong (error InternalServerError) after 4 attempts): it stays until it is deleted in Infisical (the run goes on)",
+    );
     let state = out.sandbox_state();
     assert_everywhere(&state, &current_infisical(&state));
     assert_ne!(current_infisical(&state), OLD_TOKEN);

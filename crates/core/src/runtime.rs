@@ -38,6 +38,15 @@ impl Runtime {
         Ok(())
     }
 
+    /// The output of a task that has finished (`JoinHandle::is_finished`): there is nothing
+    /// to wait for, so neither Ctrl-C nor a spent budget withholds it.
+    pub fn finished<T>(
+        &self,
+        task: &mut tokio::task::JoinHandle<T>,
+    ) -> Result<T, tokio::task::JoinError> {
+        self.rt.block_on(task)
+    }
+
     /// Runs a future to completion, or gives up on it when Ctrl-C is pressed or the budget
     /// in force runs out.
     pub fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, Interrupted> {

@@ -4,7 +4,6 @@ use super::placeholder::Placeholder;
 use super::vendor_call::{is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::{Registrar, Repeat};
-use crate::events::WriteOutcome;
 use crate::value::{self, throw};
 use rhai::{Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
@@ -340,56 +339,77 @@ fn set_text(h: &RunContext, name: &str, text: &str, mut opts: Map) -> R<Dynamic>
     set(h, name, value, opts)
 }
 
-fn delete(h: &RunContext, name: &str, mut opts: Map) -> R<Dynamic> {
-    let if_present = match opts.remove("if_present") {
-        None => false,
+fn flag(opts: &mut Map, name: &str) -> R<bool> {
+    match opts.remove(name) {
+        None => Ok(false),
         Some(v) => v.as_bool().map_err(|_| {
             throw(
                 "usage",
-                "infisical::delete_secret: if_present must be true or false",
+                format!("infisical::delete_secret: {name} must be true or false"),
                 None,
             )
-        })?,
-    };
+        }),
+    }
+}
+
+fn delete(h: &RunContext, name: &str, mut opts: Map) -> R<Dynamic> {
+    let if_present = flag(&mut opts, "if_present")?;
+    let cleanup = flag(&mut opts, "cleanup")?;
     let (wait, s, target) = write_scope(h, name, opts, "infisical::delete_secret")?;
     let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
-    h.writes()
-        // A secret already gone (if_present) is a write that did not apply.
-        .judged_by(|v| {
-            if v.as_bool() == Ok(false) {
-                WriteOutcome::Failed
-            } else {
-                WriteOutcome::Applied
-            }
-        })
-        .mutate(
-            "infisical::delete_secret",
-            Effect::Destructive,
-            &target,
-            detail,
-            || {
-                let v = h.vendors()?;
-                let key = name.to_string();
-                let (p, e, path) = (s.project_id.clone(), s.env.clone(), s.path.clone());
-                let label = format!("infisical DELETE /api/v4/secrets/{name}");
-                // Sent through `write_request`: run::together may send it ahead.
-                let written = h.write_request(&label, async move {
-                    match v.infisical().delete_secret(&p, &e, &path, &key).await {
-                        Err(e) if if_present && e.status() == Some(404) => Ok(None),
-                        r => r.map(Some),
-                    }
-                })?;
-                match written {
-                    None => Ok(false.into()),
-                    Some(Written::Pending(cr)) => {
-                        announce(h, &s, name, &cr);
-                        await_approval(h, &s, name, Expect::Gone, &cr, wait)?;
-                        Ok(true.into())
-                    }
-                    Some(_) => Ok(true.into()),
+    let deleted = h.writes().mutate(
+        "infisical::delete_secret",
+        Effect::Destructive,
+        &target,
+        detail,
+        || {
+            let v = h.vendors()?;
+            let key = name.to_string();
+            let (p, e, path) = (s.project_id.clone(), s.env.clone(), s.path.clone());
+            let label = format!("infisical DELETE /api/v4/secrets/{name}");
+            // Sent through `write_request`: run::together may send it ahead.
+            let written = h.write_request(&label, async move {
+                match v.infisical().delete_secret(&p, &e, &path, &key).await {
+                    Err(e) if if_present && e.status() == Some(404) => Ok(None),
+                    r => r.map(Some),
                 }
-            },
-        )
+            })?;
+            match written {
+                None => Ok(false.into()),
+                Some(Written::Pending(cr)) => {
+                    announce(h, &s, name, &cr);
+                    await_approval(h, &s, name, Expect::Gone, &cr, wait)?;
+                    Ok(true.into())
+                }
+                Some(_) => Ok(true.into()),
+            }
+        },
+    );
+    match deleted {
+        // A cleanup that failed leaves the secret, and says so; Ctrl-C and a spent budget
+        // still stop the run.
+        Err(e)
+            if cleanup && !matches!(e.unwrap_inner(), rhai::EvalAltResult::ErrorTerminated(..)) =>
+        {
+            h.say().warning(format!(
+                "{target} was not deleted ({}): it stays until it is deleted in Infisical (the run goes on)",
+                cleanup_reason(&e)
+            ));
+            Ok(false.into())
+        }
+        other => other,
+    }
+}
+
+/// The message of a failed cleanup, for its warning.
+fn cleanup_reason(e: &rhai::EvalAltResult) -> String {
+    match e.unwrap_inner() {
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v
+            .read_lock::<Map>()
+            .and_then(|m| m.get("message").map(|m| m.to_string()))
+            .unwrap_or_else(|| v.to_string()),
+        other => other.to_string(),
+    }
 }
 
 /// Every secret in the project's `envs` (at `path` and below) holding `value`.
@@ -488,7 +508,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Destructive,
         &["name: string", "options: Map"],
         "bool",
-        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does). Returns true. Option if_present (true: a secret already gone is no\nerror, and returns false); the scope options as set_secret's. run::together can send it ahead\n(`|| infisical::delete_secret(name, opts)`), journalled as sent first like any write.",
+        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does). Returns true. Options: if_present (true: a secret already gone is\nno error, and returns false), cleanup (true: a failure is a warning that the secret stays, and\nreturns false; Ctrl-C still stops), and the scope options as set_secret's. run::together can send it ahead\n(`|| infisical::delete_secret(name, opts)`), journalled as sent first like any write.",
         |c: NativeCallContext, n: &str, o: Map| {
             value::at(
                 &c,

@@ -4,7 +4,7 @@
 //! single read (one call of a read this module knows, with arguments that only name values:
 //! no calls, no arithmetic) is started before any of them runs, then every function runs
 //! in order, a started read taking the answer that was sent for it. Any other function
-//! (discovery's search, a write) runs in its turn as it would have anyway.
+//! (discovery's search, most writes) runs in its turn as it would have anyway.
 //!
 //! Why this shape: starting a read means calling it without waiting, and a rhai function
 //! cannot be suspended. So the single read is called twice, once to start it (its host
@@ -52,8 +52,8 @@ pub(crate) const STARTED_AHEAD: &[&str] = &[
 /// any write): their host functions send through [`RunContext::write_request`].
 pub(crate) const STARTED_AHEAD_WRITES: &[&str] = &["infisical::delete_secret"];
 
-/// The termination token of a read stopped at its request (pass one).
-const STARTED: &str = "run::together: a read started ahead";
+/// The termination token of a call stopped at its request (pass one).
+const STARTED: &str = "run::together: a call started ahead";
 
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 enum Mode {
@@ -131,7 +131,8 @@ struct Started {
     answer: Abandoned<Answer>,
 }
 
-/// A spawned read that is stopped when nobody will take its answer.
+/// A spawned call that is stopped when nobody will take its answer (a write started ahead is
+/// always taken, or let go: [`StartedWrite::left_outcome`]).
 pub(crate) struct Abandoned<T>(pub(crate) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for Abandoned<T> {
@@ -167,15 +168,41 @@ pub(crate) struct Ahead {
 /// A write started ahead: what was journalled as sent, and its request's answer.
 pub(crate) struct StartedWrite {
     pub(crate) function: String,
+    pub(crate) effect: super::Effect,
     pub(crate) target: String,
     pub(crate) detail: serde_json::Value,
     answer: Option<Abandoned<Answer>>,
 }
 
 impl StartedWrite {
-    pub(crate) fn new(function: &str, target: &str, detail: serde_json::Value) -> StartedWrite {
+    /// How a write never taken ended, as far as this process can tell: refused if its
+    /// answer is in and says so; else it may have taken effect. Its request, if still on
+    /// its way, is left to finish, not stopped.
+    pub(crate) fn left_outcome(&mut self, run: &RunContext) -> crate::events::WriteOutcome {
+        use crate::events::WriteOutcome;
+        let Some(mut answer) = self.answer.take() else {
+            return WriteOutcome::NotSent;
+        };
+        if !answer.0.is_finished() {
+            // Dropping the handle would stop the request: it is let go instead.
+            std::mem::forget(answer);
+            return WriteOutcome::Unknown;
+        }
+        match run.services().runtime.finished(&mut answer.0) {
+            Ok(Err(e)) => super::writes::outcome_of_failure(&super::vendor_call::vendor_error(&e)),
+            _ => WriteOutcome::Unknown,
+        }
+    }
+
+    pub(crate) fn new(
+        function: &str,
+        effect: super::Effect,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> StartedWrite {
         StartedWrite {
             function: function.to_string(),
+            effect,
             target: target.to_string(),
             detail,
             answer: None,
@@ -251,6 +278,10 @@ impl Ahead {
             }
         }
         left
+    }
+
+    pub(crate) fn clear_slot(&self) {
+        *self.slot.borrow_mut() = Slot::Empty;
     }
 
     /// Pass two: the started write's request answers through the next `write_request`.
@@ -388,7 +419,11 @@ impl RunContext {
     }
 
     fn take_any(&self, label: &str, mut answer: Abandoned<Answer>) -> R<Box<dyn Any + Send>> {
-        let done = {
+        // An answer already in is taken even after Ctrl-C or a spent budget: a write's
+        // outcome is then recorded as it is, not as a failure.
+        let done = if answer.0.is_finished() {
+            Ok(self.services().runtime.finished(&mut answer.0))
+        } else {
             let _call = self.say().call(label);
             self.services().runtime.block_on(&mut answer.0)
         };
@@ -552,10 +587,23 @@ fn together(nc: &NativeCallContext, fns: Array) -> R<Array> {
             (Ok(v), false) => out.push(v),
             (Err(e), false) => failed = Some(e),
             (Ok(_), true) => {}
-            (Err(_), true) => run.say().warning(
+            (Err(_), true) if !run.ahead().has_write(i) => run.say().warning(
                 "a write sent beside the failure failed too: the run's summary says which",
             ),
+            (Err(_), true) => {}
         }
+    }
+    // A started write whose function could not run again (Ctrl-C, a spent budget stop a
+    // script at its next operation) is recorded from here, its request left to finish.
+    let left: Vec<StartedWrite> = run
+        .ahead()
+        .writes
+        .borrow_mut()
+        .drain(..)
+        .flatten()
+        .collect();
+    for w in left {
+        run.writes().settle_left(w);
     }
     run.ahead().clear();
     match failed {

@@ -26,7 +26,7 @@ fn error_map(e: &rhai::EvalAltResult) -> Option<rhai::Map> {
 
 /// What a failed write's error says of it: filed for approval, answer lost (it may have
 /// applied), never sent (a vendor error with no answer, and not lost), or refused.
-fn outcome_of_failure(e: &rhai::EvalAltResult) -> WriteOutcome {
+pub(crate) fn outcome_of_failure(e: &rhai::EvalAltResult) -> WriteOutcome {
     let Some(m) = error_map(e) else {
         return WriteOutcome::Failed;
     };
@@ -294,10 +294,13 @@ impl<'a> Writes<'a> {
         self.run.ahead().begin_write(
             i,
             reach,
-            StartedWrite::new(function, target, detail.clone()),
+            StartedWrite::new(function, effect, target, detail.clone()),
         );
         let result = call();
         if self.run.ahead().write_left(i) {
+            // In flight from now: what runs before its turn must not trust a read from
+            // before it.
+            self.note_effect(function);
             return Err(RunContext::stop_starting());
         }
         // It stopped before its request (Ctrl-C, a missing credential): the second pass
@@ -323,8 +326,17 @@ impl<'a> Writes<'a> {
     ) -> R<Dynamic> {
         let step = self.step_name();
         if (w.function.as_str(), w.target.as_str(), &w.detail) != (function, target, &detail) {
-            let result = self.run.finish_write(&mut w).map(|()| Dynamic::UNIT);
-            self.settle(&step, &w.function, effect, &w.target, &w.detail, &result);
+            // Its answer is not read by its own call: an answer is only "it may have applied".
+            let outcome = match self.run.finish_write(&mut w) {
+                Ok(()) => WriteOutcome::Unknown,
+                Err(e) => outcome_of_failure(&e),
+            };
+            let end = End {
+                outcome,
+                error: None,
+                answer: None,
+            };
+            self.write_settled(&step, &w.function, effect, &w.target, &w.detail, end);
             return Err(super::throw(
                 "usage",
                 format!(
@@ -337,8 +349,24 @@ impl<'a> Writes<'a> {
         self.note_effect(function);
         self.run.ahead().resume_write(&mut w);
         let result = call();
+        // A call that ended before taking its answer (it cannot, today) leaves nothing for
+        // the next one.
+        self.run.ahead().clear_slot();
         self.settle(&step, function, effect, target, &detail, &result);
         result
+    }
+
+    /// A write `run::together` started whose function never ran again (Ctrl-C, a spent
+    /// budget): its outcome as far as can be told ([`StartedWrite::left_outcome`]).
+    pub(crate) fn settle_left(&self, mut w: StartedWrite) {
+        let outcome = w.left_outcome(self.run);
+        let end = End {
+            outcome,
+            error: None,
+            answer: None,
+        };
+        let step = self.step_name();
+        self.write_settled(&step, &w.function, w.effect, &w.target, &w.detail, end);
     }
 
     /// Runs a write on many targets at once (a fan-out). Targets where this step already

@@ -934,7 +934,7 @@ fn a_refused_staging_removal_leaves_the_copy_with_a_warning_and_the_rotation_com
         "infisical:DELETE:/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING=500:always",
     ]);
     out.exit(Exit::Ok).stderr_has(
-        "POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/ was not deleted (infisical DELETE /api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING → 500 Internal Server Error: Something went wrong (error InternalServerError) after 4 attempts): it stays until it is deleted in Infisical (the run goes on)",
+        "POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/ was not removed (infisical DELETE /api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING → 500 Internal Server Error: Something went wrong (error InternalServerError) after 4 attempts): it is still there; delete it in Infisical once it answers",
     );
     let state = out.sandbox_state();
     assert_everywhere(&state, &current_infisical(&state));
@@ -946,6 +946,14 @@ fn a_refused_staging_removal_leaves_the_copy_with_a_warning_and_the_rotation_com
             "DELETE",
             "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING"
         ) > 1
+    );
+    // The copy is still there, as the warning says.
+    assert!(
+        items(&state["infisical"]["secrets"])
+            .iter()
+            .any(|s| s["secretKey"] == "POSTMARK_SERVER_TOKEN_PENDING"),
+        "{}",
+        state["infisical"]["secrets"]
     );
 }
 

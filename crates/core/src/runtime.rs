@@ -44,6 +44,10 @@ impl Runtime {
         &self,
         task: &mut tokio::task::JoinHandle<T>,
     ) -> Result<T, tokio::task::JoinError> {
+        debug_assert!(
+            task.is_finished(),
+            "Runtime::finished on a task still running"
+        );
         self.rt.block_on(task)
     }
 

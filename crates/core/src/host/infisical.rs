@@ -4,6 +4,7 @@ use super::placeholder::Placeholder;
 use super::vendor_call::{is_dry_run_secret, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::{Registrar, Repeat};
+use crate::events::WriteOutcome;
 use crate::value::{self, throw};
 use rhai::{Dynamic, Map, NativeCallContext};
 use runbook_secret::Secret;
@@ -386,13 +387,21 @@ fn delete(h: &RunContext, name: &str, mut opts: Map) -> R<Dynamic> {
         },
     );
     match deleted {
-        // A cleanup that failed leaves the secret, and says so; Ctrl-C and a spent budget
-        // still stop the run.
+        // A cleanup that failed may leave the secret, and says so; Ctrl-C and a spent
+        // budget still stop the run. (run::together's first pass only sends: its errors
+        // come again in the second.)
         Err(e)
-            if cleanup && !matches!(e.unwrap_inner(), rhai::EvalAltResult::ErrorTerminated(..)) =>
+            if cleanup
+                && !h.starting_ahead()
+                && !matches!(e.unwrap_inner(), rhai::EvalAltResult::ErrorTerminated(..)) =>
         {
+            let left = match super::writes::outcome_of_failure(&e) {
+                WriteOutcome::Failed | WriteOutcome::NotSent => "it is still there",
+                // An answer lost, or a change request an approver may still merge.
+                _ => "it may still be there",
+            };
             h.say().warning(format!(
-                "{target} was not deleted ({}): it stays until it is deleted in Infisical (the run goes on)",
+                "{target} was not removed ({}): {left}; delete it in Infisical once it answers",
                 cleanup_reason(&e)
             ));
             Ok(false.into())
@@ -508,7 +517,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Destructive,
         &["name: string", "options: Map"],
         "bool",
-        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does). Returns true. Options: if_present (true: a secret already gone is\nno error, and returns false), cleanup (true: a failure is a warning that the secret stays, and\nreturns false; Ctrl-C still stops), and the scope options as set_secret's. run::together can send it ahead\n(`|| infisical::delete_secret(name, opts)`), journalled as sent first like any write.",
+        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does). Returns true. Options: if_present (true: a secret already gone is\nno error, and returns false), cleanup (true: a failure is a warning that the secret may still be\nthere, and returns false, not an error; Ctrl-C still stops), and the scope options as set_secret's. run::together can send it ahead\n(`|| infisical::delete_secret(name, opts)`), journalled as sent first like any write.",
         |c: NativeCallContext, n: &str, o: Map| {
             value::at(
                 &c,

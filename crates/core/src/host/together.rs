@@ -184,7 +184,8 @@ impl StartedWrite {
             return WriteOutcome::NotSent;
         };
         if !answer.0.is_finished() {
-            // Dropping the handle would stop the request: it is let go instead.
+            // Dropping the handle would stop the request: it is let go instead (until the
+            // process ends: best effort).
             std::mem::forget(answer);
             return WriteOutcome::Unknown;
         }
@@ -316,6 +317,14 @@ impl Ahead {
     }
 }
 
+fn another_type(label: &str) -> Box<EvalAltResult> {
+    throw(
+        "internal",
+        format!("{label}: a call started ahead answered with another type"),
+        None,
+    )
+}
+
 fn started() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(Dynamic::from(STARTED), Position::NONE).into()
 }
@@ -400,25 +409,31 @@ impl RunContext {
                 }
                 Err(started())
             }
-            Slot::Take(answer) => self.take_answer(label, answer),
+            // Ctrl-C stops the wait, not the write: its request is let go, not aborted.
+            Slot::Take(answer) => self
+                .take_any(label, answer, true)?
+                .downcast::<T>()
+                .map(|t| *t)
+                .map_err(|_| another_type(label)),
         }
     }
 
     /// Waits for an answer sent ahead.
     fn take_answer<T: 'static>(&self, label: &str, answer: Abandoned<Answer>) -> R<T> {
-        self.take_any(label, answer)?
+        self.take_any(label, answer, false)?
             .downcast::<T>()
             .map(|t| *t)
-            .map_err(|_| {
-                throw(
-                    "internal",
-                    format!("{label}: a call started ahead answered with another type"),
-                    None,
-                )
-            })
+            .map_err(|_| another_type(label))
     }
 
-    fn take_any(&self, label: &str, mut answer: Abandoned<Answer>) -> R<Box<dyn Any + Send>> {
+    /// The answer of a call sent ahead; `let_go`: a write's, whose request is not stopped
+    /// when Ctrl-C or a spent budget stops the wait (until the process ends: best effort).
+    fn take_any(
+        &self,
+        label: &str,
+        mut answer: Abandoned<Answer>,
+        let_go: bool,
+    ) -> R<Box<dyn Any + Send>> {
         // An answer already in is taken even after Ctrl-C or a spent budget: a write's
         // outcome is then recorded as it is, not as a failure.
         let done = if answer.0.is_finished() {
@@ -427,6 +442,9 @@ impl RunContext {
             let _call = self.say().call(label);
             self.services().runtime.block_on(&mut answer.0)
         };
+        if done.is_err() && let_go {
+            std::mem::forget(answer);
+        }
         self.note_simulators();
         match done {
             Ok(Ok(Ok(any))) => Ok(any),
@@ -441,7 +459,7 @@ impl RunContext {
     pub(crate) fn finish_write(&self, w: &mut StartedWrite) -> R<()> {
         match w.answer.take() {
             Some(answer) => self
-                .take_any(&format!("{} on {}", w.function, w.target), answer)
+                .take_any(&format!("{} on {}", w.function, w.target), answer, true)
                 .map(|_| ()),
             None => Ok(()),
         }

@@ -25,8 +25,12 @@ fn error_map(e: &rhai::EvalAltResult) -> Option<rhai::Map> {
 }
 
 /// What a failed write's error says of it: filed for approval, answer lost (it may have
-/// applied), never sent (a vendor error with no answer, and not lost), or refused.
+/// applied), never sent (a vendor error with no answer, and not lost), or refused. Ctrl-C
+/// or a spent budget stops the wait for the answer, not the request: it may have applied.
 pub(crate) fn outcome_of_failure(e: &rhai::EvalAltResult) -> WriteOutcome {
+    if matches!(e.unwrap_inner(), rhai::EvalAltResult::ErrorTerminated(..)) {
+        return WriteOutcome::Unknown;
+    }
     let Some(m) = error_map(e) else {
         return WriteOutcome::Failed;
     };
@@ -285,7 +289,14 @@ impl<'a> Writes<'a> {
     ) -> R<Dynamic> {
         self.require_write(function)?;
         let scope = self.run.scope();
-        if self.run.dry_run() || !scope.forward() || scope.phase() == super::Phase::Repl {
+        // Nothing is journalled for a write that cannot leave now (Ctrl-C, a spent budget,
+        // no credentials): the second pass runs it in its turn, and says why.
+        if self.run.dry_run()
+            || !scope.forward()
+            || scope.phase() == super::Phase::Repl
+            || self.run.services().runtime.check().is_err()
+            || self.run.vendors().is_err()
+        {
             return Err(RunContext::stop_starting());
         }
         let step = self.step_name();
@@ -523,5 +534,26 @@ impl<'a> Writes<'a> {
     pub(crate) fn open_request(&self, function: &str, target: &str) -> Option<(Value, Filed)> {
         self.ledger()
             .read(None, |l| l.open_request(function, target))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outcome_of_failure;
+    use crate::events::WriteOutcome;
+    use rhai::{Dynamic, EvalAltResult, Position};
+
+    /// Before: Ctrl-C (or a spent budget) while a write's answer was awaited recorded the
+    /// write as refused, though its request had left: a resume or rollback took it as never
+    /// applied. It may have applied.
+    #[test]
+    fn a_write_whose_wait_was_stopped_may_have_applied() {
+        let stopped = EvalAltResult::ErrorTerminated(Dynamic::from("interrupted"), Position::NONE);
+        assert_eq!(outcome_of_failure(&stopped), WriteOutcome::Unknown);
+        let mut refused = rhai::Map::new();
+        refused.insert("vendor".into(), "infisical".into());
+        refused.insert("status".into(), Dynamic::from(500_i64));
+        let refused = EvalAltResult::ErrorRuntime(refused.into(), Position::NONE);
+        assert_eq!(outcome_of_failure(&refused), WriteOutcome::Failed);
     }
 }

@@ -91,6 +91,17 @@ struct End<'e> {
     answer: Option<Value>,
 }
 
+impl End<'_> {
+    /// An outcome known without an error or an answer to keep.
+    fn only(outcome: WriteOutcome) -> End<'static> {
+        End {
+            outcome,
+            error: None,
+            answer: None,
+        }
+    }
+}
+
 impl<'a> Writes<'a> {
     pub(crate) fn of(run: &'a RunContext) -> Writes<'a> {
         Writes {
@@ -342,11 +353,7 @@ impl<'a> Writes<'a> {
                 Ok(()) => WriteOutcome::Unknown,
                 Err(e) => outcome_of_failure(&e),
             };
-            let end = End {
-                outcome,
-                error: None,
-                answer: None,
-            };
+            let end = End::only(outcome);
             self.write_settled(&step, &w.function, effect, &w.target, &w.detail, end);
             return Err(super::throw(
                 "usage",
@@ -371,11 +378,7 @@ impl<'a> Writes<'a> {
     /// budget): its outcome as far as can be told ([`StartedWrite::left_outcome`]).
     pub(crate) fn settle_left(&self, mut w: StartedWrite) {
         let outcome = w.left_outcome(self.run);
-        let end = End {
-            outcome,
-            error: None,
-            answer: None,
-        };
+        let end = End::only(outcome);
         let step = self.step_name();
         self.write_settled(&step, &w.function, w.effect, &w.target, &w.detail, end);
     }
@@ -419,11 +422,7 @@ impl<'a> Writes<'a> {
             if let Err(stop) = self.write_sent(&step, function, t, &detail, last) {
                 // The targets recorded before it are not sent either.
                 for sent in &todo[..i] {
-                    let end = End {
-                        outcome: WriteOutcome::NotSent,
-                        error: None,
-                        answer: None,
-                    };
+                    let end = End::only(WriteOutcome::NotSent);
                     self.write_settled(&step, function, effect, sent, &detail, end);
                 }
                 return Err(stop);

@@ -461,6 +461,8 @@ step("reach", "Reads sent before a write", |ctx| {
     let e = "";
     try { http::post(url, #{ json: email, changes: ["mailgun"] }); } catch (err) { e = err.message; }
     print(`unknown: ${e}`);
+    try { http::get(url, #{ changes: ["postmark"] }); } catch (err) { e = err.message; }
+    print(`on a read: ${e}`);
 }).no_undo("a test");
 "#;
 
@@ -474,7 +476,8 @@ fn a_read_stands_past_a_write_only_at_a_vendor_the_write_cannot_change() {
     let out = run_slow("reach", REACH, slow);
     out.exit(Exit::Ok).stdout_has(
         "unknown: http::post: changes names 'mailgun', not one of postmark, infisical, heroku, github",
-    );
+    )
+    .stdout_has("on a read: http::get: changes is for a write: a read changes nothing");
     let state = out.sandbox_state();
     let write = span(requests(&state, "POST", "/api/v4/secrets/REACH_X")[0]);
     // Postmark: the read sent before the write is taken; none is sent after it.
@@ -580,4 +583,48 @@ fn the_rotation_sends_its_independent_calls_of_a_step_at_once() {
     }
     // Its outcome was recorded like any write's.
     out.stdout_has("  propagate · infisical::delete_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/: applied");
+}
+
+/// Ctrl-C once propagate's calls are sent ahead: the staging removal has left, the apps'
+/// changes have not. The removal is recorded as what it is, a write that may have applied
+/// (before, it stayed journalled as sent with no outcome, or was recorded as refused), and
+/// nothing else is sent.
+#[test]
+fn ctrl_c_after_a_write_was_sent_ahead_records_it_as_maybe_applied() {
+    let out = Test::new()
+        .rehearse("postmark")
+        .keep_sandbox_state()
+        .env("RUNBOOK_INTERRUPT_AT", "together:propagate")
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Interrupted);
+    let journal = out.journal();
+    let lines: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| l["type"] == kind && l["function"] == "infisical::delete_secret")
+            .collect()
+    };
+    assert_eq!(of("write").len(), 1, "{journal}");
+    let settled = of("write_outcome");
+    assert_eq!(settled.len(), 1, "{journal}");
+    assert_eq!(settled[0]["outcome"], "unknown", "{journal}");
+    // Every write journalled as sent has its outcome.
+    let sent = lines.iter().filter(|l| l["type"] == "write").count();
+    let ended = lines
+        .iter()
+        .filter(|l| l["type"] == "write_outcome")
+        .count();
+    assert_eq!(sent, ended, "{journal}");
+    let state = out.sandbox_state();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert!(
+            requests(&state, "PATCH", &format!("/apps/{app}/config-vars")).is_empty(),
+            "{app}"
+        );
+    }
 }

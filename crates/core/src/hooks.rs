@@ -31,3 +31,19 @@ pub(crate) fn crash_point(when: &str, step: &str) {
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(crate) fn crash_point(_when: &str, _step: &str) {}
+
+/// `RUNBOOK_INTERRUPT_AT=POINT` acts as Ctrl-C when the engine reaches `POINT`
+/// (`together:STEP`: `run::together` has sent its calls ahead in step STEP). A test seam, as
+/// `crash_point`: Ctrl-C at a moment a test cannot otherwise hit without sleeping.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn interrupt_point(kind: &str, step: &str) {
+    if std::env::var("RUNBOOK_INTERRUPT_AT")
+        .is_ok_and(|at| at.split_once(':') == Some((kind, step)))
+    {
+        crate::interrupt::trigger();
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn interrupt_point(_kind: &str, _step: &str) {}

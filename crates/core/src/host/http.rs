@@ -775,6 +775,15 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     let secrets = secret_paths(&opts, &function)?;
     let record = record_paths(&opts, &function, &secrets)?;
     let reach = changes(&opts, &function)?;
+    if reach.is_some() && effect == Effect::Read {
+        return Err(throw(
+            "usage",
+            format!("{function}: changes is for a write: a read changes nothing"),
+            Some(
+                "drop `changes` here; it says what a POST, PUT, PATCH or DELETE may change".into(),
+            ),
+        ));
+    }
     let opts_value = Dynamic::from_map(opts.clone());
     if effect == Effect::Read
         && (holds_dry_run_secret(&opts_value)

@@ -591,6 +591,7 @@ fn together(nc: &NativeCallContext, fns: Array) -> R<Array> {
         let _ = f.call_within_context::<Dynamic>(nc, ());
     }
     run.ahead().sent_at.set(run.ahead().reached());
+    crate::hooks::interrupt_point("together", &run.step_name());
     let mut out = Array::with_capacity(fns.len());
     let mut failed = None;
     for (i, f) in fns.iter().enumerate() {

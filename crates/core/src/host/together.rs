@@ -381,7 +381,7 @@ impl RunContext {
                 let Some(s) = taken.filter(|s| fresh && s.key == key) else {
                     return self.block(label, fut);
                 };
-                self.take_answer(label, s.answer)
+                self.take_answer(label, s.answer, false)
             }
         }
     }
@@ -410,17 +410,18 @@ impl RunContext {
                 Err(started())
             }
             // Ctrl-C stops the wait, not the write: its request is let go, not aborted.
-            Slot::Take(answer) => self
-                .take_any(label, answer, true)?
-                .downcast::<T>()
-                .map(|t| *t)
-                .map_err(|_| another_type(label)),
+            Slot::Take(answer) => self.take_answer(label, answer, true),
         }
     }
 
-    /// Waits for an answer sent ahead.
-    fn take_answer<T: 'static>(&self, label: &str, answer: Abandoned<Answer>) -> R<T> {
-        self.take_any(label, answer, false)?
+    /// Waits for an answer sent ahead (`let_go`: as [`RunContext::take_any`]).
+    fn take_answer<T: 'static>(
+        &self,
+        label: &str,
+        answer: Abandoned<Answer>,
+        let_go: bool,
+    ) -> R<T> {
+        self.take_any(label, answer, let_go)?
             .downcast::<T>()
             .map(|t| *t)
             .map_err(|_| another_type(label))

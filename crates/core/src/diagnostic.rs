@@ -323,6 +323,12 @@ fn parse_help(message: &str) -> String {
 pub const IMPORT_CYCLE: &str = "an import cycle: ";
 pub const IMPORT_DEPTH: &str = "imports nest too deep: ";
 
+/// The message a diagnostic would show for `e` (its innermost error), for a warning that
+/// quotes an error the run goes on past.
+pub(crate) fn message_of(e: &EvalAltResult) -> String {
+    classify(e.unwrap_inner()).1
+}
+
 /// Stable code, message and help for the innermost error.
 fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
     use EvalAltResult as E;

@@ -362,16 +362,7 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
     }
     // Reads are retried; a write only when the script says repeating it is safe (some PUTs
     // roll a credential: each call issues a new one) or the vendor dedupes it by key.
-    let said = match opts.get("idempotent") {
-        None => false,
-        Some(v) => v.as_bool().map_err(|_| {
-            throw(
-                "usage",
-                format!("{function}: idempotent must be true or false"),
-                None,
-            )
-        })?,
-    };
+    let said = value::opt_flag(opts, "idempotent", function)?;
     let keyed = req
         .headers
         .iter()
@@ -741,16 +732,7 @@ fn check_egress(h: &RunContext, url: &str, function: &str) -> R<()> {
 /// verify endpoints. It is then a read: not journalled as a write, not asked about at a
 /// production REPL, retried like a GET, and run (without its body) under `--dry-run`.
 fn read_only(opts: &Map, method: &Method, function: &str) -> R<bool> {
-    let Some(v) = opts.get("read_only") else {
-        return Ok(false);
-    };
-    let yes = v.as_bool().map_err(|_| {
-        throw(
-            "usage",
-            format!("{function}: read_only must be true or false"),
-            None,
-        )
-    })?;
+    let yes = value::opt_flag(opts, "read_only", function)?;
     if yes && *method == Method::DELETE {
         return Err(throw(
             "usage",

@@ -340,22 +340,12 @@ fn set_text(h: &RunContext, name: &str, text: &str, mut opts: Map) -> R<Dynamic>
     set(h, name, value, opts)
 }
 
-fn flag(opts: &mut Map, name: &str) -> R<bool> {
-    match opts.remove(name) {
-        None => Ok(false),
-        Some(v) => v.as_bool().map_err(|_| {
-            throw(
-                "usage",
-                format!("infisical::delete_secret: {name} must be true or false"),
-                None,
-            )
-        }),
-    }
-}
-
 fn delete(h: &RunContext, name: &str, mut opts: Map) -> R<Dynamic> {
-    let if_present = flag(&mut opts, "if_present")?;
-    let cleanup = flag(&mut opts, "cleanup")?;
+    let function = "infisical::delete_secret";
+    let if_present = value::opt_flag(&opts, "if_present", function)?;
+    let cleanup = value::opt_flag(&opts, "cleanup", function)?;
+    opts.remove("if_present");
+    opts.remove("cleanup");
     let (wait, s, target) = write_scope(h, name, opts, "infisical::delete_secret")?;
     let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
     let deleted = h.writes().mutate(
@@ -402,22 +392,11 @@ fn delete(h: &RunContext, name: &str, mut opts: Map) -> R<Dynamic> {
             };
             h.say().warning(format!(
                 "{target} was not removed ({}): {left}; delete it in Infisical once it answers",
-                cleanup_reason(&e)
+                crate::diagnostic::message_of(&e)
             ));
             Ok(false.into())
         }
         other => other,
-    }
-}
-
-/// The message of a failed cleanup, for its warning.
-fn cleanup_reason(e: &rhai::EvalAltResult) -> String {
-    match e.unwrap_inner() {
-        rhai::EvalAltResult::ErrorRuntime(v, _) => v
-            .read_lock::<Map>()
-            .and_then(|m| m.get("message").map(|m| m.to_string()))
-            .unwrap_or_else(|| v.to_string()),
-        other => other.to_string(),
     }
 }
 

@@ -262,6 +262,21 @@ fn write_pretty(v: &Dynamic, indent: usize, out: &mut String) {
     }
 }
 
+/// Option `key` of `function`: true or false, false when absent; anything else is a usage
+/// error.
+pub(crate) fn opt_flag(opts: &Map, key: &str, function: &str) -> Result<bool, Box<EvalAltResult>> {
+    match opts.get(key) {
+        None => Ok(false),
+        Some(v) => v.as_bool().map_err(|_| {
+            throw(
+                "usage",
+                format!("{function}: {key} must be true or false"),
+                None,
+            )
+        }),
+    }
+}
+
 /// Reads an optional string option from an options map.
 pub(crate) fn opt_str(opts: &Map, key: &str) -> Option<String> {
     opts.get(key)

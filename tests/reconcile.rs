@@ -190,6 +190,10 @@ fn abandon_ends_a_run_records_what_it_leaves_and_frees_the_rotation() {
         .stdout_has(
             "not undone: do by hand what step 'propagate''s undo does in postmark-server-token",
         )
+        // The staging copy's removal is a cleanup: no hand work puts it back.
+        .stdout_has(
+            "propagate · infisical::delete_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/\n      a cleanup (a leftover removed): nothing to restore",
+        )
         .stdout_has("Its lock is released");
     assert_eq!(
         writes(&rig.state()).len(),

@@ -393,23 +393,36 @@ fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
     say.heading("Rolling back undoes, newest first:");
     for &i in completed.iter().rev() {
         let step = &plan.steps[i];
-        let writes: Vec<String> = session
+        // A cleanup (a removal whose failure was only a warning, `cleanup: true`) removed
+        // a leftover: no undo puts it back.
+        let (cleanups, writes): (Vec<_>, Vec<_>) = session
             .run()
             .ledger()
             .writes_of(&step.id)
-            .iter()
+            .into_iter()
             .filter(|w| w.outcome.may_have_applied())
-            .map(|w| format!("{} on {}", w.function, w.target))
-            .collect();
-        let how = if let Some(why) = &step.irreversible {
+            .partition(|w| w.detail["cleanup"] == true);
+        let listed = |ws: &[crate::ledger::Write]| {
+            ws.iter()
+                .map(|w| format!("{} on {}", w.function, w.target))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut how = if let Some(why) = &step.irreversible {
             format!("cannot be undone ({why}): the rollback stops there")
         } else if step.undo.is_none() {
             "no undo: nothing to restore".to_string()
         } else if writes.is_empty() {
             "its undo (no write of it is recorded as in effect)".to_string()
         } else {
-            format!("its undo restores: {}", writes.join("; "))
+            format!("its undo restores: {}", listed(&writes))
         };
+        if !cleanups.is_empty() {
+            how.push_str(&format!(
+                " · left as they are (cleanups, nothing to restore): {}",
+                listed(&cleanups)
+            ));
+        }
         say.progress(format!("  {} · {how}", step.id));
     }
     match session

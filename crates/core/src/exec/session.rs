@@ -199,6 +199,9 @@ fn cleanup(plan: &crate::plan::Plan, w: &crate::ledger::Write) -> Option<String>
             "change request {request} is still open: close it in Infisical (the project's Secret Approvals) before anything else, or an approver merging it applies this write"
         ));
     }
+    if w.detail["cleanup"] == true {
+        return Some("a cleanup (a leftover removed): nothing to restore".into());
+    }
     let step = plan.step(&w.step)?;
     if let Some(why) = &step.no_undo {
         return Some(format!("nothing to restore: {why}"));

@@ -347,7 +347,11 @@ fn delete(h: &RunContext, name: &str, mut opts: Map) -> R<Dynamic> {
     opts.remove("if_present");
     opts.remove("cleanup");
     let (wait, s, target) = write_scope(h, name, opts, "infisical::delete_secret")?;
-    let detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
+    let mut detail = serde_json::json!({"name": name, "env": s.env, "path": s.path});
+    // Journalled: a rollback's preview tells a removal its undo does not restore.
+    if cleanup {
+        detail["cleanup"] = true.into();
+    }
     let deleted = h.writes().mutate(
         "infisical::delete_secret",
         Effect::Destructive,

@@ -628,3 +628,66 @@ fn ctrl_c_after_a_write_was_sent_ahead_records_it_as_maybe_applied() {
         );
     }
 }
+
+/// Ctrl-C while propagate waits for the staging removal's answer (sent ahead, slow to
+/// answer), after the apps' changes were made: the wait stops at once, without the answer;
+/// the removal is recorded as a write that may have applied, and the apps' changes as
+/// applied.
+#[test]
+fn ctrl_c_while_a_write_sent_ahead_is_awaited_stops_the_wait_and_records_it_as_maybe_applied() {
+    let pending = "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING";
+    let out = Test::new()
+        .rehearse("postmark")
+        .keep_sandbox_state()
+        .env("RUNBOOK_INTERRUPT_AT", "awaiting:propagate")
+        .args(&[
+            "--yes",
+            "--fault",
+            &format!("infisical:DELETE:{pending}=latency=30000"),
+        ])
+        .run();
+    out.exit(Exit::Interrupted);
+    let journal = out.journal();
+    let lines: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str, function: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| l["type"] == kind && l["function"] == function)
+            .collect()
+    };
+    assert_eq!(
+        of("write", "infisical::delete_secret").len(),
+        1,
+        "{journal}"
+    );
+    let removal = of("write_outcome", "infisical::delete_secret");
+    assert_eq!(removal.len(), 1, "{journal}");
+    assert_eq!(removal[0]["outcome"], "unknown", "{journal}");
+    let apps = of("write_outcome", "heroku::set_config");
+    assert_eq!(apps.len(), 2, "{journal}");
+    assert!(apps.iter().all(|w| w["outcome"] == "applied"), "{journal}");
+    let sent = lines.iter().filter(|l| l["type"] == "write").count();
+    let ended = lines
+        .iter()
+        .filter(|l| l["type"] == "write_outcome")
+        .count();
+    assert_eq!(sent, ended, "{journal}");
+    // The run did not wait out the 30 s answer: the removal had not been answered when it
+    // stopped (a request is logged once answered), and the copy is still there.
+    let state = out.sandbox_state();
+    assert!(requests(&state, "DELETE", pending).is_empty(), "{state}");
+    let copy_left = items(&state["infisical"]["secrets"])
+        .iter()
+        .any(|s| s["secretKey"] == "POSTMARK_SERVER_TOKEN_PENDING" && s["deleted"] != true);
+    assert!(copy_left, "the staging copy is gone");
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            requests(&state, "PATCH", &format!("/apps/{app}/config-vars")).len(),
+            1,
+            "{app}"
+        );
+    }
+}

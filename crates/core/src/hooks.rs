@@ -33,7 +33,8 @@ pub(crate) fn crash_point(when: &str, step: &str) {
 pub(crate) fn crash_point(_when: &str, _step: &str) {}
 
 /// `RUNBOOK_INTERRUPT_AT=POINT` acts as Ctrl-C when the engine reaches `POINT`
-/// (`together:STEP`: `run::together` has sent its calls ahead in step STEP). A test seam, as
+/// (`together:STEP`: `run::together` has sent its calls ahead in step STEP; `awaiting:STEP`:
+/// it is about to wait for the answer of a write it sent ahead, not in yet). A test seam, as
 /// `crash_point`: Ctrl-C at a moment a test cannot otherwise hit without sleeping.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn interrupt_point(kind: &str, step: &str) {

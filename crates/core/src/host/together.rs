@@ -440,6 +440,9 @@ impl RunContext {
         let done = if answer.0.is_finished() {
             Ok(self.services().runtime.finished(&mut answer.0))
         } else {
+            if let_go {
+                crate::hooks::interrupt_point("awaiting", &self.step_name());
+            }
             let _call = self.say().call(label);
             self.services().runtime.block_on(&mut answer.0)
         };

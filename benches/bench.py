@@ -15,17 +15,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.abspath(os.environ.get("RUNBOOK_BIN", os.path.join(ROOT, "target/release/runbook")))
 PEER = os.path.join(ROOT, "benches/peer")
 LATENCY_MS = 20
-# The SOP's own chain of dependent vendor calls (docs/performance.md, "The floor"), each a
-# step or a wait the SOP's text asks for, in its order: read the stored token; check it at
-# Postmark ("Confirm the current token works"), the consumers' configs read alongside; check
-# the new token; send the test email; confirm it arrived ("Confirm receipt in inbox"; the
-# engine asks Postmark); store it; set it on every app; wait for the restart ("After dyno
-# restart"); Raptor's test email, the apps' log sessions opened alongside (a session's lines
-# are those logged when it is read, so opening it does not wait for the email); read the
-# logs; check the old token is refused. The dashboard steps are the operator's, not vendor
-# calls. Counted as 12 until the fifth session, as 10 until 2026-12-05: that count had a
-# config read-back the SOP does not ask for, and neither of its two waits.
-SOP_CHAIN = 11
+# The SOP's own chain of dependent vendor calls (docs/performance.md, "The floor"): read the
+# stored token; check it at Postmark with the consumers' config read alongside; check the new
+# token; send the test email; store it; set it on every app (config:set restarts each: the
+# SOP's "after dyno restart"); read their config back; Raptor's test email, with the apps'
+# log sessions opened alongside (a session's lines are those logged when it is read, so
+# opening it does not wait for the email); read the logs; check the old token is refused.
+# The dashboard steps are the operator's, not vendor calls. (Counted as 12 until the fifth
+# session: the sessions opened after the email, and a second restart of every app.)
+SOP_CHAIN = 10
 
 
 def scenario(apps, faults, pool=None):
@@ -96,8 +94,9 @@ class Sandbox:
 
 def timed(cmd, env, cwd):
     """Runs cmd under /usr/bin/time: (wall s, cpu s, peak RSS KiB). The wall is timed here,
-    around it, to the microsecond: `/usr/bin/time` gives it only to 10 ms (used for it until
-    2026-12-05), and the ratios now sit within a few ms of their targets."""
+    around it (so it includes time's own start, well under a millisecond): `/usr/bin/time`
+    gives it only to 10 ms (used for it until 2026-12-05), and the ratios now sit within a
+    few ms of their targets."""
     t = time.perf_counter()
     out = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", *cmd], env=env, cwd=cwd,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

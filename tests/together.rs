@@ -629,12 +629,13 @@ fn ctrl_c_after_a_write_was_sent_ahead_records_it_as_maybe_applied() {
     }
 }
 
-/// Ctrl-C while propagate waits for the staging removal's answer (sent ahead, slow to
-/// answer), after the apps' changes were made: the wait stops at once, without the answer;
+/// Ctrl-C as propagate comes to wait for the staging removal's answer (sent ahead, slow to
+/// answer), after the apps' changes were made: there is no wait, the answer is not taken;
 /// the removal is recorded as a write that may have applied, and the apps' changes as
-/// applied.
+/// applied. (The seam raises Ctrl-C just before the wait: a Ctrl-C arriving during it takes
+/// the runtime's other branch, which ends in the same error and is not exercised here.)
 #[test]
-fn ctrl_c_while_a_write_sent_ahead_is_awaited_stops_the_wait_and_records_it_as_maybe_applied() {
+fn ctrl_c_at_the_wait_for_a_write_sent_ahead_records_it_as_maybe_applied() {
     let pending = "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING";
     let out = Test::new()
         .rehearse("postmark")

@@ -500,7 +500,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Destructive,
         &["name: string", "options: Map"],
         "bool",
-        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does). Returns true. Options: if_present (true: a secret already gone is\nno error, and returns false), cleanup (true: a failure is a warning that the secret may still be\nthere, and returns false, not an error; Ctrl-C still stops), and the scope options as set_secret's. run::together can send it ahead\n(`|| infisical::delete_secret(name, opts)`), journalled as sent first like any write.",
+        "Deletes a secret (under a secret-approval policy, waits for the change request to be\nmerged, as set_secret does). Returns true. Options: if_present (true: a secret already gone is\nno error, and returns false), cleanup (true: the secret is a leftover, such as a staging copy; a failure is a warning that it may still be\nthere, and returns false, not an error; Ctrl-C still stops; a rollback's preview and `abandon` list its removal as nothing to restore), and the scope options as set_secret's. run::together can send it ahead\n(`|| infisical::delete_secret(name, opts)`), journalled as sent first like any write.",
         |c: NativeCallContext, n: &str, o: Map| {
             value::at(
                 &c,

@@ -598,28 +598,14 @@ fn ctrl_c_after_a_write_was_sent_ahead_records_it_as_maybe_applied() {
         .args(&["--yes"])
         .run();
     out.exit(Exit::Interrupted);
-    let journal = out.journal();
-    let lines: Vec<Value> = journal
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let of = |kind: &str| -> Vec<&Value> {
-        lines
-            .iter()
-            .filter(|l| l["type"] == kind && l["function"] == "infisical::delete_secret")
-            .collect()
-    };
-    assert_eq!(of("write").len(), 1, "{journal}");
-    let settled = of("write_outcome");
-    assert_eq!(settled.len(), 1, "{journal}");
-    assert_eq!(settled[0]["outcome"], "unknown", "{journal}");
-    // Every write journalled as sent has its outcome.
-    let sent = lines.iter().filter(|l| l["type"] == "write").count();
-    let ended = lines
-        .iter()
-        .filter(|l| l["type"] == "write_outcome")
-        .count();
-    assert_eq!(sent, ended, "{journal}");
+    // Every write journalled as sent has its outcome (`SettledWrites::of` checks).
+    let writes = SettledWrites::of(&out.journal());
+    assert_eq!(
+        writes.outcomes("infisical::delete_secret"),
+        ["unknown"],
+        "{}",
+        writes.journal
+    );
     let state = out.sandbox_state();
     for app in ["raxx-api-prod", "raxx-api-staging"] {
         assert!(
@@ -648,34 +634,18 @@ fn ctrl_c_at_the_wait_for_a_write_sent_ahead_records_it_as_maybe_applied() {
         ])
         .run();
     out.exit(Exit::Interrupted);
-    let journal = out.journal();
-    let lines: Vec<Value> = journal
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let of = |kind: &str, function: &str| -> Vec<&Value> {
-        lines
-            .iter()
-            .filter(|l| l["type"] == kind && l["function"] == function)
-            .collect()
-    };
+    let writes = SettledWrites::of(&out.journal());
+    let journal = &writes.journal;
     assert_eq!(
-        of("write", "infisical::delete_secret").len(),
-        1,
+        writes.outcomes("infisical::delete_secret"),
+        ["unknown"],
         "{journal}"
     );
-    let removal = of("write_outcome", "infisical::delete_secret");
-    assert_eq!(removal.len(), 1, "{journal}");
-    assert_eq!(removal[0]["outcome"], "unknown", "{journal}");
-    let apps = of("write_outcome", "heroku::set_config");
-    assert_eq!(apps.len(), 2, "{journal}");
-    assert!(apps.iter().all(|w| w["outcome"] == "applied"), "{journal}");
-    let sent = lines.iter().filter(|l| l["type"] == "write").count();
-    let ended = lines
-        .iter()
-        .filter(|l| l["type"] == "write_outcome")
-        .count();
-    assert_eq!(sent, ended, "{journal}");
+    assert_eq!(
+        writes.outcomes("heroku::set_config"),
+        ["applied", "applied"],
+        "{journal}"
+    );
     // The run did not wait out the 30 s answer: the removal had not been answered when it
     // stopped (a request is logged once answered), and the copy is still there.
     let state = out.sandbox_state();
@@ -690,5 +660,46 @@ fn ctrl_c_at_the_wait_for_a_write_sent_ahead_records_it_as_maybe_applied() {
             1,
             "{app}"
         );
+    }
+}
+
+/// A run's journal, checked to hold one outcome for every write journalled as sent.
+struct SettledWrites {
+    journal: String,
+    lines: Vec<Value>,
+}
+
+impl SettledWrites {
+    fn of(journal: &str) -> SettledWrites {
+        let lines: Vec<Value> = journal
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let count = |kind: &str| lines.iter().filter(|l| l["type"] == kind).count();
+        assert_eq!(
+            count("write"),
+            count("write_outcome"),
+            "a write journalled as sent has no outcome: {journal}"
+        );
+        SettledWrites {
+            journal: journal.to_string(),
+            lines,
+        }
+    }
+
+    /// The outcomes recorded for `function`'s writes, once each was checked to be sent once.
+    fn outcomes(&self, function: &str) -> Vec<String> {
+        let of = |kind: &str| -> Vec<&Value> {
+            self.lines
+                .iter()
+                .filter(|l| l["type"] == kind && l["function"] == function)
+                .collect()
+        };
+        let settled = of("write_outcome");
+        assert_eq!(of("write").len(), settled.len(), "{}", self.journal);
+        settled
+            .iter()
+            .map(|w| w["outcome"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 }

@@ -393,15 +393,13 @@ fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
     say.heading("Rolling back undoes, newest first:");
     for &i in completed.iter().rev() {
         let step = &plan.steps[i];
-        // A cleanup (a removal whose failure was only a warning, `cleanup: true`) removed
-        // a leftover: no undo puts it back.
         let (cleanups, writes): (Vec<_>, Vec<_>) = session
             .run()
             .ledger()
             .writes_of(&step.id)
             .into_iter()
             .filter(|w| w.outcome.may_have_applied())
-            .partition(|w| w.detail["cleanup"] == true);
+            .partition(crate::ledger::Write::is_cleanup);
         let listed = |ws: &[crate::ledger::Write]| {
             ws.iter()
                 .map(|w| format!("{} on {}", w.function, w.target))

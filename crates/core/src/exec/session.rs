@@ -199,7 +199,7 @@ fn cleanup(plan: &crate::plan::Plan, w: &crate::ledger::Write) -> Option<String>
             "change request {request} is still open: close it in Infisical (the project's Secret Approvals) before anything else, or an approver merging it applies this write"
         ));
     }
-    if w.detail["cleanup"] == true {
+    if w.is_cleanup() {
         return Some("a cleanup (a leftover removed): nothing to restore".into());
     }
     let step = plan.step(&w.step)?;

@@ -56,6 +56,14 @@ pub struct Write {
     pub answer: Option<Value>,
 }
 
+impl Write {
+    /// A removal of a leftover (`infisical::delete_secret` with `cleanup: true`): no undo
+    /// puts it back, and no one should.
+    pub fn is_cleanup(&self) -> bool {
+        self.detail["cleanup"] == true
+    }
+}
+
 /// A process that worked on the run: the one that started it, then each that took it over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Process {

@@ -3,7 +3,8 @@
 
 use crate::support::{
     app_token, assert_back_on_old_token, assert_every_token_works, assert_everywhere, assert_lacks,
-    assert_rotated, current_infisical, new_tokens, served, writes, Exit, Rig, OLD_TOKEN,
+    assert_rotated, current_infisical, live_tokens, new_tokens, served, writes, Exit, Rig,
+    OLD_TOKEN,
 };
 use crate::support::{items, new_token_answer, root, scripted, set_app_token};
 
@@ -40,6 +41,31 @@ fn a_rollback_never_restores_a_token_the_vendor_deleted() {
     // Forward still works: resume finishes the rotation on the new token.
     rig.resume(&[]).exit(Exit::Ok);
     assert_rotated(&rig.state(), "after resume");
+}
+
+/// Stopped after verify, and the NEW token deleted in the dashboard before the resume: the
+/// journal says verify passed, Postmark says the token every consumer now holds is dead.
+/// Revoking the old one too would take every consumer's email down. The resume checks the
+/// new token before the delete and stops; the rollback puts every consumer back on the old
+/// token, which still works.
+#[test]
+fn a_resume_does_not_revoke_the_old_token_when_the_new_one_died_meanwhile() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:verify");
+    let new = current_infisical(&rig.state());
+    rig.sandbox.delete_postmark_token(&new);
+    // With --yes the failed step rolls back at once.
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("the new token no longer works at Postmark (GET /server answers 401)")
+        .stdout_has("rollback complete");
+    let state = rig.state();
+    assert!(
+        live_tokens(&state).contains(&OLD_TOKEN.to_string()),
+        "the old token was not revoked: {:?}",
+        live_tokens(&state)
+    );
+    assert_back_on_old_token(&state);
 }
 
 /// Someone deleted the old token in the dashboard while the run was stopped before revoke:

@@ -257,6 +257,31 @@ fn audit_entries_also_go_to_the_webhook_and_a_failing_one_loses_nothing() {
     assert!(bodies.lock().unwrap().len() >= 2, "a 5xx answer is retried");
 }
 
+/// A webhook URL carries its secret in its path (Slack, Teams, Discord): a webhook that
+/// cannot be reached is reported without it, on the terminal and in `--json`.
+#[test]
+fn an_unreachable_audit_webhook_is_reported_without_its_url() {
+    let secret_path = "/services/T0AAAA/B0BBBB/whsecretXXXXXXXXXXXXXXXX";
+    // Nothing listens on the discard port: the connection is refused.
+    let url = format!("http://127.0.0.1:9{secret_path}");
+    for json in [false, true] {
+        let t = Test::new()
+            .env("RUNBOOK_AUDIT_WEBHOOK", &url)
+            .rehearse("postmark")
+            .canary()
+            .args(&["--yes", "--actor", "ops-test"]);
+        let out = if json { t.args(&["--json"]) } else { t }.run();
+        out.exit(Exit::Ok)
+            .stderr_has("the audit webhook did not take entry");
+        for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !text.contains("whsecret") && !text.contains("B0BBBB"),
+                "{name} shows the webhook's URL (json: {json}):\n{text}"
+            );
+        }
+    }
+}
+
 /// A journal of one production run of the Postmark rotation that started `days` ago at
 /// 09:00 and succeeded, with `extra` events between its start and its end (a resume);
 /// the time it ended.

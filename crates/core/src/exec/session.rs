@@ -104,9 +104,13 @@ fn context(
     policy: Policy,
 ) -> Rc<RunContext> {
     let services = Rc::new(w.services);
-    let webhook = w.webhook.map(|url| Webhook {
-        url,
-        services: services.clone(),
+    let webhook = w.webhook.map(|url| {
+        // Chat webhooks carry their secret in the URL: no output may show it.
+        runbook_secret::register(&url);
+        Webhook {
+            url,
+            services: services.clone(),
+        }
     });
     let auditor = Auditor::new(AuditLog::new(&w.store), info.clone(), say.clone(), webhook)
         .linked(ledger.clone());

@@ -254,6 +254,8 @@ impl Drop for Auditor {
 fn post(hook: &Webhook, entry: &crate::audit::AuditEntry) -> Option<String> {
     let vendors = hook.services.vendors().ok()?;
     let req = runbook_vendors::Request::new("audit-webhook", reqwest::Method::POST, &hook.url)
+        // Its path is a credential (Slack, Teams, Discord): errors name the hook, not it.
+        .route("RUNBOOK_AUDIT_WEBHOOK")
         .json(serde_json::to_value(entry).unwrap_or_default())
         .idempotent(true);
     let transport = vendors.transport().clone();

@@ -95,6 +95,35 @@ fn a_rollback_probes_the_vendor_not_the_journal() {
         .contains("\"type\":\"rollback_blocked\",\"step\":\"restore\""));
 }
 
+/// Postmark does not answer the rollback's check of the old token: the rollback restores
+/// nothing, as for a dead token, but the advice is to try the rollback again, not to go
+/// forward (which would revoke the very token the operator chose to keep).
+#[test]
+fn a_rollback_whose_check_gets_no_answer_says_to_try_again_not_to_go_forward() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    rig.sandbox.add_fault("postmark:GET:/server=503");
+    let before = writes(&rig.state()).len();
+    let run_id = rig.run_id();
+    let out = rig.rollback(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("? ctx.old_token secret(…c001) could not be checked")
+        .stderr_has("Nothing was undone")
+        .stderr_has(&format!(
+            "the check got no answer, so nothing is known to be dead: run `runbook rollback {run_id}` again once the vendor answers"
+        ));
+    assert_lacks("stderr", &out.stderr, "Go forward instead");
+    assert_eq!(
+        writes(&rig.state()).len(),
+        before,
+        "the rollback wrote nothing"
+    );
+    // Once the vendor answers, the same rollback goes through.
+    rig.sandbox.clear_faults();
+    rig.rollback(&[]).exit(Exit::Ok);
+    assert_back_on_old_token(&rig.state());
+}
+
 /// A Postmark rotation killed at `point`, after which someone put raxx-api-staging back on
 /// the old token by hand.
 fn staging_put_back_after(point: &str) -> Rig {

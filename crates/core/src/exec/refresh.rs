@@ -17,6 +17,14 @@ pub(crate) enum Verdict {
     Unknown(String),
 }
 
+/// Why a rollback restores nothing.
+pub(crate) struct Refusal {
+    pub why: String,
+    /// No value was found dead, only unchecked (the probe got no answer): the same rollback
+    /// may go through once the vendor answers.
+    pub unchecked: bool,
+}
+
 /// A value rollback would restore, as the operator sees it, and what its probe found.
 pub(crate) struct Probed {
     pub key: String,
@@ -62,7 +70,7 @@ fn shown(v: &rhai::Dynamic) -> String {
 
 /// Shows what the probes found; when a value would not work, records the refusal and says
 /// how to go forward. `Err` carries why the rollback must not restore anything.
-pub(crate) fn check_restores(session: &Session) -> Result<(), String> {
+pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
     let probed = probe_restores(session);
     if probed.is_empty() {
         return Ok(());
@@ -70,10 +78,12 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), String> {
     let say = session.run().say();
     say.progress("  What rollback would restore, checked at the vendor now:");
     let mut dead = Vec::new();
+    let mut known_dead = false;
     for p in &probed {
         let line = match &p.verdict {
             Verdict::Works => format!("    ✓ ctx.{} {} still works", p.key, p.shown),
             Verdict::Dead => {
+                known_dead = true;
                 dead.push(format!(
                     "ctx.{} {} no longer works at the vendor",
                     p.key, p.shown
@@ -111,7 +121,10 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), String> {
         step: "restore".into(),
         why: why.clone(),
     });
-    Err(why)
+    Err(Refusal {
+        why,
+        unchecked: !known_dead,
+    })
 }
 
 /// Reads back every target the steps in `steps` wrote and that is still in effect, records
@@ -234,7 +247,7 @@ pub(crate) fn before_rollback(
     session: &Session,
     order: &[usize],
     completed: &[usize],
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let plan = session.runbook().plan();
     let reached: Vec<&Step> = order
         .iter()
@@ -254,14 +267,21 @@ pub(crate) fn before_rollback(
 
 /// A rollback that would restore a value that no longer works: nothing is undone, and the
 /// way forward is named.
-pub(crate) fn refuse(session: &Session, why: &str) {
+pub(crate) fn refuse(session: &Session, refusal: &Refusal) {
     let say = session.run().say();
     let run_id = session.run_id();
     let path = session.runbook().file().path.display().to_string();
-    say.warning(format!("  ✗ rollback refused: {why}."));
+    say.warning(format!("  ✗ rollback refused: {}.", refusal.why));
     say.warning(
         "  Nothing was undone: every consumer keeps the value it holds now, which restoring would replace with one that does not work (or could not be checked).",
     );
+    if refusal.unchecked {
+        // Going forward would revoke the value the operator chose to keep.
+        say.warning(format!(
+            "  the check got no answer, so nothing is known to be dead: run `runbook rollback {run_id}` again once the vendor answers (`runbook resume {run_id}` would instead finish the rotation)."
+        ));
+        return;
+    }
     say.warning(format!(
         "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value; if it cannot, end this run with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`."
     ));

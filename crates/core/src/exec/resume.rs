@@ -356,8 +356,8 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
     // What is true at the vendors first, so the operator decides on it.
     let order: Vec<usize> = undoing.iter().rev().copied().collect();
     say.progress("");
-    if let Err(why) = super::refresh::before_rollback(&r.session, &order, &r.completed) {
-        super::refresh::refuse(&r.session, &why);
+    if let Err(refusal) = super::refresh::before_rollback(&r.session, &order, &r.completed) {
+        super::refresh::refuse(&r.session, &refusal);
         let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
         r.session.release_lock();
         return Ok(report);

@@ -850,8 +850,8 @@ impl<'a> Runner<'a> {
         // The `rollback` command refreshed before its confirmation; a rollback chosen after
         // a failure refreshes here.
         if !refreshed {
-            if let Err(why) = refresh::before_rollback(self.session, &order, &completed) {
-                refresh::refuse(self.session, &why);
+            if let Err(refusal) = refresh::before_rollback(self.session, &order, &completed) {
+                refresh::refuse(self.session, &refusal);
                 return RunStatus::Failed;
             }
         }

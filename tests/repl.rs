@@ -119,6 +119,15 @@ fn steps_run_ctx_multiline_completion_errors_audit_and_history() {
     type_line(&mut p, "heroku::restart(\"raxx-api-prod\")", &[prompt]);
     // A line holding a secret's value stays out of the history file.
     type_line(&mut p, &format!("let pasted = \"{OLD_TOKEN}\""), &[prompt]);
+    // So does one that makes a new value secret as it is typed (the value is registered
+    // only while the line runs), and one typed before a later line made its value secret.
+    type_line(
+        &mut p,
+        "let typed = secret::from_text(\"fresh-9f8e7d6c5b4a3210\")",
+        &[prompt],
+    );
+    type_line(&mut p, "let early = \"later-0a1b2c3d4e5f6789\"", &[prompt]);
+    type_line(&mut p, "let made = secret::from_text(early)", &[prompt]);
     p.send(ControlCode::EndOfTransmission).unwrap();
     p.expect(expectrl::Eof).unwrap();
 
@@ -129,9 +138,19 @@ fn steps_run_ctx_multiline_completion_errors_audit_and_history() {
     assert_eq!(restart["mode"], "repl");
     let history = std::fs::read_to_string(dir.path().join("state/repl_history")).unwrap();
     assert!(history.contains(":run precheck"), "{history}");
+    for secret in [
+        OLD_TOKEN,
+        "fresh-9f8e7d6c5b4a3210",
+        "later-0a1b2c3d4e5f6789",
+    ] {
+        assert!(
+            !history.contains(secret),
+            "a secret reached the history:\n{history}"
+        );
+    }
     assert!(
-        !history.contains(OLD_TOKEN),
-        "a secret reached the history:\n{history}"
+        history.contains("let made = secret::from_text(early)"),
+        "{history}"
     );
     // The session is a run: `runbook runs` lists it.
     let runs = Test::in_dir(dir.path())

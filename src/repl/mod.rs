@@ -757,12 +757,13 @@ impl Repl<'_> {
                         continue;
                     }
                     let input = std::mem::take(&mut pending);
-                    // An input that held a secret value never reaches the history file.
-                    if runbook_secret::redact(&input) == input.as_str() && !input.trim().is_empty()
-                    {
+                    let go_on = self.handle(&input);
+                    // An input that held a secret value never reaches the history file: asked
+                    // after it ran, since running it may have made its value secret.
+                    if holds_no_secret(&input) && !input.trim().is_empty() {
                         let _ = editor.add_history_entry(input.as_str());
                     }
-                    if !self.handle(&input) {
+                    if !go_on {
                         break;
                     }
                 }
@@ -817,7 +818,21 @@ impl Repl<'_> {
 /// Writes the history to a fresh private file beside it, then moves it into place: a link
 /// planted where the history was is replaced, never written through.
 fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, state_dir: &Path, history: &Path) {
+    use rustyline::history::History;
     use std::os::unix::fs::PermissionsExt;
+    // A line whose value a later line made secret is dropped too.
+    let kept: Vec<String> = editor
+        .history()
+        .iter()
+        .filter(|line| holds_no_secret(line))
+        .cloned()
+        .collect();
+    if kept.len() != editor.history().len() {
+        let _ = editor.clear_history();
+        for line in &kept {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+    }
     if runbook_core::state::ensure_dir(state_dir, &|w| ui::err(&w)).is_err()
         || runbook_core::state::check_within(state_dir, history).is_err()
     {
@@ -829,4 +844,9 @@ fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, state_dir: &Pat
         let _ = std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o600));
         let _ = std::fs::rename(&fresh, history);
     }
+}
+
+/// Whether `text` shows no value registered as secret.
+fn holds_no_secret(text: &str) -> bool {
+    runbook_secret::redact(text) == text
 }

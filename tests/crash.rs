@@ -374,3 +374,95 @@ fn a_stdlib_rotation_killed_after_propagate_rolls_back_every_app() {
     let keys = scripted(&state, "sendgrid", "api_keys");
     assert_eq!(keys.len(), 2, "the new key is deleted: {keys:?}");
 }
+
+/// A journal whose last line lost its end: a power loss mid-write, or a process killed
+/// between a line and its newline. `tail` changes the journal of a run crashed after
+/// generate; the resume appends after it, and the journal must stay readable.
+fn resumed_after_a_torn_end(tail: impl Fn(&mut String)) -> Rig {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:generate");
+    let path = rig
+        .path()
+        .join(format!("state/runs/{}.jsonl", rig.run_id()));
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    tail(&mut text);
+    std::fs::write(&path, text).unwrap();
+    rig.resume(&[]).exit(Exit::Ok);
+    assert_rotated(&rig.state(), "after the resume");
+    let runs = rig.runs();
+    assert_eq!(runs[0]["current"], "succeeded", "{runs}");
+    assert!(rig.journal().ends_with('\n'), "every line is whole again");
+    rig
+}
+
+/// The last record is whole but its newline never reached the disk: it is kept, ended,
+/// and the resume's lines follow it (before, the first was glued to it and every later
+/// read of the journal failed as damaged).
+#[test]
+fn a_last_record_without_its_newline_is_ended_before_the_resume_appends() {
+    let rig = resumed_after_a_torn_end(|text| {
+        assert_eq!(text.pop(), Some('\n'));
+    });
+    // The record that lost its newline is still read: the run shows generate completed.
+    assert!(rig
+        .journal()
+        .contains("\"type\":\"step_finished\",\"step\":\"generate\""));
+}
+
+/// The last line is a fragment of a record (a write cut short): readers already drop it;
+/// the resume cuts it off before appending instead of gluing its own first line to it.
+#[test]
+fn a_torn_last_line_is_cut_before_the_resume_appends() {
+    let fragment = "{\"v\":1,\"type\":\"step_fin";
+    let rig = resumed_after_a_torn_end(|text| text.push_str(fragment));
+    assert!(!rig.journal().contains(fragment), "the fragment is gone");
+}
+
+/// The disk fills mid-line: a run whose files may not grow past a size (`RLIMIT_FSIZE`,
+/// the kernel's own limit, as a full disk does) has a write cut short. The line's start is
+/// cut back, so the retried line, and the resume after it, do not glue onto a fragment.
+#[test]
+fn a_write_cut_short_by_a_full_disk_leaves_no_fragment() {
+    use std::os::unix::process::CommandExt;
+    let rig = Rig::new();
+    let mut cmd = rig.command(
+        &["exec", "postmark", "--yes"],
+        &[("RUNBOOK_STATE_WAIT_SECONDS", "1")],
+    );
+    // SAFETY: only async-signal-safe calls between fork and exec; an ignored SIGXFSZ is
+    // kept across exec, so a write past the limit fails (EFBIG) instead of killing it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 6000,
+                rlim_max: 6000,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    let state = rig.path().join("state");
+    for file in [
+        state.join(format!("runs/{}.jsonl", rig.run_id())),
+        state.join("audit.jsonl"),
+    ] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.ends_with('\n'),
+            "{} ends mid-line:\n{}",
+            file.display(),
+            &text[text.len().saturating_sub(300)..]
+        );
+    }
+    // With room again, the run is read as it was left and goes on.
+    assert_ne!(rig.runs()[0]["current"], "damaged");
+    rig.resume(&[]).exit(Exit::Ok);
+    assert_rotated(&rig.state(), "after the resume");
+}

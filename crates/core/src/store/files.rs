@@ -265,7 +265,7 @@ impl JournalStore for Files {
         self.checked_for_write(&path)?;
         self.not_failed(&path)?;
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
-        writeln!(file, "{line}").map_err(write_err(&path))?;
+        append_line(&mut file, line).map_err(write_err(&path))?;
         if durable {
             self.sync_appended(&path, Some(&file))
         } else {
@@ -339,11 +339,10 @@ impl AuditStore for Files {
         let io = write_err(&path);
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
+        end_on_a_line(&mut file).map_err(write_err(&path))?;
         let prev = last_hash(&mut file).map_err(write_err(&path))?;
         let line = make(&prev)?;
-        file.seek(SeekFrom::End(0))
-            .and_then(|_| writeln!(file, "{line}"))
-            .map_err(io)?;
+        append_line(&mut file, &line).map_err(io)?;
         drop(lock);
         if durable {
             self.sync_appended(&path, Some(&file))
@@ -484,6 +483,69 @@ impl ApprovalStore for Files {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(write_err(&path)(e)),
         }
+    }
+}
+
+/// Appends `line` and its newline in one write, on a line boundary (`end_on_a_line`). A
+/// write that fails part way (a full disk) is cut back: a fragment left behind would have
+/// the next append, the same line retried, glued to it, and the file damaged for good.
+fn append_line(file: &mut std::fs::File, line: &str) -> std::io::Result<()> {
+    let len = end_on_a_line(file)?;
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    file.write_all(&bytes).inspect_err(|_| {
+        let _ = file.set_len(len);
+    })
+}
+
+/// The longest last line without its newline that `end_on_a_line` reads to decide on it.
+const MAX_TORN: u64 = 16 << 20;
+
+/// Makes the file end on a line boundary and returns its length. A last line without its
+/// newline is what a power loss mid-write, or a process killed between a line and its
+/// newline, leaves: a whole record is ended (it counts: readers parse it), a fragment is
+/// cut off (readers already drop a torn last line). Appending after either as it was would
+/// glue the next line to it, and every later read would find the file damaged.
+fn end_on_a_line(file: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    if last[0] == b'\n' {
+        return Ok(len);
+    }
+    // Where the last line starts: after the newline before it, read backwards in chunks.
+    const CHUNK: u64 = 64 * 1024;
+    let mut start = 0;
+    let mut end = len;
+    while end > 0 && len - end < MAX_TORN {
+        let from = end.saturating_sub(CHUNK);
+        let mut chunk = vec![0u8; (end - from) as usize];
+        file.read_exact_at(&mut chunk, from)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            start = from + i as u64 + 1;
+            break;
+        }
+        end = from;
+    }
+    if len - start > MAX_TORN {
+        return Err(std::io::Error::other(format!(
+            "its last line has no end and is over {} MiB: repair the file by hand (end or remove that line)",
+            MAX_TORN >> 20
+        )));
+    }
+    let mut tail = vec![0u8; (len - start) as usize];
+    file.read_exact_at(&mut tail, start)?;
+    if serde_json::from_slice::<serde_json::Value>(&tail).is_ok_and(|v| v.is_object()) {
+        file.write_all(b"\n")?;
+        Ok(len + 1)
+    } else {
+        file.set_len(start)?;
+        Ok(start)
     }
 }
 

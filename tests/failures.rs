@@ -302,12 +302,20 @@ fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
     // The token generated but not yet stored is the operator's to supply again.
     let token = token_answer(&new_tokens(&rig.state())[0]);
     rig.file("token.toml", &token);
+    let run_id = rig.run_id();
     rig.resume(&["--answers", "token.toml"])
         .exit(Exit::Aborted)
         .stderr_has("Step 'validate' sent a write whose answer was lost: the journal cannot tell whether it took effect.")
         .stderr_has("postmark::send_email on ")
-        .stderr_has("sent, answer lost: it may have taken effect");
+        .stderr_has("sent, answer lost: it may have taken effect")
+        // What to do next, not a silent exit.
+        .stderr_has(&format!(
+            "Stopped before step 'validate': nothing was run. Check at the vendor whether it took effect, then `runbook resume {run_id}` and answer validate.rerun at a terminal or in an answers file (--answers FILE); or undo the run with `runbook rollback {run_id}`."
+        ));
     assert_eq!(sent(&rig), 1, "not sent again on --yes");
+    // The stop is recorded as the operator's, not as a process that died.
+    let runs = rig.runs();
+    assert_eq!(runs[0]["attempts"][0]["status"], "aborted", "{runs}");
     rig.file(
         "rerun.toml",
         &format!("{token}\"validate.rerun\" = \"rerun\"\n"),

@@ -305,7 +305,17 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         // The process died inside this step, or one of its writes lost its answer: did its
         // effect happen?
         (Some(step), Some(died)) => match step::settle(&r.session, step, died)? {
-            Settle::Stop => return Err(Error::Aborted),
+            Settle::Stop => {
+                let id = r.session.run_id();
+                say.warning(format!(
+                    "Stopped before step '{}': nothing was run. Check at the vendor whether it took effect, then `runbook resume {id}` and answer {}.rerun at a terminal or in an answers file (--answers FILE); or undo the run with `runbook rollback {id}`.",
+                    step.id, step.id
+                ));
+                // The operator's stop, recorded as such (not as a process that died).
+                let report = runner::abandoned(&r.session, crate::run::RunStatus::Aborted);
+                r.session.release_lock();
+                return Ok(report);
+            }
             Settle::Done(by) => {
                 step::settled_done(&r.session, step, by);
                 r.completed.push(next);

@@ -124,7 +124,8 @@ fn announce(h: &RunContext, s: &Scope, name: &str, cr: &ChangeRequest) {
     {
         h.say().progress(format!("    (rehearsal: {hint})"));
     }
-    let _ = h.auditor().event(
+    // Kept and written before the next vendor write if the log cannot take it now.
+    h.auditor().note(
         &h.step_name(),
         crate::audit::AuditEvent::ChangeRequest {
             secret: name.to_string(),

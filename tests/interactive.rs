@@ -414,3 +414,40 @@ fn an_answer_typed_before_the_question_is_not_taken() {
     p.send_line("n").unwrap();
     stopped_without_running(&mut p);
 }
+
+/// At revoke the operator deletes the NEW token in the dashboard instead of the old one and
+/// says it is done: every consumer holds a dead token, the old one still works. The step
+/// fails, and the rollback it offers goes through: the journal says revoke's delete took
+/// effect, but revoke's verify reads at Postmark that the old token still answers, so
+/// nothing irreversible happened and every consumer goes back onto it.
+#[test]
+fn deleting_the_new_token_by_mistake_at_revoke_can_be_rolled_back() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:verify");
+    let new = new_tokens(&rig.state()).remove(0);
+    rig.file(
+        "answers.toml",
+        "\"revoke.confirm\" = true\n\"revoke.on-failure\" = \"rollback\"\n\"rollback.confirm\" = true\n",
+    );
+    let cmd = rig
+        .shell(&["resume", &rig.run_id(), "--answers", "answers.toml"])
+        .command();
+    let mut p = terminal(cmd, 120);
+    p.expect("Have you deleted the old token in the dashboard?")
+        .unwrap();
+    rig.sandbox.delete_postmark_token(&new);
+    p.send_line("y").unwrap();
+    p.expect("the old token still answers HTTP 200").unwrap();
+    p.expect("nothing of it to undo, the rollback goes on")
+        .unwrap();
+    p.expect("rollback complete").unwrap();
+    p.expect(expectrl::Eof).unwrap();
+    let state = rig.state();
+    assert!(new_tokens(&state).is_empty(), "the new token is gone");
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"], OLD_TOKEN,
+            "{app} is back on the old token"
+        );
+    }
+}

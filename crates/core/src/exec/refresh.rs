@@ -235,9 +235,22 @@ pub(crate) fn would_undo(session: &Session, step: &Step) -> bool {
 }
 
 /// Whether `step` stops a rollback: it is irreversible and completed, or died after its
-/// first write (it may have done what cannot be undone).
+/// first write (it may have done what cannot be undone), unless its `.verify` reads at the
+/// vendor that it did not take effect. The journal records what the operator said of a
+/// dashboard step; the vendor says what happened (the NEW token deleted instead of the old
+/// one leaves the old one working, and a rollback onto it the way back). A verify that
+/// cannot read the vendor leaves the step blocking.
 pub(crate) fn blocks(session: &Session, step: &Step, completed: bool) -> bool {
-    step.irreversible.is_some() && (completed || took_effect(session, &step.id))
+    if step.irreversible.is_none() || !(completed || took_effect(session, &step.id)) {
+        return false;
+    }
+    let Some(verify) = &step.verify else {
+        return true;
+    };
+    !matches!(
+        session.ask(verify, Phase::Probe(format!("{}.verify", step.id))),
+        Ok(false)
+    )
 }
 
 /// Everything a rollback of `order` (step indexes, newest first) checks before it writes:

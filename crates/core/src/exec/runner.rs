@@ -891,6 +891,12 @@ impl<'a> Runner<'a> {
             });
             return Some(RunStatus::Failed);
         }
+        if step.irreversible.is_some() && refresh::took_effect(self.session, &step.id) {
+            self.say.progress(format!(
+                "  · {}: the journal says it took effect, its verify reads at the vendor that it did not: nothing of it to undo, the rollback goes on",
+                step.id
+            ));
+        }
         step.undo.as_ref()?;
         if !refresh::took_effect(self.session, &step.id) && !step.undo_always {
             if completed {

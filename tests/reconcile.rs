@@ -183,6 +183,45 @@ fn stopped_at_verify() -> (Rig, String) {
     stopped_by("raptor:POST:/api/notifications/test-email=500:once")
 }
 
+/// A rollback killed inside propagate's undo, after it put an app back on the old token:
+/// the rollback run again reads that app as this run's own undo left it, not as "changed
+/// since this run". It is not left alone: the undo waits for it again (its dynos may not be
+/// up on the restoring release yet), and the run ends rolled back, not partly.
+#[test]
+fn a_rollback_run_again_knows_what_its_own_undo_restored() {
+    let (rig, run_id) = stopped_at_verify();
+    let killed = rig.runbook(
+        &["rollback", &run_id, "--yes"],
+        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
+    );
+    assert_eq!(killed.code, -9, "killed:\n{}", killed.stderr);
+    // Going forward over a half-undone run is refused: the rollback is to be finished.
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: this run's rollback already put back raxx-api-prod")
+        .stderr_has(&format!("Finish it with `runbook rollback {run_id}`"));
+    let polls = |s: &serde_json::Value| served(s, "GET", "/apps/raxx-api-prod/dynos");
+    let before = rig.state();
+    let patches = served(&before, "PATCH", "/apps/raxx-api-prod/config-vars");
+    let again = rig.rollback(&[]);
+    again.exit(Exit::Ok);
+    let state = rig.state();
+    assert!(
+        polls(&state) > polls(&before),
+        "the undo waited for the dynos again"
+    );
+    assert_eq!(
+        served(&state, "PATCH", "/apps/raxx-api-prod/config-vars"),
+        patches,
+        "an app already back on the old token is not set (and restarted) again"
+    );
+    assert_lacks("stderr", &again.stderr, "changed since this run");
+    assert_lacks("stderr", &again.stderr, "left alone");
+    again.stdout_has("restored by this run's rollback");
+    assert_back_on_old_token(&rig.state());
+    assert_eq!(rig.runs()[0]["settled"], "rolled back");
+}
+
 /// A rotation stopped halfway leaves its new token valid and in every app. A new rotation of
 /// the same secret stops before any write, names the run and what it left, and says how to
 /// finish it; once it is rolled back, the rotation runs.

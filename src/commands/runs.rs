@@ -357,6 +357,7 @@ fn timeline_line(e: &Stamped) -> Option<String> {
                         .map(|n| format!(" (holds {n})"))
                         .unwrap_or_default()
                 ),
+                Holds::Restored => "restored by this run's rollback".to_string(),
                 Holds::Unread => "could not be read back".to_string(),
             };
             format!("  refresh: {} on {}: {holds}", r.function, r.target)

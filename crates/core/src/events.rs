@@ -375,6 +375,9 @@ pub enum Holds {
     AsWritten,
     /// Something else: someone (or a later run) changed it since; the rollback leaves it.
     Changed,
+    /// What this run's own rollback put back there (an undo that stopped part way): not
+    /// someone else's change; the rollback run again goes on with it.
+    Restored,
     /// It could not be read back (the vendor keeps it write-only, or the read failed).
     Unread,
 }

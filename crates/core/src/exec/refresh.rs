@@ -170,6 +170,14 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
         return None;
     }
     let (holds, now) = crate::host::readback::holds(session.run(), w);
+    // Changed, but maybe by this run's own rollback (an undo that stopped part way): not
+    // someone else's change to leave alone.
+    if holds == Holds::Changed && restored_by_this_run(session, w) {
+        say.progress(format!(
+            "    ↶ {what}: restored by this run's rollback, which goes on with it"
+        ));
+        return Some((Holds::Restored, None));
+    }
     let shown = now.as_deref().unwrap_or("another value");
     match holds {
         // A write whose answer was lost and that does not show did not apply: nobody
@@ -186,6 +194,8 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
         Holds::Changed => say.warning(format!(
             "    ≠ {what}: changed since this run ({shown}); left alone"
         )),
+        // Only `restored_by_this_run` says so, above.
+        Holds::Restored => {}
         Holds::Unread => say.progress(format!(
             "    ? {what}: {}; its undo runs as the journal says",
             now.as_deref()
@@ -194,6 +204,31 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
         )),
     }
     Some((holds, now))
+}
+
+/// Whether `w`'s target holds what an unfinished undo of this run wrote there.
+fn restored_by_this_run(session: &Session, w: &crate::ledger::Write) -> bool {
+    let run = session.run();
+    let Some(undo) = run
+        .ledger()
+        .read(None, |l| l.undo_write(&w.function, &w.target).cloned())
+    else {
+        return false;
+    };
+    crate::host::readback::holds(run, &undo).0 == Holds::AsWritten
+}
+
+/// The targets this run's own rollback put back before it stopped, as one line.
+pub(crate) fn restored(session: &Session) -> Option<String> {
+    let list = session
+        .run()
+        .ledger()
+        .read(Vec::new(), |l| l.restored.clone());
+    if list.is_empty() {
+        return None;
+    }
+    let targets: Vec<&str> = list.iter().map(|r| r.target.as_str()).collect();
+    Some(targets.join(", "))
 }
 
 /// What a finished rollback left alone because it changed since the run, as one line.

@@ -298,6 +298,19 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         r.session.release_lock();
         return Ok(report);
     }
+    // A rollback that stopped part way: going forward would build on a half-undone run.
+    if let Some(restored) = super::refresh::restored(&r.session) {
+        let id = r.session.run_id();
+        say.warning(format!(
+            "✗ not resumed: this run's rollback already put back {restored}, and stopped part way"
+        ));
+        say.warning(format!(
+            "  Finish it with `runbook rollback {id}` (it goes on from what it put back)."
+        ));
+        let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
+        r.session.release_lock();
+        return Ok(report);
+    }
     let (mut next, doubt) = where_to_continue(r);
     match (plan.steps.get(next), doubt) {
         // The process died after its last step, before recording the end.

@@ -132,6 +132,11 @@ pub struct Ledger {
     pub abandoned: Option<crate::events::Abandoned>,
     /// Targets a rollback's refresh found changed since the run wrote them: left alone.
     pub left_alone: Vec<crate::events::Refreshed>,
+    /// Targets a refresh found holding what this run's own rollback put back.
+    pub restored: Vec<crate::events::Refreshed>,
+    /// Writes of undos that have not completed, in order: what this run's rollback may
+    /// already have put back when it stopped part way.
+    pub undo_writes: Vec<Write>,
     /// Steps, writes, undos, approvals and decisions with their times, for the evidence.
     pub history: Vec<(String, Happened)>,
     /// Why the latest process stopped at a step, if it did and the step did not later pass.
@@ -170,6 +175,8 @@ impl Ledger {
             simulators: Vec::new(),
             repl_ended: false,
             left_alone: Vec::new(),
+            restored: Vec::new(),
+            undo_writes: Vec::new(),
             abandoned: None,
             history: Vec::new(),
             stop: None,
@@ -228,10 +235,15 @@ impl Ledger {
             Event::Abandoned(a) => self.abandoned = Some(a.clone()),
             // The latest read of a target is what counts: a later refresh may find it back.
             Event::Refreshed(r) => {
-                self.left_alone
-                    .retain(|l| !(l.function == r.function && l.target == r.target));
-                if r.holds == crate::events::Holds::Changed {
-                    self.left_alone.push(r.clone());
+                let other = |l: &crate::events::Refreshed| {
+                    !(l.function == r.function && l.target == r.target)
+                };
+                self.left_alone.retain(other);
+                self.restored.retain(other);
+                match r.holds {
+                    crate::events::Holds::Changed => self.left_alone.push(r.clone()),
+                    crate::events::Holds::Restored => self.restored.push(r.clone()),
+                    _ => {}
                 }
             }
         }
@@ -344,6 +356,15 @@ impl Ledger {
     fn write_sent(&mut self, w: &WriteSent) {
         // Writes inside an undo are not effects of the step being undone.
         if w.undo || self.undoing.is_some() {
+            self.undo_writes.push(Write {
+                step: w.step.clone(),
+                function: w.function.clone(),
+                target: w.target.clone(),
+                detail: w.detail.clone(),
+                outcome: WriteOutcome::Unknown,
+                filed: None,
+                answer: None,
+            });
             self.open.push((w.clone(), None));
             return;
         }
@@ -387,6 +408,14 @@ impl Ledger {
             w.outcome = o.outcome;
             w.filed = o.filed.clone();
             w.answer = o.answer.clone();
+        } else if let Some(w) = self.undo_writes.iter_mut().rev().find(|w| {
+            w.step == o.step
+                && w.function == o.function
+                && w.target == o.target
+                && w.outcome == WriteOutcome::Unknown
+        }) {
+            w.outcome = o.outcome;
+            w.filed = o.filed.clone();
         }
         if index.is_some() {
             self.history.push((
@@ -413,6 +442,7 @@ impl Ledger {
             self.ctx = u.ctx.clone();
             // Undone: what the step wrote is no longer in effect.
             self.writes.retain(|w| w.step != u.step);
+            self.undo_writes.retain(|w| w.step != u.step);
         }
         self.history
             .push((t.to_string(), Happened::Undo(u.clone())));
@@ -609,6 +639,15 @@ impl Ledger {
         self.left_alone
             .iter()
             .any(|r| r.function == function && r.target == target)
+    }
+
+    /// The newest write of an unfinished undo to `target` by `function` that may have
+    /// applied: what this run's rollback may have put back there.
+    pub fn undo_write(&self, function: &str, target: &str) -> Option<&Write> {
+        self.undo_writes
+            .iter()
+            .rev()
+            .find(|w| w.function == function && w.target == target && w.outcome.may_have_applied())
     }
 
     /// Whether any write of the run is in effect (`changes` without the copies).

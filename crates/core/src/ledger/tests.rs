@@ -365,6 +365,52 @@ fn the_latest_refresh_of_a_target_decides_whether_it_is_left_alone() {
     assert!(!l.left_alone("heroku::set_config", "app-a"));
 }
 
+/// The writes of an undo that stopped part way are kept (what this run's rollback may have
+/// put back); once the undo completes they go with the step's own.
+#[test]
+fn an_unfinished_undo_keeps_its_writes_for_the_next_rollback() {
+    let undo_write = |target: &str| {
+        Event::Write(WriteSent {
+            step: "propagate".into(),
+            function: "heroku::set_config".into(),
+            target: target.into(),
+            detail: json!({"vars": {"T": "hmac:old"}}),
+            idempotent: true,
+            undo: true,
+        })
+    };
+    let undo_ended = |target: &str, outcome| {
+        Event::WriteOutcome(WriteSettled {
+            answer: None,
+            step: "propagate".into(),
+            function: "heroku::set_config".into(),
+            target: target.into(),
+            outcome,
+            filed: None,
+            undo: true,
+        })
+    };
+    let mut l = production_run(vec![
+        sent("propagate", "app-a"),
+        ended("propagate", "app-a", WriteOutcome::Applied),
+        undo_started("propagate"),
+        undo_write("app-a"),
+        undo_ended("app-a", WriteOutcome::Applied),
+        undo_write("app-b"),
+        undo_ended("app-b", WriteOutcome::Failed),
+    ]);
+    let found = l.undo_write("heroku::set_config", "app-a").expect("kept");
+    assert_eq!(found.detail["vars"]["T"], "hmac:old");
+    assert!(
+        l.undo_write("heroku::set_config", "app-b").is_none(),
+        "a refused undo write put nothing back"
+    );
+    assert_eq!(l.writes.len(), 1, "the step's own write is still in effect");
+    l.apply(&at("t9", undo_completed("propagate")));
+    assert!(l.undo_write("heroku::set_config", "app-a").is_none());
+    assert!(l.writes.is_empty());
+}
+
 /// What a run says, kept for a test to read.
 #[derive(Default)]
 struct Heard(std::sync::Mutex<Vec<String>>);

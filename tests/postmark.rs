@@ -1289,3 +1289,60 @@ step("wait", "Change and wait", |ctx| {
         .stderr_has("heroku::wait_up: not up after 1s: raxx-api-staging (web.1 up on v")
         .stderr_has("a dyno on an older release still serves the old config");
 }
+
+/// The store's undo, under the same approval policy, files its own change request (the old
+/// value back), and nobody merges it in time: the rollback stops there. That request is the
+/// run's: a rollback run again waits on it instead of filing another, and abandoning the run
+/// names it as the first thing to close (an approver merging it later would put the old
+/// token back over whatever came next).
+#[test]
+fn a_change_request_filed_by_an_undo_is_not_forgotten() {
+    use crate::support::Rig;
+    let rig = Rig::with_scenario_text(&store_waits_scenario());
+    let wait = ["--no-rollback", "--param", "approval_wait=1"];
+    rig.exec("postmark", &wait).exit(Exit::StepFailed);
+    let requests = |rig: &Rig| -> Vec<Value> {
+        items(&rig.state()["infisical"]["approvals"])
+            .iter()
+            .filter(|a| a["secretKey"] == "POSTMARK_SERVER_TOKEN")
+            .cloned()
+            .collect()
+    };
+    // The approver merges the store's request; the run goes on and fails at verify.
+    let forward = requests(&rig)[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(rig.sandbox.decide_change_request(&forward, true), 200);
+    rig.sandbox
+        .add_fault("raptor:POST:/api/notifications/test-email=500");
+    rig.resume(&["--no-rollback"])
+        .exit(Exit::StepFailed)
+        .stderr_has("Step 'verify' failed");
+    // The rollback's restore of the old value waits for approval, in vain.
+    rig.rollback(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("runbook::vendor::pending_approval");
+    assert_eq!(requests(&rig).len(), 2, "the undo filed one request");
+    let undo_request = requests(&rig)[1]["slug"].as_str().unwrap().to_string();
+    // Run again, it waits on that request: no third one.
+    rig.rollback(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!(
+            "this run's rollback filed change request {undo_request}, still open"
+        ))
+        .stdout_has(&format!(
+            "change request {undo_request} from an earlier attempt is still open"
+        ));
+    assert_eq!(
+        requests(&rig).len(),
+        2,
+        "no second request for the same restore"
+    );
+    // Abandoned, the run names it first.
+    rig.runbook(
+        &["abandon", &rig.run_id(), "--reason", "approver away"],
+        &[],
+    )
+    .exit(Exit::Ok)
+    .stdout_has(&format!(
+        "change request {undo_request} is still open: close it in Infisical"
+    ));
+}

@@ -154,6 +154,26 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
             }
         }
     }
+    undo_requests(session);
+}
+
+/// Names the change requests an unfinished undo of this run filed and nobody merged yet.
+fn undo_requests(session: &Session) {
+    let run = session.run();
+    let open: Vec<(String, String)> = run.ledger().read(Vec::new(), |l| {
+        l.undo_requests()
+            .iter()
+            .map(|w| {
+                let slug = w.filed.as_ref().map_or("(no id)", |f| f.slug.as_str());
+                (format!("{} on {}", w.function, w.target), slug.to_string())
+            })
+            .collect()
+    });
+    for (what, slug) in open {
+        run.say().warning(format!(
+            "    ! {what}: this run's rollback filed change request {slug}, still open: the undo waits on it (an approver merging it applies the restore)"
+        ));
+    }
 }
 
 /// What one write's target holds now, said to the operator; `None` for a change request

@@ -299,10 +299,11 @@ impl Session {
             force: false,
         })?;
         let run = r.session.run();
-        let left: Vec<LeftInPlace> = r
-            .state
-            .changes()
+        // A change request an unfinished undo filed applies if merged: it is left too.
+        let (changes, requests) = (r.state.changes(), r.state.undo_requests());
+        let left: Vec<LeftInPlace> = changes
             .iter()
+            .chain(requests.iter().copied())
             .map(|w| LeftInPlace {
                 step: w.step.clone(),
                 function: w.function.clone(),

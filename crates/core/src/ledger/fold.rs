@@ -594,9 +594,11 @@ impl Ledger {
 
     /// The change request a write of `function` on `target` was filed as and that no later
     /// write of the same change has seen applied: its journalled detail and the request.
+    /// An unfinished undo's writes count too (they come after the step's own): a rollback
+    /// run again waits on the request its undo filed.
     pub fn open_request(&self, function: &str, target: &str) -> Option<(Value, Filed)> {
         let mut open: Option<(Value, Filed)> = None;
-        for w in &self.writes {
+        for w in self.writes.iter().chain(&self.undo_writes) {
             if w.function != function || w.target != target {
                 continue;
             }
@@ -639,6 +641,20 @@ impl Ledger {
         self.left_alone
             .iter()
             .any(|r| r.function == function && r.target == target)
+    }
+
+    /// The change requests unfinished undos filed that are still open: each takes effect if
+    /// an approver merges it, whatever the run does next.
+    pub fn undo_requests(&self) -> Vec<&Write> {
+        self.undo_writes
+            .iter()
+            .filter(|w| {
+                w.outcome == WriteOutcome::Pending
+                    && self
+                        .open_request(&w.function, &w.target)
+                        .is_some_and(|(_, f)| w.filed.as_ref() == Some(&f))
+            })
+            .collect()
     }
 
     /// The newest write of an unfinished undo to `target` by `function` that may have

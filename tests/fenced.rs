@@ -526,3 +526,109 @@ step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent
         .contains(&"DELETE /b".to_string()));
     assert_eq!(settled(), serde_json::Value::Null);
 }
+
+const THROTTLED: &str = r#"
+runbook(#{ id: "throttled", title: "A write the vendor throttles", secret: "THROTTLED_KEY" });
+param("url", #{ default: "http://127.0.0.1:9", env: "FENCED_URL", help: "the vendor" });
+step("write", "Write", |ctx| {
+    let r = http::put(`${ctx.params.url}/things`, #{ json: #{ n: 1 }, idempotent: true });
+    ensure(r.status == 200, `got ${r.status}`);
+}).no_undo("the test's vendor keeps what it is sent");
+"#;
+
+/// A vendor that answers the first `PUT` with 429 and `Retry-After: 2`, and says when it
+/// came; every request is logged.
+fn throttling_vendor() -> (String, Arc<Mutex<Vec<String>>>, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (came, first_put) = mpsc::channel();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = header.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let request: Vec<&str> = first.split_whitespace().take(2).collect();
+            let request = request.join(" ");
+            let puts = {
+                let mut log = log.lock().unwrap();
+                log.push(request.clone());
+                log.iter().filter(|r| r.starts_with("PUT")).count()
+            };
+            let answer: &[u8] = if request.starts_with("PUT") && puts == 1 {
+                b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+            };
+            let mut conn = conn;
+            let _ = conn.write_all(answer);
+            if request.starts_with("PUT") && puts == 1 {
+                let _ = came.send(());
+            }
+        }
+    });
+    (url, seen, first_put)
+}
+
+/// A write the vendor throttled (429, "retry after 2 s") is not sent again once the run's
+/// lock was taken in the meantime (`--break-lock` by another operator, here the lock file
+/// rewritten as another taking's): its retry waits on the vendor, and the lock is checked
+/// again before it goes. Before, the retry went out after the other run had taken over.
+#[test]
+fn a_throttled_write_is_not_sent_again_after_the_lock_was_taken() {
+    let (url, seen, first_put) = throttling_vendor();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("throttled.rhai"), THROTTLED).unwrap();
+    let mut child = Test::in_dir(dir.path())
+        .env(
+            "RUNBOOK_STATE_DIR",
+            &dir.path().join("state").to_string_lossy(),
+        )
+        .env("FENCED_URL", &url)
+        .args(&["exec", "throttled.rhai", "--yes"])
+        .spawn_piped();
+    first_put
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the write never came");
+    // Another run takes the lock: the lock file now names another taking.
+    let locks = dir.path().join("state/locks");
+    let lock = std::fs::read_dir(&locks)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("the run's lock file");
+    let mut holder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    holder["lease_id"] = "another-taking".into();
+    std::fs::write(&lock, holder.to_string()).unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (code, text) = finish(child, stderr);
+    let puts: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("PUT"))
+        .cloned()
+        .collect();
+    assert_eq!(puts.len(), 1, "the write was sent again:\n{text}");
+    assert_ne!(Exit::from_code(code), Some(Exit::Ok), "{text}");
+    assert!(text.contains("no longer holds its rotation lock"), "{text}");
+}

@@ -38,7 +38,9 @@ pub use github::GithubClient;
 pub use heroku::HerokuClient;
 pub use infisical::InfisicalClient;
 pub use postmark::PostmarkClient;
-pub use transport::{HeaderValueSource, RawResponse, Request, Transport, TransportConfig};
+pub use transport::{
+    HeaderValueSource, RawResponse, Request, Transport, TransportConfig, WriteFence,
+};
 
 use std::future::Future;
 use std::sync::Arc;

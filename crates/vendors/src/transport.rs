@@ -292,7 +292,14 @@ struct Inner {
     waits: WaitClock,
     /// The vendors that answered as simulators, and how many of them were reported.
     simulators: std::sync::Mutex<(Vec<String>, usize)>,
+    /// Asked before a write is sent again (`fence_writes`).
+    fence: std::sync::OnceLock<WriteFence>,
 }
+
+/// Asked before a write is sent again (a retry after a 429, a 5xx, a lost connection):
+/// `Some(why)` when this process may no longer write (its run lost its lock to another
+/// run during the wait), and the retry is not sent.
+pub type WriteFence = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// The header every simulator of `runbook sandbox` sets on its answers, with its name: a
 /// run that reaches one is a rehearsal, whatever its endpoints looked like.
@@ -323,6 +330,7 @@ impl Transport {
                 pacers,
                 waits: WaitClock::default(),
                 simulators: std::sync::Mutex::new((Vec::new(), 0)),
+                fence: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -386,6 +394,20 @@ impl Transport {
         &self.inner.config
     }
 
+    /// Sets what is asked before a write is sent again (once per transport: a process
+    /// runs one run).
+    pub fn fence_writes(&self, fence: WriteFence) {
+        let _ = self.inner.fence.set(fence);
+    }
+
+    /// Why `req`, a write, must not be sent again now; `None` for a read.
+    fn fenced(&self, req: &Request) -> Option<String> {
+        if matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return None;
+        }
+        self.inner.fence.get().and_then(|fence| fence())
+    }
+
     /// Sends a request, retrying idempotent ones; any HTTP status is `Ok`.
     pub async fn send(&self, req: Request) -> Result<RawResponse, VendorError> {
         let url = check_url(&req)?;
@@ -416,6 +438,10 @@ impl Transport {
                     } else {
                         tokio::time::sleep(delay).await;
                     }
+                    // The vendor's answer stands: what it refused stays refused.
+                    if self.fenced(&req).is_some() {
+                        return Ok(resp);
+                    }
                 }
                 Err(e) => {
                     let e = e.with_attempts(attempt);
@@ -423,6 +449,9 @@ impl Transport {
                         return Err(e);
                     }
                     tokio::time::sleep(backoff(cfg, attempt)).await;
+                    if let Some(why) = self.fenced(&req) {
+                        return Err(e.with_hint(format!("not sent again: {why}")));
+                    }
                 }
             }
         }

@@ -224,6 +224,22 @@ impl Lock {
         })
     }
 
+    /// What the vendor clients ask before they send a write again (a retry after a 429 or
+    /// a lost connection, maybe minutes later): whether another run took the lock since.
+    /// The heartbeat's word on a shared store; the lock file itself on the file store,
+    /// which has no heartbeat.
+    pub fn write_fence(&self) -> runbook_vendors::WriteFence {
+        let (lost, store, fence) = (self.lost.clone(), self.store.clone(), self.fence());
+        let leased = self.heartbeat.is_some();
+        Box::new(move || {
+            let taken = lost.load(Ordering::SeqCst)
+                || (!leased && matches!(store.lock_renew(&fence.key, &fence.lease_id), Ok(false)));
+            taken.then(|| {
+                "this run no longer holds its rotation lock (another run took it)".to_string()
+            })
+        })
+    }
+
     /// The lock's name.
     pub fn key(&self) -> &str {
         &self.key

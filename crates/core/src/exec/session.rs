@@ -383,6 +383,9 @@ impl Session {
         }
         let policy = Policy::of(runbook.plan(), &ctx.snapshot()["params"]);
         let run = context(w, info, ledger, say, policy);
+        if let Some(lock) = &lock {
+            run.services().fence_writes(lock.write_fence());
+        }
         let session = Session::attach(runbook, run, ctx, lock);
         let info = session.run.info();
         session
@@ -456,6 +459,7 @@ impl Session {
         let policy = Policy::of(runbook.plan(), &start.params);
         let actor = w.actor.clone();
         let run = context(w, info, ledger, say, policy);
+        run.services().fence_writes(lock.write_fence());
         let mut session = Session::attach(runbook, run, Ctx::default(), Some(lock));
         if let Some(later) = later {
             session.accept_superseded(&later, r.entry, r.force)?;

@@ -16,6 +16,8 @@ pub struct Services {
     building: RefCell<Option<JoinHandle<Result<Vendors, VendorError>>>>,
     /// A rehearsal's simulated dashboard: its steps are performed through it.
     dashboard: Option<Rc<dyn Dashboard>>,
+    /// What the clients ask before sending a write again, once they are built.
+    fence: RefCell<Option<runbook_vendors::WriteFence>>,
 }
 
 impl Services {
@@ -30,6 +32,7 @@ impl Services {
             vendors: OnceCell::new(),
             building: RefCell::new(None),
             dashboard,
+            fence: RefCell::new(None),
         }
     }
 
@@ -59,6 +62,15 @@ impl Services {
         self.dashboard.as_deref()
     }
 
+    /// What the clients ask before they send a write again (a retry): whether this run
+    /// still holds its lock.
+    pub fn fence_writes(&self, fence: runbook_vendors::WriteFence) {
+        match self.vendors.get() {
+            Some(v) => v.transport().fence_writes(fence),
+            None => *self.fence.borrow_mut() = Some(fence),
+        }
+    }
+
     /// The clients if a call has built them (nothing is built to answer).
     pub fn built_vendors(&self) -> Option<&Vendors> {
         self.vendors.get()
@@ -77,6 +89,9 @@ impl Services {
         };
         if let Some(d) = &self.dashboard {
             d.share_transport(v.transport());
+        }
+        if let Some(fence) = self.fence.borrow_mut().take() {
+            v.transport().fence_writes(fence);
         }
         Ok(self.vendors.get_or_init(|| v))
     }

@@ -53,7 +53,7 @@ fn heroku_config(run: &RunContext, app: &str, detail: &Value) -> Result<Option<S
         .block(&format!("heroku GET /apps/{app}/config-vars"), async move {
             v.heroku().config_vars(&name).await
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| reason(&e))?;
     let changed: Vec<String> = vars
         .iter()
         .filter(|(k, wrote)| !same(now.get(k), wrote))
@@ -75,12 +75,35 @@ fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, 
     let label = format!("infisical GET /api/v4/secrets/{name}");
     let now = run
         .block(&label, async move {
-            v.infisical()
+            match v
+                .infisical()
                 .get_secret(&project, &env, &path, &name, None)
                 .await
+            {
+                Err(e) if e.status() == Some(404) => Ok(None),
+                read => read.map(Some),
+            }
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| reason(&e))?;
+    // Gone: removed since (a staging copy by this run's own cleanup, or by hand). What its
+    // undo does then is the undo's to decide, as the journal says.
+    let Some(now) = now else {
+        return Err("it is not there: removed since, by this run's cleanup or by hand".into());
+    };
     let value = now.value.expose();
     Ok((!same(Some(value), &detail["value"]))
         .then(|| format!("version {} holds {}", now.version, masked(Some(value)))))
+}
+
+/// A failed read as a sentence: the vendor error's message, not the script error around it.
+fn reason(e: &rhai::EvalAltResult) -> String {
+    if let rhai::EvalAltResult::ErrorRuntime(v, _) = e {
+        if let Some(message) = v
+            .read_lock::<rhai::Map>()
+            .and_then(|m| m.get("message").map(|m| m.to_string()))
+        {
+            return message;
+        }
+    }
+    e.to_string()
 }

@@ -225,6 +225,41 @@ fn a_rollback_run_again_knows_what_its_own_undo_restored() {
     assert_eq!(rig.runs()[0]["settled"], "rolled back");
 }
 
+/// An app that holds the token under a second var, included in the run: propagate writes it
+/// twice (one write per var). Someone then hand-sets one of the two. The app changed since
+/// the run, so the whole app is left alone; before, the write whose var still held the new
+/// token decided, and the rollback overwrote the hand-set var.
+#[test]
+fn an_app_changed_under_one_of_its_vars_is_left_alone_whole() {
+    use crate::support::canary_with;
+    let old = "c0ffee00-0000-4000-8000-00000000c001";
+    let rig = Rig::with_scenario_text(&canary_with(
+        &format!("config = {{ POSTMARK_SERVER_TOKEN = \"{old}\", RAPTOR_ENV = \"production\" }}"),
+        &format!("config = {{ POSTMARK_SERVER_TOKEN = \"{old}\", POSTMARK_TOKEN = \"{old}\", RAPTOR_ENV = \"production\" }}"),
+    ));
+    rig.file(
+        "include.toml",
+        "\"precheck.unlisted.heroku.raxx-api-prod.POSTMARK_TOKEN\" = \"include\"\n",
+    );
+    let killed = rig.runbook(
+        &["exec", "postmark", "--yes", "--answers", "include.toml"],
+        &[("RUNBOOK_CRASH_AT", "after:propagate")],
+    );
+    assert_eq!(killed.code, -9, "{}", killed.stderr);
+    let by_hand = "c0ffee00-0000-4000-8000-0000000fa11d";
+    set_app_token(&rig.sandbox, "raxx-api-prod", by_hand);
+    rig.rollback(&[]).exit(Exit::Ok).stderr_has(
+        "partly rolled back: what changed since this run was left alone: raxx-api-prod",
+    );
+    let state = rig.state();
+    assert_eq!(
+        app_token(&state, "raxx-api-prod"),
+        by_hand,
+        "the hand-set var is kept"
+    );
+    assert_eq!(app_token(&state, "raxx-api-staging"), OLD_TOKEN);
+}
+
 /// A rotation stopped halfway leaves its new token valid and in every app. A new rotation of
 /// the same secret stops before any write, names the run and what it left, and says how to
 /// finish it; once it is rolled back, the rotation runs.

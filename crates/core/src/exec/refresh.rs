@@ -133,6 +133,9 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
 pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
     let run = session.run();
     let mut header = false;
+    // One verdict per target: a target written more than once (an app's second var) that
+    // changed under any of them changed; the undo leaves it whole.
+    let mut found: Vec<Refreshed> = Vec::new();
     for step in steps {
         for w in run.ledger().writes_of(step) {
             if !w.outcome.may_have_applied() {
@@ -143,18 +146,44 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
                     .progress("  What the run's targets hold now, read at the vendors:");
                 header = true;
             }
-            if let Some((holds, now)) = read_back(session, &w) {
-                run.ledger().record(Event::Refreshed(Refreshed {
+            let Some((holds, now)) = read_back(session, &w) else {
+                continue;
+            };
+            let now = now.filter(|_| holds == Holds::Changed);
+            match found
+                .iter_mut()
+                .find(|r| r.function == w.function && r.target == w.target)
+            {
+                Some(r) if weight(holds) > weight(r.holds) => {
+                    r.holds = holds;
+                    r.now = now;
+                }
+                Some(_) => {}
+                None => found.push(Refreshed {
                     step: step.to_string(),
                     function: w.function.clone(),
                     target: w.target.clone(),
                     holds,
-                    now: now.filter(|_| holds == Holds::Changed),
-                }));
+                    now,
+                }),
             }
         }
     }
+    for r in found {
+        run.ledger().record(Event::Refreshed(r));
+    }
     undo_requests(session);
+}
+
+/// Which of two reads of one target decides: a change by someone else over anything, then
+/// what this run's rollback put back, then what the run wrote, then no read.
+fn weight(holds: Holds) -> u8 {
+    match holds {
+        Holds::Changed => 3,
+        Holds::Restored => 2,
+        Holds::AsWritten => 1,
+        Holds::Unread => 0,
+    }
 }
 
 /// Names the change requests an unfinished undo of this run filed and nobody merged yet.

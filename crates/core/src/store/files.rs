@@ -265,7 +265,13 @@ impl JournalStore for Files {
         self.checked_for_write(&path)?;
         self.not_failed(&path)?;
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
-        append_line(&mut file, line).map_err(write_err(&path))?;
+        // Under flock, as the audit log: a run that lost its lock may still be appending its
+        // last line, and a line longer than a page shows part-written to a reader; the
+        // line-boundary repair must not take it for a torn one.
+        let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
+        let appended = append_line(&mut file, line).map_err(write_err(&path));
+        drop(lock);
+        appended?;
         if durable {
             self.sync_appended(&path, Some(&file))
         } else {
@@ -486,7 +492,8 @@ impl ApprovalStore for Files {
     }
 }
 
-/// Appends `line` and its newline in one write, on a line boundary (`end_on_a_line`). A
+/// Appends `line` and its newline in one write, on a line boundary (`end_on_a_line`); the
+/// caller holds the file's flock, as every appender does. A
 /// write that fails part way (a full disk) is cut back: a fragment left behind would have
 /// the next append, the same line retried, glued to it, and the file damaged for good.
 fn append_line(file: &mut std::fs::File, line: &str) -> std::io::Result<()> {

@@ -297,3 +297,34 @@ fn a_value_holding_a_secret_with_quotes_is_masked_in_the_display() {
         out.stdout
     );
 }
+
+/// The REPL takes no lock (it is for looking around a stuck run too), but a write typed at
+/// it while a run holds the rotation's lock says so: that run may be writing to the same
+/// targets. Here the run was killed after generate, so its lock is still held.
+#[test]
+fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = Test::in_dir(dir.path())
+        .rehearse("postmark")
+        .canary()
+        .args(&["--yes"])
+        .env("RUNBOOK_CRASH_AT", "after:generate")
+        .run();
+    assert_eq!(killed.code, -9, "{}", killed.stderr);
+    let run_id = std::fs::read_dir(dir.path().join("state/runs"))
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".jsonl")
+                .map(str::to_string)
+        })
+        .unwrap();
+    let out = postmark_repl(Test::in_dir(dir.path()), &["--yes"])
+        .stdin("heroku::restart(\"raxx-api-prod\")\n")
+        .run();
+    out.exit(Exit::Ok)
+        .stderr_has(&format!("warning: run {run_id} ("));
+    out.stderr_has("holds this rotation's lock and may be writing to the same targets now; heroku::restart on raxx-api-prod goes beside it");
+}

@@ -386,6 +386,12 @@ impl Session {
         if let Some(lock) = &lock {
             run.services().fence_writes(lock.write_fence());
         }
+        // A REPL session takes no lock; its writes say when a run holds its rotation's.
+        if new.modes.entry == Entry::Repl && !runbook.plan().steps.is_empty() {
+            let key = super::lock::key(runbook.plan(), &ctx.snapshot()["params"]);
+            run.scope()
+                .set_rotation(Some(super::lock::lock_name(&key, new.modes.target)));
+        }
         let session = Session::attach(runbook, run, ctx, lock);
         let info = session.run.info();
         session

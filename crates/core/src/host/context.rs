@@ -64,6 +64,9 @@ pub struct StepScope {
     /// At the REPL in production, each vendor write is confirmed first (until the operator
     /// says `:confirm always`).
     confirm_repl_writes: Cell<bool>,
+    /// At the REPL, the name of the lock of the runbook's rotation: the REPL takes none (it
+    /// is for looking around a stuck run too), but a write says when a run holds it.
+    rotation: RefCell<Option<String>>,
 }
 
 impl StepScope {
@@ -74,6 +77,15 @@ impl StepScope {
 
     pub fn set_confirm_repl_writes(&self, on: bool) {
         self.confirm_repl_writes.set(on);
+    }
+
+    /// The lock of the rotation a REPL session works on, if it has a runbook.
+    pub fn rotation(&self) -> Option<String> {
+        self.rotation.borrow().clone()
+    }
+
+    pub fn set_rotation(&self, lock: Option<String>) {
+        *self.rotation.borrow_mut() = lock;
     }
 
     pub fn phase(&self) -> Phase {

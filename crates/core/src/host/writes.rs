@@ -188,11 +188,36 @@ impl<'a> Writes<'a> {
     /// `:confirm always`): a line typed at a prompt is not a reviewed step.
     fn confirmed_at_repl(&self, function: &str, targets: &str) -> R<()> {
         let scope = self.run.scope();
-        if scope.phase() != super::Phase::Repl || !scope.confirm_repl_writes() || self.run.dry_run()
-        {
+        if scope.phase() != super::Phase::Repl || self.run.dry_run() {
             return Ok(());
         }
-        let question = format!("Write to PRODUCTION: {function} on {targets}?");
+        // A run rotating the same secret now may be writing to the same targets.
+        let busy =
+            scope
+                .rotation()
+                .and_then(|lock| match self.run.parts().store.lock_read(&lock) {
+                    Ok(crate::store::Slot::Held(Some(h))) => Some(format!(
+                        "run {} ({} on {}, pid {})",
+                        h.run_id, h.actor, h.host, h.pid
+                    )),
+                    Ok(crate::store::Slot::Held(None)) => Some("another run".to_string()),
+                    _ => None,
+                });
+        let busy = busy.map(|h| {
+            format!("{h} holds this rotation's lock and may be writing to the same targets now")
+        });
+        if !scope.confirm_repl_writes() {
+            if let Some(busy) = busy {
+                self.run.say().warning(format!(
+                    "warning: {busy}; {function} on {targets} goes beside it"
+                ));
+            }
+            return Ok(());
+        }
+        let question = match busy {
+            Some(busy) => format!("Write to PRODUCTION: {function} on {targets}? {busy}."),
+            None => format!("Write to PRODUCTION: {function} on {targets}?"),
+        };
         let said = self.run.operator().confirm("repl.write", &question);
         if said.map_err(super::prompt::prompt_error)? {
             return Ok(());

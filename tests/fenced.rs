@@ -587,38 +587,26 @@ fn throttling_vendor() -> (String, Arc<Mutex<Vec<String>>>, mpsc::Receiver<()>) 
     (url, seen, first_put)
 }
 
-/// A write the vendor throttled (429, "retry after 2 s") is not sent again once the run's
-/// lock was taken in the meantime (`--break-lock` by another operator, here the lock file
-/// rewritten as another taking's): its retry waits on the vendor, and the lock is checked
-/// again before it goes. Before, the retry went out after the other run had taken over.
-#[test]
-fn a_throttled_write_is_not_sent_again_after_the_lock_was_taken() {
+/// `throttled.rhai` run in `dir` with `store` (env pairs); `take` takes its lock once the
+/// vendor has throttled its write. The write must not be sent again.
+fn throttled_after_the_lock_was_taken(
+    dir: &std::path::Path,
+    store: &[(&str, &str)],
+    take: impl FnOnce(),
+) {
     let (url, seen, first_put) = throttling_vendor();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("throttled.rhai"), THROTTLED).unwrap();
-    let mut child = Test::in_dir(dir.path())
-        .env(
-            "RUNBOOK_STATE_DIR",
-            &dir.path().join("state").to_string_lossy(),
-        )
-        .env("FENCED_URL", &url)
-        .args(&["exec", "throttled.rhai", "--yes"])
-        .spawn_piped();
+    std::fs::write(dir.join("throttled.rhai"), THROTTLED).unwrap();
+    let mut t = Test::in_dir(dir)
+        .env("RUNBOOK_STATE_DIR", &dir.join("state").to_string_lossy())
+        .env("FENCED_URL", &url);
+    for (k, v) in store {
+        t = t.env(k, v);
+    }
+    let mut child = t.args(&["exec", "throttled.rhai", "--yes"]).spawn_piped();
     first_put
         .recv_timeout(Duration::from_secs(120))
         .expect("the write never came");
-    // Another run takes the lock: the lock file now names another taking.
-    let locks = dir.path().join("state/locks");
-    let lock = std::fs::read_dir(&locks)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "lock"))
-        .expect("the run's lock file");
-    let mut holder: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
-    holder["lease_id"] = "another-taking".into();
-    std::fs::write(&lock, holder.to_string()).unwrap();
+    take();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (code, text) = finish(child, stderr);
     let puts: Vec<String> = seen
@@ -631,4 +619,51 @@ fn a_throttled_write_is_not_sent_again_after_the_lock_was_taken() {
     assert_eq!(puts.len(), 1, "the write was sent again:\n{text}");
     assert_ne!(Exit::from_code(code), Some(Exit::Ok), "{text}");
     assert!(text.contains("no longer holds its rotation lock"), "{text}");
+}
+
+/// A write the vendor throttled (429, "retry after 2 s") is not sent again once the run's
+/// lock was taken in the meantime (`--break-lock` by another operator, here the lock file
+/// rewritten as another taking's): its retry waits on the vendor, and the lock is checked
+/// again before it goes. Before, the retry went out after the other run had taken over.
+#[test]
+fn a_throttled_write_is_not_sent_again_after_the_lock_was_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("state/locks");
+    throttled_after_the_lock_was_taken(dir.path(), &[], || {
+        // Another run takes the lock: the lock file now names another taking.
+        let lock = std::fs::read_dir(&locks)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "lock"))
+            .expect("the run's lock file");
+        let mut holder: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+        holder["lease_id"] = "another-taking".into();
+        std::fs::write(&lock, holder.to_string()).unwrap();
+    });
+}
+
+/// The same on PostgreSQL, within the lease: the heartbeat renews only every third of it,
+/// so the retry asks the database itself.
+#[test]
+fn a_throttled_write_is_not_sent_again_after_the_lease_was_taken() {
+    let Some(db) = Database::fresh("a_throttled_write_after_the_lease") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    throttled_after_the_lock_was_taken(
+        dir.path(),
+        &[
+            ("RUNBOOK_STATE_URL", &db.url),
+            ("RUNBOOK_LEASE_SECONDS", "60"),
+        ],
+        || {
+            let taken = db
+                .client()
+                .execute("UPDATE runbook_locks SET lease_id = 'another-taking'", &[])
+                .unwrap();
+            assert_eq!(taken, 1);
+        },
+    );
 }

@@ -400,12 +400,18 @@ impl Transport {
         let _ = self.inner.fence.set(fence);
     }
 
-    /// Why `req`, a write, must not be sent again now; `None` for a read.
-    fn fenced(&self, req: &Request) -> Option<String> {
-        if matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    /// Why `req`, a write, must not be sent again now; `None` for a read. The fence may ask
+    /// a database: on a blocking thread, not the runtime's.
+    async fn fenced(&self, req: &Request) -> Option<String> {
+        if matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS)
+            || self.inner.fence.get().is_none()
+        {
             return None;
         }
-        self.inner.fence.get().and_then(|fence| fence())
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.fence.get().and_then(|fence| fence()))
+            .await
+            .unwrap_or_else(|_| Some("the check of the run's lock failed".into()))
     }
 
     /// Sends a request, retrying idempotent ones; any HTTP status is `Ok`.
@@ -439,7 +445,7 @@ impl Transport {
                         tokio::time::sleep(delay).await;
                     }
                     // The vendor's answer stands: what it refused stays refused.
-                    if self.fenced(&req).is_some() {
+                    if self.fenced(&req).await.is_some() {
                         return Ok(resp);
                     }
                 }
@@ -449,7 +455,7 @@ impl Transport {
                         return Err(e);
                     }
                     tokio::time::sleep(backoff(cfg, attempt)).await;
-                    if let Some(why) = self.fenced(&req) {
+                    if let Some(why) = self.fenced(&req).await {
                         return Err(e.with_hint(format!("not sent again: {why}")));
                     }
                 }

@@ -225,18 +225,27 @@ impl Lock {
     }
 
     /// What the vendor clients ask before they send a write again (a retry after a 429 or
-    /// a lost connection, maybe minutes later): whether another run took the lock since.
-    /// The heartbeat's word on a shared store; the lock file itself on the file store,
-    /// which has no heartbeat.
+    /// a lost connection, maybe minutes later): whether this taking still holds the lock,
+    /// asked of the store itself (the heartbeat's word can be a third of a lease late, and
+    /// it says nothing while the database does not answer). A lock that cannot be
+    /// confirmed stops the retry too.
     pub fn write_fence(&self) -> runbook_vendors::WriteFence {
         let (lost, store, fence) = (self.lost.clone(), self.store.clone(), self.fence());
-        let leased = self.heartbeat.is_some();
         Box::new(move || {
-            let taken = lost.load(Ordering::SeqCst)
-                || (!leased && matches!(store.lock_renew(&fence.key, &fence.lease_id), Ok(false)));
-            taken.then(|| {
-                "this run no longer holds its rotation lock (another run took it)".to_string()
-            })
+            let taken = "this run no longer holds its rotation lock (another run took it)";
+            if lost.load(Ordering::SeqCst) {
+                return Some(taken.to_string());
+            }
+            match store.lock_renew(&fence.key, &fence.lease_id) {
+                Ok(true) => None,
+                Ok(false) => {
+                    lost.store(true, Ordering::SeqCst);
+                    Some(taken.to_string())
+                }
+                Err(e) => Some(format!(
+                    "this run cannot confirm it still holds its rotation lock ({e})"
+                )),
+            }
         })
     }
 

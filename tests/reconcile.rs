@@ -6,7 +6,7 @@ use crate::support::{
     assert_rotated, current_infisical, live_tokens, new_tokens, served, writes, Exit, Rig,
     OLD_TOKEN,
 };
-use crate::support::{items, new_token_answer, root, scripted, set_app_token};
+use crate::support::{items, new_token_answer, root, scripted, set_app_token, set_app_var};
 
 /// The current value Infisical holds for `name`.
 fn secret_value(state: &serde_json::Value, name: &str) -> String {
@@ -225,12 +225,49 @@ fn a_rollback_run_again_knows_what_its_own_undo_restored() {
     assert_eq!(rig.runs()[0]["settled"], "rolled back");
 }
 
-/// An app that holds the token under a second var, included in the run: propagate writes it
-/// twice (one write per var). Someone then hand-sets one of the two. The app changed since
-/// the run, so the whole app is left alone; before, the write whose var still held the new
-/// token decided, and the rollback overwrote the hand-set var.
+/// The same app, with the rollback killed after its undo put one var back: the other var
+/// hand-set since is someone else's change, not the run's own restore (the undo's write
+/// covered the first var only), so the app is left alone whole.
 #[test]
-fn an_app_changed_under_one_of_its_vars_is_left_alone_whole() {
+fn what_the_undo_put_back_under_one_var_does_not_cover_another() {
+    let rig = two_vars_on_prod();
+    let killed = rig.runbook(
+        &["exec", "postmark", "--yes", "--answers", "include.toml"],
+        &[("RUNBOOK_CRASH_AT", "after:propagate")],
+    );
+    assert_eq!(killed.code, -9, "{}", killed.stderr);
+    let undoing = rig.runbook(
+        &["rollback", &rig.run_id(), "--yes"],
+        &[("RUNBOOK_CRASH_AT", "inside:propagate")],
+    );
+    assert_eq!(undoing.code, -9, "{}", undoing.stderr);
+    let by_hand = "c0ffee00-0000-4000-8000-0000000fa11d";
+    let state = rig.state();
+    let vars = &state["heroku"]["apps"]["raxx-api-prod"]["config_vars"];
+    // Which var the undo put back first; the other is the one someone sets by hand.
+    let other = if vars["POSTMARK_SERVER_TOKEN"] == OLD_TOKEN {
+        "POSTMARK_TOKEN"
+    } else {
+        "POSTMARK_SERVER_TOKEN"
+    };
+    assert_ne!(
+        vars[other], OLD_TOKEN,
+        "the undo put back one var only: {vars}"
+    );
+    set_app_var(&rig.sandbox, "raxx-api-prod", other, by_hand);
+    rig.rollback(&[]).exit(Exit::Ok).stderr_has(
+        "partly rolled back: what changed since this run was left alone: raxx-api-prod",
+    );
+    let state = rig.state();
+    assert_eq!(
+        state["heroku"]["apps"]["raxx-api-prod"]["config_vars"][other], by_hand,
+        "the hand-set var is kept"
+    );
+}
+
+/// The canary world with raxx-api-prod holding the token under a second var too, and the
+/// answer that includes it in the run (`include.toml`).
+fn two_vars_on_prod() -> Rig {
     use crate::support::canary_with;
     let old = "c0ffee00-0000-4000-8000-00000000c001";
     let rig = Rig::with_scenario_text(&canary_with(
@@ -241,6 +278,16 @@ fn an_app_changed_under_one_of_its_vars_is_left_alone_whole() {
         "include.toml",
         "\"precheck.unlisted.heroku.raxx-api-prod.POSTMARK_TOKEN\" = \"include\"\n",
     );
+    rig
+}
+
+/// An app that holds the token under a second var, included in the run: propagate writes it
+/// twice (one write per var). Someone then hand-sets one of the two. The app changed since
+/// the run, so the whole app is left alone; before, the write whose var still held the new
+/// token decided, and the rollback overwrote the hand-set var.
+#[test]
+fn an_app_changed_under_one_of_its_vars_is_left_alone_whole() {
+    let rig = two_vars_on_prod();
     let killed = rig.runbook(
         &["exec", "postmark", "--yes", "--answers", "include.toml"],
         &[("RUNBOOK_CRASH_AT", "after:propagate")],

@@ -405,6 +405,11 @@ pub const ROTATION_ROUTES: &[&str] = &[
 
 /// Sets `app`'s Postmark token through Heroku's API, as someone fixing things by hand would.
 pub fn set_app_token(sandbox: &SandboxProcess, app: &str, token: &str) {
+    set_app_var(sandbox, app, "POSTMARK_SERVER_TOKEN", token);
+}
+
+/// Sets `var` on `app` as someone at the Heroku dashboard would.
+pub fn set_app_var(sandbox: &SandboxProcess, app: &str, var: &str, value: &str) {
     let env = &sandbox.env;
     let (status, body) = http(
         &env["HEROKU_HOST"],
@@ -418,7 +423,7 @@ pub fn set_app_token(sandbox: &SandboxProcess, app: &str, token: &str) {
                 &format!("Bearer {}", env["HEROKU_API_KEY"]),
             ),
         ],
-        &serde_json::json!({ "POSTMARK_SERVER_TOKEN": token }).to_string(),
+        &serde_json::json!({ var: value }).to_string(),
     );
     assert_eq!(status, 200, "{body}");
 }

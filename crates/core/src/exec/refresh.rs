@@ -255,15 +255,28 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
     Some((holds, now))
 }
 
-/// Whether `w`'s target holds what an unfinished undo of this run wrote there.
+/// Whether what `w` wrote holds what an unfinished undo of this run put back there: the
+/// newest undo write to its target that covers every var `w` set, compared on those vars
+/// only (an undo that put back another var of the app says nothing of these).
 fn restored_by_this_run(session: &Session, w: &crate::ledger::Write) -> bool {
     let run = session.run();
-    let Some(undo) = run
-        .ledger()
-        .read(None, |l| l.undo_write(&w.function, &w.target).cloned())
-    else {
+    let mine = w.detail["vars"].as_object();
+    let covers = |u: &crate::ledger::Write| match (mine, u.detail["vars"].as_object()) {
+        (Some(mine), Some(theirs)) => mine.keys().all(|k| theirs.contains_key(k)),
+        // Not a per-var write (an Infisical secret): the target names all of it.
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    let Some(mut undo) = run.ledger().read(None, |l| {
+        l.undo_writes_to(&w.function, &w.target)
+            .find(|u| covers(u))
+            .cloned()
+    }) else {
         return false;
     };
+    if let (Some(mine), Some(theirs)) = (mine, undo.detail["vars"].as_object_mut()) {
+        theirs.retain(|k, _| mine.contains_key(k));
+    }
     crate::host::readback::holds(run, &undo).0 == Holds::AsWritten
 }
 

@@ -657,13 +657,16 @@ impl Ledger {
             .collect()
     }
 
-    /// The newest write of an unfinished undo to `target` by `function` that may have
-    /// applied: what this run's rollback may have put back there.
-    pub fn undo_write(&self, function: &str, target: &str) -> Option<&Write> {
-        self.undo_writes
-            .iter()
-            .rev()
-            .find(|w| w.function == function && w.target == target && w.outcome.may_have_applied())
+    /// The writes of unfinished undos to `target` by `function` that may have applied,
+    /// newest first: what this run's rollback may have put back there.
+    pub fn undo_writes_to<'a>(
+        &'a self,
+        function: &'a str,
+        target: &'a str,
+    ) -> impl Iterator<Item = &'a Write> + 'a {
+        self.undo_writes.iter().rev().filter(move |w| {
+            w.function == function && w.target == target && w.outcome.may_have_applied()
+        })
     }
 
     /// Whether any write of the run is in effect (`changes` without the copies).

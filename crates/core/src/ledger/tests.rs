@@ -399,15 +399,23 @@ fn an_unfinished_undo_keeps_its_writes_for_the_next_rollback() {
         undo_write("app-b"),
         undo_ended("app-b", WriteOutcome::Failed),
     ]);
-    let found = l.undo_write("heroku::set_config", "app-a").expect("kept");
+    let found = l
+        .undo_writes_to("heroku::set_config", "app-a")
+        .next()
+        .expect("kept");
     assert_eq!(found.detail["vars"]["T"], "hmac:old");
     assert!(
-        l.undo_write("heroku::set_config", "app-b").is_none(),
+        l.undo_writes_to("heroku::set_config", "app-b")
+            .next()
+            .is_none(),
         "a refused undo write put nothing back"
     );
     assert_eq!(l.writes.len(), 1, "the step's own write is still in effect");
     l.apply(&at("t9", undo_completed("propagate")));
-    assert!(l.undo_write("heroku::set_config", "app-a").is_none());
+    assert!(l
+        .undo_writes_to("heroku::set_config", "app-a")
+        .next()
+        .is_none());
     assert!(l.writes.is_empty());
 }
 

@@ -1336,6 +1336,10 @@ fn a_change_request_filed_by_an_undo_is_not_forgotten() {
         2,
         "no second request for the same restore"
     );
+    // Going forward over the half-undone run is refused (the restore is still filed).
+    rig.resume(&[]).exit(Exit::StepFailed).stderr_has(
+        "✗ not resumed: this run's rollback stopped part way (the undo of store failed",
+    );
     // Abandoned, the run names it first.
     rig.runbook(
         &["abandon", &rig.run_id(), "--reason", "approver away"],

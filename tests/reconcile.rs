@@ -198,7 +198,7 @@ fn a_rollback_run_again_knows_what_its_own_undo_restored() {
     // Going forward over a half-undone run is refused: the rollback is to be finished.
     rig.resume(&[])
         .exit(Exit::StepFailed)
-        .stderr_has("✗ not resumed: this run's rollback already put back raxx-api-prod")
+        .stderr_has("✗ not resumed: this run's rollback stopped part way (the undo of propagate did not finish; it already put back raxx-api-prod")
         .stderr_has(&format!("Finish it with `runbook rollback {run_id}`"));
     let polls = |s: &serde_json::Value| served(s, "GET", "/apps/raxx-api-prod/dynos");
     let before = rig.state();

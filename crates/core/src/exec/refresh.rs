@@ -200,7 +200,7 @@ fn undo_requests(session: &Session) {
     });
     for (what, slug) in open {
         run.say().warning(format!(
-            "    ! {what}: this run's rollback filed change request {slug}, still open: the undo waits on it (an approver merging it applies the restore)"
+            "    ! {what}: this run's rollback filed change request {slug}, still open: an approver merging it applies the restore"
         ));
     }
 }

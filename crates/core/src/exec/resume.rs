@@ -272,6 +272,28 @@ fn where_to_continue(r: &Reopened) -> (usize, Option<bool>) {
     (next, doubt)
 }
 
+/// What an unfinished rollback of this run left, as one line: the steps whose undo started
+/// and did not complete, and what the refresh read as put back by it.
+fn half_undone(r: &Reopened) -> Option<String> {
+    use crate::ledger::StepState;
+    let mut parts: Vec<String> = r
+        .state
+        .steps
+        .iter()
+        .filter_map(|s| match s.state {
+            StepState::UndoStarted | StepState::UndoStopped => {
+                Some(format!("the undo of {} did not finish", s.id))
+            }
+            StepState::UndoFailed => Some(format!("the undo of {} failed", s.id)),
+            _ => None,
+        })
+        .collect();
+    if let Some(restored) = super::refresh::restored(&r.session) {
+        parts.push(format!("it already put back {restored}"));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// `runbook resume`: decides where the stopped run continues (a step that died mid-way
 /// is checked first), then runs the rest.
 pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
@@ -298,11 +320,12 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         r.session.release_lock();
         return Ok(report);
     }
-    // A rollback that stopped part way: going forward would build on a half-undone run.
-    if let Some(restored) = super::refresh::restored(&r.session) {
+    // A rollback that stopped part way: going forward would build on a half-undone run
+    // (whatever its undo could be read to have put back).
+    if let Some(half) = half_undone(r) {
         let id = r.session.run_id();
         say.warning(format!(
-            "✗ not resumed: this run's rollback already put back {restored}, and stopped part way"
+            "✗ not resumed: this run's rollback stopped part way ({half})"
         ));
         say.warning(format!(
             "  Finish it with `runbook rollback {id}` (it goes on from what it put back)."

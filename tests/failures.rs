@@ -310,7 +310,7 @@ fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
         .stderr_has("sent, answer lost: it may have taken effect")
         // What to do next, not a silent exit.
         .stderr_has(&format!(
-            "Stopped before step 'validate': nothing was run. Check at the vendor whether it took effect, then `runbook resume {run_id}` and answer validate.rerun at a terminal or in an answers file (--answers FILE); or undo the run with `runbook rollback {run_id}`."
+            "Stopped before step 'validate': nothing was run. Check at the vendor whether it took effect, then `runbook resume {run_id}` and answer validate.rerun (\"rerun\" or \"done\") at a terminal or in an answers file (--answers FILE); or undo the run with `runbook rollback {run_id}`."
         ));
     assert_eq!(sent(&rig), 1, "not sent again on --yes");
     // The stop is recorded as the operator's, not as a process that died.

@@ -343,8 +343,22 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         (Some(step), Some(died)) => match step::settle(&r.session, step, died)? {
             Settle::Stop => {
                 let id = r.session.run_id();
+                let answers = step::rerun_answers(&r.session, step, died);
+                // Past the point of no return a rollback is refused: it is not offered.
+                let forward_only = r
+                    .completed
+                    .iter()
+                    .map(|i| &plan.steps[*i])
+                    .rfind(|s| s.irreversible.is_some());
+                let otherwise = match forward_only {
+                    Some(s) => format!(
+                        "step '{}' cannot be undone, so the run only goes forward",
+                        s.id
+                    ),
+                    None => format!("or undo the run with `runbook rollback {id}`"),
+                };
                 say.warning(format!(
-                    "Stopped before step '{}': nothing was run. Check at the vendor whether it took effect, then `runbook resume {id}` and answer {}.rerun at a terminal or in an answers file (--answers FILE); or undo the run with `runbook rollback {id}`.",
+                    "Stopped before step '{}': nothing was run. Check at the vendor whether it took effect, then `runbook resume {id}` and answer {}.rerun ({answers}) at a terminal or in an answers file (--answers FILE); {otherwise}.",
                     step.id, step.id
                 ));
                 // The operator's stop, recorded as such (not as a process that died).

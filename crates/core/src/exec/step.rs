@@ -388,6 +388,15 @@ pub fn settle(session: &Session, step: &Step, died: bool) -> crate::error::Resul
     ask_operator(session, step, &doubt)
 }
 
+/// What `STEP.rerun` takes on a resume over `step`, as `ask_operator` asks it.
+pub fn rerun_answers(session: &Session, step: &Step, died: bool) -> &'static str {
+    if Doubt::of(session, step, died).uncertain.is_empty() {
+        "true to run it again"
+    } else {
+        "\"rerun\" or \"done\""
+    }
+}
+
 /// Tells the operator what the journal knows of the step's writes.
 fn explain_doubt(session: &Session, step: &Step, doubt: &Doubt) {
     let say = session.run().say();

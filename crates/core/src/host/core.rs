@@ -339,7 +339,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         "irreversible",
         &["why: string"],
         "StepHandle",
-        "Marks the point of no return: rollback stops here, and says `why` (what is lost and how\nto recover: usually, rotate afresh). Pair it with `.confirm(question)`. With a `.verify`,\nthe vendor decides: a step whose verify reads that it did not take effect (the operator\ndeleted the wrong token in a dashboard) does not stop the rollback.",
+        "Marks the point of no return: rollback stops here, and says `why` (what is lost and how\nto recover: usually, rotate afresh). Pair it with `.confirm(question)`. With a `.verify`,\nthe vendor decides: a step whose verify reads that it did not take effect (the operator\ndeleted the wrong token in a dashboard) does not stop the rollback, so that verify must\nread true as soon as any part of the effect is there.",
         |c: NativeCallContext, s: &mut StepHandle, why: &str| {
             edit(&c, s, ".irreversible()", |st| st.irreversible = Some(why.to_string()))
         },

@@ -13,15 +13,27 @@ pub(crate) enum Verdict {
     Works,
     Dead,
     /// The probe could not tell (an error): treated as dead, since a rollback that
-    /// cannot tell would be restoring blind.
-    Unknown(String),
+    /// cannot tell would be restoring blind. `passing`: the vendor did not answer (a
+    /// timeout, no connection, a 5xx, a 429), which asking again later may mend.
+    Unknown {
+        why: String,
+        passing: bool,
+    },
 }
+
+/// The codes of vendor errors that asking again later may mend.
+const PASSING: &[&str] = &[
+    "runbook::vendor::connection",
+    "runbook::vendor::timeout",
+    "runbook::vendor::server",
+    "runbook::vendor::rate_limited",
+];
 
 /// Why a rollback restores nothing.
 pub(crate) struct Refusal {
     pub why: String,
-    /// No value was found dead, only unchecked (the probe got no answer): the same rollback
-    /// may go through once the vendor answers.
+    /// No value was found dead, only unchecked because the vendor did not answer: the same
+    /// rollback may go through once it does.
     pub unchecked: bool,
 }
 
@@ -47,9 +59,15 @@ pub(crate) fn probe_restores(session: &Session) -> Vec<Probed> {
                 Ok(v) => match v.as_bool() {
                     Ok(true) => Verdict::Works,
                     Ok(false) => Verdict::Dead,
-                    Err(t) => Verdict::Unknown(format!("its probe returned {t}, not a bool")),
+                    Err(t) => Verdict::Unknown {
+                        why: format!("its probe returned {t}, not a bool"),
+                        passing: false,
+                    },
                 },
-                Err(e) => Verdict::Unknown(e.message.clone()),
+                Err(e) => Verdict::Unknown {
+                    why: e.message.clone(),
+                    passing: PASSING.contains(&e.code.as_str()),
+                },
             };
             Some(Probed {
                 key: r.key.clone(),
@@ -78,12 +96,13 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
     let say = session.run().say();
     say.progress("  What rollback would restore, checked at the vendor now:");
     let mut dead = Vec::new();
-    let mut known_dead = false;
+    // Only a vendor that did not answer is worth asking again.
+    let mut lasting = false;
     for p in &probed {
         let line = match &p.verdict {
             Verdict::Works => format!("    ✓ ctx.{} {} still works", p.key, p.shown),
             Verdict::Dead => {
-                known_dead = true;
+                lasting = true;
                 dead.push(format!(
                     "ctx.{} {} no longer works at the vendor",
                     p.key, p.shown
@@ -93,7 +112,8 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
                     p.key, p.shown
                 )
             }
-            Verdict::Unknown(why) => {
+            Verdict::Unknown { why, passing } => {
+                lasting |= !passing;
                 dead.push(format!(
                     "ctx.{} {} could not be checked ({why})",
                     p.key, p.shown
@@ -123,7 +143,7 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
     });
     Err(Refusal {
         why,
-        unchecked: !known_dead,
+        unchecked: !lasting,
     })
 }
 

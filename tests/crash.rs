@@ -378,7 +378,7 @@ fn a_stdlib_rotation_killed_after_propagate_rolls_back_every_app() {
 /// A journal whose last line lost its end: a power loss mid-write, or a process killed
 /// between a line and its newline. `tail` changes the journal of a run crashed after
 /// generate; the resume appends after it, and the journal must stay readable.
-fn resumed_after_a_torn_end(tail: impl Fn(&mut String)) -> Rig {
+fn resumed_after_a_torn_end(tail: impl Fn(&mut String)) -> (Rig, Output) {
     let rig = Rig::new();
     rig.crash("postmark", "after:generate");
     let path = rig
@@ -387,12 +387,13 @@ fn resumed_after_a_torn_end(tail: impl Fn(&mut String)) -> Rig {
     let mut text = std::fs::read_to_string(&path).unwrap();
     tail(&mut text);
     std::fs::write(&path, text).unwrap();
-    rig.resume(&[]).exit(Exit::Ok);
+    let resumed = rig.resume(&[]);
+    resumed.exit(Exit::Ok);
     assert_rotated(&rig.state(), "after the resume");
     let runs = rig.runs();
     assert_eq!(runs[0]["current"], "succeeded", "{runs}");
     assert!(rig.journal().ends_with('\n'), "every line is whole again");
-    rig
+    (rig, resumed)
 }
 
 /// The last record is whole but its newline never reached the disk: it is kept, ended,
@@ -400,9 +401,14 @@ fn resumed_after_a_torn_end(tail: impl Fn(&mut String)) -> Rig {
 /// read of the journal failed as damaged).
 #[test]
 fn a_last_record_without_its_newline_is_ended_before_the_resume_appends() {
-    let rig = resumed_after_a_torn_end(|text| {
+    let (rig, resumed) = resumed_after_a_torn_end(|text| {
         assert_eq!(text.pop(), Some('\n'));
     });
+    assert!(
+        !resumed.stderr.contains("was a fragment"),
+        "{}",
+        resumed.stderr
+    );
     // The record that lost its newline is still read: the run shows generate completed.
     assert!(rig
         .journal()
@@ -414,8 +420,12 @@ fn a_last_record_without_its_newline_is_ended_before_the_resume_appends() {
 #[test]
 fn a_torn_last_line_is_cut_before_the_resume_appends() {
     let fragment = "{\"v\":1,\"type\":\"step_fin";
-    let rig = resumed_after_a_torn_end(|text| text.push_str(fragment));
+    let (rig, resumed) = resumed_after_a_torn_end(|text| text.push_str(fragment));
     assert!(!rig.journal().contains(fragment), "the fragment is gone");
+    resumed.stderr_has(&format!(
+        "was a fragment of {} bytes (a write cut short by a crash or a full disk, which no reader counts): it was cut before appending",
+        fragment.len()
+    ));
 }
 
 /// The disk fills mid-line: a run whose files may not grow past a size (`RLIMIT_FSIZE`,

@@ -256,6 +256,8 @@ fn what_the_undo_put_back_under_one_var_does_not_cover_another() {
     );
     set_app_var(&rig.sandbox, "raxx-api-prod", other, by_hand);
     rig.rollback(&[]).exit(Exit::Ok).stderr_has(
+        "≠ heroku::set_config on raxx-api-prod: changed under another of its writes, so left alone whole",
+    ).stderr_has(
         "partly rolled back: what changed since this run was left alone: raxx-api-prod",
     );
     let state = rig.state();

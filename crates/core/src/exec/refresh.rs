@@ -156,6 +156,8 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
     // One verdict per target: a target written more than once (an app's second var) that
     // changed under any of them changed; the undo leaves it whole.
     let mut found: Vec<Refreshed> = Vec::new();
+    // Targets whose writes read differently: the verdict overrules a line already shown.
+    let mut mixed: Vec<bool> = Vec::new();
     for step in steps {
         for w in run.ledger().writes_of(step) {
             if !w.outcome.may_have_applied() {
@@ -171,25 +173,36 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
             };
             let now = now.filter(|_| holds == Holds::Changed);
             match found
-                .iter_mut()
-                .find(|r| r.function == w.function && r.target == w.target)
+                .iter()
+                .position(|r| r.function == w.function && r.target == w.target)
             {
-                Some(r) if weight(holds) > weight(r.holds) => {
-                    r.holds = holds;
-                    r.now = now;
+                Some(i) => {
+                    mixed[i] |= found[i].holds != holds;
+                    if weight(holds) > weight(found[i].holds) {
+                        found[i].holds = holds;
+                        found[i].now = now;
+                    }
                 }
-                Some(_) => {}
-                None => found.push(Refreshed {
-                    step: step.to_string(),
-                    function: w.function.clone(),
-                    target: w.target.clone(),
-                    holds,
-                    now,
-                }),
+                None => {
+                    found.push(Refreshed {
+                        step: step.to_string(),
+                        function: w.function.clone(),
+                        target: w.target.clone(),
+                        holds,
+                        now,
+                    });
+                    mixed.push(false);
+                }
             }
         }
     }
-    for r in found {
+    for (r, mixed) in found.into_iter().zip(mixed) {
+        if mixed && r.holds == Holds::Changed {
+            run.say().warning(format!(
+                "    ≠ {} on {}: changed under another of its writes, so left alone whole",
+                r.function, r.target
+            ));
+        }
         run.ledger().record(Event::Refreshed(r));
     }
     undo_requests(session);

@@ -271,7 +271,7 @@ impl JournalStore for Files {
         let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
         let appended = append_line(&mut file, line).map_err(write_err(&path));
         drop(lock);
-        appended?;
+        said_cut(&self.warn(), &path, appended?);
         if durable {
             self.sync_appended(&path, Some(&file))
         } else {
@@ -345,7 +345,8 @@ impl AuditStore for Files {
         let io = write_err(&path);
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
-        end_on_a_line(&mut file).map_err(write_err(&path))?;
+        let (_, cut) = end_on_a_line(&mut file).map_err(write_err(&path))?;
+        said_cut(&self.warn(), &path, cut);
         let prev = last_hash(&mut file).map_err(write_err(&path))?;
         let line = make(&prev)?;
         append_line(&mut file, &line).map_err(io)?;
@@ -496,34 +497,37 @@ impl ApprovalStore for Files {
 /// caller holds the file's flock, as every appender does. A
 /// write that fails part way (a full disk) is cut back: a fragment left behind would have
 /// the next append, the same line retried, glued to it, and the file damaged for good.
-fn append_line(file: &mut std::fs::File, line: &str) -> std::io::Result<()> {
-    let len = end_on_a_line(file)?;
+fn append_line(file: &mut std::fs::File, line: &str) -> std::io::Result<Option<u64>> {
+    let (len, cut) = end_on_a_line(file)?;
     let mut bytes = Vec::with_capacity(line.len() + 1);
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
-    file.write_all(&bytes).inspect_err(|_| {
-        let _ = file.set_len(len);
-    })
+    file.write_all(&bytes)
+        .inspect_err(|_| {
+            let _ = file.set_len(len);
+        })
+        .map(|()| cut)
 }
 
 /// The longest last line without its newline that `end_on_a_line` reads to decide on it.
 const MAX_TORN: u64 = 16 << 20;
 
-/// Makes the file end on a line boundary and returns its length. A last line without its
+/// Makes the file end on a line boundary and returns its length, and how many bytes of a
+/// fragment it cut (said to the operator by the caller). A last line without its
 /// newline is what a power loss mid-write, or a process killed between a line and its
 /// newline, leaves: a whole record is ended (it counts: readers parse it), a fragment is
 /// cut off (readers already drop a torn last line). Appending after either as it was would
 /// glue the next line to it, and every later read would find the file damaged.
-fn end_on_a_line(file: &mut std::fs::File) -> std::io::Result<u64> {
+fn end_on_a_line(file: &mut std::fs::File) -> std::io::Result<(u64, Option<u64>)> {
     use std::os::unix::fs::FileExt;
     let len = file.metadata()?.len();
     if len == 0 {
-        return Ok(0);
+        return Ok((0, None));
     }
     let mut last = [0u8; 1];
     file.read_exact_at(&mut last, len - 1)?;
     if last[0] == b'\n' {
-        return Ok(len);
+        return Ok((len, None));
     }
     // Where the last line starts: after the newline before it, read backwards in chunks.
     const CHUNK: u64 = 64 * 1024;
@@ -549,10 +553,20 @@ fn end_on_a_line(file: &mut std::fs::File) -> std::io::Result<u64> {
     file.read_exact_at(&mut tail, start)?;
     if serde_json::from_slice::<serde_json::Value>(&tail).is_ok_and(|v| v.is_object()) {
         file.write_all(b"\n")?;
-        Ok(len + 1)
+        Ok((len + 1, None))
     } else {
         file.set_len(start)?;
-        Ok(start)
+        Ok((start, Some(len - start)))
+    }
+}
+
+/// Says that a torn last line was cut from `path` before an append.
+fn said_cut(warn: &dyn Fn(String), path: &Path, cut: Option<u64>) {
+    if let Some(bytes) = cut {
+        warn(format!(
+            "warning: the last line of {} was a fragment of {bytes} bytes (a write cut short by a crash or a full disk, which no reader counts): it was cut before appending",
+            path.display()
+        ));
     }
 }
 

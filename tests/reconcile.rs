@@ -124,6 +124,23 @@ fn a_rollback_whose_check_gets_no_answer_says_to_try_again_not_to_go_forward() {
     assert_back_on_old_token(&rig.state());
 }
 
+/// The check fails for a cause that lasts (Postmark refuses the request itself, 422): not
+/// "try again later" (it would fail again), not "go forward" (nothing is known to be dead),
+/// but fix the cause, then roll back.
+#[test]
+fn a_rollback_whose_check_fails_says_to_fix_it_not_to_go_forward() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    rig.sandbox.add_fault("postmark:GET:/server=422");
+    let run_id = rig.run_id();
+    let out = rig.rollback(&[]);
+    out.exit(Exit::StepFailed).stderr_has(&format!(
+        "the check failed, so nothing is known to be dead: fix what stops it (the probe's credential, the runbook), then run `runbook rollback {run_id}` again"
+    ));
+    assert_lacks("stderr", &out.stderr, "Go forward instead");
+    assert_lacks("stderr", &out.stderr, "once the vendor answers");
+}
+
 /// A Postmark rotation killed at `point`, after which someone put raxx-api-staging back on
 /// the old token by hand.
 fn staging_put_back_after(point: &str) -> Rig {

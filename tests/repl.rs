@@ -326,5 +326,11 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
         .run();
     out.exit(Exit::Ok)
         .stderr_has(&format!("warning: run {run_id} ("));
-    out.stderr_has("holds this rotation's lock and may be writing to the same targets now; heroku::restart on raxx-api-prod goes beside it");
+    out.stderr_has("holds this rotation's lock, but its process is gone (the run is unfinished, not writing now); heroku::restart on raxx-api-prod goes beside it");
+    // So does a step run by hand, whose writes are the step's.
+    let out = postmark_repl(Test::in_dir(dir.path()), &["--yes"])
+        .stdin(":run precheck\n:run generate\n")
+        .run();
+    out.stderr_has("holds this rotation's lock, but its process is gone")
+        .stderr_has("postmark::dashboard_new_token on");
 }

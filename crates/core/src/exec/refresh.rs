@@ -32,9 +32,19 @@ const PASSING: &[&str] = &[
 /// Why a rollback restores nothing.
 pub(crate) struct Refusal {
     pub why: String,
-    /// No value was found dead, only unchecked because the vendor did not answer: the same
-    /// rollback may go through once it does.
-    pub unchecked: bool,
+    pub kind: Refused,
+}
+
+/// What the probes found, for what to tell the operator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// A value rollback would restore no longer works: the way is forward.
+    Dead,
+    /// Nothing found dead; the vendor did not answer: the same rollback, later.
+    NoAnswer,
+    /// Nothing found dead; the check failed for a cause that lasts (the probe's own
+    /// credential refused, a probe that does not answer yes or no): fix it, then again.
+    Unchecked,
 }
 
 /// A value rollback would restore, as the operator sees it, and what its probe found.
@@ -96,13 +106,12 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
     let say = session.run().say();
     say.progress("  What rollback would restore, checked at the vendor now:");
     let mut dead = Vec::new();
-    // Only a vendor that did not answer is worth asking again.
-    let mut lasting = false;
+    let (mut known_dead, mut lasting) = (false, false);
     for p in &probed {
         let line = match &p.verdict {
             Verdict::Works => format!("    ✓ ctx.{} {} still works", p.key, p.shown),
             Verdict::Dead => {
-                lasting = true;
+                known_dead = true;
                 dead.push(format!(
                     "ctx.{} {} no longer works at the vendor",
                     p.key, p.shown
@@ -141,10 +150,12 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
         step: "restore".into(),
         why: why.clone(),
     });
-    Err(Refusal {
-        why,
-        unchecked: !lasting,
-    })
+    let kind = match (known_dead, lasting) {
+        (true, _) => Refused::Dead,
+        (false, false) => Refused::NoAnswer,
+        (false, true) => Refused::Unchecked,
+    };
+    Err(Refusal { why, kind })
 }
 
 /// Reads back every target the steps in `steps` wrote and that is still in effect, records
@@ -418,14 +429,37 @@ pub(crate) fn refuse(session: &Session, refusal: &Refusal) {
     say.warning(
         "  Nothing was undone: every consumer keeps the value it holds now, which restoring would replace with one that does not work (or could not be checked).",
     );
-    if refusal.unchecked {
+    // A rollback that stopped part way earlier cannot be resumed either (`resume` refuses a
+    // half-undone run): the way forward is not offered then.
+    let forward = if half_undone(session) {
+        format!("this run's rollback stopped part way earlier, so it cannot be resumed: end it with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`")
+    } else {
+        format!("`runbook resume {run_id}` would instead finish the rotation")
+    };
+    match refusal.kind {
         // Going forward would revoke the value the operator chose to keep.
-        say.warning(format!(
-            "  the check got no answer, so nothing is known to be dead: run `runbook rollback {run_id}` again once the vendor answers (`runbook resume {run_id}` would instead finish the rotation)."
-        ));
-        return;
+        Refused::NoAnswer => say.warning(format!(
+            "  the check got no answer, so nothing is known to be dead: run `runbook rollback {run_id}` again once the vendor answers ({forward})."
+        )),
+        Refused::Unchecked => say.warning(format!(
+            "  the check failed, so nothing is known to be dead: fix what stops it (the probe's credential, the runbook), then run `runbook rollback {run_id}` again ({forward})."
+        )),
+        Refused::Dead if half_undone(session) => say.warning(format!("  {forward}.")),
+        Refused::Dead => say.warning(format!(
+            "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value; if it cannot, end this run with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`."
+        )),
     }
-    say.warning(format!(
-        "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value; if it cannot, end this run with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`."
-    ));
+}
+
+/// Whether a rollback of this run started an undo that did not complete.
+pub(crate) fn half_undone(session: &Session) -> bool {
+    use crate::ledger::StepState;
+    session.run().ledger().read(false, |l| {
+        l.steps.iter().any(|s| {
+            matches!(
+                s.state,
+                StepState::UndoStarted | StepState::UndoStopped | StepState::UndoFailed
+            )
+        })
+    })
 }

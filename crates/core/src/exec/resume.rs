@@ -344,12 +344,14 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
             Settle::Stop => {
                 let id = r.session.run_id();
                 let answers = step::rerun_answers(&r.session, step, died);
-                // Past the point of no return a rollback is refused: it is not offered.
+                // Past the point of no return a rollback is refused: it is not offered. The
+                // step in doubt may be that point itself (its write may have applied).
                 let forward_only = r
                     .completed
                     .iter()
                     .map(|i| &plan.steps[*i])
-                    .rfind(|s| s.irreversible.is_some());
+                    .rfind(|s| s.irreversible.is_some())
+                    .or_else(|| super::refresh::blocks(&r.session, step, false).then_some(step));
                 let otherwise = match forward_only {
                     Some(s) => format!(
                         "step '{}' cannot be undone, so the run only goes forward",

@@ -188,25 +188,29 @@ impl<'a> Writes<'a> {
     /// `:confirm always`): a line typed at a prompt is not a reviewed step.
     fn confirmed_at_repl(&self, function: &str, targets: &str) -> R<()> {
         let scope = self.run.scope();
-        if scope.phase() != super::Phase::Repl || self.run.dry_run() {
+        // A REPL session's writes, typed or by `:run STEP`.
+        if self.run.info().modes.entry != crate::run::Entry::Repl || self.run.dry_run() {
             return Ok(());
         }
         // A run rotating the same secret now may be writing to the same targets.
-        let busy =
-            scope
-                .rotation()
-                .and_then(|lock| match self.run.parts().store.lock_read(&lock) {
-                    Ok(crate::store::Slot::Held(Some(h))) => Some(format!(
-                        "run {} ({} on {}, pid {})",
-                        h.run_id, h.actor, h.host, h.pid
-                    )),
-                    Ok(crate::store::Slot::Held(None)) => Some("another run".to_string()),
-                    _ => None,
-                });
-        let busy = busy.map(|h| {
-            format!("{h} holds this rotation's lock and may be writing to the same targets now")
+        let busy = scope.rotation().and_then(|lock| {
+            match self.run.parts().store.lock_read(&lock) {
+                Ok(crate::store::Slot::Held(Some(h))) => {
+                    let who = format!("run {} ({} on {}, pid {})", h.run_id, h.actor, h.host, h.pid);
+                    Some(if h.is_dead() {
+                        format!("{who} holds this rotation's lock, but its process is gone (the run is unfinished, not writing now)")
+                    } else {
+                        format!("{who} holds this rotation's lock and may be writing to the same targets now")
+                    })
+                }
+                Ok(crate::store::Slot::Held(None)) => Some(
+                    "another run holds this rotation's lock and may be writing to the same targets now"
+                        .to_string(),
+                ),
+                _ => None,
+            }
         });
-        if !scope.confirm_repl_writes() {
+        if scope.phase() != super::Phase::Repl || !scope.confirm_repl_writes() {
             if let Some(busy) = busy {
                 self.run.say().warning(format!(
                     "warning: {busy}; {function} on {targets} goes beside it"

@@ -268,10 +268,15 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Whether a process of this host with this pid is alive.
+/// Whether a process of this host with this pid is alive. One of another user (a shared
+/// bastion) answers EPERM: alive, not ours to signal; only ESRCH means it is gone.
 pub(crate) fn pid_alive(pid: i64) -> bool {
+    if pid <= 0 || pid > i32::MAX as i64 {
+        return false;
+    }
     // SAFETY: signal 0 only checks that the process exists.
-    pid > 0 && pid <= i32::MAX as i64 && unsafe { libc::kill(pid as i32, 0) == 0 }
+    let rc = unsafe { libc::kill(pid as i32, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// `2026-01-01T00:00:00Z`: the time format of journals and the audit log.
@@ -289,6 +294,17 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A live process of another user is alive (kill answers EPERM): before, a lock held by
+    /// a colleague's run on a shared bastion read as dead and could be taken without its
+    /// lease id. Pid 1 is another user's for a test run unprivileged (as root, it is ours).
+    #[test]
+    fn a_live_process_of_another_user_is_alive() {
+        assert!(pid_alive(i64::from(std::process::id())));
+        assert!(pid_alive(1), "init is alive, whoever owns it");
+        assert!(!pid_alive(i64::from(i32::MAX)));
+        assert!(!pid_alive(0));
+    }
 
     #[test]
     fn modes_serialise_as_the_journal_always_wrote_them() {

@@ -563,9 +563,19 @@ pub fn decide_within(
 }
 
 /// Waits for the decision until `timeout`, then closes the request as `Timeout` (if no one
-/// decided in the meantime). `None` when Ctrl-C stopped the wait.
-pub fn wait(store: &Store, run_id: &str, nonce: &str, timeout: Duration) -> Option<Decision> {
+/// decided in the meantime). `None` when Ctrl-C stopped the wait, or the run lost its lock
+/// (`lost`, asked every two seconds: another run took it over and files its own request).
+/// Only the request carrying `nonce` is closed: a run taken over must not close the request
+/// of the run that took it.
+pub fn wait(
+    store: &Store,
+    run_id: &str,
+    nonce: &str,
+    timeout: Duration,
+    lost: &dyn Fn() -> bool,
+) -> Option<Decision> {
     let deadline = Instant::now() + timeout;
+    let mut next_check = Instant::now() + Duration::from_secs(2);
     loop {
         if let Some(d) = decision(store, run_id, nonce) {
             return Some(d);
@@ -573,7 +583,20 @@ pub fn wait(store: &Store, run_id: &str, nonce: &str, timeout: Duration) -> Opti
         if crate::interrupt::is_set() {
             return None;
         }
+        if Instant::now() >= next_check {
+            if lost() {
+                return None;
+            }
+            next_check = Instant::now() + Duration::from_secs(2);
+        }
         if Instant::now() >= deadline {
+            let mine = pending(store, run_id)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.nonce == nonce);
+            if !mine {
+                return None;
+            }
             let closed = Decision::Timeout {
                 at: crate::run::now_rfc3339(),
             };
@@ -587,5 +610,57 @@ pub fn wait(store: &Store, run_id: &str, nonce: &str, timeout: Duration) -> Opti
             };
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run taken over while it waited: the request on file is the new run's. At its
+    /// deadline the old wait closes nothing; before, its timeout landed on the new request.
+    #[test]
+    fn a_wait_closes_only_its_own_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "run");
+        let store: Store = std::sync::Arc::new(crate::store::Files::new(dir.path(), say));
+        let theirs = Request {
+            run_id: "20261205T000000000Z-taken".into(),
+            step: "gated".into(),
+            requested_by: "bob".into(),
+            requested_at: "2026-12-05T00:00:00Z".into(),
+            by: "another operator".into(),
+            timeout_secs: 60,
+            nonce: "the-new-runs".into(),
+            runbook: "gated".into(),
+            title: "The change".into(),
+            target: "production".into(),
+            host: "bastion".into(),
+            writes: Vec::new(),
+            role: None,
+            signature: None,
+        };
+        file(&store, &theirs).unwrap();
+        let waited = wait(
+            &store,
+            &theirs.run_id,
+            "the-old-runs",
+            Duration::ZERO,
+            &|| false,
+        );
+        assert_eq!(waited, None);
+        assert_eq!(decision(&store, &theirs.run_id, "the-new-runs"), None);
+        // Its own request is closed as ever.
+        let closed = wait(
+            &store,
+            &theirs.run_id,
+            "the-new-runs",
+            Duration::ZERO,
+            &|| false,
+        );
+        assert!(
+            matches!(closed, Some(Decision::Timeout { .. })),
+            "{closed:?}"
+        );
     }
 }

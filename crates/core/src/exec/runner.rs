@@ -497,7 +497,10 @@ impl<'a> Runner<'a> {
         ));
         let decision = {
             let _paused = crate::interrupt::pause_budget();
-            crate::approval::wait(&store, &info.run_id, &request.nonce, spec.timeout)
+            let session = self.session;
+            crate::approval::wait(&store, &info.run_id, &request.nonce, spec.timeout, &|| {
+                session.lock_lost().is_some()
+            })
         };
         let decider = match &decision {
             Some(d) => match self.accepted(&request, d) {
@@ -649,6 +652,24 @@ impl<'a> Runner<'a> {
             }) => (ApprovalStatus::Denied, Some(by), Some(reason), host, role),
             Some(Decision::Timeout { .. }) => {
                 (ApprovalStatus::Timeout, None, None, String::new(), None)
+            }
+            None if !crate::interrupt::is_set() => {
+                // Not Ctrl-C: the run lost its lock while it waited.
+                let why = self.session.lock_lost().unwrap_or_else(|| {
+                    "the approval request was replaced by another run's (it took this run over)"
+                        .into()
+                });
+                self.session
+                    .run()
+                    .ledger()
+                    .record(Event::LeaseLost(LeaseLost {
+                        step: step.id.clone(),
+                        why: why.clone(),
+                    }));
+                self.say
+                    .warning(format!("\nStep '{}' not run: {why}", step.id));
+                self.explain_left_behind();
+                return Some(RunStatus::Failed);
             }
             None => {
                 self.say.warning(format!(

@@ -117,6 +117,15 @@ fn record(
         ))
     })
     .map_err(|e| match e {
+        // A call that got no answer may still have been applied: not "NOT recorded" then.
+        runbook_core::error::Error::State { message, help }
+            if message.contains("no answer") || message.contains("stopped answering") =>
+        {
+            Error::Core(runbook_core::error::Error::State {
+                message: format!("the decision may or may not be recorded: {message}"),
+                help: format!("`runbook runs RUN_ID` shows whether the run saw it; decide again only if it did not. {help}"),
+            })
+        }
         runbook_core::error::Error::State { message, help } => {
             Error::Core(runbook_core::error::Error::State {
                 message: format!("the decision was NOT recorded: {message}"),

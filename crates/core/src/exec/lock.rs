@@ -309,9 +309,19 @@ fn heartbeat(
     let spawned = std::thread::Builder::new()
         .name("runbook-lease".into())
         .spawn(move || {
+            let mut store = store;
             let mut warned = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                match store.lock_renew(&key, &lease_id) {
+                let renewed = store.lock_renew(&key, &lease_id);
+                if renewed.is_err() {
+                    // A connection that stopped answering is never used again (its call may
+                    // still take effect); a renewal is safe to repeat, so the heartbeat
+                    // opens another for the next one rather than let the lease run out.
+                    if let Ok(fresh) = store.for_heartbeat() {
+                        store = fresh;
+                    }
+                }
+                match renewed {
                     Ok(true) => warned = false,
                     Ok(false) => {
                         if !lost.swap(true, Ordering::SeqCst) {

@@ -891,3 +891,47 @@ fn verify_full_reaches_a_server_its_ca_signed_and_refuses_one_it_did_not() {
     let refused = runs(&other);
     refused.exit(Exit::Usage).stderr_has("cannot connect");
 }
+
+/// A journal line whose INSERT committed but whose answer was lost (a proxy reset, a
+/// failover) is sent again: it is stored once, and the fenced append still says the lease
+/// is held. Before, the second copy broke the chain ("does not follow the line before it"),
+/// and `audit verify` and the evidence pack called an honest run's journal tampered with.
+#[test]
+fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
+    use runbook_core::store::{Holder, JournalStore, LockStore};
+    let Some(db) = Database::fresh("a_journal_line_sent_again") else {
+        return;
+    };
+    let store = runbook_core::store::Postgres::connect(&db.url, Duration::from_secs(30)).unwrap();
+    let holder = Holder {
+        run_id: "20261205T000000000Z-retry".into(),
+        actor: "ops".into(),
+        pid: std::process::id(),
+        host: "bastion".into(),
+        since: "2026-12-05T00:00:00Z".into(),
+        lease_id: "taking-1".into(),
+        expires: None,
+        expired: false,
+    };
+    assert!(store.lock_create("rotation", &holder).unwrap());
+    let fence = runbook_core::store::Fence {
+        key: "rotation".into(),
+        lease_id: "taking-1".into(),
+    };
+    let line = r#"{"v":1,"type":"step_started","step":"store","prev_hash":"00","hash":"11"}"#;
+    for _ in 0..2 {
+        assert!(store
+            .journal_append_fenced(&holder.run_id, line, &fence, true)
+            .unwrap());
+    }
+    let text = store.journal(&holder.run_id).unwrap().unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    // Another taking still stores nothing.
+    let other = runbook_core::store::Fence {
+        key: "rotation".into(),
+        lease_id: "taking-2".into(),
+    };
+    assert!(!store
+        .journal_append_fenced(&holder.run_id, "{\"next\":1}", &other, true)
+        .unwrap());
+}

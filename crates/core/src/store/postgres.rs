@@ -77,6 +77,12 @@ pub struct Postgres {
     stalled: std::sync::atomic::AtomicBool,
 }
 
+/// The line ($2) is not already the run's ($1) last: a line sent again after its INSERT
+/// committed and the answer was lost is stored once. (A chained line names the hash of the
+/// one before it, so the same line twice in a row is only ever such a retry.)
+const NOT_LAST: &str = "NOT EXISTS (SELECT 1 FROM (SELECT line FROM runbook_journal \
+    WHERE run_id = $1 ORDER BY seq DESC LIMIT 1) last WHERE last.line = $2)";
+
 /// A failure to reach or use the database: exit 2, with what to check.
 fn state_error(shown: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::State {
@@ -463,7 +469,9 @@ impl JournalStore for Postgres {
         let (run_id, line) = (run_id.to_string(), line.to_string());
         self.call("cannot write the run journal", move |c| {
             c.execute(
-                "INSERT INTO runbook_journal (run_id, line) VALUES ($1, $2)",
+                &format!(
+                    "INSERT INTO runbook_journal (run_id, line) SELECT $1, $2 WHERE {NOT_LAST}"
+                ),
                 &[&run_id, &line],
             )
             .map(drop)
@@ -478,16 +486,22 @@ impl JournalStore for Postgres {
     ) -> Result<bool> {
         // One statement: the lease is confirmed (and extended) by its taking's id and the
         // line stored only if it still holds. A run whose lease another took stores nothing.
+        // The answer is whether the lease held, stored now or by the attempt before.
         let (run_id, line) = (run_id.to_string(), line.to_string());
         let (key, lease_id) = (fence.key.clone(), fence.lease_id.clone());
         let secs = self.lease.as_secs_f64();
         self.call("cannot write the run journal", move |c| {
-            c.execute(
-                "WITH held AS (UPDATE runbook_locks SET expires = now() + make_interval(secs => $5) \
-                 WHERE key = $3 AND lease_id = $4 RETURNING 1) \
-                 INSERT INTO runbook_journal (run_id, line) SELECT $1, $2 FROM held",
+            c.query_one(
+                &format!(
+                    "WITH held AS (UPDATE runbook_locks SET expires = now() + make_interval(secs => $5) \
+                     WHERE key = $3 AND lease_id = $4 RETURNING 1), \
+                     stored AS (INSERT INTO runbook_journal (run_id, line) SELECT $1, $2 FROM held \
+                     WHERE {NOT_LAST} RETURNING 1) \
+                     SELECT count(*) FROM held"
+                ),
                 &[&run_id, &line, &key, &lease_id, &secs],
             )
+            .and_then(|r| r.try_get::<_, i64>(0))
             .map(|n| n == 1)
         })
     }

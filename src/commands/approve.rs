@@ -110,26 +110,19 @@ fn record(
     decision: &Decision,
     keys: &approval::ssh::Keys,
 ) -> Result<approval::Request> {
-    approval::decide_within(store, run_id, decision, keys, store.wait(), &|e| {
+    approval::decide_within(store, run_id, decision, keys, None, store.wait(), &|e| {
         ui::err(&format!(
             "the decision could not be stored yet ({e}); retrying for up to {} s",
             store.wait().as_secs()
         ))
     })
     .map_err(|e| match e {
-        // A call that got no answer may still have been applied: not "NOT recorded" then.
-        runbook_core::error::Error::State { message, help }
-            if message.contains("no answer") || message.contains("stopped answering") =>
-        {
-            Error::Core(runbook_core::error::Error::State {
-                message: format!("the decision may or may not be recorded: {message}"),
-                help: format!("`runbook runs RUN_ID` shows whether the run saw it; decide again only if it did not. {help}"),
-            })
-        }
+        // A call whose answer was lost (a reset, a failover) may have been applied: the way
+        // to know is to decide again, which a stored decision refuses.
         runbook_core::error::Error::State { message, help } => {
             Error::Core(runbook_core::error::Error::State {
-                message: format!("the decision was NOT recorded: {message}"),
-                help,
+                message: format!("the decision may not be recorded: {message}"),
+                help: format!("run the same `runbook approve {run_id}` (or `deny`) again once the database answers: a decision already stored is refused as already decided. {help}"),
             })
         }
         other => other.into(),

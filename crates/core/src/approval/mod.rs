@@ -459,12 +459,14 @@ pub fn decision(store: &Store, run_id: &str, nonce: &str) -> Option<Decision> {
 }
 
 /// Records a decision, once: `Err` says why it was not taken (no request, already
-/// decided, or the run's own actor).
+/// decided, the run's own actor, or, with `expect`, a request other than the one carrying
+/// that nonce).
 pub fn decide(
     store: &Store,
     run_id: &str,
     decision: &Decision,
     keys: &ssh::Keys,
+    expect: Option<&str>,
 ) -> Result<Request> {
     let Some(request) = pending(store, run_id)? else {
         return Err(Error::usage(
@@ -474,6 +476,14 @@ pub fn decide(
     };
     if let Some(earlier) = self::decision(store, run_id, &request.nonce) {
         return Err(already_decided(run_id, &earlier));
+    }
+    // A wait's timeout closes the request it waited on, never one filed since by the
+    // process that took the run over.
+    if expect.is_some_and(|mine| mine != request.nonce) {
+        return Err(Error::usage(
+            format!("run {run_id}'s approval request is another process's now: this wait's timeout closes nothing"),
+            "the run was taken over; `runbook runs` shows it",
+        ));
     }
     if !decision.answers(&request) {
         return Err(Error::usage(
@@ -541,13 +551,14 @@ pub fn decide_within(
     run_id: &str,
     decision: &Decision,
     keys: &ssh::Keys,
+    expect: Option<&str>,
     wait: Duration,
     retrying: &dyn Fn(&Error),
 ) -> Result<Request> {
     let mut backoff = crate::interrupt::Backoff::new(wait);
     let mut told = false;
     loop {
-        match decide(store, run_id, decision, keys) {
+        match decide(store, run_id, decision, keys, expect) {
             Err(e @ (Error::State { .. } | Error::Write { .. } | Error::Read { .. })) => {
                 if !told {
                     retrying(&e);
@@ -590,11 +601,11 @@ pub fn wait(
             next_check = Instant::now() + Duration::from_secs(2);
         }
         if Instant::now() >= deadline {
-            let mine = pending(store, run_id)
-                .ok()
-                .flatten()
-                .is_some_and(|r| r.nonce == nonce);
-            if !mine {
+            // Another process's request on file: the run was taken over. (A store that
+            // cannot be read is not that: its timeout is recorded below, within its wait.)
+            let replaced =
+                |store: &Store| matches!(pending(store, run_id), Ok(Some(r)) if r.nonce != nonce);
+            if replaced(store) {
                 return None;
             }
             let closed = Decision::Timeout {
@@ -603,9 +614,10 @@ pub fn wait(
             // A decision that landed at the last moment wins over the timeout; a store that
             // is restarting gets its wait to record the timeout.
             let wait = store.wait();
-            return match decide_within(store, run_id, &closed, &ssh::Keys::default(), wait, &|_| {})
-            {
+            let keys = ssh::Keys::default();
+            return match decide_within(store, run_id, &closed, &keys, Some(nonce), wait, &|_| {}) {
                 Ok(_) => Some(closed),
+                Err(_) if replaced(store) => None,
                 Err(_) => decision(store, run_id, nonce).or(Some(closed)),
             };
         }

@@ -313,10 +313,13 @@ fn heartbeat(
             let mut warned = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let renewed = store.lock_renew(&key, &lease_id);
-                if renewed.is_err() {
-                    // A connection that stopped answering is never used again (its call may
-                    // still take effect); a renewal is safe to repeat, so the heartbeat
-                    // opens another for the next one rather than let the lease run out.
+                // A connection that stopped answering is never used again (its call may
+                // still take effect); a renewal is safe to repeat, so the heartbeat opens
+                // another for the next one. (Only then: other errors keep the connection,
+                // which reconnects by itself, and no thread is opened per failure.)
+                let stalled = matches!(&renewed, Err(crate::error::Error::State { message, .. })
+                    if message.contains("no answer") || message.contains("stopped answering"));
+                if stalled {
                     if let Ok(fresh) = store.for_heartbeat() {
                         store = fresh;
                     }

@@ -272,6 +272,18 @@ fn where_to_continue(r: &Reopened) -> (usize, Option<bool>) {
     (next, doubt)
 }
 
+/// Ends a resume that refuses to go on, saying why and what to do: the run is recorded as
+/// failed and its lock released.
+fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
+    let say = r.session.run().say();
+    for line in why {
+        say.warning(line);
+    }
+    let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
+    r.session.release_lock();
+    report
+}
+
 /// What an unfinished rollback of this run left, as one line: the steps whose undo started
 /// and did not complete, and what the refresh read as put back by it.
 fn half_undone(r: &Reopened) -> Option<String> {
@@ -308,31 +320,25 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         .map(|s| s.id.as_str())
         .collect();
     super::refresh::refresh_targets(&r.session, &done);
+    let id = r.session.run_id().to_string();
     if let Some(changed) = super::refresh::left_alone(&r.session) {
-        let id = r.session.run_id();
-        say.warning(format!(
-            "✗ not resumed: the vendors changed since this run: {changed}; resuming would build on values that are no longer there"
-        ));
-        say.warning(format!(
-            "  Roll back with `runbook rollback {id}` (it leaves what changed alone), or put those values back as the run left them, then resume."
-        ));
-        let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
-        r.session.release_lock();
-        return Ok(report);
+        return Ok(not_resumed(r, [
+            format!("✗ not resumed: the vendors changed since this run: {changed}; resuming would build on values that are no longer there"),
+            format!("  Roll back with `runbook rollback {id}` (it leaves what changed alone), or put those values back as the run left them, then resume."),
+        ]));
     }
     // A rollback that stopped part way: going forward would build on a half-undone run
     // (whatever its undo could be read to have put back).
     if let Some(half) = half_undone(r) {
-        let id = r.session.run_id();
-        say.warning(format!(
-            "✗ not resumed: this run's rollback stopped part way ({half})"
+        return Ok(not_resumed(
+            r,
+            [
+                format!("✗ not resumed: this run's rollback stopped part way ({half})"),
+                format!(
+                    "  Finish it with `runbook rollback {id}` (it goes on from what it put back)."
+                ),
+            ],
         ));
-        say.warning(format!(
-            "  Finish it with `runbook rollback {id}` (it goes on from what it put back)."
-        ));
-        let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
-        r.session.release_lock();
-        return Ok(report);
     }
     let (mut next, doubt) = where_to_continue(r);
     match (plan.steps.get(next), doubt) {

@@ -256,19 +256,24 @@ impl<'a> Runner<'a> {
             return Some(status);
         }
         if let Some(why) = self.session.lock_lost() {
-            self.session
-                .run()
-                .ledger()
-                .record(Event::LeaseLost(LeaseLost {
-                    step: step.id.clone(),
-                    why: why.clone(),
-                }));
-            self.say
-                .warning(format!("\nStep '{}' not run: {why}", step.id));
-            self.explain_left_behind();
-            return Some(RunStatus::Failed);
+            return Some(self.lease_lost(step, why));
         }
         self.attempts(i, step)
+    }
+
+    /// The run stops before `step`: it no longer holds its rotation lock.
+    fn lease_lost(&self, step: &Step, why: String) -> RunStatus {
+        self.session
+            .run()
+            .ledger()
+            .record(Event::LeaseLost(LeaseLost {
+                step: step.id.clone(),
+                why: why.clone(),
+            }));
+        self.say
+            .warning(format!("\nStep '{}' not run: {why}", step.id));
+        self.explain_left_behind();
+        RunStatus::Failed
     }
 
     /// Attempts a step until it completes or the operator stops, rolls back or is gone.
@@ -656,20 +661,10 @@ impl<'a> Runner<'a> {
             None if !crate::interrupt::is_set() => {
                 // Not Ctrl-C: the run lost its lock while it waited.
                 let why = self.session.lock_lost().unwrap_or_else(|| {
-                    "the approval request was replaced by another run's (it took this run over)"
+                    "the approval request was replaced by another process's (it took this run over)"
                         .into()
                 });
-                self.session
-                    .run()
-                    .ledger()
-                    .record(Event::LeaseLost(LeaseLost {
-                        step: step.id.clone(),
-                        why: why.clone(),
-                    }));
-                self.say
-                    .warning(format!("\nStep '{}' not run: {why}", step.id));
-                self.explain_left_behind();
-                return Some(RunStatus::Failed);
+                return Some(self.lease_lost(step, why));
             }
             None => {
                 self.say.warning(format!(

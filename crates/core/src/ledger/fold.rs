@@ -57,6 +57,19 @@ pub struct Write {
 }
 
 impl Write {
+    /// A write just sent: its outcome not known yet.
+    fn sent(w: &WriteSent) -> Write {
+        Write {
+            step: w.step.clone(),
+            function: w.function.clone(),
+            target: w.target.clone(),
+            detail: w.detail.clone(),
+            outcome: WriteOutcome::Unknown,
+            filed: None,
+            answer: None,
+        }
+    }
+
     /// A removal of a leftover (`infisical::delete_secret` with `cleanup: true`): no undo
     /// puts it back, and no one should.
     pub fn is_cleanup(&self) -> bool {
@@ -356,27 +369,11 @@ impl Ledger {
     fn write_sent(&mut self, w: &WriteSent) {
         // Writes inside an undo are not effects of the step being undone.
         if w.undo || self.undoing.is_some() {
-            self.undo_writes.push(Write {
-                step: w.step.clone(),
-                function: w.function.clone(),
-                target: w.target.clone(),
-                detail: w.detail.clone(),
-                outcome: WriteOutcome::Unknown,
-                filed: None,
-                answer: None,
-            });
+            self.undo_writes.push(Write::sent(w));
             self.open.push((w.clone(), None));
             return;
         }
-        self.writes.push(Write {
-            step: w.step.clone(),
-            function: w.function.clone(),
-            target: w.target.clone(),
-            detail: w.detail.clone(),
-            outcome: WriteOutcome::Unknown,
-            filed: None,
-            answer: None,
-        });
+        self.writes.push(Write::sent(w));
         self.open.push((w.clone(), Some(self.writes.len() - 1)));
     }
 

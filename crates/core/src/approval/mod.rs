@@ -449,13 +449,16 @@ pub fn pending(store: &Store, run_id: &str) -> Result<Option<Request>> {
 
 /// The decision for the request carrying `nonce`, if there is one.
 pub fn decision(store: &Store, run_id: &str, nonce: &str) -> Option<Decision> {
-    store
-        .approval_decision(run_id)
-        .ok()
-        .flatten()
+    read_decision(store, run_id, nonce).ok().flatten()
+}
+
+/// `decision`, saying when the store could not be read.
+fn read_decision(store: &Store, run_id: &str, nonce: &str) -> Result<Option<Decision>> {
+    Ok(store
+        .approval_decision(run_id)?
         .and_then(|t| serde_json::from_str::<Written>(&t).ok())
         .filter(|w| w.nonce == nonce)
-        .map(|w| w.decision)
+        .map(|w| w.decision))
 }
 
 /// Records a decision, once: `Err` says why it was not taken (no request, already
@@ -577,19 +580,30 @@ pub fn decide_within(
 /// decided in the meantime). `None` when Ctrl-C stopped the wait, or the run lost its lock
 /// (`lost`, asked every two seconds: another run took it over and files its own request).
 /// Only the request carrying `nonce` is closed: a run taken over must not close the request
-/// of the run that took it.
+/// of the run that took it. A store that cannot be read is `told` once (the wait goes on:
+/// a decision stored meanwhile is read when it answers again).
 pub fn wait(
     store: &Store,
     run_id: &str,
     nonce: &str,
     timeout: Duration,
     lost: &dyn Fn() -> bool,
+    told: &dyn Fn(String),
 ) -> Option<Decision> {
     let deadline = Instant::now() + timeout;
     let mut next_check = Instant::now() + Duration::from_secs(2);
+    let mut unread = false;
     loop {
-        if let Some(d) = decision(store, run_id, nonce) {
-            return Some(d);
+        match read_decision(store, run_id, nonce) {
+            Ok(Some(d)) => return Some(d),
+            Ok(None) => unread = false,
+            Err(e) if !unread => {
+                told(format!(
+                    "warning: cannot read the approval decision ({e}); still waiting, until the deadline"
+                ));
+                unread = true;
+            }
+            Err(_) => {}
         }
         if crate::interrupt::is_set() {
             return None;
@@ -629,6 +643,54 @@ pub fn wait(
 mod tests {
     use super::*;
 
+    /// A decision that cannot be read (here a folder where its file goes) is said once; the
+    /// wait goes on to its deadline instead of waiting in silence.
+    #[test]
+    fn a_decision_that_cannot_be_read_is_said_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "run");
+        let files = crate::store::Files::new(dir.path(), say).waiting(Duration::from_millis(1));
+        let store: Store = std::sync::Arc::new(files);
+        let run_id = "20261205T000000000Z-unread";
+        let request = Request {
+            run_id: run_id.into(),
+            step: "gated".into(),
+            requested_by: "alice".into(),
+            requested_at: "2026-12-05T00:00:00Z".into(),
+            by: "another operator".into(),
+            timeout_secs: 1,
+            nonce: "mine".into(),
+            runbook: "gated".into(),
+            title: "The change".into(),
+            target: "production".into(),
+            host: "bastion".into(),
+            writes: Vec::new(),
+            role: None,
+            signature: None,
+        };
+        file(&store, &request).unwrap();
+        std::fs::create_dir_all(dir.path().join(format!("approvals/{run_id}.decision"))).unwrap();
+        let told = std::sync::Mutex::new(Vec::new());
+        let waited = wait(
+            &store,
+            run_id,
+            "mine",
+            Duration::from_millis(300),
+            &|| false,
+            &|w| told.lock().unwrap().push(w),
+        );
+        assert!(
+            matches!(waited, Some(Decision::Timeout { .. })),
+            "{waited:?}"
+        );
+        let told = told.into_inner().unwrap();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(
+            told[0].starts_with("warning: cannot read the approval decision"),
+            "{told:?}"
+        );
+    }
+
     /// A run taken over while it waited: the request on file is the new run's. At its
     /// deadline the old wait closes nothing; before, its timeout landed on the new request.
     #[test]
@@ -659,6 +721,7 @@ mod tests {
             "the-old-runs",
             Duration::ZERO,
             &|| false,
+            &|_| {},
         );
         assert_eq!(waited, None);
         assert_eq!(decision(&store, &theirs.run_id, "the-new-runs"), None);
@@ -669,6 +732,7 @@ mod tests {
             "the-new-runs",
             Duration::ZERO,
             &|| false,
+            &|_| {},
         );
         assert!(
             matches!(closed, Some(Decision::Timeout { .. })),

@@ -502,10 +502,15 @@ impl<'a> Runner<'a> {
         ));
         let decision = {
             let _paused = crate::interrupt::pause_budget();
-            let session = self.session;
-            crate::approval::wait(&store, &info.run_id, &request.nonce, spec.timeout, &|| {
-                session.lock_lost().is_some()
-            })
+            let (session, say) = (self.session, &self.say);
+            crate::approval::wait(
+                &store,
+                &info.run_id,
+                &request.nonce,
+                spec.timeout,
+                &|| session.lock_lost().is_some(),
+                &|warning| say.warning(warning),
+            )
         };
         let decider = match &decision {
             Some(d) => match self.accepted(&request, d) {

@@ -451,3 +451,26 @@ fn deleting_the_new_token_by_mistake_at_revoke_can_be_rolled_back() {
         );
     }
 }
+
+/// On a terminal rustyline does not drive (TERM=dumb, emacs), a prompt reads a plain line,
+/// and Ctrl-C only set a flag the read never looked at: the operator could not get out. A
+/// second Ctrl-C always exits now (130), saying where the run stands.
+#[test]
+fn a_second_ctrl_c_always_exits() {
+    let test = Test::new()
+        .fixture("prompts.rhai")
+        .env("TERM", "dumb")
+        .args(&["exec", "prompts.rhai"]);
+    let mut p = terminal(behind_stty("echo", &test.command()), 30);
+    p.expect("Dashboard access").unwrap();
+    // Signals sent back to back may arrive as one: Ctrl-C until it says it stops (at most
+    // ten), each after the last had a second to land.
+    p.set_expect_timeout(Some(Duration::from_secs(1)));
+    let stopped = (0..10).any(|_| {
+        p.send(expectrl::ControlCode::EndOfText).unwrap();
+        p.expect("Ctrl-C again: stopping now").is_ok()
+    });
+    assert!(stopped, "ten Ctrl-C did not stop the run");
+    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    p.expect(expectrl::Eof).unwrap();
+}

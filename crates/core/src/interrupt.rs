@@ -67,8 +67,17 @@ const GRACE: Duration = Duration::from_secs(3);
 /// Starts listening for Ctrl-C, SIGTERM and SIGHUP on the given runtime.
 pub(crate) fn install(rt: &tokio::runtime::Runtime) {
     let terminal = saved_terminal();
-    rt.spawn(async {
+    rt.spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
+            // A second Ctrl-C before the first was handled: whatever the process waits on
+            // (a plain read on a terminal rustyline does not drive, a call that does not
+            // look at the flag), the operator gets out. What is journalled stays.
+            if FLAG.load(Ordering::SeqCst) {
+                eprintln!(
+                    "\nCtrl-C again: stopping now. `runbook runs` shows what the journal holds; `runbook resume` or `runbook rollback` goes on from it."
+                );
+                forced_exit(terminal, libc::SIGINT);
+            }
             trigger();
         }
     });

@@ -365,3 +365,39 @@ fn rollback_lists_what_it_will_undo_and_asks_first() {
         "a declined rollback changed a consumer"
     );
 }
+
+/// Ctrl-C while a rollback waits in propagate's undo (the apps set back, their dynos not up
+/// yet): the rollback stopped part way, and the operator is told how to finish it. Before,
+/// nothing said what to do next.
+#[test]
+fn ctrl_c_in_an_undo_says_how_to_finish_the_rollback() {
+    use std::io::Read;
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("raptor:POST:/api/notifications/test-email=500");
+    rig.exec("postmark", &["--no-rollback"])
+        .exit(Exit::StepFailed);
+    let run_id = rig.run_id();
+    // The undo's wait for the dynos will not end by itself.
+    rig.sandbox
+        .add_fault("heroku:GET:/apps/raxx-api-prod/dynos=latency=30000");
+    let mut cmd = rig.command(&["rollback", &run_id, "--yes"], &[]);
+    cmd.stderr(std::process::Stdio::piped());
+    let (mut child, _lines) = crate::support::start_until(&mut cmd, "undoing propagate");
+    crate::support::signal(&child, libc::SIGINT);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Rollback stopped in the undo of 'propagate' (Ctrl-C): part of it may be done, and the steps before it are still applied. Finish it with `runbook rollback {run_id}`."
+        )),
+        "{stderr}"
+    );
+}

@@ -930,27 +930,36 @@ impl<'a> Runner<'a> {
         }
         self.say
             .progress(format!("  ↶ undoing {} · {}", step.id, step.title));
+        let again = if self.rehearsal_in_process() {
+            "rehearse again".to_string()
+        } else {
+            format!("`runbook rollback {}`", self.session.run_id())
+        };
         match step::execute(self.session, step, Direction::Undo, 0).outcome {
             Outcome::Done => None,
             Outcome::Failed(diag) => {
                 self.say
                     .warning(format!("  ✗ undo of '{}' failed:", step.id));
                 self.say.problem(*diag);
-                let next = if self.rehearsal_in_process() {
-                    "Fix the cause and rehearse again.".to_string()
-                } else {
-                    format!(
-                        "Fix the cause, then `runbook rollback {}`.",
-                        self.session.run_id()
-                    )
-                };
                 self.say.warning(format!(
-                    "  Rollback stopped here: the steps before it are still applied. {next}"
+                    "  Rollback stopped here: the steps before it are still applied. Fix the cause, then {again}."
                 ));
                 Some(RunStatus::Failed)
             }
-            Outcome::Aborted => Some(RunStatus::Aborted),
-            Outcome::Interrupted => Some(RunStatus::Interrupted),
+            // Stopped mid-undo: part of it may be done (an app set back, its dynos not up
+            // yet); the rollback run again goes on from what it put back.
+            stopped @ (Outcome::Aborted | Outcome::Interrupted) => {
+                self.say.warning(format!(
+                    "  Rollback stopped in the undo of '{}' ({}): part of it may be done, and the steps before it are still applied. Finish it with {again}.",
+                    step.id,
+                    if matches!(stopped, Outcome::Interrupted) { "Ctrl-C" } else { "stopped" }
+                ));
+                Some(if matches!(stopped, Outcome::Interrupted) {
+                    RunStatus::Interrupted
+                } else {
+                    RunStatus::Aborted
+                })
+            }
             Outcome::Fenced(why) => {
                 self.say
                     .warning(format!("  ✗ undo of '{}' stopped: {why}", step.id));

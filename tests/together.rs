@@ -703,3 +703,40 @@ impl SettledWrites {
             .collect()
     }
 }
+
+/// Ctrl-C while the apps' changes are in flight (a fan-out over apps, one record per app):
+/// every app journalled as sent gets its outcome and its audit entry, as a single write
+/// does. Before, the fan-out returned before recording them.
+#[test]
+fn ctrl_c_during_a_fan_out_records_every_target_sent() {
+    let rig = crate::support::Rig::new();
+    rig.sandbox
+        .add_fault("heroku:PATCH:/apps/raxx-api-prod/config-vars=latency=30000");
+    let mut cmd = rig.command(&["exec", "postmark", "--yes"], &[]);
+    cmd.stderr(std::process::Stdio::null());
+    let (mut child, _lines) = crate::support::start_until(&mut cmd, "propagate");
+    // The apps' records are stored (and synced) before any request leaves: once both are in
+    // the journal, the changes are in flight.
+    let sent = "\"type\":\"write\",\"step\":\"propagate\",\"function\":\"heroku::set_config\"";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rig.journal().matches(sent).count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the apps' changes were never sent"
+        );
+        std::thread::yield_now();
+    }
+    crate::support::signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let writes = SettledWrites::of(&rig.journal());
+    let set = writes.outcomes("heroku::set_config");
+    assert_eq!(set.len(), 2, "{}", writes.journal);
+    assert!(set.contains(&"unknown".to_string()), "{set:?}");
+    let audit = crate::support::audit_entries(rig.path());
+    let audited = audit
+        .iter()
+        .filter(|e| e["context"]["function"] == "heroku::set_config")
+        .count();
+    assert_eq!(audited, 2, "every app's change is audited");
+}

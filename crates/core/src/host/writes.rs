@@ -460,7 +460,23 @@ impl<'a> Writes<'a> {
         let results = if todo.is_empty() {
             Vec::new()
         } else {
-            call(todo)?
+            match call(todo.clone()) {
+                Ok(results) => results,
+                // Stopped before the answers (Ctrl-C, the step's time limit): every target
+                // journalled as sent gets its outcome, as a single write does, and its audit.
+                Err(stopped) => {
+                    let outcome = outcome_of_failure(&stopped);
+                    for t in &todo {
+                        let end = End {
+                            outcome,
+                            error: Some(&*stopped),
+                            answer: None,
+                        };
+                        self.write_settled(&step, function, effect, t, &detail, end);
+                    }
+                    return Err(stopped);
+                }
+            }
         };
         for (t, r) in &results {
             let err = r.as_ref().err().map(vendor_error);

@@ -29,7 +29,7 @@ pub fn main() -> ExitCode {
     let settings = crate::settings::Settings::load();
     crate::ui::init(json, &settings);
     // A forced exit (a second signal while stuck) must not leave a spinner on the screen.
-    runbook_core::interrupt::on_forced_exit(crate::ui::clear_spinner);
+    runbook_core::interrupt::on_forced_exit(crate::ui::forced_exit);
     match run(cli.command, &settings) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

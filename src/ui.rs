@@ -160,6 +160,15 @@ pub fn clear_spinner() {
     }
 }
 
+/// Before the process is made to exit (a second Ctrl-C, or SIGTERM/SIGHUP not obeyed in
+/// time): no spinner left on the screen, and after a second Ctrl-C where the run stands.
+pub fn forced_exit(signal: i32) {
+    clear_spinner();
+    if signal == libc::SIGINT {
+        err("\nCtrl-C again: stopping now. `runbook runs` shows what the journal holds; `runbook resume` or `runbook rollback` goes on from it.");
+    }
+}
+
 /// Shows a spinner on a terminal while a slow call runs (nothing otherwise), until
 /// `spinner_stop`; a second start replaces the first.
 pub fn spinner_start(message: &str) {

@@ -73,9 +73,6 @@ pub(crate) fn install(rt: &tokio::runtime::Runtime) {
             // (a plain read on a terminal rustyline does not drive, a call that does not
             // look at the flag), the operator gets out. What is journalled stays.
             if FLAG.load(Ordering::SeqCst) {
-                eprintln!(
-                    "\nCtrl-C again: stopping now. `runbook runs` shows what the journal holds; `runbook resume` or `runbook rollback` goes on from it."
-                );
                 forced_exit(terminal, libc::SIGINT);
             }
             trigger();
@@ -114,16 +111,17 @@ fn saved_terminal() -> Option<libc::termios> {
 }
 
 /// What the binary does before a forced exit (clear a spinner it drew).
-static BEFORE_FORCED_EXIT: OnceLock<fn()> = OnceLock::new();
+static BEFORE_FORCED_EXIT: OnceLock<fn(i32)> = OnceLock::new();
 
-/// Registers what to do before a forced exit; the first registration counts.
-pub fn on_forced_exit(f: fn()) {
+/// Registers what to do before a forced exit (given the signal: SIGINT for a second
+/// Ctrl-C); the first registration counts. The engine prints nothing itself.
+pub fn on_forced_exit(f: fn(i32)) {
     let _ = BEFORE_FORCED_EXIT.set(f);
 }
 
 fn forced_exit(terminal: Option<libc::termios>, signal: i32) -> ! {
     if let Some(f) = BEFORE_FORCED_EXIT.get() {
-        f();
+        f(signal);
     }
     for path in HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         let _ = std::fs::remove_file(path);

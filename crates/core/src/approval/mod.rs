@@ -643,6 +643,26 @@ pub fn wait(
 mod tests {
     use super::*;
 
+    /// A production request of `run_id` by `by`, carrying `nonce`.
+    fn request(run_id: &str, by: &str, nonce: &str) -> Request {
+        Request {
+            run_id: run_id.into(),
+            step: "gated".into(),
+            requested_by: by.into(),
+            requested_at: "2026-12-05T00:00:00Z".into(),
+            by: "another operator".into(),
+            timeout_secs: 60,
+            nonce: nonce.into(),
+            runbook: "gated".into(),
+            title: "The change".into(),
+            target: "production".into(),
+            host: "bastion".into(),
+            writes: Vec::new(),
+            role: None,
+            signature: None,
+        }
+    }
+
     /// A decision that cannot be read (here a folder where its file goes) is said once; the
     /// wait goes on to its deadline instead of waiting in silence.
     #[test]
@@ -652,22 +672,7 @@ mod tests {
         let files = crate::store::Files::new(dir.path(), say).waiting(Duration::from_millis(1));
         let store: Store = std::sync::Arc::new(files);
         let run_id = "20261205T000000000Z-unread";
-        let request = Request {
-            run_id: run_id.into(),
-            step: "gated".into(),
-            requested_by: "alice".into(),
-            requested_at: "2026-12-05T00:00:00Z".into(),
-            by: "another operator".into(),
-            timeout_secs: 1,
-            nonce: "mine".into(),
-            runbook: "gated".into(),
-            title: "The change".into(),
-            target: "production".into(),
-            host: "bastion".into(),
-            writes: Vec::new(),
-            role: None,
-            signature: None,
-        };
+        let request = request(run_id, "alice", "mine");
         file(&store, &request).unwrap();
         std::fs::create_dir_all(dir.path().join(format!("approvals/{run_id}.decision"))).unwrap();
         let told = std::sync::Mutex::new(Vec::new());
@@ -698,22 +703,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "run");
         let store: Store = std::sync::Arc::new(crate::store::Files::new(dir.path(), say));
-        let theirs = Request {
-            run_id: "20261205T000000000Z-taken".into(),
-            step: "gated".into(),
-            requested_by: "bob".into(),
-            requested_at: "2026-12-05T00:00:00Z".into(),
-            by: "another operator".into(),
-            timeout_secs: 60,
-            nonce: "the-new-runs".into(),
-            runbook: "gated".into(),
-            title: "The change".into(),
-            target: "production".into(),
-            host: "bastion".into(),
-            writes: Vec::new(),
-            role: None,
-            signature: None,
-        };
+        let theirs = request("20261205T000000000Z-taken", "bob", "the-new-runs");
         file(&store, &theirs).unwrap();
         let waited = wait(
             &store,

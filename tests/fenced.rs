@@ -23,6 +23,30 @@ step("write", "Write", |ctx| {
 }).no_undo("the test's vendor keeps what it is sent");
 "#;
 
+/// Reads one HTTP request from `conn`, its body too: "METHOD /path", or `None` when the
+/// connection closed first.
+fn read_request(conn: &std::net::TcpStream) -> Option<String> {
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    let mut first = String::new();
+    reader.read_line(&mut first).ok()?;
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    let request: Vec<&str> = first.split_whitespace().take(2).collect();
+    Some(request.join(" "))
+}
+
 /// The test's vendor.
 struct Vendor {
     url: String,
@@ -50,27 +74,9 @@ impl Vendor {
                     held.clone(),
                 );
                 std::thread::spawn(move || {
-                    let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).is_err() {
+                    let Some(request) = read_request(&conn) else {
                         return;
-                    }
-                    let mut length = 0;
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                            break;
-                        }
-                        if let Some((k, v)) = header.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                length = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    let _ = reader.read_exact(&mut body);
-                    let request: Vec<&str> = first.split_whitespace().take(2).collect();
-                    let request = request.join(" ");
+                    };
                     log.lock().unwrap().push(request.clone());
                     if request == "GET /gate"
                         && !held.swap(true, std::sync::atomic::Ordering::SeqCst)
@@ -546,27 +552,9 @@ fn throttling_vendor() -> (String, Arc<Mutex<Vec<String>>>, mpsc::Receiver<()>) 
     let log = seen.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
+            let Some(request) = read_request(&conn) else {
                 continue;
-            }
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                    break;
-                }
-                if let Some((k, v)) = header.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let request: Vec<&str> = first.split_whitespace().take(2).collect();
-            let request = request.join(" ");
+            };
             let puts = {
                 let mut log = log.lock().unwrap();
                 log.push(request.clone());

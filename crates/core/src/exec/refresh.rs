@@ -431,7 +431,11 @@ pub(crate) fn refuse(session: &Session, refusal: &Refusal) {
     );
     // A rollback that stopped part way earlier cannot be resumed either (`resume` refuses a
     // half-undone run): the way forward is not offered then.
-    let forward = if half_undone(session) {
+    let half_undone = session
+        .run()
+        .ledger()
+        .read(false, |l| !l.unfinished_undos().is_empty());
+    let forward = if half_undone {
         format!("this run's rollback stopped part way earlier, so it cannot be resumed: end it with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`")
     } else {
         format!("`runbook resume {run_id}` would instead finish the rotation")
@@ -444,22 +448,9 @@ pub(crate) fn refuse(session: &Session, refusal: &Refusal) {
         Refused::Unchecked => say.warning(format!(
             "  the check failed, so nothing is known to be dead: fix what stops it (the probe's credential, the runbook), then run `runbook rollback {run_id}` again ({forward})."
         )),
-        Refused::Dead if half_undone(session) => say.warning(format!("  {forward}.")),
+        Refused::Dead if half_undone => say.warning(format!("  {forward}.")),
         Refused::Dead => say.warning(format!(
             "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value; if it cannot, end this run with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`."
         )),
     }
-}
-
-/// Whether a rollback of this run started an undo that did not complete.
-pub(crate) fn half_undone(session: &Session) -> bool {
-    use crate::ledger::StepState;
-    session.run().ledger().read(false, |l| {
-        l.steps.iter().any(|s| {
-            matches!(
-                s.state,
-                StepState::UndoStarted | StepState::UndoStopped | StepState::UndoFailed
-            )
-        })
-    })
 }

@@ -287,17 +287,13 @@ fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
 /// What an unfinished rollback of this run left, as one line: the steps whose undo started
 /// and did not complete, and what the refresh read as put back by it.
 fn half_undone(r: &Reopened) -> Option<String> {
-    use crate::ledger::StepState;
     let mut parts: Vec<String> = r
         .state
-        .steps
+        .unfinished_undos()
         .iter()
-        .filter_map(|s| match s.state {
-            StepState::UndoStarted | StepState::UndoStopped => {
-                Some(format!("the undo of {} did not finish", s.id))
-            }
-            StepState::UndoFailed => Some(format!("the undo of {} failed", s.id)),
-            _ => None,
+        .map(|s| match s.state {
+            crate::ledger::StepState::UndoFailed => format!("the undo of {} failed", s.id),
+            _ => format!("the undo of {} did not finish", s.id),
         })
         .collect();
     if let Some(restored) = super::refresh::restored(&r.session) {

@@ -654,6 +654,20 @@ impl Ledger {
             .collect()
     }
 
+    /// The steps whose undo started and did not complete (stopped, failed, or cut off): a
+    /// rollback of this run stopped part way.
+    pub fn unfinished_undos(&self) -> Vec<&StepLine> {
+        self.steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    StepState::UndoStarted | StepState::UndoStopped | StepState::UndoFailed
+                )
+            })
+            .collect()
+    }
+
     /// The writes of unfinished undos to `target` by `function` that may have applied,
     /// newest first: what this run's rollback may have put back there.
     pub fn undo_writes_to<'a>(

@@ -269,9 +269,10 @@ impl JournalStore for Files {
         // last line, and a line longer than a page shows part-written to a reader; the
         // line-boundary repair must not take it for a torn one.
         let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
-        let appended = append_line(&mut file, line).map_err(write_err(&path));
+        let (len, cut) = end_on_a_line(&mut file).map_err(write_err(&path))?;
+        said_cut(&self.warn(), &path, cut);
+        append_line(&mut file, len, line).map_err(write_err(&path))?;
         drop(lock);
-        said_cut(&self.warn(), &path, appended?);
         if durable {
             self.sync_appended(&path, Some(&file))
         } else {
@@ -345,11 +346,11 @@ impl AuditStore for Files {
         let io = write_err(&path);
         let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
-        let (_, cut) = end_on_a_line(&mut file).map_err(write_err(&path))?;
+        let (len, cut) = end_on_a_line(&mut file).map_err(write_err(&path))?;
         said_cut(&self.warn(), &path, cut);
         let prev = last_hash(&mut file).map_err(write_err(&path))?;
         let line = make(&prev)?;
-        append_line(&mut file, &line).map_err(io)?;
+        append_line(&mut file, len, &line).map_err(io)?;
         drop(lock);
         if durable {
             self.sync_appended(&path, Some(&file))
@@ -493,20 +494,17 @@ impl ApprovalStore for Files {
     }
 }
 
-/// Appends `line` and its newline in one write, on a line boundary (`end_on_a_line`); the
-/// caller holds the file's flock, as every appender does. A
+/// Appends `line` and its newline in one write to a file of `len` bytes that ends on a
+/// line boundary (`end_on_a_line`, under the file's flock, as every appender holds it). A
 /// write that fails part way (a full disk) is cut back: a fragment left behind would have
 /// the next append, the same line retried, glued to it, and the file damaged for good.
-fn append_line(file: &mut std::fs::File, line: &str) -> std::io::Result<Option<u64>> {
-    let (len, cut) = end_on_a_line(file)?;
+fn append_line(file: &mut std::fs::File, len: u64, line: &str) -> std::io::Result<()> {
     let mut bytes = Vec::with_capacity(line.len() + 1);
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
-    file.write_all(&bytes)
-        .inspect_err(|_| {
-            let _ = file.set_len(len);
-        })
-        .map(|()| cut)
+    file.write_all(&bytes).inspect_err(|_| {
+        let _ = file.set_len(len);
+    })
 }
 
 /// The longest last line without its newline that `end_on_a_line` reads to decide on it.

@@ -477,9 +477,12 @@ step("log", "Log", |ctx| { audit::log("secret.rotate.completed", #{}); });
 
 /// The audit log is part of the record: with the log unwritable mid-run, the entry it
 /// refused is kept, the next write waits for it and is not sent, and the run says why.
+/// The write's own line is stored before the audit's sync (two fsyncs before a write, not
+/// three), so the journal also says it was not sent: back in order, `resume` sends it
+/// once, without stopping over a write in doubt.
 #[test]
 fn an_audit_log_that_cannot_be_written_stops_the_next_write() {
-    let (_, _, text) = stopped_by(
+    let (vendor, dir, text) = stopped_by(
         |state| {
             let log = state.join("audit.jsonl");
             std::fs::rename(&log, state.join("audit.aside")).unwrap();
@@ -491,6 +494,15 @@ fn an_audit_log_that_cannot_be_written_stops_the_next_write() {
         text.contains("no vendor write is sent until the log takes it"),
         "{text}"
     );
+    let state = dir.path().join("state");
+    std::fs::remove_dir(state.join("audit.jsonl")).unwrap();
+    std::fs::rename(state.join("audit.aside"), state.join("audit.jsonl")).unwrap();
+    let run_id = crate::support::last_run_id(&state);
+    let journal = std::fs::read_to_string(state.join(format!("runs/{run_id}.jsonl"))).unwrap();
+    assert!(journal.contains("\"not_sent\""), "{journal}");
+    let resumed = runbook(dir.path(), &vendor, &["resume", &run_id, "--yes"]).run();
+    resumed.exit(Exit::Ok);
+    assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
 }
 
 /// A rollback of a succeeded run that undid a step and then failed leaves the rotation half

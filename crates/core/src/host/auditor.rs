@@ -334,8 +334,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             taken(&trace),
-            ["journal sync", "audit sync", "journal durable"],
-            "before the write: the journal, then the audit entries naming its lines, then the write's own line"
+            ["journal line", "journal sync", "audit sync"],
+            "before the write: its own line, then the journal made durable, then the audit entries naming its lines: two fsyncs, not three"
         );
 
         writer
@@ -343,8 +343,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             taken(&trace),
-            ["journal durable"],
-            "nothing left to sync before a second write"
+            ["journal line", "journal sync"],
+            "no audit entry to sync before a second write: one fsync"
         );
 
         // A fan-out: every target's line, the last one durable, before any is sent.
@@ -355,7 +355,12 @@ mod tests {
         }
         assert_eq!(
             taken(&trace),
-            ["journal line", "journal line", "journal durable"],
+            [
+                "journal line",
+                "journal line",
+                "journal line",
+                "journal sync"
+            ],
             "one fsync for a fan-out's lines"
         );
 

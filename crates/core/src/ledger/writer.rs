@@ -3,7 +3,7 @@
 //! before it is sent, fenced by the run's lease, or not sent at all.
 
 use super::chain::{self, Link};
-use super::{encode, Event, Ledger, Stamped};
+use super::{encode, Event, Ledger, Stamped, WriteOutcome, WriteSettled};
 use crate::error::Result;
 use crate::interrupt::Backoff;
 use crate::sink::Say;
@@ -177,14 +177,18 @@ impl LedgerWriter {
         self.fold_and_emit(&stamped);
     }
 
-    /// Records a write before it is sent: every kept line first, then `also` (the audit
-    /// trail's kept entries), then the write's own line, fenced by the run's lease. A store
-    /// that does not answer is retried with backoff for the store's wait; a lease another
-    /// run took is final. `Err`: the write must not be sent.
+    /// Records a write before it is sent: every kept line first, then the write's own line,
+    /// fenced by the run's lease, then `also` (the audit trail's kept entries, made durable
+    /// after the journal lines they name: the auditor syncs this journal first, the write's
+    /// line with it). A store that does not answer is retried with backoff for the store's
+    /// wait; a lease another run took is final. `Err`: the write must not be sent (and its
+    /// line, if stored, is followed by its outcome: not sent).
     ///
     /// `durable`: the line, and every line before it, is on stable storage when this
     /// returns. A fan-out records all its targets' lines first and makes only the last one
-    /// durable, before any is sent: one fsync, not one per target.
+    /// durable, before any is sent: one fsync, not one per target. Two fsyncs before a
+    /// write, not three: the write's line is stored before the journal's sync, not synced
+    /// on its own after the audit's.
     pub fn before_write(
         &self,
         event: Event,
@@ -199,40 +203,49 @@ impl LedgerWriter {
         let wait = self.store.wait();
         let mut backoff = Backoff::new(wait);
         let mut told = false;
+        // Stored once; a try after a failure only makes it durable.
+        let mut stored = false;
         loop {
-            // `also` makes the audit trail durable, after the journal lines its entries name
-            // (the auditor syncs this journal first); the write's own line then makes every
-            // line before it durable too.
-            let tried = self.flush().and_then(|()| also()).and_then(|()| {
-                let prev = self.tip.borrow().head.clone();
-                let (chained, hash) = chain::chained(&line, &prev);
-                Ok(self.append(&chained, durable)?.then_some(hash))
-            });
-            if self.lost.get() {
-                return Err(Unrecorded::LeaseLost);
-            }
-            match tried {
-                Ok(Some(hash)) => {
+            let tried = self.flush().and_then(|()| {
+                if !stored {
+                    let prev = self.tip.borrow().head.clone();
+                    let (chained, hash) = chain::chained(&line, &prev);
+                    if !self.append(&chained, false)? {
+                        return Ok(false);
+                    }
                     let link = Link {
                         lines: self.tip.borrow().lines + 1,
                         head: hash,
                     };
                     *self.tip.borrow_mut() = link.clone();
                     *self.stored.borrow_mut() = link;
+                    stored = true;
+                    let read_back = serde_json::from_str(&line).unwrap_or_else(|_| stamped.clone());
+                    self.fold_and_emit(&read_back);
+                }
+                also()?;
+                if durable {
+                    self.sync()?;
+                }
+                Ok(true)
+            });
+            if self.lost.get() {
+                return Err(Unrecorded::LeaseLost);
+            }
+            let why = match tried {
+                Ok(true) => {
                     if told || self.outage.replace(false) {
                         self.say
                             .warning("the state store takes records again; the run goes on");
                     }
-                    let read_back = serde_json::from_str(&line).unwrap_or(stamped);
-                    self.fold_and_emit(&read_back);
                     return Ok(());
                 }
-                Ok(None) => {
+                Ok(false) => {
                     self.lost.set(true);
                     return Err(Unrecorded::LeaseLost);
                 }
                 // Trying again cannot help: not sent, at once.
-                Err(e) if e.is_final() => return Err(Unrecorded::StoreDown(e.to_string())),
+                Err(e) if e.is_final() => Unrecorded::StoreDown(e.to_string()),
                 Err(e) => {
                     if !told {
                         self.say.warning(format!(
@@ -241,11 +254,32 @@ impl LedgerWriter {
                         ));
                         told = true;
                     }
-                    if !backoff.wait() {
-                        return Err(Unrecorded::StoreDown(e.to_string()));
+                    if backoff.wait() {
+                        continue;
                     }
+                    Unrecorded::StoreDown(e.to_string())
                 }
+            };
+            if stored {
+                self.not_sent(&stamped.event);
             }
+            return Err(why);
+        }
+    }
+
+    /// Records that a write whose line is stored was not sent: the journal must not leave
+    /// it in doubt.
+    fn not_sent(&self, event: &Event) {
+        if let Event::Write(w) = event {
+            self.record(Event::WriteOutcome(WriteSettled {
+                step: w.step.clone(),
+                function: w.function.clone(),
+                target: w.target.clone(),
+                outcome: WriteOutcome::NotSent,
+                filed: None,
+                undo: w.undo,
+                answer: None,
+            }));
         }
     }
 

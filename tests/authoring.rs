@@ -337,7 +337,7 @@ step("reads", "Reads", |ctx| {
         .stdout_has("       calls: postmark::send_email → postmark::message\n")
         // Propagate: the staging copy's removal is sent beside the apps' changes.
         .stdout_has("       calls: postmark::token_status → [together: heroku::set_config (each app at once) | infisical::delete_secret] → github::set_secret (each repository at once)\n")
-        // Verify: the newest releases are read inside wait_up's polls; the configs are read
-        // back while Raptor sends.
-        .stdout_has("       calls: heroku::wait_up (each app at once) → heroku::log_sessions (each app at once, not waited for: heroku::read_logs reads them) → [together: http::post | heroku::configs (each app at once)] → heroku::read_logs (each app at once)\n");
+        // Verify: the log tails open beside the wait for the dynos; the newest releases are
+        // read inside wait_up's polls; the configs are read back while Raptor sends.
+        .stdout_has("       calls: heroku::log_sessions (each app at once, not waited for: heroku::read_logs reads them) → heroku::wait_up (each app at once) → [together: http::post | heroku::configs (each app at once)] → heroku::read_logs (each app at once)\n");
 }

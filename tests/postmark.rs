@@ -484,22 +484,21 @@ step("store", "Store", |ctx| {
     out.exit(Exit::Ok);
 }
 
-/// Fir-generation apps keep no log history: their log sessions stream only what comes next
-/// and never end (reading one for recent lines waited for the timeout). The verify step says
-/// the log scan is skipped for that app and relies on the downstream check, instead of
-/// failing a rotation that worked.
+/// Fir-generation apps keep no log history: their log sessions stream only what comes
+/// next. Before, verify skipped a Fir app's log scan (a read after the email had nothing to
+/// read), so a Fir app failing at Postmark after the restart passed. Its tail, opened
+/// beside the dyno wait, brings what it logs during verify: a clean one passes, one that
+/// logs a 401 fails verify and is rolled back.
 #[test]
-fn a_fir_app_skips_the_log_scan_and_says_so() {
-    let scenario = canary_with(
+fn a_fir_apps_log_is_scanned_from_its_stream() {
+    let fir = canary_with(
         "name = \"raxx-api-staging\"",
         "name = \"raxx-api-staging\"\ngeneration = \"fir\"",
     );
-    let out = on_scenario(&scenario, None, &[]);
-    out.exit(Exit::Ok).stdout_has(
-        "raxx-api-staging: no recent log lines (a Fir app keeps no log history: its log sessions only stream what comes next); the log scan is skipped",
-    );
+    let out = on_scenario(&fir, None, &[]);
+    out.exit(Exit::Ok);
     assert!(
-        !out.stdout.contains("raxx-api-prod: no recent log lines"),
+        !out.stdout.contains("log scan is skipped"),
         "{}",
         out.stdout
     );
@@ -507,6 +506,39 @@ fn a_fir_app_skips_the_log_scan_and_says_so() {
         app_token(&out.sandbox_state(), "raxx-api-staging"),
         OLD_TOKEN
     );
+    let out = on_scenario(
+        &fir,
+        None,
+        &[
+            "--fault",
+            "raptor:POST:/raxx-api-staging/postmark/email=401",
+        ],
+    );
+    out.exit(Exit::StepFailed)
+        .stderr_has("raxx-api-staging logged a Postmark auth failure after the restart")
+        .stderr_has("InvalidAPIToken");
+    assert_back_on_old_token(&out.sandbox_state());
+}
+
+/// The SOP: "confirm the Raptor logs show MessageID returned by Postmark". Verify waits on
+/// the consumers' log streams for the MessageID Raptor returned; an app that does not log
+/// it fails verify after `log_wait` seconds, saying how to skip the check, and
+/// `--param log_wait=0` runs without it. Before, verify never looked for the MessageID.
+#[test]
+fn verify_waits_for_raptors_message_id_in_the_logs() {
+    // Raptor on prod (the app its test email goes to) logs failures only.
+    let quiet = canary_with(
+        "RAPTOR_ENV = \"production\"",
+        "RAPTOR_ENV = \"production\", LOG_LEVEL = \"warn\"",
+    );
+    let out = on_scenario(&quiet, None, &["--param", "log_wait=1"]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("no consumer's Heroku log showed Raptor's MessageID")
+        .stderr_has("within 1s")
+        .stderr_has("retry with --param log_wait=0 (the 401 scan still runs)");
+    assert_back_on_old_token(&out.sandbox_state());
+    let out = on_scenario(&quiet, None, &["--param", "log_wait=0"]);
+    out.exit(Exit::Ok);
 }
 
 /// A restart answers 202 before the dynos boot. `heroku::wait_up` waits for them and, when

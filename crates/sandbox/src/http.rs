@@ -321,6 +321,7 @@ async fn log(State(mw): State<Mw>, req: Request, next: Next) -> Response {
             faults: &mw.shared.faults,
         });
     });
+    mw.shared.activity.notify_waiters();
     resp
 }
 

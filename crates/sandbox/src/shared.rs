@@ -17,6 +17,8 @@ pub(crate) struct Shared {
     world: Mutex<World>,
     pub(crate) faults: FaultSet,
     pub(crate) stop: watch::Receiver<bool>,
+    /// Woken after every vendor request is answered: a live log tail reads what it logged.
+    pub(crate) activity: tokio::sync::Notify,
     /// Set once every simulator listens.
     pub(crate) urls: OnceLock<Urls>,
 }
@@ -27,6 +29,7 @@ impl Shared {
             world: Mutex::new(world),
             faults,
             stop,
+            activity: tokio::sync::Notify::new(),
             urls: OnceLock::new(),
         }
     }

@@ -451,10 +451,6 @@ impl HerokuClient {
     /// read, else `GET /apps/{app}`) decides first, and a Fir app is refused at once,
     /// saying so.
     pub async fn open_log_session(&self, app: &str, lines: u32) -> Result<LogSession, VendorError> {
-        #[derive(Deserialize)]
-        struct Session {
-            logplex_url: String,
-        }
         if self.is_fir(app).await? {
             return Err(VendorError::new(
                 VENDOR,
@@ -465,17 +461,60 @@ impl HerokuClient {
             )
             .with_code(Some(VendorCode::Text(NO_LOG_HISTORY.into()))));
         }
+        self.create_log_session(app, lines, false).await
+    }
+
+    /// `POST /apps/{app}/log-sessions`, `tail` or not.
+    async fn create_log_session(
+        &self,
+        app: &str,
+        lines: u32,
+        tail: bool,
+    ) -> Result<LogSession, VendorError> {
+        #[derive(Deserialize)]
+        struct Session {
+            logplex_url: String,
+        }
         // Creating a session has no side effect beyond the session; safe to retry.
         let req = self
             .request(Method::POST, &["apps", app, "log-sessions"])?
             .header("Content-Type", "application/json")
-            .json(serde_json::json!({"lines": lines, "tail": false}))
+            .json(serde_json::json!({"lines": lines, "tail": tail}))
             .idempotent(true);
         let session: Session = self.transport.send_json(req, parse_error).await?;
         Ok(LogSession {
             app: app.to_string(),
             lines,
             url: session.logplex_url,
+        })
+    }
+
+    /// `heroku logs --tail`: opens a tail session for `app` (its last `lines`, then every
+    /// line as it is logged) and starts reading it, returning once the stream has answered.
+    /// The lines are kept as they arrive (the newest, up to the most a runbook reads) until
+    /// the tail is dropped, which closes it. A Fir app's session has no history: it brings
+    /// what is logged from the moment it opens.
+    pub async fn tail_logs(&self, app: &str, lines: u32) -> Result<LogTail, VendorError> {
+        let session = self.create_log_session(app, lines, true).await?;
+        let req = Request::new(VENDOR, Method::GET, session.url)
+            .route(format!("logplex session of {app}"))
+            .header("Accept", "text/plain");
+        let resp = self
+            .transport
+            .open_stream(req, parse_error, TAIL_OPEN)
+            .await?;
+        let (seen, watch) = tokio::sync::watch::channel(());
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(TailLines::default()));
+        let reader = tokio::spawn(read_tail(
+            resp,
+            kept.clone(),
+            seen,
+            self.transport.config().max_body,
+        ));
+        Ok(LogTail {
+            kept,
+            watch,
+            reader,
         })
     }
 
@@ -512,6 +551,114 @@ pub struct LogSession {
     app: String,
     lines: u32,
     url: String,
+}
+
+/// How long a tail is kept open at most (Heroku ends a log session after an hour).
+const TAIL_OPEN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A log tail `Heroku::tail_logs` opened: its lines so far, read by a task of its own
+/// until it is dropped.
+pub struct LogTail {
+    kept: std::sync::Arc<std::sync::Mutex<TailLines>>,
+    watch: tokio::sync::watch::Receiver<()>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// What a tail has brought.
+#[derive(Default, Clone, Debug)]
+pub struct TailLines {
+    /// The lines, oldest first (without the ones dropped).
+    pub lines: std::collections::VecDeque<String>,
+    /// The oldest lines let go to keep the rest within the most a runbook reads.
+    pub dropped: usize,
+    /// Why the stream ended, if it did (Heroku closed it, the connection broke).
+    pub ended: Option<String>,
+    bytes: usize,
+}
+
+impl LogTail {
+    /// What the tail has brought so far.
+    pub fn lines(&self) -> TailLines {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether a line containing `text` has arrived.
+    pub fn shows(&self, text: &str) -> bool {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.lines.iter().any(|l| l.contains(text))
+    }
+
+    /// Whether the stream has ended.
+    pub fn ended(&self) -> bool {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.ended.is_some()
+    }
+
+    /// Resolves when more has arrived since the last call (or the stream ended).
+    pub async fn changed(&mut self) {
+        if self.watch.changed().await.is_err() {
+            // The reader is gone: nothing more comes.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for LogTail {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Reads a tail's answer into `kept`, line by line, saying so on `seen` after each chunk.
+async fn read_tail(
+    mut resp: reqwest::Response,
+    kept: std::sync::Arc<std::sync::Mutex<TailLines>>,
+    seen: tokio::sync::watch::Sender<()>,
+    most: usize,
+) {
+    let mut partial: Vec<u8> = Vec::new();
+    let ended = loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                partial.extend_from_slice(&chunk);
+                let Some(last) = partial.iter().rposition(|b| *b == b'\n') else {
+                    continue;
+                };
+                let rest = partial.split_off(last + 1);
+                let whole = std::mem::replace(&mut partial, rest);
+                let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+                for line in String::from_utf8_lossy(&whole).lines() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    k.bytes += line.len();
+                    k.lines.push_back(line.to_string());
+                }
+                while k.bytes > most {
+                    let Some(old) = k.lines.pop_front() else {
+                        break;
+                    };
+                    k.bytes -= old.len();
+                    k.dropped += 1;
+                }
+                drop(k);
+                seen.send_replace(());
+            }
+            Ok(None) => break "Heroku ended the log stream".to_string(),
+            // reqwest's text names the URL, a capability: only what kind of failure it was.
+            Err(e) if e.is_timeout() => break "the log stream's hour was up".to_string(),
+            Err(_) => break "the log stream's connection broke".to_string(),
+        }
+    };
+    let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+    if !partial.is_empty() {
+        let line = String::from_utf8_lossy(&partial).to_string();
+        k.bytes += line.len();
+        k.lines.push_back(line);
+    }
+    k.ended = Some(ended);
+    drop(k);
+    seen.send_replace(());
 }
 
 /// The code of the refusal to read a Fir app's recent log lines (it keeps no history).
@@ -673,6 +820,31 @@ mod tests {
             .filter(|r| r["method"] == "POST" && r["path"] == "/apps/raxx-api-staging/log-sessions")
             .count();
         assert_eq!(opened, 2);
+    }
+
+    /// `heroku logs --tail`: a tail opened before a restart brings the restart's lines as
+    /// they are logged, on the one answer, and stops reading when dropped.
+    #[tokio::test]
+    async fn a_tail_brings_what_is_logged_after_it_opened() {
+        let (sb, v) = start(sop()).await;
+        let mut tail = v.heroku().tail_logs("raxx-api-staging", 50).await.unwrap();
+        assert!(!tail.shows("Restarting"), "{:?}", tail.lines());
+        v.heroku().restart_all("raxx-api-staging").await.unwrap();
+        while !tail.shows("heroku[web.1]: Restarting") {
+            tail.changed().await;
+        }
+        let got = tail.lines();
+        assert_eq!((got.dropped, got.ended), (0, None));
+        drop(tail);
+        let reads = sb.state()["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["method"] == "GET" && r["path"].as_str().unwrap().starts_with("/sessions/")
+            })
+            .count();
+        assert_eq!(reads, 1);
     }
 
     /// A session's URL is a capability: a failure to read it names the session's app, never

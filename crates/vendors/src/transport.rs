@@ -506,6 +506,45 @@ impl Transport {
     }
 
     async fn send_once(&self, req: &Request, url: &Url) -> Result<RawResponse, VendorError> {
+        let resp = self
+            .builder(req, url)?
+            .send()
+            .await
+            .map_err(|e| self.transport_error(req, &e))?;
+        self.read_answer(req, resp).await
+    }
+
+    /// Sends a GET whose answer is a stream that does not end by itself (a log tail): the
+    /// answer once its status comes (within the timeout), its body to read as it arrives
+    /// for at most `open`. A non-2xx answer is read whole and is the error.
+    pub async fn open_stream(
+        &self,
+        req: Request,
+        parse: ErrorParser,
+        open: Duration,
+    ) -> Result<reqwest::Response, VendorError> {
+        let url = check_url(&req)?;
+        let send = self.builder(&req, &url)?.timeout(open).send();
+        let resp = match tokio::time::timeout(self.inner.config.timeout, send).await {
+            Ok(r) => r.map_err(|e| self.transport_error(&req, &e))?,
+            Err(_) => {
+                return Err(req
+                    .error(ErrorKind::Timeout, "")
+                    .with_timeout(self.inner.config.timeout)
+                    .answer_lost())
+            }
+        };
+        if resp.status().is_success() {
+            self.note_simulator(resp.headers());
+            return Ok(resp);
+        }
+        let answer = self.read_answer(&req, resp).await?;
+        Err(status_error(&req, &answer, parse))
+    }
+
+    /// The request as reqwest builds it: its method, URL, headers (secret ones marked
+    /// sensitive) and body.
+    fn builder(&self, req: &Request, url: &Url) -> Result<reqwest::RequestBuilder, VendorError> {
         let mut builder = self.inner.client.request(req.method.clone(), url.clone());
         for (name, value_src) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -536,10 +575,15 @@ impl Transport {
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
-        let resp = builder
-            .send()
-            .await
-            .map_err(|e| self.transport_error(req, &e))?;
+        Ok(builder)
+    }
+
+    /// An answer's status, headers and body, read up to the most runbook reads.
+    async fn read_answer(
+        &self,
+        req: &Request,
+        resp: reqwest::Response,
+    ) -> Result<RawResponse, VendorError> {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         self.note_simulator(&headers);

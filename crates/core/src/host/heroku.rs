@@ -991,70 +991,138 @@ fn logs_map(results: Vec<(String, Result<Vec<String>, runbook_vendors::VendorErr
                     got.into_iter().map(Dynamic::from).collect::<Array>().into(),
                 );
             }
-            Err(e) => {
-                let no_history = e.code()
-                    == Some(&runbook_vendors::VendorCode::Text(
-                        runbook_vendors::heroku::NO_LOG_HISTORY.into(),
-                    ));
-                entry.insert("no_history".into(), no_history.into());
-                entry.insert("status".into(), (e.status().unwrap_or(0) as i64).into());
-                entry.insert(
-                    "message".into(),
-                    runbook_secret::redact(&e.to_string()).into_owned().into(),
-                );
-            }
+            Err(e) => entry = error_entry(&e),
         }
         out.insert(app.as_str().into(), entry.into());
     }
     out.into()
 }
 
+/// An app whose lines could not be read: #{status, message, no_history}.
+fn error_entry(e: &runbook_vendors::VendorError) -> Map {
+    let mut entry = Map::new();
+    let no_history = e.code()
+        == Some(&runbook_vendors::VendorCode::Text(
+            runbook_vendors::heroku::NO_LOG_HISTORY.into(),
+        ));
+    entry.insert("no_history".into(), no_history.into());
+    entry.insert("status".into(), (e.status().unwrap_or(0) as i64).into());
+    entry.insert(
+        "message".into(),
+        runbook_secret::redact(&e.to_string()).into_owned().into(),
+    );
+    entry
+}
+
 /// Log sessions `heroku::log_sessions` is opening: read by `heroku::read_logs`.
 #[derive(Clone)]
 pub(crate) struct LogSessions(Rc<RefCell<Option<Opening>>>);
 
-type Opened = Vec<(
-    String,
-    Result<runbook_vendors::heroku::LogSession, runbook_vendors::VendorError>,
-)>;
+type Opened<S> = Vec<(String, Result<S, runbook_vendors::VendorError>)>;
 
 struct Opening {
     apps: Vec<String>,
-    answer: super::together::Abandoned<Opened>,
+    sessions: Sessions,
+}
+
+/// Sessions read when asked (their lines are those logged by then), or tails that bring
+/// each line as it is logged.
+enum Sessions {
+    Read(super::together::Abandoned<Opened<runbook_vendors::heroku::LogSession>>),
+    Tail(super::together::Abandoned<Opened<runbook_vendors::heroku::LogTail>>),
 }
 
 /// Opens a log session for each app and returns at once: the sessions open while the
 /// script goes on (a test email, say), and `read_logs` reads them after it, so what it
-/// caused is in the lines read. Opening a session changes nothing at Heroku.
+/// caused is in the lines read. Opening a session changes nothing at Heroku. `tail: true`
+/// opens `heroku logs --tail`: each app's stream is read from then on, so what it brings
+/// while the script waits is there when `read_logs` asks.
 fn log_sessions(h: &RunContext, apps: Dynamic, opts: Map) -> R<LogSessions> {
     h.require_step("heroku::log_sessions")?;
     // An app named twice has one session (the answer is one entry per app).
     let mut apps = targets(&apps, "heroku::log_sessions apps")?;
     let mut seen = std::collections::HashSet::new();
     apps.retain(|a| seen.insert(a.clone()));
-    value::check_keys(&opts, LOGS_OPTIONS, "heroku::log_sessions")?;
+    value::check_keys(&opts, LOG_SESSIONS_OPTIONS, "heroku::log_sessions")?;
     let lines = lines_option(&opts);
+    let tail = match opts.get("tail") {
+        None => false,
+        Some(t) => t.as_bool().map_err(|_| {
+            throw(
+                "usage",
+                "heroku::log_sessions: option tail must be true or false",
+                None,
+            )
+        })?,
+    };
     let v = h.vendors()?;
     let list = apps.clone();
-    let answer = h
-        .send_ahead(async move {
-            fan_out(&v, &list, move |v, app| async move {
-                v.heroku().open_log_session(&app, lines).await
+    let sessions = if tail {
+        Sessions::Tail(
+            h.send_ahead(async move {
+                fan_out(&v, &list, move |v, app| async move {
+                    v.heroku().tail_logs(&app, lines).await
+                })
+                .await
             })
-            .await
-        })
-        .map_err(super::vendor_call::stopped)?;
+            .map_err(super::vendor_call::stopped)?,
+        )
+    } else {
+        Sessions::Read(
+            h.send_ahead(async move {
+                fan_out(&v, &list, move |v, app| async move {
+                    v.heroku().open_log_session(&app, lines).await
+                })
+                .await
+            })
+            .map_err(super::vendor_call::stopped)?,
+        )
+    };
     Ok(LogSessions(Rc::new(RefCell::new(Some(Opening {
         apps,
-        answer,
+        sessions,
     })))))
 }
 
+/// The failure of a log session that never opened (its task stopped).
+fn opening_stopped(e: impl std::fmt::Display) -> runbook_vendors::VendorError {
+    runbook_vendors::VendorError::new(
+        "heroku",
+        "POST",
+        "/apps/{app}/log-sessions",
+        runbook_vendors::ErrorKind::Other,
+        format!("opening the log sessions stopped: {e}"),
+    )
+}
+
 /// The lines of the sessions `heroku::log_sessions` opened, every app's read at once: what
-/// `heroku::logs(apps, options)` returns.
-fn read_logs(h: &RunContext, sessions: LogSessions) -> R<Dynamic> {
+/// `heroku::logs(apps, options)` returns. Tails (`tail: true`) may be waited on: `find`,
+/// a text, waits up to `within` seconds (30 unless set) for one app's lines to hold it.
+fn read_logs(h: &RunContext, sessions: LogSessions, opts: Map) -> R<Dynamic> {
     h.require_step("heroku::read_logs")?;
-    let Some(mut opening) = sessions.0.borrow_mut().take() else {
+    value::check_keys(&opts, READ_LOGS_OPTIONS, "heroku::read_logs")?;
+    let find = match opts.get("find") {
+        None => None,
+        Some(u) if u.is::<Placeholder>() => Some(None),
+        Some(u) => Some(Some(u.clone().into_string().map_err(|_| {
+            throw(
+                "usage",
+                "heroku::read_logs: option find must be a string (the text a line must hold)",
+                None,
+            )
+        })?)),
+    };
+    let wait = match opts.get("within") {
+        None => 30,
+        Some(w) => w.as_int().ok().filter(|w| *w >= 0).ok_or_else(|| {
+            throw(
+                "usage",
+                "heroku::read_logs: option within must be a whole number of seconds, 0 or more",
+                None,
+            )
+        })?,
+    };
+    let Some(opening) = sessions.0.borrow_mut().take() else {
         return Err(throw(
             "usage",
             "heroku::read_logs: these log sessions have been read already (heroku::log_sessions again)",
@@ -1064,37 +1132,141 @@ fn read_logs(h: &RunContext, sessions: LogSessions) -> R<Dynamic> {
     let v = h.vendors()?;
     let label = format!("heroku logs {{{}}}", opening.apps.join(","));
     let apps = opening.apps.clone();
-    let results = h.block(&label, async move {
-        let opened = (&mut opening.answer.0).await.map_err(|e| {
-            runbook_vendors::VendorError::new(
-                "heroku",
-                "POST",
-                "/apps/{app}/log-sessions",
-                runbook_vendors::ErrorKind::Other,
-                format!("opening the log sessions stopped: {e}"),
-            )
-        })?;
-        let opened: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<_, _>>> =
-            std::sync::Arc::new(std::sync::Mutex::new(opened.into_iter().collect()));
-        Ok(fan_out(&v, &apps, move |v, app| {
-            let session = opened.lock().ok().and_then(|mut o| o.remove(&app));
-            async move {
-                match session {
-                    Some(Ok(s)) => v.heroku().read_log_session(&s).await,
-                    Some(Err(e)) => Err(e),
-                    None => Err(runbook_vendors::VendorError::new(
-                        "heroku",
-                        "POST",
-                        format!("/apps/{app}/log-sessions"),
-                        runbook_vendors::ErrorKind::Other,
-                        "no session was opened",
-                    )),
-                }
+    match opening.sessions {
+        Sessions::Read(mut answer) => {
+            if find.is_some() {
+                return Err(throw(
+                    "usage",
+                    "heroku::read_logs: find waits on tails: open them with heroku::log_sessions(apps, #{ tail: true })",
+                    None,
+                ));
             }
-        })
-        .await)
-    })?;
-    Ok(logs_map(results))
+            let results = h.block(&label, async move {
+                let opened = (&mut answer.0).await.map_err(opening_stopped)?;
+                let opened: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<_, _>>> =
+                    std::sync::Arc::new(std::sync::Mutex::new(opened.into_iter().collect()));
+                Ok(fan_out(&v, &apps, move |v, app| {
+                    let session = opened.lock().ok().and_then(|mut o| o.remove(&app));
+                    async move {
+                        match session {
+                            Some(Ok(s)) => v.heroku().read_log_session(&s).await,
+                            Some(Err(e)) => Err(e),
+                            None => Err(not_opened(&app)),
+                        }
+                    }
+                })
+                .await)
+            })?;
+            Ok(logs_map(results))
+        }
+        Sessions::Tail(mut answer) => {
+            let dry = h.dry_run() && find == Some(None);
+            if dry {
+                h.say().progress(format!(
+                    "    [dry-run] would wait up to {wait}s for one app's log to show a line with a value known only after the skipped writes"
+                ));
+            }
+            let text = find.clone().flatten();
+            let tails = h.block(&label, async move {
+                let opened = (&mut answer.0).await.map_err(opening_stopped)?;
+                let mut opened: std::collections::HashMap<_, _> = opened.into_iter().collect();
+                let mut tails: Vec<(String, Result<_, _>)> = apps
+                    .iter()
+                    .map(|app| {
+                        let t = opened.remove(app).unwrap_or_else(|| Err(not_opened(app)));
+                        (app.clone(), t)
+                    })
+                    .collect();
+                if let Some(text) = &text {
+                    wait_for_line(
+                        &mut tails,
+                        text,
+                        std::time::Duration::from_secs(wait as u64),
+                    )
+                    .await;
+                }
+                Ok(tails)
+            })?;
+            let mut out = Map::new();
+            for (app, tail) in tails {
+                let entry = match tail {
+                    Ok(tail) => {
+                        let got = tail.lines();
+                        let mut entry = Map::new();
+                        if dry {
+                            entry.insert("found".into(), true.into());
+                        } else if let Some(Some(text)) = &find {
+                            let found = got.lines.iter().any(|l| l.contains(text.as_str()));
+                            entry.insert("found".into(), found.into());
+                        }
+                        entry.insert("dropped".into(), (got.dropped as i64).into());
+                        if let Some(why) = got.ended {
+                            entry.insert("ended".into(), why.into());
+                        }
+                        entry.insert(
+                            "lines".into(),
+                            got.lines
+                                .into_iter()
+                                .map(Dynamic::from)
+                                .collect::<Array>()
+                                .into(),
+                        );
+                        entry
+                    }
+                    Err(e) => error_entry(&e),
+                };
+                out.insert(app.as_str().into(), entry.into());
+            }
+            Ok(out.into())
+        }
+    }
+}
+
+fn not_opened(app: &str) -> runbook_vendors::VendorError {
+    runbook_vendors::VendorError::new(
+        "heroku",
+        "POST",
+        format!("/apps/{app}/log-sessions"),
+        runbook_vendors::ErrorKind::Other,
+        "no session was opened",
+    )
+}
+
+/// Waits until one tail has brought a line holding `text`, every tail has ended, or `wait`
+/// has passed.
+async fn wait_for_line(
+    tails: &mut [(
+        String,
+        Result<runbook_vendors::heroku::LogTail, runbook_vendors::VendorError>,
+    )],
+    text: &str,
+    wait: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let open: Vec<&mut runbook_vendors::heroku::LogTail> = tails
+            .iter_mut()
+            .filter_map(|(_, t)| t.as_mut().ok())
+            .collect();
+        if open.iter().any(|t| t.shows(text)) || open.iter().all(|t| t.ended()) {
+            return;
+        }
+        let mut changes: Vec<_> = open.into_iter().map(|t| Box::pin(t.changed())).collect();
+        let more = std::future::poll_fn(|cx| {
+            let any = changes
+                .iter_mut()
+                .any(|c| std::future::Future::poll(c.as_mut(), cx).is_ready());
+            if any {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        tokio::select! {
+            _ = more => {}
+            _ = tokio::time::sleep_until(deadline) => return,
+        }
+    }
 }
 
 /// The options maps' keys (the runtime refuses others; `check` flags them before a run).
@@ -1102,6 +1274,8 @@ pub(crate) const WAIT_UP_OPTIONS: &[&str] = &["timeout", "releases", "preboot_wi
 pub(crate) const HOLDERS_OPTIONS: &[&str] = &["apps"];
 pub(crate) const RELEASES_OPTIONS: &[&str] = &["newest"];
 pub(crate) const LOGS_OPTIONS: &[&str] = &["lines"];
+pub(crate) const LOG_SESSIONS_OPTIONS: &[&str] = &["lines", "tail"];
+pub(crate) const READ_LOGS_OPTIONS: &[&str] = &["find", "within"];
 
 pub(crate) fn register(reg: &mut Registrar) {
     let mut m = reg.module(Vendor::Heroku.name());
@@ -1264,7 +1438,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: Array", "options: Map"],
         "LogSessions",
-        "Opens a log session for each app and returns at once; `heroku::read_logs(sessions)` reads\nthem. A session's lines are those logged when it is read, so opening them before what they\nshould show (a test email) saves a round and misses nothing. Opening one changes nothing at\nHeroku; one unused for about five minutes expires, and is opened again when read.\nOptions: #{lines} (default 100).",
+        "Opens a log session for each app and returns at once; `heroku::read_logs(sessions)` reads\nthem. A session's lines are those logged when it is read, so opening them before what they\nshould show (a test email) saves a round and misses nothing. Opening one changes nothing at\nHeroku; one unused for about five minutes expires, and is opened again when read.\nWith tail: true it is `heroku logs --tail`: the last lines, then each line as it is logged,\nkept until read (the newest, up to RUNBOOK_MAX_RESPONSE_MB; a Fir app's tail has no\nhistory, only what comes after it opened), so `read_logs` can wait for a line.\nOptions: #{lines (default 100), tail (default false)}.",
         |c: NativeCallContext, a: rhai::Array, o: Map| {
             value::at(
                 &c,
@@ -1282,7 +1456,21 @@ them). Fails naming the first app that could not be read.",
         "Map",
         "The recent lines of the sessions `heroku::log_sessions` opened, every app's at once: what\n`heroku::logs(apps, options)` returns.",
         |c: NativeCallContext, s: LogSessions| {
-            value::at(&c, with_run(&c, "heroku::read_logs", |h| read_logs(h, s)))
+            value::at(
+                &c,
+                with_run(&c, "heroku::read_logs", |h| read_logs(h, s, Map::new())),
+            )
+        },
+    )
+    .at_once("each app");
+    m.add(
+        "read_logs",
+        Effect::Read,
+        &["sessions: LogSessions", "options: Map"],
+        "Map",
+        "The lines of the sessions `heroku::log_sessions` opened, every app's at once. Of tails\n(tail: true): what each has brought, as #{lines, dropped (the oldest let go), ended (why\nthe stream ended, if it did)}, or #{status, message} for one that did not open.\nOptions: #{find: text, within: seconds (default 30)}: first waits until one app's tail\nbrings a line holding `find` (each entry then has `found`), every tail has ended, or the\nwait is over; a line not found is the script's to judge.",
+        |c: NativeCallContext, s: LogSessions, o: Map| {
+            value::at(&c, with_run(&c, "heroku::read_logs", |h| read_logs(h, s, o)))
         },
     )
     .at_once("each app");

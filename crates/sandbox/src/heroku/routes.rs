@@ -653,6 +653,7 @@ async fn create_log_session(
         let session = LogSession {
             app: a.name.clone(),
             from,
+            tail: body.get("tail").and_then(Value::as_bool).unwrap_or(false),
             lines: body
                 .get("lines")
                 .and_then(Value::as_u64)
@@ -709,35 +710,86 @@ async fn read_log_session(
     Path(id): Path<String>,
     Query(_q): Query<HashMap<String, String>>,
 ) -> Response {
-    s.respond(|h: &mut HerokuState| {
-        let streams = h.session_streams(&id);
-        match h.session_lines(&id) {
-            Some(lines) => {
-                let mut text = String::new();
-                for l in lines {
-                    text.push_str(l);
-                    text.push('\n');
-                }
-                let plain = [("content-type", "text/plain; charset=utf-8")];
-                if !streams {
-                    return (plain, text).into_response();
-                }
-                // What is there now, then nothing more until the session's hour is up: a
-                // reader waiting for the end waits that long, as against Heroku.
-                use futures_util::StreamExt;
-                let now =
-                    futures_util::stream::once(
-                        async move { Ok::<_, std::convert::Infallible>(text) },
-                    );
-                let end = futures_util::stream::once(async {
-                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-                    Ok(String::new())
-                });
-                (plain, axum::body::Body::from_stream(now.chain(end))).into_response()
-            }
-            None => (StatusCode::NOT_FOUND, "Session not found\n").into_response(),
+    let first = s.with_state(|h: &mut HerokuState| {
+        h.session_lines(&id, None)
+            .map(|(lines, next)| (lines, next, h.session_streams(&id)))
+    });
+    let Some(Some((lines, next, streams))) = first else {
+        return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
+    };
+    let plain = [("content-type", "text/plain; charset=utf-8")];
+    if !streams {
+        return (plain, text_of(&lines)).into_response();
+    }
+    // A tail: what is there now, then each line as it is logged, until the session's hour
+    // is up or the sandbox stops (a reader waiting for the end waits that long, as against
+    // Heroku).
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let tail = Tail {
+        shared: s.clone(),
+        id,
+        next,
+        pending: text_of(&lines),
+        stop: s.stop.clone(),
+        until,
+    };
+    let body = futures_util::stream::unfold(tail, |mut t| async move {
+        let text = t.next_text().await?;
+        Some((Ok::<_, std::convert::Infallible>(text), t))
+    });
+    (plain, axum::body::Body::from_stream(body)).into_response()
+}
+
+fn text_of(lines: &[String]) -> String {
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    text
+}
+
+/// A live log session's reader: the lines logged since its last read.
+struct Tail {
+    shared: Arc<Shared>,
+    id: String,
+    /// How many lines its app had logged at the last read.
+    next: usize,
+    /// Read, not yet sent.
+    pending: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+    until: tokio::time::Instant,
+}
+
+impl Tail {
+    /// The next chunk of lines; `None` when the session ends.
+    async fn next_text(&mut self) -> Option<String> {
+        if !self.pending.is_empty() {
+            return Some(std::mem::take(&mut self.pending));
         }
-    })
+        loop {
+            // Registered before the read, so an answer in between still wakes it; the tick
+            // lets lines that are due by the clock (a dyno that finished booting) appear
+            // without a request.
+            let woken = self.shared.activity.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let read = self
+                .shared
+                .with_state(|h: &mut HerokuState| h.session_lines(&self.id, Some(self.next)));
+            let (lines, next) = read.flatten()?;
+            self.next = next;
+            if !lines.is_empty() {
+                return Some(text_of(&lines));
+            }
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+                _ = tokio::time::sleep_until(self.until) => return None,
+                _ = self.stop.changed() => return None,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1003,6 +1055,33 @@ mod tests {
         // The stream does not end: a reader waiting for the end would wait.
         let more = tokio::time::timeout(std::time::Duration::from_millis(300), resp.chunk()).await;
         assert!(more.is_err(), "the stream ended: {more:?}");
+    }
+
+    /// `tail: true` (what `heroku logs --tail` asks): the last lines, then every line as it
+    /// is logged, on the answer that stays open. Before, a session only ever answered what
+    /// was there when it was read.
+    #[tokio::test]
+    async fn a_tail_session_streams_its_history_then_each_new_line() {
+        let sb = with_prod(|app| app.boot_ms = 0).await;
+        expect(202, on_app(&sb, Method::DELETE, "/dynos")).await;
+        let session = expect(
+            201,
+            on_app(&sb, Method::POST, "/log-sessions").json(&json!({"lines": 100, "tail": true})),
+        )
+        .await;
+        let url = session["logplex_url"].as_str().unwrap();
+        let mut resp = raw().get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let first = String::from_utf8(resp.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+        assert_eq!(first.matches("Restarting").count(), 1, "history:\n{first}");
+        // A restart after the read began arrives on the same answer.
+        expect(202, on_app(&sb, Method::DELETE, "/dynos")).await;
+        let mut more = String::new();
+        while more.matches("Restarting").count() < 1 {
+            let chunk = resp.chunk().await.unwrap().unwrap();
+            more.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert!(!more.contains(first.lines().next().unwrap()), "{more}");
     }
 
     /// A scenario whose app `raxx-api-prod` has these settings.

@@ -195,6 +195,9 @@ pub(super) struct LogSession {
     /// that does not end (no history; `lines` is ignored). A count, not an index into
     /// `logs`, so trimming the log does not skip new lines.
     pub(super) from: Option<usize>,
+    /// `tail: true`: the last `lines`, then every line as it is logged, until the session's
+    /// hour is up (what `heroku logs --tail` reads).
+    pub(super) tail: bool,
     pub(super) lines: usize,
     pub(super) dyno: Option<String>,
     pub(super) source: Option<String>,
@@ -410,13 +413,23 @@ impl HerokuState {
         })
     }
 
-    /// Whether session `id` streams (a Fir app's).
+    /// Whether session `id` streams: a tail (`tail: true`) or a Fir app's (it keeps no
+    /// history, so its sessions always stream).
     pub(super) fn session_streams(&self, id: &str) -> bool {
-        self.sessions.get(id).is_some_and(|s| s.from.is_some())
+        self.sessions
+            .get(id)
+            .is_some_and(|s| s.tail || s.from.is_some())
     }
 
-    /// The last lines of log session `id`'s app, filtered by the session's source and dyno.
-    pub(super) fn session_lines(&mut self, id: &str) -> Option<Vec<&String>> {
+    /// The lines of log session `id`'s app, filtered by the session's source and dyno, and
+    /// how many lines the app had logged by then (where the next read starts). `after`:
+    /// only the lines logged after that many; `None` is the session's first read (its last
+    /// `lines`, or a Fir session's since it opened).
+    pub(super) fn session_lines(
+        &mut self,
+        id: &str,
+        after: Option<usize>,
+    ) -> Option<(Vec<String>, usize)> {
         let app_name = self.sessions.get(id)?.app.clone();
         if let Some(a) = self.app_mut(&app_name) {
             a.settle();
@@ -427,15 +440,12 @@ impl HerokuState {
         fn tag(line: &str) -> Option<&str> {
             line.split(' ').nth(1)
         }
+        let from = after.or(session.from);
         let lines: Vec<&String> = app
             .logs
             .iter()
             // The lines trimmed off the front were logged before any the session may show.
-            .skip(
-                session
-                    .from
-                    .map_or(0, |from| from.saturating_sub(app.logged - app.logs.len())),
-            )
+            .skip(from.map_or(0, |from| from.saturating_sub(app.logged - app.logs.len())))
             .filter(|l| match &session.source {
                 Some(src) => tag(l).is_some_and(|t| t.starts_with(&format!("{src}["))),
                 None => true,
@@ -445,11 +455,15 @@ impl HerokuState {
                 None => true,
             })
             .collect();
-        if session.from.is_some() {
-            return Some(lines);
-        }
-        let start = lines.len().saturating_sub(session.lines);
-        Some(lines[start..].to_vec())
+        let start = if from.is_some() {
+            0
+        } else {
+            lines.len().saturating_sub(session.lines)
+        };
+        Some((
+            lines[start..].iter().map(|l| l.to_string()).collect(),
+            app.logged,
+        ))
     }
 
     /// Counts and logs a restart of every dyno of `app`; its name, if it exists.
@@ -746,6 +760,7 @@ mod tests {
             LogSession {
                 app: name.clone(),
                 from,
+                tail: false,
                 lines: 100,
                 dyno: None,
                 source: None,
@@ -754,7 +769,7 @@ mod tests {
         let app = h.app_mut(&name).unwrap();
         app.log("app[web.1]", "new 1");
         app.log("app[web.1]", "new 2");
-        let lines: Vec<String> = h.session_lines("s").unwrap().into_iter().cloned().collect();
+        let (lines, _) = h.session_lines("s", None).unwrap();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].ends_with("app[web.1]: new 1"), "{lines:?}");
         assert!(lines[1].ends_with("app[web.1]: new 2"), "{lines:?}");

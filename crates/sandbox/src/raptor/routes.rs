@@ -108,7 +108,14 @@ fn send_test(s: &Shared, app: &str, body: &Bytes) -> Response {
                 ),
             };
             if let Some(p) = w.platform_mut() {
-                p.log(app, SOURCE, &line);
+                // LOG_LEVEL=warn (or error) in the app's config: its sends are not logged,
+                // its failures are.
+                let quiet = p
+                    .config_var(app, "LOG_LEVEL")
+                    .is_some_and(|l| matches!(l.to_ascii_lowercase().as_str(), "warn" | "error"));
+                if !(quiet && answer.status().is_success()) {
+                    p.log(app, SOURCE, &line);
+                }
             }
             answer
         })

@@ -241,7 +241,10 @@ impl Drop for Auditor {
     /// said, as `settle` says it.
     fn drop(&mut self) {
         if self.unsynced.get() {
-            if let Err(e) = self.log.sync() {
+            // The journal lines the entries name first: an audit trail durable ahead of its
+            // journal reads as a journal cut short after a power loss.
+            let journal = self.journal.as_ref().map_or(Ok(()), |j| j.sync());
+            if let Err(e) = journal.and_then(|()| self.log.sync()) {
                 self.say.warning(format!(
                     "warning: this run's last audit entries may not survive a power loss: {e}"
                 ));
@@ -274,8 +277,9 @@ fn post(hook: &Webhook, entry: &crate::audit::AuditEntry) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    /// A record is not fsynced on its own: the journal is made durable before each vendor write
-    /// (then the audit entries that name its lines, then the write's own line) and at the end.
+    /// A record is not fsynced on its own: before each vendor write the write's own line is
+    /// stored, the journal made durable, then the audit entries that name its lines; and at
+    /// the end.
     #[test]
     fn records_are_made_durable_before_each_vendor_write_and_at_the_end_not_one_by_one() {
         use crate::audit::{AuditEvent, AuditLog};

@@ -288,7 +288,7 @@ impl<'a> Writes<'a> {
             return Ok(Dynamic::UNIT);
         }
         let step = self.step_name();
-        self.write_sent(&step, function, target, &detail, true)?;
+        self.write_sent(&step, function, effect, target, &detail, true)?;
         let result = call();
         self.settle(&step, function, effect, target, &detail, &result);
         result
@@ -340,7 +340,7 @@ impl<'a> Writes<'a> {
             return Err(RunContext::stop_starting());
         }
         let step = self.step_name();
-        self.write_sent(&step, function, target, &detail, true)?;
+        self.write_sent(&step, function, effect, target, &detail, true)?;
         let reach = self.reach.unwrap_or_else(|| Reach::of_write(function));
         self.run.ahead().begin_write(
             i,
@@ -448,7 +448,7 @@ impl<'a> Writes<'a> {
             // Every target's line is stored before any is sent; the last one's fsync makes
             // them all durable.
             let last = i + 1 == todo.len();
-            if let Err(stop) = self.write_sent(&step, function, t, &detail, last) {
+            if let Err(stop) = self.write_sent(&step, function, effect, t, &detail, last) {
                 // The targets recorded before it are not sent either.
                 for sent in &todo[..i] {
                     let end = End::only(WriteOutcome::NotSent);
@@ -504,6 +504,7 @@ impl<'a> Writes<'a> {
         &self,
         step: &str,
         function: &str,
+        effect: Effect,
         target: &str,
         detail: &Value,
         durable: bool,
@@ -517,14 +518,22 @@ impl<'a> Writes<'a> {
             idempotent: idempotent(function),
             undo: self.in_undo(),
         });
-        self.ledger()
-            .before_write(event, &|| auditor.before_write(), durable)
-            .map_err(|why| {
-                rhai::EvalAltResult::ErrorTerminated(
-                    Dynamic::from(format!("{}{why}", crate::interrupt::FENCED)),
-                    rhai::Position::NONE,
-                )
-            })?;
+        let recorded = self
+            .ledger()
+            .before_write(event, &|| auditor.before_write(), durable);
+        if let Err(refused) = recorded {
+            // Its line went in before the store failed: the journal must not leave it in
+            // doubt (a resume would stop over it), nor the audit trail without it.
+            if refused.stored {
+                let end = End::only(WriteOutcome::NotSent);
+                self.write_settled(step, function, effect, target, detail, end);
+            }
+            return Err(rhai::EvalAltResult::ErrorTerminated(
+                Dynamic::from(format!("{}{}", crate::interrupt::FENCED, refused.why)),
+                rhai::Position::NONE,
+            )
+            .into());
+        }
         self.run.scope().count_write();
         Ok(())
     }

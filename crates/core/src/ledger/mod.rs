@@ -13,7 +13,7 @@ mod writer;
 pub use crate::events::*;
 pub use chain::Link;
 pub use fold::{Happened, Ledger, Process, StepLine, StepState, Stop, Write};
-pub use writer::{tip_of, LedgerWriter, Unrecorded};
+pub use writer::{tip_of, LedgerWriter, Refused, Unrecorded};
 
 use crate::error::{Error, Result};
 use crate::store::Store;

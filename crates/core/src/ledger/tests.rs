@@ -486,24 +486,29 @@ fn a_journal_that_could_not_be_made_durable_stops_the_next_write_at_once() {
     std::fs::copy(&journal, &other).unwrap();
     std::fs::rename(&other, &journal).unwrap();
     let before = std::fs::read_to_string(&journal).unwrap();
-    let appends = |t: &[String]| t.iter().filter(|l| l.starts_with("journal ")).count();
-    let asked = appends(&trace.lock().unwrap());
+    let asked = trace
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("journal "))
+        .count();
     let e = writer
         .before_write(sent("propagate", "raxx-api-prod"), &|| Ok(()), true)
         .unwrap_err();
     assert!(
-        matches!(e, Unrecorded::StoreDown(ref m) if m.contains("could not be made durable")),
+        matches!(e.why, Unrecorded::StoreDown(ref m) if m.contains("could not be made durable")),
         "{e:?}"
     );
-    // One attempt: its line went to the replacement before the sync found it; none after
-    // but the try to record it not sent, which the failed journal refuses.
+    // Its line went in (the caller records it not sent).
+    assert!(e.stored);
+    // One attempt: its line went to the replacement before the sync found it; none after.
     let tried: Vec<String> = trace.lock().unwrap()[..]
         .iter()
         .filter(|l| l.starts_with("journal "))
         .skip(asked)
         .cloned()
         .collect();
-    assert_eq!(tried, ["journal line", "journal sync", "journal line"]);
+    assert_eq!(tried, ["journal line", "journal sync"]);
     let after = std::fs::read_to_string(&journal).unwrap();
     assert_eq!(after.lines().count(), before.lines().count() + 1);
     drop(writer);
@@ -517,4 +522,45 @@ fn a_journal_that_could_not_be_made_durable_stops_the_next_write_at_once() {
         "{:?}",
         heard.0.lock().unwrap()
     );
+}
+
+/// The write's line is stored (fenced) before the audit's sync; a lock broken and taken by
+/// another run in between (`--break-lock` while the audit log was slow) must stop the
+/// write. Before, the lease was confirmed only when the line was stored, and the write
+/// went out from a run that no longer held the lock.
+#[test]
+fn a_lock_taken_while_the_audit_syncs_stops_the_write() {
+    use crate::store::{Fence, Holder};
+    let dir = tempfile::tempdir().unwrap();
+    let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "r1");
+    let files = crate::store::Files::new(dir.path(), say.clone());
+    let store: crate::store::Store = std::sync::Arc::new(files);
+    let holder = |lease: &str| Holder {
+        run_id: "r1".into(),
+        actor: "ops".into(),
+        pid: std::process::id(),
+        host: "h".into(),
+        since: "now".into(),
+        lease_id: lease.into(),
+        expires: None,
+        expired: false,
+    };
+    assert!(store.lock_create("KEY", &holder("mine")).unwrap());
+    let writer = LedgerWriter::new(&store, say);
+    writer.fence(Fence {
+        key: "KEY".into(),
+        lease_id: "mine".into(),
+    });
+    writer.record(started(Target::Production));
+    let lock = store.lock_path("KEY").unwrap();
+    let taken = || {
+        std::fs::remove_file(&lock).unwrap();
+        assert!(store.lock_create("KEY", &holder("theirs")).unwrap());
+        Ok(())
+    };
+    let e = writer
+        .before_write(sent("propagate", "raxx-api-prod"), &taken, true)
+        .unwrap_err();
+    assert!(matches!(e.why, Unrecorded::LeaseLost), "{e:?}");
+    assert!(e.stored, "its line went in before the lock was taken");
 }

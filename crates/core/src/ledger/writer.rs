@@ -3,7 +3,7 @@
 //! before it is sent, fenced by the run's lease, or not sent at all.
 
 use super::chain::{self, Link};
-use super::{encode, Event, Ledger, Stamped, WriteOutcome, WriteSettled};
+use super::{encode, Event, Ledger, Stamped};
 use crate::error::Result;
 use crate::interrupt::Backoff;
 use crate::sink::Say;
@@ -31,6 +31,20 @@ impl std::fmt::Display for Unrecorded {
                 "the write was not sent because its record could not be stored: {e}"
             ),
         }
+    }
+}
+
+/// Why a write must not be sent, and whether its line is in the journal already (then its
+/// outcome, not sent, is the caller's to record, with its audit entry).
+#[derive(Debug)]
+pub struct Refused {
+    pub why: Unrecorded,
+    pub stored: bool,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.why.fmt(f)
     }
 }
 
@@ -177,60 +191,66 @@ impl LedgerWriter {
         self.fold_and_emit(&stamped);
     }
 
-    /// Records a write before it is sent: every kept line first, then the write's own line,
-    /// fenced by the run's lease, then `also` (the audit trail's kept entries, made durable
-    /// after the journal lines they name: the auditor syncs this journal first, the write's
-    /// line with it). A store that does not answer is retried with backoff for the store's
-    /// wait; a lease another run took is final. `Err`: the write must not be sent (and its
-    /// line, if stored, is followed by its outcome: not sent).
+    /// Records a write before it is sent: every kept line first, then `also` (the audit
+    /// trail's kept entries, made durable after the journal lines they name: the auditor
+    /// syncs this journal first) and the write's own line, fenced by the run's lease. A
+    /// store that does not answer is retried with backoff for the store's wait; a lease
+    /// another run took is final. `Err`: the write must not be sent; when its line was
+    /// stored, the caller records its outcome (not sent).
     ///
     /// `durable`: the line, and every line before it, is on stable storage when this
     /// returns. A fan-out records all its targets' lines first and makes only the last one
-    /// durable, before any is sent: one fsync, not one per target. Two fsyncs before a
-    /// write, not three: the write's line is stored before the journal's sync, not synced
-    /// on its own after the audit's.
+    /// durable, before any is sent: one fsync, not one per target. On a store whose appends
+    /// need an fsync (files) the write's line is stored before `also`, so the journal's one
+    /// sync covers it (two fsyncs before a write, not three), and the lease is checked again
+    /// after the syncs; on a database, whose every append is a commit, it is stored last,
+    /// fenced, as the last thing before the send.
     pub fn before_write(
         &self,
         event: Event,
         also: &dyn Fn() -> Result<()>,
         durable: bool,
-    ) -> std::result::Result<(), Unrecorded> {
+    ) -> std::result::Result<(), Refused> {
+        let refused = |why| Refused { why, stored: false };
         if self.lost.get() {
-            return Err(Unrecorded::LeaseLost);
+            return Err(refused(Unrecorded::LeaseLost));
         }
         let stamped = Stamped::now(self.run_id(), event);
         let line = encode(&stamped);
         let wait = self.store.wait();
         let mut backoff = Backoff::new(wait);
         let mut told = false;
+        let line_first = !self.store.appends_are_durable();
         // Stored once; a try after a failure only makes it durable.
         let mut stored = false;
         loop {
             let tried = self.flush().and_then(|()| {
-                if !stored {
-                    let prev = self.tip.borrow().head.clone();
-                    let (chained, hash) = chain::chained(&line, &prev);
-                    if !self.append(&chained, false)? {
+                if line_first && !stored {
+                    if !self.store_line(&line, &stamped, false)? {
                         return Ok(false);
                     }
-                    let link = Link {
-                        lines: self.tip.borrow().lines + 1,
-                        head: hash,
-                    };
-                    *self.tip.borrow_mut() = link.clone();
-                    *self.stored.borrow_mut() = link;
                     stored = true;
-                    let read_back = serde_json::from_str(&line).unwrap_or_else(|_| stamped.clone());
-                    self.fold_and_emit(&read_back);
                 }
                 also()?;
+                if !line_first {
+                    if !self.store_line(&line, &stamped, durable)? {
+                        return Ok(false);
+                    }
+                    stored = true;
+                    return Ok(true);
+                }
                 if durable {
                     self.sync()?;
                 }
-                Ok(true)
+                // The lease was confirmed when the line was stored; the syncs (and a retry)
+                // came since: confirmed again, as the last thing before the send.
+                self.still_held()
             });
             if self.lost.get() {
-                return Err(Unrecorded::LeaseLost);
+                return Err(Refused {
+                    why: Unrecorded::LeaseLost,
+                    stored,
+                });
             }
             let why = match tried {
                 Ok(true) => {
@@ -242,7 +262,7 @@ impl LedgerWriter {
                 }
                 Ok(false) => {
                     self.lost.set(true);
-                    return Err(Unrecorded::LeaseLost);
+                    Unrecorded::LeaseLost
                 }
                 // Trying again cannot help: not sent, at once.
                 Err(e) if e.is_final() => Unrecorded::StoreDown(e.to_string()),
@@ -260,26 +280,34 @@ impl LedgerWriter {
                     Unrecorded::StoreDown(e.to_string())
                 }
             };
-            if stored {
-                self.not_sent(&stamped.event);
-            }
-            return Err(why);
+            return Err(Refused { why, stored });
         }
     }
 
-    /// Records that a write whose line is stored was not sent: the journal must not leave
-    /// it in doubt.
-    fn not_sent(&self, event: &Event) {
-        if let Event::Write(w) = event {
-            self.record(Event::WriteOutcome(WriteSettled {
-                step: w.step.clone(),
-                function: w.function.clone(),
-                target: w.target.clone(),
-                outcome: WriteOutcome::NotSent,
-                filed: None,
-                undo: w.undo,
-                answer: None,
-            }));
+    /// Stores a write's line after the tip, fenced by the run's lease: `false` (nothing
+    /// stored) when another run took it.
+    fn store_line(&self, line: &str, stamped: &Stamped, durable: bool) -> Result<bool> {
+        let prev = self.tip.borrow().head.clone();
+        let (chained, hash) = chain::chained(line, &prev);
+        if !self.append(&chained, durable)? {
+            return Ok(false);
+        }
+        let link = Link {
+            lines: self.tip.borrow().lines + 1,
+            head: hash,
+        };
+        *self.tip.borrow_mut() = link.clone();
+        *self.stored.borrow_mut() = link;
+        let read_back = serde_json::from_str(line).unwrap_or_else(|_| stamped.clone());
+        self.fold_and_emit(&read_back);
+        Ok(true)
+    }
+
+    /// Whether this run still holds its lock (always, without a fence).
+    fn still_held(&self) -> Result<bool> {
+        match &*self.fence.borrow() {
+            Some(f) => self.store.lock_renew(&f.key, &f.lease_id),
+            None => Ok(true),
         }
     }
 

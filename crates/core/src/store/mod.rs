@@ -119,6 +119,11 @@ pub trait JournalStore {
     fn journal_sync(&self, _run_id: &str) -> Result<()> {
         Ok(())
     }
+    /// Whether every append is durable on its own (a database's commit): nothing is saved
+    /// by storing a line before a sync.
+    fn appends_are_durable(&self) -> bool {
+        true
+    }
     /// A run's journal, its lines in order; `None` when there is no such run.
     fn journal(&self, run_id: &str) -> Result<Option<String>>;
     /// A run's last journal line; `None` when there is no such run. Asked of every run when

@@ -520,10 +520,19 @@ fn a_fir_apps_log_is_scanned_from_its_stream() {
     assert_back_on_old_token(&out.sandbox_state());
 }
 
+/// Answers for every question of the rotation, `message_id` for verify's about a MessageID
+/// no log showed.
+fn answers_with_message_id(message_id: bool) -> String {
+    format!(
+        "prerequisites = true\n\"validate.received\" = true\n\"verify.message_id\" = {message_id}\n\"revoke.confirm\" = true\n"
+    )
+}
+
 /// The SOP: "confirm the Raptor logs show MessageID returned by Postmark". Verify waits on
-/// the consumers' log streams for the MessageID Raptor returned; an app that does not log
-/// it fails verify after `log_wait` seconds, saying how to skip the check, and
-/// `--param log_wait=0` runs without it. Before, verify never looked for the MessageID.
+/// the consumers' log streams for the MessageID Raptor returned. An app that does not log
+/// it (LOG_LEVEL=warn) makes verify ask whether to go on without it: no stops the step,
+/// saying how to run without the check; `--yes` goes on, saying so; `log_wait=0` does not
+/// ask. Before, verify never looked for the MessageID.
 #[test]
 fn verify_waits_for_raptors_message_id_in_the_logs() {
     // Raptor on prod (the app its test email goes to) logs failures only.
@@ -531,14 +540,64 @@ fn verify_waits_for_raptors_message_id_in_the_logs() {
         "RAPTOR_ENV = \"production\"",
         "RAPTOR_ENV = \"production\", LOG_LEVEL = \"warn\"",
     );
-    let out = on_scenario(&quiet, None, &["--param", "log_wait=1"]);
+    let question = "No consumer's Heroku log showed Raptor's MessageID";
+    let out = on_scenario(
+        &quiet,
+        Some(&answers_with_message_id(false)),
+        &["--param", "log_wait=1", "--no-rollback"],
+    );
     out.exit(Exit::StepFailed)
         .stderr_has("no consumer's Heroku log showed Raptor's MessageID")
         .stderr_has("within 1s")
-        .stderr_has("retry with --param log_wait=0 (the 401 scan still runs)");
-    assert_back_on_old_token(&out.sandbox_state());
+        .stderr_has(
+            "if Raptor does not log the MessageID, run the rotation with --param log_wait=0",
+        );
+    assert!(
+        live_tokens(&out.sandbox_state()).contains(&OLD_TOKEN.to_string()),
+        "not revoked"
+    );
+    let out = on_scenario(&quiet, None, &["--param", "log_wait=1"]);
+    out.exit(Exit::Ok)
+        .stdout_has(question)
+        .stdout_has("going on without Raptor's MessageID in the logs");
     let out = on_scenario(&quiet, None, &["--param", "log_wait=0"]);
     out.exit(Exit::Ok);
+    assert!(!out.stdout.contains(question), "{}", out.stdout);
+}
+
+/// Heroku's log delivery lags: the email's line reaches the log stream after Raptor has
+/// answered. Verify waits for it on the stream (a read right after the email, as before,
+/// would miss it), so it is found and nothing is asked.
+#[test]
+fn verify_waits_for_a_message_id_that_the_log_delivers_late() {
+    let late = canary_with(
+        "name = \"raxx-api-prod\"",
+        "name = \"raxx-api-prod\"\nlog_delay_ms = 400",
+    );
+    let out = on_scenario(&late, Some(&answers_with_message_id(false)), &[]);
+    out.exit(Exit::Ok);
+    assert!(
+        !out.stdout.contains("No consumer's Heroku log showed"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// `heroku logs --tail | grep -i postmark`: a busy app's router logs its clients' failed
+/// logins (`status=401`) all through verify; those are not Postmark refusing the token.
+/// Before, every line since the restart was scanned for a whole-word 401, and verify
+/// failed (and with `--yes` rolled back) a rotation that worked.
+#[test]
+fn a_clients_401_in_the_router_log_does_not_fail_verify() {
+    let busy = canary_with(
+        "name = \"raxx-api-staging\"",
+        "name = \"raxx-api-staging\"\nclient_401s = true",
+    );
+    let out = on_scenario(&busy, None, &[]);
+    out.exit(Exit::Ok);
+    let state = out.sandbox_state();
+    let logs = crate::support::app_logs(&state, "raxx-api-staging");
+    assert!(logs.iter().any(|l| l.contains("status=401")), "{logs:#?}");
 }
 
 /// A restart answers 202 before the dynos boot. `heroku::wait_up` waits for them and, when

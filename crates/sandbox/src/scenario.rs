@@ -246,6 +246,10 @@ pub struct HerokuScenario {
     /// `max` asks (Heroku's: 1,000): a rehearsal switch that makes a client follow several
     /// `Next-Range` pages (206).
     pub page_size: Option<u32>,
+    /// How long a tail session's stream stays open, in milliseconds (Heroku ends a
+    /// session after an hour, a Fir app's stream after 15 minutes; default an hour): a
+    /// rehearsal switch that makes a reader open it again.
+    pub log_stream_ms: Option<u64>,
 }
 
 /// A request pool: `capacity` tokens, refilled at `per_minute`.
@@ -304,6 +308,12 @@ pub struct AppSpec {
     /// releases list, and restarts the app only if it succeeds; absent, releases succeed at
     /// once (as for an app without a `release` process type).
     pub release_phase: Option<ReleasePhaseSpec>,
+    /// How long a logged line takes to reach log sessions, in milliseconds (default 0):
+    /// Heroku's log delivery lags, so a read right after an event can miss its lines.
+    pub log_delay_ms: u64,
+    /// The app serves clients that fail to log in: its router logs a `status=401` request
+    /// at every request the sandbox serves (ordinary traffic, not Postmark's refusals).
+    pub client_401s: bool,
 }
 
 /// An app's release phase: how long the release command runs and how it ends.
@@ -522,6 +532,7 @@ impl Default for HerokuScenario {
             apps: Vec::new(),
             rate_limit: RateLimitSpec::default(),
             page_size: None,
+            log_stream_ms: None,
         }
     }
 }
@@ -539,6 +550,8 @@ impl Default for AppSpec {
             preboot_window_ms: 180_000,
             restart_delay_ms: 0,
             release_phase: None,
+            log_delay_ms: 0,
+            client_401s: false,
         }
     }
 }

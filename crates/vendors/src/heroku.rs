@@ -471,17 +471,13 @@ impl HerokuClient {
         lines: u32,
         tail: bool,
     ) -> Result<LogSession, VendorError> {
-        #[derive(Deserialize)]
-        struct Session {
-            logplex_url: String,
-        }
         // Creating a session has no side effect beyond the session; safe to retry.
         let req = self
             .request(Method::POST, &["apps", app, "log-sessions"])?
             .header("Content-Type", "application/json")
             .json(serde_json::json!({"lines": lines, "tail": tail}))
             .idempotent(true);
-        let session: Session = self.transport.send_json(req, parse_error).await?;
+        let session: LogplexSession = self.transport.send_json(req, parse_error).await?;
         Ok(LogSession {
             app: app.to_string(),
             lines,
@@ -492,20 +488,17 @@ impl HerokuClient {
     /// `heroku logs --tail`: opens a tail session for `app` (its last `lines`, then every
     /// line as it is logged) and starts reading it, returning once the stream has answered.
     /// The lines are kept as they arrive (the newest, up to the most a runbook reads) until
-    /// the tail is dropped, which closes it. A Fir app's session has no history: it brings
-    /// what is logged from the moment it opens.
+    /// the tail is dropped, which closes it. A stream that ends (Heroku closes a Fir app's
+    /// every 15 minutes, a session after an hour; a connection breaks) is opened again,
+    /// up to `TAIL_REOPENS` times, without the lines already kept. A Fir app's session has
+    /// no history: it brings what is logged from the moment it opens.
     pub async fn tail_logs(&self, app: &str, lines: u32) -> Result<LogTail, VendorError> {
-        let session = self.create_log_session(app, lines, true).await?;
-        let req = Request::new(VENDOR, Method::GET, session.url)
-            .route(format!("logplex session of {app}"))
-            .header("Accept", "text/plain");
-        let resp = self
-            .transport
-            .open_stream(req, parse_error, TAIL_OPEN)
-            .await?;
+        let resp = self.open_tail(app, lines).await?;
         let (seen, watch) = tokio::sync::watch::channel(());
         let kept = std::sync::Arc::new(std::sync::Mutex::new(TailLines::default()));
         let reader = tokio::spawn(read_tail(
+            self.clone(),
+            app.to_string(),
             resp,
             kept.clone(),
             seen,
@@ -515,7 +508,34 @@ impl HerokuClient {
             kept,
             watch,
             reader,
+            scanned: 0,
+            found: false,
         })
+    }
+
+    /// A tail session's stream, answering. The Heroku CLI's two forms: a Cedar app's session
+    /// asks for `lines` and `tail`; a Fir app's asks for neither (it always tails, with no
+    /// history) and is asked with the `version=3.sdk` Accept header.
+    async fn open_tail(&self, app: &str, lines: u32) -> Result<reqwest::Response, VendorError> {
+        let fir = self.is_fir(app).await?;
+        let mut req = self
+            .request(Method::POST, &["apps", app, "log-sessions"])?
+            .header("Content-Type", "application/json")
+            .idempotent(true);
+        if fir {
+            req.headers.retain(|(name, _)| name != "Accept");
+            req = req.header("Accept", ACCEPT_SDK).json(serde_json::json!({}));
+        } else {
+            req = req.json(serde_json::json!({"lines": lines, "tail": true}));
+        }
+        let session: LogplexSession = self.transport.send_json(req, parse_error).await?;
+        // The session URL is a capability on another host: no Authorization header.
+        let read = Request::new(VENDOR, Method::GET, session.logplex_url)
+            .route(format!("logplex session of {app}"))
+            .header("Accept", "text/plain");
+        self.transport
+            .open_stream(read, parse_error, TAIL_OPEN)
+            .await
     }
 
     /// The lines of a session `open_log_session` opened. A session unused for
@@ -553,15 +573,34 @@ pub struct LogSession {
     url: String,
 }
 
-/// How long a tail is kept open at most (Heroku ends a log session after an hour).
+/// How long one tail stream is read at most before it is opened again (Heroku ends a
+/// session after an hour, a Fir app's stream after 15 minutes).
 const TAIL_OPEN: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// A log tail `Heroku::tail_logs` opened: its lines so far, read by a task of its own
+/// How many times a tail whose stream ended is opened again.
+const TAIL_REOPENS: u32 = 3;
+
+/// The history a reopened tail asks for, to bridge the moments it was closed.
+const REOPEN_LINES: u32 = 1500;
+
+/// A Fir app's log sessions are asked with the SDK variant of the API version (the CLI's).
+const ACCEPT_SDK: &str = "application/vnd.heroku+json; version=3.sdk";
+
+/// `POST /apps/{app}/log-sessions`'s answer, as far as it is read.
+#[derive(Deserialize)]
+struct LogplexSession {
+    logplex_url: String,
+}
+
+/// A log tail `HerokuClient::tail_logs` opened: its lines so far, read by a task of its own
 /// until it is dropped.
 pub struct LogTail {
     kept: std::sync::Arc<std::sync::Mutex<TailLines>>,
     watch: tokio::sync::watch::Receiver<()>,
     reader: tokio::task::JoinHandle<()>,
+    /// How many lines (ever kept) `shows` has looked at, and whether one held its text.
+    scanned: usize,
+    found: bool,
 }
 
 /// What a tail has brought.
@@ -571,9 +610,26 @@ pub struct TailLines {
     pub lines: std::collections::VecDeque<String>,
     /// The oldest lines let go to keep the rest within the most a runbook reads.
     pub dropped: usize,
-    /// Why the stream ended, if it did (Heroku closed it, the connection broke).
+    /// How many times the stream was opened again after it ended; a Fir app's (no history)
+    /// or one closed longer than its history reaches may miss lines logged in between.
+    pub reopened: u32,
+    /// Why the stream ended for good, if it did (it could not be opened again).
     pub ended: Option<String>,
     bytes: usize,
+}
+
+impl TailLines {
+    fn keep(&mut self, line: String, most: usize) {
+        self.bytes += line.len();
+        self.lines.push_back(line);
+        while self.bytes > most {
+            let Some(old) = self.lines.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len();
+            self.dropped += 1;
+        }
+    }
 }
 
 impl LogTail {
@@ -582,13 +638,20 @@ impl LogTail {
         self.kept.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Whether a line containing `text` has arrived.
-    pub fn shows(&self, text: &str) -> bool {
+    /// Whether a line containing `text` has arrived (one text per tail: each line is
+    /// looked at once).
+    pub fn shows(&mut self, text: &str) -> bool {
+        if self.found {
+            return true;
+        }
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept.lines.iter().any(|l| l.contains(text))
+        let start = self.scanned.saturating_sub(kept.dropped);
+        self.found = kept.lines.iter().skip(start).any(|l| l.contains(text));
+        self.scanned = kept.dropped + kept.lines.len();
+        self.found
     }
 
-    /// Whether the stream has ended.
+    /// Whether the stream has ended for good.
     pub fn ended(&self) -> bool {
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         kept.ended.is_some()
@@ -609,56 +672,97 @@ impl Drop for LogTail {
     }
 }
 
-/// Reads a tail's answer into `kept`, line by line, saying so on `seen` after each chunk.
+/// Reads a tail into `kept`, saying so on `seen` after each chunk; opens it again when
+/// its stream ends, skipping the lines of the new session's history already kept.
 async fn read_tail(
+    heroku: HerokuClient,
+    app: String,
     mut resp: reqwest::Response,
     kept: std::sync::Arc<std::sync::Mutex<TailLines>>,
     seen: tokio::sync::watch::Sender<()>,
     most: usize,
 ) {
+    let mut known = std::collections::HashSet::new();
+    loop {
+        let why = read_stream(&mut resp, &kept, &seen, most, &known).await;
+        let reopened = kept.lock().unwrap_or_else(|e| e.into_inner()).reopened;
+        let again = if reopened < TAIL_REOPENS {
+            heroku.open_tail(&app, REOPEN_LINES).await.map_err(|e| {
+                // The error names the route, never the session's URL.
+                format!("{why}; opening it again failed: {e}")
+            })
+        } else {
+            Err(format!("{why}, {TAIL_REOPENS} times"))
+        };
+        let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+        match again {
+            Ok(r) => {
+                k.reopened += 1;
+                // The new session's history repeats lines already kept (each stamped to the
+                // microsecond): those are skipped.
+                known = k
+                    .lines
+                    .iter()
+                    .rev()
+                    .take(REOPEN_LINES as usize)
+                    .cloned()
+                    .collect();
+                resp = r;
+            }
+            Err(why) => {
+                k.ended = Some(why);
+                drop(k);
+                seen.send_replace(());
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one stream to its end: why it ended.
+async fn read_stream(
+    resp: &mut reqwest::Response,
+    kept: &std::sync::Mutex<TailLines>,
+    seen: &tokio::sync::watch::Sender<()>,
+    most: usize,
+    known: &std::collections::HashSet<String>,
+) -> String {
     let mut partial: Vec<u8> = Vec::new();
-    let ended = loop {
+    let why = loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 partial.extend_from_slice(&chunk);
-                let Some(last) = partial.iter().rposition(|b| *b == b'\n') else {
-                    continue;
+                let whole = match partial.iter().rposition(|b| *b == b'\n') {
+                    Some(last) => {
+                        let rest = partial.split_off(last + 1);
+                        std::mem::replace(&mut partial, rest)
+                    }
+                    // A line longer than the most a runbook reads is kept cut.
+                    None if partial.len() > most => std::mem::take(&mut partial),
+                    None => continue,
                 };
-                let rest = partial.split_off(last + 1);
-                let whole = std::mem::replace(&mut partial, rest);
                 let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
                 for line in String::from_utf8_lossy(&whole).lines() {
-                    if line.trim().is_empty() {
-                        continue;
+                    if !line.trim().is_empty() && !known.contains(line) {
+                        k.keep(line.to_string(), most);
                     }
-                    k.bytes += line.len();
-                    k.lines.push_back(line.to_string());
-                }
-                while k.bytes > most {
-                    let Some(old) = k.lines.pop_front() else {
-                        break;
-                    };
-                    k.bytes -= old.len();
-                    k.dropped += 1;
                 }
                 drop(k);
                 seen.send_replace(());
             }
             Ok(None) => break "Heroku ended the log stream".to_string(),
             // reqwest's text names the URL, a capability: only what kind of failure it was.
-            Err(e) if e.is_timeout() => break "the log stream's hour was up".to_string(),
+            Err(e) if e.is_timeout() => break "the log stream was read for an hour".to_string(),
             Err(_) => break "the log stream's connection broke".to_string(),
         }
     };
-    let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
     if !partial.is_empty() {
         let line = String::from_utf8_lossy(&partial).to_string();
-        k.bytes += line.len();
-        k.lines.push_back(line);
+        kept.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keep(line, most);
     }
-    k.ended = Some(ended);
-    drop(k);
-    seen.send_replace(());
+    why
 }
 
 /// The code of the refusal to read a Fir app's recent log lines (it keeps no history).
@@ -822,29 +926,93 @@ mod tests {
         assert_eq!(opened, 2);
     }
 
+    /// How many times a log session's stream was asked for.
+    fn session_reads(sb: &runbook_sandbox::Sandbox) -> usize {
+        sb.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.starts_with("/sessions/"))
+            .count()
+    }
+
+    /// Waits (at most 10 s: a bug fails the test, it does not hang it) until `tail` has
+    /// brought a line ending with `text`.
+    async fn until_shown(tail: &mut LogTail, text: &str) {
+        let shown = async {
+            while !tail.lines().lines.iter().any(|l| l.ends_with(text)) {
+                tail.changed().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), shown)
+            .await
+            .unwrap_or_else(|_| panic!("never shown: {text}: {:#?}", tail.lines()));
+    }
+
     /// `heroku logs --tail`: a tail opened before a restart brings the restart's lines as
-    /// they are logged, on the one answer, and stops reading when dropped.
+    /// they are logged, on the one answer.
     #[tokio::test]
     async fn a_tail_brings_what_is_logged_after_it_opened() {
         let (sb, v) = start(sop()).await;
         let mut tail = v.heroku().tail_logs("raxx-api-staging", 50).await.unwrap();
         assert!(!tail.shows("Restarting"), "{:?}", tail.lines());
         v.heroku().restart_all("raxx-api-staging").await.unwrap();
-        while !tail.shows("heroku[web.1]: Restarting") {
-            tail.changed().await;
-        }
+        until_shown(&mut tail, "heroku[web.1]: Restarting").await;
         let got = tail.lines();
-        assert_eq!((got.dropped, got.ended), (0, None));
-        drop(tail);
-        let reads = sb.state()["requests"]
-            .as_array()
-            .unwrap()
+        assert_eq!((got.dropped, got.reopened, got.ended), (0, 0, None));
+        assert_eq!(session_reads(&sb), 1);
+    }
+
+    /// A tail whose first connection is lost, or answered 503, is opened again, as any read
+    /// is. Before, one lost connection failed verify ("Heroku refused a log session").
+    #[tokio::test]
+    async fn a_tail_whose_connection_is_lost_is_tried_again() {
+        let mut s = sop();
+        for spec in [
+            "heroku:GET:/sessions/*=drop:once",
+            "heroku:GET:/sessions/*=503:once",
+        ] {
+            s.faults
+                .push(runbook_sandbox::FaultRule::parse(spec).unwrap());
+        }
+        let (sb, v) = start(s).await;
+        let mut tail = v.heroku().tail_logs("raxx-api-staging", 50).await.unwrap();
+        v.heroku().restart_all("raxx-api-staging").await.unwrap();
+        until_shown(&mut tail, "heroku[web.1]: Restarting").await;
+        assert_eq!(session_reads(&sb), 3);
+    }
+
+    /// A stream that Heroku ends (a session's hour, a Fir app's 15 minutes) is opened
+    /// again, and the new session's history does not repeat the lines already kept; after
+    /// `TAIL_REOPENS` it ends for good, saying why.
+    #[tokio::test]
+    async fn a_tail_that_heroku_ends_is_opened_again_without_repeating_lines() {
+        let mut s = sop();
+        s.heroku.log_stream_ms = Some(150);
+        let (_sb, v) = start(s).await;
+        let mut tail = v.heroku().tail_logs("raxx-api-staging", 50).await.unwrap();
+        v.heroku().restart_all("raxx-api-staging").await.unwrap();
+        let ended = async {
+            while !tail.ended() {
+                tail.changed().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), ended)
+            .await
+            .expect("the tail never ended");
+        let got = tail.lines();
+        assert_eq!(got.reopened, TAIL_REOPENS);
+        assert_eq!(
+            got.ended.as_deref(),
+            Some("Heroku ended the log stream, 3 times")
+        );
+        let restarts = got
+            .lines
             .iter()
-            .filter(|r| {
-                r["method"] == "GET" && r["path"].as_str().unwrap().starts_with("/sessions/")
-            })
+            .filter(|l| l.ends_with(": Restarting"))
             .count();
-        assert_eq!(reads, 1);
+        assert_eq!(restarts, 1, "{:#?}", got.lines);
+        let mut unique = got.lines.clone().into_iter().collect::<Vec<_>>();
+        unique.dedup();
+        assert_eq!(unique.len(), got.lines.len(), "{:#?}", got.lines);
     }
 
     /// A session's URL is a capability: a failure to read it names the session's app, never

@@ -516,7 +516,8 @@ impl Transport {
 
     /// Sends a GET whose answer is a stream that does not end by itself (a log tail): the
     /// answer once its status comes (within the timeout), its body to read as it arrives
-    /// for at most `open`. A non-2xx answer is read whole and is the error.
+    /// for at most `open`. A lost connection, a timeout, a 429 or a 5xx is tried again, as
+    /// `send` does; any other non-2xx answer is read whole and is the error.
     pub async fn open_stream(
         &self,
         req: Request,
@@ -524,22 +525,39 @@ impl Transport {
         open: Duration,
     ) -> Result<reqwest::Response, VendorError> {
         let url = check_url(&req)?;
-        let send = self.builder(&req, &url)?.timeout(open).send();
-        let resp = match tokio::time::timeout(self.inner.config.timeout, send).await {
-            Ok(r) => r.map_err(|e| self.transport_error(&req, &e))?,
-            Err(_) => {
-                return Err(req
+        let cfg = &self.inner.config;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= cfg.max_attempts.max(1);
+            let send = self.builder(&req, &url)?.timeout(open).send();
+            let failed = match tokio::time::timeout(cfg.timeout, send).await {
+                Ok(Ok(resp)) if resp.status().is_success() => {
+                    self.note_simulator(resp.headers());
+                    return Ok(resp);
+                }
+                Ok(Ok(resp)) => {
+                    let answer = self.read_answer(&req, resp).await?;
+                    let error = status_error(&req, &answer, parse).with_attempts(attempt);
+                    if !answer.is_retryable() || last {
+                        return Err(error);
+                    }
+                    error
+                }
+                Ok(Err(e)) => self.transport_error(&req, &e).with_attempts(attempt),
+                Err(_) => req
                     .error(ErrorKind::Timeout, "")
-                    .with_timeout(self.inner.config.timeout)
-                    .answer_lost())
+                    .with_timeout(cfg.timeout)
+                    .with_attempts(attempt),
+            };
+            // A retryable answer (a non-retryable one returned above), or no answer at all.
+            let again = failed.status().is_some()
+                || matches!(failed.kind(), ErrorKind::Connection | ErrorKind::Timeout);
+            if last || !again {
+                return Err(failed);
             }
-        };
-        if resp.status().is_success() {
-            self.note_simulator(resp.headers());
-            return Ok(resp);
+            tokio::time::sleep(backoff(cfg, attempt)).await;
         }
-        let answer = self.read_answer(&req, resp).await?;
-        Err(status_error(&req, &answer, parse))
     }
 
     /// The request as reqwest builds it: its method, URL, headers (secret ones marked

@@ -1114,14 +1114,25 @@ fn read_logs(h: &RunContext, sessions: LogSessions, opts: Map) -> R<Dynamic> {
     };
     let wait = match opts.get("within") {
         None => 30,
-        Some(w) => w.as_int().ok().filter(|w| *w >= 0).ok_or_else(|| {
-            throw(
-                "usage",
-                "heroku::read_logs: option within must be a whole number of seconds, 0 or more",
-                None,
-            )
-        })?,
+        Some(w) => w
+            .as_int()
+            .ok()
+            .filter(|w| (0..=MOST_LOG_WAIT).contains(w))
+            .ok_or_else(|| {
+                throw(
+                    "usage",
+                    format!("heroku::read_logs: option within must be a whole number of seconds, 0 to {MOST_LOG_WAIT}"),
+                    None,
+                )
+            })?,
     };
+    if opts.contains_key("within") && !opts.contains_key("find") {
+        return Err(throw(
+            "usage",
+            "heroku::read_logs: within is how long to wait for the line find names: give find too",
+            None,
+        ));
+    }
     let Some(opening) = sessions.0.borrow_mut().take() else {
         return Err(throw(
             "usage",
@@ -1190,16 +1201,16 @@ fn read_logs(h: &RunContext, sessions: LogSessions, opts: Map) -> R<Dynamic> {
             let mut out = Map::new();
             for (app, tail) in tails {
                 let entry = match tail {
-                    Ok(tail) => {
-                        let got = tail.lines();
+                    Ok(mut tail) => {
                         let mut entry = Map::new();
                         if dry {
                             entry.insert("found".into(), true.into());
                         } else if let Some(Some(text)) = &find {
-                            let found = got.lines.iter().any(|l| l.contains(text.as_str()));
-                            entry.insert("found".into(), found.into());
+                            entry.insert("found".into(), tail.shows(text).into());
                         }
+                        let got = tail.lines();
                         entry.insert("dropped".into(), (got.dropped as i64).into());
+                        entry.insert("reopened".into(), (got.reopened as i64).into());
                         if let Some(why) = got.ended {
                             entry.insert("ended".into(), why.into());
                         }
@@ -1232,6 +1243,9 @@ fn not_opened(app: &str) -> runbook_vendors::VendorError {
     )
 }
 
+/// The longest `read_logs` waits for a line (a Heroku log session's hour).
+const MOST_LOG_WAIT: i64 = 3600;
+
 /// Waits until one tail has brought a line holding `text`, every tail has ended, or `wait`
 /// has passed.
 async fn wait_for_line(
@@ -1242,13 +1256,14 @@ async fn wait_for_line(
     text: &str,
     wait: std::time::Duration,
 ) {
-    let deadline = tokio::time::Instant::now() + wait;
+    let now = tokio::time::Instant::now();
+    let deadline = now.checked_add(wait).unwrap_or(now);
     loop {
-        let open: Vec<&mut runbook_vendors::heroku::LogTail> = tails
+        let mut open: Vec<&mut runbook_vendors::heroku::LogTail> = tails
             .iter_mut()
             .filter_map(|(_, t)| t.as_mut().ok())
             .collect();
-        if open.iter().any(|t| t.shows(text)) || open.iter().all(|t| t.ended()) {
+        if open.iter_mut().any(|t| t.shows(text)) || open.iter().all(|t| t.ended()) {
             return;
         }
         let mut changes: Vec<_> = open.into_iter().map(|t| Box::pin(t.changed())).collect();
@@ -1438,7 +1453,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["apps: Array", "options: Map"],
         "LogSessions",
-        "Opens a log session for each app and returns at once; `heroku::read_logs(sessions)` reads\nthem. A session's lines are those logged when it is read, so opening them before what they\nshould show (a test email) saves a round and misses nothing. Opening one changes nothing at\nHeroku; one unused for about five minutes expires, and is opened again when read.\nWith tail: true it is `heroku logs --tail`: the last lines, then each line as it is logged,\nkept until read (the newest, up to RUNBOOK_MAX_RESPONSE_MB; a Fir app's tail has no\nhistory, only what comes after it opened), so `read_logs` can wait for a line.\nOptions: #{lines (default 100), tail (default false)}.",
+        "Opens a log session for each app and returns at once; `heroku::read_logs(sessions)` reads\nthem. A session's lines are those logged when it is read, so opening them before what they\nshould show (a test email) saves a round and misses nothing. Opening one changes nothing at\nHeroku; one unused for about five minutes expires, and is opened again when read.\nWith tail: true it is `heroku logs --tail`: the last lines, then each line as it is logged,\nkept until read (the newest, up to RUNBOOK_MAX_RESPONSE_MB; a Fir app's tail has no\nhistory, only what comes after it opened), so `read_logs` can wait for a line; a stream\nthat ends is opened again (three times at most) without repeating the lines kept.\nOptions: #{lines (default 100), tail (default false)}.",
         |c: NativeCallContext, a: rhai::Array, o: Map| {
             value::at(
                 &c,
@@ -1454,7 +1469,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["sessions: LogSessions"],
         "Map",
-        "The recent lines of the sessions `heroku::log_sessions` opened, every app's at once: what\n`heroku::logs(apps, options)` returns.",
+        "The lines of the sessions `heroku::log_sessions` opened, every app's at once: what\n`heroku::logs(apps, options)` returns; of tails, what `read_logs(sessions, #{})` returns.",
         |c: NativeCallContext, s: LogSessions| {
             value::at(
                 &c,
@@ -1468,7 +1483,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["sessions: LogSessions", "options: Map"],
         "Map",
-        "The lines of the sessions `heroku::log_sessions` opened, every app's at once. Of tails\n(tail: true): what each has brought, as #{lines, dropped (the oldest let go), ended (why\nthe stream ended, if it did)}, or #{status, message} for one that did not open.\nOptions: #{find: text, within: seconds (default 30)}: first waits until one app's tail\nbrings a line holding `find` (each entry then has `found`), every tail has ended, or the\nwait is over; a line not found is the script's to judge.",
+        "The lines of the sessions `heroku::log_sessions` opened, every app's at once. Of tails\n(tail: true): what each has brought, as #{lines, dropped (the oldest let go), reopened\n(how often its stream ended and was opened again: lines logged in between may be missing\non a Fir app, or past the 1,500 lines of history), ended (why the stream ended for good,\nif it did)}, or #{status, message} for one that did not open (status 0: no answer).\nOptions: #{find: text, within: seconds (default 30, at most 3600)}: first waits until one\napp's tail brings a line holding `find` (each entry then has `found`), every tail has\nended, or the wait is over; a line not found is the script's to judge. Under --dry-run,\na `find` only the skipped writes would give is not waited for, and `found` is true.",
         |c: NativeCallContext, s: LogSessions, o: Map| {
             value::at(&c, with_run(&c, "heroku::read_logs", |h| read_logs(h, s, o)))
         },

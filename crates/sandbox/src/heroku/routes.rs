@@ -712,9 +712,9 @@ async fn read_log_session(
 ) -> Response {
     let first = s.with_state(|h: &mut HerokuState| {
         h.session_lines(&id, None)
-            .map(|(lines, next)| (lines, next, h.session_streams(&id)))
+            .map(|(lines, next)| (lines, next, h.session_streams(&id), h.log_stream))
     });
-    let Some(Some((lines, next, streams))) = first else {
+    let Some(Some((lines, next, streams, open))) = first else {
         return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
     };
     let plain = [("content-type", "text/plain; charset=utf-8")];
@@ -722,9 +722,9 @@ async fn read_log_session(
         return (plain, text_of(&lines)).into_response();
     }
     // A tail: what is there now, then each line as it is logged, until the session's hour
-    // is up or the sandbox stops (a reader waiting for the end waits that long, as against
-    // Heroku).
-    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    // is up (`log_stream_ms`) or the sandbox stops (a reader waiting for the end waits
+    // that long, as against Heroku).
+    let until = tokio::time::Instant::now() + open;
     let tail = Tail {
         shared: s.clone(),
         id,
@@ -1077,10 +1077,16 @@ mod tests {
         // A restart after the read began arrives on the same answer.
         expect(202, on_app(&sb, Method::DELETE, "/dynos")).await;
         let mut more = String::new();
-        while more.matches("Restarting").count() < 1 {
-            let chunk = resp.chunk().await.unwrap().unwrap();
-            more.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
+        let read = async {
+            while more.matches("Restarting").count() < 1 {
+                let chunk = resp.chunk().await.unwrap().unwrap();
+                more.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        };
+        // A bug fails the test, it does not hang it.
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .expect("the restart never arrived on the stream");
         assert!(!more.contains(first.lines().next().unwrap()), "{more}");
     }
 

@@ -38,8 +38,14 @@ pub(super) struct HApp {
     restarts: u64,
     pub(super) dynos: Vec<String>,
     pub(super) logs: Vec<String>,
+    /// When each line of `logs` was logged.
+    log_times: Vec<std::time::Instant>,
     /// Lines ever logged: `logs` keeps the last LOG_KEEP of them.
     pub(super) logged: usize,
+    /// How long a line takes to reach log sessions.
+    log_delay: std::time::Duration,
+    /// Its router logs a client's failed login at every request served.
+    client_401s: bool,
     pub(super) created_at: String,
     /// `cedar` or `fir`.
     pub(super) generation: String,
@@ -163,10 +169,12 @@ impl HApp {
     fn log(&mut self, source_dyno: &str, message: &str) {
         self.logs
             .push(format!("{} {source_dyno}: {message}", ts::log()));
+        self.log_times.push(std::time::Instant::now());
         self.logged += 1;
         if self.logs.len() > LOG_KEEP {
             let extra = self.logs.len() - LOG_KEEP;
             self.logs.drain(..extra);
+            self.log_times.drain(..extra);
         }
     }
 
@@ -223,6 +231,8 @@ pub(crate) struct HerokuState {
     pub(super) pool: crate::ratelimit::Pool,
     /// The largest page a ranged list answers.
     pub(super) page_size: usize,
+    /// How long a tail session's stream stays open.
+    pub(super) log_stream: std::time::Duration,
 }
 
 impl HerokuState {
@@ -276,7 +286,10 @@ impl HerokuState {
                 restarts: 0,
                 dynos: spec.dynos.clone(),
                 logs: Vec::new(),
+                log_times: Vec::new(),
                 logged: 0,
+                log_delay: std::time::Duration::from_millis(spec.log_delay_ms),
+                client_401s: spec.client_401s,
                 created_at: ts::seconds(),
                 generation: spec.generation.clone(),
                 boot: std::time::Duration::from_millis(spec.boot_ms),
@@ -323,6 +336,7 @@ impl HerokuState {
             user_email: s.user_email.clone(),
             user_id,
             page_size: s.page_size.map_or(1000, |n| (n as usize).clamp(1, 1000)),
+            log_stream: std::time::Duration::from_millis(s.log_stream_ms.unwrap_or(3_600_000)),
             pool: crate::ratelimit::Pool::new(
                 s.rate_limit.capacity,
                 s.rate_limit.per_minute / 60.0,
@@ -441,8 +455,14 @@ impl HerokuState {
             line.split(' ').nth(1)
         }
         let from = after.or(session.from);
-        let lines: Vec<&String> = app
-            .logs
+        // Lines still on their way (the log delivery's lag) reach no session yet.
+        let now = std::time::Instant::now();
+        let due = app
+            .log_times
+            .iter()
+            .rposition(|t| *t + app.log_delay <= now)
+            .map_or(0, |i| i + 1);
+        let lines: Vec<&String> = app.logs[..due]
             .iter()
             // The lines trimmed off the front were logged before any the session may show.
             .skip(from.map_or(0, |from| from.saturating_sub(app.logged - app.logs.len())))
@@ -462,7 +482,7 @@ impl HerokuState {
         };
         Some((
             lines[start..].iter().map(|l| l.to_string()).collect(),
-            app.logged,
+            app.logged - (app.logs.len() - due),
         ))
     }
 
@@ -627,6 +647,14 @@ pub(super) fn on_event(w: &mut World, event: &Event<'_>) {
                 .iter_mut()
                 .filter_map(|a| {
                     a.settle();
+                    if a.client_401s && a.runs_any() {
+                        let line = format!(
+                            "at=info method=POST path=\"/api/login\" host={}.herokuapp.com dyno={} connect=0ms service=3ms status=401 bytes=64 protocol=https",
+                            a.name,
+                            a.web_dyno()
+                        );
+                        a.log("heroku[router]", &line);
+                    }
                     std::mem::take(&mut a.restart_due).then(|| a.name.clone())
                 })
                 .collect()

@@ -527,40 +527,54 @@ fn a_journal_that_could_not_be_made_durable_stops_the_next_write_at_once() {
 /// The write's line is stored (fenced) before the audit's sync; a lock broken and taken by
 /// another run in between (`--break-lock` while the audit log was slow) must stop the
 /// write. Before, the lease was confirmed only when the line was stored, and the write
-/// went out from a run that no longer held the lock.
+/// went out from a run that no longer held the lock. Taken by another run, the journal is
+/// still this run's alone: the write is recorded not sent; taken by this run resumed
+/// elsewhere, the line stays in doubt for it to check.
 #[test]
-fn a_lock_taken_while_the_audit_syncs_stops_the_write() {
+fn a_lock_taken_before_the_write_leaves_stops_it() {
     use crate::store::{Fence, Holder};
-    let dir = tempfile::tempdir().unwrap();
-    let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "r1");
-    let files = crate::store::Files::new(dir.path(), say.clone());
-    let store: crate::store::Store = std::sync::Arc::new(files);
-    let holder = |lease: &str| Holder {
-        run_id: "r1".into(),
-        actor: "ops".into(),
-        pid: std::process::id(),
-        host: "h".into(),
-        since: "now".into(),
-        lease_id: lease.into(),
-        expires: None,
-        expired: false,
-    };
-    assert!(store.lock_create("KEY", &holder("mine")).unwrap());
-    let writer = LedgerWriter::new(&store, say);
-    writer.fence(Fence {
-        key: "KEY".into(),
-        lease_id: "mine".into(),
-    });
-    writer.record(started(Target::Production));
-    let lock = store.lock_path("KEY").unwrap();
-    let taken = || {
-        std::fs::remove_file(&lock).unwrap();
-        assert!(store.lock_create("KEY", &holder("theirs")).unwrap());
-        Ok(())
-    };
-    let e = writer
-        .before_write(sent("propagate", "raxx-api-prod"), &taken, true)
-        .unwrap_err();
-    assert!(matches!(e.why, Unrecorded::LeaseLost), "{e:?}");
-    assert!(e.stored, "its line went in before the lock was taken");
+    for (taker, recorded) in [("r2", true), ("r1", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "r1");
+        let files = crate::store::Files::new(dir.path(), say.clone());
+        let store: crate::store::Store = std::sync::Arc::new(files);
+        let holder = |run: &str, lease: &str| Holder {
+            run_id: run.into(),
+            actor: "ops".into(),
+            pid: std::process::id(),
+            host: "h".into(),
+            since: "now".into(),
+            lease_id: lease.into(),
+            expires: None,
+            expired: false,
+        };
+        assert!(store.lock_create("KEY", &holder("r1", "mine")).unwrap());
+        let writer = LedgerWriter::new(&store, say);
+        writer.fence(Fence {
+            key: "KEY".into(),
+            lease_id: "mine".into(),
+        });
+        writer.record(started(Target::Production));
+        let lock = store.lock_path("KEY").unwrap();
+        let taken = || {
+            std::fs::remove_file(&lock).unwrap();
+            assert!(store.lock_create("KEY", &holder(taker, "theirs")).unwrap());
+            Ok(())
+        };
+        let e = writer
+            .before_write(sent("propagate", "raxx-api-prod"), &taken, true)
+            .unwrap_err();
+        assert!(matches!(e.why, Unrecorded::LeaseLost), "{e:?}");
+        assert!(e.stored, "its line went in before the lock was taken");
+        let journal = std::fs::read_to_string(only_journal(dir.path())).unwrap();
+        let last = journal.lines().last().unwrap();
+        assert_eq!(
+            last.contains("\"not_sent\""),
+            recorded,
+            "{taker}: {journal}"
+        );
+        // Its release does not remove the lock of the run that took it.
+        store.lock_remove("KEY", Some("mine"), false).unwrap();
+        assert!(lock.exists(), "{taker}");
+    }
 }

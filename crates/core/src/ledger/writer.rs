@@ -261,6 +261,9 @@ impl LedgerWriter {
                     return Ok(());
                 }
                 Ok(false) => {
+                    if stored {
+                        self.not_sent_after_loss(&stamped.event);
+                    }
                     self.lost.set(true);
                     Unrecorded::LeaseLost
                 }
@@ -301,6 +304,51 @@ impl LedgerWriter {
         let read_back = serde_json::from_str(line).unwrap_or_else(|_| stamped.clone());
         self.fold_and_emit(&read_back);
         Ok(true)
+    }
+
+    /// A write whose line is stored and whose lock was taken before it left: when another
+    /// run took it (not this run resumed elsewhere), nothing else writes this journal, so
+    /// the write's outcome, not sent, is stored without the fence; else it stays in doubt,
+    /// for the run that took over to check at the vendor.
+    fn not_sent_after_loss(&self, event: &Event) {
+        let (Some(fence), Event::Write(w)) = (&*self.fence.borrow(), event) else {
+            return;
+        };
+        let other = match self.store.lock_read(&fence.key) {
+            Ok(crate::store::Slot::Free) => true,
+            Ok(crate::store::Slot::Held(Some(h))) => h.run_id != self.run_id(),
+            _ => false,
+        };
+        if !other {
+            return;
+        }
+        let stamped = Stamped::now(
+            self.run_id(),
+            Event::WriteOutcome(super::WriteSettled {
+                step: w.step.clone(),
+                function: w.function.clone(),
+                target: w.target.clone(),
+                outcome: super::WriteOutcome::NotSent,
+                filed: None,
+                undo: w.undo,
+                answer: None,
+            }),
+        );
+        let (line, _) = stored_form(stamped);
+        let prev = self.tip.borrow().head.clone();
+        let (chained, hash) = chain::chained(&line, &prev);
+        if self
+            .store
+            .journal_append(self.run_id(), &chained, true)
+            .is_ok()
+        {
+            let link = Link {
+                lines: self.tip.borrow().lines + 1,
+                head: hash,
+            };
+            *self.tip.borrow_mut() = link.clone();
+            *self.stored.borrow_mut() = link;
+        }
     }
 
     /// Whether this run still holds its lock (always, without a fence).

@@ -418,7 +418,15 @@ impl LockStore for Files {
             Err(_) => Ok(Slot::Held(None)),
         }
     }
-    fn lock_remove(&self, key: &str, _lease_id: Option<&str>, _expired_only: bool) -> Result<()> {
+    fn lock_remove(&self, key: &str, lease_id: Option<&str>, _expired_only: bool) -> Result<()> {
+        // A release frees only its own taking: a run whose lock was broken and taken must
+        // not, on its way out, remove the lock of the run that took it. (A read, then the
+        // removal: a break in between is the file store's remaining race.)
+        if let Some(lease) = lease_id {
+            if !self.lock_renew(key, lease)? {
+                return Ok(());
+            }
+        }
         match std::fs::remove_file(self.lock_file(key)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(write_err(&self.lock_file(key))(e))
@@ -427,7 +435,18 @@ impl LockStore for Files {
         }
     }
     fn lock_renew(&self, key: &str, lease_id: &str) -> Result<bool> {
-        Ok(matches!(self.lock_read(key)?, Slot::Held(Some(h)) if h.lease_id == lease_id))
+        // Whether this taking still holds it: a file gone, or naming another taking, says
+        // no; a file that cannot be read says nothing (an error, not "taken").
+        let path = self.lock_file(key);
+        self.checked(&path)?;
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(serde_json::from_str::<Holder>(&t).is_ok_and(|h| h.lease_id == lease_id)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(crate::error::Error::State {
+                message: format!("cannot read the lock {}: {e}", path.display()),
+                help: "check the state directory's permissions and disk".into(),
+            }),
+        }
     }
     fn lock_holders(&self) -> Result<Vec<Holder>> {
         self.checked(&self.dir.join("locks"))?;

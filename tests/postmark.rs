@@ -563,6 +563,15 @@ fn verify_waits_for_raptors_message_id_in_the_logs() {
     let out = on_scenario(&quiet, None, &["--param", "log_wait=0"]);
     out.exit(Exit::Ok);
     assert!(!out.stdout.contains(question), "{}", out.stdout);
+    // Out of range: refused in precheck, before the token goes anywhere (verify would
+    // refuse it after).
+    let out = on_scenario(&quiet, None, &["--param", "log_wait=99999"]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("log_wait must be 0 to 3600 seconds (it is 99999)");
+    assert_eq!(
+        live_tokens(&out.sandbox_state()),
+        vec![OLD_TOKEN.to_string()]
+    );
 }
 
 /// Heroku's log delivery lags: the email's line reaches the log stream after Raptor has
@@ -597,7 +606,14 @@ fn a_clients_401_in_the_router_log_does_not_fail_verify() {
     out.exit(Exit::Ok);
     let state = out.sandbox_state();
     let logs = crate::support::app_logs(&state, "raxx-api-staging");
-    assert!(logs.iter().any(|l| l.contains("status=401")), "{logs:#?}");
+    let changed = logs
+        .iter()
+        .position(|l| l.contains("Set POSTMARK_SERVER_TOKEN config vars by"))
+        .expect("the config change is logged");
+    assert!(
+        logs[changed..].iter().any(|l| l.contains("status=401")),
+        "a client's 401 after the change: {logs:#?}"
+    );
 }
 
 /// A restart answers 202 before the dynos boot. `heroku::wait_up` waits for them and, when

@@ -499,6 +499,7 @@ impl HerokuClient {
         let reader = tokio::spawn(read_tail(
             self.clone(),
             app.to_string(),
+            lines,
             resp,
             kept.clone(),
             seen,
@@ -577,11 +578,9 @@ pub struct LogSession {
 /// session after an hour, a Fir app's stream after 15 minutes).
 const TAIL_OPEN: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// How many times a tail whose stream ended is opened again.
+/// How many times in a row a tail's stream may end without bringing anything, or fail to
+/// open again, before it ends for good.
 const TAIL_REOPENS: u32 = 3;
-
-/// The history a reopened tail asks for, to bridge the moments it was closed.
-const REOPEN_LINES: u32 = 1500;
 
 /// A Fir app's log sessions are asked with the SDK variant of the API version (the CLI's).
 const ACCEPT_SDK: &str = "application/vnd.heroku+json; version=3.sdk";
@@ -610,9 +609,11 @@ pub struct TailLines {
     pub lines: std::collections::VecDeque<String>,
     /// The oldest lines let go to keep the rest within the most a runbook reads.
     pub dropped: usize,
-    /// How many times the stream was opened again after it ended; a Fir app's (no history)
-    /// or one closed longer than its history reaches may miss lines logged in between.
+    /// How many times the stream was opened again after it ended.
     pub reopened: u32,
+    /// Lines may have been logged while the stream was closed: the new session's history
+    /// did not reach back to the newest line kept (a Fir app's has none).
+    pub gap: bool,
     /// Why the stream ended for good, if it did (it could not be opened again).
     pub ended: Option<String>,
     bytes: usize,
@@ -673,61 +674,77 @@ impl Drop for LogTail {
 }
 
 /// Reads a tail into `kept`, saying so on `seen` after each chunk; opens it again when
-/// its stream ends, skipping the lines of the new session's history already kept.
+/// its stream ends (backing off; `TAIL_REOPENS` failures in a row end it for good), asking
+/// for the same history and keeping only the lines newer than the newest kept.
 async fn read_tail(
     heroku: HerokuClient,
     app: String,
+    lines: u32,
     mut resp: reqwest::Response,
     kept: std::sync::Arc<std::sync::Mutex<TailLines>>,
     seen: tokio::sync::watch::Sender<()>,
     most: usize,
 ) {
-    let mut known = std::collections::HashSet::new();
+    let mut after: Option<String> = None;
+    let mut failures = 0;
     loop {
-        let why = read_stream(&mut resp, &kept, &seen, most, &known).await;
-        let reopened = kept.lock().unwrap_or_else(|e| e.into_inner()).reopened;
-        let again = if reopened < TAIL_REOPENS {
-            heroku.open_tail(&app, REOPEN_LINES).await.map_err(|e| {
+        let (why, brought) = read_stream(&mut resp, &kept, &seen, most, after.as_deref()).await;
+        failures = if brought { 1 } else { failures + 1 };
+        let mut opened = None;
+        let mut last = why.clone();
+        while opened.is_none() && failures <= TAIL_REOPENS {
+            tokio::time::sleep(std::time::Duration::from_millis(250 << failures.min(4))).await;
+            match heroku.open_tail(&app, lines).await {
+                Ok(r) => opened = Some(r),
                 // The error names the route, never the session's URL.
-                format!("{why}; opening it again failed: {e}")
-            })
-        } else {
-            Err(format!("{why}, {TAIL_REOPENS} times"))
-        };
-        let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
-        match again {
-            Ok(r) => {
-                k.reopened += 1;
-                // The new session's history repeats lines already kept (each stamped to the
-                // microsecond): those are skipped.
-                known = k
-                    .lines
-                    .iter()
-                    .rev()
-                    .take(REOPEN_LINES as usize)
-                    .cloned()
-                    .collect();
-                resp = r;
-            }
-            Err(why) => {
-                k.ended = Some(why);
-                drop(k);
-                seen.send_replace(());
-                return;
+                Err(e) => {
+                    last = format!("{why}; opening it again failed: {e}");
+                    failures += 1;
+                }
             }
         }
+        let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = opened else {
+            k.ended = Some(format!("{last} (opened again {} times before)", k.reopened));
+            drop(k);
+            seen.send_replace(());
+            return;
+        };
+        k.reopened += 1;
+        after = k.lines.back().and_then(|l| stamp(l)).map(str::to_string);
+        // Without a stamp to bridge from (none kept yet), what comes may repeat nothing
+        // and miss nothing only if nothing was logged meanwhile: a gap either way.
+        if after.is_none() && k.reopened > 0 && !k.lines.is_empty() {
+            k.gap = true;
+        }
+        drop(k);
+        resp = r;
     }
 }
 
-/// Reads one stream to its end: why it ended.
+/// A logplex line's timestamp (`2026-01-01T00:00:00.000000+00:00 source[dyno]: …`): lines
+/// from one app compare in time order as text.
+fn stamp(line: &str) -> Option<&str> {
+    let first = line.split(' ').next()?;
+    (first.len() >= 20 && first.as_bytes()[0].is_ascii_digit() && first.contains('T'))
+        .then_some(first)
+}
+
+/// Reads one stream to its end: why it ended, and whether it brought a line not kept
+/// before. `after`:
+/// the stamp of the newest line kept before (a reopened stream's history repeats what is
+/// older); a first line newer than it means lines may have been logged while the stream was
+/// closed (a gap).
 async fn read_stream(
     resp: &mut reqwest::Response,
     kept: &std::sync::Mutex<TailLines>,
     seen: &tokio::sync::watch::Sender<()>,
     most: usize,
-    known: &std::collections::HashSet<String>,
-) -> String {
+    after: Option<&str>,
+) -> (String, bool) {
     let mut partial: Vec<u8> = Vec::new();
+    let mut first = true;
+    let mut brought = false;
     let why = loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
@@ -743,9 +760,29 @@ async fn read_stream(
                 };
                 let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
                 for line in String::from_utf8_lossy(&whole).lines() {
-                    if !line.trim().is_empty() && !known.contains(line) {
-                        k.keep(line.to_string(), most);
+                    if line.trim().is_empty() {
+                        continue;
                     }
+                    if let Some(after) = after {
+                        let newer = stamp(line).is_none_or(|s| s > after);
+                        if first {
+                            first = false;
+                            k.gap |= newer;
+                        }
+                        if !newer {
+                            continue;
+                        }
+                    }
+                    let mut line = line.to_string();
+                    if line.len() > most {
+                        let mut cut = most;
+                        while !line.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        line.truncate(cut);
+                    }
+                    brought = true;
+                    k.keep(line, most);
                 }
                 drop(k);
                 seen.send_replace(());
@@ -756,13 +793,8 @@ async fn read_stream(
             Err(_) => break "the log stream's connection broke".to_string(),
         }
     };
-    if !partial.is_empty() {
-        let line = String::from_utf8_lossy(&partial).to_string();
-        kept.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keep(line, most);
-    }
-    why
+    // A line cut by the stream's end is let go: the next session's history brings it whole.
+    (why, brought)
 }
 
 /// The code of the refusal to read a Fir app's recent log lines (it keeps no history).
@@ -981,38 +1013,46 @@ mod tests {
     }
 
     /// A stream that Heroku ends (a session's hour, a Fir app's 15 minutes) is opened
-    /// again, and the new session's history does not repeat the lines already kept; after
-    /// `TAIL_REOPENS` it ends for good, saying why.
+    /// again, asking for the same history, and keeps only the lines newer than the newest
+    /// it kept: in time order, none twice, none older appended after newer ones. Once it
+    /// ends `TAIL_REOPENS` times in a row without a new line it ends for good, saying so.
     #[tokio::test]
     async fn a_tail_that_heroku_ends_is_opened_again_without_repeating_lines() {
         let mut s = sop();
         s.heroku.log_stream_ms = Some(150);
         let (_sb, v) = start(s).await;
-        let mut tail = v.heroku().tail_logs("raxx-api-staging", 50).await.unwrap();
+        // More history than the tail asks for: a reopen must not bring the older lines.
+        for _ in 0..4 {
+            v.heroku().restart_all("raxx-api-staging").await.unwrap();
+        }
+        let mut tail = v.heroku().tail_logs("raxx-api-staging", 5).await.unwrap();
         v.heroku().restart_all("raxx-api-staging").await.unwrap();
         let ended = async {
             while !tail.ended() {
                 tail.changed().await;
             }
         };
-        tokio::time::timeout(std::time::Duration::from_secs(10), ended)
+        tokio::time::timeout(std::time::Duration::from_secs(20), ended)
             .await
             .expect("the tail never ended");
         let got = tail.lines();
-        assert_eq!(got.reopened, TAIL_REOPENS);
-        assert_eq!(
-            got.ended.as_deref(),
-            Some("Heroku ended the log stream, 3 times")
+        assert!(got.reopened >= TAIL_REOPENS, "{got:#?}");
+        assert!(!got.gap, "{got:#?}");
+        assert!(
+            got.ended
+                .as_deref()
+                .is_some_and(|e| e.starts_with("Heroku ended the log stream (opened again")),
+            "{got:#?}"
         );
-        let restarts = got
-            .lines
-            .iter()
-            .filter(|l| l.ends_with(": Restarting"))
-            .count();
-        assert_eq!(restarts, 1, "{:#?}", got.lines);
-        let mut unique = got.lines.clone().into_iter().collect::<Vec<_>>();
-        unique.dedup();
-        assert_eq!(unique.len(), got.lines.len(), "{:#?}", got.lines);
+        let lines: Vec<&String> = got.lines.iter().collect();
+        let unique: std::collections::HashSet<&String> = lines.iter().copied().collect();
+        assert_eq!(unique.len(), lines.len(), "a line twice: {lines:#?}");
+        let stamps: Vec<&str> = lines.iter().filter_map(|l| stamp(l)).collect();
+        assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{lines:#?}");
+        // The 5 lines of history (the fourth restart's) and the fifth restart's: none of
+        // the three restarts before them.
+        let restarts = lines.iter().filter(|l| l.ends_with(": Restarting")).count();
+        assert_eq!(restarts, 2, "{lines:#?}");
     }
 
     /// A session's URL is a capability: a failure to read it names the session's app, never

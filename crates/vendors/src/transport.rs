@@ -537,10 +537,40 @@ impl Transport {
                     return Ok(resp);
                 }
                 Ok(Ok(resp)) => {
-                    let answer = self.read_answer(&req, resp).await?;
+                    // The refusal's body, read within the timeout (the stream's own is an hour).
+                    let answer =
+                        match tokio::time::timeout(cfg.timeout, self.read_answer(&req, resp)).await
+                        {
+                            Ok(Ok(answer)) => answer,
+                            Ok(Err(e)) if !last => {
+                                tokio::time::sleep(backoff(cfg, attempt)).await;
+                                drop(e);
+                                continue;
+                            }
+                            Ok(Err(e)) => return Err(e.with_attempts(attempt)),
+                            Err(_) => {
+                                return Err(req
+                                    .error(ErrorKind::Timeout, "")
+                                    .with_timeout(cfg.timeout)
+                                    .with_attempts(attempt))
+                            }
+                        };
                     let error = status_error(&req, &answer, parse).with_attempts(attempt);
                     if !answer.is_retryable() || last {
                         return Err(error);
+                    }
+                    // Retrying sooner than asked only earns another refusal.
+                    match answer.asked_wait() {
+                        Some(d) if d > cfg.max_wait => return Err(error),
+                        Some(d) => {
+                            if answer.is_rate_limited() {
+                                self.inner.waits.wait(d).await;
+                            } else {
+                                tokio::time::sleep(d).await;
+                            }
+                            continue;
+                        }
+                        None => {}
                     }
                     error
                 }

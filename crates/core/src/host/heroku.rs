@@ -1211,6 +1211,7 @@ fn read_logs(h: &RunContext, sessions: LogSessions, opts: Map) -> R<Dynamic> {
                         let got = tail.lines();
                         entry.insert("dropped".into(), (got.dropped as i64).into());
                         entry.insert("reopened".into(), (got.reopened as i64).into());
+                        entry.insert("gap".into(), got.gap.into());
                         if let Some(why) = got.ended {
                             entry.insert("ended".into(), why.into());
                         }
@@ -1483,7 +1484,7 @@ them). Fails naming the first app that could not be read.",
         Effect::Read,
         &["sessions: LogSessions", "options: Map"],
         "Map",
-        "The lines of the sessions `heroku::log_sessions` opened, every app's at once. Of tails\n(tail: true): what each has brought, as #{lines, dropped (the oldest let go), reopened\n(how often its stream ended and was opened again: lines logged in between may be missing\non a Fir app, or past the 1,500 lines of history), ended (why the stream ended for good,\nif it did)}, or #{status, message} for one that did not open (status 0: no answer).\nOptions: #{find: text, within: seconds (default 30, at most 3600)}: first waits until one\napp's tail brings a line holding `find` (each entry then has `found`), every tail has\nended, or the wait is over; a line not found is the script's to judge. Under --dry-run,\na `find` only the skipped writes would give is not waited for, and `found` is true.",
+        "The lines of the sessions `heroku::log_sessions` opened, every app's at once. Of tails\n(tail: true): what each has brought, as #{lines, dropped (the oldest let go), reopened\n(how often its stream ended and was opened again), gap (lines may have been logged\nwhile it was closed: the new session's history did not reach back, as a Fir app's never\ndoes), ended (why the stream ended for good,\nif it did)}, or #{status, message} for one that did not open (status 0: no answer).\nOptions: #{find: text, within: seconds (default 30, at most 3600)}: first waits until one\napp's tail brings a line holding `find` (each entry then has `found`), every tail has\nended, or the wait is over; a line not found is the script's to judge. Under --dry-run,\na `find` only the skipped writes would give is not waited for, and `found` is true.",
         |c: NativeCallContext, s: LogSessions, o: Map| {
             value::at(&c, with_run(&c, "heroku::read_logs", |h| read_logs(h, s, o)))
         },

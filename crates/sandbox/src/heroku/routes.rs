@@ -764,6 +764,10 @@ struct Tail {
 impl Tail {
     /// The next chunk of lines; `None` when the session ends.
     async fn next_text(&mut self) -> Option<String> {
+        // A busy stream ends on time too.
+        if tokio::time::Instant::now() >= self.until {
+            return None;
+        }
         if !self.pending.is_empty() {
             return Some(std::mem::take(&mut self.pending));
         }

@@ -574,6 +574,38 @@ fn verify_waits_for_raptors_message_id_in_the_logs() {
     );
 }
 
+/// The stdlib's log scan (every runbook's verify through `consumers::steps`) looked for a
+/// whole-word 401 in every line since the restart: a busy app's router logs its clients'
+/// failed logins (`heroku[router]: … status=401`), and the scan failed a rotation that
+/// worked. It reads the app's own lines; a vendor's refusal there still fails it.
+#[test]
+fn the_stdlib_log_scan_reads_the_apps_own_lines() {
+    let runbook = r#"import "std/consumers" as consumers;
+runbook(#{ id: "scan", title: "Scan" });
+step("scan", "Scan the logs", |ctx| {
+    consumers::scan_logs(#{ heroku: ["raxx-api-staging"] }, ["401", "unauthorized"], 300);
+    print("no error logged");
+}).no_undo("reads");
+"#;
+    let busy = canary_with(
+        "name = \"raxx-api-staging\"",
+        "name = \"raxx-api-staging\"\nclient_401s = true",
+    );
+    script_on(runbook, &busy)
+        .args(&["--yes"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("no error logged");
+    script_on(
+        runbook,
+        &crate::support::with_fault(&busy, "raptor:POST:/raxx-api-staging/postmark/email=401"),
+    )
+    .args(&["--yes"])
+    .run()
+    .exit(Exit::StepFailed)
+    .stderr_has("raxx-api-staging logged an error after the restart");
+}
+
 /// Heroku's log delivery lags: the email's line reaches the log stream after Raptor has
 /// answered. Verify waits for it on the stream (a read right after the email, as before,
 /// would miss it), so it is found and nothing is asked.

@@ -560,7 +560,7 @@ impl HerokuClient {
         Ok(resp
             .text()
             .lines()
-            .filter(|l| !l.trim().is_empty())
+            .filter_map(logplex_line)
             .map(str::to_string)
             .collect())
     }
@@ -722,6 +722,25 @@ async fn read_tail(
     }
 }
 
+/// A log line as a session serves it: a plain line (the older `srv` form) or a
+/// server-sent event's `data:` (what the Heroku CLI reads today); `None` for an event's
+/// other fields, comments and blank lines.
+fn logplex_line(raw: &str) -> Option<&str> {
+    let raw = raw.trim_end_matches('\r');
+    let line = match raw.strip_prefix("data:") {
+        Some(data) => data.strip_prefix(' ').unwrap_or(data),
+        None if raw.starts_with(':')
+            || ["id:", "event:", "retry:"]
+                .iter()
+                .any(|f| raw.starts_with(f)) =>
+        {
+            return None
+        }
+        None => raw,
+    };
+    (!line.trim().is_empty()).then_some(line)
+}
+
 /// A logplex line's timestamp (`2026-01-01T00:00:00.000000+00:00 source[dyno]: …`): lines
 /// from one app compare in time order as text.
 fn stamp(line: &str) -> Option<&str> {
@@ -760,9 +779,9 @@ async fn read_stream(
                 };
                 let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
                 for line in String::from_utf8_lossy(&whole).lines() {
-                    if line.trim().is_empty() {
+                    let Some(line) = logplex_line(line) else {
                         continue;
-                    }
+                    };
                     if let Some(after) = after {
                         let newer = stamp(line).is_none_or(|s| s > after);
                         if first {
@@ -1053,6 +1072,26 @@ mod tests {
         // the three restarts before them.
         let restarts = lines.iter().filter(|l| l.ends_with(": Restarting")).count();
         assert_eq!(restarts, 2, "{lines:#?}");
+    }
+
+    /// A Fir app's session is asked as the Heroku CLI asks it (`version=3.sdk`), which
+    /// answers server-sent events: the tail keeps the log lines, not the events' fields.
+    #[tokio::test]
+    async fn a_fir_tail_reads_server_sent_events_as_lines() {
+        let mut s = sop();
+        for app in &mut s.heroku.apps {
+            app.generation = "fir".into();
+        }
+        let (_sb, v) = start(s).await;
+        let mut tail = v.heroku().tail_logs("raxx-api-staging", 50).await.unwrap();
+        v.heroku().restart_all("raxx-api-staging").await.unwrap();
+        until_shown(&mut tail, "heroku[web.1]: Restarting").await;
+        let got = tail.lines();
+        assert!(
+            got.lines.iter().all(|l| stamp(l).is_some()),
+            "{:#?}",
+            got.lines
+        );
     }
 
     /// A session's URL is a capability: a failure to read it names the session's app, never

@@ -631,8 +631,13 @@ async fn rate_limits(State(s): State<Arc<Shared>>) -> Response {
 async fn create_log_session(
     State(s): State<Arc<Shared>>,
     Path(app): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The Heroku CLI of today asks with the SDK variant and reads the session as
+    // server-sent events (`data: <line>`); asked with plain version 3, the session is the
+    // older `srv` form, plain text lines.
+    let sse = header(&headers, "accept").is_some_and(|a| a.contains("version=3.sdk"));
     let body = match json_or_empty(&body) {
         Ok(v) => v,
         Err(_) => return error_body(400, "bad_request", "Invalid JSON."),
@@ -654,6 +659,7 @@ async fn create_log_session(
             app: a.name.clone(),
             from,
             tail: body.get("tail").and_then(Value::as_bool).unwrap_or(false),
+            sse,
             lines: body
                 .get("lines")
                 .and_then(Value::as_u64)
@@ -674,7 +680,11 @@ async fn create_log_session(
             StatusCode::CREATED,
             Json(json!({
                 "id": id,
-                "logplex_url": format!("{base}/sessions/{id}?srv=1"),
+                "logplex_url": if sse {
+                    format!("{base}/sessions/{id}")
+                } else {
+                    format!("{base}/sessions/{id}?srv=1")
+                },
                 "created_at": now,
                 "updated_at": now,
             })),
@@ -711,15 +721,23 @@ async fn read_log_session(
     Query(_q): Query<HashMap<String, String>>,
 ) -> Response {
     let first = s.with_state(|h: &mut HerokuState| {
+        let sse = h.sessions.get(&id).is_some_and(|s| s.sse);
         h.session_lines(&id, None)
-            .map(|(lines, next)| (lines, next, h.session_streams(&id), h.log_stream))
+            .map(|(lines, next)| (lines, next, h.session_streams(&id), h.log_stream, sse))
     });
-    let Some(Some((lines, next, streams, open))) = first else {
+    let Some(Some((lines, next, streams, open, sse))) = first else {
         return (StatusCode::NOT_FOUND, "Session not found\n").into_response();
     };
-    let plain = [("content-type", "text/plain; charset=utf-8")];
+    let plain = [(
+        "content-type",
+        if sse {
+            "text/event-stream"
+        } else {
+            "text/plain; charset=utf-8"
+        },
+    )];
     if !streams {
-        return (plain, text_of(&lines)).into_response();
+        return (plain, text_of(&lines, sse)).into_response();
     }
     // A tail: what is there now, then each line as it is logged, until the session's hour
     // is up (`log_stream_ms`) or the sandbox stops (a reader waiting for the end waits
@@ -729,7 +747,8 @@ async fn read_log_session(
         shared: s.clone(),
         id,
         next,
-        pending: text_of(&lines),
+        pending: text_of(&lines, sse),
+        sse,
         stop: s.stop.clone(),
         until,
     };
@@ -740,11 +759,18 @@ async fn read_log_session(
     (plain, axum::body::Body::from_stream(body)).into_response()
 }
 
-fn text_of(lines: &[String]) -> String {
+/// Lines as the session serves them: plain lines, or one server-sent event each.
+fn text_of(lines: &[String], sse: bool) -> String {
     let mut text = String::new();
     for l in lines {
-        text.push_str(l);
-        text.push('\n');
+        if sse {
+            text.push_str("data: ");
+            text.push_str(l);
+            text.push_str("\n\n");
+        } else {
+            text.push_str(l);
+            text.push('\n');
+        }
     }
     text
 }
@@ -757,6 +783,8 @@ struct Tail {
     next: usize,
     /// Read, not yet sent.
     pending: String,
+    /// Served as server-sent events.
+    sse: bool,
     stop: tokio::sync::watch::Receiver<bool>,
     until: tokio::time::Instant,
 }
@@ -784,7 +812,7 @@ impl Tail {
             let (lines, next) = read.flatten()?;
             self.next = next;
             if !lines.is_empty() {
-                return Some(text_of(&lines));
+                return Some(text_of(&lines, self.sse));
             }
             tokio::select! {
                 _ = &mut woken => {}

@@ -206,6 +206,8 @@ pub(super) struct LogSession {
     /// `tail: true`: the last `lines`, then every line as it is logged, until the session's
     /// hour is up (what `heroku logs --tail` reads).
     pub(super) tail: bool,
+    /// Served as server-sent events (asked with `version=3.sdk`, as the Heroku CLI does).
+    pub(super) sse: bool,
     pub(super) lines: usize,
     pub(super) dyno: Option<String>,
     pub(super) source: Option<String>,
@@ -789,6 +791,7 @@ mod tests {
                 app: name.clone(),
                 from,
                 tail: false,
+                sse: false,
                 lines: 100,
                 dyno: None,
                 source: None,

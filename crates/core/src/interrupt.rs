@@ -46,19 +46,22 @@ pub async fn wait() {
     let _ = rx.wait_for(|set| *set).await;
 }
 
-/// Lock files this process holds, removed if it has to exit without unwinding.
-static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Lock files this process holds, each with the lease id it wrote there, removed if it
+/// has to exit without unwinding.
+static HELD: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
 
-/// Registers a lock file to remove on a forced exit.
-pub(crate) fn hold(path: PathBuf) {
-    HELD.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+/// Registers a lock file to remove on a forced exit, while it still names `lease_id`.
+pub(crate) fn hold(path: PathBuf, lease_id: &str) {
+    HELD.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((path, lease_id.to_string()));
 }
 
 /// The lock file was released normally.
 pub(crate) fn release(path: &std::path::Path) {
     HELD.lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|p| p != path);
+        .retain(|(p, _)| p != path);
 }
 
 /// How long a terminated process has to stop by itself before it is made to.
@@ -119,13 +122,26 @@ pub fn on_forced_exit(f: fn(i32)) {
     let _ = BEFORE_FORCED_EXIT.set(f);
 }
 
+/// Removes the lock files this process holds, but only those still its taking: one broken
+/// and taken by another run (a resume with --break-lock while this one hung) is that run's.
+fn remove_held_locks() {
+    for (path, lease) in HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        // The lock file names its taking (`lease_id`, the store's `Holder`).
+        let ours = std::fs::read_to_string(&path).is_ok_and(|text| {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .is_ok_and(|h| h["lease_id"].as_str() == Some(lease.as_str()))
+        });
+        if ours {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 fn forced_exit(terminal: Option<libc::termios>, signal: i32) -> ! {
     if let Some(f) = BEFORE_FORCED_EXIT.get() {
         f(signal);
     }
-    for path in HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-        let _ = std::fs::remove_file(path);
-    }
+    remove_held_locks();
     if let Some(t) = terminal {
         // SAFETY: restoring settings read from the same descriptor at start.
         unsafe {
@@ -289,5 +305,28 @@ impl Backoff {
         }
         self.pause = (self.pause * 2).min(Duration::from_secs(5));
         !is_set()
+    }
+}
+
+#[cfg(test)]
+mod held_tests {
+    /// A forced exit removes this process's lock, not one another run took from it.
+    /// Before, every registered path was removed, whoever's lock it had become.
+    #[test]
+    fn a_forced_exit_leaves_a_lock_another_run_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = |lease: &str| {
+            format!(
+                r#"{{"run_id":"r","actor":"a","pid":1,"host":"h","since":"s","lease_id":"{lease}"}}"#
+            )
+        };
+        let (mine, taken) = (dir.path().join("mine.lock"), dir.path().join("taken.lock"));
+        std::fs::write(&mine, holder("m")).unwrap();
+        std::fs::write(&taken, holder("theirs")).unwrap();
+        super::hold(mine.clone(), "m");
+        super::hold(taken.clone(), "t");
+        super::remove_held_locks();
+        assert!(!mine.exists());
+        assert!(taken.exists());
     }
 }

@@ -184,7 +184,7 @@ impl Lock {
         say: &crate::sink::Say,
     ) -> Result<Lock> {
         if let Some(path) = store.lock_path(key) {
-            crate::interrupt::hold(path);
+            crate::interrupt::hold(path, &me.lease_id);
         }
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = match store.lease() {

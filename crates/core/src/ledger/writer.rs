@@ -307,15 +307,16 @@ impl LedgerWriter {
     }
 
     /// A write whose line is stored and whose lock was taken before it left: when another
-    /// run took it (not this run resumed elsewhere), nothing else writes this journal, so
-    /// the write's outcome, not sent, is stored without the fence; else it stays in doubt,
-    /// for the run that took over to check at the vendor.
+    /// run holds it (not this run resumed elsewhere), nothing else writes this journal, so
+    /// the write's outcome, not sent, is stored without the fence; else (this run resumed,
+    /// or the lock free again) it stays in doubt, for a resume to check at the vendor.
     fn not_sent_after_loss(&self, event: &Event) {
         let (Some(fence), Event::Write(w)) = (&*self.fence.borrow(), event) else {
             return;
         };
+        // A free lock says nothing of who took it meanwhile (a resume of this run may have
+        // come and gone): in doubt.
         let other = match self.store.lock_read(&fence.key) {
-            Ok(crate::store::Slot::Free) => true,
             Ok(crate::store::Slot::Held(Some(h))) => h.run_id != self.run_id(),
             _ => false,
         };

@@ -402,7 +402,12 @@ impl LockStore for Files {
         match created {
             Ok(mut f) => {
                 let text = serde_json::to_string(holder).unwrap_or_default();
-                let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
+                // A lock that does not name its holder is nobody's: on a full disk it is
+                // taken back, and the run does not start.
+                if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(write_err(&path)(e));
+                }
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),

@@ -674,8 +674,9 @@ impl Drop for LogTail {
 }
 
 /// Reads a tail into `kept`, saying so on `seen` after each chunk; opens it again when
-/// its stream ends (backing off; `TAIL_REOPENS` failures in a row end it for good), asking
-/// for the same history and keeping only the lines newer than the newest kept.
+/// its stream ends (backing off), asking for the same history and keeping only the lines
+/// not kept yet. It ends for good after `TAIL_REOPENS` streams in a row that brought no new
+/// line, or as many failed attempts to open it again.
 async fn read_tail(
     heroku: HerokuClient,
     app: String,
@@ -685,22 +686,21 @@ async fn read_tail(
     seen: tokio::sync::watch::Sender<()>,
     most: usize,
 ) {
-    let mut after: Option<String> = None;
-    let mut failures = 0;
+    let mut known: Option<std::collections::HashSet<String>> = None;
+    let mut empty = 0;
     loop {
-        let (why, brought) = read_stream(&mut resp, &kept, &seen, most, after.as_deref()).await;
-        failures = if brought { 1 } else { failures + 1 };
+        let (why, brought) = read_stream(&mut resp, &kept, &seen, most, known.as_ref()).await;
+        empty = if brought { 0 } else { empty + 1 };
         let mut opened = None;
         let mut last = why.clone();
-        while opened.is_none() && failures <= TAIL_REOPENS {
-            tokio::time::sleep(std::time::Duration::from_millis(250 << failures.min(4))).await;
+        let mut tries = 0;
+        while opened.is_none() && empty < TAIL_REOPENS && tries < TAIL_REOPENS {
+            tries += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(250 << tries)).await;
             match heroku.open_tail(&app, lines).await {
                 Ok(r) => opened = Some(r),
                 // The error names the route, never the session's URL.
-                Err(e) => {
-                    last = format!("{why}; opening it again failed: {e}");
-                    failures += 1;
-                }
+                Err(e) => last = format!("{why}; opening it again failed: {e}"),
             }
         }
         let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -711,12 +711,11 @@ async fn read_tail(
             return;
         };
         k.reopened += 1;
-        after = k.lines.back().and_then(|l| stamp(l)).map(str::to_string);
-        // Without a stamp to bridge from (none kept yet), what comes may repeat nothing
-        // and miss nothing only if nothing was logged meanwhile: a gap either way.
-        if after.is_none() && k.reopened > 0 && !k.lines.is_empty() {
-            k.gap = true;
-        }
+        // The new session's history is the app's newest lines, as many as the first
+        // session's: every one of them is kept already unless it was logged while the
+        // stream was closed (lines of several sources arrive out of their stamps' order,
+        // so it is the lines, not their times, that tell).
+        known = Some(k.lines.iter().cloned().collect());
         drop(k);
         resp = r;
     }
@@ -741,6 +740,7 @@ fn logplex_line(raw: &str) -> Option<&str> {
     (!line.trim().is_empty()).then_some(line)
 }
 
+#[cfg(test)]
 /// A logplex line's timestamp (`2026-01-01T00:00:00.000000+00:00 source[dyno]: …`): lines
 /// from one app compare in time order as text.
 fn stamp(line: &str) -> Option<&str> {
@@ -750,16 +750,15 @@ fn stamp(line: &str) -> Option<&str> {
 }
 
 /// Reads one stream to its end: why it ended, and whether it brought a line not kept
-/// before. `after`:
-/// the stamp of the newest line kept before (a reopened stream's history repeats what is
-/// older); a first line newer than it means lines may have been logged while the stream was
-/// closed (a gap).
+/// before. `known`: a reopened stream's lines kept already (its history repeats them); a
+/// first line that is not one of them means lines may have been logged while the stream
+/// was closed (a gap: always so without history, as on Fir).
 async fn read_stream(
     resp: &mut reqwest::Response,
     kept: &std::sync::Mutex<TailLines>,
     seen: &tokio::sync::watch::Sender<()>,
     most: usize,
-    after: Option<&str>,
+    known: Option<&std::collections::HashSet<String>>,
 ) -> (String, bool) {
     let mut partial: Vec<u8> = Vec::new();
     let mut first = true;
@@ -782,13 +781,13 @@ async fn read_stream(
                     let Some(line) = logplex_line(line) else {
                         continue;
                     };
-                    if let Some(after) = after {
-                        let newer = stamp(line).is_none_or(|s| s > after);
+                    if let Some(known) = known {
+                        let new = !known.contains(line);
                         if first {
                             first = false;
-                            k.gap |= newer;
+                            k.gap |= new && !known.is_empty();
                         }
-                        if !newer {
+                        if !new {
                             continue;
                         }
                     }

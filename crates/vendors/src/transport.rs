@@ -432,17 +432,8 @@ impl Transport {
                     if !resp.is_retryable() || attempt >= max {
                         return Ok(resp);
                     }
-                    let delay = match resp.asked_wait() {
-                        // Retrying sooner than asked only earns another refusal; waiting
-                        // longer than a run should is the operator's call.
-                        Some(d) if d > cfg.max_wait => return Ok(resp),
-                        Some(d) => d,
-                        None => backoff(cfg, attempt),
-                    };
-                    if resp.is_rate_limited() {
-                        self.inner.waits.wait(delay).await;
-                    } else {
-                        tokio::time::sleep(delay).await;
+                    if !self.wait_to_retry(&resp, attempt).await {
+                        return Ok(resp);
                     }
                     // The vendor's answer stands: what it refused stays refused.
                     if self.fenced(&req).await.is_some() {
@@ -530,64 +521,66 @@ impl Transport {
         loop {
             attempt += 1;
             let last = attempt >= cfg.max_attempts.max(1);
-            let send = self.builder(&req, &url)?.timeout(open).send();
-            let failed = match tokio::time::timeout(cfg.timeout, send).await {
-                Ok(Ok(resp)) if resp.status().is_success() => {
-                    self.note_simulator(resp.headers());
-                    return Ok(resp);
-                }
-                Ok(Ok(resp)) => {
-                    // The refusal's body, read within the timeout (the stream's own is an hour).
-                    let answer =
-                        match tokio::time::timeout(cfg.timeout, self.read_answer(&req, resp)).await
-                        {
-                            Ok(Ok(answer)) => answer,
-                            Ok(Err(e)) if !last => {
-                                tokio::time::sleep(backoff(cfg, attempt)).await;
-                                drop(e);
-                                continue;
-                            }
-                            Ok(Err(e)) => return Err(e.with_attempts(attempt)),
-                            Err(_) => {
-                                return Err(req
-                                    .error(ErrorKind::Timeout, "")
-                                    .with_timeout(cfg.timeout)
-                                    .with_attempts(attempt))
-                            }
-                        };
-                    let error = status_error(&req, &answer, parse).with_attempts(attempt);
-                    if !answer.is_retryable() || last {
-                        return Err(error);
-                    }
-                    // Retrying sooner than asked only earns another refusal.
-                    match answer.asked_wait() {
-                        Some(d) if d > cfg.max_wait => return Err(error),
-                        Some(d) => {
-                            if answer.is_rate_limited() {
-                                self.inner.waits.wait(d).await;
-                            } else {
-                                tokio::time::sleep(d).await;
-                            }
-                            continue;
-                        }
-                        None => {}
-                    }
-                    error
-                }
-                Ok(Err(e)) => self.transport_error(&req, &e).with_attempts(attempt),
-                Err(_) => req
-                    .error(ErrorKind::Timeout, "")
+            let timed_out = || {
+                req.error(ErrorKind::Timeout, "")
                     .with_timeout(cfg.timeout)
-                    .with_attempts(attempt),
+                    .with_attempts(attempt)
             };
-            // A retryable answer (a non-retryable one returned above), or no answer at all.
-            let again = failed.status().is_some()
-                || matches!(failed.kind(), ErrorKind::Connection | ErrorKind::Timeout);
-            if last || !again {
-                return Err(failed);
+            let send = self.builder(&req, &url)?.timeout(open).send();
+            let resp = match tokio::time::timeout(cfg.timeout, send).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => {
+                    let e = self.transport_error(&req, &e).with_attempts(attempt);
+                    if last || !matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff(cfg, attempt)).await;
+                    continue;
+                }
+                Err(_) if last => return Err(timed_out()),
+                Err(_) => {
+                    tokio::time::sleep(backoff(cfg, attempt)).await;
+                    continue;
+                }
+            };
+            if resp.status().is_success() {
+                self.note_simulator(resp.headers());
+                return Ok(resp);
             }
-            tokio::time::sleep(backoff(cfg, attempt)).await;
+            // The refusal's body, read within the timeout (the stream's own is an hour).
+            let answer = match tokio::time::timeout(cfg.timeout, self.read_answer(&req, resp)).await
+            {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) if last => return Err(e.with_attempts(attempt)),
+                Ok(Err(_)) => {
+                    tokio::time::sleep(backoff(cfg, attempt)).await;
+                    continue;
+                }
+                Err(_) => return Err(timed_out()),
+            };
+            if !answer.is_retryable() || last || !self.wait_to_retry(&answer, attempt).await {
+                return Err(status_error(&req, &answer, parse).with_attempts(attempt));
+            }
         }
+    }
+
+    /// Waits before `resp`'s request is sent again: as long as the vendor asked (a rate
+    /// limit's wait counted once across requests), else the backoff. `false`, at once, when
+    /// it asked for longer than a run waits: retrying sooner only earns another refusal,
+    /// and waiting longer is the operator's call.
+    async fn wait_to_retry(&self, resp: &RawResponse, attempt: u32) -> bool {
+        let cfg = &self.inner.config;
+        let delay = match resp.asked_wait() {
+            Some(d) if d > cfg.max_wait => return false,
+            Some(d) => d,
+            None => backoff(cfg, attempt),
+        };
+        if resp.is_rate_limited() {
+            self.inner.waits.wait(delay).await;
+        } else {
+            tokio::time::sleep(delay).await;
+        }
+        true
     }
 
     /// The request as reqwest builds it: its method, URL, headers (secret ones marked

@@ -226,18 +226,15 @@ impl LedgerWriter {
         loop {
             let tried = self.flush().and_then(|()| {
                 if line_first && !stored {
-                    if !self.store_line(&line, &stamped, false)? {
+                    stored = self.store_line(&line, &stamped, false)?;
+                    if !stored {
                         return Ok(false);
                     }
-                    stored = true;
                 }
                 also()?;
                 if !line_first {
-                    if !self.store_line(&line, &stamped, durable)? {
-                        return Ok(false);
-                    }
-                    stored = true;
-                    return Ok(true);
+                    stored = self.store_line(&line, &stamped, durable)?;
+                    return Ok(stored);
                 }
                 if durable {
                     self.sync()?;
@@ -290,20 +287,36 @@ impl LedgerWriter {
     /// Stores a write's line after the tip, fenced by the run's lease: `false` (nothing
     /// stored) when another run took it.
     fn store_line(&self, line: &str, stamped: &Stamped, durable: bool) -> Result<bool> {
-        let prev = self.tip.borrow().head.clone();
-        let (chained, hash) = chain::chained(line, &prev);
-        if !self.append(&chained, durable)? {
+        if !self.append_after_tip(line, true, durable)? {
             return Ok(false);
         }
-        let link = Link {
-            lines: self.tip.borrow().lines + 1,
-            head: hash,
-        };
-        *self.tip.borrow_mut() = link.clone();
-        *self.stored.borrow_mut() = link;
         let read_back = serde_json::from_str(line).unwrap_or_else(|_| stamped.clone());
         self.fold_and_emit(&read_back);
         Ok(true)
+    }
+
+    /// Chains `line` after the tip and stores it, fenced by the run's lease or not: the tip
+    /// moves to it once it is stored; `false` (nothing stored) when the fence found the
+    /// lease taken.
+    fn append_after_tip(&self, line: &str, fenced: bool, durable: bool) -> Result<bool> {
+        let prev = self.tip.borrow().head.clone();
+        let (chained, hash) = chain::chained(line, &prev);
+        let stored = if fenced {
+            self.append(&chained, durable)?
+        } else {
+            self.store
+                .journal_append(self.run_id(), &chained, durable)?;
+            true
+        };
+        if stored {
+            let link = Link {
+                lines: self.tip.borrow().lines + 1,
+                head: hash,
+            };
+            *self.tip.borrow_mut() = link.clone();
+            *self.stored.borrow_mut() = link;
+        }
+        Ok(stored)
     }
 
     /// A write whose line is stored and whose lock was taken before it left: when another
@@ -336,20 +349,8 @@ impl LedgerWriter {
             }),
         );
         let (line, _) = stored_form(stamped);
-        let prev = self.tip.borrow().head.clone();
-        let (chained, hash) = chain::chained(&line, &prev);
-        if self
-            .store
-            .journal_append(self.run_id(), &chained, true)
-            .is_ok()
-        {
-            let link = Link {
-                lines: self.tip.borrow().lines + 1,
-                head: hash,
-            };
-            *self.tip.borrow_mut() = link.clone();
-            *self.stored.borrow_mut() = link;
-        }
+        // Best effort: a journal that refuses it leaves the write in doubt.
+        let _ = self.append_after_tip(&line, false, true);
     }
 
     /// Whether this run still holds its lock (always, without a fence).

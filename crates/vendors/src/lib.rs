@@ -12,6 +12,7 @@ pub mod infisical;
 mod pacing;
 pub mod postmark;
 pub mod spec;
+mod tls;
 pub mod transport;
 
 /// A fan-out's tasks, stopped when the fan-out is dropped before they end (a read abandoned
@@ -104,6 +105,17 @@ impl Vendors {
     /// error here: they are reported when that vendor is first used.
     pub fn new(config: VendorConfig) -> Result<Self, VendorError> {
         let transport = Transport::new(config.transport.clone())?;
+        // A vendor reached over TLS (every one, outside a rehearsal): its first handshake
+        // needs the system's roots, read meanwhile.
+        let urls = [
+            &config.postmark.api_url,
+            &config.infisical.api_url,
+            &config.heroku.api_url,
+            &config.github.api_url,
+        ];
+        if urls.iter().any(|u| u.starts_with("https:")) {
+            transport.prefetch_roots();
+        }
         let postmark = PostmarkClient::new(transport.clone(), &config.postmark.api_url);
         let infisical = InfisicalClient::new(
             transport.clone(),

@@ -2,6 +2,7 @@
 
 use super::error::{ErrorKind, VendorCode, VendorError};
 use super::pacing::{Pacer, WaitClock};
+use crate::tls::LazyVerifier;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Url};
 use runbook_secret::Secret;
@@ -287,6 +288,8 @@ pub struct Transport {
 
 struct Inner {
     client: reqwest::Client,
+    /// Checks the certificates of TLS connections (the system's roots, read once needed).
+    verifier: Arc<LazyVerifier>,
     config: TransportConfig,
     pacers: Vec<(&'static str, Pacer)>,
     waits: WaitClock,
@@ -316,7 +319,7 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// Builds the one reqwest client (rustls with the ring provider).
     pub fn new(config: TransportConfig) -> Result<Self, VendorError> {
-        let client = client(config.timeout, config.connect_timeout)?;
+        let (client, verifier) = client(config.timeout, config.connect_timeout)?;
         let pacers = config
             .pools
             .iter()
@@ -326,6 +329,7 @@ impl Transport {
         Ok(Transport {
             inner: Arc::new(Inner {
                 client,
+                verifier,
                 config,
                 pacers,
                 waits: WaitClock::default(),
@@ -333,6 +337,12 @@ impl Transport {
                 fence: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Reads the system's root certificates now, on a thread, for a run that will open a
+    /// TLS connection: they are ready by its first handshake.
+    pub fn prefetch_roots(&self) {
+        self.inner.verifier.prefetch();
     }
 
     /// The vendors seen answering as simulators since the last call (each once).
@@ -785,22 +795,33 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// The reqwest client (rustls with the ring provider). Building one reads and parses every
-/// root certificate of the system store, a few milliseconds: a process builds one (the
-/// vendors', built beside the runbook's compile; a rehearsal's dashboard shares it).
-fn client(timeout: Duration, connect_timeout: Duration) -> Result<reqwest::Client, VendorError> {
+/// The reqwest client (rustls with the ring provider), and the verifier of its TLS
+/// connections: built when a connection first needs it, or when `prefetch_roots` asks (see
+/// `tls`), not here.
+fn client(
+    timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<(reqwest::Client, Arc<LazyVerifier>), VendorError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let built = |e: String| {
+        VendorError::new("http", "-", "-", ErrorKind::Config, e)
+            .with_hint("the HTTP client could not be built; this is a bug, please report it")
+    };
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let verifier = LazyVerifier::platform(provider.clone());
+    let tls =
+        crate::tls::client_config(provider, verifier.clone()).map_err(|e| built(e.to_string()))?;
     let client = reqwest::Client::builder()
         .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout)
         .connect_timeout(connect_timeout)
         .redirect(redirect_policy())
+        .tls_backend_preconfigured(tls)
         .build()
-        .map_err(|e| {
-            VendorError::new("http", "-", "-", ErrorKind::Config, error_chain(&e))
-                .with_hint("the HTTP client could not be built; this is a bug, please report it")
-        })?;
-    Ok(client)
+        .map_err(|e| built(error_chain(&e)))?;
+    Ok((client, verifier))
 }
 
 /// Follows redirects only on the same scheme, host and port: auth headers never leave.
@@ -842,7 +863,7 @@ fn backoff(cfg: &TransportConfig, attempt: u32) -> Duration {
 }
 
 /// The error and its causes, one line, redacted later by `VendorError::new`.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut src = e.source();
     while let Some(s) = src {
@@ -858,6 +879,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Building the client reads no certificates (4–5 ms on the path of every run before):
+    /// a run against simulators on loopback never reads them, and one that reaches a
+    /// vendor over TLS reads them while its runbook compiles (`prefetch_roots`).
+    #[test]
+    fn building_the_client_reads_no_root_certificates() {
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        assert!(!t.inner.verifier.is_built());
+    }
 
     #[tokio::test]
     async fn plain_http_to_a_remote_host_is_refused() {

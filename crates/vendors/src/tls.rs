@@ -1,0 +1,252 @@
+//! Certificate verification for the one HTTP client, with the system's roots read when a TLS
+//! connection first needs them rather than when the client is built.
+//!
+//! reqwest builds the platform verifier (rustls-platform-verifier) eagerly, and on Linux that
+//! reads and parses every file of the system's certificate store: 4–5 ms, on the path of every
+//! run, also of a rehearsal whose simulators speak plain HTTP on loopback and of a `check`.
+//! Here the same verifier is built on first use, or on a thread started as soon as the caller
+//! knows a vendor speaks https (`prefetch`), so in production the roots are read while the
+//! runbook compiles and the TCP connection opens, not before either.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::sync::{Arc, OnceLock};
+
+type Built = Result<Arc<dyn ServerCertVerifier>, rustls::Error>;
+type Build = Box<dyn Fn(Arc<CryptoProvider>) -> Built + Send + Sync>;
+
+/// The platform's verifier, built once, when first asked for.
+pub(crate) struct LazyVerifier {
+    provider: Arc<CryptoProvider>,
+    build: Build,
+    built: OnceLock<Built>,
+}
+
+impl std::fmt::Debug for LazyVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyVerifier")
+            .field("built", &self.is_built())
+            .finish()
+    }
+}
+
+impl LazyVerifier {
+    /// The platform verifier over the system's roots, as reqwest would build it.
+    pub(crate) fn platform(provider: Arc<CryptoProvider>) -> Arc<LazyVerifier> {
+        Self::with(
+            provider,
+            Box::new(|provider| {
+                rustls_platform_verifier::Verifier::new(provider)
+                    .map(|v| Arc::new(v) as Arc<dyn ServerCertVerifier>)
+            }),
+        )
+    }
+
+    pub(crate) fn with(provider: Arc<CryptoProvider>, build: Build) -> Arc<LazyVerifier> {
+        Arc::new(LazyVerifier {
+            provider,
+            build,
+            built: OnceLock::new(),
+        })
+    }
+
+    /// Builds the verifier now, on a thread of its own: a handshake that needs it meanwhile
+    /// waits for that build instead of starting another.
+    pub(crate) fn prefetch(self: &Arc<Self>) {
+        if self.is_built() {
+            return;
+        }
+        let this = self.clone();
+        // A thread that cannot start: the first handshake builds it, as without prefetch.
+        let _ = std::thread::Builder::new()
+            .name("runbook-roots".into())
+            .spawn(move || {
+                this.inner().ok();
+            });
+    }
+
+    pub(crate) fn is_built(&self) -> bool {
+        self.built.get().is_some()
+    }
+
+    fn inner(&self) -> Result<&Arc<dyn ServerCertVerifier>, rustls::Error> {
+        self.built
+            .get_or_init(|| (self.build)(self.provider.clone()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl ServerCertVerifier for LazyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    /// Asked for the ClientHello, before any certificate: the provider's schemes, which are
+    /// what the platform verifier answers too, so the hello does not wait for the roots.
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The client's TLS settings, as reqwest makes them by default (TLS 1.2 and 1.3, SNI, ALPN
+/// h2 then http/1.1), with `verifier`.
+pub(crate) fn client_config(
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<LazyVerifier>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+
+    const CA: &str = include_str!("../tests/fixtures/tls/ca.pem");
+    const CERT: &str = include_str!("../tests/fixtures/tls/localhost.pem");
+    const KEY: &str = include_str!("../tests/fixtures/tls/localhost.key");
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// A TLS server on loopback for `localhost` (its certificate issued by the fixture CA)
+    /// that answers every request with 200 and `ok`.
+    async fn server() -> u16 {
+        let cert = CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        port
+    }
+
+    fn client(verifier: Arc<LazyVerifier>) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(provider(), verifier).unwrap())
+            .http1_only()
+            .build()
+            .unwrap()
+    }
+
+    /// The roots are not read when the client is built, only by the first handshake, which
+    /// then checks the server's certificate against them: a certificate no root vouches
+    /// for is refused.
+    #[tokio::test]
+    async fn the_roots_are_read_by_the_first_handshake_and_checked_there() {
+        let port = server().await;
+        let builds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = builds.clone();
+        let verifier = LazyVerifier::with(
+            provider(),
+            Box::new(move |provider| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The system's roots, which do not hold the fixture CA.
+                rustls_platform_verifier::Verifier::new(provider)
+                    .map(|v| Arc::new(v) as Arc<dyn ServerCertVerifier>)
+            }),
+        );
+        let client = client(verifier.clone());
+        assert!(!verifier.is_built(), "built with the client");
+        let err = client
+            .get(format!("https://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        let chain = crate::transport::error_chain(&err);
+        assert!(chain.contains("UnknownIssuer"), "{chain}");
+        assert!(verifier.is_built());
+        // Read once per process, not per connection.
+        let _ = client
+            .get(format!("https://localhost:{port}/"))
+            .send()
+            .await;
+        assert_eq!(builds.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// With a root that issued the server's certificate, the handshake completes through
+    /// the lazy verifier (its signature checks included) and the request is answered.
+    #[tokio::test]
+    async fn a_certificate_a_root_vouches_for_is_accepted() {
+        let port = server().await;
+        let verifier = LazyVerifier::with(
+            provider(),
+            Box::new(|provider| {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(CertificateDer::from_pem_slice(CA.as_bytes()).unwrap())?;
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map(|v| v as Arc<dyn ServerCertVerifier>)
+                    .map_err(|e| rustls::Error::General(e.to_string()))
+            }),
+        );
+        verifier.prefetch();
+        let answer = client(verifier)
+            .get(format!("https://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.text().await.unwrap(), "ok");
+    }
+}

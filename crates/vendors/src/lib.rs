@@ -113,7 +113,10 @@ impl Vendors {
             &config.heroku.api_url,
             &config.github.api_url,
         ];
-        if urls.iter().any(|u| u.starts_with("https:")) {
+        if urls
+            .iter()
+            .any(|u| u.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("https:")))
+        {
             transport.prefetch_roots();
         }
         let postmark = PostmarkClient::new(transport.clone(), &config.postmark.api_url);

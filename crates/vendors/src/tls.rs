@@ -33,7 +33,9 @@ impl std::fmt::Debug for LazyVerifier {
 }
 
 impl LazyVerifier {
-    /// The platform verifier over the system's roots, as reqwest would build it.
+    /// The platform verifier over the system's roots, as reqwest builds it (reqwest fails
+    /// the client's build when no root can be read; here the first https request does,
+    /// `Transport::builder`).
     pub(crate) fn platform(provider: Arc<CryptoProvider>) -> Arc<LazyVerifier> {
         Self::with(
             provider,
@@ -65,6 +67,12 @@ impl LazyVerifier {
             .spawn(move || {
                 this.inner().ok();
             });
+    }
+
+    /// Builds the verifier if no one has (waiting for a build under way): an error when
+    /// the system's roots could not be read, which every handshake would then fail on.
+    pub(crate) fn ready(&self) -> Result<(), rustls::Error> {
+        self.inner().map(|_| ())
     }
 
     pub(crate) fn is_built(&self) -> bool {
@@ -120,7 +128,9 @@ impl ServerCertVerifier for LazyVerifier {
 }
 
 /// The client's TLS settings, as reqwest makes them by default (TLS 1.2 and 1.3, SNI, ALPN
-/// h2 then http/1.1), with `verifier`.
+/// h2 then http/1.1), with `verifier`. Handed to reqwest whole (`tls_backend_preconfigured`),
+/// so its own TLS options (`min_tls_version`, `add_root_certificate`, `tls_sni`, `danger_*`,
+/// the ALPN of `http1_only`) no longer apply: set them here.
 pub(crate) fn client_config(
     provider: Arc<CryptoProvider>,
     verifier: Arc<LazyVerifier>,
@@ -184,14 +194,23 @@ mod tests {
     fn client(verifier: Arc<LazyVerifier>) -> reqwest::Client {
         reqwest::Client::builder()
             .tls_backend_preconfigured(client_config(provider(), verifier).unwrap())
-            .http1_only()
             .build()
             .unwrap()
     }
 
+    /// A verifier trusting the fixture CA.
+    fn trusting_the_ca(provider: Arc<CryptoProvider>) -> Built {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(CA.as_bytes()).unwrap())?;
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .map(|v| v as Arc<dyn ServerCertVerifier>)
+            .map_err(|e| rustls::Error::General(e.to_string()))
+    }
+
     /// The roots are not read when the client is built, only by the first handshake, which
     /// then checks the server's certificate against them: a certificate no root vouches
-    /// for is refused.
+    /// for is refused. Read once per process, not per connection.
     #[tokio::test]
     async fn the_roots_are_read_by_the_first_handshake_and_checked_there() {
         let port = server().await;
@@ -201,9 +220,14 @@ mod tests {
             provider(),
             Box::new(move |provider| {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                // The system's roots, which do not hold the fixture CA.
-                rustls_platform_verifier::Verifier::new(provider)
-                    .map(|v| Arc::new(v) as Arc<dyn ServerCertVerifier>)
+                // Roots that do not hold the fixture CA: its certificate for `localhost`
+                // is the only one, and it issued nothing.
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap())?;
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map(|v| v as Arc<dyn ServerCertVerifier>)
+                    .map_err(|e| rustls::Error::General(e.to_string()))
             }),
         );
         let client = client(verifier.clone());
@@ -216,7 +240,6 @@ mod tests {
         let chain = crate::transport::error_chain(&err);
         assert!(chain.contains("UnknownIssuer"), "{chain}");
         assert!(verifier.is_built());
-        // Read once per process, not per connection.
         let _ = client
             .get(format!("https://localhost:{port}/"))
             .send()
@@ -224,22 +247,67 @@ mod tests {
         assert_eq!(builds.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
-    /// With a root that issued the server's certificate, the handshake completes through
-    /// the lazy verifier (its signature checks included) and the request is answered.
+    /// The handshake's signature is checked by the verifier built, not passed over: one
+    /// that refuses every signature fails the handshake after accepting the certificate.
     #[tokio::test]
-    async fn a_certificate_a_root_vouches_for_is_accepted() {
+    async fn the_handshakes_signature_is_checked_by_the_built_verifier() {
+        #[derive(Debug)]
+        struct RefusesSignatures(Arc<dyn ServerCertVerifier>);
+        impl ServerCertVerifier for RefusesSignatures {
+            fn verify_server_cert(
+                &self,
+                end_entity: &CertificateDer<'_>,
+                intermediates: &[CertificateDer<'_>],
+                server_name: &ServerName<'_>,
+                ocsp: &[u8],
+                now: UnixTime,
+            ) -> Result<ServerCertVerified, rustls::Error> {
+                self.0
+                    .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            }
+            fn verify_tls12_signature(
+                &self,
+                _: &[u8],
+                _: &CertificateDer<'_>,
+                _: &DigitallySignedStruct,
+            ) -> Result<HandshakeSignatureValid, rustls::Error> {
+                Err(rustls::Error::General("signature refused (1.2)".into()))
+            }
+            fn verify_tls13_signature(
+                &self,
+                _: &[u8],
+                _: &CertificateDer<'_>,
+                _: &DigitallySignedStruct,
+            ) -> Result<HandshakeSignatureValid, rustls::Error> {
+                Err(rustls::Error::General("signature refused (1.3)".into()))
+            }
+            fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+                self.0.supported_verify_schemes()
+            }
+        }
         let port = server().await;
         let verifier = LazyVerifier::with(
             provider(),
             Box::new(|provider| {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(CertificateDer::from_pem_slice(CA.as_bytes()).unwrap())?;
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .map(|v| v as Arc<dyn ServerCertVerifier>)
-                    .map_err(|e| rustls::Error::General(e.to_string()))
+                trusting_the_ca(provider)
+                    .map(|v| Arc::new(RefusesSignatures(v)) as Arc<dyn ServerCertVerifier>)
             }),
         );
+        let err = client(verifier)
+            .get(format!("https://localhost:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        let chain = crate::transport::error_chain(&err);
+        assert!(chain.contains("signature refused (1.3)"), "{chain}");
+    }
+
+    /// With a root that issued the server's certificate, the handshake completes through
+    /// the lazy verifier (built ahead by `prefetch`) and the request is answered.
+    #[tokio::test]
+    async fn a_certificate_a_root_vouches_for_is_accepted() {
+        let port = server().await;
+        let verifier = LazyVerifier::with(provider(), Box::new(trusting_the_ca));
         verifier.prefetch();
         let answer = client(verifier)
             .get(format!("https://localhost:{port}/"))

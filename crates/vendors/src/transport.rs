@@ -319,7 +319,22 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// Builds the one reqwest client (rustls with the ring provider).
     pub fn new(config: TransportConfig) -> Result<Self, VendorError> {
-        let (client, verifier) = client(config.timeout, config.connect_timeout)?;
+        let provider = provider();
+        let verifier = LazyVerifier::platform(provider.clone());
+        Self::with_verifier(config, provider, verifier)
+    }
+
+    fn with_verifier(
+        config: TransportConfig,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        verifier: Arc<LazyVerifier>,
+    ) -> Result<Self, VendorError> {
+        let client = client(
+            config.timeout,
+            config.connect_timeout,
+            provider,
+            verifier.clone(),
+        )?;
         let pacers = config
             .pools
             .iter()
@@ -596,6 +611,17 @@ impl Transport {
     /// The request as reqwest builds it: its method, URL, headers (secret ones marked
     /// sensitive) and body.
     fn builder(&self, req: &Request, url: &Url) -> Result<reqwest::RequestBuilder, VendorError> {
+        // Without roots no TLS connection can be trusted: said as the setup problem it is,
+        // once, rather than as a connection failure tried again with a network hint.
+        if url.scheme() == "https" {
+            self.inner.verifier.ready().map_err(|e| {
+                req.error(
+                    ErrorKind::Refused,
+                    format!("no TLS connection can be trusted: no root certificate could be read from the system ({e})"),
+                )
+                .with_hint("install the system's CA certificates (Debian: ca-certificates), or point SSL_CERT_FILE at a PEM bundle")
+            })?;
+        }
         let mut builder = self.inner.client.request(req.method.clone(), url.clone());
         for (name, value_src) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -795,33 +821,36 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// The reqwest client (rustls with the ring provider), and the verifier of its TLS
-/// connections: built when a connection first needs it, or when `prefetch_roots` asks (see
-/// `tls`), not here.
+/// The crypto provider: ring, made the process's default if none is.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// The reqwest client (rustls with the ring provider), whose TLS connections `verifier`
+/// checks: it reads the system's roots when a connection first needs them, or when
+/// `prefetch_roots` asks (see `tls`), not here.
 fn client(
     timeout: Duration,
     connect_timeout: Duration,
-) -> Result<(reqwest::Client, Arc<LazyVerifier>), VendorError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<LazyVerifier>,
+) -> Result<reqwest::Client, VendorError> {
     let built = |e: String| {
         VendorError::new("http", "-", "-", ErrorKind::Config, e)
             .with_hint("the HTTP client could not be built; this is a bug, please report it")
     };
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let verifier = LazyVerifier::platform(provider.clone());
-    let tls =
-        crate::tls::client_config(provider, verifier.clone()).map_err(|e| built(e.to_string()))?;
-    let client = reqwest::Client::builder()
+    let tls = crate::tls::client_config(provider, verifier).map_err(|e| built(e.to_string()))?;
+    reqwest::Client::builder()
         .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout)
         .connect_timeout(connect_timeout)
         .redirect(redirect_policy())
         .tls_backend_preconfigured(tls)
         .build()
-        .map_err(|e| built(error_chain(&e)))?;
-    Ok((client, verifier))
+        .map_err(|e| built(error_chain(&e)))
 }
 
 /// Follows redirects only on the same scheme, host and port: auth headers never leave.
@@ -887,6 +916,41 @@ mod tests {
     fn building_the_client_reads_no_root_certificates() {
         let t = Transport::new(TransportConfig::default()).unwrap();
         assert!(!t.inner.verifier.is_built());
+    }
+
+    /// No root certificate readable (a container without ca-certificates): the first https
+    /// request says so as a setup problem, sent to no one and not tried again; reqwest
+    /// used to refuse to build the client.
+    #[tokio::test]
+    async fn a_system_without_root_certificates_is_a_setup_error_not_a_network_one() {
+        let provider = provider();
+        let verifier = LazyVerifier::with(
+            provider.clone(),
+            Box::new(|_| {
+                Err(rustls::Error::General(
+                    "No CA certificates were loaded from the system".into(),
+                ))
+            }),
+        );
+        let t = Transport::with_verifier(TransportConfig::default(), provider, verifier).unwrap();
+        let err = t
+            .send(Request::new(
+                "postmark",
+                Method::GET,
+                "https://localhost:1/server",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Refused);
+        assert_eq!(
+            err.to_string(),
+            "postmark GET /server → refused: no TLS connection can be trusted: no root certificate could be read from the system (unexpected error: No CA certificates were loaded from the system)"
+        );
+        assert!(
+            err.help_text().contains("ca-certificates"),
+            "{}",
+            err.help_text()
+        );
     }
 
     #[tokio::test]

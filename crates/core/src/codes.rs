@@ -135,7 +135,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::vendor::timeout", Vendor, "No answer within the timeout (RUNBOOK_HTTP_TIMEOUT_SECS).", "Retry; a write may have happened, so verify before repeating it."),
     c("runbook::vendor::connection", Vendor, "The connection failed (DNS, TLS, refused, dropped).", "Check the endpoint and the network; retry."),
     c("runbook::vendor::invalid_response", Vendor, "The vendor answered with something that is not what its API documents.", "Retry; if it persists, the endpoint may not be the vendor's."),
-    c("runbook::vendor::refused", Vendor, "The engine refused to send the request (plain http:// to a non-loopback host, a redirect to another host with credentials).", "Use https://, or the vendor's own host."),
+    c("runbook::vendor::refused", Vendor, "The engine refused to send the request (plain http:// to a non-loopback host, a redirect to another host with credentials, an https:// request when no root certificate could be read from the system).", "Use https://, or the vendor's own host; install the system's CA certificates (Debian: ca-certificates) or point SSL_CERT_FILE at a PEM bundle."),
     c("runbook::vendor::validation", Vendor, "The vendor rejected the request's content (400/409/422).", "The vendor's message says which field; fix the param or input."),
     c("runbook::vendor::config", Vendor, "A credential or endpoint the call needs is not configured.", "Set the variable the help names (or the [vendors] table of runbook.toml)."),
     c("runbook::vendor::other", Vendor, "Another vendor failure.", "Read the vendor's message."),

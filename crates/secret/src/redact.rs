@@ -156,28 +156,30 @@ impl Matcher {
         Some(Matcher { prefixes, forms_of })
     }
 
-    /// Every place a form shows in `hay` whole: (start, end, form), the longest form at
-    /// each place a prefix starts. Places may overlap; `found` merges them.
-    fn find(&self, forms: &[String], hay: &[u8]) -> Vec<(usize, usize, usize)> {
+    /// Every place a form shows in `hay` whole, lazily: (start, end, form), the longest
+    /// form at each place a prefix starts. Places may overlap; `found` merges them.
+    fn places<'h>(
+        &'h self,
+        forms: &'h [String],
+        hay: &'h [u8],
+    ) -> impl Iterator<Item = (usize, usize, usize)> + 'h {
         self.prefixes
             .find_overlapping_iter(hay)
-            .filter_map(|m| {
+            .filter_map(move |m| {
                 let rest = &hay[m.start()..];
                 self.forms_of[m.pattern().as_usize()]
                     .iter()
                     .find(|&&f| rest.starts_with(forms[f].as_bytes()))
                     .map(|&f| (m.start(), m.start() + forms[f].len(), f))
             })
-            .collect()
+    }
+
+    fn find(&self, forms: &[String], hay: &[u8]) -> Vec<(usize, usize, usize)> {
+        self.places(forms, hay).collect()
     }
 
     fn is_match(&self, forms: &[String], hay: &[u8]) -> bool {
-        self.prefixes.find_overlapping_iter(hay).any(|m| {
-            let rest = &hay[m.start()..];
-            self.forms_of[m.pattern().as_usize()]
-                .iter()
-                .any(|&f| rest.starts_with(forms[f].as_bytes()))
-        })
+        self.places(forms, hay).next().is_some()
     }
 }
 

@@ -115,7 +115,7 @@ impl Vendors {
         ];
         if urls
             .iter()
-            .any(|u| u.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("https:")))
+            .any(|u| reqwest::Url::parse(u.trim()).is_ok_and(|u| u.scheme() == "https"))
         {
             transport.prefetch_roots();
         }

@@ -2,26 +2,33 @@
 //! connection first needs them rather than when the client is built.
 //!
 //! reqwest builds the platform verifier (rustls-platform-verifier) eagerly, and on Linux that
-//! reads and parses every file of the system's certificate store: 4–5 ms, on the path of every
-//! run, also of a rehearsal whose simulators speak plain HTTP on loopback and of a `check`.
-//! Here the same verifier is built on first use, or on a thread started as soon as the caller
-//! knows a vendor speaks https (`prefetch`), so in production the roots are read while the
-//! runbook compiles and the TCP connection opens, not before either.
+//! reads and parses every file of the system's certificate store (`SSL_CERT_FILE` and each
+//! file of `SSL_CERT_DIR`): 3–5 ms on the thread that builds the clients, which the first
+//! vendor call waited for, also in a rehearsal whose simulators speak plain HTTP on loopback.
+//! Here the same verifier is built on first use, or on a thread started as soon as the clients
+//! are built for a vendor that speaks https (`prefetch`; that is after the runbook's compile,
+//! as the clients' build was, so a production run's first https call may still wait for the
+//! rest of the read, as it waited for the clients before).
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 type Built = Result<Arc<dyn ServerCertVerifier>, rustls::Error>;
 type Build = Box<dyn Fn(Arc<CryptoProvider>) -> Built + Send + Sync>;
 
-/// The platform's verifier, built once, when first asked for.
+/// The platform's verifier, built when first asked for. A build that fails (no readable
+/// root) is not kept: the next request reads the store again, so a REPL recovers once the
+/// operator has installed the certificates.
 pub(crate) struct LazyVerifier {
     provider: Arc<CryptoProvider>,
     build: Build,
-    built: OnceLock<Built>,
+    built: OnceLock<Arc<dyn ServerCertVerifier>>,
+    /// Held while a build runs: a handshake that needs the verifier meanwhile waits for that
+    /// build instead of starting another.
+    building: Mutex<()>,
 }
 
 impl std::fmt::Debug for LazyVerifier {
@@ -51,6 +58,7 @@ impl LazyVerifier {
             provider,
             build,
             built: OnceLock::new(),
+            building: Mutex::new(()),
         })
     }
 
@@ -70,7 +78,7 @@ impl LazyVerifier {
     }
 
     /// Builds the verifier if no one has (waiting for a build under way): an error when
-    /// the system's roots could not be read, which every handshake would then fail on.
+    /// the system's roots could not be read, which a handshake would fail on.
     pub(crate) fn ready(&self) -> Result<(), rustls::Error> {
         self.inner().map(|_| ())
     }
@@ -80,10 +88,15 @@ impl LazyVerifier {
     }
 
     fn inner(&self) -> Result<&Arc<dyn ServerCertVerifier>, rustls::Error> {
-        self.built
-            .get_or_init(|| (self.build)(self.provider.clone()))
-            .as_ref()
-            .map_err(Clone::clone)
+        if let Some(built) = self.built.get() {
+            return Ok(built);
+        }
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(built) = self.built.get() {
+            return Ok(built);
+        }
+        let verifier = (self.build)(self.provider.clone())?;
+        Ok(self.built.get_or_init(|| verifier))
     }
 }
 
@@ -198,14 +211,44 @@ mod tests {
             .unwrap()
     }
 
-    /// A verifier trusting the fixture CA.
-    fn trusting_the_ca(provider: Arc<CryptoProvider>) -> Built {
+    /// A WebPKI verifier whose only root is the certificate `root` (PEM).
+    fn trusting(root: &str, provider: Arc<CryptoProvider>) -> Built {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(CA.as_bytes()).unwrap())?;
+        roots.add(CertificateDer::from_pem_slice(root.as_bytes()).unwrap())?;
         rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
             .build()
             .map(|v| v as Arc<dyn ServerCertVerifier>)
             .map_err(|e| rustls::Error::General(e.to_string()))
+    }
+
+    /// A verifier trusting the fixture CA.
+    fn trusting_the_ca(provider: Arc<CryptoProvider>) -> Built {
+        trusting(CA, provider)
+    }
+
+    /// A store that could not be read is read again by the next request, not remembered
+    /// as failed for the rest of the process (a REPL whose operator installs the roots).
+    #[test]
+    fn a_failed_read_of_the_roots_is_tried_again() {
+        let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = tries.clone();
+        let verifier = LazyVerifier::with(
+            provider(),
+            Box::new(move |provider| {
+                if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return Err(rustls::Error::General("no roots yet".into()));
+                }
+                trusting_the_ca(provider)
+            }),
+        );
+        assert_eq!(
+            verifier.ready().unwrap_err().to_string(),
+            "unexpected error: no roots yet"
+        );
+        assert!(!verifier.is_built());
+        verifier.ready().unwrap();
+        verifier.ready().unwrap();
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     /// The roots are not read when the client is built, only by the first handshake, which
@@ -222,12 +265,7 @@ mod tests {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 // Roots that do not hold the fixture CA: its certificate for `localhost`
                 // is the only one, and it issued nothing.
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap())?;
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .map(|v| v as Arc<dyn ServerCertVerifier>)
-                    .map_err(|e| rustls::Error::General(e.to_string()))
+                trusting(CERT, provider)
             }),
         );
         let client = client(verifier.clone());

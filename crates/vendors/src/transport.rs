@@ -909,18 +909,18 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    /// Building the client reads no certificates (4–5 ms on the path of every run before):
+    /// Building the client reads no certificates (3–5 ms on the path of every run before):
     /// a run against simulators on loopback never reads them, and one that reaches a
-    /// vendor over TLS reads them while its runbook compiles (`prefetch_roots`).
+    /// vendor over TLS reads them on a thread of their own (`prefetch_roots`).
     #[test]
     fn building_the_client_reads_no_root_certificates() {
         let t = Transport::new(TransportConfig::default()).unwrap();
         assert!(!t.inner.verifier.is_built());
     }
 
-    /// No root certificate readable (a container without ca-certificates): the first https
-    /// request says so as a setup problem, sent to no one and not tried again; reqwest
-    /// used to refuse to build the client.
+    /// No root certificate readable (a container without ca-certificates): an https request
+    /// says so as a setup problem, sent to no one and not tried again; reqwest used to
+    /// refuse to build the client.
     #[tokio::test]
     async fn a_system_without_root_certificates_is_a_setup_error_not_a_network_one() {
         let provider = provider();

@@ -38,8 +38,8 @@ impl Services {
 
     /// Starts building the clients on another thread, for a command that will call a
     /// vendor. Building them is quick; the system's TLS roots, which are not, are read on a
-    /// thread of their own when a vendor is reached over https (`Vendors::new`), while the
-    /// runbook compiles, and never for a rehearsal on loopback.
+    /// thread of their own when a vendor is reached over https (`Vendors::new`), and never
+    /// for a rehearsal on loopback.
     pub fn prepare(&self) {
         if self.vendors.get().is_some() || self.building.borrow().is_some() {
             return;

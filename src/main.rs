@@ -32,14 +32,17 @@ fn main() -> std::process::ExitCode {
 }
 
 /// glibc gives each thread that allocates an arena of its own, grown a page at a time: the
-/// app thread's took 460 `mprotect` calls per rotation. This process has a handful of
-/// threads, so they share the main heap, grown 16 MiB at a time (address space: only the
-/// pages touched are memory).
+/// app thread's took 460 `mprotect` calls per rotation. Its threads share the main heap
+/// instead (its other settings stay glibc's own, the dynamic mmap threshold with them), unless
+/// the operator tuned the allocator through the environment. Linux with glibc only.
 fn one_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && std::env::var_os("GLIBC_TUNABLES").is_none()
+    {
+        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }

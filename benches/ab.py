@@ -1,14 +1,18 @@
 """Two or more engine binaries side by side: alternating runs of the Postmark rotation
-against one sandbox, each binary's median wall time, and the simulators' span (first
-request to last answer) and what is left outside it (the start and the end).
+against one sandbox (started from RUNBOOK_BIN, as benches/bench.py does, so the simulators
+are the same for every binary), each binary with a state directory of its own. For each
+binary: the median wall time, the simulators' span (first request to last answer) and what
+is outside it (the start and the end); for each binary after the first, the median of its
+differences from the first, pair by pair, and their quartiles.
 
-    python3 benches/ab.py 20 21 /tmp/before/runbook target/release/runbook
+    RUNBOOK_BIN=target/release/runbook python3 benches/ab.py 20 31 /tmp/before/runbook target/release/runbook
 
-The machine's speed moves by several percent over minutes; pairs run back to back see the
-same machine, so their difference is the binaries' (docs/performance.md, section 1).
+The machine's speed moves by several percent over minutes; runs back to back see the same
+machine, so a pair's difference is the binaries' (docs/performance.md, section 1).
 """
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,32 +23,47 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 
+def quartiles(values):
+    v = sorted(values)
+    return v[len(v) // 4], statistics.median(v), v[(3 * len(v)) // 4]
+
+
 def main():
+    if len(sys.argv) < 5:
+        raise SystemExit("usage: ab.py LATENCY_MS RUNS BINARY BINARY [BINARY...]")
     latency, n = int(sys.argv[1]), int(sys.argv[2])
     bins = [os.path.abspath(b) for b in sys.argv[3:]]
     work = tempfile.mkdtemp(prefix="runbook-ab-")
     sb = bench.Sandbox(work, ["raxx-api-prod", "raxx-api-staging"], latency)
-    env = bench.engine_env(sb, os.path.join(work, "state"))
+    envs = [bench.engine_env(sb, os.path.join(work, f"state-{i}")) for i in range(len(bins))]
     runs = {b: [] for b in bins}
     try:
         for i in range(n):
-            for b in bins if i % 2 == 0 else list(reversed(bins)):
+            order = list(enumerate(bins))
+            for k, b in order if i % 2 == 0 else reversed(order):
                 before = sb.requests()
                 t = time.perf_counter()
-                out = subprocess.run([b, "exec", "postmark", "--yes"], env=env, cwd=work,
+                out = subprocess.run([b, "exec", "postmark", "--yes"], env=envs[k], cwd=work,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 wall = (time.perf_counter() - t) * 1000
                 if out.returncode != 0:
-                    raise SystemExit(out.stderr[-2000:])
+                    raise SystemExit(f"{b}: exit {out.returncode}\n{out.stderr[-2000:]}")
                 reqs = sb.state()["requests"][before:]
+                if not reqs:
+                    raise SystemExit(f"{b}: the simulators logged no request")
                 span = (max(r["end_us"] for r in reqs) - min(r["start_us"] for r in reqs)) / 1000
                 runs[b].append((wall, span, wall - span))
     finally:
         sb.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{n} alternating runs each at {latency} ms per call (medians, ms):")
     for b in bins:
         wall, span, rest = (statistics.median(r[k] for r in runs[b]) for k in range(3))
         print(f"  {b:40} wall {wall:7.1f}  span {span:7.1f}  outside it {rest:6.1f}")
+    first = runs[bins[0]]
+    for b in bins[1:]:
+        q1, med, q3 = quartiles([r[0] - f[0] for r, f in zip(runs[b], first)])
+        print(f"  {b} minus the first, pair by pair: median {med:+.1f} ms (quartiles {q1:+.1f}, {q3:+.1f})")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@
 //! file of `SSL_CERT_DIR`): 3–5 ms on the thread that builds the clients, which the first
 //! vendor call waited for, also in a rehearsal whose simulators speak plain HTTP on loopback.
 //! Here the same verifier is built on first use, or on a thread started as soon as the clients
-//! are built for a vendor that speaks https (`prefetch`; that is after the runbook's compile,
-//! as the clients' build was, so a production run's first https call may still wait for the
-//! rest of the read, as it waited for the clients before).
+//! are built for a vendor that speaks https (`prefetch`, after the runbook's compile, as the
+//! clients' build was). A request does not wait for it before it connects: the roots are
+//! needed only once the server's certificate arrives, a TCP and a TLS round trip later.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -26,6 +26,8 @@ pub(crate) struct LazyVerifier {
     provider: Arc<CryptoProvider>,
     build: Build,
     built: OnceLock<Arc<dyn ServerCertVerifier>>,
+    /// Why the last build failed, until one succeeds: what a failed handshake is told.
+    failed: Mutex<Option<String>>,
     /// Held while a build runs: a handshake that needs the verifier meanwhile waits for that
     /// build instead of starting another.
     building: Mutex<()>,
@@ -58,6 +60,7 @@ impl LazyVerifier {
             provider,
             build,
             built: OnceLock::new(),
+            failed: Mutex::new(None),
             building: Mutex::new(()),
         })
     }
@@ -79,8 +82,17 @@ impl LazyVerifier {
 
     /// Builds the verifier if no one has (waiting for a build under way): an error when
     /// the system's roots could not be read, which a handshake would fail on.
+    #[cfg(test)]
     pub(crate) fn ready(&self) -> Result<(), rustls::Error> {
         self.inner().map(|_| ())
+    }
+
+    /// Why the roots could not be read, when the last try failed and none has succeeded.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn is_built(&self) -> bool {
@@ -95,7 +107,10 @@ impl LazyVerifier {
         if let Some(built) = self.built.get() {
             return Ok(built);
         }
-        let verifier = (self.build)(self.provider.clone())?;
+        let built = (self.build)(self.provider.clone());
+        *self.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+            built.as_ref().err().map(ToString::to_string);
+        let verifier = built?;
         Ok(self.built.get_or_init(|| verifier))
     }
 }
@@ -226,6 +241,50 @@ mod tests {
         trusting(CA, provider)
     }
 
+    /// No root certificate readable (a container without ca-certificates): an https request
+    /// says so as a setup problem, sent to no one and not tried again (reqwest used to
+    /// refuse to build the client); the request does not wait for the roots before it
+    /// connects, since verification needs them only once the server's certificate comes.
+    #[tokio::test]
+    async fn a_system_without_root_certificates_is_a_setup_error_not_a_network_one() {
+        use crate::error::ErrorKind;
+        use crate::transport::{Request, Transport, TransportConfig};
+        let port = server().await;
+        let verifier = LazyVerifier::with(
+            provider(),
+            Box::new(|_| {
+                Err(rustls::Error::General(
+                    "No CA certificates were loaded from the system".into(),
+                ))
+            }),
+        );
+        let t = Transport::with_verifier(
+            TransportConfig::default(),
+            crate::transport::provider(),
+            verifier,
+        )
+        .unwrap();
+        let err = t
+            .send(Request::new(
+                "postmark",
+                reqwest::Method::GET,
+                format!("https://localhost:{port}/server"),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Refused);
+        assert_eq!(err.attempts(), 1);
+        assert_eq!(
+            err.to_string(),
+            "postmark GET /server → refused: no TLS connection can be trusted: no root certificate could be read from the system (unexpected error: No CA certificates were loaded from the system)"
+        );
+        assert!(
+            err.help_text().contains("ca-certificates"),
+            "{}",
+            err.help_text()
+        );
+    }
+
     /// A store that could not be read is read again by the next request, not remembered
     /// as failed for the rest of the process (a REPL whose operator installs the roots).
     #[test]
@@ -246,7 +305,12 @@ mod tests {
             "unexpected error: no roots yet"
         );
         assert!(!verifier.is_built());
+        assert_eq!(
+            verifier.failure().as_deref(),
+            Some("unexpected error: no roots yet")
+        );
         verifier.ready().unwrap();
+        assert_eq!(verifier.failure(), None);
         verifier.ready().unwrap();
         assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 2);
     }

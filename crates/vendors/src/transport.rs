@@ -324,7 +324,7 @@ impl Transport {
         Self::with_verifier(config, provider, verifier)
     }
 
-    fn with_verifier(
+    pub(crate) fn with_verifier(
         config: TransportConfig,
         provider: Arc<rustls::crypto::CryptoProvider>,
         verifier: Arc<LazyVerifier>,
@@ -611,17 +611,6 @@ impl Transport {
     /// The request as reqwest builds it: its method, URL, headers (secret ones marked
     /// sensitive) and body.
     fn builder(&self, req: &Request, url: &Url) -> Result<reqwest::RequestBuilder, VendorError> {
-        // Without roots no TLS connection can be trusted: said as the setup problem it is,
-        // once, rather than as a connection failure tried again with a network hint.
-        if url.scheme() == "https" {
-            self.inner.verifier.ready().map_err(|e| {
-                req.error(
-                    ErrorKind::Refused,
-                    format!("no TLS connection can be trusted: no root certificate could be read from the system ({e})"),
-                )
-                .with_hint("install the system's CA certificates (Debian: ca-certificates), or point SSL_CERT_FILE at a PEM bundle")
-            })?;
-        }
         let mut builder = self.inner.client.request(req.method.clone(), url.clone());
         for (name, value_src) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -721,6 +710,18 @@ impl Transport {
         let text = error_chain(e).replace(&url, "");
         if e.is_builder() {
             return req.error(ErrorKind::Validation, text);
+        }
+        // Without roots no TLS connection can be trusted: said as the setup problem it is,
+        // rather than as a connection failure tried again with a network hint.
+        if e.is_connect() && e.url().is_some_and(|u| u.scheme() == "https") {
+            if let Some(why) = self.inner.verifier.failure() {
+                return req
+                    .error(
+                        ErrorKind::Refused,
+                        format!("no TLS connection can be trusted: no root certificate could be read from the system ({why})"),
+                    )
+                    .with_hint("install the system's CA certificates (Debian: ca-certificates), or point SSL_CERT_FILE at a PEM bundle");
+            }
         }
         lost(req.error(ErrorKind::Connection, text))
     }
@@ -822,7 +823,7 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
 }
 
 /// The crypto provider: ring, made the process's default if none is.
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     rustls::crypto::CryptoProvider::get_default()
         .cloned()
@@ -916,41 +917,6 @@ mod tests {
     fn building_the_client_reads_no_root_certificates() {
         let t = Transport::new(TransportConfig::default()).unwrap();
         assert!(!t.inner.verifier.is_built());
-    }
-
-    /// No root certificate readable (a container without ca-certificates): an https request
-    /// says so as a setup problem, sent to no one and not tried again; reqwest used to
-    /// refuse to build the client.
-    #[tokio::test]
-    async fn a_system_without_root_certificates_is_a_setup_error_not_a_network_one() {
-        let provider = provider();
-        let verifier = LazyVerifier::with(
-            provider.clone(),
-            Box::new(|_| {
-                Err(rustls::Error::General(
-                    "No CA certificates were loaded from the system".into(),
-                ))
-            }),
-        );
-        let t = Transport::with_verifier(TransportConfig::default(), provider, verifier).unwrap();
-        let err = t
-            .send(Request::new(
-                "postmark",
-                Method::GET,
-                "https://localhost:1/server",
-            ))
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Refused);
-        assert_eq!(
-            err.to_string(),
-            "postmark GET /server → refused: no TLS connection can be trusted: no root certificate could be read from the system (unexpected error: No CA certificates were loaded from the system)"
-        );
-        assert!(
-            err.help_text().contains("ca-certificates"),
-            "{}",
-            err.help_text()
-        );
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.abspath(os.environ.get("RUNBOOK_BIN", os.path.join(ROOT, "target/release/runbook")))
+BIN = os.path.abspath(os.environ.get("RUNBOOK_BIN", os.path.join(ROOT, "target/dist/runbook")))
 PEER = os.path.join(ROOT, "benches/peer")
 LATENCY_MS = 20
 # The SOP's own chain of dependent vendor calls (docs/performance.md, "The floor"): read the

@@ -9,8 +9,9 @@
 # Usage: benches/run.sh [N]   (N alternating end-to-end runs per side, default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-export RUNBOOK_BIN="${CARGO_TARGET_DIR:-target}/release/runbook"
+# The binary operators install (Cargo.toml, `[profile.dist]`).
+cargo build --profile dist --quiet
+export RUNBOOK_BIN="${CARGO_TARGET_DIR:-target}/dist/runbook"
 python3 benches/bench.py "${1:-15}"
 if [ "${CRITERION:-1}" = 1 ]; then
   cargo bench --quiet --bench startup -- --noplot 2>/dev/null | grep -E "^[a-z].*|time:" || true

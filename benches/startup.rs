@@ -14,12 +14,11 @@ fn root() -> &'static Path {
 }
 
 fn binary() -> std::path::PathBuf {
-    // benches/run.sh builds the release binary first; fall back to the bench profile's.
-    let release = root().join("target/release/runbook");
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return Path::new(&dir).join("release/runbook");
-    }
-    release
+    // benches/run.sh builds the binary operators install (the dist profile) first.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    target.join("dist/runbook")
 }
 
 fn startup(c: &mut Criterion) {

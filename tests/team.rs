@@ -294,6 +294,58 @@ fn a_decision_written_in_sql_is_the_login_that_wrote_it() {
     assert!(!text.contains("✓ approved by carol"), "{text}");
 }
 
+/// A rotation stopped at verify in the shared database, after two that succeeded: a new
+/// rotation on another machine finds it among them (the store answers every run's last line
+/// in one query) and is refused before any write; once it is rolled back, the rotation runs.
+#[test]
+fn an_unfinished_run_in_the_database_stops_a_rotation_on_another_machine() {
+    let Some(db) = Database::fresh("an_unfinished_run_in_the_database") else {
+        return;
+    };
+    let rig = Rig::new();
+    let run = |machine: &str, args: &[&str]| machine_run(&rig, &db, machine, args, &[]);
+    let rotate = ["exec", "postmark", "--yes", "--actor", "alice"];
+    run("laptop-a", &rotate).exit(Exit::Ok);
+    run("laptop-a", &rotate).exit(Exit::Ok);
+    rig.sandbox
+        .add_fault("raptor:POST:/api/notifications/test-email=500:once");
+    run("laptop-a", &[&rotate[..], &["--no-rollback"]].concat()).exit(Exit::StepFailed);
+    let runs = run("laptop-b", &["runs", "--json"]).json();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let stopped: Vec<&str> = runs
+        .iter()
+        .filter(|r| r["unfinished"] == true)
+        .filter_map(|r| r["run_id"].as_str())
+        .collect();
+    let [stopped] = stopped[..] else {
+        panic!("one unfinished run expected: {runs:?}");
+    };
+    let served = |s: &Value| s["requests"].as_array().map_or(0, Vec::len);
+    let before = served(&rig.state());
+    let blocked = run("laptop-b", &["exec", "postmark", "--yes", "--actor", "bob"]);
+    assert_eq!(blocked.code, 2, "{}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains(&format!(
+            "an earlier run of this rotation is unfinished: {stopped} (started "
+        )),
+        "{}",
+        blocked.stderr
+    );
+    assert_eq!(
+        served(&rig.state()),
+        before,
+        "the refused run called a vendor"
+    );
+    run(
+        "laptop-b",
+        &["rollback", stopped, "--yes", "--actor", "bob"],
+    )
+    .exit(Exit::Ok);
+    run("laptop-b", &["exec", "postmark", "--yes", "--actor", "bob"]).exit(Exit::Ok);
+    assert_rotated(&rig.state(), "after the rollback, on the other machine");
+}
+
 #[test]
 fn a_run_killed_on_one_machine_is_resumed_on_another() {
     let Some(db) = Database::fresh("a_run_killed_on_one_machine") else {

@@ -80,10 +80,7 @@ pub fn after(store: &Store, run_id: &str) -> Result<Vec<Ledger>> {
 /// every run in the store).
 pub fn unsettled(store: &Store) -> Result<Vec<Ledger>> {
     let mut out = Vec::new();
-    for id in store.runs()? {
-        let Some(last) = store.journal_last(&id)? else {
-            continue;
-        };
+    for (id, last) in store.journals_last()? {
         let settled = last.contains("\"type\":\"run_finished\"")
             && ["succeeded", "rolled_back", "partly_rolled_back"]
                 .iter()

@@ -139,6 +139,17 @@ pub trait JournalStore {
     }
     /// The ids of every run with a journal, oldest first.
     fn runs(&self) -> Result<Vec<String>>;
+    /// Every run's id and last journal line, oldest first: asked when a run starts (is an
+    /// earlier one unfinished?). A database answers in one query, not one per run.
+    fn journals_last(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for id in self.runs()? {
+            if let Some(last) = self.journal_last(&id)? {
+                out.push((id, last));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The audit chain: entries appended one at a time, serialised against every writer.

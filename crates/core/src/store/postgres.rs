@@ -540,6 +540,29 @@ impl JournalStore for Postgres {
             .collect()
         })
     }
+    fn journals_last(&self) -> Result<Vec<(String, String)>> {
+        // One query, not one per run: a team's store holds thousands of runs, each a round
+        // trip away. The runs are walked on the (run_id, seq) index, one probe each, rather
+        // than the whole journal read.
+        self.call("cannot read the runs' journals", |c| {
+            c.query(
+                "WITH RECURSIVE ids AS (
+                     (SELECT run_id FROM runbook_journal ORDER BY run_id LIMIT 1)
+                     UNION ALL
+                     SELECT (SELECT j.run_id FROM runbook_journal j
+                             WHERE j.run_id > ids.run_id ORDER BY j.run_id LIMIT 1)
+                     FROM ids WHERE ids.run_id IS NOT NULL)
+                 SELECT ids.run_id,
+                        (SELECT j.line FROM runbook_journal j
+                         WHERE j.run_id = ids.run_id ORDER BY j.seq DESC LIMIT 1)
+                 FROM ids WHERE ids.run_id IS NOT NULL ORDER BY ids.run_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+        })
+    }
 }
 
 impl AuditStore for Postgres {

@@ -127,6 +127,13 @@ pub fn check_within(base: &Path, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether a file's owner is the user who runs runbook.
+pub(crate) fn mine(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    meta.uid() == unsafe { libc::geteuid() }
+}
+
 /// State belongs to the user who runs runbook: a folder or file owned by someone else could
 /// be read or rewritten by them.
 fn owned_by_me(path: &Path, meta: &fs::Metadata) -> io::Result<()> {

@@ -75,19 +75,21 @@ pub fn after(store: &Store, run_id: &str) -> Result<Vec<Ledger>> {
         .collect())
 }
 
+/// Whether a journal's last line settles its run: it records the run ending succeeded or
+/// rolled back.
+pub fn settles(last: &str) -> bool {
+    last.contains("\"type\":\"run_finished\"")
+        && ["succeeded", "rolled_back", "partly_rolled_back"]
+            .iter()
+            .any(|s| last.contains(&format!("\"status\":\"{s}\"")))
+}
+
 /// The runs that may be unfinished, folded: a journal whose last line records the run
 /// ending succeeded or rolled back is settled, and is not folded (every exec asks this of
 /// every run in the store).
 pub fn unsettled(store: &Store) -> Result<Vec<Ledger>> {
     let mut out = Vec::new();
-    for (id, last) in store.journals_last()? {
-        let settled = last.contains("\"type\":\"run_finished\"")
-            && ["succeeded", "rolled_back", "partly_rolled_back"]
-                .iter()
-                .any(|s| last.contains(&format!("\"status\":\"{s}\"")));
-        if settled {
-            continue;
-        }
+    for id in store.unsettled_runs(&settles)? {
         let Some(text) = store.journal(&id)? else {
             continue;
         };

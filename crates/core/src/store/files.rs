@@ -201,7 +201,19 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 
 /// A file's last non-empty line, read from its end (a window that grows until it holds a
 /// whole line); `None` when there is no file.
-fn last_line(path: &Path) -> std::io::Result<Option<String>> {
+/// `settled-runs`: a run id and its journal's length in bytes, a line each, the last line
+/// for a run the one that counts; a line that is not that (a write cut short) is skipped.
+fn settled_index(text: &str) -> std::collections::HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (id, len) = l.split_once(' ')?;
+            Some((id.to_string(), len.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A journal's last line and its length in bytes when it was read.
+fn last_line(path: &Path) -> std::io::Result<Option<(u64, String)>> {
     use std::io::{Read, Seek, SeekFrom};
     // A FIFO or a device in its place would block the open (every run's start) forever.
     match std::fs::metadata(path) {
@@ -225,8 +237,8 @@ fn last_line(path: &Path) -> std::io::Result<Option<String>> {
         let text = String::from_utf8_lossy(&bytes);
         let trimmed = text.trim_end();
         match trimmed.rfind('\n') {
-            Some(i) => return Ok(Some(trimmed[i + 1..].to_string())),
-            None if start == 0 => return Ok(Some(trimmed.to_string())),
+            Some(i) => return Ok(Some((len, trimmed[i + 1..].to_string()))),
+            None if start == 0 => return Ok(Some((len, trimmed.to_string()))),
             None => window = window.saturating_mul(4),
         }
     }
@@ -310,7 +322,45 @@ impl JournalStore for Files {
     fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
         let path = self.journal_path(run_id);
         self.checked(&path)?;
-        last_line(&path).map_err(read_err(&path))
+        Ok(last_line(&path)
+            .map_err(read_err(&path))?
+            .map(|(_, last)| last))
+    }
+    fn unsettled_runs(&self, settles: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        // `settled-runs` remembers the journals found settled, with their length then: one
+        // that has not grown since is not read again (a run reopened appends to it). Every
+        // start read the end of every journal: +20 ms a rotation with 1,000 of them.
+        let index = self.dir.join("settled-runs");
+        let known = settled_index(self.read_optional(&index)?.as_deref().unwrap_or(""));
+        let mut found = String::new();
+        let mut out = Vec::new();
+        for id in self.runs()? {
+            let path = self.journal_path(&id);
+            // The folder was checked by `runs`; the file is checked here, as `checked` would.
+            if let (Some(len), Ok(meta)) = (known.get(&id), std::fs::symlink_metadata(&path)) {
+                if meta.is_file() && crate::state::mine(&meta) && meta.len() == *len {
+                    continue;
+                }
+            }
+            self.checked(&path)?;
+            let Some((len, last)) = last_line(&path).map_err(read_err(&path))? else {
+                continue;
+            };
+            if settles(&last) {
+                found.push_str(&format!("{id} {len}\n"));
+            } else {
+                out.push(id);
+            }
+        }
+        if !found.is_empty() {
+            // Only a shortcut: a start that cannot write it reads those journals again.
+            let _ = self.checked_for_write(&index).and_then(|()| {
+                crate::state::append(&index, &self.warn())
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, found.as_bytes()))
+                    .map_err(write_err(&index))
+            });
+        }
+        Ok(out)
     }
     fn runs(&self) -> Result<Vec<String>> {
         let dir = self.dir.join("runs");
@@ -659,6 +709,10 @@ mod tests {
     use super::last_line;
     use crate::store::{AuditStore, JournalStore};
 
+    fn last(path: &std::path::Path) -> Option<String> {
+        last_line(path).unwrap().map(|(_, line)| line)
+    }
+
     fn files(dir: &std::path::Path) -> super::Files {
         let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "run");
         super::Files::new(dir, say)
@@ -720,7 +774,7 @@ mod tests {
     fn the_last_line_is_read_from_the_end_whatever_the_lengths() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.jsonl");
-        assert_eq!(last_line(&path).unwrap(), None);
+        assert_eq!(last(&path), None);
         // Many lines before it, a last line longer than the first window, a trailing newline.
         let long = format!(
             "{{\"type\":\"run_finished\",\"pad\":\"{}\"}}",
@@ -728,17 +782,61 @@ mod tests {
         );
         let text = format!("{}{long}\n\n", "{\"type\":\"step\"}\n".repeat(5_000));
         std::fs::write(&path, text).unwrap();
-        assert_eq!(last_line(&path).unwrap().as_deref(), Some(long.as_str()));
+        assert_eq!(last(&path).as_deref(), Some(long.as_str()));
         // One line, no newline.
         std::fs::write(&path, "{\"only\":1}").unwrap();
-        assert_eq!(last_line(&path).unwrap().as_deref(), Some("{\"only\":1}"));
+        assert_eq!(last(&path).as_deref(), Some("{\"only\":1}"));
         std::fs::write(&path, "").unwrap();
-        assert_eq!(last_line(&path).unwrap().as_deref(), Some(""));
+        assert_eq!(last(&path).as_deref(), Some(""));
         // A FIFO in a journal's place is refused, not opened (the open would block).
         let fifo = dir.path().join("fifo.jsonl");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if made.is_ok_and(|s| s.success()) {
             assert!(last_line(&fifo).is_err());
         }
+    }
+
+    /// A run's start asks of every journal whether its run is unfinished. A journal found
+    /// settled is remembered with its length and not read again while it keeps it; one that
+    /// grew (the run reopened: a resume, a rollback) is read again, whatever the index says.
+    #[test]
+    fn a_settled_journal_is_read_again_only_once_it_has_grown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        let settles = crate::ledger::settles;
+        let done = r#"{"type":"run_finished","status":"succeeded"}"#;
+        let failed = r#"{"type":"run_finished","status":"failed"}"#;
+        for (id, last) in [("r1", done), ("r2", failed), ("r3", done)] {
+            store
+                .journal_append(id, r#"{"type":"run_started"}"#, false)
+                .unwrap();
+            store.journal_append(id, last, false).unwrap();
+        }
+        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2"]);
+        let index = std::fs::read_to_string(dir.path().join("settled-runs")).unwrap();
+        let len = |id: &str| {
+            std::fs::metadata(dir.path().join(format!("runs/{id}.jsonl")))
+                .unwrap()
+                .len()
+        };
+        assert_eq!(index, format!("r1 {}\nr3 {}\n", len("r1"), len("r3")));
+        // Not read again: r1's last line replaced in place, its length kept, goes unseen.
+        let r1 = dir.path().join("runs/r1.jsonl");
+        let same_length = std::fs::read_to_string(&r1)
+            .unwrap()
+            .replace("succeeded", "failed\"  ");
+        assert_eq!(same_length.len() as u64, len("r1"));
+        std::fs::write(&r1, same_length).unwrap();
+        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2"]);
+        // r3 reopened: its new line is read, and it is unfinished again.
+        store
+            .journal_append("r3", r#"{"type":"run_resumed"}"#, false)
+            .unwrap();
+        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2", "r3"]);
+        // The index is only a shortcut: cut short, garbled or gone, every journal is read.
+        std::fs::write(dir.path().join("settled-runs"), "r1 12x\nr3\n garbage\nr1").unwrap();
+        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r1", "r2", "r3"]);
+        std::fs::remove_file(dir.path().join("settled-runs")).unwrap();
+        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r1", "r2", "r3"]);
     }
 }

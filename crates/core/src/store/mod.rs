@@ -139,13 +139,15 @@ pub trait JournalStore {
     }
     /// The ids of every run with a journal, oldest first.
     fn runs(&self) -> Result<Vec<String>>;
-    /// Every run's id and last journal line, oldest first: asked when a run starts (is an
-    /// earlier one unfinished?). A database answers in one query, not one per run.
-    fn journals_last(&self) -> Result<Vec<(String, String)>> {
+    /// The ids of the runs whose journal's last line does not settle them (`settles`), oldest
+    /// first: asked when a run starts (is an earlier one unfinished?), of every run in the
+    /// store. A database answers in one query; the file store skips the journals it found
+    /// settled before and that have not grown since.
+    fn unsettled_runs(&self, settles: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for id in self.runs()? {
-            if let Some(last) = self.journal_last(&id)? {
-                out.push((id, last));
+            if self.journal_last(&id)?.is_some_and(|last| !settles(&last)) {
+                out.push(id);
             }
         }
         Ok(out)

@@ -540,7 +540,7 @@ impl JournalStore for Postgres {
             .collect()
         })
     }
-    fn journals_last(&self) -> Result<Vec<(String, String)>> {
+    fn unsettled_runs(&self, settles: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
         // One query, not one per run: a team's store holds thousands of runs, each a round
         // trip away. The runs are walked on the (run_id, seq) index, one probe each, rather
         // than the whole journal read.
@@ -560,7 +560,13 @@ impl JournalStore for Postgres {
             )?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+            .collect::<std::result::Result<Vec<(String, String)>, postgres::Error>>()
+        })
+        .map(|runs| {
+            runs.into_iter()
+                .filter(|(_, last)| !settles(last))
+                .map(|(id, _)| id)
+                .collect()
         })
     }
 }

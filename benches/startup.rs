@@ -14,11 +14,16 @@ fn root() -> &'static Path {
 }
 
 fn binary() -> std::path::PathBuf {
-    // benches/run.sh builds the binary operators install (the dist profile) first.
+    // benches/run.sh builds the binary operators install (the dist profile) first; without
+    // it, the release build.
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
-    target.join("dist/runbook")
+    let dist = target.join("dist/runbook");
+    if dist.exists() {
+        return dist;
+    }
+    target.join("release/runbook")
 }
 
 fn startup(c: &mut Criterion) {

@@ -138,9 +138,9 @@ pub(crate) fn mine(meta: &fs::Metadata) -> bool {
 /// be read or rewritten by them.
 fn owned_by_me(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
+    if !mine(meta) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
         return Err(io::Error::other(format!(
             "{} belongs to another user (uid {}, not {me}); runbook keeps state only where it alone can write",
             path.display(),

@@ -2,7 +2,8 @@
 //! (fsynced when the writer asks: before every vendor write and at the run's end),
 //! `audit.jsonl` appended under `flock`, `locks/KEY.lock` created with
 //! `O_EXCL`, `approvals/RUN_ID.json` with its `.decision` linked into place (the first
-//! decision wins), `fingerprint.key`.
+//! decision wins), `fingerprint.key`, and `settled-runs`: the journals found settled, with
+//! what they were then, so a run's start does not read them again.
 
 use super::{ApprovalStore, AuditStore, Backend, Fence, Holder, JournalStore, LockStore, Slot};
 use crate::error::{Error, Result};
@@ -201,19 +202,55 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
 
 /// A file's last non-empty line, read from its end (a window that grows until it holds a
 /// whole line); `None` when there is no file.
-/// `settled-runs`: a run id and its journal's length in bytes, a line each, the last line
-/// for a run the one that counts; a line that is not that (a write cut short) is skipped.
-fn settled_index(text: &str) -> std::collections::HashMap<String, u64> {
-    text.lines()
+/// A journal as a run's start found it: a change to it (an append, a rewrite) moves its
+/// length or its change time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    len: u64,
+    ctime: i64,
+    ctime_ns: i64,
+}
+
+impl Seen {
+    fn of(meta: &std::fs::Metadata) -> Seen {
+        use std::os::unix::fs::MetadataExt;
+        Seen {
+            len: meta.len(),
+            ctime: meta.ctime(),
+            ctime_ns: meta.ctime_nsec(),
+        }
+    }
+}
+
+/// `settled-runs`: a run id and its journal's `Seen` when it was found settled, a line
+/// each; the last line for a run is the one that counts. A line without its newline, or
+/// not of that form, is skipped (a write cut short).
+fn settled_index(text: &str) -> std::collections::HashMap<String, Seen> {
+    text.split_inclusive('\n')
         .filter_map(|l| {
-            let (id, len) = l.split_once(' ')?;
-            Some((id.to_string(), len.parse().ok()?))
+            let mut f = l.strip_suffix('\n')?.split(' ');
+            let id = f.next()?.to_string();
+            let seen = Seen {
+                len: f.next()?.parse().ok()?,
+                ctime: f.next()?.parse().ok()?,
+                ctime_ns: f.next()?.parse().ok()?,
+            };
+            f.next().is_none().then_some((id, seen))
         })
         .collect()
 }
 
-/// A journal's last line and its length in bytes when it was read.
-fn last_line(path: &Path) -> std::io::Result<Option<(u64, String)>> {
+/// A journal's last line, as `last_line` read it.
+struct Tail {
+    line: String,
+    /// The file as it was read.
+    seen: Seen,
+    /// Its last byte is a newline: no write of it is cut short.
+    ends_on_a_line: bool,
+}
+
+/// A journal's last line (without its newline), read backwards from the end.
+fn last_line(path: &Path) -> std::io::Result<Option<Tail>> {
     use std::io::{Read, Seek, SeekFrom};
     // A FIFO or a device in its place would block the open (every run's start) forever.
     match std::fs::metadata(path) {
@@ -225,7 +262,9 @@ fn last_line(path: &Path) -> std::io::Result<Option<(u64, String)>> {
         Ok(_) => {}
     }
     let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
+    let meta = file.metadata()?;
+    let len = meta.len();
+    let seen = Seen::of(&meta);
     let mut window: u64 = 8 << 10;
     loop {
         let start = len.saturating_sub(window);
@@ -234,11 +273,19 @@ fn last_line(path: &Path) -> std::io::Result<Option<(u64, String)>> {
         Read::by_ref(&mut file)
             .take(len - start)
             .read_to_end(&mut bytes)?;
+        let ends_on_a_line = bytes.last() == Some(&b'\n');
         let text = String::from_utf8_lossy(&bytes);
         let trimmed = text.trim_end();
+        let tail = |line: &str| {
+            Ok(Some(Tail {
+                line: line.to_string(),
+                seen,
+                ends_on_a_line,
+            }))
+        };
         match trimmed.rfind('\n') {
-            Some(i) => return Ok(Some((len, trimmed[i + 1..].to_string()))),
-            None if start == 0 => return Ok(Some((len, trimmed.to_string()))),
+            Some(i) => return tail(&trimmed[i + 1..]),
+            None if start == 0 => return tail(trimmed),
             None => window = window.saturating_mul(4),
         }
     }
@@ -322,38 +369,53 @@ impl JournalStore for Files {
     fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
         let path = self.journal_path(run_id);
         self.checked(&path)?;
-        Ok(last_line(&path)
-            .map_err(read_err(&path))?
-            .map(|(_, last)| last))
+        Ok(last_line(&path).map_err(read_err(&path))?.map(|t| t.line))
     }
     fn unsettled_runs(&self, settles: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
-        // `settled-runs` remembers the journals found settled, with their length then: one
-        // that has not grown since is not read again (a run reopened appends to it). Every
-        // start read the end of every journal: +20 ms a rotation with 1,000 of them.
+        // `settled-runs` remembers the journals found settled, and their length and change
+        // time then: one that has kept both is not read again (a run reopened appends to
+        // it). Every start read the end of every journal: +20 ms a rotation with 1,000.
         let index = self.dir.join("settled-runs");
-        let known = settled_index(self.read_optional(&index)?.as_deref().unwrap_or(""));
+        let known = match self.read_optional(&index) {
+            Ok(text) => settled_index(text.as_deref().unwrap_or("")),
+            // Only a shortcut: without it every journal is read.
+            Err(e) => {
+                self.say.warning(format!(
+                    "warning: {e}; every run's journal is read to find an unfinished one"
+                ));
+                Default::default()
+            }
+        };
         let mut found = String::new();
         let mut out = Vec::new();
         for id in self.runs()? {
             let path = self.journal_path(&id);
             // The folder was checked by `runs`; the file is checked here, as `checked` would.
-            if let (Some(len), Ok(meta)) = (known.get(&id), std::fs::symlink_metadata(&path)) {
-                if meta.is_file() && crate::state::mine(&meta) && meta.len() == *len {
+            if let (Some(seen), Ok(meta)) = (known.get(&id), std::fs::symlink_metadata(&path)) {
+                if meta.is_file() && crate::state::mine(&meta) && Seen::of(&meta) == *seen {
                     continue;
                 }
             }
             self.checked(&path)?;
-            let Some((len, last)) = last_line(&path).map_err(read_err(&path))? else {
+            #[cfg(test)]
+            self.traced(format!("read the end of {id}"));
+            let Some(tail) = last_line(&path).map_err(read_err(&path))? else {
                 continue;
             };
-            if settles(&last) {
-                found.push_str(&format!("{id} {len}\n"));
-            } else {
+            if !settles(&tail.line) {
                 out.push(id);
+            } else if tail.ends_on_a_line && crate::run::is_run_id(&id) {
+                // Only a journal that ends on a newline: nothing ever cuts one back (a torn
+                // last line is cut before the next append, which could restore the length).
+                let seen = tail.seen;
+                found.push_str(&format!(
+                    "{id} {} {} {}\n",
+                    seen.len, seen.ctime, seen.ctime_ns
+                ));
             }
         }
         if !found.is_empty() {
-            // Only a shortcut: a start that cannot write it reads those journals again.
+            // A start that cannot write it reads those journals again next time.
             let _ = self.checked_for_write(&index).and_then(|()| {
                 crate::state::append(&index, &self.warn())
                     .and_then(|mut f| std::io::Write::write_all(&mut f, found.as_bytes()))
@@ -710,7 +772,7 @@ mod tests {
     use crate::store::{AuditStore, JournalStore};
 
     fn last(path: &std::path::Path) -> Option<String> {
-        last_line(path).unwrap().map(|(_, line)| line)
+        last_line(path).unwrap().map(|t| t.line)
     }
 
     fn files(dir: &std::path::Path) -> super::Files {
@@ -797,10 +859,12 @@ mod tests {
     }
 
     /// A run's start asks of every journal whether its run is unfinished. A journal found
-    /// settled is remembered with its length and not read again while it keeps it; one that
-    /// grew (the run reopened: a resume, a rollback) is read again, whatever the index says.
+    /// settled is remembered (its length and change time) and not read again while it keeps
+    /// them; one that changed (the run reopened: a resume, a rollback) is read again,
+    /// whatever the index says. A journal whose last line has no newline is not remembered:
+    /// that fragment is cut before the next append, which could bring back its length.
     #[test]
-    fn a_settled_journal_is_read_again_only_once_it_has_grown() {
+    fn a_settled_journal_is_read_again_only_once_it_has_changed() {
         let dir = tempfile::tempdir().unwrap();
         let store = files(dir.path());
         let settles = crate::ledger::settles;
@@ -812,31 +876,73 @@ mod tests {
                 .unwrap();
             store.journal_append(id, last, false).unwrap();
         }
-        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2"]);
-        let index = std::fs::read_to_string(dir.path().join("settled-runs")).unwrap();
-        let len = |id: &str| {
-            std::fs::metadata(dir.path().join(format!("runs/{id}.jsonl")))
-                .unwrap()
-                .len()
+        let journal = |id: &str| dir.path().join(format!("runs/{id}.jsonl"));
+        // A settling line cut short by a crash (not an object: it is cut before the next
+        // append), its newline never written.
+        let fragment = &done[..done.len() - 1];
+        let torn = format!("{}\n{fragment}", r#"{"type":"run_started"}"#);
+        std::fs::write(journal("r4"), &torn).unwrap();
+        let reads = || {
+            let all: Vec<String> = store.trace.lock().unwrap().drain(..).collect();
+            all.into_iter()
+                .filter_map(|t| t.strip_prefix("read the end of ").map(str::to_string))
+                .collect::<Vec<_>>()
         };
-        assert_eq!(index, format!("r1 {}\nr3 {}\n", len("r1"), len("r3")));
-        // Not read again: r1's last line replaced in place, its length kept, goes unseen.
-        let r1 = dir.path().join("runs/r1.jsonl");
-        let same_length = std::fs::read_to_string(&r1)
-            .unwrap()
-            .replace("succeeded", "failed\"  ");
-        assert_eq!(same_length.len() as u64, len("r1"));
-        std::fs::write(&r1, same_length).unwrap();
+        reads();
         assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2"]);
+        assert_eq!(reads(), ["r1", "r2", "r3", "r4"]);
+        let line = |id: &str| {
+            let s = super::Seen::of(&std::fs::metadata(journal(id)).unwrap());
+            format!("{id} {} {} {}\n", s.len, s.ctime, s.ctime_ns)
+        };
+        let index = dir.path().join("settled-runs");
+        assert_eq!(
+            std::fs::read_to_string(&index).unwrap(),
+            format!("{}{}", line("r1"), line("r3"))
+        );
+        // Not read again: only what is not known settled.
+        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2"]);
+        assert_eq!(reads(), ["r2", "r4"]);
         // r3 reopened: its new line is read, and it is unfinished again.
         store
             .journal_append("r3", r#"{"type":"run_resumed"}"#, false)
             .unwrap();
-        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2", "r3"]);
-        // The index is only a shortcut: cut short, garbled or gone, every journal is read.
-        std::fs::write(dir.path().join("settled-runs"), "r1 12x\nr3\n garbage\nr1").unwrap();
-        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r1", "r2", "r3"]);
-        std::fs::remove_file(dir.path().join("settled-runs")).unwrap();
-        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r1", "r2", "r3"]);
+        // r4 resumed after its crash: the fragment is cut and a line of the same length
+        // takes its place. Its length is back, but it was never remembered.
+        let bare = r#"{"type":"run_resumed","pad":""}"#;
+        let resumed = bare.replace(
+            "\"\"}",
+            &format!("\"{}\"}}", "x".repeat(fragment.len() - 1 - bare.len())),
+        );
+        store.journal_append("r4", &resumed, false).unwrap();
+        assert_eq!(
+            std::fs::metadata(journal("r4")).unwrap().len(),
+            torn.len() as u64
+        );
+        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2", "r3", "r4"]);
+        assert_eq!(reads(), ["r2", "r3", "r4"]);
+        // Its change time moved, its length did not: read again.
+        let mut s = super::Seen::of(&std::fs::metadata(journal("r1")).unwrap());
+        s.ctime -= 1;
+        std::fs::write(&index, format!("r1 {} {} {}\n", s.len, s.ctime, s.ctime_ns)).unwrap();
+        store.unsettled_runs(&settles).unwrap();
+        assert!(reads().contains(&"r1".to_string()));
+        // The index is only a shortcut: cut short, garbled, unreadable or gone, every
+        // journal is read.
+        for garbled in [
+            line("r1").trim_end().to_string(),
+            "r1 12x 0 0\n".into(),
+            "\u{ff}r1\n".into(),
+        ] {
+            std::fs::write(&index, garbled).unwrap();
+            store.unsettled_runs(&settles).unwrap();
+            assert!(reads().contains(&"r1".to_string()));
+        }
+        std::fs::write(&index, [0xff_u8, 0xfe]).unwrap();
+        assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2", "r3", "r4"]);
+        assert!(reads().contains(&"r1".to_string()));
+        std::fs::remove_file(&index).unwrap();
+        store.unsettled_runs(&settles).unwrap();
+        assert!(reads().contains(&"r1".to_string()));
     }
 }

@@ -542,8 +542,8 @@ impl JournalStore for Postgres {
     }
     fn unsettled_runs(&self, settles: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
         // One query, not one per run: a team's store holds thousands of runs, each a round
-        // trip away. The runs are walked on the (run_id, seq) index, one probe each, rather
-        // than the whole journal read.
+        // trip away. The runs are walked on the (run_id, seq) index, two probes each (the
+        // next id, its last line), rather than the whole journal read.
         self.call("cannot read the runs' journals", |c| {
             c.query(
                 "WITH RECURSIVE ids AS (

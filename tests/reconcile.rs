@@ -351,6 +351,70 @@ fn an_unfinished_run_stops_the_next_rotation_before_any_write() {
     assert_rotated(&rig.state(), "after the second rotation");
 }
 
+/// The journal of a rotation stopped halfway is damaged in its middle (a bad disk, a hand
+/// edit). Before, the search for unfinished runs skipped a journal it could not read, and
+/// the next rotation went ahead over the run. Now it stops before any write and names the
+/// file; once the team has moved that journal away, the rotation runs.
+#[test]
+fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
+    let (rig, run_id) = stopped_at_verify();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let journal = rig.journal();
+    let mut lines: Vec<&str> = journal.lines().collect();
+    assert!(lines.len() > 3, "{journal}");
+    lines[2] = "{not a record";
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let before = writes(&rig.state()).len();
+    rig.exec("postmark", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run may be unfinished, and its journal cannot be read: {run_id} (the journal "
+        ))
+        .stderr_has("is damaged at line 3: not a JSON record")
+        .stderr_has("if that run is over, move its journal out of ");
+    assert_eq!(
+        writes(&rig.state()).len(),
+        before,
+        "the new run wrote nothing"
+    );
+    let kept = rig.path().join(format!("{run_id}.jsonl"));
+    std::fs::rename(&path, kept).unwrap();
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+}
+
+/// An unreadable journal whose first line names another runbook does not stop this
+/// rotation; one whose first line cannot be read either (which rotation it was is unknown)
+/// does.
+#[test]
+fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
+    let rig = Rig::new();
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    let journal = rig.journal();
+    let mut lines: Vec<String> = journal.lines().map(str::to_string).collect();
+    assert!(
+        lines[0].contains(r#""runbook":"postmark-server-token""#),
+        "{}",
+        lines[0]
+    );
+    lines[0] = lines[0].replace(
+        r#""runbook":"postmark-server-token""#,
+        r#""runbook":"sendgrid""#,
+    );
+    lines[2] = "{not a record".into();
+    lines.pop();
+    let runs = rig.path().join("state/runs");
+    let other = "20250101T000000000Z-0a0a0a";
+    std::fs::write(runs.join(format!("{other}.jsonl")), lines.join("\n") + "\n").unwrap();
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    lines[0] = "{not a record either".into();
+    std::fs::write(runs.join(format!("{other}.jsonl")), lines.join("\n") + "\n").unwrap();
+    rig.exec("postmark", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+        "an earlier run may be unfinished, and its journal cannot be read: {other} (the journal "
+    ));
+}
+
 /// The downstream check failed and the team decides to keep things as they are (the new
 /// token works, a ticket tracks the cleanup). `abandon` ends the run without touching a
 /// vendor: it records what stays and how to clean up, frees the rotation, and the run reads

@@ -157,16 +157,34 @@ fn environment(runbook: &Runbook, services: &Services) -> crate::events::Environ
 /// sandbox says nothing of production.
 fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target) -> Result<()> {
     let plan = runbook.plan();
-    let Some(l) = crate::ledger::unsettled(store)?
+    let same_rotation = |l: &crate::ledger::Ledger| {
+        l.start.runbook == plan.meta().id
+            && l.start.target == target
+            && (target != Target::Production || !l.is_rehearsal())
+            && super::lock::key(plan, &l.start.params) == key
+    };
+    let (ledgers, unreadable) = crate::ledger::unsettled(store)?;
+    // A journal that cannot be read may be an unfinished run of this rotation: refused,
+    // unless its first line says it is another rotation's.
+    if let Some(u) = unreadable
+        .iter()
+        .find(|u| u.start.as_ref().is_none_or(same_rotation))
+    {
+        return Err(Error::usage(
+            format!(
+                "an earlier run may be unfinished, and its journal cannot be read: {} ({})",
+                u.run_id, u.error
+            ),
+            format!(
+                "read it by hand (one JSON record per line) and check the vendors: if that run is over, move its journal out of {} (keep it), then start again; if it is a newer version's, finish the run with that version",
+                store.runs_where()
+            ),
+        ));
+    }
+    let Some(l) = ledgers
         .into_iter()
         .rev()
-        .find(|l| {
-            l.start.runbook == plan.meta().id
-                && l.start.target == target
-                && (target != Target::Production || !l.is_rehearsal())
-                && l.is_unfinished()
-                && super::lock::key(plan, &l.start.params) == key
-        })
+        .find(|l| same_rotation(l) && l.is_unfinished())
     else {
         return Ok(());
     };

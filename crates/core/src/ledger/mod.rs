@@ -84,21 +84,44 @@ pub fn settles(last: &str) -> bool {
             .any(|s| last.contains(&format!("\"status\":\"{s}\"")))
 }
 
+/// A run whose journal's last line does not settle it, and whose journal cannot be read:
+/// it may be unfinished, and nothing says what it left.
+pub struct Unreadable {
+    pub run_id: String,
+    /// The run as its first line says, when that line can be read: which runbook, which
+    /// rotation.
+    pub start: Option<Ledger>,
+    pub error: Error,
+}
+
 /// The runs that may be unfinished, folded: a journal whose last line records the run
 /// ending succeeded or rolled back is settled, and is not folded (every exec asks this of
-/// every run in the store).
-pub fn unsettled(store: &Store) -> Result<Vec<Ledger>> {
+/// every run in the store). A journal that cannot be read is not skipped: it is returned
+/// apart, so a new run of its rotation is refused rather than let through.
+pub fn unsettled(store: &Store) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     for id in store.unsettled_runs(&settles)? {
         let Some(text) = store.journal(&id)? else {
             continue;
         };
-        let Ok(events) = parse(&text, Path::new(&store.journal_where(&id)), &id) else {
-            continue;
-        };
-        out.extend(Ledger::fold(&events));
+        let path = store.journal_where(&id);
+        match parse(&text, Path::new(&path), &id) {
+            Ok(events) => out.extend(Ledger::fold(&events)),
+            Err(error) => {
+                let first = text.lines().next().unwrap_or_default();
+                let start = parse(first, Path::new(&path), &id)
+                    .ok()
+                    .and_then(|events| Ledger::fold(&events));
+                unreadable.push(Unreadable {
+                    run_id: id,
+                    start,
+                    error,
+                });
+            }
+        }
     }
-    Ok(out)
+    Ok((out, unreadable))
 }
 
 /// The first later run that rotated the same secret as `run` (same runbook, rotation and

@@ -368,10 +368,10 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
     rig.exec("postmark", &[])
         .exit(Exit::Usage)
         .stderr_has(&format!(
-            "an earlier run may be unfinished, and its journal cannot be read: {run_id} (the journal "
+            "an earlier run may be unfinished, and its journal cannot be read: {run_id} (started "
         ))
         .stderr_has("is damaged at line 3: not a JSON record")
-        .stderr_has("if that run is over, move its journal out of ");
+        .stderr_has("if that run is over, take its journal out of ");
     assert_eq!(
         writes(&rig.state()).len(),
         before,
@@ -382,8 +382,8 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
     rig.exec("postmark", &[]).exit(Exit::Ok);
 }
 
-/// An unreadable journal whose first line names another runbook does not stop this
-/// rotation; one whose first line cannot be read either (which rotation it was is unknown)
+/// An unreadable journal whose first line names another runbook, or a dry run, does not
+/// stop this rotation; one whose first line cannot be read either (which rotation it was is unknown)
 /// does.
 #[test]
 fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
@@ -396,14 +396,27 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
         "{}",
         lines[0]
     );
+    // A dry run of this very rotation changes nothing: it does not stop it.
+    let dry = lines[0].replace(r#""effect":"apply""#, r#""effect":"dry-run""#);
+    assert_ne!(dry, lines[0]);
+    let mut dry_run = lines.clone();
+    dry_run[0] = dry;
+    dry_run[2] = "{not a record".into();
+    dry_run.pop();
+    let runs = rig.path().join("state/runs");
+    let other = "20250101T000000000Z-0a0a0a";
+    std::fs::write(
+        runs.join(format!("{other}.jsonl")),
+        dry_run.join("\n") + "\n",
+    )
+    .unwrap();
+    rig.exec("postmark", &[]).exit(Exit::Ok);
     lines[0] = lines[0].replace(
         r#""runbook":"postmark-server-token""#,
         r#""runbook":"sendgrid""#,
     );
     lines[2] = "{not a record".into();
     lines.pop();
-    let runs = rig.path().join("state/runs");
-    let other = "20250101T000000000Z-0a0a0a";
     std::fs::write(runs.join(format!("{other}.jsonl")), lines.join("\n") + "\n").unwrap();
     rig.exec("postmark", &[]).exit(Exit::Ok);
     lines[0] = "{not a record either".into();
@@ -411,8 +424,16 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
     rig.exec("postmark", &[])
         .exit(Exit::Usage)
         .stderr_has(&format!(
-        "an earlier run may be unfinished, and its journal cannot be read: {other} (the journal "
+        "an earlier run may be unfinished, and its journal cannot be read: {other}: the journal "
     ));
+    // A journal read whole whose start is gone is no run the check can place: refused too.
+    let rest: Vec<&str> = journal.lines().skip(1).collect();
+    let unsettled = rest[..rest.len() - 1].join("\n") + "\n";
+    std::fs::write(runs.join(format!("{other}.jsonl")), unsettled).unwrap();
+    rig.exec("postmark", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!("{other}: the journal "))
+        .stderr_has("is damaged at line 1: no run_started record");
 }
 
 /// The downstream check failed and the team decides to keep things as they are (the new

@@ -165,18 +165,44 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
     };
     let (ledgers, unreadable) = crate::ledger::unsettled(store)?;
     // A journal that cannot be read may be an unfinished run of this rotation: refused,
-    // unless its first line says it is another rotation's.
-    if let Some(u) = unreadable
+    // unless its first line says it is another rotation's, or a run that changes nothing
+    // (a dry run, a REPL session, an in-process rehearsal).
+    let blocking: Vec<&crate::ledger::Unreadable> = unreadable
         .iter()
-        .find(|u| u.start.as_ref().is_none_or(same_rotation))
-    {
+        .filter(|u| {
+            u.start.as_ref().is_none_or(|l| {
+                same_rotation(l)
+                    && l.start.target != Target::Sandbox
+                    && l.start.effect == crate::run::Effect::Apply
+                    && l.start.entry != Entry::Repl
+            })
+        })
+        .collect();
+    if let Some(u) = blocking.first() {
+        let who = u
+            .start
+            .as_ref()
+            .map(|l| format!(" (started {} by {})", l.started_at, l.start.actor))
+            .unwrap_or_default();
+        let others = match blocking.len() {
+            1 => String::new(),
+            n => format!(
+                "; {} more: {}",
+                n - 1,
+                blocking[1..]
+                    .iter()
+                    .map(|u| u.run_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         return Err(Error::usage(
             format!(
-                "an earlier run may be unfinished, and its journal cannot be read: {} ({})",
+                "an earlier run may be unfinished, and its journal cannot be read: {}{who}: {}{others}",
                 u.run_id, u.error
             ),
             format!(
-                "read it by hand (one JSON record per line) and check the vendors: if that run is over, move its journal out of {} (keep it), then start again; if it is a newer version's, finish the run with that version",
+                "read it by hand (one JSON record per line) and check the vendors; if that run is over, take its journal out of {} (a file there, or its rows of runbook_journal in a database), keeping a copy, then start again; if a newer version of runbook wrote it, finish the run with that version",
                 store.runs_where()
             ),
         ));

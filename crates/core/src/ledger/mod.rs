@@ -78,10 +78,16 @@ pub fn after(store: &Store, run_id: &str) -> Result<Vec<Ledger>> {
 /// Whether a journal's last line settles its run: it records the run ending succeeded or
 /// rolled back.
 pub fn settles(last: &str) -> bool {
-    last.contains("\"type\":\"run_finished\"")
-        && ["succeeded", "rolled_back", "partly_rolled_back"]
-            .iter()
-            .any(|s| last.contains(&format!("\"status\":\"{s}\"")))
+    // The record's own fields, not text anywhere in it: a write's detail or a step's ctx
+    // holds a vendor's JSON, which may say `"status":"succeeded"`.
+    let Ok(record) = serde_json::from_str::<Value>(last) else {
+        return false;
+    };
+    record.get("type").and_then(Value::as_str) == Some("run_finished")
+        && matches!(
+            record.get("status").and_then(Value::as_str),
+            Some("succeeded" | "rolled_back" | "partly_rolled_back")
+        )
 }
 
 /// A run whose journal's last line does not settle it, and whose journal cannot be read:
@@ -106,20 +112,30 @@ pub fn unsettled(store: &Store) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
             continue;
         };
         let path = store.journal_where(&id);
-        match parse(&text, Path::new(&path), &id) {
-            Ok(events) => out.extend(Ledger::fold(&events)),
-            Err(error) => {
-                let first = text.lines().next().unwrap_or_default();
-                let start = parse(first, Path::new(&path), &id)
-                    .ok()
-                    .and_then(|events| Ledger::fold(&events));
-                unreadable.push(Unreadable {
-                    run_id: id,
-                    start,
-                    error,
-                });
-            }
-        }
+        let error = match parse(&text, Path::new(&path), &id) {
+            Ok(events) => match Ledger::fold(&events) {
+                Some(ledger) => {
+                    out.push(ledger);
+                    continue;
+                }
+                // Read, but not a run: its start is gone.
+                None => Error::JournalDamaged {
+                    path: path.clone().into(),
+                    line: 1,
+                    reason: "no run_started record".into(),
+                },
+            },
+            Err(error) => error,
+        };
+        let first = text.lines().next().unwrap_or_default();
+        let start = parse(first, Path::new(&path), &id)
+            .ok()
+            .and_then(|events| Ledger::fold(&events));
+        unreadable.push(Unreadable {
+            run_id: id,
+            start,
+            error,
+        });
     }
     Ok((out, unreadable))
 }

@@ -581,3 +581,24 @@ fn a_lock_taken_before_the_write_leaves_stops_it() {
         assert_eq!(lock.exists(), !taker.is_empty(), "{taker}");
     }
 }
+
+/// A journal's last line settles its run by the record's own type and status, not by text
+/// anywhere in it: a write's detail holds a vendor's answer, which may say the same words.
+#[test]
+fn a_last_line_settles_a_run_by_its_own_fields() {
+    use super::settles;
+    for status in ["succeeded", "rolled_back", "partly_rolled_back"] {
+        assert!(settles(&format!(
+            r#"{{"v":1,"run_id":"r","type":"run_finished","status":"{status}"}}"#
+        )));
+    }
+    for line in [
+        r#"{"v":1,"type":"run_finished","status":"failed"}"#,
+        r#"{"v":1,"type":"write","detail":{"type":"run_finished","status":"succeeded"}}"#,
+        r#"{"v":1,"type":"step_finished","ctx":{"x":""type":"run_finished","status":"succeeded""}}"#,
+        r#"{"v":1,"type":"run_finished","status":"succeeded""#,
+        "",
+    ] {
+        assert!(!settles(line), "{line}");
+    }
+}

@@ -200,8 +200,6 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// A file's last non-empty line, read from its end (a window that grows until it holds a
-/// whole line); `None` when there is no file.
 /// A journal as a run's start found it: a change to it (an append, a rewrite) moves its
 /// length or its change time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,7 +247,8 @@ struct Tail {
     ends_on_a_line: bool,
 }
 
-/// A journal's last line (without its newline), read backwards from the end.
+/// A file's last non-empty line (without its newline), read from its end (a window that
+/// grows until it holds a whole line); `None` when there is no file.
 fn last_line(path: &Path) -> std::io::Result<Option<Tail>> {
     use std::io::{Read, Seek, SeekFrom};
     // A FIFO or a device in its place would block the open (every run's start) forever.
@@ -862,7 +861,7 @@ mod tests {
     /// settled is remembered (its length and change time) and not read again while it keeps
     /// them; one that changed (the run reopened: a resume, a rollback) is read again,
     /// whatever the index says. A journal whose last line has no newline is not remembered:
-    /// that fragment is cut before the next append, which could bring back its length.
+    /// the next append ends or cuts that line first.
     #[test]
     fn a_settled_journal_is_read_again_only_once_it_has_changed() {
         let dir = tempfile::tempdir().unwrap();
@@ -877,10 +876,9 @@ mod tests {
             store.journal_append(id, last, false).unwrap();
         }
         let journal = |id: &str| dir.path().join(format!("runs/{id}.jsonl"));
-        // A settling line cut short by a crash (not an object: it is cut before the next
-        // append), its newline never written.
-        let fragment = &done[..done.len() - 1];
-        let torn = format!("{}\n{fragment}", r#"{"type":"run_started"}"#);
+        // A settling record whose newline a crash kept from the disk: settled, but not
+        // remembered (the next append ends that line first: the file changes under it).
+        let torn = format!("{}\n{done}", r#"{"type":"run_started"}"#);
         std::fs::write(journal("r4"), &torn).unwrap();
         let reads = || {
             let all: Vec<String> = store.trace.lock().unwrap().drain(..).collect();
@@ -907,18 +905,10 @@ mod tests {
         store
             .journal_append("r3", r#"{"type":"run_resumed"}"#, false)
             .unwrap();
-        // r4 resumed after its crash: the fragment is cut and a line of the same length
-        // takes its place. Its length is back, but it was never remembered.
-        let bare = r#"{"type":"run_resumed","pad":""}"#;
-        let resumed = bare.replace(
-            "\"\"}",
-            &format!("\"{}\"}}", "x".repeat(fragment.len() - 1 - bare.len())),
-        );
-        store.journal_append("r4", &resumed, false).unwrap();
-        assert_eq!(
-            std::fs::metadata(journal("r4")).unwrap().len(),
-            torn.len() as u64
-        );
+        // r4 resumed after its crash: its line is ended, and a new one follows.
+        store
+            .journal_append("r4", r#"{"type":"run_resumed"}"#, false)
+            .unwrap();
         assert_eq!(store.unsettled_runs(&settles).unwrap(), ["r2", "r3", "r4"]);
         assert_eq!(reads(), ["r2", "r3", "r4"]);
         // Its change time moved, its length did not: read again.

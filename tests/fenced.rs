@@ -545,6 +545,65 @@ step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent
     assert_eq!(settled(), serde_json::Value::Null);
 }
 
+/// A rollback of a succeeded run whose first undo sent its write and then failed: nothing
+/// finished undoing, but the vendor may hold the undone value. Before, the run still read
+/// as succeeded and a new rotation went ahead over it; now it is unsettled, and the next
+/// rotation is refused until the rollback is finished.
+#[test]
+fn a_rollback_stopped_inside_its_first_undo_unsettles_a_succeeded_run() {
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("one.rhai"),
+        r#"
+runbook(#{ id: "one", title: "One undoable write", secret: "ONE_KEY", egress: ["param:url"] });
+param("url", #{ default: "https://api.vendor.example", env: "FENCED_URL", help: "the vendor" });
+step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent: true }); })
+    .undo(|ctx| {
+        http::delete(`${ctx.params.url}/b`, #{ idempotent: true });
+        fail("the check after the delete failed");
+    });
+"#,
+    )
+    .unwrap();
+    runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
+        .run()
+        .exit(Exit::Ok);
+    let run_id = crate::support::last_run_id(&dir.path().join("state"));
+    let settled = || {
+        runbook(dir.path(), &vendor, &["runs", "--json"])
+            .run()
+            .json()[0]["settled"]
+            .clone()
+    };
+    assert_eq!(settled(), "succeeded");
+    runbook(dir.path(), &vendor, &["rollback", &run_id, "--yes"])
+        .run()
+        .exit(Exit::StepFailed);
+    assert!(vendor
+        .seen
+        .lock()
+        .unwrap()
+        .contains(&"DELETE /b".to_string()));
+    assert_eq!(settled(), serde_json::Value::Null);
+    let puts = |v: &Vendor| {
+        v.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with("PUT"))
+            .count()
+    };
+    let before = puts(&vendor);
+    runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run of this rotation is unfinished: {run_id}"
+        ));
+    assert_eq!(puts(&vendor), before, "the refused run wrote");
+}
+
 const THROTTLED: &str = r#"
 runbook(#{ id: "throttled", title: "A write the vendor throttles", secret: "THROTTLED_KEY" });
 param("url", #{ default: "http://127.0.0.1:9", env: "FENCED_URL", help: "the vendor" });

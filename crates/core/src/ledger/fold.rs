@@ -91,7 +91,8 @@ pub struct Process {
     pub finished_at: Option<String>,
     /// Time in steps.
     pub step_ms: u64,
-    /// It undid at least one step (a rollback, or a failed step undone).
+    /// It undid at least one step, or sent a write undoing one (a rollback, or a failed
+    /// step undone).
     pub undid: bool,
 }
 
@@ -369,6 +370,9 @@ impl Ledger {
     fn write_sent(&mut self, w: &WriteSent) {
         // Writes inside an undo are not effects of the step being undone.
         if w.undo || self.undoing.is_some() {
+            // An undo that sent a write and then stopped may have put something back: the
+            // rotation is half undone, as after an undo that finished.
+            self.latest().undid = true;
             self.undo_writes.push(Write::sent(w));
             self.open.push((w.clone(), None));
             return;

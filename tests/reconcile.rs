@@ -434,6 +434,15 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
         .exit(Exit::Usage)
         .stderr_has(&format!("{other}: the journal "))
         .stderr_has("is damaged at line 1: no run_started record");
+    // Not text at all (a bad sector): which rotation it was is unknown, and it says so
+    // with the same help, not as a bare read error.
+    std::fs::write(runs.join(format!("{other}.jsonl")), [0xff, 0xfe, b'\n']).unwrap();
+    rig.exec("postmark", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run may be unfinished, and its journal cannot be read: {other}: "
+        ))
+        .stderr_has("if that run is over, take its journal out of ");
 }
 
 /// The downstream check failed and the team decides to keep things as they are (the new

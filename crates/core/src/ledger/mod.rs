@@ -108,10 +108,21 @@ pub fn unsettled(store: &Store) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
     let mut out = Vec::new();
     let mut unreadable = Vec::new();
     for id in store.unsettled_runs(&settles)? {
-        let Some(text) = store.journal(&id)? else {
-            continue;
-        };
         let path = store.journal_where(&id);
+        let text = match store.journal(&id) {
+            Ok(Some(text)) => text,
+            Ok(None) => continue,
+            // Not read at all (its owner, its bytes, its size): which rotation it was is
+            // unknown.
+            Err(error) => {
+                unreadable.push(Unreadable {
+                    run_id: id,
+                    start: None,
+                    error,
+                });
+                continue;
+            }
+        };
         let error = match parse(&text, Path::new(&path), &id) {
             Ok(events) => match Ledger::fold(&events) {
                 Some(ledger) => {

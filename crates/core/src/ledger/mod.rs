@@ -193,18 +193,16 @@ pub fn read(path: &Path) -> Result<Vec<Stamped>> {
 }
 
 /// A journal's text, parsed (`path` names it in errors). A torn last line (the crash
-/// happened mid-write: no newline after it) is dropped; anything else that cannot be read
-/// is a damaged journal, never silently skipped. A line is written with its newline in one
-/// write, so a whole line that does not parse is damage, not a write cut short.
+/// happened mid-write) is dropped; anything else that cannot be read is a damaged journal,
+/// never silently skipped.
 pub(crate) fn parse(text: &str, path: &Path, run_id: &str) -> Result<Vec<Stamped>> {
-    let torn_tail = !text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let last = i + 1 == lines.len() && torn_tail;
+        let last = i + 1 == lines.len();
         let damaged = |reason: String| Error::JournalDamaged {
             path: path.to_path_buf(),
             line: i + 1,

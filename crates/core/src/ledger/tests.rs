@@ -313,13 +313,6 @@ fn a_denied_approval_stops_the_run_at_its_step() {
 fn a_torn_last_line_is_dropped_but_damage_elsewhere_is_an_error() {
     let (_d, p) = write(&format!("{OLD}{{\"t\":\"x\",\"kind\":\"st"));
     assert_eq!(read(&p).unwrap().len(), 8);
-    // The same line ended by its newline was written whole: it is damage, not a tear (it
-    // could have been the record that unsettles the run).
-    let (_d, p) = write(&format!("{OLD}{{\"t\":\"x\",\"kind\":\"st\n"));
-    assert!(matches!(
-        read(&p),
-        Err(Error::JournalDamaged { line: 9, .. })
-    ));
     let damaged = OLD.replacen("\"kind\":\"step.intent\"", "\"kind\":\"step.intent\",", 1);
     let (_d, p) = write(&damaged);
     assert!(matches!(

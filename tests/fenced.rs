@@ -88,9 +88,12 @@ impl Vendor {
                             .recv_timeout(Duration::from_secs(120));
                     }
                     let mut conn = conn;
-                    let _ = conn.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
-                    );
+                    // `/refused`: the vendor turns the request down, and nothing changes.
+                    let _ = conn.write_all(if request.contains(" /refused") {
+                        b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    });
                 });
             }
         });
@@ -602,6 +605,46 @@ step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent
             "an earlier run of this rotation is unfinished: {run_id}"
         ));
     assert_eq!(puts(&vendor), before, "the refused run wrote");
+}
+
+/// A rollback whose undo write the vendor refused, and that then stopped, changed nothing:
+/// the succeeded run stays settled and the next rotation runs.
+#[test]
+fn a_rollback_whose_undo_write_was_refused_leaves_a_succeeded_run_settled() {
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("one.rhai"),
+        r#"
+runbook(#{ id: "one", title: "One undoable write", secret: "ONE_KEY", egress: ["param:url"] });
+param("url", #{ default: "https://api.vendor.example", env: "FENCED_URL", help: "the vendor" });
+step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent: true }); })
+    .undo(|ctx| {
+        http::delete(`${ctx.params.url}/refused`, #{ idempotent: true });
+        fail("the vendor refused the undo");
+    });
+"#,
+    )
+    .unwrap();
+    runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
+        .run()
+        .exit(Exit::Ok);
+    let run_id = crate::support::last_run_id(&dir.path().join("state"));
+    runbook(dir.path(), &vendor, &["rollback", &run_id, "--yes"])
+        .run()
+        .exit(Exit::StepFailed);
+    assert!(vendor
+        .seen
+        .lock()
+        .unwrap()
+        .contains(&"DELETE /refused".to_string()));
+    let runs = runbook(dir.path(), &vendor, &["runs", "--json"])
+        .run()
+        .json();
+    assert_eq!(runs[0]["settled"], "succeeded", "{runs}");
+    runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
+        .run()
+        .exit(Exit::Ok);
 }
 
 const THROTTLED: &str = r#"

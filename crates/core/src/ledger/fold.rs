@@ -91,9 +91,11 @@ pub struct Process {
     pub finished_at: Option<String>,
     /// Time in steps.
     pub step_ms: u64,
-    /// It undid at least one step, or sent a write undoing one (a rollback, or a failed
-    /// step undone).
+    /// It undid at least one step (a rollback, or a failed step undone).
     pub undid: bool,
+    /// Writes it sent undoing a step that may have taken effect (not refused, not known
+    /// unsent): an undo that stopped after one may have put something back.
+    pub undo_sent: u32,
 }
 
 impl Process {
@@ -180,6 +182,7 @@ impl Ledger {
                 finished_at: None,
                 step_ms: 0,
                 undid: false,
+                undo_sent: 0,
             }],
             steps: Vec::new(),
             ctx: None,
@@ -280,6 +283,7 @@ impl Ledger {
             finished_at: None,
             step_ms: 0,
             undid: false,
+            undo_sent: 0,
         });
         self.stop = None;
         for s in &mut self.steps {
@@ -371,8 +375,9 @@ impl Ledger {
         // Writes inside an undo are not effects of the step being undone.
         if w.undo || self.undoing.is_some() {
             // An undo that sent a write and then stopped may have put something back: the
-            // rotation is half undone, as after an undo that finished.
-            self.latest().undid = true;
+            // rotation is half undone, as after an undo that finished (unless its outcome
+            // says the write never took effect).
+            self.latest().undo_sent += 1;
             self.undo_writes.push(Write::sent(w));
             self.open.push((w.clone(), None));
             return;
@@ -405,6 +410,10 @@ impl Ledger {
                 (sent, if o.undo { None } else { at })
             }
         };
+        if index.is_none() && !o.outcome.may_have_applied() {
+            let p = self.latest();
+            p.undo_sent = p.undo_sent.saturating_sub(1);
+        }
         if let Some(w) = index.and_then(|i| self.writes.get_mut(i)) {
             w.outcome = o.outcome;
             w.filed = o.filed.clone();
@@ -518,7 +527,7 @@ impl Ledger {
                     continue;
                 }
             }
-            if p.undid {
+            if p.undid || p.undo_sent > 0 {
                 settled = None;
             }
         }

@@ -112,8 +112,10 @@ pub fn unsettled(store: &Store) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
         let text = match store.journal(&id) {
             Ok(Some(text)) => text,
             Ok(None) => continue,
-            // Not read at all (its owner, its bytes, its size): which rotation it was is
-            // unknown.
+            // A database that does not answer is the store's failure, not the journal's.
+            Err(error) if store.appends_are_durable() => return Err(error),
+            // A file not read at all (its owner, its bytes, its size): which rotation it
+            // was is unknown.
             Err(error) => {
                 unreadable.push(Unreadable {
                     run_id: id,

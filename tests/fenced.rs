@@ -105,6 +105,21 @@ impl Vendor {
         }
     }
 
+    /// Whether it was sent `request` (`"DELETE /b"`).
+    fn saw(&self, request: &str) -> bool {
+        self.seen.lock().unwrap().iter().any(|r| r == request)
+    }
+
+    /// How many requests it was sent that start with `prefix` (`"PUT"`).
+    fn count(&self, prefix: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.starts_with(prefix))
+            .count()
+    }
+
     /// Waits until a run holds at the gate.
     fn wait_at_gate(&self) {
         self.reached
@@ -530,22 +545,36 @@ step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent
         .run()
         .exit(Exit::Ok);
     let run_id = crate::support::last_run_id(&dir.path().join("state"));
-    let settled = || {
-        runbook(dir.path(), &vendor, &["runs", "--json"])
-            .run()
-            .json()[0]["settled"]
-            .clone()
-    };
-    assert_eq!(settled(), "succeeded");
+    assert_eq!(settled(dir.path(), &vendor), "succeeded");
     runbook(dir.path(), &vendor, &["rollback", &run_id, "--yes"])
         .run()
         .exit(Exit::StepFailed);
-    assert!(vendor
-        .seen
-        .lock()
-        .unwrap()
-        .contains(&"DELETE /b".to_string()));
-    assert_eq!(settled(), serde_json::Value::Null);
+    assert!(vendor.saw("DELETE /b"));
+    assert_eq!(settled(dir.path(), &vendor), serde_json::Value::Null);
+}
+
+/// A succeeded run of one.rhai: one undoable write, `PUT /b`, whose undo is `undo`.
+/// Returns its vendor, its folder and the run's id.
+fn succeeded_one(undo: &str) -> (Vendor, tempfile::TempDir, String) {
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+runbook(#{ id: "one", title: "One undoable write", secret: "ONE_KEY", egress: ["param:url"] });
+param("url", #{ default: "https://api.vendor.example", env: "FENCED_URL", help: "the vendor" });
+step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent: true }); })
+    .undo(|ctx| { UNDO });
+"#;
+    std::fs::write(dir.path().join("one.rhai"), script.replace("UNDO", undo)).unwrap();
+    runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
+        .run()
+        .exit(Exit::Ok);
+    let run_id = crate::support::last_run_id(&dir.path().join("state"));
+    (vendor, dir, run_id)
+}
+
+/// The newest run's `settled`, as `runs --json` says it.
+fn settled(dir: &std::path::Path, vendor: &Vendor) -> serde_json::Value {
+    runbook(dir, vendor, &["runs", "--json"]).run().json()[0]["settled"].clone()
 }
 
 /// A rollback of a succeeded run whose first undo sent its write and then failed: nothing
@@ -554,94 +583,37 @@ step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent
 /// rotation is refused until the rollback is finished.
 #[test]
 fn a_rollback_stopped_inside_its_first_undo_unsettles_a_succeeded_run() {
-    let vendor = Vendor::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("one.rhai"),
-        r#"
-runbook(#{ id: "one", title: "One undoable write", secret: "ONE_KEY", egress: ["param:url"] });
-param("url", #{ default: "https://api.vendor.example", env: "FENCED_URL", help: "the vendor" });
-step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent: true }); })
-    .undo(|ctx| {
-        http::delete(`${ctx.params.url}/b`, #{ idempotent: true });
-        fail("the check after the delete failed");
-    });
-"#,
-    )
-    .unwrap();
-    runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
-        .run()
-        .exit(Exit::Ok);
-    let run_id = crate::support::last_run_id(&dir.path().join("state"));
-    let settled = || {
-        runbook(dir.path(), &vendor, &["runs", "--json"])
-            .run()
-            .json()[0]["settled"]
-            .clone()
-    };
-    assert_eq!(settled(), "succeeded");
+    let (vendor, dir, run_id) = succeeded_one(
+        r#"http::delete(`${ctx.params.url}/b`, #{ idempotent: true }); fail("the check after the delete failed");"#,
+    );
+    assert_eq!(settled(dir.path(), &vendor), "succeeded");
     runbook(dir.path(), &vendor, &["rollback", &run_id, "--yes"])
         .run()
         .exit(Exit::StepFailed);
-    assert!(vendor
-        .seen
-        .lock()
-        .unwrap()
-        .contains(&"DELETE /b".to_string()));
-    assert_eq!(settled(), serde_json::Value::Null);
-    let puts = |v: &Vendor| {
-        v.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.starts_with("PUT"))
-            .count()
-    };
-    let before = puts(&vendor);
+    assert!(vendor.saw("DELETE /b"));
+    assert_eq!(settled(dir.path(), &vendor), serde_json::Value::Null);
+    let before = vendor.count("PUT");
     runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
         .run()
         .exit(Exit::Usage)
         .stderr_has(&format!(
             "an earlier run of this rotation is unfinished: {run_id}"
         ));
-    assert_eq!(puts(&vendor), before, "the refused run wrote");
+    assert_eq!(vendor.count("PUT"), before, "the refused run wrote");
 }
 
 /// A rollback whose undo write the vendor refused, and that then stopped, changed nothing:
 /// the succeeded run stays settled and the next rotation runs.
 #[test]
 fn a_rollback_whose_undo_write_was_refused_leaves_a_succeeded_run_settled() {
-    let vendor = Vendor::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("one.rhai"),
-        r#"
-runbook(#{ id: "one", title: "One undoable write", secret: "ONE_KEY", egress: ["param:url"] });
-param("url", #{ default: "https://api.vendor.example", env: "FENCED_URL", help: "the vendor" });
-step("b", "B", |ctx| { http::put(`${ctx.params.url}/b`, #{ json: #{}, idempotent: true }); })
-    .undo(|ctx| {
-        http::delete(`${ctx.params.url}/refused`, #{ idempotent: true });
-        fail("the vendor refused the undo");
-    });
-"#,
-    )
-    .unwrap();
-    runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
-        .run()
-        .exit(Exit::Ok);
-    let run_id = crate::support::last_run_id(&dir.path().join("state"));
+    let (vendor, dir, run_id) = succeeded_one(
+        r#"http::delete(`${ctx.params.url}/refused`, #{ idempotent: true }); fail("the vendor refused the undo");"#,
+    );
     runbook(dir.path(), &vendor, &["rollback", &run_id, "--yes"])
         .run()
         .exit(Exit::StepFailed);
-    assert!(vendor
-        .seen
-        .lock()
-        .unwrap()
-        .contains(&"DELETE /refused".to_string()));
-    let runs = runbook(dir.path(), &vendor, &["runs", "--json"])
-        .run()
-        .json();
-    assert_eq!(runs[0]["settled"], "succeeded", "{runs}");
+    assert!(vendor.saw("DELETE /refused"));
+    assert_eq!(settled(dir.path(), &vendor), "succeeded");
     runbook(dir.path(), &vendor, &["exec", "one.rhai", "--yes"])
         .run()
         .exit(Exit::Ok);

@@ -623,6 +623,114 @@ fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
     assert_every_token_works(&after, "after the forced rollback");
 }
 
+/// The later rotation's journal is damaged (a bad disk, a hand edit). Before, the search
+/// for a later run left a journal it could not read out, so the older run read as not
+/// superseded and its rollback went ahead over the later rotation. Now it is refused, naming
+/// that journal; a rollback forced with the id typed back still reconciles with the vendors.
+#[test]
+fn a_rollback_is_refused_while_a_later_journal_of_the_rotation_cannot_be_read() {
+    let (rig, a) = stopped_at_verify();
+    let journal = rig.path().join(format!("state/runs/{a}.jsonl"));
+    let saved = std::fs::read_to_string(&journal).unwrap();
+    rig.runbook(&["abandon", &a, "--reason", "away"], &[])
+        .exit(Exit::Ok);
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    let b = rig.run_id();
+    std::fs::write(&journal, saved).unwrap();
+    let b_path = rig.path().join(format!("state/runs/{b}.jsonl"));
+    let b_journal = std::fs::read_to_string(&b_path).unwrap();
+    let mut lines: Vec<&str> = b_journal.lines().collect();
+    lines[3] = "{not a record";
+    std::fs::write(&b_path, lines.join("\n") + "\n").unwrap();
+    let before = rig.state();
+    let b_token = current_infisical(&before);
+
+    for (verb, what) in [
+        (
+            "rollback",
+            "rolling it back would put back what that run replaced",
+        ),
+        (
+            "resume",
+            "resuming it would write its values over what that run put in place",
+        ),
+    ] {
+        rig.runbook(&[verb, &a, "--yes"], &[])
+            .exit(Exit::Usage)
+            .stderr_has(&format!(
+                "run {a} may be superseded: the journal of a later run, {b} (started "
+            ))
+            .stderr_has("is damaged at line 4: not a JSON record")
+            .stderr_has(&format!("and that run may have rotated the same secret after it: {what}"))
+            .stderr_has("read that journal by hand (one JSON record per line) and check the vendors first; ")
+            .stderr_has("pass --force and type its id back");
+    }
+    assert_eq!(
+        writes(&rig.state()).len(),
+        writes(&before).len(),
+        "nothing was written"
+    );
+    rig.file(
+        "typed.toml",
+        &format!("\"rollback.superseded\" = \"{a}\"\n"),
+    );
+    rig.runbook(
+        &[
+            "rollback",
+            &a,
+            "--yes",
+            "--force",
+            "--answers",
+            "typed.toml",
+        ],
+        &[],
+    )
+    .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
+    let after = rig.state();
+    assert_everywhere(&after, &b_token);
+    assert_every_token_works(&after, "after the forced rollback");
+}
+
+/// A succeeded run's rollback began, and its last record was damaged on disk: the line
+/// ends with its newline, so it was written whole. Before, a reader dropped any last line it
+/// could not parse as if a crash had torn it, the run read as succeeded, and the next
+/// rotation went ahead over a half-undone one. Now the journal is damaged there and the
+/// rotation is refused.
+#[test]
+fn a_damaged_last_record_does_not_settle_a_run() {
+    let rig = Rig::new();
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let n = journal.lines().count();
+    std::fs::write(
+        &path,
+        format!("{journal}{{\"v\":1,\"run_id\":\"{run_id}\",\"type\":\"undo_st\n"),
+    )
+    .unwrap();
+    let before = writes(&rig.state()).len();
+    rig.exec("postmark", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run may be unfinished, and its journal cannot be read: {run_id} (started "
+        ))
+        .stderr_has(&format!("is damaged at line {}: not a JSON record", n + 1));
+    assert_eq!(
+        writes(&rig.state()).len(),
+        before,
+        "the new run wrote nothing"
+    );
+    // Without its newline the same bytes are a write a crash cut short: dropped, and the
+    // run is settled.
+    std::fs::write(
+        &path,
+        format!("{journal}{{\"v\":1,\"run_id\":\"{run_id}\",\"type\":\"undo_st"),
+    )
+    .unwrap();
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+}
+
 /// Validate's test email lost its answer (it may have been sent). Sending it again is not
 /// safe and nothing at the vendor can be read to tell, so the operator is asked; "done"
 /// counts the step as completed on the operator's word, and the ledger says exactly that.

@@ -411,7 +411,7 @@ fn one_run(
     let Some(l) = Ledger::fold(&events) else {
         return Err(not_found());
     };
-    let summary = summarize(&l, &lock::holders(store)?, &ledger::after(store, run_id)?);
+    let summary = summarize(&l, &lock::holders(store)?, &ledger::after(store, run_id)?.0);
     Ok((events, l, summary))
 }
 

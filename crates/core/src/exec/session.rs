@@ -165,7 +165,7 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
     };
     let (ledgers, unreadable) = crate::ledger::unsettled(store)?;
     // A journal that cannot be read may be an unfinished run of this rotation: refused,
-    // unless its first line says it is another rotation's, or a run that changes nothing
+    // unless the lines before the damage say it is another rotation's, or a run that changes nothing
     // (a dry run, a REPL session, an in-process rehearsal).
     let blocking: Vec<&crate::ledger::Unreadable> = unreadable
         .iter()
@@ -276,35 +276,67 @@ fn completed_steps(plan: &crate::plan::Plan, state: &Ledger) -> Vec<usize> {
         .collect()
 }
 
+/// A later run that replaced `state`'s values, or may have: one that rotated the same
+/// secret, or one whose journal cannot be read and may be of the same rotation.
+enum Later {
+    Run(Ledger),
+    Unreadable(crate::ledger::Unreadable),
+}
+
 /// The later run that superseded `state`'s, for a resume or a rollback. Asked under the
 /// rotation's lock: no later run of it can start while it is looked for.
-fn superseding(store: &Store, entry: Entry, state: &Ledger) -> Result<Option<Ledger>> {
+fn superseding(store: &Store, entry: Entry, state: &Ledger) -> Result<Option<Later>> {
     if !matches!(entry, Entry::Resume | Entry::Rollback) {
         return Ok(None);
     }
-    let later = crate::ledger::after(store, &state.run_id)?;
-    Ok(crate::ledger::superseded_by(&later, state).cloned())
+    let (later, unreadable) = crate::ledger::after(store, &state.run_id)?;
+    if let Some(l) = crate::ledger::superseded_by(&later, state) {
+        return Ok(Some(Later::Run(l.clone())));
+    }
+    Ok(unreadable
+        .into_iter()
+        .find(|u| crate::ledger::may_supersede(u, state))
+        .map(Later::Unreadable))
 }
 
 impl Session {
-    /// A run a later rotation superseded is refused (the lock is released, nothing is
-    /// recorded), unless `force` and the operator types this run's id back.
-    fn accept_superseded(&self, later: &Ledger, entry: Entry, force: bool) -> Result<()> {
+    /// A run a later rotation superseded (or may have: its journal cannot be read) is
+    /// refused (the lock is released, nothing is recorded), unless `force` and the operator
+    /// types this run's id back.
+    fn accept_superseded(&self, later: &Later, entry: Entry, force: bool) -> Result<()> {
         let id = self.run_id();
         let what = match entry {
             Entry::Resume => "resuming it would write its values over what that run put in place",
             _ => "rolling it back would put back what that run replaced",
         };
-        let why = format!(
-            "run {id} is superseded by run {} (started {} by {}), which rotated the same secret after it: {what}",
-            later.run_id, later.started_at, later.start.actor
-        );
+        let (why, look) = match later {
+            Later::Run(later) => (
+                format!(
+                    "run {id} is superseded by run {} (started {} by {}), which rotated the same secret after it: {what}",
+                    later.run_id, later.started_at, later.start.actor
+                ),
+                format!("look at `runbook runs {}` first", later.run_id),
+            ),
+            Later::Unreadable(u) => {
+                let who = u
+                    .start
+                    .as_ref()
+                    .map(|l| format!(" (started {} by {})", l.started_at, l.start.actor))
+                    .unwrap_or_default();
+                (
+                    format!(
+                        "run {id} may be superseded: the journal of a later run, {}{who}, cannot be read ({}), and that run may have rotated the same secret after it: {what}",
+                        u.run_id, u.error
+                    ),
+                    "read that journal by hand (one JSON record per line) and check the vendors first".to_string(),
+                )
+            }
+        };
         if !force {
             return Err(Error::usage(
                 why,
                 format!(
-                    "look at `runbook runs {}` first; to {} run {id} anyway, pass --force and type its id back",
-                    later.run_id,
+                    "{look}; to {} run {id} anyway, pass --force and type its id back",
                     entry.as_str()
                 ),
             ));

@@ -44,9 +44,11 @@ pub enum Verdict {
 }
 
 /// The hash of every non-empty line, in order (`None` for a line with none), and the
-/// verdict. A torn last line (a crash mid-write) is not part of the journal.
+/// verdict. A torn last line (a crash mid-write, so without its newline) is not part of
+/// the journal, as for `ledger::parse`.
 pub fn verify(text: &str) -> (Vec<Option<String>>, Verdict) {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let torn = super::torn_tail(text) && text.lines().last().is_some_and(|l| !l.trim().is_empty());
     let mut hashes = Vec::with_capacity(lines.len());
     let mut prev = GENESIS.to_string();
     let mut chained = 0;
@@ -57,7 +59,7 @@ pub fn verify(text: &str) -> (Vec<Option<String>>, Verdict) {
             reason: reason.to_string(),
         };
         let Ok(value) = serde_json::from_str::<Value>(line) else {
-            if i + 1 == lines.len() {
+            if torn && i + 1 == lines.len() {
                 break;
             }
             return (hashes, broken("not valid JSON (edited or truncated)"));
@@ -292,6 +294,12 @@ mod tests {
         assert!(matches!(
             verify(&lines.join("\n")).1,
             Verdict::Intact { chained: 2, .. }
+        ));
+        // Ended by its newline, the same line was written whole and then damaged: the
+        // chain is broken there, as `parse` finds the journal damaged there.
+        assert!(matches!(
+            verify(&(lines.join("\n") + "\n")).1,
+            Verdict::Broken { line: 3, .. }
         ));
     }
 }

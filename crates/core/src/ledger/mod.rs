@@ -64,15 +64,20 @@ pub fn from_text(text: &str, run_id: &str) -> Result<Ledger> {
     })
 }
 
-/// The runs started after `run_id` (run ids begin with their start time), folded (a
-/// damaged journal is left out here; `runs` reports it).
-pub fn after(store: &Store, run_id: &str) -> Result<Vec<Ledger>> {
-    Ok(store
-        .runs()?
-        .iter()
-        .filter(|id| id.as_str() > run_id)
-        .filter_map(|id| open(store, id).ok().map(|(_, l)| l))
-        .collect())
+/// The runs started after `run_id` (run ids begin with their start time), folded, and
+/// apart those whose journal cannot be read: a later run that may have rotated the same
+/// secret is not dropped because its journal is damaged (`superseded_by`, `may_supersede`).
+pub fn after(store: &Store, run_id: &str) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
+    let mut out = Vec::new();
+    let mut unreadable = Vec::new();
+    for id in store.runs()?.into_iter().filter(|id| id.as_str() > run_id) {
+        match read_ledger(store, id)? {
+            Some(Ok(ledger)) => out.push(ledger),
+            Some(Err(u)) => unreadable.push(u),
+            None => {}
+        }
+    }
+    Ok((out, unreadable))
 }
 
 /// Whether a journal's last line settles its run: it records the run ending succeeded or
@@ -90,12 +95,12 @@ pub fn settles(last: &str) -> bool {
         )
 }
 
-/// A run whose journal's last line does not settle it, and whose journal cannot be read:
-/// it may be unfinished, and nothing says what it left.
+/// A run whose journal cannot be read: it may be unfinished, or have rotated a secret
+/// again, and nothing says what it left.
 pub struct Unreadable {
     pub run_id: String,
-    /// The run as its first line says, when that line can be read: which runbook, which
-    /// rotation.
+    /// The run as the lines before the damage say, when its first line can be read: which
+    /// runbook, which rotation, part of what it did.
     pub start: Option<Ledger>,
     pub error: Error,
 }
@@ -108,49 +113,67 @@ pub fn unsettled(store: &Store) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
     let mut out = Vec::new();
     let mut unreadable = Vec::new();
     for id in store.unsettled_runs(&settles)? {
-        let path = store.journal_where(&id);
-        let text = match store.journal(&id) {
-            Ok(Some(text)) => text,
-            Ok(None) => continue,
-            // A database that does not answer is the store's failure, not the journal's.
-            Err(error) if store.appends_are_durable() => return Err(error),
-            // A file not read at all (its owner, its bytes, its size): which rotation it
-            // was is unknown.
-            Err(error) => {
-                unreadable.push(Unreadable {
-                    run_id: id,
-                    start: None,
-                    error,
-                });
-                continue;
-            }
-        };
-        let error = match parse(&text, Path::new(&path), &id) {
-            Ok(events) => match Ledger::fold(&events) {
-                Some(ledger) => {
-                    out.push(ledger);
-                    continue;
-                }
-                // Read, but not a run: its start is gone.
-                None => Error::JournalDamaged {
-                    path: path.clone().into(),
-                    line: 1,
-                    reason: "no run_started record".into(),
-                },
-            },
-            Err(error) => error,
-        };
-        let first = text.lines().next().unwrap_or_default();
-        let start = parse(first, Path::new(&path), &id)
-            .ok()
-            .and_then(|events| Ledger::fold(&events));
-        unreadable.push(Unreadable {
-            run_id: id,
-            start,
-            error,
-        });
+        match read_ledger(store, id)? {
+            Some(Ok(ledger)) => out.push(ledger),
+            Some(Err(u)) => unreadable.push(u),
+            None => {}
+        }
     }
     Ok((out, unreadable))
+}
+
+/// A run's journal folded, or why it cannot be read (`None`: no such journal). A database
+/// that does not answer is the store's failure, not the journal's: an error.
+fn read_ledger(
+    store: &Store,
+    id: String,
+) -> Result<Option<std::result::Result<Ledger, Unreadable>>> {
+    let path = store.journal_where(&id);
+    let text = match store.journal(&id) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
+        Err(error) if store.appends_are_durable() => return Err(error),
+        // A file not read at all (its owner, its bytes, its size): which run it was is
+        // unknown.
+        Err(error) => {
+            return Ok(Some(Err(Unreadable {
+                run_id: id,
+                start: None,
+                error,
+            })))
+        }
+    };
+    let error = match parse(&text, Path::new(&path), &id) {
+        Ok(events) => match Ledger::fold(&events) {
+            Some(ledger) => return Ok(Some(Ok(ledger))),
+            // Read, but not a run: its start is gone.
+            None => Error::JournalDamaged {
+                path: path.clone().into(),
+                line: 1,
+                reason: "no run_started record".into(),
+            },
+        },
+        Err(error) => error,
+    };
+    // The lines before the damage say which run it was (its first line: which runbook,
+    // which rotation) and part of what it did.
+    let readable = match &error {
+        Error::JournalDamaged { line, .. } => line.saturating_sub(1),
+        _ => 0,
+    };
+    let prefix: String = text
+        .lines()
+        .take(readable)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let start = parse(&prefix, Path::new(&path), &id)
+        .ok()
+        .and_then(|events| Ledger::fold(&events));
+    Ok(Some(Err(Unreadable {
+        run_id: id,
+        start,
+        error,
+    })))
 }
 
 /// The first later run that rotated the same secret as `run` (same runbook, rotation and
@@ -158,27 +181,51 @@ pub fn unsettled(store: &Store) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
 /// back. `run`'s values were replaced by it, so rolling `run` back (or resuming it) would
 /// undo that later rotation. An in-process rehearsal has a world of its own: never.
 pub fn superseded_by<'a>(all: &'a [Ledger], run: &Ledger) -> Option<&'a Ledger> {
-    let same_rotation = |l: &Ledger| match (&l.start.rotation, &run.start.rotation) {
-        (Some(a), Some(b)) => a == b,
-        // Journals from before the key was recorded: the same params.
-        _ => l.start.params == run.start.params,
-    };
     // The nearest later run first: the search usually ends there.
     let mut later: Vec<&Ledger> = all.iter().filter(|l| l.run_id > run.run_id).collect();
     later.sort_by(|a, b| a.run_id.cmp(&b.run_id));
     later.into_iter().find(|l| {
-        l.start.runbook == run.start.runbook
-            && l.start.target == run.start.target
-            && l.is_rehearsal() == run.is_rehearsal()
-            && l.start.effect == crate::run::Effect::Apply
-            && l.start.entry != crate::run::Entry::Repl
-            && same_rotation(l)
-            && l.start.target != crate::run::Target::Sandbox
+        same_rotation_later(l, run, true)
             && match l.settled() {
                 Some(status) => status == crate::run::RunStatus::Succeeded,
                 None => l.has_changes(),
             }
     })
+}
+
+/// Whether a later run whose journal cannot be read may have superseded `run`: the lines
+/// before the damage say it is a rotation of the same secret, or its first line cannot be
+/// read either. What it did is unknown, so it counts as if it succeeded.
+pub fn may_supersede(later: &Unreadable, run: &Ledger) -> bool {
+    later.run_id > run.run_id
+        && later
+            .start
+            .as_ref()
+            .is_none_or(|l| same_rotation_later(l, run, false))
+}
+
+/// `l`, a later run, rotates the secret `run` rotated, where `run`'s values live: same
+/// runbook, rotation and target class, and a real run that applies its changes. `whole`:
+/// `l` is its whole journal; otherwise a part of it, which may not yet show that a
+/// simulator answered it (a rehearsal), so only a part that does show it tells it apart.
+fn same_rotation_later(l: &Ledger, run: &Ledger, whole: bool) -> bool {
+    let same_world = if whole {
+        l.is_rehearsal() == run.is_rehearsal()
+    } else {
+        run.is_rehearsal() || !l.is_rehearsal()
+    };
+    let same_rotation = match (&l.start.rotation, &run.start.rotation) {
+        (Some(a), Some(b)) => a == b,
+        // Journals from before the key was recorded: the same params.
+        _ => l.start.params == run.start.params,
+    };
+    l.start.runbook == run.start.runbook
+        && l.start.target == run.start.target
+        && same_world
+        && l.start.effect == crate::run::Effect::Apply
+        && l.start.entry != crate::run::Entry::Repl
+        && same_rotation
+        && l.start.target != crate::run::Target::Sandbox
 }
 
 /// Every event of a journal file, in order.
@@ -204,7 +251,7 @@ pub(crate) fn parse(text: &str, path: &Path, run_id: &str) -> Result<Vec<Stamped
         if line.trim().is_empty() {
             continue;
         }
-        let last = i + 1 == lines.len();
+        let last = i + 1 == lines.len() && torn_tail(text);
         let damaged = |reason: String| Error::JournalDamaged {
             path: path.to_path_buf(),
             line: i + 1,
@@ -218,6 +265,15 @@ pub(crate) fn parse(text: &str, path: &Path, run_id: &str) -> Result<Vec<Stamped
         out.push(event_of(value, run_id).map_err(damaged)?);
     }
     Ok(out)
+}
+
+/// Whether a journal's last line may be torn: only one without its newline. The store
+/// writes a line and its newline in one append, and ends a torn line (or cuts it) before
+/// the next; a database row is whole. A last line that has its newline and still cannot be
+/// read was damaged after it was written, and dropping it could drop the very record
+/// (an undo, a resume) that says the run is not settled.
+pub(crate) fn torn_tail(text: &str) -> bool {
+    !text.ends_with('\n')
 }
 
 /// One parsed line as its event: the typed format, or the one before it.

@@ -313,6 +313,16 @@ fn a_denied_approval_stops_the_run_at_its_step() {
 fn a_torn_last_line_is_dropped_but_damage_elsewhere_is_an_error() {
     let (_d, p) = write(&format!("{OLD}{{\"t\":\"x\",\"kind\":\"st"));
     assert_eq!(read(&p).unwrap().len(), 8);
+    // A last line ended by its newline was written whole (the store's append writes a line
+    // and its newline at once, and ends a torn one before appending): if it cannot be read,
+    // it was damaged, and dropping it could drop the record that unsettles the run.
+    let (_d, p) = write(&format!("{OLD}{{\"t\":\"x\",\"kind\":\"st\n"));
+    match read(&p) {
+        Err(Error::JournalDamaged {
+            line: 9, reason, ..
+        }) => assert!(reason.contains("not a JSON record"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
     let damaged = OLD.replacen("\"kind\":\"step.intent\"", "\"kind\":\"step.intent\",", 1);
     let (_d, p) = write(&damaged);
     assert!(matches!(

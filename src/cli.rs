@@ -77,7 +77,8 @@ pub enum Command {
     /// Undo every completed step of a run, newest first
     Rollback(ResumeArgs),
     /// End a stopped run that can neither resume nor roll back: record what it leaves in
-    /// the world (and how to clean it up), release its lock; nothing at a vendor changes
+    /// the world (and how to clean it up), release its lock; nothing at a vendor changes.
+    /// A run whose journal cannot be read is ended in the audit log, its journal kept as is
     Abandon(AbandonArgs),
     /// Read or verify the audit log
     #[command(subcommand)]

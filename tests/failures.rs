@@ -254,6 +254,35 @@ fn sigterm_releases_the_lock_like_ctrl_c() {
     assert_eq!(rig.runs()[0]["status"], "interrupted");
 }
 
+/// A run still going whose journal got damaged is not abandoned under it: its process holds
+/// the rotation's lock, which `abandon` takes first. Once the process has ended, it is.
+#[test]
+fn a_damaged_journal_is_not_abandoned_while_its_run_still_runs() {
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("postmark:GET:/server=latency=20000:once");
+    let (mut run, _lines) = start_until(
+        rig.command(&["exec", "postmark", "--yes"], &[])
+            .stderr(std::process::Stdio::null()),
+        "Step 1/8",
+    );
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = journal.lines().collect();
+    lines.insert(1, "{not a record");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    rig.runbook(&["abandon", &run_id, "--reason", "looks stuck"], &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!("this rotation is already running: run {run_id}"));
+    signal(&run, libc::SIGTERM);
+    assert_eq!(run.wait().unwrap().code(), Some(130));
+    rig.runbook(&["abandon", &run_id, "--reason", "stopped"], &[])
+        .exit(Exit::Ok)
+        .stdout_has("Its journal cannot be read (the journal ");
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+}
+
 /// A lock held by a process that died is reported with its pid, how long ago it was taken
 /// and that its process is gone, and how to continue.
 #[test]

@@ -362,7 +362,9 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
     let journal = rig.journal();
     let mut lines: Vec<&str> = journal.lines().collect();
     assert!(lines.len() > 3, "{journal}");
-    lines[2] = "{not a record";
+    // Near its end: the part before it shows the writes the run made.
+    let at = lines.len() - 2;
+    lines[at] = "{not a record";
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let before = writes(&rig.state()).len();
     rig.exec("postmark", &[])
@@ -370,16 +372,67 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
         .stderr_has(&format!(
             "an earlier run may be unfinished, and its journal cannot be read: {run_id} (started "
         ))
-        .stderr_has("is damaged at line 3: not a JSON record")
-        .stderr_has("if that run is over, take its journal out of ");
+        .stderr_has(&format!("is damaged at line {}: not a JSON record", at + 1))
+        .stderr_has(&format!(
+            "if that run is over, end it with `runbook abandon {run_id} --reason TEXT` (its journal is kept as it is)"
+        ));
     assert_eq!(
         writes(&rig.state()).len(),
         before,
         "the new run wrote nothing"
     );
-    let kept = rig.path().join(format!("{run_id}.jsonl"));
-    std::fs::rename(&path, kept).unwrap();
+    // Abandoned as it is: the journal stays byte for byte, the audit log says why, and
+    // the rotation runs.
+    let damaged = std::fs::read(&path).unwrap();
+    rig.runbook(&["abandon", &run_id, "--reason", "disk fault; vendors checked by hand"], &[])
+        .exit(Exit::Ok)
+        .stdout_has(&format!("Run {run_id} abandoned by "))
+        .stdout_has("Its journal cannot be read (the journal ")
+        .stdout_has("it is kept as it is, and the audit log records this abandonment with the journal's SHA-256")
+        .stdout_has("Left in place as far as the part that can be read shows")
+        .stdout_has("generate · postmark::dashboard_new_token on dashboard: new API token on raxx-prod")
+        .stdout_has("propagate · heroku::set_config on raxx-api-staging");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        damaged,
+        "the journal is kept as it was"
+    );
+    let audit = std::fs::read_to_string(rig.path().join("state/audit.jsonl")).unwrap();
+    let entry = audit
+        .lines()
+        .rev()
+        .find(|l| l.contains("run.abandoned"))
+        .expect("an abandon entry");
+    let entry: serde_json::Value = serde_json::from_str(entry).unwrap();
+    assert_eq!(entry["run_id"], run_id.as_str());
+    assert_eq!(
+        entry["context"]["journal"]["sha256"],
+        runbook_core::text::sha256_hex(&damaged).as_str()
+    );
     rig.exec("postmark", &[]).exit(Exit::Ok);
+    // The audit check still names the damage, with who accepted it, and passes.
+    rig.runbook(&["audit", "verify"], &[])
+        .exit(Exit::Ok)
+        .stderr_has(&format!(
+            "damaged, abandoned as it is: the journal of run {run_id}: journal line {}: not valid JSON (edited or truncated) (abandoned by unknown@vm at ",
+            at + 1
+        ))
+        .stderr_has(": disk fault; vendors checked by hand)");
+    // Once the journal changes, the run may be going on again: refused as before.
+    let mut changed = damaged.clone();
+    changed.extend_from_slice(b"{\"type\":\"step_started\"}\n");
+    std::fs::write(&path, changed).unwrap();
+    rig.exec("postmark", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run may be unfinished, and its journal cannot be read: {run_id} (started "
+        ));
+    rig.runbook(&["audit", "verify"], &[])
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!(
+            "BROKEN: the journal of run {run_id}: journal line {}: ",
+            at + 1
+        ));
 }
 
 /// An unreadable journal whose first line names another runbook, or a dry run, does not
@@ -426,6 +479,11 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
         .stderr_has(&format!(
         "an earlier run may be unfinished, and its journal cannot be read: {other}: the journal "
     ));
+    // Which rotation it was is unknown; no lock names it, so it can be abandoned as it is.
+    rig.runbook(&["abandon", other, "--reason", "an old copy"], &[])
+        .exit(Exit::Ok)
+        .stdout_has("The part of its journal that can be read shows no change in effect");
+    rig.exec("postmark", &[]).exit(Exit::Ok);
     // A journal read whole whose start is gone is no run the check can place: refused too.
     let rest: Vec<&str> = journal.lines().skip(1).collect();
     let unsettled = rest[..rest.len() - 1].join("\n") + "\n";

@@ -297,6 +297,25 @@ fn verify(
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let problems = runbook_core::ledger::chain::verify_journals(store, &entries)?;
+    // A damaged journal `runbook abandon` set aside, still as it was then, is said, and
+    // does not fail the check: the log holds who accepted it, when and why.
+    let set_aside = runbook_core::audit::set_aside(&entries);
+    let (accepted, problems): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| {
+        set_aside
+            .get(&p.run_id)
+            .is_some_and(|s| s.holds(p.sha256.as_deref()))
+    });
+    for p in &accepted {
+        let by = &set_aside[&p.run_id];
+        ui::err(&format!(
+            "damaged, abandoned as it is: the journal of run {}: {} (abandoned by {} at {}: {})",
+            ui::truncate(&p.run_id, 80),
+            p.reason,
+            ui::truncate(&by.actor, 120),
+            by.time,
+            ui::truncate(&by.reason, 200)
+        ));
+    }
     for p in &problems {
         ui::err(&format!(
             "BROKEN: the journal of run {}: {}",

@@ -603,7 +603,7 @@ pub fn rollback(args: ResumeArgs, settings: &Settings) -> Result<u8> {
 /// `runbook abandon RUN_ID --reason TEXT`: ends the run as it is and lists what it leaves.
 pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
     let services = wiring::services(settings, false, &Default::default())?.services;
-    let abandoned = Session::abandon(Abandon {
+    let report = Session::abandon(Abandon {
         wiring: Wiring {
             store: wiring::store(settings)?,
             actor: settings.actor(args.actor.as_deref())?,
@@ -616,19 +616,29 @@ pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
         run_id: args.run_id.clone(),
         reason: args.reason,
     })?;
+    let abandoned = &report.abandoned;
     ui::out(&format!(
         "Run {} abandoned by {}: {}",
         args.run_id, abandoned.actor, abandoned.reason
     ));
-    if abandoned.left.is_empty() {
-        ui::out("It left no change in effect.");
-    } else {
-        ui::out("Left in place (secrets by fingerprint), for whoever cleans up:");
-        for l in &abandoned.left {
-            ui::out(&format!("  {} · {} on {}", l.step, l.function, l.target));
-            if let Some(how) = &l.cleanup {
-                ui::out(&format!("      {how}"));
+    let heading = match (&report.damaged, abandoned.left.is_empty()) {
+        (Some(damage), _) => {
+            ui::out(&format!(
+                "Its journal cannot be read ({damage}): it is kept as it is, and the audit log records this abandonment with the journal's SHA-256. Should the journal change, the run counts as unfinished again."
+            ));
+            match abandoned.left.is_empty() {
+                true => "The part of its journal that can be read shows no change in effect: read the rest by hand, and check the vendors.",
+                false => "Left in place as far as the part that can be read shows (read the rest by hand, and check the vendors):",
             }
+        }
+        (None, true) => "It left no change in effect.",
+        (None, false) => "Left in place (secrets by fingerprint), for whoever cleans up:",
+    };
+    ui::out(heading);
+    for l in &abandoned.left {
+        ui::out(&format!("  {} · {} on {}", l.step, l.function, l.target));
+        if let Some(how) = &l.cleanup {
+            ui::out(&format!("      {how}"));
         }
     }
     ui::out("Its lock is released: a new rotation can start (`runbook exec`).");

@@ -137,6 +137,10 @@ pub enum AuditEvent {
         reason: String,
         /// Each change left in place, as `function on target`.
         left: Vec<String>,
+        /// The run's journal could not be read: it stays as it was, and this says which
+        /// text was abandoned (`SetAside`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        journal: Option<SetAside>,
     },
     ApprovalRequested {
         step: String,
@@ -200,6 +204,53 @@ pub enum AuditEvent {
         action: String,
         context: Value,
     },
+}
+
+/// A journal that cannot be read, ended by `runbook abandon` as it is: why it cannot be
+/// read, and the SHA-256 of its text then. While the journal still has that text, the run
+/// is over; once it changes, the run may be going on again (`set_aside`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SetAside {
+    pub damage: String,
+    pub sha256: String,
+}
+
+/// A journal `runbook abandon` set aside, as the log recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetAsideBy {
+    pub set: SetAside,
+    pub actor: String,
+    pub time: String,
+    pub reason: String,
+}
+
+impl SetAsideBy {
+    /// Whether a journal whose text has this SHA-256 is the one that was set aside.
+    pub fn holds(&self, sha256: Option<&str>) -> bool {
+        sha256 == Some(self.set.sha256.as_str())
+    }
+}
+
+/// Every journal `runbook abandon` set aside, by run id (the last entry for a run counts).
+pub fn set_aside(entries: &[AuditEntry]) -> std::collections::HashMap<String, SetAsideBy> {
+    entries
+        .iter()
+        .filter(|e| e.event.action == Action::RunAbandoned)
+        .filter_map(|e| {
+            let journal = e.event.context.get("journal")?;
+            let set: SetAside = serde_json::from_value(journal.clone()).ok()?;
+            let reason = e.event.context.get("reason").and_then(Value::as_str);
+            Some((
+                e.event.run_id.clone(),
+                SetAsideBy {
+                    set,
+                    actor: e.event.actor.clone(),
+                    time: e.time.clone(),
+                    reason: reason.unwrap_or_default().to_string(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// A write to a vendor, as the log records it.

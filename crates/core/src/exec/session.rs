@@ -178,6 +178,20 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
             })
         })
         .collect();
+    // Journals `runbook abandon` set aside, still as they were then: those runs are over.
+    let blocking = match blocking.is_empty() {
+        true => blocking,
+        false => {
+            let set = crate::audit::set_aside(&AuditLog::new(store).entries()?);
+            blocking
+                .into_iter()
+                .filter(|u| {
+                    set.get(&u.run_id)
+                        .is_none_or(|s| !s.holds(u.sha256.as_deref()))
+                })
+                .collect()
+        }
+    };
     if let Some(u) = blocking.first() {
         let who = u
             .start
@@ -201,10 +215,17 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
                 "an earlier run may be unfinished, and its journal cannot be read: {}{who}: {}{others}",
                 u.run_id, u.error
             ),
-            format!(
-                "read it by hand (one JSON record per line) and check the vendors; if that run is over, take its journal out of {} (a file there, or its rows of runbook_journal in a database), keeping a copy, then start again; if a newer version of runbook wrote it, finish the run with that version",
-                store.runs_where()
-            ),
+            match u.sha256 {
+                Some(_) => format!(
+                    "read it by hand (one JSON record per line) and check the vendors; if a newer version of runbook wrote it, finish the run with that version; if that run is over, end it with `runbook abandon {} --reason TEXT` (its journal is kept as it is)",
+                    u.run_id
+                ),
+                // Not text: nothing could say later which journal was abandoned.
+                None => format!(
+                    "read it by hand and check the vendors; if that run is over, take its journal out of {} (a file there, or its rows of runbook_journal in a database), keeping a copy, then start again",
+                    store.runs_where()
+                ),
+            },
         ));
     }
     let Some(l) = ledgers
@@ -235,6 +256,122 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
         ),
         format!("finish it first: continue it with `runbook resume {id}`, undo it with `runbook rollback {id}`, or, when it can do neither, end it with `runbook abandon {id} --reason TEXT`"),
     ))
+}
+
+/// What `runbook abandon` did.
+pub struct AbandonReport {
+    pub abandoned: Abandoned,
+    /// Why the run's journal cannot be read, when it cannot: it was left as it is, and the
+    /// run ended in the audit log alone.
+    pub damaged: Option<String>,
+}
+
+/// Ends a run whose journal cannot be read. Nothing can be appended after the damage that
+/// a reader would reach, and the journal is evidence: it is left exactly as it is. The
+/// audit log records the abandonment with the SHA-256 of the journal's text
+/// (`audit::SetAside`); the search for unfinished runs passes over that journal while it
+/// keeps that text. The rotation's lock is taken first when the readable part names it
+/// (refused while the run's process still holds it); when not even its first line can be
+/// read, while any lock names the run.
+fn abandon_damaged(
+    w: Wiring,
+    damaged: crate::ledger::Unreadable,
+    reason: String,
+) -> Result<AbandonReport> {
+    let run_id = damaged.run_id.clone();
+    let Some(sha256) = damaged.sha256.clone() else {
+        return Err(Error::usage(
+            format!("run {run_id}'s journal cannot be read at all: {}", damaged.error),
+            format!(
+                "it is not text, so nothing can say which journal was abandoned: take it out of {} by hand, keeping a copy, then start again",
+                w.store.runs_where()
+            ),
+        ));
+    };
+    let start = damaged.start.as_ref();
+    let target = start.map_or(Target::Production, |l| l.start.target);
+    let info = RunInfo {
+        run_id: run_id.clone(),
+        actor: w.actor.clone(),
+        runbook_id: start.map_or_else(|| "(unknown)".to_string(), |l| l.start.runbook.clone()),
+        modes: Modes {
+            target,
+            effect: run::Effect::Apply,
+            entry: Entry::Abandon,
+        },
+    };
+    let say = Say::new(w.sink.clone(), &run_id);
+    let rotation = start.and_then(|l| l.start.rotation.clone());
+    let lock = match &rotation {
+        Some(key) => Some(Lock::acquire(
+            &w.store,
+            &super::lock::lock_name(key, target),
+            &run_id,
+            &w.actor,
+            &w.break_lock,
+            &say,
+        )?),
+        None => {
+            if let Some(h) = super::lock::holders(&w.store)?
+                .into_iter()
+                .find(|h| h.run_id == run_id)
+            {
+                return Err(Error::usage(
+                    format!(
+                        "run {run_id} holds a lock (on {}, process {}, since {}), and its journal cannot say which rotation it is",
+                        h.host, h.pid, h.since
+                    ),
+                    "if it still runs, let it end or stop it; if its process is gone, see `runbook runs` for its lock and break it with `runbook exec --break-lock` on that rotation",
+                ));
+            }
+            None
+        }
+    };
+    let left: Vec<LeftInPlace> = start
+        .map(|l| {
+            l.changes()
+                .iter()
+                .map(|w| LeftInPlace {
+                    step: w.step.clone(),
+                    function: w.function.clone(),
+                    target: w.target.clone(),
+                    detail: w.detail.clone(),
+                    cleanup: None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let damage = damaged.error.to_string();
+    let services = Rc::new(w.services);
+    let webhook = w.webhook.map(|url| {
+        runbook_secret::register(&url);
+        Webhook { url, services }
+    });
+    let auditor = Auditor::new(AuditLog::new(&w.store), info, say, webhook);
+    auditor.entry(
+        "",
+        AuditEvent::RunAbandoned {
+            reason: reason.clone(),
+            left: left
+                .iter()
+                .map(|l| format!("{} on {}", l.function, l.target))
+                .collect(),
+            journal: Some(crate::audit::SetAside {
+                damage: damage.clone(),
+                sha256,
+            }),
+        },
+    )?;
+    auditor.settle(w.store.wait());
+    drop(lock);
+    Ok(AbandonReport {
+        abandoned: Abandoned {
+            actor: w.actor,
+            reason,
+            left,
+        },
+        damaged: Some(damage),
+    })
 }
 
 /// How to clean up by hand a change an abandoned run leaves, as far as its step says.
@@ -360,13 +497,22 @@ impl Session {
     /// `runbook abandon`: ends a stopped run that can neither resume nor roll back. Takes
     /// its lock (refused while another process holds it), records what stays in the world,
     /// audits it, ends the run and releases the lock. Nothing at a vendor changes.
-    pub fn abandon(a: Abandon) -> Result<Abandoned> {
+    ///
+    /// A run whose journal cannot be read is ended in the audit log alone (`abandon_damaged`).
+    pub fn abandon(a: Abandon) -> Result<AbandonReport> {
         let reason = a.reason.trim().to_string();
         if reason.is_empty() {
             return Err(Error::usage(
                 "abandon needs a reason",
                 "say why in --reason TEXT: it goes to the journal, the audit log and the evidence",
             ));
+        }
+        if run::is_run_id(&a.run_id) {
+            if let Some(Err(damaged)) =
+                crate::ledger::read_ledger(&a.wiring.store, a.run_id.clone())?
+            {
+                return abandon_damaged(a.wiring, damaged, reason);
+            }
         }
         let mut r = Session::reopen(Reopen {
             wiring: a.wiring,
@@ -411,12 +557,16 @@ impl Session {
                     .iter()
                     .map(|l| format!("{} on {}", l.function, l.target))
                     .collect(),
+                journal: None,
             },
         );
         run.ledger().settle();
         run.auditor().settle(run.parts().store.wait());
         r.session.release_lock();
-        Ok(abandoned)
+        Ok(AbandonReport {
+            abandoned,
+            damaged: None,
+        })
     }
 
     /// Starts a new run of `runbook`: takes the lock (not for a dry run, which changes

@@ -128,6 +128,8 @@ pub fn check_links(hashes: &[Option<String>], links: &[Link]) -> Result<(), Stri
 pub struct JournalProblem {
     pub run_id: String,
     pub reason: String,
+    /// The SHA-256 of the journal's text, when there is one.
+    pub sha256: Option<String>,
 }
 
 /// Checks every run's journal in `store` against the audit log's `entries`: its own chain,
@@ -149,6 +151,7 @@ pub fn verify_journals(
             problems.push(JournalProblem {
                 run_id: run_id.clone(),
                 reason,
+                sha256: Some(crate::text::sha256_hex(text.as_bytes())),
             });
         }
     }
@@ -160,6 +163,7 @@ pub fn verify_journals(
     problems.extend(missing.into_iter().map(|run_id| JournalProblem {
         run_id: run_id.to_string(),
         reason: "the audit log links to its journal, which is gone (deleted)".into(),
+        sha256: None,
     }));
     Ok(problems)
 }

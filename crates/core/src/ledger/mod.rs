@@ -103,6 +103,8 @@ pub struct Unreadable {
     /// runbook, which rotation, part of what it did.
     pub start: Option<Ledger>,
     pub error: Error,
+    /// The SHA-256 of its text, when it was read as text.
+    pub sha256: Option<String>,
 }
 
 /// The runs that may be unfinished, folded: a journal whose last line records the run
@@ -124,7 +126,7 @@ pub fn unsettled(store: &Store) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
 
 /// A run's journal folded, or why it cannot be read (`None`: no such journal). A database
 /// that does not answer is the store's failure, not the journal's: an error.
-fn read_ledger(
+pub fn read_ledger(
     store: &Store,
     id: String,
 ) -> Result<Option<std::result::Result<Ledger, Unreadable>>> {
@@ -140,6 +142,7 @@ fn read_ledger(
                 run_id: id,
                 start: None,
                 error,
+                sha256: None,
             })))
         }
     };
@@ -173,6 +176,7 @@ fn read_ledger(
         run_id: id,
         start,
         error,
+        sha256: Some(crate::text::sha256_hex(text.as_bytes())),
     })))
 }
 

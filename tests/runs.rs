@@ -703,11 +703,27 @@ fn a_damaged_journal_is_listed_as_damaged_with_its_file_and_reason() {
         "{}",
         listed.stdout
     );
-    let json = listed.next().args(&["runs", "--json"]).run().json();
+    let as_json = listed.next().args(&["runs", "--json"]).run();
+    let json = as_json.json();
     assert_eq!(json[0]["run_id"], good.as_str());
     assert_eq!(json[1]["run_id"], damaged.as_str());
     assert_eq!(json[1]["current"], "damaged");
     assert!(json[1]["problem"]
         .as_str()
         .is_some_and(|p| p.contains(&journal.display().to_string()) && p.contains("line 2")));
+    // Abandoned as it is: listed so, without the warning.
+    let abandoned = as_json
+        .next()
+        .args(&["abandon", &damaged, "--reason", "read by hand"])
+        .run();
+    abandoned.exit(Exit::Ok);
+    let listed = abandoned.next().args(&["runs"]).run();
+    listed.exit(Exit::Ok);
+    assert!(!listed.stderr.contains("warning: run"), "{}", listed.stderr);
+    let rows: Vec<&str> = listed.stdout.lines().skip(1).collect();
+    assert!(
+        rows[1].starts_with(&damaged) && rows[1].contains("damaged, abandoned"),
+        "{}",
+        listed.stdout
+    );
 }

@@ -186,23 +186,44 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     // A journal that cannot be read may be the run that needs attention: it is listed, as
     // damaged, with why, never left out.
     let mut damaged: Vec<DamagedRow> = Vec::new();
+    // Journals `runbook abandon` set aside: read from the audit log once, if one is met.
+    let set_aside = std::cell::OnceCell::new();
     for id in ids.iter().take(args.limit) {
-        let problem =
-            match ledger::read_run(&store, id).map(|e| e.as_deref().and_then(Ledger::fold)) {
-                Ok(Some(l)) => {
-                    ledgers.push(l);
-                    continue;
-                }
-                Ok(None) => "its journal has no start record".to_string(),
-                Err(e) => e.to_string(),
-            };
-        ui::err(&format!(
-            "warning: run {id}: {problem} (`runbook runs {id}` says more)"
-        ));
+        let (problem, sha256) = match ledger::read_ledger(&store, id.clone()) {
+            Ok(Some(Ok(l))) => {
+                ledgers.push(l);
+                continue;
+            }
+            Ok(Some(Err(u))) => (u.error.to_string(), u.sha256),
+            Ok(None) => ("its journal is gone".to_string(), None),
+            Err(e) => (e.to_string(), None),
+        };
+        let set_aside = match set_aside.get() {
+            Some(set) => set,
+            None => set_aside.get_or_init(|| {
+                runbook_core::audit::AuditLog::new(&store)
+                    .entries()
+                    .map(|e| runbook_core::audit::set_aside(&e))
+                    .unwrap_or_default()
+            }),
+        };
+        // Abandoned as it is, and still as it was then: said in the row, not warned of.
+        let abandoned = set_aside
+            .get(id)
+            .is_some_and(|s| s.holds(sha256.as_deref()));
+        if !abandoned {
+            ui::err(&format!(
+                "warning: run {id}: {problem} (`runbook runs {id}` says more)"
+            ));
+        }
         damaged.push(DamagedRow {
             at: ledgers.len() + damaged.len(),
             run_id: id.clone(),
-            current: "damaged",
+            current: if abandoned {
+                "damaged, abandoned"
+            } else {
+                "damaged"
+            },
             problem,
         });
     }
@@ -236,7 +257,10 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
                 "?".into(),
                 dash(),
                 dash(),
-                "damaged (see the warning above)".into(),
+                match d.current {
+                    "damaged" => "damaged (see the warning above)".into(),
+                    current => current.to_string(),
+                },
                 dash(),
                 dash(),
                 dash(),

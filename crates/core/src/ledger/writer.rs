@@ -500,11 +500,18 @@ fn stored_form(event: Stamped) -> (String, Stamped) {
 }
 
 /// Where a journal ends: its last line and that line's hash (the genesis hash when the
-/// journal predates the chain), to append after.
+/// journal predates the chain), to append after. A torn last line is not counted: the
+/// store cuts it before the next append (counted, every later audit link named a line one
+/// past the one it followed, and `audit verify` called the journal rewritten).
 pub fn tip_of(text: &str) -> Link {
-    let (hashes, _) = chain::verify(text);
+    let (hashes, verdict) = chain::verify(text);
+    let lines = match verdict {
+        chain::Verdict::Intact { .. } => hashes.len(),
+        // Broken already: every line counts, as before; `audit verify` says where.
+        chain::Verdict::Broken { .. } => text.lines().filter(|l| !l.trim().is_empty()).count(),
+    };
     Link {
-        lines: text.lines().filter(|l| !l.trim().is_empty()).count() as u64,
+        lines: lines as u64,
         head: hashes
             .iter()
             .rev()

@@ -67,6 +67,7 @@ fn per_step(store: &Store, steps: usize) -> Duration {
         lease_id: fence.lease_id.clone(),
         expires: None,
         expired: false,
+        lock: fence.key.clone(),
     };
     assert!(store.lock_create(&fence.key, &holder).unwrap());
     let t = Instant::now();

@@ -126,6 +126,54 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     }
 }
 
+/// A run whose journal ends in a line a crash cut short: the pack leaves the fragment out
+/// (no reader counts it), and verifies. Before, the pack carried it as a line of its own,
+/// which its verification read as whole, and so as damage.
+#[test]
+fn a_pack_of_a_journal_with_a_torn_tail_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let rotated = rehearsed_rotation(Test::in_dir(dir.path()));
+    rotated.exit(Exit::Ok);
+    let run_id = rotated.last_run_id();
+    let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
+    cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
+    let path = rotated.journal_path();
+    let journal = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{journal}{{\"v\":1,\"type\":\"step_sta")).unwrap();
+    let text = signed_pack(dir.path(), &cmd, &run_id);
+    let pack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        pack["journal"].as_array().unwrap().len(),
+        journal.lines().count(),
+        "the fragment is left out"
+    );
+    assert_eq!(pack["status"], "succeeded");
+    cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok);
+    // A pack made before carries the fragment as its last line: it still reads as torn.
+    let mut old: Value = serde_json::from_str(&text).unwrap();
+    old["journal"]
+        .as_array_mut()
+        .unwrap()
+        .push(Value::String("{\"v\":1,\"type\":\"step_sta".into()));
+    resign(&mut old, &dir.path().join("keys/evidence.key"));
+    std::fs::write(dir.path().join("old.json"), old.to_string()).unwrap();
+    cmd(&[
+        "evidence",
+        "verify",
+        "old.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok);
+}
+
 /// A journal edited behind runbook's back (a step's outcome turned around): `audit verify`
 /// names the run and line, and a pack made from it states no status and does not verify,
 /// however it is signed.

@@ -279,7 +279,37 @@ fn a_damaged_journal_is_not_abandoned_while_its_run_still_runs() {
     assert_eq!(run.wait().unwrap().code(), Some(130));
     rig.runbook(&["abandon", &run_id, "--reason", "stopped"], &[])
         .exit(Exit::Ok)
-        .stdout_has("Its journal cannot be read (the journal ");
+        .stdout_has("Its journal cannot be read (damaged at line 2: not a JSON record");
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+}
+
+/// A run killed holding its lock, its journal then damaged: `abandon` takes the lock over
+/// from the dead process, as a resume would, says so in the audit log, and the lock is
+/// gone after it, so the next rotation is not told the run still holds it.
+#[test]
+fn abandoning_a_damaged_journal_takes_the_lock_over_from_a_dead_process() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:precheck");
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = journal.lines().collect();
+    lines.insert(1, "{not a record");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let locks = rig.path().join("state/locks");
+    assert_eq!(
+        std::fs::read_dir(&locks).unwrap().count(),
+        1,
+        "the dead run's lock"
+    );
+    let abandoned = rig.runbook(&["abandon", &run_id, "--reason", "killed"], &[]);
+    abandoned.exit(Exit::Ok);
+    assert_eq!(
+        std::fs::read_dir(&locks).unwrap().count(),
+        0,
+        "no lock left"
+    );
+    assert_eq!(abandoned.audited("lock.broken").len(), 1);
     rig.exec("postmark", &[]).exit(Exit::Ok);
 }
 

@@ -381,13 +381,22 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
         before,
         "the new run wrote nothing"
     );
+    // `due` cannot say when the secret last rotated: an error that says how to end it.
+    rig.runbook(&["due"], &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!("is damaged at line {}: not a JSON record", at + 1))
+        .stderr_has("end the run with `runbook abandon RUN_ID --reason TEXT`");
     // Abandoned as it is: the journal stays byte for byte, the audit log says why, and
     // the rotation runs.
     let damaged = std::fs::read(&path).unwrap();
     rig.runbook(&["abandon", &run_id, "--reason", "disk fault; vendors checked by hand"], &[])
         .exit(Exit::Ok)
         .stdout_has(&format!("Run {run_id} abandoned by "))
-        .stdout_has("Its journal cannot be read (the journal ")
+        .stdout_has(&format!(
+            "Its journal cannot be read (damaged at line {}: not a JSON record",
+            at + 1
+        ))
+        .stdout_has("It blocks no rotation now")
         .stdout_has("it is kept as it is, and the audit log records this abandonment with the journal's SHA-256")
         .stdout_has("Left in place as far as the part that can be read shows")
         .stdout_has("generate · postmark::dashboard_new_token on dashboard: new API token on raxx-prod")
@@ -409,6 +418,7 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
         entry["context"]["journal"]["sha256"],
         runbook_core::text::sha256_hex(&damaged).as_str()
     );
+    rig.runbook(&["due"], &[]).exit(Exit::Ok);
     rig.exec("postmark", &[]).exit(Exit::Ok);
     // The audit check still names the damage, with who accepted it, and passes.
     rig.runbook(&["audit", "verify"], &[])
@@ -728,25 +738,52 @@ fn a_rollback_is_refused_while_a_later_journal_of_the_rotation_cannot_be_read() 
         writes(&before).len(),
         "nothing was written"
     );
-    rig.file(
-        "typed.toml",
-        &format!("\"rollback.superseded\" = \"{a}\"\n"),
-    );
-    rig.runbook(
-        &[
-            "rollback",
-            &a,
-            "--yes",
-            "--force",
-            "--answers",
-            "typed.toml",
-        ],
-        &[],
-    )
-    .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
+    // Once the team has read it and ended it, it counts as an abandoned run: the rollback
+    // goes ahead, and leaves alone what that run changed.
+    rig.runbook(&["abandon", &b, "--reason", "read by hand"], &[])
+        .exit(Exit::Ok);
+    rig.runbook(&["rollback", &a, "--yes"], &[])
+        .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
     let after = rig.state();
     assert_everywhere(&after, &b_token);
-    assert_every_token_works(&after, "after the forced rollback");
+    assert_every_token_works(&after, "after the rollback");
+}
+
+/// An unfinished run, and a later journal that cannot be read: its rotation decides. Of the
+/// same rotation, or of one nothing can tell (its first line is damaged too), the rollback
+/// is refused; of another runbook's, it goes ahead.
+#[test]
+fn an_unreadable_later_journal_stops_only_rollbacks_of_its_own_rotation() {
+    let (rig, a) = stopped_at_verify();
+    let journal = rig.journal();
+    let first = journal.lines().next().unwrap().to_string();
+    let later = "29991231T000000000Z-0a0a0a";
+    let path = rig.path().join(format!("state/runs/{later}.jsonl"));
+    let write = |first: &str| {
+        std::fs::write(&path, format!("{first}\n{{not a record\n")).unwrap();
+    };
+    let before = writes(&rig.state()).len();
+    write(&first);
+    rig.runbook(&["rollback", &a, "--yes"], &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "run {a} may be superseded: the journal of a later run, {later} (started "
+        ));
+    write("{not a record either");
+    rig.runbook(&["rollback", &a, "--yes"], &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "run {a} may be superseded: the journal of a later run, {later}, cannot be read"
+        ));
+    assert_eq!(writes(&rig.state()).len(), before, "nothing was written");
+    let other = first.replace(
+        r#""runbook":"postmark-server-token""#,
+        r#""runbook":"sendgrid""#,
+    );
+    assert_ne!(other, first);
+    write(&other);
+    rig.runbook(&["rollback", &a, "--yes"], &[]).exit(Exit::Ok);
+    assert_back_on_old_token(&rig.state());
 }
 
 /// A succeeded run's rollback began, and its last record was damaged on disk: the line

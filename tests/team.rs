@@ -964,6 +964,7 @@ fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
         lease_id: "taking-1".into(),
         expires: None,
         expired: false,
+        lock: String::new(),
     };
     assert!(store.lock_create("rotation", &holder).unwrap());
     let fence = runbook_core::store::Fence {

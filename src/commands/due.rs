@@ -23,15 +23,17 @@ pub struct History {
 }
 
 /// [`History`] from every run in the store. A ledger that cannot be read is an error,
-/// never "never rotated".
+/// never "never rotated", unless `runbook abandon` set it aside as it is: that run is
+/// over and counts as no rotation.
 pub fn history(store: &Store) -> Result<History> {
     let mut out = History::default();
+    let set_aside = ledger::SetAside::new(store);
     for id in store.runs()? {
-        let Some(events) = ledger::read_run(store, &id)? else {
-            continue;
-        };
-        let Some(l) = Ledger::fold(&events) else {
-            continue;
+        let l: Ledger = match ledger::read_ledger(store, id)? {
+            None => continue,
+            Some(Ok(l)) => l,
+            Some(Err(u)) if set_aside.holds(&u)? => continue,
+            Some(Err(u)) => return Err(u.error.into()),
         };
         if l.start.runbook.is_empty() {
             continue;

@@ -357,7 +357,13 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .filter(|a| a.event.run_id == run_id)
         .collect();
     let text = store.journal(run_id)?.unwrap_or_default();
-    let journal: Vec<String> = text
+    // A torn last line (a crash mid-write, no newline) is no part of the journal: the pack
+    // carries whole lines, each read back as ended by its newline.
+    let whole = match ledger::torn_tail(&text) {
+        true => text.rsplit_once('\n').map_or("", |(whole, _)| whole),
+        false => text.as_str(),
+    };
+    let journal: Vec<String> = whole
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(str::to_string)
@@ -488,10 +494,18 @@ fn check_content(pack: &Value) -> std::result::Result<(), String> {
     let Some(lines) = pack["journal"].as_array() else {
         return Err("it carries no journal".into());
     };
-    let text: String = lines
+    let lines: Vec<&str> = lines
         .iter()
-        .map(|l| format!("{}\n", l.as_str().unwrap_or_default()))
+        .map(|l| l.as_str().unwrap_or_default())
         .collect();
+    let mut text = lines.join("\n");
+    // Packs made before the exporter left a torn last line out carry it: it stays torn.
+    let torn = lines
+        .last()
+        .is_some_and(|l| serde_json::from_str::<serde_json::Value>(l).is_err());
+    if !torn && !text.is_empty() {
+        text.push('\n');
+    }
     ledger::chain::check_journal(&text, &parsed.iter().collect::<Vec<_>>())?;
     let run_id = pack["run_id"].as_str().unwrap_or_default();
     let ledger =

@@ -186,8 +186,7 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     // A journal that cannot be read may be the run that needs attention: it is listed, as
     // damaged, with why, never left out.
     let mut damaged: Vec<DamagedRow> = Vec::new();
-    // Journals `runbook abandon` set aside: read from the audit log once, if one is met.
-    let set_aside = std::cell::OnceCell::new();
+    let set_aside = ledger::SetAside::new(&store);
     for id in ids.iter().take(args.limit) {
         let (problem, sha256) = match ledger::read_ledger(&store, id.clone()) {
             Ok(Some(Ok(l))) => {
@@ -195,21 +194,13 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
                 continue;
             }
             Ok(Some(Err(u))) => (u.error.to_string(), u.sha256),
-            Ok(None) => ("its journal is gone".to_string(), None),
+            // Gone since it was listed, or never held a whole line: no run to show.
+            Ok(None) => continue,
             Err(e) => (e.to_string(), None),
-        };
-        let set_aside = match set_aside.get() {
-            Some(set) => set,
-            None => set_aside.get_or_init(|| {
-                runbook_core::audit::AuditLog::new(&store)
-                    .entries()
-                    .map(|e| runbook_core::audit::set_aside(&e))
-                    .unwrap_or_default()
-            }),
         };
         // Abandoned as it is, and still as it was then: said in the row, not warned of.
         let abandoned = set_aside
-            .get(id)
+            .by(id)?
             .is_some_and(|s| s.holds(sha256.as_deref()));
         if !abandoned {
             ui::err(&format!(
@@ -665,6 +656,9 @@ pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
             ui::out(&format!("      {how}"));
         }
     }
-    ui::out("Its lock is released: a new rotation can start (`runbook exec`).");
+    ui::out(match report.damaged {
+        Some(_) => "It blocks no rotation now (`runbook exec`).",
+        None => "Its lock is released: a new rotation can start (`runbook exec`).",
+    });
     Ok(exit::OK)
 }

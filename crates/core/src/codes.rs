@@ -70,7 +70,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::run::changed", Run, "The runbook (or a module it imports) changed since the run started.", "Restore the text the run used, or pass --force to continue with the new one."),
     c("runbook::run::secret_mismatch", Run, "A secret supplied to resume is not the one the run used (fingerprints differ).", "Supply the value the run used; a different token would mix two rotations."),
     c("runbook::run::failed", Run, "A step failed and the run ended after rollback or stop (exit 1).", "Read the step's error above it; `runbook resume` or `rollback` continues from the journal."),
-    c("runbook::journal::damaged", Run, "A run's journal cannot be read as this version writes it (damaged, or from another version).", "Inspect the file by hand; finish or undo the rotation with the vendors' own tools if needed."),
+    c("runbook::journal::damaged", Run, "A run's journal cannot be read as this version writes it (damaged, or from another version).", "Inspect the file by hand; finish or undo the rotation with the vendors' own tools if needed; once the run is over, `runbook abandon RUN_ID --reason TEXT` ends it, keeping the journal as it is."),
     c("runbook::audit::too_large", Run, "An audit entry is larger than the per-entry limit (256 KiB) and was not written.", "Log a summary (ids, counts, fingerprints) instead of whole documents."),
     c("runbook::runtime", Run, "The I/O runtime could not start (threads or file descriptors).", "A system resource problem: retry, or raise the process limits."),
     c("runbook::internal", Run, "A bug: something the engine guarantees did not hold.", "Report it with the command you ran."),

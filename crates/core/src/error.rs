@@ -137,7 +137,7 @@ pub enum Error {
     #[error("the journal {path} is damaged at line {line}: {reason}")]
     #[diagnostic(
         code(runbook::journal::damaged),
-        help("the run cannot be resumed from it; inspect the file by hand (one JSON record per line), and finish or undo the rotation with the vendors' own tools if needed")
+        help("the run cannot be resumed from it; inspect the file by hand (one JSON record per line), and finish or undo the rotation with the vendors' own tools if needed; once it is over, end the run with `runbook abandon RUN_ID --reason TEXT` (its journal is kept as it is)")
     )]
     JournalDamaged {
         path: PathBuf,

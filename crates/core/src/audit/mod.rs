@@ -232,10 +232,16 @@ impl SetAsideBy {
 }
 
 /// Every journal `runbook abandon` set aside, by run id (the last entry for a run counts).
+/// Only the engine's own entries of an abandon count: a runbook's `audit::log` runs in a
+/// step of a run, never in one.
 pub fn set_aside(entries: &[AuditEntry]) -> std::collections::HashMap<String, SetAsideBy> {
     entries
         .iter()
-        .filter(|e| e.event.action == Action::RunAbandoned)
+        .filter(|e| {
+            e.event.action == Action::RunAbandoned
+                && e.event.mode == crate::run::Mode::Abandon
+                && e.event.step.is_empty()
+        })
         .filter_map(|e| {
             let journal = e.event.context.get("journal")?;
             let set: SetAside = serde_json::from_value(journal.clone()).ok()?;

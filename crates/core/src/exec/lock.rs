@@ -128,6 +128,7 @@ impl Lock {
                 lease_id: uuid::Uuid::new_v4().simple().to_string(),
                 expires: None,
                 expired: false,
+                lock: key.to_string(),
             };
             if store.lock_create(key, &me)? {
                 return Lock::taken(store, key, me, broken, say);

@@ -179,19 +179,14 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
         })
         .collect();
     // Journals `runbook abandon` set aside, still as they were then: those runs are over.
-    let blocking = match blocking.is_empty() {
-        true => blocking,
-        false => {
-            let set = crate::audit::set_aside(&AuditLog::new(store).entries()?);
-            blocking
-                .into_iter()
-                .filter(|u| {
-                    set.get(&u.run_id)
-                        .is_none_or(|s| !s.holds(u.sha256.as_deref()))
-                })
-                .collect()
+    let set_aside = crate::ledger::SetAside::new(store);
+    let mut still = Vec::with_capacity(blocking.len());
+    for u in blocking {
+        if !set_aside.holds(u)? {
+            still.push(u);
         }
-    };
+    }
+    let blocking = still;
     if let Some(u) = blocking.first() {
         let who = u
             .start
@@ -301,32 +296,36 @@ fn abandon_damaged(
         },
     };
     let say = Say::new(w.sink.clone(), &run_id);
-    let rotation = start.and_then(|l| l.start.rotation.clone());
-    let lock = match &rotation {
-        Some(key) => Some(Lock::acquire(
+    // Its lock: the rotation's when the readable part names it, or else any lock that
+    // names this run. Taken as a resume would (refused while the run's process still holds
+    // it, taken over from a process that is gone, or broken with --break-lock), so the
+    // run is not abandoned under a process still writing it.
+    let name = match start.and_then(|l| l.start.rotation.clone()) {
+        Some(key) => Some(super::lock::lock_name(&key, target)),
+        None => super::lock::holders(&w.store)?
+            .into_iter()
+            .find(|h| h.run_id == run_id)
+            .map(|h| h.lock),
+    };
+    let lock = match &name {
+        Some(name) => Some(Lock::acquire(
             &w.store,
-            &super::lock::lock_name(key, target),
+            name,
             &run_id,
             &w.actor,
             &w.break_lock,
             &say,
         )?),
-        None => {
-            if let Some(h) = super::lock::holders(&w.store)?
-                .into_iter()
-                .find(|h| h.run_id == run_id)
-            {
-                return Err(Error::usage(
-                    format!(
-                        "run {run_id} holds a lock (on {}, process {}, since {}), and its journal cannot say which rotation it is",
-                        h.host, h.pid, h.since
-                    ),
-                    "if it still runs, let it end or stop it; if its process is gone, see `runbook runs` for its lock and break it with `runbook exec --break-lock` on that rotation",
-                ));
-            }
-            None
-        }
+        None => None,
     };
+    // Read again under the lock: the hash recorded is that of the text abandoned.
+    let now = crate::ledger::read_ledger(&w.store, run_id.clone())?;
+    if !matches!(&now, Some(Err(u)) if u.sha256.as_deref() == Some(sha256.as_str())) {
+        return Err(Error::usage(
+            format!("run {run_id}'s journal changed while it was being abandoned"),
+            format!("look at it again (`runbook runs {run_id}`), and abandon it again if it is still over"),
+        ));
+    }
     let left: Vec<LeftInPlace> = start
         .map(|l| {
             l.changes()
@@ -341,13 +340,26 @@ fn abandon_damaged(
                 .collect()
         })
         .unwrap_or_default();
-    let damage = damaged.error.to_string();
+    // Where and how, not what the line held: a hand-edited line may hold anything, and
+    // the entry goes to the audit log and its webhook.
+    let damage = match &damaged.error {
+        Error::JournalDamaged { line, reason, .. } => format!(
+            "damaged at line {line}: {}",
+            crate::text::truncate(reason, 160)
+        ),
+        other => crate::text::truncate(&other.to_string(), 300),
+    };
+    let damage = runbook_secret::redact(&damage).into_owned();
     let services = Rc::new(w.services);
     let webhook = w.webhook.map(|url| {
         runbook_secret::register(&url);
         Webhook { url, services }
     });
     let auditor = Auditor::new(AuditLog::new(&w.store), info, say, webhook);
+    if let Some(holder) = lock.as_ref().and_then(|l| l.broken()) {
+        let holder = serde_json::to_value(holder).unwrap_or_default();
+        auditor.entry("", AuditEvent::LockBroken { holder })?;
+    }
     auditor.entry(
         "",
         AuditEvent::RunAbandoned {
@@ -430,10 +442,15 @@ fn superseding(store: &Store, entry: Entry, state: &Ledger) -> Result<Option<Lat
     if let Some(l) = crate::ledger::superseded_by(&later, state) {
         return Ok(Some(Later::Run(l.clone())));
     }
-    Ok(unreadable
-        .into_iter()
-        .find(|u| crate::ledger::may_supersede(u, state))
-        .map(Later::Unreadable))
+    // One `runbook abandon` set aside counts as an abandoned run: over, its changes left,
+    // and no rotation that succeeded (the rollback still reconciles with the vendors).
+    let set_aside = crate::ledger::SetAside::new(store);
+    for u in unreadable {
+        if crate::ledger::may_supersede(&u, state) && !set_aside.holds(&u)? {
+            return Ok(Some(Later::Unreadable(u)));
+        }
+    }
+    Ok(None)
 }
 
 impl Session {
@@ -465,7 +482,10 @@ impl Session {
                         "run {id} may be superseded: the journal of a later run, {}{who}, cannot be read ({}), and that run may have rotated the same secret after it: {what}",
                         u.run_id, u.error
                     ),
-                    "read that journal by hand (one JSON record per line) and check the vendors first".to_string(),
+                    format!(
+                        "read that journal by hand (one JSON record per line) and check the vendors first; if that run is over, end it with `runbook abandon {} --reason TEXT`",
+                        u.run_id
+                    ),
                 )
             }
         };

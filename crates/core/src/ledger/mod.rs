@@ -107,6 +107,39 @@ pub struct Unreadable {
     pub sha256: Option<String>,
 }
 
+/// The journals `runbook abandon` set aside (`audit::set_aside`), read from the audit log
+/// the first time one is asked about: a store without a damaged journal never reads it.
+pub struct SetAside<'a> {
+    store: &'a Store,
+    read: std::cell::OnceCell<std::collections::HashMap<String, crate::audit::SetAsideBy>>,
+}
+
+impl<'a> SetAside<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        SetAside {
+            store,
+            read: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// How `run_id`'s journal was set aside, if it was.
+    pub fn by(&self, run_id: &str) -> Result<Option<&crate::audit::SetAsideBy>> {
+        if self.read.get().is_none() {
+            let entries = crate::audit::AuditLog::new(self.store).entries()?;
+            let _ = self.read.set(crate::audit::set_aside(&entries));
+        }
+        Ok(self.read.get().and_then(|all| all.get(run_id)))
+    }
+
+    /// Whether this journal is one `runbook abandon` set aside, still with the text it had
+    /// then: its run is over.
+    pub fn holds(&self, u: &Unreadable) -> Result<bool> {
+        Ok(self
+            .by(&u.run_id)?
+            .is_some_and(|s| s.holds(u.sha256.as_deref())))
+    }
+}
+
 /// The runs that may be unfinished, folded: a journal whose last line records the run
 /// ending succeeded or rolled back is settled, and is not folded (every exec asks this of
 /// every run in the store). A journal that cannot be read is not skipped: it is returned
@@ -147,6 +180,10 @@ pub fn read_ledger(
         }
     };
     let error = match parse(&text, Path::new(&path), &id) {
+        // Not one whole line (a crash right after the file was made): no record was ever
+        // durable, so no vendor write was sent (each waits for every line before it). No
+        // run happened.
+        Ok(events) if events.is_empty() => return Ok(None),
         Ok(events) => match Ledger::fold(&events) {
             Some(ledger) => return Ok(Some(Ok(ledger))),
             // Read, but not a run: its start is gone.
@@ -276,7 +313,7 @@ pub(crate) fn parse(text: &str, path: &Path, run_id: &str) -> Result<Vec<Stamped
 /// the next; a database row is whole. A last line that has its newline and still cannot be
 /// read was damaged after it was written, and dropping it could drop the very record
 /// (an undo, a resume) that says the run is not settled.
-pub(crate) fn torn_tail(text: &str) -> bool {
+pub fn torn_tail(text: &str) -> bool {
     !text.ends_with('\n')
 }
 

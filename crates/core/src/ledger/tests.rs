@@ -558,6 +558,7 @@ fn a_lock_taken_before_the_write_leaves_stops_it() {
             lease_id: lease.into(),
             expires: None,
             expired: false,
+            lock: String::new(),
         };
         assert!(store.lock_create("KEY", &holder("r1", "mine")).unwrap());
         let writer = LedgerWriter::new(&store, say);

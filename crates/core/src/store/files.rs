@@ -580,9 +580,15 @@ impl LockStore for Files {
             .flatten()
             .flatten()
             .filter_map(|e| {
-                std::fs::read_to_string(e.path())
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok())
+                let path = e.path();
+                let lock = path
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".lock")?
+                    .to_string();
+                let text = std::fs::read_to_string(&path).ok()?;
+                let holder: Holder = serde_json::from_str(&text).ok()?;
+                Some(Holder { lock, ..holder })
             })
             .collect())
     }

@@ -70,6 +70,9 @@ pub struct Holder {
     /// Whether the lease had run out when it was read (by the database's clock).
     #[serde(default, skip)]
     pub expired: bool,
+    /// The lock's name, as `lock_holders` found it (not stored in the holder).
+    #[serde(default, skip)]
+    pub lock: String,
 }
 
 impl Holder {

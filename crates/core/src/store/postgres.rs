@@ -391,13 +391,14 @@ fn apply(client: &mut Client, shown: &str) -> Result<()> {
 }
 
 const HOLDER_COLUMNS: &str = "holder, expires < now(), \
-     to_char(expires AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+     to_char(expires AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), key";
 
 fn holder_of(row: &postgres::Row) -> Option<Holder> {
     let text: String = row.try_get(0).ok()?;
     let mut h: Holder = serde_json::from_str(&text).ok()?;
     h.expired = row.try_get(1).unwrap_or(false);
     h.expires = row.try_get(2).ok();
+    h.lock = row.try_get(3).unwrap_or_default();
     Some(h)
 }
 

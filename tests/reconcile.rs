@@ -775,6 +775,11 @@ fn an_unreadable_later_journal_stops_only_rollbacks_of_its_own_rotation() {
         .stderr_has(&format!(
             "run {a} may be superseded: the journal of a later run, {later} (started "
         ));
+    rig.runbook(&["runs", &a], &[])
+        .exit(Exit::Ok)
+        .stdout_has(&format!(
+            "may be superseded by {later}: a later run whose journal cannot be read"
+        ));
     write("{not a record either");
     rig.runbook(&["rollback", &a, "--yes"], &[])
         .exit(Exit::Usage)

@@ -52,6 +52,10 @@ struct RunRow {
     /// The later run that rotated the same secret: this one must not be rolled back or
     /// resumed over it.
     superseded_by: Option<String>,
+    /// A later run whose journal cannot be read and may be of the same rotation: a
+    /// rollback or resume of this one is refused until it is read and abandoned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    may_be_superseded_by: Option<String>,
     last_step: Option<String>,
 }
 
@@ -136,6 +140,7 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
         settled: settled_word(l),
         unfinished: l.is_unfinished(),
         superseded_by: ledger::superseded_by(all, l).map(|later| later.run_id.clone()),
+        may_be_superseded_by: None,
         last_step: l.last_step.clone(),
     }
 }
@@ -426,7 +431,18 @@ fn one_run(
     let Some(l) = Ledger::fold(&events) else {
         return Err(not_found());
     };
-    let summary = summarize(&l, &lock::holders(store)?, &ledger::after(store, run_id)?.0);
+    let (later, unreadable) = ledger::after(store, run_id)?;
+    let mut summary = summarize(&l, &lock::holders(store)?, &later);
+    if summary.superseded_by.is_none() {
+        // As a rollback or resume would find it (`exec::session`'s `superseding`).
+        let set_aside = ledger::SetAside::new(store);
+        for u in unreadable {
+            if ledger::may_supersede(&u, &l) && !set_aside.holds(&u)? {
+                summary.may_be_superseded_by = Some(u.run_id);
+                break;
+            }
+        }
+    }
     Ok((events, l, summary))
 }
 
@@ -478,6 +494,11 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     if let Some(later) = &summary.superseded_by {
         ui::out(&format!(
             "superseded by {later}: a later run rotated the same secret (`runbook runs {later}`)"
+        ));
+    }
+    if let Some(later) = &summary.may_be_superseded_by {
+        ui::out(&format!(
+            "may be superseded by {later}: a later run whose journal cannot be read may have rotated the same secret; a rollback or resume of this run is refused until that journal is read and the run abandoned (`runbook abandon {later}`)"
         ));
     }
     let clock = |t: &str| t.get(11..19).unwrap_or(t).to_string();

@@ -313,6 +313,43 @@ fn abandoning_a_damaged_journal_takes_the_lock_over_from_a_dead_process() {
     rig.exec("postmark", &[]).exit(Exit::Ok);
 }
 
+/// The same with the journal's first line damaged: which rotation it was is unknown, so
+/// the lock taken over is the one whose holder names the run. Asked again, abandon says it
+/// was done already.
+#[test]
+fn abandoning_a_journal_without_its_first_line_takes_the_lock_that_names_the_run() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:precheck");
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = journal.lines().collect();
+    lines[0] = "{not a record";
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let locks = rig.path().join("state/locks");
+    let held: Vec<_> = std::fs::read_dir(&locks)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(held.len(), 1, "the dead run's lock");
+    rig.runbook(&["abandon", &run_id, "--reason", "killed"], &[])
+        .exit(Exit::Ok)
+        .stdout_has("Its journal cannot be read (damaged at line 1: not a JSON record)");
+    assert_eq!(
+        std::fs::read_dir(&locks).unwrap().count(),
+        0,
+        "no lock left: {held:?}"
+    );
+    rig.runbook(&["abandon", &run_id, "--reason", "again"], &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "run {run_id} was abandoned already, its journal as it is, by "
+        ))
+        .stderr_has("(killed)");
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+}
+
 /// A lock held by a process that died is reported with its pid, how long ago it was taken
 /// and that its process is gone, and how to continue.
 #[test]

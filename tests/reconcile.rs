@@ -419,6 +419,10 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
         runbook_core::text::sha256_hex(&damaged).as_str()
     );
     rig.runbook(&["due"], &[]).exit(Exit::Ok);
+    rig.runbook(&["runs", &run_id], &[])
+        .exit(Exit::Usage)
+        .stderr_has("abandoned it as it is at ")
+        .stderr_has("it blocks no rotation, and its journal is kept for the record");
     rig.exec("postmark", &[]).exit(Exit::Ok);
     // The audit check still names the damage, with who accepted it, and passes.
     rig.runbook(&["audit", "verify"], &[])
@@ -452,6 +456,7 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
 fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
     let rig = Rig::new();
     rig.exec("postmark", &[]).exit(Exit::Ok);
+    let first_run = rig.run_id();
     let journal = rig.journal();
     let mut lines: Vec<String> = journal.lines().map(str::to_string).collect();
     assert!(
@@ -510,13 +515,41 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
         .stderr_has(&format!(
             "an earlier run may be unfinished, and its journal cannot be read: {other}: "
         ))
-        .stderr_has("if that run is over, take its journal out of ");
+        .stderr_has(&format!(
+            "if that run is over, end it with `runbook abandon {other} --reason TEXT`"
+        ));
+    // `audit verify` names it among the journals that do not hold, and goes on.
+    rig.runbook(&["audit", "verify"], &[])
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!(
+            "BROKEN: the journal of run {other}: it cannot be read: "
+        ));
+    // Its bytes are what abandon records.
+    rig.runbook(&["abandon", other, "--reason", "a bad sector"], &[])
+        .exit(Exit::Ok)
+        .stdout_has("Its journal cannot be read (not text (not UTF-8))");
+    rig.exec("postmark", &[]).exit(Exit::Ok);
     // Not one whole line (a crash right after the file was made): no record was durable,
     // so nothing was sent; no run happened, and nothing is blocked.
+    std::fs::remove_file(runs.join(format!("{other}.jsonl"))).unwrap();
+    let never = "20250102T000000000Z-0b0b0b";
     for text in ["", "{\"v\":1,\"run_id\":\"2025"] {
-        std::fs::write(runs.join(format!("{other}.jsonl")), text).unwrap();
+        std::fs::write(runs.join(format!("{never}.jsonl")), text).unwrap();
         rig.exec("postmark", &[]).exit(Exit::Ok);
     }
+    // The journal of a run the audit log knows, cut to a fragment: it was written, then
+    // damaged, and may be anything.
+    std::fs::write(
+        runs.join(format!("{first_run}.jsonl")),
+        "{\"v\":1,\"run_id\":\"2026",
+    )
+    .unwrap();
+    rig.exec("postmark", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run may be unfinished, and its journal cannot be read: {first_run}: "
+        ))
+        .stderr_has("it holds no whole record, though the audit log records the run");
 }
 
 /// The downstream check failed and the team decides to keep things as they are (the new
@@ -744,15 +777,42 @@ fn a_rollback_is_refused_while_a_later_journal_of_the_rotation_cannot_be_read() 
         writes(&before).len(),
         "nothing was written"
     );
-    // Once the team has read it and ended it, it counts as an abandoned run: the rollback
-    // goes ahead, and leaves alone what that run changed.
+    // Abandoned as it is, it still may have rotated the secret (it succeeded, here): the
+    // refusal stands, and says who abandoned it.
     rig.runbook(&["abandon", &b, "--reason", "read by hand"], &[])
         .exit(Exit::Ok);
     rig.runbook(&["rollback", &a, "--yes"], &[])
-        .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "run {a} may be superseded: the journal of a later run, {b} (started "
+        ))
+        .stderr_has("abandoned it as it is at ");
+    assert_eq!(
+        writes(&rig.state()).len(),
+        writes(&before).len(),
+        "nothing was written"
+    );
+    // Forced, with the id typed back: the rollback reconciles with the vendors, and leaves
+    // alone what that run changed.
+    rig.file(
+        "typed.toml",
+        &format!("\"rollback.superseded\" = \"{a}\"\n"),
+    );
+    rig.runbook(
+        &[
+            "rollback",
+            &a,
+            "--yes",
+            "--force",
+            "--answers",
+            "typed.toml",
+        ],
+        &[],
+    )
+    .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
     let after = rig.state();
     assert_everywhere(&after, &b_token);
-    assert_every_token_works(&after, "after the rollback");
+    assert_every_token_works(&after, "after the forced rollback");
 }
 
 /// An unfinished run, and a later journal that cannot be read: its rotation decides. Of the

@@ -413,6 +413,31 @@ struct Timeline {
     events: Vec<Value>,
 }
 
+/// A journal that cannot be read: if `runbook abandon` set it aside as it is, the error
+/// says so (its own help would tell the operator to abandon it again).
+fn set_aside_or(
+    store: &runbook_core::store::Store,
+    run_id: &str,
+    error: runbook_core::error::Error,
+) -> crate::error::Error {
+    let read = ledger::read_ledger(store, run_id.to_string());
+    let Ok(Some(Err(u))) = read else {
+        return error.into();
+    };
+    match ledger::SetAside::new(store).by(run_id) {
+        Ok(Some(by)) if by.holds(u.sha256.as_deref()) => crate::error::Error::usage(
+            format!("run {run_id}: {error}"),
+            format!(
+                "{} abandoned it as it is at {} ({}): it blocks no rotation, and its journal is kept for the record; read it by hand",
+                by.actor,
+                by.time,
+                runbook_core::text::truncate(&by.reason, 200)
+            ),
+        ),
+        _ => error.into(),
+    }
+}
+
 /// One run's events, folded, and its row: `runs RUN_ID` in either form.
 fn one_run(
     store: &runbook_core::store::Store,
@@ -427,7 +452,10 @@ fn one_run(
     if !run::is_run_id(run_id) {
         return Err(not_found());
     }
-    let events = ledger::read_run(store, run_id)?.ok_or_else(not_found)?;
+    let events = match ledger::read_run(store, run_id) {
+        Ok(events) => events.ok_or_else(not_found)?,
+        Err(e) => return Err(set_aside_or(store, run_id, e)),
+    };
     let Some(l) = Ledger::fold(&events) else {
         return Err(not_found());
     };
@@ -435,13 +463,10 @@ fn one_run(
     let mut summary = summarize(&l, &lock::holders(store)?, &later);
     if summary.superseded_by.is_none() {
         // As a rollback or resume would find it (`exec::session`'s `superseding`).
-        let set_aside = ledger::SetAside::new(store);
-        for u in unreadable {
-            if ledger::may_supersede(&u, &l) && !set_aside.holds(&u)? {
-                summary.may_be_superseded_by = Some(u.run_id);
-                break;
-            }
-        }
+        summary.may_be_superseded_by = unreadable
+            .into_iter()
+            .find(|u| ledger::may_supersede(u, &l))
+            .map(|u| u.run_id);
     }
     Ok((events, l, summary))
 }
@@ -498,7 +523,7 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     }
     if let Some(later) = &summary.may_be_superseded_by {
         ui::out(&format!(
-            "may be superseded by {later}: a later run whose journal cannot be read may have rotated the same secret; a rollback or resume of this run is refused until that journal is read and the run abandoned (`runbook abandon {later}`)"
+            "may be superseded by {later}: a later run whose journal cannot be read may have rotated the same secret; a rollback or resume of this run is refused unless forced (--force, and its id typed back)"
         ));
     }
     let clock = |t: &str| t.get(11..19).unwrap_or(t).to_string();

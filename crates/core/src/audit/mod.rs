@@ -572,6 +572,29 @@ mod tests {
         }
     }
 
+    /// Only the engine's own abandon entries set a journal aside: a runbook's
+    /// `audit::log("run.abandoned", …)` runs in a step of an exec, and must not unblock
+    /// a rotation.
+    #[test]
+    fn only_an_abandons_own_entry_sets_a_journal_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = files_log(dir.path());
+        let journal = json!({"journal": {"damage": "damaged at line 2: not a JSON record", "sha256": "ab"}, "reason": "r"});
+        let mut scripted = event("run.abandoned");
+        scripted.context = journal.clone();
+        log.append(&scripted, true).unwrap();
+        assert!(set_aside(&log.entries().unwrap()).is_empty());
+        let mut abandoned = scripted.clone();
+        abandoned.step = String::new();
+        abandoned.mode = Mode::Abandon;
+        log.append(&abandoned, true).unwrap();
+        let set = set_aside(&log.entries().unwrap());
+        assert_eq!(set.len(), 1);
+        assert!(set["r1"].holds(Some("ab")));
+        assert!(!set["r1"].holds(Some("cd")));
+        assert!(!set["r1"].holds(None));
+    }
+
     #[test]
     fn verify_finds_edits_removals_and_swaps() {
         let dir = tempfile::tempdir().unwrap();

@@ -278,7 +278,7 @@ fn abandon_damaged(
         return Err(Error::usage(
             format!("run {run_id}'s journal cannot be read at all: {}", damaged.error),
             format!(
-                "it is not text, so nothing can say which journal was abandoned: take it out of {} by hand, keeping a copy, then start again",
+                "nothing can say which journal was abandoned: make it readable, or take it out of {} by hand, keeping a copy, then start again",
                 w.store.runs_where()
             ),
         ));
@@ -295,7 +295,27 @@ fn abandon_damaged(
             entry: Entry::Abandon,
         },
     };
+    if let Some(by) = crate::ledger::SetAside::new(&w.store)
+        .by(&run_id)?
+        .filter(|b| b.holds(Some(&sha256)))
+    {
+        return Err(Error::usage(
+            format!(
+                "run {run_id} was abandoned already, its journal as it is, by {} at {} ({})",
+                by.actor,
+                by.time,
+                crate::text::truncate(&by.reason, 200)
+            ),
+            "nothing to do: its journal has not changed since, and it blocks no rotation",
+        ));
+    }
     let say = Say::new(w.sink.clone(), &run_id);
+    let services = Rc::new(w.services);
+    let webhook = w.webhook.map(|url| {
+        runbook_secret::register(&url);
+        Webhook { url, services }
+    });
+    let auditor = Auditor::new(AuditLog::new(&w.store), info, say.clone(), webhook);
     // Its lock: the rotation's when the readable part names it, or else any lock that
     // names this run. Taken as a resume would (refused while the run's process still holds
     // it, taken over from a process that is gone, or broken with --break-lock), so the
@@ -318,12 +338,20 @@ fn abandon_damaged(
         )?),
         None => None,
     };
+    // A taking is audited at once, whatever comes next.
+    if let Some(holder) = lock.as_ref().and_then(|l| l.broken()) {
+        let holder = serde_json::to_value(holder).unwrap_or_default();
+        auditor.entry("", AuditEvent::LockBroken { holder })?;
+    }
     // Read again under the lock: the hash recorded is that of the text abandoned.
     let now = crate::ledger::read_ledger(&w.store, run_id.clone())?;
     if !matches!(&now, Some(Err(u)) if u.sha256.as_deref() == Some(sha256.as_str())) {
         return Err(Error::usage(
             format!("run {run_id}'s journal changed while it was being abandoned"),
-            format!("look at it again (`runbook runs {run_id}`), and abandon it again if it is still over"),
+            format!(
+                "read it again by hand ({}), and abandon the run again if it is still over",
+                w.store.journal_where(&run_id)
+            ),
         ));
     }
     let left: Vec<LeftInPlace> = start
@@ -340,26 +368,7 @@ fn abandon_damaged(
                 .collect()
         })
         .unwrap_or_default();
-    // Where and how, not what the line held: a hand-edited line may hold anything, and
-    // the entry goes to the audit log and its webhook.
-    let damage = match &damaged.error {
-        Error::JournalDamaged { line, reason, .. } => format!(
-            "damaged at line {line}: {}",
-            crate::text::truncate(reason, 160)
-        ),
-        other => crate::text::truncate(&other.to_string(), 300),
-    };
-    let damage = runbook_secret::redact(&damage).into_owned();
-    let services = Rc::new(w.services);
-    let webhook = w.webhook.map(|url| {
-        runbook_secret::register(&url);
-        Webhook { url, services }
-    });
-    let auditor = Auditor::new(AuditLog::new(&w.store), info, say, webhook);
-    if let Some(holder) = lock.as_ref().and_then(|l| l.broken()) {
-        let holder = serde_json::to_value(holder).unwrap_or_default();
-        auditor.entry("", AuditEvent::LockBroken { holder })?;
-    }
+    let damage = damage_of(&damaged.error);
     auditor.entry(
         "",
         AuditEvent::RunAbandoned {
@@ -384,6 +393,30 @@ fn abandon_damaged(
         },
         damaged: Some(damage),
     })
+}
+
+/// What is wrong with a journal, as the audit log keeps it: where, and which kind of
+/// damage, never the words of the line (a hand-edited line may hold anything, and the
+/// entry goes to the audit log and its webhook; a parser's message quotes values).
+fn damage_of(error: &Error) -> String {
+    match error {
+        Error::JournalDamaged { line, reason, .. } => {
+            let kind = if reason.starts_with("not a JSON record") {
+                "not a JSON record"
+            } else if reason.contains("another version") {
+                "written by another version of runbook"
+            } else if reason.starts_with("no run_started record") {
+                "no run_started record"
+            } else if reason.starts_with("it holds no whole record") {
+                "no whole record"
+            } else {
+                "not an event this version reads"
+            };
+            format!("damaged at line {line}: {kind}")
+        }
+        Error::NotUtf8 { .. } => "not text (not UTF-8)".into(),
+        _ => "cannot be read".into(),
+    }
 }
 
 /// How to clean up by hand a change an abandoned run leaves, as far as its step says.
@@ -428,8 +461,12 @@ fn completed_steps(plan: &crate::plan::Plan, state: &Ledger) -> Vec<usize> {
 /// A later run that replaced `state`'s values, or may have: one that rotated the same
 /// secret, or one whose journal cannot be read and may be of the same rotation.
 enum Later {
-    Run(Ledger),
-    Unreadable(crate::ledger::Unreadable),
+    Run(Box<Ledger>),
+    /// And how `runbook abandon` set it aside, if it did.
+    Unreadable(
+        Box<crate::ledger::Unreadable>,
+        Option<crate::audit::SetAsideBy>,
+    ),
 }
 
 /// The later run that superseded `state`'s, for a resume or a rollback. Asked under the
@@ -440,14 +477,19 @@ fn superseding(store: &Store, entry: Entry, state: &Ledger) -> Result<Option<Lat
     }
     let (later, unreadable) = crate::ledger::after(store, &state.run_id)?;
     if let Some(l) = crate::ledger::superseded_by(&later, state) {
-        return Ok(Some(Later::Run(l.clone())));
+        return Ok(Some(Later::Run(Box::new(l.clone()))));
     }
-    // One `runbook abandon` set aside counts as an abandoned run: over, its changes left,
-    // and no rotation that succeeded (the rollback still reconciles with the vendors).
+    // Set aside by `runbook abandon` or not: what that run did is unknown (it may have
+    // succeeded before the damage), so it counts as a run with its changes in effect, as
+    // an abandoned run whose journal reads does. The refusal says who abandoned it.
     let set_aside = crate::ledger::SetAside::new(store);
     for u in unreadable {
-        if crate::ledger::may_supersede(&u, state) && !set_aside.holds(&u)? {
-            return Ok(Some(Later::Unreadable(u)));
+        if crate::ledger::may_supersede(&u, state) {
+            let by = set_aside
+                .by(&u.run_id)?
+                .filter(|s| s.holds(u.sha256.as_deref()))
+                .cloned();
+            return Ok(Some(Later::Unreadable(Box::new(u), by)));
         }
     }
     Ok(None)
@@ -471,21 +513,29 @@ impl Session {
                 ),
                 format!("look at `runbook runs {}` first", later.run_id),
             ),
-            Later::Unreadable(u) => {
+            Later::Unreadable(u, by) => {
                 let who = u
                     .start
                     .as_ref()
                     .map(|l| format!(" (started {} by {})", l.started_at, l.start.actor))
                     .unwrap_or_default();
+                let abandoned = by
+                    .as_ref()
+                    .map(|b| {
+                        format!(
+                            "; {} abandoned it as it is at {} ({})",
+                            b.actor,
+                            b.time,
+                            crate::text::truncate(&b.reason, 120)
+                        )
+                    })
+                    .unwrap_or_default();
                 (
                     format!(
-                        "run {id} may be superseded: the journal of a later run, {}{who}, cannot be read ({}), and that run may have rotated the same secret after it: {what}",
+                        "run {id} may be superseded: the journal of a later run, {}{who}, cannot be read ({}){abandoned}, and that run may have rotated the same secret after it: {what}",
                         u.run_id, u.error
                     ),
-                    format!(
-                        "read that journal by hand (one JSON record per line) and check the vendors first; if that run is over, end it with `runbook abandon {} --reason TEXT`",
-                        u.run_id
-                    ),
+                    "read that journal by hand (one JSON record per line) and check the vendors first".to_string(),
                 )
             }
         };

@@ -142,7 +142,19 @@ pub fn verify_journals(
     let mut problems = Vec::new();
     let runs = store.runs()?;
     for run_id in &runs {
-        let text = store.journal(run_id)?.unwrap_or_default();
+        // One journal that cannot be read is that journal's problem, not the check's end.
+        let text = match store.journal(run_id) {
+            Ok(text) => text.unwrap_or_default(),
+            Err(e) if !store.appends_are_durable() => {
+                problems.push(JournalProblem {
+                    run_id: run_id.clone(),
+                    reason: format!("it cannot be read: {e}"),
+                    sha256: store.journal_sha256(run_id).ok().flatten(),
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let of_run: Vec<&crate::audit::AuditEntry> = entries
             .iter()
             .filter(|e| &e.event.run_id == run_id)

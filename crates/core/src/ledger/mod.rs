@@ -171,19 +171,28 @@ pub fn read_ledger(
         // A file not read at all (its owner, its bytes, its size): which run it was is
         // unknown.
         Err(error) => {
+            // Its bytes, read as they are: what an abandon of it records.
+            let sha256 = store.journal_sha256(&id).ok().flatten();
             return Ok(Some(Err(Unreadable {
                 run_id: id,
                 start: None,
                 error,
-                sha256: None,
-            })))
+                sha256,
+            })));
         }
     };
     let error = match parse(&text, Path::new(&path), &id) {
-        // Not one whole line (a crash right after the file was made): no record was ever
-        // durable, so no vendor write was sent (each waits for every line before it). No
-        // run happened.
-        Ok(events) if events.is_empty() => return Ok(None),
+        // Not one whole line, and the audit log knows nothing of the run (its first entry
+        // follows the journal's first line): a crash right after the file was made. No
+        // record was ever durable, so no vendor write was sent (each waits for every line
+        // before it): no run happened. A journal the audit log knows was written, then
+        // damaged.
+        Ok(events) if events.is_empty() && !audited(store, &id)? => return Ok(None),
+        Ok(events) if events.is_empty() => Error::JournalDamaged {
+            path: path.clone().into(),
+            line: 1,
+            reason: "it holds no whole record, though the audit log records the run".into(),
+        },
         Ok(events) => match Ledger::fold(&events) {
             Some(ledger) => return Ok(Some(Ok(ledger))),
             // Read, but not a run: its start is gone.
@@ -215,6 +224,14 @@ pub fn read_ledger(
         error,
         sha256: Some(crate::text::sha256_hex(text.as_bytes())),
     })))
+}
+
+/// Whether the audit log holds an entry of `run_id`.
+fn audited(store: &Store, run_id: &str) -> Result<bool> {
+    Ok(crate::audit::AuditLog::new(store)
+        .entries()?
+        .iter()
+        .any(|e| e.event.run_id == run_id))
 }
 
 /// The first later run that rotated the same secret as `run` (same runbook, rotation and

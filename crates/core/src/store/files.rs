@@ -365,6 +365,37 @@ impl JournalStore for Files {
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         self.read_optional(&self.journal_path(run_id))
     }
+    fn journal_sha256(&self, run_id: &str) -> Result<Option<String>> {
+        use sha2::Digest;
+        use std::io::Read;
+        let path = self.journal_path(run_id);
+        self.checked(&path)?;
+        let mut file = match std::fs::File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            opened => opened.map_err(read_err(&path))?,
+        };
+        // A FIFO or a device would never end.
+        if !file.metadata().map_err(read_err(&path))?.is_file() {
+            return Err(read_err(&path)(std::io::Error::other(
+                "it is not a regular file",
+            )));
+        }
+        let mut hasher = sha2::Sha256::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match file.read(&mut chunk).map_err(read_err(&path))? {
+                0 => break,
+                n => hasher.update(&chunk[..n]),
+            }
+        }
+        Ok(Some(
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        ))
+    }
     fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
         let path = self.journal_path(run_id);
         self.checked(&path)?;
@@ -538,7 +569,10 @@ impl LockStore for Files {
         let path = self.lock_file(key);
         self.checked(&path)?;
         match std::fs::read_to_string(&path) {
-            Ok(t) => Ok(Slot::Held(serde_json::from_str(&t).ok())),
+            Ok(t) => Ok(Slot::Held(serde_json::from_str(&t).ok().map(|h| Holder {
+                lock: key.to_string(),
+                ..h
+            }))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Slot::Free),
             Err(_) => Ok(Slot::Held(None)),
         }

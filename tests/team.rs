@@ -294,6 +294,87 @@ fn a_decision_written_in_sql_is_the_login_that_wrote_it() {
     assert!(!text.contains("✓ approved by carol"), "{text}");
 }
 
+/// A journal row damaged in the shared database (a hand edit): a rotation on another
+/// machine is refused, naming the run; once someone has read it and abandoned it as it is,
+/// rotations run again, the rows unchanged; changed again, it blocks again.
+#[test]
+fn a_damaged_journal_in_the_database_blocks_until_it_is_abandoned_as_it_is() {
+    let Some(db) = Database::fresh("a_damaged_journal_in_the_database") else {
+        return;
+    };
+    let rig = Rig::new();
+    let run = |machine: &str, args: &[&str]| machine_run(&rig, &db, machine, args, &[]);
+    let rotate = ["exec", "postmark", "--yes", "--actor", "alice"];
+    rig.sandbox
+        .add_fault("raptor:POST:/api/notifications/test-email=500:once");
+    run("laptop-a", &[&rotate[..], &["--no-rollback"]].concat()).exit(Exit::StepFailed);
+    let runs = run("laptop-a", &["runs", "--json"]).json();
+    let stopped = runs[0]["run_id"].as_str().unwrap().to_string();
+    let mut c = db.client();
+    let seq: i64 = c
+        .query_one(
+            "SELECT seq FROM runbook_journal WHERE run_id = $1 ORDER BY seq OFFSET 3 LIMIT 1",
+            &[&stopped],
+        )
+        .unwrap()
+        .get(0);
+    c.execute(
+        "UPDATE runbook_journal SET line = '{not a record' WHERE seq = $1",
+        &[&seq],
+    )
+    .unwrap();
+    let blocked = run("laptop-b", &["exec", "postmark", "--yes", "--actor", "bob"]);
+    blocked
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run may be unfinished, and its journal cannot be read: {stopped} (started "
+        ))
+        .stderr_has("is damaged at line 4: not a JSON record");
+    let rows = |c: &mut postgres::Client| -> Vec<String> {
+        c.query(
+            "SELECT line FROM runbook_journal WHERE run_id = $1 ORDER BY seq",
+            &[&stopped],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let before = rows(&mut c);
+    run(
+        "laptop-b",
+        &[
+            "abandon",
+            &stopped,
+            "--reason",
+            "read by hand",
+            "--actor",
+            "bob",
+        ],
+    )
+    .exit(Exit::Ok)
+    .stdout_has("Its journal cannot be read (damaged at line 4: not a JSON record)");
+    assert_eq!(rows(&mut c), before, "the rows are kept as they were");
+    run("laptop-a", &["runs"])
+        .exit(Exit::Ok)
+        .stdout_has("damaged, abandoned");
+    run(
+        "laptop-a",
+        &["exec", "postmark", "--yes", "--actor", "alice"],
+    )
+    .exit(Exit::Ok);
+    c.execute(
+        "UPDATE runbook_journal SET line = '{not a record either' WHERE seq = $1",
+        &[&seq],
+    )
+    .unwrap();
+    run("laptop-b", &["exec", "postmark", "--yes", "--actor", "bob"])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run may be unfinished, and its journal cannot be read: {stopped}"
+        ));
+}
+
 /// A rotation stopped at verify in the shared database, after two that succeeded: a new
 /// rotation on another machine finds it among them (the store answers every run's last line
 /// in one query) and is refused before any write; once it is rolled back, the rotation runs.

@@ -333,9 +333,11 @@ fn abandoning_a_journal_without_its_first_line_takes_the_lock_that_names_the_run
         .map(|e| e.file_name())
         .collect();
     assert_eq!(held.len(), 1, "the dead run's lock");
-    rig.runbook(&["abandon", &run_id, "--reason", "killed"], &[])
+    let abandoned = rig.runbook(&["abandon", &run_id, "--reason", "killed"], &[]);
+    abandoned
         .exit(Exit::Ok)
         .stdout_has("Its journal cannot be read (damaged at line 1: not a JSON record)");
+    assert_eq!(abandoned.audited("lock.broken").len(), 1);
     assert_eq!(
         std::fs::read_dir(&locks).unwrap().count(),
         0,

@@ -396,7 +396,7 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
             "Its journal cannot be read (damaged at line {}: not a JSON record",
             at + 1
         ))
-        .stdout_has("It blocks no rotation now")
+        .stdout_has("It blocks no new rotation now")
         .stdout_has("it is kept as it is, and the audit log records this abandonment with the journal's SHA-256")
         .stdout_has("Left in place as far as the part that can be read shows")
         .stdout_has("generate · postmark::dashboard_new_token on dashboard: new API token on raxx-prod")
@@ -422,7 +422,7 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
     rig.runbook(&["runs", &run_id], &[])
         .exit(Exit::Usage)
         .stderr_has("abandoned it as it is at ")
-        .stderr_has("it blocks no rotation, and its journal is kept for the record");
+        .stderr_has("it blocks no new rotation, and its journal is kept for the record");
     rig.exec("postmark", &[]).exit(Exit::Ok);
     // The audit check still names the damage, with who accepted it, and passes.
     rig.runbook(&["audit", "verify"], &[])
@@ -529,6 +529,12 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
         .exit(Exit::Ok)
         .stdout_has("Its journal cannot be read (not text (not UTF-8))");
     rig.exec("postmark", &[]).exit(Exit::Ok);
+    rig.runbook(&["audit", "verify"], &[])
+        .exit(Exit::Ok)
+        .stderr_has(&format!(
+            "damaged, abandoned as it is: the journal of run {other}: it cannot be read: "
+        ))
+        .stderr_has(": a bad sector)");
     // Not one whole line (a crash right after the file was made): no record was durable,
     // so nothing was sent; no run happened, and nothing is blocked.
     std::fs::remove_file(runs.join(format!("{other}.jsonl"))).unwrap();
@@ -550,6 +556,31 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
             "an earlier run may be unfinished, and its journal cannot be read: {first_run}: "
         ))
         .stderr_has("it holds no whole record, though the audit log records the run");
+}
+
+/// A journal whose first line is gone: the audit log's entries of the run still name its
+/// runbook, so it stops that runbook's rotations and not another's.
+#[test]
+fn a_journal_without_its_first_line_stops_the_runbook_the_audit_log_names() {
+    let rig = Rig::new();
+    rig.file(
+        "t.rhai",
+        "runbook(#{ id: \"t\", title: \"T\" });\nstep(\"a\", \"A\", |ctx| { print(\"a\"); });\n",
+    );
+    rig.exec("t.rhai", &[]).exit(Exit::Ok);
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = journal.lines().collect();
+    lines[0] = "{not a record";
+    lines.pop();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+    rig.exec("t.rhai", &[])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run may be unfinished, and its journal cannot be read: {run_id}: "
+        ));
 }
 
 /// The downstream check failed and the team decides to keep things as they are (the new

@@ -27,12 +27,12 @@ pub struct History {
 /// over and counts as no rotation.
 pub fn history(store: &Store) -> Result<History> {
     let mut out = History::default();
-    let set_aside = ledger::SetAside::new(store);
+    let journals = ledger::Journals::new(store);
     for id in store.runs()? {
-        let l: Ledger = match ledger::read_ledger(store, id)? {
+        let l: Ledger = match journals.read(id)? {
             None => continue,
             Some(Ok(l)) => l,
-            Some(Err(u)) if set_aside.holds(&u)? => continue,
+            Some(Err(u)) if journals.holds(&u) => continue,
             Some(Err(u)) => return Err(u.error.into()),
         };
         if l.start.runbook.is_empty() {

@@ -191,22 +191,19 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     // A journal that cannot be read may be the run that needs attention: it is listed, as
     // damaged, with why, never left out.
     let mut damaged: Vec<DamagedRow> = Vec::new();
-    let set_aside = ledger::SetAside::new(&store);
+    let journals = ledger::Journals::new(&store);
     for id in ids.iter().take(args.limit) {
-        let (problem, sha256) = match ledger::read_ledger(&store, id.clone()) {
+        let (problem, abandoned) = match journals.read(id.clone()) {
             Ok(Some(Ok(l))) => {
                 ledgers.push(l);
                 continue;
             }
-            Ok(Some(Err(u))) => (u.error.to_string(), u.sha256),
+            // Abandoned as it is, and still as it was then: said in the row, not warned of.
+            Ok(Some(Err(u))) => (u.error.to_string(), journals.holds(&u)),
             // Gone since it was listed, or never held a whole line: no run to show.
             Ok(None) => continue,
-            Err(e) => (e.to_string(), None),
+            Err(e) => (e.to_string(), false),
         };
-        // Abandoned as it is, and still as it was then: said in the row, not warned of.
-        let abandoned = set_aside
-            .by(id)?
-            .is_some_and(|s| s.holds(sha256.as_deref()));
         if !abandoned {
             ui::err(&format!(
                 "warning: run {id}: {problem} (`runbook runs {id}` says more)"
@@ -420,15 +417,15 @@ fn set_aside_or(
     run_id: &str,
     error: runbook_core::error::Error,
 ) -> crate::error::Error {
-    let read = ledger::read_ledger(store, run_id.to_string());
-    let Ok(Some(Err(u))) = read else {
+    let journals = ledger::Journals::new(store);
+    let Ok(Some(Err(u))) = journals.read(run_id.to_string()) else {
         return error.into();
     };
-    match ledger::SetAside::new(store).by(run_id) {
-        Ok(Some(by)) if by.holds(u.sha256.as_deref()) => crate::error::Error::usage(
+    match journals.set_aside(run_id) {
+        Some(by) if by.holds(u.sha256.as_deref()) => crate::error::Error::usage(
             format!("run {run_id}: {error}"),
             format!(
-                "{} abandoned it as it is at {} ({}): it blocks no rotation, and its journal is kept for the record; read it by hand",
+                "{} abandoned it as it is at {} ({}): it blocks no new rotation, and its journal is kept for the record; read it by hand",
                 by.actor,
                 by.time,
                 runbook_core::text::truncate(&by.reason, 200)
@@ -459,7 +456,7 @@ fn one_run(
     let Some(l) = Ledger::fold(&events) else {
         return Err(not_found());
     };
-    let (later, unreadable) = ledger::after(store, run_id)?;
+    let (later, unreadable) = ledger::after(&ledger::Journals::new(store), run_id)?;
     let mut summary = summarize(&l, &lock::holders(store)?, &later);
     if summary.superseded_by.is_none() {
         // As a rollback or resume would find it (`exec::session`'s `superseding`).
@@ -703,7 +700,7 @@ pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
         }
     }
     ui::out(match report.damaged {
-        Some(_) => "It blocks no rotation now (`runbook exec`).",
+        Some(_) => "It blocks no new rotation now (`runbook exec`). What it did stays unknown: a rollback or resume of an earlier run of its rotation still needs --force and that run's id typed back.",
         None => "Its lock is released: a new rotation can start (`runbook exec`).",
     });
     Ok(exit::OK)

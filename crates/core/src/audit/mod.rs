@@ -207,7 +207,7 @@ pub enum AuditEvent {
 }
 
 /// A journal that cannot be read, ended by `runbook abandon` as it is: why it cannot be
-/// read, and the SHA-256 of its text then. While the journal still has that text, the run
+/// read, and the SHA-256 of its bytes then. While the journal still has those bytes, the run
 /// is over; once it changes, the run may be going on again (`set_aside`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SetAside {
@@ -582,7 +582,13 @@ mod tests {
         let journal = json!({"journal": {"damage": "damaged at line 2: not a JSON record", "sha256": "ab"}, "reason": "r"});
         let mut scripted = event("run.abandoned");
         scripted.context = journal.clone();
-        log.append(&scripted, true).unwrap();
+        // A step's entry, whatever its mode; an entry outside a step of another mode.
+        for (step, mode) in [("s", Mode::Exec), ("s", Mode::Abandon), ("", Mode::Exec)] {
+            let mut e = scripted.clone();
+            e.step = step.into();
+            e.mode = mode;
+            log.append(&e, true).unwrap();
+        }
         assert!(set_aside(&log.entries().unwrap()).is_empty());
         let mut abandoned = scripted.clone();
         abandoned.step = String::new();
@@ -593,6 +599,12 @@ mod tests {
         assert!(set["r1"].holds(Some("ab")));
         assert!(!set["r1"].holds(Some("cd")));
         assert!(!set["r1"].holds(None));
+        // Abandoned again once the journal changed: the last entry counts.
+        abandoned.context["journal"]["sha256"] = json!("cd");
+        log.append(&abandoned, true).unwrap();
+        let set = set_aside(&log.entries().unwrap());
+        assert!(set["r1"].holds(Some("cd")));
+        assert!(!set["r1"].holds(Some("ab")));
     }
 
     #[test]

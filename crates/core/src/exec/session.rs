@@ -163,30 +163,26 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
             && (target != Target::Production || !l.is_rehearsal())
             && super::lock::key(plan, &l.start.params) == key
     };
-    let (ledgers, unreadable) = crate::ledger::unsettled(store)?;
+    let journals = crate::ledger::Journals::new(store);
+    let (ledgers, unreadable) = crate::ledger::unsettled(&journals)?;
     // A journal that cannot be read may be an unfinished run of this rotation: refused,
-    // unless the lines before the damage say it is another rotation's, or a run that changes nothing
-    // (a dry run, a REPL session, an in-process rehearsal).
+    // unless the lines before the damage say it is another rotation's, or a run that
+    // changes nothing (a dry run, a REPL session, an in-process rehearsal), or, its first
+    // line gone, the audit log names another runbook. One `runbook abandon` set aside,
+    // still as it was then, is over.
     let blocking: Vec<&crate::ledger::Unreadable> = unreadable
         .iter()
-        .filter(|u| {
-            u.start.as_ref().is_none_or(|l| {
+        .filter(|u| match &u.start {
+            Some(l) => {
                 same_rotation(l)
                     && l.start.target != Target::Sandbox
                     && l.start.effect == crate::run::Effect::Apply
                     && l.start.entry != Entry::Repl
-            })
+            }
+            None => u.runbook.as_ref().is_none_or(|r| *r == plan.meta().id),
         })
+        .filter(|u| !journals.holds(u))
         .collect();
-    // Journals `runbook abandon` set aside, still as they were then: those runs are over.
-    let set_aside = crate::ledger::SetAside::new(store);
-    let mut still = Vec::with_capacity(blocking.len());
-    for u in blocking {
-        if !set_aside.holds(u)? {
-            still.push(u);
-        }
-    }
-    let blocking = still;
     if let Some(u) = blocking.first() {
         let who = u
             .start
@@ -215,7 +211,7 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
                     "read it by hand (one JSON record per line) and check the vendors; if a newer version of runbook wrote it, finish the run with that version; if that run is over, end it with `runbook abandon {} --reason TEXT` (its journal is kept as it is)",
                     u.run_id
                 ),
-                // Not text: nothing could say later which journal was abandoned.
+                // Its bytes cannot be read at all: nothing could say later which journal was abandoned.
                 None => format!(
                     "read it by hand and check the vendors; if that run is over, take its journal out of {} (a file there, or its rows of runbook_journal in a database), keeping a copy, then start again",
                     store.runs_where()
@@ -263,11 +259,11 @@ pub struct AbandonReport {
 
 /// Ends a run whose journal cannot be read. Nothing can be appended after the damage that
 /// a reader would reach, and the journal is evidence: it is left exactly as it is. The
-/// audit log records the abandonment with the SHA-256 of the journal's text
+/// audit log records the abandonment with the SHA-256 of the journal's bytes
 /// (`audit::SetAside`); the search for unfinished runs passes over that journal while it
-/// keeps that text. The rotation's lock is taken first when the readable part names it
-/// (refused while the run's process still holds it); when not even its first line can be
-/// read, while any lock names the run.
+/// keeps those bytes (a rollback of an earlier run still counts it: what it did is
+/// unknown). The run's lock is taken first, as a resume takes it: the rotation's when the
+/// readable part names it, else the lock whose holder names the run.
 fn abandon_damaged(
     w: Wiring,
     damaged: crate::ledger::Unreadable,
@@ -288,27 +284,14 @@ fn abandon_damaged(
     let info = RunInfo {
         run_id: run_id.clone(),
         actor: w.actor.clone(),
-        runbook_id: start.map_or_else(|| "(unknown)".to_string(), |l| l.start.runbook.clone()),
+        // Unknown stays empty: a name here would later be read as the run's runbook.
+        runbook_id: damaged.runbook.clone().unwrap_or_default(),
         modes: Modes {
             target,
             effect: run::Effect::Apply,
             entry: Entry::Abandon,
         },
     };
-    if let Some(by) = crate::ledger::SetAside::new(&w.store)
-        .by(&run_id)?
-        .filter(|b| b.holds(Some(&sha256)))
-    {
-        return Err(Error::usage(
-            format!(
-                "run {run_id} was abandoned already, its journal as it is, by {} at {} ({})",
-                by.actor,
-                by.time,
-                crate::text::truncate(&by.reason, 200)
-            ),
-            "nothing to do: its journal has not changed since, and it blocks no rotation",
-        ));
-    }
     let say = Say::new(w.sink.clone(), &run_id);
     let services = Rc::new(w.services);
     let webhook = w.webhook.map(|url| {
@@ -343,15 +326,36 @@ fn abandon_damaged(
         let holder = serde_json::to_value(holder).unwrap_or_default();
         auditor.entry("", AuditEvent::LockBroken { holder })?;
     }
-    // Read again under the lock: the hash recorded is that of the text abandoned.
-    let now = crate::ledger::read_ledger(&w.store, run_id.clone())?;
+    // Read again under the lock: the hash recorded is that of the bytes abandoned.
+    let journals = crate::ledger::Journals::new(&w.store);
+    let now = journals.read(run_id.clone())?;
     if !matches!(&now, Some(Err(u)) if u.sha256.as_deref() == Some(sha256.as_str())) {
         return Err(Error::usage(
-            format!("run {run_id}'s journal changed while it was being abandoned"),
+            format!("run {run_id}'s journal changed while it was being abandoned: something may still be writing it"),
             format!(
                 "read it again by hand ({}), and abandon the run again if it is still over",
                 w.store.journal_where(&run_id)
             ),
+        ));
+    }
+    // Under the lock: two operators abandoning at once record it once.
+    if let Some(by) = journals
+        .set_aside(&run_id)
+        .filter(|b| b.holds(Some(&sha256)))
+    {
+        return Err(Error::usage(
+            format!(
+                "run {run_id} was abandoned already, its journal as it is, by {} at {} ({})",
+                by.actor,
+                by.time,
+                crate::text::truncate(&by.reason, 200)
+            ),
+            "nothing to do: its journal has not changed since; it blocks no new rotation",
+        ));
+    }
+    if lock.is_none() {
+        say.warning(format!(
+            "warning: no lock names run {run_id} and its journal cannot say which rotation it is: if a process of it still runs somewhere, its next record changes the journal, and the run blocks again"
         ));
     }
     let left: Vec<LeftInPlace> = start
@@ -475,18 +479,18 @@ fn superseding(store: &Store, entry: Entry, state: &Ledger) -> Result<Option<Lat
     if !matches!(entry, Entry::Resume | Entry::Rollback) {
         return Ok(None);
     }
-    let (later, unreadable) = crate::ledger::after(store, &state.run_id)?;
+    let journals = crate::ledger::Journals::new(store);
+    let (later, unreadable) = crate::ledger::after(&journals, &state.run_id)?;
     if let Some(l) = crate::ledger::superseded_by(&later, state) {
         return Ok(Some(Later::Run(Box::new(l.clone()))));
     }
     // Set aside by `runbook abandon` or not: what that run did is unknown (it may have
     // succeeded before the damage), so it counts as a run with its changes in effect, as
     // an abandoned run whose journal reads does. The refusal says who abandoned it.
-    let set_aside = crate::ledger::SetAside::new(store);
     for u in unreadable {
         if crate::ledger::may_supersede(&u, state) {
-            let by = set_aside
-                .by(&u.run_id)?
+            let by = journals
+                .set_aside(&u.run_id)
                 .filter(|s| s.holds(u.sha256.as_deref()))
                 .cloned();
             return Ok(Some(Later::Unreadable(Box::new(u), by)));
@@ -579,7 +583,7 @@ impl Session {
         }
         if run::is_run_id(&a.run_id) {
             if let Some(Err(damaged)) =
-                crate::ledger::read_ledger(&a.wiring.store, a.run_id.clone())?
+                crate::ledger::Journals::new(&a.wiring.store).read(a.run_id.clone())?
             {
                 return abandon_damaged(a.wiring, damaged, reason);
             }

@@ -149,7 +149,11 @@ pub fn verify_journals(
                 problems.push(JournalProblem {
                     run_id: run_id.clone(),
                     reason: format!("it cannot be read: {e}"),
-                    sha256: store.journal_sha256(run_id).ok().flatten(),
+                    sha256: store
+                        .journal_bytes(run_id)
+                        .ok()
+                        .flatten()
+                        .map(|b| crate::text::sha256_hex(&b)),
                 });
                 continue;
             }

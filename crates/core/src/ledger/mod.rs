@@ -67,11 +67,16 @@ pub fn from_text(text: &str, run_id: &str) -> Result<Ledger> {
 /// The runs started after `run_id` (run ids begin with their start time), folded, and
 /// apart those whose journal cannot be read: a later run that may have rotated the same
 /// secret is not dropped because its journal is damaged (`superseded_by`, `may_supersede`).
-pub fn after(store: &Store, run_id: &str) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
+pub fn after(journals: &Journals, run_id: &str) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
     let mut out = Vec::new();
     let mut unreadable = Vec::new();
-    for id in store.runs()?.into_iter().filter(|id| id.as_str() > run_id) {
-        match read_ledger(store, id)? {
+    for id in journals
+        .store
+        .runs()?
+        .into_iter()
+        .filter(|id| id.as_str() > run_id)
+    {
+        match journals.read(id)? {
             Some(Ok(ledger)) => out.push(ledger),
             Some(Err(u)) => unreadable.push(u),
             None => {}
@@ -102,136 +107,169 @@ pub struct Unreadable {
     /// The run as the lines before the damage say, when its first line can be read: which
     /// runbook, which rotation, part of what it did.
     pub start: Option<Ledger>,
+    /// Its runbook: from `start`, or else from the audit log's entries of the run.
+    pub runbook: Option<String>,
     pub error: Error,
-    /// The SHA-256 of its text, when it was read as text.
+    /// The SHA-256 of its bytes as stored, when they can be read at all.
     pub sha256: Option<String>,
 }
 
-/// The journals `runbook abandon` set aside (`audit::set_aside`), read from the audit log
-/// the first time one is asked about: a store without a damaged journal never reads it.
-pub struct SetAside<'a> {
+/// Reads runs' journals from a store, with what the audit log says of those that cannot
+/// be read (which runbook, whether `runbook abandon` set them aside, whether the run
+/// existed at all). The log is read once, and only when such a journal is met: most reads
+/// never touch it. A log that cannot be read says nothing, and every answer then fails
+/// closed (not set aside, the runbook unknown, the run known).
+pub struct Journals<'a> {
     store: &'a Store,
-    read: std::cell::OnceCell<std::collections::HashMap<String, crate::audit::SetAsideBy>>,
+    audit: std::cell::OnceCell<Option<Vec<crate::audit::AuditEntry>>>,
+    set_aside: std::cell::OnceCell<std::collections::HashMap<String, crate::audit::SetAsideBy>>,
 }
 
-impl<'a> SetAside<'a> {
+impl<'a> Journals<'a> {
     pub fn new(store: &'a Store) -> Self {
-        SetAside {
+        Journals {
             store,
-            read: std::cell::OnceCell::new(),
+            audit: std::cell::OnceCell::new(),
+            set_aside: std::cell::OnceCell::new(),
         }
     }
 
-    /// How `run_id`'s journal was set aside, if it was.
-    pub fn by(&self, run_id: &str) -> Result<Option<&crate::audit::SetAsideBy>> {
-        if self.read.get().is_none() {
-            let entries = crate::audit::AuditLog::new(self.store).entries()?;
-            let _ = self.read.set(crate::audit::set_aside(&entries));
-        }
-        Ok(self.read.get().and_then(|all| all.get(run_id)))
+    fn audit(&self) -> Option<&[crate::audit::AuditEntry]> {
+        self.audit
+            .get_or_init(|| crate::audit::AuditLog::new(self.store).entries().ok())
+            .as_deref()
     }
 
-    /// Whether this journal is one `runbook abandon` set aside, still with the text it had
-    /// then: its run is over.
-    pub fn holds(&self, u: &Unreadable) -> Result<bool> {
-        Ok(self
-            .by(&u.run_id)?
-            .is_some_and(|s| s.holds(u.sha256.as_deref())))
+    /// How `run_id`'s journal was set aside by `runbook abandon`, if it was.
+    pub fn set_aside(&self, run_id: &str) -> Option<&crate::audit::SetAsideBy> {
+        self.set_aside
+            .get_or_init(|| {
+                self.audit()
+                    .map(crate::audit::set_aside)
+                    .unwrap_or_default()
+            })
+            .get(run_id)
     }
+
+    /// Whether this journal is one `runbook abandon` set aside, still with the bytes it had
+    /// then: its run is over (what it did stays unknown).
+    pub fn holds(&self, u: &Unreadable) -> bool {
+        self.set_aside(&u.run_id)
+            .is_some_and(|s| s.holds(u.sha256.as_deref()))
+    }
+
+    /// Whether the audit log has an entry of the run (unknown: yes).
+    fn audited(&self, run_id: &str) -> bool {
+        self.audit()
+            .is_none_or(|all| all.iter().any(|e| e.event.run_id == run_id))
+    }
+
+    /// The runbook the audit log's entries of the run name.
+    fn runbook_audited(&self, run_id: &str) -> Option<String> {
+        self.audit()?
+            .iter()
+            .find(|e| e.event.run_id == run_id && !e.event.runbook.is_empty())
+            .map(|e| e.event.runbook.clone())
+    }
+
+    /// A run's journal folded, or why it cannot be read (`None`: no such journal, or no
+    /// run). A database that does not answer is the store's failure, not the journal's: an
+    /// error.
+    pub fn read(&self, id: String) -> Result<Option<std::result::Result<Ledger, Unreadable>>> {
+        let store = self.store;
+        let path = store.journal_where(&id);
+        let path = Path::new(&path);
+        let (text, sha256, error) = match store.journal(&id) {
+            Ok(Some(text)) => {
+                let sha256 = crate::text::sha256_hex(text.as_bytes());
+                let error = match parse(&text, path, &id) {
+                    // Not one whole line, and the audit log knows nothing of the run (its
+                    // first entry follows the journal's first line): a crash right after
+                    // the file was made. No record was ever durable, so no vendor write was
+                    // sent (each waits for every line before it): no run happened. A
+                    // journal the audit log knows was written, then damaged.
+                    Ok(events) if events.is_empty() && !self.audited(&id) => return Ok(None),
+                    Ok(events) if events.is_empty() => Error::JournalDamaged {
+                        path: path.into(),
+                        line: 1,
+                        reason: "it holds no whole record, though the audit log records the run"
+                            .into(),
+                    },
+                    Ok(events) => match Ledger::fold(&events) {
+                        Some(ledger) => return Ok(Some(Ok(ledger))),
+                        // Read, but not a run: its start is gone.
+                        None => Error::JournalDamaged {
+                            path: path.into(),
+                            line: 1,
+                            reason: "no run_started record".into(),
+                        },
+                    },
+                    Err(error) => error,
+                };
+                (text, Some(sha256), error)
+            }
+            Ok(None) => return Ok(None),
+            Err(error) if store.appends_are_durable() => return Err(error),
+            // Not read as text (a flipped byte, its size, its owner): its bytes as stored
+            // are what an abandon records, and its whole lines before the first bad byte
+            // still say which run it was.
+            Err(error) => {
+                let bytes = store.journal_bytes(&id).ok().flatten();
+                let sha256 = bytes.as_deref().map(crate::text::sha256_hex);
+                let valid = bytes
+                    .as_deref()
+                    .map_or("", |b| match std::str::from_utf8(b) {
+                        Ok(text) => text,
+                        Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or_default(),
+                    });
+                let whole = valid.rsplit_once('\n').map_or("", |(whole, _)| whole);
+                (format!("{whole}\n"), sha256, error)
+            }
+        };
+        let start = readable_start(&text, path, &id);
+        let runbook = match &start {
+            Some(l) => Some(l.start.runbook.clone()),
+            None => self.runbook_audited(&id),
+        };
+        Ok(Some(Err(Unreadable {
+            run_id: id,
+            start,
+            runbook,
+            error,
+            sha256,
+        })))
+    }
+}
+
+/// The run as the readable lines of a damaged journal say: those before the first that
+/// cannot be read.
+fn readable_start(text: &str, path: &Path, id: &str) -> Option<Ledger> {
+    let upto = match parse(text, path, id) {
+        Ok(events) => return Ledger::fold(&events),
+        Err(Error::JournalDamaged { line, .. }) => line.saturating_sub(1),
+        Err(_) => 0,
+    };
+    let prefix: String = text.lines().take(upto).map(|l| format!("{l}\n")).collect();
+    parse(&prefix, path, id)
+        .ok()
+        .and_then(|events| Ledger::fold(&events))
 }
 
 /// The runs that may be unfinished, folded: a journal whose last line records the run
 /// ending succeeded or rolled back is settled, and is not folded (every exec asks this of
 /// every run in the store). A journal that cannot be read is not skipped: it is returned
 /// apart, so a new run of its rotation is refused rather than let through.
-pub fn unsettled(store: &Store) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
+pub fn unsettled(journals: &Journals) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
     let mut out = Vec::new();
     let mut unreadable = Vec::new();
-    for id in store.unsettled_runs(&settles)? {
-        match read_ledger(store, id)? {
+    for id in journals.store.unsettled_runs(&settles)? {
+        match journals.read(id)? {
             Some(Ok(ledger)) => out.push(ledger),
             Some(Err(u)) => unreadable.push(u),
             None => {}
         }
     }
     Ok((out, unreadable))
-}
-
-/// A run's journal folded, or why it cannot be read (`None`: no such journal). A database
-/// that does not answer is the store's failure, not the journal's: an error.
-pub fn read_ledger(
-    store: &Store,
-    id: String,
-) -> Result<Option<std::result::Result<Ledger, Unreadable>>> {
-    let path = store.journal_where(&id);
-    let text = match store.journal(&id) {
-        Ok(Some(text)) => text,
-        Ok(None) => return Ok(None),
-        Err(error) if store.appends_are_durable() => return Err(error),
-        // A file not read at all (its owner, its bytes, its size): which run it was is
-        // unknown.
-        Err(error) => {
-            // Its bytes, read as they are: what an abandon of it records.
-            let sha256 = store.journal_sha256(&id).ok().flatten();
-            return Ok(Some(Err(Unreadable {
-                run_id: id,
-                start: None,
-                error,
-                sha256,
-            })));
-        }
-    };
-    let error = match parse(&text, Path::new(&path), &id) {
-        // Not one whole line, and the audit log knows nothing of the run (its first entry
-        // follows the journal's first line): a crash right after the file was made. No
-        // record was ever durable, so no vendor write was sent (each waits for every line
-        // before it): no run happened. A journal the audit log knows was written, then
-        // damaged.
-        Ok(events) if events.is_empty() && !audited(store, &id)? => return Ok(None),
-        Ok(events) if events.is_empty() => Error::JournalDamaged {
-            path: path.clone().into(),
-            line: 1,
-            reason: "it holds no whole record, though the audit log records the run".into(),
-        },
-        Ok(events) => match Ledger::fold(&events) {
-            Some(ledger) => return Ok(Some(Ok(ledger))),
-            // Read, but not a run: its start is gone.
-            None => Error::JournalDamaged {
-                path: path.clone().into(),
-                line: 1,
-                reason: "no run_started record".into(),
-            },
-        },
-        Err(error) => error,
-    };
-    // The lines before the damage say which run it was (its first line: which runbook,
-    // which rotation) and part of what it did.
-    let readable = match &error {
-        Error::JournalDamaged { line, .. } => line.saturating_sub(1),
-        _ => 0,
-    };
-    let prefix: String = text
-        .lines()
-        .take(readable)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let start = parse(&prefix, Path::new(&path), &id)
-        .ok()
-        .and_then(|events| Ledger::fold(&events));
-    Ok(Some(Err(Unreadable {
-        run_id: id,
-        start,
-        error,
-        sha256: Some(crate::text::sha256_hex(text.as_bytes())),
-    })))
-}
-
-/// Whether the audit log holds an entry of `run_id`.
-fn audited(store: &Store, run_id: &str) -> Result<bool> {
-    Ok(crate::audit::AuditLog::new(store)
-        .entries()?
-        .iter()
-        .any(|e| e.event.run_id == run_id))
 }
 
 /// The first later run that rotated the same secret as `run` (same runbook, rotation and
@@ -256,10 +294,14 @@ pub fn superseded_by<'a>(all: &'a [Ledger], run: &Ledger) -> Option<&'a Ledger> 
 /// read either. What it did is unknown, so it counts as if it succeeded.
 pub fn may_supersede(later: &Unreadable, run: &Ledger) -> bool {
     later.run_id > run.run_id
-        && later
-            .start
-            .as_ref()
-            .is_none_or(|l| same_rotation_later(l, run, false))
+        && match &later.start {
+            Some(l) => same_rotation_later(l, run, false),
+            // Its first line is gone: of the same runbook, or of one nothing can name.
+            None => later
+                .runbook
+                .as_ref()
+                .is_none_or(|r| *r == run.start.runbook),
+        }
 }
 
 /// `l`, a later run, rotates the secret `run` rotated, where `run`'s values live: same

@@ -365,36 +365,20 @@ impl JournalStore for Files {
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         self.read_optional(&self.journal_path(run_id))
     }
-    fn journal_sha256(&self, run_id: &str) -> Result<Option<String>> {
-        use sha2::Digest;
-        use std::io::Read;
+    fn journal_bytes(&self, run_id: &str) -> Result<Option<Vec<u8>>> {
         let path = self.journal_path(run_id);
         self.checked(&path)?;
-        let mut file = match std::fs::File::open(&path) {
+        let meta = match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            opened => opened.map_err(read_err(&path))?,
+            meta => meta.map_err(read_err(&path))?,
         };
-        // A FIFO or a device would never end.
-        if !file.metadata().map_err(read_err(&path))?.is_file() {
+        // A FIFO or a device would never end; a journal past the limit is not read.
+        if !meta.is_file() || meta.len() > crate::state::MAX_JOURNAL_BYTES {
             return Err(read_err(&path)(std::io::Error::other(
-                "it is not a regular file",
+                "it is not a regular file of at most the journal's size limit",
             )));
         }
-        let mut hasher = sha2::Sha256::new();
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            match file.read(&mut chunk).map_err(read_err(&path))? {
-                0 => break,
-                n => hasher.update(&chunk[..n]),
-            }
-        }
-        Ok(Some(
-            hasher
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        ))
+        std::fs::read(&path).map(Some).map_err(read_err(&path))
     }
     fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
         let path = self.journal_path(run_id);

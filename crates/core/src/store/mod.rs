@@ -129,12 +129,10 @@ pub trait JournalStore {
     }
     /// A run's journal, its lines in order; `None` when there is no such run.
     fn journal(&self, run_id: &str) -> Result<Option<String>>;
-    /// The SHA-256 of a run's journal as stored, even one `journal` cannot read as text (a
-    /// flipped byte): what `runbook abandon` records of a damaged journal.
-    fn journal_sha256(&self, run_id: &str) -> Result<Option<String>> {
-        Ok(self
-            .journal(run_id)?
-            .map(|text| crate::text::sha256_hex(text.as_bytes())))
+    /// A run's journal as stored, even one `journal` cannot read as text (a flipped byte):
+    /// its hash is what `runbook abandon` records of a damaged journal.
+    fn journal_bytes(&self, run_id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.journal(run_id)?.map(String::into_bytes))
     }
     /// A run's last journal line; `None` when there is no such run. Asked of every run when
     /// one starts (is an earlier one unfinished?): a store reads the end, not the journal.

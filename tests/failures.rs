@@ -280,7 +280,29 @@ fn a_damaged_journal_is_not_abandoned_while_its_run_still_runs() {
     rig.runbook(&["abandon", &run_id, "--reason", "stopped"], &[])
         .exit(Exit::Ok)
         .stdout_has("Its journal cannot be read (damaged at line 2: not a JSON record");
-    rig.exec("postmark", &[]).exit(Exit::Ok);
+    // A new rotation holds the lock now: asking again answers from the audit log, and
+    // never takes (or breaks) that run's lock.
+    rig.sandbox
+        .add_fault("postmark:GET:/server=latency=20000:once");
+    let (mut next, _lines) = start_until(
+        rig.command(&["exec", "postmark", "--yes"], &[])
+            .stderr(std::process::Stdio::null()),
+        "Step 1/8",
+    );
+    rig.runbook(
+        &["abandon", &run_id, "--reason", "again", "--break-lock"],
+        &[],
+    )
+    .exit(Exit::Usage)
+    .stderr_has(&format!(
+        "run {run_id} was abandoned already, its journal as it is, by "
+    ));
+    signal(&next, libc::SIGTERM);
+    assert_eq!(
+        next.wait().unwrap().code(),
+        Some(130),
+        "interrupted, its lock its own"
+    );
 }
 
 /// A run killed holding its lock, its journal then damaged: `abandon` takes the lock over

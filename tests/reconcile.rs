@@ -458,7 +458,12 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
     rig.exec("postmark", &[]).exit(Exit::Ok);
     let first_run = rig.run_id();
     let journal = rig.journal();
-    let mut lines: Vec<String> = journal.lines().map(str::to_string).collect();
+    let other = "20250101T000000000Z-0a0a0a";
+    // A journal of its own: lines copied from another run say nothing of this one.
+    let mut lines: Vec<String> = journal
+        .lines()
+        .map(|l| l.replace(&first_run, other))
+        .collect();
     assert!(
         lines[0].contains(r#""runbook":"postmark-server-token""#),
         "{}",
@@ -472,7 +477,6 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
     dry_run[2] = "{not a record".into();
     dry_run.pop();
     let runs = rig.path().join("state/runs");
-    let other = "20250101T000000000Z-0a0a0a";
     std::fs::write(
         runs.join(format!("{other}.jsonl")),
         dry_run.join("\n") + "\n",
@@ -492,7 +496,7 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
     rig.exec("postmark", &[])
         .exit(Exit::Usage)
         .stderr_has(&format!(
-        "an earlier run may be unfinished, and its journal cannot be read: {other}: the journal "
+        "an earlier run may be unfinished, and its journal cannot be read: {other} (which runbook it was is unknown): the journal "
     ));
     // Which rotation it was is unknown; no lock names it, so it can be abandoned as it is.
     rig.runbook(&["abandon", other, "--reason", "an old copy"], &[])
@@ -505,7 +509,9 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
     std::fs::write(runs.join(format!("{other}.jsonl")), unsettled).unwrap();
     rig.exec("postmark", &[])
         .exit(Exit::Usage)
-        .stderr_has(&format!("{other}: the journal "))
+        .stderr_has(&format!(
+            "{other} (which runbook it was is unknown): the journal "
+        ))
         .stderr_has("is damaged at line 1: no run_started record");
     // Not text at all (a bad sector): which rotation it was is unknown, and it says so
     // with the same help, not as a bare read error.
@@ -513,7 +519,7 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
     rig.exec("postmark", &[])
         .exit(Exit::Usage)
         .stderr_has(&format!(
-            "an earlier run may be unfinished, and its journal cannot be read: {other}: "
+            "an earlier run may be unfinished, and its journal cannot be read: {other} (which runbook it was is unknown): "
         ))
         .stderr_has(&format!(
             "if that run is over, end it with `runbook abandon {other} --reason TEXT`"
@@ -553,7 +559,7 @@ fn an_unreadable_journal_stops_only_the_rotation_it_may_belong_to() {
     rig.exec("postmark", &[])
         .exit(Exit::Usage)
         .stderr_has(&format!(
-            "an earlier run may be unfinished, and its journal cannot be read: {first_run}: "
+            "an earlier run may be unfinished, and its journal cannot be read: {first_run} (runbook postmark-server-token, as the audit log names it): "
         ))
         .stderr_has("it holds no whole record, though the audit log records the run");
 }
@@ -579,7 +585,7 @@ fn a_journal_without_its_first_line_stops_the_runbook_the_audit_log_names() {
     rig.exec("t.rhai", &[])
         .exit(Exit::Usage)
         .stderr_has(&format!(
-            "an earlier run may be unfinished, and its journal cannot be read: {run_id}: "
+            "an earlier run may be unfinished, and its journal cannot be read: {run_id} (runbook t, as the audit log names it): "
         ));
 }
 
@@ -853,8 +859,8 @@ fn a_rollback_is_refused_while_a_later_journal_of_the_rotation_cannot_be_read() 
 fn an_unreadable_later_journal_stops_only_rollbacks_of_its_own_rotation() {
     let (rig, a) = stopped_at_verify();
     let journal = rig.journal();
-    let first = journal.lines().next().unwrap().to_string();
     let later = "29991231T000000000Z-0a0a0a";
+    let first = journal.lines().next().unwrap().replace(&a, later);
     let path = rig.path().join(format!("state/runs/{later}.jsonl"));
     let write = |first: &str| {
         std::fs::write(&path, format!("{first}\n{{not a record\n")).unwrap();

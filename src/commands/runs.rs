@@ -700,7 +700,7 @@ pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
         }
     }
     ui::out(match report.damaged {
-        Some(_) => "It blocks no new rotation now (`runbook exec`). What it did stays unknown: a rollback or resume of an earlier run of its rotation still needs --force and that run's id typed back.",
+        Some(_) => "It blocks no new rotation now (`runbook exec`). What it did stays unknown: while its journal is kept, a rollback or resume of an earlier run it may have superseded (of its rotation, or of any rotation of its runbook or of any runbook when its journal cannot name them) needs --force and that run's id typed back.",
         None => "Its lock is released: a new rotation can start (`runbook exec`).",
     });
     Ok(exit::OK)

@@ -184,11 +184,11 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
         .filter(|u| !journals.holds(u))
         .collect();
     if let Some(u) = blocking.first() {
-        let who = u
-            .start
-            .as_ref()
-            .map(|l| format!(" (started {} by {})", l.started_at, l.start.actor))
-            .unwrap_or_default();
+        let who = match (&u.start, &u.runbook) {
+            (Some(l), _) => format!(" (started {} by {})", l.started_at, l.start.actor),
+            (None, Some(r)) => format!(" (runbook {r}, as the audit log names it)"),
+            (None, None) => " (which runbook it was is unknown)".to_string(),
+        };
         let others = match blocking.len() {
             1 => String::new(),
             n => format!(
@@ -293,6 +293,27 @@ fn abandon_damaged(
         },
     };
     let say = Say::new(w.sink.clone(), &run_id);
+    let already = |journals: &crate::ledger::Journals| {
+        journals
+            .set_aside(&run_id)
+            .filter(|b| b.holds(Some(&sha256)))
+            .map(|by| {
+                Error::usage(
+                    format!(
+                        "run {run_id} was abandoned already, its journal as it is, by {} at {} ({})",
+                        by.actor,
+                        by.time,
+                        crate::text::truncate(&by.reason, 200)
+                    ),
+                    "nothing to do: its journal has not changed since; it blocks no new rotation",
+                )
+            })
+    };
+    // Before the lock: a new run of the rotation may hold it now, and asking again must
+    // not end in breaking that run's lock.
+    if let Some(done) = already(&crate::ledger::Journals::new(&w.store)) {
+        return Err(done);
+    }
     let services = Rc::new(w.services);
     let webhook = w.webhook.map(|url| {
         runbook_secret::register(&url);
@@ -338,20 +359,10 @@ fn abandon_damaged(
             ),
         ));
     }
-    // Under the lock: two operators abandoning at once record it once.
-    if let Some(by) = journals
-        .set_aside(&run_id)
-        .filter(|b| b.holds(Some(&sha256)))
-    {
-        return Err(Error::usage(
-            format!(
-                "run {run_id} was abandoned already, its journal as it is, by {} at {} ({})",
-                by.actor,
-                by.time,
-                crate::text::truncate(&by.reason, 200)
-            ),
-            "nothing to do: its journal has not changed since; it blocks no new rotation",
-        ));
+    // Again under the lock: two operators abandoning at once (when a lock was found)
+    // record it once.
+    if let Some(done) = already(&journals) {
+        return Err(done);
     }
     if lock.is_none() {
         say.warning(format!(

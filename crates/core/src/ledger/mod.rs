@@ -121,7 +121,8 @@ pub struct Unreadable {
 /// closed (not set aside, the runbook unknown, the run known).
 pub struct Journals<'a> {
     store: &'a Store,
-    audit: std::cell::OnceCell<Option<Vec<crate::audit::AuditEntry>>>,
+    /// The log's entries, or why it could not be read.
+    audit: std::cell::OnceCell<std::result::Result<Vec<crate::audit::AuditEntry>, String>>,
     set_aside: std::cell::OnceCell<std::collections::HashMap<String, crate::audit::SetAsideBy>>,
 }
 
@@ -135,9 +136,15 @@ impl<'a> Journals<'a> {
     }
 
     fn audit(&self) -> Option<&[crate::audit::AuditEntry]> {
-        self.audit
-            .get_or_init(|| crate::audit::AuditLog::new(self.store).entries().ok())
-            .as_deref()
+        self.audit_read().as_deref().ok()
+    }
+
+    fn audit_read(&self) -> &std::result::Result<Vec<crate::audit::AuditEntry>, String> {
+        self.audit.get_or_init(|| {
+            crate::audit::AuditLog::new(self.store)
+                .entries()
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// How `run_id`'s journal was set aside by `runbook abandon`, if it was.
@@ -164,12 +171,16 @@ impl<'a> Journals<'a> {
             .is_none_or(|all| all.iter().any(|e| e.event.run_id == run_id))
     }
 
-    /// The runbook the audit log's entries of the run name.
+    /// The runbook the audit log's entries of the run name, when they all name the same
+    /// one (a REPL session's entries, or a resume's from a renamed file, may not).
     fn runbook_audited(&self, run_id: &str) -> Option<String> {
-        self.audit()?
+        let mut named = self
+            .audit()?
             .iter()
-            .find(|e| e.event.run_id == run_id && !e.event.runbook.is_empty())
-            .map(|e| e.event.runbook.clone())
+            .filter(|e| e.event.run_id == run_id && !e.event.runbook.is_empty())
+            .map(|e| e.event.runbook.as_str());
+        let first = named.next()?;
+        named.all(|r| r == first).then(|| first.to_string())
     }
 
     /// A run's journal folded, or why it cannot be read (`None`: no such journal, or no
@@ -192,8 +203,13 @@ impl<'a> Journals<'a> {
                     Ok(events) if events.is_empty() => Error::JournalDamaged {
                         path: path.into(),
                         line: 1,
-                        reason: "it holds no whole record, though the audit log records the run"
-                            .into(),
+                        reason: match self.audit_read() {
+                            Ok(_) => "it holds no whole record, though the audit log records the run"
+                                .into(),
+                            Err(e) => format!(
+                                "it holds no whole record, and the audit log cannot be read to tell whether the run ever started ({e})"
+                            ),
+                        },
                     },
                     Ok(events) => match Ledger::fold(&events) {
                         Some(ledger) => return Ok(Some(Ok(ledger))),
@@ -242,17 +258,25 @@ impl<'a> Journals<'a> {
 }
 
 /// The run as the readable lines of a damaged journal say: those before the first that
-/// cannot be read.
+/// cannot be read. Lines of another run (a copy put there) say nothing of this one.
 fn readable_start(text: &str, path: &Path, id: &str) -> Option<Ledger> {
     let upto = match parse(text, path, id) {
-        Ok(events) => return Ledger::fold(&events),
-        Err(Error::JournalDamaged { line, .. }) => line.saturating_sub(1),
-        Err(_) => 0,
+        Ok(events) => Some(events),
+        Err(Error::JournalDamaged { line, .. }) => {
+            let prefix: String = text
+                .lines()
+                .take(line.saturating_sub(1))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            parse(&prefix, path, id).ok()
+        }
+        Err(_) => None,
     };
-    let prefix: String = text.lines().take(upto).map(|l| format!("{l}\n")).collect();
-    parse(&prefix, path, id)
-        .ok()
-        .and_then(|events| Ledger::fold(&events))
+    let events = upto?;
+    if events.iter().any(|e| e.run_id != id) {
+        return None;
+    }
+    Ledger::fold(&events)
 }
 
 /// The runs that may be unfinished, folded: a journal whose last line records the run

@@ -366,19 +366,37 @@ impl JournalStore for Files {
         self.read_optional(&self.journal_path(run_id))
     }
     fn journal_bytes(&self, run_id: &str) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.journal_path(run_id);
         self.checked(&path)?;
-        let meta = match std::fs::metadata(&path) {
+        // Opened, then checked, then read: what is read is what was checked. Not through a
+        // link; a FIFO opened without blocking is refused as not a regular file.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path);
+        let file = match file {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            meta => meta.map_err(read_err(&path))?,
+            file => file.map_err(read_err(&path))?,
         };
-        // A FIFO or a device would never end; a journal past the limit is not read.
-        if !meta.is_file() || meta.len() > crate::state::MAX_JOURNAL_BYTES {
+        if !file.metadata().map_err(read_err(&path))?.is_file() {
             return Err(read_err(&path)(std::io::Error::other(
-                "it is not a regular file of at most the journal's size limit",
+                "it is not a regular file",
             )));
         }
-        std::fs::read(&path).map(Some).map_err(read_err(&path))
+        let limit = crate::state::MAX_JOURNAL_BYTES;
+        let mut bytes = Vec::new();
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err(&path))?;
+        if bytes.len() as u64 > limit {
+            return Err(read_err(&path)(std::io::Error::other(format!(
+                "it is over the journal's size limit ({} MiB)",
+                limit >> 20
+            ))));
+        }
+        Ok(Some(bytes))
     }
     fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
         let path = self.journal_path(run_id);

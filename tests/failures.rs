@@ -305,48 +305,17 @@ fn a_damaged_journal_is_not_abandoned_while_its_run_still_runs() {
     );
 }
 
-/// A run killed holding its lock, its journal then damaged: `abandon` takes the lock over
-/// from the dead process, as a resume would, says so in the audit log, and the lock is
-/// gone after it, so the next rotation is not told the run still holds it.
-#[test]
-fn abandoning_a_damaged_journal_takes_the_lock_over_from_a_dead_process() {
+/// A run killed holding its lock after its precheck, its journal then damaged by `damage`,
+/// and abandoned: the lock is taken over from the dead process, as a resume would, said in
+/// the audit log, and gone after, so the next rotation is not told the run still holds it.
+fn abandoned_after_a_kill(damage: fn(&mut Vec<&str>)) -> (Rig, String, crate::support::Output) {
     let rig = Rig::new();
     rig.crash("postmark", "after:precheck");
     let run_id = rig.run_id();
     let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
     let journal = std::fs::read_to_string(&path).unwrap();
     let mut lines: Vec<&str> = journal.lines().collect();
-    lines.insert(1, "{not a record");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    let locks = rig.path().join("state/locks");
-    assert_eq!(
-        std::fs::read_dir(&locks).unwrap().count(),
-        1,
-        "the dead run's lock"
-    );
-    let abandoned = rig.runbook(&["abandon", &run_id, "--reason", "killed"], &[]);
-    abandoned.exit(Exit::Ok);
-    assert_eq!(
-        std::fs::read_dir(&locks).unwrap().count(),
-        0,
-        "no lock left"
-    );
-    assert_eq!(abandoned.audited("lock.broken").len(), 1);
-    rig.exec("postmark", &[]).exit(Exit::Ok);
-}
-
-/// The same with the journal's first line damaged: which rotation it was is unknown, so
-/// the lock taken over is the one whose holder names the run. Asked again, abandon says it
-/// was done already.
-#[test]
-fn abandoning_a_journal_without_its_first_line_takes_the_lock_that_names_the_run() {
-    let rig = Rig::new();
-    rig.crash("postmark", "after:precheck");
-    let run_id = rig.run_id();
-    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
-    let journal = std::fs::read_to_string(&path).unwrap();
-    let mut lines: Vec<&str> = journal.lines().collect();
-    lines[0] = "{not a record";
+    damage(&mut lines);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let locks = rig.path().join("state/locks");
     let held: Vec<_> = std::fs::read_dir(&locks)
@@ -356,15 +325,30 @@ fn abandoning_a_journal_without_its_first_line_takes_the_lock_that_names_the_run
         .collect();
     assert_eq!(held.len(), 1, "the dead run's lock");
     let abandoned = rig.runbook(&["abandon", &run_id, "--reason", "killed"], &[]);
-    abandoned
-        .exit(Exit::Ok)
-        .stdout_has("Its journal cannot be read (damaged at line 1: not a JSON record)");
-    assert_eq!(abandoned.audited("lock.broken").len(), 1);
+    abandoned.exit(Exit::Ok);
     assert_eq!(
         std::fs::read_dir(&locks).unwrap().count(),
         0,
         "no lock left: {held:?}"
     );
+    assert_eq!(abandoned.audited("lock.broken").len(), 1);
+    (rig, run_id, abandoned)
+}
+
+#[test]
+fn abandoning_a_damaged_journal_takes_the_lock_over_from_a_dead_process() {
+    let (rig, _, abandoned) = abandoned_after_a_kill(|lines| lines.insert(1, "{not a record"));
+    abandoned.stdout_has("Its journal cannot be read (damaged at line 2: not a JSON record)");
+    rig.exec("postmark", &[]).exit(Exit::Ok);
+}
+
+/// The same with the journal's first line damaged: which rotation it was is unknown, so
+/// the lock taken over is the one whose holder names the run. Asked again, abandon says it
+/// was done already.
+#[test]
+fn abandoning_a_journal_without_its_first_line_takes_the_lock_that_names_the_run() {
+    let (rig, run_id, abandoned) = abandoned_after_a_kill(|lines| lines[0] = "{not a record");
+    abandoned.stdout_has("Its journal cannot be read (damaged at line 1: not a JSON record)");
     rig.runbook(&["abandon", &run_id, "--reason", "again"], &[])
         .exit(Exit::Usage)
         .stderr_has(&format!(

@@ -694,13 +694,10 @@ fn a_later_rollback_undoes_the_applied_half_of_a_failed_step() {
     assert_eq!(rig.runs()[0]["settled"], "rolled back");
 }
 
-/// Run A stopped after propagate; a later run B rotated the same secret to the end (A's
-/// journal was away: abandoned, then put back, as a journal from another machine or an
-/// older version would be). Rolling A back would put back the token B replaced: refused,
-/// naming B, and `runs` says A is superseded. --force needs A's id typed back, and even then
-/// the refresh leaves every target B changed alone.
-#[test]
-fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
+/// Run A stopped at verify, was abandoned, and run B then rotated the same secret; A's
+/// journal is put back as it was before the abandon (so A can be resumed or rolled back).
+/// Returns the rig, A and B.
+fn a_run_and_the_rotation_after_it() -> (Rig, String, String) {
     let (rig, a) = stopped_at_verify();
     let journal = rig.path().join(format!("state/runs/{a}.jsonl"));
     let saved = std::fs::read_to_string(&journal).unwrap();
@@ -710,6 +707,39 @@ fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
     let b = rig.run_id();
     assert_ne!(a, b);
     std::fs::write(&journal, saved).unwrap();
+    (rig, a, b)
+}
+
+/// A forced rollback of A, its id typed back, reconciles with the vendors: the later
+/// rotation's token stays everywhere it was put, and works.
+fn forced_rollback_leaves(rig: &Rig, a: &str, b_token: &str) {
+    forced_rollback(rig, a, a)
+        .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
+    let after = rig.state();
+    assert_everywhere(&after, b_token);
+    assert_every_token_works(&after, "after the forced rollback");
+}
+
+/// `rollback A --yes --force`, with `typed` typed back for the run id.
+fn forced_rollback(rig: &Rig, a: &str, typed: &str) -> crate::support::Output {
+    rig.file(
+        "typed.toml",
+        &format!("\"rollback.superseded\" = \"{typed}\"\n"),
+    );
+    rig.runbook(
+        &["rollback", a, "--yes", "--force", "--answers", "typed.toml"],
+        &[],
+    )
+}
+
+/// Run A stopped after propagate; a later run B rotated the same secret to the end (A's
+/// journal was away: abandoned, then put back, as a journal from another machine or an
+/// older version would be). Rolling A back would put back the token B replaced: refused,
+/// naming B, and `runs` says A is superseded. --force needs A's id typed back, and even then
+/// the refresh leaves every target B changed alone.
+#[test]
+fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
+    let (rig, a, b) = a_run_and_the_rotation_after_it();
     let before = rig.state();
     let b_token = current_infisical(&before);
     assert_everywhere(&before, &b_token);
@@ -734,24 +764,7 @@ fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
         .exit(Exit::Ok)
         .stdout_has(&format!("(superseded by {b})"));
     // A forced rollback with `typed` typed back for the run id.
-    let forced = |typed: &str| {
-        rig.file(
-            "typed.toml",
-            &format!("\"rollback.superseded\" = \"{typed}\"\n"),
-        );
-        rig.runbook(
-            &[
-                "rollback",
-                &a,
-                "--yes",
-                "--force",
-                "--answers",
-                "typed.toml",
-            ],
-            &[],
-        )
-    };
-    forced("not-the-id")
+    forced_rollback(&rig, &a, "not-the-id")
         .exit(Exit::Usage)
         .stderr_has("not done: the run id was not typed back");
     assert_eq!(
@@ -760,11 +773,8 @@ fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
         "nothing was written"
     );
 
-    forced(&a).stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
     // A forced rollback of A leaves B's rotation in place.
-    let after = rig.state();
-    assert_everywhere(&after, &b_token);
-    assert_every_token_works(&after, "after the forced rollback");
+    forced_rollback_leaves(&rig, &a, &b_token);
 }
 
 /// The later rotation's journal is damaged (a bad disk, a hand edit). Before, the search
@@ -773,14 +783,7 @@ fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
 /// that journal; a rollback forced with the id typed back still reconciles with the vendors.
 #[test]
 fn a_rollback_is_refused_while_a_later_journal_of_the_rotation_cannot_be_read() {
-    let (rig, a) = stopped_at_verify();
-    let journal = rig.path().join(format!("state/runs/{a}.jsonl"));
-    let saved = std::fs::read_to_string(&journal).unwrap();
-    rig.runbook(&["abandon", &a, "--reason", "away"], &[])
-        .exit(Exit::Ok);
-    rig.exec("postmark", &[]).exit(Exit::Ok);
-    let b = rig.run_id();
-    std::fs::write(&journal, saved).unwrap();
+    let (rig, a, b) = a_run_and_the_rotation_after_it();
     let b_path = rig.path().join(format!("state/runs/{b}.jsonl"));
     let b_journal = std::fs::read_to_string(&b_path).unwrap();
     let mut lines: Vec<&str> = b_journal.lines().collect();
@@ -831,25 +834,7 @@ fn a_rollback_is_refused_while_a_later_journal_of_the_rotation_cannot_be_read() 
     );
     // Forced, with the id typed back: the rollback reconciles with the vendors, and leaves
     // alone what that run changed.
-    rig.file(
-        "typed.toml",
-        &format!("\"rollback.superseded\" = \"{a}\"\n"),
-    );
-    rig.runbook(
-        &[
-            "rollback",
-            &a,
-            "--yes",
-            "--force",
-            "--answers",
-            "typed.toml",
-        ],
-        &[],
-    )
-    .stderr_has("≠ heroku::set_config on raxx-api-prod: changed since this run");
-    let after = rig.state();
-    assert_everywhere(&after, &b_token);
-    assert_every_token_works(&after, "after the forced rollback");
+    forced_rollback_leaves(&rig, &a, &b_token);
 }
 
 /// An unfinished run, and a later journal that cannot be read: its rotation decides. Of the

@@ -381,11 +381,17 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
         before,
         "the new run wrote nothing"
     );
-    // `due` cannot say when the secret last rotated: an error that says how to end it.
+    // `due` cannot say whether that run rotated the secret, or left it half done: it says
+    // so on the runbook's row, and how to end it.
     rig.runbook(&["due"], &[])
-        .exit(Exit::Usage)
+        .exit(Exit::Ok)
         .stderr_has(&format!("is damaged at line {}: not a JSON record", at + 1))
-        .stderr_has("end the run with `runbook abandon RUN_ID --reason TEXT`");
+        .stderr_has(&format!(
+            "once that run is over, `runbook abandon {run_id} --reason TEXT`"
+        ))
+        .stdout_has(&format!(
+            "unfinished may be: the journal of run {run_id} cannot be read"
+        ));
     // Abandoned as it is: the journal stays byte for byte, the audit log says why, and
     // the rotation runs.
     let damaged = std::fs::read(&path).unwrap();
@@ -418,7 +424,9 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
         entry["context"]["journal"]["sha256"],
         runbook_core::text::sha256_hex(&damaged).as_str()
     );
-    rig.runbook(&["due"], &[]).exit(Exit::Ok);
+    let due = rig.runbook(&["due"], &[]);
+    due.exit(Exit::Ok);
+    assert!(!due.stdout.contains("may be:"), "{}", due.stdout);
     rig.runbook(&["runs", &run_id], &[])
         .exit(Exit::Usage)
         .stderr_has("abandoned it as it is at ")
@@ -582,6 +590,10 @@ fn a_journal_without_its_first_line_stops_the_runbook_the_audit_log_names() {
     lines.pop();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     rig.exec("postmark", &[]).exit(Exit::Ok);
+    // Nor does it leave postmark's due date in doubt.
+    let due = rig.runbook(&["due"], &[]);
+    due.exit(Exit::Ok).stdout_has("postmark-server-token");
+    assert!(!due.stdout.contains("may be:"), "{}", due.stdout);
     rig.exec("t.rhai", &[])
         .exit(Exit::Usage)
         .stderr_has(&format!(

@@ -20,10 +20,34 @@ pub struct History {
     /// The newest unfinished run, as `since TIME (RUN_ID)`: stopped with changes in effect
     /// that nothing settled. It is not a rotation, and a new one waits for it.
     pub unfinished: HashMap<String, String>,
+    /// Journals that cannot be read (not set aside by `runbook abandon`), with the runbook
+    /// they may belong to (`None`: any). Such a run may be the last rotation, or an
+    /// unfinished one: what the rows say of that runbook is not known.
+    pub damaged: Vec<(Option<String>, String)>,
 }
 
-/// [`History`] from every run in the store. A ledger that cannot be read is an error,
-/// never "never rotated", unless `runbook abandon` set it aside as it is: that run is
+impl History {
+    /// Why what the runs say of `runbook` is not known, if it is not: a journal of it (or
+    /// of a runbook nothing can name) cannot be read.
+    pub fn damaged(&self, runbook: &str) -> Option<String> {
+        let runs: Vec<&str> = self
+            .damaged
+            .iter()
+            .filter(|(of, _)| of.as_deref().is_none_or(|r| r == runbook))
+            .map(|(_, run)| run.as_str())
+            .collect();
+        (!runs.is_empty()).then(|| {
+            format!(
+                "may be: the journal of run {} cannot be read",
+                runs.join(", ")
+            )
+        })
+    }
+}
+
+/// [`History`] from every run in the store. A ledger that cannot be read is never "never
+/// rotated": it is kept in `damaged`, said for the runbook it may belong to (every runbook
+/// when none can be named), unless `runbook abandon` set it aside as it is: that run is
 /// over and counts as no rotation.
 pub fn history(store: &Store) -> Result<History> {
     let mut out = History::default();
@@ -33,7 +57,14 @@ pub fn history(store: &Store) -> Result<History> {
             None => continue,
             Some(Ok(l)) => l,
             Some(Err(u)) if journals.holds(&u) => continue,
-            Some(Err(u)) => return Err(u.error.into()),
+            Some(Err(u)) => {
+                crate::ui::err(&format!(
+                    "warning: {} (`runbook runs` lists it; once that run is over, `runbook abandon {} --reason TEXT`)",
+                    u.error, u.run_id
+                ));
+                out.damaged.push((u.runbook, u.run_id));
+                continue;
+            }
         };
         if l.start.runbook.is_empty() {
             continue;
@@ -106,7 +137,10 @@ pub struct Broken {
 
 /// One row per runbook found, and the runbooks that do not load.
 pub fn rows(settings: &Settings) -> Result<(Vec<DueRow>, Vec<Broken>)> {
-    let History { last, unfinished } = history(&crate::wiring::store(settings)?)?;
+    let history = history(&crate::wiring::store(settings)?)?;
+    let History {
+        last, unfinished, ..
+    } = &history;
     let (mut rows, mut broken) = (Vec::new(), Vec::new());
     // Loaded side by side: a few hostile files cost one load budget, not one each.
     let paths = settings.library.list_paths();
@@ -128,7 +162,10 @@ pub fn rows(settings: &Settings) -> Result<(Vec<DueRow>, Vec<Broken>)> {
                 let (due_on, overdue) = due(last_run.as_deref(), cadence_days);
                 rows.push(DueRow {
                     path,
-                    unfinished: unfinished.get(&id).cloned(),
+                    unfinished: unfinished
+                        .get(&id)
+                        .cloned()
+                        .or_else(|| history.damaged(&id)),
                     id,
                     title,
                     secret,

@@ -387,7 +387,7 @@ fn an_unreadable_journal_of_an_unfinished_run_stops_the_next_rotation() {
         .exit(Exit::Ok)
         .stderr_has(&format!("is damaged at line {}: not a JSON record", at + 1))
         .stderr_has(&format!(
-            "once that run is over, `runbook abandon {run_id} --reason TEXT`"
+            "it cannot be resumed: read it, finish or undo its rotation at the vendors if needed, then end the run with `runbook abandon {run_id} --reason TEXT`"
         ))
         .stdout_has(&format!(
             "unfinished may be: the journal of run {run_id} cannot be read"

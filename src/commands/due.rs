@@ -36,12 +36,14 @@ impl History {
             .filter(|(of, _)| of.as_deref().is_none_or(|r| r == runbook))
             .map(|(_, run)| run.as_str())
             .collect();
-        (!runs.is_empty()).then(|| {
-            format!(
-                "may be: the journal of run {} cannot be read",
+        match runs[..] {
+            [] => None,
+            [run] => Some(format!("may be: the journal of run {run} cannot be read")),
+            _ => Some(format!(
+                "may be: the journals of runs {} cannot be read",
                 runs.join(", ")
-            )
-        })
+            )),
+        }
     }
 }
 
@@ -59,7 +61,7 @@ pub fn history(store: &Store) -> Result<History> {
             Some(Err(u)) if journals.holds(&u) => continue,
             Some(Err(u)) => {
                 crate::ui::err(&format!(
-                    "warning: {} (`runbook runs` lists it; once that run is over, `runbook abandon {} --reason TEXT`)",
+                    "warning: {} (it cannot be resumed: read it, finish or undo its rotation at the vendors if needed, then end the run with `runbook abandon {} --reason TEXT`)",
                     u.error, u.run_id
                 ));
                 out.damaged.push((u.runbook, u.run_id));
@@ -125,7 +127,8 @@ pub struct DueRow {
     pub last_rotation: Option<String>,
     pub due: Option<String>,
     pub overdue: bool,
-    /// An unfinished run of it, `since TIME (RUN_ID)`: finish it before rotating again.
+    /// An unfinished run of it, `since TIME (RUN_ID)`: finish it before rotating again; and
+    /// `may be: the journal of run RUN_ID cannot be read` when a damaged journal may be one.
     pub unfinished: Option<String>,
 }
 
@@ -162,10 +165,10 @@ pub fn rows(settings: &Settings) -> Result<(Vec<DueRow>, Vec<Broken>)> {
                 let (due_on, overdue) = due(last_run.as_deref(), cadence_days);
                 rows.push(DueRow {
                     path,
-                    unfinished: unfinished
-                        .get(&id)
-                        .cloned()
-                        .or_else(|| history.damaged(&id)),
+                    unfinished: match (unfinished.get(&id), history.damaged(&id)) {
+                        (Some(u), Some(d)) => Some(format!("{u}; {d}")),
+                        (u, d) => u.cloned().or(d),
+                    },
                     id,
                     title,
                     secret,

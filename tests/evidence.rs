@@ -126,17 +126,27 @@ fn a_signed_pack_verifies_and_any_edit_breaks_it() {
     }
 }
 
+/// The rehearsed rotation in `dir`, and its run id, with an evidence key pair in keys/.
+fn rotated_with_keys(dir: &std::path::Path) -> (crate::support::Output, String) {
+    let rotated = rehearsed_rotation(Test::in_dir(dir));
+    rotated.exit(Exit::Ok);
+    let run_id = rotated.last_run_id();
+    Test::in_dir(dir)
+        .shipped_runbooks()
+        .args(&["evidence", "keygen", "--out", "keys"])
+        .run()
+        .exit(Exit::Ok);
+    (rotated, run_id)
+}
+
 /// A run whose journal ends in a line a crash cut short: the pack leaves the fragment out
 /// (no reader counts it), and verifies. Before, the pack carried it as a line of its own,
 /// which its verification read as whole, and so as damage.
 #[test]
 fn a_pack_of_a_journal_with_a_torn_tail_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let rotated = rehearsed_rotation(Test::in_dir(dir.path()));
-    rotated.exit(Exit::Ok);
-    let run_id = rotated.last_run_id();
+    let (rotated, run_id) = rotated_with_keys(dir.path());
     let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
-    cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
     let path = rotated.journal_path();
     let journal = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{journal}{{\"v\":1,\"type\":\"step_sta")).unwrap();
@@ -180,11 +190,8 @@ fn a_pack_of_a_journal_with_a_torn_tail_verifies() {
 #[test]
 fn an_edited_journal_fails_audit_verify_and_evidence_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let rotated = rehearsed_rotation(Test::in_dir(dir.path()));
-    rotated.exit(Exit::Ok);
-    let run_id = rotated.last_run_id();
+    let (rotated, run_id) = rotated_with_keys(dir.path());
     let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
-    cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
     cmd(&["audit", "verify"]).exit(Exit::Ok);
 
     let path = rotated.journal_path();

@@ -225,18 +225,30 @@ fn a_write_is_retried_only_when_the_script_says_it_is_idempotent() {
     assert_eq!(served(&said.sandbox_state(), "PUT", "/keys/roll"), 2);
 }
 
+/// A rotation started in the background and held in its precheck (one Postmark read
+/// answers after 20 s): it holds its lock until it is signalled. Its output is read from
+/// the second value, which must be kept while it runs.
+fn held_in_its_precheck(
+    rig: &Rig,
+) -> (
+    std::process::Child,
+    impl Iterator<Item = std::io::Result<String>>,
+) {
+    rig.sandbox
+        .add_fault("postmark:GET:/server=latency=20000:once");
+    start_until(
+        rig.command(&["exec", "postmark", "--yes"], &[])
+            .stderr(std::process::Stdio::null()),
+        "Step 1/8",
+    )
+}
+
 /// SIGTERM in the middle of a step interrupts the run like Ctrl-C: the lock is released
 /// (the next rotation is not refused) and the run is listed as interrupted.
 #[test]
 fn sigterm_releases_the_lock_like_ctrl_c() {
     let rig = Rig::new();
-    rig.sandbox
-        .add_fault("postmark:GET:/server=latency=20000:once");
-    let (mut run, _lines) = start_until(
-        rig.command(&["exec", "postmark", "--yes"], &[])
-            .stderr(std::process::Stdio::null()),
-        "Step 1/8",
-    );
+    let (mut run, _lines) = held_in_its_precheck(&rig);
     let locks = rig.path().join("state/locks");
     assert_eq!(
         std::fs::read_dir(&locks).unwrap().count(),
@@ -259,13 +271,7 @@ fn sigterm_releases_the_lock_like_ctrl_c() {
 #[test]
 fn a_damaged_journal_is_not_abandoned_while_its_run_still_runs() {
     let rig = Rig::new();
-    rig.sandbox
-        .add_fault("postmark:GET:/server=latency=20000:once");
-    let (mut run, _lines) = start_until(
-        rig.command(&["exec", "postmark", "--yes"], &[])
-            .stderr(std::process::Stdio::null()),
-        "Step 1/8",
-    );
+    let (mut run, _lines) = held_in_its_precheck(&rig);
     let run_id = rig.run_id();
     let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
     let journal = std::fs::read_to_string(&path).unwrap();
@@ -282,13 +288,7 @@ fn a_damaged_journal_is_not_abandoned_while_its_run_still_runs() {
         .stdout_has("Its journal cannot be read (damaged at line 2: not a JSON record");
     // A new rotation holds the lock now: asking again answers from the audit log, and
     // never takes (or breaks) that run's lock.
-    rig.sandbox
-        .add_fault("postmark:GET:/server=latency=20000:once");
-    let (mut next, _lines) = start_until(
-        rig.command(&["exec", "postmark", "--yes"], &[])
-            .stderr(std::process::Stdio::null()),
-        "Step 1/8",
-    );
+    let (mut next, _output) = held_in_its_precheck(&rig);
     rig.runbook(
         &["abandon", &run_id, "--reason", "again", "--break-lock"],
         &[],

@@ -104,14 +104,7 @@ fn context(
     policy: Policy,
 ) -> Rc<RunContext> {
     let services = Rc::new(w.services);
-    let webhook = w.webhook.map(|url| {
-        // Chat webhooks carry their secret in the URL: no output may show it.
-        runbook_secret::register(&url);
-        Webhook {
-            url,
-            services: services.clone(),
-        }
-    });
+    let webhook = webhook(w.webhook, &services);
     let auditor = Auditor::new(AuditLog::new(&w.store), info.clone(), say.clone(), webhook)
         .linked(ledger.clone());
     let operator = Operator::new(w.prompter, ledger.clone());
@@ -314,11 +307,7 @@ fn abandon_damaged(
     if let Some(done) = already(&crate::ledger::Journals::new(&w.store)) {
         return Err(done);
     }
-    let services = Rc::new(w.services);
-    let webhook = w.webhook.map(|url| {
-        runbook_secret::register(&url);
-        Webhook { url, services }
-    });
+    let webhook = webhook(w.webhook, &Rc::new(w.services));
     let auditor = Auditor::new(AuditLog::new(&w.store), info, say.clone(), webhook);
     // Its lock: the rotation's when the readable part names it, or else any lock that
     // names this run. Taken as a resume would (refused while the run's process still holds
@@ -370,18 +359,7 @@ fn abandon_damaged(
         ));
     }
     let left: Vec<LeftInPlace> = start
-        .map(|l| {
-            l.changes()
-                .iter()
-                .map(|w| LeftInPlace {
-                    step: w.step.clone(),
-                    function: w.function.clone(),
-                    target: w.target.clone(),
-                    detail: w.detail.clone(),
-                    cleanup: None,
-                })
-                .collect()
-        })
+        .map(|l| l.changes().iter().map(|w| left_in_place(w, None)).collect())
         .unwrap_or_default();
     let damage = damage_of(&damaged.error);
     auditor.entry(
@@ -431,6 +409,29 @@ fn damage_of(error: &Error) -> String {
         }
         Error::NotUtf8 { .. } => "not text (not UTF-8)".into(),
         _ => "cannot be read".into(),
+    }
+}
+
+/// The audit webhook, its URL (which chat webhooks make a secret) registered so no output
+/// shows it.
+fn webhook(url: Option<String>, services: &Rc<Services>) -> Option<Webhook> {
+    url.map(|url| {
+        runbook_secret::register(&url);
+        Webhook {
+            url,
+            services: services.clone(),
+        }
+    })
+}
+
+/// A change an abandoned run leaves in the world, with how to clean it up when known.
+fn left_in_place(w: &crate::ledger::Write, cleanup: Option<String>) -> LeftInPlace {
+    LeftInPlace {
+        step: w.step.clone(),
+        function: w.function.clone(),
+        target: w.target.clone(),
+        detail: w.detail.clone(),
+        cleanup,
     }
 }
 
@@ -611,13 +612,7 @@ impl Session {
         let left: Vec<LeftInPlace> = changes
             .iter()
             .chain(requests.iter().copied())
-            .map(|w| LeftInPlace {
-                step: w.step.clone(),
-                function: w.function.clone(),
-                target: w.target.clone(),
-                detail: w.detail.clone(),
-                cleanup: cleanup(r.session.runbook().plan(), w),
-            })
+            .map(|w| left_in_place(w, cleanup(r.session.runbook().plan(), w)))
             .collect();
         let abandoned = Abandoned {
             actor: run.info().actor.clone(),

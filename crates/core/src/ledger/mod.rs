@@ -68,21 +68,12 @@ pub fn from_text(text: &str, run_id: &str) -> Result<Ledger> {
 /// apart those whose journal cannot be read: a later run that may have rotated the same
 /// secret is not dropped because its journal is damaged (`superseded_by`, `may_supersede`).
 pub fn after(journals: &Journals, run_id: &str) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
-    let mut out = Vec::new();
-    let mut unreadable = Vec::new();
-    for id in journals
+    let later = journals
         .store
         .runs()?
         .into_iter()
-        .filter(|id| id.as_str() > run_id)
-    {
-        match journals.read(id)? {
-            Some(Ok(ledger)) => out.push(ledger),
-            Some(Err(u)) => unreadable.push(u),
-            None => {}
-        }
-    }
-    Ok((out, unreadable))
+        .filter(|id| id.as_str() > run_id);
+    journals.read_all(later)
 }
 
 /// Whether a journal's last line settles its run: it records the run ending succeeded or
@@ -181,6 +172,23 @@ impl<'a> Journals<'a> {
             .map(|e| e.event.runbook.as_str());
         let first = named.next()?;
         named.all(|r| r == first).then(|| first.to_string())
+    }
+
+    /// The runs of `ids` folded, and apart those whose journal cannot be read.
+    fn read_all(
+        &self,
+        ids: impl IntoIterator<Item = String>,
+    ) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
+        let mut out = Vec::new();
+        let mut unreadable = Vec::new();
+        for id in ids {
+            match self.read(id)? {
+                Some(Ok(ledger)) => out.push(ledger),
+                Some(Err(u)) => unreadable.push(u),
+                None => {}
+            }
+        }
+        Ok((out, unreadable))
     }
 
     /// A run's journal folded, or why it cannot be read (`None`: no such journal, or no
@@ -284,16 +292,7 @@ fn readable_start(text: &str, path: &Path, id: &str) -> Option<Ledger> {
 /// every run in the store). A journal that cannot be read is not skipped: it is returned
 /// apart, so a new run of its rotation is refused rather than let through.
 pub fn unsettled(journals: &Journals) -> Result<(Vec<Ledger>, Vec<Unreadable>)> {
-    let mut out = Vec::new();
-    let mut unreadable = Vec::new();
-    for id in journals.store.unsettled_runs(&settles)? {
-        match journals.read(id)? {
-            Some(Ok(ledger)) => out.push(ledger),
-            Some(Err(u)) => unreadable.push(u),
-            None => {}
-        }
-    }
-    Ok((out, unreadable))
+    journals.read_all(journals.store.unsettled_runs(&settles)?)
 }
 
 /// The first later run that rotated the same secret as `run` (same runbook, rotation and

@@ -1167,6 +1167,29 @@ fn abandon_names_an_open_change_request_first() {
     );
 }
 
+/// The same run, its journal's last record damaged before anyone abandoned it: the part
+/// that can be read still shows the open change request, and abandon says it first.
+#[test]
+fn abandoning_a_damaged_journal_names_an_open_change_request() {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/sop_canary.toml")).unwrap();
+    let rig = Rig::with_scenario_text(&format!(
+        "{text}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\napplies_to = \"everyone\"\napprove_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]\n"
+    ));
+    rig.exec("postmark", &["--no-rollback", "--param", "approval_wait=1"])
+        .exit(Exit::StepFailed);
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = journal.lines().collect();
+    *lines.last_mut().unwrap() = "{not a record";
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    rig.runbook(&["abandon", &run_id, "--reason", "the approver is away"], &[])
+        .exit(Exit::Ok)
+        .stdout_has("Its journal cannot be read (damaged at line ")
+        .stdout_has("change request update-")
+        .stdout_has("is still open: close it in Infisical (the project's Secret Approvals) before anything else");
+}
+
 /// A staging copy this run did not write (another run's, or one left by hand) is not taken
 /// for the credential this run created: after a crash before staging, resume creates the
 /// credential again (deleting the orphan by id) and stages its own over the stranger.

@@ -358,8 +358,17 @@ fn abandon_damaged(
             "warning: no lock names run {run_id} and its journal cannot say which rotation it is: if a process of it still runs somewhere, its next record changes the journal, and the run blocks again"
         ));
     }
+    // As the readable abandon lists them: the changes in effect and the change requests an
+    // unfinished undo filed, an open one said first.
     let left: Vec<LeftInPlace> = start
-        .map(|l| l.changes().iter().map(|w| left_in_place(w, None)).collect())
+        .map(|l| {
+            let (changes, requests) = (l.changes(), l.undo_requests());
+            changes
+                .iter()
+                .chain(requests.iter().copied())
+                .map(|w| left_in_place(w, cleanup(None, w)))
+                .collect()
+        })
         .unwrap_or_default();
     let damage = damage_of(&damaged.error);
     auditor.entry(
@@ -436,7 +445,7 @@ fn left_in_place(w: &crate::ledger::Write, cleanup: Option<String>) -> LeftInPla
 }
 
 /// How to clean up by hand a change an abandoned run leaves, as far as its step says.
-fn cleanup(plan: &crate::plan::Plan, w: &crate::ledger::Write) -> Option<String> {
+fn cleanup(plan: Option<&crate::plan::Plan>, w: &crate::ledger::Write) -> Option<String> {
     // A change request still open takes effect when an approver merges it, even after the
     // run ended: it is the first thing to close.
     if w.outcome == crate::events::WriteOutcome::Pending {
@@ -448,6 +457,8 @@ fn cleanup(plan: &crate::plan::Plan, w: &crate::ledger::Write) -> Option<String>
     if w.is_cleanup() {
         return Some("a cleanup (a leftover removed): nothing to restore".into());
     }
+    // Without the runbook (a journal that cannot say which), nothing more is known.
+    let plan = plan?;
     let step = plan.step(&w.step)?;
     if let Some(why) = &step.no_undo {
         return Some(format!("nothing to restore: {why}"));
@@ -612,7 +623,7 @@ impl Session {
         let left: Vec<LeftInPlace> = changes
             .iter()
             .chain(requests.iter().copied())
-            .map(|w| left_in_place(w, cleanup(r.session.runbook().plan(), w)))
+            .map(|w| left_in_place(w, cleanup(Some(r.session.runbook().plan()), w)))
             .collect();
         let abandoned = Abandoned {
             actor: run.info().actor.clone(),

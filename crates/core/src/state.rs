@@ -88,13 +88,49 @@ pub fn ensure_dir(path: &Path, warn: Warn) -> io::Result<()> {
             }
             owned_by_me(path, &meta)?;
         }
-        Err(_) => fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)?,
+        Err(_) => {
+            let missing: Vec<&Path> = path
+                .ancestors()
+                .take_while(|p| !p.as_os_str().is_empty() && fs::symlink_metadata(p).is_err())
+                .collect();
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)?;
+            // Each new folder is named in the one above it, which is synced for it.
+            for made in missing {
+                sync_dir(parent_of(made))?;
+            }
+        }
     }
     tighten(path, &fs::symlink_metadata(path)?, 0o700, warn)
 }
+
+/// The folder that names `path` (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Makes the entries of folder `dir` durable. A file's fsync covers its contents, not the
+/// entry that names it: after a power loss a new journal could be missing whole, with the
+/// lines synced before a vendor write, unless its folder is synced once it is made (ext4
+/// without a journal, as here, keeps no order between the two).
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    SYNCED_DIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(dir.to_path_buf());
+    File::open(dir)?.sync_all()
+}
+
+/// Every folder synced, for the tests of durability (tests run at once: each looks for its
+/// own temporary folders).
+#[cfg(test)]
+pub(crate) static SYNCED_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// Checks `base` and every existing step from it down to `path` (the file included): none
 /// may be a symbolic link or belong to another user. What does not exist yet is fine.
@@ -157,14 +193,28 @@ pub(crate) fn append(path: &Path, warn: Warn) -> io::Result<File> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent, warn)?;
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| refused_link(path, e))?;
+    let open = |create: bool| {
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(create)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| refused_link(path, e))
+    };
+    let file = match open(false) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match open(true) {
+            Ok(made) => {
+                sync_dir(parent_of(path))?;
+                made
+            }
+            // Another process made it in between.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open(false)?,
+            Err(e) => return Err(e),
+        },
+        opened => opened?,
+    };
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other(format!(
@@ -222,6 +272,7 @@ pub(crate) fn fingerprint_key(dir: &Path, warn: Warn) -> io::Result<[u8; 32]> {
         Ok(mut f) => {
             f.write_all(&runbook_secret::random_key())?;
             f.sync_all()?;
+            sync_dir(dir)?;
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(refused_link(&path, e)),
@@ -265,5 +316,39 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
         f.write_all(contents)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    sync_dir(parent_of(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synced(dir: &Path) -> bool {
+        SYNCED_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|d| d == dir)
+    }
+
+    /// What a file's own fsync does not cover, the entry that names it, is made durable
+    /// where a state file is first made or replaced.
+    #[test]
+    fn a_new_state_file_is_named_durably_in_its_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        fingerprint_key(&state, &|_| {}).unwrap();
+        assert!(synced(root.path()), "the new state folder, in its parent");
+        assert!(synced(&state), "the new key, in the state folder");
+        let other = tempfile::tempdir().unwrap();
+        write(&other.path().join("request.json"), b"{}").unwrap();
+        assert!(
+            synced(other.path()),
+            "a file replaced by rename, in its folder"
+        );
+        let journal = root.path().join("runs").join("r.jsonl");
+        append(&journal, &|_| {}).unwrap();
+        assert!(synced(&root.path().join("runs")), "a new journal, in runs/");
+    }
 }

@@ -315,11 +315,16 @@ mod tests {
         let taken =
             |trace: &std::sync::Mutex<Vec<String>>| std::mem::take(&mut *trace.lock().unwrap());
 
-        writer.required(started(Target::Production)).unwrap();
+        writer.first(started(Target::Production)).unwrap();
         assert_eq!(
             taken(&trace),
-            ["journal line", "journal sync"],
-            "the start is durable"
+            ["journal line"],
+            "the start is not fsynced on its own: nothing was done yet"
+        );
+        let synced = crate::state::SYNCED_DIRS.lock().unwrap().clone();
+        assert!(
+            synced.contains(&dir.path().join("runs")) && synced.contains(&dir.path().to_path_buf()),
+            "the new journal's folder entry is durable, and the new runs folder's: {synced:?}"
         );
 
         writer.record(step("precheck"));

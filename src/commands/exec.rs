@@ -112,6 +112,7 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
     }
     let report = exec::run(&session, &opts, Start::Fresh);
     session.release_lock();
+    session.end();
     let code = finish(&report, args.run.json)?;
     if let (Some(path), Some(sandbox)) = (args.sandbox_state.as_deref(), &wired.sandbox) {
         write_sandbox_state(sandbox, path)?;

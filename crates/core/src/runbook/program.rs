@@ -14,6 +14,28 @@ pub(crate) struct Unit {
     pub ast: AST,
     /// `import "..." as alias` of this script, alias → unit index.
     pub imports: HashMap<String, usize>,
+    /// Its functions (closures included), name → the arities it defines: a body's every
+    /// call is looked up here (searching the script's functions one by one was most of
+    /// what listing each step's writes cost).
+    functions: HashMap<String, Vec<usize>>,
+}
+
+impl Unit {
+    fn new(name: String, ast: AST) -> Unit {
+        let mut functions: HashMap<String, Vec<usize>> = HashMap::new();
+        for f in ast.iter_functions() {
+            functions
+                .entry(f.name.to_string())
+                .or_default()
+                .push(f.params.len());
+        }
+        Unit {
+            name,
+            ast,
+            imports: HashMap::new(),
+            functions,
+        }
+    }
 }
 
 /// A call to a host function found in a script.
@@ -48,11 +70,10 @@ pub(crate) struct Program {
 impl Program {
     pub fn new(loaded: &Runbook) -> Program {
         let mut p = Program {
-            units: vec![Unit {
-                name: loaded.file().name.clone(),
-                ast: loaded.script().clone(),
-                imports: HashMap::new(),
-            }],
+            units: vec![Unit::new(
+                loaded.file().name.clone(),
+                loaded.script().clone(),
+            )],
             host: crate::host::modules(),
         };
         let mut by_path: HashMap<String, usize> = HashMap::new();
@@ -72,11 +93,7 @@ impl Program {
                         let Some((name, ast)) = found else {
                             continue;
                         };
-                        p.units.push(Unit {
-                            name,
-                            ast,
-                            imports: HashMap::new(),
-                        });
+                        p.units.push(Unit::new(name, ast));
                         by_path.insert(path.clone(), p.units.len() - 1);
                         p.units.len() - 1
                     }
@@ -95,9 +112,9 @@ impl Program {
     /// True when `unit` defines a script function `name` taking `arity` arguments.
     pub(crate) fn defines(&self, unit: usize, name: &str, arity: usize) -> bool {
         self.units[unit]
-            .ast
-            .iter_functions()
-            .any(|f| f.name == name && f.params.len() == arity)
+            .functions
+            .get(name)
+            .is_some_and(|arities| arities.contains(&arity))
     }
 
     /// Host calls in one function's body (not following other functions).
@@ -522,11 +539,8 @@ impl Program {
         };
         ptrs.iter()
             .filter_map(|f| {
-                let def = self.units[unit]
-                    .ast
-                    .iter_functions()
-                    .find(|d| d.name == f.fn_name())?;
-                Some((unit, f.fn_name().to_string(), def.params.len()))
+                let arity = *self.units[unit].functions.get(f.fn_name())?.first()?;
+                Some((unit, f.fn_name().to_string(), arity))
             })
             .collect()
     }

@@ -762,7 +762,9 @@ fn said_cut(warn: &dyn Fn(String), path: &Path, cut: Option<u64>) {
 /// an entry is an error: the chain is never silently restarted.
 fn last_hash(file: &mut std::fs::File) -> std::io::Result<String> {
     use std::io::Read;
-    const CHUNK: u64 = 64 * 1024;
+    // An entry is a few hundred bytes: the first read takes a page, each next one twice as
+    // much (every entry read 64 KiB of a long log, or all of a shorter one).
+    let mut chunk_len: u64 = 4096;
     let len = file.seek(SeekFrom::End(0))?;
     let mut tail: Vec<u8> = Vec::new();
     let mut pos = len;
@@ -781,7 +783,8 @@ fn last_hash(file: &mut std::fs::File) -> std::io::Result<String> {
                 None => Ok(super::GENESIS.to_string()),
             };
         }
-        let from = pos.saturating_sub(CHUNK);
+        let from = pos.saturating_sub(chunk_len);
+        chunk_len = chunk_len.saturating_mul(2).min(1 << 20);
         let mut chunk = vec![0u8; (pos - from) as usize];
         file.seek(SeekFrom::Start(from))?;
         file.read_exact(&mut chunk)?;
@@ -828,6 +831,38 @@ mod tests {
     fn files(dir: &std::path::Path) -> super::Files {
         let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "run");
         super::Files::new(dir, say)
+    }
+
+    /// The audit log's last hash is read from its end a page first, then more: an entry
+    /// of any length (up to the 256 KiB limit and past it) is found whole.
+    #[test]
+    fn the_last_entrys_hash_is_found_whatever_its_length() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let hash_of = |text: &str| {
+            let mut f = std::fs::File::create(&path).unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            let mut f = std::fs::File::open(&path).unwrap();
+            super::last_hash(&mut f).unwrap()
+        };
+        assert_eq!(hash_of(""), crate::store::GENESIS);
+        assert_eq!(hash_of("{\"hash\":\"a\"}\n"), "a");
+        for len in [10, 4000, 4096, 5000, 70_000, 300_000] {
+            let long = format!("{{\"pad\":\"{}\",\"hash\":\"b\"}}", "x".repeat(len));
+            assert_eq!(
+                hash_of(&format!("{{\"hash\":\"a\"}}\n{long}\n")),
+                "b",
+                "{len}"
+            );
+            assert_eq!(hash_of(&format!("{long}\n\n")), "b", "{len}, alone");
+            let before = format!("{{\"pad\":\"{}\",\"hash\":\"a\"}}\n", "y".repeat(len));
+            assert_eq!(
+                hash_of(&format!("{before}{{\"hash\":\"c\"}}\n")),
+                "c",
+                "{len}, after"
+            );
+        }
     }
 
     /// Before: a sync opened the file again. Lines appended to a journal or the audit log

@@ -377,11 +377,14 @@ impl AuditLog {
                 .unwrap_or_default();
                 // Redact before hashing: the hash must cover exactly the bytes written.
                 runbook_secret::redact_json(&mut entry);
-                let hash = entry_hash(&entry);
-                if let Value::Object(fields) = &mut entry {
-                    fields.insert("hash".into(), Value::String(hash));
-                }
-                let line = entry.to_string();
+                let line = match &mut entry {
+                    Value::Object(fields) => {
+                        let (line, hash) = with_hash(fields);
+                        fields.insert("hash".into(), Value::String(hash));
+                        line
+                    }
+                    other => other.to_string(),
+                };
                 if line.len() > MAX_ENTRY_BYTES {
                     return Err(Error::AuditTooLarge {
                         action: event.action.to_string(),
@@ -544,8 +547,42 @@ pub fn entry_hash(entry: &Value) -> String {
     if let Some(o) = e.as_object_mut() {
         o.remove("hash");
     }
-    let digest = Sha256::digest(e.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(e.to_string().as_bytes())
+}
+
+/// An entry's line as written, with `hash` last, and that hash: the hash is over the
+/// entry's text without it (`entry_hash`), so the line is that text with `hash` appended,
+/// not the entry copied and written again. `fields` is left without `hash`; one it holds
+/// already is hashed without it and keeps its place, as `entry_hash` and an insert do.
+pub(crate) fn with_hash(fields: &serde_json::Map<String, Value>) -> (String, String) {
+    if fields.contains_key("hash") {
+        let mut value = Value::Object(fields.clone());
+        let hash = entry_hash(&value);
+        if let Value::Object(f) = &mut value {
+            f.insert("hash".into(), Value::String(hash.clone()));
+        }
+        return (value.to_string(), hash);
+    }
+    let mut line = serde_json::to_string(fields).unwrap_or_default();
+    let hash = sha256_hex(line.as_bytes());
+    line.pop();
+    if line.len() > 1 {
+        line.push(',');
+    }
+    line.push_str("\"hash\":\"");
+    line.push_str(&hash);
+    line.push_str("\"}");
+    (line, hash)
+}
+
+/// SHA-256 of `bytes`, as lowercase hex.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(bytes) {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 #[cfg(test)]

@@ -21,16 +21,19 @@ impl Link {
 
 /// A journal line (redacted JSON) chained after `prev`: the line as stored and its hash.
 pub(crate) fn chained(line: &str, prev: &str) -> (String, String) {
-    let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(line) else {
-        return (line.to_string(), prev.to_string());
-    };
-    fields.insert("prev_hash".into(), Value::String(prev.to_string()));
-    let mut value = Value::Object(fields);
-    let hash = entry_hash(&value);
-    if let Value::Object(f) = &mut value {
-        f.insert("hash".into(), Value::String(hash.clone()));
+    match serde_json::from_str::<Value>(line) {
+        Ok(Value::Object(fields)) => chained_fields(fields, prev),
+        _ => (line.to_string(), prev.to_string()),
     }
-    (value.to_string(), hash)
+}
+
+/// As [`chained`], from the line's fields already parsed (`with_hash` writes the line once).
+pub(crate) fn chained_fields(
+    mut fields: serde_json::Map<String, Value>,
+    prev: &str,
+) -> (String, String) {
+    fields.insert("prev_hash".into(), Value::String(prev.to_string()));
+    crate::audit::with_hash(&fields)
 }
 
 /// What verifying a journal found.
@@ -203,6 +206,47 @@ pub fn check_journal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line as chaining wrote it until the text was spliced: parsed, `prev_hash`
+    /// inserted, hashed without `hash`, `hash` inserted, written again.
+    fn chained_as_before(line: &str, prev: &str) -> (String, String) {
+        let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(line) else {
+            return (line.to_string(), prev.to_string());
+        };
+        fields.insert("prev_hash".into(), Value::String(prev.to_string()));
+        let mut value = Value::Object(fields);
+        let hash = entry_hash(&value);
+        if let Value::Object(f) = &mut value {
+            f.insert("hash".into(), Value::String(hash.clone()));
+        }
+        (value.to_string(), hash)
+    }
+
+    /// Journals written before and after read the same: every line's bytes and hash.
+    #[test]
+    fn a_line_is_chained_to_the_same_bytes_as_before() {
+        let lines = [
+            "{}",
+            r#"{"v":1,"run_id":"r","time":"2026-12-06T00:00:00Z","type":"step_started","step":"a"}"#,
+            r#"{"s":"quote \" backslash \\ tab \t nul \u0000 é … 😀","n":-12.5e-7,"big":18446744073709551615,"neg":-9223372036854775808,"f":0.1}"#,
+            r#"{"nested":{"a":[1,{"b":null}],"c":true},"empty":[],"o":{}}"#,
+            r#"{"prev_hash":"old","x":1}"#,
+            r#"{"hash":"mine","x":1}"#,
+            r#"{"x":1,"hash":"mine","prev_hash":"old"}"#,
+            "not json",
+            "[1,2]",
+        ];
+        for prev in [GENESIS, "abc"] {
+            for line in lines {
+                assert_eq!(chained(line, prev), chained_as_before(line, prev), "{line}");
+            }
+        }
+        // An audit entry is hashed the same way, without a `prev_hash` added.
+        let empty = serde_json::Map::new();
+        let (line, hash) = crate::audit::with_hash(&empty);
+        assert_eq!(line, format!("{{\"hash\":\"{hash}\"}}"));
+        assert_eq!(hash, entry_hash(&Value::Object(empty)));
+    }
 
     fn journal(n: usize) -> Vec<String> {
         let mut prev = GENESIS.to_string();

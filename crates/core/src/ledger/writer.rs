@@ -411,9 +411,19 @@ impl LedgerWriter {
 
     /// Chains an event's line after the tip and keeps it to be stored.
     fn make(&self, event: Event) -> Stamped {
-        let (line, stamped) = stored_form(Stamped::now(self.run_id(), event));
+        let event = Stamped::now(self.run_id(), event);
+        let line = encode(&event);
         let prev = self.tip.borrow().head.clone();
-        let (chained, hash) = chain::chained(&line, &prev);
+        // Read back once, for the fold (as `stored_form`) and the chain alike.
+        let parsed = serde_json::from_str::<serde_json::Value>(&line).ok();
+        let stamped = parsed
+            .as_ref()
+            .and_then(|v| serde::Deserialize::deserialize(v).ok())
+            .unwrap_or(event);
+        let (chained, hash) = match parsed {
+            Some(serde_json::Value::Object(fields)) => chain::chained_fields(fields, &prev),
+            _ => chain::chained(&line, &prev),
+        };
         let link = Link {
             lines: self.tip.borrow().lines + 1,
             head: hash,

@@ -99,7 +99,7 @@ pub fn ensure_dir(path: &Path, warn: Warn) -> io::Result<()> {
                 .create(path)?;
             // Each new folder is named in the one above it, which is synced for it.
             for made in missing {
-                sync_dir(parent_of(made))?;
+                sync_dir(parent_of(made), warn);
             }
         }
     }
@@ -117,14 +117,21 @@ fn parent_of(path: &Path) -> &Path {
 /// Makes the entries of folder `dir` durable. A file's fsync covers its contents, not the
 /// entry that names it: after a power loss a new journal could be missing whole, with the
 /// lines synced before a vendor write, unless its folder is synced once it is made (ext4
-/// without a journal, as here, keeps no order between the two).
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+/// without a journal, as here, keeps no order between the two). A folder that cannot be
+/// synced (one this user cannot read, a filesystem without it) is said, not fatal: the
+/// file is made and written either way, and its own syncs still say when they fail.
+pub(crate) fn sync_dir(dir: &Path, warn: Warn) {
     #[cfg(test)]
     SYNCED_DIRS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(dir.to_path_buf());
-    File::open(dir)?.sync_all()
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        warn(format!(
+            "warning: cannot make the entries of {} durable ({e}); a power loss could lose a file made there",
+            dir.display()
+        ));
+    }
 }
 
 /// Every folder synced, for the tests of durability (tests run at once: each looks for its
@@ -206,7 +213,7 @@ pub(crate) fn append(path: &Path, warn: Warn) -> io::Result<File> {
     let file = match open(false) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => match open(true) {
             Ok(made) => {
-                sync_dir(parent_of(path))?;
+                sync_dir(parent_of(path), warn);
                 made
             }
             // Another process made it in between.
@@ -272,7 +279,7 @@ pub(crate) fn fingerprint_key(dir: &Path, warn: Warn) -> io::Result<[u8; 32]> {
         Ok(mut f) => {
             f.write_all(&runbook_secret::random_key())?;
             f.sync_all()?;
-            sync_dir(dir)?;
+            sync_dir(dir, warn);
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(refused_link(&path, e)),
@@ -316,8 +323,7 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
         f.write_all(contents)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, path)?;
-    sync_dir(parent_of(path))
+    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -333,7 +339,7 @@ mod tests {
     }
 
     /// What a file's own fsync does not cover, the entry that names it, is made durable
-    /// where a state file is first made or replaced.
+    /// where a state file or folder is made.
     #[test]
     fn a_new_state_file_is_named_durably_in_its_folder() {
         let root = tempfile::tempdir().unwrap();
@@ -341,12 +347,14 @@ mod tests {
         fingerprint_key(&state, &|_| {}).unwrap();
         assert!(synced(root.path()), "the new state folder, in its parent");
         assert!(synced(&state), "the new key, in the state folder");
-        let other = tempfile::tempdir().unwrap();
-        write(&other.path().join("request.json"), b"{}").unwrap();
-        assert!(
-            synced(other.path()),
-            "a file replaced by rename, in its folder"
+        let said = std::cell::RefCell::new(Vec::new());
+        sync_dir(&root.path().join("gone"), &|w| said.borrow_mut().push(w));
+        assert_eq!(
+            said.borrow().len(),
+            1,
+            "a folder that cannot be synced is said"
         );
+        assert!(said.borrow()[0].starts_with("warning: cannot make the entries of "));
         let journal = root.path().join("runs").join("r.jsonl");
         append(&journal, &|_| {}).unwrap();
         assert!(synced(&root.path().join("runs")), "a new journal, in runs/");

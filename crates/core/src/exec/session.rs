@@ -711,20 +711,23 @@ impl Session {
         }
         let session = Session::attach(runbook, run, ctx, lock);
         let info = session.run.info();
-        session.run.ledger().first(Event::RunStarted(RunStarted {
-            runbook: info.runbook_id.clone(),
-            source: resume::fingerprints(&session.runbook),
-            params: session.ctx.snapshot()["params"].clone(),
-            actor: info.actor.clone(),
-            host: run::hostname(),
-            pid: std::process::id(),
-            target: info.modes.target,
-            effect: info.modes.effect,
-            entry: info.modes.entry,
-            rotation,
-            environment: Some(environment),
-            login: session.run.parts().store.authenticated(),
-        }))?;
+        session
+            .run
+            .ledger()
+            .required(Event::RunStarted(RunStarted {
+                runbook: info.runbook_id.clone(),
+                source: resume::fingerprints(&session.runbook),
+                params: session.ctx.snapshot()["params"].clone(),
+                actor: info.actor.clone(),
+                host: run::hostname(),
+                pid: std::process::id(),
+                target: info.modes.target,
+                effect: info.modes.effect,
+                entry: info.modes.entry,
+                rotation,
+                environment: Some(environment),
+                login: session.run.parts().store.authenticated(),
+            }))?;
         session.note_lock();
         Ok(session)
     }

@@ -315,11 +315,11 @@ mod tests {
         let taken =
             |trace: &std::sync::Mutex<Vec<String>>| std::mem::take(&mut *trace.lock().unwrap());
 
-        writer.first(started(Target::Production)).unwrap();
+        writer.required(started(Target::Production)).unwrap();
         assert_eq!(
             taken(&trace),
-            ["journal line"],
-            "the start is not fsynced on its own: nothing was done yet"
+            ["journal line", "journal sync"],
+            "the start is durable: the run's audit entries, in a log other runs sync, name it"
         );
         let synced = crate::state::SYNCED_DIRS.lock().unwrap().clone();
         assert!(

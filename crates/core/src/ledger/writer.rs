@@ -147,22 +147,11 @@ impl LedgerWriter {
         self.read(false, |l| l.in_doubt(step))
     }
 
-    /// Appends a new run's first record: stored at once, so that a journal that cannot be
-    /// written stops the run before it does anything, but made durable with the records
-    /// after it, before the run's first vendor write. Until then the run has changed
-    /// nothing: a power loss before it loses a run that did nothing (the journal's folder
-    /// entry is durable from its creation: `state::append`).
-    pub fn first(&self, event: Event) -> Result<()> {
-        let stamped = self.make(event);
-        self.flush()?;
-        self.fold_and_emit(&stamped);
-        Ok(())
-    }
-
-    /// Appends an event the run cannot go on without (a takeover, an abandon): a journal
+    /// Appends an event the run cannot go on without (its start, a takeover): a journal
     /// that cannot be written stops the run before it changes anything, since it could not
-    /// be resumed or rolled back; durable at once, since it speaks for a run that may
-    /// have changed things already.
+    /// be resumed or rolled back. Durable at once: the run's audit entries follow it, and
+    /// another process's sync of the shared audit log may make them durable at any time;
+    /// entries that outlive a power loss must not name a journal without its start.
     pub fn required(&self, event: Event) -> Result<()> {
         let stamped = self.make(event);
         self.flush()?;

@@ -676,7 +676,12 @@ impl ApprovalStore for Files {
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                // The decision's name, durable: a power loss must not take back an approval
+                // the approver saw taken.
+                crate::state::sync_dir(&dir, &self.warn());
+                Ok(true)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(write_err(&path)(e)),
         }
@@ -831,6 +836,24 @@ mod tests {
     fn files(dir: &std::path::Path) -> super::Files {
         let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "run");
         super::Files::new(dir, say)
+    }
+
+    /// A decision, once taken, is named durably in the approvals folder.
+    #[test]
+    fn an_approval_decision_is_named_durably() {
+        use crate::store::ApprovalStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        assert!(store.approval_put_decision("r1", "{}").unwrap());
+        let approvals = store.approvals();
+        assert!(crate::state::SYNCED_DIRS
+            .lock()
+            .unwrap()
+            .contains(&approvals));
+        assert!(
+            !store.approval_put_decision("r1", "{}").unwrap(),
+            "the first one wins"
+        );
     }
 
     /// The audit log's last hash is read from its end a page first, then more: an entry

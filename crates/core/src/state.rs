@@ -216,8 +216,13 @@ pub(crate) fn append(path: &Path, warn: Warn) -> io::Result<File> {
                 sync_dir(parent_of(path), warn);
                 made
             }
-            // Another process made it in between.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open(false)?,
+            // Another process made it in between, and may not have synced its folder yet:
+            // this one may sync the file before it does.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let file = open(false)?;
+                sync_dir(parent_of(path), warn);
+                file
+            }
             Err(e) => return Err(e),
         },
         opened => opened?,
@@ -309,21 +314,31 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
             fs::create_dir_all(parent)?;
         }
     }
-    let tmp = path.with_extension("tmp");
-    {
+    // A name of its own: `with_extension` gave every approver of a run the same one
+    // (`RUN.decision.tmp`, for `RUN.decision.UUID`), opened truncated, so one could link
+    // another's text as its decision.
+    let tmp = parent_of(path).join(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| refused_link(&tmp, e))?;
+    let written = {
         use std::io::Write;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(|e| refused_link(&tmp, e))?;
-        f.write_all(contents)?;
-        f.sync_all()?;
+        f.write_all(contents)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| fs::rename(&tmp, path))
+    };
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, path)
+    written
 }
 
 #[cfg(test)]
@@ -336,6 +351,25 @@ mod tests {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .any(|d| d == dir)
+    }
+
+    /// A file replaced whole is written under a name of its own first: a file named as
+    /// the old temporary name (`RUN.decision.tmp` beside `RUN.decision.UUID`, another
+    /// approver's) is left alone.
+    #[test]
+    fn a_replaced_file_takes_a_temporary_name_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("r1.decision.tmp");
+        fs::write(&other, "another approver's").unwrap();
+        let mine = dir.path().join("r1.decision.0a1b");
+        write(&mine, b"mine").unwrap();
+        assert_eq!(fs::read_to_string(&mine).unwrap(), "mine");
+        assert_eq!(fs::read_to_string(&other).unwrap(), "another approver's");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary left"
+        );
     }
 
     /// What a file's own fsync does not cover, the entry that names it, is made durable
@@ -355,6 +389,12 @@ mod tests {
             "a folder that cannot be synced is said"
         );
         assert!(said.borrow()[0].starts_with("warning: cannot make the entries of "));
+        let deep = root.path().join("a").join("b");
+        ensure_dir(&deep, &|_| {}).unwrap();
+        assert!(
+            synced(root.path()) && synced(&root.path().join("a")),
+            "each new folder, in its parent"
+        );
         let journal = root.path().join("runs").join("r.jsonl");
         append(&journal, &|_| {}).unwrap();
         assert!(synced(&root.path().join("runs")), "a new journal, in runs/");

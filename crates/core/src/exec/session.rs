@@ -1019,10 +1019,11 @@ mod tests {
     use super::*;
     use crate::run::{Effect, Entry, Modes, Target};
 
-    /// `end` may leave the compiled runbook to the process's exit, never the run: its
-    /// drop makes the last records durable and stops the runtime's tasks.
+    /// A run's start is durable before anything else of it; `end` may leave the compiled
+    /// runbook to the process's exit, never the run: its drop makes the last records
+    /// durable and stops the runtime's tasks.
     #[test]
-    fn ending_a_session_lets_the_run_go() {
+    fn a_session_starts_durably_and_ends_letting_the_run_go() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("one.rhai"),
@@ -1033,8 +1034,9 @@ mod tests {
         let runbook = Runbook::load(file).unwrap();
         let sink: crate::sink::SinkRef = std::sync::Arc::new(crate::sink::Quiet);
         let state = dir.path().join("state");
-        let store: Store =
-            std::sync::Arc::new(crate::store::Files::new(&state, Say::outside(sink.clone())));
+        let files = crate::store::Files::new(&state, Say::outside(sink.clone()));
+        let trace = files.trace.clone();
+        let store: Store = std::sync::Arc::new(files);
         let session = Session::start(
             runbook,
             NewRun {
@@ -1060,6 +1062,14 @@ mod tests {
             },
         )
         .unwrap();
+        // The start is durable at once: the run's audit entries, in a log other runs sync,
+        // will name it.
+        let traced = trace.lock().unwrap().clone();
+        assert_eq!(
+            traced[..2],
+            ["journal line", "journal sync"],
+            "the run's first record, made durable"
+        );
         // The engine holds the run while it runs.
         assert!(Rc::strong_count(session.run()) > 1);
         let run = Rc::downgrade(session.run());

@@ -328,6 +328,68 @@ fn a_database_outage_holds_the_write_until_the_database_is_back() {
         .exit(Exit::Ok);
 }
 
+/// PostgreSQL restarted while a run holds its lease: the heartbeat's renewals fail while
+/// the database is down (said once), then renew on a connection opened again, which the
+/// run says; the lock is still the run's, and it finishes. A heartbeat that never renews
+/// again would leave the run at the gate: it is killed after 60 s and the test fails.
+#[test]
+fn the_lease_heartbeat_renews_again_after_the_database_restarts() {
+    let Some(mut cluster) = Cluster::start("the_lease_heartbeat_renews_again") else {
+        return;
+    };
+    let vendor = Vendor::start();
+    let dir = folder();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
+        .env("RUNBOOK_STATE_URL", &cluster.url)
+        .env("RUNBOOK_LEASE_SECONDS", "3")
+        .spawn_piped();
+    vendor.wait_at_gate();
+    cluster.stop();
+    let (down, stderr) = stderr_until(&mut child, "cannot renew the rotation lock");
+    cluster.restart();
+    let (done, watchdog) = mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        if watchdog.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+        }
+    });
+    let mut stderr = stderr;
+    let mut back = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            panic!("the renewal after the restart never shown:\n{down}{back}");
+        }
+        back.push_str(&line);
+        if line.contains("the rotation lock is renewed again; run ") {
+            break;
+        }
+    }
+    // Still the run's: nobody can take a lease that is renewed.
+    let holder: String = cluster
+        .client()
+        .query_one("SELECT run_id FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        back.contains(&format!("run {holder} keeps it")),
+        "{holder} holds the lock:\n{back}"
+    );
+    let _ = done.send(());
+    vendor.open_gate();
+    let (code, rest) = finish(child, stderr);
+    let text = format!("{down}{back}{rest}");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        !text.contains("no longer holds its rotation lock"),
+        "{text}"
+    );
+    assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
+}
+
 /// Machine A is paused (SIGSTOP) inside a step until its lease runs out; machine B takes
 /// the run over and finishes it. A, woken, makes no further write and records nothing.
 #[test]

@@ -326,7 +326,14 @@ fn heartbeat(
                     }
                 }
                 match renewed {
-                    Ok(true) => warned = false,
+                    // The operator was told the lock might be taken: told it is not.
+                    Ok(true) if warned => {
+                        warn.warning(format!(
+                            "the rotation lock is renewed again; run {run_id} keeps it"
+                        ));
+                        warned = false;
+                    }
+                    Ok(true) => {}
                     Ok(false) => {
                         if !lost.swap(true, Ordering::SeqCst) {
                             warn.warning(format!(

@@ -207,6 +207,12 @@ fn runbook(dir: &std::path::Path, vendor: &Vendor, args: &[&str]) -> Test {
 /// read come back.
 fn stderr_until(child: &mut Child, needle: &str) -> (String, BufReader<std::process::ChildStderr>) {
     let mut reader = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let seen = read_until(&mut reader, needle);
+    (seen, reader)
+}
+
+/// Reads `reader` up to the first line holding `needle`; the lines read come back.
+fn read_until(reader: &mut BufReader<std::process::ChildStderr>, needle: &str) -> String {
     let mut seen = String::new();
     loop {
         let mut line = String::new();
@@ -215,7 +221,7 @@ fn stderr_until(child: &mut Child, needle: &str) -> (String, BufReader<std::proc
         }
         seen.push_str(&line);
         if line.contains(needle) {
-            return (seen, reader);
+            return seen;
         }
     }
 }
@@ -345,7 +351,7 @@ fn the_lease_heartbeat_renews_again_after_the_database_restarts() {
         .spawn_piped();
     vendor.wait_at_gate();
     cluster.stop();
-    let (down, stderr) = stderr_until(&mut child, "cannot renew the rotation lock");
+    let (down, mut stderr) = stderr_until(&mut child, "cannot renew the rotation lock");
     cluster.restart();
     let (done, watchdog) = mpsc::channel::<()>();
     let pid = child.id().to_string();
@@ -356,18 +362,7 @@ fn the_lease_heartbeat_renews_again_after_the_database_restarts() {
                 .status();
         }
     });
-    let mut stderr = stderr;
-    let mut back = String::new();
-    loop {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("the renewal after the restart never shown:\n{down}{back}");
-        }
-        back.push_str(&line);
-        if line.contains("the rotation lock is renewed again; run ") {
-            break;
-        }
-    }
+    let back = read_until(&mut stderr, "the rotation lock is renewed again; run ");
     // Still the run's: nobody can take a lease that is renewed.
     let holder: String = cluster
         .client()

@@ -400,15 +400,8 @@ impl LedgerWriter {
 
     /// Chains an event's line after the tip and keeps it to be stored.
     fn make(&self, event: Event) -> Stamped {
-        let event = Stamped::now(self.run_id(), event);
-        let line = encode(&event);
+        let (line, parsed, stamped) = stored_parts(Stamped::now(self.run_id(), event));
         let prev = self.tip.borrow().head.clone();
-        // Read back once, for the fold (as `stored_form`) and the chain alike.
-        let parsed = serde_json::from_str::<serde_json::Value>(&line).ok();
-        let stamped = parsed
-            .as_ref()
-            .and_then(|v| serde::Deserialize::deserialize(v).ok())
-            .unwrap_or(event);
         let (chained, hash) = match parsed {
             Some(serde_json::Value::Object(fields)) => chain::chained_fields(fields, &prev),
             _ => chain::chained(&line, &prev),
@@ -506,9 +499,20 @@ impl Drop for LedgerWriter {
 /// The line as stored (redacted) and the event read back from it: the live fold, the sink
 /// and a later reader of the journal all see exactly the same event.
 fn stored_form(event: Stamped) -> (String, Stamped) {
-    let line = encode(&event);
-    let stored = serde_json::from_str(&line).unwrap_or(event);
+    let (line, _, stored) = stored_parts(event);
     (line, stored)
+}
+
+/// As `stored_form`, with the line's fields as read back (once, for the fold and the chain
+/// alike).
+fn stored_parts(event: Stamped) -> (String, Option<serde_json::Value>, Stamped) {
+    let line = encode(&event);
+    let parsed = serde_json::from_str::<serde_json::Value>(&line).ok();
+    let stored = parsed
+        .as_ref()
+        .and_then(|v| serde::Deserialize::deserialize(v).ok())
+        .unwrap_or(event);
+    (line, parsed, stored)
 }
 
 /// Where a journal ends: its last line and that line's hash (the genesis hash when the

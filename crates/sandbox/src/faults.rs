@@ -324,6 +324,47 @@ impl FaultSet {
         None
     }
 
+    /// The status a rule gives a simulated app's own send (Raptor's mail to Postmark), if
+    /// any; counts it. Only a status rule means anything there, so a latency or a dropped
+    /// connection aimed at the vendor's API is neither counted nor used up by those sends
+    /// (before, every background send of every app counted a vendor-wide latency rule).
+    /// `path` is only made when a status rule names the vendor: every request of the
+    /// sandbox has each app send once.
+    pub(crate) fn take_status(
+        &self,
+        vendor: &str,
+        method: &str,
+        path: impl FnOnce() -> String,
+    ) -> Option<u16> {
+        let mut rules = self.lock();
+        if !rules
+            .iter()
+            .any(|l| l.rule.vendor == vendor && matches!(l.rule.action, FaultAction::Status(_)))
+        {
+            return None;
+        }
+        let path = path();
+        for live in rules.iter_mut() {
+            if !matches!(live.rule.action, FaultAction::Status(_))
+                || !live.rule.matches(vendor, method, &path)
+            {
+                continue;
+            }
+            live.matched += 1;
+            if live.matched <= live.rule.after {
+                continue;
+            }
+            if live.rule.times.is_some_and(|t| live.fired >= t) {
+                continue;
+            }
+            live.fired += 1;
+            if let FaultAction::Status(status) = live.rule.action {
+                return Some(status);
+            }
+        }
+        None
+    }
+
     /// How often each rule fired, in order.
     pub(crate) fn fired(&self) -> Vec<(FaultRule, u32)> {
         self.lock()
@@ -378,6 +419,33 @@ fn deserialize_times<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An app's own sends (Raptor's background mail, every request) take only status rules:
+    /// a vendor-wide latency rule stays the API's, uncounted by them, and a status rule is
+    /// used up by them as before.
+    #[test]
+    fn an_apps_own_send_takes_only_a_status_rule() {
+        let set = FaultSet::new(vec![
+            FaultRule::parse("raptor=latency=150").unwrap(),
+            FaultRule::parse("raptor:POST:/app-2/postmark/email=401:once").unwrap(),
+        ]);
+        let send =
+            |app: &str| set.take_status("raptor", "POST", || format!("/{app}/postmark/email"));
+        assert_eq!(send("app-1"), None);
+        assert_eq!(send("app-2"), Some(401));
+        assert_eq!(send("app-2"), None, "a rule given once fired twice");
+        let fired: Vec<u32> = set.fired().into_iter().map(|(_, n)| n).collect();
+        assert_eq!(fired, [0, 1]);
+        // The API's own requests still meet the latency rule first.
+        assert_eq!(
+            set.take("raptor", "POST", "/api/notifications/test-email")
+                .map(|(a, _)| a),
+            Some(FaultAction::Latency(150))
+        );
+        // Without a status rule for the vendor, the path is never made.
+        let none = FaultSet::new(vec![FaultRule::parse("raptor=latency=150").unwrap()]);
+        assert_eq!(none.take_status("raptor", "POST", || unreachable!()), None);
+    }
 
     #[test]
     fn parses_the_documented_examples() {

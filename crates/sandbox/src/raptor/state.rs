@@ -2,7 +2,7 @@
 //! and what its sends came to; and how it reacts to a restart and to passing time.
 
 use super::Raptor;
-use crate::faults::{FaultAction, FaultSet};
+use crate::faults::FaultSet;
 use crate::scenario::TOKEN_VAR;
 use crate::simulator::Simulator;
 use crate::world::{Event, Platform, SendError, World};
@@ -97,12 +97,15 @@ fn on_restart(st: &mut RaptorState, w: &mut World, app: &str) {
 impl Instance {
     /// Once the new processes serve, their token is the one in use.
     pub(super) fn catch_up(&mut self, w: &mut World) {
+        // Asked of every app at every request: most have nothing to catch up on.
+        if self.next_token.is_none() {
+            return;
+        }
         let Some(platform) = w.platform_mut() else {
             return;
         };
         // While old processes serve (preboot), the old token stays in use.
-        let prebooting = platform.old_dynos_serve(&self.app);
-        if self.next_token.is_none() || prebooting {
+        if platform.old_dynos_serve(&self.app) {
             return;
         }
         if let Some(token) = self.next_token.take() {
@@ -119,42 +122,55 @@ impl Instance {
 /// A fault on Raptor's own outbound sends: `raptor:POST:/{app}/postmark/email=401` makes
 /// Postmark reject that app's mail (e.g. a token Postmark no longer accepts for it).
 pub(super) fn outbound_fault(faults: &FaultSet, app: &str) -> Option<SendError> {
-    match faults.take(Raptor.name(), "POST", &format!("/{app}/postmark/email")) {
-        Some((FaultAction::Status(status), _)) => Some(SendError {
-            status,
-            code: if status == 401 { 10 } else { 0 },
-            message: "injected: Postmark rejected the app's request".into(),
-        }),
-        _ => None,
-    }
+    let status = faults.take_status(Raptor.name(), "POST", || format!("/{app}/postmark/email"))?;
+    Some(SendError {
+        status,
+        code: if status == 401 { 10 } else { 0 },
+        message: "injected: Postmark rejected the app's request".into(),
+    })
 }
 
-/// One background email per instance with its current token.
+/// One background email per instance with its current token. Every request of the
+/// sandbox ticks every instance, so the sends are found with the world read once (in a
+/// world of 1,000 apps, looking the platform and the mail service up for each instance,
+/// and a fault path made for each, were most of what a request cost the simulator), and
+/// only what changed is written back.
 fn background_tick(st: &mut RaptorState, w: &mut World, faults: &FaultSet) {
+    // An app scaled to zero runs nothing, so sends nothing.
+    let runs = |w: &World, app: &str| w.platform().is_none_or(|p| p.runs(app));
     for inst in &mut st.instances {
-        // An app scaled to zero runs nothing, so sends nothing.
-        if w.platform_mut().is_some_and(|p| !p.runs(&inst.app)) {
-            continue;
+        if inst.next_token.is_some() && runs(w, &inst.app) {
+            inst.catch_up(w);
         }
-        inst.catch_up(w);
-        let result = match outbound_fault(faults, &inst.app) {
-            Some(e) => Err(e),
-            None => match w.mail() {
-                Some(mail) => mail.check_token(inst.token.as_deref()),
-                None => return,
-            },
+    }
+    let mut failures = Vec::new();
+    {
+        let (platform, Some(mail)) = (w.platform(), w.mail()) else {
+            return;
         };
-        match result {
-            Ok(()) => inst.sent += 1,
-            Err(e) => {
-                inst.failed += 1;
-                if e.status == 401 {
-                    inst.failed_401 += 1;
-                }
-                if let Some(p) = w.platform_mut() {
-                    p.log(&inst.app, SOURCE, &failure_line(&e));
+        for inst in &mut st.instances {
+            if platform.is_some_and(|p| !p.runs(&inst.app)) {
+                continue;
+            }
+            let result = match outbound_fault(faults, &inst.app) {
+                Some(e) => Err(e),
+                None => mail.check_token(inst.token.as_deref()),
+            };
+            match result {
+                Ok(()) => inst.sent += 1,
+                Err(e) => {
+                    inst.failed += 1;
+                    if e.status == 401 {
+                        inst.failed_401 += 1;
+                    }
+                    failures.push((inst.app.clone(), failure_line(&e)));
                 }
             }
+        }
+    }
+    if let Some(p) = w.platform_mut() {
+        for (app, line) in failures {
+            p.log(&app, SOURCE, &line);
         }
     }
 }

@@ -19,6 +19,7 @@ mod docs;
 mod evidence;
 mod exec;
 mod failures;
+mod fan_out;
 mod fenced;
 mod fidelity;
 mod hostile;

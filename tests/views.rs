@@ -13,13 +13,15 @@ fn summary(stdout: &str) -> &str {
 }
 
 /// One shared state dir: a succeeded rehearsal, then one rolled back after a fault, then
-/// every listing over both.
+/// every listing over both. A fan-out records each target's outcome as its answer comes,
+/// in whatever order the apps answer: one at a time, the order is the apps'.
 #[test]
 fn the_summary_runs_timeline_list_and_audit_read_as_the_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     let rehearse = |extra: &[&str]| {
         Test::in_dir(dir.path())
             .rehearse("postmark")
+            .env("RUNBOOK_CONCURRENCY", "1")
             .args(&["--yes", "--actor", "ops-test"])
             .args(extra)
             .run()

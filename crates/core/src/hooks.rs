@@ -48,3 +48,25 @@ pub(crate) fn interrupt_point(kind: &str, step: &str) {
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(crate) fn interrupt_point(_kind: &str, _step: &str) {}
+
+/// `RUNBOOK_REFUSE_WRITE_AT=N`: the run's Nth write is refused as a state store that cannot
+/// keep its record would (final, nothing stored): a fan-out stopped part-way, at a target a
+/// test chooses.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn write_refused() -> bool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    let Some(at) = std::env::var("RUNBOOK_REFUSE_WRITE_AT")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    WRITES.fetch_add(1, Ordering::SeqCst) + 1 == at
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn write_refused() -> bool {
+    false
+}

@@ -356,7 +356,7 @@ mod tests {
             "no audit entry to sync before a second write: one fsync"
         );
 
-        // A fan-out: every target's line, the last one durable, before any is sent.
+        // A fan-out's batch: every target's line, the last one durable, before any is sent.
         for (target, last) in [("C", false), ("D", false), ("E", true)] {
             writer
                 .before_write(sent("store", target), &|| auditor.before_write(), last)

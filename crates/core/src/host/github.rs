@@ -1,7 +1,7 @@
 //! `github::`: Actions secrets, encrypted to each repo's public key (libsodium sealed box).
 
 use super::placeholder::Placeholder;
-use super::vendor_call::{fan_out, is_dry_run_secret, per_target, targets, R};
+use super::vendor_call::{is_dry_run_secret, per_target, targets, R};
 use super::{with_run, Effect, RunContext};
 use crate::engine::registry::{Registrar, Repeat};
 use crate::value;
@@ -21,23 +21,17 @@ fn set_secret(h: &RunContext, repos: Dynamic, name: &str, secret: Secret) -> R<D
             });
     }
     let change = serde_json::json!({"name": name, "value": secret.fingerprint()});
+    let name = name.to_string();
     let results = h.writes().mutate_each(
         "github::set_secret",
         Effect::Write,
         &repos,
         change,
-        |todo| {
-            let v = h.vendors()?;
-            let name = name.to_string();
-            let label = format!("github PUT secret on {} repo(s)", todo.len());
-            h.block(&label, async move {
-                Ok(fan_out(&v, &todo, |v, repo| {
-                    let name = name.clone();
-                    let secret = secret.clone();
-                    async move { v.github().set_secret(&repo, &name, &secret).await }
-                })
-                .await)
-            })
+        |n| format!("github PUT secret on {n} repo(s)"),
+        |v, repo| {
+            let name = name.clone();
+            let secret = secret.clone();
+            async move { v.github().set_secret(&repo, &name, &secret).await }
         },
     )?;
     per_target("github::set_secret", results, |w| {

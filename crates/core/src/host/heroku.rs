@@ -134,24 +134,22 @@ fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
     }
     // Each app is one write; the change is the same for all of them.
     let change = serde_json::json!({ "vars": detail["vars"] });
-    let results =
-        h.writes()
-            .mutate_each("heroku::set_config", Effect::Write, &apps, change, |todo| {
-                let v = h.vendors()?;
-                let label = format!("heroku PATCH config-vars on {} app(s)", todo.len());
-                h.block(&label, async move {
-                    Ok(fan_out(&v, &todo, |v, app| {
-                        let changes = changes.clone();
-                        async move {
-                            v.heroku()
-                                .update_config_vars(&app, &changes)
-                                .await
-                                .map(|_| ())
-                        }
-                    })
-                    .await)
-                })
-            })?;
+    let results = h.writes().mutate_each(
+        "heroku::set_config",
+        Effect::Write,
+        &apps,
+        change,
+        |n| format!("heroku PATCH config-vars on {n} app(s)"),
+        |v, app| {
+            let changes = changes.clone();
+            async move {
+                v.heroku()
+                    .update_config_vars(&app, &changes)
+                    .await
+                    .map(|_| ())
+            }
+        },
+    )?;
     // Say what changed, values masked: in an undo, what was put back.
     let verb = if h.scope().in_undo() {
         "restored to"
@@ -193,16 +191,8 @@ fn restart(h: &RunContext, apps: Dynamic) -> R<Dynamic> {
         Effect::Write,
         &apps,
         serde_json::json!({}),
-        |todo| {
-            let v = h.vendors()?;
-            let label = format!("heroku restart {} app(s)", todo.len());
-            h.block(&label, async move {
-                Ok(fan_out(&v, &todo, |v, app| async move {
-                    v.heroku().restart_all(&app).await
-                })
-                .await)
-            })
-        },
+        |n| format!("heroku restart {n} app(s)"),
+        |v, app| async move { v.heroku().restart_all(&app).await },
     )?;
     per_target("heroku::restart", results, |_| Map::new()).map(Dynamic::from)
 }

@@ -201,8 +201,8 @@ impl LedgerWriter {
     /// stored, the caller records its outcome (not sent).
     ///
     /// `durable`: the line, and every line before it, is on stable storage when this
-    /// returns. A fan-out records all its targets' lines first and makes only the last one
-    /// durable, before any is sent: one fsync, not one per target. On a store whose appends
+    /// returns. A fan-out records a batch of its targets' lines and makes only the last one
+    /// durable, before any of them is sent: one fsync, not one per target. On a store whose appends
     /// need an fsync (files) the write's line is stored before `also`, so the journal's one
     /// sync covers it (two fsyncs before a write, not three), and the lease is checked again
     /// after the syncs; on a database, whose every append is a commit, it is stored last,
@@ -216,6 +216,10 @@ impl LedgerWriter {
         let refused = |why| Refused { why, stored: false };
         if self.lost.get() {
             return Err(refused(Unrecorded::LeaseLost));
+        }
+        if crate::hooks::write_refused() {
+            let why = "refused by RUNBOOK_REFUSE_WRITE_AT (a test hook)".to_string();
+            return Err(refused(Unrecorded::StoreDown(why)));
         }
         let stamped = Stamped::now(self.run_id(), event);
         let line = encode(&stamped);

@@ -1,0 +1,137 @@
+//! A fan-out's targets go out at most the concurrency at once, each recorded before it is
+//! sent and settled as its answer comes: a fan-out stopped part-way leaves in doubt only
+//! the requests then out, and sends nothing after a record it could not store.
+
+use crate::support::{Exit, Output, Test};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Sets FAN_VAR on app-0001 ... app-COUNT, in a step of at most 2 s.
+const RUNBOOK: &str = r#"runbook(#{ id: "fan", title: "Set a variable on many apps" });
+param("count", #{ default: 4, help: "how many apps" });
+step("propagate", "Set it on every app", |ctx| {
+    let apps = [];
+    for i in 1..=ctx.params.count {
+        let n = `${i}`;
+        while n.len() < 4 { n = "0" + n; }
+        apps.push(`app-${n}`);
+    }
+    heroku::set_config(apps, #{ FAN_VAR: "new" });
+}).no_undo("a test fan-out").timeout("2s");
+"#;
+
+fn scenario(apps: usize) -> String {
+    (1..=apps)
+        .map(|i| format!("[[heroku.apps]]\nname = \"app-{i:04}\"\nboot_ms = 0\n"))
+        .collect()
+}
+
+fn fan_out(apps: usize, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut t = Test::new()
+        .file("fan.rhai", RUNBOOK)
+        .args(&["exec", "fan.rhai", "--sandbox"])
+        .scenario("apps.toml", &scenario(apps))
+        .args(&["--yes", "--param", &format!("count={apps}")])
+        .args(extra)
+        .keep_sandbox_state();
+    for (k, v) in env {
+        t = t.env(k, v);
+    }
+    t.run()
+}
+
+/// Each target's recorded outcome: `(write lines, outcome)` by app.
+fn outcomes(out: &Output) -> BTreeMap<String, (usize, String)> {
+    let mut by_app: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for e in out
+        .journal()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        let app = e["target"].as_str().unwrap_or_default().to_string();
+        match e["type"].as_str() {
+            Some("write") => by_app.entry(app).or_default().0 += 1,
+            Some("write_outcome") => {
+                by_app.entry(app).or_default().1 = e["outcome"].as_str().unwrap_or("?").into()
+            }
+            _ => {}
+        }
+    }
+    by_app
+}
+
+/// The apps whose config the simulated Heroku changed.
+fn changed(out: &Output, apps: usize) -> Vec<String> {
+    let state = out.sandbox_state();
+    (1..=apps)
+        .map(|i| format!("app-{i:04}"))
+        .filter(|a| state["heroku"]["apps"][a]["config_vars"]["FAN_VAR"] == "new")
+        .collect()
+}
+
+/// One app's request never answers and the step's time limit ends the wait. The apps that
+/// answered are recorded as applied, and only the one still out is in doubt. Before, the
+/// outcomes were recorded after the last answer: all four were left `unknown`, and a resume
+/// would have had to reconcile every one.
+#[test]
+fn a_fan_out_stopped_at_its_time_limit_leaves_in_doubt_only_the_request_still_out() {
+    let out = fan_out(
+        4,
+        &["--fault", "heroku:PATCH:/apps/app-0003/config-vars=stall"],
+        &[],
+    );
+    out.exit(Exit::StepFailed)
+        .stderr_has("step 'propagate' ran past its limit of 2s");
+    let by_app = outcomes(&out);
+    let expected: BTreeMap<String, (usize, String)> = [
+        ("app-0001", "applied"),
+        ("app-0002", "applied"),
+        ("app-0003", "unknown"),
+        ("app-0004", "applied"),
+    ]
+    .into_iter()
+    .map(|(a, o)| (a.to_string(), (1, o.to_string())))
+    .collect();
+    assert_eq!(by_app, expected, "{}", out.journal());
+    assert_eq!(changed(&out, 4), ["app-0001", "app-0002", "app-0004"]);
+}
+
+/// The tenth record of a twenty-app fan-out, two at a time, is refused (a store that cannot
+/// keep it): nothing after it is recorded or sent. What went out before it is settled by
+/// its answer, and what was recorded but not yet sent is settled as not sent, so every
+/// recorded write has its outcome and exactly the apps recorded as applied changed.
+#[test]
+fn a_fan_out_whose_record_is_refused_part_way_sends_nothing_after_it() {
+    let out = fan_out(
+        20,
+        &[],
+        &[
+            ("RUNBOOK_CONCURRENCY", "2"),
+            ("RUNBOOK_REFUSE_WRITE_AT", "10"),
+        ],
+    );
+    out.exit(Exit::StepFailed)
+        .stderr_has("the write was not sent because its record could not be stored");
+    let by_app = outcomes(&out);
+    let applied: Vec<String> = by_app
+        .iter()
+        .filter(|(_, (_, o))| o == "applied")
+        .map(|(a, _)| a.clone())
+        .collect();
+    assert_eq!(changed(&out, 20), applied, "{}", out.journal());
+    // Batches of eight: the first went out; the second was being recorded.
+    assert!(
+        (6..=8).contains(&applied.len()),
+        "{applied:?}\n{}",
+        out.journal()
+    );
+    for (app, (writes, outcome)) in &by_app {
+        assert_eq!(*writes, 1, "{app} recorded {writes} times");
+        let n: usize = app["app-".len()..].parse().unwrap();
+        assert!(n <= 9, "{app} was recorded after the refused record");
+        if !applied.contains(app) {
+            assert_eq!(outcome, "not_sent", "{app}\n{}", out.journal());
+        }
+    }
+    assert!(by_app.contains_key("app-0009"), "{by_app:?}");
+}

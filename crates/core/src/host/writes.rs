@@ -9,6 +9,7 @@ use super::vendor_call::vendor_error;
 use super::{Effect, R};
 use crate::audit::{AuditEvent, HostCall};
 use crate::events::{Event, Filed, WriteOutcome, WritePlanned, WriteSent, WriteSettled};
+use crate::ledger::Unrecorded;
 use rhai::Dynamic;
 use runbook_vendors::{VendorError, Vendors};
 use serde_json::Value;
@@ -63,6 +64,15 @@ fn redacted(detail: &Value) -> Value {
     let mut d = detail.clone();
     runbook_secret::redact_json(&mut d);
     d
+}
+
+/// The error that stops a step whose write cannot be recorded (or whose lease is gone).
+fn fenced(why: &Unrecorded) -> Box<rhai::EvalAltResult> {
+    rhai::EvalAltResult::ErrorTerminated(
+        Dynamic::from(format!("{}{why}", crate::interrupt::FENCED)),
+        rhai::Position::NONE,
+    )
+    .into()
 }
 
 /// Whether `function`'s writes may be sent again safely (its registration says).
@@ -506,19 +516,22 @@ impl<'a> Writes<'a> {
     }
 
     /// Sends a fan-out's targets, at most the vendors' concurrency at once. Each target's
-    /// line is stored before it is sent, in batches of four times that many, one fsync (the
-    /// batch's last line's) making a batch durable before any of it is sent; later batches
-    /// are recorded, a line at a time, while the requests before them are out, and a slot
-    /// an answer frees goes to the next durable target before the answer is recorded. Each
-    /// outcome is recorded as its answer comes, so a crash or Ctrl-C in a long fan-out
-    /// leaves only the requests then out in doubt.
+    /// line is stored before it is sent, in batches of four times that many, one sync (at
+    /// the batch's last line, with the audit trail) making a batch durable, and its lease
+    /// confirmed, before any of it is sent; later batches are recorded, a line at a time,
+    /// while the requests before them are out, and a slot an answer frees goes to the next
+    /// durable target before the answer is recorded. Each outcome is recorded as its
+    /// answer comes, so a crash or Ctrl-C in a long fan-out leaves only the requests then
+    /// out in doubt. (An outcome recorded after the last batch's sync may be lost to a power
+    /// loss while later targets go out: the state of a crash before it was written, which
+    /// resume reconciles.)
     ///
     /// Before, every line was stored before the first request and every outcome after the
     /// last answer: a 1,000-app fan-out left all 1,000 in doubt until its end, and its
     /// bookkeeping (a quarter of a second at 20 ms per call) was not overlapped with the
-    /// requests. A target whose line cannot be stored stops the fan-out: nothing more is
-    /// sent, what is out is waited for and settled, what was recorded and not sent is
-    /// settled as not sent.
+    /// requests. A record that cannot be stored, or a lease another run took, stops the
+    /// fan-out: nothing more is sent, what is out is waited for and settled, what was
+    /// recorded and not sent is settled as not sent.
     fn send_each<T, F, Fut>(
         &self,
         write: &Write<'_>,
@@ -533,37 +546,47 @@ impl<'a> Writes<'a> {
         Fut: Future<Output = Result<T, VendorError>> + Send + 'static,
     {
         type Joined<T> = Result<(tokio::task::Id, Result<T, VendorError>), tokio::task::JoinError>;
-        let at_once = vendors.config().concurrency.max(1);
+        let at_once = vendors.config().concurrency.clamp(1, 1024);
         let batch = at_once * 4;
         let runtime = &self.run.services().runtime;
         let _call = self.run.say().call(label);
-        let not_sent = |t: &str| write.settle(self, t, End::only(WriteOutcome::NotSent));
+        let not_sent = |i: usize| write.settle(self, &todo[i], End::only(WriteOutcome::NotSent));
         // The next target to record, and where its batch ends; the batch's targets stored
-        // so far; those durable and not yet sent; those out, by task.
+        // so far; those durable and not yet sent; those out, by task (indices in `todo`).
         let (mut next, mut batch_end) = (0, 0);
-        let mut stored: Vec<&String> = Vec::new();
-        let mut ready: VecDeque<&String> = VecDeque::new();
+        let mut stored: Vec<usize> = Vec::new();
+        let mut ready: VecDeque<usize> = VecDeque::new();
         let mut out = tokio::task::JoinSet::new();
-        let mut out_to: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut out_to: HashMap<tokio::task::Id, usize> = HashMap::new();
         let mut answered = Vec::with_capacity(todo.len());
         let mut refused: Option<Box<rhai::EvalAltResult>> = None;
-        // Sends the next durable targets while slots are free.
+        // Sends the next durable targets while slots are free: not after Ctrl-C, nor once a
+        // record made since their batch's sync could not be stored (or the lease is gone).
         let fill = |out: &mut tokio::task::JoinSet<_>,
-                    out_to: &mut HashMap<tokio::task::Id, String>,
-                    ready: &mut VecDeque<&String>| {
+                    out_to: &mut HashMap<tokio::task::Id, usize>,
+                    ready: &mut VecDeque<usize>,
+                    refused: &mut Option<Box<rhai::EvalAltResult>>| {
+            if refused.is_some() || ready.is_empty() || out.len() >= at_once {
+                return;
+            }
+            if runtime.check().is_err() {
+                return;
+            }
+            if let Err(why) = self.may_send() {
+                *refused = Some(fenced(&why));
+                return;
+            }
             while out.len() < at_once {
-                let Some(t) = ready.pop_front() else { break };
+                let Some(i) = ready.pop_front() else { break };
                 let id = out
-                    .spawn_on(send(vendors.clone(), t.clone()), runtime.handle())
+                    .spawn_on(send(vendors.clone(), todo[i].clone()), runtime.handle())
                     .id();
-                out_to.insert(id, t.clone());
+                out_to.insert(id, i);
             }
         };
         loop {
+            fill(&mut out, &mut out_to, &mut ready, &mut refused);
             let stopped = runtime.check().err();
-            if refused.is_none() && stopped.is_none() {
-                fill(&mut out, &mut out_to, &mut ready);
-            }
             let recording = refused.is_none()
                 && stopped.is_none()
                 && next < todo.len()
@@ -588,7 +611,7 @@ impl<'a> Writes<'a> {
                     if stored.is_empty() {
                         batch_end = (next + batch).min(todo.len());
                     }
-                    let t = &todo[next];
+                    let (i, t) = (next, &todo[next]);
                     next += 1;
                     let last = next == batch_end;
                     match self.write_sent(
@@ -601,12 +624,12 @@ impl<'a> Writes<'a> {
                     ) {
                         Ok(()) if last => {
                             ready.extend(stored.drain(..));
-                            ready.push_back(t);
+                            ready.push_back(i);
                         }
-                        Ok(()) => stored.push(t),
+                        Ok(()) => stored.push(i),
                         Err(stop) => {
                             // The batch's lines before it are stored, not durable: not sent.
-                            stored.drain(..).for_each(|t| not_sent(t));
+                            stored.drain(..).for_each(not_sent);
                             refused = Some(stop);
                         }
                     }
@@ -614,59 +637,105 @@ impl<'a> Writes<'a> {
                 }
                 Some(Ok(joined)) => joined,
                 Some(Err(why)) => {
-                    // Ctrl-C or the step's time limit: what is out may have applied.
-                    let stopped = super::vendor_call::stopped(why);
+                    // Ctrl-C or the step's time limit. The answers already in are taken;
+                    // what is still out may have applied; the rest was never sent.
+                    while let Some(joined) = out.try_join_next_with_id() {
+                        if let Some((i, result)) = self.answered(write, todo, &mut out_to, joined) {
+                            answered.push((todo[i].clone(), result));
+                        }
+                    }
                     out.abort_all();
+                    let stopped = super::vendor_call::stopped(why);
                     let outcome = outcome_of_failure(&stopped);
-                    for t in out_to.values() {
+                    let mut left: Vec<usize> = out_to.into_values().collect();
+                    left.sort_unstable();
+                    for i in left {
                         let end = End {
                             outcome,
                             error: Some(&*stopped),
                             answer: None,
                         };
-                        write.settle(self, t, end);
+                        write.settle(self, &todo[i], end);
                     }
-                    stored.iter().chain(&ready).for_each(|t| not_sent(t));
-                    return Err(stopped);
+                    stored.iter().chain(&ready).copied().for_each(not_sent);
+                    // A refused record is the first reason the fan-out stopped.
+                    return Err(refused.unwrap_or(stopped));
                 }
             };
             // The freed slot first, then the answer's record.
-            if refused.is_none() && runtime.check().is_ok() {
-                fill(&mut out, &mut out_to, &mut ready);
+            fill(&mut out, &mut out_to, &mut ready, &mut refused);
+            if let Some((i, result)) = self.answered(write, todo, &mut out_to, joined) {
+                answered.push((todo[i].clone(), result));
             }
-            let (t, result) = match joined {
-                Ok((id, result)) => (out_to.remove(&id), result),
-                Err(failed) => {
-                    let t = out_to.remove(&failed.id());
-                    let e = VendorError::new(
-                        "runbook",
-                        "-",
-                        t.as_deref().unwrap_or("-"),
-                        runbook_vendors::ErrorKind::Other,
-                        "the call did not finish (internal error)",
-                    );
-                    (t, Err(e))
-                }
-            };
-            let Some(t) = t else { continue };
-            let err = result.as_ref().err().map(vendor_error);
-            let end = End {
-                outcome: err
-                    .as_deref()
-                    .map_or(WriteOutcome::Applied, outcome_of_failure),
-                error: err.as_deref(),
-                answer: None,
-            };
-            write.settle(self, &t, end);
-            answered.push((t, result));
         }
+        debug_assert!(
+            stored.is_empty() && out_to.is_empty(),
+            "a fan-out target left unsettled"
+        );
         match refused {
             Some(stop) => {
-                ready.iter().for_each(|t| not_sent(t));
+                ready.iter().copied().for_each(not_sent);
                 Err(stop)
             }
             None => Ok(answered),
         }
+    }
+
+    /// Records the outcome of a fan-out target whose task ended: by its answer, or, when
+    /// the task failed (a panic), as unknown, since its request may have left.
+    fn answered<T>(
+        &self,
+        write: &Write<'_>,
+        todo: &[String],
+        out_to: &mut HashMap<tokio::task::Id, usize>,
+        joined: Result<(tokio::task::Id, Result<T, VendorError>), tokio::task::JoinError>,
+    ) -> Option<(usize, Result<T, VendorError>)> {
+        match joined {
+            Ok((id, result)) => {
+                let i = out_to.remove(&id)?;
+                let err = result.as_ref().err().map(vendor_error);
+                let end = End {
+                    outcome: err
+                        .as_deref()
+                        .map_or(WriteOutcome::Applied, outcome_of_failure),
+                    error: err.as_deref(),
+                    answer: None,
+                };
+                write.settle(self, &todo[i], end);
+                Some((i, result))
+            }
+            Err(failed) => {
+                let i = out_to.remove(&failed.id())?;
+                let e = VendorError::new(
+                    "runbook",
+                    "-",
+                    &todo[i],
+                    runbook_vendors::ErrorKind::Other,
+                    "the call did not finish (internal error); it may have been sent",
+                );
+                let err = vendor_error(&e);
+                let end = End {
+                    outcome: WriteOutcome::Unknown,
+                    error: Some(&*err),
+                    answer: None,
+                };
+                write.settle(self, &todo[i], end);
+                Some((i, Err(e)))
+            }
+        }
+    }
+
+    /// Whether a write recorded durably before may still be sent (a fan-out's later
+    /// targets): not once another run took the lease, nor while a record made since (an
+    /// answer's outcome, its audit entry) waits for a store that does not take it.
+    fn may_send(&self) -> Result<(), Unrecorded> {
+        self.ledger().may_send()?;
+        if self.run.auditor().owes_entries() {
+            return Err(Unrecorded::StoreDown(
+                "the audit log does not take this run's entries".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Records a write before it is sent (see `LedgerWriter::before_write`): `Err`, and the
@@ -689,9 +758,17 @@ impl<'a> Writes<'a> {
             idempotent: idempotent(function),
             undo: self.in_undo(),
         });
-        let recorded = self
-            .ledger()
-            .before_write(event, &|| auditor.before_write(), durable);
+        // The audit trail is made whole and durable with the line that makes the journal
+        // durable: a fan-out's batch syncs both once, at its last line, not at every line
+        // an answer's entry came before.
+        let also = || {
+            if durable {
+                auditor.before_write()
+            } else {
+                Ok(())
+            }
+        };
+        let recorded = self.ledger().before_write(event, &also, durable);
         if let Err(refused) = recorded {
             // Its line went in before the store failed: the journal must not leave it in
             // doubt (a resume would stop over it), nor the audit trail without it.
@@ -699,11 +776,7 @@ impl<'a> Writes<'a> {
                 let end = End::only(WriteOutcome::NotSent);
                 self.write_settled(step, function, effect, target, detail, end);
             }
-            return Err(rhai::EvalAltResult::ErrorTerminated(
-                Dynamic::from(format!("{}{}", crate::interrupt::FENCED, refused.why)),
-                rhai::Position::NONE,
-            )
-            .into());
+            return Err(fenced(&refused.why));
         }
         self.run.scope().count_write();
         Ok(())

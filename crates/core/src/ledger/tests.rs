@@ -593,6 +593,64 @@ fn a_lock_taken_before_the_write_leaves_stops_it() {
     }
 }
 
+/// A fan-out's later targets, recorded durably in an earlier batch, are sent only while
+/// what the run recorded since (its answers' outcomes) is stored too: once a record finds
+/// the lease taken, or the journal refuses one, `may_send` says no. Before, a fan-out sent
+/// every target it had recorded whatever its records since met.
+#[test]
+fn a_later_target_is_not_sent_once_a_record_since_found_the_lease_taken_or_the_store_down() {
+    use crate::store::{Fence, Holder};
+    for taken in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "r1");
+        let files = crate::store::Files::new(dir.path(), say.clone());
+        let store: crate::store::Store = std::sync::Arc::new(files);
+        let holder = |run: &str, lease: &str| Holder {
+            run_id: run.into(),
+            actor: "ops".into(),
+            pid: std::process::id(),
+            host: "h".into(),
+            since: "now".into(),
+            lease_id: lease.into(),
+            expires: None,
+            expired: false,
+            lock: String::new(),
+        };
+        assert!(store.lock_create("KEY", &holder("r1", "mine")).unwrap());
+        let writer = LedgerWriter::new(&store, say);
+        writer.fence(Fence {
+            key: "KEY".into(),
+            lease_id: "mine".into(),
+        });
+        writer.record(started(Target::Production));
+        for app in ["app-1", "app-2"] {
+            writer
+                .before_write(sent("propagate", app), &|| Ok(()), app == "app-2")
+                .unwrap();
+        }
+        assert!(writer.may_send().is_ok());
+        if taken {
+            let lock = store.lock_path("KEY").unwrap();
+            std::fs::remove_file(&lock).unwrap();
+            assert!(store.lock_create("KEY", &holder("r2", "theirs")).unwrap());
+        } else {
+            let runs = dir.path().join("runs");
+            std::fs::rename(&runs, dir.path().join("runs.aside")).unwrap();
+            std::fs::write(&runs, "not a folder").unwrap();
+        }
+        // app-1 answered: its outcome is recorded before app-2 would go out.
+        writer.record(finished(RunStatus::Failed));
+        match writer.may_send() {
+            Err(Unrecorded::LeaseLost) => assert!(taken),
+            Err(Unrecorded::StoreDown(why)) => {
+                assert!(!taken);
+                assert!(why.contains("does not take this run's records"), "{why}");
+            }
+            Ok(()) => panic!("taken: {taken}: app-2 may still be sent"),
+        }
+    }
+}
+
 /// A journal's last line settles its run by the record's own type and status, not by text
 /// anywhere in it: a write's detail holds a vendor's answer, which may say the same words.
 #[test]

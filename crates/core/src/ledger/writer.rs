@@ -446,6 +446,22 @@ impl LedgerWriter {
         }
     }
 
+    /// Whether a write whose line is already durable may still be sent (a fan-out's later
+    /// targets): not once another run took the lease, nor while lines made since wait for a
+    /// store that does not take them.
+    pub fn may_send(&self) -> std::result::Result<(), Unrecorded> {
+        if self.lost.get() {
+            return Err(Unrecorded::LeaseLost);
+        }
+        if self.outage.get() || !self.unsaved.borrow().is_empty() {
+            return Err(Unrecorded::StoreDown(format!(
+                "the run journal {} does not take this run's records",
+                self.location()
+            )));
+        }
+        Ok(())
+    }
+
     /// Makes every line stored so far durable.
     pub fn sync(&self) -> Result<()> {
         if self.unsynced.get() {

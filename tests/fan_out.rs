@@ -6,19 +6,23 @@ use crate::support::{Exit, Output, Test};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Sets FAN_VAR on app-0001 ... app-COUNT, in a step of at most 2 s.
-const RUNBOOK: &str = r#"runbook(#{ id: "fan", title: "Set a variable on many apps" });
-param("count", #{ default: 4, help: "how many apps" });
-step("propagate", "Set it on every app", |ctx| {
+/// Sets FAN_VAR on app-0001 ... app-COUNT, in a step of at most `limit`.
+fn runbook(limit: &str) -> String {
+    format!(
+        r#"runbook(#{{ id: "fan", title: "Set a variable on many apps" }});
+param("count", #{{ default: 4, help: "how many apps" }});
+step("propagate", "Set it on every app", |ctx| {{
     let apps = [];
-    for i in 1..=ctx.params.count {
-        let n = `${i}`;
-        while n.len() < 4 { n = "0" + n; }
-        apps.push(`app-${n}`);
-    }
-    heroku::set_config(apps, #{ FAN_VAR: "new" });
-}).no_undo("a test fan-out").timeout("2s");
-"#;
+    for i in 1..=ctx.params.count {{
+        let n = `${{i}}`;
+        while n.len() < 4 {{ n = "0" + n; }}
+        apps.push(`app-${{n}}`);
+    }}
+    heroku::set_config(apps, #{{ FAN_VAR: "new" }});
+}}).no_undo("a test fan-out").timeout("{limit}");
+"#
+    )
+}
 
 fn scenario(apps: usize) -> String {
     (1..=apps)
@@ -26,9 +30,9 @@ fn scenario(apps: usize) -> String {
         .collect()
 }
 
-fn fan_out(apps: usize, extra: &[&str], env: &[(&str, &str)]) -> Output {
+fn fan_out(apps: usize, limit: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut t = Test::new()
-        .file("fan.rhai", RUNBOOK)
+        .file("fan.rhai", &runbook(limit))
         .args(&["exec", "fan.rhai", "--sandbox"])
         .scenario("apps.toml", &scenario(apps))
         .args(&["--yes", "--param", &format!("count={apps}")])
@@ -69,7 +73,7 @@ fn changed(out: &Output, apps: usize) -> Vec<String> {
         .collect()
 }
 
-/// One app's request never answers and the step's time limit ends the wait. The apps that
+/// One app's request never answers and the step's time limit (5 s) ends the wait. The apps that
 /// answered are recorded as applied, and only the one still out is in doubt. Before, the
 /// outcomes were recorded after the last answer: all four were left `unknown`, and a resume
 /// would have had to reconcile every one.
@@ -77,11 +81,12 @@ fn changed(out: &Output, apps: usize) -> Vec<String> {
 fn a_fan_out_stopped_at_its_time_limit_leaves_in_doubt_only_the_request_still_out() {
     let out = fan_out(
         4,
+        "5s",
         &["--fault", "heroku:PATCH:/apps/app-0003/config-vars=stall"],
         &[],
     );
     out.exit(Exit::StepFailed)
-        .stderr_has("step 'propagate' ran past its limit of 2s");
+        .stderr_has("step 'propagate' ran past its limit of 5s");
     let by_app = outcomes(&out);
     let expected: BTreeMap<String, (usize, String)> = [
         ("app-0001", "applied"),
@@ -104,6 +109,7 @@ fn a_fan_out_stopped_at_its_time_limit_leaves_in_doubt_only_the_request_still_ou
 fn a_fan_out_whose_record_is_refused_part_way_sends_nothing_after_it() {
     let out = fan_out(
         20,
+        "10m",
         &[],
         &[
             ("RUNBOOK_CONCURRENCY", "2"),
@@ -134,4 +140,86 @@ fn a_fan_out_whose_record_is_refused_part_way_sends_nothing_after_it() {
         }
     }
     assert!(by_app.contains_key("app-0009"), "{by_app:?}");
+}
+
+/// The third answer's record is refused once (a store that blinks) while later targets
+/// wait, recorded durably, to go out: they are sent only once the store took it, and the
+/// fan-out goes on to every app. Every app has one write and one outcome, applied.
+#[test]
+fn a_fan_out_waits_for_a_refused_record_to_be_stored_then_goes_on() {
+    let out = fan_out(
+        40,
+        "10m",
+        &[],
+        &[
+            ("RUNBOOK_CONCURRENCY", "2"),
+            ("RUNBOOK_REFUSE_OUTCOME_AT", "3"),
+        ],
+    );
+    out.exit(Exit::Ok)
+        .stderr_has("refused by RUNBOOK_REFUSE_OUTCOME_AT")
+        .stderr_has("the state store takes records again; the run goes on");
+    let by_app = outcomes(&out);
+    assert_eq!(by_app.len(), 40, "{by_app:?}");
+    for (app, (writes, outcome)) in &by_app {
+        assert_eq!((*writes, outcome.as_str()), (1, "applied"), "{app}");
+    }
+    assert_eq!(changed(&out, 40).len(), 40);
+}
+
+/// The journal goes down after the Nth answer's record (a store that stays down for longer
+/// than its wait) while targets recorded durably wait to go out, or a batch is half
+/// recorded: nothing more is sent, and every target recorded gets one outcome (in the
+/// run's event stream: the journal takes none of them). Before, a half-recorded batch was
+/// left without outcomes (a debug build panicked on it).
+#[test]
+fn a_journal_that_goes_down_mid_fan_out_stops_it_with_every_recorded_target_settled() {
+    // Eight at a time, batches of 32: the second batch is recorded while the first's last
+    // targets wait to go out, around the 20th answer.
+    for at in ["3+", "17+", "19+", "21+", "23+", "25+", "27+"] {
+        let out = fan_out(
+            60,
+            "10m",
+            &["--json"],
+            &[
+                ("RUNBOOK_CONCURRENCY", "8"),
+                ("RUNBOOK_STATE_WAIT_SECONDS", "1"),
+                ("RUNBOOK_REFUSE_OUTCOME_AT", at),
+            ],
+        );
+        assert!(!out.stderr.contains("panicked"), "{at}: {}", out.stderr);
+        assert_ne!(out.code, 0, "{at}: {}", out.stderr);
+        let mut by_app: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
+        for e in out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        {
+            let app = e["target"].as_str().unwrap_or_default().to_string();
+            match e["type"].as_str() {
+                Some("write") => by_app.entry(app).or_default().0 += 1,
+                Some("write_outcome") => by_app
+                    .entry(app)
+                    .or_default()
+                    .1
+                    .push(e["outcome"].as_str().unwrap_or("?").into()),
+                _ => {}
+            }
+        }
+        assert!(by_app.len() < 60, "{at}: the fan-out went on: {by_app:?}");
+        let applied: Vec<String> = by_app
+            .iter()
+            .filter(|(_, (_, o))| o == &["applied".to_string()])
+            .map(|(a, _)| a.clone())
+            .collect();
+        assert_eq!(changed(&out, 60), applied, "{at}: {by_app:?}");
+        for (app, (writes, outcomes)) in &by_app {
+            assert_eq!(*writes, 1, "{at}: {app}");
+            assert_eq!(outcomes.len(), 1, "{at}: {app}: {outcomes:?}");
+            assert!(
+                ["applied", "not_sent"].contains(&outcomes[0].as_str()),
+                "{at}: {app}: {outcomes:?}"
+            );
+        }
+    }
 }

@@ -70,3 +70,49 @@ pub(crate) fn write_refused() -> bool {
 pub(crate) fn write_refused() -> bool {
     false
 }
+
+/// `RUNBOOK_REFUSE_OUTCOME_AT=N`: the run's Nth write outcome is refused once by the store,
+/// as a store that blinks would (the line is kept and stored by the next record or write).
+/// `N+`: from the Nth outcome on, the journal takes nothing more (`journal_down`), as a
+/// store that went down would.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn outcome_refused() -> bool {
+    use std::sync::atomic::Ordering;
+    static OUTCOMES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Ok(spec) = std::env::var("RUNBOOK_REFUSE_OUTCOME_AT") else {
+        return false;
+    };
+    let (at, down) = match spec.strip_suffix('+') {
+        Some(at) => (at, true),
+        None => (spec.as_str(), false),
+    };
+    let Ok(at) = at.parse::<usize>() else {
+        return false;
+    };
+    let n = OUTCOMES.fetch_add(1, Ordering::SeqCst) + 1;
+    if down && n >= at {
+        JOURNAL_DOWN.store(true, Ordering::SeqCst);
+    }
+    n == at || JOURNAL_DOWN.load(Ordering::SeqCst)
+}
+
+#[cfg(feature = "test-hooks")]
+static JOURNAL_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `RUNBOOK_REFUSE_OUTCOME_AT=N+` took the journal down.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn journal_down() -> bool {
+    JOURNAL_DOWN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn outcome_refused() -> bool {
+    false
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn journal_down() -> bool {
+    false
+}

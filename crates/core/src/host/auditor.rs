@@ -99,12 +99,6 @@ impl Auditor {
         }
     }
 
-    /// Whether entries the log refused wait to be written: no vendor write is sent until
-    /// they are.
-    pub fn owes_entries(&self) -> bool {
-        !self.unsaved.borrow().is_empty()
-    }
-
     /// Before a vendor write is sent: every entry so far written (`flush`) and durable.
     /// Entries are appended without an fsync each; they are made durable here, before the
     /// next effect at a vendor, and at the run's end, so a power loss can only lose entries

@@ -657,7 +657,7 @@ impl<'a> Writes<'a> {
                         };
                         write.settle(self, &todo[i], end);
                     }
-                    stored.iter().chain(&ready).copied().for_each(not_sent);
+                    ready.iter().chain(&stored).copied().for_each(not_sent);
                     // A refused record is the first reason the fan-out stopped.
                     return Err(refused.unwrap_or(stopped));
                 }
@@ -668,13 +668,11 @@ impl<'a> Writes<'a> {
                 answered.push((todo[i].clone(), result));
             }
         }
-        debug_assert!(
-            stored.is_empty() && out_to.is_empty(),
-            "a fan-out target left unsettled"
-        );
+        debug_assert!(out_to.is_empty(), "a fan-out target left unsettled");
         match refused {
             Some(stop) => {
-                ready.iter().copied().for_each(not_sent);
+                // A refusal by `may_send` may come while a batch is half recorded.
+                ready.iter().chain(&stored).copied().for_each(not_sent);
                 Err(stop)
             }
             None => Ok(answered),
@@ -725,17 +723,13 @@ impl<'a> Writes<'a> {
         }
     }
 
-    /// Whether a write recorded durably before may still be sent (a fan-out's later
-    /// targets): not once another run took the lease, nor while a record made since (an
-    /// answer's outcome, its audit entry) waits for a store that does not take it.
+    /// Before a write recorded durably earlier is sent (a fan-out's later targets): what
+    /// the run recorded since, and the audit entries the log refused, are stored first
+    /// (`LedgerWriter::catch_up`, which waits out a store that blinks); not once another
+    /// run took the lease, nor while the store still refuses them.
     fn may_send(&self) -> Result<(), Unrecorded> {
-        self.ledger().may_send()?;
-        if self.run.auditor().owes_entries() {
-            return Err(Unrecorded::StoreDown(
-                "the audit log does not take this run's entries".into(),
-            ));
-        }
-        Ok(())
+        let auditor = self.run.auditor();
+        self.ledger().catch_up(&|| auditor.flush())
     }
 
     /// Records a write before it is sent (see `LedgerWriter::before_write`): `Err`, and the

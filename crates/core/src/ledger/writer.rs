@@ -176,8 +176,17 @@ impl LedgerWriter {
             self.fold_and_emit(&stamped);
             return;
         }
+        let refused = matches!(event, Event::WriteOutcome(_)) && crate::hooks::outcome_refused();
         let stamped = self.make(event);
-        if let Err(e) = self.flush() {
+        let flushed = if refused {
+            Err(crate::error::Error::State {
+                message: "refused by RUNBOOK_REFUSE_OUTCOME_AT (a test hook)".into(),
+                help: String::new(),
+            })
+        } else {
+            self.flush()
+        };
+        if let Err(e) = flushed {
             if self.lost.get() {
                 self.say.warning(format!(
                     "warning: {}; this process records nothing more",
@@ -424,6 +433,12 @@ impl LedgerWriter {
 
     /// Stores the kept lines, in order, up to the first the store refuses.
     fn flush(&self) -> Result<()> {
+        if crate::hooks::journal_down() && !self.unsaved.borrow().is_empty() {
+            return Err(crate::error::Error::State {
+                message: "the journal is down (RUNBOOK_REFUSE_OUTCOME_AT, a test hook)".into(),
+                help: String::new(),
+            });
+        }
         loop {
             let Some((line, link)) = self
                 .unsaved
@@ -446,20 +461,46 @@ impl LedgerWriter {
         }
     }
 
-    /// Whether a write whose line is already durable may still be sent (a fan-out's later
-    /// targets): not once another run took the lease, nor while lines made since wait for a
-    /// store that does not take them.
-    pub fn may_send(&self) -> std::result::Result<(), Unrecorded> {
-        if self.lost.get() {
-            return Err(Unrecorded::LeaseLost);
+    /// Before a write whose line is already durable is sent (a fan-out's later targets):
+    /// the lines made since (its answers' outcomes) and `also` (the audit entries the log
+    /// refused) are stored, retried with backoff for the store's wait as `before_write`
+    /// does. `Err` once another run took the lease, or when the store still refuses them:
+    /// the write must not be sent.
+    pub fn catch_up(&self, also: &dyn Fn() -> Result<()>) -> std::result::Result<(), Unrecorded> {
+        let wait = self.store.wait();
+        let mut backoff = Backoff::new(wait);
+        let mut told = false;
+        loop {
+            if self.lost.get() {
+                return Err(Unrecorded::LeaseLost);
+            }
+            let tried = self.flush().and_then(|()| also());
+            if self.lost.get() {
+                return Err(Unrecorded::LeaseLost);
+            }
+            match tried {
+                Ok(()) => {
+                    if told || self.outage.replace(false) {
+                        self.say
+                            .warning("the state store takes records again; the run goes on");
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_final() => return Err(Unrecorded::StoreDown(e.to_string())),
+                Err(e) => {
+                    if !told {
+                        self.say.warning(format!(
+                            "warning: cannot record what this run did before its next vendor write: {e}; nothing is sent until it is recorded; retrying for up to {} s",
+                            wait.as_secs()
+                        ));
+                        told = true;
+                    }
+                    if !backoff.wait() {
+                        return Err(Unrecorded::StoreDown(e.to_string()));
+                    }
+                }
+            }
         }
-        if self.outage.get() || !self.unsaved.borrow().is_empty() {
-            return Err(Unrecorded::StoreDown(format!(
-                "the run journal {} does not take this run's records",
-                self.location()
-            )));
-        }
-        Ok(())
     }
 
     /// Makes every line stored so far durable.

@@ -274,6 +274,19 @@ struct Live {
     fired: u32,
 }
 
+impl Live {
+    /// Counts a request the rule matches: the rule, when it fires for it (past its
+    /// `after`, within its `times`), counted as fired.
+    fn fires(&mut self) -> Option<&mut Live> {
+        self.matched += 1;
+        if self.matched <= self.rule.after || self.rule.times.is_some_and(|t| self.fired >= t) {
+            return None;
+        }
+        self.fired += 1;
+        Some(self)
+    }
+}
+
 impl FaultSet {
     pub(crate) fn new(rules: Vec<FaultRule>) -> Self {
         let set = FaultSet::default();
@@ -307,21 +320,11 @@ impl FaultSet {
         path: &str,
     ) -> Option<(FaultAction, Option<u64>)> {
         let mut rules = self.lock();
-        for live in rules.iter_mut() {
-            if !live.rule.matches(vendor, method, path) {
-                continue;
-            }
-            live.matched += 1;
-            if live.matched <= live.rule.after {
-                continue;
-            }
-            if live.rule.times.is_some_and(|t| live.fired >= t) {
-                continue;
-            }
-            live.fired += 1;
-            return Some((live.rule.action.clone(), live.rule.retry_after));
-        }
-        None
+        let live = rules
+            .iter_mut()
+            .filter(|l| l.rule.matches(vendor, method, path))
+            .find_map(Live::fires)?;
+        Some((live.rule.action.clone(), live.rule.retry_after))
     }
 
     /// The status a rule gives a simulated app's own send (Raptor's mail to Postmark), if
@@ -344,25 +347,15 @@ impl FaultSet {
             return None;
         }
         let path = path();
-        for live in rules.iter_mut() {
-            if !matches!(live.rule.action, FaultAction::Status(_))
-                || !live.rule.matches(vendor, method, &path)
-            {
-                continue;
-            }
-            live.matched += 1;
-            if live.matched <= live.rule.after {
-                continue;
-            }
-            if live.rule.times.is_some_and(|t| live.fired >= t) {
-                continue;
-            }
-            live.fired += 1;
-            if let FaultAction::Status(status) = live.rule.action {
-                return Some(status);
-            }
+        let live = rules
+            .iter_mut()
+            .filter(|l| matches!(l.rule.action, FaultAction::Status(_)))
+            .filter(|l| l.rule.matches(vendor, method, &path))
+            .find_map(Live::fires)?;
+        match live.rule.action {
+            FaultAction::Status(status) => Some(status),
+            _ => None,
         }
-        None
     }
 
     /// How often each rule fired, in order.

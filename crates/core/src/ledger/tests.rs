@@ -534,6 +534,38 @@ fn a_journal_that_could_not_be_made_durable_stops_the_next_write_at_once() {
     );
 }
 
+/// A lock holder: run `run`, lease `lease`.
+fn holder(run: &str, lease: &str) -> crate::store::Holder {
+    crate::store::Holder {
+        run_id: run.into(),
+        actor: "ops".into(),
+        pid: std::process::id(),
+        host: "h".into(),
+        since: "now".into(),
+        lease_id: lease.into(),
+        expires: None,
+        expired: false,
+        lock: String::new(),
+    }
+}
+
+/// A file store in `dir` (waiting 300 ms on one that refuses) whose lock KEY run r1 holds
+/// under lease "mine", and r1's writer, fenced by that lease, its production run started.
+fn fenced_writer(dir: &std::path::Path) -> (crate::store::Store, LedgerWriter) {
+    let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "r1");
+    let files =
+        crate::store::Files::new(dir, say.clone()).waiting(std::time::Duration::from_millis(300));
+    let store: crate::store::Store = std::sync::Arc::new(files);
+    assert!(store.lock_create("KEY", &holder("r1", "mine")).unwrap());
+    let writer = LedgerWriter::new(&store, say);
+    writer.fence(crate::store::Fence {
+        key: "KEY".into(),
+        lease_id: "mine".into(),
+    });
+    writer.record(started(Target::Production));
+    (store, writer)
+}
+
 /// The write's line is stored (fenced) before the audit's sync; a lock broken and taken by
 /// another run in between (`--break-lock` while the audit log was slow) must stop the
 /// write. Before, the lease was confirmed only when the line was stored, and the write
@@ -542,31 +574,10 @@ fn a_journal_that_could_not_be_made_durable_stops_the_next_write_at_once() {
 /// elsewhere, the line stays in doubt for it to check.
 #[test]
 fn a_lock_taken_before_the_write_leaves_stops_it() {
-    use crate::store::{Fence, Holder};
     // ("", _): the lock removed and left free, which says nothing of who took it.
     for (taker, recorded) in [("r2", true), ("r1", false), ("", false)] {
         let dir = tempfile::tempdir().unwrap();
-        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "r1");
-        let files = crate::store::Files::new(dir.path(), say.clone());
-        let store: crate::store::Store = std::sync::Arc::new(files);
-        let holder = |run: &str, lease: &str| Holder {
-            run_id: run.into(),
-            actor: "ops".into(),
-            pid: std::process::id(),
-            host: "h".into(),
-            since: "now".into(),
-            lease_id: lease.into(),
-            expires: None,
-            expired: false,
-            lock: String::new(),
-        };
-        assert!(store.lock_create("KEY", &holder("r1", "mine")).unwrap());
-        let writer = LedgerWriter::new(&store, say);
-        writer.fence(Fence {
-            key: "KEY".into(),
-            lease_id: "mine".into(),
-        });
-        writer.record(started(Target::Production));
+        let (store, writer) = fenced_writer(dir.path());
         let lock = store.lock_path("KEY").unwrap();
         let taken = || {
             std::fs::remove_file(&lock).unwrap();
@@ -600,31 +611,9 @@ fn a_lock_taken_before_the_write_leaves_stops_it() {
 /// since met.
 #[test]
 fn a_later_target_is_not_sent_once_a_record_since_found_the_lease_taken_or_the_store_down() {
-    use crate::store::{Fence, Holder};
     for taken in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "r1");
-        let files = crate::store::Files::new(dir.path(), say.clone())
-            .waiting(std::time::Duration::from_millis(300));
-        let store: crate::store::Store = std::sync::Arc::new(files);
-        let holder = |run: &str, lease: &str| Holder {
-            run_id: run.into(),
-            actor: "ops".into(),
-            pid: std::process::id(),
-            host: "h".into(),
-            since: "now".into(),
-            lease_id: lease.into(),
-            expires: None,
-            expired: false,
-            lock: String::new(),
-        };
-        assert!(store.lock_create("KEY", &holder("r1", "mine")).unwrap());
-        let writer = LedgerWriter::new(&store, say);
-        writer.fence(Fence {
-            key: "KEY".into(),
-            lease_id: "mine".into(),
-        });
-        writer.record(started(Target::Production));
+        let (store, writer) = fenced_writer(dir.path());
         for app in ["app-1", "app-2"] {
             writer
                 .before_write(sent("propagate", app), &|| Ok(()), app == "app-2")

@@ -114,6 +114,9 @@ impl End<'_> {
     }
 }
 
+/// A fan-out target's task, ended: its id and the request's result, or why it did not end.
+type Joined<T> = Result<(tokio::task::Id, Result<T, VendorError>), tokio::task::JoinError>;
+
 /// One write of a fan-out, as each of its targets is recorded and settled.
 struct Write<'w> {
     step: &'w str,
@@ -545,7 +548,6 @@ impl<'a> Writes<'a> {
         F: Fn(Vendors, String) -> Fut,
         Fut: Future<Output = Result<T, VendorError>> + Send + 'static,
     {
-        type Joined<T> = Result<(tokio::task::Id, Result<T, VendorError>), tokio::task::JoinError>;
         let at_once = vendors.config().concurrency.clamp(1, 1024);
         let batch = at_once * 4;
         let runtime = &self.run.services().runtime;
@@ -686,7 +688,7 @@ impl<'a> Writes<'a> {
         write: &Write<'_>,
         todo: &[String],
         out_to: &mut HashMap<tokio::task::Id, usize>,
-        joined: Result<(tokio::task::Id, Result<T, VendorError>), tokio::task::JoinError>,
+        joined: Joined<T>,
     ) -> Option<(usize, Result<T, VendorError>)> {
         match joined {
             Ok((id, result)) => {

@@ -232,70 +232,93 @@ impl LedgerWriter {
         }
         let stamped = Stamped::now(self.run_id(), event);
         let line = encode(&stamped);
-        let wait = self.store.wait();
-        let mut backoff = Backoff::new(wait);
-        let mut told = false;
         let line_first = !self.store.appends_are_durable();
         // Stored once; a try after a failure only makes it durable.
         let mut stored = false;
-        loop {
-            let tried = self.flush().and_then(|()| {
-                if line_first && !stored {
-                    stored = self.store_line(&line, &stamped, false)?;
-                    if !stored {
-                        return Ok(false);
-                    }
+        let tried = self.until_stored("the next vendor write before sending it", || {
+            self.flush()?;
+            if line_first && !stored {
+                stored = self.store_line(&line, &stamped, false)?;
+                if !stored {
+                    return Ok(false);
                 }
-                also()?;
-                if !line_first {
-                    stored = self.store_line(&line, &stamped, durable)?;
-                    return Ok(stored);
+            }
+            also()?;
+            if !line_first {
+                stored = self.store_line(&line, &stamped, durable)?;
+                return Ok(stored);
+            }
+            if durable {
+                self.sync()?;
+            }
+            // The lease was confirmed when the line was stored; the syncs (and a retry)
+            // came since: confirmed again, as the last thing before the send.
+            self.still_held()
+        });
+        match tried {
+            Ok((true, told)) => {
+                self.said_stored_again(told);
+                Ok(())
+            }
+            Ok((false, _)) => {
+                if stored {
+                    self.not_sent_after_loss(&stamped.event);
                 }
-                if durable {
-                    self.sync()?;
-                }
-                // The lease was confirmed when the line was stored; the syncs (and a retry)
-                // came since: confirmed again, as the last thing before the send.
-                self.still_held()
-            });
-            if self.lost.get() {
-                return Err(Refused {
+                self.lost.set(true);
+                Err(Refused {
                     why: Unrecorded::LeaseLost,
                     stored,
-                });
+                })
             }
-            let why = match tried {
-                Ok(true) => {
-                    if told || self.outage.replace(false) {
-                        self.say
-                            .warning("the state store takes records again; the run goes on");
-                    }
-                    return Ok(());
-                }
-                Ok(false) => {
-                    if stored {
-                        self.not_sent_after_loss(&stamped.event);
-                    }
-                    self.lost.set(true);
-                    Unrecorded::LeaseLost
-                }
+            Err(why) => Err(Refused { why, stored }),
+        }
+    }
+
+    /// Tries `attempt` until the store takes it, for the store's wait: a store that does
+    /// not answer is tried again with backoff, the operator told once that `doing` waits
+    /// on it. A lease another run took, a final error, Ctrl-C or the wait spent ends it.
+    /// `Ok` holds whether the operator was told.
+    fn until_stored<T>(
+        &self,
+        doing: &str,
+        mut attempt: impl FnMut() -> Result<T>,
+    ) -> std::result::Result<(T, bool), Unrecorded> {
+        let wait = self.store.wait();
+        let mut backoff = Backoff::new(wait);
+        let mut told = false;
+        loop {
+            if self.lost.get() {
+                return Err(Unrecorded::LeaseLost);
+            }
+            let tried = attempt();
+            if self.lost.get() {
+                return Err(Unrecorded::LeaseLost);
+            }
+            match tried {
+                Ok(v) => return Ok((v, told)),
                 // Trying again cannot help: not sent, at once.
-                Err(e) if e.is_final() => Unrecorded::StoreDown(e.to_string()),
+                Err(e) if e.is_final() => return Err(Unrecorded::StoreDown(e.to_string())),
                 Err(e) => {
                     if !told {
                         self.say.warning(format!(
-                            "warning: cannot record the next vendor write before sending it: {e}; nothing is sent until it is recorded; retrying for up to {} s",
+                            "warning: cannot record {doing}: {e}; nothing is sent until it is recorded; retrying for up to {} s",
                             wait.as_secs()
                         ));
                         told = true;
                     }
-                    if backoff.wait() {
-                        continue;
+                    if !backoff.wait() {
+                        return Err(Unrecorded::StoreDown(e.to_string()));
                     }
-                    Unrecorded::StoreDown(e.to_string())
                 }
-            };
-            return Err(Refused { why, stored });
+            }
+        }
+    }
+
+    /// The store took records again after the operator was told it did not.
+    fn said_stored_again(&self, told: bool) {
+        if told || self.outage.replace(false) {
+            self.say
+                .warning("the state store takes records again; the run goes on");
         }
     }
 
@@ -467,40 +490,10 @@ impl LedgerWriter {
     /// does. `Err` once another run took the lease, or when the store still refuses them:
     /// the write must not be sent.
     pub fn catch_up(&self, also: &dyn Fn() -> Result<()>) -> std::result::Result<(), Unrecorded> {
-        let wait = self.store.wait();
-        let mut backoff = Backoff::new(wait);
-        let mut told = false;
-        loop {
-            if self.lost.get() {
-                return Err(Unrecorded::LeaseLost);
-            }
-            let tried = self.flush().and_then(|()| also());
-            if self.lost.get() {
-                return Err(Unrecorded::LeaseLost);
-            }
-            match tried {
-                Ok(()) => {
-                    if told || self.outage.replace(false) {
-                        self.say
-                            .warning("the state store takes records again; the run goes on");
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.is_final() => return Err(Unrecorded::StoreDown(e.to_string())),
-                Err(e) => {
-                    if !told {
-                        self.say.warning(format!(
-                            "warning: cannot record what this run did before its next vendor write: {e}; nothing is sent until it is recorded; retrying for up to {} s",
-                            wait.as_secs()
-                        ));
-                        told = true;
-                    }
-                    if !backoff.wait() {
-                        return Err(Unrecorded::StoreDown(e.to_string()));
-                    }
-                }
-            }
-        }
+        let doing = "what this run did before its next vendor write";
+        let ((), told) = self.until_stored(doing, || self.flush().and_then(|()| also()))?;
+        self.said_stored_again(told);
+        Ok(())
     }
 
     /// Makes every line stored so far durable.

@@ -226,8 +226,11 @@ pub fn store(settings: &Settings) -> Result<runbook_core::store::Store> {
     if let Some(u) = state.url.as_deref() {
         if !marker.exists() {
             let shown = runbook_core::store::redact_url(u);
-            let _ = runbook_core::state::ensure_dir(dir, &|w| ui::err(&w))
-                .and_then(|_| runbook_core::state::write(&marker, format!("{shown}\n").as_bytes()));
+            let _ = runbook_core::state::ensure_dir(dir, &|w| ui::err(&w)).and_then(|_| {
+                runbook_core::state::write(&marker, format!("{shown}\n").as_bytes(), &|w| {
+                    ui::err(&w)
+                })
+            });
         }
     }
     Ok(store)

@@ -123,7 +123,7 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
 /// `--sandbox-state FILE`: the simulators' final state, for tests and post-mortems.
 fn write_sandbox_state(sandbox: &Sandbox, path: &Path) -> Result<()> {
     let state = serde_json::to_string_pretty(&sandbox.state()).unwrap_or_default();
-    runbook_core::state::write(path, state.as_bytes()).map_err(|source| {
+    runbook_core::state::write(path, state.as_bytes(), &|w| ui::err(&w)).map_err(|source| {
         Error::Core(runbook_core::error::Error::Write {
             path: PathBuf::from(path),
             source,

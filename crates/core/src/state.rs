@@ -307,8 +307,11 @@ pub(crate) fn fingerprint_key(dir: &Path, warn: Warn) -> io::Result<[u8; 32]> {
     })
 }
 
-/// Writes a whole file `0600`, replacing it atomically.
-pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
+/// Writes a whole file `0600`, replacing it atomically, and makes its name durable: a
+/// file's fsync covers its bytes, not the rename that puts them in place, so without the
+/// folder's a power loss could bring back the old file (or none) after the caller was told
+/// it was written.
+pub fn write(path: &Path, contents: &[u8], warn: Warn) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             fs::create_dir_all(parent)?;
@@ -337,8 +340,10 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
     };
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
+        return written;
     }
-    written
+    sync_dir(parent_of(path), warn);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -362,7 +367,7 @@ mod tests {
         let other = dir.path().join("r1.decision.tmp");
         fs::write(&other, "another approver's").unwrap();
         let mine = dir.path().join("r1.decision.0a1b");
-        write(&mine, b"mine").unwrap();
+        write(&mine, b"mine", &|_| {}).unwrap();
         assert_eq!(fs::read_to_string(&mine).unwrap(), "mine");
         assert_eq!(fs::read_to_string(&other).unwrap(), "another approver's");
         assert_eq!(
@@ -370,6 +375,18 @@ mod tests {
             2,
             "no temporary left"
         );
+    }
+
+    /// A file replaced whole (an approval's request, the team-mode marker) has its new name
+    /// made durable in its folder, not only its bytes.
+    #[test]
+    fn a_replaced_file_is_named_durably_in_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r1.request");
+        write(&path, b"first", &|_| {}).unwrap();
+        write(&path, b"second", &|_| {}).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "second");
+        assert!(synced(dir.path()), "the rename's folder was not synced");
     }
 
     /// What a file's own fsync does not cover, the entry that names it, is made durable

@@ -647,7 +647,7 @@ impl ApprovalStore for Files {
         if decision.exists() {
             std::fs::remove_file(&decision).map_err(write_err(&decision))?;
         }
-        crate::state::write(&self.request_path(run_id), request.as_bytes())
+        crate::state::write(&self.request_path(run_id), request.as_bytes(), &self.warn())
             .map_err(write_err(&self.request_path(run_id)))
     }
     fn approval_request(&self, run_id: &str) -> Result<Option<String>> {
@@ -672,7 +672,7 @@ impl ApprovalStore for Files {
             "{run_id}.decision.{}",
             uuid::Uuid::new_v4().simple()
         ));
-        crate::state::write(&tmp, decision.as_bytes()).map_err(write_err(&tmp))?;
+        crate::state::write(&tmp, decision.as_bytes(), &self.warn()).map_err(write_err(&tmp))?;
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
         match linked {

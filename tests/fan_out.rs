@@ -223,3 +223,40 @@ fn a_journal_that_goes_down_mid_fan_out_stops_it_with_every_recorded_target_sett
         }
     }
 }
+
+/// An app named twice in a fan-out's list (discovery's consumers joined to a runbook's
+/// own) is written once: one journalled write and one release, not two restarts of its
+/// dynos. Before, each copy was recorded and sent.
+#[test]
+fn an_app_named_twice_is_written_once() {
+    let out = Test::new()
+        .file(
+            "twice.rhai",
+            r#"runbook(#{ id: "twice", title: "Set a variable, one app named twice" });
+step("propagate", "Set it", |ctx| {
+    let found = ["app-0001", "app-0002"];
+    heroku::set_config(found + ["app-0001"], #{ FAN_VAR: "new" });
+}).no_undo("a test fan-out");
+"#,
+        )
+        .args(&["exec", "twice.rhai", "--sandbox", "--yes"])
+        .scenario("apps.toml", &scenario(2))
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::Ok);
+    let expected: BTreeMap<String, (usize, String)> = ["app-0001", "app-0002"]
+        .into_iter()
+        .map(|a| (a.to_string(), (1, "applied".to_string())))
+        .collect();
+    assert_eq!(outcomes(&out), expected, "{}", out.journal());
+    let state = out.sandbox_state();
+    let releases =
+        |app: &str| crate::support::items(&state["heroku"]["apps"][app]["releases"]).len();
+    assert_eq!(
+        releases("app-0001"),
+        releases("app-0002"),
+        "{}",
+        state["heroku"]
+    );
+    assert_eq!(changed(&out, 2), ["app-0001", "app-0002"]);
+}

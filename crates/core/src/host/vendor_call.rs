@@ -100,22 +100,27 @@ pub(crate) fn scan_progress(
     })
 }
 
-/// One or many targets: a string or an array of strings.
+/// One or many targets: a string or an array of strings, each named once, in the order
+/// first named. A list put together from discovery and a runbook's own (an app in both) is
+/// one write per app: sent twice, a config change is two releases, each restarting every
+/// dyno, and the results are keyed by name anyway.
 pub fn targets(v: &Dynamic, what: &str) -> R<Vec<String>> {
     if v.is_string() {
         return Ok(vec![value::plain_string(&v.to_string(), what)?]);
     }
     if let Some(a) = v.read_lock::<Array>() {
-        return a
-            .iter()
-            .map(|x| {
-                if x.is_string() {
-                    value::plain_string(&x.to_string(), what)
-                } else {
-                    Err(throw("usage", format!("{what} must be strings"), None))
-                }
-            })
-            .collect();
+        let mut seen = std::collections::HashSet::with_capacity(a.len());
+        let mut out = Vec::with_capacity(a.len());
+        for x in a.iter() {
+            if !x.is_string() {
+                return Err(throw("usage", format!("{what} must be strings"), None));
+            }
+            let name = value::plain_string(&x.to_string(), what)?;
+            if seen.insert(name.clone()) {
+                out.push(name);
+            }
+        }
+        return Ok(out);
     }
     Err(throw(
         "usage",

@@ -260,3 +260,25 @@ step("propagate", "Set it", |ctx| {
     );
     assert_eq!(changed(&out, 2), ["app-0001", "app-0002"]);
 }
+
+/// A fan-out's task that panics (a bug in a vendor client, here before its request left)
+/// leaves its target in doubt, not applied and not failed: the run cannot know whether its
+/// request went out. The others are settled by their answers, and the run stops at the
+/// step rather than hang or abort.
+#[test]
+fn a_fan_out_task_that_panics_leaves_its_target_in_doubt_and_the_others_settled() {
+    let out = fan_out(4, "10m", &[], &[("RUNBOOK_PANIC_SENDING_TO", "app-0002")]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("the call did not finish (internal error); it may have been sent");
+    let expected: BTreeMap<String, (usize, String)> = [
+        ("app-0001", "applied"),
+        ("app-0002", "unknown"),
+        ("app-0003", "applied"),
+        ("app-0004", "applied"),
+    ]
+    .into_iter()
+    .map(|(a, o)| (a.to_string(), (1, o.to_string())))
+    .collect();
+    assert_eq!(outcomes(&out), expected, "{}", out.journal());
+    assert_eq!(changed(&out, 4), ["app-0001", "app-0003", "app-0004"]);
+}

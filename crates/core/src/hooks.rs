@@ -116,3 +116,13 @@ pub(crate) fn outcome_refused() -> bool {
 pub(crate) fn journal_down() -> bool {
     false
 }
+
+/// `RUNBOOK_PANIC_SENDING_TO=TARGET`: a fan-out's task for that target panics before its
+/// request leaves, as a bug in a vendor client would: the run must record the target in
+/// doubt (its request may have left) and settle the others by their answers.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn panic_sending_to(target: &str) {
+    if std::env::var("RUNBOOK_PANIC_SENDING_TO").is_ok_and(|t| t == target) {
+        panic!("test hook: the task sending to {target} panicked");
+    }
+}

@@ -580,9 +580,16 @@ impl<'a> Writes<'a> {
             }
             while out.len() < at_once {
                 let Some(i) = ready.pop_front() else { break };
-                let id = out
-                    .spawn_on(send(vendors.clone(), todo[i].clone()), runtime.handle())
-                    .id();
+                let sending = send(vendors.clone(), todo[i].clone());
+                #[cfg(feature = "test-hooks")]
+                let sending = {
+                    let target = todo[i].clone();
+                    async move {
+                        crate::hooks::panic_sending_to(&target);
+                        sending.await
+                    }
+                };
+                let id = out.spawn_on(sending, runtime.handle()).id();
                 out_to.insert(id, i);
             }
         };

@@ -206,12 +206,19 @@ fn a_journal_that_goes_down_mid_fan_out_stops_it_with_every_recorded_target_sett
                 _ => {}
             }
         }
-        assert!(by_app.len() < 60, "{at}: the fan-out went on: {by_app:?}");
         let applied: Vec<String> = by_app
             .iter()
             .filter(|(_, (_, o))| o == &["applied".to_string()])
             .map(|(a, _)| a.clone())
             .collect();
+        // Sent: at most the N answered and the eight then out (the Nth answer's refill
+        // among them). Every app may be recorded: the second batch's records can all be
+        // stored before the Nth answer, on a busy machine.
+        let down_at: usize = at.trim_end_matches('+').parse().unwrap();
+        assert!(
+            applied.len() <= down_at + 8,
+            "{at}: the fan-out went on after the journal went down: {by_app:?}"
+        );
         assert_eq!(changed(&out, 60), applied, "{at}: {by_app:?}");
         for (app, (writes, outcomes)) in &by_app {
             assert_eq!(*writes, 1, "{at}: {app}");

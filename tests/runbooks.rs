@@ -484,6 +484,42 @@ step("restore", "Put the token back twice", |ctx| {
     assert_eq!(restarts("raxx-api-prod"), 2);
 }
 
+/// A rollback of `consumers::steps` whose targets name an app twice (discovery's consumers
+/// joined to a runbook's own) puts that app back once. Before, the undo read every config
+/// once, then set the app back once per mention (an undo does not skip a write already
+/// applied): a second release and restart in production, in the middle of a rollback.
+#[test]
+fn a_rollback_puts_an_app_named_twice_back_once() {
+    let runbook = r#"import "std/consumers" as consumers;
+runbook(#{ id: "twice-back", title: "Roll back an app named twice" });
+consumers::steps(#{
+    var: "POSTMARK_SERVER_TOKEN",
+    value: |ctx| secret::from_text("a-value-set-by-the-step-0123"),
+    targets: |ctx| #{ heroku: ["raxx-api-prod", "raxx-api-staging", "raxx-api-prod"] },
+});
+"#;
+    let out = Test::new()
+        .file("twice.rhai", runbook)
+        .rehearse("twice.rhai")
+        .keep_sandbox_state()
+        .args(&["--yes"])
+        .run();
+    // The value set is no token: verify finds the apps' 401s, and the run rolls back.
+    out.exit(Exit::StepFailed)
+        .stderr_has("raxx-api-prod logged an error after the restart");
+    let state = out.sandbox_state();
+    let apps = &state["heroku"]["apps"];
+    // Each app: its first release, the step's change and one restore.
+    let releases = |app: &str| items(&apps[app]["releases"]).len();
+    assert_eq!(releases("raxx-api-prod"), 3, "{}", apps["raxx-api-prod"]);
+    assert_eq!(
+        releases("raxx-api-staging"),
+        3,
+        "{}",
+        apps["raxx-api-staging"]
+    );
+}
+
 /// The stdlib's rotations ask about one-off dynos too: SendGrid's verify names a console
 /// started before the change, which keeps the old key, and asks before the revoke.
 #[test]

@@ -1029,10 +1029,8 @@ enum Sessions {
 /// while the script waits is there when `read_logs` asks.
 fn log_sessions(h: &RunContext, apps: Dynamic, opts: Map) -> R<LogSessions> {
     h.require_step("heroku::log_sessions")?;
-    // An app named twice has one session (the answer is one entry per app).
-    let mut apps = targets(&apps, "heroku::log_sessions apps")?;
-    let mut seen = std::collections::HashSet::new();
-    apps.retain(|a| seen.insert(a.clone()));
+    // An app named twice has one session: `targets` names each app once.
+    let apps = targets(&apps, "heroku::log_sessions apps")?;
     value::check_keys(&opts, LOG_SESSIONS_OPTIONS, "heroku::log_sessions")?;
     let lines = lines_option(&opts);
     let tail = match opts.get("tail") {

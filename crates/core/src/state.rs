@@ -253,7 +253,7 @@ fn refused_link(path: &Path, e: io::Error) -> io::Error {
 }
 
 /// Narrows the mode of a state file or folder to `want` when group or others can reach it.
-fn tighten(path: &Path, meta: &fs::Metadata, want: u32, warn: Warn) -> io::Result<()> {
+pub(crate) fn tighten(path: &Path, meta: &fs::Metadata, want: u32, warn: Warn) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {

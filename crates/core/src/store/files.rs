@@ -18,11 +18,14 @@ pub struct Files {
     say: crate::sink::Say,
     /// How long a run waits for a write's record (`Backend::wait`).
     wait: Duration,
-    /// Per file, the descriptor of the first append since its last sync, which that sync
-    /// fsyncs. A writeback error is reported to every descriptor open when it happened, but
-    /// not to one opened after another process's fsync has already seen it (the audit log
-    /// is shared): a descriptor opened only to sync could miss a lost line.
-    unsynced: std::sync::Mutex<std::collections::HashMap<PathBuf, std::fs::File>>,
+    /// Per file appended to, the descriptor held since its first append: every later append
+    /// and sync goes through it, once a stat says the file at the path is still that one.
+    /// Opening the file for each of a run's ~60 appends re-checked every folder above it
+    /// (400-odd stats a rotation). A sync must go through a descriptor open before the
+    /// lines it covers were written: a writeback error is reported to every descriptor open
+    /// when it happened, but not to one opened after another process's fsync has already
+    /// seen it (the audit log is shared), so one opened only to sync could miss a lost line.
+    held: std::sync::Mutex<std::collections::HashMap<PathBuf, HeldSlot>>,
     /// Files whose sync failed, and why. A failed fsync may have dropped what it was to
     /// write, and a later one through a new descriptor would not say so (nor would one of
     /// the file that replaced it): every later sync of that file fails the same way, and a
@@ -31,6 +34,9 @@ pub struct Files {
     /// Every append and sync, in order, for the tests of when records become durable.
     #[cfg(test)]
     pub(crate) trace: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every file opened to be appended to, in order.
+    #[cfg(test)]
+    opened: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl Files {
@@ -39,10 +45,12 @@ impl Files {
             dir: dir.to_path_buf(),
             say,
             wait: super::DEFAULT_WAIT,
-            unsynced: Default::default(),
+            held: Default::default(),
             failed: Default::default(),
             #[cfg(test)]
             trace: Default::default(),
+            #[cfg(test)]
+            opened: Default::default(),
         }
     }
 
@@ -56,11 +64,92 @@ impl Files {
         self.trace.lock().unwrap().push(what);
     }
 
-    /// Keeps `file`, just appended to, for the next sync of `path`, unless an earlier
-    /// descriptor is already kept (it has been open longer, so it sees more errors).
-    fn keep_unsynced(&self, path: &Path, file: std::fs::File) {
-        let mut kept = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
-        kept.entry(path.to_path_buf()).or_insert(file);
+    /// The slot of `path`'s held descriptor. Appends to one file in this process take its
+    /// slot in turn (the flock that orders them across processes is per descriptor, and
+    /// they share one); appends to different files do not wait on each other.
+    fn slot(&self, path: &Path) -> HeldSlot {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !held.contains_key(path) && held.len() >= MAX_HELD {
+            // A process that appends to many journals (an operator's sweep) closes those
+            // whose lines are all synced and that no thread is using (slots are handed out
+            // under this lock: one only the map holds is in nobody's hands).
+            held.retain(|_, slot| {
+                std::sync::Arc::strong_count(slot) > 1
+                    || slot
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                        .is_some_and(|h| h.unsynced)
+            });
+        }
+        held.entry(path.to_path_buf()).or_default().clone()
+    }
+
+    /// Records that `path`'s lines may be lost (`reason`): every later write or sync of it
+    /// fails the same way.
+    fn fail(&self, path: &Path, reason: String) -> Error {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf(), reason.clone());
+        Error::NotDurable {
+            path: path.to_path_buf(),
+            reason,
+        }
+    }
+
+    /// Appends to `path` through its held descriptor (opened, checked and held on the
+    /// first append, or when the file it held was replaced after its lines were synced):
+    /// `write` gets the file, under its flock and ending on a line, and its length.
+    fn append_held(
+        &self,
+        path: &Path,
+        durable: bool,
+        write: impl FnOnce(&mut std::fs::File, u64) -> Result<()>,
+    ) -> Result<()> {
+        self.not_failed(path)?;
+        let slot = self.slot(path);
+        let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = held.as_ref() {
+            match still_there(path, &h.file) {
+                Ok(meta) => {
+                    // Loosened during the run: tightened again, as an open would.
+                    crate::state::tighten(path, &meta, 0o600, &self.warn())
+                        .map_err(write_err(path))?;
+                }
+                // Replaced or removed under lines not yet synced: they are lost with the
+                // file they were written to.
+                Err(Lost::Gone(e)) if h.unsynced => return Err(self.fail(path, e.to_string())),
+                // Every line synced: start again at the path, as the first append did.
+                Err(Lost::Gone(_)) => *held = None,
+                Err(Lost::Unknown(e)) => return Err(write_err(path)(e)),
+            }
+        }
+        let h = match held.as_mut() {
+            Some(h) => h,
+            None => {
+                #[cfg(test)]
+                self.opened.lock().unwrap().push(path.to_path_buf());
+                self.checked_for_write(path)?;
+                let file = crate::state::append(path, &self.warn()).map_err(write_err(path))?;
+                held.insert(Held {
+                    file,
+                    unsynced: false,
+                })
+            }
+        };
+        let lock = FileLock::exclusive(&h.file).map_err(write_err(path))?;
+        let (len, cut) = end_on_a_line(&mut h.file).map_err(write_err(path))?;
+        said_cut(&self.warn(), path, cut);
+        let written = write(&mut h.file, len);
+        drop(lock);
+        written?;
+        h.unsynced = true;
+        if durable {
+            self.sync_held(path, h)
+        } else {
+            Ok(())
+        }
     }
 
     /// Refuses to write to or sync a file whose sync failed earlier in this process: what
@@ -80,34 +169,45 @@ impl Files {
         }
     }
 
-    /// Puts what was appended to `path` on stable storage through the descriptor kept since
-    /// the first append after the last sync (`appended`, just written, when there is none).
-    /// Only asked after an append, so a file that is gone now, or another file in its place,
-    /// was removed or replaced under the run. A failed fsync, or such a file, is final
-    /// (`Error::NotDurable`); failing to open the file to sync it is not.
-    fn sync_appended(&self, path: &Path, appended: Option<&std::fs::File>) -> Result<()> {
+    /// Puts what was appended to `path` on stable storage, through the descriptor held since
+    /// its first append. A file with lines not yet synced that is gone now, or another file
+    /// in its place, was removed or replaced under the run. A failed fsync of such lines, or
+    /// such a file, is final (`Error::NotDurable`); failing to open a file this process has
+    /// nothing unsynced in, to sync it, is not.
+    fn sync(&self, path: &Path) -> Result<()> {
         self.not_failed(path)?;
-        let kept = self
-            .unsynced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(path);
-        let lost = match (kept.as_ref(), appended) {
-            (Some(file), _) => still_there(path, file).and_then(|()| file.sync_data()),
-            (None, Some(file)) => file.sync_data(),
-            (None, None) => return sync_file(path),
+        let slot = self.slot(path);
+        let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(h) = held.as_mut() else {
+            return sync_file(path);
         };
-        lost.map_err(|e| {
-            let reason = e.to_string();
-            self.failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(path.to_path_buf(), reason.clone());
-            Error::NotDurable {
-                path: path.to_path_buf(),
-                reason,
+        if h.unsynced {
+            return self.sync_held(path, h);
+        }
+        match still_there(path, &h.file) {
+            Ok(_) => h.file.sync_data().map_err(write_err(path)),
+            // Replaced or removed since its lines were synced: what is there now.
+            Err(Lost::Gone(_)) => {
+                *held = None;
+                sync_file(path)
             }
-        })
+            Err(Lost::Unknown(e)) => Err(write_err(path)(e)),
+        }
+    }
+
+    /// Syncs the lines appended through `h`, the descriptor held for `path`: a failure, or
+    /// another file at the path (they went with the file replaced), loses them.
+    fn sync_held(&self, path: &Path, h: &mut Held) -> Result<()> {
+        match still_there(path, &h.file) {
+            Ok(_) => h
+                .file
+                .sync_data()
+                .map_err(|e| self.fail(path, e.to_string()))?,
+            Err(Lost::Gone(e)) => return Err(self.fail(path, e.to_string())),
+            Err(Lost::Unknown(e)) => return Err(write_err(path)(e)),
+        }
+        h.unsynced = false;
+        Ok(())
     }
 
     fn warn(&self) -> impl Fn(String) + '_ {
@@ -178,18 +278,46 @@ fn sync_file(path: &Path) -> Result<()> {
     file.sync_data().map_err(write_err(path))
 }
 
-/// `file` is still the file at `path`: not removed, not replaced by another.
-fn still_there(path: &Path, file: &std::fs::File) -> std::io::Result<()> {
+/// Whether `file` is still the file at `path`, and its metadata when it is.
+fn still_there(path: &Path, file: &std::fs::File) -> std::result::Result<std::fs::Metadata, Lost> {
     use std::os::unix::fs::MetadataExt;
-    let held = file.metadata()?;
-    let now = std::fs::symlink_metadata(path)?;
+    let held = file.metadata().map_err(Lost::Unknown)?;
+    let now = match std::fs::symlink_metadata(path) {
+        Ok(now) => now,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Lost::Gone(e)),
+        Err(e) => return Err(Lost::Unknown(e)),
+    };
     if (held.dev(), held.ino()) != (now.dev(), now.ino()) {
-        return Err(std::io::Error::other(
+        return Err(Lost::Gone(std::io::Error::other(
             "another file took its place during the run: what was appended is in the file that was replaced",
-        ));
+        )));
     }
-    Ok(())
+    Ok(held)
 }
+
+/// Why a held file could not be confirmed at its path.
+enum Lost {
+    /// Removed, or another file in its place: what was appended to it is not in the file
+    /// at the path, whatever comes next.
+    Gone(std::io::Error),
+    /// The path cannot be looked at now (a folder above it moved, a disk error): the file
+    /// may be back at it later, so asking again may help.
+    Unknown(std::io::Error),
+}
+
+/// A file this process appends to (`Files::held`).
+struct Held {
+    file: std::fs::File,
+    /// Lines were appended through it since its last sync.
+    unsynced: bool,
+}
+
+/// A file's held descriptor, `None` until its first append.
+type HeldSlot = std::sync::Arc<std::sync::Mutex<Option<Held>>>;
+
+/// How many files a process holds open for appending before it closes those it is done
+/// with.
+const MAX_HELD: usize = 32;
 
 /// A file's text, `None` when it does not exist.
 fn read_optional(path: &Path) -> Result<Option<String>> {
@@ -320,23 +448,12 @@ impl JournalStore for Files {
             if durable { "durable" } else { "line" }
         ));
         let path = self.journal_path(run_id);
-        self.checked_for_write(&path)?;
-        self.not_failed(&path)?;
-        let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
         // Under flock, as the audit log: a run that lost its lock may still be appending its
         // last line, and a line longer than a page shows part-written to a reader; the
         // line-boundary repair must not take it for a torn one.
-        let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
-        let (len, cut) = end_on_a_line(&mut file).map_err(write_err(&path))?;
-        said_cut(&self.warn(), &path, cut);
-        append_line(&mut file, len, line).map_err(write_err(&path))?;
-        drop(lock);
-        if durable {
-            self.sync_appended(&path, Some(&file))
-        } else {
-            self.keep_unsynced(&path, file);
-            Ok(())
-        }
+        self.append_held(&path, durable, |file, len| {
+            append_line(file, len, line).map_err(write_err(&path))
+        })
     }
     fn journal_append_fenced(
         &self,
@@ -359,8 +476,7 @@ impl JournalStore for Files {
         self.traced("journal sync".into());
         // fsync is per file, not per descriptor: it takes every line appended before it.
         let path = self.journal_path(run_id);
-        self.checked_for_write(&path)?;
-        self.sync_appended(&path, None)
+        self.sync(&path)
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         self.read_optional(&self.journal_path(run_id))
@@ -497,30 +613,17 @@ impl AuditStore for Files {
             if durable { "durable" } else { "entry" }
         ));
         let path = self.audit_path();
-        self.checked_for_write(&path)?;
-        self.not_failed(&path)?;
-        let io = write_err(&path);
-        let mut file = crate::state::append(&path, &self.warn()).map_err(write_err(&path))?;
-        let lock = FileLock::exclusive(&file).map_err(write_err(&path))?;
-        let (len, cut) = end_on_a_line(&mut file).map_err(write_err(&path))?;
-        said_cut(&self.warn(), &path, cut);
-        let prev = last_hash(&mut file).map_err(write_err(&path))?;
-        let line = make(&prev)?;
-        append_line(&mut file, len, &line).map_err(io)?;
-        drop(lock);
-        if durable {
-            self.sync_appended(&path, Some(&file))
-        } else {
-            self.keep_unsynced(&path, file);
-            Ok(())
-        }
+        self.append_held(&path, durable, |file, len| {
+            let prev = last_hash(file).map_err(write_err(&path))?;
+            let line = make(&prev)?;
+            append_line(file, len, &line).map_err(write_err(&path))
+        })
     }
     fn audit_sync(&self) -> Result<()> {
         #[cfg(test)]
         self.traced("audit sync".into());
         let path = self.audit_path();
-        self.checked_for_write(&path)?;
-        self.sync_appended(&path, None)
+        self.sync(&path)
     }
     fn audit_lines(&self) -> Result<Vec<String>> {
         let path = self.audit_path();
@@ -938,6 +1041,158 @@ mod tests {
         store.audit_append(&mut entry, true).unwrap();
         std::fs::remove_file(dir.path().join("audit.jsonl")).unwrap();
         assert!(store.audit_sync().is_err());
+    }
+
+    /// Before: every append opened its file again, after a stat of every folder from the
+    /// state directory down (400-odd stats and 60 opens a rotation). Now a file is opened
+    /// on its first append and held: later appends and syncs go through that descriptor,
+    /// once a stat says the file at the path is still the one held.
+    #[test]
+    fn a_file_is_opened_once_for_all_its_appends_and_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        let mut entry = |prev: &str| Ok(format!("{{\"prev\":\"{prev}\",\"hash\":\"h\"}}"));
+        for i in 0..5 {
+            store
+                .journal_append("r1", &format!("{{\"n\":{i}}}"), i % 2 == 0)
+                .unwrap();
+            store.audit_append(&mut entry, i == 4).unwrap();
+        }
+        store.journal_sync("r1").unwrap();
+        store.audit_sync().unwrap();
+        assert_eq!(
+            *store.opened.lock().unwrap(),
+            [
+                dir.path().join("runs/r1.jsonl"),
+                dir.path().join("audit.jsonl")
+            ]
+        );
+        let journal = std::fs::read_to_string(dir.path().join("runs/r1.jsonl")).unwrap();
+        assert_eq!(journal.lines().count(), 5);
+    }
+
+    /// A held file replaced after its lines were synced (an operator's repair, say) is let
+    /// go: the next append goes to the file now at the path, checked as a first one is, so a
+    /// link in its place is refused, not written through. A held file loosened to others
+    /// is tightened again, as an open tightens it.
+    #[test]
+    fn a_held_file_replaced_after_its_sync_is_opened_again_and_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        let journal = dir.path().join("runs/r1.jsonl");
+        store.journal_append("r1", "{\"a\":1}", true).unwrap();
+        std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store.journal_append("r1", "{\"a\":2}", true).unwrap();
+        let mode = std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Replaced, all its lines synced: appended to the replacement.
+        let other = dir.path().join("runs/other");
+        std::fs::write(&other, "{\"b\":1}\n").unwrap();
+        std::fs::rename(&other, &journal).unwrap();
+        store.journal_append("r1", "{\"a\":3}", true).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&journal).unwrap(),
+            "{\"b\":1}\n{\"a\":3}\n"
+        );
+        // Replaced by a link to a file elsewhere: refused, the file elsewhere untouched.
+        let elsewhere = dir.path().join("elsewhere.jsonl");
+        std::fs::write(&elsewhere, "").unwrap();
+        std::fs::remove_file(&journal).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &journal).unwrap();
+        let e = store.journal_append("r1", "{\"a\":4}", true).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
+    }
+
+    /// A held file whose path cannot be looked at for now (its folder moved aside, a file
+    /// in the folder's place) is not taken for lost: appends and syncs fail and may be
+    /// tried again, and once the folder is back the lines held are synced with the next.
+    #[test]
+    fn a_held_file_out_of_sight_is_tried_again_not_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        let (runs, aside) = (dir.path().join("runs"), dir.path().join("runs.aside"));
+        store.journal_append("r1", "{\"a\":1}", false).unwrap();
+        std::fs::rename(&runs, &aside).unwrap();
+        std::fs::write(&runs, "not a folder").unwrap();
+        let e = store.journal_append("r1", "{\"a\":2}", true).unwrap_err();
+        assert!(!e.is_final(), "{e}");
+        let e = store.journal_sync("r1").unwrap_err();
+        assert!(!e.is_final(), "{e}");
+        std::fs::remove_file(&runs).unwrap();
+        std::fs::rename(&aside, &runs).unwrap();
+        store.journal_append("r1", "{\"a\":2}", true).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(runs.join("r1.jsonl")).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
+        assert_eq!(store.opened.lock().unwrap().len(), 1);
+    }
+
+    /// Threads of one process share a file's descriptor, and a flock does not keep apart
+    /// two users of one descriptor: appends to one file take turns in the process too. The
+    /// audit chain, whose every entry names the hash of the one before, stays one chain.
+    #[test]
+    fn appends_from_many_threads_keep_the_audit_chain_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(files(dir.path()));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let mut entry = |prev: &str| {
+                            Ok(format!(
+                                "{{\"prev\":\"{prev}\",\"hash\":\"{t}-{i}\",\"pad\":\"{}\"}}",
+                                "x".repeat(3000)
+                            ))
+                        };
+                        store.audit_append(&mut entry, i % 5 == 0).unwrap();
+                        store
+                            .journal_append("r1", &format!("{{\"t\":{t},\"i\":{i}}}"), false)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        let mut prev = crate::store::GENESIS.to_string();
+        for line in log.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["prev"], prev.as_str());
+            prev = v["hash"].as_str().unwrap().to_string();
+        }
+        assert_eq!(log.lines().count(), 200);
+        let journal = std::fs::read_to_string(dir.path().join("runs/r1.jsonl")).unwrap();
+        assert_eq!(journal.lines().count(), 200);
+        assert!(journal
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+    }
+
+    /// A process appending to many journals does not hold them all open: those whose
+    /// lines are synced are let go; those with lines to sync are kept for their sync.
+    #[test]
+    fn only_files_with_lines_to_sync_are_kept_open_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        let held = |store: &super::Files| store.held.lock().unwrap().len();
+        for i in 0..100 {
+            store.journal_append(&format!("d{i}"), "{}", true).unwrap();
+        }
+        assert!(held(&store) <= super::MAX_HELD, "{}", held(&store));
+        let store = files(dir.path());
+        for i in 0..40 {
+            store.journal_append(&format!("u{i}"), "{}", false).unwrap();
+        }
+        assert_eq!(held(&store), 40);
+        for i in 0..40 {
+            store.journal_sync(&format!("u{i}")).unwrap();
+        }
     }
 
     #[test]

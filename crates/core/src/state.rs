@@ -253,13 +253,34 @@ fn refused_link(path: &Path, e: io::Error) -> io::Error {
 }
 
 /// Narrows the mode of a state file or folder to `want` when group or others can reach it.
-pub(crate) fn tighten(path: &Path, meta: &fs::Metadata, want: u32, warn: Warn) -> io::Result<()> {
+fn tighten(path: &Path, meta: &fs::Metadata, want: u32, warn: Warn) -> io::Result<()> {
+    tightened(path, meta, want, warn, |p| fs::set_permissions(path, p))
+}
+
+/// `tighten` for a file held open: changed through its descriptor, so a link put at the
+/// path since cannot redirect the change.
+pub(crate) fn tighten_file(
+    file: &File,
+    path: &Path,
+    meta: &fs::Metadata,
+    warn: Warn,
+) -> io::Result<()> {
+    tightened(path, meta, 0o600, warn, |p| file.set_permissions(p))
+}
+
+fn tightened(
+    path: &Path,
+    meta: &fs::Metadata,
+    want: u32,
+    warn: Warn,
+    set: impl FnOnce(fs::Permissions) -> io::Result<()>,
+) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {
         return Ok(());
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(want))?;
+    set(fs::Permissions::from_mode(want))?;
     warn(format!(
         "warning: {} was readable by others (mode {mode:04o}); tightened it to {want:04o}",
         path.display()

@@ -107,38 +107,46 @@ impl Files {
         durable: bool,
         write: impl FnOnce(&mut std::fs::File, u64) -> Result<()>,
     ) -> Result<()> {
-        self.not_failed(path)?;
         let slot = self.slot(path);
         let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = held.as_ref() {
-            match still_there(path, &h.file) {
-                Ok(meta) => {
-                    // Loosened during the run: tightened again, as an open would.
-                    crate::state::tighten(path, &meta, 0o600, &self.warn())
-                        .map_err(write_err(path))?;
-                }
-                // Replaced or removed under lines not yet synced: they are lost with the
-                // file they were written to.
-                Err(Lost::Gone(e)) if h.unsynced => return Err(self.fail(path, e.to_string())),
-                // Every line synced: start again at the path, as the first append did.
-                Err(Lost::Gone(_)) => *held = None,
-                Err(Lost::Unknown(e)) => return Err(write_err(path)(e)),
-            }
-        }
-        let h = match held.as_mut() {
-            Some(h) => h,
-            None => {
+        // Asked under the file's slot: another thread's failed sync, just before, consumed
+        // the error a sync here would otherwise report.
+        self.not_failed(path)?;
+        let (h, lock) = loop {
+            let opened = held.is_none();
+            if opened {
                 #[cfg(test)]
                 self.opened.lock().unwrap().push(path.to_path_buf());
                 self.checked_for_write(path)?;
                 let file = crate::state::append(path, &self.warn()).map_err(write_err(path))?;
-                held.insert(Held {
+                *held = Some(Held {
                     file,
                     unsynced: false,
-                })
+                });
+            }
+            let Some(h) = held.as_mut() else { continue };
+            let lock = FileLock::exclusive(&h.file).map_err(write_err(path))?;
+            // Checked under the flock: a file replaced while this waited for it is seen.
+            match still_there(path, &h.file) {
+                Ok(meta) => {
+                    // Loosened during the run: tightened again, as an open would.
+                    crate::state::tighten_file(&h.file, path, &meta, &self.warn())
+                        .map_err(write_err(path))?;
+                    break (h, lock);
+                }
+                // Replaced or removed under lines not yet synced: they are lost with the
+                // file they were written to.
+                Err(Lost::Gone(e)) if h.unsynced => return Err(self.fail(path, e.to_string())),
+                // Replaced between its open and its flock: another try will see what is there.
+                Err(Lost::Gone(e)) if opened => return Err(write_err(path)(e)),
+                // Every line synced: start again at the path, as the first append did.
+                Err(Lost::Gone(_)) => {
+                    drop(lock);
+                    *held = None;
+                }
+                Err(Lost::Unknown(e)) => return Err(write_err(path)(e)),
             }
         };
-        let lock = FileLock::exclusive(&h.file).map_err(write_err(path))?;
         let (len, cut) = end_on_a_line(&mut h.file).map_err(write_err(path))?;
         said_cut(&self.warn(), path, cut);
         let written = write(&mut h.file, len);
@@ -146,7 +154,7 @@ impl Files {
         written?;
         h.unsynced = true;
         if durable {
-            self.sync_held(path, h)
+            self.sync_held(path, h, true)
         } else {
             Ok(())
         }
@@ -175,35 +183,54 @@ impl Files {
     /// such a file, is final (`Error::NotDurable`); failing to open a file this process has
     /// nothing unsynced in, to sync it, is not.
     fn sync(&self, path: &Path) -> Result<()> {
-        self.not_failed(path)?;
-        let slot = self.slot(path);
+        let slot = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned();
+        let Some(slot) = slot else {
+            self.not_failed(path)?;
+            return self.sync_unheld(path);
+        };
         let mut held = slot.lock().unwrap_or_else(|e| e.into_inner());
+        self.not_failed(path)?;
         let Some(h) = held.as_mut() else {
-            return sync_file(path);
+            return self.sync_unheld(path);
         };
         if h.unsynced {
-            return self.sync_held(path, h);
+            return self.sync_held(path, h, false);
         }
         match still_there(path, &h.file) {
             Ok(_) => h.file.sync_data().map_err(write_err(path)),
             // Replaced or removed since its lines were synced: what is there now.
             Err(Lost::Gone(_)) => {
                 *held = None;
-                sync_file(path)
+                self.sync_unheld(path)
             }
             Err(Lost::Unknown(e)) => Err(write_err(path)(e)),
         }
     }
 
+    /// Syncs a file this process holds nothing unsynced in, through a descriptor of its own,
+    /// opened after the same checks as an append's.
+    fn sync_unheld(&self, path: &Path) -> Result<()> {
+        self.checked_for_write(path)?;
+        sync_file(path)
+    }
+
     /// Syncs the lines appended through `h`, the descriptor held for `path`: a failure, or
-    /// another file at the path (they went with the file replaced), loses them.
-    fn sync_held(&self, path: &Path, h: &mut Held) -> Result<()> {
+    /// another file at the path (they went with the file replaced), loses them. `written`:
+    /// a line was just written, so an error must not read as "not stored" (a caller that
+    /// tries again would write it twice): a path that cannot be looked at is final too.
+    fn sync_held(&self, path: &Path, h: &mut Held, written: bool) -> Result<()> {
         match still_there(path, &h.file) {
             Ok(_) => h
                 .file
                 .sync_data()
                 .map_err(|e| self.fail(path, e.to_string()))?,
             Err(Lost::Gone(e)) => return Err(self.fail(path, e.to_string())),
+            Err(Lost::Unknown(e)) if written => return Err(self.fail(path, e.to_string())),
             Err(Lost::Unknown(e)) => return Err(write_err(path)(e)),
         }
         h.unsynced = false;
@@ -284,7 +311,10 @@ fn still_there(path: &Path, file: &std::fs::File) -> std::result::Result<std::fs
     let held = file.metadata().map_err(Lost::Unknown)?;
     let now = match std::fs::symlink_metadata(path) {
         Ok(now) => now,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Lost::Gone(e)),
+        // Unlinked: gone. Still linked somewhere (its folder moved aside): it may be back.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && held.nlink() == 0 => {
+            return Err(Lost::Gone(e))
+        }
         Err(e) => return Err(Lost::Unknown(e)),
     };
     if (held.dev(), held.ino()) != (now.dev(), now.ino()) {
@@ -1114,20 +1144,49 @@ mod tests {
         let store = files(dir.path());
         let (runs, aside) = (dir.path().join("runs"), dir.path().join("runs.aside"));
         store.journal_append("r1", "{\"a\":1}", false).unwrap();
-        std::fs::rename(&runs, &aside).unwrap();
-        std::fs::write(&runs, "not a folder").unwrap();
-        let e = store.journal_append("r1", "{\"a\":2}", true).unwrap_err();
-        assert!(!e.is_final(), "{e}");
-        let e = store.journal_sync("r1").unwrap_err();
-        assert!(!e.is_final(), "{e}");
-        std::fs::remove_file(&runs).unwrap();
-        std::fs::rename(&aside, &runs).unwrap();
+        // Moved aside, and moved aside with a file in the folder's place.
+        for in_its_place in [false, true] {
+            std::fs::rename(&runs, &aside).unwrap();
+            if in_its_place {
+                std::fs::write(&runs, "not a folder").unwrap();
+            }
+            let e = store.journal_append("r1", "{\"a\":2}", true).unwrap_err();
+            assert!(!e.is_final(), "{e}");
+            let e = store.journal_sync("r1").unwrap_err();
+            assert!(!e.is_final(), "{e}");
+            if in_its_place {
+                std::fs::remove_file(&runs).unwrap();
+            }
+            std::fs::rename(&aside, &runs).unwrap();
+        }
         store.journal_append("r1", "{\"a\":2}", true).unwrap();
         assert_eq!(
             std::fs::read_to_string(runs.join("r1.jsonl")).unwrap(),
             "{\"a\":1}\n{\"a\":2}\n"
         );
         assert_eq!(store.opened.lock().unwrap().len(), 1);
+    }
+
+    /// A line written, then its file out of sight before its sync: the error is final. A
+    /// retryable one reads as "not stored", and a caller that keeps the entry for later (the
+    /// auditor does) would write it a second time.
+    #[test]
+    fn a_line_written_but_not_synced_is_never_reported_as_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, aside) = (dir.path().join("state"), dir.path().join("aside"));
+        let store = files(&state);
+        let mut first = |prev: &str| Ok(format!("{{\"prev\":\"{prev}\",\"hash\":\"a\"}}"));
+        store.audit_append(&mut first, true).unwrap();
+        let mut second = |prev: &str| {
+            // Under the log's flock, just before the line is written.
+            std::fs::rename(&state, &aside).unwrap();
+            Ok(format!("{{\"prev\":\"{prev}\",\"hash\":\"b\"}}"))
+        };
+        let e = store.audit_append(&mut second, true).unwrap_err();
+        assert!(e.is_final(), "{e}");
+        std::fs::rename(&aside, &state).unwrap();
+        let log = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+        assert_eq!(log.lines().count(), 2, "{log}");
     }
 
     /// Threads of one process share a file's descriptor, and a flock does not keep apart

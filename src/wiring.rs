@@ -226,11 +226,18 @@ pub fn store(settings: &Settings) -> Result<runbook_core::store::Store> {
     if let Some(u) = state.url.as_deref() {
         if !marker.exists() {
             let shown = runbook_core::store::redact_url(u);
-            let _ = runbook_core::state::ensure_dir(dir, &|w| ui::err(&w)).and_then(|_| {
-                runbook_core::state::write(&marker, format!("{shown}\n").as_bytes(), &|w| {
-                    ui::err(&w)
-                })
-            });
+            let remembered =
+                runbook_core::state::ensure_dir(dir, &|w| ui::err(&w)).and_then(|_| {
+                    runbook_core::state::write(&marker, format!("{shown}\n").as_bytes(), &|w| {
+                        ui::err(&w)
+                    })
+                });
+            if let Err(e) = remembered {
+                ui::err(&format!(
+                    "warning: cannot remember that this machine's state is shared ({}: {e}): a later command here without RUNBOOK_STATE_URL would keep its state in local files instead of refusing",
+                    marker.display()
+                ));
+            }
         }
     }
     Ok(store)

@@ -743,6 +743,24 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
         .stderr_has("has schema version 99, newer than this runbook knows (2)");
 }
 
+/// Before: a machine that could not write its `shared-state` marker said nothing, and a
+/// later command there without the URL took local locks nobody else sees. Now it says so.
+#[test]
+fn a_shared_state_marker_that_cannot_be_written_is_said() {
+    let Some(db) = Database::fresh("a_shared_state_marker") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The state directory's place taken by a file: the marker cannot be written there.
+    std::fs::write(dir.path().join("laptop-a"), "").unwrap();
+    on(dir.path(), "laptop-a", &db, &["runs"])
+        .run()
+        .exit(Exit::Ok)
+        .stderr_has("warning: cannot remember that this machine's state is shared (")
+        .stderr_has("laptop-a/shared-state: ")
+        .stderr_has("would keep its state in local files instead of refusing");
+}
+
 /// A run whose lock was taken from it (--break-lock from another machine) does not go on:
 /// before each step it confirms its lease, and stops when the lease is someone else's.
 #[test]

@@ -761,6 +761,53 @@ fn a_shared_state_marker_that_cannot_be_written_is_said() {
         .stderr_has("would keep its state in local files instead of refusing");
 }
 
+/// Before: Ctrl-C during a call the state database did not answer (here a table locked by
+/// another session; a database that hung waits the same) was not taken until the call gave
+/// up: the server's 15 s lock timeout here, a minute for a database that hung. Now the call
+/// gives up 3 s after Ctrl-C, says so, and the run stops.
+#[test]
+fn ctrl_c_during_a_call_the_database_does_not_answer_stops_the_run() {
+    let Some(db) = Database::fresh("ctrl_c_during_a_call") else {
+        return;
+    };
+    let dir = gated("120s");
+    let child = gated_run(dir.path(), "laptop-a", &db, "alice").spawn();
+    requests(&db, 1);
+    let mut locker = db.client();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE runbook_approvals IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    // The run's next look at its approval waits on that lock.
+    let mut watch = db.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while watch
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted \
+             AND relation = 'runbook_approvals'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the run never waited on the lock"
+        );
+        std::thread::yield_now();
+    }
+    crate::support::signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the approval: no answer 3 s after Ctrl-C (the call may still take effect; nothing more is sent to it in this run)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("lock timeout"), "{stderr}");
+    locker.batch_execute("ROLLBACK").unwrap();
+}
+
 /// A run whose lock was taken from it (--break-lock from another machine) does not go on:
 /// before each step it confirms its lease, and stops when the lease is someone else's.
 #[test]

@@ -60,6 +60,48 @@ const OLDEST_SERVER: i32 = 110000;
 /// How long a call may wait for the database before the run is told it is not answering.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
+/// How long a call may still wait once the operator has pressed Ctrl-C: plenty for a
+/// database that answers (the run records its stop), not the whole wait for one that hangs.
+const ANSWER_AFTER_CTRL_C: Duration = Duration::from_secs(3);
+
+/// Why a call has no answer.
+enum NoAnswer {
+    /// The client thread is gone.
+    Stopped,
+    /// `ANSWER_WITHIN` passed.
+    Late,
+    /// `ANSWER_AFTER_CTRL_C` passed after Ctrl-C.
+    Interrupted,
+}
+
+/// Waits for a call's answer on `rx`: up to `ANSWER_WITHIN`, and no longer than
+/// `ANSWER_AFTER_CTRL_C` after Ctrl-C. Before, the first Ctrl-C during a call to a database
+/// that hung was not taken for up to a minute.
+fn answer<T>(rx: &mpsc::Receiver<T>) -> std::result::Result<T, NoAnswer> {
+    let mut deadline = std::time::Instant::now() + ANSWER_WITHIN;
+    let mut interrupted = false;
+    loop {
+        if !interrupted && crate::interrupt::is_set() {
+            interrupted = true;
+            deadline = deadline.min(std::time::Instant::now() + ANSWER_AFTER_CTRL_C);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(if interrupted {
+                NoAnswer::Interrupted
+            } else {
+                NoAnswer::Late
+            });
+        }
+        // Looks at the flag ten times a second: the wait is on a plain channel.
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok(v) => return Ok(v),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(NoAnswer::Stopped),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
 pub struct Postgres {
@@ -174,7 +216,7 @@ impl Postgres {
                 }
             })
             .map_err(|e| state_error(&shown, "cannot start its client", e))?;
-        match ready.recv_timeout(ANSWER_WITHIN) {
+        match answer(&ready) {
             Ok(Ok(role)) => Ok(Postgres {
                 jobs,
                 shown,
@@ -185,6 +227,11 @@ impl Postgres {
                 stalled: std::sync::atomic::AtomicBool::new(false),
             }),
             Ok(Err(e)) => Err(e),
+            Err(NoAnswer::Interrupted) => Err(state_error(
+                &shown,
+                "no answer",
+                "interrupted (Ctrl-C) while connecting",
+            )),
             Err(_) => Err(state_error(&shown, "no answer", "connecting timed out")),
         }
     }
@@ -208,11 +255,10 @@ impl Postgres {
         self.jobs
             .send(job)
             .map_err(|_| state_error(&self.shown, what, "its client has stopped"))?;
-        match rx.recv_timeout(ANSWER_WITHIN) {
+        match answer(&rx) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(state_error(&self.shown, what, db_text(&e))),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(unreachable(&self.shown, what)),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(self.stall(what)),
+            Err(e) => Err(self.no_answer(what, e)),
         }
     }
 
@@ -228,16 +274,23 @@ impl Postgres {
         Ok(())
     }
 
-    /// A call with no answer in time: it may still be applied; nothing more is sent.
-    fn stall(&self, what: &str) -> Error {
+    /// A call with no answer: gone, or none in time. One in flight may still be applied,
+    /// and the connection is busy with it: nothing more is sent.
+    fn no_answer(&self, what: &str, why: NoAnswer) -> Error {
+        let waited = match why {
+            NoAnswer::Stopped => return unreachable(&self.shown, what),
+            NoAnswer::Late => format!("no answer in {} s", ANSWER_WITHIN.as_secs()),
+            NoAnswer::Interrupted => {
+                format!("no answer {} s after Ctrl-C", ANSWER_AFTER_CTRL_C.as_secs())
+            }
+        };
         self.stalled
             .store(true, std::sync::atomic::Ordering::SeqCst);
         state_error(
             &self.shown,
             what,
             format!(
-                "no answer in {} s (the call may still take effect; nothing more is sent to it in this run)",
-                ANSWER_WITHIN.as_secs()
+                "{waited} (the call may still take effect; nothing more is sent to it in this run)"
             ),
         )
     }
@@ -629,14 +682,10 @@ impl AuditStore for Postgres {
         self.jobs
             .send(job)
             .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
-        let no_answer = |e: mpsc::RecvTimeoutError| match e {
-            mpsc::RecvTimeoutError::Disconnected => unreachable(&self.shown, WHAT),
-            mpsc::RecvTimeoutError::Timeout => self.stall(WHAT),
-        };
-        let tail = match tail_rx.recv_timeout(ANSWER_WITHIN) {
+        let tail = match answer(&tail_rx) {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => return Err(state_error(&self.shown, WHAT, db_text(&e))),
-            Err(e) => return Err(no_answer(e)),
+            Err(e) => return Err(self.no_answer(WHAT, e)),
         };
         let (seq, prev) = match &tail {
             None => (1, super::GENESIS.to_string()),
@@ -653,10 +702,10 @@ impl AuditStore for Postgres {
         line_tx
             .send((seq, line))
             .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
-        match done_rx.recv_timeout(ANSWER_WITHIN) {
+        match answer(&done_rx) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(state_error(&self.shown, WHAT, db_text(&e))),
-            Err(e) => Err(no_answer(e)),
+            Err(e) => Err(self.no_answer(WHAT, e)),
         }
     }
     fn audit_lines(&self) -> Result<Vec<String>> {

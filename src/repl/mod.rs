@@ -378,6 +378,9 @@ impl Repl<'_> {
     }
 
     fn handle(&mut self, input: &str) -> bool {
+        // A Ctrl-C during a `:` command (which returns before the reset below) must not
+        // interrupt the next input the moment it starts.
+        runbook_core::interrupt::reset();
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return true;

@@ -597,7 +597,8 @@ pub fn wait(
         match read_decision(store, run_id, nonce) {
             Ok(Some(d)) => return Some(d),
             Ok(None) => unread = false,
-            Err(e) if !unread => {
+            // Interrupted: the run stops below; it is not still waiting.
+            Err(e) if !unread && !crate::interrupt::is_set() => {
                 told(format!(
                     "warning: cannot read the approval decision ({e}); still waiting, until the deadline"
                 ));

@@ -60,9 +60,12 @@ const OLDEST_SERVER: i32 = 110000;
 /// How long a call may wait for the database before the run is told it is not answering.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
-/// How long a call may still wait once the operator has pressed Ctrl-C: plenty for a
-/// database that answers (the run records its stop), not the whole wait for one that hangs.
-const ANSWER_AFTER_CTRL_C: Duration = Duration::from_secs(3);
+/// How long a call may still wait once the run is interrupted (Ctrl-C, a stop signal):
+/// plenty for a database that answers, not the whole wait for one that hangs.
+const ANSWER_AFTER_INTERRUPT: Duration = Duration::from_secs(3);
+
+/// How long a call cancelled then (its server asked to cancel it) is waited for.
+const ANSWER_AFTER_CANCEL: Duration = Duration::from_secs(2);
 
 /// Why a call has no answer.
 enum NoAnswer {
@@ -70,20 +73,20 @@ enum NoAnswer {
     Stopped,
     /// `ANSWER_WITHIN` passed.
     Late,
-    /// `ANSWER_AFTER_CTRL_C` passed after Ctrl-C.
+    /// `ANSWER_AFTER_INTERRUPT` passed after the run was interrupted.
     Interrupted,
 }
 
 /// Waits for a call's answer on `rx`: up to `ANSWER_WITHIN`, and no longer than
-/// `ANSWER_AFTER_CTRL_C` after Ctrl-C. Before, the first Ctrl-C during a call to a database
-/// that hung was not taken for up to a minute.
+/// `ANSWER_AFTER_INTERRUPT` once the run is interrupted. Before, the first Ctrl-C during a
+/// call the database did not answer was not taken for up to a minute.
 fn answer<T>(rx: &mpsc::Receiver<T>) -> std::result::Result<T, NoAnswer> {
     let mut deadline = std::time::Instant::now() + ANSWER_WITHIN;
     let mut interrupted = false;
     loop {
         if !interrupted && crate::interrupt::is_set() {
             interrupted = true;
-            deadline = deadline.min(std::time::Instant::now() + ANSWER_AFTER_CTRL_C);
+            deadline = deadline.min(std::time::Instant::now() + ANSWER_AFTER_INTERRUPT);
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
@@ -117,6 +120,10 @@ pub struct Postgres {
     /// Set when a call got no answer in time: what the connection is doing is unknown, so
     /// nothing more is sent on it.
     stalled: std::sync::atomic::AtomicBool,
+    /// What cancels the call in flight on the current connection (set at each connect).
+    cancel: std::sync::Arc<std::sync::Mutex<Option<postgres::CancelToken>>>,
+    /// The TLS the connection uses, for a cancel request's own connection.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 /// The line ($2) is not already the run's ($1) last: a line sent again after its INSERT
@@ -175,16 +182,20 @@ impl Postgres {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready_tx, ready) = mpsc::channel::<Result<String>>();
         let name = shown.clone();
+        let cancel = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (cancel_slot, client_tls) = (cancel.clone(), tls.clone());
         std::thread::Builder::new()
             .name("runbook-state".into())
             .spawn(move || {
                 let open = || -> Result<Client> {
-                    let connected = match &tls {
+                    let connected = match &client_tls {
                         Some(tls) => config.connect(tls.clone()),
                         None => config.connect(postgres::NoTls),
                     };
                     let mut client =
                         connected.map_err(|e| state_error(&name, "cannot connect", db_text(&e)))?;
+                    *cancel_slot.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(client.cancel_token());
                     migrate(&mut client, &name)?;
                     Ok(client)
                 };
@@ -225,12 +236,14 @@ impl Postgres {
                 wait: super::DEFAULT_WAIT,
                 url: url.to_string(),
                 stalled: std::sync::atomic::AtomicBool::new(false),
+                cancel,
+                tls,
             }),
             Ok(Err(e)) => Err(e),
             Err(NoAnswer::Interrupted) => Err(state_error(
                 &shown,
                 "no answer",
-                "interrupted (Ctrl-C) while connecting",
+                "interrupted while connecting",
             )),
             Err(_) => Err(state_error(&shown, "no answer", "connecting timed out")),
         }
@@ -255,11 +268,70 @@ impl Postgres {
         self.jobs
             .send(job)
             .map_err(|_| state_error(&self.shown, what, "its client has stopped"))?;
-        match answer(&rx) {
+        self.answered(what, &rx)
+    }
+
+    /// The answer of the call in flight on `rx`, as `answer` waits for it. One still
+    /// unanswered `ANSWER_AFTER_INTERRUPT` after the run was interrupted is cancelled on
+    /// the server and waited for a little longer: a database that answers (the call was
+    /// waiting on another session's lock) keeps its connection, and the run can still
+    /// record its stop and free its lock; only one that does not is left alone.
+    fn answered<T>(
+        &self,
+        what: &str,
+        rx: &mpsc::Receiver<std::result::Result<T, postgres::Error>>,
+    ) -> Result<T> {
+        let got = match answer(rx) {
+            Err(NoAnswer::Interrupted) => {
+                self.cancel_in_flight();
+                match rx.recv_timeout(ANSWER_AFTER_CANCEL) {
+                    // It answered before the cancel landed.
+                    Ok(Ok(v)) => return Ok(v),
+                    Ok(Err(_)) => {
+                        // A statement cancelled inside a transaction leaves it aborted.
+                        let _ = self.jobs.send(Box::new(|c: &mut Client| {
+                            let _ = c.batch_execute("ROLLBACK");
+                        }));
+                        return Err(state_error(
+                            &self.shown,
+                            what,
+                            format!(
+                                "no answer {} s after the run was interrupted, so the call was cancelled",
+                                ANSWER_AFTER_INTERRUPT.as_secs()
+                            ),
+                        ));
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Err(NoAnswer::Stopped),
+                    Err(mpsc::RecvTimeoutError::Timeout) => Err(NoAnswer::Interrupted),
+                }
+            }
+            got => got,
+        };
+        match got {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(state_error(&self.shown, what, db_text(&e))),
             Err(e) => Err(self.no_answer(what, e)),
         }
+    }
+
+    /// Asks the server to cancel the call in flight, from a thread of its own: a server
+    /// that hung may not take that request either, and nothing waits on it.
+    fn cancel_in_flight(&self) {
+        let token = self
+            .cancel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(token) = token else { return };
+        let tls = self.tls.clone();
+        let _ = std::thread::Builder::new()
+            .name("runbook-state-cancel".into())
+            .spawn(move || {
+                let _ = match tls {
+                    Some(tls) => token.cancel_query(tls),
+                    None => token.cancel_query(postgres::NoTls),
+                };
+            });
     }
 
     /// Refuses a call on a connection that stopped answering.
@@ -280,9 +352,10 @@ impl Postgres {
         let waited = match why {
             NoAnswer::Stopped => return unreachable(&self.shown, what),
             NoAnswer::Late => format!("no answer in {} s", ANSWER_WITHIN.as_secs()),
-            NoAnswer::Interrupted => {
-                format!("no answer {} s after Ctrl-C", ANSWER_AFTER_CTRL_C.as_secs())
-            }
+            NoAnswer::Interrupted => format!(
+                "no answer {} s after the run was interrupted, nor once cancelled",
+                ANSWER_AFTER_INTERRUPT.as_secs()
+            ),
         };
         self.stalled
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -682,11 +755,7 @@ impl AuditStore for Postgres {
         self.jobs
             .send(job)
             .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
-        let tail = match answer(&tail_rx) {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Err(state_error(&self.shown, WHAT, db_text(&e))),
-            Err(e) => return Err(self.no_answer(WHAT, e)),
-        };
+        let tail = self.answered(WHAT, &tail_rx)?;
         let (seq, prev) = match &tail {
             None => (1, super::GENESIS.to_string()),
             Some((seq, line)) => (
@@ -702,11 +771,7 @@ impl AuditStore for Postgres {
         line_tx
             .send((seq, line))
             .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
-        match answer(&done_rx) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(state_error(&self.shown, WHAT, db_text(&e))),
-            Err(e) => Err(self.no_answer(WHAT, e)),
-        }
+        self.answered(WHAT, &done_rx)
     }
     fn audit_lines(&self) -> Result<Vec<String>> {
         self.call("cannot read the audit chain", |c| {

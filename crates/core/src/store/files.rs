@@ -26,6 +26,10 @@ pub struct Files {
     /// when it happened, but not to one opened after another process's fsync has already
     /// seen it (the audit log is shared), so one opened only to sync could miss a lost line.
     held: std::sync::Mutex<std::collections::HashMap<PathBuf, HeldSlot>>,
+    /// Lock files read to confirm a lease (every fenced append asks), each held open after
+    /// its first read and read again through its descriptor while it is still the file at
+    /// its path: a lock broken and taken again is another file.
+    locks_read: std::sync::Mutex<std::collections::HashMap<PathBuf, std::fs::File>>,
     /// Files whose sync failed, and why. A failed fsync may have dropped what it was to
     /// write, and a later one through a new descriptor would not say so (nor would one of
     /// the file that replaced it): every later sync of that file fails the same way, and a
@@ -46,6 +50,7 @@ impl Files {
             say,
             wait: super::DEFAULT_WAIT,
             held: Default::default(),
+            locks_read: Default::default(),
             failed: Default::default(),
             #[cfg(test)]
             trace: Default::default(),
@@ -323,6 +328,26 @@ fn still_there(path: &Path, file: &std::fs::File) -> std::result::Result<std::fs
         )));
     }
     Ok(held)
+}
+
+/// The text of a small file (a lock's) of `len` bytes, read from its start.
+fn read_whole(file: &std::fs::File, len: u64) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0u8; len.min(64 * 1024) as usize];
+    let mut got = 0;
+    while got < bytes.len() {
+        match file.read_at(&mut bytes[got..], got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    bytes.truncate(got);
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Whether a lock file's text names the taking `lease_id`.
+fn names_lease(text: &str, lease_id: &str) -> bool {
+    serde_json::from_str::<Holder>(text).is_ok_and(|h| h.lease_id == lease_id)
 }
 
 /// Why a held file could not be confirmed at its path.
@@ -721,6 +746,10 @@ impl LockStore for Files {
                 return Ok(());
             }
         }
+        self.locks_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.lock_file(key));
         match std::fs::remove_file(self.lock_file(key)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(write_err(&self.lock_file(key))(e))
@@ -732,15 +761,46 @@ impl LockStore for Files {
         // Whether this taking still holds it: a file gone, or naming another taking, says
         // no; a file that cannot be read says nothing (an error, not "taken").
         let path = self.lock_file(key);
-        self.checked(&path)?;
-        match std::fs::read_to_string(&path) {
-            Ok(t) => Ok(serde_json::from_str::<Holder>(&t).is_ok_and(|h| h.lease_id == lease_id)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(crate::error::Error::State {
-                message: format!("cannot read the lock {}: {e}", path.display()),
-                help: "check the state directory's permissions and disk".into(),
-            }),
+        let cannot_read = |e: std::io::Error| crate::error::Error::State {
+            message: format!("cannot read the lock {}: {e}", path.display()),
+            help: "check the state directory's permissions and disk".into(),
+        };
+        let mut read = self.locks_read.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = read.get(&path) {
+            match still_there(&path, file) {
+                Ok(meta) => {
+                    let text = read_whole(file, meta.len()).map_err(cannot_read)?;
+                    return Ok(names_lease(&text, lease_id));
+                }
+                Err(Lost::Unknown(e)) => return Err(cannot_read(e)),
+                // Removed, or another file (the lock broken and taken again): read anew.
+                Err(Lost::Gone(_)) => {
+                    read.remove(&path);
+                }
+            }
         }
+        self.checked(&path)?;
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(cannot_read(e)),
+        };
+        let meta = file.metadata().map_err(cannot_read)?;
+        if !meta.is_file() {
+            return Err(cannot_read(std::io::Error::other(
+                "it is not a regular file",
+            )));
+        }
+        let text = read_whole(&file, meta.len()).map_err(cannot_read)?;
+        let ours = names_lease(&text, lease_id);
+        if ours {
+            read.insert(path, file);
+        }
+        Ok(ours)
     }
     fn lock_holders(&self) -> Result<Vec<Holder>> {
         self.checked(&self.dir.join("locks"))?;
@@ -1187,6 +1247,61 @@ mod tests {
         std::fs::rename(&aside, &state).unwrap();
         let log = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
         assert_eq!(log.lines().count(), 2, "{log}");
+    }
+
+    /// Every fenced append asks whether the run's lease still holds: the lock file is read
+    /// through a descriptor held since its first read (before, it was checked and opened
+    /// each time). What it says is read anew every time: a lock rewritten in place, broken
+    /// and taken again (another file), or removed, no longer names this taking.
+    #[test]
+    fn a_lease_is_confirmed_through_the_lock_files_held_descriptor() {
+        use crate::store::LockStore;
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        let holder = |lease: &str| crate::store::Holder {
+            run_id: "r1".into(),
+            actor: "alice".into(),
+            pid: 1,
+            host: "h".into(),
+            since: "2026-12-06T00:00:00Z".into(),
+            lease_id: lease.into(),
+            expires: None,
+            expired: false,
+            lock: String::new(),
+        };
+        let path = dir.path().join("locks/k.lock");
+        assert!(store.lock_create("k", &holder("mine")).unwrap());
+        assert!(store.lock_renew("k", "mine").unwrap());
+        assert!(store.lock_renew("k", "mine").unwrap());
+        assert!(!store.lock_renew("k", "theirs").unwrap());
+        assert_eq!(store.locks_read.lock().unwrap().len(), 1);
+        // Rewritten in place: the same file, naming another taking.
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("mine", "them1");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(!store.lock_renew("k", "mine").unwrap());
+        // Broken and taken again: another file at the path.
+        std::fs::remove_file(&path).unwrap();
+        let other = files(dir.path());
+        assert!(other.lock_create("k", &holder("mine2")).unwrap());
+        assert!(!store.lock_renew("k", "mine").unwrap());
+        assert!(store.lock_renew("k", "mine2").unwrap());
+        // Removed.
+        std::fs::remove_file(&path).unwrap();
+        assert!(!store.lock_renew("k", "mine2").unwrap());
+        // A FIFO in the lock's place is refused, not read (the read would block).
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert!(store.lock_renew("k", "mine2").is_err());
+        }
     }
 
     /// Threads of one process share a file's descriptor, and a flock does not keep apart

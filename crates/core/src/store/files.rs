@@ -772,9 +772,13 @@ impl LockStore for Files {
                     let text = read_whole(file, meta.len()).map_err(cannot_read)?;
                     return Ok(names_lease(&text, lease_id));
                 }
-                Err(Lost::Unknown(e)) => return Err(cannot_read(e)),
+                // Nothing at the path (the file moved away, still linked elsewhere): the
+                // path says whether it is held, so it is read anew, as when removed.
+                Err(Lost::Unknown(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(cannot_read(e))
+                }
                 // Removed, or another file (the lock broken and taken again): read anew.
-                Err(Lost::Gone(_)) => {
+                Err(_) => {
                     read.remove(&path);
                 }
             }
@@ -1293,6 +1297,17 @@ mod tests {
         let other = files(dir.path());
         assert!(other.lock_create("k", &holder("mine2")).unwrap());
         assert!(!store.lock_renew("k", "mine").unwrap());
+        assert!(store.lock_renew("k", "mine2").unwrap());
+        // Moved away (still linked elsewhere): nothing at the path holds it.
+        std::fs::rename(&path, dir.path().join("moved.lock")).unwrap();
+        assert!(!store.lock_renew("k", "mine2").unwrap());
+        assert!(store.locks_read.lock().unwrap().is_empty());
+        std::fs::rename(dir.path().join("moved.lock"), &path).unwrap();
+        assert!(store.lock_renew("k", "mine2").unwrap());
+        // Released by its holder: not held open after.
+        store.lock_remove("k", Some("mine2"), false).unwrap();
+        assert!(store.locks_read.lock().unwrap().is_empty());
+        assert!(other.lock_create("k", &holder("mine2")).unwrap());
         assert!(store.lock_renew("k", "mine2").unwrap());
         // Removed.
         std::fs::remove_file(&path).unwrap();

@@ -124,6 +124,11 @@ pub struct Postgres {
     cancel: std::sync::Arc<std::sync::Mutex<Option<postgres::CancelToken>>>,
     /// The TLS the connection uses, for a cancel request's own connection.
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// Taken by the client thread before each job, and held by a cancel until the server
+    /// has its request: the server cancels whatever the connection runs when the request
+    /// lands, so no later job may start while one is on its way (once it has landed, a
+    /// connection between statements drops it).
+    gate: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// The line ($2) is not already the run's ($1) last: a line sent again after its INSERT
@@ -183,7 +188,8 @@ impl Postgres {
         let (ready_tx, ready) = mpsc::channel::<Result<String>>();
         let name = shown.clone();
         let cancel = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let (cancel_slot, client_tls) = (cancel.clone(), tls.clone());
+        let gate = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let (cancel_slot, client_tls, client_gate) = (cancel.clone(), tls.clone(), gate.clone());
         std::thread::Builder::new()
             .name("runbook-state".into())
             .spawn(move || {
@@ -218,6 +224,7 @@ impl Postgres {
                 // for the next call; while it cannot be, calls are refused at once (their
                 // job is dropped unanswered), never queued behind a dead connection.
                 for job in queue {
+                    drop(client_gate.lock().unwrap_or_else(|e| e.into_inner()));
                     if client.as_ref().is_none_or(Client::is_closed) {
                         client = open().ok();
                     }
@@ -238,6 +245,7 @@ impl Postgres {
                 stalled: std::sync::atomic::AtomicBool::new(false),
                 cancel,
                 tls,
+                gate,
             }),
             Ok(Err(e)) => Err(e),
             Err(NoAnswer::Interrupted) => Err(state_error(
@@ -285,22 +293,21 @@ impl Postgres {
             Err(NoAnswer::Interrupted) => {
                 self.cancel_in_flight();
                 match rx.recv_timeout(ANSWER_AFTER_CANCEL) {
-                    // It answered before the cancel landed.
-                    Ok(Ok(v)) => return Ok(v),
-                    Ok(Err(_)) => {
-                        // A statement cancelled inside a transaction leaves it aborted.
-                        let _ = self.jobs.send(Box::new(|c: &mut Client| {
-                            let _ = c.batch_execute("ROLLBACK");
-                        }));
+                    Ok(Err(e)) if e.code() == Some(&postgres::error::SqlState::QUERY_CANCELED) => {
+                        // Not worded "no answer": the connection answered, and the
+                        // heartbeat keeps a connection unless it stopped answering.
                         return Err(state_error(
                             &self.shown,
                             what,
                             format!(
-                                "no answer {} s after the run was interrupted, so the call was cancelled",
-                                ANSWER_AFTER_INTERRUPT.as_secs()
+                                "cancelled {} s after the run was interrupted ({})",
+                                ANSWER_AFTER_INTERRUPT.as_secs(),
+                                db_text(&e)
                             ),
                         ));
                     }
+                    // Answered before the cancel landed, or failed on its own.
+                    Ok(got) => Ok(got),
                     Err(mpsc::RecvTimeoutError::Disconnected) => Err(NoAnswer::Stopped),
                     Err(mpsc::RecvTimeoutError::Timeout) => Err(NoAnswer::Interrupted),
                 }
@@ -314,8 +321,10 @@ impl Postgres {
         }
     }
 
-    /// Asks the server to cancel the call in flight, from a thread of its own: a server
-    /// that hung may not take that request either, and nothing waits on it.
+    /// Asks the server to cancel the call in flight. The client thread starts no other job
+    /// until the request has reached the server, or for `ANSWER_AFTER_CANCEL` if it does not
+    /// (a server that hung may not take it either: it goes from a thread of its own, which
+    /// nothing waits on after that).
     fn cancel_in_flight(&self) {
         let token = self
             .cancel
@@ -323,15 +332,22 @@ impl Postgres {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let Some(token) = token else { return };
+        let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
         let tls = self.tls.clone();
-        let _ = std::thread::Builder::new()
+        let (sent_tx, sent) = mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
             .name("runbook-state-cancel".into())
             .spawn(move || {
                 let _ = match tls {
                     Some(tls) => token.cancel_query(tls),
                     None => token.cancel_query(postgres::NoTls),
                 };
+                let _ = sent_tx.send(());
             });
+        if spawned.is_ok() {
+            let _ = sent.recv_timeout(ANSWER_AFTER_CANCEL);
+        }
+        drop(gate);
     }
 
     /// Refuses a call on a connection that stopped answering.

@@ -124,11 +124,14 @@ pub struct Postgres {
     cancel: std::sync::Arc<std::sync::Mutex<Option<postgres::CancelToken>>>,
     /// The TLS the connection uses, for a cancel request's own connection.
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
-    /// Taken by the client thread before each job, and held by a cancel until the server
-    /// has its request: the server cancels whatever the connection runs when the request
-    /// lands, so no later job may start while one is on its way (once it has landed, a
-    /// connection between statements drops it).
-    gate: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Set when a cancel was sent: the client thread opens a new connection for its next
+    /// job. The server cancels whatever the connection runs when the request lands, and
+    /// sending it does not wait for that, so one landing late would hit a later statement
+    /// (the run's stop record, its lock's release); a new connection is out of its reach.
+    retire: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many cancels were sent: a caller between two round trips of one job (the audit
+    /// append) gives up when one was sent during the first.
+    cancels: std::sync::atomic::AtomicU64,
 }
 
 /// The line ($2) is not already the run's ($1) last: a line sent again after its INSERT
@@ -188,8 +191,8 @@ impl Postgres {
         let (ready_tx, ready) = mpsc::channel::<Result<String>>();
         let name = shown.clone();
         let cancel = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let gate = std::sync::Arc::new(std::sync::Mutex::new(()));
-        let (cancel_slot, client_tls, client_gate) = (cancel.clone(), tls.clone(), gate.clone());
+        let retire = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cancel_slot, client_tls, retired) = (cancel.clone(), tls.clone(), retire.clone());
         std::thread::Builder::new()
             .name("runbook-state".into())
             .spawn(move || {
@@ -224,7 +227,10 @@ impl Postgres {
                 // for the next call; while it cannot be, calls are refused at once (their
                 // job is dropped unanswered), never queued behind a dead connection.
                 for job in queue {
-                    drop(client_gate.lock().unwrap_or_else(|e| e.into_inner()));
+                    if retired.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        // Closed: the server rolls back what it left open.
+                        client = None;
+                    }
                     if client.as_ref().is_none_or(Client::is_closed) {
                         client = open().ok();
                     }
@@ -245,7 +251,8 @@ impl Postgres {
                 stalled: std::sync::atomic::AtomicBool::new(false),
                 cancel,
                 tls,
-                gate,
+                retire,
+                cancels: std::sync::atomic::AtomicU64::new(0),
             }),
             Ok(Err(e)) => Err(e),
             Err(NoAnswer::Interrupted) => Err(state_error(
@@ -321,33 +328,28 @@ impl Postgres {
         }
     }
 
-    /// Asks the server to cancel the call in flight. The client thread starts no other job
-    /// until the request has reached the server, or for `ANSWER_AFTER_CANCEL` if it does not
-    /// (a server that hung may not take it either: it goes from a thread of its own, which
-    /// nothing waits on after that).
+    /// Asks the server to cancel the call in flight, from a thread of its own (a server
+    /// that hung may not take the request either; nothing waits on it), and has the next
+    /// job open a new connection, out of a late cancel's reach.
     fn cancel_in_flight(&self) {
+        self.retire.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cancels
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let token = self
             .cancel
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let Some(token) = token else { return };
-        let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
         let tls = self.tls.clone();
-        let (sent_tx, sent) = mpsc::channel::<()>();
-        let spawned = std::thread::Builder::new()
+        let _ = std::thread::Builder::new()
             .name("runbook-state-cancel".into())
             .spawn(move || {
                 let _ = match tls {
                     Some(tls) => token.cancel_query(tls),
                     None => token.cancel_query(postgres::NoTls),
                 };
-                let _ = sent_tx.send(());
             });
-        if spawned.is_ok() {
-            let _ = sent.recv_timeout(ANSWER_AFTER_CANCEL);
-        }
-        drop(gate);
     }
 
     /// Refuses a call on a connection that stopped answering.
@@ -771,7 +773,17 @@ impl AuditStore for Postgres {
         self.jobs
             .send(job)
             .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
+        let cancels = self.cancels.load(std::sync::atomic::Ordering::SeqCst);
         let tail = self.answered(WHAT, &tail_rx)?;
+        if self.cancels.load(std::sync::atomic::Ordering::SeqCst) != cancels {
+            // The tail came before a cancel sent meanwhile, which may yet land on the
+            // append: given up (dropping `line_tx` rolls the transaction back).
+            return Err(state_error(
+                &self.shown,
+                WHAT,
+                "cancelled after the run was interrupted",
+            ));
+        }
         let (seq, prev) = match &tail {
             None => (1, super::GENESIS.to_string()),
             Some((seq, line)) => (

@@ -288,9 +288,9 @@ impl Postgres {
 
     /// The answer of the call in flight on `rx`, as `answer` waits for it. One still
     /// unanswered `ANSWER_AFTER_INTERRUPT` after the run was interrupted is cancelled on
-    /// the server and waited for a little longer: a database that answers (the call was
-    /// waiting on another session's lock) keeps its connection, and the run can still
-    /// record its stop and free its lock; only one that does not is left alone.
+    /// the server and waited for a little longer: with a database that answers (the call
+    /// was waiting on another session's lock) the run still records its stop and frees its
+    /// lock, on a new connection; only one that does not is left alone.
     fn answered<T>(
         &self,
         what: &str,

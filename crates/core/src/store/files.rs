@@ -117,7 +117,8 @@ impl Files {
         // Asked under the file's slot: another thread's failed sync, just before, consumed
         // the error a sync here would otherwise report.
         self.not_failed(path)?;
-        let (h, lock) = loop {
+        // The file's length is read under the flock, which every appender holds.
+        let (h, lock, len) = loop {
             let opened = held.is_none();
             if opened {
                 #[cfg(test)]
@@ -137,7 +138,7 @@ impl Files {
                     // Loosened during the run: tightened again, as an open would.
                     crate::state::tighten_file(&h.file, path, &meta, &self.warn())
                         .map_err(write_err(path))?;
-                    break (h, lock);
+                    break (h, lock, meta.len());
                 }
                 // Replaced or removed under lines not yet synced: they are lost with the
                 // file they were written to.
@@ -152,7 +153,7 @@ impl Files {
                 Err(Lost::Unknown(e)) => return Err(write_err(path)(e)),
             }
         };
-        let (len, cut) = end_on_a_line(&mut h.file).map_err(write_err(path))?;
+        let (len, cut) = end_on_a_line(&mut h.file, len).map_err(write_err(path))?;
         said_cut(&self.warn(), path, cut);
         let written = write(&mut h.file, len);
         drop(lock);
@@ -328,6 +329,25 @@ fn still_there(path: &Path, file: &std::fs::File) -> std::result::Result<std::fs
         )));
     }
     Ok(held)
+}
+
+/// `path` opened to be read, with its metadata; `None` when it does not exist. Opened,
+/// then checked, then read: what is read is what was checked. Not through a link; a FIFO
+/// (opened without blocking) is refused as not a regular file.
+fn open_regular(path: &Path) -> std::io::Result<Option<(std::fs::File, std::fs::Metadata)>> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        file => file?,
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    Ok(Some((file, meta)))
 }
 
 /// The text of a small file (a lock's) of `len` bytes, read from its start.
@@ -538,24 +558,11 @@ impl JournalStore for Files {
     }
     fn journal_bytes(&self, run_id: &str) -> Result<Option<Vec<u8>>> {
         use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.journal_path(run_id);
         self.checked(&path)?;
-        // Opened, then checked, then read: what is read is what was checked. Not through a
-        // link; a FIFO opened without blocking is refused as not a regular file.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path);
-        let file = match file {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            file => file.map_err(read_err(&path))?,
+        let Some((file, _)) = open_regular(&path).map_err(read_err(&path))? else {
+            return Ok(None);
         };
-        if !file.metadata().map_err(read_err(&path))?.is_file() {
-            return Err(read_err(&path)(std::io::Error::other(
-                "it is not a regular file",
-            )));
-        }
         let limit = crate::state::MAX_JOURNAL_BYTES;
         let mut bytes = Vec::new();
         file.take(limit + 1)
@@ -784,21 +791,9 @@ impl LockStore for Files {
             }
         }
         self.checked(&path)?;
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path);
-        let file = match opened {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(cannot_read(e)),
+        let Some((file, meta)) = open_regular(&path).map_err(cannot_read)? else {
+            return Ok(false);
         };
-        let meta = file.metadata().map_err(cannot_read)?;
-        if !meta.is_file() {
-            return Err(cannot_read(std::io::Error::other(
-                "it is not a regular file",
-            )));
-        }
         let text = read_whole(&file, meta.len()).map_err(cannot_read)?;
         let ours = names_lease(&text, lease_id);
         if ours {
@@ -901,15 +896,15 @@ fn append_line(file: &mut std::fs::File, len: u64, line: &str) -> std::io::Resul
 /// The longest last line without its newline that `end_on_a_line` reads to decide on it.
 const MAX_TORN: u64 = 16 << 20;
 
-/// Makes the file end on a line boundary and returns its length, and how many bytes of a
+/// Makes the file (`len` bytes, as stated under its flock) end on a line boundary and
+/// returns its length, and how many bytes of a
 /// fragment it cut (said to the operator by the caller). A last line without its
 /// newline is what a power loss mid-write, or a process killed between a line and its
 /// newline, leaves: a whole record is ended (it counts: readers parse it), a fragment is
 /// cut off (readers already drop a torn last line). Appending after either as it was would
 /// glue the next line to it, and every later read would find the file damaged.
-fn end_on_a_line(file: &mut std::fs::File) -> std::io::Result<(u64, Option<u64>)> {
+fn end_on_a_line(file: &mut std::fs::File, len: u64) -> std::io::Result<(u64, Option<u64>)> {
     use std::os::unix::fs::FileExt;
-    let len = file.metadata()?.len();
     if len == 0 {
         return Ok((0, None));
     }

@@ -334,6 +334,98 @@ fn a_database_outage_holds_the_write_until_the_database_is_back() {
         .exit(Exit::Ok);
 }
 
+/// The server processes serving a run's connections, stopped (SIGSTOP) while the guard
+/// lives and let go (SIGCONT) when it drops: a database that hangs, neither answering nor
+/// taking a cancel. Let go even when the test fails, or the cluster's own stop would wait
+/// on them for ever.
+struct Hung(Vec<i32>);
+
+impl Hung {
+    fn sessions_of_others(client: &mut postgres::Client) -> Hung {
+        let pids: Vec<i32> = client
+            .query(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(!pids.is_empty(), "the run has no session to stop");
+        for &pid in &pids {
+            // SAFETY: signalling a server process of this test's own cluster.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+        Hung(pids)
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+}
+
+/// A database that hangs outright (its server processes stopped: no answer, and a cancel
+/// request is not taken either) when the operator presses Ctrl-C: the call is given up 3 s
+/// after the interrupt and 2 s after its cancel, nothing more is sent to the database, no
+/// vendor write goes out, and the run exits 130 saying its lock was left to its lease.
+/// Before the eighteenth session such a call held Ctrl-C for up to a minute; this path had
+/// no test.
+#[test]
+fn ctrl_c_with_a_database_that_hangs_ends_the_run_without_a_write() {
+    let Some(cluster) = Cluster::start("ctrl_c_with_a_database_that_hangs") else {
+        return;
+    };
+    let vendor = Vendor::start();
+    let dir = folder();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
+        .env("RUNBOOK_STATE_URL", &cluster.url)
+        .spawn_piped();
+    vendor.wait_at_gate();
+    let mut watch = cluster.client();
+    let hung = Hung::sessions_of_others(&mut watch);
+    vendor.open_gate();
+    crate::support::signal(&child, libc::SIGINT);
+    // A bound on a hang, not a measure of speed: the waits add up to 5 s.
+    let bound = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < bound,
+            "the run did not end 30 s after Ctrl-C"
+        );
+        std::thread::yield_now();
+    }
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (code, text) = finish(child, stderr);
+    assert_eq!(code, 130, "{text}");
+    assert!(
+        text.contains("no answer 3 s after the run was interrupted, nor once cancelled"),
+        "{text}"
+    );
+    assert!(
+        text.contains("could not release the rotation lock")
+            && text.contains("it frees itself when its lease runs out"),
+        "{text}"
+    );
+    assert_eq!(
+        vendor.writes(),
+        Vec::<String>::new(),
+        "a write went out:\n{text}"
+    );
+    drop(hung);
+    // The lock the run could not release is there, for its lease to end.
+    let locks: i64 = watch
+        .query_one("SELECT count(*) FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 1, "{text}");
+}
+
 /// PostgreSQL restarted while a run holds its lease: the heartbeat's renewals fail while
 /// the database is down (said once), then renew on a connection opened again, which the
 /// run says; the lock is still the run's, and it finishes. A heartbeat that never renews

@@ -1379,6 +1379,53 @@ mod tests {
         }
     }
 
+    /// Threads appending to many journals at once, past the limit, while slots are let go:
+    /// a slot in a thread's hands or with lines to sync is never closed under it, so every
+    /// journal ends with each of its lines once, in order, and every sync is kept.
+    #[test]
+    fn slots_let_go_past_the_limit_lose_no_line_between_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(files(dir.path()));
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for round in 0..4 {
+                        for j in 0..20 {
+                            let run = format!("t{t}-{j}");
+                            let line = format!(r#"{{"round":{round}}}"#);
+                            store.journal_append(&run, &line, false).unwrap();
+                            if j % 3 == 0 {
+                                store.journal_sync(&run).unwrap();
+                            }
+                        }
+                    }
+                    for j in 0..20 {
+                        store.journal_sync(&format!("t{t}-{j}")).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for t in 0..6 {
+            for j in 0..20 {
+                let path = dir.path().join(format!("runs/t{t}-{j}.jsonl"));
+                let text = std::fs::read_to_string(&path).unwrap();
+                let rounds: Vec<_> = text
+                    .lines()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["round"].clone())
+                    .collect();
+                assert_eq!(rounds, [0, 1, 2, 3], "{}", path.display());
+            }
+        }
+        assert!(store.failed.lock().unwrap().is_empty());
+        // Every line synced and no thread left: the next new file lets them all go.
+        store.journal_append("after", "{}", true).unwrap();
+        assert_eq!(store.held.lock().unwrap().len(), 1);
+    }
+
     #[test]
     fn the_last_line_is_read_from_the_end_whatever_the_lengths() {
         let dir = tempfile::tempdir().unwrap();

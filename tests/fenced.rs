@@ -404,7 +404,7 @@ fn ctrl_c_with_a_database_that_hangs_ends_the_run_without_a_write() {
     let (code, text) = finish(child, stderr);
     assert_eq!(code, 130, "{text}");
     assert!(
-        text.contains("no answer 3 s after the run was interrupted, nor once cancelled"),
+        text.contains("s after the run was interrupted, nor once cancelled"),
         "{text}"
     );
     assert!(
@@ -424,6 +424,73 @@ fn ctrl_c_with_a_database_that_hangs_ends_the_run_without_a_write() {
         .unwrap()
         .get(0);
     assert_eq!(locks, 1, "{text}");
+}
+
+/// The cancel of a call the database holds (another session locks the journal) is sent
+/// over the connection's TLS: the server takes it, the call ends "cancelled", and the run
+/// goes on to a new connection that frees its lock. A cancel that could not be sent over
+/// TLS would leave the call unanswered: "nor once cancelled", and the lock kept. (The run's
+/// later records, held by the same lock, are cancelled after a last chance of 250 ms each:
+/// each waited its own 3 s before, and this run took 12 s to stop; 4 s now.)
+#[test]
+fn ctrl_c_cancels_a_held_call_over_tls_and_frees_the_lock() {
+    let Some((cluster, ca)) = Cluster::start_tls("ctrl_c_cancels_a_held_call_over_tls") else {
+        return;
+    };
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.url,
+        ca.display()
+    );
+    let vendor = Vendor::start();
+    let dir = folder();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "fenced.rhai", "--yes"])
+        .env("RUNBOOK_STATE_URL", &url)
+        .spawn_piped();
+    vendor.wait_at_gate();
+    let mut locker = cluster.client();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE runbook_journal IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    vendor.open_gate();
+    // The run's next record waits on that lock.
+    let mut watch = cluster.client();
+    let waited = std::time::Instant::now() + Duration::from_secs(60);
+    while watch
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted \
+             AND relation = 'runbook_journal'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < waited,
+            "the run never waited on the lock"
+        );
+        std::thread::yield_now();
+    }
+    crate::support::signal(&child, libc::SIGINT);
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (code, text) = finish(child, stderr);
+    locker.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(code, 130, "{text}");
+    assert!(
+        text.contains(
+            "s after the run was interrupted (canceling statement due to user request (57014))"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("nor once cancelled"), "{text}");
+    assert!(!text.contains("could not release"), "{text}");
+    assert_eq!(vendor.writes(), Vec::<String>::new(), "{text}");
+    let locks: i64 = watch
+        .query_one("SELECT count(*) FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0, "the run's lock was left held:\n{text}");
 }
 
 /// PostgreSQL restarted while a run holds its lease: the heartbeat's renewals fail while

@@ -19,6 +19,9 @@ pub const FENCED: &str = "runbook::state::unrecorded: ";
 
 static FLAG: AtomicBool = AtomicBool::new(false);
 static WATCH: OnceLock<watch::Sender<bool>> = OnceLock::new();
+/// When the flag was set: waits bounded "after the interrupt" count from it, not from
+/// each call's start (a store that holds every call would otherwise hold each for it).
+static SINCE: Mutex<Option<std::time::Instant>> = Mutex::new(None);
 
 fn sender() -> &'static watch::Sender<bool> {
     WATCH.get_or_init(|| watch::channel(false).0)
@@ -29,13 +32,26 @@ pub fn is_set() -> bool {
 }
 
 pub(crate) fn trigger() {
+    SINCE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(std::time::Instant::now);
     FLAG.store(true, Ordering::SeqCst);
     sender().send_replace(true);
+}
+
+/// When the run was interrupted, if it was.
+pub fn since() -> Option<std::time::Instant> {
+    if !is_set() {
+        return None;
+    }
+    *SINCE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Clears the flag (the REPL returns to its prompt after an interrupted input).
 pub fn reset() {
     FLAG.store(false, Ordering::SeqCst);
+    *SINCE.lock().unwrap_or_else(|e| e.into_inner()) = None;
     sender().send_replace(false);
 }
 

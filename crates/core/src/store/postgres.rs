@@ -67,6 +67,11 @@ const ANSWER_AFTER_INTERRUPT: Duration = Duration::from_secs(3);
 /// How long a call cancelled then (its server asked to cancel it) is waited for.
 const ANSWER_AFTER_CANCEL: Duration = Duration::from_secs(2);
 
+/// How long a call made once `ANSWER_AFTER_INTERRUPT` has passed is waited for before it
+/// is cancelled: enough for a database that answers, while one that holds every call (a
+/// lock another session keeps) does not hold each of the run's last records for 3 s more.
+const LAST_CHANCE: Duration = Duration::from_millis(250);
+
 /// Why a call has no answer.
 enum NoAnswer {
     /// The client thread is gone.
@@ -77,16 +82,26 @@ enum NoAnswer {
     Interrupted,
 }
 
-/// Waits for a call's answer on `rx`: up to `ANSWER_WITHIN`, and no longer than
-/// `ANSWER_AFTER_INTERRUPT` once the run is interrupted. Before, the first Ctrl-C during a
-/// call the database did not answer was not taken for up to a minute.
+/// Waits for a call's answer on `rx`: up to `ANSWER_WITHIN`, and once the run is
+/// interrupted until `ANSWER_AFTER_INTERRUPT` after the interrupt (or `LAST_CHANCE`, for a
+/// call made later). Before, the first Ctrl-C during a call the database did not answer
+/// was not taken for up to a minute; and each call after it waited its own 3 s.
 fn answer<T>(rx: &mpsc::Receiver<T>) -> std::result::Result<T, NoAnswer> {
+    answer_until(rx, crate::interrupt::since)
+}
+
+/// `answer`, with when the run was interrupted (if it was) asked of `since`.
+fn answer_until<T>(
+    rx: &mpsc::Receiver<T>,
+    since: impl Fn() -> Option<std::time::Instant>,
+) -> std::result::Result<T, NoAnswer> {
     let mut deadline = std::time::Instant::now() + ANSWER_WITHIN;
     let mut interrupted = false;
     loop {
-        if !interrupted && crate::interrupt::is_set() {
+        if let (false, Some(at)) = (interrupted, since()) {
             interrupted = true;
-            deadline = deadline.min(std::time::Instant::now() + ANSWER_AFTER_INTERRUPT);
+            let now = std::time::Instant::now();
+            deadline = deadline.min((at + ANSWER_AFTER_INTERRUPT).max(now + LAST_CHANCE));
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
@@ -307,8 +322,8 @@ impl Postgres {
                             &self.shown,
                             what,
                             format!(
-                                "cancelled {} s after the run was interrupted ({})",
-                                ANSWER_AFTER_INTERRUPT.as_secs(),
+                                "cancelled {} after the run was interrupted ({})",
+                                since_interrupt(),
                                 db_text(&e)
                             ),
                         ));
@@ -371,8 +386,8 @@ impl Postgres {
             NoAnswer::Stopped => return unreachable(&self.shown, what),
             NoAnswer::Late => format!("no answer in {} s", ANSWER_WITHIN.as_secs()),
             NoAnswer::Interrupted => format!(
-                "no answer {} s after the run was interrupted, nor once cancelled",
-                ANSWER_AFTER_INTERRUPT.as_secs()
+                "no answer {} after the run was interrupted, nor once cancelled",
+                since_interrupt()
             ),
         };
         self.stalled
@@ -385,6 +400,12 @@ impl Postgres {
             ),
         )
     }
+}
+
+/// How long ago the run was interrupted, in whole seconds ("3 s").
+fn since_interrupt() -> String {
+    let ago = crate::interrupt::since().map_or(ANSWER_AFTER_INTERRUPT, |at| at.elapsed());
+    format!("{} s", ago.as_secs_f64().round())
 }
 
 /// A call refused because the connection is gone and cannot be opened again just now.
@@ -938,5 +959,41 @@ impl ApprovalStore for Postgres {
             )
             .map(|n| n == 1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{answer_until, NoAnswer, ANSWER_AFTER_INTERRUPT, LAST_CHANCE};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// A call made after the interrupt's grace is cancelled after its last chance, not
+    /// after 3 s of its own: a database that holds every call (another session's lock)
+    /// held each of an interrupted run's last records for 3 s, and its stop took 12 s.
+    #[test]
+    fn a_call_made_after_the_interrupts_grace_waits_only_its_last_chance() {
+        let (_keep, rx) = mpsc::channel::<()>();
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .unwrap_or_else(Instant::now);
+        let started = Instant::now();
+        let got = answer_until(&rx, || Some(long_ago));
+        assert!(matches!(got, Err(NoAnswer::Interrupted)));
+        let waited = started.elapsed();
+        assert!(waited >= LAST_CHANCE, "{waited:?}");
+        // A bound, not a measure: its own 3 s would be twelve times the last chance.
+        assert!(waited < ANSWER_AFTER_INTERRUPT, "{waited:?}");
+    }
+
+    /// An answer that comes within the last chance is taken, not cancelled.
+    #[test]
+    fn an_answer_within_the_last_chance_is_taken() {
+        let (tx, rx) = mpsc::channel();
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(10))
+            .unwrap_or_else(Instant::now);
+        tx.send(7).unwrap();
+        assert!(matches!(answer_until(&rx, || Some(long_ago)), Ok(7)));
     }
 }

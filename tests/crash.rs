@@ -152,6 +152,56 @@ fn resume_refuses_a_different_token() {
     assert_rotated(&rig.state(), "resumed with the right token");
 }
 
+/// Two resumes of one crashed run, the second held between its read of the journal and
+/// its taking of the lock while the first finishes the rotation. The second reads the
+/// journal again under the lock and refuses: the run already succeeded. Before, it went on
+/// from what it had read: verify sent Raptor's email again, revoke failed on the token the
+/// first had deleted, and the run ended "failed" after it had succeeded.
+#[test]
+fn a_resume_that_waited_for_the_lock_reads_the_journal_again_under_it() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    let run_id = rig.run_id();
+    let go = rig.path().join("go");
+    let reached = rig.path().join("go.reached");
+    let late = rig
+        .command(
+            &["resume", &run_id, "--yes"],
+            &[("RUNBOOK_PAUSE_AT", &format!("reopen:{}", go.display()))],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bound = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reached.exists() {
+        assert!(
+            std::time::Instant::now() < bound,
+            "the second resume never read the journal"
+        );
+        std::thread::yield_now();
+    }
+    let first = rig.resume(&[]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    std::fs::write(&go, "").unwrap();
+    let late = late.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert_eq!(late.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "run {run_id} already succeeded: nothing to resume"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(rig.runs()[0]["current"], "succeeded");
+    assert_eq!(
+        rig.journal().matches("\"type\":\"run_finished\"").count(),
+        1,
+        "{stderr}"
+    );
+    assert_rotated(&rig.state(), "two resumes");
+}
+
 #[test]
 fn resume_of_an_unknown_run_is_a_usage_error() {
     let rig = Rig::new();

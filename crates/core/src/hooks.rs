@@ -49,6 +49,31 @@ pub(crate) fn interrupt_point(kind: &str, step: &str) {
 #[inline(always)]
 pub(crate) fn interrupt_point(_kind: &str, _step: &str) {}
 
+/// `RUNBOOK_PAUSE_AT=POINT:PATH` holds the process at `POINT` until `PATH` exists, having
+/// made `PATH.reached` as it got there (`reopen`: a resume or rollback has read its run's
+/// journal and not yet taken the lock): a race a test cannot otherwise line up.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn pause_point(point: &str) {
+    let Ok(at) = std::env::var("RUNBOOK_PAUSE_AT") else {
+        return;
+    };
+    let Some((p, path)) = at.split_once(':') else {
+        return;
+    };
+    if p != point {
+        return;
+    }
+    let _ = std::fs::write(format!("{path}.reached"), "");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::path::Path::new(path).exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn pause_point(_point: &str) {}
+
 /// `RUNBOOK_REFUSE_WRITE_AT=N`: the run's Nth write is refused as a state store that cannot
 /// keep its record would (final, nothing stored): a fan-out stopped part-way, at a target a
 /// test chooses.

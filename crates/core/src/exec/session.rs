@@ -765,7 +765,13 @@ impl Session {
         let say = Say::new(w.sink.clone(), &info.run_id);
         let key = super::lock::key(runbook.plan(), &start.params);
         let name = super::lock::lock_name(&key, start.target);
+        crate::hooks::pause_point("reopen");
         let lock = Lock::acquire(&w.store, &name, &r.run_id, &info.actor, &w.break_lock, &say)?;
+        // Read again under the lock: another resume or rollback may have ended between the
+        // first read and the lock's taking, and this one must start from where it left off
+        // (a run it finished is not run again, nor rolled back from its last step).
+        let (_, state) = crate::ledger::open(&w.store, &r.run_id)?;
+        refuse_reopening(&state, &r.run_id, r.entry)?;
         let later = superseding(&w.store, r.entry, &state)?;
         let tip = w
             .store

@@ -97,6 +97,49 @@ fn crash_inside_propagate_then_rollback_restores_the_old_token_everywhere() {
     rig.assert_no_secrets_on_disk();
 }
 
+/// A rollback that dies between two undos (propagate's done, store's not begun) is not
+/// resumed forward: the apps are back on the old token, and going on would set the new
+/// one on them again and revoke the old one, finishing the rotation the operator was
+/// undoing. Before, resume skipped what the undone step had written, ran propagate again
+/// and revoked the old token (found by a cold review). `rollback` then finishes the job.
+#[test]
+fn a_rollback_that_died_between_two_undos_is_not_resumed_forward() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    let died = rig.runbook(
+        &["rollback", &rig.run_id(), "--yes"],
+        &[("RUNBOOK_CRASH_AT", "undone:propagate")],
+    );
+    assert_eq!(died.code, -9, "{}", died.stderr);
+    let state = rig.state();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(app_token(&state, app), OLD_TOKEN, "{app}: propagate undone");
+    }
+    assert_ne!(current_infisical(&state), OLD_TOKEN, "store not undone yet");
+    let resumed = rig.resume(&[]);
+    assert_eq!(resumed.code, 1, "{}\n{}", resumed.stdout, resumed.stderr);
+    resumed
+        .stderr_has("✗ not resumed: this run's rollback stopped part way (propagate undone)")
+        .stderr_has(&format!(
+            "Finish it with `runbook rollback {}`",
+            rig.run_id()
+        ));
+    let state = rig.state();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            app_token(&state, app),
+            OLD_TOKEN,
+            "{app}: set again by resume"
+        );
+    }
+    assert!(
+        live_tokens(&state).contains(&OLD_TOKEN.to_string()),
+        "the old token was revoked"
+    );
+    rig.rollback(&[]).exit(Exit::Ok);
+    assert_everywhere(&rig.state(), OLD_TOKEN);
+}
+
 #[test]
 fn rollback_after_the_revocation_stops_and_says_why() {
     let rig = Rig::new();

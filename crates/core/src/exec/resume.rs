@@ -285,7 +285,9 @@ fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
 }
 
 /// What an unfinished rollback of this run left, as one line: the steps whose undo started
-/// and did not complete, and what the refresh read as put back by it.
+/// and did not complete, those whose undo completed (a rollback that stopped between two
+/// undos: going forward would redo them on top of what the rollback put back), and what
+/// the refresh read as put back by it.
 fn half_undone(r: &Reopened) -> Option<String> {
     let mut parts: Vec<String> = r
         .state
@@ -296,6 +298,10 @@ fn half_undone(r: &Reopened) -> Option<String> {
             _ => format!("the undo of {} did not finish", s.id),
         })
         .collect();
+    let undone: Vec<&str> = r.state.undone().iter().map(|s| s.id.as_str()).collect();
+    if !undone.is_empty() {
+        parts.push(format!("{} undone", undone.join(", ")));
+    }
     if let Some(restored) = super::refresh::restored(&r.session) {
         parts.push(format!("it already put back {restored}"));
     }

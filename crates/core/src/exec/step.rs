@@ -186,6 +186,7 @@ fn undo(session: &Session, step: &Step) -> Attempt {
         error: error.clone(),
         ctx: (end == StepEnd::Completed).then(|| session.ctx().snapshot()),
     }));
+    crate::hooks::crash_point("undone", &step.id);
     let step_id = step.id.clone();
     match end {
         StepEnd::Completed => event(session, AuditEvent::StepUndone { step: step_id }),

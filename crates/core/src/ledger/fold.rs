@@ -667,6 +667,16 @@ impl Ledger {
             .collect()
     }
 
+    /// The steps whose undo completed. In a run not settled, a rollback of it stopped
+    /// between two undos (the process died, the machine lost power): what those steps did
+    /// is undone, what the steps before them did is not.
+    pub fn undone(&self) -> Vec<&StepLine> {
+        self.steps
+            .iter()
+            .filter(|s| s.state == StepState::Undone)
+            .collect()
+    }
+
     /// The steps whose undo started and did not complete (stopped, failed, or cut off): a
     /// rollback of this run stopped part way.
     pub fn unfinished_undos(&self) -> Vec<&StepLine> {

@@ -170,6 +170,42 @@ fn resume_refuses_a_changed_runbook_unless_forced() {
     assert_rotated(&rig.state(), "forced resume");
 }
 
+/// A run stopped against one sandbox, resumed from a shell that points at another: the
+/// rest of the run would go to a world it never read (in production: a rehearsal resumed
+/// in a production shell would rotate production under a rehearsal's lock and name). It is
+/// refused, naming each endpoint that differs, and the other sandbox is sent nothing.
+/// Before, it went on against whatever the shell pointed at (found by a cold review).
+#[test]
+fn resume_refuses_vendor_endpoints_other_than_the_runs() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:precheck");
+    let other = Rig::new();
+    let state_dir = rig.path().join("state");
+    let before = other.state()["requests"].as_array().unwrap().len();
+    let resumed = other.runbook(
+        &["resume", &rig.run_id(), "--yes"],
+        &[("RUNBOOK_STATE_DIR", &state_dir.to_string_lossy())],
+    );
+    resumed
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "run {} started against other vendor endpoints than this shell's: ",
+            rig.run_id()
+        ))
+        .stderr_has(&format!(
+            "postmark {} then, {} now",
+            rig.sandbox.env["POSTMARK_API_URL"], other.sandbox.env["POSTMARK_API_URL"]
+        ));
+    assert_eq!(
+        other.state()["requests"].as_array().unwrap().len(),
+        before,
+        "the other sandbox was sent a request"
+    );
+    // The shell that points where the run started resumes it.
+    rig.resume(&[]).exit(Exit::Ok);
+    assert_rotated(&rig.state(), "resumed where it started");
+}
+
 #[test]
 fn resume_refuses_a_different_token() {
     let rig = Rig::new();

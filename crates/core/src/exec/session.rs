@@ -144,6 +144,50 @@ fn environment(runbook: &Runbook, services: &Services) -> crate::events::Environ
     }
 }
 
+/// A stopped run goes on against the vendors it started against: a shell pointed elsewhere
+/// (a rehearsal resumed in a production shell, a new sandbox in place of the one the run
+/// wrote to) would send the rest of the run to another world, and into production under a
+/// rehearsal's lock and name. Refused unless forced, naming each endpoint that differs.
+fn same_vendors(
+    run_id: &str,
+    start: &crate::events::RunStarted,
+    runbook: &Runbook,
+    services: &Services,
+    force: bool,
+    say: &Say,
+) -> Result<()> {
+    let Some(env) = &start.environment else {
+        return Ok(());
+    };
+    let moved: Vec<String> = runbook
+        .vendor_modules()
+        .into_iter()
+        .filter_map(runbook_vendors::Vendor::from_name)
+        .filter_map(|v| {
+            let then = env.vendors.get(v.name())?;
+            let now = services.config().endpoint(v).to_string();
+            (*then != now).then(|| format!("{} {then} then, {now} now", v.name()))
+        })
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    if force {
+        say.warning(format!(
+            "warning: going on against other vendor endpoints than the run started against (--force): {}",
+            moved.join("; ")
+        ));
+        return Ok(());
+    }
+    Err(Error::usage(
+        format!(
+            "run {run_id} started against other vendor endpoints than this shell's: {}",
+            moved.join("; ")
+        ),
+        "point this shell at the vendors the run started against, or pass --force to go on against these",
+    ))
+}
+
 /// Stops a new run of a rotation while an earlier run of it is unfinished: its changes
 /// are still in the world, and a second rotation on top would leave them there for good.
 /// Only runs against the same target count: an unfinished rehearsal against a loopback
@@ -763,6 +807,9 @@ impl Session {
             },
         };
         let say = Say::new(w.sink.clone(), &info.run_id);
+        if r.entry != Entry::Abandon {
+            same_vendors(&r.run_id, start, &runbook, &w.services, r.force, &say)?;
+        }
         let key = super::lock::key(runbook.plan(), &start.params);
         let name = super::lock::lock_name(&key, start.target);
         crate::hooks::pause_point("reopen");

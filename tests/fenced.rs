@@ -23,6 +23,18 @@ step("write", "Write", |ctx| {
 }).no_undo("the test's vendor keeps what it is sent");
 "#;
 
+/// Two writes, the first held by the vendor (`POST /gate`) until the test lets it go.
+const HELD_WRITE: &str = r#"
+runbook(#{ id: "held", title: "A write held at the vendor", secret: "HELD_KEY" });
+param("url", #{ default: "http://127.0.0.1:9", env: "FENCED_URL", help: "the vendor" });
+step("first", "First write", |ctx| {
+    http::post(`${ctx.params.url}/gate`, #{ json: #{ n: 1 } });
+}).no_undo("the test's vendor keeps what it is sent");
+step("second", "Second write", |ctx| {
+    http::post(`${ctx.params.url}/things`, #{ json: #{ n: 2 } });
+}).no_undo("the test's vendor keeps what it is sent");
+"#;
+
 /// Reads one HTTP request from `conn`, its body too: "METHOD /path", or `None` when the
 /// connection closed first.
 fn read_request(conn: &std::net::TcpStream) -> Option<String> {
@@ -78,7 +90,7 @@ impl Vendor {
                         return;
                     };
                     log.lock().unwrap().push(request.clone());
-                    if request == "GET /gate"
+                    if (request == "GET /gate" || request == "POST /gate")
                         && !held.swap(true, std::sync::atomic::Ordering::SeqCst)
                     {
                         let _ = reached_tx.send(());
@@ -737,6 +749,55 @@ fn an_audit_log_that_cannot_be_written_stops_the_next_write() {
     let resumed = runbook(dir.path(), &vendor, &["resume", &run_id, "--yes"]).run();
     resumed.exit(Exit::Ok);
     assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
+}
+
+/// `file` (in the state directory) removed while the run's first write is out, every line
+/// before it synced: the run records nothing more there, sends no other write and fails;
+/// its output, and the state directory after it.
+fn removed_while_a_write_is_out(file: impl Fn(&std::path::Path) -> std::path::PathBuf) -> String {
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("held.rhai"), HELD_WRITE).unwrap();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "held.rhai", "--yes"])
+        .env("RUNBOOK_STATE_WAIT_SECONDS", "1")
+        .spawn_piped();
+    vendor.wait_at_gate();
+    let state = dir.path().join("state");
+    let removed = file(&state);
+    std::fs::remove_file(&removed).unwrap();
+    vendor.open_gate();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (code, text) = finish(child, stderr);
+    assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
+    assert_eq!(
+        vendor.writes(),
+        vec!["POST /gate".to_string()],
+        "a write went out unrecorded:\n{text}"
+    );
+    assert!(
+        text.contains("it was removed during the run, with what was appended to it"),
+        "{text}"
+    );
+    assert!(!removed.exists(), "made again:\n{text}");
+    text
+}
+
+/// The journal removed while a write is out, every line synced: the rest is not written
+/// to a journal made again from the next line, which lacked the run's start and read as
+/// damaged, while the run said "succeeded" (found by a cold review).
+#[test]
+fn a_journal_removed_while_a_write_is_out_is_not_made_again() {
+    removed_while_a_write_is_out(|state| {
+        let run_id = crate::support::last_run_id(state);
+        state.join(format!("runs/{run_id}.jsonl"))
+    });
+}
+
+/// The audit log removed while a write is out: no chain begun again from nothing, which
+/// `audit verify` called whole.
+#[test]
+fn an_audit_log_removed_while_a_write_is_out_is_not_begun_again() {
+    removed_while_a_write_is_out(|state| state.join("audit.jsonl"));
 }
 
 /// A rollback of a succeeded run that undid a step and then failed leaves the rotation half

@@ -140,16 +140,13 @@ impl Files {
                         .map_err(write_err(path))?;
                     break (h, lock, meta.len());
                 }
-                // Replaced or removed under lines not yet synced: they are lost with the
-                // file they were written to.
-                Err(Lost::Gone(e)) if h.unsynced => return Err(self.fail(path, e.to_string())),
                 // Replaced between its open and its flock: another try will see what is there.
                 Err(Lost::Gone(e)) if opened => return Err(write_err(path)(e)),
-                // Every line synced: start again at the path, as the first append did.
-                Err(Lost::Gone(_)) => {
-                    drop(lock);
-                    *held = None;
-                }
+                // Replaced or removed after this process wrote to it, its lines synced or
+                // not: the file at the path, or one made there, would hold the rest without
+                // what came before (a journal without its start, an audit chain begun
+                // again from nothing) and the run would end as if nothing had happened.
+                Err(Lost::Gone(e)) => return Err(self.fail(path, e.to_string())),
                 Err(Lost::Unknown(e)) => return Err(write_err(path)(e)),
             }
         };
@@ -319,7 +316,10 @@ fn still_there(path: &Path, file: &std::fs::File) -> std::result::Result<std::fs
         Ok(now) => now,
         // Unlinked: gone. Still linked somewhere (its folder moved aside): it may be back.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && held.nlink() == 0 => {
-            return Err(Lost::Gone(e))
+            return Err(Lost::Gone(std::io::Error::new(
+                e.kind(),
+                "it was removed during the run, with what was appended to it",
+            )))
         }
         Err(e) => return Err(Lost::Unknown(e)),
     };
@@ -1160,12 +1160,14 @@ mod tests {
         assert_eq!(journal.lines().count(), 5);
     }
 
-    /// A held file replaced after its lines were synced (an operator's repair, say) is let
-    /// go: the next append goes to the file now at the path, checked as a first one is, so a
-    /// link in its place is refused, not written through. A held file loosened to others
-    /// is tightened again, as an open tightens it.
+    /// A held file replaced or removed during the run, its lines all synced, stops its
+    /// appends for good: the rest is not written to the replacement, nor to a file made
+    /// again at the path. Before, a journal removed while a write was out was made again
+    /// from its next line and the run ended "succeeded"; an audit log removed began a new
+    /// chain from nothing that `audit verify` called whole (found by a cold review). A held
+    /// file loosened to others is tightened again, as an open tightens it.
     #[test]
-    fn a_held_file_replaced_after_its_sync_is_opened_again_and_checked() {
+    fn a_held_file_replaced_or_removed_during_the_run_takes_nothing_more() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let store = files(dir.path());
@@ -1175,21 +1177,32 @@ mod tests {
         store.journal_append("r1", "{\"a\":2}", true).unwrap();
         let mode = std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        // Replaced, all its lines synced: appended to the replacement.
+        // Replaced, all its lines synced: refused, the replacement untouched, for good.
         let other = dir.path().join("runs/other");
         std::fs::write(&other, "{\"b\":1}\n").unwrap();
         std::fs::rename(&other, &journal).unwrap();
-        store.journal_append("r1", "{\"a\":3}", true).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&journal).unwrap(),
-            "{\"b\":1}\n{\"a\":3}\n"
-        );
-        // Replaced by a link to a file elsewhere: refused, the file elsewhere untouched.
+        for _ in 0..2 {
+            let e = store.journal_append("r1", "{\"a\":3}", true).unwrap_err();
+            assert!(
+                matches!(e, crate::error::Error::NotDurable { .. })
+                    && e.to_string().contains("another file took its place"),
+                "{e}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&journal).unwrap(), "{\"b\":1}\n");
+        // The audit log removed, all its entries synced: refused, and no log made again.
+        let log = dir.path().join("audit.jsonl");
+        let mut entry = |prev: &str| Ok(format!("{{\"prev\":\"{prev}\"}}"));
+        store.audit_append(&mut entry, true).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        let e = store.audit_append(&mut entry, true).unwrap_err();
+        assert!(e.to_string().contains("removed during the run"), "{e}");
+        assert!(!log.exists());
+        // A link in a journal's place before its first append: refused, not written through.
         let elsewhere = dir.path().join("elsewhere.jsonl");
         std::fs::write(&elsewhere, "").unwrap();
-        std::fs::remove_file(&journal).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, &journal).unwrap();
-        let e = store.journal_append("r1", "{\"a\":4}", true).unwrap_err();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("runs/r2.jsonl")).unwrap();
+        let e = store.journal_append("r2", "{\"a\":4}", true).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
     }
@@ -1421,9 +1434,19 @@ mod tests {
             }
         }
         assert!(store.failed.lock().unwrap().is_empty());
-        // Every line synced and no thread left: the next new file lets them all go.
-        store.journal_append("after", "{}", true).unwrap();
-        assert_eq!(store.held.lock().unwrap().len(), 1);
+        // Every line synced and no thread left: once the map is full again, they all go.
+        for i in 0..=super::MAX_HELD {
+            store
+                .journal_append(&format!("after-{i}"), "{}", true)
+                .unwrap();
+        }
+        let held = store.held.lock().unwrap();
+        assert!(
+            held.keys()
+                .all(|p| !p.to_string_lossy().contains("/runs/t")),
+            "{:?}",
+            held.keys().collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -782,6 +782,42 @@ fn removed_while_a_write_is_out(file: impl Fn(&std::path::Path) -> std::path::Pa
     text
 }
 
+/// A file lock the run cannot remove at its end stays until someone does: the warning
+/// names the file and `--break-lock`. Before, it said the lock "frees itself when its lease
+/// runs out", which a file lock never does, and the next exec was refused while resume
+/// said there was nothing to resume (found by a cold review).
+#[test]
+fn a_file_lock_left_behind_is_named_with_how_to_free_it() {
+    let mut lock = std::path::PathBuf::new();
+    let (_vendor, _dir, text) = stopped_by(
+        |state| {
+            let locks = state.join("locks");
+            let file = std::fs::read_dir(&locks)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path();
+            std::fs::remove_file(&file).unwrap();
+            std::fs::create_dir(&file).unwrap();
+            std::fs::write(file.join("keep"), "").unwrap();
+            lock = file;
+        },
+        "stopped before its write",
+    );
+    assert!(
+        text.contains(&format!(
+            "it stays until removed: once this run is done with, `rm {}` or take it with `--break-lock`",
+            lock.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("frees itself when its lease runs out"),
+        "{text}"
+    );
+}
+
 /// The journal removed while a write is out, every line synced: the rest is not written
 /// to a journal made again from the next line, which lacked the run's start and read as
 /// damaged, while the run said "succeeded" (found by a cold review).

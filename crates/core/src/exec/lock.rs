@@ -280,8 +280,16 @@ impl Lock {
                 .store
                 .lock_remove(&self.key, Some(&self.lease_id), false)
             {
+                // A file lock has no lease: it stays until removed.
+                let after = match (self.store.lease(), self.store.lock_path(&self.key)) {
+                    (None, Some(path)) => format!(
+                        "it stays until removed: once this run is done with, `rm {}` or take it with `--break-lock`",
+                        path.display()
+                    ),
+                    _ => "it frees itself when its lease runs out".to_string(),
+                };
                 self.say.warning(format!(
-                    "warning: could not release the rotation lock: {e}; it frees itself when its lease runs out"
+                    "warning: could not release the rotation lock: {e}; {after}"
                 ));
             }
             if let Some(path) = self.store.lock_path(&self.key) {

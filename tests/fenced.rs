@@ -633,6 +633,87 @@ fn a_paused_machine_whose_lease_was_taken_never_writes_again() {
     on("laptop-b", &["audit", "verify"]).run().exit(Exit::Ok);
 }
 
+/// `--break-lock` from a holder found dead by its lease only (its machine paused past it)
+/// that wakes and renews before the lock is removed: it keeps the lock, the breaker is
+/// refused, and the holder finishes with its one write. Before, plain --break-lock removed
+/// whatever the lease was by then, as only a lease id typed back should (found by a cold
+/// review).
+#[test]
+fn a_holder_that_renews_before_its_lock_is_broken_keeps_it() {
+    let Some(db) = Database::fresh("a_holder_that_renews_before_its_lock_is_broken") else {
+        return;
+    };
+    let vendor = Vendor::start();
+    let dir = folder();
+    let on = |machine: &str, args: &[&str]| {
+        Test::in_dir(dir.path())
+            .env(
+                "RUNBOOK_STATE_DIR",
+                &dir.path().join(machine).to_string_lossy(),
+            )
+            .env("RUNBOOK_STATE_URL", &db.url)
+            .env("RUNBOOK_LEASE_SECONDS", "1")
+            .env("FENCED_URL", &vendor.url)
+            .args(args)
+    };
+    let mut a = on(
+        "laptop-a",
+        &["exec", "fenced.rhai", "--yes", "--actor", "alice"],
+    )
+    .spawn_piped();
+    vendor.wait_at_gate();
+    crate::support::signal(&a, libc::SIGSTOP);
+    let mut c = db.client();
+    let expired = |c: &mut postgres::Client| {
+        c.query_one("SELECT bool_and(expires < now()) FROM runbook_locks", &[])
+            .ok()
+            .and_then(|r| r.get::<_, Option<bool>>(0))
+            .unwrap_or(false)
+    };
+    while !expired(&mut c) {
+        std::thread::yield_now();
+    }
+    let run_id: String = c
+        .query_one("SELECT run_id FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    let go = dir.path().join("go");
+    let reached = dir.path().join("go.reached");
+    let b = on(
+        "laptop-b",
+        &["resume", &run_id, "--break-lock", "--yes", "--actor", "bob"],
+    )
+    .env("RUNBOOK_PAUSE_AT", &format!("break:{}", go.display()))
+    .command()
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let bound = std::time::Instant::now() + Duration::from_secs(60);
+    while !reached.exists() {
+        assert!(std::time::Instant::now() < bound, "B never read the holder");
+        std::thread::yield_now();
+    }
+    // A wakes and its heartbeat renews the lease before B removes the lock.
+    crate::support::signal(&a, libc::SIGCONT);
+    while expired(&mut c) {
+        std::thread::yield_now();
+    }
+    std::fs::write(&go, "").unwrap();
+    let b = b.wait_with_output().unwrap();
+    let b_err = String::from_utf8_lossy(&b.stderr);
+    assert_ne!(b.status.code(), Some(0), "{b_err}");
+    assert!(
+        b_err.contains("is alive and holds this rotation's lock"),
+        "{b_err}"
+    );
+    vendor.open_gate();
+    let stderr = BufReader::new(a.stderr.take().unwrap());
+    let (code, text) = finish(a, stderr);
+    assert_eq!(code, 0, "{text}\n--- B:\n{b_err}");
+    assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
+}
+
 /// A decision given while the database is down is retried, not lost: `approve` says it is
 /// not recorded yet and waits; when the database is back it is stored, and the run that
 /// waited through the restart goes on.

@@ -160,12 +160,15 @@ impl Lock {
                 return Err(held(h.as_ref(), dead));
             }
             // Only the taking that was read is removed; one found dead by its lease only
-            // while the lease is still out (a holder that woke up and renewed keeps it).
-            let expired_only = !breaking && h.as_ref().is_some_and(|h| h.expired);
+            // while the lease is still out (a holder that woke up and renewed keeps it),
+            // --break-lock alone included. A lease id typed back takes it whatever.
+            let expired_only = !matches!(break_lock, BreakLock::Taking(_))
+                && h.as_ref().is_some_and(|h| h.expired);
             let lease = h
                 .as_ref()
                 .map(|h| h.lease_id.as_str())
                 .filter(|l| !l.is_empty());
+            crate::hooks::pause_point("break");
             store.lock_remove(key, lease, expired_only)?;
             broken = Some(h);
         }

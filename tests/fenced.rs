@@ -863,6 +863,21 @@ fn removed_while_a_write_is_out(file: impl Fn(&std::path::Path) -> std::path::Pa
     text
 }
 
+/// The run's lock file removed by hand mid-run: the run stops before its write, and says
+/// its lock may have been removed, not only that another run took it (it did not).
+#[test]
+fn a_lock_file_removed_mid_run_is_not_said_to_be_taken_only() {
+    let (_vendor, _dir, text) = stopped_by(
+        |state| {
+            for f in std::fs::read_dir(state.join("locks")).unwrap() {
+                std::fs::remove_file(f.unwrap().path()).unwrap();
+            }
+        },
+        "no longer holds its rotation lock",
+    );
+    assert!(text.contains("or its lock was removed"), "{text}");
+}
+
 /// A file lock the run cannot remove at its end stays until someone does: the warning
 /// names the file and `--break-lock`. Before, it said the lock "frees itself when its lease
 /// runs out", which a file lock never does, and the next exec was refused while resume

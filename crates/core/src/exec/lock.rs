@@ -224,7 +224,7 @@ impl Lock {
             }
         }
         self.lost.load(Ordering::SeqCst).then(|| {
-            "this run no longer holds its rotation lock: another run took it (--break-lock, or after this run's lease ran out); it stops here so two runs do not rotate the same secret; see `runbook runs`".to_string()
+            "this run no longer holds its rotation lock: another run took it (--break-lock, or after this run's lease ran out), or its lock was removed; it stops here so two runs do not rotate the same secret; see `runbook runs`".to_string()
         })
     }
 
@@ -236,7 +236,7 @@ impl Lock {
     pub fn write_fence(&self) -> runbook_vendors::WriteFence {
         let (lost, store, fence) = (self.lost.clone(), self.store.clone(), self.fence());
         Box::new(move || {
-            let taken = "this run no longer holds its rotation lock (another run took it)";
+            let taken = "this run no longer holds its rotation lock (another run took it, or its lock was removed)";
             if lost.load(Ordering::SeqCst) {
                 return Some(taken.to_string());
             }

@@ -24,7 +24,7 @@ impl std::fmt::Display for Unrecorded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unrecorded::LeaseLost => f.write_str(
-                "this run no longer holds its rotation lock: another run took it (--break-lock, or after this run's lease ran out); it makes no further write, so two runs never rotate the same secret",
+                "this run no longer holds its rotation lock: another run took it (--break-lock, or after this run's lease ran out), or its lock was removed; it makes no further write, so two runs never rotate the same secret",
             ),
             Unrecorded::StoreDown(e) => write!(
                 f,

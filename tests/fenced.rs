@@ -442,8 +442,8 @@ fn ctrl_c_with_a_database_that_hangs_ends_the_run_without_a_write() {
 /// over the connection's TLS: the server takes it, the call ends "cancelled", and the run
 /// goes on to a new connection that frees its lock. A cancel that could not be sent over
 /// TLS would leave the call unanswered: "nor once cancelled", and the lock kept. (The run's
-/// later records, held by the same lock, are cancelled after a last chance of 250 ms each:
-/// each waited its own 3 s before, and this run took 12 s to stop; 4 s now.)
+/// later records, held by the same lock, are cancelled after a last chance of 1 s each:
+/// each waited its own 3 s before, and this run took 12 s to stop; about 6 s now.)
 #[test]
 fn ctrl_c_cancels_a_held_call_over_tls_and_frees_the_lock() {
     let Some((cluster, ca)) = Cluster::start_tls("ctrl_c_cancels_a_held_call_over_tls") else {

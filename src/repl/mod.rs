@@ -102,11 +102,13 @@ pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
 }
 
 fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
-    let pairs = params::parse_pairs(&args.params)?;
     let path = match &args.runbook {
         Some(name) => Some(settings.library.find(name)?),
         None => None,
     };
+    let runbook = open_runbook(path.as_deref())?;
+    // Against the declared params: an error names only those, never the text given.
+    let pairs = params::parse_pairs(&args.params, runbook.plan())?;
     // As exec: the runbook's own scenario (sandbox/NAME.toml beside it) unless one is given.
     let mut scenario = args.scenario.clone();
     if args.sandbox && scenario.scenario.is_none() {
@@ -118,7 +120,6 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
         }
     }
     let wired = wiring::services(settings, args.sandbox, &scenario)?;
-    let runbook = open_runbook(path.as_deref())?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
     let modes = Modes {
         target: wired.target(&runbook, &params),

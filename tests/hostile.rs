@@ -825,6 +825,40 @@ fn a_value_that_does_not_parse_is_never_echoed() {
     out.assert_absent(canary);
 }
 
+/// A malformed `--param` is often a token pasted without its `NAME=`: the error names it by
+/// position, and by the declared param it starts with, never repeating the rest. Before:
+/// `--param 'token:S' is not of the form NAME=VALUE`, in `exec` and in the REPL.
+#[test]
+fn a_malformed_param_is_named_by_position_never_repeated() {
+    let canary = crate::support::CANARIES[0];
+    let script = "runbook(#{ id: \"t\", title: \"t\" });\nparam(\"token\", #{ secret: true, required: false });\nstep(\"s\", \"S\", |ctx| {});\n";
+    let cases = [
+        (
+            format!("token:{canary}"),
+            "--param #2 (for 'token') is not of the form NAME=VALUE",
+        ),
+        (
+            canary.to_string(),
+            "--param #2 is not of the form NAME=VALUE",
+        ),
+        (format!("{canary}=="), "--param #2 names no declared param"),
+    ];
+    for command in ["exec", "repl"] {
+        for (given, expect) in &cases {
+            let t = with_script(command, "t.rhai", script);
+            let t = if command == "exec" {
+                t.args(&["--yes"])
+            } else {
+                t
+            };
+            let out = run_safely(t.args(&["-p", "token=x", "-p", given]));
+            out.exit(Exit::Usage)
+                .stderr_has(expect)
+                .stderr_has("not repeated");
+        }
+    }
+}
+
 /// A server on loopback that answers every request with `body`.
 fn answer_server(body: String, content_type: &'static str) -> String {
     use std::io::{Read, Write};

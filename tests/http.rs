@@ -209,6 +209,51 @@ step("read", "Read config vars raw", |ctx| {
     out.stdout_has("body: {").stdout_has("secret(…c001)");
 }
 
+/// A config var that is neither a setting nor a credential (`LAUNCH_CODE`) is an opaque
+/// Secret in `r.json` but unknown to the redactor. Before: `r.body` kept it in clear, and
+/// with it stdout, `--json` and the journal when the script printed or stored the body.
+/// Settings stay readable, as `heroku::config` gives them.
+#[test]
+fn a_config_var_read_through_http_is_masked_in_the_body_too() {
+    let opaque = "alpha-alpha-7";
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("world.toml");
+    std::fs::write(
+        &scenario,
+        crate::support::canary_with(
+            "RAPTOR_ENV = \"production\" }",
+            &format!("RAPTOR_ENV = \"production\", LAUNCH_CODE = \"{opaque}\" }}"),
+        ),
+    )
+    .unwrap();
+    let sandbox = crate::support::SandboxProcess::start_with(dir.path(), &scenario);
+    let runbook = r#"
+runbook(#{ id: "read-body", title: "Reads config vars and keeps the body" });
+param("heroku", #{ env: "HEROKU_HOST", help: "Heroku API" });
+step("read", "Read config vars raw", |ctx| {
+    let key = secret::from_env("HEROKU_API_KEY");
+    let headers = #{ Accept: "application/vnd.heroku+json; version=3" };
+    let r = http::get(`${ctx.params.heroku}/apps/raxx-api-prod/config-vars`, #{ bearer: key, headers: headers });
+    print(`body: ${r.body}`);
+    ctx.body = r.body;
+    ensure(secret::is_secret(r.json.LAUNCH_CODE), "an opaque value is a Secret");
+    ensure(r.json.RAPTOR_ENV == "production", "a setting is text");
+}).no_undo("a read");
+"#;
+    for json in [false, true] {
+        let t = Test::in_dir(dir.path())
+            .file("read.rhai", runbook)
+            .envs(&sandbox.env)
+            .args(&["exec", "read.rhai", "--yes"]);
+        let out = if json { t.args(&["--json"]) } else { t }.run();
+        out.assert_absent(opaque);
+        out.exit(Exit::Ok);
+        // On stderr with --json, where the terminal view goes.
+        let body = r#"  | body: {"LAUNCH_CODE":"secret(…-7)","POSTMARK_SERVER_TOKEN":"secret(…c001)","RAPTOR_ENV":"production"}"#;
+        assert!(out.text().contains(body), "json: {json}\n{}", out.text());
+    }
+}
+
 /// A loopback server that answers each request with what it received: the request line's
 /// target, the Authorization header and the body, as JSON. Counts the requests.
 fn echo_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {

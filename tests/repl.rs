@@ -160,6 +160,51 @@ fn steps_run_ctx_multiline_completion_errors_audit_and_history() {
     assert_eq!(runs[0]["mode"], "repl");
 }
 
+/// A line that failed is retyped, not recalled; and a literal handed to `secret::` is a
+/// value being made secret. Before: a mistyped `secret::form_text("S")` (unknown function)
+/// and a line that did not compile stayed in `repl_history` with the token pasted in it,
+/// since only values already registered were dropped.
+#[test]
+fn a_token_pasted_into_a_failed_or_secret_call_stays_out_of_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = repl(dir.path(), &[]);
+    let prompt = "postmark-server-token> ";
+    let typo = "pasted-typo-0a1b2c3d4e5f6789";
+    let broken = "pasted-broken-0a1b2c3d4e5f6789";
+    let spaced = "pasted-spaced-0a1b2c3d4e5f6789";
+    type_line(
+        &mut p,
+        &format!("let t = secret::form_text(\"{typo}\");"),
+        &["did you mean secret::from_text?", prompt],
+    );
+    type_line(
+        &mut p,
+        &format!("let = \"{broken}\";"),
+        &["<repl>:1:", prompt],
+    );
+    type_line(&mut p, &format!("secret :: nope ( `{spaced}` )"), &[prompt]);
+    // Lines that compiled are kept, even one that failed as it ran.
+    type_line(
+        &mut p,
+        "nosuch(1)",
+        &["no function matches nosuch (i64)", prompt],
+    );
+    type_line(&mut p, "40 + 2", &["42", prompt]);
+    p.send(ControlCode::EndOfTransmission).unwrap();
+    p.expect(expectrl::Eof).unwrap();
+
+    let state = dir.path().join("state");
+    let history = std::fs::read_to_string(state.join("repl_history")).unwrap();
+    for pasted in [typo, broken, spaced] {
+        assert_lacks("repl_history", &history, pasted);
+    }
+    if let Some(file) = crate::support::find_in_files(&state, &[typo, broken, spaced]) {
+        panic!("a pasted token reached {}", file.display());
+    }
+    assert!(history.contains("nosuch(1)"), "{history}");
+    assert!(history.contains("40 + 2"), "{history}");
+}
+
 #[test]
 fn ctrl_c_abandons_a_slow_call_and_returns_to_the_prompt() {
     let dir = tempfile::tempdir().unwrap();

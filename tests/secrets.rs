@@ -312,3 +312,56 @@ step("two", "Use the id", |ctx| {
     );
     assert!(!rig.journal().contains("kp-identifier-000123"));
 }
+
+/// A vendor that lists tokens keyed by their value: the secret is a JSON object key.
+const KEYED_SCENARIO: &str = r#"
+[[scripted]]
+name = "echo"
+
+[[scripted.routes]]
+method = "GET"
+path = "/tokens"
+respond = { status = 200, body = { tokens = { "canary-secret-0123456789abcdef" = { name = "prod" } } } }
+"#;
+
+const KEYED_RUNBOOK: &str = r#"
+runbook(#{ id: "echo-keys", title: "A vendor keys its answer by the token" });
+param("url", #{ default: "https://echo.example", env: "ECHO_API_URL", help: "vendor API" });
+step("list", "List the tokens and audit them", |ctx| {
+    let key = secret::from_env("ECHO_KEY");
+    let r = http::get(`${ctx.params.url}/tokens`, #{ bearer: key });
+    audit::log("echo.tokens", #{ tokens: r.json.tokens });
+}).no_undo("a read");
+"#;
+
+/// Before: object keys were not redacted, so the token reached audit.jsonl, the webhook and
+/// `audit show` as a key of the entry's context.
+#[test]
+fn a_secret_as_a_json_key_is_masked_in_the_audit_log_and_its_webhook() {
+    let (url, bodies) = crate::support::webhook(200);
+    let out = Test::new()
+        .file("runbooks/echo.rhai", KEYED_RUNBOOK)
+        .file("runbooks/sandbox/echo.toml", KEYED_SCENARIO)
+        .env("ECHO_KEY", CANARIES[0])
+        .env("RUNBOOK_AUDIT_WEBHOOK", &url)
+        .args(&["exec", "echo", "--sandbox", "--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    let entry = out
+        .audited("echo.tokens")
+        .pop()
+        .expect("the entry is logged");
+    assert_eq!(
+        entry["context"]["tokens"]["secret(…cdef)"]["name"], "prod",
+        "{entry}"
+    );
+    let sent = bodies.lock().unwrap().clone();
+    assert!(sent.iter().any(|b| b.contains("echo.tokens")), "{sent:?}");
+    for body in &sent {
+        assert!(!body.contains(CANARIES[0]), "the webhook got it: {body}");
+    }
+    let shown = out.next().args(&["audit", "show", "--json"]).run();
+    shown.exit(Exit::Ok).stdout_has("secret(…cdef)");
+    // The hash covers the entry as stored.
+    shown.next().args(&["audit", "verify"]).run().exit(Exit::Ok);
+}

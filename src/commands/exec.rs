@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
     let path = settings.library.find(&args.runbook)?;
     super::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
-    let pairs = params::parse_pairs(&args.params)?;
     // Asked now, answered while the runbook loads.
     let actor = settings.actor_lookup(args.run.actor.as_deref());
     let (runbook, prompter) = load(
@@ -23,6 +22,8 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
         args.run.answers.as_deref(),
         args.run.yes || args.dry_run,
     )?;
+    // Against the declared params: an error names only those, never the text given.
+    let pairs = params::parse_pairs(&args.params, runbook.plan())?;
     // A runbook's own sandbox scenario (sandbox/NAME.toml next to it) unless one is given.
     let mut scenario = args.scenario.clone();
     if args.sandbox && scenario.scenario.is_none() {

@@ -3,6 +3,7 @@
 //! and step executor).
 
 mod helper;
+mod history;
 
 pub use helper::is_incomplete;
 
@@ -29,6 +30,17 @@ use rustyline::Editor;
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
+
+/// What became of one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// Ran, or failed as it ran.
+    Done,
+    /// Did not compile (so nothing ran).
+    NotCompiled,
+    /// `:quit`: the session ends.
+    Quit,
+}
 
 /// The largest REPL input, continuation lines included.
 const MAX_INPUT_BYTES: usize = 1 << 20;
@@ -102,11 +114,13 @@ pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
 }
 
 fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
-    let pairs = params::parse_pairs(&args.params)?;
     let path = match &args.runbook {
         Some(name) => Some(settings.library.find(name)?),
         None => None,
     };
+    let runbook = open_runbook(path.as_deref())?;
+    // Against the declared params: an error names only those, never the text given.
+    let pairs = params::parse_pairs(&args.params, runbook.plan())?;
     // As exec: the runbook's own scenario (sandbox/NAME.toml beside it) unless one is given.
     let mut scenario = args.scenario.clone();
     if args.sandbox && scenario.scenario.is_none() {
@@ -118,7 +132,6 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
         }
     }
     let wired = wiring::services(settings, args.sandbox, &scenario)?;
-    let runbook = open_runbook(path.as_deref())?;
     let params = params::resolve(runbook.plan(), &pairs, &|name| wired.lookup(name))?;
     let modes = Modes {
         target: wired.target(&runbook, &params),
@@ -280,9 +293,8 @@ impl Repl<'_> {
         Ok(())
     }
 
-    /// Compiles and runs one input; the value, or the diagnostic.
-    fn eval(&mut self, input: &str) -> std::result::Result<Dynamic, Box<ScriptError>> {
-        let ast = self.session.runbook().compile_input(&self.scope, input)?;
+    /// Runs one compiled input; the value, or the diagnostic.
+    fn eval(&mut self, ast: AST) -> std::result::Result<Dynamic, Box<ScriptError>> {
         if let Err(runbook_core::error::Error::Script(e)) =
             self.session.runbook_mut().import_modules(&ast)
         {
@@ -377,23 +389,36 @@ impl Repl<'_> {
         true
     }
 
-    fn handle(&mut self, input: &str) -> bool {
+    fn handle(&mut self, input: &str) -> Handled {
         // A Ctrl-C during a `:` command (which returns before the reset below) must not
         // interrupt the next input the moment it starts.
         runbook_core::interrupt::reset();
         let trimmed = input.trim();
         if trimmed.is_empty() {
-            return true;
+            return Handled::Done;
         }
         if trimmed.starts_with(':') {
-            return self.command(trimmed);
+            return if self.command(trimmed) {
+                Handled::Done
+            } else {
+                Handled::Quit
+            };
         }
-        match self.eval(input) {
-            Ok(v) => Self::print_value(&v),
-            Err(d) => self.report_error(d),
-        }
+        let handled = match self.session.runbook().compile_input(&self.scope, input) {
+            Ok(ast) => {
+                match self.eval(ast) {
+                    Ok(v) => Self::print_value(&v),
+                    Err(d) => self.report_error(d),
+                }
+                Handled::Done
+            }
+            Err(d) => {
+                self.report_error(d);
+                Handled::NotCompiled
+            }
+        };
         runbook_core::interrupt::reset();
-        true
+        handled
     }
 
     fn command(&mut self, line: &str) -> bool {
@@ -760,13 +785,14 @@ impl Repl<'_> {
                         continue;
                     }
                     let input = std::mem::take(&mut pending);
-                    let go_on = self.handle(&input);
-                    // An input that held a secret value never reaches the history file: asked
-                    // after it ran, since running it may have made its value secret.
-                    if holds_no_secret(&input) && !input.trim().is_empty() {
+                    let handled = self.handle(&input);
+                    // Asked after it ran, since running it may have made its value secret. A
+                    // line that did not compile is retyped, not recalled: it is often a
+                    // pasted value in the wrong place.
+                    if handled != Handled::NotCompiled && history::may_keep(&input) {
                         let _ = editor.add_history_entry(input.as_str());
                     }
-                    if !go_on {
+                    if handled == Handled::Quit {
                         break;
                     }
                 }
@@ -803,7 +829,7 @@ impl Repl<'_> {
                 continue;
             }
             let input = std::mem::take(&mut buffer);
-            if !self.handle(&input) {
+            if self.handle(&input) == Handled::Quit {
                 break;
             }
         }
@@ -827,7 +853,7 @@ fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, state_dir: &Pat
     let kept: Vec<String> = editor
         .history()
         .iter()
-        .filter(|line| holds_no_secret(line))
+        .filter(|line| history::may_keep(line))
         .cloned()
         .collect();
     if kept.len() != editor.history().len() {
@@ -847,9 +873,4 @@ fn save_history(editor: &mut Editor<ReplHelper, DefaultHistory>, state_dir: &Pat
         let _ = std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o600));
         let _ = std::fs::rename(&fresh, history);
     }
-}
-
-/// Whether `text` shows no value registered as secret.
-fn holds_no_secret(text: &str) -> bool {
-    runbook_secret::redact(text) == text
 }

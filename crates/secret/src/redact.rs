@@ -592,7 +592,8 @@ impl Patterns {
     }
 }
 
-/// Redacts every string inside a JSON value.
+/// Redacts every string inside a JSON value, object keys included (a vendor may key its
+/// answer by a token).
 pub fn redact_json(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::String(s) => {
@@ -601,8 +602,36 @@ pub fn redact_json(value: &mut serde_json::Value) {
             }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
-        serde_json::Value::Object(map) => map.values_mut().for_each(redact_json),
+        serde_json::Value::Object(map) => {
+            map.values_mut().for_each(redact_json);
+            redact_keys(map);
+        }
         _ => {}
+    }
+}
+
+/// Masks the keys of `map`, in place and in order. Two keys can mask alike (same last 4
+/// characters): the later one gets a `#2`, `#3`… suffix rather than replacing the first.
+fn redact_keys(map: &mut serde_json::Map<String, serde_json::Value>) {
+    let masked: Vec<Option<String>> = map
+        .keys()
+        .map(|k| match redact(k) {
+            Cow::Owned(r) => Some(r),
+            Cow::Borrowed(_) => None,
+        })
+        .collect();
+    if masked.iter().all(Option::is_none) {
+        return;
+    }
+    for ((key, value), masked) in std::mem::take(map).into_iter().zip(masked) {
+        let base = masked.unwrap_or(key);
+        let mut key = base.clone();
+        let mut n = 2;
+        while map.contains_key(&key) {
+            key = format!("{base}#{n}");
+            n += 1;
+        }
+        map.insert(key, value);
     }
 }
 
@@ -654,6 +683,25 @@ mod tests {
         let mut v = serde_json::json!({"a": ["x redact-json-value-0002"], "b": 1});
         redact_json(&mut v);
         assert_eq!(v, serde_json::json!({"a": ["x secret(…0002)"], "b": 1}));
+    }
+
+    /// A vendor may key its answer by a token; two keys that mask alike are both kept.
+    #[test]
+    fn json_keys_are_redacted_and_none_is_lost() {
+        register("redact-json-key-one-0009");
+        register("redact-json-key-two-0009");
+        let mut v = serde_json::json!({
+            "first": 1,
+            "redact-json-key-one-0009": {"x redact-json-key-two-0009": true},
+            "redact-json-key-two-0009": 2,
+            "secret(…0009)#2": 3,
+        });
+        redact_json(&mut v);
+        let text = v.to_string();
+        assert_eq!(
+            text,
+            r##"{"first":1,"secret(…0009)":{"x secret(…0009)":true},"secret(…0009)#2":2,"secret(…0009)#2#2":3}"##
+        );
     }
 
     #[test]

@@ -7,17 +7,69 @@ use rhai::{Dynamic, Map};
 use runbook_secret::{Secret, Source};
 use serde_json::Value;
 
-/// Parses `K=V` strings.
-pub fn parse_pairs(raw: &[String]) -> Result<Vec<(String, String)>> {
+/// Parses `--param NAME=VALUE` strings against the plan's params. What is given is often a
+/// token pasted without its `NAME=`, so an error names the `--param` by position (and by the
+/// declared param it starts with), never repeating the rest.
+pub fn parse_pairs(raw: &[String], plan: &Plan) -> Result<Vec<(String, String)>> {
     raw.iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-            _ => Err(Error::usage(
-                format!("--param '{kv}' is not of the form NAME=VALUE"),
-                "e.g. --param server_name=raxx-prod",
-            )),
+        .enumerate()
+        .map(|(i, kv)| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => match plan.param(k.trim()) {
+                Some(_) => Ok((k.trim().to_string(), v.to_string())),
+                None => Err(unknown(k.trim(), Some(i + 1), plan)),
+            },
+            _ => Err(malformed(i + 1, kv, plan)),
         })
         .collect()
+}
+
+/// Said of a malformed `--param`: the operator may wonder why their text is not shown.
+const NOT_REPEATED: &str = "what was given is not repeated (it may be a secret)";
+
+/// A letters, digits and '_' name (what `param` accepts).
+fn is_name(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The error for the `position`th `--param`, `given`, which has no `NAME=`.
+fn malformed(position: usize, given: &str, plan: &Plan) -> Error {
+    let lead = given
+        .trim_start()
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or_default();
+    let message = match plan.param(lead) {
+        Some(p) => format!(
+            "--param #{position} (for '{}') is not of the form NAME=VALUE",
+            p.name
+        ),
+        None => format!("--param #{position} is not of the form NAME=VALUE"),
+    };
+    let help = match plan.param(lead).or(plan.params.first()) {
+        Some(p) => format!("give --param {}=VALUE; {NOT_REPEATED}", p.name),
+        None => format!("this runbook declares no params; {NOT_REPEATED}"),
+    };
+    Error::usage(message, help)
+}
+
+/// The error for a param `name` the plan does not declare, given as the `position`th
+/// `--param` (or by a scenario). A name that is not one may be a token holding '=' (base64):
+/// it is not repeated.
+fn unknown(name: &str, position: Option<usize>, plan: &Plan) -> Error {
+    let declared: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
+    let declared = if declared.is_empty() {
+        "this runbook declares no params".to_string()
+    } else {
+        format!("declared params: {}", declared.join(", "))
+    };
+    if is_name(name) {
+        return Error::usage(format!("unknown param '{name}'"), declared);
+    }
+    let message = match position {
+        Some(n) => format!("--param #{n} names no declared param"),
+        None => "a param given names no declared param".to_string(),
+    };
+    Error::usage(message, format!("{declared}; {NOT_REPEATED}"))
 }
 
 /// The value of every declared param, or a usage error naming what is wrong.
@@ -26,16 +78,8 @@ pub fn resolve(
     given: &[(String, String)],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Map> {
-    let declared: Vec<&str> = plan.params.iter().map(|p| p.name.as_str()).collect();
-    for (k, _) in given {
-        if plan.param(k).is_none() {
-            let help = if declared.is_empty() {
-                "this runbook declares no params".to_string()
-            } else {
-                format!("declared params: {}", declared.join(", "))
-            };
-            return Err(Error::usage(format!("unknown param '{k}'"), help));
-        }
+    if let Some((k, _)) = given.iter().find(|(k, _)| plan.param(k).is_none()) {
+        return Err(unknown(k, None, plan));
     }
     let mut out = Map::new();
     for p in &plan.params {

@@ -598,24 +598,47 @@ fn header_value(name: &str, value: &str, declared: &[String], label: &str) -> Dy
 struct Wrap<'a> {
     declared: &'a [String],
     vendor: CredentialFields,
+    masking: &'a crate::plan::Masking,
     label: &'a str,
+    /// Set once a field is made a Secret.
+    wrapped: std::cell::Cell<bool>,
 }
 
-/// A JSON response as rhai, credential fields as Secrets (see `Wrap`).
-fn response_json(v: &serde_json::Value, path: &str, wrap: &Wrap, key: &str) -> Dynamic {
-    if let Some(text) = v.as_str() {
-        let declared = wrap.declared.iter().any(|p| p == path);
-        if declared || wrap.vendor.holds(path, key) || runbook_secret::contains_secret(text) {
-            let source = Source::Vendor {
-                what: format!("field {path} of {}", wrap.label),
-            };
-            return Dynamic::from(if declared || wrap.vendor != CredentialFields::ConfigVars {
-                Secret::new(text, source)
+impl Wrap<'_> {
+    /// The Secret the string `text` at `path` (under `key`) comes back as, if any.
+    fn secret(&self, path: &str, key: &str, text: &str) -> Option<Secret> {
+        let source = || Source::Vendor {
+            what: format!("field {path} of {}", self.label),
+        };
+        let declared = self.declared.iter().any(|p| p == path);
+        let secret = if declared {
+            Secret::new(text, source())
+        } else if self.vendor == CredentialFields::ConfigVars && self.vendor.holds(path, key) {
+            // Config vars mix settings with credentials: judged as `heroku::config` judges
+            // them, and only credentials join the redactor.
+            if self.masking.is_plain(key, text) {
+                return None;
+            } else if self.masking.is_secret(key, text) {
+                Secret::new(text, source())
             } else {
-                // Config vars mix settings with credentials: only the latter join the redactor.
-                Secret::from_bulk(key, text, source)
-            });
-        }
+                Secret::from_bulk(key, text, source())
+            }
+        } else if self.vendor.holds(path, key) || runbook_secret::contains_secret(text) {
+            Secret::new(text, source())
+        } else {
+            return None;
+        };
+        self.wrapped.set(true);
+        Some(secret)
+    }
+}
+
+/// A JSON response as rhai, credential fields as Secrets (see `Wrap`). In `v`, each field
+/// made a Secret is replaced by its mask: what the raw body may show.
+fn response_json(v: &mut serde_json::Value, path: &str, wrap: &Wrap, key: &str) -> Dynamic {
+    if let Some(secret) = v.as_str().and_then(|text| wrap.secret(path, key, text)) {
+        *v = serde_json::Value::String(secret.masked());
+        return Dynamic::from(secret);
     }
     let child = |k: &str| {
         if path.is_empty() {
@@ -626,13 +649,13 @@ fn response_json(v: &serde_json::Value, path: &str, wrap: &Wrap, key: &str) -> D
     };
     match v {
         serde_json::Value::Array(a) => a
-            .iter()
+            .iter_mut()
             .enumerate()
             .map(|(i, x)| response_json(x, &child(&i.to_string()), wrap, key))
             .collect::<Array>()
             .into(),
         serde_json::Value::Object(o) => o
-            .iter()
+            .iter_mut()
             .map(|(k, x)| (k.as_str().into(), response_json(x, &child(k), wrap, k)))
             .collect::<Map>()
             .into(),
@@ -830,10 +853,14 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         let wrap = Wrap {
             declared: &secrets,
             vendor,
+            masking: &h.policy().masking,
             label: &label,
+            wrapped: std::cell::Cell::new(false),
         };
-        let json = serde_json::from_str::<serde_json::Value>(&text)
-            .map(|j| response_json(&j, "", &wrap, ""))
+        let mut parsed = serde_json::from_str::<serde_json::Value>(&text).ok();
+        let json = parsed
+            .as_mut()
+            .map(|j| response_json(j, "", &wrap, ""))
             .unwrap_or(Dynamic::UNIT);
         // An XML answer (AWS's query APIs), parsed the same way: `secrets` paths name its
         // fields (`CreateAccessKeyResponse.CreateAccessKeyResult.AccessKey.SecretAccessKey`).
@@ -848,20 +875,26 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
                 ));
             }
             xml_to_json(&text)
-                .map(|x| response_json(&x, "", &wrap, ""))
+                .map(|mut x| response_json(&mut x, "", &wrap, ""))
                 .unwrap_or(Dynamic::UNIT)
         } else {
             Dynamic::UNIT
         };
-        // The secret fields are registered with the redactor by now: the raw body keeps no
-        // copy a script could pass on (nor one of a secret the vendor echoed back).
-        let body = if secrets.is_empty()
-            && vendor == CredentialFields::None
-            && !runbook_secret::contains_secret(&text)
-        {
-            text
-        } else {
-            runbook_secret::redact(&text).into_owned()
+        // The raw body keeps no copy a script could pass on. A JSON answer whose fields were
+        // made Secrets is the JSON with each masked: an opaque config var is not known to the
+        // redactor. Otherwise the secret fields are registered by now (as is any secret the
+        // vendor echoed back).
+        let body = match parsed {
+            Some(masked) if wrap.wrapped.get() => {
+                runbook_secret::redact(&masked.to_string()).into_owned()
+            }
+            _ if secrets.is_empty()
+                && vendor == CredentialFields::None
+                && !runbook_secret::contains_secret(&text) =>
+            {
+                text
+            }
+            _ => runbook_secret::redact(&text).into_owned(),
         };
         m.insert("body".into(), body.into());
         m.insert("json".into(), json);

@@ -1,0 +1,92 @@
+//! What the REPL's history file may keep. Never a line that shows a secret value, nor one
+//! that hands a quoted literal to a `secret::` function: that literal is a value being made
+//! secret, and when the call fails (a typo) it is registered nowhere.
+
+/// Whether the history may keep `input`, an input that compiled.
+pub fn may_keep(input: &str) -> bool {
+    !input.trim().is_empty() && holds_no_secret(input) && !passes_literal_to_secret(input)
+}
+
+/// Whether `text` shows no value registered as secret.
+fn holds_no_secret(text: &str) -> bool {
+    runbook_secret::redact(text) == text
+}
+
+/// Whether `text` calls a `secret::` function with a quoted string among its arguments, at
+/// any depth (`secret::from_text("…")`, `secret :: form_text(f(`…`))`).
+fn passes_literal_to_secret(text: &str) -> bool {
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut from = 0;
+    while let Some(at) = text[from..].find("secret") {
+        let start = from + at;
+        from = start + "secret".len();
+        if start > 0 && is_ident(text.as_bytes()[start - 1]) {
+            continue;
+        }
+        let Some(rest) = text[from..].trim_start().strip_prefix("::") else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let name = rest.bytes().take_while(|b| is_ident(*b)).count();
+        if name == 0 {
+            continue;
+        }
+        if let Some(args) = rest[name..].trim_start().strip_prefix('(') {
+            if quoted_before_close(args) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Whether a string quote opens in `args` before the bracket that closes the argument list
+/// they begin.
+fn quoted_before_close(args: &str) -> bool {
+    let mut depth = 0usize;
+    for c in args.chars() {
+        match c {
+            '"' | '`' => return true,
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_handed_to_secret_is_not_kept() {
+        for line in [
+            r#"let t = secret::form_text("tok-123");"#,
+            r#"secret::from_text("tok-123")"#,
+            "secret :: from_text ( `tok-${1}` )",
+            r#"let t = secret::compose(["a:", x, "@host"]);"#,
+            r#"f(secret::nope(g(1), h("tok")))"#,
+            "let t = secret::from_text(\n  \"tok-123\"\n);",
+        ] {
+            assert!(!may_keep(line), "kept: {line}");
+        }
+    }
+
+    #[test]
+    fn other_lines_are_kept() {
+        for line in [
+            "secret::from_text(early)",
+            r#"secret::from_env(NAME) + "x""#,
+            r#"mysecret::from_text("not the secret module")"#,
+            r#"let secret = "a"; secret"#,
+            "40 + 2",
+        ] {
+            assert!(may_keep(line), "dropped: {line}");
+        }
+        assert!(!may_keep("   "));
+    }
+}

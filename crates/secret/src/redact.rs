@@ -235,6 +235,10 @@ pub(crate) fn forms(value: &str) -> Vec<String> {
     for b64 in base64_forms(value.as_bytes()) {
         add(b64);
     }
+    // In the other letter case: a vendor that echoes a UUID or hex token may normalise it
+    // (they are case-blind), and an uppercased token still shows most of it.
+    add(value.to_ascii_uppercase());
+    add(value.to_ascii_lowercase());
     // Hex, as a digest or a byte dump prints it.
     add(value.bytes().map(|b| format!("{b:02x}")).collect());
     add(value.bytes().map(|b| format!("{b:02X}")).collect());
@@ -701,6 +705,25 @@ mod tests {
         assert_eq!(
             text,
             r##"{"first":1,"secret(…0009)":{"x secret(…0009)":true},"secret(…0009)#2":2,"secret(…0009)#2#2":3}"##
+        );
+    }
+
+    /// A UUID token echoed in capitals (a vendor that normalises it) is masked as well.
+    #[test]
+    fn a_token_in_the_other_letter_case_is_masked() {
+        let token = "9f3c2a7b-41d8-4e2a-b6c1-5d7e8f9a0011";
+        register(token);
+        let upper = token.to_ascii_uppercase();
+        assert_eq!(
+            redact(&format!("invalid token {upper}")),
+            format!("invalid token {}", crate::mask(token))
+        );
+        assert!(contains_secret(&upper));
+        let mixed = "Mixed-Case-Token-Value-0012";
+        register(mixed);
+        assert_eq!(
+            redact(&mixed.to_ascii_lowercase()),
+            crate::mask(mixed).to_string()
         );
     }
 

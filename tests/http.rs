@@ -254,6 +254,52 @@ step("read", "Read config vars raw", |ctx| {
     }
 }
 
+/// An opaque config var (a Secret the redactor does not know: neither a setting nor a
+/// credential) sent to a vendor that echoes what it was sent: the echo comes back masked.
+/// Before, the answer's body held it in clear, and so did stdout and the journal once the
+/// script printed or kept it: a round trip through a vendor laundered it (found by a cold
+/// review). A value sent in a request now joins the redactor.
+#[test]
+fn an_opaque_config_var_echoed_by_a_vendor_comes_back_masked() {
+    let opaque = "alpha-alpha-7";
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("world.toml");
+    std::fs::write(
+        &scenario,
+        crate::support::canary_with(
+            "RAPTOR_ENV = \"production\" }",
+            &format!("RAPTOR_ENV = \"production\", LAUNCH_CODE = \"{opaque}\" }}"),
+        ),
+    )
+    .unwrap();
+    let sandbox = crate::support::SandboxProcess::start_with(dir.path(), &scenario);
+    let (url, _) = echo_server();
+    let runbook = r#"
+runbook(#{ id: "launder", title: "Sends an opaque value to an echo" });
+param("url", #{ help: "echo server" });
+step("send", "Send and keep the echo", |ctx| {
+    let cfg = heroku::config("raxx-api-prod");
+    ensure(secret::is_secret(cfg.LAUNCH_CODE), "an opaque value is a Secret");
+    let r = http::post(`${ctx.params.url}/echo`, #{ json: #{ key: cfg.LAUNCH_CODE }, read_only: true });
+    print(`echo: ${r.body}`);
+    ctx.answer = r.body;
+}).no_undo("a read");
+"#;
+    let out = Test::in_dir(dir.path())
+        .file("launder.rhai", runbook)
+        .envs(&sandbox.env)
+        .args(&[
+            "exec",
+            "launder.rhai",
+            "--yes",
+            "--param",
+            &format!("url={url}"),
+        ])
+        .run();
+    out.assert_absent(opaque);
+    out.exit(Exit::Ok).stdout_has("echo: ");
+}
+
 /// A loopback server that answers each request with what it received: the request line's
 /// target, the Authorization header and the body, as JSON. Counts the requests.
 fn echo_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {

@@ -79,6 +79,8 @@ impl fmt::Display for Source {
 pub struct Secret {
     value: Arc<SecretString>,
     source: Source,
+    /// Whether the redactor knows the value (an opaque bulk value joins it once sent).
+    registered: bool,
 }
 
 impl Secret {
@@ -89,6 +91,7 @@ impl Secret {
         Secret {
             value: Arc::new(SecretString::from(value)),
             source,
+            registered: true,
         }
     }
 
@@ -99,18 +102,30 @@ impl Secret {
     /// operator needs to read and change the values a resumed run reads back.
     pub fn from_bulk(name: &str, value: impl Into<String>, source: Source) -> Self {
         let value: String = value.into();
-        if bulk_value_is_secret(name, &value) {
+        let registered = bulk_value_is_secret(name, &value);
+        if registered {
             register(&value);
         }
         Secret {
             value: Arc::new(SecretString::from(value)),
             source,
+            registered,
         }
     }
 
     /// The raw value, for building a vendor request. Never format it.
     pub fn expose(&self) -> &str {
         self.value.expose_secret()
+    }
+
+    /// The raw value as a request a script built sends it: an opaque bulk value joins the
+    /// redactor now, so an answer that echoes it back (an error quoting what it was sent)
+    /// comes back masked instead of laundering it into text.
+    pub fn expose_to_send(&self) -> &str {
+        if !self.registered {
+            register(self.expose());
+        }
+        self.expose()
     }
 
     pub fn source(&self) -> &Source {

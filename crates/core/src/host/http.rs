@@ -163,8 +163,8 @@ fn auth_header(opts: &Map, function: &str) -> R<Option<HeaderValueSource>> {
     else {
         return Err(usage());
     };
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(format!("{user}:{}", password.expose_to_send()));
     let header = Secret::new(
         format!("Basic {encoded}"),
         Source::Vendor {
@@ -178,7 +178,7 @@ fn auth_header(opts: &Map, function: &str) -> R<Option<HeaderValueSource>> {
 /// Secret interpolated into a string is refused).
 fn sent_text(v: &Dynamic, what: &str) -> R<String> {
     match v.read_lock::<Secret>() {
-        Some(s) => Ok(s.expose().to_string()),
+        Some(s) => Ok(s.expose_to_send().to_string()),
         None => value::plain_string(&v.to_string(), what),
     }
 }
@@ -186,7 +186,7 @@ fn sent_text(v: &Dynamic, what: &str) -> R<String> {
 /// A rhai value as the JSON a vendor receives: Secrets are sent as their value.
 fn outgoing_json(v: &Dynamic, path: &str) -> R<serde_json::Value> {
     if let Some(s) = v.read_lock::<Secret>() {
-        return Ok(s.expose().into());
+        return Ok(s.expose_to_send().into());
     }
     if let Some(a) = v.read_lock::<Array>() {
         return a
@@ -439,8 +439,8 @@ fn sign_aws(mut req: Request, aws: &Dynamic, function: &str) -> R<Request> {
         .map(|(n, v)| {
             let value = match v {
                 HeaderValueSource::Plain(p) => p.clone(),
-                HeaderValueSource::Secret(s) => s.expose().to_string(),
-                HeaderValueSource::Bearer(s) => format!("Bearer {}", s.expose()),
+                HeaderValueSource::Secret(s) => s.expose_to_send().to_string(),
+                HeaderValueSource::Bearer(s) => format!("Bearer {}", s.expose_to_send()),
             };
             (n.to_lowercase(), value)
         })

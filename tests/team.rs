@@ -237,6 +237,65 @@ fn a_gate_nobody_answers_is_recorded_as_a_timeout() {
     .stderr_has("already decided: timed out at ");
 }
 
+/// A run's request copied under another run id: `approve` of that id refuses it (it names
+/// another run), and a decision row cannot be moved to another run, where it would keep its
+/// approver's login and read as given there. Before, bob's approval of the copy, moved to
+/// alice's waiting run, let its gated step run "approved by bob" (found by a cold review).
+#[test]
+fn an_approval_request_copied_under_another_run_is_not_decided() {
+    let Some(db) = Database::fresh("an_approval_request_copied") else {
+        return;
+    };
+    let dir = gated("60s");
+    let mut run = gated_run(dir.path(), "laptop-a", &db, "alice").spawn();
+    let run_id = requests(&db, 1).remove(0);
+    let copy = "20261206T000000000Z-c0ffee";
+    let mut c = db.client();
+    c.execute(
+        "INSERT INTO runbook_approvals (run_id, request) SELECT $1, request FROM runbook_approvals WHERE run_id = $2",
+        &[&copy, &run_id],
+    )
+    .unwrap();
+    on(
+        dir.path(),
+        "laptop-b",
+        &db,
+        &["approve", copy, "--actor", "bob"],
+    )
+    .run()
+    .exit(Exit::Usage)
+    .stderr_has(&format!(
+        "the approval request filed under run {copy} is run {run_id}'s: nothing was decided"
+    ));
+    let decided: Option<String> = c
+        .query_one(
+            "SELECT decision FROM runbook_approvals WHERE run_id = $1",
+            &[&copy],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(decided, None);
+    // A decision given on one run cannot be moved to another.
+    c.execute(
+        "UPDATE runbook_approvals SET decision = '{}' WHERE run_id = $1",
+        &[&copy],
+    )
+    .unwrap();
+    let moved = c
+        .execute(
+            "UPDATE runbook_approvals SET run_id = 'x' || run_id WHERE run_id = $1",
+            &[&copy],
+        )
+        .unwrap_err();
+    assert!(
+        moved.to_string().contains("an approval stays with its run")
+            || format!("{moved:?}").contains("an approval stays with its run"),
+        "{moved:?}"
+    );
+    let _ = run.kill();
+    let _ = run.wait();
+}
+
 /// A decision written by hand in SQL carries the login that wrote it, whatever its text
 /// claims: the server stamps `session_user` on every request and decision, so the run's
 /// own login cannot pass for another person's.
@@ -740,7 +799,7 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
     on(dir.path(), "laptop-a", &db, &["runs"])
         .run()
         .exit(Exit::Usage)
-        .stderr_has("has schema version 99, newer than this runbook knows (2)");
+        .stderr_has("has schema version 99, newer than this runbook knows (3)");
 }
 
 /// Before: a machine that could not write its `shared-state` marker said nothing, and a

@@ -477,6 +477,17 @@ pub fn decide(
             "`runbook runs` shows the runs; a run files its request when it reaches the step",
         ));
     };
+    // A request copied under another run's id: a decision here would be moved to the run
+    // it names and read there as given for it.
+    if request.run_id != run_id {
+        return Err(Error::usage(
+            format!(
+                "the approval request filed under run {run_id} is run {}'s: nothing was decided",
+                request.run_id
+            ),
+            "someone copied a request; decide on the run it names, after checking with its operator",
+        ));
+    }
     if let Some(earlier) = self::decision(store, run_id, &request.nonce) {
         return Err(already_decided(run_id, &earlier));
     }

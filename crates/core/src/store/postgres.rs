@@ -48,6 +48,20 @@ $fn$;
 CREATE TRIGGER runbook_approvals_login BEFORE INSERT OR UPDATE ON runbook_approvals
   FOR EACH ROW EXECUTE FUNCTION runbook_approvals_login();
 "#,
+    // A decision stays with the run it was given for: moved to another run it would keep
+    // its approver's login and be read as given there.
+    r#"
+CREATE FUNCTION runbook_approvals_keep_run() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF NEW.run_id IS DISTINCT FROM OLD.run_id THEN
+    RAISE EXCEPTION 'an approval stays with its run: % cannot become %', OLD.run_id, NEW.run_id;
+  END IF;
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER runbook_approvals_keep_run BEFORE UPDATE ON runbook_approvals
+  FOR EACH ROW EXECUTE FUNCTION runbook_approvals_keep_run();
+"#,
 ];
 
 /// Advisory lock keys (arbitrary, fixed): migrations, and the audit chain's tail.

@@ -239,6 +239,94 @@ fn an_edited_journal_fails_audit_verify_and_evidence_verify() {
     .stderr_has("it states the status \"rolled_back\" but its journal says succeeded");
 }
 
+/// `line`'s fields chained after `prev` as the journal chains them: the stored line and its
+/// hash (what anyone who can write the journal can compute: no key is involved).
+fn chained(mut fields: serde_json::Map<String, Value>, prev: &str) -> (String, String) {
+    fields.remove("hash");
+    fields.insert("prev_hash".into(), Value::String(prev.into()));
+    let hash = runbook_core::audit::entry_hash(&Value::Object(fields.clone()));
+    fields.insert("hash".into(), Value::String(hash.clone()));
+    (Value::Object(fields).to_string(), hash)
+}
+
+/// Lines chained onto a run's journal by hand after its end (a `run_finished` saying
+/// otherwise): the chain holds, but no audit entry vouches for them, so the pack states the
+/// end the audit log saw. Before, the last `run_finished` in the file decided, and a failed
+/// run could be made "succeeded" by anyone who can write the store (found by a cold review).
+#[test]
+fn an_end_appended_after_the_audited_journal_is_not_the_packs_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rotated, run_id) = rotated_with_keys(dir.path());
+    let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
+    let path = rotated.journal_path();
+    let journal = std::fs::read_to_string(&path).unwrap();
+    let last: Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    let mut fields = serde_json::Map::new();
+    fields.insert("v".into(), 1.into());
+    fields.insert("run_id".into(), Value::String(run_id.clone()));
+    fields.insert("time".into(), last["time"].clone());
+    fields.insert("type".into(), "run_finished".into());
+    fields.insert("status".into(), "rolled_back".into());
+    let (line, _) = chained(fields, last["hash"].as_str().unwrap());
+    std::fs::write(&path, format!("{journal}{line}\n")).unwrap();
+    // A tail the audit log did not see is what a crash leaves too: not broken.
+    cmd(&["audit", "verify"]).exit(Exit::Ok);
+    let pack: Value = serde_json::from_str(&signed_pack(dir.path(), &cmd, &run_id)).unwrap();
+    assert_eq!(pack["status"], "succeeded");
+    cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok);
+}
+
+/// A journal no audit entry names (a run made up in the store, chained from nothing): `audit
+/// verify` calls it broken, and its pack does not verify. Before, both accepted it, and
+/// `runs` listed it as a rotation that succeeded (found by a cold review).
+#[test]
+fn a_journal_the_audit_log_never_saw_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rotated, _) = rotated_with_keys(dir.path());
+    let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
+    let journal = std::fs::read_to_string(rotated.journal_path()).unwrap();
+    let made_up = "20261206T000000000Z-f00001";
+    let mut prev = "0".repeat(64);
+    let mut text = String::new();
+    for l in journal.lines() {
+        let Value::Object(mut fields) = serde_json::from_str(l).unwrap() else {
+            unreachable!()
+        };
+        fields.insert("run_id".into(), Value::String(made_up.into()));
+        let (line, hash) = chained(fields, &prev);
+        text.push_str(&line);
+        text.push('\n');
+        prev = hash;
+    }
+    let copy = rotated
+        .journal_path()
+        .with_file_name(format!("{made_up}.jsonl"));
+    std::fs::write(&copy, text).unwrap();
+    cmd(&["audit", "verify"])
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!("BROKEN: the journal of run {made_up}: "))
+        .stderr_has("no audit entry names this run");
+    let text = signed_pack(dir.path(), &cmd, made_up);
+    let pack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(pack["status"], Value::Null);
+    cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::StepFailed)
+    .stderr_has("no audit entry names this run");
+}
+
 /// Signs `pack` again with the key file, as `runbook evidence --sign` does (the signature
 /// covers the pack without it, keys sorted, compact).
 fn resign(pack: &mut Value, key: &std::path::Path) {

@@ -432,7 +432,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         abandoned: ledger.abandoned.clone(),
         status: journal_problem
             .is_none()
-            .then(|| status_of(&ledger))
+            .then(|| audited_status(&text, run_id, &entries.iter().collect::<Vec<_>>()))
             .flatten(),
         actors,
         approvals,
@@ -446,6 +446,19 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         generated_by: format!("runbook {}", env!("CARGO_PKG_VERSION")),
         signature: None,
     })
+}
+
+/// How the run ended, as the part of its journal the audit log vouches for says (lines
+/// appended after the last one an entry names are not evidence of an end).
+fn audited_status(
+    text: &str,
+    run_id: &str,
+    entries: &[&runbook_core::audit::AuditEntry],
+) -> Option<String> {
+    let part = ledger::chain::audited(text, entries);
+    ledger::from_text(part, run_id)
+        .ok()
+        .and_then(|l| status_of(&l))
 }
 
 /// How the run ended, as its journal says: the last process that recorded an end.
@@ -506,11 +519,11 @@ fn check_content(pack: &Value) -> std::result::Result<(), String> {
     if !torn && !text.is_empty() {
         text.push('\n');
     }
-    ledger::chain::check_journal(&text, &parsed.iter().collect::<Vec<_>>())?;
+    let entries: Vec<_> = parsed.iter().collect();
+    ledger::chain::check_journal(&text, &entries)?;
     let run_id = pack["run_id"].as_str().unwrap_or_default();
-    let ledger =
-        ledger::from_text(&text, run_id).map_err(|e| format!("its journal cannot be read: {e}"))?;
-    let status = status_of(&ledger);
+    ledger::from_text(&text, run_id).map_err(|e| format!("its journal cannot be read: {e}"))?;
+    let status = audited_status(&text, run_id, &entries);
     if pack["status"].as_str() != status.as_deref() {
         return Err(format!(
             "it states the status {} but its journal says {}",

@@ -298,12 +298,12 @@ fn half_undone(r: &Reopened) -> Option<String> {
             _ => format!("the undo of {} did not finish", s.id),
         })
         .collect();
+    if let Some(restored) = super::refresh::restored(&r.session) {
+        parts.push(format!("it already put back {restored}"));
+    }
     let undone: Vec<&str> = r.state.undone().iter().map(|s| s.id.as_str()).collect();
     if !undone.is_empty() {
         parts.push(format!("{} undone", undone.join(", ")));
-    }
-    if let Some(restored) = super::refresh::restored(&r.session) {
-        parts.push(format!("it already put back {restored}"));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }

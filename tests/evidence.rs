@@ -329,7 +329,7 @@ fn a_journal_the_audit_log_never_saw_is_broken() {
 
 /// Signs `pack` again with the key file, as `runbook evidence --sign` does (the signature
 /// covers the pack without it, keys sorted, compact).
-fn resign(pack: &mut Value, key: &std::path::Path) {
+pub(crate) fn resign(pack: &mut Value, key: &std::path::Path) {
     use base64::Engine as _;
     use ed25519_dalek::Signer as _;
     fn sorted(v: &Value) -> Value {

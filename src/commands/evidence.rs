@@ -337,18 +337,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         )
     };
     let label = Mode::label(start.target, start.effect, start.entry).as_str();
-    let actors = ledger
-        .processes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Actor {
-            actor: p.actor.clone(),
-            entered_as: if i == 0 { label } else { p.entry.as_str() }.to_string(),
-            host: p.host.clone(),
-            login: p.login.clone(),
-            at: p.started_at.clone(),
-        })
-        .collect();
+    let actors = actors_of(&ledger);
     let (steps, writes, approvals) = history(&ledger, &checks_of);
     let log = AuditLog::new(store);
     let entries: Vec<runbook_core::audit::AuditEntry> = log
@@ -448,6 +437,24 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
     })
 }
 
+/// Who ran the run, process by process, as its journal says.
+fn actors_of(ledger: &Ledger) -> Vec<Actor> {
+    let start = &ledger.start;
+    let label = Mode::label(start.target, start.effect, start.entry).as_str();
+    ledger
+        .processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Actor {
+            actor: p.actor.clone(),
+            entered_as: if i == 0 { label } else { p.entry.as_str() }.to_string(),
+            host: p.host.clone(),
+            login: p.login.clone(),
+            at: p.started_at.clone(),
+        })
+        .collect()
+}
+
 /// How the run ended, as the part of its journal the audit log vouches for says (lines
 /// appended after the last one an entry names are not evidence of an end).
 fn audited_status(
@@ -522,7 +529,22 @@ fn check_content(pack: &Value) -> std::result::Result<(), String> {
     let entries: Vec<_> = parsed.iter().collect();
     ledger::chain::check_journal(&text, &entries)?;
     let run_id = pack["run_id"].as_str().unwrap_or_default();
-    ledger::from_text(&text, run_id).map_err(|e| format!("its journal cannot be read: {e}"))?;
+    let ledger =
+        ledger::from_text(&text, run_id).map_err(|e| format!("its journal cannot be read: {e}"))?;
+    // Who ran it and who decided, as the journal it carries says: a pack signed again with
+    // another approver or actor in it does not hold.
+    let (_, _, approvals) = history(&ledger, &|_| None);
+    for (field, rebuilt) in [
+        ("approvals", serde_json::to_value(&approvals)),
+        ("actors", serde_json::to_value(actors_of(&ledger))),
+    ] {
+        // A pack from before the field was added has none to check.
+        if !pack[field].is_null() && rebuilt.ok().as_ref() != Some(&pack[field]) {
+            return Err(format!(
+                "its {field} are not those its journal records (edited)"
+            ));
+        }
+    }
     let status = audited_status(&text, run_id, &entries);
     if pack["status"].as_str() != status.as_deref() {
         return Err(format!(

@@ -311,6 +311,125 @@ fn an_approval_request_copied_under_another_run_is_not_decided() {
     let _ = run.wait();
 }
 
+/// `fields` chained after `prev` as the journal and the audit log chain: the line and its
+/// hash (no key is involved: anyone who may write the tables can compute it).
+fn chained(mut fields: serde_json::Map<String, Value>, prev: &str) -> (String, String) {
+    fields.remove("hash");
+    fields.insert("prev_hash".into(), Value::String(prev.into()));
+    let hash = runbook_core::audit::entry_hash(&Value::Object(fields.clone()));
+    fields.insert("hash".into(), Value::String(hash.clone()));
+    (Value::Object(fields).to_string(), hash)
+}
+
+/// A denied run turned into one "approved by carol" that succeeded, by chaining journal
+/// lines and the audit entries that name them onto the tables by hand (any operator's
+/// login may append): the chains hold, but the database stamped bob's denial, so the pack
+/// states no status, names the mismatch, and does not verify. Before, `runs`, the pack and
+/// `evidence verify` all said succeeded, approved by carol (found by a cold review).
+#[test]
+fn a_denial_rewritten_as_an_approval_by_appended_rows_does_not_verify() {
+    let Some(db) = Database::fresh("a_denial_rewritten_as_an_approval") else {
+        return;
+    };
+    let dir = gated("60s");
+    let run = gated_run(dir.path(), "laptop-a", &db, "alice").spawn();
+    let run_id = requests(&db, 1).remove(0);
+    let bob = db.login("bob");
+    Test::in_dir(dir.path())
+        .env(
+            "RUNBOOK_STATE_DIR",
+            &dir.path().join("laptop-b").to_string_lossy(),
+        )
+        .env("RUNBOOK_STATE_URL", &bob)
+        .args(&[
+            "deny",
+            &run_id,
+            "--actor",
+            "bob",
+            "--reason",
+            "change freeze",
+        ])
+        .run()
+        .exit(Exit::Ok);
+    let _ = run.wait_with_output();
+    let mut c = db.client();
+    let last = |c: &mut postgres::Client, sql: &str| -> Value {
+        serde_json::from_str(&c.query_one(sql, &[]).unwrap().get::<_, String>(0)).unwrap()
+    };
+    let tail = last(
+        &mut c,
+        "SELECT line FROM runbook_journal ORDER BY seq DESC LIMIT 1",
+    );
+    let lines: i64 = c
+        .query_one(
+            "SELECT count(*) FROM runbook_journal WHERE run_id = $1",
+            &[&run_id],
+        )
+        .unwrap()
+        .get(0);
+    let mut prev = tail["hash"].as_str().unwrap().to_string();
+    let forged = [
+        serde_json::json!({"type": "approval", "step": "gated", "status": "approved", "approver": "carol", "approver_role": "op_carol"}),
+        serde_json::json!({"type": "run_finished", "status": "succeeded"}),
+    ];
+    for f in &forged {
+        let mut fields = serde_json::Map::new();
+        fields.insert("v".into(), 1.into());
+        fields.insert("run_id".into(), Value::String(run_id.clone()));
+        fields.insert("time".into(), tail["time"].clone());
+        fields.extend(f.as_object().unwrap().clone());
+        let (line, hash) = chained(fields, &prev);
+        c.execute(
+            "INSERT INTO runbook_journal (run_id, line) VALUES ($1, $2)",
+            &[&run_id, &line],
+        )
+        .unwrap();
+        prev = hash;
+    }
+    let audit_tail = last(
+        &mut c,
+        "SELECT line FROM runbook_audit ORDER BY seq DESC LIMIT 1",
+    );
+    let Value::Object(mut entry) = audit_tail.clone() else {
+        unreachable!()
+    };
+    entry.insert("action".into(), "run.completed".into());
+    entry.insert(
+        "context".into(),
+        serde_json::json!({"status": "succeeded", "failed_step": null}),
+    );
+    entry.insert(
+        "journal".into(),
+        serde_json::json!({"lines": lines + forged.len() as i64, "head": prev}),
+    );
+    let (line, _) = chained(entry, audit_tail["hash"].as_str().unwrap());
+    c.execute(
+        "INSERT INTO runbook_audit (seq, line) SELECT max(seq) + 1, $1 FROM runbook_audit",
+        &[&line],
+    )
+    .unwrap();
+    let c3 = |args: &[&str]| on(dir.path(), "laptop-c", &db, args).run();
+    c3(&["audit", "verify"]).exit(Exit::Ok);
+    c3(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
+    let pack: Value = serde_json::from_str(&signed_pack(dir.path(), &c3, &run_id)).unwrap();
+    assert_eq!(pack["status"], Value::Null, "{pack}");
+    assert!(
+        pack["journal_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("its last approval (approved by op_carol) is not the decision the database stamped (denied by login")),
+        "{pack}"
+    );
+    c3(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::StepFailed)
+    .stderr_has("is not the decision the database stamped");
+}
+
 /// A decision written by hand in SQL carries the login that wrote it, whatever its text
 /// claims: the server stamps `session_user` on every request and decision, so the run's
 /// own login cannot pass for another person's.

@@ -149,7 +149,7 @@ impl GithubClient {
                 .await?;
             let page: Vec<Repo> = decode_json(&req, &resp)?;
             out.extend(page.into_iter().map(|r| r.full_name));
-            match resp.header("link").and_then(next_link) {
+            match resp.header("link").and_then(|l| next_link(l, &self.base)) {
                 Some(next) => url = next,
                 None => break,
             }
@@ -267,7 +267,7 @@ impl GithubClient {
                 .await?;
             let list: List = decode_json(&req, &resp)?;
             out.extend(list.secrets);
-            match resp.header("link").and_then(next_link) {
+            match resp.header("link").and_then(|l| next_link(l, &self.base)) {
                 Some(next) => req.url = next,
                 None => break,
             }
@@ -300,9 +300,11 @@ pub(crate) fn seal(key: &PublicKey, plaintext: &str) -> Result<String, String> {
 }
 
 /// Reads `{"message": "...", "documentation_url": "..."}`.
-/// The `rel="next"` URL of a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
+/// The `rel="next"` URL of a `Link` header, when it is on `base`'s origin: the next page
+/// is asked for with the token, and an answer must not send it to another host (a redirect
+/// to one drops the Authorization header; a link must not carry it there either).
+fn next_link(link: &str, base: &str) -> Option<String> {
+    let next = link.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         params.contains("rel=\"next\"").then(|| {
             url.trim()
@@ -310,7 +312,9 @@ fn next_link(link: &str) -> Option<String> {
                 .trim_end_matches('>')
                 .to_string()
         })
-    })
+    })?;
+    let origin = |u: &str| reqwest::Url::parse(u).ok().map(|u| u.origin());
+    (origin(&next).is_some() && origin(&next) == origin(base)).then_some(next)
 }
 
 fn parse_error(resp: &RawResponse) -> ErrorDetail {
@@ -364,6 +368,27 @@ mod tests {
 
     fn scenario() -> Scenario {
         Scenario::default().with_github_repo("raxx/raptor")
+    }
+
+    /// A `next` page on another origin (host, port or scheme) is not followed: it would be
+    /// asked for with the token (found by a cold review: a hostile answer collected it).
+    #[test]
+    fn a_next_page_is_followed_only_on_the_apis_own_origin() {
+        let base = "https://api.github.com";
+        let link = |u: &str| format!("<{u}>; rel=\"next\", <{base}/x?page=9>; rel=\"last\"");
+        assert_eq!(
+            next_link(&link("https://api.github.com/user/repos?page=2"), base).as_deref(),
+            Some("https://api.github.com/user/repos?page=2")
+        );
+        for elsewhere in [
+            "https://collector.example/steal?page=2",
+            "http://api.github.com/user/repos?page=2",
+            "https://api.github.com:8443/user/repos?page=2",
+            "https://api.github.com.evil.example/user/repos",
+            "/user/repos?page=2",
+        ] {
+            assert_eq!(next_link(&link(elsewhere), base), None, "{elsewhere}");
+        }
     }
 
     #[tokio::test]

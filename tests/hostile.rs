@@ -1007,3 +1007,66 @@ fn list_loads_a_folder_of_hostile_files_side_by_side_and_names_each() {
         );
     }
 }
+
+/// A scenario (a library's `sandbox/NAME.toml`) whose values hold a quote: the sandbox's
+/// exports, evaluated by a shell as the README shows, set them exactly and run nothing; one
+/// holding a control character (a terminal escape) is refused, not printed. Before, a
+/// quote in `heroku.api_key` ended the export and ran the rest as commands (found by a cold
+/// review).
+#[test]
+fn sandbox_exports_are_quoted_for_the_shell_that_evals_them() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let pwned = dir.path().join("PWNED");
+    let key = format!("hk'; touch {}; echo '", pwned.display());
+    let scenario = dir.path().join("quote.toml");
+    std::fs::write(
+        &scenario,
+        format!("[heroku]\napi_key = \"{}\"\n", key.replace('"', "\\\"")),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(crate::support::binary())
+        .args(["sandbox", "--scenario"])
+        .arg(&scenario)
+        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut exports = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "# ready" {
+            break;
+        }
+        exports.push_str(&line);
+        exports.push('\n');
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let file = dir.path().join("exports.sh");
+    std::fs::write(&file, &exports).unwrap();
+    let shell = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". '{}'; printf %s \"$HEROKU_API_KEY\"",
+            file.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(!pwned.exists(), "the exports ran a command:\n{exports}");
+    assert_eq!(String::from_utf8_lossy(&shell.stdout), key, "{exports}");
+
+    let escape = dir.path().join("escape.toml");
+    std::fs::write(
+        &escape,
+        "[heroku]\napi_key = \"hk\\u001b]52;c;cHduZWQ=\\u0007\"\n",
+    )
+    .unwrap();
+    let out = Test::in_dir(dir.path())
+        .args(&["sandbox", "--scenario", &escape.to_string_lossy()])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("the sandbox's value for HEROKU_API_KEY holds a control character (U+001B)");
+    assert!(!out.stdout.contains('\u{1b}'), "{}", out.stdout);
+}

@@ -103,9 +103,21 @@ pub fn run(args: SandboxArgs) -> Result<u8> {
     }
     ui::err("Point a shell at it with:");
     // The exports carry the sandbox's own credentials: sandbox data, meant to be copied.
+    // Quoted for the shell that evals them: a scenario (shared in a library) names some
+    // values, and one holding a quote must not run as a command, nor a control character
+    // reach the terminal.
     let mut exports = String::new();
     for (k, v) in sandbox.env() {
-        exports.push_str(&format!("export {k}='{v}'\n"));
+        if let Some(c) = v.chars().find(|c| c.is_control()) {
+            return Err(crate::error::Error::usage(
+                format!(
+                    "the sandbox's value for {k} holds a control character (U+{:04X}): it is not printed as a shell export",
+                    c as u32
+                ),
+                "fix the scenario file's value for it",
+            ));
+        }
+        exports.push_str(&format!("export {k}='{}'\n", v.replace('\'', "'\\''")));
     }
     use std::io::Write;
     let mut out = std::io::stdout().lock();

@@ -124,7 +124,11 @@ impl Pacer {
                             s.tokens = Some(t - 1.0);
                             return Self::ticket(self, &mut s);
                         }
-                        Duration::from_secs_f64((1.0 + RESERVE - t) / self.refill_per_sec)
+                        // Bounded whatever the estimate says: a wait is never more than an
+                        // hour at a time.
+                        Duration::try_from_secs_f64((1.0 + RESERVE - t) / self.refill_per_sec)
+                            .unwrap_or(Duration::MAX)
+                            .min(Duration::from_secs(3600))
                     }
                 }
             };

@@ -410,7 +410,7 @@ impl Transport {
             .as_ref()
             .ok()
             .and_then(|r| r.header("ratelimit-remaining"))
-            .and_then(|v| v.trim().parse::<f64>().ok());
+            .and_then(remaining_of);
         ticket.answered(remaining);
         result
     }
@@ -906,10 +906,42 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// A `RateLimit-Remaining` header as a count of requests left: a whole number a pool can
+/// hold. Anything else (negative, `inf`, `1e300`, a fraction) is not an answer the pacer
+/// may trust: a hostile or broken one made it owe hours, or crash on the wait it computed.
+fn remaining_of(header: &str) -> Option<f64> {
+    header
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n <= 1_000_000)
+        .map(f64::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A `RateLimit-Remaining` the pacer may trust is a whole count a pool can hold: a
+    /// negative, infinite or huge one made the run owe hours of waiting, or panic on the
+    /// wait it computed (found by a cold review).
+    #[test]
+    fn only_a_whole_count_of_requests_left_is_taken_from_the_header() {
+        assert_eq!(super::remaining_of(" 4499 "), Some(4499.0));
+        assert_eq!(super::remaining_of("0"), Some(0.0));
+        for bad in [
+            "-1",
+            "-1e300",
+            "1e300",
+            "inf",
+            "NaN",
+            "12.5",
+            "99999999999",
+            "",
+        ] {
+            assert_eq!(super::remaining_of(bad), None, "{bad}");
+        }
+    }
     /// Building the client reads no certificates (3–5 ms on the path of every run before):
     /// a run against simulators on loopback never reads them, and one that reaches a
     /// vendor over TLS reads them on a thread of their own (`prefetch_roots`).

@@ -124,10 +124,12 @@ const TIMEOUT_SECS: Tuning<u64> = Tuning {
     expected: "a whole number of seconds between 1 and 3600",
 };
 
+/// As many requests at once as a write fan-out allows (it clamps to 1024): more would only
+/// meet the vendors' rate limits sooner, and tokio's semaphore panics past its own bound.
 const CONCURRENCY: Tuning<usize> = Tuning {
     name: "RUNBOOK_CONCURRENCY",
-    range: 1..=usize::MAX,
-    expected: "a whole number, at least 1",
+    range: 1..=1024,
+    expected: "a whole number between 1 and 1024",
 };
 
 const MAX_RESPONSE_MB: Tuning<u64> = Tuning {
@@ -618,6 +620,14 @@ mod tests {
         assert_eq!(c.concurrency, 3);
         let bad = VendorConfig::from_env(env(&[("RUNBOOK_CONCURRENCY", "zero")])).unwrap_err();
         assert!(bad.to_string().contains("RUNBOOK_CONCURRENCY"));
+        // Past what a fan-out uses, and past tokio's semaphore (a panic at the first
+        // fan-out before): refused, naming the range.
+        for bad in ["1025", "18446744073709551615"] {
+            let e = VendorConfig::from_env(env(&[("RUNBOOK_CONCURRENCY", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("between 1 and 1024"), "{e}");
+        }
     }
 
     /// Heroku's preboot window: 180 s (its default boot timeout plus 2 minutes) unless set,

@@ -182,7 +182,7 @@ impl Vendors {
         Fut: Future<Output = R> + Send + 'static,
     {
         let limit = Arc::new(tokio::sync::Semaphore::new(
-            self.config().concurrency.max(1),
+            self.config().concurrency.clamp(1, 1024),
         ));
         let mut handles = Tasks(Vec::with_capacity(items.len()));
         for item in items {

@@ -73,6 +73,7 @@ fn read(prompt: &str, masked: bool) -> R<String> {
     use rustyline::error::ReadlineError;
     // A question is runbook text: shown, never obeyed, as every other line.
     let prompt = runbook_secret::redact(prompt);
+    let prompt = runbook_secret::one_line(&prompt);
     let prompt = runbook_secret::neutralise(&prompt, false);
     let prompt: &str = &prompt;
     // What was typed before this question was shown (a token pasted before the banner,

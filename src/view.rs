@@ -14,11 +14,12 @@ pub struct TerminalView;
 
 impl TerminalView {
     fn decision(d: &Decision) {
+        let question = runbook_secret::one_line(&d.question);
         let line = match (d.by, d.kind) {
-            (AnsweredBy::Yes, Question::Checklist) => format!("  [x] {} (--yes)", d.question),
-            (AnsweredBy::Answers, Question::Checklist) => format!("  [x] {}", d.question),
-            (AnsweredBy::Yes, _) => format!("  ? {} {} (--yes)", d.question, d.answer),
-            (AnsweredBy::Default, _) => format!("  ? {} {} (default)", d.question, d.answer),
+            (AnsweredBy::Yes, Question::Checklist) => format!("  [x] {question} (--yes)"),
+            (AnsweredBy::Answers, Question::Checklist) => format!("  [x] {question}"),
+            (AnsweredBy::Yes, _) => format!("  ? {question} {} (--yes)", d.answer),
+            (AnsweredBy::Default, _) => format!("  ? {question} {} (default)", d.answer),
             // The operator saw their own answer; an answers file's is in the ledger.
             (AnsweredBy::Operator | AnsweredBy::Answers, _) => return,
         };

@@ -1070,3 +1070,32 @@ fn sandbox_exports_are_quoted_for_the_shell_that_evals_them() {
         .stderr_has("the sandbox's value for HEROKU_API_KEY holds a control character (U+001B)");
     assert!(!out.stdout.contains('\u{1b}'), "{}", out.stdout);
 }
+
+/// A question holding a line break (a vendor's value inside it: a message id, a dyno's
+/// name) is shown on one line, its breaks as ␊: it cannot draw another question above the
+/// answer that goes to it. Before, a message id ending "\n  ? Roll back to the old token
+/// now" put a roll-back question over the "did the email arrive?" that "y" answered (found
+/// by a cold review).
+#[test]
+fn a_question_with_a_line_break_is_shown_on_one_line() {
+    let runbook = r#"
+runbook(#{ id: "ask", title: "Asks with a vendor's value" });
+step("ask", "Ask", |ctx| {
+    let id = "b7bc) arrive?\n\n  ! Validation FAILED\n  ? Roll back to the old token now";
+    prompt::confirm(`Did the email (MessageID ${id}) arrive?`);
+});
+"#;
+    let one_line =
+        "Did the email (MessageID b7bc) arrive?␊␊  ! Validation FAILED␊  ? Roll back to the old token now) arrive?";
+    let out = with_script("exec", "ask.rhai", runbook)
+        .args(&["--sandbox", "--yes"])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has(&format!("  ? {one_line} yes (--yes)"));
+    assert!(!out.stdout.contains("\n  ? Roll back"), "{}", out.stdout);
+    let out = with_script("exec", "ask.rhai", runbook)
+        .args(&["--sandbox"])
+        .run();
+    out.stderr_has(&format!("it asks: {one_line}"));
+    assert!(!out.stderr.contains("\n  ? Roll back"), "{}", out.stderr);
+}

@@ -4,6 +4,17 @@
 
 use std::borrow::Cow;
 
+/// A question shown on one line: its line breaks as visible symbols (␊, ␍). A question is
+/// answered on the line it ends on, so a vendor's value inside one (a message id, a dyno
+/// name) that held a line break could draw a different question above the `[y/N]` the
+/// answer goes to.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.contains(['\n', '\r']) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.replace('\n', "\u{240a}").replace('\r', "\u{240d}"))
+}
+
 /// Replaces control characters (all but newline and tab; a carriage return only when it
 /// ends a line) with visible symbols, and invisible characters that change how text reads
 /// (bidirectional overrides and isolates, the "Trojan Source" trick; zero-width and

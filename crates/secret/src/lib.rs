@@ -4,7 +4,7 @@ mod controls;
 mod echo;
 mod redact;
 
-pub use controls::{is_invisible, json_visible, neutralise};
+pub use controls::{is_invisible, json_visible, neutralise, one_line};
 pub use echo::without_values;
 
 pub use redact::{contains_secret, redact, redact_json, register, strip_markers, MARK};

@@ -107,8 +107,10 @@ impl Prompter {
     /// The error of a prompt nobody can answer: what it asks (the question names what the
     /// script found, which the operator needs to decide) and how to answer it.
     fn missing(&self, id: &str, question: &str, example: &str, yes_helps: bool) -> PromptError {
-        let mut hint =
-            format!("it asks: {question}\nadd `{id} = {example}` to a file passed with --answers");
+        let mut hint = format!(
+            "it asks: {}\nadd `{id} = {example}` to a file passed with --answers",
+            runbook_secret::one_line(question)
+        );
         if yes_helps {
             hint.push_str(", or pass --yes");
         }

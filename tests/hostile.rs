@@ -642,6 +642,35 @@ step(\"s\", \"Step \\u2066one\\u2069\", |ctx| {\n\
         titled.contains('\u{202E}') || titled.contains('\u{2066}'),
         "{titled}"
     );
+    // An entry a runbook logs (a vendor's value in it), exported to the terminal, shows
+    // them as escapes too (a cold review found an 8-bit CSI and an override raw there); the
+    // entry reads back as it was.
+    let logged = "runbook(#{ id: \"log\", title: \"Log\" });\n\
+step(\"s\", \"S\", |ctx| { audit::log(\"vendor.read\", #{ name: \"a\\u009B2Jb \\u202Eevil\" }); });\n";
+    let export = json
+        .next()
+        .file("log.rhai", logged)
+        .args(&["exec", "log.rhai", "--yes"])
+        .run()
+        .next()
+        .args(&["audit", "export"])
+        .run();
+    export.exit(Exit::Ok);
+    for c in ['\u{202E}', '\u{9B}'] {
+        assert!(
+            !export.stdout.contains(c),
+            "U+{:04X}:\n{}",
+            c as u32,
+            export.stdout
+        );
+    }
+    let entry = export
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["action"] == "vendor.read")
+        .unwrap();
+    assert_eq!(entry["context"]["name"], "a\u{9B}2Jb \u{202E}evil");
 }
 
 /// State is never kept through a link: a `runs/` or `locks/` folder, the state folder

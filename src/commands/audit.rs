@@ -146,6 +146,9 @@ fn export(log: &AuditLog, args: &AuditExportArgs) -> Result<u8> {
     match &args.output {
         None => {
             use std::io::Write;
+            // The same data for a parser, and nothing a terminal obeys: a vendor's value in
+            // an entry may hold an 8-bit escape or a bidi override (`-o FILE` keeps the bytes).
+            let text = runbook_secret::json_visible(&text);
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
                 .and_then(|_| out.flush())

@@ -348,7 +348,29 @@ impl Cluster {
     }
 
     fn start_with(test: &str, tls: bool) -> Option<(Cluster, Option<PathBuf>)> {
-        let started = init_cluster().and_then(|(dir, url, port)| {
+        // A free port is probed, then bound by the server: another test's cluster may take
+        // it in between. Tried again on a new port, a few times, before it is a failure.
+        let mut started = Self::start_once(tls);
+        for _ in 0..2 {
+            if started.is_ok() {
+                break;
+            }
+            started = Self::start_once(tls);
+        }
+        match started {
+            Ok(c) => Some(c),
+            Err(why) => {
+                if std::env::var("RUNBOOK_TEST_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
+                    panic!("{test}: RUNBOOK_TEST_REQUIRE_DATABASE=1 but no cluster: {why}");
+                }
+                eprintln!("skipped {test}: no PostgreSQL cluster ({why})");
+                None
+            }
+        }
+    }
+
+    fn start_once(tls: bool) -> Result<(Cluster, Option<PathBuf>), String> {
+        init_cluster().and_then(|(dir, url, port)| {
             let (settings, ca) = if tls {
                 let (settings, ca) = certificates(dir.path())?;
                 (settings, Some(ca))
@@ -366,17 +388,7 @@ impl Cluster {
                 },
                 ca,
             ))
-        });
-        match started {
-            Ok(c) => Some(c),
-            Err(why) => {
-                if std::env::var("RUNBOOK_TEST_REQUIRE_DATABASE").is_ok_and(|v| v == "1") {
-                    panic!("{test}: RUNBOOK_TEST_REQUIRE_DATABASE=1 but no cluster: {why}");
-                }
-                eprintln!("skipped {test}: no PostgreSQL cluster ({why})");
-                None
-            }
-        }
+        })
     }
 
     /// Stops the server (a fast shutdown: its sessions are ended) and waits until it is gone.

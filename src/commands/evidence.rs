@@ -337,6 +337,8 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         )
     };
     let label = Mode::label(start.target, start.effect, start.entry).as_str();
+    let actors = actors_of(&ledger);
+    let (steps, writes, approvals) = history(&ledger, &checks_of);
     let log = AuditLog::new(store);
     let entries: Vec<runbook_core::audit::AuditEntry> = log
         .entries()?
@@ -344,12 +346,6 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .filter(|a| a.event.run_id == run_id)
         .collect();
     let text = store.journal(run_id)?.unwrap_or_default();
-    let linked: Vec<&runbook_core::audit::AuditEntry> = entries.iter().collect();
-    // What the pack says of the run comes from the part of its journal the audit log vouches
-    // for: lines chained on after it are carried, not stated.
-    let vouched = vouched(&text, run_id, &linked).unwrap_or_else(|| ledger.clone());
-    let actors = actors_of(&vouched);
-    let (steps, writes, approvals) = history(&vouched, &checks_of);
     // A torn last line (a crash mid-write, no newline) is no part of the journal: the pack
     // carries whole lines, each read back as ended by its newline.
     let whole = match ledger::torn_tail(&text) {
@@ -361,9 +357,8 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .filter(|l| !l.trim().is_empty())
         .map(str::to_string)
         .collect();
-    let journal_problem = ledger::chain::check_journal(&text, &linked)
-        .err()
-        .or_else(|| not_as_stamped(store, run_id, &vouched));
+    let journal_problem =
+        ledger::chain::check_journal(&text, &entries.iter().collect::<Vec<_>>()).err();
     let chain = match log.verify()? {
         Verdict::Intact { entries, head } => Chain {
             intact: true,
@@ -426,7 +421,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         abandoned: ledger.abandoned.clone(),
         status: journal_problem
             .is_none()
-            .then(|| status_of(&vouched))
+            .then(|| status_of(&ledger))
             .flatten(),
         actors,
         approvals,
@@ -458,41 +453,6 @@ fn actors_of(ledger: &Ledger) -> Vec<Actor> {
             at: p.started_at.clone(),
         })
         .collect()
-}
-
-/// The run as the part of its journal the audit log vouches for records it (lines appended
-/// after the last one an entry names are no evidence of an end, an approval or a step).
-fn vouched(
-    text: &str,
-    run_id: &str,
-    entries: &[&runbook_core::audit::AuditEntry],
-) -> Option<Ledger> {
-    ledger::from_text(ledger::chain::audited(text, entries), run_id).ok()
-}
-
-/// On the shared database: whether the run's last decision, as its journal records it, is
-/// the one the database stamped with the login that wrote it (the approvals table keeps a
-/// run's latest). A journal line saying "approved by carol" where the server stamped bob's
-/// denial was written by hand.
-fn not_as_stamped(
-    store: &runbook_core::store::Store,
-    run_id: &str,
-    ledger: &Ledger,
-) -> Option<String> {
-    let (verdict, login) = runbook_core::approval::stamped(store, run_id)?;
-    let recorded = ledger.history.iter().rev().find_map(|(_, h)| match h {
-        Happened::Approval(a) if a.status != ApprovalStatus::Requested => Some(a),
-        _ => None,
-    })?;
-    let status = serde_json::to_value(recorded.status).ok()?;
-    let same_login = verdict == "timeout" || recorded.approver_role.as_deref() == Some(&login);
-    (status.as_str() != Some(verdict.as_str()) || !same_login).then(|| {
-        format!(
-            "its last approval ({} by {}) is not the decision the database stamped ({verdict} by login {login})",
-            status.as_str().unwrap_or("?"),
-            recorded.approver_role.as_deref().unwrap_or("no login"),
-        )
-    })
 }
 
 /// How the run ended, as its journal says: the last process that recorded an end.
@@ -553,12 +513,10 @@ fn check_content(pack: &Value) -> std::result::Result<(), String> {
     if !torn && !text.is_empty() {
         text.push('\n');
     }
-    let entries: Vec<_> = parsed.iter().collect();
-    ledger::chain::check_journal(&text, &entries)?;
+    ledger::chain::check_journal(&text, &parsed.iter().collect::<Vec<_>>())?;
     let run_id = pack["run_id"].as_str().unwrap_or_default();
-    ledger::from_text(&text, run_id).map_err(|e| format!("its journal cannot be read: {e}"))?;
-    let ledger = vouched(&text, run_id, &entries)
-        .ok_or_else(|| "the part of its journal the audit log names cannot be read".to_string())?;
+    let ledger =
+        ledger::from_text(&text, run_id).map_err(|e| format!("its journal cannot be read: {e}"))?;
     // Who ran it and who decided, as the journal it carries says: a pack signed again with
     // another approver or actor in it does not hold.
     let (_, _, approvals) = history(&ledger, &|_| None);

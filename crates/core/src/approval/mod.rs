@@ -447,17 +447,6 @@ pub fn pending(store: &Store, run_id: &str) -> Result<Option<Request>> {
         .and_then(|t| serde_json::from_str(&t).ok()))
 }
 
-/// The run's latest decision as the store holds it, with the login the database stamped on
-/// it (`None` on files, which authenticate nobody, or with no decision): its verdict
-/// (`approved`, `denied`, `timeout`) and that login.
-pub fn stamped(store: &Store, run_id: &str) -> Option<(String, String)> {
-    let text = store.approval_decision(run_id).ok()??;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let verdict = value["verdict"].as_str()?.to_string();
-    let login = value["role"].as_str()?.to_string();
-    Some((verdict, login))
-}
-
 /// The decision for the request carrying `nonce`, if there is one.
 pub fn decision(store: &Store, run_id: &str, nonce: &str) -> Option<Decision> {
     read_decision(store, run_id, nonce).ok().flatten()

@@ -187,9 +187,7 @@ pub fn verify_journals(
     Ok(problems)
 }
 
-/// Whether a run's journal holds: its chain, every link its audit entries make into it,
-/// and at least one entry of the audit log for it (a run always writes one as it starts:
-/// a journal no entry names is one the audit log never saw, written outside runbook).
+/// Whether a run's journal holds: its chain, and every link its audit entries make into it.
 pub fn check_journal(
     text: &str,
     entries: &[&crate::audit::AuditEntry],
@@ -198,41 +196,11 @@ pub fn check_journal(
     if let Verdict::Broken { line, reason } = verdict {
         return Err(format!("journal line {line}: {reason}"));
     }
-    if entries.is_empty() && text.lines().any(|l| !l.trim().is_empty()) {
-        return Err(
-            "no audit entry names this run: the audit log never saw it (a journal written outside runbook, or one whose entries the log could not take)"
-                .into(),
-        );
-    }
     let links: Vec<Link> = entries
         .iter()
         .filter_map(|e| e.event.journal.clone())
         .collect();
     check_links(&hashes, &links)
-}
-
-/// The part of a run's journal its audit entries vouch for: its lines up to the last one an
-/// entry names (the whole journal when none names a line: one from before the links).
-/// Lines after it may be a crash's last records, or lines added by hand since: a run's end
-/// read from them is not evidence.
-pub fn audited<'a>(text: &'a str, entries: &[&crate::audit::AuditEntry]) -> &'a str {
-    let Some(last) = entries
-        .iter()
-        .filter_map(|e| e.event.journal.as_ref().map(|l| l.lines))
-        .max()
-    else {
-        return text;
-    };
-    let mut seen = 0u64;
-    for (at, c) in text.char_indices() {
-        if c == '\n' {
-            seen += 1;
-            if seen == last {
-                return &text[..=at];
-            }
-        }
-    }
-    text
 }
 
 #[cfg(test)]

@@ -285,8 +285,8 @@ fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
 }
 
 /// What an unfinished rollback of this run left, as one line: the steps whose undo started
-/// and did not complete, those whose undo completed (a rollback that stopped between two
-/// undos: going forward would redo them on top of what the rollback put back), and what
+/// and did not complete, those whose undo completed when the process undoing them died
+/// between two undos (going forward would redo them on top of what it put back), and what
 /// the refresh read as put back by it.
 fn half_undone(r: &Reopened) -> Option<String> {
     let mut parts: Vec<String> = r
@@ -301,8 +301,16 @@ fn half_undone(r: &Reopened) -> Option<String> {
     if let Some(restored) = super::refresh::restored(&r.session) {
         parts.push(format!("it already put back {restored}"));
     }
+    // Steps already undone count only when the process before this one was undoing them
+    // and died before recording an end (killed between two undos): a rollback that ended,
+    // blocked at a point of no return, or a REPL's `:undo`, leaves the run to go forward.
+    let died_undoing = r
+        .state
+        .processes
+        .last()
+        .is_some_and(|p| p.undid && p.ended().is_none() && p.entry != crate::run::Entry::Repl);
     let undone: Vec<&str> = r.state.undone().iter().map(|s| s.id.as_str()).collect();
-    if !undone.is_empty() {
+    if died_undoing && !undone.is_empty() {
         parts.push(format!("{} undone", undone.join(", ")));
     }
     (!parts.is_empty()).then(|| parts.join("; "))

@@ -138,6 +138,8 @@ fn auth_header(opts: &Map, function: &str) -> R<Option<HeaderValueSource>> {
                 Some("read the token with infisical::secret(...).value, secret::from_env(...) or prompt::secret(...)".into()),
             ));
         };
+        // Sent as it is by the transport: an opaque value joins the redactor now.
+        s.expose_to_send();
         return Ok(Some(HeaderValueSource::Bearer(s)));
     }
     let Some(b) = basic else { return Ok(None) };
@@ -315,6 +317,8 @@ fn build(method: Method, url: &str, opts: &Map, function: &str) -> R<Request> {
                 ));
             }
             let value = if let Some(s) = v.read_lock::<Secret>() {
+                // As a bearer: the transport sends it as it is.
+                s.expose_to_send();
                 HeaderValueSource::Secret(s.clone())
             } else {
                 let text = value::plain_string(&v.to_string(), &format!("header {k}"))?;

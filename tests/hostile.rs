@@ -871,6 +871,12 @@ fn a_malformed_param_is_named_by_position_never_repeated() {
             "--param #2 is not of the form NAME=VALUE",
         ),
         (format!("{canary}=="), "--param #2 names no declared param"),
+        // A base64 token with its padding: letters and digits before the '=' (a cold
+        // review found it echoed as "unknown param '…'").
+        (
+            "c2VjcmV0dG9rZW4xMjM0NQ==".to_string(),
+            "--param #2 names no declared param",
+        ),
     ];
     for command in ["exec", "repl"] {
         for (given, expect) in &cases {
@@ -884,6 +890,11 @@ fn a_malformed_param_is_named_by_position_never_repeated() {
             out.exit(Exit::Usage)
                 .stderr_has(expect)
                 .stderr_has("not repeated");
+            assert!(
+                !out.stderr.contains("c2VjcmV0dG9rZW4xMjM0NQ"),
+                "{}",
+                out.stderr
+            );
         }
     }
 }

@@ -62,7 +62,10 @@ fn unknown(name: &str, position: Option<usize>, plan: &Plan) -> Error {
     } else {
         format!("declared params: {}", declared.join(", "))
     };
-    if is_name(name) {
+    // Echoed only when it reads as a param name (lower case, as params are declared): a
+    // base64 token pasted without NAME= splits at its padding into a "name" of letters and
+    // digits that is most of the token.
+    if is_name(name) && name.len() <= 64 && !name.chars().any(|c| c.is_ascii_uppercase()) {
         return Error::usage(format!("unknown param '{name}'"), declared);
     }
     let message = match position {

@@ -150,17 +150,28 @@ fn environment(runbook: &Runbook, services: &Services) -> crate::events::Environ
 /// rehearsal's lock and name. Refused unless forced, naming each endpoint that differs.
 fn same_vendors(
     run_id: &str,
-    start: &crate::events::RunStarted,
+    state: &crate::ledger::Ledger,
     runbook: &Runbook,
     services: &Services,
     force: bool,
     say: &Say,
 ) -> Result<()> {
-    let Some(env) = &start.environment else {
+    let Some(env) = &state.start.environment else {
         return Ok(());
     };
-    let moved: Vec<String> = runbook
-        .vendor_modules()
+    // The vendors the runbook's own files call, and those the run wrote to (through a
+    // stdlib module): not every vendor the stdlib can serve, which a shell may point
+    // anywhere without it mattering to this run.
+    let mut used: Vec<&str> = runbook.own_vendor_modules();
+    let written: Vec<String> = state
+        .changes()
+        .iter()
+        .filter_map(|w| w.function.split_once("::").map(|(m, _)| m.to_string()))
+        .collect();
+    used.extend(written.iter().map(String::as_str));
+    used.sort_unstable();
+    used.dedup();
+    let moved: Vec<String> = used
         .into_iter()
         .filter_map(runbook_vendors::Vendor::from_name)
         .filter_map(|v| {
@@ -808,7 +819,7 @@ impl Session {
         };
         let say = Say::new(w.sink.clone(), &info.run_id);
         if r.entry != Entry::Abandon {
-            same_vendors(&r.run_id, start, &runbook, &w.services, r.force, &say)?;
+            same_vendors(&r.run_id, &state, &runbook, &w.services, r.force, &say)?;
         }
         let key = super::lock::key(runbook.plan(), &start.params);
         let name = super::lock::lock_name(&key, start.target);

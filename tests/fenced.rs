@@ -467,23 +467,7 @@ fn ctrl_c_cancels_a_held_call_over_tls_and_frees_the_lock() {
     vendor.open_gate();
     // The run's next record waits on that lock.
     let mut watch = cluster.client();
-    let waited = std::time::Instant::now() + Duration::from_secs(60);
-    while watch
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted \
-             AND relation = 'runbook_journal'::regclass",
-            &[],
-        )
-        .unwrap()
-        .get::<_, i64>(0)
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < waited,
-            "the run never waited on the lock"
-        );
-        std::thread::yield_now();
-    }
+    crate::support::pg::wait_for_a_waiter_on(&mut watch, "runbook_journal");
     crate::support::signal(&child, libc::SIGINT);
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (code, text) = finish(child, stderr);
@@ -556,6 +540,55 @@ fn the_lease_heartbeat_renews_again_after_the_database_restarts() {
     assert_eq!(vendor.writes(), vec!["POST /things".to_string()]);
 }
 
+/// `runbook ARGS` on `machine` (its own state dir) against the shared database, with
+/// leases of 1 s.
+fn on_lease(
+    dir: &std::path::Path,
+    db: &Database,
+    vendor: &Vendor,
+    machine: &str,
+    args: &[&str],
+) -> Test {
+    Test::in_dir(dir)
+        .env("RUNBOOK_STATE_DIR", &dir.join(machine).to_string_lossy())
+        .env("RUNBOOK_STATE_URL", &db.url)
+        .env("RUNBOOK_LEASE_SECONDS", "1")
+        .env("FENCED_URL", &vendor.url)
+        .args(args)
+}
+
+/// Whether the lock's lease has run out, by the database's clock.
+fn lease_ran_out(c: &mut postgres::Client) -> bool {
+    c.query_one("SELECT bool_and(expires < now()) FROM runbook_locks", &[])
+        .ok()
+        .and_then(|r| r.get::<_, Option<bool>>(0))
+        .unwrap_or(false)
+}
+
+/// Alice's run on laptop-a, paused (SIGSTOP) at the gate until its lease runs out: the
+/// paused process and its run id.
+fn paused_past_its_lease(dir: &std::path::Path, db: &Database, vendor: &Vendor) -> (Child, String) {
+    let a = on_lease(
+        dir,
+        db,
+        vendor,
+        "laptop-a",
+        &["exec", "fenced.rhai", "--yes", "--actor", "alice"],
+    )
+    .spawn_piped();
+    vendor.wait_at_gate();
+    crate::support::signal(&a, libc::SIGSTOP);
+    let mut c = db.client();
+    while !lease_ran_out(&mut c) {
+        std::thread::yield_now();
+    }
+    let run_id: String = c
+        .query_one("SELECT run_id FROM runbook_locks", &[])
+        .unwrap()
+        .get(0);
+    (a, run_id)
+}
+
 /// Machine A is paused (SIGSTOP) inside a step until its lease runs out; machine B takes
 /// the run over and finishes it. A, woken, makes no further write and records nothing.
 #[test]
@@ -565,38 +598,9 @@ fn a_paused_machine_whose_lease_was_taken_never_writes_again() {
     };
     let vendor = Vendor::start();
     let dir = folder();
-    let on = |machine: &str, args: &[&str]| {
-        Test::in_dir(dir.path())
-            .env(
-                "RUNBOOK_STATE_DIR",
-                &dir.path().join(machine).to_string_lossy(),
-            )
-            .env("RUNBOOK_STATE_URL", &db.url)
-            .env("RUNBOOK_LEASE_SECONDS", "1")
-            .env("FENCED_URL", &vendor.url)
-            .args(args)
-    };
-    let mut a = on(
-        "laptop-a",
-        &["exec", "fenced.rhai", "--yes", "--actor", "alice"],
-    )
-    .spawn_piped();
-    vendor.wait_at_gate();
-    crate::support::signal(&a, libc::SIGSTOP);
-    // The lease runs out (by the database's clock) while A is paused.
+    let on = |machine: &str, args: &[&str]| on_lease(dir.path(), &db, &vendor, machine, args);
+    let (mut a, run_id) = paused_past_its_lease(dir.path(), &db, &vendor);
     let mut c = db.client();
-    while !c
-        .query_one("SELECT bool_and(expires < now()) FROM runbook_locks", &[])
-        .ok()
-        .and_then(|r| r.get::<_, Option<bool>>(0))
-        .unwrap_or(false)
-    {
-        std::thread::yield_now();
-    }
-    let run_id: String = c
-        .query_one("SELECT run_id FROM runbook_locks", &[])
-        .unwrap()
-        .get(0);
     let journal_before: i64 = c
         .query_one("SELECT count(*) FROM runbook_journal", &[])
         .unwrap()
@@ -645,38 +649,9 @@ fn a_holder_that_renews_before_its_lock_is_broken_keeps_it() {
     };
     let vendor = Vendor::start();
     let dir = folder();
-    let on = |machine: &str, args: &[&str]| {
-        Test::in_dir(dir.path())
-            .env(
-                "RUNBOOK_STATE_DIR",
-                &dir.path().join(machine).to_string_lossy(),
-            )
-            .env("RUNBOOK_STATE_URL", &db.url)
-            .env("RUNBOOK_LEASE_SECONDS", "1")
-            .env("FENCED_URL", &vendor.url)
-            .args(args)
-    };
-    let mut a = on(
-        "laptop-a",
-        &["exec", "fenced.rhai", "--yes", "--actor", "alice"],
-    )
-    .spawn_piped();
-    vendor.wait_at_gate();
-    crate::support::signal(&a, libc::SIGSTOP);
+    let on = |machine: &str, args: &[&str]| on_lease(dir.path(), &db, &vendor, machine, args);
+    let (mut a, run_id) = paused_past_its_lease(dir.path(), &db, &vendor);
     let mut c = db.client();
-    let expired = |c: &mut postgres::Client| {
-        c.query_one("SELECT bool_and(expires < now()) FROM runbook_locks", &[])
-            .ok()
-            .and_then(|r| r.get::<_, Option<bool>>(0))
-            .unwrap_or(false)
-    };
-    while !expired(&mut c) {
-        std::thread::yield_now();
-    }
-    let run_id: String = c
-        .query_one("SELECT run_id FROM runbook_locks", &[])
-        .unwrap()
-        .get(0);
     let go = dir.path().join("go");
     let reached = dir.path().join("go.reached");
     let b = on(
@@ -696,7 +671,7 @@ fn a_holder_that_renews_before_its_lock_is_broken_keeps_it() {
     }
     // A wakes and its heartbeat renews the lease before B removes the lock.
     crate::support::signal(&a, libc::SIGCONT);
-    while expired(&mut c) {
+    while lease_ran_out(&mut c) {
         std::thread::yield_now();
     }
     std::fs::write(&go, "").unwrap();

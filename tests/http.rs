@@ -209,15 +209,10 @@ step("read", "Read config vars raw", |ctx| {
     out.stdout_has("body: {").stdout_has("secret(…c001)");
 }
 
-/// A config var that is neither a setting nor a credential (`LAUNCH_CODE`) is an opaque
-/// Secret in `r.json` but unknown to the redactor. Before: `r.body` kept it in clear, and
-/// with it stdout, `--json` and the journal when the script printed or stored the body.
-/// Settings stay readable, as `heroku::config` gives them.
-#[test]
-fn a_config_var_read_through_http_is_masked_in_the_body_too() {
-    let opaque = "alpha-alpha-7";
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("world.toml");
+/// A sandbox of the canary scenario whose apps also hold `LAUNCH_CODE = opaque`: a config
+/// var neither a setting nor a credential.
+fn with_launch_code(dir: &std::path::Path, opaque: &str) -> crate::support::SandboxProcess {
+    let scenario = dir.join("world.toml");
     std::fs::write(
         &scenario,
         crate::support::canary_with(
@@ -226,7 +221,18 @@ fn a_config_var_read_through_http_is_masked_in_the_body_too() {
         ),
     )
     .unwrap();
-    let sandbox = crate::support::SandboxProcess::start_with(dir.path(), &scenario);
+    crate::support::SandboxProcess::start_with(dir, &scenario)
+}
+
+/// A config var that is neither a setting nor a credential (`LAUNCH_CODE`) is an opaque
+/// Secret in `r.json` but unknown to the redactor. Before: `r.body` kept it in clear, and
+/// with it stdout, `--json` and the journal when the script printed or stored the body.
+/// Settings stay readable, as `heroku::config` gives them.
+#[test]
+fn a_config_var_read_through_http_is_masked_in_the_body_too() {
+    let opaque = "alpha-alpha-7";
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = with_launch_code(dir.path(), opaque);
     let runbook = r#"
 runbook(#{ id: "read-body", title: "Reads config vars and keeps the body" });
 param("heroku", #{ env: "HEROKU_HOST", help: "Heroku API" });
@@ -263,16 +269,7 @@ step("read", "Read config vars raw", |ctx| {
 fn an_opaque_config_var_echoed_by_a_vendor_comes_back_masked() {
     let opaque = "alpha-alpha-7";
     let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("world.toml");
-    std::fs::write(
-        &scenario,
-        crate::support::canary_with(
-            "RAPTOR_ENV = \"production\" }",
-            &format!("RAPTOR_ENV = \"production\", LAUNCH_CODE = \"{opaque}\" }}"),
-        ),
-    )
-    .unwrap();
-    let sandbox = crate::support::SandboxProcess::start_with(dir.path(), &scenario);
+    let sandbox = with_launch_code(dir.path(), opaque);
     let (url, _) = echo_server();
     let runbook = r#"
 runbook(#{ id: "launder", title: "Sends an opaque value to an echo" });

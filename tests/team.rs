@@ -854,23 +854,7 @@ fn ctrl_c_during_a_call_the_database_does_not_answer_stops_the_run() {
         .unwrap();
     // The run's next look at its approval waits on that lock.
     let mut watch = db.client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while watch
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted \
-             AND relation = 'runbook_approvals'::regclass",
-            &[],
-        )
-        .unwrap()
-        .get::<_, i64>(0)
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the run never waited on the lock"
-        );
-        std::thread::yield_now();
-    }
+    crate::support::pg::wait_for_a_waiter_on(&mut watch, "runbook_approvals");
     crate::support::signal(&child, libc::SIGINT);
     // Taken well before the server's own lock timeout (15 s, which ended the wait before):
     // a bound on a hang, not a measure of speed.

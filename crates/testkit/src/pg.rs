@@ -115,6 +115,27 @@ fn detail(e: &postgres::Error) -> String {
     }
 }
 
+/// Waits until a session waits on a lock of `table` (a run's call held by another
+/// session's lock): a condition, bounded at 60 s.
+pub fn wait_for_a_waiter_on(client: &mut postgres::Client, table: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let sql = format!(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{table}'::regclass"
+    );
+    while client
+        .query_one(sql.as_str(), &[])
+        .expect("read pg_locks")
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never waited on the lock"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Every journal row of the database `client` is on, in order (every run's).
 pub fn journal_lines(client: &mut postgres::Client) -> Vec<String> {
     client

@@ -385,6 +385,7 @@ fn a_damaged_journal_in_the_database_blocks_until_it_is_abandoned_as_it_is() {
     let runs = run("laptop-a", &["runs", "--json"]).json();
     let stopped = runs[0]["run_id"].as_str().unwrap().to_string();
     let mut c = db.client();
+    crate::support::pg::behind_the_triggers(&mut c);
     let seq: i64 = c
         .query_one(
             "SELECT seq FROM runbook_journal WHERE run_id = $1 ORDER BY seq OFFSET 3 LIMIT 1",
@@ -728,6 +729,7 @@ fn rows_edited_deleted_or_swapped_in_sql_break_the_chain_and_an_export_verifies_
         .stderr_has("its content does not match its hash (edited)");
 
     let mut c = db.client();
+    crate::support::pg::behind_the_triggers(&mut c);
     let line = |c: &mut postgres::Client, seq: i64| -> String {
         c.query_one("SELECT line FROM runbook_audit WHERE seq = $1", &[&seq])
             .unwrap()
@@ -775,6 +777,248 @@ fn rows_edited_deleted_or_swapped_in_sql_break_the_chain_and_an_export_verifies_
         .stderr_has("does not contain the recorded head");
 }
 
+/// `line`'s fields with `prev_hash` set to `prev` and `hash` over the rest: a row that
+/// chains as runbook writes them (any login can compute it).
+fn chained_after(fields: &Value, prev: &str) -> String {
+    let mut fields = fields.clone();
+    let map = fields.as_object_mut().unwrap();
+    map.remove("hash");
+    map.insert("prev_hash".into(), prev.into());
+    let hash = runbook_core::audit::entry_hash(&fields);
+    fields
+        .as_object_mut()
+        .unwrap()
+        .insert("hash".into(), hash.into());
+    fields.to_string()
+}
+
+/// An operator's login appends rows that chain, in another login's name: a `run_finished`
+/// after a colleague's run, and an audit entry naming that colleague's login. The chain
+/// holds; the login the server stamped on each row does not match the one it names, so
+/// `audit verify` and the evidence pack break, naming both logins; and the login can
+/// neither change nor remove a row.
+#[test]
+fn rows_written_in_another_logins_name_break_both_verifies() {
+    let Some(db) = Database::fresh("rows_written_in_another_logins_name") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let alice = db.login("alice");
+    let as_alice = |args: &[&str]| {
+        Test::in_dir(dir.path())
+            .env("RUNBOOK_STATE_DIR", &dir.path().join("a").to_string_lossy())
+            .env("RUNBOOK_STATE_URL", &alice)
+            .args(args)
+            .shipped_runbooks()
+            .run()
+    };
+    as_alice(&["exec", "postmark", "--sandbox", "--yes", "--actor", "alice"]).exit(Exit::Ok);
+    // An honest run verifies, its rows stamped with the login that wrote them.
+    as_alice(&["audit", "verify"]).exit(Exit::Ok);
+    let mut c = db.client();
+    let run_id: String = c
+        .query_one("SELECT min(run_id) FROM runbook_journal", &[])
+        .unwrap()
+        .get(0);
+    let alice_login: String = c
+        .query_one("SELECT DISTINCT login FROM runbook_journal", &[])
+        .unwrap()
+        .get(0);
+    as_alice(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
+    as_alice(&[
+        "evidence",
+        &run_id,
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "honest.json",
+    ])
+    .exit(Exit::Ok);
+    as_alice(&[
+        "evidence",
+        "verify",
+        "honest.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok);
+
+    let mallory = db.operator("mallory");
+    let mut m = postgres::Client::connect(&mallory, postgres::NoTls).unwrap();
+    let mallory_login: String = m
+        .query_one("SELECT session_user::text", &[])
+        .unwrap()
+        .get(0);
+    // Neither changed nor removed, by an operator's login (which may update and delete
+    // rows of runbook's other tables: locks, approvals).
+    for sql in [
+        "UPDATE runbook_journal SET line = line WHERE seq = 1",
+        "DELETE FROM runbook_audit WHERE seq = 1",
+        "DELETE FROM runbook_journal",
+    ] {
+        let refused = m.batch_execute(sql).unwrap_err();
+        let text = refused.as_db_error().map(|e| e.message().to_string());
+        assert!(
+            text.as_deref()
+                .is_some_and(|t| t.contains("is only appended to")),
+            "{sql}: {refused:?}"
+        );
+    }
+    // A run_finished saying otherwise, after alice's last line, chained, the login column
+    // given as hers.
+    let last: String = m
+        .query_one(
+            "SELECT line FROM runbook_journal WHERE run_id = $1 ORDER BY seq DESC LIMIT 1",
+            &[&run_id],
+        )
+        .unwrap()
+        .get(0);
+    let last: Value = serde_json::from_str(&last).unwrap();
+    let finished = serde_json::json!({
+        "v": 1, "run_id": run_id, "time": "2026-12-06T21:00:00Z",
+        "type": "run_finished", "status": "failed"
+    });
+    let forged = chained_after(&finished, last["hash"].as_str().unwrap());
+    m.execute(
+        "INSERT INTO runbook_journal (run_id, line, login) VALUES ($1, $2, $3)",
+        &[&run_id, &forged, &alice_login],
+    )
+    .unwrap();
+    let stamped: String = c
+        .query_one(
+            "SELECT login FROM runbook_journal ORDER BY seq DESC LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stamped, mallory_login);
+    let lines = c
+        .query_one(
+            "SELECT count(*) FROM runbook_journal WHERE run_id = $1",
+            &[&run_id],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    let broken = as_alice(&["audit", "verify"]);
+    broken.exit(Exit::StepFailed).stderr_has(&format!(
+        "BROKEN: the journal of run {run_id}: journal line {lines} was written by the login \"{mallory_login}\", but the process writing there is \"{alice_login}\"'s (its run_started on line 1)"
+    ));
+    as_alice(&[
+        "evidence",
+        &run_id,
+        "--sign",
+        "keys/evidence.key",
+        "-o",
+        "forged.json",
+    ])
+    .exit(Exit::Ok);
+    let pack: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("forged.json")).unwrap())
+            .unwrap();
+    assert_eq!(pack["status"], Value::Null, "{pack}");
+    assert!(
+        pack["journal_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains(&format!("by the login \"{mallory_login}\""))),
+        "{pack}"
+    );
+    as_alice(&[
+        "evidence",
+        "verify",
+        "forged.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::StepFailed)
+    .stderr_has("the run's journal did not hold when it was made");
+
+    // An audit entry that names alice's login, chained after the last one.
+    let (seq, tail): (i64, String) = {
+        let r = m
+            .query_one(
+                "SELECT seq, line FROM runbook_audit ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let tail: Value = serde_json::from_str(&tail).unwrap();
+    let mut entry = tail.clone();
+    entry["action"] = "run.completed".into();
+    entry["login"] = alice_login.clone().into();
+    let forged = chained_after(&entry, tail["hash"].as_str().unwrap());
+    m.execute(
+        "INSERT INTO runbook_audit (seq, line) VALUES ($1, $2)",
+        &[&(seq + 1), &forged],
+    )
+    .unwrap();
+    as_alice(&["audit", "verify"])
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!(
+        "audit entry {} was written by the login \"{mallory_login}\", but names \"{alice_login}\"",
+        seq + 1
+    ));
+}
+
+/// A run's own login records an approval it was never given: the row is its own, but the
+/// database holds no decision from the login it credits, so `audit verify` breaks.
+#[test]
+fn an_approval_the_database_never_recorded_breaks_audit_verify() {
+    let Some(db) = Database::fresh("an_approval_the_database_never_recorded") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let alice = db.login("alice");
+    let carol_login = db
+        .operator("carol")
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let as_alice = |args: &[&str]| {
+        Test::in_dir(dir.path())
+            .env("RUNBOOK_STATE_DIR", &dir.path().join("a").to_string_lossy())
+            .env("RUNBOOK_STATE_URL", &alice)
+            .args(args)
+            .shipped_runbooks()
+            .run()
+    };
+    as_alice(&["exec", "postmark", "--sandbox", "--yes", "--actor", "alice"]).exit(Exit::Ok);
+    as_alice(&["audit", "verify"]).exit(Exit::Ok);
+    let mut a = postgres::Client::connect(&alice, postgres::NoTls).unwrap();
+    let (run_id, last): (String, String) = {
+        let r = a
+            .query_one(
+                "SELECT run_id, line FROM runbook_journal ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let last: Value = serde_json::from_str(&last).unwrap();
+    let approval = serde_json::json!({
+        "v": 1, "run_id": run_id, "time": "2026-12-06T21:00:00Z", "type": "approval",
+        "step": "revoke", "status": "approved", "approver": "carol",
+        "approver_role": carol_login
+    });
+    a.execute(
+        "INSERT INTO runbook_journal (run_id, line) VALUES ($1, $2)",
+        &[
+            &run_id,
+            &chained_after(&approval, last["hash"].as_str().unwrap()),
+        ],
+    )
+    .unwrap();
+    as_alice(&["audit", "verify"])
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!(
+            "records the run approved by the login \"{carol_login}\", but the database holds no such decision from that login"
+        ));
+}
+
 #[test]
 fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -814,7 +1058,7 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
     on(dir.path(), "laptop-a", &db, &["runs"])
         .run()
         .exit(Exit::Usage)
-        .stderr_has("has schema version 99, newer than this runbook knows (3)");
+        .stderr_has("has schema version 99, newer than this runbook knows (4)");
 }
 
 /// Before: a machine that could not write its `shared-state` marker said nothing, and a
@@ -1007,6 +1251,7 @@ fn a_journal_row_edited_in_sql_fails_both_verifies_and_a_signed_head_holds_the_e
         .get(0);
 
     let mut c = db.client();
+    crate::support::pg::behind_the_triggers(&mut c);
     let rows = c
         .query("SELECT seq, line FROM runbook_journal ORDER BY seq", &[])
         .unwrap();

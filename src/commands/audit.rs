@@ -289,12 +289,30 @@ fn verify(
     args: &AuditVerifyArgs,
 ) -> Result<u8> {
     let recorded = recorded_head(args)?;
-    // The log is read once: its chain, its entries' links into the journals, its hashes.
-    let lines = log.lines()?;
+    // The log is read once: its chain, its entries' links into the journals, its hashes,
+    // and on the database the login stamped on each row.
+    let stamped = store.audit_stamped()?;
+    let lines = match &stamped {
+        Some(rows) => rows.iter().map(|r| r.text.clone()).collect(),
+        None => log.lines()?,
+    };
     let (count, head) = match runbook_core::audit::verify_lines(&lines) {
         Verdict::Intact { entries, head } => (entries, head),
         broken => return report(broken, &log.location()),
     };
+    let forged = stamped
+        .as_deref()
+        .map(runbook_core::ledger::stamps::audit)
+        .unwrap_or_default();
+    for problem in forged.iter().take(SHOWN) {
+        ui::err(&format!("BROKEN: {}: {}", log.location(), problem.reason));
+    }
+    if forged.len() > SHOWN {
+        ui::err(&format!(
+            "BROKEN: {} more audit entries were written by a login other than the one they name",
+            forged.len() - SHOWN
+        ));
+    }
     let entries: Vec<AuditEntry> = lines
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -328,10 +346,18 @@ fn verify(
     }
     let hashes: Vec<String> = entries.into_iter().map(|e| e.hash).collect();
     let code = check_head(&hashes, recorded, &log.location(), (count, &head));
-    if problems.is_empty() {
+    if !forged.is_empty() {
+        ui::err("Rows were written under another login's name: who wrote them is the stamped login, not the one they give; what they say cannot be trusted.");
+    }
+    if !problems.is_empty() {
+        ui::err("A run's journal no longer matches the audit chain, or was written by a login other than the one it names: its status and writes cannot be trusted; compare with a backup of the state.");
+    }
+    if problems.is_empty() && forged.is_empty() {
         Ok(code)
     } else {
-        ui::err("A run's journal no longer matches the audit chain: its status and writes cannot be trusted; compare with a backup of the state.");
         Ok(exit::STEP_FAILED)
     }
 }
+
+/// How many problems of one kind are shown, one line each; the rest are counted.
+const SHOWN: usize = 10;

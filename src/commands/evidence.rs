@@ -345,7 +345,11 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .into_iter()
         .filter(|a| a.event.run_id == run_id)
         .collect();
-    let text = store.journal(run_id)?.unwrap_or_default();
+    let stamped = store.journal_stamped(run_id)?;
+    let text = match &stamped {
+        Some(rows) => ledger::chain::joined(rows),
+        None => store.journal(run_id)?.unwrap_or_default(),
+    };
     // A torn last line (a crash mid-write, no newline) is no part of the journal: the pack
     // carries whole lines, each read back as ended by its newline.
     let whole = match ledger::torn_tail(&text) {
@@ -357,8 +361,21 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .filter(|l| !l.trim().is_empty())
         .map(str::to_string)
         .collect();
-    let journal_problem =
-        ledger::chain::check_journal(&text, &entries.iter().collect::<Vec<_>>()).err();
+    // On the database, its rows and its audit entries were written by the logins they
+    // name (the server stamps each row).
+    let audit_forged = store
+        .audit_stamped()?
+        .map(|rows| ledger::stamps::audit(&rows))
+        .unwrap_or_default()
+        .into_iter()
+        .find(|f| f.run_id == run_id);
+    let journal_problem = ledger::chain::check_journal(&text, &entries.iter().collect::<Vec<_>>())
+        .and_then(|()| match &stamped {
+            Some(rows) => ledger::chain::check_stamps(store, run_id, rows),
+            None => Ok(()),
+        })
+        .and_then(|()| audit_forged.map_or(Ok(()), |f| Err(f.reason)))
+        .err();
     let chain = match log.verify()? {
         Verdict::Intact { entries, head } => Chain {
             intact: true,

@@ -320,6 +320,10 @@ pub struct Event {
     /// The run's journal line this entry follows: the journal is under the chain through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalLink>,
+    /// The login the store authenticated the writer as (the database's; none on files),
+    /// which the server stamps on the row too: `audit verify` holds one against the other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
 }
 
 /// An entry as it is hashed: the event, when it was written and the entry it follows.
@@ -366,6 +370,17 @@ impl AuditLog {
     /// appends, so concurrent runs never fork the chain. `durable` as for the store's
     /// `audit_append`; `sync` makes the entries appended without it durable.
     pub(crate) fn append(&self, event: &Event, durable: bool) -> Result<AuditEntry> {
+        let claimed;
+        let event = match self.store.authenticated() {
+            Some(login) => {
+                claimed = Event {
+                    login: Some(login),
+                    ..event.clone()
+                };
+                &claimed
+            }
+            None => event,
+        };
         let mut made = None;
         self.store.audit_append(
             &mut |prev: &str| {
@@ -606,6 +621,7 @@ mod tests {
             mode: Mode::Exec,
             context: json!({"k": "v"}),
             journal: None,
+            login: None,
         }
     }
 

@@ -205,6 +205,7 @@ impl Auditor {
                 mode: self.info.modes.label(),
                 context,
                 journal: self.journal.as_ref().and_then(|j| j.stored()),
+                login: None,
             },
             durable,
         )?;

@@ -145,8 +145,14 @@ pub fn verify_journals(
     let mut problems = Vec::new();
     let runs = store.runs()?;
     for run_id in &runs {
+        // On a store that stamps who wrote each row, the rows with their stamps.
+        let stamped = store.journal_stamped(run_id)?;
+        let read = match &stamped {
+            Some(rows) => Ok(Some(joined(rows))),
+            None => store.journal(run_id),
+        };
         // One journal that cannot be read is that journal's problem, not the check's end.
-        let text = match store.journal(run_id) {
+        let text = match read {
             Ok(text) => text.unwrap_or_default(),
             Err(e) if !store.appends_are_durable() => {
                 problems.push(JournalProblem {
@@ -166,7 +172,11 @@ pub fn verify_journals(
             .iter()
             .filter(|e| &e.event.run_id == run_id)
             .collect();
-        if let Err(reason) = check_journal(&text, &of_run) {
+        let checked = check_journal(&text, &of_run).and_then(|()| match &stamped {
+            Some(rows) => check_stamps(store, run_id, rows),
+            None => Ok(()),
+        });
+        if let Err(reason) = checked {
             problems.push(JournalProblem {
                 run_id: run_id.clone(),
                 reason,
@@ -185,6 +195,37 @@ pub fn verify_journals(
         sha256: None,
     }));
     Ok(problems)
+}
+
+/// A journal's text from its stamped rows, as `JournalStore::journal` gives it.
+pub fn joined(rows: &[crate::store::Stamp]) -> String {
+    let mut text = String::new();
+    for row in rows {
+        text.push_str(&row.text);
+        text.push('\n');
+    }
+    text
+}
+
+/// Whether a run's stamped rows were written by the logins they name, and its approvals
+/// given by the logins it credits (`stamps::journal`); the decisions are read only for a
+/// journal that records one.
+pub fn check_stamps(
+    store: &crate::store::Store,
+    run_id: &str,
+    rows: &[crate::store::Stamp],
+) -> std::result::Result<(), String> {
+    let approves = rows
+        .iter()
+        .any(|r| r.text.contains("\"type\":\"approval\""));
+    let decisions = match approves {
+        true => store
+            .decisions(run_id)
+            .map_err(|e| format!("its decisions cannot be read: {e}"))?
+            .unwrap_or_default(),
+        false => Vec::new(),
+    };
+    super::stamps::journal(rows, &decisions)
 }
 
 /// Whether a run's journal holds: its chain, and every link its audit entries make into it.

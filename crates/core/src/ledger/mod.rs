@@ -8,6 +8,7 @@
 pub mod chain;
 mod fold;
 mod legacy;
+pub mod stamps;
 mod writer;
 
 pub use crate::events::*;

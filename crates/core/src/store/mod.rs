@@ -145,6 +145,12 @@ pub trait JournalStore {
                 .to_string()
         }))
     }
+    /// A run's journal lines, each with the login the store stamped on it when it was
+    /// written (`None` on a row from before the stamp); `None` when the store stamps
+    /// nothing (files, where nothing authenticates a writer) or has no such run.
+    fn journal_stamped(&self, _run_id: &str) -> Result<Option<Vec<Stamp>>> {
+        Ok(None)
+    }
     /// The ids of every run with a journal, oldest first.
     fn runs(&self) -> Result<Vec<String>>;
     /// The ids of the runs whose journal's last line does not settle them (`settles`), oldest
@@ -178,6 +184,11 @@ pub trait AuditStore {
     }
     /// Every audit line, in chain order, as stored.
     fn audit_lines(&self) -> Result<Vec<String>>;
+    /// Every audit line with the login stamped on it, as `journal_stamped`; `None` when
+    /// the store stamps nothing.
+    fn audit_stamped(&self) -> Result<Option<Vec<Stamp>>> {
+        Ok(None)
+    }
     /// Where the audit chain is, for messages.
     fn audit_where(&self) -> String;
 }
@@ -214,6 +225,20 @@ pub trait ApprovalStore {
     fn approval_decision(&self, run_id: &str) -> Result<Option<String>>;
     /// Records the decision unless one exists: `false` when another came first.
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool>;
+    /// Every decision ever given on a run's requests, oldest first, each with the login
+    /// stamped on it; `None` when the store stamps nothing (it keeps only the latest).
+    fn decisions(&self, _run_id: &str) -> Result<Option<Vec<Stamp>>> {
+        Ok(None)
+    }
+}
+
+/// A row as a store that authenticates its writers keeps it: the text, and the login the
+/// server stamped on it as it was written (a trigger sets it to `session_user`, whatever
+/// the writer sent), `None` on a row written before the stamp existed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub text: String,
+    pub login: Option<String>,
 }
 
 /// A request or decision with its `role` as the store proves it, whatever its text claims:
@@ -248,8 +273,8 @@ pub trait Backend: JournalStore + AuditStore + LockStore + ApprovalStore + Send 
         None
     }
     /// Why this login's proof is weaker than it looks, if it is: on the database, a login
-    /// that can act as the tables' owner (or a superuser) can switch off the trigger that
-    /// stamps logins on approvals.
+    /// that can act as the tables' owner (or a superuser) can switch off the triggers that
+    /// stamp the login on every row and keep the journal and audit rows append-only.
     fn stamp_weakness(&self) -> Option<String> {
         None
     }

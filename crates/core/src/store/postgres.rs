@@ -62,6 +62,61 @@ $fn$;
 CREATE TRIGGER runbook_approvals_keep_run BEFORE UPDATE ON runbook_approvals
   FOR EACH ROW EXECUTE FUNCTION runbook_approvals_keep_run();
 "#,
+    // Who wrote each journal and audit row, stamped by the server: a login that may append
+    // (every operator's) could otherwise append rows that chain, under another's name. The
+    // rows are appended to, never changed; every decision is kept, stamped, not only a
+    // run's latest (the decisions given before this version are copied with the login
+    // stamped on them then).
+    r#"
+ALTER TABLE runbook_journal ADD COLUMN login text;
+ALTER TABLE runbook_audit ADD COLUMN login text;
+CREATE TABLE runbook_decisions (seq bigserial PRIMARY KEY, run_id text NOT NULL,
+                                decision text NOT NULL, login text);
+CREATE INDEX runbook_decisions_run ON runbook_decisions (run_id, seq);
+INSERT INTO runbook_decisions (run_id, decision, login)
+  SELECT run_id, decision, decision_login FROM runbook_approvals
+  WHERE decision IS NOT NULL ORDER BY run_id;
+CREATE FUNCTION runbook_stamp_login() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  NEW.login := session_user;
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER runbook_journal_login BEFORE INSERT ON runbook_journal
+  FOR EACH ROW EXECUTE FUNCTION runbook_stamp_login();
+CREATE TRIGGER runbook_audit_login BEFORE INSERT ON runbook_audit
+  FOR EACH ROW EXECUTE FUNCTION runbook_stamp_login();
+CREATE TRIGGER runbook_decisions_login BEFORE INSERT ON runbook_decisions
+  FOR EACH ROW EXECUTE FUNCTION runbook_stamp_login();
+CREATE FUNCTION runbook_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION '% is only appended to: % refused', TG_TABLE_NAME, TG_OP;
+END
+$fn$;
+CREATE TRIGGER runbook_journal_append_only BEFORE UPDATE OR DELETE ON runbook_journal
+  FOR EACH ROW EXECUTE FUNCTION runbook_append_only();
+CREATE TRIGGER runbook_journal_no_truncate BEFORE TRUNCATE ON runbook_journal
+  FOR EACH STATEMENT EXECUTE FUNCTION runbook_append_only();
+CREATE TRIGGER runbook_audit_append_only BEFORE UPDATE OR DELETE ON runbook_audit
+  FOR EACH ROW EXECUTE FUNCTION runbook_append_only();
+CREATE TRIGGER runbook_audit_no_truncate BEFORE TRUNCATE ON runbook_audit
+  FOR EACH STATEMENT EXECUTE FUNCTION runbook_append_only();
+CREATE TRIGGER runbook_decisions_append_only BEFORE UPDATE OR DELETE ON runbook_decisions
+  FOR EACH ROW EXECUTE FUNCTION runbook_append_only();
+CREATE TRIGGER runbook_decisions_no_truncate BEFORE TRUNCATE ON runbook_decisions
+  FOR EACH STATEMENT EXECUTE FUNCTION runbook_append_only();
+CREATE FUNCTION runbook_approvals_decided() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF NEW.decision IS NOT NULL
+     AND (TG_OP = 'INSERT' OR NEW.decision IS DISTINCT FROM OLD.decision) THEN
+    INSERT INTO runbook_decisions (run_id, decision) VALUES (NEW.run_id, NEW.decision);
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER runbook_approvals_decided AFTER INSERT OR UPDATE ON runbook_approvals
+  FOR EACH ROW EXECUTE FUNCTION runbook_approvals_decided();
+"#,
 ];
 
 /// Advisory lock keys (arbitrary, fixed): migrations, and the audit chain's tail.
@@ -609,7 +664,7 @@ impl Backend for Postgres {
             .ok()?;
         owner.then(|| {
             format!(
-                "the database login '{}' can act as the owner of runbook's tables (or is a superuser), so it could switch off the trigger that proves who decided: give each operator a login without the owner's role (docs/team.md, \"Identities\")",
+                "the database login '{}' can act as the owner of runbook's tables (or is a superuser), so it could switch off the triggers that prove who wrote each row and who decided: give each operator a login without the owner's role (docs/team.md, \"Identities\")",
                 self.role
             )
         })
@@ -698,6 +753,16 @@ impl JournalStore for Postgres {
             .collect()
         })?;
         Ok((!lines.is_empty()).then(|| lines.join("\n") + "\n"))
+    }
+    fn journal_stamped(&self, run_id: &str) -> Result<Option<Vec<super::Stamp>>> {
+        let run_id = run_id.to_string();
+        let rows = self.call("cannot read the run journal", move |c| {
+            stamped(c.query(
+                "SELECT line, login FROM runbook_journal WHERE run_id = $1 ORDER BY seq",
+                &[&run_id],
+            )?)
+        })?;
+        Ok((!rows.is_empty()).then_some(rows))
     }
     fn journal_last(&self, run_id: &str) -> Result<Option<String>> {
         let run_id = run_id.to_string();
@@ -845,6 +910,12 @@ impl AuditStore for Postgres {
                 .collect()
         })
     }
+    fn audit_stamped(&self) -> Result<Option<Vec<super::Stamp>>> {
+        self.call("cannot read the audit chain", |c| {
+            stamped(c.query("SELECT line, login FROM runbook_audit ORDER BY seq", &[])?)
+        })
+        .map(Some)
+    }
     fn audit_where(&self) -> String {
         format!("{} (table runbook_audit)", self.shown)
     }
@@ -975,6 +1046,28 @@ impl ApprovalStore for Postgres {
             .map(|n| n == 1)
         })
     }
+    fn decisions(&self, run_id: &str) -> Result<Option<Vec<super::Stamp>>> {
+        let run_id = run_id.to_string();
+        self.call("cannot read the decisions", move |c| {
+            stamped(c.query(
+                "SELECT decision, login FROM runbook_decisions WHERE run_id = $1 ORDER BY seq",
+                &[&run_id],
+            )?)
+        })
+        .map(Some)
+    }
+}
+
+/// Rows of (text, login) as stamps.
+fn stamped(rows: Vec<postgres::Row>) -> std::result::Result<Vec<super::Stamp>, postgres::Error> {
+    rows.iter()
+        .map(|r| {
+            Ok(super::Stamp {
+                text: r.try_get(0)?,
+                login: r.try_get(1)?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -297,8 +297,51 @@ step("send", "Send and keep the echo", |ctx| {
     out.exit(Exit::Ok).stdout_has("echo: ");
 }
 
+/// The same opaque value sent as a bearer token and in a header: the transport sends those
+/// as they are, so the value joins the redactor there too, and their echoes come back
+/// masked (3b6e188; the test above sends it in a JSON body only).
+#[test]
+fn an_opaque_config_var_sent_as_a_bearer_or_a_header_comes_back_masked() {
+    let opaque = "alpha-alpha-7";
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = with_launch_code(dir.path(), opaque);
+    let (url, count) = echo_server();
+    let runbook = r#"
+runbook(#{ id: "launder", title: "Sends an opaque value to an echo" });
+param("url", #{ help: "echo server" });
+step("bearer", "As a bearer", |ctx| {
+    let cfg = heroku::config("raxx-api-prod");
+    let r = http::get(`${ctx.params.url}/b`, #{ bearer: cfg.LAUNCH_CODE });
+    print(`bearer echo: ${r.json.auth}`);
+    ctx.bearer = r.json.auth;
+}).no_undo("a read");
+step("header", "In a header", |ctx| {
+    let cfg = heroku::config("raxx-api-prod");
+    let r = http::get(`${ctx.params.url}/h`, #{ headers: #{ "x-key": cfg.LAUNCH_CODE } });
+    print(`header echo: ${r.json.key}`);
+    ctx.header = r.json.key;
+}).no_undo("a read");
+"#;
+    let out = Test::in_dir(dir.path())
+        .file("launder.rhai", runbook)
+        .envs(&sandbox.env)
+        .args(&[
+            "exec",
+            "launder.rhai",
+            "--yes",
+            "--param",
+            &format!("url={url}"),
+        ])
+        .run();
+    out.assert_absent(opaque);
+    out.exit(Exit::Ok)
+        .stdout_has("bearer echo: secret(")
+        .stdout_has("header echo: secret(");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 /// A loopback server that answers each request with what it received: the request line's
-/// target, the Authorization header and the body, as JSON. Counts the requests.
+/// target, the Authorization and x-key headers and the body, as JSON. Counts the requests.
 fn echo_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -313,7 +356,7 @@ fn echo_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
             let target = line.split(' ').nth(1).unwrap_or("").to_string();
-            let (mut length, mut auth) = (0usize, String::new());
+            let (mut length, mut auth, mut key) = (0usize, String::new(), String::new());
             loop {
                 let mut h = String::new();
                 reader.read_line(&mut h).unwrap();
@@ -325,6 +368,7 @@ fn echo_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
                 match name.to_ascii_lowercase().as_str() {
                     "content-length" => length = value.trim().parse().unwrap_or(0),
                     "authorization" => auth = value.trim().to_string(),
+                    "x-key" => key = value.trim().to_string(),
                     _ => {}
                 }
             }
@@ -333,6 +377,7 @@ fn echo_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
             let answer = serde_json::json!({
                 "target": target,
                 "auth": auth,
+                "key": key,
                 "body": String::from_utf8_lossy(&body),
             })
             .to_string();

@@ -206,6 +206,56 @@ fn resume_refuses_vendor_endpoints_other_than_the_runs() {
     assert_rotated(&rig.state(), "resumed where it started");
 }
 
+/// The endpoint check on resume compares only the vendors the runbook's own files call and
+/// those the run wrote to (f091c8f): a vendor that only a stdlib module it imports could
+/// call (GitHub, through `std/consumers`) may point elsewhere now, and the run resumes
+/// against the endpoints of its own vendor, which did not move. Its own vendor moved is
+/// still refused.
+#[test]
+fn resume_lets_a_vendor_the_runbook_never_calls_itself_point_elsewhere() {
+    let rig = Rig::new();
+    rig.file(
+        "reads.rhai",
+        r#"
+import "std/consumers" as discovery;
+runbook(#{ id: "reads", title: "Reads an app's config twice" });
+step("first", "First read", |ctx| {
+    print(`first: ${heroku::config("raxx-api-prod").keys().len()} vars`);
+}).no_undo("a read");
+step("second", "Second read", |ctx| {
+    print(`second: ${heroku::config("raxx-api-prod").keys().len()} vars`);
+}).no_undo("a read");
+"#,
+    );
+    rig.crash("reads.rhai", "after:first");
+    let other = Rig::new();
+    let heroku_calls = |state: &serde_json::Value| {
+        state["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["vendor"] == "heroku")
+            .count()
+    };
+    let before = heroku_calls(&rig.state());
+    let moved_github = [(
+        "GITHUB_API_URL",
+        other.sandbox.env["GITHUB_API_URL"].as_str(),
+    )];
+    let moved_heroku = [("HEROKU_HOST", other.sandbox.env["HEROKU_HOST"].as_str())];
+    rig.runbook(&["resume", &rig.run_id(), "--yes"], &moved_heroku)
+        .exit(Exit::Usage)
+        .stderr_has("started against other vendor endpoints than this shell's: heroku ");
+    rig.runbook(&["resume", &rig.run_id(), "--yes"], &moved_github)
+        .exit(Exit::Ok)
+        .stdout_has("second: ");
+    assert_eq!(
+        heroku_calls(&rig.state()),
+        before + 1,
+        "the second read went to the run's Heroku"
+    );
+}
+
 #[test]
 fn resume_refuses_a_different_token() {
     let rig = Rig::new();

@@ -140,6 +140,61 @@ fn a_rollback_that_died_between_two_undos_is_not_resumed_forward() {
     assert_everywhere(&rig.state(), OLD_TOKEN);
 }
 
+/// A rollback that undid a step and then stopped at a point of no return recorded its end:
+/// the run is left to go forward, and resume is not refused as a half-done rollback
+/// (a1738db: only a process that died between two undos makes resume refuse). It runs the
+/// undone step again, then the rest.
+#[test]
+fn a_rollback_blocked_at_a_point_of_no_return_leaves_the_run_to_go_forward() {
+    let rig = Rig::new();
+    rig.file(
+        "cut.rhai",
+        r#"
+runbook(#{ id: "cut", title: "A cut-over in the middle" });
+step("prepare", "Prepare", |ctx| { ctx.prepared = true; }).undo(|ctx| { print("undoing prepare"); });
+step("cut", "Cut over", |ctx| { ctx.cut = true; })
+    .irreversible("the old value is gone once the new one is live").confirm("Cut over now?");
+step("after", "After", |ctx| {
+    heroku::set_config("raxx-api-prod", #{ CUT_MARK: "on" });
+    print("after ran");
+}).undo(|ctx| {
+    heroku::set_config("raxx-api-prod", #{ CUT_MARK: () });
+    print("undoing after");
+});
+step("last", "Last", |ctx| { print("last ran"); });
+"#,
+    );
+    let mark = |state: &serde_json::Value| {
+        state["heroku"]["apps"]["raxx-api-prod"]["config_vars"]["CUT_MARK"].clone()
+    };
+    rig.crash("cut.rhai", "after:after");
+    assert_eq!(mark(&rig.state()), "on");
+    let blocked = rig.rollback(&[]);
+    blocked
+        .exit(Exit::StepFailed)
+        .stdout_has("undoing after")
+        .stderr_has("cannot roll back past step 'cut'");
+    assert!(
+        !blocked.stdout.contains("undoing prepare"),
+        "{}",
+        blocked.stdout
+    );
+    assert_eq!(mark(&rig.state()), serde_json::Value::Null, "undone");
+    let resumed = rig.resume(&[]);
+    resumed
+        .exit(Exit::Ok)
+        .stdout_has("after ran")
+        .stdout_has("last ran");
+    assert_eq!(mark(&rig.state()), "on", "set again going forward");
+    assert!(
+        !resumed.stderr.contains("rollback stopped part way"),
+        "{}",
+        resumed.stderr
+    );
+    let runs = rig.runs();
+    assert_eq!(runs[0]["settled"], "succeeded", "{runs:#}");
+}
+
 #[test]
 fn rollback_after_the_revocation_stops_and_says_why() {
     let rig = Rig::new();

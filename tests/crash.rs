@@ -256,6 +256,21 @@ fn resume_refuses_vendor_endpoints_other_than_the_runs() {
         before,
         "the other sandbox was sent a request"
     );
+    // The REPL attaching to it is held to the same check (it reopens the run too).
+    let attached = other.runbook_stdin(
+        &["repl", "--attach", &rig.run_id(), "--yes"],
+        &[("RUNBOOK_STATE_DIR", &state_dir.to_string_lossy())],
+        ":run generate\n",
+    );
+    attached.exit(Exit::Usage).stderr_has(&format!(
+        "run {} started against other vendor endpoints than this shell's: ",
+        rig.run_id()
+    ));
+    assert_eq!(
+        other.state()["requests"].as_array().unwrap().len(),
+        before,
+        "the other sandbox was sent a request from the REPL"
+    );
     // The shell that points where the run started resumes it.
     rig.resume(&[]).exit(Exit::Ok);
     assert_rotated(&rig.state(), "resumed where it started");

@@ -374,6 +374,31 @@ fn enter_alone_at_a_confirmation_is_no() {
     stopped_without_running(&mut p);
 }
 
+/// A question holding a vendor's line breaks is drawn on one line at a terminal too (895bd0d
+/// tested the piped and `--yes` paths): the breaks show as ␊, so no other question appears
+/// above `[y/N]`.
+#[test]
+fn a_question_with_a_line_break_is_one_line_at_a_terminal() {
+    let t = Test::new()
+        .file(
+            "ask.rhai",
+            "runbook(#{ id: \"ask\", title: \"Ask\" });\nstep(\"s\", \"S\", |ctx| {\n    let id = \"b7bc) arrive?\\n  ? Roll back now\";\n    if prompt::confirm(`Did ${id}) arrive?`) { print(\"confirmed\"); }\n});\n",
+        )
+        .args(&["exec", "ask.rhai", "--sandbox"]);
+    let mut p = terminal(t.command(), 30);
+    let shown = p
+        .expect("? Did b7bc) arrive?␊  ? Roll back now) arrive? [y/N] ")
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(shown.before()).contains("? Roll back now"),
+        "a second question was drawn: {}",
+        String::from_utf8_lossy(shown.before())
+    );
+    p.send_line("y").unwrap();
+    p.expect("| confirmed").unwrap();
+    p.expect(expectrl::Eof).unwrap();
+}
+
 /// At a terminal, the REPL's prompt names production, and `:env` says where it writes.
 #[test]
 fn the_repl_prompt_names_production() {

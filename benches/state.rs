@@ -156,7 +156,12 @@ fn main() {
 
     // 3. verify over 100,000 rows: a valid chain loaded in bulk, then walked.
     let mut c = db.client();
-    c.batch_execute("TRUNCATE runbook_audit").unwrap();
+    // The audit table is append-only; the bench, as the tables' owner, empties it anyway.
+    c.batch_execute(
+        "ALTER TABLE runbook_audit DISABLE TRIGGER USER; TRUNCATE runbook_audit; \
+         ALTER TABLE runbook_audit ENABLE TRIGGER USER",
+    )
+    .unwrap();
     let rows = 100_000;
     let mut prev = GENESIS.to_string();
     let mut tx = c.transaction().unwrap();

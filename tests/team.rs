@@ -203,6 +203,18 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
         .as_str()
         .is_some_and(|l| !l.is_empty()));
     assert_eq!(pack["audit"]["chain"]["intact"], true);
+    assert_eq!(pack["journal_problem"], Value::Null, "{pack}");
+    // Every row stamped with the login that wrote it, the approval carol's own decision
+    // for that request: the whole store verifies.
+    c3(&["audit", "verify"]).exit(Exit::Ok);
+    let decided: i64 = c
+        .query_one(
+            "SELECT count(*) FROM runbook_decisions WHERE run_id = $1 AND login LIKE '%\\_carol'",
+            &[&run_id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(decided, 1);
     assert_only_the_unedited_pack_verifies(dir.path(), &c3, &text, ("\"carol\"", "\"carot\""));
     // Signed again by whoever holds the key, with another approver's login in it: the
     // journal it carries says who decided. Before, the signature alone was checked there.
@@ -1015,7 +1027,7 @@ fn an_approval_the_database_never_recorded_breaks_audit_verify() {
     as_alice(&["audit", "verify"])
         .exit(Exit::StepFailed)
         .stderr_has(&format!(
-            "records the run approved by the login \"{carol_login}\", but the database holds no such decision from that login"
+            "records step 'revoke' approved by the login \"{carol_login}\", but the database holds no such decision from that login"
         ));
 }
 

@@ -347,10 +347,10 @@ fn verify(
     let hashes: Vec<String> = entries.into_iter().map(|e| e.hash).collect();
     let code = check_head(&hashes, recorded, &log.location(), (count, &head));
     if !forged.is_empty() {
-        ui::err("Rows were written under another login's name: who wrote them is the stamped login, not the one they give; what they say cannot be trusted.");
+        ui::err("Audit entries were written under another login's name, or with the stamping triggers off: what they say cannot be trusted. The login stamped on each row (its login column) is who wrote it; the rows stay (they are only appended to): keep this output, and take it up with the logins named and the database's owner.");
     }
     if !problems.is_empty() {
-        ui::err("A run's journal no longer matches the audit chain, or was written by a login other than the one it names: its status and writes cannot be trusted; compare with a backup of the state.");
+        ui::err("A run's journal no longer matches the audit chain, or holds rows its own login did not write: its status and writes cannot be trusted. Compare with a backup of the state; on the database, the login stamped on each row (its login column) is who wrote it.");
     }
     if problems.is_empty() && forged.is_empty() {
         Ok(code)

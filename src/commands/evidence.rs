@@ -369,11 +369,14 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .unwrap_or_default()
         .into_iter()
         .find(|f| f.run_id == run_id);
-    let journal_problem = ledger::chain::check_journal(&text, &entries.iter().collect::<Vec<_>>())
-        .and_then(|()| match &stamped {
-            Some(rows) => ledger::chain::check_stamps(store, run_id, rows),
-            None => Ok(()),
-        })
+    let checked = match (
+        ledger::chain::check_journal(&text, &entries.iter().collect::<Vec<_>>()),
+        &stamped,
+    ) {
+        (Ok(()), Some(rows)) => ledger::chain::check_stamps(store, run_id, rows)?,
+        (checked, _) => checked,
+    };
+    let journal_problem = checked
         .and_then(|()| audit_forged.map_or(Ok(()), |f| Err(f.reason)))
         .err();
     let chain = match log.verify()? {

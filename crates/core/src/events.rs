@@ -528,4 +528,8 @@ pub struct Approval {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// The request's nonce: a decision names it, so `audit verify` ties each approval the
+    /// journal records to the decision the database holds for that request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }

@@ -416,6 +416,7 @@ impl<'a> Runner<'a> {
             allowed_signers_sha256: None,
             reason: None,
             timeout_secs: None,
+            nonce: None,
         };
         set(&mut a);
         self.session.run().ledger().record(Event::Approval(a));
@@ -487,6 +488,7 @@ impl<'a> Runner<'a> {
         self.approval_event(step, ApprovalStatus::Requested, |a| {
             a.by = Some(spec.by.clone());
             a.timeout_secs = Some(spec.timeout.as_secs());
+            a.nonce = Some(request.nonce.clone());
         });
         self.event(AuditEvent::ApprovalRequested {
             step: step.id.clone(),
@@ -724,6 +726,7 @@ impl<'a> Runner<'a> {
             }
             a.reason = reason;
             a.timeout_secs = (status == ApprovalStatus::Timeout).then_some(timeout_secs);
+            a.nonce = Some(request.nonce.clone());
         });
         if status == ApprovalStatus::Approved {
             let by = decider

@@ -261,7 +261,7 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
                 ),
                 // Its bytes cannot be read at all: nothing could say later which journal was abandoned.
                 None => format!(
-                    "read it by hand and check the vendors; if that run is over, take its journal out of {} (a file there, or its rows of runbook_journal in a database), keeping a copy, then start again",
+                    "read it by hand and check the vendors; if that run is over, take its journal out of {} (a file there; in a database its rows of runbook_journal, which only the tables' owner can remove, with the table's triggers switched off), keeping a copy, then start again",
                     store.runs_where()
                 ),
             },

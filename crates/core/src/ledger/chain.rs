@@ -172,10 +172,10 @@ pub fn verify_journals(
             .iter()
             .filter(|e| &e.event.run_id == run_id)
             .collect();
-        let checked = check_journal(&text, &of_run).and_then(|()| match &stamped {
-            Some(rows) => check_stamps(store, run_id, rows),
-            None => Ok(()),
-        });
+        let checked = match (check_journal(&text, &of_run), &stamped) {
+            (Ok(()), Some(rows)) => check_stamps(store, run_id, rows)?,
+            (checked, _) => checked,
+        };
         if let Err(reason) = checked {
             problems.push(JournalProblem {
                 run_id: run_id.clone(),
@@ -209,23 +209,21 @@ pub fn joined(rows: &[crate::store::Stamp]) -> String {
 
 /// Whether a run's stamped rows were written by the logins they name, and its approvals
 /// given by the logins it credits (`stamps::journal`); the decisions are read only for a
-/// journal that records one.
+/// journal that records one. `Err`: they cannot be read (a role without the right to), a
+/// problem of the check, not of the run.
 pub fn check_stamps(
     store: &crate::store::Store,
     run_id: &str,
     rows: &[crate::store::Stamp],
-) -> std::result::Result<(), String> {
+) -> crate::error::Result<std::result::Result<(), String>> {
     let approves = rows
         .iter()
         .any(|r| r.text.contains("\"type\":\"approval\""));
     let decisions = match approves {
-        true => store
-            .decisions(run_id)
-            .map_err(|e| format!("its decisions cannot be read: {e}"))?
-            .unwrap_or_default(),
+        true => store.decisions(run_id)?.unwrap_or_default(),
         false => Vec::new(),
     };
-    super::stamps::journal(rows, &decisions)
+    Ok(super::stamps::journal(rows, &decisions))
 }
 
 /// Whether a run's journal holds: its chain, and every link its audit entries make into it.

@@ -11,13 +11,19 @@
 use crate::store::Stamp;
 use serde_json::Value;
 
-/// Why a run's journal does not hold by its stamps, if it does not: a stamped row written
-/// by a login other than the one the process writing there names (the run's last
-/// `run_started` or `run_resumed`, which names its own), or an approval the journal
-/// credits to a login the database holds no such decision from.
+/// Why a run's journal does not hold by its stamps, if it does not:
+/// - a stamped row written by a login other than the one the process writing there names
+///   (the run's last `run_started` or `run_resumed`, which names its own);
+/// - a row without a stamp after a stamped one (written while the trigger was off);
+/// - an approval or denial the journal credits to a login the database holds no such
+///   decision from, for that request (its nonce), or to the login running the run itself,
+///   or to no login at all.
 pub fn journal(rows: &[Stamp], decisions: &[Stamp]) -> Result<(), String> {
     // The login the process writing at this point names, and the line that names it.
     let mut session: Option<(Option<String>, usize, String)> = None;
+    let mut stamped_since: Option<usize> = None;
+    // Each step's request nonce, as its `requested` line gave it.
+    let mut requested: Vec<(String, String)> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let line = i + 1;
         let fields: Value = serde_json::from_str(&row.text).unwrap_or(Value::Null);
@@ -26,9 +32,15 @@ pub fn journal(rows: &[Stamp], decisions: &[Stamp]) -> Result<(), String> {
             let named = fields["login"].as_str().map(str::to_string);
             session = Some((named, line, kind.to_string()));
         }
-        let Some(stamp) = &row.login else { continue };
-        match &session {
-            Some((Some(named), ..)) if named == stamp => {}
+        let Some(stamp) = &row.login else {
+            if let Some(first) = stamped_since {
+                return Err(unstamped("journal line", line, first));
+            }
+            continue;
+        };
+        stamped_since.get_or_insert(line);
+        let named = match &session {
+            Some((Some(named), ..)) if named == stamp => named,
             Some((named, at, kind)) => {
                 return Err(format!(
                     "journal line {line} was written by the login {}, but the process writing there is {} (its {kind} on line {at})",
@@ -42,36 +54,98 @@ pub fn journal(rows: &[Stamp], decisions: &[Stamp]) -> Result<(), String> {
                     quoted(stamp)
                 ))
             }
-        }
+        };
         if kind == "approval" {
-            decided(line, &fields, decisions)?;
+            let approval = Approval::of(&fields);
+            if approval.status == "requested" {
+                if let Some(nonce) = approval.nonce {
+                    if requested.iter().any(|(_, n)| n == nonce) {
+                        return Err(format!(
+                            "journal line {line} files a request under a nonce an earlier request used"
+                        ));
+                    }
+                    requested.push((approval.step.to_string(), nonce.to_string()));
+                }
+            }
+            approval.given(line, named, &requested, decisions)?;
         }
     }
     Ok(())
 }
 
-/// An approval or denial the journal credits to a login: the database holds a decision
-/// with that verdict stamped with that login.
-fn decided(line: usize, approval: &Value, decisions: &[Stamp]) -> Result<(), String> {
-    let status = approval["status"].as_str().unwrap_or_default();
-    let Some(role) = approval["approver_role"].as_str() else {
-        return Ok(());
-    };
-    if !matches!(status, "approved" | "denied") {
-        return Ok(());
+/// An approval line's fields that the checks read.
+struct Approval<'a> {
+    step: &'a str,
+    status: &'a str,
+    role: Option<&'a str>,
+    nonce: Option<&'a str>,
+}
+
+impl<'a> Approval<'a> {
+    fn of(fields: &'a Value) -> Approval<'a> {
+        Approval {
+            step: fields["step"].as_str().unwrap_or_default(),
+            status: fields["status"].as_str().unwrap_or_default(),
+            role: fields["approver_role"].as_str(),
+            nonce: fields["nonce"].as_str(),
+        }
     }
-    let found = decisions.iter().any(|d| {
-        d.login.as_deref() == Some(role)
-            && serde_json::from_str::<Value>(&d.text)
-                .is_ok_and(|v| v["verdict"].as_str() == Some(status))
-    });
-    if found {
-        return Ok(());
+
+    /// An approval or denial, on a stamped line: credited to a login other than the one
+    /// running the run, which the database holds that decision from (for the request the
+    /// journal filed under that nonce, when the line names one).
+    fn given(
+        &self,
+        line: usize,
+        running: &str,
+        requested: &[(String, String)],
+        decisions: &[Stamp],
+    ) -> Result<(), String> {
+        if !matches!(self.status, "approved" | "denied") {
+            return Ok(());
+        }
+        let (step, status) = (self.step, self.status);
+        let Some(role) = self.role else {
+            return Err(format!(
+                "journal line {line} records step '{step}' {status} by no login, on a database that stamps every decision with its login"
+            ));
+        };
+        if role == running {
+            return Err(format!(
+                "journal line {line} records step '{step}' {status} by the login {}, the login running the run: four eyes needs another person's",
+                quoted(role)
+            ));
+        }
+        if let Some(nonce) = self.nonce {
+            if !requested.iter().any(|(s, n)| s == step && n == nonce) {
+                return Err(format!(
+                    "journal line {line} records step '{step}' {status} for a request the journal never filed for it"
+                ));
+            }
+        }
+        let found = decisions.iter().any(|d| {
+            let v: Value = serde_json::from_str(&d.text).unwrap_or(Value::Null);
+            d.login.as_deref() == Some(role)
+                && v["verdict"].as_str() == Some(status)
+                && self.nonce.is_none_or(|n| v["nonce"].as_str() == Some(n))
+        });
+        if found {
+            return Ok(());
+        }
+        Err(format!(
+            "journal line {line} records step '{step}' {status} by the login {}, but the database holds no such decision from that login{}",
+            quoted(role),
+            if self.nonce.is_some() { " for that request" } else { "" }
+        ))
     }
-    Err(format!(
-        "journal line {line} records the run {status} by the login {}, but the database holds no such decision from that login",
-        quoted(role)
-    ))
+}
+
+/// A row without a stamp after a stamped one: the trigger that stamps was off.
+fn unstamped(what: &str, at: usize, first: usize) -> String {
+    format!(
+        "{what} {at} carries no login stamp, after {} stamped from {what} {first} on: it was written while the stamping trigger was switched off (only the tables' owner or a superuser can)",
+        if what == "journal line" { "lines" } else { "entries" }
+    )
 }
 
 /// An audit row whose stamp is not the login its entry names as its writer.
@@ -85,26 +159,40 @@ pub struct Forged {
     pub reason: String,
 }
 
-/// The audit rows whose stamp is not the login their entry names as its writer.
+/// The audit rows whose stamp is not the login their entry names as its writer, and those
+/// without a stamp after a stamped one. An entry that names no login (one a version before
+/// the stamp wrote while the database was migrated) is the stamped login's, and claims
+/// no other.
 pub fn audit(rows: &[Stamp]) -> Vec<Forged> {
     let mut problems = Vec::new();
+    let mut stamped_since: Option<usize> = None;
     for (i, row) in rows.iter().enumerate() {
-        let Some(stamp) = &row.login else { continue };
+        let entry = i + 1;
         let fields: Value = serde_json::from_str(&row.text).unwrap_or(Value::Null);
-        let named = fields["login"].as_str();
-        if named == Some(stamp.as_str()) {
+        let run_id = fields["run_id"].as_str().unwrap_or_default().to_string();
+        let Some(stamp) = &row.login else {
+            if let Some(first) = stamped_since {
+                problems.push(Forged {
+                    entry,
+                    run_id,
+                    reason: unstamped("audit entry", entry, first),
+                });
+            }
             continue;
+        };
+        stamped_since.get_or_insert(entry);
+        match fields["login"].as_str() {
+            Some(named) if named != stamp => problems.push(Forged {
+                entry,
+                run_id,
+                reason: format!(
+                    "audit entry {entry} was written by the login {}, but names {}",
+                    quoted(stamp),
+                    quoted(named)
+                ),
+            }),
+            _ => {}
         }
-        problems.push(Forged {
-            entry: i + 1,
-            run_id: fields["run_id"].as_str().unwrap_or_default().to_string(),
-            reason: format!(
-                "audit entry {} was written by the login {}, but {}",
-                i + 1,
-                quoted(stamp),
-                named.map_or("names no login".into(), |n| format!("names {}", quoted(n)))
-            ),
-        });
     }
     problems
 }
@@ -193,7 +281,7 @@ mod tests {
         );
         assert_eq!(
             journal(&rows, &[forged]),
-            Err(r#"journal line 2 records the run approved by the login "bob", but the database holds no such decision from that login"#.into())
+            Err(r#"journal line 2 records step 's' approved by the login "bob", but the database holds no such decision from that login"#.into())
         );
         let denied = row(
             r#"{"nonce":"n","verdict":"denied","by":"bob"}"#,
@@ -211,23 +299,119 @@ mod tests {
         );
     }
 
+    /// The decision must answer the request the journal filed for that step (its nonce):
+    /// bob's approval of one step does not approve another.
+    #[test]
+    fn a_decision_answers_one_request_of_one_step() {
+        let requested = |step: &str, nonce: &str| {
+            row(
+                &format!(
+                    r#"{{"type":"approval","step":"{step}","status":"requested","nonce":"{nonce}"}}"#
+                ),
+                Some("alice"),
+            )
+        };
+        let approved = |step: &str, nonce: &str| {
+            row(
+                &format!(
+                    r#"{{"type":"approval","step":"{step}","status":"approved","approver_role":"bob","nonce":"{nonce}"}}"#
+                ),
+                Some("alice"),
+            )
+        };
+        let bobs = [row(
+            r#"{"nonce":"n1","verdict":"approved","by":"bob"}"#,
+            Some("bob"),
+        )];
+        let honest = [
+            row(STARTED_A, Some("alice")),
+            requested("a", "n1"),
+            approved("a", "n1"),
+        ];
+        assert_eq!(journal(&honest, &bobs), Ok(()));
+        let other_step = [
+            row(STARTED_A, Some("alice")),
+            requested("a", "n1"),
+            approved("a", "n1"),
+            requested("b", "n2"),
+            approved("b", "n2"),
+        ];
+        assert_eq!(
+            journal(&other_step, &bobs),
+            Err(r#"journal line 5 records step 'b' approved by the login "bob", but the database holds no such decision from that login for that request"#.into())
+        );
+        let borrowed = [
+            row(STARTED_A, Some("alice")),
+            requested("a", "n1"),
+            approved("b", "n1"),
+        ];
+        assert_eq!(
+            journal(&borrowed, &bobs),
+            Err("journal line 3 records step 'b' approved for a request the journal never filed for it".into())
+        );
+        let reused = [
+            row(STARTED_A, Some("alice")),
+            requested("a", "n1"),
+            requested("b", "n1"),
+        ];
+        assert!(journal(&reused, &bobs)
+            .unwrap_err()
+            .contains("a nonce an earlier request used"));
+    }
+
+    #[test]
+    fn an_approval_by_the_runs_own_login_or_by_no_login_is_not_four_eyes() {
+        let own = r#"{"type":"approval","step":"s","status":"approved","approver_role":"alice"}"#;
+        let alices = [row(r#"{"verdict":"approved","by":"al"}"#, Some("alice"))];
+        assert_eq!(
+            journal(&[row(STARTED_A, Some("alice")), row(own, Some("alice"))], &alices),
+            Err(r#"journal line 2 records step 's' approved by the login "alice", the login running the run: four eyes needs another person's"#.into())
+        );
+        let nobody = r#"{"type":"approval","step":"s","status":"denied","approver":"bob"}"#;
+        assert!(journal(
+            &[row(STARTED_A, Some("alice")), row(nobody, Some("alice"))],
+            &[]
+        )
+        .unwrap_err()
+        .contains("records step 's' denied by no login"));
+        // Before the stamp, a line is not held to it.
+        assert_eq!(
+            journal(&[row(STARTED_A, None), row(nobody, None)], &[]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_row_without_a_stamp_after_a_stamped_one_is_named() {
+        let rows = [row(STARTED_A, Some("alice")), row(STEP, None)];
+        assert_eq!(
+            journal(&rows, &[]),
+            Err("journal line 2 carries no login stamp, after lines stamped from journal line 1 on: it was written while the stamping trigger was switched off (only the tables' owner or a superuser can)".into())
+        );
+        let entries = [row(r#"{"login":"alice"}"#, Some("alice")), row("{}", None)];
+        assert_eq!(audit(&entries)[0].entry, 2);
+    }
+
     #[test]
     fn an_audit_entry_names_the_login_stamped_on_it() {
         let rows = [
-            row(r#"{"actor":"a","login":"alice"}"#, Some("alice")),
-            row(r#"{"actor":"a"}"#, None),
-            row(r#"{"actor":"a","login":"alice"}"#, Some("mallory")),
+            row(
+                r#"{"actor":"a","login":"alice","run_id":"r1"}"#,
+                Some("alice"),
+            ),
+            row(
+                r#"{"actor":"a","login":"alice","run_id":"r1"}"#,
+                Some("mallory"),
+            ),
+            // Written by a version before the stamp during the migration: it names none.
             row(r#"{"actor":"a"}"#, Some("mallory")),
         ];
-        let found: Vec<String> = audit(&rows).into_iter().map(|f| f.reason).collect();
+        let found = audit(&rows);
+        assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(
-            found,
-            vec![
-                r#"audit entry 3 was written by the login "mallory", but names "alice""#
-                    .to_string(),
-                r#"audit entry 4 was written by the login "mallory", but names no login"#
-                    .to_string(),
-            ]
+            found[0].reason,
+            r#"audit entry 2 was written by the login "mallory", but names "alice""#
         );
+        assert_eq!(found[0].run_id, "r1");
     }
 }

@@ -299,6 +299,7 @@ fn a_denied_approval_stops_the_run_at_its_step() {
                 allowed_signers_sha256: None,
                 reason: Some("not now".into()),
                 timeout_secs: None,
+                nonce: None,
             }),
         ),
     ])

@@ -90,7 +90,8 @@ CREATE TRIGGER runbook_decisions_login BEFORE INSERT ON runbook_decisions
   FOR EACH ROW EXECUTE FUNCTION runbook_stamp_login();
 CREATE FUNCTION runbook_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  RAISE EXCEPTION '% is only appended to: % refused', TG_TABLE_NAME, TG_OP;
+  RAISE EXCEPTION '% is only appended to: % refused', TG_TABLE_NAME, TG_OP
+    USING HINT = 'runbook''s journals, audit chain and decisions are records: they are never changed or removed (docs/team.md, "Who wrote each row")';
 END
 $fn$;
 CREATE TRIGGER runbook_journal_append_only BEFORE UPDATE OR DELETE ON runbook_journal
@@ -114,6 +115,14 @@ BEGIN
   RETURN NULL;
 END
 $fn$;
+-- The decisions table of this schema, whatever the writer's search_path (a temporary table
+-- of that name would take the row otherwise).
+DO $do$
+BEGIN
+  EXECUTE format('ALTER FUNCTION runbook_approvals_decided() SET search_path = %I, pg_temp',
+                 current_schema());
+END
+$do$;
 CREATE TRIGGER runbook_approvals_decided AFTER INSERT OR UPDATE ON runbook_approvals
   FOR EACH ROW EXECUTE FUNCTION runbook_approvals_decided();
 "#,

@@ -19,7 +19,8 @@ use serde_json::Value;
 ///   decision from, for that request (its nonce), or to the login running the run itself,
 ///   or to no login at all.
 pub fn journal(rows: &[Stamp], decisions: &[Stamp]) -> Result<(), String> {
-    // The login the process writing at this point names, and the line that names it.
+    // The login of the process writing at this point (its start line's stamp, or before the
+    // stamp its claim), and the line that started it.
     let mut session: Option<(Option<String>, usize, String)> = None;
     let mut stamped_since: Option<usize> = None;
     // Each step's request nonce, as its `requested` line gave it.
@@ -29,8 +30,18 @@ pub fn journal(rows: &[Stamp], decisions: &[Stamp]) -> Result<(), String> {
         let fields: Value = serde_json::from_str(&row.text).unwrap_or(Value::Null);
         let kind = fields["type"].as_str().unwrap_or_default();
         if matches!(kind, "run_started" | "run_resumed") {
-            let named = fields["login"].as_str().map(str::to_string);
-            session = Some((named, line, kind.to_string()));
+            let named = fields["login"].as_str();
+            if let (Some(stamp), Some(named)) = (&row.login, named) {
+                if contradicts(named, stamp) {
+                    return Err(format!(
+                        "journal line {line} was written by the login {}, but its {kind} names {}",
+                        quoted(stamp),
+                        quoted(named)
+                    ));
+                }
+            }
+            let login = row.login.clone().or(named.map(str::to_string));
+            session = Some((login, line, kind.to_string()));
         }
         let Some(stamp) = &row.login else {
             if let Some(first) = stamped_since {
@@ -39,13 +50,13 @@ pub fn journal(rows: &[Stamp], decisions: &[Stamp]) -> Result<(), String> {
             continue;
         };
         stamped_since.get_or_insert(line);
-        let named = match &session {
-            Some((Some(named), ..)) if named == stamp => named,
-            Some((named, at, kind)) => {
+        let running = match &session {
+            Some((Some(login), ..)) if !contradicts(login, stamp) => login,
+            Some((login, at, kind)) => {
                 return Err(format!(
                     "journal line {line} was written by the login {}, but the process writing there is {} (its {kind} on line {at})",
                     quoted(stamp),
-                    named.as_deref().map_or("one that names no login".into(), |n| format!("{}'s", quoted(n)))
+                    login.as_deref().map_or("one that names no login".into(), |n| format!("{}'s", quoted(n)))
                 ))
             }
             None => {
@@ -67,10 +78,17 @@ pub fn journal(rows: &[Stamp], decisions: &[Stamp]) -> Result<(), String> {
                     requested.push((approval.step.to_string(), nonce.to_string()));
                 }
             }
-            approval.given(line, named, &requested, decisions)?;
+            approval.given(line, running, &requested, decisions)?;
         }
     }
     Ok(())
+}
+
+/// Whether a login a row names is another than the one stamped on it. A name the redactor
+/// masked (a login that is also a secret's value, or holds one) says nothing either way:
+/// the row is the stamped login's.
+fn contradicts(named: &str, stamp: &str) -> bool {
+    named != stamp && !named.contains("secret(…")
 }
 
 /// An approval line's fields that the checks read.
@@ -110,7 +128,10 @@ impl<'a> Approval<'a> {
                 "journal line {line} records step '{step}' {status} by no login, on a database that stamps every decision with its login"
             ));
         };
-        if role == running {
+        // A login the redactor masked (it is also a secret's value) cannot be read back: the
+        // decision for this request, from a login other than the run's, stands for it.
+        let masked = role.contains("secret(…");
+        if !masked && role == running {
             return Err(format!(
                 "journal line {line} records step '{step}' {status} by the login {}, the login running the run: four eyes needs another person's",
                 quoted(role)
@@ -123,10 +144,18 @@ impl<'a> Approval<'a> {
                 ));
             }
         }
+        if masked && self.nonce.is_none() {
+            return Err(format!(
+                "journal line {line} records step '{step}' {status} by a masked login, with no request nonce to tie it to a decision"
+            ));
+        }
         let found = decisions.iter().any(|d| {
             let v: Value = serde_json::from_str(&d.text).unwrap_or(Value::Null);
-            d.login.as_deref() == Some(role)
-                && v["verdict"].as_str() == Some(status)
+            let by = match masked {
+                true => d.login.as_deref().is_some_and(|l| l != running),
+                false => d.login.as_deref() == Some(role),
+            };
+            by && v["verdict"].as_str() == Some(status)
                 && self.nonce.is_none_or(|n| v["nonce"].as_str() == Some(n))
         });
         if found {
@@ -182,7 +211,7 @@ pub fn audit(rows: &[Stamp]) -> Vec<Forged> {
         };
         stamped_since.get_or_insert(entry);
         match fields["login"].as_str() {
-            Some(named) if named != stamp => problems.push(Forged {
+            Some(named) if contradicts(named, stamp) => problems.push(Forged {
                 entry,
                 run_id,
                 reason: format!(
@@ -246,9 +275,25 @@ mod tests {
     #[test]
     fn a_start_that_names_another_login_than_wrote_it_is_named() {
         let rows = [row(STARTED_A, Some("mallory"))];
+        assert_eq!(
+            journal(&rows, &[]),
+            Err(r#"journal line 1 was written by the login "mallory", but its run_started names "alice""#.into())
+        );
+    }
+
+    /// A login that is also a secret's value is masked in the rows that name it: the rows
+    /// are the stamped login's, not a forgery (and the masked name claims no other).
+    #[test]
+    fn a_login_the_redactor_masked_is_the_stamped_ones() {
+        let masked = r#"{"type":"run_started","login":"secret(…ce)"}"#;
+        let rows = [row(masked, Some("alice")), row(STEP, Some("alice"))];
+        assert_eq!(journal(&rows, &[]), Ok(()));
+        let rows = [row(masked, Some("alice")), row(STEP, Some("mallory"))];
         assert!(journal(&rows, &[])
             .unwrap_err()
-            .starts_with(r#"journal line 1 was written by the login "mallory""#));
+            .contains(r#"the process writing there is "alice"'s"#));
+        let entries = [row(r#"{"login":"secret(…ce)"}"#, Some("alice"))];
+        assert!(audit(&entries).is_empty());
     }
 
     #[test]
@@ -379,6 +424,30 @@ mod tests {
             journal(&[row(STARTED_A, None), row(nobody, None)], &[]),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_masked_approver_stands_on_the_requests_decision_from_another_login() {
+        let rows = |role_line: &str| {
+            [
+                row(STARTED_A, Some("alice")),
+                row(
+                    r#"{"type":"approval","step":"s","status":"requested","nonce":"n1"}"#,
+                    Some("alice"),
+                ),
+                row(role_line, Some("alice")),
+            ]
+        };
+        let masked = r#"{"type":"approval","step":"s","status":"approved","approver_role":"secret(…ob)","nonce":"n1"}"#;
+        let bobs = [row(r#"{"nonce":"n1","verdict":"approved"}"#, Some("bob"))];
+        assert_eq!(journal(&rows(masked), &bobs), Ok(()));
+        let alices = [row(r#"{"nonce":"n1","verdict":"approved"}"#, Some("alice"))];
+        assert!(journal(&rows(masked), &alices).is_err());
+        let no_nonce =
+            r#"{"type":"approval","step":"s","status":"approved","approver_role":"secret(…ob)"}"#;
+        assert!(journal(&rows(no_nonce), &bobs)
+            .unwrap_err()
+            .contains("by a masked login, with no request nonce"));
     }
 
     #[test]

@@ -983,15 +983,6 @@ fn an_approval_the_database_never_recorded_breaks_audit_verify() {
     };
     let dir = tempfile::tempdir().unwrap();
     let alice = db.login("alice");
-    let carol_login = db
-        .operator("carol")
-        .split("://")
-        .nth(1)
-        .unwrap()
-        .split(':')
-        .next()
-        .unwrap()
-        .to_string();
     let as_alice = |args: &[&str]| {
         Test::in_dir(dir.path())
             .env("RUNBOOK_STATE_DIR", &dir.path().join("a").to_string_lossy())
@@ -1002,6 +993,20 @@ fn an_approval_the_database_never_recorded_breaks_audit_verify() {
     };
     as_alice(&["exec", "postmark", "--sandbox", "--yes", "--actor", "alice"]).exit(Exit::Ok);
     as_alice(&["audit", "verify"]).exit(Exit::Ok);
+    let carol = db.operator("carol");
+    let mut c = postgres::Client::connect(&carol, postgres::NoTls).unwrap();
+    let carol_login: String = c
+        .query_one("SELECT session_user::text", &[])
+        .unwrap()
+        .get(0);
+    // Carol's login cannot put a decision in the table itself: only the approvals table's
+    // trigger does.
+    assert!(c
+        .execute(
+            "INSERT INTO runbook_decisions (run_id, decision) VALUES ('r', '{}')",
+            &[]
+        )
+        .is_err());
     let mut a = postgres::Client::connect(&alice, postgres::NoTls).unwrap();
     let (run_id, last): (String, String) = {
         let r = a
@@ -1013,23 +1018,31 @@ fn an_approval_the_database_never_recorded_breaks_audit_verify() {
         (r.get(0), r.get(1))
     };
     let last: Value = serde_json::from_str(&last).unwrap();
-    let approval = serde_json::json!({
+    let requested = serde_json::json!({
         "v": 1, "run_id": run_id, "time": "2026-12-06T21:00:00Z", "type": "approval",
-        "step": "revoke", "status": "approved", "approver": "carol",
-        "approver_role": carol_login
+        "step": "revoke", "status": "requested", "nonce": "0123abcd"
     });
-    a.execute(
-        "INSERT INTO runbook_journal (run_id, line) VALUES ($1, $2)",
-        &[
-            &run_id,
-            &chained_after(&approval, last["hash"].as_str().unwrap()),
-        ],
-    )
-    .unwrap();
+    let requested = chained_after(&requested, last["hash"].as_str().unwrap());
+    let after: Value = serde_json::from_str(&requested).unwrap();
+    let approval = serde_json::json!({
+        "v": 1, "run_id": run_id, "time": "2026-12-06T21:00:01Z", "type": "approval",
+        "step": "revoke", "status": "approved", "approver": "carol",
+        "approver_role": carol_login, "nonce": "0123abcd"
+    });
+    for line in [
+        requested.clone(),
+        chained_after(&approval, after["hash"].as_str().unwrap()),
+    ] {
+        a.execute(
+            "INSERT INTO runbook_journal (run_id, line) VALUES ($1, $2)",
+            &[&run_id, &line],
+        )
+        .unwrap();
+    }
     as_alice(&["audit", "verify"])
         .exit(Exit::StepFailed)
         .stderr_has(&format!(
-            "records step 'revoke' approved by the login \"{carol_login}\", but the database holds no such decision from that login"
+            "records step 'revoke' approved by the login \"{carol_login}\", but the database holds no such decision from that login for that request"
         ));
 }
 

@@ -302,7 +302,11 @@ fn verify(
     };
     let forged = stamped
         .as_deref()
-        .map(runbook_core::ledger::stamps::audit)
+        .map(|rows| {
+            runbook_core::ledger::stamps::audit(rows, &|run| {
+                runbook_core::ledger::chain::began_unstamped(store, run)
+            })
+        })
         .unwrap_or_default();
     for problem in forged.iter().take(SHOWN) {
         ui::err(&format!("BROKEN: {}: {}", log.location(), problem.reason));

@@ -365,7 +365,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
     // name (the server stamps each row).
     let audit_forged = store
         .audit_stamped()?
-        .map(|rows| ledger::stamps::audit(&rows))
+        .map(|rows| ledger::stamps::audit(&rows, &|run| ledger::chain::began_unstamped(store, run)))
         .unwrap_or_default()
         .into_iter()
         .find(|f| f.run_id == run_id);

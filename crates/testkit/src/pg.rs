@@ -97,7 +97,8 @@ impl Database {
             c.batch_execute(&format!(
                 "CREATE ROLE {team} NOLOGIN; \
                  GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {team}; \
-                 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {team}"
+                 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {team}; \
+                 REVOKE INSERT, UPDATE, DELETE ON runbook_decisions FROM {team}"
             ))
             .unwrap_or_else(|e| panic!("cannot make the team role: {}", detail(&e)));
             roles.push(team.clone());

@@ -226,6 +226,17 @@ pub fn check_stamps(
     Ok(super::stamps::journal(rows, &decisions))
 }
 
+/// Whether a run began before the database stamped its rows (its first journal row carries
+/// no stamp): its process may be of the version before, whose audit entries name no login.
+pub fn began_unstamped(store: &crate::store::Store, run_id: &str) -> bool {
+    store
+        .journal_stamped(run_id)
+        .ok()
+        .flatten()
+        .and_then(|rows| rows.first().map(|r| r.login.is_none()))
+        .unwrap_or(false)
+}
+
 /// Whether a run's journal holds: its chain, and every link its audit entries make into it.
 pub fn check_journal(
     text: &str,

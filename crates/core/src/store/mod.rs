@@ -225,9 +225,10 @@ pub trait ApprovalStore {
     fn approval_decision(&self, run_id: &str) -> Result<Option<String>>;
     /// Records the decision unless one exists: `false` when another came first.
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool>;
-    /// Every decision ever given on a run's requests, oldest first, each with the login
-    /// stamped on it; `None` when the store stamps nothing (it keeps only the latest).
-    fn decisions(&self, _run_id: &str) -> Result<Option<Vec<Stamp>>> {
+    /// Every decision ever given on a run's requests, oldest first, each with the request
+    /// it answered and the login stamped on it; `None` when the store stamps nothing (it
+    /// keeps only the latest).
+    fn decisions(&self, _run_id: &str) -> Result<Option<Vec<Decided>>> {
         Ok(None)
     }
 }
@@ -238,6 +239,15 @@ pub trait ApprovalStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {
     pub text: String,
+    pub login: Option<String>,
+}
+
+/// A decision as the database keeps it: its text, the request it answered as that stood
+/// when the decision was given, and the login stamped on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub decision: String,
+    pub request: Option<String>,
     pub login: Option<String>,
 }
 

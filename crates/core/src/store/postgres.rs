@@ -71,10 +71,10 @@ CREATE TRIGGER runbook_approvals_keep_run BEFORE UPDATE ON runbook_approvals
 ALTER TABLE runbook_journal ADD COLUMN login text;
 ALTER TABLE runbook_audit ADD COLUMN login text;
 CREATE TABLE runbook_decisions (seq bigserial PRIMARY KEY, run_id text NOT NULL,
-                                decision text NOT NULL, login text);
+                                decision text NOT NULL, request text, login text);
 CREATE INDEX runbook_decisions_run ON runbook_decisions (run_id, seq);
-INSERT INTO runbook_decisions (run_id, decision, login)
-  SELECT run_id, decision, decision_login FROM runbook_approvals
+INSERT INTO runbook_decisions (run_id, decision, request, login)
+  SELECT run_id, decision, request, decision_login FROM runbook_approvals
   WHERE decision IS NOT NULL ORDER BY run_id;
 CREATE FUNCTION runbook_stamp_login() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -106,11 +106,16 @@ CREATE TRIGGER runbook_decisions_append_only BEFORE UPDATE OR DELETE ON runbook_
   FOR EACH ROW EXECUTE FUNCTION runbook_append_only();
 CREATE TRIGGER runbook_decisions_no_truncate BEFORE TRUNCATE ON runbook_decisions
   FOR EACH STATEMENT EXECUTE FUNCTION runbook_append_only();
-CREATE FUNCTION runbook_approvals_decided() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- With the request it answered, as it stood when decided (its step and nonce). Run as the
+-- tables' owner: operators need not (and should not) insert decisions themselves; the
+-- stamp is still the session's login, which SECURITY DEFINER does not change.
+CREATE FUNCTION runbook_approvals_decided() RETURNS trigger LANGUAGE plpgsql
+  SECURITY DEFINER AS $fn$
 BEGIN
   IF NEW.decision IS NOT NULL
      AND (TG_OP = 'INSERT' OR NEW.decision IS DISTINCT FROM OLD.decision) THEN
-    INSERT INTO runbook_decisions (run_id, decision) VALUES (NEW.run_id, NEW.decision);
+    INSERT INTO runbook_decisions (run_id, decision, request)
+      VALUES (NEW.run_id, NEW.decision, NEW.request);
   END IF;
   RETURN NULL;
 END
@@ -417,6 +422,13 @@ impl Postgres {
         };
         match got {
             Ok(Ok(v)) => Ok(v),
+            // Not the database being down: this login may not do it, and waiting will not help.
+            Ok(Err(e)) if e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+                Err(Error::State {
+                    message: format!("the state database {}: {what}: {}", self.shown, db_text(&e)),
+                    help: "this database login lacks a right on runbook's tables: the tables' owner grants it (docs/team.md, \"Identities\", lists what operators and auditors need)".into(),
+                })
+            }
             Ok(Err(e)) => Err(state_error(&self.shown, what, db_text(&e))),
             Err(e) => Err(self.no_answer(what, e)),
         }
@@ -1055,13 +1067,22 @@ impl ApprovalStore for Postgres {
             .map(|n| n == 1)
         })
     }
-    fn decisions(&self, run_id: &str) -> Result<Option<Vec<super::Stamp>>> {
+    fn decisions(&self, run_id: &str) -> Result<Option<Vec<super::Decided>>> {
         let run_id = run_id.to_string();
         self.call("cannot read the decisions", move |c| {
-            stamped(c.query(
-                "SELECT decision, login FROM runbook_decisions WHERE run_id = $1 ORDER BY seq",
+            c.query(
+                "SELECT decision, request, login FROM runbook_decisions WHERE run_id = $1 ORDER BY seq",
                 &[&run_id],
-            )?)
+            )?
+            .iter()
+            .map(|r| {
+                Ok(super::Decided {
+                    decision: r.try_get(0)?,
+                    request: r.try_get(1)?,
+                    login: r.try_get(2)?,
+                })
+            })
+            .collect()
         })
         .map(Some)
     }

@@ -176,7 +176,9 @@ impl<'a> Approval<'a> {
                 .unwrap_or(Value::Null);
             d.login.as_deref().is_some_and(|l| names(Some(role), l))
                 && decision["verdict"].as_str() == Some(status)
-                && decision["nonce"].as_str() == Some(nonce)
+                && decision["nonce"]
+                    .as_str()
+                    .is_some_and(|n| same_nonce(nonce, n))
                 && request["step"].as_str() == Some(step)
         };
         let Some(d) = decisions.iter().find(matches) else {
@@ -194,6 +196,37 @@ impl<'a> Approval<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether the nonce a journal line gives is the decision's: the same, or the same with
+/// parts masked (a secret's value that happened to appear in the random nonce is masked
+/// in the journal, not in the decision): each `secret(…tail)` stands for at least four
+/// characters ending in `tail`.
+fn same_nonce(journalled: &str, decided: &str) -> bool {
+    const MASK: &str = "secret(…";
+    let Some(at) = journalled.find(MASK) else {
+        return journalled == decided;
+    };
+    let Some(close) = journalled[at..].find(')') else {
+        return false;
+    };
+    let (before, tail, after) = (
+        &journalled[..at],
+        &journalled[at + MASK.len()..at + close],
+        &journalled[at + close + 1..],
+    );
+    let Some(rest) = decided.strip_prefix(before) else {
+        return false;
+    };
+    // Every split of the rest: the masked part (at least four characters, ending in the
+    // tail), then what follows it.
+    rest.char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(rest.len()))
+        .any(|end| {
+            let hidden = &rest[..end];
+            hidden.chars().count() >= 4 && hidden.ends_with(tail) && same_nonce(after, &rest[end..])
+        })
 }
 
 /// A row without a stamp after a stamped one: the trigger that stamps was off.
@@ -493,6 +526,27 @@ mod tests {
             None,
         );
         assert_eq!(journal(&[row(STARTED_A, None), old], &[]), Ok(()));
+    }
+
+    #[test]
+    fn a_nonce_with_a_masked_part_is_the_decisions_nonce() {
+        let nonce = "0f3a9c1d2e4b5a6978c0d1e2f3a4b5c6";
+        assert!(same_nonce(nonce, nonce));
+        assert!(!same_nonce(nonce, "0f3a9c1d2e4b5a6978c0d1e2f3a4b5c7"));
+        // "9c1d2e" was a secret's value: masked to its last two characters.
+        let masked = format!(
+            "0f3a{}4b5a6978c0d1e2f3a4b5c6",
+            runbook_secret::mask("9c1d2e")
+        );
+        assert!(same_nonce(&masked, nonce));
+        assert!(!same_nonce(&masked, "0f3a9c1d2e4b5a6978c0d1e2f3a4b5c7"));
+        assert!(!same_nonce(&masked, "ffff9c1d2e4b5a6978c0d1e2f3a4b5c6"));
+        let two = format!(
+            "{}2e4b5a6978c0d1e2{}",
+            runbook_secret::mask("0f3a9c1d"),
+            runbook_secret::mask("f3a4b5c6")
+        );
+        assert!(same_nonce(&two, nonce));
     }
 
     #[test]

@@ -282,17 +282,7 @@ step("send", "Send and keep the echo", |ctx| {
     ctx.answer = r.body;
 }).no_undo("a read");
 "#;
-    let out = Test::in_dir(dir.path())
-        .file("launder.rhai", runbook)
-        .envs(&sandbox.env)
-        .args(&[
-            "exec",
-            "launder.rhai",
-            "--yes",
-            "--param",
-            &format!("url={url}"),
-        ])
-        .run();
+    let out = launder(dir.path(), &sandbox.env, runbook, &url);
     out.assert_absent(opaque);
     out.exit(Exit::Ok).stdout_has("echo: ");
 }
@@ -322,9 +312,25 @@ step("header", "In a header", |ctx| {
     ctx.header = r.json.key;
 }).no_undo("a read");
 "#;
-    let out = Test::in_dir(dir.path())
+    let out = launder(dir.path(), &sandbox.env, runbook, &url);
+    out.assert_absent(opaque);
+    out.exit(Exit::Ok)
+        .stdout_has("bearer echo: secret(")
+        .stdout_has("header echo: secret(");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// `runbook` (a script sending the sandbox's opaque LAUNCH_CODE to the echo server at `url`)
+/// run in `dir` against the sandbox whose settings are `env`.
+fn launder(
+    dir: &std::path::Path,
+    env: &std::collections::HashMap<String, String>,
+    runbook: &str,
+    url: &str,
+) -> crate::support::Output {
+    Test::in_dir(dir)
         .file("launder.rhai", runbook)
-        .envs(&sandbox.env)
+        .envs(env)
         .args(&[
             "exec",
             "launder.rhai",
@@ -332,12 +338,7 @@ step("header", "In a header", |ctx| {
             "--param",
             &format!("url={url}"),
         ])
-        .run();
-    out.assert_absent(opaque);
-    out.exit(Exit::Ok)
-        .stdout_has("bearer echo: secret(")
-        .stdout_has("header echo: secret(");
-    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+        .run()
 }
 
 /// A loopback server that answers each request with what it received: the request line's

@@ -806,6 +806,25 @@ fn chained_after(fields: &Value, prev: &str) -> String {
     fields.to_string()
 }
 
+/// Alice's login (acting as the tables' owner, as `Database::login` makes it) with a state
+/// dir of her own under `dir` and the shipped runbooks: her URL, and her commands. Her
+/// rotation has been rehearsed, and the store verifies, its rows stamped with her login.
+fn alice_rotated<'a>(db: &Database, dir: &'a Path) -> (String, impl Fn(&[&str]) -> Output + 'a) {
+    let alice = db.login("alice");
+    let url = alice.clone();
+    let as_alice = move |args: &[&str]| {
+        Test::in_dir(dir)
+            .env("RUNBOOK_STATE_DIR", &dir.join("a").to_string_lossy())
+            .env("RUNBOOK_STATE_URL", &url)
+            .args(args)
+            .shipped_runbooks()
+            .run()
+    };
+    as_alice(&["exec", "postmark", "--sandbox", "--yes", "--actor", "alice"]).exit(Exit::Ok);
+    as_alice(&["audit", "verify"]).exit(Exit::Ok);
+    (alice, as_alice)
+}
+
 /// An operator's login appends rows that chain, in another login's name: a `run_finished`
 /// after a colleague's run, and an audit entry naming that colleague's login. The chain
 /// holds; the login the server stamped on each row does not match the one it names, so
@@ -817,18 +836,7 @@ fn rows_written_in_another_logins_name_break_both_verifies() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let alice = db.login("alice");
-    let as_alice = |args: &[&str]| {
-        Test::in_dir(dir.path())
-            .env("RUNBOOK_STATE_DIR", &dir.path().join("a").to_string_lossy())
-            .env("RUNBOOK_STATE_URL", &alice)
-            .args(args)
-            .shipped_runbooks()
-            .run()
-    };
-    as_alice(&["exec", "postmark", "--sandbox", "--yes", "--actor", "alice"]).exit(Exit::Ok);
-    // An honest run verifies, its rows stamped with the login that wrote them.
-    as_alice(&["audit", "verify"]).exit(Exit::Ok);
+    let (_, as_alice) = alice_rotated(&db, dir.path());
     let mut c = db.client();
     let run_id: String = c
         .query_one("SELECT min(run_id) FROM runbook_journal", &[])
@@ -982,17 +990,7 @@ fn an_approval_the_database_never_recorded_breaks_audit_verify() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let alice = db.login("alice");
-    let as_alice = |args: &[&str]| {
-        Test::in_dir(dir.path())
-            .env("RUNBOOK_STATE_DIR", &dir.path().join("a").to_string_lossy())
-            .env("RUNBOOK_STATE_URL", &alice)
-            .args(args)
-            .shipped_runbooks()
-            .run()
-    };
-    as_alice(&["exec", "postmark", "--sandbox", "--yes", "--actor", "alice"]).exit(Exit::Ok);
-    as_alice(&["audit", "verify"]).exit(Exit::Ok);
+    let (alice, as_alice) = alice_rotated(&db, dir.path());
     let carol = db.operator("carol");
     let mut c = postgres::Client::connect(&carol, postgres::NoTls).unwrap();
     let carol_login: String = c

@@ -195,6 +195,50 @@ step("last", "Last", |ctx| { print("last ran"); });
     assert_eq!(runs[0]["settled"], "succeeded", "{runs:#}");
 }
 
+/// A step undone by hand in the REPL (`:undo`) leaves the run to go forward too: the REPL
+/// is not a rollback that died between two undos (a1738db), and resume sets the step again.
+#[test]
+fn a_step_undone_in_the_repl_is_set_again_by_resume() {
+    let rig = Rig::new();
+    rig.file(
+        "two.rhai",
+        r#"
+runbook(#{ id: "two", title: "Two marks" });
+step("first", "First", |ctx| {
+    heroku::set_config("raxx-api-prod", #{ FIRST_MARK: "on" });
+}).undo(|ctx| { heroku::set_config("raxx-api-prod", #{ FIRST_MARK: () }); });
+step("second", "Second", |ctx| {
+    heroku::set_config("raxx-api-prod", #{ SECOND_MARK: "on" });
+}).undo(|ctx| { heroku::set_config("raxx-api-prod", #{ SECOND_MARK: () }); });
+step("last", "Last", |ctx| { print("last ran"); });
+"#,
+    );
+    let mark =
+        |name: &str| rig.state()["heroku"]["apps"]["raxx-api-prod"]["config_vars"][name].clone();
+    rig.crash("two.rhai", "after:second");
+    assert_eq!(mark("SECOND_MARK"), "on");
+    let attached = rig.runbook_stdin(
+        &["repl", "--attach", &rig.run_id(), "--yes"],
+        &[],
+        ":undo second\n",
+    );
+    attached.exit(Exit::Ok);
+    assert_eq!(
+        mark("SECOND_MARK"),
+        serde_json::Value::Null,
+        "undone in the REPL"
+    );
+    let resumed = rig.resume(&[]);
+    resumed.exit(Exit::Ok).stdout_has("last ran");
+    assert!(
+        !resumed.stderr.contains("rollback stopped part way"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(mark("SECOND_MARK"), "on", "set again going forward");
+    assert_eq!(mark("FIRST_MARK"), "on");
+}
+
 #[test]
 fn rollback_after_the_revocation_stops_and_says_why() {
     let rig = Rig::new();

@@ -1044,6 +1044,60 @@ fn an_approval_the_database_never_recorded_breaks_audit_verify() {
         ));
 }
 
+/// An audit append whose COMMIT landed but whose answer was lost (a proxy reset, a
+/// failover): the run keeps the entry and tries it again before its next write; the retry
+/// finds it in the chain and does not append it twice. Before, the entry was there twice.
+#[test]
+fn an_audit_entry_whose_answer_was_lost_is_in_the_chain_once() {
+    let Some(db) = Database::fresh("an_audit_entry_whose_answer_was_lost") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = |args: &[&str], lose: Option<&str>| {
+        let mut test = on(dir.path(), "laptop-a", &db, args).shipped_runbooks();
+        if let Some(n) = lose {
+            test = test.env("RUNBOOK_LOSE_AUDIT_ANSWER", n);
+        }
+        test.run()
+    };
+    let actions = |run_id: &str| -> Vec<String> {
+        let mut c = db.client();
+        c.query("SELECT line FROM runbook_audit ORDER BY seq", &[])
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.get::<_, String>(0)).unwrap())
+            .filter(|e| e["run_id"] == run_id)
+            .map(|e| format!("{} {}", e["step"], e["action"]))
+            .collect()
+    };
+    let rotate = ["exec", "postmark", "--sandbox", "--yes"];
+    let plain = t(&rotate, None);
+    plain.exit(Exit::Ok);
+    let lost = t(&rotate, Some("3"));
+    lost.exit(Exit::Ok)
+        .stderr_has("the answer was lost (RUNBOOK_LOSE_AUDIT_ANSWER, a test hook)");
+    let runs: Vec<String> = t(&["runs", "--json"], None)
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    // Newest first: the run that lost an answer, then the plain one.
+    assert_eq!(actions(&runs[0]), actions(&runs[1]));
+    let head = lost
+        .stdout
+        .split("Audit head: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    t(&["audit", "verify", "--head", &head], None).exit(Exit::Ok);
+}
+
 #[test]
 fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
     let dir = tempfile::tempdir().unwrap();

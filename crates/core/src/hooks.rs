@@ -153,3 +153,25 @@ pub(crate) fn panic_sending_to(target: &str) {
         panic!("test hook: the task sending to {target} panicked");
     }
 }
+
+/// `RUNBOOK_LOSE_AUDIT_ANSWER=N`: the Nth audit append to the database commits, and its
+/// answer is then taken as lost (a proxy reset, a failover): the run sees an error, as it
+/// would. A test seam, as `crash_point`.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn audit_answer_lost() -> bool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static APPENDS: AtomicUsize = AtomicUsize::new(0);
+    let Some(n) = std::env::var("RUNBOOK_LOSE_AUDIT_ANSWER")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    APPENDS.fetch_add(1, Ordering::SeqCst) + 1 == n
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn audit_answer_lost() -> bool {
+    false
+}

@@ -668,7 +668,7 @@ impl AuditStore for Files {
         &self,
         make: &mut dyn FnMut(&str) -> Result<String>,
         durable: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         #[cfg(test)]
         self.traced(format!(
             "audit {}",
@@ -680,6 +680,7 @@ impl AuditStore for Files {
             let line = make(&prev)?;
             append_line(file, len, &line).map_err(write_err(&path))
         })
+        .map(|()| None)
     }
     fn audit_sync(&self) -> Result<()> {
         #[cfg(test)]

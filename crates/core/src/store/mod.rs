@@ -173,11 +173,15 @@ pub trait AuditStore {
     /// Appends one audit entry, serialised against every other writer: `make` gets the hash
     /// of the last entry (or the genesis hash) and returns the line to append. `durable` as
     /// for `JournalStore::journal_append`.
+    ///
+    /// `Ok(Some(line))`: the entry is already in the chain as `line`, appended by an earlier
+    /// call that got no answer (its commit landed, its answer was lost) and that this one
+    /// retries (the same entry, but for its time and place): nothing more is appended.
     fn audit_append(
         &self,
         make: &mut dyn FnMut(&str) -> Result<String>,
         durable: bool,
-    ) -> Result<()>;
+    ) -> Result<Option<String>>;
     /// Makes every entry appended so far durable.
     fn audit_sync(&self) -> Result<()> {
         Ok(())

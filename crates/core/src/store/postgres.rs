@@ -231,6 +231,9 @@ pub struct Postgres {
     /// How many cancels were sent: a caller between two round trips of one job (the audit
     /// append) gives up when one was sent during the first.
     cancels: std::sync::atomic::AtomicU64,
+    /// An audit append whose answer did not come (its place and line): it may have landed,
+    /// and the next append, its retry as a rule, looks there before appending.
+    unanswered: std::sync::Mutex<Option<(i64, String)>>,
 }
 
 /// The line ($2) is not already the run's ($1) last: a line sent again after its INSERT
@@ -352,6 +355,7 @@ impl Postgres {
                 tls,
                 retire,
                 cancels: std::sync::atomic::AtomicU64::new(0),
+                unanswered: std::sync::Mutex::new(None),
             }),
             Ok(Err(e)) => Err(e),
             Err(NoAnswer::Interrupted) => Err(state_error(
@@ -843,39 +847,62 @@ impl AuditStore for Postgres {
         &self,
         make: &mut dyn FnMut(&str) -> Result<String>,
         _durable: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         // The whole transaction is one job: the client's thread takes the lock and reads the
         // chain's tail, hands the tail over, waits for the line, then appends and commits. No
         // other job (a heartbeat, a journal record) can land inside the transaction, and a
         // caller that gives up (an error, no answer) leaves it rolled back, never open.
         const WHAT: &str = "cannot append to the audit chain";
-        type Tail = std::result::Result<Option<(i64, String)>, postgres::Error>;
+        // An earlier append whose answer did not come: what is at its place now.
+        let unanswered = self
+            .unanswered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        type Tail = std::result::Result<(Option<(i64, String)>, Option<String>), postgres::Error>;
         let (tail_tx, tail_rx) = mpsc::channel::<Tail>();
-        let (line_tx, line_rx) = mpsc::channel::<(i64, String)>();
+        let (line_tx, line_rx) = mpsc::channel::<Option<(i64, String)>>();
         let (done_tx, done_rx) = mpsc::channel::<std::result::Result<(), postgres::Error>>();
+        let there = unanswered.as_ref().map(|(seq, _)| *seq);
         let job: Job = Box::new(move |c| {
-            // One round trip to lock and read the tail, one to append and commit: the lock
-            // is held for as little as the chain allows.
+            // One round trip to lock and read the tail (and the earlier append's place), one
+            // to append and commit: the lock is held for as little as the chain allows.
+            let earlier = there
+                .map(|seq| format!("; SELECT line FROM runbook_audit WHERE seq = {seq}"))
+                .unwrap_or_default();
             let got = c.simple_query(&format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({AUDIT_KEY}); \
-                 SELECT seq, line FROM runbook_audit ORDER BY seq DESC LIMIT 1"
+                 SELECT seq, line FROM runbook_audit ORDER BY seq DESC LIMIT 1{earlier}"
             ));
             let tail = got.map(|messages| {
-                messages.iter().find_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) if r.columns().len() == 2 => Some((
+                let rows: Vec<&postgres::SimpleQueryRow> = messages
+                    .iter()
+                    .filter_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(r) => Some(r),
+                        _ => None,
+                    })
+                    .collect();
+                let last = rows.iter().find(|r| r.columns().len() == 2).map(|r| {
+                    (
                         r.get(0).and_then(|s| s.parse().ok()).unwrap_or(0),
                         r.get(1).unwrap_or_default().to_string(),
-                    )),
-                    _ => None,
-                })
+                    )
+                });
+                let at = rows
+                    .iter()
+                    .find(|r| r.columns().len() == 1 && r.columns()[0].name() == "line")
+                    .and_then(|r| r.get(0).map(str::to_string));
+                (last, at)
             });
             let failed = tail.is_err();
             if tail_tx.send(tail).is_err() || failed {
                 let _ = c.batch_execute("ROLLBACK");
                 return;
             }
-            let Ok((seq, line)) = line_rx.recv_timeout(ANSWER_WITHIN) else {
+            let Ok(Some((seq, line))) = line_rx.recv_timeout(ANSWER_WITHIN) else {
+                // Nothing to append (the entry is in already), or the caller gave up.
                 let _ = c.batch_execute("ROLLBACK");
+                let _ = done_tx.send(Ok(()));
                 return;
             };
             // An escape-string literal (backslashes and quotes doubled: the same bytes
@@ -896,7 +923,7 @@ impl AuditStore for Postgres {
             .send(job)
             .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
         let cancels = self.cancels.load(std::sync::atomic::Ordering::SeqCst);
-        let tail = self.answered(WHAT, &tail_rx)?;
+        let (tail, at) = self.answered(WHAT, &tail_rx)?;
         if self.cancels.load(std::sync::atomic::Ordering::SeqCst) != cancels {
             // The tail came before a cancel sent meanwhile, which may yet land on the
             // append: given up (dropping `line_tx` rolls the transaction back).
@@ -918,10 +945,32 @@ impl AuditStore for Postgres {
         };
         // Dropping `line_tx` on an error here rolls the transaction back.
         let line = make(&prev)?;
+        // The earlier append landed, and this is it again: it is not appended twice.
+        if let (Some((_, earlier)), Some(at)) = (&unanswered, &at) {
+            if earlier == at && same_entry(earlier, &line) {
+                let _ = line_tx.send(None);
+                self.answered(WHAT, &done_rx)?;
+                return Ok(Some(earlier.clone()));
+            }
+        }
         line_tx
-            .send((seq, line))
+            .send(Some((seq, line.clone())))
             .map_err(|_| state_error(&self.shown, WHAT, "its client has stopped"))?;
-        self.answered(WHAT, &done_rx)
+        let done =
+            self.answered(WHAT, &done_rx)
+                .and_then(|()| match crate::hooks::audit_answer_lost() {
+                    true => Err(state_error(
+                        &self.shown,
+                        WHAT,
+                        "the answer was lost (RUNBOOK_LOSE_AUDIT_ANSWER, a test hook)",
+                    )),
+                    false => Ok(()),
+                });
+        if done.is_err() {
+            // Its COMMIT may have landed: the next append looks before it appends.
+            *self.unanswered.lock().unwrap_or_else(|e| e.into_inner()) = Some((seq, line));
+        }
+        done.map(|()| None)
     }
     fn audit_lines(&self) -> Result<Vec<String>> {
         self.call("cannot read the audit chain", |c| {
@@ -1086,6 +1135,21 @@ impl ApprovalStore for Postgres {
         })
         .map(Some)
     }
+}
+
+/// Whether two audit lines hold the same entry but for when and where it was written: its
+/// time, the hashes that place it in the chain, and the journal line it followed (a retry
+/// comes after the run recorded more).
+fn same_entry(a: &str, b: &str) -> bool {
+    let content = |line: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(line).ok()?;
+        let fields = v.as_object_mut()?;
+        for volatile in ["time", "prev_hash", "hash", "journal"] {
+            fields.remove(volatile);
+        }
+        Some(v)
+    };
+    matches!((content(a), content(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// Rows of (text, login) as stamps.

@@ -291,11 +291,7 @@ fn verify(
     let recorded = recorded_head(args)?;
     // The log is read once: its chain, its entries' links into the journals, its hashes,
     // and on the database the login stamped on each row.
-    let stamped = store.audit_stamped()?;
-    let lines = match &stamped {
-        Some(rows) => rows.iter().map(|r| r.text.clone()).collect(),
-        None => log.lines()?,
-    };
+    let (lines, stamped) = log.lines_stamped()?;
     let (count, head) = match runbook_core::audit::verify_lines(&lines) {
         Verdict::Intact { entries, head } => (entries, head),
         broken => return report(broken, &log.location()),

@@ -339,10 +339,11 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
     let label = Mode::label(start.target, start.effect, start.entry).as_str();
     let actors = actors_of(&ledger);
     let (steps, writes, approvals) = history(&ledger, &checks_of);
-    let log = AuditLog::new(store);
-    let entries: Vec<runbook_core::audit::AuditEntry> = log
-        .entries()?
-        .into_iter()
+    // The audit log, read once: this run's entries, the whole chain's verdict, the stamps.
+    let (lines, audit_rows) = AuditLog::new(store).lines_stamped()?;
+    let entries: Vec<runbook_core::audit::AuditEntry> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<runbook_core::audit::AuditEntry>(l).ok())
         .filter(|a| a.event.run_id == run_id)
         .collect();
     let stamped = store.journal_stamped(run_id)?;
@@ -363,8 +364,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .collect();
     // On the database, its rows and its audit entries were written by the logins they
     // name (the server stamps each row).
-    let audit_forged = store
-        .audit_stamped()?
+    let audit_forged = audit_rows
         .map(|rows| ledger::stamps::audit(&rows, &|run| ledger::chain::began_unstamped(store, run)))
         .unwrap_or_default()
         .into_iter()
@@ -379,7 +379,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
     let journal_problem = checked
         .and_then(|()| audit_forged.map_or(Ok(()), |f| Err(f.reason)))
         .err();
-    let chain = match log.verify()? {
+    let chain = match runbook_core::audit::verify_lines(&lines) {
         Verdict::Intact { entries, head } => Chain {
             intact: true,
             entries: Some(entries),

@@ -81,15 +81,20 @@ pub(crate) fn pause_point(_point: &str) {}
 /// test chooses.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn write_refused() -> bool {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static WRITES: AtomicUsize = AtomicUsize::new(0);
-    let Some(at) = std::env::var("RUNBOOK_REFUSE_WRITE_AT")
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    nth("RUNBOOK_REFUSE_WRITE_AT", &WRITES)
+}
+
+/// Whether this call, counted on `calls`, is the Nth that the variable `var` names.
+#[cfg(feature = "test-hooks")]
+fn nth(var: &str, calls: &std::sync::atomic::AtomicUsize) -> bool {
+    let Some(n) = std::env::var(var)
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
     else {
         return false;
     };
-    WRITES.fetch_add(1, Ordering::SeqCst) + 1 == at
+    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n
 }
 
 #[cfg(not(feature = "test-hooks"))]
@@ -159,15 +164,8 @@ pub(crate) fn panic_sending_to(target: &str) {
 /// would. A test seam, as `crash_point`.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn audit_answer_lost() -> bool {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static APPENDS: AtomicUsize = AtomicUsize::new(0);
-    let Some(n) = std::env::var("RUNBOOK_LOSE_AUDIT_ANSWER")
-        .ok()
-        .and_then(|n| n.parse::<usize>().ok())
-    else {
-        return false;
-    };
-    APPENDS.fetch_add(1, Ordering::SeqCst) + 1 == n
+    static APPENDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    nth("RUNBOOK_LOSE_AUDIT_ANSWER", &APPENDS)
 }
 
 #[cfg(not(feature = "test-hooks"))]

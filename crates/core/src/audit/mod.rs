@@ -436,6 +436,15 @@ impl AuditLog {
     pub fn lines(&self) -> Result<Vec<String>> {
         self.store.audit_lines()
     }
+
+    /// Every line as stored, read once, with the login stamped on each on a store that
+    /// stamps them (`None` on files).
+    pub fn lines_stamped(&self) -> Result<(Vec<String>, Option<Vec<crate::store::Stamp>>)> {
+        match self.store.audit_stamped()? {
+            Some(rows) => Ok((rows.iter().map(|r| r.text.clone()).collect(), Some(rows))),
+            None => Ok((self.store.audit_lines()?, None)),
+        }
+    }
 }
 
 /// What `audit verify` found.

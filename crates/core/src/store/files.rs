@@ -1393,6 +1393,26 @@ mod tests {
         }
     }
 
+    /// A slot a thread has taken but not yet written through (no lines to sync yet) stays
+    /// in the map when the map is full: let go, the thread's line would land through a
+    /// descriptor no later sync of that journal reaches, and the sync would say it held.
+    #[test]
+    fn a_slot_in_a_threads_hands_is_kept_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = files(dir.path());
+        store.journal_append("busy", "{}", true).unwrap();
+        let path = dir.path().join("runs/busy.jsonl");
+        let taken = store.slot(&path);
+        for i in 0..=super::MAX_HELD {
+            store
+                .journal_append(&format!("after-{i}"), "{}", true)
+                .unwrap();
+        }
+        let held = store.held.lock().unwrap();
+        let kept = held.get(&path).expect("the slot in use was let go");
+        assert!(std::sync::Arc::ptr_eq(kept, &taken));
+    }
+
     /// Threads appending to many journals at once, past the limit, while slots are let go:
     /// a slot in a thread's hands or with lines to sync is never closed under it, so every
     /// journal ends with each of its lines once, in order, and every sync is kept.

@@ -448,6 +448,40 @@ fn a_crash_right_after_create_is_resumed_or_rolled_back_by_the_key_id() {
     assert_everywhere(&state, CURRENT_ID, CURRENT_SECRET, "after rollback");
 }
 
+/// Killed inside create once a first key's id was staged, then killed again once the
+/// resumed create had staged another: the first staging is this run's own, replaced by its
+/// later write, not a change by someone else. The next resume goes on; a rollback deletes
+/// what the run staged last.
+#[test]
+fn a_target_this_run_wrote_again_is_not_changed_since_this_run() {
+    for then in ["resume", "rollback"] {
+        let rig = Rig::with_scenario(&iam_scenario());
+        rig.crash("aws-iam-access-key", "inside:create#2");
+        let again = rig.runbook(
+            &["resume", &rig.run_id(), "--yes"],
+            &[("RUNBOOK_CRASH_AT", "after:create")],
+        );
+        assert_eq!(again.code, -9, "{}", again.stderr);
+        let out = rig.runbook(&[then, &rig.run_id(), "--yes"], &[]);
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert_eq!(out.code, 0, "{then}: {text}");
+        assert!(!text.contains("changed since this run"), "{then}: {text}");
+        let state = rig.state();
+        let keys = user_keys(&state);
+        assert_eq!(keys.len(), 1, "{then}: {keys:?}");
+        if then == "resume" {
+            assert!(keys[0].0 != CURRENT_ID);
+            assert_everywhere(&state, &keys[0].0, &keys[0].1, "after resume");
+        } else {
+            assert_eq!(keys[0].0, CURRENT_ID);
+            assert_everywhere(&state, CURRENT_ID, CURRENT_SECRET, "after rollback");
+        }
+        for name in ["AWS_ACCESS_KEY_ID_PENDING", "AWS_SECRET_ACCESS_KEY_PENDING"] {
+            assert!(!in_infisical(&state, name), "{then}: {name} is left staged");
+        }
+    }
+}
+
 /// Killed after both halves were staged: resume takes the staged key (no second create).
 #[test]
 fn a_crash_after_staging_resumes_with_the_staged_key() {

@@ -1461,11 +1461,16 @@ fn a_change_request_filed_by_an_undo_is_not_forgotten() {
         .stderr_has("runbook::vendor::pending_approval");
     assert_eq!(requests(&rig).len(), 2, "the undo filed one request");
     let undo_request = requests(&rig)[1]["slug"].as_str().unwrap().to_string();
-    // Run again, it waits on that request: no third one.
+    // Run again, it waits on that request: no third one. An undo that cannot pass names the
+    // way out of the loop between rollback and resume.
+    let run_id = rig.run_id();
     rig.rollback(&[])
         .exit(Exit::StepFailed)
         .stderr_has(&format!(
             "this run's rollback filed change request {undo_request}, still open"
+        ))
+        .stderr_has(&format!(
+            "If it cannot be fixed, end the run with `runbook abandon {run_id} --reason TEXT`"
         ))
         .stdout_has(&format!(
             "change request {undo_request} from an earlier attempt is still open"
@@ -1476,9 +1481,12 @@ fn a_change_request_filed_by_an_undo_is_not_forgotten() {
         "no second request for the same restore"
     );
     // Going forward over the half-undone run is refused (the restore is still filed).
-    rig.resume(&[]).exit(Exit::StepFailed).stderr_has(
-        "✗ not resumed: this run's rollback stopped part way (the undo of store failed",
-    );
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: this run's rollback stopped part way (the undo of store failed")
+        .stderr_has(&format!(
+            "if its undo cannot pass, end the run with `runbook abandon {run_id} --reason TEXT`"
+        ));
     // Abandoned, the run names it first.
     rig.runbook(
         &["abandon", &rig.run_id(), "--reason", "approver away"],

@@ -184,6 +184,35 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
         .stdout_has("refresh: heroku::set_config on raxx-api-staging: changed since this run");
 }
 
+/// Killed once generate had staged the new token; then someone staged a value of their own
+/// under the same name. The rollback reads it changed and leaves it alone: generate's undo,
+/// a delete (not the set the run wrote), does not remove it.
+#[test]
+fn an_undo_that_deletes_leaves_alone_a_value_changed_since_the_run() {
+    const THEIRS: &str = "someone-elses-staged-token-0000000001";
+    let rig = Rig::new();
+    rig.crash("postmark", "after:generate");
+    assert_eq!(
+        rig.sandbox
+            .set_infisical_secret("POSTMARK_SERVER_TOKEN_PENDING", THEIRS),
+        200
+    );
+    // The token the run generated is no longer staged to be read back: the operator gives it.
+    rig.file("answers.toml", &new_token_answer(&rig.state()));
+    let out = rig.rollback(&["--answers", "answers.toml"]);
+    out.exit(Exit::Ok).stderr_has(
+        "≠ infisical::set_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/: changed since this run",
+    );
+    assert!(in_infisical(&rig.state(), "POSTMARK_SERVER_TOKEN_PENDING"));
+    assert_eq!(
+        secret_value(&rig.state(), "POSTMARK_SERVER_TOKEN_PENDING"),
+        THEIRS,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(rig.runs()[0]["settled"], "partly rolled back");
+}
+
 /// A Postmark rotation stopped by `fault` (--no-rollback): its lock released, its changes
 /// in place.
 fn stopped_by(fault: &str) -> (Rig, String) {

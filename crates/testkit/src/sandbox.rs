@@ -99,6 +99,30 @@ impl SandboxProcess {
         status
     }
 
+    /// Sets the Infisical secret `name` in prod at `/` to `value`, as someone would by hand
+    /// (another rotation of theirs), through the API with the sandbox's token. Returns the
+    /// status.
+    pub fn set_infisical_secret(&self, name: &str, value: &str) -> u16 {
+        let auth = format!("Bearer {}", self.env["INFISICAL_TOKEN"]);
+        let body = serde_json::json!({
+            "projectId": self.env["INFISICAL_PROJECT_ID"],
+            "environment": "prod",
+            "secretPath": "/",
+            "secretValue": value,
+        });
+        let (status, _) = http(
+            &self.env["INFISICAL_DOMAIN"],
+            "PATCH",
+            &format!("/api/v4/secrets/{name}"),
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            &body.to_string(),
+        );
+        status
+    }
+
     /// Merges (`merge: true`) or closes an Infisical change request, as an approver would
     /// in the dashboard. Returns the control route's status.
     pub fn decide_change_request(&self, id: &str, merge: bool) -> u16 {

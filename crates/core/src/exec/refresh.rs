@@ -169,9 +169,12 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
     let mut found: Vec<Refreshed> = Vec::new();
     // Targets whose writes read differently: the verdict overrules a line already shown.
     let mut mixed: Vec<bool> = Vec::new();
+    let writes = run.ledger().read(Vec::new(), |l| l.writes.clone());
     for step in steps {
-        for w in run.ledger().writes_of(step) {
-            if !w.outcome.may_have_applied() {
+        for (i, w) in writes.iter().enumerate().filter(|(_, w)| w.step == *step) {
+            // What a later write of this run replaced is the run's own past: the later
+            // write is the one read back (a step retried after a crash staged anew).
+            if !w.outcome.may_have_applied() || superseded(w, &writes[i + 1..]) {
                 continue;
             }
             if !header {
@@ -179,7 +182,7 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
                     .progress("  What the run's targets hold now, read at the vendors:");
                 header = true;
             }
-            let Some((holds, now)) = read_back(session, &w) else {
+            let Some((holds, now)) = read_back(session, w) else {
                 continue;
             };
             let now = now.filter(|_| holds == Holds::Changed);
@@ -305,15 +308,9 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
 fn restored_by_this_run(session: &Session, w: &crate::ledger::Write) -> bool {
     let run = session.run();
     let mine = w.detail["vars"].as_object();
-    let covers = |u: &crate::ledger::Write| match (mine, u.detail["vars"].as_object()) {
-        (Some(mine), Some(theirs)) => mine.keys().all(|k| theirs.contains_key(k)),
-        // Not a per-var write (an Infisical secret): the target names all of it.
-        (None, _) => true,
-        (Some(_), None) => false,
-    };
     let Some(mut undo) = run.ledger().read(None, |l| {
         l.undo_writes_to(&w.function, &w.target)
-            .find(|u| covers(u))
+            .find(|u| covers(u, w))
             .cloned()
     }) else {
         return false;
@@ -322,6 +319,27 @@ fn restored_by_this_run(session: &Session, w: &crate::ledger::Write) -> bool {
         theirs.retain(|k, _| mine.contains_key(k));
     }
     crate::host::readback::holds(run, &undo).0 == Holds::AsWritten
+}
+
+/// Whether `u` sets everything `w` set: every var of an app's config `w` set, or, for a
+/// write that is not per var (an Infisical secret), the same target, which names all of it.
+fn covers(u: &crate::ledger::Write, w: &crate::ledger::Write) -> bool {
+    match (w.detail["vars"].as_object(), u.detail["vars"].as_object()) {
+        (Some(mine), Some(theirs)) => mine.keys().all(|k| theirs.contains_key(k)),
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+/// Whether a write of this run after `w`, to the same target, took effect and set all `w`
+/// set.
+fn superseded(w: &crate::ledger::Write, later: &[crate::ledger::Write]) -> bool {
+    later.iter().any(|u| {
+        u.function == w.function
+            && u.target == w.target
+            && u.outcome == WriteOutcome::Applied
+            && covers(u, w)
+    })
 }
 
 /// The targets this run's own rollback put back before it stopped, as one line.

@@ -345,7 +345,7 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
             [
                 format!("✗ not resumed: this run's rollback stopped part way ({half})"),
                 format!(
-                    "  Finish it with `runbook rollback {id}` (it goes on from what it put back)."
+                    "  Finish it with `runbook rollback {id}` (it goes on from what it put back); if its undo cannot pass, end the run with `runbook abandon {id} --reason TEXT` and put back by hand what it could not."
                 ),
             ],
         ));

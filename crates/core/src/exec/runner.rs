@@ -947,6 +947,14 @@ impl<'a> Runner<'a> {
                 self.say.warning(format!(
                     "  Rollback stopped here: the steps before it are still applied. Fix the cause, then {again}."
                 ));
+                // An undo that can never pass (its target is gone) would send the operator
+                // between rollback and resume, which refuses a half-undone run, for ever.
+                if !self.rehearsal_in_process() {
+                    self.say.warning(format!(
+                        "  If it cannot be fixed, end the run with `runbook abandon {} --reason TEXT` and put back by hand what this undo could not.",
+                        self.session.run_id()
+                    ));
+                }
                 Some(RunStatus::Failed)
             }
             // Stopped mid-undo: part of it may be done (an app set back, its dynos not up

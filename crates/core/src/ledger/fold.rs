@@ -646,11 +646,14 @@ impl Ledger {
         }
     }
 
-    /// Whether a rollback's refresh found `target` changed since this run wrote it there.
+    /// Whether a rollback's refresh found `target` changed since this run wrote it there:
+    /// by any of the vendor's functions, for an undo may reach the target with another (a
+    /// staging's undo deletes what the step set).
     pub fn left_alone(&self, function: &str, target: &str) -> bool {
+        let vendor = |f: &str| f.split_once("::").map_or("", |(v, _)| v).to_string();
         self.left_alone
             .iter()
-            .any(|r| r.function == function && r.target == target)
+            .any(|r| vendor(&r.function) == vendor(function) && r.target == target)
     }
 
     /// The change requests unfinished undos filed that are still open: each takes effect if

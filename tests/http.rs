@@ -209,6 +209,40 @@ step("read", "Read config vars raw", |ctx| {
     out.stdout_has("body: {").stdout_has("secret(…c001)");
 }
 
+/// A credential given to heroku::set_config as text (a runbook that forgot `secrets:` on
+/// the call that made it, or a value typed at the REPL) was kept in clear in the write's
+/// detail, and so in the journal and the audit log. It is kept by fingerprint; a plain
+/// setting beside it stays readable, and the app holds both.
+#[test]
+fn a_credential_set_on_heroku_as_text_is_recorded_by_fingerprint() {
+    let canary = "SG.textcanary-7f3a9c1e5b2d4068a1c3";
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = crate::support::SandboxProcess::start(dir.path());
+    let runbook = format!(
+        r#"
+runbook(#{{ id: "set-text", title: "Sets a credential given as text" }});
+step("set", "Set config vars", |ctx| {{
+    heroku::set_config("raxx-api-prod", #{{ SENDGRID_API_KEY: "{canary}", RELEASE_MODE: "on" }});
+}}).no_undo("a test");
+"#
+    );
+    let out = Test::in_dir(dir.path())
+        .file("set.rhai", &runbook)
+        .envs(&sandbox.env)
+        .args(&["exec", "set.rhai", "--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    out.assert_absent(canary);
+    assert!(
+        out.journal().contains(r#""RELEASE_MODE":"on""#),
+        "{}",
+        out.journal()
+    );
+    let vars = &sandbox.state()["heroku"]["apps"]["raxx-api-prod"]["config_vars"];
+    assert_eq!(vars["SENDGRID_API_KEY"], canary);
+    assert_eq!(vars["RELEASE_MODE"], "on");
+}
+
 /// A sandbox of the canary scenario whose apps also hold `LAUNCH_CODE = opaque`: a config
 /// var neither a setting nor a credential.
 fn with_launch_code(dir: &std::path::Path, opaque: &str) -> crate::support::SandboxProcess {

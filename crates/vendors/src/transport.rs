@@ -779,9 +779,14 @@ pub(crate) fn decode_json<T: DeserializeOwned>(
     resp: &RawResponse,
 ) -> Result<T, VendorError> {
     serde_json::from_slice(&resp.body).map_err(|e| {
+        // serde quotes the value it could not take (`invalid type: string "pm-…"`): a
+        // token in a field of the wrong shape, never registered, would be in the error.
         req.error(
             ErrorKind::InvalidResponse,
-            format!("the response body is not the JSON we expected: {e}"),
+            format!(
+                "the response body is not the JSON we expected: {}",
+                runbook_secret::without_values(&e.to_string())
+            ),
         )
         .with_status(resp.status)
     })
@@ -942,6 +947,29 @@ mod tests {
             assert_eq!(super::remaining_of(bad), None, "{bad}");
         }
     }
+    /// A vendor answer of the wrong shape is reported without the value serde could not
+    /// take: a token where a list was expected was quoted whole (cold review).
+    #[test]
+    fn an_answer_of_the_wrong_shape_is_reported_without_its_values() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Server {
+            #[serde(rename = "ApiTokens")]
+            api_tokens: Vec<String>,
+        }
+        let req = Request::new("postmark", Method::GET, "http://127.0.0.1:1/server");
+        let resp = RawResponse {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: br#"{"ApiTokens":"pm-canary-0001-abcdef"}"#.to_vec(),
+            attempts: 1,
+        };
+        let e = decode_json::<Server>(&req, &resp).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("pm-canary-0001"), "{text}");
+        assert!(text.contains("not the JSON we expected"), "{text}");
+    }
+
     /// Building the client reads no certificates (3–5 ms on the path of every run before):
     /// a run against simulators on loopback never reads them, and one that reaches a
     /// vendor over TLS reads them on a thread of their own (`prefetch_roots`).

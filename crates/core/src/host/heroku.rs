@@ -108,6 +108,18 @@ fn changes_from(vars: &Map) -> R<BTreeMap<String, Option<ConfigValue>>> {
     Ok(out)
 }
 
+/// How a var set from text is kept in the journal and the audit log: in clear when it is
+/// plainly a setting (a name like `*_REGION`, a word-like value), else by fingerprint, as a
+/// Secret is; a credential a runbook passed as text is never written down. A read back
+/// compares either form.
+fn recorded_text(name: &str, text: &str) -> String {
+    if runbook_secret::bulk_value_is_plain(name, text) {
+        text.to_string()
+    } else {
+        runbook_secret::fingerprint(text)
+    }
+}
+
 fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
     let apps = targets(&apps, "heroku::set_config apps")?;
     let changes = changes_from(&vars)?;
@@ -117,7 +129,7 @@ fn set_config(h: &RunContext, apps: Dynamic, vars: Map) -> R<Dynamic> {
         "vars": changes.iter().map(|(k, v)| (k.clone(), match v {
             None => serde_json::Value::Null,
             Some(ConfigValue::Secret(s)) => s.fingerprint().into(),
-            Some(ConfigValue::Plain(p)) => p.clone().into(),
+            Some(ConfigValue::Plain(p)) => recorded_text(k, p).into(),
         })).collect::<serde_json::Map<_, _>>(),
     });
     let target = format!("PATCH /apps/{{{}}}/config-vars", apps.join(","));

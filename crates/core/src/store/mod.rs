@@ -328,15 +328,18 @@ pub fn open(
 
 /// The URL without its password, for messages.
 pub fn redact_url(url: &str) -> String {
+    // libpq's keys that carry a secret: the password, and the client key's passphrase.
+    let secret_key =
+        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
     let Some((scheme, rest)) = url.split_once("://") else {
         if url.contains('=') {
-            // A key=value string: every key but the password.
+            // A key=value string: every key but the secret ones.
             return match libpq::pairs(url) {
                 Ok(pairs) => pairs
                     .iter()
-                    .map(|(k, v)| match k.as_str() {
-                        "password" => format!("{k}=***"),
-                        _ => format!("{k}={v}"),
+                    .map(|(k, v)| match secret_key(k) {
+                        true => format!("{k}=***"),
+                        false => format!("{k}={v}"),
                     })
                     .collect::<Vec<_>>()
                     .join(" "),
@@ -345,30 +348,36 @@ pub fn redact_url(url: &str) -> String {
         }
         return "(a URL that cannot be read)".to_string();
     };
-    let (rest, query) = match rest.split_once('?') {
+    let masked = |q: &str| {
+        q.split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if secret_key(k) => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let (head, query) = match rest.split_once('?') {
         Some((r, q)) => (r, Some(q)),
         None => (rest, None),
     };
     // The user info ends at the last `@`: a password may hold one unencoded.
-    let shown = match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}@{host}")
-        }
-        None => format!("{scheme}://{rest}"),
-    };
+    if let Some((userinfo, host)) = head.rsplit_once('@') {
+        let user = userinfo.split(':').next().unwrap_or("");
+        let shown = format!("{scheme}://{user}@{host}");
+        return match query {
+            None => shown,
+            Some(q) => format!("{shown}?{}", masked(q)),
+        };
+    }
+    // An `@` only after a `?`: a password holding an unencoded `?`, or a query value with
+    // an `@`. Nothing before the last `@` is shown.
+    if let Some((_, tail)) = rest.rsplit_once('@') {
+        return format!("{scheme}://…@{}", masked(tail));
+    }
     match query {
-        None => shown,
-        Some(q) => {
-            let params: Vec<String> = q
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => p.to_string(),
-                })
-                .collect();
-            format!("{shown}?{}", params.join("&"))
-        }
+        None => format!("{scheme}://{head}"),
+        Some(q) => format!("{scheme}://{head}?{}", masked(q)),
     }
 }
 
@@ -405,6 +414,26 @@ mod tests {
         assert_eq!(
             redact_url("host=db password='hunter2 with spaces' dbname=runbook"),
             "host=db password=*** dbname=runbook"
+        );
+        // A password holding an unencoded `?` (cold review: shown whole), and the client
+        // key's passphrase, in both forms.
+        for url in [
+            "postgres://ops:pa?ss@db/runbook",
+            "postgres://ops:pa?ss@db/runbook?sslmode=require&password=pa?ss",
+            "postgres://db/runbook?user=a@b&password=pa?ss",
+            "postgres://db/runbook?sslpassword=pa?ss",
+            "host=db sslpassword=pa?ss dbname=runbook",
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains("pa?ss"), "{url}: {shown}");
+        }
+        assert_eq!(
+            redact_url("postgres://ops:pa?ss@db/runbook"),
+            "postgres://…@db/runbook"
+        );
+        assert_eq!(
+            redact_url("postgres://db/runbook?sslmode=require"),
+            "postgres://db/runbook?sslmode=require"
         );
     }
 

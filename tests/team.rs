@@ -1053,10 +1053,10 @@ fn an_audit_entry_whose_answer_was_lost_is_in_the_chain_once() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let t = |args: &[&str], lose: Option<&str>| {
+    let t = |args: &[&str], hooks: &[(&str, &str)]| {
         let mut test = on(dir.path(), "laptop-a", &db, args).shipped_runbooks();
-        if let Some(n) = lose {
-            test = test.env("RUNBOOK_LOSE_AUDIT_ANSWER", n);
+        for (k, v) in hooks {
+            test = test.env(k, v);
         }
         test.run()
     };
@@ -1071,21 +1071,33 @@ fn an_audit_entry_whose_answer_was_lost_is_in_the_chain_once() {
             .collect()
     };
     let rotate = ["exec", "postmark", "--sandbox", "--yes"];
-    let plain = t(&rotate, None);
+    let plain = t(&rotate, &[]);
     plain.exit(Exit::Ok);
-    let lost = t(&rotate, Some("3"));
+    let lost = t(&rotate, &[("RUNBOOK_LOSE_AUDIT_ANSWER", "3")]);
     lost.exit(Exit::Ok)
         .stderr_has("the answer was lost (RUNBOOK_LOSE_AUDIT_ANSWER, a test hook)");
-    let runs: Vec<String> = t(&["runs", "--json"], None)
+    // The first try after the lost answer finds the server still gone (cold review: it
+    // forgot the lost append, and the next try appended it a second time).
+    let gone = t(
+        &rotate,
+        &[
+            ("RUNBOOK_LOSE_AUDIT_ANSWER", "3"),
+            ("RUNBOOK_AUDIT_UNREACHABLE", "4"),
+        ],
+    );
+    gone.exit(Exit::Ok)
+        .stderr_has("no answer (RUNBOOK_AUDIT_UNREACHABLE, a test hook)");
+    let runs: Vec<String> = t(&["runs", "--json"], &[])
         .json()
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["run_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(runs.len(), 2, "{runs:?}");
-    // Newest first: the run that lost an answer, then the plain one.
-    assert_eq!(actions(&runs[0]), actions(&runs[1]));
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    // Newest first: the runs that lost an answer, then the plain one.
+    assert_eq!(actions(&runs[1]), actions(&runs[2]));
+    assert_eq!(actions(&runs[0]), actions(&runs[2]));
     let head = lost
         .stdout
         .split("Audit head: ")
@@ -1095,7 +1107,7 @@ fn an_audit_entry_whose_answer_was_lost_is_in_the_chain_once() {
         .next()
         .unwrap()
         .to_string();
-    t(&["audit", "verify", "--head", &head], None).exit(Exit::Ok);
+    t(&["audit", "verify", "--head", &head], &[]).exit(Exit::Ok);
 }
 
 #[test]

@@ -173,3 +173,17 @@ pub(crate) fn audit_answer_lost() -> bool {
 pub(crate) fn audit_answer_lost() -> bool {
     false
 }
+
+/// `RUNBOOK_AUDIT_UNREACHABLE=N`: the Nth audit append on the database fails at once, as
+/// one whose server is gone (a failover under way) would. A test seam, as `crash_point`.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn audit_unreachable() -> bool {
+    static APPENDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    nth("RUNBOOK_AUDIT_UNREACHABLE", &APPENDS)
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn audit_unreachable() -> bool {
+    false
+}

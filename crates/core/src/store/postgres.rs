@@ -842,6 +842,24 @@ impl JournalStore for Postgres {
     }
 }
 
+/// An append whose answer was lost, handed back to the store's slot unless the append that
+/// took it got as far as looking for it (`entry` cleared).
+struct Unanswered<'a> {
+    slot: &'a std::sync::Mutex<Option<(i64, String)>>,
+    entry: Option<(i64, String)>,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(entry);
+        }
+    }
+}
+
 impl AuditStore for Postgres {
     fn audit_append(
         &self,
@@ -853,12 +871,25 @@ impl AuditStore for Postgres {
         // other job (a heartbeat, a journal record) can land inside the transaction, and a
         // caller that gives up (an error, no answer) leaves it rolled back, never open.
         const WHAT: &str = "cannot append to the audit chain";
-        // An earlier append whose answer did not come: what is at its place now.
+        // An earlier append whose answer did not come: what is at its place now. Kept until
+        // this append has looked there: a try that fails before (the server still gone, a
+        // cancel) leaves it for the next, which would otherwise append it a second time.
         let unanswered = self
             .unanswered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        let mut kept = Unanswered {
+            slot: &self.unanswered,
+            entry: unanswered.clone(),
+        };
+        if crate::hooks::audit_unreachable() {
+            return Err(state_error(
+                &self.shown,
+                WHAT,
+                "no answer (RUNBOOK_AUDIT_UNREACHABLE, a test hook)",
+            ));
+        }
         type Tail = std::result::Result<(Option<(i64, String)>, Option<String>), postgres::Error>;
         let (tail_tx, tail_rx) = mpsc::channel::<Tail>();
         let (line_tx, line_rx) = mpsc::channel::<Option<(i64, String)>>();
@@ -945,6 +976,9 @@ impl AuditStore for Postgres {
         };
         // Dropping `line_tx` on an error here rolls the transaction back.
         let line = make(&prev)?;
+        // Looked: the earlier append is in the chain (and this is it again, or another entry
+        // after it), or it never landed.
+        kept.entry = None;
         // The earlier append landed, and this is it again: it is not appended twice.
         if let (Some((_, earlier)), Some(at)) = (&unanswered, &at) {
             if earlier == at && same_entry(earlier, &line) {

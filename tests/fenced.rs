@@ -1125,3 +1125,90 @@ fn a_throttled_write_is_not_sent_again_after_the_lease_was_taken() {
         },
     );
 }
+
+const FANNED: &str = r#"
+runbook(#{ id: "fanned", title: "A fan-out whose lock is taken half way", secret: "FANNED_KEY" });
+step("propagate", "Set it on every app", |ctx| {
+    heroku::set_config(["app-0001", "app-0002", "app-0003"], #{ FAN_VAR: "new" });
+}).no_undo("the test's vendor keeps what it is sent");
+"#;
+
+/// The vendor's URL, its log, when the held PATCH came, and what lets it go.
+type Holding = (
+    String,
+    Arc<Mutex<Vec<String>>>,
+    mpsc::Receiver<()>,
+    mpsc::Sender<()>,
+);
+
+/// A Heroku that holds its answer to app-0001's PATCH until the test lets it go, and says
+/// when that PATCH came; every request is logged.
+fn holding_heroku() -> Holding {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (came, held) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Some(request) = read_request(&conn) else {
+                continue;
+            };
+            log.lock().unwrap().push(request.clone());
+            if request == "PATCH /apps/app-0001/config-vars" {
+                let _ = came.send(());
+                let _ = released.recv_timeout(Duration::from_secs(120));
+            }
+            let mut conn = conn;
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 19\r\nConnection: close\r\n\r\n{\"FAN_VAR\": \"new\"}\r\n");
+        }
+    });
+    (url, seen, held, release)
+}
+
+/// A fan-out whose lock another run takes while a target's request is out sends no later
+/// target: each is sent only after the lease is confirmed again (cold review: a freed slot
+/// went to the next target on the strength of the batch's record, made before the lock was
+/// taken, and `--break-lock` promises the holder stops before its next write).
+#[test]
+fn a_fan_out_sends_no_target_after_its_lock_was_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen, held, release) = holding_heroku();
+    std::fs::write(dir.path().join("fanned.rhai"), FANNED).unwrap();
+    let mut child = Test::in_dir(dir.path())
+        .env(
+            "RUNBOOK_STATE_DIR",
+            &dir.path().join("state").to_string_lossy(),
+        )
+        .env("HEROKU_HOST", &url)
+        .env("HEROKU_API_KEY", "fanned-test-key-0000000000000000")
+        .env("RUNBOOK_CONCURRENCY", "1")
+        .args(&["exec", "fanned.rhai", "--yes"])
+        .spawn_piped();
+    held.recv_timeout(Duration::from_secs(120))
+        .expect("app-0001's write never came");
+    let lock = std::fs::read_dir(dir.path().join("state/locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("the run's lock file");
+    let mut holder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    holder["lease_id"] = "another-taking".into();
+    std::fs::write(&lock, holder.to_string()).unwrap();
+    release.send(()).unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (code, text) = finish(child, stderr);
+    let patches: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("PATCH"))
+        .cloned()
+        .collect();
+    assert_eq!(patches, ["PATCH /apps/app-0001/config-vars"], "{text}");
+    assert_ne!(Exit::from_code(code), Some(Exit::Ok), "{text}");
+    assert!(text.contains("no longer holds its rotation lock"), "{text}");
+}

@@ -404,7 +404,16 @@ impl Transport {
         let Some(pacer) = pacer else {
             return self.send_once(req, url).await;
         };
+        let asked = std::time::Instant::now();
         let ticket = pacer.acquire(&self.inner.waits).await;
+        // A write that waited for the vendor's pool goes only if the run still may: its lock
+        // may have been taken during the wait (a retry is fenced in `send`).
+        if asked.elapsed() >= Duration::from_millis(1) {
+            if let Some(why) = self.fenced(req).await {
+                ticket.answered(None);
+                return Err(req.error(ErrorKind::Refused, format!("not sent: {why}")));
+            }
+        }
         let result = self.send_once(req, url).await;
         let remaining = result
             .as_ref()

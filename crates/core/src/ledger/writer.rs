@@ -489,10 +489,22 @@ impl LedgerWriter {
     /// refused) are stored, retried with backoff for the store's wait as `before_write`
     /// does. `Err` once another run took the lease, or when the store still refuses them:
     /// the write must not be sent.
+    ///
+    /// The lease is confirmed as the last thing before the send, as `before_write` does: the
+    /// target's line was stored under it, but perhaps long before (a slot freed, a batch
+    /// recorded ahead), and `--break-lock` promises the holder stops before its next write.
     pub fn catch_up(&self, also: &dyn Fn() -> Result<()>) -> std::result::Result<(), Unrecorded> {
         let doing = "what this run did before its next vendor write";
-        let ((), told) = self.until_stored(doing, || self.flush().and_then(|()| also()))?;
+        let (held, told) = self.until_stored(doing, || {
+            self.flush()?;
+            also()?;
+            self.still_held()
+        })?;
         self.said_stored_again(told);
+        if !held {
+            self.lost.set(true);
+            return Err(Unrecorded::LeaseLost);
+        }
         Ok(())
     }
 

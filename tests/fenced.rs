@@ -1167,37 +1167,27 @@ fn holding_heroku() -> Holding {
     (url, seen, held, release)
 }
 
-/// A fan-out whose lock another run takes while a target's request is out sends no later
-/// target: each is sent only after the lease is confirmed again (cold review: a freed slot
-/// went to the next target on the strength of the batch's record, made before the lock was
-/// taken, and `--break-lock` promises the holder stops before its next write).
-#[test]
-fn a_fan_out_sends_no_target_after_its_lock_was_taken() {
-    let dir = tempfile::tempdir().unwrap();
+/// `fanned.rhai` run in `dir` with `store` (env pairs) and one request at a time; `take`
+/// takes its lock while app-0001's write is out. No later target may be sent.
+fn fan_out_after_the_lock_was_taken(
+    dir: &std::path::Path,
+    store: &[(&str, &str)],
+    take: impl FnOnce(),
+) {
     let (url, seen, held, release) = holding_heroku();
-    std::fs::write(dir.path().join("fanned.rhai"), FANNED).unwrap();
-    let mut child = Test::in_dir(dir.path())
-        .env(
-            "RUNBOOK_STATE_DIR",
-            &dir.path().join("state").to_string_lossy(),
-        )
+    std::fs::write(dir.join("fanned.rhai"), FANNED).unwrap();
+    let mut t = Test::in_dir(dir)
+        .env("RUNBOOK_STATE_DIR", &dir.join("state").to_string_lossy())
         .env("HEROKU_HOST", &url)
         .env("HEROKU_API_KEY", "fanned-test-key-0000000000000000")
-        .env("RUNBOOK_CONCURRENCY", "1")
-        .args(&["exec", "fanned.rhai", "--yes"])
-        .spawn_piped();
+        .env("RUNBOOK_CONCURRENCY", "1");
+    for (k, v) in store {
+        t = t.env(k, v);
+    }
+    let mut child = t.args(&["exec", "fanned.rhai", "--yes"]).spawn_piped();
     held.recv_timeout(Duration::from_secs(120))
         .expect("app-0001's write never came");
-    let lock = std::fs::read_dir(dir.path().join("state/locks"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "lock"))
-        .expect("the run's lock file");
-    let mut holder: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
-    holder["lease_id"] = "another-taking".into();
-    std::fs::write(&lock, holder.to_string()).unwrap();
+    take();
     release.send(()).unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (code, text) = finish(child, stderr);
@@ -1211,4 +1201,50 @@ fn a_fan_out_sends_no_target_after_its_lock_was_taken() {
     assert_eq!(patches, ["PATCH /apps/app-0001/config-vars"], "{text}");
     assert_ne!(Exit::from_code(code), Some(Exit::Ok), "{text}");
     assert!(text.contains("no longer holds its rotation lock"), "{text}");
+}
+
+/// A fan-out whose lock another run takes while a target's request is out sends no later
+/// target: each is sent only after the lease is confirmed again (cold review: a freed slot
+/// went to the next target on the strength of the batch's record, made before the lock was
+/// taken, and `--break-lock` promises the holder stops before its next write).
+#[test]
+fn a_fan_out_sends_no_target_after_its_lock_was_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("state/locks");
+    fan_out_after_the_lock_was_taken(dir.path(), &[], || {
+        let lock = std::fs::read_dir(&locks)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "lock"))
+            .expect("the run's lock file");
+        let mut holder: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+        holder["lease_id"] = "another-taking".into();
+        std::fs::write(&lock, holder.to_string()).unwrap();
+    });
+}
+
+/// The same on PostgreSQL, within the lease (the heartbeat renews only every third of it):
+/// each target asks the database.
+#[test]
+fn a_fan_out_sends_no_target_after_its_lease_was_taken() {
+    let Some(db) = Database::fresh("a_fan_out_after_the_lease") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    fan_out_after_the_lock_was_taken(
+        dir.path(),
+        &[
+            ("RUNBOOK_STATE_URL", &db.url),
+            ("RUNBOOK_LEASE_SECONDS", "60"),
+        ],
+        || {
+            let taken = db
+                .client()
+                .execute("UPDATE runbook_locks SET lease_id = 'another-taking'", &[])
+                .unwrap();
+            assert_eq!(taken, 1);
+        },
+    );
 }

@@ -498,7 +498,10 @@ impl LedgerWriter {
         let (held, told) = self.until_stored(doing, || {
             self.flush()?;
             also()?;
-            self.still_held()
+            match &*self.fence.borrow() {
+                Some(f) => self.store.lock_confirm(&f.key, &f.lease_id),
+                None => Ok(true),
+            }
         })?;
         self.said_stored_again(told);
         if !held {

@@ -210,6 +210,11 @@ pub trait LockStore {
     fn lock_remove(&self, key: &str, lease_id: Option<&str>, expired_only: bool) -> Result<()>;
     /// Extends a lease: `false` when that taking no longer holds the lock.
     fn lock_renew(&self, key: &str, lease_id: &str) -> Result<bool>;
+    /// Whether that taking still holds the lock, without extending its lease (asked before
+    /// each target of a fan-out: on a database, a read, not a commit per target).
+    fn lock_confirm(&self, key: &str, lease_id: &str) -> Result<bool> {
+        self.lock_renew(key, lease_id)
+    }
     /// Every lock held.
     fn lock_holders(&self) -> Result<Vec<Holder>>;
     /// A store for a lease's heartbeat: on a database, a connection of its own, so a slow

@@ -1089,6 +1089,16 @@ impl LockStore for Postgres {
             .map(|n| n == 1)
         })
     }
+    fn lock_confirm(&self, key: &str, lease_id: &str) -> Result<bool> {
+        let (key, lease_id) = (key.to_string(), lease_id.to_string());
+        self.call("cannot read the lock", move |c| {
+            c.query_opt(
+                "SELECT 1 FROM runbook_locks WHERE key = $1 AND lease_id = $2",
+                &[&key, &lease_id],
+            )
+            .map(|row| row.is_some())
+        })
+    }
     fn lock_holders(&self) -> Result<Vec<Holder>> {
         let rows = self.call("cannot read the locks", |c| {
             c.query(&format!("SELECT {HOLDER_COLUMNS} FROM runbook_locks"), &[])

@@ -99,7 +99,7 @@ pub fn ensure_dir(path: &Path, warn: Warn) -> io::Result<()> {
                 .create(path)?;
             // Each new folder is named in the one above it, which is synced for it.
             for made in missing {
-                sync_dir(parent_of(made), warn);
+                sync_dir(parent_of(made), warn)?;
             }
         }
     }
@@ -118,20 +118,54 @@ fn parent_of(path: &Path) -> &Path {
 /// entry that names it: after a power loss a new journal could be missing whole, with the
 /// lines synced before a vendor write, unless its folder is synced once it is made (ext4
 /// without a journal, as here, keeps no order between the two). A folder that cannot be
-/// synced (one this user cannot read, a filesystem without it) is said, not fatal: the
-/// file is made and written either way, and its own syncs still say when they fail.
-pub(crate) fn sync_dir(dir: &Path, warn: Warn) {
+/// synced by its nature (one this user cannot open, a filesystem without folder syncs) is
+/// said, not fatal: the file's own syncs still say when they fail. A sync that fails (an
+/// I/O error: the disk is failing) is an error: what was made there may not survive.
+pub(crate) fn sync_dir(dir: &Path, warn: Warn) -> io::Result<()> {
     #[cfg(test)]
     SYNCED_DIRS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(dir.to_path_buf());
-    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+    let said = |e: &io::Error| {
         warn(format!(
             "warning: cannot make the entries of {} durable ({e}); a power loss could lose a file made there",
             dir.display()
-        ));
+        ))
+    };
+    let folder = match File::open(dir) {
+        Ok(folder) => folder,
+        Err(e) => {
+            said(&e);
+            return Ok(());
+        }
+    };
+    let synced = folder.sync_all();
+    #[cfg(test)]
+    let synced = match DIR_SYNC_FAILS.with(|f| f.get()) {
+        true => Err(io::Error::from_raw_os_error(libc::EIO)),
+        false => synced,
+    };
+    match synced {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP)) => {
+            said(&e);
+            Ok(())
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!(
+                "cannot make the entries of {} durable ({e}): a power loss could lose what was made there",
+                dir.display()
+            ),
+        )),
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes this thread's folder syncs fail as a failing disk's would.
+    static DIR_SYNC_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Every folder synced, for the tests of durability (tests run at once: each looks for its
@@ -213,14 +247,18 @@ pub(crate) fn append(path: &Path, warn: Warn) -> io::Result<File> {
     let file = match open(false) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => match open(true) {
             Ok(made) => {
-                sync_dir(parent_of(path), warn);
+                // Not kept unless its name is durable: the next try makes it again.
+                if let Err(e) = sync_dir(parent_of(path), warn) {
+                    let _ = fs::remove_file(path);
+                    return Err(e);
+                }
                 made
             }
             // Another process made it in between, and may not have synced its folder yet:
             // this one may sync the file before it does.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let file = open(false)?;
-                sync_dir(parent_of(path), warn);
+                sync_dir(parent_of(path), warn)?;
                 file
             }
             Err(e) => return Err(e),
@@ -305,7 +343,7 @@ pub(crate) fn fingerprint_key(dir: &Path, warn: Warn) -> io::Result<[u8; 32]> {
         Ok(mut f) => {
             f.write_all(&runbook_secret::random_key())?;
             f.sync_all()?;
-            sync_dir(dir, warn);
+            sync_dir(dir, warn)?;
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(refused_link(&path, e)),
@@ -363,8 +401,7 @@ pub fn write(path: &Path, contents: &[u8], warn: Warn) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
         return written;
     }
-    sync_dir(parent_of(path), warn);
-    Ok(())
+    sync_dir(parent_of(path), warn)
 }
 
 #[cfg(test)]
@@ -420,7 +457,7 @@ mod tests {
         assert!(synced(root.path()), "the new state folder, in its parent");
         assert!(synced(&state), "the new key, in the state folder");
         let said = std::cell::RefCell::new(Vec::new());
-        sync_dir(&root.path().join("gone"), &|w| said.borrow_mut().push(w));
+        sync_dir(&root.path().join("gone"), &|w| said.borrow_mut().push(w)).unwrap();
         assert_eq!(
             said.borrow().len(),
             1,
@@ -436,5 +473,26 @@ mod tests {
         let journal = root.path().join("runs").join("r.jsonl");
         append(&journal, &|_| {}).unwrap();
         assert!(synced(&root.path().join("runs")), "a new journal, in runs/");
+    }
+
+    /// A folder sync that fails (a failing disk's EIO) is an error, not a warning, and the
+    /// new file is not kept: a run would otherwise go on to vendor writes with a journal a
+    /// power loss could take whole (cold review). The next try makes it again.
+    #[test]
+    fn a_new_file_whose_folder_cannot_be_synced_is_refused_and_not_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let journal = root.path().join("runs").join("r.jsonl");
+        ensure_dir(&root.path().join("runs"), &|_| {}).unwrap();
+        DIR_SYNC_FAILS.with(|f| f.set(true));
+        let failed = append(&journal, &|_| {});
+        DIR_SYNC_FAILS.with(|f| f.set(false));
+        let e = failed.expect_err("the folder's failed sync is an error");
+        assert!(e.to_string().contains("cannot make the entries of"), "{e}");
+        assert!(
+            !journal.exists(),
+            "the file whose name is not durable is not kept"
+        );
+        append(&journal, &|_| {}).unwrap();
+        assert!(journal.exists());
     }
 }

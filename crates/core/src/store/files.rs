@@ -872,7 +872,7 @@ impl ApprovalStore for Files {
             Ok(()) => {
                 // The decision's name, durable: a power loss must not take back an approval
                 // the approver saw taken.
-                crate::state::sync_dir(&dir, &self.warn());
+                crate::state::sync_dir(&dir, &self.warn()).map_err(write_err(&path))?;
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),

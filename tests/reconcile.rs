@@ -1408,3 +1408,54 @@ fn a_staging_copy_waiting_for_approval_is_not_replaced_by_another_key() {
     out.stdout_has("Step 4/").stderr_has("Step 'store' failed");
     assert_eq!(sendgrid_keys(&rig.state()), keys, "still the same two keys");
 }
+
+/// A Postmark rotation with a GitHub repository among its consumers, killed once propagate
+/// had set the token there.
+fn stopped_after_github_propagate() -> Rig {
+    let rig = Rig::new();
+    let out = rig.runbook(
+        &[
+            "exec",
+            "postmark",
+            "--yes",
+            "--param",
+            "github_repos=raxx/raptor",
+        ],
+        &[("RUNBOOK_CRASH_AT", "after:propagate")],
+    );
+    assert_eq!(out.code, -9, "{}", out.stderr);
+    rig
+}
+
+/// GitHub never gives an Actions secret's value back, so a rollback read it as "cannot be
+/// read back" and put the old token back whatever happened since (cold review: a secret
+/// deleted since, the workflow moved to OIDC, was created again). It reads the secret's
+/// date: deleted since, it is left alone; untouched since, it is restored.
+#[test]
+fn a_rollback_does_not_put_back_a_github_secret_deleted_since_the_run() {
+    let github = |state: &serde_json::Value| {
+        state["github"]["repos"]["raxx/raptor"]["secrets"]["POSTMARK_SERVER_TOKEN"].clone()
+    };
+    let rig = stopped_after_github_propagate();
+    let auth = format!("Bearer {}", rig.sandbox.env["GITHUB_TOKEN"]);
+    let (status, body) = crate::support::http(
+        &rig.sandbox.env["GITHUB_API_URL"],
+        "DELETE",
+        "/repos/raxx/raptor/actions/secrets/POSTMARK_SERVER_TOKEN",
+        &[("Authorization", auth.as_str())],
+        "",
+    );
+    assert_eq!(status, 204, "{body}");
+    let out = rig.rollback(&[]);
+    out.exit(Exit::Ok).stderr_has(
+        "≠ github::set_secret on raxx/raptor: changed since this run (nothing: the secret was deleted since); left alone",
+    );
+    assert!(github(&rig.state()).is_null(), "{}", out.stdout);
+    assert_eq!(rig.runs()[0]["settled"], "partly rolled back");
+
+    let rig = stopped_after_github_propagate();
+    let out = rig.rollback(&[]);
+    out.exit(Exit::Ok)
+        .stdout_has("= github::set_secret on raxx/raptor: holds what this run wrote; restored");
+    assert_eq!(github(&rig.state()), OLD_TOKEN);
+}

@@ -1,7 +1,8 @@
 //! Reading back what a write left at a vendor: whether the target still holds what the run
-//! wrote there (by keyed fingerprint), so a rollback acts only where the world still
-//! matches the run. Writes whose target cannot be read (GitHub secrets are write-only, a
-//! dashboard token, a raw `http::` call) come back as `Unread`.
+//! wrote there (by keyed fingerprint, or for a GitHub secret, whose value is never given
+//! back, by its date), so a rollback acts only where the world still matches the run.
+//! Writes whose target cannot be read (a dashboard token, a raw `http::` call) come back
+//! as `Unread`.
 
 use super::context::RunContext;
 use crate::events::Holds;
@@ -13,6 +14,7 @@ pub(crate) fn holds(run: &RunContext, w: &Write) -> (Holds, Option<String>) {
     let read = match w.function.as_str() {
         "heroku::set_config" => heroku_config(run, &w.target, &w.detail),
         "infisical::set_secret" => infisical_secret(run, &w.detail),
+        "github::set_secret" => github_secret(run, &w.target, &w.detail, w.at.as_deref()),
         _ => return (Holds::Unread, None),
     };
     match read {
@@ -93,6 +95,51 @@ fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, 
     let value = now.value.expose();
     Ok((!same(Some(value), &detail["value"]))
         .then(|| format!("version {} holds {}", now.version, masked(Some(value)))))
+}
+
+/// How far GitHub's clock may run ahead of this machine's: a secret updated no later than
+/// this after the run's write is taken for the run's own.
+const CLOCK_SLACK: time::Duration = time::Duration::seconds(5);
+
+/// GitHub never gives an Actions secret's value back, only its dates: `None` when the
+/// secret is there and was last updated no later than this run's write (by the clocks, give
+/// or take `CLOCK_SLACK`); else what happened since. A secret deleted since is not put back.
+fn github_secret(
+    run: &RunContext,
+    repo: &str,
+    detail: &Value,
+    at: Option<&str>,
+) -> Result<Option<String>, String> {
+    let rfc3339 = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let name = detail["name"].as_str().unwrap_or_default().to_string();
+    let Some(wrote) = at.and_then(rfc3339) else {
+        return Err("the journal does not say when this run wrote it".into());
+    };
+    let v = run.vendors().map_err(|e| e.to_string())?;
+    let r = repo.to_string();
+    let label = format!("github GET /repos/{repo}/actions/secrets/{name}");
+    let info = run
+        .block(
+            &label,
+            async move { v.github().secret_info(&r, &name).await },
+        )
+        .map_err(|e| reason(&e))?;
+    let Some(info) = info else {
+        return Ok(Some("nothing: the secret was deleted since".into()));
+    };
+    match rfc3339(&info.updated_at) {
+        Some(updated) if updated > wrote + CLOCK_SLACK => Ok(Some(format!(
+            "a value set at {}, after this run wrote it (GitHub gives dates, not values)",
+            info.updated_at
+        ))),
+        Some(_) => Ok(None),
+        None => Err(format!(
+            "GitHub gave no date it was updated ({:?})",
+            info.updated_at
+        )),
+    }
 }
 
 /// A failed read as a sentence: the vendor error's message, not the script error around it.

@@ -54,6 +54,11 @@ pub struct Write {
     /// What the call asked to keep of the vendor's answer (`record:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<Value>,
+    /// When its outcome was recorded (the journal line's time): what a read back of a
+    /// target that never gives its value (a GitHub secret) compares the target's own date
+    /// with.
+    #[serde(skip)]
+    pub at: Option<String>,
 }
 
 impl Write {
@@ -67,6 +72,7 @@ impl Write {
             outcome: WriteOutcome::Unknown,
             filed: None,
             answer: None,
+            at: None,
         }
     }
 
@@ -418,6 +424,7 @@ impl Ledger {
             w.outcome = o.outcome;
             w.filed = o.filed.clone();
             w.answer = o.answer.clone();
+            w.at = Some(t.to_string());
         } else if let Some(w) = self.undo_writes.iter_mut().rev().find(|w| {
             w.step == o.step
                 && w.function == o.function
@@ -426,6 +433,7 @@ impl Ledger {
         }) {
             w.outcome = o.outcome;
             w.filed = o.filed.clone();
+            w.at = Some(t.to_string());
         }
         if index.is_some() {
             self.history.push((

@@ -734,6 +734,66 @@ fn store_waits_scenario() -> String {
     protected_scenario("approve_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]")
 }
 
+/// A run with a person's session (a user JWT, which Infisical's approval policies cover and
+/// which may read change requests) whose store was filed as a change request, and an
+/// approver who closes it without merging. Before, every resume waited on the closed request
+/// again ("from an earlier attempt is still open") and filed nothing new: the run could
+/// never go forward (cold review). Now the closed request is named as refused, the next
+/// resume files a new one, and once that is merged the rotation completes.
+#[test]
+fn a_change_request_closed_without_merging_is_not_waited_on_again() {
+    use crate::support::Rig;
+    const USER: &str = "user-session-jwt-0000000000000001";
+    let scenario = canary_scenario().replacen(
+        "[infisical]\n",
+        &format!("[infisical]\nuser_token = \"{USER}\"\n"),
+        1,
+    );
+    let scenario = format!(
+        "{scenario}\n[[infisical.approval_policies]]\nname = \"prod-review\"\nenvironment = \"prod\"\napprove_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]\n"
+    );
+    let rig = Rig::with_scenario_text(&scenario);
+    let as_user = [("INFISICAL_TOKEN", USER)];
+    let wait = ["--no-rollback", "--param", "approval_wait=1"];
+    let requests = |rig: &Rig| -> Vec<Value> {
+        items(&rig.state()["infisical"]["approvals"])
+            .iter()
+            .filter(|a| a["secretKey"] == "POSTMARK_SERVER_TOKEN")
+            .cloned()
+            .collect()
+    };
+    let mut exec = vec!["exec", "postmark", "--yes"];
+    exec.extend_from_slice(&wait);
+    rig.runbook(&exec, &as_user).exit(Exit::StepFailed);
+    let first = requests(&rig);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let first = first[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(rig.sandbox.decide_change_request(&first, false), 200);
+    let run_id = rig.run_id();
+    // A resume keeps the run's params (approval_wait=1).
+    let resume = ["resume", run_id.as_str(), "--yes", "--no-rollback"];
+    rig.runbook(&resume, &as_user)
+        .exit(Exit::StepFailed)
+        .stderr_has("was closed without being merged: an approver refused the change")
+        .stderr_has("`runbook resume` files a new change request for it");
+    assert_eq!(
+        requests(&rig).len(),
+        1,
+        "nothing filed while the refusal is said"
+    );
+    // The next resume files a new request, and waits on it.
+    rig.runbook(&resume, &as_user)
+        .exit(Exit::StepFailed)
+        .stderr_has("runbook::vendor::pending_approval");
+    let filed = requests(&rig);
+    assert_eq!(filed.len(), 2, "{filed:?}");
+    let second = filed[1]["id"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    assert_eq!(rig.sandbox.decide_change_request(&second, true), 200);
+    rig.runbook(&resume, &as_user).exit(Exit::Ok);
+    crate::support::assert_rotated(&rig.state(), "after the second request was merged");
+}
+
 /// Infisical applies secret-approval policies to users; the run's machine identity writes
 /// directly (Infisical's secret routes check the actor's type). Before, the sandbox filed a
 /// change request for it, so a rehearsal waited for approvals production never asks for.

@@ -141,6 +141,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::vendor::other", Vendor, "Another vendor failure.", "Read the vendor's message."),
     c("runbook::vendor::error", Vendor, "A vendor failure thrown by a script.", "Read the message; it names the vendor and route."),
     c("runbook::vendor::pending_approval", Vendor, "Infisical filed the write as a change request (a secret-approval policy) and it was not merged in time.", "Have an approver merge the request the message names, then retry or resume; to abandon, close the request first, then roll back."),
+    c("runbook::vendor::change_request_closed", Vendor, "An approver closed the Infisical change request a write was filed as, without merging it: the change was refused.", "Ask the approver why; `runbook resume` files a new request, `runbook rollback` undoes the run."),
     c("runbook::vendor::partial", Vendor, "A fan-out failed for some targets; the others were changed.", "Retry the step, or roll back to undo it on every target."),
     c("runbook::vendor::dashboard", Vendor, "A simulated dashboard refused a rehearsal action (e.g. the token limit).", "Read the message; in a real run these steps are the operator's."),
     // Configuration.

@@ -62,6 +62,22 @@ pub enum SetOutcome {
     Unchanged,
 }
 
+/// What Infisical says of a change request (`SecretApprovalRequestsSchema`'s `status`,
+/// `open` or `close`, and `hasMerged`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestState {
+    pub status: String,
+    #[serde(rename = "hasMerged", default)]
+    pub merged: bool,
+}
+
+impl RequestState {
+    /// Closed by an approver without being merged: the change was refused.
+    pub fn refused(&self) -> bool {
+        self.status == "close" && !self.merged
+    }
+}
+
 /// A change request Infisical filed instead of applying a write: a secret-approval policy
 /// covers the environment, and the change waits for an approver to merge it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -511,6 +527,32 @@ impl InfisicalClient {
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// `GET /api/v1/secret-approval-requests/{id}`: whether a change request is still open,
+    /// merged, or closed without being merged. `None` when this caller cannot read requests:
+    /// those routes take a user's session only, and a machine identity gets 403 (it learns
+    /// of a merge from the secret alone).
+    pub async fn change_request(&self, id: &str) -> Result<Option<RequestState>, VendorError> {
+        #[derive(Deserialize)]
+        struct Body {
+            approval: RequestState,
+        }
+        match self
+            .call(
+                Method::GET,
+                &["v1", "secret-approval-requests", id],
+                &[],
+                None,
+            )
+            .await
+        {
+            Ok((req, resp)) => decode_json::<Body>(&req, &resp).map(|b| Some(b.approval)),
+            Err(e) if matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::Unauthorized) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -148,6 +148,9 @@ fn await_approval(
     cr: &ChangeRequest,
     timeout: u64,
 ) -> R<Option<SecretRecord>> {
+    // A request an approver closed without merging is never merged: waiting on it (and on
+    // it again at every resume) would hold the run for ever.
+    refused_request(h, s, name, cr)?;
     h.say().progress(format!(
         "    waiting up to {timeout}s for an approver to merge change request {}",
         cr.slug
@@ -190,6 +193,7 @@ fn await_approval(
             Ok(r.map(|r| *r))
         }
         Merged::NotYet => {
+            refused_request(h, s, name, cr)?;
             let mut m = Map::new();
             m.insert("vendor".into(), "infisical".into());
             m.insert("request".into(), cr.slug.clone().into());
@@ -220,6 +224,47 @@ fn await_approval(
             Err(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE).into())
         }
     }
+}
+
+/// `Err` when an approver closed `cr` without merging it: the change was refused, and the
+/// error names the request so the journal no longer counts it open (the next attempt files
+/// a new one). Only a user's session can read requests; for a machine identity, or when
+/// the read fails, nothing is known and the wait goes on as before.
+fn refused_request(h: &RunContext, s: &Scope, name: &str, cr: &ChangeRequest) -> R<()> {
+    let Ok(v) = h.vendors() else { return Ok(()) };
+    let id = cr.id.clone();
+    let label = format!("infisical GET /api/v1/secret-approval-requests/{}", cr.id);
+    let state = h
+        .block(
+            &label,
+            async move { v.infisical().change_request(&id).await },
+        )
+        .ok()
+        .flatten();
+    if !state.is_some_and(|st| st.refused()) {
+        return Ok(());
+    }
+    let mut m = Map::new();
+    m.insert("request".into(), cr.slug.clone().into());
+    m.insert("request_id".into(), cr.id.clone().into());
+    m.insert("refused".into(), true.into());
+    m.insert(
+        "message".into(),
+        format!(
+            "Infisical change request {} for {name} in {}:{}{} was closed without being merged: an approver refused the change",
+            cr.slug, s.project_id, s.env, s.path
+        )
+        .into(),
+    );
+    m.insert(
+        "help".into(),
+        "`runbook resume` files a new change request for it (ask an approver first why this one was closed); `runbook rollback` undoes the run instead".into(),
+    );
+    m.insert(
+        "code_kind".into(),
+        "runbook::vendor::change_request_closed".into(),
+    );
+    Err(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE).into())
 }
 
 /// A write's options: how long it waits for a change request to be merged, and where it

@@ -799,7 +799,8 @@ impl<'a> Writes<'a> {
             error,
             answer,
         } = end;
-        let filed = (outcome == WriteOutcome::Pending)
+        // A refused request is named too: the journal no longer counts it open.
+        let filed = matches!(outcome, WriteOutcome::Pending | WriteOutcome::Failed)
             .then(|| error.and_then(filed_request))
             .flatten();
         self.ledger().record(Event::WriteOutcome(WriteSettled {

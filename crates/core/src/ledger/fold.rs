@@ -622,6 +622,10 @@ impl Ledger {
             }
             match (&w.outcome, &w.filed) {
                 (WriteOutcome::Pending, Some(f)) => open = Some((w.detail.clone(), f.clone())),
+                // The request was found closed without being merged: refused, not open.
+                (WriteOutcome::Failed, Some(f)) if open.as_ref().is_some_and(|(_, o)| o == f) => {
+                    open = None
+                }
                 (WriteOutcome::Applied, _)
                     if open.as_ref().is_some_and(|(d, _)| *d == w.detail) =>
                 {

@@ -192,6 +192,15 @@ impl Approvals {
         r.updated_at = ts::millis();
     }
 
+    /// A request by id, as `GET /api/v1/secret-approval-requests/{id}` gives it.
+    pub(super) fn get(&self, id: &str) -> Option<Value> {
+        let r = self.requests.iter().find(|r| r.id == id)?;
+        let mut v = self.json(r);
+        v["environment"] = json!(r.environment);
+        v["secretPath"] = json!(r.path);
+        Some(v)
+    }
+
     /// A request as Infisical's `SecretApprovalRequestsSchema`.
     fn json(&self, r: &ChangeRequest) -> Value {
         json!({

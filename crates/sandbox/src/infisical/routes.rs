@@ -132,6 +132,10 @@ fn router(shared: Arc<Shared>) -> Router {
             "/api/v4/secrets/{name}",
             get(get_one).post(write).patch(write).delete(write),
         )
+        .route(
+            "/api/v1/secret-approval-requests/{id}",
+            get(get_approval),
+        )
         // An approver's part, for rehearsals (the real routes take a user session only).
         .route("/_sandbox/approvals", get(list_approvals))
         .route("/_sandbox/approvals/{id}/merge", post(merge_approval))
@@ -143,6 +147,36 @@ fn router(shared: Arc<Shared>) -> Router {
             )
         })
         .with_state(shared)
+}
+
+/// `GET /api/v1/secret-approval-requests/{id}`: a user's session only (`verifyAuth([JWT])`):
+/// a machine identity is forbidden, as Infisical's `ForbiddenRequestError` answers.
+async fn get_approval(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    s.respond(|st: &mut InfisicalState| {
+        st.settle();
+        match authorize(st, &headers) {
+            Err(refused) => refused,
+            Ok(Actor::Identity) => error_body(
+                403,
+                "ForbiddenError",
+                json!(format!(
+                    "Forbidden access to /api/v1/secret-approval-requests/{id}"
+                )),
+            ),
+            Ok(Actor::User) => match st.approvals.get(&id) {
+                Some(approval) => Json(json!({ "approval": approval })).into_response(),
+                None => error_body(
+                    404,
+                    "NotFound",
+                    json!(format!("Secret approval request with id {id} not found")),
+                ),
+            },
+        }
+    })
 }
 
 async fn list_approvals(State(s): State<Arc<Shared>>) -> Response {
@@ -899,6 +933,19 @@ mod tests {
             .json(&json!({"projectId": "raxx-project", "environment": "prod", "secretPath": "/", "secretValue": "from-a-login"}));
         assert_eq!(keys(&expect(200, as_login).await), vec!["secret"]);
         assert_eq!(current(&sb).await.1, "from-a-login");
+
+        // A request is read with a user's session only (`verifyAuth([AuthMode.JWT])`).
+        let id = body["approval"]["id"].as_str().unwrap().to_string();
+        let route = format!("/api/v1/secret-approval-requests/{id}");
+        let read = bare(&sb, Method::GET, &route).bearer_auth("user-session-jwt");
+        let got = expect(200, read).await;
+        assert_eq!(got["approval"]["status"], "open");
+        assert_eq!(got["approval"]["hasMerged"], false);
+        let forbidden = expect(403, call(&sb, Method::GET, &route)).await;
+        assert_eq!(forbidden["error"], "ForbiddenError");
+        let unknown = bare(&sb, Method::GET, "/api/v1/secret-approval-requests/nope")
+            .bearer_auth("user-session-jwt");
+        expect(404, unknown).await;
     }
 
     #[tokio::test]

@@ -1248,3 +1248,45 @@ fn a_fan_out_sends_no_target_after_its_lease_was_taken() {
         },
     );
 }
+
+/// The database lost the run's last records while a write was out (a failover to a standby
+/// that had not received them: an asynchronous standby drops acknowledged commits). The
+/// next record would name a line that is not there: the run stops, says so and sends no
+/// other write (cold review: it chained on over the gap and finished with exit 0, and a
+/// later resume or rollback knew nothing of the write).
+#[test]
+fn a_database_that_lost_the_runs_last_records_stops_the_run() {
+    let Some(db) = Database::fresh("a_database_that_lost_the_last_records") else {
+        return;
+    };
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("held.rhai"), HELD_WRITE).unwrap();
+    let mut child = runbook(dir.path(), &vendor, &["exec", "held.rhai", "--yes"])
+        .env("RUNBOOK_STATE_URL", &db.url)
+        .env("RUNBOOK_STATE_WAIT_SECONDS", "1")
+        .spawn_piped();
+    vendor.wait_at_gate();
+    let mut c = db.client();
+    crate::support::pg::behind_the_triggers(&mut c);
+    let lost = c
+        .execute(
+            "DELETE FROM runbook_journal WHERE seq = (SELECT max(seq) FROM runbook_journal)",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(lost, 1);
+    vendor.open_gate();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (code, text) = finish(child, stderr);
+    assert_ne!(Exit::from_code(code), Some(Exit::Ok), "{text}");
+    assert_eq!(
+        vendor.writes(),
+        vec!["POST /gate".to_string()],
+        "a write went out after the gap:\n{text}"
+    );
+    assert!(
+        text.contains("the database no longer holds this run's last records"),
+        "{text}"
+    );
+}

@@ -1534,7 +1534,11 @@ fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
         key: "rotation".into(),
         lease_id: "taking-1".into(),
     };
-    let line = r#"{"v":1,"type":"step_started","step":"store","prev_hash":"00","hash":"11"}"#;
+    let line = format!(
+        r#"{{"v":1,"type":"step_started","step":"store","prev_hash":"{}","hash":"11"}}"#,
+        runbook_core::store::GENESIS
+    );
+    let line = line.as_str();
     for _ in 0..2 {
         assert!(store
             .journal_append_fenced(&holder.run_id, line, &fence, true)
@@ -1550,4 +1554,26 @@ fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
     assert!(!store
         .journal_append_fenced(&holder.run_id, "{\"next\":1}", &other, true)
         .unwrap());
+    // A line that names another line before it than the last stored (the database lost
+    // what it had acknowledged) is refused, and nothing is stored.
+    let over_a_gap =
+        r#"{"v":1,"type":"step_finished","step":"store","prev_hash":"22","hash":"33"}"#;
+    let e = store
+        .journal_append_fenced(&holder.run_id, over_a_gap, &fence, true)
+        .unwrap_err();
+    assert!(e.is_final(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("no longer holds this run's last records"),
+        "{e}"
+    );
+    assert!(store
+        .journal_append(&holder.run_id, over_a_gap, true)
+        .is_err());
+    let next = r#"{"v":1,"type":"step_finished","step":"store","prev_hash":"11","hash":"44"}"#;
+    assert!(store
+        .journal_append_fenced(&holder.run_id, next, &fence, true)
+        .unwrap());
+    let text = store.journal(&holder.run_id).unwrap().unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
 }

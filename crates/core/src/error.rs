@@ -111,6 +111,15 @@ pub enum Error {
     )]
     NotDurable { path: PathBuf, reason: String },
 
+    /// The database no longer holds lines of the run it had acknowledged (a failover to a
+    /// standby that had not received them): the next line would chain over the gap. Final.
+    #[error("the database no longer holds this run's last records ({place}): the line this run stored last is not there, so something it recorded (perhaps a vendor write) was lost, as after a failover to a standby that had not received it")]
+    #[diagnostic(
+        code(runbook::state::records_lost),
+        help("nothing more is recorded and no vendor write is sent; check each vendor the run writes to, then `runbook resume`, which reads what the database holds and checks the vendors; ask your DBA whether the standby was synchronous")
+    )]
+    RecordsLost { place: String },
+
     /// A vendor's endpoint or credentials are misconfigured.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -207,7 +216,7 @@ pub enum Error {
 impl Error {
     /// Whether trying again cannot help (a writer stops retrying at once).
     pub fn is_final(&self) -> bool {
-        matches!(self, Error::NotDurable { .. })
+        matches!(self, Error::NotDurable { .. } | Error::RecordsLost { .. })
     }
 
     pub fn usage(message: impl Into<String>, help: impl Into<String>) -> Self {

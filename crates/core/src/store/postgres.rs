@@ -236,11 +236,24 @@ pub struct Postgres {
     unanswered: std::sync::Mutex<Option<(i64, String)>>,
 }
 
-/// The line ($2) is not already the run's ($1) last: a line sent again after its INSERT
-/// committed and the answer was lost is stored once. (A chained line names the hash of the
-/// one before it, so the same line twice in a row is only ever such a retry.)
-const NOT_LAST: &str = "NOT EXISTS (SELECT 1 FROM (SELECT line FROM runbook_journal \
-    WHERE run_id = $1 ORDER BY seq DESC LIMIT 1) last WHERE last.line = $2)";
+/// Where the line ($2) goes in the run's ($1) journal, as `v`: `there` when it is already
+/// the last (sent again after its INSERT committed and the answer was lost: stored once; a
+/// chained line names the hash of the one before it, so the same line twice in a row is
+/// only ever such a retry); `gap` when the run's last stored line is not the one it names
+/// as before it (`prev_hash`): the database lost lines it had acknowledged, as a failover
+/// to a standby that had not received them does; else `append`. Lines from before the
+/// chain (without `prev_hash`, or after a last line without `hash`) are not checked.
+const VERDICT: &str = "verdict AS (SELECT CASE \
+    WHEN last.line = $2 THEN 'there' \
+    WHEN ($2::jsonb ->> 'prev_hash') IS NULL THEN 'append' \
+    WHEN last.line IS NULL THEN \
+        CASE WHEN ($2::jsonb ->> 'prev_hash') = '0000000000000000000000000000000000000000000000000000000000000000' \
+        THEN 'append' ELSE 'gap' END \
+    WHEN (last.line::jsonb ->> 'hash') IS NULL THEN 'append' \
+    WHEN (last.line::jsonb ->> 'hash') = ($2::jsonb ->> 'prev_hash') THEN 'append' \
+    ELSE 'gap' END AS v \
+    FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT line FROM runbook_journal \
+    WHERE run_id = $1 ORDER BY seq DESC LIMIT 1) last ON true)";
 
 /// A failure to reach or use the database: exit 2, with what to check.
 fn state_error(shown: &str, what: &str, e: impl std::fmt::Display) -> Error {
@@ -727,16 +740,23 @@ impl JournalStore for Postgres {
     }
     // Every append is a committed transaction, durable by the server's own settings.
     fn journal_append(&self, run_id: &str, line: &str, _durable: bool) -> Result<()> {
+        let place = self.journal_where(run_id);
         let (run_id, line) = (run_id.to_string(), line.to_string());
-        self.call("cannot write the run journal", move |c| {
-            c.execute(
+        let verdict: String = self.call("cannot write the run journal", move |c| {
+            c.query_one(
                 &format!(
-                    "INSERT INTO runbook_journal (run_id, line) SELECT $1, $2 WHERE {NOT_LAST}"
+                    "WITH {VERDICT}, stored AS (INSERT INTO runbook_journal (run_id, line) \
+                     SELECT $1, $2 FROM verdict WHERE verdict.v = 'append' RETURNING 1) \
+                     SELECT v FROM verdict"
                 ),
                 &[&run_id, &line],
             )
-            .map(drop)
-        })
+            .and_then(|r| r.try_get(0))
+        })?;
+        match verdict.as_str() {
+            "gap" => Err(Error::RecordsLost { place }),
+            _ => Ok(()),
+        }
     }
     fn journal_append_fenced(
         &self,
@@ -748,23 +768,29 @@ impl JournalStore for Postgres {
         // One statement: the lease is confirmed (and extended) by its taking's id and the
         // line stored only if it still holds. A run whose lease another took stores nothing.
         // The answer is whether the lease held, stored now or by the attempt before.
+        let place = self.journal_where(run_id);
         let (run_id, line) = (run_id.to_string(), line.to_string());
         let (key, lease_id) = (fence.key.clone(), fence.lease_id.clone());
         let secs = self.lease.as_secs_f64();
-        self.call("cannot write the run journal", move |c| {
+        let (held, verdict): (i64, String) = self.call("cannot write the run journal", move |c| {
             c.query_one(
                 &format!(
                     "WITH held AS (UPDATE runbook_locks SET expires = now() + make_interval(secs => $5) \
-                     WHERE key = $3 AND lease_id = $4 RETURNING 1), \
-                     stored AS (INSERT INTO runbook_journal (run_id, line) SELECT $1, $2 FROM held \
-                     WHERE {NOT_LAST} RETURNING 1) \
-                     SELECT count(*) FROM held"
+                     WHERE key = $3 AND lease_id = $4 RETURNING 1), {VERDICT}, \
+                     stored AS (INSERT INTO runbook_journal (run_id, line) SELECT $1, $2 \
+                     FROM held, verdict WHERE verdict.v = 'append' RETURNING 1) \
+                     SELECT (SELECT count(*) FROM held), (SELECT v FROM verdict)"
                 ),
                 &[&run_id, &line, &key, &lease_id, &secs],
             )
-            .and_then(|r| r.try_get::<_, i64>(0))
-            .map(|n| n == 1)
-        })
+            .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        })?;
+        match (held == 1, verdict.as_str()) {
+            // Another run took the lease: nothing stored, and the gap is not this run's to say.
+            (false, _) => Ok(false),
+            (true, "gap") => Err(Error::RecordsLost { place }),
+            (true, _) => Ok(true),
+        }
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
         let run_id = run_id.to_string();
@@ -1213,6 +1239,13 @@ mod tests {
     use super::{answer_until, NoAnswer, ANSWER_AFTER_INTERRUPT, LAST_CHANCE};
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
+
+    /// The journal's first line names the genesis hash as the one before it; the SQL that
+    /// checks it spells the hash out.
+    #[test]
+    fn the_journal_verdict_knows_the_genesis_hash() {
+        assert!(super::VERDICT.contains(&format!("'{}'", crate::store::GENESIS)));
+    }
 
     /// A call made after the interrupt's grace is cancelled after its last chance, not
     /// after 3 s of its own: a database that holds every call (another session's lock)

@@ -772,3 +772,23 @@ fn a_write_cut_short_by_a_full_disk_leaves_no_fragment() {
     rig.resume(&[]).exit(Exit::Ok);
     assert_rotated(&rig.state(), "after the resume");
 }
+
+/// Killed while taking the rotation's lock, its holder written but not yet in place: no
+/// lock is left behind. Before, the lock file was made empty and then written, and a kill in
+/// between left a lock naming nobody: the next exec was told the rotation was "already
+/// running", and no exit cleanup removed it (cold review).
+#[test]
+fn a_kill_while_taking_the_lock_leaves_no_lock_behind() {
+    let rig = crate::support::Rig::new();
+    rig.crash("postmark", "lock:taking");
+    let locks: Vec<_> = std::fs::read_dir(rig.path().join("state/locks"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        locks
+            .iter()
+            .all(|n| !n.to_string_lossy().ends_with(".lock")),
+        "{locks:?}"
+    );
+    rig.exec("postmark", &[]).exit(crate::support::Exit::Ok);
+}

@@ -712,23 +712,33 @@ impl LockStore for Files {
         if let Some(parent) = path.parent() {
             crate::state::ensure_dir(parent, &self.warn()).map_err(write_err(parent))?;
         }
-        let created = std::fs::OpenOptions::new()
+        // Written whole under a name of its own, then linked into place: the lock's name
+        // never names an empty file (a process killed between making the lock and writing
+        // it left a lock that named nobody, said to be "already running", that no exit
+        // cleanup matched). A full disk fails the write before anything is taken.
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = path.with_file_name(format!(
+            ".{name}.{}.{}.taking",
+            std::process::id(),
+            holder.lease_id
+        ));
+        let text = serde_json::to_string(holder).unwrap_or_default();
+        let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&path);
-        match created {
-            Ok(mut f) => {
-                let text = serde_json::to_string(holder).unwrap_or_default();
-                // A lock that does not name its holder is nobody's: on a full disk it is
-                // taken back, and the run does not start.
-                if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {
-                    let _ = std::fs::remove_file(&path);
-                    return Err(write_err(&path)(e));
-                }
-                Ok(true)
-            }
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(write_err(&path)(e));
+        }
+        crate::hooks::crash_point("lock", "taking");
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(write_err(&path)(e)),
         }

@@ -857,6 +857,35 @@ fn a_value_that_does_not_parse_is_never_echoed() {
 /// A malformed `--param` is often a token pasted without its `NAME=`: the error names it by
 /// position, and by the declared param it starts with, never repeating the rest. Before:
 /// `--param 'token:S' is not of the form NAME=VALUE`, in `exec` and in the REPL.
+/// A secret param given with `--param` is on the command line, which every user of the
+/// machine can read (`ps`) while the run lasts (cold review: taken without a word). The run
+/// says so, names the variable to use instead, and never repeats the value; a param that
+/// is not a secret is not warned about. A required secret's help names the variable first.
+#[test]
+fn a_secret_given_on_the_command_line_is_warned_about() {
+    let canary = crate::support::CANARIES[0];
+    let script = "runbook(#{ id: \"t\", title: \"t\" });\nparam(\"token\", #{ secret: true, env: \"T_TOKEN\", required: false });\nparam(\"app\", #{ default: \"a\" });\nstep(\"s\", \"S\", |ctx| {});\n";
+    for command in ["exec", "repl"] {
+        let t = with_script(command, "t.rhai", script);
+        let t = if command == "exec" {
+            t.args(&["--yes"])
+        } else {
+            t
+        };
+        let out = t
+            .args(&["-p", &format!("token={canary}"), "-p", "app=b"])
+            .run();
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        out.stderr_has("warning: --param token puts a secret on the command line, where other users of this machine can read it (ps) while the run lasts and the shell keeps it in its history; set T_TOKEN in the environment instead");
+        assert!(!out.stderr.contains("--param app"), "{}", out.stderr);
+        out.assert_absent(canary);
+    }
+    let required = "runbook(#{ id: \"t\", title: \"t\" });\nparam(\"token\", #{ secret: true, env: \"T_TOKEN\", required: true });\nstep(\"s\", \"S\", |ctx| {});\n";
+    run_safely(with_script("exec", "t.rhai", required).args(&["--yes"]))
+        .exit(Exit::Usage)
+        .stderr_has("set T_TOKEN (or pass --param token=..., which `ps` shows)");
+}
+
 #[test]
 fn a_malformed_param_is_named_by_position_never_repeated() {
     let canary = crate::support::CANARIES[0];

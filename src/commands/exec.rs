@@ -24,6 +24,9 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
     )?;
     // Against the declared params: an error names only those, never the text given.
     let pairs = params::parse_pairs(&args.params, runbook.plan())?;
+    for warning in params::secrets_on_the_command_line(runbook.plan(), &pairs) {
+        ui::err(&warning);
+    }
     // A runbook's own sandbox scenario (sandbox/NAME.toml next to it) unless one is given.
     let mut scenario = args.scenario.clone();
     if args.sandbox && scenario.scenario.is_none() {

@@ -121,6 +121,9 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
     let runbook = open_runbook(path.as_deref())?;
     // Against the declared params: an error names only those, never the text given.
     let pairs = params::parse_pairs(&args.params, runbook.plan())?;
+    for warning in params::secrets_on_the_command_line(runbook.plan(), &pairs) {
+        ui::err(&warning);
+    }
     // As exec: the runbook's own scenario (sandbox/NAME.toml beside it) unless one is given.
     let mut scenario = args.scenario.clone();
     if args.sandbox && scenario.scenario.is_none() {

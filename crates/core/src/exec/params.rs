@@ -75,6 +75,26 @@ fn unknown(name: &str, position: Option<usize>, plan: &Plan) -> Error {
     Error::usage(message, format!("{declared}; {NOT_REPEATED}"))
 }
 
+/// What to say of secret params given on the command line (`--param`): other users of the
+/// machine can read a process's arguments (`ps`, `/proc/PID/cmdline`) for as long as the
+/// run lasts, and the shell keeps them in its history.
+pub fn secrets_on_the_command_line(plan: &Plan, given: &[(String, String)]) -> Vec<String> {
+    plan.params
+        .iter()
+        .filter(|p| p.secret && given.iter().any(|(k, _)| *k == p.name))
+        .map(|p| {
+            let instead = match &p.env {
+                Some(var) => format!("set {var} in the environment instead"),
+                None => "give it through an answers file (--answers) instead".to_string(),
+            };
+            format!(
+                "warning: --param {} puts a secret on the command line, where other users of this machine can read it (ps) while the run lasts and the shell keeps it in its history; {instead}",
+                p.name
+            )
+        })
+        .collect()
+}
+
 /// The value of every declared param, or a usage error naming what is wrong.
 pub fn resolve(
     plan: &Plan,
@@ -109,10 +129,17 @@ pub fn resolve(
             None => match &p.default {
                 Some(d) => value::from_json(d),
                 None if p.required => {
-                    let mut help = format!("pass --param {}=...", p.name);
-                    if let Some(var) = &p.env {
-                        help.push_str(&format!(" or set {var}"));
-                    }
+                    // A secret is best set in the environment: an argument is seen by `ps`.
+                    let help = match (&p.env, p.secret) {
+                        (Some(var), true) => {
+                            format!(
+                                "set {var} (or pass --param {}=..., which `ps` shows)",
+                                p.name
+                            )
+                        }
+                        (Some(var), false) => format!("pass --param {}=... or set {var}", p.name),
+                        (None, _) => format!("pass --param {}=...", p.name),
+                    };
                     return Err(Error::usage(
                         format!("param '{}' is required and has no value", p.name),
                         help,

@@ -22,10 +22,13 @@ pub enum ConfigValue {
 }
 
 impl ConfigValue {
+    /// The value as the request sends it: an opaque one (read back by `heroku::config`,
+    /// neither clearly a setting nor clearly a credential) joins the redactor now, as
+    /// `http::` does, so an answer that quotes what it was sent comes back masked.
     fn expose(&self) -> &str {
         match self {
             ConfigValue::Plain(s) => s,
-            ConfigValue::Secret(s) => s.expose(),
+            ConfigValue::Secret(s) => s.expose_to_send(),
         }
     }
 }
@@ -875,6 +878,21 @@ mod tests {
 
     fn sop() -> Scenario {
         Scenario::default().with_postmark_token("hk-current-0001")
+    }
+
+    /// An opaque config value sent back to Heroku joins the redactor as it is sent: before,
+    /// a vendor answer quoting it was shown in clear (cold review; `http::` already did).
+    #[test]
+    fn an_opaque_value_sent_in_a_config_change_is_masked_from_then_on() {
+        let opaque = "alpha-alpha-9";
+        let value = ConfigValue::Secret(Secret::from_bulk("LAUNCH_CODE", opaque, Source::Text));
+        let quoted = format!("Heroku refused {opaque}");
+        assert!(
+            runbook_secret::redact(&quoted).contains(opaque),
+            "opaque, not registered yet"
+        );
+        assert_eq!(value.expose(), opaque);
+        assert!(!runbook_secret::redact(&quoted).contains(opaque));
     }
 
     #[tokio::test]

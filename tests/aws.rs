@@ -482,6 +482,68 @@ fn a_target_this_run_wrote_again_is_not_changed_since_this_run() {
     }
 }
 
+/// Stopped after propagate; then someone deleted one of the two secrets it set in the same
+/// GitHub repository. The rollback reads each secret of the repository by its own name:
+/// the deleted one is not created again with the old key id (cold review: the second
+/// secret's write was taken to replace the first's, since both name the repository, and only
+/// it was read back), and the repository is left alone whole.
+#[test]
+fn a_rollback_does_not_recreate_one_of_two_github_secrets_deleted_since() {
+    let rig = Rig::with_scenario(&iam_scenario());
+    rig.crash("aws-iam-access-key", "after:propagate");
+    let auth = format!("Bearer {}", rig.sandbox.env["GITHUB_TOKEN"]);
+    let (status, body) = crate::support::http(
+        &rig.sandbox.env["GITHUB_API_URL"],
+        "DELETE",
+        "/repos/raxx/deploy/actions/secrets/AWS_ACCESS_KEY_ID",
+        &[("Authorization", auth.as_str())],
+        "",
+    );
+    assert_eq!(status, 204, "{body}");
+    let out = rig.rollback(&[]);
+    out.exit(Exit::Ok).stderr_has(
+        "≠ github::set_secret on raxx/deploy: changed since this run (nothing: the secret was deleted since",
+    );
+    let state = rig.state();
+    let repo = &state["github"]["repos"]["raxx/deploy"]["secrets"];
+    assert!(
+        repo["AWS_ACCESS_KEY_ID"].is_null(),
+        "{repo}\n{}",
+        out.stdout
+    );
+}
+
+/// As above, but the retried staging's answer is lost (Infisical applied it and the
+/// connection dropped): its outcome is unknown, and the first staging must still be taken
+/// for the run's own past once the target reads as the retry wrote it (cold review: only a
+/// later write recorded as applied counted, so resume refused for ever).
+#[test]
+fn a_retried_write_whose_answer_was_lost_is_not_changed_since_this_run() {
+    let rig = Rig::with_scenario(&iam_scenario());
+    rig.crash("aws-iam-access-key", "inside:create#2");
+    for method in ["PATCH", "POST"] {
+        rig.sandbox.add_fault(&format!(
+            "infisical:{method}:/api/v4/secrets/AWS_ACCESS_KEY_ID_PENDING=lost"
+        ));
+    }
+    let lost = rig.resume(&["--no-rollback"]);
+    assert_ne!(lost.code, 0, "{}", lost.stderr);
+    assert!(
+        rig.journal().contains(r#""outcome":"unknown""#),
+        "{}",
+        rig.journal()
+    );
+    rig.sandbox.clear_faults();
+    let out = rig.resume(&[]);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 0, "{text}");
+    assert!(!text.contains("changed since this run"), "{text}");
+    let state = rig.state();
+    let keys = user_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_everywhere(&state, &keys[0].0, &keys[0].1, "after resume");
+}
+
 /// Killed after both halves were staged: resume takes the staged key (no second create).
 #[test]
 fn a_crash_after_staging_resumes_with_the_staged_key() {

@@ -792,6 +792,30 @@ fn a_change_request_closed_without_merging_is_not_waited_on_again() {
     assert_eq!(rig.sandbox.decide_change_request(&second, true), 200);
     rig.runbook(&resume, &as_user).exit(Exit::Ok);
     crate::support::assert_rotated(&rig.state(), "after the second request was merged");
+
+    // Refused, the request is not "still open" anywhere: a rollback does not tell the
+    // operator that an approver merging it would apply it (cold review).
+    let rig = Rig::with_scenario_text(&scenario);
+    rig.runbook(&exec, &as_user).exit(Exit::StepFailed);
+    let request = requests(&rig)[0].clone();
+    let (id, slug) = (
+        request["id"].as_str().unwrap(),
+        request["slug"].as_str().unwrap(),
+    );
+    assert_eq!(rig.sandbox.decide_change_request(id, false), 200);
+    let run_id = rig.run_id();
+    let resume = ["resume", run_id.as_str(), "--yes", "--no-rollback"];
+    rig.runbook(&resume, &as_user).exit(Exit::StepFailed);
+    let out = rig.runbook(&["rollback", run_id.as_str(), "--yes"], &as_user);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        !text.contains(&format!("change request {slug} is still open")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("change request {slug} from an earlier")),
+        "{text}"
+    );
 }
 
 /// Infisical applies secret-approval policies to users; the run's machine identity writes

@@ -1448,7 +1448,7 @@ fn a_rollback_does_not_put_back_a_github_secret_deleted_since_the_run() {
     assert_eq!(status, 204, "{body}");
     let out = rig.rollback(&[]);
     out.exit(Exit::Ok).stderr_has(
-        "≠ github::set_secret on raxx/raptor: changed since this run (nothing: the secret was deleted since); left alone",
+        "≠ github::set_secret on raxx/raptor: changed since this run (nothing: the secret was deleted since, or this token can no longer see it); left alone",
     );
     assert!(github(&rig.state()).is_null(), "{}", out.stdout);
     assert_eq!(rig.runs()[0]["settled"], "partly rolled back");

@@ -174,7 +174,7 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
         for (i, w) in writes.iter().enumerate().filter(|(_, w)| w.step == *step) {
             // What a later write of this run replaced is the run's own past: the later
             // write is the one read back (a step retried after a crash staged anew).
-            if !w.outcome.may_have_applied() || superseded(w, &writes[i + 1..]) {
+            if !w.outcome.may_have_applied() || superseded(session, w, &writes[i + 1..]) {
                 continue;
             }
             if !header {
@@ -321,24 +321,31 @@ fn restored_by_this_run(session: &Session, w: &crate::ledger::Write) -> bool {
     crate::host::readback::holds(run, &undo).0 == Holds::AsWritten
 }
 
-/// Whether `u` sets everything `w` set: every var of an app's config `w` set, or, for a
-/// write that is not per var (an Infisical secret), the same target, which names all of it.
+/// Whether `u` sets everything `w` set: every var of an app's config `w` set; for a write
+/// that is not per var, the same named thing (a GitHub repository's target holds many
+/// secrets, named in the detail; an Infisical target names its secret already).
 fn covers(u: &crate::ledger::Write, w: &crate::ledger::Write) -> bool {
     match (w.detail["vars"].as_object(), u.detail["vars"].as_object()) {
         (Some(mine), Some(theirs)) => mine.keys().all(|k| theirs.contains_key(k)),
-        (None, _) => true,
+        (None, _) => w.detail["name"] == u.detail["name"],
         (Some(_), None) => false,
     }
 }
 
-/// Whether a write of this run after `w`, to the same target, took effect and set all `w`
-/// set.
-fn superseded(w: &crate::ledger::Write, later: &[crate::ledger::Write]) -> bool {
+/// Whether a write of this run after `w`, to the same target, set all `w` set and took
+/// effect: its outcome says so, or, its answer lost, the target holds what it wrote.
+fn superseded(session: &Session, w: &crate::ledger::Write, later: &[crate::ledger::Write]) -> bool {
     later.iter().any(|u| {
         u.function == w.function
             && u.target == w.target
-            && u.outcome == WriteOutcome::Applied
             && covers(u, w)
+            && match u.outcome {
+                WriteOutcome::Applied => true,
+                WriteOutcome::Unknown => {
+                    crate::host::readback::holds(session.run(), u).0 == Holds::AsWritten
+                }
+                _ => false,
+            }
     })
 }
 

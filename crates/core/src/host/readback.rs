@@ -127,7 +127,10 @@ fn github_secret(
         )
         .map_err(|e| reason(&e))?;
     let Some(info) = info else {
-        return Ok(Some("nothing: the secret was deleted since".into()));
+        // GitHub answers 404 also for a repository this token can no longer see.
+        return Ok(Some(
+            "nothing: the secret was deleted since, or this token can no longer see it".into(),
+        ));
     };
     match rfc3339(&info.updated_at) {
         Some(updated) if updated > wrote + CLOCK_SLACK => Ok(Some(format!(

@@ -54,9 +54,9 @@ pub struct Write {
     /// What the call asked to keep of the vendor's answer (`record:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<Value>,
-    /// When its outcome was recorded (the journal line's time): what a read back of a
-    /// target that never gives its value (a GitHub secret) compares the target's own date
-    /// with.
+    /// When its outcome was recorded (the journal line's time; until then, when it was
+    /// sent): what a read back of a target that never gives its value (a GitHub secret)
+    /// compares the target's own date with.
     #[serde(skip)]
     pub at: Option<String>,
 }
@@ -237,7 +237,7 @@ impl Ledger {
             Event::LeaseLost(l) => self.blocked(&l.step, &l.why),
             Event::StepStarted(s) => self.step_started(s),
             Event::StepFinished(f) => self.step_finished(f, t),
-            Event::Write(w) => self.write_sent(w),
+            Event::Write(w) => self.write_sent(w, t),
             Event::WriteOutcome(o) => self.write_settled(o, t),
             Event::WritePlanned(p) => self.planned.push(p.clone()),
             Event::UndoStarted { step } => {
@@ -377,18 +377,24 @@ impl Ledger {
             .push((t.to_string(), Happened::Step(f.clone())));
     }
 
-    fn write_sent(&mut self, w: &WriteSent) {
+    fn write_sent(&mut self, w: &WriteSent, t: &str) {
+        // Until its outcome is recorded, when it was sent (a write whose answer never came
+        // is read back against that).
+        let sent = Write {
+            at: Some(t.to_string()),
+            ..Write::sent(w)
+        };
         // Writes inside an undo are not effects of the step being undone.
         if w.undo || self.undoing.is_some() {
             // An undo that sent a write and then stopped may have put something back: the
             // rotation is half undone, as after an undo that finished (unless its outcome
             // says the write never took effect).
             self.latest().undo_sent += 1;
-            self.undo_writes.push(Write::sent(w));
+            self.undo_writes.push(sent);
             self.open.push((w.clone(), None));
             return;
         }
-        self.writes.push(Write::sent(w));
+        self.writes.push(sent);
         self.open.push((w.clone(), Some(self.writes.len() - 1)));
     }
 
@@ -419,6 +425,15 @@ impl Ledger {
         if index.is_none() && !o.outcome.may_have_applied() {
             let p = self.latest();
             p.undo_sent = p.undo_sent.saturating_sub(1);
+        }
+        // A change request found closed without a merge: every write still waiting on it
+        // was refused, not pending (rollback, abandon and the run's changes say so).
+        if let (WriteOutcome::Failed, Some(refused)) = (o.outcome, &o.filed) {
+            for w in self.writes.iter_mut().chain(self.undo_writes.iter_mut()) {
+                if w.outcome == WriteOutcome::Pending && w.filed.as_ref() == Some(refused) {
+                    w.outcome = WriteOutcome::Failed;
+                }
+            }
         }
         if let Some(w) = index.and_then(|i| self.writes.get_mut(i)) {
             w.outcome = o.outcome;

@@ -854,9 +854,6 @@ fn a_value_that_does_not_parse_is_never_echoed() {
     out.assert_absent(canary);
 }
 
-/// A malformed `--param` is often a token pasted without its `NAME=`: the error names it by
-/// position, and by the declared param it starts with, never repeating the rest. Before:
-/// `--param 'token:S' is not of the form NAME=VALUE`, in `exec` and in the REPL.
 /// A secret param given with `--param` is on the command line, which every user of the
 /// machine can read (`ps`) while the run lasts (cold review: taken without a word). The run
 /// says so, names the variable to use instead, and never repeats the value; a param that
@@ -886,6 +883,9 @@ fn a_secret_given_on_the_command_line_is_warned_about() {
         .stderr_has("set T_TOKEN (or pass --param token=..., which `ps` shows)");
 }
 
+/// A malformed `--param` is often a token pasted without its `NAME=`: the error names it by
+/// position, and by the declared param it starts with, never repeating the rest. Before:
+/// `--param 'token:S' is not of the form NAME=VALUE`, in `exec` and in the REPL.
 #[test]
 fn a_malformed_param_is_named_by_position_never_repeated() {
     let canary = crate::support::CANARIES[0];

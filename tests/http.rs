@@ -211,8 +211,8 @@ step("read", "Read config vars raw", |ctx| {
 
 /// A credential given to heroku::set_config as text (a runbook that forgot `secrets:` on
 /// the call that made it, or a value typed at the REPL) was kept in clear in the write's
-/// detail, and so in the journal and the audit log. It is kept by fingerprint; a plain
-/// setting beside it stays readable, and the app holds both.
+/// detail, and so in the journal and the audit log. It is kept by fingerprint and joins the
+/// redactor as it is sent; a plain setting beside it stays readable, and the app holds both.
 #[test]
 fn a_credential_set_on_heroku_as_text_is_recorded_by_fingerprint() {
     let canary = "SG.textcanary-7f3a9c1e5b2d4068a1c3";
@@ -223,6 +223,8 @@ fn a_credential_set_on_heroku_as_text_is_recorded_by_fingerprint() {
 runbook(#{{ id: "set-text", title: "Sets a credential given as text" }});
 step("set", "Set config vars", |ctx| {{
     heroku::set_config("raxx-api-prod", #{{ SENDGRID_API_KEY: "{canary}", RELEASE_MODE: "on" }});
+    // As a vendor's answer quoting it would: masked once it was sent.
+    print("Heroku said: {canary} is set");
 }}).no_undo("a test");
 "#
     );

@@ -1534,9 +1534,11 @@ fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
         key: "rotation".into(),
         lease_id: "taking-1".into(),
     };
+    let hex = |c: char| c.to_string().repeat(64);
     let line = format!(
-        r#"{{"v":1,"type":"step_started","step":"store","prev_hash":"{}","hash":"11"}}"#,
-        runbook_core::store::GENESIS
+        r#"{{"v":1,"type":"step_started","step":"store","prev_hash":"{}","hash":"{}"}}"#,
+        runbook_core::store::GENESIS,
+        hex('1')
     );
     let line = line.as_str();
     for _ in 0..2 {
@@ -1556,8 +1558,12 @@ fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
         .unwrap());
     // A line that names another line before it than the last stored (the database lost
     // what it had acknowledged) is refused, and nothing is stored.
-    let over_a_gap =
-        r#"{"v":1,"type":"step_finished","step":"store","prev_hash":"22","hash":"33"}"#;
+    let over_a_gap = format!(
+        r#"{{"v":1,"type":"step_finished","step":"store","prev_hash":"{}","hash":"{}"}}"#,
+        hex('2'),
+        hex('3')
+    );
+    let over_a_gap = over_a_gap.as_str();
     let e = store
         .journal_append_fenced(&holder.run_id, over_a_gap, &fence, true)
         .unwrap_err();
@@ -1570,7 +1576,14 @@ fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
     assert!(store
         .journal_append(&holder.run_id, over_a_gap, true)
         .is_err());
-    let next = r#"{"v":1,"type":"step_finished","step":"store","prev_hash":"11","hash":"44"}"#;
+    // An escaped NUL (a vendor's answer, a script's error) is no JSON PostgreSQL takes:
+    // the line is read as text.
+    let next = format!(
+        r#"{{"v":1,"type":"step_finished","step":"store","error":"x\u0000y","prev_hash":"{}","hash":"{}"}}"#,
+        hex('1'),
+        hex('4')
+    );
+    let next = next.as_str();
     assert!(store
         .journal_append_fenced(&holder.run_id, next, &fence, true)
         .unwrap());

@@ -97,9 +97,15 @@ pub fn ensure_dir(path: &Path, warn: Warn) -> io::Result<()> {
                 .recursive(true)
                 .mode(0o700)
                 .create(path)?;
-            // Each new folder is named in the one above it, which is synced for it.
-            for made in missing {
-                sync_dir(parent_of(made), warn)?;
+            // Each new folder is named in the one above it, which is synced for it; not kept
+            // unless it is (the next try makes them, and syncs them, again).
+            for made in &missing {
+                if let Err(e) = sync_dir(parent_of(made), warn) {
+                    for m in &missing {
+                        let _ = fs::remove_dir(m);
+                    }
+                    return Err(e);
+                }
             }
         }
     }
@@ -343,7 +349,11 @@ pub(crate) fn fingerprint_key(dir: &Path, warn: Warn) -> io::Result<[u8; 32]> {
         Ok(mut f) => {
             f.write_all(&runbook_secret::random_key())?;
             f.sync_all()?;
-            sync_dir(dir, warn)?;
+            // Not kept unless its name is durable: the next try draws and syncs another.
+            if let Err(e) = sync_dir(dir, warn) {
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(refused_link(&path, e)),
@@ -494,5 +504,14 @@ mod tests {
         );
         append(&journal, &|_| {}).unwrap();
         assert!(journal.exists());
+        // Folders made for it, and a new state folder's key, likewise.
+        let deep = root.path().join("x").join("y");
+        DIR_SYNC_FAILS.with(|f| f.set(true));
+        let made = ensure_dir(&deep, &|_| {});
+        let key = fingerprint_key(&root.path().join("fresh"), &|_| {});
+        DIR_SYNC_FAILS.with(|f| f.set(false));
+        assert!(made.is_err() && !root.path().join("x").exists());
+        assert!(key.is_err());
+        assert!(!root.path().join("fresh/fingerprint.key").exists());
     }
 }

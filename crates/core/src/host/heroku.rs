@@ -116,6 +116,8 @@ fn recorded_text(name: &str, text: &str) -> String {
     if runbook_secret::bulk_value_is_plain(name, text) {
         text.to_string()
     } else {
+        // Kept out of every output too: a vendor's answer quoting it comes back masked.
+        runbook_secret::register(text);
         runbook_secret::fingerprint(text)
     }
 }

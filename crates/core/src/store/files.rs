@@ -702,6 +702,28 @@ impl AuditStore for Files {
     }
 }
 
+/// Takes a lock by making its file and then writing it, where hard links cannot be made: a
+/// process killed in between leaves a lock that names nobody.
+fn lock_in_place(path: &Path, text: &str) -> Result<bool> {
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    match created {
+        Ok(mut f) => {
+            if let Err(e) = f.write_all(text.as_bytes()).and_then(|_| f.sync_all()) {
+                let _ = std::fs::remove_file(path);
+                return Err(write_err(path)(e));
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(write_err(path)(e)),
+    }
+}
+
 impl LockStore for Files {
     fn lease(&self) -> Option<Duration> {
         None
@@ -740,6 +762,10 @@ impl LockStore for Files {
         match linked {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            // A filesystem without hard links (vfat, some network mounts): made in place.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+                lock_in_place(&path, &text)
+            }
             Err(e) => Err(write_err(&path)(e)),
         }
     }

@@ -375,10 +375,10 @@ pub fn redact_url(url: &str) -> String {
             Some(q) => format!("{shown}?{}", masked(q)),
         };
     }
-    // An `@` only after a `?`: a password holding an unencoded `?`, or a query value with
-    // an `@`. Nothing before the last `@` is shown.
-    if let Some((_, tail)) = rest.rsplit_once('@') {
-        return format!("{scheme}://…@{}", masked(tail));
+    // An `@` only after a `?`: a password holding an unencoded `?`, or a query value with an
+    // `@` (a password's among them): no split tells which, so nothing past the scheme is shown.
+    if rest.contains('@') {
+        return format!("{scheme}://(not shown: it may hold a password)");
     }
     match query {
         None => format!("{scheme}://{head}"),
@@ -428,13 +428,17 @@ mod tests {
             "postgres://db/runbook?user=a@b&password=pa?ss",
             "postgres://db/runbook?sslpassword=pa?ss",
             "host=db sslpassword=pa?ss dbname=runbook",
+            "postgres://db/runbook?password=pa?ss@def",
         ] {
             let shown = redact_url(url);
-            assert!(!shown.contains("pa?ss"), "{url}: {shown}");
+            assert!(
+                !shown.contains("pa?ss") && !shown.contains("def"),
+                "{url}: {shown}"
+            );
         }
         assert_eq!(
             redact_url("postgres://ops:pa?ss@db/runbook"),
-            "postgres://…@db/runbook"
+            "postgres://(not shown: it may hold a password)"
         );
         assert_eq!(
             redact_url("postgres://db/runbook?sslmode=require"),

@@ -243,17 +243,32 @@ pub struct Postgres {
 /// as before it (`prev_hash`): the database lost lines it had acknowledged, as a failover
 /// to a standby that had not received them does; else `append`. Lines from before the
 /// chain (without `prev_hash`, or after a last line without `hash`) are not checked.
-const VERDICT: &str = "verdict AS (SELECT CASE \
-    WHEN last.line = $2 THEN 'there' \
-    WHEN ($2::jsonb ->> 'prev_hash') IS NULL THEN 'append' \
-    WHEN last.line IS NULL THEN \
-        CASE WHEN ($2::jsonb ->> 'prev_hash') = '0000000000000000000000000000000000000000000000000000000000000000' \
-        THEN 'append' ELSE 'gap' END \
-    WHEN (last.line::jsonb ->> 'hash') IS NULL THEN 'append' \
-    WHEN (last.line::jsonb ->> 'hash') = ($2::jsonb ->> 'prev_hash') THEN 'append' \
-    ELSE 'gap' END AS v \
-    FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT line FROM runbook_journal \
-    WHERE run_id = $1 ORDER BY seq DESC LIMIT 1) last ON true)";
+///
+/// The hashes are read as text at the line's end, where `chain::chained` always writes
+/// them (`…,"prev_hash":"…","hash":"…"}`), not through `json`: PostgreSQL's JSON types
+/// refuse a line holding an escaped NUL, which a vendor's answer or a script may put there.
+const VERDICT: &str = concat!(
+    "verdict AS (SELECT CASE ",
+    "WHEN last.line = $2 THEN 'there' ",
+    "WHEN substring($2 from '",
+    r#""prev_hash":"([0-9a-f]{64})","hash":"[0-9a-f]{64}"}$"#,
+    "') IS NULL THEN 'append' ",
+    "WHEN last.line IS NULL THEN CASE WHEN substring($2 from '",
+    r#""prev_hash":"([0-9a-f]{64})","hash":"[0-9a-f]{64}"}$"#,
+    "') = '0000000000000000000000000000000000000000000000000000000000000000' ",
+    "THEN 'append' ELSE 'gap' END ",
+    "WHEN substring(last.line from '",
+    r#""hash":"([0-9a-f]{64})"}$"#,
+    "') IS NULL THEN 'append' ",
+    "WHEN substring(last.line from '",
+    r#""hash":"([0-9a-f]{64})"}$"#,
+    "') = substring($2 from '",
+    r#""prev_hash":"([0-9a-f]{64})","hash":"[0-9a-f]{64}"}$"#,
+    "') THEN 'append' ",
+    "ELSE 'gap' END AS v ",
+    "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT line FROM runbook_journal ",
+    "WHERE run_id = $1 ORDER BY seq DESC LIMIT 1) last ON true)"
+);
 
 /// A failure to reach or use the database: exit 2, with what to check.
 fn state_error(shown: &str, what: &str, e: impl std::fmt::Display) -> Error {

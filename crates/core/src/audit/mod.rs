@@ -616,6 +616,27 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A verify reads each line back and hashes it again: a float must come back as the
+    /// same text. Without serde_json's `float_roundtrip` (the dist build had it only when a
+    /// dev-dependency brought it) about one ratio in ten read back a digit off, and an
+    /// honest entry was called edited (cold review).
+    #[test]
+    fn an_entry_holding_floats_verifies_as_written() {
+        for (i, j) in [
+            (1.0, 11.0),
+            (2.0, 3.0),
+            (1.0, 7.0),
+            (5.0, 13.0),
+            (22.0, 7.0),
+        ] {
+            let mut fields = serde_json::Map::new();
+            fields.insert("ratio".into(), json!(i / j));
+            let (line, hash) = with_hash(&fields);
+            let back: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(entry_hash(&back), hash, "{line}");
+        }
+    }
+
     fn files_log(dir: &std::path::Path) -> AuditLog {
         let say = crate::sink::Say::outside(std::sync::Arc::new(crate::sink::Quiet));
         let store: crate::store::Store = std::sync::Arc::new(crate::store::Files::new(dir, say));

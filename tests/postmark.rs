@@ -734,6 +734,51 @@ fn store_waits_scenario() -> String {
     protected_scenario("approve_keys = [\"POSTMARK_SERVER_TOKEN_PENDING\"]")
 }
 
+/// Ctrl-C while the store step waits for its change request: the write is pending on that
+/// request, not "an answer lost" (cold review: the request's id never reached the journal,
+/// so a rollback said the write "did not apply" and reported success while the request
+/// could still be merged, and a retry would file a second one). The rollback names it.
+#[test]
+fn ctrl_c_while_a_change_request_waits_leaves_the_write_pending_on_it() {
+    use crate::support::Rig;
+    let rig = Rig::with_scenario_text(&store_waits_scenario());
+    let mut cmd = rig.command(
+        &["exec", "postmark", "--yes", "--param", "approval_wait=60"],
+        &[],
+    );
+    cmd.stderr(std::process::Stdio::piped());
+    // The store's own request (the staging copy's is merged at once in this scenario).
+    let (mut child, mut lines) = crate::support::start_until(
+        &mut cmd,
+        "POSTMARK_SERVER_TOKEN: Infisical filed change request",
+    );
+    for line in lines.by_ref() {
+        if line.unwrap().contains("waiting up to 60s") {
+            break;
+        }
+    }
+    crate::support::signal(&child, libc::SIGINT);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let filed: Vec<Value> = items(&rig.state()["infisical"]["approvals"])
+        .iter()
+        .filter(|a| a["secretKey"] == "POSTMARK_SERVER_TOKEN")
+        .cloned()
+        .collect();
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    let slug = filed[0]["slug"].as_str().unwrap();
+    let journal = rig.journal();
+    assert!(
+        journal.contains(r#""outcome":"pending","filed":{"id":"#) && journal.contains(slug),
+        "{journal}"
+    );
+    rig.rollback(&[]).stderr_has(&format!(
+        "change request {slug} is still open, not merged: an approver merging it would apply it"
+    ));
+}
+
 /// A run with a person's session (a user JWT, which Infisical's approval policies cover and
 /// which may read change requests) whose store was filed as a change request, and an
 /// approver who closes it without merging. Before, every resume waited on the closed request

@@ -185,7 +185,12 @@ fn await_approval(
                 Duration::from_secs(timeout),
             )
             .await
-    })?;
+    });
+    // The wait stopped by Ctrl-C or the step's time limit: the request is still filed, and
+    // the write is pending on it, not an answer lost (a rollback must name the request, and
+    // a retry wait on it rather than file another). The step still ends as interrupted.
+    let stopped = matches!(&merged, Err(e) if matches!(e.unwrap_inner(), rhai::EvalAltResult::ErrorTerminated(..)));
+    let merged = if stopped { Merged::NotYet } else { merged? };
     match merged {
         Merged::Yes(r) => {
             h.say()
@@ -193,7 +198,14 @@ fn await_approval(
             Ok(r.map(|r| *r))
         }
         Merged::NotYet => {
-            refused_request(h, s, name, cr)?;
+            if !stopped {
+                refused_request(h, s, name, cr)?;
+            }
+            let why = if stopped {
+                "was still waiting for approval when the wait was stopped".to_string()
+            } else {
+                format!("was not merged within {timeout}s")
+            };
             let mut m = Map::new();
             m.insert("vendor".into(), "infisical".into());
             m.insert("request".into(), cr.slug.clone().into());
@@ -204,7 +216,7 @@ fn await_approval(
             m.insert(
                 "message".into(),
                 format!(
-                    "Infisical change request {} for {name} in {}:{}{} was not merged within {timeout}s; the change waits for approval",
+                    "Infisical change request {} for {name} in {}:{}{} {why}; the change waits for approval",
                     cr.slug, s.project_id, s.env, s.path
                 )
                 .into(),

@@ -266,6 +266,36 @@ fn sigterm_releases_the_lock_like_ctrl_c() {
     assert_eq!(rig.runs()[0]["status"], "interrupted");
 }
 
+/// A run started with SIGHUP ignored (`nohup runbook exec … &` on a bastion, its SSH
+/// session then dropped) goes on when SIGHUP comes: before, the run's own listener replaced
+/// the ignored disposition, and the dropped session interrupted the rotation, then forced
+/// the process out with a write possibly in doubt (cold review).
+#[test]
+fn a_run_started_under_nohup_goes_on_when_the_session_hangs_up() {
+    use std::os::unix::process::CommandExt;
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("postmark:GET:/server=latency=1500:once");
+    let mut cmd = rig.command(&["exec", "postmark", "--yes"], &[]);
+    cmd.stderr(std::process::Stdio::null());
+    // SAFETY: only an async-signal-safe call between fork and exec; an ignored SIGHUP is
+    // kept across exec, as nohup leaves it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let (mut run, _lines) = start_until(&mut cmd, "Step 1/8");
+    signal(&run, libc::SIGHUP);
+    assert_eq!(
+        run.wait().unwrap().code(),
+        Some(0),
+        "the hang-up stopped it"
+    );
+    assert_eq!(rig.runs()[0]["status"], "succeeded");
+}
+
 /// A run still going whose journal got damaged is not abandoned under it: its process holds
 /// the rotation's lock, which `abandon` takes first. Once the process has ended, it is.
 #[test]

@@ -83,10 +83,27 @@ pub(crate) fn release(path: &std::path::Path) {
 /// How long a terminated process has to stop by itself before it is made to.
 const GRACE: Duration = Duration::from_secs(3);
 
-/// Starts listening for Ctrl-C, SIGTERM and SIGHUP on the given runtime.
+/// Whether `signal` was set to be ignored when the process started (`nohup` ignores
+/// SIGHUP; a shell ignores SIGINT for a job it runs in the background): a listener would
+/// replace that, and a dropped session would stop a run its operator protected from it.
+fn ignored_at_start(signal: libc::c_int) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Starts listening for Ctrl-C, SIGTERM and SIGHUP on the given runtime, except for those
+/// the process was started ignoring.
 pub(crate) fn install(rt: &tokio::runtime::Runtime) {
     let terminal = saved_terminal();
+    let sigint = !ignored_at_start(libc::SIGINT);
     rt.spawn(async move {
+        if !sigint {
+            return;
+        }
         while tokio::signal::ctrl_c().await.is_ok() {
             // A second Ctrl-C before the first was handled: whatever the process waits on
             // (a plain read on a terminal rustyline does not drive, a call that does not
@@ -104,6 +121,9 @@ pub(crate) fn install(rt: &tokio::runtime::Runtime) {
         (SignalKind::terminate(), libc::SIGTERM),
         (SignalKind::hangup(), libc::SIGHUP),
     ] {
+        if ignored_at_start(number) {
+            continue;
+        }
         let Ok(mut stream) = signal(kind) else {
             continue;
         };

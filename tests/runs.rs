@@ -356,6 +356,20 @@ fn entries_cut_off_the_end_are_found_with_the_head_a_run_printed() {
     cut.exit(Exit::StepFailed)
         .stderr_has(&format!("does not contain the recorded head {head}"))
         .stderr_has("entries were cut off the end");
+
+    // A mistyped head file is said to be missing, not read as a log cut off; a key with a
+    // bare hash has nothing to check, and says so (cold review: OK without a check).
+    let typo = cut
+        .next()
+        .args(&["audit", "verify", "--head", "head-Q4.jsonn"])
+        .run();
+    typo.exit(Exit::Usage)
+        .stderr_has("--head head-Q4.jsonn: no such file, and not a head's hash (64 hex digits)");
+    typo.next()
+        .args(&["audit", "verify", "--head", &head, "--pubkey", "audit.pub"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("is a bare hash: --pubkey has no signature to check");
 }
 
 #[test]

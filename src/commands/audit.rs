@@ -65,7 +65,22 @@ fn recorded_head(args: &AuditVerifyArgs) -> Result<Option<(String, Option<usize>
     };
     let path = std::path::Path::new(given);
     if !path.is_file() {
-        return Ok(Some((given.trim().to_string(), None)));
+        let hash = given.trim();
+        // Not a file and not a hash: a mistyped path, which must not read as a log cut.
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::usage(
+                format!("--head {given}: no such file, and not a head's hash (64 hex digits)"),
+                "give a file written by `runbook audit head`, or the head's hash",
+            ));
+        }
+        // A key checks a signed head only: with a bare hash it would check nothing.
+        if args.pubkey.is_some() {
+            return Err(Error::usage(
+                format!("--head {given} is a bare hash: --pubkey has no signature to check"),
+                "give the signed head file `runbook audit head --sign` wrote, or leave out --pubkey",
+            ));
+        }
+        return Ok(Some((hash.to_string(), None)));
     }
     let bad = |why: String| {
         Error::usage(

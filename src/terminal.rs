@@ -167,14 +167,47 @@ impl Terminal for Tty {
     fn choose(&self, question: &str, options: &[String]) -> R<String> {
         loop {
             let answer = read(&format!("  ? {question} [{}] ", options.join("/")), false)?;
-            let a = answer.trim().to_ascii_lowercase();
-            if let Some(o) = options.iter().find(|o| {
-                o.to_ascii_lowercase() == a
-                    || (a.len() == 1 && o.to_ascii_lowercase().starts_with(&a))
-            }) {
-                return Ok(o.clone());
+            if let Some(o) = chosen(&answer, options) {
+                return Ok(o.to_string());
             }
             crate::ui::err(&format!("    please answer one of: {}", options.join(", ")));
         }
+    }
+}
+
+/// The option an answer names: the whole word, or a single letter only one option starts
+/// with (`r` at retry/rollback/stop is neither, and is asked again: it picked retry, and
+/// sent the failed step's writes again to an operator who meant to roll back).
+fn chosen<'a>(answer: &str, options: &'a [String]) -> Option<&'a str> {
+    let a = answer.trim().to_ascii_lowercase();
+    if let Some(o) = options.iter().find(|o| o.to_ascii_lowercase() == a) {
+        return Some(o);
+    }
+    if a.chars().count() != 1 {
+        return None;
+    }
+    let mut starting = options
+        .iter()
+        .filter(|o| o.to_ascii_lowercase().starts_with(&a));
+    match (starting.next(), starting.next()) {
+        (Some(o), None) => Some(o),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chosen;
+
+    /// A letter two options start with names neither (cold review: `r` picked retry at
+    /// retry/rollback/stop); a whole word, or a letter only one starts with, names it.
+    #[test]
+    fn an_ambiguous_letter_chooses_nothing() {
+        let options: Vec<String> = ["retry", "rollback", "stop"].map(String::from).to_vec();
+        assert_eq!(chosen("r", &options), None);
+        assert_eq!(chosen(" Rollback ", &options), Some("rollback"));
+        assert_eq!(chosen("s", &options), Some("stop"));
+        assert_eq!(chosen("ro", &options), None);
+        assert_eq!(chosen("", &options), None);
     }
 }

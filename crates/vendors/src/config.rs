@@ -411,6 +411,25 @@ impl VendorConfig {
     /// 2 minutes) is a rehearsal's compressed time (`runbook sandbox` exports one). Against
     /// Heroku itself it would end the wait while the old dynos still serve the old value.
     pub fn checked(self) -> Result<Self, ConfigError> {
+        // A user name or password in an endpoint would reach the run's start record, every
+        // label and evidence pack (http:: refuses them in its URLs for the same reason).
+        for (name, url) in [
+            ("POSTMARK_API_URL", &self.postmark.api_url),
+            ("POSTMARK_DASHBOARD_URL", &self.postmark.dashboard_url),
+            ("INFISICAL_DOMAIN", &self.infisical.api_url),
+            ("HEROKU_HOST", &self.heroku.api_url),
+            ("GITHUB_API_URL", &self.github.api_url),
+        ] {
+            let credentials = reqwest::Url::parse(url)
+                .is_ok_and(|u| !u.username().is_empty() || u.password().is_some());
+            if credentials {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value: "(a URL with a user name or password, not shown)".into(),
+                    expected: "a URL without credentials in it: they would be written to the run's journal, its audit trail and every evidence pack; give the vendor's token through its own variable (a proxy's own login goes in the proxy's settings)",
+                });
+            }
+        }
         let window = self.heroku.preboot_window;
         if window < SHORTEST_PREBOOT_WINDOW && !is_loopback_url(&self.heroku.api_url) {
             return Err(ConfigError::Invalid {
@@ -580,6 +599,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("INFISICAL_TOKEN"));
+    }
+
+    /// An endpoint holding a user name or password is refused, and the message does not
+    /// repeat it (cold review: it went into the journal's first line and every pack).
+    #[test]
+    fn an_endpoint_with_credentials_in_it_is_refused_without_repeating_them() {
+        let cfg = VendorConfig::from_env(|k| match k {
+            "INFISICAL_DOMAIN" => Some("https://ci:S3cretPw@infisical.corp".into()),
+            _ => None,
+        })
+        .unwrap();
+        let e = cfg.checked().unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("INFISICAL_DOMAIN"), "{text}");
+        assert!(!text.contains("S3cretPw"), "{text}");
     }
 
     #[test]

@@ -92,7 +92,15 @@ fn read(prompt: &str, masked: bool) -> R<String> {
         None
     };
     // Highlighting is what masks secret input, so it must run even without colour support.
+    // With stdout redirected (`--json > events.jsonl`), the question and its editing go to
+    // the terminal itself, never into what stdout carries.
+    let behavior = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        rustyline::Behavior::Stdio
+    } else {
+        rustyline::Behavior::PreferTerm
+    };
     let config = rustyline::Config::builder()
+        .behavior(behavior)
         .auto_add_history(false)
         .color_mode(if masked {
             rustyline::ColorMode::Forced

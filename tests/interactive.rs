@@ -374,6 +374,30 @@ fn enter_alone_at_a_confirmation_is_no() {
     stopped_without_running(&mut p);
 }
 
+/// `--json` sends the run's events to stdout, redirected to a file, while the operator
+/// answers at the terminal: the question is asked there, and stdout holds only JSON lines.
+/// Before, rustyline wrote the question (and its escape codes) into the JSON stream, and
+/// the terminal showed a run that seemed to hang (cold review).
+#[test]
+fn a_question_is_asked_at_the_terminal_when_stdout_is_the_json_stream() {
+    let t = confirming().args(&["--json"]);
+    let inner = t.command();
+    let dir = inner.get_current_dir().unwrap().to_path_buf();
+    let mut p = terminal(behind_sh("exec > out.jsonl", &inner), 30);
+    p.expect("? Go ahead? [y/N] ").unwrap();
+    p.send_line("y").unwrap();
+    p.expect(expectrl::Eof).unwrap();
+    let out = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+    assert!(!out.is_empty());
+    for line in out.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON line: {line:?}"
+        );
+    }
+    assert!(out.contains(r#""type":"report""#), "{out}");
+}
+
 /// A question holding a vendor's line breaks is drawn on one line at a terminal too (895bd0d
 /// tested the piped and `--yes` paths): the breaks show as ␊, so no other question appears
 /// above `[y/N]`.

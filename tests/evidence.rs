@@ -139,6 +139,35 @@ fn rotated_with_keys(dir: &std::path::Path) -> (crate::support::Output, String) 
     (rotated, run_id)
 }
 
+/// A journal whose last record is whole but lost its newline (a power loss, a hand repair):
+/// every reader counts that record, and so does the pack. Before, the pack's status came
+/// from the record while its lines left it out, and verify called the journal cut
+/// (cold review).
+#[test]
+fn a_pack_of_a_journal_whose_last_record_lost_its_newline_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rotated, run_id) = rotated_with_keys(dir.path());
+    let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
+    let path = rotated.journal_path();
+    let journal = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, journal.trim_end_matches('\n')).unwrap();
+    let text = signed_pack(dir.path(), &cmd, &run_id);
+    let pack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        pack["journal"].as_array().unwrap().len(),
+        journal.lines().count()
+    );
+    assert_eq!(pack["status"], "succeeded");
+    cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok);
+}
+
 /// A run whose journal ends in a line a crash cut short: the pack leaves the fragment out
 /// (no reader counts it), and verifies. Before, the pack carried it as a line of its own,
 /// which its verification read as whole, and so as damage.

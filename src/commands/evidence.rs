@@ -314,13 +314,35 @@ struct Signature {
 
 /// The evidence of one run, from its ledger, its runbook (when unchanged) and the audit log.
 fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
-    let (_, ledger) = ledger::open(store, run_id).map_err(|e| match e {
+    // Names the run (or says it is not there) and refuses a journal that cannot be read.
+    ledger::open(store, run_id).map_err(|e| match e {
         runbook_core::error::Error::RunNotFound { .. } => Error::usage(
             format!("no run '{run_id}' in {}", store.runs_where()),
             "`runbook runs` lists the runs and their ids",
         ),
         other => other.into(),
     })?;
+    // The journal read once: the pack's status, actors and history are folded from the very
+    // lines it carries (read twice, a colleague's rollback writing in between made a pack
+    // whose status its own journal did not hold, and verify called it edited).
+    let stamped = store.journal_stamped(run_id)?;
+    let text = match &stamped {
+        Some(rows) => ledger::chain::joined(rows),
+        None => store.journal(run_id)?.unwrap_or_default(),
+    };
+    // A last line without its newline is the journal's when it is a whole record, as every
+    // reader of the journal counts it; only a fragment is left out.
+    let whole = match text.rsplit_once('\n') {
+        Some((before, last))
+            if ledger::torn_tail(&text)
+                && serde_json::from_str::<serde_json::Value>(last).is_err() =>
+        {
+            before
+        }
+        None if serde_json::from_str::<serde_json::Value>(&text).is_err() => "",
+        _ => text.as_str(),
+    };
+    let ledger = ledger::from_text(whole, run_id)?;
     let start = &ledger.start;
     // Each step's checks come from the runbook, if it is still the one the run used.
     let runbook = SourceFile::read(Path::new(&start.source.path))
@@ -346,17 +368,6 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         .filter_map(|l| serde_json::from_str::<runbook_core::audit::AuditEntry>(l).ok())
         .filter(|a| a.event.run_id == run_id)
         .collect();
-    let stamped = store.journal_stamped(run_id)?;
-    let text = match &stamped {
-        Some(rows) => ledger::chain::joined(rows),
-        None => store.journal(run_id)?.unwrap_or_default(),
-    };
-    // A torn last line (a crash mid-write, no newline) is no part of the journal: the pack
-    // carries whole lines, each read back as ended by its newline.
-    let whole = match ledger::torn_tail(&text) {
-        true => text.rsplit_once('\n').map_or("", |(whole, _)| whole),
-        false => text.as_str(),
-    };
     let journal: Vec<String> = whole
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -266,6 +266,34 @@ fn an_edited_journal_fails_audit_verify_and_evidence_verify() {
     ])
     .exit(Exit::StepFailed)
     .stderr_has("it states the status \"rolled_back\" but its journal says succeeded");
+
+    // A rehearsal passed off as production, or a write's outcome edited, and signed again:
+    // the journal it carries says otherwise (cold review: only status, actors and
+    // approvals were held against it).
+    let forge = |field: &str, edit: &dyn Fn(&mut Value)| {
+        let mut pack: Value = serde_json::from_str(&text).unwrap();
+        edit(&mut pack);
+        resign(&mut pack, &dir.path().join("keys/evidence.key"));
+        std::fs::write(dir.path().join("forged.json"), pack.to_string()).unwrap();
+        cmd(&[
+            "evidence",
+            "verify",
+            "forged.json",
+            "--pubkey",
+            "keys/evidence.pub",
+        ])
+        .exit(Exit::StepFailed)
+        .stderr_has(&format!(
+            "its `{field}` is not what its journal records (edited)"
+        ));
+    };
+    forge("rehearsal", &|p| p["rehearsal"] = Value::Bool(false));
+    forge("target", &|p| {
+        p["target"] = Value::String("production".into())
+    });
+    forge("writes", &|p| {
+        p["writes"].as_array_mut().unwrap().pop();
+    });
 }
 
 /// Signs `pack` again with the key file, as `runbook evidence --sign` does (the signature

@@ -232,7 +232,7 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
         "keys/evidence.pub",
     ])
     .exit(Exit::StepFailed)
-    .stderr_has("its approvals are not those its journal records (edited)");
+    .stderr_has("its `approvals` is not what its journal records (edited)");
     // Nothing of the shared state went to either machine's directory.
     for m in ["laptop-a", "laptop-b", "laptop-c"] {
         let m = dir.path().join(m);

@@ -548,17 +548,32 @@ fn check_content(pack: &Value) -> std::result::Result<(), String> {
     let run_id = pack["run_id"].as_str().unwrap_or_default();
     let ledger =
         ledger::from_text(&text, run_id).map_err(|e| format!("its journal cannot be read: {e}"))?;
-    // Who ran it and who decided, as the journal it carries says: a pack signed again with
-    // another approver or actor in it does not hold.
-    let (_, _, approvals) = history(&ledger, &|_| None);
+    // Every entry it carries is this run's.
+    if let Some(other) = parsed.iter().find(|e| e.event.run_id != run_id) {
+        return Err(format!(
+            "it carries an audit entry of another run ({})",
+            other.event.run_id
+        ));
+    }
+    // Who ran it and who decided, what it wrote and where, as the journal it carries says:
+    // a pack signed again with another approver, actor, write outcome or target in it (a
+    // rehearsal passed off as production) does not hold. Step checks come from the
+    // runbook, not the journal, and are not checked here.
+    let (_, writes, approvals) = history(&ledger, &|_| None);
+    let start = &ledger.start;
+    let mode = Mode::label(start.target, start.effect, start.entry).as_str();
     for (field, rebuilt) in [
         ("approvals", serde_json::to_value(&approvals)),
         ("actors", serde_json::to_value(actors_of(&ledger))),
+        ("writes", serde_json::to_value(&writes)),
+        ("target", serde_json::to_value(ledger.target_label())),
+        ("rehearsal", serde_json::to_value(ledger.is_rehearsal())),
+        ("mode", serde_json::to_value(mode)),
     ] {
         // Only a pack of this format: an older one was written with other fields.
         if pack["format"] == FORMAT && rebuilt.ok().as_ref() != Some(&pack[field]) {
             return Err(format!(
-                "its {field} are not those its journal records (edited)"
+                "its `{field}` is not what its journal records (edited)"
             ));
         }
     }

@@ -249,7 +249,13 @@ fn a_rollback_run_again_knows_what_its_own_undo_restored() {
         .stderr_has(&format!("Finish it with `runbook rollback {run_id}`"));
     let polls = |s: &serde_json::Value| served(s, "GET", "/apps/raxx-api-prod/dynos");
     let before = rig.state();
-    let patches = served(&before, "PATCH", "/apps/raxx-api-prod/config-vars");
+    // The app the killed undo put back: either answer may have come first.
+    let restored = ["raxx-api-prod", "raxx-api-staging"]
+        .into_iter()
+        .find(|app| app_token(&before, app) == OLD_TOKEN)
+        .expect("the killed undo put one app back");
+    let config = format!("/apps/{restored}/config-vars");
+    let patches = served(&before, "PATCH", &config);
     let again = rig.rollback(&[]);
     again.exit(Exit::Ok)
         // The staging copy this run's cleanup removed reads as such, not as a script error.
@@ -261,7 +267,7 @@ fn a_rollback_run_again_knows_what_its_own_undo_restored() {
         "the undo waited for the dynos again"
     );
     assert_eq!(
-        served(&state, "PATCH", "/apps/raxx-api-prod/config-vars"),
+        served(&state, "PATCH", &config),
         patches,
         "an app already back on the old token is not set (and restarted) again"
     );

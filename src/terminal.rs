@@ -121,7 +121,10 @@ fn read(prompt: &str, masked: bool) -> R<String> {
     match line {
         Ok(l) => Ok(l),
         Err(ReadlineError::Interrupted) => Err(PromptError::Interrupted),
-        Err(_) => Err(PromptError::Aborted),
+        // Ctrl-D: the operator's own way to stop here.
+        Err(ReadlineError::Eof) => Err(PromptError::Aborted),
+        // The terminal itself failed (it hung up): nobody chose to stop, the run was cut off.
+        Err(_) => Err(PromptError::Interrupted),
     }
 }
 

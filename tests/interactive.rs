@@ -314,6 +314,28 @@ fn ctrl_c_at_a_confirmation_says_how_to_resume_or_roll_back() {
     p.expect(expectrl::Eof).unwrap();
 }
 
+/// Ctrl-C at "retry, roll back or stop?" after a step failed stops the run as interrupted
+/// (exit 130), as Ctrl-C anywhere else does. Before, it was recorded as the operator's
+/// choice to stop, a failed run (exit 1) (cold review).
+#[test]
+fn ctrl_c_at_the_failure_question_is_an_interruption() {
+    let t = Test::new()
+        .file(
+            "fails.rhai",
+            "runbook(#{ id: \"f\", title: \"F\" });\nstep(\"s\", \"S\", |ctx| { throw \"boom\"; }).no_undo(\"a test\");\n",
+        )
+        .args(&["exec", "fails.rhai", "--sandbox"]);
+    let mut p = terminal(t.command(), 30);
+    p.expect("[retry/rollback/stop]").unwrap();
+    p.send(expectrl::ControlCode::EndOfText).unwrap();
+    p.expect(expectrl::Eof).unwrap();
+    let status = format!("{:?}", p.get_process().wait().unwrap());
+    assert!(
+        status.starts_with("Exited(") && status.ends_with(", 130)"),
+        "{status}"
+    );
+}
+
 /// At a terminal, a missing setting is reported before the first question: the operator
 /// never confirms a prerequisite for a run that cannot start.
 #[test]

@@ -320,7 +320,12 @@ impl<'a> Runner<'a> {
                         Some(Settle::Done(_)) => return None,
                         Some(Settle::Stop) => {
                             self.explain_left_behind();
-                            return Some(RunStatus::Failed);
+                            // Ctrl-C at the question is an interruption, as anywhere else.
+                            return Some(if crate::interrupt::is_set() {
+                                RunStatus::Interrupted
+                            } else {
+                                RunStatus::Failed
+                            });
                         }
                         None => return Some(self.rollback(Some(i), &[], false)),
                     }

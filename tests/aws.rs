@@ -491,15 +491,11 @@ fn a_target_this_run_wrote_again_is_not_changed_since_this_run() {
 fn a_rollback_does_not_recreate_one_of_two_github_secrets_deleted_since() {
     let rig = Rig::with_scenario(&iam_scenario());
     rig.crash("aws-iam-access-key", "after:propagate");
-    let auth = format!("Bearer {}", rig.sandbox.env["GITHUB_TOKEN"]);
-    let (status, body) = crate::support::http(
-        &rig.sandbox.env["GITHUB_API_URL"],
-        "DELETE",
-        "/repos/raxx/deploy/actions/secrets/AWS_ACCESS_KEY_ID",
-        &[("Authorization", auth.as_str())],
-        "",
+    assert_eq!(
+        rig.sandbox
+            .delete_github_secret("raxx/deploy", "AWS_ACCESS_KEY_ID"),
+        204
     );
-    assert_eq!(status, 204, "{body}");
     let out = rig.rollback(&[]);
     out.exit(Exit::Ok).stderr_has(
         "≠ github::set_secret on raxx/deploy: changed since this run (nothing: the secret was deleted since",

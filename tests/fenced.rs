@@ -1079,6 +1079,20 @@ fn throttled_after_the_lock_was_taken(
     assert!(text.contains("no longer holds its rotation lock"), "{text}");
 }
 
+/// Another run takes the file lock in `locks`: its file now names another taking.
+fn taken_by_another(locks: &std::path::Path) {
+    let lock = std::fs::read_dir(locks)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("the run's lock file");
+    let mut holder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    holder["lease_id"] = "another-taking".into();
+    std::fs::write(&lock, holder.to_string()).unwrap();
+}
+
 /// A write the vendor throttled (429, "retry after 2 s") is not sent again once the run's
 /// lock was taken in the meantime (`--break-lock` by another operator, here the lock file
 /// rewritten as another taking's): its retry waits on the vendor, and the lock is checked
@@ -1087,19 +1101,7 @@ fn throttled_after_the_lock_was_taken(
 fn a_throttled_write_is_not_sent_again_after_the_lock_was_taken() {
     let dir = tempfile::tempdir().unwrap();
     let locks = dir.path().join("state/locks");
-    throttled_after_the_lock_was_taken(dir.path(), &[], || {
-        // Another run takes the lock: the lock file now names another taking.
-        let lock = std::fs::read_dir(&locks)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "lock"))
-            .expect("the run's lock file");
-        let mut holder: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
-        holder["lease_id"] = "another-taking".into();
-        std::fs::write(&lock, holder.to_string()).unwrap();
-    });
+    throttled_after_the_lock_was_taken(dir.path(), &[], || taken_by_another(&locks));
 }
 
 /// The same on PostgreSQL, within the lease: the heartbeat renews only every third of it,
@@ -1211,18 +1213,7 @@ fn fan_out_after_the_lock_was_taken(
 fn a_fan_out_sends_no_target_after_its_lock_was_taken() {
     let dir = tempfile::tempdir().unwrap();
     let locks = dir.path().join("state/locks");
-    fan_out_after_the_lock_was_taken(dir.path(), &[], || {
-        let lock = std::fs::read_dir(&locks)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "lock"))
-            .expect("the run's lock file");
-        let mut holder: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
-        holder["lease_id"] = "another-taking".into();
-        std::fs::write(&lock, holder.to_string()).unwrap();
-    });
+    fan_out_after_the_lock_was_taken(dir.path(), &[], || taken_by_another(&locks));
 }
 
 /// The same on PostgreSQL, within the lease (the heartbeat renews only every third of it):

@@ -1443,15 +1443,11 @@ fn a_rollback_does_not_put_back_a_github_secret_deleted_since_the_run() {
         state["github"]["repos"]["raxx/raptor"]["secrets"]["POSTMARK_SERVER_TOKEN"].clone()
     };
     let rig = stopped_after_github_propagate();
-    let auth = format!("Bearer {}", rig.sandbox.env["GITHUB_TOKEN"]);
-    let (status, body) = crate::support::http(
-        &rig.sandbox.env["GITHUB_API_URL"],
-        "DELETE",
-        "/repos/raxx/raptor/actions/secrets/POSTMARK_SERVER_TOKEN",
-        &[("Authorization", auth.as_str())],
-        "",
+    assert_eq!(
+        rig.sandbox
+            .delete_github_secret("raxx/raptor", "POSTMARK_SERVER_TOKEN"),
+        204
     );
-    assert_eq!(status, 204, "{body}");
     let out = rig.rollback(&[]);
     out.exit(Exit::Ok).stderr_has(
         "≠ github::set_secret on raxx/raptor: changed since this run (nothing: the secret was deleted since, or this token can no longer see it); left alone",

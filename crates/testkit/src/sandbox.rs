@@ -123,6 +123,20 @@ impl SandboxProcess {
         status
     }
 
+    /// Deletes the GitHub Actions secret `name` of `repo`, as someone would by hand, through
+    /// the API with the sandbox's token. Returns the status.
+    pub fn delete_github_secret(&self, repo: &str, name: &str) -> u16 {
+        let auth = format!("Bearer {}", self.env["GITHUB_TOKEN"]);
+        let (status, _) = http(
+            &self.env["GITHUB_API_URL"],
+            "DELETE",
+            &format!("/repos/{repo}/actions/secrets/{name}"),
+            &[("Authorization", auth.as_str())],
+            "",
+        );
+        status
+    }
+
     /// Merges (`merge: true`) or closes an Infisical change request, as an approver would
     /// in the dashboard. Returns the control route's status.
     pub fn decide_change_request(&self, id: &str, merge: bool) -> u16 {

@@ -255,17 +255,9 @@ fn an_edited_journal_fails_audit_verify_and_evidence_verify() {
     let mut pack: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(pack["status"], "succeeded");
     pack["status"] = Value::String("rolled_back".into());
-    resign(&mut pack, &dir.path().join("keys/evidence.key"));
-    std::fs::write(dir.path().join("forged.json"), pack.to_string()).unwrap();
-    cmd(&[
-        "evidence",
-        "verify",
-        "forged.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::StepFailed)
-    .stderr_has("it states the status \"rolled_back\" but its journal says succeeded");
+    verify_forged(dir.path(), &cmd, &mut pack)
+        .exit(Exit::StepFailed)
+        .stderr_has("it states the status \"rolled_back\" but its journal says succeeded");
 
     // A rehearsal passed off as production, or a write's outcome edited, and signed again:
     // the journal it carries says otherwise (cold review: only status, actors and
@@ -273,19 +265,11 @@ fn an_edited_journal_fails_audit_verify_and_evidence_verify() {
     let forge = |field: &str, edit: &dyn Fn(&mut Value)| {
         let mut pack: Value = serde_json::from_str(&text).unwrap();
         edit(&mut pack);
-        resign(&mut pack, &dir.path().join("keys/evidence.key"));
-        std::fs::write(dir.path().join("forged.json"), pack.to_string()).unwrap();
-        cmd(&[
-            "evidence",
-            "verify",
-            "forged.json",
-            "--pubkey",
-            "keys/evidence.pub",
-        ])
-        .exit(Exit::StepFailed)
-        .stderr_has(&format!(
-            "its `{field}` is not what its journal records (edited)"
-        ));
+        verify_forged(dir.path(), &cmd, &mut pack)
+            .exit(Exit::StepFailed)
+            .stderr_has(&format!(
+                "its `{field}` is not what its journal records (edited)"
+            ));
     };
     forge("rehearsal", &|p| p["rehearsal"] = Value::Bool(false));
     forge("target", &|p| {
@@ -294,6 +278,24 @@ fn an_edited_journal_fails_audit_verify_and_evidence_verify() {
     forge("writes", &|p| {
         p["writes"].as_array_mut().unwrap().pop();
     });
+}
+
+/// `pack`, edited, signed again with the team's key (keys/evidence.key in `dir`) as whoever
+/// holds it could, written to forged.json and verified.
+pub(crate) fn verify_forged(
+    dir: &std::path::Path,
+    cmd: &dyn Fn(&[&str]) -> crate::support::Output,
+    pack: &mut Value,
+) -> crate::support::Output {
+    resign(pack, &dir.join("keys/evidence.key"));
+    std::fs::write(dir.join("forged.json"), pack.to_string()).unwrap();
+    cmd(&[
+        "evidence",
+        "verify",
+        "forged.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
 }
 
 /// Signs `pack` again with the key file, as `runbook evidence --sign` does (the signature

@@ -1060,23 +1060,34 @@ fn throttled_after_the_lock_was_taken(
     for (k, v) in store {
         t = t.env(k, v);
     }
-    let mut child = t.args(&["exec", "throttled.rhai", "--yes"]).spawn_piped();
+    let child = t.args(&["exec", "throttled.rhai", "--yes"]).spawn_piped();
     first_put
         .recv_timeout(Duration::from_secs(120))
         .expect("the write never came");
     take();
+    let (puts, text) = stopped_by_the_taking(child, &seen, "PUT");
+    assert_eq!(puts.len(), 1, "the write was sent again:\n{text}");
+}
+
+/// The run whose lock was taken ends, not succeeding and saying why: the requests the
+/// vendor was sent that start with `method`, and the run's output.
+fn stopped_by_the_taking(
+    mut child: Child,
+    seen: &Mutex<Vec<String>>,
+    method: &str,
+) -> (Vec<String>, String) {
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (code, text) = finish(child, stderr);
-    let puts: Vec<String> = seen
+    assert_ne!(Exit::from_code(code), Some(Exit::Ok), "{text}");
+    assert!(text.contains("no longer holds its rotation lock"), "{text}");
+    let sent = seen
         .lock()
         .unwrap()
         .iter()
-        .filter(|r| r.starts_with("PUT"))
+        .filter(|r| r.starts_with(method))
         .cloned()
         .collect();
-    assert_eq!(puts.len(), 1, "the write was sent again:\n{text}");
-    assert_ne!(Exit::from_code(code), Some(Exit::Ok), "{text}");
-    assert!(text.contains("no longer holds its rotation lock"), "{text}");
+    (sent, text)
 }
 
 /// Another run takes the file lock in `locks`: its file now names another taking.
@@ -1186,23 +1197,13 @@ fn fan_out_after_the_lock_was_taken(
     for (k, v) in store {
         t = t.env(k, v);
     }
-    let mut child = t.args(&["exec", "fanned.rhai", "--yes"]).spawn_piped();
+    let child = t.args(&["exec", "fanned.rhai", "--yes"]).spawn_piped();
     held.recv_timeout(Duration::from_secs(120))
         .expect("app-0001's write never came");
     take();
     release.send(()).unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (code, text) = finish(child, stderr);
-    let patches: Vec<String> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.starts_with("PATCH"))
-        .cloned()
-        .collect();
+    let (patches, text) = stopped_by_the_taking(child, &seen, "PATCH");
     assert_eq!(patches, ["PATCH /apps/app-0001/config-vars"], "{text}");
-    assert_ne!(Exit::from_code(code), Some(Exit::Ok), "{text}");
-    assert!(text.contains("no longer holds its rotation lock"), "{text}");
 }
 
 /// A fan-out whose lock another run takes while a target's request is out sends no later

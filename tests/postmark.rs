@@ -728,6 +728,15 @@ fn a_protected_environment_waits_for_the_change_request_and_the_rotation_complet
     }
 }
 
+/// The change requests filed for POSTMARK_SERVER_TOKEN itself, in the rig's sandbox.
+fn token_requests(rig: &crate::support::Rig) -> Vec<Value> {
+    items(&rig.state()["infisical"]["approvals"])
+        .iter()
+        .filter(|a| a["secretKey"] == "POSTMARK_SERVER_TOKEN")
+        .cloned()
+        .collect()
+}
+
 /// The protected scenario where an approver merges the staging copy at once and leaves the
 /// request for the secret itself waiting.
 fn store_waits_scenario() -> String {
@@ -762,11 +771,7 @@ fn ctrl_c_while_a_change_request_waits_leaves_the_write_pending_on_it() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
-    let filed: Vec<Value> = items(&rig.state()["infisical"]["approvals"])
-        .iter()
-        .filter(|a| a["secretKey"] == "POSTMARK_SERVER_TOKEN")
-        .cloned()
-        .collect();
+    let filed = token_requests(&rig);
     assert_eq!(filed.len(), 1, "{filed:?}");
     let slug = filed[0]["slug"].as_str().unwrap();
     let journal = rig.journal();
@@ -800,13 +805,7 @@ fn a_change_request_closed_without_merging_is_not_waited_on_again() {
     let rig = Rig::with_scenario_text(&scenario);
     let as_user = [("INFISICAL_TOKEN", USER)];
     let wait = ["--no-rollback", "--param", "approval_wait=1"];
-    let requests = |rig: &Rig| -> Vec<Value> {
-        items(&rig.state()["infisical"]["approvals"])
-            .iter()
-            .filter(|a| a["secretKey"] == "POSTMARK_SERVER_TOKEN")
-            .cloned()
-            .collect()
-    };
+    let requests = token_requests;
     let mut exec = vec!["exec", "postmark", "--yes"];
     exec.extend_from_slice(&wait);
     rig.runbook(&exec, &as_user).exit(Exit::StepFailed);
@@ -1569,13 +1568,7 @@ fn a_change_request_filed_by_an_undo_is_not_forgotten() {
     let rig = Rig::with_scenario_text(&store_waits_scenario());
     let wait = ["--no-rollback", "--param", "approval_wait=1"];
     rig.exec("postmark", &wait).exit(Exit::StepFailed);
-    let requests = |rig: &Rig| -> Vec<Value> {
-        items(&rig.state()["infisical"]["approvals"])
-            .iter()
-            .filter(|a| a["secretKey"] == "POSTMARK_SERVER_TOKEN")
-            .cloned()
-            .collect()
-    };
+    let requests = token_requests;
     // The approver merges the store's request; the run goes on and fails at verify.
     let forward = requests(&rig)[0]["id"].as_str().unwrap().to_string();
     assert_eq!(rig.sandbox.decide_change_request(&forward, true), 200);

@@ -222,17 +222,9 @@ fn two_machines_start_the_same_rotation_and_exactly_one_runs() {
     // journal it carries says who decided. Before, the signature alone was checked there.
     let mut forged = pack.clone();
     forged["approvals"][0]["approver_login"] = Value::String("op_mallory".into());
-    crate::evidence::resign(&mut forged, &dir.path().join("keys/evidence.key"));
-    std::fs::write(dir.path().join("forged.json"), forged.to_string()).unwrap();
-    c3(&[
-        "evidence",
-        "verify",
-        "forged.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::StepFailed)
-    .stderr_has("its `approvals` is not what its journal records (edited)");
+    crate::evidence::verify_forged(dir.path(), &c3, &mut forged)
+        .exit(Exit::StepFailed)
+        .stderr_has("its `approvals` is not what its journal records (edited)");
     // Nothing of the shared state went to either machine's directory.
     for m in ["laptop-a", "laptop-b", "laptop-c"] {
         let m = dir.path().join(m);

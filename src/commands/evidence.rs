@@ -314,21 +314,22 @@ struct Signature {
 
 /// The evidence of one run, from its ledger, its runbook (when unchanged) and the audit log.
 fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
-    // Names the run (or says it is not there) and refuses a journal that cannot be read.
-    ledger::open(store, run_id).map_err(|e| match e {
-        runbook_core::error::Error::RunNotFound { .. } => Error::usage(
+    let not_found = || {
+        Error::usage(
             format!("no run '{run_id}' in {}", store.runs_where()),
             "`runbook runs` lists the runs and their ids",
-        ),
-        other => other.into(),
-    })?;
+        )
+    };
+    if !runbook_core::run::is_run_id(run_id) {
+        return Err(not_found());
+    }
     // The journal read once: the pack's status, actors and history are folded from the very
     // lines it carries (read twice, a colleague's rollback writing in between made a pack
     // whose status its own journal did not hold, and verify called it edited).
     let stamped = store.journal_stamped(run_id)?;
     let text = match &stamped {
         Some(rows) => ledger::chain::joined(rows),
-        None => store.journal(run_id)?.unwrap_or_default(),
+        None => store.journal(run_id)?.ok_or_else(not_found)?,
     };
     // A last line without its newline is the journal's when it is a whole record, as every
     // reader of the journal counts it; only a fragment is left out.
@@ -342,7 +343,11 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
         None if serde_json::from_str::<serde_json::Value>(&text).is_err() => "",
         _ => text.as_str(),
     };
-    let ledger = ledger::from_text(whole, run_id)?;
+    // A journal that cannot be read is said as the store names it (its path or row).
+    let ledger = match ledger::from_text(whole, run_id) {
+        Ok(l) => l,
+        Err(e) => return Err(ledger::open(store, run_id).err().unwrap_or(e).into()),
+    };
     let start = &ledger.start;
     // Each step's checks come from the runbook, if it is still the one the run used.
     let runbook = SourceFile::read(Path::new(&start.source.path))

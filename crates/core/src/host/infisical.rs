@@ -206,36 +206,50 @@ fn await_approval(
             } else {
                 format!("was not merged within {timeout}s")
             };
-            let mut m = Map::new();
+            let mut m = request_error(
+                s,
+                name,
+                cr,
+                &format!("{why}; the change waits for approval"),
+                &format!(
+                    "an approver merges it in Infisical (the project's Secret Approvals, request {}); then retry the step or `runbook resume` the run: it finds the value in place and files nothing new. To abandon the change instead, close the request in Infisical first, then roll back, so it cannot be merged afterwards",
+                    cr.slug
+                ),
+                "runbook::vendor::pending_approval",
+            );
             m.insert("vendor".into(), "infisical".into());
-            m.insert("request".into(), cr.slug.clone().into());
-            m.insert("request_id".into(), cr.id.clone().into());
             // An approver may still merge it: the write's outcome is open, not failed.
             m.insert("maybe_applied".into(), true.into());
             m.insert("pending_approval".into(), true.into());
-            m.insert(
-                "message".into(),
-                format!(
-                    "Infisical change request {} for {name} in {}:{}{} {why}; the change waits for approval",
-                    cr.slug, s.project_id, s.env, s.path
-                )
-                .into(),
-            );
-            m.insert(
-                "help".into(),
-                format!(
-                    "an approver merges it in Infisical (the project's Secret Approvals, request {}); then retry the step or `runbook resume` the run: it finds the value in place and files nothing new. To abandon the change instead, close the request in Infisical first, then roll back, so it cannot be merged afterwards",
-                    cr.slug
-                )
-                .into(),
-            );
-            m.insert(
-                "code_kind".into(),
-                "runbook::vendor::pending_approval".into(),
-            );
             Err(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE).into())
         }
     }
+}
+
+/// The error of a write filed as change request `cr`: the request named (so the journal
+/// keeps it with the write), what became of it, what to do, and its code.
+fn request_error(
+    s: &Scope,
+    name: &str,
+    cr: &ChangeRequest,
+    became: &str,
+    help: &str,
+    code: &str,
+) -> Map {
+    let mut m = Map::new();
+    m.insert("request".into(), cr.slug.clone().into());
+    m.insert("request_id".into(), cr.id.clone().into());
+    m.insert(
+        "message".into(),
+        format!(
+            "Infisical change request {} for {name} in {}:{}{} {became}",
+            cr.slug, s.project_id, s.env, s.path
+        )
+        .into(),
+    );
+    m.insert("help".into(), help.into());
+    m.insert("code_kind".into(), code.into());
+    m
 }
 
 /// `Err` when an approver closed `cr` without merging it: the change was refused, and the
@@ -256,26 +270,15 @@ fn refused_request(h: &RunContext, s: &Scope, name: &str, cr: &ChangeRequest) ->
     if !state.is_some_and(|st| st.refused()) {
         return Ok(());
     }
-    let mut m = Map::new();
-    m.insert("request".into(), cr.slug.clone().into());
-    m.insert("request_id".into(), cr.id.clone().into());
+    let mut m = request_error(
+        s,
+        name,
+        cr,
+        "was closed without being merged: an approver refused the change",
+        "`runbook resume` files a new change request for it (ask an approver first why this one was closed); `runbook rollback` undoes the run instead",
+        "runbook::vendor::change_request_closed",
+    );
     m.insert("refused".into(), true.into());
-    m.insert(
-        "message".into(),
-        format!(
-            "Infisical change request {} for {name} in {}:{}{} was closed without being merged: an approver refused the change",
-            cr.slug, s.project_id, s.env, s.path
-        )
-        .into(),
-    );
-    m.insert(
-        "help".into(),
-        "`runbook resume` files a new change request for it (ask an approver first why this one was closed); `runbook rollback` undoes the run instead".into(),
-    );
-    m.insert(
-        "code_kind".into(),
-        "runbook::vendor::change_request_closed".into(),
-    );
     Err(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE).into())
 }
 

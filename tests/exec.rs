@@ -1,8 +1,8 @@
 //! `runbook exec`: steps, prompts, params, failures and exit codes.
 
 use crate::support::{
-    exits_with, fixture, prompts_answered, signal, start_until, step_statuses, with_fixture,
-    writes, Exit, Rig, Test,
+    current_infisical, exits_with, fixture, prompts_answered, signal, start_until, step_statuses,
+    with_fixture, writes, Exit, Rig, Test, OLD_TOKEN,
 };
 
 /// `exec prompts.rhai` (tests/fixtures/prompts.rhai), then `extra`.
@@ -446,6 +446,63 @@ fn a_production_run_lists_its_writes_and_asks_before_the_first() {
     let state = rig.state();
     let writes = writes(&state);
     assert!(writes.is_empty(), "{writes:?}");
+}
+
+/// A write the plan's list cannot see (here a method call on ctx, which reading the script
+/// does not follow) still asks before it is sent: before, the run sent it with no question
+/// at all, and the list said the run wrote nothing.
+#[test]
+fn a_write_the_plan_did_not_list_asks_before_it_is_sent() {
+    let rig = Rig::new();
+    rig.file(
+        "mode.rhai",
+        r#"
+runbook(#{ id: "mode", title: "Maintenance mode" });
+fn set_mode(mode) { heroku::set_config("raxx-api-prod", #{ APP_MODE: mode }); }
+step("look", "Look", |ctx| { print("looked"); });
+step("apply", "Maintenance on", |ctx| { ctx.set_mode("maintenance"); })
+    .undo(|ctx| { ctx.set_mode(()); });
+"#,
+    );
+    let mode = |rig: &Rig| {
+        rig.state()["heroku"]["apps"]["raxx-api-prod"]["config_vars"]["APP_MODE"].clone()
+    };
+    let out = rig
+        .shell(&["exec", "mode.rhai", "--actor", "ops-test"])
+        .answers("\"writes.confirm\" = false\n")
+        .run();
+    out.exit(Exit::Aborted)
+        .stdout_has("looked")
+        .stderr_has("Stopped in step 'apply' before the first write, at the operator's request. Nothing was changed.");
+    assert_eq!(mode(&rig), serde_json::Value::Null, "not sent");
+    let state = rig.state();
+    let written = writes(&state);
+    assert!(written.is_empty(), "{written:?}");
+    // A write on one target (not a fan-out) asks the same way.
+    rig.file(
+        "clean.rhai",
+        r#"
+runbook(#{ id: "clean", title: "Clean up" });
+fn clean() { infisical::delete_secret("POSTMARK_SERVER_TOKEN", #{}); }
+step("apply", "Clean", |ctx| { ctx.clean(); }).undo(|ctx| { print("nothing"); });
+"#,
+    );
+    rig.shell(&["exec", "clean.rhai", "--actor", "ops-test"])
+        .answers("\"writes.confirm\" = false\n")
+        .run()
+        .exit(Exit::Aborted)
+        .stderr_has("Stopped in step 'apply' before the first write");
+    let state = rig.state();
+    let written = writes(&state);
+    assert!(written.is_empty(), "{written:?}");
+    assert_eq!(current_infisical(&state), OLD_TOKEN, "not deleted");
+    // Said yes, it is sent, and asked once.
+    let out = rig
+        .shell(&["exec", "mode.rhai", "--actor", "ops-test"])
+        .answers("\"writes.confirm\" = true\n")
+        .run();
+    out.exit(Exit::Ok);
+    assert_eq!(mode(&rig), "maintenance");
 }
 
 /// Without a terminal and without --yes, a missing setting is reported first: the preflight

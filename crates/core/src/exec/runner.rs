@@ -222,13 +222,22 @@ impl<'a> Runner<'a> {
         let mut writes = self
             .asks_before_writing()
             .then(|| self.session.runbook().step_writes());
+        // Until it is asked, a write the list missed asks for itself (`Writes`).
+        self.session
+            .run()
+            .scope()
+            .set_first_write_unasked(writes.is_some());
         for i in first..plan.steps.len() {
             let step = &plan.steps[i];
+            if !self.session.run().scope().first_write_unasked() {
+                writes = None;
+            }
             if let Some(all) = writes.as_ref() {
                 if all.get(i).is_some_and(|w| !w.is_empty()) {
                     if let Some(status) = self.confirm_writes(i, all) {
                         return status;
                     }
+                    self.session.run().scope().set_first_write_unasked(false);
                     writes = None;
                 }
             }
@@ -289,6 +298,14 @@ impl<'a> Runner<'a> {
                         duration_ms: tried.duration_ms,
                     });
                     return None;
+                }
+                // A run that asks before its first write and has not: nothing was written.
+                Outcome::Aborted if self.session.run().scope().first_write_unasked() => {
+                    self.say.warning(format!(
+                        "Stopped in step '{}' before the first write, at the operator's request. Nothing was changed.",
+                        step.id
+                    ));
+                    return Some(RunStatus::Aborted);
                 }
                 Outcome::Aborted => {
                     self.say

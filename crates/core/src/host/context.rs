@@ -67,9 +67,22 @@ pub struct StepScope {
     /// At the REPL, the name of the lock of the runbook's rotation: the REPL takes none (it
     /// is for looking around a stuck run too), but a write says when a run holds it.
     rotation: RefCell<Option<String>>,
+    /// A run that asks once before its first write (`exec` outside the sandbox) and has not
+    /// asked yet: the plan's list of writes is read from the script, which cannot see every
+    /// call (a method call, a function pointer), so a write it missed asks here.
+    first_write_unasked: Cell<bool>,
 }
 
 impl StepScope {
+    /// Whether the run's first write is still to be confirmed.
+    pub fn first_write_unasked(&self) -> bool {
+        self.first_write_unasked.get()
+    }
+
+    pub fn set_first_write_unasked(&self, on: bool) {
+        self.first_write_unasked.set(on);
+    }
+
     /// Whether a write typed at the REPL asks the operator first.
     pub fn confirm_repl_writes(&self) -> bool {
         self.confirm_repl_writes.get()

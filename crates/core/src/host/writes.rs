@@ -269,6 +269,29 @@ impl<'a> Writes<'a> {
         ))
     }
 
+    /// A step's write in a run that asks before its first write, where the question was not
+    /// asked (the plan's list of writes missed this one): asked now, before it is sent.
+    fn first_write_asked(&self, function: &str, targets: &str) -> R<()> {
+        let scope = self.run.scope();
+        if !scope.first_write_unasked() || !scope.forward() || self.run.dry_run() {
+            return Ok(());
+        }
+        let step = self.step_name();
+        let said = self.run.operator().confirm(
+            "writes.confirm",
+            &format!(
+                "Step '{step}' writes {function} on {targets}, a write the list of the plan's writes did not show (the script reaches it in a way read before the run cannot follow). Go ahead with the first write?"
+            ),
+        );
+        if said.map_err(super::prompt::prompt_error)? {
+            scope.set_first_write_unasked(false);
+            return Ok(());
+        }
+        Err(super::prompt::prompt_error(
+            crate::prompt::PromptError::Aborted,
+        ))
+    }
+
     /// A write needs a step or an undo: not the top level, not a read-only probe.
     fn require_write(&self, function: &str) -> R<()> {
         self.run.require_step(function)?;
@@ -316,6 +339,7 @@ impl<'a> Writes<'a> {
         self.require_write(function)?;
         self.note_effect(function);
         self.confirmed_at_repl(function, target)?;
+        self.first_write_asked(function, target)?;
         if self.run.dry_run() {
             self.planned(function, effect, target, detail);
             return Ok(super::Placeholder::of(function));
@@ -369,6 +393,7 @@ impl<'a> Writes<'a> {
         // no credentials): the second pass runs it in its turn, and says why.
         if self.run.dry_run()
             || !scope.forward()
+            || scope.first_write_unasked()
             || scope.phase() == super::Phase::Repl
             || self.run.services().runtime.check().is_err()
             || self.run.vendors().is_err()
@@ -473,6 +498,7 @@ impl<'a> Writes<'a> {
         }
         self.note_effect(function);
         self.confirmed_at_repl(function, &targets.join(", "))?;
+        self.first_write_asked(function, &targets.join(", "))?;
         let step = self.step_name();
         // Only a step's forward body skips what it already did; an undo repeats nothing of
         // its own but must not be mistaken for the step it undoes.

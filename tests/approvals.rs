@@ -1,7 +1,7 @@
 //! Four-eyes approvals on the file backend: a run waits at the step, another actor approves
 //! or denies it, the run's own actor cannot, and a timeout is recorded as a timeout.
 
-use crate::support::{assert_finished, audit_entries, Exit, Output, Test};
+use crate::support::{assert_finished, assert_lacks, audit_entries, Exit, Output, Test};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -221,6 +221,36 @@ fn the_repl_refuses_a_step_that_needs_approval() {
     out.exit(Exit::StepFailed)
         .stderr_has("step 'gated' needs another actor's approval, which the REPL does not ask for");
     assert!(!out.stdout.contains("gated step ran"), "{}", out.stdout);
+}
+
+/// A policy runbook.toml cannot say (a duration the engine does not read) refuses the REPL
+/// as it refuses exec: before, the REPL read it as "no policy", and `:run` took the
+/// irreversible step by hand without an approval.
+#[test]
+fn a_policy_that_cannot_be_read_refuses_the_repl_as_it_refuses_exec() {
+    let dir = gated(
+        "",
+        r#".irreversible("it deletes the old key").confirm("Go?")"#,
+    );
+    std::fs::write(
+        dir.path().join("runbook.toml"),
+        "[policy]\napprove_irreversible = \"1d\"\n",
+    )
+    .unwrap();
+    let said = "runbook.toml [policy]: approve_irreversible = '1d' is not a duration";
+    exec(dir.path(), "gated.rhai")
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has(said);
+    let out = Test::in_dir(dir.path())
+        .args(&["repl", "gated.rhai", "--sandbox", "--yes"])
+        .file("typed.toml", "\"gated.type-id\" = \"gated\"\n")
+        .args(&["--answers", "typed.toml"])
+        .stdin(":run prepare\n:run gated\n")
+        .run();
+    out.exit(Exit::Usage).stderr_has(said);
+    assert_lacks("stdout", &out.stdout, "gated step ran");
+    assert_lacks("stderr", &out.stderr, "gated step ran");
 }
 
 /// A decision that does not name the request (one left from an earlier request, or

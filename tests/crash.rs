@@ -505,6 +505,61 @@ fn repl_attach_inspects_and_advances_a_stopped_run_that_resume_then_finishes() {
     assert_rotated(&rig.state(), "attached then resumed");
 }
 
+/// `runs RUN_ID` says where the run stands now, as `runs` and the page do. Before: its
+/// header showed how the first process ended ("interrupted") after a resume finished it.
+#[test]
+fn a_run_resumed_to_its_end_is_shown_finished_in_its_own_view() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:store");
+    rig.resume(&[]).exit(Exit::Ok);
+    let id = rig.run_id();
+    let out = rig.runbook(&["runs", &id], &[]);
+    out.exit(Exit::Ok);
+    let header = out.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with(&format!("run {id} · postmark-server-token · ")),
+        "{header}"
+    );
+    assert!(header.contains(" · succeeded · actor "), "{header}");
+    let table = rig.runbook(&["runs"], &[]);
+    assert!(table.stdout.contains("succeeded"), "{}", table.stdout);
+}
+
+/// `:reload` (or `:load`) inside an attached run would start over from the runbook's
+/// defaults: ctx without the run's values, steps journalled into the run on other params.
+/// Before: ctx lost `new_version`, and `:run` journalled a snapshot without it that resume
+/// and rollback then restored from. It is refused; ctx and the journal are as they were.
+#[test]
+fn reload_in_an_attached_run_is_refused_and_keeps_its_ctx() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:store");
+    let journal = rig.journal();
+    let run_id = rig.run_id();
+    for command in [":reload", ":load postmark"] {
+        let attached = rig.runbook_stdin(
+            &["repl", "--attach", &run_id, "--yes"],
+            &[],
+            &format!("{command}\nctx.new_version\n"),
+        );
+        attached.exit(Exit::StepFailed).stderr_has(&format!(
+            "{} is not available in a session attached to run {run_id}: the run goes on with the runbook, params and ctx it recorded",
+            command.split(' ').next().unwrap()
+        ));
+        assert!(
+            attached.stdout.contains("\n3\n") || attached.stdout.starts_with("3\n"),
+            "ctx kept: {}",
+            attached.stdout
+        );
+    }
+    let after = rig.journal();
+    assert!(after.starts_with(&journal), "the run's records are kept");
+    for line in after[journal.len()..].lines() {
+        assert!(!line.contains("\"step_started\""), "{line}");
+    }
+    rig.resume(&[]).exit(Exit::Ok);
+    assert_rotated(&rig.state(), "attached, refused a reload, then resumed");
+}
+
 #[test]
 fn a_stdlib_rotation_resumes_after_a_crash_by_recovering_its_keys_from_infisical() {
     let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));

@@ -263,6 +263,55 @@ fn piped_statements_run_line_by_line_and_a_failure_sets_exit_1() {
         .stderr_has("no function matches nosuch ()");
 }
 
+/// Ctrl-C in a piped session stops the session, not only the input it lands in. Before:
+/// the slow call stopped, and the next line's write was still sent (exit 1).
+#[test]
+fn an_interrupted_piped_session_runs_nothing_more_and_exits_130() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let t = postmark_repl(
+        Test::in_dir(dir.path()),
+        &[
+            "--yes",
+            "--fault",
+            "heroku:GET:/apps/raxx-api-prod/config-vars=latency=20000",
+        ],
+    );
+    let mut child = t
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"40 + 2\nheroku::config(\"raxx-api-prod\").len()\nheroku::set_config(\"raxx-api-prod\", #{ AFTER_MARK: \"on\" });\n\"after\"\n")
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(stdout.next().unwrap().unwrap(), "42");
+    // The slow read is next (or the line is being read): either way nothing after it runs.
+    crate::support::signal(&child, libc::SIGINT);
+    let rest: Vec<String> = stdout.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        stderr.contains("interrupted: the rest of the input was not run"),
+        "{stderr}"
+    );
+    let journal: String = std::fs::read_dir(dir.path().join("state/runs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(journal.contains("\"type\":\"run_started\""), "{journal}");
+    assert!(!journal.contains("AFTER_MARK"), "{journal}");
+    assert!(!journal.contains("\"type\":\"write\""), "{journal}");
+}
+
 #[test]
 fn piped_session_without_errors_exits_0() {
     let out = Test::new()

@@ -510,7 +510,9 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         summary.run_id,
         summary.runbook,
         summary.target,
-        summary.status,
+        // Where the run stands now, as the table and the page say: a resume that finished
+        // it, a rollback, an abandon (the first process's end is in the lines below).
+        summary.current,
         ui::truncate(&summary.actor, 120)
     ));
     if let Some(later) = &summary.superseded_by {

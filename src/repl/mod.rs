@@ -90,10 +90,17 @@ struct Repl<'a> {
     failures: usize,
     /// `:confirm always`: production writes typed here stop asking, for this session.
     confirm_always: bool,
+    /// `--attach RUN_ID`: the run whose runbook, params and ctx this session goes on with.
+    attached: Option<String>,
+    /// An input was interrupted (Ctrl-C, SIGTERM, SIGHUP): a piped session runs no more.
+    interrupted: bool,
 }
 
 pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
     crate::commands::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
+    // A policy that cannot be read refuses the session, as it refuses exec: read as "no
+    // policy", it would let `:run` take an irreversible step without an approval.
+    settings.approval_policy()?;
     let state_dir = settings.state_dir.clone();
     let mut repl = match &args.attach {
         Some(run_id) => attach(&args, run_id, settings)?,
@@ -171,6 +178,8 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
         yes: args.yes,
         failures: 0,
         confirm_always: false,
+        attached: None,
+        interrupted: false,
     };
     repl.ready();
     repl.loaded_note();
@@ -212,6 +221,8 @@ fn attach<'a>(args: &ReplArgs, run_id: &str, settings: &'a Settings) -> Result<R
         yes: args.yes,
         failures: 0,
         confirm_always: false,
+        attached: Some(run_id.to_string()),
+        interrupted: false,
     };
     repl.ready();
     ui::err(&format!("attached to run {run_id}: completed steps are marked; `runbook resume {run_id}` continues after you leave"));
@@ -322,6 +333,7 @@ impl Repl<'_> {
         self.failures += 1;
         if runbook_core::interrupt::is_set() {
             runbook_core::interrupt::reset();
+            self.interrupted = true;
             ui::err("interrupted");
             return;
         }
@@ -514,6 +526,16 @@ impl Repl<'_> {
                 }
                 None => ui::err("not a sandbox session (start with `runbook repl --sandbox`)"),
             },
+            ":load" | ":reload" if self.attached.is_some() => {
+                // Opening a runbook starts over from its defaults: inside the attached run
+                // that would journal steps on other params and a ctx without the run's
+                // values, which resume and rollback then restore from.
+                self.failures += 1;
+                let run_id = self.attached.as_deref().unwrap_or_default();
+                ui::err(&format!(
+                    "{cmd} is not available in a session attached to run {run_id}: the run goes on with the runbook, params and ctx it recorded. Leave (:quit), then `runbook repl --attach {run_id}` again (a runbook changed since is checked there), or `runbook resume {run_id}`"
+                ));
+            }
             ":load" => {
                 if arg.is_empty() {
                     ui::err("usage: :load RUNBOOK");
@@ -601,8 +623,9 @@ impl Repl<'_> {
         };
         // Four eyes cannot be skipped by running the step by hand: it runs in exec or
         // resume, where the approval is asked for.
-        let policy = self.settings.approval_policy().ok().flatten();
-        if !undo && (step.approval.is_some() || (step.irreversible.is_some() && policy.is_some())) {
+        // runbook.toml changed into one that cannot be read since the start: still a policy.
+        let policy = !matches!(self.settings.approval_policy(), Ok(None));
+        if !undo && (step.approval.is_some() || (step.irreversible.is_some() && policy)) {
             self.failures += 1;
             ui::err(&format!(
                 "step '{id}' needs another actor's approval, which the REPL does not ask for: run it with `runbook resume` (or exec), where the approval is requested"
@@ -695,6 +718,7 @@ impl Repl<'_> {
             }
             Outcome::Interrupted => {
                 self.failures += 1;
+                self.interrupted = true;
                 ui::err("interrupted");
             }
             Outcome::Fenced(why) => {
@@ -831,10 +855,21 @@ impl Repl<'_> {
             if is_incomplete(syntax.syntax(), &buffer) {
                 continue;
             }
+            // A signal while the line was read, or one the last input ended on: the lines
+            // after it are not what the operator wants run now.
+            self.interrupted |= runbook_core::interrupt::is_set();
+            if self.interrupted {
+                break;
+            }
             let input = std::mem::take(&mut buffer);
             if self.handle(&input) == Handled::Quit {
                 break;
             }
+            self.interrupted |= runbook_core::interrupt::is_set();
+        }
+        if self.interrupted {
+            ui::err("interrupted: the rest of the input was not run");
+            return exit::INTERRUPTED;
         }
         if !buffer.trim().is_empty() {
             self.handle(&buffer);

@@ -839,9 +839,23 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
             Some(ErrorKind::Forbidden),
             Some("the identity lacks permission on this project, environment or path; grant it in Infisical → Access Control".to_string()),
         ),
-        (404, _) => (
+        (404, _) if says_absent(message.as_deref().unwrap_or("")) => (
             Some(ErrorKind::NotFound),
             Some("check the project id, environment slug, secret path and secret name".to_string()),
+        ),
+        (404, _) if said(&message, "Service token") => (
+            Some(ErrorKind::Unauthorized),
+            Some("the service token in INFISICAL_TOKEN is deleted or unknown: set a current one (or the universal-auth client id and secret)".to_string()),
+        ),
+        (404, _) if said(&message, "Route ") => (
+            Some(ErrorKind::Other),
+            Some("this Infisical does not serve the route: it is older than the v4 API runbook speaks (self-hosted: upgrade it)".to_string()),
+        ),
+        // An unknown environment or project, or a 404 without a word on what is missing:
+        // nothing is known of the secret, so it is not taken as absent.
+        (404, _) => (
+            Some(ErrorKind::Other),
+            Some("check the project id, environment slug and secret path".to_string()),
         ),
         _ => (None, None),
     };
@@ -851,6 +865,22 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
         kind,
         hint,
     }
+}
+
+/// Whether a 404's message says the secret (or its folder) is not there. Infisical answers
+/// 404 too for a deleted service token, an unknown environment or project, and a route an
+/// older server lacks: none of those says the secret is absent, and a delete "if present"
+/// or a wait for a merged deletion must not read them as done.
+fn says_absent(message: &str) -> bool {
+    ["Secret with name", "Secret not found", "Folder with path"]
+        .iter()
+        .any(|p| message.trim_start().starts_with(p))
+}
+
+fn said(message: &Option<String>, start: &str) -> bool {
+    message
+        .as_deref()
+        .is_some_and(|m| m.trim_start().starts_with(start))
 }
 
 /// Infisical's longest access-token TTL is 30 days; anything beyond (or not a number) is a
@@ -1152,6 +1182,38 @@ mod tests {
         assert!(e.to_string().contains("(error TokenError)"));
     }
 
+    /// A deleted service token is answered 404 (Infisical looks the token up by its id): it
+    /// is a credential error, not "the secret is absent", which a delete "if present" and
+    /// a wait for a merged deletion would take as done.
+    #[tokio::test]
+    async fn a_deleted_service_token_is_not_a_missing_secret() {
+        let (_sb, v) = start_with(sop(), |_, c| {
+            let gone = Secret::new("st.6f1e0c.deleted-secret-xyz", Source::Literal);
+            c.infisical.auth = Some(InfisicalAuth::Token(gone));
+        })
+        .await;
+        let e = v
+            .infisical()
+            .delete_secret(P, "prod", "/", TOKEN_NAME)
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Unauthorized, Some(404)));
+        assert!(e
+            .message()
+            .contains("Service token with ID '6f1e0c' not found"));
+        assert!(e.help_text().contains("INFISICAL_TOKEN"));
+        // A route an older server lacks, and an environment that is not there, say nothing
+        // of the secret either.
+        for message in [
+            "Route DELETE:/api/v4/secrets/X not found",
+            "Environment with slug 'qa' in project with ID 'p' not found",
+            "Not found",
+        ] {
+            assert!(!says_absent(message), "{message}");
+        }
+        assert!(says_absent("Secret with name 'X' not found at path '/'"));
+    }
+
     #[tokio::test]
     async fn universal_auth_logs_in_once_and_again_after_expiry() {
         let (sb, v) = start_with(sop(), |sb, c| {
@@ -1194,7 +1256,8 @@ mod tests {
             .get_secret(P, "qa", "/", "X", None)
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::NotFound);
+        // Not "absent": nothing is known of the secret in an environment that is not there.
+        assert_eq!((e.kind(), e.status()), (ErrorKind::Other, Some(404)));
         let e = v
             .infisical()
             .get_secret("other", "prod", "/", "X", None)

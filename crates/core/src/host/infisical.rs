@@ -426,7 +426,9 @@ fn delete(h: &RunContext, name: &str, mut opts: Map) -> R<Dynamic> {
             // Sent through `write_request`: run::together may send it ahead.
             let written = h.write_request(&label, async move {
                 match v.infisical().delete_secret(&p, &e, &path, &key).await {
-                    Err(e) if if_present && e.status() == Some(404) => Ok(None),
+                    Err(e) if if_present && e.kind() == runbook_vendors::ErrorKind::NotFound => {
+                        Ok(None)
+                    }
                     r => r.map(Some),
                 }
             })?;

@@ -82,7 +82,7 @@ fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, 
                 .get_secret(&project, &env, &path, &name, None)
                 .await
             {
-                Err(e) if e.status() == Some(404) => Ok(None),
+                Err(e) if e.kind() == runbook_vendors::ErrorKind::NotFound => Ok(None),
                 read => read.map(Some),
             }
         })

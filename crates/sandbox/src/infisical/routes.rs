@@ -272,11 +272,15 @@ fn authorize(st: &InfisicalState, headers: &HeaderMap) -> Result<Actor, Response
             Err(error_body(403, "TokenError", json!(EXPIRED)))
         };
     }
-    if token.starts_with("st.") {
+    // A service token the sandbox does not know is one deleted (or never made): Infisical
+    // looks it up by the id after `st.` and answers 404 (`fnValidateServiceToken`), which
+    // says nothing of the secret asked for.
+    if let Some(rest) = token.strip_prefix("st.") {
+        let id = rest.split('.').next().unwrap_or_default();
         return Err(error_body(
-            401,
-            "UnauthorizedError",
-            json!("Invalid service token"),
+            404,
+            "NotFound",
+            json!(format!("Service token with ID '{id}' not found")),
         ));
     }
     Err(error_body(403, "TokenError", json!(MALFORMED)))
@@ -706,8 +710,14 @@ mod tests {
                 "/api/v4/secrets/X?projectId=raxx-project&environment=prod",
             )
         };
-        let resp = sent(read().bearer_auth("st.unknown.service.token")).await;
-        assert_eq!(resp.status(), 401);
+        let body = expect(404, read().bearer_auth("st.unknown.service.token")).await;
+        assert_eq!(
+            (body["error"].as_str(), body["message"].as_str()),
+            (
+                Some("NotFound"),
+                Some("Service token with ID 'unknown' not found")
+            )
+        );
         let body = expect(403, read().bearer_auth("not.a.jwt")).await;
         assert_eq!(
             (body["error"].as_str(), body["message"].as_str()),

@@ -231,6 +231,22 @@ fn a_secret_reaching_a_url_through_a_function_is_found() {
     );
 }
 
+/// A write reached through a method call (`ctx.set_mode(...)` calling the runbook's own
+/// `fn set_mode`) is a step's write too. Before: the analysis followed plain calls only,
+/// so the step passed `check` without an undo and exec's list of writes left it out.
+#[test]
+fn a_write_reached_through_a_method_call_is_found() {
+    let script = r#"
+runbook(#{ id: "m", title: "M" });
+fn set_mode(mode) { heroku::set_config("raxx-api-prod", #{ APP_MODE: mode }); }
+step("apply", "Maintenance on", |ctx| { ctx.set_mode("maintenance"); });
+"#;
+    with_script("check", "m.rhai", script)
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("m.rhai:4:1: step 'apply' writes (heroku::set_config) but has no undo and is not marked irreversible");
+}
+
 /// A step reading a ctx value no step up to it sets fails only at run time, after the
 /// earlier steps' writes ("unknown property"). `check` now finds it, with the key a typo
 /// most likely meant; `ctx.get(KEY, default)` and a key set later in the same step are fine.

@@ -143,6 +143,9 @@ impl Program {
             let call = match path.last() {
                 Some(ASTNode::Expr(Expr::FnCall(c, pos))) => Some((c, *pos)),
                 Some(ASTNode::Stmt(Stmt::FnCall(c, pos))) => Some((c, *pos)),
+                // `ctx.f(x)` calls the script's `fn f(x)` with `ctx` as `this` (its
+                // arguments do not count the object).
+                Some(ASTNode::Expr(Expr::MethodCall(c, pos))) => Some((c, *pos)),
                 _ => None,
             };
             if let Some((c, pos)) = call {

@@ -247,6 +247,19 @@ step("apply", "Maintenance on", |ctx| { ctx.set_mode("maintenance"); });
         .stderr_has("m.rhai:4:1: step 'apply' writes (heroku::set_config) but has no undo and is not marked irreversible");
 }
 
+/// A cadence of zero days, or one past any calendar, is a typo `check` names.
+#[test]
+fn a_cadence_out_of_range_is_found() {
+    let script = r#"
+runbook(#{ id: "c", title: "C", secret: "T", cadence_days: 3000000 });
+step("s", "S", |ctx| { audit::log("x", #{}); });
+"#;
+    with_script("check", "c.rhai", script)
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("c.rhai:2:1: cadence_days is 3000000: a cadence is 1 to 3650 days");
+}
+
 /// A step reading a ctx value no step up to it sets fails only at run time, after the
 /// earlier steps' writes ("unknown property"). `check` now finds it, with the key a typo
 /// most likely meant; `ctx.get(KEY, default)` and a key set later in the same step are fine.

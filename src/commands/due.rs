@@ -107,10 +107,15 @@ pub fn due(last: Option<&str>, cadence_days: Option<i64>) -> (Option<String>, bo
     };
     let parsed = time::OffsetDateTime::parse(last, &time::format_description::well_known::Rfc3339);
     match parsed {
-        Ok(t) => {
-            let due = t.date() + time::Duration::days(days);
-            (Some(due.to_string()), due < today)
-        }
+        // A cadence past the calendar's end (a typo of many digits) is never due: `+`
+        // panics there, and one runbook's file must not stop `due` for every runbook.
+        Ok(t) => match days
+            .checked_mul(86_400)
+            .and_then(|s| t.date().checked_add(time::Duration::seconds(s)))
+        {
+            Some(due) => (Some(due.to_string()), due < today),
+            None => (None, false),
+        },
         Err(_) => (Some(today.to_string()), false),
     }
 }
@@ -237,4 +242,19 @@ pub fn run(args: DueArgs, settings: &Settings) -> Result<u8> {
         ));
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due;
+
+    /// A cadence past the calendar's end panicked in the date's `+` (exit 101 for every
+    /// runbook `due` or `list` looked at): it is never due.
+    #[test]
+    fn a_cadence_past_the_calendars_end_is_never_due() {
+        let last = Some("2026-01-01T00:00:00Z");
+        assert_eq!(due(last, Some(3_000_000)), (None, false));
+        assert_eq!(due(last, Some(i64::MAX)), (None, false));
+        assert_eq!(due(last, Some(90)), (Some("2026-04-01".into()), true));
+    }
 }

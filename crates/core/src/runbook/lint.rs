@@ -59,6 +59,18 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
             .with_help("add cadence_days: 180 (or the cadence your policy sets) so due dates can be computed"),
         );
     }
+    if let Some(days) = meta.cadence_days.filter(|d| !(1..=MAX_CADENCE_DAYS).contains(d)) {
+        problems.push(
+            ScriptError::at(
+                "runbook::check::missing_metadata",
+                format!("cadence_days is {days}: a cadence is 1 to {MAX_CADENCE_DAYS} days"),
+                sources,
+                file,
+                loaded.plan().meta_position,
+            )
+            .with_help("set the cadence your policy sets, e.g. cadence_days: 90"),
+        );
+    }
     problems.extend(steps_without_a_way_back(loaded, program));
     problems.extend(irreversible_without_confirm(loaded));
     problems.extend(secret_flows(loaded, program));
@@ -68,6 +80,9 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
     problems.extend(same_name_functions(loaded, program));
     silence(loaded, problems)
 }
+
+/// The longest rotation cadence `check` accepts: ten years.
+const MAX_CADENCE_DAYS: i64 = 3_650;
 
 /// `// check:allow(CODE, ...): reason` on a problem's line, or alone on the line above it,
 /// silences it there: the author has looked and says why it is fine. An allow without a

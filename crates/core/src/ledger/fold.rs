@@ -292,6 +292,9 @@ impl Ledger {
             undo_sent: 0,
         });
         self.stop = None;
+        // An undo that was running died with its process: what this one writes is its own
+        // (the undo's writes so far stay, for the next rollback).
+        self.undoing = None;
         for s in &mut self.steps {
             s.attempts = 0;
             s.duration_ms = 0;

@@ -430,6 +430,24 @@ fn an_unfinished_undo_keeps_its_writes_for_the_next_rollback() {
     assert!(l.writes.is_empty());
 }
 
+/// An undo that died with its process is not running in the next one: a write there (a
+/// REPL attached to the run, a forced resume) is the run's own change. Before: it was
+/// taken for an undo write, missing from "in effect" and from what abandon leaves in place.
+#[test]
+fn an_undo_that_died_with_its_process_does_not_claim_the_next_ones_writes() {
+    let l = production_run(vec![
+        sent("propagate", "app-a"),
+        ended("propagate", "app-a", WriteOutcome::Applied),
+        undo_started("propagate"),
+        resumed(Entry::Repl),
+        sent("repl", "app-c"),
+        ended("repl", "app-c", WriteOutcome::Applied),
+    ]);
+    let targets: Vec<&str> = l.writes.iter().map(|w| w.target.as_str()).collect();
+    assert_eq!(targets, ["app-a", "app-c"]);
+    assert!(l.changes().iter().any(|w| w.target == "app-c"));
+}
+
 /// What a run says, kept for a test to read.
 #[derive(Default)]
 struct Heard(std::sync::Mutex<Vec<String>>);

@@ -312,6 +312,53 @@ fn an_interrupted_piped_session_runs_nothing_more_and_exits_130() {
     assert!(!journal.contains("\"type\":\"write\""), "{journal}");
 }
 
+/// A step's confirmation nobody could answer is a failed input: a piped session exits 1
+/// and says how to answer. Before: "not run", exit 0, and the help was dropped.
+#[test]
+fn an_unanswered_step_confirmation_fails_a_piped_session() {
+    let out = Test::new()
+        .file(
+            "c.rhai",
+            "runbook(#{ id: \"c\", title: \"C\" });\nstep(\"a\", \"A\", |ctx| { print(\"a ran\"); }).confirm(\"Go?\");\n",
+        )
+        .args(&["repl", "c.rhai", "--sandbox"])
+        .stdin(":run a\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("step 'a' not run")
+        .stderr_has("needs an answer");
+    assert_lacks("stderr", &out.stderr, "a ran");
+}
+
+/// A piped line that is not UTF-8 stops the session with exit 1 and says why. Before: the
+/// session ended there silently, with exit 0, and the lines after it never ran.
+#[test]
+fn a_piped_line_that_is_not_text_is_an_error_not_the_end_of_the_input() {
+    use std::io::Write;
+    let t = Test::new().args(&["repl"]);
+    let mut child = t
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"40 + 2\n\"\xff\xfe\"\n1 + 1\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+    assert!(
+        stderr.contains("runbook::repl::input: a line of the input is not UTF-8 text; it and the rest of the input are not run"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn piped_session_without_errors_exits_0() {
     let out = Test::new()

@@ -692,9 +692,27 @@ impl Repl<'_> {
             // A step's confirmation speaks of the steps before it ("every consumer has been
             // verified"): out of order that would be false, and the typed id stands for it.
             if let Some(q) = step.confirm.as_ref().filter(|_| !out_of_order) {
-                if !matches!(step::confirm(&self.session, &step, q), Confirmation::Yes) {
-                    ui::err(&format!("step '{id}' not run"));
-                    return;
+                // Anything but yes is an input that did not do what it asked: a piped
+                // session then exits 1, and an unanswerable question says how to answer.
+                match step::confirm(&self.session, &step, q) {
+                    Confirmation::Yes => {}
+                    Confirmation::No => {
+                        self.failures += 1;
+                        ui::err(&format!("step '{id}' not run: the operator said no"));
+                        return;
+                    }
+                    Confirmation::Interrupted => {
+                        self.failures += 1;
+                        self.interrupted = true;
+                        ui::err(&format!("step '{id}' not run: interrupted"));
+                        return;
+                    }
+                    Confirmation::NoAnswer(d) => {
+                        self.failures += 1;
+                        ui::err(&format!("step '{id}' not run"));
+                        ui::err(&ui::render(&*d));
+                        return;
+                    }
                 }
             }
         }
@@ -779,6 +797,9 @@ impl Repl<'_> {
         // An unfinished input (an open block, call or string) collects lines here, each
         // read at a continuation prompt, until it parses.
         let mut pending = String::new();
+        // Lines that were not text, one after another: a stream that yields nothing else
+        // ends the session rather than saying so for ever.
+        let mut not_text = 0;
         loop {
             if let Some(h) = editor.helper_mut() {
                 self.refresh(h);
@@ -798,6 +819,7 @@ impl Repl<'_> {
             };
             match editor.readline(&prompt) {
                 Ok(line) => {
+                    not_text = 0;
                     if !pending.is_empty() {
                         pending.push('\n');
                     }
@@ -830,7 +852,27 @@ impl Repl<'_> {
                     }
                     continue;
                 }
-                Err(_) => break,
+                // A line that is not text is dropped; the session (and what it holds) goes on.
+                Err(ReadlineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    self.failures += 1;
+                    pending.clear();
+                    not_text += 1;
+                    if not_text >= 3 {
+                        ui::err(&format!(
+                            "{}, three times over; the session ends",
+                            unreadable(&e)
+                        ));
+                        break;
+                    }
+                    ui::err(&format!("{}; it is dropped", unreadable(&e)));
+                }
+                Err(ReadlineError::Eof) => break,
+                Err(e) => {
+                    ui::err(&format!(
+                        "the terminal could not be read ({e}); the session ends"
+                    ));
+                    break;
+                }
             }
         }
         if keep_history {
@@ -844,7 +886,19 @@ impl Repl<'_> {
         let syntax = ReplHelper::new();
         let mut buffer = String::new();
         for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
+            let line = match line {
+                Ok(line) => line,
+                // Not the end of the input: the rest is not run, and the exit says so.
+                Err(e) => {
+                    self.failures += 1;
+                    ui::err(&format!(
+                        "{}; it and the rest of the input are not run",
+                        unreadable(&e)
+                    ));
+                    buffer.clear();
+                    break;
+                }
+            };
             if !buffer.is_empty() {
                 buffer.push('\n');
             }
@@ -879,6 +933,15 @@ impl Repl<'_> {
         } else {
             exit::OK
         }
+    }
+}
+
+/// What a line that could not be read is, for the operator.
+fn unreadable(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        "runbook::repl::input: a line of the input is not UTF-8 text".to_string()
+    } else {
+        format!("runbook::repl::input: the input could not be read ({e})")
     }
 }
 

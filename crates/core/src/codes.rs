@@ -85,6 +85,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::script::parse", Script, "The script does not parse.", "Fix the syntax at the place shown; `runbook check` lists every problem."),
     c("runbook::script::encoding", Script, "The file is not UTF-8 text.", "Save the runbook as UTF-8."),
     c("runbook::limit::file_size", Run, "An input file (runbook, module, answers, scenario, runbook.toml) is over 8 MiB, or a journal over 512 MiB; it is refused unread.", "Check that the path names the file you meant."),
+    c("runbook::repl::input", Run, "A line given to the REPL could not be read: it is not UTF-8 text (binary data, another encoding), or the input failed. Piped, it and the rest of the input are not run; at a terminal it is dropped, and three in a row end the session.", "Give the REPL text: convert the file (iconv), or paste the value into a file the runbook reads."),
     c("runbook::limit::repl_input", Run, "A REPL input (an unfinished block, call or string with its continuation lines) reached 1 MiB; it is dropped.", "Close the string or block; paste large data into a file the runbook reads instead."),
     c("runbook::limit::xml_depth", Run, "An XML response nests deeper than 64 levels; it is refused unread (no vendor answers this deep).", "Check the endpoint the runbook calls."),
     c("runbook::script::arithmetic", Script, "A number could not be parsed or computed (a division by zero, an overflow, text that is not a number); the value is not shown.", "Check the value before converting or computing with it."),

@@ -59,7 +59,10 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
             .with_help("add cadence_days: 180 (or the cadence your policy sets) so due dates can be computed"),
         );
     }
-    if let Some(days) = meta.cadence_days.filter(|d| !(1..=MAX_CADENCE_DAYS).contains(d)) {
+    if let Some(days) = meta
+        .cadence_days
+        .filter(|d| !(1..=MAX_CADENCE_DAYS).contains(d))
+    {
         problems.push(
             ScriptError::at(
                 "runbook::check::missing_metadata",

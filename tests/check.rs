@@ -1,6 +1,6 @@
 //! `runbook check`: diagnostics with file:line:col, exit 2 on problems, 0 when clean.
 
-use crate::support::{exits_with, root, with_fixture, with_script, Exit, Test};
+use crate::support::{assert_lacks, exits_with, root, with_fixture, with_script, Exit, Test};
 use crate::support::{items, strs};
 
 exits_with! {
@@ -245,6 +245,25 @@ step("apply", "Maintenance on", |ctx| { ctx.set_mode("maintenance"); });
         .run()
         .exit(Exit::Usage)
         .stderr_has("m.rhai:4:1: step 'apply' writes (heroku::set_config) but has no undo and is not marked irreversible");
+}
+
+/// `http::post(..., #{ read_only: true })` is a read (a search): the host records it as
+/// one. Before: `check` asked for an undo for it, and exec listed it before the first write.
+#[test]
+fn a_post_that_only_reads_is_not_a_write() {
+    let script = r#"
+runbook(#{ id: "s", title: "S", egress: ["api.vendor.example"] });
+step("look", "Look", |ctx| {
+    http::post("https://api.vendor.example/search", #{ json: #{ q: 1 }, read_only: true });
+});
+step("write", "Write", |ctx| {
+    http::post("https://api.vendor.example/things", #{ json: #{ q: 1 }, read_only: false });
+});
+"#;
+    let out = with_script("check", "s.rhai", script).run();
+    out.exit(Exit::Usage)
+        .stderr_has("step 'write' writes (http::post) but has no undo");
+    assert_lacks("stderr", &out.stderr, "step 'look'");
 }
 
 /// A cadence of zero days, or one past any calendar, is a typo `check` names.

@@ -394,8 +394,7 @@ fn steps_without_a_way_back(loaded: &Runbook, program: &Program) -> Vec<ScriptEr
             .reachable_from(unit, step.run.fn_name(), arity)
             .into_iter()
             .filter(|c| {
-                host.find(&c.function)
-                    .is_some_and(|f| f.effect.mutates() && f.no_undo.is_none())
+                c.mutates(&host) && host.find(&c.function).is_some_and(|f| f.no_undo.is_none())
             })
             .collect();
         let Some(first) = writes.first() else {

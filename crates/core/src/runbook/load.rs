@@ -181,7 +181,7 @@ impl Runbook {
                     .into_iter()
                     // The audit log is this tool's own record, not a vendor's state.
                     .filter(|c| !c.function.starts_with("audit::"))
-                    .filter(|c| host.find(&c.function).is_some_and(|f| f.effect.mutates()))
+                    .filter(|c| c.mutates(&host))
                     .map(|c| c.function)
                     .collect();
                 names.sort();

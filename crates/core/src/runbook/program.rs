@@ -47,6 +47,37 @@ pub(crate) struct HostCall {
     pub arity: usize,
     pub unit: usize,
     pub position: Position,
+    /// An `http::` write given `read_only: true` in a literal options map: a POST that
+    /// reads (a search), which the host records as a read.
+    pub reads_only: bool,
+}
+
+impl HostCall {
+    /// Whether it changes something at a vendor: its function's effect, unless the call
+    /// says it only reads.
+    pub(crate) fn mutates(&self, host: &crate::engine::registry::HostModules) -> bool {
+        !self.reads_only
+            && host
+                .find(&self.function)
+                .is_some_and(|f| f.effect.mutates())
+    }
+}
+
+/// `read_only: true` in the literal options map an `http::` call ends with (a map of
+/// constants may reach the analysis folded into one value).
+fn says_read_only(args: &[Expr]) -> bool {
+    match args.last() {
+        Some(Expr::Map(m, _)) => {
+            m.0.iter()
+                .any(|(k, v)| k.name == "read_only" && matches!(v, Expr::BoolConstant(true, _)))
+        }
+        Some(Expr::DynamicConstant(d, _)) => d.read_lock::<rhai::Map>().is_some_and(|m| {
+            m.get("read_only")
+                .and_then(|v| v.as_bool().ok())
+                .unwrap_or(false)
+        }),
+        _ => false,
+    }
 }
 
 /// A call found in a function body, resolved as far as static analysis can.
@@ -173,6 +204,7 @@ impl Program {
                     arity,
                     unit,
                     position: pos,
+                    reads_only: false,
                 }));
             }
             return None;
@@ -191,6 +223,7 @@ impl Program {
                 arity,
                 unit,
                 position: pos,
+                reads_only: ns == "http" && says_read_only(&c.args),
             }));
         }
         None

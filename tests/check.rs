@@ -266,6 +266,46 @@ step("write", "Write", |ctx| {
     assert_lacks("stderr", &out.stderr, "step 'look'");
 }
 
+/// `check DIR` checks a linked runbook as exec runs it. Before: the walk skipped links, and
+/// a linked runbook with a problem was never checked (exit 0).
+#[test]
+fn check_of_a_folder_follows_a_linked_runbook() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+    std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
+    std::fs::write(
+        dir.path().join("lib/w.rhai"),
+        "runbook(#{ id: \"w\", title: \"W\" });\nstep(\"write\", \"W\", |ctx| { heroku::set_config(\"a\", #{ X: \"1\" }); });\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("lib/w.rhai"),
+        dir.path().join("runbooks/w.rhai"),
+    )
+    .unwrap();
+    Test::in_dir(dir.path())
+        .args(&["check", "runbooks"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("step 'write' writes (heroku::set_config) but has no undo");
+}
+
+/// An imported module over the input limit is refused unread, as a runbook is. Before: it
+/// was read whole, however large.
+#[test]
+fn a_module_over_the_input_limit_is_refused_unread() {
+    let big = "// x\n".repeat(2 << 20);
+    with_script(
+        "check",
+        "m.rhai",
+        "import \"big\" as b;\nrunbook(#{ id: \"m\", title: \"M\" });\nstep(\"s\", \"S\", |ctx| { print(b::f()); });\n",
+    )
+    .file("big.rhai", &format!("{big}fn f() {{ 1 }}\n"))
+    .run()
+    .exit(Exit::Usage)
+    .stderr_has("is 10485773 bytes; an input file may be at most 8388608 bytes");
+}
+
 /// A cadence of zero days, or one past any calendar, is a typo `check` names.
 #[test]
 fn a_cadence_out_of_range_is_found() {

@@ -89,6 +89,20 @@ fn new_refuses_to_overwrite_the_runbook_or_its_scenario() {
     );
 }
 
+/// A link where the runbook would go, even one to nothing, is not written through.
+/// Before: `exists()` is false for a dangling link, and the write made its target.
+#[test]
+fn new_does_not_write_through_a_link_to_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
+    let elsewhere = dir.path().join("elsewhere.rhai");
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("runbooks/z.rhai")).unwrap();
+    let out = Test::in_dir(dir.path()).args(&["new", "z"]).run();
+    out.exit(Exit::Usage)
+        .stderr_has("runbooks/z.rhai already exists; not overwriting it");
+    assert!(!elsewhere.exists(), "written through the link");
+}
+
 #[test]
 fn new_from_a_shipped_runbook_copies_it_with_a_new_id() {
     let out = Test::new()

@@ -28,7 +28,10 @@ fn targets(args: &CheckArgs, settings: &Settings) -> Result<Vec<PathBuf>> {
         let path = Path::new(p);
         if path.is_dir() {
             out.extend(
+                // A linked runbook runs as any other (exec and a bare `check` follow links),
+                // so it is checked too.
                 walkdir::WalkDir::new(path)
+                    .follow_links(true)
                     .sort_by_file_name()
                     .into_iter()
                     .filter_map(|e| e.ok())

@@ -137,7 +137,8 @@ pub fn run(args: NewArgs, settings: &crate::settings::Settings) -> Result<u8> {
         })?,
     };
     for p in std::iter::once(&path).chain(scenario_text.as_ref().map(|_| &scenario)) {
-        if p.exists() {
+        // A link there, even one to nothing, is something the author made: not replaced.
+        if p.symlink_metadata().is_ok() {
             return Err(Error::usage(
                 format!("{} already exists; not overwriting it", p.display()),
                 "choose another name, or move the existing file away first",
@@ -151,13 +152,19 @@ pub fn run(args: NewArgs, settings: &crate::settings::Settings) -> Result<u8> {
                 source,
             })?;
         }
-        std::fs::write(p, text).map_err(|source| {
-            CoreError::Write {
-                path: p.to_path_buf(),
-                source,
-            }
-            .into()
-        })
+        // Made new, never through a link put there since the check above.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .map_err(|source| {
+                CoreError::Write {
+                    path: p.to_path_buf(),
+                    source,
+                }
+                .into()
+            })
     };
     write(&path, &text)?;
     let mut created = vec![path.display().to_string()];

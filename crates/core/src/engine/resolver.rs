@@ -138,7 +138,8 @@ pub(crate) fn read_local(base: &Path, path: &str) -> Result<(PathBuf, String, St
     if !meta.is_file() {
         return Err(format!("{shown} is not a regular file"));
     }
-    let text = std::fs::read_to_string(&real).map_err(|e| format!("{shown}: {e}"))?;
+    // As a runbook is: a module fed a gigabyte must not be held whole.
+    let text = crate::state::read_text(&real).map_err(|e| format!("{shown}: {e}"))?;
     Ok((real, shown, text))
 }
 

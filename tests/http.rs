@@ -592,6 +592,52 @@ fn the_repl_in_production_says_so_and_confirms_each_write() {
     assert_eq!(sent(), 2);
 }
 
+/// `:undo` puts back what a step done in this session changed, and in production asks
+/// first, as rollback does. Before: it ran the undo of a step that never ran, and sent its
+/// write to production with no question.
+#[test]
+fn an_undo_at_the_repl_needs_its_step_done_and_asks_in_production() {
+    let (url, count) = echo_server();
+    // heroku:: (not called here) makes the runbook's target production.
+    let runbook = format!(
+        r#"
+runbook(#{{ id: "u", title: "U", egress: ["127.0.0.1"] }});
+param("url", #{{ default: "{url}", help: "the vendor" }});
+step("mark", "Mark", |ctx| {{ http::post(`${{ctx.params.url}}/do`, #{{ json: #{{}} }}); }})
+    .undo(|ctx| {{ http::post(`${{ctx.params.url}}/undo`, #{{ json: #{{}} }}); }});
+step("look", "Look", |ctx| {{ heroku::config("raxx-api-prod"); }});
+"#
+    );
+    let sent = || count.load(std::sync::atomic::Ordering::SeqCst);
+    let out = Test::new()
+        .file("u.rhai", &runbook)
+        .args(&["repl", "u.rhai"])
+        .stdin(":undo mark\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("PRODUCTION")
+        .stderr_has("step 'mark' has not completed in this session: its undo would put back what it never changed");
+    assert_eq!(sent(), 0);
+    // Done here, then undone: asked, and "no" sends nothing.
+    let out = Test::new()
+        .file("u.rhai", &runbook)
+        .args(&["repl", "u.rhai"])
+        .answers("\"mark.undo\" = false\n")
+        .stdin(":run mark\n:undo mark\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("step 'mark' not undone: the operator said no");
+    assert_eq!(sent(), 1, "the step's own write only");
+    let out = Test::new()
+        .file("u.rhai", &runbook)
+        .args(&["repl", "u.rhai"])
+        .answers("\"mark.undo\" = true\n")
+        .stdin(":run mark\n:undo mark\n")
+        .run();
+    out.exit(Exit::Ok).stderr_has("✓ undo mark");
+    assert_eq!(sent(), 3);
+}
+
 /// A POST that only reads (a search) is marked `read_only`: it is not a write in the
 /// journal or the run's changes, and is retried like a GET. A POST with an Idempotency-Key
 /// answered 429 with Retry-After is retried; one without a key never is (before, the

@@ -271,11 +271,7 @@ fn an_interrupted_piped_session_runs_nothing_more_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let t = postmark_repl(
         Test::in_dir(dir.path()),
-        &[
-            "--yes",
-            "--fault",
-            "heroku:GET:/apps/raxx-api-prod/config-vars=latency=20000",
-        ],
+        &["--yes", "--fault", "postmark:GET:/server=latency=20000"],
     );
     let mut child = t
         .command()
@@ -288,7 +284,7 @@ fn an_interrupted_piped_session_runs_nothing_more_and_exits_130() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"40 + 2\nheroku::config(\"raxx-api-prod\").len()\nheroku::set_config(\"raxx-api-prod\", #{ AFTER_MARK: \"on\" });\n\"after\"\n")
+        .write_all(b"40 + 2\npostmark::server(infisical::secret(\"POSTMARK_SERVER_TOKEN\").value)\nheroku::set_config(\"raxx-api-prod\", #{ AFTER_MARK: \"on\" });\n\"after\"\n")
         .unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(stdout.next().unwrap().unwrap(), "42");

@@ -23,7 +23,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         ":run",
         ":run STEP  run one step with ctx, its confirmations, journal and audit",
     ),
-    (":undo", ":undo STEP  run a step's undo"),
+    (
+        ":undo",
+        ":undo STEP  run the undo of a step done here (asked first in production)",
+    ),
     (":ctx", "the session's ctx (secrets masked)"),
     (":params", "the runbook's params and their values"),
     (

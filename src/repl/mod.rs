@@ -94,6 +94,8 @@ struct Repl<'a> {
     attached: Option<String>,
     /// An input was interrupted (Ctrl-C, SIGTERM, SIGHUP): a piped session runs no more.
     interrupted: bool,
+    /// Reading statements from a pipe, not a terminal.
+    piped: bool,
 }
 
 pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
@@ -180,6 +182,7 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
         confirm_always: false,
         attached: None,
         interrupted: false,
+        piped: false,
     };
     repl.ready();
     repl.loaded_note();
@@ -223,6 +226,7 @@ fn attach<'a>(args: &ReplArgs, run_id: &str, settings: &'a Settings) -> Result<R
         confirm_always: false,
         attached: Some(run_id.to_string()),
         interrupted: false,
+        piped: false,
     };
     repl.ready();
     ui::err(&format!("attached to run {run_id}: completed steps are marked; `runbook resume {run_id}` continues after you leave"));
@@ -404,10 +408,19 @@ impl Repl<'_> {
         true
     }
 
+    /// Clears Ctrl-C for the next input, remembering that it came: a piped session stops.
+    fn clear_interrupt(&mut self) {
+        self.interrupted |= runbook_core::interrupt::is_set();
+        runbook_core::interrupt::reset();
+    }
+
     fn handle(&mut self, input: &str) -> Handled {
         // A Ctrl-C during a `:` command (which returns before the reset below) must not
-        // interrupt the next input the moment it starts.
-        runbook_core::interrupt::reset();
+        // interrupt the next input the moment it starts; piped, it ends the session.
+        self.clear_interrupt();
+        if self.piped && self.interrupted {
+            return Handled::Quit;
+        }
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Handled::Done;
@@ -432,7 +445,7 @@ impl Repl<'_> {
                 Handled::NotCompiled
             }
         };
-        runbook_core::interrupt::reset();
+        self.clear_interrupt();
         handled
     }
 
@@ -596,11 +609,11 @@ impl Repl<'_> {
     fn step(&mut self, arg: &str, undo: bool) {
         let (id, force) = match arg.split_whitespace().collect::<Vec<_>>().as_slice() {
             [id] => (id.to_string(), false),
-            [id, "--force"] if !undo => (id.to_string(), true),
+            [id, "--force"] => (id.to_string(), true),
             _ => {
                 self.failures += 1;
                 ui::err(if undo {
-                    "usage: :undo STEP"
+                    "usage: :undo STEP [--force]"
                 } else {
                     "usage: :run STEP [--force]"
                 });
@@ -636,6 +649,43 @@ impl Repl<'_> {
             self.failures += 1;
             ui::err(&format!("step '{id}' has no undo"));
             return;
+        }
+        // An undo puts back what its step changed: one that did not run here changed
+        // nothing, and its undo would overwrite what is there now.
+        if undo && self.marks.get(id) != Some(&"done") && !force {
+            self.failures += 1;
+            let here = if self.attached.is_some() {
+                "in this session or the attached run"
+            } else {
+                "in this session"
+            };
+            ui::err(&format!(
+                "step '{id}' has not completed {here}: its undo would put back what it never changed. `:undo {id} --force` runs it anyway"
+            ));
+            return;
+        }
+        // As rollback asks before it undoes anything: an undo writes to production too.
+        if undo && self.production() {
+            let said = self.session.run().operator().confirm(
+                &format!("{id}.undo"),
+                &format!("Undo step '{id}' in PRODUCTION now?"),
+            );
+            match said {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.failures += 1;
+                    ui::err(&format!("step '{id}' not undone: the operator said no"));
+                    return;
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    if matches!(e, runbook_core::prompt::PromptError::Interrupted) {
+                        self.interrupted = true;
+                    }
+                    ui::err(&format!("step '{id}' not undone: {e}"));
+                    return;
+                }
+            }
         }
         let plan = self.session.runbook().plan();
         let missing: Vec<String> = plan
@@ -744,7 +794,7 @@ impl Repl<'_> {
                 ui::err(&format!("{kind} {id} stopped: {why}"));
             }
         }
-        runbook_core::interrupt::reset();
+        self.clear_interrupt();
     }
 
     fn refresh(&self, helper: &mut ReplHelper) {
@@ -883,6 +933,7 @@ impl Repl<'_> {
 
     /// Statements from a pipe, one complete input at a time; exit 1 if any failed.
     fn piped(&mut self) -> u8 {
+        self.piped = true;
         let syntax = ReplHelper::new();
         let mut buffer = String::new();
         for line in std::io::stdin().lock().lines() {

@@ -3,8 +3,8 @@
 //! rig), so stopped runs can be resumed and rolled back by later processes.
 
 use crate::support::{
-    assert_rotated, exits_with, new_tokens, rehearse_postmark, served, signal, start_until,
-    token_answer, with_fixture, with_script, Exit, Rig, Test, APPS, OLD_TOKEN,
+    assert_lacks, assert_rotated, exits_with, new_tokens, rehearse_postmark, served, signal,
+    start_until, token_answer, with_fixture, with_script, Exit, Rig, Test, APPS, OLD_TOKEN,
 };
 
 /// A rollback refused at the irreversible step leaves the rotation recorded as succeeded;
@@ -333,6 +333,37 @@ fn a_damaged_journal_is_not_abandoned_while_its_run_still_runs() {
         Some(130),
         "interrupted, its lock its own"
     );
+}
+
+/// A journal with a record of a newer format is a newer runbook's run, not damage: the
+/// views say to use that version, and this one will not abandon it. Before: it was called
+/// damaged, and `due` and `runs RUN_ID` told the operator to abandon a colleague's run the
+/// newer version could resume.
+#[test]
+fn a_journal_written_by_a_newer_runbook_is_not_called_damaged_or_abandoned() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:store");
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let mut journal = std::fs::read_to_string(&path).unwrap();
+    journal.push_str(&format!(
+        "{{\"v\":2,\"run_id\":\"{run_id}\",\"time\":\"2026-12-07T00:00:00Z\",\"type\":\"step_started\",\"step\":\"propagate\",\"attempt\":1}}\n"
+    ));
+    std::fs::write(&path, journal).unwrap();
+    let said = "was written by a newer version of runbook (line ";
+    let due = rig.runbook(&["due"], &[]);
+    due.stderr_has(said)
+        .stderr_has("see or finish it with the version of runbook that wrote it");
+    assert_lacks("due", &due.stderr, "abandon");
+    let shown = rig.runbook(&["runs", &run_id], &[]);
+    shown.stderr_has(said);
+    assert_lacks("runs RUN_ID", &shown.stderr, "abandon RUN_ID");
+    rig.runbook(&["runs"], &[])
+        .stdout_has("written by a newer runbook");
+    rig.runbook(&["abandon", &run_id, "--reason", "stuck"], &[])
+        .exit(Exit::Usage)
+        .stderr_has("abandon it with the version that wrote it");
+    assert!(std::fs::read_to_string(&path).unwrap().contains("\"v\":2"));
 }
 
 /// A run killed holding its lock after its precheck, its journal then damaged by `damage`,

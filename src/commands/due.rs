@@ -60,10 +60,16 @@ pub fn history(store: &Store) -> Result<History> {
             Some(Ok(l)) => l,
             Some(Err(u)) if journals.holds(&u) => continue,
             Some(Err(u)) => {
-                crate::ui::err(&format!(
-                    "warning: {} (it cannot be resumed: read it, finish or undo its rotation at the vendors if needed, then end the run with `runbook abandon {} --reason TEXT`)",
-                    u.error, u.run_id
-                ));
+                let next = match u.error {
+                    runbook_core::error::Error::JournalNewer { .. } => {
+                        "see or finish it with the version of runbook that wrote it".to_string()
+                    }
+                    _ => format!(
+                        "it cannot be resumed: read it, finish or undo its rotation at the vendors if needed, then end the run with `runbook abandon {} --reason TEXT`",
+                        u.run_id
+                    ),
+                };
+                crate::ui::err(&format!("warning: {} ({next})", u.error));
                 out.damaged.push((u.runbook, u.run_id));
                 continue;
             }

@@ -193,16 +193,20 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     let mut damaged: Vec<DamagedRow> = Vec::new();
     let journals = ledger::Journals::new(&store);
     for id in ids.iter().take(args.limit) {
-        let (problem, abandoned) = match journals.read(id.clone()) {
+        let (problem, abandoned, newer) = match journals.read(id.clone()) {
             Ok(Some(Ok(l))) => {
                 ledgers.push(l);
                 continue;
             }
             // Abandoned as it is, and still as it was then: said in the row, not warned of.
-            Ok(Some(Err(u))) => (u.error.to_string(), journals.holds(&u)),
+            Ok(Some(Err(u))) => (
+                u.error.to_string(),
+                journals.holds(&u),
+                matches!(u.error, runbook_core::error::Error::JournalNewer { .. }),
+            ),
             // Gone since it was listed, or never held a whole line: no run to show.
             Ok(None) => continue,
-            Err(e) => (e.to_string(), false),
+            Err(e) => (e.to_string(), false, false),
         };
         if !abandoned {
             ui::err(&format!(
@@ -214,6 +218,8 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
             run_id: id.clone(),
             current: if abandoned {
                 "damaged, abandoned"
+            } else if newer {
+                "written by a newer runbook"
             } else {
                 "damaged"
             },

@@ -154,6 +154,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A journal with records of a newer format than this version writes: not damaged.
+    #[error(
+        "the journal {path} was written by a newer version of runbook (line {line}: {reason})"
+    )]
+    #[diagnostic(
+        code(runbook::journal::newer),
+        help("see, resume, roll back or abandon the run with that version (or a later one): this one cannot read it, and changes nothing in it")
+    )]
+    JournalNewer {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
     /// The runbook (or a module it imports) changed since the run started.
     #[error("the runbook changed since this run started: {changes}")]
     #[diagnostic(

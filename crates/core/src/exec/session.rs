@@ -318,6 +318,14 @@ fn abandon_damaged(
     reason: String,
 ) -> Result<AbandonReport> {
     let run_id = damaged.run_id.clone();
+    // Not damaged: what its run did is written in records this version cannot read, and
+    // abandoning it here would say nothing true of what it left in place.
+    if let Error::JournalNewer { .. } = damaged.error {
+        return Err(Error::usage(
+            format!("run {run_id}: {}", damaged.error),
+            "abandon it with the version that wrote it (or a later one), which can say what it left in place",
+        ));
+    }
     let Some(sha256) = damaged.sha256.clone() else {
         return Err(Error::usage(
             format!("run {run_id}'s journal cannot be read at all: {}", damaged.error),

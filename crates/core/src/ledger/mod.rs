@@ -271,7 +271,7 @@ impl<'a> Journals<'a> {
 fn readable_start(text: &str, path: &Path, id: &str) -> Option<Ledger> {
     let upto = match parse(text, path, id) {
         Ok(events) => Some(events),
-        Err(Error::JournalDamaged { line, .. }) => {
+        Err(Error::JournalDamaged { line, .. } | Error::JournalNewer { line, .. }) => {
             let prefix: String = text
                 .lines()
                 .take(line.saturating_sub(1))
@@ -386,7 +386,14 @@ pub(crate) fn parse(text: &str, path: &Path, run_id: &str) -> Result<Vec<Stamped
             Err(_) if last => break,
             Err(e) => return Err(damaged(format!("not a JSON record ({e})"))),
         };
-        out.push(event_of(value, run_id).map_err(damaged)?);
+        out.push(event_of(value, run_id).map_err(|e| match e {
+            Unread::Newer(reason) => Error::JournalNewer {
+                path: path.to_path_buf(),
+                line: i + 1,
+                reason,
+            },
+            Unread::Damaged(reason) => damaged(reason),
+        })?);
     }
     Ok(out)
 }
@@ -400,10 +407,19 @@ pub fn torn_tail(text: &str) -> bool {
     !text.ends_with('\n')
 }
 
+/// Why a line is not an event this version reads.
+enum Unread {
+    /// A format version above this one's: a newer runbook wrote it.
+    Newer(String),
+    Damaged(String),
+}
+
 /// One parsed line as its event: the typed format, or the one before it.
-fn event_of(value: Value, run_id: &str) -> std::result::Result<Stamped, String> {
+fn event_of(value: Value, run_id: &str) -> std::result::Result<Stamped, Unread> {
     let newer = |what: &str| {
-        format!("{what}: written by another version of runbook; use the version that wrote it")
+        Unread::Damaged(format!(
+            "{what}: written by another version of runbook; use the version that wrote it"
+        ))
     };
     // The format before events: `kind`, and no `type`.
     if value.get("type").is_none() {
@@ -415,7 +431,9 @@ fn event_of(value: Value, run_id: &str) -> std::result::Result<Stamped, String> 
     }
     let v = value.get("v").and_then(Value::as_u64).unwrap_or(0);
     if v > u64::from(VERSION) {
-        return Err(newer(&format!("an event of format version {v}")));
+        return Err(Unread::Newer(format!(
+            "an event of format version {v}; this version reads {VERSION}"
+        )));
     }
     let kind = value
         .get("type")

@@ -345,8 +345,9 @@ fn a_torn_last_line_is_dropped_but_damage_elsewhere_is_an_error() {
         OLD.lines().next().unwrap()
     );
     let (_d, p) = write(&future);
+    // Not damaged: a newer runbook's record (`runbook::journal::newer`).
     match read(&p) {
-        Err(Error::JournalDamaged {
+        Err(Error::JournalNewer {
             line: 2, reason, ..
         }) => assert!(reason.contains("version 2"), "{reason}"),
         other => panic!("{other:?}"),

@@ -86,3 +86,31 @@ fn a_runs_timeline_page_draws_the_run_and_holds_no_secret() {
         .run()
         .exit(Exit::Usage);
 }
+
+/// A run killed between a write and its answer: the page draws the write as unknown (it may
+/// have taken effect) and the step as unended. Before: the step had only its label, and the
+/// write, the one thing that needs looking at, was not drawn at all.
+#[test]
+fn a_run_killed_mid_write_shows_the_unknown_write_and_the_unended_step() {
+    let rig = crate::support::Rig::new();
+    rig.crash("postmark", "inside:propagate");
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let journal = std::fs::read_to_string(&path).unwrap();
+    // The crash came right after a write's outcome: without it, the answer never came.
+    let (kept, last) = journal.trim_end().rsplit_once('\n').unwrap();
+    assert!(last.contains("\"type\":\"write_outcome\""), "{last}");
+    std::fs::write(&path, format!("{kept}\n")).unwrap();
+    let page = rig.runbook(&["runs", &run_id, "--html"], &[]);
+    page.exit(Exit::Ok);
+    let html = &page.stdout;
+    assert!(
+        html.contains("class=\"write\" data-outcome=\"unknown\""),
+        "{html}"
+    );
+    assert!(html.contains("sent, no answer recorded (it may have taken effect)"));
+    assert!(
+        html.contains("class=\"step-open\" data-step=\"propagate\""),
+        "{html}"
+    );
+}

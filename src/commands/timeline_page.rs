@@ -69,6 +69,24 @@ fn end_colour(e: StepEnd) -> &'static str {
     }
 }
 
+/// A step (or undo) whose end was never recorded: its process stopped in it.
+fn unended(step: &str, undo: bool, from: f64, to: f64, y: f64) -> String {
+    let (what, top, height) = if undo {
+        ("undo", y + ROW - 8.0, 6.0)
+    } else {
+        ("step", y + 4.0, ROW - 12.0)
+    };
+    format!(
+        "<rect class=\"step-open\" data-step=\"{0}\" x=\"{1:.1}\" y=\"{2:.1}\" width=\"{3:.1}\" height=\"{4:.1}\" fill=\"none\" stroke=\"#ef6c00\" stroke-dasharray=\"4 3\"><title>{5} {0} · no end recorded: its process stopped in it</title></rect>\n",
+        esc(step),
+        from,
+        top,
+        (to - from).max(3.0),
+        height,
+        what
+    )
+}
+
 /// The page.
 pub fn render(page: &Page, events: &[Stamped]) -> String {
     let at = offsets(events);
@@ -77,9 +95,11 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
     // One row per step, in the order they first appear.
     let mut rows: Vec<String> = Vec::new();
     for e in events {
+        // A write made outside a step (typed at the REPL) gets a row of its own.
         let step = match &e.event {
             Event::StepStarted(s) => Some(&s.step),
             Event::UndoStarted { step } => Some(step),
+            Event::Write(w) => Some(&w.step),
             _ => None,
         };
         if let Some(s) = step {
@@ -93,10 +113,15 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
     let mut svg = String::new();
     let mut legend_items: Vec<String> = Vec::new();
     let mut open: Vec<(String, f64, bool)> = Vec::new(); // (step, start, undo)
+                                                         // Writes sent whose outcome is not recorded (yet): (step, function, target, sent at).
+    let mut unanswered: Vec<(String, String, String, f64)> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         let t = at[i];
         match &e.event {
             Event::StepStarted(s) => open.push((s.step.clone(), t, false)),
+            Event::Write(w) => {
+                unanswered.push((w.step.clone(), w.function.clone(), w.target.clone(), t))
+            }
             Event::UndoStarted { step } => open.push((step.clone(), t, true)),
             Event::StepFinished(f) => {
                 let start = open
@@ -136,6 +161,12 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
                 }
             }
             Event::WriteOutcome(w) => {
+                if let Some(p) = unanswered
+                    .iter()
+                    .rposition(|(s, f, g, _)| *s == w.step && *f == w.function && *g == w.target)
+                {
+                    unanswered.remove(p);
+                }
                 if let Some(row) = row_of(&w.step) {
                     svg.push_str(&format!(
                         "<circle class=\"write\" data-outcome=\"{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{}\"><title>{} on {}: {}</title></circle>\n",
@@ -177,6 +208,12 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
                 }
             }
             Event::RunResumed(r) => {
+                // What was running when the process before it stopped ends there, unended.
+                for (step, start, undo) in open.drain(..) {
+                    if let Some(row) = row_of(&step) {
+                        svg.push_str(&unended(&step, undo, x(start), x(t), y(row)));
+                    }
+                }
                 svg.push_str(&format!(
                     "<line class=\"process\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\" stroke=\"#90a4ae\"><title>{3:?} by {4}</title></line>\n",
                     x(t),
@@ -187,6 +224,24 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
                 ));
             }
             _ => {}
+        }
+    }
+    for (step, start, undo) in &open {
+        if let Some(row) = row_of(step) {
+            svg.push_str(&unended(step, *undo, x(*start), x(span), y(row)));
+        }
+    }
+    // A write whose answer never came may have taken effect: drawn where it was sent.
+    for (step, function, target, t) in &unanswered {
+        if let Some(row) = row_of(step) {
+            svg.push_str(&format!(
+                "<circle class=\"write\" data-outcome=\"unknown\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{}\"><title>{} on {}: sent, no answer recorded (it may have taken effect)</title></circle>\n",
+                x(*t),
+                y(row) + ROW / 2.0 - 2.0,
+                outcome_colour(WriteOutcome::Unknown),
+                esc(function),
+                esc(target),
+            ));
         }
     }
     // The point of no return: where the first irreversible step started.
@@ -230,7 +285,7 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
     let height = y(rows.len() + 1) + 10.0;
     let seconds = span / 1000.0;
     let mut html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>run {id}</title>\n<style>body{{font-family:sans-serif;margin:1.5em;color:#212121}}.target{{font-weight:bold}}.legend span{{margin-right:1.2em;font-size:13px}}svg.timeline{{border:1px solid #e0e0e0;background:#fafafa}}</style></head><body>\n<h1>Run {id}</h1>\n<p>{runbook} · <span class=\"target\">{target}</span> · {status} · actor {actor} · {seconds:.1}s from first record to last</p>\n<p class=\"legend\">{legend} <span>bar: a step attempt (green completed, red failed, grey stopped)</span> <span>purple: undo</span> <span>◆ operator answer</span> <span>■ approval</span> <span>dashed red: point of no return</span></p>\n<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height:.0}\" viewBox=\"0 0 {WIDTH} {height:.0}\">\n{labels}{svg}</svg>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>run {id}</title>\n<style>body{{font-family:sans-serif;margin:1.5em;color:#212121}}.target{{font-weight:bold}}.legend span{{margin-right:1.2em;font-size:13px}}svg.timeline{{border:1px solid #e0e0e0;background:#fafafa}}</style></head><body>\n<h1>Run {id}</h1>\n<p>{runbook} · <span class=\"target\">{target}</span> · {status} · actor {actor} · {seconds:.1}s from first record to last</p>\n<p class=\"legend\">{legend} <span>bar: a step attempt (green completed, red failed, grey stopped; dashed orange: no end recorded)</span> <span>purple: undo</span> <span>◆ operator answer</span> <span>■ approval</span> <span>dashed red: point of no return</span></p>\n<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height:.0}\" viewBox=\"0 0 {WIDTH} {height:.0}\">\n{labels}{svg}</svg>\n",
         id = esc(page.run_id),
         runbook = esc(page.runbook),
         target = esc(page.target),

@@ -225,9 +225,10 @@ pub async fn github(
     name: &str,
     repos: Option<Vec<String>>,
 ) -> Result<Scan, VendorError> {
-    let repos = match repos {
-        Some(r) => r,
-        None => v.github().repos().await?,
+    // Repositories the token listed are ones it sees; ones named by the runbook may not be.
+    let (repos, listed) = match repos {
+        Some(r) => (r, false),
+        None => (v.github().repos().await?, true),
     };
     let name_owned = name.to_string();
     let results = v
@@ -235,7 +236,22 @@ pub async fn github(
             let name = name_owned.clone();
             async move {
                 let gh = v.github();
-                let own = gh.secret_info(&repo, &name).await;
+                let mut own = gh.secret_info(&repo, &name).await;
+                // A 404 from a repository this token cannot see says nothing of its secrets.
+                if !listed && matches!(own, Ok(None)) {
+                    own = match gh.repo_visible(&repo).await {
+                        Ok(true) => Ok(None),
+                        Ok(false) => Err(VendorError::new(
+                            "github",
+                            "GET",
+                            format!("/repos/{repo}"),
+                            crate::ErrorKind::NotFound,
+                            "this token cannot see the repository (GitHub answers 404 for a private repository a token cannot read), so whether it holds the secret is unknown",
+                        )
+                        .with_hint("give the token read access to the repository (a fine-grained token: the repository and Secrets: read), or check the name")),
+                        Err(e) => Err(e),
+                    };
+                }
                 // A repository that could not be read is unchecked as a whole: its
                 // environments are not asked about (they would fail the same way).
                 let environments = match &own {
@@ -424,6 +440,33 @@ mod tests {
             ("raxx/raptor", false)
         );
         assert!(scan.places[0].updated_at.is_some());
+    }
+
+    /// A repository the runbook names and the token cannot see answers 404 to everything,
+    /// as a private one does on GitHub: it is unchecked, not clean. Before: its 404 read as
+    /// "no such secret", and a copy of the old token there was never reported.
+    #[tokio::test]
+    async fn a_named_repository_the_token_cannot_see_is_unchecked() {
+        let (sb, v) = start(scenario()).await;
+        let repos = vec!["raxx/raptor".to_string(), "raxx/infra-private".to_string()];
+        let scan = github(&v, "POSTMARK_SERVER_TOKEN", Some(repos))
+            .await
+            .unwrap();
+        assert_eq!(scan.places.len(), 1);
+        assert_eq!(scan.places[0].place, "raxx/raptor");
+        let unchecked: Vec<&str> = scan.unchecked.iter().map(|u| u.place.as_str()).collect();
+        assert_eq!(unchecked, ["raxx/infra-private"]);
+        let why = &scan.unchecked[0].error;
+        assert!(
+            why.contains("this token cannot see the repository"),
+            "{why}"
+        );
+        // A repository the token listed is one it sees: no extra request.
+        github(&v, "POSTMARK_SERVER_TOKEN", None).await.unwrap();
+        assert_eq!(
+            sb.count_requests("github", "GET", "/repos/raxx/infra-private"),
+            1
+        );
     }
 
     /// A workflow sees an environment's secret over the repository's and the organisation's

@@ -175,6 +175,18 @@ impl GithubClient {
         }
     }
 
+    /// `GET /repos/{owner}/{repo}`: whether this token sees the repository. GitHub answers
+    /// 404, not 403, for a private repository a token cannot see, and the same 404 for a
+    /// secret a repository does not have: only a repository seen makes a 404 mean "absent".
+    pub async fn repo_visible(&self, repo: &str) -> Result<bool, VendorError> {
+        let req = self.request(Method::GET, repo, &[])?;
+        Ok(self
+            .transport
+            .send_unless(req, parse_error, 404)
+            .await?
+            .is_some())
+    }
+
     /// `GET /repos/{owner}/{repo}/environments`: the names of its deployment environments
     /// (each may hold secrets of its own, which win over the repository's).
     pub async fn environments(&self, repo: &str) -> Result<Vec<String>, VendorError> {

@@ -70,6 +70,7 @@ fn error_for_status(status: u16) -> Response {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/user/repos", get(user_repos))
+        .route("/repos/{owner}/{repo}", get(get_repo))
         .route("/repos/{owner}/{repo}/actions/secrets", get(list))
         .route(
             "/repos/{owner}/{repo}/actions/secrets/public-key",
@@ -220,6 +221,23 @@ async fn user_repos(
             })
             .collect();
         page.link(Json(page.slice(all)).into_response(), &url, total)
+    })
+}
+
+/// `GET /repos/{owner}/{repo}`: the repository, or 404 when this token cannot see it (a
+/// private repository it cannot read looks, to it, like one that does not exist).
+async fn get_repo(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Response {
+    let full = format!("{owner}/{repo}");
+    with_repo(&s, &owner, &repo, |_| {
+        Json(json!({
+            "name": repo, "full_name": full, "private": true,
+            "owner": {"login": owner, "type": "Organization"},
+            "html_url": format!("https://github.com/{full}"),
+        }))
+        .into_response()
     })
 }
 

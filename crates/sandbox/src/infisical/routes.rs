@@ -473,7 +473,15 @@ async fn list(
             .secrets
             .iter()
             .filter(|x| !x.deleted && x.environment == sc.env)
-            .filter(|x| x.path == sc.path || (recursive && x.path.starts_with(&sc.path)))
+            // Recursive: the folder's subfolders, never a sibling sharing its prefix (listing
+            // `/app` does not list `/application`).
+            .filter(|x| {
+                x.path == sc.path
+                    || (recursive
+                        && (sc.path == "/"
+                            || x.path
+                                .starts_with(&format!("{}/", sc.path.trim_end_matches('/')))))
+            })
             .filter_map(|x| x.versions.last().map(|v| secret_json(st, x, v)))
             .collect();
         Json(json!({"secrets": secrets, "imports": []})).into_response()
@@ -622,6 +630,38 @@ mod tests {
         Sandbox::start(Scenario::default().with_postmark_token("infsim-0001"))
             .await
             .unwrap()
+    }
+
+    /// A recursive listing of `/app` holds its subfolders, not the sibling `/application`
+    /// (Infisical lists by folder, not by prefix).
+    #[tokio::test]
+    async fn a_recursive_listing_holds_subfolders_not_siblings_sharing_a_prefix() {
+        let mut scenario = Scenario::default().with_postmark_token("infsim-0001");
+        for (path, name) in [("/app", "A"), ("/app/ci", "B"), ("/application", "C")] {
+            scenario
+                .infisical
+                .secrets
+                .push(crate::scenario::SecretSpec {
+                    environment: "prod".into(),
+                    path: path.into(),
+                    name: name.into(),
+                    versions: vec!["v".into()],
+                });
+        }
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let list = expect(
+            200,
+            get(&sb, "/api/v4/secrets?projectId=raxx-project&environment=prod&secretPath=/app&recursive=true"),
+        )
+        .await;
+        let mut names: Vec<&str> = list["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["secretKey"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["A", "B"]);
     }
 
     /// A request without credentials.

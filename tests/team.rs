@@ -531,6 +531,18 @@ fn a_run_killed_on_one_machine_is_resumed_on_another() {
     // Infisical by now), never from the database.
     run("laptop-b", &["resume", &run_id, "--yes", "--actor", "bob"]).exit(Exit::Ok);
     assert_rotated(&rig.state(), "resumed on another machine");
+    // "bob" is a name anyone can type: the views name the login the server proved too.
+    // Before: only the typed name, in files and team mode alike.
+    let login: String = db
+        .client()
+        .query_one("SELECT session_user::text", &[])
+        .unwrap()
+        .get(0);
+    let shown = run("laptop-b", &["runs", &run_id, "--json"]);
+    run("laptop-b", &["runs", &run_id])
+        .exit(Exit::Ok)
+        .stdout_has(&format!("resume by bob (login {login})"));
+    assert_eq!(shown.json()["run"]["attempts"][0]["login"], login.as_str());
     assert!(!live_tokens(&rig.state()).contains(&OLD_TOKEN.to_string()));
     // No secret reached the shared database.
     let mut c = db.client();

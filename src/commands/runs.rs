@@ -33,7 +33,11 @@ fn status_of(ended: Option<RunStatus>, last: bool, alive: bool) -> RunStatus {
 struct RunRow {
     run_id: String,
     runbook: String,
+    /// The name given (`--actor`, git, the user): a label anyone can type.
     actor: String,
+    /// In team mode, the database login the server authenticated for the run's start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    login: Option<String>,
     started_at: String,
     /// The label the audit log gives it.
     mode: Mode,
@@ -83,8 +87,20 @@ struct DamagedRow {
 struct AttemptRow {
     mode: Entry,
     actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    login: Option<String>,
     started_at: String,
     status: &'static str,
+}
+
+/// Who did it, as the views name them: the name given, a label anyone can type, and in
+/// team mode the database login the server authenticated, when it is not that name.
+fn who(actor: &str, login: Option<&str>) -> String {
+    let actor = ui::truncate(actor, 120);
+    match login {
+        Some(l) if l != actor => format!("{actor} (login {})", ui::truncate(l, 60)),
+        _ => actor,
+    }
 }
 
 fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
@@ -112,6 +128,7 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
         .map(|(i, a)| AttemptRow {
             mode: a.entry,
             actor: a.actor.clone(),
+            login: a.login.clone(),
             started_at: a.started_at.clone(),
             status: if a.entry == Entry::Abandon {
                 "recorded"
@@ -129,6 +146,7 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
         run_id: l.run_id.clone(),
         runbook: start.runbook.clone(),
         actor: start.actor.clone(),
+        login: start.login.clone(),
         started_at: l.started_at.clone(),
         mode: Mode::label(start.target, start.effect, start.entry),
         target: l.target_label(),
@@ -282,7 +300,7 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
                 },
                 r.started_at.clone(),
                 r.last_step.clone().unwrap_or_else(|| "-".into()),
-                r.actor.clone(),
+                who(&r.actor, r.login.as_deref()),
                 attempts_line(r),
             ]
         })
@@ -311,10 +329,14 @@ fn timeline_line(e: &Stamped) -> Option<String> {
         Event::RunStarted(r) => format!(
             "run started ({}, by {} on {})",
             Mode::label(r.target, r.effect, r.entry).as_str(),
-            ui::truncate(&r.actor, 120),
+            who(&r.actor, r.login.as_deref()),
             ui::truncate(&r.host, 120)
         ),
-        Event::RunResumed(r) => format!("{} by {}", r.entry.as_str(), ui::truncate(&r.actor, 120)),
+        Event::RunResumed(r) => format!(
+            "{} by {}",
+            r.entry.as_str(),
+            who(&r.actor, r.login.as_deref())
+        ),
         Event::RunFinished(f) => format!("ended: {}", f.status.as_str()),
         Event::LockBroken { .. } => "a stale lock was broken".into(),
         Event::LeaseLost(l) => format!("step {}: not run: the lock was lost", l.step),
@@ -519,7 +541,7 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
         // Where the run stands now, as the table and the page say: a resume that finished
         // it, a rollback, an abandon (the first process's end is in the lines below).
         summary.current,
-        ui::truncate(&summary.actor, 120)
+        who(&summary.actor, summary.login.as_deref())
     ));
     if let Some(later) = &summary.superseded_by {
         ui::out(&format!(

@@ -508,6 +508,28 @@ fn an_unfinished_run_in_the_database_stops_a_rotation_on_another_machine() {
     assert_rotated(&rig.state(), "after the rollback, on the other machine");
 }
 
+/// `audit::logged` asks the database for the run's own rows (not the whole table): true
+/// for an action this run logged, false for one it did not, and another run's entries of
+/// the same action do not count.
+#[test]
+fn a_run_asks_the_database_for_its_own_audit_entries() {
+    let Some(db) = Database::fresh("a_run_asks_the_database_for_its_own") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repl = |stdin: &str| {
+        on(dir.path(), "laptop-a", &db, &["repl", "--sandbox"])
+            .stdin(stdin)
+            .run()
+    };
+    repl("audit::log(\"other.did\", #{});\n").exit(Exit::Ok);
+    let out = repl(
+        "audit::log(\"mine.did\", #{});\naudit::logged(\"mine.did\")\naudit::logged(\"other.did\")\n",
+    );
+    out.exit(Exit::Ok);
+    assert_eq!(out.stdout, "true\nfalse\n");
+}
+
 #[test]
 fn a_run_killed_on_one_machine_is_resumed_on_another() {
     let Some(db) = Database::fresh("a_run_killed_on_one_machine") else {

@@ -432,6 +432,17 @@ impl AuditLog {
             .collect())
     }
 
+    /// The entries of one run, in order.
+    pub fn entries_of(&self, run_id: &str) -> Result<Vec<AuditEntry>> {
+        Ok(self
+            .store
+            .audit_lines_of(run_id)?
+            .iter()
+            .filter_map(|l| serde_json::from_str::<AuditEntry>(l).ok())
+            .filter(|e| e.event.run_id == run_id)
+            .collect())
+    }
+
     /// Every line as stored (`audit export`): verifies offline exactly as here.
     pub fn lines(&self) -> Result<Vec<String>> {
         self.store.audit_lines()
@@ -777,6 +788,28 @@ mod tests {
             HeadCheck::Present { line: 2, after: 0 }
         );
         assert_eq!(log.find_head("abc").unwrap(), HeadCheck::Missing);
+    }
+
+    /// One run's entries are found without reading every entry of the log, and only its
+    /// own: another run's entry whose context holds the text is not one.
+    #[test]
+    fn a_runs_own_entries_are_found_by_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = files_log(dir.path());
+        log.append(&event("mine"), true).unwrap();
+        let mut other = event("theirs");
+        other.run_id = "r2".into();
+        other.context = json!({ "note": "\"run_id\":\"r1\"" });
+        log.append(&other, true).unwrap();
+        log.append(&event("mine.again"), true).unwrap();
+        let actions: Vec<String> = log
+            .entries_of("r1")
+            .unwrap()
+            .iter()
+            .map(|e| e.event.action.to_string())
+            .collect();
+        assert_eq!(actions, ["mine", "mine.again"]);
+        assert!(log.entries_of("r3").unwrap().is_empty());
     }
 
     #[test]

@@ -31,11 +31,18 @@ pub(crate) fn register(reg: &mut Registrar) {
             };
             let run_id = &run.info().run_id;
             let action = crate::audit::Action::parse(action);
-            Ok(crate::audit::AuditLog::new(&run.parts().store)
-                .entries()
-                .unwrap_or_default()
-                .iter()
-                .any(|e| &e.event.run_id == run_id && e.event.action == action))
+            // A log that cannot be read is no answer (a verify that fails is said, and the
+            // step's doubt is settled another way), never "not logged".
+            let entries = crate::audit::AuditLog::new(&run.parts().store)
+                .entries_of(run_id)
+                .map_err(|e| {
+                    crate::value::throw(
+                        "runbook::io",
+                        format!("cannot read the audit log: {e}"),
+                        None,
+                    )
+                })?;
+            Ok(entries.iter().any(|e| e.event.action == action))
         },
     );
     m.finish();

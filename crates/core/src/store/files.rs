@@ -697,6 +697,26 @@ impl AuditStore for Files {
             Err(e) => Err(read_err(&path)(e)),
         }
     }
+    fn audit_lines_of(&self, run_id: &str) -> Result<Vec<String>> {
+        use std::io::BufRead;
+        let path = self.audit_path();
+        self.checked(&path)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(read_err(&path)(e)),
+        };
+        // Line by line: the log grows with every run the team makes.
+        let marker = super::run_marker(run_id);
+        let mut out = Vec::new();
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.map_err(read_err(&path))?;
+            if line.contains(&marker) {
+                out.push(line);
+            }
+        }
+        Ok(out)
+    }
     fn audit_where(&self) -> String {
         self.audit_path().display().to_string()
     }

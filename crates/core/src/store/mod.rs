@@ -168,6 +168,12 @@ pub trait JournalStore {
     }
 }
 
+/// How an audit line names its run: the quotes inside a JSON string are escaped, so only
+/// the entry's own `run_id` field holds this text.
+pub(crate) fn run_marker(run_id: &str) -> String {
+    format!("\"run_id\":\"{run_id}\"")
+}
+
 /// The audit chain: entries appended one at a time, serialised against every writer.
 pub trait AuditStore {
     /// Appends one audit entry, serialised against every other writer: `make` gets the hash
@@ -188,6 +194,16 @@ pub trait AuditStore {
     }
     /// Every audit line, in chain order, as stored.
     fn audit_lines(&self) -> Result<Vec<String>>;
+    /// The audit lines of one run, in chain order: what a run asks of its own entries
+    /// (`audit::logged`) without reading and parsing every entry of the team's history.
+    fn audit_lines_of(&self, run_id: &str) -> Result<Vec<String>> {
+        let marker = run_marker(run_id);
+        Ok(self
+            .audit_lines()?
+            .into_iter()
+            .filter(|l| l.contains(&marker))
+            .collect())
+    }
     /// Every audit line with the login stamped on it, as `journal_stamped`; `None` when
     /// the store stamps nothing.
     fn audit_stamped(&self) -> Result<Option<Vec<Stamp>>> {

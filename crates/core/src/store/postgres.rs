@@ -1055,6 +1055,19 @@ impl AuditStore for Postgres {
                 .collect()
         })
     }
+    fn audit_lines_of(&self, run_id: &str) -> Result<Vec<String>> {
+        // The server picks the run's rows: not the whole table across the network.
+        let marker = super::run_marker(run_id);
+        self.call("cannot read the audit chain", move |c| {
+            c.query(
+                "SELECT line FROM runbook_audit WHERE strpos(line, $1) > 0 ORDER BY seq",
+                &[&marker],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect()
+        })
+    }
     fn audit_stamped(&self) -> Result<Option<Vec<super::Stamp>>> {
         self.call("cannot read the audit chain", |c| {
             stamped(c.query("SELECT line, login FROM runbook_audit ORDER BY seq", &[])?)

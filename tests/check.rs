@@ -306,6 +306,33 @@ fn a_module_over_the_input_limit_is_refused_unread() {
     .stderr_has("is 10485773 bytes; an input file may be at most 8388608 bytes");
 }
 
+/// A module of functions beside the runbooks that import it (imports must stay inside the
+/// runbook's folder) is not a runbook that fails to declare itself. Before: a bare `check`
+/// failed on it (exit 2) and `list` called it broken. A file with a top level to run and
+/// no declaration is still an error.
+#[test]
+fn a_module_beside_the_runbooks_is_not_a_broken_runbook() {
+    let module = "fn greet(x) { `hello ${x}` }\n";
+    let runbook = "import \"helpers\" as h;\nrunbook(#{ id: \"m\", title: \"M\" });\nstep(\"s\", \"S\", |ctx| { print(h::greet(\"ops\")); });\n";
+    let out = Test::new()
+        .file("runbooks/helpers.rhai", module)
+        .file("runbooks/m.rhai", runbook)
+        .args(&["check"])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("ok  runbooks/m.rhai")
+        .stdout_has("runbooks/helpers.rhai (a module");
+    let listed = out.next().args(&["list"]).run();
+    listed.exit(Exit::Ok);
+    assert_lacks("list", &listed.stderr, "helpers.rhai does not load");
+    Test::new()
+        .file("runbooks/stray.rhai", "print(\"hello\");\n")
+        .args(&["check"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("the runbook does not declare itself");
+}
+
 /// A cadence of zero days, or one past any calendar, is a typo `check` names.
 #[test]
 fn a_cadence_out_of_range_is_found() {

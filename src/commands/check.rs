@@ -10,13 +10,27 @@ use runbook_core::runbook::{lint, Runbook, SourceFile};
 use std::path::{Path, PathBuf};
 
 /// The problems of one runbook file (empty when it is clean).
-pub fn check_file(path: &Path) -> Result<Vec<ScriptError>, CoreError> {
+/// What checking one file found.
+enum Checked {
+    /// A runbook, with its problems (none: it passes).
+    Runbook(Vec<ScriptError>),
+    /// A module of functions a runbook imports: checked there, with the runbook.
+    Module,
+}
+
+fn check_file(path: &Path) -> Result<Checked, CoreError> {
     let file = SourceFile::read(path)?;
-    match Runbook::load(file) {
-        Ok(loaded) => Ok(lint::lint(&loaded)),
-        Err(CoreError::Script(e)) => Ok(vec![*e]),
+    match Runbook::load(file.clone()) {
+        Ok(loaded) => Ok(Checked::Runbook(lint::lint(&loaded))),
+        Err(CoreError::Script(e)) if is_undeclared(&e) && file.is_module() => Ok(Checked::Module),
+        Err(CoreError::Script(e)) => Ok(Checked::Runbook(vec![*e])),
         Err(e) => Err(e),
     }
+}
+
+/// A file that does not declare itself a runbook (it may be a module).
+pub fn is_undeclared(e: &ScriptError) -> bool {
+    e.code == "runbook::plan::no_metadata"
 }
 
 fn targets(args: &CheckArgs, settings: &Settings) -> Result<Vec<PathBuf>> {
@@ -58,7 +72,16 @@ pub fn run(args: CheckArgs, settings: &Settings) -> Result<u8> {
     let mut failed = 0usize;
     for path in &paths {
         let problems = match check_file(path) {
-            Ok(p) => p,
+            Ok(Checked::Runbook(p)) => p,
+            Ok(Checked::Module) => {
+                if !args.json {
+                    ui::out(&format!(
+                        "ok  {} (a module: its functions are checked with the runbooks that import it)",
+                        path.display()
+                    ));
+                }
+                continue;
+            }
             Err(e) => {
                 failed += 1;
                 if args.json {

@@ -190,6 +190,11 @@ pub fn rows(settings: &Settings) -> Result<(Vec<DueRow>, Vec<Broken>)> {
                     overdue,
                 });
             }
+            // A module a runbook imports, not a runbook: not listed.
+            Err(runbook_core::error::Error::Script(e))
+                if super::check::is_undeclared(&e)
+                    && runbook_core::runbook::SourceFile::read(std::path::Path::new(&path))
+                        .is_ok_and(|f| f.is_module()) => {}
             Err(e) => broken.push(Broken {
                 path,
                 error: e.to_string(),

@@ -22,6 +22,24 @@ impl SourceFile {
         })
     }
 
+    /// Whether this file is a module a runbook imports, not a runbook: it parses to
+    /// functions (and imports) only, with nothing at its top level to run. Asked only of
+    /// a file that did not load as a runbook (`check`, `list` and `due` of a folder).
+    pub fn is_module(&self) -> bool {
+        let resolver = crate::engine::resolver::Resolver::new(self.dir(), Default::default());
+        let engine = crate::engine::new_engine(crate::engine::Limits::default(), resolver);
+        match engine.compile(&self.text) {
+            Ok(ast) => {
+                ast.iter_functions().next().is_some()
+                    && ast
+                        .statements()
+                        .iter()
+                        .all(|s| matches!(s, rhai::Stmt::Import(..)))
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The folder imports resolve against.
     pub fn dir(&self) -> PathBuf {
         match self.path.parent() {

@@ -333,6 +333,22 @@ fn a_module_beside_the_runbooks_is_not_a_broken_runbook() {
         .stderr_has("the runbook does not declare itself");
 }
 
+/// A host module's function called without its module is not found at run time (after the
+/// steps before it have written): `check` says so, naming the module. Before: the bare name
+/// counted as known.
+#[test]
+fn a_module_function_called_without_its_module_is_found() {
+    let script = r#"
+runbook(#{ id: "u", title: "U" });
+step("s", "S", |ctx| { print(config("raxx-api-prod").len()); });
+"#;
+    with_script("check", "u.rhai", script)
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("u.rhai:3:30: unknown function 'config'")
+        .stderr_has("did you mean heroku::config?");
+}
+
 /// A cadence of zero days, or one past any calendar, is a typo `check` names.
 #[test]
 fn a_cadence_out_of_range_is_found() {

@@ -577,12 +577,17 @@ thread_local! {
 fn engine_names(loaded: &Runbook) -> Rc<HashSet<String>> {
     ENGINE_NAMES.with(|cell| {
         cell.get_or_init(|| {
+            let host = crate::host::modules();
             let mut names: HashSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
             for sig in loaded.engine().gen_fn_signatures(true) {
                 let head = sig.split('(').next().unwrap_or("");
                 let head = head.trim_start_matches("fn ").trim();
                 let name = head.rsplit("::").next().unwrap_or(head);
-                names.insert(name.to_string());
+                // A module's function is called by its module's name (`heroku::config`):
+                // bare, it is not found at run time, unless the host makes it global.
+                if !head.contains("::") || host.is_global(name) {
+                    names.insert(name.to_string());
+                }
             }
             Rc::new(names)
         })
@@ -655,6 +660,25 @@ fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
             if name.starts_with("anon$") || engine.contains(&name) || own.contains(name.as_str()) {
                 continue;
             }
+            // A module's function called without its module: name the module.
+            let mut modules: Vec<&str> = host
+                .functions()
+                .iter()
+                .filter(|(_, fns)| fns.iter().any(|(n, _)| *n == name))
+                .map(|(m, _)| m.as_str())
+                .collect();
+            modules.sort();
+            let help = match modules.as_slice() {
+                [] => "`runbook api` lists every host function; vendor functions need their module, e.g. postmark::server(token)".to_string(),
+                found => format!(
+                    "did you mean {}? a module's functions are called with its name",
+                    found
+                        .iter()
+                        .map(|m| format!("{m}::{name}"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            };
             problems.push(
                 ScriptError::at(
                     "runbook::check::unknown_function",
@@ -663,7 +687,7 @@ fn calls(loaded: &Runbook, program: &Program, file: &str) -> Vec<ScriptError> {
                     file,
                     pos,
                 )
-                .with_help("`runbook api` lists every host function; vendor functions need their module, e.g. postmark::server(token)"),
+                .with_help(help),
             );
             continue;
         }

@@ -89,6 +89,34 @@ fn new_refuses_to_overwrite_the_runbook_or_its_scenario() {
     );
 }
 
+/// A step added after the template's rotation reads what the closures handed to
+/// `rotation::steps` set (the stdlib runs them through `call`): not flagged. A misspelled
+/// key still is. Before: the first step an author added to the template failed `check`.
+#[test]
+fn a_step_added_to_the_template_reads_what_its_closures_set() {
+    let out = Test::new()
+        .file("runbooks/.keep", "")
+        .args(&["new", "x"])
+        .run();
+    out.exit(Exit::Ok);
+    let path = out.path().join("runbooks/x.rhai");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("ctx.old_key_id = "), "the template sets it");
+    text.push_str("\nstep(\"report\", \"Report\", |ctx| { print(`${ctx.old_key_id}`); });\n");
+    std::fs::write(&path, &text).unwrap();
+    let checked = out.next().args(&["check", "x"]).run();
+    checked.exit(Exit::Ok);
+    text.push_str("step(\"typo\", \"Typo\", |ctx| { print(`${ctx.old_kee_id}`); });\n");
+    std::fs::write(&path, &text).unwrap();
+    checked
+        .next()
+        .args(&["check", "x"])
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has("step 'typo' reads ctx.old_kee_id, which no step up to it sets")
+        .stderr_has("did you mean ctx.old_key_id?");
+}
+
 /// A link where the runbook would go, even one to nothing, is not written through.
 /// Before: `exists()` is false for a dangling link, and the write made its target.
 #[test]

@@ -316,10 +316,19 @@ fn ctx_read_before_set(loaded: &Runbook, program: &Program) -> Vec<ScriptError> 
     let mut set: HashSet<String> = HashSet::from(["params".to_string()]);
     let mut problems = Vec::new();
     let mut reported: HashSet<String> = HashSet::new();
+    // The runbook's closures a stdlib step runs (`rotation::steps(#{ precheck: |ctx| ... })`)
+    // are called through `call`, which the analysis does not follow: what they set counts
+    // from the first stdlib step on.
+    let mut handed_to_std = Some(keys_set_by_handed_closures(loaded, program));
     for step in &loaded.plan().steps {
         let Some(unit) = program.units.iter().position(|u| u.name == step.source) else {
             continue;
         };
+        if program.units[unit].name.starts_with("<std/") {
+            if let Some(keys) = handed_to_std.take() {
+                set.extend(keys);
+            }
+        }
         let arity = step.run.curry().len() + 1;
         let bodies = program.bodies_from(unit, step.run.fn_name(), arity);
         let mut written: HashSet<Position> = HashSet::new();
@@ -372,6 +381,39 @@ fn ctx_read_before_set(loaded: &Runbook, program: &Program) -> Vec<ScriptError> 
         }
     }
     problems
+}
+
+/// The ctx keys set in the runbook's own closures that are not its steps' bodies, undos or
+/// verifies: those it hands to the stdlib, which runs them in its steps.
+fn keys_set_by_handed_closures(loaded: &Runbook, program: &Program) -> HashSet<String> {
+    let runbook = program.runbook();
+    let own: HashSet<String> = loaded
+        .plan()
+        .steps
+        .iter()
+        .filter(|s| s.source == runbook.name)
+        .flat_map(|s| [Some(&s.run), s.undo.as_ref(), s.verify.as_ref()])
+        .flatten()
+        .map(|f| f.fn_name().to_string())
+        .collect();
+    let mut keys = HashSet::new();
+    for f in runbook.ast.iter_functions() {
+        if !f.name.starts_with("anon$") || own.contains(f.name) {
+            continue;
+        }
+        let Some(body) = super::program::function_body(&runbook.ast, f.name, f.params.len()) else {
+            continue;
+        };
+        body.walk(&mut |path: &[ASTNode]| {
+            if let Some(ASTNode::Stmt(Stmt::Assignment(x))) = path.last() {
+                if let Some(k) = ctx_key(&x.1.lhs) {
+                    keys.insert(k);
+                }
+            }
+            true
+        });
+    }
+    keys
 }
 
 /// A step that writes must say how to go back: an undo, or why there is none.

@@ -641,18 +641,19 @@ fn a_journal_without_its_first_line_stops_the_runbook_the_audit_log_names() {
 /// token works, a ticket tracks the cleanup). `abandon` ends the run without touching a
 /// vendor: it records what stays and how to clean up, frees the rotation, and the run reads
 /// as abandoned in `runs`, the audit log and the evidence; `due` and `list` said unfinished
-/// until then and never counted it as a rotation.
+/// until then and never counted it as a rotation. (A rehearsal, here: they say so, since it
+/// blocks no production rotation; they did not.)
 #[test]
 fn abandon_ends_a_run_records_what_it_leaves_and_frees_the_rotation() {
     let (rig, run_id) = stopped_at_verify();
     rig.runbook(&["due"], &[])
         .exit(Exit::Ok)
         .stdout_has("never")
-        .stdout_has("unfinished since ")
+        .stdout_has("unfinished rehearsal since ")
         .stdout_has(&format!("({run_id})"));
     rig.runbook(&["list"], &[])
         .exit(Exit::Ok)
-        .stdout_has("(unfinished since ");
+        .stdout_has("(unfinished rehearsal since ");
     assert_eq!(rig.runs()[0]["unfinished"], true);
     let before = writes(&rig.state()).len();
 

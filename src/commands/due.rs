@@ -78,10 +78,13 @@ pub fn history(store: &Store) -> Result<History> {
             continue;
         }
         if l.is_unfinished() {
-            // Run ids sort by time: the last one seen is the newest.
+            // Run ids sort by time: the last one seen is the newest. A rehearsal's (its
+            // vendors answered as simulators, or it went to loopback) blocks no production
+            // rotation, and is said to be one.
+            let what = if l.is_production() { "" } else { "rehearsal " };
             out.unfinished.insert(
                 l.start.runbook.clone(),
-                format!("since {} ({})", l.started_at, l.run_id),
+                format!("{what}since {} ({})", l.started_at, l.run_id),
             );
         }
         let Some((RunStatus::Succeeded, at)) = l.settled_at() else {

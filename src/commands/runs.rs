@@ -553,10 +553,20 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
             "may be superseded by {later}: a later run whose journal cannot be read may have rotated the same secret; a rollback or resume of this run is refused unless forced (--force, and its id typed back)"
         ));
     }
-    let clock = |t: &str| t.get(11..19).unwrap_or(t).to_string();
+    // UTC, as the journal keeps it, with the date where it changes: a run resumed the next
+    // day must not seem to go back in time, nor be read in local time.
+    let mut day = "";
     for e in &events {
         if let Some(line) = timeline_line(e) {
-            ui::out(&format!("  {}  {line}", clock(&e.time)));
+            let (date, time) = match (e.time.get(..10), e.time.get(11..19)) {
+                (Some(d), Some(t)) => (d, format!("{t}Z")),
+                _ => ("", e.time.clone()),
+            };
+            if date != day {
+                ui::out(&format!("  {date} (UTC)"));
+                day = date;
+            }
+            ui::out(&format!("  {time}  {line}"));
         }
     }
     let first = events.first().map(|e| e.time.clone()).unwrap_or_default();

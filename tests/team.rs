@@ -530,6 +530,29 @@ fn a_run_asks_the_database_for_its_own_audit_entries() {
     assert_eq!(out.stdout, "true\nfalse\n");
 }
 
+/// A journal over the size limit in the database is refused unread, as a file is: listed
+/// as damaged, and every other run still shown. Before: it was read whole, whatever its
+/// size (any login may append rows), and one inflated journal took `runs` and `due` down.
+#[test]
+fn a_journal_over_the_limit_in_the_database_is_listed_unread() {
+    let Some(db) = Database::fresh("a_journal_over_the_limit_in_the_db") else {
+        return;
+    };
+    let rig = Rig::new();
+    killed_on_laptop_a(&rig, &db);
+    let listed = machine_run(
+        &rig,
+        &db,
+        "laptop-b",
+        &["runs"],
+        &[("RUNBOOK_MAX_JOURNAL_BYTES", "200")],
+    );
+    listed
+        .exit(Exit::Ok)
+        .stdout_has("damaged")
+        .stderr_has("bytes; a journal may be at most 200 bytes");
+}
+
 #[test]
 fn a_run_killed_on_one_machine_is_resumed_on_another() {
     let Some(db) = Database::fresh("a_run_killed_on_one_machine") else {

@@ -187,3 +187,18 @@ pub(crate) fn audit_unreachable() -> bool {
 pub(crate) fn audit_unreachable() -> bool {
     false
 }
+
+/// `RUNBOOK_MAX_JOURNAL_BYTES=N`: the largest journal read, in place of the store's own
+/// limit, so a test need not write half a gigabyte. A test seam, as `crash_point`.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn max_journal_bytes() -> Option<u64> {
+    std::env::var("RUNBOOK_MAX_JOURNAL_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn max_journal_bytes() -> Option<u64> {
+    None
+}

@@ -234,6 +234,8 @@ impl<'a> Journals<'a> {
                 (text, Some(sha256), error)
             }
             Ok(None) => return Ok(None),
+            // Over the size limit: unread, on any store (its bytes are not read either).
+            Err(error @ Error::TooLarge { .. }) => (String::new(), None, error),
             Err(error) if store.appends_are_durable() => return Err(error),
             // Not read as text (a flipped byte, its size, its owner): its bytes as stored
             // are what an abandon records, and its whole lines before the first bad byte

@@ -808,16 +808,34 @@ impl JournalStore for Postgres {
         }
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
-        let run_id = run_id.to_string();
-        let lines: Vec<String> = self.call("cannot read the run journal", move |c| {
-            c.query(
-                "SELECT line FROM runbook_journal WHERE run_id = $1 ORDER BY seq",
-                &[&run_id],
-            )?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect()
-        })?;
+        // As a journal file is: over the limit, refused unread. Any login may append rows,
+        // and one inflated journal must not take every colleague's `runs` and `due` down.
+        let limit = crate::hooks::max_journal_bytes().unwrap_or(crate::state::MAX_JOURNAL_BYTES);
+        let id = run_id.to_string();
+        let rows: Vec<(Option<String>, i64)> =
+            self.call("cannot read the run journal", move |c| {
+                c.query(
+                    "WITH size AS (SELECT coalesce(sum(octet_length(line) + 1), 0)::bigint AS n \
+                   FROM runbook_journal WHERE run_id = $1) \
+                 SELECT j.line, size.n FROM size \
+                   LEFT JOIN runbook_journal j ON j.run_id = $1 AND size.n <= $2 \
+                 ORDER BY j.seq",
+                    &[&id, &(limit as i64)],
+                )?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+            })?;
+        let size = rows.first().map_or(0, |(_, n)| *n) as u64;
+        if size > limit {
+            return Err(Error::TooLarge {
+                path: self.journal_where(run_id).into(),
+                what: "a journal",
+                bytes: size,
+                limit,
+            });
+        }
+        let lines: Vec<String> = rows.into_iter().filter_map(|(l, _)| l).collect();
         Ok((!lines.is_empty()).then(|| lines.join("\n") + "\n"))
     }
     fn journal_stamped(&self, run_id: &str) -> Result<Option<Vec<super::Stamp>>> {

@@ -855,7 +855,7 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
         // nothing is known of the secret, so it is not taken as absent.
         (404, _) => (
             Some(ErrorKind::Other),
-            Some("check the project id, environment slug and secret path".to_string()),
+            Some("check the project id, environment slug and secret path (Infisical answers an environment that does not exist as a folder it cannot find)".to_string()),
         ),
         _ => (None, None),
     };
@@ -867,12 +867,14 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
     }
 }
 
-/// Whether a 404's message says the secret (or its folder) is not there. Infisical answers
-/// 404 too for a deleted service token, an unknown environment or project, and a route an
-/// older server lacks: none of those says the secret is absent, and a delete "if present"
-/// or a wait for a merged deletion must not read them as done.
+/// Whether a 404's message says the secret is not there. Infisical answers 404 too for a
+/// deleted service token, an unknown project, a route an older server lacks, and a folder
+/// it cannot find, which is also its answer for an environment slug that does not exist
+/// ("Folder with path '/' in environment with slug 'qa' not found"): none of those says the
+/// secret is absent, and a delete "if present" or a wait for a merged deletion must not
+/// read them as done.
 fn says_absent(message: &str) -> bool {
-    ["Secret with name", "Secret not found", "Folder with path"]
+    ["Secret with name", "Secret not found"]
         .iter()
         .any(|p| message.trim_start().starts_with(p))
 }
@@ -1207,6 +1209,7 @@ mod tests {
         for message in [
             "Route DELETE:/api/v4/secrets/X not found",
             "Environment with slug 'qa' in project with ID 'p' not found",
+            "Folder with path '/' in environment with slug 'qa' not found",
             "Not found",
         ] {
             assert!(!says_absent(message), "{message}");

@@ -282,6 +282,12 @@ pub struct AbandonArgs {
     /// refusal prints, typed back)
     #[arg(long, value_name = "ID", requires = "break_lock")]
     pub lease_id: Option<String>,
+    /// A journal this version cannot read because it holds records of a newer format:
+    /// abandon it as damaged (its records unread). For a record whose version field was
+    /// damaged, or a newer version that is not to be had; otherwise abandon it with the
+    /// version that wrote it
+    #[arg(long)]
+    pub as_damaged: bool,
 }
 
 /// How a run is driven, for exec, resume and rollback alike.

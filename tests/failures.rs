@@ -362,8 +362,34 @@ fn a_journal_written_by_a_newer_runbook_is_not_called_damaged_or_abandoned() {
         .stdout_has("written by a newer runbook");
     rig.runbook(&["abandon", &run_id, "--reason", "stuck"], &[])
         .exit(Exit::Usage)
-        .stderr_has("abandon it with the version that wrote it");
+        .stderr_has("abandon it with the version that wrote it")
+        .stderr_has("--as-damaged");
     assert!(std::fs::read_to_string(&path).unwrap().contains("\"v\":2"));
+    // The rotation is blocked while it stands; the way out is named.
+    rig.exec("postmark", &["--break-lock"])
+        .exit(Exit::Usage)
+        .stderr_has("finish the run with the newer version of runbook that wrote it")
+        .stderr_has(&format!(
+            "runbook abandon {run_id} --reason TEXT --as-damaged"
+        ));
+    // A version field a flipped bit raised (or a row anyone appended) must not block the
+    // rotation until a release that does not exist: abandoned as damaged, it is over.
+    rig.runbook(
+        &[
+            "abandon",
+            &run_id,
+            "--reason",
+            "damaged record",
+            "--as-damaged",
+        ],
+        &[],
+    )
+    .exit(Exit::Ok)
+    .stdout_has("Its journal cannot be read (unread at line ");
+    // No longer blocked (the world it left mid-propagate is the new run's precheck's to say).
+    let next = rig.exec("postmark", &[]);
+    assert_ne!(next.code, 2, "{}", next.stderr);
+    assert_lacks("exec", &next.stderr, "may be unfinished");
 }
 
 /// A run killed holding its lock after its precheck, its journal then damaged by `damage`,

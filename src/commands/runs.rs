@@ -713,6 +713,7 @@ pub fn abandon(args: AbandonArgs, settings: &Settings) -> Result<u8> {
         },
         run_id: args.run_id.clone(),
         reason: args.reason,
+        as_damaged: args.as_damaged,
     })?;
     let abandoned = &report.abandoned;
     ui::out(&format!(

@@ -84,6 +84,8 @@ pub struct Abandon {
     pub run_id: String,
     /// Why: recorded in the journal, the audit log and the evidence.
     pub reason: String,
+    /// A journal of a newer format is abandoned as damaged (`--as-damaged`).
+    pub as_damaged: bool,
 }
 
 /// A reopened run and what its ledger said when it was reopened.
@@ -255,6 +257,10 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
                 u.run_id, u.error
             ),
             match u.sha256 {
+                Some(_) if matches!(u.error, Error::JournalNewer { .. }) => format!(
+                    "finish the run with the newer version of runbook that wrote it; if none did (the record's version field is damaged), read it by hand, check the vendors, and end it with `runbook abandon {} --reason TEXT --as-damaged`",
+                    u.run_id
+                ),
                 Some(_) => format!(
                     "read it by hand (one JSON record per line) and check the vendors; if a newer version of runbook wrote it, finish the run with that version; if that run is over, end it with `runbook abandon {} --reason TEXT` (its journal is kept as it is)",
                     u.run_id
@@ -316,14 +322,17 @@ fn abandon_damaged(
     w: Wiring,
     damaged: crate::ledger::Unreadable,
     reason: String,
+    as_damaged: bool,
 ) -> Result<AbandonReport> {
     let run_id = damaged.run_id.clone();
     // Not damaged: what its run did is written in records this version cannot read, and
-    // abandoning it here would say nothing true of what it left in place.
-    if let Error::JournalNewer { .. } = damaged.error {
+    // abandoning it here would say nothing true of what it left in place. Unless told: a
+    // version field a flipped bit raised, or a row anyone appended, would else block the
+    // rotation until a release that does not exist.
+    if let (Error::JournalNewer { .. }, false) = (&damaged.error, as_damaged) {
         return Err(Error::usage(
             format!("run {run_id}: {}", damaged.error),
-            "abandon it with the version that wrote it (or a later one), which can say what it left in place",
+            format!("abandon it with the version that wrote it (or a later one), which can say what it left in place; if no newer version wrote it (the record is damaged), `runbook abandon {run_id} --reason TEXT --as-damaged` ends it with its records unread"),
         ));
     }
     let Some(sha256) = damaged.sha256.clone() else {
@@ -478,6 +487,9 @@ fn damage_of(error: &Error) -> String {
                 "not an event this version reads"
             };
             format!("damaged at line {line}: {kind}")
+        }
+        Error::JournalNewer { line, .. } => {
+            format!("unread at line {line}: a record of a newer format")
         }
         Error::NotUtf8 { .. } => "not text (not UTF-8)".into(),
         _ => "cannot be read".into(),
@@ -671,7 +683,7 @@ impl Session {
             if let Some(Err(damaged)) =
                 crate::ledger::Journals::new(&a.wiring.store).read(a.run_id.clone())?
             {
-                return abandon_damaged(a.wiring, damaged, reason);
+                return abandon_damaged(a.wiring, damaged, reason, a.as_damaged);
             }
         }
         let mut r = Session::reopen(Reopen {

@@ -35,7 +35,8 @@ struct RunRow {
     runbook: String,
     /// The name given (`--actor`, git, the user): a label anyone can type.
     actor: String,
-    /// In team mode, the database login the server authenticated for the run's start.
+    /// In team mode, the database login the server stamped on the run's start (`runs
+    /// RUN_ID` only: the list does not read the stamps).
     #[serde(skip_serializing_if = "Option::is_none")]
     login: Option<String>,
     started_at: String,
@@ -128,7 +129,7 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
         .map(|(i, a)| AttemptRow {
             mode: a.entry,
             actor: a.actor.clone(),
-            login: a.login.clone(),
+            login: None,
             started_at: a.started_at.clone(),
             status: if a.entry == Entry::Abandon {
                 "recorded"
@@ -146,7 +147,7 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
         run_id: l.run_id.clone(),
         runbook: start.runbook.clone(),
         actor: start.actor.clone(),
-        login: start.login.clone(),
+        login: None,
         started_at: l.started_at.clone(),
         mode: Mode::label(start.target, start.effect, start.entry),
         target: l.target_label(),
@@ -300,7 +301,7 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
                 },
                 r.started_at.clone(),
                 r.last_step.clone().unwrap_or_else(|| "-".into()),
-                who(&r.actor, r.login.as_deref()),
+                r.actor.clone(),
                 attempts_line(r),
             ]
         })
@@ -324,19 +325,16 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
 }
 
 /// One event of a run's timeline, as a line; `None` for what the timeline leaves out.
-fn timeline_line(e: &Stamped) -> Option<String> {
+/// One event as a line; `proven`: the login stamped on a start or takeover row.
+fn timeline_line(e: &Stamped, proven: Option<&str>) -> Option<String> {
     Some(match &e.event {
         Event::RunStarted(r) => format!(
             "run started ({}, by {} on {})",
             Mode::label(r.target, r.effect, r.entry).as_str(),
-            who(&r.actor, r.login.as_deref()),
+            who(&r.actor, proven),
             ui::truncate(&r.host, 120)
         ),
-        Event::RunResumed(r) => format!(
-            "{} by {}",
-            r.entry.as_str(),
-            who(&r.actor, r.login.as_deref())
-        ),
+        Event::RunResumed(r) => format!("{} by {}", r.entry.as_str(), who(&r.actor, proven)),
         Event::RunFinished(f) => format!("ended: {}", f.status.as_str()),
         Event::LockBroken { .. } => "a stale lock was broken".into(),
         Event::LeaseLost(l) => format!("step {}: not run: the lock was lost", l.step),
@@ -486,6 +484,13 @@ fn one_run(
     };
     let (later, unreadable) = ledger::after(&ledger::Journals::new(store), run_id)?;
     let mut summary = summarize(&l, &lock::holders(store)?, &later);
+    // Who the server says started and took over the run: the stamps on those rows, not
+    // the logins the rows claim (which `audit verify` holds against the stamps).
+    let proven = proven_logins(store, run_id);
+    summary.login = proven.first().cloned().flatten();
+    for (a, login) in summary.attempts.iter_mut().zip(proven.iter().skip(1)) {
+        a.login = login.clone();
+    }
     if summary.superseded_by.is_none() {
         // As a rollback or resume would find it (`exec::session`'s `superseding`).
         summary.may_be_superseded_by = unreadable
@@ -494,6 +499,21 @@ fn one_run(
             .map(|u| u.run_id);
     }
     Ok((events, l, summary))
+}
+
+/// The login the store stamped on each start and takeover row of the run, in order (empty
+/// on a store that stamps nothing).
+fn proven_logins(store: &runbook_core::store::Store, run_id: &str) -> Vec<Option<String>> {
+    let Ok(Some(rows)) = store.journal_stamped(run_id) else {
+        return Vec::new();
+    };
+    rows.into_iter()
+        .filter(|r| {
+            serde_json::from_str::<Value>(&r.text)
+                .is_ok_and(|v| matches!(v["type"].as_str(), Some("run_started" | "run_resumed")))
+        })
+        .map(|r| r.login)
+        .collect()
 }
 
 /// `runbook runs RUN_ID`: the run's ledger as a timeline.
@@ -556,8 +576,19 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     // UTC, as the journal keeps it, with the date where it changes: a run resumed the next
     // day must not seem to go back in time, nor be read in local time.
     let mut day = "";
+    let logins: Vec<Option<String>> = std::iter::once(summary.login.clone())
+        .chain(summary.attempts.iter().map(|a| a.login.clone()))
+        .collect();
+    let mut process = 0;
     for e in &events {
-        if let Some(line) = timeline_line(e) {
+        let proven = match &e.event {
+            Event::RunStarted(_) | Event::RunResumed(_) => {
+                process += 1;
+                logins.get(process - 1).cloned().flatten()
+            }
+            _ => None,
+        };
+        if let Some(line) = timeline_line(e, proven.as_deref()) {
             let (date, time) = match (e.time.get(..10), e.time.get(11..19)) {
                 (Some(d), Some(t)) => (d, format!("{t}Z")),
                 _ => ("", e.time.clone()),

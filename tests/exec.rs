@@ -1,8 +1,8 @@
 //! `runbook exec`: steps, prompts, params, failures and exit codes.
 
 use crate::support::{
-    current_infisical, exits_with, fixture, prompts_answered, signal, start_until, step_statuses,
-    with_fixture, writes, Exit, Rig, Test, OLD_TOKEN,
+    assert_lacks, current_infisical, exits_with, fixture, prompts_answered, signal, start_until,
+    step_statuses, with_fixture, writes, Exit, Rig, Test, OLD_TOKEN,
 };
 
 /// `exec prompts.rhai` (tests/fixtures/prompts.rhai), then `extra`.
@@ -474,7 +474,7 @@ step("apply", "Maintenance on", |ctx| { Fn(ctx.params.how).call("maintenance"); 
         .run();
     out.exit(Exit::Aborted)
         .stdout_has("looked")
-        .stderr_has("Stopped in step 'apply' before the first write, at the operator's request. Nothing was changed.");
+        .stderr_has("Stopped in step 'apply' before the first write. Nothing was changed.");
     assert_eq!(mode(&rig), serde_json::Value::Null, "not sent");
     let state = rig.state();
     let written = writes(&state);
@@ -498,6 +498,28 @@ step("apply", "Clean", |ctx| { Fn(ctx.params.how).call(); }).undo(|ctx| { print(
     let written = writes(&state);
     assert!(written.is_empty(), "{written:?}");
     assert_eq!(current_infisical(&state), OLD_TOKEN, "not deleted");
+    // Unanswerable (no terminal, no answer), inside a `try`: the run still stops there.
+    // Before: the error was an ordinary one, which the script's catch took, and the run
+    // went on without the write, then ended as a success.
+    rig.file(
+        "caught.rhai",
+        r#"
+runbook(#{ id: "caught", title: "Caught" });
+param("how", #{ default: "set_mode", help: "the function that sets the mode" });
+fn set_mode(mode) { heroku::set_config("raxx-api-prod", #{ APP_MODE: mode }); }
+step("apply", "Maintenance on", |ctx| {
+    try { Fn(ctx.params.how).call("maintenance"); } catch (e) { print("went on without it"); }
+}).undo(|ctx| { Fn(ctx.params.how).call(()); });
+"#,
+    );
+    let out = rig
+        .shell(&["exec", "caught.rhai", "--actor", "ops-test"])
+        .run();
+    out.exit(Exit::Aborted)
+        .stderr_has("needs an answer")
+        .stderr_has("Stopped in step 'apply' before the first write. Nothing was changed.");
+    assert_lacks("stdout", &out.stdout, "went on without it");
+    assert_eq!(mode(&rig), serde_json::Value::Null, "not sent");
     // Said yes, it is sent, and asked once.
     let out = rig
         .shell(&["exec", "mode.rhai", "--actor", "ops-test"])
@@ -505,6 +527,12 @@ step("apply", "Clean", |ctx| { Fn(ctx.params.how).call(); }).undo(|ctx| { print(
         .run();
     out.exit(Exit::Ok);
     assert_eq!(mode(&rig), "maintenance");
+    let journal = rig.journal();
+    assert_eq!(
+        journal.matches("\"id\":\"writes.confirm\"").count(),
+        1,
+        "{journal}"
+    );
 }
 
 /// Without a terminal and without --yes, a missing setting is reported first: the preflight

@@ -302,7 +302,7 @@ impl<'a> Runner<'a> {
                 // A run that asks before its first write and has not: nothing was written.
                 Outcome::Aborted if self.session.run().scope().first_write_unasked() => {
                     self.say.warning(format!(
-                        "Stopped in step '{}' before the first write, at the operator's request. Nothing was changed.",
+                        "Stopped in step '{}' before the first write. Nothing was changed.",
                         step.id
                     ));
                     return Some(RunStatus::Aborted);

@@ -283,13 +283,24 @@ impl<'a> Writes<'a> {
                 "Step '{step}' writes {function} on {targets}, a write the list of the plan's writes did not show (the script reaches it in a way read before the run cannot follow). Go ahead with the first write?"
             ),
         );
-        if said.map_err(super::prompt::prompt_error)? {
-            scope.set_first_write_unasked(false);
-            return Ok(());
+        use crate::prompt::PromptError;
+        match said {
+            Ok(true) => {
+                scope.set_first_write_unasked(false);
+                Ok(())
+            }
+            Ok(false) => Err(super::prompt::prompt_error(PromptError::Aborted)),
+            Err(PromptError::Interrupted) => {
+                Err(super::prompt::prompt_error(PromptError::Interrupted))
+            }
+            // Nobody could answer: the run stops as at the listed question, and no script's
+            // `catch` can take it for an ordinary error and go on without the write.
+            Err(e) => {
+                let help = e.help().map(|h| format!(" ({h})")).unwrap_or_default();
+                self.run.say().warning(format!("{e}{help}"));
+                Err(super::prompt::prompt_error(PromptError::Aborted))
+            }
         }
-        Err(super::prompt::prompt_error(
-            crate::prompt::PromptError::Aborted,
-        ))
     }
 
     /// A write needs a step or an undo: not the top level, not a read-only probe.

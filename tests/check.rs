@@ -241,10 +241,15 @@ runbook(#{ id: "m", title: "M" });
 fn set_mode(mode) { heroku::set_config("raxx-api-prod", #{ APP_MODE: mode }); }
 step("apply", "Maintenance on", |ctx| { ctx.set_mode("maintenance"); });
 "#;
-    with_script("check", "m.rhai", script)
-        .run()
-        .exit(Exit::Usage)
+    let out = with_script("check", "m.rhai", script).run();
+    out.exit(Exit::Usage)
         .stderr_has("m.rhai:4:1: step 'apply' writes (heroku::set_config) but has no undo and is not marked irreversible");
+    // `show` outlines the same call.
+    out.next()
+        .args(&["show", "m.rhai"])
+        .run()
+        .exit(Exit::Ok)
+        .stdout_has("calls: heroku::set_config");
 }
 
 /// `http::post(..., #{ read_only: true })` is a read (a search): the host records it as
@@ -264,6 +269,14 @@ step("write", "Write", |ctx| {
     out.exit(Exit::Usage)
         .stderr_has("step 'write' writes (http::post) but has no undo");
     assert_lacks("stderr", &out.stderr, "step 'look'");
+    // The SOP page says the same (it said "No undo needed: ." for it).
+    let doc = out.next().args(&["doc", "s.rhai"]).run();
+    doc.exit(Exit::Ok)
+        .stdout_has("Undo: none needed (the step only reads).")
+        .stdout_has(
+            "No undo: the step writes (http::post) and declares none; `runbook check` flags it.",
+        );
+    assert_lacks("doc", &doc.stdout, "No undo needed: .");
 }
 
 /// `check DIR` checks a linked runbook as exec runs it. Before: the walk skipped links, and

@@ -223,7 +223,10 @@ impl Program {
                 arity,
                 unit,
                 position: pos,
-                reads_only: ns == "http" && says_read_only(&c.args),
+                // The host takes `read_only` on the methods that send a body only.
+                reads_only: ns == "http"
+                    && matches!(name.as_str(), "post" | "put" | "patch")
+                    && says_read_only(&c.args),
             }));
         }
         None
@@ -626,7 +629,8 @@ impl Program {
                     arity,
                 }));
             }
-            if let ASTNode::Expr(Expr::FnCall(c, pos)) | ASTNode::Stmt(Stmt::FnCall(c, pos)) = last
+            if let ASTNode::Expr(Expr::FnCall(c, pos) | Expr::MethodCall(c, pos))
+            | ASTNode::Stmt(Stmt::FnCall(c, pos)) = last
             {
                 if c.op_token.is_none() {
                     if let Some(call) = self.resolve(unit, c, *pos) {

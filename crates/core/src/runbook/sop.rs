@@ -166,7 +166,7 @@ fn without_undo(_loaded: &Runbook, program: &Program, s: &Step) -> Option<String
     let writes: Vec<String> = program
         .reachable_from(unit, s.run.fn_name(), s.run.curry().len() + 1)
         .into_iter()
-        .filter(|c| host.effect_of(&c.function).is_some_and(|e| e.mutates()))
+        .filter(|c| c.mutates(&host))
         .map(|c| c.function)
         .collect();
     if writes.is_empty() {
@@ -181,6 +181,13 @@ fn without_undo(_loaded: &Runbook, program: &Program, s: &Step) -> Option<String
         .collect();
     reasons.sort();
     reasons.dedup();
+    // Writes that need an undo, and none is given: what `check` flags, said as it is.
+    if reasons.is_empty() {
+        return Some(format!(
+            "No undo: the step writes ({}) and declares none; `runbook check` flags it.",
+            writes.join(", ")
+        ));
+    }
     let reasons: Vec<&str> = reasons.into_iter().map(|(_, why)| why).collect();
     Some(format!("No undo needed: {}.", reasons.join("; ")))
 }

@@ -243,6 +243,21 @@ fn held_in_its_precheck(
     )
 }
 
+/// The timeline page of a run still running says its step has not ended yet, not that
+/// its process stopped in it (the page said so of every unended step).
+#[test]
+fn the_page_of_a_running_run_says_it_is_still_in_its_step() {
+    let rig = Rig::new();
+    let (mut run, _lines) = held_in_its_precheck(&rig);
+    let run_id = rig.run_id();
+    let page = rig.runbook(&["runs", &run_id, "--html"], &[]);
+    page.exit(Exit::Ok)
+        .stdout_has("step precheck · no end recorded: the run is still in it");
+    assert_lacks("page", &page.stdout, "its process stopped in it");
+    signal(&run, libc::SIGTERM);
+    assert_eq!(run.wait().unwrap().code(), Some(130));
+}
+
 /// SIGTERM in the middle of a step interrupts the run like Ctrl-C: the lock is released
 /// (the next rotation is not refused) and the run is listed as interrupted.
 #[test]

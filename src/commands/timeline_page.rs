@@ -70,20 +70,21 @@ fn end_colour(e: StepEnd) -> &'static str {
 }
 
 /// A step (or undo) whose end was never recorded: its process stopped in it.
-fn unended(step: &str, undo: bool, from: f64, to: f64, y: f64) -> String {
+fn unended(step: &str, undo: bool, from: f64, to: f64, y: f64, why: &str) -> String {
     let (what, top, height) = if undo {
         ("undo", y + ROW - 8.0, 6.0)
     } else {
         ("step", y + 4.0, ROW - 12.0)
     };
     format!(
-        "<rect class=\"step-open\" data-step=\"{0}\" x=\"{1:.1}\" y=\"{2:.1}\" width=\"{3:.1}\" height=\"{4:.1}\" fill=\"none\" stroke=\"#ef6c00\" stroke-dasharray=\"4 3\"><title>{5} {0} · no end recorded: its process stopped in it</title></rect>\n",
+        "<rect class=\"step-open\" data-step=\"{0}\" x=\"{1:.1}\" y=\"{2:.1}\" width=\"{3:.1}\" height=\"{4:.1}\" fill=\"none\" stroke=\"#ef6c00\" stroke-dasharray=\"4 3\"><title>{5} {0} · no end recorded: {6}</title></rect>\n",
         esc(step),
         from,
         top,
         (to - from).max(3.0),
         height,
-        what
+        what,
+        why
     )
 }
 
@@ -211,7 +212,8 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
                 // What was running when the process before it stopped ends there, unended.
                 for (step, start, undo) in open.drain(..) {
                     if let Some(row) = row_of(&step) {
-                        svg.push_str(&unended(&step, undo, x(start), x(t), y(row)));
+                        let why = "its process stopped in it";
+                        svg.push_str(&unended(&step, undo, x(start), x(t), y(row), why));
                     }
                 }
                 svg.push_str(&format!(
@@ -226,16 +228,27 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
             _ => {}
         }
     }
+    // A run still running has not ended its step yet, nor had its last answers: said so,
+    // not taken for a process that stopped.
+    let live = page.status == "running";
+    let (step_why, write_why) = if live {
+        ("the run is still in it", "sent, its answer not in yet")
+    } else {
+        (
+            "its process stopped in it",
+            "sent, no answer recorded (it may have taken effect)",
+        )
+    };
     for (step, start, undo) in &open {
         if let Some(row) = row_of(step) {
-            svg.push_str(&unended(step, *undo, x(*start), x(span), y(row)));
+            svg.push_str(&unended(step, *undo, x(*start), x(span), y(row), step_why));
         }
     }
     // A write whose answer never came may have taken effect: drawn where it was sent.
     for (step, function, target, t) in &unanswered {
         if let Some(row) = row_of(step) {
             svg.push_str(&format!(
-                "<circle class=\"write\" data-outcome=\"unknown\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{}\"><title>{} on {}: sent, no answer recorded (it may have taken effect)</title></circle>\n",
+                "<circle class=\"write\" data-outcome=\"unknown\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{}\"><title>{} on {}: {write_why}</title></circle>\n",
                 x(*t),
                 y(row) + ROW / 2.0 - 2.0,
                 outcome_colour(WriteOutcome::Unknown),

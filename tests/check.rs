@@ -301,6 +301,17 @@ fn check_of_a_folder_follows_a_linked_runbook() {
         .run()
         .exit(Exit::Usage)
         .stderr_has("step 'write' writes (heroku::set_config) but has no undo");
+    // A link to nothing is reported; a linked folder is not walked.
+    std::fs::remove_file(dir.path().join("runbooks/w.rhai")).unwrap();
+    let (gone, dangling) = (
+        dir.path().join("gone.rhai"),
+        dir.path().join("runbooks/g.rhai"),
+    );
+    std::os::unix::fs::symlink(gone, dangling).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("lib"), dir.path().join("runbooks/lib")).unwrap();
+    let out = Test::in_dir(dir.path()).args(&["check", "runbooks"]).run();
+    out.exit(Exit::Usage).stderr_has("runbooks/g.rhai");
+    assert_lacks("check", &out.stderr, "step 'write'");
 }
 
 /// An imported module over the input limit is refused unread, as a runbook is. Before: it

@@ -43,13 +43,15 @@ fn targets(args: &CheckArgs, settings: &Settings) -> Result<Vec<PathBuf>> {
         if path.is_dir() {
             out.extend(
                 // A linked runbook runs as any other (exec and a bare `check` follow links),
-                // so it is checked too.
+                // so it is checked too; one whose link leads nowhere is reported, not
+                // skipped. Linked folders are not walked (a link to `/` would be).
                 walkdir::WalkDir::new(path)
-                    .follow_links(true)
                     .sort_by_file_name()
                     .into_iter()
                     .filter_map(|e| e.ok())
-                    .filter(|e| e.file_type().is_file())
+                    .filter(|e| {
+                        e.file_type().is_file() || (e.path_is_symlink() && !e.path().is_dir())
+                    })
                     .map(|e| e.into_path())
                     .filter(|p| p.extension().is_some_and(|x| x == "rhai")),
             );

@@ -593,8 +593,8 @@ fn the_repl_in_production_says_so_and_confirms_each_write() {
 }
 
 /// `:undo` puts back what a step done in this session changed, and in production asks
-/// first, as rollback does. Before: it ran the undo of a step that never ran, and sent its
-/// write to production with no question.
+/// first, as rollback does; `:run` asks there too. Before: `:undo` ran the undo of a step
+/// that never ran, and both sent their writes to production with no question.
 #[test]
 fn an_undo_at_the_repl_needs_its_step_done_and_asks_in_production() {
     let (url, count) = echo_server();
@@ -618,11 +618,21 @@ step("look", "Look", |ctx| {{ heroku::config("raxx-api-prod"); }});
         .stderr_has("PRODUCTION")
         .stderr_has("step 'mark' has not completed in this session: its undo would put back what it never changed");
     assert_eq!(sent(), 0);
+    // `:run` in production asks too (its writes went out unasked): "no" sends nothing.
+    let out = Test::new()
+        .file("u.rhai", &runbook)
+        .args(&["repl", "u.rhai"])
+        .answers("\"mark.run\" = false\n")
+        .stdin(":run mark\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("step 'mark' not run: the operator said no");
+    assert_eq!(sent(), 0);
     // Done here, then undone: asked, and "no" sends nothing.
     let out = Test::new()
         .file("u.rhai", &runbook)
         .args(&["repl", "u.rhai"])
-        .answers("\"mark.undo\" = false\n")
+        .answers("\"mark.run\" = true\n\"mark.undo\" = false\n")
         .stdin(":run mark\n:undo mark\n")
         .run();
     out.exit(Exit::StepFailed)
@@ -631,7 +641,7 @@ step("look", "Look", |ctx| {{ heroku::config("raxx-api-prod"); }});
     let out = Test::new()
         .file("u.rhai", &runbook)
         .args(&["repl", "u.rhai"])
-        .answers("\"mark.undo\" = true\n")
+        .answers("\"mark.run\" = true\n\"mark.undo\" = true\n")
         .stdin(":run mark\n:undo mark\n")
         .run();
     out.exit(Exit::Ok).stderr_has("✓ undo mark");

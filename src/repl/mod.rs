@@ -665,27 +665,8 @@ impl Repl<'_> {
             return;
         }
         // As rollback asks before it undoes anything: an undo writes to production too.
-        if undo && self.production() {
-            let said = self.session.run().operator().confirm(
-                &format!("{id}.undo"),
-                &format!("Undo step '{id}' in PRODUCTION now?"),
-            );
-            match said {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.failures += 1;
-                    ui::err(&format!("step '{id}' not undone: the operator said no"));
-                    return;
-                }
-                Err(e) => {
-                    self.failures += 1;
-                    if matches!(e, runbook_core::prompt::PromptError::Interrupted) {
-                        self.interrupted = true;
-                    }
-                    ui::err(&format!("step '{id}' not undone: {e}"));
-                    return;
-                }
-            }
+        if undo && !self.asked_in_production(id, "undo", "Undo", "not undone") {
+            return;
         }
         let plan = self.session.runbook().plan();
         let missing: Vec<String> = plan
@@ -741,6 +722,12 @@ impl Repl<'_> {
             }
             // A step's confirmation speaks of the steps before it ("every consumer has been
             // verified"): out of order that would be false, and the typed id stands for it.
+            // A step typed at the prompt in production is asked for once, as each typed
+            // write is, unless a question above already stood for it.
+            let asked = step.irreversible.is_some() || out_of_order || step.confirm.is_some();
+            if !asked && !self.asked_in_production(id, "run", "Run", "not run") {
+                return;
+            }
             if let Some(q) = step.confirm.as_ref().filter(|_| !out_of_order) {
                 // Anything but yes is an input that did not do what it asked: a piped
                 // session then exits 1, and an unanswerable question says how to answer.
@@ -795,6 +782,34 @@ impl Repl<'_> {
             }
         }
         self.clear_interrupt();
+    }
+
+    /// In production (until `:confirm always`), asks before `:run` or `:undo` of a step:
+    /// `false` when the step is not to run, which is said.
+    fn asked_in_production(&mut self, id: &str, key: &str, verb: &str, not_done: &str) -> bool {
+        if !self.production() || self.confirm_always {
+            return true;
+        }
+        let said = self.session.run().operator().confirm(
+            &format!("{id}.{key}"),
+            &format!("{verb} step '{id}' in PRODUCTION now?"),
+        );
+        match said {
+            Ok(true) => true,
+            Ok(false) => {
+                self.failures += 1;
+                ui::err(&format!("step '{id}' {not_done}: the operator said no"));
+                false
+            }
+            Err(e) => {
+                self.failures += 1;
+                if matches!(e, runbook_core::prompt::PromptError::Interrupted) {
+                    self.interrupted = true;
+                }
+                ui::err(&format!("step '{id}' {not_done}: {e}"));
+                false
+            }
+        }
     }
 
     fn refresh(&self, helper: &mut ReplHelper) {

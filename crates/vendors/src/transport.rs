@@ -188,11 +188,14 @@ impl RawResponse {
     }
 
     /// A rate-limit refusal: 429 anywhere, or GitHub's 403 with its remaining count at 0
-    /// (primary limit) or a `Retry-After` (secondary limit).
+    /// (primary limit) or a `Retry-After` (secondary limit). GitHub's is known by its
+    /// `x-ratelimit-resource`: Infisical sends a remaining count on every metered answer,
+    /// and a permission refusal on the window's last request is not a rate limit.
     pub fn is_rate_limited(&self) -> bool {
         self.status == 429
             || (self.status == 403
-                && (self.header("x-ratelimit-remaining") == Some("0")
+                && ((self.header("x-ratelimit-remaining") == Some("0")
+                    && self.header("x-ratelimit-resource").is_some())
                     || self.retry_after().is_some()
                     || self.is_secondary_limit()))
     }
@@ -217,6 +220,11 @@ impl RawResponse {
         }
         if self.header("x-ratelimit-remaining") == Some("0") {
             let reset: u64 = self.header("x-ratelimit-reset")?.trim().parse().ok()?;
+            // GitHub gives the reset as a Unix time; Infisical (fastify's rate limit) as
+            // the seconds left in its window. No Unix time is below a billion.
+            if reset < 1_000_000_000 {
+                return Some(Duration::from_secs(reset));
+            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .ok()?
@@ -1043,6 +1051,7 @@ mod tests {
             &[
                 ("x-ratelimit-remaining", "0".into()),
                 ("x-ratelimit-reset", (now + 120).to_string()),
+                ("x-ratelimit-resource", "core".into()),
             ],
             "{\"message\":\"API rate limit exceeded\"}",
         );
@@ -1071,6 +1080,29 @@ mod tests {
         );
         assert_eq!(inf.asked_wait(), Some(Duration::from_secs(42)));
         assert_eq!(answer(429, &[], "{}").asked_wait(), None);
+        // Infisical Cloud (fastify's rate limit): the reset is the seconds left in the
+        // window. Read as a Unix time, it was long past: no wait, and a retry into a 429.
+        let window = answer(
+            429,
+            &[
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", "37".into()),
+            ],
+            "{\"message\":\"Rate limit exceeded\"}",
+        );
+        assert_eq!(window.asked_wait(), Some(Duration::from_secs(37)));
+        // A permission refusal on the window's last request (Infisical counts every answer)
+        // is a refusal, not a limit to wait out.
+        let denied = answer(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", "37".into()),
+            ],
+            "{\"error\":\"PermissionDenied\"}",
+        );
+        assert!(!denied.is_rate_limited());
+        assert!(!denied.is_retryable());
     }
 
     #[test]

@@ -152,6 +152,11 @@ pub struct InfisicalScenario {
     /// Folders that exist in every environment besides `/` and the folders of the secrets:
     /// Infisical refuses to create a secret in a folder that does not exist (404).
     pub folders: Vec<String>,
+    /// Folders (and their subfolders) whose secrets the identity may see but not read, as
+    /// Infisical's DescribeSecret without ReadValue: a recursive listing with values leaves
+    /// them out, a listing of such a folder itself or a read of one of them answers 403,
+    /// and a listing without values shows them, values hidden.
+    pub value_hidden_folders: Vec<String>,
     /// Secret-approval policies: a write they cover answers `{"approval": ...}` (a change
     /// request) and changes nothing until an approver merges it.
     pub approval_policies: Vec<ApprovalPolicySpec>,
@@ -506,6 +511,7 @@ impl Default for InfisicalScenario {
             access_token_ttl_secs: 7200,
             secrets: Vec::new(),
             folders: Vec::new(),
+            value_hidden_folders: Vec::new(),
             approval_policies: Vec::new(),
             rate_limit: None,
         }

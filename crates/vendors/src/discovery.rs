@@ -184,14 +184,30 @@ pub async fn infisical(
     for (env, r) in envs.iter().zip(results) {
         scan.scanned += 1;
         match r {
-            Some(Ok(found)) => scan.places.extend(found.into_iter().map(|(p, name)| Place {
-                vendor: "infisical",
-                place: format!("{env}:{p}"),
-                var: name,
-                verified: true,
-                updated_at: None,
-                scope: "",
-            })),
+            Some(Ok(holding)) => {
+                scan.places
+                    .extend(holding.found.into_iter().map(|(p, name)| Place {
+                        vendor: "infisical",
+                        place: format!("{env}:{p}"),
+                        var: name,
+                        verified: true,
+                        updated_at: None,
+                        scope: "",
+                    }));
+                for (p, name) in holding.hidden {
+                    let why = VendorError::new(
+                        "infisical",
+                        "GET",
+                        "/api/v4/secrets",
+                        crate::ErrorKind::Forbidden,
+                        format!("this identity may see {name} but not read its value (Infisical leaves such a secret out of a listing with values), so whether it holds the value is unknown"),
+                    )
+                    .with_hint("grant the identity Read Value on that path, or check the secret by hand");
+                    let place = format!("{env}:{p} {name}");
+                    scan.unchecked
+                        .push(unchecked("infisical", place, Some(why)));
+                }
+            }
             Some(Err(e)) => {
                 let place = format!("{env}:{path}");
                 scan.unchecked.push(unchecked("infisical", place, Some(e)));
@@ -440,6 +456,36 @@ mod tests {
             ("raxx/raptor", false)
         );
         assert!(scan.places[0].updated_at.is_some());
+    }
+
+    /// A copy in a folder whose values the identity may see but not read: Infisical leaves
+    /// it out of the recursive listing with values, silently. Before: discovery took the
+    /// folder as clean, and a revoke then broke that copy's consumer. It is unchecked now,
+    /// named; the copies it can read are found as before.
+    #[tokio::test]
+    async fn a_copy_whose_value_the_identity_cannot_read_is_unchecked_not_absent() {
+        let mut s = scenario();
+        s.infisical.secrets.push(SecretSpec {
+            environment: "staging".into(),
+            path: "/ci".into(),
+            name: "CI_MAIL_TOKEN".into(),
+            versions: vec![TOKEN.into()],
+        });
+        s.infisical.value_hidden_folders = vec!["/ci".into()];
+        let (_sb, v) = start(s).await;
+        let fp = Wanted::now(runbook_secret::fingerprint(TOKEN));
+        let envs = vec!["staging".to_string()];
+        let scan = infisical(&v, &fp, "raxx-project", &envs, "/").await;
+        assert_eq!(found(&scan), vec![("staging:/mail", "PM_TOKEN_COPY")]);
+        let unchecked: Vec<&str> = scan.unchecked.iter().map(|u| u.place.as_str()).collect();
+        assert_eq!(unchecked, ["staging:/ci CI_MAIL_TOKEN"]);
+        assert!(
+            scan.unchecked[0]
+                .error
+                .contains("may see CI_MAIL_TOKEN but not read its value"),
+            "{}",
+            scan.unchecked[0].error
+        );
     }
 
     /// A repository the runbook names and the token cannot see answers 404 to everything,

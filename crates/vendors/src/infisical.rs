@@ -119,6 +119,14 @@ pub enum Merged {
     NotYet,
 }
 
+/// What a listing found: the secrets holding a value, and those whose values this identity
+/// may not read (whether they hold it is unknown). `(path, name)` pairs.
+#[derive(Debug, Default)]
+pub struct Holding {
+    pub found: Vec<(String, String)>,
+    pub hidden: Vec<(String, String)>,
+}
+
 /// A write sent on what `Seen` said that the vendor contradicts: an update of a secret that
 /// is gone, a create of one that exists.
 fn stale_guess(e: &VendorError) -> bool {
@@ -289,14 +297,19 @@ impl InfisicalClient {
     }
 
     /// Every secret in `environment` at `secret_path` and below whose value has fingerprint
-    /// `fp` (keyed; compared here, so no value leaves this call): `(path, name)` pairs.
+    /// `fp` (keyed; compared here, so no value leaves this call), and apart the secrets this
+    /// identity may see but not read: `(path, name)` pairs.
+    ///
+    /// Infisical leaves a secret whose value the identity may not read out of a recursive
+    /// listing with values, silently (it refuses one in the folder asked for): the same
+    /// listing without values, sent at once, names them, so none is taken for absent.
     pub async fn secrets_holding(
         &self,
         project_id: &str,
         environment: &str,
         secret_path: &str,
         fp: &crate::discovery::Wanted,
-    ) -> Result<Vec<(String, String)>, VendorError> {
+    ) -> Result<Holding, VendorError> {
         #[derive(Deserialize)]
         struct List {
             secrets: Vec<Item>,
@@ -310,22 +323,45 @@ impl InfisicalClient {
             #[serde(default)]
             secret_path: Option<String>,
         }
-        let query = [
-            ("projectId", project_id.to_string()),
-            ("environment", environment.to_string()),
-            ("secretPath", secret_path.to_string()),
-            ("recursive", "true".into()),
-            ("viewSecretValue", "true".into()),
-            ("expandSecretReferences", "false".into()),
-            // v4 defaults these to true on the newest servers: ask for exactly this folder.
-            ("include_imports", "false".into()),
-            ("includeImports", "false".into()),
-            ("includePersonalOverrides", "false".into()),
-        ];
-        let (req, resp) = self
-            .call(Method::GET, &["v4", "secrets"], &query, None)
-            .await?;
+        let query = |values: bool| {
+            [
+                ("projectId", project_id.to_string()),
+                ("environment", environment.to_string()),
+                ("secretPath", secret_path.to_string()),
+                ("recursive", "true".into()),
+                ("viewSecretValue", values.to_string()),
+                ("expandSecretReferences", "false".into()),
+                // v4 defaults these to true on the newest servers: ask for exactly this folder.
+                ("include_imports", "false".into()),
+                ("includeImports", "false".into()),
+                ("includePersonalOverrides", "false".into()),
+            ]
+        };
+        let (with_values, names_only) = (query(true), query(false));
+        let (valued, named) = tokio::join!(
+            self.call(Method::GET, &["v4", "secrets"], &with_values, None),
+            self.call(Method::GET, &["v4", "secrets"], &names_only, None),
+        );
+        let (req, resp) = valued?;
         let list: List = decode_json(&req, &resp)?;
+        let (req, resp) = named?;
+        let named: List = decode_json(&req, &resp)?;
+        let path_of = |i: &Item| {
+            i.secret_path
+                .clone()
+                .unwrap_or_else(|| secret_path.to_string())
+        };
+        let read: std::collections::HashSet<(String, String)> = list
+            .secrets
+            .iter()
+            .map(|i| (path_of(i), i.secret_key.clone()))
+            .collect();
+        let hidden: Vec<(String, String)> = named
+            .secrets
+            .iter()
+            .map(|i| (path_of(i), i.secret_key.clone()))
+            .filter(|k| !read.contains(k))
+            .collect();
         {
             let mut seen = self.seen();
             for i in &list.secrets {
@@ -342,6 +378,16 @@ impl InfisicalClient {
                 // The listing shows values: what it holds is known (by keyed fingerprint).
                 seen.exists(key, Some(runbook_secret::fingerprint(&i.secret_value)));
             }
+            // There, value unknown: never taken for absent.
+            for (path, name) in &hidden {
+                let key = (
+                    project_id.to_string(),
+                    environment.to_string(),
+                    path.clone(),
+                    name.clone(),
+                );
+                seen.exists(key, None);
+            }
             let folder = (
                 project_id.to_string(),
                 environment.to_string(),
@@ -353,7 +399,7 @@ impl InfisicalClient {
         }
         // Listed (and its values seen) before the fingerprint is waited for.
         let fp = fp.get().await?;
-        Ok(list
+        let found = list
             .secrets
             .into_iter()
             .filter(|i| runbook_secret::fingerprint_matches(&i.secret_value, &fp))
@@ -361,7 +407,8 @@ impl InfisicalClient {
                 let path = i.secret_path.unwrap_or_else(|| secret_path.to_string());
                 (path, i.secret_key)
             })
-            .collect())
+            .collect();
+        Ok(Holding { found, hidden })
     }
 
     /// Sets a secret like `infisical secrets set`: nothing when it already holds the value,

@@ -401,6 +401,18 @@ fn secret_not_found(name: &str, sc: &Scope) -> Response {
     )
 }
 
+/// What Infisical puts in place of a value it does not show.
+const HIDDEN_VALUE: &str = "<hidden-by-infisical>";
+
+/// A value the identity may not read (DescribeSecret without ReadValue).
+fn value_refused() -> Response {
+    error_body(
+        403,
+        "PermissionDenied",
+        json!("You are not allowed to read the value of secrets in this folder"),
+    )
+}
+
 fn secret_json(st: &InfisicalState, s: &StoredSecret, v: &Version) -> Value {
     json!({
         "id": s.id,
@@ -469,6 +481,13 @@ async fn list(
 ) -> Response {
     respond_in_scope(&s, api, &headers, &q, |st, sc| {
         let recursive = q.get("recursive").is_some_and(|v| v == "true");
+        let view = q.get("viewSecretValue").is_none_or(|v| v != "false");
+        // As Infisical's getSecrets: with values, a secret the identity may see but not
+        // read is refused in the folder asked for and left out below it; without, shown
+        // with its value hidden.
+        if view && st.value_hidden(&sc.path) {
+            return value_refused();
+        }
         let secrets: Vec<Value> = st
             .secrets
             .iter()
@@ -482,7 +501,16 @@ async fn list(
                             || x.path
                                 .starts_with(&format!("{}/", sc.path.trim_end_matches('/')))))
             })
-            .filter_map(|x| x.versions.last().map(|v| secret_json(st, x, v)))
+            .filter(|x| !(view && st.value_hidden(&x.path)))
+            .filter_map(|x| {
+                let v = x.versions.last()?;
+                let mut item = secret_json(st, x, v);
+                if !view {
+                    item["secretValue"] = json!(HIDDEN_VALUE);
+                    item["secretValueHidden"] = json!(true);
+                }
+                Some(item)
+            })
             .collect();
         Json(json!({"secrets": secrets, "imports": []})).into_response()
     })
@@ -499,6 +527,9 @@ async fn get_one(
         let Some(i) = st.find(&sc.env, &sc.path, &name) else {
             return secret_not_found(&name, &sc);
         };
+        if q.get("viewSecretValue").is_none_or(|v| v != "false") && st.value_hidden(&sc.path) {
+            return value_refused();
+        }
         let secret = &st.secrets[i];
         let version = match q.get("version") {
             None => secret.versions.last(),

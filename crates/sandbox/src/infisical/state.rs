@@ -77,12 +77,22 @@ pub(crate) struct InfisicalState {
     logins: u64,
     /// Folders the scenario declares (in every environment), normalised.
     folders: Vec<String>,
+    /// Folders whose secrets' values the identity may not read (normalised).
+    value_hidden: Vec<String>,
     pub(super) approvals: Approvals,
     /// The request pool, when the scenario sets one.
     pub(super) pool: Option<crate::ratelimit::Pool>,
 }
 
 impl InfisicalState {
+    /// Whether the values of the secrets at `path` are hidden from the identity.
+    pub(super) fn value_hidden(&self, path: &str) -> bool {
+        let path = normalize_path(path);
+        self.value_hidden.iter().any(|f| {
+            f == "/" || path == *f || path.starts_with(&format!("{}/", f.trim_end_matches('/')))
+        })
+    }
+
     /// Whether `path` is a folder of `env`: `/`, a declared folder, or a folder (or parent
     /// of one) that holds a secret.
     pub(super) fn folder_exists(&self, env: &str, path: &str) -> bool {
@@ -136,6 +146,11 @@ impl InfisicalState {
             environments: s.environments.clone(),
             secrets,
             folders: s.folders.iter().map(|f| normalize_path(f)).collect(),
+            value_hidden: s
+                .value_hidden_folders
+                .iter()
+                .map(|f| normalize_path(f))
+                .collect(),
             approvals: Approvals::new(&s.approval_policies),
             issued: Vec::new(),
             ttl_secs: s.access_token_ttl_secs,

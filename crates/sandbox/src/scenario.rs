@@ -157,6 +157,10 @@ pub struct InfisicalScenario {
     /// them out, a listing of such a folder itself or a read of one of them answers 403,
     /// and a listing without values shows them, values hidden.
     pub value_hidden_folders: Vec<String>,
+    /// Service tokens (Infisical's legacy `st.` tokens), each scoped to one environment and
+    /// folder: Infisical's v4 listing and read answer from that scope whatever the request
+    /// names (`environment`, `secretPath`).
+    pub service_tokens: Vec<ServiceTokenSpec>,
     /// Secret-approval policies: a write they cover answers `{"approval": ...}` (a change
     /// request) and changes nothing until an approver merges it.
     pub approval_policies: Vec<ApprovalPolicySpec>,
@@ -165,6 +169,18 @@ pub struct InfisicalScenario {
     /// secrets routes (`capacity = 120, per_minute = 120`); over it, 429 with the wait only in
     /// the message ("Please try again in N seconds"), no headers.
     pub rate_limit: Option<RateLimitSpec>,
+}
+
+/// A service token and the one scope it holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceTokenSpec {
+    /// The whole token, `st.<id>.<secret>`.
+    pub token: String,
+    /// The environment slug of its scope.
+    pub environment: String,
+    /// The folder of its scope.
+    pub path: String,
 }
 
 /// A secret-approval policy on one environment.
@@ -512,6 +528,7 @@ impl Default for InfisicalScenario {
             secrets: Vec::new(),
             folders: Vec::new(),
             value_hidden_folders: Vec::new(),
+            service_tokens: Vec::new(),
             approval_policies: Vec::new(),
             rate_limit: None,
         }

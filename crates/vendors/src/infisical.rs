@@ -322,6 +322,8 @@ impl InfisicalClient {
             secret_value: String,
             #[serde(default)]
             secret_path: Option<String>,
+            #[serde(default)]
+            environment: Option<String>,
         }
         let query = |values: bool| {
             [
@@ -344,6 +346,22 @@ impl InfisicalClient {
         );
         let (req, resp) = valued?;
         let list: List = decode_json(&req, &resp)?;
+        // A listing of somewhere else (a service token's one scope wins over the request's)
+        // would put another environment's secrets here.
+        for i in &list.secrets {
+            let path = i.secret_path.as_deref().unwrap_or(secret_path);
+            if i.environment.as_deref().is_some_and(|e| e != environment)
+                || !within(path, secret_path)
+            {
+                return Err(elsewhere(
+                    &req,
+                    environment,
+                    secret_path,
+                    i.environment.as_deref().unwrap_or(environment),
+                    path,
+                ));
+            }
+        }
         let (req, resp) = named?;
         let named: List = decode_json(&req, &resp)?;
         let path_of = |i: &Item| {
@@ -804,6 +822,21 @@ impl InfisicalClient {
                     .with_status(resp.status))
             }
         };
+        // The secret of another environment or folder (a service token's one scope wins
+        // over the request's) is not the one asked for.
+        let (env, path) = (raw.environment.as_deref(), raw.secret_path.as_deref());
+        if env.is_some_and(|e| e != scope.environment)
+            || path
+                .is_some_and(|p| p.trim_end_matches('/') != scope.secret_path.trim_end_matches('/'))
+        {
+            return Err(elsewhere(
+                req,
+                &scope.environment,
+                &scope.secret_path,
+                env.unwrap_or(&scope.environment),
+                path.unwrap_or(&scope.secret_path),
+            ));
+        }
         let value_version = match version {
             Some(asked) => asked.or(Some(raw.version)),
             None => Some(raw.version),
@@ -912,6 +945,21 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
         kind,
         hint,
     }
+}
+
+/// Whether `path` is `folder` or below it.
+fn within(path: &str, folder: &str) -> bool {
+    let (path, folder) = (path.trim_end_matches('/'), folder.trim_end_matches('/'));
+    folder.is_empty() || path == folder || path.starts_with(&format!("{folder}/"))
+}
+
+/// Infisical answered from another environment or folder than the one asked.
+fn elsewhere(req: &Request, env: &str, path: &str, got_env: &str, got_path: &str) -> VendorError {
+    req.error(
+        ErrorKind::Config,
+        format!("Infisical answered from {got_env}:{got_path} where {env}:{path} was asked: a service token scoped to one environment and folder answers from there whatever is asked"),
+    )
+    .with_hint("use a machine identity (INFISICAL_UNIVERSAL_AUTH_CLIENT_ID/_SECRET, or its access token in INFISICAL_TOKEN), or a token scoped to this environment and folder")
 }
 
 /// Whether a 404's message says the secret is not there. Infisical answers 404 too for a
@@ -1229,6 +1277,44 @@ mod tests {
         assert!(e.message().contains("malformed"));
         assert!(e.help_text().contains("renew"));
         assert!(e.to_string().contains("(error TokenError)"));
+    }
+
+    /// A service token scoped to prod:/ is answered from prod whatever the request names
+    /// (Infisical's v4 list and read): taken as staging's, discovery found prod's token in
+    /// every environment and a read of staging returned prod's secret. Refused now, naming
+    /// what to use instead.
+    #[tokio::test]
+    async fn an_answer_from_another_environment_than_asked_is_refused() {
+        let mut s = sop();
+        s.infisical.service_tokens = vec![runbook_sandbox::scenario::ServiceTokenSpec {
+            token: "st.5c0be.scoped-secret".into(),
+            environment: "prod".into(),
+            path: "/".into(),
+        }];
+        let (_sb, v) = start_with(s, |_, c| {
+            let scoped = Secret::new("st.5c0be.scoped-secret", Source::Literal);
+            c.infisical.auth = Some(InfisicalAuth::Token(scoped));
+        })
+        .await;
+        let i = v.infisical();
+        let e = i
+            .get_secret(P, "staging", "/", TOKEN_NAME, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(
+            e.message()
+                .contains("Infisical answered from prod:/ where staging:/ was asked"),
+            "{e}"
+        );
+        assert!(e.help_text().contains("machine identity"));
+        let fp = crate::discovery::Wanted::now("sha256:000000000000");
+        let e = i.secrets_holding(P, "staging", "/", &fp).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        // Its own scope reads as it is.
+        i.get_secret(P, "prod", "/", TOKEN_NAME, None)
+            .await
+            .unwrap();
     }
 
     /// A deleted service token is answered 404 (Infisical looks the token up by its id): it

@@ -17,6 +17,8 @@ const COMMITTER: &str = "6f1c2b3a-0d4e-4f5a-9b8c-7d6e5f4a3b2c";
 pub(super) enum Actor {
     User,
     Identity,
+    /// A service token (legacy), the index of its scope in the state.
+    Service(usize),
 }
 
 /// What a request changes once merged.

@@ -160,7 +160,7 @@ async fn get_approval(
         st.settle();
         match authorize(st, &headers) {
             Err(refused) => refused,
-            Ok(Actor::Identity) => error_body(
+            Ok(Actor::Identity | Actor::Service(_)) => error_body(
                 403,
                 "ForbiddenError",
                 json!(format!(
@@ -264,6 +264,9 @@ fn authorize(st: &InfisicalState, headers: &HeaderMap) -> Result<Actor, Response
     }
     if st.user_token.as_deref() == Some(token) {
         return Ok(Actor::User);
+    }
+    if let Some(i) = st.service_tokens.iter().position(|(t, ..)| t == token) {
+        return Ok(Actor::Service(i));
     }
     if let Some(t) = st.issued.iter().find(|t| t.token == token) {
         return if Instant::now() < t.expires {
@@ -389,6 +392,19 @@ fn respond_in_scope(
     })
 }
 
+/// Infisical's v4 listing and read of a service token with one scope answer from that
+/// scope, whatever environment and folder the request names (`if (req.auth.actor ===
+/// ActorType.SERVICE) ... secretPath = scope[0].secretPath; environment = ...`).
+fn read_scope(st: &InfisicalState, mut sc: Scope) -> Scope {
+    if let Actor::Service(i) = sc.actor {
+        if let Some((_, env, path)) = st.service_tokens.get(i) {
+            sc.env = env.clone();
+            sc.path = path.clone();
+        }
+    }
+    sc
+}
+
 /// Infisical's 404 for secret `name` in the scope.
 fn secret_not_found(name: &str, sc: &Scope) -> Response {
     error_body(
@@ -480,6 +496,7 @@ async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     respond_in_scope(&s, api, &headers, &q, |st, sc| {
+        let sc = read_scope(st, sc);
         let recursive = q.get("recursive").is_some_and(|v| v == "true");
         let view = q.get("viewSecretValue").is_none_or(|v| v != "false");
         // As Infisical's getSecrets: with values, a secret the identity may see but not
@@ -524,6 +541,7 @@ async fn get_one(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     respond_in_scope(&s, api, &headers, &q, |st, sc| {
+        let sc = read_scope(st, sc);
         let Some(i) = st.find(&sc.env, &sc.path, &name) else {
             return secret_not_found(&name, &sc);
         };

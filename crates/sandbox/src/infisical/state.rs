@@ -79,6 +79,8 @@ pub(crate) struct InfisicalState {
     folders: Vec<String>,
     /// Folders whose secrets' values the identity may not read (normalised).
     value_hidden: Vec<String>,
+    /// Service tokens: the token, and the environment and folder of its one scope.
+    pub(super) service_tokens: Vec<(String, String, String)>,
     pub(super) approvals: Approvals,
     /// The request pool, when the scenario sets one.
     pub(super) pool: Option<crate::ratelimit::Pool>,
@@ -150,6 +152,17 @@ impl InfisicalState {
                 .value_hidden_folders
                 .iter()
                 .map(|f| normalize_path(f))
+                .collect(),
+            service_tokens: s
+                .service_tokens
+                .iter()
+                .map(|t| {
+                    (
+                        t.token.clone(),
+                        t.environment.clone(),
+                        normalize_path(&t.path),
+                    )
+                })
                 .collect(),
             approvals: Approvals::new(&s.approval_policies),
             issued: Vec::new(),

@@ -280,7 +280,9 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
     ErrorDetail {
         code: code.map(VendorCode::Number),
         message: body.and_then(|b| b.message),
-        kind: None,
+        // ErrorCode 10 is a token Postmark does not take, whatever the status it comes
+        // with (its docs say 401; a client library's fixtures pair it with 422).
+        kind: (code == Some(10)).then_some(ErrorKind::Unauthorized),
         hint,
     }
 }
@@ -314,6 +316,33 @@ mod tests {
     use super::*;
     use crate::testkit::start;
     use runbook_sandbox::{FaultRule, Scenario};
+
+    /// ErrorCode 10 is a token Postmark does not take, whatever status it comes with: a
+    /// 422 with it was an ordinary error, so `token_status` failed where it should say the
+    /// token is refused (the revoke's check and rollback's "restores" broke on it).
+    #[test]
+    fn error_code_10_is_a_refused_token_whatever_its_status() {
+        for status in [401, 422] {
+            let resp = RawResponse {
+                status,
+                headers: Default::default(),
+                body: br#"{"ErrorCode":10,"Message":"Bad or missing API token."}"#.to_vec(),
+                attempts: 1,
+            };
+            assert_eq!(
+                parse_error(&resp).kind,
+                Some(ErrorKind::Unauthorized),
+                "{status}"
+            );
+        }
+        let other = RawResponse {
+            status: 422,
+            headers: Default::default(),
+            body: br#"{"ErrorCode":300,"Message":"Invalid email request."}"#.to_vec(),
+            attempts: 1,
+        };
+        assert_eq!(parse_error(&other).kind, None);
+    }
 
     fn token(v: &str) -> Secret {
         Secret::new(v, Source::Literal)

@@ -172,6 +172,8 @@ fn a_token_pasted_into_a_failed_or_secret_call_stays_out_of_the_history() {
     let typo = "pasted-typo-0a1b2c3d4e5f6789";
     let broken = "pasted-broken-0a1b2c3d4e5f6789";
     let spaced = "pasted-spaced-0a1b2c3d4e5f6789";
+    let refused = "pasted-refused-0a1b2c3d4e5f6789";
+    let unmatched = "pasted-unmatched-0a1b2c3d4e5f6789";
     type_line(
         &mut p,
         &format!("let t = secret::form_text(\"{typo}\");"),
@@ -183,6 +185,18 @@ fn a_token_pasted_into_a_failed_or_secret_call_stays_out_of_the_history() {
         &["<repl>:1:", prompt],
     );
     type_line(&mut p, &format!("secret :: nope ( `{spaced}` )"), &[prompt]);
+    // Text where a Secret belongs: refused by the call, or matching no signature of a
+    // module function. Before: both lines compiled, so both were kept.
+    type_line(
+        &mut p,
+        &format!("infisical::set_secret(\"POSTMARK_SERVER_TOKEN\", \"{refused}\", #{{}})"),
+        &["is text, not a Secret", prompt],
+    );
+    type_line(
+        &mut p,
+        &format!("postmark::server(\"{unmatched}\")"),
+        &["no function matches postmark::server", prompt],
+    );
     // Lines that compiled are kept, even one that failed as it ran.
     type_line(
         &mut p,
@@ -195,10 +209,12 @@ fn a_token_pasted_into_a_failed_or_secret_call_stays_out_of_the_history() {
 
     let state = dir.path().join("state");
     let history = std::fs::read_to_string(state.join("repl_history")).unwrap();
-    for pasted in [typo, broken, spaced] {
+    for pasted in [typo, broken, spaced, refused, unmatched] {
         assert_lacks("repl_history", &history, pasted);
     }
-    if let Some(file) = crate::support::find_in_files(&state, &[typo, broken, spaced]) {
+    if let Some(file) =
+        crate::support::find_in_files(&state, &[typo, broken, spaced, refused, unmatched])
+    {
         panic!("a pasted token reached {}", file.display());
     }
     assert!(history.contains("nosuch(1)"), "{history}");

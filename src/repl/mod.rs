@@ -38,6 +38,8 @@ enum Handled {
     Done,
     /// Did not compile (so nothing ran).
     NotCompiled,
+    /// Refused text where a Secret belongs: the text is likely a pasted credential.
+    TextForASecret,
     /// `:quit`: the session ends.
     Quit,
 }
@@ -433,13 +435,21 @@ impl Repl<'_> {
             };
         }
         let handled = match self.session.runbook().compile_input(&self.scope, input) {
-            Ok(ast) => {
-                match self.eval(ast) {
-                    Ok(v) => Self::print_value(&v),
-                    Err(d) => self.report_error(d),
+            Ok(ast) => match self.eval(ast) {
+                Ok(v) => {
+                    Self::print_value(&v);
+                    Handled::Done
                 }
-                Handled::Done
-            }
+                Err(d) => {
+                    let pasted = text_for_a_secret(&d);
+                    self.report_error(d);
+                    if pasted {
+                        Handled::TextForASecret
+                    } else {
+                        Handled::Done
+                    }
+                }
+            },
             Err(d) => {
                 self.report_error(d);
                 Handled::NotCompiled
@@ -903,7 +913,8 @@ impl Repl<'_> {
                     // Asked after it ran, since running it may have made its value secret. A
                     // line that did not compile is retyped, not recalled: it is often a
                     // pasted value in the wrong place.
-                    if handled != Handled::NotCompiled && history::may_keep(&input) {
+                    let retyped = matches!(handled, Handled::NotCompiled | Handled::TextForASecret);
+                    if !retyped && history::may_keep(&input) {
                         let _ = editor.add_history_entry(input.as_str());
                     }
                     if handled == Handled::Quit {
@@ -1009,6 +1020,21 @@ fn unreadable(e: &std::io::Error) -> String {
     } else {
         format!("runbook::repl::input: the input could not be read ({e})")
     }
+}
+
+/// Whether an input failed because text was given where a Secret belongs: a host call that
+/// refused it ("is text, not a Secret"), or a module function no signature of which takes
+/// a string there ("no function matches postmark::server (&str)"). The text is then most
+/// likely a credential pasted in the wrong place: the line is not kept in the history.
+fn text_for_a_secret(d: &ScriptError) -> bool {
+    if d.message.contains("is text, not a Secret") {
+        return true;
+    }
+    let Some(rest) = d.message.strip_prefix("no function matches ") else {
+        return false;
+    };
+    let (name, args) = rest.split_once(" (").unwrap_or((rest, ""));
+    name.contains("::") && (args.contains("&str") || args.contains("string"))
 }
 
 /// Writes the history to a fresh private file beside it, then moves it into place: a link

@@ -21,7 +21,7 @@ pub type EnvVars = Vec<(String, String)>;
 /// The services a run uses and, for a rehearsal, the simulators behind them.
 pub struct Wired<'a> {
     settings: &'a Settings,
-    pub services: Services,
+    pub services: Rc<Services>,
     pub sandbox: Option<Sandbox>,
     /// The sandbox's environment: params bound to an env var read it, not the process's.
     pub env: Option<EnvVars>,
@@ -144,7 +144,7 @@ pub fn services<'a>(
         services.prepare();
         return Ok(Wired {
             settings,
-            services,
+            services: Rc::new(services),
             sandbox: None,
             env: None,
         });
@@ -190,7 +190,7 @@ pub fn services<'a>(
     services.prepare();
     Ok(Wired {
         settings,
-        services,
+        services: Rc::new(services),
         sandbox: Some(sandbox),
         env: Some(env),
     })

@@ -486,4 +486,42 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
         .run();
     out.stderr_has("holds this rotation's lock, but its process is gone")
         .stderr_has("postmark::dashboard_new_token on");
+    // And a runbook loaded into a bare session: `:load` starts a run of that runbook, which
+    // knows its rotation. Before: the loaded runbook ran inside the bare session's run (its
+    // journal named no runbook, so a rollback read its steps against none) and no write
+    // named the run holding the lock.
+    let starts = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir.join("state/runs"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| t.lines().next().map(str::to_string))
+            .collect()
+    };
+    let before = starts(dir.path()).len();
+    let out = Test::in_dir(dir.path())
+        .shipped_runbooks()
+        .args(&["repl", "--sandbox"])
+        .canary()
+        .args(&["--yes"])
+        .stdin(":load postmark\nheroku::restart(\"raxx-api-prod\")\n")
+        .run();
+    out.exit(Exit::Ok)
+        .stderr_has(&format!("warning: run {run_id} ("))
+        .stderr_has("holds this rotation's lock, but its process is gone");
+    let after = starts(dir.path());
+    assert_eq!(
+        after.len(),
+        before + 2,
+        "a run for the bare session, one for the load"
+    );
+    assert_eq!(
+        after
+            .iter()
+            .filter(|l| l.contains("\"runbook\":\"postmark-server-token\"")
+                && l.contains("\"entry\":\"repl\""))
+            .count(),
+        3,
+        "the two sessions before and the loaded run: {after:#?}"
+    );
 }

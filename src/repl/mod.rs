@@ -19,10 +19,10 @@ use runbook_core::diagnostic::ScriptError;
 use runbook_core::events::Event;
 use runbook_core::exec::step::{self, Confirmation, Direction};
 use runbook_core::exec::{params, NewRun, Outcome, Session, Wiring};
-use runbook_core::host::{Operator, Phase, Policy, RunContext, RunParts};
+use runbook_core::host::Phase;
 use runbook_core::run::{Effect, Entry, Modes};
 use runbook_core::runbook::Runbook;
-use runbook_core::value::{self, Ctx};
+use runbook_core::value;
 use runbook_sandbox::Sandbox;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
@@ -115,12 +115,7 @@ pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
     } else {
         repl.piped()
     };
-    let run = repl.session.run();
-    run.ledger().record(Event::ReplEnded {
-        failed_inputs: repl.failures,
-    });
-    run.ledger().settle();
-    run.auditor().settle(run.parts().store.wait());
+    repl.end_run();
     Ok(code)
 }
 
@@ -258,6 +253,31 @@ impl Repl<'_> {
             .set_confirm_repl_writes(self.production() && !self.confirm_always);
     }
 
+    /// Where a run of `runbook` with `params` goes, as `start` finds it (`Wired::target`).
+    fn target_of(&self, runbook: &Runbook, params: &rhai::Map) -> runbook_core::run::Target {
+        if self.sandbox.is_some() {
+            return runbook_core::run::Target::Sandbox;
+        }
+        let params = value::to_json(&Dynamic::from_map(params.clone()));
+        let egress =
+            runbook_core::plan::egress::Egress::resolve(&runbook.plan().meta().egress, &params);
+        wiring::target_of(
+            self.session.run().services().config(),
+            &runbook.vendor_modules(),
+            egress.hosts(),
+        )
+    }
+
+    /// Ends this session's current run, as `:quit` does.
+    fn end_run(&self) {
+        let run = self.session.run();
+        run.ledger().record(Event::ReplEnded {
+            failed_inputs: self.failures,
+        });
+        run.ledger().settle();
+        run.auditor().settle(run.parts().store.wait());
+    }
+
     fn production(&self) -> bool {
         self.session.run().info().modes.target == runbook_core::run::Target::Production
     }
@@ -276,7 +296,11 @@ impl Repl<'_> {
         }
     }
 
-    /// Loads a runbook (or none) into the session's run and resets ctx, functions and marks.
+    /// Loads a runbook (or none) as a new run of this session, with fresh ctx, functions and
+    /// marks: the run so far ends as at `:quit`. One run, one runbook: its journal records
+    /// the runbook it runs, its params and where it goes (a rollback reads its steps against
+    /// that runbook), and the rotation it may touch, which a write here names when a run
+    /// holds it.
     fn open(&mut self, path: Option<PathBuf>) -> Result<()> {
         let runbook = open_runbook(path.as_deref())?;
         let env = self.env.clone();
@@ -285,26 +309,29 @@ impl Repl<'_> {
             wiring::lookup(settings, env.as_ref(), name)
         })?;
         let old = self.session.run().parts().clone();
-        let runbook_id = runbook.plan().meta().id.clone();
-        let parts = RunParts {
-            info: runbook_core::run::RunInfo {
-                runbook_id: runbook_id.clone(),
-                ..old.info
-            },
-            auditor: std::rc::Rc::new(old.auditor.for_runbook(&runbook_id)),
-            ..old
+        let modes = Modes {
+            target: self.target_of(&runbook, &params),
+            effect: Effect::Apply,
+            entry: Entry::Repl,
         };
-        let policy = Policy::of(
-            runbook.plan(),
-            &value::to_json(&Dynamic::from_map(params.clone())),
-        );
-        let operator = Operator::new(
-            prompter(self.answers.as_deref(), self.yes)?,
-            parts.ledger.clone(),
-        );
-        let run = RunContext::new(parts, operator, policy);
-        let lock = self.session.take_lock();
-        self.session = Session::attach(runbook, run, Ctx::new(params), lock);
+        let next = Session::start(
+            runbook,
+            NewRun {
+                wiring: Wiring {
+                    store: old.store.clone(),
+                    actor: old.info.actor.clone(),
+                    services: old.services.clone(),
+                    prompter: prompter(self.answers.as_deref(), self.yes)?,
+                    sink: crate::view::sink(false),
+                    webhook: self.settings.audit_webhook(),
+                    break_lock: Default::default(),
+                },
+                modes,
+                params,
+            },
+        )?;
+        self.end_run();
+        self.session = next;
         self.fns = self.session.runbook().callable().clone_functions_only();
         self.marks.clear();
         self.path = path;

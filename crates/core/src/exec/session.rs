@@ -49,7 +49,8 @@ pub struct Session {
 pub struct Wiring {
     pub store: Store,
     pub actor: String,
-    pub services: Services,
+    /// Shared: a REPL session's next run goes on with the same clients (and simulators).
+    pub services: Rc<Services>,
     pub prompter: Prompter,
     /// Where the engine's events and notices go.
     pub sink: SinkRef,
@@ -105,7 +106,7 @@ fn context(
     say: Say,
     policy: Policy,
 ) -> Rc<RunContext> {
-    let services = Rc::new(w.services);
+    let services = w.services;
     let webhook = webhook(w.webhook, &services);
     let auditor = Auditor::new(AuditLog::new(&w.store), info.clone(), say.clone(), webhook)
         .linked(ledger.clone());
@@ -379,7 +380,7 @@ fn abandon_damaged(
     if let Some(done) = already(&crate::ledger::Journals::new(&w.store)) {
         return Err(done);
     }
-    let webhook = webhook(w.webhook, &Rc::new(w.services));
+    let webhook = webhook(w.webhook, &w.services);
     let auditor = Auditor::new(AuditLog::new(&w.store), info, say.clone(), webhook);
     // Its lock: the rotation's when the readable part names it, or else any lock that
     // names this run. Taken as a resume would (refused while the run's process still holds
@@ -1127,11 +1128,11 @@ mod tests {
                 wiring: Wiring {
                     store,
                     actor: "tester".into(),
-                    services: crate::host::Services::new(
+                    services: Rc::new(crate::host::Services::new(
                         crate::runtime::Runtime::new().unwrap(),
                         Default::default(),
                         None,
-                    ),
+                    )),
                     prompter: crate::prompt::Prompter::new(Default::default(), true, None),
                     sink,
                     webhook: None,

@@ -371,6 +371,37 @@ fn a_piped_line_that_is_not_text_is_an_error_not_the_end_of_the_input() {
     );
 }
 
+/// A REPL session takes no lock, so only its process says it is live: `runs` shows it
+/// running while it is, and ended after. Before: a colleague's live REPL session (which can
+/// send writes) was listed as interrupted, as if its process were gone.
+#[test]
+fn a_live_repl_session_is_listed_as_running() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Test::in_dir(dir.path())
+        .args(&["repl", "--sandbox"])
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"40 + 2\n").unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(
+        stdout.next().unwrap().unwrap(),
+        "42",
+        "the session's run has started"
+    );
+    let runs = Test::in_dir(dir.path()).args(&["runs", "--json"]).run();
+    assert_eq!(runs.json()[0]["current"], "running", "{}", runs.stdout);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let runs = Test::in_dir(dir.path()).args(&["runs", "--json"]).run();
+    assert_eq!(runs.json()[0]["current"], "ended", "{}", runs.stdout);
+}
+
 #[test]
 fn piped_session_without_errors_exits_0() {
     let out = Test::new()

@@ -116,6 +116,10 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
             } else {
                 h.is_alive_here()
             }
+    }) || l.processes.last().is_some_and(|p| {
+        // A run that holds no lock (a REPL session, a dry run): its process, if it is
+        // still the one that started it, on this machine.
+        p.finished.is_none() && run::still_running(&p.host, p.pid, &p.started_at)
     });
     let takeovers = l.takeovers();
     // A REPL session that was left with :quit (or end of input) ended; it did not fail.

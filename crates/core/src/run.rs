@@ -268,6 +268,40 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// Whether the process that wrote a run's start record at `at` (RFC 3339) on this host is
+/// still running: `pid` is alive and started no later than that record (a pid reused since
+/// started after it). For a run that holds no lock to say so (a REPL session, a dry run).
+pub fn still_running(host: &str, pid: u32, at: &str) -> bool {
+    if host != hostname() || !pid_alive(i64::from(pid)) {
+        return false;
+    }
+    let Ok(at) = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+    else {
+        return false;
+    };
+    process_start(pid).is_some_and(|started| started <= at.unix_timestamp() + 1)
+}
+
+/// When process `pid` started, in Unix seconds (Linux: `/proc/PID/stat` field 22 in clock
+/// ticks since boot, and the boot time in `/proc/stat`).
+fn process_start(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name's closing parenthesis (which may itself hold spaces): fields
+    // 3 onwards; the start time is the 22nd field.
+    let rest = stat.rsplit_once(')')?.1;
+    let ticks: i64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| boot + ticks / hz)
+}
+
 /// Whether a process of this host with this pid is alive. One of another user (a shared
 /// bastion) answers EPERM: alive, not ours to signal; only ESRCH means it is gone.
 pub(crate) fn pid_alive(pid: i64) -> bool {

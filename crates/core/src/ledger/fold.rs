@@ -91,6 +91,8 @@ pub struct Process {
     pub host: String,
     /// The login the state database authenticated for it (none on files).
     pub login: Option<String>,
+    /// Its process id on `host`.
+    pub pid: u32,
     pub started_at: String,
     /// How it ended; `None` while it runs, or when it died.
     pub finished: Option<RunFinished>,
@@ -183,6 +185,7 @@ impl Ledger {
                 actor: start.actor.clone(),
                 host: start.host.clone(),
                 login: start.login.clone(),
+                pid: start.pid,
                 started_at: first.time.clone(),
                 finished: None,
                 finished_at: None,
@@ -284,6 +287,7 @@ impl Ledger {
             actor: r.actor.clone(),
             host: r.host.clone(),
             login: r.login.clone(),
+            pid: r.pid,
             started_at: t.to_string(),
             finished: None,
             finished_at: None,

@@ -157,6 +157,11 @@ step("call", "Call", |ctx| {
         out.exit(Exit::StepFailed)
             .stderr_has(&format!("http::get: {said}"))
             .stderr_has("runbook::secret::misuse");
+        // The way out it names agrees with what `check` says of a Secret in a query.
+        if how == "query" {
+            out.stderr_has("prefer a header if the vendor takes one")
+                .stderr_has("check:allow(secret_in_url)");
+        }
         // Nothing reached the vendor, and the value is shown nowhere.
         assert_eq!(
             crate::support::served(&out.sandbox_state(), "GET", "/tokens"),

@@ -266,7 +266,7 @@ fn check_url(url: &str, function: &str) -> R<()> {
         return Err(throw(
             "secret",
             format!("{function}: the URL's query carries '{name}', a credential, as text"),
-            Some(format!("pass it as query: #{{ {name}: SECRET }}: a Secret is sent as its value and never shown")),
+            Some(format!("prefer a header if the vendor takes one (bearer: SECRET, headers); if it takes the credential in the query only, pass it as query: #{{ {name}: SECRET }} (sent as its value, never shown here, but still in the URL, which proxies and the vendor's logs may keep: `runbook check` asks for the reason, `// check:allow(secret_in_url): ...`)")),
         ));
     }
     Ok(())

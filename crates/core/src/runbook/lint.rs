@@ -515,7 +515,7 @@ fn secret_flows(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
                 file,
                 position,
             )
-            .with_help("URLs end up in logs and proxies: send credentials in a header, e.g. #{ bearer: token }, or in the JSON body"),
+            .with_help("URLs end up in logs and proxies: send credentials in a header, e.g. #{ bearer: token }, or in the JSON body; for a vendor that takes the credential in the query only, pass it as a Secret in query and say so: `// check:allow(secret_in_url): the vendor takes it only there`"),
             Finding::InPrint { what, position } => ScriptError::at(
                 "runbook::check::secret_in_print",
                 format!("print shows {what} as plain text"),

@@ -826,8 +826,7 @@ impl InfisicalClient {
         // over the request's) is not the one asked for.
         let (env, path) = (raw.environment.as_deref(), raw.secret_path.as_deref());
         if env.is_some_and(|e| e != scope.environment)
-            || path
-                .is_some_and(|p| p.trim_end_matches('/') != scope.secret_path.trim_end_matches('/'))
+            || path.is_some_and(|p| folder(p) != folder(&scope.secret_path))
         {
             return Err(elsewhere(
                 req,
@@ -948,9 +947,16 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
 }
 
 /// Whether `path` is `folder` or below it.
-fn within(path: &str, folder: &str) -> bool {
-    let (path, folder) = (path.trim_end_matches('/'), folder.trim_end_matches('/'));
-    folder.is_empty() || path == folder || path.starts_with(&format!("{folder}/"))
+fn within(path: &str, parent: &str) -> bool {
+    let (path, parent) = (folder(path), folder(parent));
+    parent == "/" || path == parent || path.starts_with(&format!("{parent}/"))
+}
+
+/// A folder path as Infisical keeps it: from the root, without a trailing slash (`mail`,
+/// `/mail/` and `/mail` are one folder; `` and `/` the root).
+fn folder(path: &str) -> String {
+    let inner = path.trim().trim_matches('/');
+    format!("/{inner}")
 }
 
 /// Infisical answered from another environment or folder than the one asked.
@@ -1348,6 +1354,16 @@ mod tests {
             assert!(!says_absent(message), "{message}");
         }
         assert!(says_absent("Secret with name 'X' not found at path '/'"));
+        // One folder however it is written: none is "elsewhere".
+        for (a, b) in [
+            ("mail", "/mail"),
+            ("/mail/", "/mail"),
+            ("", "/"),
+            ("/", "/"),
+        ] {
+            assert_eq!(folder(a), folder(b), "{a} {b}");
+        }
+        assert!(within("/mail/ci", "mail") && within("/x", "") && !within("/mailbox", "/mail"));
     }
 
     #[tokio::test]

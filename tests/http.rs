@@ -651,6 +651,16 @@ step("look", "Look", |ctx| {{ heroku::config("raxx-api-prod"); }});
         .run();
     out.exit(Exit::Ok).stderr_has("✓ undo mark");
     assert_eq!(sent(), 3);
+    // `:confirm always` stops the questions for typed writes and `:run`, not for going back.
+    let out = Test::new()
+        .file("u.rhai", &runbook)
+        .args(&["repl", "u.rhai"])
+        .answers("\"mark.undo\" = false\n")
+        .stdin(":confirm always\n:run mark\n:undo mark\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("step 'mark' not undone: the operator said no");
+    assert_eq!(sent(), 4, "the step's write only");
 }
 
 /// A POST that only reads (a search) is marked `read_only`: it is not a write in the

@@ -174,6 +174,7 @@ fn a_token_pasted_into_a_failed_or_secret_call_stays_out_of_the_history() {
     let spaced = "pasted-spaced-0a1b2c3d4e5f6789";
     let refused = "pasted-refused-0a1b2c3d4e5f6789";
     let unmatched = "pasted-unmatched-0a1b2c3d4e5f6789";
+    let bearer = "pasted-bearer-0a1b2c3d4e5f6789";
     type_line(
         &mut p,
         &format!("let t = secret::form_text(\"{typo}\");"),
@@ -197,6 +198,11 @@ fn a_token_pasted_into_a_failed_or_secret_call_stays_out_of_the_history() {
         &format!("postmark::server(\"{unmatched}\")"),
         &["no function matches postmark::server", prompt],
     );
+    type_line(
+        &mut p,
+        &format!("http::get(\"http://127.0.0.1:9/x\", #{{ bearer: \"{bearer}\" }})"),
+        &["bearer must be a Secret", prompt],
+    );
     // Lines that compiled are kept, even one that failed as it ran.
     type_line(
         &mut p,
@@ -209,11 +215,11 @@ fn a_token_pasted_into_a_failed_or_secret_call_stays_out_of_the_history() {
 
     let state = dir.path().join("state");
     let history = std::fs::read_to_string(state.join("repl_history")).unwrap();
-    for pasted in [typo, broken, spaced, refused, unmatched] {
+    for pasted in [typo, broken, spaced, refused, unmatched, bearer] {
         assert_lacks("repl_history", &history, pasted);
     }
     if let Some(file) =
-        crate::support::find_in_files(&state, &[typo, broken, spaced, refused, unmatched])
+        crate::support::find_in_files(&state, &[typo, broken, spaced, refused, unmatched, bearer])
     {
         panic!("a pasted token reached {}", file.display());
     }

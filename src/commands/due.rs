@@ -82,10 +82,15 @@ pub fn history(store: &Store) -> Result<History> {
             // vendors answered as simulators, or it went to loopback) blocks no production
             // rotation, and is said to be one.
             let what = if l.is_production() { "" } else { "rehearsal " };
-            out.unfinished.insert(
-                l.start.runbook.clone(),
-                format!("{what}since {} ({})", l.started_at, l.run_id),
-            );
+            // A production run is named over any rehearsal, however new: it is the one
+            // that blocks the next rotation.
+            let named = out.unfinished.get(&l.start.runbook);
+            if l.is_production() || named.is_none_or(|n| n.starts_with("rehearsal ")) {
+                out.unfinished.insert(
+                    l.start.runbook.clone(),
+                    format!("{what}since {} ({})", l.started_at, l.run_id),
+                );
+            }
         }
         let Some((RunStatus::Succeeded, at)) = l.settled_at() else {
             continue;
@@ -260,7 +265,44 @@ pub fn run(args: DueArgs, settings: &Settings) -> Result<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::due;
+    use super::{due, history};
+
+    /// An unfinished production run is the one `due` names, even when a rehearsal of the
+    /// same runbook stopped after it: before, the newest unfinished run was named, and read
+    /// as a rehearsal it hid the run that blocks the next rotation.
+    #[test]
+    fn an_unfinished_production_run_is_named_over_a_newer_rehearsal() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let journal = |id: &str, extra: &str| {
+            let at = |t: &str| format!(r#""v":1,"run_id":"{id}","time":"2026-12-07T0{t}Z""#);
+            let text = [
+                format!(r#"{{{},"type":"run_started","runbook":"rb","source":{{"path":"rb.rhai","sha256":"00"}},"params":{{}},"actor":"a","host":"h","pid":1,"target":"production","effect":"apply","entry":"exec"}}"#, at("1:00:00")),
+                extra.replace("AT", &at("1:00:01")),
+                format!(r#"{{{},"type":"step_started","step":"s","attempt":1}}"#, at("1:00:02")),
+                format!(r#"{{{},"type":"write","step":"s","function":"heroku::set_config","target":"app"}}"#, at("1:00:03")),
+                format!(r#"{{{},"type":"write_outcome","step":"s","function":"heroku::set_config","target":"app","outcome":"applied"}}"#, at("1:00:04")),
+            ]
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+            std::fs::write(runs.join(format!("{id}.jsonl")), text + "\n").unwrap();
+        };
+        journal("20261207T010000000Z-aaaaaa", "");
+        journal(
+            "20261207T020000000Z-bbbbbb",
+            r#"{AT,"type":"simulator_answered","vendor":"heroku"}"#,
+        );
+        let say = runbook_core::sink::Say::outside(std::sync::Arc::new(runbook_core::sink::Quiet));
+        let store: runbook_core::store::Store =
+            std::sync::Arc::new(runbook_core::store::Files::new(dir.path(), say));
+        let h = history(&store).unwrap();
+        let named = h.unfinished.get("rb").unwrap();
+        assert!(named.contains("20261207T010000000Z-aaaaaa"), "{named}");
+        assert!(!named.starts_with("rehearsal"), "{named}");
+    }
 
     /// A cadence past the calendar's end panicked in the date's `+` (exit 101 for every
     /// runbook `due` or `list` looked at): it is never due.

@@ -69,6 +69,17 @@ fn end_colour(e: StepEnd) -> &'static str {
     }
 }
 
+/// A write sent whose outcome is not recorded, drawn where it was sent.
+fn unknown_write(function: &str, target: &str, why: &str, x: f64, y: f64) -> String {
+    format!(
+        "<circle class=\"write\" data-outcome=\"unknown\" cx=\"{x:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{}\"><title>{} on {}: {why}</title></circle>\n",
+        y + ROW / 2.0 - 2.0,
+        outcome_colour(WriteOutcome::Unknown),
+        esc(function),
+        esc(target),
+    )
+}
+
 /// A step (or undo) whose end was never recorded: its process stopped in it.
 fn unended(step: &str, undo: bool, from: f64, to: f64, y: f64, why: &str) -> String {
     let (what, top, height) = if undo {
@@ -209,11 +220,18 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
                 }
             }
             Event::RunResumed(r) => {
-                // What was running when the process before it stopped ends there, unended.
+                // What was running when the process before it stopped ends there, unended,
+                // and the writes it had sent without an answer may have taken effect.
                 for (step, start, undo) in open.drain(..) {
                     if let Some(row) = row_of(&step) {
                         let why = "its process stopped in it";
                         svg.push_str(&unended(&step, undo, x(start), x(t), y(row), why));
+                    }
+                }
+                for (step, function, target, at) in unanswered.drain(..) {
+                    if let Some(row) = row_of(&step) {
+                        let why = "sent, no answer recorded (it may have taken effect)";
+                        svg.push_str(&unknown_write(&function, &target, why, x(at), y(row)));
                     }
                 }
                 svg.push_str(&format!(
@@ -247,14 +265,7 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
     // A write whose answer never came may have taken effect: drawn where it was sent.
     for (step, function, target, t) in &unanswered {
         if let Some(row) = row_of(step) {
-            svg.push_str(&format!(
-                "<circle class=\"write\" data-outcome=\"unknown\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{}\"><title>{} on {}: {write_why}</title></circle>\n",
-                x(*t),
-                y(row) + ROW / 2.0 - 2.0,
-                outcome_colour(WriteOutcome::Unknown),
-                esc(function),
-                esc(target),
-            ));
+            svg.push_str(&unknown_write(function, target, write_why, x(*t), y(row)));
         }
     }
     // The point of no return: where the first irreversible step started.
@@ -311,4 +322,60 @@ pub fn render(page: &Page, events: &[Stamped]) -> String {
     }
     html.push_str("<p>Secrets appear only as keyed fingerprints, as the journal keeps them.</p>\n</body></html>\n");
     html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{render, Page};
+    use runbook_core::events::Stamped;
+
+    fn events(lines: &[&str]) -> Vec<Stamped> {
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A write the dead process sent without an answer stays "may have taken effect" once
+    /// another process takes the run over and runs: it was drawn as "not in yet", the live
+    /// run's words, when it is the one write the operator has to check.
+    #[test]
+    fn a_dead_processs_unanswered_write_is_unknown_on_a_running_runs_page() {
+        let run = r#""v":1,"run_id":"r1""#;
+        let lines = [
+            format!(
+                r#"{{{run},"time":"2026-12-07T01:00:00Z","type":"run_started","runbook":"rb","source":{{"path":"rb.rhai","sha256":"00"}},"params":{{}},"actor":"a","host":"h","pid":1,"target":"production","effect":"apply","entry":"exec"}}"#
+            ),
+            format!(
+                r#"{{{run},"time":"2026-12-07T01:00:01Z","type":"step_started","step":"propagate","attempt":1}}"#
+            ),
+            format!(
+                r#"{{{run},"time":"2026-12-07T01:00:02Z","type":"write","step":"propagate","function":"heroku::set_config","target":"app-a"}}"#
+            ),
+            format!(
+                r#"{{{run},"time":"2026-12-07T01:10:00Z","type":"run_resumed","actor":"b","host":"h","pid":2,"entry":"resume"}}"#
+            ),
+            format!(
+                r#"{{{run},"time":"2026-12-07T01:10:01Z","type":"step_started","step":"propagate","attempt":1}}"#
+            ),
+        ];
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let page = Page {
+            run_id: "r1",
+            runbook: "rb",
+            target: "production",
+            status: "running",
+            actor: "a",
+            irreversible: &[],
+        };
+        let html = render(&page, &events(&lines));
+        assert!(
+            html.contains(
+                "heroku::set_config on app-a: sent, no answer recorded (it may have taken effect)"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("step propagate · no end recorded: its process stopped in it"));
+        assert!(html.contains("step propagate · no end recorded: the run is still in it"));
+    }
 }

@@ -701,8 +701,9 @@ impl Repl<'_> {
             ));
             return;
         }
-        // As rollback asks before it undoes anything: an undo writes to production too.
-        if undo && !self.asked_in_production(id, "undo", "Undo", "not undone") {
+        // As rollback asks before it undoes anything: an undo writes to production too
+        // (`:confirm always` is for writes typed here, not for going back).
+        if undo && !self.asked_in_production(id, "undo", "Undo", "not undone", true) {
             return;
         }
         let plan = self.session.runbook().plan();
@@ -762,7 +763,7 @@ impl Repl<'_> {
             // A step typed at the prompt in production is asked for once, as each typed
             // write is, unless a question above already stood for it.
             let asked = step.irreversible.is_some() || out_of_order || step.confirm.is_some();
-            if !asked && !self.asked_in_production(id, "run", "Run", "not run") {
+            if !asked && !self.asked_in_production(id, "run", "Run", "not run", false) {
                 return;
             }
             if let Some(q) = step.confirm.as_ref().filter(|_| !out_of_order) {
@@ -821,10 +822,18 @@ impl Repl<'_> {
         self.clear_interrupt();
     }
 
-    /// In production (until `:confirm always`), asks before `:run` or `:undo` of a step:
+    /// In production (until `:confirm always`, unless `always`), asks before `:run` or
+    /// `:undo` of a step:
     /// `false` when the step is not to run, which is said.
-    fn asked_in_production(&mut self, id: &str, key: &str, verb: &str, not_done: &str) -> bool {
-        if !self.production() || self.confirm_always {
+    fn asked_in_production(
+        &mut self,
+        id: &str,
+        key: &str,
+        verb: &str,
+        not_done: &str,
+        always: bool,
+    ) -> bool {
+        if !self.production() || (self.confirm_always && !always) {
             return true;
         }
         let said = self.session.run().operator().confirm(
@@ -1054,7 +1063,15 @@ fn unreadable(e: &std::io::Error) -> String {
 /// a string there ("no function matches postmark::server (&str)"). The text is then most
 /// likely a credential pasted in the wrong place: the line is not kept in the history.
 fn text_for_a_secret(d: &ScriptError) -> bool {
-    if d.message.contains("is text, not a Secret") {
+    // The host's refusals of text where a credential belongs (set_secret, bearer, aws
+    // keys, a header or query parameter named as a credential).
+    let refused = [
+        "is text, not a Secret",
+        "must be a Secret",
+        "carries a credential, and its value is text",
+        "a credential, as text",
+    ];
+    if refused.iter().any(|r| d.message.contains(r)) {
         return true;
     }
     let Some(rest) = d.message.strip_prefix("no function matches ") else {

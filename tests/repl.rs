@@ -408,6 +408,22 @@ fn a_live_repl_session_is_listed_as_running() {
     assert_eq!(runs.json()[0]["current"], "ended", "{}", runs.stdout);
 }
 
+/// `audit::logged` on a log that cannot be read is an error (a verify that fails is said,
+/// and the step's doubt is settled another way), never "not logged", which would log the
+/// entry twice.
+#[test]
+fn a_question_of_an_audit_log_that_cannot_be_read_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("state/audit.jsonl")).unwrap();
+    let out = Test::in_dir(dir.path())
+        .args(&["repl", "--sandbox"])
+        .stdin("audit::logged(\"x.y\")\n")
+        .run();
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert_lacks("stdout", &out.stdout, "false");
+    out.stderr_has("cannot read the audit log");
+}
+
 #[test]
 fn piped_session_without_errors_exits_0() {
     let out = Test::new()

@@ -551,6 +551,20 @@ fn a_journal_over_the_limit_in_the_database_is_listed_unread() {
         .exit(Exit::Ok)
         .stdout_has("damaged")
         .stderr_has("bytes; a journal may be at most 200 bytes");
+    // `audit verify` reads the journals' stamps within the same limit.
+    let verified = machine_run(
+        &rig,
+        &db,
+        "laptop-b",
+        &["audit", "verify"],
+        &[("RUNBOOK_MAX_JOURNAL_BYTES", "200")],
+    );
+    assert_ne!(verified.code, 0, "{}", verified.stdout);
+    let said = format!("{}{}", verified.stdout, verified.stderr);
+    assert!(
+        said.contains("a journal may be at most 200 bytes"),
+        "{said}"
+    );
 }
 
 #[test]

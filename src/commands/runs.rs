@@ -490,10 +490,24 @@ fn one_run(
     let mut summary = summarize(&l, &lock::holders(store)?, &later);
     // Who the server says started and took over the run: the stamps on those rows, not
     // the logins the rows claim (which `audit verify` holds against the stamps).
-    let proven = proven_logins(store, run_id);
-    summary.login = proven.first().cloned().flatten();
-    for (a, login) in summary.attempts.iter_mut().zip(proven.iter().skip(1)) {
-        a.login = login.clone();
+    let stamps = stamps_of(store, run_id, events.len());
+    let stamp = |kind: fn(&Event) -> bool| {
+        events
+            .iter()
+            .zip(&stamps)
+            .filter(move |(e, _)| kind(&e.event))
+            .map(|(_, s)| s.clone())
+    };
+    // The fold takes the first start, and each takeover in order.
+    summary.login = stamp(|e| matches!(e, Event::RunStarted(_)))
+        .next()
+        .flatten();
+    for (a, login) in summary
+        .attempts
+        .iter_mut()
+        .zip(stamp(|e| matches!(e, Event::RunResumed(_))))
+    {
+        a.login = login;
     }
     if summary.superseded_by.is_none() {
         // As a rollback or resume would find it (`exec::session`'s `superseding`).
@@ -505,19 +519,17 @@ fn one_run(
     Ok((events, l, summary))
 }
 
-/// The login the store stamped on each start and takeover row of the run, in order (empty
-/// on a store that stamps nothing).
-fn proven_logins(store: &runbook_core::store::Store, run_id: &str) -> Vec<Option<String>> {
-    let Ok(Some(rows)) = store.journal_stamped(run_id) else {
-        return Vec::new();
-    };
-    rows.into_iter()
-        .filter(|r| {
-            serde_json::from_str::<Value>(&r.text)
-                .is_ok_and(|v| matches!(v["type"].as_str(), Some("run_started" | "run_resumed")))
-        })
-        .map(|r| r.login)
-        .collect()
+/// The login the store stamped on each of the run's rows, one per event read (`None`
+/// each on a store that stamps nothing, or when the rows and the events do not pair up).
+fn stamps_of(
+    store: &runbook_core::store::Store,
+    run_id: &str,
+    events: usize,
+) -> Vec<Option<String>> {
+    match store.journal_stamped(run_id) {
+        Ok(Some(rows)) if rows.len() == events => rows.into_iter().map(|r| r.login).collect(),
+        _ => vec![None; events],
+    }
 }
 
 /// `runbook runs RUN_ID`: the run's ledger as a timeline.
@@ -580,16 +592,10 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     // UTC, as the journal keeps it, with the date where it changes: a run resumed the next
     // day must not seem to go back in time, nor be read in local time.
     let mut day = "";
-    let logins: Vec<Option<String>> = std::iter::once(summary.login.clone())
-        .chain(summary.attempts.iter().map(|a| a.login.clone()))
-        .collect();
-    let mut process = 0;
-    for e in &events {
+    let stamps = stamps_of(store, run_id, events.len());
+    for (e, stamp) in events.iter().zip(&stamps) {
         let proven = match &e.event {
-            Event::RunStarted(_) | Event::RunResumed(_) => {
-                process += 1;
-                logins.get(process - 1).cloned().flatten()
-            }
+            Event::RunStarted(_) | Event::RunResumed(_) => stamp.clone(),
             _ => None,
         };
         if let Some(line) = timeline_line(e, proven.as_deref()) {

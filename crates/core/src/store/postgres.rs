@@ -839,11 +839,31 @@ impl JournalStore for Postgres {
         Ok((!lines.is_empty()).then(|| lines.join("\n") + "\n"))
     }
     fn journal_stamped(&self, run_id: &str) -> Result<Option<Vec<super::Stamp>>> {
-        let run_id = run_id.to_string();
+        // Within the same limit as `journal`: verify and the views read this one too.
+        let limit = crate::hooks::max_journal_bytes().unwrap_or(crate::state::MAX_JOURNAL_BYTES);
+        let id = run_id.to_string();
+        let size: i64 = self.call("cannot read the run journal", {
+            let id = id.clone();
+            move |c| {
+                c.query_one(
+                    "SELECT coalesce(sum(octet_length(line) + 1), 0)::bigint FROM runbook_journal WHERE run_id = $1",
+                    &[&id],
+                )?
+                .try_get(0)
+            }
+        })?;
+        if size as u64 > limit {
+            return Err(Error::TooLarge {
+                path: self.journal_where(run_id).into(),
+                what: "a journal",
+                bytes: size as u64,
+                limit,
+            });
+        }
         let rows = self.call("cannot read the run journal", move |c| {
             stamped(c.query(
                 "SELECT line, login FROM runbook_journal WHERE run_id = $1 ORDER BY seq",
-                &[&run_id],
+                &[&id],
             )?)
         })?;
         Ok((!rows.is_empty()).then_some(rows))

@@ -189,13 +189,15 @@ impl RawResponse {
 
     /// A rate-limit refusal: 429 anywhere, or GitHub's 403 with its remaining count at 0
     /// (primary limit) or a `Retry-After` (secondary limit). GitHub's is known by its
-    /// `x-ratelimit-resource`: Infisical sends a remaining count on every metered answer,
-    /// and a permission refusal on the window's last request is not a rate limit.
+    /// `x-ratelimit-resource`, or its request id (older GitHub Enterprise Servers send no
+    /// resource): Infisical sends a remaining count on every metered answer, and a
+    /// permission refusal on the window's last request is not a rate limit.
     pub fn is_rate_limited(&self) -> bool {
+        let github = self.header("x-ratelimit-resource").is_some()
+            || self.header("x-github-request-id").is_some();
         self.status == 429
             || (self.status == 403
-                && ((self.header("x-ratelimit-remaining") == Some("0")
-                    && self.header("x-ratelimit-resource").is_some())
+                && ((self.header("x-ratelimit-remaining") == Some("0") && github)
                     || self.retry_after().is_some()
                     || self.is_secondary_limit()))
     }
@@ -1103,6 +1105,17 @@ mod tests {
         );
         assert!(!denied.is_rate_limited());
         assert!(!denied.is_retryable());
+        // An older GitHub Enterprise Server: no resource header, its request id instead.
+        let ghes = answer(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", (now + 60).to_string()),
+                ("x-github-request-id", "C0DE:1234".into()),
+            ],
+            "{\"message\":\"API rate limit exceeded\"}",
+        );
+        assert!(ghes.is_rate_limited());
     }
 
     #[test]

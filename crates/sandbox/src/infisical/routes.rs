@@ -502,7 +502,9 @@ async fn list(
         // As Infisical's getSecrets: with values, a secret the identity may see but not
         // read is refused in the folder asked for and left out below it; without, shown
         // with its value hidden.
-        if view && st.value_hidden(&sc.path) {
+        // Refused in the folder asked for only when a secret there cannot be read.
+        let here = |x: &&StoredSecret| !x.deleted && x.environment == sc.env && x.path == sc.path;
+        if view && st.value_hidden(&sc.path) && st.secrets.iter().any(|x| here(&x)) {
             return value_refused();
         }
         let secrets: Vec<Value> = st
@@ -545,7 +547,8 @@ async fn get_one(
         let Some(i) = st.find(&sc.env, &sc.path, &name) else {
             return secret_not_found(&name, &sc);
         };
-        if q.get("viewSecretValue").is_none_or(|v| v != "false") && st.value_hidden(&sc.path) {
+        let view = q.get("viewSecretValue").is_none_or(|v| v != "false");
+        if view && st.value_hidden(&sc.path) {
             return value_refused();
         }
         let secret = &st.secrets[i];
@@ -557,7 +560,14 @@ async fn get_one(
             },
         };
         match version {
-            Some(v) => Json(json!({"secret": secret_json(st, secret, v)})).into_response(),
+            Some(v) => {
+                let mut item = secret_json(st, secret, v);
+                if !view {
+                    item["secretValue"] = json!(HIDDEN_VALUE);
+                    item["secretValueHidden"] = json!(true);
+                }
+                Json(json!({ "secret": item })).into_response()
+            }
             None => secret_not_found(&name, &sc),
         }
     })
@@ -679,6 +689,43 @@ mod tests {
         Sandbox::start(Scenario::default().with_postmark_token("infsim-0001"))
             .await
             .unwrap()
+    }
+
+    /// Values the identity may not read: a read without values masks it as Infisical does,
+    /// a read with values is refused, and a listing of an empty such folder is not.
+    #[tokio::test]
+    async fn a_value_the_identity_may_not_read_is_masked_or_refused() {
+        let mut scenario = Scenario::default().with_postmark_token("infsim-0001");
+        scenario
+            .infisical
+            .secrets
+            .push(crate::scenario::SecretSpec {
+                environment: "prod".into(),
+                path: "/ci".into(),
+                name: "CI_KEY".into(),
+                versions: vec!["ci-value".into()],
+            });
+        scenario.infisical.value_hidden_folders = vec!["/ci".into(), "/empty".into()];
+        scenario.infisical.folders = vec!["/empty".into()];
+        let sb = Sandbox::start(scenario).await.unwrap();
+        let one = "/api/v4/secrets/CI_KEY?projectId=raxx-project&environment=prod&secretPath=/ci";
+        let hidden = expect(200, get(&sb, &format!("{one}&viewSecretValue=false"))).await;
+        assert_eq!(
+            (
+                hidden["secret"]["secretValue"].as_str(),
+                hidden["secret"]["secretValueHidden"].as_bool()
+            ),
+            (Some(super::HIDDEN_VALUE), Some(true))
+        );
+        expect(403, get(&sb, one)).await;
+        expect(
+            200,
+            get(
+                &sb,
+                "/api/v4/secrets?projectId=raxx-project&environment=prod&secretPath=/empty",
+            ),
+        )
+        .await;
     }
 
     /// A recursive listing of `/app` holds its subfolders, not the sibling `/application`

@@ -493,6 +493,12 @@ fn repl_attach_inspects_and_advances_a_stopped_run_that_resume_then_finishes() {
         attached.stdout
     );
     attached.stderr_has("✓ step propagate");
+    // The REPL left as it should: its attempt ended (before: "interrupted", as if its
+    // process had died), and the run stands where the killed exec left it.
+    let runs = rig.runs();
+    assert_eq!(runs[0]["attempts"][0]["mode"], "repl", "{runs:#}");
+    assert_eq!(runs[0]["attempts"][0]["status"], "ended", "{runs:#}");
+    assert_eq!(runs[0]["current"], "interrupted", "{runs:#}");
     let state = rig.state();
     assert_eq!(
         app_token(&state, "raxx-api-prod"),

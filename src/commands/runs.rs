@@ -137,15 +137,25 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
             started_at: a.started_at.clone(),
             status: if a.entry == Entry::Abandon {
                 "recorded"
+            } else if a.entry == Entry::Repl && a.ended().is_none() && a.repl_ended {
+                "ended"
             } else {
                 status_of(a.ended(), i + 1 == takeovers.len(), alive).as_str()
             },
         })
         .collect::<Vec<AttemptRow>>();
-    let current = match takeovers.last() {
+    // A REPL attached to the run and left (`:quit`) changed where it stands no more than a
+    // look does: the run stands as the attempt before it left it.
+    let left_repl = |a: &&runbook_core::ledger::Process| {
+        a.entry == Entry::Repl && a.ended().is_none() && a.repl_ended
+    };
+    let current = match takeovers.iter().rev().find(|a| !left_repl(a)) {
         None => status,
         Some(a) if a.entry == Entry::Abandon => "abandoned",
-        Some(a) => status_of(a.ended(), true, alive).as_str(),
+        Some(a) => {
+            let last = std::ptr::eq(a, takeovers.last().unwrap_or(a));
+            status_of(a.ended(), last, alive).as_str()
+        }
     };
     RunRow {
         run_id: l.run_id.clone(),

@@ -93,6 +93,8 @@ pub struct Process {
     pub login: Option<String>,
     /// Its process id on `host`.
     pub pid: u32,
+    /// A REPL session of it ended (`:quit`, the end of its input): ended, not died.
+    pub repl_ended: bool,
     pub started_at: String,
     /// How it ended; `None` while it runs, or when it died.
     pub finished: Option<RunFinished>,
@@ -186,6 +188,7 @@ impl Ledger {
                 host: start.host.clone(),
                 login: start.login.clone(),
                 pid: start.pid,
+                repl_ended: false,
                 started_at: first.time.clone(),
                 finished: None,
                 finished_at: None,
@@ -257,7 +260,10 @@ impl Ledger {
                     self.simulators.push(vendor.clone());
                 }
             }
-            Event::ReplEnded { .. } => self.repl_ended = true,
+            Event::ReplEnded { .. } => {
+                self.repl_ended = true;
+                self.latest().repl_ended = true;
+            }
             Event::Abandoned(a) => self.abandoned = Some(a.clone()),
             // The latest read of a target is what counts: a later refresh may find it back.
             Event::Refreshed(r) => {
@@ -288,6 +294,7 @@ impl Ledger {
             host: r.host.clone(),
             login: r.login.clone(),
             pid: r.pid,
+            repl_ended: false,
             started_at: t.to_string(),
             finished: None,
             finished_at: None,

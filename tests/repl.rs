@@ -424,6 +424,42 @@ fn a_question_of_an_audit_log_that_cannot_be_read_is_an_error() {
     out.stderr_has("cannot read the audit log");
 }
 
+/// A run `:load` starts goes on with the session's clients: what they saw answering as a
+/// simulator is that run's evidence too (it is a rehearsal), and each run counts its own
+/// failed inputs. Before: the clients report a simulator once, so the second run was taken
+/// for production; and it recorded the first run's failures as its own.
+#[test]
+fn a_run_loaded_at_the_repl_keeps_its_own_evidence() {
+    let rig = crate::support::Rig::new();
+    rig.file(
+        "x.rhai",
+        r#"
+runbook(#{ id: "x", title: "X", egress: ["api.example.com"] });
+step("s", "S", |ctx| { print("s"); });
+"#,
+    );
+    let out = rig.runbook_stdin(
+        &["repl"],
+        &[],
+        "nosuch()\nheroku::config(\"raxx-api-prod\").len()\n:load x.rhai\nheroku::config(\"raxx-api-prod\").len()\n",
+    );
+    out.exit(Exit::StepFailed);
+    let runs = rig.runs();
+    let x = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["runbook"] == "x")
+        .unwrap_or_else(|| panic!("{runs:#}"));
+    assert_eq!(x["target"], "rehearsal", "{runs:#}");
+    let journal = std::fs::read_to_string(rig.path().join(format!(
+        "state/runs/{}.jsonl",
+        x["run_id"].as_str().unwrap()
+    )))
+    .unwrap();
+    assert!(journal.contains("\"failed_inputs\":0"), "{journal}");
+}
+
 #[test]
 fn piped_session_without_errors_exits_0() {
     let out = Test::new()

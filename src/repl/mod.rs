@@ -98,6 +98,9 @@ struct Repl<'a> {
     interrupted: bool,
     /// Reading statements from a pipe, not a terminal.
     piped: bool,
+    /// The session's failed inputs when its current run started (`:load` starts another):
+    /// each run records its own.
+    failures_before_run: usize,
 }
 
 pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
@@ -180,6 +183,7 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
         attached: None,
         interrupted: false,
         piped: false,
+        failures_before_run: 0,
     };
     repl.ready();
     repl.loaded_note();
@@ -224,6 +228,7 @@ fn attach<'a>(args: &ReplArgs, run_id: &str, settings: &'a Settings) -> Result<R
         attached: Some(run_id.to_string()),
         interrupted: false,
         piped: false,
+        failures_before_run: 0,
     };
     repl.ready();
     ui::err(&format!("attached to run {run_id}: completed steps are marked; `runbook resume {run_id}` continues after you leave"));
@@ -272,7 +277,7 @@ impl Repl<'_> {
     fn end_run(&self) {
         let run = self.session.run();
         run.ledger().record(Event::ReplEnded {
-            failed_inputs: self.failures,
+            failed_inputs: self.failures - self.failures_before_run,
         });
         run.ledger().settle();
         run.auditor().settle(run.parts().store.wait());
@@ -331,7 +336,9 @@ impl Repl<'_> {
             },
         )?;
         self.end_run();
+        next.run().note_simulators_seen();
         self.session = next;
+        self.failures_before_run = self.failures;
         self.fns = self.session.runbook().callable().clone_functions_only();
         self.marks.clear();
         self.path = path;

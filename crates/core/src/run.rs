@@ -279,7 +279,17 @@ pub fn still_running(host: &str, pid: u32, at: &str) -> bool {
     else {
         return false;
     };
-    process_start(pid).is_some_and(|started| started <= at.unix_timestamp() + 1)
+    // A runbook process (its command is this one's: a daemon, a kernel thread or another
+    // program given the pid since is not the run's), started no later than the record.
+    let comm = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim().to_string())
+            .ok()
+    };
+    let ours = comm("self");
+    ours.is_some()
+        && comm(&pid.to_string()) == ours
+        && process_start(pid).is_some_and(|started| started <= at.unix_timestamp() + 1)
 }
 
 /// When process `pid` started, in Unix seconds (Linux: `/proc/PID/stat` field 22 in clock
@@ -328,6 +338,25 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only this program's process, started before the record, is the run's: pid 1 (or a
+    /// daemon given a dead run's pid) never is; this very process, after its start, is.
+    #[test]
+    fn a_run_is_still_running_only_in_a_process_of_this_program_started_before_it() {
+        let host = super::hostname();
+        let later = (time::OffsetDateTime::now_utc() + time::Duration::seconds(5))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert!(!super::still_running(&host, 1, &later));
+        assert!(super::still_running(&host, std::process::id(), &later));
+        assert!(!super::still_running(
+            "another-host",
+            std::process::id(),
+            &later
+        ));
+        let long_ago = "2000-01-01T00:00:00Z";
+        assert!(!super::still_running(&host, std::process::id(), long_ago));
+    }
 
     /// A live process of another user is alive (kill answers EPERM): before, a lock held by
     /// a colleague's run on a shared bastion read as dead and could be taken without its

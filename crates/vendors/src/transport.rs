@@ -371,6 +371,16 @@ impl Transport {
     }
 
     /// The vendors seen answering as simulators since the last call (each once).
+    /// Every vendor seen answering as a simulator so far.
+    pub fn simulators_seen(&self) -> Vec<String> {
+        self.inner
+            .simulators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
     pub fn new_simulators(&self) -> Vec<String> {
         let mut seen = self
             .inner

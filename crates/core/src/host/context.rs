@@ -279,6 +279,22 @@ impl RunContext {
         }
     }
 
+    /// A run that goes on with another run's clients (the REPL's next run after `:load`):
+    /// every vendor seen answering as a simulator so far is this run's evidence too, since
+    /// the clients report each vendor once.
+    pub fn note_simulators_seen(&self) {
+        let Some(vendors) = self.services().built_vendors() else {
+            return;
+        };
+        if self.info().modes.target == crate::run::Target::Sandbox {
+            return;
+        }
+        for vendor in vendors.transport().simulators_seen() {
+            self.ledger()
+                .record(crate::events::Event::SimulatorAnswered { vendor });
+        }
+    }
+
     /// The write path of this run (see `writes.rs`).
     pub(crate) fn writes(&self) -> super::writes::Writes<'_> {
         super::writes::Writes::of(self)

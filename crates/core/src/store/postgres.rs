@@ -842,30 +842,36 @@ impl JournalStore for Postgres {
         // Within the same limit as `journal`: verify and the views read this one too.
         let limit = crate::hooks::max_journal_bytes().unwrap_or(crate::state::MAX_JOURNAL_BYTES);
         let id = run_id.to_string();
-        let size: i64 = self.call("cannot read the run journal", {
-            let id = id.clone();
-            move |c| {
-                c.query_one(
-                    "SELECT coalesce(sum(octet_length(line) + 1), 0)::bigint FROM runbook_journal WHERE run_id = $1",
-                    &[&id],
+        // One statement, as `journal`: a row appended between a count and a read would
+        // get past the limit.
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(Option<String>, Option<String>, i64)> =
+            self.call("cannot read the run journal", move |c| {
+                c.query(
+                    "WITH size AS (SELECT coalesce(sum(octet_length(line) + 1), 0)::bigint AS n \
+                       FROM runbook_journal WHERE run_id = $1) \
+                     SELECT j.line, j.login, size.n FROM size \
+                       LEFT JOIN runbook_journal j ON j.run_id = $1 AND size.n <= $2 \
+                     ORDER BY j.seq",
+                    &[&id, &(limit as i64)],
                 )?
-                .try_get(0)
-            }
-        })?;
-        if size as u64 > limit {
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect()
+            })?;
+        let size = rows.first().map_or(0, |(_, _, n)| *n) as u64;
+        if size > limit {
             return Err(Error::TooLarge {
                 path: self.journal_where(run_id).into(),
                 what: "a journal",
-                bytes: size as u64,
+                bytes: size,
                 limit,
             });
         }
-        let rows = self.call("cannot read the run journal", move |c| {
-            stamped(c.query(
-                "SELECT line, login FROM runbook_journal WHERE run_id = $1 ORDER BY seq",
-                &[&id],
-            )?)
-        })?;
+        let rows: Vec<super::Stamp> = rows
+            .into_iter()
+            .filter_map(|(text, login, _)| Some(super::Stamp { text: text?, login }))
+            .collect();
         Ok((!rows.is_empty()).then_some(rows))
     }
     fn journal_last(&self, run_id: &str) -> Result<Option<String>> {

@@ -551,18 +551,38 @@ fn a_journal_over_the_limit_in_the_database_is_listed_unread() {
         .exit(Exit::Ok)
         .stdout_has("damaged")
         .stderr_has("bytes; a journal may be at most 200 bytes");
-    // `audit verify` reads the journals' stamps within the same limit.
+    // `audit verify` reads the journals' stamps within the same limit, and one over it is
+    // that journal's problem: the others are still checked (an edited one is found).
+    let small = machine_run(&rig, &db, "laptop-b", &["repl"], &[]);
+    small.exit(Exit::Ok);
+    let listed = machine_run(&rig, &db, "laptop-b", &["runs", "--json"], &[]).json();
+    assert_eq!(listed[0]["entry"], "repl", "{listed:#}");
+    let small_id = listed[0]["run_id"].as_str().unwrap().to_string();
+    let mut c = db.client();
+    crate::support::pg::behind_the_triggers(&mut c);
+    let edited = c
+        .execute(
+            "UPDATE runbook_journal SET line = replace(line, '\"failed_inputs\":0', '\"failed_inputs\":1') \
+             WHERE run_id = $1 AND line LIKE '%repl_ended%'",
+            &[&small_id],
+        )
+        .unwrap();
+    assert_eq!(edited, 1);
     let verified = machine_run(
         &rig,
         &db,
         "laptop-b",
         &["audit", "verify"],
-        &[("RUNBOOK_MAX_JOURNAL_BYTES", "200")],
+        &[("RUNBOOK_MAX_JOURNAL_BYTES", "4000")],
     );
     assert_ne!(verified.code, 0, "{}", verified.stdout);
     let said = format!("{}{}", verified.stdout, verified.stderr);
     assert!(
-        said.contains("a journal may be at most 200 bytes"),
+        said.contains("a journal may be at most 4000 bytes"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("BROKEN: the journal of run {small_id}")),
         "{said}"
     );
 }

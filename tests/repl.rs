@@ -39,6 +39,20 @@ fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
     p
 }
 
+/// `t` started with `input` as its whole stdin (then closed), stdout and stderr piped.
+fn fed(t: &Test, input: &[u8]) -> std::process::Child {
+    use std::io::Write;
+    let mut child = t
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child
+}
+
 /// Types `line` and waits for each of `shown`, in order.
 fn type_line(p: &mut OsSession, line: &str, shown: &[&str]) {
     p.send_line(line).unwrap();
@@ -289,25 +303,16 @@ fn piped_statements_run_line_by_line_and_a_failure_sets_exit_1() {
 /// the slow call stopped, and the next line's write was still sent (exit 1).
 #[test]
 fn an_interrupted_piped_session_runs_nothing_more_and_exits_130() {
-    use std::io::{BufRead, Write};
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let t = postmark_repl(
         Test::in_dir(dir.path()),
         &["--yes", "--fault", "postmark:GET:/server=latency=20000"],
     );
-    let mut child = t
-        .command()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"40 + 2\npostmark::server(infisical::secret(\"POSTMARK_SERVER_TOKEN\").value)\nheroku::set_config(\"raxx-api-prod\", #{ AFTER_MARK: \"on\" });\n\"after\"\n")
-        .unwrap();
+    let mut child = fed(
+        &t,
+        b"40 + 2\npostmark::server(infisical::secret(\"POSTMARK_SERVER_TOKEN\").value)\nheroku::set_config(\"raxx-api-prod\", #{ AFTER_MARK: \"on\" });\n\"after\"\n",
+    );
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(stdout.next().unwrap().unwrap(), "42");
     // The slow read is next (or the line is being read): either way nothing after it runs.
@@ -352,21 +357,8 @@ fn an_unanswered_step_confirmation_fails_a_piped_session() {
 /// session ended there silently, with exit 0, and the lines after it never ran.
 #[test]
 fn a_piped_line_that_is_not_text_is_an_error_not_the_end_of_the_input() {
-    use std::io::Write;
     let t = Test::new().args(&["repl"]);
-    let mut child = t
-        .command()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"40 + 2\n\"\xff\xfe\"\n1 + 1\n")
-        .unwrap();
+    let child = fed(&t, b"40 + 2\n\"\xff\xfe\"\n1 + 1\n");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -279,6 +279,43 @@ fn state_error(shown: &str, what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Postgres {
+    /// A run's journal rows with the login stamped on each, in order: as a journal file is,
+    /// refused unread over the size limit (any login may append rows, and one inflated
+    /// journal must not take every colleague's `runs`, `due` and `audit verify` down), in
+    /// one statement (a row appended between a count and a read would get past it).
+    fn journal_rows(&self, run_id: &str) -> Result<Vec<super::Stamp>> {
+        let limit = crate::hooks::max_journal_bytes().unwrap_or(crate::state::MAX_JOURNAL_BYTES);
+        let id = run_id.to_string();
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(Option<String>, Option<String>, i64)> =
+            self.call("cannot read the run journal", move |c| {
+                c.query(
+                    "WITH size AS (SELECT coalesce(sum(octet_length(line) + 1), 0)::bigint AS n \
+                       FROM runbook_journal WHERE run_id = $1) \
+                     SELECT j.line, j.login, size.n FROM size \
+                       LEFT JOIN runbook_journal j ON j.run_id = $1 AND size.n <= $2 \
+                     ORDER BY j.seq",
+                    &[&id, &(limit as i64)],
+                )?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect()
+            })?;
+        let size = rows.first().map_or(0, |(_, _, n)| *n) as u64;
+        if size > limit {
+            return Err(Error::TooLarge {
+                path: self.journal_where(run_id).into(),
+                what: "a journal",
+                bytes: size,
+                limit,
+            });
+        }
+        Ok(rows
+            .into_iter()
+            .filter_map(|(text, login, _)| Some(super::Stamp { text: text?, login }))
+            .collect())
+    }
+
     /// Connects (TLS when the server offers it; `sslmode=require` insists), applies the
     /// migrations this version knows, and refuses a server or schema it cannot work with.
     pub fn connect(url: &str, lease: Duration) -> Result<Postgres> {
@@ -808,70 +845,15 @@ impl JournalStore for Postgres {
         }
     }
     fn journal(&self, run_id: &str) -> Result<Option<String>> {
-        // As a journal file is: over the limit, refused unread. Any login may append rows,
-        // and one inflated journal must not take every colleague's `runs` and `due` down.
-        let limit = crate::hooks::max_journal_bytes().unwrap_or(crate::state::MAX_JOURNAL_BYTES);
-        let id = run_id.to_string();
-        let rows: Vec<(Option<String>, i64)> =
-            self.call("cannot read the run journal", move |c| {
-                c.query(
-                    "WITH size AS (SELECT coalesce(sum(octet_length(line) + 1), 0)::bigint AS n \
-                   FROM runbook_journal WHERE run_id = $1) \
-                 SELECT j.line, size.n FROM size \
-                   LEFT JOIN runbook_journal j ON j.run_id = $1 AND size.n <= $2 \
-                 ORDER BY j.seq",
-                    &[&id, &(limit as i64)],
-                )?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect()
-            })?;
-        let size = rows.first().map_or(0, |(_, n)| *n) as u64;
-        if size > limit {
-            return Err(Error::TooLarge {
-                path: self.journal_where(run_id).into(),
-                what: "a journal",
-                bytes: size,
-                limit,
-            });
-        }
-        let lines: Vec<String> = rows.into_iter().filter_map(|(l, _)| l).collect();
+        let lines: Vec<String> = self
+            .journal_rows(run_id)?
+            .into_iter()
+            .map(|s| s.text)
+            .collect();
         Ok((!lines.is_empty()).then(|| lines.join("\n") + "\n"))
     }
     fn journal_stamped(&self, run_id: &str) -> Result<Option<Vec<super::Stamp>>> {
-        // Within the same limit as `journal`: verify and the views read this one too.
-        let limit = crate::hooks::max_journal_bytes().unwrap_or(crate::state::MAX_JOURNAL_BYTES);
-        let id = run_id.to_string();
-        // One statement, as `journal`: a row appended between a count and a read would
-        // get past the limit.
-        #[allow(clippy::type_complexity)]
-        let rows: Vec<(Option<String>, Option<String>, i64)> =
-            self.call("cannot read the run journal", move |c| {
-                c.query(
-                    "WITH size AS (SELECT coalesce(sum(octet_length(line) + 1), 0)::bigint AS n \
-                       FROM runbook_journal WHERE run_id = $1) \
-                     SELECT j.line, j.login, size.n FROM size \
-                       LEFT JOIN runbook_journal j ON j.run_id = $1 AND size.n <= $2 \
-                     ORDER BY j.seq",
-                    &[&id, &(limit as i64)],
-                )?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect()
-            })?;
-        let size = rows.first().map_or(0, |(_, _, n)| *n) as u64;
-        if size > limit {
-            return Err(Error::TooLarge {
-                path: self.journal_where(run_id).into(),
-                what: "a journal",
-                bytes: size,
-                limit,
-            });
-        }
-        let rows: Vec<super::Stamp> = rows
-            .into_iter()
-            .filter_map(|(text, login, _)| Some(super::Stamp { text: text?, login }))
-            .collect();
+        let rows = self.journal_rows(run_id)?;
         Ok((!rows.is_empty()).then_some(rows))
     }
     fn journal_last(&self, run_id: &str) -> Result<Option<String>> {

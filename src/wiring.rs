@@ -33,21 +33,27 @@ impl Wired<'_> {
         lookup(self.settings, self.env.as_ref(), name)
     }
 
-    /// Where a run of `runbook` with `params` goes: the vendor modules it calls and the
-    /// hosts its egress declares.
+    /// Where a run of `runbook` with `params` goes (`target`).
     pub fn target(&self, runbook: &runbook_core::runbook::Runbook, params: &rhai::Map) -> Target {
-        if self.sandbox.is_some() {
-            return Target::Sandbox;
-        }
-        let params = runbook_core::value::to_json(&rhai::Dynamic::from_map(params.clone()));
-        let egress =
-            runbook_core::plan::egress::Egress::resolve(&runbook.plan().meta().egress, &params);
-        target_of(
-            self.services.config(),
-            &runbook.vendor_modules(),
-            egress.hosts(),
-        )
+        target(&self.services, self.sandbox.is_some(), runbook, params)
     }
+}
+
+/// Where a run of `runbook` with `params` goes through `services`: the sandbox in this
+/// process, or by the vendor modules it calls and the hosts its egress declares.
+pub fn target(
+    services: &Services,
+    in_process_sandbox: bool,
+    runbook: &runbook_core::runbook::Runbook,
+    params: &rhai::Map,
+) -> Target {
+    if in_process_sandbox {
+        return Target::Sandbox;
+    }
+    let params = runbook_core::value::to_json(&rhai::Dynamic::from_map(params.clone()));
+    let egress =
+        runbook_core::plan::egress::Egress::resolve(&runbook.plan().meta().egress, &params);
+    target_of(services.config(), &runbook.vendor_modules(), egress.hosts())
 }
 
 /// Loopback when every vendor module the runbook calls has its endpoint on this machine and

@@ -139,6 +139,26 @@ fn rotated_with_keys(dir: &std::path::Path) -> (crate::support::Output, String) 
     (rotated, run_id)
 }
 
+/// A signed pack (`text`, in pack.json) of a rotation that succeeded carries every whole
+/// line of `journal` (no fragment) and verifies.
+fn assert_whole_pack(text: &str, journal: &str, cmd: &dyn Fn(&[&str]) -> crate::support::Output) {
+    let pack: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        pack["journal"].as_array().unwrap().len(),
+        journal.lines().count(),
+        "every whole line, no fragment"
+    );
+    assert_eq!(pack["status"], "succeeded");
+    cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok);
+}
+
 /// A journal whose last record is whole but lost its newline (a power loss, a hand repair):
 /// every reader counts that record, and so does the pack. Before, the pack's status came
 /// from the record while its lines left it out, and verify called the journal cut
@@ -152,20 +172,7 @@ fn a_pack_of_a_journal_whose_last_record_lost_its_newline_verifies() {
     let journal = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, journal.trim_end_matches('\n')).unwrap();
     let text = signed_pack(dir.path(), &cmd, &run_id);
-    let pack: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        pack["journal"].as_array().unwrap().len(),
-        journal.lines().count()
-    );
-    assert_eq!(pack["status"], "succeeded");
-    cmd(&[
-        "evidence",
-        "verify",
-        "pack.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::Ok);
+    assert_whole_pack(&text, &journal, &cmd);
 }
 
 /// A run whose journal ends in a line a crash cut short: the pack leaves the fragment out
@@ -180,21 +187,7 @@ fn a_pack_of_a_journal_with_a_torn_tail_verifies() {
     let journal = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{journal}{{\"v\":1,\"type\":\"step_sta")).unwrap();
     let text = signed_pack(dir.path(), &cmd, &run_id);
-    let pack: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        pack["journal"].as_array().unwrap().len(),
-        journal.lines().count(),
-        "the fragment is left out"
-    );
-    assert_eq!(pack["status"], "succeeded");
-    cmd(&[
-        "evidence",
-        "verify",
-        "pack.json",
-        "--pubkey",
-        "keys/evidence.pub",
-    ])
-    .exit(Exit::Ok);
+    assert_whole_pack(&text, &journal, &cmd);
     // A pack made before carries the fragment as its last line: it still reads as torn.
     let mut old: Value = serde_json::from_str(&text).unwrap();
     old["journal"]

@@ -260,17 +260,8 @@ impl Repl<'_> {
 
     /// Where a run of `runbook` with `params` goes, as `start` finds it (`Wired::target`).
     fn target_of(&self, runbook: &Runbook, params: &rhai::Map) -> runbook_core::run::Target {
-        if self.sandbox.is_some() {
-            return runbook_core::run::Target::Sandbox;
-        }
-        let params = value::to_json(&Dynamic::from_map(params.clone()));
-        let egress =
-            runbook_core::plan::egress::Egress::resolve(&runbook.plan().meta().egress, &params);
-        wiring::target_of(
-            self.session.run().services().config(),
-            &runbook.vendor_modules(),
-            egress.hosts(),
-        )
+        let services = self.session.run().services();
+        wiring::target(services, self.sandbox.is_some(), runbook, params)
     }
 
     /// Ends this session's current run, as `:quit` does.

@@ -851,5 +851,16 @@ fn a_kill_while_taking_the_lock_leaves_no_lock_behind() {
             .all(|n| !n.to_string_lossy().ends_with(".lock")),
         "{locks:?}"
     );
+    assert!(
+        locks
+            .iter()
+            .any(|n| n.to_string_lossy().ends_with(".taking")),
+        "the kill leaves its taking: {locks:?}"
+    );
     rig.exec("postmark", &[]).exit(crate::support::Exit::Ok);
+    // The next taking of that lock removes what the killed process left.
+    let left: Vec<_> = std::fs::read_dir(rig.path().join("state/locks"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -744,6 +744,33 @@ fn lock_in_place(path: &Path, text: &str) -> Result<bool> {
     }
 }
 
+/// What a process killed between writing its taking of `name` and linking it into place
+/// left beside it (`.NAME.PID.LEASE.taking`): removed once its process is gone, so the
+/// folder does not fill with them. A live process's (or one of another host, sharing the
+/// folder, whose pid means nothing here) is left; removing one only fails that taking.
+fn remove_dead_takings(lock: &Path, name: &str) {
+    let (Some(dir), prefix) = (lock.parent(), format!(".{name}.")) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(prefix.as_str()))
+            .and_then(|f| f.strip_suffix(".taking"))
+        else {
+            continue;
+        };
+        let pid = rest.split('.').next().and_then(|p| p.parse::<i64>().ok());
+        if pid.is_some_and(|pid| !crate::run::pid_alive(pid)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 impl LockStore for Files {
     fn lease(&self) -> Option<Duration> {
         None
@@ -759,6 +786,7 @@ impl LockStore for Files {
         // it left a lock that named nobody, said to be "already running", that no exit
         // cleanup matched). A full disk fails the write before anything is taken.
         let name = path.file_name().unwrap_or_default().to_string_lossy();
+        remove_dead_takings(&path, &name);
         let tmp = path.with_file_name(format!(
             ".{name}.{}.{}.taking",
             std::process::id(),

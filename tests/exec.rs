@@ -584,6 +584,7 @@ rotation::steps(#{
     discover: false,
     create: |ctx| http::post("https://api.vendor.example/keys", #{ json: #{}, secrets: ["key"] }).json.key,
     validate: |ctx| (),
+    works: |ctx, key| true,
     revoke: |ctx| (),
 });
 "#;

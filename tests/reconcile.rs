@@ -1021,6 +1021,81 @@ fn sendgrid_keys(state: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Deletes SendGrid API key `id` with the sandbox's admin key, as someone would in the
+/// dashboard.
+fn delete_sendgrid_key(rig: &Rig, id: &str) {
+    let (status, body) = crate::support::http(
+        &rig.sandbox.env["SENDGRID_API_URL"],
+        "DELETE",
+        &format!("/v3/api_keys/{id}"),
+        &[(
+            "Authorization",
+            "Bearer SG.sandbox-admin-key.000000000000000000000000",
+        )],
+        "",
+    );
+    assert_eq!(status, 204, "{body}");
+}
+
+/// A SendGrid rotation (through `std/rotation`) stopped after propagate; then the old key
+/// was deleted at SendGrid (the rotation was for its exposure). Before, the rollback put
+/// the dead key on every app and back into Infisical, then deleted the new key, the only
+/// one working: every consumer down, "rollback complete". Now the stdlib declares what
+/// rollback restores, the rollback asks SendGrid first, and restores nothing (cold review).
+#[test]
+fn a_stdlib_rollback_does_not_restore_a_key_deleted_at_the_vendor() {
+    const OLD_ID: &str = "kC9vQ3sWQY6v0u1m2o3p4q";
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "after:propagate");
+    delete_sendgrid_key(&rig, OLD_ID);
+    let keys = sendgrid_keys(&rig.state());
+    assert_eq!(keys.len(), 1, "only the new key is left: {keys:?}");
+    rig.rollback(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ ctx.old_value secret(")
+        .stderr_has("no longer works (deleted, revoked or expired)")
+        .stderr_has("Nothing was undone");
+    let state = rig.state();
+    assert_eq!(sendgrid_keys(&state), keys, "the new key is not deleted");
+    assert_eq!(secret_value(&state, "SENDGRID_API_KEY"), keys[0].1);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"], keys[0].1,
+            "{app} keeps the working key"
+        );
+    }
+}
+
+/// A SendGrid rotation stopped before revoke; then the new key was deleted at SendGrid (an
+/// unknown key made at 3 a.m.). Before, the resume went on to revoke and deleted the old
+/// key too: both dead, every consumer down. Now a resumed run asks SendGrid whether the new
+/// key still works before revoking, stops, and the rollback (the old key works) puts the old
+/// key back everywhere; the new key's discard takes "already gone" for done (cold review).
+#[test]
+fn a_stdlib_resume_does_not_revoke_when_the_new_key_died_meanwhile() {
+    const OLD_ID: &str = "kC9vQ3sWQY6v0u1m2o3p4q";
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "after:verify");
+    let keys = sendgrid_keys(&rig.state());
+    let new: Vec<_> = keys.iter().filter(|(id, _)| id != OLD_ID).collect();
+    assert_eq!(new.len(), 1, "{keys:?}");
+    delete_sendgrid_key(&rig, &new[0].0);
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("the new SendGrid credential no longer works at SendGrid");
+    let state = rig.state();
+    let left = sendgrid_keys(&state);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].0, OLD_ID, "the old key is not revoked");
+    assert_eq!(secret_value(&state, "SENDGRID_API_KEY"), left[0].1);
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"], left[0].1,
+            "{app} is back on the old key"
+        );
+    }
+}
+
 /// Whether Infisical holds a secret named `name` (not deleted).
 fn in_infisical(state: &serde_json::Value, name: &str) -> bool {
     items(&state["infisical"]["secrets"])

@@ -161,6 +161,63 @@ fn rollback_restores_exactly_what_the_failed_step_changed() {
     assert_eq!(report["status"], "rolled_back");
 }
 
+/// Heroku applied the config change and answered 500, on every attempt (the sandbox's
+/// `committed`: "it worked but said it failed"). Before, the write was recorded `failed`
+/// ("the vendor answered that it did not"), so the rollback left staging on the new token
+/// and then deleted that token at Postmark. A server error does not say the write did
+/// nothing: it is recorded `unknown`, and the rollback restores staging too (cold review).
+#[test]
+fn a_write_answered_500_after_it_applied_is_undone_by_the_rollback() {
+    let out = rehearse_postmark(&[
+        "--yes",
+        "--fault",
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars=committed:times=4",
+    ]);
+    out.exit(Exit::StepFailed);
+    let journal = out.journal();
+    assert!(
+        journal.contains(r#""target":"raxx-api-staging","outcome":"unknown""#),
+        "{journal}"
+    );
+    let state = out.sandbox_state();
+    for app in APPS {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"], OLD_TOKEN,
+            "{app} is back on the old token"
+        );
+    }
+    assert_eq!(out.report()["status"], "rolled_back");
+}
+
+/// The first attempt of staging's config change reached Heroku and its answer was lost;
+/// the retries were answered 503. Before, only the last answer counted: `failed`, and the
+/// rollback left staging on the new token. An attempt whose answer was lost may have
+/// applied whatever a later one answers (cold review).
+#[test]
+fn a_write_whose_first_answer_was_lost_stays_in_doubt_after_later_refusals() {
+    let out = rehearse_postmark(&[
+        "--yes",
+        "--fault",
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars=lost:once",
+        "--fault",
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars=503:times=3",
+    ]);
+    out.exit(Exit::StepFailed);
+    let journal = out.journal();
+    assert!(
+        journal.contains(r#""target":"raxx-api-staging","outcome":"unknown""#),
+        "{journal}"
+    );
+    let state = out.sandbox_state();
+    for app in APPS {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"], OLD_TOKEN,
+            "{app} is back on the old token"
+        );
+    }
+    assert_eq!(out.report()["status"], "rolled_back");
+}
+
 /// A step whose only write was refused leaves nothing to undo: its undo never runs (with the
 /// SendGrid rotation, that undo would delete a key this run did not create).
 #[test]
@@ -513,7 +570,7 @@ fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
         .exit(Exit::Aborted)
         .stderr_has("Step 'validate' sent a write whose answer was lost: the journal cannot tell whether it took effect.")
         .stderr_has("postmark::send_email on ")
-        .stderr_has("sent, answer lost: it may have taken effect")
+        .stderr_has("sent, answer lost or a server error: it may have taken effect")
         // What to do next, not a silent exit.
         .stderr_has(&format!(
             "Stopped before step 'validate': nothing was run. Check at the vendor whether it took effect, then `runbook resume {run_id}` and answer validate.rerun (\"rerun\" or \"done\") at a terminal or in an answers file (--answers FILE); or undo the run with `runbook rollback {run_id}`."

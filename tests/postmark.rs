@@ -186,15 +186,14 @@ fn infisical_500_on_store_rolls_back_after_retries() {
         "store",
     );
     out.stderr_has("infisical PATCH /api/v4/secrets/POSTMARK_SERVER_TOKEN → 500");
-    // The store's write was refused: nothing changed, so its undo did not run (it used to,
-    // writing the old value back as a version nobody needed).
-    assert_eq!(step_statuses(&report)[3], ("store", "failed"));
+    // A 500 does not say the store did nothing, so its undo runs; but Infisical does not
+    // hold this run's token, so the undo writes nothing (it used to write the old value
+    // back as a version nobody needed), and says so.
+    assert_eq!(step_statuses(&report)[3], ("store", "undone"));
+    out.stderr_has("may have applied, but does not hold what this run wrote");
     assert_eq!(infisical_versions(&out.sandbox_state()).len(), 2);
     let journal = out.journal();
-    assert!(
-        !journal.contains("\"type\":\"undo_started\",\"step\":\"store\""),
-        "{journal}"
-    );
+    assert!(journal.contains(r#""outcome":"unknown""#), "{journal}");
 }
 
 #[test]
@@ -1150,7 +1149,8 @@ fn the_token_under_another_name_is_found_and_covered_when_included() {
 }
 
 /// A stop says everything it leaves changed, writes of the failed step included: here one
-/// app already holds the new token while the other refused it. Before, the footer named
+/// app already holds the new token while the other refused it (a 422: a 500 may have
+/// applied, and is listed as outcome unknown). Before, the footer named
 /// only the completed steps. The JSON report lists the same changes, values as fingerprints.
 #[test]
 fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
@@ -1158,7 +1158,7 @@ fn a_stopped_run_lists_every_change_left_in_place_including_the_failed_steps() {
         "--yes",
         "--no-rollback",
         "--fault",
-        "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:always",
+        "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always",
     ]);
     out.exit(Exit::StepFailed)
         .stderr_has("Left in place (changed, not undone):")
@@ -1201,7 +1201,7 @@ fn a_refused_staging_removal_leaves_the_copy_with_a_warning_and_the_rotation_com
         "infisical:DELETE:/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING=500:always",
     ]);
     out.exit(Exit::Ok).stderr_has(
-        "POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/ was not removed (infisical DELETE /api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING → 500 Internal Server Error: Something went wrong (error InternalServerError) after 4 attempts): it is still there; delete it in Infisical once it answers",
+        "POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/ was not removed (infisical DELETE /api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING → 500 Internal Server Error: Something went wrong (error InternalServerError) after 4 attempts): it may still be there; delete it in Infisical once it answers",
     );
     let state = out.sandbox_state();
     assert_everywhere(&state, &current_infisical(&state));

@@ -469,7 +469,7 @@ fn a_runs_timeline_shows_steps_writes_undo_and_what_is_in_effect() {
         .args(&[
             "--yes",
             "--fault",
-            "heroku:PATCH:/apps/raxx-api-staging/config-vars=500:always",
+            "heroku:PATCH:/apps/raxx-api-staging/config-vars=422:always",
         ])
         .run();
     out.exit(Exit::StepFailed).stdout_has("  ↶ undoing store");

@@ -278,7 +278,9 @@ pub fn outcome_text(
     use runbook_core::events::WriteOutcome;
     match outcome {
         WriteOutcome::Applied => "applied".to_string(),
-        WriteOutcome::Unknown => "outcome unknown (sent, answer lost)".to_string(),
+        WriteOutcome::Unknown => {
+            "outcome unknown (sent; answer lost, or a server error)".to_string()
+        }
         WriteOutcome::Pending => format!(
             "pending approval{}",
             filed.map(|f| format!(" ({})", f.slug)).unwrap_or_default()

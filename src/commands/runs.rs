@@ -377,7 +377,7 @@ fn timeline_line(e: &Stamped, proven: Option<&str>) -> Option<String> {
         Event::WriteOutcome(w) => {
             let outcome = match w.outcome {
                 runbook_core::events::WriteOutcome::Unknown => {
-                    "outcome unknown (answer lost)".into()
+                    "outcome unknown (answer lost, or a server error)".into()
                 }
                 other => outcome_text(other, w.filed.as_ref()),
             };
@@ -416,6 +416,10 @@ fn timeline_line(e: &Stamped, proven: Option<&str>) -> Option<String> {
                 ),
                 Holds::Restored => "restored by this run's rollback".to_string(),
                 Holds::Unread => "could not be read back".to_string(),
+                Holds::NotShown => {
+                    "may have applied, but does not hold what this run wrote; left alone"
+                        .to_string()
+                }
             };
             format!("  refresh: {} on {}: {holds}", r.function, r.target)
         }

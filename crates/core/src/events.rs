@@ -380,6 +380,11 @@ pub enum Holds {
     Restored,
     /// It could not be read back (the vendor keeps it write-only, or the read failed).
     Unread,
+    /// A write that may have applied (its answer lost, or a server error) does not show:
+    /// it did not apply, or someone changed the target since. Nothing of the run's is there
+    /// to undo, so the rollback leaves it; it is not a change that stops a resume (the step
+    /// writes it again).
+    NotShown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1434,6 +1434,7 @@ mod tests {
             }))
             .unwrap(),
             attempts: 1,
+            earlier_lost: false,
         };
         let d = parse_error(&resp);
         assert_eq!(d.message.as_deref(), Some("projectId: Required; Bad"));

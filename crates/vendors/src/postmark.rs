@@ -328,6 +328,7 @@ mod tests {
                 headers: Default::default(),
                 body: br#"{"ErrorCode":10,"Message":"Bad or missing API token."}"#.to_vec(),
                 attempts: 1,
+                earlier_lost: false,
             };
             assert_eq!(
                 parse_error(&resp).kind,
@@ -340,6 +341,7 @@ mod tests {
             headers: Default::default(),
             body: br#"{"ErrorCode":300,"Message":"Invalid email request."}"#.to_vec(),
             attempts: 1,
+            earlier_lost: false,
         };
         assert_eq!(parse_error(&other).kind, None);
     }

@@ -166,6 +166,9 @@ pub struct RawResponse {
     pub body: Vec<u8>,
     /// How many attempts it took.
     pub attempts: u32,
+    /// An earlier attempt of this request was sent and its answer lost: whatever this one
+    /// answers, that one may have applied.
+    pub earlier_lost: bool,
 }
 
 impl RawResponse {
@@ -478,11 +481,15 @@ impl Transport {
             1
         };
         let mut attempt = 0;
+        // Sticky: an attempt whose answer was lost may have applied, whatever a later one
+        // answers (a 503, a refused connection): the caller must not read "not done".
+        let mut lost = false;
         loop {
             attempt += 1;
             match self.attempt(&req, &url).await {
                 Ok(mut resp) => {
                     resp.attempts = attempt;
+                    resp.earlier_lost = lost;
                     if !resp.is_retryable() || attempt >= max {
                         return Ok(resp);
                     }
@@ -496,6 +503,8 @@ impl Transport {
                 }
                 Err(e) => {
                     let e = e.with_attempts(attempt);
+                    let e = if lost { e.answer_lost() } else { e };
+                    lost |= e.maybe_applied();
                     if e.kind() != ErrorKind::Connection || attempt >= max {
                         return Err(e);
                     }
@@ -714,6 +723,7 @@ impl Transport {
             headers,
             body,
             attempts: 1,
+            earlier_lost: false,
         })
     }
 
@@ -798,6 +808,9 @@ pub(crate) fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser
         .with_attempts(resp.attempts);
     if let Some(hint) = detail.hint {
         err = err.with_hint(hint);
+    }
+    if resp.earlier_lost {
+        err = err.answer_lost();
     }
     err
 }
@@ -992,6 +1005,7 @@ mod tests {
             headers: HeaderMap::new(),
             body: br#"{"ApiTokens":"pm-canary-0001-abcdef"}"#.to_vec(),
             attempts: 1,
+            earlier_lost: false,
         };
         let e = decode_json::<Server>(&req, &resp).unwrap_err();
         let text = e.to_string();
@@ -1048,6 +1062,7 @@ mod tests {
             headers: map,
             body: body.as_bytes().to_vec(),
             attempts: 1,
+            earlier_lost: false,
         }
     }
 

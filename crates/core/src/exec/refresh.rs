@@ -226,7 +226,8 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
 /// what this run's rollback put back, then what the run wrote, then no read.
 fn weight(holds: Holds) -> u8 {
     match holds {
-        Holds::Changed => 3,
+        Holds::Changed => 4,
+        Holds::NotShown => 3,
         Holds::Restored => 2,
         Holds::AsWritten => 1,
         Holds::Unread => 0,
@@ -276,13 +277,15 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
     }
     let shown = now.as_deref().unwrap_or("another value");
     match holds {
-        // A write whose answer was lost and that does not show did not apply: nobody
-        // changed anything since, there is only nothing of it to find.
+        // A write that may have applied (its answer lost, or a server error) and does not
+        // show: either it did not apply, or it did and someone changed the target since.
+        // Either way there is nothing of this run's there to undo, and an undo would write
+        // over what the target holds now: left alone, as a target changed since is.
         Holds::Changed if w.outcome == WriteOutcome::Unknown => {
             say.progress(format!(
-                "    · {what}: its answer was lost and it did not apply ({shown})"
+                "    · {what}: may have applied, but does not hold what this run wrote ({shown}): left alone"
             ));
-            return Some((Holds::Unread, None));
+            return Some((Holds::NotShown, now));
         }
         Holds::AsWritten => {
             say.progress(format!("    = {what}: holds what this run wrote; restored"))
@@ -290,8 +293,8 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
         Holds::Changed => say.warning(format!(
             "    ≠ {what}: changed since this run ({shown}); left alone"
         )),
-        // Only `restored_by_this_run` says so, above.
-        Holds::Restored => {}
+        // Only `restored_by_this_run` and the lost write above say so.
+        Holds::Restored | Holds::NotShown => {}
         Holds::Unread => say.progress(format!(
             "    ? {what}: {}; its undo runs as the journal says",
             now.as_deref()
@@ -362,12 +365,23 @@ pub(crate) fn restored(session: &Session) -> Option<String> {
     Some(targets.join(", "))
 }
 
-/// What a finished rollback left alone because it changed since the run, as one line.
-pub(crate) fn left_alone(session: &Session) -> Option<String> {
-    let list = session
-        .run()
-        .ledger()
-        .read(Vec::new(), |l| l.left_alone.clone());
+/// The targets of writes that may have applied and do not show, as one line: a rollback
+/// leaves them (nothing of the run's is there).
+pub(crate) fn not_shown(session: &Session) -> Option<String> {
+    listed(session, |r| r.holds == Holds::NotShown)
+}
+
+/// The targets someone changed since the run wrote them: what stops a resume, and what makes
+/// a rollback partial. A write that may have applied and does not show is not among them
+/// (a resume's step writes it again; a rollback has nothing of the run's there to undo).
+pub(crate) fn changed_since(session: &Session) -> Option<String> {
+    listed(session, |r| r.holds == Holds::Changed)
+}
+
+fn listed(session: &Session, keep: impl Fn(&Refreshed) -> bool) -> Option<String> {
+    let list: Vec<Refreshed> = session.run().ledger().read(Vec::new(), |l| {
+        l.left_alone.iter().filter(|r| keep(r)).cloned().collect()
+    });
     if list.is_empty() {
         return None;
     }

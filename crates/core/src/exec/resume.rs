@@ -331,7 +331,7 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         .collect();
     super::refresh::refresh_targets(&r.session, &done);
     let id = r.session.run_id().to_string();
-    if let Some(changed) = super::refresh::left_alone(&r.session) {
+    if let Some(changed) = super::refresh::changed_since(&r.session) {
         return Ok(not_resumed(r, [
             format!("✗ not resumed: the vendors changed since this run: {changed}; resuming would build on values that are no longer there"),
             format!("  Roll back with `runbook rollback {id}` (it leaves what changed alone), or put those values back as the run left them, then resume."),

@@ -906,7 +906,12 @@ impl<'a> Runner<'a> {
                 return status;
             }
         }
-        match super::refresh::left_alone(self.session) {
+        if let Some(unsure) = super::refresh::not_shown(self.session) {
+            self.say.progress(format!(
+                "  not undone, as they do not hold what this run wrote (its writes there may not have applied): {unsure}"
+            ));
+        }
+        match super::refresh::changed_since(self.session) {
             Some(left) => {
                 self.say.warning(format!(
                     "  partly rolled back: what changed since this run was left alone: {left}"

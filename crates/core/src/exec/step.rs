@@ -413,7 +413,9 @@ fn explain_doubt(session: &Session, step: &Step, doubt: &Doubt) {
             WriteOutcome::Applied => "applied",
             WriteOutcome::Failed => "refused",
             WriteOutcome::NotSent => "not sent",
-            WriteOutcome::Unknown => "sent, answer lost: it may have taken effect",
+            WriteOutcome::Unknown => {
+                "sent, answer lost or a server error: it may have taken effect"
+            }
             WriteOutcome::Pending => {
                 "filed for approval, not merged yet: it takes effect if an approver merges it"
             }

@@ -526,7 +526,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         "writes",
         &["function: string"],
         "Array",
-        "Every write of `function` in this step (every attempt), oldest first, as\n#{target, state, request, recorded, sent}: state is \"applied\", \"failed\", \"not_sent\",\n\"unknown\" (sent, and its answer was lost: it may have taken effect) or \"pending\" (filed\nas a change request, `request`, not merged yet). A retry after a crash reads here what an\nearlier attempt may have left at the vendor before it acts again.",
+        "Every write of `function` in this step (every attempt), oldest first, as\n#{target, state, request, recorded, sent}: state is \"applied\", \"failed\", \"not_sent\",\n\"unknown\" (sent, and its answer was lost or a server error: it may have taken effect) or \"pending\" (filed\nas a change request, `request`, not merged yet). A retry after a crash reads here what an\nearlier attempt may have left at the vendor before it acts again.",
         |nc: NativeCallContext, _ctx: &mut crate::value::Ctx, function: &str| -> R<Array> {
             every_step_write(&nc, "ctx.writes", function, |w| Some(write_map(w)))
         },

@@ -853,6 +853,8 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
             })
             .collect();
         m.insert("headers".into(), headers.into());
+        // An earlier attempt's answer was lost: this answer does not say what that one did.
+        m.insert("maybe_applied".into(), resp.earlier_lost.into());
         let text = resp.text();
         let wrap = Wrap {
             declared: &secrets,
@@ -931,14 +933,21 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     Ok(result)
 }
 
-/// A write answered with `status`: a 4xx or 5xx is the vendor refusing (nothing to undo).
+/// A write answered with `status`: a 4xx is the vendor refusing (nothing to undo); a 5xx,
+/// or any answer after an attempt whose answer was lost, may have applied.
 fn answered(v: &Dynamic) -> WriteOutcome {
-    let status = v
-        .read_lock::<Map>()
-        .and_then(|m| m.get("status").and_then(|s| s.as_int().ok()))
-        .unwrap_or(0);
+    let Some(m) = v.read_lock::<Map>() else {
+        return WriteOutcome::Failed;
+    };
+    let status = m.get("status").and_then(|s| s.as_int().ok()).unwrap_or(0);
+    let lost = m
+        .get("maybe_applied")
+        .and_then(|b| b.as_bool().ok())
+        .unwrap_or(false);
     if (200..400).contains(&status) {
         WriteOutcome::Applied
+    } else if lost || super::writes::server_error(m.get("status")) {
+        WriteOutcome::Unknown
     } else {
         WriteOutcome::Failed
     }
@@ -960,7 +969,7 @@ session_token, region, service}}: AWS Signature Version 4), what (names the writ
 the audit and the run's summary, e.g. \"CreateAccessKey ci-deployer\"), changes (a write: the vendors, of
 postmark, infisical, heroku and github, whose answers it may change, e.g. [\"postmark\"] for a call
 that sends through Postmark; without it, any: run::together reads again a read sent before it)}}. Returns #{{status, headers, body,
-json, xml}} for any status (xml: an XML answer parsed into maps, `member` items as lists;\nheaders that carry a credential by name, or declared as `secrets: [\"headers.NAME\"]`, are Secrets).\nGET (and a read_only call) is retried on 429/5xx and lost connections; a write only with\nidempotent: true or an Idempotency-Key header, honouring Retry-After; any other write never. Plain http:// is refused except to loopback.",
+json, xml, maybe_applied}} for any status (maybe_applied: a retry's answer after an attempt whose answer was lost, which may have applied) (xml: an XML answer parsed into maps, `member` items as lists;\nheaders that carry a credential by name, or declared as `secrets: [\"headers.NAME\"]`, are Secrets).\nGET (and a read_only call) is retried on 429/5xx and lost connections; a write only with\nidempotent: true or an Idempotency-Key header, honouring Retry-After; any other write never. Plain http:// is refused except to loopback.",
             method.as_str()
         );
         let (mt, ef) = (method.clone(), effect);

@@ -30,6 +30,8 @@ fn error_map(e: &rhai::EvalAltResult) -> Option<rhai::Map> {
 /// What a failed write's error says of it: filed for approval, answer lost (it may have
 /// applied), never sent (a vendor error with no answer, and not lost), or refused. Ctrl-C
 /// or a spent budget stops the wait for the answer, not the request: it may have applied.
+/// So may a write the vendor answered with a server error (5xx): that says it failed to
+/// answer, not that it did nothing (Heroku applies a config change and answers 500).
 pub(crate) fn outcome_of_failure(e: &rhai::EvalAltResult) -> WriteOutcome {
     if matches!(e.unwrap_inner(), rhai::EvalAltResult::ErrorTerminated(..)) {
         return WriteOutcome::Unknown;
@@ -40,13 +42,20 @@ pub(crate) fn outcome_of_failure(e: &rhai::EvalAltResult) -> WriteOutcome {
     let flag = |key: &str| m.get(key).and_then(|b| b.as_bool().ok()).unwrap_or(false);
     if flag("pending_approval") {
         WriteOutcome::Pending
-    } else if flag("maybe_applied") {
+    } else if flag("maybe_applied") || server_error(m.get("status")) {
         WriteOutcome::Unknown
     } else if m.contains_key("vendor") && m.get("status").is_none_or(|s| s.is_unit()) {
         WriteOutcome::NotSent
     } else {
         WriteOutcome::Failed
     }
+}
+
+/// A status of 500 or more.
+pub(crate) fn server_error(status: Option<&Dynamic>) -> bool {
+    status
+        .and_then(|s| s.as_int().ok())
+        .is_some_and(|s| s >= 500)
 }
 
 /// The change request a pending-approval error names (`request`, `request_id`).
@@ -213,9 +222,9 @@ impl<'a> Writes<'a> {
                 .ledger()
                 .read(false, |l| l.left_alone(function, target));
         if left {
-            self.run
-                .say()
-                .progress(format!("    {target}: changed since this run; left alone"));
+            self.run.say().progress(format!(
+                "    {target}: does not hold what this run wrote; left alone"
+            ));
         }
         left
     }
@@ -888,10 +897,15 @@ mod tests {
     fn a_write_whose_wait_was_stopped_may_have_applied() {
         let stopped = EvalAltResult::ErrorTerminated(Dynamic::from("interrupted"), Position::NONE);
         assert_eq!(outcome_of_failure(&stopped), WriteOutcome::Unknown);
-        let mut refused = rhai::Map::new();
-        refused.insert("vendor".into(), "infisical".into());
-        refused.insert("status".into(), Dynamic::from(500_i64));
-        let refused = EvalAltResult::ErrorRuntime(refused.into(), Position::NONE);
-        assert_eq!(outcome_of_failure(&refused), WriteOutcome::Failed);
+        let answered = |status: i64| {
+            let mut m = rhai::Map::new();
+            m.insert("vendor".into(), "infisical".into());
+            m.insert("status".into(), Dynamic::from(status));
+            EvalAltResult::ErrorRuntime(m.into(), Position::NONE)
+        };
+        assert_eq!(outcome_of_failure(&answered(422)), WriteOutcome::Failed);
+        // A server error says the vendor failed to answer, not that it did nothing.
+        assert_eq!(outcome_of_failure(&answered(500)), WriteOutcome::Unknown);
+        assert_eq!(outcome_of_failure(&answered(503)), WriteOutcome::Unknown);
     }
 }

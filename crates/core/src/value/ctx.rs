@@ -47,7 +47,7 @@ impl Ctx {
     }
 
     /// The targets in `ctx.done` (an undo's view of its step's writes) that `function` may
-    /// have changed: applied, or whose answer was lost.
+    /// have changed: applied, unknown, or pending.
     fn changed(&self, function: &str) -> rhai::Array {
         let Some(done) = self.get("done") else {
             return rhai::Array::new();
@@ -62,8 +62,12 @@ impl Ctx {
             };
             let field = |k: &str| m.get(k).map(|v| v.to_string()).unwrap_or_default();
             let target = Dynamic::from(field("target"));
+            // What may be in effect: applied, unknown (it may have applied), or pending (a
+            // change request an approver may still merge). Never a write refused or never
+            // sent: an undo must not reach a target the step did not touch.
+            let in_effect = matches!(field("outcome").as_str(), "applied" | "unknown" | "pending");
             if field("function") == function
-                && field("outcome") != "failed"
+                && in_effect
                 && !out.iter().any(|t| t.to_string() == target.to_string())
             {
                 out.push(target);
@@ -146,7 +150,7 @@ impl Ctx {
             "changed",
             &["function: string"],
             "Array",
-            "In an undo: the targets `function` (e.g. \"heroku::set_config\") changed in the step being\nundone, applied or with a lost answer; empty elsewhere. Restore exactly these.",
+            "In an undo: the targets `function` (e.g. \"heroku::set_config\") changed in the step being\nundone: applied, unknown (it may have applied) or pending (a change request not merged yet),\nnever one refused or never sent; empty elsewhere. Restore exactly these.",
             |ctx: &mut Ctx, function: &str| ctx.changed(function),
         );
         m.method(
@@ -198,4 +202,40 @@ fn usable(key: &str, v: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
         ),
         Some("keep such a value as a Secret (secret::from_text(s)) so a resume recovers it, or compute it again in the step that uses it".into()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ctx;
+    use rhai::{Dynamic, Map};
+
+    /// Before, every outcome but "failed" counted: a fan-out's targets never sent (Ctrl-C,
+    /// a lost lock) were handed to the undo, which wrote to targets the step never touched
+    /// (a GitHub secret created where there was none). Cold review.
+    #[test]
+    fn changed_lists_only_what_may_be_in_effect() {
+        let ctx = Ctx::new(Map::new());
+        let write = |target: &str, outcome: &str| {
+            let mut m = Map::new();
+            m.insert("function".into(), "heroku::set_config".into());
+            m.insert("target".into(), target.into());
+            m.insert("outcome".into(), outcome.into());
+            Dynamic::from(m)
+        };
+        let done: rhai::Array = vec![
+            write("applied-app", "applied"),
+            write("refused-app", "failed"),
+            write("unsent-app", "not_sent"),
+            write("lost-app", "unknown"),
+            write("filed-app", "pending"),
+        ];
+        ctx.set("done", Dynamic::from(done));
+        let changed: Vec<String> = ctx
+            .changed("heroku::set_config")
+            .into_iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(changed, ["applied-app", "lost-app", "filed-app"]);
+        assert!(ctx.changed("github::set_secret").is_empty());
+    }
 }

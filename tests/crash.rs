@@ -124,6 +124,12 @@ fn a_rollback_that_died_between_two_undos_is_not_resumed_forward() {
             "Finish it with `runbook rollback {}`",
             rig.run_id()
         ));
+    // Asked again (a teammate, a retry): the refused resume did nothing, so it does not
+    // wipe out what the dead rollback left (before, only the last process was looked at,
+    // and the second resume re-set the new token everywhere and revoked the old one).
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: this run's rollback stopped part way (propagate undone)");
     let state = rig.state();
     for app in ["raxx-api-prod", "raxx-api-staging"] {
         assert_eq!(

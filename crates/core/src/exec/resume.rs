@@ -301,13 +301,17 @@ fn half_undone(r: &Reopened) -> Option<String> {
     if let Some(restored) = super::refresh::restored(&r.session) {
         parts.push(format!("it already put back {restored}"));
     }
-    // Steps already undone count only when the process before this one was undoing them
-    // and died before recording an end (killed between two undos): a rollback that ended,
-    // blocked at a point of no return, or a REPL's `:undo`, leaves the run to go forward.
+    // Steps already undone count only when the last process that did anything was undoing
+    // them and died before recording an end (killed between two undos): a rollback that
+    // ended, blocked at a point of no return, or a REPL's `:undo`, leaves the run to go
+    // forward. Processes since that only looked (a resume refused here, a rollback declined,
+    // a REPL attached and left) do not wipe that out.
     let died_undoing = r
         .state
         .processes
-        .last()
+        .iter()
+        .rev()
+        .find(|p| p.acted)
         .is_some_and(|p| p.undid && p.ended().is_none() && p.entry != crate::run::Entry::Repl);
     let undone: Vec<&str> = r.state.undone().iter().map(|s| s.id.as_str()).collect();
     if died_undoing && !undone.is_empty() {

@@ -103,6 +103,9 @@ pub struct Process {
     pub step_ms: u64,
     /// It undid at least one step (a rollback, or a failed step undone).
     pub undid: bool,
+    /// It started a step or an undo: not a process that only looked (a refused resume, a
+    /// declined rollback, a REPL attached and left).
+    pub acted: bool,
     /// Writes it sent undoing a step that may have taken effect (not refused, not known
     /// unsent): an undo that stopped after one may have put something back.
     pub undo_sent: u32,
@@ -195,6 +198,7 @@ impl Ledger {
                 step_ms: 0,
                 undid: false,
                 undo_sent: 0,
+                acted: false,
             }],
             steps: Vec::new(),
             ctx: None,
@@ -247,6 +251,7 @@ impl Ledger {
             Event::WriteOutcome(o) => self.write_settled(o, t),
             Event::WritePlanned(p) => self.planned.push(p.clone()),
             Event::UndoStarted { step } => {
+                self.latest().acted = true;
                 self.undoing = Some(step.clone());
                 self.line(step).state = StepState::UndoStarted;
             }
@@ -303,6 +308,7 @@ impl Ledger {
             step_ms: 0,
             undid: false,
             undo_sent: 0,
+            acted: false,
         });
         self.stop = None;
         // An undo that was running died with its process: what this one writes is its own
@@ -350,6 +356,7 @@ impl Ledger {
     }
 
     fn step_started(&mut self, s: &StepStarted) {
+        self.latest().acted = true;
         self.undoing = None;
         self.open.clear();
         self.last_step = Some(s.step.clone());

@@ -517,6 +517,34 @@ fn repl_attach_inspects_and_advances_a_stopped_run_that_resume_then_finishes() {
     assert_rotated(&rig.state(), "attached then resumed");
 }
 
+/// `:undo STEP` at a REPL attached to a stopped run checks the vendors first, as rollback
+/// does. Before, it skipped every check: with the old token deleted in the dashboard since,
+/// `:undo propagate` put the dead token on every app (cold review).
+#[test]
+fn an_undo_typed_at_an_attached_repl_checks_the_vendors_first() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    rig.sandbox.delete_postmark_token(OLD_TOKEN);
+    let attached = rig.runbook_stdin(
+        &["repl", "--attach", &rig.run_id(), "--yes"],
+        &[],
+        ":undo propagate\n",
+    );
+    attached
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ ctx.old_token secret(…c001) no longer works (deleted, revoked or expired)")
+        .stderr_has("Nothing was undone")
+        .stderr_has("step 'propagate' not undone");
+    let state = rig.state();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            app_token(&state, app),
+            current_infisical(&state),
+            "{app} keeps the working token"
+        );
+    }
+}
+
 /// `runs RUN_ID` says where the run stands now, as `runs` and the page do. Before: its
 /// header showed how the first process ended ("interrupted") after a resume finished it.
 #[test]

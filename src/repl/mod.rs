@@ -704,6 +704,25 @@ impl Repl<'_> {
         if undo && !self.asked_in_production(id, "undo", "Undo", "not undone", true) {
             return;
         }
+        // As a rollback does before it writes: a value deleted since is never put back, and
+        // a target changed since is left alone (before, `:undo` wrote the journal's values
+        // over whatever the vendors held).
+        let index = self
+            .session
+            .runbook()
+            .plan()
+            .steps
+            .iter()
+            .position(|s| s.id == id)
+            .unwrap_or_default();
+        if undo
+            && !self.session.run().dry_run()
+            && !runbook_core::exec::checked_before_undo(&self.session, index)
+        {
+            self.failures += 1;
+            ui::err(&format!("step '{id}' not undone"));
+            return;
+        }
         let plan = self.session.runbook().plan();
         let missing: Vec<String> = plan
             .steps

@@ -15,6 +15,19 @@ pub use report::{Report, RunStatus, StepReport, StepStatus};
 pub use runner::{run, Start};
 pub use session::{Abandon, NewRun, Outcome, Reopen, Reopened, Session, Wiring};
 
+/// Before an undo typed at the REPL (`:undo STEP`): what a rollback checks first, the probes
+/// of every value it would restore and a read of each target the step wrote (what changed
+/// since is left alone). `false` when nothing may be undone; the refusal is said.
+pub fn checked_before_undo(session: &Session, step: usize) -> bool {
+    match refresh::before_rollback(session, &[step], &[step]) {
+        Ok(()) => true,
+        Err(refusal) => {
+            refresh::refuse(session, &refusal);
+            false
+        }
+    }
+}
+
 /// How `exec` (or `resume`, `rollback`) was asked to run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {

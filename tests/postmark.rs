@@ -978,6 +978,40 @@ fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns()
     assert_eq!(infisical_versions(&state).len(), 2);
 }
 
+/// The read that follows the change request fails while store waits on it (Infisical
+/// answers 500 from then on). Before, the write was recorded as refused, without its
+/// request: the rollback took the store as never applied and did not name the request, so
+/// an approver merging it later put the new token into Infisical after the rollback. Now
+/// the write stays pending on its request, named as a timeout's is (cold review).
+#[test]
+fn a_failed_read_while_waiting_on_a_change_request_keeps_the_write_pending_on_it() {
+    let out = on_scenario(
+        &store_waits_scenario(),
+        None,
+        &[
+            "--param",
+            "approval_wait=30",
+            "--fault",
+            "infisical:GET:/api/v4/secrets/POSTMARK_SERVER_TOKEN=500:after=1",
+        ],
+    );
+    out.exit(Exit::StepFailed)
+        .stderr_has("runbook::vendor::pending_approval")
+        .stderr_has("could not be followed: a read during the wait failed")
+        .stderr_has("is still open, not merged: an approver merging it would apply it");
+    let journal = out.journal();
+    assert!(
+        journal.contains(r#""function":"infisical::set_secret","target":"POSTMARK_SERVER_TOKEN in raxx-project:prod/","outcome":"pending","filed":{"#),
+        "{journal}"
+    );
+    let state = out.sandbox_state();
+    let open = items(&state["infisical"]["approvals"])
+        .iter()
+        .filter(|a| a["status"] == "open")
+        .count();
+    assert_eq!(open, 1);
+}
+
 /// A retry of a store step whose change request is still open waits on that request; it
 /// does not file a second one (which an approver could merge after closing the first).
 #[test]

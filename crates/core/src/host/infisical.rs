@@ -190,7 +190,15 @@ fn await_approval(
     // the write is pending on it, not an answer lost (a rollback must name the request, and
     // a retry wait on it rather than file another). The step still ends as interrupted.
     let stopped = matches!(&merged, Err(e) if matches!(e.unwrap_inner(), rhai::EvalAltResult::ErrorTerminated(..)));
-    let merged = if stopped { Merged::NotYet } else { merged? };
+    // A read that failed during the wait leaves the request as filed as a timeout does:
+    // still open, and named with the write (before, the write was recorded failed or not
+    // sent, with no request: a rollback took it as never applied, and an approver merging
+    // the request later put the value back after the run).
+    let (merged, unread) = match merged {
+        Ok(m) => (m, None),
+        Err(_) if stopped => (Merged::NotYet, None),
+        Err(e) => (Merged::NotYet, Some(crate::diagnostic::message_of(&e))),
+    };
     match merged {
         Merged::Yes(r) => {
             h.say()
@@ -201,10 +209,14 @@ fn await_approval(
             if !stopped {
                 refused_request(h, s, name, cr)?;
             }
-            let why = if stopped {
-                "was still waiting for approval when the wait was stopped".to_string()
-            } else {
-                format!("was not merged within {timeout}s")
+            let why = match (&unread, stopped) {
+                (_, true) => {
+                    "was still waiting for approval when the wait was stopped".to_string()
+                }
+                (Some(e), false) => format!(
+                    "could not be followed: a read during the wait failed ({e}); it may still be merged"
+                ),
+                (None, false) => format!("was not merged within {timeout}s"),
             };
             let mut m = request_error(
                 s,

@@ -54,6 +54,65 @@ fn basic_auth_from_a_secret_and_declared_secret_fields() {
     out.assert_absent("vendor-key-0123456789abcdef");
 }
 
+/// A field declared secret that is not a string (an object holding the key, a numeric PIN)
+/// or a declared field the answer lacks. Before, only a string at exactly the declared path
+/// was wrapped: `secrets: ["credentials"]` left `credentials.secret` plain and the raw body
+/// unmasked, so `expect_status`'s message, `print` and the journal showed the key (cold
+/// review). Now everything under a declared field is a Secret, and a success that holds
+/// none of the declared fields shows neither its body nor its fields.
+#[test]
+fn everything_under_a_declared_field_is_secret_and_a_missed_declaration_hides_the_answer() {
+    let scenario = r#"
+[[scripted]]
+name = "vendor"
+
+[[scripted.routes]]
+method = "POST"
+path = "/keys"
+respond = { status = 201, body = { credentials = { id = "k_1", secret = "sk_live_9f3c2a7b41d84e2a", pin = 48213377 } } }
+"#;
+    let runbook = r#"
+runbook(#{ id: "nested", title: "Nested secrets" });
+param("url", #{ default: "https://vendor.example", env: "VENDOR_API_URL", help: "vendor API" });
+param("declared", #{ default: "credentials", help: "the path declared secret" });
+step("call", "Create a key", |ctx| {
+    let r = http::post(`${ctx.params.url}/keys`, #{ json: #{}, secrets: [ctx.params.declared] });
+    print(`body ${r.body}`);
+    if ctx.params.declared == "credentials" {
+        ensure(secret::is_secret(r.json.credentials.secret), "the key is a Secret");
+        ensure(secret::is_secret(r.json.credentials.pin), "the PIN is a Secret");
+        print(`key ${r.json.credentials.secret}, pin ${r.json.credentials.pin}`);
+    } else {
+        ensure(r.json == (), "the fields are not shown");
+    }
+}).no_undo("the example keeps nothing");
+"#;
+    let out = Test::new()
+        .file("runbooks/nested.rhai", runbook)
+        .file("runbooks/sandbox/nested.toml", scenario)
+        .args(&["exec", "nested", "--sandbox", "--yes"])
+        .run();
+    out.exit(Exit::Ok)
+        .stdout_has("key secret(…4e2a), pin secret(…77)");
+    out.assert_absent("sk_live_9f3c2a7b41d84e2a");
+    out.assert_absent("48213377");
+    let out = out
+        .next()
+        .args(&[
+            "exec",
+            "nested",
+            "--sandbox",
+            "--yes",
+            "--param",
+            "declared=credential.secret",
+        ])
+        .run();
+    out.exit(Exit::Ok).stdout_has(
+        "body (not shown: none of the fields declared secret (credential.secret) is in this answer, so the credential may be elsewhere in it)",
+    );
+    out.assert_absent("sk_live_9f3c2a7b41d84e2a");
+}
+
 #[test]
 fn credentials_must_be_secrets_and_never_part_of_a_url() {
     let runbook = r#"

@@ -606,16 +606,30 @@ struct Wrap<'a> {
     label: &'a str,
     /// Set once a field is made a Secret.
     wrapped: std::cell::Cell<bool>,
+    /// Set once a field the script declared is made a Secret.
+    hit: std::cell::Cell<bool>,
 }
 
 impl Wrap<'_> {
+    /// Whether the script declared `path` secret, or a field it lies under (`credentials`
+    /// covers `credentials.secret` and `credentials.pin`).
+    fn declared(&self, path: &str) -> bool {
+        self.declared.iter().any(|p| {
+            path == p
+                || path
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+    }
+
     /// The Secret the string `text` at `path` (under `key`) comes back as, if any.
     fn secret(&self, path: &str, key: &str, text: &str) -> Option<Secret> {
         let source = || Source::Vendor {
             what: format!("field {path} of {}", self.label),
         };
-        let declared = self.declared.iter().any(|p| p == path);
+        let declared = self.declared(path);
         let secret = if declared {
+            self.hit.set(true);
             Secret::new(text, source())
         } else if self.vendor == CredentialFields::ConfigVars && self.vendor.holds(path, key) {
             // Config vars mix settings with credentials: judged as `heroku::config` judges
@@ -640,7 +654,13 @@ impl Wrap<'_> {
 /// A JSON response as rhai, credential fields as Secrets (see `Wrap`). In `v`, each field
 /// made a Secret is replaced by its mask: what the raw body may show.
 fn response_json(v: &mut serde_json::Value, path: &str, wrap: &Wrap, key: &str) -> Dynamic {
-    if let Some(secret) = v.as_str().and_then(|text| wrap.secret(path, key, text)) {
+    // A declared field may be a number (a PIN): a Secret of its text, as a string would be.
+    let text = match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) if wrap.declared(path) => Some(n.to_string()),
+        _ => None,
+    };
+    if let Some(secret) = text.and_then(|text| wrap.secret(path, key, &text)) {
         *v = serde_json::Value::String(secret.masked());
         return Dynamic::from(secret);
     }
@@ -862,6 +882,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
             masking: &h.policy().masking,
             label: &label,
             wrapped: std::cell::Cell::new(false),
+            hit: std::cell::Cell::new(false),
         };
         let mut parsed = serde_json::from_str::<serde_json::Value>(&text).ok();
         let json = parsed
@@ -901,6 +922,24 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
                 text
             }
             _ => runbook_secret::redact(&text).into_owned(),
+        };
+        // The script said the answer holds a credential and none of the fields it named is
+        // there (a typo, another shape, a body that is not JSON): the credential may be
+        // anywhere in it, so a success's body and fields are not shown. An error's are (they
+        // say what went wrong, and hold no new credential).
+        let in_body = secrets.iter().any(|p| !p.starts_with("headers."));
+        let missed = in_body && !wrap.hit.get() && (200..300).contains(&resp.status);
+        let (body, json, xml) = if missed {
+            (
+                format!(
+                    "(not shown: none of the fields declared secret ({}) is in this answer, so the credential may be elsewhere in it)",
+                    secrets.join(", ")
+                ),
+                Dynamic::UNIT,
+                Dynamic::UNIT,
+            )
+        } else {
+            (body, json, xml)
         };
         m.insert("body".into(), body.into());
         m.insert("json".into(), json);
@@ -964,7 +1003,7 @@ pub(crate) fn register(reg: &mut Registrar) {
     ];
     for (name, method, effect) in verbs {
         let doc = format!(
-            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets), idempotent\n(true: repeating this write is safe), record (a write's answer fields to keep with its outcome in\nthe journal, e.g. [\"api_key_id\"]: the id of what it created, so rollback can delete it after a\ncrash; never a secret), read_only (true: a POST, PUT or PATCH that only reads, such as a search:\nnot journalled as a write, retried like a GET), aws (#{{access_key_id, secret_access_key: Secret,
+            "{} a URL. Options: #{{headers (values may be Secrets), bearer (a Secret: Authorization: Bearer),\nbasic (#{{user, password: Secret}}), json (a body; may hold Secrets), form (fields sent\nurl-encoded; values may be Secrets), query (values may be Secrets), secrets (response\nfield paths that are credentials, e.g. [\"api_key\"]: they come back as Secrets, and so does\nevery value under one; a 2xx answer holding none of them shows neither its body nor its fields), idempotent\n(true: repeating this write is safe), record (a write's answer fields to keep with its outcome in\nthe journal, e.g. [\"api_key_id\"]: the id of what it created, so rollback can delete it after a\ncrash; never a secret), read_only (true: a POST, PUT or PATCH that only reads, such as a search:\nnot journalled as a write, retried like a GET), aws (#{{access_key_id, secret_access_key: Secret,
 session_token, region, service}}: AWS Signature Version 4), what (names the write in the journal,
 the audit and the run's summary, e.g. \"CreateAccessKey ci-deployer\"), changes (a write: the vendors, of
 postmark, infisical, heroku and github, whose answers it may change, e.g. [\"postmark\"] for a call

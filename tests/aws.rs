@@ -162,11 +162,35 @@ fn a_user_with_two_keys_or_a_wrong_admin_secret_stops_before_any_write() {
         "IAM ListAccessKeys answered HTTP 403 SignatureDoesNotMatch: The request signature we calculated does not match",
     );
     assert_eq!(user_keys(&out.sandbox_state()).len(), 1);
+
+    // The admin key in Infisical is the rotated key itself: deactivate would make it refuse
+    // the delete and the reactivate (before, nothing stopped it: cold review).
+    let same = scenario_text()
+        .replace(
+            "versions = [\"AKIASANDBOXADMIN0001\"]",
+            "versions = [\"AKIASANDBOXCURRENT01\"]",
+        )
+        .replace(
+            "versions = [\"sandbox+admin+secret+key+00000000000000000\"]",
+            "versions = [\"sandbox+current+secret+key+0000000000000\"]",
+        );
+    let out = exec(&same, &["--yes"]);
+    out.exit(Exit::StepFailed)
+        .stdout_has("the admin key (AWS_ADMIN_ACCESS_KEY_ID) is the key being rotated");
+    assert_eq!(user_keys(&out.sandbox_state()).len(), 1);
 }
 
 #[test]
 fn a_crash_after_store_or_inside_deactivate_resumes_to_a_complete_rotation() {
-    for point in ["after:store", "inside:propagate", "inside:deactivate"] {
+    // inside:delete: killed right after IAM deleted the old key; the resumed delete finds it
+    // gone (before, it sent DeleteAccessKey again, IAM answered NoSuchEntity, and the step
+    // failed on every retry: cold review).
+    for point in [
+        "after:store",
+        "inside:propagate",
+        "inside:deactivate",
+        "inside:delete",
+    ] {
         let rig = Rig::with_scenario(&iam_scenario());
         assert_recovered(&rig.crash_and_resume("aws-iam-access-key", point), point);
         let state = rig.state();

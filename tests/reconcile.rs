@@ -1096,6 +1096,25 @@ fn a_stdlib_resume_does_not_revoke_when_the_new_key_died_meanwhile() {
     }
 }
 
+/// Killed right after SendGrid deleted the old key, before the step checked it is refused.
+/// Before, the resumed revoke sent the DELETE again, SendGrid answered 404, and the step
+/// failed on every retry: the run never reached its audit entry. A key already gone is
+/// what the revoke wants; the check that it is refused decides (cold review).
+#[test]
+fn a_revoke_whose_delete_went_through_is_finished_by_resume() {
+    const OLD_ID: &str = "kC9vQ3sWQY6v0u1m2o3p4q";
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "inside:revoke");
+    let keys = sendgrid_keys(&rig.state());
+    assert!(!keys.iter().any(|(id, _)| id == OLD_ID), "{keys:?}");
+    rig.resume(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    let keys = sendgrid_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].1, secret_value(&state, "SENDGRID_API_KEY"));
+    assert_eq!(rig.runs()[0]["current"], "succeeded");
+}
+
 /// Whether Infisical holds a secret named `name` (not deleted).
 fn in_infisical(state: &serde_json::Value, name: &str) -> bool {
     items(&state["infisical"]["secrets"])

@@ -482,7 +482,9 @@ impl InfisicalClient {
             "projectId": scope.project_id,
             "environment": scope.environment,
             "secretPath": scope.secret_path,
-            "secretValue": value.expose(),
+            // A value stored in a secrets manager is a credential: one read as an opaque
+            // bulk value joins the redactor now, so an answer quoting it comes back masked.
+            "secretValue": value.expose_to_send(),
             "type": "shared",
         });
         let outcome = if method == Method::POST {
@@ -1254,6 +1256,29 @@ mod tests {
             panic!("the merge was not seen");
         };
         assert_eq!((rec.version, rec.value.expose()), (3, "inf-new-0002"));
+    }
+
+    /// An opaque value (read in bulk, not judged a credential by its name) stored in
+    /// Infisical joins the redactor as it is sent: an error quoting it is masked. Before,
+    /// only `http::` registered what it sent (cold review).
+    #[tokio::test]
+    async fn a_value_stored_in_infisical_joins_the_redactor_as_it_is_sent() {
+        // Refused: no answer gives the value back as a Secret (which would register it).
+        let mut scenario = sop();
+        scenario.faults = vec![runbook_sandbox::FaultRule::parse("infisical:POST=400").unwrap()];
+        let (_sb, v) = start(scenario).await;
+        let i = v.infisical();
+        let opaque = "moonbase7";
+        let value = Secret::from_bulk("LAUNCH_CODE", opaque, Source::Prompt { id: "t".into() });
+        assert!(
+            !runbook_secret::contains_secret(opaque),
+            "not registered before"
+        );
+        assert!(i
+            .set_secret(P, "prod", "/", "LAUNCH_CODE", &value)
+            .await
+            .is_err());
+        assert!(runbook_secret::contains_secret(opaque));
     }
 
     #[tokio::test]

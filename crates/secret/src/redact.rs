@@ -37,6 +37,10 @@ struct Patterns {
     /// Values were added since `matcher` was built: it is rebuilt before the next search,
     /// once, however many values a discovery scan registered in between.
     stale: bool,
+    /// Every value registered: one registered again adds nothing. (A value equal to another's
+    /// encoded form, say a token in the other letter case, is still a value of its own, with
+    /// forms of its own.)
+    values: std::collections::BTreeSet<String>,
 }
 
 static SEEN: RwLock<Patterns> = RwLock::new(Patterns {
@@ -44,6 +48,7 @@ static SEEN: RwLock<Patterns> = RwLock::new(Patterns {
     masks: Vec::new(),
     matcher: None,
     stale: false,
+    values: std::collections::BTreeSet::new(),
 });
 
 /// Remembers a secret value so that later output is redacted, in every encoded form.
@@ -73,6 +78,7 @@ impl Patterns {
             masks: Vec::new(),
             matcher: None,
             stale: false,
+            values: std::collections::BTreeSet::new(),
         }
     }
 
@@ -81,7 +87,7 @@ impl Patterns {
             return;
         }
         let seen = self;
-        if seen.forms.iter().any(|f| f == value) {
+        if !seen.values.insert(value.to_string()) {
             return;
         }
         let mask: Arc<str> = crate::mask(value).into();
@@ -725,6 +731,20 @@ mod tests {
             redact(&mixed.to_ascii_lowercase()),
             crate::mask(mixed).to_string()
         );
+    }
+
+    /// A value registered after another whose encoded form it equals (a token pasted in upper
+    /// case, then the vendor's lower-case one) gets forms of its own: its base64 is masked
+    /// too. Before, registering it stopped at "already a form" (cold review).
+    #[test]
+    fn a_value_equal_to_another_values_form_gets_forms_of_its_own() {
+        use base64::Engine as _;
+        let upper = "7A1C2E3D-41D8-4E2A-B6C1-5D7E8F9A0013";
+        register(upper);
+        let lower = upper.to_ascii_lowercase();
+        register(&lower);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&lower);
+        assert!(contains_secret(&b64), "{b64}");
     }
 
     #[test]

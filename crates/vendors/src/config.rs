@@ -460,14 +460,31 @@ impl VendorConfig {
     }
 
     /// Where the answer to `url` holds credentials: the route under a configured vendor's
-    /// endpoint, as that vendor's spec says.
+    /// endpoint, as that vendor's spec says. Compared as the vendor reads a request (the
+    /// scheme and host in any letter case, the default port written or not, the path
+    /// percent-decoded, dot segments and repeated slashes folded): compared as text,
+    /// `HTTPS://API.HEROKU.COM/...` or `:443` missed the route, and its config vars came
+    /// back as plain text (cold review).
     pub fn credential_fields(&self, url: &str) -> crate::spec::CredentialFields {
+        let Ok(asked) = reqwest::Url::parse(url) else {
+            return crate::spec::CredentialFields::None;
+        };
+        let path = folded_path(&asked);
         for v in Vendor::ALL {
-            let base = self.endpoint(v).trim_end_matches('/');
-            let route = url
-                .strip_prefix(base)
-                .filter(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
-                .map(|rest| rest.split('?').next().unwrap_or(""));
+            let Ok(base) = reqwest::Url::parse(self.endpoint(v)) else {
+                continue;
+            };
+            if asked.scheme() != base.scheme()
+                || asked.host_str() != base.host_str()
+                || asked.port_or_known_default() != base.port_or_known_default()
+            {
+                continue;
+            }
+            let prefix = folded_path(&base);
+            let prefix = prefix.trim_end_matches('/');
+            let route = path
+                .strip_prefix(prefix)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'));
             if let Some(route) = route {
                 let fields = v.spec().credentials.at(route);
                 if fields != crate::spec::CredentialFields::None {
@@ -533,8 +550,67 @@ pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| crate::transport::is_loopback(&u))
 }
 
+/// A URL's path as a server routes it: percent-decoded, repeated slashes folded (the URL
+/// parser has already resolved dot segments).
+fn folded_path(url: &reqwest::Url) -> String {
+    let bytes = url.path().as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&out).into_owned();
+    let mut folded = String::with_capacity(decoded.len());
+    for c in decoded.chars() {
+        if !(c == '/' && folded.ends_with('/')) {
+            folded.push(c);
+        }
+    }
+    folded
+}
+
 #[cfg(test)]
 mod tests {
+    /// The vendor's credential routes are found however the URL spells them (cold review:
+    /// an upper-case host or an explicit :443 missed the route, and Heroku's config vars
+    /// came back as plain text); another host is never taken for the vendor.
+    #[test]
+    fn a_credential_route_is_found_however_its_url_is_spelled() {
+        use crate::spec::CredentialFields::{ConfigVars, None as Plain};
+        let c = VendorConfig::default();
+        for url in [
+            "https://api.heroku.com/apps/x/config-vars",
+            "HTTPS://API.HEROKU.COM/apps/x/config-vars",
+            "https://api.heroku.com:443/apps/x/config-vars",
+            "https://api.heroku.com//apps/x/%63onfig-vars",
+            "https://api.heroku.com/apps/y/../x/config-vars?x=1",
+        ] {
+            assert_eq!(c.credential_fields(url), ConfigVars, "{url}");
+        }
+        for url in [
+            "https://api.heroku.com.example/apps/x/config-vars",
+            "https://api.heroku.com:8443/apps/x/config-vars",
+            "http://api.heroku.com/apps/x/config-vars",
+            "not a url",
+        ] {
+            assert_eq!(c.credential_fields(url), Plain, "{url}");
+        }
+    }
+
     #[test]
     fn every_vendor_setting_is_a_key_of_the_vendors_table() {
         // Strings for the vendors' settings (from their specs), numbers for the tuning.

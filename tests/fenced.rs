@@ -1139,6 +1139,75 @@ fn a_throttled_write_is_not_sent_again_after_the_lease_was_taken() {
     );
 }
 
+const KEYED: &str = r#"
+runbook(#{ id: "keyed", title: "A GitHub secret whose key read is throttled", secret: "KEYED_KEY" });
+step("write", "Write", |ctx| {
+    github::set_secret(["raxx/ci"], "KEYED_KEY", secret::random(32, "abcdefghijklmnopqrstuvwxyz0123456789"));
+}).no_undo("the test's vendor keeps what it is sent");
+"#;
+
+/// A GitHub whose first read of the repository's public key is throttled (429, "retry
+/// after 2 s"), and says when it came; every request is logged.
+fn throttling_github() -> (String, Arc<Mutex<Vec<String>>>, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (came, first_read) = mpsc::channel();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Some(request) = read_request(&conn) else {
+                continue;
+            };
+            let reads = {
+                let mut log = log.lock().unwrap();
+                log.push(request.clone());
+                log.iter().filter(|r| r.contains("public-key")).count()
+            };
+            let key = r#"{"key_id":"k1","key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}"#;
+            let answer = if request.contains("public-key") && reads == 1 {
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_string()
+            } else if request.contains("public-key") {
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{key}", key.len())
+            } else {
+                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_string()
+            };
+            let mut conn = conn;
+            let _ = conn.write_all(answer.as_bytes());
+            if request.contains("public-key") && reads == 1 {
+                let _ = came.send(());
+            }
+        }
+    });
+    (url, seen, first_read)
+}
+
+/// A write whose vendor call reads first (GitHub's public key) and whose read is throttled:
+/// the lock is taken while it waits. Before, the PUT went out after the wait unchecked: the
+/// write's line was fenced before the call, and only a retry of the PUT itself was fenced
+/// again (cold review). Now every write is fenced right before it leaves.
+#[test]
+fn a_write_whose_read_first_was_throttled_is_not_sent_after_the_lock_was_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen, first_read) = throttling_github();
+    std::fs::write(dir.path().join("keyed.rhai"), KEYED).unwrap();
+    let child = Test::in_dir(dir.path())
+        .env(
+            "RUNBOOK_STATE_DIR",
+            &dir.path().join("state").to_string_lossy(),
+        )
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_TOKEN", "ghp_fenced_test_token_000000000000000000")
+        .args(&["exec", "keyed.rhai", "--yes"])
+        .spawn_piped();
+    first_read
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the key read never came");
+    taken_by_another(&dir.path().join("state/locks"));
+    let (puts, text) = stopped_by_the_taking(child, &seen, "PUT");
+    assert!(puts.is_empty(), "the write was sent:\n{text}");
+}
+
 const FANNED: &str = r#"
 runbook(#{ id: "fanned", title: "A fan-out whose lock is taken half way", secret: "FANNED_KEY" });
 step("propagate", "Set it on every app", |ctx| {

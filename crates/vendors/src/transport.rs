@@ -416,7 +416,11 @@ impl Transport {
         self.inner.waits.total()
     }
 
-    /// One attempt, paced when the vendor has a known request pool.
+    /// One attempt, paced when the vendor has a known request pool. A write goes only if
+    /// the run still holds its lock, asked right before it leaves: the vendor call may have
+    /// read first (GitHub's public key, Infisical's login or current value), and a read
+    /// throttled for minutes gave another run time to take over (a retry is fenced in
+    /// `send` too).
     async fn attempt(&self, req: &Request, url: &Url) -> Result<RawResponse, VendorError> {
         let pacer = self
             .inner
@@ -425,17 +429,15 @@ impl Transport {
             .find(|(v, _)| *v == req.vendor)
             .map(|(_, p)| p);
         let Some(pacer) = pacer else {
-            return self.send_once(req, url).await;
-        };
-        let asked = std::time::Instant::now();
-        let ticket = pacer.acquire(&self.inner.waits).await;
-        // A write that waited for the vendor's pool goes only if the run still may: its lock
-        // may have been taken during the wait (a retry is fenced in `send`).
-        if asked.elapsed() >= Duration::from_millis(1) {
             if let Some(why) = self.fenced(req).await {
-                ticket.answered(None);
                 return Err(req.error(ErrorKind::Refused, format!("not sent: {why}")));
             }
+            return self.send_once(req, url).await;
+        };
+        let ticket = pacer.acquire(&self.inner.waits).await;
+        if let Some(why) = self.fenced(req).await {
+            ticket.answered(None);
+            return Err(req.error(ErrorKind::Refused, format!("not sent: {why}")));
         }
         let result = self.send_once(req, url).await;
         let remaining = result

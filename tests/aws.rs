@@ -291,6 +291,42 @@ fn a_rotation_without_overlap_rolls_stores_at_once_and_propagates() {
     out.assert_absent(&token);
 }
 
+/// The authorization named is another one of the same user (any of the user's tokens reads
+/// it): regenerating it would kill a token nobody stored and leave the stored one working.
+/// Before, nothing tied the authorization to the stored token (cold review).
+#[test]
+fn an_authorization_other_than_the_stored_tokens_is_refused_before_the_roll() {
+    let scenario = std::fs::read_to_string(hk_scenario()).unwrap().replace(
+        "authorizations = [\n",
+        "authorizations = [\n    { id = \"fedcba98-7654-3210-fedc-ba9876543210\", description = \"someone's laptop\", scope = [\"global\"], token = \"HRKU-sandbox-other-token-0000000000000000\", user = \"ci@raxx.app\" },\n",
+    );
+    let out = Test::new()
+        .rehearse("heroku-authorization")
+        .scenario("two.toml", &scenario)
+        .args(&[
+            "--yes",
+            "--param",
+            "authorization_id=fedcba98-7654-3210-fedc-ba9876543210",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::StepFailed).stderr_has(
+        "authorization fedcba98-7654-3210-fedc-ba9876543210 is not the one whose token Infisical holds",
+    );
+    let state = out.sandbox_state();
+    let tokens: Vec<&str> = state["scripted"]["heroku-oauth"]["collections"]["authorizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tokens,
+        ["HRKU-sandbox-other-token-0000000000000000", HK_CURRENT],
+        "nothing regenerated"
+    );
+}
+
 /// A failure after the roll is never rolled back (that would restore a dead token): the run
 /// stops, says to resume, and the resume finishes the rotation forward.
 #[test]

@@ -387,6 +387,35 @@ fn an_unfinished_run_stops_the_next_rotation_before_any_write() {
     assert_rotated(&rig.state(), "after the second rotation");
 }
 
+/// `exec --break-lock` while an earlier run of the rotation is unfinished (killed, its lock
+/// left): the new run is refused, and now before the lock is broken. Before, the lock was
+/// broken first and then the start refused: a live holder (`--lease-id`) was stopped for
+/// nothing, and nothing recorded who broke its lock (cold review).
+#[test]
+fn a_refused_start_does_not_break_the_lock_first() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    let run_id = rig.run_id();
+    let lock_of = |rig: &Rig| -> Vec<String> {
+        std::fs::read_dir(rig.path().join("state/locks"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect()
+    };
+    let before = lock_of(&rig);
+    assert_eq!(before.len(), 1);
+    assert!(before[0].contains(&run_id), "{before:?}");
+    rig.exec("postmark", &["--break-lock"])
+        .exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run of this rotation is unfinished: {run_id} (started "
+        ));
+    assert_eq!(lock_of(&rig), before, "the lock is left as it was");
+    rig.resume(&[]).exit(Exit::Ok);
+}
+
 /// The journal of a rotation stopped halfway is damaged in its middle (a bad disk, a hand
 /// edit). Before, the search for unfinished runs skipped a journal it could not read, and
 /// the next rotation went ahead over the run. Now it stops before any write and names the

@@ -752,6 +752,14 @@ impl Session {
         // A dry run changes nothing; a REPL session runs single steps by hand.
         let rotation = (!new.modes.is_dry_run() && new.modes.entry != Entry::Repl)
             .then(|| super::lock::key(runbook.plan(), &ctx.snapshot()["params"]));
+        // A new run of a rotation with an unfinished run is refused (under the lock, below):
+        // asked to break the lock, it is refused before breaking it. Breaking it first
+        // stopped the live holder for nothing, and the refusal left no record of who broke it.
+        if let Some(key) = &rotation {
+            if w.break_lock != super::lock::BreakLock::No && new.modes.target != Target::Sandbox {
+                refuse_unfinished(&w.store, &runbook, key, new.modes.target)?;
+            }
+        }
         let lock = match &rotation {
             None => None,
             Some(key) => {

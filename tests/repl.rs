@@ -567,6 +567,29 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
         .run();
     out.stderr_has("holds this rotation's lock, but its process is gone")
         .stderr_has("postmark::dashboard_new_token on");
+    // A live holder (here the lock made to name this test's own process): nothing is sent
+    // beside it, typed or by `:run`. Before, a warning, and the write went out beside a
+    // live run's (cold review).
+    let lock = std::fs::read_dir(dir.path().join("state/locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .unwrap();
+    let mut holder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    let dead_pid = holder["pid"].clone();
+    holder["pid"] = std::process::id().into();
+    std::fs::write(&lock, holder.to_string()).unwrap();
+    let out = postmark_repl(Test::in_dir(dir.path()), &["--yes"])
+        .stdin("heroku::restart(\"raxx-api-prod\")\n:run precheck\n:run generate\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("heroku::restart on raxx-api-prod: not sent: run ")
+        .stderr_has("holds this rotation's lock and may be writing to the same targets now")
+        .stderr_has("postmark::dashboard_new_token on");
+    holder["pid"] = dead_pid;
+    std::fs::write(&lock, holder.to_string()).unwrap();
     // And a runbook loaded into a bare session: `:load` starts a run of that runbook, which
     // knows its rotation. Before: the loaded runbook ran inside the bare session's run (its
     // journal named no runbook, so a rollback read its steps against none) and no write
@@ -602,7 +625,7 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
             .filter(|l| l.contains("\"runbook\":\"postmark-server-token\"")
                 && l.contains("\"entry\":\"repl\""))
             .count(),
-        3,
-        "the two sessions before and the loaded run: {after:#?}"
+        4,
+        "the three sessions before and the loaded run: {after:#?}"
     );
 }

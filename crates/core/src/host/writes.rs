@@ -238,23 +238,35 @@ impl<'a> Writes<'a> {
             return Ok(());
         }
         // A run rotating the same secret now may be writing to the same targets.
-        let busy = scope.rotation().and_then(|lock| {
+        let held = scope.rotation().and_then(|lock| {
             match self.run.parts().store.lock_read(&lock) {
                 Ok(crate::store::Slot::Held(Some(h))) => {
                     let who = format!("run {} ({} on {}, pid {})", h.run_id, h.actor, h.host, h.pid);
                     Some(if h.is_dead() {
-                        format!("{who} holds this rotation's lock, but its process is gone (the run is unfinished, not writing now)")
+                        (format!("{who} holds this rotation's lock, but its process is gone (the run is unfinished, not writing now)"), false)
                     } else {
-                        format!("{who} holds this rotation's lock and may be writing to the same targets now")
+                        (format!("{who} holds this rotation's lock and may be writing to the same targets now"), true)
                     })
                 }
-                Ok(crate::store::Slot::Held(None)) => Some(
+                Ok(crate::store::Slot::Held(None)) => Some((
                     "another run holds this rotation's lock and may be writing to the same targets now"
                         .to_string(),
-                ),
+                    true,
+                )),
                 _ => None,
             }
         });
+        // Two writers of one rotation at once is what the lock exists to prevent: a live
+        // holder's rotation is not written from here, asked or not (before, a warning, and
+        // `:run propagate` went out beside a live exec's propagate: cold review).
+        if let Some((busy, true)) = &held {
+            return Err(super::throw(
+                "usage",
+                format!("{function} on {targets}: not sent: {busy}"),
+                Some("let that run end (or stop it); `runbook runs` shows it. A run whose process is gone is no obstacle: its lock only says it is unfinished".into()),
+            ));
+        }
+        let busy = held.map(|(busy, _)| busy);
         if scope.phase() != super::Phase::Repl || !scope.confirm_repl_writes() {
             if let Some(busy) = busy {
                 self.run.say().warning(format!(

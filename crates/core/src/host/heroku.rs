@@ -966,7 +966,17 @@ fn logs(h: &RunContext, app: &str, opts: Map) -> R<Dynamic> {
     let got = h.block(&format!("heroku logs {app}"), async move {
         v.heroku().log_lines(&app_name, lines).await
     })?;
-    Ok(got.into_iter().map(Dynamic::from).collect::<Array>().into())
+    Ok(log_lines(got).into())
+}
+
+/// Log lines as a script gets them: any registered secret in a line (an app logging a URL
+/// with the token in its query) masked, so a script that cuts or splits a line cannot pass
+/// a piece of the secret on as text.
+fn log_lines(lines: impl IntoIterator<Item = String>) -> Array {
+    lines
+        .into_iter()
+        .map(|l| Dynamic::from(runbook_secret::redact(&l).into_owned()))
+        .collect()
 }
 
 /// Several apps' recent log lines, read concurrently: #{app: #{lines}} or, for an app whose
@@ -990,10 +1000,7 @@ fn logs_map(results: Vec<(String, Result<Vec<String>, runbook_vendors::VendorErr
         let mut entry = Map::new();
         match r {
             Ok(got) => {
-                entry.insert(
-                    "lines".into(),
-                    got.into_iter().map(Dynamic::from).collect::<Array>().into(),
-                );
+                entry.insert("lines".into(), log_lines(got).into());
             }
             Err(e) => entry = error_entry(&e),
         }
@@ -1217,14 +1224,7 @@ fn read_logs(h: &RunContext, sessions: LogSessions, opts: Map) -> R<Dynamic> {
                         if let Some(why) = got.ended {
                             entry.insert("ended".into(), why.into());
                         }
-                        entry.insert(
-                            "lines".into(),
-                            got.lines
-                                .into_iter()
-                                .map(Dynamic::from)
-                                .collect::<Array>()
-                                .into(),
-                        );
+                        entry.insert("lines".into(), log_lines(got.lines).into());
                         entry
                     }
                     Err(e) => error_entry(&e),
@@ -1692,5 +1692,24 @@ mod wait_tests {
             &dyno("web.1", Some("web"), "up", Some(3)),
             &[web]
         ));
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    /// An app logging a URL with the token in its query: the line comes to the script with
+    /// the token masked. Before, the line was plain text, and `sub_string` or `split` on it
+    /// handed a piece of the token on unmasked (cold review).
+    #[test]
+    fn a_registered_secret_in_a_log_line_comes_masked() {
+        let token = "9d1c7e0a-5b3f-4c2d-8e6f-0a1b2c3d4e5f";
+        runbook_secret::register(token);
+        let line = format!(
+            "2026-12-07T05:00:00+00:00 heroku[router]: at=info method=POST path=\"/hooks?token={token}\" status=200"
+        );
+        let got = super::log_lines(vec![line]);
+        let text = got[0].to_string();
+        assert!(!text.contains(&token[..8]), "{text}");
+        assert!(text.contains("status=200"), "{text}");
     }
 }

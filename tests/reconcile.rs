@@ -95,6 +95,36 @@ fn a_rollback_probes_the_vendor_not_the_journal() {
         .contains("\"type\":\"rollback_blocked\",\"step\":\"restore\""));
 }
 
+/// Heroku does not answer the rollback's read of the apps' configs (503 on every attempt).
+/// Before, a failed read was "its undo runs as the journal says": the undo wrote the old
+/// token over whatever the apps held, another rotation's token included. Now the rollback
+/// restores nothing until the targets can be read, and says to try again (cold review).
+#[test]
+fn a_rollback_whose_read_back_gets_no_answer_undoes_nothing() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    rig.sandbox
+        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    let before = writes(&rig.state()).len();
+    let run_id = rig.run_id();
+    let out = rig.rollback(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("? heroku::set_config on raxx-api-staging: could not be read back (")
+        .stderr_has("✗ rollback refused: what the run's targets hold now could not be read: heroku::set_config on raxx-api-staging (")
+        .stderr_has("Nothing was undone")
+        .stderr_has(&format!(
+            "run `runbook rollback {run_id}` again once the vendor answers"
+        ));
+    assert_eq!(
+        writes(&rig.state()).len(),
+        before,
+        "the rollback wrote nothing"
+    );
+    rig.sandbox.clear_faults();
+    rig.rollback(&[]).exit(Exit::Ok);
+    assert_back_on_old_token(&rig.state());
+}
+
 /// Postmark does not answer the rollback's check of the old token: the rollback restores
 /// nothing, as for a dead token, but the advice is to try the rollback again, not to go
 /// forward (which would revoke the very token the operator chose to keep).
@@ -259,7 +289,7 @@ fn a_rollback_run_again_knows_what_its_own_undo_restored() {
     let again = rig.rollback(&[]);
     again.exit(Exit::Ok)
         // The staging copy this run's cleanup removed reads as such, not as a script error.
-        .stdout_has("infisical::set_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/: could not be read back (it is not there: removed since, by this run's cleanup or by hand)");
+        .stdout_has("infisical::set_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/: it is not there: removed since, by this run's cleanup or by hand; its undo runs as the journal says");
     assert_lacks("stdout", &again.stdout, "Runtime error");
     let state = rig.state();
     assert!(

@@ -160,8 +160,10 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
 
 /// Reads back every target the steps in `steps` wrote and that is still in effect, records
 /// what each holds now, and shows it: what still holds the run's value is restored, what
-/// changed since is left alone (the undo's writes skip it).
-pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
+/// changed since is left alone (the undo's writes skip it). Returns the targets that can be
+/// read and whose read failed (a 5xx, no connection), with why.
+pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) -> Vec<String> {
+    let mut failed: Vec<String> = Vec::new();
     let run = session.run();
     let mut header = false;
     // One verdict per target: a target written more than once (an app's second var) that
@@ -182,9 +184,12 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
                     .progress("  What the run's targets hold now, read at the vendors:");
                 header = true;
             }
-            let Some((holds, now)) = read_back(session, w) else {
+            let Some((holds, now, unanswered)) = read_back(session, w) else {
                 continue;
             };
+            if let (true, Some(why)) = (unanswered, &now) {
+                failed.push(format!("{} on {} ({why})", w.function, w.target));
+            }
             let now = now.filter(|_| holds == Holds::Changed);
             match found
                 .iter()
@@ -220,6 +225,7 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) {
         run.ledger().record(Event::Refreshed(r));
     }
     undo_requests(session);
+    failed
 }
 
 /// Which of two reads of one target decides: a change by someone else over anything, then
@@ -256,7 +262,7 @@ fn undo_requests(session: &Session) {
 /// What one write's target holds now, said to the operator; `None` for a change request
 /// still open, which is not in the world yet (reading the secret would only show the value
 /// before it): it is named here, and the undo reports it.
-fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Option<String>)> {
+fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Option<String>, bool)> {
     let say = session.run().say();
     let what = format!("{} on {}", w.function, w.target);
     if w.outcome == WriteOutcome::Pending {
@@ -266,14 +272,14 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
         ));
         return None;
     }
-    let (holds, now) = crate::host::readback::holds(session.run(), w);
+    let (holds, now, failed) = crate::host::readback::read(session.run(), w);
     // Changed, but maybe by this run's own rollback (an undo that stopped part way): not
     // someone else's change to leave alone.
     if holds == Holds::Changed && restored_by_this_run(session, w) {
         say.progress(format!(
             "    ↶ {what}: restored by this run's rollback, which goes on with it"
         ));
-        return Some((Holds::Restored, None));
+        return Some((Holds::Restored, None, false));
     }
     let shown = now.as_deref().unwrap_or("another value");
     match holds {
@@ -285,7 +291,7 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
             say.progress(format!(
                 "    · {what}: may have applied, but does not hold what this run wrote ({shown}): left alone"
             ));
-            return Some((Holds::NotShown, now));
+            return Some((Holds::NotShown, now, false));
         }
         Holds::AsWritten => {
             say.progress(format!("    = {what}: holds what this run wrote; restored"))
@@ -295,14 +301,19 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
         )),
         // Only `restored_by_this_run` and the lost write above say so.
         Holds::Restored | Holds::NotShown => {}
-        Holds::Unread => say.progress(format!(
-            "    ? {what}: {}; its undo runs as the journal says",
-            now.as_deref()
-                .map(|why| format!("could not be read back ({why})"))
-                .unwrap_or_else(|| "cannot be read back".to_string())
-        )),
+        Holds::Unread => match now.as_deref() {
+            Some(why) if failed => {
+                say.warning(format!("    ? {what}: could not be read back ({why})"))
+            }
+            Some(why) => say.progress(format!(
+                "    ? {what}: {why}; its undo runs as the journal says"
+            )),
+            None => say.progress(format!(
+                "    ? {what}: cannot be read back; its undo runs as the journal says"
+            )),
+        },
     }
-    Some((holds, now))
+    Some((holds, now, failed))
 }
 
 /// Whether what `w` wrote holds what an unfinished undo of this run put back there: the
@@ -454,7 +465,18 @@ pub(crate) fn before_rollback(
     }
     check_restores(session)?;
     let ids: Vec<&str> = reached.iter().map(|s| s.id.as_str()).collect();
-    refresh_targets(session, &ids);
+    // A target that can be read and whose read failed is not undone blind: its undo would
+    // write the journal's values over whatever it holds now (another rotation's, say).
+    let failed = refresh_targets(session, &ids);
+    if !failed.is_empty() {
+        return Err(Refusal {
+            why: format!(
+                "what the run's targets hold now could not be read: {}",
+                failed.join("; ")
+            ),
+            kind: Refused::NoAnswer,
+        });
+    }
     Ok(())
 }
 

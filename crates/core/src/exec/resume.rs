@@ -333,6 +333,8 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         .filter(|s| super::refresh::took_effect(&r.session, &s.id))
         .map(|s| s.id.as_str())
         .collect();
+    // A target whose read failed stops nothing here: the step that wrote it is checked
+    // again (its verify, or the operator) before anything builds on it.
     super::refresh::refresh_targets(&r.session, &done);
     let id = r.session.run_id().to_string();
     if let Some(changed) = super::refresh::changed_since(&r.session) {

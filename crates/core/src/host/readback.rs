@@ -9,19 +9,41 @@ use crate::events::Holds;
 use crate::ledger::Write;
 use serde_json::Value;
 
-/// What `w`'s target holds now, and a masked description when it changed.
+/// What `w`'s target holds now, and a masked description when it changed (or why it could
+/// not be read).
 pub(crate) fn holds(run: &RunContext, w: &Write) -> (Holds, Option<String>) {
+    let (holds, now, _) = read(run, w);
+    (holds, now)
+}
+
+/// As `holds`, and whether the read itself failed (the vendor did not answer, or answered
+/// an error): asking again may tell. Not so for a target that is not there, or a journal
+/// that does not say what was written.
+pub(crate) fn read(run: &RunContext, w: &Write) -> (Holds, Option<String>, bool) {
     let read = match w.function.as_str() {
         "heroku::set_config" => heroku_config(run, &w.target, &w.detail),
         "infisical::set_secret" => infisical_secret(run, &w.detail),
         "github::set_secret" => github_secret(run, &w.target, &w.detail, w.at.as_deref()),
-        _ => return (Holds::Unread, None),
+        _ => return (Holds::Unread, None, false),
     };
     match read {
-        Ok(None) => (Holds::AsWritten, None),
-        Ok(Some(now)) => (Holds::Changed, Some(now)),
-        Err(why) => (Holds::Unread, Some(why)),
+        Ok(None) => (Holds::AsWritten, None, false),
+        Ok(Some(now)) => (Holds::Changed, Some(now), false),
+        Err(Unread::Failed(why)) => (Holds::Unread, Some(why), true),
+        Err(Unread::Unknowable(why)) => (Holds::Unread, Some(why), false),
     }
+}
+
+/// Why a target was not read back.
+enum Unread {
+    /// The read failed (the vendor did not answer, or answered an error).
+    Failed(String),
+    /// There is nothing a read can tell (not there, or the journal does not say).
+    Unknowable(String),
+}
+
+fn failed(why: &str) -> Unread {
+    Unread::Failed(why.to_string())
 }
 
 /// Whether `now` is what a write recorded as `wrote` (a fingerprint, a clear value, or
@@ -45,17 +67,19 @@ fn masked(v: Option<&str>) -> String {
 }
 
 /// `None` when the app's vars hold what the write set; else what they hold now.
-fn heroku_config(run: &RunContext, app: &str, detail: &Value) -> Result<Option<String>, String> {
+fn heroku_config(run: &RunContext, app: &str, detail: &Value) -> Result<Option<String>, Unread> {
     let Some(vars) = detail["vars"].as_object() else {
-        return Err("the journal does not say which vars were set".into());
+        return Err(Unread::Unknowable(
+            "the journal does not say which vars were set".into(),
+        ));
     };
-    let v = run.vendors().map_err(|e| e.to_string())?;
+    let v = run.vendors().map_err(|e| failed(&e.to_string()))?;
     let name = app.to_string();
     let now = run
         .block(&format!("heroku GET /apps/{app}/config-vars"), async move {
             v.heroku().config_vars(&name).await
         })
-        .map_err(|e| reason(&e))?;
+        .map_err(|e| failed(&reason(&e)))?;
     let changed: Vec<String> = vars
         .iter()
         .filter(|(k, wrote)| !same(now.get(k), wrote))
@@ -65,7 +89,7 @@ fn heroku_config(run: &RunContext, app: &str, detail: &Value) -> Result<Option<S
 }
 
 /// `None` when Infisical's current version is the value the write stored.
-fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, String> {
+fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, Unread> {
     let field = |k: &str| detail[k].as_str().unwrap_or_default().to_string();
     let (project, env, path, name) = (
         field("project_id"),
@@ -73,7 +97,7 @@ fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, 
         field("path"),
         field("name"),
     );
-    let v = run.vendors().map_err(|e| e.to_string())?;
+    let v = run.vendors().map_err(|e| failed(&e.to_string()))?;
     let label = format!("infisical GET /api/v4/secrets/{name}");
     let now = run
         .block(&label, async move {
@@ -86,11 +110,13 @@ fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, 
                 read => read.map(Some),
             }
         })
-        .map_err(|e| reason(&e))?;
+        .map_err(|e| failed(&reason(&e)))?;
     // Gone: removed since (a staging copy by this run's own cleanup, or by hand). What its
     // undo does then is the undo's to decide, as the journal says.
     let Some(now) = now else {
-        return Err("it is not there: removed since, by this run's cleanup or by hand".into());
+        return Err(Unread::Unknowable(
+            "it is not there: removed since, by this run's cleanup or by hand".into(),
+        ));
     };
     let value = now.value.expose();
     Ok((!same(Some(value), &detail["value"]))
@@ -109,15 +135,17 @@ fn github_secret(
     repo: &str,
     detail: &Value,
     at: Option<&str>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Unread> {
     let rfc3339 = |s: &str| {
         time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
     };
     let name = detail["name"].as_str().unwrap_or_default().to_string();
     let Some(wrote) = at.and_then(rfc3339) else {
-        return Err("the journal does not say when this run wrote it".into());
+        return Err(Unread::Unknowable(
+            "the journal does not say when this run wrote it".into(),
+        ));
     };
-    let v = run.vendors().map_err(|e| e.to_string())?;
+    let v = run.vendors().map_err(|e| failed(&e.to_string()))?;
     let r = repo.to_string();
     let label = format!("github GET /repos/{repo}/actions/secrets/{name}");
     let info = run
@@ -125,7 +153,7 @@ fn github_secret(
             &label,
             async move { v.github().secret_info(&r, &name).await },
         )
-        .map_err(|e| reason(&e))?;
+        .map_err(|e| failed(&reason(&e)))?;
     let Some(info) = info else {
         // GitHub answers 404 also for a repository this token can no longer see.
         return Ok(Some(
@@ -138,10 +166,10 @@ fn github_secret(
             info.updated_at
         ))),
         Some(_) => Ok(None),
-        None => Err(format!(
+        None => Err(Unread::Unknowable(format!(
             "GitHub gave no date it was updated ({:?})",
             info.updated_at
-        )),
+        ))),
     }
 }
 

@@ -113,6 +113,41 @@ step("call", "Create a key", |ctx| {
     out.assert_absent("sk_live_9f3c2a7b41d84e2a");
 }
 
+/// A field that quotes the declared secret and comes before it in the answer (Neon's
+/// create-project: `connection_uri` ahead of `password`), and a header quoting it. Before,
+/// each was judged before the password was registered: plain text, and a cut of it printed
+/// a piece of the password (cold review). Now every declared field joins the redactor first.
+#[test]
+fn a_field_before_the_declared_secret_that_quotes_it_comes_back_a_secret() {
+    let scenario = r#"
+[[scripted]]
+name = "vendor"
+
+[[scripted.routes]]
+method = "POST"
+path = "/projects"
+respond = { status = 201, headers = { "X-Connection" = "postgres://app:Xk9Qm2LpT7vR0aBc@db/app" }, body = { connection_uri = "postgres://app:Xk9Qm2LpT7vR0aBc@db/app", password = "Xk9Qm2LpT7vR0aBc" } }
+"#;
+    let runbook = r#"
+runbook(#{ id: "ordered", title: "Ordered fields" });
+param("url", #{ default: "https://vendor.example", env: "VENDOR_API_URL", help: "vendor API" });
+step("call", "Create a project", |ctx| {
+    let r = http::post(`${ctx.params.url}/projects`, #{ json: #{}, secrets: ["password"] });
+    ensure(secret::is_secret(r.json.connection_uri), "the URI quoting the password is a Secret");
+    ensure(secret::is_secret(r.headers["x-connection"]), "so is the header quoting it");
+    print(`uri ${r.json.connection_uri}, body ${r.body}`);
+}).no_undo("the example keeps nothing");
+"#;
+    let out = Test::new()
+        .file("runbooks/ordered.rhai", runbook)
+        .file("runbooks/sandbox/ordered.toml", scenario)
+        .args(&["exec", "ordered", "--sandbox", "--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    out.assert_absent("Xk9Qm2LpT7vR0aBc");
+    out.assert_absent("Xk9Qm2L");
+}
+
 #[test]
 fn credentials_must_be_secrets_and_never_part_of_a_url() {
     let runbook = r#"

@@ -622,6 +622,21 @@ impl Wrap<'_> {
         })
     }
 
+    /// Registers `text` at `path` (under `key`) when it comes back as a credential by where
+    /// it is (declared, or a vendor's credential field), as `secret` would.
+    fn register(&self, path: &str, key: &str, text: &str) {
+        let credential = if self.declared(path) {
+            true
+        } else if self.vendor == CredentialFields::ConfigVars && self.vendor.holds(path, key) {
+            !self.masking.is_plain(key, text) && self.masking.is_secret(key, text)
+        } else {
+            self.vendor.holds(path, key)
+        };
+        if credential {
+            runbook_secret::register(text);
+        }
+    }
+
     /// The Secret the string `text` at `path` (under `key`) comes back as, if any.
     fn secret(&self, path: &str, key: &str, text: &str) -> Option<Secret> {
         let source = || Source::Vendor {
@@ -651,6 +666,35 @@ impl Wrap<'_> {
     }
 }
 
+/// Registers every field of `v` that comes back as a credential by its path (declared, or
+/// the vendor's), before any field is judged by whether it holds a registered secret.
+fn register_credentials(v: &serde_json::Value, path: &str, wrap: &Wrap, key: &str) {
+    match v {
+        serde_json::Value::String(text) => wrap.register(path, key, text),
+        serde_json::Value::Number(n) => wrap.register(path, key, &n.to_string()),
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                register_credentials(x, &child_path(path, &i.to_string()), wrap, key);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                register_credentials(x, &child_path(path, k), wrap, k);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The path of field `k` under `path`.
+fn child_path(path: &str, k: &str) -> String {
+    if path.is_empty() {
+        k.to_string()
+    } else {
+        format!("{path}.{k}")
+    }
+}
+
 /// A JSON response as rhai, credential fields as Secrets (see `Wrap`). In `v`, each field
 /// made a Secret is replaced by its mask: what the raw body may show.
 fn response_json(v: &mut serde_json::Value, path: &str, wrap: &Wrap, key: &str) -> Dynamic {
@@ -664,13 +708,7 @@ fn response_json(v: &mut serde_json::Value, path: &str, wrap: &Wrap, key: &str) 
         *v = serde_json::Value::String(secret.masked());
         return Dynamic::from(secret);
     }
-    let child = |k: &str| {
-        if path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{path}.{k}")
-        }
-    };
+    let child = |k: &str| child_path(path, k);
     match v {
         serde_json::Value::Array(a) => a
             .iter_mut()
@@ -862,6 +900,40 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         let resp = h.block(&label, async move { v.transport().send(req).await })?;
         let mut m = Map::new();
         m.insert("status".into(), (resp.status as i64).into());
+        let text = resp.text();
+        let wrap = Wrap {
+            declared: &secrets,
+            vendor,
+            masking: &h.policy().masking,
+            label: &label,
+            wrapped: std::cell::Cell::new(false),
+            hit: std::cell::Cell::new(false),
+        };
+        let mut parsed = serde_json::from_str::<serde_json::Value>(&text).ok();
+        // An XML answer (AWS's query APIs), parsed the same way: `secrets` paths name its
+        // fields (`CreateAccessKeyResponse.CreateAccessKeyResult.AccessKey.SecretAccessKey`).
+        let mut tree = if parsed.is_none() && text.trim_start().starts_with('<') {
+            if xml_depth(&text) > MAX_XML_DEPTH {
+                return Err(crate::value::throw(
+                    "runbook::limit::xml_depth",
+                    format!(
+                        "the response of {label} is XML nested deeper than {MAX_XML_DEPTH} levels; it is not read"
+                    ),
+                    Some("no vendor API answers this deep: check the endpoint (`.status` and `.body` are not kept for such an answer)".into()),
+                ));
+            }
+            xml_to_json(&text)
+        } else {
+            None
+        };
+        // First, every credential field of the answer joins the redactor: a header or a
+        // field before it that quotes it (a connection URI ahead of its password) is then
+        // judged knowing it (before, it stayed plain text, and a cut of it printed a piece).
+        if !secrets.is_empty() || vendor != CredentialFields::None {
+            for t in parsed.iter().chain(tree.iter()) {
+                register_credentials(t, "", &wrap, "");
+            }
+        }
         let headers: Map = resp
             .headers
             .iter()
@@ -875,38 +947,14 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         m.insert("headers".into(), headers.into());
         // An earlier attempt's answer was lost: this answer does not say what that one did.
         m.insert("maybe_applied".into(), resp.earlier_lost.into());
-        let text = resp.text();
-        let wrap = Wrap {
-            declared: &secrets,
-            vendor,
-            masking: &h.policy().masking,
-            label: &label,
-            wrapped: std::cell::Cell::new(false),
-            hit: std::cell::Cell::new(false),
-        };
-        let mut parsed = serde_json::from_str::<serde_json::Value>(&text).ok();
         let json = parsed
             .as_mut()
             .map(|j| response_json(j, "", &wrap, ""))
             .unwrap_or(Dynamic::UNIT);
-        // An XML answer (AWS's query APIs), parsed the same way: `secrets` paths name its
-        // fields (`CreateAccessKeyResponse.CreateAccessKeyResult.AccessKey.SecretAccessKey`).
-        let xml = if json.is_unit() && text.trim_start().starts_with('<') {
-            if xml_depth(&text) > MAX_XML_DEPTH {
-                return Err(crate::value::throw(
-                    "runbook::limit::xml_depth",
-                    format!(
-                        "the response of {label} is XML nested deeper than {MAX_XML_DEPTH} levels; it is not read"
-                    ),
-                    Some("no vendor API answers this deep: check the endpoint (`.status` and `.body` are not kept for such an answer)".into()),
-                ));
-            }
-            xml_to_json(&text)
-                .map(|mut x| response_json(&mut x, "", &wrap, ""))
-                .unwrap_or(Dynamic::UNIT)
-        } else {
-            Dynamic::UNIT
-        };
+        let xml = tree
+            .as_mut()
+            .map(|x| response_json(x, "", &wrap, ""))
+            .unwrap_or(Dynamic::UNIT);
         // The raw body keeps no copy a script could pass on. A JSON answer whose fields were
         // made Secrets is the JSON with each masked: an opaque config var is not known to the
         // redactor. Otherwise the secret fields are registered by now (as is any secret the

@@ -1,7 +1,7 @@
 //! `run::together` (issue 31): independent reads of one step sent at once; anything else
 //! runs once, in its turn.
 
-use crate::support::{canary_scenario, items, Exit, Test};
+use crate::support::{canary_scenario, items, served, Exit, Test};
 use serde_json::Value;
 
 /// Every call waits: reads sent one after another could not overlap.
@@ -753,4 +753,38 @@ fn ctrl_c_during_a_fan_out_records_every_target_sent() {
         .filter(|e| e["context"]["function"] == "heroku::set_config")
         .count();
     assert_eq!(audited, 2, "every app's change is audited");
+}
+
+/// The record of the staging copy's removal, which `run::together` sends ahead of the apps'
+/// changes in propagate (the run's fifth write), is refused (the state store cannot keep
+/// it). Before, the first pass dropped that stop as an ordinary error: the second pass ran
+/// every function, and the removal and the apps' config changes went out after the run had
+/// found it could not record (cold review). Now the step stops there.
+#[test]
+fn a_record_refused_in_the_first_pass_stops_the_step_before_any_other_write() {
+    let out = Test::new()
+        .rehearse("postmark")
+        .canary()
+        .args(&["--yes"])
+        .keep_sandbox_state()
+        .env("RUNBOOK_REFUSE_WRITE_AT", "5")
+        .run();
+    out.stderr_has("Step 'propagate' stopped before its write: the write was not sent because its record could not be stored");
+    let state = out.sandbox_state();
+    assert_eq!(
+        served(
+            &state,
+            "DELETE",
+            "/api/v4/secrets/POSTMARK_SERVER_TOKEN_PENDING"
+        ),
+        0
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            served(&state, "PATCH", &format!("/apps/{app}/config-vars")),
+            0,
+            "{app} was changed after the run could not record:\n{}",
+            out.stderr
+        );
+    }
 }

@@ -581,6 +581,7 @@ fn together(nc: &NativeCallContext, fns: Array) -> R<Array> {
     }
     // Pass one: each single read stops at its request, sent. An error here (a bad argument)
     // is raised again in pass two, where the function runs in its turn.
+    let mut stopped = None;
     // A write is journalled as sent before it leaves, as any write (`Writes::mutate`).
     for (i, f) in fns.iter().enumerate() {
         let Some(single) = single_call(nc, f) else {
@@ -592,12 +593,21 @@ fn together(nc: &NativeCallContext, fns: Array) -> R<Array> {
             asks[i] = vendor;
         }
         run.ahead().mode.set(Mode::Start(i));
-        let _ = f.call_within_context::<Dynamic>(nc, ());
+        // A stop (the run cannot record, its lock is gone, Ctrl-C) ends the first pass: no
+        // other call is started, and the second runs only the writes already started, to
+        // wait for them and record them, then stops with it. Before, it was dropped as an
+        // ordinary error to be raised again, and the second pass ran every function.
+        if let Err(e) = f.call_within_context::<Dynamic>(nc, ()) {
+            if !is_started(&e) && matches!(e.unwrap_inner(), EvalAltResult::ErrorTerminated(..)) {
+                stopped = Some(e);
+                break;
+            }
+        }
     }
     run.ahead().sent_at.set(run.ahead().reached());
     crate::hooks::interrupt_point("together", &run.step_name());
     let mut out = Array::with_capacity(fns.len());
-    let mut failed = None;
+    let mut failed = stopped;
     for (i, f) in fns.iter().enumerate() {
         // After a failure only the writes started ahead run on: each is waited for and
         // its outcome recorded.

@@ -229,13 +229,15 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) -> Vec<String> 
 }
 
 /// Which of two reads of one target decides: a change by someone else over anything, then
-/// what this run's rollback put back, then what the run wrote, then no read.
+/// what this run's rollback put back, then what the run wrote, then a write that may have
+/// applied and does not show (another write of the run that holds means the undo must run:
+/// an app whose token was set, beside a second var whose write got a 500), then no read.
 fn weight(holds: Holds) -> u8 {
     match holds {
         Holds::Changed => 4,
-        Holds::NotShown => 3,
-        Holds::Restored => 2,
-        Holds::AsWritten => 1,
+        Holds::Restored => 3,
+        Holds::AsWritten => 2,
+        Holds::NotShown => 1,
         Holds::Unread => 0,
     }
 }
@@ -513,5 +515,23 @@ pub(crate) fn refuse(session: &Session, refusal: &Refusal) {
         Refused::Dead => say.warning(format!(
             "  Go forward instead: `runbook resume {run_id}` finishes the rotation on the new value; if it cannot, end this run with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`."
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weight;
+    use crate::events::Holds;
+
+    /// One target written twice (an app's token, and a second var whose write got a 500 and
+    /// did not apply): the write that holds decides, so the undo puts the app back. Before,
+    /// "does not show" outweighed it: the app kept the run's token and the rollback said
+    /// "complete" (review of this session's change).
+    #[test]
+    fn a_write_that_holds_outweighs_one_that_does_not_show() {
+        assert!(weight(Holds::AsWritten) > weight(Holds::NotShown));
+        assert!(weight(Holds::Restored) > weight(Holds::NotShown));
+        assert!(weight(Holds::Changed) > weight(Holds::Restored));
+        assert!(weight(Holds::NotShown) > weight(Holds::Unread));
     }
 }

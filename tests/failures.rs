@@ -218,6 +218,23 @@ fn a_write_whose_first_answer_was_lost_stays_in_doubt_after_later_refusals() {
     assert_eq!(out.report()["status"], "rolled_back");
 }
 
+/// SendGrid answers the create call 500 (it may have made the key: the write is unknown,
+/// and no id or key came back). Before, the rollback called the discard, which read a key
+/// id nobody recorded, and stopped there on every try (review of this session's change).
+/// Now it says what to look for, and the rollback completes.
+#[test]
+fn a_create_answered_500_is_rolled_back_without_an_id_to_delete_by() {
+    let out = Test::new()
+        .rehearse("sendgrid")
+        .args(&["--yes"])
+        .keep_sandbox_state()
+        .args(&["--fault", "sendgrid:POST:/v3/api_keys=500:always"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stdout_has("may have made a credential this run never saw")
+        .stdout_has("rolled back (step 'create' failed)");
+}
+
 /// A step whose only write was refused leaves nothing to undo: its undo never runs (with the
 /// SendGrid rotation, that undo would delete a key this run did not create).
 #[test]

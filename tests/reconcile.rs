@@ -125,6 +125,24 @@ fn a_rollback_whose_read_back_gets_no_answer_undoes_nothing() {
     assert_back_on_old_token(&rig.state());
 }
 
+/// The same read answered 404 (a lasting answer, not a vendor that did not answer): asking
+/// again would never tell more, so the rollback does not wait on it: the undo goes as the
+/// journal says, as for a target that cannot be read (review of this session's change: it
+/// refused every rollback, saying to try again, for ever).
+#[test]
+fn a_read_back_refused_for_good_does_not_block_the_rollback() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    rig.sandbox
+        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=404");
+    rig.rollback(&[])
+        .exit(Exit::Ok)
+        .stdout_has("? heroku::set_config on raxx-api-staging: ")
+        .stdout_has("its undo runs as the journal says");
+    rig.sandbox.clear_faults();
+    assert_back_on_old_token(&rig.state());
+}
+
 /// Postmark does not answer the rollback's check of the old token: the rollback restores
 /// nothing, as for a dead token, but the advice is to try the rollback again, not to go
 /// forward (which would revoke the very token the operator chose to keep).

@@ -21,13 +21,7 @@ pub(crate) enum Verdict {
     },
 }
 
-/// The codes of vendor errors that asking again later may mend.
-const PASSING: &[&str] = &[
-    "runbook::vendor::connection",
-    "runbook::vendor::timeout",
-    "runbook::vendor::server",
-    "runbook::vendor::rate_limited",
-];
+use crate::host::PASSING;
 
 /// Why a rollback restores nothing.
 pub(crate) struct Refusal {

@@ -33,6 +33,7 @@ pub use operator::Operator;
 pub(crate) use placeholder::Placeholder;
 pub(crate) use prompt::prompt_error;
 pub use services::Services;
+pub(crate) use vendor_call::PASSING;
 
 use crate::engine::registry::{HostModules, Registrar};
 use crate::plan::PlanBuilder;

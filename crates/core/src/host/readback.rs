@@ -42,8 +42,21 @@ enum Unread {
     Unknowable(String),
 }
 
-fn failed(why: &str) -> Unread {
-    Unread::Failed(why.to_string())
+/// A read that failed: one asking again may mend (no answer, a 5xx, a rate limit) is
+/// `Failed`; one that lasts (the target gone, the credential refused) says nothing more
+/// asked again, and the undo goes as the journal says, as for a target that cannot be read.
+fn unread(e: &rhai::EvalAltResult) -> Unread {
+    let code = match e {
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v
+            .read_lock::<rhai::Map>()
+            .and_then(|m| m.get("code_kind").map(|c| c.to_string())),
+        _ => None,
+    };
+    if code.is_some_and(|c| super::vendor_call::PASSING.contains(&c.as_str())) {
+        Unread::Failed(reason(e))
+    } else {
+        Unread::Unknowable(reason(e))
+    }
 }
 
 /// Whether `now` is what a write recorded as `wrote` (a fingerprint, a clear value, or
@@ -73,13 +86,15 @@ fn heroku_config(run: &RunContext, app: &str, detail: &Value) -> Result<Option<S
             "the journal does not say which vars were set".into(),
         ));
     };
-    let v = run.vendors().map_err(|e| failed(&e.to_string()))?;
+    let v = run
+        .vendors()
+        .map_err(|e| Unread::Unknowable(e.to_string()))?;
     let name = app.to_string();
     let now = run
         .block(&format!("heroku GET /apps/{app}/config-vars"), async move {
             v.heroku().config_vars(&name).await
         })
-        .map_err(|e| failed(&reason(&e)))?;
+        .map_err(|e| unread(&e))?;
     let changed: Vec<String> = vars
         .iter()
         .filter(|(k, wrote)| !same(now.get(k), wrote))
@@ -97,7 +112,9 @@ fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, 
         field("path"),
         field("name"),
     );
-    let v = run.vendors().map_err(|e| failed(&e.to_string()))?;
+    let v = run
+        .vendors()
+        .map_err(|e| Unread::Unknowable(e.to_string()))?;
     let label = format!("infisical GET /api/v4/secrets/{name}");
     let now = run
         .block(&label, async move {
@@ -110,7 +127,7 @@ fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, 
                 read => read.map(Some),
             }
         })
-        .map_err(|e| failed(&reason(&e)))?;
+        .map_err(|e| unread(&e))?;
     // Gone: removed since (a staging copy by this run's own cleanup, or by hand). What its
     // undo does then is the undo's to decide, as the journal says.
     let Some(now) = now else {
@@ -145,7 +162,9 @@ fn github_secret(
             "the journal does not say when this run wrote it".into(),
         ));
     };
-    let v = run.vendors().map_err(|e| failed(&e.to_string()))?;
+    let v = run
+        .vendors()
+        .map_err(|e| Unread::Unknowable(e.to_string()))?;
     let r = repo.to_string();
     let label = format!("github GET /repos/{repo}/actions/secrets/{name}");
     let info = run
@@ -153,7 +172,7 @@ fn github_secret(
             &label,
             async move { v.github().secret_info(&r, &name).await },
         )
-        .map_err(|e| failed(&reason(&e)))?;
+        .map_err(|e| unread(&e))?;
     let Some(info) = info else {
         // GitHub answers 404 also for a repository this token can no longer see.
         return Ok(Some(

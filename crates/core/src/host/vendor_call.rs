@@ -10,6 +10,14 @@ use std::future::Future;
 
 pub type R<T> = Result<T, Box<EvalAltResult>>;
 
+/// The codes of vendor errors that asking again later may mend.
+pub(crate) const PASSING: &[&str] = &[
+    "runbook::vendor::connection",
+    "runbook::vendor::timeout",
+    "runbook::vendor::server",
+    "runbook::vendor::rate_limited",
+];
+
 /// A vendor failure as a runtime error whose value is a map:
 /// `#{vendor, method, route, status, code, kind, message, help}`.
 pub fn vendor_error(e: &VendorError) -> Box<EvalAltResult> {

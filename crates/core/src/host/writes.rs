@@ -42,13 +42,20 @@ pub(crate) fn outcome_of_failure(e: &rhai::EvalAltResult) -> WriteOutcome {
     let flag = |key: &str| m.get(key).and_then(|b| b.as_bool().ok()).unwrap_or(false);
     if flag("pending_approval") {
         WriteOutcome::Pending
-    } else if flag("maybe_applied") || server_error(m.get("status")) {
+    } else if flag("maybe_applied") || (server_error(m.get("status")) && !a_read(&m)) {
         WriteOutcome::Unknown
     } else if m.contains_key("vendor") && m.get("status").is_none_or(|s| s.is_unit()) {
         WriteOutcome::NotSent
     } else {
         WriteOutcome::Failed
     }
+}
+
+/// Whether the request that failed was a read: one a vendor call makes before its write
+/// (GitHub's public key, Infisical's current value), whose 5xx says the write never left.
+fn a_read(m: &rhai::Map) -> bool {
+    m.get("method")
+        .is_some_and(|v| matches!(v.to_string().as_str(), "GET" | "HEAD"))
 }
 
 /// A status of 500 or more.
@@ -919,5 +926,13 @@ mod tests {
         // A server error says the vendor failed to answer, not that it did nothing.
         assert_eq!(outcome_of_failure(&answered(500)), WriteOutcome::Unknown);
         assert_eq!(outcome_of_failure(&answered(503)), WriteOutcome::Unknown);
+        // A read the call made before its write (GitHub's public key) failed: the write
+        // never left (review of this session's change).
+        let mut read = rhai::Map::new();
+        read.insert("vendor".into(), "github".into());
+        read.insert("method".into(), "GET".into());
+        read.insert("status".into(), Dynamic::from(500_i64));
+        let read = EvalAltResult::ErrorRuntime(read.into(), Position::NONE);
+        assert_eq!(outcome_of_failure(&read), WriteOutcome::Failed);
     }
 }

@@ -579,6 +579,7 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
     let mut holder: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
     let dead_pid = holder["pid"].clone();
+    let host = holder["host"].clone();
     holder["pid"] = std::process::id().into();
     std::fs::write(&lock, holder.to_string()).unwrap();
     let out = postmark_repl(Test::in_dir(dir.path()), &["--yes"])
@@ -588,6 +589,17 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
         .stderr_has("heroku::restart on raxx-api-prod: not sent: run ")
         .stderr_has("holds this rotation's lock and may be writing to the same targets now")
         .stderr_has("postmark::dashboard_new_token on");
+    // A holder on another host cannot be shown alive or dead on a shared folder: said, not
+    // refused (review of this session's change: a container restarted under a new hostname
+    // locked the REPL out for good).
+    holder["host"] = "another-host".into();
+    std::fs::write(&lock, holder.to_string()).unwrap();
+    let out = postmark_repl(Test::in_dir(dir.path()), &["--yes"])
+        .stdin("heroku::restart(\"raxx-api-prod\")\n")
+        .run();
+    out.exit(Exit::Ok)
+        .stderr_has("holds this rotation's lock and may be writing to the same targets now; heroku::restart on raxx-api-prod goes beside it");
+    holder["host"] = host;
     holder["pid"] = dead_pid;
     std::fs::write(&lock, holder.to_string()).unwrap();
     // And a runbook loaded into a bare session: `:load` starts a run of that runbook, which
@@ -625,7 +637,7 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
             .filter(|l| l.contains("\"runbook\":\"postmark-server-token\"")
                 && l.contains("\"entry\":\"repl\""))
             .count(),
-        4,
-        "the three sessions before and the loaded run: {after:#?}"
+        5,
+        "the four sessions before and the loaded run: {after:#?}"
     );
 }

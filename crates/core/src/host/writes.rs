@@ -249,16 +249,20 @@ impl<'a> Writes<'a> {
             match self.run.parts().store.lock_read(&lock) {
                 Ok(crate::store::Slot::Held(Some(h))) => {
                     let who = format!("run {} ({} on {}, pid {})", h.run_id, h.actor, h.host, h.pid);
+                    // Refused only beside a holder shown alive: its process here, or a lease
+                    // it keeps renewing. One that cannot be shown either way (another host
+                    // on a shared folder) is said, as before.
+                    let leased = self.run.parts().store.lease().is_some() && !h.expired;
                     Some(if h.is_dead() {
                         (format!("{who} holds this rotation's lock, but its process is gone (the run is unfinished, not writing now)"), false)
                     } else {
-                        (format!("{who} holds this rotation's lock and may be writing to the same targets now"), true)
+                        (format!("{who} holds this rotation's lock and may be writing to the same targets now"), h.is_alive_here() || leased)
                     })
                 }
                 Ok(crate::store::Slot::Held(None)) => Some((
                     "another run holds this rotation's lock and may be writing to the same targets now"
                         .to_string(),
-                    true,
+                    false,
                 )),
                 _ => None,
             }
@@ -270,7 +274,7 @@ impl<'a> Writes<'a> {
             return Err(super::throw(
                 "usage",
                 format!("{function} on {targets}: not sent: {busy}"),
-                Some("let that run end (or stop it); `runbook runs` shows it. A run whose process is gone is no obstacle: its lock only says it is unfinished".into()),
+                Some("let that run end (or stop it); `runbook runs` shows it".into()),
             ));
         }
         let busy = held.map(|(busy, _)| busy);

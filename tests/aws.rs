@@ -453,6 +453,35 @@ fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() 
     );
 }
 
+/// The old key was deleted at the vendor while the run verified (SlotCo now refuses it), and
+/// deactivate's write is refused (404). Before, a flag set before that write made the
+/// rollback skip its probe of the old key: it put the dead key back on the app and deleted
+/// the new one, the only one working. Now the probe runs, finds the old key refused, and
+/// nothing is restored (review of this session's change).
+#[test]
+fn a_refused_deactivate_leaves_the_rollbacks_probe_in_place() {
+    let out = slot_run(
+        &[
+            "--yes",
+            "--fault",
+            "slotco:PATCH=404",
+            "--fault",
+            "slotco:GET:/v1/me=401:after=1",
+        ],
+        "",
+    );
+    out.exit(Exit::StepFailed);
+    let state = out.sandbox_state();
+    let keys = slot_keys(&state);
+    let new: Vec<_> = keys.iter().filter(|k| k.0 != "k-current").collect();
+    assert_eq!(new.len(), 1, "the new key is not deleted: {keys:?}");
+    assert_eq!(
+        state["heroku"]["apps"]["slot-app"]["config_vars"]["SLOTCO_KEY"],
+        new[0].1.as_str(),
+        "the app keeps the new key"
+    );
+}
+
 /// Whether Infisical holds a secret named `name`.
 fn in_infisical(state: &Value, name: &str) -> bool {
     items(&state["infisical"]["secrets"])

@@ -585,7 +585,7 @@ fn a_write_whose_answer_was_lost_is_never_repeated_blindly() {
     let run_id = rig.run_id();
     rig.resume(&["--answers", "token.toml"])
         .exit(Exit::Aborted)
-        .stderr_has("Step 'validate' sent a write whose answer was lost: the journal cannot tell whether it took effect.")
+        .stderr_has("Step 'validate' sent a write whose outcome is unknown (its answer lost, or a server error): the journal cannot tell whether it took effect.")
         .stderr_has("postmark::send_email on ")
         .stderr_has("sent, answer lost or a server error: it may have taken effect")
         // What to do next, not a silent exit.

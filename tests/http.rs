@@ -69,21 +69,23 @@ name = "vendor"
 [[scripted.routes]]
 method = "POST"
 path = "/keys"
-respond = { status = 201, body = { credentials = { id = "k_1", secret = "sk_live_9f3c2a7b41d84e2a", pin = 48213377 } } }
+respond = { status = 201, body = { key_id = "k_1", credentials = { secret = "sk_live_9f3c2a7b41d84e2a", pin = 48213377 } } }
 "#;
     let runbook = r#"
 runbook(#{ id: "nested", title: "Nested secrets" });
 param("url", #{ default: "https://vendor.example", env: "VENDOR_API_URL", help: "vendor API" });
 param("declared", #{ default: "credentials", help: "the path declared secret" });
 step("call", "Create a key", |ctx| {
-    let r = http::post(`${ctx.params.url}/keys`, #{ json: #{}, secrets: [ctx.params.declared] });
+    let r = http::post(`${ctx.params.url}/keys`, #{ json: #{}, secrets: [ctx.params.declared], record: ["key_id"] });
     print(`body ${r.body}`);
     if ctx.params.declared == "credentials" {
         ensure(secret::is_secret(r.json.credentials.secret), "the key is a Secret");
         ensure(secret::is_secret(r.json.credentials.pin), "the PIN is a Secret");
         print(`key ${r.json.credentials.secret}, pin ${r.json.credentials.pin}`);
     } else {
-        ensure(r.json == (), "the fields are not shown");
+        // Only what `record:` keeps (an id) is left of the fields.
+        ensure(r.json.keys() == ["key_id"], `the fields are not shown: ${r.json.keys()}`);
+        print(`kept ${r.json.key_id}`);
     }
 }).no_undo("the example keeps nothing");
 "#;
@@ -107,8 +109,15 @@ step("call", "Create a key", |ctx| {
             "declared=credential.secret",
         ])
         .run();
-    out.exit(Exit::Ok).stdout_has(
-        "body (not shown: none of the fields declared secret (credential.secret) is in this answer, so the credential may be elsewhere in it)",
+    out.exit(Exit::Ok)
+        .stdout_has(
+            "body (not shown: none of the fields declared secret (credential.secret) is in this answer, so the credential may be elsewhere in it)",
+        )
+        .stdout_has("kept k_1");
+    assert!(
+        out.journal().contains(r#""answer":{"key_id":"k_1"}"#),
+        "{}",
+        out.journal()
     );
     out.assert_absent("sk_live_9f3c2a7b41d84e2a");
 }

@@ -317,7 +317,7 @@ impl Doubt {
             doubt.what = if doubt.pending() {
                 "filed a change for approval that is not merged yet"
             } else {
-                "sent a write whose answer was lost"
+                "sent a write whose outcome is unknown (its answer lost, or a server error)"
             };
         }
         doubt

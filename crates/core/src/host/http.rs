@@ -666,6 +666,43 @@ impl Wrap<'_> {
     }
 }
 
+/// Only the fields of a response value at `paths` (what `record:` keeps), nested as they
+/// were; never a Secret. `()` when none is there.
+fn only_paths(v: &Dynamic, paths: &[String]) -> Dynamic {
+    fn insert(m: &mut Map, parts: &[&str], v: Dynamic) {
+        match parts {
+            [last] => {
+                m.insert((*last).into(), v);
+            }
+            [head, rest @ ..] => {
+                let mut child = m
+                    .get(*head)
+                    .and_then(|c| c.read_lock::<Map>().map(|x| x.clone()))
+                    .unwrap_or_default();
+                insert(&mut child, rest, v);
+                m.insert((*head).into(), child.into());
+            }
+            [] => {}
+        }
+    }
+    let mut out = Map::new();
+    for path in paths {
+        let parts: Vec<&str> = path.split('.').collect();
+        let mut at = Some(v.clone());
+        for part in &parts {
+            at = at.and_then(|a| a.read_lock::<Map>().and_then(|m| m.get(*part).cloned()));
+        }
+        if let Some(found) = at.filter(|a| !a.is_unit() && !a.is::<Secret>()) {
+            insert(&mut out, &parts, found);
+        }
+    }
+    if out.is_empty() {
+        Dynamic::UNIT
+    } else {
+        out.into()
+    }
+}
+
 /// Registers every field of `v` that comes back as a credential by its path (declared, or
 /// the vendor's), before any field is judged by whether it holds a registered secret.
 fn register_credentials(v: &serde_json::Value, path: &str, wrap: &Wrap, key: &str) {
@@ -841,6 +878,7 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
     check_egress(h, url, &function)?;
     let secrets = secret_paths(&opts, &function)?;
     let record = record_paths(&opts, &function, &secrets)?;
+    let kept = record.clone();
     let reach = changes(&opts, &function)?;
     if reach.is_some() && effect == Effect::Read {
         return Err(throw(
@@ -977,14 +1015,16 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         // say what went wrong, and hold no new credential).
         let in_body = secrets.iter().any(|p| !p.starts_with("headers."));
         let missed = in_body && !wrap.hit.get() && (200..300).contains(&resp.status);
+        // The fields `record:` keeps (ids, never secrets) stay: a create whose credential
+        // was not where the script said still names what it made, for its undo.
         let (body, json, xml) = if missed {
             (
                 format!(
                     "(not shown: none of the fields declared secret ({}) is in this answer, so the credential may be elsewhere in it)",
                     secrets.join(", ")
                 ),
-                Dynamic::UNIT,
-                Dynamic::UNIT,
+                only_paths(&json, &kept),
+                only_paths(&xml, &kept),
             )
         } else {
             (body, json, xml)

@@ -746,8 +746,9 @@ fn lock_in_place(path: &Path, text: &str) -> Result<bool> {
 
 /// What a process killed between writing its taking of `name` and linking it into place
 /// left beside it (`.NAME.PID.LEASE.taking`): removed once its process is gone, so the
-/// folder does not fill with them. A live process's (or one of another host, sharing the
-/// folder, whose pid means nothing here) is left; removing one only fails that taking.
+/// folder does not fill with them. A live process's is left. The pid is read on this host:
+/// on a folder shared between hosts another host's taking may be removed while it runs,
+/// which only fails that taking (its link finds nothing, and that start fails saying so).
 fn remove_dead_takings(lock: &Path, name: &str) {
     let (Some(dir), prefix) = (lock.parent(), format!(".{name}.")) else {
         return;

@@ -101,20 +101,30 @@ fn a_rollback_probes_the_vendor_not_the_journal() {
 /// restores nothing until the targets can be read, and says to try again (cold review).
 #[test]
 fn a_rollback_whose_read_back_gets_no_answer_undoes_nothing() {
+    refused_until_the_vendor_answers(
+        "heroku:GET:/apps/raxx-api-staging/config-vars=503",
+        |run_id, out| {
+            out.stderr_has("? heroku::set_config on raxx-api-staging: could not be read back (")
+            .stderr_has("✗ rollback refused: what the run's targets hold now could not be read: heroku::set_config on raxx-api-staging (")
+            .stderr_has(&format!(
+                "run `runbook rollback {run_id}` again once the vendor answers"
+            ));
+        },
+    );
+}
+
+/// A run stopped after propagate whose rollback meets `fault`: refused, nothing undone and
+/// nothing written (`said` checks what it says); once the vendor answers, the same rollback
+/// goes through.
+fn refused_until_the_vendor_answers(fault: &str, said: impl Fn(&str, &crate::support::Output)) {
     let rig = Rig::new();
     rig.crash("postmark", "after:propagate");
-    rig.sandbox
-        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    rig.sandbox.add_fault(fault);
     let before = writes(&rig.state()).len();
     let run_id = rig.run_id();
     let out = rig.rollback(&[]);
-    out.exit(Exit::StepFailed)
-        .stderr_has("? heroku::set_config on raxx-api-staging: could not be read back (")
-        .stderr_has("✗ rollback refused: what the run's targets hold now could not be read: heroku::set_config on raxx-api-staging (")
-        .stderr_has("Nothing was undone")
-        .stderr_has(&format!(
-            "run `runbook rollback {run_id}` again once the vendor answers"
-        ));
+    out.exit(Exit::StepFailed).stderr_has("Nothing was undone");
+    said(&run_id, &out);
     assert_eq!(
         writes(&rig.state()).len(),
         before,
@@ -148,28 +158,13 @@ fn a_read_back_refused_for_good_does_not_block_the_rollback() {
 /// forward (which would revoke the very token the operator chose to keep).
 #[test]
 fn a_rollback_whose_check_gets_no_answer_says_to_try_again_not_to_go_forward() {
-    let rig = Rig::new();
-    rig.crash("postmark", "after:propagate");
-    rig.sandbox.add_fault("postmark:GET:/server=503");
-    let before = writes(&rig.state()).len();
-    let run_id = rig.run_id();
-    let out = rig.rollback(&[]);
-    out.exit(Exit::StepFailed)
-        .stderr_has("? ctx.old_token secret(…c001) could not be checked")
-        .stderr_has("Nothing was undone")
-        .stderr_has(&format!(
-            "the check got no answer, so nothing is known to be dead: run `runbook rollback {run_id}` again once the vendor answers"
-        ));
-    assert_lacks("stderr", &out.stderr, "Go forward instead");
-    assert_eq!(
-        writes(&rig.state()).len(),
-        before,
-        "the rollback wrote nothing"
-    );
-    // Once the vendor answers, the same rollback goes through.
-    rig.sandbox.clear_faults();
-    rig.rollback(&[]).exit(Exit::Ok);
-    assert_back_on_old_token(&rig.state());
+    refused_until_the_vendor_answers("postmark:GET:/server=503", |run_id, out| {
+        out.stderr_has("? ctx.old_token secret(…c001) could not be checked")
+            .stderr_has(&format!(
+                "the check got no answer, so nothing is known to be dead: run `runbook rollback {run_id}` again once the vendor answers"
+            ));
+        assert_lacks("stderr", &out.stderr, "Go forward instead");
+    });
 }
 
 /// The check fails for a cause that lasts (Postmark refuses the request itself, 422): not
@@ -1098,6 +1093,19 @@ fn sendgrid_keys(state: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The SendGrid rotation's first key: the one the sandbox starts with.
+const SG_OLD_ID: &str = "kC9vQ3sWQY6v0u1m2o3p4q";
+
+/// Both apps of the SendGrid sandbox hold `key`.
+fn sendgrid_apps_hold(state: &serde_json::Value, key: &str, why: &str) {
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(
+            state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"], key,
+            "{app} {why}"
+        );
+    }
+}
+
 /// Deletes SendGrid API key `id` with the sandbox's admin key, as someone would in the
 /// dashboard.
 fn delete_sendgrid_key(rig: &Rig, id: &str) {
@@ -1121,10 +1129,9 @@ fn delete_sendgrid_key(rig: &Rig, id: &str) {
 /// rollback restores, the rollback asks SendGrid first, and restores nothing (cold review).
 #[test]
 fn a_stdlib_rollback_does_not_restore_a_key_deleted_at_the_vendor() {
-    const OLD_ID: &str = "kC9vQ3sWQY6v0u1m2o3p4q";
     let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
     rig.crash("sendgrid", "after:propagate");
-    delete_sendgrid_key(&rig, OLD_ID);
+    delete_sendgrid_key(&rig, SG_OLD_ID);
     let keys = sendgrid_keys(&rig.state());
     assert_eq!(keys.len(), 1, "only the new key is left: {keys:?}");
     rig.rollback(&[])
@@ -1135,12 +1142,7 @@ fn a_stdlib_rollback_does_not_restore_a_key_deleted_at_the_vendor() {
     let state = rig.state();
     assert_eq!(sendgrid_keys(&state), keys, "the new key is not deleted");
     assert_eq!(secret_value(&state, "SENDGRID_API_KEY"), keys[0].1);
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(
-            state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"], keys[0].1,
-            "{app} keeps the working key"
-        );
-    }
+    sendgrid_apps_hold(&state, &keys[0].1, "keeps the working key");
 }
 
 /// A SendGrid rotation stopped before revoke; then the new key was deleted at SendGrid (an
@@ -1150,11 +1152,10 @@ fn a_stdlib_rollback_does_not_restore_a_key_deleted_at_the_vendor() {
 /// key back everywhere; the new key's discard takes "already gone" for done (cold review).
 #[test]
 fn a_stdlib_resume_does_not_revoke_when_the_new_key_died_meanwhile() {
-    const OLD_ID: &str = "kC9vQ3sWQY6v0u1m2o3p4q";
     let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
     rig.crash("sendgrid", "after:verify");
     let keys = sendgrid_keys(&rig.state());
-    let new: Vec<_> = keys.iter().filter(|(id, _)| id != OLD_ID).collect();
+    let new: Vec<_> = keys.iter().filter(|(id, _)| id != SG_OLD_ID).collect();
     assert_eq!(new.len(), 1, "{keys:?}");
     delete_sendgrid_key(&rig, &new[0].0);
     rig.resume(&[])
@@ -1163,14 +1164,9 @@ fn a_stdlib_resume_does_not_revoke_when_the_new_key_died_meanwhile() {
     let state = rig.state();
     let left = sendgrid_keys(&state);
     assert_eq!(left.len(), 1, "{left:?}");
-    assert_eq!(left[0].0, OLD_ID, "the old key is not revoked");
+    assert_eq!(left[0].0, SG_OLD_ID, "the old key is not revoked");
     assert_eq!(secret_value(&state, "SENDGRID_API_KEY"), left[0].1);
-    for app in ["raxx-api-prod", "raxx-api-staging"] {
-        assert_eq!(
-            state["heroku"]["apps"][app]["config_vars"]["SENDGRID_API_KEY"], left[0].1,
-            "{app} is back on the old key"
-        );
-    }
+    sendgrid_apps_hold(&state, &left[0].1, "is back on the old key");
 }
 
 /// Killed right after SendGrid deleted the old key, before the step checked it is refused.
@@ -1179,11 +1175,10 @@ fn a_stdlib_resume_does_not_revoke_when_the_new_key_died_meanwhile() {
 /// what the revoke wants; the check that it is refused decides (cold review).
 #[test]
 fn a_revoke_whose_delete_went_through_is_finished_by_resume() {
-    const OLD_ID: &str = "kC9vQ3sWQY6v0u1m2o3p4q";
     let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
     rig.crash("sendgrid", "inside:revoke");
     let keys = sendgrid_keys(&rig.state());
-    assert!(!keys.iter().any(|(id, _)| id == OLD_ID), "{keys:?}");
+    assert!(!keys.iter().any(|(id, _)| id == SG_OLD_ID), "{keys:?}");
     rig.resume(&[]).exit(Exit::Ok);
     let state = rig.state();
     let keys = sendgrid_keys(&state);

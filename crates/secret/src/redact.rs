@@ -408,7 +408,11 @@ impl View {
                 if let Some(v) = hex(&rest[1..3])
                     .filter(|_| rest[1].is_ascii_hexdigit() && rest[2].is_ascii_hexdigit())
                 {
-                    view.push(v as u8, i, i + 3);
+                    // An encoded line break inside a value is dropped, as a raw one is
+                    // (`%0A` splitting a wrapped base64 form).
+                    if v != u32::from(b'\n') && v != u32::from(b'\r') {
+                        view.push(v as u8, i, i + 3);
+                    }
                     i += 3;
                     continue;
                 }
@@ -432,7 +436,9 @@ impl View {
                                 _ => (char::from_u32(unit), 6),
                             };
                             if let Some(c) = c {
-                                view.push_char(c, i, i + len);
+                                if c != '\n' && c != '\r' {
+                                    view.push_char(c, i, i + len);
+                                }
                                 i += len;
                                 continue;
                             }
@@ -458,7 +464,9 @@ impl View {
             }
             if scheme == Scheme::Html && rest[0] == b'&' {
                 if let Some((c, len)) = html_reference(rest) {
-                    view.push_char(c, i, i + len);
+                    if c != '\n' && c != '\r' {
+                        view.push_char(c, i, i + len);
+                    }
                     i += len;
                     continue;
                 }
@@ -745,6 +753,25 @@ mod tests {
         register(&lower);
         let b64 = base64::engine::general_purpose::STANDARD.encode(&lower);
         assert!(contains_secret(&b64), "{b64}");
+    }
+
+    /// A value split by an encoded line break (`%0A`, a JSON `\u000a`, an HTML `&#10;`: a
+    /// wrapped base64 block, a canonicalised XML attribute) is masked as one split by a raw
+    /// break is. Before, only raw breaks and `\n` were dropped (cold review).
+    #[test]
+    fn a_value_split_by_an_encoded_line_break_is_masked() {
+        let secret = "Zq7mK2pLr8sT1u2v3w4xY5z6";
+        register(secret);
+        for text in [
+            "token=Zq7mK2pLr8sT%0Au2v3w4xY5z6".replace("sT%0Au", "sT1%0Au"),
+            r#"{"v":"Zq7mK2pLr8sT1u2v\u000a3w4xY5z6"}"#.to_string(),
+            "<a v=\"Zq7mK2pLr8sT1u2v&#10;3w4xY5z6\"/>".to_string(),
+            "<a v=\"Zq7mK2pLr8sT1u2v&#xD;&#xA;3w4xY5z6\"/>".to_string(),
+        ] {
+            let out = redact(&text);
+            assert!(!out.contains("Zq7mK2pLr8"), "{text} -> {out}");
+            assert!(contains_secret(&text), "{text}");
+        }
     }
 
     #[test]

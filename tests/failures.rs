@@ -211,18 +211,23 @@ fn staging_in_doubt_then_rolled_back(out: &crate::support::Output) {
     assert_eq!(out.report()["status"], "rolled_back");
 }
 
+/// The SendGrid rotation rehearsed with `--yes` and `fault`, its final state kept.
+fn sendgrid_with_fault(fault: &str) -> crate::support::Output {
+    Test::new()
+        .rehearse("sendgrid")
+        .args(&["--yes"])
+        .keep_sandbox_state()
+        .args(&["--fault", fault])
+        .run()
+}
+
 /// SendGrid answers the create call 500 (it may have made the key: the write is unknown,
 /// and no id or key came back). Before, the rollback called the discard, which read a key
 /// id nobody recorded, and stopped there on every try (review of this session's change).
 /// Now it says what to look for, and the rollback completes.
 #[test]
 fn a_create_answered_500_is_rolled_back_without_an_id_to_delete_by() {
-    let out = Test::new()
-        .rehearse("sendgrid")
-        .args(&["--yes"])
-        .keep_sandbox_state()
-        .args(&["--fault", "sendgrid:POST:/v3/api_keys=500:always"])
-        .run();
+    let out = sendgrid_with_fault("sendgrid:POST:/v3/api_keys=500:always");
     out.exit(Exit::StepFailed)
         .stdout_has("may have made a credential this run never saw")
         .stdout_has("rolled back (step 'create' failed)");
@@ -232,12 +237,7 @@ fn a_create_answered_500_is_rolled_back_without_an_id_to_delete_by() {
 /// SendGrid rotation, that undo would delete a key this run did not create).
 #[test]
 fn an_undo_never_runs_for_a_write_that_was_refused() {
-    let out = Test::new()
-        .rehearse("sendgrid")
-        .args(&["--yes"])
-        .keep_sandbox_state()
-        .args(&["--fault", "sendgrid:POST:/v3/api_keys=403:always"])
-        .run();
+    let out = sendgrid_with_fault("sendgrid:POST:/v3/api_keys=403:always");
     out.exit(Exit::StepFailed);
     let journal = out.journal();
     assert!(

@@ -428,16 +428,17 @@ impl Transport {
             .iter()
             .find(|(v, _)| *v == req.vendor)
             .map(|(_, p)| p);
+        let refused = |why: String| req.error(ErrorKind::Refused, format!("not sent: {why}"));
         let Some(pacer) = pacer else {
             if let Some(why) = self.fenced(req).await {
-                return Err(req.error(ErrorKind::Refused, format!("not sent: {why}")));
+                return Err(refused(why));
             }
             return self.send_once(req, url).await;
         };
         let ticket = pacer.acquire(&self.inner.waits).await;
         if let Some(why) = self.fenced(req).await {
             ticket.answered(None);
-            return Err(req.error(ErrorKind::Refused, format!("not sent: {why}")));
+            return Err(refused(why));
         }
         let result = self.send_once(req, url).await;
         let remaining = result

@@ -687,12 +687,9 @@ fn only_paths(v: &Dynamic, paths: &[String]) -> Dynamic {
     }
     let mut out = Map::new();
     for path in paths {
-        let parts: Vec<&str> = path.split('.').collect();
-        let mut at = Some(v.clone());
-        for part in &parts {
-            at = at.and_then(|a| a.read_lock::<Map>().and_then(|m| m.get(*part).cloned()));
-        }
-        if let Some(found) = at.filter(|a| !a.is_unit() && !a.is::<Secret>()) {
+        let found = value::at_path(v, path).filter(|a| !a.is_unit() && !a.is::<Secret>());
+        if let Some(found) = found {
+            let parts: Vec<&str> = path.split('.').collect();
             insert(&mut out, &parts, found);
         }
     }

@@ -195,12 +195,7 @@ impl<'a> Writes<'a> {
         let mut out = serde_json::Map::new();
         for path in &self.record {
             let found = ["json", "xml"].iter().find_map(|root| {
-                let mut at = m.get(*root)?.clone();
-                for part in path.split('.') {
-                    let next = at.read_lock::<rhai::Map>()?.get(part)?.clone();
-                    at = next;
-                }
-                (!at.is_unit()).then_some(at)
+                crate::value::at_path(m.get(*root)?, path).filter(|at| !at.is_unit())
             });
             if let Some(v) = found.filter(|v| !v.is::<runbook_secret::Secret>()) {
                 out.insert(path.clone(), crate::value::to_json(&v));

@@ -45,6 +45,16 @@ pub fn at<T>(
     })
 }
 
+/// The value at a dotted path of nested maps (`data.id`), if every step is there.
+pub(crate) fn at_path(v: &Dynamic, path: &str) -> Option<Dynamic> {
+    let mut at = v.clone();
+    for part in path.split('.') {
+        let next = at.read_lock::<Map>()?.get(part)?.clone();
+        at = next;
+    }
+    Some(at)
+}
+
 /// A string bound for a vendor must not carry a secret that `${...}` turned into text.
 pub(crate) fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltResult>> {
     if s.contains(MARK) {

@@ -448,6 +448,121 @@ fn a_production_run_lists_its_writes_and_asks_before_the_first() {
     assert!(writes.is_empty(), "{writes:?}");
 }
 
+/// A run stopped at its questions (a prerequisite not confirmed, the first write declined)
+/// asks them again when resumed: before, `resume` started at precheck, never showed the
+/// checklist nor the list of writes, and rotated on the checklist the operator refused.
+/// A REPL session is not resumed as a rotation.
+#[test]
+fn a_resumed_run_asks_the_questions_it_was_stopped_at() {
+    let rig = Rig::new();
+    rig.file(
+        "no.toml",
+        "prerequisites = true\n\"writes.confirm\" = false\n",
+    );
+    let out = rig
+        .shell(&[
+            "exec",
+            "postmark",
+            "--actor",
+            "ops-test",
+            "--answers",
+            "no.toml",
+        ])
+        .run();
+    out.exit(Exit::Aborted);
+    let run = rig.run_id();
+    let out = rig
+        .shell(&[
+            "resume",
+            &run,
+            "--actor",
+            "ops-test",
+            "--answers",
+            "no.toml",
+        ])
+        .run();
+    out.exit(Exit::Aborted)
+        .stdout_has("The next steps write to the vendors this run points at (see the banner):")
+        .stderr_has(
+            "Stopped before the first write at the operator's request. Nothing was changed.",
+        );
+    let state = rig.state();
+    let written = writes(&state);
+    assert!(written.is_empty(), "{written:?}");
+    // The checklist the first process confirmed (five items) was not asked again.
+    let journal = rig.journal();
+    assert_eq!(
+        journal.matches("\"id\":\"prerequisites\"").count(),
+        5,
+        "{journal}"
+    );
+    // A prerequisite refused: the resume shows the checklist again, and with nobody to
+    // answer it, stops there.
+    rig.file("unready.toml", "prerequisites = false\n");
+    rig.shell(&[
+        "exec",
+        "postmark",
+        "--actor",
+        "ops-test",
+        "--answers",
+        "unready.toml",
+    ])
+    .run()
+    .exit(Exit::Aborted);
+    let run = rig.run_id();
+    let out = rig.shell(&["resume", &run, "--actor", "ops-test"]).run();
+    out.exit(Exit::Aborted)
+        .stderr_has("prompt 'prerequisites' needs an answer");
+    assert_lacks("stdout", &out.stdout, "✓ precheck");
+    let state = rig.state();
+    let written = writes(&state);
+    assert!(written.is_empty(), "{written:?}");
+    // Answered at last, it goes on, the checklist's five items recorded once.
+    rig.resume(&["--actor", "ops-test"]).exit(Exit::Ok);
+    let journal = rig.journal();
+    assert_eq!(
+        journal.matches("\"id\":\"prerequisites\"").count(),
+        5,
+        "{journal}"
+    );
+}
+
+/// An answers file's key that answers no question is refused with `--yes` (the question
+/// it was meant to answer "no" would be answered yes) and said without it. Before, it was
+/// ignored: a mistyped `"validate.receivd" = false` let `--yes` answer that the validation
+/// email arrived.
+#[test]
+fn an_answers_key_that_answers_no_question_is_refused_with_yes() {
+    let rig = Rig::new();
+    rig.file(
+        "typo.toml",
+        "\"validate.receivd\" = false\n\"precheck.unlisted.heroku.raxx-api-old.POSTMARK_SERVER_TOKEN\" = \"exclude\"\n",
+    );
+    let out = rig.exec("postmark", &["--answers", "typo.toml"]);
+    out.exit(Exit::Usage)
+        .stderr_has("typo.toml: this key answers no question of runbook postmark-server-token: `validate.receivd` (did you mean `validate.received`?); with --yes, the question it was meant for would be answered yes")
+        .stderr_has("`runbook answers postmark-server-token` lists every question's id; correct or remove `validate.receivd`");
+    let state = rig.state();
+    let written = writes(&state);
+    assert!(written.is_empty(), "{written:?}");
+    assert!(rig.runs().as_array().unwrap().is_empty(), "no run started");
+    // Without --yes the operator is told, and the questions are asked as usual (here,
+    // with no terminal, the prerequisites cannot be).
+    let out = rig
+        .shell(&[
+            "exec",
+            "postmark",
+            "--actor",
+            "ops-test",
+            "--answers",
+            "typo.toml",
+        ])
+        .run();
+    out.exit(Exit::Usage).stderr_has("prompt 'prerequisites' needs an answer").stderr_has(
+        "warning: typo.toml: this key answers no question of runbook postmark-server-token: `validate.receivd`",
+    );
+}
+
 /// A write the plan's list cannot see (here through a function pointer built from a string,
 /// which reading the script cannot follow) still asks before it is sent: before, the run
 /// sent it with no question at all, and the list said the run wrote nothing.

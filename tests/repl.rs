@@ -641,3 +641,23 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
         "the four sessions before and the loaded run: {after:#?}"
     );
 }
+
+/// A REPL session over a runbook is not resumed as a rotation: before, `resume` of a
+/// session the operator had quit ran the whole runbook from precheck (its prerequisites
+/// and first-write question unasked), although nobody had asked for the rotation.
+#[test]
+fn a_repl_session_is_not_resumed_as_a_rotation() {
+    let rig = crate::support::Rig::new();
+    rig.runbook_stdin(&["repl", "postmark"], &[], "1 + 1\n:quit\n")
+        .exit(Exit::Ok);
+    let run = rig.run_id();
+    let out = rig.runbook(&["resume", &run, "--yes"], &[]);
+    out.exit(Exit::Usage)
+        .stderr_has(&format!(
+            "run {run} is a REPL session: `resume` continues only a rotation started with `runbook exec`"
+        ))
+        .stderr_has(&format!("runbook repl --attach {run}"));
+    let state = rig.state();
+    let written = crate::support::writes(&state);
+    assert!(written.is_empty(), "{written:?}");
+}

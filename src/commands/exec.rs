@@ -169,8 +169,51 @@ pub fn load_runbook(path: &Path) -> Result<Runbook> {
 /// found before the runbook is compiled).
 pub fn load(path: &Path, answers: Option<&Path>, yes: bool) -> Result<(Runbook, Prompter)> {
     let file = SourceFile::read(path)?;
-    let prompter = prompter(answers, yes)?;
-    Ok((compile(file)?, prompter))
+    let given = answers.map(Answers::load).transpose()?;
+    let runbook = compile(file)?;
+    if let (Some(file), Some(given)) = (answers, &given) {
+        check_answers(&runbook, file, given, yes)?;
+    }
+    let prompter = Prompter::new(given.unwrap_or_default(), yes, crate::terminal::tty());
+    Ok((runbook, prompter))
+}
+
+/// An answers file's keys that answer no question of the runbook: with `--yes`, refused
+/// (the question the typo meant to answer "no" would be answered yes); without, said.
+pub fn check_answers(runbook: &Runbook, file: &Path, answers: &Answers, yes: bool) -> Result<()> {
+    let unknown = runbook.unanswered_keys(answers.keys());
+    let Some((first, _)) = unknown.first() else {
+        return Ok(());
+    };
+    let listed: Vec<String> = unknown
+        .iter()
+        .map(|(key, near)| match near {
+            Some(near) => format!("`{key}` (did you mean `{near}`?)"),
+            None => format!("`{key}`"),
+        })
+        .collect();
+    let id = &runbook.plan().meta().id;
+    let what = format!(
+        "{}: {} answer{} no question of runbook {id}: {}",
+        file.display(),
+        if unknown.len() == 1 {
+            "this key"
+        } else {
+            "these keys"
+        },
+        if unknown.len() == 1 { "s" } else { "" },
+        listed.join(", ")
+    );
+    if yes {
+        return Err(Error::usage(
+            format!("{what}; with --yes, the question it was meant for would be answered yes"),
+            format!(
+                "`runbook answers {id}` lists every question's id; correct or remove `{first}`"
+            ),
+        ));
+    }
+    ui::err(&format!("warning: {what}"));
+    Ok(())
 }
 
 /// Where a run's calls go: the in-process simulators, this machine's loopback (a separate

@@ -11,6 +11,7 @@ use super::Options;
 use crate::audit::AuditEvent;
 use crate::events::{Approval, ApprovalStatus, Event, LeaseLost, RunFinished};
 use crate::host::prompt_error;
+use crate::ledger::Happened;
 use crate::plan::{FailurePolicy, Step};
 use crate::prompt::PromptError;
 use crate::run::{Effect, Entry, Target};
@@ -160,9 +161,9 @@ impl<'a> Runner<'a> {
             .collect()
     }
 
-    fn prerequisites(&mut self) -> Option<RunStatus> {
+    fn prerequisites(&mut self, fresh: bool) -> Option<RunStatus> {
         let plan = self.plan();
-        if plan.prerequisites.is_empty() {
+        if plan.prerequisites.is_empty() || (!fresh && self.prerequisites_confirmed()) {
             return None;
         }
         self.say.heading("Prerequisites");
@@ -173,6 +174,20 @@ impl<'a> Runner<'a> {
             .checklist("prerequisites", &plan.prerequisites);
         let declined = "Stopped: a prerequisite was not confirmed. Nothing was changed.";
         confirmed.err().map(|e| self.stopped_at(e, declined, None))
+    }
+
+    /// Whether an earlier process of this run confirmed every prerequisite: a resume asks
+    /// again a checklist that was refused, or never answered.
+    fn prerequisites_confirmed(&self) -> bool {
+        let plan = self.plan();
+        self.session.run().ledger().read(false, |l| {
+            plan.prerequisites.iter().all(|item| {
+                l.history.iter().any(|(_, h)| {
+                    matches!(h, Happened::Decision(d)
+                        if d.id == "prerequisites" && d.question == *item && d.answer == "yes")
+                })
+            })
+        })
     }
 
     /// How a question that must be answered yes stops the run: the operator said no
@@ -203,20 +218,22 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Whether this run asks once before its first write: a new run that writes for real
-    /// to vendors outside this process.
+    /// Whether this run asks once before its first write: a new run, or a resumed one that
+    /// has not written yet (its first process stopped at the question, or before it), that
+    /// writes for real to vendors outside this process.
     fn asks_before_writing(&self) -> bool {
         let modes = self.session.run().info().modes;
-        modes.entry == Entry::Exec
-            && modes.effect == Effect::Apply
-            && modes.target != Target::Sandbox
+        let first = match modes.entry {
+            Entry::Exec => true,
+            Entry::Resume => !self.session.run().ledger().read(false, |l| l.has_sent()),
+            _ => false,
+        };
+        first && modes.effect == Effect::Apply && modes.target != Target::Sandbox
     }
 
     fn run_from(&mut self, first: usize, fresh: bool) -> RunStatus {
-        if fresh {
-            if let Some(status) = self.prerequisites() {
-                return status;
-            }
+        if let Some(status) = self.prerequisites(fresh) {
+            return status;
         }
         let plan = self.plan();
         let mut writes = self

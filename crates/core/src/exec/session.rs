@@ -1072,6 +1072,16 @@ fn refuse_reopening(state: &Ledger, run_id: &str, entry: Entry) -> Result<()> {
             "rehearse crash recovery against `runbook sandbox` (a separate process) instead",
         ));
     }
+    if state.start.entry == Entry::Repl && entry == Entry::Resume {
+        return Err(Error::usage(
+            format!(
+                "run {run_id} is a REPL session: `resume` continues only a rotation started with `runbook exec`"
+            ),
+            format!(
+                "to go on where the session stopped, `runbook repl --attach {run_id}`; to rotate, `runbook exec`"
+            ),
+        ));
+    }
     if let (Some(_), Entry::Abandon) = (&state.abandoned, entry) {
         return Err(Error::usage(
             format!("run {run_id} was already abandoned"),

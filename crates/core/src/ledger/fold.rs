@@ -176,6 +176,17 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Whether any process of the run sent a write (settled, in doubt or undone since).
+    pub fn has_sent(&self) -> bool {
+        !self.open.is_empty()
+            || !self.writes.is_empty()
+            || !self.undo_writes.is_empty()
+            || self
+                .history
+                .iter()
+                .any(|(_, h)| matches!(h, Happened::Write { .. }))
+    }
+
     /// A ledger from its first event; `None` unless that is `run_started`.
     pub fn begin(first: &Stamped) -> Option<Ledger> {
         let Event::RunStarted(start) = &first.event else {

@@ -70,6 +70,11 @@ impl Answers {
         })
     }
 
+    /// The ids the file answers.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
     pub fn get(&self, id: &str) -> Option<&Value> {
         self.values.get(id)
     }

@@ -129,6 +129,14 @@ impl Runbook {
                 "Confirm each prerequisite",
             ));
         }
+        if self.step_writes().iter().any(|w| !w.is_empty()) {
+            out.push(Prompt::engine(
+                "",
+                "writes.confirm",
+                Answer::YesNo,
+                "Go ahead with the first write? (asked before a run's first write outside a sandbox)",
+            ));
+        }
         for step in &plan.steps {
             if let Some(q) = &step.confirm {
                 out.push(Prompt::engine(
@@ -160,6 +168,30 @@ impl Runbook {
         let mut seen = std::collections::HashSet::new();
         out.retain(|p| seen.insert(p.id.clone()));
         out
+    }
+
+    /// The keys of an answers file that answer no question this runbook can ask (each with
+    /// the nearest id that does): a typo there is a "no" that `--yes` turns into a yes.
+    /// The engine's questions not listed by `prompts` (a resume's rerun, the REPL's write)
+    /// count as known; an id the script computes, or derives from a question it computes
+    /// (shown with `…`), matches whatever its literal parts allow.
+    pub fn unanswered_keys<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Vec<(String, Option<String>)> {
+        let prompts = self.prompts();
+        let mut ids: Vec<String> = prompts.iter().map(|p| p.id.clone()).collect();
+        ids.push("repl.write".into());
+        for step in &self.plan().steps {
+            ids.push(format!("{}.rerun", step.id));
+        }
+        keys.into_iter()
+            .filter(|key| !ids.iter().any(|id| matches_id(id, key)))
+            .map(|key| {
+                let near = crate::suggest::closest(key, ids.iter().map(String::as_str));
+                (key.to_string(), near.map(str::to_string))
+            })
+            .collect()
     }
 
     /// For each step of the plan, in order, the host functions that change a vendor's state
@@ -466,7 +498,20 @@ impl Prompt {
     /// derive them: `crates/core/src/host/prompt.rs`, `postmark.rs`).
     fn from_call(step: &str, c: &super::program::PromptCall) -> Vec<Prompt> {
         let question = c.question.clone().unwrap_or_default();
-        let derived = || crate::host::prompt_id_for(step, &question);
+        // The id the host derives from the question's text; of a question computed in part,
+        // only what its literal start gives is known (the rest is `…`).
+        let derived = || match question.split_once('…') {
+            None => crate::host::prompt_id_for(step, &question),
+            Some((start, _)) => {
+                let known = crate::host::prompt_id_for(step, start);
+                let whole = crate::host::prompt_id_for(step, &format!("{start}{}", "x".repeat(40)));
+                if known == whole {
+                    known
+                } else {
+                    format!("{known}…")
+                }
+            }
+        };
         let one = |id: String, answer: Answer, question: String| Prompt {
             step: step.into(),
             id,
@@ -526,6 +571,30 @@ impl Prompt {
             _ => Vec::new(),
         }
     }
+}
+
+/// Whether `key` is `id`, where each `…` of `id` (a part computed at run time) stands for
+/// any text.
+fn matches_id(id: &str, key: &str) -> bool {
+    let mut parts = id.split('…');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = key.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    if parts.is_empty() {
+        return rest.is_empty();
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// What answers a question.

@@ -67,6 +67,7 @@ fn per_step(store: &Store, steps: usize) -> Duration {
         lease_id: fence.lease_id.clone(),
         expires: None,
         expired: false,
+        pid_space: String::new(),
         lock: fence.key.clone(),
     };
     assert!(store.lock_create(&fence.key, &holder).unwrap());

@@ -188,8 +188,10 @@ fn stopped_by(
     let (code, rest) = finish(child, stderr);
     let text = format!("{told}{rest}");
     assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
+    // Stopped at its write, or (a lock found lost) before the step began.
     assert!(
-        text.contains("Step 'write' stopped before its write"),
+        text.contains("Step 'write' stopped before its write")
+            || text.contains("Step 'write' not run: "),
         "{text}"
     );
     assert_eq!(
@@ -1350,4 +1352,57 @@ fn a_database_that_lost_the_runs_last_records_stops_the_run() {
         text.contains("the database no longer holds this run's last records"),
         "{text}"
     );
+}
+
+/// A gate, then a step that needs an approval.
+const GATED_APPROVAL: &str = r#"
+runbook(#{ id: "gatedapproval", title: "An approval after a gate", secret: "GATED_KEY" });
+param("url", #{ default: "http://127.0.0.1:9", env: "FENCED_URL", help: "the vendor" });
+step("reach", "Reach the gate", |ctx| { http::get(`${ctx.params.url}/gate`); });
+step("revoke", "Revoke", |ctx| {
+    http::post(`${ctx.params.url}/things`, #{ json: #{ n: 1 } });
+}).no_undo("the test's vendor keeps what it is sent").approval(#{ by: "the security on-call", timeout: "60s" });
+"#;
+
+/// On the file store, a run whose lock another taking holds (`resume --break-lock
+/// --lease-id` while it was in a long read) stops before its next step, and files no
+/// approval request: before, only a lease's heartbeat (PostgreSQL) ever said the lock was
+/// lost, and the run filed its request over the new holder's (clearing any decision on
+/// it), then waited the whole timeout (cold review).
+#[test]
+fn a_run_whose_file_lock_was_taken_stops_before_its_next_step_and_files_no_request() {
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gated.rhai"), GATED_APPROVAL).unwrap();
+    let mut child = runbook(
+        dir.path(),
+        &vendor,
+        &[
+            "exec",
+            "gated.rhai",
+            "--yes",
+            "--sandbox",
+            "--actor",
+            "alice",
+        ],
+    )
+    .spawn_piped();
+    vendor.wait_at_gate();
+    let state = dir.path().join("state");
+    taken_by_another(&state.join("locks"));
+    let approvals = state.join("approvals");
+    std::fs::create_dir_all(&approvals).unwrap();
+    vendor.open_gate();
+    let said = "no longer holds its rotation lock";
+    let (told, stderr) = stderr_until(&mut child, said);
+    let (code, rest) = finish(child, stderr);
+    let text = format!("{told}{rest}");
+    assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
+    assert!(
+        text.contains("Step 'revoke' not run: this run no longer holds its rotation lock"),
+        "{text}"
+    );
+    assert_eq!(vendor.writes(), Vec::<String>::new(), "{text}");
+    let filed: Vec<_> = std::fs::read_dir(&approvals).unwrap().flatten().collect();
+    assert!(filed.is_empty(), "a request was filed: {filed:?}\n{text}");
 }

@@ -1610,6 +1610,7 @@ fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
         lease_id: "taking-1".into(),
         expires: None,
         expired: false,
+        pid_space: String::new(),
         lock: String::new(),
     };
     assert!(store.lock_create("rotation", &holder).unwrap());

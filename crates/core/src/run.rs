@@ -312,6 +312,22 @@ fn process_start(pid: u32) -> Option<i64> {
     (hz > 0).then(|| boot + ticks / hz)
 }
 
+/// Where this process's pid means something: the machine's boot and its pid namespace
+/// (`BOOT_ID/pid:[INODE]`, "" where Linux's /proc does not say). Two containers sharing a
+/// host name (host networking) have different namespaces, and a pid of the last boot is no
+/// process now.
+pub fn pid_space() -> &'static str {
+    static SPACE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SPACE.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id");
+        let ns = std::fs::read_link("/proc/self/ns/pid");
+        match (boot, ns) {
+            (Ok(boot), Ok(ns)) => format!("{}/{}", boot.trim(), ns.to_string_lossy()),
+            _ => String::new(),
+        }
+    })
+}
+
 /// Whether a process of this host with this pid is alive. One of another user (a shared
 /// bastion) answers EPERM: alive, not ours to signal; only ESRCH means it is gone.
 pub(crate) fn pid_alive(pid: i64) -> bool {

@@ -128,6 +128,7 @@ impl Lock {
                 lease_id: uuid::Uuid::new_v4().simple().to_string(),
                 expires: None,
                 expired: false,
+                pid_space: crate::run::pid_space().to_string(),
                 lock: key.to_string(),
             };
             if store.lock_create(key, &me)? {
@@ -214,11 +215,14 @@ impl Lock {
         })
     }
 
-    /// Why the run must not go on: its lease was found taken by another run. On a shared
-    /// store the lease is renewed here too, so a step never starts on a lease that is gone
-    /// (a database that does not answer is left to the heartbeat's warning).
+    /// Why the run must not go on: its lock was found taken by another run. The store is
+    /// asked here too (a lease renewed, a lock file read), so a step never starts on a lock
+    /// that is gone: on files nothing else asks between writes (before, a run whose lock
+    /// file another taking held went on into its next step and filed its approval request
+    /// over the new holder's). A store that does not answer is left to the writes' fence
+    /// and the heartbeat's warning.
     pub fn lost(&self) -> Option<String> {
-        if self.held && self.heartbeat.is_some() && !self.lost.load(Ordering::SeqCst) {
+        if self.held && !self.lost.load(Ordering::SeqCst) {
             if let Ok(false) = self.store.lock_renew(&self.key, &self.lease_id) {
                 self.lost.store(true, Ordering::SeqCst);
             }

@@ -278,6 +278,11 @@ impl<'a> Runner<'a> {
                 return Some(status);
             }
         }
+        // Before the approval is asked for too: a request filed by a run that lost its lock
+        // would replace the new holder's (same run id), clearing any decision given on it.
+        if let Some(why) = self.session.lock_lost() {
+            return Some(self.lease_lost(step, why));
+        }
         if let Some(status) = self.approve(step) {
             return Some(status);
         }

@@ -565,6 +565,7 @@ fn holder(run: &str, lease: &str) -> crate::store::Holder {
         lease_id: lease.into(),
         expires: None,
         expired: false,
+        pid_space: String::new(),
         lock: String::new(),
     }
 }

@@ -1366,6 +1366,7 @@ mod tests {
             lease_id: lease.into(),
             expires: None,
             expired: false,
+            pid_space: String::new(),
             lock: String::new(),
         };
         let path = dir.path().join("locks/k.lock");

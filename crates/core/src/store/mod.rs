@@ -70,22 +70,52 @@ pub struct Holder {
     /// Whether the lease had run out when it was read (by the database's clock).
     #[serde(default, skip)]
     pub expired: bool,
+    /// Where its pid means something (`run::pid_space`: the boot and the pid namespace);
+    /// empty in locks taken before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pid_space: String,
     /// The lock's name, as `lock_holders` found it (not stored in the holder).
     #[serde(default, skip)]
     pub lock: String,
 }
 
 impl Holder {
-    /// Whether the holder no longer runs: its lease ran out, or it is a process of this host
-    /// that is gone.
+    /// Whether the holder no longer runs: its lease ran out, or its process is one this
+    /// machine can look up and is gone. A host name alone does not say that: containers
+    /// with host networking share one, each with its own pids (cold review: a resume there
+    /// took a live run's lease with no flag at all), so the pid is looked up only in the
+    /// holder's own boot and pid namespace. A lease from before they were recorded is
+    /// left to run out; a file lock (no lease to run out) taken before this machine's last
+    /// boot is dead, and one from before they were recorded is judged by its pid, as it
+    /// always was.
     pub fn is_dead(&self) -> bool {
-        self.expired
-            || (self.host == crate::run::hostname() && !crate::run::pid_alive(i64::from(self.pid)))
+        if self.expired {
+            return true;
+        }
+        if self.host != crate::run::hostname() {
+            return false;
+        }
+        let gone = || !crate::run::pid_alive(i64::from(self.pid));
+        let mine = crate::run::pid_space();
+        let leased = self.expires.is_some();
+        match (self.pid_space.as_str(), mine) {
+            ("", _) | (_, "") => !leased && gone(),
+            (theirs, mine) if theirs == mine => gone(),
+            (theirs, mine) => !leased && boot(theirs) != boot(mine),
+        }
     }
 
+    /// Whether its process runs on this machine, in this pid namespace, now.
     pub fn is_alive_here(&self) -> bool {
-        self.host == crate::run::hostname() && crate::run::pid_alive(i64::from(self.pid))
+        self.host == crate::run::hostname()
+            && (self.pid_space.is_empty() || self.pid_space == crate::run::pid_space())
+            && crate::run::pid_alive(i64::from(self.pid))
     }
+}
+
+/// The boot of a pid space (`BOOT_ID/pid:[INODE]`).
+fn boot(space: &str) -> &str {
+    space.split_once('/').map_or(space, |(boot, _)| boot)
 }
 
 /// What a lock slot holds.
@@ -476,5 +506,56 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("mysql://root@db/x"), "{text}");
         assert!(!text.contains("pw"), "{text}");
+    }
+
+    fn holder(pid_space: &str, expires: Option<&str>, expired: bool) -> Holder {
+        Holder {
+            run_id: "r".into(),
+            actor: "alice".into(),
+            // No process has this pid here (Linux's pids stop at 2^22).
+            pid: u32::MAX - 7,
+            host: crate::run::hostname(),
+            since: "2026-12-07T00:00:00Z".into(),
+            lease_id: "l".into(),
+            expires: expires.map(str::to_string),
+            expired,
+            pid_space: pid_space.into(),
+            lock: String::new(),
+        }
+    }
+
+    /// A holder of this host name whose pid is not found here: dead only if it is of this
+    /// pid namespace, or (a file lock) of an earlier boot. A lease of another namespace
+    /// (a container sharing the host's name) is alive until it runs out.
+    #[test]
+    fn a_pid_is_looked_up_only_in_the_holders_own_pid_namespace() {
+        let mine = crate::run::pid_space();
+        assert!(!mine.is_empty(), "Linux says where its pids are");
+        let (boot, _) = mine.split_once('/').unwrap();
+        let other_ns = format!("{boot}/pid:[1]");
+        let lease = Some("2999-01-01T00:00:00Z");
+        assert!(holder(mine, lease, false).is_dead());
+        assert!(!holder(&other_ns, lease, false).is_dead());
+        assert!(holder(&other_ns, lease, true).is_dead());
+        assert!(
+            !holder("", lease, false).is_dead(),
+            "a lease of before: it runs out"
+        );
+        assert!(holder(mine, None, false).is_dead());
+        assert!(!holder(&other_ns, None, false).is_dead());
+        assert!(holder("another-boot/pid:[1]", None, false).is_dead());
+        assert!(!holder("another-boot/pid:[1]", lease, false).is_dead());
+        assert!(
+            holder("", None, false).is_dead(),
+            "a file lock of before: by its pid"
+        );
+        let alive = Holder {
+            pid: std::process::id(),
+            ..holder(&other_ns, None, false)
+        };
+        assert!(
+            !alive.is_alive_here(),
+            "another namespace's pid is not this process"
+        );
     }
 }

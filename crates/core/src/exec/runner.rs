@@ -121,8 +121,8 @@ impl<'a> Runner<'a> {
             .built_vendors()
             .map_or(0, |v| v.transport().rate_limit_wait().as_millis() as u64);
         run.note_simulators();
-        // The end goes in the journal first, so the audit entry after it names it: the
-        // status is under the chain (`audit_head` here is the entry before).
+        // The end goes in the journal first, durably, so the audit entry after it names it:
+        // the status is under the chain (`audit_head` here is the entry before).
         run.ledger().record(Event::RunFinished(RunFinished {
             status,
             error: self.error.clone(),
@@ -130,11 +130,11 @@ impl<'a> Runner<'a> {
             rate_limit_wait_ms: (waited > 0).then_some(waited),
             audit_head: run.auditor().head(),
         }));
+        run.ledger().settle();
         self.event(AuditEvent::RunCompleted {
             status,
             failed_step,
         });
-        run.ledger().settle();
         run.auditor().settle(run.parts().store.wait());
         let plan = self.session.runbook().plan();
         let mut report = run

@@ -204,7 +204,7 @@ impl Auditor {
                 action,
                 mode: self.info.modes.label(),
                 context,
-                journal: self.journal.as_ref().and_then(|j| j.stored()),
+                journal: self.journal.as_ref().and_then(|j| j.durable()),
                 login: None,
             },
             durable,
@@ -328,10 +328,22 @@ mod tests {
             "the new journal's folder entry is durable, and the new runs folder's: {synced:?}"
         );
 
+        // The journal line an entry names, read back from the log's last entry.
+        let named = || {
+            let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+            let last: serde_json::Value =
+                serde_json::from_str(log.lines().last().unwrap()).unwrap();
+            last["journal"]["lines"].as_u64().unwrap()
+        };
         writer.record(step("precheck"));
         auditor
             .entry("precheck", AuditEvent::StepCompleted { duration_ms: 1 })
             .unwrap();
+        assert_eq!(
+            named(),
+            1,
+            "an entry names the last durable line: a power loss could take line 2 back while another run's sync keeps the entry"
+        );
         writer.record(step("store"));
         assert_eq!(
             taken(&trace),
@@ -374,8 +386,11 @@ mod tests {
             "one fsync for a fan-out's lines"
         );
 
+        // The end as the runner makes it: the journal's last line durable, then the entry
+        // that names it (the run's status under the chain), then the log synced.
         writer.record(ended("store", "B", WriteOutcome::Applied));
         writer.record(finished(RunStatus::Succeeded));
+        writer.settle();
         auditor
             .entry(
                 "",
@@ -385,19 +400,19 @@ mod tests {
                 },
             )
             .unwrap();
-        writer.settle();
         auditor.settle(std::time::Duration::from_secs(1));
         assert_eq!(
             taken(&trace),
             [
                 "journal line",
                 "journal line",
-                "audit entry",
                 "journal sync",
+                "audit entry",
                 "audit sync"
             ],
             "the end is durable"
         );
+        assert_eq!(named(), 10, "the run's end is under the chain");
         // What was written is all there, chained.
         let text =
             std::fs::read_to_string(dir.path().join(format!("runs/{run_id}.jsonl"))).unwrap();

@@ -62,8 +62,12 @@ pub struct LedgerWriter {
     ledger: RefCell<Option<Ledger>>,
     /// The chain's tip: the last line made.
     tip: RefCell<Link>,
-    /// The last line the store holds: what an audit entry may name.
+    /// The last line the store holds.
     stored: RefCell<Link>,
+    /// The last line the store holds durably: what an audit entry names. An entry naming a
+    /// line a power loss could take back (the log is one file every run syncs, so the entry
+    /// may outlive the line) would leave an honest crash looking like a rewritten journal.
+    durable: RefCell<Link>,
     /// Lines made while the store could not take them, in order: stored before anything
     /// else, and before any write is sent.
     unsaved: RefCell<VecDeque<Unsaved>>,
@@ -75,6 +79,8 @@ pub struct LedgerWriter {
     outage: Cell<bool>,
     /// Lines stored without being made durable since the last sync.
     unsynced: Cell<bool>,
+    /// Set once `settle` said the last lines may not survive a power loss.
+    sync_said: Cell<bool>,
 }
 
 impl LedgerWriter {
@@ -86,11 +92,13 @@ impl LedgerWriter {
             ledger: RefCell::new(None),
             tip: RefCell::new(Link::start()),
             stored: RefCell::new(Link::start()),
+            durable: RefCell::new(Link::start()),
             unsaved: RefCell::new(VecDeque::new()),
             fence: RefCell::new(None),
             lost: Cell::new(false),
             outage: Cell::new(false),
             unsynced: Cell::new(false),
+            sync_said: Cell::new(false),
         }
     }
 
@@ -100,7 +108,8 @@ impl LedgerWriter {
         let w = LedgerWriter::new(store, say);
         *w.ledger.borrow_mut() = Some(ledger);
         *w.tip.borrow_mut() = tip.clone();
-        *w.stored.borrow_mut() = tip;
+        *w.stored.borrow_mut() = tip.clone();
+        *w.durable.borrow_mut() = tip;
         w
     }
 
@@ -109,10 +118,10 @@ impl LedgerWriter {
         *self.fence.borrow_mut() = Some(fence);
     }
 
-    /// The last line the store holds, for the audit entries that link to it (`None`
-    /// before the first).
-    pub fn stored(&self) -> Option<Link> {
-        Some(self.stored.borrow().clone()).filter(|l| l.lines > 0)
+    /// The last line the store holds durably, for the audit entries that link to it
+    /// (`None` before the first).
+    pub fn durable(&self) -> Option<Link> {
+        Some(self.durable.borrow().clone()).filter(|l| l.lines > 0)
     }
 
     pub fn run_id(&self) -> &str {
@@ -352,6 +361,9 @@ impl LedgerWriter {
                 head: hash,
             };
             *self.tip.borrow_mut() = link.clone();
+            if durable {
+                *self.durable.borrow_mut() = link.clone();
+            }
             *self.stored.borrow_mut() = link;
         }
         Ok(stored)
@@ -404,7 +416,10 @@ impl LedgerWriter {
     /// recorded if the store comes back in time. The operator is told what could not be
     /// stored.
     pub fn settle(&self) {
-        if self.lost.get() || (self.unsaved.borrow().is_empty() && !self.unsynced.get()) {
+        if self.lost.get()
+            || self.sync_said.get()
+            || (self.unsaved.borrow().is_empty() && !self.unsynced.get())
+        {
             return;
         }
         let mut backoff = Backoff::new(self.store.wait());
@@ -426,8 +441,11 @@ impl LedgerWriter {
                             self.location()
                         )
                     });
-                    // Said once: the drop does not try (and say) it again.
-                    self.unsynced.set(false);
+                    // Said once: the drop does not try (and say) it again. The lines stay
+                    // unsynced: a later sync tries again, and until one succeeds no audit
+                    // entry names them (before, a sync after this one did nothing and
+                    // counted them durable).
+                    self.sync_said.set(true);
                     return;
                 }
             }
@@ -517,6 +535,7 @@ impl LedgerWriter {
             self.store.journal_sync(self.run_id())?;
             self.unsynced.set(false);
         }
+        *self.durable.borrow_mut() = self.stored.borrow().clone();
         Ok(())
     }
 
@@ -554,7 +573,7 @@ impl Drop for LedgerWriter {
     /// A last sync for an end that did not `settle` (an error's early return); a failure is
     /// said, as `settle` says it.
     fn drop(&mut self) {
-        if self.unsynced.get() && !self.lost.get() {
+        if self.unsynced.get() && !self.lost.get() && !self.sync_said.get() {
             if let Err(e) = self.store.journal_sync(self.run_id()) {
                 self.say.warning(format!(
                     "warning: this run's last records in {} may not survive a power loss: {e}",

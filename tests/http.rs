@@ -962,3 +962,84 @@ step("create", "Create, then wait for it", |ctx| {
         "[dry-run] check not verifiable without the skipped writes: timed out after 1s (1 attempt(s)) waiting for the key",
     );
 }
+
+/// A run that takes the rotation while the production REPL asks "Write to PRODUCTION …?"
+/// is not written beside once the operator says yes: the lock is read again after the
+/// answer. Before, it was read only before the question, and the write went out beside the
+/// run that had started meanwhile (cold review of team mode).
+#[test]
+fn a_run_that_took_the_rotation_while_the_repl_asked_is_not_written_beside() {
+    let (url, count) = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rot.rhai"),
+        "runbook(#{ id: \"rot\", title: \"Rot\", secret: \"ROT_KEY\" });\nstep(\"s\", \"S\", |ctx| { print(\"s\"); });\n",
+    )
+    .unwrap();
+    // A run of the rotation killed after its step: its lock stays, its process gone.
+    let killed = Test::in_dir(dir.path())
+        .args(&["exec", "rot.rhai", "--yes"])
+        .env("RUNBOOK_CRASH_AT", "after:s")
+        .run();
+    assert_eq!(killed.code, -9, "{}", killed.stderr);
+    let go = dir.path().join("go");
+    let reached = dir.path().join("go.reached");
+    let mut repl = Test::in_dir(dir.path())
+        .args(&["repl", "rot.rhai"])
+        .answers("\"repl.write\" = true\n")
+        .env(
+            "RUNBOOK_PAUSE_AT",
+            &format!("repl-answered:{}", go.display()),
+        )
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = repl.stdin.take().unwrap();
+        let line = format!("http::post(\"{url}/one\", #{{ json: #{{}} }});\n");
+        stdin.write_all(line.as_bytes()).unwrap();
+    }
+    let bound = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reached.exists() {
+        if std::time::Instant::now() > bound || repl.try_wait().unwrap().is_some() {
+            let _ = repl.kill();
+            let out = repl.wait_with_output().unwrap();
+            panic!(
+                "the question was never answered:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::yield_now();
+    }
+    // Meanwhile a live run takes the rotation (here the lock made to name this test's own
+    // process, alive).
+    let lock = std::fs::read_dir(dir.path().join("state/locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .unwrap();
+    let mut holder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    holder["pid"] = std::process::id().into();
+    std::fs::write(&lock, holder.to_string()).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let out = repl.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("http::post on POST {url}/one: not sent: run "))
+            && stderr
+                .contains("holds this rotation's lock and may be writing to the same targets now"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "{stderr}"
+    );
+}

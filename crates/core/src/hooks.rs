@@ -53,7 +53,8 @@ pub(crate) fn interrupt_point(_kind: &str, _step: &str) {}
 /// `RUNBOOK_PAUSE_AT=POINT:PATH` holds the process at `POINT` until `PATH` exists, having
 /// made `PATH.reached` as it got there (`reopen`: a resume or rollback has read its run's
 /// journal and not yet taken the lock; `break`: it read the holder it breaks the lock of and
-/// has not yet removed it): a race a test cannot otherwise line up.
+/// has not yet removed it; `repl-answered`: the REPL's operator said yes to a write, not yet
+/// sent): a race a test cannot otherwise line up.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn pause_point(point: &str) {
     let Ok(at) = std::env::var("RUNBOOK_PAUSE_AT") else {

@@ -240,7 +240,8 @@ impl<'a> Writes<'a> {
             return Ok(());
         }
         // A run rotating the same secret now may be writing to the same targets.
-        let held = scope.rotation().and_then(|lock| {
+        let holder = || {
+            scope.rotation().and_then(|lock| {
             match self.run.parts().store.lock_read(&lock) {
                 Ok(crate::store::Slot::Held(Some(h))) => {
                     let who = format!("run {} ({} on {}, pid {})", h.run_id, h.actor, h.host, h.pid);
@@ -261,17 +262,21 @@ impl<'a> Writes<'a> {
                 )),
                 _ => None,
             }
-        });
+        })
+        };
         // Two writers of one rotation at once is what the lock exists to prevent: a live
         // holder's rotation is not written from here, asked or not (before, a warning, and
         // `:run propagate` went out beside a live exec's propagate: cold review).
-        if let Some((busy, true)) = &held {
-            return Err(super::throw(
+        let refused = |held: &Option<(String, bool)>| match held {
+            Some((busy, true)) => Err(super::throw(
                 "usage",
                 format!("{function} on {targets}: not sent: {busy}"),
                 Some("let that run end (or stop it); `runbook runs` shows it".into()),
-            ));
-        }
+            )),
+            _ => Ok(()),
+        };
+        let held = holder();
+        refused(&held)?;
         let busy = held.map(|(busy, _)| busy);
         if scope.phase() != super::Phase::Repl || !scope.confirm_repl_writes() {
             if let Some(busy) = busy {
@@ -287,7 +292,10 @@ impl<'a> Writes<'a> {
         };
         let said = self.run.operator().confirm("repl.write", &question);
         if said.map_err(super::prompt::prompt_error)? {
-            return Ok(());
+            // Read again once answered: a run that took the rotation while the question
+            // waited is not written beside either (cold review of team mode).
+            crate::hooks::pause_point("repl-answered");
+            return refused(&holder());
         }
         Err(super::throw(
             "usage",

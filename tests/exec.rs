@@ -563,6 +563,23 @@ fn an_answers_key_that_answers_no_question_is_refused_with_yes() {
     );
 }
 
+/// A run stopped by a question nobody can answer (no terminal, no --answers entry, no
+/// --yes) says how to answer it. Before, only "needs an answer": the hint was dropped.
+#[test]
+fn an_unanswerable_first_write_question_says_how_to_answer_it() {
+    let rig = Rig::new();
+    let out = rig
+        .shell(&["exec", "postmark", "--actor", "ops-test"])
+        .answers("prerequisites = true\n")
+        .run();
+    out.exit(Exit::Aborted)
+        .stderr_has("prompt 'writes.confirm' needs an answer")
+        .stderr_has("  help: it asks: Go ahead with the first write?\nadd `writes.confirm = true` to a file passed with --answers, or pass --yes, or run on a terminal");
+    let state = rig.state();
+    let written = writes(&state);
+    assert!(written.is_empty(), "{written:?}");
+}
+
 /// A write the plan's list cannot see (here through a function pointer built from a string,
 /// which reading the script cannot follow) still asks before it is sent: before, the run
 /// sent it with no question at all, and the list said the run wrote nothing.

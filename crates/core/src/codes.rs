@@ -75,7 +75,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::audit::too_large", Run, "An audit entry is larger than the per-entry limit (256 KiB) and was not written.", "Log a summary (ids, counts, fingerprints) instead of whole documents."),
     c("runbook::runtime", Run, "The I/O runtime could not start (threads or file descriptors).", "A system resource problem: retry, or raise the process limits."),
     c("runbook::internal", Run, "A bug: something the engine guarantees did not hold.", "Report it with the command you ran."),
-    c("runbook::aborted", Run, "The operator said no to a confirmation or prerequisite (exit 3).", "Nothing after that point ran; `runbook resume` continues when ready."),
+    c("runbook::aborted", Run, "The operator said no to a confirmation or prerequisite, or nobody could answer it (no terminal, no `--answers` entry, no `--yes`: the message says how) (exit 3).", "Nothing after that point ran; `runbook resume` continues when ready, and asks again what was not answered yes."),
     c("runbook::timeout", Run, "A step ran past its wall-clock limit (default 10m, prompts excluded), or a runbook's top level past its 5s load budget.", "Raise the step's limit with .timeout(\"30m\") if it legitimately takes longer; move work out of the top level into a step."),
     c("runbook::interrupted", Run, "Ctrl-C (exit 130).", "The journal says where it stopped: `runbook resume` or `rollback`."),
     c("runbook::state::not_durable", Run, "A state file (a run's journal, the audit log) could not be made durable: an fsync failed, or the file was removed or replaced during the run. What was written to it since its last sync may be lost.", "Nothing more is recorded in it, so the run sends no vendor write. Check the disk (dmesg, df), then `runbook resume RUN_ID`: it reads what is on disk and checks each vendor."),
@@ -162,7 +162,7 @@ pub const CATALOGUE: &[Code] = &[
 /// The catalogue as the Markdown page docs/errors.md.
 pub fn markdown() -> String {
     let mut out = String::from(
-        "# Error codes\n\nEvery diagnostic `runbook` prints carries one of these codes. Generated from\n`crates/core/src/codes.rs` (a test keeps this page and the sources in step).\n\nExit codes: 0 success, 1 a step failed (after rollback or stop), 2 bad usage, bad config or a\nscript that does not compile, 3 the operator aborted, 130 interrupted.\n",
+        "# Error codes\n\nEvery diagnostic `runbook` prints carries one of these codes. Generated from\n`crates/core/src/codes.rs` (a test keeps this page and the sources in step).\n\nExit codes: 0 success, 1 a step failed (after rollback or stop), 2 bad usage, bad config or a\nscript that does not compile, 3 stopped at a question (the operator said no, or nobody\ncould answer it), 130 interrupted.\n",
     );
     for area in Area::ALL {
         out.push_str(&format!(

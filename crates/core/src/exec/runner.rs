@@ -210,8 +210,13 @@ impl<'a> Runner<'a> {
                 }
                 RunStatus::Interrupted
             }
+            // Nobody could answer: what it asks and how to answer it are said too (before,
+            // only "needs an answer", and the unattended operator had to guess).
             e => {
-                self.say.warning(e.to_string());
+                self.say.warning(match e.help() {
+                    Some(help) => format!("{e}\n  help: {help}"),
+                    None => e.to_string(),
+                });
                 self.error = Some(e.to_string());
                 RunStatus::Aborted
             }

@@ -661,3 +661,18 @@ fn a_repl_session_is_not_resumed_as_a_rotation() {
     let written = crate::support::writes(&state);
     assert!(written.is_empty(), "{written:?}");
 }
+
+/// An unclosed `"` is an error as soon as its line is read, and the lines after it run:
+/// before, the REPL waited for more lines to close it, and `:quit` (or anything typed
+/// after) joined the broken input (cold review).
+#[test]
+fn an_unclosed_quote_does_not_swallow_the_lines_after_it() {
+    let out = Test::new()
+        .args(&["repl"])
+        .stdin("let x = \"abc\nprint(\"after-\" + \"ran\");\n:quit\nprint(\"never-\" + \"ran\");\n")
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("after-ran")
+        .stderr_has("Open string is not terminated");
+    assert!(!out.stderr.contains("never-ran"), "{}", out.stderr);
+}

@@ -72,7 +72,13 @@ pub fn is_incomplete(engine: &Engine, input: &str) -> bool {
                 let lines = input.lines().count().max(1);
                 e.position().line().is_none_or(|l| l >= lines)
             }
-            ParseErrorType::BadInput(rhai::LexError::UnterminatedString) => true,
+            // rhai ends a "…" string at the line's end (only a trailing `\` continues it):
+            // more lines complete only a backtick string, or a line continued so. Before,
+            // every unclosed quote waited for more, and swallowed `:quit` and every line
+            // after it.
+            ParseErrorType::BadInput(rhai::LexError::UnterminatedString) => {
+                input.matches('`').count() % 2 == 1 || input.trim_end_matches('\n').ends_with('\\')
+            }
             _ => false,
         },
     }
@@ -224,6 +230,18 @@ mod tests {
         assert!(!is_incomplete(&e, "let = ;"));
         assert!(!is_incomplete(&e, "let x = (1 + ;"));
         assert!(!is_incomplete(&e, ":steps"));
+    }
+
+    /// An unclosed "…" string is an error at once (rhai ends one at the line's end): more
+    /// lines never finish it, and before, `:quit` and every later line were swallowed. A
+    /// backtick string, or a line continued with `\`, still waits for more.
+    #[test]
+    fn an_unclosed_double_quote_is_an_error_at_once() {
+        let e = syntax_engine();
+        assert!(!is_incomplete(&e, "let x = \"abc"));
+        assert!(!is_incomplete(&e, "let x = \"abc\n:quit"));
+        assert!(is_incomplete(&e, "let x = `abc"));
+        assert!(is_incomplete(&e, "let x = \"abc\\"));
     }
 
     #[test]

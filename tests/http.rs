@@ -1043,3 +1043,46 @@ fn a_run_that_took_the_rotation_while_the_repl_asked_is_not_written_beside() {
         "{stderr}"
     );
 }
+
+/// `:confirm always` is recorded: the run's journal says who turned the confirmation off
+/// (a decision) and the audit log has a `repl.confirm` entry; a run `:load` starts while it
+/// holds records it again. Before, nothing showed why the journal held production writes
+/// nobody confirmed (cold review of the operator's view).
+#[test]
+fn confirm_always_at_the_repl_is_recorded_in_the_journal_and_the_audit_log() {
+    let (url, count) = echo_server();
+    let out = Test::new()
+        .file(
+            "x.rhai",
+            "runbook(#{ id: \"x\", title: \"X\" });\nstep(\"s\", \"S\", |ctx| { print(\"s\"); });\n",
+        )
+        .args(&["repl", "--actor", "alice"])
+        .stdin(&format!(
+            ":confirm always\nhttp::post(\"{url}/one\", #{{ json: #{{}} }});\n:load x.rhai\nhttp::post(\"{url}/two\", #{{ json: #{{}} }});\n"
+        ))
+        .run();
+    out.exit(Exit::Ok);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let audited = out.audited("repl.confirm");
+    assert_eq!(
+        audited.len(),
+        2,
+        "the session's run, then the loaded one's: {audited:?}"
+    );
+    assert!(
+        audited.iter().all(|e| e["context"]["always"] == true
+            && e["context"]["production"] == true
+            && e["actor"] == "alice"),
+        "{audited:?}"
+    );
+    let runs: Vec<&str> = audited
+        .iter()
+        .map(|e| e["run_id"].as_str().unwrap())
+        .collect();
+    assert_ne!(runs[0], runs[1], "{audited:?}");
+    let journal = out.journal();
+    assert!(
+        journal.contains("\"id\":\"repl.confirm\"") && journal.contains("\"answer\":\"always\""),
+        "{journal}"
+    );
+}

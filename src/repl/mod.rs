@@ -256,6 +256,38 @@ impl Repl<'_> {
             .run()
             .scope()
             .set_confirm_repl_writes(self.production() && !self.confirm_always);
+        // A run started while `:confirm always` holds records it too: its journal would
+        // otherwise show production writes nobody confirmed, and no reason why.
+        if self.confirm_always {
+            self.record_confirm();
+        }
+    }
+
+    /// Records whether production writes typed here are confirmed one by one (`:confirm`),
+    /// in the run's journal (who decided it) and audit log.
+    fn record_confirm(&self) {
+        let run = self.session.run();
+        let (answer, question) = if self.confirm_always {
+            (
+                "always",
+                "Confirm each production write typed here? (:confirm always: no)",
+            )
+        } else {
+            (
+                "each",
+                "Confirm each production write typed here? (:confirm each: yes)",
+            )
+        };
+        run.operator().typed("repl.confirm", question, answer);
+        if !run.dry_run() {
+            run.auditor().note(
+                "",
+                runbook_core::audit::AuditEvent::ReplConfirm {
+                    always: self.confirm_always,
+                    production: self.production(),
+                },
+            );
+        }
     }
 
     /// Where a run of `runbook` with `params` goes, as `start` finds it (`Wired::target`).
@@ -520,6 +552,7 @@ impl Repl<'_> {
                 "always" => {
                     self.confirm_always = true;
                     self.session.run().scope().set_confirm_repl_writes(false);
+                    self.record_confirm();
                     ui::err(if self.production() {
                         "production writes typed here are no longer confirmed one by one, for the rest of this session"
                     } else {
@@ -532,6 +565,7 @@ impl Repl<'_> {
                         .run()
                         .scope()
                         .set_confirm_repl_writes(self.production());
+                    self.record_confirm();
                     ui::err("each production write typed here is confirmed first");
                 }
                 _ => ui::err(":confirm always | :confirm each"),

@@ -37,13 +37,16 @@ pub enum Action {
     ApprovalRefused,
     /// Infisical filed a write as a change request.
     ChangeRequest,
+    /// `:confirm always` or `:confirm each` at the REPL: whether production writes typed
+    /// there are confirmed one by one.
+    ReplConfirm,
     /// An entry a runbook wrote (`audit::log`), by the name it chose.
     Script(String),
 }
 
 impl Action {
     /// The engine's actions, with the names the log has always used.
-    const NAMED: [(Action, &'static str); 17] = [
+    const NAMED: [(Action, &'static str); 18] = [
         (Action::RunStarted, "run.started"),
         (Action::RunResumed, "run.resumed"),
         (Action::RunRollback, "run.rollback"),
@@ -61,6 +64,7 @@ impl Action {
         (Action::ApprovalTimeout, "approval.timeout"),
         (Action::ApprovalRefused, "approval.refused"),
         (Action::ChangeRequest, "infisical.change_request"),
+        (Action::ReplConfirm, "repl.confirm"),
     ];
 
     pub fn as_str(&self) -> &str {
@@ -190,6 +194,11 @@ pub enum AuditEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         verdict: Option<String>,
     },
+    /// `:confirm always` (`always: true`) or `:confirm each` at the REPL.
+    ReplConfirm {
+        always: bool,
+        production: bool,
+    },
     ChangeRequest {
         secret: String,
         env: String,
@@ -294,6 +303,7 @@ impl AuditEvent {
             AuditEvent::ApprovalTimeout { .. } => Action::ApprovalTimeout,
             AuditEvent::ApprovalRefused { .. } => Action::ApprovalRefused,
             AuditEvent::ChangeRequest { .. } => Action::ChangeRequest,
+            AuditEvent::ReplConfirm { .. } => Action::ReplConfirm,
             AuditEvent::Script { action, .. } => Action::parse(action),
         }
     }

@@ -67,6 +67,12 @@ impl Operator {
         self.prompter.secret(id, question)
     }
 
+    /// A decision the operator typed as a command (the REPL's `:confirm always`), recorded
+    /// as an answer to `question`.
+    pub fn typed(&self, id: &str, question: &str, answer: &str) {
+        self.decided(id, Question::Choose, question, answer, AnsweredBy::Operator);
+    }
+
     /// Every item must be confirmed; each confirmation is recorded.
     pub fn checklist(&self, id: &str, items: &[String]) -> R<()> {
         let by = self.prompter.checklist(id, items)?;

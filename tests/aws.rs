@@ -21,17 +21,23 @@ fn iam_scenario() -> std::path::PathBuf {
     root().join("runbooks/sandbox/aws-iam-access-key.toml")
 }
 
+/// The operator's word, which `--yes` does not give, that the consumers still work once the
+/// old key is inactive.
+const HEALTHY: &str = "\"deactivate.healthy\" = true\n";
+
 fn scenario_text() -> String {
     std::fs::read_to_string(iam_scenario()).unwrap()
 }
 
 /// The IAM rotation rehearsed on `scenario` as ops-test, streamed as JSON, the final state
-/// kept.
+/// kept; the operator's word that the consumers still work once the old key is inactive
+/// comes from an answers file (`--yes` does not give it).
 fn exec(scenario: &str, extra: &[&str]) -> Output {
     Test::new()
         .rehearse("aws-iam-access-key")
         .scenario("aws.toml", scenario)
         .keep_sandbox_state()
+        .answers(HEALTHY)
         .args(&["--actor", "ops-test", "--json"])
         .args(extra)
         .run()
@@ -191,7 +197,7 @@ fn a_crash_after_store_or_inside_deactivate_resumes_to_a_complete_rotation() {
         "inside:deactivate",
         "inside:delete",
     ] {
-        let rig = Rig::with_scenario(&iam_scenario());
+        let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
         assert_recovered(&rig.crash_and_resume("aws-iam-access-key", point), point);
         let state = rig.state();
         let keys = user_keys(&state);
@@ -403,7 +409,27 @@ const SLOT_CURRENT: &str = "sk_sandbox_current_slot_key_00000000000";
 
 #[test]
 fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() {
+    // `--yes` alone does not say the consumers still work with the old key inactive (only a
+    // person sees that): the run stops there and rolls back. Before, `--yes` answered it and
+    // the old key was deleted seconds after its deactivation (cold review).
     let out = slot_run(&["--yes"], "");
+    out.exit(Exit::StepFailed)
+        .stderr_has("prompt 'deactivate.healthy' needs an answer")
+        .stderr_has("a judgement --yes does not make (only a person can see it); it asks: ");
+    let report = out.report();
+    assert_eq!(
+        (report["status"].as_str(), report["failed_step"].as_str()),
+        (Some("rolled_back"), Some("deactivate"))
+    );
+    let state = out.sandbox_state();
+    assert_eq!(
+        slot_keys(&state).len(),
+        1,
+        "the new key deleted, the old one active again"
+    );
+    assert_eq!(slot_keys(&state)[0].2, "active");
+    // Said in an answers file, on purpose: deactivate, then delete.
+    let out = slot_run(&["--yes"], "\"deactivate.healthy\" = true\n");
     out.exit(Exit::Ok);
     let state = out.sandbox_state();
     let keys = slot_keys(&state);
@@ -496,7 +522,7 @@ fn in_infisical(state: &Value, name: &str) -> bool {
 /// rollback deletes it.
 #[test]
 fn a_crash_right_after_create_is_resumed_or_rolled_back_by_the_key_id() {
-    let rig = Rig::with_scenario(&iam_scenario());
+    let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
     rig.crash("aws-iam-access-key", "inside:create");
     let orphan = user_keys(&rig.state());
     assert_eq!(
@@ -525,7 +551,7 @@ fn a_crash_right_after_create_is_resumed_or_rolled_back_by_the_key_id() {
     }
     rig.assert_no_secrets_on_disk();
 
-    let rig = Rig::with_scenario(&iam_scenario());
+    let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
     rig.crash("aws-iam-access-key", "inside:create");
     rig.rollback(&[]).exit(Exit::Ok);
     let state = rig.state();
@@ -544,14 +570,17 @@ fn a_crash_right_after_create_is_resumed_or_rolled_back_by_the_key_id() {
 #[test]
 fn a_target_this_run_wrote_again_is_not_changed_since_this_run() {
     for then in ["resume", "rollback"] {
-        let rig = Rig::with_scenario(&iam_scenario());
+        let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
         rig.crash("aws-iam-access-key", "inside:create#2");
         let again = rig.runbook(
             &["resume", &rig.run_id(), "--yes"],
             &[("RUNBOOK_CRASH_AT", "after:create")],
         );
         assert_eq!(again.code, -9, "{}", again.stderr);
-        let out = rig.runbook(&[then, &rig.run_id(), "--yes"], &[]);
+        let out = match then {
+            "resume" => rig.resume(&[]),
+            _ => rig.rollback(&[]),
+        };
         let text = format!("{}{}", out.stdout, out.stderr);
         assert_eq!(out.code, 0, "{then}: {text}");
         assert!(!text.contains("changed since this run"), "{then}: {text}");
@@ -578,7 +607,7 @@ fn a_target_this_run_wrote_again_is_not_changed_since_this_run() {
 /// it was read back), and the repository is left alone whole.
 #[test]
 fn a_rollback_does_not_recreate_one_of_two_github_secrets_deleted_since() {
-    let rig = Rig::with_scenario(&iam_scenario());
+    let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
     rig.crash("aws-iam-access-key", "after:propagate");
     assert_eq!(
         rig.sandbox
@@ -604,7 +633,7 @@ fn a_rollback_does_not_recreate_one_of_two_github_secrets_deleted_since() {
 /// later write recorded as applied counted, so resume refused for ever).
 #[test]
 fn a_retried_write_whose_answer_was_lost_is_not_changed_since_this_run() {
-    let rig = Rig::with_scenario(&iam_scenario());
+    let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
     rig.crash("aws-iam-access-key", "inside:create#2");
     for method in ["PATCH", "POST"] {
         rig.sandbox.add_fault(&format!(
@@ -632,7 +661,7 @@ fn a_retried_write_whose_answer_was_lost_is_not_changed_since_this_run() {
 /// Killed after both halves were staged: resume takes the staged key (no second create).
 #[test]
 fn a_crash_after_staging_resumes_with_the_staged_key() {
-    let rig = Rig::with_scenario(&iam_scenario());
+    let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
     rig.crash("aws-iam-access-key", "after:create");
     let created = user_keys(&rig.state());
     assert_eq!(created.len(), 2);
@@ -652,7 +681,7 @@ fn a_crash_after_staging_resumes_with_the_staged_key() {
 /// lists that this run never learned, and deletes it only when told to.
 #[test]
 fn a_key_whose_create_answer_was_lost_is_shown_before_anything_is_deleted() {
-    let rig = Rig::with_scenario(&iam_scenario());
+    let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
     rig.sandbox.add_fault("awsiam:POST:/=lost:once");
     rig.exec("aws-iam-access-key", &["--no-rollback"])
         .exit(Exit::StepFailed);
@@ -667,11 +696,12 @@ fn a_key_whose_create_answer_was_lost_is_shown_before_anything_is_deleted() {
         lost,
         "nothing deleted or created unasked"
     );
+    // The rig's answers file, with this answer added.
     rig.file(
-        "delete.toml",
-        "\"create.unknown_key\" = \"delete it and create another\"\n",
+        "rig-answers.toml",
+        &format!("{HEALTHY}\"create.unknown_key\" = \"delete it and create another\"\n"),
     );
-    rig.resume(&["--answers", "delete.toml"]).exit(Exit::Ok);
+    rig.resume(&[]).exit(Exit::Ok);
     let state = rig.state();
     let keys = user_keys(&state);
     assert_eq!(keys.len(), 1, "{keys:?}");
@@ -748,5 +778,29 @@ fn the_dry_run_plans_every_write_of_the_two_value_rotation() {
             "delete http::post",
             "audit audit::log",
         ],
+    );
+}
+
+/// `--yes` does not say the apps still work once the old key is inactive: the run stops
+/// there and rolls back (the old key active again, the new one deleted). Before, `--yes`
+/// answered it, and the old key was deleted seconds after its deactivation (cold review).
+#[test]
+fn yes_alone_does_not_answer_whether_the_apps_work_with_the_old_key_inactive() {
+    let out = Test::new()
+        .rehearse("aws-iam-access-key")
+        .scenario("aws.toml", &scenario_text())
+        .keep_sandbox_state()
+        .args(&["--actor", "ops-test", "--json", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("prompt 'deactivate.healthy' needs an answer")
+        .stderr_has("a judgement --yes does not make (only a person can see it)")
+        .stderr_has("add `deactivate.healthy = true` to a file passed with --answers");
+    let state = out.sandbox_state();
+    let keys = user_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(
+        (keys[0].0.as_str(), keys[0].2.as_str()),
+        (CURRENT_ID, "Active")
     );
 }

@@ -8,6 +8,8 @@ use std::process::Command;
 pub struct Rig {
     dir: tempfile::TempDir,
     pub sandbox: SandboxProcess,
+    /// An answers file every `--yes` command of the rig is given (`Rig::answering`).
+    answers: Option<String>,
 }
 
 impl Default for Rig {
@@ -36,7 +38,27 @@ impl Rig {
 
     fn start(dir: tempfile::TempDir, scenario: &Path) -> Rig {
         let sandbox = SandboxProcess::start_with(dir.path(), scenario);
-        Rig { dir, sandbox }
+        Rig {
+            dir,
+            sandbox,
+            answers: None,
+        }
+    }
+
+    /// Every `--yes` command of this rig (`exec`, `crash`, `resume`, `rollback`) also gets
+    /// an answers file of `text`: the questions `--yes` does not answer (a judgement).
+    pub fn answering(mut self, text: &str) -> Rig {
+        self.file("rig-answers.toml", text);
+        self.answers = Some("rig-answers.toml".into());
+        self
+    }
+
+    /// `--answers FILE` when the rig answers (see `answering`).
+    fn answer_args(&self) -> Vec<&str> {
+        match &self.answers {
+            Some(f) => vec!["--answers", f.as_str()],
+            None => Vec::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -79,6 +101,7 @@ impl Rig {
     /// `COMMAND FIRST --yes`, then `extra`.
     fn with_yes(&self, command: &str, first: &str, extra: &[&str]) -> Output {
         let mut args = vec![command, first, "--yes"];
+        args.extend(self.answer_args());
         args.extend_from_slice(extra);
         self.runbook(&args, &[])
     }
@@ -97,7 +120,9 @@ impl Rig {
     /// `after:store` or `inside:propagate`).
     #[track_caller]
     pub fn crash(&self, runbook: &str, point: &str) -> Output {
-        let out = self.runbook(&["exec", runbook, "--yes"], &[("RUNBOOK_CRASH_AT", point)]);
+        let mut args = vec!["exec", runbook, "--yes"];
+        args.extend(self.answer_args());
+        let out = self.runbook(&args, &[("RUNBOOK_CRASH_AT", point)]);
         assert_eq!(
             out.code, -9,
             "{point}: the engine should have been killed\n{}",

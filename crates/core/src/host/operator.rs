@@ -41,6 +41,15 @@ impl Operator {
         Ok(value)
     }
 
+    /// A question only a person can answer (what they see of the consumers): `--yes` does
+    /// not answer it; an `--answers` entry or the terminal must.
+    pub fn confirm_judgement(&self, id: &str, question: &str) -> R<bool> {
+        let Answered { value, by } = self.prompter.confirm_judgement(id, question)?;
+        let answer = if value { "yes" } else { "no" };
+        self.decided(id, Question::Confirm, question, answer, by);
+        Ok(value)
+    }
+
     pub fn choose(
         &self,
         id: &str,

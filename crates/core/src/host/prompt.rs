@@ -102,6 +102,23 @@ fn confirm(h: &RunContext, question: &str, opts: Map) -> R<bool> {
     h.require_step("prompt::confirm")?;
     value::check_keys(&opts, CONFIRM_OPTIONS, "prompt::confirm")?;
     let id = id_of(h, &opts, question);
+    let judgement = match opts.get("judgement") {
+        None => false,
+        Some(v) => v.as_bool().map_err(|_| {
+            throw(
+                "usage",
+                "prompt::confirm: `judgement` is true or false",
+                Some("`judgement: true` marks a question only a person can answer".into()),
+            )
+        })?,
+    };
+    // A dry run's answers decide nothing at a vendor: `--yes` (or the dry run) answers it.
+    if judgement && !h.dry_run() {
+        return h
+            .operator()
+            .confirm_judgement(&id, question)
+            .map_err(prompt_error);
+    }
     h.operator().confirm(&id, question).map_err(prompt_error)
 }
 
@@ -125,7 +142,7 @@ fn secret(h: &RunContext, question: &str, opts: Map) -> R<Secret> {
 }
 
 /// The options maps' keys (the runtime refuses others; `check` flags them before a run).
-pub(crate) const CONFIRM_OPTIONS: &[&str] = &["id"];
+pub(crate) const CONFIRM_OPTIONS: &[&str] = &["id", "judgement"];
 pub(crate) const ASK_OPTIONS: &[&str] = &["id", "default"];
 pub(crate) const SECRET_OPTIONS: &[&str] = &["id", "format", "min_length"];
 pub(crate) const CHOOSE_OPTIONS: &[&str] = &["id", "default"];
@@ -167,7 +184,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         "confirm",
         "bool",
         "Asks a yes/no question; `--yes` answers yes.",
-        "Asks a yes/no question; `--yes` answers yes. Options: #{id}.",
+        "Asks a yes/no question; `--yes` answers yes. Options: #{id, judgement}: `judgement:\ntrue` marks a question only a person can answer (what the consumers do now): `--yes`\ndoes not answer it, an `--answers` entry or the terminal must.",
         confirm
     );
     both_forms!(

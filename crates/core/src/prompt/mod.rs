@@ -129,20 +129,39 @@ impl Prompter {
     }
 
     pub fn confirm(&self, id: &str, question: &str) -> R<Answered<bool>> {
+        self.confirm_as(id, question, true)
+    }
+
+    /// A question only a person can answer (`prompt::confirm(q, #{ judgement: true })`):
+    /// `--yes` does not answer it, so automation says it in an `--answers` entry, on purpose.
+    pub fn confirm_judgement(&self, id: &str, question: &str) -> R<Answered<bool>> {
+        self.confirm_as(id, question, false)
+    }
+
+    fn confirm_as(&self, id: &str, question: &str, yes_answers: bool) -> R<Answered<bool>> {
         if let Some(v) = self.answers.get(id) {
             let yes = v
                 .as_bool()
                 .ok_or_else(|| Self::bad(id, "expected true or false"))?;
             return Ok(Answered::by(yes, AnsweredBy::Answers));
         }
-        if self.yes {
+        if self.yes && yes_answers {
             return Ok(Answered::by(true, AnsweredBy::Yes));
         }
         match &self.terminal {
             Some(t) => t
                 .confirm(question)
                 .map(|v| Answered::by(v, AnsweredBy::Operator)),
-            None => Err(self.missing(id, question, "true", true)),
+            None if !yes_answers && self.yes => {
+                let mut e = self.missing(id, question, "true", false);
+                if let PromptError::NoAnswer { hint, .. } = &mut e {
+                    *hint = format!(
+                        "a judgement --yes does not make (only a person can see it); {hint}"
+                    );
+                }
+                Err(e)
+            }
+            None => Err(self.missing(id, question, "true", yes_answers)),
         }
     }
 

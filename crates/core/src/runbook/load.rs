@@ -522,7 +522,11 @@ impl Prompt {
         match c.function.as_str() {
             "prompt::confirm" => vec![one(
                 c.id.clone().unwrap_or_else(derived),
-                Answer::YesNo,
+                if c.judgement {
+                    Answer::Judgement
+                } else {
+                    Answer::YesNo
+                },
                 question.clone(),
             )],
             "prompt::ask" => vec![one(
@@ -601,6 +605,8 @@ fn matches_id(id: &str, key: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Answer {
     YesNo,
+    /// Yes or no, from a person (`judgement: true`): `--yes` does not answer it.
+    Judgement,
     /// Every item confirmed (a checklist): `true`.
     AllConfirmed,
     Text,
@@ -617,7 +623,7 @@ impl Answer {
             return format!("{d:?}");
         }
         match self {
-            Answer::YesNo | Answer::AllConfirmed => "true".into(),
+            Answer::YesNo | Answer::Judgement | Answer::AllConfirmed => "true".into(),
             Answer::OneOf(choices) if !choices.is_empty() => format!("{:?}", choices[0]),
             _ => "\"...\"".into(),
         }
@@ -628,6 +634,10 @@ impl std::fmt::Display for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Answer::YesNo => write!(f, "true or false"),
+            Answer::Judgement => write!(
+                f,
+                "true or false; a person's judgement: --yes does not answer it"
+            ),
             Answer::AllConfirmed => write!(f, "true (every item confirmed)"),
             Answer::Text => write!(f, "text"),
             Answer::Secret("") => write!(f, "a secret"),

@@ -293,6 +293,8 @@ pub struct PromptCall {
     pub options: Vec<String>,
     /// The `default` option, when literal.
     pub default: Option<String>,
+    /// `judgement: true`: a question `--yes` does not answer.
+    pub judgement: bool,
 }
 
 /// The host functions that ask the operator.
@@ -388,6 +390,7 @@ impl Program {
                         out.push(PromptCall {
                             id: option(&c.args, "id"),
                             default: option(&c.args, "default"),
+                            judgement: option(&c.args, "judgement").as_deref() == Some("true"),
                             question,
                             options,
                             function,

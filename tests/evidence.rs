@@ -327,3 +327,28 @@ pub(crate) fn resign(pack: &mut Value, key: &std::path::Path) {
         "value": b64.encode(signature.to_bytes()),
     });
 }
+
+/// The audit log cut at its end (the last entries dropped, as a `copytruncate` log rule or a
+/// person would), or emptied: `audit verify` says so, naming the run whose end named an
+/// entry the log lost. Before, both verified: the chain that was left was whole, and no
+/// journal named what was gone.
+#[test]
+fn an_audit_log_cut_at_its_end_or_emptied_fails_audit_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_rotated, run_id) = rotated_with_keys(dir.path());
+    let cmd = |args: &[&str]| Test::in_dir(dir.path()).shipped_runbooks().args(args).run();
+    cmd(&["audit", "verify"]).exit(Exit::Ok);
+    let path = dir.path().join("state/audit.jsonl");
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    for kept in [lines.len() - 2, 0] {
+        let cut: String = lines[..kept].iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, cut).unwrap();
+        cmd(&["audit", "verify"])
+            .exit(Exit::StepFailed)
+            .stderr_has(&format!(
+                "BROKEN: the journal of run {run_id}: journal line "
+            ))
+            .stderr_has("which the audit log does not hold (the log was cut or rewritten)");
+    }
+}

@@ -265,7 +265,28 @@ pub fn check_journal(
         .iter()
         .filter_map(|e| e.event.journal.clone())
         .collect();
-    check_links(&hashes, &links)
+    check_links(&hashes, &links)?;
+    // Each process's end names the last audit entry it had written (`audit_head`): the log
+    // must still hold it. Without this, a log cut at its end (or emptied) verified: the
+    // journals named nothing the log had lost (cold review of the file store).
+    for (i, line) in text.lines().enumerate() {
+        let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if fields.get("type").and_then(Value::as_str) != Some("run_finished") {
+            continue;
+        }
+        let Some(head) = fields.get("audit_head").and_then(Value::as_str) else {
+            continue;
+        };
+        if !entries.iter().any(|e| e.hash == head) {
+            return Err(format!(
+                "journal line {}: the run's end names audit entry {head}, which the audit log does not hold (the log was cut or rewritten)",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

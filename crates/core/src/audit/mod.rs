@@ -576,6 +576,14 @@ pub fn verify_lines<S: AsRef<str>>(lines: &[S]) -> Verdict {
         if entry_hash(&entry) != link.hash {
             return broken("its content does not match its hash (edited)");
         }
+        // The hash is over the entry as parsed: a key written twice (the parse keeps one)
+        // hashes the same, yet every typed reader refuses the line and so skips the entry,
+        // hiding it from the journals' check (cold review). An entry is written exactly as
+        // its parse writes it again, so any other spelling is an edit.
+        let rewritten = serde_json::to_string(&entry).unwrap_or_default();
+        if rewritten.as_str() != line.trim_end_matches(['\n', '\r']) {
+            return broken("it is not written as its content would be (a key repeated, or the text respaced: edited)");
+        }
         if link.prev_hash.as_deref() != Some(prev.as_str()) {
             return broken("it does not follow the entry before it (an entry was removed, inserted or reordered)");
         }
@@ -655,6 +663,34 @@ mod tests {
             let (line, hash) = with_hash(&fields);
             let back: Value = serde_json::from_str(&line).unwrap();
             assert_eq!(entry_hash(&back), hash, "{line}");
+        }
+    }
+
+    /// A key written twice parses to the same entry, with the same hash, but no typed
+    /// reader takes the line (so the journals' check skipped the entry): the chain calls it
+    /// edited. Before, it verified (cold review).
+    #[test]
+    fn an_entry_with_a_key_written_twice_breaks_the_chain() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("prev_hash".into(), json!(GENESIS));
+        fields.insert("actor".into(), json!("ops"));
+        fields.insert("run_id".into(), json!("r1"));
+        let (line, _) = with_hash(&fields);
+        assert!(matches!(
+            verify_lines(&[line.as_str()]),
+            Verdict::Intact { entries: 1, .. }
+        ));
+        let doubled = line.replacen(
+            "\"actor\":\"ops\"",
+            "\"actor\":\"ops\",\"actor\":\"ops\"",
+            1,
+        );
+        assert_ne!(doubled, line);
+        match verify_lines(&[doubled.as_str()]) {
+            Verdict::Broken { line: 1, reason } => {
+                assert!(reason.contains("a key repeated"), "{reason}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -32,6 +32,8 @@ pub fn journal(rows: &[Stamp], decisions: &[Decided]) -> Result<(), String> {
     let mut requests: Vec<Filed> = Vec::new();
     // The nonces decided so far, and on which line.
     let mut decided: Vec<(String, usize)> = Vec::new();
+    // The decisions lines were matched to (an index into `decisions`), and those lines.
+    let mut credited: Vec<(usize, usize)> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let line = i + 1;
         let fields: Value = serde_json::from_str(&row.text).unwrap_or(Value::Null);
@@ -107,7 +109,8 @@ pub fn journal(rows: &[Stamp], decisions: &[Decided]) -> Result<(), String> {
                     }
                     decided.push((nonce.to_string(), line));
                 }
-                approval.given(line, &requests, decisions)?;
+                let d = approval.given(line, &requests, decisions, &credited)?;
+                credited.push((d, line));
             }
             _ => {}
         }
@@ -150,7 +153,16 @@ impl<'a> Approval<'a> {
     /// step, and given in the database by the login the line credits (or whose mask it
     /// gives), with this verdict, on a request for this step under this nonce, from a login
     /// other than the one that filed it.
-    fn given(&self, line: usize, requests: &[Filed], decisions: &[Decided]) -> Result<(), String> {
+    /// `credited`: the decisions earlier lines were matched to, and those lines; the one this
+    /// line is matched to comes back. One decision credits one line: a masked nonce
+    /// (`secret(…)`) matches many, and two lines must not both stand on one approval.
+    fn given(
+        &self,
+        line: usize,
+        requests: &[Filed],
+        decisions: &[Decided],
+        credited: &[(usize, usize)],
+    ) -> Result<usize, String> {
         let (step, status) = (self.step, self.status);
         let Some(nonce) = self.nonce else {
             return Err(format!(
@@ -181,12 +193,27 @@ impl<'a> Approval<'a> {
                     .is_some_and(|n| same_nonce(nonce, n))
                 && request["step"].as_str() == Some(step)
         };
-        let Some(d) = decisions.iter().find(matches) else {
+        let found: Vec<usize> = decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| matches(d))
+            .map(|(i, _)| i)
+            .collect();
+        let free = found
+            .iter()
+            .find(|i| !credited.iter().any(|(c, _)| c == *i));
+        let Some(&at) = free else {
+            if let Some((_, earlier)) = credited.iter().find(|(c, _)| found.contains(c)) {
+                return Err(format!(
+                    "journal line {line} records step '{step}' {status} on the decision line {earlier} already stands on: one decision credits one approval"
+                ));
+            }
             return Err(format!(
                 "journal line {line} records step '{step}' {status} by the login {}, but the database holds no such decision from that login for that request",
                 quoted(role)
             ));
         };
+        let d = &decisions[at];
         if d.login.as_deref() == Some(filed.by.as_str()) {
             return Err(format!(
                 "journal line {line} records step '{step}' {status} by the login {}, which filed the request (line {}): four eyes needs another person's",
@@ -194,7 +221,7 @@ impl<'a> Approval<'a> {
                 filed.line
             ));
         }
-        Ok(())
+        Ok(at)
     }
 }
 
@@ -410,6 +437,28 @@ mod tests {
         assert!(journal(&rows, &[])
             .unwrap_err()
             .contains("before any line that starts or resumes the run"));
+    }
+
+    /// Lines the requester appended by hand, a request and an approval under a masked nonce
+    /// (`secret(…)` stands for any nonce of four characters or more), do not stand on the
+    /// one decision bob gave for the real request: one decision credits one approval.
+    /// Before, both lines verified, bob credited twice (cold review).
+    #[test]
+    fn one_decision_does_not_credit_two_approvals_through_a_masked_nonce() {
+        let bob = [decision("approved", "0123456789abcdef", "a", "bob")];
+        let honest = [
+            row(STARTED_A, Some("alice")),
+            requested("a", "0123456789abcdef"),
+            decided("a", "approved", "bob", "0123456789abcdef"),
+        ];
+        assert_eq!(journal(&honest, &bob), Ok(()));
+        let mut forged = honest.to_vec();
+        forged.push(requested("a", "secret(…)"));
+        forged.push(decided("a", "approved", "bob", "secret(…)"));
+        assert_eq!(
+            journal(&forged, &bob),
+            Err("journal line 5 records step 'a' approved on the decision line 3 already stands on: one decision credits one approval".into())
+        );
     }
 
     #[test]

@@ -508,3 +508,45 @@ fn waiting_run(dir: &Path) -> String {
         std::thread::yield_now();
     }
 }
+
+/// A "timeout" written to the store by someone else before the request's deadline (any
+/// login with write access to the approvals) is refused, recorded as such, and the step
+/// does not run. Before, the waiting run took it at once as its own timeout, audited as
+/// `approval.timeout`, nobody credited (cold review of team mode).
+#[test]
+fn a_timeout_the_run_did_not_write_is_refused() {
+    let dir = gated(
+        r#".approval(#{ by: "the security on-call", timeout: "60s" })"#,
+        "",
+    );
+    let (child, run_id) = start(dir.path(), "gated.rhai");
+    let approvals = dir.path().join("state/approvals");
+    let request: Value = serde_json::from_str(
+        &std::fs::read_to_string(approvals.join(format!("{run_id}.json"))).unwrap(),
+    )
+    .unwrap();
+    let forged = serde_json::json!({
+        "nonce": request["nonce"],
+        "verdict": "timeout",
+        "at": "2026-12-07T00:00:00Z",
+    });
+    std::fs::write(
+        approvals.join(format!("{run_id}.decision")),
+        forged.to_string(),
+    )
+    .unwrap();
+    assert_finished(
+        child,
+        1,
+        &[
+            "a timeout this run did not write",
+            "before the request's deadline",
+        ],
+        &["gated step ran"],
+    );
+    let actions: Vec<String> = audit_actions(dir.path())
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, ["approval.requested", "approval.refused"]);
+}

@@ -551,6 +551,7 @@ impl<'a> Runner<'a> {
             info.run_id,
             info.run_id
         ));
+        let waiting = Instant::now();
         let decision = {
             let _paused = crate::interrupt::pause_budget();
             let (session, say) = (self.session, &self.say);
@@ -563,6 +564,21 @@ impl<'a> Runner<'a> {
                 &|warning| say.warning(warning),
             )
         };
+        // A timeout is this run's own only once its deadline passed: one found before was
+        // written by someone else (any login that can write the approvals), and is a
+        // refusal, not a timeout nobody answers for (cold review of team mode).
+        if let Some(d @ crate::approval::Decision::Timeout { .. }) = &decision {
+            if waiting.elapsed() < spec.timeout {
+                let e = crate::error::Error::usage(
+                    "the request was closed as timed out before the request's deadline: a timeout this run did not write",
+                    format!(
+                        "find who wrote it (`runbook audit show`, the store's logins); then `runbook resume {}` files a new request",
+                        info.run_id
+                    ),
+                );
+                return self.refused(step, d, e);
+            }
+        }
         let decider = match &decision {
             Some(d) => match self.accepted(&request, d) {
                 Ok(who) => who,

@@ -1674,3 +1674,38 @@ fn a_journal_line_sent_again_after_a_lost_answer_is_stored_once() {
     let text = store.journal(&holder.run_id).unwrap().unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
 }
+
+/// A journal row under an id no run can have (any login may insert one) is not taken for an
+/// unfinished run of every runbook: before, every production exec was refused, and
+/// `runbook abandon` could not set it aside ("no run"), so a leaked key could not be
+/// rotated (cold review of team mode).
+#[test]
+fn a_row_under_an_id_no_run_has_blocks_no_rotation() {
+    let Some(db) = Database::fresh("a_row_under_an_id_no_run_has") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tiny.rhai"),
+        "runbook(#{ id: \"tiny\", title: \"Tiny\", secret: \"TINY_KEY\" });\nstep(\"s\", \"S\", |ctx| { print(\"tiny ran\"); });\n",
+    )
+    .unwrap();
+    let exec = || {
+        on(
+            dir.path(),
+            "laptop-a",
+            &db,
+            &["exec", "tiny.rhai", "--yes", "--actor", "alice"],
+        )
+        .run()
+    };
+    // The first run makes the tables.
+    exec().exit(Exit::Ok);
+    db.client()
+        .execute(
+            "INSERT INTO runbook_journal (run_id, line) VALUES ('not_a_run', '{')",
+            &[],
+        )
+        .unwrap();
+    exec().exit(Exit::Ok).stdout_has("tiny ran");
+}

@@ -598,7 +598,12 @@ impl JournalStore for Files {
         };
         let mut found = String::new();
         let mut out = Vec::new();
-        for id in self.runs()? {
+        // A file named as no run can be is no run: nothing could resume or abandon it.
+        for id in self
+            .runs()?
+            .into_iter()
+            .filter(|id| crate::run::is_run_id(id))
+        {
             let path = self.journal_path(&id);
             // The folder was checked by `runs`; the file is checked here, as `checked` would.
             if let (Some(seen), Ok(meta)) = (known.get(&id), std::fs::symlink_metadata(&path)) {

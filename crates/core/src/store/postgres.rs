@@ -902,7 +902,9 @@ impl JournalStore for Postgres {
         })
         .map(|runs| {
             runs.into_iter()
-                .filter(|(_, last)| !settles(last))
+                // Rows under an id no run can have (any login may insert one) are no run:
+                // nothing could resume or abandon them, and they blocked every rotation.
+                .filter(|(id, last)| crate::run::is_run_id(id) && !settles(last))
                 .map(|(id, _)| id)
                 .collect()
         })

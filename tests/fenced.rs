@@ -1406,3 +1406,43 @@ fn a_run_whose_file_lock_was_taken_stops_before_its_next_step_and_files_no_reque
     let filed: Vec<_> = std::fs::read_dir(&approvals).unwrap().flatten().collect();
     assert!(filed.is_empty(), "a request was filed: {filed:?}\n{text}");
 }
+
+/// Ctrl-C (here SIGINT to a piped session) while a write typed at the production REPL is
+/// held at the vendor: the REPL says the write was sent and may have applied. Before, only
+/// "interrupted": the change may have been made, and nothing said so (cold review).
+#[test]
+fn an_interrupted_write_at_the_repl_is_said_to_maybe_have_applied() {
+    use std::io::Write as _;
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("yes.toml"), "\"repl.write\" = true\n").unwrap();
+    let mut child = runbook(dir.path(), &vendor, &["repl", "--answers", "yes.toml"])
+        .command()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = format!(
+        "http::post(\"{}/gate\", #{{ json: #{{ n: 1 }} }});\n",
+        vendor.url
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    vendor.wait_at_gate();
+    crate::support::signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    vendor.open_gate();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "  http::post on POST {}/gate: sent, and its answer never came: it may have applied",
+            vendor.url
+        )),
+        "{stderr}"
+    );
+}

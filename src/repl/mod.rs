@@ -101,6 +101,9 @@ struct Repl<'a> {
     /// The session's failed inputs when its current run started (`:load` starts another):
     /// each run records its own.
     failures_before_run: usize,
+    /// How many writes the run's journal held when the current input began: an input
+    /// interrupted names those it sent whose outcome is unknown.
+    writes_at_input: usize,
 }
 
 pub fn run(args: ReplArgs, settings: &Settings) -> Result<u8> {
@@ -184,6 +187,7 @@ fn start<'a>(args: &ReplArgs, settings: &'a Settings) -> Result<Repl<'a>> {
         interrupted: false,
         piped: false,
         failures_before_run: 0,
+        writes_at_input: 0,
     };
     repl.ready();
     repl.loaded_note();
@@ -229,6 +233,7 @@ fn attach<'a>(args: &ReplArgs, run_id: &str, settings: &'a Settings) -> Result<R
         interrupted: false,
         piped: false,
         failures_before_run: 0,
+        writes_at_input: 0,
     };
     repl.ready();
     ui::err(&format!("attached to run {run_id}: completed steps are marked; `runbook resume {run_id}` continues after you leave"));
@@ -392,12 +397,44 @@ impl Repl<'_> {
         ScriptError::from_eval_in(e, self.session.runbook().sources(), "<repl>")
     }
 
+    /// After an interrupted input: each write it sent whose answer never came, which may
+    /// have applied (before, only "interrupted": a half-made change went unsaid).
+    fn say_writes_in_doubt(&self) {
+        let run = self.session.run();
+        // Settled as unknown (the wait was stopped), or not settled at all (the call was
+        // abandoned while out).
+        // Read back from the store: a fan-out's lines are stored ahead of the fold.
+        let stored = runbook_core::ledger::open(&run.parts().store, &run.info().run_id);
+        let doubtful: Vec<String> = stored.map_or(Vec::new(), |(_, l)| {
+            l.writes
+                .iter()
+                .skip(self.writes_at_input)
+                .filter(|w| {
+                    matches!(
+                        w.outcome,
+                        runbook_core::events::WriteOutcome::Unknown
+                            | runbook_core::events::WriteOutcome::Pending
+                    )
+                })
+                .map(|w| format!("{} on {}", w.function, w.target))
+                .chain(l.sent_unsettled())
+                .collect()
+        });
+        for w in &doubtful {
+            ui::err(&format!(
+                "  {w}: sent, and its answer never came: it may have applied; check the vendor (`runbook runs {}` lists it)",
+                run.info().run_id
+            ));
+        }
+    }
+
     fn report_error(&mut self, mut d: Box<ScriptError>) {
         self.failures += 1;
         if runbook_core::interrupt::is_set() {
             runbook_core::interrupt::reset();
             self.interrupted = true;
             ui::err("interrupted");
+            self.say_writes_in_doubt();
             return;
         }
         if d.code == "runbook::script::unknown_function" {
@@ -480,6 +517,7 @@ impl Repl<'_> {
         if self.piped && self.interrupted {
             return Handled::Quit;
         }
+        self.writes_at_input = self.session.run().ledger().read(0, |l| l.writes.len());
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Handled::Done;
@@ -864,6 +902,7 @@ impl Repl<'_> {
                 self.failures += 1;
                 self.interrupted = true;
                 ui::err("interrupted");
+                self.say_writes_in_doubt();
             }
             Outcome::Fenced(why) => {
                 self.failures += 1;

@@ -176,6 +176,15 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// The writes sent whose outcome is not recorded yet (a call still out, or abandoned
+    /// by Ctrl-C): `function on target` each.
+    pub fn sent_unsettled(&self) -> Vec<String> {
+        self.open
+            .iter()
+            .map(|(w, _)| format!("{} on {}", w.function, w.target))
+            .collect()
+    }
+
     /// Whether any process of the run sent a write (settled, in doubt or undone since).
     pub fn has_sent(&self) -> bool {
         !self.open.is_empty()

@@ -674,3 +674,29 @@ fn ctrl_c_in_an_undo_says_how_to_finish_the_rollback() {
         "{stderr}"
     );
 }
+
+/// An abandon's audit entry names the journal's last line, the run's end, so that end is
+/// under the chain (the entry names only durable lines, so the end is made durable first:
+/// review of this session's change, which had left it outside).
+#[test]
+fn an_abandons_audit_entry_names_the_runs_end() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    let run_id = rig.run_id();
+    rig.runbook(&["abandon", &run_id, "--reason", "checked by hand"], &[])
+        .exit(Exit::Ok);
+    let journal = rig.journal();
+    let last: serde_json::Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "run_finished", "{journal}");
+    let audit = std::fs::read_to_string(rig.path().join("state/audit.jsonl")).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(
+        audit
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"action\":\"run.abandoned\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(entry["journal"]["lines"], journal.lines().count());
+    assert_eq!(entry["journal"]["head"], last["hash"]);
+}

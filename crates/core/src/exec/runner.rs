@@ -96,7 +96,7 @@ pub fn abandoned(session: &Session, status: RunStatus) -> Report {
         error: None,
         duration_ms: None,
         rate_limit_wait_ms: None,
-        audit_head: run.auditor().head(),
+        audit_head: run.auditor().durable_head(),
     }));
     run.ledger().settle();
     run.auditor().settle(run.parts().store.wait());
@@ -122,13 +122,16 @@ impl<'a> Runner<'a> {
             .map_or(0, |v| v.transport().rate_limit_wait().as_millis() as u64);
         run.note_simulators();
         // The end goes in the journal first, durably, so the audit entry after it names it:
-        // the status is under the chain (`audit_head` here is the entry before).
+        // the status is under the chain. `audit_head` names this run's last entry before it,
+        // made durable first (one a power loss could take back would read as a log cut;
+        // one not named would let a log cut back to it verify).
+        let _ = run.auditor().before_write();
         run.ledger().record(Event::RunFinished(RunFinished {
             status,
             error: self.error.clone(),
             duration_ms: Some(began.elapsed().as_millis() as u64),
             rate_limit_wait_ms: (waited > 0).then_some(waited),
-            audit_head: run.auditor().head(),
+            audit_head: run.auditor().durable_head(),
         }));
         run.ledger().settle();
         self.event(AuditEvent::RunCompleted {

@@ -707,14 +707,17 @@ impl Session {
             left,
         };
         run.ledger().required(Event::Abandoned(abandoned.clone()))?;
-        // The end is journalled before its audit entry, which then names it.
+        // The end is journalled, durably, before its audit entry, which then names it (an
+        // entry names only a durable line); the entries before it are durable first.
+        let _ = run.auditor().before_write();
         run.ledger().record(Event::RunFinished(RunFinished {
             status: RunStatus::Aborted,
             error: Some(format!("abandoned: {reason}")),
             duration_ms: None,
             rate_limit_wait_ms: None,
-            audit_head: run.auditor().head(),
+            audit_head: run.auditor().durable_head(),
         }));
+        run.ledger().settle();
         run.auditor().note(
             "",
             AuditEvent::RunAbandoned {

@@ -25,6 +25,9 @@ pub struct Auditor {
     webhook_down: Cell<bool>,
     /// The hash of the last entry this run wrote: the head it leaves.
     head: RefCell<Option<String>>,
+    /// The hash of the last entry this run wrote that is durable: what the run's end
+    /// journals (a journal naming an entry a power loss took back would read as a log cut).
+    durable_head: RefCell<Option<String>>,
     /// The run's journal, whose stored tip each entry names.
     journal: Option<Rc<crate::ledger::LedgerWriter>>,
     /// Entries the log could not take, in order: written before anything else, and before
@@ -43,6 +46,7 @@ impl Auditor {
             webhook,
             webhook_down: Cell::new(false),
             head: RefCell::new(None),
+            durable_head: RefCell::new(None),
             journal: None,
             unsaved: RefCell::default(),
             unsynced: Cell::new(false),
@@ -113,6 +117,7 @@ impl Auditor {
             self.log.sync()?;
             self.unsynced.set(false);
         }
+        *self.durable_head.borrow_mut() = self.head.borrow().clone();
         Ok(())
     }
 
@@ -127,6 +132,7 @@ impl Auditor {
             webhook: self.webhook.clone(),
             webhook_down: Cell::new(self.webhook_down.get()),
             head: RefCell::new(self.head.borrow().clone()),
+            durable_head: RefCell::new(self.durable_head.borrow().clone()),
             journal: self.journal.clone(),
             // What this trail still owes moves with it: the entries the log refused, and
             // the ones not yet synced (this one is replaced).
@@ -138,6 +144,11 @@ impl Auditor {
     /// The head of the audit chain after this run's last entry, if it wrote one.
     pub fn head(&self) -> Option<String> {
         self.head.borrow().clone()
+    }
+
+    /// This run's last entry that is durable, if it wrote one: what a journal line names.
+    pub fn durable_head(&self) -> Option<String> {
+        self.durable_head.borrow().clone()
     }
 
     /// Appends an engine event for `step`. One whose context is over the entry limit (a
@@ -211,6 +222,9 @@ impl Auditor {
         )?;
         self.unsynced.set(!durable || self.unsynced.get());
         *self.head.borrow_mut() = Some(entry.hash.clone());
+        if !self.unsynced.get() {
+            *self.durable_head.borrow_mut() = Some(entry.hash.clone());
+        }
         self.send(&entry);
         Ok(())
     }
@@ -344,6 +358,9 @@ mod tests {
             1,
             "an entry names the last durable line: a power loss could take line 2 back while another run's sync keeps the entry"
         );
+        // So does a run's end name only a durable entry: this one is not, yet.
+        assert!(auditor.head().is_some());
+        assert_ne!(auditor.durable_head(), auditor.head());
         writer.record(step("store"));
         assert_eq!(
             taken(&trace),
@@ -413,6 +430,7 @@ mod tests {
             "the end is durable"
         );
         assert_eq!(named(), 10, "the run's end is under the chain");
+        assert_eq!(auditor.durable_head(), auditor.head());
         // What was written is all there, chained.
         let text =
             std::fs::read_to_string(dir.path().join(format!("runs/{run_id}.jsonl"))).unwrap();

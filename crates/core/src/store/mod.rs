@@ -84,10 +84,11 @@ impl Holder {
     /// machine can look up and is gone. A host name alone does not say that: containers
     /// with host networking share one, each with its own pids (cold review: a resume there
     /// took a live run's lease with no flag at all), so the pid is looked up only in the
-    /// holder's own boot and pid namespace. A lease from before they were recorded is
-    /// left to run out; a file lock (no lease to run out) taken before this machine's last
-    /// boot is dead, and one from before they were recorded is judged by its pid, as it
-    /// always was.
+    /// holder's own boot and pid namespace; a lease is otherwise left to run out. A file
+    /// lock has no lease to run out: one taken before this machine's last boot is dead, and
+    /// any other is judged by its pid as it always was (a container restarted under the
+    /// same name must be able to resume its own run without the lease id; two live
+    /// containers sharing one state folder and one name are not told apart).
     pub fn is_dead(&self) -> bool {
         if self.expired {
             return true;
@@ -101,7 +102,8 @@ impl Holder {
         match (self.pid_space.as_str(), mine) {
             ("", _) | (_, "") => !leased && gone(),
             (theirs, mine) if theirs == mine => gone(),
-            (theirs, mine) => !leased && boot(theirs) != boot(mine),
+            (_, _) if leased => false,
+            (theirs, mine) => boot(theirs) != boot(mine) || gone(),
         }
     }
 
@@ -542,7 +544,10 @@ mod tests {
             "a lease of before: it runs out"
         );
         assert!(holder(mine, None, false).is_dead());
-        assert!(!holder(&other_ns, None, false).is_dead());
+        assert!(
+            holder(&other_ns, None, false).is_dead(),
+            "a file lock: by its pid, as before (a restarted container resumes its own run)"
+        );
         assert!(holder("another-boot/pid:[1]", None, false).is_dead());
         assert!(!holder("another-boot/pid:[1]", lease, false).is_dead());
         assert!(

@@ -5,8 +5,8 @@
 
 use crate::support::items;
 use crate::support::{
-    assert_recovered, root, scripted, secret_versions, step_ids, with_fault, with_script, Exit,
-    Output, Rig, Test,
+    assert_lacks, assert_recovered, root, scripted, secret_versions, step_ids, with_fault,
+    with_script, Exit, Output, Rig, Test,
 };
 use serde_json::Value;
 
@@ -410,24 +410,12 @@ const SLOT_CURRENT: &str = "sk_sandbox_current_slot_key_00000000000";
 #[test]
 fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() {
     // `--yes` alone does not say the consumers still work with the old key inactive (only a
-    // person sees that): the run stops there and rolls back. Before, `--yes` answered it and
-    // the old key was deleted seconds after its deactivation (cold review).
+    // person sees that), and with no terminal nobody can: refused before the run starts.
+    // Before, `--yes` answered it and the old key was deleted seconds after its
+    // deactivation (cold review).
     let out = slot_run(&["--yes"], "");
-    out.exit(Exit::StepFailed)
-        .stderr_has("prompt 'deactivate.healthy' needs an answer")
-        .stderr_has("a judgement --yes does not make (only a person can see it); it asks: ");
-    let report = out.report();
-    assert_eq!(
-        (report["status"].as_str(), report["failed_step"].as_str()),
-        (Some("rolled_back"), Some("deactivate"))
-    );
-    let state = out.sandbox_state();
-    assert_eq!(
-        slot_keys(&state).len(),
-        1,
-        "the new key deleted, the old one active again"
-    );
-    assert_eq!(slot_keys(&state)[0].2, "active");
+    out.exit(Exit::Usage)
+        .stderr_has("step 'deactivate' asks `….healthy`, a judgement --yes does not make (only a person can see it), and there is no terminal to ask on");
     // Said in an answers file, on purpose: deactivate, then delete.
     let out = slot_run(&["--yes"], "\"deactivate.healthy\" = true\n");
     out.exit(Exit::Ok);
@@ -494,7 +482,7 @@ fn a_refused_deactivate_leaves_the_rollbacks_probe_in_place() {
             "--fault",
             "slotco:GET:/v1/me=401:after=1",
         ],
-        "",
+        "\"deactivate.healthy\" = true\n",
     );
     out.exit(Exit::StepFailed);
     let state = out.sandbox_state();
@@ -781,9 +769,10 @@ fn the_dry_run_plans_every_write_of_the_two_value_rotation() {
     );
 }
 
-/// `--yes` does not say the apps still work once the old key is inactive: the run stops
-/// there and rolls back (the old key active again, the new one deleted). Before, `--yes`
-/// answered it, and the old key was deleted seconds after its deactivation (cold review).
+/// `--yes` does not say the apps still work once the old key is inactive, and with no
+/// terminal nobody can: the run is refused before it starts, saying how to answer. Before,
+/// `--yes` answered it, and the old key was deleted seconds after its deactivation (cold
+/// review).
 #[test]
 fn yes_alone_does_not_answer_whether_the_apps_work_with_the_old_key_inactive() {
     let out = Test::new()
@@ -792,15 +781,8 @@ fn yes_alone_does_not_answer_whether_the_apps_work_with_the_old_key_inactive() {
         .keep_sandbox_state()
         .args(&["--actor", "ops-test", "--json", "--yes"])
         .run();
-    out.exit(Exit::StepFailed)
-        .stderr_has("prompt 'deactivate.healthy' needs an answer")
-        .stderr_has("a judgement --yes does not make (only a person can see it)")
-        .stderr_has("add `deactivate.healthy = true` to a file passed with --answers");
-    let state = out.sandbox_state();
-    let keys = user_keys(&state);
-    assert_eq!(keys.len(), 1, "{keys:?}");
-    assert_eq!(
-        (keys[0].0.as_str(), keys[0].2.as_str()),
-        (CURRENT_ID, "Active")
-    );
+    out.exit(Exit::Usage)
+        .stderr_has("step 'deactivate' asks `deactivate.healthy`, a judgement --yes does not make (only a person can see it: The old key is inactive. Do the apps and CI still work (deploys, jobs, error rates)?), and there is no terminal to ask on")
+        .stderr_has("add `\"deactivate.healthy\" = true` to a file passed with --answers");
+    assert_lacks("stdout", &out.stdout, "Step 1/");
 }

@@ -22,6 +22,30 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
         args.run.answers.as_deref(),
         args.run.yes || args.dry_run,
     )?;
+    // A judgement `--yes` does not make, with nobody at a terminal and no answer in the
+    // file: refused now, not after the writes before it (before, the step failed there and
+    // `--yes` rolled the whole rotation back).
+    if !args.dry_run && !prompter.has_terminal() {
+        if let Some(p) = runbook
+            .unanswered_judgements(prompter.answered_ids())
+            .first()
+        {
+            let what = match p.question.trim() {
+                "" => String::new(),
+                q => format!(": {q}"),
+            };
+            return Err(Error::usage(
+                format!(
+                    "step '{}' asks `{}`, a judgement --yes does not make (only a person can see it{what}), and there is no terminal to ask on",
+                    p.step, p.id
+                ),
+                format!(
+                    "run at a terminal, or, once you can say it, add `\"{}\" = true` to a file passed with --answers",
+                    p.id
+                ),
+            ));
+        }
+    }
     // Against the declared params: an error names only those, never the text given.
     let pairs = params::parse_pairs(&args.params, runbook.plan())?;
     for warning in params::secrets_on_the_command_line(runbook.plan(), &pairs) {

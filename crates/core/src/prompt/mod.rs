@@ -89,6 +89,17 @@ impl Prompter {
         self.terminal.is_some()
     }
 
+    /// Whether a person can be asked (a terminal), or only the answers file and `--yes`
+    /// answer.
+    pub fn has_terminal(&self) -> bool {
+        self.interactive()
+    }
+
+    /// The ids the answers file answers.
+    pub fn answered_ids(&self) -> impl Iterator<Item = &str> {
+        self.answers.keys()
+    }
+
     /// Whether the prompt with this id would be answered by a person at the terminal (not
     /// by an answers file): asking again can then get a different answer.
     pub fn asks_on_terminal(&self, id: &str) -> bool {

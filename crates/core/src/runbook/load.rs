@@ -194,6 +194,25 @@ impl Runbook {
             .collect()
     }
 
+    /// The judgements (`judgement: true` confirmations) the runbook can ask that none of
+    /// `keys` answers: with no terminal, `--yes` cannot answer them either.
+    pub fn unanswered_judgements<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Vec<Prompt> {
+        // Reading every step's questions costs the program's analysis: only for a runbook
+        // whose text can ask one (the start of every run comes through here).
+        if !self.sources.all().iter().any(|t| t.contains("judgement")) {
+            return Vec::new();
+        }
+        let keys: Vec<&str> = keys.into_iter().collect();
+        self.prompts()
+            .into_iter()
+            .filter(|p| p.answer == Answer::Judgement)
+            .filter(|p| !keys.iter().any(|k| matches_id(&p.id, k)))
+            .collect()
+    }
+
     /// For each step of the plan, in order, the host functions that change a vendor's state
     /// (write or destructive) its code can reach: what a confirmation before the first
     /// write lists. Static, so a call a param leaves out is listed too.

@@ -321,6 +321,8 @@ fn literal(e: &Expr) -> Option<String> {
                 .collect(),
         ),
         Expr::DynamicConstant(v, _) if v.is_string() => Some(v.to_string()),
+        // `judgement: true` in a map whose other values are computed.
+        Expr::BoolConstant(b, _) => Some(b.to_string()),
         _ => None,
     }
 }

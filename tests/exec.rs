@@ -546,6 +546,36 @@ fn an_answers_key_that_answers_no_question_is_refused_with_yes() {
     let written = writes(&state);
     assert!(written.is_empty(), "{written:?}");
     assert!(rig.runs().as_array().unwrap().is_empty(), "no run started");
+    // A resume (or rollback) checks the file the same way, before it takes the run's lock.
+    rig.crash("postmark", "after:validate");
+    let run_id = rig.run_id();
+    let journal = rig.journal();
+    let out = rig.runbook(&["resume", &run_id, "--yes", "--answers", "typo.toml"], &[]);
+    out.exit(Exit::Usage)
+        .stderr_has("typo.toml: this key answers no question of runbook postmark-server-token: `validate.receivd` (did you mean `validate.received`?)");
+    assert_eq!(rig.journal(), journal, "nothing recorded");
+    rig.runbook(
+        &["rollback", &run_id, "--yes", "--answers", "typo.toml"],
+        &[],
+    )
+    .exit(Exit::Usage)
+    .stderr_has("`validate.receivd` (did you mean `validate.received`?)");
+    rig.rollback(&[]).exit(Exit::Ok);
+    // A key far from every question (reading the script does not see every one: a
+    // question computed whole, one in a closure) is said, not refused.
+    rig.file("other.toml", "\"verify.some_computed_question\" = true\n");
+    rig.exec("postmark", &["--answers", "other.toml"])
+        .exit(Exit::Ok)
+        .stderr_has("warning: other.toml: this key answers no question of runbook postmark-server-token: `verify.some_computed_question` (as far as reading the runbook shows");
+    // A checklist's id (its step's, `.checklist`) is known.
+    rig.file(
+        "list.rhai",
+        "runbook(#{ id: \"list\", title: \"List\" });\nstep(\"s\", \"S\", |ctx| { prompt::checklist([\"a\"]); print(\"checked\"); });\n",
+    );
+    rig.file("list.toml", "\"s.checklist\" = true\n");
+    let out = rig.exec("list.rhai", &["--answers", "list.toml"]);
+    out.exit(Exit::Ok).stdout_has("checked");
+    assert_lacks("stderr", &out.stderr, "answers no question");
     // Without --yes the operator is told, and the questions are asked as usual (here,
     // with no terminal, the prerequisites cannot be).
     let out = rig

@@ -691,6 +691,21 @@ pub struct ReopenAs<'a> {
 /// Reopens a stopped run for `entry` (resume, rollback, or the REPL's `--attach`).
 pub fn reopen(how: ReopenAs, settings: &Settings) -> Result<Reopened> {
     let services = wiring::services(settings, false, &Default::default())?.services;
+    // The answers file against the run's runbook, as `exec` checks it: a typo's "no" is
+    // `--yes`'s yes in a resume or a rollback too (review of this session's change).
+    let vet: Option<runbook_core::exec::session::Vet> = match how.answers {
+        Some(file) => {
+            let (file, yes) = (file.to_path_buf(), how.yes);
+            let answers = runbook_core::prompt::Answers::load(&file)?;
+            Some(Box::new(move |runbook| {
+                super::exec::check_answers(runbook, &file, &answers, yes).map_err(|e| match e {
+                    crate::error::Error::Core(e) => e,
+                    other => runbook_core::error::Error::usage(other.to_string(), ""),
+                })
+            }))
+        }
+        None => None,
+    };
     Ok(Session::reopen(Reopen {
         wiring: Wiring {
             store: wiring::store(settings)?,
@@ -704,6 +719,7 @@ pub fn reopen(how: ReopenAs, settings: &Settings) -> Result<Reopened> {
         run_id: how.run_id.to_string(),
         entry: how.entry,
         force: how.force,
+        vet,
     })?)
 }
 

@@ -77,7 +77,13 @@ pub struct Reopen {
     pub entry: Entry,
     /// Accept a runbook that changed since the run (says what changed).
     pub force: bool,
+    /// Checks the runbook once loaded, before the lock is taken or anything recorded (the
+    /// answers file against its questions).
+    pub vet: Option<Vet>,
 }
+
+/// A check of a reopened run's runbook (`Reopen::vet`).
+pub type Vet = Box<dyn Fn(&Runbook) -> Result<()>>;
 
 /// Everything ending a run by `runbook abandon` needs.
 pub struct Abandon {
@@ -692,6 +698,7 @@ impl Session {
             run_id: a.run_id,
             entry: Entry::Abandon,
             force: false,
+            vet: None,
         })?;
         let run = r.session.run();
         // A change request an unfinished undo filed applies if merged: it is left too.
@@ -830,6 +837,9 @@ impl Session {
         let start = &state.start;
         let file = crate::runbook::SourceFile::read(Path::new(&start.source.path))?;
         let runbook = Runbook::load(file)?;
+        if let Some(vet) = &r.vet {
+            vet(&runbook)?;
+        }
         // Ending a run changes nothing it would run: a changed runbook does not matter there.
         if r.entry != Entry::Abandon {
             resume::check_unchanged(

@@ -182,6 +182,8 @@ impl Runbook {
         let prompts = self.prompts();
         let mut ids: Vec<String> = prompts.iter().map(|p| p.id.clone()).collect();
         ids.push("repl.write".into());
+        // Asked for a write the static list missed, too.
+        ids.push("writes.confirm".into());
         for step in &self.plan().steps {
             ids.push(format!("{}.rerun", step.id));
         }
@@ -520,6 +522,8 @@ impl Prompt {
         // The id the host derives from the question's text; of a question computed in part,
         // only what its literal start gives is known (the rest is `…`).
         let derived = || match question.split_once('…') {
+            // A question the script computes whole: its id is the step's and text.
+            None if c.question.is_none() => format!("{step}.…"),
             None => crate::host::prompt_id_for(step, &question),
             Some((start, _)) => {
                 let known = crate::host::prompt_id_for(step, start);
@@ -564,7 +568,7 @@ impl Prompt {
                 question.clone(),
             )],
             "prompt::checklist" => vec![one(
-                c.id.clone().unwrap_or_else(derived),
+                c.id.clone().unwrap_or_else(|| format!("{step}.checklist")),
                 Answer::AllConfirmed,
                 "Confirm each item".into(),
             )],

@@ -1709,3 +1709,30 @@ fn a_row_under_an_id_no_run_has_blocks_no_rotation() {
         .unwrap();
     exec().exit(Exit::Ok).stdout_has("tiny ran");
 }
+
+/// On the database, a decision made on one request is not stored over another filed since
+/// (the run was taken over between the read and the write): before, `WHERE decision IS
+/// NULL` let it close the new request, which nobody could then decide (cold review).
+#[test]
+fn a_decision_is_not_stored_on_a_request_filed_since() {
+    use runbook_core::store::ApprovalStore;
+    let Some(db) = Database::fresh("a_decision_is_not_stored_on_a_request") else {
+        return;
+    };
+    let store = runbook_core::store::Postgres::connect(&db.url, Duration::from_secs(30)).unwrap();
+    let run = "20261207T000000000Z-taken";
+    store
+        .approval_put_request(run, r#"{"nonce":"the-new-request","step":"revoke"}"#)
+        .unwrap();
+    let on = |nonce: &str| {
+        serde_json::json!({ "nonce": nonce, "verdict": "timeout", "at": "2026-12-07T00:00:00Z" })
+            .to_string()
+    };
+    assert!(!store
+        .approval_put_decision(run, &on("the-old-request"))
+        .unwrap());
+    assert_eq!(store.approval_decision(run).unwrap(), None);
+    assert!(store
+        .approval_put_decision(run, &on("the-new-request"))
+        .unwrap());
+}

@@ -534,6 +534,16 @@ pub fn decide(
         .flatten()
         .and_then(|t| serde_json::from_str::<Written>(&t).ok())
         .map(|w| w.decision);
+    // Not stored: decided meanwhile, or a new request filed since it was read (the run
+    // was taken over), which this decision was not made on.
+    if let Ok(Some(now)) = pending(store, run_id) {
+        if now.nonce != request.nonce {
+            return Err(Error::usage(
+                format!("run {run_id}'s approval request was replaced after it was shown to you (another process filed its own): nothing was decided"),
+                format!("read the request again and decide on it: `runbook approve {run_id}`"),
+            ));
+        }
+    }
     Err(match earlier {
         Some(d) => already_decided(run_id, &d),
         None => already_decided_unread(run_id),
@@ -706,6 +716,29 @@ mod tests {
             told[0].starts_with("warning: cannot read the approval decision"),
             "{told:?}"
         );
+    }
+
+    /// A decision made on one request is not stored over another filed since (the run was
+    /// taken over between the read and the write): before, it closed the new request, which
+    /// nobody could then decide (cold review of team mode).
+    #[test]
+    fn a_decision_is_not_stored_on_a_request_filed_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let say = crate::sink::Say::new(std::sync::Arc::new(crate::sink::Quiet), "run");
+        let store: Store = std::sync::Arc::new(crate::store::Files::new(dir.path(), say));
+        let now = request("20261205T000000000Z-taken", "bob", "the-new-request");
+        file(&store, &now).unwrap();
+        let on = |nonce: &str| {
+            serde_json::json!({ "nonce": nonce, "verdict": "timeout", "at": "2026-12-07T00:00:00Z" })
+                .to_string()
+        };
+        assert!(!store
+            .approval_put_decision(&now.run_id, &on("the-old-request"))
+            .unwrap());
+        assert_eq!(store.approval_decision(&now.run_id).unwrap(), None);
+        assert!(store
+            .approval_put_decision(&now.run_id, &on("the-new-request"))
+            .unwrap());
     }
 
     /// A run taken over while it waited: the request on file is the new run's. At its

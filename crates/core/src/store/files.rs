@@ -951,6 +951,16 @@ impl ApprovalStore for Files {
         self.checked_for_write(&dir)?;
         crate::state::ensure_dir(&dir, &self.warn()).map_err(write_err(&dir))?;
         let path = self.decision_path(run_id);
+        // Made on the request on file, or nothing: one filed since is not closed by it.
+        let nonce = |text: &str| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.get("nonce").cloned())
+        };
+        let filed = self.read_optional(&self.request_path(run_id))?;
+        if filed.as_deref().map(nonce) != Some(nonce(decision)) {
+            return Ok(false);
+        }
         let tmp = dir.join(format!(
             "{run_id}.decision.{}",
             uuid::Uuid::new_v4().simple()

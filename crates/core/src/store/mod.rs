@@ -280,7 +280,9 @@ pub trait ApprovalStore {
     fn approval_put_request(&self, run_id: &str, request: &str) -> Result<()>;
     fn approval_request(&self, run_id: &str) -> Result<Option<String>>;
     fn approval_decision(&self, run_id: &str) -> Result<Option<String>>;
-    /// Records the decision unless one exists: `false` when another came first.
+    /// Records the decision unless one exists, or the request on file is not the one it
+    /// answers (its `nonce`): `false` when another decision came first, or another request
+    /// was filed since (a decision must not close a request it was not made on).
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool>;
     /// Every decision ever given on a run's requests, oldest first, each with the request
     /// it answered and the login stamped on it; `None` when the store stamps nothing (it

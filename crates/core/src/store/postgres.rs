@@ -1236,7 +1236,8 @@ impl ApprovalStore for Postgres {
         let (run_id, decision) = (run_id.to_string(), decision.to_string());
         self.call("cannot record the decision", move |c| {
             c.execute(
-                "UPDATE runbook_approvals SET decision = $2 WHERE run_id = $1 AND decision IS NULL",
+                "UPDATE runbook_approvals SET decision = $2 WHERE run_id = $1 AND decision IS NULL \
+                 AND (request::jsonb ->> 'nonce') IS NOT DISTINCT FROM (($2::text)::jsonb ->> 'nonce')",
                 &[&run_id, &decision],
             )
             .map(|n| n == 1)

@@ -1412,27 +1412,17 @@ fn a_run_whose_file_lock_was_taken_stops_before_its_next_step_and_files_no_reque
 /// "interrupted": the change may have been made, and nothing said so (cold review).
 #[test]
 fn an_interrupted_write_at_the_repl_is_said_to_maybe_have_applied() {
-    use std::io::Write as _;
     let vendor = Vendor::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("yes.toml"), "\"repl.write\" = true\n").unwrap();
-    let mut child = runbook(dir.path(), &vendor, &["repl", "--answers", "yes.toml"])
-        .command()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let line = format!(
         "http::post(\"{}/gate\", #{{ json: #{{ n: 1 }} }});\n",
         vendor.url
     );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(line.as_bytes())
-        .unwrap();
+    let child = crate::support::fed(
+        &runbook(dir.path(), &vendor, &["repl", "--answers", "yes.toml"]),
+        line.as_bytes(),
+    );
     vendor.wait_at_gate();
     crate::support::signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();

@@ -984,25 +984,15 @@ fn a_run_that_took_the_rotation_while_the_repl_asked_is_not_written_beside() {
     assert_eq!(killed.code, -9, "{}", killed.stderr);
     let go = dir.path().join("go");
     let reached = dir.path().join("go.reached");
-    let mut repl = Test::in_dir(dir.path())
+    let t = Test::in_dir(dir.path())
         .args(&["repl", "rot.rhai"])
         .answers("\"repl.write\" = true\n")
         .env(
             "RUNBOOK_PAUSE_AT",
             &format!("repl-answered:{}", go.display()),
-        )
-        .command()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = repl.stdin.take().unwrap();
-        let line = format!("http::post(\"{url}/one\", #{{ json: #{{}} }});\n");
-        stdin.write_all(line.as_bytes()).unwrap();
-    }
+        );
+    let line = format!("http::post(\"{url}/one\", #{{ json: #{{}} }});\n");
+    let mut repl = crate::support::fed(&t, line.as_bytes());
     let bound = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !reached.exists() {
         if std::time::Instant::now() > bound || repl.try_wait().unwrap().is_some() {

@@ -1,6 +1,8 @@
 //! `runbook repl`: through a pseudo-terminal, and with piped stdin.
 
-use crate::support::{assert_lacks, audit_entries, behind_stty, Exit, Output, Test, OLD_TOKEN};
+use crate::support::{
+    assert_lacks, audit_entries, behind_stty, fed, Exit, Output, Test, OLD_TOKEN,
+};
 use expectrl::session::OsSession;
 use expectrl::{ControlCode, Expect, Session};
 use std::time::{Duration, Instant};
@@ -37,20 +39,6 @@ fn repl(dir: &std::path::Path, extra: &[&str]) -> OsSession {
     p.set_expect_timeout(Some(Duration::from_secs(20)));
     p.expect("postmark-server-token> ").unwrap();
     p
-}
-
-/// `t` started with `input` as its whole stdin (then closed), stdout and stderr piped.
-fn fed(t: &Test, input: &[u8]) -> std::process::Child {
-    use std::io::Write;
-    let mut child = t
-        .command()
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child
 }
 
 /// Types `line` and waits for each of `shown`, in order.

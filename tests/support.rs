@@ -637,3 +637,17 @@ impl Rng {
         from[self.below(from.len())]
     }
 }
+
+/// `t` started with `input` as its whole stdin (then closed), stdout and stderr piped.
+pub fn fed(t: &Test, input: &[u8]) -> std::process::Child {
+    use std::io::Write;
+    let mut child = t
+        .command()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child
+}

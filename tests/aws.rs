@@ -415,7 +415,14 @@ fn the_two_slot_shape_deactivates_then_deletes_and_rolls_back_by_reactivating() 
     // deactivation (cold review).
     let out = slot_run(&["--yes"], "");
     out.exit(Exit::Usage)
-        .stderr_has("step 'deactivate' asks `….healthy`, a judgement --yes does not make (only a person can see it), and there is no terminal to ask on");
+        .stderr_has("step 'deactivate' asks `deactivate.healthy`, a judgement --yes does not make (only a person can see it), and there is no terminal to ask on")
+        .stderr_has("add `\"deactivate.healthy\" = true` to a file passed with --answers");
+    // The pattern `runbook answers` shows (`….healthy`) is not an id: refused, not taken
+    // for the answer (it would have matched, and --yes then rolled the rotation back).
+    let out = slot_run(&["--yes"], "\"….healthy\" = true\n");
+    out.exit(Exit::Usage).stderr_has(
+        "`….healthy` is a pattern (`…` is a part computed at run time), not the id of a question",
+    );
     // Said in an answers file, on purpose: deactivate, then delete.
     let out = slot_run(&["--yes"], "\"deactivate.healthy\" = true\n");
     out.exit(Exit::Ok);

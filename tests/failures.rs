@@ -700,3 +700,25 @@ fn an_abandons_audit_entry_names_the_runs_end() {
     assert_eq!(entry["journal"]["lines"], journal.lines().count());
     assert_eq!(entry["journal"]["head"], last["hash"]);
 }
+
+/// A process that did nothing with the run (a rollback the operator declined) still names
+/// its last audit entry at its end: here the `lock.broken` of the dead process's lock it took.
+/// Before (this session), that entry was not durable yet, so the end named none, and a log
+/// cut back past it verified (review of this session's change).
+#[test]
+fn a_declined_rollback_names_its_last_audit_entry_at_its_end() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    let run_id = rig.run_id();
+    rig.file("no.toml", "\"rollback.confirm\" = false\n");
+    rig.runbook(&["rollback", &run_id, "--answers", "no.toml"], &[])
+        .exit(Exit::Aborted);
+    let journal = rig.journal();
+    let end: serde_json::Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    assert_eq!(end["type"], "run_finished", "{journal}");
+    let audit = std::fs::read_to_string(rig.path().join("state/audit.jsonl")).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(audit.lines().rev().find(|l| l.contains(&run_id)).unwrap()).unwrap();
+    assert_eq!(last["action"], "lock.broken", "{audit}");
+    assert_eq!(end["audit_head"], last["hash"], "{journal}");
+}

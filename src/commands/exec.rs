@@ -34,14 +34,19 @@ pub fn run(args: ExecArgs, settings: &Settings) -> Result<u8> {
                 "" => String::new(),
                 q => format!(": {q}"),
             };
+            // An id the script computes (`….healthy`): the step's id stands for its start,
+            // as std/rotation makes it.
+            let id = match p.id.strip_prefix('…') {
+                Some(rest) => format!("{}{rest}", p.step),
+                None => p.id.clone(),
+            };
             return Err(Error::usage(
                 format!(
-                    "step '{}' asks `{}`, a judgement --yes does not make (only a person can see it{what}), and there is no terminal to ask on",
-                    p.step, p.id
+                    "step '{}' asks `{id}`, a judgement --yes does not make (only a person can see it{what}), and there is no terminal to ask on",
+                    p.step
                 ),
                 format!(
-                    "run at a terminal, or, once you can say it, add `\"{}\" = true` to a file passed with --answers",
-                    p.id
+                    "run at a terminal, or, once you can say it, add `\"{id}\" = true` to a file passed with --answers"
                 ),
             ));
         }
@@ -207,6 +212,19 @@ pub fn load(path: &Path, answers: Option<&Path>, yes: bool) -> Result<(Runbook, 
 /// answer "no" would be answered yes). Any other is said: reading the script finds most
 /// questions, not every one (a prompt whose options are computed, one in a closure).
 pub fn check_answers(runbook: &Runbook, file: &Path, answers: &Answers, yes: bool) -> Result<()> {
+    // `runbook answers` shows a part computed at run time as `…`: such a key answers no
+    // question the run asks, and with --yes would leave it to --yes.
+    if let Some(pattern) = answers.keys().find(|k| k.contains('…')) {
+        let what = format!(
+            "{}: `{pattern}` is a pattern (`…` is a part computed at run time), not the id of a question",
+            file.display()
+        );
+        let help = "write the id the run asks (the run names it when it asks, or when it stops at it: e.g. `deactivate.healthy` for `….healthy` in a step `deactivate`)";
+        if yes {
+            return Err(Error::usage(what, help));
+        }
+        ui::err(&format!("warning: {what}; {help}"));
+    }
     let unknown = runbook.unanswered_keys(answers.keys());
     if unknown.is_empty() {
         return Ok(());

@@ -403,12 +403,14 @@ impl Repl<'_> {
         let run = self.session.run();
         // Settled as unknown (the wait was stopped), or not settled at all (the call was
         // abandoned while out).
-        // Read back from the store: a fan-out's lines are stored ahead of the fold.
-        let stored = runbook_core::ledger::open(&run.parts().store, &run.info().run_id);
-        let doubtful: Vec<String> = stored.map_or(Vec::new(), |(_, l)| {
-            l.writes
+        // Read back from the store (a fan-out's lines are stored ahead of the fold), or the
+        // fold when the store cannot be read; an undo's writes too.
+        let in_doubt = |l: &runbook_core::ledger::Ledger| -> Vec<String> {
+            let mut all: Vec<String> = l
+                .writes
                 .iter()
                 .skip(self.writes_at_input)
+                .chain(&l.undo_writes)
                 .filter(|w| {
                     matches!(
                         w.outcome,
@@ -418,8 +420,16 @@ impl Repl<'_> {
                 })
                 .map(|w| format!("{} on {}", w.function, w.target))
                 .chain(l.sent_unsettled())
-                .collect()
-        });
+                .collect();
+            // A write both settled as unknown and still out is said once.
+            let mut seen = std::collections::HashSet::new();
+            all.retain(|w| seen.insert(w.clone()));
+            all
+        };
+        let doubtful = match runbook_core::ledger::open(&run.parts().store, &run.info().run_id) {
+            Ok((_, l)) => in_doubt(&l),
+            Err(_) => run.ledger().read(Vec::new(), in_doubt),
+        };
         for w in &doubtful {
             ui::err(&format!(
                 "  {w}: sent, and its answer never came: it may have applied; check the vendor (`runbook runs {}` lists it)",

@@ -91,6 +91,8 @@ pub fn run(session: &Session, opts: &Options, start: Start) -> Report {
 /// end is recorded, and its report is the ledger's.
 pub fn abandoned(session: &Session, status: RunStatus) -> Report {
     let run = session.run();
+    // Its entries (a broken lock's) durable first, so that the end names the last of them.
+    let _ = run.auditor().before_write();
     run.ledger().record(Event::RunFinished(RunFinished {
         status,
         error: None,

@@ -187,7 +187,10 @@ impl Runbook {
         for step in &self.plan().steps {
             ids.push(format!("{}.rerun", step.id));
         }
+        // A key holding `…` (a pattern copied from `runbook answers`) answers nothing: the
+        // caller says so on its own.
         keys.into_iter()
+            .filter(|key| !key.contains('…'))
             .filter(|key| !ids.iter().any(|id| matches_id(id, key)))
             .map(|key| {
                 let near = crate::suggest::closest(key, ids.iter().map(String::as_str));
@@ -211,7 +214,13 @@ impl Runbook {
         self.prompts()
             .into_iter()
             .filter(|p| p.answer == Answer::Judgement)
-            .filter(|p| !keys.iter().any(|k| matches_id(&p.id, k)))
+            // A key holding `…` is a pattern copied from `runbook answers`, never the id
+            // the run asks.
+            .filter(|p| {
+                !keys
+                    .iter()
+                    .any(|k| !k.contains('…') && matches_id(&p.id, k))
+            })
             .collect()
     }
 

@@ -952,13 +952,8 @@ impl ApprovalStore for Files {
         crate::state::ensure_dir(&dir, &self.warn()).map_err(write_err(&dir))?;
         let path = self.decision_path(run_id);
         // Made on the request on file, or nothing: one filed since is not closed by it.
-        let nonce = |text: &str| {
-            serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| v.get("nonce").cloned())
-        };
         let filed = self.read_optional(&self.request_path(run_id))?;
-        if filed.as_deref().map(nonce) != Some(nonce(decision)) {
+        if !filed.is_some_and(|request| super::same_request(&request, decision)) {
             return Ok(false);
         }
         let tmp = dir.join(format!(
@@ -1137,14 +1132,21 @@ mod tests {
         use crate::store::ApprovalStore;
         let dir = tempfile::tempdir().unwrap();
         let store = files(dir.path());
-        assert!(store.approval_put_decision("r1", "{}").unwrap());
+        store
+            .approval_put_request("r1", r#"{"nonce":"n1"}"#)
+            .unwrap();
+        assert!(store
+            .approval_put_decision("r1", r#"{"nonce":"n1"}"#)
+            .unwrap());
         let approvals = store.approvals();
         assert!(crate::state::SYNCED_DIRS
             .lock()
             .unwrap()
             .contains(&approvals));
         assert!(
-            !store.approval_put_decision("r1", "{}").unwrap(),
+            !store
+                .approval_put_decision("r1", r#"{"nonce":"n1"}"#)
+                .unwrap(),
             "the first one wins"
         );
     }

@@ -85,10 +85,11 @@ impl Holder {
     /// with host networking share one, each with its own pids (cold review: a resume there
     /// took a live run's lease with no flag at all), so the pid is looked up only in the
     /// holder's own boot and pid namespace; a lease is otherwise left to run out. A file
-    /// lock has no lease to run out: one taken before this machine's last boot is dead, and
-    /// any other is judged by its pid as it always was (a container restarted under the
-    /// same name must be able to resume its own run without the lease id; two live
-    /// containers sharing one state folder and one name are not told apart).
+    /// lock has no lease to run out: one taken before this machine's last boot is dead; one
+    /// of another pid namespace of this boot (another container) cannot be shown dead from
+    /// here, and is taken only with its lease id typed back (`--break-lock --lease-id`):
+    /// judged by a pid of another namespace, a resume in a second container took a live
+    /// run's lock with no flag (review of this session's change).
     pub fn is_dead(&self) -> bool {
         if self.expired {
             return true;
@@ -103,7 +104,7 @@ impl Holder {
             ("", _) | (_, "") => !leased && gone(),
             (theirs, mine) if theirs == mine => gone(),
             (_, _) if leased => false,
-            (theirs, mine) => boot(theirs) != boot(mine) || gone(),
+            (theirs, mine) => boot(theirs) != boot(mine),
         }
     }
 
@@ -118,6 +119,25 @@ impl Holder {
 /// The boot of a pid space (`BOOT_ID/pid:[INODE]`).
 fn boot(space: &str) -> &str {
     space.split_once('/').map_or(space, |(boot, _)| boot)
+}
+
+/// Whether a decision (`Written`: `nonce` and verdict) answers the request on file: the same
+/// nonce, a missing one read as empty (requests from before nonces).
+pub(crate) fn same_request(request: &str, decision: &str) -> bool {
+    let nonce = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| {
+                v.get("nonce")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            })
+    };
+    match (nonce(request), nonce(decision)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// What a lock slot holds.
@@ -547,8 +567,8 @@ mod tests {
         );
         assert!(holder(mine, None, false).is_dead());
         assert!(
-            holder(&other_ns, None, false).is_dead(),
-            "a file lock: by its pid, as before (a restarted container resumes its own run)"
+            !holder(&other_ns, None, false).is_dead(),
+            "a file lock of another container: not shown dead from here"
         );
         assert!(holder("another-boot/pid:[1]", None, false).is_dead());
         assert!(!holder("another-boot/pid:[1]", lease, false).is_dead());

@@ -1235,12 +1235,27 @@ impl ApprovalStore for Postgres {
     fn approval_put_decision(&self, run_id: &str, decision: &str) -> Result<bool> {
         let (run_id, decision) = (run_id.to_string(), decision.to_string());
         self.call("cannot record the decision", move |c| {
-            c.execute(
-                "UPDATE runbook_approvals SET decision = $2 WHERE run_id = $1 AND decision IS NULL \
-                 AND (request::jsonb ->> 'nonce') IS NOT DISTINCT FROM (($2::text)::jsonb ->> 'nonce')",
-                &[&run_id, &decision],
-            )
-            .map(|n| n == 1)
+            // The request on file read under a row lock, its nonce compared here (a jsonb
+            // cast in SQL fails on text jsonb refuses, such as a \u0000).
+            let mut tx = c.transaction()?;
+            let filed: Option<String> = tx
+                .query_opt(
+                    "SELECT request FROM runbook_approvals WHERE run_id = $1 AND decision IS NULL FOR UPDATE",
+                    &[&run_id],
+                )?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            let stored = match filed {
+                Some(request) if super::same_request(&request, &decision) => {
+                    tx.execute(
+                        "UPDATE runbook_approvals SET decision = $2 WHERE run_id = $1 AND decision IS NULL",
+                        &[&run_id, &decision],
+                    )? == 1
+                }
+                _ => false,
+            };
+            tx.commit()?;
+            Ok(stored)
         })
     }
     fn decisions(&self, run_id: &str) -> Result<Option<Vec<super::Decided>>> {

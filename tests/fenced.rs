@@ -1094,12 +1094,7 @@ fn stopped_by_the_taking(
 
 /// Another run takes the file lock in `locks`: its file now names another taking.
 fn taken_by_another(locks: &std::path::Path) {
-    let lock = std::fs::read_dir(locks)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "lock"))
-        .expect("the run's lock file");
+    let lock = crate::support::lock_file(locks);
     let mut holder: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
     holder["lease_id"] = "another-taking".into();

@@ -1008,12 +1008,7 @@ fn a_run_that_took_the_rotation_while_the_repl_asked_is_not_written_beside() {
     }
     // Meanwhile a live run takes the rotation (here the lock made to name this test's own
     // process, alive).
-    let lock = std::fs::read_dir(dir.path().join("state/locks"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "lock"))
-        .unwrap();
+    let lock = crate::support::lock_file(&dir.path().join("state/locks"));
     let mut holder: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
     holder["pid"] = std::process::id().into();

@@ -558,12 +558,7 @@ fn a_write_at_the_repl_says_when_a_run_holds_the_rotation() {
     // A live holder (here the lock made to name this test's own process): nothing is sent
     // beside it, typed or by `:run`. Before, a warning, and the write went out beside a
     // live run's (cold review).
-    let lock = std::fs::read_dir(dir.path().join("state/locks"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "lock"))
-        .unwrap();
+    let lock = crate::support::lock_file(&dir.path().join("state/locks"));
     let mut holder: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
     let dead_pid = holder["pid"].clone();

@@ -651,3 +651,13 @@ pub fn fed(t: &Test, input: &[u8]) -> std::process::Child {
     child.stdin.take().unwrap().write_all(input).unwrap();
     child
 }
+
+/// The one lock file in `locks` (a state dir's `locks/`): the run's.
+pub fn lock_file(locks: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(locks)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "lock"))
+        .expect("the run's lock file")
+}

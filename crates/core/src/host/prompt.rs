@@ -102,16 +102,7 @@ fn confirm(h: &RunContext, question: &str, opts: Map) -> R<bool> {
     h.require_step("prompt::confirm")?;
     value::check_keys(&opts, CONFIRM_OPTIONS, "prompt::confirm")?;
     let id = id_of(h, &opts, question);
-    let judgement = match opts.get("judgement") {
-        None => false,
-        Some(v) => v.as_bool().map_err(|_| {
-            throw(
-                "usage",
-                "prompt::confirm: `judgement` is true or false",
-                Some("`judgement: true` marks a question only a person can answer".into()),
-            )
-        })?,
-    };
+    let judgement = value::opt_flag(&opts, "judgement", "prompt::confirm")?;
     // A dry run's answers decide nothing at a vendor: `--yes` (or the dry run) answers it.
     if judgement && !h.dry_run() {
         return h

@@ -339,10 +339,11 @@ impl VendorConfig {
         lookup: impl Fn(&str) -> Option<String>,
         file: Option<&VendorFileConfig>,
     ) -> Result<Self, ConfigError> {
-        let get = |name: &str| -> Option<(String, Source)> {
-            if let Some(v) = lookup(name).filter(|v| !v.trim().is_empty()) {
-                return Some((v, Source::Env { name: name.into() }));
-            }
+        let from_env = |name: &str| -> Option<(String, Source)> {
+            let v = lookup(name).filter(|v| !v.trim().is_empty())?;
+            Some((v, Source::Env { name: name.into() }))
+        };
+        let from_file = |name: &str| -> Option<(String, Source)> {
             file.and_then(|f| f.get(name)).map(|v| {
                 (
                     v,
@@ -352,6 +353,22 @@ impl VendorConfig {
                 )
             })
         };
+        // A setting several variables name is read whole from the shell when the shell sets
+        // any of them: a file naming another of them never wins over the shell, nor mixes in
+        // (a file's INFISICAL_DOMAIN took the shell's INFISICAL_API_URL's token to its host).
+        let of_group = |names: &[&str], name: &str| {
+            if names.iter().any(|n| from_env(n).is_some()) {
+                from_env(name)
+            } else {
+                from_file(name)
+            }
+        };
+        let get = |name: &str| of_group(&[name], name);
+        let secret_of = |names: &[&str], name: &str| {
+            of_group(names, name).map(|(v, src)| Secret::new(v.trim(), src))
+        };
+        let plain_of =
+            |names: &[&str], name: &str| of_group(names, name).map(|(v, _)| v.trim().to_string());
         let secret = |name: &str| get(name).map(|(v, src)| Secret::new(v.trim(), src));
         let plain = |name: &str| get(name).map(|(v, _)| v.trim().to_string());
 
@@ -359,7 +376,7 @@ impl VendorConfig {
         // Each endpoint: the first of its variables that is set, made a base by its spec.
         let endpoint = |v: Vendor, current: &mut String| {
             let api = &v.spec().api;
-            if let Some(url) = api.vars.iter().find_map(|var| plain(var)) {
+            if let Some(url) = api.vars.iter().find_map(|var| plain_of(api.vars, var)) {
                 *current = (api.normalise)(&url);
             }
         };
@@ -370,10 +387,15 @@ impl VendorConfig {
         if let Some(url) = plain("POSTMARK_DASHBOARD_URL") {
             cfg.postmark.dashboard_url = url.trim_end_matches('/').to_string();
         }
+        const INFISICAL_AUTH: &[&str] = &[
+            "INFISICAL_TOKEN",
+            "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID",
+            "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET",
+        ];
         cfg.infisical.auth = match (
-            secret("INFISICAL_TOKEN"),
-            plain("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"),
-            secret("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"),
+            secret_of(INFISICAL_AUTH, "INFISICAL_TOKEN"),
+            plain_of(INFISICAL_AUTH, "INFISICAL_UNIVERSAL_AUTH_CLIENT_ID"),
+            secret_of(INFISICAL_AUTH, "INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET"),
         ) {
             (Some(token), _, _) => Some(InfisicalAuth::Token(token)),
             (None, Some(client_id), Some(client_secret)) => Some(InfisicalAuth::UniversalAuth {
@@ -384,7 +406,9 @@ impl VendorConfig {
         };
         cfg.infisical.project_id = plain("INFISICAL_PROJECT_ID");
         cfg.heroku.api_key = secret("HEROKU_API_KEY");
-        cfg.github.token = secret("GITHUB_TOKEN").or_else(|| secret("GH_TOKEN"));
+        const GITHUB_TOKEN: &[&str] = &["GITHUB_TOKEN", "GH_TOKEN"];
+        cfg.github.token =
+            secret_of(GITHUB_TOKEN, "GITHUB_TOKEN").or_else(|| secret_of(GITHUB_TOKEN, "GH_TOKEN"));
         if let Some(secs) = TIMEOUT_SECS.read(&plain)? {
             cfg.transport.timeout = Duration::from_secs(secs);
         }
@@ -798,5 +822,38 @@ mod tests {
         assert_eq!(c.postmark.api_url, "http://127.0.0.1:2");
         assert!(VendorFileConfig::from_toml("[vendors]\nnope = 1\n").is_err());
         assert!(VendorFileConfig::from_toml("[other]\nx = 1\n").is_ok());
+    }
+
+    /// A setting two variables name is the shell's when the shell sets either: a
+    /// runbook.toml in the current folder naming the other sent the shell's Infisical
+    /// token to its host, and put its own GitHub token or Infisical token over the shell's.
+    #[test]
+    fn env_wins_over_the_file_for_a_setting_of_two_names() {
+        let file = VendorFileConfig::from_toml(
+            "[vendors]\ninfisical_domain = \"https://evil.example\"\ngithub_token = \"ghp_file\"\ninfisical_token = \"st.file\"\n",
+        )
+        .unwrap();
+        let c = VendorConfig::from_sources(
+            env(&[
+                ("INFISICAL_API_URL", "https://infisical.corp/api"),
+                ("GH_TOKEN", "ghp_shell"),
+                ("INFISICAL_UNIVERSAL_AUTH_CLIENT_ID", "id-shell"),
+                ("INFISICAL_UNIVERSAL_AUTH_CLIENT_SECRET", "secret-shell"),
+            ]),
+            Some(&file),
+        )
+        .unwrap();
+        assert_eq!(c.infisical.api_url, "https://infisical.corp/api");
+        assert_eq!(c.github.token.as_ref().unwrap().expose(), "ghp_shell");
+        match &c.infisical.auth {
+            Some(InfisicalAuth::UniversalAuth { client_id, .. }) => {
+                assert_eq!(client_id, "id-shell")
+            }
+            _ => panic!("the shell's universal auth, not the file's token"),
+        }
+        // Nothing in the shell: the file's.
+        let c = VendorConfig::from_sources(env(&[]), Some(&file)).unwrap();
+        assert_eq!(c.infisical.api_url, "https://evil.example/api");
+        assert_eq!(c.github.token.as_ref().unwrap().expose(), "ghp_file");
     }
 }

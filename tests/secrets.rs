@@ -227,6 +227,28 @@ step("only", "Keep the PIN", |ctx| { ctx.pin = secret::from_env("THE_PIN"); prin
     }
 }
 
+/// A number holding a secret's digits is masked and the journal stays JSON: before, the
+/// journal line read `"n":1secret(…)5`, and `runs`, `resume` and `rollback` called the
+/// journal damaged (a hostile script could make any run unrecoverable so).
+#[test]
+fn a_number_holding_a_secrets_digits_leaves_the_journal_readable() {
+    let runbook = r#"runbook(#{ id: "pin", title: "Uses a PIN" });
+step("first", "Keep the PIN", |ctx| { ctx.pin = secret::from_env("THE_PIN"); ctx.n = 97391825; });
+step("second", "Then more", |ctx| { ctx.m = ctx.n + 1; });
+"#;
+    let out = with_script("exec", "pin.rhai", runbook)
+        .env("THE_PIN", "739182")
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    out.assert_absent("739182");
+    let id = out.last_run_id();
+    let runs = out.next().args(&["runs", &id]).run();
+    runs.exit(Exit::Ok);
+    assert!(runs.text().contains("succeeded"), "{}", runs.text());
+    runs.assert_absent("739182");
+}
+
 /// A generated password, a connection string built around it and an identifier stored as
 /// text: `secret::random` draws from the alphabet asked, `secret::compose` joins text and
 /// Secrets into a Secret (masked whole, sent whole), and `infisical::set_secret` takes text

@@ -683,3 +683,28 @@ fn a_last_line_settles_a_run_by_its_own_fields() {
         assert!(!settles(line), "{line}");
     }
 }
+
+/// A number holding a registered secret's digits (a PIN's, in a duration, a pid, a server
+/// id) stays a JSON value in the journal, masked. Before, the text pass after the JSON one
+/// rewrote it to a bare `1secret(…)5`: every later read of the journal called it damaged,
+/// and the run could be neither resumed nor rolled back.
+#[test]
+fn a_number_holding_a_secrets_digits_keeps_the_line_json() {
+    runbook_secret::register("739182");
+    let line = encode(&at(
+        "2026-11-20T10:00:06Z",
+        Event::RunFinished(RunFinished {
+            status: RunStatus::Succeeded,
+            error: None,
+            duration_ms: Some(97391825),
+            rate_limit_wait_ms: None,
+            audit_head: None,
+        }),
+    ));
+    let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert!(!line.contains("739182"), "{line}");
+    assert!(
+        value["duration_ms"].as_str().unwrap().contains("secret("),
+        "{line}"
+    );
+}

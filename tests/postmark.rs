@@ -149,10 +149,19 @@ fn the_rotation_reads_nothing_twice_and_reads_the_config_back_after_the_restart(
 
 /// Runs the rotation with a fault and checks the rollback left the old token everywhere.
 fn fails_and_rolls_back(fault: &str, failed_step: &str) -> (Output, Value) {
-    let out = postmark(&["--yes", "--fault", fault]);
+    fails_and_rolls_back_with(&[fault], failed_step)
+}
+
+fn fails_and_rolls_back_with(faults: &[&str], failed_step: &str) -> (Output, Value) {
+    let fault = faults.join(" ");
+    let mut args = vec!["--yes"];
+    for f in faults {
+        args.extend(["--fault", f]);
+    }
+    let out = postmark(&args);
     out.exit(Exit::StepFailed);
     let report = out.report();
-    assert_eq!(report["status"], "rolled_back", "{fault}");
+    assert_eq!(report["status"], "rolled_back", "{fault}\n{}", out.stderr);
     assert_eq!(report["failed_step"], failed_step, "{fault}");
     let state = out.sandbox_state();
     assert_back_on_old_token(&state);
@@ -192,6 +201,28 @@ fn infisical_500_on_store_rolls_back_after_retries() {
     assert_eq!(step_statuses(&report)[3], ("store", "undone"));
     out.stderr_has("may have applied, but does not hold what this run wrote");
     assert_eq!(infisical_versions(&out.sandbox_state()).len(), 2);
+    let journal = out.journal();
+    assert!(journal.contains(r#""outcome":"unknown""#), "{journal}");
+}
+
+/// Infisical applied the store and answered 500; its retry was refused with a long 429.
+/// Before, the last answer alone decided: "refused", so the rollback skipped the store's
+/// undo, and Infisical kept the new token with the apps back on the old one (and the
+/// operator told to delete the new one). A 5xx to a write may have applied whatever a
+/// later attempt answers.
+#[test]
+fn a_store_answered_500_then_refused_on_its_retry_is_in_doubt_and_undone() {
+    const PATCH: &str = "infisical:PATCH:/api/v4/secrets/POSTMARK_SERVER_TOKEN";
+    let (out, report) = fails_and_rolls_back_with(
+        &[
+            &format!("{PATCH}=committed:once"),
+            &format!("{PATCH}=429:retry_after=600:times=1"),
+        ],
+        "store",
+    );
+    assert_eq!(step_statuses(&report)[3], ("store", "undone"));
+    let state = out.sandbox_state();
+    assert_eq!(current_infisical(&state), OLD_TOKEN);
     let journal = out.journal();
     assert!(journal.contains(r#""outcome":"unknown""#), "{journal}");
 }

@@ -463,9 +463,7 @@ impl Transport {
     /// Why `req`, a write, must not be sent again now; `None` for a read. The fence may ask
     /// a database: on a blocking thread, not the runtime's.
     async fn fenced(&self, req: &Request) -> Option<String> {
-        if matches!(req.method, Method::GET | Method::HEAD | Method::OPTIONS)
-            || self.inner.fence.get().is_none()
-        {
+        if is_read(&req.method) || self.inner.fence.get().is_none() {
             return None;
         }
         let inner = self.inner.clone();
@@ -499,6 +497,10 @@ impl Transport {
                     if !self.wait_to_retry(&resp, attempt).await {
                         return Ok(resp);
                     }
+                    // A write answered 5xx may have applied (Heroku and Infisical commit,
+                    // then fail to answer): a later 429 or refused connection says nothing
+                    // of this one.
+                    lost |= resp.status >= 500 && !is_read(&req.method);
                     // The vendor's answer stands: what it refused stays refused.
                     if self.fenced(&req).await.is_some() {
                         return Ok(resp);
@@ -816,6 +818,11 @@ pub(crate) fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser
         err = err.answer_lost();
     }
     err
+}
+
+/// A method that changes nothing at the vendor.
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// Decodes a JSON body, reporting malformed JSON as `InvalidResponse`.

@@ -1304,6 +1304,30 @@ fn resume_refuses_to_build_on_a_world_changed_since_the_run() {
     assert_back_on_old_token(&rig.state());
 }
 
+/// The same world, but Heroku does not answer the read of staging's config: before, the
+/// resume went on blind (the read "stops nothing here"), and revoke deleted the old token
+/// staging was put back on. A target that cannot be read back stops the resume, as it
+/// stops a rollback; once Heroku answers, the resume sees the change.
+#[test]
+fn resume_does_not_go_on_blind_when_a_target_cannot_be_read_back() {
+    let rig = staging_put_back_after("after:verify");
+    let before = writes(&rig.state()).len();
+    let run_id = rig.run_id();
+    rig.sandbox
+        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: what the run's targets hold now could not be read: heroku::set_config on raxx-api-staging")
+        .stderr_has(&format!("run `runbook resume {run_id}` again once the vendor answers"));
+    let state = rig.state();
+    assert_eq!(writes(&state).len(), before, "nothing was written");
+    assert_every_token_works(&state, "after the refused resume");
+    rig.sandbox.clear_faults();
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: the vendors changed since this run: raxx-api-staging");
+}
+
 /// Heroku never got propagate's PATCH for staging (the connection dropped each time): the
 /// write's outcome is unknown, and staging still holds the old token. That is not "changed
 /// since the run": resume does not stop on it (its step writes it again), and finishes the

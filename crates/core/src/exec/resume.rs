@@ -333,10 +333,16 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         .filter(|s| super::refresh::took_effect(&r.session, &s.id))
         .map(|s| s.id.as_str())
         .collect();
-    // A target whose read failed stops nothing here: the step that wrote it is checked
-    // again (its verify, or the operator) before anything builds on it.
-    super::refresh::refresh_targets(&r.session, &done);
+    // A target whose read failed stops the resume, as it stops a rollback: the steps after
+    // would build on it unchecked (revoke deleted the old value an app was put back on).
+    let unread = super::refresh::refresh_targets(&r.session, &done);
     let id = r.session.run_id().to_string();
+    if !unread.is_empty() {
+        return Ok(not_resumed(r, [
+            format!("✗ not resumed: what the run's targets hold now could not be read: {}; resuming would build on values nobody could check", unread.join("; ")),
+            format!("  Nothing was written: run `runbook resume {id}` again once the vendor answers (or `runbook rollback {id}`, which reads them again first)."),
+        ]));
+    }
     if let Some(changed) = super::refresh::changed_since(&r.session) {
         return Ok(not_resumed(r, [
             format!("✗ not resumed: the vendors changed since this run: {changed}; resuming would build on values that are no longer there"),

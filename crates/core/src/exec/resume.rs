@@ -490,6 +490,15 @@ fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
             .into_iter()
             .filter(|w| w.outcome.may_have_applied())
             .partition(crate::ledger::Write::is_cleanup);
+        // What the read-back just found changed since the run is not restored: said so,
+        // not listed under what the undo restores.
+        let (untouched, writes): (Vec<_>, Vec<_>) =
+            session.run().ledger().read((Vec::new(), Vec::new()), |l| {
+                writes
+                    .iter()
+                    .cloned()
+                    .partition(|w| l.left_alone(&w.function, &w.target))
+            });
         let listed = |ws: &[crate::ledger::Write]| {
             ws.iter()
                 .map(|w| format!("{} on {}", w.function, w.target))
@@ -500,11 +509,19 @@ fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
             format!("cannot be undone ({why}): the rollback stops there")
         } else if step.undo.is_none() {
             "no undo: nothing to restore".to_string()
+        } else if writes.is_empty() && !untouched.is_empty() {
+            "nothing to restore".to_string()
         } else if writes.is_empty() {
             "its undo (no write of it is recorded as in effect)".to_string()
         } else {
             format!("its undo restores: {}", listed(&writes))
         };
+        if !untouched.is_empty() {
+            how.push_str(&format!(
+                " · left alone (changed since the run): {}",
+                listed(&untouched)
+            ));
+        }
         if !cleanups.is_empty() {
             how.push_str(&format!(
                 " · left as they are (cleanups, nothing to restore): {}",

@@ -100,7 +100,19 @@ fn sgr_len(text: &str) -> Option<usize> {
         .bytes()
         .take_while(|b| b.is_ascii_digit() || *b == b';')
         .count();
-    (params <= 32 && body.as_bytes().get(params) == Some(&b'm')).then_some(2 + params + 1)
+    let shown = body[..params].split(';').all(|p| {
+        // Reset, bold, dim, italic, underline and their ends, and the eight foreground
+        // colours but black: what runbook and miette's theme write, none of which hides
+        // text. Conceal, black, backgrounds, reverse and 256 or RGB colours could make the
+        // warnings after a hostile title unreadable.
+        matches!(
+            p,
+            "" | "0" | "1" | "2" | "3" | "4" | "22" | "23" | "24" | "39"
+        ) || p
+            .parse::<u8>()
+            .is_ok_and(|n| (31..=37).contains(&n) || (91..=97).contains(&n))
+    });
+    (shown && params <= 32 && body.as_bytes().get(params) == Some(&b'm')).then_some(2 + params + 1)
 }
 
 /// C0 controls as their Unicode control pictures (␛, ␇, ␍), DEL as ␡, C1 as �.
@@ -154,6 +166,34 @@ mod tests {
         );
         assert_eq!(neutralise("\u{1b}[1mbold", false), "␛[1mbold");
         assert_eq!(neutralise("\u{1b}[2Jx", true), "␛[2Jx");
+        // Colour that could hide what follows it is shown, not obeyed: a question ending in
+        // conceal (`ESC[8m`) hid every warning after it on a colour terminal.
+        for hiding in [
+            "\u{1b}[8m",
+            "\u{1b}[30;40m",
+            "\u{1b}[7m",
+            "\u{1b}[38;5;0m",
+            "\u{1b}[1;48;2;0;0;0m",
+        ] {
+            let text = format!("Proceed?{hiding} warning");
+            let out = neutralise(&text, true);
+            assert!(!out.contains('\u{1b}'), "{hiding:?}: {out}");
+        }
+        // What runbook and miette's theme write is kept.
+        for kept in [
+            "\u{1b}[0m",
+            "\u{1b}[m",
+            "\u{1b}[1m",
+            "\u{1b}[2m",
+            "\u{1b}[31;1m",
+            "\u{1b}[33m",
+            "\u{1b}[4;36m",
+            "\u{1b}[35;1m",
+            "\u{1b}[32m",
+            "\u{1b}[39m",
+        ] {
+            assert_eq!(neutralise(&format!("a{kept}b"), true), format!("a{kept}b"));
+        }
         assert!(matches!(
             neutralise("plain\ttext\n", true),
             Cow::Borrowed(_)

@@ -566,6 +566,39 @@ step("send", "Send", |ctx| {
     out.stdout_has("query secret(…in=x) form secret(…orld)");
 }
 
+/// A proxy in the shell (`http_proxy`, `ALL_PROXY`: common behind a corporate firewall)
+/// does not see a call to this machine. Plain HTTP is allowed to loopback because its bytes
+/// stay here; through the shell's proxy the bearer crossed the network in clear (and a
+/// rehearsal's simulators were asked through the proxy).
+#[test]
+fn a_call_to_loopback_does_not_go_through_the_shells_proxy() {
+    let (url, count) = echo_server();
+    let (proxy, proxied) = echo_server();
+    let runbook = r#"
+runbook(#{ id: "proxied", title: "Calls this machine" });
+param("url", #{ help: "echo server" });
+step("call", "Call", |ctx| {
+    let key = secret::from_env("THE_KEY");
+    let r = http::get(`${ctx.params.url}/b`, #{ bearer: key });
+    ensure(r.status == 200, "answered");
+}).no_undo("a read");
+"#;
+    let out = with_script("exec", "proxied.rhai", runbook)
+        .env("THE_KEY", "proxy-canary-7d1e")
+        .env("http_proxy", &proxy)
+        .env("HTTP_PROXY", &proxy)
+        .env("ALL_PROXY", &proxy)
+        .env("all_proxy", &proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(&["--yes", "--param", &format!("url={url}")])
+        .run();
+    out.exit(Exit::Ok);
+    out.assert_absent("proxy-canary-7d1e");
+    assert_eq!(proxied.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[test]
 fn a_dry_run_sends_no_body_and_no_secret_in_a_query() {
     let (url, count) = echo_server();

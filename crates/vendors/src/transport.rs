@@ -901,14 +901,69 @@ fn client(
             .with_hint("the HTTP client could not be built; this is a bug, please report it")
     };
     let tls = crate::tls::client_config(provider, verifier).map_err(|e| built(e.to_string()))?;
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout)
         .connect_timeout(connect_timeout)
         .redirect(redirect_policy())
         .tls_backend_preconfigured(tls)
-        .build()
-        .map_err(|e| built(error_chain(&e)))
+        .no_proxy();
+    for proxy in shell_proxies(|name| std::env::var(name).ok()) {
+        let proxy = proxy.map_err(|name| {
+            VendorError::new(
+                "http",
+                "-",
+                "-",
+                ErrorKind::Config,
+                format!("{name} is not a proxy URL"),
+            )
+            .with_hint(format!(
+                "fix {name} (e.g. http://proxy.example:3128), or unset it"
+            ))
+        })?;
+        builder = builder.proxy(proxy);
+    }
+    builder.build().map_err(|e| built(error_chain(&e)))
+}
+
+/// The shell's proxies (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, either case, and
+/// `NO_PROXY`), as reqwest would read them, but never for this machine: plain HTTP is
+/// allowed to loopback because its bytes stay here, and through a proxy a bearer crossed
+/// the network in clear. `Err` names a variable that is not a URL (its value may hold the
+/// proxy's password: not said).
+fn shell_proxies(
+    env: impl Fn(&str) -> Option<String>,
+) -> Vec<Result<reqwest::Proxy, &'static str>> {
+    // Under CGI, HTTP_PROXY is a request's header (httpoxy): reqwest reads none then.
+    if env("REQUEST_METHOD").is_some() {
+        return Vec::new();
+    }
+    let first = |names: [&'static str; 2]| {
+        names
+            .into_iter()
+            .find_map(|n| env(n).filter(|v| !v.trim().is_empty()).map(|v| (n, v)))
+    };
+    let all = first(["ALL_PROXY", "all_proxy"]);
+    let no = first(["NO_PROXY", "no_proxy"])
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let no = reqwest::NoProxy::from_string(&format!("{no},localhost,127.0.0.0/8,::1"));
+    let mut out = Vec::new();
+    type Make = fn(String) -> reqwest::Result<reqwest::Proxy>;
+    let kinds: [([&'static str; 2], Make); 2] = [
+        (["HTTPS_PROXY", "https_proxy"], |u| reqwest::Proxy::https(u)),
+        (["HTTP_PROXY", "http_proxy"], |u| reqwest::Proxy::http(u)),
+    ];
+    for (names, make) in kinds {
+        if let Some((name, url)) = first(names).or_else(|| all.clone()) {
+            out.push(
+                make(url.trim().to_string())
+                    .map(|p| p.no_proxy(no.clone()))
+                    .map_err(|_| name),
+            );
+        }
+    }
+    out
 }
 
 /// Follows redirects only on the same scheme, host and port: auth headers never leave.
@@ -978,6 +1033,40 @@ fn remaining_of(header: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shell's proxies are kept for the vendors (HTTPS first, ALL_PROXY for what is
+    /// not named), none under CGI, and a value that is not a URL is named, not shown.
+    #[test]
+    fn the_shells_proxies_are_read_as_reqwest_reads_them() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |n: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(shell_proxies(env(&[])).len(), 0);
+        let both = shell_proxies(env(&[
+            ("https_proxy", "http://proxy.corp:3128"),
+            ("ALL_PROXY", "http://all.corp:3128"),
+        ]));
+        assert_eq!(both.len(), 2);
+        assert!(both.iter().all(Result::is_ok));
+        assert_eq!(
+            shell_proxies(env(&[
+                ("ALL_PROXY", "http://all.corp:3128"),
+                ("REQUEST_METHOD", "GET")
+            ]))
+            .len(),
+            0
+        );
+        let bad = shell_proxies(env(&[("HTTPS_PROXY", "http://user:pw@[bad")]));
+        assert_eq!(
+            bad.into_iter().map(|p| p.err()).collect::<Vec<_>>(),
+            [Some("HTTPS_PROXY")]
+        );
+    }
 
     /// A `RateLimit-Remaining` the pacer may trust is a whole count a pool can hold: a
     /// negative, infinite or huge one made the run owe hours of waiting, or panic on the

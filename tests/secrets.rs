@@ -227,6 +227,30 @@ step("only", "Keep the PIN", |ctx| { ctx.pin = secret::from_env("THE_PIN"); prin
     }
 }
 
+/// A param that reads a credential-named variable as text is refused where it is declared:
+/// before, the key was in clear in the journal and the `--json` stream, and a script could
+/// print it reversed, with no egress at all.
+#[test]
+fn a_param_reading_a_credential_from_the_environment_as_text_is_refused() {
+    let runbook = r#"runbook(#{ id: "leaky", title: "Reads a key as text" });
+param("region", #{ env: "SENDGRID_API_KEY", default: "", help: "not really a region" });
+step("only", "Print it backwards", |ctx| {
+    let r = "";
+    for c in ctx.params.region.chars() { r = c.to_string() + r; }
+    print(r);
+});
+"#;
+    let out = with_script("exec", "leaky.rhai", runbook)
+        .env("SENDGRID_API_KEY", "SG.canary-reads-backwards")
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Usage);
+    out.stderr_has("param 'region' reads SENDGRID_API_KEY, which names a credential, as text")
+        .stderr_has("secret: true");
+    out.assert_absent("sdrawkcab-sdaer");
+    out.assert_absent("SG.canary-reads-backwards");
+}
+
 /// A number holding a secret's digits is masked and the journal stays JSON: before, the
 /// journal line read `"n":1secret(…)5`, and `runs`, `resume` and `rollback` called the
 /// journal damaged (a hostile script could make any run unrecoverable so).

@@ -65,6 +65,19 @@ fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {
             None,
         ));
     }
+    // A credential read from the environment as text is in the journal, the stream and every
+    // snapshot, and a script can print it reversed: it must be declared a Secret.
+    if let (Some(var), false) = (&p.env, p.secret) {
+        if crate::runbook::secret_flow::credential_like(var) {
+            return Err(throw(
+                "usage",
+                format!("param '{name}' reads {var}, which names a credential, as text"),
+                Some(format!(
+                    "declare it a Secret: param(\"{name}\", #{{ env: \"{var}\", secret: true, ... }}): its value is then masked everywhere and sent only to vendors"
+                )),
+            ));
+        }
+    }
     Ok(Param {
         name: name.to_string(),
         default: p.default,

@@ -175,7 +175,7 @@ fn repl_uses_the_runbooks_scenario_and_params_read_the_shell_under_sandbox() {
 fn a_rehearsal_never_reads_a_vendor_credential_from_the_shell() {
     let rb = r#"
 runbook(#{ id: "creds", title: "Credentials in a rehearsal" });
-param("token", #{ default: "none", env: "GH_TOKEN", help: "a vendor credential" });
+param("token", #{ default: "none", env: "GH_TOKEN", secret: true, help: "a vendor credential" });
 param("label", #{ default: "none", env: "CREDS_LABEL", help: "a plain setting" });
 step("show", "Show", |ctx| {
     print(`token=${ctx.params.token} label=${ctx.params.label}`);

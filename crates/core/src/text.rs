@@ -70,3 +70,25 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeysVisitor {
         Ok(NoRepeatedKeys)
     }
 }
+
+/// Names of values that hold credentials, when nothing better is known.
+pub fn credential_like(name: &str) -> bool {
+    let n = name.to_lowercase();
+    let not = [
+        "_id", "_ids", "_name", "_at", "_count", "_version", "_url", "_type", "_path",
+    ];
+    if not.iter().any(|s| n.ends_with(s)) {
+        return false;
+    }
+    let words = [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "credential",
+        "apikey",
+        "api_key",
+        "private_key",
+    ];
+    n == "key" || n.ends_with("_key") || words.iter().any(|w| n.contains(w))
+}

@@ -43,27 +43,7 @@ pub(crate) enum Finding {
     InPrint { what: String, position: Position },
 }
 
-/// Names of values that hold credentials, when nothing better is known.
-pub(crate) fn credential_like(name: &str) -> bool {
-    let n = name.to_lowercase();
-    let not = [
-        "_id", "_ids", "_name", "_at", "_count", "_version", "_url", "_type", "_path",
-    ];
-    if not.iter().any(|s| n.ends_with(s)) {
-        return false;
-    }
-    let words = [
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "credential",
-        "apikey",
-        "api_key",
-        "private_key",
-    ];
-    n == "key" || n.ends_with("_key") || words.iter().any(|w| n.contains(w))
-}
+pub(crate) use crate::text::credential_like;
 
 pub(super) enum Seg {
     Prop(String),

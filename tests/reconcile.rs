@@ -1190,6 +1190,31 @@ fn a_revoke_whose_delete_went_through_is_finished_by_resume() {
     assert_eq!(rig.runs()[0]["current"], "succeeded");
 }
 
+/// Killed as revoke started, before it sent anything (Ctrl-C twice during its first read
+/// does the same): the old key is intact. Before, the rollback took the step for completed
+/// and stopped at it ("cannot roll back past step 'revoke'"), undoing nothing; the check
+/// before it had judged the same step not done.
+#[test]
+fn a_rollback_goes_past_an_irreversible_step_that_died_before_doing_anything() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "started:revoke");
+    let keys = sendgrid_keys(&rig.state());
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let old = keys
+        .iter()
+        .find(|(id, _)| id == SG_OLD_ID)
+        .unwrap()
+        .1
+        .clone();
+    rig.rollback(&[])
+        .exit(Exit::Ok)
+        .stdout_has("rollback complete");
+    let state = rig.state();
+    sendgrid_apps_hold(&state, &old, "is back on the old key");
+    assert_eq!(secret_value(&state, "SENDGRID_API_KEY"), old);
+    assert!(sendgrid_keys(&state).iter().any(|(id, _)| id == SG_OLD_ID));
+}
+
 /// Whether Infisical holds a secret named `name` (not deleted).
 fn in_infisical(state: &serde_json::Value, name: &str) -> bool {
     items(&state["infisical"]["secrets"])

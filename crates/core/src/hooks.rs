@@ -1,8 +1,9 @@
 //! Test seams, compiled into a build only with the `test-hooks` feature (the tests' own).
 
-/// `RUNBOOK_CRASH_AT=after:STEP`, `inside:STEP`, `inside:STEP#N` or `undone:STEP` kills the
-/// process (SIGKILL) after that step completes, after its first write, after its Nth, or
-/// after its undo ends (a rollback that dies between two undos). A
+/// `RUNBOOK_CRASH_AT=started:STEP`, `after:STEP`, `inside:STEP`, `inside:STEP#N` or
+/// `undone:STEP` kills the process (SIGKILL) once that step's start is journalled (before
+/// it does anything), after it completes, after its first write, after its Nth, or after
+/// its undo ends (a rollback that dies between two undos). A
 /// fault-injection hook for the crash tests: it lets them prove that resume and rollback
 /// recover from a machine that died there. Only in builds with the `test-hooks` feature
 /// (the tests'); a release build has none.

@@ -929,17 +929,17 @@ impl<'a> Runner<'a> {
     fn rollback(&mut self, failed: Option<usize>, also: &[usize], refreshed: bool) -> RunStatus {
         self.say.progress("");
         self.say.heading("Rolling back");
-        let mut completed = self.completed();
-        completed.extend(
-            also.iter()
-                .filter(|i| !completed.contains(i))
-                .copied()
-                .collect::<Vec<_>>(),
-        );
-        completed.sort();
+        // `also` (a step that died mid-way, a failed one that applied part of its writes) is
+        // undone as far as it took effect, not taken for completed: an irreversible step
+        // that died before doing anything stopped the rollback, which the check before it
+        // had judged not done.
+        let completed = self.completed();
+        let mut undoing = completed.clone();
+        undoing.extend(also.iter().filter(|i| !completed.contains(i)).copied());
+        undoing.sort();
         let order: Vec<usize> = failed
             .into_iter()
-            .chain(completed.iter().rev().copied())
+            .chain(undoing.iter().rev().copied())
             .collect();
         // The `rollback` command refreshed before its confirmation; a rollback chosen after
         // a failure refreshes here.

@@ -94,6 +94,7 @@ fn forward(session: &Session, step: &Step, attempt: u32, out_of_order: bool) -> 
         attempt: Some(attempt),
         out_of_order,
     }));
+    crate::hooks::crash_point("started", &step.id);
     let (outcome, duration_ms) = call_timed(session, step, &step.run, Phase::Step(step.id.clone()));
     let wrote = run.scope().writes() > 0;
     let error = outcome.error();

@@ -503,6 +503,37 @@ fn a_refused_deactivate_leaves_the_rollbacks_probe_in_place() {
     );
 }
 
+/// Killed right after the deactivate PATCH applied (the old key inactive): the flag the
+/// step sets in `ctx` died with the process. Before, the rollback probed the inactive old
+/// key, read it as dead, and advised going forward, which deletes it; the way back is
+/// deactivate's undo, which reactivates it. The journal says the deactivate took effect.
+#[test]
+fn a_rollback_after_a_kill_inside_deactivate_reactivates_the_old_key() {
+    let rig = Rig::with_scenario(&crate::support::root().join("tests/fixtures/two_slot.toml"))
+        .answering(HEALTHY);
+    let script =
+        std::fs::read_to_string(crate::support::root().join("tests/fixtures/two_slot.rhai"))
+            .unwrap();
+    rig.file("two_slot.rhai", &script);
+    rig.crash("two_slot.rhai", "inside:deactivate");
+    let current = |state: &Value| {
+        slot_keys(state)
+            .into_iter()
+            .find(|k| k.0 == "k-current")
+            .map(|k| k.2)
+    };
+    assert_eq!(current(&rig.state()).as_deref(), Some("inactive"));
+    rig.rollback(&[])
+        .exit(Exit::Ok)
+        .stdout_has("rollback complete");
+    let state = rig.state();
+    assert_eq!(current(&state).as_deref(), Some("active"));
+    assert_eq!(
+        state["heroku"]["apps"]["slot-app"]["config_vars"]["SLOTCO_KEY"], SLOT_CURRENT,
+        "the app is back on the old key"
+    );
+}
+
 /// Whether Infisical holds a secret named `name`.
 fn in_infisical(state: &Value, name: &str) -> bool {
     items(&state["infisical"]["secrets"])

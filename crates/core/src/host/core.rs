@@ -593,6 +593,24 @@ pub(crate) fn register(reg: &mut Registrar) {
             })
         },
     );
+    r.add(
+        "took_effect",
+        Effect::None,
+        &["step: string"],
+        "bool",
+        "Whether a write of step `step` of this run may have taken effect, as its journal says
+(applied, or sent with its answer lost): what a process killed in that step did survives it,
+where a flag the step set in `ctx` does not.",
+        |nc: NativeCallContext, step: &str| -> R<bool> {
+            super::with_run(&nc, "run::took_effect", |run| {
+                Ok(run
+                    .ledger()
+                    .writes_of(step)
+                    .iter()
+                    .any(|w| w.outcome.may_have_applied()))
+            })
+        },
+    );
     r.finish();
 
     let mut t = reg.module("time");

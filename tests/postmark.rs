@@ -987,17 +987,23 @@ fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns()
     let out = on_scenario(
         &store_waits_scenario(),
         None,
-        &["--param", "approval_wait=1"],
+        &["--json", "--param", "approval_wait=1"],
     );
     out.exit(Exit::StepFailed)
         .stderr_has("Step 'store' failed")
         .stderr_has("runbook::vendor::pending_approval")
         .stderr_has("was not merged within 1s; the change waits for approval")
         .stderr_has("To abandon the change instead, close the request in Infisical first, then roll back")
-        .stderr_has("is still open: close it in Infisical, or an approver merging it would put its value back")
         // The rollback's refresh names the open request before any undo runs.
         .stderr_has("! infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/: change request update-")
-        .stderr_has("is still open, not merged: an approver merging it would apply it");
+        .stderr_has("is still open, not merged: an approver merging it would apply it")
+        // The store's undo does not pass it by: before, it warned, the run settled as
+        // rolled back and unlocked, and an approver merging the request the next morning
+        // put the new token in Infisical (cold review).
+        .stderr_has("✗ undo of 'store' failed:")
+        .stderr_has("(filed by this run for its new value) may still be open (it cannot be read with this identity, and nobody said it is closed)")
+        .stderr_has("close change request update-");
+    assert_ne!(out.report()["status"], "rolled_back");
     let state = out.sandbox_state();
     let open: Vec<&Value> = items(&state["infisical"]["approvals"])
         .iter()
@@ -1007,6 +1013,16 @@ fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns()
     assert_eq!(open[0]["secretKey"], "POSTMARK_SERVER_TOKEN");
     assert_back_on_old_token(&state);
     assert_eq!(infisical_versions(&state).len(), 2);
+
+    // The operator closed it (a machine identity cannot read requests): said in an answers
+    // entry, which `--yes` alone never gives, the rollback goes past it.
+    let out = on_scenario(
+        &store_waits_scenario(),
+        Some("\"store.request_closed\" = true\n"),
+        &["--yes", "--json", "--param", "approval_wait=1"],
+    );
+    out.exit(Exit::StepFailed);
+    assert_eq!(out.report()["status"], "rolled_back", "{}", out.stderr);
 }
 
 /// The read that follows the change request fails while store waits on it (Infisical

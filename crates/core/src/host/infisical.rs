@@ -294,6 +294,64 @@ fn refused_request(h: &RunContext, s: &Scope, name: &str, cr: &ChangeRequest) ->
     Err(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE).into())
 }
 
+/// The undo of a write whose change request (`filed`, for the run's value) may still be
+/// open: it passes only once the request is closed, read at Infisical, or, where the
+/// identity cannot read requests (a machine identity), said closed by the operator (a
+/// judgement `--yes` does not give). Otherwise the undo fails, naming the request: the
+/// rollback stops, and the run is not settled as rolled back while an approver can still
+/// merge the run's value in.
+fn undo_past_open_request(
+    h: &RunContext,
+    s: &Scope,
+    name: &str,
+    target: &str,
+    filed: &crate::events::Filed,
+) -> R<()> {
+    let state = h.vendors().ok().and_then(|v| {
+        let id = filed.id.clone();
+        let label = format!("infisical GET /api/v1/secret-approval-requests/{id}");
+        h.block(
+            &label,
+            async move { v.infisical().change_request(&id).await },
+        )
+        .ok()
+        .flatten()
+    });
+    let run = h.info().run_id.clone();
+    let help = format!(
+        "close change request {} in Infisical (project {}, environment {}), then `runbook rollback {run}` again",
+        filed.slug, s.project_id, s.env
+    );
+    let open = match &state {
+        Some(st) if st.status == "close" => return Ok(()),
+        Some(_) => true,
+        None => false,
+    };
+    if !open {
+        let question = format!(
+            "Infisical change request {} for {target}, filed by this run for its new value, cannot be read here: is it closed? (merged after this rollback, it would put that value back)",
+            filed.slug
+        );
+        let id = format!("{}.request_closed", h.step_name());
+        if matches!(h.operator().confirm_judgement(&id, &question), Ok(true)) {
+            return Ok(());
+        }
+    }
+    let why = if open {
+        "is still open"
+    } else {
+        "may still be open (it cannot be read with this identity, and nobody said it is closed)"
+    };
+    Err(throw(
+        "vendor",
+        format!(
+            "{name}: Infisical change request {} (filed by this run for its new value) {why}: an approver merging it would put that value back after the rollback",
+            filed.slug
+        ),
+        Some(help),
+    ))
+}
+
 /// A write's options: how long it waits for a change request to be merged, and where it
 /// writes; and how the write names its target.
 fn write_scope(h: &RunContext, name: &str, opts: Map, function: &str) -> R<(u64, Scope, String)> {
@@ -354,12 +412,18 @@ fn set(h: &RunContext, name: &str, value: Secret, opts: Map) -> R<Dynamic> {
             let (r, outcome, request) = match written {
                 Written::Done((r, outcome)) => {
                     if let (SetOutcome::Unchanged, Some((_, filed))) = (outcome, &open) {
-                        // The value is in place, yet a request this run filed for another
-                        // value is open: merged later, it would undo this write.
-                        h.say().warning(format!(
-                            "warning: Infisical change request {} for {target} (filed earlier in this run) is still open: close it in Infisical, or an approver merging it would put its value back",
-                            filed.slug
-                        ));
+                        if h.scope().in_undo() {
+                            // An undo that leaves it open is no way back: merged tomorrow,
+                            // the request puts the run's value in after a "rolled back".
+                            undo_past_open_request(h, &s, name, &target, filed)?;
+                        } else {
+                            // The value is in place, yet a request this run filed for another
+                            // value is open: merged later, it would undo this write.
+                            h.say().warning(format!(
+                                "warning: Infisical change request {} for {target} (filed earlier in this run) is still open: close it in Infisical, or an approver merging it would put its value back",
+                                filed.slug
+                            ));
+                        }
                     }
                     (r, outcome, None)
                 }

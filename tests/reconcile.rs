@@ -1190,6 +1190,28 @@ fn a_revoke_whose_delete_went_through_is_finished_by_resume() {
     assert_eq!(rig.runs()[0]["current"], "succeeded");
 }
 
+/// A SendGrid run stopped after store (Infisical holds the new key, the apps the old); a
+/// colleague then synced the apps with Infisical (the shipped infisical-sync, another lock).
+/// Before, the rollback restored Infisical and deleted the new key at SendGrid: both apps
+/// held a deleted key, and the rollback said "complete". Create's undo looks for holders of
+/// the new key first, and stops naming them.
+#[test]
+fn a_stdlib_rollback_does_not_delete_a_new_key_a_consumer_holds_now() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "after:store");
+    let keys = sendgrid_keys(&rig.state());
+    let new = keys.iter().find(|(id, _)| id != SG_OLD_ID).unwrap().1.clone();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        crate::support::set_app_var(&rig.sandbox, app, "SENDGRID_API_KEY", &new);
+    }
+    rig.rollback(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("the new SendGrid credential is held now by heroku raxx-api-prod (SENDGRID_API_KEY), heroku raxx-api-staging (SENDGRID_API_KEY): deleting it at SendGrid would break them");
+    let state = rig.state();
+    assert!(sendgrid_keys(&state).iter().any(|(_, k)| *k == new), "the new key is not deleted");
+    sendgrid_apps_hold(&state, &new, "keeps the key it was synced to");
+}
+
 /// Killed as revoke started, before it sent anything (Ctrl-C twice during its first read
 /// does the same): the old key is intact. Before, the rollback took the step for completed
 /// and stopped at it ("cannot roll back past step 'revoke'"), undoing nothing; the check

@@ -1200,7 +1200,12 @@ fn a_stdlib_rollback_does_not_delete_a_new_key_a_consumer_holds_now() {
     let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
     rig.crash("sendgrid", "after:store");
     let keys = sendgrid_keys(&rig.state());
-    let new = keys.iter().find(|(id, _)| id != SG_OLD_ID).unwrap().1.clone();
+    let new = keys
+        .iter()
+        .find(|(id, _)| id != SG_OLD_ID)
+        .unwrap()
+        .1
+        .clone();
     for app in ["raxx-api-prod", "raxx-api-staging"] {
         crate::support::set_app_var(&rig.sandbox, app, "SENDGRID_API_KEY", &new);
     }
@@ -1208,7 +1213,10 @@ fn a_stdlib_rollback_does_not_delete_a_new_key_a_consumer_holds_now() {
         .exit(Exit::StepFailed)
         .stderr_has("the new SendGrid credential is held now by heroku raxx-api-prod (SENDGRID_API_KEY), heroku raxx-api-staging (SENDGRID_API_KEY): deleting it at SendGrid would break them");
     let state = rig.state();
-    assert!(sendgrid_keys(&state).iter().any(|(_, k)| *k == new), "the new key is not deleted");
+    assert!(
+        sendgrid_keys(&state).iter().any(|(_, k)| *k == new),
+        "the new key is not deleted"
+    );
     sendgrid_apps_hold(&state, &new, "keeps the key it was synced to");
 }
 

@@ -54,9 +54,10 @@ pub struct Write {
     /// What the call asked to keep of the vendor's answer (`record:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<Value>,
-    /// When its outcome was recorded (the journal line's time; until then, when it was
-    /// sent): what a read back of a target that never gives its value (a GitHub secret)
-    /// compares the target's own date with.
+    /// When its outcome was recorded (the journal line's time; until then, the last line
+    /// its process recorded since it was sent, as it may have landed any time then): what
+    /// a read back of a target that never gives its value (a GitHub secret) compares the
+    /// target's own date with.
     #[serde(skip)]
     pub at: Option<String>,
 }
@@ -173,6 +174,8 @@ pub struct Ledger {
     /// Writes sent and not settled yet: (index in `writes`, or none inside an undo).
     open: Vec<(WriteSent, Option<usize>)>,
     undoing: Option<String>,
+    /// The process (its count in `processes`) that sent the writes in `open`.
+    open_by: usize,
 }
 
 impl Ledger {
@@ -235,6 +238,7 @@ impl Ledger {
             stop: None,
             open: Vec::new(),
             undoing: None,
+            open_by: 0,
         })
     }
 
@@ -252,6 +256,17 @@ impl Ledger {
     /// Applies one event.
     pub fn apply(&mut self, e: &Stamped) {
         let t = &e.time;
+        // A write whose answer is not in yet may land at the vendor any time its process
+        // still lives: each later line of that process moves its time on (GitHub's read-back
+        // compares the secret's date with it; a PUT paced past the line's time, then cut
+        // off, read as someone else's change and was left in place).
+        if !matches!(e.event, Event::RunResumed(_)) && self.open_by == self.processes.len() {
+            for i in self.open.iter().filter_map(|(_, i)| *i) {
+                if let Some(w) = self.writes.get_mut(i) {
+                    w.at = Some(t.to_string());
+                }
+            }
+        }
         match &e.event {
             Event::RunStarted(_) => {}
             Event::RunResumed(r) => self.take_over(r, t),
@@ -439,6 +454,7 @@ impl Ledger {
         }
         self.writes.push(sent);
         self.open.push((w.clone(), Some(self.writes.len() - 1)));
+        self.open_by = self.processes.len();
     }
 
     fn write_settled(&mut self, o: &WriteSettled, t: &str) {

@@ -708,3 +708,27 @@ fn a_number_holding_a_secrets_digits_keeps_the_line_json() {
         "{line}"
     );
 }
+
+/// A write whose answer never came may have landed any time its process still lived: its
+/// time moves with that process's later lines (a fan-out's other answers), not with the
+/// next process's. Before, it stayed the time its line was written, and GitHub's read-back
+/// took the run's own PUT, paced past that, for someone else's change.
+#[test]
+fn a_write_without_an_answer_is_dated_by_its_process_last_line() {
+    let l = Ledger::fold(&[
+        at("t0", started(Target::Production)),
+        at("t1", sent("propagate", "repo-a")),
+        at("t1", sent("propagate", "repo-b")),
+        at("t2", ended("propagate", "repo-a", WriteOutcome::Applied)),
+        at("t9", resumed(Entry::Rollback)),
+    ])
+    .unwrap();
+    let at_of = |target: &str| {
+        l.writes
+            .iter()
+            .find(|w| w.target == target)
+            .and_then(|w| w.at.clone())
+    };
+    assert_eq!(at_of("repo-a").as_deref(), Some("t2"));
+    assert_eq!(at_of("repo-b").as_deref(), Some("t2"));
+}

@@ -566,6 +566,38 @@ step("send", "Send", |ctx| {
     out.stdout_has("query secret(…in=x) form secret(…orld)");
 }
 
+/// A webhook whose URL is the credential (Slack's `/services/T…/B…/XXXX`): given as a
+/// Secret, it is sent as written and shown masked everywhere. Before, http:: took a URL as
+/// text only: the secret path was in clear in the journal, the audit log and every label.
+#[test]
+fn a_url_that_is_a_credential_is_sent_and_never_shown() {
+    let (url, count) = echo_server();
+    let runbook = r#"
+runbook(#{ id: "hook", title: "Posts to a webhook" });
+param("hook", #{ secret: true, env: "THE_WEBHOOK_URL", help: "the webhook, a credential" });
+step("post", "Post", |ctx| {
+    let r = http::post(ctx.params.hook, #{ json: #{ text: "rotated" } });
+    ensure(r.status == 200, "answered");
+    print(`posted to ${r.json.target}`);
+}).no_undo("a notification");
+"#;
+    let hook = format!("{url}/services/T0CANARY/B0CANARY/hook-canary-5f1e2d");
+    let out = with_script("exec", "hook.rhai", runbook)
+        .env("THE_WEBHOOK_URL", &hook)
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Ok);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    out.assert_absent("hook-canary-5f1e2d");
+    out.assert_absent("B0CANARY");
+    // `check` takes a Secret given whole as the URL for what it is (one built into a
+    // string is still flagged: `check::a_secret_reaching_a_url_through_a_function_is_found`).
+    out.next()
+        .args(&["check", "hook.rhai"])
+        .run()
+        .exit(Exit::Ok);
+}
+
 /// A proxy in the shell (`http_proxy`, `ALL_PROXY`: common behind a corporate firewall)
 /// does not see a call to this machine. Plain HTTP is allowed to loopback because its bytes
 /// stay here; through the shell's proxy the bearer crossed the network in clear (and a

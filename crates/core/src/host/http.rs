@@ -1120,12 +1120,61 @@ json, xml, maybe_applied}} for any status (maybe_applied: a retry's answer after
             &["url: string"],
             "Map",
             &format!("{} a URL without options.", method.as_str()),
-            move |c: NativeCallContext, u: &str| {
-                let function = format!("http::{}", method.as_str().to_lowercase());
+            {
+                let method = method.clone();
+                move |c: NativeCallContext, u: &str| {
+                    let function = format!("http::{}", method.as_str().to_lowercase());
+                    value::at(
+                        &c,
+                        with_run(&c, &function, |h| {
+                            call(h, method.clone(), effect, u, Map::new())
+                        }),
+                    )
+                }
+            },
+        );
+        if effect.mutates() {
+            m.repeat(Repeat::PerCall);
+        }
+        // A URL that is itself the credential (a chat webhook's secret path): sent as
+        // written, registered with the redactor, so the journal, the audit trail and every
+        // label show it masked. As text it was in clear in all of them.
+        let (mt, ef) = (method.clone(), effect);
+        m.add(
+            name,
+            effect,
+            &["url: Secret", "options: Map"],
+            "Map",
+            &format!("{} a URL that is a credential (a webhook's secret path), with options: sent as written, shown masked.", method.as_str()),
+            move |c: NativeCallContext, u: Secret, o: Map| {
+                let function = format!("http::{}", mt.as_str().to_lowercase());
+                register_capability(&u);
+                value::at(
+                    &c,
+                    with_run(&c, &function, |h| call(h, mt.clone(), ef, u.expose_to_send(), o)),
+                )
+            },
+        );
+        if effect.mutates() {
+            m.repeat(Repeat::PerCall);
+        }
+        let (mt, ef) = (method.clone(), effect);
+        m.add(
+            name,
+            effect,
+            &["url: Secret"],
+            "Map",
+            &format!(
+                "{} a URL that is a credential, without options.",
+                method.as_str()
+            ),
+            move |c: NativeCallContext, u: Secret| {
+                let function = format!("http::{}", mt.as_str().to_lowercase());
+                register_capability(&u);
                 value::at(
                     &c,
                     with_run(&c, &function, |h| {
-                        call(h, method.clone(), effect, u, Map::new())
+                        call(h, mt.clone(), ef, u.expose_to_send(), Map::new())
                     }),
                 )
             },
@@ -1135,6 +1184,20 @@ json, xml, maybe_applied}} for any status (maybe_applied: a retry's answer after
         }
     }
     m.finish();
+}
+
+/// A URL given as a Secret is a capability: its path and query (what makes it secret) are
+/// masked too wherever they appear alone, as in a log line or an echo of the request.
+fn register_capability(url: &Secret) {
+    if let Ok(parsed) = reqwest::Url::parse(url.expose_to_send()) {
+        let path = parsed.path();
+        if path.len() > 1 {
+            runbook_secret::register(path);
+        }
+        if let Some(query) = parsed.query() {
+            runbook_secret::register(query);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -437,7 +437,14 @@ pub(crate) fn analyse(
                 }
                 let function = format!("http::{}", c.name);
                 let url = c.args.first().map(|a| facts.kind(a, env));
+                // A Secret given whole is a URL that is a credential (a webhook's secret
+                // path): sent as written, shown masked. One built into a string is not.
+                let whole = matches!(
+                    c.args.first(),
+                    Some(Expr::Variable(..) | Expr::Dot(..) | Expr::Index(..) | Expr::Property(..))
+                );
                 let mut what = match url {
+                    Some(Kind::Secret) if whole => None,
                     Some(Kind::Secret) => Some("a Secret in the URL".to_string()),
                     Some(Kind::Plain(w)) => Some(format!("{w} in the URL")),
                     _ => None,

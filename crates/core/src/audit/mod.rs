@@ -371,6 +371,11 @@ impl AuditLog {
         self.store.audit_sync()
     }
 
+    /// Whether each append is on stable storage when it returns (a database's commit).
+    pub(crate) fn appends_are_durable(&self) -> bool {
+        self.store.appends_are_durable()
+    }
+
     /// Where the log is, for messages.
     pub fn location(&self) -> String {
         self.store.audit_where()

@@ -212,8 +212,8 @@ impl LedgerWriter {
     }
 
     /// Records a write before it is sent: every kept line first, then `also` (the audit
-    /// trail's kept entries, made durable after the journal lines they name: the auditor
-    /// syncs this journal first) and the write's own line, fenced by the run's lease. A
+    /// trail's kept entries, which name journal lines already durable: the auditor syncs
+    /// this journal and its log at once) and the write's own line, fenced by the run's lease. A
     /// store that does not answer is retried with backoff for the store's wait; a lease
     /// another run took is final. `Err`: the write must not be sent; when its line was
     /// stored, the caller records its outcome (not sent).

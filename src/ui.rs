@@ -77,12 +77,11 @@ pub fn out(text: &str) {
 /// A JSON document on stdout, redacted; invisible characters written as `\uXXXX` escapes
 /// (the same data for a parser; serde_json already escapes control characters).
 pub fn json(value: &impl serde::Serialize) {
-    // Masked as JSON first (a number holding a secret's digits, masked by the text pass
-    // alone, was no longer JSON).
+    // Masked as JSON (strings and keys), not as text: a text pass made a number holding a
+    // secret's digits invalid JSON (`ledger::encode`).
     let mut value = serde_json::to_value(value).unwrap_or_default();
     runbook_secret::redact_json(&mut value);
     let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-    let text = runbook_secret::redact(&text);
     let text = runbook_secret::json_visible(&text);
     with_spinner_suspended(|| {
         let _ = writeln!(std::io::stdout().lock(), "{text}");

@@ -79,9 +79,10 @@ pub struct JsonLines {
 /// One line of the stream, redacted.
 pub fn line(value: serde_json::Value) {
     let mut value = value;
+    // As JSON only (strings and keys): a text pass made a number holding a secret's digits
+    // invalid JSON (`ledger::encode`).
     runbook_secret::redact_json(&mut value);
-    let text = runbook_secret::redact(&value.to_string()).into_owned();
-    let text = runbook_secret::json_visible(&text);
+    let text = runbook_secret::json_visible(&value.to_string()).into_owned();
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 

@@ -629,13 +629,6 @@ pub fn redact_json(value: &mut serde_json::Value) {
                 *s = r;
             }
         }
-        // A number holding a secret's digits becomes its masked text: masked in the number's
-        // place, the text pass over a serialised value made it bare, invalid JSON.
-        serde_json::Value::Number(n) => {
-            if let Cow::Owned(r) = redact(&n.to_string()) {
-                *value = serde_json::Value::String(r);
-            }
-        }
         serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
         serde_json::Value::Object(map) => {
             map.values_mut().for_each(redact_json);

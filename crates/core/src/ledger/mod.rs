@@ -21,11 +21,14 @@ use crate::store::Store;
 use serde_json::Value;
 use std::path::Path;
 
-/// One line of the journal: the event, redacted.
+/// One line of the journal: the event, redacted as JSON (every string and key). Not again
+/// as text: that pass rewrote a number holding a secret's digits (a pid, a duration, beside
+/// a 6-digit PIN) to a bare `1secret(…)5`, and every later read called the journal damaged.
+/// A number is the engine's own or a script's, never a Secret's text.
 pub(crate) fn encode(event: &Stamped) -> String {
     let mut fields = serde_json::to_value(event).unwrap_or(Value::Null);
     runbook_secret::redact_json(&mut fields);
-    runbook_secret::redact(&fields.to_string()).into_owned()
+    fields.to_string()
 }
 
 /// A run's events, `None` when the store has no such run.

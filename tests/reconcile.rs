@@ -1211,13 +1211,41 @@ fn a_stdlib_rollback_does_not_delete_a_new_key_a_consumer_holds_now() {
     }
     rig.rollback(&[])
         .exit(Exit::StepFailed)
-        .stderr_has("the new SendGrid credential is held now by heroku raxx-api-prod (SENDGRID_API_KEY), heroku raxx-api-staging (SENDGRID_API_KEY): deleting it at SendGrid would break them");
+        .stderr_has("the new SendGrid credential may be held now by heroku raxx-api-prod (SENDGRID_API_KEY), heroku raxx-api-staging (SENDGRID_API_KEY): deleting it at SendGrid would break them")
+        .stderr_has("end the run instead (runbook abandon");
     let state = rig.state();
     assert!(
         sendgrid_keys(&state).iter().any(|(_, k)| *k == new),
         "the new key is not deleted"
     );
     sendgrid_apps_hold(&state, &new, "keeps the key it was synced to");
+}
+
+/// As above, with only staging synced and its config unreadable at the rollback (a 503):
+/// not deleted blind (review of this session's fix: an app that could not be read was
+/// passed over, and the key deleted under it).
+#[test]
+fn a_stdlib_rollback_does_not_delete_a_new_key_where_an_app_cannot_be_read() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "after:store");
+    let keys = sendgrid_keys(&rig.state());
+    let new = keys
+        .iter()
+        .find(|(id, _)| id != SG_OLD_ID)
+        .unwrap()
+        .1
+        .clone();
+    crate::support::set_app_var(&rig.sandbox, "raxx-api-staging", "SENDGRID_API_KEY", &new);
+    rig.sandbox
+        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    rig.rollback(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("heroku raxx-api-staging (not readable now:");
+    let state = rig.state();
+    assert!(
+        sendgrid_keys(&state).iter().any(|(_, k)| *k == new),
+        "the new key is not deleted"
+    );
 }
 
 /// Killed as revoke started, before it sent anything (Ctrl-C twice during its first read

@@ -101,16 +101,16 @@ fn sgr_len(text: &str) -> Option<usize> {
         .take_while(|b| b.is_ascii_digit() || *b == b';')
         .count();
     let shown = body[..params].split(';').all(|p| {
-        // Reset, bold, dim, italic, underline and their ends, and the eight foreground
-        // colours but black: what runbook and miette's theme write, none of which hides
-        // text. Conceal, black, backgrounds, reverse and 256 or RGB colours could make the
-        // warnings after a hostile title unreadable.
+        // Reset, bold, dim, italic, underline and their ends, and the foreground colours
+        // but black and white: what runbook and miette's theme write, none of which hides
+        // text on a dark or a light terminal. Conceal, black, white, backgrounds, reverse
+        // and 256 or RGB colours could make the warnings after a hostile title unreadable.
         matches!(
             p,
             "" | "0" | "1" | "2" | "3" | "4" | "22" | "23" | "24" | "39"
         ) || p
             .parse::<u8>()
-            .is_ok_and(|n| (31..=37).contains(&n) || (91..=97).contains(&n))
+            .is_ok_and(|n| (31..=36).contains(&n) || (91..=96).contains(&n))
     });
     (shown && params <= 32 && body.as_bytes().get(params) == Some(&b'm')).then_some(2 + params + 1)
 }
@@ -169,6 +169,8 @@ mod tests {
         // Colour that could hide what follows it is shown, not obeyed: a question ending in
         // conceal (`ESC[8m`) hid every warning after it on a colour terminal.
         for hiding in [
+            "\u{1b}[97m",
+            "\u{1b}[37m",
             "\u{1b}[8m",
             "\u{1b}[30;40m",
             "\u{1b}[7m",

@@ -1187,11 +1187,13 @@ json, xml, maybe_applied}} for any status (maybe_applied: a retry's answer after
 }
 
 /// A URL given as a Secret is a capability: its path and query (what makes it secret) are
-/// masked too wherever they appear alone, as in a log line or an echo of the request.
+/// masked too wherever they appear alone, as in a log line or an echo of the request. A
+/// short path (`/api`, before a query that holds the secret) is no secret, and masked it
+/// would hide every label naming it.
 fn register_capability(url: &Secret) {
     if let Ok(parsed) = reqwest::Url::parse(url.expose_to_send()) {
         let path = parsed.path();
-        if path.len() > 1 {
+        if path.len() >= CAPABILITY_PATH {
             runbook_secret::register(path);
         }
         if let Some(query) = parsed.query() {
@@ -1199,6 +1201,10 @@ fn register_capability(url: &Secret) {
         }
     }
 }
+
+/// How long a capability URL's path must be to be taken for its secret part (Slack's
+/// `/services/T…/B…/…` is over 40).
+const CAPABILITY_PATH: usize = 16;
 
 #[cfg(test)]
 mod tests {

@@ -1002,7 +1002,8 @@ fn an_unmerged_change_request_stops_store_with_guidance_and_the_rollback_warns()
         // put the new token in Infisical (cold review).
         .stderr_has("✗ undo of 'store' failed:")
         .stderr_has("(filed by this run for its new value) may still be open (it cannot be read with this identity, and nobody said it is closed)")
-        .stderr_has("close change request update-");
+        .stderr_has("close change request update-")
+        .stderr_has("and say it is closed: at a terminal, or `\"store.request_closed\" = true` in an answers file");
     assert_ne!(out.report()["status"], "rolled_back");
     let state = out.sandbox_state();
     let open: Vec<&Value> = items(&state["infisical"]["approvals"])

@@ -318,23 +318,35 @@ fn undo_past_open_request(
         .flatten()
     });
     let run = h.info().run_id.clone();
-    let help = format!(
-        "close change request {} in Infisical (project {}, environment {}), then `runbook rollback {run}` again",
-        filed.slug, s.project_id, s.env
-    );
+    let id = format!("{}.request_closed", h.step_name());
     let open = match &state {
         Some(st) if st.status == "close" => return Ok(()),
         Some(_) => true,
         None => false,
+    };
+    let help = if open {
+        format!(
+            "close change request {} in Infisical (project {}, environment {}), then `runbook rollback {run}` again",
+            filed.slug, s.project_id, s.env
+        )
+    } else {
+        format!(
+            "close change request {} in Infisical (project {}, environment {}), then `runbook rollback {run}` again and say it is closed: at a terminal, or `\"{id}\" = true` in an answers file (--answers FILE; --yes does not say it)",
+            filed.slug, s.project_id, s.env
+        )
     };
     if !open {
         let question = format!(
             "Infisical change request {} for {target}, filed by this run for its new value, cannot be read here: is it closed? (merged after this rollback, it would put that value back)",
             filed.slug
         );
-        let id = format!("{}.request_closed", h.step_name());
-        if matches!(h.operator().confirm_judgement(&id, &question), Ok(true)) {
-            return Ok(());
+        match h.operator().confirm_judgement(&id, &question) {
+            Ok(true) => return Ok(()),
+            // Ctrl-C stops the undo as Ctrl-C, not as a "no".
+            Err(
+                e @ (crate::prompt::PromptError::Interrupted | crate::prompt::PromptError::Aborted),
+            ) => return Err(super::prompt::prompt_error(e)),
+            _ => {}
         }
     }
     let why = if open {

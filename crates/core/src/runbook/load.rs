@@ -184,8 +184,12 @@ impl Runbook {
         ids.push("repl.write".into());
         // Asked for a write the static list missed, too.
         ids.push("writes.confirm".into());
+        // A resume that cannot read its targets back; an Infisical undo whose change
+        // request cannot be read.
+        ids.push("resume.unread".into());
         for step in &self.plan().steps {
             ids.push(format!("{}.rerun", step.id));
+            ids.push(format!("{}.request_closed", step.id));
         }
         // A key holding `…` (a pattern copied from `runbook answers`) answers nothing: the
         // caller says so on its own.

@@ -249,6 +249,42 @@ step("only", "Print it backwards", |ctx| {
         .stderr_has("secret: true");
     out.assert_absent("sdrawkcab-sdaer");
     out.assert_absent("SG.canary-reads-backwards");
+    // A webhook's URL is its credential; a connection string with a password is one too,
+    // whatever the variable's name (review of this session's rule).
+    let hook = runbook
+        .replace("SENDGRID_API_KEY", "RUNBOOK_AUDIT_WEBHOOK")
+        .replace("id: \"leaky\"", "id: \"hooky\"");
+    let out = with_script("exec", "hooky.rhai", &hook)
+        .env(
+            "RUNBOOK_AUDIT_WEBHOOK",
+            "https://hooks.example.com/services/T0/B0/canary-hook",
+        )
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Usage);
+    out.stderr_has("param 'region' reads RUNBOOK_AUDIT_WEBHOOK, which names a credential, as text");
+    let dsn = runbook
+        .replace("SENDGRID_API_KEY", "DATABASE_URL")
+        .replace("id: \"leaky\"", "id: \"dsn\"");
+    let out = with_script("exec", "dsn.rhai", &dsn)
+        .env(
+            "DATABASE_URL",
+            "postgres://app:canary-pass-4d1f@db.example.com/app",
+        )
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Usage);
+    out.stderr_has("param 'region' is given a URL with a password in it, as text");
+    out.assert_absent("canary-pass-4d1f");
+    // A setting about a credential is no credential: read as text.
+    let ttl = runbook
+        .replace("SENDGRID_API_KEY", "GITHUB_TOKEN_TTL")
+        .replace("id: \"leaky\"", "id: \"ttl\"");
+    with_script("exec", "ttl.rhai", &ttl)
+        .env("GITHUB_TOKEN_TTL", "3600")
+        .args(&["--yes"])
+        .run()
+        .exit(Exit::Ok);
 }
 
 /// A number holding a secret's digits leaves the journal readable: before, the journal

@@ -71,11 +71,40 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeysVisitor {
     }
 }
 
+/// Names of environment variables that hold credentials: a credential's name, a webhook's
+/// (its URL is the credential) or a DSN's (a connection string with its password).
+pub fn credential_env(name: &str) -> bool {
+    let n = name.to_lowercase();
+    credential_like(name) || n.contains("webhook") || n.contains("dsn")
+}
+
 /// Names of values that hold credentials, when nothing better is known.
 pub fn credential_like(name: &str) -> bool {
     let n = name.to_lowercase();
+    // Settings about a credential, not the credential (`TOKEN_TTL`, `SECRET_ENV`).
     let not = [
-        "_id", "_ids", "_name", "_at", "_count", "_version", "_url", "_type", "_path",
+        "_id",
+        "_ids",
+        "_name",
+        "_at",
+        "_count",
+        "_version",
+        "_url",
+        "_type",
+        "_path",
+        "_ttl",
+        "_env",
+        "_environment",
+        "_expiry",
+        "_expires",
+        "_days",
+        "_secs",
+        "_seconds",
+        "_length",
+        "_size",
+        "_region",
+        "_scope",
+        "_scopes",
     ];
     if not.iter().any(|s| n.ends_with(s)) {
         return false;

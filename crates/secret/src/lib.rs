@@ -290,7 +290,7 @@ fn names_a_setting(name: &str) -> bool {
 }
 
 /// `scheme://user:password@host`.
-fn url_has_password(value: &str) -> bool {
+pub fn url_has_password(value: &str) -> bool {
     value
         .split_once("://")
         .and_then(|(_, rest)| rest.split('/').next())

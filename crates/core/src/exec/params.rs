@@ -123,6 +123,19 @@ pub fn resolve(
                 let v = env(var).filter(|v| !v.is_empty())?;
                 Some((v, Source::Env { name: var.clone() }))
             });
+        // A URL with a password in it (a DATABASE_URL) is a credential whatever its name:
+        // as text it would be in the journal and the stream, and a script could print it.
+        if let (Some((text, _)), false) = (&raw, p.secret) {
+            if runbook_secret::url_has_password(text) {
+                return Err(Error::usage(
+                    format!("param '{}' is given a URL with a password in it, as text", p.name),
+                    format!(
+                        "the runbook must declare it a Secret: param(\"{}\", #{{ secret: true, ... }}); or give the URL without its password",
+                        p.name
+                    ),
+                ));
+            }
+        }
         let value = match raw {
             Some((text, source)) if p.secret => Dynamic::from(Secret::new(text, source)),
             Some((text, _)) => parse_value(p, &text)?,

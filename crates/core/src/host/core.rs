@@ -68,7 +68,7 @@ fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {
     // A credential read from the environment as text is in the journal, the stream and every
     // snapshot, and a script can print it reversed: it must be declared a Secret.
     if let (Some(var), false) = (&p.env, p.secret) {
-        if crate::text::credential_like(var) {
+        if crate::text::credential_env(var) {
             return Err(throw(
                 "usage",
                 format!("param '{name}' reads {var}, which names a credential, as text"),

@@ -1404,7 +1404,8 @@ fn resume_does_not_go_on_blind_when_a_target_cannot_be_read_back() {
     rig.resume(&[])
         .exit(Exit::StepFailed)
         .stderr_has("✗ not resumed: what the run's targets hold now could not be read: heroku::set_config on raxx-api-staging")
-        .stderr_has(&format!("run `runbook resume {run_id}` again once the vendor answers"));
+        .stderr_has(&format!("run `runbook resume {run_id}` again once the vendor answers"))
+        .stderr_has("`\"resume.unread\" = true` in an answers file");
     let state = rig.state();
     assert_eq!(writes(&state).len(), before, "nothing was written");
     assert_every_token_works(&state, "after the refused resume");
@@ -1412,6 +1413,20 @@ fn resume_does_not_go_on_blind_when_a_target_cannot_be_read_back() {
     rig.resume(&[])
         .exit(Exit::StepFailed)
         .stderr_has("✗ not resumed: the vendors changed since this run: raxx-api-staging");
+}
+
+/// The operator may go on without the read-back: a judgement, said in an answers entry
+/// (`--yes` alone does not), and the resume finishes the rotation (review: a vendor outage
+/// held a forward-only run at the refusal for as long as it lasted).
+#[test]
+fn resume_goes_on_unchecked_when_the_operator_says_so() {
+    let rig = Rig::new().answering("\"resume.unread\" = true\n");
+    rig.crash("postmark", "after:verify");
+    rig.sandbox
+        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    rig.resume(&[])
+        .exit(Exit::Ok)
+        .stderr_has("going on without reading them back, as the operator said (resume.unread)");
 }
 
 /// Heroku never got propagate's PATCH for staging (the connection dropped each time): the

@@ -320,6 +320,28 @@ fn half_undone(r: &Reopened) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// Whether the operator goes on with targets that could not be read back: a judgement
+/// (`resume.unread`) `--yes` does not give, for going on builds on what nobody checked.
+fn go_on_unread(r: &Reopened, unread: &[String]) -> bool {
+    let question = format!(
+        "What the run's targets hold now could not be read: {}. Go on without checking them (the steps after may build on values someone changed)?",
+        unread.join("; ")
+    );
+    let yes = r
+        .session
+        .run()
+        .operator()
+        .confirm_judgement("resume.unread", &question)
+        .unwrap_or(false);
+    if yes {
+        r.session
+            .run()
+            .say()
+            .warning("  going on without reading them back, as the operator said (resume.unread)");
+    }
+    yes
+}
+
 /// `runbook resume`: decides where the stopped run continues (a step that died mid-way
 /// is checked first), then runs the rest.
 pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
@@ -337,10 +359,21 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
     // would build on it unchecked (revoke deleted the old value an app was put back on).
     let unread = super::refresh::refresh_targets(&r.session, &done);
     let id = r.session.run_id().to_string();
-    if !unread.is_empty() {
+    if !unread.is_empty() && !go_on_unread(r, &unread) {
+        // A rollback cannot pass a point of no return the run is past: not offered then.
+        let past = plan
+            .steps
+            .iter()
+            .enumerate()
+            .any(|(i, s)| s.irreversible.is_some() && r.completed.contains(&i));
+        let back = if past {
+            String::new()
+        } else {
+            format!(", or roll back (`runbook rollback {id}`, which reads them again first)")
+        };
         return Ok(not_resumed(r, [
             format!("✗ not resumed: what the run's targets hold now could not be read: {}; resuming would build on values nobody could check", unread.join("; ")),
-            format!("  Nothing was written: run `runbook resume {id}` again once the vendor answers (or `runbook rollback {id}`, which reads them again first)."),
+            format!("  Nothing was written: run `runbook resume {id}` again once the vendor answers{back}; to go on without checking them, say so at a terminal or with `\"resume.unread\" = true` in an answers file (--answers FILE; --yes does not say it)."),
         ]));
     }
     if let Some(changed) = super::refresh::changed_since(&r.session) {

@@ -1429,6 +1429,19 @@ fn resume_goes_on_unchecked_when_the_operator_says_so() {
         .stderr_has("going on without reading them back, as the operator said (resume.unread)");
 }
 
+/// An answer that is not one (`= "yes"`) is said, not taken for a quiet "no" behind a
+/// refusal that tells the operator to add the answer they added (second review).
+#[test]
+fn a_resume_unread_answer_that_is_not_one_is_said() {
+    let rig = Rig::new().answering("\"resume.unread\" = \"yes\"\n");
+    rig.crash("postmark", "after:verify");
+    rig.sandbox
+        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("answer to prompt 'resume.unread' is not usable");
+}
+
 /// Heroku never got propagate's PATCH for staging (the connection dropped each time): the
 /// write's outcome is unknown, and staging still holds the old token. That is not "changed
 /// since the run": resume does not stop on it (its step writes it again), and finishes the

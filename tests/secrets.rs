@@ -276,6 +276,29 @@ step("only", "Print it backwards", |ctx| {
     out.exit(Exit::Usage);
     out.stderr_has("param 'region' is given a URL with a password in it, as text");
     out.assert_absent("canary-pass-4d1f");
+    // Each item of a list is looked at (second review: only the first was).
+    let list = r#"runbook(#{ id: "urls", title: "Health URLs" });
+param("urls", #{ default: [], env: "RAXX_HEALTH_URL", help: "health URLs" });
+step("only", "Show", |ctx| { print(ctx.params.urls); });
+"#;
+    let out = with_script("exec", "urls.rhai", list)
+        .env(
+            "RAXX_HEALTH_URL",
+            "https://a.example/h,https://u:canary-pw-77@b.example/h",
+        )
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Usage);
+    out.assert_absent("canary-pw-77");
+    // A webhook's timeout is no credential (second review: refused as one).
+    let timeout = runbook
+        .replace("SENDGRID_API_KEY", "WEBHOOK_TIMEOUT_SECONDS")
+        .replace("id: \"leaky\"", "id: \"timeout\"");
+    with_script("exec", "timeout.rhai", &timeout)
+        .env("WEBHOOK_TIMEOUT_SECONDS", "30")
+        .args(&["--yes"])
+        .run()
+        .exit(Exit::Ok);
     // A setting about a credential is no credential: read as text.
     let ttl = runbook
         .replace("SENDGRID_API_KEY", "GITHUB_TOKEN_TTL")

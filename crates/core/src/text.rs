@@ -75,38 +75,44 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeysVisitor {
 /// (its URL is the credential) or a DSN's (a connection string with its password).
 pub fn credential_env(name: &str) -> bool {
     let n = name.to_lowercase();
-    credential_like(name) || n.contains("webhook") || n.contains("dsn")
+    // A webhook's URL is its credential; its timeout or channel is not.
+    let setting = SETTINGS.iter().any(|s| n.ends_with(s)) && !n.ends_with("_url");
+    credential_like(name) || ((n.contains("webhook") || n.contains("dsn")) && !setting)
 }
+
+/// Suffixes of names that are settings about something (`WEBHOOK_TIMEOUT_SECONDS`,
+/// `TOKEN_TTL`, `SECRET_ENV`), not the thing.
+const SETTINGS: &[&str] = &[
+    "_id",
+    "_ids",
+    "_name",
+    "_at",
+    "_count",
+    "_version",
+    "_url",
+    "_type",
+    "_path",
+    "_ttl",
+    "_env",
+    "_environment",
+    "_expiry",
+    "_expires",
+    "_days",
+    "_secs",
+    "_seconds",
+    "_length",
+    "_size",
+    "_region",
+    "_scope",
+    "_scopes",
+    "_timeout",
+    "_channel",
+];
 
 /// Names of values that hold credentials, when nothing better is known.
 pub fn credential_like(name: &str) -> bool {
     let n = name.to_lowercase();
-    // Settings about a credential, not the credential (`TOKEN_TTL`, `SECRET_ENV`).
-    let not = [
-        "_id",
-        "_ids",
-        "_name",
-        "_at",
-        "_count",
-        "_version",
-        "_url",
-        "_type",
-        "_path",
-        "_ttl",
-        "_env",
-        "_environment",
-        "_expiry",
-        "_expires",
-        "_days",
-        "_secs",
-        "_seconds",
-        "_length",
-        "_size",
-        "_region",
-        "_scope",
-        "_scopes",
-    ];
-    if not.iter().any(|s| n.ends_with(s)) {
+    if SETTINGS.iter().any(|s| n.ends_with(s)) {
         return false;
     }
     let words = [

@@ -126,7 +126,8 @@ pub fn resolve(
         // A URL with a password in it (a DATABASE_URL) is a credential whatever its name:
         // as text it would be in the journal and the stream, and a script could print it.
         if let (Some((text, _)), false) = (&raw, p.secret) {
-            if runbook_secret::url_has_password(text) {
+            // Each item of a list (`RAXX_HEALTH_URL=https://a/h,https://u:pw@b/h`).
+            if text.split(',').any(runbook_secret::url_has_password) {
                 return Err(Error::usage(
                     format!("param '{}' is given a URL with a password in it, as text", p.name),
                     format!(

@@ -327,12 +327,21 @@ fn go_on_unread(r: &Reopened, unread: &[String]) -> bool {
         "What the run's targets hold now could not be read: {}. Go on without checking them (the steps after may build on values someone changed)?",
         unread.join("; ")
     );
-    let yes = r
+    // No answer is the refusal below, which names the key; an answer that is not one
+    // (`= "yes"`) or Ctrl-C is said, not taken for a quiet "no".
+    let yes = match r
         .session
         .run()
         .operator()
         .confirm_judgement("resume.unread", &question)
-        .unwrap_or(false);
+    {
+        Ok(yes) => yes,
+        Err(crate::prompt::PromptError::NoAnswer { .. }) => false,
+        Err(e) => {
+            r.session.run().say().warning(format!("  {e}"));
+            false
+        }
+    };
     if yes {
         r.session
             .run()
@@ -361,11 +370,10 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
     let id = r.session.run_id().to_string();
     if !unread.is_empty() && !go_on_unread(r, &unread) {
         // A rollback cannot pass a point of no return the run is past: not offered then.
-        let past = plan
-            .steps
-            .iter()
-            .enumerate()
-            .any(|(i, s)| s.irreversible.is_some() && r.completed.contains(&i));
+        let past = plan.steps.iter().enumerate().any(|(i, s)| {
+            s.irreversible.is_some()
+                && (r.completed.contains(&i) || super::refresh::took_effect(&r.session, &s.id))
+        });
         let back = if past {
             String::new()
         } else {

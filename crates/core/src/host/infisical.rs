@@ -342,9 +342,12 @@ fn undo_past_open_request(
         );
         match h.operator().confirm_judgement(&id, &question) {
             Ok(true) => return Ok(()),
-            // Ctrl-C stops the undo as Ctrl-C, not as a "no".
+            // Ctrl-C stops the undo as Ctrl-C, not as a "no"; an answer that is not one
+            // (`= "yes"`) is said as such.
             Err(
-                e @ (crate::prompt::PromptError::Interrupted | crate::prompt::PromptError::Aborted),
+                e @ (crate::prompt::PromptError::Interrupted
+                | crate::prompt::PromptError::Aborted
+                | crate::prompt::PromptError::BadAnswer { .. }),
             ) => return Err(super::prompt::prompt_error(e)),
             _ => {}
         }

@@ -128,6 +128,21 @@ pub fn to_journal_json(v: &Dynamic) -> Value {
 #[derive(Debug, Clone)]
 pub struct Masked(pub String);
 
+/// A script's number that is a registered secret whole (a PIN a vendor echoed as a
+/// number): masked, as a string holding it is. The journal and `--json` are masked as JSON
+/// only, which leaves numbers alone (a duration or a pid that merely holds a PIN's digits
+/// is not the PIN).
+fn secret_number(text: &str, journal: bool) -> Option<Value> {
+    let shown = runbook_secret::strip_markers(&runbook_secret::redact(text));
+    (shown != text && shown == runbook_secret::mask(text)).then(|| {
+        if journal {
+            masked_json(&shown)
+        } else {
+            Value::String(shown)
+        }
+    })
+}
+
 fn masked_json(text: &str) -> Value {
     serde_json::json!({ "masked_text": text })
 }
@@ -144,12 +159,14 @@ fn to_json_at(v: &Dynamic, level: usize, journal: bool) -> Value {
         return Value::Bool(b);
     }
     if let Ok(i) = v.as_int() {
-        return Value::from(i);
+        return secret_number(&i.to_string(), journal).unwrap_or_else(|| Value::from(i));
     }
     if let Ok(f) = v.as_float() {
-        return serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null);
+        return secret_number(&f.to_string(), journal).unwrap_or_else(|| {
+            serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
+        });
     }
     if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
         let shown = runbook_secret::strip_markers(&runbook_secret::redact(&s));
@@ -319,4 +336,19 @@ pub(crate) fn check_keys(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod number_tests {
+    /// A number that is a registered secret whole is masked in the journal's form of a
+    /// script value; one that merely holds its digits stays a number (second review of
+    /// this session's fix: the JSON-only redaction left the PIN itself in clear).
+    #[test]
+    fn a_number_that_is_a_secret_is_masked_and_one_holding_its_digits_is_not() {
+        runbook_secret::register("739184");
+        let pin = super::to_journal_json(&rhai::Dynamic::from(739184_i64));
+        assert!(!pin.to_string().contains("739184"), "{pin}");
+        let n = super::to_journal_json(&rhai::Dynamic::from(97391845_i64));
+        assert_eq!(n, serde_json::json!(97391845));
+    }
 }

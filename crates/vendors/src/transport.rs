@@ -396,10 +396,16 @@ impl Transport {
         new
     }
 
-    fn note_simulator(&self, headers: &HeaderMap) {
+    /// A simulator's answer makes the run a rehearsal: only one from this machine, where
+    /// the simulators run. Any host's header did (a real vendor, an egress host, a webhook),
+    /// and a production run read as a rehearsal no longer blocked the next rotation.
+    fn note_simulator(&self, url: &Url, headers: &HeaderMap) {
         let Some(name) = headers.get(SIMULATOR_HEADER).and_then(|v| v.to_str().ok()) else {
             return;
         };
+        if !is_loopback(url) {
+            return;
+        }
         let mut seen = self
             .inner
             .simulators
@@ -612,7 +618,7 @@ impl Transport {
                 }
             };
             if resp.status().is_success() {
-                self.note_simulator(resp.headers());
+                self.note_simulator(resp.url(), resp.headers());
                 return Ok(resp);
             }
             // The refusal's body, read within the timeout (the stream's own is an hour).
@@ -695,7 +701,7 @@ impl Transport {
     ) -> Result<RawResponse, VendorError> {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        self.note_simulator(&headers);
+        self.note_simulator(resp.url(), &headers);
         let limit = self.inner.config.max_body;
         let too_large = || {
             req.error(
@@ -1033,6 +1039,26 @@ fn remaining_of(header: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only an answer from this machine (where simulators run) makes a run a rehearsal:
+    /// a real vendor's, an egress host's or a webhook's header marked a production run so,
+    /// and the next rotation started beside it (cold review).
+    #[test]
+    fn only_this_machine_can_say_it_is_a_simulator() {
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(SIMULATOR_HEADER, "postmark".parse().unwrap());
+        t.note_simulator(
+            &Url::parse("https://api.postmarkapp.com/server").unwrap(),
+            &headers,
+        );
+        assert!(t.simulators_seen().is_empty());
+        t.note_simulator(
+            &Url::parse("http://127.0.0.1:4000/server").unwrap(),
+            &headers,
+        );
+        assert_eq!(t.simulators_seen(), ["postmark"]);
+    }
 
     /// The shell's proxies are kept for the vendors (HTTPS first, ALL_PROXY for what is
     /// not named), none under CGI, and a value that is not a URL is named, not shown.

@@ -533,13 +533,34 @@ impl HerokuClient {
             req = req.json(serde_json::json!({"lines": lines, "tail": true}));
         }
         let session: LogplexSession = self.transport.send_json(req, parse_error).await?;
+        let url = self.session_url(session.logplex_url, app)?;
         // The session URL is a capability on another host: no Authorization header.
-        let read = Request::new(VENDOR, Method::GET, session.logplex_url)
+        let read = Request::new(VENDOR, Method::GET, url)
             .route(format!("logplex session of {app}"))
             .header("Accept", "text/plain");
         self.transport
             .open_stream(read, parse_error, TAIL_OPEN)
             .await
+    }
+
+    /// A log session's URL, as Heroku gave it: one on this machine is refused unless Heroku
+    /// itself is here (a rehearsal). Plain HTTP is allowed to loopback, so an answer naming
+    /// a local port read a local service's page (an agent, an admin port) into the script
+    /// as "log lines".
+    fn session_url(&self, url: String, app: &str) -> Result<String, VendorError> {
+        let local =
+            |u: &str| reqwest::Url::parse(u).is_ok_and(|u| crate::transport::is_loopback(&u));
+        if local(&url) && !local(&self.base) {
+            return Err(VendorError::new(
+                VENDOR,
+                "POST",
+                format!("/apps/{app}/log-sessions"),
+                ErrorKind::InvalidResponse,
+                "Heroku's answer points the log session at this machine; not read".to_string(),
+            )
+            .with_hint("Heroku serves log sessions from its own hosts: check HEROKU_HOST and what answers there"));
+        }
+        Ok(url)
     }
 
     /// The lines of a session `open_log_session` opened. A session unused for
@@ -872,6 +893,29 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log session Heroku says is on this machine is not read, unless Heroku is here too
+    /// (a rehearsal): plain HTTP to loopback read a local service's page as log lines.
+    #[test]
+    fn a_log_session_on_this_machine_is_read_only_in_a_rehearsal() {
+        let transport = Transport::new(crate::transport::TransportConfig::default()).unwrap();
+        let real = HerokuClient::new(transport.clone(), "https://api.heroku.com", None);
+        let err = real
+            .session_url("http://127.0.0.1:8200/v1/sys/health".into(), "app")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("points the log session at this machine"),
+            "{err}"
+        );
+        assert!(real
+            .session_url("https://logs.heroku.com/s/1".into(), "app")
+            .is_ok());
+        let rehearsal = HerokuClient::new(transport, "http://127.0.0.1:4100", None);
+        assert!(rehearsal
+            .session_url("http://127.0.0.1:4100/logs/1".into(), "app")
+            .is_ok());
+    }
     use crate::testkit::{start, start_with};
     use runbook_sandbox::Scenario;
     use runbook_secret::Source;

@@ -702,6 +702,22 @@ impl Transport {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         self.note_simulator(resp.url(), &headers);
+        // A write answered with a redirect, followed or not: a 303 ("done, see elsewhere")
+        // or a 301/302 turned it into a GET, whose answer this would be, and a 307 sent it
+        // again elsewhere. What came back is not the write's own answer, and the write may
+        // have applied: recorded "not sent", or taken for the GET's 200, a created key was
+        // left behind and a retry created another.
+        let moved = reqwest::Url::parse(&req.url).is_ok_and(|u| &u != resp.url());
+        if !is_read(&req.method) && ((300..400).contains(&status) || moved) {
+            return Err(req
+                .error(
+                    ErrorKind::InvalidResponse,
+                    format!("the vendor answered the write with a redirect (HTTP {status})"),
+                )
+                .with_status(status)
+                .answer_lost()
+                .with_hint("it may have applied: check at the vendor before sending it again"));
+        }
         let limit = self.inner.config.max_body;
         let too_large = || {
             req.error(
@@ -750,9 +766,18 @@ impl Transport {
             );
         }
         if e.is_redirect() {
-            return req
-                .error(ErrorKind::Refused, "redirect to another host not followed")
+            // The vendor answered: a write it redirected may have applied.
+            let err = req
+                .error(
+                    ErrorKind::Refused,
+                    "redirect to another host (or too many redirects) not followed",
+                )
                 .with_hint("the vendor redirected us elsewhere; check the endpoint URL");
+            return if is_read(&req.method) {
+                err
+            } else {
+                err.answer_lost()
+            };
         }
         // reqwest names the URL in its text ("for url (…)"); the route says which request
         // it was, and a URL may be a capability (a Heroku log session's).
@@ -1424,6 +1449,58 @@ mod sandbox_tests {
         assert_eq!((ok.status, ok.text().as_str()), (200, "fine"));
         let e = t.send(get("/away")).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Refused);
+        server.abort();
+    }
+
+    /// A write answered with a redirect is in doubt, not "not sent" nor the GET's 200 it
+    /// would have become: a 303 ("done, see elsewhere"), a POST followed through a 302
+    /// (it became a GET), and one sent elsewhere (cold review: the created key was left
+    /// behind as never made, and a retry created another).
+    #[tokio::test]
+    async fn a_write_answered_with_a_redirect_may_have_applied() {
+        use axum::response::Redirect;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new()
+            .route(
+                "/see",
+                axum::routing::post(|| async { Redirect::to("/ok") }),
+            )
+            .route(
+                "/moved",
+                axum::routing::post(|| async {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, "/ok")],
+                    )
+                }),
+            )
+            .route(
+                "/away",
+                axum::routing::put(move || async move {
+                    Redirect::temporary(&format!("http://localhost:{port}/ok"))
+                }),
+            )
+            .route(
+                "/ok",
+                axum::routing::get(|| async { "a GET's answer" }).post(|| async { "posted" }),
+            );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let t = Transport::new(TransportConfig::default()).unwrap();
+        let write = |method: Method, path: &str| {
+            Request::new("http", method, format!("http://127.0.0.1:{port}{path}"))
+                .json(serde_json::json!({"name": "key"}))
+        };
+        for (method, path) in [
+            (Method::POST, "/see"),
+            (Method::POST, "/moved"),
+            (Method::PUT, "/away"),
+        ] {
+            let e = t.send(write(method, path)).await.unwrap_err();
+            assert!(e.maybe_applied(), "{path}: {e}");
+        }
         server.abort();
     }
 

@@ -139,22 +139,13 @@ impl GithubClient {
             full_name: String,
         }
         let token = self.token("set GITHUB_TOKEN to a token that can list the repositories")?;
-        let mut url = format!("{}/user/repos?per_page=100", self.base);
-        let mut out = Vec::new();
-        for _ in 0..100 {
-            let req = api_request(Method::GET, url.clone(), "/user/repos", token);
-            let resp = self
-                .transport
-                .send_checked(req.clone(), parse_error)
-                .await?;
-            let page: Vec<Repo> = decode_json(&req, &resp)?;
-            out.extend(page.into_iter().map(|r| r.full_name));
-            match resp.header("link").and_then(|l| next_link(l, &self.base)) {
-                Some(next) => url = next,
-                None => break,
-            }
-        }
-        Ok(out)
+        let url = format!("{}/user/repos?per_page=100", self.base);
+        let req = api_request(Method::GET, url, "/user/repos", token);
+        every_page(self, req, 100, |req, resp| {
+            let page: Vec<Repo> = decode_json(req, resp)?;
+            Ok(page.into_iter().map(|r| r.full_name).collect())
+        })
+        .await
     }
 
     /// `GET /repos/{owner}/{repo}/actions/secrets/{name}`: its dates, `None` when the repo
@@ -198,23 +189,25 @@ impl GithubClient {
         struct Envs {
             environments: Vec<Env>,
         }
-        // One page of 100 (GitHub's most): a repository with more environments is rare, and
-        // `scanned` says how many were looked at.
+        // Every page (a repository with an environment per pull request has hundreds):
+        // the 101st held `production`'s copy, never looked at (cold review).
         let mut req = self.request(Method::GET, repo, &["environments"])?;
         req.url.push_str("?per_page=100");
         // 404: environments are not available to this repository (a private repository on
         // a plan without them), so it has none.
-        match self
+        if self
             .transport
             .send_unless(req.clone(), parse_error, 404)
             .await?
+            .is_none()
         {
-            Some(resp) => {
-                let envs: Envs = decode_json(&req, &resp)?;
-                Ok(envs.environments.into_iter().map(|e| e.name).collect())
-            }
-            None => Ok(Vec::new()),
+            return Ok(Vec::new());
         }
+        every_page(self, req, 20, |req, resp| {
+            let envs: Envs = decode_json(req, resp)?;
+            Ok(envs.environments.into_iter().map(|e| e.name).collect())
+        })
+        .await
     }
 
     /// `GET /repos/{owner}/{repo}/environments/{env}/secrets/{name}`: its dates, `None` when
@@ -270,21 +263,12 @@ impl GithubClient {
         }
         let mut req = self.request(Method::GET, repo, &["actions", "secrets"])?;
         req.url.push_str("?per_page=100");
-        let mut out = Vec::new();
         // A repository holds at most 100 secrets (GitHub's limit): the bound stops a loop.
-        for _ in 0..10 {
-            let resp = self
-                .transport
-                .send_checked(req.clone(), parse_error)
-                .await?;
-            let list: List = decode_json(&req, &resp)?;
-            out.extend(list.secrets);
-            match resp.header("link").and_then(|l| next_link(l, &self.base)) {
-                Some(next) => req.url = next,
-                None => break,
-            }
-        }
-        Ok(out)
+        every_page(self, req, 10, |req, resp| {
+            let list: List = decode_json(req, resp)?;
+            Ok(list.secrets)
+        })
+        .await
     }
 }
 
@@ -311,24 +295,72 @@ pub(crate) fn seal(key: &PublicKey, plaintext: &str) -> Result<String, String> {
     Ok(b64.encode(sealed))
 }
 
-/// Reads `{"message": "...", "documentation_url": "..."}`.
 /// The `rel="next"` URL of a `Link` header, when it is on `base`'s origin: the next page
 /// is asked for with the token, and an answer must not send it to another host (a redirect
-/// to one drops the Authorization header; a link must not carry it there either).
-fn next_link(link: &str, base: &str) -> Option<String> {
-    let next = link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
-            url.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
+/// to one drops the Authorization header; a link must not carry it there either). `Err`
+/// when there is one this does not read (GitHub Enterprise reached by another name writes
+/// its own host), so that a listing cut short is an error, not a clean partial list
+/// (discovery would miss the repositories past it, and the old value be revoked under them).
+fn next_page(link: Option<&str>, base: &str) -> Result<Option<String>, String> {
+    let Some(next) = link.and_then(|link| {
+        link.split(',').find_map(|part| {
+            let (url, params) = part.split_once(';')?;
+            params.contains("rel=\"next\"").then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
         })
-    })?;
+    }) else {
+        return Ok(None);
+    };
     let origin = |u: &str| reqwest::Url::parse(u).ok().map(|u| u.origin());
-    (origin(&next).is_some() && origin(&next) == origin(base)).then_some(next)
+    if origin(&next).is_some() && origin(&next) == origin(base) {
+        return Ok(Some(next));
+    }
+    let host = reqwest::Url::parse(&next)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "an address that is not a URL".into());
+    Err(format!(
+        "its next page is on {host}, not on GITHUB_API_URL's host: not asked with the token (set GITHUB_API_URL to the host GitHub names)"
+    ))
 }
 
+/// Every page of a listing at `url`, `most` pages at most: `Err` when more are left, or
+/// the next one is not read (`next_page`).
+async fn every_page<T>(
+    client: &GithubClient,
+    mut req: Request,
+    most: usize,
+    take: impl Fn(&Request, &RawResponse) -> Result<Vec<T>, VendorError>,
+) -> Result<Vec<T>, VendorError> {
+    let mut out = Vec::new();
+    for page_no in 0..most {
+        let resp = client
+            .transport
+            .send_checked(req.clone(), parse_error)
+            .await?;
+        out.extend(take(&req, &resp)?);
+        let incomplete = |why: String| {
+            req.error(
+                ErrorKind::InvalidResponse,
+                format!("the listing is incomplete: {why}"),
+            )
+        };
+        match next_page(resp.header("link"), &client.base).map_err(incomplete)? {
+            Some(_) if page_no + 1 == most => {
+                return Err(incomplete(format!("more than {most} pages")));
+            }
+            Some(next) => req.url = next,
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `{"message": "...", "documentation_url": "..."}`.
 fn parse_error(resp: &RawResponse) -> ErrorDetail {
     #[derive(Deserialize)]
     struct Body {
@@ -389,8 +421,19 @@ mod tests {
         let base = "https://api.github.com";
         let link = |u: &str| format!("<{u}>; rel=\"next\", <{base}/x?page=9>; rel=\"last\"");
         assert_eq!(
-            next_link(&link("https://api.github.com/user/repos?page=2"), base).as_deref(),
-            Some("https://api.github.com/user/repos?page=2")
+            next_page(
+                Some(&link("https://api.github.com/user/repos?page=2")),
+                base
+            ),
+            Ok(Some("https://api.github.com/user/repos?page=2".to_string()))
+        );
+        assert_eq!(next_page(None, base), Ok(None));
+        assert_eq!(
+            next_page(
+                Some("<https://api.github.com/x?page=1>; rel=\"prev\""),
+                base
+            ),
+            Ok(None)
         );
         for elsewhere in [
             "https://collector.example/steal?page=2",
@@ -399,8 +442,36 @@ mod tests {
             "https://api.github.com.evil.example/user/repos",
             "/user/repos?page=2",
         ] {
-            assert_eq!(next_link(&link(elsewhere), base), None, "{elsewhere}");
+            // Not asked for, and the listing is said to be incomplete.
+            assert!(
+                next_page(Some(&link(elsewhere)), base).is_err(),
+                "{elsewhere}"
+            );
         }
+    }
+
+    /// Environments past the first page are read (cold review: one page only, and a
+    /// repository with an environment per pull request kept `production`'s copy of the old
+    /// value where discovery never looked).
+    #[tokio::test]
+    async fn every_page_of_environments_is_read() {
+        let mut sc = Scenario::default();
+        let mut repo = runbook_sandbox::scenario::RepoSpec {
+            name: "raxx/raptor".into(),
+            ..Default::default()
+        };
+        for i in 0..5 {
+            repo.environments
+                .insert(format!("pr-{i:03}"), Default::default());
+        }
+        repo.environments
+            .insert("production".into(), Default::default());
+        sc.github.repos.push(repo);
+        sc.github.page_size = Some(2);
+        let (_sb, v) = start(sc).await;
+        let envs = v.github().environments("raxx/raptor").await.unwrap();
+        assert_eq!(envs.len(), 6, "{envs:?}");
+        assert!(envs.iter().any(|e| e == "production"), "{envs:?}");
     }
 
     #[tokio::test]

@@ -254,7 +254,16 @@ impl HerokuClient {
         most_pages: usize,
     ) -> Result<Vec<T>, VendorError> {
         let mut out = Vec::new();
-        for _ in 0..most_pages {
+        // A listing cut short is an error, not a clean partial list: discovery would miss
+        // the apps past it, and the old value be revoked under them.
+        let incomplete = |req: &Request, why: String| {
+            req.error(
+                ErrorKind::InvalidResponse,
+                format!("the listing is incomplete: {why}"),
+            )
+            .with_hint("nothing past it was read; try again, or ask Heroku support if it persists")
+        };
+        for page_no in 0..most_pages {
             let mut req = self.request(Method::GET, segments)?;
             if let Some(r) = &range {
                 req = req.header("Range", r.clone());
@@ -266,6 +275,15 @@ impl HerokuClient {
             let page: Vec<T> = decode_json(&req, &resp)?;
             out.extend(page);
             match (resp.status, resp.header("Next-Range")) {
+                (206, Some(next)) if range.as_deref() == Some(next) => {
+                    return Err(incomplete(
+                        &req,
+                        "Heroku gave the same Next-Range again".into(),
+                    ));
+                }
+                (206, Some(_)) if page_no + 1 == most_pages => {
+                    return Err(incomplete(&req, format!("more than {most_pages} pages")));
+                }
                 (206, Some(next)) => range = Some(next.to_string()),
                 _ => break,
             }

@@ -70,13 +70,17 @@ fn with_env(
 }
 
 /// `GET /repos/{owner}/{repo}/environments`: `{total_count, environments: [...]}` (GitHub's
-/// "List environments"; this list is not capped by the sandbox's page size).
+/// "List environments"), paged as GitHub pages it (`per_page`, `page`, `Link`).
 async fn list_environments(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let base = s.url_of("github");
-    s.respond(|g: &mut GithubState| match g.repo_mut(&owner, &repo) {
+    let url = format!("{base}/repos/{owner}/{repo}/environments");
+    s.respond(|g: &mut GithubState| {
+        let page = Page::of(&q, g.page_size);
+        match g.repo_mut(&owner, &repo) {
         Some(r) => {
             let envs: Vec<Value> = r
                 .environments
@@ -96,9 +100,12 @@ async fn list_environments(
                     })
                 })
                 .collect();
-            Json(json!({"total_count": envs.len(), "environments": envs})).into_response()
+            let total = envs.len();
+            let body = json!({"total_count": total, "environments": page.slice(envs)});
+            page.link(Json(body).into_response(), &url, total)
         }
         None => not_found(),
+    }
     })
 }
 

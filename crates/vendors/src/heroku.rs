@@ -574,7 +574,7 @@ impl HerokuClient {
                 "POST",
                 format!("/apps/{app}/log-sessions"),
                 ErrorKind::InvalidResponse,
-                "Heroku's answer points the log session at this machine; not read".to_string(),
+                "Heroku's answer points the log session at this machine; not read",
             )
             .with_hint("Heroku serves log sessions from its own hosts: check HEROKU_HOST and what answers there"));
         }

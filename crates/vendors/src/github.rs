@@ -141,7 +141,7 @@ impl GithubClient {
         let token = self.token("set GITHUB_TOKEN to a token that can list the repositories")?;
         let url = format!("{}/user/repos?per_page=100", self.base);
         let req = api_request(Method::GET, url, "/user/repos", token);
-        every_page(self, req, 100, |req, resp| {
+        every_page(self, req, 100, false, |req, resp| {
             let page: Vec<Repo> = decode_json(req, resp)?;
             Ok(page.into_iter().map(|r| r.full_name).collect())
         })
@@ -195,15 +195,7 @@ impl GithubClient {
         req.url.push_str("?per_page=100");
         // 404: environments are not available to this repository (a private repository on
         // a plan without them), so it has none.
-        if self
-            .transport
-            .send_unless(req.clone(), parse_error, 404)
-            .await?
-            .is_none()
-        {
-            return Ok(Vec::new());
-        }
-        every_page(self, req, 20, |req, resp| {
+        every_page(self, req, 20, true, |req, resp| {
             let envs: Envs = decode_json(req, resp)?;
             Ok(envs.environments.into_iter().map(|e| e.name).collect())
         })
@@ -264,7 +256,7 @@ impl GithubClient {
         let mut req = self.request(Method::GET, repo, &["actions", "secrets"])?;
         req.url.push_str("?per_page=100");
         // A repository holds at most 100 secrets (GitHub's limit): the bound stops a loop.
-        every_page(self, req, 10, |req, resp| {
+        every_page(self, req, 10, false, |req, resp| {
             let list: List = decode_json(req, resp)?;
             Ok(list.secrets)
         })
@@ -330,18 +322,32 @@ fn next_page(link: Option<&str>, base: &str) -> Result<Option<String>, String> {
 
 /// Every page of a listing at `url`, `most` pages at most: `Err` when more are left, or
 /// the next one is not read (`next_page`).
+/// `absent`: a 404 to the first page is an empty listing (a repository without
+/// environments), not an error.
 async fn every_page<T>(
     client: &GithubClient,
     mut req: Request,
     most: usize,
+    absent: bool,
     take: impl Fn(&Request, &RawResponse) -> Result<Vec<T>, VendorError>,
 ) -> Result<Vec<T>, VendorError> {
     let mut out = Vec::new();
     for page_no in 0..most {
-        let resp = client
-            .transport
-            .send_checked(req.clone(), parse_error)
-            .await?;
+        let resp = if absent && page_no == 0 {
+            match client
+                .transport
+                .send_unless(req.clone(), parse_error, 404)
+                .await?
+            {
+                Some(resp) => resp,
+                None => return Ok(out),
+            }
+        } else {
+            client
+                .transport
+                .send_checked(req.clone(), parse_error)
+                .await?
+        };
         out.extend(take(&req, &resp)?);
         let incomplete = |why: String| {
             req.error(
@@ -351,7 +357,8 @@ async fn every_page<T>(
         };
         match next_page(resp.header("link"), &client.base).map_err(incomplete)? {
             Some(_) if page_no + 1 == most => {
-                return Err(incomplete(format!("more than {most} pages")));
+                return Err(incomplete(format!("longer than runbook reads ({most} pages)"))
+                    .with_hint("name the repositories the runbook covers (its github_repos) instead of listing every one the token sees"));
             }
             Some(next) => req.url = next,
             None => break,
@@ -468,10 +475,15 @@ mod tests {
             .insert("production".into(), Default::default());
         sc.github.repos.push(repo);
         sc.github.page_size = Some(2);
-        let (_sb, v) = start(sc).await;
+        let (sb, v) = start(sc).await;
         let envs = v.github().environments("raxx/raptor").await.unwrap();
         assert_eq!(envs.len(), 6, "{envs:?}");
         assert!(envs.iter().any(|e| e == "production"), "{envs:?}");
+        // Three pages of two, each asked once (review: the first was asked twice).
+        assert_eq!(
+            sb.count_requests("github", "GET", "/repos/raxx/raptor/environments"),
+            3
+        );
     }
 
     #[tokio::test]

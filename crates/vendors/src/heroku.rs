@@ -263,6 +263,18 @@ impl HerokuClient {
             )
             .with_hint("nothing past it was read; try again, or ask Heroku support if it persists")
         };
+        let too_long = |req: &Request| {
+            let hint = if segments.last() == Some(&"releases") {
+                "ask for the newest releases only: heroku::releases(app, #{ newest: N })"
+            } else {
+                "name the apps the runbook covers instead of listing every app the key sees"
+            };
+            req.error(
+                ErrorKind::InvalidResponse,
+                format!("the listing is longer than runbook reads ({most_pages} pages)"),
+            )
+            .with_hint(hint)
+        };
         for page_no in 0..most_pages {
             let mut req = self.request(Method::GET, segments)?;
             if let Some(r) = &range {
@@ -281,9 +293,7 @@ impl HerokuClient {
                         "Heroku gave the same Next-Range again".into(),
                     ));
                 }
-                (206, Some(_)) if page_no + 1 == most_pages => {
-                    return Err(incomplete(&req, format!("more than {most_pages} pages")));
-                }
+                (206, Some(_)) if page_no + 1 == most_pages => return Err(too_long(&req)),
                 (206, Some(next)) => range = Some(next.to_string()),
                 _ => break,
             }
@@ -502,7 +512,7 @@ impl HerokuClient {
         Ok(LogSession {
             app: app.to_string(),
             lines,
-            url: session.logplex_url,
+            url: self.session_url(session.logplex_url, app)?,
         })
     }
 
@@ -585,6 +595,9 @@ impl HerokuClient {
     /// about five minutes expires (heroku-client's docs): one that is gone (404) is opened
     /// again, once.
     pub async fn read_log_session(&self, session: &LogSession) -> Result<Vec<String>, VendorError> {
+        // A session is made by `create_log_session`, which checked its URL; checked again
+        // here, as this reads whatever URL it is given.
+        self.session_url(session.url.clone(), &session.app)?;
         let read = |url: String| {
             // The session URL is a capability on another host: no Authorization header.
             let req = Request::new(VENDOR, Method::GET, url)
@@ -929,6 +942,23 @@ mod tests {
         assert!(real
             .session_url("https://logs.heroku.com/s/1".into(), "app")
             .is_ok());
+        // Nor through a session read by its URL (review: only the tail was guarded).
+        let session = LogSession {
+            app: "app".into(),
+            lines: 10,
+            url: "http://127.0.0.1:8200/v1/sys/health".into(),
+        };
+        let err = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(real.read_log_session(&session))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("points the log session at this machine"),
+            "{err}"
+        );
         let rehearsal = HerokuClient::new(transport, "http://127.0.0.1:4100", None);
         assert!(rehearsal
             .session_url("http://127.0.0.1:4100/logs/1".into(), "app")

@@ -702,13 +702,23 @@ impl Transport {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         self.note_simulator(resp.url(), &headers);
-        // A write answered with a redirect, followed or not: a 303 ("done, see elsewhere")
-        // or a 301/302 turned it into a GET, whose answer this would be, and a 307 sent it
-        // again elsewhere. What came back is not the write's own answer, and the write may
-        // have applied: recorded "not sent", or taken for the GET's 200, a created key was
-        // left behind and a retry created another.
-        let moved = reqwest::Url::parse(&req.url).is_ok_and(|u| &u != resp.url());
-        if !is_read(&req.method) && ((300..400).contains(&status) || moved) {
+        // A write answered with a redirect it did not follow (a 303: "done, see elsewhere",
+        // not followed by `redirect_policy`), or a POST a 301/302 turned into a GET, whose
+        // answer this would be: not the write's own answer, and the write may have applied.
+        // Recorded "not sent", or taken for the GET's 200, a created key was left behind and
+        // a retry created another. A 307/308 keeps the method and body: its answer is the
+        // write's (GitHub's for a renamed repository).
+        let bare = |u: &Url| {
+            let mut u = u.clone();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_fragment(None);
+            u
+        };
+        let moved = reqwest::Url::parse(&req.url).is_ok_and(|u| bare(&u) != bare(resp.url()));
+        if !is_read(&req.method)
+            && ((300..400).contains(&status) || (moved && req.method == Method::POST))
+        {
             return Err(req
                 .error(
                     ErrorKind::InvalidResponse,
@@ -1000,6 +1010,11 @@ fn shell_proxies(
 /// Follows redirects only on the same scheme, host and port: auth headers never leave.
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
+        // A 303 says "done; the answer is elsewhere": followed, a write became a GET whose
+        // answer read as the write's. Returned as it is (a write answered so may have applied).
+        if attempt.status() == reqwest::StatusCode::SEE_OTHER {
+            return attempt.stop();
+        }
         let same_origin = attempt.previous().first().is_some_and(|first| {
             first.scheme() == attempt.url().scheme()
                 && first.host_str() == attempt.url().host_str()
@@ -1425,13 +1440,13 @@ mod sandbox_tests {
         let app = axum::Router::new()
             .route(
                 "/same",
-                axum::routing::get(|| async { Redirect::to("/ok") }),
+                axum::routing::get(|| async { Redirect::temporary("/ok") }),
             )
             .route("/ok", axum::routing::get(|| async { "fine" }))
             .route(
                 "/away",
                 axum::routing::get(move || async move {
-                    Redirect::to(&format!("http://localhost:{port}/ok"))
+                    Redirect::temporary(&format!("http://localhost:{port}/ok"))
                 }),
             );
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -1486,7 +1501,12 @@ mod sandbox_tests {
             .route(
                 "/ok",
                 axum::routing::get(|| async { "a GET's answer" }).post(|| async { "posted" }),
-            );
+            )
+            .route(
+                "/renamed",
+                axum::routing::put(|| async { Redirect::temporary("/new") }),
+            )
+            .route("/new", axum::routing::put(|| async { "put" }));
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let t = Transport::new(TransportConfig::default()).unwrap();
         let write = |method: Method, path: &str| {
@@ -1501,6 +1521,13 @@ mod sandbox_tests {
             let e = t.send(write(method, path)).await.unwrap_err();
             assert!(e.maybe_applied(), "{path}: {e}");
         }
+        // A 307 keeps the method and body: its answer is the write's own (review).
+        let put = t.send(write(Method::PUT, "/renamed")).await.unwrap();
+        assert_eq!((put.status, put.text().as_str()), (200, "put"));
+        // A URL with a fragment is no redirect (review: read as one, every such write
+        // was in doubt).
+        let ok = t.send(write(Method::POST, "/ok#frag")).await.unwrap();
+        assert_eq!(ok.text(), "posted");
         server.abort();
     }
 

@@ -324,6 +324,9 @@ impl InfisicalClient {
             secret_path: Option<String>,
             #[serde(default)]
             environment: Option<String>,
+            /// Infisical's placeholder stands in the value (`<hidden-by-infisical>`).
+            #[serde(default)]
+            secret_value_hidden: bool,
         }
         let query = |values: bool| {
             [
@@ -345,7 +348,11 @@ impl InfisicalClient {
             self.call(Method::GET, &["v4", "secrets"], &names_only, None),
         );
         let (req, resp) = valued?;
-        let list: List = decode_json(&req, &resp)?;
+        let mut list: List = decode_json(&req, &resp)?;
+        // A value Infisical hid (its placeholder, where it does not refuse the listing) is
+        // not a value: such a secret is unchecked, as one left out of the listing is. Taken
+        // for its placeholder, it read as holding something else.
+        list.secrets.retain(|i| !i.secret_value_hidden);
         // A listing of somewhere else (a service token's one scope wins over the request's)
         // would put another environment's secrets here.
         for i in &list.secrets {

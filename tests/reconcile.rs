@@ -1420,10 +1420,7 @@ fn resume_does_not_go_on_blind_when_a_target_cannot_be_read_back() {
 /// held a forward-only run at the refusal for as long as it lasted).
 #[test]
 fn resume_goes_on_unchecked_when_the_operator_says_so() {
-    let rig = Rig::new().answering("\"resume.unread\" = true\n");
-    rig.crash("postmark", "after:verify");
-    rig.sandbox
-        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    let rig = staging_unreadable_after_verify("\"resume.unread\" = true\n");
     rig.resume(&[])
         .exit(Exit::Ok)
         .stderr_has("going on without reading them back, as the operator said (resume.unread)");
@@ -1433,13 +1430,20 @@ fn resume_goes_on_unchecked_when_the_operator_says_so() {
 /// refusal that tells the operator to add the answer they added (second review).
 #[test]
 fn a_resume_unread_answer_that_is_not_one_is_said() {
-    let rig = Rig::new().answering("\"resume.unread\" = \"yes\"\n");
-    rig.crash("postmark", "after:verify");
-    rig.sandbox
-        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    let rig = staging_unreadable_after_verify("\"resume.unread\" = \"yes\"\n");
     rig.resume(&[])
         .exit(Exit::StepFailed)
         .stderr_has("answer to prompt 'resume.unread' is not usable");
+}
+
+/// A Postmark run stopped after verify whose commands answer with `answers`, and Heroku
+/// answering 503 to staging's config from then on.
+fn staging_unreadable_after_verify(answers: &str) -> Rig {
+    let rig = Rig::new().answering(answers);
+    rig.crash("postmark", "after:verify");
+    rig.sandbox
+        .add_fault("heroku:GET:/apps/raxx-api-staging/config-vars=503");
+    rig
 }
 
 /// Heroku never got propagate's PATCH for staging (the connection dropped each time): the

@@ -1096,94 +1096,84 @@ that sends through Postmark; without it, any: run::together reads again a read s
 json, xml, maybe_applied}} for any status (maybe_applied: a retry's answer after an attempt whose answer was lost, which may have applied) (xml: an XML answer parsed into maps, `member` items as lists;\nheaders that carry a credential by name, or declared as `secrets: [\"headers.NAME\"]`, are Secrets).\nGET (and a read_only call) is retried on 429/5xx and lost connections; a write only with\nidempotent: true or an Idempotency-Key header, honouring Retry-After; any other write never. Plain http:// is refused except to loopback.",
             method.as_str()
         );
-        let (mt, ef) = (method.clone(), effect);
-        m.add(
-            name,
-            effect,
-            &["url: string", "options: Map"],
-            "Map",
-            &doc,
-            move |c: NativeCallContext, u: &str, o: Map| {
-                let function = format!("http::{}", mt.as_str().to_lowercase());
-                value::at(
-                    &c,
-                    with_run(&c, &function, |h| call(h, mt.clone(), ef, u, o)),
-                )
-            },
-        );
-        if effect.mutates() {
-            m.repeat(Repeat::PerCall);
-        }
-        m.add(
-            name,
-            effect,
-            &["url: string"],
-            "Map",
-            &format!("{} a URL without options.", method.as_str()),
-            {
-                let method = method.clone();
-                move |c: NativeCallContext, u: &str| {
-                    let function = format!("http::{}", method.as_str().to_lowercase());
-                    value::at(
-                        &c,
-                        with_run(&c, &function, |h| {
-                            call(h, method.clone(), effect, u, Map::new())
-                        }),
-                    )
-                }
-            },
-        );
-        if effect.mutates() {
-            m.repeat(Repeat::PerCall);
-        }
-        // A URL that is itself the credential (a chat webhook's secret path): sent as
-        // written, registered with the redactor, so the journal, the audit trail and every
-        // label show it masked. As text it was in clear in all of them.
-        let (mt, ef) = (method.clone(), effect);
-        m.add(
-            name,
-            effect,
-            &["url: Secret", "options: Map"],
-            "Map",
-            &format!("{} a URL that is a credential (a webhook's secret path), with options: sent as written, shown masked.", method.as_str()),
-            move |c: NativeCallContext, u: Secret, o: Map| {
-                let function = format!("http::{}", mt.as_str().to_lowercase());
-                register_capability(&u);
-                value::at(
-                    &c,
-                    with_run(&c, &function, |h| call(h, mt.clone(), ef, u.expose_to_send(), o)),
-                )
-            },
-        );
-        if effect.mutates() {
-            m.repeat(Repeat::PerCall);
-        }
-        let (mt, ef) = (method.clone(), effect);
-        m.add(
-            name,
-            effect,
-            &["url: Secret"],
-            "Map",
-            &format!(
-                "{} a URL that is a credential, without options.",
-                method.as_str()
+        // A URL that is itself the credential (a chat webhook's secret path) is a Secret:
+        // sent as written, registered with the redactor, so the journal, the audit trail
+        // and every label show it masked. As text it was in clear in all of them.
+        let overloads: [(&[&str], String); 4] = [
+            (&["url: string", "options: Map"], doc),
+            (&["url: string"], format!("{} a URL without options.", method.as_str())),
+            (
+                &["url: Secret", "options: Map"],
+                format!("{} a URL that is a credential (a webhook's secret path), with options: sent as written, shown masked.", method.as_str()),
             ),
-            move |c: NativeCallContext, u: Secret| {
-                let function = format!("http::{}", mt.as_str().to_lowercase());
-                register_capability(&u);
-                value::at(
-                    &c,
-                    with_run(&c, &function, |h| {
-                        call(h, mt.clone(), ef, u.expose_to_send(), Map::new())
-                    }),
-                )
-            },
-        );
-        if effect.mutates() {
-            m.repeat(Repeat::PerCall);
+            (
+                &["url: Secret"],
+                format!("{} a URL that is a credential, without options.", method.as_str()),
+            ),
+        ];
+        for (i, (params, doc)) in overloads.into_iter().enumerate() {
+            let mt = method.clone();
+            match i {
+                0 => m.add(
+                    name,
+                    effect,
+                    params,
+                    "Map",
+                    &doc,
+                    move |c: NativeCallContext, u: &str, o: Map| send_verb(&c, &mt, effect, u, o),
+                ),
+                1 => m.add(
+                    name,
+                    effect,
+                    params,
+                    "Map",
+                    &doc,
+                    move |c: NativeCallContext, u: &str| send_verb(&c, &mt, effect, u, Map::new()),
+                ),
+                2 => m.add(
+                    name,
+                    effect,
+                    params,
+                    "Map",
+                    &doc,
+                    move |c: NativeCallContext, u: Secret, o: Map| {
+                        register_capability(&u);
+                        send_verb(&c, &mt, effect, u.expose_to_send(), o)
+                    },
+                ),
+                _ => m.add(
+                    name,
+                    effect,
+                    params,
+                    "Map",
+                    &doc,
+                    move |c: NativeCallContext, u: Secret| {
+                        register_capability(&u);
+                        send_verb(&c, &mt, effect, u.expose_to_send(), Map::new())
+                    },
+                ),
+            };
+            if effect.mutates() {
+                m.repeat(Repeat::PerCall);
+            }
         }
     }
     m.finish();
+}
+
+/// One of the verbs, called from a script.
+fn send_verb(
+    c: &NativeCallContext,
+    method: &Method,
+    effect: Effect,
+    url: &str,
+    opts: Map,
+) -> R<Dynamic> {
+    let function = format!("http::{}", method.as_str().to_lowercase());
+    value::at(
+        c,
+        with_run(c, &function, |h| call(h, method.clone(), effect, url, opts)),
+    )
 }
 
 /// A URL given as a Secret is a capability: its path and query (what makes it secret) are

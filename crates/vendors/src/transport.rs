@@ -576,7 +576,7 @@ impl Transport {
             .send()
             .await
             .map_err(|e| self.transport_error(req, &e))?;
-        self.read_answer(req, resp).await
+        self.read_answer(req, url, resp).await
     }
 
     /// Sends a GET whose answer is a stream that does not end by itself (a log tail): the
@@ -622,16 +622,16 @@ impl Transport {
                 return Ok(resp);
             }
             // The refusal's body, read within the timeout (the stream's own is an hour).
-            let answer = match tokio::time::timeout(cfg.timeout, self.read_answer(&req, resp)).await
-            {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(e)) if last => return Err(e.with_attempts(attempt)),
-                Ok(Err(_)) => {
-                    tokio::time::sleep(backoff(cfg, attempt)).await;
-                    continue;
-                }
-                Err(_) => return Err(timed_out()),
-            };
+            let answer =
+                match tokio::time::timeout(cfg.timeout, self.read_answer(&req, &url, resp)).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(e)) if last => return Err(e.with_attempts(attempt)),
+                    Ok(Err(_)) => {
+                        tokio::time::sleep(backoff(cfg, attempt)).await;
+                        continue;
+                    }
+                    Err(_) => return Err(timed_out()),
+                };
             if !answer.is_retryable() || last || !self.wait_to_retry(&answer, attempt).await {
                 return Err(status_error(&req, &answer, parse).with_attempts(attempt));
             }
@@ -694,9 +694,11 @@ impl Transport {
     }
 
     /// An answer's status, headers and body, read up to the most runbook reads.
+    /// `url`: the request's, as sent (what a redirect moved it from).
     async fn read_answer(
         &self,
         req: &Request,
+        url: &Url,
         resp: reqwest::Response,
     ) -> Result<RawResponse, VendorError> {
         let status = resp.status().as_u16();
@@ -715,10 +717,8 @@ impl Transport {
             u.set_fragment(None);
             u
         };
-        let moved = reqwest::Url::parse(&req.url).is_ok_and(|u| bare(&u) != bare(resp.url()));
-        if !is_read(&req.method)
-            && ((300..400).contains(&status) || (moved && req.method == Method::POST))
-        {
+        let moved = || req.method == Method::POST && bare(url) != bare(resp.url());
+        if !is_read(&req.method) && ((300..400).contains(&status) || moved()) {
             return Err(req
                 .error(
                     ErrorKind::InvalidResponse,
@@ -1430,13 +1430,19 @@ mod sandbox_tests {
         assert!(t.elapsed() >= Duration::from_millis(150));
     }
 
-    #[tokio::test]
-    async fn redirects_to_another_origin_are_not_followed() {
-        use axum::response::Redirect;
+    /// A listener on a free loopback port, and the port.
+    async fn loopback_listener() -> (tokio::net::TcpListener, u16) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .unwrap();
         let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    #[tokio::test]
+    async fn redirects_to_another_origin_are_not_followed() {
+        use axum::response::Redirect;
+        let (listener, port) = loopback_listener().await;
         let app = axum::Router::new()
             .route(
                 "/same",
@@ -1474,10 +1480,7 @@ mod sandbox_tests {
     #[tokio::test]
     async fn a_write_answered_with_a_redirect_may_have_applied() {
         use axum::response::Redirect;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = loopback_listener().await;
         let app = axum::Router::new()
             .route(
                 "/see",

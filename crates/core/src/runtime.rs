@@ -71,6 +71,9 @@ impl Runtime {
     pub fn block_on<F: Future>(&self, fut: F) -> Result<F::Output, Interrupted> {
         self.check()?;
         let deadline = crate::interrupt::budget_deadline();
+        // The vendors' client knows when the step ends: a wait a vendor asks for that would
+        // outlast it is not waited, and the vendor's refusal stands as the answer.
+        let fut = runbook_vendors::transport::within_step(deadline, fut);
         self.rt.block_on(async {
             let spent = async {
                 match deadline {

@@ -355,7 +355,7 @@ impl miette::Diagnostic for VendorError {
     }
 }
 
-fn fmt_duration(d: Duration) -> String {
+pub(crate) fn fmt_duration(d: Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{}ms", d.as_millis())
     } else if d.subsec_millis() == 0 {

@@ -185,8 +185,10 @@ impl Vendors {
             self.config().concurrency.clamp(1, 1024),
         ));
         let mut handles = Tasks(Vec::with_capacity(items.len()));
+        // Each task is its own: the step's end goes with it.
+        let ends = transport::step_ends();
         for item in items {
-            let fut = f(self.clone(), item);
+            let fut = transport::within_step(ends, f(self.clone(), item));
             let limit = limit.clone();
             handles.0.push(tokio::spawn(async move {
                 // The semaphore is never closed, so acquiring only waits.

@@ -329,6 +329,7 @@ mod tests {
                 body: br#"{"ErrorCode":10,"Message":"Bad or missing API token."}"#.to_vec(),
                 attempts: 1,
                 earlier_lost: false,
+                not_waited: None,
             };
             assert_eq!(
                 parse_error(&resp).kind,
@@ -342,6 +343,7 @@ mod tests {
             body: br#"{"ErrorCode":300,"Message":"Invalid email request."}"#.to_vec(),
             attempts: 1,
             earlier_lost: false,
+            not_waited: None,
         };
         assert_eq!(parse_error(&other).kind, None);
     }

@@ -1,6 +1,6 @@
 //! The one HTTP client every vendor shares: timeouts, retries, the loopback rule, redirects.
 
-use super::error::{ErrorKind, VendorCode, VendorError};
+use super::error::{fmt_duration, ErrorKind, VendorCode, VendorError};
 use super::pacing::{Pacer, WaitClock};
 use crate::tls::LazyVerifier;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -9,7 +9,29 @@ use runbook_secret::Secret;
 use serde::de::DeserializeOwned;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+tokio::task_local! {
+    /// When the step sending the request must end (its wall-clock limit), if it has one.
+    static STEP_ENDS: Option<Instant>;
+}
+
+/// Runs `fut`, whose requests belong to a step that must end by `ends`: a wait before
+/// another attempt that would outlast it is not waited, and the vendor's answer stands.
+pub async fn within_step<F: std::future::Future>(ends: Option<Instant>, fut: F) -> F::Output {
+    STEP_ENDS.scope(ends, fut).await
+}
+
+/// When the step of the task running now must end (`within_step`).
+pub fn step_ends() -> Option<Instant> {
+    STEP_ENDS.try_with(|e| *e).ok().flatten()
+}
+
+/// What the step has left, when a wait of `d` would outlast it.
+fn outlasts_step(d: Duration) -> Option<Duration> {
+    let left = step_ends()?.saturating_duration_since(Instant::now());
+    (d >= left).then_some(left)
+}
 
 /// Tuning for the shared client.
 #[derive(Debug, Clone)]
@@ -169,6 +191,8 @@ pub struct RawResponse {
     /// An earlier attempt of this request was sent and its answer lost: whatever this one
     /// answers, that one may have applied.
     pub earlier_lost: bool,
+    /// The wait before another attempt was not waited: the step had only this left.
+    pub not_waited: Option<Duration>,
 }
 
 impl RawResponse {
@@ -500,7 +524,7 @@ impl Transport {
                     if !resp.is_retryable() || attempt >= max {
                         return Ok(resp);
                     }
-                    if !self.wait_to_retry(&resp, attempt).await {
+                    if !self.wait_to_retry(&mut resp, attempt).await {
                         return Ok(resp);
                     }
                     // A write answered 5xx may have applied (Heroku and Infisical commit,
@@ -519,7 +543,11 @@ impl Transport {
                     if e.kind() != ErrorKind::Connection || attempt >= max {
                         return Err(e);
                     }
-                    tokio::time::sleep(backoff(cfg, attempt)).await;
+                    let pause = backoff(cfg, attempt);
+                    if outlasts_step(pause).is_some() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(pause).await;
                     if let Some(why) = self.fenced(&req).await {
                         return Err(e.with_hint(format!("not sent again: {why}")));
                     }
@@ -605,15 +633,23 @@ impl Transport {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(e)) => {
                     let e = self.transport_error(&req, &e).with_attempts(attempt);
-                    if last || !matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+                    let pause = backoff(cfg, attempt);
+                    if last
+                        || !matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout)
+                        || outlasts_step(pause).is_some()
+                    {
                         return Err(e);
                     }
-                    tokio::time::sleep(backoff(cfg, attempt)).await;
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
                 Err(_) if last => return Err(timed_out()),
                 Err(_) => {
-                    tokio::time::sleep(backoff(cfg, attempt)).await;
+                    let pause = backoff(cfg, attempt);
+                    if outlasts_step(pause).is_some() {
+                        return Err(timed_out());
+                    }
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             };
@@ -622,7 +658,7 @@ impl Transport {
                 return Ok(resp);
             }
             // The refusal's body, read within the timeout (the stream's own is an hour).
-            let answer =
+            let mut answer =
                 match tokio::time::timeout(cfg.timeout, self.read_answer(&req, &url, resp)).await {
                     Ok(Ok(answer)) => answer,
                     Ok(Err(e)) if last => return Err(e.with_attempts(attempt)),
@@ -632,7 +668,7 @@ impl Transport {
                     }
                     Err(_) => return Err(timed_out()),
                 };
-            if !answer.is_retryable() || last || !self.wait_to_retry(&answer, attempt).await {
+            if !answer.is_retryable() || last || !self.wait_to_retry(&mut answer, attempt).await {
                 return Err(status_error(&req, &answer, parse).with_attempts(attempt));
             }
         }
@@ -641,14 +677,20 @@ impl Transport {
     /// Waits before `resp`'s request is sent again: as long as the vendor asked (a rate
     /// limit's wait counted once across requests), else the backoff. `false`, at once, when
     /// it asked for longer than a run waits: retrying sooner only earns another refusal,
-    /// and waiting longer is the operator's call.
-    async fn wait_to_retry(&self, resp: &RawResponse, attempt: u32) -> bool {
+    /// and waiting longer is the operator's call. `false` too when the wait would outlast
+    /// the step: cut by the step's limit, a write the vendor refused would be left in
+    /// doubt, and the operator would wait for nothing.
+    async fn wait_to_retry(&self, resp: &mut RawResponse, attempt: u32) -> bool {
         let cfg = &self.inner.config;
         let delay = match resp.asked_wait() {
             Some(d) if d > cfg.max_wait => return false,
             Some(d) => d,
             None => backoff(cfg, attempt),
         };
+        if let Some(left) = outlasts_step(delay) {
+            resp.not_waited = Some(left);
+            return false;
+        }
         if resp.is_rate_limited() {
             self.inner.waits.wait(delay).await;
         } else {
@@ -761,6 +803,7 @@ impl Transport {
             body,
             attempts: 1,
             earlier_lost: false,
+            not_waited: None,
         })
     }
 
@@ -854,6 +897,20 @@ pub(crate) fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser
         .with_attempts(resp.attempts);
     if let Some(hint) = detail.hint {
         err = err.with_hint(hint);
+    }
+    if let Some(left) = resp.not_waited {
+        err = err.with_hint(match resp.asked_wait() {
+            Some(asked) => format!(
+                "{} asked to wait {}, more than the step has left ({}): not sent again. Run the step again later (runbook resume), or give it a longer .timeout()",
+                req.vendor,
+                fmt_duration(asked),
+                fmt_duration(left)
+            ),
+            None => format!(
+                "the step had {} left, too little to wait and try again: run the step again (runbook resume)",
+                fmt_duration(left)
+            ),
+        });
     }
     if resp.earlier_lost {
         err = err.answer_lost();
@@ -1171,6 +1228,7 @@ mod tests {
             body: br#"{"ApiTokens":"pm-canary-0001-abcdef"}"#.to_vec(),
             attempts: 1,
             earlier_lost: false,
+            not_waited: None,
         };
         let e = decode_json::<Server>(&req, &resp).unwrap_err();
         let text = e.to_string();
@@ -1228,6 +1286,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             attempts: 1,
             earlier_lost: false,
+            not_waited: None,
         }
     }
 
@@ -1364,6 +1423,36 @@ mod sandbox_tests {
         let e = v.postmark().server(&token).await.unwrap_err();
         assert_eq!((e.kind(), e.attempts()), (ErrorKind::RateLimited, 1));
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
+    }
+
+    /// A wait that would outlast the step is not waited: the refusal is the answer, saying
+    /// why; within the step's time the same wait is waited and the request sent again.
+    #[tokio::test]
+    async fn a_wait_past_the_steps_end_is_not_waited() {
+        let rule = "postmark:GET:/server=429:times=2:retry_after=2";
+        let (sb, v, token) = postmark_with("tr-end-0005", rule).await;
+        let ends = Some(Instant::now() + Duration::from_secs(60));
+        let e = within_step(ends, async {
+            // The step has 60 s; another one-second step ends first.
+            within_step(Some(Instant::now() + Duration::from_secs(1)), async {
+                v.postmark().server(&token).await
+            })
+            .await
+        })
+        .await
+        .unwrap_err();
+        assert_eq!((e.kind(), e.attempts()), (ErrorKind::RateLimited, 1));
+        assert!(
+            e.help_text()
+                .starts_with("postmark asked to wait 2s, more than the step has left ("),
+            "{}",
+            e.help_text()
+        );
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
+        within_step(ends, v.postmark().server(&token))
+            .await
+            .unwrap();
+        assert_eq!(sb.count_requests("postmark", "GET", "/server"), 3);
     }
 
     #[tokio::test]

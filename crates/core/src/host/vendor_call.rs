@@ -179,6 +179,9 @@ pub(crate) fn per_target<T>(
 ) -> R<Map> {
     let mut map = Map::new();
     let mut failed = Vec::new();
+    // What to do about each failure, once each: a partial failure said only that the
+    // others succeeded, and a 429's "wait 60s" or a missing scope's name was lost.
+    let mut helps: Vec<String> = Vec::new();
     for (target, r) in &results {
         let mut entry = Map::new();
         match r {
@@ -197,6 +200,10 @@ pub(crate) fn per_target<T>(
                     runbook_secret::redact(&e.to_string()).into_owned().into(),
                 );
                 failed.push(format!("{target}: {e}"));
+                let help = e.help_text();
+                if !helps.contains(&help) {
+                    helps.push(help);
+                }
             }
         }
         map.insert(target.as_str().into(), entry.into());
@@ -217,9 +224,15 @@ pub(crate) fn per_target<T>(
         .into_owned()
         .into(),
     );
+    helps.insert(
+        0,
+        "the targets that succeeded are changed; a retry of the step repeats only the failed ones"
+            .into(),
+    );
     m.insert(
         "help".into(),
-        "the targets that succeeded are changed; a retry of the step repeats only the failed ones"
+        runbook_secret::redact(&helps.join("\n"))
+            .into_owned()
             .into(),
     );
     m.insert("results".into(), map.into());

@@ -661,6 +661,10 @@ impl<'a> Writes<'a> {
                         sending.await
                     }
                 };
+                let sending = runbook_vendors::transport::within_step(
+                    crate::interrupt::budget_deadline(),
+                    sending,
+                );
                 let id = out.spawn_on(sending, runtime.handle()).id();
                 out_to.insert(id, i);
             }

@@ -157,6 +157,10 @@ pub struct InfisicalScenario {
     /// them out, a listing of such a folder itself or a read of one of them answers 403,
     /// and a listing without values shows them, values hidden.
     pub value_hidden_folders: Vec<String>,
+    /// A recursive listing with values shows those secrets with Infisical's placeholder
+    /// (`<hidden-by-infisical>`, `secretValueHidden: true`) instead of leaving them out,
+    /// as Infisical's servers that mask rather than filter do.
+    pub hidden_values_listed: bool,
     /// Service tokens (Infisical's legacy `st.` tokens), each scoped to one environment and
     /// folder: Infisical's v4 listing and read answer from that scope whatever the request
     /// names (`environment`, `secretPath`).
@@ -528,6 +532,7 @@ impl Default for InfisicalScenario {
             secrets: Vec::new(),
             folders: Vec::new(),
             value_hidden_folders: Vec::new(),
+            hidden_values_listed: false,
             service_tokens: Vec::new(),
             approval_policies: Vec::new(),
             rate_limit: None,

@@ -488,6 +488,28 @@ mod tests {
         );
     }
 
+    /// The same copy on an Infisical that lists it with values, its value masked by the
+    /// placeholder: unchecked too, not taken for a secret holding `<hidden-by-infisical>`.
+    #[tokio::test]
+    async fn a_copy_listed_with_its_value_masked_is_unchecked_not_read() {
+        let mut s = scenario();
+        s.infisical.secrets.push(SecretSpec {
+            environment: "staging".into(),
+            path: "/ci".into(),
+            name: "CI_MAIL_TOKEN".into(),
+            versions: vec![TOKEN.into()],
+        });
+        s.infisical.value_hidden_folders = vec!["/ci".into()];
+        s.infisical.hidden_values_listed = true;
+        let (_sb, v) = start(s).await;
+        let fp = Wanted::now(runbook_secret::fingerprint(TOKEN));
+        let envs = vec!["staging".to_string()];
+        let scan = infisical(&v, &fp, "raxx-project", &envs, "/").await;
+        assert_eq!(found(&scan), vec![("staging:/mail", "PM_TOKEN_COPY")]);
+        let unchecked: Vec<&str> = scan.unchecked.iter().map(|u| u.place.as_str()).collect();
+        assert_eq!(unchecked, ["staging:/ci CI_MAIL_TOKEN"]);
+    }
+
     /// A repository the runbook names and the token cannot see answers 404 to everything,
     /// as a private one does on GitHub: it is unchecked, not clean. Before: its 404 read as
     /// "no such secret", and a copy of the old token there was never reported.

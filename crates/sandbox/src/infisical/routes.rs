@@ -520,11 +520,11 @@ async fn list(
                             || x.path
                                 .starts_with(&format!("{}/", sc.path.trim_end_matches('/')))))
             })
-            .filter(|x| !(view && st.value_hidden(&x.path)))
+            .filter(|x| !(view && st.value_hidden(&x.path) && !st.hidden_values_listed))
             .filter_map(|x| {
                 let v = x.versions.last()?;
                 let mut item = secret_json(st, x, v);
-                if !view {
+                if !view || st.value_hidden(&x.path) {
                     item["secretValue"] = json!(HIDDEN_VALUE);
                     item["secretValueHidden"] = json!(true);
                 }

@@ -79,6 +79,8 @@ pub(crate) struct InfisicalState {
     folders: Vec<String>,
     /// Folders whose secrets' values the identity may not read (normalised).
     value_hidden: Vec<String>,
+    /// A listing with values shows them, placeholder for value, rather than leaving them out.
+    pub(super) hidden_values_listed: bool,
     /// Service tokens: the token, and the environment and folder of its one scope.
     pub(super) service_tokens: Vec<(String, String, String)>,
     pub(super) approvals: Approvals,
@@ -153,6 +155,7 @@ impl InfisicalState {
                 .iter()
                 .map(|f| normalize_path(f))
                 .collect(),
+            hidden_values_listed: s.hidden_values_listed,
             service_tokens: s
                 .service_tokens
                 .iter()

@@ -925,6 +925,74 @@ fn parse_error(resp: &RawResponse) -> ErrorDetail {
 mod tests {
     use super::*;
 
+    /// A listing whose pages do not end is an error saying why, not a clean partial list:
+    /// Heroku giving the `Next-Range` it was just asked for again (the apps), or more pages
+    /// than runbook reads (the releases: the hint says to ask for the newest only). Each
+    /// stops at once, one request after the page that showed it.
+    #[tokio::test]
+    async fn a_listing_that_does_not_end_is_an_error_not_a_partial_list() {
+        use axum::http::{HeaderMap as Headers, StatusCode};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (apps_asked, releases_asked) = (asked.clone(), asked.clone());
+        let app = axum::Router::new()
+            .route(
+                "/apps",
+                axum::routing::get(move || async move {
+                    apps_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    (
+                        StatusCode::PARTIAL_CONTENT,
+                        [("Next-Range", "]app-1..; max=1000")],
+                        r#"[{"name":"app-1"}]"#,
+                    )
+                }),
+            )
+            .route(
+                "/apps/app-1/releases",
+                axum::routing::get(move |headers: Headers| async move {
+                    releases_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let range = headers
+                        .get("Range")
+                        .and_then(|r| r.to_str().ok())
+                        .unwrap_or("version ..")
+                        .to_string();
+                    (
+                        StatusCode::PARTIAL_CONTENT,
+                        [("Next-Range", format!("{range}+"))],
+                        r#"[{"id":"r","version":1}]"#,
+                    )
+                }),
+            );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let transport = Transport::new(crate::transport::TransportConfig::default()).unwrap();
+        let key = Secret::new("HRKU-listing-test-0001", runbook_secret::Source::Literal);
+        let client = HerokuClient::new(transport, format!("http://127.0.0.1:{port}"), Some(key));
+
+        let e = client.apps().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidResponse);
+        assert!(
+            e.to_string()
+                .contains("the listing is incomplete: Heroku gave the same Next-Range again"),
+            "{e}"
+        );
+        assert_eq!(asked.swap(0, std::sync::atomic::Ordering::SeqCst), 2);
+
+        let e = client.releases("app-1").await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the listing is longer than runbook reads (50 pages)"),
+            "{e}"
+        );
+        assert!(e
+            .help_text()
+            .contains("heroku::releases(app, #{ newest: N })"));
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 50);
+        server.abort();
+    }
+
     /// A log session Heroku says is on this machine is not read, unless Heroku is here too
     /// (a rehearsal): plain HTTP to loopback read a local service's page as log lines.
     #[test]

@@ -229,8 +229,9 @@ pub struct ReplArgs {
     /// Open a stopped or failed run: its runbook, ctx and completed steps
     #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["runbook", "sandbox"])]
     pub attach: Option<String>,
-    /// With --attach: accept a runbook that changed since the run, or vendor endpoints
-    /// other than those it started against (says what differs)
+    /// With --attach: accept a runbook that changed since the run, vendor endpoints other
+    /// than those it started against (says what differs), or a run a later rotation
+    /// superseded (its id typed back)
     #[arg(long, requires = "attach")]
     pub force: bool,
     #[command(flatten)]
@@ -257,8 +258,9 @@ pub struct RunsArgs {
 pub struct ResumeArgs {
     /// The run id (see `runbook runs`)
     pub run_id: String,
-    /// Continue even though the runbook changed since the run, or this shell points at
-    /// other vendor endpoints than the run started against (says what differs)
+    /// Continue even though the runbook changed since the run, this shell points at other
+    /// vendor endpoints than the run started against (says what differs), or a later
+    /// rotation superseded the run (its id typed back)
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]

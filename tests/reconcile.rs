@@ -876,6 +876,15 @@ fn a_superseded_run_is_never_rolled_back_over_the_later_rotation() {
     rig.runbook(&["resume", &a, "--yes"], &[])
         .exit(Exit::Usage)
         .stderr_has("resuming it would write its values over what that run put in place");
+    // The REPL attached to A could undo A's steps or run them again, over B's rotation:
+    // refused the same way (before, it attached, and `:undo propagate` put A's old token
+    // back on the apps).
+    rig.runbook_stdin(&["repl", "--attach", &a, "--yes"], &[], ":undo propagate\n")
+        .exit(Exit::Usage)
+        .stderr_has(&format!("run {a} is superseded by run {b} (started "))
+        .stderr_has("writing from it at the REPL would put back or over what that run put in place")
+        .stderr_has("to attach to run");
+    assert_everywhere(&rig.state(), &b_token);
     let runs = rig.runs();
     let row = runs
         .as_array()

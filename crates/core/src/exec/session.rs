@@ -578,10 +578,11 @@ enum Later {
     ),
 }
 
-/// The later run that superseded `state`'s, for a resume or a rollback. Asked under the
-/// rotation's lock: no later run of it can start while it is looked for.
+/// The later run that superseded `state`'s, for a resume, a rollback or the REPL attached
+/// to it (whose `:run` and `:undo` write as they do). Asked under the rotation's lock: no
+/// later run of it can start while it is looked for.
 fn superseding(store: &Store, entry: Entry, state: &Ledger) -> Result<Option<Later>> {
-    if !matches!(entry, Entry::Resume | Entry::Rollback) {
+    if !matches!(entry, Entry::Resume | Entry::Rollback | Entry::Repl) {
         return Ok(None);
     }
     let journals = crate::ledger::Journals::new(store);
@@ -612,6 +613,9 @@ impl Session {
         let id = self.run_id();
         let what = match entry {
             Entry::Resume => "resuming it would write its values over what that run put in place",
+            Entry::Repl => {
+                "writing from it at the REPL would put back or over what that run put in place"
+            }
             _ => "rolling it back would put back what that run replaced",
         };
         let (why, look) = match later {
@@ -648,17 +652,18 @@ impl Session {
                 )
             }
         };
+        let verb = match entry {
+            Entry::Repl => "attach to",
+            other => other.as_str(),
+        };
         if !force {
             return Err(Error::usage(
                 why,
-                format!(
-                    "{look}; to {} run {id} anyway, pass --force and type its id back",
-                    entry.as_str()
-                ),
+                format!("{look}; to {verb} run {id} anyway, pass --force and type its id back"),
             ));
         }
         self.run.say().warning(format!("warning: {why}"));
-        let question = format!("Type this run's id ({id}) to {} it anyway", entry.as_str());
+        let question = format!("Type this run's id ({id}) to {verb} it anyway");
         let typed = self
             .run
             .operator()

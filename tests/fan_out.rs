@@ -103,31 +103,36 @@ fn a_fan_out_stopped_at_its_time_limit_leaves_in_doubt_only_the_request_still_ou
 
 /// Heroku refuses one app's change with a 429 asking for 60 s, more than the step's 5 s
 /// limit has left: the refusal is the step's error at once, and the write is recorded as
-/// refused (Heroku said so: nothing applied there). Before, the run waited until the limit
-/// cut the wait, and the write was recorded `unknown`: a rollback or resume had to
-/// reconcile a change the vendor had refused, and the operator waited for nothing.
+/// refused (Heroku said so: nothing applied there); the next app's change is not sent
+/// (recorded not sent): the fan-out stops at a rate limit it does not wait out. Before, the run waited until the limit cut the
+/// wait, and the write was recorded `unknown`: a rollback or resume had to reconcile a
+/// change the vendor had refused, and the operator waited for nothing.
 #[test]
 fn a_wait_the_vendor_asks_for_past_the_steps_limit_is_not_waited_and_its_refusal_stands() {
     let out = fan_out(
-        2,
+        3,
         "5s",
         &[
             "--fault",
             "heroku:PATCH:/apps/app-0002/config-vars=429:retry_after=60",
         ],
-        &[],
+        &[("RUNBOOK_CONCURRENCY", "1")],
     );
     out.exit(Exit::StepFailed)
-        .stderr_has("asked to wait 60s, more than the step has left");
+        .stderr_has("heroku asked to wait 60s, more than the step has left: not sent again")
+        .stderr_has("app-0003: heroku PATCH app-0003 → rate_limited: not sent: heroku refused /apps/app-0002/config-vars for its rate limit, longer than this step waits");
     assert!(!out.stderr.contains("ran past its limit"), "{}", out.stderr);
     let by_app = outcomes(&out);
-    let expected: BTreeMap<String, (usize, String)> =
-        [("app-0001", "applied"), ("app-0002", "failed")]
-            .into_iter()
-            .map(|(a, o)| (a.to_string(), (1, o.to_string())))
-            .collect();
+    let expected: BTreeMap<String, (usize, String)> = [
+        ("app-0001", "applied"),
+        ("app-0002", "failed"),
+        ("app-0003", "not_sent"),
+    ]
+    .into_iter()
+    .map(|(a, o)| (a.to_string(), (1, o.to_string())))
+    .collect();
     assert_eq!(by_app, expected, "{}", out.journal());
-    assert_eq!(changed(&out, 2), ["app-0001"]);
+    assert_eq!(changed(&out, 3), ["app-0001"]);
 }
 
 /// The tenth record of a twenty-app fan-out, two at a time, is refused (a store that cannot

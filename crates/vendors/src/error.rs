@@ -165,7 +165,7 @@ impl VendorError {
         self
     }
 
-    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.d.hint = Some(redact(&hint.into()).into_owned());
         self
     }

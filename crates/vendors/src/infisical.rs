@@ -1467,7 +1467,7 @@ mod tests {
             .unwrap(),
             attempts: 1,
             earlier_lost: false,
-            not_waited: None,
+            not_waited: false,
         };
         let d = parse_error(&resp);
         assert_eq!(d.message.as_deref(), Some("projectId: Required; Bad"));

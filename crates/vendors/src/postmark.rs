@@ -329,7 +329,7 @@ mod tests {
                 body: br#"{"ErrorCode":10,"Message":"Bad or missing API token."}"#.to_vec(),
                 attempts: 1,
                 earlier_lost: false,
-                not_waited: None,
+                not_waited: false,
             };
             assert_eq!(
                 parse_error(&resp).kind,
@@ -343,7 +343,7 @@ mod tests {
             body: br#"{"ErrorCode":300,"Message":"Invalid email request."}"#.to_vec(),
             attempts: 1,
             earlier_lost: false,
-            not_waited: None,
+            not_waited: false,
         };
         assert_eq!(parse_error(&other).kind, None);
     }

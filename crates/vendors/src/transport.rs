@@ -27,10 +27,15 @@ pub fn step_ends() -> Option<Instant> {
     STEP_ENDS.try_with(|e| *e).ok().flatten()
 }
 
-/// What the step has left, when a wait of `d` would outlast it.
-fn outlasts_step(d: Duration) -> Option<Duration> {
-    let left = step_ends()?.saturating_duration_since(Instant::now());
-    (d >= left).then_some(left)
+/// Time a request sent again must still have before its step ends: its fence and pacing,
+/// and its answer. Sent later, the step's limit cuts it, and a write the vendor only ever
+/// refused is left in doubt.
+const RETRY_MARGIN: Duration = Duration::from_secs(2);
+
+/// Whether waiting `d` first would leave a request too little of its step
+/// (`RETRY_MARGIN`, or the request timeout when shorter).
+fn outlasts_step(d: Duration, timeout: Duration) -> bool {
+    step_ends().is_some_and(|ends| Instant::now() + d + RETRY_MARGIN.min(timeout) >= ends)
 }
 
 /// Tuning for the shared client.
@@ -191,8 +196,8 @@ pub struct RawResponse {
     /// An earlier attempt of this request was sent and its answer lost: whatever this one
     /// answers, that one may have applied.
     pub earlier_lost: bool,
-    /// The wait before another attempt was not waited: the step had only this left.
-    pub not_waited: Option<Duration>,
+    /// The wait before another attempt was not waited: the step had too little left.
+    pub not_waited: bool,
 }
 
 impl RawResponse {
@@ -544,7 +549,7 @@ impl Transport {
                         return Err(e);
                     }
                     let pause = backoff(cfg, attempt);
-                    if outlasts_step(pause).is_some() {
+                    if outlasts_step(pause, cfg.timeout) {
                         return Err(e);
                     }
                     tokio::time::sleep(pause).await;
@@ -636,7 +641,7 @@ impl Transport {
                     let pause = backoff(cfg, attempt);
                     if last
                         || !matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout)
-                        || outlasts_step(pause).is_some()
+                        || outlasts_step(pause, cfg.timeout)
                     {
                         return Err(e);
                     }
@@ -646,7 +651,7 @@ impl Transport {
                 Err(_) if last => return Err(timed_out()),
                 Err(_) => {
                     let pause = backoff(cfg, attempt);
-                    if outlasts_step(pause).is_some() {
+                    if outlasts_step(pause, cfg.timeout) {
                         return Err(timed_out());
                     }
                     tokio::time::sleep(pause).await;
@@ -662,8 +667,12 @@ impl Transport {
                 match tokio::time::timeout(cfg.timeout, self.read_answer(&req, &url, resp)).await {
                     Ok(Ok(answer)) => answer,
                     Ok(Err(e)) if last => return Err(e.with_attempts(attempt)),
-                    Ok(Err(_)) => {
-                        tokio::time::sleep(backoff(cfg, attempt)).await;
+                    Ok(Err(e)) => {
+                        let pause = backoff(cfg, attempt);
+                        if outlasts_step(pause, cfg.timeout) {
+                            return Err(e.with_attempts(attempt));
+                        }
+                        tokio::time::sleep(pause).await;
                         continue;
                     }
                     Err(_) => return Err(timed_out()),
@@ -687,8 +696,8 @@ impl Transport {
             Some(d) => d,
             None => backoff(cfg, attempt),
         };
-        if let Some(left) = outlasts_step(delay) {
-            resp.not_waited = Some(left);
+        if outlasts_step(delay, cfg.timeout) {
+            resp.not_waited = true;
             return false;
         }
         if resp.is_rate_limited() {
@@ -803,7 +812,7 @@ impl Transport {
             body,
             attempts: 1,
             earlier_lost: false,
-            not_waited: None,
+            not_waited: false,
         })
     }
 
@@ -898,18 +907,14 @@ pub(crate) fn status_error(req: &Request, resp: &RawResponse, parse: ErrorParser
     if let Some(hint) = detail.hint {
         err = err.with_hint(hint);
     }
-    if let Some(left) = resp.not_waited {
+    if resp.not_waited {
         err = err.with_hint(match resp.asked_wait() {
             Some(asked) => format!(
-                "{} asked to wait {}, more than the step has left ({}): not sent again. Run the step again later (runbook resume), or give it a longer .timeout()",
+                "{} asked to wait {}, more than the step has left: not sent again. Run the step again later (runbook resume), or give it a longer .timeout()",
                 req.vendor,
-                fmt_duration(asked),
-                fmt_duration(left)
+                fmt_duration(asked)
             ),
-            None => format!(
-                "the step had {} left, too little to wait and try again: run the step again (runbook resume)",
-                fmt_duration(left)
-            ),
+            None => "the step had too little time left to wait and try again: run the step again (runbook resume)".to_string(),
         });
     }
     if resp.earlier_lost {
@@ -1228,7 +1233,7 @@ mod tests {
             body: br#"{"ApiTokens":"pm-canary-0001-abcdef"}"#.to_vec(),
             attempts: 1,
             earlier_lost: false,
-            not_waited: None,
+            not_waited: false,
         };
         let e = decode_json::<Server>(&req, &resp).unwrap_err();
         let text = e.to_string();
@@ -1286,7 +1291,7 @@ mod tests {
             body: body.as_bytes().to_vec(),
             attempts: 1,
             earlier_lost: false,
-            not_waited: None,
+            not_waited: false,
         }
     }
 
@@ -1426,30 +1431,24 @@ mod sandbox_tests {
     }
 
     /// A wait that would outlast the step is not waited: the refusal is the answer, saying
-    /// why; within the step's time the same wait is waited and the request sent again.
+    /// why; a step with time enough waits it out and sends the request again.
     #[tokio::test]
     async fn a_wait_past_the_steps_end_is_not_waited() {
         let rule = "postmark:GET:/server=429:times=2:retry_after=2";
         let (sb, v, token) = postmark_with("tr-end-0005", rule).await;
-        let ends = Some(Instant::now() + Duration::from_secs(60));
-        let e = within_step(ends, async {
-            // The step has 60 s; another one-second step ends first.
-            within_step(Some(Instant::now() + Duration::from_secs(1)), async {
-                v.postmark().server(&token).await
-            })
+        // 2 s asked, and 2 s kept for the request itself: more than 3 s.
+        let short = Some(Instant::now() + Duration::from_secs(3));
+        let e = within_step(short, v.postmark().server(&token))
             .await
-        })
-        .await
-        .unwrap_err();
+            .unwrap_err();
         assert_eq!((e.kind(), e.attempts()), (ErrorKind::RateLimited, 1));
-        assert!(
-            e.help_text()
-                .starts_with("postmark asked to wait 2s, more than the step has left ("),
-            "{}",
-            e.help_text()
+        assert_eq!(
+            e.help_text(),
+            "postmark asked to wait 2s, more than the step has left: not sent again. Run the step again later (runbook resume), or give it a longer .timeout()"
         );
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
-        within_step(ends, v.postmark().server(&token))
+        let long = Some(Instant::now() + Duration::from_secs(60));
+        within_step(long, v.postmark().server(&token))
             .await
             .unwrap();
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 3);

@@ -634,13 +634,19 @@ impl<'a> Writes<'a> {
         let mut out_to: HashMap<tokio::task::Id, usize> = HashMap::new();
         let mut answered = Vec::with_capacity(todo.len());
         let mut refused: Option<Box<rhai::EvalAltResult>> = None;
+        // A target the vendor refused for its rate limit, longer than the transport waits
+        // (or than the step has left): nothing more is sent to it. Before, the fan-out's
+        // other targets went on being sent, each refused at once, to a vendor that had asked
+        // us to wait (GitHub bans integrations that do).
+        let mut halted: Option<VendorError> = None;
         // Sends the next durable targets while slots are free: not after Ctrl-C, nor once a
         // record made since their batch's sync could not be stored (or the lease is gone).
         let fill = |out: &mut tokio::task::JoinSet<_>,
                     out_to: &mut HashMap<tokio::task::Id, usize>,
                     ready: &mut VecDeque<usize>,
-                    refused: &mut Option<Box<rhai::EvalAltResult>>| {
-            if refused.is_some() || ready.is_empty() || out.len() >= at_once {
+                    refused: &mut Option<Box<rhai::EvalAltResult>>,
+                    halted: bool| {
+            if refused.is_some() || halted || ready.is_empty() || out.len() >= at_once {
                 return;
             }
             if runtime.check().is_err() {
@@ -670,9 +676,16 @@ impl<'a> Writes<'a> {
             }
         };
         loop {
-            fill(&mut out, &mut out_to, &mut ready, &mut refused);
+            fill(
+                &mut out,
+                &mut out_to,
+                &mut ready,
+                &mut refused,
+                halted.is_some(),
+            );
             let stopped = runtime.check().err();
             let recording = refused.is_none()
+                && halted.is_none()
                 && stopped.is_none()
                 && next < todo.len()
                 && (ready.len() < at_once || !stored.is_empty());
@@ -747,8 +760,19 @@ impl<'a> Writes<'a> {
                     return Err(refused.unwrap_or(stopped));
                 }
             };
+            if let Ok((_, Err(e))) = &joined {
+                if e.kind() == runbook_vendors::ErrorKind::RateLimited && halted.is_none() {
+                    halted = Some(e.clone());
+                }
+            }
             // The freed slot first, then the answer's record.
-            fill(&mut out, &mut out_to, &mut ready, &mut refused);
+            fill(
+                &mut out,
+                &mut out_to,
+                &mut ready,
+                &mut refused,
+                halted.is_some(),
+            );
             if let Some((i, result)) = self.answered(write, todo, &mut out_to, joined) {
                 answered.push((todo[i].clone(), result));
             }
@@ -760,7 +784,30 @@ impl<'a> Writes<'a> {
                 ready.iter().chain(&stored).copied().for_each(not_sent);
                 Err(stop)
             }
-            None => Ok(answered),
+            None => {
+                if let Some(limit) = halted {
+                    // Recorded and not sent, or never recorded: each one is a failure of
+                    // its own in the results, saying why.
+                    ready.iter().chain(&stored).copied().for_each(not_sent);
+                    let unsent = ready.iter().chain(&stored).copied().chain(next..todo.len());
+                    for i in unsent {
+                        let e = VendorError::new(
+                            limit.vendor(),
+                            limit.method(),
+                            &todo[i],
+                            runbook_vendors::ErrorKind::RateLimited,
+                            format!(
+                                "not sent: {} refused {} for its rate limit, longer than this step waits",
+                                limit.vendor(),
+                                limit.route()
+                            ),
+                        )
+                        .with_hint(limit.help_text());
+                        answered.push((todo[i].clone(), Err(e)));
+                    }
+                }
+                Ok(answered)
+            }
         }
     }
 

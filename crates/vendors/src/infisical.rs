@@ -826,9 +826,10 @@ impl InfisicalClient {
                 }))
             }
             (None, None) => {
-                return Err(req
+                let err = req
                     .error(ErrorKind::InvalidResponse, "the response has no 'secret'")
-                    .with_status(resp.status))
+                    .with_status(resp.status);
+                return Err(crate::transport::unreadable_answer(req, resp, err));
             }
         };
         // The secret of another environment or folder (a service token's one scope wins
@@ -837,13 +838,15 @@ impl InfisicalClient {
         if env.is_some_and(|e| e != scope.environment)
             || path.is_some_and(|p| folder(p) != folder(&scope.secret_path))
         {
-            return Err(elsewhere(
+            // A write answered so applied, there: recorded unknown, never "not sent".
+            let err = elsewhere(
                 req,
                 &scope.environment,
                 &scope.secret_path,
                 env.unwrap_or(&scope.environment),
                 path.unwrap_or(&scope.secret_path),
-            ));
+            );
+            return Err(crate::transport::unreadable_answer(req, resp, err));
         }
         let value_version = match version {
             Some(asked) => asked.or(Some(raw.version)),

@@ -936,15 +936,34 @@ pub(crate) fn decode_json<T: DeserializeOwned>(
     serde_json::from_slice(&resp.body).map_err(|e| {
         // serde quotes the value it could not take (`invalid type: string "pm-…"`): a
         // token in a field of the wrong shape, never registered, would be in the error.
-        req.error(
-            ErrorKind::InvalidResponse,
-            format!(
-                "the response body is not the JSON we expected: {}",
-                runbook_secret::without_values(&e.to_string())
-            ),
-        )
-        .with_status(resp.status)
+        let err = req
+            .error(
+                ErrorKind::InvalidResponse,
+                format!(
+                    "the response body is not the JSON we expected: {}",
+                    runbook_secret::without_values(&e.to_string())
+                ),
+            )
+            .with_status(resp.status);
+        unreadable_answer(req, resp, err)
     })
+}
+
+/// An error made of a write's answer that says it was done (2xx) but cannot be read as
+/// expected: the write may have applied (recorded unknown, read back before anything
+/// relies on it), not failed.
+pub(crate) fn unreadable_answer(
+    req: &Request,
+    resp: &RawResponse,
+    err: VendorError,
+) -> VendorError {
+    if !resp.is_success() || is_read(&req.method) {
+        return err;
+    }
+    match err.status() {
+        Some(_) => err.answer_lost(),
+        None => err.with_status(resp.status).answer_lost(),
+    }
 }
 
 /// Refuses anything but https, and http to loopback.
@@ -1216,6 +1235,32 @@ mod tests {
             assert_eq!(super::remaining_of(bad), None, "{bad}");
         }
     }
+    /// A write answered 2xx whose body cannot be read as expected may have applied: its
+    /// error says so (recorded unknown, read back), where it was recorded failed. A read's
+    /// or a refusal's stays as it was.
+    #[test]
+    fn an_unreadable_answer_to_a_write_may_have_applied() {
+        let answer = |status: u16| RawResponse {
+            status,
+            headers: HeaderMap::new(),
+            body: b"<html>not json</html>".to_vec(),
+            attempts: 1,
+            earlier_lost: false,
+            not_waited: false,
+        };
+        let post = Request::new("heroku", Method::PATCH, "http://127.0.0.1:1/apps/a");
+        let get = Request::new("heroku", Method::GET, "http://127.0.0.1:1/apps/a");
+        let e = decode_json::<serde_json::Map<String, serde_json::Value>>(&post, &answer(200))
+            .unwrap_err();
+        assert!(e.maybe_applied(), "{e}");
+        let e = decode_json::<serde_json::Map<String, serde_json::Value>>(&get, &answer(200))
+            .unwrap_err();
+        assert!(!e.maybe_applied(), "{e}");
+        let e = decode_json::<serde_json::Map<String, serde_json::Value>>(&post, &answer(422))
+            .unwrap_err();
+        assert!(!e.maybe_applied(), "{e}");
+    }
+
     /// A vendor answer of the wrong shape is reported without the value serde could not
     /// take: a token where a list was expected was quoted whole (cold review).
     #[test]

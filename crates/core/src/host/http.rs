@@ -949,13 +949,20 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         // fields (`CreateAccessKeyResponse.CreateAccessKeyResult.AccessKey.SecretAccessKey`).
         let mut tree = if parsed.is_none() && text.trim_start().starts_with('<') {
             if xml_depth(&text) > MAX_XML_DEPTH {
-                return Err(crate::value::throw(
+                let mut m = crate::value::error_map(
                     "runbook::limit::xml_depth",
                     format!(
                         "the response of {label} is XML nested deeper than {MAX_XML_DEPTH} levels; it is not read"
                     ),
                     Some("no vendor API answers this deep: check the endpoint (`.status` and `.body` are not kept for such an answer)".into()),
-                ));
+                );
+                // A write was answered, and its answer not read: it may have applied.
+                if effect != Effect::Read {
+                    if let Some(m) = m.write_lock::<Map>().as_deref_mut() {
+                        m.insert("maybe_applied".into(), true.into());
+                    }
+                }
+                return Err(rhai::EvalAltResult::ErrorRuntime(m, rhai::Position::NONE).into());
             }
             xml_to_json(&text)
         } else {

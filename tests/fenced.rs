@@ -1402,6 +1402,51 @@ fn a_run_whose_file_lock_was_taken_stops_before_its_next_step_and_files_no_reque
     assert!(filed.is_empty(), "a request was filed: {filed:?}\n{text}");
 }
 
+const GATED_FAILURE: &str = r#"
+runbook(#{ id: "gatedfailure", title: "A failure after a gate", secret: "GATED_KEY" });
+param("url", #{ default: "http://127.0.0.1:9", env: "FENCED_URL", help: "the vendor" });
+step("first", "Write", |ctx| {
+    http::post(`${ctx.params.url}/things`, #{ json: #{ n: 1 } });
+}).undo(|ctx| { http::post(`${ctx.params.url}/things`, #{ json: #{ n: 0 } }); });
+step("check", "Reach the gate, then fail", |ctx| {
+    http::get(`${ctx.params.url}/gate`);
+    throw "the check failed";
+});
+"#;
+
+/// A run whose lock another process took while a step waited (here `rollback
+/// --break-lock --lease-id` by a colleague, the lock file rewritten as another taking's)
+/// fails that step: it stops there. It neither rolls back (the new holder does what is to
+/// be done) nor writes to the audit log. Before, it chose rollback (`--yes`), sent nothing
+/// but audited `step.failed`, `step.undone` and `run.completed`: entries that were not
+/// true, in the evidence beside the new holder's (hostile review).
+#[test]
+fn a_run_whose_lock_was_taken_neither_rolls_back_nor_audits_after() {
+    let vendor = Vendor::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gated.rhai"), GATED_FAILURE).unwrap();
+    let mut child = runbook(
+        dir.path(),
+        &vendor,
+        &["exec", "gated.rhai", "--yes", "--sandbox"],
+    )
+    .spawn_piped();
+    vendor.wait_at_gate();
+    let state = dir.path().join("state");
+    taken_by_another(&state.join("locks"));
+    let audit = || std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    let entries = audit().lines().count();
+    vendor.open_gate();
+    let said = "no longer holds its rotation lock";
+    let (told, stderr) = stderr_until(&mut child, said);
+    let (code, rest) = finish(child, stderr);
+    let text = format!("{told}{rest}");
+    assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
+    assert!(!text.contains("Rolling back"), "{text}");
+    assert_eq!(vendor.writes(), ["POST /things"], "{text}");
+    assert_eq!(audit().lines().count(), entries, "{}\n{text}", audit());
+}
+
 /// Ctrl-C (here SIGINT to a piped session) while a write typed at the production REPL is
 /// held at the vendor: the REPL says the write was sent and may have applied. Before, only
 /// "interrupted": the change may have been made, and nothing said so (cold review).

@@ -362,6 +362,15 @@ impl<'a> Runner<'a> {
                 Outcome::Failed(diag) => {
                     self.say.warning(format!("\nStep '{}' failed:", step.id));
                     self.say.problem(*diag);
+                    // Its lock taken meanwhile, the run is the new holder's to resume, roll
+                    // back or abandon: retried or rolled back here, it would write (or
+                    // audit) beside it.
+                    if let Some(why) = self.session.lock_lost() {
+                        self.say
+                            .warning(format!("  neither retried nor rolled back here: {why}"));
+                        self.explain_left_behind();
+                        return Some(RunStatus::Failed);
+                    }
                     match self.after_failure(step, attempt) {
                         Some(Settle::Rerun) => {
                             self.say.progress(format!("  ↻ retrying {}", step.id));

@@ -214,6 +214,12 @@ impl Auditor {
     }
 
     fn write(&self, step: &str, action: Action, context: serde_json::Value) -> Result<()> {
+        // Another run holds the lock now: what this process does from here is not the
+        // run's, and entries saying it was (a step failed, undone, the run completed) stood
+        // in the evidence beside the new holder's.
+        if self.journal.as_ref().is_some_and(|j| j.lease_lost()) {
+            return Ok(());
+        }
         // An entry the webhook is sent is durable first: a power loss must not leave the
         // webhook holding an entry the local chain then lost (and forked from).
         let durable = self.webhook.is_some() && !self.webhook_down.get();

@@ -118,6 +118,11 @@ impl LedgerWriter {
         *self.fence.borrow_mut() = Some(fence);
     }
 
+    /// Whether the fence found the run's lease taken: this process records nothing more.
+    pub fn lease_lost(&self) -> bool {
+        self.lost.get()
+    }
+
     /// The last line the store holds durably, for the audit entries that link to it
     /// (`None` before the first).
     pub fn durable(&self) -> Option<Link> {

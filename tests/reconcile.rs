@@ -1273,9 +1273,17 @@ fn a_rollback_goes_past_an_irreversible_step_that_died_before_doing_anything() {
         .unwrap()
         .1
         .clone();
-    rig.rollback(&[])
-        .exit(Exit::Ok)
-        .stdout_has("rollback complete");
+    // The plan the operator confirms says so too: before, it said the rollback would stop
+    // at revoke, and an operator who believed it and answered no never rolled back.
+    let out = rig.rollback(&[]);
+    out.exit(Exit::Ok)
+        .stdout_has("rollback complete")
+        .stdout_has("  revoke · nothing of it took effect (its journal, or its check at the vendor, says so): nothing to undo");
+    assert!(
+        !out.stdout.contains("the rollback stops there"),
+        "{}",
+        out.stdout
+    );
     let state = rig.state();
     sendgrid_apps_hold(&state, &old, "is back on the old key");
     assert_eq!(secret_value(&state, "SENDGRID_API_KEY"), old);

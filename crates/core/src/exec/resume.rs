@@ -495,7 +495,7 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
     }
     if undoing.is_empty() {
         say.progress("No step of this run completed: nothing to undo.");
-    } else if !confirm_rollback(&r.session, &undoing) {
+    } else if !confirm_rollback(&r.session, &undoing, &r.completed) {
         say.warning(
             "Nothing was undone: the run stays as it is (`runbook rollback` again when ready).",
         );
@@ -515,14 +515,16 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// What a rollback will undo, newest first, with the writes in effect that each undo
-/// restores; then `rollback.confirm` (`--yes` answers it).
-fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
+/// What a rollback of `undoing` will undo, newest first, with the writes in effect that
+/// each undo restores; then `rollback.confirm` (`--yes` answers it). An irreversible step
+/// stops it as the rollback itself judges (`refresh::blocks`): one that died before doing
+/// anything does not.
+fn confirm_rollback(session: &Session, undoing: &[usize], completed: &[usize]) -> bool {
     let plan = session.runbook().plan();
     let say = session.run().say();
     say.progress("");
     say.heading("Rolling back undoes, newest first:");
-    for &i in completed.iter().rev() {
+    for &i in undoing.iter().rev() {
         let step = &plan.steps[i];
         let (cleanups, writes): (Vec<_>, Vec<_>) = session
             .run()
@@ -546,8 +548,11 @@ fn confirm_rollback(session: &Session, completed: &[usize]) -> bool {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        let mut how = if let Some(why) = &step.irreversible {
+        let blocks = super::refresh::blocks(session, step, completed.contains(&i));
+        let mut how = if let (Some(why), true) = (&step.irreversible, blocks) {
             format!("cannot be undone ({why}): the rollback stops there")
+        } else if step.irreversible.is_some() {
+            "nothing of it took effect (its journal, or its check at the vendor, says so): nothing to undo".to_string()
         } else if step.undo.is_none() {
             "no undo: nothing to restore".to_string()
         } else if writes.is_empty() && !untouched.is_empty() {

@@ -29,8 +29,13 @@ fn a_rollback_never_restores_a_token_the_vendor_deleted() {
     rig.crash("postmark", "inside:revoke");
     let before = writes(&rig.state()).len();
     let out = rig.rollback(&[]);
+    // The way that works is named (before, only the runbook's "rotate afresh").
     out.exit(Exit::StepFailed)
-        .stderr_has("✗ cannot roll back past step 'revoke': the old token is deleted");
+        .stderr_has("✗ cannot roll back past step 'revoke': the old token is deleted")
+        .stderr_has(&format!(
+            "  the rotation can still go forward: `runbook resume {}` finishes it",
+            rig.run_id()
+        ));
     assert_lacks("stderr", &out.stderr, "undoing");
     let state = rig.state();
     assert_eq!(writes(&state).len(), before, "the rollback wrote nothing");

@@ -997,6 +997,21 @@ impl<'a> Runner<'a> {
                 step: step.id.clone(),
                 why: why.clone(),
             });
+            // What works from here, as a refused rollback says it: forward, unless an
+            // earlier rollback stopped part way (resume refuses that run).
+            if !self.rehearsal_in_process() {
+                let run_id = self.session.run_id();
+                let half = self
+                    .session
+                    .run()
+                    .ledger()
+                    .read(false, |l| !l.unfinished_undos().is_empty());
+                self.say.warning(if half {
+                    format!("  an earlier rollback of this run stopped part way, so it cannot be resumed either: end it with `runbook abandon {run_id} --reason TEXT`")
+                } else {
+                    format!("  the rotation can still go forward: `runbook resume {run_id}` finishes it")
+                });
+            }
             return Some(RunStatus::Failed);
         }
         if step.irreversible.is_some() && refresh::took_effect(self.session, &step.id) {

@@ -797,12 +797,21 @@ impl Ledger {
         self.writes.iter().any(|w| w.outcome.may_have_applied())
     }
 
+    /// The writes in effect: those that may have applied, less those an undo of their step
+    /// (one that stopped part way) put back, its write to the same target answered applied.
     pub fn changes(&self) -> Vec<Write> {
         self.writes
             .iter()
-            .filter(|w| w.outcome.may_have_applied())
+            .filter(|w| w.outcome.may_have_applied() && !self.put_back(w))
             .cloned()
             .collect()
+    }
+
+    /// Whether an undo of `w`'s step wrote `w`'s target again, and the vendor took it.
+    fn put_back(&self, w: &Write) -> bool {
+        self.undo_writes
+            .iter()
+            .any(|u| u.step == w.step && u.target == w.target && u.outcome == WriteOutcome::Applied)
     }
 
     /// Time in steps of the processes before the latest.

@@ -405,12 +405,19 @@ fn an_unfinished_undo_keeps_its_writes_for_the_next_rollback() {
     let mut l = production_run(vec![
         sent("propagate", "app-a"),
         ended("propagate", "app-a", WriteOutcome::Applied),
+        sent("propagate", "app-b"),
+        ended("propagate", "app-b", WriteOutcome::Applied),
         undo_started("propagate"),
         undo_write("app-a"),
         undo_ended("app-a", WriteOutcome::Applied),
         undo_write("app-b"),
         undo_ended("app-b", WriteOutcome::Failed),
     ]);
+    // What is left in place (the report, `runs`, abandon) is app-b's change alone: app-a's
+    // was put back. Before, both were listed, under lines saying app-a was restored
+    // (hostile review).
+    let left: Vec<String> = l.changes().into_iter().map(|w| w.target).collect();
+    assert_eq!(left, ["app-b"]);
     let found = l
         .undo_writes_to("heroku::set_config", "app-a")
         .next()
@@ -422,7 +429,11 @@ fn an_unfinished_undo_keeps_its_writes_for_the_next_rollback() {
             .is_none(),
         "a refused undo write put nothing back"
     );
-    assert_eq!(l.writes.len(), 1, "the step's own write is still in effect");
+    assert_eq!(
+        l.writes.len(),
+        2,
+        "the step's own writes are kept for the next rollback"
+    );
     l.apply(&at("t9", undo_completed("propagate")));
     assert!(l
         .undo_writes_to("heroku::set_config", "app-a")

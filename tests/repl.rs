@@ -520,6 +520,50 @@ fn a_value_holding_a_secret_with_quotes_is_masked_in_the_display() {
     );
 }
 
+const AHEAD: &str = r#"
+runbook(#{ id: "ahead", title: "A write sent ahead", secret: "AHEAD_KEY" });
+step("first", "First", |ctx| { print("first ran"); });
+step("second", "A write sent ahead of a read", |ctx| {
+    run::together([
+        || heroku::set_config("raxx-api-prod", #{ AHEAD_MARK: "on" }),
+        || heroku::config("raxx-api-staging"),
+    ]);
+}).no_undo("a test's mark");
+"#;
+
+/// `:run STEP` of a step whose write `run::together` sends ahead, beside a live run holding
+/// the rotation's lock: refused as any other write from the REPL is (a review read the first
+/// pass as sending it unchecked; here it was refused already, and the first pass now leaves
+/// every REPL write to its turn, where the check is).
+#[test]
+fn a_write_sent_ahead_at_the_repl_is_not_sent_beside_a_live_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = Test::in_dir(dir.path())
+        .file("ahead.rhai", AHEAD)
+        .args(&["exec", "ahead.rhai", "--sandbox", "--yes"])
+        .env("RUNBOOK_CRASH_AT", "after:first")
+        .run();
+    assert_eq!(killed.code, -9, "{}", killed.stderr);
+    // The lock made to name this test's own process: a live holder.
+    let lock = crate::support::lock_file(&dir.path().join("state/locks"));
+    let mut holder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock).unwrap()).unwrap();
+    holder["pid"] = std::process::id().into();
+    std::fs::write(&lock, holder.to_string()).unwrap();
+    let out = Test::in_dir(dir.path())
+        .args(&["repl", "ahead.rhai", "--sandbox", "--yes"])
+        .stdin(":run first\n:run second\nprint(`marked: ${\"AHEAD_MARK\" in heroku::config(\"raxx-api-prod\")}`)\n")
+        .run();
+    out.stderr_has("heroku::set_config on raxx-api-prod: not sent: run ")
+        .stderr_has("holds this rotation's lock and may be writing to the same targets now");
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("marked: false"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
 /// The REPL takes no lock (it is for looking around a stuck run too), but a write typed at
 /// it while a run holds the rotation's lock says so: that run may be writing to the same
 /// targets. Here the run was killed after generate, so its lock is still held.

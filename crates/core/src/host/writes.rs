@@ -437,10 +437,13 @@ impl<'a> Writes<'a> {
         let scope = self.run.scope();
         // Nothing is journalled for a write that cannot leave now (Ctrl-C, a spent budget,
         // no credentials): the second pass runs it in its turn, and says why.
+        // A REPL session's writes, `:run` included, go in their turn: `confirmed_at_repl`
+        // (a live holder of the rotation, the production confirmation) is asked there.
         if self.run.dry_run()
             || !scope.forward()
             || scope.first_write_unasked()
             || scope.phase() == super::Phase::Repl
+            || self.run.info().modes.entry == crate::run::Entry::Repl
             || self.run.services().runtime.check().is_err()
             || self.run.vendors().is_err()
         {

@@ -545,6 +545,25 @@ fn an_undo_typed_at_an_attached_repl_checks_the_vendors_first() {
     }
 }
 
+/// The old token deleted in the dashboard by hand after propagate: rollback refuses (it
+/// would restore a dead token) and says to go forward; resume then finds the old token
+/// already refused and finishes without asking for its deletion again. Before, revoke asked
+/// the dashboard to delete a token it no longer had and failed, and rollback and resume sent
+/// the operator to each other (hostile review).
+#[test]
+fn resume_finishes_when_the_old_token_was_deleted_by_hand() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    rig.sandbox.delete_postmark_token(OLD_TOKEN);
+    rig.rollback(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("Go forward instead");
+    rig.resume(&[])
+        .exit(Exit::Ok)
+        .stdout_has("the old token is refused by Postmark already (deleted since): nothing to delete");
+    assert_rotated(&rig.state(), "resumed after the old token was deleted by hand");
+}
+
 /// `runs RUN_ID` says where the run stands now, as `runs` and the page do. Before: its
 /// header showed how the first process ended ("interrupted") after a resume finished it.
 #[test]

@@ -558,10 +558,15 @@ fn resume_finishes_when_the_old_token_was_deleted_by_hand() {
     rig.rollback(&[])
         .exit(Exit::StepFailed)
         .stderr_has("Go forward instead");
+    // Its read-back says what a resume does with a target: keeps it (it said "restored").
     rig.resume(&[])
         .exit(Exit::Ok)
-        .stdout_has("the old token is refused by Postmark already (deleted since): nothing to delete");
-    assert_rotated(&rig.state(), "resumed after the old token was deleted by hand");
+        .stdout_has("the old token is refused by Postmark already (deleted since): nothing to delete")
+        .stdout_has("= infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/: holds what this run wrote; kept");
+    assert_rotated(
+        &rig.state(),
+        "resumed after the old token was deleted by hand",
+    );
 }
 
 /// `runs RUN_ID` says where the run stands now, as `runs` and the page do. Before: its

@@ -153,10 +153,11 @@ pub(crate) fn check_restores(session: &Session) -> Result<(), Refusal> {
 }
 
 /// Reads back every target the steps in `steps` wrote and that is still in effect, records
-/// what each holds now, and shows it: what still holds the run's value is restored, what
-/// changed since is left alone (the undo's writes skip it). Returns the targets that can be
-/// read and whose read failed (a 5xx, no connection), with why.
-pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) -> Vec<String> {
+/// what each holds now, and shows it: what still holds the run's value is restored by a
+/// rollback (`undoing`), kept by a resume; what changed since is left alone (the undo's
+/// writes skip it). Returns the targets that can be read and whose read failed (a 5xx, no
+/// connection), with why.
+pub(crate) fn refresh_targets(session: &Session, steps: &[&str], undoing: bool) -> Vec<String> {
     let mut failed: Vec<String> = Vec::new();
     let run = session.run();
     let mut header = false;
@@ -178,7 +179,7 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str]) -> Vec<String> 
                     .progress("  What the run's targets hold now, read at the vendors:");
                 header = true;
             }
-            let Some((holds, now, unanswered)) = read_back(session, w) else {
+            let Some((holds, now, unanswered)) = read_back(session, w, undoing) else {
                 continue;
             };
             if let (true, Some(why)) = (unanswered, &now) {
@@ -258,7 +259,11 @@ fn undo_requests(session: &Session) {
 /// What one write's target holds now, said to the operator; `None` for a change request
 /// still open, which is not in the world yet (reading the secret would only show the value
 /// before it): it is named here, and the undo reports it.
-fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Option<String>, bool)> {
+fn read_back(
+    session: &Session,
+    w: &crate::ledger::Write,
+    undoing: bool,
+) -> Option<(Holds, Option<String>, bool)> {
     let say = session.run().say();
     let what = format!("{} on {}", w.function, w.target);
     if w.outcome == WriteOutcome::Pending {
@@ -289,9 +294,11 @@ fn read_back(session: &Session, w: &crate::ledger::Write) -> Option<(Holds, Opti
             ));
             return Some((Holds::NotShown, now, false));
         }
-        Holds::AsWritten => {
-            say.progress(format!("    = {what}: holds what this run wrote; restored"))
-        }
+        // A resume said "restored" too, where nothing is (hostile review).
+        Holds::AsWritten => say.progress(format!(
+            "    = {what}: holds what this run wrote; {}",
+            if undoing { "restored" } else { "kept" }
+        )),
         Holds::Changed => say.warning(format!(
             "    ≠ {what}: changed since this run ({shown}); left alone"
         )),
@@ -463,7 +470,7 @@ pub(crate) fn before_rollback(
     let ids: Vec<&str> = reached.iter().map(|s| s.id.as_str()).collect();
     // A target that can be read and whose read failed is not undone blind: its undo would
     // write the journal's values over whatever it holds now (another rotation's, say).
-    let failed = refresh_targets(session, &ids);
+    let failed = refresh_targets(session, &ids, true);
     if !failed.is_empty() {
         return Err(Refusal {
             why: format!(

@@ -366,7 +366,7 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         .collect();
     // A target whose read failed stops the resume, as it stops a rollback: the steps after
     // would build on it unchecked (revoke deleted the old value an app was put back on).
-    let unread = super::refresh::refresh_targets(&r.session, &done);
+    let unread = super::refresh::refresh_targets(&r.session, &done, false);
     let id = r.session.run_id().to_string();
     if !unread.is_empty() && !go_on_unread(r, &unread) {
         // A rollback cannot pass a point of no return the run is past: not offered then.

@@ -66,7 +66,9 @@ fn a_resume_does_not_revoke_the_old_token_when_the_new_one_died_meanwhile() {
         .exit(Exit::StepFailed)
         .stderr_has("the new token no longer works at Postmark (GET /server answers 401)")
         .stdout_has("rollback complete")
-        .stdout_has("is refused by Postmark already (deleted since): nothing of it is left on raxx-prod");
+        .stdout_has(
+            "is refused by Postmark already (deleted since): nothing of it is left on raxx-prod",
+        );
     let state = rig.state();
     assert!(
         live_tokens(&state).contains(&OLD_TOKEN.to_string()),
@@ -213,7 +215,9 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
     let out = rig.rollback(&[]);
     out.exit(Exit::Ok)
         .stderr_has("≠ heroku::set_config on raxx-api-staging: changed since this run (POSTMARK_SERVER_TOKEN holds secret(…")
-        .stderr_has("partly rolled back: what changed since this run was left alone: raxx-api-staging (POSTMARK_SERVER_TOKEN holds secret(…c001))");
+        .stderr_has("partly rolled back: what changed since this run was left alone: raxx-api-staging (POSTMARK_SERVER_TOKEN holds secret(…c001))")
+        // The summary lists it too (before, only the warning above; hostile review).
+        .stdout_has("Left alone (changed by someone since the run; not undone, not overwritten):\n  propagate · heroku::set_config on raxx-api-staging: POSTMARK_SERVER_TOKEN holds secret(…c001)");
     // The operator sees what is true at the vendors before being asked to undo anything.
     let refreshed = out
         .stdout

@@ -470,6 +470,19 @@ fn summary(report: &Report) {
     if !undone.is_empty() {
         ui::progress(&format!("Undone: {}", undone.join(", ")));
     }
+    // Named in a warning above, and easy to lose: a partial rollback's summary lists them.
+    if !report.left_alone.is_empty() {
+        ui::progress("Left alone (changed by someone since the run; not undone, not overwritten):");
+        for r in &report.left_alone {
+            ui::progress(&format!(
+                "  {} · {} on {}: {}",
+                r.step,
+                r.function,
+                r.target,
+                r.now.as_deref().unwrap_or("changed")
+            ));
+        }
+    }
     if report.rate_limit_wait_ms > 0 {
         ui::progress(&format!(
             "Waited {:.1}s for vendor rate limits (requests paced to Heroku's pool, or refused and retried)",

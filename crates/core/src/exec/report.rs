@@ -83,6 +83,11 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<serde_json::Value>")]
     pub changes: Vec<Write>,
+    /// Targets the run wrote that someone changed since, read at the vendor: left alone by
+    /// its rollback or resume (what makes a rollback partial).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub left_alone: Vec<crate::events::Refreshed>,
     /// Wall-clock time requests waited for vendors' rate limits (pacing to a request pool,
     /// honoured refusals); concurrent waits count once.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -145,6 +150,12 @@ impl Report {
                 .map(|s| s.error.clone())
                 .or_else(|| finished.and_then(|f| f.error.clone())),
             changes: ledger.changes(),
+            left_alone: ledger
+                .left_alone
+                .iter()
+                .filter(|r| r.holds == crate::events::Holds::Changed)
+                .cloned()
+                .collect(),
             rate_limit_wait_ms: finished.and_then(|f| f.rate_limit_wait_ms).unwrap_or(0),
             audit_head: finished.and_then(|f| f.audit_head.clone()),
         }
@@ -181,6 +192,7 @@ impl Report {
             failed_step: None,
             error: None,
             changes: Vec::new(),
+            left_alone: Vec::new(),
             rate_limit_wait_ms: 0,
             audit_head: None,
         }

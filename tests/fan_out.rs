@@ -120,7 +120,7 @@ fn a_wait_the_vendor_asks_for_past_the_steps_limit_is_not_waited_and_its_refusal
     );
     out.exit(Exit::StepFailed)
         .stderr_has("heroku asked to wait 60s, more than the step has left: not sent again")
-        .stderr_has("app-0003: heroku PATCH app-0003 → rate_limited: not sent: heroku refused /apps/app-0002/config-vars for its rate limit, longer than this step waits");
+        .stderr_has("app-0003: heroku PATCH app-0003 → rate_limited: not sent: heroku refused /apps/app-0002/config-vars for its rate limit, beyond the waits this step allows");
     assert!(!out.stderr.contains("ran past its limit"), "{}", out.stderr);
     let by_app = outcomes(&out);
     let expected: BTreeMap<String, (usize, String)> = [

@@ -1443,6 +1443,12 @@ fn a_run_whose_lock_was_taken_neither_rolls_back_nor_audits_after() {
     let text = format!("{told}{rest}");
     assert_eq!(Exit::from_code(code), Some(Exit::StepFailed), "{text}");
     assert!(!text.contains("Rolling back"), "{text}");
+    // Not "continue with resume, or rollback": another process holds the run.
+    assert!(
+        text.contains("Another process holds this run now: `runbook runs "),
+        "{text}"
+    );
+    assert!(!text.contains("Continue with `runbook resume"), "{text}");
     assert_eq!(vendor.writes(), ["POST /things"], "{text}");
     assert_eq!(audit().lines().count(), entries, "{}\n{text}", audit());
 }

@@ -48,7 +48,7 @@ fn happy_path_rotates_everywhere_and_revokes_the_old_token() {
     // right before revoke's question (before, only in precheck's output; hostile review).
     let lines: Vec<&str> = out.stdout.lines().collect();
     let at = |needle: &str| lines.iter().position(|l| l.contains(needle));
-    let said = at("before revoke: raxx/raptor's Actions secret POSTMARK_SERVER_TOKEN may still hold the old token");
+    let said = at("before revoke: raxx/raptor's Actions secret POSTMARK_SERVER_TOKEN may still hold the old token (GitHub cannot show it): a workflow using it fails once the old token is deleted. If it does, answer no at revoke's question");
     let revoke = at(r#""type":"step_reached","index":7"#);
     assert!(
         said.is_some() && said < revoke && said > at(r#""type":"step_reached","index":6"#),

@@ -342,11 +342,7 @@ fn restored_by_this_run(session: &Session, w: &crate::ledger::Write) -> bool {
 /// that is not per var, the same named thing (a GitHub repository's target holds many
 /// secrets, named in the detail; an Infisical target names its secret already).
 fn covers(u: &crate::ledger::Write, w: &crate::ledger::Write) -> bool {
-    match (w.detail["vars"].as_object(), u.detail["vars"].as_object()) {
-        (Some(mine), Some(theirs)) => mine.keys().all(|k| theirs.contains_key(k)),
-        (None, _) => w.detail["name"] == u.detail["name"],
-        (Some(_), None) => false,
-    }
+    u.covers(w)
 }
 
 /// Whether a write of this run after `w`, to the same target, set all `w` set and took

@@ -1001,11 +1001,14 @@ impl<'a> Runner<'a> {
             // earlier rollback stopped part way (resume refuses that run).
             if !self.rehearsal_in_process() {
                 let run_id = self.session.run_id();
+                // As resume judges a half-undone run: an undo that did not finish, or a
+                // target an earlier rollback already put back.
                 let half = self
                     .session
                     .run()
                     .ledger()
-                    .read(false, |l| !l.unfinished_undos().is_empty());
+                    .read(false, |l| !l.unfinished_undos().is_empty())
+                    || refresh::restored(self.session).is_some();
                 self.say.warning(if half {
                     format!("  an earlier rollback of this run stopped part way, so it cannot be resumed either: end it with `runbook abandon {run_id} --reason TEXT`")
                 } else {
@@ -1104,7 +1107,12 @@ impl<'a> Runner<'a> {
             return;
         }
         let run_id = self.session.run_id();
-        if self.rehearsal_in_process() {
+        // Another process holds the run now: what happens next is its call (a review).
+        if self.session.lock_lost().is_some() {
+            self.say.warning(format!(
+                "Another process holds this run now: `runbook runs {run_id}` shows what it did."
+            ));
+        } else if self.rehearsal_in_process() {
             self.say.warning("This rehearsal's simulated vendors end with this process, so it cannot be resumed or rolled back. To rehearse resume and rollback, start `runbook sandbox` in another shell, load its exports, and run `runbook exec` without --sandbox.");
         } else if let Some(done) = self.point_of_no_return() {
             self.say.warning(format!(

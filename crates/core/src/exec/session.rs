@@ -172,9 +172,11 @@ fn same_vendors(
     // stdlib module): not every vendor the stdlib can serve, which a shell may point
     // anywhere without it mattering to this run.
     let mut used: Vec<&str> = runbook.own_vendor_modules();
+    // Every write that may have applied, a put-back one too: a rollback writes there again.
     let written: Vec<String> = state
-        .changes()
+        .writes
         .iter()
+        .filter(|w| w.outcome.may_have_applied())
         .filter_map(|w| w.function.split_once("::").map(|(m, _)| m.to_string()))
         .collect();
     used.extend(written.iter().map(String::as_str));

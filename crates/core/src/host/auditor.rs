@@ -214,10 +214,11 @@ impl Auditor {
     }
 
     fn write(&self, step: &str, action: Action, context: serde_json::Value) -> Result<()> {
-        // Another run holds the lock now: what this process does from here is not the
-        // run's, and entries saying it was (a step failed, undone, the run completed) stood
-        // in the evidence beside the new holder's.
-        if self.journal.as_ref().is_some_and(|j| j.lease_lost()) {
+        // Another run holds the lock now: this process's verdicts (a step failed, undone,
+        // the run completed) are not the run's, and stood in the evidence beside the new
+        // holder's. What it did at a vendor (a write answered after the loss) stays true,
+        // and is kept.
+        if action != Action::HostCall && self.journal.as_ref().is_some_and(|j| j.lease_lost()) {
             return Ok(());
         }
         // An entry the webhook is sent is durable first: a power loss must not leave the

@@ -800,7 +800,7 @@ impl<'a> Writes<'a> {
                             &todo[i],
                             runbook_vendors::ErrorKind::RateLimited,
                             format!(
-                                "not sent: {} refused {} for its rate limit, longer than this step waits",
+                                "not sent: {} refused {} for its rate limit, beyond the waits this step allows",
                                 limit.vendor(),
                                 limit.route()
                             ),

@@ -63,6 +63,19 @@ pub struct Write {
 }
 
 impl Write {
+    /// Whether this write sets all `w` set on its target: every var of a config write; for
+    /// a write not per var, the same named thing (a GitHub repository holds many secrets).
+    pub fn covers(&self, w: &Write) -> bool {
+        match (
+            w.detail["vars"].as_object(),
+            self.detail["vars"].as_object(),
+        ) {
+            (Some(mine), Some(theirs)) => mine.keys().all(|k| theirs.contains_key(k)),
+            (None, _) => w.detail["name"] == self.detail["name"],
+            (Some(_), None) => false,
+        }
+    }
+
     /// A write just sent: its outcome not known yet.
     fn sent(w: &WriteSent) -> Write {
         Write {
@@ -807,11 +820,16 @@ impl Ledger {
             .collect()
     }
 
-    /// Whether an undo of `w`'s step wrote `w`'s target again, and the vendor took it.
+    /// Whether an undo of `w`'s step wrote again all `w` set on its target (the same
+    /// function, every var or the same secret: a review), and the vendor took it.
     fn put_back(&self, w: &Write) -> bool {
-        self.undo_writes
-            .iter()
-            .any(|u| u.step == w.step && u.target == w.target && u.outcome == WriteOutcome::Applied)
+        self.undo_writes.iter().any(|u| {
+            u.step == w.step
+                && u.function == w.function
+                && u.target == w.target
+                && u.covers(w)
+                && u.outcome == WriteOutcome::Applied
+        })
     }
 
     /// Time in steps of the processes before the latest.

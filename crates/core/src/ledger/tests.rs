@@ -442,6 +442,42 @@ fn an_unfinished_undo_keeps_its_writes_for_the_next_rollback() {
     assert!(l.writes.is_empty());
 }
 
+/// A write of two vars an undo wrote only one of back is still in effect (a review: an
+/// undo's write to the same target was taken for putting back all of it).
+#[test]
+fn a_write_put_back_only_in_part_is_still_in_effect() {
+    let write = |vars: serde_json::Value, undo: bool| {
+        Event::Write(WriteSent {
+            step: "propagate".into(),
+            function: "heroku::set_config".into(),
+            target: "app-a".into(),
+            detail: json!({ "vars": vars }),
+            idempotent: true,
+            undo,
+        })
+    };
+    let applied = |undo: bool| {
+        Event::WriteOutcome(WriteSettled {
+            answer: None,
+            step: "propagate".into(),
+            function: "heroku::set_config".into(),
+            target: "app-a".into(),
+            outcome: WriteOutcome::Applied,
+            filed: None,
+            undo,
+        })
+    };
+    let l = production_run(vec![
+        write(json!({"T": "hmac:new", "U": "hmac:new"}), false),
+        applied(false),
+        undo_started("propagate"),
+        write(json!({"T": "hmac:old"}), true),
+        applied(true),
+    ]);
+    let left: Vec<String> = l.changes().into_iter().map(|w| w.target).collect();
+    assert_eq!(left, ["app-a"]);
+}
+
 /// An undo that died with its process is not running in the next one: a write there (a
 /// REPL attached to the run, a forced resume) is the run's own change. Before: it was
 /// taken for an undo write, missing from "in effect" and from what abandon leaves in place.

@@ -461,53 +461,36 @@ mod tests {
     /// A copy in a folder whose values the identity may see but not read: Infisical leaves
     /// it out of the recursive listing with values, silently. Before: discovery took the
     /// folder as clean, and a revoke then broke that copy's consumer. It is unchecked now,
-    /// named; the copies it can read are found as before.
+    /// named; the copies it can read are found as before. The same on a server that lists
+    /// it with values, its value masked by the placeholder (`hidden_values_listed`): not
+    /// taken for a secret holding `<hidden-by-infisical>`.
     #[tokio::test]
     async fn a_copy_whose_value_the_identity_cannot_read_is_unchecked_not_absent() {
-        let mut s = scenario();
-        s.infisical.secrets.push(SecretSpec {
-            environment: "staging".into(),
-            path: "/ci".into(),
-            name: "CI_MAIL_TOKEN".into(),
-            versions: vec![TOKEN.into()],
-        });
-        s.infisical.value_hidden_folders = vec!["/ci".into()];
-        let (_sb, v) = start(s).await;
-        let fp = Wanted::now(runbook_secret::fingerprint(TOKEN));
-        let envs = vec!["staging".to_string()];
-        let scan = infisical(&v, &fp, "raxx-project", &envs, "/").await;
-        assert_eq!(found(&scan), vec![("staging:/mail", "PM_TOKEN_COPY")]);
-        let unchecked: Vec<&str> = scan.unchecked.iter().map(|u| u.place.as_str()).collect();
-        assert_eq!(unchecked, ["staging:/ci CI_MAIL_TOKEN"]);
-        assert!(
-            scan.unchecked[0]
-                .error
-                .contains("may see CI_MAIL_TOKEN but not read its value"),
-            "{}",
-            scan.unchecked[0].error
-        );
-    }
-
-    /// The same copy on an Infisical that lists it with values, its value masked by the
-    /// placeholder: unchecked too, not taken for a secret holding `<hidden-by-infisical>`.
-    #[tokio::test]
-    async fn a_copy_listed_with_its_value_masked_is_unchecked_not_read() {
-        let mut s = scenario();
-        s.infisical.secrets.push(SecretSpec {
-            environment: "staging".into(),
-            path: "/ci".into(),
-            name: "CI_MAIL_TOKEN".into(),
-            versions: vec![TOKEN.into()],
-        });
-        s.infisical.value_hidden_folders = vec!["/ci".into()];
-        s.infisical.hidden_values_listed = true;
-        let (_sb, v) = start(s).await;
-        let fp = Wanted::now(runbook_secret::fingerprint(TOKEN));
-        let envs = vec!["staging".to_string()];
-        let scan = infisical(&v, &fp, "raxx-project", &envs, "/").await;
-        assert_eq!(found(&scan), vec![("staging:/mail", "PM_TOKEN_COPY")]);
-        let unchecked: Vec<&str> = scan.unchecked.iter().map(|u| u.place.as_str()).collect();
-        assert_eq!(unchecked, ["staging:/ci CI_MAIL_TOKEN"]);
+        for masked in [false, true] {
+            let mut s = scenario();
+            s.infisical.secrets.push(SecretSpec {
+                environment: "staging".into(),
+                path: "/ci".into(),
+                name: "CI_MAIL_TOKEN".into(),
+                versions: vec![TOKEN.into()],
+            });
+            s.infisical.value_hidden_folders = vec!["/ci".into()];
+            s.infisical.hidden_values_listed = masked;
+            let (_sb, v) = start(s).await;
+            let fp = Wanted::now(runbook_secret::fingerprint(TOKEN));
+            let envs = vec!["staging".to_string()];
+            let scan = infisical(&v, &fp, "raxx-project", &envs, "/").await;
+            assert_eq!(found(&scan), vec![("staging:/mail", "PM_TOKEN_COPY")]);
+            let unchecked: Vec<&str> = scan.unchecked.iter().map(|u| u.place.as_str()).collect();
+            assert_eq!(unchecked, ["staging:/ci CI_MAIL_TOKEN"], "masked: {masked}");
+            assert!(
+                scan.unchecked[0]
+                    .error
+                    .contains("may see CI_MAIL_TOKEN but not read its value"),
+                "{}",
+                scan.unchecked[0].error
+            );
+        }
     }
 
     /// A repository the runbook names and the token cannot see answers 404 to everything,

@@ -580,6 +580,26 @@ enum Later {
     ),
 }
 
+/// The lock's write fence, and the journal's: a write already on its way (a fan-out target
+/// waiting for a vendor's pool) is not sent while the journal refuses records. Before, it
+/// went out seconds after the run knew it could not record (fail-closed review); its own
+/// line was durable, but the run kept writing when it could not record what it did.
+fn journal_fence(
+    journal: &LedgerWriter,
+    lock: runbook_vendors::WriteFence,
+) -> runbook_vendors::WriteFence {
+    let unrecorded = journal.unrecorded_flag();
+    Box::new(move || {
+        if unrecorded.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some(
+                "this run cannot record what it does now (its journal refuses records): nothing more is sent until it takes them again"
+                    .into(),
+            );
+        }
+        lock()
+    })
+}
+
 /// The later run that superseded `state`'s, for a resume, a rollback or the REPL attached
 /// to it (whose `:run` and `:undo` write as they do). Asked under the rotation's lock: no
 /// later run of it can start while it is looked for.
@@ -802,7 +822,8 @@ impl Session {
         let policy = Policy::of(runbook.plan(), &ctx.snapshot()["params"]);
         let run = context(w, info, ledger, say, policy);
         if let Some(lock) = &lock {
-            run.services().fence_writes(lock.write_fence());
+            run.services()
+                .fence_writes(journal_fence(run.ledger(), lock.write_fence()));
         }
         // A REPL session takes no lock; its writes say when a run holds its rotation's.
         if new.modes.entry == Entry::Repl && !runbook.plan().steps.is_empty() {
@@ -895,7 +916,8 @@ impl Session {
         let policy = Policy::of(runbook.plan(), &start.params);
         let actor = w.actor.clone();
         let run = context(w, info, ledger, say, policy);
-        run.services().fence_writes(lock.write_fence());
+        run.services()
+            .fence_writes(journal_fence(run.ledger(), lock.write_fence()));
         let mut session = Session::attach(runbook, run, Ctx::default(), Some(lock));
         if let Some(later) = later {
             session.accept_superseded(&later, r.entry, r.force)?;

@@ -699,13 +699,25 @@ fn a_later_target_is_not_sent_once_a_record_since_found_the_lease_taken_or_the_s
         }
         // app-1 answered: its outcome is recorded before app-2 would go out.
         writer.record(finished(RunStatus::Failed));
+        let unrecorded = writer.unrecorded_flag();
         match writer.catch_up(&|| Ok(())) {
             Err(Unrecorded::LeaseLost) => assert!(taken),
             Err(Unrecorded::StoreDown(why)) => {
                 assert!(!taken);
                 assert!(why.contains("runs"), "{why}");
+                // A write already on its way is held too, by the transport's fence (a
+                // fan-out target waiting for a vendor's pool: fail-closed review).
+                assert!(unrecorded.load(std::sync::atomic::Ordering::SeqCst));
             }
             Ok(()) => panic!("taken: {taken}: app-2 may still be sent"),
+        }
+        if !taken {
+            // The store back: the records go in, and writes may leave again.
+            let runs = dir.path().join("runs");
+            std::fs::remove_file(&runs).unwrap();
+            std::fs::rename(dir.path().join("runs.aside"), &runs).unwrap();
+            assert!(writer.catch_up(&|| Ok(())).is_ok());
+            assert!(!unrecorded.load(std::sync::atomic::Ordering::SeqCst));
         }
     }
 }

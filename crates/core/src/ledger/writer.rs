@@ -77,6 +77,12 @@ pub struct LedgerWriter {
     lost: Cell<bool>,
     /// Set while the store refuses records: the operator was told, once per outage.
     outage: Cell<bool>,
+    /// Set once the store refused records past its wait (the run stops writing), cleared
+    /// once it takes them again: asked by the transport's write fence, so that a write
+    /// already on its way (a fan-out target waiting for a vendor's pool) is not sent while
+    /// the run cannot record what it does. A refusal within the wait holds new targets
+    /// (`catch_up`), not those already on their way.
+    unrecorded: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Lines stored without being made durable since the last sync.
     unsynced: Cell<bool>,
     /// Set once `settle` said the last lines may not survive a power loss.
@@ -97,6 +103,7 @@ impl LedgerWriter {
             fence: RefCell::new(None),
             lost: Cell::new(false),
             outage: Cell::new(false),
+            unrecorded: Default::default(),
             unsynced: Cell::new(false),
             sync_said: Cell::new(false),
         }
@@ -116,6 +123,11 @@ impl LedgerWriter {
     /// Fences every later write's record by this lease.
     pub fn fence(&self, fence: Fence) {
         *self.fence.borrow_mut() = Some(fence);
+    }
+
+    /// Set while the journal refuses records (`unrecorded`), for the transport's fence.
+    pub fn unrecorded_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.unrecorded.clone()
     }
 
     /// Whether the fence found the run's lease taken: this process records nothing more.
@@ -311,7 +323,11 @@ impl LedgerWriter {
             match tried {
                 Ok(v) => return Ok((v, told)),
                 // Trying again cannot help: not sent, at once.
-                Err(e) if e.is_final() => return Err(Unrecorded::StoreDown(e.to_string())),
+                Err(e) if e.is_final() => {
+                    self.unrecorded
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(Unrecorded::StoreDown(e.to_string()));
+                }
                 Err(e) => {
                     if !told {
                         self.say.warning(format!(
@@ -321,6 +337,8 @@ impl LedgerWriter {
                         told = true;
                     }
                     if !backoff.wait() {
+                        self.unrecorded
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
                         return Err(Unrecorded::StoreDown(e.to_string()));
                     }
                 }
@@ -330,6 +348,8 @@ impl LedgerWriter {
 
     /// The store took records again after the operator was told it did not.
     fn said_stored_again(&self, told: bool) {
+        self.unrecorded
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         if told || self.outage.replace(false) {
             self.say
                 .warning("the state store takes records again; the run goes on");

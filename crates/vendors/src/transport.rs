@@ -548,11 +548,9 @@ impl Transport {
                     if e.kind() != ErrorKind::Connection || attempt >= max {
                         return Err(e);
                     }
-                    let pause = backoff(cfg, attempt);
-                    if outlasts_step(pause, cfg.timeout) {
+                    if !self.back_off(attempt).await {
                         return Err(e);
                     }
-                    tokio::time::sleep(pause).await;
                     if let Some(why) = self.fenced(&req).await {
                         return Err(e.with_hint(format!("not sent again: {why}")));
                     }
@@ -638,23 +636,19 @@ impl Transport {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(e)) => {
                     let e = self.transport_error(&req, &e).with_attempts(attempt);
-                    let pause = backoff(cfg, attempt);
                     if last
                         || !matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout)
-                        || outlasts_step(pause, cfg.timeout)
+                        || !self.back_off(attempt).await
                     {
                         return Err(e);
                     }
-                    tokio::time::sleep(pause).await;
                     continue;
                 }
                 Err(_) if last => return Err(timed_out()),
                 Err(_) => {
-                    let pause = backoff(cfg, attempt);
-                    if outlasts_step(pause, cfg.timeout) {
+                    if !self.back_off(attempt).await {
                         return Err(timed_out());
                     }
-                    tokio::time::sleep(pause).await;
                     continue;
                 }
             };
@@ -668,11 +662,9 @@ impl Transport {
                     Ok(Ok(answer)) => answer,
                     Ok(Err(e)) if last => return Err(e.with_attempts(attempt)),
                     Ok(Err(e)) => {
-                        let pause = backoff(cfg, attempt);
-                        if outlasts_step(pause, cfg.timeout) {
+                        if !self.back_off(attempt).await {
                             return Err(e.with_attempts(attempt));
                         }
-                        tokio::time::sleep(pause).await;
                         continue;
                     }
                     Err(_) => return Err(timed_out()),
@@ -681,6 +673,18 @@ impl Transport {
                 return Err(status_error(&req, &answer, parse).with_attempts(attempt));
             }
         }
+    }
+
+    /// Sleeps the backoff after attempt `attempt`; `false`, at once, when it would outlast
+    /// the step (`outlasts_step`).
+    async fn back_off(&self, attempt: u32) -> bool {
+        let cfg = &self.inner.config;
+        let pause = backoff(cfg, attempt);
+        if outlasts_step(pause, cfg.timeout) {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        true
     }
 
     /// Waits before `resp`'s request is sent again: as long as the vendor asked (a rate

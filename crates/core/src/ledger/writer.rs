@@ -10,6 +10,8 @@ use crate::sink::Say;
 use crate::store::{Fence, Store};
 use std::cell::{Cell, Ref, RefCell};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Why a write was not sent: its record could not be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +84,7 @@ pub struct LedgerWriter {
     /// already on its way (a fan-out target waiting for a vendor's pool) is not sent while
     /// the run cannot record what it does. A refusal within the wait holds new targets
     /// (`catch_up`), not those already on their way.
-    unrecorded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    unrecorded: Arc<AtomicBool>,
     /// Lines stored without being made durable since the last sync.
     unsynced: Cell<bool>,
     /// Set once `settle` said the last lines may not survive a power loss.
@@ -126,7 +128,7 @@ impl LedgerWriter {
     }
 
     /// Set while the journal refuses records (`unrecorded`), for the transport's fence.
-    pub fn unrecorded_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    pub fn unrecorded_flag(&self) -> Arc<AtomicBool> {
         self.unrecorded.clone()
     }
 
@@ -323,11 +325,7 @@ impl LedgerWriter {
             match tried {
                 Ok(v) => return Ok((v, told)),
                 // Trying again cannot help: not sent, at once.
-                Err(e) if e.is_final() => {
-                    self.unrecorded
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
-                    return Err(Unrecorded::StoreDown(e.to_string()));
-                }
+                Err(e) if e.is_final() => return Err(self.store_down(&e)),
                 Err(e) => {
                     if !told {
                         self.say.warning(format!(
@@ -337,19 +335,22 @@ impl LedgerWriter {
                         told = true;
                     }
                     if !backoff.wait() {
-                        self.unrecorded
-                            .store(true, std::sync::atomic::Ordering::SeqCst);
-                        return Err(Unrecorded::StoreDown(e.to_string()));
+                        return Err(self.store_down(&e));
                     }
                 }
             }
         }
     }
 
+    /// The store refused past its wait: the run stops writing (the transport's fence too).
+    fn store_down(&self, e: &crate::error::Error) -> Unrecorded {
+        self.unrecorded.store(true, Ordering::SeqCst);
+        Unrecorded::StoreDown(e.to_string())
+    }
+
     /// The store took records again after the operator was told it did not.
     fn said_stored_again(&self, told: bool) {
-        self.unrecorded
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.unrecorded.store(false, Ordering::SeqCst);
         if told || self.outage.replace(false) {
             self.say
                 .warning("the state store takes records again; the run goes on");

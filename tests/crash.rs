@@ -146,6 +146,39 @@ fn a_rollback_that_died_between_two_undos_is_not_resumed_forward() {
     assert_everywhere(&rig.state(), OLD_TOKEN);
 }
 
+/// The same dead rollback, and then the old token deleted by hand: the next rollback is
+/// refused (it would restore a dead token), and its advice must be what works. Before, it
+/// said "go forward: `runbook resume`", judging a half-undone run by unfinished undos only,
+/// and resume refused the run as half undone: the operator was sent round (stop review).
+#[test]
+fn a_refused_rollback_after_one_that_died_undoing_names_abandon_not_resume() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:propagate");
+    let died = rig.runbook(
+        &["rollback", &rig.run_id(), "--yes"],
+        &[("RUNBOOK_CRASH_AT", "undone:propagate")],
+    );
+    assert_eq!(died.code, -9, "{}", died.stderr);
+    rig.sandbox.delete_postmark_token(OLD_TOKEN);
+    let id = rig.run_id();
+    let refused = rig.rollback(&[]);
+    refused
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ rollback refused: the value rollback would restore is not usable")
+        .stderr_has(&format!(
+            "this run's rollback stopped part way earlier, so it cannot be resumed: end it with `runbook abandon {id} --reason TEXT`"
+        ));
+    assert!(
+        !refused.stderr.contains(&format!("runbook resume {id}")),
+        "resume offered for a run it refuses:\n{}",
+        refused.stderr
+    );
+    // What it would have sent the operator to: refused, as the advice now says.
+    rig.resume(&[])
+        .exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: this run's rollback stopped part way (propagate undone)");
+}
+
 /// A rollback that undid a step and then stopped at a point of no return recorded its end:
 /// the run is left to go forward, and resume is not refused as a half-done rollback
 /// (a1738db: only a process that died between two undos makes resume refuse). It runs the

@@ -375,6 +375,58 @@ pub(crate) fn restored(session: &Session) -> Option<String> {
     Some(targets.join(", "))
 }
 
+/// What an unfinished rollback of this run left, as one line: the steps whose undo started
+/// and did not complete, those whose undo completed when the process undoing them died
+/// between two undos (going forward would redo them on top of what it put back), and what
+/// the refresh read as put back by it. `resume` refuses such a run; a rollback that is
+/// refused or blocked judges by the same line what to offer instead. `ending`: the
+/// caller's process is about to record its end (a rollback blocked at a point of no
+/// return), so it is not one that died undoing.
+pub(crate) fn half_undone(session: &Session, ending: bool) -> Option<String> {
+    let run = session.run();
+    let ledger = run.ledger();
+    let mut parts: Vec<String> = ledger.read(Vec::new(), |l| {
+        l.unfinished_undos()
+            .iter()
+            .map(|s| match s.state {
+                crate::ledger::StepState::UndoFailed => format!("the undo of {} failed", s.id),
+                _ => format!("the undo of {} did not finish", s.id),
+            })
+            .collect()
+    });
+    if let Some(restored) = restored(session) {
+        parts.push(format!("it already put back {restored}"));
+    }
+    // Steps already undone count only when the last process that did anything was undoing
+    // them and died before recording an end (killed between two undos): a rollback that
+    // ended, blocked at a point of no return, or a REPL's `:undo`, leaves the run to go
+    // forward. Processes since that only looked (a resume refused here, a rollback declined,
+    // a REPL attached and left) do not wipe that out.
+    let undone: Vec<String> = ledger.read(Vec::new(), |l| {
+        let last = l.processes.len().saturating_sub(1);
+        let died_undoing = l
+            .processes
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, p)| p.acted)
+            .is_some_and(|(i, p)| {
+                p.undid
+                    && p.ended().is_none()
+                    && !(ending && i == last)
+                    && p.entry != crate::run::Entry::Repl
+            });
+        if !died_undoing {
+            return Vec::new();
+        }
+        l.undone().iter().map(|s| s.id.clone()).collect()
+    });
+    if !undone.is_empty() {
+        parts.push(format!("{} undone", undone.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// The targets of writes that may have applied and do not show, as one line: a rollback
 /// leaves them (nothing of the run's is there).
 pub(crate) fn not_shown(session: &Session) -> Option<String> {
@@ -491,10 +543,7 @@ pub(crate) fn refuse(session: &Session, refusal: &Refusal) {
     );
     // A rollback that stopped part way earlier cannot be resumed either (`resume` refuses a
     // half-undone run): the way forward is not offered then.
-    let half_undone = session
-        .run()
-        .ledger()
-        .read(false, |l| !l.unfinished_undos().is_empty());
+    let half_undone = half_undone(session, false).is_some();
     let forward = if half_undone {
         format!("this run's rollback stopped part way earlier, so it cannot be resumed: end it with `runbook abandon {run_id} --reason TEXT`, then rotate again with `runbook exec {path}`")
     } else {

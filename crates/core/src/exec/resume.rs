@@ -284,42 +284,6 @@ fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
     report
 }
 
-/// What an unfinished rollback of this run left, as one line: the steps whose undo started
-/// and did not complete, those whose undo completed when the process undoing them died
-/// between two undos (going forward would redo them on top of what it put back), and what
-/// the refresh read as put back by it.
-fn half_undone(r: &Reopened) -> Option<String> {
-    let mut parts: Vec<String> = r
-        .state
-        .unfinished_undos()
-        .iter()
-        .map(|s| match s.state {
-            crate::ledger::StepState::UndoFailed => format!("the undo of {} failed", s.id),
-            _ => format!("the undo of {} did not finish", s.id),
-        })
-        .collect();
-    if let Some(restored) = super::refresh::restored(&r.session) {
-        parts.push(format!("it already put back {restored}"));
-    }
-    // Steps already undone count only when the last process that did anything was undoing
-    // them and died before recording an end (killed between two undos): a rollback that
-    // ended, blocked at a point of no return, or a REPL's `:undo`, leaves the run to go
-    // forward. Processes since that only looked (a resume refused here, a rollback declined,
-    // a REPL attached and left) do not wipe that out.
-    let died_undoing = r
-        .state
-        .processes
-        .iter()
-        .rev()
-        .find(|p| p.acted)
-        .is_some_and(|p| p.undid && p.ended().is_none() && p.entry != crate::run::Entry::Repl);
-    let undone: Vec<&str> = r.state.undone().iter().map(|s| s.id.as_str()).collect();
-    if died_undoing && !undone.is_empty() {
-        parts.push(format!("{} undone", undone.join(", ")));
-    }
-    (!parts.is_empty()).then(|| parts.join("; "))
-}
-
 /// Whether the operator goes on with targets that could not be read back: a judgement
 /// (`resume.unread`) `--yes` does not give, for going on builds on what nobody checked.
 fn go_on_unread(r: &Reopened, unread: &[String]) -> bool {
@@ -392,7 +356,7 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
     }
     // A rollback that stopped part way: going forward would build on a half-undone run
     // (whatever its undo could be read to have put back).
-    if let Some(half) = half_undone(r) {
+    if let Some(half) = super::refresh::half_undone(&r.session, false) {
         return Ok(not_resumed(
             r,
             [

@@ -1001,14 +1001,8 @@ impl<'a> Runner<'a> {
             // earlier rollback stopped part way (resume refuses that run).
             if !self.rehearsal_in_process() {
                 let run_id = self.session.run_id();
-                // As resume judges a half-undone run: an undo that did not finish, or a
-                // target an earlier rollback already put back.
-                let half = self
-                    .session
-                    .run()
-                    .ledger()
-                    .read(false, |l| !l.unfinished_undos().is_empty())
-                    || refresh::restored(self.session).is_some();
+                // As resume judges a half-undone run; this process ends here.
+                let half = refresh::half_undone(self.session, true).is_some();
                 self.say.warning(if half {
                     format!("  an earlier rollback of this run stopped part way, so it cannot be resumed either: end it with `runbook abandon {run_id} --reason TEXT`")
                 } else {

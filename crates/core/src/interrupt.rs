@@ -3,6 +3,7 @@
 //! process is stuck where it cannot notice (blocked reading a prompt), it releases the
 //! rotation locks it holds, restores the terminal and exits a few seconds later.
 
+use runbook_vendors::transport::StepEnd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -203,7 +204,9 @@ pub const TIMED_OUT: &str = "runbook::timeout";
 /// A wall-clock budget for what runs now: loading a runbook, or one step. Script code
 /// (through the engine's progress hook), `time::sleep` and vendor calls all stop at it.
 struct Budget {
-    until: std::time::Instant,
+    /// Shared with the tasks the step starts (`transport::within_step`): a pause for the
+    /// operator moves their end too.
+    end: StepEnd,
     limit: Duration,
     what: String,
     help: String,
@@ -232,16 +235,16 @@ pub fn budget(limit: Duration, what: &str, help: &str) -> BudgetGuard {
         let mut slot = slot.borrow_mut();
         let until = std::time::Instant::now() + limit;
         let previous = slot.take();
-        let tighter = previous.as_ref().is_some_and(|p| p.until < until);
+        let tighter = previous.as_ref().is_some_and(|p| p.end.at() < until);
         *slot = Some(match (&previous, tighter) {
             (Some(p), true) => Budget {
-                until: p.until,
+                end: p.end.clone(),
                 limit: p.limit,
                 what: p.what.clone(),
                 help: p.help.clone(),
             },
             _ => Budget {
-                until,
+                end: StepEnd::new(until),
                 limit,
                 what: what.to_string(),
                 help: help.to_string(),
@@ -263,7 +266,7 @@ impl Drop for PauseGuard {
         let waited = self.0.elapsed();
         BUDGET.with(|b| {
             if let Some(b) = b.borrow_mut().as_mut() {
-                b.until += waited;
+                b.end.later_by(waited);
             }
         });
     }
@@ -271,7 +274,13 @@ impl Drop for PauseGuard {
 
 /// When the budget in force runs out, if there is one.
 pub fn budget_deadline() -> Option<std::time::Instant> {
-    BUDGET.with(|b| b.borrow().as_ref().map(|b| b.until))
+    BUDGET.with(|b| b.borrow().as_ref().map(|b| b.end.at()))
+}
+
+/// The end of the budget in force, as the tasks a step starts share it (a pause for the
+/// operator moves it), if there is one.
+pub fn budget_end() -> Option<StepEnd> {
+    BUDGET.with(|b| b.borrow().as_ref().map(|b| b.end.clone()))
 }
 
 /// The termination token for a spent budget (`runbook::timeout` + what and help), or None.
@@ -279,7 +288,7 @@ pub fn over_budget() -> Option<String> {
     BUDGET.with(|slot| {
         let slot = slot.borrow();
         let b = slot.as_ref()?;
-        if std::time::Instant::now() < b.until {
+        if std::time::Instant::now() < b.end.at() {
             return None;
         }
         Some(format!(
@@ -377,5 +386,31 @@ mod held_tests {
         ]);
         assert!(!mine.exists());
         assert!(taken.exists());
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use std::time::{Duration, Instant};
+
+    /// A task a step starts (a write sent ahead, a fan-out) shares the step's end: a pause
+    /// for the operator after it started moves its end as it moves the step's. Before, the
+    /// task kept a copy of the end as it was when it started, and gave up waits early.
+    #[test]
+    fn a_pause_for_the_operator_moves_the_end_of_the_tasks_already_started() {
+        let _step = super::budget(Duration::from_secs(60), "step 'x'", "");
+        let task_end = super::budget_end().unwrap();
+        let before = task_end.at();
+        let paused = super::pause_budget();
+        let waited_from = Instant::now();
+        // The pause lasts until the clock moves on: no sleep, a bounded spin.
+        while Instant::now() <= waited_from {}
+        drop(paused);
+        assert!(task_end.at() > before, "the task's end did not move");
+        assert_eq!(Some(task_end.at()), super::budget_deadline());
+        // A looser budget nested in the step keeps the step's end: the same clock.
+        let inner = super::budget(Duration::from_secs(3600), "inner", "");
+        assert_eq!(super::budget_deadline(), Some(task_end.at()));
+        drop(inner);
     }
 }

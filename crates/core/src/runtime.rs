@@ -73,7 +73,7 @@ impl Runtime {
         let deadline = crate::interrupt::budget_deadline();
         // The vendors' client knows when the step ends: a wait a vendor asks for that would
         // outlast it is not waited, and the vendor's refusal stands as the answer.
-        let fut = runbook_vendors::transport::within_step(deadline, fut);
+        let fut = runbook_vendors::transport::within_step(crate::interrupt::budget_end(), fut);
         self.rt.block_on(async {
             let spent = async {
                 match deadline {

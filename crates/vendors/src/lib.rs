@@ -186,9 +186,9 @@ impl Vendors {
         ));
         let mut handles = Tasks(Vec::with_capacity(items.len()));
         // Each task is its own: the step's end goes with it.
-        let ends = transport::step_ends();
+        let ends = transport::step_end();
         for item in items {
-            let fut = transport::within_step(ends, f(self.clone(), item));
+            let fut = transport::within_step(ends.clone(), f(self.clone(), item));
             let limit = limit.clone();
             handles.0.push(tokio::spawn(async move {
                 // The semaphore is never closed, so acquiring only waits.

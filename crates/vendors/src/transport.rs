@@ -13,18 +13,48 @@ use std::time::{Duration, Instant};
 
 tokio::task_local! {
     /// When the step sending the request must end (its wall-clock limit), if it has one.
-    static STEP_ENDS: Option<Instant>;
+    static STEP_ENDS: Option<StepEnd>;
+}
+
+/// When a step must end: one clock shared by the step's tasks, moved later while the step
+/// waits for the operator (a prompt does not count against its limit). A task sent ahead
+/// before a question reads the step's end as it is when it must decide, not as it was when
+/// it started.
+#[derive(Debug, Clone)]
+pub struct StepEnd(Arc<std::sync::Mutex<Instant>>);
+
+impl StepEnd {
+    pub fn new(at: Instant) -> StepEnd {
+        StepEnd(Arc::new(std::sync::Mutex::new(at)))
+    }
+
+    pub fn at(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The step waited `d` for the operator: it ends that much later.
+    pub fn later_by(&self, d: Duration) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) += d;
+    }
 }
 
 /// Runs `fut`, whose requests belong to a step that must end by `ends`: a wait before
 /// another attempt that would outlast it is not waited, and the vendor's answer stands.
-pub async fn within_step<F: std::future::Future>(ends: Option<Instant>, fut: F) -> F::Output {
+pub async fn within_step<F: std::future::Future>(ends: Option<StepEnd>, fut: F) -> F::Output {
     STEP_ENDS.scope(ends, fut).await
 }
 
-/// When the step of the task running now must end (`within_step`).
+/// The end of the step of the task running now (`within_step`), for the tasks it starts.
+pub fn step_end() -> Option<StepEnd> {
+    STEP_ENDS.try_with(Clone::clone).ok().flatten()
+}
+
+/// When the step of the task running now must end.
 pub fn step_ends() -> Option<Instant> {
-    STEP_ENDS.try_with(|e| *e).ok().flatten()
+    STEP_ENDS
+        .try_with(|e| e.as_ref().map(StepEnd::at))
+        .ok()
+        .flatten()
 }
 
 /// Time a request sent again must still have before its step ends: its fence and pacing,
@@ -1480,13 +1510,14 @@ mod sandbox_tests {
     }
 
     /// A wait that would outlast the step is not waited: the refusal is the answer, saying
-    /// why; a step with time enough waits it out and sends the request again.
+    /// why; a step with time enough (its end moved by a pause for the operator since the
+    /// task started) waits it out and sends the request again.
     #[tokio::test]
     async fn a_wait_past_the_steps_end_is_not_waited() {
         let rule = "postmark:GET:/server=429:times=2:retry_after=2";
         let (sb, v, token) = postmark_with("tr-end-0005", rule).await;
         // 2 s asked, and 2 s kept for the request itself: more than 3 s.
-        let short = Some(Instant::now() + Duration::from_secs(3));
+        let short = Some(StepEnd::new(Instant::now() + Duration::from_secs(3)));
         let e = within_step(short, v.postmark().server(&token))
             .await
             .unwrap_err();
@@ -1496,10 +1527,13 @@ mod sandbox_tests {
             "postmark asked to wait 2s, more than the step has left: not sent again. Run the step again later (runbook resume), or give it a longer .timeout()"
         );
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 1);
-        let long = Some(Instant::now() + Duration::from_secs(60));
-        within_step(long, v.postmark().server(&token))
-            .await
-            .unwrap();
+        // Started with too little time, then the step waited a minute for the operator: the
+        // task reads the end as it is when the vendor asks it to wait (before, the end was
+        // copied when the task started, and it gave up early).
+        let end = StepEnd::new(Instant::now() + Duration::from_secs(3));
+        let started = within_step(Some(end.clone()), v.postmark().server(&token));
+        end.later_by(Duration::from_secs(60));
+        started.await.unwrap();
         assert_eq!(sb.count_requests("postmark", "GET", "/server"), 3);
     }
 

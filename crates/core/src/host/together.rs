@@ -477,7 +477,7 @@ impl RunContext {
         F: Future<Output = T> + Send + 'static,
     {
         self.services().runtime.check()?;
-        let fut = runbook_vendors::transport::within_step(crate::interrupt::budget_deadline(), fut);
+        let fut = runbook_vendors::transport::within_step(crate::interrupt::budget_end(), fut);
         Ok(Abandoned(self.services().runtime.handle().spawn(fut)))
     }
 

@@ -671,7 +671,7 @@ impl<'a> Writes<'a> {
                     }
                 };
                 let sending = runbook_vendors::transport::within_step(
-                    crate::interrupt::budget_deadline(),
+                    crate::interrupt::budget_end(),
                     sending,
                 );
                 let id = out.spawn_on(sending, runtime.handle()).id();

@@ -1,8 +1,8 @@
 //! `runbook exec`: steps, prompts, params, failures and exit codes.
 
 use crate::support::{
-    assert_lacks, current_infisical, exits_with, fixture, prompts_answered, signal, start_until,
-    step_statuses, with_fixture, writes, Exit, Rig, Test, OLD_TOKEN,
+    assert_lacks, current_infisical, exits_with, fixture, new_tokens, prompts_answered, signal,
+    start_until, step_statuses, with_fixture, writes, Exit, Rig, Test, OLD_TOKEN,
 };
 
 /// `exec prompts.rhai` (tests/fixtures/prompts.rhai), then `extra`.
@@ -524,6 +524,81 @@ fn a_resumed_run_asks_the_questions_it_was_stopped_at() {
         journal.matches("\"id\":\"prerequisites\"").count(),
         5,
         "{journal}"
+    );
+}
+
+/// The operator generated the token in the dashboard, then pasted something else. Before,
+/// the write was recorded failed (nothing generated) though the token was on the server;
+/// now it is in doubt, the step's help says the token is there, and a resume asks for the
+/// token the earlier attempt generated rather than a second one (the server's third).
+#[test]
+fn a_paste_that_is_not_a_token_leaves_the_generated_one_in_doubt_for_the_resume() {
+    let rig = Rig::new();
+    let postmark = rig.sandbox.postmark_url().to_string();
+    rig.file(
+        "typo.toml",
+        "prerequisites = true\n\"writes.confirm\" = true\n\"generate.new_token\" = \"4f1e9a-not-a-token\"\n",
+    );
+    let typo = ["--actor", "ops-test", "--answers", "typo.toml"];
+    // Stopped after the precheck counted the server's tokens, so that the operator's
+    // generating comes after it, as at a terminal.
+    rig.shell(&[&["exec", "postmark"][..], &typo[..]].concat())
+        .env("RUNBOOK_CRASH_AT", "after:precheck")
+        .run();
+    let run = rig.run_id();
+    let (status, _) = crate::support::http(
+        &postmark,
+        "POST",
+        "/dashboard/servers/4242/tokens",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "name=rotation",
+    );
+    assert_eq!(status, 303);
+    let generated = new_tokens(&rig.state()).remove(0);
+    let out = rig
+        .shell(&[&["resume", &run][..], &typo[..]].concat())
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("runbook::prompt::bad_answer")
+        .stderr_has("the pasted value does not look like a Postmark server token (a UUID)")
+        .stderr_has("help: the token you generated is on the server now: retry the step and paste it")
+        .stdout_has("generate · postmark::dashboard_new_token on dashboard: new API token on raxx-prod: outcome unknown");
+    // An answers file gives the same answer each time: asked once.
+    assert_lacks("stderr", &out.stderr, "Try again");
+    assert_lacks("journal", &rig.journal(), "4f1e9a-not-a-token");
+    // The resume's retry of the step finds the token on the server and asks for it.
+    rig.file(
+        "right.toml",
+        &format!("\"generate.earlier_token\" = \"{generated}\"\n\"validate.received\" = true\n"),
+    );
+    // Stopped before revoke: the operator deletes the old token at the dashboard, not here.
+    rig.shell(&[
+        "resume",
+        &run,
+        "--actor",
+        "ops-test",
+        "--answers",
+        "right.toml",
+        "--yes",
+    ])
+    .env("RUNBOOK_CRASH_AT", "after:verify")
+    .run()
+    .stdout_has(
+        "the server holds 2 tokens, 1 before this run: using the one an earlier attempt generated",
+    );
+    let state = rig.state();
+    assert_eq!(
+        current_infisical(&state),
+        generated,
+        "stored: the token generated first"
+    );
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_eq!(crate::support::app_token(&state, app), generated, "{app}");
+    }
+    assert_eq!(
+        crate::support::live_tokens(&state).len(),
+        2,
+        "the old token and the one generated: no third"
     );
 }
 

@@ -261,18 +261,46 @@ fn dashboard_earlier_token(h: &RunContext, server_name: &str, opts: &Map) -> R<D
     let id = value::opt_str(opts, "id")
         .map(|i| format!("{i}.earlier"))
         .unwrap_or_else(|| format!("{}.earlier_token", h.step_name()));
-    let token = h
-        .operator()
-        .secret(&id, "Paste the token the earlier attempt generated")
-        .map_err(prompt_error)?;
-    if !is_uuid(token.expose()) {
-        return Err(throw(
-            "prompt",
-            "the pasted value does not look like a Postmark server token (a UUID)",
-            Some("paste the whole token; if it is lost, delete it in the dashboard and retry the step".into()),
-        ));
+    pasted_token(
+        h,
+        &id,
+        "Paste the token the earlier attempt generated",
+        "paste the whole token; if it is lost, delete it in the dashboard and retry the step",
+    )
+    .map(Dynamic::from)
+}
+
+/// The token the operator pastes, checked to be a UUID. A mistyped paste at a terminal is
+/// asked again (three tries in all); an answers file gives the same answer each time, so it
+/// is taken once. Still not a token: the operator generated one before pasting, so the
+/// error says the write may have applied (recorded in doubt: a retry of the step finds the
+/// token the server holds now, and the undo names it). Before, one mistyped paste failed
+/// the step and recorded that nothing was generated.
+fn pasted_token(h: &RunContext, id: &str, question: &str, help: &str) -> R<Secret> {
+    let operator = h.operator();
+    let tries = if operator.prompter().asks_on_terminal(id) {
+        3
+    } else {
+        1
+    };
+    let what = "the pasted value does not look like a Postmark server token (a UUID)";
+    for left in (0..tries).rev() {
+        let token = operator.secret(id, question).map_err(prompt_error)?;
+        if is_uuid(token.expose()) {
+            return Ok(token.with_source(Source::Prompt { id: id.into() }));
+        }
+        if left > 0 {
+            h.say().warning(format!(
+                "That does not look like a Postmark server token (a UUID). Try again ({left} {} left).",
+                if left == 1 { "try" } else { "tries" }
+            ));
+        }
     }
-    Ok(Dynamic::from(token.with_source(Source::Prompt { id })))
+    let mut m = value::error_map("runbook::prompt::bad_answer", what, Some(help.into()))
+        .try_cast::<Map>()
+        .unwrap_or_default();
+    m.insert("maybe_applied".into(), true.into());
+    Err(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE).into())
 }
 
 fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynamic> {
@@ -335,18 +363,13 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
             }
             let id = value::opt_str(&opts, "id")
                 .unwrap_or_else(|| format!("{}.new_token", h.step_name()));
-            let token = h
-                .operator()
-                .secret(&id, "Paste the new server API token")
-                .map_err(prompt_error)?;
-            if !is_uuid(token.expose()) {
-                return Err(throw(
-                    "prompt",
-                    "the pasted value does not look like a Postmark server token (a UUID)",
-                    Some("copy the whole token from the API Tokens tab and paste it again".into()),
-                ));
-            }
-            Ok(Dynamic::from(token.with_source(Source::Prompt { id })))
+            pasted_token(
+                h,
+                &id,
+                "Paste the new server API token",
+                "the token you generated is on the server now: retry the step and paste it (copy the whole token from the API Tokens tab); if it is lost, delete it in the dashboard first",
+            )
+            .map(Dynamic::from)
         },
     )
 }

@@ -274,7 +274,7 @@ step("only", "Print it backwards", |ctx| {
         .args(&["--yes"])
         .run();
     out.exit(Exit::Usage);
-    out.stderr_has("param 'region' is given a URL with a password in it, as text");
+    out.stderr_has("param 'region' is given a URL with a password or key in it, as text");
     out.assert_absent("canary-pass-4d1f");
     // Each item of a list is looked at (second review: only the first was).
     let list = r#"runbook(#{ id: "urls", title: "Health URLs" });
@@ -308,6 +308,73 @@ step("only", "Show", |ctx| { print(ctx.params.urls); });
         .args(&["--yes"])
         .run()
         .exit(Exit::Ok);
+}
+
+/// Three ways an honest author's param kept a credential as text, in the journal, the
+/// stream and the evidence (hostile review): a Secret param's default written in the
+/// runbook; a param named as a credential, given one; a URL with a key in its query.
+#[test]
+fn a_credential_in_a_param_is_refused_unless_it_is_a_secret() {
+    let with_default = r#"runbook(#{ id: "d", title: "Default" });
+param("api_key", #{ secret: true, default: "DEFAULTsecretVALUE1234567890", help: "key" });
+step("one", "One", |ctx| { print(`k ${ctx.params.api_key}`); });
+"#;
+    // (`check` quotes the source line, which holds it: the file is where it leaked.)
+    let out = with_script("check", "d.rhai", with_default).run();
+    out.exit(Exit::Usage)
+        .stderr_has("param 'api_key' is a Secret with a default value written in the runbook")
+        .stderr_has("remove the default and pass --param api_key=...");
+    // "None" is a default a Secret may have.
+    let empty = with_default.replace("DEFAULTsecretVALUE1234567890", "");
+    with_script("exec", "d.rhai", &empty)
+        .args(&["--yes"])
+        .run()
+        .exit(Exit::Ok);
+
+    let named = r#"runbook(#{ id: "p", title: "Named" });
+param("api_token", #{ default: "", help: "the API token" });
+step("one", "One", |ctx| { print(ctx.params.api_token); });
+"#;
+    let out = with_script("exec", "p.rhai", named)
+        .args(&["--yes", "--param", "api_token=tok_AAAAbbbbCCCCdddd1111eeee"])
+        .run();
+    out.exit(Exit::Usage).stderr_has(
+        "param 'api_token' is named as a credential, its value looks like one, and it is not declared a Secret",
+    );
+    out.assert_absent("AAAAbbbbCCCCdddd1111eeee");
+    // A param that names a credential (which Infisical secret holds the admin key, as the
+    // shipped runbooks' `admin_secret`) takes its name as text.
+    let out = with_script("exec", "p.rhai", named)
+        .args(&["--yes", "--param", "api_token=SENDGRID_ADMIN_API_KEY"])
+        .run();
+    out.exit(Exit::Ok).stdout_has("| SENDGRID_ADMIN_API_KEY");
+    // The same judgement of a default, at load.
+    let out = with_script(
+        "check",
+        "p.rhai",
+        &named.replace(
+            "default: \"\"",
+            "default: \"3bf751ac-94e0-4f1c-9d2e-5a6b7c8d9e0f\"",
+        ),
+    )
+    .run();
+    out.exit(Exit::Usage)
+        .stderr_has("param 'api_token' is named as a credential, its value looks like one");
+
+    let url = r#"runbook(#{ id: "u", title: "Ingest" });
+param("ingest_url", #{ env: "LOG_INGEST_URL", default: "", help: "ingest URL" });
+step("one", "One", |ctx| { print(ctx.params.ingest_url); });
+"#;
+    let out = with_script("exec", "u.rhai", url)
+        .env(
+            "LOG_INGEST_URL",
+            "http://127.0.0.1:18081/ingest?api_key=SEKRETabc1234567890xyz",
+        )
+        .args(&["--yes"])
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("param 'ingest_url' is given a URL with a password or key in it, as text");
+    out.assert_absent("SEKRETabc1234567890xyz");
 }
 
 /// A number holding a secret's digits leaves the journal readable: before, the journal

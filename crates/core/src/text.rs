@@ -71,6 +71,18 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeysVisitor {
     }
 }
 
+/// Whether `value` is shaped like a name (`SENDGRID_ADMIN_API_KEY`, `raxx-prod/api`), not
+/// like a credential: words of letters, or short numbers, joined by `_ - . /`. A token
+/// (`tok_AAAAbbbb1111`, a UUID, hex) has a part mixing letters and digits, or a long number.
+/// Nothing ("") names nothing and holds nothing.
+pub fn names_something(value: &str) -> bool {
+    value.is_empty()
+        || value.split(['_', '-', '.', '/']).all(|part| {
+            part.chars().all(|c| c.is_ascii_alphabetic())
+                || (part.len() <= 4 && part.chars().all(|c| c.is_ascii_digit()))
+        })
+}
+
 /// Names of environment variables that hold credentials: a credential's name, a webhook's
 /// (its URL is the credential) or a DSN's (a connection string with its password).
 pub fn credential_env(name: &str) -> bool {

@@ -126,15 +126,26 @@ pub fn resolve(
         // A URL with a password in it (a DATABASE_URL) is a credential whatever its name:
         // as text it would be in the journal and the stream, and a script could print it.
         if let (Some((text, _)), false) = (&raw, p.secret) {
-            // Each item of a list (`RAXX_HEALTH_URL=https://a/h,https://u:pw@b/h`).
-            if text.split(',').any(runbook_secret::url_has_password) {
+            // Each item of a list (`RAXX_HEALTH_URL=https://a/h,https://u:pw@b/h`); a key in
+            // the query (`?api_key=...`) as much as a password before the host.
+            if text
+                .split(',')
+                .any(|u| runbook_secret::url_has_password(u) || url_query_credential(u))
+            {
                 return Err(Error::usage(
-                    format!("param '{}' is given a URL with a password in it, as text", p.name),
+                    format!("param '{}' is given a URL with a password or key in it, as text", p.name),
                     format!(
                         "the runbook must declare it a Secret: param(\"{}\", #{{ secret: true, ... }}); or give the URL without its password",
                         p.name
                     ),
                 ));
+            }
+        }
+        // Named as a credential and given one, as text (`--param api_token=tok_...`).
+        if let (Some((text, _)), false) = (&raw, p.secret) {
+            if crate::text::credential_like(&p.name) && !crate::text::names_something(text) {
+                let (message, help) = crate::host::not_a_secret(&p.name);
+                return Err(Error::usage(message, help));
             }
         }
         let value = match raw {
@@ -204,5 +215,13 @@ fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
             _ => return Err(bad("true or false")),
         },
         _ => text.to_string().into(),
+    })
+}
+
+/// Whether a URL's query names a credential (`?api_key=...`, `&token=...`).
+fn url_query_credential(url: &str) -> bool {
+    reqwest::Url::parse(url.trim()).is_ok_and(|u| {
+        u.query_pairs()
+            .any(|(k, _)| crate::host::names_a_credential(&k))
     })
 }

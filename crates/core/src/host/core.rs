@@ -78,6 +78,35 @@ fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {
             ));
         }
     }
+    // Named as a credential (`api_token`), not a Secret, its default shaped like one: the
+    // same (a default naming a credential, `SENDGRID_ADMIN_API_KEY`, is a name).
+    if let (false, Some(serde_json::Value::String(d))) = (p.secret, &p.default) {
+        if crate::text::credential_like(name) && !crate::text::names_something(d) {
+            let (message, help) = not_a_secret(name);
+            return Err(throw("usage", message, Some(help)));
+        }
+    }
+    // A Secret's value written in the runbook is read by everyone who reads the file, and a
+    // default is used as text wherever it is shown: only a placeholder ("", "none") is one.
+    if p.secret
+        && p.default.as_ref().is_some_and(|d| match d {
+            serde_json::Value::Null => false,
+            serde_json::Value::String(d) => !crate::text::names_something(d),
+            _ => true,
+        })
+    {
+        return Err(throw(
+            "usage",
+            format!("param '{name}' is a Secret with a default value written in the runbook"),
+            Some(format!(
+                "a secret's value does not belong in the runbook's source: remove the default and {}",
+                match &p.env {
+                    Some(var) => format!("set {var}"),
+                    None => format!("pass --param {name}=... (or read it with env:)"),
+                }
+            )),
+        ));
+    }
     Ok(Param {
         name: name.to_string(),
         default: p.default,
@@ -88,6 +117,17 @@ fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {
         locates: p.locates,
         position: ctx.call_position(),
     })
+}
+
+/// A param named as a credential whose value looks like one, as text: what is wrong, and
+/// what to do.
+pub(crate) fn not_a_secret(name: &str) -> (String, String) {
+    (
+        format!("param '{name}' is named as a credential, its value looks like one, and it is not declared a Secret"),
+        format!(
+            "declare it a Secret: param(\"{name}\", #{{ secret: true, ... }}): its value is then masked everywhere and sent only to vendors. A param that names a credential (an Infisical secret's name) takes a name: letters and digits in words joined by _ - . or /"
+        ),
+    )
 }
 
 /// A failed check. Under `--dry-run`, once a write has been skipped, later checks may depend

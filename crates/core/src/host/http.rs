@@ -213,7 +213,7 @@ fn outgoing_json(v: &Dynamic, path: &str) -> R<serde_json::Value> {
 /// Whether a request header, query parameter or cookie of this name carries a credential
 /// (so its value must be a Secret, never text that reaches labels, the journal or errors).
 /// `Idempotency-Key` and the like are not credentials.
-fn names_a_credential(name: &str) -> bool {
+pub(crate) fn names_a_credential(name: &str) -> bool {
     let lower = name.to_ascii_lowercase().replace('_', "-");
     if matches!(lower.as_str(), "idempotency-key" | "cache-key") {
         return false;

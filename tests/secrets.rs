@@ -48,7 +48,7 @@ exits_with! {
         stderr [
             "runbook::secret::misuse",
             "interpolated_secret.rhai:4:11: a Secret was interpolated into header Authorization",
-            "pass the Secret value itself",
+            "pass the Secret itself",
         ];
 }
 
@@ -423,6 +423,19 @@ step("make", "Make and store them", |ctx| {
     let none = false;
     try { secret::compose(["a", "b"]); } catch (e) { none = e.message.contains("no part is a Secret"); }
     ensure(none, "compose needs a Secret");
+    // Text built with `${pw}` holds the mask, not the value: before, each of these wrote
+    // `postgres://app:secret(…)@…` to the vendor, a connection string broken everywhere
+    // (author review). Refused, naming compose.
+    let interpolated = `postgres://app:${pw}@db.internal:5432/app`;
+    let said = [];
+    try { secret::from_text(interpolated); } catch (e) { said.push(e.message); ensure(e.help.contains("secret::compose(["), e.help); }
+    try { secret::compose([interpolated, pw]); } catch (e) { said.push(e.message); }
+    try { infisical::set_secret("DATABASE_URL_2", interpolated, #{ plain: true }); } catch (e) { said.push(e.message); }
+    ensure(said == [
+        "a Secret was interpolated into the text given to secret::from_text",
+        "a Secret was interpolated into secret::compose part 0",
+        "a Secret was interpolated into the value for DATABASE_URL_2",
+    ], `${said}`);
 }).no_undo("a test of values");
 "#;
     let out = Test::new()
@@ -441,6 +454,10 @@ step("make", "Make and store them", |ctx| {
         .pop()
         .unwrap();
     assert_eq!(url, format!("postgres://app:{pw}@db.internal:5432/app"));
+    assert!(
+        !state["infisical"].to_string().contains("DATABASE_URL_2"),
+        "the masked text was stored"
+    );
     assert_eq!(
         crate::support::secret_versions(&state, "DB_USER_ID")
             .pop()

@@ -488,7 +488,8 @@ fn set_text(h: &RunContext, name: &str, text: &str, mut opts: Map) -> R<Dynamic>
     }
     // Opaque like any value stored, but it joins the output redactor only when it looks like
     // a credential after all (masking an id everywhere would hide what the operator reads).
-    let value = Secret::from_bulk(name, text.to_string(), runbook_secret::Source::Text);
+    let text = value::plain_string(text, &format!("the value for {name}"))?;
+    let value = Secret::from_bulk(name, text, runbook_secret::Source::Text);
     set(h, name, value, opts)
 }
 

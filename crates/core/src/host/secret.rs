@@ -123,7 +123,13 @@ fn compose(parts: rhai::Array) -> Result<Secret, Box<EvalAltResult>> {
         if let Some(s) = p.clone().try_cast::<Secret>() {
             out.push_str(s.expose());
             any_secret = true;
-        } else if p.is_string() || p.is_int() || p.is_float() {
+        } else if p.is_string() {
+            // A part built with `${secret}` holds the mask: composed, it would be sent so.
+            out.push_str(&value::plain_string(
+                &p.to_string(),
+                &format!("secret::compose part {i}"),
+            )?);
+        } else if p.is_int() || p.is_float() {
             out.push_str(&p.to_string());
         } else {
             return Err(throw(
@@ -224,6 +230,9 @@ pub(crate) fn register(reg: &mut Registrar) {
                     Some("a Secret holds a value: check what the script passed".into()),
                 ));
             }
+            // Text built with `${secret}` holds the mask, not the value: a Secret of it would
+            // be written to vendors so (a connection string broken everywhere).
+            let text = value::plain_string(text, "the text given to secret::from_text")?;
             Ok(Secret::new(text, Source::Text))
         },
     );

@@ -61,7 +61,7 @@ pub(crate) fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltRes
         return Err(throw(
             "secret",
             format!("a Secret was interpolated into {what}"),
-            Some("a Secret cannot become part of a string; pass the Secret value itself (host functions accept it directly)".into()),
+            Some("a Secret cannot become part of a string (the string holds its mask, not its value); pass the Secret itself (host functions accept it directly), or build text around it with secret::compose([\"postgres://app:\", pw, \"@db:5432/app\"])".into()),
         ));
     }
     Ok(s.to_string())

@@ -420,6 +420,38 @@ step("three", "Three", |ctx| { ctx.from_three = 3; }).no_undo("nothing");
     );
 }
 
+/// The same in an undo and a verify: before, they were not looked at, and a typo in an
+/// undo was found in the middle of a rollback, the new password left on the app (author
+/// review). A verify runs after a crash inside its step, on the ctx of the steps before:
+/// what the step's own body sets is not there.
+#[test]
+fn a_ctx_value_an_undo_or_a_verify_reads_unset_is_found_without_running() {
+    let script = r#"
+runbook(#{ id: "c", title: "C" });
+step("read", "Read", |ctx| { ctx.old_password = "x"; }).no_undo("a read");
+step("w", "Write", |ctx| {
+    ctx.new_password = "y";
+}).verify(|ctx| {
+    ctx.checked = ctx.old_password;
+    ctx.new_password == ctx.checked
+}).undo(|ctx| {
+    print(`${ctx.old_pasword} ${ctx.new_password} ${ctx.old_password}`);
+});
+"#;
+    let out = with_script("check", "c.rhai", script).run();
+    out.exit(Exit::Usage)
+        .stderr_has("c.rhai:10:17: step 'w' undo reads ctx.old_pasword, which no step up to it sets")
+        .stderr_has("did you mean ctx.old_password?")
+        .stderr_has("c.rhai:8:8: step 'w' verify reads ctx.new_password, which no step up to it sets")
+        .stderr_has("a verify runs after a crash inside the step, so what the step's own body set is not there");
+    assert_eq!(
+        out.stderr.matches("ctx_read_before_set").count(),
+        2,
+        "only the two: {}",
+        out.stderr
+    );
+}
+
 /// A misspelled option key and a literal of the wrong type were found only when the step ran
 /// (in production, possibly after earlier steps had written). `check` now finds both from
 /// the host functions' signatures and option lists, and the stdlib's, with file:line:col and

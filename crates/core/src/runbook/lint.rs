@@ -329,58 +329,94 @@ fn ctx_read_before_set(loaded: &Runbook, program: &Program) -> Vec<ScriptError> 
                 set.extend(keys);
             }
         }
-        let arity = step.run.curry().len() + 1;
-        let bodies = program.bodies_from(unit, step.run.fn_name(), arity);
-        let mut written: HashSet<Position> = HashSet::new();
-        let mut reads: Vec<(String, usize, Position)> = Vec::new();
-        for (u, body) in &bodies {
-            body.walk(&mut |path: &[ASTNode]| {
-                match path.last() {
-                    Some(ASTNode::Stmt(Stmt::Assignment(x))) => {
-                        if let Some(k) = ctx_key(&x.1.lhs) {
-                            set.insert(k);
-                            written.insert(x.1.lhs.position());
-                        }
-                    }
-                    Some(ASTNode::Expr(e @ (Expr::Dot(..) | Expr::Index(..)))) => {
-                        if let Some(k) = ctx_key(e) {
-                            reads.push((k, *u, e.position()));
-                        }
-                    }
-                    _ => {}
-                }
-                true
-            });
+        // The verify runs on a resume, on the ctx of the steps before (what the step's own
+        // body set died with it); the undo on the ctx the step left. Their typos were found
+        // only on the way back, mid-rollback (author review).
+        let mut verify_set = set.clone();
+        let unset = ctx_reads_unset(program, unit, &step.run, &mut set);
+        let mut found = vec![("reads", unset, set.clone())];
+        if let Some(verify) = &step.verify {
+            let unset = ctx_reads_unset(program, unit, verify, &mut verify_set);
+            found.push(("verify reads", unset, verify_set));
         }
-        for (key, u, pos) in reads {
-            let file = &program.units[u].name;
-            if set.contains(&key) || written.contains(&pos) || file.starts_with("<std/") {
-                continue;
+        if let Some(undo) = &step.undo {
+            let mut undo_set = set.clone();
+            let unset = ctx_reads_unset(program, unit, undo, &mut undo_set);
+            found.push(("undo reads", unset, undo_set));
+        }
+        for (what, unset, known) in found {
+            for (key, u, pos) in unset {
+                let file = &program.units[u].name;
+                if !reported.insert(format!("{file}:{key}:{what}")) {
+                    continue;
+                }
+                let hint = match crate::suggest::closest(&key, known.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean ctx.{near}? Set ctx.{key} in this step or an earlier one, or read it with ctx.get(\"{key}\", default)"),
+                    None => format!("set ctx.{key} in this step or an earlier one, or read it with ctx.get(\"{key}\", default) where it may be unset"),
+                };
+                let hint = if what == "verify reads" {
+                    format!("{hint}; a verify runs after a crash inside the step, so what the step's own body set is not there")
+                } else {
+                    hint
+                };
+                problems.push(
+                    ScriptError::at(
+                        "runbook::check::ctx_read_before_set",
+                        format!(
+                            "step '{}' {what} ctx.{key}, which no step up to it sets",
+                            step.id
+                        ),
+                        loaded.sources(),
+                        file,
+                        pos,
+                    )
+                    .with_help(hint),
+                );
             }
-            if !reported.insert(format!("{file}:{key}")) {
-                continue;
-            }
-            let known: Vec<&str> = set.iter().map(String::as_str).collect();
-            let hint = match crate::suggest::closest(&key, known.iter().copied()) {
-                Some(near) => format!("did you mean ctx.{near}? Set ctx.{key} in this step or an earlier one, or read it with ctx.get(\"{key}\", default)"),
-                None => format!("set ctx.{key} in this step or an earlier one, or read it with ctx.get(\"{key}\", default) where it may be unset"),
-            };
-            problems.push(
-                ScriptError::at(
-                    "runbook::check::ctx_read_before_set",
-                    format!(
-                        "step '{}' reads ctx.{key}, which no step up to it sets",
-                        step.id
-                    ),
-                    loaded.sources(),
-                    file,
-                    pos,
-                )
-                .with_help(hint),
-            );
         }
     }
     problems
+}
+
+/// The `ctx.KEY` reads of closure `f` (and what it calls) whose KEY neither `set` holds nor
+/// the closure sets; what it sets joins `set`. Reads in the stdlib are its own business.
+fn ctx_reads_unset(
+    program: &Program,
+    unit: usize,
+    f: &rhai::FnPtr,
+    set: &mut HashSet<String>,
+) -> Vec<(String, usize, Position)> {
+    let arity = f.curry().len() + 1;
+    let bodies = program.bodies_from(unit, f.fn_name(), arity);
+    let mut written: HashSet<Position> = HashSet::new();
+    let mut reads: Vec<(String, usize, Position)> = Vec::new();
+    for (u, body) in &bodies {
+        body.walk(&mut |path: &[ASTNode]| {
+            match path.last() {
+                Some(ASTNode::Stmt(Stmt::Assignment(x))) => {
+                    if let Some(k) = ctx_key(&x.1.lhs) {
+                        set.insert(k);
+                        written.insert(x.1.lhs.position());
+                    }
+                }
+                Some(ASTNode::Expr(e @ (Expr::Dot(..) | Expr::Index(..)))) => {
+                    if let Some(k) = ctx_key(e) {
+                        reads.push((k, *u, e.position()));
+                    }
+                }
+                _ => {}
+            }
+            true
+        });
+    }
+    reads
+        .into_iter()
+        .filter(|(key, u, pos)| {
+            !(set.contains(key)
+                || written.contains(pos)
+                || program.units[*u].name.starts_with("<std/"))
+        })
+        .collect()
 }
 
 /// The ctx keys set in the runbook's own closures that are not its steps' bodies, undos or

@@ -452,6 +452,52 @@ step("w", "Write", |ctx| {
     );
 }
 
+/// A Secret inside a ctx map came back from the journal as its fingerprint after a crash:
+/// the undo that restores it failed mid-rollback ("must be a string, a Secret or ()"), the
+/// app left on a password nobody has (author review). `check` finds the ways a runbook
+/// puts one there; ids and versions beside a Secret kept at the top are fine.
+#[test]
+fn a_secret_kept_inside_a_ctx_map_is_found_without_running() {
+    let script = r#"
+runbook(#{ id: "c", title: "C" });
+step("read", "Read", |ctx| {
+    let c = infisical::secret("DATABASE_PASSWORD");
+    ctx.pw = #{ old: c.value, version: c.version };
+    ctx.list = [c.value];
+    ctx.before = heroku::config("raxx-api-prod");
+    ctx.flat = #{ version: c.version };
+    ctx.flat.old = c.value;
+    ctx.pw_old = c.value;
+    ctx.meta = #{ version: c.version, name: "DATABASE_PASSWORD" };
+}).no_undo("a read");
+"#;
+    let out = with_script("check", "c.rhai", script).run();
+    out.exit(Exit::Usage)
+        .stderr_has("c.rhai:5:8: ctx.pw keeps a Secret inside a map or list: the journal keeps it only as its fingerprint, so after a crash neither a resume nor an undo has its value")
+        .stderr_has("keep each Secret the way back needs at the top of ctx (ctx.pw_old = value)")
+        .stderr_has("c.rhai:6:8: ctx.list keeps a Secret inside a map or list")
+        .stderr_has("c.rhai:7:8: ctx.before keeps a Secret inside a map or list")
+        .stderr_has("c.rhai:9:8: ctx.flat keeps a Secret inside a map or list");
+    assert_eq!(
+        out.stderr
+            .matches("runbook::check::secret_inside_ctx")
+            .count(),
+        4,
+        "only the four: {}",
+        out.stderr
+    );
+    // An undo that checks the fingerprint against a value it has says so.
+    let allowed = r#"
+runbook(#{ id: "c", title: "C" });
+step("read", "Read", |ctx| {
+    let c = infisical::secret("DATABASE_PASSWORD");
+    // check:allow(secret_inside_ctx): the undo compares the fingerprint with ctx.params' value
+    ctx.pw = #{ old: c.value, version: c.version };
+}).no_undo("a read");
+"#;
+    with_script("check", "a.rhai", allowed).run().exit(Exit::Ok);
+}
+
 /// A misspelled option key and a literal of the wrong type were found only when the step ran
 /// (in production, possibly after earlier steps had written). `check` now finds both from
 /// the host functions' signatures and option lists, and the stdlib's, with file:line:col and

@@ -234,6 +234,38 @@ step("last", "Last", |ctx| { print("last ran"); });
     assert_eq!(runs[0]["settled"], "succeeded", "{runs:#}");
 }
 
+/// A Secret kept inside a ctx map (allowed by the author, against `check`'s advice) comes
+/// back from the journal as its fingerprint after a crash; the undo that restores it now
+/// says so and what to do. Before: "config var must be a string, a Secret or () to remove
+/// it", mid-rollback, nothing about why (author review).
+#[test]
+fn an_undo_given_a_secret_the_journal_kept_only_as_its_fingerprint_says_so() {
+    let rig = Rig::new();
+    rig.file(
+        "nested.rhai",
+        r#"
+runbook(#{ id: "nested", title: "A Secret in a map" });
+step("read", "Read", |ctx| {
+    let c = infisical::secret("POSTMARK_SERVER_TOKEN");
+    // check:allow(secret_inside_ctx): the test of what a resumed undo is told
+    ctx.pw = #{ old: c.value, version: c.version };
+}).no_undo("a read");
+step("w", "Write", |ctx| {
+    heroku::set_config("raxx-api-prod", #{ POSTMARK_SERVER_TOKEN: secret::random(24, "alnum") });
+}).undo(|ctx| {
+    heroku::set_config("raxx-api-prod", #{ POSTMARK_SERVER_TOKEN: ctx.pw.old });
+});
+step("last", "Last", |ctx| { print("last ran"); });
+"#,
+    );
+    rig.crash("nested.rhai", "after:w");
+    let out = rig.rollback(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("config var POSTMARK_SERVER_TOKEN is a Secret this run has only as its fingerprint (hmac:")
+        .stderr_has("it was kept inside a map or list in ctx")
+        .stderr_has("put the value back by hand where the step needs it");
+}
+
 /// A step undone by hand in the REPL (`:undo`) leaves the run to go forward too: the REPL
 /// is not a rollback that died between two undos (a1738db), and resume sets the step again.
 #[test]

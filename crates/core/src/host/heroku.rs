@@ -96,6 +96,8 @@ fn changes_from(vars: &Map) -> R<BTreeMap<String, Option<ConfigValue>>> {
                 &v.to_string(),
                 &format!("config var {k}"),
             )?))
+        } else if let Some(fp) = value::kept_as_fingerprint(v) {
+            return Err(value::only_a_fingerprint(&format!("config var {k}"), &fp));
         } else {
             return Err(throw(
                 "usage",

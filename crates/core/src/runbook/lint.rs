@@ -560,6 +560,16 @@ fn secret_flows(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
                 position,
             )
             .with_help("declare the field in the call's options, e.g. secrets: [\"api_key\"]: it then comes back as a Secret, which prints masked"),
+            // A crash, then the way back: the undo got `#{secret: "hmac:..."}` where the
+            // value was, failed mid-rollback, and left the app on a value nobody has.
+            Finding::InsideCtx { key, position } => ScriptError::at(
+                "runbook::check::secret_inside_ctx",
+                format!("ctx.{key} keeps a Secret inside a map or list: the journal keeps it only as its fingerprint, so after a crash neither a resume nor an undo has its value"),
+                loaded.sources(),
+                file,
+                position,
+            )
+            .with_help(format!("keep each Secret the way back needs at the top of ctx (ctx.{key}_old = value): a resume asks the operator for it or recovers it; ids and versions can stay in the map. If the undo checks a fingerprint against a value it has (as std/consumers does), say so: `// check:allow(secret_inside_ctx): REASON`")),
         })
         .collect()
 }

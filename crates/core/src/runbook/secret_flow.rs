@@ -41,6 +41,9 @@ pub(crate) enum Finding {
     },
     /// A credential that is not a Secret, printed.
     InPrint { what: String, position: Position },
+    /// A Secret kept inside a map or list in ctx (`ctx.pw = #{ old: c.value }`): the journal
+    /// keeps only its fingerprint, so after a crash neither a resume nor an undo has it.
+    InsideCtx { key: String, position: Position },
 }
 
 pub(crate) use crate::text::credential_like;
@@ -324,6 +327,7 @@ fn walk_body(
     body: &AST,
     mut on_assign_ctx: impl FnMut(&str, Kind),
     mut on_call: impl FnMut(&rhai::FnCallExpr, Position, &HashMap<String, Kind>),
+    mut on_inside_ctx: impl FnMut(&str, Position),
 ) {
     let mut env: HashMap<String, Kind> = HashMap::new();
     body.walk(&mut |path: &[ASTNode]| {
@@ -341,10 +345,24 @@ fn walk_body(
                     }
                     _ => {
                         if let Some((Expr::Variable(root, _, _), segs)) = chain(lhs) {
-                            if root.1 == "ctx" && segs.len() == 1 {
-                                if let Seg::Prop(p) = &segs[0] {
-                                    on_assign_ctx(p, k);
-                                }
+                            if root.1 != "ctx" {
+                                return true;
+                            }
+                            let Some(Seg::Prop(p)) = segs.first() else {
+                                return true;
+                            };
+                            let secret = |e: &Expr| facts.kind(e, &env) == Kind::Secret;
+                            let inside = match rhs {
+                                _ if segs.len() > 1 => k == Kind::Secret,
+                                Expr::Map(m, _) => m.0.iter().any(|(_, e)| secret(e)),
+                                Expr::Array(a, _) => a.iter().any(secret),
+                                _ => k == Kind::SecretMap,
+                            };
+                            if inside {
+                                on_inside_ctx(p, lhs.position());
+                            }
+                            if segs.len() == 1 {
+                                on_assign_ctx(p, k);
                             }
                         }
                     }
@@ -383,6 +401,7 @@ pub(crate) fn analyse(
                     &body,
                     |p, k| found.push((p.to_string(), k)),
                     |_, _, _| {},
+                    |_, _| {},
                 );
             }
         }
@@ -394,6 +413,7 @@ pub(crate) fn analyse(
         }
     }
     let mut findings = Vec::new();
+    let mut inside = Vec::new();
     let http_is_host = !program.runbook().imports.contains_key("http");
     for body in bodies(&program.runbook().ast) {
         walk_body(
@@ -460,8 +480,15 @@ pub(crate) fn analyse(
                     });
                 }
             },
+            |key, position| {
+                inside.push(Finding::InsideCtx {
+                    key: key.to_string(),
+                    position,
+                })
+            },
         );
     }
+    findings.extend(inside);
     findings
 }
 

@@ -55,6 +55,23 @@ pub(crate) fn at_path(v: &Dynamic, path: &str) -> Option<Dynamic> {
     Some(at)
 }
 
+/// The fingerprint of a Secret the journal kept as `#{secret: "hmac:...", source}`: what a
+/// resumed run has where a Secret was inside a map or list in ctx.
+pub(crate) fn kept_as_fingerprint(v: &Dynamic) -> Option<String> {
+    let m = v.read_lock::<Map>()?;
+    let fp = m.get("secret")?.clone().into_string().ok()?;
+    fp.starts_with("hmac:").then_some(fp)
+}
+
+/// The error for a Secret a resumed run has only as its fingerprint, given as `what`.
+pub(crate) fn only_a_fingerprint(what: &str, fp: &str) -> Box<EvalAltResult> {
+    throw(
+        "usage",
+        format!("{what} is a Secret this run has only as its fingerprint ({fp}): it was kept inside a map or list in ctx, which the journal keeps so, and the process that had its value ended"),
+        Some("put the value back by hand where the step needs it; in the runbook, keep each Secret the way back needs at the top of ctx (ctx.KEY_old = value), where a resume asks for it or recovers it (`runbook check` finds the others)".into()),
+    )
+}
+
 /// A string bound for a vendor must not carry a secret that `${...}` turned into text.
 pub(crate) fn plain_string(s: &str, what: &str) -> Result<String, Box<EvalAltResult>> {
     if s.contains(MARK) {

@@ -266,6 +266,49 @@ step("last", "Last", |ctx| { print("last ran"); });
         .stderr_has("put the value back by hand where the step needs it");
 }
 
+/// A run stopped past its point of no return, with nothing to undo after it: `rollback`
+/// says so at once. Before, it first asked for every Secret the run held (one failed
+/// invocation at a time), listed the undos it would run, asked "Undo these now?", and
+/// only then stopped at the point of no return (author review).
+#[test]
+fn a_rollback_past_the_point_of_no_return_is_refused_before_asking_for_anything() {
+    let rig = Rig::new();
+    rig.file(
+        "purge.rhai",
+        r#"
+runbook(#{ id: "purge", title: "A purge" });
+step("read", "Read", |ctx| {
+    ctx.old_pw = infisical::secret("POSTMARK_SERVER_TOKEN").value;
+}).no_undo("a read");
+step("mark", "Mark", |ctx| {
+    heroku::set_config("raxx-api-prod", #{ PURGE_MARK: "on" });
+}).undo(|ctx| { heroku::set_config("raxx-api-prod", #{ PURGE_MARK: () }); });
+step("purge", "Purge", |ctx| { print("purged"); })
+    .irreversible("the old records are gone").confirm("Purge now?");
+step("audit", "Audit", |ctx| { print(`${ctx.old_pw}`); });
+"#,
+    );
+    rig.crash("purge.rhai", "after:purge");
+    let id = rig.run_id();
+    let out = rig.rollback(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("✗ cannot roll back past step 'purge': the old records are gone")
+        .stderr_has(&format!(
+            "the rotation can still go forward: `runbook resume {id}` finishes it"
+        ));
+    for said in ["ctx.old_pw", "Rolling back undoes", "Undo these now?"] {
+        assert!(!out.text().contains(said), "{said}:\n{}", out.text());
+    }
+    assert_eq!(
+        rig.state()["heroku"]["apps"]["raxx-api-prod"]["config_vars"]["PURGE_MARK"],
+        "on",
+        "nothing undone"
+    );
+    assert!(rig
+        .journal()
+        .contains("\"type\":\"rollback_blocked\",\"step\":\"purge\""));
+}
+
 /// A step undone by hand in the REPL (`:undo`) leaves the run to go forward too: the REPL
 /// is not a rollback that died between two undos (a1738db), and resume sets the step again.
 #[test]

@@ -495,6 +495,50 @@ pub(crate) fn blocks(session: &Session, step: &Step, completed: bool) -> bool {
     )
 }
 
+/// The step that stops a rollback of `order` (newest first) before any undo would run,
+/// known without the run's values: irreversible, taken effect, and with no verify to ask
+/// (a verify may need the values, which are asked for first).
+pub(crate) fn blocked_before_any_undo<'a>(
+    session: &'a Session,
+    order: &[usize],
+    completed: &[usize],
+) -> Option<&'a Step> {
+    let plan = session.runbook().plan();
+    for &i in order {
+        let step = &plan.steps[i];
+        if step.irreversible.is_some() && (completed.contains(&i) || took_effect(session, &step.id))
+        {
+            return step.verify.is_none().then_some(step);
+        }
+        if would_undo(session, step) {
+            return None;
+        }
+    }
+    None
+}
+
+/// A rollback stops at `step`, past the point of no return: said and journalled, with what
+/// works from here (forward, unless an earlier rollback stopped part way, which resume
+/// refuses). `ending`: this process has undone steps before it and ends here.
+pub(crate) fn say_blocked(session: &Session, step: &Step, ending: bool) {
+    let say = session.run().say();
+    let why = step.irreversible.clone().unwrap_or_default();
+    say.warning(format!(
+        "  ✗ cannot roll back past step '{}': {why}",
+        step.id
+    ));
+    session.run().ledger().record(Event::RollbackBlocked {
+        step: step.id.clone(),
+        why,
+    });
+    let run_id = session.run_id();
+    say.warning(if half_undone(session, ending).is_some() {
+        format!("  an earlier rollback of this run stopped part way, so it cannot be resumed either: end it with `runbook abandon {run_id} --reason TEXT`")
+    } else {
+        format!("  the rotation can still go forward: `runbook resume {run_id}` finishes it")
+    });
+}
+
 /// Everything a rollback of `order` (step indexes, newest first) checks before it writes:
 /// the probes of what it restores, then a read of every target the steps it reaches (before
 /// an irreversible one stops it) wrote. `Err` says why it must restore nothing.

@@ -98,8 +98,10 @@ fn as_secret_ref(v: &Value) -> Option<SecretRef> {
     })
 }
 
-/// Rebuilds `ctx` from the journal's last snapshot (or the start's params).
-pub(crate) fn restore_ctx(session: &Session, state: &Ledger) -> Result<Ctx> {
+/// Rebuilds `ctx` from the journal's last snapshot (or the start's params). `ask`: the
+/// Secrets it holds are asked for (or recovered); without, they stay their journal form
+/// (`#{secret: "hmac:..."}`), for a rollback that may stop before it needs any.
+pub(crate) fn restore_ctx(session: &Session, state: &Ledger, ask: bool) -> Result<Ctx> {
     let snapshot = state
         .ctx
         .clone()
@@ -115,7 +117,7 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger) -> Result<Ctx> {
             let mut params = Map::new();
             if let Value::Object(p) = v {
                 for (pk, pv) in p {
-                    match as_secret_ref(pv) {
+                    match as_secret_ref(pv).filter(|_| ask) {
                         Some(r) => params.insert(
                             pk.as_str().into(),
                             Dynamic::from(supply(session, &ctx, &format!("params.{pk}"), &r)?),
@@ -125,7 +127,7 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger) -> Result<Ctx> {
                 }
             }
             ctx.set("params", params.into());
-        } else if let Some(r) = as_secret_ref(v) {
+        } else if let Some(r) = as_secret_ref(v).filter(|_| ask) {
             secrets.push((k.clone(), r));
         } else {
             ctx.set(k, value::from_journal_json(v));
@@ -450,6 +452,17 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
     let say = r.session.run().say().clone();
     // What is true at the vendors first, so the operator decides on it.
     let order: Vec<usize> = undoing.iter().rev().copied().collect();
+    // Past a point of no return with nothing to undo before it: said at once, before a
+    // secret is asked for and an undo listed that will not run (author review).
+    if let Some(step) = super::refresh::blocked_before_any_undo(&r.session, &order, &r.completed) {
+        say.progress("");
+        super::refresh::say_blocked(&r.session, step, false);
+        let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
+        r.session.release_lock();
+        return Ok(report);
+    }
+    let ctx = restore_ctx(&r.session, &r.state, true)?;
+    r.session.set_ctx(ctx);
     say.progress("");
     if let Err(refusal) = super::refresh::before_rollback(&r.session, &order, &r.completed) {
         super::refresh::refuse(&r.session, &refusal);

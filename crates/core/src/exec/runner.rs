@@ -989,24 +989,16 @@ impl<'a> Runner<'a> {
             &step.irreversible,
             refresh::blocks(self.session, step, completed),
         ) {
-            self.say.warning(format!(
-                "  ✗ cannot roll back past step '{}': {why}",
-                step.id
-            ));
-            self.session.run().ledger().record(Event::RollbackBlocked {
-                step: step.id.clone(),
-                why: why.clone(),
-            });
-            // What works from here, as a refused rollback says it: forward, unless an
-            // earlier rollback stopped part way (resume refuses that run).
             if !self.rehearsal_in_process() {
-                let run_id = self.session.run_id();
-                // As resume judges a half-undone run; this process ends here.
-                let half = refresh::half_undone(self.session, true).is_some();
-                self.say.warning(if half {
-                    format!("  an earlier rollback of this run stopped part way, so it cannot be resumed either: end it with `runbook abandon {run_id} --reason TEXT`")
-                } else {
-                    format!("  the rotation can still go forward: `runbook resume {run_id}` finishes it")
+                refresh::say_blocked(self.session, step, true);
+            } else {
+                self.say.warning(format!(
+                    "  ✗ cannot roll back past step '{}': {why}",
+                    step.id
+                ));
+                self.session.run().ledger().record(Event::RollbackBlocked {
+                    step: step.id.clone(),
+                    why: why.clone(),
                 });
             }
             return Some(RunStatus::Failed);

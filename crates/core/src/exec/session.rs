@@ -933,9 +933,11 @@ impl Session {
                 login: session.run.parts().store.authenticated(),
             }))?;
         session.note_lock();
-        // An abandon runs nothing: it asks for no secret.
+        // An abandon runs nothing: it asks for no secret. A rollback asks once it knows it
+        // will undo something (`resume::rollback`).
         if r.entry != Entry::Abandon {
-            session.ctx = resume::restore_ctx(&session, &state)?;
+            let ask = r.entry != Entry::Rollback;
+            session.ctx = resume::restore_ctx(&session, &state, ask)?;
         }
         let completed = completed_steps(session.runbook.plan(), &state);
         Ok(Reopened {
@@ -997,6 +999,11 @@ impl Session {
 
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
+    }
+
+    /// The run's values, once asked for (a rollback asks only when it will undo something).
+    pub(crate) fn set_ctx(&mut self, ctx: Ctx) {
+        self.ctx = ctx;
     }
 
     pub fn run_id(&self) -> &str {

@@ -1800,3 +1800,45 @@ fn a_rollback_does_not_put_back_a_github_secret_deleted_since_the_run() {
         .stdout_has("= github::set_secret on raxx/raptor: holds what this run wrote; restored");
     assert_eq!(github(&rig.state()), OLD_TOKEN);
 }
+
+/// A fan-out whose write to one app got a 500 on every attempt, rolled back: the app the
+/// write may not have reached is named as one the rollback leaves, without blaming anyone.
+/// Before: "raxx-api-staging (changed by someone else)", for a write that simply failed
+/// (author review).
+#[test]
+fn a_write_that_did_not_show_is_not_blamed_on_someone_else() {
+    let rb = r#"runbook(#{ id: "two-apps", title: "Two apps" });
+step("mark", "Mark both apps", |ctx| {
+    heroku::set_config(["raxx-api-prod", "raxx-api-staging"], #{ FAN_MARK: "on" });
+}).undo(|ctx| {
+    for app in ctx.changed("heroku::set_config") { heroku::set_config(app, #{ FAN_MARK: () }); }
+});
+"#;
+    let out = crate::support::Test::new()
+        .file("two.rhai", rb)
+        .args(&[
+            "exec",
+            "two.rhai",
+            "--sandbox",
+            "--yes",
+            "--fault",
+            "heroku:PATCH:/apps/raxx-api-staging/config-vars=500",
+        ])
+        .keep_sandbox_state()
+        .run();
+    out.exit(Exit::StepFailed).stdout_has(
+        "not undone, as they do not hold what this run wrote (its writes there may not have applied): raxx-api-staging\n",
+    );
+    assert!(
+        !out.text().contains("changed by someone else"),
+        "{}",
+        out.text()
+    );
+    let state = out.sandbox_state();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert!(
+            state["heroku"]["apps"][app]["config_vars"]["FAN_MARK"].is_null(),
+            "{app}"
+        );
+    }
+}

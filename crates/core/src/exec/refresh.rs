@@ -430,17 +430,23 @@ pub(crate) fn half_undone(session: &Session, ending: bool) -> Option<String> {
 /// The targets of writes that may have applied and do not show, as one line: a rollback
 /// leaves them (nothing of the run's is there).
 pub(crate) fn not_shown(session: &Session) -> Option<String> {
-    listed(session, |r| r.holds == Holds::NotShown)
+    // Nobody is said to have changed it: the write may simply not have applied (a 500),
+    // as the line naming these says.
+    listed(session, |r| r.holds == Holds::NotShown, "")
 }
 
 /// The targets someone changed since the run wrote them: what stops a resume, and what makes
 /// a rollback partial. A write that may have applied and does not show is not among them
 /// (a resume's step writes it again; a rollback has nothing of the run's there to undo).
 pub(crate) fn changed_since(session: &Session) -> Option<String> {
-    listed(session, |r| r.holds == Holds::Changed)
+    listed(
+        session,
+        |r| r.holds == Holds::Changed,
+        "changed by someone else",
+    )
 }
 
-fn listed(session: &Session, keep: impl Fn(&Refreshed) -> bool) -> Option<String> {
+fn listed(session: &Session, keep: impl Fn(&Refreshed) -> bool, unsaid: &str) -> Option<String> {
     let list: Vec<Refreshed> = session.run().ledger().read(Vec::new(), |l| {
         l.left_alone.iter().filter(|r| keep(r)).cloned().collect()
     });
@@ -449,12 +455,9 @@ fn listed(session: &Session, keep: impl Fn(&Refreshed) -> bool) -> Option<String
     }
     let parts: Vec<String> = list
         .iter()
-        .map(|r| {
-            format!(
-                "{} ({})",
-                r.target,
-                r.now.as_deref().unwrap_or("changed by someone else")
-            )
+        .map(|r| match r.now.as_deref().unwrap_or(unsaid) {
+            "" => r.target.clone(),
+            why => format!("{} ({why})", r.target),
         })
         .collect();
     Some(parts.join("; "))

@@ -517,6 +517,7 @@ step("one", "One", |ctx| {
     heroku::restart(#{ app: "x" });
     postmark::server("a-token-as-text");
     infisical::set_secret("ID", "plain-id", #{ plain: true, env: "prod" });
+    infisical::delete_secret("OLD", #{ env: "prod", if_present: true, cleanup: true });
     checks::wait_until(|| true, #{ timeout: 5, intervall: 1 });
     consumers::discover(key, #{ var: "KEY", heroku: true, infiscal: false });
 }).no_undo("test");
@@ -532,11 +533,12 @@ step("one", "One", |ctx| {
         .stderr_has("c.rhai:11:21: heroku::restart: argument 1 is a map, but it takes apps: string | Array")
         .stderr_has("c.rhai:12:22: postmark::server: argument 1 is a string, but it takes token: Secret")
         .stderr_has("a credential is a Secret: read it (infisical::secret(...).value), ask for it (prompt::secret) or make one (secret::from_text)")
-        .stderr_has("c.rhai:14:48: checks::wait_until: unknown option 'intervall'")
+        .stderr_has("c.rhai:15:48: checks::wait_until: unknown option 'intervall'")
         .stderr_has("did you mean 'interval'?")
-        .stderr_has("c.rhai:15:59: consumers::discover: unknown option 'infiscal'")
+        .stderr_has("c.rhai:16:59: consumers::discover: unknown option 'infiscal'")
         .stderr_has("did you mean 'infisical'?");
-    // Exactly these eight: `plain` is an option of set_secret with text.
+    // Exactly these eight: `plain` is an option of set_secret with text, `if_present` and
+    // `cleanup` of delete_secret (flagged before: the runtime takes them, author review).
     assert_eq!(
         out.stderr.matches("runbook::check::unknown_option").count()
             + out.stderr.matches("runbook::check::wrong_type").count(),

@@ -602,6 +602,16 @@ pub(crate) const SCOPE_OPTIONS: &[&str] = &["project_id", "env", "path", "versio
 /// A write's: the scope and how long to wait for a change request.
 pub(crate) const WRITE_OPTIONS: &[&str] =
     &["project_id", "env", "path", "version", "approval_timeout"];
+/// `delete_secret`'s: also `if_present` and `cleanup`, which it takes out before the scope.
+pub(crate) const DELETE_OPTIONS: &[&str] = &[
+    "project_id",
+    "env",
+    "path",
+    "version",
+    "approval_timeout",
+    "if_present",
+    "cleanup",
+];
 /// `set_secret` with text: also `plain`.
 pub(crate) const SET_TEXT_OPTIONS: &[&str] = &[
     "project_id",

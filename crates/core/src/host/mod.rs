@@ -130,7 +130,7 @@ pub(crate) fn option_keys(qualified: &str) -> Option<&'static [&'static str]> {
     Some(match qualified {
         "http::get" | "http::post" | "http::put" | "http::patch" | "http::delete" => http::OPTIONS,
         "infisical::secret" => infisical::SCOPE_OPTIONS,
-        "infisical::delete_secret" => infisical::WRITE_OPTIONS,
+        "infisical::delete_secret" => infisical::DELETE_OPTIONS,
         "infisical::holders" => infisical::HOLDERS_OPTIONS,
         "heroku::wait_up" => heroku::WAIT_UP_OPTIONS,
         "heroku::holders" => heroku::HOLDERS_OPTIONS,

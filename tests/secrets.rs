@@ -377,6 +377,28 @@ step("one", "One", |ctx| { print(ctx.params.ingest_url); });
     out.assert_absent("SEKRETabc1234567890xyz");
 }
 
+/// A Secret URL that does not parse (pasted with its JSON quotes) and is longer than the
+/// 200 characters an error quotes: the quote was cut first and masked after, so the cut
+/// no longer matched the Secret and its first 200 characters were shown (hostile review).
+#[test]
+fn a_long_secret_url_that_does_not_parse_is_not_shown_in_part() {
+    let runbook = r#"runbook(#{ id: "w", title: "Webhook", egress: ["param:webhook_url"] });
+param("webhook_url", #{ secret: true, env: "TEAMS_WEBHOOK_URL", help: "webhook" });
+step("notify", "Notify", |ctx| { http::post(ctx.params.webhook_url, #{ json: #{ text: "x" } }); }).no_undo("a message");
+"#;
+    let path = "webhookb2/3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b@7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d/IncomingWebhook/9f8e7d6c5b4a39281726354433221100/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let url = format!("\"https://raxxcorp.webhook.office.com/{path}\"");
+    assert!(url.len() > 200);
+    let out = with_script("exec", "w.rhai", runbook)
+        .env("TEAMS_WEBHOOK_URL", &url)
+        .args(&["--sandbox", "--yes"])
+        .run();
+    out.exit(Exit::StepFailed)
+        .stderr_has("http::post: bad URL 'secret(…");
+    out.assert_absent("3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b");
+    out.assert_absent("raxxcorp.webhook.office.com/webhookb2");
+}
+
 /// A number holding a secret's digits leaves the journal readable: before, the journal
 /// line read `"n":1secret(…)5`, and `runs`, `resume` and `rollback` called the journal
 /// damaged (a hostile script could make any run unrecoverable so). The PIN itself is

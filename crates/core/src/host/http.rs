@@ -819,7 +819,9 @@ fn check_egress(h: &RunContext, url: &str, function: &str) -> R<()> {
             "usage",
             format!(
                 "{function}: bad URL '{}': {e}",
-                crate::text::truncate(&url, 200)
+                // Masked first: a Secret URL cut short is no longer matched whole, and
+                // its first 200 characters were shown (hostile review).
+                crate::text::truncate(&runbook_secret::redact(&url), 200)
             ),
             None,
         )

@@ -115,6 +115,18 @@ fn a_malformed_runbook_toml_names_line_and_column_but_not_the_token() {
     out.exit(Exit::Usage)
         .stderr_has("runbook.toml: key heroku_api_key, line 2, column ");
     out.assert_absent(canary);
+    // A key written as a number: serde quotes it in backticks, which were shown (hostile
+    // review).
+    let out = one_step()
+        .file(
+            "runbook.toml",
+            "[vendors]\nheroku_api_key = 123456789012345678\n",
+        )
+        .unscanned()
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("invalid type: integer `(value hidden)`");
+    out.assert_absent("123456789012345678");
 }
 
 /// A scripted vendor that echoes what it is sent, the way an API that validates a key and

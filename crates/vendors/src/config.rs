@@ -233,7 +233,8 @@ pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 /// Replaces every double-quoted part of a message ("invalid type: string \"hk-...\"") so a
-/// value given where another type was expected is not echoed; key names stay (backticks).
+/// value given where another type was expected is not echoed, and a number's or boolean's
+/// backticked one; key names stay (backticks).
 fn hide_quoted(message: &str) -> String {
     // A quote the parser expected ("expected `\"`") is not a value.
     const QUOTE: &str = "`\"`";
@@ -243,6 +244,27 @@ fn hide_quoted(message: &str) -> String {
             .map(hide_quoted)
             .collect::<Vec<_>>()
             .join("a closing quote");
+    }
+    // serde quotes a value of another type in backticks ("invalid type: integer `1234`"):
+    // a key given as a number is a value all the same (hostile review). Key names, also in
+    // backticks, follow other words ("unknown field `x`").
+    let mut message = message.to_string();
+    for kind in [
+        "integer `",
+        "floating point `",
+        "boolean `",
+        "character `",
+        "sequence `",
+    ] {
+        let mut from = 0;
+        while let Some(at) = message[from..].find(kind) {
+            let start = from + at + kind.len();
+            let Some(len) = message[start..].find('`') else {
+                break;
+            };
+            message.replace_range(start..start + len, "(value hidden)");
+            from = start + "(value hidden)`".len();
+        }
     }
     let mut out = String::with_capacity(message.len());
     let mut parts = message.split('"');

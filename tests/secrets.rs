@@ -411,6 +411,43 @@ step("notify", "Notify", |ctx| { http::post(ctx.params.webhook_url, #{ json: #{ 
     out.assert_absent("raxxcorp.webhook.office.com/webhookb2");
 }
 
+/// A key an API creates comes back in a field named as a credential; the author forgot
+/// `secrets: ["api_key"]`. Before, it was text: in ctx, the journal, the stream and the
+/// evidence (hostile review). Judged by name and shape now; an id beside it, a paging
+/// token and a word-shaped value stay text.
+#[test]
+fn a_credential_field_of_an_answer_is_a_secret_even_undeclared() {
+    let scenario = r#"
+[[scripted]]
+name = "keys"
+
+[[scripted.routes]]
+method = "POST"
+path = "/v3/api_keys"
+respond = { status = 201, body = { api_key = "SG.canaryKEY0123456789abcdefXYZ", api_key_id = "kid-0042", next_token = "pg2", token_type = "Bearer" } }
+"#;
+    let runbook = r#"
+runbook(#{ id: "keys", title: "Create a key" });
+param("url", #{ default: "https://keys.example", env: "KEYS_API_URL", help: "vendor API" });
+step("create", "Create", |ctx| {
+    let r = http::post(`${ctx.params.url}/v3/api_keys`, #{ json: #{ name: "raxx" } });
+    ctx.new_key = r.json.api_key;
+    ctx.new_id = r.json.api_key_id;
+    print(`key ${r.json.api_key} id ${r.json.api_key_id} ${r.json.token_type} ${r.json.next_token}`);
+    print(r.body);
+    ensure(secret::is_secret(r.json.api_key), "the key is a Secret");
+    ensure(type_of(r.json.api_key_id) == "string", "the id is text");
+}).no_undo("a test");
+"#;
+    let out = Test::new()
+        .file("runbooks/keys.rhai", runbook)
+        .file("runbooks/sandbox/keys.toml", scenario)
+        .args(&["exec", "keys", "--sandbox", "--yes", "--json"])
+        .run();
+    out.exit(Exit::Ok).stderr_has("id kid-0042 Bearer pg2");
+    out.assert_absent("canaryKEY0123456789abcdefXYZ");
+}
+
 /// A number holding a secret's digits leaves the journal readable: before, the journal
 /// line read `"n":1secret(…)5`, and `runs`, `resume` and `rollback` called the journal
 /// damaged (a hostile script could make any run unrecoverable so). The PIN itself is

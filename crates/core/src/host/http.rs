@@ -596,9 +596,23 @@ fn header_value(name: &str, value: &str, declared: &[String], label: &str) -> Dy
     value.to_string().into()
 }
 
+/// Whether an answer's field is a credential by its name and its value, undeclared: a key
+/// an API just created (`api_key`, `client_secret`, `password`) came back as text when the
+/// script forgot `secrets:`, and went to the journal, the stream and the evidence (hostile
+/// review). A value shaped like a name ("Bearer", "read-only") stays text, as do a list's
+/// paging tokens (`next_token`, `cursor`), which are sent back as they are.
+fn credential_by_name(key: &str, text: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    let paging = ["next", "page", "cursor", "continuation", "sync", "etag"];
+    crate::text::credential_like(key)
+        && !paging.iter().any(|w| lower.contains(w))
+        && !crate::text::names_something(text)
+}
+
 /// How a response's fields become Secrets: the paths the script declared, the vendor's
-/// credential fields, and any string that holds an already registered secret (a vendor
-/// echoing a key back must not launder it into plain text).
+/// credential fields, a field named and shaped as a credential (`credential_by_name`), and
+/// any string that holds an already registered secret (a vendor echoing a key back must
+/// not launder it into plain text).
 struct Wrap<'a> {
     declared: &'a [String],
     vendor: CredentialFields,
@@ -630,7 +644,7 @@ impl Wrap<'_> {
         } else if self.vendor == CredentialFields::ConfigVars && self.vendor.holds(path, key) {
             !self.masking.is_plain(key, text) && self.masking.is_secret(key, text)
         } else {
-            self.vendor.holds(path, key)
+            self.vendor.holds(path, key) || credential_by_name(key, text)
         };
         if credential {
             runbook_secret::register(text);
@@ -656,7 +670,10 @@ impl Wrap<'_> {
             } else {
                 Secret::from_bulk(key, text, source())
             }
-        } else if self.vendor.holds(path, key) || runbook_secret::contains_secret(text) {
+        } else if self.vendor.holds(path, key)
+            || runbook_secret::contains_secret(text)
+            || credential_by_name(key, text)
+        {
             Secret::new(text, source())
         } else {
             return None;

@@ -76,3 +76,29 @@ fn consumers_names_what_it_could_not_check_and_exits_1() {
         "could not check infisical qa:/: infisical GET /api/v4/secrets → 404 Not Found: Environment with slug 'qa'",
     );
 }
+
+/// A token pasted where its name goes, or given to `--from-env`: refused without repeating
+/// it. Before, "reading TOKEN from Infisical", Infisical's 404 and "--from-env TOKEN: the
+/// variable is not set" each printed it (hostile review).
+#[test]
+fn a_value_given_where_a_name_goes_is_not_repeated() {
+    let token = "5f1b2c3d-1111-4222-8333-944455556666";
+    let out = Test::new().args(&["consumers", token, "--sandbox"]).run();
+    out.exit(Exit::Usage).stderr_has(
+        "the secret's NAME given is shaped like a value, not a name: not repeated here",
+    );
+    out.assert_absent(token);
+    let out = Test::new()
+        .args(&[
+            "consumers",
+            "POSTMARK_SERVER_TOKEN",
+            "--from-env",
+            token,
+            "--sandbox",
+        ])
+        .run();
+    out.exit(Exit::Usage).stderr_has(
+        "--from-env takes an environment variable's name, and what was given is not one: not repeated here",
+    );
+    out.assert_absent(token);
+}

@@ -11,6 +11,24 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub fn run(args: ConsumersArgs, settings: &crate::settings::Settings) -> Result<u8> {
+    // A value pasted where a name goes (`"$POSTMARK_SERVER_TOKEN"` for its name) is not
+    // repeated in the errors that would quote it (hostile review).
+    if !runbook_core::text::names_something(&args.secret) {
+        return Err(Error::usage(
+            "the secret's NAME given is shaped like a value, not a name: not repeated here",
+            "give the name the secret has in Infisical (e.g. POSTMARK_SERVER_TOKEN), not its value",
+        ));
+    }
+    if let Some(var) = &args.from_env {
+        let name = var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && var.chars().next().is_some_and(|c| !c.is_ascii_digit());
+        if !name {
+            return Err(Error::usage(
+                "--from-env takes an environment variable's name, and what was given is not one: not repeated here",
+                "give the variable's name (e.g. --from-env POSTMARK_SERVER_TOKEN), not its value",
+            ));
+        }
+    }
     super::sandbox::require_sandbox(args.sandbox, &args.scenario)?;
     let wired = crate::wiring::services(settings, args.sandbox, &args.scenario)?;
     let services = &wired.services;

@@ -71,15 +71,15 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeysVisitor {
     }
 }
 
-/// Whether `value` is shaped like a name (`SENDGRID_ADMIN_API_KEY`, `raxx-prod/api`), not
-/// like a credential: words of letters, or short numbers, joined by `_ - . /`. A token
-/// (`tok_AAAAbbbb1111`, a UUID, hex) has a part mixing letters and digits, or a long number.
-/// Nothing ("") names nothing and holds nothing.
+/// Whether `value` is shaped like a name (`SENDGRID_ADMIN_API_KEY`, `raxx-prod/api`,
+/// `DB_PASSWORD_V2`), not like a credential: words of letters, or of up to four letters and
+/// digits, joined by `_ - . /`. A token (`tok_AAAAbbbb1111`, a UUID, hex) has a longer part
+/// mixing letters and digits, or a long number. Nothing ("") names nothing and holds nothing.
 pub fn names_something(value: &str) -> bool {
     value.is_empty()
         || value.split(['_', '-', '.', '/']).all(|part| {
             part.chars().all(|c| c.is_ascii_alphabetic())
-                || (part.len() <= 4 && part.chars().all(|c| c.is_ascii_digit()))
+                || (part.len() <= 4 && part.chars().all(|c| c.is_ascii_alphanumeric()))
         })
 }
 
@@ -138,4 +138,34 @@ pub fn credential_like(name: &str) -> bool {
         "private_key",
     ];
     n == "key" || n.ends_with("_key") || words.iter().any(|w| n.contains(w))
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::names_something;
+
+    /// Names of secrets and settings, against values shaped like credentials.
+    #[test]
+    fn a_name_is_told_from_a_credential_by_its_shape() {
+        for name in [
+            "",
+            "none",
+            "SENDGRID_ADMIN_API_KEY",
+            "DB_PASSWORD_V2",
+            "raxx-prod/api",
+            "Bearer",
+            "S3_KEY",
+        ] {
+            assert!(names_something(name), "{name}");
+        }
+        for value in [
+            "tok_AAAAbbbbCCCCdddd1111eeee",
+            "5f1b2c3d-1111-4222-8333-944455556666",
+            "hunter2",
+            "SG.canaryKEY0123456789",
+            "3bf751ac94e0",
+        ] {
+            assert!(!names_something(value), "{value}");
+        }
+    }
 }

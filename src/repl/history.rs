@@ -4,7 +4,33 @@
 
 /// Whether the history may keep `input`, an input that compiled.
 pub fn may_keep(input: &str) -> bool {
-    !input.trim().is_empty() && holds_no_secret(input) && !passes_literal_to_secret(input)
+    !input.trim().is_empty()
+        && holds_no_secret(input)
+        && !passes_literal_to_secret(input)
+        && !quotes_a_credential(input)
+}
+
+/// Whether a quoted literal in `text` is shaped like a credential: a token pasted into a
+/// variable (`let t = "hhhh8888-36c7-…"`) is registered nowhere, and the history kept it
+/// (hostile review). Names, words and plain URLs are kept.
+fn quotes_a_credential(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[open] as char;
+        let body = &rest[open + 1..];
+        let end = body.find(quote).unwrap_or(body.len());
+        let literal = &body[..end];
+        let url = literal.starts_with("https://") || literal.starts_with("http://");
+        let shaped = literal.chars().count() >= 16
+            && !literal.chars().any(char::is_whitespace)
+            && !runbook_core::text::names_something(literal)
+            && (!url || runbook_secret::url_has_password(literal) || literal.contains('?'));
+        if shaped {
+            return true;
+        }
+        rest = body.get(end + 1..).unwrap_or("");
+    }
+    false
 }
 
 /// Whether `text` shows no value registered as secret.
@@ -71,6 +97,9 @@ mod tests {
             r#"let t = secret::compose(["a:", x, "@host"]);"#,
             r#"f(secret::nope(g(1), h("tok")))"#,
             "let t = secret::from_text(\n  \"tok-123\"\n);",
+            r#"let pasted = "hhhh8888-36c7-4561-9e35-1e368654e105";"#,
+            "let k = `SG.canaryKEY0123456789abc`;",
+            r#"http::get("https://u:pw@example.com/x")"#,
         ] {
             assert!(!may_keep(line), "kept: {line}");
         }
@@ -84,6 +113,10 @@ mod tests {
             r#"mysecret::from_text("not the secret module")"#,
             r#"let secret = "a"; secret"#,
             "40 + 2",
+            r#"heroku::config("raxx-api-prod")"#,
+            r#"infisical::secret("SENDGRID_ADMIN_API_KEY")"#,
+            r#"http::get("https://api.example.com/v1/keys/list")"#,
+            r#"print("the new token is staged now")"#,
         ] {
             assert!(may_keep(line), "dropped: {line}");
         }

@@ -498,6 +498,35 @@ step("read", "Read", |ctx| {
     with_script("check", "a.rhai", allowed).run().exit(Exit::Ok);
 }
 
+/// A vendor URL in a param with no egress for it: the rehearsal points it at a simulator
+/// on loopback, which is always allowed, and passes; production refused the call mid-run,
+/// after earlier writes (author review). `check` finds it; declared, it passes.
+#[test]
+fn a_url_param_outside_the_egress_is_found_before_production_refuses_it() {
+    let script = r#"
+runbook(#{ id: "eg", title: "E" });
+param("api_url", #{ default: "https://api.dbvendor.example", env: "DBV_API_URL", help: "vendor" });
+param("docs", #{ default: "https://docs.dbvendor.example", help: "shown, never called" });
+step("w", "W", |ctx| {
+    print(`see ${ctx.params.docs}`);
+    http::post(`${ctx.params.api_url}/reset`, #{ json: #{} });
+}).no_undo("x");
+"#;
+    let out = with_script("check", "eg.rhai", script).run();
+    out.exit(Exit::Usage)
+        .stderr_has("eg.rhai:3:1: param 'api_url' defaults to a URL on api.dbvendor.example, which this runbook's egress does not allow")
+        .stderr_has("egress: [\"param:api_url\"]");
+    // Judged by the runbook's egress as a whole: the docs param is flagged too, unless
+    // declared (a URL the runbook only shows is one line of egress, or `check:allow`).
+    let declared = script.replace(
+        r#"title: "E" }"#,
+        r#"title: "E", egress: ["param:api_url", "docs.dbvendor.example"] }"#,
+    );
+    with_script("check", "eg.rhai", &declared)
+        .run()
+        .exit(Exit::Ok);
+}
+
 /// A misspelled option key and a literal of the wrong type were found only when the step ran
 /// (in production, possibly after earlier steps had written). `check` now finds both from
 /// the host functions' signatures and option lists, and the stdlib's, with file:line:col and

@@ -78,6 +78,7 @@ pub fn lint(loaded: &Runbook) -> Vec<ScriptError> {
     problems.extend(irreversible_without_confirm(loaded));
     problems.extend(secret_flows(loaded, program));
     problems.extend(unused_params(loaded, program));
+    problems.extend(url_params_outside_egress(loaded, program));
     problems.extend(missing_audit(loaded, program));
     problems.extend(ctx_read_before_set(loaded, program));
     problems.extend(same_name_functions(loaded, program));
@@ -576,6 +577,71 @@ fn secret_flows(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
 
 /// A declared param nothing reads is a typo or a leftover, and an operator setting it would
 /// believe it changed something.
+/// A param whose default is a URL the runbook's egress does not allow, in a runbook that
+/// calls `http::`: a rehearsal points it at a simulator on loopback (always allowed) and
+/// passes; production refuses the call mid-run, after the earlier steps wrote (author
+/// review).
+fn url_params_outside_egress(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
+    let mut calls_http = false;
+    for unit in &program.units {
+        unit.ast.walk(&mut |path: &[ASTNode]| {
+            if let Some(ASTNode::Expr(Expr::FnCall(c, _)) | ASTNode::Stmt(Stmt::FnCall(c, _))) =
+                path.last()
+            {
+                calls_http |= !c.namespace.is_empty() && c.namespace.root() == "http";
+            }
+            !calls_http
+        });
+    }
+    if !calls_http {
+        return Vec::new();
+    }
+    let plan = loaded.plan();
+    let defaults: serde_json::Map<String, serde_json::Value> = plan
+        .params
+        .iter()
+        .filter_map(|p| Some((p.name.clone(), p.default.clone()?)))
+        .collect();
+    let egress = crate::plan::egress::Egress::resolve(
+        &plan.meta.egress,
+        &serde_json::Value::Object(defaults),
+    );
+    let mut problems = Vec::new();
+    for p in &plan.params {
+        let urls: Vec<&str> = match &p.default {
+            Some(serde_json::Value::String(u)) => vec![u.as_str()],
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        let outside = urls
+            .iter()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .filter_map(|u| reqwest::Url::parse(u).ok())
+            .find(|u| !egress.allows(u));
+        let Some(url) = outside else {
+            continue;
+        };
+        let host = crate::plan::egress::authority(&url).unwrap_or_default();
+        problems.push(
+            ScriptError::at(
+                "runbook::check::egress_missing",
+                format!(
+                    "param '{}' defaults to a URL on {host}, which this runbook's egress does not allow: a rehearsal reaches its simulator on loopback, production refuses the call",
+                    p.name
+                ),
+                loaded.sources(),
+                &loaded.file().name,
+                p.position,
+            )
+            .with_help(format!(
+                "declare it in runbook(#{{ ..., egress: [\"param:{}\"] }}) (the host the operator gives), or egress: [\"{host}\"]",
+                p.name
+            )),
+        );
+    }
+    problems
+}
+
 fn unused_params(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
     let mut used: HashSet<String> = HashSet::new();
     let mut declared_at: HashSet<Position> = HashSet::new();

@@ -636,6 +636,20 @@ fn an_answers_key_that_answers_no_question_is_refused_with_yes() {
     .exit(Exit::Usage)
     .stderr_has("`validate.receivd` (did you mean `validate.received`?)");
     rig.rollback(&[]).exit(Exit::Ok);
+    // The values a resume asks for (`resume.KEY`, one per Secret the run held) are known
+    // only from a journal: such a key is taken, not called a typo (author review: the
+    // answers file that let a resume go on was warned about, and refused with --yes).
+    rig.file(
+        "values.toml",
+        "\"resume.old_pw\" = \"x\"\n\"resume.params.admin_key\" = \"y\"\n",
+    );
+    let out = rig.exec("postmark", &["--answers", "values.toml"]);
+    out.exit(Exit::Ok);
+    assert!(
+        !out.stderr.contains("answers no question"),
+        "{}",
+        out.stderr
+    );
     // A key far from every question (reading the script does not see every one: a
     // question computed whole, one in a closure) is said, not refused.
     rig.file("other.toml", "\"verify.some_computed_question\" = true\n");

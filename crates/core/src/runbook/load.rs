@@ -193,8 +193,19 @@ impl Runbook {
         }
         // A key holding `…` (a pattern copied from `runbook answers`) answers nothing: the
         // caller says so on its own.
+        // A resume or rollback asks for each Secret the run held under `resume.KEY` (or
+        // `resume.params.NAME`): which keys hold one is known only from the run's journal,
+        // so any such id is taken (an answers file for the next resume was warned about).
+        let resume_value = |key: &str| {
+            key.strip_prefix("resume.").is_some_and(|k| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            })
+        };
         keys.into_iter()
             .filter(|key| !key.contains('…'))
+            .filter(|key| !resume_value(key))
             .filter(|key| !ids.iter().any(|id| matches_id(id, key)))
             .map(|key| {
                 let near = crate::suggest::closest(key, ids.iter().map(String::as_str));

@@ -309,6 +309,31 @@ step("audit", "Audit", |ctx| { print(`${ctx.old_pw}`); });
         .contains("\"type\":\"rollback_blocked\",\"step\":\"purge\""));
 }
 
+/// A run holding two Secrets that nothing here can give back (no terminal, no answers, no
+/// recover): the resume names both at once, with the answers file's lines. Before, each
+/// attempt failed on the next key, one at a time (author review).
+#[test]
+fn a_resume_names_every_value_it_needs_back_at_once() {
+    let rig = Rig::new();
+    rig.file(
+        "two.rhai",
+        r#"
+runbook(#{ id: "two-values", title: "Two values" });
+step("make", "Make", |ctx| {
+    ctx.new_pw = secret::random(24, "alnum");
+    ctx.new_pin = secret::random(8, "digits");
+}).no_undo("nothing outside");
+step("last", "Last", |ctx| { print("last ran"); });
+"#,
+    );
+    rig.crash("two.rhai", "after:make");
+    rig.resume(&[])
+        .exit(Exit::Usage)
+        .stderr_has("this run holds 2 values it needs back, and nothing here can give them (no terminal, no answers file entry, no recover): ctx.new_pin, ctx.new_pw")
+        .stderr_has("\"resume.new_pin\" = \"...\"\n")
+        .stderr_has("\"resume.new_pw\" = \"...\"\n");
+}
+
 /// A step undone by hand in the REPL (`:undo`) leaves the run to go forward too: the REPL
 /// is not a rollback that died between two undos (a1738db), and resume sets the step again.
 #[test]

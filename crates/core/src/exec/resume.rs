@@ -133,11 +133,54 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger, ask: bool) -> Resul
             ctx.set(k, value::from_journal_json(v));
         }
     }
+    // Every value nobody here can give is named at once: once a run, not one per attempt
+    // (author review: each resume failed on the next key).
+    let mut missing: Vec<(String, SecretRef, Error)> = Vec::new();
     for (k, r) in secrets {
-        let s = supply(session, &ctx, &k, &r)?;
-        ctx.set(&k, Dynamic::from(s));
+        match supply(session, &ctx, &k, &r) {
+            Ok(s) => ctx.set(&k, Dynamic::from(s)),
+            Err(e) if unanswerable(session, &k, &r) => missing.push((k, r, e)),
+            Err(e) => return Err(e),
+        }
+    }
+    if missing.len() > 1 {
+        let keys: Vec<String> = missing.iter().map(|(k, _, _)| format!("ctx.{k}")).collect();
+        let lines: Vec<String> = missing
+            .iter()
+            .map(|(k, r, _)| format!("\"{}\" = \"...\"", paste_id(k, r)))
+            .collect();
+        return Err(Error::usage(
+            format!(
+                "this run holds {} values it needs back, and nothing here can give them (no terminal, no answers file entry, no recover): {}",
+                missing.len(),
+                keys.join(", ")
+            ),
+            format!(
+                "give each the value the run used, in a file passed with --answers:\n{}\nor run at a terminal, which asks for each",
+                lines.join("\n")
+            ),
+        ));
+    }
+    if let Some((_, _, e)) = missing.pop() {
+        return Err(e);
     }
     Ok(ctx)
+}
+
+/// Whether nobody here can give the value of ctx `key`: no terminal, and no answers file
+/// entry for its question.
+fn unanswerable(session: &Session, key: &str, r: &SecretRef) -> bool {
+    let prompter = session.run().operator().prompter();
+    let id = paste_id(key, r);
+    !prompter.has_terminal() && !prompter.answered_ids().any(|a| a == id)
+}
+
+/// The id of the question that asks for ctx `key` again.
+fn paste_id(key: &str, r: &SecretRef) -> String {
+    match &r.source {
+        Source::Prompt { id } | Source::Answers { id } => id.clone(),
+        _ => format!("resume.{key}"),
+    }
 }
 
 /// The error for a value that is not the one the run used.
@@ -209,10 +252,7 @@ fn recovered(session: &Session, ctx: &Ctx, key: &str, r: &SecretRef) -> Option<R
 /// The value as the operator pastes it again (or the answers file gives it).
 fn pasted(session: &Session, key: &str, r: &SecretRef) -> Result<Secret> {
     let source = &r.source;
-    let id = match source {
-        Source::Prompt { id } | Source::Answers { id } => id.clone(),
-        _ => format!("resume.{key}"),
-    };
+    let id = paste_id(key, r);
     let ends = r
         .masked
         .as_deref()

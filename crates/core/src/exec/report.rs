@@ -142,7 +142,14 @@ impl Report {
             started_at: latest.map(|p| p.started_at.clone()).unwrap_or_default(),
             duration_ms: finished.and_then(|f| f.duration_ms).unwrap_or(0),
             earlier_step_ms: ledger.earlier_step_ms(),
-            processes: ledger.processes.len() as u32,
+            // Those that did something (and this one): a resume refused, or one that could not
+            // get the run's values back, is not a session of the run's work.
+            processes: ledger
+                .processes
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| p.acted || i + 1 == ledger.processes.len())
+                .count() as u32,
             steps,
             planned_writes: ledger.planned.clone(),
             failed_step: stop.map(|s| s.step.clone()),

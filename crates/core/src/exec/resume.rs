@@ -167,6 +167,15 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger, ask: bool) -> Resul
     Ok(ctx)
 }
 
+/// A process that could not get the run's values back ends here, having done nothing: its
+/// end is recorded (aborted, the error said), so `runs` does not read it as interrupted
+/// (author review), and the lock is released.
+pub(crate) fn ended_without_values(session: &mut Session, e: Error) -> Error {
+    runner::abandoned(session, crate::run::RunStatus::Aborted);
+    session.release_lock();
+    e
+}
+
 /// Whether nobody here can give the value of ctx `key`: no terminal, and no answers file
 /// entry for its question.
 fn unanswerable(session: &Session, key: &str, r: &SecretRef) -> bool {
@@ -501,7 +510,8 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
         r.session.release_lock();
         return Ok(report);
     }
-    let ctx = restore_ctx(&r.session, &r.state, true)?;
+    let ctx = restore_ctx(&r.session, &r.state, true)
+        .map_err(|e| ended_without_values(&mut r.session, e))?;
     r.session.set_ctx(ctx);
     say.progress("");
     if let Err(refusal) = super::refresh::before_rollback(&r.session, &order, &r.completed) {

@@ -937,7 +937,10 @@ impl Session {
         // will undo something (`resume::rollback`).
         if r.entry != Entry::Abandon {
             let ask = r.entry != Entry::Rollback;
-            session.ctx = resume::restore_ctx(&session, &state, ask)?;
+            match resume::restore_ctx(&session, &state, ask) {
+                Ok(ctx) => session.ctx = ctx,
+                Err(e) => return Err(resume::ended_without_values(&mut session, e)),
+            }
         }
         let completed = completed_steps(session.runbook.plan(), &state);
         Ok(Reopened {

@@ -336,7 +336,22 @@ pub(crate) fn pid_alive(pid: i64) -> bool {
     }
     // SAFETY: signal 0 only checks that the process exists.
     let rc = unsafe { libc::kill(pid as i32, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !dead_unreaped(pid)
+}
+
+/// Whether the process is dead and only waits for its parent to read its status (a zombie):
+/// `kill -9` from an operator's shell leaves one until the shell reaps it, and the signal
+/// still finds it, so a resume right after was refused as "already running" (author review).
+fn dead_unreaped(pid: i64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `PID (COMM) STATE ...`: the command may hold spaces and parentheses; the state follows
+    // the last `)`.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| matches!(state, "Z" | "X"))
 }
 
 /// `2026-01-01T00:00:00Z`: the time format of journals and the audit log.
@@ -354,6 +369,33 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process killed and not yet reaped by its parent is dead: its lock is not held.
+    #[test]
+    fn a_killed_process_its_parent_has_not_reaped_is_not_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = i64::from(child.id());
+        assert!(pid_alive(pid));
+        child.kill().unwrap();
+        // Wait for it to die, but leave it unreaped (a zombie), as an operator's shell does.
+        // SAFETY: waitid on our own child with a zeroed siginfo it fills.
+        let waited = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(waited, 0);
+        assert!(!pid_alive(pid), "a zombie read as alive");
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
+    }
 
     /// Only this program's process, started before the record, is the run's: pid 1 (or a
     /// daemon given a dead run's pid) never is; this very process, after its start, is.

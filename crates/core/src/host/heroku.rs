@@ -1304,7 +1304,7 @@ pub(crate) fn register(reg: &mut Registrar) {
         Effect::Read,
         &["app: string"],
         "Map",
-        "An app's config vars; every value is a Secret (config vars usually are).",
+        "An app's config vars, by name: a credential (by its name, its shape, or a value the run\nholds as a Secret) is a Secret; a plain setting (`AWS_REGION`, `RAPTOR_ENV`, a word-like\nvalue) is text, to print and compare; `masking` in `runbook(...)` says otherwise where names\nmislead.",
         |c: NativeCallContext, a: &str| {
             value::at(&c, with_run(&c, "heroku::config", |h| config(h, a)))
         },

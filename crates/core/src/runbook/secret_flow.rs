@@ -20,7 +20,7 @@ enum Kind {
     Plain(String),
     /// `infisical::secret(...)`: its `value` is a Secret.
     Record,
-    /// `heroku::config(app)`: every value is a Secret.
+    /// `heroku::config(app)`: its values may be Secrets (a setting comes back as text).
     SecretMap,
     /// An `http::` response, with the field paths declared in `secrets`.
     Response(Vec<String>),

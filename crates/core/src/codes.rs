@@ -165,7 +165,7 @@ pub const CATALOGUE: &[Code] = &[
 /// The catalogue as the Markdown page docs/errors.md.
 pub fn markdown() -> String {
     let mut out = String::from(
-        "# Error codes\n\nEvery diagnostic `runbook` prints carries one of these codes. Generated from\n`crates/core/src/codes.rs` (a test keeps this page and the sources in step).\n\nExit codes: 0 success, 1 a step failed (after rollback or stop), 2 bad usage, bad config or a\nscript that does not compile, 3 stopped at a question (the operator said no, or nobody\ncould answer it), 130 interrupted.\n",
+        "# Error codes\n\nEvery diagnostic `runbook` prints carries one of these codes. Generated from\n`crates/core/src/codes.rs` (a test keeps this page and the sources in step).\n\nExit codes: 0 success, 1 a step failed (after rollback or stop), 2 bad usage, bad config or a\nscript that does not compile, 3 stopped at a question (the operator said no, or nobody\ncould answer it), 130 interrupted. Which one a question nobody can answer gives depends on when\nit is known: before anything runs (`exec` without --yes, every question the runbook declares;\na resume's values) it is 2, refused at the start; a confirmation or checklist the run reaches\nis 3; a question a step asks from its body (`prompt::ask`) fails the step: 1.\n",
     );
     for area in Area::ALL {
         out.push_str(&format!(

@@ -341,3 +341,18 @@ step("reads", "Reads", |ctx| {
         // read inside wait_up's polls; the configs are read back while Raptor sends.
         .stdout_has("       calls: heroku::log_sessions (each app at once, not waited for: heroku::read_logs reads them) → heroku::wait_up (each app at once) → [together: http::post | heroku::configs (each app at once)] → heroku::read_logs (each app at once)\n");
 }
+
+/// A question held in a variable: `runbook answers` printed an empty comment line for it
+/// (author review); it says the script computes it, and still gives the id to answer.
+#[test]
+fn a_question_the_script_computes_is_said_so_in_the_answers_template() {
+    let rb = r#"runbook(#{ id: "q", title: "Q" });
+step("j", "J", |ctx| {
+    let q = "Is the backup verified?";
+    prompt::confirm(q, #{ id: "j.ok", judgement: true });
+}).no_undo("a question");
+"#;
+    let out = with_script("answers", "q.rhai", rb).run();
+    out.exit(Exit::Ok)
+        .stdout_has("# (a question the script computes at run time) (true or false; a person's judgement: --yes does not answer it)\n# \"j.ok\" = true");
+}

@@ -30,7 +30,7 @@ pub fn run(args: AnswersArgs, settings: &crate::settings::Settings) -> Result<u8
             });
             step = Some(p.step.clone());
         }
-        out.push(format!("# {} ({})", p.question, p.answer));
+        out.push(format!("# {} ({})", p.shown_question(), p.answer));
         let example = p.answer.example(p.default.as_deref());
         out.push(format!("# \"{}\" = {example}", p.id));
     }

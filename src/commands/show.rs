@@ -110,7 +110,12 @@ pub fn run(args: ShowArgs, settings: &crate::settings::Settings) -> Result<u8> {
         } else {
             format!(" [{}]", p.step)
         };
-        out.push(format!("  {}{at}: {} ({})", p.id, p.question, p.answer));
+        out.push(format!(
+            "  {}{at}: {} ({})",
+            p.id,
+            p.shown_question(),
+            p.answer
+        ));
     }
     for (title, items) in [
         ("Rollback", &m.rollback),

@@ -815,9 +815,30 @@ impl Ledger {
     pub fn changes(&self) -> Vec<Write> {
         self.writes
             .iter()
-            .filter(|w| w.outcome.may_have_applied() && !self.put_back(w))
-            .cloned()
+            .enumerate()
+            .filter(|(i, w)| {
+                w.outcome.may_have_applied() && !self.put_back(w) && !self.deleted_since(*i, w)
+            })
+            .map(|(_, w)| w.clone())
             .collect()
+    }
+
+    /// Whether a later write of the run deleted `w`'s target (the same module's delete,
+    /// the same target) and the vendor took it: a staging copy removed by a later step is
+    /// not left in place (author review: the summary listed a secret a later step deleted).
+    fn deleted_since(&self, i: usize, w: &Write) -> bool {
+        let module = |f: &str| f.split_once("::").map(|(m, _)| m.to_string());
+        let deletes = |f: &str| {
+            f.split_once("::")
+                .is_some_and(|(_, name)| name.starts_with("delete"))
+        };
+        !deletes(&w.function)
+            && self.writes[i + 1..].iter().any(|u| {
+                u.target == w.target
+                    && module(&u.function) == module(&w.function)
+                    && deletes(&u.function)
+                    && u.outcome == WriteOutcome::Applied
+            })
     }
 
     /// Whether an undo of `w`'s step wrote again all `w` set on its target (the same

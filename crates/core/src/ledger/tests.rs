@@ -379,6 +379,63 @@ fn the_latest_refresh_of_a_target_decides_whether_it_is_left_alone() {
 
 /// The writes of an undo that stopped part way are kept (what this run's rollback may have
 /// put back); once the undo completes they go with the step's own.
+/// A secret one step staged and a later step deleted is not left in place: the summary,
+/// `runs` and abandon listed it (author review). A delete that may not have applied
+/// leaves it listed.
+#[test]
+fn a_write_a_later_step_deleted_is_not_left_in_place() {
+    let write = |step: &str, function: &str, outcome| {
+        [
+            Event::Write(WriteSent {
+                step: step.into(),
+                function: function.into(),
+                target: "X_PENDING in p:prod/".into(),
+                detail: json!({"name": "X_PENDING", "value": "hmac:aa"}),
+                idempotent: true,
+                undo: false,
+            }),
+            Event::WriteOutcome(WriteSettled {
+                answer: None,
+                step: step.into(),
+                function: function.into(),
+                target: "X_PENDING in p:prod/".into(),
+                outcome,
+                filed: None,
+                undo: false,
+            }),
+        ]
+    };
+    let functions =
+        |l: &Ledger| -> Vec<String> { l.changes().into_iter().map(|w| w.function).collect() };
+    let deleted = production_run(
+        [
+            write("generate", "infisical::set_secret", WriteOutcome::Applied),
+            write(
+                "propagate",
+                "infisical::delete_secret",
+                WriteOutcome::Applied,
+            ),
+        ]
+        .concat(),
+    );
+    assert_eq!(functions(&deleted), ["infisical::delete_secret"]);
+    let unsure = production_run(
+        [
+            write("generate", "infisical::set_secret", WriteOutcome::Applied),
+            write(
+                "propagate",
+                "infisical::delete_secret",
+                WriteOutcome::Unknown,
+            ),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        functions(&unsure),
+        ["infisical::set_secret", "infisical::delete_secret"]
+    );
+}
+
 #[test]
 fn an_unfinished_undo_keeps_its_writes_for_the_next_rollback() {
     let undo_write = |target: &str| {

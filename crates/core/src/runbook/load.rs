@@ -529,6 +529,15 @@ pub struct Prompt {
 }
 
 impl Prompt {
+    /// The question as listed: one the script computes whole (a variable) is said so, where
+    /// `runbook answers` printed an empty comment (author review).
+    pub fn shown_question(&self) -> &str {
+        match self.question.trim() {
+            "" => "(a question the script computes at run time)",
+            _ => &self.question,
+        }
+    }
+
     fn engine(step: &str, id: &str, answer: Answer, question: &str) -> Prompt {
         Prompt {
             step: step.into(),
@@ -542,12 +551,7 @@ impl Prompt {
     /// The questions one host call asks, with the ids it gives them (as the host functions
     /// derive them: `crates/core/src/host/prompt.rs`, `postmark.rs`).
     fn from_call(step: &str, c: &super::program::PromptCall) -> Vec<Prompt> {
-        // A question the script computes whole (a variable) is said so where it is listed:
-        // `runbook answers` printed an empty line for it (author review).
-        let question = c
-            .question
-            .clone()
-            .unwrap_or_else(|| "(a question the script computes at run time)".into());
+        let question = c.question.clone().unwrap_or_default();
         // The id the host derives from the question's text; of a question computed in part,
         // only what its literal start gives is known (the rest is `…`).
         let derived = || match question.split_once('…') {

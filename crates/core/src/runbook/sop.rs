@@ -133,7 +133,7 @@ pub fn page(loaded: &Runbook, shown_as: &str, source_label: &str) -> Vec<Block> 
                     format!("`{}`", p.step)
                 },
                 p.answer.to_string().replace('|', "\\|"),
-                p.question.replace('|', "\\|"),
+                p.shown_question().replace('|', "\\|"),
             ]
         })
         .collect();

@@ -455,7 +455,8 @@ step("w", "Write", |ctx| {
 /// A Secret inside a ctx map came back from the journal as its fingerprint after a crash:
 /// the undo that restores it failed mid-rollback ("must be a string, a Secret or ()"), the
 /// app left on a password nobody has (author review). `check` finds the ways a runbook
-/// puts one there; ids and versions beside a Secret kept at the top are fine.
+/// puts one there (an Infisical record and one nested deeper: a second reading); ids and
+/// versions beside a Secret kept at the top are fine.
 #[test]
 fn a_secret_kept_inside_a_ctx_map_is_found_without_running() {
     let script = r#"
@@ -469,6 +470,8 @@ step("read", "Read", |ctx| {
     ctx.flat.old = c.value;
     ctx.pw_old = c.value;
     ctx.meta = #{ version: c.version, name: "DATABASE_PASSWORD" };
+    ctx.record = infisical::secret("DATABASE_PASSWORD");
+    ctx.deep = #{ a: [#{ v: c.value }] };
 }).no_undo("a read");
 "#;
     let out = with_script("check", "c.rhai", script).run();
@@ -477,13 +480,15 @@ step("read", "Read", |ctx| {
         .stderr_has("keep each Secret the way back needs at the top of ctx (ctx.pw_old = value)")
         .stderr_has("c.rhai:6:8: ctx.list keeps a Secret inside a map or list")
         .stderr_has("c.rhai:7:8: ctx.before keeps a Secret inside a map or list")
-        .stderr_has("c.rhai:9:8: ctx.flat keeps a Secret inside a map or list");
+        .stderr_has("c.rhai:9:8: ctx.flat keeps a Secret inside a map or list")
+        .stderr_has("c.rhai:12:8: ctx.record keeps a Secret inside a map or list")
+        .stderr_has("c.rhai:13:8: ctx.deep keeps a Secret inside a map or list");
     assert_eq!(
         out.stderr
             .matches("runbook::check::secret_inside_ctx")
             .count(),
-        4,
-        "only the four: {}",
+        6,
+        "only the six: {}",
         out.stderr
     );
     // An undo that checks the fingerprint against a value it has says so.

@@ -654,6 +654,11 @@ fn an_answers_key_that_answers_no_question_is_refused_with_yes() {
         "{}",
         out.stderr
     );
+    // A typo of a known one (`resume.unread`) is still one (a second reading).
+    rig.file("unraed.toml", "\"resume.unraed\" = true\n");
+    rig.exec("pw.rhai", &["--answers", "unraed.toml"])
+        .exit(Exit::Usage)
+        .stderr_has("`resume.unraed` (did you mean `resume.unread`?)");
     // A key far from every question (reading the script does not see every one: a
     // question computed whole, one in a closure) is said, not refused.
     rig.file("other.toml", "\"verify.some_computed_question\" = true\n");

@@ -336,6 +336,15 @@ step("one", "One", |ctx| { print(`k ${ctx.params.api_key}`); });
     out.exit(Exit::Usage)
         .stderr_has("param 'api_key' is a Secret with a default value written in the runbook")
         .stderr_has("remove the default and pass --param api_key=...");
+    // A password made of letters is a password (a second reading: it passed as a name).
+    with_script(
+        "check",
+        "d.rhai",
+        &with_default.replace("DEFAULTsecretVALUE1234567890", "postgres"),
+    )
+    .run()
+    .exit(Exit::Usage)
+    .stderr_has("param 'api_key' is a Secret with a default value written in the runbook");
     // "None" is a default a Secret may have.
     let empty = with_default.replace("DEFAULTsecretVALUE1234567890", "");
     with_script("exec", "d.rhai", &empty)
@@ -360,6 +369,18 @@ step("one", "One", |ctx| { print(ctx.params.api_token); });
         .args(&["--yes", "--param", "api_token=SENDGRID_ADMIN_API_KEY"])
         .run();
     out.exit(Exit::Ok).stdout_has("| SENDGRID_ADMIN_API_KEY");
+    // Names with a word and a number in it, lists, a lifetime: names (a second reading:
+    // refused).
+    for given in [
+        "AUTH0_MGMT_CLIENT_SECRET",
+        "OAUTH2_CLIENT_SECRET,ED25519_PRIVATE_KEY",
+        "86400",
+    ] {
+        with_script("exec", "p.rhai", named)
+            .args(&["--yes", "--param", &format!("api_token={given}")])
+            .run()
+            .exit(Exit::Ok);
+    }
     // The same judgement of a default, at load.
     let out = with_script(
         "check",
@@ -387,6 +408,15 @@ step("one", "One", |ctx| { print(ctx.params.ingest_url); });
     out.exit(Exit::Usage)
         .stderr_has("param 'ingest_url' is given a URL with a password or key in it, as text");
     out.assert_absent("SEKRETabc1234567890xyz");
+    // A paging token or a session's name in the query is not a key.
+    with_script("exec", "u.rhai", url)
+        .env(
+            "LOG_INGEST_URL",
+            "http://127.0.0.1:18081/ingest?page_token=2&session_id=web",
+        )
+        .args(&["--yes"])
+        .run()
+        .exit(Exit::Ok);
 }
 
 /// A Secret URL that does not parse (pasted with its JSON quotes) and is longer than the
@@ -424,7 +454,7 @@ name = "keys"
 [[scripted.routes]]
 method = "POST"
 path = "/v3/api_keys"
-respond = { status = 201, body = { api_key = "SG.canaryKEY0123456789abcdefXYZ", api_key_id = "kid-0042", next_token = "pg2", token_type = "Bearer" } }
+respond = { status = 201, body = { api_key = "SG.canaryKEY0123456789abcdefXYZ", api_key_id = "kid-0042", next_token = "pg2", token_type = "Bearer", tokenId = "5f1b2c3d-1111-4222-8333-944455556666", PasswordLastUsed = "2026-12-01T10:00:00Z", token_expires_in = 86400 } }
 "#;
     let runbook = r#"
 runbook(#{ id: "keys", title: "Create a key" });
@@ -437,6 +467,10 @@ step("create", "Create", |ctx| {
     print(r.body);
     ensure(secret::is_secret(r.json.api_key), "the key is a Secret");
     ensure(type_of(r.json.api_key_id) == "string", "the id is text");
+    // camelCase ids and times, and numbers, stay what they are (a second reading).
+    ensure(type_of(r.json.tokenId) == "string", "a camelCase id is text");
+    ensure(type_of(r.json.PasswordLastUsed) == "string", "a time is text");
+    print(`undo at /v3/api_keys/${r.json.tokenId} after ${r.json.token_expires_in}`);
 }).no_undo("a test");
 "#;
     let out = Test::new()
@@ -444,7 +478,9 @@ step("create", "Create", |ctx| {
         .file("runbooks/sandbox/keys.toml", scenario)
         .args(&["exec", "keys", "--sandbox", "--yes", "--json"])
         .run();
-    out.exit(Exit::Ok).stderr_has("id kid-0042 Bearer pg2");
+    out.exit(Exit::Ok)
+        .stderr_has("id kid-0042 Bearer pg2")
+        .stderr_has("undo at /v3/api_keys/5f1b2c3d-1111-4222-8333-944455556666 after 86400");
     out.assert_absent("canaryKEY0123456789abcdefXYZ");
 }
 

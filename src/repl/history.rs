@@ -10,27 +10,54 @@ pub fn may_keep(input: &str) -> bool {
         && !quotes_a_credential(input)
 }
 
-/// Whether a quoted literal in `text` is shaped like a credential: a token pasted into a
-/// variable (`let t = "hhhh8888-36c7-…"`) is registered nowhere, and the history kept it
-/// (hostile review). Names, words and plain URLs are kept.
+/// Whether a quoted literal in `text` holds a word shaped like a credential: a token pasted
+/// into a variable (`let t = "hhhh8888-36c7-…"`, `"Bearer …"`, JSON with escaped quotes) is
+/// registered nowhere, and the history kept it (hostile review; a second reading). Names,
+/// words and plain URLs are kept.
 fn quotes_a_credential(text: &str) -> bool {
-    let mut rest = text;
-    while let Some(open) = rest.find(['"', '`']) {
-        let quote = rest.as_bytes()[open] as char;
-        let body = &rest[open + 1..];
-        let end = body.find(quote).unwrap_or(body.len());
-        let literal = &body[..end];
-        let url = literal.starts_with("https://") || literal.starts_with("http://");
-        let shaped = literal.chars().count() >= 16
-            && !literal.chars().any(char::is_whitespace)
-            && !runbook_core::text::names_something(literal)
-            && (!url || runbook_secret::url_has_password(literal) || literal.contains('?'));
-        if shaped {
-            return true;
+    literals(text).iter().any(|literal| {
+        literal
+            .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '{' | '}' | ','))
+            .any(credential_word)
+    })
+}
+
+/// The contents of `text`'s quoted literals (`"…"` or `` `…` ``), escapes taken.
+fn literals(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' && c != '`' {
+            continue;
         }
-        rest = body.get(end + 1..).unwrap_or("");
+        let mut literal = String::new();
+        while let Some(d) = chars.next() {
+            match d {
+                '\\' => literal.extend(chars.next()),
+                d if d == c => break,
+                d => literal.push(d),
+            }
+        }
+        out.push(literal);
     }
-    false
+    out
+}
+
+/// A word of a literal that is a credential: a long one not shaped like a name; in a URL, a
+/// password, a key in its query, or a path segment so shaped (a webhook's secret path).
+fn credential_word(word: &str) -> bool {
+    let word = word.trim_matches(|c: char| matches!(c, ':' | ';' | '(' | ')' | '[' | ']'));
+    if word.starts_with("https://") || word.starts_with("http://") {
+        let path = word.split_once("://").map_or("", |(_, rest)| rest);
+        return runbook_secret::url_has_password(word)
+            || word.contains('?')
+            || path.split('/').skip(1).any(long_and_unnamed);
+    }
+    long_and_unnamed(word)
+}
+
+fn long_and_unnamed(word: &str) -> bool {
+    word.chars().count() >= 16 && !runbook_core::text::names_something(word)
 }
 
 /// Whether `text` shows no value registered as secret.
@@ -100,6 +127,9 @@ mod tests {
             r#"let pasted = "hhhh8888-36c7-4561-9e35-1e368654e105";"#,
             "let k = `SG.canaryKEY0123456789abc`;",
             r#"http::get("https://u:pw@example.com/x")"#,
+            r#"let h = #{ Authorization: "Bearer hhhh8888-36c7-4561-9e35-1e368654e105" };"#,
+            r#"let b = "{\"api_key\":\"tok_AAAAbbbbCCCCdddd1111eeee\"}";"#,
+            r#"http::post("https://hooks.slack.com/services/T000/B000/XyZ9aB8cD7eF6gH5iJ4kL3mN", #{})"#,
         ] {
             assert!(!may_keep(line), "kept: {line}");
         }

@@ -71,16 +71,44 @@ impl<'de> serde::de::Visitor<'de> for NoRepeatedKeysVisitor {
     }
 }
 
+/// Whether a param's text value names or locates a credential rather than holding one: each
+/// item of a list is a name, or a URL (whose own credentials, a password or a key in its
+/// query, the URL checks judge).
+pub fn names_or_locates(value: &str) -> bool {
+    value.split(',').map(str::trim).all(|item| {
+        names_something(item) || item.starts_with("https://") || item.starts_with("http://")
+    })
+}
+
 /// Whether `value` is shaped like a name (`SENDGRID_ADMIN_API_KEY`, `raxx-prod/api`,
-/// `DB_PASSWORD_V2`), not like a credential: words of letters, or of up to four letters and
-/// digits, joined by `_ - . /`. A token (`tok_AAAAbbbb1111`, a UUID, hex) has a longer part
-/// mixing letters and digits, or a long number. Nothing ("") names nothing and holds nothing.
+/// `AUTH0_MGMT_CLIENT_SECRET`, `POSTMARK_TOKEN_20240601`), not like a credential: words joined
+/// by `_ - . / ,` or spaces, each of letters, of digits (up to 8: a date), of up to four
+/// letters and digits, or, in a name of several words or in capitals, letters then up to
+/// five digits (`OAUTH2`, `ED25519`). A token (`tok_AAAAbbbb1111`, a UUID, hex, `hunter2`)
+/// has a part that mixes them otherwise, or a long number. Nothing ("") names nothing and
+/// holds nothing.
 pub fn names_something(value: &str) -> bool {
-    value.is_empty()
-        || value.split(['_', '-', '.', '/']).all(|part| {
-            part.chars().all(|c| c.is_ascii_alphabetic())
-                || (part.len() <= 4 && part.chars().all(|c| c.is_ascii_alphanumeric()))
-        })
+    let parts: Vec<&str> = value
+        .split(|c: char| matches!(c, '_' | '-' | '.' | '/' | ',') || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let several = parts.len() > 1;
+    parts.iter().all(|part| {
+        let letters = part.chars().take_while(|c| c.is_alphabetic()).count();
+        let rest = &part[part
+            .char_indices()
+            .nth(letters)
+            .map_or(part.len(), |(i, _)| i)..];
+        let word_then_number = letters >= 2
+            && !rest.is_empty()
+            && rest.len() <= 5
+            && rest.chars().all(|c| c.is_ascii_digit())
+            && (several || part.chars().all(|c| !c.is_lowercase()));
+        rest.is_empty()
+            || (letters == 0 && part.len() <= 8 && part.chars().all(|c| c.is_ascii_digit()))
+            || (part.chars().count() <= 4 && part.chars().all(char::is_alphanumeric))
+            || word_then_number
+    })
 }
 
 /// Names of environment variables that hold credentials: a credential's name, a webhook's
@@ -155,6 +183,14 @@ mod names_tests {
             "raxx-prod/api",
             "Bearer",
             "S3_KEY",
+            "AUTH0_MGMT_CLIENT_SECRET",
+            "OAUTH2_CLIENT_SECRET",
+            "ED25519_PRIVATE_KEY",
+            "POSTMARK_TOKEN_20240601",
+            "auth0-client-secret",
+            "A,B",
+            "86400",
+            "my secret name",
         ] {
             assert!(names_something(name), "{name}");
         }
@@ -164,6 +200,7 @@ mod names_tests {
             "hunter2",
             "SG.canaryKEY0123456789",
             "3bf751ac94e0",
+            "123456789012",
         ] {
             assert!(!names_something(value), "{value}");
         }

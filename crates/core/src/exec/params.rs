@@ -143,7 +143,7 @@ pub fn resolve(
         }
         // Named as a credential and given one, as text (`--param api_token=tok_...`).
         if let (Some((text, _)), false) = (&raw, p.secret) {
-            if crate::text::credential_like(&p.name) && !crate::text::names_something(text) {
+            if crate::text::credential_like(&p.name) && !crate::text::names_or_locates(text) {
                 let (message, help) = crate::host::not_a_secret(&p.name);
                 return Err(Error::usage(message, help));
             }
@@ -218,10 +218,11 @@ fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
     })
 }
 
-/// Whether a URL's query names a credential (`?api_key=...`, `&token=...`).
+/// Whether a URL's query holds a credential: named as one (`?api_key=...`, `&token=...`)
+/// with a value shaped like one (`?page_token=2`, `?session_id=web` are not).
 fn url_query_credential(url: &str) -> bool {
     reqwest::Url::parse(url.trim()).is_ok_and(|u| {
         u.query_pairs()
-            .any(|(k, _)| crate::host::names_a_credential(&k))
+            .any(|(k, v)| crate::host::names_a_credential(&k) && !crate::text::names_something(&v))
     })
 }

@@ -112,17 +112,35 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger, ask: bool) -> Resul
     };
     // Plain values first: recovery closures read them (versions, names).
     let mut secrets = Vec::new();
+    // Every value nobody here can give is named at once: once a run, not one per attempt
+    // (author review: each resume failed on the next key). Only a missing answer is
+    // collected: a value given that is not the run's is its own error.
+    let mut missing: Vec<(String, SecretRef, Error)> = Vec::new();
+    let mut take = |key: &str, r: SecretRef, got: Result<Secret>| match got {
+        Ok(s) => Ok(Some(s)),
+        Err(e @ Error::SecretMismatch { .. }) => Err(e),
+        Err(e) if unanswerable(session, key, &r) => {
+            missing.push((key.to_string(), r, e));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    };
     for (k, v) in &fields {
         if k == "params" {
             let mut params = Map::new();
             if let Value::Object(p) = v {
                 for (pk, pv) in p {
                     match as_secret_ref(pv).filter(|_| ask) {
-                        Some(r) => params.insert(
-                            pk.as_str().into(),
-                            Dynamic::from(supply(session, &ctx, &format!("params.{pk}"), &r)?),
-                        ),
-                        None => params.insert(pk.as_str().into(), value::from_journal_json(pv)),
+                        Some(r) => {
+                            let key = format!("params.{pk}");
+                            let got = supply(session, &ctx, &key, &r);
+                            if let Some(s) = take(&key, r, got)? {
+                                params.insert(pk.as_str().into(), Dynamic::from(s));
+                            }
+                        }
+                        None => {
+                            params.insert(pk.as_str().into(), value::from_journal_json(pv));
+                        }
                     };
                 }
             }
@@ -133,14 +151,10 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger, ask: bool) -> Resul
             ctx.set(k, value::from_journal_json(v));
         }
     }
-    // Every value nobody here can give is named at once: once a run, not one per attempt
-    // (author review: each resume failed on the next key).
-    let mut missing: Vec<(String, SecretRef, Error)> = Vec::new();
     for (k, r) in secrets {
-        match supply(session, &ctx, &k, &r) {
-            Ok(s) => ctx.set(&k, Dynamic::from(s)),
-            Err(e) if unanswerable(session, &k, &r) => missing.push((k, r, e)),
-            Err(e) => return Err(e),
+        let got = supply(session, &ctx, &k, &r);
+        if let Some(s) = take(&k, r, got)? {
+            ctx.set(&k, Dynamic::from(s));
         }
     }
     if missing.len() > 1 {

@@ -81,17 +81,18 @@ fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {
     // Named as a credential (`api_token`), not a Secret, its default shaped like one: the
     // same (a default naming a credential, `SENDGRID_ADMIN_API_KEY`, is a name).
     if let (false, Some(serde_json::Value::String(d))) = (p.secret, &p.default) {
-        if crate::text::credential_like(name) && !crate::text::names_something(d) {
+        if crate::text::credential_like(name) && !crate::text::names_or_locates(d) {
             let (message, help) = not_a_secret(name);
             return Err(throw("usage", message, Some(help)));
         }
     }
     // A Secret's value written in the runbook is read by everyone who reads the file, and a
-    // default is used as text wherever it is shown: only a placeholder ("", "none") is one.
+    // default is used as text wherever it is shown: only a placeholder ("", "none") is one
+    // ("postgres" is a password too: a second reading).
     if p.secret
         && p.default.as_ref().is_some_and(|d| match d {
             serde_json::Value::Null => false,
-            serde_json::Value::String(d) => !crate::text::names_something(d),
+            serde_json::Value::String(d) => !(d.is_empty() || d.eq_ignore_ascii_case("none")),
             _ => true,
         })
     {

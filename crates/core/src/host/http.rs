@@ -602,10 +602,29 @@ fn header_value(name: &str, value: &str, declared: &[String], label: &str) -> Dy
 /// review). A value shaped like a name ("Bearer", "read-only") stays text, as do a list's
 /// paging tokens (`next_token`, `cursor`), which are sent back as they are.
 fn credential_by_name(key: &str, text: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
+    // camelCase as snake_case: `tokenId`, `secretExpiresAt` are an id and a time, as
+    // `token_id` and `secret_expires_at` are (a second reading: made Secrets, an undo's
+    // `${r.json.tokenId}` in a URL failed mid-rollback).
+    let mut snake = String::with_capacity(key.len() + 4);
+    for (i, c) in key.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            snake.push('_');
+        }
+        snake.extend(c.to_lowercase());
+    }
     let paging = ["next", "page", "cursor", "continuation", "sync", "etag"];
-    crate::text::credential_like(key)
-        && !paging.iter().any(|w| lower.contains(w))
+    // A time (`PasswordLastUsed: 2026-12-01T10:00:00Z`) is no credential.
+    let time = text.len() >= 10
+        && text.as_bytes()[..10].iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    crate::text::credential_like(&snake)
+        && !paging.iter().any(|w| snake.contains(w))
+        && !time
         && !crate::text::names_something(text)
 }
 
@@ -722,7 +741,14 @@ fn only_paths(v: &Dynamic, paths: &[String]) -> Dynamic {
 fn register_credentials(v: &serde_json::Value, path: &str, wrap: &Wrap, key: &str) {
     match v {
         serde_json::Value::String(text) => wrap.register(path, key, text),
-        serde_json::Value::Number(n) => wrap.register(path, key, &n.to_string()),
+        // A number is a credential only where the script declared it (a PIN): by its name,
+        // `token_expires_in: 86400` is not one (a second reading).
+        serde_json::Value::Number(n) if wrap.declared(path) => {
+            wrap.register(path, key, &n.to_string())
+        }
+        serde_json::Value::Number(n) if wrap.vendor.holds(path, key) => {
+            wrap.register(path, key, &n.to_string())
+        }
         serde_json::Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
                 register_credentials(x, &child_path(path, &i.to_string()), wrap, key);
@@ -990,10 +1016,9 @@ fn call(h: &RunContext, method: Method, effect: Effect, url: &str, opts: Map) ->
         // First, every credential field of the answer joins the redactor: a header or a
         // field before it that quotes it (a connection URI ahead of its password) is then
         // judged knowing it (before, it stayed plain text, and a cut of it printed a piece).
-        if !secrets.is_empty() || vendor != CredentialFields::None {
-            for t in parsed.iter().chain(tree.iter()) {
-                register_credentials(t, "", &wrap, "");
-            }
+        // Always: a field judged a credential by its name (`credential_by_name`) is one too.
+        for t in parsed.iter().chain(tree.iter()) {
+            register_credentials(t, "", &wrap, "");
         }
         let headers: Map = resp
             .headers

@@ -196,12 +196,13 @@ impl Runbook {
         // A resume or rollback asks for each Secret the run held under `resume.KEY` (or
         // `resume.params.NAME`): which keys hold one is known only from the run's journal,
         // so any such id is taken (an answers file for the next resume was warned about).
+        // One a letter or two from a known id (`resume.unraed`) is still a typo.
         let resume_value = |key: &str| {
             key.strip_prefix("resume.").is_some_and(|k| {
                 !k.is_empty()
                     && k.chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-            })
+            }) && crate::suggest::closest(key, ids.iter().map(String::as_str)).is_none()
         };
         keys.into_iter()
             .filter(|key| !key.contains('…'))

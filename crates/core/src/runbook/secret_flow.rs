@@ -186,6 +186,23 @@ struct Facts<'a> {
 }
 
 impl Facts<'_> {
+    /// Whether the value of `e` holds a Secret inside it (not as itself): a map or list
+    /// literal with one at any depth, `heroku::config`'s map, `infisical::secret`'s record
+    /// (its `value`), an `http::` answer with declared secrets.
+    fn holds_secret_inside(&self, e: &Expr, env: &HashMap<String, Kind>) -> bool {
+        let secret_or_inside =
+            |x: &Expr| self.kind(x, env) == Kind::Secret || self.holds_secret_inside(x, env);
+        match e {
+            Expr::Map(m, _) => m.0.iter().any(|(_, x)| secret_or_inside(x)),
+            Expr::Array(a, _) => a.iter().any(secret_or_inside),
+            _ => match self.kind(e, env) {
+                Kind::SecretMap | Kind::Record => true,
+                Kind::Response(declared) => !declared.is_empty(),
+                _ => false,
+            },
+        }
+    }
+
     fn kind(&self, e: &Expr, env: &HashMap<String, Kind>) -> Kind {
         match e {
             Expr::Variable(x, _, _) => {
@@ -351,12 +368,10 @@ fn walk_body(
                             let Some(Seg::Prop(p)) = segs.first() else {
                                 return true;
                             };
-                            let secret = |e: &Expr| facts.kind(e, &env) == Kind::Secret;
-                            let inside = match rhs {
-                                _ if segs.len() > 1 => k == Kind::Secret,
-                                Expr::Map(m, _) => m.0.iter().any(|(_, e)| secret(e)),
-                                Expr::Array(a, _) => a.iter().any(secret),
-                                _ => k == Kind::SecretMap,
+                            let inside = if segs.len() > 1 {
+                                k == Kind::Secret
+                            } else {
+                                facts.holds_secret_inside(rhs, &env)
                             };
                             if inside {
                                 on_inside_ctx(p, lhs.position());

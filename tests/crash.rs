@@ -97,13 +97,9 @@ fn crash_inside_propagate_then_rollback_restores_the_old_token_everywhere() {
     rig.assert_no_secrets_on_disk();
 }
 
-/// A rollback that dies between two undos (propagate's done, store's not begun) is not
-/// resumed forward: the apps are back on the old token, and going on would set the new
-/// one on them again and revoke the old one, finishing the rotation the operator was
-/// undoing. Before, resume skipped what the undone step had written, ran propagate again
-/// and revoked the old token (found by a cold review). `rollback` then finishes the job.
-#[test]
-fn a_rollback_that_died_between_two_undos_is_not_resumed_forward() {
+/// A rotation stopped after propagate, whose rollback died between two undos (propagate's
+/// done, store's not begun).
+fn rolled_back_part_way() -> Rig {
     let rig = Rig::new();
     rig.crash("postmark", "after:propagate");
     let died = rig.runbook(
@@ -111,6 +107,17 @@ fn a_rollback_that_died_between_two_undos_is_not_resumed_forward() {
         &[("RUNBOOK_CRASH_AT", "undone:propagate")],
     );
     assert_eq!(died.code, -9, "{}", died.stderr);
+    rig
+}
+
+/// A rollback that dies between two undos (propagate's done, store's not begun) is not
+/// resumed forward: the apps are back on the old token, and going on would set the new
+/// one on them again and revoke the old one, finishing the rotation the operator was
+/// undoing. Before, resume skipped what the undone step had written, ran propagate again
+/// and revoked the old token (found by a cold review). `rollback` then finishes the job.
+#[test]
+fn a_rollback_that_died_between_two_undos_is_not_resumed_forward() {
+    let rig = rolled_back_part_way();
     let state = rig.state();
     for app in ["raxx-api-prod", "raxx-api-staging"] {
         assert_eq!(app_token(&state, app), OLD_TOKEN, "{app}: propagate undone");
@@ -152,13 +159,7 @@ fn a_rollback_that_died_between_two_undos_is_not_resumed_forward() {
 /// and resume refused the run as half undone: the operator was sent round (stop review).
 #[test]
 fn a_refused_rollback_after_one_that_died_undoing_names_abandon_not_resume() {
-    let rig = Rig::new();
-    rig.crash("postmark", "after:propagate");
-    let died = rig.runbook(
-        &["rollback", &rig.run_id(), "--yes"],
-        &[("RUNBOOK_CRASH_AT", "undone:propagate")],
-    );
-    assert_eq!(died.code, -9, "{}", died.stderr);
+    let rig = rolled_back_part_way();
     rig.sandbox.delete_postmark_token(OLD_TOKEN);
     let id = rig.run_id();
     let refused = rig.rollback(&[]);

@@ -407,29 +407,19 @@ fn a_write_a_later_step_deleted_is_not_left_in_place() {
     };
     let functions =
         |l: &Ledger| -> Vec<String> { l.changes().into_iter().map(|w| w.function).collect() };
-    let deleted = production_run(
-        [
-            write("generate", "infisical::set_secret", WriteOutcome::Applied),
-            write(
-                "propagate",
-                "infisical::delete_secret",
-                WriteOutcome::Applied,
-            ),
-        ]
-        .concat(),
-    );
+    // Staged by one step, then deleted by a later one whose delete ended as `outcome`.
+    let staged_then_deleted = |outcome| {
+        production_run(
+            [
+                write("generate", "infisical::set_secret", WriteOutcome::Applied),
+                write("propagate", "infisical::delete_secret", outcome),
+            ]
+            .concat(),
+        )
+    };
+    let deleted = staged_then_deleted(WriteOutcome::Applied);
     assert_eq!(functions(&deleted), ["infisical::delete_secret"]);
-    let unsure = production_run(
-        [
-            write("generate", "infisical::set_secret", WriteOutcome::Applied),
-            write(
-                "propagate",
-                "infisical::delete_secret",
-                WriteOutcome::Unknown,
-            ),
-        ]
-        .concat(),
-    );
+    let unsure = staged_then_deleted(WriteOutcome::Unknown);
     assert_eq!(
         functions(&unsure),
         ["infisical::set_secret", "infisical::delete_secret"]

@@ -274,7 +274,7 @@ impl Drop for PauseGuard {
 
 /// When the budget in force runs out, if there is one.
 pub fn budget_deadline() -> Option<std::time::Instant> {
-    BUDGET.with(|b| b.borrow().as_ref().map(|b| b.end.at()))
+    budget_end().map(|end| end.at())
 }
 
 /// The end of the budget in force, as the tasks a step starts share it (a pause for the

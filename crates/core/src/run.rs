@@ -295,10 +295,8 @@ pub fn still_running(host: &str, pid: u32, at: &str) -> bool {
 /// When process `pid` started, in Unix seconds (Linux: `/proc/PID/stat` field 22 in clock
 /// ticks since boot, and the boot time in `/proc/stat`).
 fn process_start(pid: u32) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name's closing parenthesis (which may itself hold spaces): fields
-    // 3 onwards; the start time is the 22nd field.
-    let rest = stat.rsplit_once(')')?.1;
+    // Fields 3 onwards; the start time is the 22nd field.
+    let rest = stat_fields(i64::from(pid))?;
     let ticks: i64 = rest.split_whitespace().nth(19)?.parse().ok()?;
     let boot: i64 = std::fs::read_to_string("/proc/stat")
         .ok()?
@@ -344,14 +342,17 @@ pub(crate) fn pid_alive(pid: i64) -> bool {
 /// `kill -9` from an operator's shell leaves one until the shell reaps it, and the signal
 /// still finds it, so a resume right after was refused as "already running" (author review).
 fn dead_unreaped(pid: i64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // `PID (COMM) STATE ...`: the command may hold spaces and parentheses; the state follows
-    // the last `)`.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
+    stat_fields(pid)
+        .as_deref()
+        .and_then(|rest| rest.split_whitespace().next())
         .is_some_and(|state| matches!(state, "Z" | "X"))
+}
+
+/// `/proc/PID/stat` from its third field on (the state, …): after the command name's
+/// closing parenthesis, since the name may itself hold spaces and parentheses.
+fn stat_fields(pid: i64) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(')')?.1.to_string())
 }
 
 /// `2026-01-01T00:00:00Z`: the time format of journals and the audit log.

@@ -327,7 +327,7 @@ fn restored_by_this_run(session: &Session, w: &crate::ledger::Write) -> bool {
     let mine = w.detail["vars"].as_object();
     let Some(mut undo) = run.ledger().read(None, |l| {
         l.undo_writes_to(&w.function, &w.target)
-            .find(|u| covers(u, w))
+            .find(|u| u.covers(w))
             .cloned()
     }) else {
         return false;
@@ -338,20 +338,13 @@ fn restored_by_this_run(session: &Session, w: &crate::ledger::Write) -> bool {
     crate::host::readback::holds(run, &undo).0 == Holds::AsWritten
 }
 
-/// Whether `u` sets everything `w` set: every var of an app's config `w` set; for a write
-/// that is not per var, the same named thing (a GitHub repository's target holds many
-/// secrets, named in the detail; an Infisical target names its secret already).
-fn covers(u: &crate::ledger::Write, w: &crate::ledger::Write) -> bool {
-    u.covers(w)
-}
-
 /// Whether a write of this run after `w`, to the same target, set all `w` set and took
 /// effect: its outcome says so, or, its answer lost, the target holds what it wrote.
 fn superseded(session: &Session, w: &crate::ledger::Write, later: &[crate::ledger::Write]) -> bool {
     later.iter().any(|u| {
         u.function == w.function
             && u.target == w.target
-            && covers(u, w)
+            && u.covers(w)
             && match u.outcome {
                 WriteOutcome::Applied => true,
                 WriteOutcome::Unknown => {

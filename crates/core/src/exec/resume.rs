@@ -185,9 +185,16 @@ pub(crate) fn restore_ctx(session: &Session, state: &Ledger, ask: bool) -> Resul
 /// end is recorded (aborted, the error said), so `runs` does not read it as interrupted
 /// (author review), and the lock is released.
 pub(crate) fn ended_without_values(session: &mut Session, e: Error) -> Error {
-    runner::abandoned(session, crate::run::RunStatus::Aborted);
-    session.release_lock();
+    ended(session, crate::run::RunStatus::Aborted);
     e
+}
+
+/// Records how this process ends, having run no step (refused, stopped or declined), and
+/// releases the run's lock.
+fn ended(session: &mut Session, status: crate::run::RunStatus) -> Report {
+    let report = runner::abandoned(session, status);
+    session.release_lock();
+    report
 }
 
 /// Whether nobody here can give the value of ctx `key`: no terminal, and no answers file
@@ -344,9 +351,7 @@ fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
     for line in why {
         say.warning(line);
     }
-    let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
-    r.session.release_lock();
-    report
+    ended(&mut r.session, crate::run::RunStatus::Failed)
 }
 
 /// Whether the operator goes on with targets that could not be read back: a judgement
@@ -462,9 +467,7 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
                     step.id, step.id
                 ));
                 // The operator's stop, recorded as such (not as a process that died).
-                let report = runner::abandoned(&r.session, crate::run::RunStatus::Aborted);
-                r.session.release_lock();
-                return Ok(report);
+                return Ok(ended(&mut r.session, crate::run::RunStatus::Aborted));
             }
             Settle::Done(by) => {
                 step::settled_done(&r.session, step, by);
@@ -520,9 +523,7 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
     if let Some(step) = super::refresh::blocked_before_any_undo(&r.session, &order, &r.completed) {
         say.progress("");
         super::refresh::say_blocked(&r.session, step, false);
-        let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
-        r.session.release_lock();
-        return Ok(report);
+        return Ok(ended(&mut r.session, crate::run::RunStatus::Failed));
     }
     let ctx = restore_ctx(&r.session, &r.state, true)
         .map_err(|e| ended_without_values(&mut r.session, e))?;
@@ -530,9 +531,7 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
     say.progress("");
     if let Err(refusal) = super::refresh::before_rollback(&r.session, &order, &r.completed) {
         super::refresh::refuse(&r.session, &refusal);
-        let report = runner::abandoned(&r.session, crate::run::RunStatus::Failed);
-        r.session.release_lock();
-        return Ok(report);
+        return Ok(ended(&mut r.session, crate::run::RunStatus::Failed));
     }
     if undoing.is_empty() {
         say.progress("No step of this run completed: nothing to undo.");
@@ -540,9 +539,7 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
         say.warning(
             "Nothing was undone: the run stays as it is (`runbook rollback` again when ready).",
         );
-        let report = runner::abandoned(&r.session, crate::run::RunStatus::Aborted);
-        r.session.release_lock();
-        return Ok(report);
+        return Ok(ended(&mut r.session, crate::run::RunStatus::Aborted));
     }
     let report = runner::run(
         &r.session,

@@ -296,9 +296,7 @@ fn pasted_token(h: &RunContext, id: &str, question: &str, help: &str) -> R<Secre
             ));
         }
     }
-    let mut m = value::error_map("runbook::prompt::bad_answer", what, Some(help.into()))
-        .try_cast::<Map>()
-        .unwrap_or_default();
+    let mut m = value::error_fields("runbook::prompt::bad_answer", what, Some(help.into()));
     m.insert("maybe_applied".into(), true.into());
     Err(rhai::EvalAltResult::ErrorRuntime(m.into(), rhai::Position::NONE).into())
 }

@@ -99,6 +99,15 @@ pub fn declared(entries: &[Entry], modules: &[&str]) -> String {
     summary(&hosts, modules)
 }
 
+/// The URLs a param's value holds: a URL, or a list of them (`health_urls`).
+pub fn urls_in(value: &serde_json::Value) -> Vec<&str> {
+    match value {
+        serde_json::Value::String(u) => vec![u.as_str()],
+        serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The egress of one run: the declared hosts with `param:` entries resolved.
 #[derive(Debug, Clone, Default)]
 pub struct Egress {
@@ -124,15 +133,7 @@ impl Egress {
             match e {
                 Entry::Host(h) => hosts.push(h.clone()),
                 Entry::Param(p) => {
-                    // A URL, or a list of them (`health_urls`).
-                    let urls: Vec<&str> = match params.get(p) {
-                        Some(serde_json::Value::String(u)) => vec![u.as_str()],
-                        Some(serde_json::Value::Array(a)) => {
-                            a.iter().filter_map(|v| v.as_str()).collect()
-                        }
-                        _ => Vec::new(),
-                    };
-                    for u in urls {
+                    for u in params.get(p).map(urls_in).unwrap_or_default() {
                         if let Some(a) = reqwest::Url::parse(u).ok().and_then(|u| authority(&u)) {
                             hosts.push(a.to_ascii_lowercase());
                         }

@@ -608,11 +608,11 @@ fn url_params_outside_egress(loaded: &Runbook, program: &Program) -> Vec<ScriptE
     );
     let mut problems = Vec::new();
     for p in &plan.params {
-        let urls: Vec<&str> = match &p.default {
-            Some(serde_json::Value::String(u)) => vec![u.as_str()],
-            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect(),
-            _ => Vec::new(),
-        };
+        let urls = p
+            .default
+            .as_ref()
+            .map(crate::plan::egress::urls_in)
+            .unwrap_or_default();
         let outside = urls
             .iter()
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))

@@ -11,6 +11,11 @@ use serde_json::Value;
 
 /// A runtime error carrying `#{message, help, code_kind}`; `catch (e)` sees the map.
 pub(crate) fn error_map(kind: &str, message: impl Into<String>, help: Option<String>) -> Dynamic {
+    error_fields(kind, message, help).into()
+}
+
+/// The fields of `error_map`, for an error that carries more (`maybe_applied`).
+pub(crate) fn error_fields(kind: &str, message: impl Into<String>, help: Option<String>) -> Map {
     let mut m = Map::new();
     m.insert(
         "message".into(),
@@ -20,7 +25,7 @@ pub(crate) fn error_map(kind: &str, message: impl Into<String>, help: Option<Str
         m.insert("help".into(), h.into());
     }
     m.insert("code_kind".into(), kind.into());
-    m.into()
+    m
 }
 
 pub(crate) fn throw(

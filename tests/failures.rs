@@ -628,8 +628,8 @@ fn rollback_lists_what_it_will_undo_and_asks_first() {
     let out = rig.runbook(&["rollback", &run_id, "--answers", "no.toml"], &[]);
     out.stdout_has("Rolling back undoes, newest first:")
         // The staging copy's removal is a cleanup: nothing puts the copy back.
-        .stdout_has("  propagate · its undo restores: heroku::set_config on raxx-api-prod; heroku::set_config on raxx-api-staging · left as they are (cleanups, nothing to restore): infisical::delete_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/")
-        .stdout_has("  store · its undo restores: infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/")
+        .stdout_has("  propagate · its undo reverses: heroku::set_config on raxx-api-prod; heroku::set_config on raxx-api-staging · left as they are (cleanups, nothing to restore): infisical::delete_secret on POSTMARK_SERVER_TOKEN_PENDING in raxx-project:prod/")
+        .stdout_has("  store · its undo reverses: infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/")
         .stdout_has("  generate · its undo")
         .stderr_has("Nothing was undone: the run stays as it is");
     assert_eq!(

@@ -230,7 +230,7 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
     );
     // What the undo restores does not name staging, found changed just above (before, the
     // list the operator confirms named it under "restores").
-    out.stdout_has("propagate · its undo restores: heroku::set_config on raxx-api-prod · left alone (changed since the run): heroku::set_config on raxx-api-staging");
+    out.stdout_has("propagate · its undo reverses: heroku::set_config on raxx-api-prod · left alone (changed since the run): heroku::set_config on raxx-api-staging");
     let state = rig.state();
     assert_eq!(patches(&state), before, "staging was not written again");
     assert_back_on_old_token(&state);

@@ -554,7 +554,7 @@ pub fn rollback(r: &mut Reopened, opts: &Options) -> Result<Report> {
 }
 
 /// What a rollback of `undoing` will undo, newest first, with the writes in effect that
-/// each undo restores; then `rollback.confirm` (`--yes` answers it). An irreversible step
+/// each undo reverses; then `rollback.confirm` (`--yes` answers it). An irreversible step
 /// stops it as the rollback itself judges (`refresh::blocks`): one that died before doing
 /// anything does not.
 fn confirm_rollback(session: &Session, undoing: &[usize], completed: &[usize]) -> bool {
@@ -572,7 +572,7 @@ fn confirm_rollback(session: &Session, undoing: &[usize], completed: &[usize]) -
             .filter(|w| w.outcome.may_have_applied())
             .partition(crate::ledger::Write::is_cleanup);
         // What the read-back just found changed since the run is not restored: said so,
-        // not listed under what the undo restores.
+        // not listed under what the undo reverses.
         let (untouched, writes): (Vec<_>, Vec<_>) =
             session.run().ledger().read((Vec::new(), Vec::new()), |l| {
                 writes
@@ -598,7 +598,7 @@ fn confirm_rollback(session: &Session, undoing: &[usize], completed: &[usize]) -
         } else if writes.is_empty() {
             "its undo (no write of it is recorded as in effect)".to_string()
         } else {
-            format!("its undo restores: {}", listed(&writes))
+            format!("its undo reverses: {}", listed(&writes))
         };
         if !untouched.is_empty() {
             how.push_str(&format!(

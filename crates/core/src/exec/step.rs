@@ -208,7 +208,7 @@ fn undo(session: &Session, step: &Step) -> Attempt {
 }
 
 /// `ctx.done` for an undo: each write of the step in effect, with how it ended.
-/// The writes of `step` its undo restores: in effect, and not changed since by someone
+/// The writes of `step` its undo reverses: in effect, and not changed since by someone
 /// else (a rollback's refresh leaves those alone).
 fn undoable(run: &crate::host::RunContext, step: &str) -> Vec<Write> {
     run.ledger()

@@ -98,7 +98,7 @@ exits_with! {
         with_script(
             "check",
             "fine.rhai",
-            r#"runbook(#{ id: "fine", title: "Fine" });
+            r#"runbook(#{ id: "fine", title: "Fine", egress: ["hooks.example.com"] });
 param("apps", #{ default: ["a"], help: "Heroku apps" });
 step("restart", "Restart", |ctx| { heroku::restart(ctx.params.apps); });
 step("ping", "Ping", |ctx| {
@@ -532,6 +532,63 @@ step("w", "W", |ctx| {
         .exit(Exit::Ok);
 }
 
+/// The same mistake without a param: an `http::` call written with a literal URL the egress
+/// does not name, or to a URL the operator gives in a runbook that declares no egress at
+/// all, passed `check` and every rehearsal (loopback is always allowed) and was refused in
+/// production mid-run (author review).
+#[test]
+fn an_http_call_outside_the_egress_is_found_without_a_param() {
+    let script = r#"
+runbook(#{ id: "eg", title: "E", egress: ["api.dbvendor.example"] });
+param("hook", #{ help: "where to say it is done" });
+step("w", "W", |ctx| {
+    http::post("https://api.dbvendor.example/reset", #{ json: #{} });
+    http::post(`https://hooks.chat.example/services/${ctx.params.hook}`, #{ json: #{} });
+    http::get("https://status.dbvendor.example");
+}).no_undo("x");
+"#;
+    let out = with_script("check", "eg.rhai", script).run();
+    out.exit(Exit::Usage)
+        .stderr_has("eg.rhai:6:11: this http:: call goes to hooks.chat.example, which this runbook's egress does not allow")
+        .stderr_has("eg.rhai:7:11: this http:: call goes to status.dbvendor.example")
+        .stderr_has("egress: [\"hooks.chat.example\"]");
+    assert_eq!(
+        out.stderr.matches("egress_missing").count(),
+        2,
+        "{}",
+        out.stderr
+    );
+    // A URL the operator gives, and no egress at all: every call is refused in production.
+    let computed = r#"
+runbook(#{ id: "eg", title: "E" });
+param("api_url", #{ env: "DBV_API_URL", help: "vendor" });
+step("w", "W", |ctx| {
+    http::post(`${ctx.params.api_url}/reset`, #{ json: #{} });
+}).no_undo("x");
+"#;
+    with_script("check", "eg.rhai", computed)
+        .run()
+        .exit(Exit::Usage)
+        .stderr_has(
+            "eg.rhai:5:11: this http:: call's URL is computed and the runbook declares no egress",
+        )
+        .stderr_has("egress: [\"param:NAME\"]");
+    let declared = computed.replace(
+        r#"title: "E" }"#,
+        r#"title: "E", egress: ["param:api_url"] }"#,
+    );
+    with_script("check", "eg.rhai", &declared)
+        .run()
+        .exit(Exit::Ok);
+    let listed = script.replace(
+        r#"egress: ["api.dbvendor.example"]"#,
+        r#"egress: ["*.dbvendor.example", "hooks.chat.example"]"#,
+    );
+    with_script("check", "eg.rhai", &listed)
+        .run()
+        .exit(Exit::Ok);
+}
+
 /// A misspelled option key and a literal of the wrong type were found only when the step ran
 /// (in production, possibly after earlier steps had written). `check` now finds both from
 /// the host functions' signatures and option lists, and the stdlib's, with file:line:col and
@@ -627,7 +684,7 @@ step("s", "S", |ctx| { print(`${a::run_a(1)}${b::run_b(1)}${a::run_a(1)}`); }).n
 fn a_lint_is_silenced_on_its_line_only_with_a_reason() {
     let script = |allow: &str| {
         format!(
-            r#"runbook(#{{ id: "allow", title: "Allow" }});
+            r#"runbook(#{{ id: "allow", title: "Allow", egress: ["vendor.example"] }});
 step("read", "Read", |ctx| {{
     let r = http::get("https://vendor.example/keys");
     {allow}

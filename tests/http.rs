@@ -573,7 +573,7 @@ step("send", "Send", |ctx| {
 fn a_url_that_is_a_credential_is_sent_and_never_shown() {
     let (url, count) = echo_server();
     let runbook = r#"
-runbook(#{ id: "hook", title: "Posts to a webhook" });
+runbook(#{ id: "hook", title: "Posts to a webhook", egress: ["hooks.chat.example"] });
 param("hook", #{ secret: true, env: "THE_WEBHOOK_URL", help: "the webhook, a credential" });
 step("post", "Post", |ctx| {
     let r = http::post(ctx.params.hook, #{ json: #{ text: "rotated" } });

@@ -130,7 +130,7 @@ pub const CATALOGUE: &[Code] = &[
     c("runbook::check::irreversible_without_confirm", Script, "An irreversible step asks for no confirmation.", "Add .confirm(\"...?\") before the point of no return."),
     c("runbook::check::secret_in_url", Script, "A Secret would be placed in a URL.", "Send it in a header or body; URLs end up in logs."),
     c("runbook::check::secret_in_print", Script, "A Secret is printed as text.", "Print its fingerprint() or masked() instead."),
-    c("runbook::check::egress_missing", Script, "A param defaults to a URL whose host the runbook's egress does not allow, in a runbook that calls http::: a rehearsal (loopback, always allowed) passes, production refuses the call mid-run.", "Declare it: egress: [\"param:NAME\"] for the host the operator gives, or the host itself."),
+    c("runbook::check::egress_missing", Script, "An http:: call goes to a host the runbook's egress does not allow: a param's default URL (in a runbook that calls http::), a URL written in the call, or a computed URL in a runbook that declares no egress. A rehearsal (loopback, always allowed) passes, production refuses the call mid-run.", "Declare it: egress: [\"param:NAME\"] for the host the operator gives, or the host itself."),
     c("runbook::check::secret_inside_ctx", Script, "A Secret is kept inside a map or list in ctx: the journal keeps only its fingerprint, so after a crash neither a resume nor an undo has its value.", "Keep each Secret the way back needs at the top of ctx (ctx.KEY_old = value), where a resume asks for it or recovers it."),
     // Vendor calls.
     c("runbook::vendor::unauthorized", Vendor, "The vendor rejected the credentials (401).", "Check the token or key the run used; the help names its source."),

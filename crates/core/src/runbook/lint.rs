@@ -575,22 +575,29 @@ fn secret_flows(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
         .collect()
 }
 
-/// A declared param nothing reads is a typo or a leftover, and an operator setting it would
-/// believe it changed something.
 /// A param whose default is a URL the runbook's egress does not allow, in a runbook that
 /// calls `http::`: a rehearsal points it at a simulator on loopback (always allowed) and
 /// passes; production refuses the call mid-run, after the earlier steps wrote (author
-/// review).
+/// review). So is an `http::` call written with a literal URL outside the egress, and one
+/// to a computed URL in a runbook that declares no egress at all.
 fn url_params_outside_egress(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
     let mut calls_http = false;
+    // The runbook's own `http::` calls: where, and the URL as far as it is literal.
+    let mut own_calls: Vec<(String, Option<String>, Position)> = Vec::new();
     for unit in &program.units {
+        let own = !unit.name.starts_with("<std/");
         unit.ast.walk(&mut |path: &[ASTNode]| {
-            if let Some(ASTNode::Expr(Expr::FnCall(c, _)) | ASTNode::Stmt(Stmt::FnCall(c, _))) =
+            if let Some(ASTNode::Expr(Expr::FnCall(c, pos)) | ASTNode::Stmt(Stmt::FnCall(c, pos))) =
                 path.last()
             {
-                calls_http |= !c.namespace.is_empty() && c.namespace.root() == "http";
+                let http = !c.namespace.is_empty() && c.namespace.root() == "http";
+                calls_http |= http;
+                if http && own {
+                    let url = c.args.first().and_then(literal_url);
+                    own_calls.push((unit.name.to_string(), url, *pos));
+                }
             }
-            !calls_http
+            true
         });
     }
     if !calls_http {
@@ -639,9 +646,63 @@ fn url_params_outside_egress(loaded: &Runbook, program: &Program) -> Vec<ScriptE
             )),
         );
     }
+    let params_flagged = !problems.is_empty();
+    for (file, url, position) in own_calls {
+        let problem = match url.as_deref().map(reqwest::Url::parse) {
+            Some(Ok(url)) if !egress.allows(&url) => {
+                let host = crate::plan::egress::authority(&url).unwrap_or_default();
+                ScriptError::at(
+                    "runbook::check::egress_missing",
+                    format!("this http:: call goes to {host}, which this runbook's egress does not allow: a rehearsal passes (loopback is always allowed), production refuses the call"),
+                    loaded.sources(),
+                    &file,
+                    position,
+                )
+                .with_help(format!(
+                    "declare it in runbook(#{{ ..., egress: [\"{host}\"] }})"
+                ))
+            }
+            None if plan.meta.egress.is_empty() && !params_flagged => ScriptError::at(
+                "runbook::check::egress_missing",
+                "this http:: call's URL is computed and the runbook declares no egress: production refuses every http:: call to a host it does not declare (a rehearsal, on loopback, passes)",
+                loaded.sources(),
+                &file,
+                position,
+            )
+            .with_help(
+                "declare the host in runbook(#{ ..., egress: [\"api.vendor.example\"] }), or the param that holds its URL: egress: [\"param:NAME\"]",
+            ),
+            _ => continue,
+        };
+        problems.push(problem);
+    }
     problems
 }
 
+/// The scheme and host of a call's URL argument, when the script writes them literally
+/// (`"https://host/x"`, or a template whose first part reaches past the host).
+fn literal_url(e: &Expr) -> Option<String> {
+    // A whole literal ends its host at its end; a template's first part only at a `/`.
+    let (start, whole) = match e {
+        Expr::StringConstant(s, _) => (s.to_string(), true),
+        Expr::InterpolatedString(parts, _) => match parts.first() {
+            Some(Expr::StringConstant(s, _)) => (s.to_string(), false),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let (scheme, rest) = start.split_once("://")?;
+    let host_end = match rest.find(['/', '?', '#']) {
+        Some(i) => i,
+        None if whole => rest.len(),
+        None => return None,
+    };
+    (matches!(scheme, "http" | "https") && host_end > 0)
+        .then(|| format!("{scheme}://{}/", &rest[..host_end]))
+}
+
+/// A declared param nothing reads is a typo or a leftover, and an operator setting it would
+/// believe it changed something.
 fn unused_params(loaded: &Runbook, program: &Program) -> Vec<ScriptError> {
     let mut used: HashSet<String> = HashSet::new();
     let mut declared_at: HashSet<Position> = HashSet::new();

@@ -209,6 +209,55 @@ fn a_crash_after_store_or_inside_deactivate_resumes_to_a_complete_rotation() {
     }
 }
 
+/// A crash in propagate, then the old key deleted at IAM by hand (a suspected leak): the
+/// rollback put the deleted key back on every consumer and in Infisical, deleted the new
+/// key (the only one that worked) and said "rolled back", exit 0 (way-back review). It now
+/// asks IAM first, restores nothing, deletes nothing, and names the way forward.
+#[test]
+fn a_rollback_after_the_old_key_was_deleted_at_iam_restores_nothing() {
+    let rig = Rig::with_scenario(&iam_scenario()).answering(HEALTHY);
+    rig.crash("aws-iam-access-key", "after:propagate");
+    let run = rig.run_id();
+    // Deleted the way an operator would, with the admin key, signed.
+    rig.file(
+        "delete-old.rhai",
+        r#"
+runbook(#{ id: "delete-old-key", title: "Delete the old key by hand" });
+param("url", #{ env: "AWS_IAM_API_URL", help: "IAM" });
+step("delete", "Delete", |ctx| {
+    let at = #{ project_id: "raxx-project", env: "prod" };
+    let r = http::post(`${ctx.params.url}/`, #{
+        form: #{ Action: "DeleteAccessKey", Version: "2010-05-08", UserName: "ci-deployer", AccessKeyId: "AKIASANDBOXCURRENT01" },
+        aws: #{ access_key_id: infisical::secret("AWS_ADMIN_ACCESS_KEY_ID", at).value,
+                secret_access_key: infisical::secret("AWS_ADMIN_SECRET_ACCESS_KEY", at).value,
+                region: "us-east-1", service: "iam" },
+    });
+    ensure(r.status == 200, `deleted: ${r.status}`);
+}).no_undo("a test's hand");
+"#,
+    );
+    let path = rig.path().join("delete-old.rhai");
+    rig.runbook(&["exec", path.to_str().unwrap(), "--yes"], &[])
+        .exit(Exit::Ok);
+    let before = rig.state();
+    let keys = user_keys(&before);
+    assert_eq!(keys.len(), 1, "only the run's new key is left: {keys:?}");
+    let new = keys[0].clone();
+
+    let out = rig.runbook(&["rollback", &run, "--yes"], &[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("ctx.old_id secret(…NT01) no longer works (deleted, revoked or expired)")
+        .stderr_has("Nothing was undone");
+    let state = rig.state();
+    assert_eq!(
+        user_keys(&state),
+        std::slice::from_ref(&new),
+        "the new key is not deleted"
+    );
+    assert_everywhere(&state, &new.0, &new.1, "nothing restored");
+    rig.assert_no_secrets_on_disk();
+}
+
 /// Values of a bulk read are Secrets by meaning: a key is, a region is not (it used to be,
 /// and the journal's redaction then changed the region a resumed run signed with); a
 /// runbook's `masking` overrides the judgement either way.

@@ -282,6 +282,51 @@ fn stopped_by(fault: &str) -> (Rig, String) {
     (rig, run_id)
 }
 
+/// Propagate's write to staging got a 500 (its outcome unknown), the run stopped; during
+/// the incident someone set staging by hand. The resume read staging back, said "left
+/// alone", then wrote it again over the hand fix and went on to revoke the old token (way-
+/// back review, with sendgrid and infisical-sync). It now stops and asks whether what
+/// staging holds is the value from before the run; the operator's word lets it go on.
+#[test]
+fn a_resume_does_not_write_over_a_target_a_lost_write_may_have_missed() {
+    const HAND: &str = "a-token-set-by-hand-during-the-incident";
+    let (rig, run_id) = stopped_by("heroku:PATCH:/apps/raxx-api-staging/config-vars=500:always");
+    rig.sandbox.clear_faults();
+    set_app_token(&rig.sandbox, "raxx-api-staging", HAND);
+    let patches = |s: &serde_json::Value| served(s, "PATCH", "/apps/raxx-api-staging/config-vars");
+    let before = rig.state();
+    let out = rig.resume(&[]);
+    out.exit(Exit::StepFailed)
+        .stdout_has("· heroku::set_config on raxx-api-staging: may have applied, but does not hold what this run wrote (POSTMARK_SERVER_TOKEN holds secret(…dent))\n")
+        .stderr_has("✗ not resumed: a write of this run may have applied and its target holds another value now: raxx-api-staging (POSTMARK_SERVER_TOKEN holds secret(…dent))")
+        .stderr_has("\"resume.rewrite\" = true")
+        .stderr_has(&format!("roll back (`runbook rollback {run_id}`, which leaves it alone)"));
+    out.assert_absent(HAND);
+    let state = rig.state();
+    assert_eq!(
+        app_token(&state, "raxx-api-staging"),
+        HAND,
+        "the hand fix stays"
+    );
+    assert_eq!(patches(&state), patches(&before), "staging was not written");
+    assert!(
+        state["postmark"]["servers"][0]["ApiTokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == OLD_TOKEN),
+        "the old token is not revoked"
+    );
+    // The operator says that is the value from before the run (here it is not, which only
+    // the operator can tell): the step writes staging again and the run goes on.
+    rig.file("rewrite.toml", "\"resume.rewrite\" = true\n");
+    let resumed = rig.resume(&["--answers", "rewrite.toml"]);
+    resumed
+        .exit(Exit::Ok)
+        .stderr_has("writing them again: they hold the value from before this run, as the operator said (resume.rewrite)");
+    assert_ne!(app_token(&rig.state(), "raxx-api-staging"), HAND);
+}
+
 /// Stopped at verify: Raptor refused the downstream test email once.
 fn stopped_at_verify() -> (Rig, String) {
     stopped_by("raptor:POST:/api/notifications/test-email=500:once")
@@ -1477,8 +1522,9 @@ fn staging_unreadable_after_verify(answers: &str) -> Rig {
 
 /// Heroku never got propagate's PATCH for staging (the connection dropped each time): the
 /// write's outcome is unknown, and staging still holds the old token. That is not "changed
-/// since the run": resume does not stop on it (its step writes it again), and finishes the
-/// rotation. It does not claim the write did not apply either: it only does not show.
+/// since the run": staging holds the value the run had before it wrote (the old token), so
+/// the write did not land; resume does not stop on it (its step writes it again) and finishes
+/// the rotation. (A value the run never had stops it: the next test.)
 #[test]
 fn a_lost_write_that_did_not_apply_does_not_stop_resume() {
     let (rig, _) = stopped_by("heroku:PATCH:/apps/raxx-api-staging/config-vars=drop:times=4");
@@ -1490,7 +1536,7 @@ fn a_lost_write_that_did_not_apply_does_not_stop_resume() {
     );
     let out = rig.resume(&[]);
     out.exit(Exit::Ok).stdout_has(
-        "heroku::set_config on raxx-api-staging: may have applied, but does not hold what this run wrote",
+        "· heroku::set_config on raxx-api-staging: its write did not land (it holds the value from before this run); the step writes it again",
     );
     assert_rotated(&rig.state(), "after resume");
 }
@@ -1827,7 +1873,7 @@ step("mark", "Mark both apps", |ctx| {
         .keep_sandbox_state()
         .run();
     out.exit(Exit::StepFailed).stdout_has(
-        "not undone, as they do not hold what this run wrote (its writes there may not have applied): raxx-api-staging\n",
+        "not undone, as they do not hold what this run wrote (its writes there may not have applied): raxx-api-staging (FAN_MARK holds nothing)\n",
     );
     assert!(
         !out.text().contains("changed by someone else"),

@@ -382,9 +382,13 @@ pub enum Holds {
     Unread,
     /// A write that may have applied (its answer lost, or a server error) does not show:
     /// it did not apply, or someone changed the target since. Nothing of the run's is there
-    /// to undo, so the rollback leaves it; it is not a change that stops a resume (the step
-    /// writes it again).
+    /// to undo, so the rollback leaves it; a resume asks the operator which (`resume.rewrite`)
+    /// before its step writes it again.
     NotShown,
+    /// A write that may have applied does not show, and the target holds a value the run
+    /// had before it wrote (the old credential): it did not land. The rollback leaves it; a
+    /// resume's step writes it again.
+    Before,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

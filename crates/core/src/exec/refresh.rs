@@ -185,7 +185,9 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str], undoing: bool) 
             if let (true, Some(why)) = (unanswered, &now) {
                 failed.push(format!("{} on {} ({why})", w.function, w.target));
             }
-            let now = now.filter(|_| holds == Holds::Changed);
+            // What it holds now, masked: for a change, and for a lost write that does not
+            // show (a resume asks whether that is the value from before the run).
+            let now = now.filter(|_| matches!(holds, Holds::Changed | Holds::NotShown));
             match found
                 .iter()
                 .position(|r| r.function == w.function && r.target == w.target)
@@ -232,7 +234,7 @@ fn weight(holds: Holds) -> u8 {
         Holds::Changed => 4,
         Holds::Restored => 3,
         Holds::AsWritten => 2,
-        Holds::NotShown => 1,
+        Holds::NotShown | Holds::Before => 1,
         Holds::Unread => 0,
     }
 }
@@ -289,8 +291,20 @@ fn read_back(
         // Either way there is nothing of this run's there to undo, and an undo would write
         // over what the target holds now: left alone, as a target changed since is.
         Holds::Changed if w.outcome == WriteOutcome::Unknown => {
+            // A resume writes it again only where it holds a value the run had before
+            // (the old credential: the write did not land); anything else may be someone's
+            // fix, and the operator says which (`resume.rewrite`).
+            if !undoing
+                && crate::host::readback::holds_one_of(session.run(), w, &known_before(session))
+            {
+                say.progress(format!(
+                    "    · {what}: its write did not land (it holds the value from before this run); the step writes it again"
+                ));
+                return Some((Holds::Before, None, false));
+            }
+            let then = if undoing { ": left alone" } else { "" };
             say.progress(format!(
-                "    · {what}: may have applied, but does not hold what this run wrote ({shown}): left alone"
+                "    · {what}: may have applied, but does not hold what this run wrote ({shown}){then}"
             ));
             return Some((Holds::NotShown, now, false));
         }
@@ -303,7 +317,7 @@ fn read_back(
             "    ≠ {what}: changed since this run ({shown}); left alone"
         )),
         // Only `restored_by_this_run` and the lost write above say so.
-        Holds::Restored | Holds::NotShown => {}
+        Holds::Restored | Holds::NotShown | Holds::Before => {}
         Holds::Unread => match now.as_deref() {
             Some(why) if failed => {
                 say.warning(format!("    ? {what}: could not be read back ({why})"))
@@ -421,11 +435,31 @@ pub(crate) fn half_undone(session: &Session, ending: bool) -> Option<String> {
 }
 
 /// The targets of writes that may have applied and do not show, as one line: a rollback
-/// leaves them (nothing of the run's is there).
-pub(crate) fn not_shown(session: &Session) -> Option<String> {
+/// leaves them (nothing of the run's is there); a resume asks before it writes them again.
+/// `all`: with those that hold the value from before the run (their writes did not land).
+pub(crate) fn not_shown(session: &Session, all: bool) -> Option<String> {
     // Nobody is said to have changed it: the write may simply not have applied (a 500),
     // as the line naming these says.
-    listed(session, |r| r.holds == Holds::NotShown, "")
+    listed(
+        session,
+        |r| r.holds == Holds::NotShown || (all && r.holds == Holds::Before),
+        "",
+    )
+}
+
+/// Every text value `ctx` holds (credentials, ids): what a target may hold from before
+/// the run wrote it.
+fn known_before(session: &Session) -> Vec<String> {
+    let ctx = session.ctx();
+    ctx.keys()
+        .into_iter()
+        .filter_map(|k| ctx.get(&k))
+        .filter_map(|v| match v.clone().try_cast::<runbook_secret::Secret>() {
+            Some(s) => Some(s.expose().to_string()),
+            None => v.into_immutable_string().ok().map(|s| s.to_string()),
+        })
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 /// The targets someone changed since the run wrote them: what stops a resume, and what makes

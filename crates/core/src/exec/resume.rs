@@ -354,6 +354,34 @@ fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
     ended(&mut r.session, crate::run::RunStatus::Failed)
 }
 
+/// Whether the operator says the targets of writes that lost their answer and hold another
+/// value hold what they held before the run (`resume.rewrite`, a judgement `--yes` does not
+/// give): the step then writes them again.
+fn rewrite_not_shown(r: &Reopened, unsure: &str) -> bool {
+    let question = format!(
+        "These targets may have been written by this run and hold another value now: {unsure}. Is that the value from before this run (the write did not land), so that the step writes them again?"
+    );
+    let yes = match r
+        .session
+        .run()
+        .operator()
+        .confirm_judgement("resume.rewrite", &question)
+    {
+        Ok(yes) => yes,
+        Err(crate::prompt::PromptError::NoAnswer { .. }) => false,
+        Err(e) => {
+            r.session.run().say().warning(format!("  {e}"));
+            false
+        }
+    };
+    if yes {
+        r.session.run().say().warning(
+            "  writing them again: they hold the value from before this run, as the operator said (resume.rewrite)",
+        );
+    }
+    yes
+}
+
 /// Whether the operator goes on with targets that could not be read back: a judgement
 /// (`resume.unread`) `--yes` does not give, for going on builds on what nobody checked.
 fn go_on_unread(r: &Reopened, unread: &[String]) -> bool {
@@ -417,6 +445,19 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
             format!("✗ not resumed: what the run's targets hold now could not be read: {}; resuming would build on values nobody could check", unread.join("; ")),
             format!("  Nothing was written: run `runbook resume {id}` again once the vendor answers{back}; to go on without checking them, say so at a terminal or with `\"resume.unread\" = true` in an answers file (--answers FILE; --yes does not say it)."),
         ]));
+    }
+    // A write whose answer was lost and whose target holds another value: it did not land,
+    // or someone changed the target since. Going on writes it again over what is there,
+    // which the read-back just said it leaves alone (way-back review: a hand fix during the
+    // incident overwritten, then the old key revoked). The operator, who can tell the value
+    // from before the run, says which.
+    if let Some(unsure) = super::refresh::not_shown(&r.session, false) {
+        if !rewrite_not_shown(r, &unsure) {
+            return Ok(not_resumed(r, [
+                format!("✗ not resumed: a write of this run may have applied and its target holds another value now: {unsure}; either the write did not land, or someone changed it since, and going on would write it again over what it holds"),
+                format!("  If that is the value from before this run (the write did not land), say so at a terminal or with `\"resume.rewrite\" = true` in an answers file (--answers FILE; --yes does not say it); if someone changed it, roll back (`runbook rollback {id}`, which leaves it alone) or put back what the run wrote, then resume."),
+            ]));
+        }
     }
     if let Some(changed) = super::refresh::changed_since(&r.session) {
         return Ok(not_resumed(r, [

@@ -963,7 +963,7 @@ impl<'a> Runner<'a> {
                 return status;
             }
         }
-        if let Some(unsure) = super::refresh::not_shown(self.session) {
+        if let Some(unsure) = super::refresh::not_shown(self.session, true) {
             self.say.progress(format!(
                 "  not undone, as they do not hold what this run wrote (its writes there may not have applied): {unsure}"
             ));

@@ -34,6 +34,46 @@ pub(crate) fn read(run: &RunContext, w: &Write) -> (Holds, Option<String>, bool)
     }
 }
 
+/// Whether `w`'s target holds, in every place it wrote, one of `known` (values the run had
+/// before it wrote: the old credential): a lost write that does not show then did not land.
+/// A target that cannot be read, or holds anything else, is not.
+pub(crate) fn holds_one_of(run: &RunContext, w: &Write, known: &[String]) -> bool {
+    let is_known = |v: Option<&str>| v.is_some_and(|v| known.iter().any(|k| k == v));
+    match w.function.as_str() {
+        "heroku::set_config" => {
+            let Some(vars) = w.detail["vars"].as_object() else {
+                return false;
+            };
+            let Ok(v) = run.vendors() else { return false };
+            let app = w.target.clone();
+            let now = run.block(&format!("heroku GET /apps/{app}/config-vars"), async move {
+                v.heroku().config_vars(&app).await
+            });
+            now.is_ok_and(|now| vars.keys().all(|k| is_known(now.get(k))))
+        }
+        "infisical::set_secret" => {
+            let field = |k: &str| w.detail[k].as_str().unwrap_or_default().to_string();
+            let (project, env, path, name) = (
+                field("project_id"),
+                field("env"),
+                field("path"),
+                field("name"),
+            );
+            let Ok(v) = run.vendors() else { return false };
+            let now = run.block(
+                &format!("infisical GET /api/v4/secrets/{name}"),
+                async move {
+                    v.infisical()
+                        .get_secret(&project, &env, &path, &name, None)
+                        .await
+                },
+            );
+            now.is_ok_and(|now| is_known(Some(now.value.expose())))
+        }
+        _ => false,
+    }
+}
+
 /// Why a target was not read back.
 enum Unread {
     /// The read failed (the vendor did not answer, or answered an error).

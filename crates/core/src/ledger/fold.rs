@@ -326,9 +326,9 @@ impl Ledger {
                 self.left_alone.retain(other);
                 self.restored.retain(other);
                 match r.holds {
-                    crate::events::Holds::Changed | crate::events::Holds::NotShown => {
-                        self.left_alone.push(r.clone())
-                    }
+                    crate::events::Holds::Changed
+                    | crate::events::Holds::NotShown
+                    | crate::events::Holds::Before => self.left_alone.push(r.clone()),
                     crate::events::Holds::Restored => self.restored.push(r.clone()),
                     _ => {}
                 }

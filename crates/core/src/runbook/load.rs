@@ -187,6 +187,8 @@ impl Runbook {
         // A resume that cannot read its targets back; an Infisical undo whose change
         // request cannot be read.
         ids.push("resume.unread".into());
+        // A resume over a lost write whose target holds another value.
+        ids.push("resume.rewrite".into());
         for step in &self.plan().steps {
             ids.push(format!("{}.rerun", step.id));
             ids.push(format!("{}.request_closed", step.id));

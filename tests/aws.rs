@@ -428,6 +428,35 @@ fn a_crash_after_the_roll_resumes_with_the_stored_token() {
     }
 }
 
+/// Cloudflare has no overlap: past the roll a rollback is refused. Killed in propagate, then
+/// an app set by hand: the resume refused and said "roll back", the rollback refused and
+/// said "resume", and neither named `abandon`, the only way out (way-back review).
+#[test]
+fn past_the_roll_a_refused_resume_names_abandon_not_rollback() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/cloudflare-api-token.toml"));
+    rig.crash("cloudflare-api-token", "inside:propagate");
+    let run = rig.run_id();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        crate::support::set_app_var(
+            &rig.sandbox,
+            app,
+            "CLOUDFLARE_API_TOKEN",
+            "cfut_setByHandDuringTheIncident000000000000",
+        );
+    }
+    let out = rig.resume(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: the vendors changed since this run")
+        .stderr_has(&format!("A rollback is refused too (step 'roll' cannot be undone): put those values back as the run left them, then resume; or end the run with `runbook abandon {run} --reason TEXT`"));
+    assert_lacks("stderr", &out.stderr, "Roll back with");
+    let back = rig.rollback(&[]);
+    back.exit(Exit::StepFailed)
+        .stderr_has("cannot roll back past step 'roll'")
+        .stderr_has(&format!(
+            "end the run with `runbook abandon {run} --reason TEXT`"
+        ));
+}
+
 // The two-slot shape in the stdlib: tests/fixtures/two_slot.rhai (std/rotation, two_slot).
 
 fn slot_run(extra: &[&str], answers: &str) -> Output {

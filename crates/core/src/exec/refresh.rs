@@ -565,7 +565,7 @@ pub(crate) fn say_blocked(session: &Session, step: &Step, ending: bool) {
     say.warning(if half_undone(session, ending).is_some() {
         format!("  an earlier rollback of this run stopped part way, so it cannot be resumed either: end it with `runbook abandon {run_id} --reason TEXT`")
     } else {
-        format!("  the rotation can still go forward: `runbook resume {run_id}` finishes it")
+        format!("  the rotation can still go forward: `runbook resume {run_id}` finishes it (if the resume is refused too, for a target changed since, put it back as the run left it, or end the run with `runbook abandon {run_id} --reason TEXT` and finish by hand)")
     });
 }
 

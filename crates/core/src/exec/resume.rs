@@ -344,6 +344,20 @@ fn where_to_continue(r: &Reopened) -> (usize, Option<bool>) {
     (next, doubt)
 }
 
+/// The irreversible step the run is past (completed, or one of its writes took effect): a
+/// rollback stops there, so a refusal does not offer one.
+fn past_no_return(r: &Reopened) -> Option<String> {
+    let plan = r.session.runbook().plan();
+    plan.steps
+        .iter()
+        .enumerate()
+        .find(|(i, s)| {
+            s.irreversible.is_some()
+                && (r.completed.contains(i) || super::refresh::took_effect(&r.session, &s.id))
+        })
+        .map(|(_, s)| s.id.clone())
+}
+
 /// Ends a resume that refuses to go on, saying why and what to do: the run is recorded as
 /// failed and its lock released.
 fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
@@ -432,11 +446,7 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
     let id = r.session.run_id().to_string();
     if !unread.is_empty() && !go_on_unread(r, &unread) {
         // A rollback cannot pass a point of no return the run is past: not offered then.
-        let past = plan.steps.iter().enumerate().any(|(i, s)| {
-            s.irreversible.is_some()
-                && (r.completed.contains(&i) || super::refresh::took_effect(&r.session, &s.id))
-        });
-        let back = if past {
+        let back = if past_no_return(r).is_some() {
             String::new()
         } else {
             format!(", or roll back (`runbook rollback {id}`, which reads them again first)")
@@ -444,6 +454,18 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         return Ok(not_resumed(r, [
             format!("✗ not resumed: what the run's targets hold now could not be read: {}; resuming would build on values nobody could check", unread.join("; ")),
             format!("  Nothing was written: run `runbook resume {id}` again once the vendor answers{back}; to go on without checking them, say so at a terminal or with `\"resume.unread\" = true` in an answers file (--answers FILE; --yes does not say it)."),
+        ]));
+    }
+    if let Some(changed) = super::refresh::changed_since(&r.session) {
+        // Past a point of no return a rollback is refused too: not offered (way-back
+        // review: resume sent to rollback, rollback back to resume, neither to abandon).
+        let next = match past_no_return(r) {
+            Some(step) => format!("  A rollback is refused too (step '{step}' cannot be undone): put those values back as the run left them, then resume; or end the run with `runbook abandon {id} --reason TEXT` and finish the rotation by hand."),
+            None => format!("  Roll back with `runbook rollback {id}` (it leaves what changed alone), or put those values back as the run left them, then resume."),
+        };
+        return Ok(not_resumed(r, [
+            format!("✗ not resumed: the vendors changed since this run: {changed}; resuming would build on values that are no longer there"),
+            next,
         ]));
     }
     // A write whose answer was lost and whose target holds another value: it did not land,
@@ -455,15 +477,12 @@ pub fn resume(r: &mut Reopened, opts: &Options) -> Result<Report> {
         if !rewrite_not_shown(r, &unsure) {
             return Ok(not_resumed(r, [
                 format!("✗ not resumed: a write of this run may have applied and its target holds another value now: {unsure}; either the write did not land, or someone changed it since, and going on would write it again over what it holds"),
-                format!("  If that is the value from before this run (the write did not land), say so at a terminal or with `\"resume.rewrite\" = true` in an answers file (--answers FILE; --yes does not say it); if someone changed it, roll back (`runbook rollback {id}`, which leaves it alone) or put back what the run wrote, then resume."),
+                format!("  If that is the value from before this run (the write did not land), say so at a terminal or with `\"resume.rewrite\" = true` in an answers file (--answers FILE; --yes does not say it); if someone changed it, {}", match past_no_return(r) {
+                    Some(step) => format!("put back what the run wrote, then resume, or end the run with `runbook abandon {id} --reason TEXT` and finish by hand (a rollback is refused: step '{step}' cannot be undone)."),
+                    None => format!("roll back (`runbook rollback {id}`, which leaves it alone) or put back what the run wrote, then resume."),
+                }),
             ]));
         }
-    }
-    if let Some(changed) = super::refresh::changed_since(&r.session) {
-        return Ok(not_resumed(r, [
-            format!("✗ not resumed: the vendors changed since this run: {changed}; resuming would build on values that are no longer there"),
-            format!("  Roll back with `runbook rollback {id}` (it leaves what changed alone), or put those values back as the run left them, then resume."),
-        ]));
     }
     // A rollback that stopped part way: going forward would build on a half-undone run
     // (whatever its undo could be read to have put back).

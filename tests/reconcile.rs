@@ -1175,6 +1175,24 @@ fn sendgrid_apps_hold(state: &serde_json::Value, key: &str, why: &str) {
     }
 }
 
+/// One 429 on the undo's delete of the new key stopped the rollback at once, as
+/// `runbook::step::failed` ("expected HTTP 204, got 429"): the delete by id (a 404 is done)
+/// did not say it is safe to repeat, so it was never retried (way-back review). It waits
+/// out the vendor's Retry-After and the rollback completes.
+#[test]
+fn a_rate_limited_delete_in_a_rollback_is_waited_out() {
+    let rig = Rig::with_scenario(&root().join("runbooks/sandbox/sendgrid.toml"));
+    rig.crash("sendgrid", "after:propagate");
+    rig.sandbox
+        .add_fault("sendgrid:DELETE=429:retry_after=1:once");
+    rig.rollback(&[]).exit(Exit::Ok);
+    let state = rig.state();
+    let keys = sendgrid_keys(&state);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].0, SG_OLD_ID, "the new key is deleted");
+    sendgrid_apps_hold(&state, &keys[0].1, "after the rollback");
+}
+
 /// Deletes SendGrid API key `id` with the sandbox's admin key, as someone would in the
 /// dashboard.
 fn delete_sendgrid_key(rig: &Rig, id: &str) {

@@ -164,6 +164,45 @@ fn rollback_deletes_the_secondary_until_it_is_promoted() {
     });
 }
 
+/// After a crash, the run's secondary token was deleted in the Console and a colleague made
+/// another: the rollback deleted the account's secondary, the colleague's, and said
+/// nothing (way-back review). It deletes only the one this run created, which it tells by
+/// whether that token still authenticates.
+#[test]
+fn rollback_leaves_a_secondary_token_someone_else_made() {
+    let rig = Rig::with_scenario(&scenario());
+    rig.crash(RUNBOOK, "after:verify");
+    let url = rig.sandbox.env["TWILIO_ACCOUNTS_API_URL"].clone();
+    let basic = {
+        use base64::Engine as _;
+        let pair = format!("AC0123456789abcdef0123456789abcdef:{CURRENT}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let auth = [("Authorization", basic.as_str())];
+    for method in ["DELETE", "POST"] {
+        let (status, body) =
+            crate::support::http(&url, method, "/v1/AuthTokens/Secondary", &auth, "");
+        assert!((200..300).contains(&status), "{method}: {status} {body}");
+    }
+    let theirs = tokens(&rig.state())
+        .into_iter()
+        .find(|(slot, _)| slot == "secondary")
+        .expect("the colleague's secondary");
+    let out = rig.rollback(&[]);
+    out.exit(Exit::Ok)
+        .stdout_has("the secondary Auth Token this run created no longer authenticates (deleted, or replaced by another): the account's secondary is left alone");
+    let state = rig.state();
+    assert_eq!(
+        tokens(&state),
+        [("primary".to_string(), CURRENT.to_string()), theirs],
+        "the colleague's secondary stays"
+    );
+    assert_everywhere(&state, CURRENT, "after the rollback");
+}
+
 /// Under --dry-run every read is real and no write is sent: the run ends (a check that needs
 /// a skipped write is reported, not waited on) and plans exactly the writes of a rotation.
 #[test]

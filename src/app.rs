@@ -28,6 +28,11 @@ pub fn main() -> ExitCode {
     };
     let settings = crate::settings::Settings::load();
     crate::ui::init(json, &settings);
+    for seam in runbook_core::hooks::ignored() {
+        crate::ui::err(&format!(
+            "warning: {seam} is set, but this build has no test hooks (only the tests' builds do): it is ignored, and nothing is simulated"
+        ));
+    }
     // A forced exit (a second signal while stuck) must not leave a spinner on the screen.
     runbook_core::interrupt::on_forced_exit(crate::ui::forced_exit);
     match run(cli.command, &settings) {

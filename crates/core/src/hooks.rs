@@ -204,3 +204,43 @@ pub(crate) fn max_journal_bytes() -> Option<u64> {
 pub(crate) fn max_journal_bytes() -> Option<u64> {
     None
 }
+
+/// Every test seam's variable, for `ignored`.
+const SEAMS: &[&str] = &[
+    "RUNBOOK_CRASH_AT",
+    "RUNBOOK_INTERRUPT_AT",
+    "RUNBOOK_PAUSE_AT",
+    "RUNBOOK_REFUSE_WRITE_AT",
+    "RUNBOOK_REFUSE_OUTCOME_AT",
+    "RUNBOOK_PANIC_SENDING_TO",
+    "RUNBOOK_LOSE_AUDIT_ANSWER",
+    "RUNBOOK_AUDIT_UNREACHABLE",
+    "RUNBOOK_MAX_JOURNAL_BYTES",
+];
+
+/// The test seams' variables set in this process's environment that this build ignores (a
+/// build without `test-hooks`, what operators install): said at the start, since a tester
+/// who set `RUNBOOK_CRASH_AT=after:propagate` to rehearse a crash got a whole run, the old
+/// credential revoked (way-back review).
+pub fn ignored() -> Vec<&'static str> {
+    seams_set(cfg!(feature = "test-hooks"), |k| {
+        std::env::var_os(k).is_some()
+    })
+}
+
+fn seams_set(compiled: bool, set: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    if compiled {
+        return Vec::new();
+    }
+    SEAMS.iter().copied().filter(|k| set(k)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_seam_set_in_a_build_without_them_is_named() {
+        let set = |k: &str| k == "RUNBOOK_CRASH_AT";
+        assert_eq!(super::seams_set(false, set), ["RUNBOOK_CRASH_AT"]);
+        assert!(super::seams_set(true, set).is_empty());
+    }
+}

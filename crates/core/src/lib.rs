@@ -18,7 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exec;
-mod hooks;
+pub mod hooks;
 pub mod host;
 pub mod identity;
 pub mod interrupt;

@@ -197,6 +197,33 @@ fn sendgrid_dry_run_plans_every_write_and_changes_nothing() {
     assert_no_key_leaks(&out, &[]);
 }
 
+/// Killed in propagate; meanwhile someone rotated the secret by hand (a newer version in
+/// Infisical). The resume pushed the version the sync had read over the newer one on every
+/// consumer and succeeded (way-back review). It now stops: the sync is no longer current.
+#[test]
+fn a_resumed_sync_does_not_push_a_version_infisical_has_replaced() {
+    const HAND: &str = "a-token-rotated-by-hand-0000000000001";
+    let rig =
+        crate::support::Rig::with_scenario(&root().join("runbooks/sandbox/infisical-sync.toml"));
+    rig.crash("infisical-sync", "started:propagate");
+    assert_eq!(
+        rig.sandbox
+            .set_infisical_secret("POSTMARK_SERVER_TOKEN", HAND),
+        200
+    );
+    let before = rig.state();
+    let out = rig.resume(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("Infisical holds version 3 of POSTMARK_SERVER_TOKEN, newer than version 2 this sync read: someone changed it since");
+    let state = rig.state();
+    assert_eq!(
+        config(&state, "raxx-api-staging", "POSTMARK_SERVER_TOKEN"),
+        config(&before, "raxx-api-staging", "POSTMARK_SERVER_TOKEN"),
+        "staging is not given the older version"
+    );
+    out.assert_absent(HAND);
+}
+
 #[test]
 fn infisical_sync_fixes_only_the_consumers_that_differ_and_verifies_them() {
     let out = exec(

@@ -654,6 +654,39 @@ fn a_run_killed_on_one_machine_is_resumed_on_another() {
     run("laptop-a", &["audit", "verify"]).exit(Exit::Ok);
 }
 
+/// Any operator's login could delete the fingerprint key, and the next command made a new
+/// one without a word: every fingerprint journalled with the old key then mismatched, and
+/// the half-done rotation could be neither resumed nor rolled back, even with the right
+/// values typed back (team review). A key missing beside journalled runs is an error that
+/// says to restore it; none is made.
+#[test]
+fn a_deleted_fingerprint_key_is_said_not_made_again() {
+    let Some(db) = Database::fresh("a_deleted_fingerprint_key") else {
+        return;
+    };
+    let rig = Rig::new();
+    let listed = killed_on_laptop_a(&rig, &db);
+    let run_id = listed[0]["run_id"].as_str().unwrap().to_string();
+    let mut c = db.client();
+    c.execute(
+        "DELETE FROM runbook_settings WHERE name = 'fingerprint_key'",
+        &[],
+    )
+    .unwrap();
+    let out = machine_run(&rig, &db, "laptop-b", &["resume", &run_id, "--yes"], &[]);
+    out.exit(Exit::Usage)
+        .stderr_has("its fingerprint key is missing, though runs are journalled there")
+        .stderr_has("restore runbook_settings from a backup");
+    let keys: i64 = c
+        .query_one(
+            "SELECT count(*) FROM runbook_settings WHERE name = 'fingerprint_key'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(keys, 0, "no key was made in its place");
+}
+
 #[test]
 fn a_run_killed_on_one_machine_is_rolled_back_on_another() {
     let Some(db) = Database::fresh("a_run_killed_then_rolled_back") else {

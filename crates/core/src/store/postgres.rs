@@ -761,17 +761,32 @@ impl Backend for Postgres {
     }
     fn fingerprint_key(&self) -> Result<[u8; 32]> {
         let fresh = runbook_secret::random_key().to_vec();
-        let key: Vec<u8> = self.call("cannot read the fingerprint key", move |c| {
+        // Made once, for a database no run has written to: a key missing beside journalled
+        // runs was deleted (any operator's login could), and a fresh one would make every
+        // fingerprint journalled with the old one unmatchable, every unfinished run stuck
+        // (team review). Said, not replaced.
+        let key: Option<Vec<u8>> = self.call("cannot read the fingerprint key", move |c| {
             c.execute(
-                "INSERT INTO runbook_settings VALUES ('fingerprint_key', $1) ON CONFLICT DO NOTHING",
+                "INSERT INTO runbook_settings SELECT 'fingerprint_key', $1 \
+                 WHERE NOT EXISTS (SELECT 1 FROM runbook_journal) ON CONFLICT DO NOTHING",
                 &[&fresh],
             )?;
-            c.query_one(
+            c.query_opt(
                 "SELECT value FROM runbook_settings WHERE name = 'fingerprint_key'",
                 &[],
             )?
-            .try_get(0)
+            .map(|r| r.try_get(0))
+            .transpose()
         })?;
+        let Some(key) = key else {
+            return Err(Error::State {
+                message: format!(
+                    "the state database {}: its fingerprint key is missing, though runs are journalled there (the row was deleted from runbook_settings)",
+                    self.shown
+                ),
+                help: "fingerprints journalled there cannot be checked without it, and a new key would leave every unfinished run unresumable: restore runbook_settings from a backup (and revoke UPDATE, DELETE on it from the operators' role: docs/team.md)".into(),
+            });
+        };
         key.try_into().map_err(|k: Vec<u8>| Error::State {
             message: format!(
                 "the state database {}: its fingerprint key is damaged ({} bytes, not 32)",

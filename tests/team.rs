@@ -9,8 +9,8 @@
 
 use crate::support::pg::Database;
 use crate::support::{
-    assert_everywhere, assert_finished, assert_only_the_unedited_pack_verifies, assert_rotated,
-    live_tokens, signed_pack, Exit, Output, Rig, Test, OLD_TOKEN,
+    assert_everywhere, assert_finished, assert_lacks, assert_only_the_unedited_pack_verifies,
+    assert_rotated, live_tokens, signed_pack, Exit, Output, Rig, Test, OLD_TOKEN,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -1259,6 +1259,7 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
         .exit(Exit::Usage)
         .stderr_has("this machine's runbook state is shared in postgres://")
         .stderr_has("shared-state");
+    let operator = db.operator("alice");
     db.client()
         .execute("INSERT INTO runbook_schema VALUES (99)", &[])
         .unwrap();
@@ -1266,6 +1267,14 @@ fn an_unreachable_or_newer_database_is_an_error_never_a_fall_back_to_files() {
         .run()
         .exit(Exit::Usage)
         .stderr_has("has schema version 99, newer than this runbook knows (4)");
+    // So it is for an operator's login, which may not create tables: before, PostgreSQL's
+    // "permission denied for schema public" and advice to check that it runs (team review).
+    let out = on(dir.path(), "laptop-b", &db, &["runs"])
+        .env("RUNBOOK_STATE_URL", &operator)
+        .run();
+    out.exit(Exit::Usage)
+        .stderr_has("has schema version 99, newer than this runbook knows (4)");
+    assert_lacks("stderr", &out.stderr, "permission denied");
 }
 
 /// Before: a machine that could not write its `shared-state` marker said nothing, and a

@@ -98,7 +98,8 @@ impl Database {
                 "CREATE ROLE {team} NOLOGIN; \
                  GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {team}; \
                  GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {team}; \
-                 REVOKE INSERT, UPDATE, DELETE ON runbook_decisions FROM {team}"
+                 REVOKE INSERT, UPDATE, DELETE ON runbook_decisions FROM {team}; \
+                 REVOKE UPDATE, DELETE ON runbook_settings FROM {team}"
             ))
             .unwrap_or_else(|e| panic!("cannot make the team role: {}", detail(&e)));
             roles.push(team.clone());

@@ -686,13 +686,21 @@ fn schema_version(client: &mut Client) -> std::result::Result<Option<i32>, postg
 
 fn apply(client: &mut Client, shown: &str) -> Result<()> {
     let err = |what: &str, e: postgres::Error| state_error(shown, what, db_text(&e));
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS runbook_schema (version integer NOT NULL)")
-        .map_err(|e| err("cannot create the schema table", e))?;
-    let at: i32 = client
-        .query_one("SELECT coalesce(max(version), 0) FROM runbook_schema", &[])
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| err("cannot read the schema version", e))?;
+    // Read before anything is created: an operator's login may not create tables in the
+    // schema, and PostgreSQL checks that even for a table that exists, so a newer schema
+    // read as "permission denied" there (team review).
+    let at: i32 =
+        match schema_version(client).map_err(|e| err("cannot read the schema version", e))? {
+            Some(at) => at,
+            None => {
+                client
+                    .batch_execute(
+                        "CREATE TABLE IF NOT EXISTS runbook_schema (version integer NOT NULL)",
+                    )
+                    .map_err(|e| err("cannot create the schema table", e))?;
+                0
+            }
+        };
     let known = MIGRATIONS.len() as i32;
     if at > known {
         return Err(Error::State {

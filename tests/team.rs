@@ -1349,6 +1349,55 @@ fn ctrl_c_during_a_call_the_database_does_not_answer_stops_the_run() {
     assert_eq!(last["status"], "interrupted", "{journal:?}");
 }
 
+/// Alice's run wrote, then waited for an approval, alive; `exec --break-lock` from another
+/// machine said it had "died without recording an end" and offered resume, rollback or
+/// abandon (team review). It says the run is still running, and who holds its lock.
+#[test]
+fn break_lock_beside_a_live_run_says_it_runs_not_that_it_died() {
+    let Some(db) = Database::fresh("break_lock_beside_a_live_run") else {
+        return;
+    };
+    let rig = Rig::new();
+    rig.file(
+        "gated-write.rhai",
+        r#"runbook(#{ id: "gated-write", title: "A gated change after a write", secret: "GATED_KEY" });
+step("prepare", "Prepare", |ctx| { heroku::set_config("raxx-api-prod", #{ GATED_MARK: "on" }); })
+    .undo(|ctx| { heroku::set_config("raxx-api-prod", #{ GATED_MARK: () }); });
+step("gated", "The change", |ctx| { print("gated step ran"); })
+    .approval(#{ by: "another operator", timeout: "120s" });
+"#,
+    );
+    let path = rig.path().join("gated-write.rhai");
+    let path = path.to_str().unwrap();
+    let a_dir = rig.path().join("laptop-a").to_string_lossy().into_owned();
+    let mut a = rig
+        .test(
+            &["exec", path, "--yes", "--actor", "alice"],
+            &[
+                ("RUNBOOK_STATE_DIR", &a_dir),
+                ("RUNBOOK_STATE_URL", &db.url),
+            ],
+        )
+        .spawn();
+    let first = requests(&db, 1).remove(0);
+    let b = machine_run(
+        &rig,
+        &db,
+        "laptop-b",
+        &["exec", path, "--yes", "--actor", "bob", "--break-lock"],
+        &[],
+    );
+    let _ = a.kill();
+    let _ = a.wait();
+    b.exit(Exit::Usage)
+        .stderr_has(&format!(
+            "an earlier run of this rotation is still running: {first} (started "
+        ))
+        .stderr_has("holds its lock)")
+        .stderr_has("breaking its lock would only stop it");
+    assert_lacks("stderr", &b.stderr, "died without recording an end");
+}
+
 /// A run whose lock was taken from it (--break-lock from another machine) does not go on:
 /// before each step it confirms its lease, and stops when the lease is someone else's.
 #[test]

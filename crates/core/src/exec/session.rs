@@ -300,6 +300,25 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
         .as_ref()
         .map(|s| format!(" at step {}", s.step))
         .unwrap_or_default();
+    // Asked with --break-lock, the run may be alive, holding the lock: not one that died
+    // (team review: `exec --break-lock` called a run waiting for an approval dead).
+    let live = match store.lock_read(&super::lock::lock_name(key, target)) {
+        Ok(crate::store::Slot::Held(Some(h))) if h.run_id == *id && !h.is_dead() => Some(h),
+        _ => None,
+    };
+    if let Some(h) = live {
+        return Err(Error::usage(
+            format!(
+                "an earlier run of this rotation is still running: {id} (started {} by {}; pid {} on {} holds its lock) left in effect: {}",
+                l.started_at,
+                l.start.actor,
+                h.pid,
+                h.host,
+                left.join("; ")
+            ),
+            format!("a new run cannot start beside it, and breaking its lock would only stop it: let it finish, or stop it (Ctrl-C where it runs), then finish it with `runbook resume {id}` or `runbook rollback {id}`"),
+        ));
+    }
     Err(Error::usage(
         format!(
             "an earlier run of this rotation is unfinished: {id} (started {} by {}; {}{stopped}) left in effect: {}",

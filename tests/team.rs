@@ -1443,7 +1443,9 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
     let both = requests(&db, 2);
     let second = both.into_iter().find(|r| *r != first).unwrap();
     let carol = db.login("carol");
-    let approve = |run_id: &str| {
+    // The request's asker is named as such: a resumed run's request is the resuming
+    // operator's, not its starter's (team review: "started by bob" for alice's run).
+    let approve = |run_id: &str, by: &str| {
         Test::in_dir(dir.path())
             .env(
                 "RUNBOOK_STATE_DIR",
@@ -1452,16 +1454,19 @@ fn a_run_whose_lock_was_broken_stops_before_its_next_step() {
             .env("RUNBOOK_STATE_URL", &carol)
             .args(&["approve", run_id, "--actor", "carol"])
             .run()
-            .exit(Exit::Ok);
+            .exit(Exit::Ok)
+            .stdout_has(&format!(
+                "approved step 'gated' of run {run_id} (requested by {by}) as carol"
+            ));
     };
-    approve(&first);
+    approve(&first, "alice");
     assert_finished(
         a,
         1,
         &["Step 'gated' not run: this run no longer holds its rotation lock"],
         &["gated step ran"],
     );
-    approve(&second);
+    approve(&second, "bob");
     assert_finished(b, 0, &["gated step ran"], &[]);
 }
 

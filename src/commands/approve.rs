@@ -22,7 +22,7 @@ pub fn approve(args: ApproveArgs, settings: &crate::settings::Settings) -> Resul
     let decision = signed(&store, &args.run_id, decision, &keys)?;
     let request = record(&store, &args.run_id, &decision, &keys)?;
     ui::out(&format!(
-        "approved step '{}' of run {} (started by {}) as {by} on {}",
+        "approved step '{}' of run {} (requested by {}) as {by} on {}",
         request.step,
         request.run_id,
         ui::truncate(&request.requested_by, 120),
@@ -47,7 +47,7 @@ pub fn deny(args: DenyArgs, settings: &crate::settings::Settings) -> Result<u8> 
     let decision = signed(&store, &args.run_id, decision, &keys)?;
     let request = record(&store, &args.run_id, &decision, &keys)?;
     ui::out(&format!(
-        "denied step '{}' of run {} (started by {}) as {by}: {}",
+        "denied step '{}' of run {} (requested by {}) as {by}: {}",
         request.step, request.run_id, request.requested_by, args.reason
     ));
     Ok(exit::OK)

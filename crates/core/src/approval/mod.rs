@@ -379,7 +379,7 @@ pub fn four_eyes(
         if asked == deciding {
             return Err(Error::usage(
                 format!(
-                    "run {run_id} was started under the database login '{asked}', and this decision comes from the same login: four eyes needs a second person's own login, whatever name --actor gives"
+                    "run {run_id}'s approval was requested under the database login '{asked}', and this decision comes from the same login: four eyes needs a second person's own login, whatever name --actor gives"
                 ),
                 format!(
                     "ask {} to decide with their own login role (docs/team.md, \"Identities\")",

@@ -1398,6 +1398,79 @@ step("gated", "The change", |ctx| { print("gated step ran"); })
     assert_lacks("stderr", &b.stderr, "died without recording an end");
 }
 
+/// Alice started a gated run and it died waiting; bob resumed it, which asked again in
+/// bob's name, and alice approved it: four eyes compared her only with the asker (team
+/// review). Whoever ran the run cannot decide on its steps; a third person can.
+#[test]
+fn the_operator_who_started_a_run_cannot_approve_its_resumed_request() {
+    let Some(db) = Database::fresh("who_started_cannot_approve") else {
+        return;
+    };
+    let rig = Rig::new();
+    rig.file(
+        "gated-write.rhai",
+        r#"runbook(#{ id: "gated-write", title: "A gated change after a write", secret: "GATED_KEY" });
+step("prepare", "Prepare", |ctx| { heroku::set_config("raxx-api-prod", #{ GATED_MARK: "on" }); })
+    .undo(|ctx| { heroku::set_config("raxx-api-prod", #{ GATED_MARK: () }); });
+step("gated", "The change", |ctx| { print("gated step ran"); })
+    .approval(#{ by: "another operator", timeout: "120s" });
+"#,
+    );
+    let path = rig.path().join("gated-write.rhai");
+    let path = path.to_str().unwrap();
+    let on_machine = |machine: &str, login: &str, args: &[&str]| {
+        let dir = rig.path().join(machine).to_string_lossy().into_owned();
+        rig.test(
+            args,
+            &[("RUNBOOK_STATE_DIR", &dir), ("RUNBOOK_STATE_URL", login)],
+        )
+    };
+    let (alice, bob, carol) = (db.login("alice"), db.login("bob"), db.login("carol"));
+    let mut a = on_machine(
+        "laptop-a",
+        &alice,
+        &["exec", path, "--yes", "--actor", "alice"],
+    )
+    .spawn();
+    let run_id = requests(&db, 1).remove(0);
+    let _ = a.kill();
+    let _ = a.wait();
+    let b = on_machine(
+        "laptop-b",
+        &bob,
+        &["resume", &run_id, "--yes", "--actor", "bob"],
+    )
+    .spawn();
+    // Bob's request replaces alice's.
+    let mut c = db.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c
+        .query_one("SELECT request FROM runbook_approvals", &[])
+        .map(|r| !r.get::<_, String>(0).contains("\"requested_by\": \"bob\""))
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "bob's request never came");
+        std::thread::yield_now();
+    }
+    on_machine(
+        "laptop-a",
+        &alice,
+        &["approve", &run_id, "--actor", "alice"],
+    )
+    .run()
+    .exit(Exit::Usage)
+    .stderr_has(&format!("alice ran run {run_id} (exec at "))
+    .stderr_has("the run's own actors cannot approve or deny its steps, whoever asked");
+    on_machine(
+        "laptop-c",
+        &carol,
+        &["approve", &run_id, "--actor", "carol"],
+    )
+    .run()
+    .exit(Exit::Ok);
+    assert_finished(b, 0, &["gated step ran"], &[]);
+}
+
 /// A run whose lock was taken from it (--break-lock from another machine) does not go on:
 /// before each step it confirms its lease, and stops when the lease is someone else's.
 #[test]

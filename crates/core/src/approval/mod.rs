@@ -427,6 +427,32 @@ pub fn four_eyes(
     Ok(())
 }
 
+/// The decider drove none of the run's processes that acted (started it, resumed it, rolled
+/// it back), by login or by name: a run alice started and bob resumed asked bob's
+/// approval, and alice could give it (team review). A journal that cannot be read leaves
+/// the check to the request's asker (`four_eyes`).
+fn not_an_actor_of_the_run(store: &Store, run_id: &str, decider: &Identity) -> Result<()> {
+    let Ok((_, ledger)) = crate::ledger::open(store, run_id) else {
+        return Ok(());
+    };
+    for p in ledger.processes.iter().filter(|p| p.acted) {
+        let by_login = matches!((&p.login, &decider.login), (Some(a), Some(d)) if a == d);
+        let by_name = decider.names().any(|d| same_actor(&p.actor, d));
+        if by_login || by_name {
+            return Err(Error::usage(
+                format!(
+                    "{} ran run {run_id} ({} at {}): the run's own actors cannot approve or deny its steps, whoever asked",
+                    crate::text::truncate(&p.actor, 120),
+                    p.entry.as_str(),
+                    p.started_at
+                ),
+                format!("ask someone who has not run it to decide (`runbook approve {run_id}`)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Actor names compare as people read them: without case, width or invisible characters,
 /// with look-alike letters folded ("аlice" with a Cyrillic а is Alice).
 fn same_actor(a: &str, b: &str) -> bool {
@@ -519,6 +545,7 @@ pub fn decide(
             &deciding,
             request.target == crate::run::Target::Production.as_str(),
         )?;
+        not_an_actor_of_the_run(store, run_id, &deciding)?;
     }
     let written = Written {
         nonce: request.nonce.clone(),

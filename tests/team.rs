@@ -782,7 +782,10 @@ step("one", "One", |ctx| {
         .stderr_has("runbook resume 20261203T010203000Z-abcdef");
     // Taking it over is deliberate, and journalled.
     let broke = exec(&["--break-lock"]);
-    broke.exit(Exit::Ok);
+    broke
+        .exit(Exit::Ok)
+        // Said on the screen, not only journalled (team review).
+        .stderr_has("took this rotation's lock from run 20261203T010203000Z-abcdef (pid 4242 on laptop-far-away, dave): its lease ran out at ");
     assert!(format!("{}{}", broke.stdout, broke.stderr).contains("step one ran"));
     let journal = crate::support::pg::journal_lines(&mut c);
     assert!(

@@ -997,6 +997,33 @@ impl Session {
         let Some(holder) = lock.broken() else {
             return;
         };
+        // Said, not only audited (team review: a resume took the lock of a live process
+        // whose lease ran out in a database outage, and the operator's screen said nothing).
+        // A crashed process of this same run, found gone, is what every resume takes over.
+        if let Some(h) = holder {
+            let mine = h.run_id == self.run.info().run_id;
+            let whose = if mine {
+                format!(
+                    "this run's earlier process (pid {} on {}, {})",
+                    h.pid, h.host, h.actor
+                )
+            } else {
+                format!(
+                    "run {} (pid {} on {}, {})",
+                    h.run_id, h.pid, h.host, h.actor
+                )
+            };
+            if h.expired {
+                self.run.say().warning(format!(
+                    "took this rotation's lock from {whose}: its lease ran out{}; if that process is still alive it stops before its next write",
+                    h.expires.as_deref().map(|e| format!(" at {e}")).unwrap_or_default()
+                ));
+            } else if !mine || !h.is_dead() {
+                self.run
+                    .say()
+                    .warning(format!("took this rotation's lock from {whose}"));
+            }
+        }
         let holder = serde_json::to_value(holder).unwrap_or_default();
         self.run.ledger().record(Event::LockBroken {
             holder: holder.clone(),

@@ -60,6 +60,10 @@ pub struct Write {
     /// target's own date with.
     #[serde(skip)]
     pub at: Option<String>,
+    /// Its place among the run's writes (0 first): what came after what, once an undo has
+    /// dropped some of them.
+    #[serde(skip)]
+    pub seq: usize,
 }
 
 impl Write {
@@ -87,6 +91,7 @@ impl Write {
             filed: None,
             answer: None,
             at: None,
+            seq: 0,
         }
     }
 
@@ -186,6 +191,12 @@ pub struct Ledger {
     pub stop: Option<Stop>,
     /// Writes sent and not settled yet: (index in `writes`, or none inside an undo).
     open: Vec<(WriteSent, Option<usize>)>,
+    /// Cleanups (a staging copy removed) of steps undone since: no undo puts them back, so
+    /// what they removed stays removed (team review: a rollback's summary listed a staging
+    /// copy propagate's cleanup had removed, once propagate was undone).
+    cleaned: Vec<Write>,
+    /// How many writes were sent, for `Write::seq`.
+    sent_count: usize,
     undoing: Option<String>,
     /// The process (its count in `processes`) that sent the writes in `open`.
     open_by: usize,
@@ -250,6 +261,8 @@ impl Ledger {
             history: Vec::new(),
             stop: None,
             open: Vec::new(),
+            cleaned: Vec::new(),
+            sent_count: 0,
             undoing: None,
             open_by: 0,
         })
@@ -453,8 +466,10 @@ impl Ledger {
         // is read back against that).
         let sent = Write {
             at: Some(t.to_string()),
+            seq: self.sent_count,
             ..Write::sent(w)
         };
+        self.sent_count += 1;
         // Writes inside an undo are not effects of the step being undone.
         if w.undo || self.undoing.is_some() {
             // An undo that sent a write and then stopped may have put something back: the
@@ -545,7 +560,15 @@ impl Ledger {
         if done {
             self.latest().undid = true;
             self.ctx = u.ctx.clone();
-            // Undone: what the step wrote is no longer in effect.
+            // Undone: what the step wrote is no longer in effect, but for what its cleanups
+            // removed, which no undo puts back.
+            let cleaned: Vec<Write> = self
+                .writes
+                .iter()
+                .filter(|w| w.step == u.step && w.is_cleanup())
+                .cloned()
+                .collect();
+            self.cleaned.extend(cleaned);
             self.writes.retain(|w| w.step != u.step);
             self.undo_writes.retain(|w| w.step != u.step);
         }
@@ -832,13 +855,15 @@ impl Ledger {
             f.split_once("::")
                 .is_some_and(|(_, name)| name.starts_with("delete"))
         };
+        let removes = |u: &Write| {
+            u.target == w.target
+                && module(&u.function) == module(&w.function)
+                && deletes(&u.function)
+                && u.outcome == WriteOutcome::Applied
+        };
         !deletes(&w.function)
-            && self.writes[i + 1..].iter().any(|u| {
-                u.target == w.target
-                    && module(&u.function) == module(&w.function)
-                    && deletes(&u.function)
-                    && u.outcome == WriteOutcome::Applied
-            })
+            && (self.writes[i + 1..].iter().any(removes)
+                || self.cleaned.iter().any(|u| u.seq > w.seq && removes(u)))
     }
 
     /// Whether an undo of `w`'s step wrote again all `w` set on its target (the same

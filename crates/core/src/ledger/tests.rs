@@ -424,6 +424,36 @@ fn a_write_a_later_step_deleted_is_not_left_in_place() {
         functions(&unsure),
         ["infisical::set_secret", "infisical::delete_secret"]
     );
+    // The delete a cleanup (a staging copy removed), and its step undone since: no undo
+    // puts a cleanup back, so the copy stays removed (team review: a rollback that stopped
+    // after undoing propagate listed the copy as left in place).
+    let cleanup = |w: [Event; 2]| {
+        w.map(|e| match e {
+            Event::Write(mut sent) => {
+                sent.detail["cleanup"] = json!(true);
+                Event::Write(sent)
+            }
+            other => other,
+        })
+    };
+    let cleaned_then_undone = production_run(
+        [
+            write("generate", "infisical::set_secret", WriteOutcome::Applied).to_vec(),
+            cleanup(write(
+                "propagate",
+                "infisical::delete_secret",
+                WriteOutcome::Applied,
+            ))
+            .to_vec(),
+            vec![undo_started("propagate"), undo_completed("propagate")],
+        ]
+        .concat(),
+    );
+    assert!(
+        functions(&cleaned_then_undone).is_empty(),
+        "{:?}",
+        functions(&cleaned_then_undone)
+    );
 }
 
 #[test]

@@ -227,7 +227,7 @@ fn an_edited_journal_fails_audit_verify_and_evidence_verify() {
             "BROKEN: the journal of run {run_id}: journal line "
         ))
         .stderr_has("its content does not match its hash (edited)");
-    let text = signed_pack(dir.path(), &cmd, &run_id);
+    let text = crate::support::signed_pack_of_broken(dir.path(), &cmd, &run_id);
     let pack: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(pack["status"], Value::Null);
     cmd(&[

@@ -470,15 +470,35 @@ pub fn set_app_var(sandbox: &SandboxProcess, app: &str, var: &str, value: &str) 
 /// The pack of `run_id` signed with keys/evidence.key into pack.json by `cmd` (a command in
 /// `dir`); its text.
 pub fn signed_pack(dir: &Path, cmd: &dyn Fn(&[&str]) -> Output, run_id: &str) -> String {
-    cmd(&[
+    signed_pack_exiting(dir, cmd, run_id, Exit::Ok)
+}
+
+/// As [`signed_pack`], of a run whose journal or chain does not hold: the pack is written
+/// (it is the evidence of that), and the command says so and fails.
+pub fn signed_pack_of_broken(dir: &Path, cmd: &dyn Fn(&[&str]) -> Output, run_id: &str) -> String {
+    signed_pack_exiting(dir, cmd, run_id, Exit::StepFailed)
+}
+
+fn signed_pack_exiting(
+    dir: &Path,
+    cmd: &dyn Fn(&[&str]) -> Output,
+    run_id: &str,
+    exit: Exit,
+) -> String {
+    let out = cmd(&[
         "evidence",
         run_id,
         "--sign",
         "keys/evidence.key",
         "-o",
         "pack.json",
-    ])
-    .exit(Exit::Ok);
+    ]);
+    out.exit(exit);
+    if exit != Exit::Ok {
+        out.stderr_has(&format!(
+            "warning: the evidence of run {run_id} records a problem: "
+        ));
+    }
     std::fs::read_to_string(dir.join("pack.json")).unwrap()
 }
 

@@ -1052,7 +1052,9 @@ fn rows_written_in_another_logins_name_break_both_verifies() {
         "-o",
         "forged.json",
     ])
-    .exit(Exit::Ok);
+    // Written, but not as a success (team review: exit 0, nothing said).
+    .exit(Exit::StepFailed)
+    .stderr_has(&format!("warning: the evidence of run {run_id} records a problem: the run's journal did not hold when it was made"));
     let pack: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("forged.json")).unwrap())
             .unwrap();
@@ -1625,7 +1627,8 @@ fn a_journal_row_edited_in_sql_fails_both_verifies_and_a_signed_head_holds_the_e
         "pack.json",
     ])
     .run()
-    .exit(Exit::Ok);
+    .exit(Exit::StepFailed)
+    .stderr_has("records a problem: the run's journal did not hold when it was made");
     t(&[
         "evidence",
         "verify",

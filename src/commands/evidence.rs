@@ -50,6 +50,15 @@ pub fn run(args: EvidenceArgs, settings: &crate::settings::Settings) -> Result<u
                 }
                 None => ui::out(&text),
             }
+            // A pack that records a broken chain or a journal that does not hold is still
+            // written (it is the evidence of that), but not as a success: automation
+            // filing it would read exit 0 as a clean run (team review).
+            if let Err(problem) = check_content(&pack) {
+                ui::err(&format!(
+                    "warning: the evidence of run {run_id} records a problem: {problem}; `runbook audit verify` says more"
+                ));
+                return Ok(exit::STEP_FAILED);
+            }
             Ok(exit::OK)
         }
     }

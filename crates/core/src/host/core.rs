@@ -548,6 +548,14 @@ pub(crate) fn register(reg: &mut Registrar) {
             check_failed(&Stage::of(&c), "fail", message, Some(help.to_string()))
         },
     );
+    g.add(
+        "checks_unverifiable",
+        Effect::None,
+        &[],
+        "bool",
+        "Whether a check cannot be verified now: under `--dry-run`, once a write has been skipped\n(a later check may need it), when `fail` reports instead of failing. A wait stops at its first\nfailed attempt then: nothing it waits for can come (std/checks' `wait_until` does).",
+        |c: NativeCallContext| -> bool { Stage::of(&c).checks_unverifiable() },
+    );
     g.finish();
 
     let mut c = reg.module("");

@@ -1008,8 +1008,9 @@ step("create", "Create and join", |ctx| {
 }
 
 /// Under --dry-run a check after a skipped write is reported, not raised: a
-/// `checks::wait_until` that times out then stops waiting. Before, its failure returned into
-/// the loop, which polled until the step's own limit (10 minutes by default).
+/// `checks::wait_until` then stops waiting. Before, its failure returned into the loop,
+/// which polled until the step's own limit (10 minutes by default); then it waited out its
+/// own timeout (the IAM rotation's dry run, 30 s); now it stops at its first attempt.
 #[test]
 fn a_dry_run_wait_that_cannot_be_met_after_a_skipped_write_ends() {
     let runbook = r#"
@@ -1024,7 +1025,7 @@ step("create", "Create, then wait for it", |ctx| {
         .args(&["--dry-run"])
         .run();
     out.exit(Exit::Ok).stdout_has(
-        "[dry-run] check not verifiable without the skipped writes: timed out after 1s (1 attempt(s)) waiting for the key",
+        "[dry-run] check not verifiable without the skipped writes: not met at the first attempt, and not waited for: the key needs the skipped writes",
     );
 }
 

@@ -1559,6 +1559,25 @@ fn a_lost_write_that_did_not_apply_does_not_stop_resume() {
     assert_rotated(&rig.state(), "after resume");
 }
 
+/// The same lost write, but staging was put back on the old token by hand during the
+/// incident (a release since the run started): it holds the value from before, yet the
+/// write may have landed and been reverted on purpose. The resume asks, as for any other
+/// value (second reading: it wrote the new token again and went on to revoke).
+#[test]
+fn a_lost_write_whose_target_was_put_back_by_hand_stops_resume() {
+    let (rig, _) = stopped_by("heroku:PATCH:/apps/raxx-api-staging/config-vars=drop:times=4");
+    rig.sandbox.clear_faults();
+    set_app_token(&rig.sandbox, "raxx-api-staging", OLD_TOKEN);
+    let out = rig.resume(&[]);
+    out.exit(Exit::StepFailed)
+        .stderr_has("✗ not resumed: a write of this run may have applied and its target holds another value now: raxx-api-staging (POSTMARK_SERVER_TOKEN holds secret(…");
+    assert_eq!(app_token(&rig.state(), "raxx-api-staging"), OLD_TOKEN);
+    assert!(
+        live_tokens(&rig.state()).contains(&OLD_TOKEN.to_string()),
+        "not revoked"
+    );
+}
+
 /// Killed inside create twice: the second time right after the retry deleted the first
 /// attempt's key. The next resume does not delete that key again (SendGrid would answer
 /// 404 and the retry, and every rollback, would fail): the delete is in the journal.

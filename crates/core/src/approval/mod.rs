@@ -427,15 +427,22 @@ pub fn four_eyes(
     Ok(())
 }
 
-/// The decider drove none of the run's processes that acted (started it, resumed it, rolled
-/// it back), by login or by name: a run alice started and bob resumed asked bob's
+/// The decider drove none of the run's processes (started it, resumed it, rolled it back,
+/// attached to it), by login or by name: a run alice started and bob resumed asked bob's
 /// approval, and alice could give it (team review). A journal that cannot be read leaves
 /// the check to the request's asker (`four_eyes`).
 fn not_an_actor_of_the_run(store: &Store, run_id: &str, decider: &Identity) -> Result<()> {
-    let Ok((_, ledger)) = crate::ledger::open(store, run_id) else {
-        return Ok(());
-    };
-    for p in ledger.processes.iter().filter(|p| p.acted) {
+    // Unread, it cannot say who ran the run: no decision (second reading: skipping the
+    // check let a damaged or unreachable journal through).
+    let (_, ledger) = crate::ledger::open(store, run_id).map_err(|e| {
+        Error::usage(
+            format!("run {run_id}'s journal cannot be read to check who ran it: {e}; nothing was decided"),
+            format!("decide once it can be read (`runbook runs {run_id}`)"),
+        )
+    })?;
+    // Every process of the run, whether it reached a step or not: one that only filed its
+    // request, or wrote at the REPL, ran it too (second reading).
+    for p in &ledger.processes {
         let by_login = matches!((&p.login, &decider.login), (Some(a), Some(d)) if a == d);
         let by_name = decider.names().any(|d| same_actor(&p.actor, d));
         if by_login || by_name {

@@ -228,13 +228,17 @@ pub(crate) fn refresh_targets(session: &Session, steps: &[&str], undoing: bool) 
 /// Which of two reads of one target decides: a change by someone else over anything, then
 /// what this run's rollback put back, then what the run wrote, then a write that may have
 /// applied and does not show (another write of the run that holds means the undo must run:
-/// an app whose token was set, beside a second var whose write got a 500), then no read.
+/// an app whose token was set, beside a second var whose write got a 500), then one that
+/// did not land, then no read.
 fn weight(holds: Holds) -> u8 {
     match holds {
-        Holds::Changed => 4,
-        Holds::Restored => 3,
-        Holds::AsWritten => 2,
-        Holds::NotShown | Holds::Before => 1,
+        Holds::Changed => 5,
+        Holds::Restored => 4,
+        Holds::AsWritten => 3,
+        // A var that may be someone's fix outweighs one that did not land: the operator
+        // is asked (second reading).
+        Holds::NotShown => 2,
+        Holds::Before => 1,
         Holds::Unread => 0,
     }
 }
@@ -294,8 +298,17 @@ fn read_back(
             // A resume writes it again only where it holds a value the run had before
             // (the old credential: the write did not land); anything else may be someone's
             // fix, and the operator says which (`resume.rewrite`).
+            let since = session
+                .run()
+                .ledger()
+                .read(String::new(), |l| l.started_at.clone());
             if !undoing
-                && crate::host::readback::holds_one_of(session.run(), w, &known_before(session))
+                && crate::host::readback::did_not_land(
+                    session.run(),
+                    w,
+                    &known_before(session),
+                    &since,
+                )
             {
                 say.progress(format!(
                     "    · {what}: its write did not land (it holds the value from before this run); the step writes it again"
@@ -653,5 +666,7 @@ mod tests {
         assert!(weight(Holds::Restored) > weight(Holds::NotShown));
         assert!(weight(Holds::Changed) > weight(Holds::Restored));
         assert!(weight(Holds::NotShown) > weight(Holds::Unread));
+        assert!(weight(Holds::NotShown) > weight(Holds::Before));
+        assert!(weight(Holds::Before) > weight(Holds::Unread));
     }
 }

@@ -351,10 +351,8 @@ fn past_no_return(r: &Reopened) -> Option<String> {
     plan.steps
         .iter()
         .enumerate()
-        .find(|(i, s)| {
-            s.irreversible.is_some()
-                && (r.completed.contains(i) || super::refresh::took_effect(&r.session, &s.id))
-        })
+        // As the rollback itself judges: its verify may read that it did not take effect.
+        .find(|(i, s)| super::refresh::blocks(&r.session, s, r.completed.contains(i)))
         .map(|(_, s)| s.id.clone())
 }
 

@@ -303,7 +303,13 @@ fn refuse_unfinished(store: &Store, runbook: &Runbook, key: &str, target: Target
     // Asked with --break-lock, the run may be alive, holding the lock: not one that died
     // (team review: `exec --break-lock` called a run waiting for an approval dead).
     let live = match store.lock_read(&super::lock::lock_name(key, target)) {
-        Ok(crate::store::Slot::Held(Some(h))) if h.run_id == *id && !h.is_dead() => Some(h),
+        // Shown alive: its process here, or a lease it keeps renewing. One on another host
+        // of a shared folder is not known either way: the remedies below stay.
+        Ok(crate::store::Slot::Held(Some(h)))
+            if h.run_id == *id && (h.is_alive_here() || (h.expires.is_some() && !h.expired)) =>
+        {
+            Some(h)
+        }
         _ => None,
     };
     if let Some(h) = live {

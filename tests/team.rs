@@ -1354,15 +1354,9 @@ fn ctrl_c_during_a_call_the_database_does_not_answer_stops_the_run() {
     assert_eq!(last["status"], "interrupted", "{journal:?}");
 }
 
-/// Alice's run wrote, then waited for an approval, alive; `exec --break-lock` from another
-/// machine said it had "died without recording an end" and offered resume, rollback or
-/// abandon (team review). It says the run is still running, and who holds its lock.
-#[test]
-fn break_lock_beside_a_live_run_says_it_runs_not_that_it_died() {
-    let Some(db) = Database::fresh("break_lock_beside_a_live_run") else {
-        return;
-    };
-    let rig = Rig::new();
+/// gated-write.rhai in the rig's folder: a write to raxx-api-prod, then a gated step (two
+/// minutes to decide), so that an unfinished run is one that changed something. Its path.
+fn gated_write(rig: &Rig) -> std::path::PathBuf {
     rig.file(
         "gated-write.rhai",
         r#"runbook(#{ id: "gated-write", title: "A gated change after a write", secret: "GATED_KEY" });
@@ -1372,7 +1366,19 @@ step("gated", "The change", |ctx| { print("gated step ran"); })
     .approval(#{ by: "another operator", timeout: "120s" });
 "#,
     );
-    let path = rig.path().join("gated-write.rhai");
+    rig.path().join("gated-write.rhai")
+}
+
+/// Alice's run wrote, then waited for an approval, alive; `exec --break-lock` from another
+/// machine said it had "died without recording an end" and offered resume, rollback or
+/// abandon (team review). It says the run is still running, and who holds its lock.
+#[test]
+fn break_lock_beside_a_live_run_says_it_runs_not_that_it_died() {
+    let Some(db) = Database::fresh("break_lock_beside_a_live_run") else {
+        return;
+    };
+    let rig = Rig::new();
+    let path = gated_write(&rig);
     let path = path.to_str().unwrap();
     let a_dir = rig.path().join("laptop-a").to_string_lossy().into_owned();
     let mut a = rig
@@ -1412,16 +1418,7 @@ fn the_operator_who_started_a_run_cannot_approve_its_resumed_request() {
         return;
     };
     let rig = Rig::new();
-    rig.file(
-        "gated-write.rhai",
-        r#"runbook(#{ id: "gated-write", title: "A gated change after a write", secret: "GATED_KEY" });
-step("prepare", "Prepare", |ctx| { heroku::set_config("raxx-api-prod", #{ GATED_MARK: "on" }); })
-    .undo(|ctx| { heroku::set_config("raxx-api-prod", #{ GATED_MARK: () }); });
-step("gated", "The change", |ctx| { print("gated step ran"); })
-    .approval(#{ by: "another operator", timeout: "120s" });
-"#,
-    );
-    let path = rig.path().join("gated-write.rhai");
+    let path = gated_write(&rig);
     let path = path.to_str().unwrap();
     let on_machine = |machine: &str, login: &str, args: &[&str]| {
         let dir = rig.path().join(machine).to_string_lossy().into_owned();

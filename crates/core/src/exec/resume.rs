@@ -370,15 +370,21 @@ fn not_resumed(r: &mut Reopened, why: [String; 2]) -> Report {
 /// value hold what they held before the run (`resume.rewrite`, a judgement `--yes` does not
 /// give): the step then writes them again.
 fn rewrite_not_shown(r: &Reopened, unsure: &str) -> bool {
-    let question = format!(
-        "These targets may have been written by this run and hold another value now: {unsure}. Is that the value from before this run (the write did not land), so that the step writes them again?"
-    );
-    let yes = match r
-        .session
-        .run()
-        .operator()
-        .confirm_judgement("resume.rewrite", &question)
-    {
+    judged(
+        r,
+        "resume.rewrite",
+        &format!(
+            "These targets may have been written by this run and hold another value now: {unsure}. Is that the value from before this run (the write did not land), so that the step writes them again?"
+        ),
+        "  writing them again: they hold the value from before this run, as the operator said (resume.rewrite)",
+    )
+}
+
+/// The operator's judgement `id` on `question`; `said` when yes. No answer is the refusal
+/// the caller makes, which names the key; an answer that is not one (`= "yes"`) or Ctrl-C is
+/// said, not taken for a quiet "no".
+fn judged(r: &Reopened, id: &str, question: &str, said: &str) -> bool {
+    let yes = match r.session.run().operator().confirm_judgement(id, question) {
         Ok(yes) => yes,
         Err(crate::prompt::PromptError::NoAnswer { .. }) => false,
         Err(e) => {
@@ -387,9 +393,7 @@ fn rewrite_not_shown(r: &Reopened, unsure: &str) -> bool {
         }
     };
     if yes {
-        r.session.run().say().warning(
-            "  writing them again: they hold the value from before this run, as the operator said (resume.rewrite)",
-        );
+        r.session.run().say().warning(said);
     }
     yes
 }
@@ -397,32 +401,15 @@ fn rewrite_not_shown(r: &Reopened, unsure: &str) -> bool {
 /// Whether the operator goes on with targets that could not be read back: a judgement
 /// (`resume.unread`) `--yes` does not give, for going on builds on what nobody checked.
 fn go_on_unread(r: &Reopened, unread: &[String]) -> bool {
-    let question = format!(
-        "What the run's targets hold now could not be read: {}. Go on without checking them (the steps after may build on values someone changed)?",
-        unread.join("; ")
-    );
-    // No answer is the refusal below, which names the key; an answer that is not one
-    // (`= "yes"`) or Ctrl-C is said, not taken for a quiet "no".
-    let yes = match r
-        .session
-        .run()
-        .operator()
-        .confirm_judgement("resume.unread", &question)
-    {
-        Ok(yes) => yes,
-        Err(crate::prompt::PromptError::NoAnswer { .. }) => false,
-        Err(e) => {
-            r.session.run().say().warning(format!("  {e}"));
-            false
-        }
-    };
-    if yes {
-        r.session
-            .run()
-            .say()
-            .warning("  going on without reading them back, as the operator said (resume.unread)");
-    }
-    yes
+    judged(
+        r,
+        "resume.unread",
+        &format!(
+            "What the run's targets hold now could not be read: {}. Go on without checking them (the steps after may build on values someone changed)?",
+            unread.join("; ")
+        ),
+        "  going on without reading them back, as the operator said (resume.unread)",
+    )
 }
 
 /// `runbook resume`: decides where the stopped run continues (a step that died mid-way

@@ -1540,9 +1540,9 @@ fn staging_unreadable_after_verify(answers: &str) -> Rig {
 
 /// Heroku never got propagate's PATCH for staging (the connection dropped each time): the
 /// write's outcome is unknown, and staging still holds the old token. That is not "changed
-/// since the run": staging holds the value the run had before it wrote (the old token), so
-/// the write did not land; resume does not stop on it (its step writes it again) and finishes
-/// the rotation. (A value the run never had stops it: the next test.)
+/// since the run": no release of staging is newer than the run's start, so the write did
+/// not land; resume does not stop on it (its step writes it again) and finishes the
+/// rotation. (A change since, even back to the old token, stops it: the next test.)
 #[test]
 fn a_lost_write_that_did_not_apply_does_not_stop_resume() {
     let (rig, _) = stopped_by("heroku:PATCH:/apps/raxx-api-staging/config-vars=drop:times=4");
@@ -1554,7 +1554,7 @@ fn a_lost_write_that_did_not_apply_does_not_stop_resume() {
     );
     let out = rig.resume(&[]);
     out.exit(Exit::Ok).stdout_has(
-        "· heroku::set_config on raxx-api-staging: its write did not land (it holds the value from before this run); the step writes it again",
+        "· heroku::set_config on raxx-api-staging: its write did not land (nothing changed it since the run started); the step writes it again",
     );
     assert_rotated(&rig.state(), "after resume");
 }

@@ -420,7 +420,9 @@ fn timeline_line(e: &Stamped, proven: Option<&str>) -> Option<String> {
                     "may have applied, but does not hold what this run wrote; left alone"
                         .to_string()
                 }
-                Holds::Before => "did not land: holds the value from before this run".to_string(),
+                Holds::Before => {
+                    "did not land: nothing changed it since the run started".to_string()
+                }
             };
             format!("  refresh: {} on {}: {holds}", r.function, r.target)
         }

@@ -385,9 +385,9 @@ pub enum Holds {
     /// to undo, so the rollback leaves it; a resume asks the operator which (`resume.rewrite`)
     /// before its step writes it again.
     NotShown,
-    /// A write that may have applied does not show, and the target holds a value the run
-    /// had before it wrote (the old credential): it did not land. The rollback leaves it; a
-    /// resume's step writes it again.
+    /// A write that may have applied does not show, and nothing changed its target since
+    /// the run started (no Heroku release, no newer Infisical version): it did not land.
+    /// The rollback leaves it; a resume's step writes it again.
     Before,
 }
 

@@ -295,23 +295,16 @@ fn read_back(
         // Either way there is nothing of this run's there to undo, and an undo would write
         // over what the target holds now: left alone, as a target changed since is.
         Holds::Changed if w.outcome == WriteOutcome::Unknown => {
-            // A resume writes it again only where it holds a value the run had before
-            // (the old credential: the write did not land); anything else may be someone's
-            // fix, and the operator says which (`resume.rewrite`).
+            // A resume writes it again only where nothing changed it since the run started
+            // (the write did not land); anything else may be someone's fix, and the
+            // operator says which (`resume.rewrite`).
             let since = session
                 .run()
                 .ledger()
                 .read(String::new(), |l| l.started_at.clone());
-            if !undoing
-                && crate::host::readback::did_not_land(
-                    session.run(),
-                    w,
-                    &known_before(session),
-                    &since,
-                )
-            {
+            if !undoing && crate::host::readback::did_not_land(session.run(), w, &since) {
                 say.progress(format!(
-                    "    · {what}: its write did not land (it holds the value from before this run); the step writes it again"
+                    "    · {what}: its write did not land (nothing changed it since the run started); the step writes it again"
                 ));
                 return Some((Holds::Before, None, false));
             }
@@ -458,21 +451,6 @@ pub(crate) fn not_shown(session: &Session, all: bool) -> Option<String> {
         |r| r.holds == Holds::NotShown || (all && r.holds == Holds::Before),
         "",
     )
-}
-
-/// Every text value `ctx` holds (credentials, ids): what a target may hold from before
-/// the run wrote it.
-fn known_before(session: &Session) -> Vec<String> {
-    let ctx = session.ctx();
-    ctx.keys()
-        .into_iter()
-        .filter_map(|k| ctx.get(&k))
-        .filter_map(|v| match v.clone().try_cast::<runbook_secret::Secret>() {
-            Some(s) => Some(s.expose().to_string()),
-            None => v.into_immutable_string().ok().map(|s| s.to_string()),
-        })
-        .filter(|v| !v.is_empty())
-        .collect()
 }
 
 /// The targets someone changed since the run wrote them: what stops a resume, and what makes

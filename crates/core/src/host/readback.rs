@@ -34,16 +34,15 @@ pub(crate) fn read(run: &RunContext, w: &Write) -> (Holds, Option<String>, bool)
     }
 }
 
-/// Whether a lost write of `w` did not land: its Heroku app holds, in every var it wrote,
-/// one of `known` (values the run had before it wrote: the old credential), and no release
-/// of the app is newer than the run's start (`since`, RFC 3339), so nothing changed it
-/// during the run; or its Infisical secret holds one of `known` in a version no newer than
-/// the run's start. A release since may be the write landing and someone putting the old
-/// value back by hand (the commonest fix during an incident): not judged here, the
+/// Whether a lost write of `w` did not land: nothing changed its target since the run
+/// started (`since`, RFC 3339), and a write that landed would have. On Heroku every config
+/// change is a release, so no release newer than the run's start means the write did not
+/// land; on Infisical every write is a version, so a current version no newer than the
+/// run's start means the same. A change since may be the write landing and someone putting
+/// the old value back by hand (the commonest fix during an incident): not judged here, the
 /// operator is asked (second reading). Other targets, a read that fails, a time that does
-/// not parse: not judged either.
-pub(crate) fn did_not_land(run: &RunContext, w: &Write, known: &[String], since: &str) -> bool {
-    let is_known = |v: Option<&str>| v.is_some_and(|v| known.iter().any(|k| k == v));
+/// not parse: not judged either. The vendors' clocks are trusted to the second.
+pub(crate) fn did_not_land(run: &RunContext, w: &Write, since: &str) -> bool {
     let rfc3339 = |s: &str| {
         time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
     };
@@ -51,54 +50,43 @@ pub(crate) fn did_not_land(run: &RunContext, w: &Write, known: &[String], since:
     let Some(since) = rfc3339(since).map(|t| t + time::Duration::seconds(1)) else {
         return false;
     };
+    let before = |at: &str| rfc3339(at).is_some_and(|at| at < since);
     let Ok(v) = run.vendors() else { return false };
-    if w.function == "infisical::set_secret" {
-        let field = |k: &str| w.detail[k].as_str().unwrap_or_default().to_string();
-        let (project, env, path, name) = (
-            field("project_id"),
-            field("env"),
-            field("path"),
-            field("name"),
-        );
-        let read = run.block(
-            &format!("infisical GET /api/v4/secrets/{name}"),
-            async move {
-                v.infisical()
-                    .get_secret(&project, &env, &path, &name, None)
-                    .await
-            },
-        );
-        // Its current version unchanged since the run started, and a value from before.
-        return read.is_ok_and(|now| {
-            let updated = if now.updated_at.is_empty() {
-                &now.created_at
-            } else {
-                &now.updated_at
-            };
-            rfc3339(updated).is_some_and(|at| at < since) && is_known(Some(now.value.expose()))
-        });
+    match w.function.as_str() {
+        "infisical::set_secret" => {
+            let field = |k: &str| w.detail[k].as_str().unwrap_or_default().to_string();
+            let (project, env, path, name) = (
+                field("project_id"),
+                field("env"),
+                field("path"),
+                field("name"),
+            );
+            let read = run.block(
+                &format!("infisical GET /api/v4/secrets/{name}"),
+                async move {
+                    v.infisical()
+                        .get_secret(&project, &env, &path, &name, None)
+                        .await
+                },
+            );
+            read.is_ok_and(|now| {
+                before(if now.updated_at.is_empty() {
+                    &now.created_at
+                } else {
+                    &now.updated_at
+                })
+            })
+        }
+        "heroku::set_config" => {
+            let app = w.target.clone();
+            let newest = run.block(
+                &format!("heroku GET /apps/{app}/releases (the newest)"),
+                async move { v.heroku().latest_release(&app).await },
+            );
+            newest.is_ok_and(|r| r.is_some_and(|r| before(&r.created_at)))
+        }
+        _ => false,
     }
-    if w.function != "heroku::set_config" {
-        return false;
-    }
-    let Some(vars) = w.detail["vars"].as_object() else {
-        return false;
-    };
-    let app = w.target.clone();
-    let read = run.block(
-        &format!("heroku GET /apps/{app}/config-vars and its newest release"),
-        async move {
-            let heroku = v.heroku();
-            let config = heroku.config_vars(&app).await?;
-            let newest = heroku.latest_release(&app).await?;
-            Ok::<_, runbook_vendors::VendorError>((config, newest))
-        },
-    );
-    let Ok((now, newest)) = read else {
-        return false;
-    };
-    let quiet = newest.is_some_and(|r| rfc3339(&r.created_at).is_some_and(|at| at < since));
-    quiet && vars.keys().all(|k| is_known(now.get(k)))
 }
 
 /// Why a target was not read back.

@@ -43,41 +43,23 @@ pub(crate) fn read(run: &RunContext, w: &Write) -> (Holds, Option<String>, bool)
 /// operator is asked (second reading). Other targets, a read that fails, a time that does
 /// not parse: not judged either. The vendors' clocks are trusted to the second.
 pub(crate) fn did_not_land(run: &RunContext, w: &Write, since: &str) -> bool {
-    let rfc3339 = |s: &str| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-    };
     // The journal's times are whole seconds: the run started within the second after.
     let Some(since) = rfc3339(since).map(|t| t + time::Duration::seconds(1)) else {
         return false;
     };
     let before = |at: &str| rfc3339(at).is_some_and(|at| at < since);
-    let Ok(v) = run.vendors() else { return false };
     match w.function.as_str() {
-        "infisical::set_secret" => {
-            let field = |k: &str| w.detail[k].as_str().unwrap_or_default().to_string();
-            let (project, env, path, name) = (
-                field("project_id"),
-                field("env"),
-                field("path"),
-                field("name"),
-            );
-            let read = run.block(
-                &format!("infisical GET /api/v4/secrets/{name}"),
-                async move {
-                    v.infisical()
-                        .get_secret(&project, &env, &path, &name, None)
-                        .await
-                },
-            );
-            read.is_ok_and(|now| {
+        "infisical::set_secret" => infisical_current(run, &w.detail).is_ok_and(|now| {
+            now.is_some_and(|now| {
                 before(if now.updated_at.is_empty() {
                     &now.created_at
                 } else {
                     &now.updated_at
                 })
             })
-        }
+        }),
         "heroku::set_config" => {
+            let Ok(v) = run.vendors() else { return false };
             let app = w.target.clone();
             let newest = run.block(
                 &format!("heroku GET /apps/{app}/releases (the newest)"),
@@ -158,8 +140,12 @@ fn heroku_config(run: &RunContext, app: &str, detail: &Value) -> Result<Option<S
     Ok((!changed.is_empty()).then(|| changed.join(", ")))
 }
 
-/// `None` when Infisical's current version is the value the write stored.
-fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, Unread> {
+/// The current version of the Infisical secret a write's `detail` names; `None` when it is
+/// not there.
+fn infisical_current(
+    run: &RunContext,
+    detail: &Value,
+) -> Result<Option<runbook_vendors::infisical::SecretRecord>, Unread> {
     let field = |k: &str| detail[k].as_str().unwrap_or_default().to_string();
     let (project, env, path, name) = (
         field("project_id"),
@@ -171,18 +157,27 @@ fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, 
         .vendors()
         .map_err(|e| Unread::Unknowable(e.to_string()))?;
     let label = format!("infisical GET /api/v4/secrets/{name}");
-    let now = run
-        .block(&label, async move {
-            match v
-                .infisical()
-                .get_secret(&project, &env, &path, &name, None)
-                .await
-            {
-                Err(e) if e.kind() == runbook_vendors::ErrorKind::NotFound => Ok(None),
-                read => read.map(Some),
-            }
-        })
-        .map_err(|e| unread(&e))?;
+    run.block(&label, async move {
+        match v
+            .infisical()
+            .get_secret(&project, &env, &path, &name, None)
+            .await
+        {
+            Err(e) if e.kind() == runbook_vendors::ErrorKind::NotFound => Ok(None),
+            read => read.map(Some),
+        }
+    })
+    .map_err(|e| unread(&e))
+}
+
+/// A time as the vendors and the journal write it (RFC 3339).
+fn rfc3339(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// `None` when Infisical's current version is the value the write stored.
+fn infisical_secret(run: &RunContext, detail: &Value) -> Result<Option<String>, Unread> {
+    let now = infisical_current(run, detail)?;
     // Gone: removed since (a staging copy by this run's own cleanup, or by hand). What its
     // undo does then is the undo's to decide, as the journal says.
     let Some(now) = now else {
@@ -208,9 +203,6 @@ fn github_secret(
     detail: &Value,
     at: Option<&str>,
 ) -> Result<Option<String>, Unread> {
-    let rfc3339 = |s: &str| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-    };
     let name = detail["name"].as_str().unwrap_or_default().to_string();
     let Some(wrote) = at.and_then(rfc3339) else {
         return Err(Unread::Unknowable(

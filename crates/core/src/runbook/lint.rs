@@ -682,14 +682,11 @@ fn url_params_outside_egress(loaded: &Runbook, program: &Program) -> Vec<ScriptE
 /// The scheme and host of a call's URL argument, when the script writes them literally
 /// (`"https://host/x"`, or a template whose first part reaches past the host).
 fn literal_url(e: &Expr) -> Option<String> {
-    // A whole literal ends its host at its end; a template's first part only at a `/`.
-    let (start, whole) = match e {
-        Expr::StringConstant(s, _) => (s.to_string(), true),
-        Expr::InterpolatedString(parts, _) => match parts.first() {
-            Some(Expr::StringConstant(s, _)) => (s.to_string(), false),
-            _ => return None,
-        },
-        _ => return None,
+    // A whole literal ends its host at its end; a template's literal start only at a `/`.
+    let text = super::program::literal(e)?;
+    let (start, whole) = match text.split_once('…') {
+        Some((start, _)) => (start.to_string(), false),
+        None => (text, true),
     };
     let (scheme, rest) = start.split_once("://")?;
     let host_end = match rest.find(['/', '?', '#']) {

@@ -308,7 +308,7 @@ fn asks(function: &str) -> bool {
 
 /// Text of an expression as far as it is literal: a string, or a template whose computed
 /// parts show as `…`.
-fn literal(e: &Expr) -> Option<String> {
+pub(crate) fn literal(e: &Expr) -> Option<String> {
     match e {
         Expr::StringConstant(s, _) => Some(s.to_string()),
         Expr::InterpolatedString(parts, _) => Some(

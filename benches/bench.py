@@ -93,19 +93,31 @@ class Sandbox:
 
 
 def timed(cmd, env, cwd):
-    """Runs cmd under /usr/bin/time: (wall s, cpu s, peak RSS KiB). The wall is timed here,
-    around it (so it includes time's own start, well under a millisecond): `/usr/bin/time`
-    gives it only to 10 ms (used for it until 2026-12-05), and the ratios now sit within a
-    few ms of their targets."""
-    t = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", *cmd], env=env, cwd=cwd,
+    """Runs cmd: (wall s, cpu s). The wall is timed here, around the child's start and its
+    reaping; the CPU is the kernel's, from wait4. Until 2026-12-07 the child ran under
+    `/usr/bin/time`: its own exec (about 1 ms: `perf stat -r 100 /bin/true`) was in every
+    wall of both sides, and the CPU it printed was cut to 10 ms (20 ms for the engine's
+    28 at 0 ms)."""
+    with tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{cmd[0]} failed:\n{err.read().decode(errors='replace')}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def peak_rss(cmd, env, cwd):
+    """Peak RSS of one run of cmd, KiB, from `/usr/bin/time` (a run of its own: a child
+    started from here counts this Python's pages from before its exec)."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], env=env, cwd=cwd,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t
-    last = out.stderr.strip().splitlines()[-1]
     if out.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed:\n{out.stderr}")
-    user, sys_, rss = last.split()
-    return wall, float(user) + float(sys_), int(rss)
+    return int(out.stderr.strip().splitlines()[-1])
 
 
 def engine_env(sb, state):
@@ -150,14 +162,16 @@ def end_to_end(work, n):
         sb = Sandbox(work, ["raxx-api-prod", "raxx-api-staging"], latency)
         env = engine_env(sb, os.path.join(work, f"state-{latency}"))
         engine, peer = [], []
+        engine_cmd = [BIN, "exec", "postmark", "--yes"]
+        peer_cmd = ["bash", os.path.join(PEER, "postmark.sh")]
         calls, paths = {}, {}
         # How long the simulators took per call: the injected latency and their handler.
         served = []
         for _ in range(n):
             before = sb.requests()
-            engine.append(timed([BIN, "exec", "postmark", "--yes"], env, work))
+            engine.append(timed(engine_cmd, env, work))
             mid = sb.requests()
-            peer.append(timed(["bash", os.path.join(PEER, "postmark.sh")], env, work))
+            peer.append(timed(peer_cmd, env, work))
             log = sb.state()["requests"]
             # The sandbox does not log its control routes, so the bench's own reads of the
             # state are not in the log: every request here is one side's. (Until 2026-12-05
@@ -173,22 +187,22 @@ def end_to_end(work, n):
                       f"first request to last answer {span:.0f} ms):")
                 for i, line in enumerate(rounds(mine["engine"]), 1):
                     print(f"  {i:>2}. {line}")
+        rss = {"engine": peak_rss(engine_cmd, env, work), "peer": peak_rss(peer_cmd, env, work)}
         sb.stop()
-        rows.append((latency, engine, peer, calls, paths, statistics.median(served)))
+        rows.append((latency, engine, peer, calls, paths, statistics.median(served), rss))
     print("\n1. Postmark rotation end to end (median of %d alternating runs)" % n)
     print(f"{'latency':>8} {'side':<8} {'wall ms':>9} {'cpu ms':>8} {'rss MiB':>8} {'calls':>6} {'path':>5} {'floor ms':>9} {'wall/floor':>10} {'SOP floor':>10} {'wall/SOP':>9}")
-    for latency, engine, peer, calls, paths, served in rows:
+    for latency, engine, peer, calls, paths, served, rss in rows:
         for side, runs in (("engine", engine), ("peer", peer)):
             wall = statistics.median(r[0] for r in runs) * 1000
             cpu = statistics.median(r[1] for r in runs) * 1000
-            rss = statistics.median(r[2] for r in runs) / 1024
             # Its own floor: its critical path (dependent calls, measured at the simulators)
             # x the latency; the SOP's floor: the SOP's own chain of dependent calls.
             floor = paths[side] * latency
             sop = SOP_CHAIN * latency
             ratio = f"{wall / floor:.2f}" if floor else "-"
             sop_ratio = f"{wall / sop:.2f}" if sop else "-"
-            print(f"{latency:>6}ms {side:<8} {wall:>9.0f} {cpu:>8.0f} {rss:>8.1f} {calls[side]:>6} {paths[side]:>5} {floor:>9} {ratio:>10} {sop:>10} {sop_ratio:>9}")
+            print(f"{latency:>6}ms {side:<8} {wall:>9.0f} {cpu:>8.0f} {rss[side] / 1024:>8.1f} {calls[side]:>6} {paths[side]:>5} {floor:>9} {ratio:>10} {sop:>10} {sop_ratio:>9}")
         e = statistics.median(r[0] for r in engine)
         p = statistics.median(r[0] for r in peer)
         print(f"{'':>8} peer/engine wall ratio: {p / e:.1f}x; "
@@ -255,12 +269,12 @@ def authoring(work):
             with open(os.path.join(sub, f"rb-{d:02d}-{f:02d}.rhai"), "w") as out:
                 out.write(template.replace('id: "clean"', f'id: "rb-{d:02d}-{f:02d}"'))
     env = dict(os.environ, RUNBOOK_STATE_DIR=os.path.join(work, "state-many"), RUNBOOK_PATH=tree)
-    check = timed([BIN, "check", tree], env, work)
-    listing = timed([BIN, "list", "--json"], env, work)
     print("\n3. Authoring scale: 10,000 runbooks in 100 folders")
     print(f"{'command':<22} {'wall ms':>9} {'rss MiB':>8}")
-    print(f"{'check DIR':<22} {check[0] * 1000:>9.0f} {check[2] / 1024:>8.1f}")
-    print(f"{'list (RUNBOOK_PATH)':<22} {listing[0] * 1000:>9.0f} {listing[2] / 1024:>8.1f}")
+    for name, cmd in (("check DIR", [BIN, "check", tree]),
+                      ("list (RUNBOOK_PATH)", [BIN, "list", "--json"])):
+        wall = timed(cmd, env, work)[0]
+        print(f"{name:<22} {wall * 1000:>9.0f} {peak_rss(cmd, env, work) / 1024:>8.1f}")
 
 
 def startup(work):

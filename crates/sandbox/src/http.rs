@@ -269,18 +269,29 @@ async fn faults(State(mw): State<Mw>, req: Request, next: Next) -> Response {
     }
 }
 
-/// Waits `d`, to within a tenth of a millisecond. tokio's timer rounds a sleep up to its
-/// next millisecond tick and wakes after it, so `latency=20` took 20.5 to 22 ms: 7% more
-/// than it says, on every call of both sides of a bench. The last 2 ms are slept on a
-/// blocking thread, whose nanosleep wakes within tens of microseconds.
+/// Waits `d`, to within tens of microseconds. tokio's timer rounds a sleep up to its next
+/// millisecond tick and wakes after it, so `latency=20` took 20.5 to 22 ms: 7% more than it
+/// says, on every call of both sides of a bench. The last 2 ms are waited on a blocking
+/// thread: a nanosleep there still woke 0.15-0.2 ms late (timer slack, a CPU woken from
+/// idle), so its last 150 µs are spun. 20.23 ms became 20.08 at 20 ms, as the request log
+/// times it (docs/performance.md).
 async fn latency(d: Duration) {
+    const SPUN: Duration = Duration::from_micros(150);
     let deadline = std::time::Instant::now() + d;
     if let Some(coarse) = d.checked_sub(Duration::from_millis(2)) {
         tokio::time::sleep(coarse).await;
     }
     let rest = deadline.saturating_duration_since(std::time::Instant::now());
     if !rest.is_zero() {
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(slept) = rest.checked_sub(SPUN) {
+                std::thread::sleep(slept);
+            }
+            while std::time::Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+        })
+        .await;
     }
 }
 

@@ -34,10 +34,16 @@ def main():
             wall = (time.perf_counter() - t) * 1000
             if out.returncode != 0:
                 raise SystemExit(out.stderr[-2000:])
+            seen, last = set(), []
             for line in out.stderr.splitlines():
                 if line.startswith("T "):
                     _, at, label = line.split(None, 2)
-                    marks.setdefault(label, []).append(float(at))
+                    last.append((float(at), label))
+                    # Marks met more than once a run (a call, a gate, a record) are in the
+                    # last run's listing only.
+                    if label not in seen:
+                        seen.add(label)
+                        marks.setdefault(label, []).append(float(at))
                 elif line.startswith("S "):
                     label, rest = line[2:].rsplit(" n=", 1)
                     count, ms, _ = rest.split()
@@ -45,9 +51,16 @@ def main():
             outside.append(wall - marks["end"][-1])
     finally:
         sb.stop()
-    print(f"engine at {latency} ms per call, median of {n} runs (ms from main's start):")
+    print(f"the last run's marks in order (ms from main's start, + since the mark before):")
+    before = 0.0
+    for at, label in last:
+        print(f"  {at:8.2f} +{at - before:6.2f}  {label}")
+        before = at
+    print(f"engine at {latency} ms per call, median of {n} runs (ms from main's start; a"
+          f" mark met more than once, its first):")
     for label, ats in sorted(marks.items(), key=lambda kv: statistics.median(kv[1])):
-        print(f"  {statistics.median(ats):8.1f}  {label}")
+        if len(ats) == n:
+            print(f"  {statistics.median(ats):8.1f}  {label}")
     print(f"  outside main (exec, exit, the harness): {statistics.median(outside):.1f} ms")
     print("span totals per run (median):")
     for label, rows in spans.items():

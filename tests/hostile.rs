@@ -1168,3 +1168,159 @@ step("ask", "Ask", |ctx| {
     out.stderr_has(&format!("it asks: {one_line}"));
     assert!(!out.stderr.contains("\n  ? Roll back"), "{}", out.stderr);
 }
+
+/// Before: an answer's credential under a name that is not a credential's own (Neon's
+/// `connection_uri`, a Slack `webhook_url`, a JWT pair's `access` and `refresh`, a
+/// `connection_string` with its password, a `passphrase`) came back as text when the script
+/// forgot `secrets:`, and went to the screen and the journal (hostile review). Settings
+/// about a credential (`access_key_id`, `access_level`, a time) stay text.
+#[test]
+fn credentials_an_answer_hands_out_under_other_names_come_back_secrets() {
+    let held = [
+        (
+            "connection_uri",
+            "postgres://app:NeWpGpAsS0020@ep-x.neon.tech/app",
+        ),
+        (
+            "webhook_url",
+            "https://hooks.slack.com/services/T1/B2/wEbHoOkSeCrEt456",
+        ),
+        (
+            "access",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnU2VjcmV0",
+        ),
+        ("refresh", "rEfReShVaLuE9876543210zz"),
+        (
+            "connection_string",
+            "Server=db;Database=app;Password=CoNnStRpW0rd55;",
+        ),
+        ("passphrase", "Tr0ub4dor&3-pHrAsE-xyz"),
+        ("sessionCookie", "s%3AcOoKiEvAlUe.4f9a8b7c"),
+    ];
+    let mut body = serde_json::json!({
+        "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+        "access_level": "admin",
+        "session_expires_at": "2026-12-08T00:00:00Z",
+    });
+    for (k, v) in held {
+        body[k] = serde_json::Value::String(v.to_string());
+    }
+    let url = answer_server(body.to_string(), "application/json");
+    let mut checks = String::new();
+    for (k, _) in held {
+        checks.push_str(&format!(
+            "    ensure(secret::is_secret(r.json.{k}), \"{k} is a Secret\");\n"
+        ));
+    }
+    let runbook = format!(
+        r#"runbook(#{{ id: "create", title: "Create a branch" }});
+param("url", #{{ help: "where" }});
+step("create", "Create a branch", |ctx| {{
+    let r = http::post(`${{ctx.params.url}}/branches`, #{{ json: #{{ name: "b" }}, what: "create branch" }});
+{checks}    for k in ["access_key_id", "access_level", "session_expires_at"] {{
+        ensure(!secret::is_secret(r.json[k]), `${{k}} stays text`);
+    }}
+    print(r.json);
+    print(r.body);
+    ctx.created = r.json;
+}}).no_undo("a test");
+"#
+    );
+    let out = with_script("exec", "create.rhai", &runbook)
+        .args(&["--yes", "--param", &format!("url={url}")])
+        .run();
+    out.exit(Exit::Ok).stdout_has("AKIAIOSFODNN7EXAMPLE");
+    for (_, v) in held {
+        out.assert_absent(v);
+    }
+    out.assert_absent("NeWpGpAsS0020");
+    out.assert_absent("CoNnStRpW0rd55");
+}
+
+/// Before: a param named as a webhook, given its URL as text, passed: the URL (whoever has
+/// it can post) went to the banner, the journal's start and the audit log (hostile review).
+/// A default in the runbook is refused the same way.
+#[test]
+fn a_webhook_url_as_text_is_refused_as_a_credential() {
+    let runbook = r#"runbook(#{ id: "notify", title: "Notify" });
+param("slack_webhook_url", #{ help: "where to notify" });
+step("s", "S", |ctx| { print(ctx.params); }).no_undo("a test");
+"#;
+    let hook = "https://hooks.slack.com/services/T1/B2/wEbHoOkSeCrEt456";
+    let out = run_safely(with_script("exec", "notify.rhai", runbook).args(&[
+        "--yes",
+        "--param",
+        &format!("slack_webhook_url={hook}"),
+    ]));
+    out.exit(Exit::Usage).stderr_has(
+        "param 'slack_webhook_url' is named as a credential, its value looks like one, and it is not declared a Secret",
+    );
+    out.assert_absent(hook);
+    let with_default = runbook.replace(
+        r#"#{ help: "where to notify" }"#,
+        &format!(r#"#{{ help: "where to notify", default: "{hook}" }}"#),
+    );
+    check_text("notify.rhai", &with_default)
+        .exit(Exit::Usage)
+        .stderr_has("param 'slack_webhook_url' is named as a credential");
+    // Its timeout is a setting, and a hook's name given a name is a name.
+    let setting = r#"runbook(#{ id: "notify", title: "Notify" });
+param("webhook_timeout", #{ default: "30", help: "seconds" });
+param("deploy_hook", #{ default: "DEPLOY_HOOK_URL", help: "the Infisical secret holding it" });
+step("s", "S", |ctx| { print(`${ctx.params.webhook_timeout} ${ctx.params.deploy_hook}`); }).no_undo("a test");
+"#;
+    let out = with_script("check", "notify.rhai", setting).run();
+    out.exit(Exit::Ok);
+}
+
+/// Before: a URL held as a Secret, refused for a host outside the egress, had its host named
+/// in the refusal: on the screen, in the journal and the audit log. A webhook's host can be
+/// its credential (`https://eo4f8a2c9b1d7e3f.m.pipedream.net/`) (hostile review).
+#[test]
+fn a_secret_urls_host_is_not_named_when_the_egress_refuses_it() {
+    let runbook = r#"runbook(#{ id: "hook", title: "Post to a hook" });
+step("post", "Post", |ctx| {
+    let u = secret::from_env("LEAK_HOOK");
+    http::post(u, #{ json: #{ text: "hi" } });
+}).no_undo("a test");
+"#;
+    let out = with_script("exec", "hook.rhai", runbook)
+        .env("LEAK_HOOK", "https://eo4f8a2c9b1d7e3f.m.pipedream.net/")
+        .args(&["--yes", "--json"])
+        .run();
+    out.exit(Exit::StepFailed).stderr_has(
+        "http::post: the host of a URL held as a Secret is not in this runbook's egress (it declares none); nothing was sent",
+    );
+    out.assert_absent("eo4f8a2c9b1d7e3f");
+}
+
+/// Before: the path token or a query value of a URL held as a Secret, echoed alone by the
+/// vendor under a field with no credential's name (a Discord webhook's `"last"`, an Azure
+/// function's `?code=`), came back as text to the screen and the journal (hostile review).
+#[test]
+fn a_part_of_a_secret_url_echoed_alone_is_masked() {
+    let token = "DiScOrDtOkEnAbCdEf0123456789xyz";
+    let code = "AzFuncCode0123456789abcXYZ==";
+    let body = serde_json::json!({ "last": token, "q": { "code": code }, "name": "HttpTrigger" });
+    let url = answer_server(body.to_string(), "application/json");
+    let runbook = r#"runbook(#{ id: "hook", title: "Read a hook" });
+step("read", "Read", |ctx| {
+    let r = http::get(secret::from_env("HOOK"));
+    print(r.json);
+    ctx.read = r.json;
+}).no_undo("a test");
+"#;
+    let out = with_script("exec", "hook.rhai", runbook)
+        .env(
+            "HOOK",
+            &format!(
+                "{url}/api/webhooks/1234/{token}?code={}",
+                code.replace('=', "%3D")
+            ),
+        )
+        .args(&["--yes", "--json"])
+        .run();
+    out.exit(Exit::Ok).stdout_has("HttpTrigger");
+    out.assert_absent(token);
+    out.assert_absent(code);
+}

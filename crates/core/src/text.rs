@@ -114,10 +114,30 @@ pub fn names_something(value: &str) -> bool {
 /// Names of environment variables that hold credentials: a credential's name, a webhook's
 /// (its URL is the credential) or a DSN's (a connection string with its password).
 pub fn credential_env(name: &str) -> bool {
+    credential_like(name) || url_is_credential(name)
+}
+
+/// Names of values whose URL is itself the credential: a webhook's (`SLACK_WEBHOOK_URL`,
+/// `deploy_hook`: whoever has it can post) or a DSN's (a connection string with its
+/// password). Its timeout or channel is not one.
+pub fn url_is_credential(name: &str) -> bool {
     let n = name.to_lowercase();
-    // A webhook's URL is its credential; its timeout or channel is not.
     let setting = SETTINGS.iter().any(|s| n.ends_with(s)) && !n.ends_with("_url");
-    credential_like(name) || ((n.contains("webhook") || n.contains("dsn")) && !setting)
+    let hook = n
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| w == "hook" || w == "hooks");
+    (n.contains("webhook") || n.contains("dsn") || hook) && !setting
+}
+
+/// Whether a text value is a URL (`scheme://...`), as a webhook's or a DSN's is.
+pub fn is_url(value: &str) -> bool {
+    value.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && !rest.is_empty()
+    })
 }
 
 /// Suffixes of names that are settings about something (`WEBHOOK_TIMEOUT_SECONDS`,
@@ -149,10 +169,16 @@ const SETTINGS: &[&str] = &[
     "_channel",
 ];
 
+/// Whether a name's suffix says it is a setting about something (`_id`, `_ttl`, `_url`).
+pub fn names_a_setting(name: &str) -> bool {
+    let n = name.to_lowercase();
+    SETTINGS.iter().any(|s| n.ends_with(s))
+}
+
 /// Names of values that hold credentials, when nothing better is known.
 pub fn credential_like(name: &str) -> bool {
     let n = name.to_lowercase();
-    if SETTINGS.iter().any(|s| n.ends_with(s)) {
+    if names_a_setting(&n) {
         return false;
     }
     let words = [
@@ -171,6 +197,34 @@ pub fn credential_like(name: &str) -> bool {
 #[cfg(test)]
 mod names_tests {
     use super::names_something;
+
+    /// A webhook's or a DSN's URL is the credential; a setting about one is not.
+    #[test]
+    fn a_webhooks_url_is_told_from_a_setting_about_it() {
+        for name in [
+            "SLACK_WEBHOOK_URL",
+            "deploy_hook",
+            "hook",
+            "sentry_dsn",
+            "webhook",
+        ] {
+            assert!(super::url_is_credential(name), "{name}");
+        }
+        for name in [
+            "webhook_timeout",
+            "hook_channel",
+            "hooks_enabled_count",
+            "hooked",
+            "api_url",
+        ] {
+            assert!(!super::url_is_credential(name), "{name}");
+        }
+        assert!(super::is_url("https://hooks.slack.com/services/T/B/x"));
+        assert!(super::is_url("postgres://u:p@h/db"));
+        for text in ["DEPLOY_HOOK_URL", "://x", "https://", "a b://c"] {
+            assert!(!super::is_url(text), "{text}");
+        }
+    }
 
     /// Names of secrets and settings, against values shaped like credentials.
     #[test]

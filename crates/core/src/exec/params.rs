@@ -141,9 +141,14 @@ pub fn resolve(
                 ));
             }
         }
-        // Named as a credential and given one, as text (`--param api_token=tok_...`).
+        // Named as a credential and given one, as text (`--param api_token=tok_...`); or
+        // named as a webhook or a DSN and given a URL: that URL is the credential.
         if let (Some((text, _)), false) = (&raw, p.secret) {
-            if crate::text::credential_like(&p.name) && !crate::text::names_or_locates(text) {
+            let url_held = crate::text::url_is_credential(&p.name)
+                && text.split(',').any(|u| crate::text::is_url(u.trim()));
+            if url_held
+                || crate::text::credential_like(&p.name) && !crate::text::names_or_locates(text)
+            {
                 let (message, help) = crate::host::not_a_secret(&p.name);
                 return Err(Error::usage(message, help));
             }

@@ -81,7 +81,9 @@ fn parse_param(ctx: &NativeCallContext, name: &str, opts: &Map) -> R<Param> {
     // Named as a credential (`api_token`), not a Secret, its default shaped like one: the
     // same (a default naming a credential, `SENDGRID_ADMIN_API_KEY`, is a name).
     if let (false, Some(serde_json::Value::String(d))) = (p.secret, &p.default) {
-        if crate::text::credential_like(name) && !crate::text::names_or_locates(d) {
+        let url_held = crate::text::url_is_credential(name)
+            && d.split(',').any(|u| crate::text::is_url(u.trim()));
+        if url_held || crate::text::credential_like(name) && !crate::text::names_or_locates(d) {
             let (message, help) = not_a_secret(name);
             return Err(throw("usage", message, Some(help)));
         }

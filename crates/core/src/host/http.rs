@@ -622,10 +622,58 @@ fn credential_by_name(key: &str, text: &str) -> bool {
                 b.is_ascii_digit()
             }
         });
-    crate::text::credential_like(&snake)
+    // A URL with a password, or a connection string with one (`Server=x;Password=...`), is
+    // a credential under any name (Neon's `connection_uri`).
+    if runbook_secret::url_has_password(text) || connection_string_password(text) {
+        return true;
+    }
+    let named = crate::text::credential_like(&snake)
+        || credential_answer_name(&snake)
+        || (crate::text::url_is_credential(&snake) && crate::text::is_url(text));
+    named
         && !paging.iter().any(|w| snake.contains(w))
         && !time
         && !crate::text::names_something(text)
+}
+
+/// Names, beyond a credential's own (`credential_like`), under which answers hand out
+/// credentials: a session's, a JWT pair's (`access`, `refresh`), a passphrase, a salt, a
+/// signature, a DSN or a connection string. Not a setting about one (`access_key_id`,
+/// `session_expires_at`).
+fn credential_answer_name(snake: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "jwt",
+        "access",
+        "refresh",
+        "cookie",
+        "session",
+        "salt",
+        "passphrase",
+        "signature",
+        "dsn",
+    ];
+    let setting = crate::text::names_a_setting(snake) && !snake.ends_with("_url");
+    let named = snake.split('_').any(|w| WORDS.contains(&w))
+        || [
+            "connection_str",
+            "connection_uri",
+            "connection_url",
+            "conn_str",
+        ]
+        .iter()
+        .any(|w| snake.contains(w));
+    named && !setting
+}
+
+/// Whether `text` is a connection string (`key=value;` pairs) that holds a password.
+fn connection_string_password(text: &str) -> bool {
+    text.contains(';')
+        && text.split(';').any(|pair| {
+            pair.split_once('=').is_some_and(|(k, v)| {
+                let k = k.trim().to_ascii_lowercase();
+                (k == "password" || k == "pwd") && !v.trim().is_empty()
+            })
+        })
 }
 
 /// How a response's fields become Secrets: the paths the script declared, the vendor's
@@ -873,12 +921,22 @@ fn check_egress(h: &RunContext, url: &str, function: &str) -> R<()> {
     if egress.allows(&parsed) {
         return Ok(());
     }
-    let host = crate::plan::egress::authority(&parsed).unwrap_or_else(|| "(no host)".into());
     let declared = if egress.hosts().is_empty() {
         "it declares none".to_string()
     } else {
         format!("it declares {}", egress.hosts().join(", "))
     };
+    // A URL held as a Secret (a webhook's) may carry its credential in its host
+    // (`https://eo4f….m.pipedream.net/`): the host is not shown (hostile review: it went to
+    // the screen, the journal and the audit log).
+    if runbook_secret::contains_secret(&url) {
+        return Err(throw(
+            "egress",
+            format!("{function}: the host of a URL held as a Secret is not in this runbook's egress ({declared}); nothing was sent"),
+            Some("if the runbook should reach it, declare that host: runbook(#{ ..., egress: [\"HOST\"] }), or \"param:NAME\" for a host the operator gives (the host is not shown here: the URL is a credential)".into()),
+        ));
+    }
+    let host = crate::plan::egress::authority(&parsed).unwrap_or_else(|| "(no host)".into());
     Err(throw(
         "egress",
         format!(
@@ -1231,14 +1289,34 @@ fn send_verb(
 /// masked too wherever they appear alone, as in a log line or an echo of the request. A
 /// short path (`/api`, before a query that holds the secret) is no secret, and masked it
 /// would hide every label naming it.
+/// Each part long enough to be a credential is masked on its own too: a vendor echoes one
+/// (a Discord webhook's token as `"last"`, an Azure function's `?code=` value) without the
+/// rest (hostile review); so is a host's first label of that length with digits in it
+/// (`eo4f8a2c9b1d7e3f.m.pipedream.net`).
 fn register_capability(url: &Secret) {
     if let Ok(parsed) = reqwest::Url::parse(url.expose_to_send()) {
         let path = parsed.path();
         if path.len() >= CAPABILITY_PATH {
             runbook_secret::register(path);
         }
+        for segment in path.split('/').filter(|s| s.len() >= CAPABILITY_PART) {
+            runbook_secret::register(segment);
+        }
         if let Some(query) = parsed.query() {
             runbook_secret::register(query);
+        }
+        for (_, value) in parsed.query_pairs() {
+            if value.len() >= CAPABILITY_PART {
+                runbook_secret::register(&value);
+            }
+        }
+        let label = parsed.host_str().and_then(|h| h.split('.').next());
+        if let Some(label) = label.filter(|l| {
+            l.len() >= CAPABILITY_PART
+                && l.chars().any(|c| c.is_ascii_digit())
+                && l.chars().any(|c| c.is_ascii_alphabetic())
+        }) {
+            runbook_secret::register(label);
         }
     }
 }
@@ -1246,6 +1324,11 @@ fn register_capability(url: &Secret) {
 /// How long a capability URL's path must be to be taken for its secret part (Slack's
 /// `/services/T…/B…/…` is over 40).
 const CAPABILITY_PATH: usize = 16;
+
+/// How long one part of a capability URL (a path segment, a query value, a host's first
+/// label) must be to be taken for a credential: Slack's webhook secret is 24 characters,
+/// Discord's token 68, an Azure function key 56; the words of an API's paths are shorter.
+const CAPABILITY_PART: usize = 16;
 
 #[cfg(test)]
 mod tests {

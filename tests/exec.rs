@@ -224,6 +224,33 @@ exits_with! {
         ];
 }
 
+/// SIGTERM (systemd, `timeout`) and SIGHUP (a dropped SSH session) stop the step as
+/// Ctrl-C does, and are named for what they are: before, the operator read that they had
+/// pressed Ctrl-C (fault review).
+#[test]
+fn a_terminate_or_hangup_signal_is_named_not_called_ctrl_c() {
+    for (number, named) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGHUP, "SIGHUP (the terminal went away)"),
+    ] {
+        let test = with_fixture("exec", "interrupt.rhai").args(&["--yes"]);
+        let (mut child, lines) = start_until(
+            test.command().stderr(std::process::Stdio::piped()),
+            "waiting",
+        );
+        signal(&child, number);
+        let _: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(130), "{named}: {stderr}");
+        assert!(
+            stderr.contains(&format!("Interrupted ({named}) during step 'wait'.")),
+            "{named}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn ctrl_c_stops_the_running_step_with_exit_130() {
     let test = with_fixture("exec", "interrupt.rhai").args(&["--yes"]);

@@ -1324,3 +1324,21 @@ step("read", "Read", |ctx| {
     out.assert_absent(token);
     out.assert_absent(code);
 }
+
+/// A state directory whose runs folder cannot be written: before, `runbook::io` and the
+/// OS error alone, no line saying what to check (fault review).
+#[test]
+fn an_unwritable_runs_folder_says_what_to_check() {
+    let t = with_script(
+        "exec",
+        "tiny.rhai",
+        "runbook(#{ id: \"tiny\", title: \"t\" });\nstep(\"s\", \"S\", |ctx| {});\n",
+    );
+    // Root ignores a folder's mode: a file where the folder should be fails for everyone.
+    std::fs::create_dir_all(t.path().join("state")).unwrap();
+    std::fs::write(t.path().join("state/runs"), "not a folder").unwrap();
+    let out = run_safely(t.args(&["--yes"]));
+    out.exit(Exit::Usage)
+        .stderr_has("runbook::io")
+        .stderr_has("check the path");
+}

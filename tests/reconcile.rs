@@ -217,7 +217,9 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
         .stderr_has("≠ heroku::set_config on raxx-api-staging: changed since this run (POSTMARK_SERVER_TOKEN holds secret(…")
         .stderr_has("partly rolled back: what changed since this run was left alone: raxx-api-staging (POSTMARK_SERVER_TOKEN holds secret(…c001))")
         // The summary lists it too (before, only the warning above; hostile review).
-        .stdout_has("Left alone (changed by someone since the run; not undone, not overwritten):\n  propagate · heroku::set_config on raxx-api-staging: POSTMARK_SERVER_TOKEN holds secret(…c001)");
+        .stdout_has("Left alone (changed by someone since the run; not undone, not overwritten):\n  propagate · heroku::set_config on raxx-api-staging: POSTMARK_SERVER_TOKEN holds secret(…c001)")
+        // A step with a target left alone is not said to be undone whole (fault review).
+        .stdout_has("propagate (except what is left alone, below)");
     // The operator sees what is true at the vendors before being asked to undo anything.
     let refreshed = out
         .stdout
@@ -880,14 +882,16 @@ fn a_later_rollback_undoes_the_applied_half_of_a_failed_step() {
 /// Returns the rig, A and B.
 fn a_run_and_the_rotation_after_it() -> (Rig, String, String) {
     let (rig, a) = stopped_at_verify();
+    // Away while B runs, then back as it was (as from another machine). Not abandoned and
+    // put back older: the audit log would then show it cut back, which resume and rollback
+    // refuse (`a_journal_the_audit_log_shows_cut_back_is_not_resumed_or_rolled_back`).
     let journal = rig.path().join(format!("state/runs/{a}.jsonl"));
-    let saved = std::fs::read_to_string(&journal).unwrap();
-    rig.runbook(&["abandon", &a, "--reason", "away"], &[])
-        .exit(Exit::Ok);
+    let away = rig.path().join("away.jsonl");
+    std::fs::rename(&journal, &away).unwrap();
     rig.exec("postmark", &[]).exit(Exit::Ok);
     let b = rig.run_id();
     assert_ne!(a, b);
-    std::fs::write(&journal, saved).unwrap();
+    std::fs::rename(&away, &journal).unwrap();
     (rig, a, b)
 }
 
@@ -914,8 +918,7 @@ fn forced_rollback(rig: &Rig, a: &str, typed: &str) -> crate::support::Output {
 }
 
 /// Run A stopped after propagate; a later run B rotated the same secret to the end (A's
-/// journal was away: abandoned, then put back, as a journal from another machine or an
-/// older version would be). Rolling A back would put back the token B replaced: refused,
+/// journal was away, then put back, as a journal from another machine would be). Rolling A back would put back the token B replaced: refused,
 /// naming B, and `runs` says A is superseded. --force needs A's id typed back, and even then
 /// the refresh leaves every target B changed alone.
 #[test]
@@ -1924,4 +1927,77 @@ step("mark", "Mark both apps", |ctx| {
             "{app}"
         );
     }
+}
+
+/// A journal cut back after the run's last lines were written (the audit log names a line
+/// it no longer has): before, resume trusted it, ran `generate` again (a third token) and
+/// then "rolled back". Now resume and rollback refuse it, naming the missing lines, and
+/// write nothing; an abandon still ends the run (fault review).
+#[test]
+fn a_journal_the_audit_log_shows_cut_back_is_not_resumed_or_rolled_back() {
+    let rig = Rig::new();
+    rig.crash("postmark", "inside:propagate");
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines
+        .iter()
+        .position(|l| {
+            l.contains("\"type\":\"step_started\"") && l.contains("\"step\":\"generate\"")
+        })
+        .expect("generate started")
+        + 1;
+    std::fs::write(&path, format!("{}\n", lines[..cut].join("\n"))).unwrap();
+    let before = writes(&rig.state()).len();
+    let tokens = new_tokens(&rig.state()).len();
+    for out in [rig.resume(&[]), rig.rollback(&[])] {
+        out.exit(Exit::Usage)
+            .stderr_has("runbook::journal::damaged")
+            .stderr_has(&format!(
+                "is damaged at line {cut}: the audit log names journal line"
+            ))
+            .stderr_has(&format!("but the journal has {cut} (lines were removed)"));
+    }
+    let state = rig.state();
+    assert_eq!(writes(&state).len(), before, "nothing was written");
+    assert_eq!(new_tokens(&state).len(), tokens, "no token was generated");
+    rig.runbook(
+        &[
+            "abandon",
+            &run_id,
+            "--reason",
+            "journal cut; vendors put right by hand",
+        ],
+        &[],
+    )
+    .exit(Exit::Ok);
+}
+
+/// A journal deleted under a stopped run: before, `resume`, `rollback`, `abandon` and
+/// `runs RUN` all said there was no such run, and nothing named the token the run left
+/// live. Each now says the journal is gone, that the audit log records the run, and what
+/// to do (fault review).
+#[test]
+fn a_run_whose_journal_was_deleted_is_not_said_to_be_unknown() {
+    let rig = Rig::new();
+    rig.crash("postmark", "inside:propagate");
+    let run_id = rig.run_id();
+    std::fs::remove_file(rig.path().join(format!("state/runs/{run_id}.jsonl"))).unwrap();
+    for args in [
+        vec!["resume", run_id.as_str(), "--yes"],
+        vec!["rollback", run_id.as_str(), "--yes"],
+        vec!["abandon", run_id.as_str(), "--reason", "gone"],
+        vec!["runs", run_id.as_str()],
+    ] {
+        rig.runbook(&args, &[])
+            .exit(Exit::Usage)
+            .stderr_has("runbook::journal::gone")
+            .stderr_has(&format!("the journal of run {run_id} is gone ("))
+            .stderr_has("): the audit log holds ")
+            .stderr_has("restore the file from a backup");
+    }
+    rig.runbook(&["resume", "20261207T000000000Z-abcdef", "--yes"], &[])
+        .exit(Exit::Usage)
+        .stderr_has("runbook::run::not_found");
 }

@@ -468,7 +468,19 @@ fn summary(report: &Report) {
     }
     let undone = report.undone();
     if !undone.is_empty() {
-        ui::progress(&format!("Undone: {}", undone.join(", ")));
+        // A step whose targets someone changed since had those left alone: "undone" alone
+        // read as if it put everything back (a fault review).
+        let named: Vec<String> = undone
+            .iter()
+            .map(|step| {
+                if report.left_alone.iter().any(|r| r.step == *step) {
+                    format!("{step} (except what is left alone, below)")
+                } else {
+                    step.to_string()
+                }
+            })
+            .collect();
+        ui::progress(&format!("Undone: {}", named.join(", ")));
     }
     // Named in a warning above, and easy to lose: a partial rollback's summary lists them.
     if !report.left_alone.is_empty() {

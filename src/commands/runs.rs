@@ -497,7 +497,13 @@ fn one_run(
         return Err(not_found());
     }
     let events = match ledger::read_run(store, run_id) {
-        Ok(events) => events.ok_or_else(not_found)?,
+        Ok(Some(events)) => events,
+        // No journal: as `resume` says it (gone, the audit log recording the run; or none).
+        Ok(None) => {
+            return Err(ledger::open(store, run_id)
+                .err()
+                .map_or_else(not_found, Into::into))
+        }
         Err(e) => return Err(set_aside_or(store, run_id, e)),
     };
     let Some(l) = Ledger::fold(&events) else {

@@ -408,7 +408,11 @@ fn classify(e: &EvalAltResult) -> (String, String, Option<String>) {
             token.to_string()[crate::interrupt::FENCED.len()..].to_string(),
             Some("see `runbook runs`; once the state store answers, `runbook resume RUN_ID` goes on from the last recorded step".into()),
         ),
-        E::ErrorTerminated(..) => ("runbook::interrupted", "interrupted (Ctrl-C)".into(), None),
+        E::ErrorTerminated(..) => (
+            "runbook::interrupted",
+            format!("interrupted ({})", crate::interrupt::cause()),
+            None,
+        ),
         E::ErrorArithmetic(..) => (
             "runbook::script::arithmetic",
             runbook_secret::without_values(&plain()),

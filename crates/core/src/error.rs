@@ -69,7 +69,10 @@ pub enum Error {
     },
 
     #[error("cannot read {path}: {source}")]
-    #[diagnostic(code(runbook::io))]
+    #[diagnostic(
+        code(runbook::io),
+        help("check the path and its permissions; the state directory is RUNBOOK_STATE_DIR")
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -96,7 +99,10 @@ pub enum Error {
     NotUtf8 { path: PathBuf, offset: usize },
 
     #[error("cannot write {path}: {source}")]
-    #[diagnostic(code(runbook::io))]
+    #[diagnostic(
+        code(runbook::io),
+        help("check the path, its permissions and the free space (df); the state directory is RUNBOOK_STATE_DIR")
+    )]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -141,6 +147,19 @@ pub enum Error {
         help("`runbook runs` lists the runs this machine knows")
     )]
     RunNotFound { run_id: String, dir: String },
+
+    /// A run the audit log records whose journal is gone (deleted or moved).
+    #[error("the journal of run {run_id} is gone ({path}): the audit log holds {entries} entries of the run, the last at {last}")]
+    #[diagnostic(
+        code(runbook::journal::gone),
+        help("without its journal the run cannot be resumed, rolled back or abandoned: restore the file from a backup; otherwise put the vendors right by hand (`runbook audit show` lists what the run did: a token it made may still be live)")
+    )]
+    JournalGone {
+        run_id: String,
+        path: PathBuf,
+        entries: usize,
+        last: String,
+    },
 
     /// A journal that cannot be read as this version writes them.
     #[error("the journal {path} is damaged at line {line}: {reason}")]

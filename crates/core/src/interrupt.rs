@@ -32,7 +32,26 @@ pub fn is_set() -> bool {
     FLAG.load(Ordering::SeqCst)
 }
 
+/// The signal that set the flag first (0: none yet), for `cause`.
+static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// What interrupted the run, as an operator reads it: "Ctrl-C", or the signal another
+/// process sent (a dropped SSH session's SIGHUP, systemd's or `timeout`'s SIGTERM), which
+/// is not something they pressed (a fault review).
+pub fn cause() -> &'static str {
+    match SIGNAL.load(Ordering::SeqCst) {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP (the terminal went away)",
+        _ => "Ctrl-C",
+    }
+}
+
 pub(crate) fn trigger() {
+    trigger_by(libc::SIGINT);
+}
+
+fn trigger_by(signal: i32) {
+    let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     SINCE
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -130,7 +149,7 @@ pub(crate) fn install(rt: &tokio::runtime::Runtime) {
         };
         rt.spawn(async move {
             if stream.recv().await.is_some() {
-                trigger();
+                trigger_by(number);
                 tokio::time::sleep(GRACE).await;
                 forced_exit(terminal, number);
             }

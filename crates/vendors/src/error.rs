@@ -317,6 +317,19 @@ impl VendorError {
                 "{} had an internal error; check its status page and retry the step",
                 self.d.vendor
             ),
+            // A write whose answer never came may have taken effect (docs/errors.md): the
+            // advice says so rather than "retry" alone (a fault review).
+            ErrorKind::Timeout
+                if self.d.maybe_applied
+                    && !matches!(self.d.method.as_str(), "GET" | "HEAD" | "OPTIONS") =>
+            {
+                format!(
+                "the vendor did not answer {}: the write may have taken effect; check the vendor before sending it again (`runbook resume` reads the target back first)",
+                self.d
+                    .timeout
+                    .map_or("in time".into(), |t| format!("within {}", fmt_duration(t)))
+                )
+            }
             ErrorKind::Timeout => match self.d.timeout {
                 Some(t) => format!(
                     "the vendor did not answer within {}; retry the step",
@@ -398,6 +411,20 @@ mod tests {
             .with_timeout(Duration::from_secs(30));
         assert_eq!(e.to_string(), "heroku GET /apps/a → timed out after 30s");
         assert!(e.help_text().contains("within 30s; retry the step"));
+        // A write's answer lost: "retry" alone invited sending it twice (a fault review).
+        let lost = VendorError::new(
+            "heroku",
+            "PATCH",
+            "/apps/a/config-vars",
+            ErrorKind::Timeout,
+            "",
+        )
+        .with_timeout(Duration::from_secs(30))
+        .answer_lost();
+        assert_eq!(
+            lost.help_text(),
+            "the vendor did not answer within 30s: the write may have taken effect; check the vendor before sending it again (`runbook resume` reads the target back first)"
+        );
     }
 
     #[test]

@@ -346,8 +346,11 @@ impl<'a> Runner<'a> {
                     return Some(RunStatus::Aborted);
                 }
                 Outcome::Interrupted => {
-                    self.say
-                        .warning(format!("Interrupted (Ctrl-C) during step '{}'.", step.id));
+                    self.say.warning(format!(
+                        "Interrupted ({}) during step '{}'.",
+                        crate::interrupt::cause(),
+                        step.id
+                    ));
                     self.explain_left_behind();
                     return Some(RunStatus::Interrupted);
                 }
@@ -441,11 +444,14 @@ impl<'a> Runner<'a> {
             .confirm("writes.confirm", "Go ahead with the first write?");
         let declined =
             "Stopped before the first write at the operator's request. Nothing was changed.";
-        let interrupted = "Interrupted (Ctrl-C) before the first write. Nothing was changed.";
+        let interrupted = format!(
+            "Interrupted ({}) before the first write. Nothing was changed.",
+            crate::interrupt::cause()
+        );
         match answer {
             Ok(true) => None,
             Ok(false) => Some(self.stopped_at(PromptError::Aborted, declined, None)),
-            Err(e) => Some(self.stopped_at(e, declined, Some(interrupted))),
+            Err(e) => Some(self.stopped_at(e, declined, Some(&interrupted))),
         }
     }
 
@@ -754,7 +760,8 @@ impl<'a> Runner<'a> {
             }
             None => {
                 self.say.warning(format!(
-                    "Interrupted (Ctrl-C) waiting for the approval of step '{}'.",
+                    "Interrupted ({}) waiting for the approval of step '{}'.",
+                    crate::interrupt::cause(),
                     step.id
                 ));
                 self.explain_left_behind();
@@ -847,7 +854,8 @@ impl<'a> Runner<'a> {
             }
             Confirmation::Interrupted => {
                 self.say.warning(format!(
-                    "Interrupted (Ctrl-C) at the confirmation of step '{}'.",
+                    "Interrupted ({}) at the confirmation of step '{}'.",
+                    crate::interrupt::cause(),
                     step.id
                 ));
                 self.explain_left_behind();

@@ -925,6 +925,9 @@ impl Session {
         // (a run it finished is not run again, nor rolled back from its last step).
         let (_, state) = crate::ledger::open(&w.store, &r.run_id)?;
         refuse_reopening(&state, &r.run_id, r.entry)?;
+        if r.entry != Entry::Abandon {
+            agrees_with_the_audit_log(&w.store, &r.run_id)?;
+        }
         let later = superseding(&w.store, r.entry, &state)?;
         let tip = w
             .store
@@ -1160,6 +1163,21 @@ fn termination(err: &EvalAltResult) -> Option<String> {
 }
 
 /// Why a stopped run cannot be reopened for `entry`, if it cannot.
+/// A journal the audit log shows cut back or rewritten is not acted on: a resume or a
+/// rollback would redo or undo from a history that is not the run's (a fault review: a
+/// journal cut after `generate` was resumed, generated a third token, then "rolled back").
+/// An abandon still ends it: that is the way out once the vendors are put right by hand.
+fn agrees_with_the_audit_log(store: &Store, run_id: &str) -> Result<()> {
+    let text = store.journal(run_id)?.unwrap_or_default();
+    let entries = AuditLog::new(store).entries_of(run_id)?;
+    let of_run: Vec<&crate::audit::AuditEntry> = entries.iter().collect();
+    crate::ledger::chain::check_journal(&text, &of_run).map_err(|reason| Error::JournalDamaged {
+        path: store.journal_where(run_id).into(),
+        line: text.lines().filter(|l| !l.trim().is_empty()).count(),
+        reason: format!("{reason}; `runbook audit show` lists what the run did"),
+    })
+}
+
 fn refuse_reopening(state: &Ledger, run_id: &str, entry: Entry) -> Result<()> {
     let what = entry.as_str();
     if state.start.effect == crate::run::Effect::DryRun {

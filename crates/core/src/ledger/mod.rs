@@ -48,7 +48,22 @@ pub fn open(store: &Store, run_id: &str) -> Result<(Vec<Stamped>, Ledger)> {
     if !crate::run::is_run_id(run_id) {
         return Err(not_found());
     }
-    let events = read_run(store, run_id)?.ok_or_else(not_found)?;
+    let Some(events) = read_run(store, run_id)? else {
+        // A journal deleted under a run the audit log records: not "no such run" (a fault
+        // review: every command then said so, and nothing named the token left live).
+        let audited = crate::audit::AuditLog::new(store)
+            .entries_of(run_id)
+            .unwrap_or_default();
+        return Err(match audited.last() {
+            Some(last) => Error::JournalGone {
+                run_id: run_id.to_string(),
+                path: store.journal_where(run_id).into(),
+                entries: audited.len(),
+                last: last.time.clone(),
+            },
+            None => not_found(),
+        });
+    };
     let ledger = Ledger::fold(&events).ok_or_else(|| Error::JournalDamaged {
         path: store.journal_where(run_id).into(),
         line: 1,

@@ -1197,11 +1197,45 @@ fn credentials_an_answer_hands_out_under_other_names_come_back_secrets() {
         ("passphrase", "Tr0ub4dor&3-pHrAsE-xyz"),
         ("sessionCookie", "s%3AcOoKiEvAlUe.4f9a8b7c"),
     ];
+    let held = [
+        held[0],
+        held[1],
+        held[2],
+        held[3],
+        held[4],
+        held[5],
+        held[6],
+        (
+            "jdbc",
+            "jdbc:postgresql://db.example.com/app?user=app&password=JdBcPaSs9911",
+        ),
+        (
+            "storage",
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=QWNjb3VudEtleTk5",
+        ),
+    ];
+    // Links of an API, and settings about a credential, stay text: a runbook follows and
+    // compares them (a second reading: `hooks_url` made a Secret could not be followed).
+    let plain = [
+        ("access_key_id", "AKIAIOSFODNN7EXAMPLE"),
+        ("access_level", "admin"),
+        ("session_expires_at", "2026-12-08T00:00:00Z"),
+        (
+            "hooks_url",
+            "https://api.github.com/repos/acme/infrastructure-live/hooks",
+        ),
+        (
+            "access_tokens_url",
+            "https://api.github.com/app/installations/42/access_tokens",
+        ),
+        ("refresh_url", "https://auth.example.com/oauth/refresh"),
+    ];
     let mut body = serde_json::json!({
-        "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-        "access_level": "admin",
-        "session_expires_at": "2026-12-08T00:00:00Z",
+        "incoming_webhook": { "url": "https://hooks.slack.com/services/T9/B9/iNcOmInGhOoK7788" },
     });
+    for (k, v) in plain {
+        body[k] = serde_json::Value::String(v.to_string());
+    }
     for (k, v) in held {
         body[k] = serde_json::Value::String(v.to_string());
     }
@@ -1212,12 +1246,14 @@ fn credentials_an_answer_hands_out_under_other_names_come_back_secrets() {
             "    ensure(secret::is_secret(r.json.{k}), \"{k} is a Secret\");\n"
         ));
     }
+    let plain_keys = format!("{:?}", plain.iter().map(|(k, _)| *k).collect::<Vec<_>>());
     let runbook = format!(
         r#"runbook(#{{ id: "create", title: "Create a branch" }});
 param("url", #{{ help: "where" }});
 step("create", "Create a branch", |ctx| {{
     let r = http::post(`${{ctx.params.url}}/branches`, #{{ json: #{{ name: "b" }}, what: "create branch" }});
-{checks}    for k in ["access_key_id", "access_level", "session_expires_at"] {{
+{checks}    ensure(secret::is_secret(r.json.incoming_webhook.url), "a webhook's url is a Secret");
+    for k in {plain_keys} {{
         ensure(!secret::is_secret(r.json[k]), `${{k}} stays text`);
     }}
     print(r.json);
@@ -1229,10 +1265,16 @@ step("create", "Create a branch", |ctx| {{
     let out = with_script("exec", "create.rhai", &runbook)
         .args(&["--yes", "--param", &format!("url={url}")])
         .run();
-    out.exit(Exit::Ok).stdout_has("AKIAIOSFODNN7EXAMPLE");
+    out.exit(Exit::Ok);
+    for (_, v) in plain {
+        out.stdout_has(v);
+    }
     for (_, v) in held {
         out.assert_absent(v);
     }
+    out.assert_absent("iNcOmInGhOoK7788");
+    out.assert_absent("JdBcPaSs9911");
+    out.assert_absent("QWNjb3VudEtleTk5");
     out.assert_absent("NeWpGpAsS0020");
     out.assert_absent("CoNnStRpW0rd55");
 }
@@ -1301,7 +1343,14 @@ step("post", "Post", |ctx| {
 fn a_part_of_a_secret_url_echoed_alone_is_masked() {
     let token = "DiScOrDtOkEnAbCdEf0123456789xyz";
     let code = "AzFuncCode0123456789abcXYZ==";
-    let body = serde_json::json!({ "last": token, "q": { "code": code }, "name": "HttpTrigger" });
+    // A long segment shaped like a name (a repository's) is no credential: it stays text
+    // where an answer names it (a second reading: registered, it made later answers Secrets).
+    let body = serde_json::json!({
+        "last": token,
+        "q": { "code": code },
+        "name": "HttpTrigger",
+        "repo": "infrastructure-live",
+    });
     let url = answer_server(body.to_string(), "application/json");
     let runbook = r#"runbook(#{ id: "hook", title: "Read a hook" });
 step("read", "Read", |ctx| {
@@ -1314,13 +1363,15 @@ step("read", "Read", |ctx| {
         .env(
             "HOOK",
             &format!(
-                "{url}/api/webhooks/1234/{token}?code={}",
+                "{url}/api/infrastructure-live/webhooks/1234/{token}?code={}",
                 code.replace('=', "%3D")
             ),
         )
         .args(&["--yes", "--json"])
         .run();
-    out.exit(Exit::Ok).stdout_has("HttpTrigger");
+    out.exit(Exit::Ok)
+        .stdout_has("HttpTrigger")
+        .stdout_has("\"infrastructure-live\"");
     out.assert_absent(token);
     out.assert_absent(code);
 }

@@ -1957,7 +1957,8 @@ fn a_journal_the_audit_log_shows_cut_back_is_not_resumed_or_rolled_back() {
             .stderr_has(&format!(
                 "is damaged at line {cut}: the audit log names journal line"
             ))
-            .stderr_has(&format!("but the journal has {cut} (lines were removed)"));
+            .stderr_has(&format!("but the journal has {cut} (lines were removed)"))
+            .stderr_has("the audit log says what the run did: `runbook audit show --since ");
     }
     let state = rig.state();
     assert_eq!(writes(&state).len(), before, "nothing was written");
@@ -1972,6 +1973,25 @@ fn a_journal_the_audit_log_shows_cut_back_is_not_resumed_or_rolled_back() {
         &[],
     )
     .exit(Exit::Ok);
+}
+
+/// A journal line rewritten in place (still JSON, its hash no longer its own): the resume
+/// names that line, once (fault review, second reading).
+#[test]
+fn a_journal_line_rewritten_is_named_by_the_refused_resume() {
+    let rig = Rig::new();
+    rig.crash("postmark", "inside:propagate");
+    let run_id = rig.run_id();
+    let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[1] = lines[1].replacen("\"type\":\"", "\"note\":\"x\",\"type\":\"", 1);
+    std::fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
+    let before = writes(&rig.state()).len();
+    rig.resume(&[]).exit(Exit::Usage).stderr_has(
+        "is damaged at line 2: its content does not match its hash (edited); the audit log says",
+    );
+    assert_eq!(writes(&rig.state()).len(), before, "nothing was written");
 }
 
 /// A journal deleted under a stopped run: before, `resume`, `rollback`, `abandon` and
@@ -1995,7 +2015,9 @@ fn a_run_whose_journal_was_deleted_is_not_said_to_be_unknown() {
             .stderr_has("runbook::journal::gone")
             .stderr_has(&format!("the journal of run {run_id} is gone ("))
             .stderr_has("): the audit log holds ")
-            .stderr_has("restore the file from a backup");
+            .stderr_has("restore the file as it was from a backup")
+            .stderr_has("`runbook audit show --since ")
+            .stderr_has("--break-lock");
     }
     rig.runbook(&["resume", "20261207T000000000Z-abcdef", "--yes"], &[])
         .exit(Exit::Usage)

@@ -150,15 +150,14 @@ pub enum Error {
 
     /// A run the audit log records whose journal is gone (deleted or moved).
     #[error("the journal of run {run_id} is gone ({path}): the audit log holds {entries} entries of the run, the last at {last}")]
-    #[diagnostic(
-        code(runbook::journal::gone),
-        help("without its journal the run cannot be resumed, rolled back or abandoned: restore the file from a backup; otherwise put the vendors right by hand (`runbook audit show` lists what the run did: a token it made may still be live)")
-    )]
+    #[diagnostic(code(runbook::journal::gone))]
     JournalGone {
         run_id: String,
         path: PathBuf,
         entries: usize,
         last: String,
+        #[help]
+        help: String,
     },
 
     /// A journal that cannot be read as this version writes them.

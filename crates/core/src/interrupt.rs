@@ -71,6 +71,8 @@ pub fn since() -> Option<std::time::Instant> {
 /// Clears the flag (the REPL returns to its prompt after an interrupted input).
 pub fn reset() {
     FLAG.store(false, Ordering::SeqCst);
+    // The next interrupt names its own cause (the REPL goes on after a Ctrl-C).
+    SIGNAL.store(0, Ordering::SeqCst);
     *SINCE.lock().unwrap_or_else(|e| e.into_inner()) = None;
     sender().send_replace(false);
 }

@@ -125,7 +125,7 @@ pub fn url_is_credential(name: &str) -> bool {
     let setting = SETTINGS.iter().any(|s| n.ends_with(s)) && !n.ends_with("_url");
     let hook = n
         .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|w| w == "hook" || w == "hooks");
+        .any(|w| w == "hook");
     (n.contains("webhook") || n.contains("dsn") || hook) && !setting
 }
 
@@ -214,6 +214,7 @@ mod names_tests {
             "webhook_timeout",
             "hook_channel",
             "hooks_enabled_count",
+            "hooks_url",
             "hooked",
             "api_url",
         ] {

@@ -128,10 +128,9 @@ pub fn resolve(
         if let (Some((text, _)), false) = (&raw, p.secret) {
             // Each item of a list (`RAXX_HEALTH_URL=https://a/h,https://u:pw@b/h`); a key in
             // the query (`?api_key=...`) as much as a password before the host.
-            if text
-                .split(',')
-                .any(|u| runbook_secret::url_has_password(u) || url_query_credential(u))
-            {
+            if text.split(',').any(|u| {
+                runbook_secret::url_has_password(u) || crate::host::url_query_credential(u)
+            }) {
                 return Err(Error::usage(
                     format!("param '{}' is given a URL with a password or key in it, as text", p.name),
                     format!(
@@ -220,14 +219,5 @@ fn parse_value(p: &Param, text: &str) -> Result<Dynamic> {
             _ => return Err(bad("true or false")),
         },
         _ => text.to_string().into(),
-    })
-}
-
-/// Whether a URL's query holds a credential: named as one (`?api_key=...`, `&token=...`)
-/// with a value shaped like one (`?page_token=2`, `?session_id=web` are not).
-fn url_query_credential(url: &str) -> bool {
-    reqwest::Url::parse(url.trim()).is_ok_and(|u| {
-        u.query_pairs()
-            .any(|(k, v)| crate::host::names_a_credential(&k) && !crate::text::names_something(&v))
     })
 }

@@ -1171,10 +1171,21 @@ fn agrees_with_the_audit_log(store: &Store, run_id: &str) -> Result<()> {
     let text = store.journal(run_id)?.unwrap_or_default();
     let entries = AuditLog::new(store).entries_of(run_id)?;
     let of_run: Vec<&crate::audit::AuditEntry> = entries.iter().collect();
-    crate::ledger::chain::check_journal(&text, &of_run).map_err(|reason| Error::JournalDamaged {
-        path: store.journal_where(run_id).into(),
-        line: text.lines().filter(|l| !l.trim().is_empty()).count(),
-        reason: format!("{reason}; `runbook audit show` lists what the run did"),
+    let since = entries.first().map(|e| e.time.clone()).unwrap_or_default();
+    crate::ledger::chain::check_journal(&text, &of_run).map_err(|reason| {
+        // "journal line N: why" names the line itself; else the journal's last line.
+        let (line, reason) = reason
+            .strip_prefix("journal line ")
+            .and_then(|rest| rest.split_once(": "))
+            .and_then(|(n, why)| Some((n.parse().ok()?, why.to_string())))
+            .unwrap_or_else(|| (text.lines().filter(|l| !l.trim().is_empty()).count(), reason));
+        Error::JournalDamaged {
+            path: store.journal_where(run_id).into(),
+            line,
+            reason: format!(
+                "{reason}; the audit log says what the run did: `runbook audit show --since {since}`"
+            ),
+        }
     })
 }
 

@@ -210,6 +210,15 @@ fn outgoing_json(v: &Dynamic, path: &str) -> R<serde_json::Value> {
     Ok(value::to_json(v))
 }
 
+/// Whether a URL's query holds a credential: named as one (`?api_key=...`, `&token=...`)
+/// with a value shaped like one (`?page_token=2`, `?session_id=web` are not).
+pub(crate) fn url_query_credential(url: &str) -> bool {
+    reqwest::Url::parse(url.trim()).is_ok_and(|u| {
+        u.query_pairs()
+            .any(|(k, v)| names_a_credential(&k) && !crate::text::names_something(&v))
+    })
+}
+
 /// Whether a request header, query parameter or cookie of this name carries a credential
 /// (so its value must be a Secret, never text that reaches labels, the journal or errors).
 /// `Idempotency-Key` and the like are not credentials.
@@ -622,18 +631,35 @@ fn credential_by_name(key: &str, text: &str) -> bool {
                 b.is_ascii_digit()
             }
         });
-    // A URL with a password, or a connection string with one (`Server=x;Password=...`), is
-    // a credential under any name (Neon's `connection_uri`).
-    if runbook_secret::url_has_password(text) || connection_string_password(text) {
+    // A URL with a password (before its host, or named in its query), or a connection
+    // string with one (`Server=x;Password=...`), is a credential under any name (Neon's
+    // `connection_uri`).
+    if runbook_secret::url_has_password(text)
+        || url_query_credential(text)
+        || connection_string_password(text)
+    {
         return true;
     }
-    let named = crate::text::credential_like(&snake)
-        || credential_answer_name(&snake)
-        || (crate::text::url_is_credential(&snake) && crate::text::is_url(text));
+    // A webhook's or a DSN's URL is its credential; a link of an API (`hooks_url`,
+    // `access_tokens_url`, `refresh_url`) is not (a second reading: made Secrets, a
+    // runbook could not follow them).
+    let webhook = (snake.contains("webhook") || snake.contains("dsn"))
+        && (snake.ends_with("_url") || !crate::text::names_a_setting(&snake))
+        && crate::text::is_url(text);
+    let named = crate::text::credential_like(&snake) || credential_answer_name(&snake) || webhook;
     named
         && !paging.iter().any(|w| snake.contains(w))
         && !time
         && !crate::text::names_something(text)
+}
+
+/// The name a field is judged by: its key; for a bare `url` or `uri`, its parent's and its
+/// own (Slack's OAuth answer gives a webhook as `incoming_webhook.url`).
+fn judged_name(path: &str, key: &str) -> String {
+    match path.rsplit('.').nth(1) {
+        Some(parent) if matches!(key, "url" | "uri") => format!("{parent}_{key}"),
+        _ => key.to_string(),
+    }
 }
 
 /// Names, beyond a credential's own (`credential_like`), under which answers hand out
@@ -652,26 +678,25 @@ fn credential_answer_name(snake: &str) -> bool {
         "signature",
         "dsn",
     ];
-    let setting = crate::text::names_a_setting(snake) && !snake.ends_with("_url");
-    let named = snake.split('_').any(|w| WORDS.contains(&w))
-        || [
-            "connection_str",
-            "connection_uri",
-            "connection_url",
-            "conn_str",
-        ]
-        .iter()
-        .any(|w| snake.contains(w));
-    named && !setting
+    let connection = [
+        "connection_str",
+        "connection_uri",
+        "connection_url",
+        "conn_str",
+    ]
+    .iter()
+    .any(|w| snake.contains(w));
+    connection
+        || snake.split('_').any(|w| WORDS.contains(&w)) && !crate::text::names_a_setting(snake)
 }
 
 /// Whether `text` is a connection string (`key=value;` pairs) that holds a password.
 fn connection_string_password(text: &str) -> bool {
+    const KEYS: &[&str] = &["password", "pwd", "accountkey", "sharedaccesskey"];
     text.contains(';')
         && text.split(';').any(|pair| {
             pair.split_once('=').is_some_and(|(k, v)| {
-                let k = k.trim().to_ascii_lowercase();
-                (k == "password" || k == "pwd") && !v.trim().is_empty()
+                KEYS.contains(&k.trim().to_ascii_lowercase().as_str()) && !v.trim().is_empty()
             })
         })
 }
@@ -711,7 +736,7 @@ impl Wrap<'_> {
         } else if self.vendor == CredentialFields::ConfigVars && self.vendor.holds(path, key) {
             !self.masking.is_plain(key, text) && self.masking.is_secret(key, text)
         } else {
-            self.vendor.holds(path, key) || credential_by_name(key, text)
+            self.vendor.holds(path, key) || credential_by_name(&judged_name(path, key), text)
         };
         if credential {
             runbook_secret::register(text);
@@ -739,7 +764,7 @@ impl Wrap<'_> {
             }
         } else if self.vendor.holds(path, key)
             || runbook_secret::contains_secret(text)
-            || credential_by_name(key, text)
+            || credential_by_name(&judged_name(path, key), text)
         {
             Secret::new(text, source())
         } else {
@@ -1299,24 +1324,21 @@ fn register_capability(url: &Secret) {
         if path.len() >= CAPABILITY_PATH {
             runbook_secret::register(path);
         }
-        for segment in path.split('/').filter(|s| s.len() >= CAPABILITY_PART) {
+        for segment in path.split('/').filter(|s| random_part(s)) {
             runbook_secret::register(segment);
         }
         if let Some(query) = parsed.query() {
             runbook_secret::register(query);
         }
         for (_, value) in parsed.query_pairs() {
-            if value.len() >= CAPABILITY_PART {
+            if random_part(&value) {
                 runbook_secret::register(&value);
             }
         }
-        let label = parsed.host_str().and_then(|h| h.split('.').next());
-        if let Some(label) = label.filter(|l| {
-            l.len() >= CAPABILITY_PART
-                && l.chars().any(|c| c.is_ascii_digit())
-                && l.chars().any(|c| c.is_ascii_alphabetic())
-        }) {
-            runbook_secret::register(label);
+        if let Some(label) = parsed.host_str().and_then(|h| h.split('.').next()) {
+            if random_part(label) {
+                runbook_secret::register(label);
+            }
         }
     }
 }
@@ -1325,10 +1347,17 @@ fn register_capability(url: &Secret) {
 /// `/services/T…/B…/…` is over 40).
 const CAPABILITY_PATH: usize = 16;
 
-/// How long one part of a capability URL (a path segment, a query value, a host's first
-/// label) must be to be taken for a credential: Slack's webhook secret is 24 characters,
-/// Discord's token 68, an Azure function key 56; the words of an API's paths are shorter.
-const CAPABILITY_PART: usize = 16;
+/// Whether one part of a capability URL (a path segment, a query value, a host's first
+/// label) is taken for a credential on its own: 16 characters or more (Slack's webhook
+/// secret is 24, Discord's token 68, an Azure function key 56), letters and digits mixed,
+/// not shaped like a name. A repository's or a route's name (`infrastructure-live`) is
+/// not: registered, every later answer naming it became a Secret (a second reading).
+fn random_part(part: &str) -> bool {
+    part.len() >= 16
+        && part.chars().any(|c| c.is_ascii_digit())
+        && part.chars().any(|c| c.is_ascii_alphabetic())
+        && !crate::text::names_something(part)
+}
 
 #[cfg(test)]
 mod tests {

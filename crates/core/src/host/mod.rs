@@ -18,7 +18,7 @@ pub mod placeholder;
 mod postmark;
 mod prompt;
 pub(crate) use core::not_a_secret;
-pub(crate) use http::names_a_credential;
+pub(crate) use http::url_query_credential;
 pub(crate) use prompt::id_for as prompt_id_for;
 pub(crate) mod readback;
 mod scan;

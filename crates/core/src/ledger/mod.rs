@@ -54,14 +54,18 @@ pub fn open(store: &Store, run_id: &str) -> Result<(Vec<Stamped>, Ledger)> {
         let audited = crate::audit::AuditLog::new(store)
             .entries_of(run_id)
             .unwrap_or_default();
-        return Err(match audited.last() {
-            Some(last) => Error::JournalGone {
+        return Err(match (audited.first(), audited.last()) {
+            (Some(first), Some(last)) => Error::JournalGone {
                 run_id: run_id.to_string(),
                 path: store.journal_where(run_id).into(),
                 entries: audited.len(),
                 last: last.time.clone(),
+                help: format!(
+                    "without its journal the run cannot be resumed, rolled back or abandoned: restore the file as it was from a backup; otherwise put the vendors right by hand (`runbook audit show --since {}` lists what it did: a token it made may still be live), then start the next rotation with `runbook exec RUNBOOK --break-lock` if its lock is still held",
+                    first.time
+                ),
             },
-            None => not_found(),
+            _ => not_found(),
         });
     };
     let ledger = Ledger::fold(&events).ok_or_else(|| Error::JournalDamaged {

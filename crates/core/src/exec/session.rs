@@ -925,15 +925,12 @@ impl Session {
         // (a run it finished is not run again, nor rolled back from its last step).
         let (_, state) = crate::ledger::open(&w.store, &r.run_id)?;
         refuse_reopening(&state, &r.run_id, r.entry)?;
+        let journal = w.store.journal(&r.run_id)?.unwrap_or_default();
         if r.entry != Entry::Abandon {
-            agrees_with_the_audit_log(&w.store, &r.run_id)?;
+            agrees_with_the_audit_log(&w.store, &r.run_id, &journal)?;
         }
         let later = superseding(&w.store, r.entry, &state)?;
-        let tip = w
-            .store
-            .journal(&r.run_id)?
-            .map(|t| crate::ledger::tip_of(&t))
-            .unwrap_or_else(crate::ledger::Link::start);
+        let tip = crate::ledger::tip_of(&journal);
         let ledger = Rc::new(LedgerWriter::reopened(
             &w.store,
             say.clone(),
@@ -1167,21 +1164,16 @@ fn termination(err: &EvalAltResult) -> Option<String> {
 /// rollback would redo or undo from a history that is not the run's (a fault review: a
 /// journal cut after `generate` was resumed, generated a third token, then "rolled back").
 /// An abandon still ends it: that is the way out once the vendors are put right by hand.
-fn agrees_with_the_audit_log(store: &Store, run_id: &str) -> Result<()> {
-    let text = store.journal(run_id)?.unwrap_or_default();
+fn agrees_with_the_audit_log(store: &Store, run_id: &str, text: &str) -> Result<()> {
     let entries = AuditLog::new(store).entries_of(run_id)?;
     let of_run: Vec<&crate::audit::AuditEntry> = entries.iter().collect();
     let since = entries.first().map(|e| e.time.clone()).unwrap_or_default();
-    crate::ledger::chain::check_journal(&text, &of_run).map_err(|reason| {
-        // "journal line N: why" names the line itself; else the journal's last line.
-        let (line, reason) = reason
-            .strip_prefix("journal line ")
-            .and_then(|rest| rest.split_once(": "))
-            .and_then(|(n, why)| Some((n.parse().ok()?, why.to_string())))
-            .unwrap_or_else(|| (text.lines().filter(|l| !l.trim().is_empty()).count(), reason));
+    crate::ledger::chain::check_journal_at(text, &of_run).map_err(|(line, reason)| {
+        // The line that broke; a link past the end, the journal's last line.
+        let last = text.lines().filter(|l| !l.trim().is_empty()).count();
         Error::JournalDamaged {
             path: store.journal_where(run_id).into(),
-            line,
+            line: line.map_or(last, |n| usize::try_from(n).unwrap_or(usize::MAX)),
             reason: format!(
                 "{reason}; the audit log says what the run did: `runbook audit show --since {since}`"
             ),

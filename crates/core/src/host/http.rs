@@ -213,6 +213,10 @@ fn outgoing_json(v: &Dynamic, path: &str) -> R<serde_json::Value> {
 /// Whether a URL's query holds a credential: named as one (`?api_key=...`, `&token=...`)
 /// with a value shaped like one (`?page_token=2`, `?session_id=web` are not).
 pub(crate) fn url_query_credential(url: &str) -> bool {
+    // Every string field of an answer is asked: text with no scheme or no query is none.
+    if !(url.contains(':') && url.contains('?')) {
+        return false;
+    }
     reqwest::Url::parse(url.trim()).is_ok_and(|u| {
         u.query_pairs()
             .any(|(k, v)| names_a_credential(&k) && !crate::text::names_something(&v))

@@ -257,15 +257,27 @@ pub fn check_journal(
     text: &str,
     entries: &[&crate::audit::AuditEntry],
 ) -> std::result::Result<(), String> {
+    check_journal_at(text, entries).map_err(|(line, why)| match line {
+        Some(n) => format!("journal line {n}: {why}"),
+        None => why,
+    })
+}
+
+/// As [`check_journal`], the line that does not hold apart from why, when one line is the
+/// problem (a link past the journal's end is not one line).
+pub fn check_journal_at(
+    text: &str,
+    entries: &[&crate::audit::AuditEntry],
+) -> std::result::Result<(), (Option<u64>, String)> {
     let (hashes, verdict) = verify(text);
     if let Verdict::Broken { line, reason } = verdict {
-        return Err(format!("journal line {line}: {reason}"));
+        return Err((Some(line), reason));
     }
     let links: Vec<Link> = entries
         .iter()
         .filter_map(|e| e.event.journal.clone())
         .collect();
-    check_links(&hashes, &links)?;
+    check_links(&hashes, &links).map_err(|why| (None, why))?;
     // Each process's end names the last audit entry it had written (`audit_head`): the log
     // must still hold it. Without this, a log cut at its end (or emptied) verified: the
     // journals named nothing the log had lost (cold review of the file store).
@@ -280,9 +292,9 @@ pub fn check_journal(
             continue;
         };
         if !entries.iter().any(|e| e.hash == head) {
-            return Err(format!(
-                "journal line {}: the run's end names audit entry {head}, which the audit log does not hold (the log was cut or rewritten)",
-                i + 1
+            return Err((
+                Some(i as u64 + 1),
+                format!("the run's end names audit entry {head}, which the audit log does not hold (the log was cut or rewritten)"),
             ));
         }
     }

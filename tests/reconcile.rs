@@ -2023,3 +2023,46 @@ fn a_run_whose_journal_was_deleted_is_not_said_to_be_unknown() {
         .exit(Exit::Usage)
         .stderr_has("runbook::run::not_found");
 }
+
+/// The list of runs saw only the runs folder: with the one run's journal deleted mid-run it
+/// said "no runs yet", while the Postmark token it made may be live. A run whose audit
+/// entries end without its end is listed, as gone; one the log shows ended (a journal
+/// cleared away afterwards) is not.
+#[test]
+fn the_list_of_runs_names_a_run_whose_journal_was_deleted_before_its_end() {
+    let rig = Rig::new();
+    rig.crash("postmark", "inside:propagate");
+    let run_id = rig.run_id();
+    let journal = rig.path().join(format!("state/runs/{run_id}.jsonl"));
+    std::fs::remove_file(&journal).unwrap();
+    let out = rig.runbook(&["runs"], &[]);
+    out.exit(Exit::Ok)
+        .stderr_has(&format!(
+            "warning: run {run_id}: the journal of run {run_id} is gone ("
+        ))
+        .stderr_has("`runbook runs ")
+        .stdout_has("journal gone (see the warning above)");
+    assert!(
+        !out.stderr.contains("no runs yet"),
+        "the list said there were no runs:\n{}",
+        out.stderr
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&rig.runbook(&["runs", "--json"], &[]).exit(Exit::Ok).stdout).unwrap();
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap_or_else(|| panic!("run {run_id} not in the --json list: {listed}"));
+    assert_eq!(row["current"], "journal gone");
+
+    // A run that ended, its journal cleared away afterwards: housekeeping, not listed.
+    let done = Rig::new();
+    done.exec("postmark", &[]).exit(Exit::Ok);
+    let ended = done.run_id();
+    std::fs::remove_file(done.path().join(format!("state/runs/{ended}.jsonl"))).unwrap();
+    let out = done.runbook(&["runs"], &[]);
+    out.exit(Exit::Ok).stderr_has("no runs yet");
+    assert!(!out.stdout.contains(&ended), "{}", out.stdout);
+}

@@ -208,6 +208,35 @@ fn attempts_line(row: &RunRow) -> String {
     }
 }
 
+/// The runs the audit log records whose journal is not in the runs folder and whose
+/// entries end before the run's end (a journal deleted mid-run: its changes may be in
+/// effect), with the error that says so. The whole log is read: the list is not on a
+/// rotation's path. A log that cannot be read adds none (`audit verify` says why).
+fn journals_gone(
+    store: &runbook_core::store::Store,
+    listed: &[String],
+) -> std::collections::BTreeMap<String, runbook_core::error::Error> {
+    let listed: std::collections::HashSet<&String> = listed.iter().collect();
+    let mut of_run: std::collections::BTreeMap<String, Vec<runbook_core::audit::AuditEntry>> =
+        Default::default();
+    for entry in runbook_core::audit::AuditLog::new(store)
+        .entries()
+        .unwrap_or_default()
+    {
+        if run::is_run_id(&entry.event.run_id) && !listed.contains(&entry.event.run_id) {
+            of_run
+                .entry(entry.event.run_id.clone())
+                .or_default()
+                .push(entry);
+        }
+    }
+    of_run
+        .into_iter()
+        .filter(|(_, audited)| !ledger::audited_as_settled(audited))
+        .filter_map(|(id, audited)| ledger::gone(store, &id, &audited).map(|e| (id, e)))
+        .collect()
+}
+
 pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     let store = wiring::store(settings)?;
     if let Some(id) = &args.run_id {
@@ -218,6 +247,9 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     }
     // Run ids start with a UTC timestamp: newest first.
     let mut ids = store.runs()?;
+    let gone = journals_gone(&store, &ids);
+    ids.extend(gone.keys().cloned());
+    ids.sort();
     ids.reverse();
     let holders = lock::holders(&store)?;
     let mut ledgers: Vec<Ledger> = Vec::new();
@@ -226,6 +258,18 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     let mut damaged: Vec<DamagedRow> = Vec::new();
     let journals = ledger::Journals::new(&store);
     for id in ids.iter().take(args.limit) {
+        if let Some(problem) = gone.get(id) {
+            ui::err(&format!(
+                "warning: run {id}: {problem} (`runbook runs {id}` says more)"
+            ));
+            damaged.push(DamagedRow {
+                at: ledgers.len() + damaged.len(),
+                run_id: id.clone(),
+                current: "journal gone",
+                problem: problem.to_string(),
+            });
+            continue;
+        }
         let (problem, abandoned, newer) = match journals.read(id.clone()) {
             Ok(Some(Ok(l))) => {
                 ledgers.push(l);
@@ -291,6 +335,7 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
                 dash(),
                 match d.current {
                     "damaged" => "damaged (see the warning above)".into(),
+                    "journal gone" => "journal gone (see the warning above)".into(),
                     current => current.to_string(),
                 },
                 dash(),

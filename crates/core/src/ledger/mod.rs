@@ -54,19 +54,7 @@ pub fn open(store: &Store, run_id: &str) -> Result<(Vec<Stamped>, Ledger)> {
         let audited = crate::audit::AuditLog::new(store)
             .entries_of(run_id)
             .unwrap_or_default();
-        return Err(match (audited.first(), audited.last()) {
-            (Some(first), Some(last)) => Error::JournalGone {
-                run_id: run_id.to_string(),
-                path: store.journal_where(run_id).into(),
-                entries: audited.len(),
-                last: last.time.clone(),
-                help: format!(
-                    "without its journal the run cannot be resumed, rolled back or abandoned: restore the file as it was from a backup; otherwise put the vendors right by hand (`runbook audit show --since {}` lists what it did: a token it made may still be live), then start the next rotation with `runbook exec RUNBOOK --break-lock` if its lock is still held",
-                    first.time
-                ),
-            },
-            _ => not_found(),
-        });
+        return Err(gone(store, run_id, &audited).unwrap_or_else(not_found));
     };
     let ledger = Ledger::fold(&events).ok_or_else(|| Error::JournalDamaged {
         path: store.journal_where(run_id).into(),
@@ -74,6 +62,40 @@ pub fn open(store: &Store, run_id: &str) -> Result<(Vec<Stamped>, Ledger)> {
         reason: "it has no start record".into(),
     })?;
     Ok((events, ledger))
+}
+
+/// The error for a run whose journal is gone while the audit log holds `audited`, its
+/// entries (`None` when it holds none: no such run).
+pub fn gone(store: &Store, run_id: &str, audited: &[crate::audit::AuditEntry]) -> Option<Error> {
+    let (first, last) = (audited.first()?, audited.last()?);
+    Some(Error::JournalGone {
+        run_id: run_id.to_string(),
+        path: store.journal_where(run_id).into(),
+        entries: audited.len(),
+        last: last.time.clone(),
+        help: format!(
+            "without its journal the run cannot be resumed, rolled back or abandoned: restore the file as it was from a backup; otherwise put the vendors right by hand (`runbook audit show --since {}` lists what it did: a token it made may still be live), then start the next rotation with `runbook exec RUNBOOK --break-lock` if its lock is still held",
+            first.time
+        ),
+    })
+}
+
+/// Whether a run's audit entries show it over: its last end a success, a rollback (whole
+/// or but for what others changed since), or an abandon. A journal gone after that is
+/// housekeeping; before it, the run's changes may still be in effect with nothing to say
+/// so.
+pub fn audited_as_settled(audited: &[crate::audit::AuditEntry]) -> bool {
+    use crate::audit::Action;
+    audited.iter().rev().find_map(|e| match e.event.action {
+        Action::RunAbandoned => Some(true),
+        Action::RunCompleted => Some(matches!(
+            e.event.context.get("status").and_then(|s| s.as_str()),
+            Some("succeeded" | "rolled_back" | "partly_rolled_back")
+        )),
+        // A later process (a resume, a rollback) began after that end.
+        Action::RunResumed | Action::RunRollback => Some(false),
+        _ => None,
+    }) == Some(true)
 }
 
 /// A journal's text (an evidence pack's copy), folded.

@@ -2066,3 +2066,40 @@ fn the_list_of_runs_names_a_run_whose_journal_was_deleted_before_its_end() {
     out.exit(Exit::Ok).stderr_has("no runs yet");
     assert!(!out.stdout.contains(&ended), "{}", out.stdout);
 }
+
+/// A byte that is not UTF-8 in the audit log (a disk error, an editor) refused a resume
+/// with an io error whose help named permissions: the log is named as damaged, where, and
+/// what to run.
+#[test]
+fn an_audit_log_with_a_byte_that_is_not_text_is_named_when_a_resume_is_refused() {
+    let rig = Rig::new();
+    rig.crash("postmark", "inside:propagate");
+    let log = rig.path().join("state/audit.jsonl");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.iter().position(|&b| b == b'\n').unwrap() + 5;
+    bytes[at] = 0xff;
+    std::fs::write(&log, bytes).unwrap();
+    let line = 2;
+    for out in [rig.resume(&[]), rig.runbook(&["audit", "verify"], &[])] {
+        out.exit(Exit::Usage)
+            .stderr_has("runbook::state::not_text")
+            .stderr_has(&format!(
+                "audit.jsonl is damaged at line {line}: it holds bytes that are not UTF-8 text"
+            ))
+            .stderr_has("restore the file from a backup")
+            .stderr_has("runbook abandon RUN_ID");
+        assert!(!out.stderr.contains("permissions"), "{}", out.stderr);
+    }
+    // A journal likewise: not "save the runbook as UTF-8".
+    let journal = rig
+        .path()
+        .join(format!("state/runs/{}.jsonl", rig.run_id()));
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let at = bytes.iter().position(|&b| b == b'\n').unwrap() + 5;
+    bytes[at] = 0xff;
+    std::fs::write(&journal, bytes).unwrap();
+    rig.runbook(&["runs", &rig.run_id()], &[])
+        .exit(Exit::Usage)
+        .stderr_has("runbook::state::not_text")
+        .stderr_has(".jsonl is damaged at line 2: it holds bytes that are not UTF-8 text");
+}

@@ -98,6 +98,15 @@ pub enum Error {
     )]
     NotUtf8 { path: PathBuf, offset: usize },
 
+    /// A state file (a journal, the audit log) with bytes that are not text: runbook writes
+    /// them as UTF-8, so something else changed it.
+    #[error("{path} is damaged at line {line}: it holds bytes that are not UTF-8 text")]
+    #[diagnostic(
+        code(runbook::state::not_text),
+        help("runbook writes it as text: it was changed outside runbook (a disk error, an editor, a bad copy). Keep a copy as it is and restore the file from a backup (`runbook audit verify` then checks the audit chain); a run that cannot be checked against it can still be ended with `runbook abandon RUN_ID --reason TEXT` once the vendors are put right by hand")
+    )]
+    StateNotText { path: PathBuf, line: usize },
+
     #[error("cannot write {path}: {source}")]
     #[diagnostic(
         code(runbook::io),

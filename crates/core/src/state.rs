@@ -39,6 +39,38 @@ pub(crate) fn read_text_within(
     limit: u64,
     what: &'static str,
 ) -> crate::error::Result<String> {
+    let bytes = read_within(path, limit, what)?;
+    String::from_utf8(bytes).map_err(|e| crate::error::Error::NotUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// Reads a state file runbook wrote (a journal) of at most `limit` bytes: bytes that are
+/// not text are its damage, named by line (not an input to save again as UTF-8).
+pub(crate) fn read_state_within(
+    path: &Path,
+    limit: u64,
+    what: &'static str,
+) -> crate::error::Result<String> {
+    let bytes = read_within(path, limit, what)?;
+    String::from_utf8(bytes).map_err(|e| not_text(path, e.as_bytes(), e.utf8_error()))
+}
+
+/// The error for a state file whose `bytes` are text up to `error`.
+pub(crate) fn not_text(
+    path: &Path,
+    bytes: &[u8],
+    error: std::str::Utf8Error,
+) -> crate::error::Error {
+    let before = &bytes[..error.valid_up_to()];
+    crate::error::Error::StateNotText {
+        path: path.to_path_buf(),
+        line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+    }
+}
+
+fn read_within(path: &Path, limit: u64, what: &'static str) -> crate::error::Result<Vec<u8>> {
     use crate::error::Error;
     // A FIFO or device would block (or never end) the read: only regular files are text.
     if let Ok(meta) = fs::metadata(path) {
@@ -57,13 +89,9 @@ pub(crate) fn read_text_within(
             });
         }
     }
-    let bytes = fs::read(path).map_err(|source| Error::Read {
+    fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
-        path: path.to_path_buf(),
-        offset: e.utf8_error().valid_up_to(),
     })
 }
 

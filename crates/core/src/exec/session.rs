@@ -525,7 +525,7 @@ fn damage_of(error: &Error) -> String {
         Error::JournalNewer { line, .. } => {
             format!("unread at line {line}: a record of a newer format")
         }
-        Error::NotUtf8 { .. } => "not text (not UTF-8)".into(),
+        Error::NotUtf8 { .. } | Error::StateNotText { .. } => "not text (not UTF-8)".into(),
         _ => "cannot be read".into(),
     }
 }

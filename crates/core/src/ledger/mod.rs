@@ -405,7 +405,7 @@ pub fn read(path: &Path) -> Result<Vec<Stamped>> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     parse(
-        &crate::state::read_text_within(path, crate::state::MAX_JOURNAL_BYTES, "a journal")?,
+        &crate::state::read_state_within(path, crate::state::MAX_JOURNAL_BYTES, "a journal")?,
         path,
         &run_id,
     )

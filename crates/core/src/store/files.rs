@@ -398,7 +398,7 @@ const MAX_HELD: usize = 32;
 fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        _ => crate::state::read_text_within(path, crate::state::MAX_JOURNAL_BYTES, "a state file")
+        _ => crate::state::read_state_within(path, crate::state::MAX_JOURNAL_BYTES, "a state file")
             .map(Some),
     }
 }
@@ -696,8 +696,11 @@ impl AuditStore for Files {
     fn audit_lines(&self) -> Result<Vec<String>> {
         let path = self.audit_path();
         self.checked(&path)?;
-        match std::fs::read_to_string(&path) {
-            Ok(t) => Ok(t.lines().map(str::to_string).collect()),
+        match std::fs::read(&path) {
+            Ok(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(t) => Ok(t.lines().map(str::to_string).collect()),
+                Err(e) => Err(crate::state::not_text(&path, &bytes, e)),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(read_err(&path)(e)),
         }
@@ -714,8 +717,13 @@ impl AuditStore for Files {
         // Line by line: the log grows with every run the team makes.
         let marker = super::run_marker(run_id);
         let mut out = Vec::new();
-        for line in std::io::BufReader::new(file).lines() {
+        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
             let line = line.map_err(read_err(&path))?;
+            let line = String::from_utf8(line).map_err(|_| Error::StateNotText {
+                path: path.clone(),
+                line: i + 1,
+            })?;
+            let line = line.strip_suffix('\r').map(str::to_string).unwrap_or(line);
             if line.contains(&marker) {
                 out.push(line);
             }

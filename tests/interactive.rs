@@ -3,7 +3,8 @@
 
 use crate::support::items;
 use crate::support::{
-    assert_rotated, behind_sh, behind_stty, http, new_tokens, Rig, SandboxProcess, Test, OLD_TOKEN,
+    assert_rotated, behind_sh, behind_stty, http, new_tokens, Exit, Rig, SandboxProcess, Test,
+    OLD_TOKEN,
 };
 use expectrl::session::OsSession;
 use expectrl::{Expect, Session};
@@ -520,7 +521,12 @@ fn deleting_the_new_token_by_mistake_at_revoke_can_be_rolled_back() {
     p.expect("nothing of it to undo, the rollback goes on")
         .unwrap();
     p.expect("rollback complete").unwrap();
-    p.expect(expectrl::Eof).unwrap();
+    let summary = p.expect(expectrl::Eof).unwrap();
+    // Eof's match holds what came after "rollback complete": the summary.
+    let summary: String = std::iter::once(summary.before())
+        .chain(summary.matches())
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
     let state = rig.state();
     assert!(new_tokens(&state).is_empty(), "the new token is gone");
     for app in ["raxx-api-prod", "raxx-api-staging"] {
@@ -529,6 +535,42 @@ fn deleting_the_new_token_by_mistake_at_revoke_can_be_rolled_back() {
             "{app} is back on the old token"
         );
     }
+    // What the vendor read is what every record says: the old token's delete, which the
+    // operator said was done, is not "left in place" nor "in effect" (before, all of them
+    // said so while the old token was live), and the journal, the timeline and the evidence
+    // say what the read found.
+    const DELETE: &str = "postmark::dashboard_delete_token";
+    assert!(
+        !summary.contains(DELETE),
+        "the summary lists the delete as left in place:\n{summary}"
+    );
+    let run_id = rig.run_id();
+    assert!(
+        rig.journal().contains(r#""holds":"refuted""#),
+        "the journal lacks the refutation"
+    );
+    let timeline = rig.runbook(&["runs", &run_id, "--json"], &[]).json();
+    let in_effect = timeline["in_effect"].as_array().unwrap();
+    assert!(
+        !in_effect.iter().any(|w| w["function"] == DELETE),
+        "in effect: {in_effect:?}"
+    );
+    rig.runbook(&["runs", &run_id], &[])
+        .exit(Exit::Ok)
+        .stdout_has(&format!("refresh: {DELETE} on dashboard: delete API token "))
+        .stdout_has(" on raxx-prod: its verify read at the vendor that it did not take effect (the operator had said it was done)");
+    let pack = rig.runbook(&["evidence", &run_id], &[]).json();
+    let last = pack["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|w| w["function"] == DELETE)
+        .unwrap_or_else(|| panic!("no write of {DELETE} in the evidence: {pack}"))
+        .clone();
+    assert_eq!(
+        last["outcome"],
+        "not in effect (its verify read at the vendor that it did not take effect)"
+    );
 }
 
 /// On a terminal rustyline does not drive (TERM=dumb, emacs), a prompt reads a plain line,

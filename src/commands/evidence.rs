@@ -672,6 +672,17 @@ fn history(
                     at,
                 })
             }
+            Happened::Refuted(r) => writes.push(WriteRecord {
+                step: r.step.clone(),
+                function: r.function.clone(),
+                target: r.target.clone(),
+                undo: false,
+                outcome:
+                    "not in effect (its verify read at the vendor that it did not take effect)"
+                        .into(),
+                fingerprints: None,
+                at,
+            }),
             Happened::Approval(_) | Happened::Decision(_) => {}
         }
     }

@@ -468,6 +468,7 @@ fn timeline_line(e: &Stamped, proven: Option<&str>) -> Option<String> {
                 Holds::Before => {
                     "did not land: nothing changed it since the run started".to_string()
                 }
+                Holds::Refuted => "its verify read at the vendor that it did not take effect (the operator had said it was done)".to_string(),
             };
             format!("  refresh: {} on {}: {holds}", r.function, r.target)
         }

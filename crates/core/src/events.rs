@@ -389,6 +389,9 @@ pub enum Holds {
     /// the run started (no Heroku release, no newer Infisical version): it did not land.
     /// The rollback leaves it; a resume's step writes it again.
     Before,
+    /// A write the operator said was done (a dashboard step) that its step's `.verify`
+    /// reads at the vendor did not take effect: not in effect, nothing of it to undo.
+    Refuted,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -239,7 +239,7 @@ fn weight(holds: Holds) -> u8 {
         // is asked (second reading).
         Holds::NotShown => 2,
         Holds::Before => 1,
-        Holds::Unread => 0,
+        Holds::Unread | Holds::Refuted => 0,
     }
 }
 
@@ -323,7 +323,7 @@ fn read_back(
             "    ≠ {what}: changed since this run ({shown}); left alone"
         )),
         // Only `restored_by_this_run` and the lost write above say so.
-        Holds::Restored | Holds::NotShown | Holds::Before => {}
+        Holds::Restored | Holds::NotShown | Holds::Before | Holds::Refuted => {}
         Holds::Unread => match now.as_deref() {
             Some(why) if failed => {
                 say.warning(format!("    ? {what}: could not be read back ({why})"))

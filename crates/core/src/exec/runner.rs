@@ -1016,6 +1016,20 @@ impl<'a> Runner<'a> {
                 "  · {}: the journal says it took effect, its verify reads at the vendor that it did not: nothing of it to undo, the rollback goes on",
                 step.id
             ));
+            // Recorded: the journal's "applied" was the operator's word; every later view
+            // (the summary, `runs`, the evidence) says what the vendor read.
+            let ledger = self.session.run().ledger();
+            for w in ledger.writes_of(&step.id) {
+                if w.outcome.may_have_applied() {
+                    ledger.record(Event::Refreshed(crate::events::Refreshed {
+                        step: w.step.clone(),
+                        function: w.function.clone(),
+                        target: w.target.clone(),
+                        holds: crate::events::Holds::Refuted,
+                        now: None,
+                    }));
+                }
+            }
         }
         step.undo.as_ref()?;
         if !refresh::took_effect(self.session, &step.id) && !step.undo_always {

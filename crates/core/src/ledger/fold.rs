@@ -147,6 +147,8 @@ pub enum Happened {
     Undo(UndoFinished),
     Approval(Approval),
     Decision(Decision),
+    /// A write a vendor read showed did not take effect (`Holds::Refuted`).
+    Refuted(crate::events::Refreshed),
 }
 
 /// Why the latest process stopped at a step.
@@ -332,6 +334,14 @@ impl Ledger {
             }
             Event::Abandoned(a) => self.abandoned = Some(a.clone()),
             // The latest read of a target is what counts: a later refresh may find it back.
+            // What the operator said was done and the vendor reads was not: out of what is
+            // in effect, and said where it happened.
+            Event::Refreshed(r) if r.holds == crate::events::Holds::Refuted => {
+                self.writes.retain(|w| {
+                    !(w.step == r.step && w.function == r.function && w.target == r.target)
+                });
+                self.history.push((t.clone(), Happened::Refuted(r.clone())));
+            }
             Event::Refreshed(r) => {
                 let other = |l: &crate::events::Refreshed| {
                     !(l.function == r.function && l.target == r.target)

@@ -573,6 +573,26 @@ fn deleting_the_new_token_by_mistake_at_revoke_can_be_rolled_back() {
     );
 }
 
+/// `--yes` at a terminal answered "Have you deleted the old token in the dashboard?" before
+/// the operator could: the old token stayed live, revoke's check failed and the verified
+/// rotation was rolled back. Only the person at the dashboard can say it: the question
+/// waits for them, whatever `--yes` says.
+#[test]
+fn yes_does_not_say_the_old_token_was_deleted_in_the_dashboard() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:verify");
+    let cmd = rig.shell(&["resume", &rig.run_id(), "--yes"]).command();
+    let mut p = terminal(cmd, 120);
+    // The question waiting for its answer (`--yes` printed it answered: "? … yes (--yes)").
+    p.expect("? Have you deleted the old token in the dashboard? [y/N] ")
+        .unwrap();
+    rig.sandbox.delete_postmark_token(OLD_TOKEN);
+    p.send_line("y").unwrap();
+    p.expect("succeeded").unwrap();
+    p.expect(expectrl::Eof).unwrap();
+    assert_rotated(&rig.state(), "the old token deleted by the operator");
+}
+
 /// On a terminal rustyline does not drive (TERM=dumb, emacs), a prompt reads a plain line,
 /// and Ctrl-C only set a flag the read never looked at: the operator could not get out. A
 /// second Ctrl-C always exits now (130), saying where the run stands.

@@ -15,7 +15,7 @@ mod http;
 mod infisical;
 pub mod operator;
 pub mod placeholder;
-mod postmark;
+pub(crate) mod postmark;
 mod prompt;
 pub(crate) use core::not_a_secret;
 pub(crate) use http::url_query_credential;

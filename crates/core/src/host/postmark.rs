@@ -372,6 +372,9 @@ fn dashboard_new_token(h: &RunContext, server_name: &str, opts: Map) -> R<Dynami
     )
 }
 
+/// What `dashboard_delete_token` asks once the operator was shown where the old token is.
+pub(crate) const DELETED_QUESTION: &str = "Have you deleted the old token in the dashboard?";
+
 fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R<Dynamic> {
     let detail = serde_json::json!({"server": server_name, "token": token.fingerprint()});
     let target = format!(
@@ -410,9 +413,11 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
                 h.say().progress(format!("      {}. {line}", i + 1));
             }
             let id = format!("{}.deleted", h.step_name());
+            // Only the person at the dashboard can say it: `--yes` answered it before they
+            // could, the old token stayed live and the verified rotation was rolled back.
             let done = h
                 .operator()
-                .confirm(&id, "Have you deleted the old token in the dashboard?")
+                .confirm_judgement(&id, DELETED_QUESTION)
                 .map_err(prompt_error)?;
             if !done {
                 return Err(throw(

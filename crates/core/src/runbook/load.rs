@@ -232,6 +232,9 @@ impl Runbook {
         self.prompts()
             .into_iter()
             .filter(|p| p.answer == Answer::Judgement)
+            // The dashboard's is asked when its step reaches it, and a rehearsal's simulated
+            // dashboard answers it: the text cannot say that no one will.
+            .filter(|p| p.question != crate::host::postmark::DELETED_QUESTION)
             // A key holding `…` is a pattern copied from `runbook answers`, never the id
             // the run asks.
             .filter(|p| {
@@ -628,8 +631,8 @@ impl Prompt {
             }
             "postmark::dashboard_delete_token" => vec![one(
                 format!("{step}.deleted"),
-                Answer::YesNo,
-                "Have you deleted the old token in the dashboard?".into(),
+                Answer::Judgement,
+                crate::host::postmark::DELETED_QUESTION.into(),
             )],
             _ => Vec::new(),
         }

@@ -722,3 +722,33 @@ fn a_declined_rollback_names_its_last_audit_entry_at_its_end() {
     assert_eq!(last["action"], "lock.broken", "{audit}");
     assert_eq!(end["audit_head"], last["hash"], "{journal}");
 }
+
+/// A rollback nobody could confirm (no terminal) undid nothing, yet the run's STATUS in
+/// `runbook runs` became "aborted", and the command's own last line said "Run … aborted":
+/// the run, split between the old token and the new, read as if it had been ended. A
+/// process that only looked leaves the run's status as it was; its own line says what it
+/// did not do.
+#[test]
+fn a_rollback_that_undid_nothing_leaves_the_runs_status_as_it_was() {
+    let rig = Rig::new();
+    rig.crash("postmark", "inside:propagate");
+    let run_id = rig.run_id();
+    let out = rig.runbook(&["rollback", &run_id], &[]);
+    out.exit(Exit::Aborted)
+        .stderr_has("Nothing was undone: the run stays as it is");
+    assert!(
+        !out.stdout.contains(&format!("Run {run_id} aborted")),
+        "{}",
+        out.stdout
+    );
+    let runs = rig.runs();
+    let row = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap();
+    assert_eq!(row["current"], "interrupted", "{row}");
+    assert_eq!(row["unfinished"], true, "{row}");
+    assert_eq!(row["attempts"][0]["status"], "aborted", "{row}");
+}

@@ -221,9 +221,9 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
         // A step with a target left alone is not said to be undone whole (fault review).
         .stdout_has("propagate (except what is left alone, below)");
     // The operator sees what is true at the vendors before being asked to undo anything.
-    let refreshed = out
-        .stdout
-        .find("= heroku::set_config on raxx-api-prod: holds what this run wrote; restored");
+    let refreshed = out.stdout.find(
+        "= heroku::set_config on raxx-api-prod: holds what this run wrote; its undo restores it",
+    );
     let asked = out.stdout.find("Undo these now?");
     assert!(
         matches!((refreshed, asked), (Some(r), Some(a)) if r < a),
@@ -1456,7 +1456,7 @@ fn a_declined_rollback_is_the_refresh_plan_and_changes_nothing() {
     let run_id = rig.run_id();
     let out = rig.runbook(&["rollback", &run_id, "--answers", "no.toml"], &[]);
     out.stdout_has("✓ ctx.old_token secret(…c001) still works")
-        .stdout_has("= infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/: holds what this run wrote; restored")
+        .stdout_has("= infisical::set_secret on POSTMARK_SERVER_TOKEN in raxx-project:prod/: holds what this run wrote; its undo restores it")
         .stderr_has("≠ heroku::set_config on raxx-api-staging: changed since this run")
         .stderr_has("Nothing was undone");
     assert_eq!(writes(&rig.state()).len(), before, "nothing was written");
@@ -1882,8 +1882,9 @@ fn a_rollback_does_not_put_back_a_github_secret_deleted_since_the_run() {
 
     let rig = stopped_after_github_propagate();
     let out = rig.rollback(&[]);
-    out.exit(Exit::Ok)
-        .stdout_has("= github::set_secret on raxx/raptor: holds what this run wrote; restored");
+    out.exit(Exit::Ok).stdout_has(
+        "= github::set_secret on raxx/raptor: holds what this run wrote; its undo restores it",
+    );
     assert_eq!(github(&rig.state()), OLD_TOKEN);
 }
 

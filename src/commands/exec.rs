@@ -426,6 +426,13 @@ fn summary(report: &Report) {
         String::new()
     };
     let line = match (&report.status, &report.failed_step) {
+        // A later process that started no step and no undo: the run is as it was, not
+        // ended (a rollback nobody confirmed said "Run … aborted" of a split rotation).
+        (status, _) if report.changed_nothing => format!(
+            "Run {}: nothing was done in this session ({}); the run stands as it was",
+            report.run_id,
+            status.as_str()
+        ),
         (RunStatus::Succeeded, _) => {
             format!("Run {} succeeded in {secs:.1}s{across}", report.run_id)
         }

@@ -149,7 +149,11 @@ fn summarize(l: &Ledger, holders: &[lock::Holder], all: &[Ledger]) -> RunRow {
     let left_repl = |a: &&runbook_core::ledger::Process| {
         a.entry == Entry::Repl && a.ended().is_none() && a.repl_ended
     };
-    let current = match takeovers.iter().rev().find(|a| !left_repl(a)) {
+    // Likewise a process that ended without starting a step or an undo (a rollback nobody
+    // confirmed, a refused resume): its own status is in the attempts, not the run's.
+    let looked =
+        |a: &&runbook_core::ledger::Process| a.entry != Entry::Abandon && a.changed_nothing();
+    let current = match takeovers.iter().rev().find(|a| !left_repl(a) && !looked(a)) {
         None => status,
         Some(a) if a.entry == Entry::Abandon => "abandoned",
         Some(a) => {

@@ -317,7 +317,11 @@ fn read_back(
         // A resume said "restored" too, where nothing is (hostile review).
         Holds::AsWritten => say.progress(format!(
             "    = {what}: holds what this run wrote; {}",
-            if undoing { "restored" } else { "kept" }
+            if undoing {
+                "its undo restores it"
+            } else {
+                "kept"
+            }
         )),
         Holds::Changed => say.warning(format!(
             "    ≠ {what}: changed since this run ({shown}); left alone"

@@ -95,6 +95,11 @@ pub struct Report {
     /// The audit chain's head after this run's last entry (`runbook audit verify --head`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<String>,
+    /// This process took the run over and ended without starting a step or an undo (a
+    /// rollback nobody confirmed, a resume refused): `status` is its own, and the run
+    /// stands as it was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changed_nothing: bool,
 }
 
 fn is_one(n: &u32) -> bool {
@@ -165,6 +170,8 @@ impl Report {
                 .collect(),
             rate_limit_wait_ms: finished.and_then(|f| f.rate_limit_wait_ms).unwrap_or(0),
             audit_head: finished.and_then(|f| f.audit_head.clone()),
+            changed_nothing: ledger.processes.len() > 1
+                && latest.is_some_and(crate::ledger::Process::changed_nothing),
         }
     }
 
@@ -202,6 +209,7 @@ impl Report {
             left_alone: Vec::new(),
             rate_limit_wait_ms: 0,
             audit_head: None,
+            changed_nothing: false,
         }
     }
 

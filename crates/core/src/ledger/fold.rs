@@ -131,6 +131,17 @@ pub struct Process {
 }
 
 impl Process {
+    /// It ended without starting a step or an undo and without settling the run (a
+    /// rollback nobody confirmed, a refused resume): the run stands as it was before it. One
+    /// that found every step done and recorded the run as succeeded settled it.
+    pub fn changed_nothing(&self) -> bool {
+        !self.acted
+            && matches!(
+                self.ended(),
+                Some(RunStatus::Aborted | RunStatus::Failed | RunStatus::Interrupted)
+            )
+    }
+
     pub fn ended(&self) -> Option<RunStatus> {
         self.finished.as_ref().map(|f| f.status)
     }

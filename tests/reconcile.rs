@@ -2104,3 +2104,46 @@ fn an_audit_log_with_a_byte_that_is_not_text_is_named_when_a_resume_is_refused()
         .stderr_has("runbook::state::not_text")
         .stderr_has(".jsonl is damaged at line 2: it holds bytes that are not UTF-8 text");
 }
+
+/// A rollback left the new Postmark token on the server for diagnosis (the SOP) and said
+/// "Undone: generate": a live credential that only a printed line named, missing from the
+/// summary's lists, `runs RUN` and the evidence. The undo says what it leaves
+/// (`ctx.leave`), and every record lists it as left in place.
+#[test]
+fn what_an_undo_leaves_on_purpose_is_listed_as_left_in_place() {
+    let rig = Rig::new();
+    rig.sandbox
+        .add_fault("raptor:POST:/raxx-api-staging/postmark/email=401");
+    let out = rig.exec("postmark", &[]);
+    out.exit(Exit::StepFailed)
+        .stdout_has("Undone: generate (except what it left, below), store, propagate")
+        .stdout_has("Left at the vendors by an undo, on purpose (not undone):\n  generate · the new token secret(…");
+    assert_eq!(
+        live_tokens(&rig.state()).len(),
+        2,
+        "old and new token both live"
+    );
+    let run_id = rig.run_id();
+    rig.runbook(&["runs", &run_id], &[])
+        .exit(Exit::Ok)
+        .stdout_has("undo of generate left: the new token secret(…")
+        .stdout_has("left by an undo, on purpose:\n  generate · the new token secret(…");
+    let timeline = rig.runbook(&["runs", &run_id, "--json"], &[]).json();
+    assert_eq!(timeline["kept"][0]["step"], "generate", "{timeline}");
+    let pack = rig.runbook(&["evidence", &run_id], &[]).json();
+    let left = pack["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["outcome"] == "left in place by the undo")
+        .unwrap_or_else(|| panic!("the evidence does not list it: {pack}"))
+        .clone();
+    assert_eq!(left["step"], "generate");
+    assert!(
+        left["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("the new token secret(…"),
+        "{left}"
+    );
+}

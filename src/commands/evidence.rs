@@ -683,6 +683,15 @@ fn history(
                 fingerprints: None,
                 at,
             }),
+            Happened::Kept(k) => writes.push(WriteRecord {
+                step: k.step.clone(),
+                function: String::new(),
+                target: k.what.clone(),
+                undo: true,
+                outcome: "left in place by the undo".into(),
+                fingerprints: None,
+                at,
+            }),
             Happened::Approval(_) | Happened::Decision(_) => {}
         }
     }

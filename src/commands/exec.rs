@@ -482,12 +482,21 @@ fn summary(report: &Report) {
             .map(|step| {
                 if report.left_alone.iter().any(|r| r.step == *step) {
                     format!("{step} (except what is left alone, below)")
+                } else if report.kept.iter().any(|k| k.step == *step) {
+                    format!("{step} (except what it left, below)")
                 } else {
                     step.to_string()
                 }
             })
             .collect();
         ui::progress(&format!("Undone: {}", named.join(", ")));
+    }
+    // A live credential an undo keeps for diagnosis was named only in a printed line.
+    if !report.kept.is_empty() {
+        ui::progress("Left at the vendors by an undo, on purpose (not undone):");
+        for k in &report.kept {
+            ui::progress(&format!("  {} · {}", k.step, k.what));
+        }
     }
     // Named in a warning above, and easy to lose: a partial rollback's summary lists them.
     if !report.left_alone.is_empty() {

@@ -453,6 +453,7 @@ fn timeline_line(e: &Stamped, proven: Option<&str>) -> Option<String> {
             a.reason,
             a.left.len()
         ),
+        Event::Kept(k) => format!("  undo of {} left: {}", k.step, k.what),
         Event::Refreshed(r) => {
             let holds = match r.holds {
                 Holds::AsWritten => "holds what this run wrote".to_string(),
@@ -504,6 +505,9 @@ struct Timeline {
     run: RunRow,
     step_time_ms: u64,
     in_effect: Vec<InEffect>,
+    /// What undos left at the vendors on purpose (a credential kept for diagnosis).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    kept: Vec<runbook_core::events::Kept>,
     events: Vec<Value>,
 }
 
@@ -635,6 +639,7 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
             run: summary,
             step_time_ms: step_ms,
             in_effect,
+            kept: l.kept.clone(),
             events,
         };
         let mut out = serde_json::to_value(out).unwrap_or_default();
@@ -702,6 +707,12 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
                 w.target,
                 w.state.as_str()
             ));
+        }
+    }
+    if !l.kept.is_empty() {
+        ui::out("left by an undo, on purpose:");
+        for k in &l.kept {
+            ui::out(&format!("  {} · {}", k.step, k.what));
         }
     }
     Ok(exit::OK)

@@ -71,6 +71,9 @@ pub enum Event {
     RollbackBlocked { step: String, why: String },
     /// Before acting, a rollback read a target the run wrote: what it holds now.
     Refreshed(Refreshed),
+    /// A step's undo leaves something at a vendor on purpose (`ctx.leave`): the new
+    /// credential kept for diagnosis. Listed as left in place, not undone.
+    Kept(Kept),
     /// `runbook abandon`: the run ends as it is, neither resumed nor rolled back; what it
     /// leaves in the world is listed for the people who clean it up.
     Abandoned(Abandoned),
@@ -104,6 +107,7 @@ impl Event {
             Event::UndoFinished(_) => "undo_finished",
             Event::RollbackBlocked { .. } => "rollback_blocked",
             Event::Refreshed(_) => "refreshed",
+            Event::Kept(_) => "kept",
             Event::Abandoned(_) => "abandoned",
             Event::Decision(_) => "decision",
             Event::Approval(_) => "approval",
@@ -353,6 +357,13 @@ pub enum ConfirmedBy {
     Vendor,
     /// The operator said so, and the vendor could not be read to check.
     Operator,
+}
+
+/// What an undo left at a vendor on purpose, in its words (secrets masked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Kept {
+    pub step: String,
+    pub what: String,
 }
 
 /// What a target the run wrote holds now, read at the vendor before a rollback acts.

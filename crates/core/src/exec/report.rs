@@ -100,6 +100,9 @@ pub struct Report {
     /// stands as it was.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changed_nothing: bool,
+    /// What undos left at the vendors on purpose (`ctx.leave`): in place, not undone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<crate::events::Kept>,
 }
 
 fn is_one(n: &u32) -> bool {
@@ -172,6 +175,7 @@ impl Report {
             audit_head: finished.and_then(|f| f.audit_head.clone()),
             changed_nothing: ledger.processes.len() > 1
                 && latest.is_some_and(crate::ledger::Process::changed_nothing),
+            kept: ledger.kept.clone(),
         }
     }
 
@@ -210,6 +214,7 @@ impl Report {
             rate_limit_wait_ms: 0,
             audit_head: None,
             changed_nothing: false,
+            kept: Vec::new(),
         }
     }
 

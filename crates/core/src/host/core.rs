@@ -563,6 +563,30 @@ pub(crate) fn register(reg: &mut Registrar) {
     let mut c = reg.module("");
     c.method(
         "Ctx",
+        "leave",
+        &["what: string"],
+        "()",
+        "In an undo: says what it leaves at a vendor on purpose (a new credential kept for\ndiagnosis), in words the operator can act on. The rollback's summary, `runbook runs` and\nthe evidence list it as left in place, not undone. Outside an undo, an error.",
+        |nc: NativeCallContext, _ctx: &mut crate::value::Ctx, what: &str| -> R<()> {
+            super::with_run(&nc, "ctx.leave", |run| {
+                if !run.scope().in_undo() {
+                    return Err(super::throw(
+                        "usage",
+                        "ctx.leave says what an undo leaves at a vendor: call it in a step's .undo",
+                        None,
+                    ));
+                }
+                run.ledger()
+                    .record(crate::events::Event::Kept(crate::events::Kept {
+                        step: run.step_name(),
+                        what: what.to_string(),
+                    }));
+                Ok(())
+            })
+        },
+    );
+    c.method(
+        "Ctx",
         "recorded",
         &["function: string"],
         "Array",

@@ -160,6 +160,8 @@ pub enum Happened {
     Decision(Decision),
     /// A write a vendor read showed did not take effect (`Holds::Refuted`).
     Refuted(crate::events::Refreshed),
+    /// What an undo left at a vendor on purpose.
+    Kept(crate::events::Kept),
 }
 
 /// Why the latest process stopped at a step.
@@ -191,6 +193,8 @@ pub struct Ledger {
     pub repl_ended: bool,
     /// Set when `runbook abandon` ended the run.
     pub abandoned: Option<crate::events::Abandoned>,
+    /// What undos left at the vendors on purpose (`ctx.leave`), once each.
+    pub kept: Vec<crate::events::Kept>,
     /// Targets a rollback's refresh found changed since the run wrote them: left alone.
     pub left_alone: Vec<crate::events::Refreshed>,
     /// Targets a refresh found holding what this run's own rollback put back.
@@ -271,6 +275,7 @@ impl Ledger {
             restored: Vec::new(),
             undo_writes: Vec::new(),
             abandoned: None,
+            kept: Vec::new(),
             history: Vec::new(),
             stop: None,
             open: Vec::new(),
@@ -344,6 +349,12 @@ impl Ledger {
                 self.latest().repl_ended = true;
             }
             Event::Abandoned(a) => self.abandoned = Some(a.clone()),
+            Event::Kept(k) => {
+                if !self.kept.contains(k) {
+                    self.kept.push(k.clone());
+                }
+                self.history.push((t.clone(), Happened::Kept(k.clone())));
+            }
             // The latest read of a target is what counts: a later refresh may find it back.
             // What the operator said was done and the vendor reads was not: out of what is
             // in effect, and said where it happened.

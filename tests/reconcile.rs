@@ -2147,3 +2147,21 @@ fn what_an_undo_leaves_on_purpose_is_listed_as_left_in_place() {
         "{left}"
     );
 }
+
+/// A run a later rotation superseded: `runs A` listed its writes as "in effect", and its
+/// evidence said nothing of the later run, whose cleanup by hand (what A's undo does) would
+/// revert the later rotation. Both say what superseded it, and that A's writes are not the
+/// world now.
+#[test]
+fn a_superseded_runs_writes_are_not_said_to_be_in_effect() {
+    let (rig, a, b) = a_run_and_the_rotation_after_it();
+    rig.runbook(&["runs", &a], &[])
+        .exit(Exit::Ok)
+        .stdout_has(&format!(
+            "in effect when it ended (run {b} rotated the same secret since: not what the vendors hold now; do not undo them by hand):"
+        ));
+    let pack = rig.runbook(&["evidence", &a], &[]).json();
+    assert_eq!(pack["superseded_by"], b.as_str(), "{pack}");
+    let pack = rig.runbook(&["evidence", &b], &[]).json();
+    assert!(pack.get("superseded_by").is_none(), "{pack}");
+}

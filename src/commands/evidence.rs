@@ -182,6 +182,12 @@ struct Pack {
     /// Set when `runbook abandon` ended the run: who, why, and what it left in the world.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     abandoned: Option<runbook_core::events::Abandoned>,
+    /// The later run that rotated the same secret, when one did (as `runbook runs` says):
+    /// what this run left in place is not what the vendors hold since, and a cleanup by
+    /// hand of it (`abandoned`) would revert that rotation. Not checked by `verify`: it is
+    /// about other runs, as of `generated_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    superseded_by: Option<String>,
     generated_at: String,
     generated_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -464,6 +470,11 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
             },
         },
         abandoned: ledger.abandoned.clone(),
+        superseded_by: ledger::after(&ledger::Journals::new(store), run_id)
+            .ok()
+            .and_then(|(later, _)| {
+                ledger::superseded_by(&later, &ledger).map(|l| l.run_id.clone())
+            }),
         status: journal_problem
             .is_none()
             .then(|| status_of(&ledger))

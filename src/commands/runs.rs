@@ -697,6 +697,12 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     ));
     if in_effect.is_empty() {
         ui::out("in effect: nothing (no write of the run is in effect)");
+    } else if let Some(later) = &summary.superseded_by {
+        // What it wrote was rotated again since: listed as it ended, not as the world is
+        // (a cleanup by hand of these would revert the later rotation).
+        ui::out(&format!(
+            "in effect when it ended (run {later} rotated the same secret since: not what the vendors hold now; do not undo them by hand):"
+        ));
     } else {
         ui::out("in effect:");
         for w in &in_effect {

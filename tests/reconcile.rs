@@ -242,6 +242,29 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
     rig.runbook(&["runs", &rig.run_id()], &[])
         .exit(Exit::Ok)
         .stdout_has("refresh: heroku::set_config on raxx-api-staging: changed since this run");
+    // The audit log's end of the run and the evidence name what was left alone (before:
+    // only `status=partly_rolled_back`, and the pack's writes said propagate was undone).
+    let run_id = rig.run_id();
+    let audit = std::fs::read_to_string(rig.path().join("state/audit.jsonl")).unwrap();
+    let completed: serde_json::Value = serde_json::from_str(
+        audit
+            .lines()
+            .rev()
+            .find(|l| l.contains(&run_id) && l.contains("\"run.completed\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        completed["context"]["left_alone"],
+        serde_json::json!(["propagate · heroku::set_config on raxx-api-staging"]),
+        "{completed}"
+    );
+    let pack = rig.runbook(&["evidence", &run_id], &[]).json();
+    assert_eq!(
+        pack["left_alone"][0]["target"], "raxx-api-staging",
+        "{pack}"
+    );
+    assert_eq!(pack["left_alone"][0]["holds"], "changed", "{pack}");
 }
 
 /// Killed once generate had staged the new token; then someone staged a value of their own

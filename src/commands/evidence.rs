@@ -188,6 +188,10 @@ struct Pack {
     /// about other runs, as of `generated_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     superseded_by: Option<String>,
+    /// What the run's rollback left alone, read at the vendor: someone changed it since
+    /// the run (the journal's `refreshed` records; what makes a rollback partial).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    left_alone: Vec<runbook_core::events::Refreshed>,
     generated_at: String,
     generated_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -470,6 +474,12 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
             },
         },
         abandoned: ledger.abandoned.clone(),
+        left_alone: ledger
+            .left_alone
+            .iter()
+            .filter(|r| r.holds == runbook_core::events::Holds::Changed)
+            .cloned()
+            .collect(),
         superseded_by: ledger::after(&ledger::Journals::new(store), run_id)
             .ok()
             .and_then(|(later, _)| {

@@ -119,6 +119,10 @@ pub enum AuditEvent {
     RunCompleted {
         status: crate::run::RunStatus,
         failed_step: Option<String>,
+        /// What a rollback left alone (someone changed it since the run): `step · function
+        /// on target`, so the log says what "partly" means.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        left_alone: Vec<String>,
     },
     StepCompleted {
         duration_ms: u64,

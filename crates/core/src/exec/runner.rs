@@ -136,9 +136,17 @@ impl<'a> Runner<'a> {
             audit_head: run.auditor().durable_head(),
         }));
         run.ledger().settle();
+        let left_alone = run.ledger().read(Vec::new(), |l| {
+            l.left_alone
+                .iter()
+                .filter(|r| r.holds == crate::events::Holds::Changed)
+                .map(|r| format!("{} · {} on {}", r.step, r.function, r.target))
+                .collect()
+        });
         self.event(AuditEvent::RunCompleted {
             status,
             failed_step,
+            left_alone,
         });
         run.auditor().settle(run.parts().store.wait());
         let plan = self.session.runbook().plan();

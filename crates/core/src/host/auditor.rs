@@ -441,6 +441,7 @@ mod tests {
                 AuditEvent::RunCompleted {
                     status: RunStatus::Succeeded,
                     failed_step: None,
+                    left_alone: Vec::new(),
                 },
             )
             .unwrap();

@@ -429,7 +429,7 @@ fn a_journal_written_by_a_newer_runbook_is_not_called_damaged_or_abandoned() {
     let path = rig.path().join(format!("state/runs/{run_id}.jsonl"));
     let mut journal = std::fs::read_to_string(&path).unwrap();
     journal.push_str(&format!(
-        "{{\"v\":2,\"run_id\":\"{run_id}\",\"time\":\"2026-12-07T00:00:00Z\",\"type\":\"step_started\",\"step\":\"propagate\",\"attempt\":1}}\n"
+        "{{\"v\":3,\"run_id\":\"{run_id}\",\"time\":\"2026-12-07T00:00:00Z\",\"type\":\"step_started\",\"step\":\"propagate\",\"attempt\":1}}\n"
     ));
     std::fs::write(&path, journal).unwrap();
     let said = "was written by a newer version of runbook (line ";
@@ -446,7 +446,7 @@ fn a_journal_written_by_a_newer_runbook_is_not_called_damaged_or_abandoned() {
         .exit(Exit::Usage)
         .stderr_has("abandon it with the version that wrote it")
         .stderr_has("--as-damaged");
-    assert!(std::fs::read_to_string(&path).unwrap().contains("\"v\":2"));
+    assert!(std::fs::read_to_string(&path).unwrap().contains("\"v\":3"));
     // The rotation is blocked while it stands; the way out is named.
     rig.exec("postmark", &["--break-lock"])
         .exit(Exit::Usage)

@@ -265,6 +265,24 @@ fn a_rollback_leaves_alone_what_changed_since_the_run() {
         "{pack}"
     );
     assert_eq!(pack["left_alone"][0]["holds"], "changed", "{pack}");
+    // Signed, it verifies; signed again without it, it does not (verify rebuilds it).
+    let cmd = |args: &[&str]| rig.runbook(args, &[]);
+    cmd(&["evidence", "keygen", "--out", "keys"]).exit(Exit::Ok);
+    let text = crate::support::signed_pack(rig.path(), &cmd, &run_id);
+    cmd(&[
+        "evidence",
+        "verify",
+        "pack.json",
+        "--pubkey",
+        "keys/evidence.pub",
+    ])
+    .exit(Exit::Ok)
+    .stdout_has("verified: run");
+    let mut forged: serde_json::Value = serde_json::from_str(&text).unwrap();
+    forged["left_alone"] = serde_json::json!([]);
+    crate::evidence::verify_forged(rig.path(), &cmd, &mut forged)
+        .exit(Exit::StepFailed)
+        .stderr_has("its `left_alone` is not what its journal records (edited)");
 }
 
 /// Killed once generate had staged the new token; then someone staged a value of their own
@@ -2089,6 +2107,18 @@ fn the_list_of_runs_names_a_run_whose_journal_was_deleted_before_its_end() {
     let out = done.runbook(&["runs"], &[]);
     out.exit(Exit::Ok).stderr_has("no runs yet");
     assert!(!out.stdout.contains(&ended), "{}", out.stdout);
+
+    // A run that failed before any write (precheck), its journal cleared away: it changed
+    // nothing at a vendor, so nothing is said of it (a second reading: before, every such
+    // run was listed as gone, "a token it made may still be live", for ever).
+    let early = Rig::new();
+    early.sandbox.add_fault("postmark:GET:/server=401");
+    early.exec("postmark", &[]).exit(Exit::StepFailed);
+    let failed = early.run_id();
+    std::fs::remove_file(early.path().join(format!("state/runs/{failed}.jsonl"))).unwrap();
+    let out = early.runbook(&["runs"], &[]);
+    out.exit(Exit::Ok).stderr_has("no runs yet");
+    assert!(!out.stderr.contains("is gone"), "{}", out.stderr);
 }
 
 /// A byte that is not UTF-8 in the audit log (a disk error, an editor) refused a resume
@@ -2181,10 +2211,41 @@ fn a_superseded_runs_writes_are_not_said_to_be_in_effect() {
     rig.runbook(&["runs", &a], &[])
         .exit(Exit::Ok)
         .stdout_has(&format!(
-            "in effect when it ended (run {b} rotated the same secret since: not what the vendors hold now; do not undo them by hand):"
-        ));
+            "in effect when it ended (run {b} rotated the same secret since: not what the vendors hold now; do not undo them by hand):\n  generate · "
+        ))
+        .stdout_has("\n  propagate · heroku::set_config on raxx-api-prod: applied\n");
     let pack = rig.runbook(&["evidence", &a], &[]).json();
     assert_eq!(pack["superseded_by"], b.as_str(), "{pack}");
     let pack = rig.runbook(&["evidence", &b], &[]).json();
     assert!(pack.get("superseded_by").is_none(), "{pack}");
+}
+
+/// With no terminal, `--yes` at the dashboard's "Have you deleted the old token?" (a
+/// judgement it does not answer) failed revoke, and `--yes` chose the failed step's
+/// rollback: a rotation verified on every consumer undone because nobody was there to
+/// delete a token. The run stops at the question instead (exit 3), and says how to go on.
+#[test]
+fn an_unanswerable_dashboard_question_stops_the_run_and_rolls_nothing_back() {
+    let rig = Rig::new();
+    rig.crash("postmark", "after:verify");
+    let run_id = rig.run_id();
+    let out = rig.shell(&["resume", &run_id, "--yes"]).run();
+    out.exit(Exit::Aborted)
+        .stderr_has("prompt 'revoke.deleted' needs an answer, and there is no terminal to ask on")
+        .stderr_has("a judgement --yes does not make");
+    assert!(!out.stdout.contains("undoing"), "{}", out.stdout);
+    let state = rig.state();
+    for app in ["raxx-api-prod", "raxx-api-staging"] {
+        assert_ne!(
+            state["heroku"]["apps"][app]["config_vars"]["POSTMARK_SERVER_TOKEN"], OLD_TOKEN,
+            "{app} was put back on the old token"
+        );
+    }
+    // Deleted by hand, then said in an answers file: the resume finishes the rotation.
+    rig.sandbox.delete_postmark_token(OLD_TOKEN);
+    rig.file("deleted.toml", "\"revoke.deleted\" = true\n");
+    rig.shell(&["resume", &run_id, "--yes", "--answers", "deleted.toml"])
+        .run()
+        .exit(Exit::Ok);
+    assert_rotated(&rig.state(), "deleted by hand, then resumed");
 }

@@ -474,12 +474,7 @@ fn build(store: &runbook_core::store::Store, run_id: &str) -> Result<Pack> {
             },
         },
         abandoned: ledger.abandoned.clone(),
-        left_alone: ledger
-            .left_alone
-            .iter()
-            .filter(|r| r.holds == runbook_core::events::Holds::Changed)
-            .cloned()
-            .collect(),
+        left_alone: left_alone_of(&ledger),
         superseded_by: ledger::after(&ledger::Journals::new(store), run_id)
             .ok()
             .and_then(|(later, _)| {
@@ -518,6 +513,21 @@ fn actors_of(ledger: &Ledger) -> Vec<Actor> {
             login: p.login.clone(),
             at: p.started_at.clone(),
         })
+        .collect()
+}
+
+/// What the run's rollback left alone, when it ended partly rolled back (a refused resume's
+/// read-back finds changed targets too, and leaves nothing alone).
+fn left_alone_of(ledger: &Ledger) -> Vec<runbook_core::events::Refreshed> {
+    if status_of(ledger).as_deref() != Some(runbook_core::run::RunStatus::PartlyRolledBack.as_str())
+    {
+        return Vec::new();
+    }
+    ledger
+        .left_alone
+        .iter()
+        .filter(|r| r.holds == runbook_core::events::Holds::Changed)
+        .cloned()
         .collect()
 }
 
@@ -610,6 +620,12 @@ fn check_content(pack: &Value) -> std::result::Result<(), String> {
             return Err(format!(
                 "its `{field}` is not what its journal records (edited)"
             ));
+        }
+    }
+    // A pack from before the field has none; a signed one cannot lose it.
+    if let Some(stated) = pack.get("left_alone") {
+        if serde_json::to_value(left_alone_of(&ledger)).ok().as_ref() != Some(stated) {
+            return Err("its `left_alone` is not what its journal records (edited)".into());
         }
     }
     let status = status_of(&ledger);

@@ -213,21 +213,41 @@ fn attempts_line(row: &RunRow) -> String {
 }
 
 /// The runs the audit log records whose journal is not in the runs folder and whose
-/// entries end before the run's end (a journal deleted mid-run: its changes may be in
-/// effect), with the error that says so. The whole log is read: the list is not on a
-/// rotation's path. A log that cannot be read adds none (`audit verify` says why).
+/// entries show vendor writes nothing settled (a journal deleted mid-run: its changes may
+/// be in effect), with the error that says so. The whole log is read (the list is not on a
+/// rotation's path), but only the lines of runs without a journal are parsed: a line's
+/// run id is found by its key first. A log that cannot be read adds none, said.
 fn journals_gone(
     store: &runbook_core::store::Store,
     listed: &[String],
 ) -> std::collections::BTreeMap<String, runbook_core::error::Error> {
-    let listed: std::collections::HashSet<&String> = listed.iter().collect();
+    let listed: std::collections::HashSet<&str> = listed.iter().map(String::as_str).collect();
+    let lines = match runbook_core::audit::AuditLog::new(store).lines() {
+        Ok(lines) => lines,
+        Err(e) => {
+            ui::err(&format!(
+                "warning: the audit log cannot be read, so runs whose journal is gone are not listed: {e}"
+            ));
+            return Default::default();
+        }
+    };
+    // The entry's own `run_id` comes before its context, and a JSON string holds no bare
+    // quote: the first such key is the entry's.
+    const KEY: &str = "\"run_id\":\"";
     let mut of_run: std::collections::BTreeMap<String, Vec<runbook_core::audit::AuditEntry>> =
         Default::default();
-    for entry in runbook_core::audit::AuditLog::new(store)
-        .entries()
-        .unwrap_or_default()
-    {
-        if run::is_run_id(&entry.event.run_id) && !listed.contains(&entry.event.run_id) {
+    for line in &lines {
+        let id = line
+            .find(KEY)
+            .and_then(|at| line.get(at + KEY.len()..))
+            .and_then(|rest| rest.split('"').next());
+        if id.is_some_and(|id| listed.contains(id)) {
+            continue;
+        }
+        let Ok(entry) = serde_json::from_str::<runbook_core::audit::AuditEntry>(line) else {
+            continue;
+        };
+        if run::is_run_id(&entry.event.run_id) && !listed.contains(entry.event.run_id.as_str()) {
             of_run
                 .entry(entry.event.run_id.clone())
                 .or_default()
@@ -236,7 +256,7 @@ fn journals_gone(
     }
     of_run
         .into_iter()
-        .filter(|(_, audited)| !ledger::audited_as_settled(audited))
+        .filter(|(_, audited)| ledger::audited_changes_unsettled(audited))
         .filter_map(|(id, audited)| ledger::gone(store, &id, &audited).map(|e| (id, e)))
         .collect()
 }
@@ -697,14 +717,15 @@ fn timeline(store: &runbook_core::store::Store, run_id: &str, json: bool) -> Res
     ));
     if in_effect.is_empty() {
         ui::out("in effect: nothing (no write of the run is in effect)");
-    } else if let Some(later) = &summary.superseded_by {
-        // What it wrote was rotated again since: listed as it ended, not as the world is
-        // (a cleanup by hand of these would revert the later rotation).
-        ui::out(&format!(
-            "in effect when it ended (run {later} rotated the same secret since: not what the vendors hold now; do not undo them by hand):"
-        ));
     } else {
-        ui::out("in effect:");
+        match &summary.superseded_by {
+            // What it wrote was rotated again since: listed as it ended, not as the world
+            // is (a cleanup by hand of these would revert the later rotation).
+            Some(later) => ui::out(&format!(
+                "in effect when it ended (run {later} rotated the same secret since: not what the vendors hold now; do not undo them by hand):"
+            )),
+            None => ui::out("in effect:"),
+        }
         for w in &in_effect {
             ui::out(&format!(
                 "  {} · {} on {}: {}",

@@ -7,9 +7,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The version of the event format this binary writes. A reader refuses a newer one rather
-/// than misread it.
-pub const VERSION: u32 = 1;
+/// The newest version of the event format this binary reads. A reader refuses a newer one
+/// rather than misread it. Each event is written with the lowest version that holds it
+/// (`Event::version`): 1 for every event a binary of version 1 reads, so its journals stay
+/// readable to a teammate not yet upgraded, and 2 for what such a binary would misread
+/// as damage (and then let `abandon` end a healthy run): it stops at "newer" instead.
+pub const VERSION: u32 = 2;
 
 /// One event of one run, as stored and streamed: `{"v":1,"run_id":…,"time":…,"type":…,…}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -26,7 +29,7 @@ pub struct Stamped {
 impl Stamped {
     pub fn now(run_id: &str, event: Event) -> Stamped {
         Stamped {
-            v: VERSION,
+            v: event.version(),
             run_id: run_id.to_string(),
             time: crate::run::now_rfc3339(),
             event,
@@ -89,6 +92,16 @@ pub enum Event {
 }
 
 impl Event {
+    /// The format version a reader needs to read this event: 2 for an undo's `kept` and a
+    /// `refreshed` that is `refuted` (added together), 1 for the rest.
+    pub fn version(&self) -> u32 {
+        match self {
+            Event::Kept(_) => 2,
+            Event::Refreshed(r) if r.holds == Holds::Refuted => 2,
+            _ => 1,
+        }
+    }
+
     /// The `type` of the event as it is written.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -136,13 +136,18 @@ impl<'a> Runner<'a> {
             audit_head: run.auditor().durable_head(),
         }));
         run.ledger().settle();
-        let left_alone = run.ledger().read(Vec::new(), |l| {
-            l.left_alone
-                .iter()
-                .filter(|r| r.holds == crate::events::Holds::Changed)
-                .map(|r| format!("{} · {} on {}", r.step, r.function, r.target))
-                .collect()
-        });
+        // What makes a rollback partial (a refused resume's read-back finds changed
+        // targets too, and leaves nothing alone).
+        let left_alone = match status {
+            RunStatus::PartlyRolledBack => run.ledger().read(Vec::new(), |l| {
+                l.left_alone
+                    .iter()
+                    .filter(|r| r.holds == crate::events::Holds::Changed)
+                    .map(|r| format!("{} · {} on {}", r.step, r.function, r.target))
+                    .collect()
+            }),
+            _ => Vec::new(),
+        };
         self.event(AuditEvent::RunCompleted {
             status,
             failed_step,

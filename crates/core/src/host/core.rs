@@ -576,6 +576,10 @@ pub(crate) fn register(reg: &mut Registrar) {
                         None,
                     ));
                 }
+                // A dry run's undo changes nothing, and leaves nothing.
+                if run.dry_run() {
+                    return Ok(());
+                }
                 run.ledger()
                     .record(crate::events::Event::Kept(crate::events::Kept {
                         step: run.step_name(),

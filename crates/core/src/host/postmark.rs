@@ -415,10 +415,25 @@ fn dashboard_delete_token(h: &RunContext, server_name: &str, token: Secret) -> R
             let id = format!("{}.deleted", h.step_name());
             // Only the person at the dashboard can say it: `--yes` answered it before they
             // could, the old token stayed live and the verified rotation was rolled back.
-            let done = h
-                .operator()
-                .confirm_judgement(&id, DELETED_QUESTION)
-                .map_err(prompt_error)?;
+            let done = match h.operator().confirm_judgement(&id, DELETED_QUESTION) {
+                Ok(done) => done,
+                // Nobody here to say it (no terminal, no answers entry): the run stops at
+                // the question (exit 3), as at a confirmation it reaches. As the step's
+                // failure, `--yes` chose its rollback: a rotation verified on every
+                // consumer undone because nobody was there to delete a token.
+                Err(e @ crate::prompt::PromptError::NoAnswer { .. }) => {
+                    h.say().warning(format!("  ✗ {e}"));
+                    if let Some(hint) = e.help() {
+                        h.say().warning(format!("    {hint}"));
+                    }
+                    h.say().warning(format!(
+                        "    the run stops here: delete the old token in the dashboard, then `runbook resume {}` at a terminal (or with that answers entry)",
+                        h.info().run_id
+                    ));
+                    return Err(prompt_error(crate::prompt::PromptError::Aborted));
+                }
+                Err(e) => return Err(prompt_error(e)),
+            };
             if !done {
                 return Err(throw(
                     "prompt",

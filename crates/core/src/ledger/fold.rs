@@ -193,8 +193,11 @@ pub struct Ledger {
     pub repl_ended: bool,
     /// Set when `runbook abandon` ended the run.
     pub abandoned: Option<crate::events::Abandoned>,
-    /// What undos left at the vendors on purpose (`ctx.leave`), once each.
+    /// What undos left at the vendors on purpose (`ctx.leave`), once each: counted when
+    /// the undo that said it completed.
     pub kept: Vec<crate::events::Kept>,
+    /// What the undo running now said it leaves, until it completes.
+    kept_pending: Vec<crate::events::Kept>,
     /// Targets a rollback's refresh found changed since the run wrote them: left alone.
     pub left_alone: Vec<crate::events::Refreshed>,
     /// Targets a refresh found holding what this run's own rollback put back.
@@ -276,6 +279,7 @@ impl Ledger {
             undo_writes: Vec::new(),
             abandoned: None,
             kept: Vec::new(),
+            kept_pending: Vec::new(),
             history: Vec::new(),
             stop: None,
             open: Vec::new(),
@@ -349,12 +353,7 @@ impl Ledger {
                 self.latest().repl_ended = true;
             }
             Event::Abandoned(a) => self.abandoned = Some(a.clone()),
-            Event::Kept(k) => {
-                if !self.kept.contains(k) {
-                    self.kept.push(k.clone());
-                }
-                self.history.push((t.clone(), Happened::Kept(k.clone())));
-            }
+            Event::Kept(k) => self.kept_pending.push(k.clone()),
             // The latest read of a target is what counts: a later refresh may find it back.
             // What the operator said was done and the vendor reads was not: out of what is
             // in effect, and said where it happened.
@@ -407,6 +406,7 @@ impl Ledger {
         // An undo that was running died with its process: what this one writes is its own
         // (the undo's writes so far stay, for the next rollback).
         self.undoing = None;
+        self.kept_pending.clear();
         for s in &mut self.steps {
             s.attempts = 0;
             s.duration_ms = 0;
@@ -589,6 +589,20 @@ impl Ledger {
             StepEnd::Failed => StepState::UndoFailed,
             StepEnd::Aborted | StepEnd::Interrupted => StepState::UndoStopped,
         };
+        // What the undo said it leaves holds once it completed; one that failed or stopped
+        // may not have got there.
+        let said: Vec<crate::events::Kept> = std::mem::take(&mut self.kept_pending)
+            .into_iter()
+            .filter(|k| k.step == u.step)
+            .collect();
+        if done {
+            for k in said {
+                if !self.kept.contains(&k) {
+                    self.kept.push(k.clone());
+                }
+                self.history.push((t.to_string(), Happened::Kept(k)));
+            }
+        }
         if done {
             self.latest().undid = true;
             self.ctx = u.ctx.clone();

@@ -80,22 +80,40 @@ pub fn gone(store: &Store, run_id: &str, audited: &[crate::audit::AuditEntry]) -
     })
 }
 
-/// Whether a run's audit entries show it over: its last end a success, a rollback (whole
-/// or but for what others changed since), or an abandon. A journal gone after that is
-/// housekeeping; before it, the run's changes may still be in effect with nothing to say
-/// so.
-pub fn audited_as_settled(audited: &[crate::audit::AuditEntry]) -> bool {
+/// Whether a run's audit entries say it may have left changes at the vendors that nothing
+/// settled: a vendor write that applied or may have (its answer lost, a change request
+/// filed) after its last settled end (a success, a rollback, an abandon; a REPL attached
+/// after it writes no entry of its own, so its writes count from that end). A rehearsal in
+/// this process (its simulators ended with it) and a dry run never have.
+pub fn audited_changes_unsettled(audited: &[crate::audit::AuditEntry]) -> bool {
     use crate::audit::Action;
-    audited.iter().rev().find_map(|e| match e.event.action {
-        Action::RunAbandoned => Some(true),
-        Action::RunCompleted => Some(matches!(
+    use crate::run::Mode;
+    if audited
+        .first()
+        .is_some_and(|e| matches!(e.event.mode, Mode::Sandbox | Mode::DryRun))
+    {
+        return false;
+    }
+    let settled = |e: &&crate::audit::AuditEntry| match e.event.action {
+        Action::RunAbandoned => true,
+        Action::RunCompleted => matches!(
             e.event.context.get("status").and_then(|s| s.as_str()),
             Some("succeeded" | "rolled_back" | "partly_rolled_back")
-        )),
-        // A later process (a resume, a rollback) began after that end.
-        Action::RunResumed | Action::RunRollback => Some(false),
-        _ => None,
-    }) == Some(true)
+        ),
+        _ => false,
+    };
+    let since = audited
+        .iter()
+        .rposition(|e| settled(&e))
+        .map_or(0, |i| i + 1);
+    audited[since..].iter().any(|e| {
+        e.event.action == Action::HostCall
+            && (e.event.context.get("ok").and_then(|v| v.as_bool()) == Some(true)
+                || matches!(
+                    e.event.context.get("outcome").and_then(|v| v.as_str()),
+                    Some("unknown" | "pending_approval")
+                ))
+    })
 }
 
 /// A journal's text (an evidence pack's copy), folded.

@@ -341,7 +341,7 @@ fn a_torn_last_line_is_dropped_but_damage_elsewhere_is_an_error() {
         other => panic!("{other:?}"),
     }
     let future = format!(
-        "{}\n{{\"v\":2,\"run_id\":\"r\",\"time\":\"t\",\"type\":\"step_started\",\"step\":\"x\"}}\n{{\"v\":1}}\n",
+        "{}\n{{\"v\":3,\"run_id\":\"r\",\"time\":\"t\",\"type\":\"step_started\",\"step\":\"x\"}}\n{{\"v\":1}}\n",
         OLD.lines().next().unwrap()
     );
     let (_d, p) = write(&future);
@@ -349,7 +349,7 @@ fn a_torn_last_line_is_dropped_but_damage_elsewhere_is_an_error() {
     match read(&p) {
         Err(Error::JournalNewer {
             line: 2, reason, ..
-        }) => assert!(reason.contains("version 2"), "{reason}"),
+        }) => assert!(reason.contains("version 3"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
@@ -867,4 +867,64 @@ fn a_write_without_an_answer_is_dated_by_its_process_last_line() {
     };
     assert_eq!(at_of("repo-a").as_deref(), Some("t2"));
     assert_eq!(at_of("repo-b").as_deref(), Some("t2"));
+}
+
+/// A record a binary of format 1 would misread as damage (and then let `abandon` end a
+/// healthy run) is written as format 2, which such a binary reads as "newer"; every other
+/// record stays format 1, readable to a teammate not yet upgraded (a second reading).
+#[test]
+fn only_records_an_older_binary_cannot_read_are_written_as_format_2() {
+    use crate::events::{Event, Holds, Kept, Refreshed, Stamped};
+    let kept = Event::Kept(Kept {
+        step: "generate".into(),
+        what: "the new token".into(),
+    });
+    let refreshed = |holds| {
+        Event::Refreshed(Refreshed {
+            step: "revoke".into(),
+            function: "postmark::dashboard_delete_token".into(),
+            target: "t".into(),
+            holds,
+            now: None,
+        })
+    };
+    assert_eq!(Stamped::now("r", kept).v, 2);
+    assert_eq!(Stamped::now("r", refreshed(Holds::Refuted)).v, 2);
+    assert_eq!(Stamped::now("r", refreshed(Holds::Changed)).v, 1);
+    assert_eq!(
+        Stamped::now("r", Event::UndoStarted { step: "s".into() }).v,
+        1
+    );
+}
+
+/// What an undo says it leaves (`ctx.leave`) counts once the undo completed: one that failed
+/// may not have left it (a second reading), and one said twice is listed once.
+#[test]
+fn what_an_undo_leaves_counts_once_it_completed() {
+    use crate::events::{Kept, UndoFinished};
+    let kept = |step: &str| {
+        Event::Kept(Kept {
+            step: step.into(),
+            what: format!("what {step} keeps"),
+        })
+    };
+    let failed = Event::UndoFinished(UndoFinished {
+        step: "store".into(),
+        outcome: StepEnd::Failed,
+        error: Some("refused".into()),
+        ctx: None,
+    });
+    let l = production_run(vec![
+        undo_started("store"),
+        kept("store"),
+        failed,
+        undo_started("generate"),
+        kept("generate"),
+        kept("generate"),
+        undo_completed("generate"),
+    ]);
+    assert_eq!(
+        l.kept.iter().map(|k| k.step.as_str()).collect::<Vec<_>>(),
+        ["generate"]
+    );
 }

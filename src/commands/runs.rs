@@ -222,30 +222,21 @@ fn journals_gone(
     listed: &[String],
 ) -> std::collections::BTreeMap<String, runbook_core::error::Error> {
     let listed: std::collections::HashSet<&str> = listed.iter().map(String::as_str).collect();
-    let lines = match runbook_core::audit::AuditLog::new(store).lines() {
-        Ok(lines) => lines,
-        Err(e) => {
-            ui::err(&format!(
-                "warning: the audit log cannot be read, so runs whose journal is gone are not listed: {e}"
-            ));
-            return Default::default();
-        }
-    };
     // The entry's own `run_id` comes before its context, and a JSON string holds no bare
     // quote: the first such key is the entry's.
     const KEY: &str = "\"run_id\":\"";
     let mut of_run: std::collections::BTreeMap<String, Vec<runbook_core::audit::AuditEntry>> =
         Default::default();
-    for line in &lines {
+    let read = runbook_core::audit::AuditLog::new(store).each_line(&mut |line| {
         let id = line
             .find(KEY)
             .and_then(|at| line.get(at + KEY.len()..))
             .and_then(|rest| rest.split('"').next());
         if id.is_some_and(|id| listed.contains(id)) {
-            continue;
+            return;
         }
         let Ok(entry) = serde_json::from_str::<runbook_core::audit::AuditEntry>(line) else {
-            continue;
+            return;
         };
         if run::is_run_id(&entry.event.run_id) && !listed.contains(entry.event.run_id.as_str()) {
             of_run
@@ -253,6 +244,12 @@ fn journals_gone(
                 .or_default()
                 .push(entry);
         }
+    });
+    if let Err(e) = read {
+        ui::err(&format!(
+            "warning: the audit log cannot be read, so runs whose journal is gone are not listed: {e}"
+        ));
+        return Default::default();
     }
     of_run
         .into_iter()

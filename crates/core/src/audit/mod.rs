@@ -467,6 +467,11 @@ impl AuditLog {
         self.store.audit_lines()
     }
 
+    /// Each line as stored, one at a time (see `AuditStore::audit_each_line`).
+    pub fn each_line(&self, each: &mut dyn FnMut(&str)) -> Result<()> {
+        self.store.audit_each_line(each)
+    }
+
     /// Every line as stored, read once, with the login stamped on each on a store that
     /// stamps them (`None` on files).
     pub fn lines_stamped(&self) -> Result<(Vec<String>, Option<Vec<crate::store::Stamp>>)> {

@@ -705,6 +705,34 @@ impl AuditStore for Files {
             Err(e) => Err(read_err(&path)(e)),
         }
     }
+    fn audit_each_line(&self, each: &mut dyn FnMut(&str)) -> Result<()> {
+        use std::io::BufRead;
+        let path = self.audit_path();
+        self.checked(&path)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(read_err(&path)(e)),
+        };
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        for n in 1.. {
+            line.clear();
+            if reader
+                .read_until(b'\n', &mut line)
+                .map_err(read_err(&path))?
+                == 0
+            {
+                break;
+            }
+            let text = std::str::from_utf8(&line).map_err(|_| Error::StateNotText {
+                path: path.clone(),
+                line: n,
+            })?;
+            each(text.trim_end_matches(['\n', '\r']));
+        }
+        Ok(())
+    }
     fn audit_lines_of(&self, run_id: &str) -> Result<Vec<String>> {
         use std::io::BufRead;
         let path = self.audit_path();

@@ -246,6 +246,14 @@ pub trait AuditStore {
     }
     /// Every audit line, in chain order, as stored.
     fn audit_lines(&self) -> Result<Vec<String>>;
+    /// Each audit line in chain order, handed to `each` one at a time: a reader that keeps
+    /// a few of them (the list of runs) does not hold the whole log in memory.
+    fn audit_each_line(&self, each: &mut dyn FnMut(&str)) -> Result<()> {
+        for line in self.audit_lines()? {
+            each(&line);
+        }
+        Ok(())
+    }
     /// The audit lines of one run, in chain order: what a run asks of its own entries
     /// (`audit::logged`) without reading and parsing every entry of the team's history.
     fn audit_lines_of(&self, run_id: &str) -> Result<Vec<String>> {

@@ -354,7 +354,6 @@ impl Ledger {
             }
             Event::Abandoned(a) => self.abandoned = Some(a.clone()),
             Event::Kept(k) => self.kept_pending.push(k.clone()),
-            // The latest read of a target is what counts: a later refresh may find it back.
             // What the operator said was done and the vendor reads was not: out of what is
             // in effect, and said where it happened.
             Event::Refreshed(r) if r.holds == crate::events::Holds::Refuted => {
@@ -363,6 +362,7 @@ impl Ledger {
                 });
                 self.history.push((t.clone(), Happened::Refuted(r.clone())));
             }
+            // The latest read of a target is what counts: a later refresh may find it back.
             Event::Refreshed(r) => {
                 let other = |l: &crate::events::Refreshed| {
                     !(l.function == r.function && l.target == r.target)

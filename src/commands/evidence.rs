@@ -523,12 +523,7 @@ fn left_alone_of(ledger: &Ledger) -> Vec<runbook_core::events::Refreshed> {
     {
         return Vec::new();
     }
-    ledger
-        .left_alone
-        .iter()
-        .filter(|r| r.holds == runbook_core::events::Holds::Changed)
-        .cloned()
-        .collect()
+    ledger.changed_by_others().cloned().collect()
 }
 
 /// How the run ended, as its journal says: the last process that recorded an end.

@@ -279,34 +279,30 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
     let mut damaged: Vec<DamagedRow> = Vec::new();
     let journals = ledger::Journals::new(&store);
     for id in ids.iter().take(args.limit) {
-        if let Some(problem) = gone.get(id) {
-            ui::err(&format!(
-                "warning: run {id}: {problem} (`runbook runs {id}` says more)"
-            ));
-            damaged.push(DamagedRow {
-                at: ledgers.len() + damaged.len(),
-                run_id: id.clone(),
-                current: "journal gone",
-                problem: problem.to_string(),
-            });
-            continue;
-        }
-        let (problem, abandoned, newer) = match journals.read(id.clone()) {
-            Ok(Some(Ok(l))) => {
-                ledgers.push(l);
-                continue;
-            }
-            // Abandoned as it is, and still as it was then: said in the row, not warned of.
-            Ok(Some(Err(u))) => (
-                u.error.to_string(),
-                journals.holds(&u),
-                matches!(u.error, runbook_core::error::Error::JournalNewer { .. }),
-            ),
-            // Gone since it was listed, or never held a whole line: no run to show.
-            Ok(None) => continue,
-            Err(e) => (e.to_string(), false, false),
+        let (problem, current) = match gone.get(id) {
+            Some(problem) => (problem.to_string(), "journal gone"),
+            None => match journals.read(id.clone()) {
+                Ok(Some(Ok(l))) => {
+                    ledgers.push(l);
+                    continue;
+                }
+                // Abandoned as it is, and still as it was then: said in the row, not
+                // warned of.
+                Ok(Some(Err(u))) if journals.holds(&u) => {
+                    (u.error.to_string(), "damaged, abandoned")
+                }
+                Ok(Some(Err(u))) => match u.error {
+                    runbook_core::error::Error::JournalNewer { .. } => {
+                        (u.error.to_string(), "written by a newer runbook")
+                    }
+                    _ => (u.error.to_string(), "damaged"),
+                },
+                // Gone since it was listed, or never held a whole line: no run to show.
+                Ok(None) => continue,
+                Err(e) => (e.to_string(), "damaged"),
+            },
         };
-        if !abandoned {
+        if current != "damaged, abandoned" {
             ui::err(&format!(
                 "warning: run {id}: {problem} (`runbook runs {id}` says more)"
             ));
@@ -314,13 +310,7 @@ pub fn runs(args: RunsArgs, settings: &Settings) -> Result<u8> {
         damaged.push(DamagedRow {
             at: ledgers.len() + damaged.len(),
             run_id: id.clone(),
-            current: if abandoned {
-                "damaged, abandoned"
-            } else if newer {
-                "written by a newer runbook"
-            } else {
-                "damaged"
-            },
+            current,
             problem,
         });
     }

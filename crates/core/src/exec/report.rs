@@ -165,12 +165,7 @@ impl Report {
                 .map(|s| s.error.clone())
                 .or_else(|| finished.and_then(|f| f.error.clone())),
             changes: ledger.changes(),
-            left_alone: ledger
-                .left_alone
-                .iter()
-                .filter(|r| r.holds == crate::events::Holds::Changed)
-                .cloned()
-                .collect(),
+            left_alone: ledger.changed_by_others().cloned().collect(),
             rate_limit_wait_ms: finished.and_then(|f| f.rate_limit_wait_ms).unwrap_or(0),
             audit_head: finished.and_then(|f| f.audit_head.clone()),
             changed_nothing: ledger.processes.len() > 1

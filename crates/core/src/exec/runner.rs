@@ -140,9 +140,7 @@ impl<'a> Runner<'a> {
         // targets too, and leaves nothing alone).
         let left_alone = match status {
             RunStatus::PartlyRolledBack => run.ledger().read(Vec::new(), |l| {
-                l.left_alone
-                    .iter()
-                    .filter(|r| r.holds == crate::events::Holds::Changed)
+                l.changed_by_others()
                     .map(|r| format!("{} · {} on {}", r.step, r.function, r.target))
                     .collect()
             }),

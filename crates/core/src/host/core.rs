@@ -583,7 +583,8 @@ pub(crate) fn register(reg: &mut Registrar) {
                 run.ledger()
                     .record(crate::events::Event::Kept(crate::events::Kept {
                         step: run.step_name(),
-                        what: what.to_string(),
+                        // The ledger's views (the summary, --json) read it as folded.
+                        what: runbook_secret::redact(what).into_owned(),
                     }));
                 Ok(())
             })

@@ -824,6 +824,14 @@ impl Ledger {
             .any(|r| vendor(&r.function) == vendor(function) && r.target == target)
     }
 
+    /// The targets left alone because someone changed them since the run: what makes a
+    /// rollback partial (a write that did not show, or did not land, is nobody's change).
+    pub fn changed_by_others(&self) -> impl Iterator<Item = &crate::events::Refreshed> {
+        self.left_alone
+            .iter()
+            .filter(|r| r.holds == crate::events::Holds::Changed)
+    }
+
     /// The change requests unfinished undos filed that are still open: each takes effect if
     /// an approver merges it, whatever the run does next.
     pub fn undo_requests(&self) -> Vec<&Write> {

@@ -96,10 +96,7 @@ pub fn audited_changes_unsettled(audited: &[crate::audit::AuditEntry]) -> bool {
     }
     let settled = |e: &&crate::audit::AuditEntry| match e.event.action {
         Action::RunAbandoned => true,
-        Action::RunCompleted => matches!(
-            e.event.context.get("status").and_then(|s| s.as_str()),
-            Some("succeeded" | "rolled_back" | "partly_rolled_back")
-        ),
+        Action::RunCompleted => settling(e.event.context.get("status")),
         _ => false,
     };
     let since = audited
@@ -148,10 +145,16 @@ pub fn settles(last: &str) -> bool {
         return false;
     };
     record.get("type").and_then(Value::as_str) == Some("run_finished")
-        && matches!(
-            record.get("status").and_then(Value::as_str),
-            Some("succeeded" | "rolled_back" | "partly_rolled_back")
-        )
+        && settling(record.get("status"))
+}
+
+/// Whether a recorded status (a journal's end, an audit entry's) settles its run: it
+/// succeeded, or was rolled back, whole or but for what others changed since.
+fn settling(status: Option<&Value>) -> bool {
+    matches!(
+        status.and_then(Value::as_str),
+        Some("succeeded" | "rolled_back" | "partly_rolled_back")
+    )
 }
 
 /// A run whose journal cannot be read: it may be unfinished, or have rotated a secret

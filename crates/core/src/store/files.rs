@@ -734,28 +734,14 @@ impl AuditStore for Files {
         Ok(())
     }
     fn audit_lines_of(&self, run_id: &str) -> Result<Vec<String>> {
-        use std::io::BufRead;
-        let path = self.audit_path();
-        self.checked(&path)?;
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(read_err(&path)(e)),
-        };
         // Line by line: the log grows with every run the team makes.
         let marker = super::run_marker(run_id);
         let mut out = Vec::new();
-        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-            let line = line.map_err(read_err(&path))?;
-            let line = String::from_utf8(line).map_err(|_| Error::StateNotText {
-                path: path.clone(),
-                line: i + 1,
-            })?;
-            let line = line.strip_suffix('\r').map(str::to_string).unwrap_or(line);
+        self.audit_each_line(&mut |line| {
             if line.contains(&marker) {
-                out.push(line);
+                out.push(line.to_string());
             }
-        }
+        })?;
         Ok(out)
     }
     fn audit_where(&self) -> String {
